@@ -27,15 +27,93 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--fault-rate", type=float, default=0.0, help="share of requests answered 5xx or 429"
     )
+    sync = commands.add_parser(
+        "sync", help="one full sync: extract, transform, checks, then publish the analysts' database"
+    )
+    sync.add_argument(
+        "--accept-shrink",
+        action="store_true",
+        help="accept a drop in members or grants beyond the shrink guard's share, for this run",
+    )
+    sync.add_argument(
+        "--max-shrink-share",
+        type=float,
+        default=None,
+        help="largest allowed drop in members or grants, 0..1 (default 0.2, or "
+        "LANGSMITH_ACCESS_MAX_SHRINK_SHARE)",
+    )
+    sync.add_argument(
+        "--membership-route",
+        choices=["auto", "enriched_members", "workspace_members"],
+        default=None,
+        help="how to read workspace memberships (default: auto, the cheapest that works)",
+    )
+    sync.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "sandbox":
-        from langsmith_access.sandbox.server import serve_from_cli
+def _sync(args: argparse.Namespace) -> int:
+    from langsmith_access import runner
+    from langsmith_access.settings import Settings
+    from langsmith_access.store.database import AccessDatabase
 
-        return serve_from_cli(args)
+    settings = Settings.from_env()
+    settings.client()  # refuse a missing or unusable key before starting anything
+    if args.max_shrink_share is not None and not 0 <= args.max_shrink_share <= 1:
+        print("error: --max-shrink-share must be between 0 and 1 (0.2 = 20%)", file=sys.stderr)
+        return 2
+    print(f"Syncing {settings.endpoint} into {settings.duckdb_path}", file=sys.stderr)
+    outcome = runner.run_job(
+        runner.SYNC_JOB,
+        runner.sync_run_config(
+            accept_shrink=args.accept_shrink,
+            max_shrink_share=args.max_shrink_share,
+            membership_route=args.membership_route,
+        ),
+        progress=None if args.quiet else runner.print_progress(),
+    )
+    if not outcome.success:
+        print(f"Sync failed: {outcome.failure}", file=sys.stderr)
+        for check in outcome.failed_checks:
+            print(f"  failed check {check}", file=sys.stderr)
+        print(
+            "The analysts' database and its history were left as they were.", file=sys.stderr
+        )
+        return 1
+    with AccessDatabase(settings.duckdb_path).read_published() as conn:
+        row = conn.execute(
+            "SELECT * FROM main.sync_runs WHERE sync_id = ?", [outcome.run_id]
+        ).fetchone()
+        columns = [d[0] for d in conn.description]
+    summary = dict(zip(columns, row))
+    print(
+        f"Sync {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s "
+        f"({summary['membership_route']} route)\n"
+        f"  users {summary['users']}, pending invites {summary['pending_invites']}, "
+        f"workspaces {summary['workspaces']}, roles {summary['roles']}\n"
+        f"  entitlements {summary['entitlements']}, grants {summary['grants']} "
+        f"({summary['workspace_grants']} workspace grants)\n"
+        f"  API calls {summary['api_calls']}, retries {summary['api_retries']}, "
+        f"rate limited {summary['api_rate_limited']}, waited {summary['api_wait_seconds']:.1f} s\n"
+        f"  published to {settings.duckdb_path}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from langsmith_access.settings import SettingsError
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "sandbox":
+            from langsmith_access.sandbox.server import serve_from_cli
+
+            return serve_from_cli(args)
+        if args.command == "sync":
+            return _sync(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     raise AssertionError(f"unhandled command {args.command!r}")
 
 

@@ -1,0 +1,47 @@
+"""The LangSmith API client (HTTP only) and its typed records."""
+
+from langsmith_access.langsmith.client import LangSmithClient, Listing
+from langsmith_access.langsmith.errors import (
+    AuthenticationError,
+    ConflictError,
+    IncompleteListingError,
+    LangSmithError,
+    NotFoundError,
+    PermissionDeniedError,
+    RequestRejectedError,
+    TransientError,
+    UnexpectedResponseError,
+)
+from langsmith_access.langsmith.pacing import CallStats, RateLimiter
+from langsmith_access.langsmith.records import (
+    EnrichedMember,
+    OrgMember,
+    PendingInvite,
+    Role,
+    Workspace,
+    WorkspaceMember,
+    WorkspaceMembership,
+)
+
+__all__ = [
+    "AuthenticationError",
+    "CallStats",
+    "ConflictError",
+    "EnrichedMember",
+    "IncompleteListingError",
+    "LangSmithClient",
+    "LangSmithError",
+    "Listing",
+    "NotFoundError",
+    "OrgMember",
+    "PendingInvite",
+    "PermissionDeniedError",
+    "RateLimiter",
+    "RequestRejectedError",
+    "Role",
+    "TransientError",
+    "UnexpectedResponseError",
+    "Workspace",
+    "WorkspaceMember",
+    "WorkspaceMembership",
+]

@@ -1,0 +1,32 @@
+# Two commands work on a fresh machine: `make demo` and `make test`. Both bootstrap .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: bootstrap manifest demo test bench clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip check
+	touch $(INSTALLED)
+
+bootstrap: $(INSTALLED)
+
+# @dbt_assets reads dbt's manifest when the definitions load: build it from the current models.
+manifest: bootstrap
+	$(BIN)/python -c "from langsmith_access.defs.transform.project import prepare_manifest; prepare_manifest(force=True)"
+
+demo: manifest
+	$(BIN)/langsmith-access demo
+
+test: bootstrap
+	$(BIN)/python -m pytest
+
+bench: bootstrap
+	$(BIN)/python benchmarks/sandbox_scale.py
+
+clean:
+	rm -rf $(VENV) dbt_project/target dbt_project/logs .pytest_cache

@@ -1,0 +1,19 @@
+-- Active (accepted) organization members of the latest sync; disabled members are kept.
+with latest_sync_members as (
+    {{ latest_sync_rows(source('raw', 'org_members')) }}
+)
+
+select
+    trim(ls_user_id) as ls_user_id,
+    trim(org_identity_id) as org_identity_id,
+    nullif(trim(user_id), '') as legacy_user_id,
+    nullif(trim(email), '') as email,
+    nullif(trim(full_name), '') as full_name,
+    nullif(trim(display_name), '') as display_name,
+    coalesce(is_disabled, false) as is_disabled,
+    nullif(trim(org_role_id), '') as org_role_id,
+    nullif(trim(org_role_name), '') as org_role_name,
+    cast(created_at as timestamptz) as created_at,
+    sync_id,
+    cast(fetched_at as timestamptz) as fetched_at
+from latest_sync_members

@@ -1,0 +1,1 @@
+"""Thin Dagster wiring around the plain-Python modules; autoloaded by ``definitions.py``."""

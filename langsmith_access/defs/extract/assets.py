@@ -1,0 +1,207 @@
+"""Extract assets (group ``extract``): the raw tables, read from the LangSmith API.
+
+Thin wiring around ``langsmith_access.sync.extract`` (get/transform/load) and
+``langsmith_access.sync.guards`` (the blocking checks). Asset keys are ``raw/<table>``, which is
+also how dagster-dbt names the dbt sources, so the dbt models hang off these assets directly.
+"""
+
+
+import dagster as dg
+
+from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
+from langsmith_access.store.schema import previous_sync
+from langsmith_access.sync import extract
+from langsmith_access.sync.guards import DEFAULT_MAX_SHRINK_SHARE, check_completeness, check_shrink
+
+GROUP = "extract"
+RAW_ROLES = dg.AssetKey(["raw", "roles"])
+RAW_WORKSPACES = dg.AssetKey(["raw", "workspaces"])
+RAW_ORG_MEMBERS = dg.AssetKey(["raw", "org_members"])
+RAW_PENDING_INVITES = dg.AssetKey(["raw", "pending_invites"])
+RAW_WORKSPACE_MEMBERSHIPS = dg.AssetKey(["raw", "workspace_memberships"])
+
+
+class MembersConfig(dg.Config):
+    """Run config for the members extract (and its guards)."""
+
+    membership_route: str = "auto"  # 'auto' | 'enriched_members' | 'workspace_members'
+    max_shrink_share: float = DEFAULT_MAX_SHRINK_SHARE
+    accept_shrink: bool = False
+
+
+def _api_metadata(langsmith: LangSmithAPI) -> dict:
+    stats = langsmith.client.stats.snapshot()
+    return {
+        "api_calls_so_far": stats["calls"],
+        "api_retries_so_far": stats["retries"],
+        "api_wait_seconds_so_far": stats["wait_seconds"],
+    }
+
+
+def _preview(rows: list[dict], columns: list[str], limit: int = 10) -> dg.MetadataValue:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows[:limit]:
+        lines.append("| " + " | ".join(str(row.get(c, "")).replace("|", "\\|") for c in columns) + " |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+@dg.asset(
+    key=RAW_ROLES,
+    group_name=GROUP,
+    pool=DUCKDB_WRITER_POOL,
+    kinds={"python", "duckdb"},
+    description="Organization and workspace role definitions, built-in and custom.",
+)
+def raw_roles(
+    context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
+) -> dg.MaterializeResult:
+    rows = extract.transform_roles(
+        extract.get_roles(langsmith.client), context.run_id, extract.now_utc()
+    )
+    with sync_database.connect() as conn:
+        extract.load_raw(conn, "roles", rows)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            **_api_metadata(langsmith),
+            "preview": _preview(rows, ["role_id", "name", "display_name", "access_scope"]),
+        }
+    )
+
+
+@dg.asset(
+    key=RAW_WORKSPACES,
+    group_name=GROUP,
+    pool=DUCKDB_WRITER_POOL,
+    kinds={"python", "duckdb"},
+    description="Every workspace the API lists, with is_personal and is_deleted (filtered in dbt).",
+)
+def raw_workspaces(
+    context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
+) -> dg.MaterializeResult:
+    rows = extract.transform_workspaces(
+        extract.get_workspaces(langsmith.client), context.run_id, extract.now_utc()
+    )
+    with sync_database.connect() as conn:
+        extract.load_raw(conn, "workspaces", rows)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            "shared": sum(1 for r in rows if not r["is_personal"] and not r["is_deleted"]),
+            "personal": sum(1 for r in rows if r["is_personal"]),
+            "deleted": sum(1 for r in rows if r["is_deleted"]),
+            **_api_metadata(langsmith),
+            "preview": _preview(rows, ["workspace_id", "display_name", "is_personal", "is_deleted"]),
+        }
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            RAW_ORG_MEMBERS,
+            group_name=GROUP,
+            kinds={"python", "duckdb"},
+            deps=[RAW_WORKSPACES],
+            description="Active (accepted) org members, disabled ones included.",
+        ),
+        dg.AssetSpec(
+            RAW_PENDING_INVITES,
+            group_name=GROUP,
+            kinds={"python", "duckdb"},
+            deps=[RAW_WORKSPACES],
+            description="Pending org invites: not users, never granted anything.",
+        ),
+        dg.AssetSpec(
+            RAW_WORKSPACE_MEMBERSHIPS,
+            group_name=GROUP,
+            kinds={"python", "duckdb"},
+            deps=[RAW_WORKSPACES],
+            description="Each listed (workspace, member) pair with the member's workspace role.",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec("complete_read", asset=RAW_ORG_MEMBERS, blocking=True,
+                          description="Every page read; row counts match X-Pagination-Total."),
+        dg.AssetCheckSpec("complete_read", asset=RAW_WORKSPACE_MEMBERSHIPS, blocking=True,
+                          description="Every shared workspace's memberships read."),
+        dg.AssetCheckSpec("shrink_guard", asset=RAW_ORG_MEMBERS, blocking=True,
+                          description="Members did not drop beyond the allowed share."),
+        dg.AssetCheckSpec("shrink_guard", asset=RAW_WORKSPACE_MEMBERSHIPS, blocking=True,
+                          description="Workspace grants did not drop beyond the allowed share."),
+    ],
+    name="raw_members",
+    pool=DUCKDB_WRITER_POOL,
+)
+def raw_members(
+    context: dg.AssetExecutionContext,
+    config: MembersConfig,
+    langsmith: LangSmithAPI,
+    sync_database: SyncDatabase,
+):
+    with sync_database.connect() as conn:
+        shared_workspaces = {
+            row[0]
+            for row in conn.execute(
+                "SELECT workspace_id FROM raw.workspaces WHERE NOT is_personal AND NOT is_deleted"
+            ).fetchall()
+        }
+        previous = previous_sync(conn)
+    records = extract.get_members(langsmith.client, sorted(shared_workspaces), config.membership_route)
+    if records.fallback_reason:
+        context.log.info(f"Reading memberships workspace by workspace: {records.fallback_reason}")
+    rows = extract.transform_members(records, context.run_id, extract.now_utc())
+    with sync_database.connect() as conn:
+        extract.load_raw(conn, "org_members", rows.org_members)
+        extract.load_raw(conn, "pending_invites", rows.pending_invites)
+        extract.load_raw(conn, "workspace_memberships", rows.workspace_memberships)
+
+    workspace_grants = sum(1 for r in rows.workspace_memberships if r["workspace_id"] in shared_workspaces)
+    completeness = check_completeness(
+        records.listings(), records.workspaces_expected, records.workspaces_read
+    )
+    shrink = check_shrink(
+        previous,
+        users=len(rows.org_members),
+        workspace_grants=workspace_grants,
+        max_shrink_share=config.max_shrink_share,
+        accept_shrink=config.accept_shrink,
+    )
+    common = {"membership_route": records.route, **_api_metadata(langsmith)}
+    yield dg.MaterializeResult(
+        asset_key=RAW_ORG_MEMBERS,
+        metadata={
+            "dagster/row_count": len(rows.org_members),
+            "disabled": sum(1 for r in rows.org_members if r["is_disabled"]),
+            **common,
+            "preview": _preview(rows.org_members, ["ls_user_id", "email", "is_disabled", "org_role_name"]),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=RAW_PENDING_INVITES,
+        metadata={"dagster/row_count": len(rows.pending_invites), **common},
+    )
+    yield dg.MaterializeResult(
+        asset_key=RAW_WORKSPACE_MEMBERSHIPS,
+        metadata={
+            "dagster/row_count": len(rows.workspace_memberships),
+            "in_shared_workspaces": workspace_grants,
+            **common,
+            "preview": _preview(rows.workspace_memberships, ["workspace_id", "ls_user_id", "role_name"]),
+        },
+    )
+    for asset_key in (RAW_ORG_MEMBERS, RAW_WORKSPACE_MEMBERSHIPS):
+        for name, result in (("complete_read", completeness), ("shrink_guard", shrink)):
+            yield dg.AssetCheckResult(
+                asset_key=asset_key,
+                check_name=name,
+                passed=result.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=result.description,
+                metadata=result.metadata,
+            )
+
+
+@dg.definitions
+def extract_definitions() -> dg.Definitions:
+    return dg.Definitions(assets=[raw_roles, raw_workspaces, raw_members])

@@ -1,0 +1,141 @@
+"""Resources shared by the sync and provisioning definitions.
+
+Neither resource takes a secret as configuration: the API key is read from the environment by
+``settings.py`` when a run starts, so it never enters run config or the event log.
+"""
+
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import duckdb
+from pydantic import PrivateAttr
+
+from langsmith_access.langsmith import LangSmithClient
+from langsmith_access.settings import Settings
+from langsmith_access.store.database import AccessDatabase
+
+# Every op that writes DuckDB runs in this Dagster concurrency pool.
+DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
+
+# profiles.yml reads the file dbt should build in from this variable.
+DBT_DUCKDB_PATH_ENV = "LANGSMITH_ACCESS_DBT_DUCKDB_PATH"
+
+
+class LangSmithAPI(dg.ConfigurableResource):
+    """One LangSmith client per run, so its call/retry/wait counters cover the whole run."""
+
+    _client: LangSmithClient | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._client = LangSmithClient(Settings.from_env().client())
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    @property
+    def client(self) -> LangSmithClient:
+        if self._client is None:  # used outside a run (tests, scripts)
+            self._client = LangSmithClient(Settings.from_env().client())
+        return self._client
+
+
+class AccessStore(dg.ConfigurableResource):
+    """The DuckDB files of ``LANGSMITH_ACCESS_DUCKDB`` (or ``duckdb_path`` when set)."""
+
+    duckdb_path: str | None = None
+
+    @property
+    def database(self) -> AccessDatabase:
+        return AccessDatabase(Path(self.duckdb_path or Settings.from_env().duckdb_path))
+
+
+class SyncDatabase(dg.ConfigurableResource):
+    """A sync run's private copy of the working database: all or nothing.
+
+    When a run that uses it starts, it takes the writer lease and copies the working file to a
+    scratch file; every sync step writes there. The final publish step commits the scratch file
+    (it becomes the working file) and publishes the analysts' copy. A run that fails or stops
+    before that leaves the working file and the analysts' copy exactly as they were.
+    """
+
+    duckdb_path: str | None = None
+    lease_timeout_seconds: float = 600.0
+
+    _stack: contextlib.ExitStack | None = PrivateAttr(default=None)
+    _scratch: Path | None = PrivateAttr(default=None)
+    _committed: bool = PrivateAttr(default=False)
+
+    @property
+    def database(self) -> AccessDatabase:
+        return AccessDatabase(Path(self.duckdb_path or Settings.from_env().duckdb_path))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        database = self.database
+        stack = contextlib.ExitStack()
+        stack.enter_context(
+            database.writer_lease(
+                f"sync run {context.run_id}", timeout_seconds=self.lease_timeout_seconds
+            )
+        )
+        try:
+            database.ensure_working()
+            self._scratch = database.begin_scratch(context.run_id or "adhoc")
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        self._committed = False
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        try:
+            if self._scratch is not None and not self._committed:
+                self.database.discard_scratch(self._scratch)
+        finally:
+            if self._stack is not None:
+                self._stack.close()
+
+    @property
+    def scratch_path(self) -> Path:
+        if self._scratch is None:
+            raise RuntimeError("SyncDatabase is only usable inside a sync run")
+        return self._scratch
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.database.connect(self.scratch_path) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def dbt_target(self) -> Iterator[None]:
+        """Point dbt (a subprocess that inherits our environment) at the scratch file."""
+        previous = os.environ.get(DBT_DUCKDB_PATH_ENV)
+        os.environ[DBT_DUCKDB_PATH_ENV] = str(self.scratch_path)
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(DBT_DUCKDB_PATH_ENV, None)
+            else:
+                os.environ[DBT_DUCKDB_PATH_ENV] = previous
+
+    def commit_and_publish(self) -> None:
+        database = self.database
+        database.commit_scratch(self.scratch_path)
+        self._committed = True
+        database.publish()
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "langsmith": LangSmithAPI(),
+            "access_store": AccessStore(),
+            "sync_database": SyncDatabase(),
+        }
+    )

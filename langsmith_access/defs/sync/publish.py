@@ -1,0 +1,51 @@
+"""The last sync step: record the run, commit the scratch database, publish the analysts' copy."""
+
+
+import time
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
+from langsmith_access.defs.transform.assets import access_tables
+from langsmith_access.store.sync_runs import record_sync_run
+
+ANALYSTS_DATABASE = dg.AssetKey("analysts_database")
+
+
+@dg.asset(
+    key=ANALYSTS_DATABASE,
+    group_name="publish",
+    deps=[access_tables],
+    pool=DUCKDB_WRITER_POOL,
+    kinds={"duckdb"},
+    description=(
+        "The analysts' DuckDB file (LANGSMITH_ACCESS_DUCKDB), replaced atomically by rename "
+        "once every extract, model and check of the run has succeeded."
+    ),
+)
+def analysts_database(
+    context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
+) -> dg.MaterializeResult:
+    started = _run_start(context)
+    with sync_database.connect() as conn:
+        counts = record_sync_run(
+            conn,
+            sync_id=context.run_id,
+            started_at=started,
+            finished_at=datetime.now(timezone.utc),
+            api_stats=langsmith.client.stats.snapshot(),
+        )
+    sync_database.commit_and_publish()
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(sync_database.database.path)),
+            **{k: v for k, v in counts.items() if isinstance(v, (int, float, str))},
+        }
+    )
+
+
+def _run_start(context: dg.AssetExecutionContext) -> datetime:
+    stats = context.instance.get_run_stats(context.run_id)
+    start = stats.start_time if stats and stats.start_time else time.time()
+    return datetime.fromtimestamp(start, timezone.utc)

@@ -1,0 +1,595 @@
+"""The LangSmith API client: headers, paging, retries, pacing and typed records.
+
+HTTP only, no model logic (that lives in the extract and provisioning modules). See
+``../shared/langsmith-api.md`` for the behaviour this follows.
+
+- ``X-API-Key`` and ``X-Organization-Id`` on every request, ``X-Tenant-Id`` on workspace routes.
+- Paged listings read 500 rows a page, de-duplicate by id, stop on a short page, and are
+  cross-checked against ``X-Pagination-Total`` when the server sends it; a listing that moved
+  while being read is read again.
+- Reads are retried on 429 (honouring ``Retry-After``), 5xx, timeouts and dropped connections,
+  with bounded exponential backoff and jitter. Writes are retried only when the request surely
+  did not take effect (429, connect timeout); otherwise ``TransientError(maybe_applied=True)``
+  tells the caller to re-read before deciding anything.
+- A shared token bucket keeps the client under its requests-per-minute; fan-out over workspaces
+  uses a bounded thread pool.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Generic, Iterable, TypeVar
+
+import requests
+
+from langsmith_access import __version__
+from langsmith_access.langsmith.errors import (
+    AuthenticationError,
+    ConflictError,
+    IncompleteListingError,
+    LangSmithError,
+    NotFoundError,
+    PermissionDeniedError,
+    RequestRejectedError,
+    TransientError,
+    UnexpectedResponseError,
+)
+from langsmith_access.langsmith.pacing import CallStats, RateLimiter
+from langsmith_access.langsmith.records import (
+    EnrichedMember,
+    OrgMember,
+    PendingInvite,
+    Role,
+    Workspace,
+    WorkspaceMember,
+)
+from langsmith_access.settings import ClientSettings, check_api_key, check_endpoint, check_organization_id
+
+T = TypeVar("T")
+
+PAGE_SIZE = 500  # the API's maximum
+MAX_SCANS = 3  # full re-reads of a listing that moved while being read
+MAX_RETRY_AFTER_SECONDS = 120.0
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+ERROR_DETAIL_MAX_CHARS = 300
+# Says whether the enriched members route showed memberships of every workspace.
+LISTS_ALL_WORKSPACES_HEADER = "X-Members-List-All-Workspaces"
+LISTING_HEADERS = (LISTS_ALL_WORKSPACES_HEADER,)
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """Every row of a paged listing, and what the completeness check needs to know about it."""
+
+    items: list[T]
+    pages: int  # pages read in the scan that was kept
+    reported_total: int | None  # X-Pagination-Total, when the server sent it
+    scans: int  # 1, or more when the listing moved while being read
+    # Informational response headers of the last page (e.g. X-Members-List-All-Workspaces).
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class LangSmithClient:
+    """One client per org and key. Thread-safe; use as a context manager or call ``close()``."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ):
+        # Refuse unusable keys and ids before any request is sent.
+        self._api_key = settings.api_key.reveal()
+        check_api_key(self._api_key)
+        self.organization_id = check_organization_id(settings.organization_id)
+        self.endpoint = check_endpoint(settings.endpoint)
+        self.settings = settings
+        self.stats = CallStats()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._limiter = RateLimiter(settings.requests_per_minute, sleep=sleep)
+        self._timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+
+    def __enter__(self) -> "LangSmithClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LangSmithClient(endpoint={self.endpoint!r}, organization_id={self.organization_id!r})"
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()
+
+    # ------------------------------------------------------------------ reads
+
+    def get_organization_info(self) -> dict[str, Any]:
+        return self._get_json("/api/v1/orgs/current/info", expect=dict)
+
+    def list_roles(self) -> list[Role]:
+        rows = self._get_json("/api/v1/orgs/current/roles", expect=list)
+        return _unique_by_id([Role.from_api(row) for row in rows], "/api/v1/orgs/current/roles")
+
+    def list_workspaces(self, *, include_deleted: bool = True) -> list[Workspace]:
+        """Every workspace of the org, personal ones included, deleted ones on request."""
+        rows = self._get_json(
+            "/api/v1/workspaces",
+            params={"include_deleted": "true" if include_deleted else "false"},
+            expect=list,
+        )
+        return _unique_by_id([Workspace.from_api(row) for row in rows], "/api/v1/workspaces")
+
+    def list_org_members(self) -> Listing[OrgMember]:
+        """Active (accepted) org members, disabled ones included."""
+        return self._paged("/api/v1/orgs/current/members/active", OrgMember.from_api)
+
+    def list_pending_invites(self) -> Listing[PendingInvite]:
+        return self._paged("/api/v1/orgs/current/members/pending", PendingInvite.from_api)
+
+    def list_enriched_members(self) -> Listing[EnrichedMember]:
+        """Active members and pending invites with every workspace membership, in few calls.
+
+        Raises ``NotFoundError`` where the install lacks this route (older or self-hosted).
+        """
+        return self._paged("/v1/platform/orgs/current/members", EnrichedMember.from_api)
+
+    def list_workspace_members(self, workspace_id: str) -> Listing[WorkspaceMember]:
+        workspace_id = _uuid(workspace_id, "workspace_id")
+        return self._paged(
+            "/api/v1/workspaces/current/members/active",
+            lambda row: WorkspaceMember.from_api(row, workspace_id),
+            workspace_id=workspace_id,
+        )
+
+    def list_members_of_workspaces(
+        self, workspace_ids: Iterable[str]
+    ) -> dict[str, Listing[WorkspaceMember]]:
+        """``list_workspace_members`` for many workspaces, at most ``max_concurrency`` at once.
+
+        All or nothing: the first workspace that cannot be read stops the rest and its error
+        (which names the workspace) is raised.
+        """
+        ids = list(dict.fromkeys(_uuid(w, "workspace_id") for w in workspace_ids))
+        results: dict[str, Listing[WorkspaceMember]] = {}
+        if not ids:
+            return results
+        with ThreadPoolExecutor(
+            max_workers=min(self.settings.max_concurrency, len(ids)),
+            thread_name_prefix="langsmith-workspaces",
+        ) as pool:
+            futures = {pool.submit(self.list_workspace_members, w): w for w in ids}
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    raise error
+                results[futures[future]] = future.result()
+            # Cancelled futures mean an error was raised above; reaching here means all done.
+        return {w: results[w] for w in ids}
+
+    def find_org_member(
+        self, *, ls_user_id: str | None = None, email: str | None = None
+    ) -> OrgMember | None:
+        """The active org member with that user id or email (case-insensitive), or None."""
+        if (ls_user_id is None) == (email is None):
+            raise ValueError("give exactly one of ls_user_id or email")
+        if ls_user_id is not None:
+            params = {"ls_user_ids": _uuid(ls_user_id, "ls_user_id")}
+            matches = lambda m: m.ls_user_id == params["ls_user_ids"]  # noqa: E731
+        else:
+            params = {"emails": email}
+            matches = lambda m: (m.email or "").lower() == email.lower()  # noqa: E731
+        return self._find_one(
+            "/api/v1/orgs/current/members/active", params, OrgMember.from_api, matches
+        )
+
+    def find_workspace_member(self, workspace_id: str, ls_user_id: str) -> WorkspaceMember | None:
+        """The user's live membership row in that workspace, or None when not a member."""
+        workspace_id = _uuid(workspace_id, "workspace_id")
+        ls_user_id = _uuid(ls_user_id, "ls_user_id")
+        return self._find_one(
+            "/api/v1/workspaces/current/members/active",
+            {"ls_user_ids": ls_user_id},
+            lambda row: WorkspaceMember.from_api(row, workspace_id),
+            lambda m: m.ls_user_id == ls_user_id,
+            workspace_id=workspace_id,
+        )
+
+    # ----------------------------------------------------------------- writes
+
+    def add_workspace_member(
+        self, workspace_id: str, *, org_identity_id: str, role_id: str
+    ) -> WorkspaceMember:
+        """Add an existing active org member to a workspace with a workspace role.
+
+        Raises ``ConflictError`` when the user is already a member of that workspace.
+        """
+        workspace_id = _uuid(workspace_id, "workspace_id")
+        body = {
+            "org_identity_id": _uuid(org_identity_id, "org_identity_id"),
+            # `role_id`, not the docs' `workspace_role_id`, which this route silently drops.
+            "role_id": _uuid(role_id, "role_id"),
+        }
+        created = self._send(
+            "POST", "/api/v1/workspaces/current/members", json_body=body, workspace_id=workspace_id
+        )
+        return WorkspaceMember.from_api(created, workspace_id)
+
+    def set_workspace_member_role(
+        self, workspace_id: str, workspace_identity_id: str, role_id: str
+    ) -> None:
+        """Replace the member's single role in that workspace."""
+        workspace_id = _uuid(workspace_id, "workspace_id")
+        identity = _uuid(workspace_identity_id, "workspace_identity_id")
+        self._send(
+            "PATCH",
+            f"/api/v1/workspaces/current/members/{identity}",
+            json_body={"role_id": _uuid(role_id, "role_id")},
+            workspace_id=workspace_id,
+        )
+
+    def remove_workspace_member(self, workspace_id: str, workspace_identity_id: str) -> None:
+        """Remove the member from that workspace only (their org membership stays)."""
+        workspace_id = _uuid(workspace_id, "workspace_id")
+        identity = _uuid(workspace_identity_id, "workspace_identity_id")
+        self._send(
+            "DELETE", f"/api/v1/workspaces/current/members/{identity}", workspace_id=workspace_id
+        )
+
+    # ---------------------------------------------------------------- helpers
+
+    def _get_json(self, path: str, *, params=None, expect: type, workspace_id=None) -> Any:
+        body = self._send("GET", path, params=params, workspace_id=workspace_id)
+        if not isinstance(body, expect):
+            raise UnexpectedResponseError(
+                f"expected a JSON {expect.__name__}, got {type(body).__name__}",
+                method="GET",
+                path=path,
+            )
+        return body
+
+    def _find_one(self, path, params, parse, matches, *, workspace_id=None):
+        response = self._request(
+            "GET", path, params={**params, "limit": PAGE_SIZE, "offset": 0}, workspace_id=workspace_id
+        )
+        rows = _json_list(response, path)
+        parsed = [parse(row) for row in rows]
+        if any(not matches(row) for row in parsed):
+            # The server ignored the filter: look through the whole listing instead of
+            # trusting one page of it.
+            parsed = self._paged(path, parse, workspace_id=workspace_id).items
+        found = [row for row in parsed if matches(row)]
+        return found[0] if found else None
+
+    def _paged(
+        self,
+        path: str,
+        parse: Callable[[Any], T],
+        *,
+        params: dict[str, Any] | None = None,
+        workspace_id: str | None = None,
+    ) -> Listing[T]:
+        """Read every page of a listing, consistently, or raise ``IncompleteListingError``.
+
+        The API orders rows by ``created_at`` descending, so rows added while we page shift
+        later rows to higher offsets: de-duplicate by id, and when the server reports a total,
+        accept a scan only if the total held steady during it and matches what was read.
+        """
+        for scan in range(1, MAX_SCANS + 1):
+            rows: dict[str, T] = {}
+            first_total: int | None = None
+            last_total: int | None = None
+            pages = 0
+            offset = 0
+            while True:
+                response = self._request(
+                    "GET",
+                    path,
+                    params={**(params or {}), "limit": PAGE_SIZE, "offset": offset},
+                    workspace_id=workspace_id,
+                )
+                page = _json_list(response, path)
+                total = _pagination_total(response, path)
+                if pages == 0:
+                    first_total = total
+                last_total = total
+                pages += 1
+                for item in page:
+                    record = parse(item)
+                    rows.setdefault(record.id, record)  # type: ignore[attr-defined]
+                if len(page) < PAGE_SIZE:
+                    break
+                offset += PAGE_SIZE
+            if last_total is None or (first_total == last_total == len(rows)):
+                headers = {
+                    name: response.headers[name]
+                    for name in LISTING_HEADERS
+                    if name in response.headers
+                }
+                return Listing(list(rows.values()), pages, last_total, scan, headers)
+        where = f" (workspace {workspace_id})" if workspace_id else ""
+        raise IncompleteListingError(
+            f"read {len(rows)} distinct rows but the server reported {first_total} then "
+            f"{last_total} (X-Pagination-Total), in each of {MAX_SCANS} scans{where}: the "
+            "listing kept changing or the server pages inconsistently",
+            method="GET",
+            path=path,
+        )
+
+    def _send(self, method, path, *, params=None, json_body=None, workspace_id=None) -> Any:
+        response = self._request(
+            method, path, params=params, json_body=json_body, workspace_id=workspace_id
+        )
+        return _json_body(response, method, path)
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = f"langsmith-access/{__version__}"
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+    def _headers(self, workspace_id: str | None) -> dict[str, str]:
+        headers = {
+            "X-API-Key": self._api_key,
+            "X-Organization-Id": self.organization_id,
+            "Accept": "application/json",
+        }
+        if workspace_id is not None:
+            headers["X-Tenant-Id"] = workspace_id
+        return headers
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        workspace_id: str | None = None,
+    ) -> requests.Response:
+        is_write = method != "GET"
+        url = self.endpoint + path
+        context = {"method": method, "path": path}
+        where = f" (workspace {workspace_id})" if workspace_id else ""
+        attempt = 0
+        while True:
+            self.stats.add(wait_seconds=self._limiter.acquire())
+            retry_after: float | None = None
+            self.stats.add(calls=1)
+            try:
+                response = self._session().request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    headers=self._headers(workspace_id),
+                    timeout=self._timeout,
+                )
+            except requests.exceptions.ConnectTimeout:
+                self.stats.add(connection_errors=1)
+                problem, maybe_applied = f"connection timed out{where}", False
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                self.stats.add(connection_errors=1)
+                kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "dropped"
+                problem, maybe_applied = f"the connection {kind}{where}", is_write
+                if is_write:
+                    raise TransientError(
+                        f"{problem}; the write may or may not have been applied: re-read "
+                        "before retrying",
+                        maybe_applied=True,
+                        **context,
+                    ) from None
+            else:
+                status = response.status_code
+                if status < 400:
+                    return response
+                if status == 429:
+                    self.stats.add(rate_limited=1)
+                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    problem, maybe_applied = f"rate limited (429){where}", False
+                elif status >= 500:
+                    self.stats.add(server_errors=1)
+                    problem = f"server error {status}{where}: {self._detail(response)}"
+                    maybe_applied = is_write
+                    if is_write:
+                        raise TransientError(
+                            f"{problem}; the write may or may not have been applied: re-read "
+                            "before retrying",
+                            maybe_applied=True,
+                            status_code=status,
+                            **context,
+                        )
+                else:
+                    raise self._client_error(response, workspace_id)
+            if attempt >= self.settings.max_retries:
+                raise TransientError(
+                    f"{problem}; gave up after {attempt + 1} attempts",
+                    maybe_applied=maybe_applied,
+                    **context,
+                )
+            attempt += 1
+            delay = retry_after if retry_after is not None else self._backoff(attempt)
+            self.stats.add(retries=1, wait_seconds=delay)
+            self._sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: half fixed, half random, capped."""
+        ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _detail(self, response: requests.Response) -> str:
+        """The server's error detail, shortened, with the key scrubbed in case it was echoed."""
+        try:
+            body = response.json()
+        except ValueError:
+            text = response.text.strip() or "(empty body)"
+        else:
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+            if isinstance(detail, list):
+                # 422: [{"loc": [...], "msg": ..., "type": ...}]
+                detail = "; ".join(
+                    f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg')}"
+                    if isinstance(item, dict)
+                    else str(item)
+                    for item in detail
+                )
+            text = detail if isinstance(detail, str) else json.dumps(detail)
+        text = text.replace(self._api_key, "***")
+        if len(text) > ERROR_DETAIL_MAX_CHARS:
+            text = text[:ERROR_DETAIL_MAX_CHARS] + "…"
+        return text
+
+    def _client_error(self, response: requests.Response, workspace_id: str | None) -> LangSmithError:
+        method = response.request.method or "?"
+        path = _path_of(response)
+        status = response.status_code
+        detail = self._detail(response)
+        where = f" (workspace {workspace_id})" if workspace_id else ""
+        context = {"method": method, "path": path, "status_code": status, "detail": detail}
+        if status == 401:
+            return AuthenticationError(
+                "LangSmith refused the API key: check that LANGSMITH_API_KEY is a valid, "
+                "unexpired service key for this LANGSMITH_ENDPOINT",
+                **context,
+            )
+        if status == 403:
+            body = _json_or_none(response)
+            if not isinstance(body, dict):
+                return PermissionDeniedError(
+                    "refused with no JSON body: a proxy or firewall between here and LangSmith "
+                    "blocked the request, not LangSmith itself",
+                    **context,
+                )
+            if body.get("error") == "org_scoped_key_requires_workspace":
+                return PermissionDeniedError(
+                    f"this workspace route needs an X-Tenant-Id header{where}: {detail}", **context
+                )
+            if workspace_id is None:
+                return PermissionDeniedError(
+                    "the API key has no organization scope (a workspace-scoped key is refused on "
+                    "organization routes), or the org id does not match the key: use an "
+                    "organization-scoped service key for LANGSMITH_ORGANIZATION_ID "
+                    f"({self.organization_id}). Server said: {detail}",
+                    **context,
+                )
+            return PermissionDeniedError(
+                f"the API key may not do this in workspace {workspace_id} (it needs "
+                f"workspaces:manage-members there). Server said: {detail}",
+                **context,
+            )
+        if status == 404:
+            return NotFoundError(f"not found{where}: {detail}", **context)
+        if status == 409:
+            return ConflictError(f"already exists{where}: {detail}", **context)
+        return RequestRejectedError(f"request rejected{where}: {detail}", **context)
+
+
+def _uuid(value: str, what: str) -> str:
+    """Canonical UUID text, so no caller-supplied id can reshape a URL path."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValueError(f"{what} must be a UUID, got {str(value)[:64]!r}") from None
+
+
+def _unique_by_id(records: list[T], path: str) -> list[T]:
+    seen: dict[str, T] = {}
+    for record in records:
+        seen.setdefault(record.id, record)  # type: ignore[attr-defined]
+    return list(seen.values())
+
+
+def _path_of(response: requests.Response) -> str:
+    url = response.request.path_url if response.request is not None else ""
+    return url.split("?", 1)[0]
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _json_body(response: requests.Response, method: str, path: str) -> Any:
+    """Decode a 2xx body; ``None`` for 204 or an empty body (DELETE may answer either)."""
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise UnexpectedResponseError(
+            f"the {response.status_code} response is not valid JSON "
+            f"(content-type {response.headers.get('Content-Type')!r}, {len(response.content)} bytes)",
+            method=method,
+            path=path,
+            status_code=response.status_code,
+        ) from None
+
+
+def _json_list(response: requests.Response, path: str) -> list[Any]:
+    body = _json_body(response, "GET", path)
+    if not isinstance(body, list):
+        raise UnexpectedResponseError(
+            f"expected a JSON array page, got {type(body).__name__}", method="GET", path=path
+        )
+    return body
+
+
+def _pagination_total(response: requests.Response, path: str) -> int | None:
+    raw = response.headers.get("X-Pagination-Total")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise UnexpectedResponseError(
+            f"X-Pagination-Total is not a number: {raw[:40]!r}", method="GET", path=path
+        ) from None
+
+
+def _retry_after_seconds(raw: str | None) -> float | None:
+    """``Retry-After`` as seconds (a number, or an HTTP date), capped; None if absent or bad."""
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)

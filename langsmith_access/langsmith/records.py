@@ -1,0 +1,319 @@
+"""Typed records for what the LangSmith API returns, parsed leniently but never silently wrong.
+
+Each ``from_api`` takes one JSON object and raises ``UnexpectedResponseError`` naming the field
+when a field the schema requires is missing or has the wrong type. Unknown fields are ignored,
+as the API may add fields at any time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from langsmith_access.langsmith.errors import UnexpectedResponseError
+
+
+class _Fields:
+    """Reads fields from one API object, naming the record and field in every error."""
+
+    def __init__(self, record: str, data: Any):
+        if not isinstance(data, dict):
+            raise UnexpectedResponseError(
+                f"expected a JSON object for {record}, got {type(data).__name__}"
+            )
+        self.record = record
+        self.data = data
+
+    def _bad(self, name: str, expected: str) -> UnexpectedResponseError:
+        value = self.data.get(name)
+        return UnexpectedResponseError(
+            f"{self.record}.{name}: expected {expected}, got {type(value).__name__}"
+            + (f" (record id {self.data.get('id')!r})" if "id" in self.data else "")
+        )
+
+    def str(self, name: str, *, required: bool = False) -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise self._bad(name, "a string")
+            return None
+        if not isinstance(value, str):
+            raise self._bad(name, "a string")
+        return value
+
+    def req_str(self, name: str) -> str:
+        value = self.str(name, required=True)
+        assert value is not None
+        if not value:
+            raise self._bad(name, "a non-empty string")
+        return value
+
+    def bool(self, name: str, default: bool | None = None, *, required: bool = False) -> bool:
+        value = self.data.get(name)
+        if value is None:
+            if required or default is None:
+                raise self._bad(name, "a boolean")
+            return default
+        if not isinstance(value, bool):
+            raise self._bad(name, "a boolean")
+        return value
+
+    def str_list(self, name: str, *, required: bool = False) -> tuple[str, ...]:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise self._bad(name, "a list of strings")
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._bad(name, "a list of strings")
+        return tuple(value)
+
+    def timestamp(self, name: str, *, required: bool = False) -> datetime | None:
+        value = self.str(name, required=required)
+        if value is None or value == "":
+            if required:
+                raise self._bad(name, "an ISO 8601 date-time")
+            return None
+        return parse_timestamp(value, f"{self.record}.{name}")
+
+
+def parse_timestamp(value: str, what: str) -> datetime:
+    """ISO 8601 (``Z`` or an offset; naive means UTC) to an aware UTC datetime."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UnexpectedResponseError(f"{what}: {value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+ORGANIZATION_SCOPE = "organization"
+WORKSPACE_SCOPE = "workspace"
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    id: str
+    name: str  # ORGANIZATION_ADMIN, ..., WORKSPACE_VIEWER, or CUSTOM for every custom role
+    display_name: str
+    description: str
+    permissions: tuple[str, ...]
+    organization_id: str | None  # null for built-in roles
+    access_scope: str  # 'organization' | 'workspace'
+
+    @property
+    def is_custom(self) -> bool:
+        return self.name == "CUSTOM" or self.organization_id is not None
+
+    @classmethod
+    def from_api(cls, data: Any) -> "Role":
+        f = _Fields("Role", data)
+        name = f.req_str("name")
+        scope = f.str("access_scope")
+        if scope is None:
+            # Older payloads omit access_scope; built-in names carry it, custom roles are
+            # workspace roles (LangSmith's custom roles are defined for workspaces).
+            scope = ORGANIZATION_SCOPE if name.startswith("ORGANIZATION_") else WORKSPACE_SCOPE
+        if scope not in (ORGANIZATION_SCOPE, WORKSPACE_SCOPE):
+            raise UnexpectedResponseError(
+                f"Role.access_scope: expected 'organization' or 'workspace', got {scope!r}"
+            )
+        return cls(
+            id=f.req_str("id"),
+            name=name,
+            display_name=f.str("display_name", required=True) or name,
+            description=f.str("description") or "",
+            permissions=f.str_list("permissions", required=True),
+            organization_id=f.str("organization_id"),
+            access_scope=scope,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    id: str
+    display_name: str
+    created_at: datetime
+    is_personal: bool
+    is_deleted: bool
+    tenant_handle: str | None
+    organization_id: str | None
+
+    @property
+    def is_shared(self) -> bool:
+        """A workspace this project syncs and provisions: neither personal nor deleted."""
+        return not self.is_personal and not self.is_deleted
+
+    @classmethod
+    def from_api(cls, data: Any) -> "Workspace":
+        f = _Fields("TenantForUser", data)
+        return cls(
+            id=f.req_str("id"),
+            display_name=f.str("display_name", required=True) or "",
+            created_at=f.timestamp("created_at", required=True),  # type: ignore[arg-type]
+            is_personal=f.bool("is_personal", required=True),
+            is_deleted=f.bool("is_deleted", required=True),
+            tenant_handle=f.str("tenant_handle"),
+            organization_id=f.str("organization_id"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrgMember:
+    """An active (accepted) org member. ``id`` is the org identity id, ``ls_user_id`` the user key."""
+
+    id: str
+    ls_user_id: str
+    user_id: str | None
+    email: str | None
+    full_name: str | None
+    display_name: str | None
+    is_disabled: bool
+    role_id: str | None  # the org role
+    role_name: str | None
+    created_at: datetime | None
+
+    @classmethod
+    def from_api(cls, data: Any) -> "OrgMember":
+        f = _Fields("OrgMemberIdentity", data)
+        return cls(
+            id=f.req_str("id"),
+            ls_user_id=f.req_str("ls_user_id"),
+            user_id=f.str("user_id"),
+            email=f.str("email"),
+            full_name=f.str("full_name"),
+            display_name=f.str("display_name"),
+            is_disabled=f.bool("is_disabled", default=False),
+            # LangChain's clients read role_id; a third-party fixture has only org_role_id.
+            role_id=f.str("role_id") or f.str("org_role_id"),
+            role_name=f.str("role_name") or f.str("org_role_name"),
+            created_at=f.timestamp("created_at", required=True),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingInvite:
+    """A pending org (or workspace) invite: not a user, holds no grants."""
+
+    id: str
+    email: str
+    created_at: datetime | None
+    role_id: str | None  # the org role the invite will give
+    role_name: str | None
+    workspace_ids: tuple[str, ...]
+    workspace_role_id: str | None
+
+    @classmethod
+    def from_api(cls, data: Any) -> "PendingInvite":
+        f = _Fields("OrgPendingIdentity", data)
+        return cls(
+            id=f.req_str("id"),
+            email=f.req_str("email"),
+            created_at=f.timestamp("created_at", required=True),
+            role_id=f.str("role_id") or f.str("org_role_id"),
+            role_name=f.str("role_name") or f.str("org_role_name"),
+            workspace_ids=f.str_list("workspace_ids"),
+            workspace_role_id=f.str("workspace_role_id"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceMember:
+    """A member row of one workspace. ``id`` is the workspace identity id (used by PATCH/DELETE)."""
+
+    id: str
+    workspace_id: str
+    ls_user_id: str
+    email: str | None
+    full_name: str | None
+    is_disabled: bool
+    role_id: str | None  # the workspace role
+    role_name: str | None
+    org_role_id: str | None
+    created_at: datetime | None
+
+    @classmethod
+    def from_api(cls, data: Any, workspace_id: str) -> "WorkspaceMember":
+        f = _Fields("MemberIdentity", data)
+        listed_workspace = f.str("tenant_id")
+        if listed_workspace and listed_workspace != workspace_id:
+            raise UnexpectedResponseError(
+                f"MemberIdentity.tenant_id: asked for workspace {workspace_id}, got a row of "
+                f"{listed_workspace} (record id {data.get('id')!r})"
+            )
+        return cls(
+            id=f.req_str("id"),
+            workspace_id=workspace_id,
+            ls_user_id=f.req_str("ls_user_id"),
+            email=f.str("email"),
+            full_name=f.str("full_name"),
+            is_disabled=f.bool("is_disabled", default=False),
+            role_id=f.str("role_id"),
+            role_name=f.str("role_name"),
+            org_role_id=f.str("org_role_id"),
+            created_at=f.timestamp("created_at", required=True),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceMembership:
+    """One entry of an enriched member's ``workspace_memberships``."""
+
+    workspace_id: str
+    workspace_name: str | None
+    role_id: str | None
+    role_name: str | None
+
+    @classmethod
+    def from_api(cls, data: Any) -> "WorkspaceMembership":
+        f = _Fields("orgs.WorkspaceMembership", data)
+        return cls(
+            workspace_id=f.req_str("workspace_id"),
+            workspace_name=f.str("workspace_name"),
+            role_id=f.str("role_id") or None,
+            role_name=f.str("role_name"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichedMember:
+    """A row of ``/v1/platform/orgs/current/members``: an active member or a pending invite."""
+
+    id: str  # org identity id, or pending identity id
+    ls_user_id: str | None  # absent for pending invites
+    email: str | None
+    display_name: str | None
+    is_disabled: bool
+    is_pending: bool
+    role_id: str | None  # the org role
+    role_name: str | None
+    created_at: datetime | None
+    workspace_memberships: tuple[WorkspaceMembership, ...]
+
+    @classmethod
+    def from_api(cls, data: Any) -> "EnrichedMember":
+        f = _Fields("orgs.OrgMemberEnriched", data)
+        is_pending = f.bool("is_pending", default=False)
+        ls_user_id = f.str("ls_user_id") or None
+        if not is_pending and ls_user_id is None:
+            raise UnexpectedResponseError(
+                f"orgs.OrgMemberEnriched.ls_user_id: missing on an active member "
+                f"(record id {data.get('id')!r})"
+            )
+        memberships = data.get("workspace_memberships") or []
+        if not isinstance(memberships, list):
+            raise f._bad("workspace_memberships", "a list")
+        return cls(
+            id=f.req_str("id"),
+            ls_user_id=ls_user_id,
+            email=f.str("email"),
+            display_name=f.str("display_name"),
+            is_disabled=f.bool("is_disabled", default=False),
+            is_pending=is_pending,
+            role_id=f.str("role_id") or None,
+            role_name=f.str("role_name"),
+            created_at=f.timestamp("created_at"),
+            workspace_memberships=tuple(WorkspaceMembership.from_api(m) for m in memberships),
+        )

@@ -1,0 +1,188 @@
+"""The one place that reads configuration (DESIGN.md section 1).
+
+Everything else receives a ``Settings`` (or the pieces of it it needs); nothing else reads
+``os.environ``. The API key is wrapped in ``Secret`` so that printing, logging or formatting a
+settings object can never show it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
+DEFAULT_DUCKDB_PATH = "data/langsmith_access.duckdb"
+
+SERVICE_KEY_PREFIX = "lsv2_sk_"
+PERSONAL_TOKEN_PREFIX = "lsv2_pt_"
+
+
+class SettingsError(ValueError):
+    """Configuration is missing or malformed. The message says which variable and how to fix it."""
+
+
+class Secret:
+    """A string that never shows itself in repr/str/format; call ``reveal()`` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self):
+        # Refuse pickling: pickled settings could end up in Dagster run storage.
+        raise TypeError("a Secret cannot be pickled")
+
+
+def check_api_key(api_key: str) -> None:
+    """Refuse keys this project cannot use, before any request is sent."""
+    if not api_key or not api_key.strip():
+        raise SettingsError(
+            "LANGSMITH_API_KEY is empty: set it to an organization-scoped service key (lsv2_sk_...)."
+        )
+    if api_key.startswith(PERSONAL_TOKEN_PREFIX):
+        raise SettingsError(
+            "LANGSMITH_API_KEY is a personal access token (lsv2_pt_...). langsmith-access needs an "
+            "organization-scoped service key (lsv2_sk_...): create one under Settings > API Keys "
+            "> Service Keys with organization scope, then set LANGSMITH_API_KEY to it."
+        )
+    if not api_key.startswith(SERVICE_KEY_PREFIX):
+        raise SettingsError(
+            "LANGSMITH_API_KEY does not look like a LangSmith service key: it must start with "
+            "'lsv2_sk_' (an organization-scoped service key)."
+        )
+    if any(ch.isspace() for ch in api_key):
+        raise SettingsError("LANGSMITH_API_KEY contains whitespace: paste the key without spaces.")
+
+
+def check_organization_id(organization_id: str) -> str:
+    """Return the org id in canonical UUID form, or explain what is wrong with it."""
+    try:
+        return str(uuid.UUID(organization_id.strip()))
+    except (ValueError, AttributeError):
+        shown = organization_id if len(organization_id or "") <= 64 else organization_id[:64] + "…"
+        raise SettingsError(
+            f"LANGSMITH_ORGANIZATION_ID must be the organization's UUID "
+            f"(like 00000000-0000-4000-8000-000000000001), got {shown!r}. Find it in LangSmith "
+            "under Settings > Organization."
+        ) from None
+
+
+def check_endpoint(endpoint: str) -> str:
+    endpoint = endpoint.strip().rstrip("/")
+    if not endpoint.startswith(("http://", "https://")):
+        raise SettingsError(
+            f"LANGSMITH_ENDPOINT must be an http(s) URL such as {DEFAULT_ENDPOINT}, got {endpoint!r}."
+        )
+    return endpoint
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach LangSmith and how politely. Built by ``Settings.client()``."""
+
+    api_key: Secret = field(repr=False)
+    organization_id: str
+    endpoint: str = DEFAULT_ENDPOINT
+    # Sustained request rate; the API allows about 2000/min per key, stay well below it.
+    requests_per_minute: int = 1500
+    # Parallel calls when fanning out over workspaces.
+    max_concurrency: int = 8
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 30.0
+    max_retries: int = 6
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str
+    duckdb_path: Path
+    api_key: Secret | None = field(default=None, repr=False)
+    organization_id: str | None = None
+    requests_per_minute: int = 1500
+    max_concurrency: int = 8
+    read_timeout_seconds: float = 30.0
+    sync_cron: str = "0 * * * *"
+    max_shrink_share: float = 0.2
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        api_key = env.get("LANGSMITH_API_KEY") or None
+        return cls(
+            endpoint=check_endpoint(env.get("LANGSMITH_ENDPOINT") or DEFAULT_ENDPOINT),
+            duckdb_path=Path(env.get("LANGSMITH_ACCESS_DUCKDB") or DEFAULT_DUCKDB_PATH),
+            api_key=Secret(api_key) if api_key else None,
+            organization_id=env.get("LANGSMITH_ORGANIZATION_ID") or None,
+            requests_per_minute=_positive_int(env, "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", 1500),
+            max_concurrency=_positive_int(env, "LANGSMITH_ACCESS_MAX_CONCURRENCY", 8),
+            read_timeout_seconds=float(_positive_int(env, "LANGSMITH_ACCESS_TIMEOUT_SECONDS", 30)),
+            sync_cron=env.get("LANGSMITH_ACCESS_SYNC_CRON") or "0 * * * *",
+            max_shrink_share=_share(env, "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", 0.2),
+        )
+
+    def client(self) -> ClientSettings:
+        """Settings for the API client; raises ``SettingsError`` if the API is not configured."""
+        if self.api_key is None:
+            raise SettingsError(
+                "LANGSMITH_API_KEY is not set: set it to an organization-scoped service key (lsv2_sk_...)."
+            )
+        check_api_key(self.api_key.reveal())
+        if not self.organization_id:
+            raise SettingsError(
+                "LANGSMITH_ORGANIZATION_ID is not set: set it to your organization's UUID."
+            )
+        return ClientSettings(
+            api_key=self.api_key,
+            organization_id=check_organization_id(self.organization_id),
+            endpoint=self.endpoint,
+            requests_per_minute=self.requests_per_minute,
+            max_concurrency=self.max_concurrency,
+            read_timeout_seconds=self.read_timeout_seconds,
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a positive whole number, got {raw!r}.") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be a positive whole number, got {raw!r}.")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name} must be a share between 0 and 1 (0.2 = 20%), got {raw!r}.")
+    return value

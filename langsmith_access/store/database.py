@@ -1,0 +1,267 @@
+"""The DuckDB files and the rules for touching them.
+
+Three files sit side by side (for ``data/langsmith_access.duckdb``):
+
+- ``langsmith_access.duckdb``: the **analysts' copy**. Nothing in this project ever writes it in
+  place: each writer publishes by copying the working file beside it and renaming the copy over
+  it, so an analyst's open session keeps reading the old copy and never blocks us.
+- ``langsmith_access.working.duckdb``: the **working file**, the source of truth between runs.
+- ``langsmith_access.sync-<run>.duckdb``: a sync's **scratch** copy of the working file. A sync
+  writes only there and replaces the working file with it when everything passed, so a failed
+  sync leaves no trace.
+
+Every writer (sync, provisioning, queueing a request) holds the **writer lease** while it writes:
+an exclusive ``flock`` on ``langsmith_access.lock`` (other processes) plus a process-wide lock
+(other threads). DuckDB itself allows one writing process, so the lease turns "the file is
+locked" errors into orderly waiting, and makes a sync and a provisioning run take turns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+
+class DatabaseBusyError(RuntimeError):
+    """The writer lease or the file stayed taken for longer than we were willing to wait."""
+
+
+class DatabaseNotReadyError(RuntimeError):
+    """The analysts' database does not exist yet (no sync has published it)."""
+
+
+# Process-wide state per lock file: other threads of this process wait on the RLock; the flock
+# (taken once, by the first holder) keeps other processes out. Reentrant within one thread.
+_process_leases: dict[str, "_ProcessLease"] = {}
+_process_leases_guard = threading.Lock()
+
+
+@dataclass
+class _ProcessLease:
+    # A plain Lock, not an RLock: Dagster may release a run's lease from another thread than
+    # the one that took it. Reentrancy is tracked by ``owner`` instead.
+    lock: threading.Lock
+    owner: int | None = None
+    depth: int = 0
+    fd: int | None = None
+
+
+@dataclass(frozen=True)
+class AccessDatabase:
+    """Paths and connections for one analysts' database path (``LANGSMITH_ACCESS_DUCKDB``)."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path).expanduser().absolute())
+
+    @property
+    def working_path(self) -> Path:
+        return self.path.with_name(f"{self._stem}.working.duckdb")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(f"{self._stem}.lock")
+
+    def scratch_path(self, run_id: str) -> Path:
+        safe = "".join(ch for ch in run_id if ch.isalnum() or ch in "-_")[:64] or "run"
+        return self.path.with_name(f"{self._stem}.sync-{safe}.duckdb")
+
+    @property
+    def _stem(self) -> str:
+        name = self.path.name
+        return name[: -len(".duckdb")] if name.endswith(".duckdb") else name
+
+    # ------------------------------------------------------------- the lease
+
+    @contextlib.contextmanager
+    def writer_lease(self, purpose: str, *, timeout_seconds: float = 600.0) -> Iterator[None]:
+        """Hold the exclusive right to write the working file (and to publish).
+
+        Waits up to ``timeout_seconds``; raises ``DatabaseBusyError`` naming the holder after.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = str(self.lock_path)
+        with _process_leases_guard:
+            state = _process_leases.setdefault(key, _ProcessLease(threading.Lock()))
+        me = threading.get_ident()
+        if state.owner == me:  # reentrant: this thread already holds the lease
+            state.depth += 1
+            try:
+                yield
+            finally:
+                state.depth -= 1
+            return
+        deadline = time.monotonic() + timeout_seconds
+        if not state.lock.acquire(timeout=max(timeout_seconds, 0.001)):
+            raise DatabaseBusyError(self._busy_message(purpose, timeout_seconds))
+        try:
+            state.fd = self._flock(purpose, deadline, timeout_seconds)
+        except BaseException:
+            state.lock.release()
+            raise
+        state.owner, state.depth = me, 1
+        try:
+            yield
+        finally:
+            state.owner, state.depth = None, 0
+            fcntl.flock(state.fd, fcntl.LOCK_UN)
+            os.close(state.fd)
+            state.fd = None
+            state.lock.release()
+
+    def is_busy(self) -> bool:
+        """True when some writer holds the lease right now (a snapshot; may change at once)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def _flock(self, purpose: str, deadline: float, timeout_seconds: float) -> int:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise DatabaseBusyError(self._busy_message(purpose, timeout_seconds)) from None
+                time.sleep(0.05)
+        holder = {
+            "pid": os.getpid(),
+            "purpose": purpose,
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        return fd
+
+    def _busy_message(self, purpose: str, timeout_seconds: float) -> str:
+        try:
+            holder = json.loads(self.lock_path.read_text() or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        who = (
+            f"{holder.get('purpose')} (pid {holder.get('pid')}, since {holder.get('since')})"
+            if holder
+            else "another writer"
+        )
+        return (
+            f"could not {purpose}: {who} is writing {self.working_path.name} and did not finish "
+            f"within {timeout_seconds:g} s. Try again when it is done."
+        )
+
+    # ------------------------------------------------------------ connections
+
+    @contextlib.contextmanager
+    def connect(
+        self,
+        path: Path | None = None,
+        *,
+        read_only: bool = False,
+        timeout_seconds: float = 60.0,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection (working file by default), retrying while the file is locked."""
+        target = Path(path) if path is not None else self.working_path
+        if read_only and not target.exists():
+            raise DatabaseNotReadyError(
+                f"{target} does not exist yet: run `langsmith-access sync` first."
+            )
+        connection = _open_with_retry(target, read_only, timeout_seconds)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def read_published(self, *, timeout_seconds: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Read the analysts' copy, as an analyst would."""
+        with self.connect(self.path, read_only=True, timeout_seconds=timeout_seconds) as conn:
+            yield conn
+
+    # -------------------------------------------------------------- publishing
+
+    def publish(self) -> None:
+        """Make the analysts' copy equal the working file, atomically. Caller holds the lease."""
+        with self.connect() as conn:
+            conn.execute("CHECKPOINT")
+        temporary = self.path.with_name(f".{self.path.name}.publish-{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(self.working_path, temporary)
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def ensure_working(self) -> None:
+        """Create the working file (with the Python-owned tables) if needed. Caller holds the lease.
+
+        If only the analysts' copy exists (the working file was removed), start again from it.
+        """
+        from langsmith_access.store.schema import ensure_schema
+
+        if not self.working_path.exists() and self.path.exists():
+            shutil.copyfile(self.path, self.working_path)
+        with self.connect() as conn:
+            ensure_schema(conn)
+
+    def begin_scratch(self, run_id: str) -> Path:
+        """Copy the working file to a sync's scratch file. Caller holds the lease."""
+        for stale in self.path.parent.glob(f"{self._stem}.sync-*.duckdb*"):
+            stale.unlink(missing_ok=True)
+        scratch = self.scratch_path(run_id)
+        with self.connect() as conn:
+            conn.execute("CHECKPOINT")
+        shutil.copyfile(self.working_path, scratch)
+        return scratch
+
+    def commit_scratch(self, scratch: Path) -> None:
+        """The sync passed: its scratch file becomes the working file. Caller holds the lease."""
+        with self.connect(scratch) as conn:
+            conn.execute("CHECKPOINT")
+        wal = scratch.with_name(scratch.name + ".wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise RuntimeError(f"{scratch.name} still has a write-ahead log after CHECKPOINT")
+        wal.unlink(missing_ok=True)
+        os.replace(scratch, self.working_path)
+
+    def discard_scratch(self, scratch: Path) -> None:
+        scratch.unlink(missing_ok=True)
+        scratch.with_name(scratch.name + ".wal").unlink(missing_ok=True)
+
+
+def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duckdb.DuckDBPyConnection:
+    """DuckDB refuses to open a file another process is writing: wait and try again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_seconds
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise DatabaseBusyError(
+                    f"could not open {path.name}{' read-only' if read_only else ''}: {exc}"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)

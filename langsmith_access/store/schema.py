@@ -1,0 +1,52 @@
+"""Tables Python owns: the raw tables, ``sync_runs`` and the provisioning queue.
+
+dbt owns every other table (the marts and ``grant_history``). ``sync_runs`` is written by
+Python because it records the outcome of the whole run, dbt step included.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
+
+SYNC_RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS main.sync_runs (
+    sync_id VARCHAR PRIMARY KEY,        -- the Dagster run id
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ NOT NULL,
+    status VARCHAR NOT NULL,            -- 'succeeded' (failed syncs publish nothing)
+    membership_route VARCHAR,           -- 'enriched_members' | 'workspace_members'
+    users BIGINT,
+    pending_invites BIGINT,
+    workspaces BIGINT,
+    roles BIGINT,
+    entitlements BIGINT,
+    grants BIGINT,
+    workspace_grants BIGINT,
+    api_calls BIGINT,
+    api_retries BIGINT,
+    api_rate_limited BIGINT,
+    api_wait_seconds DOUBLE,
+    duration_seconds DOUBLE
+)
+"""
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create every Python-owned table that does not exist yet (idempotent)."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    for table in RAW_TABLES:
+        conn.execute(create_table_sql(table))
+    conn.execute(SYNC_RUNS_DDL)
+
+
+def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:
+    """The latest successful sync's counts, for the shrink guard; None before the first sync."""
+    row = conn.execute(
+        "SELECT sync_id, users, workspace_grants FROM main.sync_runs "
+        "WHERE status = 'succeeded' ORDER BY finished_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return {"sync_id": row[0], "users": row[1], "workspace_grants": row[2]}

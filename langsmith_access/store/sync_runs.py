@@ -1,0 +1,50 @@
+"""``sync_runs``: one row per successful sync, written as its last step."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+
+COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
+
+
+def record_sync_run(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    sync_id: str,
+    started_at: datetime,
+    finished_at: datetime,
+    api_stats: dict,
+) -> dict:
+    """Count the freshly built tables and insert the run's row. Returns what was recorded."""
+    counts: dict = {
+        table: conn.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
+        for table in COUNTED_TABLES
+    }
+    counts["workspace_grants"] = conn.execute(
+        "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'"
+    ).fetchone()[0]
+    route = conn.execute(
+        "SELECT string_agg(DISTINCT source, ',') FROM raw.workspace_memberships"
+    ).fetchone()[0]
+    row = {
+        "sync_id": sync_id,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "status": "succeeded",
+        "membership_route": route,
+        **counts,
+        "api_calls": api_stats.get("calls", 0),
+        "api_retries": api_stats.get("retries", 0),
+        "api_rate_limited": api_stats.get("rate_limited", 0),
+        "api_wait_seconds": api_stats.get("wait_seconds", 0.0),
+        "duration_seconds": round((finished_at - started_at).total_seconds(), 3),
+    }
+    columns = ", ".join(row)
+    placeholders = ", ".join("?" for _ in row)
+    conn.execute(
+        f"INSERT OR REPLACE INTO main.sync_runs ({columns}) VALUES ({placeholders})",
+        list(row.values()),
+    )
+    return row

@@ -1,0 +1,1 @@
+"""Sync domain logic: extraction, guards. Plain Python, no Dagster."""

@@ -1,0 +1,92 @@
+"""The sync's blocking checks, as pure functions: what was read, in; problems, out.
+
+- Completeness: every page and every workspace was read, and each listing's row count equals
+  the ``X-Pagination-Total`` the server reported (where it reported one).
+- Shrink guard: an API outage or a key that lost scope must never look like an emptied org.
+  Members or workspace grants dropping by more than a share of the previous sync stop the sync
+  unless the run is told to accept it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from langsmith_access.sync.extract import ListingReport
+
+DEFAULT_MAX_SHRINK_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    passed: bool
+    description: str
+    metadata: dict
+
+
+def check_completeness(
+    listings: list[ListingReport], workspaces_expected: int, workspaces_read: int
+) -> GuardResult:
+    problems = [
+        f"{l.name}: read {l.rows} rows, server reported {l.reported_total}"
+        for l in listings
+        if not l.matches_reported_total
+    ]
+    if workspaces_read != workspaces_expected:
+        problems.append(
+            f"read the memberships of {workspaces_read} of {workspaces_expected} shared workspaces"
+        )
+    metadata = {
+        "listings": len(listings),
+        "pages": sum(l.pages for l in listings),
+        "rescans": sum(l.scans - 1 for l in listings),
+        "workspaces_expected": workspaces_expected,
+        "workspaces_read": workspaces_read,
+    }
+    if problems:
+        return GuardResult(False, "Incomplete read: " + "; ".join(problems[:10]), metadata)
+    return GuardResult(
+        True,
+        f"All {len(listings)} listings read completely ({metadata['pages']} pages)",
+        metadata,
+    )
+
+
+def check_shrink(
+    previous: dict | None,
+    users: int,
+    workspace_grants: int,
+    *,
+    max_shrink_share: float = DEFAULT_MAX_SHRINK_SHARE,
+    accept_shrink: bool = False,
+) -> GuardResult:
+    """Compare this sync's counts with the previous successful sync's."""
+    if not 0 <= max_shrink_share <= 1:
+        raise ValueError(f"max_shrink_share must be between 0 and 1, got {max_shrink_share}")
+    metadata = {
+        "users": users,
+        "workspace_grants": workspace_grants,
+        "max_shrink_share": max_shrink_share,
+        "accepted_by_run_config": accept_shrink,
+    }
+    if previous is None:
+        return GuardResult(True, "First sync: nothing to compare with", metadata)
+    drops = []
+    for name, now in (("users", users), ("workspace_grants", workspace_grants)):
+        before = previous.get(name) or 0
+        metadata[f"previous_{name}"] = before
+        if before > 0 and (before - now) / before > max_shrink_share:
+            drops.append(f"{name} fell from {before} to {now} ({(before - now) / before:.0%})")
+    if not drops:
+        return GuardResult(True, "No shrink beyond the allowed share", metadata)
+    message = (
+        "; ".join(drops)
+        + f", more than the allowed {max_shrink_share:.0%} since sync {previous.get('sync_id')}"
+    )
+    if accept_shrink:
+        return GuardResult(True, f"Accepted for this run: {message}", metadata)
+    return GuardResult(
+        False,
+        f"Shrink guard: {message}. If this is real, run the sync again with accept_shrink "
+        "(`langsmith-access sync --accept-shrink`); otherwise check the API key's scope.",
+        metadata,
+    )

@@ -1,0 +1,13 @@
+"""Test session set-up: the dbt manifest must exist before the definitions are imported."""
+
+import os
+
+
+def pytest_sessionstart(session):
+    # Tests never talk to a real LangSmith org or a user's database by accident.
+    for name in ("LANGSMITH_API_KEY", "LANGSMITH_ORGANIZATION_ID", "LANGSMITH_ENDPOINT",
+                 "LANGSMITH_ACCESS_DUCKDB", "DAGSTER_HOME"):
+        os.environ.pop(name, None)
+    from langsmith_access.defs.transform.project import prepare_manifest
+
+    prepare_manifest(force=True)

@@ -1,0 +1,617 @@
+"""The dbt project end to end: a hand-made org in the raw tables, real `dbt build` runs, and the
+exact contents of every mart, the grant history across syncs, and the blocking checks.
+
+Expected rows are written out by hand from the rules in langsmith-api.md, never by re-running
+the models' SQL.
+
+dbt starts in a few seconds per invocation, so the module keeps invocations few: one build of
+the first sync (shared by the mart tests), two more for the history, and one per failing check.
+Runs against the same database path share a target directory, so dbt parses the project once
+per path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, column_names, create_table_sql
+
+REPO = Path(__file__).resolve().parents[2]
+DBT_PROJECT_DIR = REPO / "dbt_project"
+DBT_EXECUTABLE = REPO / ".venv" / "bin" / "dbt"
+
+UTC = dt.timezone.utc
+ORG_ID = "00000000-0000-4000-8000-000000000001"
+
+# --- the hand-made org -------------------------------------------------------------------------
+
+ORG_ADMIN = "role-org-admin"
+ORG_USER = "role-org-user"
+WS_ADMIN = "role-ws-admin"
+WS_EDITOR = "role-ws-editor"
+WS_VIEWER = "role-ws-viewer"
+WS_AUDITOR = "role-custom-auditor"  # a custom workspace role
+
+RESEARCH = "ws-research"  # shared
+RESEARCH_TWO = "ws-research-two"  # shared, same display name as RESEARCH
+PERSONAL = "ws-personal-ada"  # personal: its memberships never become grants
+DELETED = "ws-deleted"  # deleted: its memberships never become grants
+
+ADA = "user-ada"  # active, Organization Admin
+BOB = "user-bob"  # active, Organization User, no full name
+CY = "user-cy"  # disabled, Organization User
+
+ROLES = [
+    {
+        "role_id": ORG_ADMIN,
+        "name": "ORGANIZATION_ADMIN",
+        "display_name": "Organization Admin",
+        "description": "Full access to the organization.",
+        "access_scope": "organization",
+        "organization_id": None,
+        "permissions": ["organization:manage", "organization:read"],
+    },
+    {
+        "role_id": ORG_USER,
+        "name": "ORGANIZATION_USER",
+        "display_name": "Organization User",
+        "description": "Member of the organization.",
+        "access_scope": "organization",
+        "organization_id": None,
+        "permissions": ["organization:read"],
+    },
+    {
+        "role_id": WS_ADMIN,
+        "name": "WORKSPACE_ADMIN",
+        "display_name": "Admin",
+        "description": "Manages a workspace.",
+        "access_scope": "workspace",
+        "organization_id": None,
+        "permissions": ["workspaces:read", "workspaces:manage-members"],
+    },
+    {
+        "role_id": WS_EDITOR,
+        "name": "WORKSPACE_USER",
+        "display_name": "Editor",
+        "description": "Edits a workspace.",
+        "access_scope": "workspace",
+        "organization_id": None,
+        "permissions": ["workspaces:read", "runs:create"],
+    },
+    {
+        "role_id": WS_VIEWER,
+        "name": "WORKSPACE_VIEWER",
+        "display_name": "Viewer",
+        "description": "Read-only access to a workspace.",
+        "access_scope": "workspace",
+        "organization_id": None,
+        "permissions": ["workspaces:read"],
+    },
+    {
+        "role_id": WS_AUDITOR,
+        "name": "CUSTOM",
+        "display_name": "Deployment Auditor",
+        "description": "Reads deployments.",
+        "access_scope": "workspace",
+        "organization_id": ORG_ID,
+        # listed twice by the API: one row in role_permissions
+        "permissions": ["workspaces:read", "deployments:read", "deployments:read"],
+    },
+]
+
+
+def ts(day: int, hour: int = 10) -> dt.datetime:
+    return dt.datetime(2026, 1, day, hour, tzinfo=UTC)
+
+
+WORKSPACES = [
+    {"workspace_id": RESEARCH, "display_name": "Research", "tenant_handle": "research",
+     "is_personal": False, "is_deleted": False, "organization_id": ORG_ID, "created_at": ts(1)},
+    {"workspace_id": RESEARCH_TWO, "display_name": "Research", "tenant_handle": "research-2",
+     "is_personal": False, "is_deleted": False, "organization_id": ORG_ID, "created_at": ts(2)},
+    {"workspace_id": PERSONAL, "display_name": "Ada's workspace", "tenant_handle": None,
+     "is_personal": True, "is_deleted": False, "organization_id": ORG_ID, "created_at": ts(3)},
+    {"workspace_id": DELETED, "display_name": "Old project", "tenant_handle": "old",
+     "is_personal": False, "is_deleted": True, "organization_id": ORG_ID, "created_at": ts(4)},
+]
+
+ORG_MEMBERS = [
+    {"org_identity_id": "org-identity-ada", "ls_user_id": ADA, "user_id": "legacy-ada",
+     "email": "ada@example.com", "full_name": "Ada Lovelace", "display_name": "Ada",
+     "is_disabled": False, "org_role_id": ORG_ADMIN, "org_role_name": "Organization Admin",
+     "created_at": ts(5)},
+    # no full name: users.full_name falls back to the display name; stray spaces are trimmed
+    {"org_identity_id": "org-identity-bob", "ls_user_id": BOB, "user_id": None,
+     "email": " bob@example.com ", "full_name": None, "display_name": "Bob B.",
+     "is_disabled": False, "org_role_id": ORG_USER, "org_role_name": "Organization User",
+     "created_at": ts(6)},
+    {"org_identity_id": "org-identity-cy", "ls_user_id": CY, "user_id": "legacy-cy",
+     "email": "cy@example.com", "full_name": "Cy Young", "display_name": "Cy",
+     "is_disabled": True, "org_role_id": ORG_USER, "org_role_name": "Organization User",
+     "created_at": ts(7)},
+]
+
+PENDING_INVITES = [
+    {"invite_id": "invite-dee", "email": "dee@example.com", "org_role_id": ORG_USER,
+     "org_role_name": "Organization User", "workspace_ids": [RESEARCH],
+     "workspace_role_id": WS_EDITOR, "created_at": ts(8)},
+]
+
+
+def membership(workspace_id, ls_user_id, role_id, identity=None, source="workspace_members"):
+    role_names = {r["role_id"]: r["display_name"] for r in ROLES}
+    return {"workspace_id": workspace_id, "ls_user_id": ls_user_id,
+            "workspace_identity_id": identity, "role_id": role_id,
+            "role_name": role_names.get(role_id), "source": source}
+
+
+MEMBERSHIPS_SYNC_1 = [
+    membership(RESEARCH, ADA, WS_ADMIN, "ws-identity-research-ada"),
+    membership(RESEARCH, BOB, WS_EDITOR, "ws-identity-research-bob"),
+    # the same assignment read again from the enriched route (no identity id): one grant
+    membership(RESEARCH, BOB, WS_EDITOR, None, "enriched_members"),
+    membership(RESEARCH, CY, WS_VIEWER, "ws-identity-research-cy"),
+    membership(RESEARCH_TWO, BOB, WS_AUDITOR, None, "enriched_members"),
+    membership(PERSONAL, ADA, WS_ADMIN, "ws-identity-personal-ada"),
+    membership(DELETED, BOB, WS_EDITOR, "ws-identity-deleted-bob"),
+]
+
+# sync 2: Bob's role in Research changes, Cy is removed from Research, Ada joins Research Two.
+MEMBERSHIPS_SYNC_2 = [
+    membership(RESEARCH, ADA, WS_ADMIN, "ws-identity-research-ada"),
+    membership(RESEARCH, BOB, WS_VIEWER, "ws-identity-research-bob"),
+    membership(RESEARCH_TWO, BOB, WS_AUDITOR, None, "enriched_members"),
+    membership(RESEARCH_TWO, ADA, WS_EDITOR, "ws-identity-research-two-ada"),
+    membership(PERSONAL, ADA, WS_ADMIN, "ws-identity-personal-ada"),
+    membership(DELETED, BOB, WS_EDITOR, "ws-identity-deleted-bob"),
+]
+
+# sync 3: Cy is back in Research with the role they had before.
+MEMBERSHIPS_SYNC_3 = MEMBERSHIPS_SYNC_2 + [
+    membership(RESEARCH, CY, WS_VIEWER, "ws-identity-research-cy-2"),
+]
+
+
+def ws_entitlement(workspace_id, role_id):
+    return f"workspace_role:{workspace_id}:{role_id}"
+
+
+def ws_grant(workspace_id, role_id, user):
+    return f"{ws_entitlement(workspace_id, role_id)}:{user}"
+
+
+ORG_GRANTS = {
+    f"organization_role:{ORG_ADMIN}:{ADA}",
+    f"organization_role:{ORG_USER}:{BOB}",
+    f"organization_role:{ORG_USER}:{CY}",
+}
+GRANTS_SYNC_1 = ORG_GRANTS | {
+    ws_grant(RESEARCH, WS_ADMIN, ADA),
+    ws_grant(RESEARCH, WS_EDITOR, BOB),
+    ws_grant(RESEARCH, WS_VIEWER, CY),
+    ws_grant(RESEARCH_TWO, WS_AUDITOR, BOB),
+}
+GRANTS_SYNC_2 = ORG_GRANTS | {
+    ws_grant(RESEARCH, WS_ADMIN, ADA),
+    ws_grant(RESEARCH, WS_VIEWER, BOB),
+    ws_grant(RESEARCH_TWO, WS_AUDITOR, BOB),
+    ws_grant(RESEARCH_TWO, WS_EDITOR, ADA),
+}
+GRANTS_SYNC_3 = GRANTS_SYNC_2 | {ws_grant(RESEARCH, WS_VIEWER, CY)}
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def write_raw_sync(db_path: Path, sync_id: str, fetched_at: dt.datetime, memberships) -> None:
+    """Replace every raw table with one sync's rows, as the extract assets do."""
+    tables = {
+        "org_members": ORG_MEMBERS,
+        "pending_invites": PENDING_INVITES,
+        "workspaces": WORKSPACES,
+        "roles": ROLES,
+        "workspace_memberships": memberships,
+    }
+    with duckdb.connect(str(db_path)) as con:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+        for table, rows in tables.items():
+            con.execute(create_table_sql(table))
+            con.execute(f'DELETE FROM {RAW_SCHEMA}."{table}"')
+            insert_rows(con, table, [{"sync_id": sync_id, "fetched_at": fetched_at, **r} for r in rows])
+
+
+def insert_rows(con, table: str, rows: list[dict]) -> None:
+    columns = column_names(table)
+    placeholders = ", ".join("?" for _ in columns)
+    con.executemany(
+        f'INSERT INTO {RAW_SCHEMA}."{table}" VALUES ({placeholders})',
+        [[row.get(c) for c in columns] for row in rows],
+    )
+
+
+def query(db_path: Path, sql: str, params=None) -> list[dict]:
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        cursor = con.execute(sql, params or [])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+@dataclass
+class DbtResult:
+    returncode: int
+    output: str
+    results: dict[str, str]  # node name -> status ('success', 'pass', 'fail', 'skipped', ...)
+
+
+def dbt_build(db_path: Path, work_dir: Path) -> DbtResult:
+    """Run a real `dbt build` against db_path; runs with the same db_path share work_dir."""
+    env = {**os.environ, "LANGSMITH_ACCESS_DBT_DUCKDB_PATH": str(db_path)}
+    proc = subprocess.run(
+        [
+            str(DBT_EXECUTABLE), "build",
+            "--project-dir", str(DBT_PROJECT_DIR),
+            "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(work_dir / "target"),
+            "--log-path", str(work_dir / "logs"),
+        ],
+        env=env, capture_output=True, text=True, timeout=180, cwd=work_dir,
+    )
+    run_results = json.loads((work_dir / "target" / "run_results.json").read_text())
+    # unique_id: "<resource type>.langsmith_access.<name>[.<hash>]"
+    results = {r["unique_id"].split(".")[2]: r["status"] for r in run_results["results"]}
+    return DbtResult(proc.returncode, proc.stdout + proc.stderr, results)
+
+
+def failed_tests(result: DbtResult) -> set[str]:
+    return {name for name, status in result.results.items() if status in ("fail", "error")}
+
+
+def rows_by(db_path: Path, table: str, key: str) -> list[dict]:
+    return query(db_path, f"SELECT * FROM main.{table} ORDER BY {key}")
+
+
+def keyed(rows: list[dict], key: str) -> dict[str, dict]:
+    """Rows by their id (asserting it is unique), so comparisons do not depend on sort order."""
+    by_key = {row[key]: row for row in rows}
+    assert len(by_key) == len(rows), f"duplicate {key}"
+    return by_key
+
+
+def assert_table(db_path: Path, table: str, key: str, expected: list[dict]) -> None:
+    assert keyed(rows_by(db_path, table, key), key) == keyed(expected, key)
+
+
+# --- the first sync, built once ----------------------------------------------------------------
+
+SYNC_1 = "sync-1"
+FETCHED_1 = dt.datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class FirstSync:
+    db_path: Path  # the working database: only the history test builds on it again
+    baseline: Path  # a copy right after the first build, for the read-only tests
+    work_dir: Path
+    result: DbtResult
+    built_before: dt.datetime
+    built_after: dt.datetime
+
+
+@pytest.fixture(scope="module")
+def first_sync(tmp_path_factory) -> FirstSync:
+    tmp = tmp_path_factory.mktemp("dbt_sync")
+    db_path = tmp / "working.duckdb"
+    write_raw_sync(db_path, SYNC_1, FETCHED_1, MEMBERSHIPS_SYNC_1)
+    built_before = dt.datetime.now(UTC)
+    result = dbt_build(db_path, tmp)
+    built_after = dt.datetime.now(UTC)
+    assert result.returncode == 0, result.output
+    baseline = tmp / "baseline" / "after_first_sync.duckdb"
+    baseline.parent.mkdir()
+    shutil.copy(db_path, baseline)
+    return FirstSync(db_path, baseline, tmp, result, built_before, built_after)
+
+
+def test_build_runs_every_model_test_and_the_snapshot(first_sync):
+    results = first_sync.result.results
+    for node in ("users", "pending_invites", "workspaces", "roles", "role_permissions",
+                 "entitlements", "grants", "grants_snapshot", "grant_history",
+                 "grants_user_id_is_an_active_org_member", "one_role_per_user_and_workspace_grants_",
+                 "no_grants_in_personal_or_deleted_workspaces"):
+        assert results[node] in ("success", "pass"), (node, results[node])
+    assert not failed_tests(first_sync.result)
+
+
+def test_tables_land_in_main_staging_and_snapshots_and_none_is_a_view(first_sync):
+    tables = query(first_sync.baseline, """
+        SELECT table_schema, table_name, table_type FROM information_schema.tables
+        WHERE table_schema <> 'raw' ORDER BY 1, 2""")
+    assert {(t["table_schema"], t["table_name"]) for t in tables} == {
+        ("main", name) for name in ("users", "pending_invites", "workspaces", "roles",
+                                    "role_permissions", "entitlements", "grants", "grant_history")
+    } | {("staging", f"stg_langsmith__{name}") for name in RAW_TABLES} | {
+        ("snapshots", "grants_snapshot")}
+    assert {t["table_type"] for t in tables} == {"BASE TABLE"}
+
+
+def test_users(first_sync):
+    synced = {"sync_id": SYNC_1, "synced_at": FETCHED_1}
+    assert_table(first_sync.baseline, "users", "user_id", [
+        {"user_id": ADA, "org_identity_id": "org-identity-ada", "email": "ada@example.com",
+         "full_name": "Ada Lovelace", "display_name": "Ada", "is_disabled": False,
+         "org_role_id": ORG_ADMIN, "org_role_name": "Organization Admin", "created_at": ts(5),
+         "legacy_user_id": "legacy-ada", **synced},
+        {"user_id": BOB, "org_identity_id": "org-identity-bob", "email": "bob@example.com",
+         "full_name": "Bob B.", "display_name": "Bob B.", "is_disabled": False,
+         "org_role_id": ORG_USER, "org_role_name": "Organization User", "created_at": ts(6),
+         "legacy_user_id": None, **synced},
+        {"user_id": CY, "org_identity_id": "org-identity-cy", "email": "cy@example.com",
+         "full_name": "Cy Young", "display_name": "Cy", "is_disabled": True,
+         "org_role_id": ORG_USER, "org_role_name": "Organization User", "created_at": ts(7),
+         "legacy_user_id": "legacy-cy", **synced},
+    ])
+
+
+def test_pending_invites(first_sync):
+    assert_table(first_sync.baseline, "pending_invites", "invite_id", [
+        {"invite_id": "invite-dee", "email": "dee@example.com", "org_role_id": ORG_USER,
+         "org_role_name": "Organization User", "workspace_ids": [RESEARCH],
+         "workspace_role_id": WS_EDITOR, "created_at": ts(8), "sync_id": SYNC_1,
+         "synced_at": FETCHED_1},
+    ])
+
+
+def test_workspaces_leave_out_personal_and_deleted(first_sync):
+    synced = {"organization_id": ORG_ID, "sync_id": SYNC_1, "synced_at": FETCHED_1}
+    assert_table(first_sync.baseline, "workspaces", "workspace_id", [
+        {"workspace_id": RESEARCH, "display_name": "Research", "tenant_handle": "research",
+         "created_at": ts(1), **synced},
+        {"workspace_id": RESEARCH_TWO, "display_name": "Research", "tenant_handle": "research-2",
+         "created_at": ts(2), **synced},
+    ])
+
+
+def test_roles(first_sync):
+    def role(role_id, name, display_name, description, scope, is_custom, org, count):
+        return {"role_id": role_id, "name": name, "display_name": display_name,
+                "description": description, "access_scope": scope, "is_custom": is_custom,
+                "organization_id": org, "permission_count": count, "sync_id": SYNC_1,
+                "synced_at": FETCHED_1}
+
+    assert_table(first_sync.baseline, "roles", "role_id", [
+        role(WS_AUDITOR, "CUSTOM", "Deployment Auditor", "Reads deployments.", "workspace",
+             True, ORG_ID, 3),
+        role(ORG_ADMIN, "ORGANIZATION_ADMIN", "Organization Admin",
+             "Full access to the organization.", "organization", False, None, 2),
+        role(ORG_USER, "ORGANIZATION_USER", "Organization User", "Member of the organization.",
+             "organization", False, None, 1),
+        role(WS_ADMIN, "WORKSPACE_ADMIN", "Admin", "Manages a workspace.", "workspace", False,
+             None, 2),
+        role(WS_EDITOR, "WORKSPACE_USER", "Editor", "Edits a workspace.", "workspace", False,
+             None, 2),
+        role(WS_VIEWER, "WORKSPACE_VIEWER", "Viewer", "Read-only access to a workspace.",
+             "workspace", False, None, 1),
+    ])
+
+
+def test_role_permissions(first_sync):
+    rows = rows_by(first_sync.baseline, "role_permissions", "role_id, permission")
+    assert [(r["role_id"], r["permission"]) for r in rows] == [
+        (WS_AUDITOR, "deployments:read"),
+        (WS_AUDITOR, "workspaces:read"),
+        (ORG_ADMIN, "organization:manage"),
+        (ORG_ADMIN, "organization:read"),
+        (ORG_USER, "organization:read"),
+        (WS_ADMIN, "workspaces:manage-members"),
+        (WS_ADMIN, "workspaces:read"),
+        (WS_EDITOR, "runs:create"),
+        (WS_EDITOR, "workspaces:read"),
+        (WS_VIEWER, "workspaces:read"),
+    ]
+
+
+def test_entitlements(first_sync):
+    def org_role(role_id, name):
+        return {"entitlement_id": f"organization_role:{role_id}",
+                "entitlement_type": "organization_role", "role_id": role_id,
+                "workspace_id": None, "role_name": name, "display_name": name,
+                "is_provisionable": False, "workspace_display_name": None,
+                "is_custom_role": False}
+
+    def ws_role(workspace_id, role_id, role_name, is_custom=False):
+        return {"entitlement_id": f"workspace_role:{workspace_id}:{role_id}",
+                "entitlement_type": "workspace_role", "role_id": role_id,
+                "workspace_id": workspace_id, "role_name": role_name,
+                # both workspaces are called "Research": display names repeat, ids do not
+                "display_name": f"Research / {role_name}", "is_provisionable": True,
+                "workspace_display_name": "Research", "is_custom_role": is_custom}
+
+    assert_table(first_sync.baseline, "entitlements", "entitlement_id", [
+        org_role(ORG_ADMIN, "Organization Admin"),
+        org_role(ORG_USER, "Organization User"),
+        ws_role(RESEARCH, WS_AUDITOR, "Deployment Auditor", is_custom=True),
+        ws_role(RESEARCH, WS_ADMIN, "Admin"),
+        ws_role(RESEARCH, WS_EDITOR, "Editor"),
+        ws_role(RESEARCH, WS_VIEWER, "Viewer"),
+        ws_role(RESEARCH_TWO, WS_AUDITOR, "Deployment Auditor", is_custom=True),
+        ws_role(RESEARCH_TWO, WS_ADMIN, "Admin"),
+        ws_role(RESEARCH_TWO, WS_EDITOR, "Editor"),
+        ws_role(RESEARCH_TWO, WS_VIEWER, "Viewer"),
+    ])
+
+
+def test_grants(first_sync):
+    def org_role(user, email, role_id, role_name):
+        entitlement = f"organization_role:{role_id}"
+        return {"grant_id": f"{entitlement}:{user}", "entitlement_id": entitlement,
+                "entitlement_type": "organization_role", "user_id": user, "email": email,
+                "workspace_id": None, "role_id": role_id, "role_name": role_name,
+                "is_provisionable": False, "workspace_identity_id": None}
+
+    def ws_role(workspace_id, user, email, role_id, role_name, identity):
+        entitlement = ws_entitlement(workspace_id, role_id)
+        return {"grant_id": f"{entitlement}:{user}", "entitlement_id": entitlement,
+                "entitlement_type": "workspace_role", "user_id": user, "email": email,
+                "workspace_id": workspace_id, "role_id": role_id, "role_name": role_name,
+                "is_provisionable": True, "workspace_identity_id": identity}
+
+    # Not here: Ada's personal workspace, Bob's deleted workspace, Dee's pending invite.
+    # Ada (an Organization Admin) has implicit rights in Research Two, but no listed row there.
+    assert_table(first_sync.baseline, "grants", "grant_id", [
+        org_role(ADA, "ada@example.com", ORG_ADMIN, "Organization Admin"),
+        org_role(BOB, "bob@example.com", ORG_USER, "Organization User"),
+        org_role(CY, "cy@example.com", ORG_USER, "Organization User"),
+        ws_role(RESEARCH, ADA, "ada@example.com", WS_ADMIN, "Admin", "ws-identity-research-ada"),
+        ws_role(RESEARCH, BOB, "bob@example.com", WS_EDITOR, "Editor", "ws-identity-research-bob"),
+        ws_role(RESEARCH, CY, "cy@example.com", WS_VIEWER, "Viewer", "ws-identity-research-cy"),
+        ws_role(RESEARCH_TWO, BOB, "bob@example.com", WS_AUDITOR, "Deployment Auditor", None),
+    ])
+    assert {r["grant_id"] for r in rows_by(first_sync.baseline, "grants", "grant_id")} == GRANTS_SYNC_1
+
+
+def test_grant_history_after_first_sync(first_sync):
+    rows = rows_by(first_sync.baseline, "grant_history", "grant_id")
+    assert {r["grant_id"] for r in rows} == GRANTS_SYNC_1
+    current = {r["grant_id"]: r for r in rows_by(first_sync.baseline, "grants", "grant_id")}
+    for row in rows:
+        grant = current[row["grant_id"]]
+        for column in ("entitlement_id", "entitlement_type", "user_id", "email", "workspace_id",
+                       "role_id", "role_name", "is_provisionable"):
+            assert row[column] == grant[column]
+        assert first_sync.built_before <= row["valid_from"] <= first_sync.built_after
+        assert row["valid_to"] is None
+        assert row["is_current"] is True
+
+
+# --- history across syncs ----------------------------------------------------------------------
+
+
+def access_at(db_path: Path, at: dt.datetime) -> set[str]:
+    rows = query(db_path, """
+        SELECT grant_id FROM main.grant_history
+        WHERE valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)""", [at, at])
+    return {r["grant_id"] for r in rows}
+
+
+def test_grant_history_across_syncs(first_sync):
+    db_path, work_dir = first_sync.db_path, first_sync.work_dir  # same path: parsed once
+    history_1 = {r["grant_id"]: r for r in rows_by(db_path, "grant_history", "grant_id")}
+    between_1_and_2 = dt.datetime.now(UTC)
+    time.sleep(0.01)
+
+    # sync 2: a role change, a revoke, a new grant
+    write_raw_sync(db_path, "sync-2", dt.datetime(2026, 2, 2, 9, tzinfo=UTC), MEMBERSHIPS_SYNC_2)
+    before_2 = dt.datetime.now(UTC)
+    result = dbt_build(db_path, work_dir)
+    after_2 = dt.datetime.now(UTC)
+    assert result.returncode == 0, result.output
+    assert {r["grant_id"] for r in rows_by(db_path, "grants", "grant_id")} == GRANTS_SYNC_2
+
+    history_2 = rows_by(db_path, "grant_history", "grant_id, valid_from")
+    by_grant = {}
+    for row in history_2:
+        by_grant.setdefault(row["grant_id"], []).append(row)
+    assert set(by_grant) == GRANTS_SYNC_1 | GRANTS_SYNC_2
+    assert all(len(intervals) == 1 for intervals in by_grant.values())
+    intervals = {grant: rows[0] for grant, rows in by_grant.items()}
+
+    closed = {ws_grant(RESEARCH, WS_EDITOR, BOB), ws_grant(RESEARCH, WS_VIEWER, CY)}
+    opened = {ws_grant(RESEARCH, WS_VIEWER, BOB), ws_grant(RESEARCH_TWO, WS_EDITOR, ADA)}
+    unchanged = GRANTS_SYNC_1 - closed
+    for grant in unchanged:  # untouched: the same interval, still open
+        assert intervals[grant] == history_1[grant]
+    for grant in closed:
+        assert intervals[grant]["valid_from"] == history_1[grant]["valid_from"]
+        assert before_2 <= intervals[grant]["valid_to"] <= after_2
+        assert intervals[grant]["is_current"] is False
+    for grant in opened:
+        assert before_2 <= intervals[grant]["valid_from"] <= after_2
+        assert intervals[grant]["valid_to"] is None
+    # Bob's role change: the old role's interval ends exactly when the new one starts
+    assert (intervals[ws_grant(RESEARCH, WS_EDITOR, BOB)]["valid_to"]
+            == intervals[ws_grant(RESEARCH, WS_VIEWER, BOB)]["valid_from"])
+
+    # who had access: between the builds, the first state; now, the second
+    assert access_at(db_path, between_1_and_2) == GRANTS_SYNC_1
+    assert access_at(db_path, dt.datetime.now(UTC)) == GRANTS_SYNC_2
+    assert access_at(db_path, first_sync.built_before - dt.timedelta(seconds=1)) == set()
+    between_2_and_3 = dt.datetime.now(UTC)
+    time.sleep(0.01)
+
+    # sync 3: Cy's revoked grant comes back, as a new interval
+    write_raw_sync(db_path, "sync-3", dt.datetime(2026, 2, 3, 9, tzinfo=UTC), MEMBERSHIPS_SYNC_3)
+    before_3 = dt.datetime.now(UTC)
+    result = dbt_build(db_path, work_dir)
+    after_3 = dt.datetime.now(UTC)
+    assert result.returncode == 0, result.output
+
+    cy_grant = ws_grant(RESEARCH, WS_VIEWER, CY)
+    cy_intervals = query(db_path, """
+        SELECT valid_from, valid_to, is_current FROM main.grant_history
+        WHERE grant_id = ? ORDER BY valid_from""", [cy_grant])
+    assert cy_intervals == [
+        {"valid_from": history_1[cy_grant]["valid_from"],
+         "valid_to": intervals[cy_grant]["valid_to"], "is_current": False},
+        {"valid_from": cy_intervals[1]["valid_from"], "valid_to": None, "is_current": True},
+    ]
+    assert before_3 <= cy_intervals[1]["valid_from"] <= after_3
+    history_3 = rows_by(db_path, "grant_history", "grant_interval_id")
+    assert len(history_3) == len(history_2) + 1
+    assert {r["grant_id"] for r in history_3 if r["is_current"]} == GRANTS_SYNC_3
+    assert access_at(db_path, between_1_and_2) == GRANTS_SYNC_1
+    assert access_at(db_path, between_2_and_3) == GRANTS_SYNC_2
+    assert access_at(db_path, dt.datetime.now(UTC)) == GRANTS_SYNC_3
+
+
+# --- the blocking checks -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def broken_sync_dir(first_sync, tmp_path_factory) -> Path:
+    """One working path for the failing builds (a renamed copy of the first sync's database)."""
+    return tmp_path_factory.mktemp("dbt_broken_sync")
+
+
+def build_broken_sync(first_sync, work_dir: Path, extra_memberships) -> tuple[Path, DbtResult]:
+    db_path = work_dir / "another_name.duckdb"
+    shutil.copy(first_sync.baseline, db_path)
+    write_raw_sync(db_path, "sync-broken", dt.datetime(2026, 2, 4, 9, tzinfo=UTC),
+                   MEMBERSHIPS_SYNC_1 + extra_memberships)
+    return db_path, dbt_build(db_path, work_dir)
+
+
+def test_a_workspace_member_who_is_not_an_org_member_fails_the_build(first_sync, broken_sync_dir):
+    db_path, result = build_broken_sync(
+        first_sync, broken_sync_dir, [membership(RESEARCH, "user-stranger", WS_EDITOR, "ws-x")])
+
+    assert result.returncode != 0
+    assert failed_tests(result) == {"grants_user_id_is_an_active_org_member"}
+    assert "grants_user_id_is_an_active_org_member" in result.output
+    # the stranger's grant was kept (so the check could see it), not silently dropped
+    assert query(db_path, "SELECT email FROM main.grants WHERE user_id = 'user-stranger'") == [
+        {"email": None}]
+    # the history is not touched by a sync that failed its checks
+    assert result.results["grants_snapshot"] == "skipped"
+    assert result.results["grant_history"] == "skipped"
+    assert rows_by(db_path, "grant_history", "grant_interval_id") == rows_by(
+        first_sync.baseline, "grant_history", "grant_interval_id")
+
+
+def test_two_roles_for_one_user_in_one_workspace_fail_the_build(first_sync, broken_sync_dir):
+    _, result = build_broken_sync(
+        first_sync, broken_sync_dir, [membership(RESEARCH, BOB, WS_ADMIN, "ws-identity-bob-2")])
+
+    assert result.returncode != 0
+    assert failed_tests(result) == {"one_role_per_user_and_workspace_grants_"}
+    assert "one_role_per_user_and_workspace_grants_" in result.output
+    assert result.results["grants_snapshot"] == "skipped"
