@@ -76,6 +76,8 @@ def _sync(args: argparse.Namespace) -> int:
         print(f"Sync failed: {outcome.failure}", file=sys.stderr)
         for check in outcome.failed_checks:
             print(f"  failed check {check}", file=sys.stderr)
+        for line in outcome.dbt_errors:
+            print(f"  dbt: {line}", file=sys.stderr)
         print(
             "The analysts' database and its history were left as they were.", file=sys.stderr
         )

@@ -6,6 +6,8 @@ with ``DAGSTER_HOME`` set the runs land in that instance's history, otherwise in
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -27,6 +29,7 @@ class RunOutcome:
     duration_seconds: float
     failure: str | None = None
     failed_checks: list[str] = field(default_factory=list)
+    dbt_errors: list[str] = field(default_factory=list)
 
 
 def instance() -> dg.DagsterInstance:
@@ -67,22 +70,38 @@ def run_job(
     job = defs().resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     started = time.monotonic()
-    with _quiet_dagster_loggers():
+    # dagster-dbt echoes every dbt log line to stdout; keep them out of the CLI's output and
+    # show only the failing ones if the run fails.
+    dbt_output = io.StringIO()
+    with _quiet_dagster_loggers(), contextlib.redirect_stdout(dbt_output):
         the_instance = dagster_instance or instance()
         if progress is not None:
             the_instance.add_event_listener(run_id, lambda event: _report(event, progress))
         result = job.execute_in_process(
-            run_config=run_config, instance=the_instance, run_id=run_id, raise_on_error=False
+            # The CLI prints its own progress; Dagster's console logger would print every event.
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}, **run_config}, instance=the_instance, run_id=run_id, raise_on_error=False
         )
     outcome = RunOutcome(
         success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started
     )
     if not result.success:
         outcome.failure, outcome.failed_checks = _failure_summary(result)
+        outcome.dbt_errors = [
+            line.strip()
+            for line in dbt_output.getvalue().splitlines()
+            if any(word in line for word in ("FAIL ", "ERROR ", "Error", "Failure in"))
+        ][:20]
     return outcome
 
 
 def _report(event, progress: Callable[[str], None]) -> None:
+    try:
+        _describe(event, progress)
+    except Exception:  # a progress line must never break a run
+        pass
+
+
+def _describe(event, progress: Callable[[str], None]) -> None:
     dagster_event = getattr(event, "dagster_event", None)
     if dagster_event is None:
         return
@@ -95,7 +114,7 @@ def _report(event, progress: Callable[[str], None]) -> None:
     elif kind == "STEP_FAILURE":
         progress(f"  ✗ {step}")
     elif kind == "ASSET_CHECK_EVALUATION":
-        data = dagster_event.event_specific_data.evaluation
+        data = dagster_event.event_specific_data
         if not data.passed:
             progress(f"  ✗ check {data.asset_key.to_user_string()}:{data.check_name} failed")
 
@@ -106,7 +125,7 @@ def _failure_summary(result) -> tuple[str, list[str]]:
     messages = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data.evaluation
+            evaluation = event.event_specific_data
             if not evaluation.passed:
                 description = evaluation.description or ""
                 failed_checks.append(

@@ -43,7 +43,7 @@ class RateLimiter:
                     self.capacity, self._tokens + (now - self._updated) * self.rate_per_second
                 )
                 self._updated = now
-                if self._tokens >= 1.0:
+                if self._tokens >= 1.0 - 1e-9:  # float rounding must not spin forever
                     self._tokens -= 1.0
                     return waited
                 delay = (1.0 - self._tokens) / self.rate_per_second

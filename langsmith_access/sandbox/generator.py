@@ -124,7 +124,12 @@ CUSTOM_WORKSPACE_ROLES = [
     (
         "Annotator",
         "Works through annotation queues.",
-        ["workspaces:read", "annotation-queues:read", "annotation-queues:update", "feedback:create"],
+        [
+            "workspaces:read",
+            "annotation-queues:read",
+            "annotation-queues:update",
+            "feedback:create",
+        ],
     ),
     (
         "Dataset Curator",
@@ -189,7 +194,7 @@ def ascii_slug(text: str) -> str:
 
 
 def mixed_case(rng: random.Random, local_part: str) -> str:
-    """Capitalize some email addresses (``Ada.Lovelace``): emails must compare case-insensitively."""
+    """Capitalize some addresses (``Ada.Lovelace``): emails must compare case-insensitively."""
     if rng.random() < 0.2:
         return ".".join(part.capitalize() for part in local_part.split("."))
     return local_part
@@ -243,7 +248,8 @@ def generate_org(
       belongs to (each member draws between 0 and twice that, capped by the workspace count).
     - ``pending_invites``: pending org invites (default ``members // 40 + 2``); about 40% of them
       also offer workspaces, which then list a pending workspace invite.
-    - ``personal_workspaces``: members who own a personal workspace (default ``2 + members // 100``).
+    - ``personal_workspaces``: members who own a personal workspace (default
+      ``2 + members // 100``).
     - ``deleted_workspaces``: deleted workspaces that still hold memberships (default 5% of
       ``workspaces``, at least 1).
     - ``custom_roles``: custom workspace roles (name ``CUSTOM``, distinct display names).
@@ -277,7 +283,7 @@ def generate_org(
         joined = rng.sample(membership_pool, count)
         roles = rng.choices(workspace_role_ids, workspace_role_weights, k=count)
         member_epoch = parse_timestamp(member.created_at)
-        for workspace, role_id in zip(joined, roles):
+        for workspace, role_id in zip(joined, roles, strict=True):
             start = max(member_epoch, created_epoch[workspace.id])
             membership = WorkspaceMembership(
                 id=random_uuid(rng),
@@ -348,10 +354,11 @@ def _add_workspaces(
     shared = []
     for index, display_name in enumerate(names):
         workspace_id = random_uuid(rng)
+        handle_base = ascii_slug(display_name).replace(".", "-")
         workspace = Workspace(
             id=workspace_id,
             display_name=display_name,
-            tenant_handle=f"{ascii_slug(display_name).replace('.', '-') or 'ws'}-{workspace_id[:4]}",
+            tenant_handle=f"{handle_base or 'ws'}-{workspace_id[:4]}",
             created_at=format_timestamp(rng.randrange(JAN_2025, JUL_2025)),
             is_deleted=index >= shared_count,
         )

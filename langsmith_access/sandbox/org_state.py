@@ -2,8 +2,8 @@
 
 An ``OrgState`` is what the sandbox server serves. ``generate_org`` (generator.py) builds one;
 tests change it between syncs with the methods below and compute the tables they expect from its
-fields. Every method takes ``state.lock``; code that reads several fields and needs them to agree
-with each other (for example while the server is running) should hold ``state.lock`` too.
+fields. Every method that changes or scans the org takes ``state.lock``; code that reads several
+fields and needs them to agree (for example while the server runs) should hold ``state.lock`` too.
 
 Conventions:
 
@@ -20,10 +20,10 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 ORGANIZATION_SCOPE = "organization"
 WORKSPACE_SCOPE = "workspace"
@@ -174,11 +174,18 @@ class PendingOrgInvite:
 Record = TypeVar("Record", OrgMember, PendingOrgInvite, WorkspaceMembership, PendingWorkspaceInvite)
 
 
+def sorted_by(
+    records: Iterable[Record], key: Callable[[Record], Any], descending: bool = True
+) -> list[Record]:
+    """Sorted by ``key``, records with equal keys by ``id`` ascending."""
+    by_id = sorted(records, key=lambda record: record.id)
+    # A reverse sort is still stable, so equal keys keep their id order.
+    return sorted(by_id, key=key, reverse=descending)
+
+
 def in_api_order(records: Iterable[Record]) -> list[Record]:
     """Sorted as the API lists members: ``created_at`` descending, then ``id`` ascending."""
-    by_id = sorted(records, key=lambda record: record.id)
-    # A reverse sort is still stable, so records created in the same second stay ordered by id.
-    return sorted(by_id, key=lambda record: record.created_at, reverse=True)
+    return sorted_by(records, key=lambda record: record.created_at)
 
 
 class OrgState:
@@ -507,7 +514,9 @@ class OrgState:
             membership.role_id = role_id
             return membership
 
-    def remove_workspace_membership(self, workspace_id: str, ls_user_id: str) -> WorkspaceMembership:
+    def remove_workspace_membership(
+        self, workspace_id: str, ls_user_id: str
+    ) -> WorkspaceMembership:
         """Remove a member from one workspace (KeyError if not a member there)."""
         with self.lock:
             membership = self.workspaces[workspace_id].memberships.pop(ls_user_id)

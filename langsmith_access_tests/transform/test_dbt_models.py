@@ -5,9 +5,9 @@ Expected rows are written out by hand from the rules in langsmith-api.md, never 
 the models' SQL.
 
 dbt starts in a few seconds per invocation, so the module keeps invocations few: one build of
-the first sync (shared by the mart tests), two more for the history, and one per failing check.
-Runs against the same database path share a target directory, so dbt parses the project once
-per path.
+the first sync (shared by the mart tests), two more for the history on the same database path
+(same target directory, so dbt parses the project once for the three), and one for a
+sync that breaks two checks.
 """
 
 from __future__ import annotations
@@ -251,11 +251,14 @@ class DbtResult:
     returncode: int
     output: str
     results: dict[str, str]  # node name -> status ('success', 'pass', 'fail', 'skipped', ...)
+    failures: dict[str, int]  # test name -> number of failing rows
 
 
 def dbt_build(db_path: Path, work_dir: Path) -> DbtResult:
     """Run a real `dbt build` against db_path; runs with the same db_path share work_dir."""
     env = {**os.environ, "LANGSMITH_ACCESS_DBT_DUCKDB_PATH": str(db_path)}
+    run_results_path = work_dir / "target" / "run_results.json"
+    run_results_path.unlink(missing_ok=True)
     proc = subprocess.run(
         [
             str(DBT_EXECUTABLE), "build",
@@ -266,14 +269,29 @@ def dbt_build(db_path: Path, work_dir: Path) -> DbtResult:
         ],
         env=env, capture_output=True, text=True, timeout=180, cwd=work_dir,
     )
-    run_results = json.loads((work_dir / "target" / "run_results.json").read_text())
+    output = proc.stdout + proc.stderr
+    assert run_results_path.exists(), f"dbt did not get to run anything:\n{output}"
     # unique_id: "<resource type>.langsmith_access.<name>[.<hash>]"
-    results = {r["unique_id"].split(".")[2]: r["status"] for r in run_results["results"]}
-    return DbtResult(proc.returncode, proc.stdout + proc.stderr, results)
+    run_results = json.loads(run_results_path.read_text())["results"]
+    results = {r["unique_id"].split(".")[2]: r["status"] for r in run_results}
+    failures = {r["unique_id"].split(".")[2]: r["failures"] for r in run_results
+                if r["unique_id"].startswith("test.")}
+    return DbtResult(proc.returncode, output, results, failures)
 
 
-def failed_tests(result: DbtResult) -> set[str]:
+def failed_nodes(result: DbtResult) -> set[str]:
+    """Tests that failed and models that errored."""
     return {name for name, status in result.results.items() if status in ("fail", "error")}
+
+
+def copy_database(source: Path, destination: Path) -> None:
+    """Copy a closed DuckDB database file (and its write-ahead log, if one was left)."""
+    shutil.copy(source, destination)
+    wal = source.with_name(source.name + ".wal")
+    destination_wal = destination.with_name(destination.name + ".wal")
+    destination_wal.unlink(missing_ok=True)
+    if wal.exists():
+        shutil.copy(wal, destination_wal)
 
 
 def rows_by(db_path: Path, table: str, key: str) -> list[dict]:
@@ -307,18 +325,33 @@ class FirstSync:
     built_after: dt.datetime
 
 
+def add_rows_of_an_older_sync(db_path: Path) -> None:
+    """Leftovers of an earlier sync: staging keeps only the latest sync, so none may show up."""
+    older = {"sync_id": "sync-0", "fetched_at": FETCHED_1 - dt.timedelta(days=1)}
+    with duckdb.connect(str(db_path)) as con:
+        insert_rows(con, "org_members", [{**older, **ORG_MEMBERS[0], "ls_user_id": "user-gone",
+                                          "org_identity_id": "org-identity-gone"}])
+        insert_rows(con, "workspace_memberships",
+                    [{**older, **membership(RESEARCH, "user-gone", WS_ADMIN, "ws-identity-gone")}])
+        insert_rows(con, "roles", [{**older, **ROLES[0], "role_id": "role-gone"}])
+        insert_rows(con, "workspaces", [{**older, **WORKSPACES[0], "workspace_id": "ws-gone"}])
+        insert_rows(con, "pending_invites", [{**older, **PENDING_INVITES[0],
+                                              "invite_id": "invite-gone"}])
+
+
 @pytest.fixture(scope="module")
 def first_sync(tmp_path_factory) -> FirstSync:
     tmp = tmp_path_factory.mktemp("dbt_sync")
     db_path = tmp / "working.duckdb"
     write_raw_sync(db_path, SYNC_1, FETCHED_1, MEMBERSHIPS_SYNC_1)
+    add_rows_of_an_older_sync(db_path)
     built_before = dt.datetime.now(UTC)
     result = dbt_build(db_path, tmp)
     built_after = dt.datetime.now(UTC)
     assert result.returncode == 0, result.output
     baseline = tmp / "baseline" / "after_first_sync.duckdb"
     baseline.parent.mkdir()
-    shutil.copy(db_path, baseline)
+    copy_database(db_path, baseline)
     return FirstSync(db_path, baseline, tmp, result, built_before, built_after)
 
 
@@ -329,7 +362,7 @@ def test_build_runs_every_model_test_and_the_snapshot(first_sync):
                  "grants_user_id_is_an_active_org_member", "one_role_per_user_and_workspace_grants_",
                  "no_grants_in_personal_or_deleted_workspaces"):
         assert results[node] in ("success", "pass"), (node, results[node])
-    assert not failed_tests(first_sync.result)
+    assert not failed_nodes(first_sync.result)
 
 
 def test_tables_land_in_main_staging_and_snapshots_and_none_is_a_view(first_sync):
@@ -576,42 +609,65 @@ def test_grant_history_across_syncs(first_sync):
 # --- the blocking checks -----------------------------------------------------------------------
 
 
+STRANGER = "user-stranger"  # listed in a workspace, but not an active org member
+
+# Two independent integrity errors in one sync (one dbt build for both, to keep the module fast);
+# each must fail its own check, with exactly one failing row.
+BROKEN_MEMBERSHIPS = [
+    membership(RESEARCH, STRANGER, WS_EDITOR, "ws-identity-stranger"),
+    membership(RESEARCH, BOB, WS_ADMIN, "ws-identity-bob-2"),  # Bob is already Editor there
+]
+
+
+@dataclass
+class BrokenSync:
+    db_path: Path
+    result: DbtResult
+
+
 @pytest.fixture(scope="module")
-def broken_sync_dir(first_sync, tmp_path_factory) -> Path:
-    """One working path for the failing builds (a renamed copy of the first sync's database)."""
-    return tmp_path_factory.mktemp("dbt_broken_sync")
-
-
-def build_broken_sync(first_sync, work_dir: Path, extra_memberships) -> tuple[Path, DbtResult]:
-    db_path = work_dir / "another_name.duckdb"
-    shutil.copy(first_sync.baseline, db_path)
+def broken_sync(first_sync, tmp_path_factory) -> BrokenSync:
+    """The first sync's database, renamed (its catalog name changes), then a broken sync built on it."""
+    work_dir = tmp_path_factory.mktemp("dbt_broken_sync")
+    db_path = work_dir / "broken_sync.duckdb"
+    copy_database(first_sync.baseline, db_path)
     write_raw_sync(db_path, "sync-broken", dt.datetime(2026, 2, 4, 9, tzinfo=UTC),
-                   MEMBERSHIPS_SYNC_1 + extra_memberships)
-    return db_path, dbt_build(db_path, work_dir)
+                   MEMBERSHIPS_SYNC_1 + BROKEN_MEMBERSHIPS)
+    return BrokenSync(db_path, dbt_build(db_path, work_dir))
 
 
-def test_a_workspace_member_who_is_not_an_org_member_fails_the_build(first_sync, broken_sync_dir):
-    db_path, result = build_broken_sync(
-        first_sync, broken_sync_dir, [membership(RESEARCH, "user-stranger", WS_EDITOR, "ws-x")])
-
+def test_a_broken_sync_fails_the_build_and_leaves_history_untouched(first_sync, broken_sync):
+    result = broken_sync.result
     assert result.returncode != 0
-    assert failed_tests(result) == {"grants_user_id_is_an_active_org_member"}
-    assert "grants_user_id_is_an_active_org_member" in result.output
-    # the stranger's grant was kept (so the check could see it), not silently dropped
-    assert query(db_path, "SELECT email FROM main.grants WHERE user_id = 'user-stranger'") == [
-        {"email": None}]
-    # the history is not touched by a sync that failed its checks
+    assert failed_nodes(result) == {
+        "grants_user_id_is_an_active_org_member",
+        "one_role_per_user_and_workspace_grants_",
+    }
+    # the snapshot runs only after grants passed its checks
+    assert result.results["grants"] == "success"
     assert result.results["grants_snapshot"] == "skipped"
     assert result.results["grant_history"] == "skipped"
-    assert rows_by(db_path, "grant_history", "grant_interval_id") == rows_by(
+    assert rows_by(broken_sync.db_path, "grant_history", "grant_interval_id") == rows_by(
         first_sync.baseline, "grant_history", "grant_interval_id")
 
 
-def test_two_roles_for_one_user_in_one_workspace_fail_the_build(first_sync, broken_sync_dir):
-    _, result = build_broken_sync(
-        first_sync, broken_sync_dir, [membership(RESEARCH, BOB, WS_ADMIN, "ws-identity-bob-2")])
+def test_a_workspace_member_who_is_not_an_org_member_fails_the_build(broken_sync):
+    result = broken_sync.result
+    assert result.results["grants_user_id_is_an_active_org_member"] == "fail"
+    assert result.failures["grants_user_id_is_an_active_org_member"] == 1
+    assert "Failure in test grants_user_id_is_an_active_org_member" in result.output
+    # the stranger's grant was kept so that the check could see it, not silently dropped
+    assert query(broken_sync.db_path, "SELECT grant_id, email FROM main.grants WHERE user_id = ?",
+                 [STRANGER]) == [
+        {"grant_id": ws_grant(RESEARCH, WS_EDITOR, STRANGER), "email": None}]
 
-    assert result.returncode != 0
-    assert failed_tests(result) == {"one_role_per_user_and_workspace_grants_"}
-    assert "one_role_per_user_and_workspace_grants_" in result.output
-    assert result.results["grants_snapshot"] == "skipped"
+
+def test_two_roles_for_one_user_in_one_workspace_fail_the_build(broken_sync):
+    result = broken_sync.result
+    assert result.results["one_role_per_user_and_workspace_grants_"] == "fail"
+    assert result.failures["one_role_per_user_and_workspace_grants_"] == 1
+    assert "Failure in test one_role_per_user_and_workspace_grants_" in result.output
+    bob_in_research = query(broken_sync.db_path, """
+        SELECT role_id FROM main.grants WHERE user_id = ? AND workspace_id = ? ORDER BY 1""",
+        [BOB, RESEARCH])
+    assert bob_in_research == [{"role_id": WS_ADMIN}, {"role_id": WS_EDITOR}]

@@ -1,0 +1,718 @@
+"""The LangSmith API as the sandbox serves it: routing, authentication, headers, validation and
+one handler per route, over an ``OrgState``. No HTTP plumbing here (that is server.py), so the
+rules read top to bottom. The behaviour follows ``langsmith-api.md``.
+
+Order of checks for a request: route (404/405), API key (401), then organization scope
+(``X-Organization-Id``, 403) on org routes or the workspace (``X-Tenant-Id``, 403/404) on
+workspace routes, then query/body validation (422), then the handler's own 4xx.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from langsmith_access.sandbox import payloads
+from langsmith_access.sandbox.faults import FaultConfig
+from langsmith_access.sandbox.org_state import (
+    WORKSPACE_SCOPE,
+    OrgMember,
+    OrgState,
+    PendingOrgInvite,
+    Workspace,
+    WorkspaceMembership,
+    in_api_order,
+    sorted_by,
+)
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+DELETE_RESPONSES = ("json_object", "null", "no_content")
+WRITE_METHODS = ("POST", "PATCH", "DELETE")
+
+# Marks a response without a body (204).
+NO_BODY = object()
+
+
+@dataclass
+class ApiRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Mapping[str, str]  # case-insensitive lookups (an http.client.HTTPMessage)
+    body: bytes = b""
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: Any = NO_BODY
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    """Raised by checks and handlers; becomes the response."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status, body)
+        self.response = ApiResponse(status, body)
+
+
+def detail_error(status: int, detail: str) -> ApiError:
+    return ApiError(status, {"detail": detail})
+
+
+def validation_error(loc: list, msg: str, error_type: str) -> ApiError:
+    """A FastAPI-style 422."""
+    return ApiError(422, {"detail": [{"loc": loc, "msg": msg, "type": error_type}]})
+
+
+# ------------------------------------------------------------------ query and body parsing
+
+TRUE_WORDS = {"true", "1", "yes", "on", "t", "y"}
+FALSE_WORDS = {"false", "0", "no", "off", "f", "n"}
+
+
+def _last(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def query_int(query, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = _last(query, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise validation_error(
+            ["query", name],
+            "Input should be a valid integer, unable to parse string as an integer",
+            "int_parsing",
+        ) from None
+    if value < minimum:
+        raise validation_error(
+            ["query", name],
+            f"Input should be greater than or equal to {minimum}",
+            "greater_than_equal",
+        )
+    if maximum is not None and value > maximum:
+        raise validation_error(
+            ["query", name], f"Input should be less than or equal to {maximum}", "less_than_equal"
+        )
+    return value
+
+
+def query_bool(query, name: str, default: bool | None) -> bool | None:
+    raw = _last(query, name)
+    if raw is None:
+        return default
+    if raw.lower() in TRUE_WORDS:
+        return True
+    if raw.lower() in FALSE_WORDS:
+        return False
+    raise validation_error(
+        ["query", name],
+        "Input should be a valid boolean, unable to interpret input",
+        "bool_parsing",
+    )
+
+
+def query_uuids(query, name: str) -> set[str]:
+    result = set()
+    for index, raw in enumerate(query.get(name, [])):
+        parsed = parse_uuid(raw)
+        if parsed is None:
+            raise validation_error(
+                ["query", name, index], "Input should be a valid UUID", "uuid_parsing"
+            )
+        result.add(parsed)
+    return result
+
+
+def parse_uuid(value: Any) -> str | None:
+    """The canonical form of a UUID string, or None if ``value`` is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def path_uuid(value: str, name: str) -> str:
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise validation_error(["path", name], "Input should be a valid UUID", "uuid_parsing")
+    return parsed
+
+
+def json_object_body(request: ApiRequest) -> dict:
+    try:
+        body = json.loads(request.body or b"")
+    except ValueError:
+        raise validation_error(["body", 0], "JSON decode error", "json_invalid") from None
+    if not isinstance(body, dict):
+        raise validation_error(
+            ["body"],
+            "Input should be a valid dictionary or object to extract fields from",
+            "model_attributes_type",
+        )
+    return body
+
+
+def body_uuid(body: dict, name: str, *, required: bool) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise validation_error(["body", name], "Field required", "missing")
+        return None
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise validation_error(["body", name], "Input should be a valid UUID", "uuid_parsing")
+    return parsed
+
+
+# ------------------------------------------------------------------ paging, sorting, filters
+
+
+def paged(rows: list, offset: int, limit: int) -> tuple[list, dict[str, str]]:
+    """One page of ``rows`` and its ``X-Pagination-Total`` header."""
+    return rows[offset : offset + limit], {"X-Pagination-Total": str(len(rows))}
+
+
+def glob_matcher(patterns: list[str]) -> Callable[[str], bool]:
+    """Case-insensitive globs where ``*`` is the only wildcard; matches if any pattern does."""
+    regexes = [
+        re.compile("^" + ".*".join(map(re.escape, pattern.split("*"))) + "$", re.IGNORECASE)
+        for pattern in patterns
+    ]
+    return lambda text: any(regex.match(text or "") for regex in regexes)
+
+
+@dataclass
+class MemberFilters:
+    """The filters of the ``/members/active`` routes."""
+
+    emails: set[str]
+    ls_user_ids: set[str]
+    user_ids: set[str]
+    is_disabled: bool | None
+    search: str | None
+
+    @classmethod
+    def from_query(cls, query) -> MemberFilters:
+        return cls(
+            emails={email.casefold() for email in query.get("emails", [])},
+            ls_user_ids=query_uuids(query, "ls_user_ids"),
+            user_ids=query_uuids(query, "user_ids"),
+            is_disabled=query_bool(query, "is_disabled", None),
+            search=(_last(query, "q") or "").casefold() or None,
+        )
+
+    def keep(self, member: OrgMember) -> bool:
+        if self.emails and member.email.casefold() not in self.emails:
+            return False
+        if self.ls_user_ids and member.ls_user_id not in self.ls_user_ids:
+            return False
+        if self.user_ids and member.user_id not in self.user_ids:
+            return False
+        if self.is_disabled is not None and member.is_disabled != self.is_disabled:
+            return False
+        if self.search:
+            searched = f"{member.email}\n{member.full_name}\n{member.display_name}".casefold()
+            if self.search not in searched:
+                return False
+        return True
+
+
+SORT_FIELDS = ("name", "email", "role", "created_at")
+
+
+def sort_field(query) -> str:
+    value = _last(query, "sort_by") or "created_at"
+    if value not in SORT_FIELDS:
+        raise validation_error(
+            ["query", "sort_by"],
+            "Input should be 'name', 'email', 'role' or 'created_at'",
+            "enum",
+        )
+    return value
+
+
+# ------------------------------------------------------------------ routing
+
+
+@dataclass
+class Route:
+    method: str
+    template: str  # e.g. "/api/v1/workspaces/current/members/{identity_id}"
+    handler: Callable
+    scope: str  # "organization" | "workspace": which headers it needs
+    pattern: re.Pattern = field(init=False)
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.template))
+        self.pattern = re.compile(f"^{regex}$")
+
+
+ENRICHED_MEMBERS_PATH = "/v1/platform/orgs/current/members"
+
+
+class SandboxApi:
+    """Answers ``ApiRequest``s from an ``OrgState`` as LangSmith would.
+
+    ``api_key`` is the organization-scoped service key; ``workspace_scoped_key``, when set, is a
+    second accepted key that org routes refuse with 403. ``enriched_route=False`` makes the
+    platform route answer 404 (older and self-hosted installs). ``delete_response`` picks what a
+    successful DELETE answers: ``"json_object"`` (200 ``{}``), ``"null"`` (200 ``null``) or
+    ``"no_content"`` (204).
+    """
+
+    def __init__(
+        self,
+        state: OrgState,
+        *,
+        api_key: str,
+        workspace_scoped_key: str | None = None,
+        enriched_route: bool = True,
+        delete_response: str = "json_object",
+    ) -> None:
+        if delete_response not in DELETE_RESPONSES:
+            raise ValueError(f"delete_response must be one of {DELETE_RESPONSES}")
+        self.state = state
+        self.api_key = api_key
+        self.workspace_scoped_key = workspace_scoped_key
+        self.enriched_route = enriched_route
+        self.delete_response = delete_response
+        self.routes = [
+            Route("GET", "/api/v1/orgs/current/info", self.get_org_info, "organization"),
+            Route("GET", "/api/v1/orgs/current/roles", self.list_roles, "organization"),
+            Route("GET", "/api/v1/workspaces", self.list_workspaces, "organization"),
+            Route("GET", "/api/v1/orgs/current/members", self.list_org_members, "organization"),
+            Route(
+                "GET",
+                "/api/v1/orgs/current/members/active",
+                self.list_active_org_members,
+                "organization",
+            ),
+            Route(
+                "GET",
+                "/api/v1/orgs/current/members/pending",
+                self.list_pending_org_members,
+                "organization",
+            ),
+            Route("GET", ENRICHED_MEMBERS_PATH, self.list_enriched_members, "organization"),
+            Route(
+                "GET",
+                "/api/v1/workspaces/current/members",
+                self.list_workspace_members,
+                "workspace",
+            ),
+            Route(
+                "POST", "/api/v1/workspaces/current/members", self.add_workspace_member, "workspace"
+            ),
+            Route(
+                "GET",
+                "/api/v1/workspaces/current/members/active",
+                self.list_active_workspace_members,
+                "workspace",
+            ),
+            Route(
+                "GET",
+                "/api/v1/workspaces/current/members/pending",
+                self.list_pending_workspace_members,
+                "workspace",
+            ),
+            Route(
+                "PATCH",
+                "/api/v1/workspaces/current/members/{identity_id}",
+                self.patch_workspace_member,
+                "workspace",
+            ),
+            Route(
+                "DELETE",
+                "/api/v1/workspaces/current/members/{identity_id}",
+                self.delete_workspace_member,
+                "workspace",
+            ),
+        ]
+
+    # -------------------------------------------------------------- entry point
+
+    def handle(self, request: ApiRequest, faults: FaultConfig) -> ApiResponse:
+        try:
+            route, path_params = self._route(request)
+            key_is_workspace_scoped = self._authenticate(request)
+            if route.scope == "organization":
+                self._check_organization(request, key_is_workspace_scoped)
+                response = route.handler(request, faults, **path_params)
+            else:
+                self._check_organization_header_if_sent(request)
+                workspace = self._current_workspace(request)
+                response = route.handler(request, faults, workspace, **path_params)
+        except ApiError as error:
+            return error.response
+        if request.method in WRITE_METHODS and faults.take_write_failure():
+            # The write happened; only its answer is lost.
+            return ApiResponse(502, {"detail": "Bad Gateway"})
+        return response
+
+    def _route(self, request: ApiRequest) -> tuple[Route, dict[str, str]]:
+        if request.path == ENRICHED_MEMBERS_PATH and not self.enriched_route:
+            raise detail_error(404, "Not Found")
+        path_matched = False
+        for route in self.routes:
+            match = route.pattern.match(request.path)
+            if match is None:
+                continue
+            path_matched = True
+            if route.method == request.method:
+                return route, match.groupdict()
+        if path_matched:
+            raise detail_error(405, "Method Not Allowed")
+        raise detail_error(404, "Not Found")
+
+    def _authenticate(self, request: ApiRequest) -> bool:
+        """Check X-API-Key; True if it is the workspace-scoped key."""
+        presented = (request.headers.get("X-API-Key") or "").encode()
+        # Compare against every accepted key, in constant time, before deciding.
+        is_org_key = hmac.compare_digest(presented, self.api_key.encode())
+        is_workspace_key = self.workspace_scoped_key is not None and hmac.compare_digest(
+            presented, self.workspace_scoped_key.encode()
+        )
+        if not (is_org_key or is_workspace_key):
+            raise detail_error(401, "Invalid token")
+        return is_workspace_key and not is_org_key
+
+    def _check_organization(self, request: ApiRequest, key_is_workspace_scoped: bool) -> None:
+        if key_is_workspace_scoped:
+            raise detail_error(
+                403,
+                "This API key is workspace-scoped; this route requires organization scope "
+                "(use an organization-scoped service key)",
+            )
+        if not request.headers.get("X-Organization-Id"):
+            raise detail_error(403, "X-Organization-Id header is required for organization routes")
+        self._check_organization_header_if_sent(request)
+
+    def _check_organization_header_if_sent(self, request: ApiRequest) -> None:
+        sent = request.headers.get("X-Organization-Id")
+        if sent and parse_uuid(sent) != self.state.organization_id:
+            raise detail_error(403, "Not authorized for this organization")
+
+    def _current_workspace(self, request: ApiRequest) -> Workspace:
+        tenant_id = request.headers.get("X-Tenant-Id")
+        if not tenant_id:
+            raise ApiError(
+                403,
+                {
+                    "error": "org_scoped_key_requires_workspace",
+                    "detail": "An organization-scoped API key must send X-Tenant-Id "
+                    "on workspace routes",
+                },
+            )
+        workspace = self.state.workspaces.get(parse_uuid(tenant_id) or "")
+        if workspace is None or workspace.is_deleted:
+            raise detail_error(404, "Workspace not found")
+        return workspace
+
+    # -------------------------------------------------------------- organization routes
+
+    def get_org_info(self, request, faults) -> ApiResponse:
+        with self.state.lock:
+            return ApiResponse(200, payloads.organization_info_json(self.state))
+
+    def list_roles(self, request, faults) -> ApiResponse:
+        with self.state.lock:
+            return ApiResponse(
+                200, [payloads.role_json(role) for role in self.state.roles.values()]
+            )
+
+    def list_workspaces(self, request, faults) -> ApiResponse:
+        include_deleted = query_bool(request.query, "include_deleted", False)
+        with self.state.lock:
+            rows = [
+                payloads.workspace_json(self.state, workspace)
+                for workspace in self.state.all_workspaces()
+                if include_deleted or not workspace.is_deleted
+            ]
+        return ApiResponse(200, rows)
+
+    def list_org_members(self, request, faults) -> ApiResponse:
+        with self.state.lock:
+            body = {
+                "organization_id": self.state.organization_id,
+                "members": [
+                    payloads.org_member_json(self.state, member)
+                    for member in self.state.active_members()
+                ],
+                "pending": [
+                    payloads.org_pending_json(self.state, invite)
+                    for invite in self.state.pending_org_invites()
+                ],
+            }
+        return ApiResponse(200, body)
+
+    def list_active_org_members(self, request, faults) -> ApiResponse:
+        query = request.query
+        limit = query_int(query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        offset = query_int(query, "offset", 0, 0)
+        filters = MemberFilters.from_query(query)
+        sort_by = sort_field(query)
+        descending = query_bool(query, "sort_by_desc", True)
+        with self.state.lock:
+            self._maybe_drift(offset, faults)
+            members = [m for m in self.state.members.values() if filters.keep(m)]
+            members = sorted_by(members, self._member_sort_key(sort_by), descending)
+            page, headers = paged(members, offset, limit)
+            rows = [payloads.org_member_json(self.state, member) for member in page]
+        return ApiResponse(200, rows, headers)
+
+    def list_pending_org_members(self, request, faults) -> ApiResponse:
+        query = request.query
+        limit = query_int(query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        offset = query_int(query, "offset", 0, 0)
+        emails = {email.casefold() for email in query.get("emails", [])}
+        search = (_last(query, "q") or "").casefold()
+        with self.state.lock:
+            invites = [
+                invite
+                for invite in self.state.pending_org_invites()
+                if (not emails or invite.email.casefold() in emails)
+                and search in invite.email.casefold()
+            ]
+            page, headers = paged(invites, offset, limit)
+            rows = [payloads.org_pending_json(self.state, invite) for invite in page]
+        return ApiResponse(200, rows, headers)
+
+    def list_enriched_members(self, request, faults) -> ApiResponse:
+        """The Go platform route: its errors are 400 ``{"error": ...}``, not FastAPI 422s."""
+        query = request.query
+        limit = self._platform_int(query, "limit", DEFAULT_PAGE_SIZE)
+        offset = self._platform_int(query, "offset", 0)
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ApiError(400, {"error": f"limit must be between 1 and {MAX_PAGE_SIZE}"})
+        if offset < 0:
+            raise ApiError(400, {"error": "offset must not be negative"})
+        want_active = self._platform_bool(query, "active_is")
+        want_pending = self._platform_bool(query, "pending_is")
+        include_active = want_active is not False and want_pending is not True
+        include_pending = want_active is not True and want_pending is not False
+        globs = {
+            name: glob_matcher(query[name])
+            for name in (
+                "name_like",
+                "email_like",
+                "workspace_name_like",
+                "organization_role_like",
+                "workspace_role_like",
+            )
+            if query.get(name)
+        }
+
+        with self.state.lock:
+            self._maybe_drift(offset, faults)
+            people: list[OrgMember | PendingOrgInvite] = []
+            if include_active:
+                people.extend(self.state.members.values())
+            if include_pending:
+                people.extend(self.state.pending_invites.values())
+            if globs:
+                people = [person for person in people if self._matches_globs(person, globs)]
+            page, headers = paged(in_api_order(people), offset, limit)
+            rows = [
+                payloads.enriched_member_json(self.state, person)
+                if isinstance(person, OrgMember)
+                else payloads.enriched_pending_json(self.state, person)
+                for person in page
+            ]
+        headers["X-Members-List-All-Workspaces"] = "true"
+        return ApiResponse(200, rows, headers)
+
+    def _matches_globs(self, person: OrgMember | PendingOrgInvite, globs: dict) -> bool:
+        """The platform route's ``*_like`` filters; each given filter must match."""
+        is_member = isinstance(person, OrgMember)
+        memberships = self.state.memberships_of(person.ls_user_id) if is_member else []
+        workspaces = [self.state.workspaces[m.workspace_id] for m in memberships]
+        checks = {
+            "name_like": lambda match: match(person.display_name if is_member else ""),
+            "email_like": lambda match: match(person.email),
+            "organization_role_like": lambda match: match(
+                self.state.roles[person.org_role_id].display_name
+            ),
+            "workspace_name_like": lambda match: any(
+                match(ws.display_name) or match(ws.id) for ws in workspaces
+            ),
+            "workspace_role_like": lambda match: any(
+                match(self.state.roles[m.role_id].display_name) for m in memberships
+            ),
+        }
+        return all(checks[name](match) for name, match in globs.items())
+
+    @staticmethod
+    def _platform_int(query, name: str, default: int) -> int:
+        raw = _last(query, name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise ApiError(400, {"error": f"invalid {name}: {raw!r} is not an integer"}) from None
+
+    @staticmethod
+    def _platform_bool(query, name: str) -> bool | None:
+        """Go's strconv.ParseBool: 1, t, T, TRUE, true, True and the same for false."""
+        raw = _last(query, name)
+        if raw is None or raw == "":
+            return None
+        if raw in ("1", "t", "T", "TRUE", "true", "True"):
+            return True
+        if raw in ("0", "f", "F", "FALSE", "false", "False"):
+            return False
+        raise ApiError(400, {"error": f"invalid {name}: {raw!r} is not a boolean"})
+
+    def _member_sort_key(self, sort_by: str) -> Callable[[OrgMember], Any]:
+        if sort_by == "name":
+            return lambda member: member.full_name.casefold()
+        if sort_by == "email":
+            return lambda member: member.email.casefold()
+        if sort_by == "role":
+            return lambda member: self.state.roles[member.org_role_id].display_name
+        return lambda member: member.created_at
+
+    def _membership_sort_key(self, sort_by: str) -> Callable[[WorkspaceMembership], Any]:
+        """Workspace rows sort by their own role and date, and by the member's name or email."""
+        if sort_by == "role":
+            return lambda membership: self.state.roles[membership.role_id].display_name
+        if sort_by == "created_at":
+            return lambda membership: membership.created_at
+        member_key = self._member_sort_key(sort_by)
+        return lambda membership: member_key(self.state.members[membership.ls_user_id])
+
+    def _maybe_drift(self, offset: int, faults: FaultConfig) -> None:
+        """Page drift: someone joins the org while a client pages through its members."""
+        if offset > 0 and faults.take_page_drift():
+            suffix = self.state.new_id()[:8]
+            self.state.add_member(f"late.joiner.{suffix}@example.com", f"Late Joiner {suffix}")
+
+    # -------------------------------------------------------------- workspace routes
+
+    def list_workspace_members(self, request, faults, workspace: Workspace) -> ApiResponse:
+        with self.state.lock:
+            body = {
+                "tenant_id": workspace.id,
+                "members": [
+                    payloads.workspace_member_json(self.state, membership)
+                    for membership in in_api_order(workspace.memberships.values())
+                ],
+                "pending": [
+                    payloads.workspace_pending_json(self.state, invite)
+                    for invite in in_api_order(workspace.pending_invites.values())
+                ],
+            }
+        return ApiResponse(200, body)
+
+    def list_active_workspace_members(self, request, faults, workspace: Workspace) -> ApiResponse:
+        query = request.query
+        limit = query_int(query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        offset = query_int(query, "offset", 0, 0)
+        filters = MemberFilters.from_query(query)
+        sort_by = sort_field(query)
+        descending = query_bool(query, "sort_by_desc", True)
+        with self.state.lock:
+            memberships = [
+                membership
+                for membership in workspace.memberships.values()
+                if filters.keep(self.state.members[membership.ls_user_id])
+            ]
+            memberships = sorted_by(memberships, self._membership_sort_key(sort_by), descending)
+            page, headers = paged(memberships, offset, limit)
+            rows = [payloads.workspace_member_json(self.state, m) for m in page]
+        return ApiResponse(200, rows, headers)
+
+    def list_pending_workspace_members(self, request, faults, workspace: Workspace) -> ApiResponse:
+        limit = query_int(request.query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        offset = query_int(request.query, "offset", 0, 0)
+        with self.state.lock:
+            invites = in_api_order(workspace.pending_invites.values())
+            page, headers = paged(invites, offset, limit)
+            rows = [payloads.workspace_pending_json(self.state, invite) for invite in page]
+        return ApiResponse(200, rows, headers)
+
+    def add_workspace_member(self, request, faults, workspace: Workspace) -> ApiResponse:
+        body = json_object_body(request)
+        # Unknown fields (such as the docs' `workspace_role_id`) are ignored, as the real API does.
+        org_identity_id = body_uuid(body, "org_identity_id", required=False)
+        ls_user_id = body_uuid(body, "ls_user_id", required=False)
+        legacy_user_id = body_uuid(body, "user_id", required=False)
+        role_id = body_uuid(body, "role_id", required=True)
+        if not (org_identity_id or ls_user_id or legacy_user_id):
+            raise validation_error(
+                ["body"],
+                "Value error, one of org_identity_id, ls_user_id or user_id is required",
+                "value_error",
+            )
+        with self.state.lock:
+            self._require_workspace_role(role_id)
+            member = self._find_active_member(org_identity_id, ls_user_id, legacy_user_id)
+            if member is None:
+                raise detail_error(404, "Organization member not found")
+            if workspace.is_personal:
+                raise detail_error(400, "Members cannot be added to a personal workspace")
+            if member.ls_user_id in workspace.memberships:
+                raise detail_error(409, "User is already a member of this workspace")
+            membership = self.state.add_workspace_membership(
+                workspace.id, member.ls_user_id, role_id
+            )
+            return ApiResponse(200, payloads.identity_json(self.state, membership))
+
+    def patch_workspace_member(
+        self, request, faults, workspace: Workspace, identity_id: str
+    ) -> ApiResponse:
+        identity_id = path_uuid(identity_id, "identity_id")
+        role_id = body_uuid(json_object_body(request), "role_id", required=True)
+        with self.state.lock:
+            membership = self._find_membership(workspace, identity_id)
+            self._require_workspace_role(role_id)
+            self.state.set_workspace_role(workspace.id, membership.ls_user_id, role_id)
+            return ApiResponse(200, payloads.workspace_member_json(self.state, membership))
+
+    def delete_workspace_member(
+        self, request, faults, workspace: Workspace, identity_id: str
+    ) -> ApiResponse:
+        identity_id = path_uuid(identity_id, "identity_id")
+        with self.state.lock:
+            membership = self._find_membership(workspace, identity_id)
+            self.state.remove_workspace_membership(workspace.id, membership.ls_user_id)
+        if self.delete_response == "no_content":
+            return ApiResponse(204)
+        return ApiResponse(200, {} if self.delete_response == "json_object" else None)
+
+    def _require_workspace_role(self, role_id: str) -> None:
+        role = self.state.roles.get(role_id)
+        if role is None:
+            raise detail_error(404, f"Role {role_id} not found")
+        if role.access_scope != WORKSPACE_SCOPE:
+            raise detail_error(400, f"Role {role_id} ({role.display_name}) is not a workspace role")
+
+    def _find_active_member(
+        self, org_identity_id: str | None, ls_user_id: str | None, legacy_user_id: str | None
+    ) -> OrgMember | None:
+        """The member named by the first id given; pending invites are not members."""
+        if org_identity_id:
+            return self.state.member_by_identity_id(org_identity_id)
+        if ls_user_id:
+            return self.state.members.get(ls_user_id)
+        return next((m for m in self.state.members.values() if m.user_id == legacy_user_id), None)
+
+    def _find_membership(self, workspace: Workspace, identity_id: str):
+        membership = self.state.membership_by_identity_id(workspace.id, identity_id)
+        if membership is None:
+            raise detail_error(404, "Workspace member not found")
+        return membership

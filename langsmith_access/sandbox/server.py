@@ -1,0 +1,412 @@
+"""A real HTTP server that behaves like LangSmith's administration API (DESIGN.md section 6).
+
+    with SandboxServer(generate_org(seed=7, members=30)) as sandbox:
+        requests.get(f"{sandbox.url}/api/v1/orgs/current/info",
+                     headers={"X-API-Key": sandbox.api_key,
+                              "X-Organization-Id": sandbox.organization_id})
+
+It runs on the standard library's ``ThreadingHTTPServer`` in a background thread, speaks
+HTTP/1.1 with keep-alive, injects the faults of a ``FaultConfig`` and logs every request (never
+the API key). What each route answers is in api.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from langsmith_access.sandbox.api import NO_BODY, ApiRequest, ApiResponse, SandboxApi
+from langsmith_access.sandbox.faults import FaultConfig, RandomFault
+from langsmith_access.sandbox.generator import generate_org
+from langsmith_access.sandbox.org_state import OrgState
+
+logger = logging.getLogger(__name__)
+
+WORKSPACE_ROUTES_PREFIX = "/api/v1/workspaces/current/"
+
+# Returned instead of a response when the connection must be closed without one.
+DROP_CONNECTION = object()
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request the sandbox received. ``status`` is None when it closed the connection
+    without answering. Header values are as sent (None when absent); the API key is never kept,
+    only whether one was sent."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    status: int | None
+    tenant_id: str | None
+    organization_id: str | None
+    has_api_key: bool
+
+
+class RequestLog:
+    """A thread-safe, append-only list of ``LoggedRequest``; iterating gives a snapshot."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[LoggedRequest] = []
+
+    def append(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def snapshot(self) -> list[LoggedRequest]:
+        with self._lock:
+            return list(self._entries)
+
+    def __iter__(self):
+        return iter(self.snapshot())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __getitem__(self, index):
+        with self._lock:
+            return self._entries[index]
+
+
+def generate_api_key() -> str:
+    """A random organization-scoped service key, shaped like LangSmith's."""
+    return f"lsv2_sk_{secrets.token_hex(16)}_{secrets.token_hex(5)}"
+
+
+class SandboxServer:
+    """The LangSmith-compatible sandbox: an ``OrgState`` served over HTTP on ``host:port``.
+
+    - ``org``: the live ``OrgState`` (default: ``generate_org()``); change it between requests.
+    - ``api_key``: the accepted organization-scoped key (default: a generated ``lsv2_sk_`` key).
+    - ``organization_id``: must match ``org`` when both are given.
+    - ``faults``: the live ``FaultConfig`` (replace it or change its fields at any time).
+    - ``enriched_route``, ``workspace_scoped_key``, ``delete_response``: see ``SandboxApi``.
+    - ``url``: ``http://host:port`` once started; ``request_log``: every request received.
+
+    Use it as a context manager, or call ``start()`` and ``stop()``.
+    """
+
+    def __init__(
+        self,
+        org: OrgState | None = None,
+        *,
+        api_key: str | None = None,
+        organization_id: str | None = None,
+        faults: FaultConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        enriched_route: bool = True,
+        workspace_scoped_key: str | None = None,
+        delete_response: str = "json_object",
+    ) -> None:
+        if organization_id is not None:
+            organization_id = str(uuid.UUID(organization_id))
+        if org is None:
+            org = generate_org(organization_id=organization_id)
+        elif organization_id is not None and organization_id != org.organization_id:
+            raise ValueError("organization_id does not match the org's organization_id")
+        self.org = org
+        self.organization_id = org.organization_id
+        self.api_key = api_key or generate_api_key()
+        self.faults = faults or FaultConfig()
+        self.host = host
+        self.port = port
+        self.url: str | None = None
+        self.request_log = RequestLog()
+        self.api = SandboxApi(
+            org,
+            api_key=self.api_key,
+            workspace_scoped_key=workspace_scoped_key,
+            enriched_route=enriched_route,
+            delete_response=delete_response,
+        )
+        self._stopping = threading.Event()
+        self._http_server: _HttpServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> SandboxServer:
+        if self._http_server is not None:
+            raise RuntimeError("the sandbox server is already running")
+        self._stopping.clear()
+        self._http_server = _HttpServer((self.host, self.port), self)
+        self.port = self._http_server.server_address[1]
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._http_server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"langsmith-sandbox-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; hanging or sleeping requests end at once, without an answer."""
+        if self._http_server is None:
+            return
+        self._stopping.set()
+        self._http_server.shutdown()
+        self._http_server.close_open_connections()
+        self._http_server.server_close()
+        self._thread.join(timeout=5)
+        self._http_server = None
+        self._thread = None
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # -------------------------------------------------------------- request log
+
+    def requests_matching(
+        self, method: str | None = None, path_prefix: str | None = None
+    ) -> list[LoggedRequest]:
+        return [
+            entry
+            for entry in self.request_log
+            if (method is None or entry.method == method.upper())
+            and (path_prefix is None or entry.path.startswith(path_prefix))
+        ]
+
+    def reset_log(self) -> None:
+        self.request_log.clear()
+
+    # -------------------------------------------------------------- one request
+
+    def respond(self, request: ApiRequest) -> ApiResponse | object:
+        """Faults first (as a proxy in front of LangSmith), then the API itself."""
+        faults = self.faults
+        if faults.latency_ms and self._stopping.wait(faults.latency_ms / 1000):
+            return DROP_CONNECTION
+
+        api_key = request.headers.get("X-API-Key") or ""
+        key_fingerprint = hashlib.sha256(api_key.encode()).hexdigest()
+        wait_seconds = faults.seconds_until_rate_limit_resets(key_fingerprint)
+        if wait_seconds is not None:
+            return _too_many_requests(faults, wait_seconds)
+
+        random_fault = faults.draw_random_fault()
+        if random_fault is RandomFault.THROTTLE:
+            return _too_many_requests(faults, faults.retry_after_seconds)
+        if random_fault is RandomFault.DROP:
+            return DROP_CONNECTION
+        if random_fault is RandomFault.HANG and self._stopping.wait(faults.hang_seconds):
+            return DROP_CONNECTION
+        if random_fault is RandomFault.ERROR:
+            return _server_error(faults.random_error_status())
+
+        if faults.route_fails(request.path):
+            return _server_error(500)
+        if request.path.startswith(WORKSPACE_ROUTES_PREFIX) and faults.workspace_fails(
+            request.headers.get("X-Tenant-Id")
+        ):
+            return _server_error(500)
+
+        try:
+            return self.api.handle(request, faults)
+        except Exception:
+            # A bug in the sandbox: answer like a crashed service would, and say why in the log.
+            logger.exception("sandbox failed on %s %s", request.method, request.path)
+            return _server_error(500)
+
+
+def _too_many_requests(faults: FaultConfig, seconds: int) -> ApiResponse:
+    return ApiResponse(
+        429,
+        {"detail": "Rate limit exceeded"},
+        {"Retry-After": faults.retry_after_header(seconds)},
+    )
+
+
+def _server_error(status: int) -> ApiResponse:
+    return ApiResponse(status, {"detail": HTTPStatus(status).phrase})
+
+
+class _HttpServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` that knows its sandbox and can cut its open connections."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sandbox: SandboxServer) -> None:
+        self.sandbox = sandbox
+        self._open_connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _RequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the host's FQDN, which can stall on a broken resolver.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request, client_address) -> None:
+        with self._connections_lock:
+            self._open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._connections_lock:
+            self._open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        """Wake handler threads blocked on idle keep-alive connections so they exit."""
+        with self._connections_lock:
+            connections = list(self._open_connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that went away (or a stop() that cut it) is normal here, not worth a traceback.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every response sends Content-Length
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
+    timeout = 60  # idle keep-alive connections close after this long
+    server: _HttpServer
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PATCH = do_DELETE = do_PUT = do_GET
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        request = ApiRequest(
+            method=self.command,
+            path=url.path,
+            query=parse_qs(url.query, keep_blank_values=True),
+            headers=self.headers,
+            body=body,
+        )
+        outcome = self.server.sandbox.respond(request)
+        dropped = outcome is DROP_CONNECTION
+        # Logged before answering, so a client that got its answer also finds the log entry.
+        self.server.sandbox.request_log.append(
+            LoggedRequest(
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                status=None if dropped else outcome.status,
+                tenant_id=self.headers.get("X-Tenant-Id"),
+                organization_id=self.headers.get("X-Organization-Id"),
+                has_api_key=bool(self.headers.get("X-API-Key")),
+            )
+        )
+        if dropped:
+            self.close_connection = True
+        else:
+            self._write(outcome)
+
+    def _write(self, response: ApiResponse) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if response.body is NO_BODY:
+            self.end_headers()
+            return
+        payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args) -> None:
+        # request_log records requests; stderr stays quiet.
+        pass
+
+
+# ------------------------------------------------------------------ command line
+
+
+def serve_from_cli(args) -> int:
+    """``langsmith-access sandbox``: serve a generated org until SIGTERM or SIGINT.
+
+    Prints one JSON line ``{"url", "organization_id", "api_key"}`` first. Exit 2 on bad arguments.
+    """
+
+    def refuse(message: str) -> int:
+        print(f"langsmith-access sandbox: {message}", file=sys.stderr)
+        return 2
+
+    organization_id = args.organization_id
+    if organization_id is not None:
+        try:
+            organization_id = str(uuid.UUID(organization_id))
+        except ValueError:
+            return refuse(f"--organization-id must be a UUID, got {organization_id!r}")
+    if args.api_key is not None and not args.api_key.startswith("lsv2_sk_"):
+        # Never echo the key: it may be a real secret typed in the wrong place.
+        return refuse("--api-key must be an organization-scoped service key starting with lsv2_sk_")
+    if args.members < 0 or args.workspaces < 0:
+        return refuse("--members and --workspaces must not be negative")
+    if not 0 <= args.fault_rate <= 1:
+        return refuse("--fault-rate must be between 0 and 1")
+    if args.latency_ms < 0:
+        return refuse("--latency-ms must not be negative")
+
+    org = generate_org(
+        seed=args.seed,
+        members=args.members,
+        workspaces=args.workspaces,
+        organization_id=organization_id,
+    )
+    faults = FaultConfig(
+        latency_ms=args.latency_ms,
+        error_rate=args.fault_rate / 2,
+        throttle_rate=args.fault_rate / 2,
+    )
+    stop_requested = threading.Event()
+    previous_handlers = {
+        signum: signal.signal(signum, lambda *_: stop_requested.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        sandbox = SandboxServer(
+            org, api_key=args.api_key, faults=faults, host=args.host, port=args.port
+        )
+        with sandbox:
+            line = {
+                "url": sandbox.url,
+                "organization_id": sandbox.organization_id,
+                "api_key": sandbox.api_key,
+            }
+            print(json.dumps(line), flush=True)
+            # Wake up now and then: signal handlers run between waits.
+            while not stop_requested.wait(0.2):
+                pass
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+    return 0

@@ -1,0 +1,155 @@
+"""Pure parts of the client: typed records, Retry-After, the rate limiter, settings."""
+
+import email.utils
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from langsmith_access.langsmith import EnrichedMember, OrgMember, Role, UnexpectedResponseError, Workspace
+from langsmith_access.langsmith.client import _retry_after_seconds
+from langsmith_access.langsmith.pacing import RateLimiter
+from langsmith_access.settings import Secret, Settings, SettingsError, check_api_key
+
+# The payloads of ../shared/langsmith-api.md's examples.
+ORG_MEMBER = {
+    "id": "d2d2d2d2-0002-4002-8002-d2d2d2d2d2d2", "organization_id": "00000000-0000-4000-8000-000000000001",
+    "tenant_id": None, "created_at": "2026-01-04T10:00:00Z", "user_id": "99999999-0002-4002-8002-999999999999",
+    "ls_user_id": "c2c2c2c2-0002-4002-8002-c2c2c2c2c2c2", "read_only": False,
+    "role_id": "11111111-1111-4111-8111-111111111111", "role_name": "Organization Admin",
+    "access_scope": "organization", "email": "ada@example.com", "full_name": "Ada Lovelace",
+    "display_name": "Ada Lovelace", "avatar_url": None, "linked_login_methods": [], "is_disabled": False,
+    "org_role_id": "11111111-1111-4111-8111-111111111111", "org_role_name": "Organization Admin",
+    "tenant_ids": ["aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"],
+}
+
+
+def test_org_member_reads_the_documented_payload():
+    member = OrgMember.from_api(ORG_MEMBER)
+    assert member.id == ORG_MEMBER["id"]
+    assert member.ls_user_id == ORG_MEMBER["ls_user_id"]
+    assert member.role_id == "11111111-1111-4111-8111-111111111111"
+    assert member.created_at == datetime(2026, 1, 4, 10, tzinfo=timezone.utc)
+
+
+def test_org_role_falls_back_to_org_role_id():
+    payload = {**ORG_MEMBER, "role_id": None, "role_name": None}
+    assert OrgMember.from_api(payload).role_id == "11111111-1111-4111-8111-111111111111"
+    assert OrgMember.from_api(payload).role_name == "Organization Admin"
+
+
+@pytest.mark.parametrize("field", ["id", "ls_user_id", "created_at"])
+def test_missing_required_field_is_named(field):
+    payload = {k: v for k, v in ORG_MEMBER.items() if k != field}
+    with pytest.raises(UnexpectedResponseError, match=f"OrgMemberIdentity.{field}"):
+        OrgMember.from_api(payload)
+
+
+def test_wrong_types_are_refused_not_coerced():
+    with pytest.raises(UnexpectedResponseError, match="is_disabled"):
+        OrgMember.from_api({**ORG_MEMBER, "is_disabled": "no"})
+    with pytest.raises(UnexpectedResponseError, match="created_at"):
+        OrgMember.from_api({**ORG_MEMBER, "created_at": "yesterday"})
+    with pytest.raises(UnexpectedResponseError, match="JSON object"):
+        OrgMember.from_api(["not", "an", "object"])
+
+
+def test_extra_fields_and_nulls_the_schema_allows_are_tolerated():
+    member = OrgMember.from_api({**ORG_MEMBER, "brand_new_field": 1, "email": None, "full_name": None})
+    assert member.email is None and member.full_name is None
+
+
+def test_role_scope_inferred_when_missing_and_custom_roles_flagged():
+    org_role = Role.from_api({"id": "1", "name": "ORGANIZATION_ADMIN", "display_name": "Organization Admin",
+                              "description": "", "permissions": ["organization:manage"]})
+    custom = Role.from_api({"id": "3", "name": "CUSTOM", "display_name": "Deployment Auditor",
+                            "description": "Reads deployments.", "permissions": ["workspaces:read"],
+                            "organization_id": "00000000-0000-4000-8000-000000000001"})
+    assert org_role.access_scope == "organization" and not org_role.is_custom
+    assert custom.access_scope == "workspace" and custom.is_custom
+    with pytest.raises(UnexpectedResponseError, match="access_scope"):
+        Role.from_api({"id": "1", "name": "X", "display_name": "X", "description": "",
+                       "permissions": [], "access_scope": "galaxy"})
+
+
+def test_workspace_shared_flag():
+    base = {"id": "w", "created_at": "2026-01-01T00:00:00Z", "display_name": "W", "is_personal": False,
+            "is_deleted": False}
+    assert Workspace.from_api(base).is_shared
+    assert not Workspace.from_api({**base, "is_personal": True}).is_shared
+    assert not Workspace.from_api({**base, "is_deleted": True}).is_shared
+    with pytest.raises(UnexpectedResponseError, match="is_deleted"):
+        Workspace.from_api({k: v for k, v in base.items() if k != "is_deleted"})
+
+
+def test_enriched_member_pending_and_active():
+    pending = EnrichedMember.from_api({"id": "p", "email": "new@example.com", "is_pending": True,
+                                       "ls_user_id": "", "role_id": "r"})
+    assert pending.is_pending and pending.ls_user_id is None
+    with pytest.raises(UnexpectedResponseError, match="ls_user_id"):
+        EnrichedMember.from_api({"id": "a", "email": "a@example.com", "is_pending": False})
+
+
+def test_retry_after_seconds_and_http_date():
+    assert _retry_after_seconds("3") == 3.0
+    assert _retry_after_seconds(None) is None
+    assert _retry_after_seconds("soon") is None
+    assert _retry_after_seconds("100000") == 120.0  # capped
+    later = datetime.now(timezone.utc) + timedelta(seconds=5)
+    seconds = _retry_after_seconds(email.utils.format_datetime(later, usegmt=True))
+    assert 3.5 <= seconds <= 5.0
+    past = datetime.now(timezone.utc) - timedelta(seconds=50)
+    assert _retry_after_seconds(email.utils.format_datetime(past, usegmt=True)) == 0.0
+
+
+def test_rate_limiter_never_exceeds_the_rate_in_any_minute():
+    now = [0.0]
+    sent = []
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    limiter = RateLimiter(600, clock=lambda: now[0], sleep=sleep)  # 10/s
+    for _ in range(2000):
+        limiter.acquire()
+        sent.append(now[0])
+    # Any 60-second window holds at most the rate plus one second of burst.
+    start = 0
+    for end, t in enumerate(sent):
+        while sent[start] <= t - 60:
+            start += 1
+        assert end - start + 1 <= 600 + 10
+    assert sent[-1] >= (2000 - 10) / 10 - 1e-6
+
+
+def test_secret_never_shows_itself():
+    secret = Secret("lsv2_sk_supersecret")
+    assert "supersecret" not in repr(secret) + str(secret) + f"{secret}" + repr([secret])
+    settings = Settings.from_env({"LANGSMITH_API_KEY": "lsv2_sk_supersecret",
+                                  "LANGSMITH_ORGANIZATION_ID": "00000000-0000-4000-8000-000000000001"})
+    assert "supersecret" not in repr(settings) + repr(settings.client())
+    with pytest.raises(TypeError):
+        import pickle
+        pickle.dumps(secret)
+
+
+def test_personal_token_and_bad_org_id_are_refused_with_a_reason():
+    with pytest.raises(SettingsError, match="personal access token.*lsv2_sk_"):
+        check_api_key("lsv2_pt_abc")
+    with pytest.raises(SettingsError, match="service key"):
+        check_api_key("sk-something")
+    settings = Settings.from_env({"LANGSMITH_API_KEY": "lsv2_sk_x", "LANGSMITH_ORGANIZATION_ID": "not-a-uuid"})
+    with pytest.raises(SettingsError, match="LANGSMITH_ORGANIZATION_ID must be the organization's UUID"):
+        settings.client()
+    with pytest.raises(SettingsError, match="LANGSMITH_API_KEY is not set"):
+        Settings.from_env({}).client()
+    with pytest.raises(SettingsError, match="LANGSMITH_ENDPOINT"):
+        Settings.from_env({"LANGSMITH_ENDPOINT": "ftp://x"})
+    with pytest.raises(SettingsError, match="LANGSMITH_ACCESS_MAX_SHRINK_SHARE"):
+        Settings.from_env({"LANGSMITH_ACCESS_MAX_SHRINK_SHARE": "1.5"})
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+    assert settings.endpoint == "https://api.smith.langchain.com"
+    assert str(settings.duckdb_path) == "data/langsmith_access.duckdb"
+    assert settings.requests_per_minute < 2000

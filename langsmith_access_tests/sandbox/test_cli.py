@@ -1,0 +1,93 @@
+"""``langsmith-access sandbox`` run as a real process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+CLI = str(Path(sys.executable).with_name("langsmith-access"))
+
+
+def test_sandbox_command_serves_until_sigterm():
+    process = subprocess.Popen(
+        [CLI, "sandbox", "--port", "0", "--members", "30", "--workspaces", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first_line = json.loads(process.stdout.readline())
+        assert set(first_line) == {"url", "organization_id", "api_key"}
+        assert first_line["url"].startswith("http://127.0.0.1:")
+        assert first_line["api_key"].startswith("lsv2_sk_")
+        response = requests.get(
+            first_line["url"] + "/api/v1/orgs/current/members/active",
+            params={"limit": 500},
+            headers={
+                "X-API-Key": first_line["api_key"],
+                "X-Organization-Id": first_line["organization_id"],
+            },
+            timeout=10,
+        )
+        assert response.status_code == 200
+        assert len(response.json()) == 30
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "sandbox", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_chosen_key_and_org_are_served():
+    process = subprocess.Popen(
+        [
+            CLI,
+            "sandbox",
+            "--members",
+            "3",
+            "--workspaces",
+            "1",
+            "--api-key",
+            "lsv2_sk_chosen",
+            "--organization-id",
+            "00000000-0000-4000-8000-000000000001",
+            "--seed",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first_line = json.loads(process.stdout.readline())
+        assert first_line["api_key"] == "lsv2_sk_chosen"
+        assert first_line["organization_id"] == "00000000-0000-4000-8000-000000000001"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_bad_organization_id_exits_2():
+    result = run_cli("--organization-id", "not-a-uuid")
+    assert result.returncode == 2
+    assert "UUID" in result.stderr
+    assert result.stdout == ""
+
+
+def test_personal_access_token_is_refused_without_echoing_it():
+    result = run_cli("--api-key", "lsv2_pt_secret_value")
+    assert result.returncode == 2
+    assert "lsv2_sk_" in result.stderr
+    assert "secret_value" not in result.stderr + result.stdout

@@ -1,0 +1,178 @@
+"""Injected faults: latency, 429s, rate limit, 5xx, failing routes and workspaces, hangs,
+dropped connections, page drift and writes whose answer is lost."""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+
+import pytest
+import requests
+
+from langsmith_access.sandbox import FaultConfig
+
+INFO = "/api/v1/orgs/current/info"
+ACTIVE = "/api/v1/orgs/current/members/active"
+MEMBERS = "/api/v1/workspaces/current/members"
+
+
+def test_latency_is_added_to_every_response(sandbox, caller):
+    sandbox.faults.latency_ms = 150
+    started = time.monotonic()
+    assert caller.get(INFO).status_code == 200
+    assert time.monotonic() - started >= 0.15
+
+
+def test_throttle_answers_429_with_retry_after_seconds(sandbox, caller):
+    sandbox.faults = FaultConfig(throttle_rate=1.0, retry_after_seconds=2)
+    response = caller.get(INFO)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "2"
+    assert "detail" in response.json()
+
+
+def test_retry_after_as_http_date(sandbox, caller):
+    sandbox.faults = FaultConfig(
+        throttle_rate=1.0, retry_after_seconds=3, retry_after_as_http_date=True
+    )
+    response = caller.get(INFO)
+    assert response.status_code == 429
+    wait = parsedate_to_datetime(response.headers["Retry-After"]).timestamp() - time.time()
+    assert 2 <= wait <= 5
+
+
+def test_rate_limit_per_minute_counts_per_key(sandbox, caller):
+    sandbox.faults = FaultConfig(rate_limit_per_minute=3)
+    statuses = [caller.get(INFO).status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    limited = caller.get(INFO)
+    assert limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    # Another key has its own window (and is then refused for being wrong).
+    assert caller.get(INFO, headers={"X-API-Key": "lsv2_sk_other"}).status_code == 401
+
+
+def test_random_errors_are_5xx_with_detail(sandbox, caller):
+    sandbox.faults = FaultConfig(error_rate=1.0, seed=3)
+    statuses = set()
+    for _ in range(20):
+        response = caller.get(INFO)
+        assert isinstance(response.json()["detail"], str)
+        statuses.add(response.status_code)
+    assert statuses <= {500, 502, 503, 504} and len(statuses) > 1
+
+
+def test_random_error_on_a_write_is_not_applied(sandbox, caller, org):
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.members.values() if m.ls_user_id not in workspace.memberships)
+    sandbox.faults = FaultConfig(error_rate=1.0)
+    response = caller.post(
+        MEMBERS,
+        tenant_id=workspace.id,
+        json={"org_identity_id": outsider.id, "role_id": org.role_by_name("Viewer").id},
+    )
+    assert response.status_code >= 500
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+
+
+def test_random_faults_repeat_with_the_seed():
+    def draws(seed):
+        faults = FaultConfig(error_rate=0.3, throttle_rate=0.3, seed=seed)
+        return [faults.draw_random_fault() for _ in range(50)]
+
+    assert draws(5) == draws(5)
+    assert None in draws(5)
+
+
+def test_failing_routes_prefix_and_exact(sandbox, caller):
+    sandbox.faults = FaultConfig(failing_routes=("/api/v1/orgs/current/members",))
+    assert caller.get(ACTIVE).status_code == 500
+    assert caller.get("/api/v1/orgs/current/members").status_code == 500
+    assert caller.get(INFO).status_code == 200
+    sandbox.faults = FaultConfig(failing_routes=("/api/v1/orgs/current/members$",))
+    assert caller.get("/api/v1/orgs/current/members").status_code == 500
+    assert caller.get(ACTIVE).status_code == 200
+
+
+def test_failing_workspaces(sandbox, caller, org):
+    broken, working = org.shared_workspaces()[:2]
+    sandbox.faults = FaultConfig(failing_workspaces=(broken.id,))
+    assert caller.get(MEMBERS, tenant_id=broken.id).status_code == 500
+    assert caller.get(MEMBERS + "/active", tenant_id=broken.id).status_code == 500
+    assert caller.get(MEMBERS, tenant_id=working.id).status_code == 200
+
+
+def test_hang_is_cut_by_a_client_timeout_and_by_stop(sandbox, caller):
+    sandbox.faults = FaultConfig(hang_rate=1.0, hang_seconds=30)
+    started = time.monotonic()
+    with pytest.raises(requests.Timeout):
+        caller.get(INFO, timeout=0.3)
+    assert time.monotonic() - started < 5
+    sandbox.stop()
+    assert time.monotonic() - started < 5, "stop() must not wait for the hanging request"
+
+
+def test_short_hang_then_normal_answer(sandbox, caller):
+    sandbox.faults = FaultConfig(hang_rate=1.0, hang_seconds=0.2)
+    started = time.monotonic()
+    assert caller.get(INFO).status_code == 200
+    assert time.monotonic() - started >= 0.2
+
+
+def test_drop_closes_the_connection_without_answer(sandbox, caller):
+    sandbox.faults = FaultConfig(drop_rate=1.0)
+    with pytest.raises(requests.ConnectionError):
+        caller.get(INFO)
+    assert sandbox.request_log[-1].status is None
+    sandbox.faults = FaultConfig()
+    assert caller.get(INFO).status_code == 200
+
+
+def test_page_drift_adds_members_while_paging(sandbox, caller, org):
+    before = len(org.members)
+    sandbox.faults = FaultConfig(page_drift_members=2)
+    rows = caller.scan(ACTIVE, limit=10)
+    assert len(org.members) == before + 2
+    assert sandbox.faults.page_drift_members == 0
+    ids = [row["id"] for row in rows]
+    assert len(ids) > len(set(ids)), "shifted offsets repeat rows across pages"
+    # The newcomers sort first, so a scan that started before they joined missed them.
+    newcomers = {member.id for member in org.active_members()[:2]}
+    assert not newcomers & set(ids)
+    assert set(ids) | newcomers == set(org.members[m].id for m in org.members)
+
+
+def test_page_drift_on_the_enriched_route(sandbox, caller, org):
+    before = len(org.members)
+    sandbox.faults = FaultConfig(page_drift_members=5)
+    caller.get("/v1/platform/orgs/current/members", params={"limit": 10})
+    assert len(org.members) == before, "the first page does not drift"
+    caller.get("/v1/platform/orgs/current/members", params={"limit": 10, "offset": 10})
+    assert len(org.members) == before + 1
+
+
+def test_fail_writes_after_apply(sandbox, caller, org):
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.members.values() if m.ls_user_id not in workspace.memberships)
+    body = {"org_identity_id": outsider.id, "role_id": org.role_by_name("Viewer").id}
+    sandbox.faults = FaultConfig(fail_writes_after_apply=1)
+
+    lost = caller.post(MEMBERS, tenant_id=workspace.id, json=body)
+    assert lost.status_code == 502
+    assert org.membership(workspace.id, outsider.ls_user_id) is not None, "applied despite the 502"
+    assert sandbox.faults.fail_writes_after_apply == 0
+
+    retried = caller.post(MEMBERS, tenant_id=workspace.id, json=body)
+    assert retried.status_code == 409
+    assert caller.get(INFO).status_code == 200
+
+
+def test_fail_writes_after_apply_skips_reads_and_rejected_writes(sandbox, caller, org):
+    workspace = org.shared_workspaces()[0]
+    sandbox.faults = FaultConfig(fail_writes_after_apply=1)
+    assert caller.get(INFO).status_code == 200
+    rejected = caller.post(
+        MEMBERS, tenant_id=workspace.id, json={"role_id": org.role_by_name("Viewer").id}
+    )
+    assert rejected.status_code == 422
+    assert sandbox.faults.fail_writes_after_apply == 1

@@ -1,0 +1,263 @@
+"""The org generator: determinism, the invariants of a LangSmith org, and OrgState's changes."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+
+import pytest
+
+from langsmith_access.sandbox import generate_org
+from langsmith_access.sandbox.org_state import in_api_order
+from langsmith_access_tests.sandbox.helpers import assert_in_api_order
+
+TIMESTAMP = re.compile(r"^20(25|26)-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def test_same_seed_same_org_and_other_seed_other_org():
+    first = generate_org(seed=3, members=60, workspaces=6)
+    again = generate_org(seed=3, members=60, workspaces=6)
+    other = generate_org(seed=4, members=60, workspaces=6)
+    assert first.to_dict() == again.to_dict()
+    assert first.to_dict() != other.to_dict()
+
+
+def test_choosing_the_organization_id_changes_nothing_else():
+    chosen = str(uuid.uuid4())
+    default = generate_org(seed=3).to_dict()
+    custom = generate_org(seed=3, organization_id=chosen).to_dict()
+    assert custom["organization_id"] == chosen != default["organization_id"]
+    assert [m["id"] for m in custom["members"]] == [m["id"] for m in default["members"]]
+    assert [w["id"] for w in custom["workspaces"]] == [w["id"] for w in default["workspaces"]]
+
+
+def test_built_in_and_custom_roles(org):
+    built_in = {role.name: role for role in org.roles.values() if not role.is_custom}
+    assert built_in["ORGANIZATION_ADMIN"].display_name == "Organization Admin"
+    assert {"ORGANIZATION_OPERATOR", "ORGANIZATION_USER", "ORGANIZATION_VIEWER"} <= set(built_in)
+    assert [
+        built_in[n].display_name for n in ("WORKSPACE_ADMIN", "WORKSPACE_USER", "WORKSPACE_VIEWER")
+    ] == [
+        "Admin",
+        "Editor",
+        "Viewer",
+    ]
+    for role in built_in.values():
+        assert role.organization_id is None
+        expected_scope = "organization" if role.name.startswith("ORGANIZATION_") else "workspace"
+        assert role.access_scope == expected_scope
+    custom = org.custom_roles()
+    assert len(custom) == 2
+    assert {role.name for role in custom} == {"CUSTOM"}
+    assert len({role.display_name for role in custom}) == 2
+    assert all(role.organization_id == org.organization_id for role in custom)
+    assert all(role.access_scope == "workspace" and role.permissions for role in custom)
+
+
+def test_many_custom_roles_keep_distinct_display_names():
+    state = generate_org(seed=1, members=5, workspaces=2, custom_roles=12)
+    assert len({role.display_name for role in state.custom_roles()}) == 12
+
+
+def test_workspaces_shared_personal_and_deleted(org):
+    shared = org.shared_workspaces()
+    assert len(shared) == 5
+    names = Counter(ws.display_name for ws in shared)
+    assert max(names.values()) == 2, "two shared workspaces share a display name"
+
+    personal = [ws for ws in org.workspaces.values() if ws.is_personal]
+    assert personal
+    for ws in personal:
+        assert list(ws.memberships) == [ws.owner_ls_user_id]
+        assert not ws.is_deleted
+
+    deleted = [ws for ws in org.workspaces.values() if ws.is_deleted]
+    assert len(deleted) >= 1
+    assert any(ws.memberships for ws in deleted), "deleted workspaces still hold memberships"
+
+
+def test_members(org):
+    members = list(org.members.values())
+    assert len(members) == 40
+    org_roles = {role.id: role for role in org.roles_by_scope("organization")}
+    assert all(member.org_role_id in org_roles for member in members)
+    admins = [m for m in members if org_roles[m.org_role_id].name == "ORGANIZATION_ADMIN"]
+    assert 1 <= len(admins) <= 5
+    assert any(member.is_disabled for member in members)
+    assert len({member.email.lower() for member in members}) == len(members)
+    for member in members:
+        assert len({member.id, member.ls_user_id, member.user_id}) == 3
+        assert TIMESTAMP.match(member.created_at)
+        assert member.display_name == member.full_name
+        assert member.avatar_url is None and member.linked_login_methods == []
+
+
+def test_names_and_emails_are_varied():
+    members = generate_org(seed=5, members=400, workspaces=3).members.values()
+    assert any(not member.full_name.isascii() for member in members)
+    assert any(any("\u4e00" <= char <= "\u9fff" for char in m.full_name) for m in members)
+    assert any(member.email != member.email.lower() for member in members)
+
+
+def test_one_role_per_workspace_and_identity_ids(org):
+    rows = org.workspace_membership_rows()
+    assert len(rows) == org.membership_count()
+    assert len({(workspace, user) for workspace, user, _, _ in rows}) == len(rows)
+    org_identity_ids = {member.id for member in org.members.values()}
+    workspace_identity_ids = {identity_id for _, _, identity_id, _ in rows}
+    assert len(workspace_identity_ids) == len(rows)
+    assert not org_identity_ids & workspace_identity_ids
+    workspace_roles = {role.id for role in org.roles_by_scope("workspace")}
+    assert all(role_id in workspace_roles for _, _, _, role_id in rows)
+    shared_ids = {ws.id for ws in org.shared_workspaces()}
+    assert {row[0] for row in org.workspace_membership_rows(shared_only=True)} <= shared_ids
+
+
+def test_average_memberships_per_member():
+    state = generate_org(seed=9, members=2000, workspaces=50, memberships_per_member=4.0)
+    shared_and_deleted = [ws for ws in state.workspaces.values() if not ws.is_personal]
+    random_memberships = sum(len(ws.memberships) for ws in shared_and_deleted)
+    assert 3.5 < random_memberships / 2000 < 4.5
+
+
+def test_pending_invites(org):
+    invites = org.pending_org_invites()
+    assert len(invites) == 40 // 40 + 2
+    member_emails = {member.email.lower() for member in org.members.values()}
+    for invite in invites:
+        assert not hasattr(invite, "ls_user_id")
+        assert invite.email.lower() not in member_emails
+        assert org.roles[invite.org_role_id].access_scope == "organization"
+    with_workspaces = [invite for invite in invites if invite.workspace_ids]
+    assert with_workspaces
+    for invite in with_workspaces:
+        assert org.roles[invite.workspace_role_id].access_scope == "workspace"
+        for workspace_id in invite.workspace_ids:
+            listed = org.workspaces[workspace_id].pending_invites.values()
+            assert invite.email in {workspace_invite.email for workspace_invite in listed}
+
+
+def test_api_order_is_newest_first_then_id():
+    state = generate_org(seed=2, members=300, workspaces=2)
+    assert_in_api_order([(member.created_at, member.id) for member in state.active_members()])
+
+
+def test_counts_can_be_chosen():
+    state = generate_org(
+        seed=1,
+        members=30,
+        workspaces=4,
+        pending_invites=7,
+        personal_workspaces=5,
+        deleted_workspaces=3,
+        custom_roles=0,
+        disabled_share=0.0,
+    )
+    assert len(state.pending_invites) == 7
+    assert sum(ws.is_personal for ws in state.workspaces.values()) == 5
+    assert sum(ws.is_deleted for ws in state.workspaces.values()) == 3
+    assert not state.custom_roles()
+    assert not any(member.is_disabled for member in state.members.values())
+
+
+def test_tiny_orgs_do_not_break():
+    assert len(generate_org(members=0, workspaces=0).members) == 0
+    assert len(generate_org(members=1, workspaces=1).shared_workspaces()) == 1
+
+
+# ------------------------------------------------------------------ changing the org
+
+
+def test_add_member_is_listed_first(org):
+    member = org.add_member("New.Person@Example.com", "Nouvelle Personne")
+    assert org.active_members()[0] is member
+    assert org.member_by_email("new.person@example.com") is member
+    assert org.roles[member.org_role_id].name == "ORGANIZATION_USER"
+    with pytest.raises(ValueError):
+        org.add_member("NEW.PERSON@example.com", "Twin")
+    with pytest.raises(ValueError):
+        org.add_member("x@example.com", "X", org_role_id=org.role_by_name("Viewer").id)
+
+
+def test_remove_member_drops_their_memberships(org):
+    member = next(m for m in org.members.values() if org.memberships_of(m.ls_user_id))
+    org.remove_member(member.ls_user_id)
+    assert member.ls_user_id not in org.members
+    assert member.ls_user_id not in {row[1] for row in org.workspace_membership_rows()}
+    assert org.member_by_identity_id(member.id) is None
+
+
+def test_workspace_membership_changes(org):
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.members.values() if m.ls_user_id not in workspace.memberships)
+    viewer = org.role_by_name("WORKSPACE_VIEWER")
+    editor = org.role_by_name("Editor")
+
+    membership = org.add_workspace_membership(workspace.id, outsider.ls_user_id, viewer.id)
+    assert membership.id != outsider.id
+    assert (
+        workspace.id,
+        outsider.ls_user_id,
+        membership.id,
+        viewer.id,
+    ) in org.workspace_membership_rows()
+    with pytest.raises(ValueError):
+        org.add_workspace_membership(workspace.id, outsider.ls_user_id, editor.id)
+    with pytest.raises(ValueError):
+        org.set_workspace_role(
+            workspace.id, outsider.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id
+        )
+
+    org.set_workspace_role(workspace.id, outsider.ls_user_id, editor.id)
+    assert org.membership(workspace.id, outsider.ls_user_id).role_id == editor.id
+
+    org.remove_workspace_membership(workspace.id, outsider.ls_user_id)
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    assert workspace.id not in {m.workspace_id for m in org.memberships_of(outsider.ls_user_id)}
+
+
+def test_workspace_lifecycle(org):
+    owner = org.active_members()[0]
+    added = org.add_workspace("Nouvel Espace")
+    assert added in org.shared_workspaces()
+    personal = org.add_workspace("Mine", is_personal=True, owner_ls_user_id=owner.ls_user_id)
+    assert list(personal.memberships) == [owner.ls_user_id]
+    other = next(m for m in org.members.values() if m is not owner)
+    with pytest.raises(ValueError):
+        org.add_workspace_membership(personal.id, other.ls_user_id, org.role_by_name("Viewer").id)
+    org.delete_workspace(added.id)
+    assert added not in org.shared_workspaces()
+    assert org.workspaces[added.id].is_deleted
+
+
+def test_disable_invite_and_accept(org):
+    member = org.active_members()[0]
+    org.set_disabled(member.ls_user_id, True)
+    assert org.members[member.ls_user_id].is_disabled
+
+    workspace = org.shared_workspaces()[0]
+    invite = org.add_pending_invite("invitee@example.com", workspace_ids=[workspace.id])
+    assert invite in org.pending_org_invites()
+    assert any(i.org_invite_id == invite.id for i in workspace.pending_invites.values())
+    joined = org.accept_invite(invite.id, "Invitee")
+    assert invite.id not in org.pending_invites
+    assert not any(i.org_invite_id == invite.id for i in workspace.pending_invites.values())
+    assert org.membership(workspace.id, joined.ls_user_id).role_id == org.role_by_name("Viewer").id
+
+
+def test_role_lookups(org):
+    assert org.role_by_name("WORKSPACE_VIEWER") is org.role_by_name("Viewer")
+    custom = org.custom_roles()[0]
+    assert org.role_by_name(custom.display_name) is custom
+    with pytest.raises(KeyError):
+        org.role_by_name("CUSTOM")
+    assert {role.access_scope for role in org.roles_by_scope("organization")} == {"organization"}
+    assert len(org.roles_by_scope("workspace")) == 3 + 2
+
+
+def test_in_api_order_breaks_ties_by_id(org):
+    members = list(org.members.values())[:3]
+    for member in members:
+        member.created_at = "2025-05-05T05:05:05Z"
+    assert [m.id for m in in_api_order(members)] == sorted(m.id for m in members)

@@ -1,0 +1,124 @@
+"""API key, organization and workspace headers, and what the request log keeps."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+ORG_ROUTES = [
+    "/api/v1/orgs/current/info",
+    "/api/v1/orgs/current/roles",
+    "/api/v1/workspaces",
+    "/api/v1/orgs/current/members",
+    "/api/v1/orgs/current/members/active",
+    "/api/v1/orgs/current/members/pending",
+    "/v1/platform/orgs/current/members",
+]
+WORKSPACE_MEMBERS = "/api/v1/workspaces/current/members"
+
+
+@pytest.mark.parametrize("path", ORG_ROUTES + [WORKSPACE_MEMBERS])
+def test_missing_or_wrong_key_is_401(caller, org, path):
+    tenant_id = org.shared_workspaces()[0].id
+    missing = caller.get(path, tenant_id=tenant_id, omit=("X-API-Key",))
+    wrong = caller.get(path, tenant_id=tenant_id, headers={"X-API-Key": "lsv2_sk_wrong"})
+    for response in (missing, wrong):
+        assert response.status_code == 401
+        assert response.json() == {"detail": "Invalid token"}
+
+
+@pytest.mark.parametrize("path", ORG_ROUTES)
+def test_org_routes_need_this_org(caller, path):
+    missing = caller.get(path, omit=("X-Organization-Id",))
+    other = caller.get(path, headers={"X-Organization-Id": str(uuid.uuid4())})
+    for response in (missing, other):
+        assert response.status_code == 403
+        assert isinstance(response.json()["detail"], str)
+
+
+def test_org_id_header_is_compared_as_a_uuid(caller, org):
+    response = caller.get(
+        "/api/v1/orgs/current/info", headers={"X-Organization-Id": org.organization_id.upper()}
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ORG_ROUTES)
+def test_workspace_scoped_key_is_refused_on_org_routes(make_sandbox, path):
+    server, caller = make_sandbox(workspace_scoped_key="lsv2_sk_workspace_only")
+    response = caller.get(path, headers={"X-API-Key": "lsv2_sk_workspace_only"})
+    assert response.status_code == 403
+    assert "requires organization scope" in response.json()["detail"]
+    workspace = server.org.shared_workspaces()[0]
+    allowed = caller.get(
+        WORKSPACE_MEMBERS, tenant_id=workspace.id, headers={"X-API-Key": "lsv2_sk_workspace_only"}
+    )
+    assert allowed.status_code == 200
+
+
+def test_workspace_routes_need_x_tenant_id(caller):
+    response = caller.get(WORKSPACE_MEMBERS)
+    assert response.status_code == 403
+    body = response.json()
+    assert body["error"] == "org_scoped_key_requires_workspace"
+    assert body["detail"]
+
+
+@pytest.mark.parametrize("tenant", ["unknown", "deleted", "not-a-uuid"])
+def test_unknown_or_deleted_workspace_is_404(caller, org, tenant):
+    tenant_id = {
+        "unknown": str(uuid.uuid4()),
+        "deleted": next(ws.id for ws in org.workspaces.values() if ws.is_deleted),
+        "not-a-uuid": "workspace-1",
+    }[tenant]
+    for path in (WORKSPACE_MEMBERS, WORKSPACE_MEMBERS + "/active"):
+        response = caller.get(path, tenant_id=tenant_id)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Workspace not found"}
+
+
+def test_workspace_routes_refuse_another_org_header(caller, org):
+    response = caller.get(
+        WORKSPACE_MEMBERS,
+        tenant_id=org.shared_workspaces()[0].id,
+        headers={"X-Organization-Id": str(uuid.uuid4())},
+    )
+    assert response.status_code == 403
+
+
+def test_workspace_routes_work_without_org_header(caller, org):
+    response = caller.get(
+        WORKSPACE_MEMBERS, tenant_id=org.shared_workspaces()[0].id, omit=("X-Organization-Id",)
+    )
+    assert response.status_code == 200
+
+
+def test_unknown_route_is_404_before_auth(caller):
+    assert caller.get("/api/v1/nope", omit=("X-API-Key",)).status_code == 404
+
+
+def test_request_log_never_keeps_the_key(sandbox, caller, org):
+    workspace = org.shared_workspaces()[0]
+    caller.get("/api/v1/orgs/current/members/active", params={"limit": 3, "emails": ["a@x", "b@x"]})
+    caller.get(WORKSPACE_MEMBERS, tenant_id=workspace.id)
+    caller.get("/api/v1/orgs/current/info", omit=("X-API-Key",))
+
+    log = sandbox.request_log.snapshot()
+    assert len(log) == 3
+    assert sandbox.api_key not in repr(log)
+    first, second, third = log
+    assert first.method == "GET" and first.path == "/api/v1/orgs/current/members/active"
+    assert first.query == {"limit": ["3"], "emails": ["a@x", "b@x"]}
+    assert first.status == 200 and first.has_api_key
+    assert first.organization_id == org.organization_id and first.tenant_id is None
+    assert second.tenant_id == workspace.id
+    assert third.status == 401 and not third.has_api_key
+
+    assert [
+        entry.path for entry in sandbox.requests_matching(path_prefix="/api/v1/workspaces/")
+    ] == [WORKSPACE_MEMBERS]
+    assert len(sandbox.requests_matching(method="get")) == 3
+    assert sandbox.requests_matching(method="POST") == []
+    sandbox.reset_log()
+    assert len(sandbox.request_log) == 0

@@ -1,0 +1,285 @@
+"""Read routes: shapes (checked against the spec by the caller fixture), paging, order, filters."""
+
+from __future__ import annotations
+
+import pytest
+
+from langsmith_access.sandbox import generate_org
+from langsmith_access.sandbox.org_state import in_api_order
+from langsmith_access_tests.sandbox.helpers import assert_in_api_order
+
+ACTIVE = "/api/v1/orgs/current/members/active"
+PENDING = "/api/v1/orgs/current/members/pending"
+ENRICHED = "/v1/platform/orgs/current/members"
+WORKSPACE_MEMBERS = "/api/v1/workspaces/current/members"
+WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
+
+
+def busiest_workspace(org):
+    return max(org.shared_workspaces(), key=lambda ws: len(ws.memberships))
+
+
+def test_org_info(caller, org):
+    response = caller.get("/api/v1/orgs/current/info")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["id"] == org.organization_id
+    assert body["is_personal"] is False
+
+
+def test_roles_lists_org_and_workspace_roles(caller, org):
+    roles = caller.get("/api/v1/orgs/current/roles").json()
+    assert {role["id"] for role in roles} == set(org.roles)
+    assert {role["access_scope"] for role in roles} == {"organization", "workspace"}
+    custom = [role for role in roles if role["name"] == "CUSTOM"]
+    assert custom and all(role["organization_id"] == org.organization_id for role in custom)
+
+
+def test_workspaces_hide_deleted_unless_asked(caller, org):
+    listed = caller.get("/api/v1/workspaces").json()
+    assert {ws["id"] for ws in listed} == {
+        ws.id for ws in org.workspaces.values() if not ws.is_deleted
+    }
+    assert any(ws["is_personal"] for ws in listed)
+    with_deleted = caller.get("/api/v1/workspaces", params={"include_deleted": "true"}).json()
+    assert {ws["id"] for ws in with_deleted} == set(org.workspaces)
+    assert any(ws["is_deleted"] for ws in with_deleted)
+    assert caller.get("/api/v1/workspaces", params={"include_deleted": "false"}).json() == listed
+
+
+def test_workspaces_bad_include_deleted_is_422(caller):
+    response = caller.get("/api/v1/workspaces", params={"include_deleted": "maybe"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "include_deleted"]
+
+
+def test_org_members_envelope(caller, org):
+    body = caller.get("/api/v1/orgs/current/members").json()
+    assert body["organization_id"] == org.organization_id
+    assert [row["id"] for row in body["members"]] == [m.id for m in org.active_members()]
+    assert [row["id"] for row in body["pending"]] == [i.id for i in org.pending_org_invites()]
+    assert all(not row.get("ls_user_id") for row in body["pending"])
+
+
+@pytest.mark.parametrize("limit", ["0", "501", "-3", "ten"])
+def test_active_members_bad_limit_is_422(caller, limit):
+    response = caller.get(ACTIVE, params={"limit": limit})
+    assert response.status_code == 422
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["query", "limit"]
+    assert error["msg"] and error["type"]
+
+
+def test_active_members_bad_offset_is_422(caller):
+    response = caller.get(ACTIVE, params={"offset": "-1"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "offset"]
+
+
+def test_active_members_full_scan_equals_the_org_in_api_order(caller, org):
+    rows = caller.scan(ACTIVE, limit=7)
+    assert [row["id"] for row in rows] == [member.id for member in org.active_members()]
+    assert_in_api_order([(row["created_at"], row["id"]) for row in rows])
+
+
+def test_active_members_default_limit_and_total(make_sandbox):
+    _, caller = make_sandbox(generate_org(seed=1, members=120, workspaces=3))
+    response = caller.get(ACTIVE)
+    assert len(response.json()) == 50
+    assert response.headers["X-Pagination-Total"] == "120"
+    last = caller.get(ACTIVE, params={"limit": 500, "offset": 100})
+    assert len(last.json()) == 20
+    assert last.headers["X-Pagination-Total"] == "120"
+    assert caller.get(ACTIVE, params={"offset": 500}).json() == []
+
+
+def test_active_member_rows(caller, org):
+    for row in caller.scan(ACTIVE, limit=500):
+        member = org.members[row["ls_user_id"]]
+        assert row["id"] == member.id
+        assert row["role_id"] == row["org_role_id"] == member.org_role_id
+        assert row["role_name"] == org.roles[member.org_role_id].display_name
+        assert row["access_scope"] == "organization"
+        assert row["tenant_ids"] == [m.workspace_id for m in org.memberships_of(member.ls_user_id)]
+        assert row["email"] == member.email and row["full_name"] == member.full_name
+        assert row["is_disabled"] == member.is_disabled
+
+
+def test_active_member_filters(caller, org):
+    members = org.active_members()
+    first, second = members[0], members[1]
+
+    by_email = caller.get(ACTIVE, params={"emails": [first.email.upper(), second.email.lower()]})
+    assert {row["id"] for row in by_email.json()} == {first.id, second.id}
+    assert by_email.headers["X-Pagination-Total"] == "2"
+
+    by_user = caller.get(ACTIVE, params={"ls_user_ids": [first.ls_user_id]}).json()
+    assert [row["id"] for row in by_user] == [first.id]
+
+    disabled = caller.get(ACTIVE, params={"is_disabled": "true", "limit": 500}).json()
+    assert disabled and {row["id"] for row in disabled} == {m.id for m in members if m.is_disabled}
+
+    word = first.full_name.split()[0].lower()
+    searched = caller.get(ACTIVE, params={"q": word, "limit": 500}).json()
+    assert first.id in {row["id"] for row in searched}
+    assert all(word in (row["email"] + row["full_name"]).lower() for row in searched)
+
+    bad = caller.get(ACTIVE, params={"ls_user_ids": ["not-a-uuid"]})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "ls_user_ids", 0]
+
+
+def test_active_members_sort_by_email_ascending(caller, org):
+    rows = caller.get(
+        ACTIVE, params={"sort_by": "email", "sort_by_desc": "false", "limit": 500}
+    ).json()
+    assert [row["email"].casefold() for row in rows] == sorted(
+        m.email.casefold() for m in org.members.values()
+    )
+    assert caller.get(ACTIVE, params={"sort_by": "shoe_size"}).status_code == 422
+
+
+def test_pending_members_paged(caller, org):
+    response = caller.get(PENDING, params={"limit": 2})
+    assert response.headers["X-Pagination-Total"] == str(len(org.pending_invites))
+    rows = caller.scan(PENDING, limit=2)
+    assert [row["id"] for row in rows] == [invite.id for invite in org.pending_org_invites()]
+    for row in rows:
+        assert "ls_user_id" not in row and row["user_id"] is None
+        assert row["role_id"] == org.pending_invites[row["id"]].org_role_id
+    assert caller.get(PENDING, params={"limit": 501}).status_code == 422
+
+
+def test_workspace_members_envelope(caller, org):
+    invite = next(i for i in org.pending_org_invites() if i.workspace_ids)
+    workspace = org.workspaces[invite.workspace_ids[0]]
+    body = caller.get(WORKSPACE_MEMBERS, tenant_id=workspace.id).json()
+    assert body["tenant_id"] == workspace.id
+    assert {row["ls_user_id"] for row in body["members"]} == set(workspace.memberships)
+    for row in body["members"]:
+        membership = workspace.memberships[row["ls_user_id"]]
+        member = org.members[row["ls_user_id"]]
+        assert row["id"] == membership.id != member.id
+        assert row["role_id"] == membership.role_id
+        assert row["role_name"] == org.roles[membership.role_id].display_name
+        assert row["org_role_id"] == member.org_role_id
+        assert row["tenant_id"] == workspace.id
+    pending = {row["email"]: row for row in body["pending"]}
+    assert invite.email in pending
+    assert pending[invite.email]["role_id"] == invite.workspace_role_id
+    assert pending[invite.email]["tenant_id"] == workspace.id
+
+
+def test_workspace_active_members_paging_and_filters(caller, org):
+    workspace = busiest_workspace(org)
+    rows = caller.scan(WORKSPACE_ACTIVE, limit=3, tenant_id=workspace.id)
+    assert [row["id"] for row in rows] == [
+        m.id for m in in_api_order(workspace.memberships.values())
+    ]
+    first = caller.get(WORKSPACE_ACTIVE, tenant_id=workspace.id, params={"limit": 1})
+    assert first.headers["X-Pagination-Total"] == str(len(workspace.memberships))
+    member = org.members[first.json()[0]["ls_user_id"]]
+    by_user = caller.get(
+        WORKSPACE_ACTIVE, tenant_id=workspace.id, params={"ls_user_ids": member.ls_user_id}
+    )
+    assert [row["ls_user_id"] for row in by_user.json()] == [member.ls_user_id]
+    by_email = caller.get(
+        WORKSPACE_ACTIVE, tenant_id=workspace.id, params={"emails": member.email.swapcase()}
+    )
+    assert [row["ls_user_id"] for row in by_email.json()] == [member.ls_user_id]
+    assert (
+        caller.get(WORKSPACE_ACTIVE, tenant_id=workspace.id, params={"limit": 0}).status_code == 422
+    )
+
+
+def test_personal_workspace_members_are_readable(caller, org):
+    personal = next(ws for ws in org.workspaces.values() if ws.is_personal)
+    body = caller.get(WORKSPACE_MEMBERS, tenant_id=personal.id).json()
+    assert [row["ls_user_id"] for row in body["members"]] == [personal.owner_ls_user_id]
+
+
+def test_enriched_members_full_scan(caller, org):
+    rows = caller.scan(ENRICHED, limit=9)
+    active = [row for row in rows if not row["is_pending"]]
+    pending = [row for row in rows if row["is_pending"]]
+    assert {row["id"] for row in active} == {m.id for m in org.members.values()}
+    assert {row["id"] for row in pending} == set(org.pending_invites)
+    assert all(not row.get("ls_user_id") for row in pending)
+    assert_in_api_order([(row["created_at"], row["id"]) for row in rows])
+
+    listed_workspaces = set()
+    for row in active:
+        member = org.members[row["ls_user_id"]]
+        assert row["role_id"] == member.org_role_id
+        assert row["role_name"] == org.roles[member.org_role_id].display_name
+        memberships = {m["workspace_id"]: m for m in row["workspace_memberships"]}
+        assert memberships.keys() == {m.workspace_id for m in org.memberships_of(member.ls_user_id)}
+        for workspace_id, membership in memberships.items():
+            workspace = org.workspaces[workspace_id]
+            assert membership["workspace_name"] == workspace.display_name
+            assert membership["role_id"] == workspace.memberships[member.ls_user_id].role_id
+            assert membership["role_name"] == org.roles[membership["role_id"]].display_name
+        listed_workspaces |= memberships.keys()
+    # Personal and deleted workspaces are listed too: consumers must filter them.
+    assert any(org.workspaces[ws].is_personal for ws in listed_workspaces)
+    assert any(org.workspaces[ws].is_deleted for ws in listed_workspaces)
+
+
+def test_enriched_members_header_and_filters(caller, org):
+    everyone = len(org.members) + len(org.pending_invites)
+    response = caller.get(ENRICHED, params={"limit": 5})
+    assert len(response.json()) == 5
+    assert response.headers["X-Pagination-Total"] == str(everyone)
+
+    only_active = caller.get(ENRICHED, params={"active_is": "true", "limit": 500}).json()
+    assert len(only_active) == len(org.members) and not any(r["is_pending"] for r in only_active)
+    only_pending = caller.get(ENRICHED, params={"pending_is": "true", "limit": 500}).json()
+    assert len(only_pending) == len(org.pending_invites) and all(
+        r["is_pending"] for r in only_pending
+    )
+    assert len(caller.get(ENRICHED, params={"active_is": "false", "limit": 500}).json()) == len(
+        org.pending_invites
+    )
+
+    member = org.active_members()[0]
+    by_email = caller.get(ENRICHED, params={"email_like": member.email.upper()}).json()
+    assert [row["id"] for row in by_email] == [member.id]
+    admins = caller.get(ENRICHED, params={"organization_role_like": "*admin*", "limit": 500}).json()
+    admin_role = org.role_by_name("ORGANIZATION_ADMIN").id
+    assert {row["id"] for row in admins} == {
+        m.id for m in org.members.values() if m.org_role_id == admin_role
+    }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "0"},
+        {"limit": "501"},
+        {"limit": "x"},
+        {"offset": "-1"},
+        {"active_is": "yes please"},
+    ],
+)
+def test_enriched_members_bad_params_are_400(caller, params):
+    response = caller.get(ENRICHED, params=params)
+    assert response.status_code == 400
+    assert set(response.json()) == {"error"}
+
+
+def test_enriched_route_off_answers_404(make_sandbox):
+    _, caller = make_sandbox(enriched_route=False)
+    response = caller.get(ENRICHED)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+    assert caller.get(ACTIVE).status_code == 200
+
+
+def test_unknown_route_and_wrong_method(caller):
+    response = caller.get("/api/v1/nothing/here")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+    response = caller.request("PUT", "/api/v1/orgs/current/roles")
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}

@@ -1,0 +1,279 @@
+"""Workspace role provisioning routes: POST, PATCH and DELETE on workspace members."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from langsmith_access_tests.sandbox.schema import validate_response
+
+MEMBERS = "/api/v1/workspaces/current/members"
+
+
+@pytest.fixture
+def workspace(org):
+    return org.shared_workspaces()[0]
+
+
+@pytest.fixture
+def outsider(org, workspace):
+    """An active org member who is not in ``workspace``."""
+    return next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+
+
+@pytest.fixture
+def insider(org, workspace):
+    """A member of ``workspace`` and their workspace identity."""
+    membership = next(iter(workspace.memberships.values()))
+    return org.members[membership.ls_user_id], membership
+
+
+def role_id(org, name):
+    return org.role_by_name(name).id
+
+
+def assert_422_at(response, loc):
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
+
+
+# ------------------------------------------------------------------ POST
+
+
+@pytest.mark.parametrize("identity_field", ["org_identity_id", "ls_user_id", "user_id"])
+def test_add_member(caller, org, workspace, outsider, identity_field):
+    viewer = role_id(org, "Viewer")
+    body = {
+        identity_field: getattr(
+            outsider, "id" if identity_field == "org_identity_id" else identity_field
+        )
+    }
+    response = caller.post(MEMBERS, tenant_id=workspace.id, json={**body, "role_id": viewer})
+    assert response.status_code == 200, response.text
+    identity = response.json()
+    membership = org.membership(workspace.id, outsider.ls_user_id)
+    assert identity["id"] == membership.id != outsider.id
+    assert identity["ls_user_id"] == outsider.ls_user_id
+    assert identity["tenant_id"] == workspace.id
+    assert identity["role_id"] == membership.role_id == viewer
+
+    listed = caller.get(
+        MEMBERS + "/active", tenant_id=workspace.id, params={"ls_user_ids": outsider.ls_user_id}
+    )
+    assert [row["id"] for row in listed.json()] == [identity["id"]]
+
+
+def test_add_member_twice_is_409(caller, org, workspace, insider):
+    member, _ = insider
+    response = caller.post(
+        MEMBERS,
+        tenant_id=workspace.id,
+        json={"ls_user_id": member.ls_user_id, "role_id": role_id(org, "Editor")},
+    )
+    assert response.status_code == 409
+    assert isinstance(response.json()["detail"], str)
+
+
+def test_add_member_unknown_role_is_404(caller, workspace, outsider):
+    response = caller.post(
+        MEMBERS,
+        tenant_id=workspace.id,
+        json={"org_identity_id": outsider.id, "role_id": str(uuid.uuid4())},
+    )
+    assert response.status_code == 404
+    assert "detail" in response.json()
+
+
+def test_add_member_with_org_role_is_400(caller, org, workspace, outsider):
+    response = caller.post(
+        MEMBERS,
+        tenant_id=workspace.id,
+        json={"org_identity_id": outsider.id, "role_id": role_id(org, "ORGANIZATION_ADMIN")},
+    )
+    assert response.status_code == 400
+    assert "not a workspace role" in response.json()["detail"]
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+
+
+@pytest.mark.parametrize("who", ["unknown", "pending invite", "workspace identity"])
+def test_add_non_member_is_404(caller, org, workspace, who):
+    identity_id = {
+        "unknown": str(uuid.uuid4()),
+        "pending invite": next(iter(org.pending_invites)),
+        "workspace identity": next(iter(workspace.memberships.values())).id,
+    }[who]
+    response = caller.post(
+        MEMBERS,
+        tenant_id=workspace.id,
+        json={"org_identity_id": identity_id, "role_id": role_id(org, "Viewer")},
+    )
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Organization member not found"}
+
+
+def test_workspace_role_id_field_is_dropped(caller, org, workspace, outsider):
+    # The docs' sample sends `workspace_role_id`: the server ignores it, so role_id is missing.
+    response = caller.post(
+        MEMBERS,
+        tenant_id=workspace.id,
+        json={"org_identity_id": outsider.id, "workspace_role_id": role_id(org, "Viewer")},
+    )
+    assert_422_at(response, ["body", "role_id"])
+    assert response.json()["detail"][0]["type"] == "missing"
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+
+
+def test_add_member_ignores_unknown_fields(caller, org, workspace, outsider):
+    response = caller.post(
+        MEMBERS,
+        tenant_id=workspace.id,
+        json={"org_identity_id": outsider.id, "role_id": role_id(org, "Viewer"), "note": "hello"},
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "payload, loc",
+    [
+        ({"org_identity_id": "not-a-uuid", "role_id": "ROLE"}, ["body", "org_identity_id"]),
+        ({"org_identity_id": "OUTSIDER", "role_id": "nope"}, ["body", "role_id"]),
+        ({"role_id": "ROLE"}, ["body"]),
+        ([1, 2], ["body"]),
+        ("not json", ["body", 0]),
+    ],
+)
+def test_add_member_malformed_is_422(caller, org, workspace, outsider, payload, loc):
+    viewer = role_id(org, "Viewer")
+    if isinstance(payload, dict):
+        payload = {
+            k: {"ROLE": viewer, "OUTSIDER": outsider.id}.get(v, v) for k, v in payload.items()
+        }
+        response = caller.post(MEMBERS, tenant_id=workspace.id, json=payload)
+    elif isinstance(payload, list):
+        response = caller.post(MEMBERS, tenant_id=workspace.id, json=payload)
+    else:
+        response = caller.post(
+            MEMBERS,
+            tenant_id=workspace.id,
+            data=payload,
+            headers={"Content-Type": "application/json"},
+        )
+    assert_422_at(response, loc)
+
+
+def test_add_member_to_personal_workspace_is_400(caller, org):
+    personal = next(ws for ws in org.workspaces.values() if ws.is_personal)
+    other = next(m for m in org.members.values() if m.ls_user_id != personal.owner_ls_user_id)
+    response = caller.post(
+        MEMBERS,
+        tenant_id=personal.id,
+        json={"org_identity_id": other.id, "role_id": role_id(org, "Viewer")},
+    )
+    assert response.status_code == 400
+
+
+def test_writes_to_a_deleted_workspace_are_404(caller, org, outsider):
+    deleted = next(ws for ws in org.workspaces.values() if ws.is_deleted and ws.memberships)
+    response = caller.post(
+        MEMBERS,
+        tenant_id=deleted.id,
+        json={"org_identity_id": outsider.id, "role_id": role_id(org, "Viewer")},
+    )
+    assert response.status_code == 404
+    identity = next(iter(deleted.memberships.values())).id
+    assert caller.delete(f"{MEMBERS}/{identity}", tenant_id=deleted.id).status_code == 404
+
+
+def test_disabled_members_can_be_added(caller, org, workspace):
+    disabled = org.add_member("gone@example.com", "Gone Away", is_disabled=True)
+    response = caller.post(
+        MEMBERS,
+        tenant_id=workspace.id,
+        json={"org_identity_id": disabled.id, "role_id": role_id(org, "Viewer")},
+    )
+    assert response.status_code == 200
+
+
+# ------------------------------------------------------------------ PATCH
+
+
+def test_patch_replaces_the_role(caller, org, workspace, insider):
+    member, membership = insider
+    new_role = next(r.id for r in org.roles_by_scope("workspace") if r.id != membership.role_id)
+    response = caller.patch(
+        f"{MEMBERS}/{membership.id}", tenant_id=workspace.id, json={"role_id": new_role}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    validate_response("/api/v1/workspaces/current/members/active", "GET", 200, [body])
+    assert body["id"] == membership.id and body["role_id"] == new_role
+    assert org.membership(workspace.id, member.ls_user_id).role_id == new_role
+    assert [
+        m.role_id for m in org.memberships_of(member.ls_user_id) if m.workspace_id == workspace.id
+    ] == [new_role]
+
+
+def test_patch_errors(caller, org, workspace, insider):
+    member, membership = insider
+    path = f"{MEMBERS}/{membership.id}"
+    viewer = role_id(org, "Viewer")
+
+    unknown_role = caller.patch(path, tenant_id=workspace.id, json={"role_id": str(uuid.uuid4())})
+    assert unknown_role.status_code == 404
+    org_role = caller.patch(
+        path, tenant_id=workspace.id, json={"role_id": role_id(org, "ORGANIZATION_USER")}
+    )
+    assert org_role.status_code == 400
+    assert_422_at(caller.patch(path, tenant_id=workspace.id, json={}), ["body", "role_id"])
+    assert_422_at(
+        caller.patch(path, tenant_id=workspace.id, json={"role_id": "admin"}), ["body", "role_id"]
+    )
+    assert_422_at(
+        caller.patch(f"{MEMBERS}/not-a-uuid", tenant_id=workspace.id, json={"role_id": viewer}),
+        ["path", "identity_id"],
+    )
+    # The org identity id is not a workspace identity id.
+    by_org_identity = caller.patch(
+        f"{MEMBERS}/{member.id}", tenant_id=workspace.id, json={"role_id": viewer}
+    )
+    assert by_org_identity.status_code == 404
+    # A workspace identity only exists in its own workspace.
+    other_workspace = next(ws for ws in org.shared_workspaces() if ws is not workspace)
+    elsewhere = caller.patch(path, tenant_id=other_workspace.id, json={"role_id": viewer})
+    assert elsewhere.status_code == 404
+    assert org.membership(workspace.id, member.ls_user_id).role_id == membership.role_id
+
+
+# ------------------------------------------------------------------ DELETE
+
+
+@pytest.mark.parametrize(
+    "delete_response, status, body",
+    [("json_object", 200, {}), ("null", 200, None), ("no_content", 204, None)],
+)
+def test_delete_removes_the_member(make_sandbox, delete_response, status, body):
+    server, caller = make_sandbox(delete_response=delete_response)
+    org = server.org
+    workspace = org.shared_workspaces()[0]
+    membership = next(iter(workspace.memberships.values()))
+    response = caller.delete(f"{MEMBERS}/{membership.id}", tenant_id=workspace.id)
+    assert response.status_code == status
+    assert (response.json() if response.content else None) == body
+    assert org.membership(workspace.id, membership.ls_user_id) is None
+    again = caller.delete(f"{MEMBERS}/{membership.id}", tenant_id=workspace.id)
+    assert again.status_code == 404
+
+
+def test_delete_with_a_bad_id_is_422(caller, workspace):
+    assert_422_at(
+        caller.delete(f"{MEMBERS}/12345", tenant_id=workspace.id), ["path", "identity_id"]
+    )
+
+
+def test_write_without_tenant_is_403(caller, org, outsider):
+    response = caller.post(
+        MEMBERS, json={"org_identity_id": outsider.id, "role_id": role_id(org, "Viewer")}
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "org_scoped_key_requires_workspace"
