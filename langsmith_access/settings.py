@@ -122,6 +122,7 @@ class Settings:
     requests_per_minute: int = 1500
     max_concurrency: int = 8
     read_timeout_seconds: float = 30.0
+    max_retries: int = 6
     sync_cron: str = "0 * * * *"
     max_shrink_share: float = 0.2
 
@@ -137,6 +138,7 @@ class Settings:
             requests_per_minute=_positive_int(env, "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", 1500),
             max_concurrency=_positive_int(env, "LANGSMITH_ACCESS_MAX_CONCURRENCY", 8),
             read_timeout_seconds=float(_positive_int(env, "LANGSMITH_ACCESS_TIMEOUT_SECONDS", 30)),
+            max_retries=_non_negative_int(env, "LANGSMITH_ACCESS_MAX_RETRIES", 6),
             sync_cron=env.get("LANGSMITH_ACCESS_SYNC_CRON") or "0 * * * *",
             max_shrink_share=_share(env, "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", 0.2),
         )
@@ -159,6 +161,7 @@ class Settings:
             requests_per_minute=self.requests_per_minute,
             max_concurrency=self.max_concurrency,
             read_timeout_seconds=self.read_timeout_seconds,
+            max_retries=self.max_retries,
         )
 
 
@@ -173,6 +176,15 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SettingsError(f"{name} must be a positive whole number, got {raw!r}.")
     return value
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise SettingsError(f"{name} must be a whole number, 0 or more, got {raw!r}.")
+    return int(raw)
 
 
 def _share(env: Mapping[str, str], name: str, default: float) -> float:

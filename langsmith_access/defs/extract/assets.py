@@ -56,7 +56,7 @@ def raw_roles(
     context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
 ) -> dg.MaterializeResult:
     rows = extract.transform_roles(
-        extract.get_roles(langsmith.client), context.run_id, extract.now_utc()
+        extract.get_roles(langsmith.client), context.run.run_id, extract.now_utc()
     )
     with sync_database.connect() as conn:
         extract.load_raw(conn, "roles", rows)
@@ -80,7 +80,7 @@ def raw_workspaces(
     context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
 ) -> dg.MaterializeResult:
     rows = extract.transform_workspaces(
-        extract.get_workspaces(langsmith.client), context.run_id, extract.now_utc()
+        extract.get_workspaces(langsmith.client), context.run.run_id, extract.now_utc()
     )
     with sync_database.connect() as conn:
         extract.load_raw(conn, "workspaces", rows)
@@ -150,7 +150,7 @@ def raw_members(
     records = extract.get_members(langsmith.client, sorted(shared_workspaces), config.membership_route)
     if records.fallback_reason:
         context.log.info(f"Reading memberships workspace by workspace: {records.fallback_reason}")
-    rows = extract.transform_members(records, context.run_id, extract.now_utc())
+    rows = extract.transform_members(records, context.run.run_id, extract.now_utc())
     with sync_database.connect() as conn:
         extract.load_raw(conn, "org_members", rows.org_members)
         extract.load_raw(conn, "pending_invites", rows.pending_invites)

@@ -31,7 +31,7 @@ def analysts_database(
     with sync_database.connect() as conn:
         counts = record_sync_run(
             conn,
-            sync_id=context.run_id,
+            sync_id=context.run.run_id,
             started_at=started,
             finished_at=datetime.now(timezone.utc),
             api_stats=langsmith.client.stats.snapshot(),
@@ -46,6 +46,6 @@ def analysts_database(
 
 
 def _run_start(context: dg.AssetExecutionContext) -> datetime:
-    stats = context.instance.get_run_stats(context.run_id)
+    stats = context.instance.get_run_stats(context.run.run_id)
     start = stats.start_time if stats and stats.start_time else time.time()
     return datetime.fromtimestamp(start, timezone.utc)

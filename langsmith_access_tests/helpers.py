@@ -1,0 +1,65 @@
+"""Shared test helpers: point the pipeline at a sandbox, run a sync, compute expected tables."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import duckdb
+
+from langsmith_access import runner
+from langsmith_access.sandbox import OrgState, SandboxServer
+
+
+def point_at(monkeypatch, sandbox: SandboxServer, database: Path) -> None:
+    monkeypatch.setenv("LANGSMITH_API_KEY", sandbox.api_key)
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", sandbox.organization_id)
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", sandbox.url)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    # Quick retries: the sandbox's faults are short.
+    monkeypatch.setenv("LANGSMITH_ACCESS_TIMEOUT_SECONDS", "5")
+
+
+def run_sync(**config) -> runner.RunOutcome:
+    return runner.run_job(runner.SYNC_JOB, runner.sync_run_config(**config))
+
+
+def query(database: Path, sql: str, params=None) -> list[tuple]:
+    """Read the analysts' copy the way an analyst would: read-only, then close."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return conn.execute(sql, params or []).fetchall()
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def expected_workspace_grants(org: OrgState) -> set[tuple[str, str, str]]:
+    """(workspace_id, user_id, role_id) for every membership of a shared workspace."""
+    return {
+        (workspace_id, user_id, role_id)
+        for workspace_id, user_id, _identity, role_id in org.workspace_membership_rows(shared_only=True)
+    }
+
+
+def expected_org_grants(org: OrgState) -> set[tuple[str, str]]:
+    return {(m.ls_user_id, m.org_role_id) for m in org.active_members()}
+
+
+def actual_workspace_grants(database: Path) -> set[tuple[str, str, str]]:
+    return set(
+        query(
+            database,
+            "SELECT workspace_id, user_id, role_id FROM main.grants "
+            "WHERE entitlement_type = 'workspace_role'",
+        )
+    )
+
+
+def actual_org_grants(database: Path) -> set[tuple[str, str]]:
+    return set(
+        query(
+            database,
+            "SELECT user_id, role_id FROM main.grants WHERE entitlement_type = 'organization_role'",
+        )
+    )

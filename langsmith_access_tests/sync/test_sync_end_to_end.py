@@ -1,0 +1,237 @@
+"""The whole sync, for real: sandbox over HTTP, Dagster job in-process, dbt on DuckDB files.
+
+Expected tables are computed from the sandbox's generated org, never from the pipeline.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import duckdb
+import pytest
+
+from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
+from langsmith_access_tests.helpers import (
+    actual_org_grants,
+    actual_workspace_grants,
+    expected_org_grants,
+    expected_workspace_grants,
+    file_digest,
+    point_at,
+    query,
+    run_sync,
+)
+
+
+@pytest.fixture
+def org():
+    return generate_org(seed=11, members=40, workspaces=5)
+
+
+@pytest.fixture
+def database(tmp_path):
+    return tmp_path / "data" / "access.duckdb"
+
+
+def test_first_sync_builds_every_table_from_the_org(monkeypatch, org, database):
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        outcome = run_sync()
+        assert outcome.success, outcome.failure
+
+    assert {r[0] for r in query(database, "SELECT user_id FROM main.users")} == {
+        m.ls_user_id for m in org.active_members()
+    }
+    disabled = {m.ls_user_id for m in org.active_members() if m.is_disabled}
+    assert disabled, "the generated org has disabled members"
+    assert {r[0] for r in query(database, "SELECT user_id FROM main.users WHERE is_disabled")} == disabled
+    assert {r[0] for r in query(database, "SELECT workspace_id FROM main.workspaces")} == {
+        w.id for w in org.shared_workspaces()
+    }
+    assert {r[0] for r in query(database, "SELECT invite_id FROM main.pending_invites")} == {
+        i.id for i in org.pending_org_invites()
+    }
+    assert {r[0] for r in query(database, "SELECT role_id FROM main.roles")} == set(org.roles)
+    assert actual_workspace_grants(database) == expected_workspace_grants(org)
+    assert actual_org_grants(database) == expected_org_grants(org)
+    # Personal and deleted workspaces hold memberships in the org, never grants in the tables.
+    hidden = {w.id for w in org.all_workspaces() if not w.is_shared and w.memberships}
+    assert hidden
+    assert not query(
+        database,
+        f"SELECT 1 FROM main.grants WHERE workspace_id IN ({','.join('?' * len(hidden))})",
+        list(hidden),
+    )
+    # Entitlements: every org role, and every shared workspace x workspace role.
+    workspace_roles = [r for r in org.roles.values() if r.access_scope == "workspace"]
+    org_roles = [r for r in org.roles.values() if r.access_scope == "organization"]
+    assert query(database, "SELECT count(*) FROM main.entitlements")[0][0] == len(org_roles) + len(
+        workspace_roles
+    ) * len(org.shared_workspaces())
+    # sync_runs records the run with its API calls (enriched route: roles, workspaces, 1 page).
+    runs = query(database, "SELECT sync_id, status, api_calls, membership_route, users FROM main.sync_runs")
+    assert runs == [(outcome.run_id, "succeeded", 3, "enriched_members", len(org.active_members()))]
+    # The raw tables carry the sync id and the fetch time.
+    assert query(database, "SELECT DISTINCT sync_id FROM raw.org_members") == [(outcome.run_id,)]
+
+
+def test_second_sync_records_history_and_point_in_time(monkeypatch, org, database):
+    shared = org.shared_workspaces()
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        assert run_sync().success
+        first_grants = actual_workspace_grants(database)
+        between = datetime.now(timezone.utc)
+        time.sleep(0.05)
+
+        # Change the org: a role change, a revoke, a new grant.
+        changed_ws, changed_user, _, old_role = next(
+            row for row in org.workspace_membership_rows(shared_only=True)
+        )
+        new_role = next(
+            r.id for r in org.roles_by_scope("workspace") if r.id != old_role
+        )
+        org.set_workspace_role(changed_ws, changed_user, new_role)
+        revoked_ws, revoked_user, _, revoked_role = next(
+            row
+            for row in org.workspace_membership_rows(shared_only=True)
+            if (row[0], row[1]) != (changed_ws, changed_user)
+        )
+        org.remove_workspace_membership(revoked_ws, revoked_user)
+        newcomer = org.add_member("New.Comer@Example.com", "Nouveau Venu")
+        org.add_workspace_membership(shared[0].id, newcomer.ls_user_id, new_role)
+
+        assert run_sync().success
+
+    assert actual_workspace_grants(database) == expected_workspace_grants(org)
+    history = {
+        (w, u, r): (valid_from, valid_to)
+        for w, u, r, valid_from, valid_to in query(
+            database,
+            "SELECT workspace_id, user_id, role_id, valid_from, valid_to FROM main.grant_history "
+            "WHERE entitlement_type = 'workspace_role'",
+        )
+    }
+    # The old role and the revoked grant were closed; the new ones opened; others untouched.
+    assert history[(changed_ws, changed_user, old_role)][1] is not None
+    assert history[(changed_ws, changed_user, new_role)][1] is None
+    assert history[(revoked_ws, revoked_user, revoked_role)][1] is not None
+    assert history[(shared[0].id, newcomer.ls_user_id, new_role)][1] is None
+    untouched = first_grants - {(changed_ws, changed_user, old_role), (revoked_ws, revoked_user, revoked_role)}
+    assert all(history[g][1] is None for g in untouched)
+
+    # Who had access between the two syncs: exactly the first state.
+    at_between = set(
+        query(
+            database,
+            "SELECT workspace_id, user_id, role_id FROM main.grant_history "
+            "WHERE entitlement_type = 'workspace_role' AND valid_from <= ? "
+            "AND (valid_to IS NULL OR valid_to > ?)",
+            [between, between],
+        )
+    )
+    assert at_between == first_grants
+
+
+def test_failed_sync_leaves_data_and_history_untouched_then_recovers(monkeypatch, org, database):
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        assert run_sync().success
+        before = file_digest(database)
+        org.remove_workspace_membership(*next(iter(org.workspace_membership_rows(shared_only=True)))[:2])
+
+        # The members route fails on every attempt: the sync must fail and publish nothing.
+        sandbox.faults.failing_routes = ("/v1/platform/orgs/current/members",)
+        monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "1")
+        failed = run_sync()
+        assert not failed.success
+        assert "/v1/platform/orgs/current/members" in failed.failure
+        assert file_digest(database) == before
+        assert len(query(database, "SELECT * FROM main.sync_runs")) == 1
+
+        sandbox.faults.failing_routes = ()
+        assert run_sync().success
+    assert actual_workspace_grants(database) == expected_workspace_grants(org)
+    assert len(query(database, "SELECT * FROM main.sync_runs")) == 2
+
+
+def test_shrink_guard_stops_a_large_drop_unless_accepted(monkeypatch, org, database):
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        assert run_sync().success
+        before = file_digest(database)
+        for member in org.active_members()[: len(org.active_members()) // 2]:
+            org.remove_member(member.ls_user_id)
+
+        blocked = run_sync()
+        assert not blocked.success
+        assert any("shrink_guard" in check and "users fell from 40" in check for check in blocked.failed_checks)
+        assert file_digest(database) == before
+
+        accepted = run_sync(accept_shrink=True)
+        assert accepted.success, accepted.failure
+    assert query(database, "SELECT count(*) FROM main.users")[0][0] == len(org.active_members())
+
+
+def test_per_workspace_route_gives_the_same_tables(monkeypatch, org, tmp_path):
+    enriched_db = tmp_path / "enriched" / "access.duckdb"
+    fallback_db = tmp_path / "fallback" / "access.duckdb"
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, enriched_db)
+        assert run_sync().success
+    with SandboxServer(org, enriched_route=False) as sandbox:
+        point_at(monkeypatch, sandbox, fallback_db)
+        outcome = run_sync()
+        assert outcome.success, outcome.failure
+        # One listing each for members and invites, then one per shared workspace.
+        workspace_calls = sandbox.requests_matching(
+            method="GET", path_prefix="/api/v1/workspaces/current/members"
+        )
+        assert len(workspace_calls) == len(org.shared_workspaces())
+        assert all(call.tenant_id for call in workspace_calls)
+    compared = {
+        # The enriched route has display names only (full_name falls back to them).
+        "users": "user_id, org_identity_id, email, is_disabled, org_role_id, created_at",
+        "workspaces": "workspace_id, display_name, tenant_handle, created_at",
+        "pending_invites": "invite_id, email, org_role_id, created_at",
+        "entitlements": "entitlement_id, entitlement_type, role_id, workspace_id, is_provisionable",
+    }
+    for table, columns in compared.items():
+        sql = f"SELECT {columns} FROM main.{table} ORDER BY ALL"
+        assert query(enriched_db, sql) == query(fallback_db, sql), table
+    assert actual_workspace_grants(enriched_db) == actual_workspace_grants(fallback_db)
+    assert query(fallback_db, "SELECT membership_route FROM main.sync_runs") == [("workspace_members",)]
+
+
+ANALYST = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1], read_only=True)
+print(conn.execute("SELECT count(*) FROM main.users").fetchone()[0], flush=True)
+sys.stdin.readline()
+print(conn.execute("SELECT count(*) FROM main.users").fetchone()[0], flush=True)
+"""
+
+
+def test_sync_while_an_analyst_holds_the_database_open(monkeypatch, org, database):
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        assert run_sync().success
+        # Another process, as an analyst's notebook would be, holds the database open.
+        analyst = subprocess.Popen(
+            [sys.executable, "-c", ANALYST, str(database)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            users_before = int(analyst.stdout.readline())
+            org.add_member("late.joiner@example.com", "Late Joiner")
+            outcome = run_sync()
+            assert outcome.success, outcome.failure
+            # The open session keeps reading its copy; a new one sees the new sync.
+            out, _ = analyst.communicate("\n", timeout=30)
+            assert int(out.strip()) == users_before
+        finally:
+            analyst.kill()
+    assert query(database, "SELECT count(*) FROM main.users")[0][0] == users_before + 1
