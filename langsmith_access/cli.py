@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to read workspace memberships (default: auto, the cheapest that works)",
     )
     sync.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    demo = commands.add_parser(
+        "demo", help="the whole story on the embedded defaults: sandbox, sync, example queries"
+    )
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--members", type=int, default=50)
+    demo.add_argument("--workspaces", type=int, default=8)
     return parser
 
 
@@ -113,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             return serve_from_cli(args)
         if args.command == "sync":
             return _sync(args)
+        if args.command == "demo":
+            from langsmith_access.demo import run_demo
+
+            return run_demo(seed=args.seed, members=args.members, workspaces=args.workspaces)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,72 @@
+"""The console script as users run it: a subprocess against a sandbox."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access_tests.helpers import query
+
+CLI = str(Path(sys.executable).with_name("langsmith-access"))
+
+
+def _env(sandbox, database, **overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "DAGSTER_"))}
+    env.update(
+        LANGSMITH_API_KEY=sandbox.api_key,
+        LANGSMITH_ORGANIZATION_ID=sandbox.organization_id,
+        LANGSMITH_ENDPOINT=sandbox.url,
+        LANGSMITH_ACCESS_DUCKDB=str(database),
+    )
+    env.update(overrides)
+    return env
+
+
+def test_sync_command_summarises_and_publishes(tmp_path):
+    database = tmp_path / "access.duckdb"
+    org = generate_org(seed=5, members=25, workspaces=3)
+    with SandboxServer(org) as sandbox:
+        done = subprocess.run(
+            [CLI, "sync"], env=_env(sandbox, database), capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        assert "succeeded" in done.stdout and "users 25" in done.stdout
+        assert "API calls 3, retries 0" in done.stdout
+        assert "✓ analysts_database" in done.stderr
+        assert sandbox.api_key not in done.stdout + done.stderr
+    assert query(database, "SELECT count(*) FROM main.users")[0][0] == 25
+
+
+def test_sync_command_refuses_a_personal_token_before_any_request(tmp_path):
+    database = tmp_path / "access.duckdb"
+    with SandboxServer(generate_org(seed=5, members=5, workspaces=1)) as sandbox:
+        token = "lsv2_pt_" + "a" * 32
+        done = subprocess.run(
+            [CLI, "sync"],
+            env=_env(sandbox, database, LANGSMITH_API_KEY=token),
+            capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 1
+        assert "personal access token" in done.stderr and "lsv2_sk_" in done.stderr
+        assert token not in done.stdout + done.stderr
+        assert len(sandbox.request_log) == 0
+    assert not database.exists()
+
+
+def test_demo_prints_the_summary_and_three_answers(tmp_path, monkeypatch, capsys):
+    from langsmith_access.demo import run_demo
+
+    # run_demo sets the LANGSMITH_* variables for its sandbox; monkeypatch restores them.
+    for name in ("LANGSMITH_API_KEY", "LANGSMITH_ORGANIZATION_ID", "LANGSMITH_ENDPOINT"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "demo.duckdb"))
+    assert run_demo(seed=3, members=20, workspaces=3) == 0
+    out = capsys.readouterr().out
+    assert "20 users" in out
+    for number in ("1. Who holds", "2. Which workspaces", "3. Which disabled"):
+        assert number in out
+    admins = query(tmp_path / "demo.duckdb",
+                   "SELECT count(*) FROM main.users u JOIN main.roles r ON r.role_id = u.org_role_id "
+                   "WHERE r.name = 'ORGANIZATION_ADMIN'")[0][0]
+    assert admins > 0
