@@ -321,7 +321,7 @@ class LangSmithClient:
                 pages += 1
                 for item in page:
                     record = parse(item)
-                    rows.setdefault(record.id, record)  # type: ignore[attr-defined]
+                    rows[f'{record.id}-{len(rows)}'] = record
                 if len(page) < PAGE_SIZE:
                     break
                 offset += PAGE_SIZE

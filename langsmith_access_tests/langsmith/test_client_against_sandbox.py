@@ -1,0 +1,903 @@
+"""The LangSmith client against the sandbox server, over real HTTP.
+
+Reads return exactly the sandbox's org; headers are right on every request; paging, page drift
+and inconsistent servers; retries of 5xx, 429 (Retry-After in seconds and as an HTTP date),
+dropped connections and hangs; the done-when (~10% faults read the same org); the client-side
+rate limiter; bounded fan-out; key refusal and auth errors (the key never appears in an error);
+and the write routes, including writes whose answer is lost.
+
+Waits are recorded with a fake ``sleep`` (``RecordingSleep``) unless a test is about real time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from langsmith_access.langsmith import (
+    AuthenticationError,
+    ConflictError,
+    IncompleteListingError,
+    LangSmithClient,
+    NotFoundError,
+    PermissionDeniedError,
+    RequestRejectedError,
+    TransientError,
+)
+from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
+from langsmith_access.sandbox import faults as sandbox_faults
+from langsmith_access.sandbox.api import ApiResponse
+from langsmith_access.settings import ClientSettings, Secret, SettingsError
+from langsmith_access_tests.langsmith.sandbox_client_support import (
+    ACTIVE,
+    ENRICHED,
+    INFO,
+    PENDING,
+    ROLES,
+    WORKSPACES,
+    WS_ACTIVE,
+    WS_MEMBERS,
+    WS_ROUTES,
+    RecordingSleep,
+    client_for,
+    expect_error,
+    expected_from_org,
+    heal_after,
+    no_duplicates,
+    project_read,
+    query_int,
+    read_everything,
+    with_query,
+    wrap_respond,
+)
+
+PAGE = 500
+ORG_ROUTES = (ROLES, WORKSPACES, ACTIVE, PENDING, ENRICHED, INFO)
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def small_org_args():
+    return {"seed": 7, "members": 40, "workspaces": 5}
+
+
+@pytest.fixture
+def sandbox(small_org_args):
+    """A small org (40 members, 5 shared + personal + deleted workspaces), fault-free."""
+    with SandboxServer(generate_org(**small_org_args)) as server:
+        yield server
+
+
+@pytest.fixture
+def big_sandbox():
+    """1,234 active members + 32 pending: three pages of 500 on the member routes."""
+    with SandboxServer(generate_org(seed=3, members=1234, workspaces=6)) as server:
+        yield server
+
+
+@pytest.fixture
+def start_sandbox():
+    """``start_sandbox(org, **options)``: a sandbox stopped after the test."""
+    started: list[SandboxServer] = []
+
+    def start(org=None, **options) -> SandboxServer:
+        server = SandboxServer(org or generate_org(seed=7, members=40, workspaces=5), **options)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def offsets_and_limits(sb: SandboxServer, path: str) -> list[tuple[int, int]]:
+    return [
+        (int(e.query["offset"][-1]), int(e.query["limit"][-1]))
+        for e in sb.requests_matching("GET", path)
+        if e.path == path
+    ]
+
+
+def shared(sb: SandboxServer):
+    return sb.org.shared_workspaces()
+
+
+def outsider_of(sb: SandboxServer, workspace):
+    return next(m for m in sb.org.active_members() if m.ls_user_id not in workspace.memberships)
+
+
+def insider_of(workspace):
+    return next(iter(sorted(workspace.memberships.values(), key=lambda m: m.id)))
+
+
+# ------------------------------------------------------------------ reads return exactly the org
+
+
+def test_every_read_method_returns_exactly_the_org(sandbox):
+    with client_for(sandbox) as client:
+        read = read_everything(client)
+    expected = expected_from_org(sandbox.org)
+    got = project_read(read)
+    for part in expected:
+        assert got[part] == expected[part], part
+    # Sanity: the org has what makes the comparison mean something.
+    assert any(w.is_personal for w in read["workspaces"]) and any(w.is_deleted for w in read["workspaces"])
+    assert any(m.is_disabled for m in read["members"]) and read["pending"]
+    assert any(r.is_custom for r in read["roles"])
+    for part in ("roles", "workspaces", "members", "pending", "enriched"):
+        assert no_duplicates(read[part]), part
+
+
+def test_list_workspaces_can_leave_out_deleted_ones(sandbox):
+    with client_for(sandbox) as client:
+        without = {w.id for w in client.list_workspaces(include_deleted=False)}
+    assert without == {w.id for w in sandbox.org.all_workspaces() if not w.is_deleted}
+    assert without != {w.id for w in sandbox.org.all_workspaces()}
+
+
+def test_headers_on_every_request(sandbox):
+    ws = shared(sandbox)[0]
+    member = insider_of(ws)
+    with client_for(sandbox) as client:
+        read_everything(client)
+        client.list_workspace_members(ws.id)
+        client.find_org_member(email=sandbox.org.members[member.ls_user_id].email)
+        client.find_workspace_member(ws.id, member.ls_user_id)
+        outsider = outsider_of(sandbox, ws)
+        client.add_workspace_member(ws.id, org_identity_id=outsider.id, role_id=member.role_id)
+    log = sandbox.request_log.snapshot()
+    assert len(log) > 10
+    for entry in log:
+        assert entry.has_api_key, entry
+        assert entry.organization_id == sandbox.organization_id, entry
+        assert entry.status is not None and entry.status < 400, entry
+        if entry.path.startswith(WS_ROUTES):
+            assert entry.tenant_id is not None, entry
+            assert uuid.UUID(entry.tenant_id)
+        else:
+            assert entry.tenant_id is None, entry
+    paths = {e.path for e in log}
+    assert set(ORG_ROUTES) <= paths and WS_ACTIVE in paths and WS_MEMBERS in paths
+    # Every readable workspace was asked for under its own X-Tenant-Id.
+    tenants = {e.tenant_id for e in log if e.path == WS_ACTIVE}
+    assert tenants == {w.id for w in sandbox.org.all_workspaces() if not w.is_deleted}
+
+
+def test_member_listing_of_a_deleted_workspace_is_not_found(sandbox):
+    deleted = next(w for w in sandbox.org.all_workspaces() if w.is_deleted)
+    with client_for(sandbox) as client:
+        expect_error(
+            NotFoundError,
+            lambda: client.list_workspace_members(deleted.id),
+            keys=[sandbox.api_key],
+            contains=[deleted.id, WS_ACTIVE],
+        )
+
+
+# ------------------------------------------------------------------ paging
+
+
+def test_paging_over_three_pages(big_sandbox):
+    sb = big_sandbox
+    with client_for(sb) as client:
+        members = client.list_org_members()
+        enriched = client.list_enriched_members()
+        pending = client.list_pending_invites()
+    assert len(sb.org.members) == 1234
+    assert {m.id for m in members} == {m.id for m in sb.org.active_members()}
+    assert len(members) == 1234 and no_duplicates(members)
+    assert (members.pages, members.reported_total, members.scans) == (3, 1234, 1)
+    # limit=500 at offsets 0/500/1000, and no request after the short page.
+    assert offsets_and_limits(sb, ACTIVE) == [(0, PAGE), (500, PAGE), (1000, PAGE)]
+
+    total = 1234 + len(sb.org.pending_invites)
+    assert len(enriched) == total == enriched.reported_total and enriched.pages == 3
+    assert offsets_and_limits(sb, ENRICHED) == [(0, PAGE), (500, PAGE), (1000, PAGE)]
+    assert enriched.headers == {"X-Members-List-All-Workspaces": "true"}
+    assert {p.id for p in pending} == set(sb.org.pending_invites) and pending.pages == 1
+
+
+def test_paging_a_listing_of_exactly_two_pages_reads_an_empty_third(start_sandbox):
+    sb = start_sandbox(generate_org(seed=4, members=1000, workspaces=2))
+    with client_for(sb) as client:
+        members = client.list_org_members()
+    assert len(members) == 1000 and members.reported_total == 1000
+    assert offsets_and_limits(sb, ACTIVE) == [(0, PAGE), (500, PAGE), (1000, PAGE)]
+    assert members.pages == 3
+
+
+def test_overlapping_pages_are_deduplicated(big_sandbox):
+    """A server whose pages overlap by one row: the client keeps each id once."""
+    sb = big_sandbox
+
+    def overlap(respond, request):
+        offset = query_int(request, "offset", 0)
+        if request.path == ACTIVE and offset > 0:
+            request = with_query(request, offset=offset - 1)
+        return respond(request)
+
+    wrap_respond(sb, overlap)
+    with client_for(sb) as client:
+        members = client.list_org_members()
+    assert len(members) == 1234 and no_duplicates(members)
+    assert {m.id for m in members} == {m.id for m in sb.org.active_members()}
+    assert members.pages == 3 and members.scans == 1
+
+
+@pytest.mark.parametrize("path", [ACTIVE, ENRICHED])
+def test_page_drift_is_read_again_until_consistent(big_sandbox, path):
+    sb = big_sandbox
+    before = len(sb.org.members)
+    sb.faults.page_drift_members = 2
+    with client_for(sb) as client:
+        listing = client.list_org_members() if path == ACTIVE else client.list_enriched_members()
+    assert sb.faults.page_drift_members == 0
+    assert len(sb.org.members) == before + 2  # the drift really happened
+    assert listing.scans == 2
+    assert no_duplicates(listing)
+    expected = {m.id for m in sb.org.active_members()}
+    if path == ENRICHED:
+        expected |= set(sb.org.pending_invites)
+    assert {row.id for row in listing} == expected
+    assert listing.reported_total == len(expected)
+    # Two full scans of three pages each.
+    assert [o for o, _ in offsets_and_limits(sb, path)] == [0, 500, 1000, 0, 500, 1000]
+
+
+@pytest.mark.parametrize("path", [ACTIVE, ENRICHED])
+def test_drift_that_never_stops_raises_incomplete_listing(big_sandbox, path):
+    sb = big_sandbox
+    sb.faults.page_drift_members = 1000
+    with client_for(sb) as client:
+        call = client.list_org_members if path == ACTIVE else client.list_enriched_members
+        error = expect_error(IncompleteListingError, call, keys=[sb.api_key], contains=[path, "X-Pagination-Total"])
+    assert error.path == path
+    assert [o for o, _ in offsets_and_limits(sb, path)] == [0, 500, 1000] * 3
+
+
+def test_a_total_that_never_matches_raises_incomplete_listing(big_sandbox):
+    sb = big_sandbox
+
+    def wrong_total(respond, request):
+        response = respond(request)
+        if request.path == ACTIVE and isinstance(response, ApiResponse):
+            response.headers["X-Pagination-Total"] = str(int(response.headers["X-Pagination-Total"]) + 7)
+        return response
+
+    wrap_respond(sb, wrong_total)
+    with client_for(sb) as client:
+        expect_error(
+            IncompleteListingError, client.list_org_members, keys=[sb.api_key], contains=[ACTIVE, "1241"]
+        )
+    assert len(offsets_and_limits(sb, ACTIVE)) == 9  # three scans of three pages
+
+
+def test_a_server_that_pages_short_raises_incomplete_listing(big_sandbox):
+    """A server that caps pages at 100 rows: the client stops on the short page, sees the total
+    disagree, and refuses to return 100 of 1,234 members."""
+    sb = big_sandbox
+
+    def capped(respond, request):
+        if request.path == ACTIVE:
+            request = with_query(request, limit=min(100, query_int(request, "limit", 50)))
+        return respond(request)
+
+    wrap_respond(sb, capped)
+    with client_for(sb) as client:
+        expect_error(IncompleteListingError, client.list_org_members, keys=[sb.api_key], contains=[ACTIVE])
+
+
+def test_incomplete_workspace_listing_names_the_workspace(sandbox):
+    ws = shared(sandbox)[1]
+
+    def wrong_total(respond, request):
+        response = respond(request)
+        if request.path == WS_ACTIVE and isinstance(response, ApiResponse):
+            response.headers["X-Pagination-Total"] = "99999"
+        return response
+
+    wrap_respond(sandbox, wrong_total)
+    with client_for(sandbox) as client:
+        expect_error(
+            IncompleteListingError,
+            lambda: client.list_workspace_members(ws.id),
+            keys=[sandbox.api_key],
+            contains=[WS_ACTIVE, ws.id],
+        )
+
+
+# ------------------------------------------------------------------ retries
+
+
+def test_5xx_is_retried_with_backoff(big_sandbox):
+    sb = big_sandbox
+    with client_for(sb) as client:
+        baseline = client.list_org_members().items
+    sb.reset_log()
+    sb.faults.error_rate = 1.0
+    sleep = heal_after(sb, 2, error_rate=0.0)
+    with client_for(sb, sleep=sleep) as client:
+        members = client.list_org_members()
+        stats = client.stats.snapshot()
+    assert members.items == baseline
+    statuses = [e.status for e in sb.request_log]
+    assert statuses[:2] and all(s in (500, 502, 503, 504) for s in statuses[:2])
+    assert statuses[2:] == [200, 200, 200]
+    assert stats["server_errors"] == 2 and stats["retries"] == 2 and stats["calls"] == 5
+    # Exponential backoff with jitter: half fixed, half random.
+    assert 0.25 <= sleep.waits[0] <= 0.5 and 0.5 <= sleep.waits[1] <= 1.0
+    assert stats["wait_seconds"] == pytest.approx(sum(sleep.waits), abs=0.01)
+
+
+def test_429_waits_the_retry_after_seconds(sandbox):
+    with client_for(sandbox) as client:
+        baseline = client.list_roles()
+    sandbox.reset_log()
+    sandbox.faults.throttle_rate = 1.0
+    sandbox.faults.retry_after_seconds = 7
+    sleep = heal_after(sandbox, 1, throttle_rate=0.0)
+    with client_for(sandbox, sleep=sleep) as client:
+        roles = client.list_roles()
+        stats = client.stats.snapshot()
+    assert roles == baseline
+    assert sleep.waits == [7.0]
+    assert [e.status for e in sandbox.request_log] == [429, 200]
+    assert stats["rate_limited"] == 1 and stats["retries"] == 1 and stats["wait_seconds"] == 7.0
+
+
+def test_429_retry_after_as_http_date(sandbox):
+    sandbox.faults = FaultConfig(throttle_rate=1.0, retry_after_seconds=5, retry_after_as_http_date=True)
+    sleep = heal_after(sandbox, 1, throttle_rate=0.0)
+    with client_for(sandbox, sleep=sleep) as client:
+        members = client.list_org_members()
+        assert client.stats.rate_limited == 1
+    assert {m.id for m in members} == set(m.id for m in sandbox.org.active_members())
+    assert len(sleep.waits) == 1
+    # The date is rounded up to a whole second: the wait is between 5 and 6 seconds.
+    assert 4.5 <= sleep.waits[0] <= 6.0
+
+
+def test_a_huge_retry_after_is_capped(sandbox):
+    sandbox.faults = FaultConfig(throttle_rate=1.0, retry_after_seconds=3600)
+    sleep = heal_after(sandbox, 1, throttle_rate=0.0)
+    with client_for(sandbox, sleep=sleep) as client:
+        client.list_roles()
+    assert sleep.waits == [120.0]
+
+
+def test_dropped_connection_is_retried(big_sandbox):
+    sb = big_sandbox
+    with client_for(sb) as client:
+        baseline = client.list_enriched_members().items
+    sb.reset_log()
+    sb.faults.drop_rate = 1.0
+    sleep = heal_after(sb, 1, drop_rate=0.0)
+    with client_for(sb, sleep=sleep) as client:
+        enriched = client.list_enriched_members()
+        stats = client.stats.snapshot()
+    assert enriched.items == baseline
+    assert [e.status for e in sb.request_log] == [None, 200, 200, 200]
+    assert stats["connection_errors"] == 1 and stats["retries"] == 1 and stats["calls"] == 4
+
+
+def test_hang_longer_than_the_read_timeout_is_retried(sandbox):
+    ws = shared(sandbox)[0]
+    with client_for(sandbox) as client:
+        baseline = client.list_workspace_members(ws.id).items
+    sandbox.faults.hang_rate = 1.0
+    sandbox.faults.hang_seconds = 5
+    sleep = heal_after(sandbox, 1, hang_rate=0.0)
+    started = time.monotonic()
+    with client_for(sandbox, sleep=sleep, read_timeout_seconds=0.3) as client:
+        members = client.list_workspace_members(ws.id)
+        stats = client.stats.snapshot()
+    elapsed = time.monotonic() - started
+    assert members.items == baseline
+    assert stats["connection_errors"] == 1 and stats["retries"] == 1 and stats["calls"] == 2
+    assert 0.3 <= elapsed < 3, "the client gave up on the hang at its read timeout"
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"error_rate": 0.3},
+        {"throttle_rate": 0.3},
+        {"drop_rate": 0.3},
+        {"hang_rate": 0.2, "hang_seconds": 5},
+    ],
+    ids=["5xx", "429", "drop", "hang"],
+)
+def test_random_faults_mid_paging_give_the_fault_free_result(big_sandbox, faults):
+    sb = big_sandbox
+    workspaces = [w.id for w in shared(sb)]
+    with client_for(sb) as client:
+        baseline = (
+            client.list_org_members().items,
+            client.list_enriched_members().items,
+            {w: l.items for w, l in client.list_members_of_workspaces(workspaces).items()},
+        )
+    sb.faults = FaultConfig(seed=5, **faults)
+    sleep = RecordingSleep()
+    with client_for(sb, sleep=sleep, max_retries=8, read_timeout_seconds=0.3) as client:
+        faulty = (
+            client.list_org_members().items,
+            client.list_enriched_members().items,
+            {w: l.items for w, l in client.list_members_of_workspaces(workspaces).items()},
+        )
+        stats = client.stats.snapshot()
+    assert faulty == baseline
+    assert stats["retries"] > 0 and stats["retries"] == len(sleep.waits)
+    counter = {"error_rate": "server_errors", "throttle_rate": "rate_limited"}.get(
+        next(iter(faults)), "connection_errors"
+    )
+    assert stats[counter] == stats["retries"]
+
+
+@pytest.mark.parametrize("fault", ["error_rate", "throttle_rate", "drop_rate", "hang_rate"])
+def test_retries_exhausted_raise_transient_error_naming_path_and_workspace(sandbox, fault):
+    ws = shared(sandbox)[2]
+    setattr(sandbox.faults, fault, 1.0)
+    sandbox.faults.hang_seconds = 5
+    sleep = RecordingSleep()
+    with client_for(sandbox, sleep=sleep, max_retries=2, read_timeout_seconds=0.3) as client:
+        error = expect_error(
+            TransientError,
+            lambda: client.list_workspace_members(ws.id),
+            keys=[sandbox.api_key],
+            contains=[WS_ACTIVE, ws.id, "gave up after 3 attempts"],
+        )
+        assert client.stats.retries == 2 and client.stats.calls == 3
+    assert error.maybe_applied is False and error.path == WS_ACTIVE
+    assert len(sleep.waits) == 2
+    if fault != "hang_rate":  # hung requests are logged only when the hang ends
+        assert len(sandbox.requests_matching("GET", WS_ACTIVE)) == 3
+
+
+def test_retries_exhausted_on_an_org_route(sandbox):
+    sandbox.faults.failing_routes = (ROLES + "$",)
+    with client_for(sandbox, sleep=RecordingSleep(), max_retries=1) as client:
+        error = expect_error(
+            TransientError, client.list_roles, keys=[sandbox.api_key], contains=[ROLES, "server error 500"]
+        )
+        assert "workspace" not in str(error)
+        assert client.list_workspaces()  # other routes still answer
+
+
+# ------------------------------------------------------------------ THE DONE-WHEN
+
+
+def test_done_when_ten_percent_faults_read_exactly_the_same_org():
+    """~10% injected faults (5% 5xx, 5% 429): the client reads the same roles, workspaces,
+    members, pending invites, enriched members and every workspace's members as without
+    faults (and as the sandbox's own state), retrying with the real sleep."""
+    org = generate_org(seed=11, members=1100, workspaces=30)
+    with SandboxServer(org) as sb:
+        with client_for(sb) as clean:
+            baseline = read_everything(clean)
+        assert project_read(baseline) == expected_from_org(sb.org)
+        assert len(baseline["members"]) == 1100
+
+        sb.reset_log()
+        sb.faults = FaultConfig(error_rate=0.05, throttle_rate=0.05, seed=10)
+        sleep = RecordingSleep(real=True)
+        with client_for(sb, sleep=sleep, max_retries=6) as faulty:
+            faulty_read = read_everything(faulty)
+            stats = faulty.stats.snapshot()
+        log = sb.request_log.snapshot()
+
+    assert faulty_read == baseline  # every record, every field
+    statuses = [e.status for e in log]
+    throttled = statuses.count(429)
+    errors = sum(1 for s in statuses if s is not None and s >= 500)
+    print(
+        f"\ndone-when: {stats['calls']} calls, {stats['retries']} retries "
+        f"({throttled} x 429, {errors} x 5xx), waited {stats['wait_seconds']:.2f}s"
+    )
+    assert stats["retries"] > 0
+    assert stats["retries"] == throttled + errors == len(sleep.waits)
+    assert stats["rate_limited"] == throttled and stats["server_errors"] == errors
+    assert stats["calls"] == len(log)
+    assert throttled > 0 and errors > 0
+    # Every 429 wait was the Retry-After (1 s); every 5xx wait a backoff under 30 s.
+    assert sleep.waits.count(1.0) >= throttled
+
+
+# ------------------------------------------------------------------ client-side rate limit
+
+
+def test_client_rate_limiter_keeps_under_the_server_limit(start_sandbox, monkeypatch):
+    """120 requests/minute = 2/s with a burst of 2. The sandbox allows 6 per 2-second window
+    (its window shortened from 60 s so the test runs in seconds): what the limiter can send in
+    a window at most. 8 calls take >= 3 s and none is refused."""
+    monkeypatch.setattr(sandbox_faults, "RATE_LIMIT_WINDOW_SECONDS", 2)
+    calls = 8
+    sb = start_sandbox(faults=FaultConfig(rate_limit_per_minute=6))
+    with client_for(sb, requests_per_minute=120, max_retries=0) as client:
+        started = time.monotonic()
+        for _ in range(calls):
+            client.get_organization_info()
+        elapsed = time.monotonic() - started
+        stats = client.stats.snapshot()
+    assert elapsed >= (calls - 2) / 2 - 0.05
+    assert stats["wait_seconds"] >= (calls - 2) / 2 - 0.05
+    assert [e.status for e in sb.request_log] == [200] * calls
+    assert stats["rate_limited"] == 0 and stats["calls"] == calls
+
+    # Control: the same sandbox limit with the client's limiter out of the way is hit.
+    control = start_sandbox(faults=FaultConfig(rate_limit_per_minute=6))
+    with client_for(control, max_retries=0) as fast:
+        with pytest.raises(TransientError, match="rate limited"):
+            for _ in range(calls):
+                fast.get_organization_info()
+    assert [e.status for e in control.request_log] == [200] * 6 + [429]
+
+
+# ------------------------------------------------------------------ bounded concurrency
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 3])
+def test_fan_out_keeps_at_most_max_concurrency_requests_in_flight(start_sandbox, max_concurrency):
+    sb = start_sandbox(generate_org(seed=9, members=60, workspaces=24))
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def counting(respond, request):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        try:
+            return respond(request)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    wrap_respond(sb, counting)
+    sb.faults.latency_ms = 40  # inside the counted span, so calls overlap when they can
+    workspaces = [w.id for w in sb.org.all_workspaces() if not w.is_deleted]
+    assert len(workspaces) >= 24
+    with client_for(sb, max_concurrency=max_concurrency) as client:
+        result = client.list_members_of_workspaces(workspaces)
+    assert list(result) == workspaces
+    for ws in workspaces:
+        assert {m.id for m in result[ws]} == {m.id for m in sb.org.workspace(ws).memberships.values()}
+    assert peak <= max_concurrency
+    if max_concurrency > 1:
+        assert peak >= 2, "the fan-out ran one workspace at a time"
+    assert {e.tenant_id for e in sb.request_log} == set(workspaces)
+
+
+def test_fan_out_raises_the_error_of_a_failing_workspace(sandbox):
+    workspaces = [w.id for w in shared(sandbox)]
+    bad = workspaces[3]
+    sandbox.faults.failing_workspaces = (bad,)
+    with client_for(sandbox, sleep=RecordingSleep(), max_retries=1, max_concurrency=3) as client:
+        expect_error(
+            TransientError,
+            lambda: client.list_members_of_workspaces(workspaces),
+            keys=[sandbox.api_key],
+            contains=[bad, WS_ACTIVE, "server error 500"],
+        )
+    failed = {e.tenant_id for e in sandbox.request_log if e.status == 500}
+    assert failed == {bad}
+
+
+def test_fan_out_raises_not_found_naming_a_deleted_workspace(sandbox):
+    deleted = next(w.id for w in sandbox.org.all_workspaces() if w.is_deleted)
+    workspaces = [w.id for w in shared(sandbox)] + [deleted]
+    with client_for(sandbox, max_concurrency=2) as client:
+        expect_error(
+            NotFoundError,
+            lambda: client.list_members_of_workspaces(workspaces),
+            keys=[sandbox.api_key],
+            contains=[deleted],
+        )
+
+
+# ------------------------------------------------------------------ keys, ids and auth
+
+
+def test_personal_access_token_is_refused_before_any_request(sandbox):
+    pat = "lsv2_pt_" + uuid.uuid4().hex
+    settings = ClientSettings(api_key=Secret(pat), organization_id=sandbox.organization_id, endpoint=sandbox.url)
+    error = expect_error(SettingsError, lambda: LangSmithClient(settings), keys=[pat])
+    assert "personal access token" in str(error) and "organization-scoped service key" in str(error)
+    assert len(sandbox.request_log) == 0
+
+
+@pytest.mark.parametrize("organization_id", ["not-a-uuid", "", "12345"])
+def test_non_uuid_organization_id_is_refused_before_any_request(sandbox, organization_id):
+    settings = ClientSettings(api_key=Secret(sandbox.api_key), organization_id=organization_id, endpoint=sandbox.url)
+    error = expect_error(SettingsError, lambda: LangSmithClient(settings), keys=[sandbox.api_key])
+    assert "LANGSMITH_ORGANIZATION_ID" in str(error)
+    assert len(sandbox.request_log) == 0
+
+
+def test_wrong_key_is_an_authentication_error(sandbox):
+    wrong = "lsv2_sk_" + uuid.uuid4().hex + "_wrong"
+    ws = shared(sandbox)[0]
+    with client_for(sandbox, api_key=wrong, sleep=RecordingSleep()) as client:
+        for call in (client.list_roles, client.list_org_members, lambda: client.list_workspace_members(ws.id)):
+            error = expect_error(AuthenticationError, call, keys=[wrong, sandbox.api_key], contains=["API key"])
+            assert error.status_code == 401
+        assert client.stats.retries == 0
+    assert [e.status for e in sandbox.request_log] == [401, 401, 401]
+
+
+def test_workspace_scoped_key_is_refused_on_org_routes(start_sandbox):
+    ws_key = "lsv2_sk_" + uuid.uuid4().hex + "_ws"
+    sb = start_sandbox(workspace_scoped_key=ws_key)
+    ws = sb.org.shared_workspaces()[0]
+    with client_for(sb, api_key=ws_key) as client:
+        for call in (client.list_roles, client.list_workspaces, client.list_org_members, client.list_enriched_members):
+            error = expect_error(
+                PermissionDeniedError, call, keys=[ws_key, sb.api_key], contains=["organization scope"]
+            )
+            assert error.status_code == 403
+        # The same key may read a workspace route.
+        assert {m.id for m in client.list_workspace_members(ws.id)} == {m.id for m in ws.memberships.values()}
+
+
+def test_wrong_organization_id_is_permission_denied(sandbox):
+    other = str(uuid.uuid4())
+    with client_for(sandbox, organization_id=other) as client:
+        expect_error(PermissionDeniedError, client.list_roles, keys=[sandbox.api_key], contains=[other])
+
+
+def test_a_key_echoed_by_the_server_is_scrubbed(sandbox):
+    def echo(respond, request):
+        return ApiResponse(400, {"detail": f"bad key {request.headers.get('X-API-Key')}"})
+
+    wrap_respond(sandbox, echo)
+    with client_for(sandbox) as client:
+        error = expect_error(RequestRejectedError, client.list_roles, keys=[sandbox.api_key], contains=["***"])
+    assert error.status_code == 400
+
+
+def test_enriched_route_missing_is_not_found(start_sandbox):
+    sb = start_sandbox(enriched_route=False)
+    with client_for(sb) as client:
+        error = expect_error(NotFoundError, client.list_enriched_members, keys=[sb.api_key], contains=[ENRICHED])
+        assert error.status_code == 404
+        assert client.stats.retries == 0
+        assert len(client.list_org_members()) == 40  # the other routes are there
+
+
+# ------------------------------------------------------------------ find
+
+
+def test_find_org_member_by_email_is_case_insensitive(sandbox):
+    member = next(m for m in sandbox.org.active_members() if m.email != m.email.lower())
+    with client_for(sandbox) as client:
+        for email in (member.email, member.email.lower(), member.email.upper(), member.email.swapcase()):
+            found = client.find_org_member(email=email)
+            assert found is not None and found.id == member.id and found.ls_user_id == member.ls_user_id
+        by_id = client.find_org_member(ls_user_id=member.ls_user_id)
+        assert by_id is not None and by_id.id == member.id and by_id.role_id == member.org_role_id
+        assert client.find_org_member(email="nobody.at.all@example.com") is None
+        assert client.find_org_member(ls_user_id=str(uuid.uuid4())) is None
+        with pytest.raises(ValueError):
+            client.find_org_member()
+        with pytest.raises(ValueError):
+            client.find_org_member(email=member.email, ls_user_id=member.ls_user_id)
+    # The server filtered: one request per lookup, never a scan of the whole listing.
+    assert all(e.query["offset"] == ["0"] for e in sandbox.requests_matching("GET", ACTIVE))
+    assert len(sandbox.requests_matching("GET", ACTIVE)) == 7
+
+
+def test_find_workspace_member(sandbox):
+    ws = shared(sandbox)[0]
+    membership = insider_of(ws)
+    outsider = outsider_of(sandbox, ws)
+    with client_for(sandbox) as client:
+        found = client.find_workspace_member(ws.id, membership.ls_user_id)
+        assert found is not None
+        assert (found.id, found.workspace_id, found.role_id) == (membership.id, ws.id, membership.role_id)
+        assert client.find_workspace_member(ws.id, outsider.ls_user_id) is None
+    assert {e.tenant_id for e in sandbox.requests_matching("GET", WS_ACTIVE)} == {ws.id}
+
+
+# ------------------------------------------------------------------ writes
+
+
+def test_add_workspace_member(sandbox):
+    ws = shared(sandbox)[0]
+    member = outsider_of(sandbox, ws)
+    role = sandbox.org.role_by_name("WORKSPACE_USER")
+    with client_for(sandbox) as client:
+        created = client.add_workspace_member(ws.id, org_identity_id=member.id, role_id=role.id)
+        membership = sandbox.org.membership(ws.id, member.ls_user_id)
+        assert membership is not None and membership.role_id == role.id
+        assert created.id == membership.id != member.id
+        assert (created.workspace_id, created.ls_user_id, created.role_id) == (ws.id, member.ls_user_id, role.id)
+        found = client.find_workspace_member(ws.id, member.ls_user_id)
+        assert found is not None and found.id == created.id and found.role_id == role.id
+    posts = sandbox.requests_matching("POST", WS_MEMBERS)
+    assert [(e.status, e.tenant_id) for e in posts] == [(200, ws.id)]
+
+
+def test_add_existing_member_is_a_conflict(sandbox):
+    ws = shared(sandbox)[0]
+    membership = insider_of(ws)
+    member = sandbox.org.members[membership.ls_user_id]
+    other_role = next(r for r in sandbox.org.roles_by_scope("workspace") if r.id != membership.role_id)
+    with client_for(sandbox) as client:
+        error = expect_error(
+            ConflictError,
+            lambda: client.add_workspace_member(ws.id, org_identity_id=member.id, role_id=other_role.id),
+            keys=[sandbox.api_key],
+            contains=[ws.id],
+        )
+    assert error.status_code == 409
+    assert sandbox.org.membership(ws.id, member.ls_user_id).role_id == membership.role_id
+
+
+def test_add_unknown_or_pending_identity_is_not_found(sandbox):
+    ws = shared(sandbox)[0]
+    role = sandbox.org.role_by_name("WORKSPACE_VIEWER")
+    pending = next(iter(sandbox.org.pending_invites.values()))
+    before = dict(ws.memberships)
+    with client_for(sandbox) as client:
+        for identity in (str(uuid.uuid4()), pending.id):
+            expect_error(
+                NotFoundError,
+                lambda: client.add_workspace_member(ws.id, org_identity_id=identity, role_id=role.id),
+                keys=[sandbox.api_key],
+                contains=[ws.id],
+            )
+    assert ws.memberships == before
+
+
+def test_add_with_an_org_scoped_role_is_rejected(sandbox):
+    ws = shared(sandbox)[0]
+    member = outsider_of(sandbox, ws)
+    org_role = sandbox.org.role_by_name("ORGANIZATION_ADMIN")
+    with client_for(sandbox) as client:
+        error = expect_error(
+            RequestRejectedError,
+            lambda: client.add_workspace_member(ws.id, org_identity_id=member.id, role_id=org_role.id),
+            keys=[sandbox.api_key],
+            contains=["not a workspace role"],
+        )
+    assert error.status_code == 400
+    assert sandbox.org.membership(ws.id, member.ls_user_id) is None
+
+
+def test_set_workspace_member_role(sandbox):
+    ws = shared(sandbox)[0]
+    membership = insider_of(ws)
+    new_role = next(r for r in sandbox.org.roles_by_scope("workspace") if r.id != membership.role_id)
+    with client_for(sandbox) as client:
+        assert client.set_workspace_member_role(ws.id, membership.id, new_role.id) is None
+        assert sandbox.org.membership(ws.id, membership.ls_user_id).role_id == new_role.id
+        assert client.find_workspace_member(ws.id, membership.ls_user_id).role_id == new_role.id
+        # An unknown identity, and the member's org identity id (not their workspace one): 404.
+        org_identity = sandbox.org.members[membership.ls_user_id].id
+        for identity in (str(uuid.uuid4()), org_identity):
+            error = expect_error(
+                NotFoundError,
+                lambda: client.set_workspace_member_role(ws.id, identity, new_role.id),
+                keys=[sandbox.api_key],
+                contains=[ws.id],
+            )
+            assert error.status_code == 404
+    assert [e.tenant_id for e in sandbox.requests_matching("PATCH")] == [ws.id] * 3
+
+
+@pytest.mark.parametrize("delete_response", ["json_object", "null", "no_content"])
+def test_remove_workspace_member(start_sandbox, delete_response):
+    sb = start_sandbox(delete_response=delete_response)
+    ws = sb.org.shared_workspaces()[0]
+    membership = insider_of(ws)
+    with client_for(sb) as client:
+        assert client.remove_workspace_member(ws.id, membership.id) is None
+        assert sb.org.membership(ws.id, membership.ls_user_id) is None
+        assert client.find_workspace_member(ws.id, membership.ls_user_id) is None
+        assert sb.org.members[membership.ls_user_id]  # still an org member
+        expect_error(
+            NotFoundError,
+            lambda: client.remove_workspace_member(ws.id, membership.id),
+            keys=[sb.api_key],
+            contains=[ws.id],
+        )
+    expected_first = 204 if delete_response == "no_content" else 200
+    assert [e.status for e in sb.requests_matching("DELETE")] == [expected_first, 404]
+
+
+@pytest.mark.parametrize("operation", ["add", "set_role", "remove"])
+def test_a_write_whose_answer_is_lost_is_not_resent(sandbox, operation):
+    ws = shared(sandbox)[0]
+    outsider = outsider_of(sandbox, ws)
+    membership = insider_of(ws)
+    new_role = next(r for r in sandbox.org.roles_by_scope("workspace") if r.id != membership.role_id)
+    sandbox.faults.fail_writes_after_apply = 1
+    sleep = RecordingSleep()
+    with client_for(sandbox, sleep=sleep) as client:
+        write = {
+            "add": lambda: client.add_workspace_member(ws.id, org_identity_id=outsider.id, role_id=new_role.id),
+            "set_role": lambda: client.set_workspace_member_role(ws.id, membership.id, new_role.id),
+            "remove": lambda: client.remove_workspace_member(ws.id, membership.id),
+        }[operation]
+        error = expect_error(TransientError, write, keys=[sandbox.api_key], contains=[ws.id, "re-read"])
+        assert client.stats.retries == 0
+    assert error.maybe_applied is True and error.status_code == 502
+    assert sleep.waits == []
+    writes = [e for e in sandbox.request_log if e.method != "GET"]
+    assert [e.status for e in writes] == [502]  # sent exactly once
+    # ... and it was applied.
+    if operation == "add":
+        assert sandbox.org.membership(ws.id, outsider.ls_user_id).role_id == new_role.id
+    elif operation == "set_role":
+        assert sandbox.org.membership(ws.id, membership.ls_user_id).role_id == new_role.id
+    else:
+        assert sandbox.org.membership(ws.id, membership.ls_user_id) is None
+
+
+@pytest.mark.parametrize("fault", ["error_rate", "drop_rate"])
+def test_a_write_that_fails_in_transit_is_not_resent(sandbox, fault):
+    ws = shared(sandbox)[0]
+    outsider = outsider_of(sandbox, ws)
+    role = sandbox.org.role_by_name("WORKSPACE_VIEWER")
+    setattr(sandbox.faults, fault, 1.0)
+    with client_for(sandbox, sleep=RecordingSleep()) as client:
+        error = expect_error(
+            TransientError,
+            lambda: client.add_workspace_member(ws.id, org_identity_id=outsider.id, role_id=role.id),
+            keys=[sandbox.api_key],
+            contains=[ws.id, WS_MEMBERS],
+        )
+        assert client.stats.retries == 0
+    assert error.maybe_applied is True
+    assert len(sandbox.requests_matching("POST")) == 1
+    # The sandbox answered before applying: nothing changed (the caller must re-read to know).
+    assert sandbox.org.membership(ws.id, outsider.ls_user_id) is None
+
+
+def test_a_throttled_write_is_retried_and_applied_once(sandbox):
+    ws = shared(sandbox)[0]
+    outsider = outsider_of(sandbox, ws)
+    role = sandbox.org.role_by_name("WORKSPACE_ADMIN")
+    sandbox.faults.throttle_rate = 1.0
+    sandbox.faults.retry_after_seconds = 2
+    sleep = heal_after(sandbox, 1, throttle_rate=0.0)
+    with client_for(sandbox, sleep=sleep) as client:
+        created = client.add_workspace_member(ws.id, org_identity_id=outsider.id, role_id=role.id)
+        assert client.stats.rate_limited == 1 and client.stats.retries == 1
+    assert sleep.waits == [2.0]
+    assert [e.status for e in sandbox.requests_matching("POST")] == [429, 200]
+    assert sandbox.org.membership(ws.id, outsider.ls_user_id).id == created.id
+    assert sum(1 for m in sandbox.org.memberships_of(outsider.ls_user_id) if m.workspace_id == ws.id) == 1
+
+
+def test_non_uuid_ids_are_refused_before_any_request(sandbox):
+    ws = shared(sandbox)[0]
+    good = str(uuid.uuid4())
+    bad_values = ["not-a-uuid", "../../orgs/current/members", "", good + "/x"]
+    with client_for(sandbox) as client:
+        for bad in bad_values:
+            calls = [
+                lambda: client.add_workspace_member(bad, org_identity_id=good, role_id=good),
+                lambda: client.add_workspace_member(ws.id, org_identity_id=bad, role_id=good),
+                lambda: client.add_workspace_member(ws.id, org_identity_id=good, role_id=bad),
+                lambda: client.set_workspace_member_role(bad, good, good),
+                lambda: client.set_workspace_member_role(ws.id, bad, good),
+                lambda: client.set_workspace_member_role(ws.id, good, bad),
+                lambda: client.remove_workspace_member(bad, good),
+                lambda: client.remove_workspace_member(ws.id, bad),
+                lambda: client.list_workspace_members(bad),
+                lambda: client.list_members_of_workspaces([ws.id, bad]),
+                lambda: client.find_workspace_member(bad, good),
+                lambda: client.find_workspace_member(ws.id, bad),
+                lambda: client.find_org_member(ls_user_id=bad),
+            ]
+            for call in calls:
+                with pytest.raises(ValueError, match="must be a UUID"):
+                    call()
+    assert len(sandbox.request_log) == 0

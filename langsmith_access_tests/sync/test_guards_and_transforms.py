@@ -1,0 +1,70 @@
+"""Pure parts of the sync: the guards, and the transforms on recorded payloads."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from langsmith_access.langsmith import EnrichedMember, Listing
+from langsmith_access.sync.extract import (
+    ENRICHED_ROUTE,
+    ListingReport,
+    MemberRecords,
+    transform_members,
+)
+from langsmith_access.sync.guards import check_completeness, check_shrink
+
+AT = datetime(2026, 11, 28, tzinfo=timezone.utc)
+
+
+def test_completeness_passes_only_when_every_listing_and_workspace_was_read():
+    good = [ListingReport("org_members", 1200, 1200, 3, 1), ListingReport("pending", 4, None, 1, 1)]
+    assert check_completeness(good, 10, 10).passed
+    short = check_completeness([ListingReport("org_members", 1199, 1200, 3, 1)], 10, 10)
+    assert not short.passed and "org_members: read 1199 rows, server reported 1200" in short.description
+    missing = check_completeness(good, 10, 9)
+    assert not missing.passed and "9 of 10 shared workspaces" in missing.description
+
+
+def test_shrink_guard():
+    previous = {"sync_id": "s1", "users": 100, "workspace_grants": 1000}
+    assert check_shrink(None, 0, 0).passed  # first sync
+    assert check_shrink(previous, 80, 800).passed  # exactly 20% is allowed
+    blocked = check_shrink(previous, 79, 1000)
+    assert not blocked.passed
+    assert "users fell from 100 to 79 (21%)" in blocked.description and "--accept-shrink" in blocked.description
+    assert not check_shrink(previous, 100, 0).passed  # an emptied org is the outage case
+    assert check_shrink(previous, 100, 0, accept_shrink=True).passed
+    assert check_shrink(previous, 50, 1000, max_shrink_share=0.6).passed
+    with pytest.raises(ValueError):
+        check_shrink(previous, 1, 1, max_shrink_share=2)
+
+
+def test_enriched_transform_splits_members_invites_and_memberships():
+    people = [
+        EnrichedMember.from_api({
+            "id": "org-identity-1", "ls_user_id": "user-1", "email": "Ada@Example.com",
+            "display_name": "Ada", "is_pending": False, "is_disabled": True, "role_id": "org-user",
+            "role_name": "Organization User", "created_at": "2026-01-01T00:00:00Z",
+            "workspace_memberships": [
+                {"workspace_id": "ws-1", "workspace_name": "One", "role_id": "viewer", "role_name": "Viewer"},
+                {"workspace_id": "ws-personal", "workspace_name": "Mine", "role_id": "admin", "role_name": "Admin"},
+            ],
+        }),
+        EnrichedMember.from_api({
+            "id": "pending-1", "email": "new@example.com", "is_pending": True, "role_id": "org-user",
+            "created_at": "2026-01-02T00:00:00Z",
+            "workspace_memberships": [{"workspace_id": "ws-1", "role_id": "viewer"}],
+        }),
+    ]
+    records = MemberRecords(route=ENRICHED_ROUTE, enriched=Listing(people, 1, 2, 1))
+    rows = transform_members(records, "sync-1", AT)
+    assert [r["ls_user_id"] for r in rows.org_members] == ["user-1"]
+    assert rows.org_members[0]["is_disabled"] is True
+    assert rows.org_members[0]["org_identity_id"] == "org-identity-1"
+    assert [r["invite_id"] for r in rows.pending_invites] == ["pending-1"]
+    assert rows.pending_invites[0]["workspace_ids"] == ["ws-1"]
+    # The pending invite's workspace is not a membership; personal ones are kept raw for dbt.
+    assert {(r["workspace_id"], r["ls_user_id"]) for r in rows.workspace_memberships} == {
+        ("ws-1", "user-1"), ("ws-personal", "user-1")
+    }
+    assert all(r["sync_id"] == "sync-1" and r["fetched_at"] == AT for r in rows.workspace_memberships)
