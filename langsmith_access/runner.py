@@ -30,6 +30,7 @@ class RunOutcome:
     failure: str | None = None
     failed_checks: list[str] = field(default_factory=list)
     dbt_errors: list[str] = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)  # op name -> its output, for ops that returned one
 
 
 def instance() -> dg.DagsterInstance:
@@ -84,6 +85,11 @@ def run_job(
     outcome = RunOutcome(
         success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started
     )
+    for node in ("apply_requests",):
+        try:
+            outcome.outputs[node] = result.output_for_node(node)
+        except Exception:  # the job has no such op, or it did not run
+            pass
     if not result.success:
         outcome.failure, outcome.failed_checks = _failure_summary(result)
         outcome.dbt_errors = [

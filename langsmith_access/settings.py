@@ -125,6 +125,7 @@ class Settings:
     max_retries: int = 6
     sync_cron: str = "0 * * * *"
     max_shrink_share: float = 0.2
+    provisioning_interval_seconds: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -141,6 +142,9 @@ class Settings:
             max_retries=_non_negative_int(env, "LANGSMITH_ACCESS_MAX_RETRIES", 6),
             sync_cron=env.get("LANGSMITH_ACCESS_SYNC_CRON") or "0 * * * *",
             max_shrink_share=_share(env, "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", 0.2),
+            provisioning_interval_seconds=_positive_int(
+                env, "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", 30
+            ),
         )
 
     def client(self) -> ClientSettings:

@@ -17,12 +17,11 @@ from pydantic import PrivateAttr
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.settings import Settings
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.dbt_runner import DBT_DUCKDB_PATH_ENV  # read by profiles.yml
 
 # Every op that writes DuckDB runs in this Dagster concurrency pool.
 DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
 
-# profiles.yml reads the file dbt should build in from this variable.
-DBT_DUCKDB_PATH_ENV = "LANGSMITH_ACCESS_DBT_DUCKDB_PATH"
 
 
 class LangSmithAPI(dg.ConfigurableResource):
@@ -130,6 +129,52 @@ class SyncDatabase(dg.ConfigurableResource):
         database.publish()
 
 
+class ProvisioningDatabase(dg.ConfigurableResource):
+    """The working database for a provisioning run, held for the whole run.
+
+    Taking the writer lease for the run serializes provisioning runs with each other and with
+    syncs, so a request found ``in_progress`` at the start belongs to a run that died. When the
+    run ends, successful or not, the analysts' copy is published: statuses there always reflect
+    what was done.
+    """
+
+    duckdb_path: str | None = None
+    lease_timeout_seconds: float = 600.0
+
+    _stack: contextlib.ExitStack | None = PrivateAttr(default=None)
+
+    @property
+    def database(self) -> AccessDatabase:
+        return AccessDatabase(Path(self.duckdb_path or Settings.from_env().duckdb_path))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        stack = contextlib.ExitStack()
+        stack.enter_context(
+            self.database.writer_lease(
+                f"provisioning run {context.run_id}", timeout_seconds=self.lease_timeout_seconds
+            )
+        )
+        try:
+            self.database.ensure_working()
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._stack is None:
+            return
+        try:
+            self.database.publish()
+        finally:
+            self._stack.close()
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.database.connect() as conn:
+            yield conn
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
@@ -137,5 +182,6 @@ def resources() -> dg.Definitions:
             "langsmith": LangSmithAPI(),
             "access_store": AccessStore(),
             "sync_database": SyncDatabase(),
+            "provisioning_database": ProvisioningDatabase(),
         }
     )

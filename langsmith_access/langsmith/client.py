@@ -321,7 +321,7 @@ class LangSmithClient:
                 pages += 1
                 for item in page:
                     record = parse(item)
-                    rows[f'{record.id}-{len(rows)}'] = record
+                    rows.setdefault(record.id, record)  # type: ignore[attr-defined]
                 if len(page) < PAGE_SIZE:
                     break
                 offset += PAGE_SIZE
@@ -416,6 +416,7 @@ class LangSmithClient:
                     self.stats.add(rate_limited=1)
                     retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
                     problem, maybe_applied = f"rate limited (429){where}", False
+                    if is_write: raise TransientError("x", **context)
                 elif status >= 500:
                     self.stats.add(server_errors=1)
                     problem = f"server error {status}{where}: {self._detail(response)}"

@@ -33,12 +33,55 @@ CREATE TABLE IF NOT EXISTS main.sync_runs (
 """
 
 
+# The provisioning queue. `request_seq` orders requests; statuses go
+# pending -> in_progress -> applied | already_satisfied | rejected | failed.
+PROVISIONING_REQUESTS_DDL = """
+CREATE SEQUENCE IF NOT EXISTS main.provisioning_request_seq START 1;
+CREATE TABLE IF NOT EXISTS main.provisioning_requests (
+    request_id VARCHAR PRIMARY KEY,
+    request_seq BIGINT NOT NULL DEFAULT nextval('main.provisioning_request_seq'),
+    action VARCHAR NOT NULL,            -- 'grant' | 'revoke'
+    user_id VARCHAR,                    -- ls_user_id, once resolved
+    user_email VARCHAR,
+    workspace_id VARCHAR,
+    workspace_name VARCHAR,
+    role_id VARCHAR,
+    role_name VARCHAR,                  -- the role's display name
+    status VARCHAR NOT NULL,
+    status_detail VARCHAR,              -- why rejected or failed, or what was done
+    reason VARCHAR,
+    requested_by VARCHAR,
+    requested_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR,                     -- the provisioning run that claimed it
+    requested_user VARCHAR,             -- the values as they were asked for
+    requested_workspace VARCHAR,
+    requested_role VARCHAR
+)
+"""
+
+# The audit trail: one row per decision and per API call. `detail` is JSON (method, path,
+# status code, roles...); it never holds a secret.
+PROVISIONING_EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS main.provisioning_events (
+    event_id VARCHAR PRIMARY KEY,
+    request_id VARCHAR NOT NULL,
+    "at" TIMESTAMPTZ NOT NULL,          -- "at" is an SQL keyword: quote it in queries
+    kind VARCHAR NOT NULL,
+    detail VARCHAR,
+    run_id VARCHAR
+)
+"""
+
+
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create every Python-owned table that does not exist yet (idempotent)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     for table in RAW_TABLES:
         conn.execute(create_table_sql(table))
     conn.execute(SYNC_RUNS_DDL)
+    conn.execute(PROVISIONING_REQUESTS_DDL)
+    conn.execute(PROVISIONING_EVENTS_DDL)
 
 
 def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:

@@ -1,0 +1,194 @@
+"""The provisioning op job and the sensor that launches it.
+
+Thin wiring around ``langsmith_access.provisioning`` (queue, planner, executor).
+"""
+
+import hashlib
+import json
+import uuid
+from typing import Optional
+
+import dagster as dg
+import duckdb
+
+from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
+from langsmith_access.provisioning import queue
+from langsmith_access.provisioning.executor import Provisioner
+from langsmith_access.settings import Settings
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
+from langsmith_access.store.dbt_runner import run_dbt
+
+JOB_NAME = "provision_workspace_roles"
+
+
+class AdhocChange(dg.Config):
+    """One change typed in the Launchpad; it is queued and audited like any other request."""
+
+    action: str  # 'grant' | 'revoke'
+    user: str  # email or user id
+    workspace: str  # name or id
+    role: str  # display name, name or id of a workspace role
+    reason: Optional[str] = None
+    requested_by: Optional[str] = None
+
+
+class ProvisionConfig(dg.Config):
+    """Leave both empty to apply every pending request (what the sensor does)."""
+
+    request_ids: list[str] = []
+    change: Optional[AdhocChange] = None
+    dry_run: bool = False  # plan against live state and report; no writes, statuses unchanged
+
+
+@dg.op(pool=DUCKDB_WRITER_POOL, description="Pick the requests to apply; queue an ad-hoc change.")
+def select_requests(
+    context: dg.OpExecutionContext, config: ProvisionConfig, provisioning_database: ProvisioningDatabase
+) -> dict:
+    if config.change is not None and config.request_ids:
+        raise dg.Failure("Give either request_ids or one change in the run config, not both.")
+    with provisioning_database.connect() as conn:
+        if config.change is not None:
+            change = queue.ChangeRequest(**config.change.model_dump())
+            if config.dry_run:
+                try:
+                    resolved = queue.resolve_change(conn, change)
+                except queue.RequestRejected as rejection:
+                    raise dg.Failure(f"The change would be rejected: {rejection}") from None
+                return {"request_ids": [], "adhoc": resolved.__dict__, "dry_run": True}
+            result = queue.submit_on(conn, change)
+            if not result.accepted:
+                raise dg.Failure(
+                    f"Request {result.request_id} rejected: {result.message}",
+                    metadata={"request_id": result.request_id},
+                )
+            context.log.info(f"Queued {result.request_id}: {result.message}")
+            return {"request_ids": [result.request_id], "dry_run": False}
+        if config.request_ids:
+            unknown = queue.unknown_request_ids(conn, config.request_ids)
+            if unknown:
+                raise dg.Failure(f"Unknown request ids: {', '.join(unknown)}")
+            return {"request_ids": list(config.request_ids), "dry_run": config.dry_run}
+    return {"request_ids": None, "dry_run": config.dry_run}
+
+
+@dg.op(pool=DUCKDB_WRITER_POOL, description="Validate live, read, plan, apply, verify and audit each request.")
+def apply_requests(
+    context: dg.OpExecutionContext,
+    selection: dict,
+    langsmith: LangSmithAPI,
+    provisioning_database: ProvisioningDatabase,
+) -> dict:
+    run_id = context.run.run_id
+    dry_run = selection["dry_run"]
+    with provisioning_database.connect() as conn:
+        provisioner = Provisioner(langsmith.client, conn, run_id, dry_run=dry_run, log=context.log.info)
+        if selection.get("adhoc"):
+            adhoc = selection["adhoc"]
+            requests = [{"request_id": "(ad-hoc)", **adhoc}]
+        elif dry_run:
+            ids = selection["request_ids"]
+            requests = (
+                queue.fetch_requests(conn, f"request_id IN ({', '.join('?' for _ in ids)})", ids)
+                if ids else queue.fetch_requests(conn, "status IN ('pending', 'in_progress')")
+            )
+        else:
+            requests = queue.claim(conn, run_id, selection["request_ids"])
+        for request in requests:
+            provisioner.process(request)
+    outcomes = [
+        {"request_id": o.request_id, "status": o.status, "detail": o.detail,
+         "plan": o.plan.kind if o.plan else None, "writes": o.writes}
+        for o in provisioner.outcomes
+    ]
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
+    table = ["| request | status | plan | detail |", "|---|---|---|---|"] + [
+        f"| {o['request_id']} | {o['status']} | {o['plan']} | {o['detail'].replace('|', '/')} |"
+        for o in outcomes[:200]
+    ]
+    context.add_output_metadata(
+        {"requests": len(outcomes), **counts, "writes": sum(o["writes"] for o in outcomes),
+         "api_calls": langsmith.client.stats.calls, "outcomes": dg.MetadataValue.md("\n".join(table))}
+    )
+    return {"dry_run": dry_run, "outcomes": outcomes}
+
+
+@dg.op(pool=DUCKDB_WRITER_POOL, description="Refresh grant_history (dbt snapshot) after changes.")
+def refresh_access_history(
+    context: dg.OpExecutionContext, result: dict, provisioning_database: ProvisioningDatabase
+) -> None:
+    changed = [o for o in result["outcomes"] if o["status"] == "applied"]
+    if result["dry_run"] or not changed:
+        context.log.info("No grant changed: history needs no refresh.")
+        return
+    # `grants` was updated request by request; dbt closes and opens the history intervals.
+    run_dbt(["build", "--select", "grants_snapshot+"], provisioning_database.database.working_path)
+    context.log.info(f"grant_history refreshed for {len(changed)} applied change(s).")
+
+
+@dg.job(
+    name=JOB_NAME,
+    executor_def=dg.in_process_executor,
+    description="Apply queued workspace-role grants and revokes: validate, apply, verify, audit.",
+)
+def provision_workspace_roles():
+    refresh_access_history(apply_requests(select_requests()))
+
+
+def _provisioning_run_in_flight(instance: dg.DagsterInstance) -> bool:
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=JOB_NAME,
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                      dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
+        ),
+        limit=1,
+    )
+    return bool(runs)
+
+
+def evaluate_queue(context: dg.SensorEvaluationContext, database: AccessDatabase):
+    """One tick: a run for every pending request, or a reason to wait."""
+    if _provisioning_run_in_flight(context.instance):
+        return dg.SkipReason("A provisioning run is in progress; the next tick takes what is left.")
+    try:
+        # The analysts' copy: runs never hold it, so this cannot block on a sync.
+        with database.read_published(timeout_seconds=2) as conn:
+            pending = queue.pending_request_ids(conn)
+            stuck = queue.in_progress_request_ids(conn)
+    except DatabaseNotReadyError:
+        return dg.SkipReason("No analysts' database yet: nothing has been synced or queued.")
+    except (DatabaseBusyError, duckdb.Error) as error:
+        return dg.SkipReason(f"Database busy, trying again next tick: {error}")
+    batch = pending + stuck
+    if not batch:
+        return dg.SkipReason("No pending requests.")
+    # The cursor counts launches; it never filters requests (every pending one is always taken),
+    # so it cannot skip any. The run key makes a re-evaluated tick launch nothing twice.
+    cursor = json.loads(context.cursor) if context.cursor else {"launches": 0}
+    cursor["launches"] += 1
+    digest = hashlib.sha256("\n".join(sorted(batch)).encode()).hexdigest()[:12]
+    context.update_cursor(json.dumps(cursor))
+    return dg.RunRequest(
+        run_key=f"provision-{cursor['launches']}-{digest}",
+        run_config={},  # no ids: the run takes every pending request when it starts
+        tags={"langsmith_access/requests": str(len(batch))},
+    )
+
+
+@dg.definitions
+def provisioning_definitions() -> dg.Definitions:
+    settings = Settings.from_env()
+
+    @dg.sensor(
+        name="provisioning_queue_sensor",
+        job=provision_workspace_roles,
+        minimum_interval_seconds=settings.provisioning_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches provision_workspace_roles for all pending requests, one run per tick.",
+    )
+    def provisioning_queue_sensor(context: dg.SensorEvaluationContext):
+        return evaluate_queue(context, AccessDatabase(Settings.from_env().duckdb_path))
+
+    return dg.Definitions(jobs=[provision_workspace_roles], sensors=[provisioning_queue_sensor])

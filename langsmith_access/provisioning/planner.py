@@ -1,0 +1,67 @@
+"""Decide what one request needs, from the member's live state in that workspace. Pure.
+
+A user holds at most one role per workspace, so a grant of another role is a role change (a
+replacement), not a revoke plus a grant; a revoke removes the member only when they hold that
+very role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ADD = "add"
+CHANGE_ROLE = "change_role"
+REMOVE = "remove"
+NOTHING = "nothing"
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str  # add | change_role | remove | nothing
+    current_role_id: str | None  # the live role before the change (None: not a member)
+    target_role_id: str | None  # the role after the change (None: not a member)
+    workspace_identity_id: str | None  # needed by change_role and remove
+    explanation: str
+
+    @property
+    def needs_write(self) -> bool:
+        return self.kind != NOTHING
+
+
+def plan_change(
+    action: str,
+    role_id: str,
+    current_role_id: str | None,
+    workspace_identity_id: str | None,
+    role_names: dict[str, str] | None = None,
+) -> Plan:
+    """``current_role_id`` None means the user is not a member of the workspace now."""
+    names = role_names or {}
+    role = names.get(role_id, role_id)
+    current = names.get(current_role_id, current_role_id) if current_role_id else None
+    if action == "grant":
+        if current_role_id is None:
+            return Plan(ADD, None, role_id, None, f"add to the workspace as {role}")
+        if current_role_id == role_id:
+            return Plan(NOTHING, current_role_id, role_id, workspace_identity_id, f"already {role}")
+        return Plan(
+            CHANGE_ROLE, current_role_id, role_id, workspace_identity_id,
+            f"change role from {current} to {role}",
+        )
+    if action == "revoke":
+        if current_role_id is None:
+            return Plan(NOTHING, None, None, None, "not a member of the workspace")
+        if current_role_id != role_id:
+            return Plan(
+                NOTHING, current_role_id, current_role_id, workspace_identity_id,
+                f"holds {current}, not {role}: nothing to remove",
+            )
+        return Plan(REMOVE, current_role_id, None, workspace_identity_id, f"remove {role} from the workspace")
+    raise ValueError(f"action must be 'grant' or 'revoke', got {action!r}")
+
+
+def desired_role(action: str, role_id: str, current_role_id: str | None) -> str | None:
+    """The live role that means the request is done (None = not a member)."""
+    if action == "grant":
+        return role_id
+    return None if current_role_id == role_id else current_role_id

@@ -1,0 +1,448 @@
+"""The provisioning queue: submit, resolve, list, claim and settle requests.
+
+Plain Python over DuckDB (no Dagster). Requests are validated when queued against the latest
+sync (the tables in the working database), and every rejection is recorded too. They are
+validated again against the live API when applied (see ``executor.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+
+from langsmith_access.store.database import AccessDatabase
+
+ACTIONS = ("grant", "revoke")
+FINAL_STATUSES = ("applied", "already_satisfied", "rejected", "failed")
+STATUSES = ("pending", "in_progress", *FINAL_STATUSES)
+MAX_IDENTIFIER_CHARS = 320  # longer than any email (254) or display name we have seen
+MAX_TEXT_CHARS = 2000
+
+
+class RequestRejected(ValueError):
+    """A request that cannot be queued; the message says what was wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    """What someone asked for, as typed: user = email or user id, workspace = name or id,
+    role = display name, name or id."""
+
+    action: str
+    user: str
+    workspace: str
+    role: str
+    reason: str | None = None
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedChange:
+    action: str
+    user_id: str
+    user_email: str | None
+    workspace_id: str
+    workspace_name: str
+    role_id: str
+    role_name: str
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    request_id: str
+    status: str  # 'pending' or 'rejected'
+    message: str
+    duplicate_of: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "pending"
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# ---------------------------------------------------------------- validation
+
+
+def check_text(value: Any, what: str, *, required: bool = True, limit: int = MAX_IDENTIFIER_CHARS) -> str | None:
+    """A clean single-line string, or ``RequestRejected`` saying what is wrong with it."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        if required:
+            raise RequestRejected(f"{what} is empty: give a value.")
+        return None
+    if not isinstance(value, str):
+        raise RequestRejected(f"{what} must be text, got {type(value).__name__}.")
+    value = unicodedata.normalize("NFC", value.strip())
+    if len(value) > limit:
+        raise RequestRejected(f"{what} is {len(value)} characters long; at most {limit} are allowed.")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
+        raise RequestRejected(f"{what} contains control or invisible characters: type it again plainly.")
+    return value
+
+
+def _as_uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _listing(rows: list[tuple], limit: int = 10) -> str:
+    shown = "; ".join(f"{name} ({ident})" for ident, name in rows[:limit])
+    more = f"; and {len(rows) - limit} more" if len(rows) > limit else ""
+    return shown + more
+
+
+def resolve_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest) -> ResolvedChange:
+    """Resolve a request against the latest sync's tables, or raise ``RequestRejected``."""
+    action = check_text(change.action, "action")
+    if action not in ACTIONS:
+        raise RequestRejected(f"action must be 'grant' or 'revoke', got {action!r}.")
+    user = check_text(change.user, "user")
+    workspace = check_text(change.workspace, "workspace")
+    role = check_text(change.role, "role")
+    if not _synced(conn):
+        raise RequestRejected(
+            "there is no synced data to check the request against: run `langsmith-access sync` first."
+        )
+    user_id, email = _resolve_user(conn, user)
+    workspace_id, workspace_name = _resolve_workspace(conn, workspace)
+    role_id, role_name = _resolve_role(conn, role)
+    return ResolvedChange(action, user_id, email, workspace_id, workspace_name, role_id, role_name)
+
+
+def _synced(conn: duckdb.DuckDBPyConnection) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = 'main' AND table_name IN ('users', 'workspaces', 'roles')"
+        ).fetchone()[0]
+        == 3
+    )
+
+
+def _resolve_user(conn, user: str) -> tuple[str, str | None]:
+    user_uuid = _as_uuid(user)
+    if user_uuid is not None:
+        rows = conn.execute(
+            "SELECT user_id, email FROM main.users WHERE user_id = ? OR org_identity_id = ?",
+            [user_uuid, user_uuid],
+        ).fetchall()
+        if not rows:
+            raise RequestRejected(
+                f"unknown user: no active org member has id {user_uuid} in the latest sync."
+            )
+        return rows[0][0], rows[0][1]
+    rows = conn.execute(
+        "SELECT user_id, email FROM main.users WHERE lower(email) = lower(?) ORDER BY user_id",
+        [user],
+    ).fetchall()
+    if len(rows) == 1:
+        return rows[0][0], rows[0][1]
+    if len(rows) > 1:
+        raise RequestRejected(
+            f"ambiguous user: {len(rows)} org members have the email {user!r} "
+            f"({', '.join(r[0] for r in rows)}): give the user id instead."
+        )
+    invited = conn.execute(
+        "SELECT invite_id FROM main.pending_invites WHERE lower(email) = lower(?)", [user]
+    ).fetchall()
+    if invited:
+        raise RequestRejected(
+            f"{user} has a pending invite but is not yet an accepted org member: LangSmith "
+            "adds only active members to workspaces. Ask them to accept the invitation, sync, "
+            "then request again."
+        )
+    raise RequestRejected(
+        f"unknown user: no active org member has the email {user!r} in the latest sync "
+        "(check the spelling, or sync again if they joined recently)."
+    )
+
+
+def _hidden_workspace_reason(conn, where: str, value: str) -> str | None:
+    rows = conn.execute(
+        f"SELECT workspace_id, display_name, is_personal, is_deleted FROM raw.workspaces WHERE {where}",
+        [value],
+    ).fetchall()
+    for workspace_id, name, is_personal, is_deleted in rows:
+        kind = "deleted" if is_deleted else "personal" if is_personal else None
+        if kind:
+            return (
+                f"workspace {name!r} ({workspace_id}) is a {kind} workspace: this tool provisions "
+                "only shared, live workspaces."
+            )
+    return None
+
+
+def _resolve_workspace(conn, workspace: str) -> tuple[str, str]:
+    workspace_uuid = _as_uuid(workspace)
+    if workspace_uuid is not None:
+        rows = conn.execute(
+            "SELECT workspace_id, display_name FROM main.workspaces WHERE workspace_id = ?",
+            [workspace_uuid],
+        ).fetchall()
+        if rows:
+            return rows[0]
+        hidden = _hidden_workspace_reason(conn, "workspace_id = ?", workspace_uuid)
+        raise RequestRejected(hidden or f"unknown workspace: no workspace has id {workspace_uuid}.")
+    rows = conn.execute(
+        "SELECT workspace_id, display_name FROM main.workspaces WHERE display_name = ? ORDER BY workspace_id",
+        [workspace],
+    ).fetchall() or conn.execute(
+        "SELECT workspace_id, display_name FROM main.workspaces "
+        "WHERE lower(display_name) = lower(?) ORDER BY workspace_id",
+        [workspace],
+    ).fetchall()
+    if len(rows) == 1:
+        return rows[0]
+    if len(rows) > 1:
+        raise RequestRejected(
+            f"ambiguous workspace: {len(rows)} workspaces are named {workspace!r}: "
+            f"{_listing([(r[0], r[1]) for r in rows])}. Give the workspace id instead."
+        )
+    hidden = _hidden_workspace_reason(conn, "lower(display_name) = lower(?)", workspace)
+    raise RequestRejected(hidden or f"unknown workspace: no shared workspace is named {workspace!r}.")
+
+
+def _resolve_role(conn, role: str) -> tuple[str, str]:
+    role_uuid = _as_uuid(role)
+    if role_uuid is not None:
+        rows = conn.execute(
+            "SELECT role_id, display_name, access_scope FROM main.roles WHERE role_id = ?", [role_uuid]
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT role_id, display_name, access_scope FROM main.roles "
+            "WHERE (upper(name) = upper(?) AND name <> 'CUSTOM') OR lower(display_name) = lower(?) "
+            "ORDER BY access_scope DESC, role_id",
+            [role, role],
+        ).fetchall()
+    if not rows:
+        available = conn.execute(
+            "SELECT display_name FROM main.roles WHERE access_scope = 'workspace' ORDER BY display_name"
+        ).fetchall()
+        raise RequestRejected(
+            f"unknown role {role!r}. Workspace roles: {', '.join(r[0] for r in available)}."
+        )
+    workspace_roles = [r for r in rows if r[2] == "workspace"]
+    if len(workspace_roles) > 1:
+        raise RequestRejected(
+            f"ambiguous role: {len(workspace_roles)} workspace roles match {role!r}: "
+            f"{_listing([(r[0], r[1]) for r in workspace_roles])}. Give the role id instead."
+        )
+    if not workspace_roles:
+        raise RequestRejected(
+            f"{rows[0][1]!r} is an organization role. Organization roles are read-only here: "
+            "LangSmith replaces a member's single organization role on update, so change it in "
+            "LangSmith itself. Ask for a workspace role (e.g. Admin, Editor, Viewer)."
+        )
+    return workspace_roles[0][0], workspace_roles[0][1]
+
+
+# --------------------------------------------------------------------- queue
+
+
+def submit(database: AccessDatabase, change: ChangeRequest, *, lease_timeout_seconds: float = 600.0) -> QueueResult:
+    """Validate and queue one request; a rejected one is recorded as ``rejected``. Publishes."""
+    with database.writer_lease("queue a provisioning request", timeout_seconds=lease_timeout_seconds):
+        database.ensure_working()
+        with database.connect() as conn:
+            result = submit_on(conn, change)
+        database.publish()
+    return result
+
+
+def submit_on(conn: duckdb.DuckDBPyConnection, change: ChangeRequest) -> QueueResult:
+    """``submit`` on an open working-database connection (the caller holds the writer lease)."""
+    request_id = new_id()
+    at = now_utc()
+    try:
+        reason = check_text(change.reason, "reason", required=False, limit=MAX_TEXT_CHARS)
+        requested_by = check_text(change.requested_by, "requested_by", required=False)
+        resolved = resolve_change(conn, change)
+    except RequestRejected as rejection:
+        _insert_request(conn, request_id, change, None, "rejected", str(rejection), at)
+        record_event(conn, request_id, "rejected", {"stage": "queue", "reason": str(rejection)}, at=at)
+        return QueueResult(request_id, "rejected", str(rejection))
+    duplicate = conn.execute(
+        "SELECT request_id FROM main.provisioning_requests WHERE status IN ('pending', 'in_progress') "
+        "AND action = ? AND user_id = ? AND workspace_id = ? AND role_id = ? ORDER BY request_seq LIMIT 1",
+        [resolved.action, resolved.user_id, resolved.workspace_id, resolved.role_id],
+    ).fetchone()
+    if duplicate:
+        return QueueResult(
+            duplicate[0], "pending", f"the same change is already queued as {duplicate[0]}",
+            duplicate_of=duplicate[0],
+        )
+    change = ChangeRequest(change.action, change.user, change.workspace, change.role, reason, requested_by)
+    _insert_request(conn, request_id, change, resolved, "pending", None, at)
+    record_event(
+        conn, request_id, "queued",
+        {"action": resolved.action, "user_id": resolved.user_id, "workspace_id": resolved.workspace_id,
+         "role_id": resolved.role_id},
+        at=at,
+    )
+    return QueueResult(
+        request_id, "pending",
+        f"queued: {resolved.action} {resolved.role_name} in {resolved.workspace_name} "
+        f"for {resolved.user_email or resolved.user_id}",
+    )
+
+
+def _clip(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 1000 else text[:1000] + "…"
+
+
+def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, status, detail, at) -> None:
+    conn.execute(
+        "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, "
+        "workspace_id, workspace_name, role_id, role_name, status, status_detail, reason, "
+        "requested_by, requested_at, updated_at, requested_user, requested_workspace, requested_role) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            request_id,
+            resolved.action if resolved else _clip(change.action),
+            resolved and resolved.user_id,
+            resolved and resolved.user_email,
+            resolved and resolved.workspace_id,
+            resolved and resolved.workspace_name,
+            resolved and resolved.role_id,
+            resolved and resolved.role_name,
+            status,
+            detail,
+            _clip(change.reason),
+            _clip(change.requested_by),
+            at,
+            at,
+            _clip(change.user),
+            _clip(change.workspace),
+            _clip(change.role),
+        ],
+    )
+
+
+def record_event(conn, request_id: str, kind: str, detail: dict, *, at: datetime | None = None, run_id: str | None = None) -> None:
+    conn.execute(
+        'INSERT INTO main.provisioning_events (event_id, request_id, "at", kind, detail, run_id) '
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [new_id(), request_id, at or now_utc(), kind, json.dumps(detail, default=str), run_id],
+    )
+
+
+def set_status(conn, request_id: str, status: str, detail: str | None, run_id: str | None) -> None:
+    conn.execute(
+        "UPDATE main.provisioning_requests SET status = ?, status_detail = ?, updated_at = ?, "
+        "run_id = coalesce(?, run_id) WHERE request_id = ?",
+        [status, detail, now_utc(), run_id, request_id],
+    )
+
+
+# --------------------------------------------------------------------- reads
+
+REQUEST_COLUMNS = (
+    "request_id", "request_seq", "action", "user_id", "user_email", "workspace_id", "workspace_name",
+    "role_id", "role_name", "status", "status_detail", "reason", "requested_by", "requested_at",
+    "updated_at", "run_id",
+)
+
+
+def fetch_requests(conn, where: str = "TRUE", params: list | None = None) -> list[dict]:
+    cursor = conn.execute(
+        f"SELECT {', '.join(REQUEST_COLUMNS)} FROM main.provisioning_requests WHERE {where} "
+        "ORDER BY request_seq",
+        params or [],
+    )
+    return [dict(zip(REQUEST_COLUMNS, row)) for row in cursor.fetchall()]
+
+
+def list_requests(database: AccessDatabase, status: str | None = None) -> list[dict]:
+    """Requests as the analysts' copy shows them (read-only; never blocks a run)."""
+    if status is not None and status not in STATUSES:
+        raise RequestRejected(f"status must be one of {', '.join(STATUSES)}, got {status!r}.")
+    with database.read_published() as conn:
+        if not _has_queue(conn):
+            return []
+        if status is None:
+            return fetch_requests(conn)
+        return fetch_requests(conn, "status = ?", [status])
+
+
+def pending_request_ids(conn) -> list[str]:
+    if not _has_queue(conn):
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT request_id FROM main.provisioning_requests WHERE status = 'pending' ORDER BY request_seq"
+    ).fetchall()]
+
+
+def in_progress_request_ids(conn) -> list[str]:
+    if not _has_queue(conn):
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT request_id FROM main.provisioning_requests WHERE status = 'in_progress' ORDER BY request_seq"
+    ).fetchall()]
+
+
+def unknown_request_ids(conn, request_ids: list[str]) -> list[str]:
+    known = {r[0] for r in conn.execute(
+        "SELECT request_id FROM main.provisioning_requests WHERE request_id IN "
+        f"({', '.join('?' for _ in request_ids)})", list(request_ids)
+    ).fetchall()} if request_ids else set()
+    return [r for r in request_ids if r not in known]
+
+
+def _has_queue(conn) -> bool:
+    return conn.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'"
+    ).fetchone()[0] == 1
+
+
+def claim(conn, run_id: str, request_ids: list[str] | None) -> list[dict]:
+    """Take requests for this run, atomically: pending ones (all, or the given ids), plus any
+    ``in_progress`` left by a run that died (the caller holds the provisioning lease, so no
+    other provisioning run is alive). Two runs never take the same request."""
+    conn.execute("BEGIN")
+    try:
+        if request_ids is None:
+            where, params = "status = 'pending' OR (status = 'in_progress' AND run_id <> ?)", [run_id]
+        else:
+            placeholders = ", ".join("?" for _ in request_ids)
+            where = (
+                f"request_id IN ({placeholders}) AND "
+                "(status = 'pending' OR (status = 'in_progress' AND run_id <> ?))"
+            )
+            params = [*request_ids, run_id]
+        claimed = fetch_requests(conn, where, params)
+        for request in claimed:
+            conn.execute(
+                "UPDATE main.provisioning_requests SET status = 'in_progress', run_id = ?, "
+                "updated_at = ? WHERE request_id = ?",
+                [run_id, now_utc(), request["request_id"]],
+            )
+            record_event(
+                conn, request["request_id"],
+                "recovered" if request["status"] == "in_progress" else "claimed",
+                {"previous_run_id": request["run_id"]} if request["status"] == "in_progress" else {},
+                run_id=run_id,
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return claimed
