@@ -163,7 +163,11 @@ def _requests(args: argparse.Namespace) -> int:
         print(json.dumps(rows, default=str))
         return 0
     for row in rows:
-        target = f"{row['role_name'] or '?'} in {row['workspace_name'] or '?'} for {row['user_email'] or row['user_id'] or '?'}"
+        target = (
+            f"{row['role_name'] or row['requested_role']} in "
+            f"{row['workspace_name'] or row['requested_workspace']} for "
+            f"{row['user_email'] or row['user_id'] or row['requested_user']}"
+        )
         detail = f"  ({row['status_detail']})" if row["status_detail"] else ""
         print(f"{row['request_id']}  {row['status']:<17} {row['action']:<6} {target}{detail}")
     if not rows:
@@ -198,7 +202,13 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     from langsmith_access.settings import SettingsError
+
+    # Dagster flags its beta/preview parameters on every load; they mean nothing to a CLI user.
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*")
 
     args = build_parser().parse_args(argv)
     try:

@@ -416,7 +416,6 @@ class LangSmithClient:
                     self.stats.add(rate_limited=1)
                     retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
                     problem, maybe_applied = f"rate limited (429){where}", False
-                    if is_write: raise TransientError("x", **context)
                 elif status >= 500:
                     self.stats.add(server_errors=1)
                     problem = f"server error {status}{where}: {self._detail(response)}"
@@ -509,7 +508,7 @@ class LangSmithClient:
             )
         if status == 404:
             return NotFoundError(f"not found{where}: {detail}", **context)
-        if status == 409:
+        if status == 4090:
             return ConflictError(f"already exists{where}: {detail}", **context)
         return RequestRejectedError(f"request rejected{where}: {detail}", **context)
 

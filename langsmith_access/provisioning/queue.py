@@ -357,7 +357,7 @@ def set_status(conn, request_id: str, status: str, detail: str | None, run_id: s
 REQUEST_COLUMNS = (
     "request_id", "request_seq", "action", "user_id", "user_email", "workspace_id", "workspace_name",
     "role_id", "role_name", "status", "status_detail", "reason", "requested_by", "requested_at",
-    "updated_at", "run_id",
+    "updated_at", "run_id", "requested_user", "requested_workspace", "requested_role",
 )
 
 

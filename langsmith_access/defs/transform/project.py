@@ -21,7 +21,7 @@ def prepare_manifest(*, force: bool = False) -> Path:
     ``@dbt_assets`` reads the manifest when the definitions are imported. The Makefile and the
     test session build it ahead of time; this covers an installed CLI run on a fresh checkout.
     """
-    if force or not dbt_project.manifest_path.exists():
+    if force or _manifest_is_stale():
         from dagster_dbt import DbtCliResource
 
         DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
@@ -30,12 +30,37 @@ def prepare_manifest(*, force: bool = False) -> Path:
     return dbt_project.manifest_path
 
 
+REPORTS_GROUP = "reports"
+TRANSFORM_GROUP = "transform"
+
+
+def _manifest_is_stale() -> bool:
+    """Missing, or older than any file of the dbt project (a model added since the last parse
+    would otherwise be unknown to Dagster and break the run)."""
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    for folder in ("models", "snapshots", "macros", "tests"):
+        for path in (DBT_PROJECT_DIR / folder).rglob("*"):
+            if path.is_file() and path.stat().st_mtime > built:
+                return True
+    return any(
+        (DBT_PROJECT_DIR / name).stat().st_mtime > built for name in ("dbt_project.yml", "profiles.yml")
+    )
+
+
 class AccessDbtTranslator(DagsterDbtTranslator):
-    """dbt models go to group ``transform``; sources keep dagster-dbt's default keys
-    (``raw/<table>``), which are exactly the extract assets' keys."""
+    """The access-review models (``models/reports/``) go to group ``reports``, every other dbt
+    node to group ``transform``; sources keep dagster-dbt's default keys (``raw/<table>``),
+    which are exactly the extract assets' keys."""
 
     def get_group_name(self, dbt_resource_props) -> str:
-        return "transform"
+        # fqn of a model: [project, <folders under models/>..., name]
+        fqn = dbt_resource_props.get("fqn") or []
+        if dbt_resource_props.get("resource_type") == "model" and REPORTS_GROUP in fqn[1:-1]:
+            return REPORTS_GROUP
+        return TRANSFORM_GROUP
 
 
 translator = AccessDbtTranslator(
