@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from langsmith_access import reports_cli
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--members", type=int, default=50)
     demo.add_argument("--workspaces", type=int, default=8)
+    reports_cli.add_commands(commands)
     return parser
 
 
@@ -212,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        result = reports_cli.run(args)
+        if result is not None:
+            return result
         if args.command == "sandbox":
             from langsmith_access.sandbox.server import serve_from_cli
 

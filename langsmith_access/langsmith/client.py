@@ -508,7 +508,7 @@ class LangSmithClient:
             )
         if status == 404:
             return NotFoundError(f"not found{where}: {detail}", **context)
-        if status == 4090:
+        if status == 409:
             return ConflictError(f"already exists{where}: {detail}", **context)
         return RequestRejectedError(f"request rejected{where}: {detail}", **context)
 

@@ -1,6 +1,6 @@
 """The DuckDB files and the rules for touching them.
 
-Three files sit side by side (for ``data/langsmith_access.duckdb``):
+Three files and a directory sit side by side (for ``data/langsmith_access.duckdb``):
 
 - ``langsmith_access.duckdb``: the **analysts' copy**. Nothing in this project ever writes it in
   place: each writer publishes by copying the working file beside it and renaming the copy over
@@ -9,6 +9,8 @@ Three files sit side by side (for ``data/langsmith_access.duckdb``):
 - ``langsmith_access.sync-<run>.duckdb``: a sync's **scratch** copy of the working file. A sync
   writes only there and replaces the working file with it when everything passed, so a failed
   sync leaves no trace.
+- ``langsmith_access_parquet/``: the analysts' tables as Parquet, one file per table of schema
+  ``main``, rewritten and swapped in by every publish (see ``store/export.py``).
 
 Every writer (sync, provisioning, queueing a request) holds the **writer lease** while it writes:
 an exclusive ``flock`` on ``langsmith_access.lock`` (other processes) plus a process-wide lock
@@ -31,6 +33,8 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+
+from langsmith_access.store import export
 
 
 class DatabaseBusyError(RuntimeError):
@@ -200,18 +204,33 @@ class AccessDatabase:
 
     # -------------------------------------------------------------- publishing
 
+    @property
+    def parquet_path(self) -> Path:
+        """The Parquet copy of the analysts' tables, refreshed by every publish."""
+        return export.parquet_directory(self.path)
+
     def publish(self) -> None:
-        """Make the analysts' copy equal the working file, atomically. Caller holds the lease."""
+        """Make the analysts' copy equal the working file, atomically. Caller holds the lease.
+
+        The Parquet copy (``parquet_path``, one file per table of schema ``main``) is written
+        from the same copy before it is published, then swapped in right after it: both or
+        neither change.
+        """
         with self.connect() as conn:
             conn.execute("CHECKPOINT")
         temporary = self.path.with_name(f".{self.path.name}.publish-{os.getpid()}.tmp")
+        staged_parquet: Path | None = None
         try:
             shutil.copyfile(self.working_path, temporary)
             with open(temporary, "rb") as handle:
                 os.fsync(handle.fileno())
+            staged_parquet = export.stage_parquet_directory(temporary, self.parquet_path)
             os.replace(temporary, self.path)
+            export.replace_directory(staged_parquet, self.parquet_path)
         finally:
             temporary.unlink(missing_ok=True)
+            if staged_parquet is not None and staged_parquet.exists():
+                shutil.rmtree(staged_parquet, ignore_errors=True)
 
     def ensure_working(self) -> None:
         """Create the working file (with the Python-owned tables) if needed. Caller holds the lease.

@@ -21,7 +21,8 @@ ANALYSTS_DATABASE = dg.AssetKey("analysts_database")
     kinds={"duckdb"},
     description=(
         "The analysts' DuckDB file (LANGSMITH_ACCESS_DUCKDB), replaced atomically by rename "
-        "once every extract, model and check of the run has succeeded."
+        "once every extract, model and check of the run has succeeded; the Parquet copy of "
+        "its tables beside it is swapped in with it."
     ),
 )
 def analysts_database(
@@ -40,6 +41,7 @@ def analysts_database(
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(sync_database.database.path)),
+            "parquet_path": dg.MetadataValue.path(str(sync_database.database.parquet_path)),
             **{k: v for k, v in counts.items() if isinstance(v, (int, float, str))},
         }
     )

@@ -1,0 +1,152 @@
+"""Files for tools that do not read DuckDB: the analysts' tables as Parquet or CSV.
+
+Only the analysts' tables are exported: every table of schema ``main`` (the marts,
+``grant_history``, the ``report_*`` tables, ``sync_runs``, and the provisioning tables when they
+exist). Schemas ``raw``, ``staging`` and ``snapshots`` never are, and no table holds a secret.
+
+Two uses:
+
+- ``export_tables``: one file per table into a directory (``langsmith-access export``).
+- ``stage_parquet_directory`` + ``replace_directory``: the Parquet copy written on every publish,
+  ``<db stem>_parquet/`` beside the analysts' file. It is written into a hidden temporary
+  directory first, then swapped in by rename (an atomic exchange on Linux), so a reader never
+  sees a half-written directory or files of two different syncs.
+
+Plain Python, no Dagster: ``AccessDatabase.publish()`` calls it, so every publisher gets it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import duckdb
+
+EXPORT_FORMATS = ("parquet", "csv")
+EXPORTED_SCHEMA = "main"
+
+# Leftovers of a dbt table build that was interrupted; never an analysts' table.
+_DBT_WORK_SUFFIXES = ("__dbt_tmp", "__dbt_backup")
+
+
+def analysts_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names of the tables of schema ``main`` in the connection's database, sorted."""
+    rows = conn.execute(
+        "SELECT table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = ? AND NOT temporary "
+        "ORDER BY table_name",
+        [EXPORTED_SCHEMA],
+    ).fetchall()
+    return [name for (name,) in rows if not name.endswith(_DBT_WORK_SUFFIXES)]
+
+
+def export_tables(
+    conn: duckdb.DuckDBPyConnection, out_dir: Path, file_format: str
+) -> dict[str, int]:
+    """Write every analysts' table to ``out_dir/<table>.<format>``; returns rows per table.
+
+    Existing files of the same names are replaced; other files in ``out_dir`` are left alone.
+    Timestamps are written as UTC instants (CSV: ``2026-11-01 12:00:00+00``).
+    """
+    if file_format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {file_format!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    conn.execute("SET TimeZone = 'UTC'")
+    options = "FORMAT parquet, COMPRESSION zstd" if file_format == "parquet" else "FORMAT csv, HEADER"
+    written: dict[str, int] = {}
+    for table in analysts_tables(conn):
+        target = out_dir / f"{table}.{file_format}"
+        (rows,) = conn.execute(
+            f"COPY {EXPORTED_SCHEMA}.{_quote_identifier(table)} TO {_quote_literal(target)} ({options})"
+        ).fetchone()
+        written[table] = int(rows)
+    return written
+
+
+def export_database(database_file: Path, out_dir: Path, file_format: str) -> dict[str, int]:
+    """``export_tables`` from a DuckDB file opened read-only (nobody else may be writing it)."""
+    with duckdb.connect(str(database_file), read_only=True) as conn:
+        return export_tables(conn, out_dir, file_format)
+
+
+def parquet_directory(analysts_path: Path) -> Path:
+    """Where publishing writes the Parquet copy: ``<db stem>_parquet/`` beside the database."""
+    analysts_path = Path(analysts_path)
+    stem = analysts_path.name.removesuffix(".duckdb")
+    return analysts_path.with_name(f"{stem}_parquet")
+
+
+def stage_parquet_directory(database_file: Path, target: Path) -> Path:
+    """Write Parquet of every analysts' table of ``database_file`` into a new hidden directory
+    beside ``target`` (same file system, so it can be renamed into place); returns it.
+
+    The caller holds the writer lease; leftovers of an interrupted earlier publish are removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(f".{target.name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+    staged = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        export_database(database_file, staged, "parquet")
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return staged
+
+
+def replace_directory(staged: Path, target: Path) -> None:
+    """Put the directory ``staged`` in the place of ``target`` and remove the old one.
+
+    On Linux the two are exchanged in one atomic step (``renameat2(RENAME_EXCHANGE)``);
+    elsewhere the old directory is renamed aside first, which leaves ``target`` missing for an
+    instant (never half-written).
+    """
+    staged, target = Path(staged), Path(target)
+    if not target.exists():
+        os.rename(staged, target)
+        return
+    if _exchange(staged, target):
+        shutil.rmtree(staged, ignore_errors=True)  # now holds the old files
+        return
+    aside = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}-old")
+    os.rename(target, aside)
+    os.rename(staged, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2``); False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False  # the kernel or the file system cannot exchange: fall back
+    raise OSError(error, os.strerror(error), str(second))
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"

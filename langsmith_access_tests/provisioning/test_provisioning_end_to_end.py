@@ -1,0 +1,205 @@
+"""Provisioning for real: queue in DuckDB, the op job in-process, writes over HTTP to the sandbox.
+
+One sync builds a template database; each test copies it and serves a fresh copy of the same
+generated org, so tests start from identical, independent states.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from langsmith_access import runner
+from langsmith_access.langsmith import LangSmithClient
+from langsmith_access.provisioning.api import list_requests, provision, request_grant, request_revoke
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access_tests.helpers import point_at, query, run_sync
+
+SEED, MEMBERS, WORKSPACES = 21, 30, 4
+API_KEY = "lsv2_sk_provisioning_tests_0123456789"
+WRITES = ("POST", "PATCH", "DELETE")
+
+
+def new_org():
+    return generate_org(seed=SEED, members=MEMBERS, workspaces=WORKSPACES)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    database = tmp_path_factory.mktemp("template") / "access.duckdb"
+    with pytest.MonkeyPatch.context() as monkeypatch, SandboxServer(new_org(), api_key=API_KEY) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        outcome = run_sync()
+        assert outcome.success, outcome.failure
+    return AccessDatabase(database)
+
+
+@pytest.fixture
+def env(template, tmp_path, monkeypatch):
+    """A synced database and a sandbox serving the same org, with the environment pointing at them."""
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    shutil.copyfile(template.path, database.path)
+    shutil.copyfile(template.working_path, database.working_path)
+    org = new_org()
+    with SandboxServer(org, api_key=API_KEY) as sandbox:
+        point_at(monkeypatch, sandbox, database.path)
+        yield sandbox, org, database
+
+
+def writes(sandbox):
+    return [r for r in sandbox.request_log.snapshot() if r.method in WRITES]
+
+
+def pick(org):
+    """An outsider and two members of the first shared workspace, and the workspace roles."""
+    workspace = org.shared_workspaces()[0]
+    members = list(workspace.memberships.values())
+    outsider = next(
+        m for m in org.active_members()
+        if m.ls_user_id not in workspace.memberships and not m.is_disabled
+    )
+    roles = {r.display_name: r.id for r in org.roles_by_scope("workspace")}
+    return workspace, outsider, members[0], members[1], roles
+
+
+def test_grant_change_and_revoke_closed_loop(env):
+    sandbox, org, database = env
+    workspace, outsider, changer, leaver, roles = pick(org)
+    new_role = next(name for name, rid in roles.items() if rid != changer.role_id and name != "Admin")
+    leaver_role = org.role(leaver.role_id).display_name
+    changer_old_role, leaver_old_role = changer.role_id, leaver.role_id  # the sandbox edits these in place
+    added = request_grant(outsider.email.upper(), workspace.display_name if len(org.workspaces_named(workspace.display_name)) == 1 else workspace.id, "Viewer", reason="onboarding", requested_by="tests")
+    changed = request_grant(changer.ls_user_id, workspace.id, new_role)
+    revoked = request_revoke(leaver.ls_user_id, workspace.id, leaver_role)
+    assert added.accepted and changed.accepted and revoked.accepted, (added, changed, revoked)
+
+    # Dry run: plans from live state, sends no writes, leaves statuses as they were.
+    dry = provision(dry_run=True)
+    assert dry.success, dry.failure
+    plans = {o["request_id"]: o["plan"] for o in dry.outputs["apply_requests"]["outcomes"]}
+    assert plans == {added.request_id: "add", changed.request_id: "change_role", revoked.request_id: "remove"}
+    assert writes(sandbox) == []
+    assert {r["status"] for r in list_requests()} == {"pending"}
+
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert {r["request_id"]: r["status"] for r in list_requests()} == {
+        added.request_id: "applied", changed.request_id: "applied", revoked.request_id: "applied"}
+    # Exactly one write per needed change, and LangSmith now has the result.
+    assert [w.method for w in writes(sandbox)] == ["POST", "PATCH", "DELETE"]
+    assert org.membership(workspace.id, outsider.ls_user_id).role_id == roles["Viewer"]
+    assert org.membership(workspace.id, changer.ls_user_id).role_id == roles[new_role]
+    assert org.membership(workspace.id, leaver.ls_user_id) is None
+
+    # grants and grant_history changed at once, without a sync.
+    current = set(query(database.path,
+        "SELECT user_id, role_id FROM main.grants WHERE workspace_id = ? AND entitlement_type = 'workspace_role'",
+        [workspace.id]))
+    assert (outsider.ls_user_id, roles["Viewer"]) in current
+    assert (changer.ls_user_id, roles[new_role]) in current
+    assert not any(user == leaver.ls_user_id for user, _ in current)
+    open_intervals = dict(((u, r), vt) for u, r, vt in query(database.path,
+        "SELECT user_id, role_id, valid_to FROM main.grant_history WHERE workspace_id = ?", [workspace.id]))
+    assert open_intervals[(outsider.ls_user_id, roles["Viewer"])] is None
+    assert open_intervals[(changer.ls_user_id, changer_old_role)] is not None
+    assert open_intervals[(changer.ls_user_id, roles[new_role])] is None
+    assert open_intervals[(leaver.ls_user_id, leaver_old_role)] is not None
+
+    # The audit trail: each decision and call, in order, for the added user.
+    kinds = [k for (k,) in query(database.path,
+        'SELECT kind FROM main.provisioning_events WHERE request_id = ? ORDER BY "at"', [added.request_id])]
+    assert kinds == ["queued", "claimed", "validated_live", "read_live", "planned", "write_sent",
+                     "write_answered", "verified", "settled"]
+
+    # A second provision makes zero writes.
+    sandbox.reset_log()
+    again = provision()
+    assert again.success and again.outputs["apply_requests"]["outcomes"] == []
+    assert writes(sandbox) == []
+    # Asking again for what is already true is settled without a write.
+    same = request_grant(outsider.ls_user_id, workspace.id, "Viewer")
+    assert provision().outputs["apply_requests"]["outcomes"][0]["status"] == "already_satisfied"
+    assert writes(sandbox) == [] and same.accepted
+
+
+def test_adhoc_change_from_run_config_is_queued_and_audited(env):
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    config = {"ops": {"select_requests": {"config": {"change": {
+        "action": "grant", "user": outsider.email, "workspace": workspace.id, "role": "Editor",
+        "reason": "launchpad", "requested_by": "operator"}}}}}
+    outcome = runner.run_job("provision_workspace_roles", config)
+    assert outcome.success, outcome.failure
+    [request] = list_requests()
+    assert (request["status"], request["reason"], request["requested_by"]) == ("applied", "launchpad", "operator")
+    assert org.membership(workspace.id, outsider.ls_user_id) is not None
+
+    bad = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {"change": {
+        "action": "grant", "user": outsider.email, "workspace": workspace.id, "role": "Organization Admin"}}}}})
+    assert not bad.success and "organization role" in bad.failure
+    assert [r["status"] for r in list_requests()] == ["applied", "rejected"]
+
+
+def test_a_5xx_on_a_write_is_verified_by_a_read_not_resent(env):
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    request = request_grant(outsider.ls_user_id, workspace.id, "Editor")
+    sandbox.faults.fail_writes_after_apply = 1  # applied, then answered 502
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    [result] = outcome.outputs["apply_requests"]["outcomes"]
+    assert result["status"] == "applied" and result["detail"].startswith("verified")
+    assert [w.method for w in writes(sandbox)] == ["POST"]
+    kinds = [k for (k,) in query(database.path,
+        'SELECT kind FROM main.provisioning_events WHERE request_id = ? ORDER BY "at"', [request.request_id])]
+    assert "write_uncertain" in kinds and kinds.count("write_sent") == 1
+
+
+def test_crash_between_apply_and_record_then_recovery(env, monkeypatch):
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    request = request_grant(outsider.ls_user_id, workspace.id, "Editor")
+    real_add = LangSmithClient.add_workspace_member
+
+    def add_then_die(self, *args, **kwargs):
+        real_add(self, *args, **kwargs)
+        raise RuntimeError("simulated crash after the write, before it was recorded")
+
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", add_then_die)
+    crashed = provision()
+    assert not crashed.success
+    assert [r["status"] for r in list_requests()] == ["in_progress"]
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", real_add)
+
+    recovered = provision()
+    assert recovered.success, recovered.failure
+    [result] = recovered.outputs["apply_requests"]["outcomes"]
+    assert result["status"] == "applied" and result["request_id"] == request.request_id
+    assert [w.method for w in writes(sandbox)] == ["POST"]  # never sent twice
+    kinds = [k for (k,) in query(database.path,
+        'SELECT kind FROM main.provisioning_events WHERE request_id = ? ORDER BY "at"', [request.request_id])]
+    assert "recovered" in kinds
+
+
+def test_two_provisioning_runs_at_once_apply_each_request_once(env):
+    """Two `langsmith-access provision` processes started together: the writer lease makes them
+    take turns, each request is claimed by exactly one of them and written once."""
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[1]
+    outsiders = [m for m in org.active_members() if m.ls_user_id not in workspace.memberships][:4]
+    for member in outsiders:
+        assert request_grant(member.ls_user_id, workspace.id, "Viewer").accepted
+    cli = str(Path(sys.executable).with_name("langsmith-access"))
+    runs = [subprocess.Popen([cli, "provision", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=os.environ.copy()) for _ in range(2)]
+    reports = [json.loads(run.communicate(timeout=300)[0]) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], reports
+    handled = [item["request_id"] for report in reports for item in report["requests"]]
+    assert sorted(handled) == sorted(r["request_id"] for r in list_requests())
+    assert [w.method for w in writes(sandbox)] == ["POST"] * 4
+    assert {r["status"] for r in list_requests()} == {"applied"}

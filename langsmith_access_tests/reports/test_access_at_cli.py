@@ -1,0 +1,150 @@
+"""`langsmith-access access-at` as users run it: a subprocess against the analysts' database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+
+from langsmith_access.reports_cli import UsageError, parse_time
+from langsmith_access_tests.reports.support import History
+
+CLI = str(Path(sys.executable).with_name("langsmith-access"))
+
+
+def access_at(database: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "DAGSTER_"))}
+    env["LANGSMITH_ACCESS_DUCKDB"] = str(database)
+    return subprocess.run(
+        [CLI, "access-at", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def held(done: subprocess.CompletedProcess) -> dict[tuple, str]:
+    assert done.returncode == 0, done.stderr
+    return {
+        (g["entitlement_type"], g["user_id"], g["workspace_id"]): g["role_id"]
+        for g in json.loads(done.stdout)
+    }
+
+
+def _between(history: History) -> str:
+    return history.between_first_and_second.isoformat()
+
+
+def test_access_between_two_syncs_is_the_first_state(history):
+    assert held(access_at(history.database, "--time", _between(history), "--json")) == history.grants_first
+    # Naive times are UTC; other offsets are converted.
+    naive = history.between_first_and_second.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    assert held(access_at(history.database, "--time", naive, "--json")) == history.grants_first
+    assert held(access_at(history.database, "--time", "now", "--json")) == history.grants_second
+
+
+def test_json_rows_name_roles_and_workspaces(history):
+    done = access_at(history.database, "--time", "now", "--json")
+    grants = json.loads(done.stdout)
+    org = history.org
+    for grant in grants:
+        assert grant["role_name"] == org.roles[grant["role_id"]].display_name
+        if grant["scope"] == "workspace":
+            assert grant["workspace_name"] == org.workspace(grant["workspace_id"]).display_name
+        else:
+            assert grant["entitlement_type"] == "organization_role" and grant["workspace_id"] is None
+        assert grant["valid_from"].endswith("Z")
+
+
+def test_filter_by_user_email_in_any_case_or_id(history):
+    revoked_ws, revoked_user, revoked_role = history.changes.revoked
+    member = history.org.member(revoked_user)
+    expected = {k: v for k, v in history.grants_first.items() if k[1] == revoked_user}
+    assert ("workspace_role", revoked_user, revoked_ws) in expected
+    by_email = access_at(history.database, "--time", _between(history), "--user", member.email.upper(), "--json")
+    assert held(by_email) == expected
+    by_id = access_at(history.database, "--time", _between(history), "--user", revoked_user, "--json")
+    assert held(by_id) == expected
+    # Now the revoked grant is gone.
+    now = held(access_at(history.database, "--time", "now", "--user", revoked_user, "--json"))
+    assert ("workspace_role", revoked_user, revoked_ws) not in now
+
+
+def test_filter_by_workspace_name_or_id(history):
+    shared = history.org.shared_workspaces()
+    names = [ws.display_name for ws in shared]
+    unique = next(ws for ws in shared if names.count(ws.display_name) == 1)
+    expected = {k: v for k, v in history.grants_first.items() if k[2] == unique.id}
+    assert expected
+    for workspace in (unique.display_name, unique.display_name.upper(), unique.id):
+        assert held(access_at(history.database, "--time", _between(history), "--workspace", workspace, "--json")) == expected
+
+
+def test_a_workspace_name_shared_by_several_workspaces_is_refused_with_their_ids(history):
+    shared = history.org.shared_workspaces()
+    names = [ws.display_name for ws in shared]
+    name = next(n for n in names if names.count(n) > 1)  # the generator always repeats one name
+    duplicated = [ws for ws in shared if ws.display_name == name]
+    assert len(duplicated) == 2
+    done = access_at(history.database, "--time", "now", "--workspace", name)
+    assert done.returncode == 2
+    assert "2 workspaces are named" in done.stderr
+    for ws in duplicated:
+        assert ws.id in done.stderr
+
+
+def test_table_output(history):
+    revoked_ws, revoked_user, _ = history.changes.revoked
+    email = history.org.member(revoked_user).email
+    done = access_at(history.database, "--time", _between(history), "--user", email)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Access at ") and f"user {email}" in lines[0]
+    assert lines[1].split() == ["EMAIL", "SCOPE", "WORKSPACE", "ID", "ROLE", "SINCE", "UNTIL"]
+    expected = [k for k in history.grants_first if k[1] == revoked_user]
+    assert len(lines) == 2 + len(expected)
+    assert f"{len(expected)} grants" in lines[0]
+    assert any("organization" in line for line in lines[2:])
+    revoked_line = next(line for line in lines[2:] if revoked_ws in line)
+    assert revoked_line.rstrip()[-1].isdigit()  # held until the second sync: an UNTIL time
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--time", "yesterday"], "not an ISO 8601"),
+        (["--time", "2026-13-01"], "not an ISO 8601"),
+        (["--time", "now", "--user", "nobody@example.com"], "no user"),
+        (["--time", "now", "--workspace", "No Such Workspace"], "no workspace"),
+    ],
+)
+def test_bad_arguments_exit_2(history, args, message):
+    done = access_at(history.database, *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_time_before_the_first_sync_holds_nothing(history):
+    done = access_at(history.database, "--time", "2000-01-01", "--json")
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == []
+    assert "before the first recorded sync" in done.stderr
+
+
+def test_a_missing_database_exits_1(tmp_path):
+    done = access_at(tmp_path / "nothing.duckdb", "--time", "now")
+    assert done.returncode == 1
+    assert "run langsmith-access sync first" in done.stderr
+    assert not (tmp_path / "nothing.duckdb").exists()
+
+
+def test_parse_time():
+    assert parse_time("2026-11-01").isoformat() == "2026-11-01T00:00:00+00:00"
+    assert parse_time("2026-11-01T12:30").isoformat() == "2026-11-01T12:30:00+00:00"
+    assert parse_time("2026-11-01T12:30:00Z").isoformat() == "2026-11-01T12:30:00+00:00"
+    assert parse_time("2026-11-01T14:30:00+02:00").isoformat() == "2026-11-01T12:30:00+00:00"
+    with pytest.raises(UsageError):
+        parse_time("1 Nov 2026")

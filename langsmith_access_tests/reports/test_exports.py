@@ -1,0 +1,154 @@
+"""`langsmith-access export`, and the Parquet copy every publish writes beside the database."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from langsmith_access.store import export
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.raw_tables import RAW_TABLES
+from langsmith_access_tests.reports.support import History, parquet_counts, rows
+
+CLI = str(Path(sys.executable).with_name("langsmith-access"))
+
+
+def main_tables(database: Path) -> dict[str, int]:
+    names = [r["table_name"] for r in rows(database, """
+        SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'""")]
+    return {name: rows(database, f'SELECT count(*) AS n FROM main."{name}"')[0]["n"] for name in names}
+
+
+def file_values(path: Path) -> str:
+    """Every value of an exported file as text (Parquet is compressed: read it back)."""
+    with duckdb.connect() as conn:
+        reader = "read_parquet" if path.suffix == ".parquet" else "read_csv"
+        options = "" if path.suffix == ".parquet" else ", all_varchar = true, header = true"
+        return repr(conn.execute(f"SELECT * FROM {reader}(?{options})", [str(path)]).fetchall())
+
+
+def run_export(database: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "DAGSTER_"))}
+    env["LANGSMITH_ACCESS_DUCKDB"] = str(database)
+    return subprocess.run([CLI, "export", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _assert_no_secret_and_no_raw(history: History, directory: Path, tables: dict[str, int]) -> None:
+    files = sorted(p for p in directory.iterdir())
+    assert {p.stem for p in files} == set(tables)
+    # Only schema main: no raw-only or staging table (the file set equals main's tables).
+    assert not {p.stem for p in files} & {"org_members", "workspace_memberships"}
+    assert {"org_members", "workspace_memberships"} <= set(RAW_TABLES)
+    assert not any(p.stem.startswith("stg_") for p in files)
+    for path in files:
+        assert history.api_key.encode() not in path.read_bytes()
+        assert history.api_key not in file_values(path)
+
+
+def test_export_parquet_writes_every_analysts_table(history, tmp_path):
+    out = tmp_path / "parquet"
+    done = run_export(history.database, "--format", "parquet", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    tables = main_tables(history.database)
+    expected = {"users", "pending_invites", "workspaces", "roles", "role_permissions", "entitlements",
+                "grants", "grant_history", "sync_runs", "report_privileged_access",
+                "report_grant_changes", "report_stale_pending_invites"}
+    assert expected <= set(tables)
+    assert parquet_counts(out) == tables
+    _assert_no_secret_and_no_raw(history, out, tables)
+    # Same columns as the tables.
+    with duckdb.connect() as conn:
+        columns = [d[0] for d in conn.execute("SELECT * FROM read_parquet(?) LIMIT 0", [str(out / "users.parquet")]).description]
+    assert columns == [d["column_name"] for d in rows(history.database, """
+        SELECT column_name FROM information_schema.columns
+        WHERE table_schema = 'main' AND table_name = 'users' ORDER BY ordinal_position""")]
+    assert "Exported" in done.stdout and f"{len(tables)} tables" in done.stdout
+    assert history.api_key not in done.stdout + done.stderr
+
+
+def test_export_csv_writes_every_analysts_table(history, tmp_path):
+    out = tmp_path / "csv"
+    done = run_export(history.database, "--format", "csv", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    tables = main_tables(history.database)
+    counts = {}
+    for path in out.glob("*.csv"):
+        with path.open(newline="", encoding="utf-8") as handle:
+            counts[path.stem] = sum(1 for _ in csv.reader(handle)) - 1  # minus the header
+    assert counts == tables
+    _assert_no_secret_and_no_raw(history, out, tables)
+    with (out / "users.csv").open(newline="", encoding="utf-8") as handle:
+        assert {r["user_id"] for r in csv.DictReader(handle)} == {
+            m.ls_user_id for m in history.org.active_members()}
+
+
+def test_export_errors(history, tmp_path):
+    missing = run_export(tmp_path / "none.duckdb", "--format", "csv", "--out", str(tmp_path / "x"))
+    assert missing.returncode == 1 and "run langsmith-access sync first" in missing.stderr
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    refused = run_export(history.database, "--format", "csv", "--out", str(a_file))
+    assert refused.returncode == 2 and "not a directory" in refused.stderr
+    bad_format = run_export(history.database, "--format", "xml", "--out", str(tmp_path / "y"))
+    assert bad_format.returncode == 2
+
+
+def test_publish_writes_parquet_beside_the_database(history):
+    parquet_dir = AccessDatabase(history.database).parquet_path
+    assert parquet_dir == history.database.with_name("access_parquet")
+    # After the first sync: every table of the first publish.
+    assert history.parquet_after_first["sync_runs"] == 1
+    assert set(history.parquet_after_first) == set(main_tables(history.after_first))
+    assert history.parquet_after_first == main_tables(history.after_first)
+    # After the third: refreshed, equal to the published tables.
+    tables = main_tables(history.database)
+    assert tables["sync_runs"] == 3
+    assert parquet_counts(parquet_dir) == tables
+    _assert_no_secret_and_no_raw(history, parquet_dir, tables)
+    # No staging directory or temporary file left beside the database.
+    assert sorted(p.name for p in history.database.parent.iterdir() if p.name.startswith(".")) == []
+
+
+def test_replace_directory_swaps_whole_directories(tmp_path, monkeypatch):
+    target = tmp_path / "db_parquet"
+    for use_exchange in (True, False):
+        staged = tmp_path / f".db_parquet.new-{use_exchange}"
+        staged.mkdir()
+        (staged / f"{use_exchange}.parquet").write_text("new")
+        if target.exists():
+            (target / "stale.parquet").write_text("old")
+        if not use_exchange:
+            monkeypatch.setattr(export, "_exchange", lambda first, second: False)
+        export.replace_directory(staged, target)
+        assert sorted(p.name for p in target.iterdir()) == [f"{use_exchange}.parquet"]
+        assert not staged.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db_parquet"]
+
+
+def test_stage_parquet_directory_removes_leftovers(tmp_path):
+    database = tmp_path / "db.duckdb"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        conn.execute("CREATE TABLE raw.secret AS SELECT 'lsv2_sk_x' AS key")
+        conn.execute("CREATE TABLE main.users AS SELECT 1 AS user_id")
+        conn.execute("CREATE TABLE main.users__dbt_tmp AS SELECT 1 AS user_id")
+    target = export.parquet_directory(database)
+    leftover = tmp_path / f".{target.name}.123-abc"
+    leftover.mkdir()
+    staged = export.stage_parquet_directory(database, target)
+    assert not leftover.exists()
+    assert sorted(p.name for p in staged.iterdir()) == ["users.parquet"]
+    export.replace_directory(staged, target)
+    assert parquet_counts(target) == {"users": 1}
+
+
+@pytest.mark.parametrize("file_format", ["json", ""])
+def test_export_tables_refuses_unknown_formats(tmp_path, file_format):
+    with duckdb.connect() as conn, pytest.raises(ValueError):
+        export.export_tables(conn, tmp_path, file_format)

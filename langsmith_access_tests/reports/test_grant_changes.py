@@ -1,0 +1,78 @@
+"""report_grant_changes: exactly the changes made between two syncs, and none otherwise."""
+
+from __future__ import annotations
+
+from langsmith_access_tests.reports.support import History, rows
+
+
+def _expected_changes(history: History) -> set[tuple]:
+    """(change_type, entitlement_type, user, workspace, old role, new role) from the org diff."""
+    before, after = history.grants_first, history.grants_second
+    changes = set()
+    for key in before.keys() | after.keys():
+        entitlement_type, user, workspace = key
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        change_type = "added" if old is None else "removed" if new is None else "role_changed"
+        changes.add((change_type, entitlement_type, user, workspace, old, new))
+    return changes
+
+
+def _actual_changes(database) -> list[dict]:
+    return rows(database, "SELECT * FROM main.report_grant_changes")
+
+
+def test_the_first_sync_reports_no_change(history):
+    assert _actual_changes(history.after_first) == []
+
+
+def test_the_second_sync_reports_exactly_the_changes_made(history):
+    actual = _actual_changes(history.after_second)
+    expected = _expected_changes(history)
+    assert {
+        (r["change_type"], r["entitlement_type"], r["user_id"], r["workspace_id"],
+         r["old_role_id"], r["new_role_id"])
+        for r in actual
+    } == expected
+    assert len(actual) == len(expected)
+
+    by_kind = {(r["change_type"], r["user_id"], r["workspace_id"]): r for r in actual}
+    c = history.changes
+    org = history.org
+    # The role change is one row, with both roles and their display names.
+    changed_ws, changed_user, old_role, new_role = c.role_changed
+    row = by_kind[("role_changed", changed_user, changed_ws)]
+    assert (row["old_role_name"], row["new_role_name"]) == ("Editor", "Admin")
+    assert row["old_grant_id"] == f"workspace_role:{changed_ws}:{old_role}:{changed_user}"
+    assert row["new_grant_id"] == f"workspace_role:{changed_ws}:{new_role}:{changed_user}"
+    assert row["workspace_display_name"] == org.workspace(changed_ws).display_name
+    # The revoke, the newcomer's two grants, the org-role promotion.
+    revoked_ws, revoked_user, revoked_role = c.revoked
+    row = by_kind[("removed", revoked_user, revoked_ws)]
+    assert (row["old_role_id"], row["new_role_id"], row["new_grant_id"]) == (revoked_role, None, None)
+    assert by_kind[("added", c.newcomer, c.newcomer_workspace[0])]["new_role_id"] == c.newcomer_workspace[1]
+    assert by_kind[("added", c.newcomer, None)]["email"] == "New.Comer@Example.com"
+    assert by_kind[("added", c.loner, None)]["entitlement_type"] == "organization_role"
+    promoted_user, old_org_role, new_org_role = c.promoted
+    row = by_kind[("role_changed", promoted_user, None)]
+    assert (row["old_role_id"], row["new_role_id"]) == (old_org_role, new_org_role)
+    assert row["new_role_name"] == "Organization Admin"
+    # The workspace that lost its Admins: each became a Viewer.
+    assert any(k[0] == "role_changed" and k[2] == c.without_admin for k in by_kind)
+
+    # All changes carry the second build's instant, measured from the first build's.
+    history_rows = rows(history.after_second, "SELECT valid_from, valid_to FROM main.grant_history")
+    first_build = min(r["valid_from"] for r in history_rows)
+    second_build = max(r["valid_from"] for r in history_rows)
+    assert first_build < history.between_first_and_second < second_build
+    assert {r["changed_at"] for r in actual} == {second_build}
+    assert {r["previous_sync_at"] for r in actual} == {first_build}
+    assert len({r["change_id"] for r in actual}) == len(actual)
+
+
+def test_a_sync_without_changes_reports_none(history):
+    assert _actual_changes(history.database) == []
+    # ... while the history still holds the second sync's changes.
+    closed = rows(history.database, "SELECT count(*) AS n FROM main.grant_history WHERE valid_to IS NOT NULL")
+    assert closed[0]["n"] > 0

@@ -1,0 +1,167 @@
+"""The access-review tables after real syncs, against expectations computed from the org."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from langsmith_access_tests.reports.support import History, rows
+
+REPORTS = (
+    "report_privileged_access",
+    "report_disabled_members_with_grants",
+    "report_members_without_workspace",
+    "report_workspaces_without_admin",
+    "report_grant_changes",
+    "report_custom_role_holders",
+    "report_stale_pending_invites",
+)
+
+
+def _role_name(history: History, role_id: str) -> str:
+    return history.org.roles[role_id].name
+
+
+def _shared_memberships(history: History):
+    """(workspace_id, user_id, role_id) of every membership of a shared workspace."""
+    return [(ws, user, role) for ws, user, _, role in history.org.workspace_membership_rows(shared_only=True)]
+
+
+def test_reports_are_tables_in_main(history):
+    tables = rows(history.database, """
+        SELECT table_name, table_type FROM information_schema.tables
+        WHERE table_schema = 'main' AND table_name LIKE 'report_%'""")
+    assert {t["table_name"]: t["table_type"] for t in tables} == {
+        name: "BASE TABLE" for name in REPORTS}
+
+
+def test_privileged_access(history):
+    org = history.org
+    members = {m.ls_user_id: m for m in org.active_members()}
+    workspace_names = {ws.id: ws.display_name for ws in org.shared_workspaces()}
+    expected = {
+        (m.ls_user_id, m.email, m.is_disabled, "organization", None, None, "Organization Admin")
+        for m in members.values()
+        if _role_name(history, m.org_role_id) == "ORGANIZATION_ADMIN"
+    } | {
+        (user, members[user].email, members[user].is_disabled, "workspace", ws, workspace_names[ws], "Admin")
+        for ws, user, role in _shared_memberships(history)
+        if _role_name(history, role) == "WORKSPACE_ADMIN"
+    }
+    actual = rows(history.database, "SELECT * FROM main.report_privileged_access")
+    assert {
+        (r["user_id"], r["email"], r["is_disabled"], r["scope"], r["workspace_id"],
+         r["workspace_display_name"], r["role_name"])
+        for r in actual
+    } == expected
+    assert len(actual) == len(expected)  # one row per (user, scope)
+    promoted = history.changes.promoted[0]
+    assert (promoted, "organization") in {(r["user_id"], r["scope"]) for r in actual}
+    changed_ws, changed_user, _, _ = history.changes.role_changed
+    assert (changed_user, changed_ws) in {(r["user_id"], r["workspace_id"]) for r in actual}
+    # Every row is a grant of the right role.
+    assert {r["grant_id"] for r in actual} <= {
+        g["grant_id"] for g in rows(history.database, "SELECT grant_id FROM main.grants")}
+
+
+def test_disabled_members_with_grants(history):
+    org = history.org
+    disabled = {m.ls_user_id: m for m in org.active_members() if m.is_disabled}
+    expected = {
+        (user, ws, org.roles[role].display_name, org.roles[disabled[user].org_role_id].display_name)
+        for ws, user, role in _shared_memberships(history)
+        if user in disabled
+    }
+    assert history.changes.disabled in {e[0] for e in expected}
+    actual = rows(history.database, "SELECT * FROM main.report_disabled_members_with_grants")
+    assert {
+        (r["user_id"], r["workspace_id"], r["role_name"], r["org_role_name"]) for r in actual
+    } == expected
+    assert len(actual) == len(expected)
+    for r in actual:
+        assert r["member_workspace_grant_count"] == sum(1 for e in expected if e[0] == r["user_id"])
+
+
+def test_members_without_workspace(history):
+    org = history.org
+    in_a_workspace = {user for _, user, _ in _shared_memberships(history)}
+    expected = {
+        (m.ls_user_id, m.email, _role_name(history, m.org_role_id) == "ORGANIZATION_ADMIN")
+        for m in org.active_members()
+        if not m.is_disabled and m.ls_user_id not in in_a_workspace
+    }
+    assert history.changes.loner in {e[0] for e in expected}
+    actual = rows(history.database, "SELECT * FROM main.report_members_without_workspace")
+    assert {(r["user_id"], r["email"], r["is_org_admin"]) for r in actual} == expected
+    assert len(actual) == len(expected)
+
+
+def test_workspaces_without_admin(history):
+    org = history.org
+    expected = {
+        ws.id: len(ws.memberships)
+        for ws in org.shared_workspaces()
+        if not any(_role_name(history, m.role_id) == "WORKSPACE_ADMIN" for m in ws.memberships.values())
+    }
+    assert history.changes.without_admin in expected
+    assert len(expected) < len(org.shared_workspaces())  # others keep their Admins
+    actual = rows(history.database, "SELECT * FROM main.report_workspaces_without_admin")
+    assert {r["workspace_id"]: r["member_count"] for r in actual} == expected
+
+
+def test_custom_role_holders(history):
+    org = history.org
+    members = {m.ls_user_id: m for m in org.active_members()}
+    custom = {role.id for role in org.custom_roles()}
+    holders = {
+        (role, user, ws) for ws, user, role in _shared_memberships(history) if role in custom
+    }
+    held = {role for role, _, _ in holders}
+    expected = holders | {(role, None, None) for role in custom - held}
+    assert history.changes.unused_custom_role in custom - held
+    assert held, "the generated org has custom role holders"
+    actual = rows(history.database, "SELECT * FROM main.report_custom_role_holders")
+    assert {(r["role_id"], r["user_id"], r["workspace_id"]) for r in actual} == expected
+    assert len(actual) == len(expected)
+    for r in actual:
+        assert r["role_name"] == org.roles[r["role_id"]].display_name
+        assert r["holder_count"] == sum(1 for h in holders if h[0] == r["role_id"])
+        assert r["permissions"] == ", ".join(sorted(set(org.roles[r["role_id"]].permissions)))
+        if r["user_id"] is not None:
+            assert r["email"] == members[r["user_id"]].email
+            assert r["is_disabled"] == members[r["user_id"]].is_disabled
+
+
+def test_stale_pending_invites(history):
+    org = history.org
+    (synced_at,) = {r["synced_at"] for r in rows(history.database, "SELECT synced_at FROM main.pending_invites")}
+    invites = {i.id: i for i in org.pending_org_invites()}
+    created = {
+        r["invite_id"]: r["created_at"]
+        for r in rows(history.database, "SELECT invite_id, created_at FROM main.pending_invites")
+    }
+    assert set(created) == set(invites)
+    expected = {
+        invite_id: (synced_at - created_at).days
+        for invite_id, created_at in created.items()
+        if created_at < synced_at - timedelta(days=30)
+    }
+    emails = {invites[i].email for i in expected}
+    assert "old.invite@example.com" in emails
+    assert not emails & {"recent.invite@example.com", "brand.new@example.com"}
+    actual = rows(history.database, "SELECT * FROM main.report_stale_pending_invites")
+    assert {r["invite_id"]: r["age_days"] for r in actual} == expected
+    assert {r["stale_after_days"] for r in actual} == {30}
+    assert all(r["age_days"] >= 30 for r in actual)
+
+
+def test_report_models_are_in_the_reports_group():
+    from langsmith_access.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert {name: groups[f"main/{name}"] for name in REPORTS} == {name: "reports" for name in REPORTS}
+    assert groups["main/grants"] == groups["main/grant_history"] == "transform"
+    assert groups["snapshots/grants_snapshot"] == "transform"
+    # The reports' schema tests are asset checks, like every dbt test.
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert ("main/report_grant_changes", "accepted_values_report_grant_changes_change_type__added__removed__role_changed") in checks
