@@ -6,49 +6,15 @@ generated org, so tests start from identical, independent states.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from langsmith_access import runner
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.provisioning.api import list_requests, provision, request_grant, request_revoke
-from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access.store.database import AccessDatabase
-from langsmith_access_tests.helpers import point_at, query, run_sync
-
-SEED, MEMBERS, WORKSPACES = 21, 30, 4
-API_KEY = "lsv2_sk_provisioning_tests_0123456789"
-WRITES = ("POST", "PATCH", "DELETE")
-
-
-def new_org():
-    return generate_org(seed=SEED, members=MEMBERS, workspaces=WORKSPACES)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    database = tmp_path_factory.mktemp("template") / "access.duckdb"
-    with pytest.MonkeyPatch.context() as monkeypatch, SandboxServer(new_org(), api_key=API_KEY) as sandbox:
-        point_at(monkeypatch, sandbox, database)
-        outcome = run_sync()
-        assert outcome.success, outcome.failure
-    return AccessDatabase(database)
-
-
-@pytest.fixture
-def env(template, tmp_path, monkeypatch):
-    """A synced database and a sandbox serving the same org, with the environment pointing at them."""
-    database = AccessDatabase(tmp_path / "access.duckdb")
-    shutil.copyfile(template.path, database.path)
-    shutil.copyfile(template.working_path, database.working_path)
-    org = new_org()
-    with SandboxServer(org, api_key=API_KEY) as sandbox:
-        point_at(monkeypatch, sandbox, database.path)
-        yield sandbox, org, database
+from langsmith_access_tests.helpers import query
+from langsmith_access_tests.provisioning.conftest import WRITES
 
 
 def writes(sandbox):

@@ -1,0 +1,169 @@
+"""provisioning_queue_sensor against a real Dagster instance (and, once, a real daemon)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from langsmith_access.definitions import defs
+from langsmith_access.provisioning import queue
+from langsmith_access.store.database import AccessDatabase
+
+
+def queue_rows(database: AccessDatabase, count: int, status: str = "pending") -> list[str]:
+    """Requests as the queue stores them (the sensor reads only ids and statuses)."""
+    ids = []
+    with database.writer_lease("test"):
+        database.ensure_working()
+        with database.connect() as conn:
+            for _ in range(count):
+                request_id = queue.new_id()
+                conn.execute(
+                    "INSERT INTO main.provisioning_requests (request_id, action, status, requested_at, "
+                    "updated_at, run_id) VALUES (?, 'grant', ?, now(), now(), 'some-run')",
+                    [request_id, status],
+                )
+                ids.append(request_id)
+        database.publish()
+    return ids
+
+
+@pytest.fixture
+def database(tmp_path, monkeypatch):
+    path = tmp_path / "access.duckdb"
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(path))
+    return AccessDatabase(path)
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        yield instance
+
+
+def evaluate(instance, cursor=None):
+    sensor = defs().resolve_sensor_def("provisioning_queue_sensor")
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    result = sensor.evaluate_tick(context)
+    return result, context.cursor
+
+
+def test_sensor_is_on_by_default_and_targets_the_job():
+    sensor = defs().resolve_sensor_def("provisioning_queue_sensor")
+    assert sensor.job_name == "provision_workspace_roles"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == 30
+
+
+def test_sensor_interval_is_configurable(monkeypatch):
+    monkeypatch.setenv("LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", "5")
+    assert defs().resolve_sensor_def("provisioning_queue_sensor").minimum_interval_seconds == 5
+
+
+def test_skips_without_database_or_requests(database, instance):
+    result, _ = evaluate(instance)
+    assert not result.run_requests and "No analysts' database yet" in result.skip_message
+    queue_rows(database, 2, status="applied")
+    result, _ = evaluate(instance)
+    assert not result.run_requests and result.skip_message == "No pending requests."
+
+
+def test_one_run_per_tick_for_every_pending_request(database, instance):
+    queue_rows(database, 3)
+    queue_rows(database, 1, status="in_progress")  # left by a run that died
+    result, cursor = evaluate(instance)
+    [run_request] = result.run_requests
+    assert run_request.run_key.startswith("provision-1-")
+    assert run_request.run_config == {}  # the run takes every pending request when it starts
+    assert run_request.tags["langsmith_access/requests"] == "4"
+    assert json.loads(cursor) == {"launches": 1}
+
+    # The cursor never filters requests: the same ones are offered again on the next tick,
+    # with a new run key, if the previous run did not take them.
+    again, cursor = evaluate(instance, cursor)
+    assert again.run_requests[0].run_key.startswith("provision-2-")
+    assert again.run_requests[0].tags["langsmith_access/requests"] == "4"
+
+
+def test_skips_while_a_provisioning_run_is_in_flight(database, instance):
+    queue_rows(database, 2)
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.STARTED)
+    result, _ = evaluate(instance)
+    assert not result.run_requests and "in progress" in result.skip_message
+
+
+HOLD_READ_WRITE = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1])  # read-write: other processes cannot even open it read-only
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_skips_not_crashes_when_the_database_is_busy(database, instance):
+    queue_rows(database, 1)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_READ_WRITE, str(database.path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        result, _ = evaluate(instance)
+        assert not result.run_requests and "Database busy" in result.skip_message
+    finally:
+        holder.communicate("\n", timeout=30)
+    result, _ = evaluate(instance)
+    assert len(result.run_requests) == 1
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_daemon_runs_the_sensor_which_launches_the_job(env, tmp_path):
+    """A real `dagster-daemon` with workspace.yaml: the sensor ticks, launches
+    provision_workspace_roles, and the queued grant lands in the sandbox."""
+    from langsmith_access.provisioning.api import list_requests, request_grant
+
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    request = request_grant(outsider.ls_user_id, workspace.id, "Editor", requested_by="daemon-test")
+    assert request.accepted
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    environment = {**os.environ, "DAGSTER_HOME": str(home),
+                   "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS": "2"}
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group: we stop exactly what we started
+    )
+    try:
+        deadline = time.monotonic() + 240
+        status = None
+        while time.monotonic() < deadline:
+            status = {r["request_id"]: r["status"] for r in list_requests()}.get(request.request_id)
+            if status in queue.FINAL_STATUSES:
+                break
+            assert daemon.poll() is None, daemon.stderr.read()
+            time.sleep(2)
+        assert status == "applied"
+        assert org.membership(workspace.id, outsider.ls_user_id) is not None
+    finally:
+        os.killpg(daemon.pid, 15)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, 9)
+            daemon.wait(timeout=30)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="provision_workspace_roles"))
+        assert runs and runs[0].status == dg.DagsterRunStatus.SUCCESS
+        assert runs[0].tags.get("dagster/sensor_name") == "provisioning_queue_sensor"
