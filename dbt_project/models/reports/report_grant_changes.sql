@@ -7,7 +7,10 @@
 --     changes with the same instant.
 --   * This sync read the API (the fetched_at of its staged rows) after every earlier build had
 --     finished (syncs take turns under the writer lease) and before its own build. So the
---     boundaries at or after that read belong to this build; earlier ones to earlier builds.
+--     boundaries after its last read belong to this build, earlier ones to earlier builds.
+--     (The latest read is used, not the first: should one raw table ever hold an older sync's
+--     rows, the other tables still date this sync. Rebuilding the model without a new sync
+--     gives the same rows, as the read times belong to the data, not to the dbt invocation.)
 --   * The previous sync's state is the state at the latest boundary before this sync
 --     (previous_sync_at). Builds that changed nothing leave no boundary, and the grants at
 --     their time equal the grants at that boundary; a sync that changed nothing reports no row.
@@ -57,7 +60,7 @@ this_sync as (
     select
         -- Without any staged row, the latest boundary is taken as this build's.
         coalesce(
-            (select min(fetched_at) from this_sync_reads),
+            (select max(fetched_at) from this_sync_reads),
             (select max(boundary_at) from boundaries)
         ) as read_at
 ),
