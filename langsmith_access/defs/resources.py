@@ -43,16 +43,6 @@ class LangSmithAPI(dg.ConfigurableResource):
         return self._client
 
 
-class AccessStore(dg.ConfigurableResource):
-    """The DuckDB files of ``LANGSMITH_ACCESS_DUCKDB`` (or ``duckdb_path`` when set)."""
-
-    duckdb_path: str | None = None
-
-    @property
-    def database(self) -> AccessDatabase:
-        return AccessDatabase(Path(self.duckdb_path or Settings.from_env().duckdb_path))
-
-
 class SyncDatabase(dg.ConfigurableResource):
     """A sync run's private copy of the working database: all or nothing.
 
@@ -180,7 +170,6 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "langsmith": LangSmithAPI(),
-            "access_store": AccessStore(),
             "sync_database": SyncDatabase(),
             "provisioning_database": ProvisioningDatabase(),
         }

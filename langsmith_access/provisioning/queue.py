@@ -382,19 +382,13 @@ def list_requests(database: AccessDatabase, status: str | None = None) -> list[d
         return fetch_requests(conn, "status = ?", [status])
 
 
-def pending_request_ids(conn) -> list[str]:
+def request_ids_with_status(conn, status: str) -> list[str]:
+    """Ids of the requests in one status, oldest first ([] before anything was queued)."""
     if not _has_queue(conn):
         return []
     return [r[0] for r in conn.execute(
-        "SELECT request_id FROM main.provisioning_requests WHERE status = 'pending' ORDER BY request_seq"
-    ).fetchall()]
-
-
-def in_progress_request_ids(conn) -> list[str]:
-    if not _has_queue(conn):
-        return []
-    return [r[0] for r in conn.execute(
-        "SELECT request_id FROM main.provisioning_requests WHERE status = 'in_progress' ORDER BY request_seq"
+        "SELECT request_id FROM main.provisioning_requests WHERE status = ? ORDER BY request_seq",
+        [status],
     ).fetchall()]
 
 

@@ -155,8 +155,8 @@ def evaluate_queue(context: dg.SensorEvaluationContext, database: AccessDatabase
     try:
         # The analysts' copy: runs never hold it, so this cannot block on a sync.
         with database.read_published(timeout_seconds=2) as conn:
-            pending = queue.pending_request_ids(conn)
-            stuck = queue.in_progress_request_ids(conn)
+            pending = queue.request_ids_with_status(conn, "pending")
+            stuck = queue.request_ids_with_status(conn, "in_progress")
     except DatabaseNotReadyError:
         return dg.SkipReason("No analysts' database yet: nothing has been synced or queued.")
     except (DatabaseBusyError, duckdb.Error) as error:
