@@ -131,7 +131,8 @@ class LangSmithClient:
 
     def list_roles(self) -> list[Role]:
         rows = self._get_json("/api/v1/orgs/current/roles", expect=list)
-        return _unique_by_id([Role.from_api(row) for row in rows], "/api/v1/orgs/current/roles")
+        path = "/api/v1/orgs/current/roles"
+        return _unique_by_id([_parse_record(Role.from_api, row, "GET", path) for row in rows], path)
 
     def list_workspaces(self, *, include_deleted: bool = True) -> list[Workspace]:
         """Every workspace of the org, personal ones included, deleted ones on request."""
@@ -140,7 +141,8 @@ class LangSmithClient:
             params={"include_deleted": "true" if include_deleted else "false"},
             expect=list,
         )
-        return _unique_by_id([Workspace.from_api(row) for row in rows], "/api/v1/workspaces")
+        path = "/api/v1/workspaces"
+        return _unique_by_id([_parse_record(Workspace.from_api, row, "GET", path) for row in rows], path)
 
     def list_org_members(self) -> Listing[OrgMember]:
         """Active (accepted) org members, disabled ones included."""
@@ -238,7 +240,13 @@ class LangSmithClient:
         created = self._send(
             "POST", "/api/v1/workspaces/current/members", json_body=body, workspace_id=workspace_id
         )
-        return WorkspaceMember.from_api(created, workspace_id)
+        return _parse_record(
+            lambda row: WorkspaceMember.from_api(row, workspace_id),
+            created,
+            "POST",
+            "/api/v1/workspaces/current/members",
+            workspace_id,
+        )
 
     def set_workspace_member_role(
         self, workspace_id: str, workspace_identity_id: str, role_id: str
@@ -278,7 +286,7 @@ class LangSmithClient:
             "GET", path, params={**params, "limit": PAGE_SIZE, "offset": 0}, workspace_id=workspace_id
         )
         rows = _json_list(response, path)
-        parsed = [parse(row) for row in rows]
+        parsed = [_parse_record(parse, row, "GET", path, workspace_id) for row in rows]
         if any(not matches(row) for row in parsed):
             # The server ignored the filter: look through the whole listing instead of
             # trusting one page of it.
@@ -320,7 +328,7 @@ class LangSmithClient:
                 last_total = total
                 pages += 1
                 for item in page:
-                    record = parse(item)
+                    record = _parse_record(parse, item, "GET", path, workspace_id)
                     rows.setdefault(record.id, record)  # type: ignore[attr-defined]
                 if len(page) < PAGE_SIZE:
                     break
@@ -519,6 +527,18 @@ def _uuid(value: str, what: str) -> str:
         return str(uuid.UUID(str(value)))
     except ValueError:
         raise ValueError(f"{what} must be a UUID, got {str(value)[:64]!r}") from None
+
+
+def _parse_record(parse: Callable[[Any], T], data: Any, method: str, path: str, workspace_id=None) -> T:
+    """``parse(data)``; a record that does not fit the schema is reported with the request that
+    returned it (method, path and workspace), so the error says where the bad answer came from."""
+    try:
+        return parse(data)
+    except UnexpectedResponseError as error:
+        if error.path is not None:
+            raise
+        where = f" (workspace {workspace_id})" if workspace_id else ""
+        raise UnexpectedResponseError(f"{error}{where}", method=method, path=path) from None
 
 
 def _unique_by_id(records: list[T], path: str) -> list[T]:
