@@ -371,7 +371,11 @@ def test_tables_land_in_main_staging_and_snapshots_and_none_is_a_view(first_sync
         WHERE table_schema <> 'raw' ORDER BY 1, 2""")
     assert {(t["table_schema"], t["table_name"]) for t in tables} == {
         ("main", name) for name in ("users", "pending_invites", "workspaces", "roles",
-                                    "role_permissions", "entitlements", "grants", "grant_history")
+                                    "role_permissions", "entitlements", "grants", "grant_history",
+                                    "report_privileged_access", "report_disabled_members_with_grants",
+                                    "report_members_without_workspace", "report_workspaces_without_admin",
+                                    "report_grant_changes", "report_custom_role_holders",
+                                    "report_stale_pending_invites")
     } | {("staging", f"stg_langsmith__{name}") for name in RAW_TABLES} | {
         ("snapshots", "grants_snapshot")}
     assert {t["table_type"] for t in tables} == {"BASE TABLE"}
