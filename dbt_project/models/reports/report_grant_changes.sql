@@ -15,6 +15,9 @@
 --     (previous_sync_at). Builds that changed nothing leave no boundary, and the grants at
 --     their time equal the grants at that boundary; a sync that changed nothing reports no row.
 --   * The first sync has no earlier boundary: there is nothing to compare with, no row.
+--   * A provisioning run between syncs refreshes grant_history (dbt build of grants_snapshot+),
+--     stamping its changes with its own instant, after this sync's read: they are listed too,
+--     with their own changed_at, until the next sync, which then measures from them.
 --
 -- Classification, per boundary of this build, for the same user and the same scope (one
 -- workspace, or the user's organization role):
