@@ -1,0 +1,96 @@
+"""A sync that cannot read everything fails loudly, names what failed, and leaves the analysts'
+database, its history and the working file exactly as they were; the next good sync recovers.
+
+(test_sync_end_to_end.py already proves this for the enriched members route failing; here every
+other endpoint, one workspace, one page, and a listing that never holds still.)
+"""
+
+from __future__ import annotations
+
+from langsmith_access.sandbox.api import ApiResponse
+from langsmith_access_tests.helpers import (
+    actual_workspace_grants,
+    expected_org_grants,
+    expected_workspace_grants,
+    actual_org_grants,
+    query,
+    run_sync,
+)
+from langsmith_access_tests.reliability.conftest import database_state
+
+ROLES = "/api/v1/orgs/current/roles"
+WORKSPACES = "/api/v1/workspaces"
+ACTIVE = "/api/v1/orgs/current/members/active"
+PENDING = "/api/v1/orgs/current/members/pending"
+WS_ACTIVE = "/api/v1/workspaces/current/members/active"
+
+
+def change_the_org(org) -> None:
+    """Changes a wrongly published partial sync would show: a newcomer with a grant, a role
+    change and a revoke."""
+    workspace = org.shared_workspaces()[0]
+    rows = org.workspace_membership_rows(shared_only=True)
+    changed_ws, changed_user, _, old_role = rows[0]
+    new_role = next(r.id for r in org.roles_by_scope("workspace") if r.id != old_role)
+    org.set_workspace_role(changed_ws, changed_user, new_role)
+    org.remove_workspace_membership(*rows[1][:2])
+    newcomer = org.add_member("reliability.newcomer@example.com", "Newcomer")
+    org.add_workspace_membership(workspace.id, newcomer.ls_user_id, new_role)
+
+
+def test_each_persistently_failing_endpoint_fails_the_sync_and_changes_nothing(start_env, monkeypatch):
+    sandbox, org, database = start_env(enriched_route=False)
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "1")
+    monkeypatch.setenv("LANGSMITH_ACCESS_TIMEOUT_SECONDS", "1")
+    change_the_org(org)
+    before = database_state(database)
+    history_before = query(database.path, "SELECT * FROM main.grant_history ORDER BY ALL")
+    runs_before = query(database.path, "SELECT sync_id FROM main.sync_runs")
+    failing_workspace = org.shared_workspaces()[7].id
+    leaver = next(m for m in org.active_members() if m.email.startswith("late.joiner"))
+    original_respond = sandbox.respond
+
+    def page_two_fails(request):
+        if request.path == ACTIVE and request.query.get("offset") == ["500"]:
+            return ApiResponse(503, {"detail": "Service Unavailable"})
+        return original_respond(request)
+
+    cases = [
+        # (what breaks, how, what the failure message must name)
+        ("roles endpoint", {"failing_routes": (ROLES + "$",)}, [f"GET {ROLES}", "gave up after 2 attempts"]),
+        ("workspaces endpoint", {"failing_routes": (WORKSPACES + "$",)}, [f"GET {WORKSPACES}", "server error 500"]),
+        ("active members endpoint", {"failing_routes": (ACTIVE,)}, [f"GET {ACTIVE}"]),
+        ("pending invites endpoint", {"failing_routes": (PENDING,)}, [f"GET {PENDING}"]),
+        ("one workspace", {"failing_workspaces": (failing_workspace,)}, [WS_ACTIVE, f"workspace {failing_workspace}"]),
+        ("page 2 of the members", {"respond": page_two_fails}, [f"GET {ACTIVE}", "503"]),
+        ("a listing that never holds still", {"page_drift_members": 1000}, [f"GET {ACTIVE}", "kept changing"]),
+    ]
+    for what, fault, named in cases:
+        respond = fault.pop("respond", None)
+        if respond is not None:
+            sandbox.respond = respond
+        for name, value in fault.items():
+            setattr(sandbox.faults, name, value)
+        outcome = run_sync()
+        sandbox.respond = original_respond
+        sandbox.faults.failing_routes, sandbox.faults.failing_workspaces = (), ()
+        sandbox.faults.page_drift_members = 0
+
+        assert not outcome.success, what
+        for text in named:
+            assert text in outcome.failure, (what, outcome.failure)
+        assert database_state(database) == before, what
+
+    # Nothing of the failed syncs reached the analysts: same files, same history, same runs.
+    assert query(database.path, "SELECT * FROM main.grant_history ORDER BY ALL") == history_before
+    assert query(database.path, "SELECT sync_id FROM main.sync_runs") == runs_before
+
+    # The next good sync recovers, with the changes, and history records them.
+    org.remove_member(leaver.ls_user_id)
+    recovered = run_sync()
+    assert recovered.success, recovered.failure
+    assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
+    assert actual_org_grants(database.path) == expected_org_grants(org)
+    assert len(query(database.path, "SELECT * FROM main.sync_runs")) == len(runs_before) + 1
+    closed = query(database.path, "SELECT count(*) FROM main.grant_history WHERE valid_to IS NOT NULL")[0][0]
+    assert closed == 3  # the role change, the revoke, the member who left
