@@ -23,6 +23,7 @@ from langsmith_access.langsmith import (
     NotFoundError,
     Role,
     TransientError,
+    UnexpectedResponseError,
     Workspace,
     WorkspaceMember,
 )
@@ -120,8 +121,11 @@ class Provisioner:
                 return Outcome(request_id, "already_satisfied", plan.explanation, plan)
             try:
                 self._apply(request_id, workspace_id, member.id, plan)
-            except TransientError as error:
-                self._event(request_id, "write_uncertain", {"error": str(error), "maybe_applied": error.maybe_applied})
+            except (TransientError, UnexpectedResponseError) as error:
+                # No usable answer (5xx, dropped, or a 2xx we cannot read): the write may have
+                # been applied. Re-read and decide again; never resend blindly.
+                maybe_applied = getattr(error, "maybe_applied", True)
+                self._event(request_id, "write_uncertain", {"error": str(error), "maybe_applied": maybe_applied})
                 if attempt == MAX_WRITE_ATTEMPTS:
                     raise
                 continue  # re-read before anything else
