@@ -73,7 +73,7 @@ class SyncDatabase(dg.ConfigurableResource):
         )
         try:
             database.ensure_working()
-            self._scratch = database.begin_scratch(context.run_id or "adhoc")
+            self._scratch = database.begin_scratch()
         except BaseException:
             stack.close()
             raise
@@ -98,6 +98,10 @@ class SyncDatabase(dg.ConfigurableResource):
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self.database.connect(self.scratch_path) as conn:
             yield conn
+
+    @property
+    def dbt_target_path(self) -> Path:
+        return self.database.dbt_target_path("sync")
 
     @contextlib.contextmanager
     def dbt_target(self) -> Iterator[None]:

@@ -1,14 +1,17 @@
 """The DuckDB files and the rules for touching them.
 
-Three files and a directory sit side by side (for ``data/langsmith_access.duckdb``):
+Three files and two directories sit side by side (for ``data/langsmith_access.duckdb``):
 
 - ``langsmith_access.duckdb``: the **analysts' copy**. Nothing in this project ever writes it in
   place: each writer publishes by copying the working file beside it and renaming the copy over
   it, so an analyst's open session keeps reading the old copy and never blocks us.
 - ``langsmith_access.working.duckdb``: the **working file**, the source of truth between runs.
-- ``langsmith_access.sync-<run>.duckdb``: a sync's **scratch** copy of the working file. A sync
-  writes only there and replaces the working file with it when everything passed, so a failed
-  sync leaves no trace.
+- ``langsmith_access.sync-scratch.duckdb``: a sync's **scratch** copy of the working file. A
+  sync writes only there and replaces the working file with it when everything passed, so a
+  failed sync leaves no trace. Syncs take turns, so every sync uses the same name: dbt then sees
+  the same profile each time and reuses its parse of the project (partial parsing).
+- ``langsmith_access.dbt/``: dbt's target directories (``sync/``, ``provisioning/``): its
+  artifacts, logs and saved parse, one directory per kind of run, used under the writer lease.
 - ``langsmith_access_parquet/``: the analysts' tables as Parquet, one file per table of schema
   ``main``, rewritten and swapped in by every publish (see ``store/export.py``).
 
@@ -78,9 +81,18 @@ class AccessDatabase:
     def lock_path(self) -> Path:
         return self.path.with_name(f"{self._stem}.lock")
 
-    def scratch_path(self, run_id: str) -> Path:
-        safe = "".join(ch for ch in run_id if ch.isalnum() or ch in "-_")[:64] or "run"
-        return self.path.with_name(f"{self._stem}.sync-{safe}.duckdb")
+    @property
+    def scratch_path(self) -> Path:
+        return self.path.with_name(f"{self._stem}.sync-scratch.duckdb")
+
+    def dbt_target_path(self, purpose: str) -> Path:
+        """dbt's target directory for one kind of run (``sync``, ``provisioning``).
+
+        Stable, so dbt's saved parse (``partial_parse.msgpack``) is reused from run to run;
+        one per kind of run because each builds a different file, and dbt parses again when
+        the profile (the file's path) changes. Used only by the lease holder.
+        """
+        return self.path.with_name(f"{self._stem}.dbt") / purpose
 
     @property
     def _stem(self) -> str:
@@ -244,11 +256,12 @@ class AccessDatabase:
         with self.connect() as conn:
             ensure_schema(conn)
 
-    def begin_scratch(self, run_id: str) -> Path:
+    def begin_scratch(self) -> Path:
         """Copy the working file to a sync's scratch file. Caller holds the lease."""
+        # Leftovers of a sync that died (older versions named the file after the run).
         for stale in self.path.parent.glob(f"{self._stem}.sync-*.duckdb*"):
             stale.unlink(missing_ok=True)
-        scratch = self.scratch_path(run_id)
+        scratch = self.scratch_path
         with self.connect() as conn:
             conn.execute("CHECKPOINT")
         shutil.copyfile(self.working_path, scratch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -17,11 +18,26 @@ class DbtRunError(RuntimeError):
     pass
 
 
-def run_dbt(args: list[str], duckdb_path: Path, *, timeout_seconds: float = 600) -> str:
+def run_dbt(
+    args: list[str],
+    duckdb_path: Path,
+    *,
+    target_path: Path | None = None,
+    timeout_seconds: float = 600,
+) -> str:
     """``dbt <args>`` on ``duckdb_path``; returns the output, raises ``DbtRunError`` with the
-    failing lines. The caller must not hold a connection to that file (dbt opens it)."""
+    failing lines. The caller must not hold a connection to that file (dbt opens it).
+
+    ``target_path``: dbt's target (and log) directory. A stable one lets dbt reuse its parse of
+    the project from the previous run on the same file; by default a temporary directory.
+    """
     dbt = str(Path(sys.executable).with_name("dbt"))
-    with tempfile.TemporaryDirectory(prefix="langsmith-access-dbt-") as target:
+    with contextlib.ExitStack() as stack:
+        if target_path is None:
+            target = stack.enter_context(tempfile.TemporaryDirectory(prefix="langsmith-access-dbt-"))
+        else:
+            Path(target_path).mkdir(parents=True, exist_ok=True)
+            target = str(target_path)
         env = {
             **os.environ,
             DBT_DUCKDB_PATH_ENV: str(duckdb_path),

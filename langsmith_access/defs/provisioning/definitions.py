@@ -123,7 +123,12 @@ def refresh_access_history(
         context.log.info("No grant changed: history needs no refresh.")
         return
     # `grants` was updated request by request; dbt closes and opens the history intervals.
-    run_dbt(["build", "--select", "grants_snapshot+"], provisioning_database.database.working_path)
+    database = provisioning_database.database
+    run_dbt(
+        ["build", "--select", "grants_snapshot+"],
+        database.working_path,
+        target_path=database.dbt_target_path("provisioning"),
+    )
     context.log.info(f"grant_history refreshed for {len(changed)} applied change(s).")
 
 

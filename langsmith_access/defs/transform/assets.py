@@ -2,11 +2,12 @@
 
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import dbt_assets
 
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, SyncDatabase
 from langsmith_access.defs.transform.project import (
     DBT_EXECUTABLE,
+    DbtCoreCliResource,
     dbt_project,
     prepare_manifest,
     translator,
@@ -19,16 +20,23 @@ from langsmith_access.defs.transform.project import (
     dagster_dbt_translator=translator,
     pool=DUCKDB_WRITER_POOL,
 )
-def access_tables(context: dg.AssetExecutionContext, dbt: DbtCliResource, sync_database: SyncDatabase):
+def access_tables(
+    context: dg.AssetExecutionContext, dbt: DbtCoreCliResource, sync_database: SyncDatabase
+):
     # `dbt build` runs models, snapshot and tests in dependency order; a failing test stops
-    # everything downstream of it, and the run publishes nothing.
+    # everything downstream of it, and the run publishes nothing. The target directory is the
+    # database's own (not one per run): dbt reuses its saved parse of the project.
     with sync_database.dbt_target():
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from dbt.cli(
+            ["build"], context=context, target_path=sync_database.dbt_target_path
+        ).stream()
 
 
 @dg.definitions
 def transform_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[access_tables],
-        resources={"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)},
+        resources={
+            "dbt": DbtCoreCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
+        },
     )
