@@ -138,7 +138,10 @@ def _failure_summary(result) -> tuple[str, list[str]]:
                     f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
                     + (f": {description}" if description else "")
                 )
-        elif event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE"):
+        # A run that fails outside a step (a resource that cannot start: a refused API key,
+        # a database held too long) reports RESOURCE_INIT_FAILURE and PIPELINE_FAILURE, the
+        # event type value of a run failure.
+        elif event.event_type_value in ("STEP_FAILURE", "RESOURCE_INIT_FAILURE", "PIPELINE_FAILURE"):
             error = getattr(event.event_specific_data, "error", None)
             while error is not None and error.cause is not None and "dagster" in (error.cls_name or "").lower():
                 error = error.cause
