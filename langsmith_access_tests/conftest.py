@@ -2,6 +2,10 @@
 
 import os
 
+# One synced template database per session and the per-test `env` (sandbox + database copy),
+# shared by the provisioning, review and UI tests.
+from langsmith_access_tests.synced import env, template  # noqa: F401
+
 
 def pytest_sessionstart(session):
     # Tests never talk to a real LangSmith org or a user's database by accident.

@@ -1,40 +1,5 @@
-"""Provisioning fixtures: one synced template database per session, copied for each test."""
+"""Provisioning fixtures: ``template`` (one synced database per session) and ``env`` (a copy of
+it with a sandbox serving the same org) live in ``langsmith_access_tests/synced.py`` and are
+registered for every test package by the root conftest."""
 
-import shutil
-
-import pytest
-
-from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access.store.database import AccessDatabase
-from langsmith_access_tests.helpers import point_at, run_sync
-
-SEED, MEMBERS, WORKSPACES = 21, 30, 4
-API_KEY = "lsv2_sk_provisioning_tests_0123456789"
-WRITES = ("POST", "PATCH", "DELETE")
-
-
-def new_org():
-    """The same generated org every time: it matches the template's synced tables."""
-    return generate_org(seed=SEED, members=MEMBERS, workspaces=WORKSPACES)
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory):
-    database = tmp_path_factory.mktemp("template") / "access.duckdb"
-    with pytest.MonkeyPatch.context() as monkeypatch, SandboxServer(new_org(), api_key=API_KEY) as sandbox:
-        point_at(monkeypatch, sandbox, database)
-        outcome = run_sync()
-        assert outcome.success, outcome.failure
-    return AccessDatabase(database)
-
-
-@pytest.fixture
-def env(template, tmp_path, monkeypatch):
-    """A synced database and a sandbox serving the same org, with the environment pointing at them."""
-    database = AccessDatabase(tmp_path / "access.duckdb")
-    shutil.copyfile(template.path, database.path)
-    shutil.copyfile(template.working_path, database.working_path)
-    org = new_org()
-    with SandboxServer(org, api_key=API_KEY) as sandbox:
-        point_at(monkeypatch, sandbox, database.path)
-        yield sandbox, org, database
+from langsmith_access_tests.synced import API_KEY, MEMBERS, SEED, WORKSPACES, WRITES, new_org  # noqa: F401
