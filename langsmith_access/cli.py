@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from langsmith_access import reports_cli
+from langsmith_access import reports_cli, review_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--members", type=int, default=50)
     demo.add_argument("--workspaces", type=int, default=8)
     reports_cli.add_commands(commands)
+    review_cli.add_commands(commands)
     return parser
 
 
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        result = reports_cli.run(args)
+        result = reports_cli.run(args) if args.command != "review" else review_cli.run(args)
         if result is not None:
             return result
         if args.command == "sandbox":

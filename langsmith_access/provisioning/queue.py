@@ -276,15 +276,11 @@ def submit_on(conn: duckdb.DuckDBPyConnection, change: ChangeRequest) -> QueueRe
         _insert_request(conn, request_id, change, None, "rejected", str(rejection), at)
         record_event(conn, request_id, "rejected", {"stage": "queue", "reason": str(rejection)}, at=at)
         return QueueResult(request_id, "rejected", str(rejection))
-    duplicate = conn.execute(
-        "SELECT request_id FROM main.provisioning_requests WHERE status IN ('pending', 'in_progress') "
-        "AND action = ? AND user_id = ? AND workspace_id = ? AND role_id = ? ORDER BY request_seq LIMIT 1",
-        [resolved.action, resolved.user_id, resolved.workspace_id, resolved.role_id],
-    ).fetchone()
+    duplicate = pending_duplicate(conn, resolved)
     if duplicate:
         return QueueResult(
-            duplicate[0], "pending", f"the same change is already queued as {duplicate[0]}",
-            duplicate_of=duplicate[0],
+            duplicate, "pending", f"the same change is already queued as {duplicate}",
+            duplicate_of=duplicate,
         )
     change = ChangeRequest(change.action, change.user, change.workspace, change.role, reason, requested_by)
     _insert_request(conn, request_id, change, resolved, "pending", None, at)
@@ -299,6 +295,28 @@ def submit_on(conn: duckdb.DuckDBPyConnection, change: ChangeRequest) -> QueueRe
         f"queued: {resolved.action} {resolved.role_name} in {resolved.workspace_name} "
         f"for {resolved.user_email or resolved.user_id}",
     )
+
+
+def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, message: str) -> QueueResult:
+    """Record a request refused before it could be resolved (e.g. a review sheet naming a grant
+    that no longer exists), exactly as ``submit_on`` records its own rejections."""
+    request_id = new_id()
+    at = now_utc()
+    _insert_request(conn, request_id, change, None, "rejected", message, at)
+    record_event(conn, request_id, "rejected", {"stage": "queue", "reason": message}, at=at)
+    return QueueResult(request_id, "rejected", message)
+
+
+def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange) -> str | None:
+    """The id of a pending or in-progress request for the same change, if there is one."""
+    if not _has_queue(conn):
+        return None
+    row = conn.execute(
+        "SELECT request_id FROM main.provisioning_requests WHERE status IN ('pending', 'in_progress') "
+        "AND action = ? AND user_id = ? AND workspace_id = ? AND role_id = ? ORDER BY request_seq LIMIT 1",
+        [resolved.action, resolved.user_id, resolved.workspace_id, resolved.role_id],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def _clip(value: Any) -> str | None:

@@ -1,0 +1,176 @@
+"""Access-review round trip on the command line: ``review export`` and ``review queue-revokes``.
+
+``review export`` writes the review sheet (current workspace grants, with empty ``decision``,
+``reviewer`` and ``reason`` columns) as CSV, or as a table in a DuckDB file of the reviewer's own.
+``review queue-revokes`` reads the rows marked ``revoke`` back, from that CSV or that table, and
+queues one revoke per row through the normal provisioning queue. The format and the rules are in
+``langsmith_access/provisioning/review.py``. ``cli.py`` adds the commands with ``add_commands``
+and hands every parsed command to ``run``.
+
+Exit codes: 0 done (every marked row queued or already queued); 1 the database is missing,
+busy or unreadable; 2 the sheet or the arguments cannot be used (nothing queued), or some rows
+were rejected (the others are queued; every rejection is recorded with its reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    review = subparsers.add_parser(
+        "review",
+        help="access review: export a sheet of grants, queue the revokes a reviewer marked",
+        description="Access-review round trip: `review export` writes the current workspace grants "
+        "with an empty decision column; the reviewer writes 'revoke' in the rows to take away; "
+        "`review queue-revokes` queues those revokes with the reviewer's name and reason.",
+    )
+    actions = review.add_subparsers(dest="review_command", required=True, metavar="ACTION")
+
+    export = actions.add_parser(
+        "export",
+        help="write the review sheet: current workspace grants with an empty decision column",
+        description="Write one row per current workspace grant (grant_id, email, full_name, "
+        "user_id, is_disabled, org_role_name, workspace_name, workspace_id, role_name, role_id, "
+        "entitlement_type, held_since) plus empty decision, reviewer and reason columns. "
+        "OUT ending in .duckdb/.db/.ddb gets a table (--table) instead of a CSV file. Reads the "
+        "analysts' database read-only.",
+    )
+    export.add_argument("--out", required=True, type=Path, metavar="FILE",
+                        help="review.csv, or review.duckdb for a table in your own DuckDB file")
+    export.add_argument("--workspace", metavar="W", help="only this workspace (name or id)")
+    export.add_argument("--include-org-roles", action="store_true",
+                        help="list organization roles too (for the record: they cannot be revoked here)")
+    export.add_argument("--table", default=None, metavar="T",
+                        help="table to create when OUT is a DuckDB file (default grant_review)")
+    export.add_argument("--force", action="store_true", help="replace an existing sheet or table")
+
+    revokes = actions.add_parser(
+        "queue-revokes",
+        help="queue a revoke for every row of a review sheet marked 'revoke'",
+        description="Read a review sheet (CSV, or a table in the reviewer's own DuckDB file) "
+        "and queue one revoke per row whose decision is 'revoke' (or whose revoke column is "
+        "yes), through the normal queue: validated, de-duplicated, rejections recorded. Rows "
+        "name a grant by grant_id, or by user + workspace + role columns. The sensor (or "
+        "`langsmith-access provision`) applies them.",
+    )
+    source = revokes.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=Path, metavar="F", help="the review sheet, CSV")
+    source.add_argument("--table", metavar="T",
+                        help="a table (or view) in the DuckDB file given with --review-db")
+    revokes.add_argument("--review-db", type=Path, metavar="FILE",
+                         help="the reviewer's own DuckDB file holding --table (never the analysts' database)")
+    revokes.add_argument("--reviewer", default=None, metavar="NAME",
+                         help="who reviewed, for rows without a reviewer (default: your OS user name)")
+    revokes.add_argument("--reason", default=None, metavar="TEXT",
+                         help="why, for rows without a reason (default: 'access review (<sheet>)')")
+    revokes.add_argument("--dry-run", action="store_true",
+                         help="check every marked row against the latest sync; queue nothing")
+    revokes.add_argument("--json", action="store_true", help="print a JSON summary")
+
+
+def run(args: argparse.Namespace) -> int | None:
+    """Run ``args.command`` if it is this module's; None when it is not."""
+    if args.command != "review":
+        return None
+    from langsmith_access.provisioning.review import ReviewError
+    from langsmith_access.reports_cli import _guarded
+
+    def command(args: argparse.Namespace) -> int:
+        try:
+            if args.review_command == "export":
+                return _export(args)
+            return _queue_revokes(args)
+        except ReviewError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    return _guarded(command, args)
+
+
+def _database():
+    from langsmith_access.settings import Settings
+    from langsmith_access.store.database import AccessDatabase
+
+    return AccessDatabase(Settings.from_env().duckdb_path)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from langsmith_access.provisioning.review import DEFAULT_TABLE, DUCKDB_SUFFIXES, ReviewError, export_review_sheet
+
+    to_duckdb = args.out.suffix.lower() in DUCKDB_SUFFIXES
+    if args.table and not to_duckdb:
+        raise ReviewError("--table applies to a DuckDB file only (--out review.duckdb).")
+    path, count = export_review_sheet(
+        _database(), args.out, workspace=args.workspace, include_org_roles=args.include_org_roles,
+        table=args.table or DEFAULT_TABLE, force=args.force,
+    )
+    where = f"table {args.table or DEFAULT_TABLE} in {path}" if to_duckdb else str(path)
+    print(f"Wrote {count} grant{'s' * (count != 1)} to {where}.")
+    print(
+        "Write 'revoke' in the decision column of each grant to take away (optionally a reviewer "
+        "and a reason), then: langsmith-access review queue-revokes "
+        + (f"--review-db {path} --table {args.table or DEFAULT_TABLE}" if to_duckdb else f"--file {path}"),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _queue_revokes(args: argparse.Namespace) -> int:
+    from langsmith_access.provisioning.review import ReviewError, queue_revokes, read_csv_sheet, read_table_sheet
+
+    if args.table is not None:
+        if args.review_db is None:
+            raise ReviewError(
+                "--table needs --review-db FILE: the reviewer's own DuckDB file that holds the table."
+            )
+        if _database().path == args.review_db.expanduser().absolute():
+            raise ReviewError(
+                "--review-db is the analysts' database, which every sync and request replaces: "
+                "keep review tables in a DuckDB file of your own (langsmith-access review export "
+                "--out review.duckdb)."
+            )
+        sheet = read_table_sheet(args.review_db, args.table)
+    else:
+        if args.review_db is not None:
+            raise ReviewError("--review-db goes with --table, not with --file.")
+        sheet = read_csv_sheet(args.file)
+    reviewer = args.reviewer if args.reviewer is not None else getpass.getuser()
+    result = queue_revokes(_database(), sheet, reviewer=reviewer, reason=args.reason, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+    else:
+        _print_result(result)
+    return 0 if result.all_accepted else 2
+
+
+def _print_result(result) -> None:
+    labels = {"queued": "queued", "would_queue": "would queue", "duplicate": "duplicate", "rejected": "rejected"}
+    for outcome in result.outcomes:
+        head = f"{labels[outcome.status]:<11} {outcome.row.where:<9}"
+        if outcome.status in ("queued", "would_queue"):
+            what = outcome.message.split(": ", 1)[-1]
+            print(f"{head} {what}" + (f"  [{outcome.request_id}]" if outcome.request_id else ""))
+        elif outcome.status == "duplicate":
+            print(f"{head} {outcome.row.target()}: {outcome.message}")
+        else:
+            recorded = f"  [recorded as {outcome.request_id}]" if outcome.request_id else ""
+            print(f"{head} {outcome.row.target()}{recorded}\n{'':<22}{outcome.message}")
+    queued = len(result.with_status("queued", "would_queue"))
+    duplicates = len(result.with_status("duplicate"))
+    rejected = len(result.with_status("rejected"))
+    verb = "would queue" if result.dry_run else "queued"
+    print(
+        f"{result.source}: {result.rows} row{'s' * (result.rows != 1)}, "
+        f"{len(result.outcomes)} marked revoke: {queued} {verb}, {duplicates} already queued, "
+        f"{rejected} rejected" + (" (dry run: nothing recorded)" if result.dry_run else "")
+    )
+    if not result.outcomes:
+        print("No row is marked revoke: nothing to queue.", file=sys.stderr)
+    elif rejected and not result.dry_run:
+        print("Rejected rows are recorded with their reason (langsmith-access requests --status "
+              "rejected); the others wait for the sensor or `langsmith-access provision`.", file=sys.stderr)

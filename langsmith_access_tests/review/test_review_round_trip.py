@@ -1,0 +1,253 @@
+"""Access-review round trip against a real synced database and the sandbox:
+`review export` writes the sheet, a reviewer marks rows, `review queue-revokes` queues them,
+provisioning applies them, and the memberships are gone from LangSmith.
+
+Uses the shared ``env`` fixture (``langsmith_access_tests/synced.py``): a copy of one synced
+template database and a fresh sandbox serving the same org.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from langsmith_access import cli
+from langsmith_access.provisioning.api import list_requests, provision
+from langsmith_access_tests.helpers import query
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def read_sheet(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_sheet(path: Path, rows: list[dict], fieldnames=None) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames or list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def request_count(database) -> int:
+    return query(database.path, "SELECT count(*) FROM main.provisioning_requests")[0][0] if has_queue(database) else 0
+
+
+def has_queue(database) -> bool:
+    return bool(query(database.path, "SELECT count(*) FROM information_schema.tables "
+                                     "WHERE table_name = 'provisioning_requests'")[0][0])
+
+
+def active_rows(rows: list[dict], workspace_id: str | None = None) -> list[dict]:
+    return [r for r in rows if r["is_disabled"] == "false"
+            and (workspace_id is None or r["workspace_id"] == workspace_id)]
+
+
+def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
+    sandbox, org, database = env
+    out = tmp_path / "review.csv"
+    code, stdout, _ = run_cli(capsys, "review", "export", "--out", out)
+    assert code == 0 and "Wrote" in stdout
+    rows = read_sheet(out)
+    expected = query(database.path, "SELECT grant_id FROM main.grants WHERE entitlement_type = 'workspace_role'")
+    assert sorted(r["grant_id"] for r in rows) == sorted(g for (g,) in expected)
+    assert list(rows[0])[-3:] == ["decision", "reviewer", "reason"]
+    assert all(r["decision"] == "" and r["entitlement_type"] == "workspace_role" for r in rows)
+    assert all(r["email"] and r["workspace_name"] and r["role_name"] and r["held_since"].endswith("Z") for r in rows)
+
+    # One workspace, by name or id; an existing sheet is never overwritten without --force.
+    workspace = org.shared_workspaces()[0]
+    code, _, err = run_cli(capsys, "review", "export", "--out", out, "--workspace", workspace.id)
+    assert code == 2 and "--force" in err
+    code, _, _ = run_cli(capsys, "review", "export", "--out", out, "--workspace", workspace.id, "--force")
+    assert code == 0
+    assert {r["workspace_id"] for r in read_sheet(out)} == {workspace.id}
+    code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "x.csv", "--workspace", "No Such Team")
+    assert code == 2 and "no workspace" in err
+
+
+def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    workspace = org.shared_workspaces()[0]
+    first, second, kept = active_rows(rows, workspace.id)[:3]
+    first["decision"] = "revoke"
+    second["decision"] = "REVOKE"
+    second["reviewer"], second["reason"] = "alice@sec", "left the team"
+    kept["decision"] = "keep"
+    write_sheet(sheet, rows)
+
+    # Dry run: checked against the latest sync, nothing recorded.
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 0 and stdout.count("would queue") >= 2, stdout
+    assert request_count(database) == 0
+
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet,
+                                "--reviewer", "bob@sec", "--reason", "Q4 access review", "--json")
+    assert code == 0, (stdout, err)
+    summary = json.loads(stdout)
+    assert (summary["marked"], summary["queued"], summary["duplicates"], summary["rejected"]) == (2, 2, 0, 0)
+    assert summary["rows"] == len(rows)
+    requests = {r["request_id"]: r for r in list_requests()}
+    by_user = {r["user_id"]: r for r in requests.values()}
+    assert set(by_user) == {first["user_id"], second["user_id"]}
+    assert all(r["action"] == "revoke" and r["status"] == "pending" for r in requests.values())
+    assert (by_user[first["user_id"]]["requested_by"], by_user[first["user_id"]]["reason"]) == ("bob@sec", "Q4 access review")
+    assert (by_user[second["user_id"]]["requested_by"], by_user[second["user_id"]]["reason"]) == ("alice@sec", "left the team")
+    assert by_user[first["user_id"]]["role_id"] == first["role_id"]
+
+    # The same sheet again: de-duplicated against the queue, nothing new.
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
+    assert code == 0 and stdout.count("duplicate") == 2 and "0 queued, 2 already queued" in stdout
+    assert request_count(database) == 2
+
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert {r["status"] for r in list_requests()} == {"applied"}
+    assert org.membership(workspace.id, first["user_id"]) is None
+    assert org.membership(workspace.id, second["user_id"]) is None
+    assert org.membership(workspace.id, kept["user_id"]) is not None
+    current = {g for (g,) in query(database.path, "SELECT grant_id FROM main.grants")}
+    assert first["grant_id"] not in current and second["grant_id"] not in current
+    assert kept["grant_id"] in current
+
+    # A stale sheet: those grants are gone now, so the rows are refused (and recorded).
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
+    assert code == 2
+    assert stdout.count("unknown grant id") == 2 and "Export a new sheet" in stdout
+    rejected = list_requests("rejected")
+    assert len(rejected) == 2 and all("not a current grant" in r["status_detail"] for r in rejected)
+
+
+def test_duckdb_table_round_trip_refuses_org_roles(env, tmp_path, capsys):
+    sandbox, org, database = env
+    review_db = tmp_path / "reviewer.duckdb"
+    code, stdout, _ = run_cli(capsys, "review", "export", "--out", review_db, "--include-org-roles")
+    assert code == 0 and "table grant_review" in stdout
+    workspace = org.shared_workspaces()[1]
+    with duckdb.connect(str(review_db)) as conn:
+        (workspace_grant, user_id), = conn.execute(
+            "SELECT grant_id, user_id FROM grant_review WHERE workspace_id = ? AND NOT is_disabled "
+            "ORDER BY grant_id LIMIT 1", [workspace.id]).fetchall()
+        (org_grant,), = conn.execute(
+            "SELECT grant_id FROM grant_review WHERE entitlement_type = 'organization_role' "
+            "ORDER BY grant_id LIMIT 1").fetchall()
+        conn.execute("UPDATE grant_review SET decision = 'revoke', reason = 'dormant account' "
+                     "WHERE grant_id IN (?, ?)", [workspace_grant, org_grant])
+    # The table is the reviewer's: exporting again does not overwrite their marks.
+    code, _, err = run_cli(capsys, "review", "export", "--out", review_db)
+    assert code == 2 and "exists" in err
+
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--review-db", review_db,
+                              "--table", "grant_review", "--reviewer", "carol", "--json")
+    assert code == 2  # one row rejected
+    summary = json.loads(stdout)
+    assert (summary["queued"], summary["rejected"]) == (1, 1)
+    rejected = next(o for o in summary["outcomes"] if o["status"] == "rejected")
+    assert rejected["grant_id"] == org_grant and "read-only" in rejected["message"]
+    [recorded] = list_requests("rejected")
+    assert "read-only" in recorded["status_detail"] and recorded["requested_by"] == "carol"
+    [pending] = list_requests("pending")
+    assert (pending["user_id"], pending["workspace_id"], pending["reason"]) == (user_id, workspace.id, "dormant account")
+
+    assert provision().success
+    assert org.membership(workspace.id, user_id) is None
+    assert list_requests("applied")[0]["request_id"] == pending["request_id"]
+
+
+def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    active = {m.ls_user_id: m for m in org.active_members() if not m.is_disabled and m.email.isascii()}
+    names = [r.display_name for r in org.roles_by_scope("workspace")]
+    member = next(m for m in workspace.memberships.values()
+                  if m.ls_user_id in active and names.count(org.role(m.role_id).display_name) == 1)
+    email = active[member.ls_user_id].email
+    role = org.role(member.role_id).display_name
+    admin_role = next(r.display_name for r in org.roles_by_scope("organization"))
+    sheet = tmp_path / "by_name.csv"
+    # Semicolon-separated, a boolean 'revoke' column, names instead of ids.
+    sheet.write_text(
+        "User;Workspace;Role;Revoke;Reason\n"
+        f"{email.upper()};{workspace.id};{role};yes;contractor ended\n"
+        f"someone@else.example;{workspace.id};{role};y;\n"
+        f"{email};{workspace.id};{admin_role};x;\n"
+        f"{email};{workspace.id};{role};no;\n",
+        encoding="utf-8",
+    )
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--reviewer", "dave")
+    assert code == 2
+    assert "unknown user" in stdout and "organization role" in stdout and "read-only" in stdout
+    assert "1 queued, 0 already queued, 2 rejected" in stdout
+    [pending] = list_requests("pending")
+    assert (pending["user_id"], pending["role_id"], pending["reason"], pending["requested_by"]) == (
+        member.ls_user_id, member.role_id, "contractor ended", "dave")
+    assert len(list_requests("rejected")) == 2
+
+
+BAD_SHEETS = {
+    "no decision column": ("grant_id,email\nabc,a@b.c\n", "no 'decision' column"),
+    "no way to name the grant": ("email,decision\na@b.c,revoke\n", "needs a 'grant_id' column"),
+    "ragged row": ("grant_id,decision\nabc,revoke,extra\n", "line 2: 3 fields where the header has 2"),
+    "unknown decision": ("grant_id,decision\nabc,revok\n", "line 2: decision 'revok' is not"),
+    "marked row without id": ("grant_id,user,workspace,role,decision\n,a@b.c,,Editor,revoke\n",
+                              "line 2: marked revoke but has no grant_id, and no workspace"),
+    "both decision columns": ("grant_id,decision,revoke\nabc,revoke,yes\n", "both a 'decision' and a 'revoke'"),
+    "repeated column": ("grant_id,decision,decision\nabc,revoke,keep\n", "more than once"),
+    "empty file": ("", "is empty"),
+    "unterminated quote": ('grant_id,decision\n"abc,revoke\n', "not valid CSV"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SHEETS))
+def test_malformed_sheets_queue_nothing(env, tmp_path, capsys, case):
+    sandbox, org, database = env
+    text, message = BAD_SHEETS[case]
+    sheet = tmp_path / "bad.csv"
+    sheet.write_text(text, encoding="utf-8")
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
+    assert code == 2
+    assert message in err, err
+    assert stdout == ""
+    assert request_count(database) == 0
+
+
+def test_unusable_sources_give_clear_messages(env, tmp_path, capsys):
+    sandbox, org, database = env
+    binary = tmp_path / "sheet.csv"
+    binary.write_bytes(b"\xff\xfe\x00grant_id\x00")
+    cases = [
+        (["--file", tmp_path / "missing.csv"], "no such file"),
+        (["--file", binary], "not UTF-8"),
+        (["--table", "grant_review"], "--table needs --review-db"),
+        (["--table", "grant_review", "--review-db", tmp_path / "none.duckdb"], "no such DuckDB file"),
+        (["--table", "grant_review", "--review-db", database.path], "is the analysts' database"),
+    ]
+    review_db = tmp_path / "mine.duckdb"
+    with duckdb.connect(str(review_db)) as conn:
+        conn.execute("CREATE TABLE notes (text VARCHAR)")
+    cases.append((["--table", "x; DROP TABLE y", "--review-db", review_db], "not a plain name"))
+    cases.append((["--table", "grant_review", "--review-db", review_db], "no table grant_review in"))
+    for argv, message in cases:
+        code, stdout, err = run_cli(capsys, "review", "queue-revokes", *argv)
+        assert code == 2 and message in err, (argv, err)
+    assert request_count(database) == 0
+
+
+def test_no_database_yet(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "none.duckdb"))
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("grant_id,decision\nabc,revoke\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
+    assert code == 1 and "does not exist yet" in err
+    code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "out.csv")
+    assert code == 1 and "does not exist yet" in err
