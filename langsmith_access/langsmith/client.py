@@ -6,7 +6,8 @@ HTTP only, no model logic (that lives in the extract and provisioning modules). 
 - ``X-API-Key`` and ``X-Organization-Id`` on every request, ``X-Tenant-Id`` on workspace routes.
 - Paged listings read 500 rows a page, de-duplicate by id, stop on a short page, and are
   cross-checked against ``X-Pagination-Total`` when the server sends it; a listing that moved
-  while being read is read again.
+  while being read is read again. Once the first page has told the total, the pages after it
+  are read a few at a time, concurrently.
 - Reads are retried on 429 (honouring ``Retry-After``), 5xx, timeouts and dropped connections,
   with bounded exponential backoff and jitter. Writes are retried only when the request surely
   did not take effect (429, connect timeout); otherwise ``TransientError(maybe_applied=True)``
@@ -17,6 +18,7 @@ HTTP only, no model logic (that lives in the extract and provisioning modules). 
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import json
 import random
@@ -26,7 +28,7 @@ import uuid
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 import requests
 
@@ -64,6 +66,20 @@ ERROR_DETAIL_MAX_CHARS = 300
 # Says whether the enriched members route showed memberships of every workspace.
 LISTS_ALL_WORKSPACES_HEADER = "X-Members-List-All-Workspaces"
 LISTING_HEADERS = (LISTS_ALL_WORKSPACES_HEADER,)
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One page of a listing, parsed."""
+
+    response: requests.Response
+    total: int | None  # X-Pagination-Total
+    records: list
+    size: int  # rows on the page, before de-duplication
+
+    @property
+    def is_full(self) -> bool:
+        return self.size >= PAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -158,12 +174,15 @@ class LangSmithClient:
         """
         return self._paged("/v1/platform/orgs/current/members", EnrichedMember.from_api)
 
-    def list_workspace_members(self, workspace_id: str) -> Listing[WorkspaceMember]:
+    def list_workspace_members(
+        self, workspace_id: str, *, page_concurrency: int | None = None
+    ) -> Listing[WorkspaceMember]:
         workspace_id = _uuid(workspace_id, "workspace_id")
         return self._paged(
             "/api/v1/workspaces/current/members/active",
             lambda row: WorkspaceMember.from_api(row, workspace_id),
             workspace_id=workspace_id,
+            page_concurrency=page_concurrency,
         )
 
     def list_members_of_workspaces(
@@ -182,7 +201,11 @@ class LangSmithClient:
             max_workers=min(self.settings.max_concurrency, len(ids)),
             thread_name_prefix="langsmith-workspaces",
         ) as pool:
-            futures = {pool.submit(self.list_workspace_members, w): w for w in ids}
+            # One page at a time within a workspace: the workspaces are the fan-out, so at most
+            # max_concurrency requests are in flight.
+            futures = {
+                pool.submit(self.list_workspace_members, w, page_concurrency=1): w for w in ids
+            }
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
                 future.cancel()
@@ -301,45 +324,39 @@ class LangSmithClient:
         *,
         params: dict[str, Any] | None = None,
         workspace_id: str | None = None,
+        page_concurrency: int | None = None,
     ) -> Listing[T]:
         """Read every page of a listing, consistently, or raise ``IncompleteListingError``.
 
         The API orders rows by ``created_at`` descending, so rows added while we page shift
         later rows to higher offsets: de-duplicate by id, and when the server reports a total,
-        accept a scan only if the total held steady during it and matches what was read.
+        accept a scan only if every page reported the same total and it matches what was read.
+
+        A scan reads the first page alone. When the server reports a total, the pages it implies
+        (up to the one at ``offset == total``, which confirms the end) are then read up to
+        ``page_concurrency`` at a time (default ``max_concurrency``), in a sliding window, and
+        consumed in offset order; without a total, one page at a time. Either way the scan
+        stops at the first short page, and continues one page at a time past the total if the
+        listing turns out longer: the same offsets as a plain sequential scan.
         """
+        concurrency = page_concurrency or self.settings.max_concurrency
         for scan in range(1, MAX_SCANS + 1):
             rows: dict[str, T] = {}
-            first_total: int | None = None
-            last_total: int | None = None
-            pages = 0
-            offset = 0
-            while True:
-                response = self._request(
-                    "GET",
-                    path,
-                    params={**(params or {}), "limit": PAGE_SIZE, "offset": offset},
-                    workspace_id=workspace_id,
-                )
-                page = _json_list(response, path)
-                total = _pagination_total(response, path)
-                if pages == 0:
-                    first_total = total
-                last_total = total
-                pages += 1
-                for item in page:
-                    record = _parse_record(parse, item, "GET", path, workspace_id)
+            totals: list[int | None] = []
+            for page in self._scan_pages(path, parse, params, workspace_id, concurrency):
+                totals.append(page.total)
+                for record in page.records:
                     rows.setdefault(record.id, record)  # type: ignore[attr-defined]
-                if len(page) < PAGE_SIZE:
-                    break
-                offset += PAGE_SIZE
-            if last_total is None or (first_total == last_total == len(rows)):
+                last = page
+            first_total, last_total = totals[0], totals[-1]
+            consistent = all(t == first_total for t in totals) and first_total in (None, len(rows))
+            if consistent:
                 headers = {
-                    name: response.headers[name]
+                    name: last.response.headers[name]
                     for name in LISTING_HEADERS
-                    if name in response.headers
+                    if name in last.response.headers
                 }
-                return Listing(list(rows.values()), pages, last_total, scan, headers)
+                return Listing(list(rows.values()), len(totals), last_total, scan, headers)
         where = f" (workspace {workspace_id})" if workspace_id else ""
         raise IncompleteListingError(
             f"read {len(rows)} distinct rows but the server reported {first_total} then "
@@ -348,6 +365,50 @@ class LangSmithClient:
             method="GET",
             path=path,
         )
+
+    def _scan_pages(self, path, parse, params, workspace_id, concurrency) -> Iterator["_Page"]:
+        """One scan of a listing: its pages in offset order, up to and including the first
+        short page (see ``_paged``)."""
+
+        def read(offset: int) -> _Page:
+            response = self._request(
+                "GET",
+                path,
+                params={**(params or {}), "limit": PAGE_SIZE, "offset": offset},
+                workspace_id=workspace_id,
+            )
+            page = _json_list(response, path)
+            records = [_parse_record(parse, item, "GET", path, workspace_id) for item in page]
+            return _Page(response, _pagination_total(response, path), records, len(page))
+
+        page = read(0)
+        yield page
+        offset = PAGE_SIZE
+        if page.is_full and page.total is not None and concurrency > 1:
+            # The pages the total implies, read ahead in a sliding window.
+            planned_end = page.total  # the page at this offset should be short (or empty)
+            with ThreadPoolExecutor(
+                max_workers=concurrency, thread_name_prefix="langsmith-pages"
+            ) as pool:
+                in_flight: collections.deque = collections.deque()
+                try:
+                    while True:
+                        while len(in_flight) < concurrency and offset <= planned_end:
+                            in_flight.append(pool.submit(read, offset))
+                            offset += PAGE_SIZE
+                        if not in_flight:
+                            break
+                        page = in_flight.popleft().result()
+                        yield page
+                        if not page.is_full:
+                            return
+                finally:
+                    for future in in_flight:
+                        future.cancel()
+        while page.is_full:
+            page = read(offset)
+            yield page
+            offset += PAGE_SIZE
 
     def _send(self, method, path, *, params=None, json_body=None, workspace_id=None) -> Any:
         response = self._request(

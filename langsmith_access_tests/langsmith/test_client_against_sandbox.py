@@ -97,11 +97,19 @@ def start_sandbox():
 
 
 def offsets_and_limits(sb: SandboxServer, path: str) -> list[tuple[int, int]]:
-    return [
+    """(offset, limit) of every request for ``path``, each scan in offset order: a scan starts
+    at offset 0 and reads its later pages concurrently, so they may arrive in any order."""
+    requested = [
         (int(e.query["offset"][-1]), int(e.query["limit"][-1]))
         for e in sb.requests_matching("GET", path)
         if e.path == path
     ]
+    scans: list[list[tuple[int, int]]] = []
+    for offset_and_limit in requested:
+        if offset_and_limit[0] == 0 or not scans:
+            scans.append([])
+        scans[-1].append(offset_and_limit)
+    return [pair for scan in scans for pair in sorted(scan)]
 
 
 def shared(sb: SandboxServer):
