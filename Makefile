@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: bootstrap manifest demo test bench clean
+.PHONY: bootstrap browser manifest demo test bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ manifest: bootstrap
 demo: manifest
 	$(BIN)/langsmith-access demo
 
-test: bootstrap
+# The Dagster UI test drives Debian's headless Chromium (Playwright's own browser download cannot
+# work offline). Installs it when missing; needs root, as on CI.
+browser:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: bootstrap browser
 	$(BIN)/python -m pytest
 
 bench: bootstrap

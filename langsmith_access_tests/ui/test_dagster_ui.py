@@ -1,0 +1,269 @@
+"""The Dagster UI in a real browser: headless Chromium (Debian's, driven by Playwright) against
+`dagster-webserver -w workspace.yaml`, with the sandbox and a synced database behind it.
+
+An operator's view: the catalog lists the assets, the raw members asset has its checks, both
+jobs, the sensor and the schedule are listed, and `provision_workspace_roles` launched from the
+Launchpad with an ad-hoc change grants the role in LangSmith (the sandbox).
+
+Screenshots of every step go to ``langsmith_access_tests/ui/screenshots/`` (git-ignored).
+Chromium must be installed (`make browser`, part of `make test`): without it this test fails,
+it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from langsmith_access.provisioning.api import list_requests
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+CHROMIUM = os.environ.get("LANGSMITH_ACCESS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+LOCATION = "langsmith_access.definitions:defs"  # workspace.yaml's python_module, as Dagster names it
+REPOSITORY = f"__repository__@{LOCATION}"
+# Sandbox runs need no daemon: the default coordinator launches a run as soon as it is submitted.
+DAGSTER_YAML = """\
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+"""
+STARTUP_SECONDS = 120
+RUN_SECONDS = 120
+
+LOCATION_STATUS = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+RUN_STATUS = """
+query RunStatus($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=10)
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop exactly the process group this test started."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def webserver(env, tmp_path):
+    """`dagster-webserver -w workspace.yaml` on a free port, its DAGSTER_HOME a fresh temp dir,
+    the LANGSMITH_* variables (set by ``env``) pointing at the sandbox and the synced database."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "webserver.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml",
+         "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+    def log_tail() -> str:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        status = None
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"dagster-webserver exited:\n{log_tail()}"
+            try:
+                entries = graphql(url, LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
+                status = {e["name"]: e for e in entries}.get(LOCATION)
+            except (requests.RequestException, ValueError):
+                status = None
+            if status and status["loadStatus"] == "LOADED":
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"dagster-webserver did not load {LOCATION} in {STARTUP_SECONDS} s "
+                        f"({status}):\n{log_tail()}")
+        error = status["locationOrLoadError"]
+        assert error["__typename"] == "RepositoryLocation", f"{LOCATION} failed to load: {error}"
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+@pytest.fixture
+def page(tmp_path):
+    assert Path(CHROMIUM).is_file(), (
+        f"Chromium is not installed ({CHROMIUM}): the browser test needs Debian's chromium. "
+        "`make browser` (part of `make test`) installs it: apt-get install -y chromium."
+    )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1600, "height": 1000},
+        )
+        try:
+            context.set_default_timeout(60_000)
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def shoot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def launchpad_yaml(email: str, workspace_id: str) -> str:
+    return (
+        "ops:\n"
+        "  select_requests:\n"
+        "    config:\n"
+        "      change:\n"
+        "        action: grant\n"
+        f"        user: {email}\n"
+        f"        workspace: {workspace_id}\n"
+        "        role: Editor\n"
+        "        reason: incident-42, granted from the Launchpad\n"
+        "        requested_by: ui-operator\n"
+    )
+
+
+def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver, page):
+    from playwright.sync_api import expect
+
+    sandbox, org, database = env
+    url = webserver
+    expect.set_options(timeout=30_000)  # a busy 2-core CI machine renders slowly
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+
+    # The asset catalog: the publish asset and the dbt models, and (by search) the raw assets.
+    page.goto(f"{url}/assets")
+    for key in ("analysts_database", "main/grants", "main/users", "main/grant_history"):
+        expect(page.locator(f'a[href="/assets/{key}"]').first).to_be_visible()
+    shoot(page, "01_asset_catalog")
+    page.get_by_label("Search and filter assets").focus()  # a CodeMirror line, not an <input>
+    page.keyboard.type("org_members")
+    page.keyboard.press("Enter")
+    page.mouse.click(900, 900)  # an empty spot: closes the suggestions over the first row
+    expect(page.get_by_text("to navigate")).to_be_hidden()
+    expect(page.locator('a[href="/assets/raw/org_members"]').first).to_be_visible()
+    expect(page.locator('a[href="/assets/main/grants"]')).to_have_count(0)
+    shoot(page, "02_asset_search_raw")
+
+    # The checks of raw/org_members: completeness and the shrink guard.
+    page.goto(f"{url}/assets/raw/org_members?view=checks")
+    for check in ("complete_read", "shrink_guard"):
+        expect(page.get_by_text(check, exact=True).first).to_be_visible()
+    shoot(page, "03_asset_checks_raw")
+    # dbt tests are checks too: one role per user and workspace, no grants from hidden workspaces.
+    page.goto(f"{url}/assets/main/grants?view=checks")
+    expect(page.get_by_text(re.compile(r"^Checks \(\d+\)$")).first).to_be_visible()
+    for check in ("no_grants_in_personal_or_deleted_workspaces", "unique_grants_grant_id",
+                  "one_role_per_user_and_workspace_grants_"):
+        # Long names are shown middle-truncated; the full name is in the list item's text.
+        expect(page.get_by_text(check, exact=True).first).to_be_attached()
+    shoot(page, "04_asset_checks_grants")
+
+    # Both jobs.
+    page.goto(f"{url}/jobs")
+    for job in ("langsmith_access_sync", "provision_workspace_roles"):
+        expect(page.locator(f'a[href$="/jobs/{job}"]').first).to_be_visible()
+    shoot(page, "05_jobs")
+
+    # The sensor and the schedule.
+    page.goto(f"{url}/automation")
+    for kind, name in (("sensors", "provisioning_queue_sensor"), ("schedules", "langsmith_access_sync_schedule")):
+        expect(page.locator(f'a[href$="/{kind}/{name}"]').first).to_be_visible()
+    shoot(page, "06_automation")
+
+    # The Launchpad: an operator types an ad-hoc grant and launches the run.
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members()
+                    if m.ls_user_id not in workspace.memberships and not m.is_disabled)
+    editor = next(r.id for r in org.roles_by_scope("workspace") if r.display_name == "Editor")
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    config = launchpad_yaml(outsider.email, workspace.id)
+    page.goto(f"{url}/locations/{REPOSITORY}/jobs/provision_workspace_roles/playground")
+    editor_box = page.locator(".CodeMirror.cm-s-config-editor")
+    expect(editor_box).to_be_visible()
+    expect(page.get_by_text("request_ids", exact=False).first).to_be_visible()  # the scaffolded config
+    editor_box.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(config)  # as typed or pasted: no auto-indent in between
+    assert page.evaluate("() => document.querySelector('.CodeMirror.cm-s-config-editor').CodeMirror.getValue()").strip() == config.strip()
+    expect(page.get_by_text("No errors").first).to_be_visible()
+    shoot(page, "07_launchpad_config")
+    launch = page.get_by_role("button", name="Launch Run")
+    expect(launch).to_be_enabled()
+    launch.click()
+    page.wait_for_url("**/runs/*", timeout=60_000)
+    run_id = page.url.rstrip("/").split("/runs/")[1].split("?")[0]
+
+    deadline = time.monotonic() + RUN_SECONDS
+    status = None
+    while time.monotonic() < deadline:
+        status = graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"].get("status")
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(1)
+    page.reload()
+    if status == "SUCCESS":
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible()  # the run's badge
+        expect(page.get_by_text("add to the workspace as Editor").first).to_be_visible()  # its log
+    shoot(page, "08_run_succeeded")
+    assert status == "SUCCESS", f"run {run_id} ended {status}"
+
+    # The change landed in LangSmith and in the queue's record.
+    membership = org.membership(workspace.id, outsider.ls_user_id)
+    assert membership is not None and membership.role_id == editor
+    [request] = [r for r in list_requests() if r["requested_by"] == "ui-operator"]
+    assert (request["status"], request["action"], request["user_id"], request["run_id"]) == (
+        "applied", "grant", outsider.ls_user_id, run_id)
+    assert request["reason"] == "incident-42, granted from the Launchpad"
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 8
