@@ -29,6 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--fault-rate", type=float, default=0.0, help="share of requests answered 5xx or 429"
     )
+    sandbox.add_argument(
+        "--pending-invites",
+        type=int,
+        default=None,
+        help="pending org invites (default: members / 40 + 2)",
+    )
+    sandbox.add_argument(
+        "--rate-limit-per-minute",
+        type=int,
+        default=None,
+        help="answer 429 once a key sent more than N requests in its current 60 s window "
+        "(default: no limit)",
+    )
     sync = commands.add_parser(
         "sync", help="one full sync: extract, transform, checks, then publish the analysts' database"
     )

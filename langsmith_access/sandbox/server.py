@@ -375,17 +375,26 @@ def serve_from_cli(args) -> int:
         return refuse("--fault-rate must be between 0 and 1")
     if args.latency_ms < 0:
         return refuse("--latency-ms must not be negative")
+    # Namespaces built by older callers may lack the newer options.
+    pending_invites = getattr(args, "pending_invites", None)
+    rate_limit_per_minute = getattr(args, "rate_limit_per_minute", None)
+    if pending_invites is not None and pending_invites < 0:
+        return refuse("--pending-invites must not be negative")
+    if rate_limit_per_minute is not None and rate_limit_per_minute <= 0:
+        return refuse("--rate-limit-per-minute must be positive")
 
     org = generate_org(
         seed=args.seed,
         members=args.members,
         workspaces=args.workspaces,
         organization_id=organization_id,
+        pending_invites=pending_invites,
     )
     faults = FaultConfig(
         latency_ms=args.latency_ms,
         error_rate=args.fault_rate / 2,
         throttle_rate=args.fault_rate / 2,
+        rate_limit_per_minute=rate_limit_per_minute,
     )
     stop_requested = threading.Event()
     previous_handlers = {

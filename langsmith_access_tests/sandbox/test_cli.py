@@ -91,3 +91,44 @@ def test_personal_access_token_is_refused_without_echoing_it():
     assert result.returncode == 2
     assert "lsv2_sk_" in result.stderr
     assert "secret_value" not in result.stderr + result.stdout
+
+
+def test_pending_invites_and_rate_limit_flags():
+    process = subprocess.Popen(
+        [CLI, "sandbox", "--members", "12", "--workspaces", "2", "--pending-invites", "3",
+         "--rate-limit-per-minute", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first_line = json.loads(process.stdout.readline())
+        headers = {"X-API-Key": first_line["api_key"], "X-Organization-Id": first_line["organization_id"]}
+        pending = requests.get(
+            first_line["url"] + "/api/v1/orgs/current/members/pending",
+            params={"limit": 500}, headers=headers, timeout=10,
+        )
+        assert pending.status_code == 200 and len(pending.json()) == 3
+        statuses = [
+            requests.get(first_line["url"] + "/api/v1/orgs/current/info", headers=headers, timeout=10)
+            for _ in range(4)
+        ]
+        # 4 allowed in the window: the listing above and three more, then 429 with Retry-After.
+        assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+        assert int(statuses[-1].headers["Retry-After"]) > 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_bad_pending_invites_and_rate_limit_exit_2():
+    for args, flag in (
+        (("--pending-invites", "-1"), "--pending-invites"),
+        (("--rate-limit-per-minute", "0"), "--rate-limit-per-minute"),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 2
+        assert flag in result.stderr
