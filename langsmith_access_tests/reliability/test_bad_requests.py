@@ -4,7 +4,9 @@ rejected with a message saying what is wrong, the queue keeps every earlier requ
 and nothing reaches the LangSmith API.
 
 (test_validation_and_planning.py checks each rejection rule once on a hand-made database; here
-the corpus goes through the public entry points against a real synced database.)
+the corpus runs against a real synced database: a sample through the Python API, the rest
+through the same validation under the writer lease, the run config through the Dagster job,
+two through the console script.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 
 from langsmith_access import runner
 from langsmith_access.provisioning.api import PROVISION_JOB, list_requests, provision, request_grant, request_revoke
-from langsmith_access.provisioning.queue import ChangeRequest, submit
+from langsmith_access.provisioning.queue import ChangeRequest, submit, submit_on
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.reliability.conftest import writes
 
@@ -130,7 +132,16 @@ def test_every_bad_request_is_rejected_clearly_and_the_queue_stays_intact(start_
     cases = corpus(org)
     assert len(cases) >= 60
     results = {}
-    for case_id, change, message in cases:
+
+    def check(case_id, result, message):
+        assert result.status == "rejected", (case_id, result)
+        assert message in result.message, (case_id, result.message)
+        assert len(result.message) < 600, case_id  # says what is wrong; never echoes 100k characters
+        results[case_id] = result
+
+    # A sample through the Python API (each call takes the writer lease and publishes)...
+    public, bulk = cases[::8], [case for i, case in enumerate(cases) if i % 8]
+    for case_id, change, message in public:
         if change.action == "grant":
             result = request_grant(change.user, change.workspace, change.role, reason=change.reason,
                                    requested_by=change.requested_by)
@@ -138,10 +149,13 @@ def test_every_bad_request_is_rejected_clearly_and_the_queue_stays_intact(start_
             result = request_revoke(change.user, change.workspace, change.role)
         else:
             result = submit(database, change)
-        assert result.status == "rejected", (case_id, result)
-        assert message in result.message, (case_id, result.message)
-        assert len(result.message) < 600, case_id  # says what is wrong; never echoes 100k characters
-        results[case_id] = result
+        check(case_id, result, message)
+    # ...and the rest through what that API runs under the lease, then one publish.
+    with database.writer_lease("test: the bad-request corpus"):
+        with database.connect() as conn:
+            for case_id, change, message in bulk:
+                check(case_id, submit_on(conn, change), message)
+        database.publish()
 
     rows = {r["request_id"]: r for r in list_requests()}
     # Each rejection is recorded, once, with its reason; earlier requests are untouched.
@@ -163,7 +177,8 @@ def test_every_bad_request_is_rejected_clearly_and_the_queue_stays_intact(start_
     after = {r["request_id"]: r["status"] for r in list_requests()}
     assert {rid: after[rid] for rid in before} == {rid: "applied" for rid in before}
     assert all(after[rid] == "rejected" for rid in rejected)
-    print(f"\nbad requests: {len(cases)} through the Python API, all rejected, queue intact")
+    print(f"\nbad requests: {len(cases)} queued ({len(public)} through the Python API), all rejected, "
+          "queue intact, 0 API requests")
 
 
 def launch(config: dict):
