@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import duckdb
-import pandas as pd
+import numpy as np
 
 from langsmith_access.langsmith import (
     EnrichedMember,
@@ -303,14 +303,22 @@ def _pending_invite_row(invite: PendingInvite, tag: Row) -> Row:
 
 
 def load_raw(conn: duckdb.DuckDBPyConnection, table: str, rows: list[Row]) -> int:
-    """Replace the rows of one raw table with ``rows`` (in one transaction). Returns the count."""
+    """Replace the rows of one raw table with ``rows`` (in one transaction). Returns the count.
+
+    The rows reach DuckDB column by column, as NumPy object arrays (which DuckDB scans
+    directly: ``None`` is NULL, lists are lists, aware datetimes are TIMESTAMPTZ).
+    """
     columns = column_names(table)
-    frame = pd.DataFrame({name: [row.get(name) for row in rows] for name in columns})
     quoted = ", ".join(f'"{name}"' for name in columns)
     conn.execute("BEGIN")
     try:
         conn.execute(f'DELETE FROM {RAW_SCHEMA}."{table}"')
         if rows:
+            # fromiter, not np.array: a column of equally long lists must stay one-dimensional.
+            frame = {
+                name: np.fromiter((row.get(name) for row in rows), dtype=object, count=len(rows))
+                for name in columns
+            }
             conn.register("incoming_rows", frame)
             conn.execute(
                 f'INSERT INTO {RAW_SCHEMA}."{table}" ({quoted}) SELECT {quoted} FROM incoming_rows'
