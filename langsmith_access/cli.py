@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 
 from langsmith_access import reports_cli, review_cli
@@ -252,6 +254,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command!r}")
+
+
+def run() -> None:
+    """The ``langsmith-access`` console script: ``main()``, then exit without tearing the
+    interpreter down.
+
+    A run leaves Dagster's and dbt's modules (hundreds of MB of objects) in memory, and freeing
+    them one by one at interpreter exit takes over a second. By the time ``main()`` returns,
+    every file and database this process wrote is closed; the exit handlers (logging,
+    temporary files, thread pools) still run, then the process ends with ``main()``'s code.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def refresh_access_history(
     # `grants` was updated request by request; dbt closes and opens the history intervals.
     database = provisioning_database.database
     run_dbt(
-        ["build", "--select", "grants_snapshot+"],
+        ["build", "--select", "grants_snapshot+", "--no-write-json"],
         database.working_path,
         target_path=database.dbt_target_path("provisioning"),
     )

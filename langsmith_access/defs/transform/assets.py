@@ -25,10 +25,12 @@ def access_tables(
 ):
     # `dbt build` runs models, snapshot and tests in dependency order; a failing test stops
     # everything downstream of it, and the run publishes nothing. The target directory is the
-    # database's own (not one per run): dbt reuses its saved parse of the project.
+    # database's own (not one per run): dbt reuses its saved parse of the project. Results
+    # reach Dagster as events; manifest.json and run_results.json (written twice per build,
+    # most of a second) are not needed.
     with sync_database.dbt_target():
         yield from dbt.cli(
-            ["build"], context=context, target_path=sync_database.dbt_target_path
+            ["build", "--no-write-json"], context=context, target_path=sync_database.dbt_target_path
         ).stream()
 
 
