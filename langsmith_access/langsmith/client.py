@@ -12,8 +12,8 @@ HTTP only, no model logic (that lives in the extract and provisioning modules). 
   with bounded exponential backoff and jitter. Writes are retried only when the request surely
   did not take effect (429, connect timeout); otherwise ``TransientError(maybe_applied=True)``
   tells the caller to re-read before deciding anything.
-- A shared token bucket keeps the client under its requests-per-minute; fan-out over workspaces
-  uses a bounded thread pool.
+- A shared limiter keeps the client under its requests-per-minute in every 60-second window;
+  fan-out over workspaces and pages uses bounded thread pools.
 """
 
 from __future__ import annotations

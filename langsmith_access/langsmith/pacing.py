@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 
-class RateLimiter:
-    """Token bucket shared by every thread of one client.
+WINDOW_SECONDS = 60.0
 
-    Tokens refill at ``requests_per_minute / 60`` per second and the bucket holds one second's
-    worth, so no 60-second window ever sees more than ``requests_per_minute`` plus one second of
-    burst: with the default 1500/min that is far below the API's ~2000/min.
+
+class RateLimiter:
+    """At most ``requests_per_minute`` requests in any 60-second window, shared by every thread
+    of one client.
+
+    The API's limit is per minute (about 2000 per key), so the budget is too: it keeps the
+    send time of the last ``requests_per_minute`` requests and lets a request go when the
+    oldest of them is a full window old. Within a minute requests go as fast as the caller
+    sends them (a 1,000-call sync does not wait at all); past the budget, each waits for a slot
+    to free up. With the default 1500 no minute ever sees more than 1500 of our requests,
+    well below the API's ~2000, which leaves room for other clients of the same key.
     """
 
     def __init__(
@@ -25,28 +33,26 @@ class RateLimiter:
     ):
         if requests_per_minute <= 0:
             raise ValueError("requests_per_minute must be positive")
-        self.rate_per_second = requests_per_minute / 60.0
-        self.capacity = max(1.0, self.rate_per_second)
-        self._tokens = self.capacity
+        # Scaled with the window, so a test may shorten it.
+        self.capacity = max(1, round(requests_per_minute * WINDOW_SECONDS / 60.0))
+        self.window_seconds = WINDOW_SECONDS
+        self._sent: collections.deque[float] = collections.deque()
         self._clock = clock
         self._sleep = sleep
-        self._updated = clock()
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Take one token, sleeping until there is one. Returns the seconds waited."""
+        """Take a slot in the window, sleeping until there is one. Returns the seconds waited."""
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
-                self._tokens = min(
-                    self.capacity, self._tokens + (now - self._updated) * self.rate_per_second
-                )
-                self._updated = now
-                if self._tokens >= 1.0 - 1e-9:  # float rounding must not spin forever
-                    self._tokens -= 1.0
+                while self._sent and self._sent[0] <= now - self.window_seconds:
+                    self._sent.popleft()
+                if len(self._sent) < self.capacity:
+                    self._sent.append(now)
                     return waited
-                delay = (1.0 - self._tokens) / self.rate_per_second
+                delay = self._sent[0] + self.window_seconds - now
             self._sleep(delay)
             waited += delay
 

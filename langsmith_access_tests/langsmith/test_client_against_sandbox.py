@@ -28,6 +28,7 @@ from langsmith_access.langsmith import (
     TransientError,
 )
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
+from langsmith_access.langsmith import pacing
 from langsmith_access.sandbox import faults as sandbox_faults
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.settings import ClientSettings, Secret, SettingsError
@@ -520,10 +521,11 @@ def test_done_when_ten_percent_faults_read_exactly_the_same_org():
 
 
 def test_client_rate_limiter_keeps_under_the_server_limit(start_sandbox, monkeypatch):
-    """120 requests/minute = 2/s with a burst of 2. The sandbox allows 6 per 2-second window
-    (its window shortened from 60 s so the test runs in seconds): what the limiter can send in
-    a window at most. 8 calls take >= 3 s and none is refused."""
+    """Both windows shortened from 60 s to 2 s so the test runs in seconds: the client's budget
+    of 120 requests/minute is 4 per 2-second window, the sandbox allows 6. 8 calls: 4 at once,
+    then 4 more a window later; none is refused."""
     monkeypatch.setattr(sandbox_faults, "RATE_LIMIT_WINDOW_SECONDS", 2)
+    monkeypatch.setattr(pacing, "WINDOW_SECONDS", 2.0)
     calls = 8
     sb = start_sandbox(faults=FaultConfig(rate_limit_per_minute=6))
     with client_for(sb, requests_per_minute=120, max_retries=0) as client:
@@ -532,8 +534,8 @@ def test_client_rate_limiter_keeps_under_the_server_limit(start_sandbox, monkeyp
             client.get_organization_info()
         elapsed = time.monotonic() - started
         stats = client.stats.snapshot()
-    assert elapsed >= (calls - 2) / 2 - 0.05
-    assert stats["wait_seconds"] >= (calls - 2) / 2 - 0.05
+    assert elapsed >= 2 - 0.05
+    assert stats["wait_seconds"] >= 2 - 0.05
     assert [e.status for e in sb.request_log] == [200] * calls
     assert stats["rate_limited"] == 0 and stats["calls"] == calls
 
