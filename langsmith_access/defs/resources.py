@@ -101,7 +101,7 @@ class SyncDatabase(dg.ConfigurableResource):
 
     @property
     def dbt_target_path(self) -> Path:
-        return self.database.dbt_target_path("sync")
+        return self.database.dbt_target_path
 
     @contextlib.contextmanager
     def dbt_target(self) -> Iterator[None]:

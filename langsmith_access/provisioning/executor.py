@@ -7,17 +7,34 @@ settles from live state:
 - ``write_sent`` is recorded *before* a write goes out; a request found ``in_progress`` with a
   ``write_sent`` and no answer is settled by reading live state, never by blindly re-sending.
 - A write whose answer was lost (5xx, dropped connection) is verified by a read before any retry.
+
+Two ways to read live state, cheapest first for the batch at hand (``Provisioner.process_all``):
+
+- per request: look the member up, read their membership in the workspace, write, read it back
+  (three reads and a write);
+- per batch, for a batch of 50 requests or more when that costs fewer calls: one listing of
+  the whole org (the enriched members
+  route, 500 people a page) validates every member and gives every live role before the first
+  write, and one more listing after the last write verifies every request at once. A change of
+  role or a removal still reads the member's workspace identity (which the listing lacks) right
+  before its write, and a request the second listing does not confirm is read back on its own
+  before it is called failed.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Callable
 
 import duckdb
 
 from langsmith_access.langsmith import (
     ConflictError,
+    EnrichedMember,
     LangSmithClient,
     LangSmithError,
     NotFoundError,
@@ -25,12 +42,21 @@ from langsmith_access.langsmith import (
     TransientError,
     UnexpectedResponseError,
     Workspace,
-    WorkspaceMember,
 )
+from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER, PAGE_SIZE
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, NOTHING, REMOVE, Plan, desired_role, plan_change
 
 MAX_WRITE_ATTEMPTS = 3
+ORG_LISTING_PATH = "/v1/platform/orgs/current/members"
+WORKSPACE_MEMBERS_PATH = "/api/v1/workspaces/current/members/active"
+# Reads per request in the per-request mode: member lookup, live read, verifying read.
+READS_PER_REQUEST = 3
+# A batch gets one more thread per this many requests, up to max_concurrency.
+REQUESTS_PER_THREAD = 16
+# Smaller batches read per request even where org listings would cost fewer calls: each of
+# their requests settles as soon as it is verified, and the saving is a few dozen calls at most.
+MIN_REQUESTS_FOR_ORG_LISTING = 50
 
 
 @dataclass
@@ -61,6 +87,60 @@ class LiveDirectory:
         return {role_id: role.display_name for role_id, role in self.roles.items()}
 
 
+@dataclass(frozen=True)
+class Live:
+    """A member's live role in one workspace, and their workspace identity id (which the
+    change-role and remove writes need) when the read that found it gives it."""
+
+    role_id: str | None
+    id: str | None
+
+
+@dataclass
+class OrgSnapshot:
+    """The whole org as LangSmith lists it now, from one paged listing (the enriched members
+    route): the active members, and each member's role in each workspace."""
+
+    members: dict[str, EnrichedMember]  # ls_user_id -> active (accepted) member
+    roles: dict[tuple[str, str], str | None]  # (ls_user_id, workspace_id) -> workspace role id
+    pages: int
+
+    @classmethod
+    def read(cls, client: LangSmithClient) -> "OrgSnapshot | None":
+        """None where this install cannot list the whole org that way (no such route, or the
+        key does not see every workspace's memberships)."""
+        try:
+            listing = client.list_enriched_members()
+        except NotFoundError:
+            return None
+        if listing.headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").lower() == "false":
+            return None
+        members: dict[str, EnrichedMember] = {}
+        roles: dict[tuple[str, str], str | None] = {}
+        for person in listing:
+            if person.is_pending or person.ls_user_id is None:
+                continue  # an invite is not a member
+            members[person.ls_user_id] = person
+            for membership in person.workspace_memberships:
+                roles[(person.ls_user_id, membership.workspace_id)] = membership.role_id
+        return cls(members, roles, listing.pages)
+
+    def live(self, user_id: str, workspace_id: str) -> Live | None:
+        if (user_id, workspace_id) not in self.roles:
+            return None
+        return Live(self.roles[(user_id, workspace_id)], None)
+
+
+@dataclass
+class _Written:
+    """A request whose write went out and was answered; the batch's second listing verifies it."""
+
+    request: dict
+    plan: Plan
+    writes: int
+    identity_id: str | None  # the member's workspace identity after the write (None: removed)
+
+
 class Rejected(Exception):
     """Live validation refused the request (the message says why)."""
 
@@ -73,9 +153,70 @@ class Provisioner:
     dry_run: bool = False
     log: Callable[[str], None] = lambda line: None
     directory: LiveDirectory | None = None
+    # Set for a batch read through org listings (see the module docstring); None: per request.
+    snapshot: OrgSnapshot | None = None
     outcomes: list[Outcome] = field(default_factory=list)
+    _written: list[_Written] = field(default_factory=list)
+    # Audit events, status changes and grant updates not yet written to the database: written
+    # together, in one transaction, before each write goes out and when requests settle.
+    _events: list[tuple] = field(default_factory=list)
+    _statuses: list[tuple] = field(default_factory=list)
+    _grants: list[tuple] = field(default_factory=list)
+    _last_event_at: datetime | None = None
+    _log_lines: list[str] = field(default_factory=list)
+    # Guards the buffers above, ``outcomes``, ``_written`` and the database connection: a large
+    # batch is processed by several threads.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def process(self, request: dict) -> Outcome:
+    def process_all(self, requests: list[dict]) -> list[Outcome]:
+        """Process a batch, reading live state the cheaper way for its size; returns every
+        request's outcome once each is final (or planned, in a dry run).
+
+        A large batch is processed by up to ``max_concurrency`` threads. The requests for one
+        user in one workspace stay in one thread, in queue order (a grant then a revoke of the
+        same membership must not race); requests for different memberships are independent.
+        """
+        if not requests:
+            return self.outcomes
+        if self.directory is None:
+            self.directory = LiveDirectory.read(self.client)
+        if self.snapshot is None and self._org_listing_is_cheaper(len(requests)):
+            self.snapshot = OrgSnapshot.read(self.client)
+        chains: dict[tuple[str, str], list[dict]] = {}
+        for request in requests:
+            chains.setdefault((request["user_id"], request["workspace_id"]), []).append(request)
+        workers = min(
+            self.client.settings.max_concurrency, len(chains),
+            math.ceil(len(requests) / REQUESTS_PER_THREAD),
+        )
+        if workers <= 1:
+            for request in requests:
+                self.process(request)
+                self._emit_logs()
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provisioning") as pool:
+                futures = [pool.submit(self._process_chain, chain) for chain in chains.values()]
+                for future in as_completed(futures):
+                    future.result()  # an unexpected error stops the run, as it would in one thread
+                    self._emit_logs()
+        self.finish()
+        self._emit_logs()
+        return self.outcomes
+
+    def _process_chain(self, requests: list[dict]) -> None:
+        for request in requests:
+            self.process(request)
+
+    def _emit_logs(self) -> None:
+        """Log settled outcomes from the calling (main) thread."""
+        with self._lock:
+            lines, self._log_lines = self._log_lines, []
+        for line in lines:
+            self.log(line)
+
+    def process(self, request: dict) -> Outcome | None:
+        """One request. In the per-batch mode a request whose write went out is settled by
+        ``finish()`` (None here); every other outcome is settled at once."""
         if self.directory is None:
             self.directory = LiveDirectory.read(self.client)
         request_id = request["request_id"]
@@ -85,16 +226,81 @@ class Provisioner:
             outcome = Outcome(request_id, "rejected", str(rejection))
         except LangSmithError as error:
             outcome = Outcome(request_id, "failed", str(error))
-        if not self.dry_run:
-            self._event(request_id, "settled", {"status": outcome.status, "detail": outcome.detail})
-            queue.set_status(self.conn, request_id, outcome.status, outcome.detail, self.run_id)
-        self.outcomes.append(outcome)
-        self.log(f"{outcome.status:<17} {request_id}  {outcome.detail}")
+        if isinstance(outcome, _Written):
+            with self._lock:
+                self._written.append(outcome)
+            return None
+        self._settle(outcome)
         return outcome
+
+    def finish(self) -> None:
+        """Verify every write of the batch with one more listing of the org, and settle them."""
+        if not self._written:
+            return
+        written, self._written = self._written, []
+        try:
+            after = OrgSnapshot.read(self.client)
+        except LangSmithError as error:
+            self.log(f"the verifying listing failed ({error}); reading each request back instead")
+            after = None
+        for item in written:
+            try:
+                outcome = self._verify(item, after)
+            except LangSmithError as error:
+                outcome = Outcome(item.request["request_id"], "failed", str(error), item.plan,
+                                  writes=item.writes)
+            self._settle(outcome, commit=False)
+        self._commit()
+
+    def _settle(self, outcome: Outcome, *, commit: bool = True) -> None:
+        with self._lock:
+            if not self.dry_run:
+                self._event(outcome.request_id, "settled", {"status": outcome.status, "detail": outcome.detail})
+                self._statuses.append((outcome.request_id, outcome.status, outcome.detail))
+                if commit:
+                    self._commit()
+            self.outcomes.append(outcome)
+            self._log_lines.append(f"{outcome.status:<17} {outcome.request_id}  {outcome.detail}")
+
+    def _commit(self) -> None:
+        """Write the buffered events, status changes and grant updates in one transaction."""
+        with self._lock:
+            if self.dry_run or not (self._events or self._statuses or self._grants):
+                return
+            self.conn.execute("BEGIN")
+            try:
+                for request_id, kind, detail, at in self._events:
+                    queue.record_event(self.conn, request_id, kind, detail, at=at, run_id=self.run_id)
+                for request_id, status, detail in self._statuses:
+                    queue.set_status(self.conn, request_id, status, detail, self.run_id)
+                if self._grants:
+                    update_workspace_grants(self.conn, self._grants, self.directory.role_names)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self._events.clear()
+            self._statuses.clear()
+            self._grants.clear()
+
+    def _org_listing_is_cheaper(self, requests: int) -> bool:
+        """Two listings of the org (before and after) against three reads per request, sized
+        from the latest sync's members and invites; only for batches of at least
+        ``MIN_REQUESTS_FOR_ORG_LISTING``."""
+        if requests < MIN_REQUESTS_FOR_ORG_LISTING:
+            return False
+        try:
+            people = self.conn.execute(
+                "SELECT (SELECT count(*) FROM main.users) + (SELECT count(*) FROM main.pending_invites)"
+            ).fetchone()[0]
+        except duckdb.Error:  # never synced: no idea of the org's size
+            return False
+        pages = max(1, math.ceil((people + 1) / PAGE_SIZE))
+        return 2 * pages < READS_PER_REQUEST * requests
 
     # ------------------------------------------------------------------ steps
 
-    def _process(self, request: dict) -> Outcome:
+    def _process(self, request: dict) -> Outcome | _Written:
         request_id = request["request_id"]
         action, user_id = request["action"], request["user_id"]
         workspace_id, role_id = request["workspace_id"], request["role_id"]
@@ -103,11 +309,16 @@ class Provisioner:
         earlier_writes = self._earlier_writes(request_id)
 
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
-            live = self._read_live(request_id, workspace_id, user_id)
-            plan = plan_change(
-                action, role_id, live.role_id if live else None, live.id if live else None,
-                self.directory.role_names,
-            )
+            from_listing = self.snapshot is not None and attempt == 1 and not earlier_writes
+            if from_listing:
+                live = self._listed_live(request_id, workspace_id, user_id)
+            else:
+                live = self._read_live(request_id, workspace_id, user_id)
+            plan = self._plan(action, role_id, live)
+            if plan.needs_write and plan.kind != ADD and plan.workspace_identity_id is None:
+                # The listing has no workspace identity id, which this write needs: read it.
+                live = self._read_live(request_id, workspace_id, user_id)
+                plan = self._plan(action, role_id, live)
             self._event(request_id, "planned", {"plan": plan.kind, "explanation": plan.explanation,
                                                 "current_role_id": plan.current_role_id, "attempt": attempt})
             if self.dry_run:
@@ -120,7 +331,7 @@ class Provisioner:
                                    writes=earlier_writes + attempt - 1)
                 return Outcome(request_id, "already_satisfied", plan.explanation, plan)
             try:
-                self._apply(request_id, workspace_id, member.id, plan)
+                identity_id = self._apply(request_id, workspace_id, member.id, plan)
             except (TransientError, UnexpectedResponseError) as error:
                 # No usable answer (5xx, dropped, or a 2xx we cannot read): the write may have
                 # been applied. Re-read and decide again; never resend blindly.
@@ -135,20 +346,48 @@ class Provisioner:
                 if attempt == MAX_WRITE_ATTEMPTS:
                     raise
                 continue
+            if self.snapshot is not None:
+                return _Written(request, plan, attempt, identity_id)  # verified by finish()
             verified = self._read_live(request_id, workspace_id, user_id, kind="verified")
-            wanted = desired_role(action, role_id, plan.current_role_id)
-            got = verified.role_id if verified else None
-            if got != wanted:
-                names = self.directory.role_names
-                return Outcome(
-                    request_id, "failed",
-                    f"verification failed: after '{plan.explanation}' the live role is "
-                    f"{names.get(got, got) if got else 'none (not a member)'}",
-                    plan, writes=attempt,
-                )
-            self._update_grants(request, verified)
-            return Outcome(request_id, "applied", plan.explanation, plan, writes=attempt)
+            return self._verified_outcome(request, plan, attempt, verified)
         raise AssertionError("unreachable")
+
+    def _plan(self, action: str, role_id: str, live: Live | None) -> Plan:
+        return plan_change(
+            action, role_id, live.role_id if live else None, live.id if live else None,
+            self.directory.role_names,
+        )
+
+    def _verify(self, item: _Written, after: OrgSnapshot | None) -> Outcome:
+        """Check one written request against the batch's second listing; one it does not
+        confirm (a listing may lag a write) is read back on its own before it is called failed."""
+        request = item.request
+        request_id, user_id, workspace_id = request["request_id"], request["user_id"], request["workspace_id"]
+        wanted = desired_role(request["action"], request["role_id"], item.plan.current_role_id)
+        listed = after.live(user_id, workspace_id) if after is not None else None
+        if after is not None and (listed.role_id if listed else None) == wanted:
+            self._event(request_id, "verified", {
+                "method": "GET", "path": ORG_LISTING_PATH, "workspace_id": workspace_id,
+                "member": listed is not None, "role_id": listed.role_id if listed else None,
+            })
+            verified = Live(wanted, item.identity_id) if wanted else None
+        else:
+            verified = self._read_live(request_id, workspace_id, user_id, kind="verified")
+        return self._verified_outcome(request, item.plan, item.writes, verified)
+
+    def _verified_outcome(self, request: dict, plan: Plan, writes: int, verified: Live | None) -> Outcome:
+        wanted = desired_role(request["action"], request["role_id"], plan.current_role_id)
+        got = verified.role_id if verified else None
+        if got != wanted:
+            names = self.directory.role_names
+            return Outcome(
+                request["request_id"], "failed",
+                f"verification failed: after '{plan.explanation}' the live role is "
+                f"{names.get(got, got) if got else 'none (not a member)'}",
+                plan, writes=writes,
+            )
+        self._update_grants(request, verified)
+        return Outcome(request["request_id"], "applied", plan.explanation, plan, writes=writes)
 
     def _validate_live(self, request: dict):
         """Everything checked at queue time, checked again against LangSmith now."""
@@ -163,26 +402,41 @@ class Provisioner:
         if not workspace.is_shared:
             kind = "deleted" if workspace.is_deleted else "personal"
             raise Rejected(f"workspace {workspace.display_name!r} is {kind} now")
-        member = self.client.find_org_member(ls_user_id=request["user_id"])
+        if self.snapshot is not None:
+            member = self.snapshot.members.get(request["user_id"])
+        else:
+            member = self.client.find_org_member(ls_user_id=request["user_id"])
         self._event(request["request_id"], "validated_live",
                     {"org_member": member is not None, "role": role.display_name,
-                     "workspace": workspace.display_name})
+                     "workspace": workspace.display_name,
+                     "source": "org listing" if self.snapshot is not None else "member lookup"})
         if member is None:
             raise Rejected(
                 f"{request['user_email'] or request['user_id']} is not an active org member any more"
             )
         return member
 
-    def _read_live(self, request_id: str, workspace_id: str, user_id: str, kind: str = "read_live") -> WorkspaceMember | None:
-        live = self.client.find_workspace_member(workspace_id, user_id)
+    def _read_live(self, request_id: str, workspace_id: str, user_id: str, kind: str = "read_live") -> Live | None:
+        member = self.client.find_workspace_member(workspace_id, user_id)
+        live = Live(member.role_id, member.id) if member else None
         self._event(request_id, kind, {
-            "method": "GET", "path": "/api/v1/workspaces/current/members/active",
+            "method": "GET", "path": WORKSPACE_MEMBERS_PATH,
             "workspace_id": workspace_id, "member": live is not None,
             "role_id": live.role_id if live else None,
         })
         return live
 
-    def _apply(self, request_id: str, workspace_id: str, org_identity_id: str, plan: Plan) -> None:
+    def _listed_live(self, request_id: str, workspace_id: str, user_id: str) -> Live | None:
+        """The member's role in the workspace from the batch's org listing (no call)."""
+        live = self.snapshot.live(user_id, workspace_id)
+        self._event(request_id, "read_live", {
+            "method": "GET", "path": ORG_LISTING_PATH, "workspace_id": workspace_id,
+            "member": live is not None, "role_id": live.role_id if live else None,
+        })
+        return live
+
+    def _apply(self, request_id: str, workspace_id: str, org_identity_id: str, plan: Plan) -> str | None:
+        """Send the plan's one write. Returns the member's workspace identity id after it."""
         if plan.kind == ADD:
             call = ("POST", "/api/v1/workspaces/current/members")
         elif plan.kind == CHANGE_ROLE:
@@ -193,67 +447,82 @@ class Provisioner:
             raise AssertionError(plan.kind)
         detail = {"method": call[0], "path": call[1], "workspace_id": workspace_id,
                   "plan": plan.kind, "role_id": plan.target_role_id}
-        # Recorded before the call: if we die now, the next run knows a write may have gone out.
+        # Recorded (with everything before it) before the call: if we die now, the next run
+        # knows a write may have gone out.
         self._event(request_id, "write_sent", detail)
+        self._commit()
         try:
             if plan.kind == ADD:
-                self.client.add_workspace_member(workspace_id, org_identity_id=org_identity_id, role_id=plan.target_role_id)
+                created = self.client.add_workspace_member(
+                    workspace_id, org_identity_id=org_identity_id, role_id=plan.target_role_id)
+                identity_id = created.id
             elif plan.kind == CHANGE_ROLE:
                 self.client.set_workspace_member_role(workspace_id, plan.workspace_identity_id, plan.target_role_id)
+                identity_id = plan.workspace_identity_id
             else:
                 self.client.remove_workspace_member(workspace_id, plan.workspace_identity_id)
+                identity_id = None
         except LangSmithError as error:
             self._event(request_id, "write_answered", {**detail, "status_code": error.status_code,
                                                         "error": type(error).__name__})
             raise
         self._event(request_id, "write_answered", {**detail, "status_code": 200})
+        return identity_id
 
     def _earlier_writes(self, request_id: str) -> int:
-        return self.conn.execute(
-            "SELECT count(*) FROM main.provisioning_events WHERE request_id = ? AND kind = 'write_sent'",
-            [request_id],
-        ).fetchone()[0]
+        with self._lock:
+            return self.conn.execute(
+                "SELECT count(*) FROM main.provisioning_events WHERE request_id = ? AND kind = 'write_sent'",
+                [request_id],
+            ).fetchone()[0]
 
     def _event(self, request_id: str, kind: str, detail: dict) -> None:
-        if not self.dry_run:
-            queue.record_event(self.conn, request_id, kind, detail, run_id=self.run_id)
+        if self.dry_run:
+            return
+        with self._lock:
+            at = queue.now_utc()
+            if self._last_event_at is not None and at <= self._last_event_at:
+                # Events are ordered by time: two taken within one microsecond keep their order.
+                at = self._last_event_at + timedelta(microseconds=1)
+            self._last_event_at = at
+            self._events.append((request_id, kind, detail, at))
 
-    def _update_grants(self, request: dict, live: WorkspaceMember | None) -> None:
-        """Make ``grants`` show the member's live role in that workspace, at once."""
-        update_workspace_grant(self.conn, request["user_id"], request["workspace_id"], live,
-                               self.directory.role_names)
+    def _update_grants(self, request: dict, live: Live | None) -> None:
+        """Make ``grants`` show the member's live role in that workspace (when the request
+        settles, in the same transaction)."""
+        with self._lock:
+            self._grants.append((request["user_id"], request["workspace_id"], live))
 
 
-def update_workspace_grant(
+def update_workspace_grants(
     conn: duckdb.DuckDBPyConnection,
-    user_id: str,
-    workspace_id: str,
-    live: WorkspaceMember | None,
+    updates: list[tuple[str, str, Live | None]],
     role_names: dict[str, str],
 ) -> None:
-    """Replace the user's workspace-role grant in one workspace by the live one (or none).
-
-    Ids follow the dbt models: entitlement ``workspace_role:<workspace>:<role>`` and grant
-    ``<entitlement>:<user>``.
-    """
-    conn.execute("BEGIN")
-    try:
-        conn.execute(
-            "DELETE FROM main.grants WHERE entitlement_type = 'workspace_role' "
-            "AND user_id = ? AND workspace_id = ?",
-            [user_id, workspace_id],
-        )
-        if live is not None and live.role_id:
-            entitlement_id = f"workspace_role:{workspace_id}:{live.role_id}"
-            conn.execute(
-                "INSERT INTO main.grants (grant_id, entitlement_id, entitlement_type, user_id, email, "
-                "workspace_id, role_id, role_name, is_provisionable, workspace_identity_id) "
-                "SELECT ?, ?, 'workspace_role', ?, (SELECT email FROM main.users WHERE user_id = ?), "
-                "?, ?, ?, true, ?",
-                [f"{entitlement_id}:{user_id}", entitlement_id, user_id, user_id, workspace_id,
-                 live.role_id, role_names.get(live.role_id), live.id],
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    """Replace each (user, workspace)'s workspace-role grant by the live one (or none), in the
+    caller's transaction. Ids follow the dbt models: entitlement
+    ``workspace_role:<workspace>:<role>`` and grant ``<entitlement>:<user>``."""
+    latest = {(user_id, workspace_id): live for user_id, workspace_id, live in updates}
+    values = [
+        (user_id, workspace_id, live.role_id if live else None, live.id if live else None,
+         role_names.get(live.role_id) if live and live.role_id else None)
+        for (user_id, workspace_id), live in latest.items()
+    ]
+    rows = ", ".join("(?, ?, ?, ?, ?)" for _ in values)
+    params = [value for row in values for value in row]
+    updated = f"(VALUES {rows}) AS updated(user_id, workspace_id, role_id, identity_id, role_name)"
+    conn.execute(
+        f"DELETE FROM main.grants USING {updated} WHERE grants.entitlement_type = 'workspace_role' "
+        "AND grants.user_id = updated.user_id AND grants.workspace_id = updated.workspace_id",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO main.grants (grant_id, entitlement_id, entitlement_type, user_id, email, "
+        "workspace_id, role_id, role_name, is_provisionable, workspace_identity_id) "
+        "SELECT 'workspace_role:' || updated.workspace_id || ':' || updated.role_id || ':' || updated.user_id, "
+        "'workspace_role:' || updated.workspace_id || ':' || updated.role_id, 'workspace_role', "
+        "updated.user_id, users.email, updated.workspace_id, updated.role_id, updated.role_name, "
+        f"true, updated.identity_id FROM {updated} "
+        "LEFT JOIN main.users ON users.user_id = updated.user_id WHERE updated.role_id IS NOT NULL",
+        params,
+    )

@@ -10,8 +10,9 @@ Three files and two directories sit side by side (for ``data/langsmith_access.du
   sync writes only there and replaces the working file with it when everything passed, so a
   failed sync leaves no trace. Syncs take turns, so every sync uses the same name: dbt then sees
   the same profile each time and reuses its parse of the project (partial parsing).
-- ``langsmith_access.dbt/``: dbt's target directories (``sync/``, ``provisioning/``): its
-  artifacts, logs and saved parse, one directory per kind of run, used under the writer lease.
+- ``langsmith_access.dbt/``: dbt's target directory (its artifacts, logs and saved parse),
+  used under the writer lease. dbt always builds the scratch file (a sync's, or the copy a
+  provisioning run refreshes the history in), so it sees the same profile every time.
 - ``langsmith_access_parquet/``: the analysts' tables as Parquet, one file per table of schema
   ``main``, rewritten and swapped in by every publish (see ``store/export.py``).
 
@@ -85,14 +86,12 @@ class AccessDatabase:
     def scratch_path(self) -> Path:
         return self.path.with_name(f"{self._stem}.sync-scratch.duckdb")
 
-    def dbt_target_path(self, purpose: str) -> Path:
-        """dbt's target directory for one kind of run (``sync``, ``provisioning``).
-
-        Stable, so dbt's saved parse (``partial_parse.msgpack``) is reused from run to run;
-        one per kind of run because each builds a different file, and dbt parses again when
-        the profile (the file's path) changes. Used only by the lease holder.
-        """
-        return self.path.with_name(f"{self._stem}.dbt") / purpose
+    @property
+    def dbt_target_path(self) -> Path:
+        """dbt's target directory. Stable, so dbt reuses its saved parse of the project
+        (``partial_parse.msgpack``) from run to run; dbt parses again when the profile (the
+        path of the file it builds) changes, hence always the scratch file. Lease holder only."""
+        return self.path.with_name(f"{self._stem}.dbt")
 
     @property
     def _stem(self) -> str:
@@ -228,8 +227,7 @@ class AccessDatabase:
         from the same copy before it is published, then swapped in right after it: both or
         neither change.
         """
-        with self.connect() as conn:
-            conn.execute("CHECKPOINT")
+        self._checkpoint(self.working_path)
         temporary = self.path.with_name(f".{self.path.name}.publish-{os.getpid()}.tmp")
         staged_parquet: Path | None = None
         try:
@@ -257,18 +255,28 @@ class AccessDatabase:
             ensure_schema(conn)
 
     def begin_scratch(self) -> Path:
-        """Copy the working file to a sync's scratch file. Caller holds the lease."""
+        """Copy the working file to the scratch file (for a sync, or for a history refresh after
+        provisioning). Caller holds the lease."""
         # Leftovers of a sync that died (older versions named the file after the run).
         for stale in self.path.parent.glob(f"{self._stem}.sync-*.duckdb*"):
             stale.unlink(missing_ok=True)
         scratch = self.scratch_path
-        with self.connect() as conn:
-            conn.execute("CHECKPOINT")
+        self._checkpoint(self.working_path)
         shutil.copyfile(self.working_path, scratch)
         return scratch
 
+    def _checkpoint(self, path: Path) -> None:
+        """Fold the write-ahead log into the file before it is copied. Without a WAL beside
+        it the file already holds everything committed (DuckDB checkpoints when the last
+        connection closes), and opening a large file only to find that out costs a fraction of
+        a second."""
+        wal = path.with_name(path.name + ".wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            with self.connect(path) as conn:
+                conn.execute("CHECKPOINT")
+
     def commit_scratch(self, scratch: Path) -> None:
-        """The sync passed: its scratch file becomes the working file. Caller holds the lease."""
+        """The run passed: its scratch file becomes the working file. Caller holds the lease."""
         with self.connect(scratch) as conn:
             conn.execute("CHECKPOINT")
         wal = scratch.with_name(scratch.name + ".wal")

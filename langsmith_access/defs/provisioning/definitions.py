@@ -93,8 +93,7 @@ def apply_requests(
             )
         else:
             requests = queue.claim(conn, run_id, selection["request_ids"])
-        for request in requests:
-            provisioner.process(request)
+        provisioner.process_all(requests)
     outcomes = [
         {"request_id": o.request_id, "status": o.status, "detail": o.detail,
          "plan": o.plan.kind if o.plan else None, "writes": o.writes}
@@ -122,13 +121,21 @@ def refresh_access_history(
     if result["dry_run"] or not changed:
         context.log.info("No grant changed: history needs no refresh.")
         return
-    # `grants` was updated request by request; dbt closes and opens the history intervals.
+    # `grants` was updated request by request; dbt closes and opens the history intervals. It
+    # builds a scratch copy that replaces the working file only if every model and test
+    # passed, and the same file name as a sync's, so it reuses the sync's parse of the project.
     database = provisioning_database.database
-    run_dbt(
-        ["build", "--select", "grants_snapshot+", "--no-write-json"],
-        database.working_path,
-        target_path=database.dbt_target_path("provisioning"),
-    )
+    scratch = database.begin_scratch()
+    try:
+        run_dbt(
+            ["build", "--select", "grants_snapshot+", "--no-write-json"],
+            scratch,
+            target_path=database.dbt_target_path,
+        )
+        database.commit_scratch(scratch)
+    except BaseException:
+        database.discard_scratch(scratch)
+        raise
     context.log.info(f"grant_history refreshed for {len(changed)} applied change(s).")
 
 
