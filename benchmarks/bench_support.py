@@ -1,0 +1,318 @@
+"""What the benchmarks share: a sandbox in this process, the real CLI in a child process (timed,
+with its CPU time, API calls and peak memory), the API's lower bound, and a naive baseline.
+
+The CLI child gets only the four ``LANGSMITH_*`` variables the docs name, and no ``DAGSTER_HOME``
+(so each run uses an ephemeral Dagster instance, as a plain ``langsmith-access sync`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import requests
+
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.sandbox.faults import FaultConfig
+
+CLI = str(Path(sys.executable).with_name("langsmith-access"))
+PAGE = 500
+ENRICHED = "/v1/platform/orgs/current/members"
+ACTIVE = "/api/v1/orgs/current/members/active"
+PENDING = "/api/v1/orgs/current/members/pending"
+WORKSPACES = "/api/v1/workspaces"
+ROLES = "/api/v1/orgs/current/roles"
+WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
+
+
+# ------------------------------------------------------------------------------- the sandbox
+
+
+def start_sandbox(
+    *,
+    members: int,
+    workspaces: int,
+    pending_invites: int,
+    latency_ms: float,
+    rate_limit_per_minute: int | None,
+    seed: int = 42,
+    enriched_route: bool = True,
+) -> SandboxServer:
+    org = generate_org(
+        seed=seed, members=members, workspaces=workspaces, pending_invites=pending_invites
+    )
+    faults = FaultConfig(latency_ms=latency_ms, rate_limit_per_minute=rate_limit_per_minute)
+    return SandboxServer(org, faults=faults, enriched_route=enriched_route).start()
+
+
+def cli_env(sandbox: SandboxServer, database: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH", "DAGSTER_HOME"))}
+    env.update(
+        LANGSMITH_API_KEY=sandbox.api_key,
+        LANGSMITH_ORGANIZATION_ID=sandbox.organization_id,
+        LANGSMITH_ENDPOINT=sandbox.url,
+        LANGSMITH_ACCESS_DUCKDB=str(database),
+        **extra,
+    )
+    return env
+
+
+def lower_bound_calls(sandbox: SandboxServer, route: str) -> int:
+    """The fewest requests that can read the whole org: roles and workspaces (one call each),
+    then every member, invite and membership in 500-row pages."""
+    org = sandbox.org
+    active = len(org.active_members())
+    pending = len(org.pending_invites)
+    if route == "enriched_members":
+        return 2 + math.ceil((active + pending) / PAGE)
+    shared = [w for w in org.workspaces.values() if w.is_shared]
+    return (
+        2
+        + max(1, math.ceil(active / PAGE))
+        + max(1, math.ceil(pending / PAGE))
+        + sum(max(1, math.ceil(len(w.memberships) / PAGE)) for w in shared)
+    )
+
+
+# --------------------------------------------------------------------------- the CLI, timed
+
+
+@dataclass
+class CliRun:
+    args: list[str]
+    returncode: int
+    wall_seconds: float
+    cpu_seconds: float  # user + system, the CLI and every process it waited for (dbt)
+    peak_tree_rss_mb: float  # largest sum of RSS over the CLI and its descendants, sampled
+    max_process_rss_mb: float  # largest single process (getrusage ru_maxrss)
+    api_calls: int  # requests the sandbox received during the run
+    load_before: float
+    load_after: float
+    stdout: str
+    stderr: str
+    writes: int = 0  # POST/PATCH/DELETE the sandbox received
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_cli(args: list[str], env: dict[str, str], sandbox: SandboxServer) -> CliRun:
+    sandbox.reset_log()
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    sampler = _TreeRssSampler(process.pid)
+    sampler.start()
+    stdout, stderr = _communicate_and_wait4(process)
+    wall = time.perf_counter() - started
+    sampler.stop()
+    usage = process.rusage
+    logged = sandbox.request_log.snapshot()
+    return CliRun(
+        args=args,
+        returncode=process.returncode,
+        wall_seconds=wall,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_tree_rss_mb=sampler.peak_kb / 1024,
+        max_process_rss_mb=usage.ru_maxrss / 1024,
+        api_calls=len(logged),
+        writes=sum(1 for e in logged if e.method in ("POST", "PATCH", "DELETE")),
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+def _communicate_and_wait4(process: subprocess.Popen) -> tuple[str, str]:
+    """Read both pipes to the end, then reap the child with ``wait4`` for its resource usage
+    (which covers the grandchildren it waited for, such as dbt)."""
+    out: list[str] = []
+    err: list[str] = []
+    readers = [
+        threading.Thread(target=lambda: out.append(process.stdout.read()), daemon=True),
+        threading.Thread(target=lambda: err.append(process.stderr.read()), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    for reader in readers:
+        reader.join()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.rusage = usage  # type: ignore[attr-defined]
+    return "".join(out), "".join(err)
+
+
+class _TreeRssSampler(threading.Thread):
+    """Samples the summed RSS of a process and its descendants every 20 ms."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_kb = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.02):
+            self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in _tree(self.pid)))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        queue.extend(children.get(pid, []))
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# ------------------------------------------------------------------------ the naive baseline
+
+
+@dataclass
+class NaiveRead:
+    """How a typical connector reads the same org: one request at a time, one workspace after
+    another, with plain ``requests``; no transform, no database (so its time is a floor)."""
+
+    wall_seconds: float = 0.0
+    calls: int = 0
+    rate_limited: int = 0
+    members: int = 0
+    pending_invites: int = 0
+    memberships: int = 0
+    workspaces_read: int = 0
+
+
+def naive_read(url: str, organization_id: str, api_key: str) -> NaiveRead:
+    result = NaiveRead()
+    session = requests.Session()
+    session.headers.update({"X-API-Key": api_key, "X-Organization-Id": organization_id})
+
+    def get(path: str, params: dict | None = None, tenant: str | None = None):
+        headers = {"X-Tenant-Id": tenant} if tenant else {}
+        while True:
+            result.calls += 1
+            response = session.get(url + path, params=params, headers=headers, timeout=60)
+            if response.status_code == 429:  # wait as told, like any polite client
+                result.rate_limited += 1
+                time.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            response.raise_for_status()
+            return response.json()
+
+    def paged(path: str, tenant: str | None = None) -> list:
+        rows, offset = [], 0
+        while True:
+            page = get(path, {"limit": PAGE, "offset": offset}, tenant)
+            rows.extend(page)
+            if len(page) < PAGE:
+                return rows
+            offset += PAGE
+
+    started = time.perf_counter()
+    get(ROLES)
+    workspaces = get(WORKSPACES, {"include_deleted": "true"})
+    result.members = len(paged(ACTIVE))
+    result.pending_invites = len(paged(PENDING))
+    for workspace in workspaces:
+        if workspace["is_personal"] or workspace["is_deleted"]:
+            continue
+        result.memberships += len(paged(WORKSPACE_ACTIVE, workspace["id"]))
+        result.workspaces_read += 1
+    result.wall_seconds = time.perf_counter() - started
+    session.close()
+    return result
+
+
+def run_naive_read(sandbox: SandboxServer) -> NaiveRead:
+    """``naive_read`` in a child process, so it does not share this process (and its GIL) with
+    the sandbox server."""
+    done = subprocess.run(
+        [sys.executable, __file__, "naive-read", sandbox.url, sandbox.organization_id],
+        input=sandbox.api_key,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return NaiveRead(**json.loads(done.stdout))
+
+
+# ---------------------------------------------------------------------------------- output
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def markdown_table(columns: list[str], rows: list[list]) -> str:
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line() -> str:
+    cpus = os.cpu_count()
+    try:
+        with open("/proc/meminfo") as handle:
+            total_kb = int(handle.readline().split()[1])
+        memory = f"{total_kb / 1024 / 1024:.0f} GiB"
+    except OSError:
+        memory = "?"
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpus} CPUs ({model}), {memory} RAM, Python {sys.version.split()[0]}"
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["naive-read"]:
+    _, _, endpoint, org_id = sys.argv
+    print(json.dumps(asdict(naive_read(endpoint, org_id, sys.stdin.read().strip()))))

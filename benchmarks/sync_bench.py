@@ -1,0 +1,209 @@
+"""Sync benchmark: `langsmith-access sync`, end to end, against the sandbox.
+
+    .venv/bin/python benchmarks/sync_bench.py                  # everything (about 10 minutes)
+    .venv/bin/python benchmarks/sync_bench.py --quick          # the 20,000-member sync only
+
+Starts the sandbox in this process (20 ms latency on every request, 2,000 requests a minute per
+key), runs the real CLI as a child process with an ephemeral Dagster instance, and prints tables
+of wall time, CPU time (the CLI and dbt), API calls against the API's lower bound, and peak
+memory, beside a naive sequential read of the same org (one workspace at a time, no
+concurrency) as a ratio. The first sync of a scenario starts from an empty database ("cold");
+the next ones are what the hourly schedule does ("warm").
+
+Scenarios:
+
+- main: 20,000 active members, 500 pending invites, 1,000 shared workspaces (about 100,000
+  workspace grants), enriched members route; targets <= 20 s, <= 1.2x the lower bound, < 1 GB;
+- per-workspace route on the same org (the enriched route turned off in the sandbox);
+- growth: 1,000, 5,000, 20,000 and 50,000 members (1,000 workspaces, members / 40 invites).
+
+The machine is shared: the 1-minute load average before each run is printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_support import (  # noqa: E402
+    CliRun,
+    cli_env,
+    lower_bound_calls,
+    machine_line,
+    markdown_table,
+    median,
+    run_cli,
+    run_naive_read,
+    start_sandbox,
+)
+
+TARGET_SECONDS = 20.0
+TARGET_CALL_RATIO = 1.2
+TARGET_MEMORY_MB = 1024.0
+
+COLUMNS = [
+    "scenario", "run", "wall s", "CPU s", "API calls", "lower bound", "calls / bound",
+    "peak RSS MB", "load", "naive wall s", "naive calls", "naive / ours (time)",
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--workspaces", type=int, default=1_000)
+    parser.add_argument("--pending-invites", type=int, default=500)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--rate-limit-per-minute", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=3, help="syncs per scenario (first is cold)")
+    parser.add_argument("--growth", default="1000,5000,20000,50000",
+                        help="member counts for the growth table ('' to skip)")
+    parser.add_argument("--no-per-workspace", action="store_true")
+    parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="main scenario only")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    if args.quick:
+        args.growth, args.no_per_workspace = "", True
+
+    print(f"Machine: {machine_line()}")
+    print(f"Sandbox: {args.latency_ms:g} ms latency per request, "
+          f"{args.rate_limit_per_minute} requests/min per key\n", flush=True)
+    results: dict[str, list[dict]] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-sync-bench-"))
+    try:
+        main_rows = scenario(
+            "main", args, workdir, members=args.members, pending=args.pending_invites,
+            route="enriched_members", repeat=args.repeat,
+        )
+        results["main"] = main_rows
+        print_table("Main scenario: 20,000 members", main_rows)
+        if not args.no_per_workspace:
+            rows = scenario(
+                "per-workspace route", args, workdir, members=args.members,
+                pending=args.pending_invites, route="workspace_members", repeat=min(2, args.repeat),
+            )
+            results["per_workspace"] = rows
+            print_table("Per-workspace route (enriched route unavailable), same org", rows)
+        if args.growth:
+            rows = []
+            for members in [int(m) for m in args.growth.split(",") if m.strip()]:
+                rows += scenario(
+                    f"{members:,} members", args, workdir, members=members, pending=members // 40,
+                    route="enriched_members", repeat=2,
+                )
+            results["growth"] = rows
+            print_table("Growth (enriched route, 1,000 workspaces)", rows)
+            print_growth(rows)
+        verdict(results.get("main", []))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+def scenario(name, args, workdir: Path, *, members: int, pending: int, route: str, repeat: int):
+    sandbox = start_sandbox(
+        members=members, workspaces=args.workspaces, pending_invites=pending,
+        latency_ms=args.latency_ms, rate_limit_per_minute=args.rate_limit_per_minute,
+        enriched_route=route == "enriched_members",
+    )
+    try:
+        org = sandbox.org
+        grants = sum(len(w.memberships) for w in org.workspaces.values() if w.is_shared)
+        print(f"{name}: {len(org.active_members()):,} members, {len(org.pending_invites):,} "
+              f"pending invites, {sum(w.is_shared for w in org.workspaces.values()):,} shared "
+              f"workspaces, {grants:,} workspace grants", flush=True)
+        bound = lower_bound_calls(sandbox, route)
+        naive = None if args.no_naive else run_naive_read(sandbox)
+        if naive is not None:
+            print(f"  naive sequential read: {naive.wall_seconds:.1f} s, {naive.calls} calls",
+                  flush=True)
+        database = workdir / name.replace(" ", "-").replace(",", "") / "access.duckdb"
+        env = cli_env(sandbox, database)
+        cli_args = ["sync", "--quiet"] + (["--membership-route", route] if route != "enriched_members" else [])
+        rows = []
+        for attempt in range(repeat):
+            run = run_cli(cli_args, env, sandbox)
+            if not run.ok:
+                print(run.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{name}: sync failed (exit {run.returncode})")
+            rows.append(row(name, "cold" if attempt == 0 else f"warm {attempt}", run, bound, naive))
+            print(f"  {rows[-1]['run']}: {run.wall_seconds:.1f} s wall, {run.cpu_seconds:.1f} s CPU, "
+                  f"{run.api_calls} calls, {run.peak_tree_rss_mb:.0f} MB, load {run.load_before:.1f}",
+                  flush=True)
+        return rows
+    finally:
+        sandbox.stop()
+
+
+def row(name: str, label: str, run: CliRun, bound: int, naive) -> dict:
+    return {
+        "scenario": name,
+        "run": label,
+        "wall_seconds": round(run.wall_seconds, 2),
+        "cpu_seconds": round(run.cpu_seconds, 2),
+        "api_calls": run.api_calls,
+        "lower_bound": bound,
+        "call_ratio": round(run.api_calls / bound, 3),
+        "peak_rss_mb": round(run.peak_tree_rss_mb),
+        "load": round(run.load_before, 1),
+        "naive_wall_seconds": round(naive.wall_seconds, 1) if naive else None,
+        "naive_calls": naive.calls if naive else None,
+        "naive_ratio": round(naive.wall_seconds / run.wall_seconds, 1) if naive else None,
+    }
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(f"\n### {title}\n")
+    print(markdown_table(COLUMNS, [[
+        r["scenario"], r["run"], r["wall_seconds"], r["cpu_seconds"], r["api_calls"],
+        r["lower_bound"], f"{r['call_ratio']:.2f}x", r["peak_rss_mb"], r["load"],
+        r["naive_wall_seconds"] if r["naive_wall_seconds"] is not None else "-",
+        r["naive_calls"] if r["naive_calls"] is not None else "-",
+        f"{r['naive_ratio']}x" if r["naive_ratio"] is not None else "-",
+    ] for r in rows]))
+    print(flush=True)
+
+
+def print_growth(rows: list[dict]) -> None:
+    """Warm sync cost per 1,000 members: flat means linear growth."""
+    warm = [r for r in rows if r["run"] != "cold"]
+    if not warm:
+        return
+    lines = []
+    for r in warm:
+        members = int(r["scenario"].split()[0].replace(",", ""))
+        lines.append([r["scenario"], r["wall_seconds"], round(1000 * r["wall_seconds"] / members, 3),
+                      r["cpu_seconds"], r["api_calls"], round(1000 * r["api_calls"] / members, 2)])
+    print(markdown_table(
+        ["org", "warm wall s", "s per 1k members", "CPU s", "API calls", "calls per 1k members"],
+        lines,
+    ))
+    print(flush=True)
+
+
+def verdict(rows: list[dict]) -> None:
+    if not rows:
+        return
+    warm = [r for r in rows if r["run"] != "cold"] or rows
+    wall = median([r["wall_seconds"] for r in warm])
+    ratio = max(r["call_ratio"] for r in rows)
+    memory = max(r["peak_rss_mb"] for r in rows)
+    print("Targets (main scenario, median of warm syncs):")
+    print(f"  wall time  {wall:6.1f} s   target <= {TARGET_SECONDS:g} s   "
+          f"{'met' if wall <= TARGET_SECONDS else 'NOT met'}")
+    print(f"  API calls  {ratio:6.2f} x   target <= {TARGET_CALL_RATIO:g} x the lower bound   "
+          f"{'met' if ratio <= TARGET_CALL_RATIO else 'NOT met'}")
+    print(f"  memory     {memory:6.0f} MB  target < {TARGET_MEMORY_MB:g} MB   "
+          f"{'met' if memory < TARGET_MEMORY_MB else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
