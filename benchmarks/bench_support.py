@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import requests
@@ -99,6 +99,9 @@ class CliRun:
     stdout: str
     stderr: str
     writes: int = 0  # POST/PATCH/DELETE the sandbox received
+    started_at: float = 0.0  # time.time() when the child was started
+    # (seconds since start, line) for every line the CLI printed on stderr (its progress)
+    stderr_lines: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -108,13 +111,14 @@ class CliRun:
 def run_cli(args: list[str], env: dict[str, str], sandbox: SandboxServer) -> CliRun:
     sandbox.reset_log()
     load_before = os.getloadavg()[0]
+    started_at = time.time()
     started = time.perf_counter()
     process = subprocess.Popen(
         [CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     sampler = _TreeRssSampler(process.pid)
     sampler.start()
-    stdout, stderr = _communicate_and_wait4(process)
+    stdout, stderr_lines = _communicate_and_wait4(process, started)
     wall = time.perf_counter() - started
     sampler.stop()
     usage = process.rusage
@@ -131,18 +135,28 @@ def run_cli(args: list[str], env: dict[str, str], sandbox: SandboxServer) -> Cli
         load_before=load_before,
         load_after=os.getloadavg()[0],
         stdout=stdout,
-        stderr=stderr,
+        stderr="".join(line for _, line in stderr_lines),
+        started_at=started_at,
+        stderr_lines=stderr_lines,
     )
 
 
-def _communicate_and_wait4(process: subprocess.Popen) -> tuple[str, str]:
-    """Read both pipes to the end, then reap the child with ``wait4`` for its resource usage
-    (which covers the grandchildren it waited for, such as dbt)."""
+def _communicate_and_wait4(
+    process: subprocess.Popen, started: float
+) -> tuple[str, list[tuple[float, str]]]:
+    """Read both pipes to the end (stderr line by line, each with the time it arrived), then
+    reap the child with ``wait4`` for its resource usage (which covers the grandchildren it
+    waited for, such as dbt)."""
     out: list[str] = []
-    err: list[str] = []
+    err: list[tuple[float, str]] = []
+
+    def read_stderr() -> None:
+        for line in process.stderr:
+            err.append((time.perf_counter() - started, line))
+
     readers = [
         threading.Thread(target=lambda: out.append(process.stdout.read()), daemon=True),
-        threading.Thread(target=lambda: err.append(process.stderr.read()), daemon=True),
+        threading.Thread(target=read_stderr, daemon=True),
     ]
     for reader in readers:
         reader.start()
@@ -151,7 +165,7 @@ def _communicate_and_wait4(process: subprocess.Popen) -> tuple[str, str]:
         reader.join()
     process.returncode = os.waitstatus_to_exitcode(status)
     process.rusage = usage  # type: ignore[attr-defined]
-    return "".join(out), "".join(err)
+    return "".join(out), err
 
 
 class _TreeRssSampler(threading.Thread):

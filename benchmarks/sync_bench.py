@@ -27,6 +27,7 @@ import json
 import shutil
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,6 +84,7 @@ def main() -> int:
         )
         results["main"] = main_rows
         print_table("Main scenario: 20,000 members", main_rows)
+        print_phases("main scenario", main_rows)
         if not args.no_per_workspace:
             rows = scenario(
                 "per-workspace route", args, workdir, members=args.members,
@@ -90,6 +92,7 @@ def main() -> int:
             )
             results["per_workspace"] = rows
             print_table("Per-workspace route (enriched route unavailable), same org", rows)
+            print_phases("per-workspace route", rows)
         if args.growth:
             rows = []
             for members in [int(m) for m in args.growth.split(",") if m.strip()]:
@@ -121,13 +124,14 @@ def scenario(name, args, workdir: Path, *, members: int, pending: int, route: st
               f"pending invites, {sum(w.is_shared for w in org.workspaces.values()):,} shared "
               f"workspaces, {grants:,} workspace grants", flush=True)
         bound = lower_bound_calls(sandbox, route)
-        naive = None if args.no_naive else run_naive_read(sandbox)
+        naive = None if args.no_naive else naive_on_its_own_sandbox(args, members, pending)
         if naive is not None:
             print(f"  naive sequential read: {naive.wall_seconds:.1f} s, {naive.calls} calls",
                   flush=True)
         database = workdir / name.replace(" ", "-").replace(",", "") / "access.duckdb"
         env = cli_env(sandbox, database)
-        cli_args = ["sync", "--quiet"] + (["--membership-route", route] if route != "enriched_members" else [])
+        # Not --quiet: the progress lines on stderr time the phases of the run.
+        cli_args = ["sync"] + (["--membership-route", route] if route != "enriched_members" else [])
         rows = []
         for attempt in range(repeat):
             run = run_cli(cli_args, env, sandbox)
@@ -135,10 +139,24 @@ def scenario(name, args, workdir: Path, *, members: int, pending: int, route: st
                 print(run.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"{name}: sync failed (exit {run.returncode})")
             rows.append(row(name, "cold" if attempt == 0 else f"warm {attempt}", run, bound, naive))
+            rows[-1]["phases"] = phases(run, database)
             print(f"  {rows[-1]['run']}: {run.wall_seconds:.1f} s wall, {run.cpu_seconds:.1f} s CPU, "
                   f"{run.api_calls} calls, {run.peak_tree_rss_mb:.0f} MB, load {run.load_before:.1f}",
                   flush=True)
         return rows
+    finally:
+        sandbox.stop()
+
+
+def naive_on_its_own_sandbox(args, members: int, pending: int):
+    """The naive read of an identical org, on a sandbox of its own: the rate limit counts
+    requests per key and window, and the naive reader's must not eat into our syncs' window."""
+    sandbox = start_sandbox(
+        members=members, workspaces=args.workspaces, pending_invites=pending,
+        latency_ms=args.latency_ms, rate_limit_per_minute=args.rate_limit_per_minute,
+    )
+    try:
+        return run_naive_read(sandbox)
     finally:
         sandbox.stop()
 
@@ -160,6 +178,56 @@ def row(name: str, label: str, run: CliRun, bound: int, naive) -> dict:
     }
 
 
+PHASES = [
+    ("python + CLI start", None, "Syncing "),
+    ("Dagster start-up (imports, definitions, instance, run)", "Syncing ", "… raw__roles"),
+    ("extraction (API, parse, raw load)", "… raw__roles", "✓ raw_members"),
+    ("dbt start-up (process, imports, saved parse)", "… access_tables", "dbt:FoundStats"),
+    ("dbt models, snapshot and checks", "dbt:FoundStats", "✓ access_tables"),
+    ("publish (sync_runs, commit, copy, Parquet)", "… analysts_database", "✓ analysts_database"),
+    ("summary and exit", "✓ analysts_database", None),
+]
+
+
+def phases(run: CliRun, database: Path) -> dict[str, float]:
+    """Seconds spent in each phase of one sync, from the times the CLI's progress lines arrived
+    and the timestamps in dbt's log (the run's last dbt invocation)."""
+    marks: dict[str, float] = {}
+    for at, line in run.stderr_lines:
+        for _, start, end in PHASES:
+            for mark in (start, end):
+                if mark and not mark.startswith("dbt:") and line.strip().startswith(mark.strip()):
+                    marks.setdefault(mark, at)
+    log = database.with_name(database.name.removesuffix(".duckdb") + ".dbt") / "dbt.log"
+    if log.exists():
+        found = None
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and '"FoundStats"' in line:
+                found = json.loads(line)["info"]["ts"]
+        if found:
+            when = datetime.fromisoformat(found.replace("Z", "+00:00")).timestamp()
+            marks["dbt:FoundStats"] = when - run.started_at
+    result = {}
+    for name, start, end in PHASES:
+        begin = 0.0 if start is None else marks.get(start)
+        finish = run.wall_seconds if end is None else marks.get(end)
+        if begin is not None and finish is not None:
+            result[name] = round(finish - begin, 2)
+    return result
+
+
+def print_phases(title: str, rows: list[dict]) -> None:
+    warm = [r for r in rows if r["run"] != "cold" and r.get("phases")] or [r for r in rows if r.get("phases")]
+    if not warm:
+        return
+    print(f"\n### Where the time goes: {title} (median of {len(warm)} warm syncs)\n")
+    lines = [[name, median([r["phases"][name] for r in warm if name in r["phases"]])]
+             for name, _, _ in PHASES]
+    lines.append(["total (wall)", median([r["wall_seconds"] for r in warm])])
+    print(markdown_table(["phase", "seconds"], lines))
+    print(flush=True)
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n### {title}\n")
     print(markdown_table(COLUMNS, [[
@@ -173,17 +241,26 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 
 def print_growth(rows: list[dict]) -> None:
-    """Warm sync cost per 1,000 members: flat means linear growth."""
+    """Warm syncs by org size, and what each size added over the previous one per 1,000
+    members: a fixed cost (start-up, dbt's ~125 nodes) plus a part that grows with the org."""
     warm = [r for r in rows if r["run"] != "cold"]
     if not warm:
         return
-    lines = []
+    lines, previous = [], None
     for r in warm:
         members = int(r["scenario"].split()[0].replace(",", ""))
-        lines.append([r["scenario"], r["wall_seconds"], round(1000 * r["wall_seconds"] / members, 3),
-                      r["cpu_seconds"], r["api_calls"], round(1000 * r["api_calls"] / members, 2)])
+        if previous is None:
+            marginal_time = marginal_calls = "-"
+        else:
+            added = (members - previous[0]) / 1000
+            marginal_time = round((r["wall_seconds"] - previous[1]) / added, 3)
+            marginal_calls = round((r["api_calls"] - previous[2]) / added, 2)
+        lines.append([r["scenario"], r["wall_seconds"], r["cpu_seconds"], marginal_time,
+                      r["api_calls"], marginal_calls, r["peak_rss_mb"]])
+        previous = (members, r["wall_seconds"], r["api_calls"])
     print(markdown_table(
-        ["org", "warm wall s", "s per 1k members", "CPU s", "API calls", "calls per 1k members"],
+        ["org", "warm wall s", "CPU s", "added s per 1k members", "API calls",
+         "added calls per 1k members", "peak RSS MB"],
         lines,
     ))
     print(flush=True)

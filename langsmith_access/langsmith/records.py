@@ -7,6 +7,7 @@ as the API may add fields at any time.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -76,6 +77,10 @@ class _Fields:
                 raise self._bad(name, "an ISO 8601 date-time")
             return None
         return parse_timestamp(value, f"{self.record}.{name}")
+
+
+def _shared(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
 
 
 def parse_timestamp(value: str, what: str) -> datetime:
@@ -269,11 +274,13 @@ class WorkspaceMembership:
     @classmethod
     def from_api(cls, data: Any) -> "WorkspaceMembership":
         f = _Fields("orgs.WorkspaceMembership", data)
+        # A large org lists the same few thousand workspace and role names and ids on every
+        # one of its ~100,000 memberships: share one string each instead of one per mention.
         return cls(
-            workspace_id=f.req_str("workspace_id"),
-            workspace_name=f.str("workspace_name"),
-            role_id=f.str("role_id") or None,
-            role_name=f.str("role_name"),
+            workspace_id=_shared(f.req_str("workspace_id")),
+            workspace_name=_shared(f.str("workspace_name")),
+            role_id=_shared(f.str("role_id") or None),
+            role_name=_shared(f.str("role_name")),
         )
 
 
