@@ -27,6 +27,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 from langsmith_access.sandbox.api import NO_BODY, ApiRequest, ApiResponse, SandboxApi
 from langsmith_access.sandbox.faults import FaultConfig, RandomFault
 from langsmith_access.sandbox.generator import generate_org
@@ -336,7 +338,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if response.body is NO_BODY:
             self.end_headers()
             return
-        payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+        payload = orjson.dumps(response.body)  # UTF-8, like json.dumps(ensure_ascii=False)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
