@@ -254,14 +254,15 @@ class DbtResult:
     failures: dict[str, int]  # test name -> number of failing rows
 
 
-def dbt_build(db_path: Path, work_dir: Path) -> DbtResult:
-    """Run a real `dbt build` against db_path; runs with the same db_path share work_dir."""
+def dbt_build(db_path: Path, work_dir: Path, command: tuple[str, ...] = ("build",)) -> DbtResult:
+    """Run a real `dbt build` (or ``command``) against db_path; runs with the same db_path share
+    work_dir."""
     env = {**os.environ, "LANGSMITH_ACCESS_DBT_DUCKDB_PATH": str(db_path)}
     run_results_path = work_dir / "target" / "run_results.json"
     run_results_path.unlink(missing_ok=True)
     proc = subprocess.run(
         [
-            str(DBT_EXECUTABLE), "build",
+            str(DBT_EXECUTABLE), *command,
             "--project-dir", str(DBT_PROJECT_DIR),
             "--profiles-dir", str(DBT_PROJECT_DIR),
             "--target-path", str(work_dir / "target"),
@@ -675,3 +676,33 @@ def test_two_roles_for_one_user_in_one_workspace_fail_the_build(broken_sync):
         SELECT role_id FROM main.grants WHERE user_id = ? AND workspace_id = ? ORDER BY 1""",
         [BOB, RESEARCH])
     assert bob_in_research == [{"role_id": WS_ADMIN}, {"role_id": WS_EDITOR}]
+
+
+def test_a_repeated_or_missing_key_and_a_missing_required_value_fail_their_checks(
+    first_sync, tmp_path
+):
+    """primary_key (null or repeated key) and not_null_columns (any listed column null), the
+    two generic tests that stand for dbt's not_null and unique, each count their bad rows."""
+    db_path = tmp_path / "bad_users.duckdb"
+    copy_database(first_sync.baseline, db_path)
+    users = [row["user_id"] for row in rows_by(db_path, "users", "user_id")]
+    assert len(users) >= 3
+    repeated, keyless, undecided = users[:3]
+    with duckdb.connect(str(db_path)) as con:
+        con.execute("INSERT INTO main.users SELECT * FROM main.users WHERE user_id = ?", [repeated])
+        con.execute("""
+            INSERT INTO main.users
+            SELECT * REPLACE (NULL AS user_id, 'identity-without-user' AS org_identity_id)
+            FROM main.users WHERE user_id = ?""", [keyless])
+        con.execute("UPDATE main.users SET is_disabled = NULL WHERE user_id = ?", [undecided])
+
+    result = dbt_build(db_path, tmp_path, ("test", "--select", "users"))
+
+    assert result.returncode != 0
+    not_null_check = next(name for name in result.results if name.startswith("not_null_columns_users"))
+    assert failed_nodes(result) == {
+        "primary_key_users_user_id", "primary_key_users_org_identity_id", not_null_check}
+    assert result.failures["primary_key_users_user_id"] == 2  # the repeated key and the null one
+    assert result.failures["primary_key_users_org_identity_id"] == 1
+    assert result.failures[not_null_check] == 1
+    assert result.results["users_org_role_id_is_a_known_role"] == "pass"
