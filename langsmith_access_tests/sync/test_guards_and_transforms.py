@@ -68,3 +68,35 @@ def test_enriched_transform_splits_members_invites_and_memberships():
         ("ws-1", "user-1"), ("ws-personal", "user-1")
     }
     assert all(r["sync_id"] == "sync-1" and r["fetched_at"] == AT for r in rows.workspace_memberships)
+
+
+@pytest.mark.parametrize("shared_tag", [True, False], ids=["one tag object", "a tag per row"])
+def test_load_raw_stores_every_value_whether_the_sync_tag_is_shared_or_not(tmp_path, shared_tag):
+    """load_raw sends a column that holds one object in every row (the sync's tag) once, as a
+    parameter; rows that differ there must still land exactly as given."""
+    import duckdb
+
+    from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
+    from langsmith_access.sync.extract import load_raw
+
+    tag = {"sync_id": "sync-1", "fetched_at": AT}
+    rows = []
+    for n in range(3):
+        row_tag = tag if shared_tag else {"sync_id": f"sync-{n}", "fetched_at": AT.replace(hour=n)}
+        rows.append({**row_tag, "workspace_id": f"ws-{n}", "ls_user_id": None if n == 2 else f"u-{n}",
+                     "workspace_identity_id": None, "role_id": "r-1", "role_name": "Editor",
+                     "source": ENRICHED_ROUTE})
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        conn.execute(f"CREATE SCHEMA {RAW_SCHEMA}")
+        for table in RAW_TABLES:
+            conn.execute(create_table_sql(table))
+        conn.execute(f"INSERT INTO {RAW_SCHEMA}.workspace_memberships (workspace_id) VALUES ('stale')")
+        assert load_raw(conn, "workspace_memberships", rows) == 3
+        stored = conn.execute(f"""
+            SELECT sync_id, fetched_at, workspace_id, ls_user_id, role_name, source
+            FROM {RAW_SCHEMA}.workspace_memberships ORDER BY workspace_id""").fetchall()
+    assert stored == [
+        (row["sync_id"], row["fetched_at"], row["workspace_id"], row["ls_user_id"], "Editor",
+         ENRICHED_ROUTE)
+        for row in rows
+    ]
