@@ -99,6 +99,7 @@ class CliRun:
     stdout: str
     stderr: str
     writes: int = 0  # POST/PATCH/DELETE the sandbox received
+    rate_limited: int = 0  # requests the sandbox answered 429
     started_at: float = 0.0  # time.time() when the child was started
     # (seconds since start, line) for every line the CLI printed on stderr (its progress)
     stderr_lines: list[tuple[float, str]] = field(default_factory=list)
@@ -132,6 +133,7 @@ def run_cli(args: list[str], env: dict[str, str], sandbox: SandboxServer) -> Cli
         max_process_rss_mb=usage.ru_maxrss / 1024,
         api_calls=len(logged),
         writes=sum(1 for e in logged if e.method in ("POST", "PATCH", "DELETE")),
+        rate_limited=sum(1 for e in logged if e.status == 429),
         load_before=load_before,
         load_after=os.getloadavg()[0],
         stdout=stdout,

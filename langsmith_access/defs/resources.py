@@ -24,6 +24,11 @@ DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
 
 
 
+def _run_id(context: dg.InitResourceContext) -> str:
+    """The run's id, for the lease's holder line (no run outside a job, e.g. in a test)."""
+    return context.run.run_id if context.run is not None else "outside a run"
+
+
 class LangSmithAPI(dg.ConfigurableResource):
     """One LangSmith client per run, so its call/retry/wait counters cover the whole run."""
 
@@ -68,7 +73,7 @@ class SyncDatabase(dg.ConfigurableResource):
         stack = contextlib.ExitStack()
         stack.enter_context(
             database.writer_lease(
-                f"sync run {context.run_id}", timeout_seconds=self.lease_timeout_seconds
+                f"sync run {_run_id(context)}", timeout_seconds=self.lease_timeout_seconds
             )
         )
         try:
@@ -145,7 +150,7 @@ class ProvisioningDatabase(dg.ConfigurableResource):
         stack = contextlib.ExitStack()
         stack.enter_context(
             self.database.writer_lease(
-                f"provisioning run {context.run_id}", timeout_seconds=self.lease_timeout_seconds
+                f"provisioning run {_run_id(context)}", timeout_seconds=self.lease_timeout_seconds
             )
         )
         try:
