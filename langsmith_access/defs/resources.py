@@ -17,7 +17,10 @@ from pydantic import PrivateAttr
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.settings import Settings
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.dbt_runner import DBT_DUCKDB_PATH_ENV  # read by profiles.yml
+from langsmith_access.store.dbt_runner import (  # the variable is read by profiles.yml
+    DBT_DUCKDB_PATH_ENV,
+    adopt_parse_ahead,
+)
 
 # Every op that writes DuckDB runs in this Dagster concurrency pool.
 DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
@@ -110,7 +113,9 @@ class SyncDatabase(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def dbt_target(self) -> Iterator[None]:
-        """Point dbt (a subprocess that inherits our environment) at the scratch file."""
+        """Point dbt (a subprocess that inherits our environment) at the scratch file, with the
+        project's parse ready if the CLI parsed it ahead (see ``dbt_runner.start_parse_ahead``)."""
+        adopt_parse_ahead(self.dbt_target_path)
         previous = os.environ.get(DBT_DUCKDB_PATH_ENV)
         os.environ[DBT_DUCKDB_PATH_ENV] = str(self.scratch_path)
         try:
