@@ -100,7 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _sync(args: argparse.Namespace) -> int:
     from langsmith_access import runner
     from langsmith_access.settings import Settings
-    from langsmith_access.store import dbt_runner
     from langsmith_access.store.database import AccessDatabase
 
     settings = Settings.from_env()
@@ -109,21 +108,15 @@ def _sync(args: argparse.Namespace) -> int:
         print("error: --max-shrink-share must be between 0 and 1 (0.2 = 20%)", file=sys.stderr)
         return 2
     print(f"Syncing {settings.endpoint} into {settings.duckdb_path}", file=sys.stderr)
-    database = AccessDatabase(settings.duckdb_path)
-    # A database's first sync: dbt's parse of the project runs beside Dagster's start-up.
-    dbt_runner.start_parse_ahead(database.scratch_path, database.dbt_target_path)
-    try:
-        outcome = runner.run_job(
-            runner.SYNC_JOB,
-            runner.sync_run_config(
-                accept_shrink=args.accept_shrink,
-                max_shrink_share=args.max_shrink_share,
-                membership_route=args.membership_route,
-            ),
-            progress=None if args.quiet else runner.print_progress(),
-        )
-    finally:
-        dbt_runner.discard_parse_ahead(database.dbt_target_path)
+    outcome = runner.run_job(
+        runner.SYNC_JOB,
+        runner.sync_run_config(
+            accept_shrink=args.accept_shrink,
+            max_shrink_share=args.max_shrink_share,
+            membership_route=args.membership_route,
+        ),
+        progress=None if args.quiet else runner.print_progress(),
+    )
     if not outcome.success:
         print(f"Sync failed: {outcome.failure}", file=sys.stderr)
         for check in outcome.failed_checks:
@@ -134,7 +127,7 @@ def _sync(args: argparse.Namespace) -> int:
             "The analysts' database and its history were left as they were.", file=sys.stderr
         )
         return 1
-    with database.read_published() as conn:
+    with AccessDatabase(settings.duckdb_path).read_published() as conn:
         row = conn.execute(
             "SELECT * FROM main.sync_runs WHERE sync_id = ?", [outcome.run_id]
         ).fetchone()

@@ -66,11 +66,34 @@ def run_job(
     dagster_instance: dg.DagsterInstance | None = None,
 ) -> RunOutcome:
     """Execute one job of the definitions in this process and report what happened."""
+    from langsmith_access.settings import Settings, SettingsError
+    from langsmith_access.store import dbt_runner
+    from langsmith_access.store.database import AccessDatabase
+
+    started = time.monotonic()
+    # A database's first sync: dbt's parse of the project runs in a second process beside
+    # Dagster's start-up and the API reads, and the dbt step takes it (store/dbt_runner.py).
+    dbt_target = None
+    if job_name == SYNC_JOB:
+        try:
+            database = AccessDatabase(Settings.from_env().duckdb_path)
+        except SettingsError:
+            pass  # the run reports what is wrong with the settings
+        else:
+            if dbt_runner.start_parse_ahead(database.scratch_path, database.dbt_target_path):
+                dbt_target = database.dbt_target_path
+    try:
+        return _run_job(job_name, run_config, progress, dagster_instance, started)
+    finally:
+        if dbt_target is not None:
+            dbt_runner.discard_parse_ahead(dbt_target)
+
+
+def _run_job(job_name, run_config, progress, dagster_instance, started) -> RunOutcome:
     from langsmith_access.definitions import defs
 
     job = defs().resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
-    started = time.monotonic()
     # dagster-dbt echoes every dbt log line to stdout; keep them out of the CLI's output and
     # show only the failing ones if the run fails.
     dbt_output = io.StringIO()
