@@ -1,6 +1,6 @@
 """Sync benchmark: `langsmith-access sync`, end to end, against the sandbox.
 
-    .venv/bin/python benchmarks/sync_bench.py                  # everything (about 10 minutes)
+    .venv/bin/python benchmarks/sync_bench.py                  # everything (about 12 minutes)
     .venv/bin/python benchmarks/sync_bench.py --quick          # the 20,000-member sync only
 
 Starts the sandbox in this process (20 ms latency on every request, 2,000 requests a minute per
@@ -62,7 +62,8 @@ def main() -> int:
     parser.add_argument("--pending-invites", type=int, default=500)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--rate-limit-per-minute", type=int, default=2_000)
-    parser.add_argument("--repeat", type=int, default=3, help="syncs per scenario (first is cold)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="syncs of the main scenario (the first is cold)")
     parser.add_argument("--growth", default="1000,5000,20000,50000",
                         help="member counts for the growth table ('' to skip)")
     parser.add_argument("--no-per-workspace", action="store_true")
