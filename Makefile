@@ -31,7 +31,7 @@ test: bootstrap browser
 	$(BIN)/python -m pytest
 
 # Performance figures (BENCHMARKS.md): sandbox scale, then the real CLI's sync and provisioning
-# against the sandbox at 20 ms latency and 2000 requests/min. About 15 minutes.
+# against the sandbox at 20 ms latency and 2000 requests/min. About 16 minutes.
 bench: manifest
 	$(BIN)/python benchmarks/sandbox_scale.py
 	$(BIN)/python benchmarks/sync_bench.py
