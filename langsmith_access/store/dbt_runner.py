@@ -32,22 +32,16 @@ def run_dbt(
     ``target_path``: dbt's target (and log) directory. A stable one lets dbt reuse its parse of
     the project from the previous run on the same file; by default a temporary directory.
     """
-    dbt = str(Path(sys.executable).with_name("dbt"))
     with contextlib.ExitStack() as stack:
         if target_path is None:
-            target = stack.enter_context(tempfile.TemporaryDirectory(prefix="langsmith-access-dbt-"))
+            temporary = tempfile.TemporaryDirectory(prefix="langsmith-access-dbt-")
+            target = Path(stack.enter_context(temporary))
         else:
-            Path(target_path).mkdir(parents=True, exist_ok=True)
-            target = str(target_path)
-        env = {
-            **os.environ,
-            DBT_DUCKDB_PATH_ENV: str(duckdb_path),
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        }
+            target = Path(target_path)
+            target.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
-            [dbt, *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-             str(DBT_PROJECT_DIR), "--target-path", target, "--log-path", target],
-            env=env, capture_output=True, text=True, timeout=timeout_seconds,
+            _dbt_command(args, target), env=_dbt_env(duckdb_path),
+            capture_output=True, text=True, timeout=timeout_seconds,
         )
     if done.returncode != 0:
         failing = [line for line in done.stdout.splitlines() if "ERROR" in line or "FAIL" in line]
@@ -56,6 +50,19 @@ def run_dbt(
             + ("; ".join(failing[-10:]) or done.stderr.strip()[-500:])
         )
     return done.stdout
+
+
+def _dbt_command(args: list[str], target: Path) -> list[str]:
+    """``dbt <args>`` on this project, with ``target`` as its target and log directory."""
+    return [str(Path(sys.executable).with_name("dbt")), *args,
+            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(target), "--log-path", str(target)]
+
+
+def _dbt_env(duckdb_path: Path) -> dict[str, str]:
+    """Our environment, with profiles.yml pointed at ``duckdb_path``."""
+    return {**os.environ, DBT_DUCKDB_PATH_ENV: str(duckdb_path),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
 
 # --------------------------------------------------------------------- parsing ahead
@@ -82,12 +89,9 @@ def start_parse_ahead(duckdb_path: Path, target_path: Path) -> bool:
     target_path.parent.mkdir(parents=True, exist_ok=True)
     # Beside the target directory (same file system: the result is moved in by rename).
     ahead = Path(tempfile.mkdtemp(prefix=f"{target_path.name}-ahead-", dir=target_path.parent))
-    env = {**os.environ, DBT_DUCKDB_PATH_ENV: str(duckdb_path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dbt")), "parse", "--quiet", "--no-write-json",
-         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--target-path", str(ahead), "--log-path", str(ahead)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        _dbt_command(["parse", "--quiet", "--no-write-json"], ahead), env=_dbt_env(duckdb_path),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     _parses_ahead[target_path] = (process, ahead)
     return True
