@@ -55,13 +55,7 @@ def start_sandbox(
 
 def cli_env(sandbox: SandboxServer, database: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH", "DAGSTER_HOME"))}
-    env.update(
-        LANGSMITH_API_KEY=sandbox.api_key,
-        LANGSMITH_ORGANIZATION_ID=sandbox.organization_id,
-        LANGSMITH_ENDPOINT=sandbox.url,
-        LANGSMITH_ACCESS_DUCKDB=str(database),
-        **extra,
-    )
+    env.update(sandbox.environment(database), **extra)
     return env
 
 

@@ -59,12 +59,7 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
             f"invites, {len(org.shared_workspaces())} shared workspaces "
             f"(+{len(org.all_workspaces()) - len(org.shared_workspaces())} personal or deleted)"
         )
-        os.environ.update(
-            LANGSMITH_API_KEY=sandbox.api_key,
-            LANGSMITH_ORGANIZATION_ID=sandbox.organization_id,
-            LANGSMITH_ENDPOINT=sandbox.url,
-            LANGSMITH_ACCESS_DUCKDB=str(database),
-        )
+        os.environ.update(sandbox.environment(database))
         print(f"\nSyncing into {database} …")
         outcome = runner.run_job(
             runner.SYNC_JOB, runner.sync_run_config(), progress=runner.print_progress(sys.stdout)

@@ -12,10 +12,8 @@ from langsmith_access.sandbox import OrgState, SandboxServer
 
 
 def point_at(monkeypatch, sandbox: SandboxServer, database: Path) -> None:
-    monkeypatch.setenv("LANGSMITH_API_KEY", sandbox.api_key)
-    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", sandbox.organization_id)
-    monkeypatch.setenv("LANGSMITH_ENDPOINT", sandbox.url)
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    for name, value in sandbox.environment(database).items():
+        monkeypatch.setenv(name, value)
     # Quick retries: the sandbox's faults are short.
     monkeypatch.setenv("LANGSMITH_ACCESS_TIMEOUT_SECONDS", "5")
 

@@ -13,13 +13,7 @@ CLI = str(Path(sys.executable).with_name("langsmith-access"))
 
 def _env(sandbox, database, **overrides):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "DAGSTER_"))}
-    env.update(
-        LANGSMITH_API_KEY=sandbox.api_key,
-        LANGSMITH_ORGANIZATION_ID=sandbox.organization_id,
-        LANGSMITH_ENDPOINT=sandbox.url,
-        LANGSMITH_ACCESS_DUCKDB=str(database),
-    )
-    env.update(overrides)
+    env.update(sandbox.environment(database), **overrides)
     return env
 
 

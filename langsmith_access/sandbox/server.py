@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -179,6 +180,15 @@ class SandboxServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+    def environment(self, duckdb_path: Path | str) -> dict[str, str]:
+        """The variables that point langsmith-access at this sandbox and at ``duckdb_path``."""
+        return {
+            "LANGSMITH_API_KEY": self.api_key,
+            "LANGSMITH_ORGANIZATION_ID": self.organization_id,
+            "LANGSMITH_ENDPOINT": self.url,
+            "LANGSMITH_ACCESS_DUCKDB": str(duckdb_path),
+        }
 
     # -------------------------------------------------------------- request log
 

@@ -61,14 +61,19 @@ def assert_applied(org, database, workspace, requests, wanted):
         assert grants.get(user_id) == role_id
 
 
-def test_a_batch_reads_the_org_twice_and_each_workspace_identity_once(env):
-    sandbox, org, database = env
-    workspace, requests, wanted = queue_three(org)
+def provision_and_assert_applied(sandbox, org, database, workspace, requests, wanted):
+    """Run provisioning with a fresh request log: all three applied, one write each, in order."""
     sandbox.reset_log()
     outcome = provision()
     assert outcome.success, outcome.failure
     assert_applied(org, database, workspace, requests, wanted)
     assert writes(sandbox) == ["POST", "PATCH", "DELETE"]
+
+
+def test_a_batch_reads_the_org_twice_and_each_workspace_identity_once(env):
+    sandbox, org, database = env
+    workspace, requests, wanted = queue_three(org)
+    provision_and_assert_applied(sandbox, org, database, workspace, requests, wanted)
     # One listing before the writes, one after (a page each in this small org); no member
     # lookups; one workspace read for each write that needs the member's workspace identity.
     assert len(calls(sandbox, ENRICHED)) == 2
@@ -92,11 +97,7 @@ def test_without_the_org_listing_each_request_is_read_on_its_own(env):
     sandbox, org, database = env
     sandbox.api.enriched_route = False  # an install without the enriched members route
     workspace, requests, wanted = queue_three(org)
-    sandbox.reset_log()
-    outcome = provision()
-    assert outcome.success, outcome.failure
-    assert_applied(org, database, workspace, requests, wanted)
-    assert writes(sandbox) == ["POST", "PATCH", "DELETE"]
+    provision_and_assert_applied(sandbox, org, database, workspace, requests, wanted)
     # Per request: a member lookup, a read before the write and a read after it.
     assert len(calls(sandbox, ORG_MEMBER_LOOKUP)) == 3
     assert len(calls(sandbox, WORKSPACE_MEMBER_READ)) == 6
@@ -116,11 +117,7 @@ def test_a_write_the_second_listing_does_not_show_is_read_back_before_it_is_judg
         return first[0]
 
     monkeypatch.setattr(executor.OrgSnapshot, "read", staticmethod(stale_after_the_first))
-    sandbox.reset_log()
-    outcome = provision()
-    assert outcome.success, outcome.failure
-    assert_applied(org, database, workspace, requests, wanted)
-    assert writes(sandbox) == ["POST", "PATCH", "DELETE"]
+    provision_and_assert_applied(sandbox, org, database, workspace, requests, wanted)
     # Two identity reads before the writes, three read-backs after them.
     assert len(calls(sandbox, WORKSPACE_MEMBER_READ)) == 5
 
