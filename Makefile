@@ -38,4 +38,4 @@ bench: manifest
 	$(BIN)/python benchmarks/provision_bench.py
 
 clean:
-	rm -rf $(VENV) dbt_project/target dbt_project/logs .pytest_cache
+	rm -rf $(VENV) langsmith_access/dbt_project/target langsmith_access/dbt_project/logs .pytest_cache

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 # profiles.yml reads the file dbt should build in from this variable.
 DBT_DUCKDB_PATH_ENV = "LANGSMITH_ACCESS_DBT_DUCKDB_PATH"
 

@@ -27,7 +27,7 @@ import pytest
 from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, column_names, create_table_sql
 
 REPO = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = REPO / "dbt_project"
+DBT_PROJECT_DIR = REPO / "langsmith_access" / "dbt_project"
 DBT_EXECUTABLE = REPO / ".venv" / "bin" / "dbt"
 
 UTC = dt.timezone.utc

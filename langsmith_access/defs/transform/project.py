@@ -10,7 +10,7 @@ from pathlib import Path
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
 from packaging import version
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 # The dbt installed beside this Python, so an un-activated venv (cron, the Dagster daemon) works.
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
