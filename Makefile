@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: bootstrap browser manifest demo test bench clean
+.PHONY: bootstrap browser manifest demo lint test bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: manifest
 # work offline). Installs it when missing; needs root, as on CI.
 browser:
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# ruff and mypy over the package (configured in pyproject.toml).
+lint: bootstrap
+	$(BIN)/ruff check langsmith_access
+	$(BIN)/mypy
 
 test: bootstrap browser
 	$(BIN)/python -m pytest
