@@ -151,7 +151,7 @@ def _request(args: argparse.Namespace) -> int:
     import getpass
     import json
 
-    from langsmith_access.provisioning.api import request_grant, request_revoke
+    from langsmith_access.api import request_grant, request_revoke
 
     requested_by = args.requested_by if args.requested_by is not None else getpass.getuser()
     queue_it = request_grant if args.action == "grant" else request_revoke
@@ -170,7 +170,7 @@ def _request(args: argparse.Namespace) -> int:
 def _requests(args: argparse.Namespace) -> int:
     import json
 
-    from langsmith_access.provisioning.api import list_requests
+    from langsmith_access.api import list_requests
     from langsmith_access.provisioning.queue import RequestRejected
 
     try:
@@ -197,7 +197,7 @@ def _requests(args: argparse.Namespace) -> int:
 def _provision(args: argparse.Namespace) -> int:
     import json
 
-    from langsmith_access.provisioning.api import provision
+    from langsmith_access.api import provision
     from langsmith_access.provisioning.queue import FINAL_STATUSES
     from langsmith_access.settings import Settings
 

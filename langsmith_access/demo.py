@@ -101,7 +101,7 @@ def _show_sync(database: Path, run_id: str) -> None:
 def _provisioning_story(org, database: Path) -> bool:
     """Queue a grant, a role change and a revoke; provision them; sync again; show the audit."""
     from langsmith_access import runner
-    from langsmith_access.provisioning.api import provision, request_grant, request_revoke
+    from langsmith_access.api import provision, request_grant, request_revoke
     from langsmith_access.store.database import AccessDatabase
 
     workspace = next(w for w in org.shared_workspaces() if len(org.workspaces_named(w.display_name)) == 1)
