@@ -24,8 +24,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--max-shrink-share",
         type=float,
         default=None,
-        help="largest allowed drop in members or grants, 0..1 (default 0.2, or "
-        "LANGSMITH_ACCESS_MAX_SHRINK_SHARE)",
+        help=f"largest allowed drop in members or grants, 0..1 (default {Settings.max_shrink_share}, "
+        "or LANGSMITH_ACCESS_MAX_SHRINK_SHARE)",
     )
     sync.add_argument(
         "--membership-route",
