@@ -11,7 +11,15 @@ import os
 import sys
 from pathlib import Path
 
+from langsmith_access import runner
+from langsmith_access.api import provision, request_grant, request_revoke
+from langsmith_access.names import APPLY_REQUESTS_OP
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.sync_runs import recorded_sync_run
+
 DEMO_DATABASE = Path("data/demo/langsmith_access.duckdb")
+WIDE = 1_000  # characters: the tables keep every column, whatever the terminal's width
 
 QUESTIONS = [
     (
@@ -47,9 +55,6 @@ ORDER BY workspace_roles DESC, u.email""",
 
 
 def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
-    from langsmith_access import runner
-    from langsmith_access.sandbox import SandboxServer, generate_org
-
     database = Path(os.environ.get("LANGSMITH_ACCESS_DUCKDB") or DEMO_DATABASE)
     org = generate_org(seed=seed, members=members, workspaces=workspaces)
     with SandboxServer(org) as sandbox:
@@ -75,35 +80,23 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
 
 
 def _show_sync(database: Path, run_id: str) -> None:
-    from langsmith_access.store.database import AccessDatabase
-
     with AccessDatabase(database).read_published() as conn:
-        counts = conn.execute(
-            "SELECT users, pending_invites, workspaces, roles, entitlements, grants, "
-            "api_calls, api_retries, duration_seconds FROM main.sync_runs WHERE sync_id = ?",
-            [run_id],
-        ).fetchone()
+        run = recorded_sync_run(conn, run_id)
         print(
-            f"\nSynced in {counts[8]:.1f} s with {counts[6]} API calls ({counts[7]} retries): "
-            f"{counts[0]} users, {counts[1]} pending invites, {counts[2]} workspaces, "
-            f"{counts[3]} roles, {counts[4]} entitlements, {counts[5]} grants."
+            f"\nSynced in {run['duration_seconds']:.1f} s with {run['api_calls']} API calls "
+            f"({run['api_retries']} retries): {run['users']} users, {run['pending_invites']} "
+            f"pending invites, {run['workspaces']} workspaces, {run['roles']} roles, "
+            f"{run['entitlements']} entitlements, {run['grants']} grants."
         )
         for number, (question, sql) in enumerate(QUESTIONS, start=1):
             print(f"\n{number}. {question}\n")
             print("   " + sql.replace("\n", "\n   "))
-            cursor = conn.execute(sql)
-            columns = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
             print()
-            print(_table(columns, rows))
+            conn.sql(sql).show(max_width=WIDE, null_value="")
 
 
 def _provisioning_story(org, database: Path) -> bool:
     """Queue a grant, a role change and a revoke; provision them; sync again; show the audit."""
-    from langsmith_access import runner
-    from langsmith_access.provisioning.api import provision, request_grant, request_revoke
-    from langsmith_access.store.database import AccessDatabase
-
     workspace = next(w for w in org.shared_workspaces() if len(org.workspaces_named(w.display_name)) == 1)
     members = [m for m in org.active_members() if not m.is_disabled]
     newcomer = next(m for m in members if m.ls_user_id not in workspace.memberships)
@@ -124,14 +117,14 @@ def _provisioning_story(org, database: Path) -> bool:
         print(f"   {queued.request_id}  {queued.status:<8} {queued.message}")
     dry = provision(dry_run=True)
     print("\nDry run (no writes):")
-    for item in dry.outputs.get("apply_requests", {}).get("outcomes", []):
+    for item in dry.outputs.get(APPLY_REQUESTS_OP, {}).get("outcomes", []):
         print(f"   {item['request_id']}  would {item['detail']}")
     outcome = provision()
     if not outcome.success:
         print(f"Provisioning failed: {outcome.failure}", file=sys.stderr)
         return False
     print("\nProvisioned:")
-    for item in outcome.outputs["apply_requests"]["outcomes"]:
+    for item in outcome.outputs[APPLY_REQUESTS_OP]["outcomes"]:
         print(f"   {item['request_id']}  {item['status']:<17} {item['detail']}")
     print("\nSyncing again to confirm LangSmith agrees …")
     resync = runner.run_job(runner.SYNC_JOB, runner.sync_run_config())
@@ -140,32 +133,21 @@ def _provisioning_story(org, database: Path) -> bool:
         return False
     with AccessDatabase(database).read_published() as conn:
         ids = [r.request_id for r in requests]
-        audit = conn.execute(
-            'SELECT e."at", e.request_id, e.kind, e.detail FROM main.provisioning_events e '
-            f"WHERE e.request_id IN ({', '.join('?' for _ in ids)}) ORDER BY e.\"at\"",
-            ids,
-        ).fetchall()
         print("\nAudit trail (provisioning_events):")
-        print(_table(["at", "request", "kind", "detail"],
-                     [(a.strftime("%H:%M:%S.%f")[:-3], r[:8], k, (d or "")[:90]) for a, r, k, d in audit]))
-        history = conn.execute(
-            "SELECT u.email, r.display_name, h.valid_from, h.valid_to FROM main.grant_history h "
-            "JOIN main.users u USING (user_id) JOIN main.roles r USING (role_id) "
-            "WHERE h.workspace_id = ? AND h.user_id IN (?, ?, ?) ORDER BY u.email, h.valid_from",
-            [workspace.id, newcomer.ls_user_id, changer.ls_user_id, leaver.ls_user_id],
-        ).fetchall()
+        conn.sql(
+            'SELECT strftime(e."at", \'%H:%M:%S.%g\') AS "at", left(e.request_id, 8) AS request, e.kind, '
+            "left(coalesce(e.detail, ''), 90) AS detail FROM main.provisioning_events e "
+            'WHERE list_contains($ids, e.request_id) ORDER BY e."at"',
+            params={"ids": ids},
+        ).show(max_width=WIDE)
         print(f"\ngrant_history for those three people in {workspace.display_name!r}:")
-        print(_table(["email", "role", "valid_from", "valid_to"],
-                     [(e, r, f.strftime("%H:%M:%S"), t.strftime("%H:%M:%S") if t else "(current)")
-                      for e, r, f, t in history]))
+        conn.sql(
+            "SELECT u.email, r.display_name AS role, strftime(h.valid_from, '%H:%M:%S') AS valid_from, "
+            "coalesce(strftime(h.valid_to, '%H:%M:%S'), '(current)') AS valid_to "
+            "FROM main.grant_history h JOIN main.users u USING (user_id) JOIN main.roles r USING (role_id) "
+            "WHERE h.workspace_id = $workspace AND list_contains($people, h.user_id) "
+            "ORDER BY u.email, h.valid_from",
+            params={"workspace": workspace.id,
+                    "people": [newcomer.ls_user_id, changer.ls_user_id, leaver.ls_user_id]},
+        ).show(max_width=WIDE)
     return True
-
-
-def _table(columns: list[str], rows: list[tuple]) -> str:
-    cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["   " + "  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "   " + "  ".join("-" * w for w in widths))
-    if not rows:
-        lines.append("   (no rows)")
-    return "\n".join(lines)

@@ -18,8 +18,11 @@ from typing import Callable, TextIO
 
 import dagster as dg
 
-SYNC_JOB = "langsmith_access_sync"
-MEMBERS_OP = "raw_members"
+from langsmith_access.definitions import defs
+from langsmith_access.names import MEMBERS_OP, SYNC_JOB
+from langsmith_access.settings import Settings, SettingsError
+from langsmith_access.store import dbt_runner
+from langsmith_access.store.database import AccessDatabase
 
 
 @dataclass
@@ -45,8 +48,6 @@ def sync_run_config(
     max_shrink_share: float | None = None,
     membership_route: str | None = None,
 ) -> dict:
-    from langsmith_access.settings import Settings
-
     config: dict = {
         "accept_shrink": accept_shrink,
         "max_shrink_share": Settings.from_env().max_shrink_share
@@ -66,10 +67,6 @@ def run_job(
     dagster_instance: dg.DagsterInstance | None = None,
 ) -> RunOutcome:
     """Execute one job of the definitions in this process and report what happened."""
-    from langsmith_access.settings import Settings, SettingsError
-    from langsmith_access.store import dbt_runner
-    from langsmith_access.store.database import AccessDatabase
-
     started = time.monotonic()
     # A database's first sync: dbt's parse of the project runs in a second process beside
     # Dagster's start-up and the API reads, and the dbt step takes it (store/dbt_runner.py).
@@ -90,8 +87,6 @@ def run_job(
 
 
 def _run_job(job_name, run_config, progress, dagster_instance, started) -> RunOutcome:
-    from langsmith_access.definitions import defs
-
     job = defs().resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     # dagster-dbt echoes every dbt log line to stdout; keep them out of the CLI's output and

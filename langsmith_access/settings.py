@@ -11,7 +11,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 DEFAULT_DUCKDB_PATH = "data/langsmith_access.duckdb"
@@ -98,28 +98,17 @@ def check_endpoint(endpoint: str) -> str:
 
 
 @dataclass(frozen=True)
-class ClientSettings:
-    """How to reach LangSmith and how politely. Built by ``Settings.client()``."""
+class Settings:
+    """Everything configurable, each default written here once (DESIGN.md section 1);
+    ``from_env`` reads the variables of ``ENVIRONMENT`` over these defaults."""
 
-    api_key: Secret = field(repr=False)
-    organization_id: str
     endpoint: str = DEFAULT_ENDPOINT
+    duckdb_path: Path = Path(DEFAULT_DUCKDB_PATH)
+    api_key: Secret | None = field(default=None, repr=False)
+    organization_id: str | None = None
     # Sustained request rate; the API allows about 2000/min per key, stay well below it.
     requests_per_minute: int = 1500
     # Parallel calls when fanning out over workspaces.
-    max_concurrency: int = 8
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 30.0
-    max_retries: int = 6
-
-
-@dataclass(frozen=True)
-class Settings:
-    endpoint: str
-    duckdb_path: Path
-    api_key: Secret | None = field(default=None, repr=False)
-    organization_id: str | None = None
-    requests_per_minute: int = 1500
     max_concurrency: int = 8
     read_timeout_seconds: float = 30.0
     max_retries: int = 6
@@ -130,24 +119,14 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
-        api_key = env.get("LANGSMITH_API_KEY") or None
-        return cls(
-            endpoint=check_endpoint(env.get("LANGSMITH_ENDPOINT") or DEFAULT_ENDPOINT),
-            duckdb_path=Path(env.get("LANGSMITH_ACCESS_DUCKDB") or DEFAULT_DUCKDB_PATH),
-            api_key=Secret(api_key) if api_key else None,
-            organization_id=env.get("LANGSMITH_ORGANIZATION_ID") or None,
-            requests_per_minute=_positive_int(env, "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", 1500),
-            max_concurrency=_positive_int(env, "LANGSMITH_ACCESS_MAX_CONCURRENCY", 8),
-            read_timeout_seconds=float(_positive_int(env, "LANGSMITH_ACCESS_TIMEOUT_SECONDS", 30)),
-            max_retries=_non_negative_int(env, "LANGSMITH_ACCESS_MAX_RETRIES", 6),
-            sync_cron=env.get("LANGSMITH_ACCESS_SYNC_CRON") or "0 * * * *",
-            max_shrink_share=_share(env, "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", 0.2),
-            provisioning_interval_seconds=_positive_int(
-                env, "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", 30
-            ),
-        )
+        values = {}
+        for name, variable, parse in ENVIRONMENT:
+            raw = env.get(variable)
+            if raw:  # unset or empty: the default
+                values[name] = parse(variable, raw)
+        return cls(**values)
 
-    def client(self) -> ClientSettings:
+    def client(self) -> "ClientSettings":
         """Settings for the API client; raises ``SettingsError`` if the API is not configured."""
         if self.api_key is None:
             raise SettingsError(
@@ -161,18 +140,45 @@ class Settings:
         return ClientSettings(
             api_key=self.api_key,
             organization_id=check_organization_id(self.organization_id),
-            endpoint=self.endpoint,
-            requests_per_minute=self.requests_per_minute,
-            max_concurrency=self.max_concurrency,
-            read_timeout_seconds=self.read_timeout_seconds,
-            max_retries=self.max_retries,
+            **{name: getattr(self, name) for name in CLIENT_FIELDS},
         )
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+# What the API client takes from ``Settings``; its defaults are the ones above.
+CLIENT_FIELDS = ("endpoint", "requests_per_minute", "max_concurrency", "read_timeout_seconds", "max_retries")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach LangSmith and how politely. Built by ``Settings.client()``."""
+
+    api_key: Secret = field(repr=False)
+    organization_id: str
+    endpoint: str = Settings.endpoint
+    requests_per_minute: int = Settings.requests_per_minute
+    max_concurrency: int = Settings.max_concurrency
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = Settings.read_timeout_seconds
+    max_retries: int = Settings.max_retries
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _secret(name: str, raw: str) -> Secret:
+    return Secret(raw)
+
+
+def _endpoint(name: str, raw: str) -> str:
+    return check_endpoint(raw)
+
+
+def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -182,19 +188,17 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _positive_seconds(name: str, raw: str) -> float:
+    return float(_positive_int(name, raw))
+
+
+def _non_negative_int(name: str, raw: str) -> int:
     if not raw.isdigit():
         raise SettingsError(f"{name} must be a whole number, 0 or more, got {raw!r}.")
     return int(raw)
 
 
-def _share(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _share(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -202,3 +206,19 @@ def _share(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise SettingsError(f"{name} must be a share between 0 and 1 (0.2 = 20%), got {raw!r}.")
     return value
+
+
+# (Settings field, environment variable, how to read its text). Unset or empty: the default.
+ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
+    ("endpoint", "LANGSMITH_ENDPOINT", _endpoint),
+    ("duckdb_path", "LANGSMITH_ACCESS_DUCKDB", _path),
+    ("api_key", "LANGSMITH_API_KEY", _secret),
+    ("organization_id", "LANGSMITH_ORGANIZATION_ID", _text),
+    ("requests_per_minute", "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", _positive_int),
+    ("max_concurrency", "LANGSMITH_ACCESS_MAX_CONCURRENCY", _positive_int),
+    ("read_timeout_seconds", "LANGSMITH_ACCESS_TIMEOUT_SECONDS", _positive_seconds),
+    ("max_retries", "LANGSMITH_ACCESS_MAX_RETRIES", _non_negative_int),
+    ("sync_cron", "LANGSMITH_ACCESS_SYNC_CRON", _text),
+    ("max_shrink_share", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", _share),
+    ("provisioning_interval_seconds", "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", _positive_int),
+)

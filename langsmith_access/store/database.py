@@ -39,6 +39,7 @@ from typing import Iterator
 import duckdb
 
 from langsmith_access.store import export
+from langsmith_access.store.schema import ensure_schema
 
 
 class DatabaseBusyError(RuntimeError):
@@ -247,8 +248,6 @@ class AccessDatabase:
 
         If only the analysts' copy exists (the working file was removed), start again from it.
         """
-        from langsmith_access.store.schema import ensure_schema
-
         if not self.working_path.exists() and self.path.exists():
             shutil.copyfile(self.path, self.working_path)
         with self.connect() as conn:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from langsmith_access.settings import Settings
 from langsmith_access.sync.extract import ListingReport
 
-DEFAULT_MAX_SHRINK_SHARE = 0.2
+DEFAULT_MAX_SHRINK_SHARE = Settings.max_shrink_share  # LANGSMITH_ACCESS_MAX_SHRINK_SHARE's default
 
 
 @dataclass(frozen=True)

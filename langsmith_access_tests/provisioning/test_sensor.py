@@ -128,7 +128,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def test_the_daemon_runs_the_sensor_which_launches_the_job(env, tmp_path):
     """A real `dagster-daemon` with workspace.yaml: the sensor ticks, launches
     provision_workspace_roles, and the queued grant lands in the sandbox."""
-    from langsmith_access.provisioning.api import list_requests, request_grant
+    from langsmith_access.api import list_requests, request_grant
 
     sandbox, org, database = env
     workspace = org.shared_workspaces()[0]

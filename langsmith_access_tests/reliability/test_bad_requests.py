@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 
 from langsmith_access import runner
-from langsmith_access.provisioning.api import PROVISION_JOB, list_requests, provision, request_grant, request_revoke
+from langsmith_access.api import PROVISION_JOB, list_requests, provision, request_grant, request_revoke
 from langsmith_access.provisioning.queue import ChangeRequest, submit, submit_on
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.reliability.conftest import writes

@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from langsmith_access.definitions import defs
-from langsmith_access.provisioning.api import list_requests, request_grant
+from langsmith_access.api import list_requests, request_grant
 from langsmith_access_tests.helpers import actual_workspace_grants, expected_workspace_grants, query
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))

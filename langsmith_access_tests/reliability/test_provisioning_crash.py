@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.provisioning.api import list_requests, request_grant, request_revoke
+from langsmith_access.api import list_requests, request_grant, request_revoke
 from langsmith_access.provisioning.queue import FINAL_STATUSES
 from langsmith_access.sandbox import FaultConfig
 from langsmith_access.sandbox.server import DROP_CONNECTION

@@ -21,7 +21,7 @@ from pathlib import Path
 import dagster as dg
 
 from langsmith_access import runner
-from langsmith_access.provisioning.api import request_grant
+from langsmith_access.api import request_grant
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.store.dbt_runner import DBT_PROJECT_DIR

@@ -9,9 +9,11 @@ import sys
 from datetime import timezone
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from langsmith_access.reports_cli import UsageError, parse_time
+from langsmith_access.cli.common import BOX_ROWS, UsageError, print_table
+from langsmith_access.cli.reports import parse_time
 from langsmith_access_tests.reports.support import History
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -95,6 +97,11 @@ def test_a_workspace_name_shared_by_several_workspaces_is_refused_with_their_ids
         assert ws.id in done.stderr
 
 
+def box_rows(lines: list[str]) -> list[list[str]]:
+    """The cells of each line of a DuckDB box (column names, types, then the rows)."""
+    return [[cell.strip() for cell in line.strip("│").split("│")] for line in lines if line.startswith("│")]
+
+
 def test_table_output(history):
     revoked_ws, revoked_user, _ = history.changes.revoked
     email = history.org.member(revoked_user).email
@@ -102,13 +109,25 @@ def test_table_output(history):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("Access at ") and f"user {email}" in lines[0]
-    assert lines[1].split() == ["EMAIL", "SCOPE", "WORKSPACE", "ID", "ROLE", "SINCE", "UNTIL"]
+    header, _types, *rows = box_rows(lines[1:])
+    assert header == ["EMAIL", "SCOPE", "WORKSPACE ID", "ROLE", "SINCE", "UNTIL"]
     expected = [k for k in history.grants_first if k[1] == revoked_user]
-    assert len(lines) == 2 + len(expected)
+    assert len(rows) == len(expected)
     assert f"{len(expected)} grants" in lines[0]
-    assert any("organization" in line for line in lines[2:])
-    revoked_line = next(line for line in lines[2:] if revoked_ws in line)
-    assert revoked_line.rstrip()[-1].isdigit()  # held until the second sync: an UNTIL time
+    assert all(row[0] == email for row in rows)
+    assert any(row[1] == "organization" and row[2] == "" for row in rows)
+    revoked_row = next(row for row in rows if row[2] == revoked_ws)
+    assert revoked_row[5][-1].isdigit()  # held until the second sync: an UNTIL time
+
+
+def test_a_table_longer_than_one_box_is_printed_whole(capsys):
+    # DuckDB draws at most BOX_ROWS rows in a box (and marks the rest '?'): every row must show.
+    rows = BOX_ROWS * 2 + 3
+    print_table(duckdb.connect().sql(f"SELECT range AS n FROM range({rows}) ORDER BY n"), rows)
+    cells = box_rows(capsys.readouterr().out.splitlines())
+    numbers = [int(row[0]) for row in cells if row[0].isdigit()]
+    assert numbers == list(range(rows))
+    assert [row[0] for row in cells].count("n") == 3  # three boxes, each with its header
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from langsmith_access import cli
-from langsmith_access.provisioning.api import list_requests, provision
+from langsmith_access.api import list_requests, provision
 from langsmith_access_tests.helpers import query
 
 

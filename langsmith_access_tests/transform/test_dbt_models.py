@@ -376,7 +376,7 @@ def test_tables_land_in_main_staging_and_snapshots_and_none_is_a_view(first_sync
                                     "report_privileged_access", "report_disabled_members_with_grants",
                                     "report_members_without_workspace", "report_workspaces_without_admin",
                                     "report_grant_changes", "report_custom_role_holders",
-                                    "report_stale_pending_invites")
+                                    "report_stale_pending_invites", "review_sheet")
     } | {("staging", f"stg_langsmith__{name}") for name in RAW_TABLES} | {
         ("snapshots", "grants_snapshot")}
     assert {t["table_type"] for t in tables} == {"BASE TABLE"}

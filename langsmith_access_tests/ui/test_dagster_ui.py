@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from langsmith_access.provisioning.api import list_requests
+from langsmith_access.api import list_requests
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"

@@ -8,6 +8,7 @@ also how dagster-dbt names the dbt sources, so the dbt models hang off these ass
 
 import dagster as dg
 
+from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
 from langsmith_access.store.schema import previous_sync
 from langsmith_access.sync import extract
@@ -130,7 +131,7 @@ def raw_workspaces(
         dg.AssetCheckSpec("shrink_guard", asset=RAW_WORKSPACE_MEMBERSHIPS, blocking=True,
                           description="Workspace grants did not drop beyond the allowed share."),
     ],
-    name="raw_members",
+    name=names.MEMBERS_OP,
     pool=DUCKDB_WRITER_POOL,
 )
 def raw_members(

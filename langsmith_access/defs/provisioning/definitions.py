@@ -11,6 +11,7 @@ from typing import Optional
 import dagster as dg
 import duckdb
 
+from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import Provisioner
@@ -18,7 +19,7 @@ from langsmith_access.settings import Settings
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
 from langsmith_access.store.dbt_runner import run_dbt
 
-JOB_NAME = "provision_workspace_roles"
+JOB_NAME = names.PROVISION_JOB
 
 
 class AdhocChange(dg.Config):
@@ -40,7 +41,7 @@ class ProvisionConfig(dg.Config):
     dry_run: bool = False  # plan against live state and report; no writes, statuses unchanged
 
 
-@dg.op(pool=DUCKDB_WRITER_POOL, description="Pick the requests to apply; queue an ad-hoc change.")
+@dg.op(name=names.SELECT_REQUESTS_OP, pool=DUCKDB_WRITER_POOL, description="Pick the requests to apply; queue an ad-hoc change.")
 def select_requests(
     context: dg.OpExecutionContext, config: ProvisionConfig, provisioning_database: ProvisioningDatabase
 ) -> dict:
@@ -71,7 +72,7 @@ def select_requests(
     return {"request_ids": None, "dry_run": config.dry_run}
 
 
-@dg.op(pool=DUCKDB_WRITER_POOL, description="Validate live, read, plan, apply, verify and audit each request.")
+@dg.op(name=names.APPLY_REQUESTS_OP, pool=DUCKDB_WRITER_POOL, description="Validate live, read, plan, apply, verify and audit each request.")
 def apply_requests(
     context: dg.OpExecutionContext,
     selection: dict,
@@ -194,7 +195,7 @@ def provisioning_definitions() -> dg.Definitions:
     settings = Settings.from_env()
 
     @dg.sensor(
-        name="provisioning_queue_sensor",
+        name=names.PROVISIONING_SENSOR,
         job=provision_workspace_roles,
         minimum_interval_seconds=settings.provisioning_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,

@@ -6,9 +6,10 @@ import dagster as dg
 from langsmith_access.defs.extract.assets import raw_members, raw_roles, raw_workspaces
 from langsmith_access.defs.sync.publish import analysts_database
 from langsmith_access.defs.transform.assets import access_tables
+from langsmith_access import names
 from langsmith_access.settings import Settings
 
-SYNC_JOB_NAME = "langsmith_access_sync"
+SYNC_JOB_NAME = names.SYNC_JOB
 
 # In-process: one process per run keeps start-up cheap, and lets the run hold the writer
 # lease and its scratch database from the first step to the last.
@@ -27,7 +28,7 @@ def sync_definitions() -> dg.Definitions:
         jobs=[langsmith_access_sync],
         schedules=[
             dg.ScheduleDefinition(
-                name="langsmith_access_sync_schedule",
+                name=names.SYNC_SCHEDULE,
                 job=langsmith_access_sync,
                 cron_schedule=Settings.from_env().sync_cron,
                 default_status=dg.DefaultScheduleStatus.RUNNING,

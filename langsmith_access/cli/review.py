@@ -4,8 +4,7 @@
 ``reviewer`` and ``reason`` columns) as CSV, or as a table in a DuckDB file of the reviewer's own.
 ``review queue-revokes`` reads the rows marked ``revoke`` back, from that CSV or that table, and
 queues one revoke per row through the normal provisioning queue. The format and the rules are in
-``langsmith_access/provisioning/review.py``. ``cli.py`` adds the commands with ``add_commands``
-and hands every parsed command to ``run``.
+``langsmith_access/provisioning/review/``.
 
 Exit codes: 0 done (every marked row queued or already queued); 1 the database is missing,
 busy or unreadable; 2 the sheet or the arguments cannot be used (nothing queued), or some rows
@@ -20,9 +19,21 @@ import json
 import sys
 from pathlib import Path
 
+from langsmith_access.cli.common import analysts_database
+from langsmith_access.provisioning.review import (
+    DEFAULT_TABLE,
+    DUCKDB_SUFFIXES,
+    ReviewError,
+    ReviewResult,
+    export_review_sheet,
+    queue_revokes,
+    read_csv_sheet,
+    read_table_sheet,
+)
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    review = subparsers.add_parser(
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    review = commands.add_parser(
         "review",
         help="access review: export a sheet of grants, queue the revokes a reviewer marked",
         description="Access-review round trip: `review export` writes the current workspace grants "
@@ -48,6 +59,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--table", default=None, metavar="T",
                         help="table to create when OUT is a DuckDB file (default grant_review)")
     export.add_argument("--force", action="store_true", help="replace an existing sheet or table")
+    export.set_defaults(handler=export_sheet)
 
     revokes = actions.add_parser(
         "queue-revokes",
@@ -71,42 +83,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     revokes.add_argument("--dry-run", action="store_true",
                          help="check every marked row against the latest sync; queue nothing")
     revokes.add_argument("--json", action="store_true", help="print a JSON summary")
+    revokes.set_defaults(handler=queue_marked_revokes)
 
 
-def run(args: argparse.Namespace) -> int | None:
-    """Run ``args.command`` if it is this module's; None when it is not."""
-    if args.command != "review":
-        return None
-    from langsmith_access.provisioning.review import ReviewError
-    from langsmith_access.reports_cli import _guarded
-
-    def command(args: argparse.Namespace) -> int:
-        try:
-            if args.review_command == "export":
-                return _export(args)
-            return _queue_revokes(args)
-        except ReviewError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-
-    return _guarded(command, args)
-
-
-def _database():
-    from langsmith_access.settings import Settings
-    from langsmith_access.store.database import AccessDatabase
-
-    return AccessDatabase(Settings.from_env().duckdb_path)
-
-
-def _export(args: argparse.Namespace) -> int:
-    from langsmith_access.provisioning.review import DEFAULT_TABLE, DUCKDB_SUFFIXES, ReviewError, export_review_sheet
-
+def export_sheet(args: argparse.Namespace) -> int:
     to_duckdb = args.out.suffix.lower() in DUCKDB_SUFFIXES
     if args.table and not to_duckdb:
         raise ReviewError("--table applies to a DuckDB file only (--out review.duckdb).")
     path, count = export_review_sheet(
-        _database(), args.out, workspace=args.workspace, include_org_roles=args.include_org_roles,
+        analysts_database(), args.out, workspace=args.workspace, include_org_roles=args.include_org_roles,
         table=args.table or DEFAULT_TABLE, force=args.force,
     )
     where = f"table {args.table or DEFAULT_TABLE} in {path}" if to_duckdb else str(path)
@@ -120,15 +105,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _queue_revokes(args: argparse.Namespace) -> int:
-    from langsmith_access.provisioning.review import ReviewError, queue_revokes, read_csv_sheet, read_table_sheet
-
+def queue_marked_revokes(args: argparse.Namespace) -> int:
     if args.table is not None:
         if args.review_db is None:
             raise ReviewError(
                 "--table needs --review-db FILE: the reviewer's own DuckDB file that holds the table."
             )
-        if _database().path == args.review_db.expanduser().absolute():
+        if analysts_database().path == args.review_db.expanduser().absolute():
             raise ReviewError(
                 "--review-db is the analysts' database, which every sync and request replaces: "
                 "keep review tables in a DuckDB file of your own (langsmith-access review export "
@@ -140,7 +123,7 @@ def _queue_revokes(args: argparse.Namespace) -> int:
             raise ReviewError("--review-db goes with --table, not with --file.")
         sheet = read_csv_sheet(args.file)
     reviewer = args.reviewer if args.reviewer is not None else getpass.getuser()
-    result = queue_revokes(_database(), sheet, reviewer=reviewer, reason=args.reason, dry_run=args.dry_run)
+    result = queue_revokes(analysts_database(), sheet, reviewer=reviewer, reason=args.reason, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
     else:
@@ -148,7 +131,7 @@ def _queue_revokes(args: argparse.Namespace) -> int:
     return 0 if result.all_accepted else 2
 
 
-def _print_result(result) -> None:
+def _print_result(result: ReviewResult) -> None:
     labels = {"queued": "queued", "would_queue": "would queue", "duplicate": "duplicate", "rejected": "rejected"}
     for outcome in result.outcomes:
         head = f"{labels[outcome.status]:<11} {outcome.row.where:<9}"

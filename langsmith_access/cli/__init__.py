@@ -1,0 +1,60 @@
+"""The ``langsmith-access`` command line (DESIGN.md section 2).
+
+Each module of this package adds its commands with ``add_commands(commands)``; every command's
+parser names the function that runs it with ``set_defaults(handler=...)``. ``main`` parses, then
+runs that function through ``common.run_handler``, which turns the errors every command shares
+into one message and one exit code (usage 2, missing database or bad settings 1, a closed pipe 0).
+
+Adding a command: a module here with ``add_commands(commands)`` that adds the parser and sets
+its handler (a function ``(args) -> exit code``), listed in ``COMMAND_MODULES`` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import sys
+import warnings
+
+from langsmith_access.cli import demo, provisioning, reports, review, sandbox, sync
+from langsmith_access.cli.common import run_handler
+
+# In the order `langsmith-access --help` lists them.
+COMMAND_MODULES = (sandbox, sync, provisioning, demo, reports, review)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="langsmith-access",
+        description="Who can do what in a LangSmith organization, and safe workspace-role changes.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Dagster flags its beta/preview parameters on every load; they mean nothing to a CLI user.
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*")
+
+    args = build_parser().parse_args(argv)
+    return run_handler(args.handler, args)
+
+
+def run() -> None:
+    """The ``langsmith-access`` console script: ``main()``, then exit without tearing the
+    interpreter down.
+
+    A run leaves Dagster's and dbt's modules (hundreds of MB of objects) in memory, and freeing
+    them one by one at interpreter exit takes over a second. By the time ``main()`` returns,
+    every file and database this process wrote is closed; the exit handlers (logging,
+    temporary files, thread pools) still run, then the process ends with ``main()``'s code.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)

@@ -1,0 +1,68 @@
+"""What every command shares: the exit codes for errors, the analysts' database, tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+import duckdb
+
+from langsmith_access.provisioning.queue import RequestRejected
+from langsmith_access.provisioning.review import ReviewError
+from langsmith_access.settings import Settings, SettingsError
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
+from langsmith_access.store.queries import LookupFailed
+
+# DuckDB draws at most this many rows in one box; longer tables are drawn in several.
+BOX_ROWS = 10_000
+WIDE = 1_000_000  # characters: never shorten a column or hide one for the terminal's width
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used; the message says why (exit 2)."""
+
+
+# Errors in what the user asked for: nothing was done, exit 2 with the message.
+USAGE_ERRORS = (UsageError, LookupFailed, ReviewError, RequestRejected)
+
+
+def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command's handler; print an error the user can act on and return its exit code."""
+    try:
+        return handler(args)
+    except USAGE_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except DatabaseNotReadyError:
+        print(
+            f"error: the analysts' database {Settings.from_env().duckdb_path} does not exist yet: "
+            "run langsmith-access sync first.",
+            file=sys.stderr,
+        )
+        return 1
+    except BrokenPipeError:
+        # The reader stopped early (`... | head`): not an error. Silence the final flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (DatabaseBusyError, duckdb.Error, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def analysts_database() -> AccessDatabase:
+    """The analysts' database of ``LANGSMITH_ACCESS_DUCKDB``."""
+    return AccessDatabase(Settings.from_env().duckdb_path)
+
+
+def print_table(relation: duckdb.DuckDBPyRelation, rows: int) -> None:
+    """Every row of ``relation`` (``rows`` of them) as DuckDB draws a table, never cut short:
+    no column hidden for the terminal's width, and (a box holds at most BOX_ROWS rows) a longer
+    table drawn in several boxes. Empty cells for nulls."""
+    for offset in range(0, max(rows, 1), BOX_ROWS):
+        part = relation.limit(BOX_ROWS, offset) if rows > BOX_ROWS else relation
+        part.show(max_rows=BOX_ROWS, max_width=WIDE, max_col_width=WIDE, null_value="")

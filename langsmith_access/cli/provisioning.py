@@ -1,0 +1,90 @@
+"""``langsmith-access request``, ``requests`` and ``provision``: the provisioning queue."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+
+from langsmith_access import api
+from langsmith_access.names import APPLY_REQUESTS_OP
+from langsmith_access.provisioning.queue import FINAL_STATUSES
+from langsmith_access.settings import Settings
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    request = commands.add_parser("request", help="queue a workspace-role grant or revoke")
+    request_actions = request.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, verb in (("grant", "give"), ("revoke", "take away")):
+        sub = request_actions.add_parser(action, help=f"queue a request to {verb} a workspace role")
+        sub.add_argument("--user", required=True, help="email or user id (ls_user_id)")
+        sub.add_argument("--workspace", required=True, help="workspace name or id")
+        sub.add_argument("--role", required=True, help="role display name (Admin, Editor, Viewer, a custom role), name or id")
+        sub.add_argument("--reason", default=None)
+        sub.add_argument("--requested-by", default=None, help="who asks (default: your OS user name)")
+        sub.add_argument("--json", action="store_true", help="print a JSON object")
+        sub.set_defaults(handler=queue_request)
+
+    listing = commands.add_parser("requests", help="list provisioning requests and their status")
+    listing.add_argument("--status", default=None, help="pending, in_progress, applied, already_satisfied, rejected or failed")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=list_requests)
+
+    provision = commands.add_parser("provision", help="apply every pending request now (same job as the sensor)")
+    provision.add_argument("--dry-run", action="store_true", help="plan against live state; change nothing")
+    provision.add_argument("--json", action="store_true")
+    provision.set_defaults(handler=provision_now)
+
+
+def queue_request(args: argparse.Namespace) -> int:
+    requested_by = args.requested_by if args.requested_by is not None else getpass.getuser()
+    queue_it = api.request_grant if args.action == "grant" else api.request_revoke
+    result = queue_it(args.user, args.workspace, args.role, reason=args.reason, requested_by=requested_by)
+    if args.json:
+        print(json.dumps({"request_id": result.request_id, "status": result.status,
+                          "message": result.message, "duplicate_of": result.duplicate_of}))
+    elif result.accepted:
+        print(result.request_id)
+        print(result.message, file=sys.stderr)
+    else:
+        print(f"rejected ({result.request_id}): {result.message}", file=sys.stderr)
+    return 0 if result.accepted else 2
+
+
+def list_requests(args: argparse.Namespace) -> int:
+    rows = api.list_requests(args.status)  # an unknown status: RequestRejected, exit 2
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    for row in rows:
+        target = (
+            f"{row['role_name'] or row['requested_role']} in "
+            f"{row['workspace_name'] or row['requested_workspace']} for "
+            f"{row['user_email'] or row['user_id'] or row['requested_user']}"
+        )
+        detail = f"  ({row['status_detail']})" if row["status_detail"] else ""
+        print(f"{row['request_id']}  {row['status']:<17} {row['action']:<6} {target}{detail}")
+    if not rows:
+        print("no requests", file=sys.stderr)
+    return 0
+
+
+def provision_now(args: argparse.Namespace) -> int:
+    Settings.from_env().client()  # refuse a missing or unusable key before starting anything
+    outcome = api.provision(dry_run=args.dry_run)
+    results = (outcome.outputs.get(APPLY_REQUESTS_OP) or {}).get("outcomes", [])
+    if args.json:
+        print(json.dumps({"run_id": outcome.run_id, "success": outcome.success,
+                          "failure": outcome.failure, "requests": results}))
+    else:
+        for item in results:
+            print(f"{item['status']:<17} {item['request_id']}  {item['detail']}")
+        if not results:
+            print("no pending requests", file=sys.stderr)
+    if not outcome.success:
+        print(f"Provisioning run failed: {outcome.failure}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        return 0
+    return 0 if all(item["status"] in FINAL_STATUSES for item in results) else 1

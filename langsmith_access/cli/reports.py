@@ -1,0 +1,151 @@
+"""Access-review commands: ``access-at`` (who held what at a time) and ``export`` (files).
+
+Both only read the analysts' database (``LANGSMITH_ACCESS_DUCKDB``), read-only and the way an
+analyst would: they never take the writer lease and never block a sync.
+
+Exit codes: 0 done; 1 the database is missing or unreadable; 2 bad arguments (a time that is not
+ISO 8601, an unknown user or workspace, a workspace name shared by several workspaces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from langsmith_access.cli.common import UsageError, analysts_database, print_table
+from langsmith_access.store import queries
+from langsmith_access.store.export import EXPORT_FORMATS, export_tables
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    access_at = commands.add_parser(
+        "access-at",
+        help="who held which role at a point in time (from grant_history)",
+        description=(
+            "List the grants held at time T: each user's organization role and every workspace "
+            "role, as the syncs recorded them in grant_history (valid_from <= T < valid_to). "
+            "Reads the analysts' database read-only."
+        ),
+    )
+    access_at.add_argument(
+        "--time",
+        required=True,
+        metavar="T",
+        help="ISO 8601 date or date-time, e.g. 2026-11-01, 2026-11-01T12:00, "
+        "2026-11-01T12:00:00+02:00; without an offset it is UTC ('now' for the latest state)",
+    )
+    access_at.add_argument("--user", metavar="U", help="only this user: email (any case) or user id")
+    access_at.add_argument(
+        "--workspace",
+        metavar="W",
+        help="only the grants in this workspace: its name or id (organization roles are left out)",
+    )
+    access_at.add_argument("--json", action="store_true", help="print a JSON list of grants")
+    access_at.set_defaults(handler=access_at_time)
+
+    export = commands.add_parser(
+        "export",
+        help="write every analysts' table (schema main) to Parquet or CSV files",
+        description=(
+            "Write each table of schema main of the analysts' database (the marts, grant_history, "
+            "the report_* tables, sync_runs, the provisioning tables) to DIR/<table>.<format>, "
+            "read-only. Raw and staging tables are never exported."
+        ),
+    )
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="file_format")
+    export.add_argument("--out", required=True, metavar="DIR", type=Path, help="directory to write into")
+    export.set_defaults(handler=export_files)
+
+
+# ------------------------------------------------------------------------------------ access-at
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 date or date-time as an aware UTC datetime; naive values are UTC."""
+    value = text.strip()
+    if value.lower() == "now":
+        return datetime.now(timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--time {text!r} is not an ISO 8601 date or date-time; use e.g. 2026-11-01, "
+            "2026-11-01T12:00 (UTC) or 2026-11-01T12:00:00+02:00."
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+# The human table: one row per grant, times in UTC to the minute.
+HELD_TABLE_SQL = """
+SELECT
+    coalesce(email, user_id) AS "EMAIL",
+    CASE WHEN entitlement_type = 'organization_role' THEN 'organization'
+         ELSE coalesce(workspace_name, '(not listed now)') END AS "SCOPE",
+    workspace_id AS "WORKSPACE ID",
+    coalesce(role_name, role_id) AS "ROLE",
+    strftime(valid_from AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M') AS "SINCE",
+    coalesce(strftime(valid_to AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M'), '-') AS "UNTIL"
+FROM ({held})
+"""
+
+
+def access_at_time(args: argparse.Namespace) -> int:
+    at = parse_time(args.time)
+    with analysts_database().read_published() as conn:
+        user_ids = queries.resolve_user(conn, args.user) if args.user else None
+        workspace_id = queries.resolve_workspace(conn, args.workspace) if args.workspace else None
+        held = queries.grants_held_at(conn, at, user_ids=user_ids, workspace_id=workspace_id)
+        first_recorded = queries.first_recorded_at(conn)
+        if first_recorded is None or at < first_recorded:
+            since = f"since {queries.iso_utc(first_recorded)}" if first_recorded else "no history yet"
+            print(
+                f"note: {queries.iso_utc(at)} is before the first recorded sync ({since}): nothing "
+                "is known about that time.",
+                file=sys.stderr,
+            )
+        if args.json:
+            print(json.dumps([grant.to_json() for grant in held], ensure_ascii=False, indent=2))
+            return 0
+        print(_held_heading(held, at, args))
+        if held:
+            sql, params = queries.held_at_query(at, user_ids=user_ids, workspace_id=workspace_id)
+            print_table(conn.sql(HELD_TABLE_SQL.format(held=sql), params=params), len(held))
+    return 0
+
+
+def _held_heading(held: list[queries.HeldGrant], at: datetime, args: argparse.Namespace) -> str:
+    filters = []
+    if args.user:
+        filters.append(f"user {args.user}")
+    if args.workspace:
+        filters.append(f"workspace {args.workspace}")
+    users = len({grant.user_id for grant in held})
+    return (
+        f"Access at {at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f" ({', '.join(filters)})" if filters else "")
+        + f": {len(held)} grant{'s' * (len(held) != 1)}, {users} user{'s' * (users != 1)}"
+    )
+
+
+# --------------------------------------------------------------------------------------- export
+
+
+def export_files(args: argparse.Namespace) -> int:
+    out_dir: Path = args.out.expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a directory.")
+    database = analysts_database()
+    with database.read_published() as conn:
+        written = export_tables(conn, out_dir, args.file_format)
+    width = max((len(table) for table in written), default=0)
+    for table, rows in written.items():
+        print(f"  {table.ljust(width)}  {rows:>9} rows  {out_dir / f'{table}.{args.file_format}'}")
+    print(
+        f"Exported {len(written)} tables as {args.file_format} from {database.path} to {out_dir}"
+    )
+    return 0

@@ -1,0 +1,38 @@
+"""``langsmith-access sandbox``: the LangSmith-compatible sandbox server (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import argparse
+
+from langsmith_access.sandbox.server import serve_from_cli
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    sandbox = commands.add_parser(
+        "sandbox", help="run the LangSmith-compatible sandbox server until stopped"
+    )
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    sandbox.add_argument("--seed", type=int, default=42)
+    sandbox.add_argument("--members", type=int, default=50, help="active org members")
+    sandbox.add_argument("--workspaces", type=int, default=8, help="shared workspaces")
+    sandbox.add_argument("--api-key", default=None, help="service key to accept (default: generated)")
+    sandbox.add_argument("--organization-id", default=None, help="org UUID (default: from the seed)")
+    sandbox.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
+    sandbox.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of requests answered 5xx or 429"
+    )
+    sandbox.add_argument(
+        "--pending-invites",
+        type=int,
+        default=None,
+        help="pending org invites (default: members / 40 + 2)",
+    )
+    sandbox.add_argument(
+        "--rate-limit-per-minute",
+        type=int,
+        default=None,
+        help="answer 429 once a key sent more than N requests in its current 60 s window "
+        "(default: no limit)",
+    )
+    sandbox.set_defaults(handler=serve_from_cli)

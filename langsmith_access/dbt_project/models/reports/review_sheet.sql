@@ -1,0 +1,46 @@
+-- The access-review sheet (`langsmith-access review export`): one row per current grant, with
+-- who holds it, where, which role and since when. The export keeps the workspace roles (the
+-- organization roles too with --include-org-roles), orders the rows by workspace and email,
+-- and adds the reviewer's empty decision, reviewer and reason columns.
+with grants as (
+    select * from {{ ref('grants') }}
+),
+
+users as (
+    select * from {{ ref('users') }}
+),
+
+workspaces as (
+    select * from {{ ref('workspaces') }}
+),
+
+-- The open interval of each current grant started when it was first seen.
+held_since as (
+    select
+        grant_id,
+        min(valid_from) as held_since
+    from {{ ref('grant_history') }}
+    where valid_to is null
+    group by grant_id
+)
+
+select
+    grants.grant_id,
+    coalesce(users.email, grants.email) as email,
+    users.full_name,
+    grants.user_id,
+    users.is_disabled,
+    users.org_role_name,
+    workspaces.display_name as workspace_name,
+    grants.workspace_id,
+    grants.role_name,
+    grants.role_id,
+    grants.entitlement_type,
+    held_since.held_since
+from grants
+left join users
+    on users.user_id = grants.user_id
+left join workspaces
+    on workspaces.workspace_id = grants.workspace_id
+left join held_since
+    on held_since.grant_id = grants.grant_id

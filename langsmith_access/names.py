@@ -1,0 +1,16 @@
+"""The names of the Dagster jobs, ops, schedules and sensors (DESIGN.md section 3), in one place.
+
+``defs/`` defines them under these names; the runner, the Python API and the CLI launch and
+configure them by these names. Plain strings: importing this module loads no Dagster.
+"""
+
+SYNC_JOB = "langsmith_access_sync"
+SYNC_SCHEDULE = "langsmith_access_sync_schedule"
+# The sync's op that takes the run config (shrink guard, membership route).
+MEMBERS_OP = "raw_members"
+
+PROVISION_JOB = "provision_workspace_roles"
+PROVISIONING_SENSOR = "provisioning_queue_sensor"
+# The provisioning job's ops: the first takes the run config, the second returns the outcomes.
+SELECT_REQUESTS_OP = "select_requests"
+APPLY_REQUESTS_OP = "apply_requests"

@@ -1,0 +1,121 @@
+"""The sheet out: the dbt model ``review_sheet`` as a CSV file or a table in the reviewer's own
+DuckDB file, with empty reviewer columns."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timezone
+from pathlib import Path
+
+from langsmith_access.provisioning.review.format import (
+    DEFAULT_TABLE,
+    DUCKDB_SUFFIXES,
+    GRANT_COLUMNS,
+    REVIEWER_SHEET_COLUMNS,
+    SHEET_COLUMNS,
+    ReviewError,
+    require_tables,
+)
+from langsmith_access.provisioning.review.reviewer_db import (
+    check_table_name,
+    literal,
+    open_reviewer_db,
+    quote,
+    quoted_table,
+    table_exists,
+)
+from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
+from langsmith_access.store.queries import LookupFailed, resolve_workspace
+
+# The rows of the model the reviewer asked for, in the sheet's order: workspace roles by
+# workspace, then email (organization roles first, when asked for).
+SHEET_SQL = (
+    "SELECT " + ", ".join(GRANT_COLUMNS) + ", "
+    + ", ".join(f"CAST(NULL AS VARCHAR) AS {name}" for name in REVIEWER_SHEET_COLUMNS)
+    + """
+FROM {db}main.review_sheet
+WHERE ($include_org_roles OR entitlement_type = 'workspace_role')
+    AND ($workspace_id IS NULL OR workspace_id = $workspace_id)
+ORDER BY entitlement_type DESC, workspace_name, workspace_id, lower(email), user_id
+"""
+)
+
+
+def export_review_sheet(
+    database: AccessDatabase,
+    out: Path,
+    *,
+    workspace: str | None = None,
+    include_org_roles: bool = False,
+    table: str = DEFAULT_TABLE,
+    force: bool = False,
+) -> tuple[Path, int]:
+    """Write the review sheet to ``out``: a CSV file, or (``out`` ending in .duckdb/.db/.ddb)
+    table ``table`` in that DuckDB file. Reads the analysts' copy read-only. Returns the path
+    and the number of grants. Refuses to overwrite a sheet unless ``force``."""
+    out = Path(out).expanduser()
+    to_duckdb = out.suffix.lower() in DUCKDB_SUFFIXES
+    if to_duckdb:
+        check_table_name(table)
+    elif out.exists() and not force:
+        raise ReviewError(f"{out} exists: a reviewer's marks may be in it. Pass --force to replace it.")
+    if out.exists() and out.is_dir():
+        raise ReviewError(f"{out} is a directory; give a file name (review.csv or review.duckdb).")
+    if not database.path.exists():
+        raise DatabaseNotReadyError(f"{database.path} does not exist yet: run `langsmith-access sync` first.")
+    with database.read_published() as conn:
+        require_tables(conn, "review_sheet")
+        try:
+            workspace_id = resolve_workspace(conn, workspace) if workspace else None
+        except LookupFailed as error:
+            raise ReviewError(str(error)) from None
+        parameters = {"workspace_id": workspace_id, "include_org_roles": include_org_roles}
+        if not to_duckdb:
+            rows = conn.execute(SHEET_SQL.format(db=""), parameters).fetchall()
+            _write_csv(out, rows)
+            return out, len(rows)
+    return out, _write_duckdb_table(database, out, table, parameters, force)
+
+
+def _write_csv(out: Path, rows: list[tuple]) -> None:
+    """Written aside and renamed, so a reader never sees half a sheet."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SHEET_COLUMNS)
+        writer.writerows([_csv_cell(value) for value in row] for row in rows)
+    temporary.replace(out)
+
+
+def _write_duckdb_table(database: AccessDatabase, out: Path, table: str, parameters: dict, force: bool) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    target = quoted_table(table)
+    with open_reviewer_db(out, read_only=False) as conn:
+        if table_exists(conn, table) and not force:
+            raise ReviewError(
+                f"table {table} exists in {out}: a reviewer's marks may be in it. Pass --force to "
+                "replace it, or name another table with --table."
+            )
+        conn.execute(f"ATTACH {literal(database.path)} AS review_source (READ_ONLY)")
+        try:
+            schema = table.split(".")[-2] if table.count(".") == 1 else None
+            if schema:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            conn.execute(
+                f"CREATE OR REPLACE TABLE {target} AS " + SHEET_SQL.format(db="review_source."),
+                parameters,
+            )
+        finally:
+            conn.execute("DETACH review_source")
+        return conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value

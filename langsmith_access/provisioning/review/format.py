@@ -1,0 +1,40 @@
+"""The review sheet's columns and names, and the error for a sheet that cannot be used."""
+
+from __future__ import annotations
+
+DEFAULT_TABLE = "grant_review"
+DUCKDB_SUFFIXES = (".duckdb", ".db", ".ddb")
+
+# The sheet: the dbt model review_sheet's columns (current grants with who, where, what and
+# since when), then the reviewer's columns. README "Review round trip" documents this order.
+GRANT_COLUMNS = (
+    "grant_id", "email", "full_name", "user_id", "is_disabled", "org_role_name",
+    "workspace_name", "workspace_id", "role_name", "role_id", "entitlement_type", "held_since",
+)
+REVIEWER_SHEET_COLUMNS = ("decision", "reviewer", "reason")
+SHEET_COLUMNS = GRANT_COLUMNS + REVIEWER_SHEET_COLUMNS
+
+READ_ONLY_REASON = (
+    "Organization roles are read-only here: LangSmith replaces a member's single organization "
+    "role on update, so change it in LangSmith itself."
+)
+
+
+class ReviewError(ValueError):
+    """The sheet (or the request to read or write it) cannot be used as a whole; nothing was
+    queued. The message says what is wrong and where."""
+
+
+def require_tables(conn, *tables: str) -> None:
+    """Refuse a database whose latest sync did not build ``tables`` (schema main)."""
+    present = {
+        name for (name,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+    }
+    missing = set(tables) - present
+    if missing:
+        raise ReviewError(
+            f"the analysts' database has no {', '.join(sorted(missing))} yet: run "
+            "`langsmith-access sync` first."
+        )

@@ -1,0 +1,169 @@
+"""Queueing the marked rows: one revoke per row through the normal provisioning queue."""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from langsmith_access.provisioning import queue
+from langsmith_access.provisioning.review.format import READ_ONLY_REASON, require_tables
+from langsmith_access.provisioning.review.sheet import MarkedRow, ReviewSheet
+from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    row: MarkedRow
+    status: str  # queued | duplicate | rejected | would_queue (dry run)
+    message: str
+    request_id: str | None = None
+    duplicate_of: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "where": self.row.where,
+            "grant_id": self.row.grant_id,
+            "user": self.row.user,
+            "workspace": self.row.workspace,
+            "role": self.row.role,
+            "status": self.status,
+            "request_id": self.request_id,
+            "duplicate_of": self.duplicate_of,
+            "message": self.message,
+        }
+
+
+@dataclass
+class ReviewResult:
+    source: str
+    rows: int
+    dry_run: bool
+    outcomes: list[RowOutcome] = field(default_factory=list)
+
+    def with_status(self, *statuses: str) -> list[RowOutcome]:
+        return [o for o in self.outcomes if o.status in statuses]
+
+    @property
+    def all_accepted(self) -> bool:
+        return not self.with_status("rejected")
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "dry_run": self.dry_run,
+            "rows": self.rows,
+            "marked": len(self.outcomes),
+            "queued": len(self.with_status("queued", "would_queue")),
+            "duplicates": len(self.with_status("duplicate")),
+            "rejected": len(self.with_status("rejected")),
+            "outcomes": [o.to_json() for o in self.outcomes],
+        }
+
+
+def queue_revokes(
+    database: AccessDatabase,
+    sheet: ReviewSheet,
+    *,
+    reviewer: str | None = None,
+    reason: str | None = None,
+    dry_run: bool = False,
+    lease_timeout_seconds: float = 600.0,
+) -> ReviewResult:
+    """Queue one revoke per marked row, with the row's reviewer and reason or these.
+
+    All rows go in under one writer lease and one publish. With ``dry_run`` the rows are only
+    checked against the latest sync (the analysts' copy, read-only) and nothing is recorded.
+    """
+    reviewer = reviewer or getpass.getuser()
+    reason = reason or f"access review ({Path(sheet.source.split(':')[0]).name})"
+    result = ReviewResult(sheet.source, sheet.rows, dry_run)
+    if not database.path.exists():
+        raise DatabaseNotReadyError(f"{database.path} does not exist yet: run `langsmith-access sync` first.")
+    if not sheet.marked:
+        return result
+    if dry_run:
+        with database.read_published() as conn:
+            require_tables(conn, "grants", "users", "workspaces", "grant_history")
+            seen: dict[tuple, str] = {}
+            for row in sheet.marked:
+                result.outcomes.append(_check_row(conn, row, reviewer, reason, seen))
+        return result
+    with database.writer_lease("queue the revokes of an access review", timeout_seconds=lease_timeout_seconds):
+        database.ensure_working()
+        with database.connect() as conn:
+            require_tables(conn, "grants", "users", "workspaces", "grant_history")
+            for row in sheet.marked:
+                result.outcomes.append(_queue_row(conn, row, reviewer, reason))
+        database.publish()
+    return result
+
+
+def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue.ChangeRequest, str | None]:
+    """The revoke a row asks for, and a rejection message when it cannot be asked at all."""
+    requested_by = row.reviewer or reviewer
+    why = row.reason or reason
+    if not row.grant_id:
+        return queue.ChangeRequest("revoke", row.user, row.workspace, row.role, why, requested_by), None
+    grant = conn.execute(
+        "SELECT g.entitlement_type, g.user_id, g.workspace_id, g.role_id, g.role_name, "
+        "coalesce(g.email, g.user_id) FROM main.grants AS g WHERE g.grant_id = ?",
+        [row.grant_id],
+    ).fetchone()
+    if grant is None:
+        change = queue.ChangeRequest(
+            "revoke", row.user or row.grant_id, row.workspace or "", row.role or "", why, requested_by
+        )
+        if row.grant_id.startswith("organization_role:"):
+            return change, f"grant {row.grant_id} is an organization role. {READ_ONLY_REASON}"
+        return change, (
+            f"unknown grant id {row.grant_id!r}: it is not a current grant in the latest sync "
+            "(revoked or changed since the sheet was exported, or mistyped). Export a new sheet "
+            "with `langsmith-access review export`."
+        )
+    entitlement_type, user_id, workspace_id, role_id, role_name, who = grant
+    if entitlement_type != "workspace_role":
+        change = queue.ChangeRequest("revoke", user_id, row.workspace or "", role_id, why, requested_by)
+        return change, (
+            f"grant {row.grant_id} is the organization role {role_name!r} of {who}. {READ_ONLY_REASON}"
+        )
+    return queue.ChangeRequest("revoke", user_id, workspace_id, role_id, why, requested_by), None
+
+
+def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str) -> RowOutcome:
+    change, rejection = _change_for(conn, row, reviewer, reason)
+    if rejection is not None:
+        result = queue.record_rejection(conn, change, rejection)
+    else:
+        result = queue.submit_on(conn, change)
+    if not result.accepted:
+        return RowOutcome(row, "rejected", result.message, request_id=result.request_id)
+    if result.duplicate_of:
+        return RowOutcome(row, "duplicate", result.message, request_id=result.request_id,
+                          duplicate_of=result.duplicate_of)
+    return RowOutcome(row, "queued", result.message, request_id=result.request_id)
+
+
+def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tuple, str]) -> RowOutcome:
+    change, rejection = _change_for(conn, row, reviewer, reason)
+    try:
+        if rejection is not None:
+            raise queue.RequestRejected(rejection)
+        queue.check_text(change.reason, "reason", required=False, limit=queue.MAX_TEXT_CHARS)
+        queue.check_text(change.requested_by, "requested_by", required=False)
+        resolved = queue.resolve_change(conn, change)
+    except queue.RequestRejected as error:
+        return RowOutcome(row, "rejected", str(error))
+    key = (resolved.action, resolved.user_id, resolved.workspace_id, resolved.role_id)
+    duplicate = queue.pending_duplicate(conn, resolved)
+    if duplicate:
+        return RowOutcome(row, "duplicate", f"the same change is already queued as {duplicate}",
+                          duplicate_of=duplicate)
+    if key in seen:
+        return RowOutcome(row, "duplicate", f"the same change as {seen[key]} of this sheet")
+    seen[key] = row.where
+    return RowOutcome(
+        row, "would_queue",
+        f"would queue: revoke {resolved.role_name} in {resolved.workspace_name} for "
+        f"{resolved.user_email or resolved.user_id}",
+    )

@@ -1,0 +1,230 @@
+"""The sheet back: the rows a reviewer marked for revocation, from a CSV file or a table.
+
+The format (CSV, UTF-8, header row; ``,`` ``;`` or tab separated; column names are
+case-insensitive):
+
+- a decision column: ``decision`` (``revoke``; ``keep`` or empty) or ``revoke`` (``yes``/``y``/
+  ``true``/``1``/``x``/``revoke``; ``no``/``n``/``false``/``0``/``keep`` or empty). Any other
+  value is an error: a typo must never silently keep access.
+- what to revoke: ``grant_id`` (as in ``main.grants``), or ``user`` + ``workspace`` + ``role``
+  columns (``user_id``/``email``/``user``; ``workspace_id``/``workspace_name``/``workspace``;
+  ``role_id``/``role_name``/``role``). When a row has a ``grant_id``, it decides.
+- optional ``reviewer`` (or ``requested_by``) and ``reason``; the caller's values fill in the
+  empty ones.
+
+A sheet that cannot be read as a whole (missing columns, ragged rows, unknown decisions) raises
+``ReviewError``; nothing is queued from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from langsmith_access.provisioning.review.format import ReviewError
+from langsmith_access.provisioning.review.reviewer_db import (
+    check_table_name,
+    open_reviewer_db,
+    quoted_table,
+    table_exists,
+    table_names,
+)
+
+DECISION_COLUMNS = ("decision", "revoke")
+REVOKE_DECISIONS = {"revoke"}
+KEEP_DECISIONS = {"", "keep"}
+REVOKE_FLAGS = {"revoke", "yes", "y", "true", "1", "x"}
+KEEP_FLAGS = {"", "keep", "no", "n", "false", "0"}
+USER_COLUMNS = ("user_id", "email", "user")
+WORKSPACE_COLUMNS = ("workspace_id", "workspace_name", "workspace")
+ROLE_COLUMNS = ("role_id", "role_name", "role")
+REVIEWER_COLUMNS = ("reviewer", "requested_by")
+MAX_LISTED_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class MarkedRow:
+    """One row marked for revocation, as the reviewer wrote it."""
+
+    where: str  # "line 7" (CSV) or "row 3" (table)
+    grant_id: str | None
+    user: str | None
+    workspace: str | None
+    role: str | None
+    reviewer: str | None
+    reason: str | None
+    label: str = ""  # for people: "Editor in Platform for ada@example.com", from the sheet's names
+
+    def target(self) -> str:
+        return self.label or self.grant_id or f"{self.role} in {self.workspace} for {self.user}"
+
+
+@dataclass(frozen=True)
+class ReviewSheet:
+    source: str
+    rows: int  # data rows read (marked or not)
+    marked: list[MarkedRow]
+
+
+def read_csv_sheet(path: Path) -> ReviewSheet:
+    """The rows of a CSV review sheet marked for revocation; ``ReviewError`` if it is unusable."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ReviewError(f"{path}: no such file.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ReviewError(
+            f"{path} is not UTF-8 text (byte {error.start}): save it as 'CSV UTF-8'."
+        ) from None
+    if "\x00" in text:
+        raise ReviewError(f"{path} is not a CSV file (it contains NUL bytes).")
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = max((",", ";", "\t"), key=first_line.count) if first_line else ","
+    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter, strict=True)
+
+    def records() -> Iterator[tuple[str, list[str]]]:
+        try:
+            for cells in reader:
+                yield f"line {reader.line_num}", cells
+        except csv.Error as error:
+            raise ReviewError(f"{path} line {reader.line_num}: not valid CSV ({error}).") from None
+
+    return _marked_rows(str(path), records())
+
+
+def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
+    """The rows of a review table in the reviewer's own DuckDB file marked for revocation."""
+    review_db = Path(review_db).expanduser()
+    check_table_name(table)
+    if not review_db.is_file():
+        raise ReviewError(f"{review_db}: no such DuckDB file.")
+    with open_reviewer_db(review_db, read_only=True) as conn:
+        if not table_exists(conn, table):
+            tables = table_names(conn)
+            raise ReviewError(
+                f"no table {table} in {review_db}; it has: {', '.join(tables) or 'no tables'}."
+            )
+        cursor = conn.execute(f"SELECT * FROM {quoted_table(table)}")
+        header = [d[0] for d in cursor.description]
+        data = cursor.fetchall()
+
+    def records() -> Iterator[tuple[str, list[str]]]:
+        yield "header", header
+        for number, values in enumerate(data, start=1):
+            yield f"row {number}", [_table_cell(value) for value in values]
+
+    return _marked_rows(f"{review_db}:{table}", records())
+
+
+def _table_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]]) -> ReviewSheet:
+    records = iter(records)
+    header = None
+    for _, cells in records:
+        if any(cell.strip() for cell in cells):
+            header = [_normalize(cell) for cell in cells]
+            break
+    if header is None:
+        raise ReviewError(f"{source} is empty: expected a header row and one row per grant.")
+    duplicated = sorted({name for name in header if name and header.count(name) > 1})
+    if duplicated:
+        raise ReviewError(f"{source}: the header names {', '.join(duplicated)} more than once.")
+    columns = {name: index for index, name in enumerate(header) if name}
+    found = ", ".join(name for name in header if name) or "none"
+    decision_columns = [name for name in DECISION_COLUMNS if name in columns]
+    if not decision_columns:
+        raise ReviewError(
+            f"{source} has no 'decision' column (or 'revoke'): add one and write 'revoke' in the "
+            f"rows of the grants to take away. Columns found: {found}."
+        )
+    if len(decision_columns) > 1:
+        raise ReviewError(f"{source} has both a 'decision' and a 'revoke' column: keep one.")
+    decision_column = decision_columns[0]
+    by_columns = all(any(c in columns for c in group) for group in (USER_COLUMNS, WORKSPACE_COLUMNS, ROLE_COLUMNS))
+    if "grant_id" not in columns and not by_columns:
+        raise ReviewError(
+            f"{source} cannot say which grants to revoke: it needs a 'grant_id' column, or "
+            "'user' (or user_id/email), 'workspace' (or workspace_id/workspace_name) and 'role' "
+            f"(or role_id/role_name) columns. Columns found: {found}."
+        )
+
+    def value(cells: list[str], *names: str) -> str | None:
+        for name in names:
+            if name in columns and cells[columns[name]].strip():
+                return cells[columns[name]].strip()
+        return None
+
+    problems: list[str] = []
+    marked: list[MarkedRow] = []
+    rows = 0
+    for where, cells in records:
+        if not any(cell.strip() for cell in cells):
+            continue  # a blank line
+        rows += 1
+        if len(cells) != len(header):
+            problems.append(
+                f"{where}: {len(cells)} fields where the header has {len(header)} "
+                "(an unquoted separator, or a missing one?)"
+            )
+            continue
+        decision = cells[columns[decision_column]].strip()
+        lowered = decision.lower()
+        if decision_column == "decision":
+            revoke, keep = lowered in REVOKE_DECISIONS, lowered in KEEP_DECISIONS
+            allowed = "'revoke', 'keep' or nothing"
+        else:
+            revoke, keep = lowered in REVOKE_FLAGS, lowered in KEEP_FLAGS
+            allowed = "yes/no (or revoke/keep) or nothing"
+        if not (revoke or keep):
+            problems.append(f"{where}: {decision_column} {decision!r} is not {allowed}")
+            continue
+        if keep:
+            continue
+        row = MarkedRow(
+            where=where,
+            grant_id=value(cells, "grant_id"),
+            user=value(cells, *USER_COLUMNS),
+            workspace=value(cells, *WORKSPACE_COLUMNS),
+            role=value(cells, *ROLE_COLUMNS),
+            reviewer=value(cells, *REVIEWER_COLUMNS),
+            reason=value(cells, "reason"),
+        )
+        role = value(cells, "role_name", "role", "role_id")
+        workspace = value(cells, "workspace_name", "workspace", "workspace_id")
+        user = value(cells, "email", "user", "user_id")
+        if role and workspace and user:
+            row = dataclasses.replace(row, label=f"{role} in {workspace} for {user}")
+        if not row.grant_id and not (row.user and row.workspace and row.role):
+            missing = [
+                what for what, given in (("user", row.user), ("workspace", row.workspace), ("role", row.role))
+                if not given
+            ]
+            problems.append(
+                f"{where}: marked revoke but has no grant_id, and no {', '.join(missing)} either"
+            )
+            continue
+        marked.append(row)
+    if problems:
+        shown = "\n  ".join(problems[:MAX_LISTED_PROBLEMS])
+        more = f"\n  ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
+        raise ReviewError(
+            f"{source}: {len(problems)} row{'s' * (len(problems) != 1)} cannot be read, so nothing "
+            f"was queued; fix them and run again:\n  {shown}{more}"
+        )
+    return ReviewSheet(source, rows, marked)

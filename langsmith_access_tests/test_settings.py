@@ -1,0 +1,54 @@
+"""Settings: every default written once (the dataclass), the environment read over it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from langsmith_access.settings import CLIENT_FIELDS, ENVIRONMENT, ClientSettings, Secret, Settings, SettingsError
+
+ORG = "00000000-0000-4000-8000-000000000001"
+
+
+def test_an_empty_environment_gives_the_dataclass_defaults():
+    assert Settings.from_env({}) == Settings()
+    # Empty variables count as unset.
+    assert Settings.from_env({variable: "" for _, variable, _ in ENVIRONMENT}) == Settings()
+
+
+def test_every_setting_has_one_variable():
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert [name for name, _, _ in ENVIRONMENT] == [f.name for f in dataclasses.fields(Settings)]
+    assert len({variable for _, variable, _ in ENVIRONMENT}) == len(fields)
+
+
+def test_the_client_defaults_are_the_settings_defaults():
+    client = ClientSettings(api_key=Secret("lsv2_sk_x"), organization_id=ORG)
+    for name in CLIENT_FIELDS:
+        assert getattr(client, name) == getattr(Settings(), name), name
+    key = {"LANGSMITH_API_KEY": "lsv2_sk_abc", "LANGSMITH_ORGANIZATION_ID": ORG}
+    assert Settings.from_env(key).client() == ClientSettings(api_key=Secret("lsv2_sk_abc"), organization_id=ORG)
+
+
+def test_variables_override_the_defaults():
+    settings = Settings.from_env({
+        "LANGSMITH_ENDPOINT": "http://127.0.0.1:9/", "LANGSMITH_ACCESS_DUCKDB": "x.duckdb",
+        "LANGSMITH_ACCESS_TIMEOUT_SECONDS": "12", "LANGSMITH_ACCESS_MAX_RETRIES": "0",
+        "LANGSMITH_ACCESS_MAX_SHRINK_SHARE": "0.5", "LANGSMITH_ACCESS_SYNC_CRON": "5 * * * *",
+    })
+    assert (settings.endpoint, settings.duckdb_path, settings.read_timeout_seconds) == ("http://127.0.0.1:9", Path("x.duckdb"), 12.0)
+    assert (settings.max_retries, settings.max_shrink_share, settings.sync_cron) == (0, 0.5, "5 * * * *")
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", "0", "positive whole number"),
+    ("LANGSMITH_ACCESS_MAX_RETRIES", "-1", "0 or more"),
+    ("LANGSMITH_ACCESS_MAX_SHRINK_SHARE", "2", "between 0 and 1"),
+    ("LANGSMITH_ENDPOINT", "ftp://x", "http(s) URL"),
+])
+def test_bad_values_name_the_variable(variable, value, message):
+    with pytest.raises(SettingsError, match=variable) as error:
+        Settings.from_env({variable: value})
+    assert message in str(error.value)
