@@ -44,6 +44,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer 429 once a key sent more than N requests in its current 60 s window "
         "(default: no limit)",
     )
+    sandbox.add_argument(
+        "--deployment",
+        choices=["cloud", "self-hosted"],
+        default="cloud",
+        help="self-hosted: platform routes only under /api/v1/platform/, other paths outside "
+        "/api answer the web UI's HTML page with 200",
+    )
+    sandbox.add_argument(
+        "--key-role",
+        choices=["org-admin", "org-user", "workspace"],
+        default="org-admin",
+        help="what the accepted key is: Organization Admin, a default-role org key "
+        "(Organization User + Workspace Admin), or a workspace-scoped key",
+    )
+    sandbox.add_argument(
+        "--plan",
+        choices=["enterprise", "plus"],
+        default="enterprise",
+        help="plus: no workspace RBAC (only the Admin workspace role can be granted)",
+    )
+    sandbox.add_argument(
+        "--rate-limit-mode",
+        choices=["rolling", "fixed-window"],
+        default="rolling",
+        help="fixed-window: 429 without Retry-After until the window ends",
+    )
+    sandbox.add_argument(
+        "--rate-limit-window-seconds",
+        type=float,
+        default=60,
+        help="length of the rate-limit window (default 60)",
+    )
+    sandbox.add_argument(
+        "--anonymity-restricted",
+        action="store_true",
+        help="members answers are anonymity-restricted (emails and names withheld)",
+    )
     sync = commands.add_parser(
         "sync", help="one full sync: extract, transform, checks, then publish the analysts' database"
     )
@@ -133,9 +170,17 @@ def _sync(args: argparse.Namespace) -> int:
         ).fetchone()
         columns = [d[0] for d in conn.description]
     summary = dict(zip(columns, row))
+    anonymity = (
+        "  the members answer was anonymity-restricted: withheld emails/names kept from the "
+        "previous sync where known\n"
+        if summary.get("anonymity_restricted")
+        else ""
+    )
     print(
         f"Sync {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s "
         f"({summary['membership_route']} route)\n"
+        f"  route: {summary['membership_route']}, because {summary.get('route_reason') or 'n/a'}\n"
+        f"{anonymity}"
         f"  users {summary['users']}, pending invites {summary['pending_invites']}, "
         f"workspaces {summary['workspaces']}, roles {summary['roles']}\n"
         f"  entitlements {summary['entitlements']}, grants {summary['grants']} "

@@ -48,7 +48,7 @@ from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, NOTHING, REMOVE, Plan, desired_role, plan_change
 
 MAX_WRITE_ATTEMPTS = 3
-ORG_LISTING_PATH = "/v1/platform/orgs/current/members"
+ORG_LISTING_PATH = "/api/v1/platform/orgs/current/members"
 WORKSPACE_MEMBERS_PATH = "/api/v1/workspaces/current/members/active"
 # Reads per request in the per-request mode: member lookup, live read, verifying read.
 READS_PER_REQUEST = 3
