@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--dry-run", action="store_true", help="plan against live state; change nothing")
     provision.add_argument("--json", action="store_true")
 
+    doctor = commands.add_parser(
+        "doctor", help="check the LangSmith connection, key and plan with read-only calls"
+    )
+    doctor.add_argument("--json", action="store_true", help='print {"ok", "checks": [...]}')
+
     demo = commands.add_parser(
         "demo", help="the whole story on the embedded defaults: sandbox, sync, example queries"
     )
@@ -265,6 +270,14 @@ def _provision(args: argparse.Namespace) -> int:
     return 0 if all(item["status"] in FINAL_STATUSES for item in results) else 1
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from langsmith_access.doctor import run_checks
+
+    diagnosis = run_checks()
+    print(diagnosis.to_json() if args.json else diagnosis.text())
+    return 0 if diagnosis.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
@@ -291,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             return _requests(args)
         if args.command == "provision":
             return _provision(args)
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command == "demo":
             from langsmith_access.demo import run_demo
 

@@ -149,6 +149,7 @@ class LangSmithClient:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._organization_info: dict[str, Any] | None = None
 
     def __enter__(self) -> "LangSmithClient":
         return self
@@ -169,6 +170,16 @@ class LangSmithClient:
 
     def get_organization_info(self) -> dict[str, Any]:
         return self._get_json(ORGANIZATION_INFO_PATH, expect=dict)
+
+    def organization_info_once(self) -> dict[str, Any]:
+        """``get_organization_info()``, read once per client (plan flags do not change mid-run)."""
+        with self._sessions_lock:
+            cached = self._organization_info
+        if cached is None:
+            cached = self.get_organization_info()
+            with self._sessions_lock:
+                self._organization_info = cached
+        return cached
 
     def probe(self, path: str = ORGANIZATION_INFO_PATH) -> "Probe":
         """One GET, sent once (no retries), answered whatever its status: what the connection
