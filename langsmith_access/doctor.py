@@ -15,7 +15,6 @@ from typing import Any, Callable, Mapping
 from langsmith_access.langsmith import (
     LangSmithClient,
     LangSmithError,
-    PermissionDeniedError,
     RouteNotAvailableError,
     TransientError,
 )

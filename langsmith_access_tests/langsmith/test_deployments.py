@@ -17,7 +17,7 @@ from langsmith_access.langsmith.records import Role
 from langsmith_access.langsmith.refusals import explain_write_refusal
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
 from langsmith_access.sandbox.api import ApiResponse, HtmlPage
-from langsmith_access.settings import ClientSettings, Secret, Settings, SettingsError
+from langsmith_access.settings import ClientSettings, Settings, SettingsError
 
 ENRICHED = "/api/v1/platform/orgs/current/members"
 
