@@ -25,7 +25,7 @@ from langsmith_access.sandbox.faults import FaultConfig
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 PAGE = 500
-ENRICHED = "/v1/platform/orgs/current/members"
+ENRICHED = "/api/v1/platform/orgs/current/members"  # platform routes are called under /api/v1
 ACTIVE = "/api/v1/orgs/current/members/active"
 PENDING = "/api/v1/orgs/current/members/pending"
 WORKSPACES = "/api/v1/workspaces"

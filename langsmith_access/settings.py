@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 DEFAULT_DUCKDB_PATH = "data/langsmith_access.duckdb"
@@ -89,11 +90,37 @@ def check_organization_id(organization_id: str) -> str:
 
 
 def check_endpoint(endpoint: str) -> str:
-    endpoint = endpoint.strip().rstrip("/")
-    if not endpoint.startswith(("http://", "https://")):
+    """The API's origin (scheme, host, port and any basePath) from ``LANGSMITH_ENDPOINT`` as
+    users write it.
+
+    LangSmith's own docs tell self-hosted users to set ``https://<host>/api/v1`` (or
+    ``https://<host>/api``) and Cloud users the bare host or the host with ``/api/v1``; every
+    request path here starts with ``/api/v1``. So, as LangChain's Go SDK and Terraform provider
+    do: trim spaces, quotes and trailing ``/``, then strip one trailing ``/api/v1`` or ``/api``
+    (a bare ``/v1`` stays: it may be part of a basePath).
+    """
+    raw = endpoint
+    endpoint = endpoint.strip().strip("'\"").strip().rstrip("/")
+    for suffix in ("/api/v1", "/api"):
+        if endpoint.lower().endswith(suffix):
+            endpoint = endpoint[: -len(suffix)].rstrip("/")
+            break
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(
-            f"LANGSMITH_ENDPOINT must be an http(s) URL such as {DEFAULT_ENDPOINT}, got {endpoint!r}."
+            f"LANGSMITH_ENDPOINT must be an http(s) URL such as {DEFAULT_ENDPOINT} (US), "
+            f"https://eu.api.smith.langchain.com (EU) or https://<your-host>/api/v1 (self-hosted), "
+            f"got {raw!r}."
         )
+    if parts.query or parts.fragment:
+        raise SettingsError(
+            f"LANGSMITH_ENDPOINT must be the API's base URL without a query or fragment "
+            f"(like {DEFAULT_ENDPOINT}), got {raw!r}."
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise SettingsError(f"LANGSMITH_ENDPOINT has an invalid port: {raw!r}.") from None
     return endpoint
 
 
@@ -112,6 +139,9 @@ class Settings:
     max_concurrency: int = 8
     read_timeout_seconds: float = 30.0
     max_retries: int = 6
+    # LangSmith's rate limit is a fixed window per key; a 429 without Retry-After is waited out
+    # until this long after the refused request was sent (the window had begun by then).
+    rate_limit_window_seconds: float = 60.0
     sync_cron: str = "0 * * * *"
     max_shrink_share: float = 0.2
     provisioning_interval_seconds: int = 30
@@ -145,7 +175,10 @@ class Settings:
 
 
 # What the API client takes from ``Settings``; its defaults are the ones above.
-CLIENT_FIELDS = ("endpoint", "requests_per_minute", "max_concurrency", "read_timeout_seconds", "max_retries")
+CLIENT_FIELDS = (
+    "endpoint", "requests_per_minute", "max_concurrency", "read_timeout_seconds", "max_retries",
+    "rate_limit_window_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -160,6 +193,7 @@ class ClientSettings:
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = Settings.read_timeout_seconds
     max_retries: int = Settings.max_retries
+    rate_limit_window_seconds: float = Settings.rate_limit_window_seconds
 
 
 def _text(name: str, raw: str) -> str:
@@ -218,6 +252,7 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("max_concurrency", "LANGSMITH_ACCESS_MAX_CONCURRENCY", _positive_int),
     ("read_timeout_seconds", "LANGSMITH_ACCESS_TIMEOUT_SECONDS", _positive_seconds),
     ("max_retries", "LANGSMITH_ACCESS_MAX_RETRIES", _non_negative_int),
+    ("rate_limit_window_seconds", "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS", _positive_seconds),
     ("sync_cron", "LANGSMITH_ACCESS_SYNC_CRON", _text),
     ("max_shrink_share", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", _share),
     ("provisioning_interval_seconds", "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", _positive_int),

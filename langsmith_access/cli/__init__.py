@@ -17,11 +17,11 @@ import os
 import sys
 import warnings
 
-from langsmith_access.cli import demo, provisioning, reports, review, sandbox, sync
+from langsmith_access.cli import demo, doctor, provisioning, reports, review, sandbox, sync
 from langsmith_access.cli.common import run_handler
 
 # In the order `langsmith-access --help` lists them.
-COMMAND_MODULES = (sandbox, sync, provisioning, demo, reports, review)
+COMMAND_MODULES = (sandbox, sync, provisioning, doctor, demo, reports, review)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,4 +35,41 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="answer 429 once a key sent more than N requests in its current 60 s window "
         "(default: no limit)",
     )
+    sandbox.add_argument(
+        "--deployment",
+        choices=["cloud", "self-hosted"],
+        default="cloud",
+        help="self-hosted: platform routes only under /api/v1/platform/, other paths outside "
+        "/api answer the web UI's HTML page with 200",
+    )
+    sandbox.add_argument(
+        "--key-role",
+        choices=["org-admin", "org-user", "workspace"],
+        default="org-admin",
+        help="what the accepted key is: Organization Admin, a default-role org key "
+        "(Organization User + Workspace Admin), or a workspace-scoped key",
+    )
+    sandbox.add_argument(
+        "--plan",
+        choices=["enterprise", "plus"],
+        default="enterprise",
+        help="plus: no workspace RBAC (only the Admin workspace role can be granted)",
+    )
+    sandbox.add_argument(
+        "--rate-limit-mode",
+        choices=["rolling", "fixed-window"],
+        default="rolling",
+        help="fixed-window: 429 without Retry-After until the window ends",
+    )
+    sandbox.add_argument(
+        "--rate-limit-window-seconds",
+        type=float,
+        default=60,
+        help="length of the rate-limit window (default 60)",
+    )
+    sandbox.add_argument(
+        "--anonymity-restricted",
+        action="store_true",
+        help="members answers are anonymity-restricted (emails and names withheld)",
+    )
     sandbox.set_defaults(handler=serve_from_cli)

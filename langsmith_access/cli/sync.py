@@ -68,9 +68,17 @@ def run_sync(args: argparse.Namespace) -> int:
         return 1
     with AccessDatabase(settings.duckdb_path).read_published() as conn:
         summary = recorded_sync_run(conn, outcome.run_id)
+    anonymity = (
+        "  the members answer was anonymity-restricted: withheld emails/names kept from the "
+        "previous sync where known\n"
+        if summary.get("anonymity_restricted")
+        else ""
+    )
     print(
         f"Sync {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s "
         f"({summary['membership_route']} route)\n"
+        f"  route: {summary['membership_route']}, because {summary.get('route_reason') or 'n/a'}\n"
+        f"{anonymity}"
         f"  users {summary['users']}, pending invites {summary['pending_invites']}, "
         f"workspaces {summary['workspaces']}, roles {summary['roles']}\n"
         f"  entitlements {summary['entitlements']}, grants {summary['grants']} "

@@ -40,8 +40,10 @@ from langsmith_access.langsmith.errors import (
     IncompleteListingError,
     LangSmithError,
     NotFoundError,
+    NotLangSmithAPIError,
     PermissionDeniedError,
     RequestRejectedError,
+    RouteNotAvailableError,
     TransientError,
     UnexpectedResponseError,
 )
@@ -64,9 +66,15 @@ MAX_RETRY_AFTER_SECONDS = 120.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 ERROR_DETAIL_MAX_CHARS = 300
+# Platform routes are always called under /api/v1/platform/: Cloud answers there and at
+# /v1/platform/, a self-hosted install only there (its /v1/platform/ is the web UI).
+ENRICHED_MEMBERS_PATH = "/api/v1/platform/orgs/current/members"
+ORGANIZATION_INFO_PATH = "/api/v1/orgs/current/info"
 # Says whether the enriched members route showed memberships of every workspace.
 LISTS_ALL_WORKSPACES_HEADER = "X-Members-List-All-Workspaces"
-LISTING_HEADERS = (LISTS_ALL_WORKSPACES_HEADER,)
+# Says the answer was restricted by the organization's anonymity setting.
+ANONYMITY_RESTRICTED_HEADER = "X-Members-Anonymity-Restricted"
+LISTING_HEADERS = (LISTS_ALL_WORKSPACES_HEADER, ANONYMITY_RESTRICTED_HEADER)
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,20 @@ class _Page:
     @property
     def is_full(self) -> bool:
         return self.size >= PAGE_SIZE
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one request answered: its status, content type and JSON body (None if not JSON)."""
+
+    status_code: int
+    content_type: str
+    body: Any
+    detail: str  # the server's error detail for a 4xx/5xx, key scrubbed
+
+    @property
+    def is_json(self) -> bool:
+        return _is_json_type(self.content_type) and self.body is not None
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,7 @@ class LangSmithClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         # Refuse unusable keys and ids before any request is sent.
         self._api_key = settings.api_key.reveal()
@@ -119,12 +142,14 @@ class LangSmithClient:
         self.settings = settings
         self.stats = CallStats()
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()
         self._limiter = RateLimiter(settings.requests_per_minute, sleep=sleep)
         self._timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._organization_info: dict[str, Any] | None = None
 
     def __enter__(self) -> "LangSmithClient":
         return self
@@ -144,7 +169,45 @@ class LangSmithClient:
     # ------------------------------------------------------------------ reads
 
     def get_organization_info(self) -> dict[str, Any]:
-        return self._get_json("/api/v1/orgs/current/info", expect=dict)
+        return self._get_json(ORGANIZATION_INFO_PATH, expect=dict)
+
+    def organization_info_once(self) -> dict[str, Any]:
+        """``get_organization_info()``, read once per client (plan flags do not change mid-run)."""
+        with self._sessions_lock:
+            cached = self._organization_info
+        if cached is None:
+            cached = self.get_organization_info()
+            with self._sessions_lock:
+                self._organization_info = cached
+        return cached
+
+    def probe(self, path: str = ORGANIZATION_INFO_PATH) -> "Probe":
+        """One GET, sent once (no retries), answered whatever its status: what the connection
+        doctor needs to tell an unreachable host, a web page and a LangSmith API apart.
+
+        Raises ``TransientError`` when no answer came (refused, timed out, dropped).
+        """
+        self.stats.add(wait_seconds=self._limiter.acquire(), calls=1)
+        try:
+            response = self._session().get(
+                self.endpoint + path, headers=self._headers(None), timeout=self._timeout
+            )
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            self.stats.add(connection_errors=1)
+            kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "failed"
+            raise TransientError(
+                f"the connection to {self.endpoint} {kind}", method="GET", path=path
+            ) from None
+        content_type = response.headers.get("Content-Type") or ""
+        body = None
+        if _is_json_type(content_type) or not content_type:
+            body = _json_or_none(response)
+        return Probe(
+            status_code=response.status_code,
+            content_type=content_type,
+            body=body,
+            detail=self._detail(response) if response.status_code >= 400 else "",
+        )
 
     def list_roles(self) -> list[Role]:
         rows = self._get_json("/api/v1/orgs/current/roles", expect=list)
@@ -168,12 +231,43 @@ class LangSmithClient:
     def list_pending_invites(self) -> Listing[PendingInvite]:
         return self._paged("/api/v1/orgs/current/members/pending", PendingInvite.from_api)
 
-    def list_enriched_members(self) -> Listing[EnrichedMember]:
+    def list_enriched_members(self, *, first_page_only: bool = False) -> Listing[EnrichedMember]:
         """Active members and pending invites with every workspace membership, in few calls.
 
-        Raises ``NotFoundError`` where the install lacks this route (older or self-hosted).
+        Raises ``RouteNotAvailableError`` (a ``NotFoundError``) where the install lacks this
+        route: a 404, or an answer that is not JSON (a self-hosted install's web UI), which here
+        means "not available", not "wrong endpoint". ``first_page_only``: one small page, to
+        see the route's headers (the connection doctor).
         """
-        return self._paged("/v1/platform/orgs/current/members", EnrichedMember.from_api)
+        try:
+            if first_page_only:
+                return self._first_page(ENRICHED_MEMBERS_PATH, EnrichedMember.from_api)
+            return self._paged(ENRICHED_MEMBERS_PATH, EnrichedMember.from_api)
+        except RouteNotAvailableError:
+            raise
+        except NotLangSmithAPIError as error:
+            raise RouteNotAvailableError(
+                str(error),
+                reason=f"the enriched members route answered {error.status_code} with "
+                "something that is not JSON (a self-hosted install without that route serves "
+                "its web page there)",
+                method=error.method,
+                path=error.path,
+                status_code=error.status_code,
+            ) from None
+        except NotFoundError as error:
+            raise RouteNotAvailableError(
+                str(error),
+                reason="the enriched members route answered 404: this install does not have it",
+                method=error.method,
+                path=error.path,
+                status_code=error.status_code,
+                detail=error.detail,
+            ) from None
+
+    def first_page_of_org_members(self) -> Listing[OrgMember]:
+        """One small page of active org members (and the total, when the server tells it)."""
+        return self._first_page("/api/v1/orgs/current/members/active", OrgMember.from_api)
 
     def list_workspace_members(
         self, workspace_id: str, *, page_concurrency: int | None = None
@@ -304,6 +398,12 @@ class LangSmithClient:
                 path=path,
             )
         return body
+
+    def _first_page(self, path: str, parse: Callable[[Any], T], limit: int = 1) -> Listing[T]:
+        response = self._request("GET", path, params={"limit": limit, "offset": 0})
+        records = [_parse_record(parse, row, "GET", path) for row in _json_list(response, path)]
+        headers = {name: response.headers[name] for name in LISTING_HEADERS if name in response.headers}
+        return Listing(records, 1, _pagination_total(response, path), 1, headers)
 
     def _find_one(self, path, params, parse, matches, *, workspace_id=None):
         response = self._request(
@@ -455,6 +555,7 @@ class LangSmithClient:
             self.stats.add(wait_seconds=self._limiter.acquire())
             retry_after: float | None = None
             self.stats.add(calls=1)
+            sent_at = self._clock()
             try:
                 response = self._session().request(
                     method,
@@ -485,6 +586,13 @@ class LangSmithClient:
                 if status == 429:
                     self.stats.add(rate_limited=1)
                     retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    if retry_after is None:
+                        # The limit is a fixed window per key, and this request fell in it, so
+                        # the window began before it was sent: it has surely ended one window
+                        # length after the send. A shorter backoff would retry inside it.
+                        retry_after = max(
+                            0.0, sent_at + self.settings.rate_limit_window_seconds - self._clock()
+                        )
                     problem, maybe_applied = f"rate limited (429){where}", False
                 elif status >= 500:
                     self.stats.add(server_errors=1)
@@ -626,17 +734,42 @@ def _json_body(response: requests.Response, method: str, path: str) -> Any:
     """Decode a 2xx body; ``None`` for 204 or an empty body (DELETE may answer either)."""
     if response.status_code == 204 or not response.content:
         return None
+    content_type = response.headers.get("Content-Type")
+    if content_type and not _is_json_type(content_type):
+        raise _not_langsmith(response, method, path)
     try:
         # orjson: a 500-member page (~600 KB) decodes in a third of the standard library's time.
         return orjson.loads(response.content)
     except ValueError:
+        if content_type is None:
+            raise _not_langsmith(response, method, path)
+        # Declared JSON but cut short or garbled: a broken answer, not a wrong endpoint.
         raise UnexpectedResponseError(
             f"the {response.status_code} response is not valid JSON "
-            f"(content-type {response.headers.get('Content-Type')!r}, {len(response.content)} bytes)",
+            f"(content-type {content_type!r}, {len(response.content)} bytes)",
             method=method,
             path=path,
             status_code=response.status_code,
         ) from None
+
+
+def _is_json_type(content_type: str) -> bool:
+    """``application/json``, ``application/problem+json`` and the like, any parameters."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _not_langsmith(response: requests.Response, method: str, path: str) -> NotLangSmithAPIError:
+    return NotLangSmithAPIError(
+        f"not a LangSmith API: check LANGSMITH_ENDPOINT (the {response.status_code} answer is not "
+        f"valid JSON: content-type {response.headers.get('Content-Type')!r}, "
+        f"{len(response.content)} bytes)",
+        method=method,
+        path=path,
+        status_code=response.status_code,
+    )
 
 
 def _json_list(response: requests.Response, path: str) -> list[Any]:

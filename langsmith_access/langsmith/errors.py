@@ -63,5 +63,19 @@ class UnexpectedResponseError(LangSmithError):
     """The server answered 2xx with something that is not what the API documents."""
 
 
+class NotLangSmithAPIError(UnexpectedResponseError):
+    """A 2xx answer that is not JSON (for example a web UI's HTML page served with status 200):
+    ``LANGSMITH_ENDPOINT`` points at something that is not the LangSmith API."""
+
+
+class RouteNotAvailableError(NotFoundError):
+    """This LangSmith install does not serve the route (404, or a self-hosted install's UI page
+    answering in its place). ``reason`` says which, for the operator."""
+
+    def __init__(self, message: str, *, reason: str, **kwargs):
+        super().__init__(message, **kwargs)
+        self.reason = reason
+
+
 class IncompleteListingError(LangSmithError):
     """A paged listing could not be read completely and consistently."""

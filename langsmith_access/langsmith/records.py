@@ -145,6 +145,8 @@ class Workspace:
     is_deleted: bool
     tenant_handle: str | None
     organization_id: str | None
+    # The caller's own permissions there (None when the API does not say).
+    permissions: tuple[str, ...] | None = None
 
     @property
     def is_shared(self) -> bool:
@@ -162,6 +164,7 @@ class Workspace:
             is_deleted=f.bool("is_deleted", required=True),
             tenant_handle=f.str("tenant_handle"),
             organization_id=f.str("organization_id"),
+            permissions=f.str_list("permissions") if data.get("permissions") is not None else None,
         )
 
 
@@ -286,7 +289,7 @@ class WorkspaceMembership:
 
 @dataclass(frozen=True, slots=True)
 class EnrichedMember:
-    """A row of ``/v1/platform/orgs/current/members``: an active member or a pending invite."""
+    """A row of ``/api/v1/platform/orgs/current/members``: an active member or a pending invite."""
 
     id: str  # org identity id, or pending identity id
     ls_user_id: str | None  # absent for pending invites

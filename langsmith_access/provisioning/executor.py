@@ -44,11 +44,12 @@ from langsmith_access.langsmith import (
     Workspace,
 )
 from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER, PAGE_SIZE
+from langsmith_access.langsmith.refusals import explain_write_refusal, is_write_refusal
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, NOTHING, REMOVE, Plan, desired_role, plan_change
 
 MAX_WRITE_ATTEMPTS = 3
-ORG_LISTING_PATH = "/v1/platform/orgs/current/members"
+ORG_LISTING_PATH = "/api/v1/platform/orgs/current/members"
 WORKSPACE_MEMBERS_PATH = "/api/v1/workspaces/current/members/active"
 # Reads per request in the per-request mode: member lookup, live read, verifying read.
 READS_PER_REQUEST = 3
@@ -225,13 +226,24 @@ class Provisioner:
         except Rejected as rejection:
             outcome = Outcome(request_id, "rejected", str(rejection))
         except LangSmithError as error:
-            outcome = Outcome(request_id, "failed", str(error))
+            outcome = Outcome(request_id, "failed", self._failure_detail(error, request))
         if isinstance(outcome, _Written):
             with self._lock:
                 self._written.append(outcome)
             return None
         self._settle(outcome)
         return outcome
+
+    def _failure_detail(self, error: LangSmithError, request: dict) -> str:
+        """The error, or for a refused write its cause and fix (plan or key permissions)."""
+        if not is_write_refusal(error):
+            return str(error)
+        role = self.directory.roles.get(request.get("role_id") or "") if self.directory else None
+        try:
+            org_info = self.client.organization_info_once()
+        except LangSmithError:
+            org_info = None
+        return explain_write_refusal(error, role=role, org_info=org_info) or str(error)
 
     def finish(self) -> None:
         """Verify every write of the batch with one more listing of the org, and settle them."""

@@ -38,6 +38,22 @@ WRITE_METHODS = ("POST", "PATCH", "DELETE")
 # Marks a response without a body (204).
 NO_BODY = object()
 
+DEPLOYMENTS = ("cloud", "self-hosted")
+KEY_ROLES = ("org-admin", "org-user", "workspace")
+PLANS = ("enterprise", "plus")
+
+
+@dataclass(frozen=True)
+class HtmlPage:
+    """A non-JSON body: what a self-hosted install's web UI (nginx ``try_files ... /index.html``)
+    answers, with status 200, on paths its API does not own."""
+
+    text: str = (
+        "<!doctype html><html><head><title>LangSmith</title></head>"
+        '<body><div id="root"></div><script src="/assets/index.js"></script></body></html>'
+    )
+    content_type: str = "text/html"
+
 
 @dataclass
 class ApiRequest:
@@ -261,7 +277,12 @@ class Route:
         self.pattern = re.compile(f"^{regex}$")
 
 
-ENRICHED_MEMBERS_PATH = "/v1/platform/orgs/current/members"
+ENRICHED_MEMBERS_PATH = "/v1/platform/orgs/current/members"  # the form the vendored spec names
+# The form LangChain's Go SDK, Terraform and API docs call; Cloud answers both, a self-hosted
+# install only this one (nginx sends /api/v1/platform/X to the platform backend's /v1/platform/X).
+API_ENRICHED_MEMBERS_PATH = "/api" + ENRICHED_MEMBERS_PATH
+PLATFORM_PREFIX = "/v1/platform/"
+API_PLATFORM_PREFIX = "/api/v1/platform/"
 
 
 class SandboxApi:
@@ -272,6 +293,24 @@ class SandboxApi:
     platform route answer 404 (older and self-hosted installs). ``delete_response`` picks what a
     successful DELETE answers: ``"json_object"`` (200 ``{}``), ``"null"`` (200 ``null``) or
     ``"no_content"`` (204).
+
+    The deployment and limits it plays (DESIGN.md section 8, ``langsmith-api.md``):
+
+    - ``deployment``: ``"cloud"`` serves platform routes under ``/v1/platform/`` and
+      ``/api/v1/platform/``; ``"self-hosted"`` only under ``/api/v1/platform/``, reads ``/api/X``
+      as ``/api/v1/X``, and answers every other path outside ``/api`` (``/v1/platform/``
+      included) with the web UI's HTML page and status 200, as its nginx does.
+    - ``key_role``: what ``api_key`` is. ``"org-admin"``: an org-scoped key with Organization
+      Admin. ``"org-user"``: an org-scoped key created with default roles (Organization User,
+      Workspace Admin in every workspace): no ``organization:manage``, so the enriched route
+      answers ``X-Members-List-All-Workspaces: false`` with only some workspaces' memberships.
+      ``"workspace"``: a key scoped to the first shared workspace: 403 on organization routes
+      and on other workspaces.
+    - ``plan``: ``"enterprise"`` (workspace RBAC) or ``"plus"`` (``config.can_use_rbac`` false:
+      adding a member with, or changing a member to, a workspace role other than Admin is
+      refused with 403).
+    - ``anonymity_restricted``: the enriched route answers ``X-Members-Anonymity-Restricted:
+      true`` and leaves out active members' email and display name.
     """
 
     def __init__(
@@ -282,14 +321,29 @@ class SandboxApi:
         workspace_scoped_key: str | None = None,
         enriched_route: bool = True,
         delete_response: str = "json_object",
+        deployment: str = "cloud",
+        key_role: str = "org-admin",
+        plan: str = "enterprise",
+        anonymity_restricted: bool = False,
     ) -> None:
         if delete_response not in DELETE_RESPONSES:
             raise ValueError(f"delete_response must be one of {DELETE_RESPONSES}")
+        for name, value, allowed in (
+            ("deployment", deployment, DEPLOYMENTS),
+            ("key_role", key_role, KEY_ROLES),
+            ("plan", plan, PLANS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         self.state = state
         self.api_key = api_key
         self.workspace_scoped_key = workspace_scoped_key
         self.enriched_route = enriched_route
         self.delete_response = delete_response
+        self.deployment = deployment
+        self.key_role = key_role
+        self.plan = plan
+        self.anonymity_restricted = anonymity_restricted
         self.routes = [
             Route("GET", "/api/v1/orgs/current/info", self.get_org_info, "organization"),
             Route("GET", "/api/v1/orgs/current/roles", self.list_roles, "organization"),
@@ -308,6 +362,7 @@ class SandboxApi:
                 "organization",
             ),
             Route("GET", ENRICHED_MEMBERS_PATH, self.list_enriched_members, "organization"),
+            Route("GET", API_ENRICHED_MEMBERS_PATH, self.list_enriched_members, "organization"),
             Route(
                 "GET",
                 "/api/v1/workspaces/current/members",
@@ -346,6 +401,10 @@ class SandboxApi:
     # -------------------------------------------------------------- entry point
 
     def handle(self, request: ApiRequest, faults: FaultConfig) -> ApiResponse:
+        if self.deployment == "self-hosted":
+            if self._served_by_web_ui(request.path):
+                return ApiResponse(200, HtmlPage())
+            request = self._as_nginx_forwards(request)
         try:
             route, path_params = self._route(request)
             key_is_workspace_scoped = self._authenticate(request)
@@ -355,6 +414,8 @@ class SandboxApi:
             else:
                 self._check_organization_header_if_sent(request)
                 workspace = self._current_workspace(request)
+                if key_is_workspace_scoped and self.key_role == "workspace":
+                    self._check_key_workspace(workspace)
                 response = route.handler(request, faults, workspace, **path_params)
         except ApiError as error:
             return error.response
@@ -363,8 +424,24 @@ class SandboxApi:
             return ApiResponse(502, {"detail": "Bad Gateway"})
         return response
 
+    @staticmethod
+    def _served_by_web_ui(path: str) -> bool:
+        """Self-hosted nginx: whatever is not under /api (nor /v2/, /scim/) is the UI's page."""
+        return not (path == "/api" or path.startswith(("/api/", "/v2/", "/scim/")))
+
+    @staticmethod
+    def _as_nginx_forwards(request: ApiRequest) -> ApiRequest:
+        """Self-hosted nginx sends /api/X (other than /api/v1/ and /api/v2/) to /api/v1/X."""
+        path = request.path
+        if path.startswith("/api/") and not path.startswith(("/api/v1/", "/api/v2/")):
+            return ApiRequest(
+                request.method, "/api/v1/" + path[len("/api/") :], request.query,
+                request.headers, request.body,
+            )
+        return request
+
     def _route(self, request: ApiRequest) -> tuple[Route, dict[str, str]]:
-        if request.path == ENRICHED_MEMBERS_PATH and not self.enriched_route:
+        if request.path in (ENRICHED_MEMBERS_PATH, API_ENRICHED_MEMBERS_PATH) and not self.enriched_route:
             raise detail_error(404, "Not Found")
         path_matched = False
         for route in self.routes:
@@ -388,6 +465,8 @@ class SandboxApi:
         )
         if not (is_org_key or is_workspace_key):
             raise detail_error(401, "Invalid token")
+        if is_org_key and self.key_role == "workspace":
+            return True
         return is_workspace_key and not is_org_key
 
     def _check_organization(self, request: ApiRequest, key_is_workspace_scoped: bool) -> None:
@@ -405,6 +484,36 @@ class SandboxApi:
         sent = request.headers.get("X-Organization-Id")
         if sent and parse_uuid(sent) != self.state.organization_id:
             raise detail_error(403, "Not authorized for this organization")
+
+    def key_workspace_id(self) -> str | None:
+        """The workspace a workspace-scoped ``api_key`` (``key_role="workspace"``) belongs to."""
+        with self.state.lock:
+            shared = sorted(w.id for w in self.state.shared_workspaces())
+        return shared[0] if shared else None
+
+    def _check_key_workspace(self, workspace: Workspace) -> None:
+        if workspace.id != self.key_workspace_id():
+            raise detail_error(403, "This API key is not scoped to this workspace")
+
+    def _caller_permissions(self) -> list[str]:
+        """The org permissions of the key (its org role's)."""
+        role = "ORGANIZATION_ADMIN" if self.key_role == "org-admin" else "ORGANIZATION_USER"
+        return list(self.state.role_by_name(role).permissions)
+
+    def _caller_sees_all_workspaces(self) -> bool:
+        return "organization:manage" in self._caller_permissions()
+
+    def _require_plan_allows(self, role_id: str) -> None:
+        """Without workspace RBAC (plans below Enterprise) a workspace role is Admin or nothing."""
+        if self.plan == "enterprise":
+            return
+        role = self.state.roles.get(role_id)
+        if role is not None and role.name != "WORKSPACE_ADMIN":
+            raise detail_error(
+                403,
+                "Role-based access control is not enabled for this organization: "
+                "workspace members can only be given the Admin role",
+            )
 
     def _current_workspace(self, request: ApiRequest) -> Workspace:
         tenant_id = request.headers.get("X-Tenant-Id")
@@ -426,7 +535,12 @@ class SandboxApi:
 
     def get_org_info(self, request, faults) -> ApiResponse:
         with self.state.lock:
-            return ApiResponse(200, payloads.organization_info_json(self.state))
+            return ApiResponse(
+                200,
+                payloads.organization_info_json(
+                    self.state, plan=self.plan, permissions=self._caller_permissions()
+                ),
+            )
 
     def list_roles(self, request, faults) -> ApiResponse:
         with self.state.lock:
@@ -437,8 +551,13 @@ class SandboxApi:
     def list_workspaces(self, request, faults) -> ApiResponse:
         include_deleted = query_bool(request.query, "include_deleted", False)
         with self.state.lock:
+            # A default-role org key is Workspace Admin in every workspace; an Org Admin's key has
+            # no workspace role of its own (implicit Admin), so its rows say none.
+            own_role = (
+                self.state.role_by_name("WORKSPACE_ADMIN") if self.key_role == "org-user" else None
+            )
             rows = [
-                payloads.workspace_json(self.state, workspace)
+                payloads.workspace_json(self.state, workspace, own_role=own_role)
                 for workspace in self.state.all_workspaces()
                 if include_deleted or not workspace.is_deleted
             ]
@@ -526,14 +645,28 @@ class SandboxApi:
             if globs:
                 people = [person for person in people if self._matches_globs(person, globs)]
             page, headers = paged(in_api_order(people), offset, limit)
+            sees_all = self._caller_sees_all_workspaces()
+            visible = None if sees_all else self._partially_visible_workspaces()
             rows = [
-                payloads.enriched_member_json(self.state, person)
+                payloads.enriched_member_json(
+                    self.state,
+                    person,
+                    visible_workspaces=visible,
+                    anonymous=self.anonymity_restricted,
+                )
                 if isinstance(person, OrgMember)
                 else payloads.enriched_pending_json(self.state, person)
                 for person in page
             ]
-        headers["X-Members-List-All-Workspaces"] = "true"
+        headers["X-Members-List-All-Workspaces"] = "true" if sees_all else "false"
+        if self.anonymity_restricted:
+            headers["X-Members-Anonymity-Restricted"] = "true"
         return ApiResponse(200, rows, headers)
+
+    def _partially_visible_workspaces(self) -> set[str]:
+        """What a key without organization:manage sees of memberships on the enriched route is
+        undocumented ("partial"): here, every other workspace, so that trusting it is wrong."""
+        return {w.id for w in sorted(self.state.all_workspaces(), key=lambda w: w.id)[::2]}
 
     def _matches_globs(self, person: OrgMember | PendingOrgInvite, globs: dict) -> bool:
         """The platform route's ``*_like`` filters; each given filter must match."""
@@ -660,6 +793,7 @@ class SandboxApi:
             )
         with self.state.lock:
             self._require_workspace_role(role_id)
+            self._require_plan_allows(role_id)
             member = self._find_active_member(org_identity_id, ls_user_id, legacy_user_id)
             if member is None:
                 raise detail_error(404, "Organization member not found")
@@ -680,6 +814,7 @@ class SandboxApi:
         with self.state.lock:
             membership = self._find_membership(workspace, identity_id)
             self._require_workspace_role(role_id)
+            self._require_plan_allows(role_id)
             self.state.set_workspace_role(workspace.id, membership.ls_user_id, role_id)
             return ApiResponse(200, payloads.workspace_member_json(self.state, membership))
 

@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 
 RATE_LIMIT_WINDOW_SECONDS = 60
+# "rolling": a key's window starts at its first request after the last one ended, and a 429
+# says when to come back (Retry-After). "fixed-window": the same window, as LangSmith's load
+# balancer answers it: 429 without Retry-After until the window ends.
+RATE_LIMIT_MODES = ("rolling", "fixed-window")
 ERROR_STATUSES = (500, 502, 503, 504)
 
 
@@ -48,6 +52,10 @@ class FaultConfig:
     - ``rate_limit_per_minute``: None, or N: once more than N requests with one API key arrived
       in the current 60 s window (which starts at that key's first request), answer 429 with
       ``Retry-After`` = seconds until the window ends, rounded up.
+    - ``rate_limit_mode``: ``"rolling"`` (429 with ``Retry-After``, as above) or
+      ``"fixed-window"`` (429 without ``Retry-After`` until the window ends).
+    - ``rate_limit_window_seconds``: the window's length (None: 60, as LangSmith's; shorter in
+      tests).
     - ``failing_routes``: paths that always answer 500. An entry matches every path that starts
       with it; an entry ending in ``$`` matches only the exact path before the ``$``.
     - ``failing_workspaces``: workspace ids whose ``/api/v1/workspaces/current/...`` routes
@@ -68,6 +76,8 @@ class FaultConfig:
     retry_after_seconds: int = 1
     retry_after_as_http_date: bool = False
     rate_limit_per_minute: int | None = None
+    rate_limit_mode: str = "rolling"
+    rate_limit_window_seconds: float | None = None  # None: RATE_LIMIT_WINDOW_SECONDS
     failing_routes: tuple[str, ...] = ()
     failing_workspaces: tuple[str, ...] = ()
     hang_rate: float = 0.0
@@ -83,6 +93,8 @@ class FaultConfig:
     _rate_windows: dict[str, list] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.rate_limit_mode not in RATE_LIMIT_MODES:
+            raise ValueError(f"rate_limit_mode must be one of {', '.join(RATE_LIMIT_MODES)}")
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
         self._rate_windows = {}
@@ -111,14 +123,15 @@ class FaultConfig:
         if self.rate_limit_per_minute is None:
             return None
         now = time.monotonic()
+        length = self.rate_limit_window_seconds or RATE_LIMIT_WINDOW_SECONDS
         with self._lock:
             window = self._rate_windows.get(key_fingerprint)
-            if window is None or now - window[0] >= RATE_LIMIT_WINDOW_SECONDS:
+            if window is None or now - window[0] >= length:
                 window = self._rate_windows[key_fingerprint] = [now, 0]
             window[1] += 1
             if window[1] <= self.rate_limit_per_minute:
                 return None
-            return max(1, math.ceil(window[0] + RATE_LIMIT_WINDOW_SECONDS - now))
+            return max(1, math.ceil(window[0] + length - now))
 
     def retry_after_header(self, seconds: int) -> str:
         """``Retry-After`` for a wait of ``seconds``: the number, or an HTTP date that far ahead."""

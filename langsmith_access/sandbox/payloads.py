@@ -32,21 +32,34 @@ def role_json(role: Role) -> dict:
     }
 
 
-def organization_info_json(state: OrgState) -> dict:
-    """An ``OrganizationInfo``, as an org-scoped admin service key sees it."""
+def organization_info_json(
+    state: OrgState, *, plan: str = "enterprise", permissions: list[str] | None = None
+) -> dict:
+    """An ``OrganizationInfo``, as the calling key sees it: ``permissions`` are the key's own
+    (default: an Organization Admin's); ``config`` has the flags of the plan (``enterprise`` or
+    ``plus``: no workspace RBAC, ABAC, audit logs or SAML SSO)."""
+    enterprise = plan == "enterprise"
     return {
         "id": state.organization_id,
         "display_name": state.display_name,
         "config": {
-            "can_use_rbac": True,
-            "max_identities": 100_000,
-            "max_workspaces": 10_000,
+            "plan_tier": plan,
+            "can_use_rbac": enterprise,
+            "can_use_abac": enterprise,
+            "can_use_audit_logs": enterprise,
+            "can_use_saml_sso": enterprise,
+            "max_identities": 100_000 if enterprise else 100,
+            "max_workspaces": 10_000 if enterprise else 10,
             "can_add_seats": True,
         },
         "is_personal": False,
-        "tier": "enterprise",
+        "tier": "enterprise" if enterprise else "plus",
         "reached_max_workspaces": False,
-        "permissions": list(state.role_by_name("ORGANIZATION_ADMIN").permissions),
+        "permissions": (
+            list(permissions)
+            if permissions is not None
+            else list(state.role_by_name("ORGANIZATION_ADMIN").permissions)
+        ),
         "disabled": False,
         "member_disabled": False,
         "sso_only": False,
@@ -54,8 +67,9 @@ def organization_info_json(state: OrgState) -> dict:
     }
 
 
-def workspace_json(state: OrgState, workspace: Workspace) -> dict:
-    """A ``TenantForUser``. The caller's own role there is left null (a service key has none)."""
+def workspace_json(state: OrgState, workspace: Workspace, own_role: Role | None = None) -> dict:
+    """A ``TenantForUser``. ``role_id``/``role_name``/``permissions`` are the caller's own role
+    there: ``own_role``, or null (an Organization Admin's key has no workspace role of its own)."""
     return {
         "id": workspace.id,
         "organization_id": state.organization_id,
@@ -66,9 +80,9 @@ def workspace_json(state: OrgState, workspace: Workspace) -> dict:
         "tenant_handle": workspace.tenant_handle,
         "data_plane_url": None,
         "read_only": False,
-        "role_id": None,
-        "role_name": None,
-        "permissions": None,
+        "role_id": own_role.id if own_role else None,
+        "role_name": own_role.display_name if own_role else None,
+        "permissions": list(own_role.permissions) if own_role else None,
     }
 
 
@@ -186,10 +200,23 @@ def workspace_pending_json(state: OrgState, invite: PendingWorkspaceInvite) -> d
     }
 
 
-def enriched_member_json(state: OrgState, member: OrgMember) -> dict:
+def enriched_member_json(
+    state: OrgState,
+    member: OrgMember,
+    *,
+    visible_workspaces: set[str] | None = None,
+    anonymous: bool = False,
+) -> dict:
     """An ``orgs.OrgMemberEnriched`` for an active member (the Go service omits empty fields,
-    so ``avatar_url`` only appears when set)."""
+    so ``avatar_url`` only appears when set). ``visible_workspaces``: list only memberships of
+    these (None: all). ``anonymous``: leave out email, display name and avatar, as an
+    anonymity-restricted answer may."""
     org_role = state.roles[member.org_role_id]
+    memberships = [
+        m
+        for m in state.memberships_of(member.ls_user_id)
+        if visible_workspaces is None or m.workspace_id in visible_workspaces
+    ]
     row = {
         "id": member.id,
         "ls_user_id": member.ls_user_id,
@@ -209,10 +236,12 @@ def enriched_member_json(state: OrgState, member: OrgMember) -> dict:
                 "role_id": membership.role_id,
                 "role_name": state.roles[membership.role_id].display_name,
             }
-            for membership in state.memberships_of(member.ls_user_id)
+            for membership in memberships
         ],
     }
-    if member.avatar_url:
+    if anonymous:
+        del row["email"], row["display_name"]
+    elif member.avatar_url:
         row["avatar_url"] = member.avatar_url
     return row
 

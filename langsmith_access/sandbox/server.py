@@ -30,8 +30,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from langsmith_access.sandbox.api import NO_BODY, ApiRequest, ApiResponse, SandboxApi
-from langsmith_access.sandbox.faults import FaultConfig, RandomFault
+from langsmith_access.sandbox.api import (
+    DEPLOYMENTS,
+    KEY_ROLES,
+    NO_BODY,
+    PLANS,
+    ApiRequest,
+    ApiResponse,
+    HtmlPage,
+    SandboxApi,
+)
+from langsmith_access.sandbox.faults import RATE_LIMIT_MODES, FaultConfig, RandomFault
 from langsmith_access.sandbox.generator import generate_org
 from langsmith_access.sandbox.org_state import OrgState
 
@@ -101,7 +110,9 @@ class SandboxServer:
     - ``api_key``: the accepted organization-scoped key (default: a generated ``lsv2_sk_`` key).
     - ``organization_id``: must match ``org`` when both are given.
     - ``faults``: the live ``FaultConfig`` (replace it or change its fields at any time).
-    - ``enriched_route``, ``workspace_scoped_key``, ``delete_response``: see ``SandboxApi``.
+    - ``enriched_route``, ``workspace_scoped_key``, ``delete_response``, and the deployment it
+      plays (``deployment``, ``key_role``, ``plan``, ``anonymity_restricted``): see
+      ``SandboxApi``. The rate-limit mode is part of ``faults`` (``FaultConfig``).
     - ``url``: ``http://host:port`` once started; ``request_log``: every request received.
 
     Use it as a context manager, or call ``start()`` and ``stop()``.
@@ -119,6 +130,10 @@ class SandboxServer:
         enriched_route: bool = True,
         workspace_scoped_key: str | None = None,
         delete_response: str = "json_object",
+        deployment: str = "cloud",
+        key_role: str = "org-admin",
+        plan: str = "enterprise",
+        anonymity_restricted: bool = False,
     ) -> None:
         if organization_id is not None:
             organization_id = str(uuid.UUID(organization_id))
@@ -140,6 +155,10 @@ class SandboxServer:
             workspace_scoped_key=workspace_scoped_key,
             enriched_route=enriched_route,
             delete_response=delete_response,
+            deployment=deployment,
+            key_role=key_role,
+            plan=plan,
+            anonymity_restricted=anonymity_restricted,
         )
         self._stopping = threading.Event()
         self._http_server: _HttpServer | None = None
@@ -217,6 +236,9 @@ class SandboxServer:
         key_fingerprint = hashlib.sha256(api_key.encode()).hexdigest()
         wait_seconds = faults.seconds_until_rate_limit_resets(key_fingerprint)
         if wait_seconds is not None:
+            if faults.rate_limit_mode == "fixed-window":
+                # LangSmith's load balancer: 429 until the window ends, and no Retry-After.
+                return ApiResponse(429, {"detail": "Rate limit exceeded"})
             return _too_many_requests(faults, wait_seconds)
 
         random_fault = faults.draw_random_fault()
@@ -348,8 +370,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if response.body is NO_BODY:
             self.end_headers()
             return
-        payload = orjson.dumps(response.body)  # UTF-8, like json.dumps(ensure_ascii=False)
-        self.send_header("Content-Type", "application/json")
+        if isinstance(response.body, HtmlPage):
+            payload = response.body.text.encode()
+            content_type = response.body.content_type
+        else:
+            payload = orjson.dumps(response.body)  # UTF-8, like json.dumps(ensure_ascii=False)
+            content_type = "application/json"
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -394,6 +421,21 @@ def serve_from_cli(args) -> int:
         return refuse("--pending-invites must not be negative")
     if rate_limit_per_minute is not None and rate_limit_per_minute <= 0:
         return refuse("--rate-limit-per-minute must be positive")
+    deployment = getattr(args, "deployment", "cloud")
+    key_role = getattr(args, "key_role", "org-admin")
+    plan = getattr(args, "plan", "enterprise")
+    rate_limit_mode = getattr(args, "rate_limit_mode", "rolling")
+    rate_limit_window_seconds = getattr(args, "rate_limit_window_seconds", None) or 60.0
+    for flag, value, allowed in (
+        ("--deployment", deployment, DEPLOYMENTS),
+        ("--key-role", key_role, KEY_ROLES),
+        ("--plan", plan, PLANS),
+        ("--rate-limit-mode", rate_limit_mode, RATE_LIMIT_MODES),
+    ):
+        if value not in allowed:
+            return refuse(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+    if rate_limit_window_seconds <= 0:
+        return refuse("--rate-limit-window-seconds must be positive")
 
     org = generate_org(
         seed=args.seed,
@@ -407,6 +449,8 @@ def serve_from_cli(args) -> int:
         error_rate=args.fault_rate / 2,
         throttle_rate=args.fault_rate / 2,
         rate_limit_per_minute=rate_limit_per_minute,
+        rate_limit_mode=rate_limit_mode,
+        rate_limit_window_seconds=rate_limit_window_seconds,
     )
     stop_requested = threading.Event()
     previous_handlers = {
@@ -415,7 +459,15 @@ def serve_from_cli(args) -> int:
     }
     try:
         sandbox = SandboxServer(
-            org, api_key=args.api_key, faults=faults, host=args.host, port=args.port
+            org,
+            api_key=args.api_key,
+            faults=faults,
+            host=args.host,
+            port=args.port,
+            deployment=deployment,
+            key_role=key_role,
+            plan=plan,
+            anonymity_restricted=bool(getattr(args, "anonymity_restricted", False)),
         )
         with sandbox:
             line = {

@@ -28,7 +28,25 @@ CREATE TABLE IF NOT EXISTS main.sync_runs (
     api_retries BIGINT,
     api_rate_limited BIGINT,
     api_wait_seconds DOUBLE,
-    duration_seconds DOUBLE
+    duration_seconds DOUBLE,
+    route_reason VARCHAR,               -- why that membership route (e.g. the key's roles)
+    anonymity_restricted BOOLEAN        -- the members answer was anonymity-restricted
+)
+"""
+
+# Columns added to sync_runs after its first release: CREATE TABLE IF NOT EXISTS leaves an older
+# table as it was, so these are added to it.
+SYNC_RUNS_ADDED_COLUMNS = (("route_reason", "VARCHAR"), ("anonymity_restricted", "BOOLEAN"))
+
+# How this sync read memberships, written by the members extract and read into sync_runs:
+# one row, replaced by each sync. Not a dbt source.
+MEMBERSHIP_READ_DDL = f"""
+CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.membership_read (
+    sync_id VARCHAR,
+    membership_route VARCHAR,
+    route_reason VARCHAR,
+    anonymity_restricted BOOLEAN,
+    withheld_values_kept BIGINT         -- values kept from the previous sync (see extract.py)
 )
 """
 
@@ -80,8 +98,50 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     for table in RAW_TABLES:
         conn.execute(create_table_sql(table))
     conn.execute(SYNC_RUNS_DDL)
+    for column, sql_type in SYNC_RUNS_ADDED_COLUMNS:
+        conn.execute(f"ALTER TABLE main.sync_runs ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+    conn.execute(MEMBERSHIP_READ_DDL)
     conn.execute(PROVISIONING_REQUESTS_DDL)
     conn.execute(PROVISIONING_EVENTS_DDL)
+
+
+def record_membership_read(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    sync_id: str,
+    membership_route: str,
+    route_reason: str | None,
+    anonymity_restricted: bool,
+    withheld_values_kept: int,
+) -> None:
+    conn.execute(MEMBERSHIP_READ_DDL)
+    conn.execute("BEGIN")
+    try:
+        conn.execute(f"DELETE FROM {RAW_SCHEMA}.membership_read")
+        conn.execute(
+            f"INSERT INTO {RAW_SCHEMA}.membership_read VALUES (?, ?, ?, ?, ?)",
+            [sync_id, membership_route, route_reason, anonymity_restricted, withheld_values_kept],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def known_member_values(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """ls_user_id -> email, full_name, display_name as the last published sync had them (empty
+    before the first sync)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_name = 'users'"
+    ).fetchone()[0]
+    if not exists:
+        return {}
+    rows = conn.execute("SELECT user_id, email, full_name, display_name FROM main.users").fetchall()
+    return {
+        user_id: {"email": email, "full_name": full_name, "display_name": display_name}
+        for user_id, email, full_name, display_name in rows
+    }
 
 
 def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:

@@ -28,6 +28,14 @@ def record_sync_run(
     route = conn.execute(
         "SELECT string_agg(DISTINCT source, ',') FROM raw.workspace_memberships"
     ).fetchone()[0]
+    read = conn.execute(
+        "SELECT membership_route, route_reason, anonymity_restricted FROM raw.membership_read "
+        "WHERE sync_id = ?",
+        [sync_id],
+    ).fetchone()
+    if read is not None:
+        # Named by the extract even when no workspace had a member to list.
+        route = read[0]
     row = {
         "sync_id": sync_id,
         "started_at": started_at,
@@ -40,6 +48,8 @@ def record_sync_run(
         "api_rate_limited": api_stats.get("rate_limited", 0),
         "api_wait_seconds": api_stats.get("wait_seconds", 0.0),
         "duration_seconds": round((finished_at - started_at).total_seconds(), 3),
+        "route_reason": read[1] if read else None,
+        "anonymity_restricted": read[2] if read else None,
     }
     columns = ", ".join(row)
     placeholders = ", ".join("?" for _ in row)

@@ -5,12 +5,20 @@ out; tested on recorded payloads), ``load_raw`` writes one raw table. Nothing he
 
 Two ways to read workspace memberships, cheapest first:
 
-- ``enriched_members``: ``/v1/platform/orgs/current/members`` lists active members *and*
+- ``enriched_members``: ``/api/v1/platform/orgs/current/members`` lists active members *and*
   pending invites with every workspace membership, 500 people a call.
 - ``workspace_members`` (fallback where that route is missing, e.g. older or self-hosted
   installs, or where it says it did not list every workspace): active members and pending
   invites from their own listings, then each shared workspace's member list, fanned out with
   bounded concurrency.
+
+Which route was used and why (``route_reason``) is recorded with the sync, and so is whether the
+enriched route's answer was restricted by the org's anonymity setting
+(``X-Members-Anonymity-Restricted``). What such an answer withholds is undocumented, so a
+missing email or name is never read as a change: ``keep_withheld_values`` puts back the value
+the previous sync knew (a member first seen in a restricted answer keeps null, and the sync
+summary says how many values were kept). Keeping, not nulling: analysts and provisioning
+requests find people by email, and a null would read as the email having been removed.
 """
 
 from __future__ import annotations
@@ -30,10 +38,14 @@ from langsmith_access.langsmith import (
     OrgMember,
     PendingInvite,
     Role,
+    RouteNotAvailableError,
     Workspace,
     WorkspaceMember,
 )
-from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER
+from langsmith_access.langsmith.client import (
+    ANONYMITY_RESTRICTED_HEADER,
+    LISTS_ALL_WORKSPACES_HEADER,
+)
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
 
 ENRICHED_ROUTE = "enriched_members"
@@ -70,6 +82,10 @@ class MemberRecords:
     # Shared workspaces whose memberships had to be read (the per-workspace route reads each).
     workspaces_expected: int = 0
     fallback_reason: str | None = None
+    # Why this route was used: for the operator, in sync_runs.route_reason and the summary.
+    route_reason: str | None = None
+    # The enriched route said its answer was restricted by the org's anonymity setting.
+    anonymity_restricted: bool = False
 
     @property
     def workspaces_read(self) -> int:
@@ -166,28 +182,50 @@ def get_members(
         raise ValueError(
             f"membership route must be one of {', '.join(MEMBERSHIP_ROUTES)}, got {route!r}"
         )
-    fallback_reason = None
-    if route in ("auto", ENRICHED_ROUTE):
-        try:
-            enriched = client.list_enriched_members()
-        except NotFoundError as exc:
-            if route == ENRICHED_ROUTE:
-                raise
-            fallback_reason = f"the enriched members route is not available ({exc.status_code})"
-        else:
-            lists_all = enriched.headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").lower()
-            if lists_all != "false":
-                return MemberRecords(
-                    route=ENRICHED_ROUTE,
-                    enriched=enriched,
-                    workspaces_expected=len(shared_workspace_ids),
-                )
-            fallback_reason = (
-                "the enriched members route did not list every workspace "
-                f"({LISTS_ALL_WORKSPACES_HEADER}: false; the key lacks organization:manage)"
+    if route == PER_WORKSPACE_ROUTE:
+        return _read_each_workspace(
+            client, shared_workspace_ids, None, "asked for by the run (membership_route)"
+        )
+    anonymity_restricted = False
+    try:
+        enriched = client.list_enriched_members()
+    except RouteNotAvailableError as exc:
+        if route == ENRICHED_ROUTE:
+            raise
+        reason = exc.reason
+    else:
+        anonymity_restricted = _header_is_true(enriched, ANONYMITY_RESTRICTED_HEADER)
+        lists_all = enriched.headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").lower()
+        if lists_all != "false":
+            return MemberRecords(
+                route=ENRICHED_ROUTE,
+                enriched=enriched,
+                workspaces_expected=len(shared_workspace_ids),
+                route_reason=(
+                    "asked for by the run (membership_route)"
+                    if route == ENRICHED_ROUTE
+                    else "the enriched members route listed every workspace in "
+                    f"{enriched.pages} call(s)"
+                ),
+                anonymity_restricted=anonymity_restricted,
             )
-            if route == ENRICHED_ROUTE:
-                raise NotFoundError(fallback_reason)
+        reason = (
+            "the enriched members route did not list every workspace "
+            f"({LISTS_ALL_WORKSPACES_HEADER}: false): the key lacks organization:manage; give it "
+            "the Organization Admin role to read every workspace in one listing"
+        )
+        if route == ENRICHED_ROUTE:
+            raise NotFoundError(reason)
+    return _read_each_workspace(client, shared_workspace_ids, reason, reason, anonymity_restricted)
+
+
+def _read_each_workspace(
+    client: LangSmithClient,
+    shared_workspace_ids: list[str],
+    fallback_reason: str | None,
+    route_reason: str,
+    anonymity_restricted: bool = False,
+) -> MemberRecords:
     return MemberRecords(
         route=PER_WORKSPACE_ROUTE,
         org_members=client.list_org_members(),
@@ -195,7 +233,33 @@ def get_members(
         workspace_members=client.list_members_of_workspaces(shared_workspace_ids),
         workspaces_expected=len(shared_workspace_ids),
         fallback_reason=fallback_reason,
+        route_reason=route_reason,
+        anonymity_restricted=anonymity_restricted,
     )
+
+
+def _header_is_true(listing: Listing, name: str) -> bool:
+    return listing.headers.get(name, "").strip().lower() == "true"
+
+
+# Member fields an anonymity-restricted answer may withhold.
+WITHHOLDABLE_FIELDS = ("email", "full_name", "display_name")
+
+
+def keep_withheld_values(org_member_rows: list[Row], known: dict[str, Row]) -> int:
+    """Put back, in rows read from an anonymity-restricted answer, the values the previous sync
+    knew (``known``: ls_user_id -> row with the withholdable fields) where the answer has none.
+    Changes the rows in place; returns how many values were kept."""
+    kept = 0
+    for row in org_member_rows:
+        previous = known.get(row["ls_user_id"])
+        if previous is None:
+            continue
+        for name in WITHHOLDABLE_FIELDS:
+            if row.get(name) is None and previous.get(name) is not None:
+                row[name] = previous[name]
+                kept += 1
+    return kept
 
 
 def transform_members(records: MemberRecords, sync_id: str, fetched_at: datetime) -> MemberRows:

@@ -9,7 +9,7 @@ from langsmith_access.api import list_requests, provision, request_grant, reques
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.provisioning.conftest import WRITES
 
-ENRICHED = "/v1/platform/orgs/current/members"
+ENRICHED = "/api/v1/platform/orgs/current/members"  # platform routes are called under /api/v1
 ORG_MEMBER_LOOKUP = "/api/v1/orgs/current/members/active"
 WORKSPACE_MEMBER_READ = "/api/v1/workspaces/current/members/active"
 

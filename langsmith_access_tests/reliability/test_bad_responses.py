@@ -27,7 +27,7 @@ ROLES = "/api/v1/orgs/current/roles"
 WORKSPACES = "/api/v1/workspaces"
 ACTIVE = "/api/v1/orgs/current/members/active"
 PENDING = "/api/v1/orgs/current/members/pending"
-ENRICHED = "/v1/platform/orgs/current/members"
+ENRICHED = "/api/v1/platform/orgs/current/members"  # platform routes are called under /api/v1
 WS_ACTIVE = "/api/v1/workspaces/current/members/active"
 WS_MEMBERS = "/api/v1/workspaces/current/members"
 

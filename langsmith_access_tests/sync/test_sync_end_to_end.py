@@ -144,11 +144,11 @@ def test_failed_sync_leaves_data_and_history_untouched_then_recovers(monkeypatch
         org.remove_workspace_membership(*next(iter(org.workspace_membership_rows(shared_only=True)))[:2])
 
         # The members route fails on every attempt: the sync must fail and publish nothing.
-        sandbox.faults.failing_routes = ("/v1/platform/orgs/current/members",)
+        sandbox.faults.failing_routes = ("/api/v1/platform/orgs/current/members",)
         monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "1")
         failed = run_sync()
         assert not failed.success
-        assert "/v1/platform/orgs/current/members" in failed.failure
+        assert "/api/v1/platform/orgs/current/members" in failed.failure
         assert file_digest(database) == before
         assert len(query(database, "SELECT * FROM main.sync_runs")) == 1
 

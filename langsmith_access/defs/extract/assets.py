@@ -10,7 +10,7 @@ import dagster as dg
 
 from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
-from langsmith_access.store.schema import previous_sync
+from langsmith_access.store.schema import known_member_values, previous_sync, record_membership_read
 from langsmith_access.sync import extract
 from langsmith_access.sync.guards import DEFAULT_MAX_SHRINK_SHARE, check_completeness, check_shrink
 
@@ -148,11 +148,26 @@ def raw_members(
             ).fetchall()
         }
         previous = previous_sync(conn)
+        known = known_member_values(conn)
     records = extract.get_members(langsmith.client, sorted(shared_workspaces), config.membership_route)
-    if records.fallback_reason:
-        context.log.info(f"Reading memberships workspace by workspace: {records.fallback_reason}")
+    context.log.info(f"Membership route {records.route}: {records.route_reason}")
     rows = extract.transform_members(records, context.run.run_id, extract.now_utc())
+    kept = 0
+    if records.anonymity_restricted and records.route == extract.ENRICHED_ROUTE:
+        kept = extract.keep_withheld_values(rows.org_members, known)
+        context.log.warning(
+            "The members answer was restricted by the organization's anonymity setting: "
+            f"{kept} withheld email/name values kept from the previous sync"
+        )
     with sync_database.connect() as conn:
+        record_membership_read(
+            conn,
+            sync_id=context.run.run_id,
+            membership_route=records.route,
+            route_reason=records.route_reason,
+            anonymity_restricted=records.anonymity_restricted,
+            withheld_values_kept=kept,
+        )
         extract.load_raw(conn, "org_members", rows.org_members)
         extract.load_raw(conn, "pending_invites", rows.pending_invites)
         extract.load_raw(conn, "workspace_memberships", rows.workspace_memberships)
@@ -168,7 +183,12 @@ def raw_members(
         max_shrink_share=config.max_shrink_share,
         accept_shrink=config.accept_shrink,
     )
-    common = {"membership_route": records.route, **_api_metadata(langsmith)}
+    common = {
+        "membership_route": records.route,
+        "route_reason": records.route_reason or "",
+        "anonymity_restricted": records.anonymity_restricted,
+        **_api_metadata(langsmith),
+    }
     yield dg.MaterializeResult(
         asset_key=RAW_ORG_MEMBERS,
         metadata={

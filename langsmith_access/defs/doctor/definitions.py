@@ -1,0 +1,55 @@
+"""The op job ``check_langsmith_connection``: the connection doctor, launched from the UI.
+
+Thin wiring around ``langsmith_access.doctor`` (no run config). Its output metadata shows each
+check; the run fails when a check fails.
+"""
+
+import dagster as dg
+
+from langsmith_access.doctor import run_checks
+
+JOB_NAME = "check_langsmith_connection"
+
+
+@dg.op(description="Run the nine connection checks (read-only calls) and report each.")
+def check_connection(context: dg.OpExecutionContext) -> dg.Output:
+    diagnosis = run_checks()
+    for check in diagnosis.checks:
+        line = "\n".join(check.lines())
+        if check.status == "fail":
+            context.log.error(line)
+        elif check.status == "warn":
+            context.log.warning(line)
+        else:
+            context.log.info(line)
+    metadata = {
+        "ok": diagnosis.ok,
+        "report": dg.MetadataValue.md(
+            "| check | status | detail | fix |\n|---|---|---|---|\n"
+            + "\n".join(
+                f"| {c.name} | {c.status} | {_cell(c.detail)} | {_cell(c.fix or '')} |"
+                for c in diagnosis.checks
+            )
+        ),
+        **{f"check/{c.name}": f"{c.status}: {c.detail}" for c in diagnosis.checks},
+    }
+    if not diagnosis.ok:
+        failed = [c.name for c in diagnosis.checks if c.status == "fail"]
+        raise dg.Failure(
+            description=f"connection checks failed: {', '.join(failed)}", metadata=metadata
+        )
+    return dg.Output(diagnosis.to_dict(), metadata=metadata)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+@dg.job(name=JOB_NAME, description="Will langsmith-access work against LangSmith? Read-only checks.")
+def check_langsmith_connection():
+    check_connection()
+
+
+@dg.definitions
+def doctor_definitions() -> dg.Definitions:
+    return dg.Definitions(jobs=[check_langsmith_connection])

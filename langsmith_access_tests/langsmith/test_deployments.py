@@ -1,0 +1,162 @@
+"""The client on every real deployment: endpoints as users write them, platform routes under
+/api/v1, answers that are not JSON, the fixed rate-limit window, and refused writes explained."""
+
+from __future__ import annotations
+
+import pytest
+
+from langsmith_access.langsmith import (
+    LangSmithClient,
+    NotLangSmithAPIError,
+    PermissionDeniedError,
+    RequestRejectedError,
+    RouteNotAvailableError,
+    TransientError,
+)
+from langsmith_access.langsmith.records import Role
+from langsmith_access.langsmith.refusals import explain_write_refusal
+from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
+from langsmith_access.sandbox.api import ApiResponse, HtmlPage
+from langsmith_access.settings import ClientSettings, Settings, SettingsError
+
+ENRICHED = "/api/v1/platform/orgs/current/members"
+
+
+@pytest.fixture
+def start_sandbox():
+    started: list[SandboxServer] = []
+
+    def start(**options) -> SandboxServer:
+        server = SandboxServer(generate_org(seed=5, members=30, workspaces=4), **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def client(sandbox: SandboxServer, endpoint: str | None = None, **options) -> LangSmithClient:
+    settings = Settings.from_env({
+        "LANGSMITH_API_KEY": sandbox.api_key,
+        "LANGSMITH_ORGANIZATION_ID": sandbox.organization_id,
+        "LANGSMITH_ENDPOINT": endpoint if endpoint is not None else sandbox.url,
+    }).client()
+    defaults = {"read_timeout_seconds": 5.0, "connect_timeout_seconds": 2.0}
+    return LangSmithClient(ClientSettings(**{**settings.__dict__, **defaults, **options}))
+
+
+@pytest.mark.parametrize("written", [
+    "{url}", "{url}/", "{url}/api/v1", "{url}/api/v1/", "{url}/api", " '{url}/api/v1/' ", '"{url}"',
+])
+def test_every_endpoint_form_reaches_the_same_api_on_a_self_hosted_install(start_sandbox, written):
+    sandbox = start_sandbox(deployment="self-hosted")
+    with client(sandbox, written.format(url=sandbox.url)) as api:
+        assert api.endpoint == sandbox.url
+        people = api.list_enriched_members()
+        assert len([p for p in people if not p.is_pending]) == 30
+        assert len(api.list_roles()) > 0
+    paths = {entry.path for entry in sandbox.request_log}
+    assert ENRICHED in paths
+    assert not any(p.startswith("/v1/") or p.startswith("/api/v1/api") for p in paths), paths
+    assert {entry.status for entry in sandbox.request_log} == {200}
+
+
+def test_a_base_path_is_kept():
+    settings = Settings.from_env({"LANGSMITH_ENDPOINT": "https://ls.example.com/langsmith/api/v1/"})
+    assert settings.endpoint == "https://ls.example.com/langsmith"
+    assert Settings.from_env({"LANGSMITH_ENDPOINT": "https://h.example/v1"}).endpoint == "https://h.example/v1"
+    for bad in ("api.smith.langchain.com", "ftp://h.example", "https://h.example/?q=1"):
+        with pytest.raises(SettingsError, match="LANGSMITH_ENDPOINT"):
+            Settings.from_env({"LANGSMITH_ENDPOINT": bad})
+
+
+def test_an_html_page_with_200_is_a_configuration_error_never_data(start_sandbox):
+    sandbox = start_sandbox(deployment="self-hosted")
+    # The UI's address instead of the API's: every path lands on the web page.
+    with client(sandbox, sandbox.url + "/ui") as api:
+        for read in (api.list_roles, api.list_workspaces, api.list_org_members, api.get_organization_info):
+            with pytest.raises(NotLangSmithAPIError, match="not a LangSmith API: check LANGSMITH_ENDPOINT") as raised:
+                read()
+            assert "text/html" in str(raised.value) and raised.value.status_code == 200
+
+
+def test_an_html_page_on_the_enriched_route_means_route_not_available(start_sandbox):
+    sandbox = start_sandbox(deployment="self-hosted")
+    respond = sandbox.respond
+    sandbox.respond = lambda request: (  # an install whose proxy has no platform rule
+        ApiResponse(200, HtmlPage()) if request.path == ENRICHED else respond(request))
+    with client(sandbox) as api:
+        with pytest.raises(RouteNotAvailableError) as raised:
+            api.list_enriched_members()
+    assert "not JSON" in raised.value.reason
+    sandbox.respond = respond
+    sandbox.api.enriched_route = False
+    with client(sandbox) as api:
+        with pytest.raises(RouteNotAvailableError) as raised:
+            api.list_enriched_members()
+    assert "404" in raised.value.reason
+
+
+def test_a_429_without_retry_after_is_waited_out_to_the_end_of_the_window(start_sandbox):
+    """The sandbox's window is 1 s (3 requests); the client's window setting matches. With one
+    retry allowed, every refused call succeeds on its retry: the client waited out the window."""
+    sandbox = start_sandbox(faults=FaultConfig(rate_limit_per_minute=3, rate_limit_mode="fixed-window",
+                                               rate_limit_window_seconds=1))
+    with client(sandbox, max_retries=1, rate_limit_window_seconds=1.0) as api:
+        for _ in range(7):
+            api.get_organization_info()
+        stats = api.stats.snapshot()
+    statuses = [entry.status for entry in sandbox.request_log]
+    assert statuses.count(429) >= 2 and stats["rate_limited"] == statuses.count(429)
+    assert all(after == 200 for before, after in zip(statuses, statuses[1:]) if before == 429)
+    assert stats["retries"] == statuses.count(429) and stats["wait_seconds"] > 0
+
+
+def test_retrying_inside_the_window_gives_up(start_sandbox):
+    """Control: the same refusals with a client that waits far less than the window."""
+    sandbox = start_sandbox(faults=FaultConfig(rate_limit_per_minute=2, rate_limit_mode="fixed-window",
+                                               rate_limit_window_seconds=60))
+    with client(sandbox, max_retries=2, rate_limit_window_seconds=0.01) as api:
+        api.get_organization_info()
+        api.get_organization_info()
+        with pytest.raises(TransientError, match="rate limited"):
+            api.get_organization_info()
+    assert [e.status for e in sandbox.request_log] == [200, 200, 429, 429, 429]
+
+
+def test_the_window_length_is_a_setting():
+    assert Settings.from_env({}).rate_limit_window_seconds == 60
+    env = {"LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS": "5"}
+    assert Settings.from_env(env).rate_limit_window_seconds == 5
+    with pytest.raises(SettingsError, match="LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS"):
+        Settings.from_env({"LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS": "0"})
+
+
+EDITOR = Role(id="r-editor", name="WORKSPACE_USER", display_name="Editor", description="",
+              permissions=("workspaces:read",), organization_id=None, access_scope="workspace")
+ADMIN = Role(id="r-admin", name="WORKSPACE_ADMIN", display_name="Admin", description="",
+             permissions=("workspaces:manage-members",), organization_id=None, access_scope="workspace")
+
+
+def refused(status: int = 403, method: str = "POST"):
+    kind = PermissionDeniedError if status == 403 else RequestRejectedError
+    return kind("refused", method=method, path="/api/v1/workspaces/current/members",
+                status_code=status, detail="Forbidden")
+
+
+def test_a_refused_non_admin_grant_on_a_plan_without_rbac_is_not_blamed_on_the_key():
+    plus = {"config": {"can_use_rbac": False}}
+    text = explain_write_refusal(refused(), role=EDITOR, org_info=plus)
+    assert text.startswith("not in plan") and "can_use_rbac" in text and "Fix:" in text
+    assert "Enterprise" in text and "Admin" in text and "403" in text
+    # Admin is allowed on every plan: a refusal of Admin is the key's permissions.
+    assert explain_write_refusal(refused(), role=ADMIN, org_info=plus).startswith("permission")
+    enterprise = {"config": {"can_use_rbac": True}}
+    text = explain_write_refusal(refused(), role=EDITOR, org_info=enterprise)
+    assert text.startswith("permission") and "workspaces:manage-members" in text and "Fix:" in text
+    # Flags unknown: both causes are named, as possibilities.
+    unknown = explain_write_refusal(refused(), role=EDITOR, org_info=None)
+    assert "workspaces:manage-members" in unknown and "Enterprise" in unknown
+    # A read, or a conflict, is not a refusal to explain.
+    assert explain_write_refusal(refused(method="GET"), role=EDITOR, org_info=plus) is None

@@ -1,0 +1,61 @@
+"""A write LangSmith refuses for the org's plan or the key's permissions ends ``failed`` with the
+cause and the fix, in ``status_detail`` and in the audit event; ``reason`` stays the requester's."""
+
+import json
+
+from langsmith_access.provisioning.api import list_requests, provision, request_grant
+from langsmith_access_tests.helpers import query
+from langsmith_access_tests.provisioning.test_provisioning_end_to_end import pick
+
+
+def settled_detail(database, request_id: str) -> str:
+    [(detail,)] = query(database.path, "SELECT detail FROM main.provisioning_events "
+                        "WHERE request_id = ? AND kind = 'settled'", [request_id])
+    return json.loads(detail)["detail"]
+
+
+def test_a_non_admin_grant_on_a_plan_without_rbac_fails_as_not_in_plan(env):
+    sandbox, org, database = env
+    sandbox.api.plan = "plus"  # config.can_use_rbac false; non-Admin workspace roles refused
+    workspace, outsider, member, _, roles = pick(org)
+    editor = request_grant(outsider.ls_user_id, workspace.id, "Editor", reason="needs to edit prompts")
+    admin_role = next(r.id for r in org.roles_by_scope("workspace") if r.name == "WORKSPACE_ADMIN")
+    other = next(m for m in org.active_members()
+                 if m.ls_user_id not in workspace.memberships and m.ls_user_id != outsider.ls_user_id
+                 and not m.is_disabled)
+    admin = request_grant(other.ls_user_id, workspace.id, "Admin")
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    rows = {r["request_id"]: r for r in list_requests()}
+    failed = rows[editor.request_id]
+    assert failed["status"] == "failed"
+    assert failed["status_detail"].startswith("not in plan")
+    assert "can_use_rbac" in failed["status_detail"] and "Fix:" in failed["status_detail"]
+    assert "workspaces:manage-members" not in failed["status_detail"]  # not blamed on the key
+    assert failed["reason"] == "needs to edit prompts"
+    assert settled_detail(database, editor.request_id) == failed["status_detail"]
+    # Admin is granted on every plan.
+    assert rows[admin.request_id]["status"] == "applied"
+    assert org.membership(workspace.id, other.ls_user_id).role_id == admin_role
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+
+
+def test_a_write_refused_on_an_enterprise_plan_is_the_keys_permissions(env):
+    sandbox, org, database = env
+    workspace, outsider, _, _, roles = pick(org)
+    respond = sandbox.respond
+
+    def refuse_writes(request):
+        if request.method == "POST":
+            from langsmith_access.sandbox.api import ApiResponse
+            return ApiResponse(403, {"detail": "Forbidden"})
+        return respond(request)
+
+    sandbox.respond = refuse_writes
+    queued = request_grant(outsider.ls_user_id, workspace.id, "Viewer")
+    assert provision().success
+    [row] = [r for r in list_requests() if r["request_id"] == queued.request_id]
+    assert row["status"] == "failed"
+    assert row["status_detail"].startswith("permission")
+    assert "workspaces:manage-members" in row["status_detail"] and "Workspace Admin" in row["status_detail"]
+    assert sandbox.api_key not in row["status_detail"]

@@ -1,0 +1,150 @@
+"""The whole sync on each deployment the sandbox plays: self-hosted behind an endpoint ending in
+/api/v1, a default-role key, an anonymity-restricted org, and a database from before
+route_reason and anonymity_restricted existed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access_tests.helpers import (
+    actual_workspace_grants,
+    expected_workspace_grants,
+    point_at,
+    query,
+    run_sync,
+)
+
+# Differ between two syncs of the same org by nature: ids and times of the run.
+RUN_COLUMNS = {"sync_id", "run_id", "synced_at", "fetched_at", "started_at", "finished_at",
+               "valid_from", "valid_to", "duration_seconds", "api_wait_seconds", "updated_at",
+               "dbt_updated_at", "dbt_valid_from", "dbt_valid_to", "dbt_scd_id",
+               "grant_interval_id"}  # grant_interval_id: dbt_scd_id, a hash of id and time
+
+
+def sync_into(monkeypatch, database: Path, **sandbox_options) -> tuple[SandboxServer, object]:
+    org = generate_org(seed=11, members=40, workspaces=5)
+    with SandboxServer(org, **sandbox_options) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        if sandbox_options.get("deployment") == "self-hosted":
+            # What LangSmith's self-hosted docs tell people to set.
+            monkeypatch.setenv("LANGSMITH_ENDPOINT", f"{sandbox.url}/api/v1/")
+        outcome = run_sync()
+        log = sandbox.request_log.snapshot()
+    assert outcome.success, outcome.failure
+    return sandbox, log
+
+
+def main_tables(database: Path) -> dict[str, list[tuple]]:
+    """Every table of schema main, rows sorted, without the run's ids and times."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+        ).fetchall()]
+        tables = {}
+        for name in names:
+            columns = [r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position", [name]
+            ).fetchall() if r[0] not in RUN_COLUMNS]
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            rows = conn.execute(f'SELECT {quoted} FROM main."{name}"').fetchall()
+            tables[name] = sorted(rows, key=repr)
+    return tables
+
+
+def test_self_hosted_through_an_api_v1_endpoint_yields_exactly_the_cloud_tables(monkeypatch, tmp_path):
+    cloud_db = tmp_path / "cloud" / "access.duckdb"
+    hosted_db = tmp_path / "hosted" / "access.duckdb"
+    _, cloud_log = sync_into(monkeypatch, cloud_db)
+    hosted, hosted_log = sync_into(monkeypatch, hosted_db, deployment="self-hosted")
+
+    hosted_paths = {entry.path for entry in hosted_log}
+    assert "/api/v1/platform/orgs/current/members" in hosted_paths
+    assert not any(p.startswith(("/v1/", "/api/v1/api/")) for p in hosted_paths), hosted_paths
+    assert {entry.status for entry in hosted_log} == {200}
+
+    cloud, self_hosted = main_tables(cloud_db), main_tables(hosted_db)
+    assert set(cloud) == set(self_hosted) and {"users", "grants", "grant_history", "sync_runs"} <= set(cloud)
+    for name in cloud:
+        assert self_hosted[name] == cloud[name], name
+    assert len(cloud["grants"]) > 40
+
+
+def test_a_default_role_key_reads_each_workspace_and_says_why(monkeypatch, tmp_path):
+    database = tmp_path / "access.duckdb"
+    org = generate_org(seed=11, members=40, workspaces=5)
+    with SandboxServer(org, key_role="org-user") as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        outcome = run_sync()
+    assert outcome.success, outcome.failure
+    # The enriched route's partial memberships were not trusted: every grant is there.
+    assert actual_workspace_grants(database) == expected_workspace_grants(org)
+    [(route, reason, restricted)] = query(
+        database, "SELECT membership_route, route_reason, anonymity_restricted FROM main.sync_runs")
+    assert route == "workspace_members"
+    assert "X-Members-List-All-Workspaces: false" in reason and "Organization Admin" in reason
+    assert restricted is False
+
+
+def test_an_anonymity_restricted_answer_is_recorded_and_never_read_as_a_change(monkeypatch, tmp_path):
+    database = tmp_path / "access.duckdb"
+    org = generate_org(seed=11, members=40, workspaces=5)
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        assert run_sync().success
+        before = dict(query(database, "SELECT user_id, email FROM main.users"))
+        grants_before = actual_workspace_grants(database)
+        newcomer = org.add_member("new.person@example.com", "New Person")
+        sandbox.api.anonymity_restricted = True
+        outcome = run_sync()
+    assert outcome.success, outcome.failure
+    after = dict(query(database, "SELECT user_id, email FROM main.users"))
+    # Known members keep their email; the one first seen behind the restriction has none.
+    assert {u: e for u, e in after.items() if u != newcomer.ls_user_id} == before
+    assert after[newcomer.ls_user_id] is None
+    assert actual_workspace_grants(database) == grants_before
+    [(restricted, route)] = query(
+        database, "SELECT anonymity_restricted, membership_route FROM main.sync_runs "
+                  "ORDER BY finished_at DESC LIMIT 1")
+    assert restricted is True and route == "enriched_members"
+
+
+def test_an_older_sync_runs_table_gains_the_new_columns(tmp_path):
+    from langsmith_access.store.schema import ensure_schema
+
+    database = tmp_path / "old.duckdb"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("""CREATE TABLE main.sync_runs (sync_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ NOT NULL, status VARCHAR NOT NULL, membership_route VARCHAR)""")
+        conn.execute("INSERT INTO main.sync_runs VALUES ('old', now(), now(), 'succeeded', 'enriched_members')")
+        ensure_schema(conn)
+        ensure_schema(conn)  # idempotent
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'sync_runs'").fetchall()}
+        kept = conn.execute("SELECT sync_id, route_reason, anonymity_restricted FROM main.sync_runs").fetchall()
+    assert {"route_reason", "anonymity_restricted"} <= columns
+    assert kept == [("old", None, None)]
+
+
+def test_the_cli_summary_prints_the_route_and_why(tmp_path):
+    database = tmp_path / "access.duckdb"
+    cli = str(Path(sys.executable).with_name("langsmith-access"))
+    with SandboxServer(generate_org(seed=3, members=12, workspaces=3), key_role="org-user",
+                       anonymity_restricted=True) as sandbox:
+        env = {**_clean_env(), **sandbox.environment(database)}
+        done = subprocess.run([cli, "sync", "--quiet"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "route: workspace_members, because the enriched members route did not list every workspace" in done.stdout
+    assert "anonymity-restricted" in done.stdout
+    assert sandbox.api_key not in done.stdout + done.stderr
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("LANGSMITH")}
