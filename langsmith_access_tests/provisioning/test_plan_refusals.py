@@ -3,7 +3,7 @@ cause and the fix, in ``status_detail`` and in the audit event; ``reason`` stays
 
 import json
 
-from langsmith_access.provisioning.api import list_requests, provision, request_grant
+from langsmith_access.api import list_requests, provision, request_grant
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.provisioning.test_provisioning_end_to_end import pick
 
