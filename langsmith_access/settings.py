@@ -169,6 +169,17 @@ class Settings:
         )
 
 
+def cache_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """Where langsmith-access keeps files it can rebuild at any time (dbt's manifest of the
+    installed project): ``LANGSMITH_ACCESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/langsmith-access``,
+    else ``~/.cache/langsmith-access``. Never inside the package, which may be read-only."""
+    env = os.environ if environ is None else environ
+    if env.get("LANGSMITH_ACCESS_CACHE_DIR"):
+        return Path(env["LANGSMITH_ACCESS_CACHE_DIR"]).expanduser().absolute()
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser().absolute() / "langsmith-access"
+
+
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
