@@ -221,13 +221,10 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import warnings
-
     from langsmith_access.settings import SettingsError
 
-    # Dagster flags its beta/preview parameters on every load; they mean nothing to a CLI user.
-    warnings.filterwarnings("ignore", module="dagster")
-    warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*")
+    # Dagster's beta/preview warnings are silenced where Dagster runs (runner.run_job); every
+    # other warning, a deprecation included, shows.
 
     args = build_parser().parse_args(argv)
     try:

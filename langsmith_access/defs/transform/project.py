@@ -19,16 +19,11 @@ from langsmith_access.transform import (
     DbtInvocation,
     NodeResult,
 )
-from langsmith_access.transform import prepare_manifest as _prepare_manifest
+from langsmith_access.transform import prepare_manifest  # noqa: F401 (also imported from here)
 from langsmith_access.transform.project import PROFILE_TEMPLATE
 
 REPORTS_GROUP = "reports"
 TRANSFORM_GROUP = "transform"
-
-
-def prepare_manifest(*, force: bool = False):
-    """The manifest of the project as it is now (``transform.manifest``), built if missing."""
-    return _prepare_manifest(force=force)
 
 
 # The project's files and the manifest directory (in the cache, keyed by the project's hash).
