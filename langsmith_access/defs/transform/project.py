@@ -64,10 +64,10 @@ def dagster_events(
 
 
 def build_failure(invocation: DbtInvocation) -> dg.Failure:
-    """The step failure of a build that did not pass: the failed nodes with their messages,
-    as text and as structured metadata."""
+    """The step failure of a build that did not pass: what failed in one line, and the failed
+    nodes with their messages as structured metadata (the CLI prints one line per node)."""
     return dg.Failure(
-        description=invocation.failure_message(),
+        description=invocation.failure_message().splitlines()[0],
         metadata={
             DBT_FAILURES_METADATA: dg.MetadataValue.json(
                 [result.as_dict() for result in invocation.failed_nodes]
