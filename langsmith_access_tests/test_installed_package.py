@@ -65,11 +65,10 @@ def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
     # No manifest built yet for this install: it must build one itself, outside the package.
     env["LANGSMITH_ACCESS_CACHE_DIR"] = str(tmp_path / "cache")
     env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"  # only the fresh venv's scripts
-    demo = subprocess.run([str(venv / "bin" / "langsmith-access"), "demo", "--members", "15",
-                           "--workspaces", "2"], cwd=empty, env=env, capture_output=True,
-                          text=True, timeout=800)
+    demo = subprocess.run([str(venv / "bin" / "langsmith-access"), "demo"], cwd=empty, env=env,
+                          capture_output=True, text=True, timeout=800)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert "15 users" in demo.stdout
+    assert "50 users" in demo.stdout
 
     database = empty / "data" / "demo" / "langsmith_access.duckdb"
     assert database.exists()
