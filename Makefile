@@ -15,9 +15,10 @@ $(INSTALLED): pyproject.toml
 
 bootstrap: $(INSTALLED)
 
-# @dbt_assets reads dbt's manifest when the definitions load: build it from the current models.
+# @dbt_assets reads dbt's manifest when the definitions load: build it (in the cache directory,
+# keyed by the dbt project's content hash) if the current models have none yet.
 manifest: bootstrap
-	$(BIN)/python -c "from langsmith_access.defs.transform.project import prepare_manifest; prepare_manifest(force=True)"
+	$(BIN)/python -c "from langsmith_access.transform import prepare_manifest; print(prepare_manifest())"
 
 demo: manifest
 	$(BIN)/langsmith-access demo

@@ -6,22 +6,21 @@ with ``DAGSTER_HOME`` set the runs land in that instance's history, otherwise in
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 import dagster as dg
 
 from langsmith_access.definitions import defs
-from langsmith_access.names import MEMBERS_OP, SYNC_JOB
+from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB
 from langsmith_access.settings import Settings, SettingsError
-from langsmith_access.store import dbt_runner
+from langsmith_access.transform.parse_ahead import ParseAhead
 from langsmith_access.store.database import AccessDatabase
 
 
@@ -69,30 +68,33 @@ def run_job(
     """Execute one job of the definitions in this process and report what happened."""
     started = time.monotonic()
     # A database's first sync: dbt's parse of the project runs in a second process beside
-    # Dagster's start-up and the API reads, and the dbt step takes it (store/dbt_runner.py).
-    dbt_target = None
+    # Dagster's start-up and the API reads; the dbt step takes its result through the file
+    # system (transform/parse_ahead.py). This call owns the process and cleans it up.
+    ahead = None
     if job_name == SYNC_JOB:
         try:
             database = AccessDatabase(Settings.from_env().duckdb_path)
         except SettingsError:
             pass  # the run reports what is wrong with the settings
         else:
-            if dbt_runner.start_parse_ahead(database.scratch_path, database.dbt_target_path):
-                dbt_target = database.dbt_target_path
+            ahead = ParseAhead.start(database.scratch_path, database.dbt_target_path)
     try:
-        return _run_job(job_name, run_config, progress, dagster_instance, started)
+        with warnings.catch_warnings():
+            # Dagster flags its own beta/preview parameters on every load; they mean nothing
+            # to the person running a job. Only those: a deprecation still shows, and the
+            # project fixes its own uses of deprecated APIs instead of hiding them.
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            return _run_job(job_name, run_config, progress, dagster_instance, started)
     finally:
-        if dbt_target is not None:
-            dbt_runner.discard_parse_ahead(dbt_target)
+        if ahead is not None:
+            ahead.close()
 
 
 def _run_job(job_name, run_config, progress, dagster_instance, started) -> RunOutcome:
     job = defs().resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
-    # dagster-dbt echoes every dbt log line to stdout; keep them out of the CLI's output and
-    # show only the failing ones if the run fails.
-    dbt_output = io.StringIO()
-    with _quiet_dagster_loggers(), contextlib.redirect_stdout(dbt_output):
+    with _quiet_dagster_loggers():
         the_instance = dagster_instance or instance()
         if progress is not None:
             the_instance.add_event_listener(run_id, lambda event: _report(event, progress))
@@ -103,18 +105,13 @@ def _run_job(job_name, run_config, progress, dagster_instance, started) -> RunOu
     outcome = RunOutcome(
         success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started
     )
-    for node in ("apply_requests",):
+    for node in (APPLY_REQUESTS_OP,):
         try:
             outcome.outputs[node] = result.output_for_node(node)
         except Exception:  # the job has no such op, or it did not run
             pass
     if not result.success:
-        outcome.failure, outcome.failed_checks = _failure_summary(result)
-        outcome.dbt_errors = [
-            line.strip()
-            for line in dbt_output.getvalue().splitlines()
-            if any(word in line for word in ("FAIL ", "ERROR ", "Error", "Failure in"))
-        ][:20]
+        outcome.failure, outcome.failed_checks, outcome.dbt_errors = _failure_summary(result)
     return outcome
 
 
@@ -143,10 +140,12 @@ def _describe(event, progress: Callable[[str], None]) -> None:
             progress(f"  ✗ check {data.asset_key.to_user_string()}:{data.check_name} failed")
 
 
-def _failure_summary(result) -> tuple[str, list[str]]:
-    """The first error message of a failed run, and the names of the checks that failed."""
+def _failure_summary(result) -> tuple[str, list[str], list[str]]:
+    """The first error message of a failed run, the checks that failed, and the dbt nodes that
+    failed with their messages (from the dbt step's failure metadata)."""
     failed_checks = []
     messages = []
+    dbt_errors: list[str] = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
@@ -165,8 +164,24 @@ def _failure_summary(result) -> tuple[str, list[str]]:
                 error = error.cause
             if error is not None:
                 messages.append(f"{event.step_key or 'run'}: {error.message.strip()}")
+            dbt_errors += _dbt_failures(event)
     message = messages[0] if messages else "the run failed (see the Dagster event log)"
-    return message, failed_checks
+    return message, failed_checks, dbt_errors[:20]
+
+
+def _dbt_failures(event) -> list[str]:
+    """``FAIL test <name> (n rows): <message>`` for each dbt node a failed step reported."""
+    from langsmith_access.transform import DBT_FAILURES_METADATA
+
+    failure = getattr(event.event_specific_data, "user_failure_data", None)
+    entry = (failure.metadata or {}).get(DBT_FAILURES_METADATA) if failure is not None else None
+    lines = []
+    for node in (entry.value if entry is not None else None) or []:
+        what = f" {node['resource_type']} {node['name']}" if node.get("name") else ""
+        rows = f" ({node['failures']} rows)" if node.get("failures") else ""
+        reason = f": {node['message']}" if node.get("message") else ""
+        lines.append(f"{str(node.get('status', '')).upper()}{what}{rows}{reason}")
+    return lines
 
 
 class _quiet_dagster_loggers:

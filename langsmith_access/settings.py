@@ -174,6 +174,17 @@ class Settings:
         )
 
 
+def cache_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """Where langsmith-access keeps files it can rebuild at any time (dbt's manifest of the
+    installed project): ``LANGSMITH_ACCESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/langsmith-access``,
+    else ``~/.cache/langsmith-access``. Never inside the package, which may be read-only."""
+    env = os.environ if environ is None else environ
+    if env.get("LANGSMITH_ACCESS_CACHE_DIR"):
+        return Path(env["LANGSMITH_ACCESS_CACHE_DIR"]).expanduser().absolute()
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser().absolute() / "langsmith-access"
+
+
 # What the API client takes from ``Settings``; its defaults are the ones above.
 CLIENT_FIELDS = (
     "endpoint", "requests_per_minute", "max_concurrency", "read_timeout_seconds", "max_retries",

@@ -12,6 +12,6 @@ def pytest_sessionstart(session):
     for name in ("LANGSMITH_API_KEY", "LANGSMITH_ORGANIZATION_ID", "LANGSMITH_ENDPOINT",
                  "LANGSMITH_ACCESS_DUCKDB", "DAGSTER_HOME"):
         os.environ.pop(name, None)
-    from langsmith_access.defs.transform.project import prepare_manifest
+    from langsmith_access.transform import prepare_manifest
 
-    prepare_manifest(force=True)
+    prepare_manifest()  # in the cache, keyed by the project's content hash: never stale

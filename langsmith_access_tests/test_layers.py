@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "langsmith_access"
-DOMAIN_PACKAGES = ("langsmith", "sync", "provisioning", "store")
+DOMAIN_PACKAGES = ("langsmith", "sync", "provisioning", "store", "transform")
 FORBIDDEN = (
     "dagster",  # and dagster_dbt, dagster_duckdb, dagster_shared, ... (prefix "dagster")
     "langsmith_access.defs",

@@ -15,7 +15,6 @@ import argparse
 import atexit
 import os
 import sys
-import warnings
 
 from langsmith_access.cli import demo, doctor, provisioning, reports, review, sandbox, sync
 from langsmith_access.cli.common import run_handler
@@ -36,10 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Dagster flags its beta/preview parameters on every load; they mean nothing to a CLI user.
-    warnings.filterwarnings("ignore", module="dagster")
-    warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*")
-
     args = build_parser().parse_args(argv)
     return run_handler(args.handler, args)
 

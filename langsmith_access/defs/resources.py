@@ -6,7 +6,7 @@ Neither resource takes a secret as configuration: the API key is read from the e
 
 
 import contextlib
-import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -17,10 +17,7 @@ from pydantic import PrivateAttr
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.settings import Settings
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.dbt_runner import (  # the variable is read by profiles.yml
-    DBT_DUCKDB_PATH_ENV,
-    adopt_parse_ahead,
-)
+from langsmith_access.transform import docs_site, parse_ahead
 
 # Every op that writes DuckDB runs in this Dagster concurrency pool.
 DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
@@ -66,6 +63,7 @@ class SyncDatabase(dg.ConfigurableResource):
     _stack: contextlib.ExitStack | None = PrivateAttr(default=None)
     _scratch: Path | None = PrivateAttr(default=None)
     _committed: bool = PrivateAttr(default=False)
+    _staged_docs: Path | None = PrivateAttr(default=None)
 
     @property
     def database(self) -> AccessDatabase:
@@ -87,11 +85,14 @@ class SyncDatabase(dg.ConfigurableResource):
             raise
         self._stack = stack
         self._committed = False
+        self._staged_docs = None
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         try:
             if self._scratch is not None and not self._committed:
                 self.database.discard_scratch(self._scratch)
+            if self._staged_docs is not None:  # not published: the run failed after staging
+                shutil.rmtree(self._staged_docs, ignore_errors=True)
         finally:
             if self._stack is not None:
                 self._stack.close()
@@ -111,26 +112,26 @@ class SyncDatabase(dg.ConfigurableResource):
     def dbt_target_path(self) -> Path:
         return self.database.dbt_target_path
 
-    @contextlib.contextmanager
-    def dbt_target(self) -> Iterator[None]:
-        """Point dbt (a subprocess that inherits our environment) at the scratch file, with the
-        project's parse ready if the CLI parsed it ahead (see ``dbt_runner.start_parse_ahead``)."""
-        adopt_parse_ahead(self.dbt_target_path)
-        previous = os.environ.get(DBT_DUCKDB_PATH_ENV)
-        os.environ[DBT_DUCKDB_PATH_ENV] = str(self.scratch_path)
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop(DBT_DUCKDB_PATH_ENV, None)
-            else:
-                os.environ[DBT_DUCKDB_PATH_ENV] = previous
+    def adopt_parse_ahead(self) -> bool:
+        """Take the project's parse made ahead for this database, if the runner started one
+        (``transform.parse_ahead``): a first sync then builds without a full parse."""
+        return parse_ahead.adopt(self.dbt_target_path)
+
+    def stage_docs_site(self) -> None:
+        """Generate the dbt docs site from the scratch database if the published one was built
+        from another version of the project; ``commit_and_publish`` swaps it in."""
+        if docs_site.is_current(self.database.docs_path):
+            return
+        self._staged_docs = docs_site.stage(
+            self.scratch_path, self.dbt_target_path, self.database.docs_path
+        )
 
     def commit_and_publish(self) -> None:
         database = self.database
         database.commit_scratch(self.scratch_path)
         self._committed = True
-        database.publish()
+        database.publish(docs_site=self._staged_docs)
+        self._staged_docs = None
 
 
 class ProvisioningDatabase(dg.ConfigurableResource):

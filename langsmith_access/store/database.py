@@ -15,6 +15,8 @@ Three files and two directories sit side by side (for ``data/langsmith_access.du
   provisioning run refreshes the history in), so it sees the same profile every time.
 - ``langsmith_access_parquet/``: the analysts' tables as Parquet, one file per table of schema
   ``main``, rewritten and swapped in by every publish (see ``store/export.py``).
+- ``langsmith_access_docs/``: the dbt docs site (``index.html``), swapped in by a sync's
+  publish when the dbt project changed (see ``transform/docs_site.py``).
 
 Every writer (sync, provisioning, queueing a request) holds the **writer lease** while it writes:
 an exclusive ``flock`` on ``langsmith_access.lock`` (other processes) plus a process-wide lock
@@ -221,12 +223,17 @@ class AccessDatabase:
         """The Parquet copy of the analysts' tables, refreshed by every publish."""
         return export.parquet_directory(self.path)
 
-    def publish(self) -> None:
+    @property
+    def docs_path(self) -> Path:
+        """The dbt docs site (``index.html``), replaced by a sync when the models changed."""
+        return export.docs_directory(self.path)
+
+    def publish(self, *, docs_site: Path | None = None) -> None:
         """Make the analysts' copy equal the working file, atomically. Caller holds the lease.
 
         The Parquet copy (``parquet_path``, one file per table of schema ``main``) is written
         from the same copy before it is published, then swapped in right after it: both or
-        neither change.
+        neither change. ``docs_site``: a staged docs site directory, swapped in last.
         """
         self._checkpoint(self.working_path)
         temporary = self.path.with_name(f".{self.path.name}.publish-{os.getpid()}.tmp")
@@ -238,6 +245,8 @@ class AccessDatabase:
             staged_parquet = export.stage_parquet_directory(temporary, self.parquet_path)
             os.replace(temporary, self.path)
             export.replace_directory(staged_parquet, self.parquet_path)
+            if docs_site is not None:
+                export.replace_directory(docs_site, self.docs_path)
         finally:
             temporary.unlink(missing_ok=True)
             if staged_parquet is not None and staged_parquet.exists():

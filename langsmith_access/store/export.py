@@ -82,6 +82,13 @@ def parquet_directory(analysts_path: Path) -> Path:
     return analysts_path.with_name(f"{stem}_parquet")
 
 
+def docs_directory(analysts_path: Path) -> Path:
+    """Where a sync publishes the dbt docs site: ``<db stem>_docs/`` beside the database."""
+    analysts_path = Path(analysts_path)
+    stem = analysts_path.name.removesuffix(".duckdb")
+    return analysts_path.with_name(f"{stem}_docs")
+
+
 def stage_parquet_directory(database_file: Path, target: Path) -> Path:
     """Write Parquet of every analysts' table of ``database_file`` into a new hidden directory
     beside ``target`` (same file system, so it can be renamed into place); returns it.

@@ -24,7 +24,7 @@ from langsmith_access import runner
 from langsmith_access.api import request_grant
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.api import ApiResponse
-from langsmith_access.store.dbt_runner import DBT_PROJECT_DIR
+from langsmith_access.transform import DBT_PROJECT_DIR
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 MARKER = "RELIABILITYSECRET" + secrets.token_hex(12)

@@ -1,38 +1,43 @@
-"""dbt's parse made ahead for a database's first sync (store/dbt_runner.py): started only when
-the database has no saved parse, taken only by the lease holder, cleaned up in every case."""
+"""dbt's parse made ahead for a database's first sync (transform/parse_ahead.py): started only
+when the database has no saved parse, handed to the lease holder through the file system, and
+cleaned up by its owner in every case."""
 
-from langsmith_access.store import dbt_runner
+from langsmith_access.transform import parse_ahead
+from langsmith_access.transform.parse_ahead import PARTIAL_PARSE_FILE, ParseAhead
 
 
 def test_no_parse_ahead_when_the_database_already_has_one(tmp_path):
     target = tmp_path / "access.dbt"
     target.mkdir()
-    (target / dbt_runner.PARTIAL_PARSE_FILE).write_bytes(b"saved parse")
-    assert not dbt_runner.start_parse_ahead(tmp_path / "access.sync-scratch.duckdb", target)
-    assert not dbt_runner.adopt_parse_ahead(target)  # nothing was started: nothing to wait for
-    assert (target / dbt_runner.PARTIAL_PARSE_FILE).read_bytes() == b"saved parse"
+    (target / PARTIAL_PARSE_FILE).write_bytes(b"saved parse")
+    assert ParseAhead.start(tmp_path / "access.sync-scratch.duckdb", target) is None
+    assert not parse_ahead.adopt(target)  # nothing was started: nothing to wait for
+    assert (target / PARTIAL_PARSE_FILE).read_bytes() == b"saved parse"
+    assert parse_ahead.ahead_directories(target) == []
 
 
 def test_a_parse_ahead_that_is_not_needed_is_stopped_and_leaves_nothing(tmp_path):
     target = tmp_path / "access.dbt"
-    assert dbt_runner.start_parse_ahead(tmp_path / "access.sync-scratch.duckdb", target)
-    process, ahead = dbt_runner._parses_ahead[target]
-    assert ahead.parent == tmp_path and ahead.is_dir()
-    assert not dbt_runner.start_parse_ahead(tmp_path / "access.sync-scratch.duckdb", target)
+    ahead = ParseAhead.start(tmp_path / "access.sync-scratch.duckdb", target)
+    assert ahead is not None
+    assert ahead.directory.parent == tmp_path and ahead.directory.is_dir()
+    assert parse_ahead.ahead_directories(target) == [ahead.directory]
 
-    dbt_runner.discard_parse_ahead(target)  # e.g. the run failed before its dbt step
+    ahead.close()  # e.g. the run failed before its dbt step
 
-    assert process.poll() is not None
-    assert not ahead.exists() and not target.exists()
-    assert target not in dbt_runner._parses_ahead
+    assert ahead.process.poll() is not None
+    assert not ahead.directory.exists() and not target.exists()
+    assert not parse_ahead.adopt(target)
 
 
-def test_the_lease_holder_takes_the_parse_made_ahead(tmp_path):
+def test_the_lease_holder_takes_the_parse_made_ahead_without_a_handle(tmp_path):
     target = tmp_path / "access.dbt"
-    assert dbt_runner.start_parse_ahead(tmp_path / "access.sync-scratch.duckdb", target)
-    try:
-        assert dbt_runner.adopt_parse_ahead(target)
-        assert (target / dbt_runner.PARTIAL_PARSE_FILE).stat().st_size > 0
-    finally:
-        dbt_runner.discard_parse_ahead(target)
+    with ParseAhead.start(tmp_path / "access.sync-scratch.duckdb", target) as ahead:
+        # adopt() knows only the dbt directory: it finds the parse on disk and waits for the
+        # process to finish (its lock), however long the parse takes.
+        assert parse_ahead.adopt(target)
+        assert ahead.process.poll() is not None  # it waited for the parse to end
+        assert (target / PARTIAL_PARSE_FILE).stat().st_size > 0
+        assert not parse_ahead.adopt(target)  # has its own parse now
     assert not list(tmp_path.glob("*-ahead-*"))
+

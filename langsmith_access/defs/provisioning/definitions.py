@@ -17,7 +17,7 @@ from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.settings import Settings
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
-from langsmith_access.store.dbt_runner import run_dbt
+from langsmith_access.transform import build
 
 JOB_NAME = names.PROVISION_JOB
 
@@ -128,11 +128,10 @@ def refresh_access_history(
     database = provisioning_database.database
     scratch = database.begin_scratch()
     try:
-        run_dbt(
-            ["build", "--select", "grants_snapshot+", "--no-write-json"],
-            scratch,
-            target_path=database.dbt_target_path,
-        )
+        with build(
+            scratch, database.dbt_target_path, select=["grants_snapshot+"], timeout_seconds=600
+        ) as invocation:
+            invocation.raise_on_failure()
         database.commit_scratch(scratch)
     except BaseException:
         database.discard_scratch(scratch)

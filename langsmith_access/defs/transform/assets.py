@@ -1,17 +1,21 @@
 """dbt assets (group ``transform``): the analysts' tables, their tests as asset checks."""
 
-
 import dagster as dg
 from dagster_dbt import dbt_assets
+from dagster_dbt.asset_utils import (
+    get_manifest_and_translator_from_dbt_assets,
+    get_subset_selection_for_context,
+)
 
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, SyncDatabase
 from langsmith_access.defs.transform.project import (
-    DBT_EXECUTABLE,
-    DbtCoreCliResource,
+    build_failure,
+    dagster_events,
     dbt_project,
     prepare_manifest,
     translator,
 )
+from langsmith_access.transform import build
 
 
 @dbt_assets(
@@ -20,25 +24,30 @@ from langsmith_access.defs.transform.project import (
     dagster_dbt_translator=translator,
     pool=DUCKDB_WRITER_POOL,
 )
-def access_tables(
-    context: dg.AssetExecutionContext, dbt: DbtCoreCliResource, sync_database: SyncDatabase
-):
-    # `dbt build` runs models, snapshot and tests in dependency order; a failing test stops
-    # everything downstream of it, and the run publishes nothing. The target directory is the
-    # database's own (not one per run): dbt reuses its saved parse of the project. Results
-    # reach Dagster as events; manifest.json and run_results.json (written twice per build,
-    # most of a second) are not needed.
-    with sync_database.dbt_target():
-        yield from dbt.cli(
-            ["build", "--no-write-json"], context=context, target_path=sync_database.dbt_target_path
-        ).stream()
+def access_tables(context: dg.AssetExecutionContext, sync_database: SyncDatabase):
+    # `dbt build` runs models, snapshot and tests in dependency order on the run's scratch
+    # database; a failing test stops everything downstream of it, and the run publishes
+    # nothing. Each node's result becomes its materialization or check result as it finishes.
+    manifest, _, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
+    # Empty for the whole project; a subset launched from the UI gets dagster-dbt's selection.
+    selection_args, indirect_selection = get_subset_selection_for_context(
+        context=context, manifest=manifest, select=None, exclude=None, selector=None,
+        dagster_dbt_translator=translator, current_dbt_indirect_selection_env=None,
+    )
+    select = selection_args[1:] if selection_args[:1] == ["--select"] else []
+    sync_database.adopt_parse_ahead()
+    with build(
+        sync_database.scratch_path, sync_database.dbt_target_path,
+        select=select, indirect_selection=indirect_selection,
+    ) as invocation:
+        for result in invocation:
+            yield from dagster_events(result, manifest, context)
+    if not invocation.success:
+        raise build_failure(invocation)
+    # The docs site follows the models, not the data: rebuilt only when the project changed.
+    sync_database.stage_docs_site()
 
 
 @dg.definitions
 def transform_definitions() -> dg.Definitions:
-    return dg.Definitions(
-        assets=[access_tables],
-        resources={
-            "dbt": DbtCoreCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
-        },
-    )
+    return dg.Definitions(assets=[access_tables])

@@ -1,76 +1,37 @@
-"""The dbt project, wired once: a cached ``DbtProject`` and the translator."""
+"""The dbt project as Dagster sees it: the manifest ``@dbt_assets`` reads, a ``DbtProject`` for
+its metadata, the translator, and the turning of dbt's node results into Dagster events.
+
+How dbt is found, pointed at a database and run lives in ``langsmith_access.transform``; this
+module only wires its results into Dagster.
+"""
 
 from __future__ import annotations
 
-import importlib.metadata
-import sys
-from functools import cached_property
-from pathlib import Path
+from typing import Any, Iterator, Mapping
 
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
-from packaging import version
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
-
-# The dbt installed beside this Python, so an un-activated venv (cron, the Dagster daemon) works.
-DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
-
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-
-
-def prepare_manifest(*, force: bool = False) -> Path:
-    """Build ``target/manifest.json`` (``dbt parse``) if missing (or always, with ``force``).
-
-    ``@dbt_assets`` reads the manifest when the definitions are imported. The Makefile and the
-    test session build it ahead of time; this covers an installed CLI run on a fresh checkout.
-    """
-    if force or _manifest_is_stale():
-        DbtCoreCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
-            ["parse", "--quiet"], target_path=dbt_project.target_path
-        ).wait()
-    return dbt_project.manifest_path
-
-
-class DbtCoreCliResource(DbtCliResource):
-    """dagster-dbt's ``DbtCliResource`` without two costs it pays on every invocation, each a
-    few seconds, that buy this project nothing:
-
-    - ``dbt --version`` in a subprocess, to tell dbt Core from the Fusion engine: the
-      executable is the dbt Core installed beside this Python (``DBT_EXECUTABLE``), so its
-      version is the installed package's;
-    - a dbt adapter built inside the Dagster process (profile, project and every macro
-      loaded), which dagster-dbt needs only for ``fetch_row_counts()`` and
-      ``fetch_column_metadata()``; this project calls neither.
-
-    The dbt run itself, its events and its asset checks are dagster-dbt's, unchanged.
-    """
-
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        return version.parse(importlib.metadata.version("dbt-core"))
-
-    def _initialize_dbt_core_adapter(self, args):
-        return None
-
+from langsmith_access.transform import (
+    DBT_FAILURES_METADATA,
+    DBT_PROJECT_DIR,
+    DbtInvocation,
+    NodeResult,
+)
+from langsmith_access.transform import prepare_manifest  # noqa: F401 (also imported from here)
+from langsmith_access.transform.project import PROFILE_TEMPLATE
 
 REPORTS_GROUP = "reports"
 TRANSFORM_GROUP = "transform"
 
 
-def _manifest_is_stale() -> bool:
-    """Missing, or older than any file of the dbt project (a model added since the last parse
-    would otherwise be unknown to Dagster and break the run)."""
-    manifest = dbt_project.manifest_path
-    if not manifest.exists():
-        return True
-    built = manifest.stat().st_mtime
-    for folder in ("models", "snapshots", "macros", "tests"):
-        for path in (DBT_PROJECT_DIR / folder).rglob("*"):
-            if path.is_file() and path.stat().st_mtime > built:
-                return True
-    return any(
-        (DBT_PROJECT_DIR / name).stat().st_mtime > built for name in ("dbt_project.yml", "profiles.yml")
-    )
+# The project's files and the manifest directory (in the cache, keyed by the project's hash).
+dbt_project = DbtProject(
+    project_dir=DBT_PROJECT_DIR,
+    profiles_dir=PROFILE_TEMPLATE.parent,
+    target_path=prepare_manifest().parent,
+)
 
 
 class AccessDbtTranslator(DagsterDbtTranslator):
@@ -89,3 +50,29 @@ class AccessDbtTranslator(DagsterDbtTranslator):
 translator = AccessDbtTranslator(
     settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
 )
+
+
+def dagster_events(
+    result: NodeResult, manifest: Mapping[str, Any], context: dg.AssetExecutionContext
+) -> Iterator[Any]:
+    """The Dagster events of one dbt node result (an ``Output`` for a model or snapshot, an
+    ``AssetCheckResult`` for a test), exactly as dagster-dbt makes them from dbt's event."""
+    message = DbtCoreCliEventMessage(raw_event=dict(result.event), event_history_metadata={})
+    yield from message.to_default_asset_events(
+        manifest=manifest, dagster_dbt_translator=translator, context=context, project=dbt_project
+    )
+
+
+def build_failure(invocation: DbtInvocation) -> dg.Failure:
+    """The step failure of a build that did not pass: what failed in one line, and the failed
+    nodes with their messages as structured metadata (the CLI prints one line per node)."""
+    return dg.Failure(
+        description=invocation.failure_message().splitlines()[0],
+        metadata={
+            DBT_FAILURES_METADATA: dg.MetadataValue.json(
+                [result.as_dict() for result in invocation.failed_nodes]
+                + [{"unique_id": None, "status": "error", "message": message}
+                   for message in invocation.errors if message]
+            )
+        },
+    )

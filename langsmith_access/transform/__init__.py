@@ -1,0 +1,44 @@
+"""dbt, wired once and without Dagster: the project, its manifest, a profile per database, and
+running a dbt command against one DuckDB file with structured node results.
+
+Its own package, beside ``store/`` rather than inside it: ``store/`` is about the DuckDB files and
+the rules for touching them, this is about the dbt project and the dbt process. Both the sync's
+dbt asset (``defs/transform/``) and the provisioning history refresh
+(``defs/provisioning/``) go through it; neither knows how dbt is started. Like ``store/``, it
+imports nothing from Dagster, ``defs/``, the runner or the CLI.
+
+- ``project``: where the project is, its content hash, and the ``profiles.yml`` that points dbt
+  at one database file.
+- ``manifest``: the manifest Dagster reads, built in a cache directory keyed by that hash, so
+  an installed, read-only package works.
+- ``invocation``: ``run_dbt``/``build``: one dbt command, streamed as ``NodeResult`` objects
+  (unique_id, status, message, failures), never scraped from dbt's text output.
+- ``parse_ahead``: dbt's parse of the project for a database's first sync, made in a second
+  process and handed over through the file system.
+- ``docs_site``: the static dbt docs site published beside the analysts' database.
+"""
+
+from langsmith_access.transform.invocation import (
+    DBT_FAILURES_METADATA,
+    DbtInvocation,
+    DbtRunError,
+    NodeResult,
+    build,
+    run_dbt,
+)
+from langsmith_access.transform.manifest import manifest_directory, prepare_manifest
+from langsmith_access.transform.project import DBT_PROJECT_DIR, project_hash, write_profile
+
+__all__ = [
+    "DBT_FAILURES_METADATA",
+    "DbtRunError",
+    "DBT_PROJECT_DIR",
+    "DbtInvocation",
+    "NodeResult",
+    "build",
+    "manifest_directory",
+    "prepare_manifest",
+    "project_hash",
+    "run_dbt",
+    "write_profile",
+]

@@ -1,0 +1,88 @@
+"""The dbt project: where it is, what it is (a content hash), and the profile for one database.
+
+The project ships inside the package (``langsmith_access/dbt_project/``), which may be
+read-only once installed: nothing is ever written there. Every dbt run gets its own
+``profiles.yml``, written into the directory the caller names (a database's dbt directory),
+instead of a profile that reads the process environment: the file a run builds is an argument
+of that run, never process-wide state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+PROFILE_NAME = "langsmith_access"  # dbt_project.yml's `profile:`
+PROFILES_FILE = "profiles.yml"
+# The packaged profile holds the adapter's settings (threads, DuckDB settings); the path of the
+# file to build is filled in per run. It still serves a developer running dbt by hand.
+PROFILE_TEMPLATE = DBT_PROJECT_DIR / PROFILES_FILE
+# dbt's own output directories, never part of what the project is.
+_BUILD_OUTPUT = {"target", "logs", "dbt_packages"}
+
+
+def project_files() -> list[Path]:
+    """Every file of the project that dbt reads (models, macros, snapshots, tests, configs)."""
+    files = []
+    for path in DBT_PROJECT_DIR.rglob("*"):
+        relative = path.relative_to(DBT_PROJECT_DIR)
+        if relative.parts[0] in _BUILD_OUTPUT or "__pycache__" in relative.parts:
+            continue
+        if path.is_file():
+            files.append(path)
+    return sorted(files)
+
+
+def project_hash() -> str:
+    """A short hash of the project's files and of the dbt versions that read them: the key of
+    the manifest cache and of the published docs site. Changes exactly when dbt's view of the
+    project can change."""
+    digest = hashlib.sha256()
+    for package in ("dbt-core", "dbt-duckdb"):
+        digest.update(f"{package}=={importlib.metadata.version(package)}\n".encode())
+    for path in project_files():
+        digest.update(path.relative_to(DBT_PROJECT_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def profile_text(database_file: Path | str) -> str:
+    """The ``profiles.yml`` that makes dbt build ``database_file`` (``:memory:`` to only parse).
+
+    The same file always gives the same text: dbt reuses its saved parse of the project only
+    while the profile is unchanged (store/database.py, ``dbt_target_path``).
+    """
+    profiles = yaml.safe_load(PROFILE_TEMPLATE.read_text())
+    profile = profiles[PROFILE_NAME]
+    output = profile["outputs"][profile["target"]]
+    output["path"] = str(database_file) if str(database_file) == ":memory:" else str(
+        Path(database_file).absolute()
+    )
+    header = "# Written by langsmith-access for one database; rewritten when needed, never edit.\n"
+    return header + yaml.safe_dump(profiles, sort_keys=False)
+
+
+def write_profile(profiles_dir: Path, database_file: Path | str) -> Path:
+    """Write ``profiles_dir/profiles.yml`` for ``database_file`` (only when its text changes,
+    and by rename, so a dbt process never reads half a file). Returns ``profiles_dir``."""
+    profiles_dir = Path(profiles_dir)
+    profiles_dir.mkdir(parents=True, exist_ok=True)
+    target = profiles_dir / PROFILES_FILE
+    text = profile_text(database_file)
+    if target.exists() and target.read_text() == text:
+        return profiles_dir
+    handle, temporary = tempfile.mkstemp(prefix=".profiles-", suffix=".yml", dir=profiles_dir)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return profiles_dir

@@ -1,0 +1,42 @@
+"""The dbt docs site published beside the analysts' database (transform/docs_site.py): built by
+the first sync, swapped in with the publish, left alone while the dbt project is unchanged, and
+rebuilt when the site was made from another version of the project."""
+
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access.transform import docs_site, project_hash
+from langsmith_access_tests.helpers import point_at, run_sync
+
+
+def test_the_docs_site_follows_the_dbt_project_not_every_sync(tmp_path, monkeypatch):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    site = database.docs_path
+    assert site == tmp_path / "access_docs"  # beside access_parquet/
+    with SandboxServer(generate_org(seed=8, members=12, workspaces=2)) as sandbox:
+        point_at(monkeypatch, sandbox, database.path)
+
+        first = run_sync()
+        assert first.success, first.failure
+        page = (site / "index.html").read_text()
+        # One self-contained page naming the analysts' tables, their columns and lineage.
+        for table in ("grants", "grant_history", "users", "report_privileged_access"):
+            assert f"model.langsmith_access.{table}" in page
+        assert "stg_langsmith__workspace_memberships" in page
+        assert (site / docs_site.HASH_FILE).read_text().strip() == project_hash()
+        built = (site / "index.html").stat()
+
+        second = run_sync()
+        assert second.success, second.failure
+        again = (site / "index.html").stat()
+        assert (again.st_ino, again.st_mtime_ns) == (built.st_ino, built.st_mtime_ns)
+
+        # A site made from another version of the project (an upgrade changed the models).
+        (site / docs_site.HASH_FILE).write_text("an-older-project\n")
+        third = run_sync()
+        assert third.success, third.failure
+        assert (site / docs_site.HASH_FILE).read_text().strip() == project_hash()
+        assert (site / "index.html").stat().st_ino != built.st_ino
+    # Nothing staged is left behind, and dbt's docs inputs do not linger in its directory.
+    assert not list(tmp_path.glob(".access_docs.*"))
+    assert not (database.dbt_target_path / "static_index.html").exists()
+

@@ -1,0 +1,78 @@
+"""The product as `pip install .` (not editable) installs it: the demo runs from an empty
+directory, with the dbt project read from site-packages and nothing written there.
+
+To stay fast and offline, the wheel is built without build isolation, installed with
+``--no-deps`` into a fresh venv, and the dependencies come from this test venv's site-packages
+through a ``.pth`` file (a plain path: the editable install's finder there is not activated).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(command, **kwargs):
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def _files(directory: Path) -> set[Path]:
+    return {path.relative_to(directory) for path in directory.rglob("*")
+            if "__pycache__" not in path.parts}
+
+
+@pytest.mark.timeout(900)
+def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
+    # The sources as they would be shipped (no build output of the checkout).
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(REPO / name, source / name)
+    shutil.copytree(REPO / "langsmith_access", source / "langsmith_access",
+                    ignore=shutil.ignore_patterns("__pycache__", "target", "logs", "*.egg-info"))
+    wheels = tmp_path / "wheels"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+          "--quiet", "--wheel-dir", str(wheels), str(source)], timeout=300)
+    (wheel,) = wheels.glob("langsmith_access-*.whl")
+
+    venv = tmp_path / "fresh"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], timeout=120)
+    python = venv / "bin" / "python"
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+          "--no-index", "--quiet", str(wheel)], timeout=300)
+    fresh_site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    (fresh_site / "test_venv_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+    installed = fresh_site / "langsmith_access"
+    where = _run([str(python), "-c", "import langsmith_access; print(langsmith_access.__file__)"],
+                 cwd=tmp_path).stdout.strip()
+    assert Path(where) == installed / "__init__.py"  # not the checkout, not the editable install
+    assert (installed / "dbt_project" / "dbt_project.yml").exists()
+    shipped = _files(installed)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LANGSMITH_", "DAGSTER_", "DBT_", "VIRTUAL_ENV"))}
+    # No manifest built yet for this install: it must build one itself, outside the package.
+    env["LANGSMITH_ACCESS_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"  # only the fresh venv's scripts
+    demo = subprocess.run([str(venv / "bin" / "langsmith-access"), "demo"], cwd=empty, env=env,
+                          capture_output=True, text=True, timeout=800)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert "50 users" in demo.stdout
+
+    database = empty / "data" / "demo" / "langsmith_access.duckdb"
+    assert database.exists()
+    assert (database.with_name("langsmith_access_docs") / "index.html").exists()
+    assert list((tmp_path / "cache").glob("dbt-*/manifest.json"))
+    assert _files(installed) == shipped  # nothing written into site-packages
+    assert "Warning" not in demo.stderr, demo.stderr[-3000:]

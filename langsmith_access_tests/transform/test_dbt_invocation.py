@@ -1,0 +1,74 @@
+"""The one dbt wiring (langsmith_access/transform/): a real `dbt build` on a real DuckDB file,
+told which file to build by a profile of its own, and reporting structured node results."""
+
+import os
+
+import duckdb
+
+from langsmith_access.store.schema import ensure_schema
+from langsmith_access.transform import build, project_hash, write_profile
+from langsmith_access.transform.project import PROFILES_FILE
+
+
+def _raw_database(path, *, duplicate_role: bool):
+    with duckdb.connect(str(path)) as conn:
+        ensure_schema(conn)
+        role = ["sync-1", "2026-01-01 00:00:00+00", "role-a", "ROLE_A", "Role A", "", "workspace",
+                None, []]
+        columns = [row[1] for row in conn.execute("PRAGMA table_info('raw.roles')").fetchall()]
+        row = dict(zip(["sync_id", "fetched_at", "role_id", "name", "display_name", "description",
+                        "access_scope", "organization_id", "permissions"], role))
+        values = [row.get(column) for column in columns]
+        for _ in range(2 if duplicate_role else 1):
+            conn.execute(f"INSERT INTO raw.roles VALUES ({', '.join('?' for _ in values)})", values)
+
+
+def test_a_failing_test_is_reported_with_its_node_status_and_message(tmp_path):
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=True)
+    environment_before = dict(os.environ)
+
+    with build(database, tmp_path / "access.dbt") as invocation:
+        streamed = list(invocation)
+
+    assert os.environ == environment_before  # nothing process-wide was touched
+    assert not invocation.success and invocation.returncode == 1
+    (failed,) = invocation.failed_nodes
+    assert failed.resource_type == "test" and failed.status == "fail"
+    assert failed.name == "primary_key_stg_langsmith__roles_role_id"
+    assert failed.failures == 1
+    assert failed.message == "Got 1 result, configured to fail if != 0"
+    assert failed.unique_id.startswith("test.langsmith_access.primary_key_stg_langsmith__roles")
+    # Streamed as they finished (the message arrives with dbt's summary, after the stream).
+    assert [result.unique_id for result in streamed if result.failed] == [failed.unique_id]
+    # Everything downstream of the failure was skipped, not run.
+    skipped = {result.name for result in invocation.results if result.status == "skipped"}
+    assert {"roles", "grants", "grant_history"} <= skipped
+    message = invocation.failure_message()
+    assert "FAIL test primary_key_stg_langsmith__roles_role_id (1 rows)" in message
+    assert "configured to fail if != 0" in message
+
+
+def test_a_build_names_its_database_in_a_profile_of_its_own_and_skips_unit_tests(tmp_path):
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=False)
+    dbt_dir = tmp_path / "access.dbt"
+
+    with build(database, dbt_dir) as invocation:
+        invocation.raise_on_failure()
+
+    assert invocation.success and invocation.failed_nodes == []
+    assert "--exclude-resource-type" in invocation.args and "unit_test" in invocation.args
+    kinds = {result.resource_type for result in invocation.results}
+    assert kinds == {"model", "snapshot", "test"}
+    assert all(result.status in ("success", "pass") for result in invocation.results)
+    profile = (dbt_dir / PROFILES_FILE).read_text()
+    assert str(database) in profile
+    # The same database always gets the same profile (dbt keeps its saved parse).
+    before = profile
+    write_profile(dbt_dir, database)
+    assert (dbt_dir / PROFILES_FILE).read_text() == before
+    assert (dbt_dir / "partial_parse.msgpack").exists()
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT role_id FROM main.roles").fetchall() == [("role-a",)]
+    assert len(project_hash()) == 16
