@@ -20,6 +20,7 @@ import dagster as dg
 from langsmith_access.definitions import defs
 from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB
 from langsmith_access.settings import Settings, SettingsError
+from langsmith_access.transform import DBT_FAILURES_METADATA
 from langsmith_access.transform.parse_ahead import ParseAhead
 from langsmith_access.store.database import AccessDatabase
 
@@ -171,8 +172,6 @@ def _failure_summary(result) -> tuple[str, list[str], list[str]]:
 
 def _dbt_failures(event) -> list[str]:
     """``FAIL test <name> (n rows): <message>`` for each dbt node a failed step reported."""
-    from langsmith_access.transform import DBT_FAILURES_METADATA
-
     failure = getattr(event.event_specific_data, "user_failure_data", None)
     entry = (failure.metadata or {}).get(DBT_FAILURES_METADATA) if failure is not None else None
     lines = []
