@@ -793,8 +793,9 @@ def _pagination_total(response: requests.Response, path: str) -> int | None:
         ) from None
 
 
-def _retry_after_seconds(raw: str | None) -> float | None:
-    """``Retry-After`` as seconds (a number, or an HTTP date), capped; None if absent or bad."""
+def _retry_after_seconds(raw: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds (a number, or an HTTP date, counted from ``now``: the clock by
+    default), capped; None if absent or bad."""
     if raw is None or not raw.strip():
         return None
     raw = raw.strip()
@@ -807,5 +808,5 @@ def _retry_after_seconds(raw: str | None) -> float | None:
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)

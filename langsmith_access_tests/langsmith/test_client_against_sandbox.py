@@ -400,16 +400,17 @@ def test_hang_longer_than_the_read_timeout_is_retried(sandbox):
     with client_for(sandbox) as client:
         baseline = client.list_workspace_members(ws.id).items
     sandbox.faults.hang_rate = 1.0
-    sandbox.faults.hang_seconds = 5
+    # An hour: only the client's read timeout can end the first call (the suite's pytest
+    # timeout would stop a client that waited it out); stop() ends the hang at teardown.
+    sandbox.faults.hang_seconds = 3600
     sleep = heal_after(sandbox, 1, hang_rate=0.0)
-    started = time.monotonic()
     with client_for(sandbox, sleep=sleep, read_timeout_seconds=0.3) as client:
         members = client.list_workspace_members(ws.id)
         stats = client.stats.snapshot()
-    elapsed = time.monotonic() - started
     assert members.items == baseline
+    # The client gave up on the hang at its read timeout and retried once.
     assert stats["connection_errors"] == 1 and stats["retries"] == 1 and stats["calls"] == 2
-    assert 0.3 <= elapsed < 3, "the client gave up on the hang at its read timeout"
+    assert len(sleep.waits) == 1
 
 
 @pytest.mark.parametrize(
@@ -520,22 +521,42 @@ def test_done_when_ten_percent_faults_read_exactly_the_same_org():
 # ------------------------------------------------------------------ client-side rate limit
 
 
+class FakeClock:
+    """A monotonic clock that moves only when someone sleeps on it (wall time stays real)."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    @staticmethod
+    def time() -> float:
+        return time.time()
+
+
 def test_client_rate_limiter_keeps_under_the_server_limit(start_sandbox, monkeypatch):
-    """Both windows shortened from 60 s to 2 s so the test runs in seconds: the client's budget
-    of 120 requests/minute is 4 per 2-second window, the sandbox allows 6. 8 calls: 4 at once,
-    then 4 more a window later; none is refused."""
+    """Both windows shortened from 60 s to 2 s, on one fake clock that moves only when the
+    client waits: the client's budget of 120 requests/minute is 4 per 2-second window, the
+    sandbox allows 6. 8 calls: 4 at once, one wait for the window, 4 more; none is refused."""
+    clock = FakeClock()
     monkeypatch.setattr(sandbox_faults, "RATE_LIMIT_WINDOW_SECONDS", 2)
+    monkeypatch.setattr(sandbox_faults, "time", clock)  # the sandbox's rate-limit windows
     monkeypatch.setattr(pacing, "WINDOW_SECONDS", 2.0)
     calls = 8
     sb = start_sandbox(faults=FaultConfig(rate_limit_per_minute=6))
     with client_for(sb, requests_per_minute=120, max_retries=0) as client:
-        started = time.monotonic()
+        client._limiter = pacing.RateLimiter(120, clock=clock.monotonic, sleep=clock.sleep)
         for _ in range(calls):
             client.get_organization_info()
-        elapsed = time.monotonic() - started
         stats = client.stats.snapshot()
-    assert elapsed >= 2 - 0.05
-    assert stats["wait_seconds"] >= 2 - 0.05
+    assert clock.sleeps == [2.0]  # one wait, for the first window to end
+    assert stats["wait_seconds"] == 2.0
     assert [e.status for e in sb.request_log] == [200] * calls
     assert stats["rate_limited"] == 0 and stats["calls"] == calls
 

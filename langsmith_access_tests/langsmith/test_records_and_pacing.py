@@ -94,11 +94,16 @@ def test_retry_after_seconds_and_http_date():
     assert _retry_after_seconds(None) is None
     assert _retry_after_seconds("soon") is None
     assert _retry_after_seconds("100000") == 120.0  # capped
-    later = datetime.now(timezone.utc) + timedelta(seconds=5)
-    seconds = _retry_after_seconds(email.utils.format_datetime(later, usegmt=True))
-    assert 3.5 <= seconds <= 5.0
-    past = datetime.now(timezone.utc) - timedelta(seconds=50)
-    assert _retry_after_seconds(email.utils.format_datetime(past, usegmt=True)) == 0.0
+    # An HTTP date counts from the moment the answer is read (a fixed clock here).
+    now = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=timezone.utc)
+    in_five_seconds = email.utils.format_datetime(datetime(2026, 3, 1, 12, 0, 5, tzinfo=timezone.utc), usegmt=True)
+    assert _retry_after_seconds(in_five_seconds, now=now) == 4.75
+    fifty_seconds_ago = email.utils.format_datetime(now - timedelta(seconds=50), usegmt=True)
+    assert _retry_after_seconds(fifty_seconds_ago, now=now) == 0.0
+    in_a_day = email.utils.format_datetime(now + timedelta(days=1), usegmt=True)
+    assert _retry_after_seconds(in_a_day, now=now) == 120.0  # capped
+    # Without a time zone, an HTTP date is GMT.
+    assert _retry_after_seconds("Sun, 01 Mar 2026 12:00:10", now=now) == 9.75
 
 
 def test_rate_limiter_never_exceeds_the_rate_in_any_minute():

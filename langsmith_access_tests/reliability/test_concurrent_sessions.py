@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-import time
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -24,33 +24,76 @@ from langsmith_access.api import list_requests, request_grant
 from langsmith_access_tests.helpers import actual_workspace_grants, expected_workspace_grants, query
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
+HANG_BOUND_SECONDS = 400  # bounds a hang only; nothing here is timed
 
+# The analyst: a read-only session opened once. It answers a query on each "query" line of its
+# stdin (the test asks at chosen moments), queries on its own between them (whatever the runs
+# are doing then, publishing included), and on "fresh" closes, reopens and answers once more.
 ANALYST = r"""
-import json, os, sys, time, duckdb
-path, stop = sys.argv[1], sys.argv[2]
+import json, select, sys, duckdb
+path = sys.argv[1]
 conn = duckdb.connect(path, read_only=True)  # as `duckdb -readonly` or a notebook would
 SQL = ("SELECT (SELECT count(*) FROM main.users), (SELECT count(*) FROM main.grants), "
        "(SELECT count(*) FROM main.provisioning_requests WHERE status = 'pending'), "
        "(SELECT count(*) FROM main.grants g JOIN main.users u USING (user_id) JOIN main.roles r USING (role_id))")
-print(json.dumps({"ready": conn.execute(SQL).fetchone()}), flush=True)
-queries, errors, seen = 0, [], set()
-while not os.path.exists(stop):
+def ask():
     try:
-        seen.add(tuple(conn.execute(SQL).fetchone()))
-        queries += 1
+        return {"seen": list(conn.execute(SQL).fetchone())}
     except Exception as exc:
-        errors.append(repr(exc))
-    time.sleep(0.05)
-conn.close()  # DuckDB shares one open database per path within a process: close, then reopen
-fresh = duckdb.connect(path, read_only=True)
-print(json.dumps({"queries": queries, "errors": errors, "seen": sorted(seen),
-                  "fresh": fresh.execute(SQL).fetchone()}), flush=True)
+        return {"error": repr(exc)}
+print(json.dumps({"ready": conn.execute(SQL).fetchone()}), flush=True)
+background = {"queries": 0, "errors": [], "seen": set()}
+while True:
+    if not select.select([sys.stdin], [], [], 0.05)[0]:
+        answer = ask()  # on its own, between the test's questions
+        background["queries"] += 1
+        if "error" in answer:
+            background["errors"].append(answer["error"])
+        else:
+            background["seen"].add(tuple(answer["seen"]))
+        continue
+    command = sys.stdin.readline().strip()
+    if command == "query":
+        print(json.dumps(ask()), flush=True)
+    elif command == "fresh":
+        conn.close()  # DuckDB shares one open database per path within a process: close, then reopen
+        conn = duckdb.connect(path, read_only=True)
+        print(json.dumps({**ask(), "background": {**background, "seen": sorted(background["seen"])}}),
+              flush=True)
+        break
 """
+
+
+class FirstRequestGate:
+    """Holds the first API request the sandbox receives (the sync's: it starts first, already
+    holding the writer lease) until released; every other request passes."""
+
+    def __init__(self, sandbox):
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self._taken = False
+        original = sandbox.respond
+        sandbox.respond = lambda request: self.respond(original, request)
+
+    def respond(self, original, request):
+        with self._lock:
+            first, self._taken = not self._taken, True
+        if first:
+            self.holding.set()
+            self.release.wait(HANG_BOUND_SECONDS)
+        return original(request)
 
 
 def tick(sensor, instance, cursor):
     context = dg.build_sensor_context(instance=instance, cursor=cursor)
     return sensor.evaluate_tick(context), context.cursor
+
+
+def ask(analyst, command: str = "query") -> dict:
+    analyst.stdin.write(command + "\n")
+    analyst.stdin.flush()
+    return json.loads(analyst.stdout.readline())
 
 
 def test_analyst_session_and_sensor_through_a_sync_and_a_provisioning_run_at_once(start_env, tmp_path):
@@ -62,58 +105,74 @@ def test_analyst_session_and_sensor_through_a_sync_and_a_provisioning_run_at_onc
     newcomer = org.add_member("concurrent.newcomer@example.com", "Concurrent Newcomer")
     org.add_workspace_membership(workspace.id, newcomer.ls_user_id, org.roles_by_scope("workspace")[0].id)
 
-    stop = tmp_path / "analyst.stop"
-    analyst = subprocess.Popen([sys.executable, "-c", ANALYST, str(database.path), str(stop)],
+    sensor = defs().resolve_sensor_def("provisioning_queue_sensor")
+    gate = FirstRequestGate(sandbox)
+    analyst = subprocess.Popen([sys.executable, "-c", ANALYST, str(database.path)], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sync = provision = None
+    answers = []  # the analyst's answers at the moments the test chose
     try:
         before = json.loads(analyst.stdout.readline())["ready"]
         sync_out = open(tmp_path / "sync.out", "w")
-        sync = subprocess.Popen([CLI, "sync"], env=os.environ.copy(), stdout=sync_out,
+        # The held request must not time out at the client (and be sent again) meanwhile.
+        sync_env = {**os.environ, "LANGSMITH_ACCESS_TIMEOUT_SECONDS": str(HANG_BOUND_SECONDS)}
+        sync = subprocess.Popen([CLI, "sync"], env=sync_env, stdout=sync_out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        sensor = defs().resolve_sensor_def("provisioning_queue_sensor")
+        # The sync is now mid-read, holding the writer lease, and stays so until released.
+        assert gate.holding.wait(HANG_BOUND_SECONDS), (tmp_path / "sync.out").read_text()
+        answers.append(ask(analyst))
         ticks: Counter = Counter()
-        ticks_during_sync = 0
         cursor = None
         (tmp_path / "dagster_home").mkdir()
         # The sensor's instance; the provisioning run it launches records itself there too
         # (DAGSTER_HOME is set inside this block), as a run launched by the daemon would.
         with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-            deadline = time.monotonic() + 400
-            while time.monotonic() < deadline:
+            for _ in range(3):  # ticks while the sync runs; the first offers the queue
                 result, cursor = tick(sensor, instance, cursor)  # must never raise
                 ticks["run" if result.run_requests else result.skip_message.split(":")[0]] += 1
-                if sync.poll() is None:
-                    ticks_during_sync += 1
                 if result.run_requests and provision is None:
                     # What the daemon would do: launch the run, while the sync is still going.
                     provision_out = open(tmp_path / "provision.out", "w")
                     provision = subprocess.Popen([CLI, "provision"], env=os.environ.copy(),
                                                  stdout=provision_out, stderr=subprocess.STDOUT,
                                                  start_new_session=True)
-                    assert sync.poll() is None, "the provisioning run started while the sync ran"
-                if sync.poll() is not None and provision is not None and provision.poll() is not None:
-                    break
-                time.sleep(0.5)
+                answers.append(ask(analyst))
+            assert sync.poll() is None, "the sync was held all along"
+            assert provision is not None, f"the sensor offered the pending requests: {ticks}"
+            ticks_during_sync = sum(ticks.values())
+            gate.release.set()
+            # Both runs finish, the sensor ticking meanwhile; each wait bounds a hang only.
+            for process in (sync, provision):
+                for _ in range(HANG_BOUND_SECONDS):
+                    try:
+                        process.wait(1)
+                        break
+                    except subprocess.TimeoutExpired:
+                        result, cursor = tick(sensor, instance, cursor)
+                        ticks["run" if result.run_requests else result.skip_message.split(":")[0]] += 1
+                answers.append(ask(analyst))
         assert sync.wait(10) == 0, (tmp_path / "sync.out").read_text()
-        assert provision is not None and provision.wait(10) == 0, (tmp_path / "provision.out").read_text()
-        stop.touch()
-        report = json.loads(analyst.communicate(timeout=60)[0])
+        assert provision.wait(10) == 0, (tmp_path / "provision.out").read_text()
+        fresh = ask(analyst, "fresh")
+        assert analyst.wait(60) == 0, analyst.stderr.read()
     finally:
-        stop.touch()
+        gate.release.set()
         for process in (analyst, sync, provision):
             if process is not None and process.poll() is None:
                 process.kill()
 
-    # The analyst's session never failed and kept seeing the picture it opened.
-    assert report["errors"] == [] and report["queries"] > 20
-    assert report["seen"] == [before]
-    # The sensor ticked throughout without breaking, and offered the queue at once.
-    assert ticks_during_sync >= 3 and ticks["run"] >= 1, ticks
+    # The analyst's session never failed and kept seeing the picture it opened: at each moment
+    # the test asked (sync mid-read, each sensor tick, each run done) and in between.
+    assert answers == [{"seen": list(before)}] * 6
+    background = fresh["background"]
+    assert background["errors"] == [] and background["seen"] in ([], [list(before)])
+    # The sensor ticked while the sync ran without breaking, and offered the queue at once.
+    assert ticks_during_sync == 3 and ticks["run"] >= 1, ticks
     # Both runs did their work: a new session sees the newcomer and the applied grants, and
     # the tables equal LangSmith's state whichever run took the lease first.
-    assert report["fresh"][0] == before[0] + 1
+    assert fresh["seen"][0] == before[0] + 1
     assert {r["status"] for r in list_requests()} == {"applied"}
     assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
     assert query(database.path, "SELECT count(*) FROM main.sync_runs")[0][0] == 2
-    print(f"\nconcurrency: analyst ran {report['queries']} queries with 0 errors; sensor ticks {dict(ticks)}")
+    print(f"\nconcurrency: analyst answered {len(answers)} chosen and {background['queries']} other "
+          f"queries with 0 errors; sensor ticks {dict(ticks)}")

@@ -79,6 +79,7 @@ class History:
     grants_first: dict[GrantKey, str]
     grants_second: dict[GrantKey, str]
     between_first_and_second: datetime
+    third_sync_window: tuple[datetime, datetime]  # the clock just before and just after sync 3
     parquet_after_first: dict[str, int]
     changes: Changes
     run_ids: list[str]
@@ -167,7 +168,8 @@ def make_history(root: Path) -> History:
         parquet_after_first = parquet_counts(AccessDatabase(database).parquet_path)
         grants_first = grant_map(org)
         between = datetime.now(timezone.utc)
-        time.sleep(0.05)
+        while datetime.now(timezone.utc) <= between:
+            pass  # sync 2's timestamps come strictly after `between` (microseconds)
 
         changes = _change_the_org(org)
         second = run_sync()
@@ -176,14 +178,16 @@ def make_history(root: Path) -> History:
         after_second = root / "after_second.duckdb"
         shutil.copyfile(database, after_second)
 
+        before_third = datetime.now(timezone.utc)
         third = run_sync()  # nothing changed
+        after_third = datetime.now(timezone.utc)
         assert third.success, third.failure
         run_ids.append(third.run_id)
         api_key = sandbox.api_key
     return History(
         org=org, api_key=api_key, database=database, after_first=after_first,
         after_second=after_second, grants_first=grants_first, grants_second=grant_map(org),
-        between_first_and_second=between, parquet_after_first=parquet_after_first,
+        between_first_and_second=between, third_sync_window=(before_third, after_third), parquet_after_first=parquet_after_first,
         changes=changes, run_ids=run_ids,
     )
 

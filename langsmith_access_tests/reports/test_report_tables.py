@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
+from langsmith_access.sandbox.org_state import parse_timestamp
 from langsmith_access_tests.reports.support import History, rows
 
 REPORTS = (
@@ -132,26 +133,36 @@ def test_custom_role_holders(history):
 
 
 def test_stale_pending_invites(history):
+    """Expected from the sandbox's invites and the clock around sync 3 (which read them), never
+    from the pipeline's own pending_invites table."""
     org = history.org
-    (synced_at,) = {r["synced_at"] for r in rows(history.database, "SELECT synced_at FROM main.pending_invites")}
+    stale_after = timedelta(days=30)
+    read_from, read_until = history.third_sync_window  # sync 3 read the invites in between
     invites = {i.id: i for i in org.pending_org_invites()}
-    created = {
-        r["invite_id"]: r["created_at"]
-        for r in rows(history.database, "SELECT invite_id, created_at FROM main.pending_invites")
-    }
-    assert set(created) == set(invites)
-    expected = {
-        invite_id: (synced_at - created_at).days
-        for invite_id, created_at in created.items()
-        if created_at < synced_at - timedelta(days=30)
-    }
-    emails = {invites[i].email for i in expected}
+    created = {i.id: datetime.fromtimestamp(parse_timestamp(i.created_at), timezone.utc)
+               for i in invites.values()}
+    # Stale whenever sync 3 read it / never stale; an invite crossing the threshold during the
+    # sync's few seconds could be either (none does unless a run straddles that instant).
+    always = {i for i, at in created.items() if at < read_from - stale_after}
+    never = {i for i, at in created.items() if at >= read_until - stale_after}
+    ages = {i: {(read_from - created[i]).days, (read_until - created[i]).days} for i in always}
+    emails = {invites[i].email for i in always}
     assert "old.invite@example.com" in emails
     assert not emails & {"recent.invite@example.com", "brand.new@example.com"}
-    actual = rows(history.database, "SELECT * FROM main.report_stale_pending_invites")
-    assert {r["invite_id"]: r["age_days"] for r in actual} == expected
-    assert {r["stale_after_days"] for r in actual} == {30}
-    assert all(r["age_days"] >= 30 for r in actual)
+    assert {invites[i].email for i in never} >= {"recent.invite@example.com", "brand.new@example.com"}
+
+    listed = rows(history.database, "SELECT invite_id FROM main.pending_invites")
+    assert {r["invite_id"] for r in listed} == set(invites)
+    actual = {r["invite_id"]: r for r in rows(history.database, "SELECT * FROM main.report_stale_pending_invites")}
+    assert always <= set(actual) and not set(actual) & never
+    assert set(actual) <= set(invites)
+    for invite_id, row in actual.items():
+        assert row["email"] == invites[invite_id].email
+        assert row["created_at"] == created[invite_id]
+        assert read_from <= row["synced_at"] <= read_until, "the age is measured when sync 3 read it"
+        assert row["age_days"] in ages.get(invite_id, {(read_until - created[invite_id]).days})
+        assert row["age_days"] >= 30 and row["stale_after_days"] == 30
+        assert row["org_role_id"] == invites[invite_id].org_role_id
 
 
 def test_report_models_are_in_the_reports_group():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 
 import duckdb
@@ -85,7 +84,8 @@ def test_second_sync_records_history_and_point_in_time(monkeypatch, org, databas
         assert run_sync().success
         first_grants = actual_workspace_grants(database)
         between = datetime.now(timezone.utc)
-        time.sleep(0.05)
+        while datetime.now(timezone.utc) <= between:
+            pass  # the next sync's timestamps come strictly after `between` (microseconds)
 
         # Change the org: a role change, a revoke, a new grant.
         changed_ws, changed_user, _, old_role = next(

@@ -17,18 +17,21 @@ import json
 import os
 import shutil
 import subprocess
-import time
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 
+import langsmith_access
 from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, column_names, create_table_sql
 
-REPO = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = REPO / "langsmith_access" / "dbt_project"
-DBT_EXECUTABLE = REPO / ".venv" / "bin" / "dbt"
+# The project ships inside the package (package data): found wherever the package is installed.
+DBT_PROJECT_DIR = Path(langsmith_access.__file__).resolve().parent / "dbt_project"
+# dbt's command line, run by the interpreter running the tests: no assumption on where a
+# virtualenv or a `dbt` script lives (dbt.cli.main is what the `dbt` console script calls).
+DBT_COMMAND = (sys.executable, "-m", "dbt.cli.main")
 
 UTC = dt.timezone.utc
 ORG_ID = "00000000-0000-4000-8000-000000000001"
@@ -262,7 +265,7 @@ def dbt_build(db_path: Path, work_dir: Path, command: tuple[str, ...] = ("build"
     run_results_path.unlink(missing_ok=True)
     proc = subprocess.run(
         [
-            str(DBT_EXECUTABLE), *command,
+            *DBT_COMMAND, *command,
             "--project-dir", str(DBT_PROJECT_DIR),
             "--profiles-dir", str(DBT_PROJECT_DIR),
             "--target-path", str(work_dir / "target"),
@@ -534,6 +537,13 @@ def test_grant_history_after_first_sync(first_sync):
 # --- history across syncs ----------------------------------------------------------------------
 
 
+def clock_past(moment: dt.datetime) -> None:
+    """Return once the clock reads later than ``moment`` (microseconds: a few iterations), so the
+    next build's timestamps are strictly after it."""
+    while dt.datetime.now(UTC) <= moment:
+        pass
+
+
 def access_at(db_path: Path, at: dt.datetime) -> set[str]:
     rows = query(db_path, """
         SELECT grant_id FROM main.grant_history
@@ -545,7 +555,7 @@ def test_grant_history_across_syncs(first_sync):
     db_path, work_dir = first_sync.db_path, first_sync.work_dir  # same path: parsed once
     history_1 = {r["grant_id"]: r for r in rows_by(db_path, "grant_history", "grant_id")}
     between_1_and_2 = dt.datetime.now(UTC)
-    time.sleep(0.01)
+    clock_past(between_1_and_2)
 
     # sync 2: a role change, a revoke, a new grant
     write_raw_sync(db_path, "sync-2", dt.datetime(2026, 2, 2, 9, tzinfo=UTC), MEMBERSHIPS_SYNC_2)
@@ -584,7 +594,7 @@ def test_grant_history_across_syncs(first_sync):
     assert access_at(db_path, dt.datetime.now(UTC)) == GRANTS_SYNC_2
     assert access_at(db_path, first_sync.built_before - dt.timedelta(seconds=1)) == set()
     between_2_and_3 = dt.datetime.now(UTC)
-    time.sleep(0.01)
+    clock_past(between_2_and_3)
 
     # sync 3: Cy's revoked grant comes back, as a new interval
     write_raw_sync(db_path, "sync-3", dt.datetime(2026, 2, 3, 9, tzinfo=UTC), MEMBERSHIPS_SYNC_3)
