@@ -116,8 +116,8 @@ def apply_requests(
 # What the refresh after a provisioning run builds: the observations' staging, grants and
 # every model downstream of it (the reports, grants_snapshot -> grant_history), each with its
 # tests. dbt's unit tests are not part of any run (make test runs them).
-REFRESH_SELECTION = ["--select", "stg_langsmith__provisioning_observations+", "grants+",
-                     "--exclude-resource-type", "unit_test"]
+REFRESH_SELECT = ["stg_langsmith__provisioning_observations+", "grants+"]
+REFRESH_SELECTION = ["--select", *REFRESH_SELECT, "--exclude-resource-type", "unit_test"]
 
 
 @dg.op(pool=DUCKDB_WRITER_POOL, description="Rebuild grants, the reports and grant_history (dbt) after changes.")
