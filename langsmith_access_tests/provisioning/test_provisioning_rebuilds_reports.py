@@ -6,7 +6,12 @@ latest sync in `grants` and rebuilds every model downstream (reports, grant_hist
 dates each change when provisioning verified it.
 """
 
-from langsmith_access.provisioning.api import list_requests, provision, request_grant, request_revoke
+from langsmith_access.provisioning.api import (
+    list_requests,
+    provision,
+    request_grant,
+    request_revoke,
+)
 from langsmith_access_tests.helpers import query, run_sync
 
 
@@ -31,7 +36,7 @@ def privileged(database) -> set[tuple]:
 
 
 def test_provisioning_rebuilds_grants_every_report_and_history_at_once(env):
-    sandbox, org, database = env
+    _sandbox, org, database = env
     admin = org.role_by_name("WORKSPACE_ADMIN")
     viewer = org.role_by_name("WORKSPACE_VIEWER")
     # A workspace with a single listed Admin, who is revoked: it has no Admin any more.
@@ -110,7 +115,7 @@ def test_provisioning_rebuilds_grants_every_report_and_history_at_once(env):
     again = provision()
     assert again.success, again.failure
     assert leaver.ls_user_id not in {r["user_id"] for r in rows(database, "SELECT user_id FROM main.report_members_without_workspace")}
-    [(role, start, end)] = [i for i in intervals(leaver.ls_user_id, lone.id) if i[2] is None]
+    [(role, start, _open)] = [i for i in intervals(leaver.ls_user_id, lone.id) if i[2] is None]
     assert (role, start) == (viewer.id, verified_at(database)[back.request_id])
 
     # A sync that finds LangSmith as provisioning left it: same grants, no new history; its own

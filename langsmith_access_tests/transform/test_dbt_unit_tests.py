@@ -39,7 +39,7 @@ def dbt(db_path: Path, work_dir: Path, *args: str) -> tuple[subprocess.Completed
         [str(DBT_EXECUTABLE), *args, "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),
          "--log-path", str(work_dir / "logs")],
-        env=env, capture_output=True, text=True, timeout=300, cwd=work_dir,
+        check=False, env=env, capture_output=True, text=True, timeout=300, cwd=work_dir,
     )
     results_file = target / "run_results.json"
     results = json.loads(results_file.read_text())["results"] if results_file.exists() else []
@@ -65,7 +65,10 @@ def test_dbt_unit_tests_pass(tmp_path):
 def test_builds_exclude_the_unit_tests(tmp_path):
     """The refresh after provisioning selects grants and everything downstream, where the unit
     tests of grants, grant_history and report_grant_changes live: its flags leave them out."""
-    from langsmith_access.defs.provisioning.definitions import REFRESH_SELECT, REFRESH_SELECTION
+    from langsmith_access.defs.provisioning.definitions import (
+        REFRESH_SELECT,
+        REFRESH_SELECTION,
+    )
 
     env = {**os.environ, "LANGSMITH_ACCESS_DBT_DUCKDB_PATH": str(tmp_path / "x.duckdb")}
 
@@ -74,7 +77,7 @@ def test_builds_exclude_the_unit_tests(tmp_path):
             [str(DBT_EXECUTABLE), "ls", *selection, "--output", "json", "--output-keys", "resource_type",
              "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
              "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"), "--quiet"],
-            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            check=False, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         return {json.loads(line)["resource_type"] for line in done.stdout.splitlines() if line.startswith("{")}
