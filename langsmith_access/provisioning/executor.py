@@ -8,6 +8,11 @@ settles from live state:
   ``write_sent`` and no answer is settled by reading live state, never by blindly re-sending.
 - A write whose answer was lost (5xx, dropped connection) is verified by a read before any retry.
 
+What a settled request verified (the member's live role in the workspace, or none) is recorded in
+the raw table ``raw.provisioning_observations``, in the same transaction as the request's
+status. Provisioning never writes ``grants``: dbt builds it from the latest sync plus these
+observations (the refresh after a provisioning run, and every sync).
+
 Two ways to read live state, cheapest first for the batch at hand (``Provisioner.process_all``):
 
 - per request: look the member up, read their membership in the workspace, write, read it back
@@ -47,6 +52,7 @@ from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER, PAGE_
 from langsmith_access.langsmith.refusals import explain_write_refusal, is_write_refusal
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, NOTHING, REMOVE, Plan, desired_role, plan_change
+from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
 
 MAX_WRITE_ATTEMPTS = 3
 ORG_LISTING_PATH = "/api/v1/platform/orgs/current/members"
@@ -142,6 +148,45 @@ class _Written:
     identity_id: str | None  # the member's workspace identity after the write (None: removed)
 
 
+@dataclass(frozen=True)
+class Observation:
+    """A member's role in a workspace as provisioning verified it (role_id None: not a member).
+    One row of ``raw.provisioning_observations``."""
+
+    request_id: str
+    run_id: str
+    verified_at: datetime
+    workspace_id: str
+    user_id: str
+    role_id: str | None
+    workspace_identity_id: str | None
+
+
+def record_observations(conn: duckdb.DuckDBPyConnection, observations: list[Observation]) -> None:
+    """Append observations to ``raw.provisioning_observations`` (in the caller's transaction)."""
+    columns = column_names("provisioning_observations")
+    conn.executemany(
+        f"INSERT INTO {RAW_SCHEMA}.provisioning_observations ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})",
+        [
+            [queue.new_id(), o.request_id, o.run_id, o.verified_at, o.workspace_id, o.user_id,
+             o.role_id, o.workspace_identity_id]
+            for o in observations
+        ],
+    )
+
+
+def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
+    """How many recorded observations dbt has not built into ``grants`` yet (a run may have died
+    between settling its requests and rebuilding): the raw rows against dbt's staged rows."""
+    recorded = conn.execute(f"SELECT count(*) FROM {RAW_SCHEMA}.provisioning_observations").fetchone()[0]
+    try:
+        built = conn.execute("SELECT count(*) FROM staging.stg_langsmith__provisioning_observations").fetchone()[0]
+    except duckdb.CatalogException:  # built by a version without observations
+        built = 0
+    return recorded - built
+
+
 class Rejected(Exception):
     """Live validation refused the request (the message says why)."""
 
@@ -158,12 +203,12 @@ class Provisioner:
     snapshot: OrgSnapshot | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     _written: list[_Written] = field(default_factory=list)
-    # Audit events, status changes and grant updates not yet written to the database: written
+    # Audit events, status changes and verified states not yet written to the database: written
     # together, in one transaction, before each write goes out and when requests settle.
     _events: list[tuple] = field(default_factory=list)
     _statuses: list[tuple] = field(default_factory=list)
-    _grants: list[tuple] = field(default_factory=list)
-    _last_event_at: datetime | None = None
+    _observations: list[Observation] = field(default_factory=list)
+    _last_at: datetime | None = None
     _log_lines: list[str] = field(default_factory=list)
     # Guards the buffers above, ``outcomes``, ``_written`` and the database connection: a large
     # batch is processed by several threads.
@@ -275,9 +320,9 @@ class Provisioner:
             self._log_lines.append(f"{outcome.status:<17} {outcome.request_id}  {outcome.detail}")
 
     def _commit(self) -> None:
-        """Write the buffered events, status changes and grant updates in one transaction."""
+        """Write the buffered events, status changes and observations in one transaction."""
         with self._lock:
-            if self.dry_run or not (self._events or self._statuses or self._grants):
+            if self.dry_run or not (self._events or self._statuses or self._observations):
                 return
             self.conn.execute("BEGIN")
             try:
@@ -285,15 +330,15 @@ class Provisioner:
                     queue.record_event(self.conn, request_id, kind, detail, at=at, run_id=self.run_id)
                 for request_id, status, detail in self._statuses:
                     queue.set_status(self.conn, request_id, status, detail, self.run_id)
-                if self._grants:
-                    update_workspace_grants(self.conn, self._grants, self.directory.role_names)
+                if self._observations:
+                    record_observations(self.conn, self._observations)
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
             self._events.clear()
             self._statuses.clear()
-            self._grants.clear()
+            self._observations.clear()
 
     def _org_listing_is_cheaper(self, requests: int) -> bool:
         """Two listings of the org (before and after) against three reads per request, sized
@@ -338,7 +383,7 @@ class Provisioner:
             if not plan.needs_write:
                 if earlier_writes or attempt > 1:
                     # Our own earlier write (whose answer was lost) is what made it so.
-                    self._update_grants(request, live)
+                    self._observe(request, live)
                     return Outcome(request_id, "applied", f"verified: {plan.explanation}", plan,
                                    writes=earlier_writes + attempt - 1)
                 return Outcome(request_id, "already_satisfied", plan.explanation, plan)
@@ -398,7 +443,7 @@ class Provisioner:
                 f"{names.get(got, got) if got else 'none (not a member)'}",
                 plan, writes=writes,
             )
-        self._update_grants(request, verified)
+        self._observe(request, verified)
         return Outcome(request["request_id"], "applied", plan.explanation, plan, writes=writes)
 
     def _validate_live(self, request: dict):
@@ -492,49 +537,23 @@ class Provisioner:
         if self.dry_run:
             return
         with self._lock:
-            at = queue.now_utc()
-            if self._last_event_at is not None and at <= self._last_event_at:
-                # Events are ordered by time: two taken within one microsecond keep their order.
-                at = self._last_event_at + timedelta(microseconds=1)
-            self._last_event_at = at
-            self._events.append((request_id, kind, detail, at))
+            self._events.append((request_id, kind, detail, self._now()))
 
-    def _update_grants(self, request: dict, live: Live | None) -> None:
-        """Make ``grants`` show the member's live role in that workspace (when the request
-        settles, in the same transaction)."""
+    def _now(self) -> datetime:
+        """The time, strictly later than the last one taken: events are ordered by time, and so
+        are two observations of one membership (the later one wins in ``grants``)."""
         with self._lock:
-            self._grants.append((request["user_id"], request["workspace_id"], live))
+            at = queue.now_utc()
+            if self._last_at is not None and at <= self._last_at:
+                at = self._last_at + timedelta(microseconds=1)
+            self._last_at = at
+            return at
 
-
-def update_workspace_grants(
-    conn: duckdb.DuckDBPyConnection,
-    updates: list[tuple[str, str, Live | None]],
-    role_names: dict[str, str],
-) -> None:
-    """Replace each (user, workspace)'s workspace-role grant by the live one (or none), in the
-    caller's transaction. Ids follow the dbt models: entitlement
-    ``workspace_role:<workspace>:<role>`` and grant ``<entitlement>:<user>``."""
-    latest = {(user_id, workspace_id): live for user_id, workspace_id, live in updates}
-    values = [
-        (user_id, workspace_id, live.role_id if live else None, live.id if live else None,
-         role_names.get(live.role_id) if live and live.role_id else None)
-        for (user_id, workspace_id), live in latest.items()
-    ]
-    rows = ", ".join("(?, ?, ?, ?, ?)" for _ in values)
-    params = [value for row in values for value in row]
-    updated = f"(VALUES {rows}) AS updated(user_id, workspace_id, role_id, identity_id, role_name)"
-    conn.execute(
-        f"DELETE FROM main.grants USING {updated} WHERE grants.entitlement_type = 'workspace_role' "
-        "AND grants.user_id = updated.user_id AND grants.workspace_id = updated.workspace_id",
-        params,
-    )
-    conn.execute(
-        "INSERT INTO main.grants (grant_id, entitlement_id, entitlement_type, user_id, email, "
-        "workspace_id, role_id, role_name, is_provisionable, workspace_identity_id) "
-        "SELECT 'workspace_role:' || updated.workspace_id || ':' || updated.role_id || ':' || updated.user_id, "
-        "'workspace_role:' || updated.workspace_id || ':' || updated.role_id, 'workspace_role', "
-        "updated.user_id, users.email, updated.workspace_id, updated.role_id, updated.role_name, "
-        f"true, updated.identity_id FROM {updated} "
-        "LEFT JOIN main.users ON users.user_id = updated.user_id WHERE updated.role_id IS NOT NULL",
-        params,
-    )
+    def _observe(self, request: dict, live: Live | None) -> None:
+        """Record the member's verified role in that workspace (or none), written with the
+        request's status; dbt lays it over the latest sync's listing in ``grants``."""
+        with self._lock:
+            self._observations.append(Observation(
+                request["request_id"], self.run_id, self._now(), request["workspace_id"],
+                request["user_id"], live.role_id if live else None, live.id if live else None,
+            ))

@@ -1,9 +1,15 @@
-"""The raw tables the extract assets write and the dbt sources read (schema ``raw``).
+"""The raw tables Python writes and the dbt sources read (schema ``raw``).
 
-One place for their shape: the extract code inserts rows in exactly these columns and
-``dbt_project/models/staging/sources.yml`` declares the same tables. Each sync replaces the rows
-of every raw table, so a raw table always holds the latest complete sync, tagged with its
-``sync_id`` (the Dagster run id) and the time it was fetched.
+One place for their shape: the extract code and the provisioning executor insert rows in
+exactly these columns, and ``dbt_project/models/staging/sources.yml`` declares the same tables.
+
+- The sync's tables (``org_members`` ... ``workspace_memberships``): each sync replaces their
+  rows, so they always hold the latest complete sync, tagged with its ``sync_id`` (the Dagster
+  run id) and the time it was fetched.
+- ``provisioning_observations``: what provisioning verified in LangSmith, one row per settled
+  change, appended in the same transaction as the request's status and never replaced by a
+  sync. dbt lays the observations made after the latest sync over that sync's listing to build
+  ``grants`` (provisioning never writes ``grants`` itself: dbt is the only writer of the marts).
 """
 
 RAW_SCHEMA = "raw"
@@ -72,6 +78,18 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("role_id", "VARCHAR"),
         ("role_name", "VARCHAR"),
         ("source", "VARCHAR"),  # 'enriched_members' | 'workspace_members'
+    ),
+    # Written by provisioning, not by the sync: a member's role in a workspace as provisioning
+    # verified it after applying a request (role_id null: verified not a member any more).
+    "provisioning_observations": (
+        ("observation_id", "VARCHAR"),
+        ("request_id", "VARCHAR"),
+        ("run_id", "VARCHAR"),  # the provisioning run (Dagster run id)
+        ("verified_at", "TIMESTAMPTZ"),
+        ("workspace_id", "VARCHAR"),
+        ("ls_user_id", "VARCHAR"),
+        ("role_id", "VARCHAR"),  # null: not a member of the workspace
+        ("workspace_identity_id", "VARCHAR"),  # the member row's id, when known
     ),
 }
 

@@ -1,7 +1,9 @@
-"""Tables Python owns: the raw tables, ``sync_runs`` and the provisioning queue.
+"""Tables Python owns: the raw tables (the sync's, and provisioning's observations),
+``sync_runs`` and the provisioning queue.
 
-dbt owns every other table (the marts and ``grant_history``). ``sync_runs`` is written by
-Python because it records the outcome of the whole run, dbt step included.
+dbt owns every other table (the marts, the reports and ``grant_history``) and is their only
+writer. ``sync_runs`` is written by Python because it records the outcome of the whole run, dbt
+step included.
 """
 
 from __future__ import annotations

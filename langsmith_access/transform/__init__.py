@@ -24,6 +24,7 @@ from langsmith_access.transform.invocation import (
     DbtRunError,
     NodeResult,
     build,
+    build_selection,
     run_dbt,
 )
 from langsmith_access.transform.manifest import manifest_directory, prepare_manifest
@@ -40,5 +41,6 @@ __all__ = [
     "prepare_manifest",
     "project_hash",
     "run_dbt",
+    "build_selection",
     "write_profile",
 ]

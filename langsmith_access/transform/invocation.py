@@ -219,14 +219,23 @@ def build(
     and CI, and say nothing about the data of a sync. manifest.json and run_results.json are
     not written (results come as events; writing them costs most of a second per build).
     """
-    args = ["build", "--exclude-resource-type", "unit_test", "--no-write-json"]
+    args = ["build", *build_selection(select, exclude, indirect_selection), "--no-write-json"]
+    return run_dbt(args, database_file=database_file, dbt_dir=dbt_dir, timeout_seconds=timeout_seconds)
+
+
+def build_selection(
+    select: Sequence[str] = (), exclude: Sequence[str] = (), indirect_selection: str | None = None
+) -> list[str]:
+    """The node-selection arguments of every build: ``select``/``exclude`` as given, and never
+    a unit test."""
+    args = ["--exclude-resource-type", "unit_test"]
     if select:
         args += ["--select", " ".join(select)]
     if exclude:
         args += ["--exclude", " ".join(exclude)]
     if indirect_selection:
         args += ["--indirect-selection", indirect_selection]
-    return run_dbt(args, database_file=database_file, dbt_dir=dbt_dir, timeout_seconds=timeout_seconds)
+    return args
 
 
 def dbt_command(args: Sequence[str], dbt_dir: Path, *, log_format: str = "json") -> list[str]:

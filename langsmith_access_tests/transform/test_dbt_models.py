@@ -227,6 +227,8 @@ def write_raw_sync(db_path: Path, sync_id: str, fetched_at: dt.datetime, members
     }
     with duckdb.connect(str(db_path)) as con:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+        # provisioning's observations: a table Python creates with the others, never replaced
+        con.execute(create_table_sql("provisioning_observations"))
         for table, rows in tables.items():
             con.execute(create_table_sql(table))
             con.execute(f'DELETE FROM {RAW_SCHEMA}."{table}"')
@@ -497,14 +499,17 @@ def test_grants(first_sync):
         return {"grant_id": f"{entitlement}:{user}", "entitlement_id": entitlement,
                 "entitlement_type": "organization_role", "user_id": user, "email": email,
                 "workspace_id": None, "role_id": role_id, "role_name": role_name,
-                "is_provisionable": False, "workspace_identity_id": None}
+                "is_provisionable": False, "workspace_identity_id": None,
+                "verified_at": None, "verified_by_request_id": None}
 
     def ws_role(workspace_id, user, email, role_id, role_name, identity):
         entitlement = ws_entitlement(workspace_id, role_id)
         return {"grant_id": f"{entitlement}:{user}", "entitlement_id": entitlement,
                 "entitlement_type": "workspace_role", "user_id": user, "email": email,
                 "workspace_id": workspace_id, "role_id": role_id, "role_name": role_name,
-                "is_provisionable": True, "workspace_identity_id": identity}
+                "is_provisionable": True, "workspace_identity_id": identity,
+                # nothing provisioned yet: every grant is as the sync listed it
+                "verified_at": None, "verified_by_request_id": None}
 
     # Not here: Ada's personal workspace, Bob's deleted workspace, Dee's pending invite.
     # Ada (an Organization Admin) has implicit rights in Research Two, but no listed row there.

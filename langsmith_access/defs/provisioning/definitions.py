@@ -14,7 +14,7 @@ import duckdb
 from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.provisioning import queue
-from langsmith_access.provisioning.executor import Provisioner
+from langsmith_access.provisioning.executor import Provisioner, unbuilt_observations
 from langsmith_access.settings import Settings
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
 from langsmith_access.transform import build
@@ -114,29 +114,41 @@ def apply_requests(
     return {"dry_run": dry_run, "outcomes": outcomes}
 
 
-@dg.op(pool=DUCKDB_WRITER_POOL, description="Refresh grant_history (dbt snapshot) after changes.")
+# What the refresh after a provisioning run builds: the observations' staging, grants and
+# every model downstream of it (the reports, grants_snapshot -> grant_history), each with its
+# tests. dbt's unit tests are not part of any run (make test runs them).
+REFRESH_SELECT = ["stg_langsmith__provisioning_observations+", "grants+"]
+
+
+@dg.op(pool=DUCKDB_WRITER_POOL, description="Rebuild grants, the reports and grant_history (dbt) after changes.")
 def refresh_access_history(
     context: dg.OpExecutionContext, result: dict, provisioning_database: ProvisioningDatabase
 ) -> None:
-    changed = [o for o in result["outcomes"] if o["status"] == "applied"]
-    if result["dry_run"] or not changed:
-        context.log.info("No grant changed: history needs no refresh.")
+    if result["dry_run"]:
         return
-    # `grants` was updated request by request; dbt closes and opens the history intervals. It
-    # builds a scratch copy that replaces the working file only if every model and test
-    # passed, and the same file name as a sync's, so it reuses the sync's parse of the project.
+    with provisioning_database.connect() as conn:
+        # This run's changes, and any an earlier run recorded but died before rebuilding.
+        unbuilt = unbuilt_observations(conn)
+    if not unbuilt:
+        context.log.info("No grant changed: nothing to rebuild.")
+        return
+    # Each applied request recorded what it verified (raw.provisioning_observations); dbt lays
+    # those over the latest sync in grants and rebuilds everything downstream, history
+    # included. It builds a scratch copy that replaces the working file only if every model
+    # and test passed, and the same file name as a sync's, so it reuses the sync's parse of
+    # the project.
     database = provisioning_database.database
     scratch = database.begin_scratch()
     try:
         with build(
-            scratch, database.dbt_target_path, select=["grants_snapshot+"], timeout_seconds=600
+            scratch, database.dbt_target_path, select=REFRESH_SELECT, timeout_seconds=600
         ) as invocation:
             invocation.raise_on_failure()
         database.commit_scratch(scratch)
     except BaseException:
         database.discard_scratch(scratch)
         raise
-    context.log.info(f"grant_history refreshed for {len(changed)} applied change(s).")
+    context.log.info(f"grants, reports and grant_history rebuilt with {unbuilt} verified change(s).")
 
 
 @dg.job(

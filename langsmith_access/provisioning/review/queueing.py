@@ -114,7 +114,11 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
         change = queue.ChangeRequest(
             "revoke", row.user or row.grant_id, row.workspace or "", row.role or "", why, requested_by
         )
-        if row.grant_id.startswith("organization_role:"):
+        # A grant that no longer holds is still in grant_history (ids are never parsed here).
+        former = conn.execute(
+            "SELECT entitlement_type FROM main.grant_history WHERE grant_id = ? LIMIT 1", [row.grant_id]
+        ).fetchone()
+        if former is not None and former[0] == "organization_role":
             return change, f"grant {row.grant_id} is an organization role. {READ_ONLY_REASON}"
         return change, (
             f"unknown grant id {row.grant_id!r}: it is not a current grant in the latest sync "

@@ -1,7 +1,6 @@
 -- What can be granted: each organization role, and each (shared workspace x workspace role).
--- Id formats are shared with the Python provisioning code; keep them exactly:
---   organization_role:<role_id>
---   workspace_role:<workspace_id>:<role_id>
+-- Ids: organization_role:<role_id> and workspace_role:<workspace_id>:<role_id>, composed by
+-- the macros of macros/access_ids.sql (the one place that defines them).
 with roles as (
     select * from {{ ref('roles') }}
 ),
@@ -14,7 +13,7 @@ shared_workspaces as (
 -- provisions them, hence not provisionable.
 organization_role_entitlements as (
     select
-        'organization_role:' || roles.role_id as entitlement_id,
+        {{ organization_role_entitlement_id('roles.role_id') }} as entitlement_id,
         'organization_role' as entitlement_type,
         roles.role_id,
         cast(null as varchar) as workspace_id,
@@ -30,7 +29,7 @@ organization_role_entitlements as (
 -- Any workspace role can be given in any shared workspace (at most one per user there).
 workspace_role_entitlements as (
     select
-        'workspace_role:' || shared_workspaces.workspace_id || ':' || roles.role_id
+        {{ workspace_role_entitlement_id('shared_workspaces.workspace_id', 'roles.role_id') }}
             as entitlement_id,
         'workspace_role' as entitlement_type,
         roles.role_id,

@@ -1,6 +1,7 @@
--- Current assignments: every user's organization role, and every listed workspace membership
--- outside personal and deleted workspaces.
---   grant_id = <entitlement_id>:<user_id>   (user_id = ls_user_id; shared with Python)
+-- Current assignments: every user's organization role, and every workspace membership outside
+-- personal and deleted workspaces, as the latest sync listed it plus every change provisioning
+-- verified after that sync.
+--   grant_id = <entitlement_id>:<user_id>   (user_id = ls_user_id; macros/access_ids.sql)
 with users as (
     select * from {{ ref('users') }}
 ),
@@ -17,17 +18,54 @@ roles as (
     select * from {{ ref('roles') }}
 ),
 
+observations as (
+    select * from {{ ref('stg_langsmith__provisioning_observations') }}
+),
+
+-- When the latest sync read LangSmith (its latest read of any listing). Syncs and provisioning
+-- runs take turns under the writer lease, so every observation was made either before this
+-- sync began or after it ended.
+latest_sync as (
+    select max(read_at) as read_at
+    from (
+        select synced_at as read_at from users
+        union all
+        select synced_at from roles
+        union all
+        select fetched_at from all_workspaces
+        union all
+        select fetched_at from memberships
+    )
+),
+
+-- What provisioning verified after the latest sync, the latest observation per membership
+-- (role_id null: verified not a member). An observation made before the latest sync is
+-- superseded by that sync's listing, which is newer truth.
+later_observations as (
+    select observations.*
+    from observations
+    cross join latest_sync
+    where observations.verified_at > latest_sync.read_at
+        and observations.ls_user_id is not null
+    qualify row_number() over (
+        partition by observations.ls_user_id, observations.workspace_id
+        order by observations.verified_at desc, observations.observation_id desc
+    ) = 1
+),
+
 -- Every active member (disabled ones too) holds exactly one organization role.
 organization_role_grants as (
     select
-        'organization_role:' || users.org_role_id as entitlement_id,
+        {{ organization_role_entitlement_id('users.org_role_id') }} as entitlement_id,
         'organization_role' as entitlement_type,
         users.user_id,
         users.email,
         cast(null as varchar) as workspace_id,
         users.org_role_id as role_id,
         false as is_provisionable,
-        cast(null as varchar) as workspace_identity_id
+        cast(null as varchar) as workspace_identity_id,
+        cast(null as timestamptz) as verified_at,
+        cast(null as varchar) as verified_by_request_id
     from users
 ),
 
@@ -35,10 +73,35 @@ organization_role_grants as (
 -- have implicit Admin rights in every workspace, but that follows from their org role (already
 -- a grant above), not from a workspace assignment, so it is not repeated here.
 -- Pending identities carry no ls_user_id: an invite is never a grant.
+-- A membership provisioning verified after the sync takes the place of the sync's row.
 listed_memberships as (
-    select *
+    select
+        memberships.workspace_id,
+        memberships.ls_user_id,
+        memberships.role_id,
+        memberships.workspace_identity_id,
+        cast(null as timestamptz) as verified_at,
+        cast(null as varchar) as verified_by_request_id
     from memberships
-    where ls_user_id is not null
+    where memberships.ls_user_id is not null
+        and not exists (
+            select 1
+            from later_observations
+            where later_observations.ls_user_id = memberships.ls_user_id
+                and later_observations.workspace_id = memberships.workspace_id
+        )
+
+    union all
+
+    select
+        workspace_id,
+        ls_user_id,
+        role_id,
+        workspace_identity_id,
+        verified_at,
+        request_id as verified_by_request_id
+    from later_observations
+    where role_id is not null
 ),
 
 -- Personal and deleted workspaces are not part of the org's shared access picture. A
@@ -54,18 +117,22 @@ memberships_in_shared_workspaces as (
 ),
 
 -- Memberships of people who are not active org members are kept on purpose (email is null
--- for them): the relationships check grants.user_id -> users fails and stops the sync.
+-- for them): the relationships check grants.user_id -> users fails and stops the build.
 workspace_role_grants as (
     select
-        'workspace_role:' || memberships_in_shared_workspaces.workspace_id
-            || ':' || memberships_in_shared_workspaces.role_id as entitlement_id,
+        {{ workspace_role_entitlement_id(
+            'memberships_in_shared_workspaces.workspace_id',
+            'memberships_in_shared_workspaces.role_id'
+        ) }} as entitlement_id,
         'workspace_role' as entitlement_type,
         memberships_in_shared_workspaces.ls_user_id as user_id,
         users.email,
         memberships_in_shared_workspaces.workspace_id,
         memberships_in_shared_workspaces.role_id,
         true as is_provisionable,
-        memberships_in_shared_workspaces.workspace_identity_id
+        memberships_in_shared_workspaces.workspace_identity_id,
+        memberships_in_shared_workspaces.verified_at,
+        memberships_in_shared_workspaces.verified_by_request_id
     from memberships_in_shared_workspaces
     left join users
         on users.user_id = memberships_in_shared_workspaces.ls_user_id
@@ -78,7 +145,7 @@ all_grants as (
 )
 
 select
-    all_grants.entitlement_id || ':' || all_grants.user_id as grant_id,
+    {{ grant_id('all_grants.entitlement_id', 'all_grants.user_id') }} as grant_id,
     all_grants.entitlement_id,
     all_grants.entitlement_type,
     all_grants.user_id,
@@ -87,7 +154,9 @@ select
     all_grants.role_id,
     roles.display_name as role_name,
     all_grants.is_provisionable,
-    all_grants.workspace_identity_id
+    all_grants.workspace_identity_id,
+    all_grants.verified_at,
+    all_grants.verified_by_request_id
 from all_grants
 left join roles
     on roles.role_id = all_grants.role_id

@@ -4,7 +4,8 @@
 --
 --   * Every interval boundary in grant_history (a valid_from, or a non-null valid_to) is the
 --     snapshot time of the dbt build that saw the change, and one build stamps all of its
---     changes with the same instant.
+--     changes with the same instant; or, for a change a provisioning run applied, the time
+--     provisioning verified it (after the latest sync's read, before the next sync's).
 --   * This sync read the API (the fetched_at of its staged rows) after every earlier build had
 --     finished (syncs take turns under the writer lease) and before its own build. So the
 --     boundaries after its last read belong to this build, earlier ones to earlier builds.
@@ -14,10 +15,12 @@
 --   * The previous sync's state is the state at the latest boundary before this sync
 --     (previous_sync_at). Builds that changed nothing leave no boundary, and the grants at
 --     their time equal the grants at that boundary; a sync that changed nothing reports no row.
---   * The first sync has no earlier boundary: there is nothing to compare with, no row.
---   * A provisioning run between syncs refreshes grant_history (dbt build of grants_snapshot+),
---     stamping its changes with its own instant, after this sync's read: they are listed too,
---     with their own changed_at, until the next sync, which then measures from them.
+--   * The first sync has no earlier boundary: it is measured from its own build, so it lists
+--     no row of its own.
+--   * A provisioning run between syncs rebuilds grants and grant_history (dbt build of
+--     grants+), which date its changes when provisioning verified them, after this sync's
+--     read: they are listed too, with their own changed_at, until the next sync, which then
+--     measures from them.
 --
 -- Classification, per boundary of this build, for the same user and the same scope (one
 -- workspace, or the user's organization role):
@@ -69,10 +72,15 @@ this_sync as (
 ),
 
 previous_sync as (
-    select max(boundaries.boundary_at) as previous_sync_at
+    select
+        coalesce(
+            max(boundaries.boundary_at) filter (where boundaries.boundary_at < this_sync.read_at),
+            -- The first sync: changes are measured from its own build (the earliest boundary
+            -- after its read), so only provisioning's later changes are listed.
+            min(boundaries.boundary_at) filter (where boundaries.boundary_at >= this_sync.read_at)
+        ) as previous_sync_at
     from boundaries
     cross join this_sync
-    where boundaries.boundary_at < this_sync.read_at
 ),
 
 closed_intervals as (

@@ -1,0 +1,70 @@
+"""dbt's unit tests (``unit_tests:`` in models/*/_*_unit_tests.yml) run here, so `make test` runs
+them; syncs and provisioning runs leave them out (``--exclude-resource-type unit_test``).
+
+dbt reads the column types of a unit test's inputs from the database, so the models are first
+built empty (``--empty``: every model with its columns and no rows) on a fresh file holding the
+raw tables; then ``dbt test`` runs the unit tests alone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import duckdb
+
+from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
+from langsmith_access.transform import build_selection, run_dbt
+from langsmith_access.transform.invocation import dbt_command, dbt_environment
+from langsmith_access.transform.project import write_profile
+
+# Every unit test of the project: a new one is added here, so none is silently skipped.
+UNIT_TESTS = {
+    "grants_lay_changes_verified_after_the_sync_over_its_listing",
+    "grants_of_a_sync_after_the_observations_are_its_listing_alone",
+    "grant_history_ends_provisioned_removals_when_they_were_verified",
+    "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
+    "report_grant_changes_after_the_first_sync_lists_only_provisioning",
+}
+
+
+def test_dbt_unit_tests_pass(tmp_path):
+    db_path = tmp_path / "unit.duckdb"
+    with duckdb.connect(str(db_path)) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+        for table in RAW_TABLES:
+            conn.execute(create_table_sql(table))
+    dbt_dir = tmp_path / "unit.dbt"
+
+    with run_dbt(["build", "--empty", *build_selection()], database_file=db_path, dbt_dir=dbt_dir) as built:
+        built.wait()
+    assert built.success, built.failure_message()
+
+    with run_dbt(["test", "--resource-type", "unit_test"], database_file=db_path, dbt_dir=dbt_dir) as tested:
+        tested.wait()
+    statuses = {result.name: result.status for result in tested.results}
+    assert statuses == {name: "pass" for name in UNIT_TESTS}, tested.failure_message()
+    assert tested.success
+
+
+def test_builds_exclude_the_unit_tests(tmp_path):
+    """The refresh after provisioning selects grants and everything downstream, where the unit
+    tests of grants, grant_history and report_grant_changes live: its flags leave them out."""
+    from langsmith_access.defs.provisioning.definitions import REFRESH_SELECT
+
+    dbt_dir = tmp_path / "ls.dbt"
+    write_profile(dbt_dir, tmp_path / "x.duckdb")
+
+    def listed(*selection: str) -> set[str]:
+        done = subprocess.run(
+            [*dbt_command(["ls", *selection, "--output", "json", "--output-keys", "resource_type",
+                           "--quiet"], dbt_dir, log_format="text")],
+            check=False, env=dbt_environment(), capture_output=True, text=True, timeout=300, cwd=dbt_dir,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return {json.loads(line)["resource_type"] for line in done.stdout.splitlines() if line.startswith("{")}
+
+    assert "unit_test" in listed("--select", *REFRESH_SELECT)  # what the flag must drop
+    refreshed = listed(*build_selection(REFRESH_SELECT))
+    assert "unit_test" not in refreshed and {"model", "snapshot", "test"} <= refreshed
