@@ -42,13 +42,19 @@ def list_requests(status: str | None = None, *, database: str | Path | None = No
     return _list(_database(database), status)
 
 
-def provision(*, dry_run: bool = False, request_ids: list[str] | None = None):
+def provision(*, dry_run: bool = False, request_ids: list[str] | None = None,
+              log_dir: str | Path | None = None, verbose: bool = False):
     """Run ``provision_workspace_roles`` now, in this process. Returns the runner's outcome;
-    ``outcome.outputs['apply_requests']['outcomes']`` lists what happened to each request."""
+    ``outcome.outputs['apply_requests']['outcomes']`` lists what happened to each request.
+    A failed run's details go to ``log_dir`` (``outcome.log_path``), and to the terminal when
+    ``verbose``."""
     # Deferred on purpose: the runner loads Dagster (seconds); queueing and listing need none of it.
     from langsmith_access import runner
 
     config: dict = {"dry_run": dry_run}
     if request_ids:
         config["request_ids"] = list(request_ids)
-    return runner.run_job(PROVISION_JOB, {"ops": {SELECT_REQUESTS_OP: {"config": config}}})
+    return runner.run_job(
+        PROVISION_JOB, {"ops": {SELECT_REQUESTS_OP: {"config": config}}},
+        log_dir=Path(log_dir) if log_dir is not None else None, verbose=verbose,
+    )

@@ -7,22 +7,25 @@ with ``DAGSTER_HOME`` set the runs land in that instance's history, otherwise in
 from __future__ import annotations
 
 import logging
+import re
 import os
 import sys
 import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, TextIO
 
 import dagster as dg
 
 from langsmith_access.definitions import defs
+from langsmith_access.langsmith import errors
 from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB
 from langsmith_access.settings import Settings, SettingsError
 from langsmith_access.transform import DBT_FAILURES_METADATA
 from langsmith_access.transform.parse_ahead import ParseAhead
-from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 
 
 @dataclass
@@ -34,6 +37,9 @@ class RunOutcome:
     failed_checks: list[str] = field(default_factory=list)
     dbt_errors: list[str] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)  # op name -> its output, for ops that returned one
+    fix: str | None = None  # the one line an operator needs, from the failure's exception type
+    log_path: Path | None = None  # a failed run's events, stack traces included
+    events: list = field(default_factory=list, repr=False)  # a failed run's Dagster events
 
 
 def instance() -> dg.DagsterInstance:
@@ -65,8 +71,14 @@ def run_job(
     *,
     progress: Callable[[str], None] | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
+    log_dir: Path | None = None,
+    verbose: bool = False,
 ) -> RunOutcome:
-    """Execute one job of the definitions in this process and report what happened."""
+    """Execute one job of the definitions in this process and report what happened.
+
+    A failed run's events, stack traces included, are written to ``<log_dir>/<job>-<run id>.log``
+    (``RunOutcome.log_path``); Dagster prints them to the terminal only when ``verbose``.
+    """
     started = time.monotonic()
     # A database's first sync: dbt's parse of the project runs in a second process beside
     # Dagster's start-up and the API reads; the dbt step takes its result through the file
@@ -86,22 +98,28 @@ def run_job(
             # project fixes its own uses of deprecated APIs instead of hiding them.
             warnings.simplefilter("ignore", dg.BetaWarning)
             warnings.simplefilter("ignore", dg.PreviewWarning)
-            return _run_job(job_name, run_config, progress, dagster_instance, started)
+            outcome = _run_job(job_name, run_config, progress, dagster_instance, started, verbose)
     finally:
         if ahead is not None:
             ahead.close()
+    if not outcome.success and log_dir is not None:
+        outcome.log_path = _write_failure_log(log_dir, job_name, outcome)
+    return outcome
 
 
-def _run_job(job_name, run_config, progress, dagster_instance, started) -> RunOutcome:
+def _run_job(job_name, run_config, progress, dagster_instance, started, verbose) -> RunOutcome:
     job = defs().resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     with _quiet_dagster_loggers():
         the_instance = dagster_instance or instance()
         if progress is not None:
             the_instance.add_event_listener(run_id, lambda event: _report(event, progress))
+        # The CLI prints its own progress and a short failure; Dagster's console logger would
+        # print every event, and a failure's stack traces, which go to the log file instead.
+        console = {"console": {"config": {"log_level": "ERROR" if verbose else "CRITICAL"}}}
         result = job.execute_in_process(
-            # The CLI prints its own progress; Dagster's console logger would print every event.
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}, **run_config}, instance=the_instance, run_id=run_id, raise_on_error=False
+            run_config={"loggers": console, **run_config},
+            instance=the_instance, run_id=run_id, raise_on_error=False,
         )
     outcome = RunOutcome(
         success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started
@@ -112,7 +130,8 @@ def _run_job(job_name, run_config, progress, dagster_instance, started) -> RunOu
         except Exception:  # the job has no such op, or it did not run
             pass
     if not result.success:
-        outcome.failure, outcome.failed_checks, outcome.dbt_errors = _failure_summary(result)
+        outcome.failure, outcome.failed_checks, outcome.dbt_errors, outcome.fix = _failure_summary(result)
+        outcome.events = result.all_events
     return outcome
 
 
@@ -141,11 +160,13 @@ def _describe(event, progress: Callable[[str], None]) -> None:
             progress(f"  ✗ check {data.asset_key.to_user_string()}:{data.check_name} failed")
 
 
-def _failure_summary(result) -> tuple[str, list[str], list[str]]:
-    """The first error message of a failed run, the checks that failed, and the dbt nodes that
-    failed with their messages (from the dbt step's failure metadata)."""
+def _failure_summary(result) -> tuple[str, list[str], list[str], str | None]:
+    """The first error message of a failed run, the checks that failed, the dbt nodes that
+    failed with their messages (from the dbt step's failure metadata), and the fix the first
+    error's exception type names."""
     failed_checks = []
     messages = []
+    fixes: list[str] = []
     dbt_errors: list[str] = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
@@ -164,10 +185,55 @@ def _failure_summary(result) -> tuple[str, list[str], list[str]]:
             while error is not None and error.cause is not None and "dagster" in (error.cls_name or "").lower():
                 error = error.cause
             if error is not None:
-                messages.append(f"{event.step_key or 'run'}: {error.message.strip()}")
+                messages.append(f"{event.step_key or 'run'}: {_without_type_name(error)}")
+                fix = _fix_for(error)
+                if fix:
+                    fixes.append(fix)
             dbt_errors += _dbt_failures(event)
     message = messages[0] if messages else "the run failed (see the Dagster event log)"
-    return message, failed_checks, dbt_errors[:20]
+    return message, failed_checks, dbt_errors[:20], (fixes[0] if fixes else None)
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls] + [sub for child in cls.__subclasses__() for sub in _subclasses(child)]
+
+
+# Exception types whose ``fix`` an operator should see, by the class name Dagster records.
+_ADVISED_ERRORS = {
+    cls.__name__: cls
+    for cls in (SettingsError, DatabaseBusyError, *_subclasses(errors.LangSmithError))
+}
+
+
+def _without_type_name(error) -> str:
+    """The error's message without the ``package.module.ClassName: `` Python puts before it."""
+    return re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
+
+
+def _fix_for(error) -> str | None:
+    """The ``fix`` of the first exception in the chain whose type declares one."""
+    while error is not None:
+        advised = _ADVISED_ERRORS.get(error.cls_name or "")
+        if advised is not None:
+            return advised.fix
+        error = error.cause
+    return None
+
+
+def _write_failure_log(log_dir: Path, job_name: str, outcome: "RunOutcome") -> Path | None:
+    """Every event of the failed run, errors with their stack traces and causes, as text."""
+    path = Path(log_dir) / f"{job_name}-{outcome.run_id}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as log:
+            for event in outcome.events:
+                log.write(f"{event.event_type_value} {event.step_key or ''} {event.message or ''}\n")
+                error = getattr(event.event_specific_data, "error", None)
+                if error is not None:
+                    log.write(error.to_string() + "\n")
+    except OSError:
+        return None  # the summary still says what failed; the log is a convenience
+    return path
 
 
 def _dbt_failures(event) -> list[str]:

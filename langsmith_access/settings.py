@@ -24,6 +24,8 @@ PERSONAL_TOKEN_PREFIX = "lsv2_pt_"
 class SettingsError(ValueError):
     """Configuration is missing or malformed. The message says which variable and how to fix it."""
 
+    fix = "correct the variable the message names, then run `langsmith-access doctor`"
+
 
 class Secret:
     """A string that never shows itself in repr/str/format; call ``reveal()`` to use it."""

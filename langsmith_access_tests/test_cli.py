@@ -72,3 +72,41 @@ def test_demo_prints_the_summary_and_three_answers(tmp_path, monkeypatch, capsys
                    "SELECT count(*) FROM main.users u JOIN main.roles r ON r.role_id = u.org_role_id "
                    "WHERE r.name = 'ORGANIZATION_ADMIN'")[0][0]
     assert admins > 0
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed when the block ends: nothing answers there
+
+
+def test_an_expected_failure_reads_like_advice_and_the_traces_go_to_a_log_file(tmp_path):
+    database = tmp_path / "access.duckdb"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "DAGSTER_"))}
+    env.update(
+        LANGSMITH_API_KEY="lsv2_sk_" + "b" * 32,
+        LANGSMITH_ORGANIZATION_ID="00000000-0000-4000-8000-000000000001",
+        LANGSMITH_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+        LANGSMITH_ACCESS_DUCKDB=str(database),
+        LANGSMITH_ACCESS_MAX_RETRIES="0",
+    )
+    done = subprocess.run([CLI, "sync"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    # What failed and why, the fix, where the details are: a few lines, no stack trace.
+    assert len(lines) <= 12, done.stderr
+    assert "Traceback" not in done.stderr and "Stack Trace" not in done.stderr
+    failure = next(line for line in lines if line.startswith("Sync failed: "))
+    assert "GET /api/v1/" in failure and "TransientError" not in failure
+    assert any(line.startswith("  fix: ") and "LANGSMITH_ENDPOINT" in line for line in lines)
+    detail = next(line for line in lines if line.startswith("  details (stack traces): "))
+    log = Path(detail.split(": ", 1)[1].split(" (or run again")[0])
+    assert log.parent == tmp_path / "logs" and log.name.startswith("langsmith_access_sync-")
+    assert "Stack Trace" in log.read_text() and "TransientError" in log.read_text()
+    assert env["LANGSMITH_API_KEY"] not in done.stderr + log.read_text()
+
+    verbose = subprocess.run([CLI, "sync", "--verbose"], env=env, capture_output=True, text=True, timeout=300)
+    assert verbose.returncode == 1
+    assert "Stack Trace" in verbose.stderr and "fix: " in verbose.stderr

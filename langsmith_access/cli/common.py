@@ -54,6 +54,20 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return 1
 
 
+def failure_log_directory(settings: Settings):
+    """Where a failed run's log goes: ``logs/`` beside the analysts' database."""
+    return AccessDatabase(settings.duckdb_path).path.parent / "logs"
+
+
+def print_fix_and_log(outcome) -> None:
+    """Under a failed run's summary: the fix its error names, and where the details are."""
+    if outcome.fix:
+        print(f"  fix: {outcome.fix}", file=sys.stderr)
+    if outcome.log_path is not None:
+        print(f"  details (stack traces): {outcome.log_path} (or run again with --verbose)",
+              file=sys.stderr)
+
+
 def analysts_database() -> AccessDatabase:
     """The analysts' database of ``LANGSMITH_ACCESS_DUCKDB``."""
     return AccessDatabase(Settings.from_env().duckdb_path)

@@ -8,6 +8,7 @@ import json
 import sys
 
 from langsmith_access import api
+from langsmith_access.cli.common import failure_log_directory, print_fix_and_log
 from langsmith_access.names import APPLY_REQUESTS_OP
 from langsmith_access.provisioning.queue import FINAL_STATUSES
 from langsmith_access.settings import Settings
@@ -34,6 +35,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     provision = commands.add_parser("provision", help="apply every pending request now (same job as the sensor)")
     provision.add_argument("--dry-run", action="store_true", help="plan against live state; change nothing")
     provision.add_argument("--json", action="store_true")
+    provision.add_argument(
+        "--verbose", action="store_true", help="also print a failure's stack traces (always in the log file)"
+    )
     provision.set_defaults(handler=provision_now)
 
 
@@ -71,8 +75,11 @@ def list_requests(args: argparse.Namespace) -> int:
 
 
 def provision_now(args: argparse.Namespace) -> int:
-    Settings.from_env().client()  # refuse a missing or unusable key before starting anything
-    outcome = api.provision(dry_run=args.dry_run)
+    settings = Settings.from_env()
+    settings.client()  # refuse a missing or unusable key before starting anything
+    outcome = api.provision(
+        dry_run=args.dry_run, log_dir=failure_log_directory(settings), verbose=args.verbose
+    )
     results = (outcome.outputs.get(APPLY_REQUESTS_OP) or {}).get("outcomes", [])
     if args.json:
         print(json.dumps({"run_id": outcome.run_id, "success": outcome.success,
@@ -84,6 +91,7 @@ def provision_now(args: argparse.Namespace) -> int:
             print("no pending requests", file=sys.stderr)
     if not outcome.success:
         print(f"Provisioning run failed: {outcome.failure}", file=sys.stderr)
+        print_fix_and_log(outcome)
         return 1
     if args.dry_run:
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from langsmith_access.cli.common import UsageError
+from langsmith_access.cli.common import UsageError, failure_log_directory, print_fix_and_log
 from langsmith_access.settings import Settings
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sync_runs import recorded_sync_run
@@ -34,6 +34,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="how to read workspace memberships (default: auto, the cheapest that works)",
     )
     sync.add_argument("--quiet", action="store_true", help="no progress lines")
+    sync.add_argument(
+        "--verbose", action="store_true", help="also print a failure's stack traces (always in the log file)"
+    )
     sync.set_defaults(handler=run_sync)
 
 
@@ -55,6 +58,8 @@ def run_sync(args: argparse.Namespace) -> int:
             membership_route=args.membership_route,
         ),
         progress=None if args.quiet else runner.print_progress(),
+        log_dir=failure_log_directory(settings),
+        verbose=args.verbose,
     )
     if not outcome.success:
         print(f"Sync failed: {outcome.failure}", file=sys.stderr)
@@ -62,6 +67,7 @@ def run_sync(args: argparse.Namespace) -> int:
             print(f"  failed check {check}", file=sys.stderr)
         for line in outcome.dbt_errors:
             print(f"  dbt: {line}", file=sys.stderr)
+        print_fix_and_log(outcome)
         print(
             "The analysts' database and its history were left as they were.", file=sys.stderr
         )

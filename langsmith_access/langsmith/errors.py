@@ -1,6 +1,8 @@
 """The few exception types the LangSmith client raises.
 
-Every message names the request (method and path, never the key or headers) and what to do.
+Every message names the request (method and path, never the key or headers). Each type's
+``fix`` is the one line an operator needs when a run fails with it; the CLI prints it under the
+failure (``runner.RunOutcome.fix``).
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 
 class LangSmithError(Exception):
     """Base class. ``method``/``path``/``status_code`` say which call failed, when one did."""
+
+    fix = "run `langsmith-access doctor` to check the endpoint, the key and its permissions"
 
     def __init__(
         self,
@@ -30,9 +34,20 @@ class LangSmithError(Exception):
 class AuthenticationError(LangSmithError):
     """401: the key is wrong, expired or revoked."""
 
+    fix = (
+        "LangSmith refused the key: set LANGSMITH_API_KEY to a valid organization-scoped service "
+        "key (lsv2_sk_...) of this organization and region"
+    )
+
 
 class PermissionDeniedError(LangSmithError):
     """403: the key may not do this (for example a workspace-scoped key on an organization route)."""
+
+    fix = (
+        "give the key the roles it needs (an organization-scoped service key with Organization "
+        "Admin; see README 'Connect your LangSmith'), check LANGSMITH_ORGANIZATION_ID and the "
+        "region, then run `langsmith-access doctor`"
+    )
 
 
 class NotFoundError(LangSmithError):
@@ -54,6 +69,11 @@ class TransientError(LangSmithError):
     caller must re-read the state before deciding anything (never blindly send it again).
     """
 
+    fix = (
+        "LangSmith did not answer usefully after every retry: check that LANGSMITH_ENDPOINT is "
+        "reachable from here (`langsmith-access doctor`), then run again; nothing was changed"
+    )
+
     def __init__(self, message: str, *, maybe_applied: bool = False, **kwargs):
         super().__init__(message, **kwargs)
         self.maybe_applied = maybe_applied
@@ -66,6 +86,11 @@ class UnexpectedResponseError(LangSmithError):
 class NotLangSmithAPIError(UnexpectedResponseError):
     """A 2xx answer that is not JSON (for example a web UI's HTML page served with status 200):
     ``LANGSMITH_ENDPOINT`` points at something that is not the LangSmith API."""
+
+    fix = (
+        "set LANGSMITH_ENDPOINT to the LangSmith API: https://api.smith.langchain.com (US), "
+        "https://eu.api.smith.langchain.com (EU) or https://<your-host>/api/v1 (self-hosted)"
+    )
 
 
 class RouteNotAvailableError(NotFoundError):

@@ -47,6 +47,8 @@ from langsmith_access.store.schema import ensure_schema
 class DatabaseBusyError(RuntimeError):
     """The writer lease or the file stayed taken for longer than we were willing to wait."""
 
+    fix = "another sync or provisioning run holds the database: let it finish, then run again"
+
 
 class DatabaseNotReadyError(RuntimeError):
     """The analysts' database does not exist yet (no sync has published it)."""
