@@ -6,7 +6,7 @@ latest sync in `grants` and rebuilds every model downstream (reports, grant_hist
 dates each change when provisioning verified it.
 """
 
-from langsmith_access.provisioning.api import (
+from langsmith_access.api import (
     list_requests,
     provision,
     request_grant,
