@@ -176,10 +176,19 @@ def _node_result(event: Mapping[str, Any], status: str | None = None) -> NodeRes
         unique_id=node["unique_id"],
         resource_type=node.get("resource_type") or node["unique_id"].split(".")[0],
         name=node.get("node_name") or node["unique_id"].split(".")[2],
-        status=(status or node.get("node_status") or str(data.get("status", ""))).lower(),
+        status=(status or _node_status(node, data)).lower(),
         failures=data.get("num_failures"),
         event=event,
     )
+
+
+def _node_status(node: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    """The node's status as dbt logged it; a unit test's node info says "None" there, and its
+    result event's own status says pass or fail."""
+    status = node.get("node_status")
+    if not status or str(status).lower() == "none":
+        status = data.get("status", "")
+    return str(status)
 
 
 def run_dbt(

@@ -102,7 +102,11 @@ def test_the_key_is_nowhere_after_good_and_failed_runs(tmp_path, monkeypatch, ca
         echo_on.add("/api/v1/workspaces")
         failed_sync = cli("sync")
         assert failed_sync.returncode == 1 and "Sync failed" in failed_sync.stderr, transcript[-1]
-        assert "/api/v1/workspaces" in failed_sync.stderr
+        # The summary names the first failing call, scrubbed; every failing call is in the
+        # run's log file (searched for the key below with everything else).
+        assert "/api/v1/orgs/current/roles" in failed_sync.stderr and "***" in failed_sync.stderr
+        sync_logs = list((data / "logs").glob("langsmith_access_sync-*.log"))
+        assert sync_logs and "/api/v1/workspaces" in sync_logs[0].read_text()
         echo_on.clear()
         assert cli("requests", "--json").returncode == 0
 
