@@ -7,15 +7,16 @@ with ``DAGSTER_HOME`` set the runs land in that instance's history, otherwise in
 from __future__ import annotations
 
 import logging
-import re
 import os
+import re
 import sys
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 import dagster as dg
 
@@ -23,9 +24,9 @@ from langsmith_access.definitions import defs
 from langsmith_access.langsmith import errors
 from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB
 from langsmith_access.settings import Settings, SettingsError
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.transform import DBT_FAILURES_METADATA
 from langsmith_access.transform.parse_ahead import ParseAhead
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 
 
 @dataclass
@@ -220,7 +221,7 @@ def _fix_for(error) -> str | None:
     return None
 
 
-def _write_failure_log(log_dir: Path, job_name: str, outcome: "RunOutcome") -> Path | None:
+def _write_failure_log(log_dir: Path, job_name: str, outcome: RunOutcome) -> Path | None:
     """Every event of the failed run, errors with their stack traces and causes, as text."""
     path = Path(log_dir) / f"{job_name}-{outcome.run_id}.log"
     try:

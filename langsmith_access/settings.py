@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
@@ -149,7 +149,7 @@ class Settings:
     provisioning_interval_seconds: int = 30
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         values = {}
         for name, variable, parse in ENVIRONMENT:
@@ -158,7 +158,7 @@ class Settings:
                 values[name] = parse(variable, raw)
         return cls(**values)
 
-    def client(self) -> "ClientSettings":
+    def client(self) -> ClientSettings:
         """Settings for the API client; raises ``SettingsError`` if the API is not configured."""
         if self.api_key is None:
             raise SettingsError(

@@ -25,10 +25,11 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import orjson
 import requests
@@ -151,7 +152,7 @@ class LangSmithClient:
         self._sessions_lock = threading.Lock()
         self._organization_info: dict[str, Any] | None = None
 
-    def __enter__(self) -> "LangSmithClient":
+    def __enter__(self) -> LangSmithClient:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -181,7 +182,7 @@ class LangSmithClient:
                 self._organization_info = cached
         return cached
 
-    def probe(self, path: str = ORGANIZATION_INFO_PATH) -> "Probe":
+    def probe(self, path: str = ORGANIZATION_INFO_PATH) -> Probe:
         """One GET, sent once (no retries), answered whatever its status: what the connection
         doctor needs to tell an unreachable host, a web page and a LangSmith API apart.
 
@@ -467,7 +468,7 @@ class LangSmithClient:
             path=path,
         )
 
-    def _scan_pages(self, path, parse, params, workspace_id, concurrency) -> Iterator["_Page"]:
+    def _scan_pages(self, path, parse, params, workspace_id, concurrency) -> Iterator[_Page]:
         """One scan of a listing: its pages in offset order, up to and including the first
         short page (see ``_paged``)."""
 
@@ -742,7 +743,7 @@ def _json_body(response: requests.Response, method: str, path: str) -> Any:
         return orjson.loads(response.content)
     except ValueError:
         if content_type is None:
-            raise _not_langsmith(response, method, path)
+            raise _not_langsmith(response, method, path) from None
         # Declared JSON but cut short or garbled: a broken answer, not a wrong endpoint.
         raise UnexpectedResponseError(
             f"the {response.status_code} response is not valid JSON "
@@ -807,6 +808,6 @@ def _retry_after_seconds(raw: str | None, now: datetime | None = None) -> float 
         except (TypeError, ValueError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from langsmith_access.langsmith.errors import UnexpectedResponseError
@@ -90,8 +90,8 @@ def parse_timestamp(value: str, what: str) -> datetime:
     except ValueError:
         raise UnexpectedResponseError(f"{what}: {value!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 ORGANIZATION_SCOPE = "organization"
@@ -113,7 +113,7 @@ class Role:
         return self.name == "CUSTOM" or self.organization_id is not None
 
     @classmethod
-    def from_api(cls, data: Any) -> "Role":
+    def from_api(cls, data: Any) -> Role:
         f = _Fields("Role", data)
         name = f.req_str("name")
         scope = f.str("access_scope")
@@ -154,7 +154,7 @@ class Workspace:
         return not self.is_personal and not self.is_deleted
 
     @classmethod
-    def from_api(cls, data: Any) -> "Workspace":
+    def from_api(cls, data: Any) -> Workspace:
         f = _Fields("TenantForUser", data)
         return cls(
             id=f.req_str("id"),
@@ -184,7 +184,7 @@ class OrgMember:
     created_at: datetime | None
 
     @classmethod
-    def from_api(cls, data: Any) -> "OrgMember":
+    def from_api(cls, data: Any) -> OrgMember:
         f = _Fields("OrgMemberIdentity", data)
         return cls(
             id=f.req_str("id"),
@@ -214,7 +214,7 @@ class PendingInvite:
     workspace_role_id: str | None
 
     @classmethod
-    def from_api(cls, data: Any) -> "PendingInvite":
+    def from_api(cls, data: Any) -> PendingInvite:
         f = _Fields("OrgPendingIdentity", data)
         return cls(
             id=f.req_str("id"),
@@ -243,7 +243,7 @@ class WorkspaceMember:
     created_at: datetime | None
 
     @classmethod
-    def from_api(cls, data: Any, workspace_id: str) -> "WorkspaceMember":
+    def from_api(cls, data: Any, workspace_id: str) -> WorkspaceMember:
         f = _Fields("MemberIdentity", data)
         listed_workspace = f.str("tenant_id")
         if listed_workspace and listed_workspace != workspace_id:
@@ -275,7 +275,7 @@ class WorkspaceMembership:
     role_name: str | None
 
     @classmethod
-    def from_api(cls, data: Any) -> "WorkspaceMembership":
+    def from_api(cls, data: Any) -> WorkspaceMembership:
         f = _Fields("orgs.WorkspaceMembership", data)
         # A large org lists the same few thousand workspace and role names and ids on every
         # one of its ~100,000 memberships: share one string each instead of one per mention.
@@ -303,7 +303,7 @@ class EnrichedMember:
     workspace_memberships: tuple[WorkspaceMembership, ...]
 
     @classmethod
-    def from_api(cls, data: Any) -> "EnrichedMember":
+    def from_api(cls, data: Any) -> EnrichedMember:
         f = _Fields("orgs.OrgMemberEnriched", data)
         is_pending = f.bool("is_pending", default=False)
         ls_user_id = f.str("ls_user_id") or None

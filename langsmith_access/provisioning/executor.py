@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
 import duckdb
 
@@ -51,7 +51,7 @@ from langsmith_access.langsmith import (
 from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER, PAGE_SIZE
 from langsmith_access.langsmith.refusals import explain_write_refusal, is_write_refusal
 from langsmith_access.provisioning import queue
-from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, NOTHING, REMOVE, Plan, desired_role, plan_change
+from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, REMOVE, Plan, desired_role, plan_change
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
 
 MAX_WRITE_ATTEMPTS = 3
@@ -83,7 +83,7 @@ class LiveDirectory:
     workspaces: dict[str, Workspace]
 
     @classmethod
-    def read(cls, client: LangSmithClient) -> "LiveDirectory":
+    def read(cls, client: LangSmithClient) -> LiveDirectory:
         return cls(
             roles={r.id: r for r in client.list_roles()},
             workspaces={w.id: w for w in client.list_workspaces(include_deleted=True)},
@@ -113,7 +113,7 @@ class OrgSnapshot:
     pages: int
 
     @classmethod
-    def read(cls, client: LangSmithClient) -> "OrgSnapshot | None":
+    def read(cls, client: LangSmithClient) -> OrgSnapshot | None:
         """None where this install cannot list the whole org that way (no such route, or the
         key does not see every workspace's memberships)."""
         try:

@@ -11,7 +11,7 @@ import json
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -66,7 +66,7 @@ class QueueResult:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -354,7 +354,9 @@ def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, s
     )
 
 
-def record_event(conn, request_id: str, kind: str, detail: dict, *, at: datetime | None = None, run_id: str | None = None) -> None:
+def record_event(
+    conn, request_id: str, kind: str, detail: dict, *, at: datetime | None = None, run_id: str | None = None
+) -> None:
     conn.execute(
         'INSERT INTO main.provisioning_events (event_id, request_id, "at", kind, detail, run_id) '
         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -385,7 +387,7 @@ def fetch_requests(conn, where: str = "TRUE", params: list | None = None) -> lis
         "ORDER BY request_seq",
         params or [],
     )
-    return [dict(zip(REQUEST_COLUMNS, row)) for row in cursor.fetchall()]
+    return [dict(zip(REQUEST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
 
 
 def list_requests(database: AccessDatabase, status: str | None = None) -> list[dict]:

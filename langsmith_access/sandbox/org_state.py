@@ -203,7 +203,7 @@ def in_api_order(records: Iterable[Record]) -> list[Record]:
     fingerprint = tuple((record.id, record.created_at) for record in records)
     with _api_order_cache_lock:
         cached = _API_ORDER_CACHE.get(fingerprint)
-    if cached is None or any(a is not b for a, b in zip(cached[0], records)):
+    if cached is None or any(a is not b for a, b in zip(cached[0], records, strict=False)):
         ordered = sorted_by(records, key=lambda record: record.created_at)
         with _api_order_cache_lock:
             while len(_API_ORDER_CACHE) >= _API_ORDER_CACHE_SIZE:

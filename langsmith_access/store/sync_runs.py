@@ -64,4 +64,4 @@ def recorded_sync_run(conn: duckdb.DuckDBPyConnection, sync_id: str) -> dict | N
     """The ``sync_runs`` row of one sync, by column name; None when there is none."""
     cursor = conn.execute("SELECT * FROM main.sync_runs WHERE sync_id = ?", [sync_id])
     rows = cursor.fetchall()  # to the end: the connection is used again after this
-    return dict(zip([d[0] for d in cursor.description], rows[0])) if rows else None
+    return dict(zip([d[0] for d in cursor.description], rows[0], strict=True)) if rows else None

@@ -21,9 +21,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from langsmith_access.transform.project import DBT_PROJECT_DIR, write_profile
 
@@ -45,7 +46,7 @@ _DBT_MAIN = "import sys; from dbt.cli.main import cli; sys.exit(cli())"
 class DbtRunError(RuntimeError):
     """dbt did not finish successfully; ``invocation`` says which nodes failed and why."""
 
-    def __init__(self, invocation: "DbtInvocation"):
+    def __init__(self, invocation: DbtInvocation):
         super().__init__(invocation.failure_message())
         self.invocation = invocation
 
@@ -100,7 +101,7 @@ class DbtInvocation:
         self._events: Iterator[dict[str, Any]] | None = None
         self._done = False
 
-    def __enter__(self) -> "DbtInvocation":
+    def __enter__(self) -> DbtInvocation:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -136,7 +137,7 @@ class DbtInvocation:
         ]
         self._done = True
 
-    def wait(self) -> "DbtInvocation":
+    def wait(self) -> DbtInvocation:
         """Run to the end (if nobody iterates) and return self."""
         if not self._done:
             for _ in self:
@@ -162,7 +163,7 @@ class DbtInvocation:
         lines += [f"  {message}" for message in self.errors[:10] if message]
         return "\n".join(lines)
 
-    def raise_on_failure(self) -> "DbtInvocation":
+    def raise_on_failure(self) -> DbtInvocation:
         self.wait()
         if not self.success:
             raise DbtRunError(self)
