@@ -53,6 +53,7 @@ from langsmith_access.langsmith.refusals import explain_write_refusal, is_write_
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, REMOVE, Plan, desired_role, plan_change
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
+from langsmith_access.store.sql import scalar
 
 MAX_WRITE_ATTEMPTS = 3
 ORG_LISTING_PATH = "/api/v1/platform/orgs/current/members"
@@ -179,9 +180,9 @@ def record_observations(conn: duckdb.DuckDBPyConnection, observations: list[Obse
 def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
     """How many recorded observations dbt has not built into ``grants`` yet (a run may have died
     between settling its requests and rebuilding): the raw rows against dbt's staged rows."""
-    recorded = conn.execute(f"SELECT count(*) FROM {RAW_SCHEMA}.provisioning_observations").fetchone()[0]
+    recorded = scalar(conn, f"SELECT count(*) FROM {RAW_SCHEMA}.provisioning_observations")
     try:
-        built = conn.execute("SELECT count(*) FROM staging.stg_langsmith__provisioning_observations").fetchone()[0]
+        built = scalar(conn, "SELECT count(*) FROM staging.stg_langsmith__provisioning_observations")
     except duckdb.CatalogException:  # built by a version without observations
         built = 0
     return recorded - built
@@ -347,9 +348,9 @@ class Provisioner:
         if requests < MIN_REQUESTS_FOR_ORG_LISTING:
             return False
         try:
-            people = self.conn.execute(
-                "SELECT (SELECT count(*) FROM main.users) + (SELECT count(*) FROM main.pending_invites)"
-            ).fetchone()[0]
+            people = scalar(
+                self.conn, "SELECT (SELECT count(*) FROM main.users) + (SELECT count(*) FROM main.pending_invites)"
+            )
         except duckdb.Error:  # never synced: no idea of the org's size
             return False
         pages = max(1, math.ceil((people + 1) / PAGE_SIZE))
@@ -528,10 +529,11 @@ class Provisioner:
 
     def _earlier_writes(self, request_id: str) -> int:
         with self._lock:
-            return self.conn.execute(
+            return scalar(
+                self.conn,
                 "SELECT count(*) FROM main.provisioning_events WHERE request_id = ? AND kind = 'write_sent'",
                 [request_id],
-            ).fetchone()[0]
+            )
 
     def _event(self, request_id: str, kind: str, detail: dict) -> None:
         if self.dry_run:

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.sql import scalar
 
 ACTIONS = ("grant", "revoke")
 FINAL_STATUSES = ("applied", "already_satisfied", "rejected", "failed")
@@ -125,10 +126,11 @@ def resolve_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest) -> Re
 
 def _synced(conn: duckdb.DuckDBPyConnection) -> bool:
     return bool(
-        conn.execute(
+        scalar(
+            conn,
             "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'main' AND table_name IN ('users', 'workspaces', 'roles')"
-        ).fetchone()[0]
+            "WHERE table_schema = 'main' AND table_name IN ('users', 'workspaces', 'roles')",
+        )
         == 3
     )
 
@@ -420,11 +422,12 @@ def unknown_request_ids(conn, request_ids: list[str]) -> list[str]:
     return [r for r in request_ids if r not in known]
 
 
-def _has_queue(conn) -> bool:
-    return conn.execute(
+def _has_queue(conn: duckdb.DuckDBPyConnection) -> bool:
+    return scalar(
+        conn,
         "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'"
-    ).fetchone()[0] == 1
+        "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'",
+    ) == 1
 
 
 def claim(conn, run_id: str, request_ids: list[str] | None) -> list[dict]:

@@ -6,6 +6,8 @@ from datetime import datetime
 
 import duckdb
 
+from langsmith_access.store.sql import scalar
+
 COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
 
 
@@ -19,15 +21,13 @@ def record_sync_run(
 ) -> dict:
     """Count the freshly built tables and insert the run's row. Returns what was recorded."""
     counts: dict = {
-        table: conn.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
+        table: scalar(conn, f"SELECT count(*) FROM main.{table}")
         for table in COUNTED_TABLES
     }
-    counts["workspace_grants"] = conn.execute(
-        "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'"
-    ).fetchone()[0]
-    route = conn.execute(
-        "SELECT string_agg(DISTINCT source, ',') FROM raw.workspace_memberships"
-    ).fetchone()[0]
+    counts["workspace_grants"] = scalar(
+        conn, "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'"
+    )
+    route = scalar(conn, "SELECT string_agg(DISTINCT source, ',') FROM raw.workspace_memberships")
     read = conn.execute(
         "SELECT membership_route, route_reason, anonymity_restricted FROM raw.membership_read "
         "WHERE sync_id = ?",

@@ -26,6 +26,7 @@ from langsmith_access.provisioning.review.reviewer_db import (
 )
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 from langsmith_access.store.queries import LookupFailed, resolve_workspace
+from langsmith_access.store.sql import scalar
 
 # The rows of the model the reviewer asked for, in the sheet's order: workspace roles by
 # workspace, then email (organization roles first, when asked for).
@@ -108,7 +109,7 @@ def _write_duckdb_table(database: AccessDatabase, out: Path, table: str, paramet
             )
         finally:
             conn.execute("DETACH review_source")
-        return conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+        return scalar(conn, f"SELECT count(*) FROM {target}")
 
 
 def _csv_cell(value):
