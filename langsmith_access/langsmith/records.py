@@ -7,18 +7,23 @@ as the API may add fields at any time.
 
 from __future__ import annotations
 
+import builtins
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from langsmith_access.langsmith.errors import UnexpectedResponseError
 
 
 class _Fields:
-    """Reads fields from one API object, naming the record and field in every error."""
+    """Reads fields from one API object, naming the record and field in every error.
 
-    def __init__(self, record: str, data: Any):
+    Its methods are named after the types they read (``f.str``, ``f.bool``), which shadows those
+    builtins inside the class body: annotations here spell them ``builtins.str`` and ``builtins.bool``.
+    """
+
+    def __init__(self, record: builtins.str, data: Any):
         if not isinstance(data, dict):
             raise UnexpectedResponseError(
                 f"expected a JSON object for {record}, got {type(data).__name__}"
@@ -26,14 +31,14 @@ class _Fields:
         self.record = record
         self.data = data
 
-    def _bad(self, name: str, expected: str) -> UnexpectedResponseError:
+    def _bad(self, name: builtins.str, expected: builtins.str) -> UnexpectedResponseError:
         value = self.data.get(name)
         return UnexpectedResponseError(
             f"{self.record}.{name}: expected {expected}, got {type(value).__name__}"
             + (f" (record id {self.data.get('id')!r})" if "id" in self.data else "")
         )
 
-    def str(self, name: str, *, required: bool = False) -> str | None:
+    def str(self, name: builtins.str, *, required: builtins.bool = False) -> builtins.str | None:
         value = self.data.get(name)
         if value is None:
             if required:
@@ -43,14 +48,16 @@ class _Fields:
             raise self._bad(name, "a string")
         return value
 
-    def req_str(self, name: str) -> str:
+    def req_str(self, name: builtins.str) -> builtins.str:
         value = self.str(name, required=True)
         assert value is not None
         if not value:
             raise self._bad(name, "a non-empty string")
         return value
 
-    def bool(self, name: str, default: bool | None = None, *, required: bool = False) -> bool:
+    def bool(
+        self, name: builtins.str, default: builtins.bool | None = None, *, required: builtins.bool = False
+    ) -> builtins.bool:
         value = self.data.get(name)
         if value is None:
             if required or default is None:
@@ -60,7 +67,7 @@ class _Fields:
             raise self._bad(name, "a boolean")
         return value
 
-    def str_list(self, name: str, *, required: bool = False) -> tuple[str, ...]:
+    def str_list(self, name: builtins.str, *, required: builtins.bool = False) -> tuple[builtins.str, ...]:
         value = self.data.get(name)
         if value is None:
             if required:
@@ -70,7 +77,7 @@ class _Fields:
             raise self._bad(name, "a list of strings")
         return tuple(value)
 
-    def timestamp(self, name: str, *, required: bool = False) -> datetime | None:
+    def timestamp(self, name: builtins.str, *, required: builtins.bool = False) -> datetime | None:
         value = self.str(name, required=required)
         if value is None or value == "":
             if required:
@@ -79,6 +86,10 @@ class _Fields:
         return parse_timestamp(value, f"{self.record}.{name}")
 
 
+@overload
+def _shared(value: str) -> str: ...
+@overload
+def _shared(value: str | None) -> str | None: ...
 def _shared(value: str | None) -> str | None:
     return None if value is None else sys.intern(value)
 
