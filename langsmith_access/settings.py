@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
@@ -151,7 +152,9 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values = {}
+        # Field name -> its value, of the type ENVIRONMENT's parser for that field returns (a
+        # correspondence mypy cannot follow through the table; the dataclass names each field).
+        values: dict[str, Any] = {}
         for name, variable, parse in ENVIRONMENT:
             raw = env.get(variable)
             if raw:  # unset or empty: the default

@@ -288,7 +288,9 @@ def transform_members(records: MemberRecords, sync_id: str, fetched_at: datetime
 
 
 def _transform_enriched(people: list[EnrichedMember], tag: Row) -> MemberRows:
-    members, invites, memberships = [], [], []
+    members: list[Row] = []
+    invites: list[Row] = []
+    memberships: list[Row] = []
     for person in people:
         if person.is_pending:
             # A pending invite is not a user: whatever workspaces it names are not grants.

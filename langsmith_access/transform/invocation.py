@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ class DbtInvocation:
         self.returncode: int | None = None
         self._cwd = cwd
         self._timeout_seconds = timeout_seconds
-        self._events: Iterator[dict[str, Any]] | None = None
+        self._events: Generator[dict[str, Any], None, None] | None = None
         self._done = False
 
     def __enter__(self) -> DbtInvocation:
@@ -262,7 +262,7 @@ def dbt_environment() -> dict[str, str]:
 
 def _dbt_events(
     command: list[str], cwd: Path, timeout_seconds: float | None, invocation: DbtInvocation
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """The engine: start dbt, yield its structured events as they come, record its exit code
     on ``invocation``. Closing the generator early stops dbt (SIGINT, then kill)."""
     with tempfile.TemporaryFile() as stderr:
