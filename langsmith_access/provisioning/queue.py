@@ -12,7 +12,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 import duckdb
 
@@ -77,6 +77,10 @@ def new_id() -> str:
 # ---------------------------------------------------------------- validation
 
 
+@overload
+def check_text(value: Any, what: str, *, required: Literal[True] = True, limit: int = MAX_IDENTIFIER_CHARS) -> str: ...
+@overload
+def check_text(value: Any, what: str, *, required: bool, limit: int = MAX_IDENTIFIER_CHARS) -> str | None: ...
 def check_text(value: Any, what: str, *, required: bool = True, limit: int = MAX_IDENTIFIER_CHARS) -> str | None:
     """A clean single-line string, or ``RequestRejected`` saying what is wrong with it."""
     if value is None or (isinstance(value, str) and value.strip() == ""):
