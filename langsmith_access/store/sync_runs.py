@@ -65,3 +65,11 @@ def recorded_sync_run(conn: duckdb.DuckDBPyConnection, sync_id: str) -> dict | N
     cursor = conn.execute("SELECT * FROM main.sync_runs WHERE sync_id = ?", [sync_id])
     rows = cursor.fetchall()  # to the end: the connection is used again after this
     return dict(zip([d[0] for d in cursor.description], rows[0], strict=True)) if rows else None
+
+
+def succeeded_sync_run(conn: duckdb.DuckDBPyConnection, sync_id: str) -> dict:
+    """The ``sync_runs`` row of a sync that succeeded: it wrote that row as its last step."""
+    row = recorded_sync_run(conn, sync_id)
+    if row is None:
+        raise RuntimeError(f"sync {sync_id} succeeded but main.sync_runs has no row for it")
+    return row

@@ -5,6 +5,7 @@ Thin wiring around ``langsmith_access.provisioning`` (queue, planner, executor).
 
 import hashlib
 import json
+from typing import TypedDict
 
 import dagster as dg
 import duckdb
@@ -37,6 +38,16 @@ class ProvisionConfig(dg.Config):
     request_ids: list[str] = []  # noqa: RUF012 - a Dagster Config field (pydantic copies it)
     change: AdhocChange | None = None
     dry_run: bool = False  # plan against live state and report; no writes, statuses unchanged
+
+
+class _OutcomeRow(TypedDict):
+    """One request's outcome in the op's output and metadata."""
+
+    request_id: str
+    status: str
+    detail: str
+    plan: str | None
+    writes: int
 
 
 @dg.op(
@@ -102,8 +113,8 @@ def apply_requests(
             requests = queue.claim(conn, run_id, selection["request_ids"])
         provisioner.process_all(requests)
     outcomes = [
-        {"request_id": o.request_id, "status": o.status, "detail": o.detail,
-         "plan": o.plan.kind if o.plan else None, "writes": o.writes}
+        _OutcomeRow(request_id=o.request_id, status=o.status, detail=o.detail,
+                    plan=o.plan.kind if o.plan else None, writes=o.writes)
         for o in provisioner.outcomes
     ]
     counts: dict[str, int] = {}
