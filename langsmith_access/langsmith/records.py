@@ -11,7 +11,7 @@ import builtins
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 from langsmith_access.langsmith.errors import UnexpectedResponseError
 
@@ -77,6 +77,10 @@ class _Fields:
             raise self._bad(name, "a list of strings")
         return tuple(value)
 
+    @overload
+    def timestamp(self, name: builtins.str, *, required: Literal[True]) -> datetime: ...
+    @overload
+    def timestamp(self, name: builtins.str, *, required: builtins.bool = False) -> datetime | None: ...
     def timestamp(self, name: builtins.str, *, required: builtins.bool = False) -> datetime | None:
         value = self.str(name, required=required)
         if value is None or value == "":
@@ -170,7 +174,7 @@ class Workspace:
         return cls(
             id=f.req_str("id"),
             display_name=f.str("display_name", required=True) or "",
-            created_at=f.timestamp("created_at", required=True),  # type: ignore[arg-type]
+            created_at=f.timestamp("created_at", required=True),
             is_personal=f.bool("is_personal", required=True),
             is_deleted=f.bool("is_deleted", required=True),
             tenant_handle=f.str("tenant_handle"),
