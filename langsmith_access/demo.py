@@ -16,7 +16,7 @@ from langsmith_access.api import provision, request_grant, request_revoke
 from langsmith_access.names import APPLY_REQUESTS_OP
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.sync_runs import recorded_sync_run
+from langsmith_access.store.sync_runs import succeeded_sync_run
 
 DEMO_DATABASE = Path("data/demo/langsmith_access.duckdb")
 WIDE = 1_000  # characters: the tables keep every column, whatever the terminal's width
@@ -81,7 +81,7 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
 
 def _show_sync(database: Path, run_id: str) -> None:
     with AccessDatabase(database).read_published() as conn:
-        run = recorded_sync_run(conn, run_id)
+        run = succeeded_sync_run(conn, run_id)
         print(
             f"\nSynced in {run['duration_seconds']:.1f} s with {run['api_calls']} API calls "
             f"({run['api_retries']} retries): {run['users']} users, {run['pending_invites']} "

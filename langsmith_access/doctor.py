@@ -9,8 +9,9 @@ fail, a one-line fix. Plain Python: the CLI (``langsmith-access doctor``) and th
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from langsmith_access.langsmith import (
     LangSmithClient,

@@ -7,15 +7,16 @@ with ``DAGSTER_HOME`` set the runs land in that instance's history, otherwise in
 from __future__ import annotations
 
 import logging
-import re
 import os
+import re
 import sys
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Protocol, TextIO, TypeVar
 
 import dagster as dg
 
@@ -23,9 +24,9 @@ from langsmith_access.definitions import defs
 from langsmith_access.langsmith import errors
 from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB
 from langsmith_access.settings import Settings, SettingsError
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.transform import DBT_FAILURES_METADATA
 from langsmith_access.transform.parse_ahead import ParseAhead
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 
 
 @dataclass
@@ -39,7 +40,7 @@ class RunOutcome:
     outputs: dict = field(default_factory=dict)  # op name -> its output, for ops that returned one
     fix: str | None = None  # the one line an operator needs, from the failure's exception type
     log_path: Path | None = None  # a failed run's events, stack traces included
-    events: list = field(default_factory=list, repr=False)  # a failed run's Dagster events
+    events: Sequence[dg.DagsterEvent] = field(default_factory=list, repr=False)  # a failed run's Dagster events
 
 
 def instance() -> dg.DagsterInstance:
@@ -194,15 +195,24 @@ def _failure_summary(result) -> tuple[str, list[str], list[str], str | None]:
     return message, failed_checks, dbt_errors[:20], (fixes[0] if fixes else None)
 
 
-def _subclasses(cls: type) -> list[type]:
+class _Advised(Protocol):
+    """An exception type that names the one line an operator needs: its ``fix`` class attribute."""
+
+    fix: str
+
+
+T = TypeVar("T")
+
+
+def _subclasses(cls: type[T]) -> list[type[T]]:
     return [cls] + [sub for child in cls.__subclasses__() for sub in _subclasses(child)]
 
 
 # Exception types whose ``fix`` an operator should see, by the class name Dagster records.
-_ADVISED_ERRORS = {
-    cls.__name__: cls
-    for cls in (SettingsError, DatabaseBusyError, *_subclasses(errors.LangSmithError))
-}
+_ADVISED_TYPES: tuple[type[_Advised], ...] = (
+    SettingsError, DatabaseBusyError, *_subclasses(errors.LangSmithError)
+)
+_ADVISED_ERRORS = {cls.__name__: cls for cls in _ADVISED_TYPES}
 
 
 def _without_type_name(error) -> str:
@@ -220,7 +230,7 @@ def _fix_for(error) -> str | None:
     return None
 
 
-def _write_failure_log(log_dir: Path, job_name: str, outcome: "RunOutcome") -> Path | None:
+def _write_failure_log(log_dir: Path, job_name: str, outcome: RunOutcome) -> Path | None:
     """Every event of the failed run, errors with their stack traces and causes, as text."""
     path = Path(log_dir) / f"{job_name}-{outcome.run_id}.log"
     try:

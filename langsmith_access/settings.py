@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
@@ -149,16 +150,18 @@ class Settings:
     provisioning_interval_seconds: int = 30
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values = {}
+        # Field name -> its value, of the type ENVIRONMENT's parser for that field returns (a
+        # correspondence mypy cannot follow through the table; the dataclass names each field).
+        values: dict[str, Any] = {}
         for name, variable, parse in ENVIRONMENT:
             raw = env.get(variable)
             if raw:  # unset or empty: the default
                 values[name] = parse(variable, raw)
         return cls(**values)
 
-    def client(self) -> "ClientSettings":
+    def client(self) -> ClientSettings:
         """Settings for the API client; raises ``SettingsError`` if the API is not configured."""
         if self.api_key is None:
             raise SettingsError(

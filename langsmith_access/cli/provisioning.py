@@ -21,14 +21,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         sub = request_actions.add_parser(action, help=f"queue a request to {verb} a workspace role")
         sub.add_argument("--user", required=True, help="email or user id (ls_user_id)")
         sub.add_argument("--workspace", required=True, help="workspace name or id")
-        sub.add_argument("--role", required=True, help="role display name (Admin, Editor, Viewer, a custom role), name or id")
+        sub.add_argument(
+            "--role", required=True,
+            help="role display name (Admin, Editor, Viewer, a custom role), name or id",
+        )
         sub.add_argument("--reason", default=None)
         sub.add_argument("--requested-by", default=None, help="who asks (default: your OS user name)")
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         sub.set_defaults(handler=queue_request)
 
     listing = commands.add_parser("requests", help="list provisioning requests and their status")
-    listing.add_argument("--status", default=None, help="pending, in_progress, applied, already_satisfied, rejected or failed")
+    listing.add_argument(
+        "--status", default=None,
+        help="pending, in_progress, applied, already_satisfied, rejected or failed",
+    )
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=list_requests)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from langsmith_access.cli.common import UsageError, analysts_database, print_table
@@ -67,7 +67,7 @@ def parse_time(text: str) -> datetime:
     """An ISO 8601 date or date-time as an aware UTC datetime; naive values are UTC."""
     value = text.strip()
     if value.lower() == "now":
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -76,8 +76,8 @@ def parse_time(text: str) -> datetime:
             "2026-11-01T12:00 (UTC) or 2026-11-01T12:00:00+02:00."
         ) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 # The human table: one row per grant, times in UTC to the minute.

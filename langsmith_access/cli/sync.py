@@ -8,7 +8,7 @@ import sys
 from langsmith_access.cli.common import UsageError, failure_log_directory, print_fix_and_log
 from langsmith_access.settings import Settings
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.sync_runs import recorded_sync_run
+from langsmith_access.store.sync_runs import succeeded_sync_run
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -73,7 +73,7 @@ def run_sync(args: argparse.Namespace) -> int:
         )
         return 1
     with AccessDatabase(settings.duckdb_path).read_published() as conn:
-        summary = recorded_sync_run(conn, outcome.run_id)
+        summary = succeeded_sync_run(conn, outcome.run_id)
     anonymity = (
         "  the members answer was anonymity-restricted: withheld emails/names kept from the "
         "previous sync where known\n"

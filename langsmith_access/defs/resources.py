@@ -7,8 +7,8 @@ Neither resource takes a secret as configuration: the API key is read from the e
 
 import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import dagster as dg
 import duckdb

@@ -25,10 +25,11 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 import orjson
 import requests
@@ -60,6 +61,16 @@ from langsmith_access.settings import ClientSettings, check_api_key, check_endpo
 
 T = TypeVar("T")
 
+
+class _Record(Protocol):
+    """A parsed listing row: listings de-duplicate rows by ``id``."""
+
+    @property
+    def id(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Record)
+
 PAGE_SIZE = 500  # the API's maximum
 MAX_SCANS = 3  # full re-reads of a listing that moved while being read
 MAX_RETRY_AFTER_SECONDS = 120.0
@@ -78,12 +89,12 @@ LISTING_HEADERS = (LISTS_ALL_WORKSPACES_HEADER, ANONYMITY_RESTRICTED_HEADER)
 
 
 @dataclass(frozen=True)
-class _Page:
+class _Page(Generic[R]):
     """One page of a listing, parsed."""
 
     response: requests.Response
     total: int | None  # X-Pagination-Total
-    records: list
+    records: list[R]
     size: int  # rows on the page, before de-duplication
 
     @property
@@ -151,7 +162,7 @@ class LangSmithClient:
         self._sessions_lock = threading.Lock()
         self._organization_info: dict[str, Any] | None = None
 
-    def __enter__(self) -> "LangSmithClient":
+    def __enter__(self) -> LangSmithClient:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -181,7 +192,7 @@ class LangSmithClient:
                 self._organization_info = cached
         return cached
 
-    def probe(self, path: str = ORGANIZATION_INFO_PATH) -> "Probe":
+    def probe(self, path: str = ORGANIZATION_INFO_PATH) -> Probe:
         """One GET, sent once (no retries), answered whatever its status: what the connection
         doctor needs to tell an unreachable host, a web page and a LangSmith API apart.
 
@@ -316,14 +327,15 @@ class LangSmithClient:
         self, *, ls_user_id: str | None = None, email: str | None = None
     ) -> OrgMember | None:
         """The active org member with that user id or email (case-insensitive), or None."""
-        if (ls_user_id is None) == (email is None):
-            raise ValueError("give exactly one of ls_user_id or email")
-        if ls_user_id is not None:
+        if ls_user_id is not None and email is None:
             params = {"ls_user_ids": _uuid(ls_user_id, "ls_user_id")}
             matches = lambda m: m.ls_user_id == params["ls_user_ids"]  # noqa: E731
-        else:
+        elif email is not None and ls_user_id is None:
+            wanted = email.lower()
             params = {"emails": email}
-            matches = lambda m: (m.email or "").lower() == email.lower()  # noqa: E731
+            matches = lambda m: (m.email or "").lower() == wanted  # noqa: E731
+        else:
+            raise ValueError("give exactly one of ls_user_id or email")
         return self._find_one(
             "/api/v1/orgs/current/members/active", params, OrgMember.from_api, matches
         )
@@ -421,12 +433,12 @@ class LangSmithClient:
     def _paged(
         self,
         path: str,
-        parse: Callable[[Any], T],
+        parse: Callable[[Any], R],
         *,
         params: dict[str, Any] | None = None,
         workspace_id: str | None = None,
         page_concurrency: int | None = None,
-    ) -> Listing[T]:
+    ) -> Listing[R]:
         """Read every page of a listing, consistently, or raise ``IncompleteListingError``.
 
         The API orders rows by ``created_at`` descending, so rows added while we page shift
@@ -442,12 +454,12 @@ class LangSmithClient:
         """
         concurrency = page_concurrency or self.settings.max_concurrency
         for scan in range(1, MAX_SCANS + 1):
-            rows: dict[str, T] = {}
+            rows: dict[str, R] = {}
             totals: list[int | None] = []
             for page in self._scan_pages(path, parse, params, workspace_id, concurrency):
                 totals.append(page.total)
                 for record in page.records:
-                    rows.setdefault(record.id, record)  # type: ignore[attr-defined]
+                    rows.setdefault(record.id, record)
                 last = page
             first_total, last_total = totals[0], totals[-1]
             consistent = all(t == first_total for t in totals) and first_total in (None, len(rows))
@@ -467,11 +479,18 @@ class LangSmithClient:
             path=path,
         )
 
-    def _scan_pages(self, path, parse, params, workspace_id, concurrency) -> Iterator["_Page"]:
+    def _scan_pages(
+        self,
+        path: str,
+        parse: Callable[[Any], R],
+        params: dict[str, Any] | None,
+        workspace_id: str | None,
+        concurrency: int,
+    ) -> Iterator[_Page[R]]:
         """One scan of a listing: its pages in offset order, up to and including the first
         short page (see ``_paged``)."""
 
-        def read(offset: int) -> _Page:
+        def read(offset: int) -> _Page[R]:
             response = self._request(
                 "GET",
                 path,
@@ -652,7 +671,7 @@ class LangSmithClient:
         status = response.status_code
         detail = self._detail(response)
         where = f" (workspace {workspace_id})" if workspace_id else ""
-        context = {"method": method, "path": path, "status_code": status, "detail": detail}
+        context = _RequestContext(method=method, path=path, status_code=status, detail=detail)
         if status == 401:
             return AuthenticationError(
                 "LangSmith refused the API key: check that LANGSMITH_API_KEY is a valid, "
@@ -691,6 +710,15 @@ class LangSmithClient:
         return RequestRejectedError(f"request rejected{where}: {detail}", **context)
 
 
+class _RequestContext(TypedDict):
+    """Which request an error is about: the keyword arguments of ``LangSmithError``."""
+
+    method: str
+    path: str
+    status_code: int
+    detail: str
+
+
 def _uuid(value: str, what: str) -> str:
     """Canonical UUID text, so no caller-supplied id can reshape a URL path."""
     try:
@@ -711,10 +739,10 @@ def _parse_record(parse: Callable[[Any], T], data: Any, method: str, path: str, 
         raise UnexpectedResponseError(f"{error}{where}", method=method, path=path) from None
 
 
-def _unique_by_id(records: list[T], path: str) -> list[T]:
-    seen: dict[str, T] = {}
+def _unique_by_id(records: list[R], path: str) -> list[R]:
+    seen: dict[str, R] = {}
     for record in records:
-        seen.setdefault(record.id, record)  # type: ignore[attr-defined]
+        seen.setdefault(record.id, record)
     return list(seen.values())
 
 
@@ -742,7 +770,7 @@ def _json_body(response: requests.Response, method: str, path: str) -> Any:
         return orjson.loads(response.content)
     except ValueError:
         if content_type is None:
-            raise _not_langsmith(response, method, path)
+            raise _not_langsmith(response, method, path) from None
         # Declared JSON but cut short or garbled: a broken answer, not a wrong endpoint.
         raise UnexpectedResponseError(
             f"the {response.status_code} response is not valid JSON "
@@ -807,6 +835,6 @@ def _retry_after_seconds(raw: str | None, now: datetime | None = None) -> float 
         except (TypeError, ValueError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)

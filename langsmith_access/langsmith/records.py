@@ -7,18 +7,23 @@ as the API may add fields at any time.
 
 from __future__ import annotations
 
+import builtins
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal, overload
 
 from langsmith_access.langsmith.errors import UnexpectedResponseError
 
 
 class _Fields:
-    """Reads fields from one API object, naming the record and field in every error."""
+    """Reads fields from one API object, naming the record and field in every error.
 
-    def __init__(self, record: str, data: Any):
+    Its methods are named after the types they read (``f.str``, ``f.bool``), which shadows those
+    builtins inside the class body: annotations here spell them ``builtins.str`` and ``builtins.bool``.
+    """
+
+    def __init__(self, record: builtins.str, data: Any):
         if not isinstance(data, dict):
             raise UnexpectedResponseError(
                 f"expected a JSON object for {record}, got {type(data).__name__}"
@@ -26,14 +31,14 @@ class _Fields:
         self.record = record
         self.data = data
 
-    def _bad(self, name: str, expected: str) -> UnexpectedResponseError:
+    def _bad(self, name: builtins.str, expected: builtins.str) -> UnexpectedResponseError:
         value = self.data.get(name)
         return UnexpectedResponseError(
             f"{self.record}.{name}: expected {expected}, got {type(value).__name__}"
             + (f" (record id {self.data.get('id')!r})" if "id" in self.data else "")
         )
 
-    def str(self, name: str, *, required: bool = False) -> str | None:
+    def str(self, name: builtins.str, *, required: builtins.bool = False) -> builtins.str | None:
         value = self.data.get(name)
         if value is None:
             if required:
@@ -43,14 +48,16 @@ class _Fields:
             raise self._bad(name, "a string")
         return value
 
-    def req_str(self, name: str) -> str:
+    def req_str(self, name: builtins.str) -> builtins.str:
         value = self.str(name, required=True)
         assert value is not None
         if not value:
             raise self._bad(name, "a non-empty string")
         return value
 
-    def bool(self, name: str, default: bool | None = None, *, required: bool = False) -> bool:
+    def bool(
+        self, name: builtins.str, default: builtins.bool | None = None, *, required: builtins.bool = False
+    ) -> builtins.bool:
         value = self.data.get(name)
         if value is None:
             if required or default is None:
@@ -60,7 +67,7 @@ class _Fields:
             raise self._bad(name, "a boolean")
         return value
 
-    def str_list(self, name: str, *, required: bool = False) -> tuple[str, ...]:
+    def str_list(self, name: builtins.str, *, required: builtins.bool = False) -> tuple[builtins.str, ...]:
         value = self.data.get(name)
         if value is None:
             if required:
@@ -70,7 +77,11 @@ class _Fields:
             raise self._bad(name, "a list of strings")
         return tuple(value)
 
-    def timestamp(self, name: str, *, required: bool = False) -> datetime | None:
+    @overload
+    def timestamp(self, name: builtins.str, *, required: Literal[True]) -> datetime: ...
+    @overload
+    def timestamp(self, name: builtins.str, *, required: builtins.bool = False) -> datetime | None: ...
+    def timestamp(self, name: builtins.str, *, required: builtins.bool = False) -> datetime | None:
         value = self.str(name, required=required)
         if value is None or value == "":
             if required:
@@ -79,6 +90,10 @@ class _Fields:
         return parse_timestamp(value, f"{self.record}.{name}")
 
 
+@overload
+def _shared(value: str) -> str: ...
+@overload
+def _shared(value: str | None) -> str | None: ...
 def _shared(value: str | None) -> str | None:
     return None if value is None else sys.intern(value)
 
@@ -90,8 +105,8 @@ def parse_timestamp(value: str, what: str) -> datetime:
     except ValueError:
         raise UnexpectedResponseError(f"{what}: {value!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 ORGANIZATION_SCOPE = "organization"
@@ -113,7 +128,7 @@ class Role:
         return self.name == "CUSTOM" or self.organization_id is not None
 
     @classmethod
-    def from_api(cls, data: Any) -> "Role":
+    def from_api(cls, data: Any) -> Role:
         f = _Fields("Role", data)
         name = f.req_str("name")
         scope = f.str("access_scope")
@@ -154,12 +169,12 @@ class Workspace:
         return not self.is_personal and not self.is_deleted
 
     @classmethod
-    def from_api(cls, data: Any) -> "Workspace":
+    def from_api(cls, data: Any) -> Workspace:
         f = _Fields("TenantForUser", data)
         return cls(
             id=f.req_str("id"),
             display_name=f.str("display_name", required=True) or "",
-            created_at=f.timestamp("created_at", required=True),  # type: ignore[arg-type]
+            created_at=f.timestamp("created_at", required=True),
             is_personal=f.bool("is_personal", required=True),
             is_deleted=f.bool("is_deleted", required=True),
             tenant_handle=f.str("tenant_handle"),
@@ -184,7 +199,7 @@ class OrgMember:
     created_at: datetime | None
 
     @classmethod
-    def from_api(cls, data: Any) -> "OrgMember":
+    def from_api(cls, data: Any) -> OrgMember:
         f = _Fields("OrgMemberIdentity", data)
         return cls(
             id=f.req_str("id"),
@@ -214,7 +229,7 @@ class PendingInvite:
     workspace_role_id: str | None
 
     @classmethod
-    def from_api(cls, data: Any) -> "PendingInvite":
+    def from_api(cls, data: Any) -> PendingInvite:
         f = _Fields("OrgPendingIdentity", data)
         return cls(
             id=f.req_str("id"),
@@ -243,7 +258,7 @@ class WorkspaceMember:
     created_at: datetime | None
 
     @classmethod
-    def from_api(cls, data: Any, workspace_id: str) -> "WorkspaceMember":
+    def from_api(cls, data: Any, workspace_id: str) -> WorkspaceMember:
         f = _Fields("MemberIdentity", data)
         listed_workspace = f.str("tenant_id")
         if listed_workspace and listed_workspace != workspace_id:
@@ -275,7 +290,7 @@ class WorkspaceMembership:
     role_name: str | None
 
     @classmethod
-    def from_api(cls, data: Any) -> "WorkspaceMembership":
+    def from_api(cls, data: Any) -> WorkspaceMembership:
         f = _Fields("orgs.WorkspaceMembership", data)
         # A large org lists the same few thousand workspace and role names and ids on every
         # one of its ~100,000 memberships: share one string each instead of one per mention.
@@ -303,7 +318,7 @@ class EnrichedMember:
     workspace_memberships: tuple[WorkspaceMembership, ...]
 
     @classmethod
-    def from_api(cls, data: Any) -> "EnrichedMember":
+    def from_api(cls, data: Any) -> EnrichedMember:
         f = _Fields("orgs.OrgMemberEnriched", data)
         is_pending = f.bool("is_pending", default=False)
         ls_user_id = f.str("ls_user_id") or None

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
 import duckdb
 
@@ -43,6 +43,7 @@ from langsmith_access.langsmith import (
     LangSmithClient,
     LangSmithError,
     NotFoundError,
+    OrgMember,
     Role,
     TransientError,
     UnexpectedResponseError,
@@ -51,8 +52,9 @@ from langsmith_access.langsmith import (
 from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER, PAGE_SIZE
 from langsmith_access.langsmith.refusals import explain_write_refusal, is_write_refusal
 from langsmith_access.provisioning import queue
-from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, NOTHING, REMOVE, Plan, desired_role, plan_change
+from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, REMOVE, Plan, desired_role, plan_change
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
+from langsmith_access.store.sql import scalar
 
 MAX_WRITE_ATTEMPTS = 3
 ORG_LISTING_PATH = "/api/v1/platform/orgs/current/members"
@@ -83,7 +85,7 @@ class LiveDirectory:
     workspaces: dict[str, Workspace]
 
     @classmethod
-    def read(cls, client: LangSmithClient) -> "LiveDirectory":
+    def read(cls, client: LangSmithClient) -> LiveDirectory:
         return cls(
             roles={r.id: r for r in client.list_roles()},
             workspaces={w.id: w for w in client.list_workspaces(include_deleted=True)},
@@ -113,7 +115,7 @@ class OrgSnapshot:
     pages: int
 
     @classmethod
-    def read(cls, client: LangSmithClient) -> "OrgSnapshot | None":
+    def read(cls, client: LangSmithClient) -> OrgSnapshot | None:
         """None where this install cannot list the whole org that way (no such route, or the
         key does not see every workspace's memberships)."""
         try:
@@ -179,9 +181,9 @@ def record_observations(conn: duckdb.DuckDBPyConnection, observations: list[Obse
 def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
     """How many recorded observations dbt has not built into ``grants`` yet (a run may have died
     between settling its requests and rebuilding): the raw rows against dbt's staged rows."""
-    recorded = conn.execute(f"SELECT count(*) FROM {RAW_SCHEMA}.provisioning_observations").fetchone()[0]
+    recorded = scalar(conn, f"SELECT count(*) FROM {RAW_SCHEMA}.provisioning_observations")
     try:
-        built = conn.execute("SELECT count(*) FROM staging.stg_langsmith__provisioning_observations").fetchone()[0]
+        built = scalar(conn, "SELECT count(*) FROM staging.stg_langsmith__provisioning_observations")
     except duckdb.CatalogException:  # built by a version without observations
         built = 0
     return recorded - built
@@ -198,7 +200,8 @@ class Provisioner:
     run_id: str
     dry_run: bool = False
     log: Callable[[str], None] = lambda line: None
-    directory: LiveDirectory | None = None
+    # Read by the first process() or process_all(): see the ``directory`` property.
+    _directory: LiveDirectory | None = field(default=None, init=False, repr=False)
     # Set for a batch read through org listings (see the module docstring); None: per request.
     snapshot: OrgSnapshot | None = None
     outcomes: list[Outcome] = field(default_factory=list)
@@ -214,6 +217,13 @@ class Provisioner:
     # batch is processed by several threads.
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
+    @property
+    def directory(self) -> LiveDirectory:
+        """Roles and workspaces as LangSmith has them now, read once by the first request."""
+        if self._directory is None:
+            raise RuntimeError("Provisioner.directory is read by process() or process_all(): call one first")
+        return self._directory
+
     def process_all(self, requests: list[dict]) -> list[Outcome]:
         """Process a batch, reading live state the cheaper way for its size; returns every
         request's outcome once each is final (or planned, in a dry run).
@@ -224,8 +234,8 @@ class Provisioner:
         """
         if not requests:
             return self.outcomes
-        if self.directory is None:
-            self.directory = LiveDirectory.read(self.client)
+        if self._directory is None:
+            self._directory = LiveDirectory.read(self.client)
         if self.snapshot is None and self._org_listing_is_cheaper(len(requests)):
             self.snapshot = OrgSnapshot.read(self.client)
         chains: dict[tuple[str, str], list[dict]] = {}
@@ -263,8 +273,8 @@ class Provisioner:
     def process(self, request: dict) -> Outcome | None:
         """One request. In the per-batch mode a request whose write went out is settled by
         ``finish()`` (None here); every other outcome is settled at once."""
-        if self.directory is None:
-            self.directory = LiveDirectory.read(self.client)
+        if self._directory is None:
+            self._directory = LiveDirectory.read(self.client)
         request_id = request["request_id"]
         try:
             outcome = self._process(request)
@@ -283,7 +293,7 @@ class Provisioner:
         """The error, or for a refused write its cause and fix (plan or key permissions)."""
         if not is_write_refusal(error):
             return str(error)
-        role = self.directory.roles.get(request.get("role_id") or "") if self.directory else None
+        role = self._directory.roles.get(request.get("role_id") or "") if self._directory else None
         try:
             org_info = self.client.organization_info_once()
         except LangSmithError:
@@ -347,9 +357,9 @@ class Provisioner:
         if requests < MIN_REQUESTS_FOR_ORG_LISTING:
             return False
         try:
-            people = self.conn.execute(
-                "SELECT (SELECT count(*) FROM main.users) + (SELECT count(*) FROM main.pending_invites)"
-            ).fetchone()[0]
+            people = scalar(
+                self.conn, "SELECT (SELECT count(*) FROM main.users) + (SELECT count(*) FROM main.pending_invites)"
+            )
         except duckdb.Error:  # never synced: no idea of the org's size
             return False
         pages = max(1, math.ceil((people + 1) / PAGE_SIZE))
@@ -366,9 +376,8 @@ class Provisioner:
         earlier_writes = self._earlier_writes(request_id)
 
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
-            from_listing = self.snapshot is not None and attempt == 1 and not earlier_writes
-            if from_listing:
-                live = self._listed_live(request_id, workspace_id, user_id)
+            if self.snapshot is not None and attempt == 1 and not earlier_writes:
+                live = self._listed_live(self.snapshot, request_id, workspace_id, user_id)
             else:
                 live = self._read_live(request_id, workspace_id, user_id)
             plan = self._plan(action, role_id, live)
@@ -446,7 +455,7 @@ class Provisioner:
         self._observe(request, verified)
         return Outcome(request["request_id"], "applied", plan.explanation, plan, writes=writes)
 
-    def _validate_live(self, request: dict):
+    def _validate_live(self, request: dict) -> EnrichedMember | OrgMember:
         """Everything checked at queue time, checked again against LangSmith now."""
         role = self.directory.roles.get(request["role_id"])
         if role is None:
@@ -459,6 +468,7 @@ class Provisioner:
         if not workspace.is_shared:
             kind = "deleted" if workspace.is_deleted else "personal"
             raise Rejected(f"workspace {workspace.display_name!r} is {kind} now")
+        member: EnrichedMember | OrgMember | None
         if self.snapshot is not None:
             member = self.snapshot.members.get(request["user_id"])
         else:
@@ -483,9 +493,9 @@ class Provisioner:
         })
         return live
 
-    def _listed_live(self, request_id: str, workspace_id: str, user_id: str) -> Live | None:
+    def _listed_live(self, snapshot: OrgSnapshot, request_id: str, workspace_id: str, user_id: str) -> Live | None:
         """The member's role in the workspace from the batch's org listing (no call)."""
-        live = self.snapshot.live(user_id, workspace_id)
+        live = snapshot.live(user_id, workspace_id)
         self._event(request_id, "read_live", {
             "method": "GET", "path": ORG_LISTING_PATH, "workspace_id": workspace_id,
             "member": live is not None, "role_id": live.role_id if live else None,
@@ -495,11 +505,14 @@ class Provisioner:
     def _apply(self, request_id: str, workspace_id: str, org_identity_id: str, plan: Plan) -> str | None:
         """Send the plan's one write. Returns the member's workspace identity id after it."""
         if plan.kind == ADD:
+            role_id = plan.role_to_write()
             call = ("POST", "/api/v1/workspaces/current/members")
         elif plan.kind == CHANGE_ROLE:
-            call = ("PATCH", f"/api/v1/workspaces/current/members/{plan.workspace_identity_id}")
+            member_id, role_id = plan.member_to_write(), plan.role_to_write()
+            call = ("PATCH", f"/api/v1/workspaces/current/members/{member_id}")
         elif plan.kind == REMOVE:
-            call = ("DELETE", f"/api/v1/workspaces/current/members/{plan.workspace_identity_id}")
+            member_id = plan.member_to_write()
+            call = ("DELETE", f"/api/v1/workspaces/current/members/{member_id}")
         else:
             raise AssertionError(plan.kind)
         detail = {"method": call[0], "path": call[1], "workspace_id": workspace_id,
@@ -508,16 +521,17 @@ class Provisioner:
         # knows a write may have gone out.
         self._event(request_id, "write_sent", detail)
         self._commit()
+        identity_id: str | None
         try:
             if plan.kind == ADD:
                 created = self.client.add_workspace_member(
-                    workspace_id, org_identity_id=org_identity_id, role_id=plan.target_role_id)
+                    workspace_id, org_identity_id=org_identity_id, role_id=role_id)
                 identity_id = created.id
             elif plan.kind == CHANGE_ROLE:
-                self.client.set_workspace_member_role(workspace_id, plan.workspace_identity_id, plan.target_role_id)
-                identity_id = plan.workspace_identity_id
+                self.client.set_workspace_member_role(workspace_id, member_id, role_id)
+                identity_id = member_id
             else:
-                self.client.remove_workspace_member(workspace_id, plan.workspace_identity_id)
+                self.client.remove_workspace_member(workspace_id, member_id)
                 identity_id = None
         except LangSmithError as error:
             self._event(request_id, "write_answered", {**detail, "status_code": error.status_code,
@@ -528,10 +542,11 @@ class Provisioner:
 
     def _earlier_writes(self, request_id: str) -> int:
         with self._lock:
-            return self.conn.execute(
+            return scalar(
+                self.conn,
                 "SELECT count(*) FROM main.provisioning_events WHERE request_id = ? AND kind = 'write_sent'",
                 [request_id],
-            ).fetchone()[0]
+            )
 
     def _event(self, request_id: str, kind: str, detail: dict) -> None:
         if self.dry_run:

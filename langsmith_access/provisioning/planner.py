@@ -27,6 +27,18 @@ class Plan:
     def needs_write(self) -> bool:
         return self.kind != NOTHING
 
+    def role_to_write(self) -> str:
+        """The role an add or a role change writes."""
+        if self.target_role_id is None:
+            raise ValueError(f"a {self.kind} plan without a target role cannot be written")
+        return self.target_role_id
+
+    def member_to_write(self) -> str:
+        """The workspace identity a role change or a removal writes to."""
+        if self.workspace_identity_id is None:
+            raise ValueError(f"a {self.kind} plan without the member's workspace identity id cannot be written")
+        return self.workspace_identity_id
+
 
 def plan_change(
     action: str,

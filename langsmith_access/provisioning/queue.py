@@ -11,12 +11,13 @@ import json
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal, overload
 
 import duckdb
 
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.sql import scalar
 
 ACTIONS = ("grant", "revoke")
 FINAL_STATUSES = ("applied", "already_satisfied", "rejected", "failed")
@@ -66,7 +67,7 @@ class QueueResult:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -76,6 +77,10 @@ def new_id() -> str:
 # ---------------------------------------------------------------- validation
 
 
+@overload
+def check_text(value: Any, what: str, *, required: Literal[True] = True, limit: int = MAX_IDENTIFIER_CHARS) -> str: ...
+@overload
+def check_text(value: Any, what: str, *, required: bool, limit: int = MAX_IDENTIFIER_CHARS) -> str | None: ...
 def check_text(value: Any, what: str, *, required: bool = True, limit: int = MAX_IDENTIFIER_CHARS) -> str | None:
     """A clean single-line string, or ``RequestRejected`` saying what is wrong with it."""
     if value is None or (isinstance(value, str) and value.strip() == ""):
@@ -125,10 +130,11 @@ def resolve_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest) -> Re
 
 def _synced(conn: duckdb.DuckDBPyConnection) -> bool:
     return bool(
-        conn.execute(
+        scalar(
+            conn,
             "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'main' AND table_name IN ('users', 'workspaces', 'roles')"
-        ).fetchone()[0]
+            "WHERE table_schema = 'main' AND table_name IN ('users', 'workspaces', 'roles')",
+        )
         == 3
     )
 
@@ -354,7 +360,9 @@ def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, s
     )
 
 
-def record_event(conn, request_id: str, kind: str, detail: dict, *, at: datetime | None = None, run_id: str | None = None) -> None:
+def record_event(
+    conn, request_id: str, kind: str, detail: dict, *, at: datetime | None = None, run_id: str | None = None
+) -> None:
     conn.execute(
         'INSERT INTO main.provisioning_events (event_id, request_id, "at", kind, detail, run_id) '
         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -385,7 +393,7 @@ def fetch_requests(conn, where: str = "TRUE", params: list | None = None) -> lis
         "ORDER BY request_seq",
         params or [],
     )
-    return [dict(zip(REQUEST_COLUMNS, row)) for row in cursor.fetchall()]
+    return [dict(zip(REQUEST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
 
 
 def list_requests(database: AccessDatabase, status: str | None = None) -> list[dict]:
@@ -418,11 +426,12 @@ def unknown_request_ids(conn, request_ids: list[str]) -> list[str]:
     return [r for r in request_ids if r not in known]
 
 
-def _has_queue(conn) -> bool:
-    return conn.execute(
+def _has_queue(conn: duckdb.DuckDBPyConnection) -> bool:
+    return scalar(
+        conn,
         "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'"
-    ).fetchone()[0] == 1
+        "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'",
+    ) == 1
 
 
 def claim(conn, run_id: str, request_ids: list[str] | None) -> list[dict]:

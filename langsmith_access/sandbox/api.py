@@ -13,9 +13,9 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol, overload
 
 from langsmith_access.sandbox import payloads
 from langsmith_access.sandbox.faults import FaultConfig
@@ -55,12 +55,18 @@ class HtmlPage:
     content_type: str = "text/html"
 
 
+class Headers(Protocol):
+    """What the sandbox reads of a request's headers: one value by name, None when absent."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
 @dataclass
 class ApiRequest:
     method: str
     path: str
     query: dict[str, list[str]]
-    headers: Mapping[str, str]  # case-insensitive lookups (an http.client.HTTPMessage)
+    headers: Headers  # case-insensitive lookups (an http.client.HTTPMessage)
     body: bytes = b""
 
 
@@ -124,6 +130,10 @@ def query_int(query, name: str, default: int, minimum: int, maximum: int | None 
     return value
 
 
+@overload
+def query_bool(query, name: str, default: bool) -> bool: ...
+@overload
+def query_bool(query, name: str, default: bool | None) -> bool | None: ...
 def query_bool(query, name: str, default: bool | None) -> bool | None:
     raw = _last(query, name)
     if raw is None:
@@ -182,6 +192,10 @@ def json_object_body(request: ApiRequest) -> dict:
     return body
 
 
+@overload
+def body_uuid(body: dict, name: str, *, required: Literal[True]) -> str: ...
+@overload
+def body_uuid(body: dict, name: str, *, required: bool) -> str | None: ...
 def body_uuid(body: dict, name: str, *, required: bool) -> str | None:
     value = body.get(name)
     if value is None:
@@ -670,11 +684,11 @@ class SandboxApi:
 
     def _matches_globs(self, person: OrgMember | PendingOrgInvite, globs: dict) -> bool:
         """The platform route's ``*_like`` filters; each given filter must match."""
-        is_member = isinstance(person, OrgMember)
-        memberships = self.state.memberships_of(person.ls_user_id) if is_member else []
+        member = person if isinstance(person, OrgMember) else None
+        memberships = self.state.memberships_of(member.ls_user_id) if member is not None else []
         workspaces = [self.state.workspaces[m.workspace_id] for m in memberships]
         checks = {
-            "name_like": lambda match: match(person.display_name if is_member else ""),
+            "name_like": lambda match: match(member.display_name if member is not None else ""),
             "email_like": lambda match: match(person.email),
             "organization_role_like": lambda match: match(
                 self.state.roles[person.org_role_id].display_name

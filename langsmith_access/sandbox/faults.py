@@ -149,9 +149,9 @@ class FaultConfig:
         return False
 
     def workspace_fails(self, workspace_id: str | None) -> bool:
-        return bool(workspace_id) and workspace_id.lower() in {
-            failing.lower() for failing in self.failing_workspaces
-        }
+        if not workspace_id:
+            return False
+        return workspace_id.lower() in {failing.lower() for failing in self.failing_workspaces}
 
     def take_page_drift(self) -> bool:
         """True (and one fewer left) if a drift member should be added before this page."""

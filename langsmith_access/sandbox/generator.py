@@ -467,13 +467,13 @@ def _add_pending_invites(
         )
         state.put_pending_invite(invite)
         # Each offered workspace lists the invite among its own pending members.
-        for workspace_id in workspace_ids or ():
+        for workspace_id, role_id in invite.offered_workspaces():
             state.put_workspace_invite(
                 PendingWorkspaceInvite(
                     id=random_uuid(rng),
                     workspace_id=workspace_id,
                     email=email,
-                    role_id=workspace_role_id,
+                    role_id=role_id,
                     created_at=invite.created_at,
                     org_invite_id=invite.id,
                 )

@@ -170,6 +170,14 @@ class PendingOrgInvite:
     workspace_ids: list[str] | None = None
     workspace_role_id: str | None = None
 
+    def offered_workspaces(self) -> list[tuple[str, str]]:
+        """(workspace id, workspace role id) for each workspace the invite offers."""
+        if not self.workspace_ids:
+            return []
+        if self.workspace_role_id is None:
+            raise ValueError(f"invite {self.id} offers workspaces without a workspace role")
+        return [(workspace_id, self.workspace_role_id) for workspace_id in self.workspace_ids]
+
 
 Record = TypeVar("Record", OrgMember, PendingOrgInvite, WorkspaceMembership, PendingWorkspaceInvite)
 
@@ -185,7 +193,8 @@ def sorted_by(
 
 # Orderings of large listings, by the (id, created_at) of their records: a paged listing of
 # 20,000 members is otherwise sorted again for every 500-row page it serves.
-_API_ORDER_CACHE: dict[tuple, list] = {}
+# fingerprint -> (the records as given, the same records in API order); of any Record type.
+_API_ORDER_CACHE: dict[tuple, tuple[list[Any], list[Any]]] = {}
 _API_ORDER_CACHE_SIZE = 8
 _API_ORDER_CACHE_MIN_RECORDS = 1000
 _api_order_cache_lock = threading.Lock()
@@ -203,7 +212,7 @@ def in_api_order(records: Iterable[Record]) -> list[Record]:
     fingerprint = tuple((record.id, record.created_at) for record in records)
     with _api_order_cache_lock:
         cached = _API_ORDER_CACHE.get(fingerprint)
-    if cached is None or any(a is not b for a, b in zip(cached[0], records)):
+    if cached is None or any(a is not b for a, b in zip(cached[0], records, strict=False)):
         ordered = sorted_by(records, key=lambda record: record.created_at)
         with _api_order_cache_lock:
             while len(_API_ORDER_CACHE) >= _API_ORDER_CACHE_SIZE:
@@ -558,6 +567,7 @@ class OrgState:
         with self.lock:
             if is_personal and owner_ls_user_id is None:
                 raise ValueError("a personal workspace needs owner_ls_user_id")
+            owner = owner_ls_user_id if is_personal else None
             workspace_id = self.new_id()
             workspace = Workspace(
                 id=workspace_id,
@@ -565,12 +575,12 @@ class OrgState:
                 tenant_handle=f"ws-{workspace_id[:8]}",
                 created_at=self.next_created_at(),
                 is_personal=is_personal,
-                owner_ls_user_id=owner_ls_user_id if is_personal else None,
+                owner_ls_user_id=owner,
             )
             self.put_workspace(workspace)
-            if is_personal:
+            if owner is not None:  # a personal workspace
                 admin = self.role_by_name("WORKSPACE_ADMIN")
-                self.add_workspace_membership(workspace_id, owner_ls_user_id, admin.id)
+                self.add_workspace_membership(workspace_id, owner, admin.id)
             return workspace
 
     def delete_workspace(self, workspace_id: str) -> Workspace:
@@ -607,13 +617,13 @@ class OrgState:
                 workspace_role_id=workspace_role_id if workspace_ids else None,
             )
             self.put_pending_invite(invite)
-            for workspace_id in invite.workspace_ids or ():
+            for workspace_id, role_id in invite.offered_workspaces():
                 self.put_workspace_invite(
                     PendingWorkspaceInvite(
                         id=self.new_id(),
                         workspace_id=workspace_id,
                         email=email,
-                        role_id=invite.workspace_role_id,
+                        role_id=role_id,
                         created_at=invite.created_at,
                         org_invite_id=invite.id,
                     )
@@ -635,8 +645,6 @@ class OrgState:
         with self.lock:
             invite = self.remove_pending_invite(invite_id)
             member = self.add_member(invite.email, full_name, org_role_id=invite.org_role_id)
-            for workspace_id in invite.workspace_ids or ():
-                self.add_workspace_membership(
-                    workspace_id, member.ls_user_id, invite.workspace_role_id
-                )
+            for workspace_id, role_id in invite.offered_workspaces():
+                self.add_workspace_membership(workspace_id, member.ls_user_id, role_id)
             return member

@@ -12,6 +12,7 @@ the API key). What each route answers is in api.py.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -48,8 +50,12 @@ logger = logging.getLogger(__name__)
 
 WORKSPACE_ROUTES_PREFIX = "/api/v1/workspaces/current/"
 
+class _Drop(enum.Enum):
+    CONNECTION = "close the connection without an answer"
+
+
 # Returned instead of a response when the connection must be closed without one.
-DROP_CONNECTION = object()
+DROP_CONNECTION: Final = _Drop.CONNECTION
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ class SandboxServer:
         self.faults = faults or FaultConfig()
         self.host = host
         self.port = port
-        self.url: str | None = None
+        self._url: str | None = None
         self.request_log = RequestLog()
         self.api = SandboxApi(
             org,
@@ -166,13 +172,20 @@ class SandboxServer:
 
     # -------------------------------------------------------------- lifecycle
 
+    @property
+    def url(self) -> str:
+        """The sandbox's base URL, known once it was started (and kept after it stops)."""
+        if self._url is None:
+            raise RuntimeError("the sandbox server has no URL until start() bound its port")
+        return self._url
+
     def start(self) -> SandboxServer:
         if self._http_server is not None:
             raise RuntimeError("the sandbox server is already running")
         self._stopping.clear()
         self._http_server = _HttpServer((self.host, self.port), self)
         self.port = self._http_server.server_address[1]
-        self.url = f"http://{self.host}:{self.port}"
+        self._url = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(
             target=self._http_server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -190,7 +203,8 @@ class SandboxServer:
         self._http_server.shutdown()
         self._http_server.close_open_connections()
         self._http_server.server_close()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         self._http_server = None
         self._thread = None
 
@@ -226,7 +240,7 @@ class SandboxServer:
 
     # -------------------------------------------------------------- one request
 
-    def respond(self, request: ApiRequest) -> ApiResponse | object:
+    def respond(self, request: ApiRequest) -> ApiResponse | _Drop:
         """Faults first (as a proxy in front of LangSmith), then the API itself."""
         faults = self.faults
         if faults.latency_ms and self._stopping.wait(faults.latency_ms / 1000):
@@ -293,7 +307,8 @@ class _HttpServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks up the host's FQDN, which can stall on a broken resolver.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        # server_address as TCPServer.server_bind just stored it: (host, port) of an AF_INET socket.
+        self.server_name, self.server_port = self.socket.getsockname()[:2]
 
     def process_request(self, request, client_address) -> None:
         with self._connections_lock:
@@ -345,23 +360,23 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body=body,
         )
         outcome = self.server.sandbox.respond(request)
-        dropped = outcome is DROP_CONNECTION
+        response = None if outcome is DROP_CONNECTION else outcome
         # Logged before answering, so a client that got its answer also finds the log entry.
         self.server.sandbox.request_log.append(
             LoggedRequest(
                 method=request.method,
                 path=request.path,
                 query=request.query,
-                status=None if dropped else outcome.status,
+                status=None if response is None else response.status,
                 tenant_id=self.headers.get("X-Tenant-Id"),
                 organization_id=self.headers.get("X-Organization-Id"),
                 has_api_key=bool(self.headers.get("X-API-Key")),
             )
         )
-        if dropped:
+        if response is None:
             self.close_connection = True
         else:
-            self._write(outcome)
+            self._write(response)
 
     def _write(self, response: ApiResponse) -> None:
         self.send_response(response.status)

@@ -33,10 +33,10 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 
@@ -56,7 +56,7 @@ class DatabaseNotReadyError(RuntimeError):
 
 # Process-wide state per lock file: other threads of this process wait on the RLock; the flock
 # (taken once, by the first holder) keeps other processes out. Reentrant within one thread.
-_process_leases: dict[str, "_ProcessLease"] = {}
+_process_leases: dict[str, _ProcessLease] = {}
 _process_leases_guard = threading.Lock()
 
 
@@ -169,7 +169,7 @@ class AccessDatabase:
         holder = {
             "pid": os.getpid(),
             "purpose": purpose,
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)

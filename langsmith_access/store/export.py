@@ -27,6 +27,8 @@ from pathlib import Path
 
 import duckdb
 
+from langsmith_access.store.sql import one_row
+
 EXPORT_FORMATS = ("parquet", "csv")
 EXPORTED_SCHEMA = "main"
 
@@ -62,9 +64,9 @@ def export_tables(
     written: dict[str, int] = {}
     for table in analysts_tables(conn):
         target = out_dir / f"{table}.{file_format}"
-        (rows,) = conn.execute(
-            f"COPY {EXPORTED_SCHEMA}.{_quote_identifier(table)} TO {_quote_literal(target)} ({options})"
-        ).fetchone()
+        (rows,) = one_row(
+            conn, f"COPY {EXPORTED_SCHEMA}.{_quote_identifier(table)} TO {_quote_literal(target)} ({options})"
+        )
         written[table] = int(rows)
     return written
 

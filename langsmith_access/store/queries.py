@@ -8,7 +8,7 @@ several workspaces, raise ``LookupFailed`` with a message saying what to pass in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class LookupFailed(ValueError):
@@ -19,7 +19,7 @@ def iso_utc(value: datetime | None) -> str | None:
     """``2026-11-01T12:00:00Z``: an aware time in UTC, ISO 8601 with a Z."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

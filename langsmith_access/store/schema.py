@@ -11,6 +11,7 @@ from __future__ import annotations
 import duckdb
 
 from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
+from langsmith_access.store.sql import scalar
 
 SYNC_RUNS_DDL = """
 CREATE TABLE IF NOT EXISTS main.sync_runs (
@@ -133,10 +134,11 @@ def record_membership_read(
 def known_member_values(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     """ls_user_id -> email, full_name, display_name as the last published sync had them (empty
     before the first sync)."""
-    exists = conn.execute(
+    exists = scalar(
+        conn,
         "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name = 'users'"
-    ).fetchone()[0]
+        "WHERE table_schema = 'main' AND table_name = 'users'",
+    )
     if not exists:
         return {}
     rows = conn.execute("SELECT user_id, email, full_name, display_name FROM main.users").fetchall()

@@ -6,6 +6,8 @@ from datetime import datetime
 
 import duckdb
 
+from langsmith_access.store.sql import scalar
+
 COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
 
 
@@ -19,15 +21,13 @@ def record_sync_run(
 ) -> dict:
     """Count the freshly built tables and insert the run's row. Returns what was recorded."""
     counts: dict = {
-        table: conn.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
+        table: scalar(conn, f"SELECT count(*) FROM main.{table}")
         for table in COUNTED_TABLES
     }
-    counts["workspace_grants"] = conn.execute(
-        "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'"
-    ).fetchone()[0]
-    route = conn.execute(
-        "SELECT string_agg(DISTINCT source, ',') FROM raw.workspace_memberships"
-    ).fetchone()[0]
+    counts["workspace_grants"] = scalar(
+        conn, "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'"
+    )
+    route = scalar(conn, "SELECT string_agg(DISTINCT source, ',') FROM raw.workspace_memberships")
     read = conn.execute(
         "SELECT membership_route, route_reason, anonymity_restricted FROM raw.membership_read "
         "WHERE sync_id = ?",
@@ -64,4 +64,12 @@ def recorded_sync_run(conn: duckdb.DuckDBPyConnection, sync_id: str) -> dict | N
     """The ``sync_runs`` row of one sync, by column name; None when there is none."""
     cursor = conn.execute("SELECT * FROM main.sync_runs WHERE sync_id = ?", [sync_id])
     rows = cursor.fetchall()  # to the end: the connection is used again after this
-    return dict(zip([d[0] for d in cursor.description], rows[0])) if rows else None
+    return dict(zip([d[0] for d in cursor.description], rows[0], strict=True)) if rows else None
+
+
+def succeeded_sync_run(conn: duckdb.DuckDBPyConnection, sync_id: str) -> dict:
+    """The ``sync_runs`` row of a sync that succeeded: it wrote that row as its last step."""
+    row = recorded_sync_run(conn, sync_id)
+    if row is None:
+        raise RuntimeError(f"sync {sync_id} succeeded but main.sync_runs has no row for it")
+    return row

@@ -23,9 +23,10 @@ requests find people by email, and a null would read as the email having been re
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -100,7 +101,7 @@ class MemberRecords:
         return [
             report("org_members", self.org_members),
             report("pending_invites", self.pending_invites),
-        ] + [report(f"workspace_members:{w}", l) for w, l in self.workspace_members.items()]
+        ] + [report(f"workspace_members:{w}", listing) for w, listing in self.workspace_members.items()]
 
 
 @dataclass
@@ -113,7 +114,7 @@ class MemberRows:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def report(name: str, listing: Listing) -> ListingReport:
@@ -287,7 +288,9 @@ def transform_members(records: MemberRecords, sync_id: str, fetched_at: datetime
 
 
 def _transform_enriched(people: list[EnrichedMember], tag: Row) -> MemberRows:
-    members, invites, memberships = [], [], []
+    members: list[Row] = []
+    invites: list[Row] = []
+    memberships: list[Row] = []
     for person in people:
         if person.is_pending:
             # A pending invite is not a user: whatever workspaces it names are not grants.

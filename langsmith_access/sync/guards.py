@@ -28,9 +28,9 @@ def check_completeness(
     listings: list[ListingReport], workspaces_expected: int, workspaces_read: int
 ) -> GuardResult:
     problems = [
-        f"{l.name}: read {l.rows} rows, server reported {l.reported_total}"
-        for l in listings
-        if not l.matches_reported_total
+        f"{listing.name}: read {listing.rows} rows, server reported {listing.reported_total}"
+        for listing in listings
+        if not listing.matches_reported_total
     ]
     if workspaces_read != workspaces_expected:
         problems.append(
@@ -38,8 +38,8 @@ def check_completeness(
         )
     metadata = {
         "listings": len(listings),
-        "pages": sum(l.pages for l in listings),
-        "rescans": sum(l.scans - 1 for l in listings),
+        "pages": sum(listing.pages for listing in listings),
+        "rescans": sum(listing.scans - 1 for listing in listings),
         "workspaces_expected": workspaces_expected,
         "workspaces_read": workspaces_read,
     }

@@ -32,15 +32,15 @@ from langsmith_access.transform.project import DBT_PROJECT_DIR, project_hash, wr
 
 __all__ = [
     "DBT_FAILURES_METADATA",
-    "DbtRunError",
     "DBT_PROJECT_DIR",
     "DbtInvocation",
+    "DbtRunError",
     "NodeResult",
     "build",
+    "build_selection",
     "manifest_directory",
     "prepare_manifest",
     "project_hash",
     "run_dbt",
-    "build_selection",
     "write_profile",
 ]

@@ -1,11 +1,12 @@
 """The dbt docs site, published beside the analysts' database: ``<db stem>_docs/index.html``.
 
 Where it goes is the store's business (``AccessDatabase.docs_path``, swapped in by its
-``publish``); this module makes it. One self-contained page (``dbt docs generate --static``: manifest and catalog inlined) where
-analysts browse the tables, their columns and descriptions, and the lineage, without the
-repository or a server. It depends only on the project (and the columns of the built tables,
-which the project decides), so it is regenerated only when the project's content hash changes,
-not on every sync: the hash it was built from is written beside it.
+``publish``); this module makes it. One self-contained page (``dbt docs generate --static``:
+manifest and catalog inlined) where analysts browse the tables, their columns and
+descriptions, and the lineage, without the repository or a server. It depends only on the
+project (and the columns of the built tables, which the project decides), so it is
+regenerated only when the project's content hash changes, not on every sync: the hash it was
+built from is written beside it.
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from langsmith_access.transform.project import DBT_PROJECT_DIR, write_profile
 
@@ -45,7 +46,7 @@ _DBT_MAIN = "import sys; from dbt.cli.main import cli; sys.exit(cli())"
 class DbtRunError(RuntimeError):
     """dbt did not finish successfully; ``invocation`` says which nodes failed and why."""
 
-    def __init__(self, invocation: "DbtInvocation"):
+    def __init__(self, invocation: DbtInvocation):
         super().__init__(invocation.failure_message())
         self.invocation = invocation
 
@@ -97,10 +98,10 @@ class DbtInvocation:
         self.returncode: int | None = None
         self._cwd = cwd
         self._timeout_seconds = timeout_seconds
-        self._events: Iterator[dict[str, Any]] | None = None
+        self._events: Generator[dict[str, Any], None, None] | None = None
         self._done = False
 
-    def __enter__(self) -> "DbtInvocation":
+    def __enter__(self) -> DbtInvocation:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -136,7 +137,7 @@ class DbtInvocation:
         ]
         self._done = True
 
-    def wait(self) -> "DbtInvocation":
+    def wait(self) -> DbtInvocation:
         """Run to the end (if nobody iterates) and return self."""
         if not self._done:
             for _ in self:
@@ -162,7 +163,7 @@ class DbtInvocation:
         lines += [f"  {message}" for message in self.errors[:10] if message]
         return "\n".join(lines)
 
-    def raise_on_failure(self) -> "DbtInvocation":
+    def raise_on_failure(self) -> DbtInvocation:
         self.wait()
         if not self.success:
             raise DbtRunError(self)
@@ -270,7 +271,7 @@ def dbt_environment() -> dict[str, str]:
 
 def _dbt_events(
     command: list[str], cwd: Path, timeout_seconds: float | None, invocation: DbtInvocation
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """The engine: start dbt, yield its structured events as they come, record its exit code
     on ``invocation``. Closing the generator early stops dbt (SIGINT, then kill)."""
     with tempfile.TemporaryFile() as stderr:

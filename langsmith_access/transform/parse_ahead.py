@@ -51,7 +51,7 @@ class ParseAhead:
         self.directory = directory
 
     @classmethod
-    def start(cls, database_file: Path, dbt_dir: Path) -> "ParseAhead | None":
+    def start(cls, database_file: Path, dbt_dir: Path) -> ParseAhead | None:
         """Start the parse if ``dbt_dir`` has no saved parse; None when it has one."""
         dbt_dir = Path(dbt_dir)
         if (dbt_dir / PARTIAL_PARSE_FILE).exists():
@@ -88,7 +88,7 @@ class ParseAhead:
                 self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def __enter__(self) -> "ParseAhead":
+    def __enter__(self) -> ParseAhead:
         return self
 
     def __exit__(self, *exc_info) -> None:

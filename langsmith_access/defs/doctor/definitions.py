@@ -22,7 +22,7 @@ def check_connection(context: dg.OpExecutionContext) -> dg.Output:
             context.log.warning(line)
         else:
             context.log.info(line)
-    metadata = {
+    metadata: dict[str, dg.MetadataValue | str | bool] = {
         "ok": diagnosis.ok,
         "report": dg.MetadataValue.md(
             "| check | status | detail | fix |\n|---|---|---|---|\n"

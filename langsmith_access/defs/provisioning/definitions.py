@@ -5,8 +5,7 @@ Thin wiring around ``langsmith_access.provisioning`` (queue, planner, executor).
 
 import hashlib
 import json
-import uuid
-from typing import Optional
+from typing import TypedDict
 
 import dagster as dg
 import duckdb
@@ -29,19 +28,33 @@ class AdhocChange(dg.Config):
     user: str  # email or user id
     workspace: str  # name or id
     role: str  # display name, name or id of a workspace role
-    reason: Optional[str] = None
-    requested_by: Optional[str] = None
+    reason: str | None = None
+    requested_by: str | None = None
 
 
 class ProvisionConfig(dg.Config):
     """Leave both empty to apply every pending request (what the sensor does)."""
 
-    request_ids: list[str] = []
-    change: Optional[AdhocChange] = None
+    request_ids: list[str] = []  # noqa: RUF012 - a Dagster Config field (pydantic copies it)
+    change: AdhocChange | None = None
     dry_run: bool = False  # plan against live state and report; no writes, statuses unchanged
 
 
-@dg.op(name=names.SELECT_REQUESTS_OP, pool=DUCKDB_WRITER_POOL, description="Pick the requests to apply; queue an ad-hoc change.")
+class _OutcomeRow(TypedDict):
+    """One request's outcome in the op's output and metadata."""
+
+    request_id: str
+    status: str
+    detail: str
+    plan: str | None
+    writes: int
+
+
+@dg.op(
+    name=names.SELECT_REQUESTS_OP,
+    pool=DUCKDB_WRITER_POOL,
+    description="Pick the requests to apply; queue an ad-hoc change.",
+)
 def select_requests(
     context: dg.OpExecutionContext, config: ProvisionConfig, provisioning_database: ProvisioningDatabase
 ) -> dict:
@@ -72,7 +85,11 @@ def select_requests(
     return {"request_ids": None, "dry_run": config.dry_run}
 
 
-@dg.op(name=names.APPLY_REQUESTS_OP, pool=DUCKDB_WRITER_POOL, description="Validate live, read, plan, apply, verify and audit each request.")
+@dg.op(
+    name=names.APPLY_REQUESTS_OP,
+    pool=DUCKDB_WRITER_POOL,
+    description="Validate live, read, plan, apply, verify and audit each request.",
+)
 def apply_requests(
     context: dg.OpExecutionContext,
     selection: dict,
@@ -96,8 +113,8 @@ def apply_requests(
             requests = queue.claim(conn, run_id, selection["request_ids"])
         provisioner.process_all(requests)
     outcomes = [
-        {"request_id": o.request_id, "status": o.status, "detail": o.detail,
-         "plan": o.plan.kind if o.plan else None, "writes": o.writes}
+        _OutcomeRow(request_id=o.request_id, status=o.status, detail=o.detail,
+                    plan=o.plan.kind if o.plan else None, writes=o.writes)
         for o in provisioner.outcomes
     ]
     counts: dict[str, int] = {}

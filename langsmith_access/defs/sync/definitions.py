@@ -3,10 +3,10 @@
 
 import dagster as dg
 
+from langsmith_access import names
 from langsmith_access.defs.extract.assets import raw_members, raw_roles, raw_workspaces
 from langsmith_access.defs.sync.publish import analysts_database
 from langsmith_access.defs.transform.assets import access_tables
-from langsmith_access import names
 from langsmith_access.settings import Settings
 
 SYNC_JOB_NAME = names.SYNC_JOB

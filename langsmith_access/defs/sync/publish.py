@@ -2,7 +2,7 @@
 
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -34,7 +34,7 @@ def analysts_database(
             conn,
             sync_id=context.run.run_id,
             started_at=started,
-            finished_at=datetime.now(timezone.utc),
+            finished_at=datetime.now(UTC),
             api_stats=langsmith.client.stats.snapshot(),
         )
     sync_database.commit_and_publish()
@@ -50,4 +50,4 @@ def analysts_database(
 def _run_start(context: dg.AssetExecutionContext) -> datetime:
     stats = context.instance.get_run_stats(context.run.run_id)
     start = stats.start_time if stats and stats.start_time else time.time()
-    return datetime.fromtimestamp(start, timezone.utc)
+    return datetime.fromtimestamp(start, UTC)

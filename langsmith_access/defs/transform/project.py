@@ -7,7 +7,8 @@ module only wires its results into Dagster.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
@@ -18,8 +19,8 @@ from langsmith_access.transform import (
     DBT_PROJECT_DIR,
     DbtInvocation,
     NodeResult,
+    prepare_manifest,
 )
-from langsmith_access.transform import prepare_manifest  # noqa: F401 (also imported from here)
 from langsmith_access.transform.project import PROFILE_TEMPLATE
 
 REPORTS_GROUP = "reports"

@@ -4,7 +4,7 @@ DuckDB file, with empty reviewer columns."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from langsmith_access.provisioning.review.format import (
@@ -26,6 +26,7 @@ from langsmith_access.provisioning.review.reviewer_db import (
 )
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 from langsmith_access.store.queries import LookupFailed, resolve_workspace
+from langsmith_access.store.sql import scalar
 
 # The rows of the model the reviewer asked for, in the sheet's order: workspace roles by
 # workspace, then email (organization roles first, when asked for).
@@ -108,7 +109,7 @@ def _write_duckdb_table(database: AccessDatabase, out: Path, table: str, paramet
             )
         finally:
             conn.execute("DETACH review_source")
-        return conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+        return scalar(conn, f"SELECT count(*) FROM {target}")
 
 
 def _csv_cell(value):
@@ -117,5 +118,5 @@ def _csv_cell(value):
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value

@@ -104,7 +104,9 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
     requested_by = row.reviewer or reviewer
     why = row.reason or reason
     if not row.grant_id:
-        return queue.ChangeRequest("revoke", row.user, row.workspace, row.role, why, requested_by), None
+        # The sheet keeps such a row only with all three named; empty would be rejected as such.
+        change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "", why, requested_by)
+        return change, None
     grant = conn.execute(
         "SELECT g.entitlement_type, g.user_id, g.workspace_id, g.role_id, g.role_name, "
         "coalesce(g.email, g.user_id) FROM main.grants AS g WHERE g.grant_id = ?",

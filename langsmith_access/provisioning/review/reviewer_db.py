@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from langsmith_access.provisioning.review.format import ReviewError
+from langsmith_access.store.sql import scalar
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -32,13 +33,14 @@ def literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def table_exists(conn, table: str) -> bool:
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = table.split(".") if "." in table else ("main", table)
-    return conn.execute(
+    return scalar(
+        conn,
         "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
         "AND lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
         [schema, name],
-    ).fetchone()[0] > 0
+    ) > 0
 
 
 def table_names(conn) -> list[str]:

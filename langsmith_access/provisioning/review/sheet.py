@@ -21,9 +21,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from langsmith_access.provisioning.review.format import ReviewError
 from langsmith_access.provisioning.review.reviewer_db import (
