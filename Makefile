@@ -28,12 +28,12 @@ demo: manifest
 browser:
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-# ruff and mypy over the package (configured in pyproject.toml).
+# ruff and mypy over the package (configured in pyproject.toml); `make test` runs it first.
 lint: bootstrap
 	$(BIN)/ruff check langsmith_access
 	$(BIN)/mypy
 
-test: bootstrap browser
+test: bootstrap browser lint
 	$(BIN)/python -m pytest
 
 # Performance figures (BENCHMARKS.md): sandbox scale, then the real CLI's sync and provisioning
