@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import duckdb
 
@@ -54,9 +55,9 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return 1
 
 
-def failure_log_directory(settings: Settings):
-    """Where a failed run's log goes: ``logs/`` beside the analysts' database."""
-    return AccessDatabase(settings.duckdb_path).path.parent / "logs"
+def failure_log_directory(settings: Settings) -> Path:
+    """Where a failed run's log goes (``AccessDatabase.logs_path``)."""
+    return AccessDatabase(settings.duckdb_path).logs_path
 
 
 def print_fix_and_log(outcome) -> None:

@@ -230,6 +230,12 @@ class AccessDatabase:
         """The dbt docs site (``index.html``), replaced by a sync when the models changed."""
         return export.docs_directory(self.path)
 
+    @property
+    def logs_path(self) -> Path:
+        """Where the CLI writes a failed run's events and stack traces (``logs/`` beside the
+        analysts' file)."""
+        return self.path.parent / "logs"
+
     def publish(self, *, docs_site: Path | None = None) -> None:
         """Make the analysts' copy equal the working file, atomically. Caller holds the lease.
 
