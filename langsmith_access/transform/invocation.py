@@ -1,25 +1,29 @@
 """Run one dbt command against one DuckDB file; results come back as structured node results.
 
-dbt runs in a child process of the current Python (``python -c 'from dbt.cli.main import cli'``,
-so any venv works, activated or not, with no ``dbt`` script looked up on a path) with
-``--log-format json``: every line it prints is one of dbt's structured events. Node results are
-read from the result events (``LogModelResult``, ``LogSnapshotResult``, ``LogTestResult``, ...:
+dbt runs inside this process, through dbt's programmatic runner (``dbtRunner``), on a worker
+thread, with a callback that receives every structured event dbt fires. Node results are read
+from the result events (``LogModelResult``, ``LogSnapshotResult``, ``LogTestResult``, ...:
 unique_id, status, failing rows) and the end-of-run summary (``RunResultError``: the message
-of each failed node), never from dbt's human-readable text.
+of each failed node), never from dbt's human-readable text. Running dbt in a child process
+cost ~4 s of start-up (a second Python importing dbt and loading its parse) and ~1 ms of JSON
+per event; in this process an invocation starts in ~0.1 s.
 
-``_dbt_events`` is the engine, the one place that starts dbt. Running dbt in this process
-(dbt's ``dbtRunner`` with a callback) would replace only that function.
+What dbt keeps between invocations of one process, and why that is safe here:
+
+- dbt's flags, event manager and adapter registry are process-wide: one invocation at a time
+  (``_DBT_LOCK``; the writer pool already allows only one dbt build per database). Each
+  invocation sets them up again from its own arguments: a run's file and directories come from
+  its command line and the ``profiles.yml`` written for it, never from earlier runs.
+- dbt-duckdb keeps its "environment" object, but closes the DuckDB connection when the
+  invocation's last handle closes: after ``wait()`` no handle on the file remains (a test holds
+  this: another process opens the file for writing right after a build).
+
+``_dbt_events`` is the engine, the one place that starts dbt.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
+import queue
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,8 +43,13 @@ FAILED_STATUSES = {"error", "fail", "runtime error"}
 # (defs/transform writes it, the runner reads it back into RunOutcome.dbt_errors).
 DBT_FAILURES_METADATA = "dbt_failures"
 
-# dbt itself, in a child of this very interpreter.
-_DBT_MAIN = "import sys; from dbt.cli.main import cli; sys.exit(cli())"
+# dbt's flags, event manager and adapter registry are process-wide: one invocation at a time.
+_DBT_LOCK = threading.Lock()
+# The events a DbtInvocation reads: node results, skips, the summary's messages (anything
+# else is read only when it is an error); the rest are not even converted to dicts.
+_EVENTS_READ = RESULT_EVENTS | {SKIP_EVENT, "RunResultError"}
+# Where the worker thread says it is done (after its last event).
+_FINISHED = object()
 
 
 class DbtRunError(RuntimeError):
@@ -88,15 +97,13 @@ class DbtInvocation:
     """
 
     def __init__(
-        self, args: Sequence[str], command: Sequence[str], *, cwd: Path,
-        timeout_seconds: float | None,
+        self, args: Sequence[str], command: Sequence[str], *, timeout_seconds: float | None,
     ):
         self.args = list(args)  # dbt's arguments, e.g. ["build", "--select", "grants_snapshot+"]
-        self.command = list(command)
+        self.command = list(command)  # dbt's whole command line (args, then project and dirs)
         self.results: list[NodeResult] = []
         self.errors: list[str] = []  # error-level messages not tied to a node (e.g. a parse error)
-        self.returncode: int | None = None
-        self._cwd = cwd
+        self.returncode: int | None = None  # 0 when dbt reported success, 1 otherwise
         self._timeout_seconds = timeout_seconds
         self._events: Generator[dict[str, Any], None, None] | None = None
         self._done = False
@@ -106,12 +113,12 @@ class DbtInvocation:
 
     def __exit__(self, *exc_info) -> None:
         if self._events is not None:
-            self._events.close()  # stops dbt if it still runs
+            self._events.close()  # cancels dbt's queries if it still runs, and waits for it
 
     def __iter__(self) -> Iterator[NodeResult]:
         if self._events is not None:
             raise RuntimeError("a dbt invocation can be iterated once")
-        self._events = _dbt_events(self.command, self._cwd, self._timeout_seconds, self)
+        self._events = _dbt_events(self.command, self._timeout_seconds, self)
         messages: dict[str, str] = {}
         for event in self._events:
             info, data = event.get("info", {}), event.get("data", {})
@@ -208,9 +215,7 @@ def run_dbt(
     """
     dbt_dir = Path(dbt_dir)
     write_profile(dbt_dir, database_file)
-    return DbtInvocation(
-        args, dbt_command(args, dbt_dir), cwd=dbt_dir, timeout_seconds=timeout_seconds
-    )
+    return DbtInvocation(args, dbt_command(args, dbt_dir), timeout_seconds=timeout_seconds)
 
 
 def build(
@@ -248,70 +253,92 @@ def build_selection(
     return args
 
 
-def dbt_command(args: Sequence[str], dbt_dir: Path, *, log_format: str = "json") -> list[str]:
-    """The command line of ``dbt <args>`` on this project, with ``dbt_dir`` as its profiles,
-    target and log directory."""
-    return [sys.executable, "-c", _DBT_MAIN, *args,
+def dbt_command(args: Sequence[str], dbt_dir: Path) -> list[str]:
+    """dbt's arguments for ``dbt <args>`` on this project, with ``dbt_dir`` as its profiles,
+    target and log directory. Everything a run depends on is on this line, so nothing is read
+    from the process environment that the line does not override: dbt reads ``DBT_*``
+    variables only for options not given here."""
+    return [*args,
             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(dbt_dir),
             "--target-path", str(dbt_dir), "--log-path", str(dbt_dir),
-            "--log-format", log_format]
-
-
-def dbt_environment() -> dict[str, str]:
-    """The environment of a dbt process: ours, without the LangSmith settings (dbt needs none,
-    and the API key has no business in a process that logs), without usage statistics."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("LANGSMITH_")}
-    env.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "PYTHONUNBUFFERED": "1"})
-    # dbt reads these before its command line; ours must win.
-    for name in ("DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "DBT_TARGET_PATH", "DBT_LOG_PATH",
-                 "DBT_LOG_FORMAT"):
-        env.pop(name, None)
-    return env
+            # Events reach us through the callback; dbt prints nothing to the terminal.
+            "--log-level", "none", "--no-use-colors", "--no-send-anonymous-usage-stats"]
 
 
 def _dbt_events(
-    command: list[str], cwd: Path, timeout_seconds: float | None, invocation: DbtInvocation
+    command: list[str], timeout_seconds: float | None, invocation: DbtInvocation
 ) -> Generator[dict[str, Any], None, None]:
-    """The engine: start dbt, yield its structured events as they come, record its exit code
-    on ``invocation``. Closing the generator early stops dbt (SIGINT, then kill)."""
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=dbt_environment(), stdout=subprocess.PIPE, stderr=stderr,
-            stdin=subprocess.DEVNULL,
-        )
-        timer = None
-        if timeout_seconds is not None:
-            timer = threading.Timer(timeout_seconds, process.kill)
-            timer.daemon = True
-            timer.start()
+    """The engine: run dbt on a worker thread, yield its structured events as they come, record
+    its outcome on ``invocation``.
+
+    Closing the generator early (the caller failed, Ctrl-C) or the timeout interrupts the
+    queries dbt is running, as dbt does on Ctrl-C; those nodes fail, and dbt goes on to the end
+    of its run (whatever depends on them is skipped) before this returns. A run stopped so
+    never succeeds, and no thread or handle on the file outlives it."""
+    from dbt.cli.main import dbtRunner  # ~1 s of imports, paid by the first run that needs dbt
+    from dbt_common.events.functions import msg_to_dict
+
+    events: queue.SimpleQueue = queue.SimpleQueue()
+
+    def on_event(message) -> None:
+        info = message.info
+        if info.name in _EVENTS_READ or info.level == "error":
+            events.put(msg_to_dict(message))
+
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
         try:
-            assert process.stdout is not None
-            with process.stdout:
-                for line in process.stdout:
-                    with contextlib.suppress(ValueError):
-                        event = json.loads(line)
-                        if isinstance(event, dict) and "info" in event:
-                            yield event
-            invocation.returncode = process.wait()
+            with _DBT_LOCK:
+                result = dbtRunner(callbacks=[on_event]).invoke(list(command))
+            outcome["success"] = result.success
+            outcome["exception"] = result.exception
+        except BaseException as error:  # never lose the sentinel: the reader would wait forever
+            outcome["success"] = False
+            outcome["exception"] = error
         finally:
-            if timer is not None:
-                timer.cancel()
-            _stop(process)
-        if invocation.returncode != 0:
-            stderr.seek(0)
-            tail = stderr.read().decode(errors="replace").strip()[-2000:]
-            if timer is not None and invocation.returncode == -signal.SIGKILL:
-                invocation.errors.append(f"dbt was stopped after {timeout_seconds:g} s")
-            elif tail and not invocation.errors:
-                invocation.errors.append(tail)
+            events.put(_FINISHED)
 
+    worker = threading.Thread(target=work, name="dbt", daemon=True)
+    timed_out = threading.Event()
+    timer = None
+    if timeout_seconds is not None:
+        def time_out() -> None:
+            timed_out.set()
+            _cancel_queries()
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)  # dbt cancels its queries and exits
+        timer = threading.Timer(timeout_seconds, time_out)
+        timer.daemon = True
+    worker.start()
+    if timer is not None:
+        timer.start()
     try:
-        process.wait(timeout=25)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        while (event := events.get()) is not _FINISHED:
+            if isinstance(event, dict) and "info" in event:
+                yield event
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if worker.is_alive():
+            _cancel_queries()  # the reader stopped early: interrupt dbt, then wait for it
+            worker.join()
+    # Reached only when dbt ran to its end with the reader still reading.
+    invocation.returncode = 0 if outcome.get("success") else 1
+    exception = outcome.get("exception")
+    if timed_out.is_set() and invocation.returncode != 0:
+        invocation.errors.append(f"dbt's queries were interrupted after {timeout_seconds:g} s")
+    elif exception is not None and not invocation.errors:
+        invocation.errors.append(f"{type(exception).__name__}: {exception}".strip())
+
+
+def _cancel_queries() -> None:
+    """Interrupt the queries dbt is running, as dbt does on Ctrl-C (each adapter's
+    ``cancel_open_connections``); those nodes fail."""
+    from dbt.adapters.factory import FACTORY
+
+    for adapter in list(FACTORY.adapters.values()):
+        try:
+            # Every SQL adapter has it; the registry's protocol type does not declare it.
+            getattr(adapter, "cancel_open_connections")()  # noqa: B009
+        except Exception:  # an adapter that cannot cancel: dbt still ends after its query
+            pass

@@ -26,15 +26,19 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from langsmith_access.transform.invocation import dbt_command, dbt_environment
+from langsmith_access.transform.invocation import dbt_command
 from langsmith_access.transform.project import write_profile
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 RUNNING_LOCK = "running.lock"
+
+# dbt itself, in a child of this very interpreter (any venv works, activated or not).
+_DBT_MAIN = "import sys; from dbt.cli.main import cli; sys.exit(cli())"
 
 
 def ahead_directories(dbt_dir: Path) -> list[Path]:
@@ -65,8 +69,9 @@ class ParseAhead:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             process = subprocess.Popen(
-                dbt_command(["parse", "--quiet", "--no-write-json"], directory, log_format="text"),
-                cwd=directory, env=dbt_environment(), pass_fds=(lock,),
+                [sys.executable, "-c", _DBT_MAIN,
+                 *dbt_command(["parse", "--quiet", "--no-write-json"], directory)],
+                cwd=directory, env=_parse_environment(), pass_fds=(lock,),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
         except BaseException:
@@ -130,3 +135,9 @@ def _wait_until_finished(directory: Path, deadline: float) -> bool:
                 time.sleep(0.05)
     finally:
         os.close(lock)
+
+
+def _parse_environment() -> dict[str, str]:
+    """The parse process's environment: ours without the LangSmith settings (dbt needs none,
+    and the API key has no business in a process that logs)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("LANGSMITH_")}

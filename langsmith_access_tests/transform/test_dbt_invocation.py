@@ -72,3 +72,62 @@ def test_a_build_names_its_database_in_a_profile_of_its_own_and_skips_unit_tests
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("SELECT role_id FROM main.roles").fetchall() == [("role-a",)]
     assert len(project_hash()) == 16
+
+
+def _open_for_writing_in_another_process(database) -> str:
+    """What a second process gets when it opens ``database`` read-write ("ok" or its error)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import duckdb, sys\n"
+         "try:\n"
+         "    duckdb.connect(sys.argv[1]).execute('CREATE TABLE IF NOT EXISTS probe (x INT)').close()\n"
+         "    print('ok')\n"
+         "except Exception as error:\n"
+         "    print(error)\n", str(database)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_dbt_runs_in_this_process_and_lets_go_of_the_file_when_it_ends(tmp_path):
+    """dbt runs inside the calling process (dbt's programmatic runner); when a build ends, no
+    handle on the database is left: another process can open it for writing at once."""
+    import threading
+
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=False)
+    threads_before = threading.active_count()
+
+    with build(database, tmp_path / "access.dbt") as invocation:
+        invocation.raise_on_failure()
+
+    assert _open_for_writing_in_another_process(database) == "ok"
+    assert threading.active_count() == threads_before  # dbt's worker thread is gone
+    # A second build in the same process works the same (nothing left over from the first).
+    with build(database, tmp_path / "access.dbt", select=["roles"]) as again:
+        again.raise_on_failure()
+    assert [result.name for result in again.results if result.resource_type == "model"] == ["roles"]
+    assert _open_for_writing_in_another_process(database) == "ok"
+
+
+def test_leaving_a_build_early_waits_for_dbt_and_frees_the_file(tmp_path):
+    """A caller that stops reading (its own error, Ctrl-C) leaves no dbt thread and no handle
+    on the file behind, and the build never counts as a success."""
+    import threading
+
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=False)
+    threads_before = threading.active_count()
+
+    with build(database, tmp_path / "access.dbt") as invocation:
+        first = next(iter(invocation))
+    assert first.unique_id
+    assert not invocation.success
+    assert threading.active_count() == threads_before
+    assert _open_for_writing_in_another_process(database) == "ok"
+    with build(database, tmp_path / "access.dbt") as whole:
+        whole.raise_on_failure()
+    assert len(whole.results) > 10

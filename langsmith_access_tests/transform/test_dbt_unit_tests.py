@@ -9,14 +9,13 @@ raw tables; then ``dbt test`` runs the unit tests alone.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import duckdb
 
 from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
 from langsmith_access.transform import build_selection, run_dbt
-from langsmith_access.transform.invocation import dbt_command, dbt_environment
+from langsmith_access.transform.invocation import dbt_command
 from langsmith_access.transform.project import write_profile
 
 # Every unit test of the project: a new one is added here, so none is silently skipped.
@@ -57,13 +56,13 @@ def test_builds_exclude_the_unit_tests(tmp_path):
     write_profile(dbt_dir, tmp_path / "x.duckdb")
 
     def listed(*selection: str) -> set[str]:
-        done = subprocess.run(
-            [*dbt_command(["ls", *selection, "--output", "json", "--output-keys", "resource_type",
-                           "--quiet"], dbt_dir, log_format="text")],
-            check=False, env=dbt_environment(), capture_output=True, text=True, timeout=300, cwd=dbt_dir,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return {json.loads(line)["resource_type"] for line in done.stdout.splitlines() if line.startswith("{")}
+        from dbt.cli.main import dbtRunner
+
+        done = dbtRunner().invoke(dbt_command(
+            ["ls", *selection, "--output", "json", "--output-keys", "resource_type"], dbt_dir
+        ))
+        assert done.success, done.exception
+        return {json.loads(line)["resource_type"] for line in done.result}
 
     assert "unit_test" in listed("--select", *REFRESH_SELECT)  # what the flag must drop
     refreshed = listed(*build_selection(REFRESH_SELECT))
