@@ -358,6 +358,7 @@ def test_helm_values_match_the_single_host_instance():
     assert queued["maxConcurrentRuns"] == coordinator["max_concurrent_runs"]
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
 
 
 def test_helm_values_take_the_keys_from_secrets_and_mount_the_data_volume():
