@@ -275,6 +275,8 @@ def test_the_containerfile_installs_the_product_with_a_plain_pip_install():
     runs = " && ".join(arguments for kind, arguments in instructions if kind == "RUN")
     installs = re.findall(r"pip install[^&]*", runs)
     assert [install.strip() for install in installs] == ["pip install ."], installs  # not editable, nothing else
+    for module, name in re.findall(r"from ([\w.]+) import (\w+)", runs):  # what the build calls exists
+        assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
     for kind, arguments in instructions:
         if kind == "COPY":
             *sources, _destination = arguments.split()
