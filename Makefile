@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: bootstrap browser manifest demo lint test bench clean
+.PHONY: bootstrap browser postgres manifest demo lint test bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,17 @@ demo: manifest
 browser:
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+# The Postgres-backed Dagster instance test (langsmith_access_tests/deploy/) starts Debian's
+# PostgreSQL server under a temporary directory. Installs it when missing; needs root, as on CI.
+postgres:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+
 # ruff and mypy over the package (configured in pyproject.toml); `make test` runs it first.
 lint: bootstrap
 	$(BIN)/ruff check langsmith_access
 	$(BIN)/mypy
 
-test: bootstrap browser lint
+test: bootstrap browser postgres lint
 	$(BIN)/python -m pytest
 
 # Performance figures (BENCHMARKS.md): sandbox scale, then the real CLI's sync and provisioning

@@ -14,3 +14,8 @@ PROVISIONING_SENSOR = "provisioning_queue_sensor"
 # The provisioning job's ops: the first takes the run config, the second returns the outcomes.
 SELECT_REQUESTS_OP = "select_requests"
 APPLY_REQUESTS_OP = "apply_requests"
+
+# The tag every run of one org carries, its value the org's slug. deploy/dagster.yaml (and the
+# Helm values) let one run per value run at a time: an org's runs never overlap, orgs run side
+# by side.
+ORG_TAG = "langsmith_access/org"

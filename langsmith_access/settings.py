@@ -8,12 +8,15 @@ settings object can never show it.
 from __future__ import annotations
 
 import os
+import re
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import yaml
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 DEFAULT_DUCKDB_PATH = "data/langsmith_access.duckdb"
@@ -58,41 +61,43 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
-def check_api_key(api_key: str) -> None:
-    """Refuse keys this project cannot use, before any request is sent."""
+def check_api_key(api_key: str, name: str = "LANGSMITH_API_KEY") -> None:
+    """Refuse keys this project cannot use, before any request is sent. ``name`` is the variable
+    the key came from, for the message (which never shows the key)."""
     if not api_key or not api_key.strip():
         raise SettingsError(
-            "LANGSMITH_API_KEY is empty: set it to an organization-scoped service key (lsv2_sk_...)."
+            f"{name} is empty: set it to an organization-scoped service key (lsv2_sk_...)."
         )
     if api_key.startswith(PERSONAL_TOKEN_PREFIX):
         raise SettingsError(
-            "LANGSMITH_API_KEY is a personal access token (lsv2_pt_...). langsmith-access needs an "
+            f"{name} is a personal access token (lsv2_pt_...). langsmith-access needs an "
             "organization-scoped service key (lsv2_sk_...): create one under Settings > API Keys "
-            "> Service Keys with organization scope, then set LANGSMITH_API_KEY to it."
+            f"> Service Keys with organization scope, then set {name} to it."
         )
     if not api_key.startswith(SERVICE_KEY_PREFIX):
         raise SettingsError(
-            "LANGSMITH_API_KEY does not look like a LangSmith service key: it must start with "
+            f"{name} does not look like a LangSmith service key: it must start with "
             "'lsv2_sk_' (an organization-scoped service key)."
         )
     if any(ch.isspace() for ch in api_key):
-        raise SettingsError("LANGSMITH_API_KEY contains whitespace: paste the key without spaces.")
+        raise SettingsError(f"{name} contains whitespace: paste the key without spaces.")
 
 
-def check_organization_id(organization_id: str) -> str:
-    """Return the org id in canonical UUID form, or explain what is wrong with it."""
+def check_organization_id(organization_id: str, name: str = "LANGSMITH_ORGANIZATION_ID") -> str:
+    """Return the org id in canonical UUID form, or explain what is wrong with it (``name``: where
+    the value came from, for the message)."""
     try:
         return str(uuid.UUID(organization_id.strip()))
     except (ValueError, AttributeError):
         shown = organization_id if len(organization_id or "") <= 64 else organization_id[:64] + "…"
         raise SettingsError(
-            f"LANGSMITH_ORGANIZATION_ID must be the organization's UUID "
+            f"{name} must be the organization's UUID "
             f"(like 00000000-0000-4000-8000-000000000001), got {shown!r}. Find it in LangSmith "
             "under Settings > Organization."
         ) from None
 
 
-def check_endpoint(endpoint: str) -> str:
+def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
     """The API's origin (scheme, host, port and any basePath) from ``LANGSMITH_ENDPOINT`` as
     users write it.
 
@@ -111,19 +116,19 @@ def check_endpoint(endpoint: str) -> str:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(
-            f"LANGSMITH_ENDPOINT must be an http(s) URL such as {DEFAULT_ENDPOINT} (US), "
+            f"{name} must be an http(s) URL such as {DEFAULT_ENDPOINT} (US), "
             f"https://eu.api.smith.langchain.com (EU) or https://<your-host>/api/v1 (self-hosted), "
             f"got {raw!r}."
         )
     if parts.query or parts.fragment:
         raise SettingsError(
-            f"LANGSMITH_ENDPOINT must be the API's base URL without a query or fragment "
+            f"{name} must be the API's base URL without a query or fragment "
             f"(like {DEFAULT_ENDPOINT}), got {raw!r}."
         )
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
-        raise SettingsError(f"LANGSMITH_ENDPOINT has an invalid port: {raw!r}.") from None
+        raise SettingsError(f"{name} has an invalid port: {raw!r}.") from None
     return endpoint
 
 
@@ -273,3 +278,252 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("max_shrink_share", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", _share),
     ("provisioning_interval_seconds", "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", _positive_int),
 )
+
+
+# ---------------------------------------------------------------- organizations (DESIGN.md section 11)
+
+ORGS_FILE_VARIABLE = "LANGSMITH_ACCESS_ORGS_FILE"
+POLICY_VARIABLE = "LANGSMITH_ACCESS_POLICY"
+# Without an orgs file, the single-org variables of section 1 are one org of this slug.
+DEFAULT_ORG_SLUG = "default"
+SINGLE_ORG_KEY_VARIABLE = "LANGSMITH_API_KEY"
+# A slug is the Dagster partition key and the name of the org's database folder: short, lowercase,
+# nothing a path could misread.
+ORG_SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+ORG_DATABASE_FILE = "langsmith_access.duckdb"
+# The keys of one entry of the orgs file; all but ``policy`` are required.
+ORG_ENTRY_KEYS = ("slug", "organization_id", "endpoint", "api_key_env", "policy")
+# What LangSmith keys start with (service keys, personal tokens, legacy keys): a value like
+# this in the orgs file is a pasted key.
+KEY_PREFIXES = ("lsv2_", "ls__")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ORGS_FILE_EXAMPLE = (
+    "- slug: us\n"
+    "  organization_id: 00000000-0000-4000-8000-000000000001\n"
+    "  endpoint: https://api.smith.langchain.com\n"
+    "  api_key_env: LANGSMITH_API_KEY_US"
+)
+
+
+@dataclass(frozen=True)
+class Org:
+    """One LangSmith organization served here: its slug (the Dagster partition key and the folder
+    of its database) and the ``Settings`` that reach it (its endpoint, key, org id and database
+    over the shared settings). Everything that takes a ``Settings`` works for one org given
+    ``org.settings``. The key stays a ``Secret`` inside ``settings``: no repr shows it."""
+
+    slug: str
+    settings: Settings
+    # The name of the variable the key was read from (never the key): for messages.
+    api_key_env: str = SINGLE_ORG_KEY_VARIABLE
+    # This org's access policy file (section 10); None: no policy.
+    policy_path: Path | None = None
+
+    @property
+    def organization_id(self) -> str | None:
+        return self.settings.organization_id
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.endpoint
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.settings.duckdb_path
+
+
+@dataclass(frozen=True)
+class Orgs:
+    """Every org this deployment serves, in the order configured; ``source`` is the orgs file
+    they came from (None: the single-org variables)."""
+
+    orgs: tuple[Org, ...]
+    source: Path | None = None
+
+    def __iter__(self) -> Iterator[Org]:
+        return iter(self.orgs)
+
+    def __len__(self) -> int:
+        return len(self.orgs)
+
+    @property
+    def slugs(self) -> tuple[str, ...]:
+        return tuple(org.slug for org in self.orgs)
+
+    def get(self, slug: str | None = None) -> Org:
+        """The org of ``slug``; without one, the only org (an error when there are several)."""
+        known = ", ".join(self.slugs)
+        where = f"the orgs file {self.source}" if self.source else "the single-org variables"
+        if slug is None:
+            if len(self.orgs) == 1:
+                return self.orgs[0]
+            raise SettingsError(
+                f"{len(self.orgs)} orgs are configured in {where} ({known}): name one with --org SLUG."
+            )
+        for org in self.orgs:
+            if org.slug == slug:
+                return org
+        raise SettingsError(f"Unknown org {slug!r}: the orgs configured in {where} are {known}.")
+
+
+def load_orgs(environ: Mapping[str, str] | None = None) -> Orgs:
+    """The orgs to serve: those of ``LANGSMITH_ACCESS_ORGS_FILE`` when it is set, else one org,
+    slug ``default``, from the single-org variables exactly as ``Settings.from_env`` reads them.
+
+    An orgs file is checked whole before anything uses it: every refusal raises ``SettingsError``
+    naming the file, the entry and the fix, and never shows a key."""
+    env = os.environ if environ is None else environ
+    shared = Settings.from_env(env)
+    default_policy = Path(env[POLICY_VARIABLE]) if env.get(POLICY_VARIABLE) else None
+    if not env.get(ORGS_FILE_VARIABLE):
+        return Orgs((Org(DEFAULT_ORG_SLUG, shared, SINGLE_ORG_KEY_VARIABLE, default_policy),))
+    path = Path(env[ORGS_FILE_VARIABLE])
+    return Orgs(_read_orgs_file(path, shared, env, default_policy), source=path)
+
+
+def org_database_path(shared_duckdb_path: Path, slug: str) -> Path:
+    """An org's database when an orgs file is used: ``<dir of LANGSMITH_ACCESS_DUCKDB>/<slug>/``."""
+    return shared_duckdb_path.parent / slug / ORG_DATABASE_FILE
+
+
+def _read_orgs_file(
+    path: Path, shared: Settings, env: Mapping[str, str], default_policy: Path | None
+) -> tuple[Org, ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(
+            f"{ORGS_FILE_VARIABLE} names {path}, which cannot be read ({error.strerror}): point it at "
+            "the YAML list of your orgs, or unset it to use the single-org variables."
+        ) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as error:
+        # Only the position and the problem: the parser's excerpt of the line could show a key
+        # someone pasted into the file.
+        mark = error.problem_mark
+        position = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise SettingsError(
+            f"The orgs file {path} is not valid YAML ({position}: {error.problem}). Fix the file: it "
+            f"must be a YAML list of orgs, like\n{_ORGS_FILE_EXAMPLE}"
+        ) from None
+    except yaml.YAMLError:
+        raise SettingsError(f"The orgs file {path} is not valid YAML: fix the file.") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, list) or not data:
+        raise SettingsError(
+            f"The orgs file {path} must be a non-empty YAML list of orgs, one entry per org, like\n"
+            f"{_ORGS_FILE_EXAMPLE}"
+        )
+    assert isinstance(root, yaml.SequenceNode)
+    orgs: list[Org] = []
+    seen: dict[tuple[str, str], str] = {}  # (endpoint, org id) -> slug
+    for number, (entry, node) in enumerate(zip(data, root.value, strict=True), start=1):
+        where = f"The orgs file {path}, entry {number} (line {node.start_mark.line + 1})"
+        org = _read_org_entry(entry, node, where, path, shared, env, default_policy)
+        for earlier in orgs:
+            if earlier.slug == org.slug:
+                raise SettingsError(
+                    f"{where}: slug {org.slug!r} is already used by an earlier entry: give each org its "
+                    "own slug (it names the org's database folder and its Dagster partition)."
+                )
+        reached = (org.endpoint, org.organization_id or "")
+        if reached in seen:
+            raise SettingsError(
+                f"{where}: org {org.slug!r} is the same organization on the same endpoint as "
+                f"{seen[reached]!r}: list each org once (two entries would sync it twice, with two "
+                "databases)."
+            )
+        seen[reached] = org.slug
+        orgs.append(org)
+    return tuple(orgs)
+
+
+def _read_org_entry(
+    entry: object,
+    node: Any,
+    where: str,
+    path: Path,
+    shared: Settings,
+    env: Mapping[str, str],
+    default_policy: Path | None,
+) -> Org:
+    if not isinstance(entry, dict):
+        raise SettingsError(
+            f"{where} must be a mapping with the keys {', '.join(ORG_ENTRY_KEYS)}, like\n{_ORGS_FILE_EXAMPLE}"
+        )
+    names = [str(key_node.value) for key_node, _ in node.value]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SettingsError(f"{where} gives {', '.join(repeated)} more than once: keep one of each.")
+    pasted = [str(name) for name, value in entry.items()
+              if isinstance(value, str) and value.strip().startswith(KEY_PREFIXES)]
+    if pasted:
+        # Someone pasted a key into the file: say where, never what.
+        raise SettingsError(
+            f"{where}: {', '.join(pasted)} holds what looks like an API key. A key never goes in this "
+            "file: remove it (and revoke it if the file was shared), put it in a variable such as "
+            "LANGSMITH_API_KEY_<SLUG>, and name that variable in api_key_env."
+        )
+    unknown = [str(name) for name in entry if name not in ORG_ENTRY_KEYS]
+    if unknown:
+        raise SettingsError(
+            f"{where} has unknown keys {', '.join(map(repr, unknown))}: the keys of an entry are "
+            f"{', '.join(ORG_ENTRY_KEYS)} (policy optional). An org's API key never goes in this "
+            "file: it stays in a variable, which api_key_env names."
+        )
+    required = [name for name in ORG_ENTRY_KEYS if name != "policy"]
+    missing = [name for name in required if entry.get(name) in (None, "")]
+    if missing:
+        raise SettingsError(f"{where} lacks {', '.join(missing)}: every entry needs {', '.join(required)}.")
+    not_text = [name for name, value in entry.items() if value is not None and not isinstance(value, str)]
+    if not_text:
+        raise SettingsError(f"{where}: {', '.join(not_text)} must be text: put the value in quotes.")
+
+    slug = entry["slug"]
+    if "/" in slug or "\\" in slug or ".." in slug:
+        raise SettingsError(
+            f"{where}: slug {slug!r} has path characters: a slug names the org's database folder, so "
+            "it is lowercase letters, digits, '-' and '_' only (like 'us' or 'eu-prod')."
+        )
+    if not ORG_SLUG_PATTERN.fullmatch(slug):
+        raise SettingsError(
+            f"{where}: slug {slug!r} must match {ORG_SLUG_PATTERN.pattern}: 1 to 32 lowercase letters, "
+            "digits, '-' or '_', starting with a letter or digit (like 'us' or 'eu-prod')."
+        )
+    where = f"{where}, slug {slug!r}"
+    organization_id = check_organization_id(entry["organization_id"], name=f"{where}: organization_id")
+    endpoint = check_endpoint(entry["endpoint"], name=f"{where}: endpoint")
+
+    variable = entry["api_key_env"]
+    if not _VARIABLE_NAME.fullmatch(variable):
+        raise SettingsError(
+            f"{where}: api_key_env must be the name of an environment variable (letters, digits and "
+            f"'_', like LANGSMITH_API_KEY_{slug.upper().replace('-', '_')}), got {variable!r}."
+        )
+    api_key = env.get(variable)
+    if not api_key:
+        raise SettingsError(
+            f"{where}: the variable {variable} named by api_key_env is not set: set it to this org's "
+            "organization-scoped service key (lsv2_sk_...) in the environment of every process that "
+            "syncs or provisions."
+        )
+    check_api_key(api_key, name=f"{variable} (the key of org {slug!r} in {path})")
+
+    policy = entry.get("policy")
+    if policy:
+        # Relative to the orgs file, so the file and its policies can move together.
+        policy_path: Path | None = Path(policy) if Path(policy).is_absolute() else path.parent / policy
+    else:
+        policy_path = default_policy
+    settings = replace(
+        shared,
+        endpoint=endpoint,
+        api_key=Secret(api_key),
+        organization_id=organization_id,
+        duckdb_path=org_database_path(shared.duckdb_path, slug),
+    )
+    return Org(slug, settings, variable, policy_path)

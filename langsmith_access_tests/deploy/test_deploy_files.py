@@ -1,0 +1,399 @@
+"""deploy/, checked statically: what an operator runs in production (DESIGN.md section 11).
+
+Kubernetes, containers and systemd cannot run on this machine, so these files are validated
+without running them: every file parses; ``dagster.yaml`` and ``workspace.yaml`` validate
+against Dagster's own config schemas (the ones ``DagsterInstance`` and the workspace loader
+apply), and every configurable class in ``dagster.yaml`` against its own; every key of the Helm
+values exists in the official chart's values schema (an excerpt in
+``langsmith_access_tests/data``, its source noted there); the systemd units pass
+``systemd-analyze verify`` where systemd is installed; the Containerfile's instructions are
+read and checked against the repository. The Postgres-backed instance itself runs for real in
+``test_postgres_instance.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import itertools
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from dagster._config import process_config
+from dagster._core.errors import DagsterInvalidConfigError
+from dagster._core.instance.config import dagster_instance_config
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster._core.workspace.config_schema import process_workspace_config
+
+from langsmith_access.names import ORG_TAG
+from langsmith_access.settings import load_orgs
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+UNITS = DEPLOY / "systemd"
+HELM_SCHEMA = REPO / "langsmith_access_tests" / "data" / "dagster-helm-values.schema.excerpt.json"
+# Where the units expect the product installed (README "Running it for real").
+INSTALL_PREFIX = "/opt/langsmith-access/venv"
+# The Postgres variables dagster.yaml reads, with harmless values for validation.
+PG_VARIABLES = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "dagster",
+                "DAGSTER_PG_PASSWORD": "not-a-real-password", "DAGSTER_PG_DB": "dagster"}
+# The dagsterDaemon.runMonitoring keys the chart's instance template reads
+# (helm/dagster/templates/configmap-instance.yaml, dagster-io/dagster@835892b4): the values
+# schema types runMonitoring as a free object, so a misspelt key would be silently ignored.
+CHART_RUN_MONITORING_KEYS = {"enabled", "startTimeoutSeconds", "cancelTimeoutSeconds", "maxResumeRunAttempts",
+                             "pollIntervalSeconds", "freeSlotsAfterRunEndSeconds"}
+
+
+def load_yaml(path: Path):
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def read_unit(path: Path) -> dict[str, dict[str, list[str]]]:
+    """A systemd unit as {section: {key: [values]}} (a key may repeat, as EnvironmentFile does)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        assert current is not None and "=" in line, f"{path.name}:{number}: not 'Key=value' in a section: {raw!r}"
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def containerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Containerfile: continuation lines joined, comments dropped
+    (also inside a continuation, as the builders do)."""
+    instructions = []
+    pending = ""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line.startswith("#") or (not line and not pending):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        whole = (pending + line).strip()
+        pending = ""
+        instruction, _, arguments = whole.partition(" ")
+        instructions.append((instruction.upper(), arguments.strip()))
+    assert not pending, f"{path.name} ends inside a continued instruction"
+    return instructions
+
+
+def code_server_arguments(argv: list[str]) -> dict[str, str]:
+    """The options of a `dagster code-server start` command line, long names."""
+    aliases = {"-h": "--host", "-p": "--port", "-m": "--module-name", "-a": "--attribute"}
+    options = {}
+    for flag, value in itertools.pairwise(argv):
+        if flag.startswith("-"):
+            options[aliases.get(flag, flag)] = value
+    return options
+
+
+# ------------------------------------------------------------------ every file parses
+
+
+def test_every_deploy_file_parses():
+    files = sorted(path for path in DEPLOY.rglob("*") if path.is_file())
+    assert files, "deploy/ is empty"
+    for path in files:
+        if path.suffix == ".yaml":
+            assert load_yaml(path) is not None, path
+        elif path.suffix == ".service":
+            unit = read_unit(path)
+            assert {"Unit", "Service", "Install"} <= set(unit), path
+        elif path.name == "Containerfile":
+            assert containerfile_instructions(path)[0][0] == "FROM"
+        elif path.name.endswith(".env.example"):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                assert not line or line.startswith("#") or re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", line), (path, line)
+        else:
+            pytest.fail(f"{path.relative_to(REPO)}: this test does not know how to check it: add it here")
+
+
+# ------------------------------------------------------------------ dagster.yaml
+
+
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch):
+    """deploy/dagster.yaml as a DAGSTER_HOME, with the Postgres variables it reads set."""
+    for name, value in PG_VARIABLES.items():
+        monkeypatch.setenv(name, value)
+    shutil.copyfile(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
+    return tmp_path
+
+
+def configured_classes(home: Path) -> dict[str, object]:
+    """Each configurable class of the instance in ``home`` with its config validated against
+    the class's own schema (as ``ConfigurableClassData.rehydrate`` does, without connecting)."""
+    ref = InstanceRef.from_dir(str(home))  # validates the file against Dagster's instance schema
+    classes = {}
+    for field in ("storage_data", "run_storage_data", "event_storage_data", "schedule_storage_data",
+                  "run_coordinator_data", "run_launcher_data", "scheduler_data", "compute_logs_data"):
+        data = getattr(ref, field)
+        if data is None:
+            continue
+        klass = getattr(importlib.import_module(data.module_name), data.class_name)
+        result = process_config(klass.config_type(), data.config_dict)
+        assert result.success, f"{field} ({data.class_name}): {[error.message for error in result.errors]}"
+        classes[field] = klass
+    return classes
+
+
+def test_dagster_yaml_validates_against_dagsters_own_schema(dagster_home):
+    config, custom_instance_class = dagster_instance_config(str(dagster_home))
+    assert custom_instance_class is None
+    classes = configured_classes(dagster_home)
+    # Runs, the event log and schedules in Postgres.
+    for field in ("storage_data", "run_storage_data", "event_storage_data", "schedule_storage_data"):
+        assert classes[field].__module__.startswith("dagster_postgres"), (field, classes[field])
+    assert classes["run_coordinator_data"] is QueuedRunCoordinator
+    assert config["run_monitoring"]["enabled"] is True
+    assert config["telemetry"]["enabled"] is False
+
+
+def test_dagster_yaml_limits_each_org_to_one_run_at_a_time(dagster_home):
+    coordinator = InstanceRef.from_dir(str(dagster_home)).run_coordinator_data.rehydrate(QueuedRunCoordinator)
+    queue = coordinator.get_run_queue_config()
+    assert queue.tag_concurrency_limits == [
+        {"key": ORG_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    ]
+    assert queue.max_concurrent_runs > 1  # different orgs side by side
+
+
+def test_a_mistake_in_dagster_yaml_is_caught(dagster_home):
+    """The validation above can fail: a misspelt instance key, and a misspelt coordinator key."""
+    original = (dagster_home / "dagster.yaml").read_text(encoding="utf-8")
+    (dagster_home / "dagster.yaml").write_text(original.replace("run_monitoring:", "run_monitorng:"))
+    with pytest.raises(DagsterInvalidConfigError):
+        dagster_instance_config(str(dagster_home))
+    (dagster_home / "dagster.yaml").write_text(original.replace("tag_concurrency_limits:", "tag_concurency_limits:"))
+    with pytest.raises(AssertionError, match="run_coordinator_data"):
+        configured_classes(dagster_home)
+
+
+def test_every_variable_dagster_yaml_reads_is_in_the_example_environment_file():
+    referenced = set(re.findall(r"env:\s*(\w+)", (DEPLOY / "dagster.yaml").read_text(encoding="utf-8")))
+    assert referenced == set(PG_VARIABLES)
+    example = (UNITS / "dagster.env.example").read_text(encoding="utf-8")
+    assert referenced <= set(re.findall(r"^(\w+)=", example, flags=re.MULTILINE))
+
+
+# ------------------------------------------------------------------ workspace.yaml and the units
+
+
+def unit(name: str) -> dict[str, dict[str, list[str]]]:
+    return read_unit(UNITS / f"langsmith-access-{name}.service")
+
+
+def exec_start(name: str) -> list[str]:
+    (command,) = unit(name)["Service"]["ExecStart"]
+    return shlex.split(command)
+
+
+def test_workspace_yaml_validates_and_points_at_the_code_server_unit():
+    workspace = load_yaml(DEPLOY / "workspace.yaml")
+    result = process_workspace_config(workspace)
+    assert result.success, [error.message for error in result.errors]
+    (location,) = workspace["load_from"]
+    server = location["grpc_server"]
+    code_server = code_server_arguments(exec_start("code-server"))
+    assert (server["host"], str(server["port"])) == (code_server["--host"], code_server["--port"])
+    assert server["location_name"] == code_server["--location-name"]
+
+
+def test_the_code_server_serves_the_definitions_the_repository_workspace_loads():
+    (target,) = load_yaml(REPO / "workspace.yaml")["load_from"]
+    module, attribute = target["python_module"]["module_name"], target["python_module"]["attribute"]
+    argv = exec_start("code-server")
+    assert argv[:3] == [f"{INSTALL_PREFIX}/bin/dagster", "code-server", "start"]
+    options = code_server_arguments(argv)
+    assert (options["--module-name"], options["--attribute"]) == (module, attribute)
+    assert callable(getattr(importlib.import_module(module), attribute))
+
+
+def test_only_the_code_server_unit_gets_the_langsmith_keys():
+    workspace_path = "/etc/langsmith-access/workspace.yaml"
+    for name, command in (("daemon", ["dagster-daemon", "run"]), ("webserver", ["dagster-webserver"])):
+        argv = exec_start(name)
+        assert argv[0] == f"{INSTALL_PREFIX}/bin/{command[0]}" and argv[1:len(command)] == command[1:]
+        assert argv[argv.index("--workspace") + 1] == workspace_path
+        assert unit(name)["Service"]["EnvironmentFile"] == ["/etc/langsmith-access/dagster.env"]
+    assert unit("code-server")["Service"]["EnvironmentFile"] == [
+        "/etc/langsmith-access/dagster.env", "/etc/langsmith-access/langsmith.env"]
+    for name in ("code-server", "daemon", "webserver"):
+        service = unit(name)["Service"]
+        assert service["Restart"] == ["always"], name  # a killed daemon comes back by itself
+        assert service["User"] == ["langsmith-access"], name
+        assert "DAGSTER_HOME=/var/lib/langsmith-access/dagster_home" in service["Environment"], name
+        assert unit(name)["Install"]["WantedBy"] == ["multi-user.target"], name
+
+
+def test_systemd_analyze_verifies_the_units_against_an_installed_product(tmp_path):
+    """``systemd-analyze verify`` where systemd is installed (it checks each unit's syntax and
+    that its commands exist): the units' install prefix is pointed at this test's virtualenv,
+    where the product and Dagster's commands are installed."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here: the units are only parsed (above)")
+    copies = []
+    for path in sorted(UNITS.glob("*.service")):
+        copy_path = tmp_path / path.name
+        copy_path.write_text(path.read_text(encoding="utf-8").replace(INSTALL_PREFIX, sys.prefix))
+        copies.append(str(copy_path))
+    done = subprocess.run([analyze, "verify", *copies], capture_output=True, text=True, timeout=120, check=False)
+    # Not even a warning (an unknown key is only a warning, and would be silently ignored).
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------ the Containerfile
+
+
+def test_the_containerfile_installs_the_product_with_a_plain_pip_install():
+    instructions = containerfile_instructions(DEPLOY / "Containerfile")
+    kinds = [kind for kind, _ in instructions]
+    assert kinds[0] == "FROM" and set(kinds) <= {"FROM", "ENV", "WORKDIR", "COPY", "RUN", "USER", "VOLUME",
+                                                 "EXPOSE", "CMD"}
+    python = re.search(r"python:(\d+\.\d+)", instructions[0][1]).group(1)
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"]
+    assert f">={python}" in requires, (python, requires)
+    runs = " && ".join(arguments for kind, arguments in instructions if kind == "RUN")
+    installs = re.findall(r"pip install[^&]*", runs)
+    assert [install.strip() for install in installs] == ["pip install ."], installs  # not editable, nothing else
+    for module, name in re.findall(r"from ([\w.]+) import (\w+)", runs):  # what the build calls exists
+        assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
+    for kind, arguments in instructions:
+        if kind == "COPY":
+            *sources, _destination = arguments.split()
+            for source in sources:
+                assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+    users = [arguments for kind, arguments in instructions if kind == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    command = json.loads(next(arguments for kind, arguments in instructions if kind == "CMD"))
+    code_server = code_server_arguments(command)
+    unit_server = code_server_arguments(exec_start("code-server"))
+    assert command[:3] == ["dagster", "code-server", "start"]
+    for option in ("--port", "--module-name", "--attribute", "--location-name"):
+        assert code_server[option] == unit_server[option], option
+    exposed = next(arguments for kind, arguments in instructions if kind == "EXPOSE")
+    assert exposed == code_server["--port"]
+
+
+# ------------------------------------------------------------------ the Helm values
+
+
+def strict_chart_schema() -> dict:
+    """The chart's values schema made to check an override file's keys: ``required`` dropped
+    (the chart's own values.yaml provides them) except for list items (a list in our values
+    replaces the chart's whole list); an unknown key refused wherever the chart lists an
+    object's keys (the chart's schema lets many objects take any key, and a misspelt key would
+    then be ignored without a word); Kubernetes objects ($refs to kubernetesjsonschema.dev)
+    accepted as they are."""
+    raw = json.loads(HELM_SCHEMA.read_text(encoding="utf-8"))
+    schema = copy.deepcopy(raw)
+    list_items = set(re.findall(r'"items": \{"\$ref": "#/definitions/(\w+)"\}', json.dumps(raw)))
+    schema.pop("required")
+    schema["additionalProperties"] = False
+    for name, definition in schema["definitions"].items():
+        kubernetes = not definition.get("$ref", "#").startswith("#")
+        if kubernetes:
+            del definition["$ref"]
+        if name not in list_items:
+            definition.pop("required", None)
+        if definition.get("properties") and "additionalProperties" not in definition and not kubernetes:
+            definition["additionalProperties"] = False
+    return schema
+
+
+def helm_errors(values: dict) -> list[str]:
+    validator = jsonschema.Draft7Validator(strict_chart_schema())
+    try:
+        errors = list(validator.iter_errors(values))
+    except Exception as error:  # a $ref the excerpt lacks
+        pytest.fail(f"{HELM_SCHEMA.name} lacks a definition the values need ({error}): copy it from the "
+                    "chart's values.schema.json named in the excerpt's $comment")
+    return [f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in errors]
+
+
+def test_every_helm_value_is_a_key_of_the_official_chart():
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    assert helm_errors(values) == []
+    assert set(values["dagsterDaemon"]["runMonitoring"]) <= CHART_RUN_MONITORING_KEYS
+
+
+def test_a_misspelt_helm_key_is_caught():
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    misspelt = copy.deepcopy(values)
+    queued = misspelt["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    queued["tagConcurencyLimits"] = queued.pop("tagConcurrencyLimits")
+    assert any("tagConcurencyLimits" in error for error in helm_errors(misspelt))
+    misspelt = copy.deepcopy(values)
+    deployment = misspelt["dagster-user-deployments"]["deployments"][0]
+    deployment["envSecret"] = deployment.pop("envSecrets")
+    assert any("envSecret" in error for error in helm_errors(misspelt))
+    misspelt = copy.deepcopy(values)
+    del misspelt["dagster-user-deployments"]["deployments"][0]["port"]  # a list item must be whole
+    assert any("'port' is a required property" in error for error in helm_errors(misspelt))
+
+
+def test_helm_values_match_the_single_host_instance():
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    instance = load_yaml(DEPLOY / "dagster.yaml")
+    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    coordinator = instance["run_coordinator"]["config"]
+    assert queued["tagConcurrencyLimits"] == coordinator["tag_concurrency_limits"]
+    assert queued["maxConcurrentRuns"] == coordinator["max_concurrent_runs"]
+    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
+
+
+def test_helm_values_take_the_keys_from_secrets_and_mount_the_data_volume():
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert deployment["envSecrets"] == [{"name": "langsmith-access-keys"}]
+    assert deployment["includeConfigInLaunchedRuns"] == {"enabled": True}  # the run pods get them too
+    # Keys reach only the code server: not the webserver or the daemon, not a plain value.
+    assert "dagsterWebserver" not in values and "envSecrets" not in values["dagsterDaemon"]
+    assert not re.search(r"lsv2_sk_\w{4,}", (DEPLOY / "helm" / "values.yaml").read_text(encoding="utf-8"))
+    volumes = {volume["name"]: volume for volume in deployment["volumes"]}
+    mounts = {mount["name"]: mount["mountPath"] for mount in deployment["volumeMounts"]}
+    claim = load_yaml(DEPLOY / "helm" / "data-volume.yaml")
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert Path(deployment["env"]["LANGSMITH_ACCESS_DUCKDB"]).parent == Path(mounts["data"])
+    assert Path(deployment["env"]["LANGSMITH_ACCESS_ORGS_FILE"]).parent == Path(mounts["orgs"])
+    assert code_server_arguments(["x", *deployment["codeServerArgs"]]) == {
+        option: value for option, value in code_server_arguments(exec_start("code-server")).items()
+        if option in ("--module-name", "--attribute", "--location-name")}
+
+
+def test_no_deploy_file_holds_a_key():
+    for path in DEPLOY.rglob("*"):
+        if path.is_file():
+            assert not re.search(r"lsv2_(sk|pt)_\w{4,}", path.read_text(encoding="utf-8")), path
+
+
+def test_the_example_orgs_file_is_a_valid_orgs_file():
+    env = {"LANGSMITH_ACCESS_ORGS_FILE": str(DEPLOY / "orgs.example.yaml"),
+           "LANGSMITH_API_KEY_US": "lsv2_sk_example_us", "LANGSMITH_API_KEY_EU": "lsv2_sk_example_eu"}
+    orgs = load_orgs(env)
+    assert orgs.slugs == ("us", "eu")
+    keys = set(re.findall(r"^(LANGSMITH_API_KEY_\w+)=", (UNITS / "langsmith.env.example").read_text(encoding="utf-8"),
+                          flags=re.MULTILINE))
+    assert {org.api_key_env for org in orgs} == keys

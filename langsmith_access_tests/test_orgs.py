@@ -1,0 +1,265 @@
+"""The orgs file (DESIGN.md section 11): every org's settings, and every refusal, before any request.
+
+Each refusal must name the file, the entry and the fix, and never show a key: the keys below are
+distinctive strings, and every message is checked not to contain any of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from langsmith_access.settings import (
+    DEFAULT_ORG_SLUG,
+    ORGS_FILE_VARIABLE,
+    Org,
+    Orgs,
+    Secret,
+    Settings,
+    SettingsError,
+    load_orgs,
+)
+
+US_ID = "00000000-0000-4000-8000-0000000000aa"
+EU_ID = "00000000-0000-4000-8000-0000000000bb"
+US_KEY = "lsv2_sk_us0000000000000000000000000000_secret"
+EU_KEY = "lsv2_sk_eu0000000000000000000000000000_secret"
+KEYS = {"LANGSMITH_API_KEY_US": US_KEY, "LANGSMITH_API_KEY_EU": EU_KEY}
+
+TWO_ORGS = f"""\
+- slug: us
+  organization_id: {US_ID}
+  endpoint: https://api.smith.langchain.com
+  api_key_env: LANGSMITH_API_KEY_US
+- slug: eu
+  organization_id: {EU_ID}
+  endpoint: https://eu.api.smith.langchain.com/api/v1/
+  api_key_env: LANGSMITH_API_KEY_EU
+  policy: policies/eu.yaml
+"""
+
+
+def orgs_from(tmp_path: Path, text: str, **variables: str) -> Orgs:
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(text, encoding="utf-8")
+    env = {ORGS_FILE_VARIABLE: str(orgs_file), "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "data" / "access.duckdb"),
+           **KEYS, **variables}
+    return load_orgs(env)
+
+
+def refusal(tmp_path: Path, text: str, **variables: str) -> str:
+    with pytest.raises(SettingsError) as error:
+        orgs_from(tmp_path, text, **variables)
+    message = str(error.value)
+    for key in (US_KEY, EU_KEY, *variables.values()):
+        if key.startswith("lsv2_"):
+            assert key not in message
+    assert str(tmp_path / "orgs.yaml") in message  # names the file
+    return message
+
+
+# ------------------------------------------------------------------ without an orgs file
+
+
+def test_without_an_orgs_file_the_single_org_variables_are_one_org_named_default():
+    env = {"LANGSMITH_API_KEY": "lsv2_sk_single", "LANGSMITH_ORGANIZATION_ID": US_ID,
+           "LANGSMITH_ENDPOINT": "https://eu.api.smith.langchain.com/api/v1",
+           "LANGSMITH_ACCESS_DUCKDB": "somewhere/access.duckdb", "LANGSMITH_ACCESS_MAX_RETRIES": "2"}
+    orgs = load_orgs(env)
+    assert orgs.slugs == (DEFAULT_ORG_SLUG,) and orgs.source is None
+    org = orgs.get()
+    # Exactly today's settings: same database path (not moved into a slug folder), key, endpoint.
+    assert org.settings == Settings.from_env(env)
+    assert org.duckdb_path == Path("somewhere/access.duckdb")
+    assert org.api_key_env == "LANGSMITH_API_KEY" and org.policy_path is None
+    assert orgs.get(DEFAULT_ORG_SLUG) is org
+
+
+def test_without_any_variable_the_default_org_has_the_defaults():
+    assert load_orgs({}).get().settings == Settings()
+
+
+def test_the_policy_variable_is_the_default_orgs_policy():
+    assert load_orgs({"LANGSMITH_ACCESS_POLICY": "policy.yaml"}).get().policy_path == Path("policy.yaml")
+
+
+# ------------------------------------------------------------------ with an orgs file
+
+
+def test_each_org_gets_its_endpoint_key_id_and_own_database(tmp_path):
+    orgs = orgs_from(tmp_path, TWO_ORGS, LANGSMITH_ACCESS_MAX_RETRIES="3", LANGSMITH_API_KEY="lsv2_sk_ignored")
+    assert orgs.slugs == ("us", "eu") and orgs.source == tmp_path / "orgs.yaml"
+    us, eu = orgs.get("us"), orgs.get("eu")
+    assert (us.organization_id, us.endpoint, us.settings.api_key) == (US_ID, "https://api.smith.langchain.com",
+                                                                       Secret(US_KEY))
+    # The endpoint as users write it, normalised as for LANGSMITH_ENDPOINT.
+    assert (eu.organization_id, eu.endpoint, eu.settings.api_key) == (EU_ID, "https://eu.api.smith.langchain.com",
+                                                                       Secret(EU_KEY))
+    assert us.duckdb_path == tmp_path / "data" / "us" / "langsmith_access.duckdb"
+    assert eu.duckdb_path == tmp_path / "data" / "eu" / "langsmith_access.duckdb"
+    assert (us.api_key_env, eu.api_key_env) == ("LANGSMITH_API_KEY_US", "LANGSMITH_API_KEY_EU")
+    # Shared settings apply to every org; each org's client is its own.
+    assert us.settings.max_retries == eu.settings.max_retries == 3
+    assert us.settings.client().api_key.reveal() == US_KEY
+    assert eu.settings.client().organization_id == EU_ID
+
+
+def test_a_policy_path_is_kept_per_org_relative_to_the_orgs_file(tmp_path):
+    orgs = orgs_from(tmp_path, TWO_ORGS, LANGSMITH_ACCESS_POLICY="/etc/langsmith-access/policy.yaml")
+    assert orgs.get("eu").policy_path == tmp_path / "policies" / "eu.yaml"
+    # No policy of its own: LANGSMITH_ACCESS_POLICY.
+    assert orgs.get("us").policy_path == Path("/etc/langsmith-access/policy.yaml")
+
+
+def test_no_repr_shows_a_key(tmp_path):
+    orgs = orgs_from(tmp_path, TWO_ORGS)
+    for text in (repr(orgs), str(orgs), repr(orgs.get("us")), f"{orgs.get('eu')}", repr(orgs.get("us").settings)):
+        assert US_KEY not in text and EU_KEY not in text
+    assert "LANGSMITH_API_KEY_US" in repr(orgs.get("us"))  # the variable's name is not a secret
+
+
+def test_several_orgs_need_a_slug_and_an_unknown_slug_names_the_known_ones(tmp_path):
+    orgs = orgs_from(tmp_path, TWO_ORGS)
+    with pytest.raises(SettingsError, match=r"2 orgs are configured .*\(us, eu\): name one with --org SLUG"):
+        orgs.get()
+    with pytest.raises(SettingsError, match=r"Unknown org 'apac': the orgs configured in .* are us, eu"):
+        orgs.get("apac")
+    with pytest.raises(SettingsError, match=r"Unknown org 'us'.*single-org variables are default"):
+        load_orgs({}).get("us")
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def test_a_file_that_does_not_exist(tmp_path):
+    with pytest.raises(SettingsError, match=r"LANGSMITH_ACCESS_ORGS_FILE names .*missing.yaml, which cannot be read"):
+        load_orgs({ORGS_FILE_VARIABLE: str(tmp_path / "missing.yaml")})
+
+
+def test_a_file_that_does_not_parse_names_the_line_but_never_shows_it(tmp_path):
+    # A broken line that holds a pasted key: the position is shown, the line is not.
+    text = TWO_ORGS.replace("  api_key_env: LANGSMITH_API_KEY_EU", f"  api_key_env: [{EU_KEY}")
+    message = refusal(tmp_path, text)
+    assert "is not valid YAML (line 10" in message or "is not valid YAML (line 9" in message
+    assert "a YAML list of orgs" in message
+
+
+@pytest.mark.parametrize("text", ["", "slug: us\n", "[]\n", "just text\n"])
+def test_a_file_that_is_not_a_list_of_orgs(tmp_path, text):
+    assert "must be a non-empty YAML list of orgs" in refusal(tmp_path, text)
+
+
+def test_a_duplicate_slug(tmp_path):
+    text = TWO_ORGS.replace("slug: eu", "slug: us")
+    message = refusal(tmp_path, text)
+    assert "entry 2 (line 5)" in message and "slug 'us' is already used" in message
+    assert "give each org its own slug" in message
+
+
+def test_the_same_org_twice_under_two_slugs(tmp_path):
+    text = TWO_ORGS.replace(EU_ID, US_ID).replace("https://eu.api.smith.langchain.com/api/v1/",
+                                                  "https://api.smith.langchain.com/")
+    message = refusal(tmp_path, text)
+    assert "entry 2" in message and "same organization on the same endpoint as 'us'" in message
+
+
+def test_a_missing_key_variable(tmp_path):
+    with pytest.raises(SettingsError) as error:
+        orgs_from(tmp_path, TWO_ORGS, LANGSMITH_API_KEY_EU="")
+    message = str(error.value)
+    assert "entry 2 (line 5), slug 'eu'" in message
+    assert "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set" in message
+    assert "service key (lsv2_sk_...)" in message and US_KEY not in message
+
+
+def test_a_key_variable_holding_a_personal_token_names_the_variable_not_the_token(tmp_path):
+    token = "lsv2_pt_personal000000000000000000_secret"
+    message = refusal(tmp_path, TWO_ORGS, LANGSMITH_API_KEY_US=token)
+    assert token not in message
+    assert "LANGSMITH_API_KEY_US (the key of org 'us'" in message and "personal access token" in message
+
+
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "12345-abc", "00000000-0000-4000-8000-00000000000"])
+def test_an_org_id_that_is_not_a_uuid(tmp_path, bad_id):
+    message = refusal(tmp_path, TWO_ORGS.replace(EU_ID, bad_id))
+    assert "entry 2 (line 5), slug 'eu': organization_id must be the organization's UUID" in message
+    assert repr(bad_id) in message
+
+
+@pytest.mark.parametrize("slug", ["../etc", "us/eu", "a\\\\b", ".."])
+def test_a_slug_with_path_characters(tmp_path, slug):
+    message = refusal(tmp_path, TWO_ORGS.replace("slug: eu", f'slug: "{slug}"'))
+    assert "entry 2 (line 5)" in message and "has path characters" in message
+
+
+@pytest.mark.parametrize("slug", ["EU", "-eu", "eu prod", "e" * 33, "eu.prod", "é"])
+def test_a_slug_not_matching_the_pattern(tmp_path, slug):
+    message = refusal(tmp_path, TWO_ORGS.replace("slug: eu", f'slug: "{slug}"'))
+    assert "entry 2 (line 5)" in message and "must match [a-z0-9][a-z0-9_-]{0,31}" in message
+
+
+def test_the_longest_slug_is_accepted(tmp_path):
+    slug = "e" + "-_9" * 10 + "x"
+    assert len(slug) == 32
+    assert orgs_from(tmp_path, TWO_ORGS.replace("slug: eu", f"slug: {slug}")).slugs == ("us", slug)
+
+
+@pytest.mark.parametrize(("endpoint", "why"), [
+    ("ftp://eu.example.com", "must be an http(s) URL"),
+    ("https://", "must be an http(s) URL"),
+    ("https://eu.example.com/?x=1", "without a query or fragment"),
+    ("https://eu.example.com:port", "invalid port"),
+])
+def test_a_bad_endpoint(tmp_path, endpoint, why):
+    message = refusal(tmp_path, TWO_ORGS.replace("https://eu.api.smith.langchain.com/api/v1/", endpoint))
+    assert "entry 2 (line 5), slug 'eu': endpoint" in message and why in message
+
+
+def test_a_missing_entry_key(tmp_path):
+    message = refusal(tmp_path, TWO_ORGS.replace("  endpoint: https://api.smith.langchain.com\n", ""))
+    assert "entry 1 (line 1) lacks endpoint" in message
+    assert "every entry needs slug, organization_id, endpoint, api_key_env" in message
+
+
+def test_an_unknown_entry_key(tmp_path):
+    message = refusal(tmp_path, TWO_ORGS.replace("  policy:", "  polcy:"))
+    assert "entry 2 (line 5) has unknown keys 'polcy'" in message
+    assert "slug, organization_id, endpoint, api_key_env, policy" in message
+
+
+def test_a_key_pasted_into_the_file_is_refused_without_being_repeated(tmp_path):
+    for text in (TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", f"api_key_env: {EU_KEY}"),
+                 TWO_ORGS.replace("  policy: policies/eu.yaml", f"  api_key: {EU_KEY}")):
+        message = refusal(tmp_path, text)
+        assert "entry 2 (line 5)" in message and "looks like an API key" in message
+        assert "name that variable in api_key_env" in message
+
+
+def test_a_key_variable_name_that_is_not_a_variable_name(tmp_path):
+    message = refusal(tmp_path, TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", "api_key_env: eu key"))
+    assert "api_key_env must be the name of an environment variable" in message and "'eu key'" in message
+
+
+def test_a_value_that_is_not_text(tmp_path):
+    message = refusal(tmp_path, TWO_ORGS.replace("slug: eu", "slug: 2024"))
+    assert "entry 2 (line 5): slug must be text: put the value in quotes" in message
+
+
+def test_an_entry_that_is_not_a_mapping(tmp_path):
+    message = refusal(tmp_path, TWO_ORGS + "- eu-prod\n")
+    assert "entry 3 (line 10) must be a mapping" in message
+
+
+def test_a_key_given_twice_in_one_entry(tmp_path):
+    message = refusal(tmp_path, TWO_ORGS.replace("  policy: policies/eu.yaml", "  slug: eu2"))
+    assert "entry 2 (line 5) gives slug more than once" in message
+
+
+def test_refusals_come_before_anything_reads_a_database_or_the_network(tmp_path):
+    # Loading touches nothing but the orgs file: no org folder, no database is created.
+    orgs_from(tmp_path, TWO_ORGS)
+    with pytest.raises(SettingsError):
+        orgs_from(tmp_path, TWO_ORGS.replace(EU_ID, "nope"))
+    assert not (tmp_path / "data").exists()
+    assert isinstance(load_orgs({}).get(), Org)
