@@ -90,8 +90,11 @@ class AccessRoutes:
     plan: str
     missing_sections: frozenset[str]
 
-    def _caller_permissions(self) -> list[str]: ...
-    def _workspace_role_permissions(self) -> list[str]: ...
+    def _caller_permissions(self) -> list[str]:
+        raise NotImplementedError  # SandboxApi's: the key's organization permissions
+
+    def _workspace_role_permissions(self) -> list[str]:
+        raise NotImplementedError  # SandboxApi's: the key's permissions in a workspace
 
     def access_routes(self) -> list[Route]:
 

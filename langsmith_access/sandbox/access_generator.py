@@ -287,8 +287,9 @@ class _Picture:
                     service_account_id=account.id,
                     created_by=creator,
                 )
-        for workspace in self.shared:
-            for _ in range(self.rng.choices((0, 1, 2), (0.5, 0.35, 0.15))[0]):
+        for index, workspace in enumerate(self.shared):
+            count = self.rng.choices((0, 1, 2), (0.5, 0.35, 0.15))[0]
+            for _ in range(max(count, 1) if index == 0 else count):  # at least one in the org
                 self._add_key(
                     WORKSPACE_SERVICE_KEY,
                     description=f"{workspace.display_name}: {self.rng.choice(KEY_DESCRIPTIONS)}",

@@ -980,7 +980,7 @@ class OrgState:
             self.record(
                 f"create_{operation}",
                 actor=actor,
-                workspace_id=key.workspace_ids[0] if kind == WORKSPACE_SERVICE_KEY else None,
+                workspace_id=key.workspace_ids[0] if kind == WORKSPACE_SERVICE_KEY and key.workspace_ids else None,
                 resource_ids=[key.id],
                 path=path,
             )
@@ -1001,7 +1001,7 @@ class OrgState:
             self.record(
                 f"delete_{operation}",
                 actor=actor,
-                workspace_id=key.workspace_ids[0] if key.kind == WORKSPACE_SERVICE_KEY else None,
+                workspace_id=key.workspace_ids[0] if key.kind == WORKSPACE_SERVICE_KEY and key.workspace_ids else None,
                 resource_ids=[key.id],
                 http_method="DELETE",
                 path=f"{path}/{key.id}",
