@@ -466,25 +466,26 @@ class LangSmithClient:
         workspace_id = _uuid(workspace_id, "workspace_id")
 
         def read() -> list[Credential]:
-            try:
-                return self._credentials(
-                    WORKSPACE_KEYS_PATH,
-                    lambda row: Credential.from_api(row, WORKSPACE_SERVICE_KEY, workspace_id),
-                    workspace_id=workspace_id,
-                )
-            except NotFoundError as error:
-                # A 404 here is an unknown workspace or an install without the route: the
-                # workspace listing tells which.
-                if not self._workspace_still_listed(workspace_id):
-                    raise NotFoundError(
-                        f"workspace {workspace_id} is gone (deleted since it was listed): "
-                        f"{error.detail}",
-                        method=error.method, path=error.path, status_code=error.status_code,
-                        detail=error.detail,
-                    ) from None
-                raise
+            return self._credentials(
+                WORKSPACE_KEYS_PATH,
+                lambda row: Credential.from_api(row, WORKSPACE_SERVICE_KEY, workspace_id),
+                workspace_id=workspace_id,
+            )
 
-        return self._section("workspace_service_keys", read)
+        try:
+            return self._section("workspace_service_keys", read, unknown_id_is_404=True)
+        except NotFoundError as error:
+            # A 404 here is an unknown workspace or an install without the route: the workspace
+            # listing tells which.
+            if self._workspace_still_listed(workspace_id):
+                raise _missing_route("workspace_service_keys", error) from None
+            raise NotFoundError(
+                f"workspace {workspace_id} is gone (deleted since it was listed): {error.detail}",
+                method=error.method,
+                path=error.path,
+                status_code=error.status_code,
+                detail=error.detail,
+            ) from None
 
     def list_service_keys_of_workspaces(self, workspace_ids: Iterable[str]) -> dict[str, list[Credential]]:
         """``list_workspace_service_keys`` for many workspaces, at most ``max_concurrency`` at
@@ -625,18 +626,7 @@ class LangSmithClient:
         except NotFoundError as error:
             if unknown_id_is_404:
                 raise
-            raise SectionUnavailableError(
-                f"{error.method} {error.path} answered 404: this install does not have the route",
-                section=section,
-                reason=(
-                    f"not available here: {error.method} {error.path} answered 404 (a LangSmith "
-                    f"version without it, such as an older self-hosted install)"
-                ),
-                method=error.method,
-                path=error.path,
-                status_code=error.status_code,
-                detail=error.detail,
-            ) from None
+            raise _missing_route(section, error) from None
         except ProxyRefusalError:
             raise
         except PermissionDeniedError as error:
@@ -1035,6 +1025,22 @@ class _RequestContext(TypedDict):
     path: str
     status_code: int
     detail: str
+
+
+def _missing_route(section: str, error: NotFoundError) -> SectionUnavailableError:
+    """A section route that answered 404: this install does not have it."""
+    return SectionUnavailableError(
+        f"{error.method} {error.path} answered 404: this install does not have the route",
+        section=section,
+        reason=(
+            f"not available here: {error.method} {error.path} answered 404 (a LangSmith version "
+            "without it, such as an older self-hosted install)"
+        ),
+        method=error.method,
+        path=error.path,
+        status_code=error.status_code,
+        detail=error.detail,
+    )
 
 
 def _iso_millis(moment: datetime) -> str:
