@@ -2,9 +2,13 @@
 one handler per route, over an ``OrgState``. No HTTP plumbing here (that is server.py), so the
 rules read top to bottom. The behaviour follows ``langsmith-api.md``.
 
-Order of checks for a request: route (404/405), API key (401), then organization scope
-(``X-Organization-Id``, 403) on org routes or the workspace (``X-Tenant-Id``, 403/404) on
-workspace routes, then query/body validation (422), then the handler's own 4xx.
+The routes of the rest of the access picture (DESIGN.md section 9) are in access_api.py; the
+request and response types and the parsing helpers in routing.py.
+
+Order of checks for a request: route (404/405; 404 too for a section the install lacks), API
+key (401), then organization scope (``X-Organization-Id``, 403) on org routes or the workspace
+(``X-Tenant-Id``, 403/404) on workspace routes, then query/body validation (422), then the
+handler's own 4xx (the plan's and the key role's 403s of the access picture's sections).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from langsmith_access.sandbox.routing import (
     body_uuid,
     detail_error,
     json_object_body,
+    last_value,
     paged,
     parse_uuid,
     path_uuid,
@@ -45,9 +50,6 @@ from langsmith_access.sandbox.routing import (
     query_int,
     query_uuids,
     validation_error,
-)
-from langsmith_access.sandbox.routing import (
-    last_value as _last,
 )
 
 MAX_PAGE_SIZE = 500
@@ -96,7 +98,7 @@ class MemberFilters:
             ls_user_ids=query_uuids(query, "ls_user_ids"),
             user_ids=query_uuids(query, "user_ids"),
             is_disabled=query_bool(query, "is_disabled", None),
-            search=(_last(query, "q") or "").casefold() or None,
+            search=(last_value(query, "q") or "").casefold() or None,
         )
 
     def keep(self, member: OrgMember) -> bool:
@@ -119,7 +121,7 @@ SORT_FIELDS = ("name", "email", "role", "created_at")
 
 
 def sort_field(query) -> str:
-    value = _last(query, "sort_by") or "created_at"
+    value = last_value(query, "sort_by") or "created_at"
     if value not in SORT_FIELDS:
         raise validation_error(
             ["query", "sort_by"],
@@ -521,7 +523,7 @@ class SandboxApi(AccessRoutes):
         limit = query_int(query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         offset = query_int(query, "offset", 0, 0)
         emails = {email.casefold() for email in query.get("emails", [])}
-        search = (_last(query, "q") or "").casefold()
+        search = (last_value(query, "q") or "").casefold()
         with self.state.lock:
             invites = [
                 invite
@@ -613,7 +615,7 @@ class SandboxApi(AccessRoutes):
 
     @staticmethod
     def _platform_int(query, name: str, default: int) -> int:
-        raw = _last(query, name)
+        raw = last_value(query, name)
         if raw is None or raw == "":
             return default
         try:
@@ -624,7 +626,7 @@ class SandboxApi(AccessRoutes):
     @staticmethod
     def _platform_bool(query, name: str) -> bool | None:
         """Go's strconv.ParseBool: 1, t, T, TRUE, true, True and the same for false."""
-        raw = _last(query, name)
+        raw = last_value(query, name)
         if raw is None or raw == "":
             return None
         if raw in ("1", "t", "T", "TRUE", "true", "True"):
