@@ -300,7 +300,7 @@ class OrgState:
         """A timestamp for a new record: now, or one second after the newest record if later."""
         with self.lock:
             latest = parse_timestamp(self._latest_created_at)
-            self._latest_created_at = format_timestamp(max(int(time.time()), latest + 1))
+            self._latest_created_at = format_timestamp(max(int(self.clock()), latest + 1))
             return self._latest_created_at
 
     def _saw_timestamp(self, created_at: str) -> None:
