@@ -44,16 +44,31 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     sandbox.add_argument(
         "--key-role",
-        choices=["org-admin", "org-user", "workspace"],
+        choices=["org-admin", "org-user", "org-viewer", "workspace"],
         default="org-admin",
         help="what the accepted key is: Organization Admin, a default-role org key "
-        "(Organization User + Workspace Admin), or a workspace-scoped key",
+        "(Organization User + Workspace Admin), a read-only org key (Organization Viewer + "
+        "Workspace Viewer), or a workspace-scoped key",
     )
     sandbox.add_argument(
         "--plan",
         choices=["enterprise", "plus"],
         default="enterprise",
-        help="plus: no workspace RBAC (only the Admin workspace role can be granted)",
+        help="plus: no workspace RBAC (only the Admin workspace role can be granted), no access "
+        "policies, audit log, SAML SSO or SCIM (their routes answer 403)",
+    )
+    sandbox.add_argument(
+        "--missing-sections",
+        default="",
+        metavar="SECTION[,SECTION...]",
+        help="sections whose routes answer 404, as an older self-hosted version without them "
+        "(access_policies, audit_events, service_keys, personal_access_tokens, "
+        "workspace_service_keys, scim_tokens, service_accounts, sso_settings)",
+    )
+    sandbox.add_argument(
+        "--leak-full-keys",
+        action="store_true",
+        help="misbehave: key and token listings carry the full secret (to prove nothing stores it)",
     )
     sandbox.add_argument(
         "--rate-limit-mode",

@@ -1,6 +1,14 @@
 """The LangSmith API client (HTTP only) and its typed records."""
 
-from langsmith_access.langsmith.client import LangSmithClient, Listing
+from langsmith_access.langsmith.access_records import (
+    AccessPolicy,
+    AuditEvent,
+    Credential,
+    OrganizationInfo,
+    ServiceAccount,
+    SsoProvider,
+)
+from langsmith_access.langsmith.client import AuditWindow, LangSmithClient, Listing
 from langsmith_access.langsmith.errors import (
     AuthenticationError,
     ConflictError,
@@ -9,43 +17,62 @@ from langsmith_access.langsmith.errors import (
     NotFoundError,
     NotLangSmithAPIError,
     PermissionDeniedError,
+    ProxyRefusalError,
     RequestRejectedError,
     RouteNotAvailableError,
+    SectionUnavailableError,
     TransientError,
     UnexpectedResponseError,
 )
 from langsmith_access.langsmith.pacing import CallStats, RateLimiter
 from langsmith_access.langsmith.records import (
     EnrichedMember,
+    LoginMethod,
     OrgMember,
     PendingInvite,
     Role,
+    ScimGroup,
     Workspace,
     WorkspaceMember,
     WorkspaceMembership,
 )
+from langsmith_access.langsmith.sections import SECTIONS, SectionPlan, plan_sections
 
 __all__ = [
+    "SECTIONS",
+    "AccessPolicy",
+    "AuditEvent",
+    "AuditWindow",
     "AuthenticationError",
     "CallStats",
     "ConflictError",
+    "Credential",
     "EnrichedMember",
     "IncompleteListingError",
     "LangSmithClient",
     "LangSmithError",
     "Listing",
+    "LoginMethod",
     "NotFoundError",
     "NotLangSmithAPIError",
     "OrgMember",
+    "OrganizationInfo",
     "PendingInvite",
     "PermissionDeniedError",
+    "ProxyRefusalError",
     "RateLimiter",
     "RequestRejectedError",
     "Role",
     "RouteNotAvailableError",
+    "ScimGroup",
+    "SectionPlan",
+    "SectionUnavailableError",
+    "ServiceAccount",
+    "SsoProvider",
     "TransientError",
     "UnexpectedResponseError",
     "Workspace",
     "WorkspaceMember",
     "WorkspaceMembership",
+    "plan_sections",
 ]

@@ -35,6 +35,17 @@ import orjson
 import requests
 
 from langsmith_access import __version__
+from langsmith_access.langsmith.access_records import (
+    PERSONAL_ACCESS_TOKEN,
+    SERVICE_KEY,
+    WORKSPACE_SERVICE_KEY,
+    AccessPolicy,
+    AuditEvent,
+    Credential,
+    OrganizationInfo,
+    ServiceAccount,
+    SsoProvider,
+)
 from langsmith_access.langsmith.errors import (
     AuthenticationError,
     ConflictError,
@@ -43,8 +54,10 @@ from langsmith_access.langsmith.errors import (
     NotFoundError,
     NotLangSmithAPIError,
     PermissionDeniedError,
+    ProxyRefusalError,
     RequestRejectedError,
     RouteNotAvailableError,
+    SectionUnavailableError,
     TransientError,
     UnexpectedResponseError,
 )
@@ -57,6 +70,7 @@ from langsmith_access.langsmith.records import (
     Workspace,
     WorkspaceMember,
 )
+from langsmith_access.langsmith.sections import SectionPlan, plan_sections, skip_reason
 from langsmith_access.settings import ClientSettings, check_api_key, check_endpoint, check_organization_id
 
 T = TypeVar("T")
@@ -86,6 +100,17 @@ LISTS_ALL_WORKSPACES_HEADER = "X-Members-List-All-Workspaces"
 # Says the answer was restricted by the organization's anonymity setting.
 ANONYMITY_RESTRICTED_HEADER = "X-Members-Anonymity-Restricted"
 LISTING_HEADERS = (LISTS_ALL_WORKSPACES_HEADER, ANONYMITY_RESTRICTED_HEADER)
+# The access picture's routes (DESIGN.md section 9; langsmith-api.md).
+PLATFORM_ORGANIZATION_INFO_PATH = "/api/v1/platform/orgs/current/info"
+ACCESS_POLICIES_PATH = "/api/v1/platform/orgs/current/access-policies"
+SCIM_TOKENS_PATH = "/api/v1/platform/orgs/current/scim/tokens"
+SERVICE_KEYS_PATH = "/api/v1/orgs/current/service-keys"
+PERSONAL_ACCESS_TOKENS_PATH = "/api/v1/orgs/current/personal-access-tokens"
+WORKSPACE_KEYS_PATH = "/api/v1/api-key"
+SERVICE_ACCOUNTS_PATH = "/api/v1/service-accounts"
+SSO_SETTINGS_PATH = "/api/v1/orgs/current/sso-settings"
+AUDIT_LOGS_PATH = "/api/v1/audit-logs"
+AUDIT_PAGE_SIZE = 100  # the route's maximum
 
 
 @dataclass(frozen=True)
@@ -114,6 +139,24 @@ class Probe:
     @property
     def is_json(self) -> bool:
         return _is_json_type(self.content_type) and self.body is not None
+
+
+@dataclass(frozen=True)
+class AuditWindow:
+    """The audit events of one time window, ``start`` to ``end``, both inclusive (as the route
+    reads them), oldest first (``at``, then ``event_id``): the order is the client's, since
+    LangSmith documents none. ``pages``: requests it took."""
+
+    start: datetime
+    end: datetime
+    events: tuple[AuditEvent, ...]
+    pages: int
+
+    def __iter__(self):
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
 
 
 @dataclass(frozen=True)
@@ -351,6 +394,271 @@ class LangSmithClient:
             lambda m: m.ls_user_id == ls_user_id,
             workspace_id=workspace_id,
         )
+
+    # ------------------------------------------------------- the access picture (section 9)
+    #
+    # One method per route. A section the org, key or install does not have raises
+    # SectionUnavailableError (a skip, with its reason); every other failure stays an error.
+
+    def organization_info(self) -> OrganizationInfo:
+        """The org info, typed (read once per client): plan flags, the key's permissions and
+        the org's security settings."""
+        return OrganizationInfo.from_api(self.organization_info_once())
+
+    def get_platform_organization_info(self) -> OrganizationInfo:
+        """The platform twin of the org info (``orgs.OrganizationInfo``), read now."""
+        return OrganizationInfo.from_api(self._get_json(PLATFORM_ORGANIZATION_INFO_PATH, expect=dict))
+
+    def section_plan(
+        self, *, membership_route: str | None = None, membership_route_reason: str | None = None
+    ) -> SectionPlan:
+        """``plan_sections`` for this org and key (one request for the org info, once)."""
+        return plan_sections(
+            self.organization_info_once(),
+            membership_route=membership_route,
+            membership_route_reason=membership_route_reason,
+        )
+
+    def list_access_policies(self) -> list[AccessPolicy]:
+        """Every ABAC access policy (``{"access_policies": [...]}``; no paging)."""
+
+        def read() -> list[AccessPolicy]:
+            body = self._get_json(ACCESS_POLICIES_PATH, expect=dict)
+            rows = body.get("access_policies")
+            if rows is None:
+                rows = []
+            if not isinstance(rows, list):
+                raise UnexpectedResponseError(
+                    "access_policies: expected a list", method="GET", path=ACCESS_POLICIES_PATH
+                )
+            return self._records(AccessPolicy.from_api, rows, ACCESS_POLICIES_PATH)
+
+        return self._section("access_policies", read)
+
+    def get_access_policy(self, policy_id: str) -> AccessPolicy:
+        """One access policy; ``NotFoundError`` for an unknown id."""
+        path = f"{ACCESS_POLICIES_PATH}/{_uuid(policy_id, 'policy_id')}"
+        return self._section(
+            "access_policies",
+            lambda: _parse_record(AccessPolicy.from_api, self._get_json(path, expect=dict), "GET", path),
+            unknown_id_is_404=True,
+        )
+
+    def list_service_keys(self) -> list[Credential]:
+        """The org's service keys (org-wide, or reaching some workspaces)."""
+        return self._section(
+            "service_keys",
+            lambda: self._credentials(SERVICE_KEYS_PATH, lambda row: Credential.from_api(row, SERVICE_KEY)),
+        )
+
+    def list_personal_access_tokens(self) -> list[Credential]:
+        """The personal access tokens this key may see (LangSmith documents no listing of every
+        member's tokens)."""
+        return self._section(
+            "personal_access_tokens",
+            lambda: self._credentials(
+                PERSONAL_ACCESS_TOKENS_PATH, lambda row: Credential.from_api(row, PERSONAL_ACCESS_TOKEN)
+            ),
+        )
+
+    def list_workspace_service_keys(self, workspace_id: str) -> list[Credential]:
+        """One workspace's service keys (one call, with ``X-Tenant-Id``)."""
+        workspace_id = _uuid(workspace_id, "workspace_id")
+
+        def read() -> list[Credential]:
+            return self._credentials(
+                WORKSPACE_KEYS_PATH,
+                lambda row: Credential.from_api(row, WORKSPACE_SERVICE_KEY, workspace_id),
+                workspace_id=workspace_id,
+            )
+
+        try:
+            return self._section("workspace_service_keys", read, unknown_id_is_404=True)
+        except NotFoundError as error:
+            # A 404 here is an unknown workspace or an install without the route: the workspace
+            # listing tells which.
+            if self._workspace_still_listed(workspace_id):
+                raise _missing_route("workspace_service_keys", error) from None
+            raise NotFoundError(
+                f"workspace {workspace_id} is gone (deleted since it was listed): {error.detail}",
+                method=error.method,
+                path=error.path,
+                status_code=error.status_code,
+                detail=error.detail,
+            ) from None
+
+    def list_service_keys_of_workspaces(self, workspace_ids: Iterable[str]) -> dict[str, list[Credential]]:
+        """``list_workspace_service_keys`` for many workspaces, at most ``max_concurrency`` at
+        once; all or nothing, like ``list_members_of_workspaces``."""
+        ids = list(dict.fromkeys(_uuid(w, "workspace_id") for w in workspace_ids))
+        if not ids:
+            return {}
+        results: dict[str, list[Credential]] = {}
+        with ThreadPoolExecutor(
+            max_workers=min(self.settings.max_concurrency, len(ids)),
+            thread_name_prefix="langsmith-workspace-keys",
+        ) as pool:
+            futures = {pool.submit(self.list_workspace_service_keys, w): w for w in ids}
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    raise error
+                results[futures[future]] = future.result()
+        return {w: results[w] for w in ids}
+
+    def list_scim_tokens(self) -> list[Credential]:
+        """The org's SCIM bearer tokens (``short_token`` only), as credentials."""
+        return self._section(
+            "scim_tokens", lambda: self._credentials(SCIM_TOKENS_PATH, Credential.from_scim_token)
+        )
+
+    def get_scim_token(self, token_id: str) -> Credential:
+        """One SCIM token; ``NotFoundError`` for an unknown id."""
+        path = f"{SCIM_TOKENS_PATH}/{_uuid(token_id, 'token_id')}"
+        return self._section(
+            "scim_tokens",
+            lambda: _parse_record(Credential.from_scim_token, self._get_json(path, expect=dict), "GET", path),
+            unknown_id_is_404=True,
+        )
+
+    def list_service_accounts(self) -> list[ServiceAccount]:
+        return self._section(
+            "service_accounts",
+            lambda: self._records(
+                ServiceAccount.from_api, self._get_json(SERVICE_ACCOUNTS_PATH, expect=list),
+                SERVICE_ACCOUNTS_PATH,
+            ),
+        )
+
+    def list_sso_settings(self) -> list[SsoProvider]:
+        """The org's SAML SSO configurations (``SSOProvider[]``)."""
+        return self._section(
+            "sso_settings",
+            lambda: self._records(
+                SsoProvider.from_api, self._get_json(SSO_SETTINGS_PATH, expect=list), SSO_SETTINGS_PATH
+            ),
+        )
+
+    def list_audit_events(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        workspace_id: str | None = None,
+        operations: Iterable[str] | None = None,
+    ) -> AuditWindow:
+        """Every audit event from ``start`` to ``end`` (aware datetimes; both ends inclusive, to
+        the millisecond, as the route reads them), oldest first.
+
+        Reads the route's pages (``limit`` 100, ``cursor`` sent back) until the cursor is null
+        or a page is empty; one event is returned once even if pages repeat it. Overlapping
+        windows and de-duplication across them (by ``event_id``), and where the next window
+        starts, are the caller's. A server that repeats a cursor, or a page of events already
+        seen with a cursor after it, raises ``IncompleteListingError`` instead of looping.
+        """
+        for name, value in (("start", start), ("end", end)):
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+        if start > end:
+            raise ValueError(f"start ({start.isoformat()}) is after end ({end.isoformat()})")
+        params: dict[str, Any] = {
+            "start_time": _iso_millis(start),
+            "end_time": _iso_millis(end),
+            "limit": AUDIT_PAGE_SIZE,
+        }
+        if workspace_id is not None:
+            params["workspace_id"] = _uuid(workspace_id, "workspace_id")
+        if operations is not None:
+            params["operations"] = list(operations)
+
+        def read() -> AuditWindow:
+            events: dict[str, AuditEvent] = {}
+            seen_cursors: set[str] = set()
+            cursor: str | None = None
+            pages = 0
+            while True:
+                page_params = {**params, **({"cursor": cursor} if cursor else {})}
+                body = self._get_json(AUDIT_LOGS_PATH, params=page_params, expect=dict)
+                pages += 1
+                items, cursor = _audit_page(body)
+                before = len(events)
+                for item in items:
+                    event = _parse_record(AuditEvent.from_api, item, "GET", AUDIT_LOGS_PATH)
+                    events.setdefault(event.event_id, event)
+                if cursor is None or not items:
+                    break
+                if cursor in seen_cursors or len(events) == before:
+                    raise IncompleteListingError(
+                        f"the audit log's pages do not move on (page {pages} repeats a cursor or "
+                        "only events already read): stopped instead of looping",
+                        method="GET",
+                        path=AUDIT_LOGS_PATH,
+                    )
+                seen_cursors.add(cursor)
+            ordered = tuple(sorted(events.values(), key=lambda e: (e.at, e.event_id)))
+            return AuditWindow(start, end, ordered, pages)
+
+        return self._section("audit_events", read)
+
+    def _credentials(self, path: str, parse: Callable[[Any], Credential], *, workspace_id=None) -> list[Credential]:
+        rows = self._get_json(path, expect=list, workspace_id=workspace_id)
+        return self._records(parse, rows, path, workspace_id)
+
+    @staticmethod
+    def _records(parse: Callable[[Any], R], rows: list, path: str, workspace_id=None) -> list[R]:
+        return _unique_by_id([_parse_record(parse, row, "GET", path, workspace_id) for row in rows], path)
+
+    def _workspace_still_listed(self, workspace_id: str) -> bool:
+        return any(
+            w.id == workspace_id and not w.is_deleted for w in self.list_workspaces(include_deleted=True)
+        )
+
+    def _section(self, section: str, read: Callable[[], T], *, unknown_id_is_404: bool = False) -> T:
+        """``read()``, with the refusals that mean "this org, key or install has no such
+        section" turned into ``SectionUnavailableError``: a 404 (an older install; not for a
+        route that takes an id, where 404 is an unknown id), or a 403 the org's plan flags or
+        the key's permissions explain. Any other error, a proxy's 403 included, stays."""
+        try:
+            return read()
+        except NotFoundError as error:
+            if unknown_id_is_404:
+                raise
+            raise _missing_route(section, error) from None
+        except ProxyRefusalError:
+            raise
+        except PermissionDeniedError as error:
+            reason = self._refusal_explained(section)
+            if reason is None:
+                raise PermissionDeniedError(
+                    f"LangSmith refused to let the API key read {section}, although the "
+                    "organization's plan flags and the key's permissions say it may. "
+                    f"Server said: {error.detail}",
+                    method=error.method,
+                    path=error.path,
+                    status_code=error.status_code,
+                    detail=error.detail,
+                ) from None
+            raise SectionUnavailableError(
+                f"{error.method} {error.path} answered 403: {reason}",
+                section=section,
+                reason=f"{reason} (LangSmith answered 403: {error.detail})",
+                method=error.method,
+                path=error.path,
+                status_code=error.status_code,
+                detail=error.detail,
+            ) from None
+
+    def _refusal_explained(self, section: str) -> str | None:
+        """Why the plan or the key rules the section out, from the org info (read once);
+        None when they do not, or when the org info cannot be read either."""
+        try:
+            info = self.organization_info_once()
+        except LangSmithError:
+            return None
+        return skip_reason(section, info)
 
     # ----------------------------------------------------------------- writes
 
@@ -681,7 +989,7 @@ class LangSmithClient:
         if status == 403:
             body = _json_or_none(response)
             if not isinstance(body, dict):
-                return PermissionDeniedError(
+                return ProxyRefusalError(
                     "refused with no JSON body: a proxy or firewall between here and LangSmith "
                     "blocked the request, not LangSmith itself",
                     **context,
@@ -717,6 +1025,45 @@ class _RequestContext(TypedDict):
     path: str
     status_code: int
     detail: str
+
+
+def _missing_route(section: str, error: NotFoundError) -> SectionUnavailableError:
+    """A section route that answered 404: this install does not have it."""
+    return SectionUnavailableError(
+        f"{error.method} {error.path} answered 404: this install does not have the route",
+        section=section,
+        reason=(
+            f"not available here: {error.method} {error.path} answered 404 (a LangSmith version "
+            "without it, such as an older self-hosted install)"
+        ),
+        method=error.method,
+        path=error.path,
+        status_code=error.status_code,
+        detail=error.detail,
+    )
+
+
+def _iso_millis(moment: datetime) -> str:
+    """``2026-11-29T10:00:00.000Z``: UTC, to the millisecond."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _audit_page(body: dict) -> tuple[list, str | None]:
+    """``{"items": [...], "cursor": ...}``: the page's items and the cursor to send back."""
+    items, cursor = body.get("items"), body.get("cursor")
+    if not isinstance(items, list):
+        raise UnexpectedResponseError(
+            f"ListAuditLogsOCSFResponse.items: expected a list, got {type(items).__name__}",
+            method="GET",
+            path=AUDIT_LOGS_PATH,
+        )
+    if cursor is not None and not isinstance(cursor, str):
+        raise UnexpectedResponseError(
+            f"ListAuditLogsOCSFResponse.cursor: expected a string or null, got {type(cursor).__name__}",
+            method="GET",
+            path=AUDIT_LOGS_PATH,
+        )
+    return items, cursor or None
 
 
 def _uuid(value: str, what: str) -> str:

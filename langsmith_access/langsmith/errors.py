@@ -104,3 +104,22 @@ class RouteNotAvailableError(NotFoundError):
 
 class IncompleteListingError(LangSmithError):
     """A paged listing could not be read completely and consistently."""
+
+
+class ProxyRefusalError(PermissionDeniedError):
+    """403 with no JSON body: a proxy or firewall refused the request, not LangSmith."""
+
+
+class SectionUnavailableError(LangSmithError):
+    """A section of the access picture (DESIGN.md section 9) that this org, key or install does
+    not have: a 403 on a route the plan's flags or the key's permissions rule out, or a 404 on a
+    section route (an older self-hosted version). Not a failure: the sync leaves the section
+    empty and records ``reason`` in ``sync_runs.skipped_sections``. Any other error of a section
+    route stays what it is, and fails the run."""
+
+    fix = "nothing to fix for the run: the section is skipped, and the reason says why"
+
+    def __init__(self, message: str, *, section: str, reason: str, **kwargs):
+        super().__init__(message, **kwargs)
+        self.section = section
+        self.reason = reason

@@ -114,6 +114,56 @@ WORKSPACE_SCOPE = "workspace"
 
 
 @dataclass(frozen=True, slots=True)
+class LoginMethod:
+    """How a member logs in, and how they were provisioned.
+
+    ``provider``: ``email``, ``supabase:non-sso``, ``supabase:sso``, ``oidc``, ``custom-oidc``
+    or any newer value, kept as sent. ``provisioning_method``: ``scim``, ``saml:jit``,
+    ``bootstrap``, None, or any newer value. Org member rows send a ``ProviderUserSlim``
+    (``provisioning_method``); the enriched members route ``{provider, provisioning}``.
+    """
+
+    provider: str | None
+    provisioning_method: str | None
+
+    @classmethod
+    def from_api(cls, data: Any) -> LoginMethod:
+        f = _Fields("LoginMethod", data)
+        provisioning = f.str("provisioning_method")
+        if provisioning is None:
+            provisioning = f.str("provisioning")  # the enriched route's name for it
+        # A few distinct values on every member of a large org: one string each.
+        return cls(
+            provider=_shared(f.str("provider") or None),
+            provisioning_method=_shared(provisioning or None),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScimGroup:
+    """An identity-provider group SCIM pushed the member into (``orgs.SCIMGroup``); its name
+    follows LangSmith's group-name rule (``langsmith-api.md``, "User groups")."""
+
+    name: str
+    created_at: datetime | None
+
+    @classmethod
+    def from_api(cls, data: Any) -> ScimGroup:
+        f = _Fields("orgs.SCIMGroup", data)
+        return cls(name=f.req_str("name"), created_at=f.timestamp("created_at"))
+
+
+def _objects(f: _Fields, name: builtins.str, parse) -> tuple:
+    """A list of JSON objects parsed one by one (absent or null: empty)."""
+    value = f.data.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise f._bad(name, "a list")
+    return tuple(parse(item) for item in value)
+
+
+@dataclass(frozen=True, slots=True)
 class Role:
     id: str
     name: str  # ORGANIZATION_ADMIN, ..., WORKSPACE_VIEWER, or CUSTOM for every custom role
@@ -197,6 +247,7 @@ class OrgMember:
     role_id: str | None  # the org role
     role_name: str | None
     created_at: datetime | None
+    login_methods: tuple[LoginMethod, ...] = ()
 
     @classmethod
     def from_api(cls, data: Any) -> OrgMember:
@@ -213,6 +264,7 @@ class OrgMember:
             role_id=f.str("role_id") or f.str("org_role_id"),
             role_name=f.str("role_name") or f.str("org_role_name"),
             created_at=f.timestamp("created_at", required=True),
+            login_methods=_objects(f, "linked_login_methods", LoginMethod.from_api),
         )
 
 
@@ -316,6 +368,8 @@ class EnrichedMember:
     role_name: str | None
     created_at: datetime | None
     workspace_memberships: tuple[WorkspaceMembership, ...]
+    login_methods: tuple[LoginMethod, ...] = ()
+    scim_groups: tuple[ScimGroup, ...] = ()
 
     @classmethod
     def from_api(cls, data: Any) -> EnrichedMember:
@@ -341,4 +395,6 @@ class EnrichedMember:
             role_name=f.str("role_name"),
             created_at=f.timestamp("created_at"),
             workspace_memberships=tuple(WorkspaceMembership.from_api(m) for m in memberships),
+            login_methods=_objects(f, "linked_login_methods", LoginMethod.from_api),
+            scim_groups=_objects(f, "scim_groups", ScimGroup.from_api),
         )

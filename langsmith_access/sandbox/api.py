@@ -2,22 +2,26 @@
 one handler per route, over an ``OrgState``. No HTTP plumbing here (that is server.py), so the
 rules read top to bottom. The behaviour follows ``langsmith-api.md``.
 
-Order of checks for a request: route (404/405), API key (401), then organization scope
-(``X-Organization-Id``, 403) on org routes or the workspace (``X-Tenant-Id``, 403/404) on
-workspace routes, then query/body validation (422), then the handler's own 4xx.
+The routes of the rest of the access picture (DESIGN.md section 9) are in access_api.py; the
+request and response types and the parsing helpers in routing.py.
+
+Order of checks for a request: route (404/405; 404 too for a section the install lacks), API
+key (401), then organization scope (``X-Organization-Id``, 403) on org routes or the workspace
+(``X-Tenant-Id``, 403/404) on workspace routes, then query/body validation (422), then the
+handler's own 4xx (the plan's and the key role's 403s of the access picture's sections).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import re
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, overload
+from dataclasses import dataclass, replace
+from typing import Any
 
 from langsmith_access.sandbox import payloads
+from langsmith_access.sandbox.access_api import ROUTED_SECTIONS, AccessRoutes
+from langsmith_access.sandbox.access_records import SERVICE_KEY, WORKSPACE_SERVICE_KEY, ApiKey
 from langsmith_access.sandbox.faults import FaultConfig
 from langsmith_access.sandbox.org_state import (
     WORKSPACE_SCOPE,
@@ -29,191 +33,43 @@ from langsmith_access.sandbox.org_state import (
     in_api_order,
     sorted_by,
 )
+from langsmith_access.sandbox.routing import (
+    ApiError,
+    ApiRequest,
+    ApiResponse,
+    HtmlPage,
+    Route,
+    body_uuid,
+    detail_error,
+    json_object_body,
+    last_value,
+    paged,
+    parse_uuid,
+    path_uuid,
+    query_bool,
+    query_int,
+    query_uuids,
+    validation_error,
+)
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 DELETE_RESPONSES = ("json_object", "null", "no_content")
 WRITE_METHODS = ("POST", "PATCH", "DELETE")
 
-# Marks a response without a body (204).
-NO_BODY = object()
-
 DEPLOYMENTS = ("cloud", "self-hosted")
-KEY_ROLES = ("org-admin", "org-user", "workspace")
+KEY_ROLES = ("org-admin", "org-user", "org-viewer", "workspace")
+# The org role and the workspace role each kind of key acts with.
+KEY_ROLE_ROLES = {
+    "org-admin": ("ORGANIZATION_ADMIN", "WORKSPACE_ADMIN"),  # Admin everywhere, implicitly
+    "org-user": ("ORGANIZATION_USER", "WORKSPACE_ADMIN"),  # a key made with default roles
+    "org-viewer": ("ORGANIZATION_VIEWER", "WORKSPACE_VIEWER"),  # a read-only key
+    "workspace": ("ORGANIZATION_USER", "WORKSPACE_ADMIN"),  # refused on org routes anyway
+}
 PLANS = ("enterprise", "plus")
 
 
-@dataclass(frozen=True)
-class HtmlPage:
-    """A non-JSON body: what a self-hosted install's web UI (nginx ``try_files ... /index.html``)
-    answers, with status 200, on paths its API does not own."""
-
-    text: str = (
-        "<!doctype html><html><head><title>LangSmith</title></head>"
-        '<body><div id="root"></div><script src="/assets/index.js"></script></body></html>'
-    )
-    content_type: str = "text/html"
-
-
-class Headers(Protocol):
-    """What the sandbox reads of a request's headers: one value by name, None when absent."""
-
-    def get(self, name: str, /) -> str | None: ...
-
-
-@dataclass
-class ApiRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: Headers  # case-insensitive lookups (an http.client.HTTPMessage)
-    body: bytes = b""
-
-
-@dataclass
-class ApiResponse:
-    status: int
-    body: Any = NO_BODY
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class ApiError(Exception):
-    """Raised by checks and handlers; becomes the response."""
-
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(status, body)
-        self.response = ApiResponse(status, body)
-
-
-def detail_error(status: int, detail: str) -> ApiError:
-    return ApiError(status, {"detail": detail})
-
-
-def validation_error(loc: list, msg: str, error_type: str) -> ApiError:
-    """A FastAPI-style 422."""
-    return ApiError(422, {"detail": [{"loc": loc, "msg": msg, "type": error_type}]})
-
-
-# ------------------------------------------------------------------ query and body parsing
-
-TRUE_WORDS = {"true", "1", "yes", "on", "t", "y"}
-FALSE_WORDS = {"false", "0", "no", "off", "f", "n"}
-
-
-def _last(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[-1] if values else None
-
-
-def query_int(query, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
-    raw = _last(query, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise validation_error(
-            ["query", name],
-            "Input should be a valid integer, unable to parse string as an integer",
-            "int_parsing",
-        ) from None
-    if value < minimum:
-        raise validation_error(
-            ["query", name],
-            f"Input should be greater than or equal to {minimum}",
-            "greater_than_equal",
-        )
-    if maximum is not None and value > maximum:
-        raise validation_error(
-            ["query", name], f"Input should be less than or equal to {maximum}", "less_than_equal"
-        )
-    return value
-
-
-@overload
-def query_bool(query, name: str, default: bool) -> bool: ...
-@overload
-def query_bool(query, name: str, default: bool | None) -> bool | None: ...
-def query_bool(query, name: str, default: bool | None) -> bool | None:
-    raw = _last(query, name)
-    if raw is None:
-        return default
-    if raw.lower() in TRUE_WORDS:
-        return True
-    if raw.lower() in FALSE_WORDS:
-        return False
-    raise validation_error(
-        ["query", name],
-        "Input should be a valid boolean, unable to interpret input",
-        "bool_parsing",
-    )
-
-
-def query_uuids(query, name: str) -> set[str]:
-    result = set()
-    for index, raw in enumerate(query.get(name, [])):
-        parsed = parse_uuid(raw)
-        if parsed is None:
-            raise validation_error(
-                ["query", name, index], "Input should be a valid UUID", "uuid_parsing"
-            )
-        result.add(parsed)
-    return result
-
-
-def parse_uuid(value: Any) -> str | None:
-    """The canonical form of a UUID string, or None if ``value`` is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
-
-
-def path_uuid(value: str, name: str) -> str:
-    parsed = parse_uuid(value)
-    if parsed is None:
-        raise validation_error(["path", name], "Input should be a valid UUID", "uuid_parsing")
-    return parsed
-
-
-def json_object_body(request: ApiRequest) -> dict:
-    try:
-        body = json.loads(request.body or b"")
-    except ValueError:
-        raise validation_error(["body", 0], "JSON decode error", "json_invalid") from None
-    if not isinstance(body, dict):
-        raise validation_error(
-            ["body"],
-            "Input should be a valid dictionary or object to extract fields from",
-            "model_attributes_type",
-        )
-    return body
-
-
-@overload
-def body_uuid(body: dict, name: str, *, required: Literal[True]) -> str: ...
-@overload
-def body_uuid(body: dict, name: str, *, required: bool) -> str | None: ...
-def body_uuid(body: dict, name: str, *, required: bool) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise validation_error(["body", name], "Field required", "missing")
-        return None
-    parsed = parse_uuid(value)
-    if parsed is None:
-        raise validation_error(["body", name], "Input should be a valid UUID", "uuid_parsing")
-    return parsed
-
-
 # ------------------------------------------------------------------ paging, sorting, filters
-
-
-def paged(rows: list, offset: int, limit: int) -> tuple[list, dict[str, str]]:
-    """One page of ``rows`` and its ``X-Pagination-Total`` header."""
-    return rows[offset : offset + limit], {"X-Pagination-Total": str(len(rows))}
 
 
 def glob_matcher(patterns: list[str]) -> Callable[[str], bool]:
@@ -242,7 +98,7 @@ class MemberFilters:
             ls_user_ids=query_uuids(query, "ls_user_ids"),
             user_ids=query_uuids(query, "user_ids"),
             is_disabled=query_bool(query, "is_disabled", None),
-            search=(_last(query, "q") or "").casefold() or None,
+            search=(last_value(query, "q") or "").casefold() or None,
         )
 
     def keep(self, member: OrgMember) -> bool:
@@ -265,7 +121,7 @@ SORT_FIELDS = ("name", "email", "role", "created_at")
 
 
 def sort_field(query) -> str:
-    value = _last(query, "sort_by") or "created_at"
+    value = last_value(query, "sort_by") or "created_at"
     if value not in SORT_FIELDS:
         raise validation_error(
             ["query", "sort_by"],
@@ -278,19 +134,6 @@ def sort_field(query) -> str:
 # ------------------------------------------------------------------ routing
 
 
-@dataclass
-class Route:
-    method: str
-    template: str  # e.g. "/api/v1/workspaces/current/members/{identity_id}"
-    handler: Callable
-    scope: str  # "organization" | "workspace": which headers it needs
-    pattern: re.Pattern = field(init=False)
-
-    def __post_init__(self) -> None:
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.template))
-        self.pattern = re.compile(f"^{regex}$")
-
-
 ENRICHED_MEMBERS_PATH = "/v1/platform/orgs/current/members"  # the form the vendored spec names
 # The form LangChain's Go SDK, Terraform and API docs call; Cloud answers both, a self-hosted
 # install only this one (nginx sends /api/v1/platform/X to the platform backend's /v1/platform/X).
@@ -299,7 +142,7 @@ PLATFORM_PREFIX = "/v1/platform/"
 API_PLATFORM_PREFIX = "/api/v1/platform/"
 
 
-class SandboxApi:
+class SandboxApi(AccessRoutes):
     """Answers ``ApiRequest``s from an ``OrgState`` as LangSmith would.
 
     ``api_key`` is the organization-scoped service key; ``workspace_scoped_key``, when set, is a
@@ -318,13 +161,22 @@ class SandboxApi:
       Admin. ``"org-user"``: an org-scoped key created with default roles (Organization User,
       Workspace Admin in every workspace): no ``organization:manage``, so the enriched route
       answers ``X-Members-List-All-Workspaces: false`` with only some workspaces' memberships.
-      ``"workspace"``: a key scoped to the first shared workspace: 403 on organization routes
-      and on other workspaces.
+      ``"org-viewer"``: an org-scoped read-only key (Organization Viewer, Workspace Viewer):
+      no member writes, no personal access token listing. ``"workspace"``: a key scoped to the
+      first shared workspace: 403 on organization routes and on other workspaces.
     - ``plan``: ``"enterprise"`` (workspace RBAC) or ``"plus"`` (``config.can_use_rbac`` false:
       adding a member with, or changing a member to, a workspace role other than Admin is
-      refused with 403).
+      refused with 403; no ABAC, audit logs, SAML SSO or SCIM either: those sections' routes
+      answer 403, access_api.py).
     - ``anonymity_restricted``: the enriched route answers ``X-Members-Anonymity-Restricted:
       true`` and leaves out active members' email and display name.
+    - ``missing_sections``: sections of DESIGN.md section 9 (``ROUTED_SECTIONS``) whose routes
+      answer 404, as an older self-hosted version without them does.
+
+    Its keys are credentials of the org too: ``api_key`` is listed as a service key (a
+    workspace service key for ``key_role="workspace"``), by its ``short_key`` only, and every
+    request it authenticates updates its ``last_used_at`` and is the credential the audit log
+    names for what the request changes.
     """
 
     def __init__(
@@ -339,6 +191,7 @@ class SandboxApi:
         key_role: str = "org-admin",
         plan: str = "enterprise",
         anonymity_restricted: bool = False,
+        missing_sections: tuple[str, ...] | frozenset[str] = (),
     ) -> None:
         if delete_response not in DELETE_RESPONSES:
             raise ValueError(f"delete_response must be one of {DELETE_RESPONSES}")
@@ -358,6 +211,15 @@ class SandboxApi:
         self.key_role = key_role
         self.plan = plan
         self.anonymity_restricted = anonymity_restricted
+        unknown = sorted(set(missing_sections) - set(ROUTED_SECTIONS))
+        if unknown:
+            raise ValueError(
+                f"missing_sections must name sections among {', '.join(ROUTED_SECTIONS)}; "
+                f"got {', '.join(unknown)}"
+            )
+        self.missing_sections = frozenset(missing_sections)
+        # secret -> the id of the ApiKey record it is in the org.
+        self._key_ids = self._register_keys()
         self.routes = [
             Route("GET", "/api/v1/orgs/current/info", self.get_org_info, "organization"),
             Route("GET", "/api/v1/orgs/current/roles", self.list_roles, "organization"),
@@ -410,7 +272,37 @@ class SandboxApi:
                 self.delete_workspace_member,
                 "workspace",
             ),
+            *self.access_routes(),
         ]
+
+    def _register_keys(self) -> dict[str, str]:
+        """Put the keys this API accepts into the org's credentials (once per secret)."""
+        state = self.state
+        registered: dict[str, str] = {}
+        with state.lock:
+            shared = sorted(w.id for w in state.shared_workspaces())
+            for secret, scoped in ((self.api_key, self.key_role == "workspace"),
+                                   (self.workspace_scoped_key, True)):
+                if secret is None:
+                    continue
+                existing = state.api_key_by_secret(secret)
+                if existing is None:
+                    org_role, workspace_role = KEY_ROLE_ROLES[self.key_role if not scoped else "workspace"]
+                    kind = WORKSPACE_SERVICE_KEY if scoped and shared else SERVICE_KEY
+                    existing = state.put_api_key(
+                        ApiKey(
+                            id=state.new_id(),
+                            kind=kind,
+                            secret=secret,
+                            description="langsmith-access sandbox key",
+                            created_at=state.now(),
+                            workspace_ids=[shared[0]] if kind == WORKSPACE_SERVICE_KEY else None,
+                            role_id=state.role_by_name(workspace_role).id,
+                            org_role_id=None if kind == WORKSPACE_SERVICE_KEY else state.role_by_name(org_role).id,
+                        )
+                    )
+                registered[secret] = existing.id
+        return registered
 
     # -------------------------------------------------------------- entry point
 
@@ -421,7 +313,8 @@ class SandboxApi:
             request = self._as_nginx_forwards(request)
         try:
             route, path_params = self._route(request)
-            key_is_workspace_scoped = self._authenticate(request)
+            key_is_workspace_scoped, key_id = self._authenticate(request)
+            request = replace(request, caller_key_id=key_id)
             if route.scope == "organization":
                 self._check_organization(request, key_is_workspace_scoped)
                 response = route.handler(request, faults, **path_params)
@@ -462,6 +355,8 @@ class SandboxApi:
             match = route.pattern.match(request.path)
             if match is None:
                 continue
+            if route.section in self.missing_sections:
+                raise detail_error(404, "Not Found")  # this install has no such route
             path_matched = True
             if route.method == request.method:
                 return route, match.groupdict()
@@ -469,8 +364,9 @@ class SandboxApi:
             raise detail_error(405, "Method Not Allowed")
         raise detail_error(404, "Not Found")
 
-    def _authenticate(self, request: ApiRequest) -> bool:
-        """Check X-API-Key; True if it is the workspace-scoped key."""
+    def _authenticate(self, request: ApiRequest) -> tuple[bool, str]:
+        """Check X-API-Key: (whether it is workspace-scoped, the id of its key record). The key
+        was used: its ``last_used_at`` moves to now."""
         presented = (request.headers.get("X-API-Key") or "").encode()
         # Compare against every accepted key, in constant time, before deciding.
         is_org_key = hmac.compare_digest(presented, self.api_key.encode())
@@ -479,9 +375,11 @@ class SandboxApi:
         )
         if not (is_org_key or is_workspace_key):
             raise detail_error(401, "Invalid token")
+        key_id = self._key_ids[self.api_key if is_org_key else str(self.workspace_scoped_key)]
+        self.state.mark_key_used(key_id)
         if is_org_key and self.key_role == "workspace":
-            return True
-        return is_workspace_key and not is_org_key
+            return True, key_id
+        return is_workspace_key and not is_org_key, key_id
 
     def _check_organization(self, request: ApiRequest, key_is_workspace_scoped: bool) -> None:
         if key_is_workspace_scoped:
@@ -511,8 +409,19 @@ class SandboxApi:
 
     def _caller_permissions(self) -> list[str]:
         """The org permissions of the key (its org role's)."""
-        role = "ORGANIZATION_ADMIN" if self.key_role == "org-admin" else "ORGANIZATION_USER"
+        role = KEY_ROLE_ROLES[self.key_role][0]
         return list(self.state.role_by_name(role).permissions)
+
+    def _workspace_role_permissions(self) -> list[str]:
+        """The permissions the key holds in the workspaces it reaches (its workspace role's)."""
+        role = KEY_ROLE_ROLES[self.key_role][1]
+        return list(self.state.role_by_name(role).permissions)
+
+    def _require_manage_members(self) -> None:
+        if "workspaces:manage-members" not in self._workspace_role_permissions():
+            raise detail_error(
+                403, "This API key may not manage workspace members (needs workspaces:manage-members)"
+            )
 
     def _caller_sees_all_workspaces(self) -> bool:
         return "organization:manage" in self._caller_permissions()
@@ -568,7 +477,9 @@ class SandboxApi:
             # A default-role org key is Workspace Admin in every workspace; an Org Admin's key has
             # no workspace role of its own (implicit Admin), so its rows say none.
             own_role = (
-                self.state.role_by_name("WORKSPACE_ADMIN") if self.key_role == "org-user" else None
+                None
+                if self.key_role == "org-admin"
+                else self.state.role_by_name(KEY_ROLE_ROLES[self.key_role][1])
             )
             rows = [
                 payloads.workspace_json(self.state, workspace, own_role=own_role)
@@ -612,7 +523,7 @@ class SandboxApi:
         limit = query_int(query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         offset = query_int(query, "offset", 0, 0)
         emails = {email.casefold() for email in query.get("emails", [])}
-        search = (_last(query, "q") or "").casefold()
+        search = (last_value(query, "q") or "").casefold()
         with self.state.lock:
             invites = [
                 invite
@@ -704,7 +615,7 @@ class SandboxApi:
 
     @staticmethod
     def _platform_int(query, name: str, default: int) -> int:
-        raw = _last(query, name)
+        raw = last_value(query, name)
         if raw is None or raw == "":
             return default
         try:
@@ -715,7 +626,7 @@ class SandboxApi:
     @staticmethod
     def _platform_bool(query, name: str) -> bool | None:
         """Go's strconv.ParseBool: 1, t, T, TRUE, true, True and the same for false."""
-        raw = _last(query, name)
+        raw = last_value(query, name)
         if raw is None or raw == "":
             return None
         if raw in ("1", "t", "T", "TRUE", "true", "True"):
@@ -806,6 +717,7 @@ class SandboxApi:
                 "value_error",
             )
         with self.state.lock:
+            self._require_manage_members()
             self._require_workspace_role(role_id)
             self._require_plan_allows(role_id)
             member = self._find_active_member(org_identity_id, ls_user_id, legacy_user_id)
@@ -816,7 +728,7 @@ class SandboxApi:
             if member.ls_user_id in workspace.memberships:
                 raise detail_error(409, "User is already a member of this workspace")
             membership = self.state.add_workspace_membership(
-                workspace.id, member.ls_user_id, role_id
+                workspace.id, member.ls_user_id, role_id, actor=self._actor(request)
             )
             return ApiResponse(200, payloads.identity_json(self.state, membership))
 
@@ -826,10 +738,13 @@ class SandboxApi:
         identity_id = path_uuid(identity_id, "identity_id")
         role_id = body_uuid(json_object_body(request), "role_id", required=True)
         with self.state.lock:
+            self._require_manage_members()
             membership = self._find_membership(workspace, identity_id)
             self._require_workspace_role(role_id)
             self._require_plan_allows(role_id)
-            self.state.set_workspace_role(workspace.id, membership.ls_user_id, role_id)
+            self.state.set_workspace_role(
+                workspace.id, membership.ls_user_id, role_id, actor=self._actor(request)
+            )
             return ApiResponse(200, payloads.workspace_member_json(self.state, membership))
 
     def delete_workspace_member(
@@ -837,8 +752,11 @@ class SandboxApi:
     ) -> ApiResponse:
         identity_id = path_uuid(identity_id, "identity_id")
         with self.state.lock:
+            self._require_manage_members()
             membership = self._find_membership(workspace, identity_id)
-            self.state.remove_workspace_membership(workspace.id, membership.ls_user_id)
+            self.state.remove_workspace_membership(
+                workspace.id, membership.ls_user_id, actor=self._actor(request)
+            )
         if self.delete_response == "no_content":
             return ApiResponse(204)
         return ApiResponse(200, {} if self.delete_response == "json_object" else None)

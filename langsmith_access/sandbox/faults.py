@@ -12,7 +12,8 @@ looks at the API key or the route:
    (``error_rate``); so a random 5xx on a write is answered before the write is applied;
 4. ``failing_routes`` and ``failing_workspaces`` (always 500).
 
-Two faults act inside the API instead: ``page_drift_members`` and ``fail_writes_after_apply``.
+Three faults act inside the API instead: ``page_drift_members``, ``fail_writes_after_apply`` and
+``leak_full_keys``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class FaultConfig:
       member per page served, up to this many (the field counts down), so offsets shift.
     - ``fail_writes_after_apply``: the next N successful writes are applied but answered 502,
       like a response lost on the way back (the field counts down).
+    - ``leak_full_keys``: misbehave like a broken server: listings of service keys, workspace
+      keys, personal access tokens and SCIM tokens carry each full secret (in ``short_key`` /
+      ``short_token`` and in ``key`` / ``token``), which LangSmith only returns at creation.
     - ``seed``: seed of the random generator behind the rates.
     """
 
@@ -85,6 +89,7 @@ class FaultConfig:
     drop_rate: float = 0.0
     page_drift_members: int = 0
     fail_writes_after_apply: int = 0
+    leak_full_keys: bool = False
     seed: int = 0
 
     _rng: random.Random = field(init=False, repr=False, compare=False)

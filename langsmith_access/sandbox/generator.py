@@ -5,8 +5,12 @@ sync has to cope with: built-in and custom roles, shared workspaces (two of them
 display name), personal and deleted workspaces, members with unicode names and mixed-case
 emails, disabled members, a few org admins, and pending org and workspace invites.
 
-The same arguments always give the same org: every id and timestamp is drawn from one
-``random.Random(seed)``. 20,000 members in 1,000 workspaces take a couple of seconds.
+It also holds the rest of the access picture (access_generator.py): login methods and SCIM
+groups, org settings, SSO, service accounts, credentials, access policies and an audit log,
+as the plan (``enterprise`` or ``plus``) has them, with activity placed around ``now``.
+
+The same arguments always give the same org: every id and timestamp is drawn from seeded
+random generators. 20,000 members in 1,000 workspaces take a couple of seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import random
 import unicodedata
 
+from langsmith_access.sandbox.access_generator import add_access_picture
 from langsmith_access.sandbox.org_state import (
     CUSTOM_ROLE_NAME,
     ORGANIZATION_SCOPE,
@@ -237,6 +242,9 @@ def generate_org(
     personal_workspaces: int | None = None,
     deleted_workspaces: int | None = None,
     disabled_share: float = 0.03,
+    plan: str = "enterprise",
+    now: int | None = None,
+    scim_group_name_separator: str = ":",
 ) -> OrgState:
     """Build a deterministic organization.
 
@@ -254,6 +262,12 @@ def generate_org(
       ``workspaces``, at least 1).
     - ``custom_roles``: custom workspace roles (name ``CUSTOM``, distinct display names).
     - ``organization_id``: default derived from the seed; passing one changes nothing else.
+    - ``plan``: ``"enterprise"`` (SAML SSO, SCIM, access policies, chosen key roles) or
+      ``"plus"`` (none of those); serve it with the same ``plan`` for a consistent sandbox.
+    - ``now``: epoch seconds the org's activity (logins, key use and expiry, the audit
+      history) is placed around; default a fixed date (2026-09-01), so the org is the same on
+      any day. Pass ``int(time.time())`` for an org whose activity is recent today.
+    - ``scim_group_name_separator``: the org's separator in SCIM group names (``:`` default).
     """
     rng = random.Random(seed)
     # Always drawn, so choosing an organization_id leaves every other id unchanged.
@@ -295,6 +309,9 @@ def generate_org(
             state.put_membership(membership)
 
     _add_pending_invites(state, rng, pending_invites, shared)
+    add_access_picture(
+        state, seed=seed, plan=plan, now=now, scim_group_name_separator=scim_group_name_separator
+    )
     return state
 
 

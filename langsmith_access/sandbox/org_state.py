@@ -21,9 +21,27 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
+
+from langsmith_access.sandbox.access_records import (
+    API_KEY_KINDS,
+    PERSONAL_ACCESS_TOKEN,
+    SERVICE_KEY,
+    WORKSPACE_SERVICE_KEY,
+    AccessPolicy,
+    ApiKey,
+    AuditActor,
+    AuditEvent,
+    LoginMethod,
+    OrgSettings,
+    ScimGroup,
+    ScimToken,
+    ServiceAccount,
+    SsoProvider,
+)
+from langsmith_access.sandbox.audit_log import AuditLog
 
 ORGANIZATION_SCOPE = "organization"
 WORKSPACE_SCOPE = "workspace"
@@ -79,8 +97,9 @@ class OrgMember:
 
     ``id`` is the org identity id (the ``id`` of org member rows), ``ls_user_id`` the stable user
     key, ``user_id`` the deprecated legacy user id: three different UUIDs. ``org_role_id`` is the
-    member's one organization role. ``avatar_url`` is always None and ``linked_login_methods``
-    always empty in generated orgs.
+    member's one organization role. ``avatar_url`` is always None in generated orgs.
+    ``linked_login_methods``: how the member logs in and how they were provisioned (several
+    methods are possible); ``scim_groups``: the identity-provider groups SCIM pushed for them.
     """
 
     id: str
@@ -93,7 +112,8 @@ class OrgMember:
     created_at: str
     is_disabled: bool = False
     avatar_url: str | None = None
-    linked_login_methods: list = field(default_factory=list)
+    linked_login_methods: list[LoginMethod] = field(default_factory=list)
+    scim_groups: list[ScimGroup] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -233,9 +253,17 @@ class OrgState:
     - ``pending_invites``: invite id -> ``PendingOrgInvite``.
     - ``workspaces``: workspace id -> ``Workspace`` (shared, personal and deleted ones), each with
       its memberships and pending workspace invites.
+    - The rest of the access picture (DESIGN.md section 9): ``settings`` (``OrgSettings``),
+      ``api_keys`` (service keys, workspace service keys and personal access tokens),
+      ``scim_tokens``, ``service_accounts``, ``access_policies``, ``sso_providers`` (each id ->
+      record), and ``audit_log``, which every change below appends to (member added, role
+      changed, key created, ...; ``record_login`` records a login, for which the API has no
+      route). ``clock`` (epoch seconds) dates what happens from now on; tests may replace it.
 
     Objects added after generation get ids from a random generator seeded by the organization id
     and ``created_at`` values newer than anything already in the org (so they are listed first).
+    Each change takes an optional ``actor`` (``AuditActor``): who the audit log says did it
+    (default: the oldest Organization Admin, in the web UI).
     """
 
     def __init__(self, organization_id: str, display_name: str) -> None:
@@ -246,10 +274,20 @@ class OrgState:
         self.members: dict[str, OrgMember] = {}
         self.pending_invites: dict[str, PendingOrgInvite] = {}
         self.workspaces: dict[str, Workspace] = {}
+        self.settings = OrgSettings()
+        self.api_keys: dict[str, ApiKey] = {}
+        self.scim_tokens: dict[str, ScimToken] = {}
+        self.service_accounts: dict[str, ServiceAccount] = {}
+        self.access_policies: dict[str, AccessPolicy] = {}
+        self.sso_providers: dict[str, SsoProvider] = {}
+        self.audit_log = AuditLog()
+        self.clock: Callable[[], float] = time.time
         # Indexes kept in step by the methods below.
         self._member_by_identity_id: dict[str, OrgMember] = {}
         self._memberships_by_user: dict[str, dict[str, WorkspaceMembership]] = {}
         self._ids_for_additions = random.Random(f"additions:{organization_id}")
+        # A generator of its own, so recording events leaves the ids of other additions as they were.
+        self._ids_for_events = random.Random(f"audit:{organization_id}")
         self._latest_created_at = format_timestamp(0)
 
     # ----------------------------------------------------------------- building blocks
@@ -262,7 +300,7 @@ class OrgState:
         """A timestamp for a new record: now, or one second after the newest record if later."""
         with self.lock:
             latest = parse_timestamp(self._latest_created_at)
-            self._latest_created_at = format_timestamp(max(int(time.time()), latest + 1))
+            self._latest_created_at = format_timestamp(max(int(self.clock()), latest + 1))
             return self._latest_created_at
 
     def _saw_timestamp(self, created_at: str) -> None:
@@ -308,6 +346,109 @@ class OrgState:
             self.workspaces[invite.workspace_id].pending_invites[invite.id] = invite
             self._saw_timestamp(invite.created_at)
             return invite
+
+    def put_api_key(self, key: ApiKey) -> ApiKey:
+        with self.lock:
+            if key.kind not in API_KEY_KINDS:
+                raise ValueError(f"unknown key kind {key.kind!r}")
+            self.api_keys[key.id] = key
+            return key
+
+    def put_scim_token(self, token: ScimToken) -> ScimToken:
+        with self.lock:
+            self.scim_tokens[token.id] = token
+            return token
+
+    def put_service_account(self, account: ServiceAccount) -> ServiceAccount:
+        with self.lock:
+            self.service_accounts[account.id] = account
+            return account
+
+    def put_access_policy(self, policy: AccessPolicy) -> AccessPolicy:
+        with self.lock:
+            self.access_policies[policy.id] = policy
+            return policy
+
+    def put_sso_provider(self, provider: SsoProvider) -> SsoProvider:
+        with self.lock:
+            self.sso_providers[provider.id] = provider
+            return provider
+
+    def put_audit_events(self, events: list[AuditEvent]) -> None:
+        """Add events as they are (the generator's history); changes use ``record``."""
+        with self.lock:
+            self.audit_log.extend(events)
+
+    # ----------------------------------------------------------------- the audit log
+
+    def now(self) -> str:
+        """The current time as a record timestamp."""
+        return format_timestamp(int(self.clock()))
+
+    def default_actor(self) -> AuditActor:
+        """Who changes the org when a change names nobody: the oldest Organization Admin, in the
+        web UI (no credential)."""
+        with self.lock:
+            admin_role = next(
+                (r.id for r in self.roles.values() if r.name == "ORGANIZATION_ADMIN"), None
+            )
+            admins = [m for m in self.members.values() if m.org_role_id == admin_role]
+            if not admins:
+                return AuditActor()
+            oldest = min(admins, key=lambda m: (m.created_at, m.id))
+            return AuditActor(ls_user_id=oldest.ls_user_id, user_id=oldest.user_id)
+
+    def record(
+        self,
+        operation: str,
+        *,
+        actor: AuditActor | None = None,
+        workspace_id: str | None = None,
+        resource_ids: Iterable[str] = (),
+        http_method: str = "POST",
+        path: str = "/api/v1",
+        status_code: int = 200,
+        succeeded: bool | None = True,
+        time_ms: int | None = None,
+    ) -> AuditEvent:
+        """Append an audit event for ``operation`` (any name: LangSmith's set is open) now, or at
+        ``time_ms``; returns it."""
+        with self.lock:
+            event = AuditEvent(
+                id=random_uuid(self._ids_for_events),
+                operation=operation,
+                time_ms=int(self.clock() * 1000) if time_ms is None else time_ms,
+                actor=actor if actor is not None else self.default_actor(),
+                succeeded=succeeded,
+                workspace_id=workspace_id,
+                resource_ids=tuple(resource_ids),
+                http_method=http_method,
+                path=path,
+                status_code=status_code,
+            )
+            return self.audit_log.append(event)
+
+    def record_login(
+        self,
+        ls_user_id: str,
+        *,
+        time_ms: int | None = None,
+        succeeded: bool = True,
+        ip: str = "198.51.100.7",
+    ) -> AuditEvent:
+        """A member logged in (the test hook for logins: LangSmith logs them, no route makes one)."""
+        with self.lock:
+            member = self.members[ls_user_id]
+            actor = AuditActor(ls_user_id=member.ls_user_id, user_id=member.user_id, ip=ip)
+            return self.record(
+                "login",
+                actor=actor,
+                resource_ids=[member.ls_user_id],
+                path="/api/v1/login",
+                status_code=200 if succeeded else 401,
+                succeeded=succeeded,
+                time_ms=time_ms,
+            )
 
     # ----------------------------------------------------------------- lookups
 
@@ -428,7 +569,7 @@ class OrgState:
         """The whole org as plain JSON-able data (used to compare two orgs)."""
 
         def record(obj) -> dict:
-            return {name: getattr(obj, name) for name in obj.__slots__}
+            return asdict(obj)
 
         with self.lock:
             workspaces = []
@@ -446,6 +587,13 @@ class OrgState:
                 "members": [record(member) for member in self.active_members()],
                 "pending_invites": [record(invite) for invite in self.pending_org_invites()],
                 "workspaces": workspaces,
+                "settings": record(self.settings),
+                "api_keys": [record(key) for key in self.api_keys.values()],
+                "scim_tokens": [record(token) for token in self.scim_tokens.values()],
+                "service_accounts": [record(a) for a in self.service_accounts.values()],
+                "access_policies": [record(p) for p in self.access_policies.values()],
+                "sso_providers": [record(p) for p in self.sso_providers.values()],
+                "audit_log": [record(event) for event in self.audit_log],
             }
 
     # ----------------------------------------------------------------- changes
@@ -464,55 +612,102 @@ class OrgState:
         full_name: str,
         org_role_id: str | None = None,
         is_disabled: bool = False,
+        *,
+        actor: AuditActor | None = None,
     ) -> OrgMember:
         """Add an active org member (default org role: Organization User) and return it.
 
-        ValueError if an active member already has that email (case-insensitively).
+        ValueError if an active member already has that email (case-insensitively). The audit
+        log says the member claimed an invite (the usual way in; the sandbox skips the invite).
         """
         with self.lock:
-            if self.member_by_email(email) is not None:
-                raise ValueError(f"{email} is already a member")
-            if org_role_id is None:
-                org_role_id = self.role_by_name("ORGANIZATION_USER").id
-            self._require_role(org_role_id, ORGANIZATION_SCOPE)
-            member = OrgMember(
-                id=self.new_id(),
-                ls_user_id=self.new_id(),
-                user_id=self.new_id(),
-                email=email,
-                full_name=full_name,
-                display_name=full_name,
-                org_role_id=org_role_id,
-                created_at=self.next_created_at(),
-                is_disabled=is_disabled,
+            member = self._add_member(email, full_name, org_role_id, is_disabled)
+            self.record(
+                "claim_pending_organization_invite",
+                actor=actor or AuditActor(ls_user_id=member.ls_user_id, user_id=member.user_id),
+                resource_ids=[member.id],
+                path="/api/v1/orgs/pending/claim",
             )
-            return self.put_member(member)
+            return member
 
-    def remove_member(self, ls_user_id: str) -> OrgMember:
+    def _add_member(
+        self, email: str, full_name: str, org_role_id: str | None, is_disabled: bool
+    ) -> OrgMember:
+        if self.member_by_email(email) is not None:
+            raise ValueError(f"{email} is already a member")
+        if org_role_id is None:
+            org_role_id = self.role_by_name("ORGANIZATION_USER").id
+        self._require_role(org_role_id, ORGANIZATION_SCOPE)
+        created_at = self.next_created_at()
+        member = OrgMember(
+            id=self.new_id(),
+            ls_user_id=self.new_id(),
+            user_id=self.new_id(),
+            email=email,
+            full_name=full_name,
+            display_name=full_name,
+            org_role_id=org_role_id,
+            created_at=created_at,
+            is_disabled=is_disabled,
+            linked_login_methods=[
+                LoginMethod(id=self.new_id(), provider="email", provisioning_method=None,
+                            created_at=created_at)
+            ],
+        )
+        return self.put_member(member)
+
+    def remove_member(self, ls_user_id: str, *, actor: AuditActor | None = None) -> OrgMember:
         """Remove an active member from the org and from every workspace; returns the member."""
         with self.lock:
             member = self.members.pop(ls_user_id)
             del self._member_by_identity_id[member.id]
             for workspace_id in self._memberships_by_user.pop(ls_user_id, {}):
                 del self.workspaces[workspace_id].memberships[ls_user_id]
+            self.record(
+                "delete_org_member",
+                actor=actor,
+                resource_ids=[member.id],
+                http_method="DELETE",
+                path=f"/api/v1/orgs/current/members/{member.id}",
+            )
             return member
 
-    def set_disabled(self, ls_user_id: str, is_disabled: bool) -> OrgMember:
+    def set_disabled(
+        self, ls_user_id: str, is_disabled: bool, *, actor: AuditActor | None = None
+    ) -> OrgMember:
         with self.lock:
             member = self.members[ls_user_id]
             member.is_disabled = is_disabled
+            self._record_member_update(member, actor)
             return member
 
-    def set_org_role(self, ls_user_id: str, org_role_id: str) -> OrgMember:
+    def set_org_role(
+        self, ls_user_id: str, org_role_id: str, *, actor: AuditActor | None = None
+    ) -> OrgMember:
         """Replace a member's single org role."""
         with self.lock:
             self._require_role(org_role_id, ORGANIZATION_SCOPE)
             member = self.members[ls_user_id]
             member.org_role_id = org_role_id
+            self._record_member_update(member, actor)
             return member
 
+    def _record_member_update(self, member: OrgMember, actor: AuditActor | None) -> None:
+        self.record(
+            "update_org_member",
+            actor=actor,
+            resource_ids=[member.id],
+            http_method="PATCH",
+            path=f"/api/v1/orgs/current/members/{member.id}",
+        )
+
     def add_workspace_membership(
-        self, workspace_id: str, ls_user_id: str, role_id: str
+        self,
+        workspace_id: str,
+        ls_user_id: str,
+        role_id: str,
+        *,
+        actor: AuditActor | None = None,
     ) -> WorkspaceMembership:
         """Give an active member a role in a workspace; returns the new workspace identity.
 
@@ -536,25 +731,54 @@ class OrgState:
                 role_id=role_id,
                 created_at=self.next_created_at(),
             )
-            return self.put_membership(membership)
+            self.put_membership(membership)
+            self.record(
+                "add_member_to_workspace",
+                actor=actor,
+                workspace_id=workspace_id,
+                resource_ids=[membership.id],
+                path="/api/v1/workspaces/current/members",
+            )
+            return membership
 
     def set_workspace_role(
-        self, workspace_id: str, ls_user_id: str, role_id: str
+        self,
+        workspace_id: str,
+        ls_user_id: str,
+        role_id: str,
+        *,
+        actor: AuditActor | None = None,
     ) -> WorkspaceMembership:
         """Replace a member's single role in a workspace (KeyError if not a member there)."""
         with self.lock:
             self._require_role(role_id, WORKSPACE_SCOPE)
             membership = self.workspaces[workspace_id].memberships[ls_user_id]
             membership.role_id = role_id
+            self.record(
+                "update_workspace_member",
+                actor=actor,
+                workspace_id=workspace_id,
+                resource_ids=[membership.id],
+                http_method="PATCH",
+                path=f"/api/v1/workspaces/current/members/{membership.id}",
+            )
             return membership
 
     def remove_workspace_membership(
-        self, workspace_id: str, ls_user_id: str
+        self, workspace_id: str, ls_user_id: str, *, actor: AuditActor | None = None
     ) -> WorkspaceMembership:
         """Remove a member from one workspace (KeyError if not a member there)."""
         with self.lock:
             membership = self.workspaces[workspace_id].memberships.pop(ls_user_id)
             del self._memberships_by_user[ls_user_id][workspace_id]
+            self.record(
+                "delete_workspace_member",
+                actor=actor,
+                workspace_id=workspace_id,
+                resource_ids=[membership.id],
+                http_method="DELETE",
+                path=f"/api/v1/workspaces/current/members/{membership.id}",
+            )
             return membership
 
     def add_workspace(
@@ -562,6 +786,8 @@ class OrgState:
         display_name: str,
         is_personal: bool = False,
         owner_ls_user_id: str | None = None,
+        *,
+        actor: AuditActor | None = None,
     ) -> Workspace:
         """Create a workspace. A personal one needs its owner, who becomes its only member."""
         with self.lock:
@@ -578,16 +804,31 @@ class OrgState:
                 owner_ls_user_id=owner,
             )
             self.put_workspace(workspace)
+            self.record(
+                "create_workspace",
+                actor=actor,
+                workspace_id=workspace_id,
+                resource_ids=[workspace_id],
+                path="/api/v1/workspaces",
+            )
             if owner is not None:  # a personal workspace
                 admin = self.role_by_name("WORKSPACE_ADMIN")
-                self.add_workspace_membership(workspace_id, owner, admin.id)
+                self.add_workspace_membership(workspace_id, owner, admin.id, actor=actor)
             return workspace
 
-    def delete_workspace(self, workspace_id: str) -> Workspace:
+    def delete_workspace(self, workspace_id: str, *, actor: AuditActor | None = None) -> Workspace:
         """Mark a workspace deleted. Its memberships stay (the real service keeps them too)."""
         with self.lock:
             workspace = self.workspaces[workspace_id]
             workspace.is_deleted = True
+            self.record(
+                "delete_workspace",
+                actor=actor,
+                workspace_id=workspace_id,
+                resource_ids=[workspace_id],
+                http_method="DELETE",
+                path=f"/api/v1/workspaces/{workspace_id}",
+            )
             return workspace
 
     def add_pending_invite(
@@ -596,6 +837,8 @@ class OrgState:
         org_role_id: str | None = None,
         workspace_ids: list[str] | None = None,
         workspace_role_id: str | None = None,
+        *,
+        actor: AuditActor | None = None,
     ) -> PendingOrgInvite:
         """Invite someone to the org (default org role: Organization User), maybe to workspaces."""
         with self.lock:
@@ -628,23 +871,275 @@ class OrgState:
                         org_invite_id=invite.id,
                     )
                 )
+            self.record(
+                "invite_user_to_org",
+                actor=actor,
+                resource_ids=[invite.id],
+                path="/api/v1/orgs/current/members",
+            )
             return invite
 
-    def remove_pending_invite(self, invite_id: str) -> PendingOrgInvite:
+    def remove_pending_invite(
+        self, invite_id: str, *, actor: AuditActor | None = None
+    ) -> PendingOrgInvite:
         """Withdraw an org invite and the workspace invites that came with it."""
         with self.lock:
-            invite = self.pending_invites.pop(invite_id)
-            for workspace in self.workspaces.values():
-                for workspace_invite in list(workspace.pending_invites.values()):
-                    if workspace_invite.org_invite_id == invite_id:
-                        del workspace.pending_invites[workspace_invite.id]
+            invite = self._remove_pending_invite(invite_id)
+            self.record(
+                "delete_org_pending_member",
+                actor=actor,
+                resource_ids=[invite.id],
+                http_method="DELETE",
+                path=f"/api/v1/orgs/current/members/{invite.id}/pending",
+            )
             return invite
 
+    def _remove_pending_invite(self, invite_id: str) -> PendingOrgInvite:
+        invite = self.pending_invites.pop(invite_id)
+        for workspace in self.workspaces.values():
+            for workspace_invite in list(workspace.pending_invites.values()):
+                if workspace_invite.org_invite_id == invite_id:
+                    del workspace.pending_invites[workspace_invite.id]
+        return invite
+
     def accept_invite(self, invite_id: str, full_name: str) -> OrgMember:
-        """The invitee signs up: the invite becomes an active member with the offered roles."""
+        """The invitee signs up: the invite becomes an active member with the offered roles (one
+        ``claim_pending_organization_invite`` event, by the new member)."""
         with self.lock:
-            invite = self.remove_pending_invite(invite_id)
-            member = self.add_member(invite.email, full_name, org_role_id=invite.org_role_id)
+            invite = self._remove_pending_invite(invite_id)
+            member = self._add_member(invite.email, full_name, invite.org_role_id, False)
             for workspace_id, role_id in invite.offered_workspaces():
-                self.add_workspace_membership(workspace_id, member.ls_user_id, role_id)
+                self.put_membership(
+                    WorkspaceMembership(
+                        id=self.new_id(),
+                        workspace_id=workspace_id,
+                        ls_user_id=member.ls_user_id,
+                        role_id=role_id,
+                        created_at=self.next_created_at(),
+                    )
+                )
+            self.record(
+                "claim_pending_organization_invite",
+                actor=AuditActor(ls_user_id=member.ls_user_id, user_id=member.user_id),
+                resource_ids=[invite.id],
+                path="/api/v1/orgs/pending/claim",
+            )
             return member
+
+    # ----------------------------------------------------------------- credentials and policies
+
+    def create_api_key(
+        self,
+        kind: str,
+        description: str,
+        *,
+        secret: str | None = None,
+        workspace_ids: list[str] | None = None,
+        role_id: str | None = None,
+        org_role_id: str | None = None,
+        owner_ls_user_id: str | None = None,
+        service_account_id: str | None = None,
+        expires_at: str | None = None,
+        default_workspace_id: str | None = None,
+        actor: AuditActor | None = None,
+    ) -> ApiKey:
+        """Create a service key (``kind`` ``service_key``: org-wide when ``workspace_ids`` is
+        None), a workspace service key (one workspace in ``workspace_ids``) or a personal access
+        token (``owner_ls_user_id``); the audit log records ``create_service_key``,
+        ``create_api_key`` or ``create_personal_access_token``."""
+        with self.lock:
+            if kind not in API_KEY_KINDS:
+                raise ValueError(f"kind must be one of {', '.join(API_KEY_KINDS)}, got {kind!r}")
+            if kind == WORKSPACE_SERVICE_KEY and (not workspace_ids or len(workspace_ids) != 1):
+                raise ValueError("a workspace service key belongs to exactly one workspace")
+            if kind == PERSONAL_ACCESS_TOKEN and owner_ls_user_id not in self.members:
+                raise KeyError(f"a personal access token needs an active member, got {owner_ls_user_id}")
+            for workspace_id in workspace_ids or []:
+                self.workspaces[workspace_id]  # KeyError for an unknown workspace
+            if role_id is not None:
+                self._require_role(role_id, WORKSPACE_SCOPE)
+            if org_role_id is not None:
+                self._require_role(org_role_id, ORGANIZATION_SCOPE)
+            key = ApiKey(
+                id=self.new_id(),
+                kind=kind,
+                secret=secret or self._new_secret(kind),
+                description=description,
+                created_at=self.now(),
+                expires_at=expires_at,
+                workspace_ids=list(workspace_ids) if workspace_ids is not None else None,
+                default_workspace_id=default_workspace_id,
+                role_id=role_id,
+                org_role_id=org_role_id,
+                owner_ls_user_id=owner_ls_user_id,
+                service_account_id=service_account_id,
+                created_by=(actor or self.default_actor()).ls_user_id,
+            )
+            self.put_api_key(key)
+            operation, path = _KEY_ROUTES[kind]
+            self.record(
+                f"create_{operation}",
+                actor=actor,
+                workspace_id=key.workspace_ids[0] if kind == WORKSPACE_SERVICE_KEY and key.workspace_ids else None,
+                resource_ids=[key.id],
+                path=path,
+            )
+            return key
+
+    def _new_secret(self, kind: str) -> str:
+        prefix = "lsv2_pt_" if kind == PERSONAL_ACCESS_TOKEN else "lsv2_sk_"
+        bits = self._ids_for_additions.getrandbits(168)
+        return f"{prefix}{bits >> 40:032x}_{bits & (2**40 - 1):010x}"
+
+    def revoke_api_key(self, key_id: str, *, actor: AuditActor | None = None) -> ApiKey:
+        """Revoke a key (KeyError if unknown): it stays listed, with ``revoked_at``."""
+        with self.lock:
+            key = self.api_keys[key_id]
+            if key.revoked_at is None:
+                key.revoked_at = self.now()
+            operation, path = _KEY_ROUTES[key.kind]
+            self.record(
+                f"delete_{operation}",
+                actor=actor,
+                workspace_id=key.workspace_ids[0] if key.kind == WORKSPACE_SERVICE_KEY and key.workspace_ids else None,
+                resource_ids=[key.id],
+                http_method="DELETE",
+                path=f"{path}/{key.id}",
+            )
+            return key
+
+    def api_key_by_secret(self, secret: str) -> ApiKey | None:
+        with self.lock:
+            return next((k for k in self.api_keys.values() if k.secret == secret), None)
+
+    def mark_key_used(self, key_id: str) -> None:
+        """The key authenticated a request: its ``last_used_at`` is now (not an audited event)."""
+        with self.lock:
+            key = self.api_keys.get(key_id)
+            if key is not None:
+                key.last_used_at = self.now()
+
+    def create_scim_token(self, description: str, *, actor: AuditActor | None = None) -> ScimToken:
+        with self.lock:
+            now = self.now()
+            bits = self._ids_for_additions.getrandbits(192)
+            token = self.put_scim_token(
+                ScimToken(id=self.new_id(), token=f"lsv2_scim_{bits:048x}", description=description,
+                          created_at=now, updated_at=now)
+            )
+            self.record("create_scim_token", actor=actor, resource_ids=[token.id],
+                        path="/api/v1/platform/orgs/current/scim/tokens")
+            return token
+
+    def delete_scim_token(self, token_id: str, *, actor: AuditActor | None = None) -> ScimToken:
+        with self.lock:
+            token = self.scim_tokens.pop(token_id)
+            self.record("delete_scim_token", actor=actor, resource_ids=[token.id], http_method="DELETE",
+                        path=f"/api/v1/platform/orgs/current/scim/tokens/{token.id}")
+            return token
+
+    def create_service_account(
+        self, name: str, *, default_workspace_id: str | None = None, actor: AuditActor | None = None
+    ) -> ServiceAccount:
+        with self.lock:
+            if default_workspace_id is not None:
+                self.workspaces[default_workspace_id]  # KeyError for an unknown workspace
+            now = self.now()
+            account = self.put_service_account(
+                ServiceAccount(id=self.new_id(), name=name, created_at=now, updated_at=now,
+                               organization_identity_id=self.new_id(),
+                               default_workspace_id=default_workspace_id)
+            )
+            self.record("create_service_account", actor=actor, resource_ids=[account.id],
+                        path="/api/v1/service-accounts")
+            return account
+
+    def delete_service_account(
+        self, service_account_id: str, *, actor: AuditActor | None = None
+    ) -> ServiceAccount:
+        with self.lock:
+            account = self.service_accounts.pop(service_account_id)
+            self.record("delete_service_account", actor=actor, resource_ids=[account.id],
+                        http_method="DELETE", path=f"/api/v1/service-accounts/{account.id}")
+            return account
+
+    def create_access_policy(
+        self,
+        name: str,
+        effect: str,
+        condition_groups: list,
+        *,
+        description: str = "",
+        role_ids: list[str] | None = None,
+        actor: AuditActor | None = None,
+    ) -> AccessPolicy:
+        """A new ABAC policy (``effect`` ``allow`` or ``deny``), attached to ``role_ids``."""
+        with self.lock:
+            for role_id in role_ids or []:
+                self._require_role(role_id, WORKSPACE_SCOPE)
+            now = self.now()
+            policy = self.put_access_policy(
+                AccessPolicy(id=self.new_id(), name=name, description=description, effect=effect,
+                             role_ids=list(role_ids or []), condition_groups=list(condition_groups),
+                             created_at=now, updated_at=now)
+            )
+            self.record("create_access_policy", actor=actor, resource_ids=[policy.id],
+                        path="/api/v1/platform/orgs/current/access-policies")
+            return policy
+
+    def delete_access_policy(self, policy_id: str, *, actor: AuditActor | None = None) -> AccessPolicy:
+        with self.lock:
+            policy = self.access_policies.pop(policy_id)
+            self.record("delete_access_policy", actor=actor, resource_ids=[policy.id],
+                        http_method="DELETE",
+                        path=f"/api/v1/platform/orgs/current/access-policies/{policy.id}")
+            return policy
+
+    def attach_access_policies(
+        self, role_id: str, policy_ids: list[str], *, actor: AuditActor | None = None
+    ) -> None:
+        """Attach policies to a workspace role (KeyError for an unknown policy or role)."""
+        with self.lock:
+            self._require_role(role_id, WORKSPACE_SCOPE)
+            policies = [self.access_policies[policy_id] for policy_id in policy_ids]
+            for policy in policies:
+                if role_id not in policy.role_ids:
+                    policy.role_ids.append(role_id)
+                    policy.updated_at = self.now()
+            self.record("attach_access_policies", actor=actor, resource_ids=[role_id, *policy_ids],
+                        path=f"/api/v1/platform/orgs/current/access-policies/roles/{role_id}/access-policies")
+
+    def add_login_method(
+        self,
+        ls_user_id: str,
+        provider: str,
+        provisioning_method: str | None = None,
+        *,
+        saml_provider_id: str | None = None,
+    ) -> LoginMethod:
+        """Link another login method to a member (as a first SSO login or a SCIM push does)."""
+        with self.lock:
+            member = self.members[ls_user_id]
+            method = LoginMethod(id=self.new_id(), provider=provider,
+                                 provisioning_method=provisioning_method, created_at=self.now(),
+                                 saml_provider_id=saml_provider_id)
+            member.linked_login_methods.append(method)
+            return method
+
+    def add_scim_group(self, ls_user_id: str, name: str, *, actor: AuditActor | None = None) -> ScimGroup:
+        """SCIM pushed the member into an identity-provider group named ``name``."""
+        with self.lock:
+            member = self.members[ls_user_id]
+            group = ScimGroup(name=name, created_at=self.now())
+            member.scim_groups.append(group)
+            self.record("update_scim_group", actor=actor, resource_ids=[member.id],
+                        http_method="PATCH", path="/scim/v2/Groups")
+            return group
+
+
+# Each key kind's audit operation suffix and route.
+_KEY_ROUTES = {
+    SERVICE_KEY: ("service_key", "/api/v1/orgs/current/service-keys"),
+    WORKSPACE_SERVICE_KEY: ("api_key", "/api/v1/api-key"),
+    PERSONAL_ACCESS_TOKEN: ("personal_access_token", "/api/v1/orgs/current/personal-access-tokens"),
+}

@@ -6,6 +6,7 @@ those schemas. Callers hold ``state.lock``.
 
 from __future__ import annotations
 
+from langsmith_access.sandbox.access_records import LoginMethod, OrgSettings
 from langsmith_access.sandbox.org_state import (
     ORGANIZATION_SCOPE,
     WORKSPACE_SCOPE,
@@ -37,8 +38,10 @@ def organization_info_json(
 ) -> dict:
     """An ``OrganizationInfo``, as the calling key sees it: ``permissions`` are the key's own
     (default: an Organization Admin's); ``config`` has the flags of the plan (``enterprise`` or
-    ``plus``: no workspace RBAC, ABAC, audit logs or SAML SSO)."""
+    ``plus``: no workspace RBAC, ABAC, audit logs, SAML SSO (nor SCIM) or key expiry caps); the
+    security settings are the org's (``state.settings``)."""
     enterprise = plan == "enterprise"
+    settings = state.settings
     return {
         "id": state.organization_id,
         "display_name": state.display_name,
@@ -48,6 +51,7 @@ def organization_info_json(
             "can_use_abac": enterprise,
             "can_use_audit_logs": enterprise,
             "can_use_saml_sso": enterprise,
+            "can_set_api_key_max_expiry": enterprise,
             "max_identities": 100_000 if enterprise else 100,
             "max_workspaces": 10_000 if enterprise else 10,
             "can_add_seats": True,
@@ -62,8 +66,28 @@ def organization_info_json(
         ),
         "disabled": False,
         "member_disabled": False,
-        "sso_only": False,
-        "invites_enabled": True,
+        **org_settings_json(settings),
+    }
+
+
+def org_settings_json(settings: OrgSettings) -> dict:
+    """The security settings fields of ``OrganizationInfo``."""
+    return {
+        "sso_only": settings.sso_only,
+        "jit_provisioning_enabled": settings.jit_provisioning_enabled,
+        "invites_enabled": settings.invites_enabled,
+        "sso_login_slug": settings.sso_login_slug,
+        "default_sso_provision": settings.default_sso_provision,
+        "pat_creation_disabled": settings.pat_creation_disabled,
+        "public_sharing_disabled": settings.public_sharing_disabled,
+        "workspace_admin_can_invite_to_org": settings.workspace_admin_can_invite_to_org,
+        "max_api_key_expiry_days": settings.max_api_key_expiry_days,
+        "max_pat_expiry_days": settings.max_pat_expiry_days,
+        "max_service_key_expiry_days": settings.max_service_key_expiry_days,
+        "security_contact": settings.security_contact,
+        "scim_group_name_separator": settings.scim_group_name_separator,
+        "ip_allowlist": list(settings.ip_allowlist),
+        "ip_allowlist_enabled": settings.ip_allowlist_enabled,
     }
 
 
@@ -98,7 +122,9 @@ def _person_fields(state: OrgState, member: OrgMember) -> dict:
         "full_name": member.full_name,
         "display_name": member.display_name,
         "avatar_url": member.avatar_url,
-        "linked_login_methods": list(member.linked_login_methods),
+        "linked_login_methods": [
+            login_method_json(member, method) for method in member.linked_login_methods
+        ],
         "is_disabled": member.is_disabled,
         "org_role_id": org_role.id,
         "org_role_name": org_role.display_name,
@@ -200,6 +226,27 @@ def workspace_pending_json(state: OrgState, invite: PendingWorkspaceInvite) -> d
     }
 
 
+def login_method_json(member: OrgMember, method: LoginMethod) -> dict:
+    """A ``ProviderUserSlim``: one of the member's linked login methods."""
+    return {
+        "id": method.id,
+        "provider": method.provider,
+        "ls_user_id": member.ls_user_id,
+        "saml_provider_id": method.saml_provider_id,
+        "provider_user_id": method.provider_user_id,
+        "created_at": method.created_at,
+        "updated_at": method.created_at,
+        "email": member.email,
+        "full_name": member.full_name,
+        "first_name": None,
+        "last_name": None,
+        "username": None,
+        "is_disabled": member.is_disabled,
+        "provisioning_method": method.provisioning_method,
+        "email_confirmed_at": method.email_confirmed_at,
+    }
+
+
 def enriched_member_json(
     state: OrgState,
     member: OrgMember,
@@ -227,8 +274,15 @@ def enriched_member_json(
         "is_pending": False,
         "role_id": org_role.id,
         "role_name": org_role.display_name,
-        "linked_login_methods": [],
-        "scim_groups": [],
+        "linked_login_methods": [
+            {"provider": method.provider, "provisioning": method.provisioning_method}
+            if method.provisioning_method
+            else {"provider": method.provider}  # the Go service omits empty fields
+            for method in member.linked_login_methods
+        ],
+        "scim_groups": [
+            {"name": group.name, "created_at": group.created_at} for group in member.scim_groups
+        ],
         "workspace_memberships": [
             {
                 "workspace_id": membership.workspace_id,

@@ -22,6 +22,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,19 +33,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from langsmith_access.sandbox.api import (
-    DEPLOYMENTS,
-    KEY_ROLES,
-    NO_BODY,
-    PLANS,
-    ApiRequest,
-    ApiResponse,
-    HtmlPage,
-    SandboxApi,
-)
+from langsmith_access.sandbox.access_api import ROUTED_SECTIONS
+from langsmith_access.sandbox.api import DEPLOYMENTS, KEY_ROLES, PLANS, SandboxApi
 from langsmith_access.sandbox.faults import RATE_LIMIT_MODES, FaultConfig, RandomFault
 from langsmith_access.sandbox.generator import generate_org
 from langsmith_access.sandbox.org_state import OrgState
+from langsmith_access.sandbox.routing import NO_BODY, ApiRequest, ApiResponse, HtmlPage
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +111,10 @@ class SandboxServer:
     - ``organization_id``: must match ``org`` when both are given.
     - ``faults``: the live ``FaultConfig`` (replace it or change its fields at any time).
     - ``enriched_route``, ``workspace_scoped_key``, ``delete_response``, and the deployment it
-      plays (``deployment``, ``key_role``, ``plan``, ``anonymity_restricted``): see
-      ``SandboxApi``. The rate-limit mode is part of ``faults`` (``FaultConfig``).
+      plays (``deployment``, ``key_role``, ``plan``, ``anonymity_restricted``,
+      ``missing_sections``): see ``SandboxApi``. The rate-limit mode is part of ``faults``
+      (``FaultConfig``). Generate the org with the same ``plan`` (``generate_org(plan=...)``)
+      for a consistent picture.
     - ``url``: ``http://host:port`` once started; ``request_log``: every request received.
 
     Use it as a context manager, or call ``start()`` and ``stop()``.
@@ -140,6 +136,7 @@ class SandboxServer:
         key_role: str = "org-admin",
         plan: str = "enterprise",
         anonymity_restricted: bool = False,
+        missing_sections: tuple[str, ...] = (),
     ) -> None:
         if organization_id is not None:
             organization_id = str(uuid.UUID(organization_id))
@@ -165,6 +162,7 @@ class SandboxServer:
             key_role=key_role,
             plan=plan,
             anonymity_restricted=anonymity_restricted,
+            missing_sections=missing_sections,
         )
         self._stopping = threading.Event()
         self._http_server: _HttpServer | None = None
@@ -358,6 +356,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             query=parse_qs(url.query, keep_blank_values=True),
             headers=self.headers,
             body=body,
+            client_ip=self.client_address[0],
         )
         outcome = self.server.sandbox.respond(request)
         response = None if outcome is DROP_CONNECTION else outcome
@@ -451,6 +450,15 @@ def serve_from_cli(args) -> int:
             return refuse(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
     if rate_limit_window_seconds <= 0:
         return refuse("--rate-limit-window-seconds must be positive")
+    missing_sections = tuple(
+        name.strip() for name in (getattr(args, "missing_sections", "") or "").split(",") if name.strip()
+    )
+    unknown = sorted(set(missing_sections) - set(ROUTED_SECTIONS))
+    if unknown:
+        return refuse(
+            f"--missing-sections: unknown section {', '.join(unknown)} "
+            f"(known: {', '.join(ROUTED_SECTIONS)})"
+        )
 
     org = generate_org(
         seed=args.seed,
@@ -458,6 +466,9 @@ def serve_from_cli(args) -> int:
         workspaces=args.workspaces,
         organization_id=organization_id,
         pending_invites=pending_invites,
+        plan=plan,
+        # Activity (logins, key use, the audit log) is placed around the time it starts.
+        now=int(time.time()),
     )
     faults = FaultConfig(
         latency_ms=args.latency_ms,
@@ -466,6 +477,7 @@ def serve_from_cli(args) -> int:
         rate_limit_per_minute=rate_limit_per_minute,
         rate_limit_mode=rate_limit_mode,
         rate_limit_window_seconds=rate_limit_window_seconds,
+        leak_full_keys=bool(getattr(args, "leak_full_keys", False)),
     )
     stop_requested = threading.Event()
     previous_handlers = {
@@ -483,6 +495,7 @@ def serve_from_cli(args) -> int:
             key_role=key_role,
             plan=plan,
             anonymity_restricted=bool(getattr(args, "anonymity_restricted", False)),
+            missing_sections=missing_sections,
         )
         with sandbox:
             line = {

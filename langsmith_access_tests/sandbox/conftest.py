@@ -13,8 +13,12 @@ from langsmith_access_tests.sandbox.schema import load_spec, validate_response
 
 
 def spec_path_template(path: str) -> str | None:
-    """The spec's path template for a concrete path: exact paths win over templated ones."""
+    """The spec's path template for a concrete path: exact paths win over templated ones. The
+    spec names the Go platform routes ``/v1/platform/...``; ``/api/v1/platform/...`` is the same
+    route (langsmith-api.md, "Deployments and base URLs")."""
     paths = load_spec()["paths"]
+    if path.startswith("/api/v1/platform/"):
+        path = path[len("/api"):]
     if path in paths:
         return path
     for template in paths:

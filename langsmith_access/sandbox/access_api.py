@@ -1,0 +1,609 @@
+"""The routes of the rest of the access picture (DESIGN.md section 9), as the sandbox serves them:
+access policies, credentials, service accounts, SSO settings, the audit log and the platform org
+info, with the rules of ``langsmith-api.md`` ("Key permissions and plan limits", "Credentials",
+"Access policies (ABAC)", "Audit logs").
+
+``AccessRoutes`` is a part of ``SandboxApi`` (api.py), kept apart so each file reads top to
+bottom. Every route belongs to a section of DESIGN.md section 9; for each request, in order:
+
+1. a section the install lacks (``SandboxApi(missing_sections=...)``, an older self-hosted
+   version) answers 404, like any unknown route;
+2. a section the plan lacks answers 403 (``langsmith-api.md``: the answer outside the plan is
+   undocumented; the access-policy and SCIM routes list 403 ``{"error": ...}``): the Go platform
+   routes with ``{"error": ...}``, the others with ``{"detail": ...}``;
+3. a key whose role lacks the permission answers 403 the same way.
+
+Listings never carry a full secret unless ``FaultConfig.leak_full_keys`` asks the sandbox to
+misbehave; creations answer the secret once, as LangSmith does.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from langsmith_access.sandbox import access_payloads
+from langsmith_access.sandbox.access_records import (
+    PERSONAL_ACCESS_TOKEN,
+    SERVICE_KEY,
+    WORKSPACE_SERVICE_KEY,
+    AuditActor,
+    PolicyCondition,
+    PolicyConditionGroup,
+)
+from langsmith_access.sandbox.audit_log import decode_cursor, encode_cursor
+from langsmith_access.sandbox.faults import FaultConfig
+from langsmith_access.sandbox.org_state import (
+    ORGANIZATION_SCOPE,
+    WORKSPACE_SCOPE,
+    OrgState,
+    Workspace,
+    format_timestamp,
+)
+from langsmith_access.sandbox.payloads import organization_info_json
+from langsmith_access.sandbox.routing import (
+    ApiError,
+    ApiRequest,
+    ApiResponse,
+    Route,
+    body_uuid,
+    detail_error,
+    json_object_body,
+    parse_uuid,
+    path_uuid,
+    query_int,
+    validation_error,
+)
+
+# The sections of DESIGN.md section 9 that have routes of their own (`scim_groups` comes with
+# the enriched members route).
+ROUTED_SECTIONS = (
+    "access_policies",
+    "audit_events",
+    "service_keys",
+    "personal_access_tokens",
+    "workspace_service_keys",
+    "scim_tokens",
+    "service_accounts",
+    "sso_settings",
+)
+# Plan flag each section needs (None: every plan has it). SCIM comes with SAML SSO (LangSmith
+# requires SAML SSO to be configurable for SCIM), which has no flag of its own.
+SECTION_FLAGS = {
+    "access_policies": "can_use_abac",
+    "audit_events": "can_use_audit_logs",
+    "scim_tokens": "can_use_saml_sso",
+    "sso_settings": "can_use_saml_sso",
+}
+PLATFORM = "/v1/platform/orgs/current"
+AUDIT_MAX_PAGE = 100
+AUDIT_DEFAULT_PAGE = 10
+ABAC_EFFECTS = ("allow", "deny")
+
+
+class AccessRoutes:
+    """Handlers of the access picture's routes; mixed into ``SandboxApi``."""
+
+    # Provided by SandboxApi.
+    state: OrgState
+    plan: str
+    missing_sections: frozenset[str]
+
+    def _caller_permissions(self) -> list[str]:
+        raise NotImplementedError  # SandboxApi's: the key's organization permissions
+
+    def _workspace_role_permissions(self) -> list[str]:
+        raise NotImplementedError  # SandboxApi's: the key's permissions in a workspace
+
+    def access_routes(self) -> list[Route]:
+
+        def platform(method: str, tail: str, handler, section: str | None) -> list[Route]:
+            # Cloud answers the Go platform routes at /v1/platform/... and /api/v1/platform/....
+            return [
+                Route(method, PLATFORM + tail, handler, ORGANIZATION_SCOPE, section),
+                Route(method, "/api" + PLATFORM + tail, handler, ORGANIZATION_SCOPE, section),
+            ]
+
+        org, ws = ORGANIZATION_SCOPE, WORKSPACE_SCOPE
+        return [
+            *platform("GET", "/info", self.get_platform_org_info, None),
+            *platform("GET", "/access-policies", self.list_access_policies, "access_policies"),
+            *platform("POST", "/access-policies", self.create_access_policy, "access_policies"),
+            *platform("GET", "/access-policies/{access_policy_id}", self.get_access_policy,
+                      "access_policies"),
+            *platform("DELETE", "/access-policies/{access_policy_id}", self.delete_access_policy,
+                      "access_policies"),
+            *platform("POST", "/access-policies/roles/{role_id}/access-policies",
+                      self.attach_access_policies, "access_policies"),
+            *platform("GET", "/scim/tokens", self.list_scim_tokens, "scim_tokens"),
+            *platform("POST", "/scim/tokens", self.create_scim_token, "scim_tokens"),
+            *platform("GET", "/scim/tokens/{scim_token_id}", self.get_scim_token, "scim_tokens"),
+            *platform("PATCH", "/scim/tokens/{scim_token_id}", self.patch_scim_token, "scim_tokens"),
+            *platform("DELETE", "/scim/tokens/{scim_token_id}", self.delete_scim_token,
+                      "scim_tokens"),
+            Route("GET", "/api/v1/audit-logs", self.list_audit_logs, org, "audit_events"),
+            Route("GET", "/api/v1/orgs/current/service-keys", self.list_service_keys, org,
+                  "service_keys"),
+            Route("POST", "/api/v1/orgs/current/service-keys", self.create_service_key, org,
+                  "service_keys"),
+            Route("DELETE", "/api/v1/orgs/current/service-keys/{api_key_id}",
+                  self.delete_service_key, org, "service_keys"),
+            Route("GET", "/api/v1/orgs/current/personal-access-tokens",
+                  self.list_personal_access_tokens, org, "personal_access_tokens"),
+            Route("DELETE", "/api/v1/orgs/current/personal-access-tokens/{pat_id}",
+                  self.delete_personal_access_token, org, "personal_access_tokens"),
+            Route("GET", "/api/v1/api-key", self.list_workspace_keys, ws, "workspace_service_keys"),
+            Route("POST", "/api/v1/api-key", self.create_workspace_key, ws,
+                  "workspace_service_keys"),
+            Route("DELETE", "/api/v1/api-key/{api_key_id}", self.delete_workspace_key, ws,
+                  "workspace_service_keys"),
+            Route("GET", "/api/v1/service-accounts", self.list_service_accounts, org,
+                  "service_accounts"),
+            Route("POST", "/api/v1/service-accounts", self.create_service_account, org,
+                  "service_accounts"),
+            Route("DELETE", "/api/v1/service-accounts/{service_account_id}",
+                  self.delete_service_account, org, "service_accounts"),
+            Route("GET", "/api/v1/orgs/current/sso-settings", self.list_sso_settings, org,
+                  "sso_settings"),
+        ]
+
+    # -------------------------------------------------------------- gates
+
+    def plan_flags(self) -> dict[str, bool]:
+        """The ``config.can_use_*`` flags of the plan (what org info says)."""
+        enterprise = self.plan == "enterprise"
+        return {
+            "can_use_rbac": enterprise,
+            "can_use_abac": enterprise,
+            "can_use_audit_logs": enterprise,
+            "can_use_saml_sso": enterprise,
+            "can_set_api_key_max_expiry": enterprise,
+        }
+
+    def _gate(self, request: ApiRequest, section: str, permission: str | tuple[str, ...],
+              what: str) -> None:
+        """403 when the plan lacks the section or the key's role lacks ``permission`` (any of
+        them, for a tuple)."""
+        platform = request.path.startswith(("/v1/platform/", "/api/v1/platform/"))
+        flag = SECTION_FLAGS.get(section)
+        if flag is not None and not self.plan_flags()[flag]:
+            raise _forbidden(platform, f"{what} is not available on this organization's plan "
+                                       f"(config.{flag} is false)")
+        wanted = (permission,) if isinstance(permission, str) else permission
+        held = (
+            self._workspace_role_permissions()
+            if section == "workspace_service_keys"
+            else self._caller_permissions()
+        )
+        if not any(p in held for p in wanted):
+            raise _forbidden(platform, f"the API key's role may not {what} (needs {' or '.join(wanted)})")
+
+    @staticmethod
+    def _actor(request: ApiRequest) -> AuditActor:
+        return AuditActor(api_key_id=request.caller_key_id, ip=request.client_ip)
+
+    # -------------------------------------------------------------- org info (platform twin)
+
+    def get_platform_org_info(self, request, faults: FaultConfig) -> ApiResponse:
+
+        with self.state.lock:
+            info = organization_info_json(
+                self.state, plan=self.plan, permissions=self._caller_permissions()
+            )
+            return ApiResponse(200, access_payloads.platform_org_info_json(self.state, info))
+
+    # -------------------------------------------------------------- access policies
+
+    def list_access_policies(self, request, faults) -> ApiResponse:
+
+        self._gate(request, "access_policies", "organization:read", "list access policies")
+        with self.state.lock:
+            policies = sorted(self.state.access_policies.values(), key=lambda p: (p.created_at, p.id))
+            body = {"access_policies": [access_payloads.access_policy_json(p) for p in policies]}
+        return ApiResponse(200, body)
+
+    def get_access_policy(self, request, faults, access_policy_id: str) -> ApiResponse:
+
+        self._gate(request, "access_policies", "organization:read", "read access policies")
+        policy_id = parse_uuid(access_policy_id)
+        if policy_id is None:
+            raise ApiError(400, {"error": f"invalid access policy id {access_policy_id!r}"})
+        with self.state.lock:
+            policy = self.state.access_policies.get(policy_id)
+            if policy is None:
+                raise ApiError(404, {"error": "access policy not found"})
+            return ApiResponse(200, access_payloads.access_policy_json(policy))
+
+    def create_access_policy(self, request, faults) -> ApiResponse:
+
+        self._gate(request, "access_policies", "organization:manage", "create access policies")
+        body = _platform_json_object(request)
+        name, effect = body.get("name"), body.get("effect")
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, {"error": "name is required"})
+        if effect not in ABAC_EFFECTS:
+            raise ApiError(400, {"error": f"effect must be one of {', '.join(ABAC_EFFECTS)}"})
+        groups = _condition_groups(body.get("condition_groups") or [])
+        role_ids = body.get("role_ids") or []
+        with self.state.lock:
+            for role_id in role_ids:
+                role = self.state.roles.get(str(role_id))
+                if role is None or role.access_scope != WORKSPACE_SCOPE:
+                    raise ApiError(404, {"error": f"workspace role {role_id} not found"})
+            policy = self.state.create_access_policy(
+                name, effect, groups, description=str(body.get("description") or ""),
+                role_ids=[str(r) for r in role_ids], actor=self._actor(request),
+            )
+        return ApiResponse(201, {"id": policy.id})
+
+    def delete_access_policy(self, request, faults, access_policy_id: str) -> ApiResponse:
+
+        self._gate(request, "access_policies", "organization:manage", "delete access policies")
+        with self.state.lock:
+            policy_id = parse_uuid(access_policy_id)
+            if policy_id in self.state.access_policies:
+                self.state.delete_access_policy(policy_id, actor=self._actor(request))
+        return ApiResponse(204)  # also when it was not there, like the user-group routes
+
+    def attach_access_policies(self, request, faults, role_id: str) -> ApiResponse:
+
+        self._gate(request, "access_policies", "organization:manage", "attach access policies")
+        policy_ids = _platform_json_object(request).get("access_policy_ids")
+        if not isinstance(policy_ids, list) or not all(isinstance(p, str) for p in policy_ids):
+            raise ApiError(400, {"error": "access_policy_ids must be a list of ids"})
+        with self.state.lock:
+            role = self.state.roles.get(role_id)
+            if role is None or role.access_scope != WORKSPACE_SCOPE:
+                raise ApiError(404, {"error": f"workspace role {role_id} not found"})
+            missing = [p for p in policy_ids if p not in self.state.access_policies]
+            if missing:
+                raise ApiError(404, {"error": f"access policy {missing[0]} not found"})
+            self.state.attach_access_policies(role_id, policy_ids, actor=self._actor(request))
+        return ApiResponse(204)
+
+    # -------------------------------------------------------------- SCIM tokens
+
+    def list_scim_tokens(self, request, faults: FaultConfig) -> ApiResponse:
+
+        self._gate(request, "scim_tokens", "organization:read", "list SCIM tokens")
+        with self.state.lock:
+            tokens = sorted(self.state.scim_tokens.values(), key=lambda t: (t.created_at, t.id))
+            rows = [access_payloads.scim_token_json(t, leak=faults.leak_full_keys) for t in tokens]
+        return ApiResponse(200, rows)
+
+    def get_scim_token(self, request, faults: FaultConfig, scim_token_id: str) -> ApiResponse:
+
+        self._gate(request, "scim_tokens", "organization:read", "read SCIM tokens")
+        with self.state.lock:
+            token = self._scim_token(scim_token_id)
+            return ApiResponse(200, access_payloads.scim_token_json(token, leak=faults.leak_full_keys))
+
+    def create_scim_token(self, request, faults) -> ApiResponse:
+
+        self._gate(request, "scim_tokens", "organization:manage", "create SCIM tokens")
+        description = str(_platform_json_object(request).get("description") or "")
+        with self.state.lock:
+            token = self.state.create_scim_token(description, actor=self._actor(request))
+            return ApiResponse(201, access_payloads.scim_token_created_json(token))
+
+    def patch_scim_token(self, request, faults, scim_token_id: str) -> ApiResponse:
+
+        self._gate(request, "scim_tokens", "organization:manage", "update SCIM tokens")
+        description = _platform_json_object(request).get("description")
+        with self.state.lock:
+            token = self._scim_token(scim_token_id)
+            if isinstance(description, str):  # only the description can change
+                token.description = description
+                token.updated_at = self.state.now()
+                self.state.record("update_scim_token", actor=self._actor(request),
+                                  resource_ids=[token.id], http_method="PATCH", path=request.path)
+            return ApiResponse(200, access_payloads.scim_token_json(token))
+
+    def delete_scim_token(self, request, faults, scim_token_id: str) -> ApiResponse:
+
+        self._gate(request, "scim_tokens", "organization:manage", "delete SCIM tokens")
+        with self.state.lock:
+            token = self._scim_token(scim_token_id)
+            self.state.delete_scim_token(token.id, actor=self._actor(request))
+        return ApiResponse(204)
+
+    def _scim_token(self, scim_token_id: str):
+
+        token = self.state.scim_tokens.get(scim_token_id)
+        if token is None:
+            raise ApiError(404, {"error": "SCIM token not found"})
+        return token
+
+    # -------------------------------------------------------------- keys and tokens
+
+    def list_service_keys(self, request, faults: FaultConfig) -> ApiResponse:
+        self._gate(request, "service_keys", "organization:read", "list service keys")
+        return self._key_listing(faults, lambda key: key.kind == SERVICE_KEY)
+
+    def list_personal_access_tokens(self, request, faults: FaultConfig) -> ApiResponse:
+        # Refused to Organization Viewers: every other org role holds more than organization:read.
+        self._gate(request, "personal_access_tokens", ("organization:manage", "organization:pats:create"),
+                   "list personal access tokens")
+        return self._key_listing(faults, lambda key: key.kind == PERSONAL_ACCESS_TOKEN)
+
+    def list_workspace_keys(self, request, faults: FaultConfig, workspace: Workspace) -> ApiResponse:
+        self._gate(request, "workspace_service_keys", "workspaces:read", "list this workspace's keys")
+        return self._key_listing(
+            faults,
+            lambda key: key.kind == WORKSPACE_SERVICE_KEY and key.workspace_ids == [workspace.id],
+        )
+
+    def _key_listing(self, faults: FaultConfig, keep) -> ApiResponse:
+
+        with self.state.lock:
+            keys = sorted((k for k in self.state.api_keys.values() if keep(k)),
+                          key=lambda k: (k.created_at, k.id), reverse=True)
+            rows = [access_payloads.api_key_json(self.state, k, leak=faults.leak_full_keys) for k in keys]
+        return ApiResponse(200, rows)
+
+    def create_service_key(self, request, faults) -> ApiResponse:
+        self._gate(request, "service_keys", "organization:manage", "create service keys")
+        return self._create_key(request, SERVICE_KEY, None)
+
+    def create_workspace_key(self, request, faults, workspace: Workspace) -> ApiResponse:
+        self._gate(request, "workspace_service_keys", "workspaces:manage", "create workspace keys")
+        return self._create_key(request, WORKSPACE_SERVICE_KEY, workspace)
+
+    def _create_key(self, request: ApiRequest, kind: str, workspace: Workspace | None) -> ApiResponse:
+
+        body = json_object_body(request)
+        role_id = body_uuid(body, "role_id", required=False)
+        org_role_id = body_uuid(body, "org_role_id", required=False)
+        default_workspace_id = body_uuid(body, "default_workspace_id", required=False)
+        expires_at = _body_datetime(body, "expires_at")
+        workspace_ids = [workspace.id] if workspace is not None else _body_uuid_list(body, "workspaces")
+        with self.state.lock:
+            roles = self.state.roles
+            if role_id is None:
+                role_id = self.state.role_by_name("WORKSPACE_ADMIN").id
+            if roles.get(role_id) is None or roles[role_id].access_scope != WORKSPACE_SCOPE:
+                raise detail_error(404, f"Workspace role {role_id} not found")
+            if not self.plan_flags()["can_use_rbac"] and roles[role_id].name != "WORKSPACE_ADMIN":
+                raise detail_error(403, "Choosing a key's workspace role needs the Enterprise plan")
+            if kind == SERVICE_KEY:
+                if org_role_id is None:
+                    org_role_id = self.state.role_by_name("ORGANIZATION_USER").id
+                if roles.get(org_role_id) is None or roles[org_role_id].access_scope != ORGANIZATION_SCOPE:
+                    raise detail_error(404, f"Organization role {org_role_id} not found")
+            else:
+                org_role_id = None
+            for workspace_id in workspace_ids or []:
+                if workspace_id not in self.state.workspaces:
+                    raise detail_error(404, f"Workspace {workspace_id} not found")
+            self._check_expiry(kind, expires_at)
+            key = self.state.create_api_key(
+                kind,
+                str(body.get("description") or "Default API key"),
+                workspace_ids=workspace_ids,
+                role_id=role_id,
+                org_role_id=org_role_id,
+                expires_at=expires_at,
+                default_workspace_id=default_workspace_id,
+                actor=self._actor(request),
+            )
+            return ApiResponse(200, access_payloads.api_key_created_json(self.state, key))
+
+    def _check_expiry(self, kind: str, expires_at: str | None) -> None:
+        """The org's maximum expiry (``max_*_expiry_days``) caps new keys."""
+
+        settings = self.state.settings
+        cap = settings.max_service_key_expiry_days if kind == SERVICE_KEY else settings.max_api_key_expiry_days
+        if cap is None:
+            return
+        if expires_at is None:
+            raise detail_error(400, f"expires_at is required: this organization caps keys at {cap} days")
+        latest = format_timestamp(int(self.state.clock()) + cap * 86400)
+        if expires_at > latest:
+            raise detail_error(400, f"expires_at is beyond this organization's maximum of {cap} days")
+
+    def delete_service_key(self, request, faults, api_key_id: str) -> ApiResponse:
+        self._gate(request, "service_keys", "organization:manage", "delete service keys")
+        return self._revoke(request, api_key_id, lambda key: key.kind == SERVICE_KEY)
+
+    def delete_personal_access_token(self, request, faults, pat_id: str) -> ApiResponse:
+        self._gate(request, "personal_access_tokens", "organization:manage",
+                   "revoke members' personal access tokens")
+        return self._revoke(request, pat_id, lambda key: key.kind == PERSONAL_ACCESS_TOKEN)
+
+    def delete_workspace_key(self, request, faults, workspace: Workspace, api_key_id: str) -> ApiResponse:
+        self._gate(request, "workspace_service_keys", "workspaces:manage", "delete workspace keys")
+        return self._revoke(
+            request, api_key_id,
+            lambda key: key.kind == WORKSPACE_SERVICE_KEY and key.workspace_ids == [workspace.id],
+        )
+
+    def _revoke(self, request: ApiRequest, key_id: str, matches) -> ApiResponse:
+
+        key_id = path_uuid(key_id, "api_key_id")
+        with self.state.lock:
+            key = self.state.api_keys.get(key_id)
+            if key is None or not matches(key):
+                raise detail_error(404, "API key not found")
+            self.state.revoke_api_key(key.id, actor=self._actor(request))
+            return ApiResponse(200, access_payloads.api_key_json(self.state, key))
+
+    # -------------------------------------------------------------- service accounts
+
+    def list_service_accounts(self, request, faults) -> ApiResponse:
+
+        self._gate(request, "service_accounts", "organization:read", "list service accounts")
+        with self.state.lock:
+            accounts = sorted(self.state.service_accounts.values(), key=lambda a: (a.created_at, a.id))
+            rows = [access_payloads.service_account_json(self.state, a) for a in accounts]
+        return ApiResponse(200, rows)
+
+    def create_service_account(self, request, faults) -> ApiResponse:
+
+        self._gate(request, "service_accounts", "organization:manage", "create service accounts")
+        body = json_object_body(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise validation_error(["body", "name"], "Field required", "missing")
+        assignments = body.get("workspaces") or []
+        with self.state.lock:
+            default = None
+            for index, assignment in enumerate(assignments):
+                workspace_id = assignment.get("workspace_id") if isinstance(assignment, dict) else None
+                if workspace_id not in self.state.workspaces:
+                    raise detail_error(404, f"workspaces[{index}]: workspace {workspace_id} not found")
+                default = default or workspace_id
+            account = self.state.create_service_account(
+                name, default_workspace_id=default, actor=self._actor(request)
+            )
+            return ApiResponse(200, access_payloads.service_account_created_json(self.state, account))
+
+    def delete_service_account(self, request, faults, service_account_id: str) -> ApiResponse:
+
+        self._gate(request, "service_accounts", "organization:manage", "delete service accounts")
+        account_id = path_uuid(service_account_id, "service_account_id")
+        with self.state.lock:
+            if account_id not in self.state.service_accounts:
+                raise detail_error(404, "Service account not found")
+            account = self.state.delete_service_account(account_id, actor=self._actor(request))
+            return ApiResponse(200, access_payloads.service_account_json(self.state, account))
+
+    # -------------------------------------------------------------- SSO settings
+
+    def list_sso_settings(self, request, faults) -> ApiResponse:
+
+        self._gate(request, "sso_settings", "organization:read", "read SSO settings")
+        with self.state.lock:
+            providers = sorted(self.state.sso_providers.values(), key=lambda p: p.id)
+            rows = [access_payloads.sso_provider_json(self.state, p) for p in providers]
+        return ApiResponse(200, rows)
+
+    # -------------------------------------------------------------- audit log
+
+    def list_audit_logs(self, request, faults) -> ApiResponse:
+
+        query = request.query
+        start = _query_datetime(query, "start_time")
+        end = _query_datetime(query, "end_time")
+        limit = query_int(query, "limit", AUDIT_DEFAULT_PAGE, 1, AUDIT_MAX_PAGE)
+        workspace_id = None
+        if query.get("workspace_id"):
+            workspace_id = parse_uuid(query["workspace_id"][-1])
+            if workspace_id is None:
+                raise validation_error(["query", "workspace_id"], "Input should be a valid UUID",
+                                       "uuid_parsing")
+        operations = set(query.get("operations", []))
+        cursor = query.get("cursor", [None])[-1]
+        self._gate(request, "audit_events", "organization:manage", "read the audit log")
+        if start > end:
+            raise validation_error(["query", "start_time"], "start_time must not be after end_time",
+                                   "value_error")
+        after = None
+        if cursor:
+            try:
+                after = decode_cursor(cursor)
+            except ValueError:
+                raise detail_error(400, "Invalid cursor") from None
+
+        def keep(event) -> bool:
+            if workspace_id is not None and event.workspace_id != workspace_id:
+                return False
+            return not operations or event.operation in operations
+
+        with self.state.lock:
+            page, next_position = self.state.audit_log.page(start, end, limit=limit, after=after, keep=keep)
+            items = [access_payloads.audit_event_json(self.state, event) for event in page]
+        return ApiResponse(200, {
+            "items": items,
+            "cursor": encode_cursor(next_position) if next_position is not None else None,
+        })
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _forbidden(platform: bool, message: str):
+
+    return ApiError(403, {"error": message} if platform else {"detail": message})
+
+
+def _platform_json_object(request: ApiRequest) -> dict[str, Any]:
+    """A Go platform route's JSON body: its errors are 400 ``{"error": ...}``."""
+
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        raise ApiError(400, {"error": "invalid JSON body"}) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, {"error": "the body must be a JSON object"})
+    return body
+
+
+def _condition_groups(raw: Any) -> list[PolicyConditionGroup]:
+
+    if not isinstance(raw, list):
+        raise ApiError(400, {"error": "condition_groups must be a list"})
+    groups = []
+    for group in raw:
+        if not isinstance(group, dict) or not isinstance(group.get("conditions", []), list):
+            raise ApiError(400, {"error": "each condition group needs permission, resource_type, conditions"})
+        conditions = [
+            PolicyCondition(
+                attribute_key=str(c.get("attribute_key", "")),
+                operator=str(c.get("operator", "")),
+                attribute_value=str(c.get("attribute_value", "")),
+                attribute_name=str(c.get("attribute_name", "resource_tag_key")),
+            )
+            for c in group.get("conditions", [])
+            if isinstance(c, dict)
+        ]
+        groups.append(PolicyConditionGroup(str(group.get("permission", "")),
+                                           str(group.get("resource_type", "")), conditions))
+    return groups
+
+
+def _parse_datetime(raw: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _query_datetime(query: dict[str, list[str]], name: str) -> int:
+    """A required ISO 8601 query parameter, as epoch milliseconds (FastAPI's 422s otherwise)."""
+
+    values = query.get(name)
+    if not values:
+        raise validation_error(["query", name], "Field required", "missing")
+    parsed = _parse_datetime(values[-1])
+    if parsed is None:
+        raise validation_error(["query", name], "Input should be a valid datetime",
+                               "datetime_from_date_parsing")
+    return int(parsed.timestamp() * 1000)
+
+
+def _body_datetime(body: dict[str, Any], name: str) -> str | None:
+
+    raw = body.get(name)
+    if raw is None:
+        return None
+    parsed = _parse_datetime(raw) if isinstance(raw, str) else None
+    if parsed is None:
+        raise validation_error(["body", name], "Input should be a valid datetime",
+                               "datetime_from_date_parsing")
+    return format_timestamp(int(parsed.timestamp()))
+
+
+def _body_uuid_list(body: dict[str, Any], name: str) -> list[str] | None:
+
+    raw = body.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise validation_error(["body", name], "Input should be a valid list", "list_type")
+    parsed = [parse_uuid(value) for value in raw]
+    for index, value in enumerate(parsed):
+        if value is None:
+            raise validation_error(["body", name, index], "Input should be a valid UUID", "uuid_parsing")
+    return [value for value in parsed if value is not None]

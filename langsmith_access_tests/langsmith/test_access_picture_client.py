@@ -1,0 +1,331 @@
+"""The client's reads of the access picture (DESIGN.md section 9) against the sandbox, over real
+HTTP: each route gives exactly the sandbox's records; workspace keys take one call per
+workspace; the audit log is read by an explicit, inclusive window, oldest first, across pages;
+a section the plan, the key or the install lacks is a skip with its reason, and every other
+failure stays a failure; no secret is ever kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from langsmith_access.langsmith import (
+    IncompleteListingError,
+    NotFoundError,
+    NotLangSmithAPIError,
+    PermissionDeniedError,
+    ProxyRefusalError,
+    SectionUnavailableError,
+    TransientError,
+)
+from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
+from langsmith_access.sandbox.access_records import (
+    PERSONAL_ACCESS_TOKEN,
+    SERVICE_KEY,
+    WORKSPACE_SERVICE_KEY,
+)
+from langsmith_access.sandbox.api import ApiResponse, HtmlPage
+from langsmith_access_tests.langsmith.sandbox_client_support import (
+    RecordingSleep,
+    client_for,
+    expect_error,
+    heal_after,
+    wrap_respond,
+)
+
+T0 = 1_900_000_000  # 2030-03-17T17:46:40Z: after every generated event
+AUDIT = "/api/v1/audit-logs"
+EVERYTHING = (datetime(2024, 1, 1, tzinfo=UTC), datetime.fromtimestamp(T0 + 3600, tz=UTC))
+
+
+def at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@pytest.fixture
+def serve():
+    """``serve(plan=..., **server_options)``: a sandbox (org generated for that plan, its clock
+    at T0) and a client for it."""
+    started = []
+
+    def make(plan: str = "enterprise", *, members: int = 40, sleep=None, **options):
+        org = generate_org(seed=7, members=members, workspaces=5, plan=plan)
+        org.clock = lambda: T0
+        server = SandboxServer(org, plan=plan, **options).start()
+        client = client_for(server, sleep=sleep or RecordingSleep())
+        started.append((server, client))
+        return server, client
+
+    yield make
+    for server, client in started:
+        client.close()
+        server.stop()
+
+
+def test_each_listing_is_the_sandboxs_records(serve):
+    sandbox, client = serve()
+    org = sandbox.org
+    keys = {k.id: k for k in org.api_keys.values()}
+
+    service_keys = client.list_service_keys()
+    assert {c.id for c in service_keys} == {k.id for k in keys.values() if k.kind == SERVICE_KEY}
+    for credential in service_keys:
+        key = keys[credential.id]
+        assert credential.kind == "service_key" and credential.short_key == key.short_key
+        assert credential.role_id == key.role_id and credential.org_role_id == key.org_role_id
+        assert (credential.revoked_at is None) == (key.revoked_at is None)
+        assert (credential.expires_at is None) == (key.expires_at is None)
+        assert (credential.last_used_at is None) == (key.last_used_at is None)
+        assert credential.workspace_names is None if key.workspace_ids is None else credential.workspace_names
+        assert not credential.secret_redacted
+
+    tokens = client.list_personal_access_tokens()
+    assert {c.id for c in tokens} == {k.id for k in keys.values() if k.kind == PERSONAL_ACCESS_TOKEN}
+    scim = client.list_scim_tokens()
+    assert {c.id for c in scim} == set(org.scim_tokens) and {c.kind for c in scim} == {"scim_token"}
+    assert client.get_scim_token(scim[0].id) == scim[0]
+    assert {a.id for a in client.list_service_accounts()} == set(org.service_accounts)
+    sso = client.list_sso_settings()
+    assert [s.provider_id for s in sso] == [p.provider_id for p in org.sso_providers.values()]
+    policies = {p.id: p for p in client.list_access_policies()}
+    assert set(policies) == set(org.access_policies)
+    for policy_id, policy in policies.items():
+        expected = org.access_policies[policy_id]
+        assert policy.effect == expected.effect and list(policy.role_ids) == expected.role_ids
+        assert len(policy.condition_groups) == len(expected.condition_groups)
+        assert client.get_access_policy(policy_id) == policy
+    with pytest.raises(NotFoundError) as unknown:
+        client.get_access_policy(org.organization_id)  # a 404 on an id is an unknown id, not a skip
+    assert not isinstance(unknown.value, SectionUnavailableError)
+
+
+def test_workspace_keys_take_one_call_per_workspace(serve):
+    sandbox, client = serve()
+    org = sandbox.org
+    workspaces = [w.id for w in org.shared_workspaces()]
+    sandbox.reset_log()
+    by_workspace = client.list_service_keys_of_workspaces(workspaces)
+    calls = sandbox.requests_matching("GET", "/api/v1/api-key")
+    assert sorted(c.tenant_id for c in calls) == sorted(workspaces)
+    for workspace_id, credentials in by_workspace.items():
+        assert {c.id for c in credentials} == {
+            k.id for k in org.api_keys.values()
+            if k.kind == WORKSPACE_SERVICE_KEY and k.workspace_ids == [workspace_id]
+        }
+        assert all(c.workspace_id == workspace_id and c.kind == "workspace_service_key" for c in credentials)
+    assert any(by_workspace.values())
+
+
+def test_login_methods_and_scim_groups_reach_the_member_records(serve):
+    sandbox, client = serve()
+    org = sandbox.org
+    for member in client.list_org_members():
+        expected = org.members[member.ls_user_id].linked_login_methods
+        assert [(m.provider, m.provisioning_method) for m in member.login_methods] == [
+            (m.provider, m.provisioning_method) for m in expected
+        ]
+    enriched = [m for m in client.list_enriched_members() if not m.is_pending]
+    assert any(m.scim_groups for m in enriched)
+    for member in enriched:
+        source = org.members[member.ls_user_id]
+        assert [g.name for g in member.scim_groups] == [g.name for g in source.scim_groups]
+        assert [m.provisioning_method for m in member.login_methods] == [
+            m.provisioning_method for m in source.linked_login_methods
+        ]
+
+
+def test_the_audit_window_is_inclusive_ordered_and_paged(serve):
+    sandbox, client = serve()
+    org = sandbox.org
+    members = org.active_members()
+    start_ms = T0 * 1000
+    # 250 logins a millisecond apart (three pages of 100), and one on each side just outside.
+    for offset in range(-1, 251):
+        org.record_login(members[offset % len(members)].ls_user_id, time_ms=start_ms + offset)
+    sandbox.reset_log()
+    window = client.list_audit_events(at(start_ms), at(start_ms + 249))
+    assert [e.at for e in window.events] == [at(start_ms + n) for n in range(250)]
+    assert window.pages == 3 == len(sandbox.requests_matching("GET", AUDIT))
+    assert window.start == at(start_ms) and window.end == at(start_ms + 249)
+    first = sandbox.requests_matching("GET", AUDIT)[0].query
+    assert first["start_time"] == ["2030-03-17T17:46:40.000Z"] and first["limit"] == ["100"]
+    # Overlapping windows both hold the overlap: de-duplicating across windows is the caller's.
+    earlier = client.list_audit_events(at(start_ms - 1), at(start_ms + 10))
+    later = client.list_audit_events(at(start_ms + 5), at(start_ms + 20))
+    overlap = {e.event_id for e in earlier} & {e.event_id for e in later}
+    assert len(overlap) == 6 and len(earlier) == 12
+
+
+def test_the_audit_window_filters_and_validates(serve):
+    sandbox, client = serve()
+    org = sandbox.org
+    workspace = org.shared_workspaces()[0]
+    member = next(m for m in org.active_members() if org.membership(workspace.id, m.ls_user_id) is None)
+    client.add_workspace_member(workspace.id, org_identity_id=member.id,
+                                role_id=org.role_by_name("WORKSPACE_VIEWER").id)
+    org.record_login(member.ls_user_id)
+    now = datetime.fromtimestamp(T0, tz=UTC)
+    changes = client.list_audit_events(now, now, operations=["add_member_to_workspace"])
+    assert [e.operation for e in changes] == ["add_member_to_workspace"]
+    change = changes.events[0]
+    assert change.workspace_id == workspace.id and change.succeeded is True
+    assert change.credential_id == org.api_key_by_secret(sandbox.api_key).id
+    assert [e.operation for e in client.list_audit_events(now, now, workspace_id=workspace.id)] == [
+        "add_member_to_workspace"
+    ]
+    assert {e.operation for e in client.list_audit_events(now, now)} == {"add_member_to_workspace", "login"}
+    with pytest.raises(ValueError, match="timezone-aware"):
+        client.list_audit_events(datetime(2030, 1, 1), now)
+    with pytest.raises(ValueError, match="after end"):
+        client.list_audit_events(now, now - timedelta(seconds=1))
+
+
+def test_the_generated_history_reads_back_whole(serve):
+    sandbox, client = serve(members=150)
+    history = sandbox.org.audit_log.events()
+    window = client.list_audit_events(*EVERYTHING)
+    assert {e.event_id for e in window} == {e.id for e in history}
+    assert window.pages == len(history) // 100 + 1
+
+
+def test_an_audit_log_whose_pages_do_not_move_on_stops_instead_of_looping(serve):
+    sandbox, client = serve()
+
+    first_cursor: list[str] = []
+
+    def same_cursor_forever(original, request):
+        response = original(request)
+        if request.path == AUDIT and response.status == 200:
+            first_cursor.append(first_cursor[0] if first_cursor else response.body["cursor"])
+            response.body["cursor"] = first_cursor[0]  # every page points back at page two
+        return response
+
+    wrap_respond(sandbox, same_cursor_forever)
+    with pytest.raises(IncompleteListingError, match="do not move on"):
+        client.list_audit_events(*EVERYTHING)
+    assert len(sandbox.requests_matching("GET", AUDIT)) == 2
+
+
+@pytest.mark.parametrize(
+    ("plan", "key_role", "section", "read", "reason"),
+    [
+        ("plus", "org-admin", "access_policies", lambda c: c.list_access_policies(), "config.can_use_abac is false"),
+        ("plus", "org-admin", "audit_events", lambda c: c.list_audit_events(*EVERYTHING),
+         "config.can_use_audit_logs is false"),
+        ("plus", "org-admin", "scim_tokens", lambda c: c.list_scim_tokens(), "config.can_use_saml_sso is false"),
+        ("plus", "org-admin", "sso_settings", lambda c: c.list_sso_settings(), "config.can_use_saml_sso is false"),
+        ("enterprise", "org-user", "audit_events", lambda c: c.list_audit_events(*EVERYTHING),
+         "lacks organization:manage"),
+        ("enterprise", "org-viewer", "personal_access_tokens", lambda c: c.list_personal_access_tokens(),
+         "read-only"),
+    ],
+)
+def test_a_403_the_plan_or_key_explains_is_a_skip_with_its_reason(serve, plan, key_role, section, read, reason):
+    sandbox, client = serve(plan, key_role=key_role)
+    refused = expect_error(SectionUnavailableError, lambda: read(client), keys=[sandbox.api_key])
+    assert refused.section == section and reason in refused.reason
+    assert "403" in refused.reason and refused.status_code == 403
+    assert client.section_plan().skipped[section] in refused.reason
+
+
+@pytest.mark.parametrize(
+    ("section", "read"),
+    [
+        ("access_policies", lambda c, w: c.list_access_policies()),
+        ("audit_events", lambda c, w: c.list_audit_events(*EVERYTHING)),
+        ("service_keys", lambda c, w: c.list_service_keys()),
+        ("personal_access_tokens", lambda c, w: c.list_personal_access_tokens()),
+        ("workspace_service_keys", lambda c, w: c.list_service_keys_of_workspaces(w)),
+        ("scim_tokens", lambda c, w: c.list_scim_tokens()),
+        ("service_accounts", lambda c, w: c.list_service_accounts()),
+        ("sso_settings", lambda c, w: c.list_sso_settings()),
+    ],
+)
+def test_a_section_an_older_install_lacks_is_a_skip(serve, section, read):
+    sandbox, client = serve(missing_sections=(section,))
+    workspaces = [w.id for w in sandbox.org.shared_workspaces()]
+    with pytest.raises(SectionUnavailableError) as missing:
+        read(client, workspaces)
+    assert missing.value.section == section and "answered 404" in missing.value.reason
+    assert client.section_plan().should_read(section), "the plan did not know: the install told"
+
+
+def test_a_workspace_gone_since_it_was_listed_is_a_failure_not_a_skip(serve):
+    sandbox, client = serve()
+    workspace = sandbox.org.shared_workspaces()[0]
+    sandbox.org.delete_workspace(workspace.id)
+    with pytest.raises(NotFoundError, match="gone") as gone:
+        client.list_workspace_service_keys(workspace.id)
+    assert not isinstance(gone.value, SectionUnavailableError)
+
+
+def test_every_other_failure_stays_a_failure(serve):
+    sandbox, client = serve()
+    # A 403 that neither the plan nor the key explains: LangSmith refuses an admin key on Enterprise.
+    wrap_respond(sandbox, lambda original, request: (
+        ApiResponse(403, {"error": "forbidden"}) if request.path.endswith("access-policies")
+        else original(request)))
+    refused = expect_error(PermissionDeniedError, client.list_access_policies, keys=[sandbox.api_key],
+                           contains=["plan flags and the key's permissions say it may"])
+    assert not isinstance(refused, SectionUnavailableError)
+
+    plus, plus_client = serve("plus")
+    # A proxy's 403 (no JSON body) is never read as "not in plan", even where the plan lacks it.
+    wrap_respond(plus, lambda original, request: (
+        ApiResponse(403, HtmlPage("<html>blocked</html>")) if request.path == AUDIT else original(request)))
+    with pytest.raises(ProxyRefusalError):
+        plus_client.list_audit_events(*EVERYTHING)
+
+    failing, failing_client = serve(faults=FaultConfig(failing_routes=("/api/v1/orgs/current/service-keys",)))
+    with pytest.raises(TransientError):
+        failing_client.list_service_keys()
+
+    html, html_client = serve()
+    wrap_respond(html, lambda original, request: (
+        ApiResponse(200, HtmlPage()) if request.path == "/api/v1/service-accounts" else original(request)))
+    with pytest.raises(NotLangSmithAPIError):
+        html_client.list_service_accounts()
+
+
+def test_section_reads_are_retried_like_every_read():
+    faults = FaultConfig(throttle_rate=1.0, retry_after_seconds=3)
+    with SandboxServer(generate_org(seed=7, members=20, workspaces=3), faults=faults) as sandbox:
+        healing = heal_after(sandbox, 2, throttle_rate=0.0)  # two 429s, then answers
+        with client_for(sandbox, sleep=healing) as client:
+            assert {a.id for a in client.list_service_accounts()} == set(sandbox.org.service_accounts)
+            assert healing.waits == [3.0, 3.0] and client.stats.rate_limited == 2
+
+
+def test_a_leaking_server_leaves_no_secret_in_any_record(serve):
+    sandbox, client = serve(faults=FaultConfig(leak_full_keys=True))
+    org = sandbox.org
+    credentials = [
+        *client.list_service_keys(),
+        *client.list_personal_access_tokens(),
+        *client.list_scim_tokens(),
+        *[c for cs in client.list_service_keys_of_workspaces([w.id for w in org.shared_workspaces()]).values()
+          for c in cs],
+    ]
+    secrets = [k.secret for k in org.api_keys.values()] + [t.token for t in org.scim_tokens.values()]
+    text = repr(credentials)
+    assert credentials and all(c.secret_redacted for c in credentials)
+    assert not any(secret in text for secret in secrets)
+    # Cut to what LangSmith itself shows of each: its prefix and last four characters.
+    shown = {k.id: k.short_key for k in org.api_keys.values()}
+    shown.update({t.id: t.short_token for t in org.scim_tokens.values()})
+    assert all(credential.short_key == shown[credential.id] for credential in credentials)
+
+
+def test_the_section_plan_comes_from_the_org_info_once(serve):
+    sandbox, client = serve("plus", key_role="org-user")
+    sandbox.reset_log()
+    plan = client.section_plan(membership_route="workspace_members")
+    again = client.section_plan()
+    assert len(sandbox.requests_matching("GET", "/api/v1/orgs/current/info")) == 1
+    assert set(plan.skipped) == {"access_policies", "audit_events", "scim_tokens", "sso_settings", "scim_groups"}
+    assert "scim_groups" in again.skipped  # the plan already rules it out, whatever the route
+    info = client.organization_info()
+    assert info.flag("can_use_rbac") is False and "organization:manage" not in (info.permissions or ())
+    platform = client.get_platform_organization_info()
+    assert platform.id == sandbox.organization_id and platform.flag("can_use_abac") is False

@@ -1,0 +1,146 @@
+"""The generated access picture (DESIGN.md section 9): deterministic, plan-aware, and with the
+mixes the reports need (credentials never used, without expiry, revoked, expired; members of
+every origin; SCIM groups that follow LangSmith's naming rule)."""
+
+from __future__ import annotations
+
+import pytest
+
+from langsmith_access.sandbox import generate_org
+from langsmith_access.sandbox.access_generator import ACTIVITY_REFERENCE
+from langsmith_access.sandbox.access_records import (
+    PERSONAL_ACCESS_TOKEN,
+    SERVICE_KEY,
+    WORKSPACE_SERVICE_KEY,
+)
+from langsmith_access.sandbox.org_state import format_timestamp
+
+DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def org():
+    return generate_org(seed=7, members=120, workspaces=6)
+
+
+@pytest.fixture(scope="module")
+def plus_org():
+    return generate_org(seed=7, members=120, workspaces=6, plan="plus")
+
+
+def test_the_picture_is_deterministic_and_leaves_the_core_org_as_it_was():
+    first = generate_org(seed=3, members=60, workspaces=4).to_dict()
+    again = generate_org(seed=3, members=60, workspaces=4).to_dict()
+    assert first == again
+    assert first["api_keys"] and first["audit_log"] and first["access_policies"]
+    plus = generate_org(seed=3, members=60, workspaces=4, plan="plus").to_dict()
+    # Members, roles and workspaces do not depend on the plan: only the picture around them.
+    for part in ("roles", "workspaces", "pending_invites"):
+        assert plus[part] == first[part]
+    assert [m["id"] for m in plus["members"]] == [m["id"] for m in first["members"]]
+
+
+def test_credentials_of_every_kind_with_every_kind_of_trouble(org):
+    now = format_timestamp(ACTIVITY_REFERENCE)
+    keys = list(org.api_keys.values())
+    assert {k.kind for k in keys} == {SERVICE_KEY, WORKSPACE_SERVICE_KEY, PERSONAL_ACCESS_TOKEN}
+    assert any(k.last_used_at is None for k in keys), "some never used"
+    assert any(k.expires_at is None for k in keys), "some without expiry"
+    assert any(k.revoked_at is not None for k in keys), "some revoked"
+    assert any(k.expires_at is not None and k.expires_at < now for k in keys), "some expired"
+    assert any(k.expires_at is not None and k.expires_at > now for k in keys), "some valid"
+    for key in keys:
+        assert key.secret.startswith("lsv2_pt_" if key.kind == PERSONAL_ACCESS_TOKEN else "lsv2_sk_")
+        assert key.secret[-4:] in key.short_key and key.secret not in key.short_key
+        assert key.created_at <= now
+        assert key.last_used_at is None or key.created_at <= key.last_used_at <= now
+        if key.kind == PERSONAL_ACCESS_TOKEN:
+            assert key.owner_ls_user_id in org.members and key.role_id is None
+        if key.kind == WORKSPACE_SERVICE_KEY:
+            assert len(key.workspace_ids) == 1 and org.workspaces[key.workspace_ids[0]].is_shared
+    accounts = set(org.service_accounts)
+    assert accounts and all(
+        k.service_account_id in accounts for k in keys if k.kind == SERVICE_KEY
+    )
+    assert any(k.workspace_ids is None for k in keys if k.kind == SERVICE_KEY), "an org-wide key"
+
+
+def test_member_origins_and_scim_groups_follow_langsmiths_rule(org):
+    separator = org.settings.scim_group_name_separator
+    methods = {
+        m.provisioning_method for member in org.members.values() for m in member.linked_login_methods
+    }
+    assert methods == {"scim", "saml:jit", "bootstrap", None}
+    assert any(len(member.linked_login_methods) > 1 for member in org.members.values())
+    workspace_names = {ws.display_name for ws in org.shared_workspaces()}
+    role_names = {role.display_name for role in org.roles.values()}
+    named_their_grant = 0
+    for member in org.members.values():
+        scim = any(m.provisioning_method == "scim" for m in member.linked_login_methods)
+        assert bool(member.scim_groups) <= scim, "only SCIM members have SCIM groups"
+        for group in member.scim_groups:
+            prefix, _, rest = group.name.partition(separator)
+            assert prefix == "LS"
+            if rest in ("Organization Admin", "Organization Admins"):
+                assert org.roles[member.org_role_id].name == "ORGANIZATION_ADMIN"
+                continue
+            org_role, workspace, workspace_role = rest.split(separator)
+            assert org_role == org.roles[member.org_role_id].display_name
+            assert workspace in workspace_names and workspace_role in role_names
+            held = {
+                (org.workspaces[m.workspace_id].display_name, org.roles[m.role_id].display_name)
+                for m in org.memberships_of(member.ls_user_id)
+            }
+            named_their_grant += (workspace, workspace_role) in held
+    assert named_their_grant > 10
+
+
+def test_a_chosen_scim_separator_is_used_and_a_bad_one_refused():
+    org = generate_org(seed=7, members=60, workspaces=3, scim_group_name_separator="-")
+    names = [g.name for m in org.members.values() for g in m.scim_groups]
+    assert names and all(name.startswith("LS-") for name in names)
+    with pytest.raises(ValueError, match="scim_group_name_separator"):
+        generate_org(seed=7, members=5, workspaces=1, scim_group_name_separator="/")
+
+
+def test_enterprise_has_sso_scim_policies_and_plus_has_none(org, plus_org):
+    assert org.sso_providers and org.scim_tokens and org.access_policies
+    assert {p.effect for p in org.access_policies.values()} == {"allow", "deny"}
+    assert org.settings.max_pat_expiry_days is not None and org.settings.sso_login_slug
+    assert not plus_org.sso_providers and not plus_org.scim_tokens and not plus_org.access_policies
+    assert plus_org.settings.max_pat_expiry_days is None and plus_org.settings.sso_login_slug is None
+    plus_methods = {
+        (m.provider, m.provisioning_method)
+        for member in plus_org.members.values()
+        for m in member.linked_login_methods
+    }
+    assert all(provider != "supabase:sso" and method in (None, "bootstrap") for provider, method in plus_methods)
+    assert not any(member.scim_groups for member in plus_org.members.values())
+    # Chosen workspace roles on keys are Enterprise only.
+    admin = plus_org.role_by_name("WORKSPACE_ADMIN").id
+    assert all(k.role_id in (None, admin) for k in plus_org.api_keys.values())
+
+
+def test_activity_is_placed_around_now(org):
+    now_ms = ACTIVITY_REFERENCE * 1000
+    events = org.audit_log.events()
+    assert all(now_ms - 400 * DAY * 1000 <= e.time_ms <= now_ms for e in events)
+    last_login = {}
+    for event in events:
+        if event.operation == "login":
+            last_login[event.actor.ls_user_id] = max(last_login.get(event.actor.ls_user_id, 0), event.time_ms)
+    recent = [t for t in last_login.values() if t >= now_ms - 90 * DAY * 1000]
+    stale = [t for t in last_login.values() if t < now_ms - 90 * DAY * 1000]
+    never = set(org.members) - set(last_login)
+    assert recent and stale and never
+    later = generate_org(seed=7, members=120, workspaces=6, now=ACTIVITY_REFERENCE + 30 * DAY)
+    shift = [e.time_ms for e in later.audit_log.events() if e.operation == "login"]
+    assert max(shift) > now_ms, "a later now moves the activity"
+    with pytest.raises(ValueError, match="now"):
+        generate_org(seed=7, members=5, workspaces=1, now=ACTIVITY_REFERENCE - 365 * DAY)
+
+
+def test_a_large_org_keeps_the_audit_history_bounded():
+    org = generate_org(seed=1, members=2000, workspaces=50)
+    # Logins (at most three per member) and creations: not one event per membership.
+    assert len(org.audit_log) < 4 * len(org.members) + len(org.api_keys) + 100

@@ -1,0 +1,359 @@
+"""The access picture's routes (DESIGN.md section 9) as the sandbox serves them: every answer of
+every new route, in every plan and key mode, is checked against the official schemas (the
+caller fixture does it); 403 where the plan or the key's role rules a section out, 404 where an
+older install lacks it; listings never carry a secret, except in the fault mode that
+misbehaves on purpose; creations answer the secret once and land in the audit log."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import pytest
+import requests
+
+from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
+from langsmith_access.sandbox.access_api import ROUTED_SECTIONS
+from langsmith_access.sandbox.access_records import SERVICE_KEY, WORKSPACE_SERVICE_KEY
+from langsmith_access.sandbox.org_state import format_timestamp
+from langsmith_access_tests.sandbox.conftest import SandboxCaller
+from langsmith_access_tests.sandbox.test_cli import CLI
+
+POLICIES = "/v1/platform/orgs/current/access-policies"
+API_POLICIES = "/api" + POLICIES
+SCIM_TOKENS = "/v1/platform/orgs/current/scim/tokens"
+SERVICE_KEYS = "/api/v1/orgs/current/service-keys"
+PATS = "/api/v1/orgs/current/personal-access-tokens"
+WORKSPACE_KEYS = "/api/v1/api-key"
+SERVICE_ACCOUNTS = "/api/v1/service-accounts"
+SSO = "/api/v1/orgs/current/sso-settings"
+AUDIT = "/api/v1/audit-logs"
+PLATFORM_INFO = "/v1/platform/orgs/current/info"
+WINDOW = {"start_time": "2024-01-01T00:00:00Z", "end_time": "2030-01-01T00:00:00Z", "limit": 100}
+
+# Every read route of a section, with its section, the query it needs, and whether it is a Go
+# platform route (errors {"error": ...}) or a FastAPI one (errors {"detail": ...}).
+READS = [
+    ("access_policies", POLICIES, {}, True),
+    ("access_policies", API_POLICIES, {}, True),
+    ("scim_tokens", SCIM_TOKENS, {}, True),
+    ("scim_tokens", "/api" + SCIM_TOKENS, {}, True),
+    ("service_keys", SERVICE_KEYS, {}, False),
+    ("personal_access_tokens", PATS, {}, False),
+    ("workspace_service_keys", WORKSPACE_KEYS, {}, False),
+    ("service_accounts", SERVICE_ACCOUNTS, {}, False),
+    ("sso_settings", SSO, {}, False),
+    ("audit_events", AUDIT, WINDOW, False),
+]
+
+# What each mode may read: (plan, key_role) -> sections refused with 403.
+PLUS_REFUSED = {"access_policies", "scim_tokens", "sso_settings", "audit_events"}
+REFUSED = {
+    ("enterprise", "org-admin"): set(),
+    ("enterprise", "org-user"): {"audit_events"},
+    ("enterprise", "org-viewer"): {"audit_events", "personal_access_tokens"},
+    ("plus", "org-admin"): PLUS_REFUSED,
+    ("plus", "org-user"): PLUS_REFUSED,
+    ("plus", "org-viewer"): PLUS_REFUSED | {"personal_access_tokens"},
+}
+
+
+@pytest.fixture
+def start():
+    """``start(plan=..., **options)``: a sandbox on an org generated for that plan, and its caller."""
+    started = []
+
+    def make(plan: str = "enterprise", **options):
+        server = SandboxServer(generate_org(seed=7, members=40, workspaces=5, plan=plan), plan=plan, **options)
+        server.start()
+        caller = SandboxCaller(server)
+        started.append((server, caller))
+        return server, caller
+
+    yield make
+    for server, caller in started:
+        caller.session.close()
+        server.stop()
+
+
+def read(caller: SandboxCaller, sandbox: SandboxServer, path: str, params: dict) -> requests.Response:
+    tenant = sandbox.org.shared_workspaces()[0].id if path == WORKSPACE_KEYS else None
+    return caller.get(path, params=params, tenant_id=tenant)
+
+
+@pytest.mark.parametrize(("plan", "key_role"), sorted(REFUSED))
+def test_every_read_route_answers_its_schema_or_refuses_as_the_plan_and_key_say(start, plan, key_role):
+    sandbox, caller = start(plan, key_role=key_role)
+    for section, path, params, platform in READS:
+        response = read(caller, sandbox, path, params)  # checked against the spec by the caller
+        if section in REFUSED[(plan, key_role)]:
+            assert response.status_code == 403, (section, path, response.text)
+            body = response.json()
+            message = body["error"] if platform else body["detail"]
+            if section in PLUS_REFUSED and plan == "plus":
+                assert "plan" in message and "config.can_use_" in message
+            else:
+                assert "role" in message
+        else:
+            assert response.status_code == 200, (section, path, response.text)
+    info = caller.get(PLATFORM_INFO)
+    assert info.status_code == 200 and info.json()["config"]["can_use_abac"] is (plan == "enterprise")
+
+
+def test_listings_are_the_orgs_records_with_short_keys_only(start):
+    sandbox, caller = start()
+    org = sandbox.org
+    listed = {row["id"]: row for row in caller.get(SERVICE_KEYS).json()}
+    assert set(listed) == {k.id for k in org.api_keys.values() if k.kind == SERVICE_KEY}
+    pats = {row["id"] for row in caller.get(PATS).json()}
+    assert pats == {k.id for k in org.api_keys.values() if k.kind == "personal_access_token"}
+    workspace = org.shared_workspaces()[0]
+    in_workspace = {row["id"] for row in caller.get(WORKSPACE_KEYS, tenant_id=workspace.id).json()}
+    assert in_workspace == {
+        k.id for k in org.api_keys.values()
+        if k.kind == WORKSPACE_SERVICE_KEY and k.workspace_ids == [workspace.id]
+    }
+    assert in_workspace, "the first workspace has a workspace key"
+    for key in org.api_keys.values():
+        if key.id in listed:
+            row = listed[key.id]
+            assert row["short_key"] == key.short_key and row["revoked_at"] == key.revoked_at
+            assert row["expires_at"] == key.expires_at
+            assert row["workspace_names"] is None if key.workspace_ids is None else row["workspace_names"]
+    everything = "".join(
+        read(caller, sandbox, path, params).text for _, path, params, _ in READS
+    )
+    for key in org.api_keys.values():
+        assert key.secret not in everything
+    for token in org.scim_tokens.values():
+        assert token.token not in everything
+    assert '"key"' not in everything and '"token"' not in everything
+    policies = caller.get(POLICIES).json()["access_policies"]
+    assert {p["id"] for p in policies} == set(org.access_policies)
+    assert {a["id"] for a in caller.get(SERVICE_ACCOUNTS).json()} == set(org.service_accounts)
+    assert [s["provider_id"] for s in caller.get(SSO).json()] == [
+        p.provider_id for p in org.sso_providers.values()
+    ]
+
+
+def test_the_sandboxs_own_key_is_a_listed_service_key_whose_use_shows(start):
+    sandbox, caller = start(key_role="org-user")
+    org = sandbox.org
+    own = org.api_key_by_secret(sandbox.api_key)
+    assert own is not None and own.kind == SERVICE_KEY
+    assert org.roles[own.org_role_id].name == "ORGANIZATION_USER"
+    org.clock = lambda: 1_900_000_000  # 2030-03-17: a later request moves last_used_at there
+    row = next(r for r in caller.get(SERVICE_KEYS).json() if r["id"] == own.id)
+    assert row["short_key"] == own.short_key and sandbox.api_key not in json.dumps(row)
+    assert row["last_used_at"] == "2030-03-17T17:46:40Z"
+
+
+def test_the_leak_fault_puts_full_secrets_in_listings(start):
+    sandbox, caller = start(faults=FaultConfig(leak_full_keys=True))
+    org = sandbox.org
+    text = caller.get(SERVICE_KEYS).text + caller.get(PATS).text + caller.get(SCIM_TOKENS).text
+    leaked = [k.secret for k in org.api_keys.values() if k.kind != WORKSPACE_SERVICE_KEY]
+    leaked += [t.token for t in org.scim_tokens.values()]
+    assert leaked and all(secret in text for secret in leaked)
+    sandbox.faults.leak_full_keys = False
+    assert not any(secret in caller.get(SERVICE_KEYS).text for secret in leaked)
+
+
+@pytest.mark.parametrize("section", ROUTED_SECTIONS)
+def test_a_missing_section_answers_404_and_the_others_stay(start, section):
+    sandbox, caller = start(missing_sections=(section,))
+    for other, path, params, _ in READS:
+        response = read(caller, sandbox, path, params)
+        assert response.status_code == (404 if other == section else 200), (other, path)
+    with pytest.raises(ValueError, match="missing_sections"):
+        SandboxServer(generate_org(seed=1, members=2, workspaces=1), missing_sections=("groups",))
+
+
+def test_creating_a_service_key_answers_its_secret_once_and_is_audited(start):
+    sandbox, caller = start()
+    org = sandbox.org
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    workspace = org.shared_workspaces()[1]
+    before = len(org.audit_log)
+    created = caller.post(SERVICE_KEYS, json={
+        "description": "made by a test", "role_id": viewer, "workspaces": [workspace.id],
+        "expires_at": format_timestamp(int(org.clock()) + 10 * 86400),  # within any cap
+    })
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert body["key"].startswith("lsv2_sk_") and body["short_key"] == f"lsv2_sk_...{body['key'][-4:]}"
+    assert body["workspace_names"] == [workspace.display_name] and body["role_id"] == viewer
+    assert body["key"] not in caller.get(SERVICE_KEYS).text
+    event = org.audit_log.events()[-1]
+    assert len(org.audit_log) == before + 1
+    assert event.operation == "create_service_key" and event.resource_ids == (body["id"],)
+    assert event.actor.api_key_id == org.api_key_by_secret(sandbox.api_key).id
+    revoked = caller.delete(f"{SERVICE_KEYS}/{body['id']}")
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert org.audit_log.events()[-1].operation == "delete_service_key"
+    assert caller.delete(f"{SERVICE_KEYS}/{org.shared_workspaces()[0].id}").status_code == 404
+
+
+def test_key_creation_follows_the_orgs_expiry_cap_and_the_plan(start):
+    sandbox, caller = start()
+    sandbox.org.settings.max_service_key_expiry_days = 30
+    no_expiry = caller.post(SERVICE_KEYS, json={"description": "forever"})
+    assert no_expiry.status_code == 400 and "30 days" in no_expiry.json()["detail"]
+    too_long = caller.post(SERVICE_KEYS, json={"description": "long", "expires_at": "2099-01-01T00:00:00Z"})
+    assert too_long.status_code == 400
+    bad = caller.post(SERVICE_KEYS, json={"description": "x", "expires_at": "soon"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "expires_at"]
+    plus, plus_caller = start("plus")
+    viewer = plus.org.role_by_name("WORKSPACE_VIEWER").id
+    refused = plus_caller.post(SERVICE_KEYS, json={"description": "x", "role_id": viewer})
+    assert refused.status_code == 403 and "Enterprise" in refused.json()["detail"]
+    assert plus_caller.post(SERVICE_KEYS, json={"description": "admin key"}).status_code == 200
+
+
+def test_workspace_keys_are_created_and_revoked_in_their_workspace(start):
+    sandbox, caller = start()
+    workspace, other = sandbox.org.shared_workspaces()[:2]
+    in_ten_days = format_timestamp(int(sandbox.org.clock()) + 10 * 86400)  # within any cap
+    created = caller.post(WORKSPACE_KEYS, tenant_id=workspace.id,
+                          json={"description": "ws key", "expires_at": in_ten_days})
+    assert created.status_code == 200 and created.json()["access_scope"] == "workspace"
+    key_id = created.json()["id"]
+    assert key_id in {r["id"] for r in caller.get(WORKSPACE_KEYS, tenant_id=workspace.id).json()}
+    assert key_id not in {r["id"] for r in caller.get(WORKSPACE_KEYS, tenant_id=other.id).json()}
+    assert caller.delete(f"{WORKSPACE_KEYS}/{key_id}", tenant_id=other.id).status_code == 404
+    assert caller.delete(f"{WORKSPACE_KEYS}/{key_id}", tenant_id=workspace.id).status_code == 200
+    event = sandbox.org.audit_log.events()[-1]
+    assert event.operation == "delete_api_key" and event.workspace_id == workspace.id
+
+
+def test_access_policy_routes(start):
+    sandbox, caller = start()
+    org = sandbox.org
+    editor = org.role_by_name("WORKSPACE_USER").id
+    payload = {
+        "name": "No staging deletes", "description": "", "effect": "deny", "role_ids": [editor],
+        "condition_groups": [{"permission": "datasets:delete", "resource_type": "dataset", "conditions": [
+            {"attribute_name": "resource_tag_key", "attribute_key": "env", "operator": "equals",
+             "attribute_value": "staging"}]}],
+    }
+    created = caller.post(POLICIES, json=payload)
+    assert created.status_code == 201
+    policy_id = created.json()["id"]
+    one = caller.get(f"{API_POLICIES}/{policy_id}").json()
+    assert one["effect"] == "deny" and one["role_ids"] == [editor]
+    assert one["condition_groups"] == payload["condition_groups"]
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    assert caller.post(f"{POLICIES}/roles/{viewer}/access-policies",
+                       json={"access_policy_ids": [policy_id]}).status_code == 204
+    assert caller.get(f"{POLICIES}/{policy_id}").json()["role_ids"] == [editor, viewer]
+    assert caller.post(POLICIES, json={**payload, "effect": "maybe"}).status_code == 400
+    unknown = caller.get(f"{POLICIES}/{org.shared_workspaces()[0].id}")
+    assert unknown.status_code == 404 and "error" in unknown.json()
+    assert caller.get(f"{POLICIES}/not-an-id").status_code == 400
+    assert caller.delete(f"{POLICIES}/{policy_id}").status_code == 204
+    assert caller.get(f"{POLICIES}/{policy_id}").status_code == 404
+    operations = [e.operation for e in org.audit_log.events()[-3:]]
+    assert operations == ["create_access_policy", "attach_access_policies", "delete_access_policy"]
+
+
+def test_scim_token_routes(start):
+    sandbox, caller = start()
+    created = caller.post(SCIM_TOKENS, json={"description": "Okta"})
+    assert created.status_code == 201
+    token = created.json()
+    assert token["token"].startswith("lsv2_scim_") and token["token"][-4:] in token["short_token"]
+    listed = caller.get(SCIM_TOKENS).text
+    assert token["id"] in listed and token["token"] not in listed
+    renamed = caller.patch(f"{SCIM_TOKENS}/{token['id']}", json={"description": "Okta prod"})
+    assert renamed.status_code == 200 and renamed.json()["description"] == "Okta prod"
+    assert "last_used_at" not in renamed.json(), "a token never used has no last_used_at"
+    assert caller.delete(f"{SCIM_TOKENS}/{token['id']}").status_code == 204
+    assert caller.get(f"{SCIM_TOKENS}/{token['id']}").status_code == 404
+
+
+def test_service_account_routes(start):
+    sandbox, caller = start()
+    workspace = sandbox.org.shared_workspaces()[0]
+    created = caller.post(SERVICE_ACCOUNTS, json={"name": "exporter", "workspaces": [{"workspace_id": workspace.id}]})
+    assert created.status_code == 200
+    account = created.json()
+    assert account["default_workspace_id"] == workspace.id and account["organization_identity_id"]
+    assert caller.post(SERVICE_ACCOUNTS, json={}).status_code == 422
+    deleted = caller.delete(f"{SERVICE_ACCOUNTS}/{account['id']}")
+    assert deleted.status_code == 200 and deleted.json()["id"] == account["id"]
+    assert account["id"] not in {a["id"] for a in caller.get(SERVICE_ACCOUNTS).json()}
+
+
+def test_writes_need_organization_manage_and_a_read_only_key_manages_no_members(start):
+    sandbox, caller = start(key_role="org-user")
+    assert caller.post(SERVICE_KEYS, json={"description": "x"}).status_code == 403
+    assert caller.post(POLICIES, json={"name": "x", "effect": "allow"}).status_code == 403
+    viewer_sandbox, viewer = start(key_role="org-viewer")
+    org = viewer_sandbox.org
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if org.membership(workspace.id, m.ls_user_id) is None)
+    refused = viewer.post("/api/v1/workspaces/current/members", tenant_id=workspace.id,
+                          json={"org_identity_id": outsider.id, "role_id": org.role_by_name("WORKSPACE_ADMIN").id})
+    assert refused.status_code == 403 and org.membership(workspace.id, outsider.ls_user_id) is None
+    own = viewer.get("/api/v1/workspaces").json()
+    assert own and all(w["role_name"] == "Viewer" for w in own)
+
+
+def test_org_info_carries_the_orgs_settings_per_plan(start):
+    sandbox, caller = start()
+    info = caller.get("/api/v1/orgs/current/info").json()
+    settings = sandbox.org.settings
+    assert info["max_pat_expiry_days"] == settings.max_pat_expiry_days
+    assert info["scim_group_name_separator"] == settings.scim_group_name_separator
+    assert info["config"]["can_set_api_key_max_expiry"] is True
+    platform = caller.get("/api" + PLATFORM_INFO).json()
+    assert None not in platform.values(), "the Go twin leaves out what is null"
+    assert platform["sso_login_slug"] == settings.sso_login_slug
+    plus, plus_caller = start("plus")
+    plus_info = plus_caller.get("/api/v1/orgs/current/info").json()
+    assert plus_info["config"]["can_use_saml_sso"] is False and plus_info["max_pat_expiry_days"] is None
+
+
+def test_members_carry_login_methods_and_the_enriched_route_scim_groups(start):
+    sandbox, caller = start()
+    org = sandbox.org
+    rows = caller.get("/api/v1/orgs/current/members/active", params={"limit": 500}).json()
+    for row in rows:
+        member = org.members[row["ls_user_id"]]
+        assert [m["provisioning_method"] for m in row["linked_login_methods"]] == [
+            m.provisioning_method for m in member.linked_login_methods
+        ]
+    enriched = caller.get("/v1/platform/orgs/current/members", params={"limit": 500}).json()
+    active = [row for row in enriched if not row["is_pending"]]
+    assert any(row["scim_groups"] for row in active)
+    for row in active:
+        member = org.members[row["ls_user_id"]]
+        assert [g["name"] for g in row["scim_groups"]] == [g.name for g in member.scim_groups]
+        assert [m.get("provisioning") for m in row["linked_login_methods"]] == [
+            m.provisioning_method for m in member.linked_login_methods
+        ]
+
+
+def test_cli_plays_missing_sections_leaks_and_read_only_keys():
+    process = subprocess.Popen(
+        [CLI, "sandbox", "--members", "10", "--workspaces", "2", "--missing-sections",
+         "audit_events,access_policies", "--leak-full-keys", "--key-role", "org-viewer"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = json.loads(process.stdout.readline())
+        headers = {"X-API-Key": first["api_key"], "X-Organization-Id": first["organization_id"]}
+        get = lambda path, **params: requests.get(first["url"] + path, headers=headers, params=params, timeout=10)  # noqa: E731
+        assert get(AUDIT, **WINDOW).status_code == 404
+        assert get(POLICIES).status_code == 404
+        assert get(PATS).status_code == 403
+        keys = get(SERVICE_KEYS).json()
+        own = first["api_key"]
+        assert any(row["short_key"] == own and row["key"] == own for row in keys), "leaked on purpose"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    refused = subprocess.run([CLI, "sandbox", "--missing-sections", "groups"], capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2 and "--missing-sections" in refused.stderr and "groups" in refused.stderr

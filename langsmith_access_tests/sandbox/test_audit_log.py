@@ -1,0 +1,181 @@
+"""The sandbox's audit log: it grows whenever the org changes (member added, role changed, key
+created, login), and ``GET /api/v1/audit-logs`` reads it by time window (both ends inclusive)
+and cursor, with the official shapes (checked by the caller fixture)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.sandbox.access_records import PERSONAL_ACCESS_TOKEN, AuditActor, AuditEvent
+from langsmith_access.sandbox.audit_log import AuditLog, decode_cursor, encode_cursor
+from langsmith_access.sandbox.org_state import format_timestamp
+from langsmith_access_tests.sandbox.conftest import SandboxCaller
+
+AUDIT = "/api/v1/audit-logs"
+T0 = 1_900_000_000_000  # 2030-03-17T17:46:40Z, after every generated event, in milliseconds
+
+
+def iso(ms: int) -> str:
+    seconds, millis = divmod(ms, 1000)
+    return f"{format_timestamp(seconds)[:-1]}.{millis:03d}Z"
+
+
+@pytest.fixture
+def sandbox():
+    org = generate_org(seed=7, members=40, workspaces=5)
+    org.clock = lambda: T0 / 1000  # what happens from now on happens at T0
+    with SandboxServer(org) as server:
+        yield server
+
+
+@pytest.fixture
+def caller(sandbox):
+    caller = SandboxCaller(sandbox)
+    yield caller
+    caller.session.close()
+
+
+def window(caller: SandboxCaller, start_ms: int, end_ms: int, **params) -> list[dict]:
+    """Every item of a window, page after page, following the cursor."""
+    items, cursor = [], None
+    while True:
+        query = {"start_time": iso(start_ms), "end_time": iso(end_ms), **params}
+        if cursor:
+            query["cursor"] = cursor
+        response = caller.get(AUDIT, params=query)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        items.extend(body["items"])
+        cursor = body["cursor"]
+        if cursor is None:
+            return items
+
+
+def test_every_change_of_the_org_appends_an_event(sandbox):
+    org = sandbox.org
+    ticks = itertools.count(T0)
+    org.clock = lambda: next(ticks) / 1000  # a millisecond per reading: events keep their order
+    workspace = org.shared_workspaces()[0]
+    member = org.add_member("new.person@example.com", "New Person")
+    org.add_workspace_membership(workspace.id, member.ls_user_id, org.role_by_name("WORKSPACE_VIEWER").id)
+    org.set_workspace_role(workspace.id, member.ls_user_id, org.role_by_name("WORKSPACE_USER").id)
+    org.set_org_role(member.ls_user_id, org.role_by_name("ORGANIZATION_VIEWER").id)
+    key = org.create_api_key(PERSONAL_ACCESS_TOKEN, "laptop", owner_ls_user_id=member.ls_user_id,
+                             actor=AuditActor(ls_user_id=member.ls_user_id, user_id=member.user_id))
+    org.record_login(member.ls_user_id)
+    org.remove_workspace_membership(workspace.id, member.ls_user_id)
+    invite = org.add_pending_invite("invitee@example.com", workspace_ids=[workspace.id])
+    org.accept_invite(invite.id, "Invitee")
+    org.remove_member(member.ls_user_id)
+    recent = [e for e in org.audit_log.events() if e.time_ms >= T0]
+    assert [e.operation for e in recent] == [
+        "claim_pending_organization_invite", "add_member_to_workspace", "update_workspace_member",
+        "update_org_member", "create_personal_access_token", "login", "delete_workspace_member",
+        "invite_user_to_org", "claim_pending_organization_invite", "delete_org_member",
+    ]
+    founder = org.default_actor()
+    assert recent[1].actor == founder and recent[1].workspace_id == workspace.id
+    assert recent[4].actor.ls_user_id == member.ls_user_id and recent[4].resource_ids == (key.id,)
+    assert recent[5].actor.ls_user_id == member.ls_user_id and recent[5].actor.api_key_id is None
+
+
+def test_api_writes_are_logged_with_the_key_that_made_them(sandbox, caller):
+    org = sandbox.org
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if org.membership(workspace.id, m.ls_user_id) is None)
+    added = caller.post("/api/v1/workspaces/current/members", tenant_id=workspace.id,
+                        json={"org_identity_id": outsider.id, "role_id": org.role_by_name("WORKSPACE_VIEWER").id})
+    assert added.status_code == 200
+    items = window(caller, T0, T0)
+    assert len(items) == 1
+    item = items[0]
+    own_key = org.api_key_by_secret(sandbox.api_key)
+    assert item["api"]["operation"] == "add_member_to_workspace"
+    assert item["actor"]["user"]["credential_uid"] == own_key.id
+    assert item["unmapped"]["original_audit_log"]["workspace_id"] == workspace.id
+    assert item["resources"] == [{"uid": added.json()["id"]}]
+    assert item["src_endpoint"]["ip"] == "127.0.0.1"
+    assert item["time"] == T0 and item["status"] == "Success"
+
+
+def test_a_window_includes_both_ends_and_pages_cover_it_once_newest_first(sandbox, caller):
+    org = sandbox.org
+    members = org.active_members()
+    # 25 logins one millisecond apart, and one on each side just outside the window.
+    for offset in range(-1, 26):
+        org.record_login(members[offset % len(members)].ls_user_id, time_ms=T0 + offset)
+    items = window(caller, T0, T0 + 24, limit=7)
+    times = [item["time"] for item in items]
+    assert times == sorted(range(T0, T0 + 25), reverse=True)
+    assert len({item["metadata"]["uid"] for item in items}) == 25
+    # A cursor marks a position: an event recorded meanwhile, behind it, does not shift pages.
+    first = caller.get(AUDIT, params={"start_time": iso(T0), "end_time": iso(T0 + 24), "limit": 10}).json()
+    org.record_login(members[0].ls_user_id, time_ms=T0 + 24)
+    rest = caller.get(AUDIT, params={"start_time": iso(T0), "end_time": iso(T0 + 24), "limit": 100,
+                                     "cursor": first["cursor"]}).json()
+    assert [i["time"] for i in rest["items"]] == list(range(T0 + 14, T0 - 1, -1))
+    assert rest["cursor"] is None
+
+
+def test_filters_by_operation_and_workspace(sandbox, caller):
+    org = sandbox.org
+    workspace, other = org.shared_workspaces()[:2]
+    members = org.active_members()
+    org.record_login(members[0].ls_user_id)
+    newcomer = next(m for m in members if org.membership(workspace.id, m.ls_user_id) is None)
+    org.add_workspace_membership(workspace.id, newcomer.ls_user_id, org.role_by_name("WORKSPACE_ADMIN").id)
+    logins = window(caller, T0, T0, operations=["login"])
+    assert [i["api"]["operation"] for i in logins] == ["login"]
+    both = window(caller, T0, T0, operations=["login", "add_member_to_workspace"])
+    assert len(both) == 2
+    assert len(window(caller, T0, T0, workspace_id=workspace.id)) == 1
+    assert window(caller, T0, T0, workspace_id=other.id) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "where"),
+    [
+        ({"end_time": "2030-01-01T00:00:00Z"}, 422, ["query", "start_time"]),
+        ({"start_time": "2030-01-01T00:00:00Z"}, 422, ["query", "end_time"]),
+        ({"start_time": "yesterday", "end_time": "2030-01-01T00:00:00Z"}, 422, ["query", "start_time"]),
+        ({"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z", "limit": "101"},
+         422, ["query", "limit"]),
+        ({"start_time": "2030-01-02T00:00:00Z", "end_time": "2030-01-01T00:00:00Z"}, 422,
+         ["query", "start_time"]),
+        ({"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z", "cursor": "nope"},
+         400, None),
+    ],
+)
+def test_bad_windows_are_refused(caller, params, status, where):
+    response = caller.get(AUDIT, params=params)
+    assert response.status_code == status
+    if where is not None:
+        assert response.json()["detail"][0]["loc"] == where
+
+
+def test_the_default_page_is_ten_and_the_generated_history_is_served(caller, sandbox):
+    history = sandbox.org.audit_log.events()
+    assert len(history) > 10
+    page = caller.get(AUDIT, params={"start_time": "2024-01-01T00:00:00Z", "end_time": iso(T0)}).json()
+    assert len(page["items"]) == 10 and page["cursor"]
+    everything = window(caller, 0, T0, limit=100)
+    assert {i["metadata"]["uid"] for i in everything} == {e.id for e in history}
+
+
+def test_the_log_and_its_cursor_on_their_own():
+    log = AuditLog()
+    events = [AuditEvent(id=f"{n:08d}-0000-4000-8000-000000000000", operation="login", time_ms=n // 2,
+                         actor=AuditActor()) for n in range(10)]
+    for event in reversed(events):
+        log.append(event)
+    assert log.events() == events
+    page, after = log.page(1, 3, limit=3)
+    assert [e.time_ms for e in page] == [3, 3, 2] and after is not None
+    page, after = log.page(1, 3, limit=3, after=after)
+    assert [e.time_ms for e in page] == [2, 1, 1] and after is None
+    assert decode_cursor(encode_cursor((5, "x"))) == (5, "x")
+    with pytest.raises(ValueError):
+        decode_cursor("bm90IGpzb24=")
