@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,6 +65,8 @@ class LoggedRequest:
     tenant_id: str | None
     organization_id: str | None
     has_api_key: bool
+    # When the sandbox finished handling it (time.time()): when a write "reached LangSmith".
+    at: float = field(default_factory=time.time)
 
 
 class RequestLog:
