@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from langsmith_access import runner
 from langsmith_access.api import provision, request_grant, request_revoke
 from langsmith_access.names import APPLY_REQUESTS_OP
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sync_runs import succeeded_sync_run
 
@@ -56,24 +58,29 @@ ORDER BY workspace_roles DESC, u.email""",
 
 def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
     database = Path(os.environ.get("LANGSMITH_ACCESS_DUCKDB") or DEMO_DATABASE)
-    org = generate_org(seed=seed, members=members, workspaces=workspaces)
-    with SandboxServer(org) as sandbox:
+    state = generate_org(seed=seed, members=members, workspaces=workspaces)
+    with SandboxServer(state) as sandbox:
         print(f"Sandbox LangSmith org {sandbox.organization_id} at {sandbox.url}")
         print(
-            f"  {len(org.active_members())} members, {len(org.pending_org_invites())} pending "
-            f"invites, {len(org.shared_workspaces())} shared workspaces "
-            f"(+{len(org.all_workspaces()) - len(org.shared_workspaces())} personal or deleted)"
+            f"  {len(state.active_members())} members, {len(state.pending_org_invites())} pending "
+            f"invites, {len(state.shared_workspaces())} shared workspaces "
+            f"(+{len(state.all_workspaces()) - len(state.shared_workspaces())} personal or deleted)"
         )
-        os.environ.update(sandbox.environment(database))
+        # The sandbox's settings go to the runs as they are: the environment is left alone.
+        org = Org(DEFAULT_ORG_SLUG, replace(
+            Settings.from_env(), endpoint=sandbox.url, api_key=Secret(sandbox.api_key),
+            organization_id=sandbox.organization_id, duckdb_path=database,
+        ))
         print(f"\nSyncing into {database} …")
         outcome = runner.run_job(
-            runner.SYNC_JOB, runner.sync_run_config(), progress=runner.print_progress(sys.stdout)
+            runner.SYNC_JOB, runner.sync_run_config(settings=org.settings), org=org,
+            progress=runner.print_progress(sys.stdout),
         )
         if not outcome.success:
             print(f"Sync failed: {outcome.failure}", file=sys.stderr)
             return 1
         _show_sync(database, outcome.run_id)
-        if not _provisioning_story(org, database):
+        if not _provisioning_story(state, org):
             return 1
     print(f"\nOpen it yourself: duckdb -readonly {database}")
     return 0
@@ -95,8 +102,10 @@ def _show_sync(database: Path, run_id: str) -> None:
             conn.sql(sql).show(max_width=WIDE, null_value="")
 
 
-def _provisioning_story(org, database: Path) -> bool:
-    """Queue a grant, a role change and a revoke; provision them; sync again; show the audit."""
+def _provisioning_story(org, access: Org) -> bool:
+    """Queue a grant, a role change and a revoke; provision them; sync again; show the audit.
+    ``org``: the sandbox's org state; ``access``: the settings that reach it."""
+    database = access.duckdb_path
     workspace = next(w for w in org.shared_workspaces() if len(org.workspaces_named(w.display_name)) == 1)
     members = [m for m in org.active_members() if not m.is_disabled]
     newcomer = next(m for m in members if m.ls_user_id not in workspace.memberships)
@@ -106,20 +115,21 @@ def _provisioning_story(org, database: Path) -> bool:
     leaver = next(m for m in current if m is not changer)
     requests = [
         request_grant(newcomer.email, workspace.display_name, "Viewer",
-                      reason="joins the team", requested_by="demo"),
+                      reason="joins the team", requested_by="demo", org=access),
         request_grant(org.member(changer.ls_user_id).email, workspace.display_name, "Editor",
-                      reason="needs to edit prompts", requested_by="demo"),
+                      reason="needs to edit prompts", requested_by="demo", org=access),
         request_revoke(org.member(leaver.ls_user_id).email, workspace.display_name,
-                       org.role(leaver.role_id).display_name, reason="left the team", requested_by="demo"),
+                       org.role(leaver.role_id).display_name, reason="left the team", requested_by="demo",
+                       org=access),
     ]
     print(f"\nQueued 3 requests for workspace {workspace.display_name!r}:")
     for queued in requests:
         print(f"   {queued.request_id}  {queued.status:<8} {queued.message}")
-    dry = provision(dry_run=True)
+    dry = provision(dry_run=True, org=access)
     print("\nDry run (no writes):")
     for item in dry.outputs.get(APPLY_REQUESTS_OP, {}).get("outcomes", []):
         print(f"   {item['request_id']}  would {item['detail']}")
-    outcome = provision()
+    outcome = provision(org=access)
     if not outcome.success:
         print(f"Provisioning failed: {outcome.failure}", file=sys.stderr)
         return False
@@ -127,7 +137,7 @@ def _provisioning_story(org, database: Path) -> bool:
     for item in outcome.outputs[APPLY_REQUESTS_OP]["outcomes"]:
         print(f"   {item['request_id']}  {item['status']:<17} {item['detail']}")
     print("\nSyncing again to confirm LangSmith agrees …")
-    resync = runner.run_job(runner.SYNC_JOB, runner.sync_run_config())
+    resync = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(settings=access.settings), org=access)
     if not resync.success:
         print(f"Sync failed: {resync.failure}", file=sys.stderr)
         return False

@@ -89,21 +89,21 @@ class Diagnosis:
 def run_checks(
     environ: Mapping[str, str] | None = None,
     *,
+    settings: Settings | None = None,
     client_factory: Callable[..., LangSmithClient] = LangSmithClient,
 ) -> Diagnosis:
-    """Run the nine checks against the LangSmith that ``environ`` (default: the process
-    environment) configures."""
+    """Run the nine checks against the LangSmith that ``settings`` (one org's) or else
+    ``environ`` (default: the process environment) configures."""
     doctor = _Doctor()
     try:
-        settings = Settings.from_env(environ)
+        settings = settings if settings is not None else Settings.from_env(environ)
         client_settings = replace(
             settings.client(),
             max_retries=DOCTOR_MAX_RETRIES,
             read_timeout_seconds=min(settings.read_timeout_seconds, DOCTOR_TIMEOUT_SECONDS),
         )
     except SettingsError as error:
-        doctor.add("configuration", FAIL, str(error), _configuration_fix(str(error)))
-        return doctor.finish()
+        return configuration_failure(error)
     doctor.add(
         "configuration",
         OK,
@@ -112,6 +112,14 @@ def run_checks(
     )
     with client_factory(client_settings) as client:
         doctor.run(client)
+    return doctor.finish()
+
+
+def configuration_failure(error: SettingsError) -> Diagnosis:
+    """The diagnosis of settings that cannot be used (a bad orgs file too): the configuration
+    check fails with the message, and every other check is skipped."""
+    doctor = _Doctor()
+    doctor.add("configuration", FAIL, str(error), _configuration_fix(str(error)))
     return doctor.finish()
 
 

@@ -2,6 +2,9 @@
 
 The CLI runs exactly the definitions the schedule and sensor run (``langsmith_access.definitions``);
 with ``DAGSTER_HOME`` set the runs land in that instance's history, otherwise in an ephemeral one.
+Each run serves one org: its partition key and ``ORG_TAG`` are the org's slug, and its resources
+are handed that org's settings (``defs/orgs.py``), so a run never depends on what the process
+environment says by the time it starts.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from typing import Protocol, TextIO, TypeVar
 import dagster as dg
 
 from langsmith_access.definitions import defs
+from langsmith_access.defs.orgs import org_tags
+from langsmith_access.defs.resources import org_resources
 from langsmith_access.langsmith import errors
 from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB
-from langsmith_access.settings import Settings, SettingsError
+from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.transform import DBT_FAILURES_METADATA
 from langsmith_access.transform.parse_ahead import ParseAhead
@@ -34,6 +39,7 @@ class RunOutcome:
     success: bool
     run_id: str
     duration_seconds: float
+    org: str | None = None  # the slug of the org the run served
     failure: str | None = None
     failed_checks: list[str] = field(default_factory=list)
     dbt_errors: list[str] = field(default_factory=list)
@@ -54,13 +60,13 @@ def sync_run_config(
     accept_shrink: bool = False,
     max_shrink_share: float | None = None,
     membership_route: str | None = None,
+    settings: Settings | None = None,
 ) -> dict:
-    config: dict = {
-        "accept_shrink": accept_shrink,
-        "max_shrink_share": Settings.from_env().max_shrink_share
-        if max_shrink_share is None
-        else max_shrink_share,
-    }
+    """The sync's run config; the shrink share defaults to ``settings``' (else the
+    environment's) ``max_shrink_share``."""
+    if max_shrink_share is None:
+        max_shrink_share = (settings or Settings.from_env()).max_shrink_share
+    config: dict = {"accept_shrink": accept_shrink, "max_shrink_share": max_shrink_share}
     if membership_route:
         config["membership_route"] = membership_route
     return {"ops": {MEMBERS_OP: {"config": config}}}
@@ -70,28 +76,31 @@ def run_job(
     job_name: str,
     run_config: dict,
     *,
+    org: Org | None = None,
     progress: Callable[[str], None] | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
     log_dir: Path | None = None,
     verbose: bool = False,
 ) -> RunOutcome:
-    """Execute one job of the definitions in this process and report what happened.
+    """Execute one job of the definitions in this process, for one org, and report what
+    happened.
 
+    ``org``: the org to serve, with its settings (key included); None: the only org of the
+    environment (``settings.load_orgs``: an error naming the orgs when there are several). The
+    run's partition key and ``ORG_TAG`` are its slug, and its resources use exactly its settings.
     A failed run's events, stack traces included, are written to ``<log_dir>/<job>-<run id>.log``
     (``RunOutcome.log_path``); Dagster prints them to the terminal only when ``verbose``.
     """
     started = time.monotonic()
+    if org is None:
+        org = load_orgs().get()
     # A database's first sync: dbt's parse of the project runs in a second process beside
     # Dagster's start-up and the API reads; the dbt step takes its result through the file
     # system (transform/parse_ahead.py). This call owns the process and cleans it up.
     ahead = None
     if job_name == SYNC_JOB:
-        try:
-            database = AccessDatabase(Settings.from_env().duckdb_path)
-        except SettingsError:
-            pass  # the run reports what is wrong with the settings
-        else:
-            ahead = ParseAhead.start(database.scratch_path, database.dbt_target_path)
+        database = AccessDatabase(org.duckdb_path)
+        ahead = ParseAhead.start(database.scratch_path, database.dbt_target_path)
     try:
         with warnings.catch_warnings():
             # Dagster flags its own beta/preview parameters on every load; they mean nothing
@@ -99,7 +108,7 @@ def run_job(
             # project fixes its own uses of deprecated APIs instead of hiding them.
             warnings.simplefilter("ignore", dg.BetaWarning)
             warnings.simplefilter("ignore", dg.PreviewWarning)
-            outcome = _run_job(job_name, run_config, progress, dagster_instance, started, verbose)
+            outcome = _run_job(job_name, run_config, org, progress, dagster_instance, started, verbose)
     finally:
         if ahead is not None:
             ahead.close()
@@ -108,8 +117,14 @@ def run_job(
     return outcome
 
 
-def _run_job(job_name, run_config, progress, dagster_instance, started, verbose) -> RunOutcome:
+def _run_job(job_name, run_config, org: Org, progress, dagster_instance, started, verbose) -> RunOutcome:
     job = defs().resolve_job_def(job_name)
+    partitions = job.partitions_def.get_partition_keys() if job.partitions_def is not None else []
+    if org.slug not in partitions:
+        raise SettingsError(
+            f"Org {org.slug!r} is not one of the orgs the definitions serve ({', '.join(partitions)}): "
+            "add it to the orgs file (LANGSMITH_ACCESS_ORGS_FILE), or name one of those."
+        )
     run_id = str(uuid.uuid4())
     with _quiet_dagster_loggers():
         the_instance = dagster_instance or instance()
@@ -121,9 +136,14 @@ def _run_job(job_name, run_config, progress, dagster_instance, started, verbose)
         result = job.execute_in_process(
             run_config={"loggers": console, **run_config},
             instance=the_instance, run_id=run_id, raise_on_error=False,
+            partition_key=org.slug, tags=org_tags(org.slug),
+            # This org's settings, handed to the resources as they are (the key stays a
+            # Secret in memory): nothing is read from, or written to, the environment.
+            resources=org_resources(Orgs((org,))),
         )
     outcome = RunOutcome(
-        success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started
+        success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started,
+        org=org.slug,
     )
     for node in (APPLY_REQUESTS_OP,):
         try:

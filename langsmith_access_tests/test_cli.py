@@ -59,11 +59,13 @@ def test_sync_command_refuses_a_personal_token_before_any_request(tmp_path):
 def test_demo_prints_the_summary_and_three_answers(tmp_path, monkeypatch, capsys):
     from langsmith_access.demo import run_demo
 
-    # run_demo sets the LANGSMITH_* variables for its sandbox; monkeypatch restores them.
     for name in ("LANGSMITH_API_KEY", "LANGSMITH_ORGANIZATION_ID", "LANGSMITH_ENDPOINT"):
-        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "demo.duckdb"))
+    environment = dict(os.environ)
     assert run_demo(seed=3, members=20, workspaces=3) == 0
+    # The demo hands its sandbox's settings to its runs: the environment is as it was.
+    assert dict(os.environ) == environment
     out = capsys.readouterr().out
     assert "20 users" in out
     for number in ("1. Who holds", "2. Which workspaces", "3. Which disabled"):

@@ -145,7 +145,7 @@ def test_the_op_job_runs_the_checks_and_fails_when_one_fails(sandbox_env, monkey
     _, environ = sandbox_env()
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), partition_key="default")
     assert result.success
     [output_event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = output_event.event_specific_data.metadata
@@ -154,7 +154,8 @@ def test_the_op_job_runs_the_checks_and_fails_when_one_fails(sandbox_env, monkey
     assert result.output_for_node("check_connection")["ok"] is True
 
     monkeypatch.setenv("LANGSMITH_ENDPOINT", "http://127.0.0.1:9")
-    failed = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    failed = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                                    partition_key="default")
     assert not failed.success
     [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "endpoint" in failure.event_specific_data.error.message

@@ -1,4 +1,5 @@
-"""What every command shares: the exit codes for errors, the analysts' database, tables."""
+"""What every command shares: the exit codes for errors, the org (``--org``), the analysts'
+database, tables."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import duckdb
 
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
-from langsmith_access.settings import Settings, SettingsError
+from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
 from langsmith_access.store.queries import LookupFailed
 
@@ -39,12 +40,8 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except DatabaseNotReadyError:
-        print(
-            f"error: the analysts' database {Settings.from_env().duckdb_path} does not exist yet: "
-            "run langsmith-access sync first.",
-            file=sys.stderr,
-        )
+    except DatabaseNotReadyError as error:
+        print(f"error: the analysts' database {error}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader stopped early (`... | head`): not an error. Silence the final flush.
@@ -53,6 +50,33 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except (DatabaseBusyError, duckdb.Error, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def add_org_argument(parser: argparse.ArgumentParser) -> None:
+    """``--org SLUG``, after the command's name (DESIGN.md section 11)."""
+    parser.add_argument(
+        "--org", default=None, metavar="SLUG",
+        help="the org to act on, by its slug in LANGSMITH_ACCESS_ORGS_FILE (default: the only org; "
+        "without an orgs file the single-org variables are the org 'default')",
+    )
+
+
+def selected_org(args: argparse.Namespace) -> Org:
+    """The org ``--org`` names, else the only one. The orgs file is read and checked first, so
+    a bad file stops the command before any request (exit 1); an unknown slug, or none among
+    several orgs, is a usage error naming the known ones (exit 2)."""
+    return choose_org(load_orgs(), getattr(args, "org", None))
+
+
+def choose_org(orgs: Orgs, slug: str | None) -> Org:
+    if slug is None and len(orgs) > 1:
+        raise UsageError(
+            f"{len(orgs)} orgs are configured ({', '.join(orgs.slugs)}): name one with --org SLUG."
+        )
+    if slug is not None and slug not in orgs.slugs:
+        where = f"in the orgs file {orgs.source}" if orgs.source else "(no orgs file: the single-org variables)"
+        raise UsageError(f"unknown org {slug!r}: the orgs configured {where} are {', '.join(orgs.slugs)}.")
+    return orgs.get(slug)
 
 
 def failure_log_directory(settings: Settings) -> Path:
@@ -69,9 +93,10 @@ def print_fix_and_log(outcome) -> None:
               file=sys.stderr)
 
 
-def analysts_database() -> AccessDatabase:
-    """The analysts' database of ``LANGSMITH_ACCESS_DUCKDB``."""
-    return AccessDatabase(Settings.from_env().duckdb_path)
+def analysts_database(args: argparse.Namespace) -> AccessDatabase:
+    """The analysts' database of the org ``--org`` names (``LANGSMITH_ACCESS_DUCKDB`` for the
+    single org)."""
+    return AccessDatabase(selected_org(args).duckdb_path)
 
 
 def print_table(relation: duckdb.DuckDBPyRelation, rows: int) -> None:

@@ -8,10 +8,9 @@ import json
 import sys
 
 from langsmith_access import api
-from langsmith_access.cli.common import failure_log_directory, print_fix_and_log
+from langsmith_access.cli.common import add_org_argument, failure_log_directory, print_fix_and_log, selected_org
 from langsmith_access.names import APPLY_REQUESTS_OP
 from langsmith_access.provisioning.queue import FINAL_STATUSES
-from langsmith_access.settings import Settings
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -28,6 +27,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--reason", default=None)
         sub.add_argument("--requested-by", default=None, help="who asks (default: your OS user name)")
         sub.add_argument("--json", action="store_true", help="print a JSON object")
+        add_org_argument(sub)
         sub.set_defaults(handler=queue_request)
 
     listing = commands.add_parser("requests", help="list provisioning requests and their status")
@@ -36,6 +36,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="pending, in_progress, applied, already_satisfied, rejected or failed",
     )
     listing.add_argument("--json", action="store_true")
+    add_org_argument(listing)
     listing.set_defaults(handler=list_requests)
 
     provision = commands.add_parser("provision", help="apply every pending request now (same job as the sensor)")
@@ -44,13 +45,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     provision.add_argument(
         "--verbose", action="store_true", help="also print a failure's stack traces (always in the log file)"
     )
+    add_org_argument(provision)
     provision.set_defaults(handler=provision_now)
 
 
 def queue_request(args: argparse.Namespace) -> int:
     requested_by = args.requested_by if args.requested_by is not None else getpass.getuser()
     queue_it = api.request_grant if args.action == "grant" else api.request_revoke
-    result = queue_it(args.user, args.workspace, args.role, reason=args.reason, requested_by=requested_by)
+    result = queue_it(args.user, args.workspace, args.role, reason=args.reason, requested_by=requested_by,
+                      org=selected_org(args))
     if args.json:
         print(json.dumps({"request_id": result.request_id, "status": result.status,
                           "message": result.message, "duplicate_of": result.duplicate_of}))
@@ -63,7 +66,7 @@ def queue_request(args: argparse.Namespace) -> int:
 
 
 def list_requests(args: argparse.Namespace) -> int:
-    rows = api.list_requests(args.status)  # an unknown status: RequestRejected, exit 2
+    rows = api.list_requests(args.status, org=selected_org(args))  # an unknown status: RequestRejected, exit 2
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
@@ -81,10 +84,10 @@ def list_requests(args: argparse.Namespace) -> int:
 
 
 def provision_now(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    settings.client()  # refuse a missing or unusable key before starting anything
+    org = selected_org(args)
+    org.settings.client()  # refuse a missing or unusable key before starting anything
     outcome = api.provision(
-        dry_run=args.dry_run, log_dir=failure_log_directory(settings), verbose=args.verbose
+        dry_run=args.dry_run, log_dir=failure_log_directory(org.settings), verbose=args.verbose, org=org
     )
     results = (outcome.outputs.get(APPLY_REQUESTS_OP) or {}).get("outcomes", [])
     if args.json:

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from langsmith_access.cli.common import UsageError, analysts_database, print_table
+from langsmith_access.cli.common import UsageError, add_org_argument, analysts_database, print_table
 from langsmith_access.store import queries
 from langsmith_access.store.export import EXPORT_FORMATS, export_tables
 
@@ -44,6 +44,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="only the grants in this workspace: its name or id (organization roles are left out)",
     )
     access_at.add_argument("--json", action="store_true", help="print a JSON list of grants")
+    add_org_argument(access_at)
     access_at.set_defaults(handler=access_at_time)
 
     export = commands.add_parser(
@@ -57,6 +58,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="file_format")
     export.add_argument("--out", required=True, metavar="DIR", type=Path, help="directory to write into")
+    add_org_argument(export)
     export.set_defaults(handler=export_files)
 
 
@@ -96,7 +98,7 @@ FROM ({held})
 
 def access_at_time(args: argparse.Namespace) -> int:
     at = parse_time(args.time)
-    with analysts_database().read_published() as conn:
+    with analysts_database(args).read_published() as conn:
         user_ids = queries.resolve_user(conn, args.user) if args.user else None
         workspace_id = queries.resolve_workspace(conn, args.workspace) if args.workspace else None
         held = queries.grants_held_at(conn, at, user_ids=user_ids, workspace_id=workspace_id)
@@ -139,7 +141,7 @@ def export_files(args: argparse.Namespace) -> int:
     out_dir: Path = args.out.expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory.")
-    database = analysts_database()
+    database = analysts_database(args)
     with database.read_published() as conn:
         written = export_tables(conn, out_dir, args.file_format)
     width = max((len(table) for table in written), default=0)

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from langsmith_access.cli.common import analysts_database
+from langsmith_access.cli.common import add_org_argument, analysts_database
 from langsmith_access.provisioning.review import (
     DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
@@ -59,6 +59,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--table", default=None, metavar="T",
                         help="table to create when OUT is a DuckDB file (default grant_review)")
     export.add_argument("--force", action="store_true", help="replace an existing sheet or table")
+    add_org_argument(export)
     export.set_defaults(handler=export_sheet)
 
     revokes = actions.add_parser(
@@ -83,6 +84,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     revokes.add_argument("--dry-run", action="store_true",
                          help="check every marked row against the latest sync; queue nothing")
     revokes.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_org_argument(revokes)
     revokes.set_defaults(handler=queue_marked_revokes)
 
 
@@ -91,7 +93,7 @@ def export_sheet(args: argparse.Namespace) -> int:
     if args.table and not to_duckdb:
         raise ReviewError("--table applies to a DuckDB file only (--out review.duckdb).")
     path, count = export_review_sheet(
-        analysts_database(), args.out, workspace=args.workspace, include_org_roles=args.include_org_roles,
+        analysts_database(args), args.out, workspace=args.workspace, include_org_roles=args.include_org_roles,
         table=args.table or DEFAULT_TABLE, force=args.force,
     )
     where = f"table {args.table or DEFAULT_TABLE} in {path}" if to_duckdb else str(path)
@@ -111,7 +113,7 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
             raise ReviewError(
                 "--table needs --review-db FILE: the reviewer's own DuckDB file that holds the table."
             )
-        if analysts_database().path == args.review_db.expanduser().absolute():
+        if analysts_database(args).path == args.review_db.expanduser().absolute():
             raise ReviewError(
                 "--review-db is the analysts' database, which every sync and request replaces: "
                 "keep review tables in a DuckDB file of your own (langsmith-access review export "
@@ -123,7 +125,7 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
             raise ReviewError("--review-db goes with --table, not with --file.")
         sheet = read_csv_sheet(args.file)
     reviewer = args.reviewer if args.reviewer is not None else getpass.getuser()
-    result = queue_revokes(analysts_database(), sheet, reviewer=reviewer, reason=args.reason, dry_run=args.dry_run)
+    result = queue_revokes(analysts_database(args), sheet, reviewer=reviewer, reason=args.reason, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
     else:

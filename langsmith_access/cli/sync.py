@@ -1,13 +1,22 @@
-"""``langsmith-access sync``: one full sync through the Dagster job the schedule runs."""
+"""``langsmith-access sync``: one full sync through the Dagster job the schedule runs, for one
+org (``--org``) or for each org in turn (``--all-orgs``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from langsmith_access.cli.common import UsageError, failure_log_directory, print_fix_and_log
-from langsmith_access.settings import Settings
-from langsmith_access.store.database import AccessDatabase
+import duckdb
+
+from langsmith_access.cli.common import (
+    UsageError,
+    add_org_argument,
+    choose_org,
+    failure_log_directory,
+    print_fix_and_log,
+)
+from langsmith_access.settings import Org, Settings, SettingsError, load_orgs
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.store.sync_runs import succeeded_sync_run
 
 
@@ -37,32 +46,69 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sync.add_argument(
         "--verbose", action="store_true", help="also print a failure's stack traces (always in the log file)"
     )
+    add_org_argument(sync)
+    sync.add_argument(
+        "--all-orgs", action="store_true",
+        help="sync every org of the orgs file, one after the other; exit 1 naming those that failed "
+        "(after trying all of them)",
+    )
     sync.set_defaults(handler=run_sync)
 
 
 def run_sync(args: argparse.Namespace) -> int:
+    if args.max_shrink_share is not None and not 0 <= args.max_shrink_share <= 1:
+        raise UsageError("--max-shrink-share must be between 0 and 1 (0.2 = 20%)")
+    if args.all_orgs and args.org is not None:
+        raise UsageError("--org and --all-orgs do not go together: name one org, or all of them.")
+    orgs = load_orgs()  # a bad orgs file stops here, before any request (exit 1)
+    if not args.all_orgs:
+        org = choose_org(orgs, args.org)
+        org.settings.client()  # refuse a missing or unusable key before starting anything
+        return 0 if sync_org(org, args, named=orgs.source is not None) else 1
+    failed: list[str] = []
+    for org in orgs:
+        try:
+            org.settings.client()
+            synced = sync_org(org, args, named=True)
+        except (SettingsError, DatabaseBusyError, duckdb.Error, OSError) as error:
+            # This org's trouble only (its key, its database): the others still sync.
+            print(f"[{org.slug}] error: {error}", file=sys.stderr)
+            synced = False
+        if not synced:
+            failed.append(org.slug)
+    if failed:
+        print(f"Sync failed for {len(failed)} of {len(orgs)} orgs: {', '.join(failed)} "
+              "(the others synced; each failed org's database was left as it was).", file=sys.stderr)
+        return 1
+    print(f"All {len(orgs)} orgs synced: {', '.join(orgs.slugs)}.", file=sys.stderr)
+    return 0
+
+
+def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
+    """One sync of ``org``, its progress and summary printed (each line led by the org's slug
+    when ``named``); True when it succeeded."""
     # Deferred on purpose: the runner loads Dagster and the definitions (seconds); other
     # commands never pay for them.
     from langsmith_access import runner
 
-    settings = Settings.from_env()
-    settings.client()  # refuse a missing or unusable key before starting anything
-    if args.max_shrink_share is not None and not 0 <= args.max_shrink_share <= 1:
-        raise UsageError("--max-shrink-share must be between 0 and 1 (0.2 = 20%)")
-    print(f"Syncing {settings.endpoint} into {settings.duckdb_path}", file=sys.stderr)
+    settings = org.settings
+    lead = f"[{org.slug}] " if named else ""
+    print(f"{lead}Syncing {settings.endpoint} into {settings.duckdb_path}", file=sys.stderr)
     outcome = runner.run_job(
         runner.SYNC_JOB,
         runner.sync_run_config(
             accept_shrink=args.accept_shrink,
             max_shrink_share=args.max_shrink_share,
             membership_route=args.membership_route,
+            settings=settings,
         ),
+        org=org,
         progress=None if args.quiet else runner.print_progress(),
         log_dir=failure_log_directory(settings),
         verbose=args.verbose,
     )
     if not outcome.success:
-        print(f"Sync failed: {outcome.failure}", file=sys.stderr)
+        print(f"{lead}Sync failed: {outcome.failure}", file=sys.stderr)
         for check in outcome.failed_checks:
             print(f"  failed check {check}", file=sys.stderr)
         for line in outcome.dbt_errors:
@@ -71,7 +117,7 @@ def run_sync(args: argparse.Namespace) -> int:
         print(
             "The analysts' database and its history were left as they were.", file=sys.stderr
         )
-        return 1
+        return False
     with AccessDatabase(settings.duckdb_path).read_published() as conn:
         summary = succeeded_sync_run(conn, outcome.run_id)
     anonymity = (
@@ -81,7 +127,7 @@ def run_sync(args: argparse.Namespace) -> int:
         else ""
     )
     print(
-        f"Sync {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s "
+        f"{lead}Sync {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s "
         f"({summary['membership_route']} route)\n"
         f"  route: {summary['membership_route']}, because {summary.get('route_reason') or 'n/a'}\n"
         f"{anonymity}"
@@ -93,4 +139,4 @@ def run_sync(args: argparse.Namespace) -> int:
         f"rate limited {summary['api_rate_limited']}, waited {summary['api_wait_seconds']:.1f} s\n"
         f"  published to {settings.duckdb_path}"
     )
-    return 0
+    return True

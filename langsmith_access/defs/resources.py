@@ -1,7 +1,9 @@
 """Resources shared by the sync and provisioning definitions.
 
-Neither resource takes a secret as configuration: the API key is read from the environment by
-``settings.py`` when a run starts, so it never enters run config or the event log.
+Each serves the run's org (``defs/orgs.py``: the org its partition key names, with that org's
+key, endpoint and database). None takes a secret as configuration: the key is read from the
+environment by ``settings.py`` when a run starts (or handed in, already read, by the runner),
+so it never enters run config or the event log.
 """
 
 
@@ -14,8 +16,9 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization
 from langsmith_access.langsmith import LangSmithClient
-from langsmith_access.settings import Settings
+from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.transform import docs_site, parse_ahead
 
@@ -29,13 +32,14 @@ def _run_id(context: dg.InitResourceContext) -> str:
     return context.run.run_id if context.run is not None else "outside a run"
 
 
-class LangSmithAPI(dg.ConfigurableResource):
-    """One LangSmith client per run, so its call/retry/wait counters cover the whole run."""
+class LangSmithAPI(OrgScopedResource):
+    """One LangSmith client per run, for the run's org, so its call/retry/wait counters cover
+    the whole run."""
 
     _client: LangSmithClient | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._client = LangSmithClient(Settings.from_env().client())
+        self._client = LangSmithClient(self.take_org_of_run(context).settings.client())
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:
@@ -44,12 +48,12 @@ class LangSmithAPI(dg.ConfigurableResource):
     @property
     def client(self) -> LangSmithClient:
         if self._client is None:  # used outside a run (tests, scripts)
-            self._client = LangSmithClient(Settings.from_env().client())
+            self._client = LangSmithClient(self.org.settings.client())
         return self._client
 
 
-class SyncDatabase(dg.ConfigurableResource):
-    """A sync run's private copy of the working database: all or nothing.
+class SyncDatabase(OrgScopedResource):
+    """A sync run's private copy of the run's org's working database: all or nothing.
 
     When a run that uses it starts, it takes the writer lease and copies the working file to a
     scratch file; every sync step writes there. The final publish step commits the scratch file
@@ -57,7 +61,7 @@ class SyncDatabase(dg.ConfigurableResource):
     before that leaves the working file and the analysts' copy exactly as they were.
     """
 
-    duckdb_path: str | None = None
+    duckdb_path: str | None = None  # None: the org's database
     lease_timeout_seconds: float = 600.0
 
     _stack: contextlib.ExitStack | None = PrivateAttr(default=None)
@@ -67,9 +71,10 @@ class SyncDatabase(dg.ConfigurableResource):
 
     @property
     def database(self) -> AccessDatabase:
-        return AccessDatabase(Path(self.duckdb_path or Settings.from_env().duckdb_path))
+        return AccessDatabase(Path(self.duckdb_path) if self.duckdb_path else self.org.duckdb_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.take_org_of_run(context)
         database = self.database
         stack = contextlib.ExitStack()
         stack.enter_context(
@@ -134,8 +139,8 @@ class SyncDatabase(dg.ConfigurableResource):
         self._staged_docs = None
 
 
-class ProvisioningDatabase(dg.ConfigurableResource):
-    """The working database for a provisioning run, held for the whole run.
+class ProvisioningDatabase(OrgScopedResource):
+    """The run's org's working database for a provisioning run, held for the whole run.
 
     Taking the writer lease for the run serializes provisioning runs with each other and with
     syncs, so a request found ``in_progress`` at the start belongs to a run that died. When the
@@ -143,16 +148,17 @@ class ProvisioningDatabase(dg.ConfigurableResource):
     what was done.
     """
 
-    duckdb_path: str | None = None
+    duckdb_path: str | None = None  # None: the org's database
     lease_timeout_seconds: float = 600.0
 
     _stack: contextlib.ExitStack | None = PrivateAttr(default=None)
 
     @property
     def database(self) -> AccessDatabase:
-        return AccessDatabase(Path(self.duckdb_path or Settings.from_env().duckdb_path))
+        return AccessDatabase(Path(self.duckdb_path) if self.duckdb_path else self.org.duckdb_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.take_org_of_run(context)
         stack = contextlib.ExitStack()
         stack.enter_context(
             self.database.writer_lease(
@@ -180,12 +186,21 @@ class ProvisioningDatabase(dg.ConfigurableResource):
             yield conn
 
 
+def org_resources(orgs: Orgs | None = None) -> dict[str, OrgScopedResource]:
+    """Every resource, by key, serving the orgs given (None: the orgs of the environment, read
+    when a run starts). The runner passes its own, so a run uses exactly the settings it was
+    handed (the demo's sandbox, an org of the CLI's choosing)."""
+    def serving(resource: type[OrgScopedResource]) -> OrgScopedResource:
+        return resource() if orgs is None else resource(orgs=orgs)  # the field refuses an explicit None
+
+    return {
+        "organization": serving(RunOrganization),
+        "langsmith": serving(LangSmithAPI),
+        "sync_database": serving(SyncDatabase),
+        "provisioning_database": serving(ProvisioningDatabase),
+    }
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "langsmith": LangSmithAPI(),
-            "sync_database": SyncDatabase(),
-            "provisioning_database": ProvisioningDatabase(),
-        }
-    )
+    return dg.Definitions(resources=org_resources())

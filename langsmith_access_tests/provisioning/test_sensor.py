@@ -50,8 +50,11 @@ def instance(tmp_path):
 
 
 def evaluate(instance, cursor=None):
-    sensor = defs().resolve_sensor_def("provisioning_queue_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    definitions = defs()
+    sensor = definitions.resolve_sensor_def("provisioning_queue_sensor")
+    # The definitions, as the daemon has them: a partitioned run request is checked against its job.
+    context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                      repository_def=definitions.get_repository_def())
     result = sensor.evaluate_tick(context)
     return result, context.cursor
 
@@ -81,21 +84,30 @@ def test_one_run_per_tick_for_every_pending_request(database, instance):
     queue_rows(database, 1, status="in_progress")  # left by a run that died
     result, cursor = evaluate(instance)
     [run_request] = result.run_requests
-    assert run_request.run_key.startswith("provision-1-")
+    assert run_request.run_key.startswith("provision-default-1-")
     assert run_request.run_config == {}  # the run takes every pending request when it starts
+    assert run_request.partition_key == "default"  # the single org of the single-org variables
+    assert run_request.tags["langsmith_access/org"] == "default"
     assert run_request.tags["langsmith_access/requests"] == "4"
-    assert json.loads(cursor) == {"launches": 1}
+    assert json.loads(cursor) == {"launches": {"default": 1}}
 
     # The cursor never filters requests: the same ones are offered again on the next tick,
     # with a new run key, if the previous run did not take them.
     again, cursor = evaluate(instance, cursor)
-    assert again.run_requests[0].run_key.startswith("provision-2-")
+    assert again.run_requests[0].run_key.startswith("provision-default-2-")
     assert again.run_requests[0].tags["langsmith_access/requests"] == "4"
 
 
 def test_skips_while_a_provisioning_run_is_in_flight(database, instance):
     queue_rows(database, 2)
-    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.STARTED)
+    # Another org's run in flight does not hold this org's requests back ...
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.STARTED,
+                        tags={"langsmith_access/org": "another-org"})
+    result, _ = evaluate(instance)
+    assert len(result.run_requests) == 1
+    # ... this org's does.
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.STARTED,
+                        tags={"langsmith_access/org": "default"})
     result, _ = evaluate(instance)
     assert not result.run_requests and "in progress" in result.skip_message
 

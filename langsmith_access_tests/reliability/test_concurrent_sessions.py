@@ -85,8 +85,10 @@ class FirstRequestGate:
         return original(request)
 
 
-def tick(sensor, instance, cursor):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+def tick(definitions, instance, cursor):
+    sensor = definitions.resolve_sensor_def("provisioning_queue_sensor")
+    context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                      repository_def=definitions.get_repository_def())
     return sensor.evaluate_tick(context), context.cursor
 
 
@@ -105,7 +107,7 @@ def test_analyst_session_and_sensor_through_a_sync_and_a_provisioning_run_at_onc
     newcomer = org.add_member("concurrent.newcomer@example.com", "Concurrent Newcomer")
     org.add_workspace_membership(workspace.id, newcomer.ls_user_id, org.roles_by_scope("workspace")[0].id)
 
-    sensor = defs().resolve_sensor_def("provisioning_queue_sensor")
+    sensor = defs()  # the definitions the sensor ticks in, as the daemon has them
     gate = FirstRequestGate(sandbox)
     analyst = subprocess.Popen([sys.executable, "-c", ANALYST, str(database.path)], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,19 +1,20 @@
 """The op job ``check_langsmith_connection``: the connection doctor, launched from the UI.
 
-Thin wiring around ``langsmith_access.doctor`` (no run config). Its output metadata shows each
-check; the run fails when a check fails.
+Thin wiring around ``langsmith_access.doctor`` (no run config); one org per run (its
+partition). Its output metadata shows each check; the run fails when a check fails.
 """
 
 import dagster as dg
 
+from langsmith_access.defs.orgs import RunOrganization, org_run_config
 from langsmith_access.doctor import run_checks
 
 JOB_NAME = "check_langsmith_connection"
 
 
 @dg.op(description="Run the nine connection checks (read-only calls) and report each.")
-def check_connection(context: dg.OpExecutionContext) -> dg.Output:
-    diagnosis = run_checks()
+def check_connection(context: dg.OpExecutionContext, organization: RunOrganization) -> dg.Output:
+    diagnosis = run_checks(settings=organization.org.settings)
     for check in diagnosis.checks:
         line = "\n".join(check.lines())
         if check.status == "fail":
@@ -45,11 +46,17 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-@dg.job(name=JOB_NAME, description="Will langsmith-access work against LangSmith? Read-only checks.")
+@dg.graph
 def check_langsmith_connection():
     check_connection()
 
 
 @dg.definitions
 def doctor_definitions() -> dg.Definitions:
-    return dg.Definitions(jobs=[check_langsmith_connection])
+    job = check_langsmith_connection.to_job(
+        name=JOB_NAME,
+        config=org_run_config(),
+        description="Will langsmith-access work against one org's LangSmith (the partition)? "
+        "Read-only checks.",
+    )
+    return dg.Definitions(jobs=[job])

@@ -1,6 +1,7 @@
-"""The provisioning op job and the sensor that launches it.
+"""The provisioning op job and the sensor that launches it, partitioned by org.
 
-Thin wiring around ``langsmith_access.provisioning`` (queue, planner, executor).
+Thin wiring around ``langsmith_access.provisioning`` (queue, planner, executor). Each run
+provisions one org (its partition key); the sensor looks at every org's queue on each tick.
 """
 
 import hashlib
@@ -11,10 +12,11 @@ import dagster as dg
 import duckdb
 
 from langsmith_access import names
+from langsmith_access.defs.orgs import org_run_config, org_tags
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import Provisioner, unbuilt_observations
-from langsmith_access.settings import Settings
+from langsmith_access.settings import Org, Orgs, Settings, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
 from langsmith_access.transform import build
 
@@ -168,68 +170,99 @@ def refresh_access_history(
     context.log.info(f"grants, reports and grant_history rebuilt with {unbuilt} verified change(s).")
 
 
-@dg.job(
-    name=JOB_NAME,
-    executor_def=dg.in_process_executor,
-    description="Apply queued workspace-role grants and revokes: validate, apply, verify, audit.",
-)
-def provision_workspace_roles():
+@dg.graph(description="Apply queued workspace-role grants and revokes: validate, apply, verify, audit.")
+def provision_workspace_roles_graph():
     refresh_access_history(apply_requests(select_requests()))
 
 
-def _provisioning_run_in_flight(instance: dg.DagsterInstance) -> bool:
+def provision_job(orgs: Orgs) -> dg.JobDefinition:
+    return provision_workspace_roles_graph.to_job(
+        name=JOB_NAME,
+        executor_def=dg.in_process_executor,
+        config=org_run_config(orgs=orgs),
+        description="Apply one org's (the partition's) queued workspace-role grants and revokes: "
+        "validate, apply, verify, audit.",
+    )
+
+
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def _provisioning_run_in_flight(instance: dg.DagsterInstance, slug: str) -> bool:
     runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            job_name=JOB_NAME,
-            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-                      dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
-        ),
-        limit=1,
+        filters=dg.RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT, tags=org_tags(slug)), limit=1
     )
     return bool(runs)
 
 
-def evaluate_queue(context: dg.SensorEvaluationContext, database: AccessDatabase):
-    """One tick: a run for every pending request, or a reason to wait."""
-    if _provisioning_run_in_flight(context.instance):
-        return dg.SkipReason("A provisioning run is in progress; the next tick takes what is left.")
+def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, slug: str) -> list[str] | str:
+    """One org's request ids for a new run (pending, and in progress where a run died), or why
+    there is nothing to launch for it now."""
+    if _provisioning_run_in_flight(instance, slug):
+        return "A provisioning run is in progress; the next tick takes what is left."
     try:
-        # The analysts' copy: runs never hold it, so this cannot block on a sync.
+        # The analysts' copy, for two seconds at most: runs never hold it, so this cannot block
+        # on a sync, and a tick never holds the database.
         with database.read_published(timeout_seconds=2) as conn:
             pending = queue.request_ids_with_status(conn, "pending")
             stuck = queue.request_ids_with_status(conn, "in_progress")
     except DatabaseNotReadyError:
-        return dg.SkipReason("No analysts' database yet: nothing has been synced or queued.")
+        return "No analysts' database yet: nothing has been synced or queued."
     except (DatabaseBusyError, duckdb.Error) as error:
-        return dg.SkipReason(f"Database busy, trying again next tick: {error}")
-    batch = pending + stuck
-    if not batch:
-        return dg.SkipReason("No pending requests.")
-    # The cursor counts launches; it never filters requests (every pending one is always taken),
-    # so it cannot skip any. The run key makes a re-evaluated tick launch nothing twice.
-    cursor = json.loads(context.cursor) if context.cursor else {"launches": 0}
-    cursor["launches"] += 1
-    digest = hashlib.sha256("\n".join(sorted(batch)).encode()).hexdigest()[:12]
-    context.update_cursor(json.dumps(cursor))
-    return dg.RunRequest(
-        run_key=f"provision-{cursor['launches']}-{digest}",
-        run_config={},  # no ids: the run takes every pending request when it starts
-        tags={"langsmith_access/requests": str(len(batch))},
-    )
+        return f"Database busy, trying again next tick: {error}"
+    return (pending + stuck) or "No pending requests."
+
+
+def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs | list[Org]):
+    """One tick: for each org, a run for every pending request, or a reason to wait. One org's
+    trouble (a busy or missing database) never keeps another's requests waiting."""
+    # The cursor counts each org's launches; it never filters requests (every pending one is
+    # always taken), so it cannot skip any. The run key makes a re-evaluated tick launch
+    # nothing twice.
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    launches = cursor.get("launches")
+    launches = launches if isinstance(launches, dict) else {}
+    run_requests, skipped = [], []
+    for org in orgs:
+        batch = requests_to_launch(context.instance, AccessDatabase(org.duckdb_path), org.slug)
+        if isinstance(batch, str):
+            skipped.append((org.slug, batch))
+            continue
+        launches[org.slug] = launches.get(org.slug, 0) + 1
+        digest = hashlib.sha256("\n".join(sorted(batch)).encode()).hexdigest()[:12]
+        run_requests.append(dg.RunRequest(
+            run_key=f"provision-{org.slug}-{launches[org.slug]}-{digest}",
+            run_config={},  # no ids: the run takes every pending request of its org when it starts
+            partition_key=org.slug,
+            tags={**org_tags(org.slug), "langsmith_access/requests": str(len(batch))},
+        ))
+    if run_requests:
+        context.update_cursor(json.dumps({"launches": launches}))
+        for slug, reason in skipped:
+            context.log.info(f"{slug}: {reason}")
+        return run_requests
+    if len(skipped) == 1:
+        return dg.SkipReason(skipped[0][1])
+    return dg.SkipReason("; ".join(f"{slug}: {reason}" for slug, reason in skipped))
 
 
 @dg.definitions
 def provisioning_definitions() -> dg.Definitions:
     settings = Settings.from_env()
+    orgs = load_orgs()
+    job = provision_job(orgs)
 
     @dg.sensor(
         name=names.PROVISIONING_SENSOR,
-        job=provision_workspace_roles,
+        job=job,
         minimum_interval_seconds=settings.provisioning_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Launches provision_workspace_roles for all pending requests, one run per tick.",
+        description="Launches provision_workspace_roles for each org with pending requests: one "
+        "run per org per tick, for all of its pending requests.",
     )
     def provisioning_queue_sensor(context: dg.SensorEvaluationContext):
-        return evaluate_queue(context, AccessDatabase(Settings.from_env().duckdb_path))
+        # The orgs of the definitions' load: a changed orgs file takes a code server reload.
+        return evaluate_queue(context, orgs)
 
-    return dg.Definitions(jobs=[provision_workspace_roles], sensors=[provisioning_queue_sensor])
+    return dg.Definitions(jobs=[job], sensors=[provisioning_queue_sensor])

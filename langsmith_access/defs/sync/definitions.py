@@ -1,38 +1,47 @@
-"""The sync job and its schedule."""
+"""The sync job and its schedule, partitioned by org (``defs/orgs.py``)."""
 
 
 import dagster as dg
 
 from langsmith_access import names
 from langsmith_access.defs.extract.assets import raw_members, raw_roles, raw_workspaces
+from langsmith_access.defs.orgs import org_run_config, org_run_requests
 from langsmith_access.defs.sync.publish import analysts_database
 from langsmith_access.defs.transform.assets import access_tables
-from langsmith_access.settings import Settings
+from langsmith_access.settings import Settings, load_orgs
 
 SYNC_JOB_NAME = names.SYNC_JOB
 
-# In-process: one process per run keeps start-up cheap, and lets the run hold the writer
-# lease and its scratch database from the first step to the last.
-langsmith_access_sync = dg.define_asset_job(
-    SYNC_JOB_NAME,
-    selection=dg.AssetSelection.assets(raw_roles, raw_workspaces, raw_members, access_tables, analysts_database),
-    executor_def=dg.in_process_executor,
-    description="Extract the org from LangSmith, build the access tables, publish them atomically.",
-)
+
+def sync_job(config: dg.PartitionedConfig):
+    # In-process: one process per run keeps start-up cheap, and lets the run hold the writer
+    # lease and its scratch database from the first step to the last.
+    return dg.define_asset_job(
+        SYNC_JOB_NAME,
+        selection=dg.AssetSelection.assets(raw_roles, raw_workspaces, raw_members, access_tables, analysts_database),
+        executor_def=dg.in_process_executor,
+        config=config,
+        description="Extract one org (the partition) from LangSmith, build its access tables, "
+        "publish them atomically.",
+    )
 
 
 @dg.definitions
 def sync_definitions() -> dg.Definitions:
-    return dg.Definitions(
-        assets=[analysts_database],
-        jobs=[langsmith_access_sync],
-        schedules=[
-            dg.ScheduleDefinition(
-                name=names.SYNC_SCHEDULE,
-                job=langsmith_access_sync,
-                cron_schedule=Settings.from_env().sync_cron,
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-                description="Keeps the access tables fresh (LANGSMITH_ACCESS_SYNC_CRON, hourly by default).",
-            )
-        ],
+    orgs = load_orgs()
+    job = sync_job(org_run_config(orgs=orgs))
+
+    @dg.schedule(
+        name=names.SYNC_SCHEDULE,
+        job=job,
+        cron_schedule=Settings.from_env().sync_cron,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Keeps every org's access tables fresh: one run per org on each tick "
+        "(LANGSMITH_ACCESS_SYNC_CRON, hourly by default).",
     )
+    def langsmith_access_sync_schedule(context: dg.ScheduleEvaluationContext):
+        # The orgs of the definitions' load: a changed orgs file takes a code server reload.
+        return org_run_requests(orgs)
+
+    # analysts_database itself comes from publish.py, like every other asset from its module.
+    return dg.Definitions(jobs=[job], schedules=[langsmith_access_sync_schedule])

@@ -51,3 +51,9 @@ def _run_start(context: dg.AssetExecutionContext) -> datetime:
     stats = context.instance.get_run_stats(context.run.run_id)
     start = stats.start_time if stats and stats.start_time else time.time()
     return datetime.fromtimestamp(start, UTC)
+
+
+@dg.definitions
+def publish_definitions() -> dg.Definitions:
+    # A @definitions function, so the module's imports (access_tables) are not loaded twice.
+    return dg.Definitions(assets=[analysts_database])

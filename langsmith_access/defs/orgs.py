@@ -1,0 +1,128 @@
+"""Partitions by org (DESIGN.md section 11): the one place that makes a job, schedule or sensor
+serve every org of the orgs file.
+
+- ``org_partitions()``: a ``StaticPartitionsDefinition`` of the slugs, read when the definitions
+  load (``settings.load_orgs``: the orgs file, else one org ``default``).
+- ``org_run_config()``: the partitioned config every job takes, so every run of an org carries
+  ``ORG_TAG=<slug>`` beside its partition key, however it was launched (schedule, sensor,
+  Launchpad, backfill, the CLI): ``deploy/dagster.yaml``'s queue lets one run per value of that
+  tag run at a time.
+- ``partition_assets_by_org(defs)``: every asset of the definitions partitioned by org, so the
+  UI shows each org's sync status; ``definitions.py`` applies it once, to everything.
+- ``OrgScopedResource``: the base of every resource that serves one org. When a run starts it
+  takes the org of the run's partition key, with that org's settings (key, endpoint, database);
+  nothing reads or writes ``os.environ`` for it. The runner hands the orgs in (``orgs=``) for
+  runs it executes itself; otherwise they are read from the environment when the run starts.
+
+A new job joins in a few lines: build it with ``config=org_run_config()`` (an asset job's
+assets are partitioned already), give its resources ``OrgScopedResource`` as their base, and
+launch it per org with ``org_run_requests`` (a schedule) or ``RunRequest(partition_key=slug)``.
+"""
+
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from langsmith_access.names import ORG_TAG
+from langsmith_access.settings import Org, Orgs, SettingsError, load_orgs
+
+# The tag Dagster gives a run of one partition (dagster._core.storage.tags.PARTITION_NAME_TAG).
+PARTITION_TAG = "dagster/partition"
+
+
+def org_partitions(orgs: Orgs | None = None) -> dg.StaticPartitionsDefinition:
+    """One partition per org, its key the org's slug, in the order of the orgs file."""
+    return dg.StaticPartitionsDefinition(list((orgs or load_orgs()).slugs))
+
+
+def org_tags(slug: str) -> dict[str, str]:
+    """The tags every run of one org carries (the per-org concurrency limit acts on ORG_TAG)."""
+    return {ORG_TAG: slug}
+
+
+def org_run_config(
+    run_config: Mapping[str, Any] | None = None, orgs: Orgs | None = None
+) -> dg.PartitionedConfig:
+    """A job's config, partitioned by org: the same ``run_config`` for every org (empty: the
+    job's defaults) and ``org_tags(slug)`` on every run."""
+    config = dict(run_config or {})
+    return dg.PartitionedConfig(
+        partitions_def=org_partitions(orgs),
+        run_config_for_partition_key_fn=lambda _slug: config,
+        tags_for_partition_key_fn=org_tags,
+    )
+
+
+def partition_assets_by_org(defs: dg.Definitions, orgs: Orgs | None = None) -> dg.Definitions:
+    """``defs`` with every asset partitioned by org (an asset job takes its assets' partitions)."""
+    partitions = org_partitions(orgs)
+
+    def by_org(spec: dg.AssetSpec) -> dg.AssetSpec:
+        return spec.replace_attributes(partitions_def=partitions)
+
+    with warnings.catch_warnings():
+        # Dagster marks Definitions.map_asset_specs as a preview; it is the documented way to
+        # change every asset of a Definitions at once.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return defs.map_asset_specs(func=by_org)
+
+
+def org_run_requests(orgs: Orgs | None = None, run_key_prefix: str = "") -> list[dg.RunRequest]:
+    """One run request per org (a schedule's tick): each an org's partition, tagged with it."""
+    return [
+        dg.RunRequest(run_key=f"{run_key_prefix}{slug}", partition_key=slug, tags=org_tags(slug))
+        for slug in (orgs or load_orgs()).slugs
+    ]
+
+
+def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
+    """The org a run serves: the one its partition key names. ``orgs``: the orgs the caller
+    handed in; None reads them from the environment (the orgs file, else one org ``default``).
+    Outside a run, or for a run without a partition, the only org (an error naming them when
+    there are several)."""
+    orgs = orgs if orgs is not None else load_orgs()
+    slug = run.tags.get(PARTITION_TAG) if run is not None else None
+    if run is not None and slug is None and len(orgs) > 1:
+        raise SettingsError(
+            f"Run {run.run_id} of {run.job_name} names no org, and {len(orgs)} are configured "
+            f"({', '.join(orgs.slugs)}): launch one run per org, each with its org's slug as the "
+            "partition (the Launchpad's partition picker, or a backfill of one run per partition)."
+        )
+    return orgs.get(slug)
+
+
+# (No ``from __future__ import annotations`` in this module: Dagster must see the field's
+# ResourceDependency annotation as a type, not as text.)
+class OrgScopedResource(dg.ConfigurableResource):
+    """A resource that serves the run's org. ``orgs``: the orgs to choose from, handed in by
+    whoever runs the job in its own process (the runner, with the key already read); None
+    (the deployed definitions): read from the environment when the run starts."""
+
+    # A resource dependency, not config: Dagster hands the object over as it is (the keys stay
+    # Secrets in memory), never into run config or the event log.
+    orgs: dg.ResourceDependency[Orgs | None] = None  # type: ignore[assignment]  # Dagster's descriptor
+
+    _org: Org | None = PrivateAttr(default=None)
+
+    def take_org_of_run(self, context: dg.InitResourceContext) -> Org:
+        """Called first by ``setup_for_execution``: the org of the run's partition key."""
+        self._org = org_of_run(context.run, self.orgs)
+        return self._org
+
+    @property
+    def org(self) -> Org:
+        """The run's org; outside a run (a test, a script), the only org."""
+        if self._org is None:
+            self._org = org_of_run(None, self.orgs)
+        return self._org
+
+
+class RunOrganization(OrgScopedResource):
+    """The run's org itself, for ops that need its settings (the connection doctor)."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.take_org_of_run(context)
