@@ -1,0 +1,240 @@
+"""Many organizations (DESIGN.md section 11): two sandbox orgs in one orgs file.
+
+Every job, the schedule and the sensor are partitioned by org and every run carries the org's
+tag; the CLI's ``--org`` and ``sync --all-orgs`` (one org with a refused key fails, naming it,
+and the other syncs); a run uses the settings handed to it, not the environment; a request is
+applied in its own org only; the README's question across every org runs on both databases.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from langsmith_access.names import ORG_TAG
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.settings import ORGS_FILE_VARIABLE, Org, SettingsError, load_orgs
+from langsmith_access_tests.helpers import query
+
+CLI = str(Path(sys.executable).with_name("langsmith-access"))
+README = Path(__file__).resolve().parents[1] / "README.md"
+REFUSED_KEY = "lsv2_sk_refused0000000000000000000000_notthekey"
+SIZES = {"us": (31, 9, 2), "eu": (32, 7, 2)}  # seed, members, workspaces: small and different
+
+
+@dataclass
+class TwoOrgs:
+    sandboxes: dict[str, SandboxServer]
+    data: Path  # the directory of LANGSMITH_ACCESS_DUCKDB
+    orgs_file: Path
+    environment: dict[str, str]  # the orgs file and both keys, nothing else of LANGSMITH_*
+
+    def database(self, slug: str) -> Path:
+        return self.data / slug / "langsmith_access.duckdb"
+
+    def cli(self, *args: str, **overrides: str) -> subprocess.CompletedProcess:
+        return subprocess.run([CLI, *args], env={**self.environment, **overrides},
+                              capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def two_orgs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("many-orgs")
+    sandboxes = {slug: SandboxServer(generate_org(seed=seed, members=members, workspaces=workspaces))
+                 for slug, (seed, members, workspaces) in SIZES.items()}
+    for sandbox in sandboxes.values():
+        sandbox.start()
+    try:
+        orgs_file = root / "orgs.yaml"
+        orgs_file.write_text("".join(
+            f"- slug: {slug}\n  organization_id: {sandbox.organization_id}\n  endpoint: {sandbox.url}\n"
+            f"  api_key_env: LANGSMITH_API_KEY_{slug.upper()}\n"
+            for slug, sandbox in sandboxes.items()
+        ))
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "DAGSTER_"))}
+        environment.update({
+            ORGS_FILE_VARIABLE: str(orgs_file),
+            "LANGSMITH_ACCESS_DUCKDB": str(root / "data" / "langsmith_access.duckdb"),
+            "LANGSMITH_ACCESS_TIMEOUT_SECONDS": "5",
+            **{f"LANGSMITH_API_KEY_{slug.upper()}": sandbox.api_key for slug, sandbox in sandboxes.items()},
+        })
+        yield TwoOrgs(sandboxes, root / "data", orgs_file, environment)
+    finally:
+        for sandbox in sandboxes.values():
+            sandbox.stop()
+
+
+@pytest.fixture
+def org_environment(two_orgs, monkeypatch):
+    """This process's environment as the CLI's: the orgs file and both keys, nothing else."""
+    for name in list(os.environ):
+        if name.startswith(("LANGSMITH_", "DAGSTER_")):
+            monkeypatch.delenv(name)
+    for name, value in two_orgs.environment.items():
+        if name.startswith("LANGSMITH_"):
+            monkeypatch.setenv(name, value)
+    return two_orgs
+
+
+def test_every_job_schedule_and_asset_is_partitioned_by_org(org_environment):
+    from langsmith_access.definitions import defs
+
+    definitions = defs()
+    for job_name in ("langsmith_access_sync", "provision_workspace_roles", "check_langsmith_connection"):
+        job = definitions.resolve_job_def(job_name)
+        assert job.partitions_def.get_partition_keys() == ["us", "eu"], job_name
+        # Every run of an org carries its tag, however it is launched (UI, backfill, CLI).
+        assert job.partitioned_config.get_tags_for_partition_key("eu", job_name=job_name)[ORG_TAG] == "eu"
+    graph = definitions.resolve_asset_graph()
+    assert all(graph.get(key).partitions_def.get_partition_keys() == ["us", "eu"]
+               for key in graph.materializable_asset_keys)
+
+    schedule = definitions.resolve_schedule_def("langsmith_access_sync_schedule")
+    with dg.build_schedule_context(repository_def=definitions.get_repository_def()) as context:
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [(r.partition_key, r.tags[ORG_TAG]) for r in requests] == [("us", "us"), ("eu", "eu")]
+
+
+def test_an_unknown_or_missing_org_is_a_usage_error_naming_the_known_ones(two_orgs):
+    unknown = two_orgs.cli("requests", "--org", "apac")
+    assert unknown.returncode == 2
+    assert "unknown org 'apac'" in unknown.stderr and "us, eu" in unknown.stderr
+    several = two_orgs.cli("requests")
+    assert several.returncode == 2 and "--org" in several.stderr and "us, eu" in several.stderr
+    both = two_orgs.cli("sync", "--org", "us", "--all-orgs")
+    assert both.returncode == 2
+
+
+def test_a_bad_orgs_file_stops_every_command_before_any_request(two_orgs, tmp_path):
+    broken = tmp_path / "orgs.yaml"
+    broken.write_text(two_orgs.orgs_file.read_text().replace("LANGSMITH_API_KEY_EU", "LANGSMITH_API_KEY_APAC"))
+    requests_before = {slug: len(s.request_log) for slug, s in two_orgs.sandboxes.items()}
+    files_before = sorted(two_orgs.data.rglob("*")) if two_orgs.data.exists() else []
+    for command in (["sync", "--all-orgs"], ["sync", "--org", "us"], ["provision", "--org", "us"],
+                    ["requests", "--org", "us"]):
+        done = two_orgs.cli(*command, **{ORGS_FILE_VARIABLE: str(broken)})
+        assert done.returncode == 1, (command, done.stderr)
+        assert "LANGSMITH_API_KEY_APAC" in done.stderr and str(broken) in done.stderr, done.stderr
+    doctor = two_orgs.cli("doctor", "--org", "us", **{ORGS_FILE_VARIABLE: str(broken)})
+    assert doctor.returncode == 1 and doctor.stdout.startswith("fail configuration")
+    assert {slug: len(s.request_log) for slug, s in two_orgs.sandboxes.items()} == requests_before
+    assert (sorted(two_orgs.data.rglob("*")) if two_orgs.data.exists() else []) == files_before
+
+
+@pytest.fixture(scope="module")
+def synced(two_orgs):
+    """``sync --all-orgs`` with eu's key refused, then ``sync --org eu`` with its own key."""
+    refused = two_orgs.cli("sync", "--all-orgs", "--quiet", LANGSMITH_API_KEY_EU=REFUSED_KEY)
+    eu_exists_after_refusal = two_orgs.database("eu").exists()
+    eu = two_orgs.cli("sync", "--org", "eu", "--quiet")
+    return refused, eu_exists_after_refusal, eu
+
+
+def test_sync_all_orgs_goes_on_past_a_refused_key_and_names_the_org(two_orgs, synced):
+    refused, eu_exists_after_refusal, eu = synced
+    assert refused.returncode == 1, refused.stderr
+    assert "Sync failed for 1 of 2 orgs: eu" in refused.stderr
+    assert "[us] Sync " in refused.stdout and "succeeded" in refused.stdout
+    assert "[eu] Sync failed" in refused.stderr
+    for output in (refused, eu):
+        assert REFUSED_KEY not in output.stdout + output.stderr
+        assert all(s.api_key not in output.stdout + output.stderr for s in two_orgs.sandboxes.values())
+    # us synced into its own database; eu's was never created (nothing half-written).
+    us = two_orgs.sandboxes["us"].org
+    assert query(two_orgs.database("us"), "SELECT count(*) FROM main.users")[0][0] == len(us.active_members())
+    assert not eu_exists_after_refusal
+
+    # The same org with its own key, through --org, into its own database.
+    assert eu.returncode == 0, eu.stderr
+    eu_org = two_orgs.sandboxes["eu"].org
+    emails = {row[0] for row in query(two_orgs.database("eu"), "SELECT email FROM main.users")}
+    assert emails == {m.email for m in eu_org.active_members()}
+
+
+def test_a_run_uses_the_org_it_is_handed_not_the_environment(org_environment, monkeypatch, tmp_path):
+    from langsmith_access import runner
+
+    two_orgs = org_environment
+    us = load_orgs(two_orgs.environment).get("us")
+    # The environment now names a key the sandbox refuses: the run must use the one it is handed.
+    monkeypatch.setenv("LANGSMITH_API_KEY_US", REFUSED_KEY)
+    environment = dict(os.environ)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        outcome = runner.run_job("check_langsmith_connection", {}, org=us, dagster_instance=instance)
+        assert outcome.success, outcome.failure
+        run = instance.get_run_by_id(outcome.run_id)
+    assert run.tags[ORG_TAG] == "us" and run.tags["dagster/partition"] == "us"
+    assert dict(os.environ) == environment  # nothing was written there
+    # An org the definitions do not serve is refused before any run.
+    apac = Org("apac", us.settings)
+    with pytest.raises(SettingsError, match="not one of the orgs"):
+        runner.run_job("check_langsmith_connection", {}, org=apac)
+
+
+def test_a_request_is_applied_in_its_own_org_only(org_environment, synced):
+    from langsmith_access import api
+    from langsmith_access.definitions import defs
+
+    two_orgs = org_environment
+    us = two_orgs.sandboxes["us"].org
+    eu_before = two_orgs.sandboxes["eu"].org.workspace_membership_rows()
+    workspace = us.shared_workspaces()[0]
+    outsider = next(m for m in us.active_members() if m.ls_user_id not in workspace.memberships)
+    queued = api.request_grant(outsider.email, workspace.id, "Editor", requested_by="test", org="us")
+    assert queued.accepted, queued.message
+    assert api.list_requests(org="eu") == []
+
+    # The sensor offers us's queue, and only us's.
+    definitions = defs()
+    sensor = definitions.resolve_sensor_def("provisioning_queue_sensor")
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, repository_def=definitions.get_repository_def())
+        [run_request] = sensor.evaluate_tick(context).run_requests
+    assert run_request.partition_key == "us" and run_request.tags[ORG_TAG] == "us"
+
+    outcome = api.provision(org="us")
+    assert outcome.success, outcome.failure
+    assert [item["status"] for item in outcome.outputs["apply_requests"]["outcomes"]] == ["applied"]
+    assert us.membership(workspace.id, outsider.ls_user_id) is not None
+    assert two_orgs.sandboxes["eu"].org.workspace_membership_rows() == eu_before
+    assert not [e for e in two_orgs.sandboxes["eu"].request_log if e.method in ("POST", "PATCH", "DELETE")]
+
+
+def readme_cross_org_queries() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("### One question across every org")
+    end = text.index("\n## ", start)
+    return re.findall(r"```sql\n(.*?)```", text[start:end], re.S)
+
+
+def test_the_readme_question_across_every_org_runs(two_orgs, synced):
+    across, attached = readme_cross_org_queries()
+    cwd = Path.cwd()
+    os.chdir(two_orgs.data)  # the README says: run it from the directory of the databases
+    try:
+        with duckdb.connect() as conn:
+            rows = conn.execute(across).fetchall()
+            conn.execute(attached.split("SELECT", 1)[0])  # the ATTACH lines
+            per_grant = conn.execute("SELECT" + attached.split("SELECT", 1)[1]).fetchall()
+    finally:
+        os.chdir(cwd)
+    by_org = {row[0]: row for row in rows}
+    assert set(by_org) == {"us", "eu"}
+    for slug, sandbox in two_orgs.sandboxes.items():
+        org = sandbox.org
+        expected_grants = len(org.workspace_membership_rows(shared_only=True))
+        org_admins = {m.email.lower() for m in org.active_members() if org.role(m.org_role_id).name == "ORGANIZATION_ADMIN"}
+        assert by_org[slug][1] == len(org.active_members()), slug
+        assert by_org[slug][2] == expected_grants, slug
+        assert by_org[slug][3] == len(org_admins), slug
+        assert sum(1 for row in per_grant if row[0] == slug) == expected_grants
