@@ -54,7 +54,7 @@ LOCATION_STATUS = """
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
 RUN_STATUS = """
-query RunStatus($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
+query RunStatus($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status tags { key value } } } }
 """
 
 
@@ -232,6 +232,11 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
     editor_box = page.locator(".CodeMirror.cm-s-config-editor")
     expect(editor_box).to_be_visible()
     expect(page.get_by_text("request_ids", exact=False).first).to_be_visible()  # the scaffolded config
+    # The job is partitioned by org: the operator picks the org (the single org is 'default').
+    partition = page.get_by_placeholder("Partition")
+    partition.click()
+    page.get_by_role("menuitem").filter(has_text=re.compile(r"^default$")).first.click()
+    expect(partition).to_have_value("default")
     editor_box.click()
     page.keyboard.press("Control+A")
     page.keyboard.press("Delete")
@@ -248,10 +253,13 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
     deadline = time.monotonic() + RUN_SECONDS
     status = None
     while time.monotonic() < deadline:
-        status = graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"].get("status")
+        run = graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"]
+        status = run.get("status")
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(1)
+    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    assert tags["dagster/partition"] == "default" and tags["langsmith_access/org"] == "default"
     page.reload()
     if status == "SUCCESS":
         expect(page.get_by_text("Success", exact=True).first).to_be_visible()  # the run's badge
