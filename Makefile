@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: bootstrap browser postgres manifest demo lint test bench clean
+.PHONY: bootstrap browser postgres manifest demo lint smoke-deploy test bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ browser:
 # PostgreSQL server under a temporary directory. Installs it when missing; needs root, as on CI.
 postgres:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+
+# The single-host production form on this machine (README "Running it for real"): PostgreSQL
+# under a temporary directory, the code server, daemon and webserver of deploy/, two sandbox
+# orgs synced by their schedule, a request applied by the sensor across a `kill -9` of the
+# daemon, no key in a pg_dump. About two minutes; `make test` runs it with the rest of the suite.
+smoke-deploy: manifest postgres
+	$(BIN)/python -m pytest langsmith_access_tests/deploy/test_smoke_deploy.py -q -s
 
 # ruff and mypy over the package (configured in pyproject.toml); `make test` runs it first.
 lint: bootstrap

@@ -233,7 +233,8 @@ def test_the_readme_question_across_every_org_runs(two_orgs, synced):
     for slug, sandbox in two_orgs.sandboxes.items():
         org = sandbox.org
         expected_grants = len(org.workspace_membership_rows(shared_only=True))
-        org_admins = {m.email.lower() for m in org.active_members() if org.role(m.org_role_id).name == "ORGANIZATION_ADMIN"}
+        org_admins = {m.email.lower() for m in org.active_members()
+                      if org.role(m.org_role_id).name == "ORGANIZATION_ADMIN"}
         assert by_org[slug][1] == len(org.active_members()), slug
         assert by_org[slug][2] == expected_grants, slug
         assert by_org[slug][3] == len(org_admins), slug
