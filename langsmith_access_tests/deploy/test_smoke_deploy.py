@@ -276,8 +276,11 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
             # 2. A grant queued in one org; the sensor launches it; the daemon is killed with
             # kill -9 as soon as the run is recorded, and started again.
             us = two_sandboxes["us"]
-            workspace_, outsider = next((w, m) for w in us.org.shared_workspaces() for m in us.org.active_members()
-                                        if m.ls_user_id not in w.memberships and not m.is_disabled)
+            # A member whose role in a workspace is not Editor yet (or who is not in it at all).
+            editor = us.org.role_by_name("Editor").id
+            workspace_, outsider = next(
+                (w, m) for w in us.org.shared_workspaces() for m in us.org.active_members()
+                if not m.is_disabled and getattr(w.memberships.get(m.ls_user_id), "role_id", None) != editor)
             us_database = data / "us" / "langsmith_access.duckdb"
             queued = request_grant(outsider.ls_user_id, workspace_.id, "Editor", reason="smoke deploy",
                                    requested_by="smoke-test", database=us_database)
@@ -301,7 +304,7 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
             assert provisioning.tags["dagster/sensor_name"] == PROVISIONING_SENSOR
             [request] = [r for r in list_requests(database=us_database) if r["request_id"] == queued.request_id]
             assert (request["status"], request["run_id"]) == ("applied", provisioning.run_id)
-            assert us.org.membership(workspace_.id, outsider.ls_user_id) is not None
+            assert us.org.membership(workspace_.id, outsider.ls_user_id).role_id == editor
             assert len(_writes(us)) - len(writes_before) == 1  # applied once
             assert _writes(two_sandboxes["eu"]) == []  # the other org untouched
 
