@@ -7,6 +7,8 @@ Two sandboxes in this process, each its own org and key (20 ms latency on every 
 requests a minute per key), one orgs file naming both. Each round syncs both orgs:
 
 - one after the other: `langsmith-access sync --all-orgs` (one CLI process, org after org);
+- one after the other, one process each: `sync --org us`, then `sync --org eu` (as a queue
+  allowing one run at a time would run them: each run its own process);
 - side by side: `langsmith-access sync --org us` and `... --org eu` started together, two
   processes, as the production queue runs two orgs' scheduled syncs (one run per org at once,
   different orgs in parallel); wall time from the first start to the last end.
@@ -29,9 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import CLI, machine_line, markdown_table, median, start_sandbox  # noqa: E402
+from bench_support import CLI, machine_line, markdown_table, median, start_sandbox
 
 SLUGS = ("us", "eu")
+MODES = ("one after the other", "one after the other, one process each", "side by side")
 
 
 def main() -> int:
@@ -63,8 +66,8 @@ def main() -> int:
         print(f"2 orgs x {args.members:,} members, {args.workspaces:,} workspaces, "
               f"{args.latency_ms:g} ms latency, {args.rate_limit_per_minute:,} requests/min per key\n", flush=True)
         rows = []
-        for mode in ("one after the other", "side by side"):
-            data = root / mode.replace(" ", "-")
+        for mode in MODES:
+            data = root / mode.replace(" ", "-").replace(",", "")
             env["LANGSMITH_ACCESS_DUCKDB"] = str(data / "langsmith_access.duckdb")
             runs = [run_round(mode, env, sandboxes) for _ in range(1 + args.repeats)]
             cold, warm = runs[0], runs[1:]
@@ -75,10 +78,12 @@ def main() -> int:
             print(f"  {mode}: cold {cold['wall']:.1f} s, warm {[round(r['wall'], 1) for r in warm]}", flush=True)
         print()
         print(markdown_table(["mode", "run", "wall s", "API calls (us, eu)", "load before"], rows))
-        sequential = [float(r[2]) for r in rows if r[0] == "one after the other"]
-        parallel = [float(r[2]) for r in rows if r[0] == "side by side"]
-        for label, seq, par in zip(("cold", "warm"), sequential, parallel, strict=False):
-            print(f"\n{label}: side by side takes {par / seq:.2f}x the time of one after the other")
+        walls = {mode: [float(r[2]) for r in rows if r[0] == mode] for mode in MODES}
+        for index, label in enumerate(("cold", "warm")):
+            if all(len(w) > index for w in walls.values()):
+                side = walls["side by side"][index]
+                print(f"\n{label}: side by side takes "
+                      + ", ".join(f"{side / walls[m][index]:.2f}x the time of {m}" for m in MODES[:2]))
     finally:
         for sandbox in sandboxes.values():
             sandbox.stop()
@@ -93,15 +98,18 @@ def run_round(mode: str, env: dict[str, str], sandboxes: dict) -> dict:
     load = os.getloadavg()[0]
     started = time.perf_counter()
     if mode == "one after the other":
-        commands = [[CLI, "sync", "--all-orgs", "--quiet"]]
+        batches = [[[CLI, "sync", "--all-orgs", "--quiet"]]]
+    elif mode == "side by side":
+        batches = [[[CLI, "sync", "--org", slug, "--quiet"] for slug in SLUGS]]
     else:
-        commands = [[CLI, "sync", "--org", slug, "--quiet"] for slug in SLUGS]
-    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for command in commands]
-    for process in processes:
-        out, err = process.communicate()
-        if process.returncode != 0:
-            raise SystemExit(f"{' '.join(process.args)} failed ({process.returncode}):\n{out}\n{err}")
+        batches = [[[CLI, "sync", "--org", slug, "--quiet"]] for slug in SLUGS]
+    for batch in batches:  # the commands of a batch run at once; batches one after the other
+        processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for command in batch]
+        for process in processes:
+            out, err = process.communicate()
+            if process.returncode != 0:
+                raise SystemExit(f"{' '.join(process.args)} failed ({process.returncode}):\n{out}\n{err}")
     wall = time.perf_counter() - started
     calls = ", ".join(str(len(sandboxes[slug].request_log.snapshot())) for slug in SLUGS)
     return {"wall": wall, "calls": calls, "load": load}
