@@ -16,7 +16,7 @@ from langsmith_access.defs.orgs import org_run_config, org_tags
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import Provisioner, unbuilt_observations
-from langsmith_access.settings import Org, Orgs, Settings, load_orgs
+from langsmith_access.settings import Orgs, Settings, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
 from langsmith_access.transform import build
 
@@ -214,7 +214,7 @@ def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, s
     return (pending + stuck) or "No pending requests."
 
 
-def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs | list[Org]):
+def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs):
     """One tick: for each org, a run for every pending request, or a reason to wait. One org's
     trouble (a busy or missing database) never keeps another's requests waiting."""
     # The cursor counts each org's launches; it never filters requests (every pending one is
