@@ -40,8 +40,12 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except DatabaseNotReadyError as error:
-        print(f"error: the analysts' database {error}", file=sys.stderr)
+    except DatabaseNotReadyError:
+        print(
+            f"error: the analysts' database {selected_org(args).duckdb_path} does not exist yet: "
+            "run langsmith-access sync first.",
+            file=sys.stderr,
+        )
         return 1
     except BrokenPipeError:
         # The reader stopped early (`... | head`): not an error. Silence the final flush.
