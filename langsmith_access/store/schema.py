@@ -1,5 +1,5 @@
 """Tables Python owns: the raw tables (the sync's, and provisioning's observations),
-``sync_runs`` and the provisioning queue.
+``sync_runs``, the provisioning queue and the notification outbox.
 
 dbt owns every other table (the marts, the reports and ``grant_history``) and is their only
 writer. ``sync_runs`` is written by Python because it records the outcome of the whole run, dbt
@@ -95,6 +95,27 @@ CREATE TABLE IF NOT EXISTS main.provisioning_events (
 """
 
 
+# The notification outbox (DESIGN.md section 10): one row per event to POST to the webhook,
+# delivered at least once (``governance/notifications.py``). It lives in the working file, like
+# the queue: a sync writes only its scratch copy, so a failed sync loses none of it, and the
+# event a failed sync raises is written here after its scratch copy is discarded.
+NOTIFICATIONS_DDL = """
+CREATE SEQUENCE IF NOT EXISTS main.notification_seq START 1;
+CREATE TABLE IF NOT EXISTS main.notifications (
+    notification_id VARCHAR PRIMARY KEY,
+    notification_seq BIGINT NOT NULL DEFAULT nextval('main.notification_seq'),  -- delivery order
+    event VARCHAR NOT NULL,             -- 'request.applied', 'access.expiring', ...
+    payload VARCHAR NOT NULL,           -- the JSON body (event, at, org, request_id, user, ...)
+    status VARCHAR NOT NULL,            -- 'pending' | 'delivered'
+    attempts INTEGER NOT NULL,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    last_error VARCHAR,                 -- why the last attempt failed (never the URL)
+    created_at TIMESTAMPTZ NOT NULL,
+    delivered_at TIMESTAMPTZ
+)
+"""
+
+
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create every Python-owned table that does not exist yet (idempotent)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
@@ -106,6 +127,7 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(MEMBERSHIP_READ_DDL)
     conn.execute(PROVISIONING_REQUESTS_DDL)
     conn.execute(PROVISIONING_EVENTS_DDL)
+    conn.execute(NOTIFICATIONS_DDL)
 
 
 def record_membership_read(
