@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.membership_read (
 
 
 # The provisioning queue. `request_seq` orders requests; statuses go
-# pending -> in_progress -> applied | already_satisfied | rejected | failed.
+# pending -> in_progress -> applied | already_satisfied | rejected | failed, and a grant the
+# access policy sends for approval starts awaiting_approval -> pending | denied | approval_expired.
 PROVISIONING_REQUESTS_DDL = """
 CREATE SEQUENCE IF NOT EXISTS main.provisioning_request_seq START 1;
 CREATE TABLE IF NOT EXISTS main.provisioning_requests (
@@ -78,6 +79,32 @@ CREATE TABLE IF NOT EXISTS main.provisioning_requests (
     requested_user VARCHAR,             -- the values as they were asked for
     requested_workspace VARCHAR,
     requested_role VARCHAR
+)
+"""
+
+# Columns added to provisioning_requests after its first release (access governance, DESIGN.md
+# section 10), added in place to an older table like SYNC_RUNS_ADDED_COLUMNS.
+PROVISIONING_REQUESTS_ADDED_COLUMNS = (
+    ("expires_at", "TIMESTAMPTZ"),          # a time-bound grant: when its access ends (set when applied)
+    ("parent_request_id", "VARCHAR"),       # an expiry revoke: the grant it ends
+    ("approved_by", "VARCHAR"),             # the approver's email
+    ("approved_at", "TIMESTAMPTZ"),
+    ("prior_role_id", "VARCHAR"),           # an applied grant: the member's role before it (null: not a member)
+    ("access_duration_seconds", "BIGINT"),  # a time-bound grant's length, counted from when it is applied
+    ("access_until", "TIMESTAMPTZ"),        # or its fixed end (--until)
+    ("approval_deadline", "TIMESTAMPTZ"),   # awaiting approval past this: approval_expired
+)
+
+# Decisions on requests awaiting approval. A refused decision (not an approver, self-approval,
+# not awaiting) is not a decision: it is a `decision_refused` event in provisioning_events.
+PROVISIONING_APPROVALS_DDL = """
+CREATE TABLE IF NOT EXISTS main.provisioning_approvals (
+    approval_id VARCHAR PRIMARY KEY,
+    request_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,          -- 'approved' | 'denied'
+    decided_by VARCHAR NOT NULL,        -- the approver's email
+    decided_at TIMESTAMPTZ NOT NULL,
+    comment VARCHAR
 )
 """
 
@@ -126,6 +153,9 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f"ALTER TABLE main.sync_runs ADD COLUMN IF NOT EXISTS {column} {sql_type}")
     conn.execute(MEMBERSHIP_READ_DDL)
     conn.execute(PROVISIONING_REQUESTS_DDL)
+    for column, sql_type in PROVISIONING_REQUESTS_ADDED_COLUMNS:
+        conn.execute(f"ALTER TABLE main.provisioning_requests ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+    conn.execute(PROVISIONING_APPROVALS_DDL)
     conn.execute(PROVISIONING_EVENTS_DDL)
     conn.execute(NOTIFICATIONS_DDL)
 
