@@ -14,3 +14,10 @@ PROVISIONING_SENSOR = "provisioning_queue_sensor"
 # The provisioning job's ops: the first takes the run config, the second returns the outcomes.
 SELECT_REQUESTS_OP = "select_requests"
 APPLY_REQUESTS_OP = "apply_requests"
+
+# Access governance (DESIGN.md section 10): decisions from the Launchpad, and the two sensors
+# that end time-bound access and deliver notifications without a CLI command.
+DECIDE_JOB = "decide_access_request"
+DECIDE_OP = "decide_request"
+EXPIRY_SENSOR = "access_expiry_sensor"
+OUTBOX_SENSOR = "notification_outbox_sensor"

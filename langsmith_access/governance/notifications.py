@@ -284,11 +284,12 @@ def _claim_due(
                     "WHERE status = ? AND next_attempt_at <= ? ORDER BY notification_seq LIMIT ?",
                     [PENDING, now, limit],
                 ).fetchall()
-                conn.executemany(
-                    "UPDATE main.notifications SET attempts = attempts + 1, next_attempt_at = ? "
-                    "WHERE notification_id = ?",
-                    [[now + CLAIM_WINDOW, row_id] for row_id, _, _ in rows],
-                )
+                if rows:  # DuckDB refuses an executemany of nothing
+                    conn.executemany(
+                        "UPDATE main.notifications SET attempts = attempts + 1, next_attempt_at = ? "
+                        "WHERE notification_id = ?",
+                        [[now + CLAIM_WINDOW, row_id] for row_id, _, _ in rows],
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

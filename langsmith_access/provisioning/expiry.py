@@ -35,6 +35,12 @@ _LIVE_TIME_BOUND = (
     "AND NOT EXISTS (SELECT 1 FROM main.provisioning_requests AS child "
     "WHERE child.parent_request_id = provisioning_requests.request_id)"
 )
+# Of those, the ones ending within (?, ?] that were not warned about yet.
+_TO_WARN = (
+    f"{_LIVE_TIME_BOUND} AND expires_at > ? AND expires_at <= ? AND NOT EXISTS (SELECT 1 FROM "
+    "main.provisioning_events AS e WHERE e.request_id = provisioning_requests.request_id "
+    "AND e.kind = 'expiry_warned')"
+)
 
 
 def queue_due_expiries(conn: duckdb.DuckDBPyConnection, now: datetime) -> list[str]:
@@ -80,9 +86,7 @@ def warn_expiring(
         return []
     soon = fetch_requests(
         conn,
-        f"{_LIVE_TIME_BOUND} AND expires_at > ? AND expires_at <= ? AND NOT EXISTS (SELECT 1 FROM "
-        "main.provisioning_events AS e WHERE e.request_id = provisioning_requests.request_id "
-        "AND e.kind = 'expiry_warned')",
+        _TO_WARN,
         [now, now + warning],
     )
     if not soon:
@@ -99,3 +103,24 @@ def warn_expiring(
         conn.execute("ROLLBACK")
         raise
     return [g["request_id"] for g in soon]
+
+
+def expiry_work_due(conn: duckdb.DuckDBPyConnection, now: datetime, warning: timedelta | None) -> list[str]:
+    """Ids of what a provisioning run would act on before taking the queue (read-only): grants
+    due to expire, requests past their approval deadline, and (``warning`` given) grants to warn
+    about. Empty before anything was queued."""
+    columns = {name for (name,) in conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'").fetchall()}
+    if "expires_at" not in columns:  # never queued, or a copy from before access governance
+        return []
+    due = [r["request_id"] for r in fetch_requests(conn, f"{_LIVE_TIME_BOUND} AND expires_at <= ?", [now])]
+    due += [r["request_id"] for r in fetch_requests(
+        conn, "status = 'awaiting_approval' AND approval_deadline <= ?", [now])]
+    if warning is not None:
+        due += [r["request_id"] for r in fetch_requests(
+            conn,
+            _TO_WARN,
+            [now, now + warning],
+        )]
+    return due

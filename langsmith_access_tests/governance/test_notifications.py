@@ -64,7 +64,7 @@ def test_due_notifications_are_posted_once_as_their_documented_json(database):
         report = deliver_due(database, webhook(receiver), now=T0 + timedelta(seconds=2))
         again = deliver_due(database, webhook(receiver), now=T0 + timedelta(hours=2))
     assert report.delivered == [first, second] and report.failed == {} and report.problem is None
-    assert again.attempted == 0
+    assert again.attempted == 0 and again.problem is None
     assert [r.path for r in receiver.received] == [receiver.path] * 2
     assert {r.content_type for r in receiver.received} == {"application/json"}
     assert receiver.bodies() == [
@@ -111,10 +111,11 @@ def test_a_receiver_that_is_down_for_a_while_delays_and_loses_nothing(database, 
 
     with receiver:  # up again, on the same port
         early = deliver_due(database, hook, now=second_retry - timedelta(seconds=1))
-        assert early.attempted == 0 and receiver.bodies() == []  # not due yet: not sent
+        assert early.attempted == 0 and early.problem is None and receiver.bodies() == []  # not due: not sent
         late = deliver_due(database, hook, now=second_retry)
         assert late.delivered == ids
-        assert deliver_due(database, hook, now=second_retry + timedelta(hours=5)).attempted == 0
+        later = deliver_due(database, hook, now=second_retry + timedelta(hours=5))
+        assert later.attempted == 0 and later.problem is None
     assert [b["request_id"] for b in receiver.bodies()] == ["r-0", "r-1", "r-2"]  # each once, in order
     assert {(r["status"], r["attempts"], r["last_error"]) for r in rows(database)} == {("delivered", 3, None)}
 

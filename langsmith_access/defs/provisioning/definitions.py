@@ -202,7 +202,7 @@ def provision_workspace_roles():
     refresh_access_history(apply_requests(select_requests()))
 
 
-def _provisioning_run_in_flight(instance: dg.DagsterInstance) -> bool:
+def provisioning_run_in_flight(instance: dg.DagsterInstance) -> bool:
     runs = instance.get_runs(
         filters=dg.RunsFilter(
             job_name=JOB_NAME,
@@ -216,7 +216,7 @@ def _provisioning_run_in_flight(instance: dg.DagsterInstance) -> bool:
 
 def evaluate_queue(context: dg.SensorEvaluationContext, database: AccessDatabase):
     """One tick: a run for every pending request, or a reason to wait."""
-    if _provisioning_run_in_flight(context.instance):
+    if provisioning_run_in_flight(context.instance):
         return dg.SkipReason("A provisioning run is in progress; the next tick takes what is left.")
     try:
         # The analysts' copy: runs never hold it, so this cannot block on a sync.
