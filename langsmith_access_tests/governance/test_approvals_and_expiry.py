@@ -83,6 +83,14 @@ def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(gover
     assert receiver.bodies()[0]["org"] == "default" and receiver.bodies()[0]["user"] == grantee.email
     assert receiver.bodies()[1]["role"] == "Admin" and receiver.bodies()[1]["workspace"] == WORKSPACE
 
+    # The webhook URL is a secret: in no file beside the database (working file, analysts' copy,
+    # Parquet, dbt's target, logs) and in no command's output.
+    secret = receiver.path.rsplit("/", 1)[1].encode()
+    files = [f for f in database.path.parent.rglob("*") if f.is_file()]
+    assert files and [f for f in files if secret in f.read_bytes()] == []
+    outputs = [queued, *(cli("requests", "--json"),), approved, again, late_deny, unknown]
+    assert not any(secret.decode() in run.stdout + run.stderr for run in outputs)
+
 
 def test_denied_and_expired_approvals_are_never_applied(governed):
     sandbox, org, database, people, receiver = governed
