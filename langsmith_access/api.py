@@ -2,6 +2,8 @@
 
     from langsmith_access.api import request_grant, request_revoke, list_requests, provision
     request_grant("ada@example.com", "Platform", "Editor", reason="on-call", requested_by="sec-team")
+    request_grant("ada@example.com", "Platform", "Admin", duration="8h")   # time-bound
+    approve(request_id, by="grace@example.com")   # or deny(...), for a request awaiting approval
     provision()          # or provision(dry_run=True)
 
 It sits above the domain packages: queueing and listing call ``provisioning.queue`` directly;
@@ -10,15 +12,21 @@ It sits above the domain packages: queueing and listing call ``provisioning.queu
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from langsmith_access.governance.notifications import DeliveryReport, Notifier, Webhook, deliver_due
 from langsmith_access.names import PROVISION_JOB, SELECT_REQUESTS_OP
+from langsmith_access.provisioning.approvals import APPROVED, DENIED, DecisionResult, decide
 from langsmith_access.provisioning.queue import ChangeRequest, QueueResult, submit
 from langsmith_access.provisioning.queue import list_requests as _list
-from langsmith_access.settings import Settings
+from langsmith_access.settings import DEFAULT_ORG_SLUG, Settings
 from langsmith_access.store.database import AccessDatabase
 
-__all__ = ["PROVISION_JOB", "list_requests", "provision", "request_grant", "request_revoke"]
+__all__ = [
+    "PROVISION_JOB", "approve", "deliver_notifications", "deny", "list_requests", "provision", "request_grant",
+    "request_revoke",
+]
 
 
 def _database(path: str | Path | None) -> AccessDatabase:
@@ -26,15 +34,50 @@ def _database(path: str | Path | None) -> AccessDatabase:
 
 
 def request_grant(user: str, workspace: str, role: str, *, reason: str | None = None,
-                  requested_by: str | None = None, database: str | Path | None = None) -> QueueResult:
-    """Queue a workspace-role grant; a rejected one is recorded and returned with its reason."""
-    return submit(_database(database), ChangeRequest("grant", user, workspace, role, reason, requested_by))
+                  requested_by: str | None = None, duration: str | timedelta | None = None,
+                  until: str | datetime | None = None, database: str | Path | None = None) -> QueueResult:
+    """Queue a workspace-role grant; a rejected one is recorded and returned with its reason.
+    ``duration`` (``"8h"``, from when it is applied) or ``until`` (``"2026-12-01T18:00Z"``) makes
+    it time-bound. Under an access policy it may await approval (``result.status``)."""
+    settings = Settings.from_env()
+    change = ChangeRequest("grant", user, workspace, role, reason, requested_by, duration=duration, until=until)
+    return submit(_database(database), change, policy_path=settings.policy_path,
+                  notifier=Notifier.from_settings(settings, DEFAULT_ORG_SLUG))
 
 
 def request_revoke(user: str, workspace: str, role: str, *, reason: str | None = None,
                    requested_by: str | None = None, database: str | Path | None = None) -> QueueResult:
     """Queue a workspace-role revoke; a rejected one is recorded and returned with its reason."""
     return submit(_database(database), ChangeRequest("revoke", user, workspace, role, reason, requested_by))
+
+
+def approve(request_id: str, *, by: str, comment: str | None = None,
+            database: str | Path | None = None) -> DecisionResult:
+    """Approve a request awaiting approval as ``by`` (an email). ``result.recorded`` is False
+    when refused (not an approver, self-approval, not awaiting); ``result.message`` says why,
+    and the refusal is recorded too."""
+    return _decide(request_id, APPROVED, by, comment, database)
+
+
+def deny(request_id: str, *, by: str, comment: str | None = None,
+         database: str | Path | None = None) -> DecisionResult:
+    """Deny a request awaiting approval as ``by`` (an email); refused like ``approve``."""
+    return _decide(request_id, DENIED, by, comment, database)
+
+
+def _decide(request_id: str, decision: str, by: str, comment: str | None,
+            database: str | Path | None) -> DecisionResult:
+    settings = Settings.from_env()
+    return decide(_database(database), request_id, decision, by, comment, policy_path=settings.policy_path,
+                  notifier=Notifier.from_settings(settings, DEFAULT_ORG_SLUG))
+
+
+def deliver_notifications(*, database: str | Path | None = None, lease_timeout_seconds: float = 5.0) -> DeliveryReport:
+    """POST the notifications that are due to ``LANGSMITH_ACCESS_WEBHOOK_URL`` (nothing when it
+    is unset). Never raises: what could not be delivered is retried later, with backoff."""
+    settings = Settings.from_env()
+    return deliver_due(_database(database), Webhook.from_settings(settings),
+                       lease_timeout_seconds=lease_timeout_seconds)
 
 
 def list_requests(status: str | None = None, *, database: str | Path | None = None) -> list[dict]:

@@ -19,3 +19,10 @@ APPLY_REQUESTS_OP = "apply_requests"
 # Helm values) let one run per value run at a time: an org's runs never overlap, orgs run side
 # by side.
 ORG_TAG = "langsmith_access/org"
+
+# Access governance (DESIGN.md section 10): decisions from the Launchpad, and the two sensors
+# that end time-bound access and deliver notifications without a CLI command.
+DECIDE_JOB = "decide_access_request"
+DECIDE_OP = "decide_request"
+EXPIRY_SENSOR = "access_expiry_sensor"
+OUTBOX_SENSOR = "notification_outbox_sensor"

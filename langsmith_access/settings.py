@@ -12,14 +12,22 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from langsmith_access.governance.durations import DurationError, parse_duration
+
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 DEFAULT_DUCKDB_PATH = "data/langsmith_access.duckdb"
+
+# The org's slug where one org is configured by the variables of section 1 (DESIGN.md
+# section 11); notifications name the org by it.
+DEFAULT_ORG_SLUG = "default"
+WEBHOOK_FORMATS = ("json", "slack")
 
 SERVICE_KEY_PREFIX = "lsv2_sk_"
 PERSONAL_TOKEN_PREFIX = "lsv2_pt_"
@@ -153,6 +161,14 @@ class Settings:
     sync_cron: str = "0 * * * *"
     max_shrink_share: float = 0.2
     provisioning_interval_seconds: int = 30
+    # The access policy file (DESIGN.md section 10); None: nothing needs approval, nothing
+    # expires unless asked.
+    policy_path: Path | None = None
+    # Where notifications are POSTed; a secret (a Slack webhook URL is its own credential).
+    webhook_url: Secret | None = field(default=None, repr=False)
+    webhook_format: str = "json"
+    # How long before a grant expires its `access.expiring` notification is sent.
+    expiry_warning: timedelta = timedelta(hours=24)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -253,6 +269,35 @@ def _non_negative_int(name: str, raw: str) -> int:
     return int(raw)
 
 
+def _webhook_url(name: str, raw: str) -> Secret:
+    # The URL is a secret: errors describe it without showing it.
+    try:
+        parts = urlsplit(raw.strip())
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 host; its message would show the URL
+        usable = False
+    if not usable:
+        raise SettingsError(
+            f"{name} must be an http(s) URL (such as a Slack incoming-webhook URL); the value set "
+            "is not one (not shown: the URL is a secret)."
+        )
+    return Secret(raw.strip())
+
+
+def _webhook_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in WEBHOOK_FORMATS:
+        raise SettingsError(f"{name} must be one of {', '.join(WEBHOOK_FORMATS)}, got {raw!r}.")
+    return value
+
+
+def _duration(name: str, raw: str) -> timedelta:
+    try:
+        return parse_duration(raw, name)
+    except DurationError as error:
+        raise SettingsError(str(error)) from None
+
+
 def _share(name: str, raw: str) -> float:
     try:
         value = float(raw)
@@ -277,6 +322,10 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("sync_cron", "LANGSMITH_ACCESS_SYNC_CRON", _text),
     ("max_shrink_share", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", _share),
     ("provisioning_interval_seconds", "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", _positive_int),
+    ("policy_path", "LANGSMITH_ACCESS_POLICY", _path),
+    ("webhook_url", "LANGSMITH_ACCESS_WEBHOOK_URL", _webhook_url),
+    ("webhook_format", "LANGSMITH_ACCESS_WEBHOOK_FORMAT", _webhook_format),
+    ("expiry_warning", "LANGSMITH_ACCESS_EXPIRY_WARNING", _duration),
 )
 
 
@@ -284,8 +333,6 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
 
 ORGS_FILE_VARIABLE = "LANGSMITH_ACCESS_ORGS_FILE"
 POLICY_VARIABLE = "LANGSMITH_ACCESS_POLICY"
-# Without an orgs file, the single-org variables of section 1 are one org of this slug.
-DEFAULT_ORG_SLUG = "default"
 SINGLE_ORG_KEY_VARIABLE = "LANGSMITH_API_KEY"
 # A slug is the Dagster partition key and the name of the org's database folder: short, lowercase,
 # nothing a path could misread.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from langsmith_access.governance.notifications import Webhook, deliver_due
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
 from langsmith_access.settings import Settings, SettingsError
@@ -53,6 +54,26 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except (DatabaseBusyError, duckdb.Error, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def deliver_notifications() -> None:
+    """POST the notifications that are due, if a webhook is set; say on stderr what could not
+    go (it is retried later). Never fails the command: a busy database or a receiver that is
+    down only delays notifications."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError:
+        return  # the command itself has said what is wrong with the settings
+    webhook = Webhook.from_settings(settings)
+    if webhook is None:
+        return
+    report = deliver_due(AccessDatabase(settings.duckdb_path), webhook, lease_timeout_seconds=2.0)
+    if report.problem:
+        print(f"notifications: {report.problem} (retried by the next command or the sensor)", file=sys.stderr)
+    elif report.failed:
+        reasons = sorted(set(report.failed.values()))
+        print(f"notifications: {len(report.failed)} not delivered yet ({'; '.join(reasons)}); "
+              f"{len(report.delivered)} delivered. Retried later, with backoff.", file=sys.stderr)
 
 
 def failure_log_directory(settings: Settings) -> Path:

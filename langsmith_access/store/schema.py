@@ -1,5 +1,5 @@
 """Tables Python owns: the raw tables (the sync's, and provisioning's observations),
-``sync_runs`` and the provisioning queue.
+``sync_runs``, the provisioning queue and the notification outbox.
 
 dbt owns every other table (the marts, the reports and ``grant_history``) and is their only
 writer. ``sync_runs`` is written by Python because it records the outcome of the whole run, dbt
@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.membership_read (
 
 
 # The provisioning queue. `request_seq` orders requests; statuses go
-# pending -> in_progress -> applied | already_satisfied | rejected | failed.
+# pending -> in_progress -> applied | already_satisfied | rejected | failed, and a grant the
+# access policy sends for approval starts awaiting_approval -> pending | denied | approval_expired.
 PROVISIONING_REQUESTS_DDL = """
 CREATE SEQUENCE IF NOT EXISTS main.provisioning_request_seq START 1;
 CREATE TABLE IF NOT EXISTS main.provisioning_requests (
@@ -81,6 +82,32 @@ CREATE TABLE IF NOT EXISTS main.provisioning_requests (
 )
 """
 
+# Columns added to provisioning_requests after its first release (access governance, DESIGN.md
+# section 10), added in place to an older table like SYNC_RUNS_ADDED_COLUMNS.
+PROVISIONING_REQUESTS_ADDED_COLUMNS = (
+    ("expires_at", "TIMESTAMPTZ"),          # a time-bound grant: when its access ends (set when applied)
+    ("parent_request_id", "VARCHAR"),       # an expiry revoke: the grant it ends
+    ("approved_by", "VARCHAR"),             # the approver's email
+    ("approved_at", "TIMESTAMPTZ"),
+    ("prior_role_id", "VARCHAR"),           # an applied grant: the member's role before it (null: not a member)
+    ("access_duration_seconds", "BIGINT"),  # a time-bound grant's length, counted from when it is applied
+    ("access_until", "TIMESTAMPTZ"),        # or its fixed end (--until)
+    ("approval_deadline", "TIMESTAMPTZ"),   # awaiting approval past this: approval_expired
+)
+
+# Decisions on requests awaiting approval. A refused decision (not an approver, self-approval,
+# not awaiting) is not a decision: it is a `decision_refused` event in provisioning_events.
+PROVISIONING_APPROVALS_DDL = """
+CREATE TABLE IF NOT EXISTS main.provisioning_approvals (
+    approval_id VARCHAR PRIMARY KEY,
+    request_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,          -- 'approved' | 'denied'
+    decided_by VARCHAR NOT NULL,        -- the approver's email
+    decided_at TIMESTAMPTZ NOT NULL,
+    comment VARCHAR
+)
+"""
+
 # The audit trail: one row per decision and per API call. `detail` is JSON (method, path,
 # status code, roles...); it never holds a secret.
 PROVISIONING_EVENTS_DDL = """
@@ -95,6 +122,27 @@ CREATE TABLE IF NOT EXISTS main.provisioning_events (
 """
 
 
+# The notification outbox (DESIGN.md section 10): one row per event to POST to the webhook,
+# delivered at least once (``governance/notifications.py``). It lives in the working file, like
+# the queue: a sync writes only its scratch copy, so a failed sync loses none of it, and the
+# event a failed sync raises is written here after its scratch copy is discarded.
+NOTIFICATIONS_DDL = """
+CREATE SEQUENCE IF NOT EXISTS main.notification_seq START 1;
+CREATE TABLE IF NOT EXISTS main.notifications (
+    notification_id VARCHAR PRIMARY KEY,
+    notification_seq BIGINT NOT NULL DEFAULT nextval('main.notification_seq'),  -- delivery order
+    event VARCHAR NOT NULL,             -- 'request.applied', 'access.expiring', ...
+    payload VARCHAR NOT NULL,           -- the JSON body (event, at, org, request_id, user, ...)
+    status VARCHAR NOT NULL,            -- 'pending' | 'delivered'
+    attempts INTEGER NOT NULL,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    last_error VARCHAR,                 -- why the last attempt failed (never the URL)
+    created_at TIMESTAMPTZ NOT NULL,
+    delivered_at TIMESTAMPTZ
+)
+"""
+
+
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create every Python-owned table that does not exist yet (idempotent)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
@@ -105,7 +153,11 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f"ALTER TABLE main.sync_runs ADD COLUMN IF NOT EXISTS {column} {sql_type}")
     conn.execute(MEMBERSHIP_READ_DDL)
     conn.execute(PROVISIONING_REQUESTS_DDL)
+    for column, sql_type in PROVISIONING_REQUESTS_ADDED_COLUMNS:
+        conn.execute(f"ALTER TABLE main.provisioning_requests ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+    conn.execute(PROVISIONING_APPROVALS_DDL)
     conn.execute(PROVISIONING_EVENTS_DDL)
+    conn.execute(NOTIFICATIONS_DDL)
 
 
 def record_membership_read(

@@ -12,9 +12,10 @@ import duckdb
 
 from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
-from langsmith_access.provisioning import queue
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner, unbuilt_observations
-from langsmith_access.settings import Settings
+from langsmith_access.settings import DEFAULT_ORG_SLUG, Settings
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
 from langsmith_access.transform import build
 
@@ -30,6 +31,12 @@ class AdhocChange(dg.Config):
     role: str  # display name, name or id of a workspace role
     reason: str | None = None
     requested_by: str | None = None
+    duration: str | None = None  # a time-bound grant: e.g. 8h, counted from when it is applied
+    until: str | None = None  # or an end time, e.g. 2026-12-01T18:00Z
+
+
+def _notifier(settings: Settings) -> Notifier:
+    return Notifier.from_settings(settings, DEFAULT_ORG_SLUG)
 
 
 class ProvisionConfig(dg.Config):
@@ -60,6 +67,7 @@ def select_requests(
 ) -> dict:
     if config.change is not None and config.request_ids:
         raise dg.Failure("Give either request_ids or one change in the run config, not both.")
+    settings = Settings.from_env()
     with provisioning_database.connect() as conn:
         if config.change is not None:
             change = queue.ChangeRequest(**config.change.model_dump())
@@ -69,19 +77,33 @@ def select_requests(
                 except queue.RequestRejected as rejection:
                     raise dg.Failure(f"The change would be rejected: {rejection}") from None
                 return {"request_ids": [], "adhoc": resolved.__dict__, "dry_run": True}
-            result = queue.submit_on(conn, change)
+            result = queue.submit_on(conn, change, policy_path=settings.policy_path, notifier=_notifier(settings))
             if not result.accepted:
                 raise dg.Failure(
                     f"Request {result.request_id} rejected: {result.message}",
                     metadata={"request_id": result.request_id},
                 )
             context.log.info(f"Queued {result.request_id}: {result.message}")
+            if result.status != "pending":  # awaiting approval: applied once approved
+                return {"request_ids": [], "dry_run": False}
             return {"request_ids": [result.request_id], "dry_run": False}
         if config.request_ids:
             unknown = queue.unknown_request_ids(conn, config.request_ids)
             if unknown:
                 raise dg.Failure(f"Unknown request ids: {', '.join(unknown)}")
             return {"request_ids": list(config.request_ids), "dry_run": config.dry_run}
+        if not config.dry_run:
+            # Before taking every pending request: end approvals left too long, warn of access
+            # about to end, and queue the revokes of time-bound grants that are due.
+            now, notifier = queue.now_utc(), _notifier(settings)
+            expired = approvals.expire_overdue(conn, now, notifier)
+            warned = expiry.warn_expiring(conn, now, settings.expiry_warning, notifier)
+            revokes = expiry.queue_due_expiries(conn, now)
+            for count, what in ((len(expired), "request(s) waited too long for approval: approval_expired"),
+                                (len(warned), "time-bound grant(s) end soon: access.expiring sent"),
+                                (len(revokes), "time-bound grant(s) expired: revoke(s) queued")):
+                if count:
+                    context.log.info(f"{count} {what}")
     return {"request_ids": None, "dry_run": config.dry_run}
 
 
@@ -99,7 +121,8 @@ def apply_requests(
     run_id = context.run.run_id
     dry_run = selection["dry_run"]
     with provisioning_database.connect() as conn:
-        provisioner = Provisioner(langsmith.client, conn, run_id, dry_run=dry_run, log=context.log.info)
+        provisioner = Provisioner(langsmith.client, conn, run_id, dry_run=dry_run, log=context.log.info,
+                                  notifier=_notifier(Settings.from_env()))
         if selection.get("adhoc"):
             adhoc = selection["adhoc"]
             requests = [{"request_id": "(ad-hoc)", **adhoc}]
@@ -109,6 +132,8 @@ def apply_requests(
                 queue.fetch_requests(conn, f"request_id IN ({', '.join('?' for _ in ids)})", ids)
                 if ids else queue.fetch_requests(conn, "status IN ('pending', 'in_progress')")
             )
+        elif selection["request_ids"] == []:  # an ad-hoc change that awaits approval
+            requests = []
         else:
             requests = queue.claim(conn, run_id, selection["request_ids"])
         provisioner.process_all(requests)
@@ -177,7 +202,7 @@ def provision_workspace_roles():
     refresh_access_history(apply_requests(select_requests()))
 
 
-def _provisioning_run_in_flight(instance: dg.DagsterInstance) -> bool:
+def provisioning_run_in_flight(instance: dg.DagsterInstance) -> bool:
     runs = instance.get_runs(
         filters=dg.RunsFilter(
             job_name=JOB_NAME,
@@ -191,7 +216,7 @@ def _provisioning_run_in_flight(instance: dg.DagsterInstance) -> bool:
 
 def evaluate_queue(context: dg.SensorEvaluationContext, database: AccessDatabase):
     """One tick: a run for every pending request, or a reason to wait."""
-    if _provisioning_run_in_flight(context.instance):
+    if provisioning_run_in_flight(context.instance):
         return dg.SkipReason("A provisioning run is in progress; the next tick takes what is left.")
     try:
         # The analysts' copy: runs never hold it, so this cannot block on a sync.
