@@ -30,6 +30,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dbt.adapters.factory import FACTORY
+from dbt.cli.main import dbtRunner
+from dbt_common.events.functions import msg_to_dict
+
 from langsmith_access.transform.project import DBT_PROJECT_DIR, write_profile
 
 # dbt's events that carry a node's result, by resource type.
@@ -275,9 +279,6 @@ def _dbt_events(
     queries dbt is running, as dbt does on Ctrl-C; those nodes fail, and dbt goes on to the end
     of its run (whatever depends on them is skipped) before this returns. A run stopped so
     never succeeds, and no thread or handle on the file outlives it."""
-    from dbt.cli.main import dbtRunner  # ~1 s of imports, paid by the first run that needs dbt
-    from dbt_common.events.functions import msg_to_dict
-
     events: queue.SimpleQueue = queue.SimpleQueue()
 
     def on_event(message) -> None:
@@ -334,8 +335,6 @@ def _dbt_events(
 def _cancel_queries() -> None:
     """Interrupt the queries dbt is running, as dbt does on Ctrl-C (each adapter's
     ``cancel_open_connections``); those nodes fail."""
-    from dbt.adapters.factory import FACTORY
-
     for adapter in list(FACTORY.adapters.values()):
         try:
             # Every SQL adapter has it; the registry's protocol type does not declare it.
