@@ -1,6 +1,6 @@
 """The LangSmith API client (HTTP only) and its typed records."""
 
-from langsmith_access.langsmith.client import LangSmithClient, Listing
+from langsmith_access.langsmith.client import LangSmithClient, Listing, ListingRead, ListingSink
 from langsmith_access.langsmith.errors import (
     AuthenticationError,
     ConflictError,
@@ -34,6 +34,8 @@ __all__ = [
     "LangSmithClient",
     "LangSmithError",
     "Listing",
+    "ListingRead",
+    "ListingSink",
     "NotFoundError",
     "NotLangSmithAPIError",
     "OrgMember",
