@@ -245,7 +245,7 @@ def get_members(
             raise
         reason = exc.reason
     except NotEveryWorkspaceListed as partial:
-        # Seen on the first page, so the rest of the listing was never read.
+        # Every page says so, so the reading stopped at the first: one call, not the listing.
         if route == ENRICHED_ROUTE:
             raise NotFoundError(str(partial)) from None
         reason = str(partial)

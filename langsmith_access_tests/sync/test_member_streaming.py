@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections import Counter
 
+import duckdb
 import pytest
 
+from langsmith_access.langsmith import LangSmithClient, records
 from langsmith_access.langsmith import client as client_module
-from langsmith_access.langsmith import records
 from langsmith_access.langsmith.client import PAGE_SIZE
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.settings import ClientSettings, Secret
+from langsmith_access.store.raw_rows import RawTableAppender
+from langsmith_access.store.schema import ensure_schema
+from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
 from langsmith_access_tests.helpers import (
     actual_workspace_grants,
     expected_workspace_grants,
@@ -132,3 +137,59 @@ def test_the_per_workspace_route_holds_a_few_pages_of_members_and_memberships(mo
         m.ls_user_id for m in org.active_members()
     }
     assert actual_workspace_grants(database) == grants
+
+
+def test_a_partial_enriched_answer_costs_one_call_and_leaves_nothing_behind(tmp_path):
+    """A key without organization:manage: the enriched route's first page says it did not list
+    every workspace, the reading stops there (not after the whole listing), and the tables hold
+    exactly what the per-workspace route read."""
+    org = generate_org(seed=5, members=1_600, workspaces=6)  # 4 pages of enriched members
+    with SandboxServer(org, key_role="org-user") as sandbox:
+        client = LangSmithClient(
+            ClientSettings(api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id,
+                           endpoint=sandbox.url)
+        )
+        with client, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+            ensure_schema(conn)
+            # Rows of an earlier sync, which the load replaces.
+            conn.execute("INSERT INTO raw.workspace_memberships (workspace_id) VALUES ('stale')")
+            read = load_members(
+                client, conn, sync_id="sync-1",
+                shared_workspace_ids=[w.id for w in org.shared_workspaces()], batch_rows=700,
+            )
+            users = conn.execute("SELECT ls_user_id FROM raw.org_members").fetchall()
+            memberships = conn.execute(
+                "SELECT workspace_id, ls_user_id, workspace_identity_id, role_id, source "
+                "FROM raw.workspace_memberships").fetchall()
+        log = sandbox.request_log.snapshot()
+
+    assert [e.path for e in log].count(ENRICHED) == 1
+    assert read.route == PER_WORKSPACE_ROUTE and "X-Members-List-All-Workspaces" in read.route_reason
+    assert sorted(u for (u,) in users) == sorted(m.ls_user_id for m in org.active_members())
+    assert len(memberships) == len(set(memberships))
+    assert {row[:4] for row in memberships} == set(org.workspace_membership_rows(shared_only=True))
+    assert {row[4] for row in memberships} == {PER_WORKSPACE_ROUTE}
+
+
+def test_a_listing_read_again_takes_back_only_its_own_rows(tmp_path):
+    """What a workspace's earlier scan wrote (held or already written) goes; other workspaces'
+    rows stay."""
+    with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        memberships = RawTableAppender(conn, "workspace_memberships", batch_rows=3)
+
+        def rows(workspace: str, count: int) -> list[dict]:
+            return [{"workspace_id": workspace, "ls_user_id": f"{workspace}-user-{n}"} for n in range(count)]
+
+        memberships.add(rows("ws-a", 4))  # written: over the batch size
+        memberships.add(rows("ws-b", 2))  # held
+        memberships.add(rows("ws-a", 1))  # held
+        memberships.discard("workspace_id", "ws-a")  # ws-a's listing moved: read again
+        memberships.add(rows("ws-a", 2))
+        memberships.flush()
+        stored = conn.execute(
+            "SELECT workspace_id, ls_user_id FROM raw.workspace_memberships ORDER BY ALL").fetchall()
+        with pytest.raises(ValueError, match="no column 'workspace'"):
+            memberships.discard("workspace", "ws-a")
+    assert stored == [("ws-a", "ws-a-user-0"), ("ws-a", "ws-a-user-1"),
+                      ("ws-b", "ws-b-user-0"), ("ws-b", "ws-b-user-1")]
