@@ -8,6 +8,8 @@ step included.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import duckdb
 
 from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
@@ -183,17 +185,25 @@ def record_membership_read(
         raise
 
 
-def known_member_values(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+def known_member_values(
+    conn: duckdb.DuckDBPyConnection, user_ids: Collection[str] | None = None
+) -> dict[str, dict]:
     """ls_user_id -> email, full_name, display_name as the last published sync had them (empty
-    before the first sync)."""
+    before the first sync); only those of ``user_ids`` when given (a page of members)."""
     exists = scalar(
         conn,
         "SELECT count(*) FROM information_schema.tables "
         "WHERE table_schema = 'main' AND table_name = 'users'",
     )
-    if not exists:
+    if not exists or (user_ids is not None and not user_ids):
         return {}
-    rows = conn.execute("SELECT user_id, email, full_name, display_name FROM main.users").fetchall()
+    sql = "SELECT user_id, email, full_name, display_name FROM main.users"
+    if user_ids is None:
+        rows = conn.execute(sql).fetchall()
+    else:
+        rows = conn.execute(
+            f"{sql} WHERE user_id IN (SELECT unnest(?))", [list(user_ids)]
+        ).fetchall()
     return {
         user_id: {"email": email, "full_name": full_name, "display_name": display_name}
         for user_id, email, full_name, display_name in rows
