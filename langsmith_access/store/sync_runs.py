@@ -1,4 +1,5 @@
-"""``sync_runs``: one row per successful sync, written as its last step."""
+"""``sync_runs``: one row per successful run of the sync or the inventory job, written as its last
+step (``job`` says which)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from datetime import datetime
 
 import duckdb
 
+from langsmith_access.names import SYNC_JOB
+from langsmith_access.store.sections import section_reads, section_rows_json, skipped_sections_json
 from langsmith_access.store.sql import scalar
 
 COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
@@ -18,8 +21,12 @@ def record_sync_run(
     started_at: datetime,
     finished_at: datetime,
     api_stats: dict,
+    job: str = SYNC_JOB,
 ) -> dict:
-    """Count the freshly built tables and insert the run's row. Returns what was recorded."""
+    """Count the freshly built tables and insert the run's row. Returns what was recorded.
+
+    ``skipped_sections`` and ``section_rows`` come from what the run's extract steps recorded
+    in ``raw.section_reads`` (``{}`` when it read no section of the access picture)."""
     counts: dict = {
         table: scalar(conn, f"SELECT count(*) FROM main.{table}")
         for table in COUNTED_TABLES
@@ -27,6 +34,7 @@ def record_sync_run(
     counts["workspace_grants"] = scalar(
         conn, "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'"
     )
+    reads = section_reads(conn, sync_id)
     route = scalar(conn, "SELECT string_agg(DISTINCT source, ',') FROM raw.workspace_memberships")
     read = conn.execute(
         "SELECT membership_route, route_reason, anonymity_restricted FROM raw.membership_read "
@@ -36,6 +44,8 @@ def record_sync_run(
     if read is not None:
         # Named by the extract even when no workspace had a member to list.
         route = read[0]
+    elif job != SYNC_JOB:
+        route = None  # the inventory reads no members
     row = {
         "sync_id": sync_id,
         "started_at": started_at,
@@ -50,6 +60,9 @@ def record_sync_run(
         "duration_seconds": round((finished_at - started_at).total_seconds(), 3),
         "route_reason": read[1] if read else None,
         "anonymity_restricted": read[2] if read else None,
+        "job": job,
+        "skipped_sections": skipped_sections_json(reads),
+        "section_rows": section_rows_json(reads),
     }
     columns = ", ".join(row)
     placeholders = ", ".join("?" for _ in row)

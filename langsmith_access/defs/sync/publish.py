@@ -36,6 +36,7 @@ def analysts_database(
             started_at=started,
             finished_at=datetime.now(UTC),
             api_stats=langsmith.client.stats.snapshot(),
+            job=context.job_name,
         )
     sync_database.commit_and_publish()
     return dg.MaterializeResult(
