@@ -9,8 +9,9 @@ exactly these columns, and ``dbt_project/models/staging/sources.yml`` declares t
 - The rest of the access picture (DESIGN.md section 9): ``org_settings`` (read by the core sync
   with the org info), and the inventory's ``access_policies``, ``credentials``,
   ``service_accounts``, ``sso_settings`` (each replaced by the inventory run that read it) and
-  ``audit_events`` (appended to, window by window, de-duplicated by event id). Login methods
-  and SCIM groups are columns of ``org_members``.
+  ``audit_events`` (appended to, window by window, de-duplicated by event id) with
+  ``audit_windows`` (where that load stands). Login methods and SCIM groups are columns of
+  ``org_members``.
 - ``provisioning_observations``: what provisioning verified in LangSmith, one row per settled
   change, appended in the same transaction as the request's status and never replaced by a
   sync. dbt lays the observations made after the latest sync over that sync's listing to build
@@ -188,6 +189,17 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("path", "VARCHAR"),
         ("status_code", "INTEGER"),
         ("detail", "VARCHAR"),  # the whole event as JSON text
+    ),
+    # Written by the inventory with the events: each audit-log window one of its runs read
+    # whole. The next run starts from the latest window_end (less an overlap); a window that
+    # failed is never recorded, since its run publishes nothing (see store/sections.py).
+    "audit_windows": (
+        ("sync_id", "VARCHAR"),
+        ("window_start", "TIMESTAMPTZ"),  # both ends inclusive, as the audit-log route reads them
+        ("window_end", "TIMESTAMPTZ"),
+        ("events_read", "BIGINT"),  # events the window returned
+        ("events_new", "BIGINT"),  # of those, events not loaded before (by event id)
+        ("pages", "BIGINT"),
     ),
 }
 

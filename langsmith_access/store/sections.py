@@ -6,9 +6,10 @@ they describe, or not at all.
 - ``raw.section_reads``: one row per (run, section): ``read`` with the rows it gave, or
   ``skipped`` with the reason (the plan, the key or the install has no such section).
   ``sync_runs.skipped_sections`` and ``section_rows`` are made from it.
-- ``raw.audit_windows``: one row per audit-log window an inventory run read completely. The
-  next run starts from the latest ``window_end`` (less an overlap). A window that failed is
-  never recorded (its run publishes nothing), so it is read again next time, never skipped.
+- ``raw.audit_windows`` (a raw table of ``raw_tables.py``: ``user_activity`` reads how far back
+  the log reaches): one row per audit-log window an inventory run read completely. The next
+  run starts from the latest ``window_end`` (less an overlap). A window that failed is never
+  recorded (its run publishes nothing), so it is read again next time, never skipped.
 """
 
 from __future__ import annotations
@@ -36,16 +37,6 @@ CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.section_reads (
 )
 """
 
-AUDIT_WINDOWS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.audit_windows (
-    sync_id VARCHAR,
-    window_start TIMESTAMPTZ,   -- both ends inclusive, as the audit-log route reads them
-    window_end TIMESTAMPTZ,
-    events_read BIGINT,         -- events the window returned
-    events_new BIGINT,          -- of those, events not loaded before (by event id)
-    pages BIGINT
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -74,7 +65,6 @@ class SectionRead:
 
 def ensure_section_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(SECTION_READS_DDL)
-    conn.execute(AUDIT_WINDOWS_DDL)
 
 
 def record_section_reads(
@@ -122,8 +112,8 @@ def section_rows_json(reads: Iterable[SectionRead]) -> str:
 
 def latest_audit_window_end(conn: duckdb.DuckDBPyConnection) -> datetime | None:
     """Where the audit log has been read up to (None: never read)."""
-    row = conn.execute(f"SELECT max(window_end) FROM {RAW_SCHEMA}.audit_windows").fetchone()
-    return row[0] if row else None
+    [(end,)] = conn.execute(f"SELECT max(window_end) FROM {RAW_SCHEMA}.audit_windows").fetchall()
+    return end
 
 
 def record_audit_window(
@@ -137,6 +127,7 @@ def record_audit_window(
     pages: int,
 ) -> None:
     conn.execute(
-        f"INSERT INTO {RAW_SCHEMA}.audit_windows VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {RAW_SCHEMA}.audit_windows "
+        "(sync_id, window_start, window_end, events_read, events_new, pages) VALUES (?, ?, ?, ?, ?, ?)",
         [sync_id, window_start, window_end, events_read, events_new, pages],
     )

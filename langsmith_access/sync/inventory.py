@@ -57,8 +57,14 @@ INVENTORY_SECTIONS = (
     "sso_settings",
     "audit_events",
 )
-# The raw tables the inventory replaces on each run (``audit_events`` is appended to).
-REPLACED_TABLES = ("access_policies", "credentials", "service_accounts", "sso_settings")
+# The raw tables the inventory replaces on each run (``audit_events`` is appended to), and the
+# sections each is filled from.
+TABLE_SECTIONS = {
+    "access_policies": ("access_policies",),
+    "credentials": CREDENTIAL_SECTIONS,
+    "service_accounts": ("service_accounts",),
+    "sso_settings": ("sso_settings",),
+}
 
 # Each later run reads the audit log again from this long before where the last one stopped:
 # LangSmith documents no delivery delay, and an overlap costs one page at most.
@@ -343,8 +349,8 @@ def append_new_events(conn: duckdb.DuckDBPyConnection, rows: list[Row]) -> int:
 
 
 def _count(conn: duckdb.DuckDBPyConnection) -> int:
-    row = conn.execute(f"SELECT count(*) FROM {RAW_SCHEMA}.audit_events").fetchone()
-    return int(row[0]) if row else 0
+    [(count,)] = conn.execute(f"SELECT count(*) FROM {RAW_SCHEMA}.audit_events").fetchall()
+    return int(count)
 
 
 def read_audit_log(

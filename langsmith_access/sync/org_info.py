@@ -79,10 +79,11 @@ def load_org_info(
     (after the members were read: it depends on the route they were read by)."""
     info = get_org_info(client)
     rows = transform_org_settings(info, sync_id, fetched_at)
-    membership = conn.execute(
+    rows_read = conn.execute(
         f"SELECT membership_route, route_reason FROM {RAW_SCHEMA}.membership_read WHERE sync_id = ?",
         [sync_id],
-    ).fetchone()
+    ).fetchall()
+    membership = rows_read[0] if rows_read else None
     scim_group_rows = scalar(
         conn, f"SELECT coalesce(sum(len(scim_groups)), 0) FROM {RAW_SCHEMA}.org_members"
     )
