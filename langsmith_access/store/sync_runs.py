@@ -3,6 +3,7 @@ step (``job`` says which)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import duckdb
@@ -86,3 +87,51 @@ def succeeded_sync_run(conn: duckdb.DuckDBPyConnection, sync_id: str) -> dict:
     if row is None:
         raise RuntimeError(f"sync {sync_id} succeeded but main.sync_runs has no row for it")
     return row
+
+
+class NoPublishedSyncError(RuntimeError):
+    """The inventory runs on top of a published sync (it adds to its tables), and there is none."""
+
+    fix = "run `langsmith-access sync` first (or `langsmith-access sync --all-sections` for both)"
+
+
+def require_published_sync(conn: duckdb.DuckDBPyConnection) -> None:
+    """Raise ``NoPublishedSyncError`` unless a sync has succeeded in this database."""
+    [(syncs,)] = conn.execute(
+        "SELECT count(*) FROM main.sync_runs WHERE status = 'succeeded' AND coalesce(job, ?) = ?",
+        [SYNC_JOB, SYNC_JOB],
+    ).fetchall()
+    if not syncs:
+        raise NoPublishedSyncError(
+            "the inventory adds to a synced database, and this one has no sync yet: run "
+            "`langsmith-access sync` first, or `langsmith-access sync --all-sections` for both"
+        )
+
+
+# The numbers the published asset carries on every run (the Dagster UI plots them across runs).
+PICTURE_METRICS_SQL = {
+    "members": "SELECT count(*) FROM main.users",
+    "organization_admins": (
+        "SELECT count(*) FROM main.users JOIN main.roles ON roles.role_id = users.org_role_id "
+        "WHERE roles.name = 'ORGANIZATION_ADMIN'"
+    ),
+    # People who are a listed Admin of at least one shared workspace.
+    "workspace_admins": (
+        "SELECT count(DISTINCT grants.user_id) FROM main.grants "
+        "JOIN main.roles ON roles.role_id = grants.role_id "
+        "WHERE grants.entitlement_type = 'workspace_role' AND roles.name = 'WORKSPACE_ADMIN'"
+    ),
+    "grants": "SELECT count(*) FROM main.grants",
+    "implicit_admins": "SELECT count(*) FROM main.report_implicit_admins",
+    "credentials_without_expiry": "SELECT count(*) FROM main.report_credential_hygiene WHERE no_expiry",
+    "unused_credentials": "SELECT count(*) FROM main.report_credential_hygiene WHERE never_used OR unused",
+}
+
+
+def picture_metrics(conn: duckdb.DuckDBPyConnection, recorded: dict) -> dict[str, int]:
+    """Counts of the published picture for a run's metadata: members, Organization Admins,
+    workspace Admins, grants, implicit admins, credentials without expiry, unused credentials,
+    and the sections the run skipped (from its ``sync_runs`` row, ``recorded``)."""
+    metrics = {name: int(scalar(conn, sql)) for name, sql in PICTURE_METRICS_SQL.items()}
+    metrics["skipped_sections"] = len(json.loads(recorded.get("skipped_sections") or "{}"))
+    return metrics

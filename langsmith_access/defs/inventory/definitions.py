@@ -15,8 +15,8 @@ from dagster._utils.schedules import get_smallest_cron_interval
 from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
 from langsmith_access.settings import Settings
-from langsmith_access.store.schema import previous_sync
 from langsmith_access.store.sections import record_section_reads
+from langsmith_access.store.sync_runs import require_published_sync
 from langsmith_access.sync import inventory
 from langsmith_access.sync.extract import now_utc
 
@@ -41,12 +41,6 @@ class InventoryConfig(dg.Config):
 
     # How far back the audit log's first load reaches (default LANGSMITH_ACCESS_UNUSED_DAYS).
     unused_days: int | None = None
-
-
-class NoPublishedSyncError(RuntimeError):
-    """The inventory runs on top of a published sync, and there is none yet."""
-
-    fix = "run `langsmith-access sync` first (or `langsmith-access sync --all-sections` for both)"
 
 
 def freshness_policy(cron: str) -> dg.FreshnessPolicy:
@@ -80,11 +74,7 @@ def inventory_asset(cron: str) -> dg.AssetsDefinition:
         unused_days = config.unused_days or Settings.from_env().unused_days
         sync_id, fetched_at = context.run.run_id, now_utc()
         with sync_database.connect() as conn:
-            if previous_sync(conn) is None:
-                raise NoPublishedSyncError(
-                    "the inventory needs a published sync (it reads members and workspaces from it): "
-                    "run `langsmith-access sync` first, or `langsmith-access sync --all-sections`"
-                )
+            require_published_sync(conn)
             plan = client.section_plan()
             shared = sorted(w.id for w in client.list_workspaces(include_deleted=False) if w.is_shared)
             read = inventory.get_inventory(client, plan, shared)
