@@ -60,16 +60,17 @@ def cli_env(sandbox: SandboxServer, database: Path, **extra: str) -> dict[str, s
 
 
 def lower_bound_calls(sandbox: SandboxServer, route: str) -> int:
-    """The fewest requests that can read the whole org: roles and workspaces (one call each),
-    then every member, invite and membership in 500-row pages."""
+    """The fewest requests that can read the whole org: roles, workspaces and the org info (its
+    settings and plan flags: one call each), then every member, invite and membership in
+    500-row pages."""
     org = sandbox.org
     active = len(org.active_members())
     pending = len(org.pending_invites)
     if route == "enriched_members":
-        return 2 + math.ceil((active + pending) / PAGE)
+        return 3 + math.ceil((active + pending) / PAGE)
     shared = [w for w in org.workspaces.values() if w.is_shared]
     return (
-        2
+        3
         + max(1, math.ceil(active / PAGE))
         + max(1, math.ceil(pending / PAGE))
         + sum(max(1, math.ceil(len(w.memberships) / PAGE)) for w in shared)

@@ -9,6 +9,12 @@ SYNC_SCHEDULE = "langsmith_access_sync_schedule"
 # The sync's op that takes the run config (shrink guard, membership route).
 MEMBERS_OP = "raw_members"
 
+# The inventory (DESIGN.md section 9): credentials, access policies, service accounts, SSO
+# settings and the audit log, on a schedule of their own.
+INVENTORY_JOB = "langsmith_access_inventory"
+INVENTORY_SCHEDULE = "langsmith_access_inventory_schedule"
+INVENTORY_OP = "raw_inventory"
+
 PROVISION_JOB = "provision_workspace_roles"
 PROVISIONING_SENSOR = "provisioning_queue_sensor"
 # The provisioning job's ops: the first takes the run config, the second returns the outcomes.

@@ -159,7 +159,13 @@ class Settings:
     # until this long after the refused request was sent (the window had begun by then).
     rate_limit_window_seconds: float = 60.0
     sync_cron: str = "0 * * * *"
+    # The inventory (DESIGN.md section 9): credentials, policies, SSO, the audit log. Hourly, at
+    # minute 30, between two syncs.
+    inventory_cron: str = "30 * * * *"
     max_shrink_share: float = 0.2
+    # A grant or credential unused this many days is "unused" (report_unused_access,
+    # report_credential_hygiene); the audit log's first load reaches back as far.
+    unused_days: int = 90
     provisioning_interval_seconds: int = 30
     # The access policy file (DESIGN.md section 10); None: nothing needs approval, nothing
     # expires unless asked.
@@ -298,6 +304,19 @@ def _duration(name: str, raw: str) -> timedelta:
         raise SettingsError(str(error)) from None
 
 
+def _cron(name: str, raw: str) -> str:
+    """A cron schedule of five fields (minute hour day-of-month month day-of-week)."""
+    value = " ".join(raw.split())
+    if len(value.split(" ")) != 5 or not all(
+        re.fullmatch(r"[0-9*/,\-A-Za-z?]+", part) for part in value.split(" ")
+    ):
+        raise SettingsError(
+            f"{name} must be a cron schedule of five fields (minute hour day month weekday), "
+            f"like '30 * * * *' (hourly at minute 30), got {raw!r}."
+        )
+    return value
+
+
 def _share(name: str, raw: str) -> float:
     try:
         value = float(raw)
@@ -320,7 +339,9 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("max_retries", "LANGSMITH_ACCESS_MAX_RETRIES", _non_negative_int),
     ("rate_limit_window_seconds", "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS", _positive_seconds),
     ("sync_cron", "LANGSMITH_ACCESS_SYNC_CRON", _text),
+    ("inventory_cron", "LANGSMITH_ACCESS_INVENTORY_CRON", _cron),
     ("max_shrink_share", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", _share),
+    ("unused_days", "LANGSMITH_ACCESS_UNUSED_DAYS", _positive_int),
     ("provisioning_interval_seconds", "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", _positive_int),
     ("policy_path", "LANGSMITH_ACCESS_POLICY", _path),
     ("webhook_url", "LANGSMITH_ACCESS_WEBHOOK_URL", _webhook_url),

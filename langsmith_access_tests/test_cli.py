@@ -27,7 +27,8 @@ def test_sync_command_summarises_and_publishes(tmp_path):
         )
         assert done.returncode == 0, done.stderr
         assert "succeeded" in done.stdout and "users 25" in done.stdout
-        assert "API calls 3, retries 0" in done.stdout
+        assert "API calls 4, retries 0" in done.stdout  # roles, workspaces, members, the org info
+        assert "scim_groups: read " in done.stdout
         assert "✓ analysts_database" in done.stderr
         assert sandbox.api_key not in done.stdout + done.stderr
     assert query(database, "SELECT count(*) FROM main.users")[0][0] == 25

@@ -6,8 +6,10 @@ import argparse
 import sys
 
 from langsmith_access.cli.common import UsageError, failure_log_directory, print_fix_and_log
+from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.settings import Settings
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.sections import section_reads
 from langsmith_access.store.sync_runs import succeeded_sync_run
 
 
@@ -32,6 +34,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         choices=["auto", "enriched_members", "workspace_members"],
         default=None,
         help="how to read workspace memberships (default: auto, the cheapest that works)",
+    )
+    sync.add_argument(
+        "--all-sections",
+        action="store_true",
+        help="the whole access picture: the sync, then the inventory (credentials, access policies, "
+        "service accounts, SSO settings, the audit log; otherwise on its own schedule)",
     )
     sync.add_argument("--quiet", action="store_true", help="no progress lines")
     sync.add_argument(
@@ -62,18 +70,14 @@ def run_sync(args: argparse.Namespace) -> int:
         verbose=args.verbose,
     )
     if not outcome.success:
-        print(f"Sync failed: {outcome.failure}", file=sys.stderr)
-        for check in outcome.failed_checks:
-            print(f"  failed check {check}", file=sys.stderr)
-        for line in outcome.dbt_errors:
-            print(f"  dbt: {line}", file=sys.stderr)
-        print_fix_and_log(outcome)
+        _print_failure("Sync", outcome)
         print(
             "The analysts' database and its history were left as they were.", file=sys.stderr
         )
         return 1
     with AccessDatabase(settings.duckdb_path).read_published() as conn:
         summary = succeeded_sync_run(conn, outcome.run_id)
+        sections = section_reads(conn, outcome.run_id)
     anonymity = (
         "  the members answer was anonymity-restricted: withheld emails/names kept from the "
         "previous sync where known\n"
@@ -91,6 +95,54 @@ def run_sync(args: argparse.Namespace) -> int:
         f"({summary['workspace_grants']} workspace grants)\n"
         f"  API calls {summary['api_calls']}, retries {summary['api_retries']}, "
         f"rate limited {summary['api_rate_limited']}, waited {summary['api_wait_seconds']:.1f} s\n"
+        + "".join(f"  {read.describe()}\n" for read in sections)
+        + f"  published to {settings.duckdb_path}"
+    )
+    if args.all_sections:
+        return run_inventory(args, settings)
+    return 0
+
+
+def run_inventory(args: argparse.Namespace, settings: Settings) -> int:
+    """The inventory job after a sync (``sync --all-sections``), with what each section read or
+    why it was skipped."""
+    # Deferred on purpose, as in run_sync.
+    from langsmith_access import runner
+
+    print("Reading the inventory (credentials, access policies, service accounts, SSO, audit log)",
+          file=sys.stderr)
+    outcome = runner.run_job(
+        INVENTORY_JOB,
+        {},
+        progress=None if args.quiet else runner.print_progress(),
+        log_dir=failure_log_directory(settings),
+        verbose=args.verbose,
+    )
+    if not outcome.success:
+        _print_failure("Inventory", outcome)
+        print(
+            "The sync above was published; the inventory's tables were left as the previous "
+            "inventory published them.",
+            file=sys.stderr,
+        )
+        return 1
+    with AccessDatabase(settings.duckdb_path).read_published() as conn:
+        summary = succeeded_sync_run(conn, outcome.run_id)
+        sections = section_reads(conn, outcome.run_id)
+    print(
+        f"Inventory {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s\n"
+        + "".join(f"  {read.describe()}\n" for read in sections)
+        + f"  API calls {summary['api_calls']}, retries {summary['api_retries']}, "
+        f"rate limited {summary['api_rate_limited']}, waited {summary['api_wait_seconds']:.1f} s\n"
         f"  published to {settings.duckdb_path}"
     )
     return 0
+
+
+def _print_failure(what: str, outcome) -> None:
+    print(f"{what} failed: {outcome.failure}", file=sys.stderr)
+    for check in outcome.failed_checks:
+        print(f"  failed check {check}", file=sys.stderr)
+    for line in outcome.dbt_errors:
+        print(f"  dbt: {line}", file=sys.stderr)
+    print_fix_and_log(outcome)

@@ -31,6 +31,11 @@ verified); the revoke that ends it (a request with a ``parent_request_id``) is p
 ``plan_expiry`` from that prior role, so it undoes only what the grant did. Settled requests
 raise their notifications (``request.applied``, ``request.failed``, ``access.expired``) in the
 same transaction as their status.
+
+The rest of the access picture (DESIGN.md section 9): a change to a member SCIM provisions is
+applied with a ``scim_warning`` event first (the identity provider may overwrite it at its next
+push), and a revoke for an Organization Admin settles saying that Admin access remains through
+the organization role (implicit Admin in every workspace).
 """
 
 from __future__ import annotations
@@ -206,6 +211,23 @@ def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
     return recorded - built
 
 
+ORGANIZATION_ADMIN = "ORGANIZATION_ADMIN"
+SCIM_WARNING = (
+    "SCIM provisions this member: the identity provider may overwrite this change at its next "
+    "push. To make it last, change the member's SCIM groups in the identity provider."
+)
+ADMIN_ACCESS_REMAINS = (
+    "Admin access to this workspace remains through the organization role: an Organization "
+    "Admin is an implicit Admin of every workspace (change the organization role in LangSmith to "
+    "take it away)"
+)
+
+
+def is_scim_provisioned(member: EnrichedMember | OrgMember) -> bool:
+    """SCIM provisions the member: one of their login methods was pushed by SCIM."""
+    return any(method.provisioning_method == "scim" for method in member.login_methods)
+
+
 class Rejected(Exception):
     """Live validation refused the request (the message says why)."""
 
@@ -221,6 +243,8 @@ class Provisioner:
     _directory: LiveDirectory | None = field(default=None, init=False, repr=False)
     # Set for a batch read through org listings (see the module docstring); None: per request.
     snapshot: OrgSnapshot | None = None
+    # Revokes whose member is an Organization Admin: their outcome says what access remains.
+    _admin_revokes: set[str] = field(default_factory=set)
     outcomes: list[Outcome] = field(default_factory=list)
     _written: list[_Written] = field(default_factory=list)
     # Audit events, status changes and verified states not yet written to the database: written
@@ -350,6 +374,8 @@ class Provisioner:
         self._commit()
 
     def _settle(self, outcome: Outcome, *, commit: bool = True) -> None:
+        if outcome.request_id in self._admin_revokes and outcome.status in ("applied", "already_satisfied"):
+            outcome.detail = f"{outcome.detail}; {ADMIN_ACCESS_REMAINS}"
         with self._lock:
             if not self.dry_run:
                 self._event(outcome.request_id, "settled", {"status": outcome.status, "detail": outcome.detail})
@@ -473,6 +499,8 @@ class Provisioner:
             if plan.needs_write:
                 with self._lock:
                     self._first_write_plans.setdefault(request_id, plan)
+            if plan.needs_write and attempt == 1 and is_scim_provisioned(member):
+                self._event(request_id, "scim_warning", {"detail": SCIM_WARNING})
             if not plan.needs_write:
                 if earlier_writes or attempt > 1:
                     # Our own earlier write (whose answer was lost) is what made it so.
@@ -584,6 +612,10 @@ class Provisioner:
             raise Rejected(
                 f"{request['user_email'] or request['user_id']} is not an active org member any more"
             )
+        org_role = self.directory.roles.get(member.role_id or "")
+        if request["action"] == "revoke" and org_role is not None and org_role.name == ORGANIZATION_ADMIN:
+            with self._lock:
+                self._admin_revokes.add(request["request_id"])
         return member
 
     def _read_live(self, request_id: str, workspace_id: str, user_id: str, kind: str = "read_live") -> Live | None:

@@ -12,7 +12,9 @@ from collections.abc import Collection
 
 import duckdb
 
+from langsmith_access.names import SYNC_JOB
 from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
+from langsmith_access.store.sections import ensure_section_tables
 from langsmith_access.store.sql import scalar
 
 SYNC_RUNS_DDL = """
@@ -41,7 +43,18 @@ CREATE TABLE IF NOT EXISTS main.sync_runs (
 
 # Columns added to sync_runs after its first release: CREATE TABLE IF NOT EXISTS leaves an older
 # table as it was, so these are added to it.
-SYNC_RUNS_ADDED_COLUMNS = (("route_reason", "VARCHAR"), ("anonymity_restricted", "BOOLEAN"))
+SYNC_RUNS_ADDED_COLUMNS = (
+    ("route_reason", "VARCHAR"),
+    ("anonymity_restricted", "BOOLEAN"),
+    # The Dagster job of the run: langsmith_access_sync or langsmith_access_inventory (null in
+    # rows written before the inventory existed: those are syncs).
+    ("job", "VARCHAR"),
+    # JSON text {"<section>": "<reason>"}: sections of the access picture the plan, the key or
+    # the install does not have, left empty by this run (DESIGN.md section 9).
+    ("skipped_sections", "VARCHAR"),
+    # JSON text {"<section>": <rows>}: what this run read of the sections it read.
+    ("section_rows", "VARCHAR"),
+)
 
 # How this sync read memberships, written by the members extract and read into sync_runs:
 # one row, replaced by each sync. Not a dbt source.
@@ -150,6 +163,8 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     for table in RAW_TABLES:
         conn.execute(create_table_sql(table))
+    _add_missing_raw_columns(conn)
+    ensure_section_tables(conn)
     conn.execute(SYNC_RUNS_DDL)
     for column, sql_type in SYNC_RUNS_ADDED_COLUMNS:
         conn.execute(f"ALTER TABLE main.sync_runs ADD COLUMN IF NOT EXISTS {column} {sql_type}")
@@ -160,6 +175,21 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(PROVISIONING_APPROVALS_DDL)
     conn.execute(PROVISIONING_EVENTS_DDL)
     conn.execute(NOTIFICATIONS_DDL)
+
+
+def _add_missing_raw_columns(conn: duckdb.DuckDBPyConnection) -> None:
+    """Columns added to a raw table after a database was created (CREATE TABLE IF NOT EXISTS
+    leaves the older table as it was): added in place, null in the rows already there."""
+    existing = set(
+        conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?",
+            [RAW_SCHEMA],
+        ).fetchall()
+    )
+    for table, columns in RAW_TABLES.items():
+        for name, sql_type in columns:
+            if (table, name) not in existing:
+                conn.execute(f'ALTER TABLE {RAW_SCHEMA}."{table}" ADD COLUMN "{name}" {sql_type}')
 
 
 def record_membership_read(
@@ -212,9 +242,11 @@ def known_member_values(
 
 def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:
     """The latest successful sync's counts, for the shrink guard; None before the first sync."""
+    # The core sync's rows only (an inventory run's row counts the same tables, unchanged).
     row = conn.execute(
         "SELECT sync_id, users, workspace_grants FROM main.sync_runs "
-        "WHERE status = 'succeeded' ORDER BY finished_at DESC LIMIT 1"
+        "WHERE status = 'succeeded' AND coalesce(job, ?) = ? ORDER BY finished_at DESC LIMIT 1",
+        [SYNC_JOB, SYNC_JOB],
     ).fetchone()
     if row is None:
         return None

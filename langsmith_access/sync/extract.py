@@ -31,6 +31,7 @@ requests find people by email, and a null would read as the email having been re
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from langsmith_access.langsmith import (
     EnrichedMember,
     LangSmithClient,
     ListingRead,
+    LoginMethod,
     NotFoundError,
     OrgMember,
     PendingInvite,
@@ -474,6 +476,8 @@ def transform_enriched_members(
                 "org_role_id": person.role_id,
                 "org_role_name": person.role_name,
                 "created_at": person.created_at,
+                "login_methods": login_methods_json(person.login_methods),
+                "scim_groups": [group.name for group in person.scim_groups],
             }
         )
         memberships.extend(
@@ -523,7 +527,16 @@ def _org_member_row(member: OrgMember, tag: Row) -> Row:
         "org_role_id": member.role_id,
         "org_role_name": member.role_name,
         "created_at": member.created_at,
+        "login_methods": login_methods_json(member.login_methods),
+        "scim_groups": None,  # only the enriched members route lists them
     }
+
+
+def login_methods_json(methods: Iterable[LoginMethod]) -> str:
+    """``raw.org_members.login_methods``: the member's login methods as JSON text."""
+    return json.dumps(
+        [{"provider": m.provider, "provisioning_method": m.provisioning_method} for m in methods]
+    )
 
 
 def _pending_invite_row(invite: PendingInvite, tag: Row) -> Row:

@@ -23,6 +23,7 @@ What dbt keeps between invocations of one process, and why that is safe here:
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -230,15 +231,19 @@ def build(
     exclude: Sequence[str] = (),
     indirect_selection: str | None = None,
     timeout_seconds: float | None = None,
+    variables: Mapping[str, Any] | None = None,
 ) -> DbtInvocation:
     """``dbt build`` of the project (or of ``select``): models, snapshots and data tests, in
-    dependency order; a failing test stops everything downstream of it.
+    dependency order; a failing test stops everything downstream of it. ``variables``: dbt vars
+    (``--vars``), only when any differ from the project's defaults (see ``project.dbt_vars``).
 
     dbt unit tests are never part of it: they test the SQL with fixed inputs, in development
     and CI, and say nothing about the data of a sync. manifest.json and run_results.json are
     not written (results come as events; writing them costs most of a second per build).
     """
     args = ["build", *build_selection(select, exclude, indirect_selection), "--no-write-json"]
+    if variables:
+        args += ["--vars", json.dumps(dict(variables), sort_keys=True)]
     return run_dbt(args, database_file=database_file, dbt_dir=dbt_dir, timeout_seconds=timeout_seconds)
 
 

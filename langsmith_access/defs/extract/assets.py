@@ -11,7 +11,7 @@ import dagster as dg
 from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
 from langsmith_access.store.schema import previous_sync, record_membership_read
-from langsmith_access.sync import extract
+from langsmith_access.sync import extract, org_info
 from langsmith_access.sync.guards import DEFAULT_MAX_SHRINK_SHARE, check_completeness, check_shrink
 
 GROUP = "extract"
@@ -20,6 +20,7 @@ RAW_WORKSPACES = dg.AssetKey(["raw", "workspaces"])
 RAW_ORG_MEMBERS = dg.AssetKey(["raw", "org_members"])
 RAW_PENDING_INVITES = dg.AssetKey(["raw", "pending_invites"])
 RAW_WORKSPACE_MEMBERSHIPS = dg.AssetKey(["raw", "workspace_memberships"])
+RAW_ORG_SETTINGS = dg.AssetKey(["raw", "org_settings"])
 
 
 class MembersConfig(dg.Config):
@@ -232,6 +233,37 @@ def raw_members(
             )
 
 
+@dg.asset(
+    key=RAW_ORG_SETTINGS,
+    group_name=GROUP,
+    # After the members: whether SCIM groups were read depends on the route they took.
+    deps=[RAW_ORG_MEMBERS],
+    pool=DUCKDB_WRITER_POOL,
+    kinds={"python", "duckdb"},
+    description=(
+        "The org's security settings, tier and plan flags (one request: the org info); records "
+        "whether the SCIM groups (on the member rows) were read or why they were skipped."
+    ),
+)
+def raw_org_settings(
+    context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
+) -> dg.MaterializeResult:
+    with sync_database.connect() as conn:
+        read = org_info.load_org_info(
+            langsmith.client, conn, sync_id=context.run.run_id, job=context.job_name,
+            fetched_at=extract.now_utc(),
+        )
+    context.log.info(read.scim_groups.describe())
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": read.settings,
+            "tier": read.info.tier or "",
+            "scim_groups": read.scim_groups.describe(),
+            **_api_metadata(langsmith),
+        }
+    )
+
+
 @dg.definitions
 def extract_definitions() -> dg.Definitions:
-    return dg.Definitions(assets=[raw_roles, raw_workspaces, raw_members])
+    return dg.Definitions(assets=[raw_roles, raw_workspaces, raw_members, raw_org_settings])

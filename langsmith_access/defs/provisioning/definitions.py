@@ -17,7 +17,7 @@ from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner, unbuilt_observations
 from langsmith_access.settings import DEFAULT_ORG_SLUG, Settings
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
-from langsmith_access.transform import build
+from langsmith_access.transform import build, dbt_vars
 
 JOB_NAME = names.PROVISION_JOB
 
@@ -183,7 +183,8 @@ def refresh_access_history(
     scratch = database.begin_scratch()
     try:
         with build(
-            scratch, database.dbt_target_path, select=REFRESH_SELECT, timeout_seconds=600
+            scratch, database.dbt_target_path, select=REFRESH_SELECT, timeout_seconds=600,
+            variables=dbt_vars(unused_days=Settings.from_env().unused_days),
         ) as invocation:
             invocation.raise_on_failure()
         database.commit_scratch(scratch)

@@ -4,7 +4,12 @@
 import dagster as dg
 
 from langsmith_access import names
-from langsmith_access.defs.extract.assets import raw_members, raw_roles, raw_workspaces
+from langsmith_access.defs.extract.assets import (
+    raw_members,
+    raw_org_settings,
+    raw_roles,
+    raw_workspaces,
+)
 from langsmith_access.defs.sync.publish import analysts_database
 from langsmith_access.defs.transform.assets import access_tables
 from langsmith_access.settings import Settings
@@ -15,7 +20,9 @@ SYNC_JOB_NAME = names.SYNC_JOB
 # lease and its scratch database from the first step to the last.
 langsmith_access_sync = dg.define_asset_job(
     SYNC_JOB_NAME,
-    selection=dg.AssetSelection.assets(raw_roles, raw_workspaces, raw_members, access_tables, analysts_database),
+    selection=dg.AssetSelection.assets(
+        raw_roles, raw_workspaces, raw_members, raw_org_settings, access_tables, analysts_database
+    ),
     executor_def=dg.in_process_executor,
     description="Extract the org from LangSmith, build the access tables, publish them atomically.",
 )

@@ -1,0 +1,11 @@
+-- The organization's settings as the latest sync read them (the org info: one request), one row
+-- per setting, values as text: the security settings (sso_only, invites_enabled,
+-- max_api_key_expiry_days, scim_group_name_separator, ...), the tier, and the plan's flags as
+-- config.<flag> (config.can_use_abac, config.can_use_audit_logs, ...). History:
+-- org_settings_history.
+select
+    setting,
+    value,
+    sync_id,
+    fetched_at as synced_at
+from {{ ref('stg_langsmith__org_settings') }}
