@@ -86,6 +86,7 @@ def test_inventory_job_schedule_and_assets():
     # The dbt tests of what it builds are its checks.
     checks = {(key.asset_key.to_user_string(), key.name) for key in job.asset_layer.asset_graph.asset_check_keys}
     assert ("main/credentials", "primary_key_credentials_credential_id") in checks
+    assert ("main/user_activity", "primary_key_user_activity_user_id") in checks
     pools = {node.name: node.definition.pool for node in job.graph.node_dict.values()}
     assert pools and set(pools.values()) == {DUCKDB_WRITER_POOL}, pools
 

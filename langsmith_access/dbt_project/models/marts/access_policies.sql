@@ -4,8 +4,23 @@
 -- (role_ids). A deny beats an allow; an allow may grant what the role does not; a resource that
 -- matches no policy falls back to the roles. Empty where the plan has no ABAC (see
 -- sync_runs.skipped_sections).
-with policies as (
-    select * from {{ ref('stg_langsmith__access_policies') }}
+with latest_inventory_policies as (
+    {{ latest_sync_rows(source('raw', 'access_policies')) }}
+),
+
+policies as (
+    select
+        trim(policy_id) as policy_id,
+        nullif(trim(name), '') as name,
+        nullif(trim(description), '') as description,
+        lower(trim(effect)) as effect,
+        coalesce(role_ids, []::varchar[]) as role_ids,
+        coalesce(condition_groups, '[]') as condition_groups,
+        cast(created_at as timestamptz) as created_at,
+        cast(updated_at as timestamptz) as updated_at,
+        sync_id,
+        cast(fetched_at as timestamptz) as fetched_at
+    from latest_inventory_policies
 ),
 
 roles as (

@@ -3,8 +3,24 @@
 -- Mostly writes are logged, and logins. operation is kept as LangSmith sends it (login,
 -- add_member_to_workspace, create_service_key, ...: an open set). Empty where the plan or the
 -- key has no audit log (see sync_runs.skipped_sections).
+-- (Straight from the raw table, which keeps each event once by id.)
 with events as (
-    select * from {{ ref('stg_langsmith__audit_events') }}
+    select
+        trim(event_id) as event_id,
+        cast("at" as timestamptz) as "at",
+        operation,
+        succeeded,
+        nullif(trim(actor_user_id), '') as actor_user_id,
+        nullif(trim(credential_id), '') as credential_id,
+        nullif(trim(workspace_id), '') as workspace_id,
+        coalesce(target_ids, []::varchar[]) as target_ids,
+        source_ip,
+        http_method,
+        path,
+        status_code,
+        detail,
+        cast(fetched_at as timestamptz) as loaded_at
+    from {{ source('raw', 'audit_events') }}
 ),
 
 members as (

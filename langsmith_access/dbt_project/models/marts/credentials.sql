@@ -4,8 +4,31 @@
 -- every member's tokens) and SCIM tokens (scim_token). Never a secret: short_key is the
 -- redacted form the API shows. A kind the plan, the key or the install does not have is empty,
 -- with the reason in sync_runs.skipped_sections. status and the ages are as of this build.
-with credentials as (
-    select * from {{ ref('stg_langsmith__credentials') }}
+with latest_inventory_credentials as (
+    {{ latest_sync_rows(source('raw', 'credentials')) }}
+),
+
+credentials as (
+    select
+        trim(credential_id) as credential_id,
+        kind,
+        short_key,
+        nullif(trim(description), '') as description,
+        workspace_names,
+        nullif(trim(listed_in_workspace_id), '') as listed_in_workspace_id,
+        nullif(trim(default_workspace_name), '') as default_workspace_name,
+        nullif(trim(role_id), '') as role_id,
+        nullif(trim(org_role_id), '') as org_role_id,
+        nullif(trim(access_scope), '') as access_scope,
+        nullif(trim(created_by), '') as created_by,
+        coalesce(read_only, false) as read_only,
+        cast(created_at as timestamptz) as created_at,
+        cast(last_used_at as timestamptz) as last_used_at,
+        cast(expires_at as timestamptz) as expires_at,
+        cast(revoked_at as timestamptz) as revoked_at,
+        sync_id,
+        cast(fetched_at as timestamptz) as fetched_at
+    from latest_inventory_credentials
 ),
 
 roles as (

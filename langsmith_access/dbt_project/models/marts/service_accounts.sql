@@ -1,6 +1,18 @@
 -- Service accounts, as the latest inventory read them: what org service keys act for.
-with accounts as (
-    select * from {{ ref('stg_langsmith__service_accounts') }}
+with latest_inventory_accounts as (
+    {{ latest_sync_rows(source('raw', 'service_accounts')) }}
+),
+
+accounts as (
+    select
+        trim(service_account_id) as service_account_id,
+        name,
+        nullif(trim(default_workspace_id), '') as default_workspace_id,
+        cast(created_at as timestamptz) as created_at,
+        cast(updated_at as timestamptz) as updated_at,
+        sync_id,
+        cast(fetched_at as timestamptz) as fetched_at
+    from latest_inventory_accounts
 ),
 
 workspaces as (

@@ -7,7 +7,7 @@ with users as (
 ),
 
 events as (
-    select * from {{ ref('stg_langsmith__audit_events') }}
+    select * from {{ ref('audit_events') }}
 ),
 
 coverage as (

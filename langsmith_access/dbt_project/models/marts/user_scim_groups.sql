@@ -22,7 +22,7 @@ workspaces as (
 
 separator as (
     select coalesce(
-        (select value from {{ ref('stg_langsmith__org_settings') }}
+        (select value from {{ ref('org_settings') }}
          where setting = 'scim_group_name_separator' and value <> ''),
         ':'
     ) as sep
