@@ -60,16 +60,17 @@ def cli_env(sandbox: SandboxServer, database: Path, **extra: str) -> dict[str, s
 
 
 def lower_bound_calls(sandbox: SandboxServer, route: str) -> int:
-    """The fewest requests that can read the whole org: roles and workspaces (one call each),
-    then every member, invite and membership in 500-row pages."""
+    """The fewest requests that can read the whole org: roles, workspaces and the org info (its
+    settings and plan flags: one call each), then every member, invite and membership in
+    500-row pages."""
     org = sandbox.org
     active = len(org.active_members())
     pending = len(org.pending_invites)
     if route == "enriched_members":
-        return 2 + math.ceil((active + pending) / PAGE)
+        return 3 + math.ceil((active + pending) / PAGE)
     shared = [w for w in org.workspaces.values() if w.is_shared]
     return (
-        2
+        3
         + max(1, math.ceil(active / PAGE))
         + max(1, math.ceil(pending / PAGE))
         + sum(max(1, math.ceil(len(w.memberships) / PAGE)) for w in shared)
@@ -87,6 +88,9 @@ class CliRun:
     cpu_seconds: float  # user + system, the CLI and every process it waited for (dbt)
     peak_tree_rss_mb: float  # largest sum of RSS over the CLI and its descendants, sampled
     max_process_rss_mb: float  # largest single process (getrusage ru_maxrss)
+    # The kernel's high-water mark of each process (VmHWM): exact, not sampled.
+    peak_cli_rss_mb: float  # the CLI process (Dagster, the extraction, the publish)
+    peak_child_rss_mb: float  # the largest of its descendants (dbt)
     api_calls: int  # requests the sandbox received during the run
     load_before: float
     load_after: float
@@ -97,6 +101,8 @@ class CliRun:
     started_at: float = 0.0  # time.time() when the child was started
     # (seconds since start, line) for every line the CLI printed on stderr (its progress)
     stderr_lines: list[tuple[float, str]] = field(default_factory=list)
+    # (seconds since start, CLI RSS MB, its descendants' RSS MB), every 20 ms
+    rss_timeline: list[tuple[float, float, float]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -111,7 +117,7 @@ def run_cli(args: list[str], env: dict[str, str], sandbox: SandboxServer) -> Cli
     process = subprocess.Popen(
         [CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    sampler = _TreeRssSampler(process.pid)
+    sampler = _TreeRssSampler(process.pid, started)
     sampler.start()
     stdout, stderr_lines = _communicate_and_wait4(process, started)
     wall = time.perf_counter() - started
@@ -125,6 +131,8 @@ def run_cli(args: list[str], env: dict[str, str], sandbox: SandboxServer) -> Cli
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         peak_tree_rss_mb=sampler.peak_kb / 1024,
         max_process_rss_mb=usage.ru_maxrss / 1024,
+        peak_cli_rss_mb=sampler.root_hwm_kb / 1024,
+        peak_child_rss_mb=sampler.child_hwm_kb / 1024,
         api_calls=len(logged),
         writes=sum(1 for e in logged if e.method in ("POST", "PATCH", "DELETE")),
         rate_limited=sum(1 for e in logged if e.status == 429),
@@ -134,6 +142,7 @@ def run_cli(args: list[str], env: dict[str, str], sandbox: SandboxServer) -> Cli
         stderr="".join(line for _, line in stderr_lines),
         started_at=started_at,
         stderr_lines=stderr_lines,
+        rss_timeline=sampler.timeline,
     )
 
 
@@ -165,17 +174,35 @@ def _communicate_and_wait4(
 
 
 class _TreeRssSampler(threading.Thread):
-    """Samples the summed RSS of a process and its descendants every 20 ms."""
+    """Samples the summed RSS of a process and its descendants every 20 ms, and reads each one's
+    high-water mark (VmHWM, which the kernel keeps exactly: a peak between samples is not lost,
+    as long as the process is sampled once after it)."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, started: float):
         super().__init__(daemon=True)
         self.pid = pid
+        self.started = started  # time.perf_counter() when the process was started
         self.peak_kb = 0
+        self.root_hwm_kb = 0
+        self.child_hwm_kb = 0
+        self.timeline: list[tuple[float, float, float]] = []
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(0.02):
-            self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in _tree(self.pid)))
+            root_kb = children_kb = 0
+            for pid in _tree(self.pid):
+                rss, hwm = _rss_and_hwm_kb(pid)
+                if pid == self.pid:
+                    root_kb = rss
+                    self.root_hwm_kb = max(self.root_hwm_kb, hwm)
+                else:
+                    children_kb += rss
+                    self.child_hwm_kb = max(self.child_hwm_kb, hwm)
+            self.peak_kb = max(self.peak_kb, root_kb + children_kb)
+            self.timeline.append(
+                (time.perf_counter() - self.started, root_kb / 1024, children_kb / 1024)
+            )
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -201,15 +228,18 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_and_hwm_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in kB; zeros once it is gone."""
+    values = {"VmRSS:": 0, "VmHWM:": 0}
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+                key = line.split(None, 1)[0] if line.strip() else ""
+                if key in values:
+                    values[key] = int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return values["VmRSS:"], values["VmHWM:"]
 
 
 # ------------------------------------------------------------------------ the naive baseline

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/sync_bench.py                  # everything (about 12 minutes)
     .venv/bin/python benchmarks/sync_bench.py --quick          # the 20,000-member sync only
+    .venv/bin/python benchmarks/sync_bench.py --memory         # peak memory at 20k and 50k members
 
 Starts the sandbox in this process (20 ms latency on every request, 2,000 requests a minute per
 key), runs the real CLI as a child process with an ephemeral Dagster instance, and prints tables
@@ -15,7 +16,9 @@ Scenarios:
 - main: 20,000 active members, 500 pending invites, 1,000 shared workspaces (about 100,000
   workspace grants), enriched members route; targets <= 20 s, <= 1.2x the lower bound, < 1 GB;
 - per-workspace route on the same org (the enriched route turned off in the sandbox);
-- growth: 1,000, 5,000, 20,000 and 50,000 members (1,000 workspaces, members / 40 invites).
+- growth: 1,000, 5,000, 20,000 and 50,000 members (1,000 workspaces, members / 40 invites);
+- memory (``--memory``, on its own): a cold and a warm sync at 20,000 and 50,000 members,
+  with the peak memory of the CLI process and of dbt's; targets < 800 MB and < 1 GB.
 
 The machine is shared: the 1-minute load average before each run is printed with it.
 """
@@ -48,6 +51,8 @@ from bench_support import (  # noqa: E402
 TARGET_SECONDS = 20.0
 TARGET_CALL_RATIO = 1.2
 TARGET_MEMORY_MB = 1024.0
+# Peak memory of a sync (CLI and dbt together) by org size: issue 13's targets.
+MEMORY_TARGETS_MB = {20_000: 800.0, 50_000: 1024.0}
 
 COLUMNS = [
     "scenario", "run", "wall s", "CPU s", "API calls", "429s", "lower bound", "calls / bound",
@@ -69,6 +74,11 @@ def main() -> int:
     parser.add_argument("--no-per-workspace", action="store_true")
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--quick", action="store_true", help="main scenario only")
+    parser.add_argument("--memory", action="store_true",
+                        help="only the memory scenario: a cold and a warm sync at each size of "
+                        "--memory-sizes (no naive read)")
+    parser.add_argument("--memory-sizes", default="20000,50000",
+                        help="member counts of the memory scenario")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if args.quick:
@@ -79,6 +89,14 @@ def main() -> int:
           f"{args.rate_limit_per_minute} requests/min per key\n", flush=True)
     results: dict[str, list[dict]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-sync-bench-"))
+    if args.memory:
+        try:
+            results["memory"] = memory_scenario(args, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2, default=str))
+        return 0
     try:
         main_rows = scenario(
             "main", args, workdir, members=args.members, pending=args.pending_invites,
@@ -110,6 +128,7 @@ def main() -> int:
             results["growth"] = rows
             print_table("Growth (enriched route, 1,000 workspaces)", rows)
             print_growth(rows)
+            print_memory([r for r in rows if org_size(r) in MEMORY_TARGETS_MB])
         verdict(results.get("main", []))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -157,12 +176,64 @@ def scenario(
             label = labels[attempt] if labels else ("cold" if attempt == 0 else f"warm {attempt}")
             rows.append(row(name, label, run, bound, naive))
             rows[-1]["phases"] = phases(run, database)
+            rows[-1]["memory_phases"] = memory_phases(run, database)
             print(f"  {rows[-1]['run']}: {run.wall_seconds:.1f} s wall, {run.cpu_seconds:.1f} s CPU, "
                   f"{run.api_calls} calls ({run.rate_limited} answered 429), "
-                  f"{run.peak_tree_rss_mb:.0f} MB, load {run.load_before:.1f}", flush=True)
+                  f"{run.peak_tree_rss_mb:.0f} MB (CLI {run.peak_cli_rss_mb:.0f}, "
+                  f"dbt {run.peak_child_rss_mb:.0f}), load {run.load_before:.1f}", flush=True)
         return rows
     finally:
         sandbox.stop()
+
+
+def memory_scenario(args, workdir: Path) -> list[dict]:
+    """A cold and a warm sync of each org size in ``--memory-sizes`` (enriched route, members /
+    40 invites); prints their peak memory and API calls."""
+    args.no_naive = True
+    rows = []
+    for members in [int(m) for m in args.memory_sizes.split(",") if m.strip()]:
+        rows += scenario(
+            f"{members:,} members", args, workdir, members=members, pending=members // 40,
+            route="enriched_members", repeat=2,
+        )
+    print_memory(rows)
+    return rows
+
+
+def org_size(row: dict) -> int:
+    return int(row["scenario"].split()[0].replace(",", ""))
+
+
+def print_memory(rows: list[dict]) -> None:
+    """Peak memory of each sync: the CLI and dbt together (sampled), and each process's own
+    high-water mark; with the API calls against the lower bound and the targets."""
+    if not rows:
+        return
+    print("\n### Peak memory by org size (enriched route)\n")
+    lines = []
+    for r in rows:
+        target = MEMORY_TARGETS_MB.get(org_size(r))
+        verdict = "-" if target is None else (
+            f"< {target:,.0f}: {'met' if r['peak_rss_mb'] < target else 'NOT met'}")
+        lines.append([r["scenario"], r["run"], r["peak_rss_mb"], r["peak_cli_rss_mb"],
+                      r["peak_dbt_rss_mb"], verdict, r["api_calls"], r["lower_bound"],
+                      f"{r['call_ratio']:.2f}x", r["wall_seconds"], r["load"]])
+    print(markdown_table(
+        ["org", "run", "peak RSS MB (CLI + dbt)", "CLI process peak MB", "dbt process peak MB",
+         "target MB", "API calls", "lower bound", "calls / bound", "wall s", "load"],
+        lines,
+    ))
+    print("\n### Where the memory goes: largest RSS in each phase, CLI / dbt (MB)\n")
+    names = [name for name, _, _ in PHASES]
+    print(markdown_table(["phase"] + [f"{r['scenario']}, {r['run']}" for r in rows], [
+        [name] + [
+            "/".join(str(v) for v in r["memory_phases"][name])
+            if name in r.get("memory_phases", {}) else "-"
+            for r in rows
+        ]
+        for name in names
+    ]))
+    print(flush=True)
 
 
 def naive_on_its_own_sandbox(args, members: int, pending: int):
@@ -189,6 +260,8 @@ def row(name: str, label: str, run: CliRun, bound: int, naive) -> dict:
         "lower_bound": bound,
         "call_ratio": round(run.api_calls / bound, 3),
         "peak_rss_mb": round(run.peak_tree_rss_mb),
+        "peak_cli_rss_mb": round(run.peak_cli_rss_mb),
+        "peak_dbt_rss_mb": round(run.peak_child_rss_mb),
         "load": round(run.load_before, 1),
         "naive_wall_seconds": round(naive.wall_seconds, 1) if naive else None,
         "naive_calls": naive.calls if naive else None,
@@ -210,6 +283,24 @@ PHASES = [
 def phases(run: CliRun, database: Path) -> dict[str, float]:
     """Seconds spent in each phase of one sync, from the times the CLI's progress lines arrived
     and the timestamps in dbt's log (the run's last dbt invocation)."""
+    result = {}
+    for name, begin, finish in phase_spans(run, database):
+        result[name] = round(finish - begin, 2)
+    return result
+
+
+def memory_phases(run: CliRun, database: Path) -> dict[str, tuple[float, float]]:
+    """The largest RSS of the CLI process and of dbt's during each phase of one sync (MB)."""
+    result = {}
+    for name, begin, finish in phase_spans(run, database):
+        samples = [(cli, dbt) for at, cli, dbt in run.rss_timeline if begin <= at <= finish]
+        if samples:
+            result[name] = (round(max(c for c, _ in samples)), round(max(d for _, d in samples)))
+    return result
+
+
+def phase_spans(run: CliRun, database: Path) -> list[tuple[str, float, float]]:
+    """(phase, start, end) in seconds since the CLI started, for the phases that could be told."""
     marks: dict[str, float] = {}
     for at, line in run.stderr_lines:
         for _, start, end in PHASES:
@@ -225,13 +316,13 @@ def phases(run: CliRun, database: Path) -> dict[str, float]:
         if found:
             when = datetime.fromisoformat(found.replace("Z", "+00:00")).timestamp()
             marks["dbt:FoundStats"] = when - run.started_at
-    result = {}
+    spans = []
     for name, start, end in PHASES:
         begin = 0.0 if start is None else marks.get(start)
         finish = run.wall_seconds if end is None else marks.get(end)
         if begin is not None and finish is not None:
-            result[name] = round(finish - begin, 2)
-    return result
+            spans.append((name, begin, finish))
+    return spans
 
 
 def print_phases(title: str, rows: list[dict], runs: list[str] | None = None) -> None:

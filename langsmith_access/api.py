@@ -2,6 +2,8 @@
 
     from langsmith_access.api import request_grant, request_revoke, list_requests, provision
     request_grant("ada@example.com", "Platform", "Editor", reason="on-call", requested_by="sec-team")
+    request_grant("ada@example.com", "Platform", "Admin", duration="8h")   # time-bound
+    approve(request_id, by="grace@example.com")   # or deny(...), for a request awaiting approval
     provision()          # or provision(dry_run=True)
 
 Every function takes ``org=``: an org's slug from the orgs file (``LANGSMITH_ACCESS_ORGS_FILE``),
@@ -12,15 +14,21 @@ directly; ``provision`` runs the Dagster job through ``runner``, like the CLI an
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from langsmith_access.governance.notifications import DeliveryReport, Notifier, Webhook, deliver_due
 from langsmith_access.names import PROVISION_JOB, SELECT_REQUESTS_OP
+from langsmith_access.provisioning.approvals import APPROVED, DENIED, DecisionResult, decide
 from langsmith_access.provisioning.queue import ChangeRequest, QueueResult, submit
 from langsmith_access.provisioning.queue import list_requests as _list
 from langsmith_access.settings import Org, load_orgs
 from langsmith_access.store.database import AccessDatabase
 
-__all__ = ["PROVISION_JOB", "list_requests", "provision", "request_grant", "request_revoke", "resolve_org"]
+__all__ = [
+    "PROVISION_JOB", "approve", "deliver_notifications", "deny", "list_requests", "provision", "request_grant",
+    "request_revoke", "resolve_org",
+]
 
 
 def resolve_org(org: str | Org | None = None) -> Org:
@@ -37,11 +45,17 @@ def _database(path: str | Path | None, org: str | Org | None) -> AccessDatabase:
 
 
 def request_grant(user: str, workspace: str, role: str, *, reason: str | None = None,
-                  requested_by: str | None = None, database: str | Path | None = None,
+                  requested_by: str | None = None, duration: str | timedelta | None = None,
+                  until: str | datetime | None = None, database: str | Path | None = None,
                   org: str | Org | None = None) -> QueueResult:
     """Queue a workspace-role grant in ``org``'s queue; a rejected one is recorded and returned
-    with its reason."""
-    return submit(_database(database, org), ChangeRequest("grant", user, workspace, role, reason, requested_by))
+    with its reason. ``duration`` (``"8h"``, from when it is applied) or ``until``
+    (``"2026-12-01T18:00Z"``) makes it time-bound. Under the org's access policy it may await
+    approval (``result.status``)."""
+    the_org = resolve_org(org)
+    change = ChangeRequest("grant", user, workspace, role, reason, requested_by, duration=duration, until=until)
+    return submit(_database(database, the_org), change, policy_path=the_org.policy_path,
+                  notifier=Notifier.from_settings(the_org.settings, the_org.slug))
 
 
 def request_revoke(user: str, workspace: str, role: str, *, reason: str | None = None,
@@ -50,6 +64,37 @@ def request_revoke(user: str, workspace: str, role: str, *, reason: str | None =
     """Queue a workspace-role revoke in ``org``'s queue; a rejected one is recorded and returned
     with its reason."""
     return submit(_database(database, org), ChangeRequest("revoke", user, workspace, role, reason, requested_by))
+
+
+def approve(request_id: str, *, by: str, comment: str | None = None,
+            database: str | Path | None = None, org: str | Org | None = None) -> DecisionResult:
+    """Approve a request awaiting approval as ``by`` (an email). ``result.recorded`` is False
+    when refused (not an approver, self-approval, not awaiting); ``result.message`` says why,
+    and the refusal is recorded too."""
+    return _decide(request_id, APPROVED, by, comment, database, org)
+
+
+def deny(request_id: str, *, by: str, comment: str | None = None,
+         database: str | Path | None = None, org: str | Org | None = None) -> DecisionResult:
+    """Deny a request awaiting approval as ``by`` (an email); refused like ``approve``."""
+    return _decide(request_id, DENIED, by, comment, database, org)
+
+
+def _decide(request_id: str, decision: str, by: str, comment: str | None,
+            database: str | Path | None, org: str | Org | None) -> DecisionResult:
+    the_org = resolve_org(org)
+    return decide(_database(database, the_org), request_id, decision, by, comment,
+                  policy_path=the_org.policy_path, notifier=Notifier.from_settings(the_org.settings, the_org.slug))
+
+
+def deliver_notifications(*, database: str | Path | None = None, lease_timeout_seconds: float = 5.0,
+                          org: str | Org | None = None) -> DeliveryReport:
+    """POST ``org``'s notifications that are due to its webhook (``LANGSMITH_ACCESS_WEBHOOK_URL``;
+    nothing when it is unset). Never raises: what could not be delivered is retried later, with
+    backoff."""
+    the_org = resolve_org(org)
+    return deliver_due(_database(database, the_org), Webhook.from_settings(the_org.settings),
+                       lease_timeout_seconds=lease_timeout_seconds)
 
 
 def list_requests(status: str | None = None, *, database: str | Path | None = None,

@@ -3,6 +3,9 @@
 Starts the sandbox (a generated LangSmith org on 127.0.0.1), syncs it into a demo DuckDB file
 with the same Dagster definitions the schedule runs, answers three questions in SQL, then queues
 a grant, a role change and a revoke, provisions them, syncs again and prints the audit trail.
+Last, access governance: under a demo policy an 8-hour Admin grant waits for an approver, is
+approved and applied, and when its hours are up (the clock moved on, not waited for) its revoke
+gives the member back the role they had.
 """
 
 from __future__ import annotations
@@ -13,14 +16,25 @@ from dataclasses import replace
 from pathlib import Path
 
 from langsmith_access import runner
-from langsmith_access.api import provision, request_grant, request_revoke
+from langsmith_access.api import list_requests, provision, request_grant, request_revoke
 from langsmith_access.names import APPLY_REQUESTS_OP
+from langsmith_access.provisioning.approvals import APPROVED, decide
+from langsmith_access.provisioning.expiry import queue_due_expiries
+from langsmith_access.provisioning.queue import ChangeRequest, submit
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sync_runs import succeeded_sync_run
 
 DEMO_DATABASE = Path("data/demo/langsmith_access.duckdb")
+# The demo's access policy, written beside its database (README "Governing access").
+DEMO_POLICY = """\
+approval:
+  required: ["Admin"]          # granting Admin needs an approver
+  approvers: workspace_admins  # the workspace's Admins and the Organization Admins
+duration:
+  max: {"Admin": 8h}           # Admin for at most 8 hours
+"""
 WIDE = 1_000  # characters: the tables keep every column, whatever the terminal's width
 
 QUESTIONS = [
@@ -81,6 +95,8 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
             return 1
         _show_sync(database, outcome.run_id)
         if not _provisioning_story(state, org):
+            return 1
+        if not _governance_story(state, org):
             return 1
     print(f"\nOpen it yourself: duckdb -readonly {database}")
     return 0
@@ -160,4 +176,55 @@ def _provisioning_story(org, access: Org) -> bool:
             params={"workspace": workspace.id,
                     "people": [newcomer.ls_user_id, changer.ls_user_id, leaver.ls_user_id]},
         ).show(max_width=WIDE)
+    return True
+
+
+def _governance_story(org, settings: Org) -> bool:
+    """Under the demo policy: an 8-hour Admin grant awaits approval, is approved and applied,
+    then expires and gives back the role the member had. The policy is passed to the calls, not
+    set in the environment, so nothing outside the demo is governed by it. ``org``: the
+    sandbox's org state; ``settings``: the settings that reach it."""
+    database = settings.duckdb_path
+    access = AccessDatabase(database)
+    policy = database.with_name("demo-policy.yaml")
+    policy.write_text(DEMO_POLICY)
+    workspace = next(w for w in org.shared_workspaces() if len(org.workspaces_named(w.display_name)) == 1)
+    editor = org.role_by_name("Editor").id
+    member = next(org.member(m.ls_user_id) for m in workspace.memberships.values()
+                  if m.role_id == editor and not org.member(m.ls_user_id).is_disabled)
+    approver = next(m for m in org.active_members() if not m.is_disabled and m is not member
+                    and org.role(m.org_role_id).name == "ORGANIZATION_ADMIN")
+    print(f"\nAccess governance, under this policy ({policy}):\n")
+    print("   " + DEMO_POLICY.rstrip().replace("\n", "\n   "))
+    asked = submit(access, ChangeRequest("grant", member.email, workspace.id, "Admin", reason="incident 7",
+                                         requested_by=member.email, duration="8h"), policy_path=policy)
+    print(f"\n{member.email} asks for Admin in {workspace.display_name!r} for 8 hours:")
+    print(f"   {asked.request_id}  {asked.status}: {asked.message}")
+    if asked.status != "awaiting_approval":
+        return False
+    own = decide(access, asked.request_id, APPROVED, member.email, policy_path=policy)
+    print(f"   they try to approve it themselves: {'recorded' if own.recorded else 'refused'}: {own.message}")
+    approved = decide(access, asked.request_id, APPROVED, approver.email, "on call", policy_path=policy)
+    print(f"   {approver.email} (Organization Admin) approves: {approved.message}")
+    outcome = provision(org=settings)
+    if not outcome.success or not approved.recorded:
+        print(f"Provisioning failed: {outcome.failure}", file=sys.stderr)
+        return False
+    [grant] = [r for r in list_requests(database=database) if r["request_id"] == asked.request_id]
+    print(f"   applied: Admin until {grant['expires_at']:%Y-%m-%d %H:%M %Z} (8 hours from now); "
+          f"the role before it is kept ({org.role(grant['prior_role_id']).display_name}).")
+    print("\n8 hours later (the demo moves the clock instead of waiting), provisioning queues the revoke:")
+    with access.writer_lease("demo: the grant's 8 hours are up"), access.connect() as conn:
+        revokes = queue_due_expiries(conn, grant["expires_at"])
+    outcome = provision(org=settings)
+    if not outcome.success:
+        print(f"Provisioning failed: {outcome.failure}", file=sys.stderr)
+        return False
+    for row in list_requests(database=database):
+        if row["request_id"] in revokes:
+            print(f"   {row['request_id']}  revoke by {row['requested_by']} ({row['reason']}): "
+                  f"{row['status']}, {row['status_detail']}")
+    role_now = org.membership(workspace.id, member.ls_user_id)
+    print(f"   {member.email} is {org.role(role_now.role_id).display_name if role_now else 'not a member'} "
+          f"in {workspace.display_name!r} again.")
     return True

@@ -9,6 +9,12 @@ SYNC_SCHEDULE = "langsmith_access_sync_schedule"
 # The sync's op that takes the run config (shrink guard, membership route).
 MEMBERS_OP = "raw_members"
 
+# The inventory (DESIGN.md section 9): credentials, access policies, service accounts, SSO
+# settings and the audit log, on a schedule of their own.
+INVENTORY_JOB = "langsmith_access_inventory"
+INVENTORY_SCHEDULE = "langsmith_access_inventory_schedule"
+INVENTORY_OP = "raw_inventory"
+
 PROVISION_JOB = "provision_workspace_roles"
 PROVISIONING_SENSOR = "provisioning_queue_sensor"
 # The provisioning job's ops: the first takes the run config, the second returns the outcomes.
@@ -19,3 +25,10 @@ APPLY_REQUESTS_OP = "apply_requests"
 # Helm values) let one run per value run at a time: an org's runs never overlap, orgs run side
 # by side.
 ORG_TAG = "langsmith_access/org"
+
+# Access governance (DESIGN.md section 10): decisions from the Launchpad, and the two sensors
+# that end time-bound access and deliver notifications without a CLI command.
+DECIDE_JOB = "decide_access_request"
+DECIDE_OP = "decide_request"
+EXPIRY_SENSOR = "access_expiry_sensor"
+OUTBOX_SENSOR = "notification_outbox_sensor"

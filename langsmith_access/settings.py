@@ -12,14 +12,22 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from langsmith_access.governance.durations import DurationError, parse_duration
+
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 DEFAULT_DUCKDB_PATH = "data/langsmith_access.duckdb"
+
+# The org's slug where one org is configured by the variables of section 1 (DESIGN.md
+# section 11); notifications name the org by it.
+DEFAULT_ORG_SLUG = "default"
+WEBHOOK_FORMATS = ("json", "slack")
 
 SERVICE_KEY_PREFIX = "lsv2_sk_"
 PERSONAL_TOKEN_PREFIX = "lsv2_pt_"
@@ -151,8 +159,22 @@ class Settings:
     # until this long after the refused request was sent (the window had begun by then).
     rate_limit_window_seconds: float = 60.0
     sync_cron: str = "0 * * * *"
+    # The inventory (DESIGN.md section 9): credentials, policies, SSO, the audit log. Hourly, at
+    # minute 30, between two syncs.
+    inventory_cron: str = "30 * * * *"
     max_shrink_share: float = 0.2
+    # A grant or credential unused this many days is "unused" (report_unused_access,
+    # report_credential_hygiene); the audit log's first load reaches back as far.
+    unused_days: int = 90
     provisioning_interval_seconds: int = 30
+    # The access policy file (DESIGN.md section 10); None: nothing needs approval, nothing
+    # expires unless asked.
+    policy_path: Path | None = None
+    # Where notifications are POSTed; a secret (a Slack webhook URL is its own credential).
+    webhook_url: Secret | None = field(default=None, repr=False)
+    webhook_format: str = "json"
+    # How long before a grant expires its `access.expiring` notification is sent.
+    expiry_warning: timedelta = timedelta(hours=24)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -253,6 +275,48 @@ def _non_negative_int(name: str, raw: str) -> int:
     return int(raw)
 
 
+def _webhook_url(name: str, raw: str) -> Secret:
+    # The URL is a secret: errors describe it without showing it.
+    try:
+        parts = urlsplit(raw.strip())
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 host; its message would show the URL
+        usable = False
+    if not usable:
+        raise SettingsError(
+            f"{name} must be an http(s) URL (such as a Slack incoming-webhook URL); the value set "
+            "is not one (not shown: the URL is a secret)."
+        )
+    return Secret(raw.strip())
+
+
+def _webhook_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in WEBHOOK_FORMATS:
+        raise SettingsError(f"{name} must be one of {', '.join(WEBHOOK_FORMATS)}, got {raw!r}.")
+    return value
+
+
+def _duration(name: str, raw: str) -> timedelta:
+    try:
+        return parse_duration(raw, name)
+    except DurationError as error:
+        raise SettingsError(str(error)) from None
+
+
+def _cron(name: str, raw: str) -> str:
+    """A cron schedule of five fields (minute hour day-of-month month day-of-week)."""
+    value = " ".join(raw.split())
+    if len(value.split(" ")) != 5 or not all(
+        re.fullmatch(r"[0-9*/,\-A-Za-z?]+", part) for part in value.split(" ")
+    ):
+        raise SettingsError(
+            f"{name} must be a cron schedule of five fields (minute hour day month weekday), "
+            f"like '30 * * * *' (hourly at minute 30), got {raw!r}."
+        )
+    return value
+
+
 def _share(name: str, raw: str) -> float:
     try:
         value = float(raw)
@@ -275,8 +339,14 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("max_retries", "LANGSMITH_ACCESS_MAX_RETRIES", _non_negative_int),
     ("rate_limit_window_seconds", "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS", _positive_seconds),
     ("sync_cron", "LANGSMITH_ACCESS_SYNC_CRON", _text),
+    ("inventory_cron", "LANGSMITH_ACCESS_INVENTORY_CRON", _cron),
     ("max_shrink_share", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", _share),
+    ("unused_days", "LANGSMITH_ACCESS_UNUSED_DAYS", _positive_int),
     ("provisioning_interval_seconds", "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", _positive_int),
+    ("policy_path", "LANGSMITH_ACCESS_POLICY", _path),
+    ("webhook_url", "LANGSMITH_ACCESS_WEBHOOK_URL", _webhook_url),
+    ("webhook_format", "LANGSMITH_ACCESS_WEBHOOK_FORMAT", _webhook_format),
+    ("expiry_warning", "LANGSMITH_ACCESS_EXPIRY_WARNING", _duration),
 )
 
 
@@ -284,8 +354,6 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
 
 ORGS_FILE_VARIABLE = "LANGSMITH_ACCESS_ORGS_FILE"
 POLICY_VARIABLE = "LANGSMITH_ACCESS_POLICY"
-# Without an orgs file, the single-org variables of section 1 are one org of this slug.
-DEFAULT_ORG_SLUG = "default"
 SINGLE_ORG_KEY_VARIABLE = "LANGSMITH_API_KEY"
 # A slug is the Dagster partition key and the name of the org's database folder: short, lowercase,
 # nothing a path could misread.

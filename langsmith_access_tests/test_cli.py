@@ -1,6 +1,7 @@
 """The console script as users run it: a subprocess against a sandbox."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ def test_sync_command_summarises_and_publishes(tmp_path):
         )
         assert done.returncode == 0, done.stderr
         assert "succeeded" in done.stdout and "users 25" in done.stdout
-        assert "API calls 3, retries 0" in done.stdout
+        assert "API calls 4, retries 0" in done.stdout  # roles, workspaces, members, the org info
+        assert "scim_groups: read " in done.stdout
         assert "✓ analysts_database" in done.stderr
         assert sandbox.api_key not in done.stdout + done.stderr
     assert query(database, "SELECT count(*) FROM main.users")[0][0] == 25
@@ -70,6 +72,12 @@ def test_demo_prints_the_summary_and_three_answers(tmp_path, monkeypatch, capsys
     assert "20 users" in out
     for number in ("1. Who holds", "2. Which workspaces", "3. Which disabled"):
         assert number in out
+    # Governance: an approval (self-approval refused first) and an expiry that restores the role.
+    assert "awaiting_approval: awaiting approval: grant Admin" in out
+    assert "they try to approve it themselves: refused: self-approval" in out
+    assert "revoke by langsmith-access (expired): applied, restore Editor, the role before the grant of Admin" in out
+    assert re.search(r"is Editor in '[^']+' again\.", out)
+    assert "LANGSMITH_ACCESS_POLICY" not in os.environ  # the demo's policy governs only the demo
     admins = query(tmp_path / "demo.duckdb",
                    "SELECT count(*) FROM main.users u JOIN main.roles r ON r.role_id = u.org_role_id "
                    "WHERE r.name = 'ORGANIZATION_ADMIN'")[0][0]

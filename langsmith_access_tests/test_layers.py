@@ -1,8 +1,8 @@
 """Imports point down (DESIGN.md section 12, STYLE.md "Learned in this codebase").
 
-The domain packages (``langsmith/``, ``sync/``, ``provisioning/``, ``store/``) import nothing from
-Dagster, ``defs/``, the definitions, the runner, the CLI, the demo or the Python API: ``defs/`` and
-the CLI call into them, never the other way. Checked twice for every module of those packages:
+The domain packages (``langsmith/``, ``sync/``, ``provisioning/``, ``store/``, ``transform/``,
+``governance/``) import nothing from Dagster, ``defs/``, the definitions, the runner, the CLI,
+the demo or the Python API: ``defs/`` and the CLI call into them, never the other way. Checked twice for every module of those packages:
 its import statements, function-level ones included (static), and what importing it in a fresh
 interpreter actually loads (dynamic, which also catches an import through another module).
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "langsmith_access"
-DOMAIN_PACKAGES = ("langsmith", "sync", "provisioning", "store", "transform")
+DOMAIN_PACKAGES = ("langsmith", "sync", "provisioning", "store", "transform", "governance")
 FORBIDDEN = (
     "dagster",  # and dagster_dbt, dagster_duckdb, dagster_shared, ... (prefix "dagster")
     "langsmith_access.defs",
@@ -102,7 +102,7 @@ def test_the_domain_packages_are_all_checked():
     names = {module_name(p) for p in domain_modules()}
     assert {"langsmith_access.provisioning.queue", "langsmith_access.provisioning.review.queueing",
             "langsmith_access.store.queries", "langsmith_access.sync.guards",
-            "langsmith_access.langsmith.client"} <= names
+            "langsmith_access.langsmith.client", "langsmith_access.governance.policy"} <= names
 
 
 @pytest.mark.parametrize("path", domain_modules(), ids=lambda p: module_name(p))

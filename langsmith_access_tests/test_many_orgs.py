@@ -13,15 +13,19 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
+from langsmith_access.governance.notifications import Notifier
 from langsmith_access.names import ORG_TAG
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ORGS_FILE_VARIABLE, Org, SettingsError, load_orgs
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.helpers import query
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -88,7 +92,8 @@ def test_every_job_schedule_and_asset_is_partitioned_by_org(org_environment):
     from langsmith_access.definitions import defs
 
     definitions = defs()
-    for job_name in ("langsmith_access_sync", "provision_workspace_roles", "check_langsmith_connection"):
+    for job_name in ("langsmith_access_sync", "langsmith_access_inventory", "provision_workspace_roles",
+                     "decide_access_request", "check_langsmith_connection"):
         job = definitions.resolve_job_def(job_name)
         assert job.partitions_def.get_partition_keys() == ["us", "eu"], job_name
         # Every run of an org carries its tag, however it is launched (UI, backfill, CLI).
@@ -97,10 +102,11 @@ def test_every_job_schedule_and_asset_is_partitioned_by_org(org_environment):
     assert all(graph.get(key).partitions_def.get_partition_keys() == ["us", "eu"]
                for key in graph.materializable_asset_keys)
 
-    schedule = definitions.resolve_schedule_def("langsmith_access_sync_schedule")
-    with dg.build_schedule_context(repository_def=definitions.get_repository_def()) as context:
-        requests = schedule.evaluate_tick(context).run_requests
-    assert [(r.partition_key, r.tags[ORG_TAG]) for r in requests] == [("us", "us"), ("eu", "eu")]
+    for name in ("langsmith_access_sync_schedule", "langsmith_access_inventory_schedule"):
+        schedule = definitions.resolve_schedule_def(name)
+        with dg.build_schedule_context(repository_def=definitions.get_repository_def()) as context:
+            requests = schedule.evaluate_tick(context).run_requests
+        assert [(r.partition_key, r.tags[ORG_TAG]) for r in requests] == [("us", "us"), ("eu", "eu")], name
 
 
 def test_an_unknown_or_missing_org_is_a_usage_error_naming_the_known_ones(two_orgs):
@@ -239,3 +245,47 @@ def test_the_readme_question_across_every_org_runs(two_orgs, synced):
         assert by_org[slug][2] == expected_grants, slug
         assert by_org[slug][3] == len(org_admins), slug
         assert sum(1 for row in per_grant if row[0] == slug) == expected_grants
+
+
+def test_each_org_has_its_own_policy_and_notifications_under_its_slug(org_environment, synced, tmp_path, monkeypatch):
+    """Placed last: it leaves requests in both orgs' queues."""
+    from langsmith_access import api
+    from langsmith_access.definitions import defs
+
+    two_orgs = org_environment
+    policy = tmp_path / "eu-policy.yaml"
+    policy.write_text('approval:\n  required: ["*"]\n  approvers: org_admins\n')
+    orgs_file = tmp_path / "orgs.yaml"  # eu, the file's last entry, under the policy; us under none
+    orgs_file.write_text(two_orgs.orgs_file.read_text() + f"  policy: {policy}\n")
+    monkeypatch.setenv(ORGS_FILE_VARIABLE, str(orgs_file))
+    receiver = WebhookReceiver()
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", receiver.url)
+
+    queued = {}
+    for slug, sandbox in two_orgs.sandboxes.items():
+        org = sandbox.org
+        # A member outside a workspace; the last such pair (the test above took the first).
+        workspace, outsider = [(w, m) for w in org.shared_workspaces() for m in org.active_members()
+                               if m.ls_user_id not in w.memberships and not m.is_disabled][-1]
+        queued[slug] = api.request_grant(outsider.email, workspace.id, "Viewer", requested_by="test", org=slug)
+    assert queued["eu"].status == "awaiting_approval", queued["eu"].message
+    assert queued["us"].status == "pending", queued["us"].message
+
+    # us has no notification of its own yet: one written under its slug, as its runs would.
+    us_database = AccessDatabase(two_orgs.database("us"))
+    with us_database.writer_lease("test"):
+        us_database.ensure_working()
+        with us_database.connect() as conn:
+            Notifier("us", enabled=True).notify(conn, "access.expiring", at=datetime.now(UTC),
+                                                request_id="r-us", detail="expires soon")
+
+    # One tick of the outbox sensor delivers both orgs' notifications, each under its slug.
+    definitions = defs()
+    sensor = definitions.resolve_sensor_def("notification_outbox_sensor")
+    with receiver, dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, repository_def=definitions.get_repository_def())
+        said = sensor.evaluate_tick(context).skip_message
+    assert said == "us: Delivered 1 notification(s); eu: Delivered 1 notification(s).", said
+    delivered = {(b["org"], b["event"], b["request_id"]) for b in receiver.bodies()}
+    assert delivered == {("us", "access.expiring", "r-us"),
+                         ("eu", "request.awaiting_approval", queued["eu"].request_id)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,31 @@ def test_bad_values_name_the_variable(variable, value, message):
     with pytest.raises(SettingsError, match=variable) as error:
         Settings.from_env({variable: value})
     assert message in str(error.value)
+
+
+def test_governance_settings():
+    settings = Settings.from_env({
+        "LANGSMITH_ACCESS_POLICY": "policy.yaml", "LANGSMITH_ACCESS_WEBHOOK_URL": " https://hooks.example.com/T0/B0/s3cret ",
+        "LANGSMITH_ACCESS_WEBHOOK_FORMAT": "Slack", "LANGSMITH_ACCESS_EXPIRY_WARNING": "2h",
+    })
+    assert settings.policy_path == Path("policy.yaml")
+    assert settings.webhook_url == Secret("https://hooks.example.com/T0/B0/s3cret")
+    assert (settings.webhook_format, settings.expiry_warning) == ("slack", timedelta(hours=2))
+    assert "s3cret" not in repr(settings) and "s3cret" not in f"{settings.webhook_url}"
+    defaults = Settings()
+    assert (defaults.policy_path, defaults.webhook_url, defaults.webhook_format) == (None, None, "json")
+    assert defaults.expiry_warning == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", "hooks.example.com/s3cret", "must be an http(s) URL"),
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", "http://[s3cret/", "must be an http(s) URL"),
+    ("LANGSMITH_ACCESS_WEBHOOK_FORMAT", "teams", "must be one of json, slack"),
+    ("LANGSMITH_ACCESS_EXPIRY_WARNING", "0s", "is zero"),
+    ("LANGSMITH_ACCESS_EXPIRY_WARNING", "1 day", "is not a duration"),
+])
+def test_bad_governance_values_name_the_variable_and_never_show_the_url(variable, value, message):
+    with pytest.raises(SettingsError, match=variable) as error:
+        Settings.from_env({variable: value})
+    assert message in str(error.value)
+    assert "s3cret" not in str(error.value)

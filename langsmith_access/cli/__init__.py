@@ -6,7 +6,9 @@ runs that function through ``common.run_handler``, which turns the errors every 
 into one message and one exit code (usage 2, missing database or bad settings 1, a closed pipe 0).
 
 Adding a command: a module here with ``add_commands(commands)`` that adds the parser and sets
-its handler (a function ``(args) -> exit code``), listed in ``COMMAND_MODULES`` below.
+its handler (a function ``(args) -> exit code``), listed in ``COMMAND_MODULES`` below. A command
+that raises notifications also sets ``delivers_notifications=True``: ``main`` then delivers what
+is due when it is done.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import atexit
 import os
 import sys
 
-from langsmith_access.cli import demo, doctor, provisioning, reports, review, sandbox, sync
-from langsmith_access.cli.common import run_handler
+from langsmith_access.cli import approvals, demo, doctor, provisioning, reports, review, sandbox, sync
+from langsmith_access.cli.common import deliver_notifications, run_handler
 
 # In the order `langsmith-access --help` lists them.
-COMMAND_MODULES = (sandbox, sync, provisioning, doctor, demo, reports, review)
+COMMAND_MODULES = (sandbox, sync, provisioning, approvals, doctor, demo, reports, review)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_handler(args.handler, args)
+    code = run_handler(args.handler, args)
+    if getattr(args, "delivers_notifications", False):
+        # Commands that change the queue then POST what is due (never changes the exit code).
+        deliver_notifications(args)
+    return code
 
 
 def run() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from langsmith_access.governance.notifications import Webhook, deliver_due
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
@@ -81,6 +82,26 @@ def choose_org(orgs: Orgs, slug: str | None) -> Org:
         where = f"in the orgs file {orgs.source}" if orgs.source else "(no orgs file: the single-org variables)"
         raise UsageError(f"unknown org {slug!r}: the orgs configured {where} are {', '.join(orgs.slugs)}.")
     return orgs.get(slug)
+
+
+def deliver_notifications(args: argparse.Namespace) -> None:
+    """POST the command's org's notifications that are due, if it has a webhook; say on stderr
+    what could not go (it is retried later). Never fails the command: a busy database or a
+    receiver that is down only delays notifications."""
+    try:
+        org = selected_org(args)
+    except (SettingsError, UsageError):
+        return  # the command itself has said what is wrong with the settings or the --org
+    webhook = Webhook.from_settings(org.settings)
+    if webhook is None:
+        return
+    report = deliver_due(AccessDatabase(org.duckdb_path), webhook, lease_timeout_seconds=2.0)
+    if report.problem:
+        print(f"notifications: {report.problem} (retried by the next command or the sensor)", file=sys.stderr)
+    elif report.failed:
+        reasons = sorted(set(report.failed.values()))
+        print(f"notifications: {len(report.failed)} not delivered yet ({'; '.join(reasons)}); "
+              f"{len(report.delivered)} delivered. Retried later, with backoff.", file=sys.stderr)
 
 
 def failure_log_directory(settings: Settings) -> Path:

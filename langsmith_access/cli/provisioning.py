@@ -25,15 +25,28 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             help="role display name (Admin, Editor, Viewer, a custom role), name or id",
         )
         sub.add_argument("--reason", default=None)
-        sub.add_argument("--requested-by", default=None, help="who asks (default: your OS user name)")
+        sub.add_argument(
+            "--requested-by", default=None,
+            help="who asks (default: your OS user name); an email here is checked against approvers",
+        )
+        if action == "grant":
+            lasting = sub.add_mutually_exclusive_group()
+            lasting.add_argument(
+                "--duration", default=None,
+                help="time-bound: how long from when it is applied, <n>s|m|h|d (e.g. 8h, 30d)",
+            )
+            lasting.add_argument(
+                "--until", default=None, help="time-bound: when it ends, ISO 8601 with a zone (2026-12-01T18:00Z)"
+            )
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         add_org_argument(sub)
-        sub.set_defaults(handler=queue_request)
+        sub.set_defaults(handler=queue_request, delivers_notifications=True)
 
     listing = commands.add_parser("requests", help="list provisioning requests and their status")
     listing.add_argument(
         "--status", default=None,
-        help="pending, in_progress, applied, already_satisfied, rejected or failed",
+        help="awaiting_approval, pending, in_progress, applied, already_satisfied, rejected, failed, "
+             "denied or approval_expired",
     )
     listing.add_argument("--json", action="store_true")
     add_org_argument(listing)
@@ -46,14 +59,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--verbose", action="store_true", help="also print a failure's stack traces (always in the log file)"
     )
     add_org_argument(provision)
-    provision.set_defaults(handler=provision_now)
+    provision.set_defaults(handler=provision_now, delivers_notifications=True)
 
 
 def queue_request(args: argparse.Namespace) -> int:
     requested_by = args.requested_by if args.requested_by is not None else getpass.getuser()
-    queue_it = api.request_grant if args.action == "grant" else api.request_revoke
-    result = queue_it(args.user, args.workspace, args.role, reason=args.reason, requested_by=requested_by,
-                      org=selected_org(args))
+    org = selected_org(args)
+    if args.action == "grant":
+        result = api.request_grant(args.user, args.workspace, args.role, reason=args.reason,
+                                   requested_by=requested_by, duration=args.duration, until=args.until, org=org)
+    else:
+        result = api.request_revoke(args.user, args.workspace, args.role, reason=args.reason,
+                                    requested_by=requested_by, org=org)
     if args.json:
         print(json.dumps({"request_id": result.request_id, "status": result.status,
                           "message": result.message, "duplicate_of": result.duplicate_of}))

@@ -43,7 +43,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar="W",
         help="only the grants in this workspace: its name or id (organization roles are left out)",
     )
-    access_at.add_argument("--json", action="store_true", help="print a JSON list of grants")
+    access_at.add_argument(
+        "--effective",
+        action="store_true",
+        help="also the implicit Admin of Organization Admins in every workspace (source "
+        "organization_admin), as effective_access counts it",
+    )
+    access_at.add_argument(
+        "--credentials",
+        action="store_true",
+        help="also the keys and tokens usable at T (created, not revoked, not expired), as the "
+        "latest inventory lists them",
+    )
+    access_at.add_argument(
+        "--settings", action="store_true", help="also the org's settings at T (org_settings_history)"
+    )
+    access_at.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list of grants; with --effective, --credentials or --settings an object "
+        "with keys grants, credentials, settings",
+    )
     add_org_argument(access_at)
     access_at.set_defaults(handler=access_at_time)
 
@@ -96,12 +116,28 @@ FROM ({held})
 """
 
 
+# With --effective: the listed grants and the implicit Admin of Organization Admins, marked.
+EFFECTIVE_TABLE_SQL = """
+SELECT * FROM (
+    SELECT *, 'listed' AS "VIA" FROM ({held_table})
+    UNION ALL
+    SELECT *, 'implicit: Organization Admin' AS "VIA" FROM ({implicit_table})
+)
+ORDER BY "EMAIL", "SCOPE" = 'organization' DESC, "SCOPE", "VIA"
+"""
+
+
 def access_at_time(args: argparse.Namespace) -> int:
     at = parse_time(args.time)
+    extended = args.effective or args.credentials or args.settings
     with analysts_database(args).read_published() as conn:
         user_ids = queries.resolve_user(conn, args.user) if args.user else None
         workspace_id = queries.resolve_workspace(conn, args.workspace) if args.workspace else None
         held = queries.grants_held_at(conn, at, user_ids=user_ids, workspace_id=workspace_id)
+        if args.effective:
+            held += queries.implicit_admin_access_at(conn, at, user_ids=user_ids, workspace_id=workspace_id)
+        credentials = queries.credentials_usable_at(conn, at) if args.credentials else None
+        settings = queries.settings_at(conn, at) if args.settings else None
         first_recorded = queries.first_recorded_at(conn)
         if first_recorded is None or at < first_recorded:
             since = f"since {queries.iso_utc(first_recorded)}" if first_recorded else "no history yet"
@@ -111,13 +147,54 @@ def access_at_time(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         if args.json:
-            print(json.dumps([grant.to_json() for grant in held], ensure_ascii=False, indent=2))
+            grants = [grant.to_json() for grant in held]
+            if not extended:
+                print(json.dumps(grants, ensure_ascii=False, indent=2))
+                return 0
+            answer: dict = {"grants": grants}
+            if credentials is not None:
+                answer["credentials"] = credentials
+            if settings is not None:
+                answer["settings"] = settings
+            print(json.dumps(answer, ensure_ascii=False, indent=2))
             return 0
         print(_held_heading(held, at, args))
         if held:
             sql, params = queries.held_at_query(at, user_ids=user_ids, workspace_id=workspace_id)
-            print_table(conn.sql(HELD_TABLE_SQL.format(held=sql), params=params), len(held))
+            table = HELD_TABLE_SQL.format(held=sql)
+            if args.effective:
+                implicit, _ = queries.implicit_admin_query(at, user_ids=user_ids, workspace_id=workspace_id)
+                table = EFFECTIVE_TABLE_SQL.format(
+                    held_table=table, implicit_table=HELD_TABLE_SQL.format(held=implicit)
+                )
+            print_table(conn.sql(table, params=params), len(held))
+        if credentials is not None:
+            print(f"\nCredentials usable at {at:%Y-%m-%d %H:%M:%S} UTC: {len(credentials)}")
+            if credentials:
+                print_table(conn.sql(CREDENTIALS_TABLE_SQL, params={"at": at}), len(credentials))
+        if settings is not None:
+            print(f"\nOrganization settings at {at:%Y-%m-%d %H:%M:%S} UTC: {len(settings)}")
+            if settings:
+                print_table(conn.sql(SETTINGS_TABLE_SQL, params={"at": at}), len(settings))
     return 0
+
+
+CREDENTIALS_TABLE_SQL = f"""
+SELECT kind AS "KIND", short_key AS "KEY", description AS "DESCRIPTION",
+    coalesce(role_name, org_role_name) AS "ROLE",
+    strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%d') AS "CREATED",
+    coalesce(strftime(last_used_at AT TIME ZONE 'UTC', '%Y-%m-%d'), 'never') AS "LAST USED",
+    coalesce(strftime(expires_at AT TIME ZONE 'UTC', '%Y-%m-%d'), 'never') AS "EXPIRES"
+FROM ({queries.CREDENTIALS_AT_SQL})
+"""
+
+SETTINGS_TABLE_SQL = """
+SELECT setting AS "SETTING", value AS "VALUE",
+    strftime(valid_from AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M') AS "SINCE"
+FROM main.org_settings_history
+WHERE valid_from <= $at AND (valid_to IS NULL OR valid_to > $at)
+ORDER BY setting
+"""
 
 
 def _held_heading(held: list[queries.HeldGrant], at: datetime, args: argparse.Namespace) -> str:

@@ -15,8 +15,10 @@ from langsmith_access.cli.common import (
     failure_log_directory,
     print_fix_and_log,
 )
+from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.settings import Org, Settings, SettingsError, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
+from langsmith_access.store.sections import section_reads
 from langsmith_access.store.sync_runs import succeeded_sync_run
 
 
@@ -41,6 +43,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         choices=["auto", "enriched_members", "workspace_members"],
         default=None,
         help="how to read workspace memberships (default: auto, the cheapest that works)",
+    )
+    sync.add_argument(
+        "--all-sections",
+        action="store_true",
+        help="the whole access picture: the sync, then the inventory (credentials, access policies, "
+        "service accounts, SSO settings, the audit log; otherwise on its own schedule)",
     )
     sync.add_argument("--quiet", action="store_true", help="no progress lines")
     sync.add_argument(
@@ -108,18 +116,14 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
         verbose=args.verbose,
     )
     if not outcome.success:
-        print(f"{lead}Sync failed: {outcome.failure}", file=sys.stderr)
-        for check in outcome.failed_checks:
-            print(f"  failed check {check}", file=sys.stderr)
-        for line in outcome.dbt_errors:
-            print(f"  dbt: {line}", file=sys.stderr)
-        print_fix_and_log(outcome)
+        _print_failure(f"{lead}Sync", outcome)
         print(
             "The analysts' database and its history were left as they were.", file=sys.stderr
         )
         return False
     with AccessDatabase(settings.duckdb_path).read_published() as conn:
         summary = succeeded_sync_run(conn, outcome.run_id)
+        sections = section_reads(conn, outcome.run_id)
     anonymity = (
         "  the members answer was anonymity-restricted: withheld emails/names kept from the "
         "previous sync where known\n"
@@ -137,6 +141,56 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
         f"({summary['workspace_grants']} workspace grants)\n"
         f"  API calls {summary['api_calls']}, retries {summary['api_retries']}, "
         f"rate limited {summary['api_rate_limited']}, waited {summary['api_wait_seconds']:.1f} s\n"
+        + "".join(f"  {read.describe()}\n" for read in sections)
+        + f"  published to {settings.duckdb_path}"
+    )
+    if args.all_sections:
+        return run_inventory(org, args, lead)
+    return True
+
+
+def run_inventory(org: Org, args: argparse.Namespace, lead: str) -> bool:
+    """The inventory job for ``org`` after its sync (``sync --all-sections``), with what each
+    section read or why it was skipped; True when it succeeded."""
+    # Deferred on purpose, as in sync_org.
+    from langsmith_access import runner
+
+    settings = org.settings
+    print(f"{lead}Reading the inventory (credentials, access policies, service accounts, SSO, audit log)",
+          file=sys.stderr)
+    outcome = runner.run_job(
+        INVENTORY_JOB,
+        {},
+        org=org,
+        progress=None if args.quiet else runner.print_progress(),
+        log_dir=failure_log_directory(settings),
+        verbose=args.verbose,
+    )
+    if not outcome.success:
+        _print_failure(f"{lead}Inventory", outcome)
+        print(
+            "The sync above was published; the inventory's tables were left as the previous "
+            "inventory published them.",
+            file=sys.stderr,
+        )
+        return False
+    with AccessDatabase(settings.duckdb_path).read_published() as conn:
+        summary = succeeded_sync_run(conn, outcome.run_id)
+        sections = section_reads(conn, outcome.run_id)
+    print(
+        f"{lead}Inventory {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s\n"
+        + "".join(f"  {read.describe()}\n" for read in sections)
+        + f"  API calls {summary['api_calls']}, retries {summary['api_retries']}, "
+        f"rate limited {summary['api_rate_limited']}, waited {summary['api_wait_seconds']:.1f} s\n"
         f"  published to {settings.duckdb_path}"
     )
     return True
+
+
+def _print_failure(what: str, outcome) -> None:
+    print(f"{what} failed: {outcome.failure}", file=sys.stderr)
+    for check in outcome.failed_checks:
+        print(f"  failed check {check}", file=sys.stderr)
+    for line in outcome.dbt_errors:
+        print(f"  dbt: {line}", file=sys.stderr)
+    print_fix_and_log(outcome)

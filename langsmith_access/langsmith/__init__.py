@@ -8,7 +8,13 @@ from langsmith_access.langsmith.access_records import (
     ServiceAccount,
     SsoProvider,
 )
-from langsmith_access.langsmith.client import AuditWindow, LangSmithClient, Listing
+from langsmith_access.langsmith.client import (
+    AuditWindow,
+    LangSmithClient,
+    Listing,
+    ListingRead,
+    ListingSink,
+)
 from langsmith_access.langsmith.errors import (
     AuthenticationError,
     ConflictError,
@@ -52,6 +58,8 @@ __all__ = [
     "LangSmithClient",
     "LangSmithError",
     "Listing",
+    "ListingRead",
+    "ListingSink",
     "LoginMethod",
     "NotFoundError",
     "NotLangSmithAPIError",

@@ -8,6 +8,9 @@ HTTP only, no model logic (that lives in the extract and provisioning modules). 
   cross-checked against ``X-Pagination-Total`` when the server sends it; a listing that moved
   while being read is read again. Once the first page has told the total, the pages after it
   are read a few at a time, concurrently.
+- A listing is either collected (``list_*``: a ``Listing`` of every row) or streamed
+  (``stream_*``: each page handed to a ``ListingSink`` as it arrives, and only a
+  ``ListingRead`` summary returned), so a caller that stores the rows never holds them all.
 - Reads are retried on 429 (honouring ``Retry-After``), 5xx, timeouts and dropped connections,
   with bounded exponential backoff and jitter. Writes are retried only when the request surely
   did not take effect (429, connect timeout); otherwise ``TransientError(maybe_applied=True)``
@@ -19,13 +22,14 @@ HTTP only, no model logic (that lives in the extract and provisioning modules). 
 from __future__ import annotations
 
 import collections
+import contextlib
 import email.utils
 import json
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,6 +88,7 @@ class _Record(Protocol):
 
 
 R = TypeVar("R", bound=_Record)
+R_contra = TypeVar("R_contra", bound=_Record, contravariant=True)
 
 PAGE_SIZE = 500  # the API's maximum
 MAX_SCANS = 3  # full re-reads of a listing that moved while being read
@@ -115,12 +120,12 @@ AUDIT_PAGE_SIZE = 100  # the route's maximum
 
 @dataclass(frozen=True)
 class _Page(Generic[R]):
-    """One page of a listing, parsed."""
+    """One page of a listing, parsed (the response itself is not kept: ~600 KB of JSON)."""
 
-    response: requests.Response
     total: int | None  # X-Pagination-Total
     records: list[R]
     size: int  # rows on the page, before de-duplication
+    headers: dict[str, str]  # its informational headers (LISTING_HEADERS)
 
     @property
     def is_full(self) -> bool:
@@ -175,6 +180,47 @@ class Listing(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+@dataclass(frozen=True)
+class ListingRead:
+    """What streaming a listing found out: everything a ``Listing`` says but its rows."""
+
+    rows: int  # distinct rows of the scan that was kept
+    pages: int  # pages read in that scan
+    reported_total: int | None  # X-Pagination-Total, when the server sent it
+    scans: int  # 1, or more when the listing moved while being read
+    # Informational response headers of the last page (e.g. X-Members-List-All-Workspaces).
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ListingSink(Protocol[R_contra]):
+    """Where a streamed listing's pages go, in offset order, as they arrive.
+
+    The rows a sink was given are the whole listing only once the ``stream_*`` call returns: a
+    listing that moved while being read is read again from its first page, after another
+    ``begin_scan``. An exception raised by the sink stops the reading and propagates.
+    """
+
+    def begin_scan(self) -> None:
+        """A scan starts: forget every row an earlier scan of this listing delivered."""
+
+    def add_page(self, records: Sequence[R_contra], headers: Mapping[str, str]) -> None:
+        """The rows of one page not delivered earlier in this scan (de-duplicated by id), and
+        the page's informational headers (those of ``LISTING_HEADERS`` it carried)."""
+
+
+class _CollectingSink(Generic[R]):
+    """Keeps every row: how ``list_*`` build a ``Listing`` on the streaming reader."""
+
+    def __init__(self) -> None:
+        self.records: list[R] = []
+
+    def begin_scan(self) -> None:
+        self.records = []
+
+    def add_page(self, records: Sequence[R], headers: Mapping[str, str]) -> None:
+        self.records.extend(records)
 
 
 class LangSmithClient:
@@ -293,31 +339,23 @@ class LangSmithClient:
         means "not available", not "wrong endpoint". ``first_page_only``: one small page, to
         see the route's headers (the connection doctor).
         """
-        try:
+        with _enriched_route_errors():
             if first_page_only:
                 return self._first_page(ENRICHED_MEMBERS_PATH, EnrichedMember.from_api)
             return self._paged(ENRICHED_MEMBERS_PATH, EnrichedMember.from_api)
-        except RouteNotAvailableError:
-            raise
-        except NotLangSmithAPIError as error:
-            raise RouteNotAvailableError(
-                str(error),
-                reason=f"the enriched members route answered {error.status_code} with "
-                "something that is not JSON (a self-hosted install without that route serves "
-                "its web page there)",
-                method=error.method,
-                path=error.path,
-                status_code=error.status_code,
-            ) from None
-        except NotFoundError as error:
-            raise RouteNotAvailableError(
-                str(error),
-                reason="the enriched members route answered 404: this install does not have it",
-                method=error.method,
-                path=error.path,
-                status_code=error.status_code,
-                detail=error.detail,
-            ) from None
+
+    def stream_enriched_members(self, sink: ListingSink[EnrichedMember]) -> ListingRead:
+        """``list_enriched_members``, each page handed to ``sink`` as it arrives."""
+        with _enriched_route_errors():
+            return self._stream(ENRICHED_MEMBERS_PATH, EnrichedMember.from_api, sink)
+
+    def stream_org_members(self, sink: ListingSink[OrgMember]) -> ListingRead:
+        """``list_org_members``, each page handed to ``sink`` as it arrives."""
+        return self._stream("/api/v1/orgs/current/members/active", OrgMember.from_api, sink)
+
+    def stream_pending_invites(self, sink: ListingSink[PendingInvite]) -> ListingRead:
+        """``list_pending_invites``, each page handed to ``sink`` as it arrives."""
+        return self._stream("/api/v1/orgs/current/members/pending", PendingInvite.from_api, sink)
 
     def first_page_of_org_members(self) -> Listing[OrgMember]:
         """One small page of active org members (and the total, when the server tells it)."""
@@ -326,10 +364,23 @@ class LangSmithClient:
     def list_workspace_members(
         self, workspace_id: str, *, page_concurrency: int | None = None
     ) -> Listing[WorkspaceMember]:
+        sink: _CollectingSink[WorkspaceMember] = _CollectingSink()
+        read = self.stream_workspace_members(workspace_id, sink, page_concurrency=page_concurrency)
+        return _listing(sink, read)
+
+    def stream_workspace_members(
+        self,
+        workspace_id: str,
+        sink: ListingSink[WorkspaceMember],
+        *,
+        page_concurrency: int | None = None,
+    ) -> ListingRead:
+        """``list_workspace_members``, each page handed to ``sink`` as it arrives."""
         workspace_id = _uuid(workspace_id, "workspace_id")
-        return self._paged(
+        return self._stream(
             "/api/v1/workspaces/current/members/active",
             lambda row: WorkspaceMember.from_api(row, workspace_id),
+            sink,
             workspace_id=workspace_id,
             page_concurrency=page_concurrency,
         )
@@ -342,8 +393,28 @@ class LangSmithClient:
         All or nothing: the first workspace that cannot be read stops the rest and its error
         (which names the workspace) is raised.
         """
+        sinks: dict[str, _CollectingSink[WorkspaceMember]] = {}
+
+        def sink_for(workspace_id: str) -> _CollectingSink[WorkspaceMember]:
+            return sinks.setdefault(workspace_id, _CollectingSink())
+
+        reads = self.stream_members_of_workspaces(workspace_ids, sink_for)
+        return {w: _listing(sinks[w], read) for w, read in reads.items()}
+
+    def stream_members_of_workspaces(
+        self,
+        workspace_ids: Iterable[str],
+        sink_for: Callable[[str], ListingSink[WorkspaceMember]],
+    ) -> dict[str, ListingRead]:
+        """``stream_workspace_members`` for many workspaces, at most ``max_concurrency`` at once,
+        each into ``sink_for(workspace_id)``. The sinks are called from the reading threads,
+        several at a time: a sink shared by workspaces must be thread-safe.
+
+        All or nothing: the first workspace that cannot be read stops the rest (those being
+        read finish first) and its error (which names the workspace) is raised.
+        """
         ids = list(dict.fromkeys(_uuid(w, "workspace_id") for w in workspace_ids))
-        results: dict[str, Listing[WorkspaceMember]] = {}
+        results: dict[str, ListingRead] = {}
         if not ids:
             return results
         with ThreadPoolExecutor(
@@ -353,7 +424,10 @@ class LangSmithClient:
             # One page at a time within a workspace: the workspaces are the fan-out, so at most
             # max_concurrency requests are in flight.
             futures = {
-                pool.submit(self.list_workspace_members, w, page_concurrency=1): w for w in ids
+                pool.submit(
+                    self.stream_workspace_members, w, sink_for(w), page_concurrency=1
+                ): w
+                for w in ids
             }
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
@@ -722,8 +796,7 @@ class LangSmithClient:
     def _first_page(self, path: str, parse: Callable[[Any], T], limit: int = 1) -> Listing[T]:
         response = self._request("GET", path, params={"limit": limit, "offset": 0})
         records = [_parse_record(parse, row, "GET", path) for row in _json_list(response, path)]
-        headers = {name: response.headers[name] for name in LISTING_HEADERS if name in response.headers}
-        return Listing(records, 1, _pagination_total(response, path), 1, headers)
+        return Listing(records, 1, _pagination_total(response, path), 1, _listing_headers(response))
 
     def _find_one(self, path, params, parse, matches, *, workspace_id=None):
         response = self._request(
@@ -747,40 +820,63 @@ class LangSmithClient:
         workspace_id: str | None = None,
         page_concurrency: int | None = None,
     ) -> Listing[R]:
-        """Read every page of a listing, consistently, or raise ``IncompleteListingError``.
+        """Every row of a listing (``_stream`` into a sink that keeps them all)."""
+        sink: _CollectingSink[R] = _CollectingSink()
+        read = self._stream(
+            path,
+            parse,
+            sink,
+            params=params,
+            workspace_id=workspace_id,
+            page_concurrency=page_concurrency,
+        )
+        return _listing(sink, read)
+
+    def _stream(
+        self,
+        path: str,
+        parse: Callable[[Any], R],
+        sink: ListingSink[R],
+        *,
+        params: dict[str, Any] | None = None,
+        workspace_id: str | None = None,
+        page_concurrency: int | None = None,
+    ) -> ListingRead:
+        """Read every page of a listing into ``sink``, consistently, or raise
+        ``IncompleteListingError``.
 
         The API orders rows by ``created_at`` descending, so rows added while we page shift
-        later rows to higher offsets: de-duplicate by id, and when the server reports a total,
-        accept a scan only if every page reported the same total and it matches what was read.
+        later rows to higher offsets: de-duplicate by id (only the ids of a scan are kept, not
+        its rows), and when the server reports a total, accept a scan only if every page
+        reported the same total and it matches what was read; otherwise the sink is told to
+        forget the scan (``begin_scan``) and the listing is read again.
 
         A scan reads the first page alone. When the server reports a total, the pages it implies
         (up to the one at ``offset == total``, which confirms the end) are then read up to
         ``page_concurrency`` at a time (default ``max_concurrency``), in a sliding window, and
-        consumed in offset order; without a total, one page at a time. Either way the scan
-        stops at the first short page, and continues one page at a time past the total if the
-        listing turns out longer: the same offsets as a plain sequential scan.
+        handed to the sink in offset order; without a total, one page at a time. Either way the
+        scan stops at the first short page, and continues one page at a time past the total if
+        the listing turns out longer: the same offsets as a plain sequential scan.
         """
         concurrency = page_concurrency or self.settings.max_concurrency
         for scan in range(1, MAX_SCANS + 1):
-            rows: dict[str, R] = {}
+            sink.begin_scan()
+            seen: set[str] = set()
             totals: list[int | None] = []
+            headers: dict[str, str] = {}
             for page in self._scan_pages(path, parse, params, workspace_id, concurrency):
                 totals.append(page.total)
-                for record in page.records:
-                    rows.setdefault(record.id, record)
-                last = page
+                new = [record for record in page.records if record.id not in seen]
+                seen.update(record.id for record in new)
+                headers = page.headers
+                sink.add_page(new, headers)
             first_total, last_total = totals[0], totals[-1]
-            consistent = all(t == first_total for t in totals) and first_total in (None, len(rows))
+            consistent = all(t == first_total for t in totals) and first_total in (None, len(seen))
             if consistent:
-                headers = {
-                    name: last.response.headers[name]
-                    for name in LISTING_HEADERS
-                    if name in last.response.headers
-                }
-                return Listing(list(rows.values()), len(totals), last_total, scan, headers)
+                return ListingRead(len(seen), len(totals), last_total, scan, headers)
         where = f" (workspace {workspace_id})" if workspace_id else ""
         raise IncompleteListingError(
-            f"read {len(rows)} distinct rows but the server reported {first_total} then "
+            f"read {len(seen)} distinct rows but the server reported {first_total} then "
             f"{last_total} (X-Pagination-Total), in each of {MAX_SCANS} scans{where}: the "
             "listing kept changing or the server pages inconsistently",
             method="GET",
@@ -807,7 +903,9 @@ class LangSmithClient:
             )
             page = _json_list(response, path)
             records = [_parse_record(parse, item, "GET", path, workspace_id) for item in page]
-            return _Page(response, _pagination_total(response, path), records, len(page))
+            return _Page(
+                _pagination_total(response, path), records, len(page), _listing_headers(response)
+            )
 
         page = read(0)
         yield page
@@ -1084,6 +1182,44 @@ def _parse_record(parse: Callable[[Any], T], data: Any, method: str, path: str, 
             raise
         where = f" (workspace {workspace_id})" if workspace_id else ""
         raise UnexpectedResponseError(f"{error}{where}", method=method, path=path) from None
+
+
+def _listing(sink: _CollectingSink[R], read: ListingRead) -> Listing[R]:
+    return Listing(sink.records, read.pages, read.reported_total, read.scans, read.headers)
+
+
+def _listing_headers(response: requests.Response) -> dict[str, str]:
+    """The informational headers of one page (``LISTING_HEADERS`` it carries)."""
+    return {name: response.headers[name] for name in LISTING_HEADERS if name in response.headers}
+
+
+@contextlib.contextmanager
+def _enriched_route_errors() -> Iterator[None]:
+    """On the enriched members route, a 404 or an answer that is not JSON means the install
+    lacks the route: ``RouteNotAvailableError`` (a ``NotFoundError``), saying which."""
+    try:
+        yield
+    except RouteNotAvailableError:
+        raise
+    except NotLangSmithAPIError as error:
+        raise RouteNotAvailableError(
+            str(error),
+            reason=f"the enriched members route answered {error.status_code} with "
+            "something that is not JSON (a self-hosted install without that route serves "
+            "its web page there)",
+            method=error.method,
+            path=error.path,
+            status_code=error.status_code,
+        ) from None
+    except NotFoundError as error:
+        raise RouteNotAvailableError(
+            str(error),
+            reason="the enriched members route answered 404: this install does not have it",
+            method=error.method,
+            path=error.path,
+            status_code=error.status_code,
+            detail=error.detail,
+        ) from None
 
 
 def _unique_by_id(records: list[R], path: str) -> list[R]:

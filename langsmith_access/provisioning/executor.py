@@ -24,10 +24,23 @@ Two ways to read live state, cheapest first for the batch at hand (``Provisioner
   role or a removal still reads the member's workspace identity (which the listing lacks) right
   before its write, and a request the second listing does not confirm is read back on its own
   before it is called failed.
+
+Access governance (DESIGN.md section 10): an applied grant records the member's role before it
+(``prior_role_id``) and, when time-bound, when it ends (``expires_at``, counted from when it was
+verified); the revoke that ends it (a request with a ``parent_request_id``) is planned by
+``plan_expiry`` from that prior role, so it undoes only what the grant did. Settled requests
+raise their notifications (``request.applied``, ``request.failed``, ``access.expired``) in the
+same transaction as their status.
+
+The rest of the access picture (DESIGN.md section 9): a change to a member SCIM provisions is
+applied with a ``scim_warning`` event first (the identity provider may overwrite it at its next
+push), and a revoke for an Organization Admin settles saying that Admin access remains through
+the organization role (implicit Admin in every workspace).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Callable
@@ -37,6 +50,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import (
     ConflictError,
     EnrichedMember,
@@ -52,7 +66,15 @@ from langsmith_access.langsmith import (
 from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER, PAGE_SIZE
 from langsmith_access.langsmith.refusals import explain_write_refusal, is_write_refusal
 from langsmith_access.provisioning import queue
-from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, REMOVE, Plan, desired_role, plan_change
+from langsmith_access.provisioning.planner import (
+    ADD,
+    CHANGE_ROLE,
+    REMOVE,
+    Plan,
+    desired_role,
+    plan_change,
+    plan_expiry,
+)
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
 from langsmith_access.store.sql import scalar
 
@@ -189,6 +211,23 @@ def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
     return recorded - built
 
 
+ORGANIZATION_ADMIN = "ORGANIZATION_ADMIN"
+SCIM_WARNING = (
+    "SCIM provisions this member: the identity provider may overwrite this change at its next "
+    "push. To make it last, change the member's SCIM groups in the identity provider."
+)
+ADMIN_ACCESS_REMAINS = (
+    "Admin access to this workspace remains through the organization role: an Organization "
+    "Admin is an implicit Admin of every workspace (change the organization role in LangSmith to "
+    "take it away)"
+)
+
+
+def is_scim_provisioned(member: EnrichedMember | OrgMember) -> bool:
+    """SCIM provisions the member: one of their login methods was pushed by SCIM."""
+    return any(method.provisioning_method == "scim" for method in member.login_methods)
+
+
 class Rejected(Exception):
     """Live validation refused the request (the message says why)."""
 
@@ -204,6 +243,8 @@ class Provisioner:
     _directory: LiveDirectory | None = field(default=None, init=False, repr=False)
     # Set for a batch read through org listings (see the module docstring); None: per request.
     snapshot: OrgSnapshot | None = None
+    # Revokes whose member is an Organization Admin: their outcome says what access remains.
+    _admin_revokes: set[str] = field(default_factory=set)
     outcomes: list[Outcome] = field(default_factory=list)
     _written: list[_Written] = field(default_factory=list)
     # Audit events, status changes and verified states not yet written to the database: written
@@ -211,6 +252,17 @@ class Provisioner:
     _events: list[tuple] = field(default_factory=list)
     _statuses: list[tuple] = field(default_factory=list)
     _observations: list[Observation] = field(default_factory=list)
+    # Applied grants' (request id, prior role id, expires_at), and notifications to raise: written
+    # with the statuses.
+    _grant_terms: list[tuple[str, str | None, datetime | None]] = field(default_factory=list)
+    _notices: list[tuple[str, datetime, dict]] = field(default_factory=list)
+    notifier: Notifier = field(default_factory=Notifier.off)
+    # Each request being processed, by id; the first plan of this run that needed a write, by
+    # request id (its current role is what the member had before the grant).
+    _requests: dict[str, dict] = field(default_factory=dict)
+    _first_write_plans: dict[str, Plan] = field(default_factory=dict)
+    _restore_roles: dict[str, str | None] = field(default_factory=dict)
+    _recovered: set[str] = field(default_factory=set)  # requests an earlier run sent a write for
     _last_at: datetime | None = None
     _log_lines: list[str] = field(default_factory=list)
     # Guards the buffers above, ``outcomes``, ``_written`` and the database connection: a large
@@ -276,6 +328,8 @@ class Provisioner:
         if self._directory is None:
             self._directory = LiveDirectory.read(self.client)
         request_id = request["request_id"]
+        with self._lock:
+            self._requests[request_id] = request
         try:
             outcome = self._process(request)
         except Rejected as rejection:
@@ -320,17 +374,59 @@ class Provisioner:
         self._commit()
 
     def _settle(self, outcome: Outcome, *, commit: bool = True) -> None:
+        if outcome.request_id in self._admin_revokes and outcome.status in ("applied", "already_satisfied"):
+            outcome.detail = f"{outcome.detail}; {ADMIN_ACCESS_REMAINS}"
         with self._lock:
             if not self.dry_run:
                 self._event(outcome.request_id, "settled", {"status": outcome.status, "detail": outcome.detail})
                 self._statuses.append((outcome.request_id, outcome.status, outcome.detail))
+                self._governance(outcome)
                 if commit:
                     self._commit()
             self.outcomes.append(outcome)
             self._log_lines.append(f"{outcome.status:<17} {outcome.request_id}  {outcome.detail}")
 
+    def _governance(self, outcome: Outcome) -> None:
+        """A settled request's part in access governance: an applied grant's prior role and end,
+        and the notification its outcome raises. Buffered (the caller holds the lock)."""
+        request = self._requests.get(outcome.request_id)
+        if request is None:  # an ad-hoc dry-run change, never queued
+            return
+        at = self._now()
+        parent = request.get("parent_request_id")
+        if outcome.status == "applied" and request["action"] == "grant" and not parent:
+            expires_at = queue.terms_of(request).expires_at(at)
+            self._grant_terms.append((outcome.request_id, self._prior_role_id(outcome.request_id), expires_at))
+        fields = {"request_id": outcome.request_id, "user": request["user_email"] or request["user_id"],
+                  "workspace": request["workspace_name"], "role": request["role_name"], "detail": outcome.detail}
+        if parent and outcome.status in ("applied", "already_satisfied"):
+            # The grant's access has ended (or had already been changed by someone): about the grant.
+            fields.update(request_id=parent, detail=f"{outcome.detail} (revoke {outcome.request_id})")
+            self._notices.append(("access.expired", at, fields))
+        elif outcome.status == "applied":
+            self._notices.append(("request.applied", at, fields))
+        elif outcome.status in ("failed", "rejected"):
+            self._notices.append(("request.failed", at, fields))
+
+    def _prior_role_id(self, request_id: str) -> str | None:
+        """The member's role before this grant's first write (None: not a member). A write sent
+        by an earlier run that died is found in its ``planned`` events."""
+        plan = self._first_write_plans.get(request_id)
+        if plan is not None and request_id not in self._recovered:
+            return plan.current_role_id
+        for (detail,) in self.conn.execute(
+            "SELECT detail FROM main.provisioning_events WHERE request_id = ? AND kind = 'planned' "
+            'ORDER BY "at", event_id',
+            [request_id],
+        ).fetchall():
+            planned = json.loads(detail)
+            if planned.get("plan") in (ADD, CHANGE_ROLE):
+                return planned.get("current_role_id")
+        return plan.current_role_id if plan is not None else None
+
     def _commit(self) -> None:
-        """Write the buffered events, status changes and observations in one transaction."""
+        """Write the buffered events, status changes, observations, applied grants' terms and
+        notifications in one transaction."""
         with self._lock:
             if self.dry_run or not (self._events or self._statuses or self._observations):
                 return
@@ -342,6 +438,13 @@ class Provisioner:
                     queue.set_status(self.conn, request_id, status, detail, self.run_id)
                 if self._observations:
                     record_observations(self.conn, self._observations)
+                for request_id, prior_role_id, expires_at in self._grant_terms:
+                    self.conn.execute(
+                        "UPDATE main.provisioning_requests SET prior_role_id = ?, expires_at = ? WHERE request_id = ?",
+                        [prior_role_id, expires_at, request_id],
+                    )
+                for event, at, fields in self._notices:
+                    self.notifier.notify(self.conn, event, at=at, **fields)
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -349,6 +452,8 @@ class Provisioner:
             self._events.clear()
             self._statuses.clear()
             self._observations.clear()
+            self._grant_terms.clear()
+            self._notices.clear()
 
     def _org_listing_is_cheaper(self, requests: int) -> bool:
         """Two listings of the org (before and after) against three reads per request, sized
@@ -369,26 +474,33 @@ class Provisioner:
 
     def _process(self, request: dict) -> Outcome | _Written:
         request_id = request["request_id"]
-        action, user_id = request["action"], request["user_id"]
-        workspace_id, role_id = request["workspace_id"], request["role_id"]
+        user_id, workspace_id = request["user_id"], request["workspace_id"]
         member = self._validate_live(request)
         # A write this request sent earlier (by a run that died) is settled from live state.
         earlier_writes = self._earlier_writes(request_id)
+        if earlier_writes:
+            with self._lock:
+                self._recovered.add(request_id)
 
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             if self.snapshot is not None and attempt == 1 and not earlier_writes:
                 live = self._listed_live(self.snapshot, request_id, workspace_id, user_id)
             else:
                 live = self._read_live(request_id, workspace_id, user_id)
-            plan = self._plan(action, role_id, live)
+            plan = self._plan(request, live)
             if plan.needs_write and plan.kind != ADD and plan.workspace_identity_id is None:
                 # The listing has no workspace identity id, which this write needs: read it.
                 live = self._read_live(request_id, workspace_id, user_id)
-                plan = self._plan(action, role_id, live)
+                plan = self._plan(request, live)
             self._event(request_id, "planned", {"plan": plan.kind, "explanation": plan.explanation,
                                                 "current_role_id": plan.current_role_id, "attempt": attempt})
             if self.dry_run:
                 return Outcome(request_id, "planned", plan.explanation, plan)
+            if plan.needs_write:
+                with self._lock:
+                    self._first_write_plans.setdefault(request_id, plan)
+            if plan.needs_write and attempt == 1 and is_scim_provisioned(member):
+                self._event(request_id, "scim_warning", {"detail": SCIM_WARNING})
             if not plan.needs_write:
                 if earlier_writes or attempt > 1:
                     # Our own earlier write (whose answer was lost) is what made it so.
@@ -418,18 +530,37 @@ class Provisioner:
             return self._verified_outcome(request, plan, attempt, verified)
         raise AssertionError("unreachable")
 
-    def _plan(self, action: str, role_id: str, live: Live | None) -> Plan:
-        return plan_change(
-            action, role_id, live.role_id if live else None, live.id if live else None,
-            self.directory.role_names,
-        )
+    def _plan(self, request: dict, live: Live | None) -> Plan:
+        current, identity = (live.role_id, live.id) if live else (None, None)
+        if request.get("parent_request_id"):  # the revoke that ends a time-bound grant
+            return plan_expiry(request["role_id"], self._restore_role_id(request), current, identity,
+                               self.directory.role_names)
+        return plan_change(request["action"], request["role_id"], current, identity, self.directory.role_names)
+
+    def _restore_role_id(self, request: dict) -> str | None:
+        """For the revoke that ends a grant: the role the grant replaced (None: it added them)."""
+        if not request.get("parent_request_id"):
+            return None
+        with self._lock:
+            if request["request_id"] not in self._restore_roles:
+                row = self.conn.execute(
+                    "SELECT prior_role_id FROM main.provisioning_requests WHERE request_id = ?",
+                    [request["parent_request_id"]],
+                ).fetchone()
+                self._restore_roles[request["request_id"]] = row[0] if row else None
+            return self._restore_roles[request["request_id"]]
+
+    def _wanted(self, request: dict, plan: Plan) -> str | None:
+        """The live role that means this request is done (None: not a member)."""
+        return desired_role(request["action"], request["role_id"], plan.current_role_id,
+                            self._restore_role_id(request))
 
     def _verify(self, item: _Written, after: OrgSnapshot | None) -> Outcome:
         """Check one written request against the batch's second listing; one it does not
         confirm (a listing may lag a write) is read back on its own before it is called failed."""
         request = item.request
         request_id, user_id, workspace_id = request["request_id"], request["user_id"], request["workspace_id"]
-        wanted = desired_role(request["action"], request["role_id"], item.plan.current_role_id)
+        wanted = self._wanted(request, item.plan)
         listed = after.live(user_id, workspace_id) if after is not None else None
         if after is not None and (listed.role_id if listed else None) == wanted:
             self._event(request_id, "verified", {
@@ -442,7 +573,7 @@ class Provisioner:
         return self._verified_outcome(request, item.plan, item.writes, verified)
 
     def _verified_outcome(self, request: dict, plan: Plan, writes: int, verified: Live | None) -> Outcome:
-        wanted = desired_role(request["action"], request["role_id"], plan.current_role_id)
+        wanted = self._wanted(request, plan)
         got = verified.role_id if verified else None
         if got != wanted:
             names = self.directory.role_names
@@ -481,6 +612,10 @@ class Provisioner:
             raise Rejected(
                 f"{request['user_email'] or request['user_id']} is not an active org member any more"
             )
+        org_role = self.directory.roles.get(member.role_id or "")
+        if request["action"] == "revoke" and org_role is not None and org_role.name == ORGANIZATION_ADMIN:
+            with self._lock:
+                self._admin_revokes.add(request["request_id"])
         return member
 
     def _read_live(self, request_id: str, workspace_id: str, user_id: str, kind: str = "read_live") -> Live | None:

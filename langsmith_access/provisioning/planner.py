@@ -72,8 +72,42 @@ def plan_change(
     raise ValueError(f"action must be 'grant' or 'revoke', got {action!r}")
 
 
-def desired_role(action: str, role_id: str, current_role_id: str | None) -> str | None:
-    """The live role that means the request is done (None = not a member)."""
+def plan_expiry(
+    role_id: str,
+    restore_role_id: str | None,
+    current_role_id: str | None,
+    workspace_identity_id: str | None,
+    role_names: dict[str, str] | None = None,
+) -> Plan:
+    """The revoke that ends a time-bound grant of ``role_id``: it undoes only what the grant
+    did. ``restore_role_id``: the member's role before the grant (None: the grant added them).
+
+    Still holding the granted role: removed (the grant added them) or given back the role they
+    had (the grant changed it). Holding another role, or no longer a member: someone changed
+    their access since the grant, so it is left alone, and the plan says so.
+    """
+    names = role_names or {}
+    role = names.get(role_id, role_id)
+    if current_role_id is None:
+        return Plan(NOTHING, None, None, None,
+                    f"no longer a member of the workspace: removed since the grant of {role}; nothing to undo")
+    if current_role_id != role_id:
+        current = names.get(current_role_id, current_role_id)
+        return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
+                    f"holds {current}, not the granted {role}: changed by someone since the grant; left alone")
+    if restore_role_id is None:
+        return Plan(REMOVE, current_role_id, None, workspace_identity_id,
+                    f"remove {role} from the workspace (the grant added them)")
+    restored = names.get(restore_role_id, restore_role_id)
+    return Plan(CHANGE_ROLE, current_role_id, restore_role_id, workspace_identity_id,
+                f"restore {restored}, the role before the grant of {role}")
+
+
+def desired_role(
+    action: str, role_id: str, current_role_id: str | None, restore_role_id: str | None = None
+) -> str | None:
+    """The live role that means the request is done (None = not a member). ``restore_role_id``:
+    for the revoke that ends a time-bound grant, the role it gives back."""
     if action == "grant":
         return role_id
-    return None if current_role_id == role_id else current_role_id
+    return restore_role_id if current_role_id == role_id else current_role_id

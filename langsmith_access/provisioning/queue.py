@@ -3,6 +3,11 @@
 Plain Python over DuckDB (no Dagster). Requests are validated when queued against the latest
 sync (the tables in the working database), and every rejection is recorded too. They are
 validated again against the live API when applied (see ``executor.py``).
+
+A grant is also checked against the access policy (``governance``) when queued: a policy that
+cannot be read refuses it, its terms (``--duration`` / ``--until``) are checked and recorded,
+and one the policy sends for approval starts ``awaiting_approval`` (``approvals.py`` takes it
+on from there). Revokes never need approval and never read the policy.
 """
 
 from __future__ import annotations
@@ -11,17 +16,34 @@ import json
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, overload
 
 import duckdb
 
+from langsmith_access.governance.decisions import (
+    AccessTerms,
+    AccessTermsRefused,
+    access_terms,
+    approval_deadline,
+    needs_approval,
+)
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, Policy, PolicyError, governing_policy
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import scalar
 
 ACTIONS = ("grant", "revoke")
-FINAL_STATUSES = ("applied", "already_satisfied", "rejected", "failed")
-STATUSES = ("pending", "in_progress", *FINAL_STATUSES)
+AWAITING_APPROVAL = "awaiting_approval"
+# Where a request ends: applied or not, and for one awaiting approval, denied or left too long.
+FINAL_STATUSES = ("applied", "already_satisfied", "rejected", "failed", "denied", "approval_expired")
+STATUSES = (AWAITING_APPROVAL, "pending", "in_progress", *FINAL_STATUSES)
+# Statuses of a request that is still going to happen: the same change asked again is this one.
+OPEN_STATUSES = (AWAITING_APPROVAL, "pending", "in_progress")
+# Who queues the revoke that ends a time-bound grant, and why.
+SYSTEM_REQUESTER = "langsmith-access"
+EXPIRED_REASON = "expired"
 MAX_IDENTIFIER_CHARS = 320  # longer than any email (254) or display name we have seen
 MAX_TEXT_CHARS = 2000
 
@@ -33,7 +55,8 @@ class RequestRejected(ValueError):
 @dataclass(frozen=True)
 class ChangeRequest:
     """What someone asked for, as typed: user = email or user id, workspace = name or id,
-    role = display name, name or id."""
+    role = display name, name or id. A grant may be time-bound: ``duration`` (``8h``, counted
+    from when it is applied) or ``until`` (an ISO 8601 time with a zone), not both."""
 
     action: str
     user: str
@@ -41,6 +64,8 @@ class ChangeRequest:
     role: str
     reason: str | None = None
     requested_by: str | None = None
+    duration: str | timedelta | None = None
+    until: str | datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -57,17 +82,22 @@ class ResolvedChange:
 @dataclass(frozen=True)
 class QueueResult:
     request_id: str
-    status: str  # 'pending' or 'rejected'
+    status: str  # 'pending', 'awaiting_approval' or 'rejected' (a duplicate: the first one's status)
     message: str
     duplicate_of: str | None = None
 
     @property
     def accepted(self) -> bool:
-        return self.status == "pending"
+        return self.status in OPEN_STATUSES
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def iso_minutes(moment: datetime) -> str:
+    """``2026-12-01T18:00Z``: a time as messages show it."""
+    return moment.astimezone(UTC).isoformat(timespec="minutes").replace("+00:00", "Z")
 
 
 def new_id() -> str:
@@ -260,47 +290,130 @@ def _resolve_role(conn, role: str) -> tuple[str, str]:
 # --------------------------------------------------------------------- queue
 
 
-def submit(database: AccessDatabase, change: ChangeRequest, *, lease_timeout_seconds: float = 600.0) -> QueueResult:
-    """Validate and queue one request; a rejected one is recorded as ``rejected``. Publishes."""
+def submit(
+    database: AccessDatabase,
+    change: ChangeRequest,
+    *,
+    policy_path: Path | None = None,
+    notifier: Notifier | None = None,
+    lease_timeout_seconds: float = 600.0,
+) -> QueueResult:
+    """Validate and queue one request; a rejected one is recorded as ``rejected``. Publishes.
+    ``policy_path``: the access policy file (None: no policy)."""
     with database.writer_lease("queue a provisioning request", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
         with database.connect() as conn:
-            result = submit_on(conn, change)
+            result = submit_on(conn, change, policy_path=policy_path, notifier=notifier)
         database.publish()
     return result
 
 
-def submit_on(conn: duckdb.DuckDBPyConnection, change: ChangeRequest) -> QueueResult:
+@dataclass(frozen=True)
+class _Governed:
+    """What the policy decided about a grant when it was queued."""
+
+    terms: AccessTerms
+    needs_approval: bool
+    deadline: datetime | None  # awaiting approval past this: approval_expired (None: no limit)
+    approvers: str  # who may approve, in words
+
+
+def submit_on(
+    conn: duckdb.DuckDBPyConnection,
+    change: ChangeRequest,
+    *,
+    policy_path: Path | None = None,
+    notifier: Notifier | None = None,
+    now: datetime | None = None,
+) -> QueueResult:
     """``submit`` on an open working-database connection (the caller holds the writer lease)."""
     request_id = new_id()
-    at = now_utc()
+    at = now or now_utc()
+    governed: _Governed | None = None
     try:
         reason = check_text(change.reason, "reason", required=False, limit=MAX_TEXT_CHARS)
         requested_by = check_text(change.requested_by, "requested_by", required=False)
         resolved = resolve_change(conn, change)
-    except RequestRejected as rejection:
+        if resolved.action == "grant":
+            governed = _govern(conn, change, resolved, policy_path, at)
+        elif change.duration is not None or change.until is not None:
+            raise RequestRejected("--duration and --until are for grants: a revoke takes effect when applied.")
+    except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
         _insert_request(conn, request_id, change, None, "rejected", str(rejection), at)
         record_event(conn, request_id, "rejected", {"stage": "queue", "reason": str(rejection)}, at=at)
         return QueueResult(request_id, "rejected", str(rejection))
     duplicate = pending_duplicate(conn, resolved)
     if duplicate:
+        [first] = fetch_requests(conn, "request_id = ?", [duplicate])
         return QueueResult(
-            duplicate, "pending", f"the same change is already queued as {duplicate}",
+            duplicate, first["status"], f"the same change is already queued as {duplicate} ({first['status']})",
             duplicate_of=duplicate,
         )
     change = ChangeRequest(change.action, change.user, change.workspace, change.role, reason, requested_by)
-    _insert_request(conn, request_id, change, resolved, "pending", None, at)
+    status = AWAITING_APPROVAL if governed is not None and governed.needs_approval else "pending"
+    _insert_request(conn, request_id, change, resolved, status, None, at)
+    if governed is not None:
+        _record_terms(conn, request_id, governed)
+    target = (f"{resolved.action} {resolved.role_name} in {resolved.workspace_name} "
+              f"for {resolved.user_email or resolved.user_id}")
+    terms_text = f" {governed.terms.describe()}" if governed is not None else ""
     record_event(
         conn, request_id, "queued",
         {"action": resolved.action, "user_id": resolved.user_id, "workspace_id": resolved.workspace_id,
-         "role_id": resolved.role_id},
+         "role_id": resolved.role_id,
+         **({"terms": governed.terms.describe()} if governed is not None else {})},
         at=at,
     )
-    return QueueResult(
-        request_id, "pending",
-        f"queued: {resolved.action} {resolved.role_name} in {resolved.workspace_name} "
-        f"for {resolved.user_email or resolved.user_id}",
+    if governed is not None and governed.needs_approval:
+        record_event(conn, request_id, "approval_requested",
+                     {"approvers": governed.approvers, "deadline": governed.deadline}, at=at)
+        (notifier or Notifier.off()).notify(
+            conn, "request.awaiting_approval", at=at, request_id=request_id,
+            user=resolved.user_email or resolved.user_id, workspace=resolved.workspace_name,
+            role=resolved.role_name, detail=f"needs approval by {governed.approvers}",
+        )
+        waits = f"; it waits until {iso_minutes(governed.deadline)}" if governed.deadline else ""
+        return QueueResult(
+            request_id, AWAITING_APPROVAL,
+            f"awaiting approval: {target}{terms_text}. Approvers ({governed.approvers}) decide with "
+            f"`langsmith-access approve {request_id} --by EMAIL` (or deny){waits}.",
+        )
+    return QueueResult(request_id, "pending", f"queued: {target}{terms_text}")
+
+
+def _govern(conn, change: ChangeRequest, resolved: ResolvedChange, policy_path: Path | None, at: datetime) -> _Governed:
+    """The policy's say on a grant: its terms, and whether (and until when) it awaits approval.
+    Raises ``PolicyError`` (the policy cannot be read) or ``AccessTermsRefused``."""
+    policy = governing_policy(policy_path, conn)
+    terms = access_terms(policy, resolved.role_id, resolved.role_name, now=at,
+                         duration=change.duration, until=change.until)
+    approval = needs_approval(policy, resolved.role_id, resolved.workspace_id)
+    deadline = approval_deadline(policy, at) if approval else None
+    return _Governed(terms, approval, deadline, _approvers_text(policy, resolved.workspace_name))
+
+
+def _approvers_text(policy: Policy, workspace_name: str) -> str:
+    if policy.approvers == ORG_ADMINS:
+        return "an Organization Admin"
+    if policy.approvers == NAMED_EMAILS:
+        return "one of " + ", ".join(policy.approver_emails)
+    return f"an Admin of {workspace_name} or an Organization Admin"
+
+
+def _record_terms(conn, request_id: str, governed: _Governed) -> None:
+    duration = governed.terms.duration
+    conn.execute(
+        "UPDATE main.provisioning_requests SET access_duration_seconds = ?, access_until = ?, "
+        "approval_deadline = ? WHERE request_id = ?",
+        [int(duration.total_seconds()) if duration is not None else None, governed.terms.until,
+         governed.deadline, request_id],
     )
+
+
+def terms_of(request: dict) -> AccessTerms:
+    """A queued grant's terms, as recorded when it was queued."""
+    seconds, until = request.get("access_duration_seconds"), request.get("access_until")
+    return AccessTerms(duration=timedelta(seconds=seconds) if seconds else None, until=until)
 
 
 def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, message: str) -> QueueResult:
@@ -314,15 +427,19 @@ def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, mes
 
 
 def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange) -> str | None:
-    """The id of a pending or in-progress request for the same change, if there is one."""
+    """The id of a request for the same change that is still to happen (awaiting approval,
+    pending or in progress), if there is one."""
     if not _has_queue(conn):
         return None
     row = conn.execute(
-        "SELECT request_id FROM main.provisioning_requests WHERE status IN ('pending', 'in_progress') "
+        f"SELECT request_id FROM main.provisioning_requests WHERE status IN ({_OPEN}) "
         "AND action = ? AND user_id = ? AND workspace_id = ? AND role_id = ? ORDER BY request_seq LIMIT 1",
         [resolved.action, resolved.user_id, resolved.workspace_id, resolved.role_id],
     ).fetchone()
     return row[0] if row else None
+
+
+_OPEN = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
 
 
 def _clip(value: Any) -> str | None:
@@ -384,6 +501,8 @@ REQUEST_COLUMNS = (
     "request_id", "request_seq", "action", "user_id", "user_email", "workspace_id", "workspace_name",
     "role_id", "role_name", "status", "status_detail", "reason", "requested_by", "requested_at",
     "updated_at", "run_id", "requested_user", "requested_workspace", "requested_role",
+    "expires_at", "parent_request_id", "approved_by", "approved_at", "prior_role_id",
+    "access_duration_seconds", "access_until", "approval_deadline",
 )
 
 

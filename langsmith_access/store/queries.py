@@ -36,6 +36,9 @@ class HeldGrant:
     role_name: str | None
     valid_from: datetime
     valid_to: datetime | None
+    # The path (effective_access.source): 'direct' for a listed grant, 'organization_admin' for
+    # the implicit Admin of an Organization Admin in a workspace.
+    source: str = "direct"
 
     @property
     def scope(self) -> str:
@@ -54,6 +57,7 @@ class HeldGrant:
             "role_name": self.role_name,
             "valid_from": iso_utc(self.valid_from),
             "valid_to": iso_utc(self.valid_to),
+            "source": self.source,
         }
 
 
@@ -99,6 +103,96 @@ def grants_held_at(conn, at: datetime, *, user_ids=None, workspace_id=None) -> l
     """The grants held at ``at`` (DESIGN.md: valid_from <= T and (valid_to null or > T))."""
     sql, params = held_at_query(at, user_ids=user_ids, workspace_id=workspace_id)
     return [HeldGrant(*row) for row in conn.execute(sql, params).fetchall()]
+
+
+# The implicit Admin of an Organization Admin in every shared workspace, at time T: from the
+# org-role intervals of grant_history, in the workspaces that existed then (as far as the
+# latest sync knows: a workspace deleted since is not listed).
+IMPLICIT_ADMIN_AT_SQL = """
+SELECT
+    history.grant_id || ':' || workspaces.workspace_id AS grant_id,
+    'workspace_role' AS entitlement_type,
+    history.user_id,
+    coalesce(users.email, history.email) AS email,
+    workspaces.workspace_id,
+    workspaces.display_name AS workspace_name,
+    admin_role.role_id,
+    admin_role.display_name AS role_name,
+    greatest(history.valid_from, workspaces.created_at) AS valid_from,
+    history.valid_to,
+    'organization_admin' AS source
+FROM main.grant_history AS history
+JOIN main.roles AS org_role ON org_role.role_id = history.role_id AND org_role.name = 'ORGANIZATION_ADMIN'
+CROSS JOIN main.workspaces AS workspaces
+CROSS JOIN (SELECT role_id, display_name FROM main.roles WHERE name = 'WORKSPACE_ADMIN' LIMIT 1) AS admin_role
+LEFT JOIN main.users AS users ON users.user_id = history.user_id
+WHERE history.entitlement_type = 'organization_role'
+    AND history.valid_from <= $at
+    AND (history.valid_to IS NULL OR history.valid_to > $at)
+    AND (workspaces.created_at IS NULL OR workspaces.created_at <= $at)
+"""
+
+
+def implicit_admin_query(at: datetime, *, user_ids=None, workspace_id=None) -> tuple[str, dict]:
+    """The SQL and parameters of ``implicit_admin_access_at`` (the parameters of
+    ``held_at_query``, so the two can be combined)."""
+    sql = IMPLICIT_ADMIN_AT_SQL
+    params: dict = {"at": at}
+    if user_ids is not None:
+        sql += "    AND list_contains($user_ids, history.user_id)\n"
+        params["user_ids"] = list(user_ids)
+    if workspace_id is not None:
+        sql += "    AND workspaces.workspace_id = $workspace_id\n"
+        params["workspace_id"] = workspace_id
+    sql += (
+        "ORDER BY lower(coalesce(users.email, history.email)), history.user_id, "
+        "workspaces.display_name, workspaces.workspace_id"
+    )
+    return sql, params
+
+
+def implicit_admin_access_at(conn, at: datetime, *, user_ids=None, workspace_id=None) -> list[HeldGrant]:
+    """The implicit Admin rights Organization Admins held at ``at``, one per shared workspace
+    (``source`` 'organization_admin'), whether or not a workspace listing shows them."""
+    sql, params = implicit_admin_query(at, user_ids=user_ids, workspace_id=workspace_id)
+    return [HeldGrant(*row) for row in conn.execute(sql, params).fetchall()]
+
+
+CREDENTIALS_AT_SQL = """
+SELECT credential_id, kind, short_key, description, workspace_names, role_name, org_role_name,
+    created_by_email, created_at, last_used_at, expires_at, revoked_at
+FROM main.credentials
+WHERE (created_at IS NULL OR created_at <= $at)
+    AND (revoked_at IS NULL OR revoked_at > $at)
+    AND (expires_at IS NULL OR expires_at > $at)
+ORDER BY kind, created_at, credential_id
+"""
+
+
+def credentials_usable_at(conn, at: datetime) -> list[dict]:
+    """The credentials (as the latest inventory lists them) that were created and neither revoked
+    nor expired at ``at``: what could act on the org then. A key deleted from LangSmith's
+    listings before the latest inventory is not known."""
+    cursor = conn.execute(CREDENTIALS_AT_SQL, {"at": at})
+    names = [d[0] for d in cursor.description]
+    return [
+        {name: iso_utc(value) if isinstance(value, datetime) else value for name, value in zip(names, row, strict=True)}
+        for row in cursor.fetchall()
+    ]
+
+
+def settings_at(conn, at: datetime) -> list[dict]:
+    """The org's settings at ``at`` (org_settings_history): ``{"setting", "value", "valid_from",
+    "valid_to"}`` each."""
+    rows = conn.execute(
+        "SELECT setting, value, valid_from, valid_to FROM main.org_settings_history "
+        "WHERE valid_from <= $at AND (valid_to IS NULL OR valid_to > $at) ORDER BY setting",
+        {"at": at},
+    ).fetchall()
+    return [
+        {"setting": setting, "value": value, "valid_from": iso_utc(start), "valid_to": iso_utc(end)}
+        for setting, value, start, end in rows
+    ]
 
 
 def first_recorded_at(conn) -> datetime | None:

@@ -6,6 +6,12 @@ exactly these columns, and ``dbt_project/models/staging/sources.yml`` declares t
 - The sync's tables (``org_members`` ... ``workspace_memberships``): each sync replaces their
   rows, so they always hold the latest complete sync, tagged with its ``sync_id`` (the Dagster
   run id) and the time it was fetched.
+- The rest of the access picture (DESIGN.md section 9): ``org_settings`` (read by the core sync
+  with the org info), and the inventory's ``access_policies``, ``credentials``,
+  ``service_accounts``, ``sso_settings`` (each replaced by the inventory run that read it) and
+  ``audit_events`` (appended to, window by window, de-duplicated by event id) with
+  ``audit_windows`` (where that load stands). Login methods and SCIM groups are columns of
+  ``org_members``.
 - ``provisioning_observations``: what provisioning verified in LangSmith, one row per settled
   change, appended in the same transaction as the request's status and never replaced by a
   sync. dbt lays the observations made after the latest sync over that sync's listing to build
@@ -30,6 +36,12 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("org_role_id", "VARCHAR"),
         ("org_role_name", "VARCHAR"),
         ("created_at", "TIMESTAMPTZ"),
+        # How the member logs in and was provisioned: JSON text, a list of
+        # {"provider", "provisioning_method"} (values kept as sent).
+        ("login_methods", "VARCHAR"),
+        # Names of the SCIM groups the member is in; null where the route does not say (only
+        # the enriched members route lists them).
+        ("scim_groups", "VARCHAR[]"),
     ),
     # Pending org invites: not users, never granted anything.
     "pending_invites": (
@@ -90,6 +102,104 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("ls_user_id", "VARCHAR"),
         ("role_id", "VARCHAR"),  # null: not a member of the workspace
         ("workspace_identity_id", "VARCHAR"),  # the member row's id, when known
+    ),
+    # The rest of the access picture (DESIGN.md section 9). Read by the core sync: the org's
+    # settings, its tier and its plan's flags (``config.<flag>``), one row per setting.
+    "org_settings": (
+        ("sync_id", "VARCHAR"),
+        ("fetched_at", "TIMESTAMPTZ"),
+        ("setting", "VARCHAR"),
+        ("value", "VARCHAR"),  # as text: booleans 'true'/'false', lists JSON, null when unset
+    ),
+    # Read by the inventory job (``langsmith_access_inventory``), each replaced by its run.
+    "access_policies": (
+        ("sync_id", "VARCHAR"),
+        ("fetched_at", "TIMESTAMPTZ"),
+        ("policy_id", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("description", "VARCHAR"),
+        ("effect", "VARCHAR"),  # 'allow' | 'deny', kept as sent
+        ("role_ids", "VARCHAR[]"),
+        ("condition_groups", "VARCHAR"),  # JSON text
+        ("created_at", "TIMESTAMPTZ"),
+        ("updated_at", "TIMESTAMPTZ"),
+    ),
+    # Service keys, workspace service keys, personal access tokens, SCIM tokens: never a
+    # secret, only the short key the API shows.
+    "credentials": (
+        ("sync_id", "VARCHAR"),
+        ("fetched_at", "TIMESTAMPTZ"),
+        ("credential_id", "VARCHAR"),
+        ("kind", "VARCHAR"),
+        ("short_key", "VARCHAR"),
+        ("description", "VARCHAR"),
+        ("workspace_names", "VARCHAR[]"),  # null for an org-wide key
+        ("listed_in_workspace_id", "VARCHAR"),  # the workspace whose listing had it
+        ("default_workspace_name", "VARCHAR"),
+        ("role_id", "VARCHAR"),
+        ("org_role_id", "VARCHAR"),
+        ("access_scope", "VARCHAR"),
+        ("created_by", "VARCHAR"),
+        ("read_only", "BOOLEAN"),
+        ("created_at", "TIMESTAMPTZ"),
+        ("last_used_at", "TIMESTAMPTZ"),
+        ("expires_at", "TIMESTAMPTZ"),
+        ("revoked_at", "TIMESTAMPTZ"),
+    ),
+    "service_accounts": (
+        ("sync_id", "VARCHAR"),
+        ("fetched_at", "TIMESTAMPTZ"),
+        ("service_account_id", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("organization_id", "VARCHAR"),
+        ("default_workspace_id", "VARCHAR"),
+        ("created_at", "TIMESTAMPTZ"),
+        ("updated_at", "TIMESTAMPTZ"),
+    ),
+    # SAML SSO configurations.
+    "sso_settings": (
+        ("sync_id", "VARCHAR"),
+        ("fetched_at", "TIMESTAMPTZ"),
+        ("sso_provider_id", "VARCHAR"),
+        ("provider_id", "VARCHAR"),
+        ("default_workspace_role_id", "VARCHAR"),
+        ("default_workspace_ids", "VARCHAR[]"),
+        ("metadata_url", "VARCHAR"),
+        ("sso_groups_enabled", "BOOLEAN"),
+        ("sso_groups_claim_field", "VARCHAR"),
+        ("sso_groups_required", "BOOLEAN"),
+        ("sso_groups_role_sync_enabled", "BOOLEAN"),
+        ("attribute_mapping_keys", "VARCHAR[]"),
+    ),
+    # The audit log, loaded incrementally: each inventory run appends the events of its time
+    # window it did not have yet (by event id) and never replaces the others.
+    "audit_events": (
+        ("sync_id", "VARCHAR"),  # the inventory run that first loaded the event
+        ("fetched_at", "TIMESTAMPTZ"),
+        ("event_id", "VARCHAR"),
+        ("at", "TIMESTAMPTZ"),
+        ("operation", "VARCHAR"),  # kept as sent: the set grows
+        ("succeeded", "BOOLEAN"),
+        ("actor_user_id", "VARCHAR"),
+        ("credential_id", "VARCHAR"),
+        ("workspace_id", "VARCHAR"),
+        ("target_ids", "VARCHAR[]"),
+        ("source_ip", "VARCHAR"),
+        ("http_method", "VARCHAR"),
+        ("path", "VARCHAR"),
+        ("status_code", "INTEGER"),
+        ("detail", "VARCHAR"),  # the whole event as JSON text
+    ),
+    # Written by the inventory with the events: each audit-log window one of its runs read
+    # whole. The next run starts from the latest window_end (less an overlap); a window that
+    # failed is never recorded, since its run publishes nothing (see store/sections.py).
+    "audit_windows": (
+        ("sync_id", "VARCHAR"),
+        ("window_start", "TIMESTAMPTZ"),  # both ends inclusive, as the audit-log route reads them
+        ("window_end", "TIMESTAMPTZ"),
+        ("events_read", "BIGINT"),  # events the window returned
+        ("events_new", "BIGINT"),  # of those, events not loaded before (by event id)
+        ("pages", "BIGINT"),
     ),
 }
 

@@ -1,5 +1,5 @@
 """Tables Python owns: the raw tables (the sync's, and provisioning's observations),
-``sync_runs`` and the provisioning queue.
+``sync_runs``, the provisioning queue and the notification outbox.
 
 dbt owns every other table (the marts, the reports and ``grant_history``) and is their only
 writer. ``sync_runs`` is written by Python because it records the outcome of the whole run, dbt
@@ -8,9 +8,13 @@ step included.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import duckdb
 
+from langsmith_access.names import SYNC_JOB
 from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
+from langsmith_access.store.sections import ensure_section_tables
 from langsmith_access.store.sql import scalar
 
 SYNC_RUNS_DDL = """
@@ -39,7 +43,18 @@ CREATE TABLE IF NOT EXISTS main.sync_runs (
 
 # Columns added to sync_runs after its first release: CREATE TABLE IF NOT EXISTS leaves an older
 # table as it was, so these are added to it.
-SYNC_RUNS_ADDED_COLUMNS = (("route_reason", "VARCHAR"), ("anonymity_restricted", "BOOLEAN"))
+SYNC_RUNS_ADDED_COLUMNS = (
+    ("route_reason", "VARCHAR"),
+    ("anonymity_restricted", "BOOLEAN"),
+    # The Dagster job of the run: langsmith_access_sync or langsmith_access_inventory (null in
+    # rows written before the inventory existed: those are syncs).
+    ("job", "VARCHAR"),
+    # JSON text {"<section>": "<reason>"}: sections of the access picture the plan, the key or
+    # the install does not have, left empty by this run (DESIGN.md section 9).
+    ("skipped_sections", "VARCHAR"),
+    # JSON text {"<section>": <rows>}: what this run read of the sections it read.
+    ("section_rows", "VARCHAR"),
+)
 
 # How this sync read memberships, written by the members extract and read into sync_runs:
 # one row, replaced by each sync. Not a dbt source.
@@ -55,7 +70,8 @@ CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.membership_read (
 
 
 # The provisioning queue. `request_seq` orders requests; statuses go
-# pending -> in_progress -> applied | already_satisfied | rejected | failed.
+# pending -> in_progress -> applied | already_satisfied | rejected | failed, and a grant the
+# access policy sends for approval starts awaiting_approval -> pending | denied | approval_expired.
 PROVISIONING_REQUESTS_DDL = """
 CREATE SEQUENCE IF NOT EXISTS main.provisioning_request_seq START 1;
 CREATE TABLE IF NOT EXISTS main.provisioning_requests (
@@ -81,6 +97,32 @@ CREATE TABLE IF NOT EXISTS main.provisioning_requests (
 )
 """
 
+# Columns added to provisioning_requests after its first release (access governance, DESIGN.md
+# section 10), added in place to an older table like SYNC_RUNS_ADDED_COLUMNS.
+PROVISIONING_REQUESTS_ADDED_COLUMNS = (
+    ("expires_at", "TIMESTAMPTZ"),          # a time-bound grant: when its access ends (set when applied)
+    ("parent_request_id", "VARCHAR"),       # an expiry revoke: the grant it ends
+    ("approved_by", "VARCHAR"),             # the approver's email
+    ("approved_at", "TIMESTAMPTZ"),
+    ("prior_role_id", "VARCHAR"),           # an applied grant: the member's role before it (null: not a member)
+    ("access_duration_seconds", "BIGINT"),  # a time-bound grant's length, counted from when it is applied
+    ("access_until", "TIMESTAMPTZ"),        # or its fixed end (--until)
+    ("approval_deadline", "TIMESTAMPTZ"),   # awaiting approval past this: approval_expired
+)
+
+# Decisions on requests awaiting approval. A refused decision (not an approver, self-approval,
+# not awaiting) is not a decision: it is a `decision_refused` event in provisioning_events.
+PROVISIONING_APPROVALS_DDL = """
+CREATE TABLE IF NOT EXISTS main.provisioning_approvals (
+    approval_id VARCHAR PRIMARY KEY,
+    request_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,          -- 'approved' | 'denied'
+    decided_by VARCHAR NOT NULL,        -- the approver's email
+    decided_at TIMESTAMPTZ NOT NULL,
+    comment VARCHAR
+)
+"""
+
 # The audit trail: one row per decision and per API call. `detail` is JSON (method, path,
 # status code, roles...); it never holds a secret.
 PROVISIONING_EVENTS_DDL = """
@@ -95,17 +137,59 @@ CREATE TABLE IF NOT EXISTS main.provisioning_events (
 """
 
 
+# The notification outbox (DESIGN.md section 10): one row per event to POST to the webhook,
+# delivered at least once (``governance/notifications.py``). It lives in the working file, like
+# the queue: a sync writes only its scratch copy, so a failed sync loses none of it, and the
+# event a failed sync raises is written here after its scratch copy is discarded.
+NOTIFICATIONS_DDL = """
+CREATE SEQUENCE IF NOT EXISTS main.notification_seq START 1;
+CREATE TABLE IF NOT EXISTS main.notifications (
+    notification_id VARCHAR PRIMARY KEY,
+    notification_seq BIGINT NOT NULL DEFAULT nextval('main.notification_seq'),  -- delivery order
+    event VARCHAR NOT NULL,             -- 'request.applied', 'access.expiring', ...
+    payload VARCHAR NOT NULL,           -- the JSON body (event, at, org, request_id, user, ...)
+    status VARCHAR NOT NULL,            -- 'pending' | 'delivered'
+    attempts INTEGER NOT NULL,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    last_error VARCHAR,                 -- why the last attempt failed (never the URL)
+    created_at TIMESTAMPTZ NOT NULL,
+    delivered_at TIMESTAMPTZ
+)
+"""
+
+
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create every Python-owned table that does not exist yet (idempotent)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     for table in RAW_TABLES:
         conn.execute(create_table_sql(table))
+    _add_missing_raw_columns(conn)
+    ensure_section_tables(conn)
     conn.execute(SYNC_RUNS_DDL)
     for column, sql_type in SYNC_RUNS_ADDED_COLUMNS:
         conn.execute(f"ALTER TABLE main.sync_runs ADD COLUMN IF NOT EXISTS {column} {sql_type}")
     conn.execute(MEMBERSHIP_READ_DDL)
     conn.execute(PROVISIONING_REQUESTS_DDL)
+    for column, sql_type in PROVISIONING_REQUESTS_ADDED_COLUMNS:
+        conn.execute(f"ALTER TABLE main.provisioning_requests ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+    conn.execute(PROVISIONING_APPROVALS_DDL)
     conn.execute(PROVISIONING_EVENTS_DDL)
+    conn.execute(NOTIFICATIONS_DDL)
+
+
+def _add_missing_raw_columns(conn: duckdb.DuckDBPyConnection) -> None:
+    """Columns added to a raw table after a database was created (CREATE TABLE IF NOT EXISTS
+    leaves the older table as it was): added in place, null in the rows already there."""
+    existing = set(
+        conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?",
+            [RAW_SCHEMA],
+        ).fetchall()
+    )
+    for table, columns in RAW_TABLES.items():
+        for name, sql_type in columns:
+            if (table, name) not in existing:
+                conn.execute(f'ALTER TABLE {RAW_SCHEMA}."{table}" ADD COLUMN "{name}" {sql_type}')
 
 
 def record_membership_read(
@@ -131,17 +215,25 @@ def record_membership_read(
         raise
 
 
-def known_member_values(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+def known_member_values(
+    conn: duckdb.DuckDBPyConnection, user_ids: Collection[str] | None = None
+) -> dict[str, dict]:
     """ls_user_id -> email, full_name, display_name as the last published sync had them (empty
-    before the first sync)."""
+    before the first sync); only those of ``user_ids`` when given (a page of members)."""
     exists = scalar(
         conn,
         "SELECT count(*) FROM information_schema.tables "
         "WHERE table_schema = 'main' AND table_name = 'users'",
     )
-    if not exists:
+    if not exists or (user_ids is not None and not user_ids):
         return {}
-    rows = conn.execute("SELECT user_id, email, full_name, display_name FROM main.users").fetchall()
+    sql = "SELECT user_id, email, full_name, display_name FROM main.users"
+    if user_ids is None:
+        rows = conn.execute(sql).fetchall()
+    else:
+        rows = conn.execute(
+            f"{sql} WHERE user_id IN (SELECT unnest(?))", [list(user_ids)]
+        ).fetchall()
     return {
         user_id: {"email": email, "full_name": full_name, "display_name": display_name}
         for user_id, email, full_name, display_name in rows
@@ -150,9 +242,11 @@ def known_member_values(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
 
 def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:
     """The latest successful sync's counts, for the shrink guard; None before the first sync."""
+    # The core sync's rows only (an inventory run's row counts the same tables, unchanged).
     row = conn.execute(
         "SELECT sync_id, users, workspace_grants FROM main.sync_runs "
-        "WHERE status = 'succeeded' ORDER BY finished_at DESC LIMIT 1"
+        "WHERE status = 'succeeded' AND coalesce(job, ?) = ? ORDER BY finished_at DESC LIMIT 1",
+        [SYNC_JOB, SYNC_JOB],
     ).fetchone()
     if row is None:
         return None

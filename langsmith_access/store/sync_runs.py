@@ -1,11 +1,15 @@
-"""``sync_runs``: one row per successful sync, written as its last step."""
+"""``sync_runs``: one row per successful run of the sync or the inventory job, written as its last
+step (``job`` says which)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import duckdb
 
+from langsmith_access.names import SYNC_JOB
+from langsmith_access.store.sections import section_reads, section_rows_json, skipped_sections_json
 from langsmith_access.store.sql import scalar
 
 COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
@@ -18,8 +22,12 @@ def record_sync_run(
     started_at: datetime,
     finished_at: datetime,
     api_stats: dict,
+    job: str = SYNC_JOB,
 ) -> dict:
-    """Count the freshly built tables and insert the run's row. Returns what was recorded."""
+    """Count the freshly built tables and insert the run's row. Returns what was recorded.
+
+    ``skipped_sections`` and ``section_rows`` come from what the run's extract steps recorded
+    in ``raw.section_reads`` (``{}`` when it read no section of the access picture)."""
     counts: dict = {
         table: scalar(conn, f"SELECT count(*) FROM main.{table}")
         for table in COUNTED_TABLES
@@ -27,6 +35,7 @@ def record_sync_run(
     counts["workspace_grants"] = scalar(
         conn, "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'"
     )
+    reads = section_reads(conn, sync_id)
     route = scalar(conn, "SELECT string_agg(DISTINCT source, ',') FROM raw.workspace_memberships")
     read = conn.execute(
         "SELECT membership_route, route_reason, anonymity_restricted FROM raw.membership_read "
@@ -36,6 +45,8 @@ def record_sync_run(
     if read is not None:
         # Named by the extract even when no workspace had a member to list.
         route = read[0]
+    elif job != SYNC_JOB:
+        route = None  # the inventory reads no members
     row = {
         "sync_id": sync_id,
         "started_at": started_at,
@@ -50,6 +61,9 @@ def record_sync_run(
         "duration_seconds": round((finished_at - started_at).total_seconds(), 3),
         "route_reason": read[1] if read else None,
         "anonymity_restricted": read[2] if read else None,
+        "job": job,
+        "skipped_sections": skipped_sections_json(reads),
+        "section_rows": section_rows_json(reads),
     }
     columns = ", ".join(row)
     placeholders = ", ".join("?" for _ in row)
@@ -73,3 +87,51 @@ def succeeded_sync_run(conn: duckdb.DuckDBPyConnection, sync_id: str) -> dict:
     if row is None:
         raise RuntimeError(f"sync {sync_id} succeeded but main.sync_runs has no row for it")
     return row
+
+
+class NoPublishedSyncError(RuntimeError):
+    """The inventory runs on top of a published sync (it adds to its tables), and there is none."""
+
+    fix = "run `langsmith-access sync` first (or `langsmith-access sync --all-sections` for both)"
+
+
+def require_published_sync(conn: duckdb.DuckDBPyConnection) -> None:
+    """Raise ``NoPublishedSyncError`` unless a sync has succeeded in this database."""
+    [(syncs,)] = conn.execute(
+        "SELECT count(*) FROM main.sync_runs WHERE status = 'succeeded' AND coalesce(job, ?) = ?",
+        [SYNC_JOB, SYNC_JOB],
+    ).fetchall()
+    if not syncs:
+        raise NoPublishedSyncError(
+            "the inventory adds to a synced database, and this one has no sync yet: run "
+            "`langsmith-access sync` first, or `langsmith-access sync --all-sections` for both"
+        )
+
+
+# The numbers the published asset carries on every run (the Dagster UI plots them across runs).
+PICTURE_METRICS_SQL = {
+    "members": "SELECT count(*) FROM main.users",
+    "organization_admins": (
+        "SELECT count(*) FROM main.users JOIN main.roles ON roles.role_id = users.org_role_id "
+        "WHERE roles.name = 'ORGANIZATION_ADMIN'"
+    ),
+    # People who are a listed Admin of at least one shared workspace.
+    "workspace_admins": (
+        "SELECT count(DISTINCT grants.user_id) FROM main.grants "
+        "JOIN main.roles ON roles.role_id = grants.role_id "
+        "WHERE grants.entitlement_type = 'workspace_role' AND roles.name = 'WORKSPACE_ADMIN'"
+    ),
+    "grants": "SELECT count(*) FROM main.grants",
+    "implicit_admins": "SELECT count(*) FROM main.report_implicit_admins",
+    "credentials_without_expiry": "SELECT count(*) FROM main.report_credential_hygiene WHERE no_expiry",
+    "unused_credentials": "SELECT count(*) FROM main.report_credential_hygiene WHERE never_used OR unused",
+}
+
+
+def picture_metrics(conn: duckdb.DuckDBPyConnection, recorded: dict) -> dict[str, int]:
+    """Counts of the published picture for a run's metadata: members, Organization Admins,
+    workspace Admins, grants, implicit admins, credentials without expiry, unused credentials,
+    and the sections the run skipped (from its ``sync_runs`` row, ``recorded``)."""
+    metrics = {name: int(scalar(conn, sql)) for name, sql in PICTURE_METRICS_SQL.items()}
+    metrics["skipped_sections"] = len(json.loads(recorded.get("skipped_sections") or "{}"))
+    return metrics

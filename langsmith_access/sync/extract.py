@@ -1,7 +1,15 @@
 """Extraction: read the org from the API and shape it into raw-table rows.
 
 Cartography's verbs: ``get_*`` talk to the API only, ``transform_*`` are pure (records in, rows
-out; tested on recorded payloads), ``load_raw`` writes one raw table. Nothing here knows Dagster.
+out; tested on recorded payloads), ``load_*`` write raw tables. Nothing here knows Dagster.
+
+Roles and workspaces are a few thousand rows at most: read whole, then loaded. Members are read
+as a stream (``load_members``): each page of a member listing is transformed and appended to
+the raw tables as it arrives, so a sync holds a few pages of members, never the whole org (a
+50,000-member org is ~240,000 workspace memberships). The rules of a whole read still hold: a
+listing that moved while being read is read again and replaces what its earlier scan wrote;
+rows are de-duplicated by id; the whole load is one transaction in the sync's scratch database,
+which is published only when every step and check of the sync passed.
 
 Two ways to read workspace memberships, cheapest first:
 
@@ -23,18 +31,20 @@ requests find people by email, and a null would read as the email having been re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
-import numpy as np
 
 from langsmith_access.langsmith import (
     EnrichedMember,
     LangSmithClient,
-    Listing,
+    ListingRead,
+    LoginMethod,
     NotFoundError,
     OrgMember,
     PendingInvite,
@@ -47,11 +57,15 @@ from langsmith_access.langsmith.client import (
     ANONYMITY_RESTRICTED_HEADER,
     LISTS_ALL_WORKSPACES_HEADER,
 )
+from langsmith_access.store.raw_rows import BATCH_ROWS, RawTableAppender, insert_rows
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
+from langsmith_access.store.schema import known_member_values
+from langsmith_access.store.sql import one_row
 
 ENRICHED_ROUTE = "enriched_members"
 PER_WORKSPACE_ROUTE = "workspace_members"
 MEMBERSHIP_ROUTES = ("auto", ENRICHED_ROUTE, PER_WORKSPACE_ROUTE)
+MEMBER_TABLES = ("org_members", "pending_invites", "workspace_memberships")
 
 Row = dict[str, Any]
 
@@ -72,36 +86,22 @@ class ListingReport:
 
 
 @dataclass
-class MemberRecords:
-    """What ``get_members`` read: the enriched listing, or the three per-route listings."""
+class MemberRead:
+    """How ``load_members`` read the members, invites and memberships (not the rows: those are
+    in the raw tables)."""
 
     route: str
-    enriched: Listing[EnrichedMember] | None = None
-    org_members: Listing[OrgMember] | None = None
-    pending_invites: Listing[PendingInvite] | None = None
-    workspace_members: dict[str, Listing[WorkspaceMember]] = field(default_factory=dict)
-    # Shared workspaces whose memberships had to be read (the per-workspace route reads each).
-    workspaces_expected: int = 0
+    listings: list[ListingReport]
+    # Shared workspaces whose memberships had to be read, and how many were.
+    workspaces_expected: int
+    workspaces_read: int
     fallback_reason: str | None = None
     # Why this route was used: for the operator, in sync_runs.route_reason and the summary.
     route_reason: str | None = None
     # The enriched route said its answer was restricted by the org's anonymity setting.
     anonymity_restricted: bool = False
-
-    @property
-    def workspaces_read(self) -> int:
-        if self.route == ENRICHED_ROUTE:
-            return self.workspaces_expected  # one listing covers every workspace
-        return len(self.workspace_members)
-
-    def listings(self) -> list[ListingReport]:
-        if self.enriched is not None:
-            return [report("enriched_members", self.enriched)]
-        assert self.org_members is not None and self.pending_invites is not None
-        return [
-            report("org_members", self.org_members),
-            report("pending_invites", self.pending_invites),
-        ] + [report(f"workspace_members:{w}", listing) for w, listing in self.workspace_members.items()]
+    # Withheld emails and names put back from the previous sync (see keep_withheld_values).
+    withheld_values_kept: int = 0
 
 
 @dataclass
@@ -113,12 +113,23 @@ class MemberRows:
     workspace_memberships: list[Row]
 
 
+@dataclass(frozen=True)
+class MemberCounts:
+    """What the member tables hold after a load: for the shrink guard and the asset metadata."""
+
+    org_members: int
+    disabled: int
+    pending_invites: int
+    workspace_memberships: int
+    workspace_grants: int  # memberships of shared workspaces (neither personal nor deleted)
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def report(name: str, listing: Listing) -> ListingReport:
-    return ListingReport(name, len(listing), listing.reported_total, listing.pages, listing.scans)
+def report(name: str, read: ListingRead) -> ListingReport:
+    return ListingReport(name, read.rows, read.reported_total, read.pages, read.scans)
 
 
 # ----------------------------------------------------------------------- roles
@@ -175,72 +186,237 @@ def transform_workspaces(
 # --------------------------------------------------------------------- members
 
 
-def get_members(
-    client: LangSmithClient, shared_workspace_ids: list[str], route: str = "auto"
-) -> MemberRecords:
-    """Members, pending invites and memberships by the cheapest route that gives all of them."""
+class NotEveryWorkspaceListed(Exception):
+    """A page of the enriched members route said it did not list every workspace's memberships
+    (``X-Members-List-All-Workspaces: false``): stop reading it, it cannot be trusted."""
+
+    def __init__(self, anonymity_restricted: bool):
+        super().__init__(
+            "the enriched members route did not list every workspace "
+            f"({LISTS_ALL_WORKSPACES_HEADER}: false): the key lacks organization:manage; give "
+            "it the Organization Admin role to read every workspace in one listing"
+        )
+        self.anonymity_restricted = anonymity_restricted
+
+
+def load_members(
+    client: LangSmithClient,
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    sync_id: str,
+    shared_workspace_ids: list[str],
+    route: str = "auto",
+    batch_rows: int = BATCH_ROWS,
+) -> MemberRead:
+    """Read members, pending invites and memberships by the cheapest route that gives all of
+    them, and replace the raw member tables with them, page by page as they arrive.
+
+    One transaction: if anything fails, the tables are as they were (and the sync's scratch
+    database, where they live, is discarded anyway).
+    """
     if route not in MEMBERSHIP_ROUTES:
         raise ValueError(
             f"membership route must be one of {', '.join(MEMBERSHIP_ROUTES)}, got {route!r}"
         )
+    tables = RawMemberTables(conn, sync_id, now_utc(), batch_rows=batch_rows)
+    conn.execute("BEGIN")
+    try:
+        tables.clear()
+        read = get_members(client, tables, shared_workspace_ids, route)
+        tables.flush()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return read
+
+
+def get_members(
+    client: LangSmithClient, tables: RawMemberTables, shared_workspace_ids: list[str], route: str
+) -> MemberRead:
+    """Stream the members into ``tables`` by the route asked for (``auto``: the cheapest)."""
     if route == PER_WORKSPACE_ROUTE:
         return _read_each_workspace(
-            client, shared_workspace_ids, None, "asked for by the run (membership_route)"
+            client, tables, shared_workspace_ids, None, "asked for by the run (membership_route)"
         )
     anonymity_restricted = False
     try:
-        enriched = client.list_enriched_members()
+        enriched = client.stream_enriched_members(tables.enriched_sink())
     except RouteNotAvailableError as exc:
         if route == ENRICHED_ROUTE:
             raise
         reason = exc.reason
-    else:
-        anonymity_restricted = _header_is_true(enriched, ANONYMITY_RESTRICTED_HEADER)
-        lists_all = enriched.headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").lower()
-        if lists_all != "false":
-            return MemberRecords(
-                route=ENRICHED_ROUTE,
-                enriched=enriched,
-                workspaces_expected=len(shared_workspace_ids),
-                route_reason=(
-                    "asked for by the run (membership_route)"
-                    if route == ENRICHED_ROUTE
-                    else "the enriched members route listed every workspace in "
-                    f"{enriched.pages} call(s)"
-                ),
-                anonymity_restricted=anonymity_restricted,
-            )
-        reason = (
-            "the enriched members route did not list every workspace "
-            f"({LISTS_ALL_WORKSPACES_HEADER}: false): the key lacks organization:manage; give it "
-            "the Organization Admin role to read every workspace in one listing"
-        )
+    except NotEveryWorkspaceListed as partial:
+        # Every page says so, so the reading stopped at the first: one call, not the listing.
         if route == ENRICHED_ROUTE:
-            raise NotFoundError(reason)
-    return _read_each_workspace(client, shared_workspace_ids, reason, reason, anonymity_restricted)
+            raise NotFoundError(str(partial)) from None
+        reason = str(partial)
+        anonymity_restricted = partial.anonymity_restricted
+    else:
+        return MemberRead(
+            route=ENRICHED_ROUTE,
+            listings=[report("enriched_members", enriched)],
+            workspaces_expected=len(shared_workspace_ids),
+            workspaces_read=len(shared_workspace_ids),  # one listing covers every workspace
+            route_reason=(
+                "asked for by the run (membership_route)"
+                if route == ENRICHED_ROUTE
+                else "the enriched members route listed every workspace in "
+                f"{enriched.pages} call(s)"
+            ),
+            anonymity_restricted=tables.anonymity_restricted,
+            withheld_values_kept=tables.withheld_values_kept,
+        )
+    tables.clear()  # whatever the enriched route delivered before it stopped
+    return _read_each_workspace(
+        client, tables, shared_workspace_ids, reason, reason, anonymity_restricted
+    )
 
 
 def _read_each_workspace(
     client: LangSmithClient,
+    tables: RawMemberTables,
     shared_workspace_ids: list[str],
     fallback_reason: str | None,
     route_reason: str,
     anonymity_restricted: bool = False,
-) -> MemberRecords:
-    return MemberRecords(
+) -> MemberRead:
+    org_members = client.stream_org_members(tables.org_members_sink())
+    pending_invites = client.stream_pending_invites(tables.pending_invites_sink())
+    workspaces = client.stream_members_of_workspaces(
+        shared_workspace_ids, tables.workspace_members_sink
+    )
+    return MemberRead(
         route=PER_WORKSPACE_ROUTE,
-        org_members=client.list_org_members(),
-        pending_invites=client.list_pending_invites(),
-        workspace_members=client.list_members_of_workspaces(shared_workspace_ids),
+        listings=[report("org_members", org_members), report("pending_invites", pending_invites)]
+        + [report(f"workspace_members:{w}", read) for w, read in workspaces.items()],
         workspaces_expected=len(shared_workspace_ids),
+        workspaces_read=len(workspaces),
         fallback_reason=fallback_reason,
         route_reason=route_reason,
         anonymity_restricted=anonymity_restricted,
     )
 
 
-def _header_is_true(listing: Listing, name: str) -> bool:
-    return listing.headers.get(name, "").strip().lower() == "true"
+def _header_is_true(headers: Mapping[str, str], name: str) -> bool:
+    return headers.get(name, "").strip().lower() == "true"
+
+
+class _Sink:
+    """A ``ListingSink`` made of two functions."""
+
+    def __init__(
+        self,
+        begin_scan: Callable[[], None],
+        add_page: Callable[[Sequence[Any], Mapping[str, str]], None],
+    ):
+        self._begin_scan = begin_scan
+        self._add_page = add_page
+
+    def begin_scan(self) -> None:
+        self._begin_scan()
+
+    def add_page(self, records: Sequence[Any], headers: Mapping[str, str]) -> None:
+        self._add_page(records, headers)
+
+
+class RawMemberTables:
+    """The raw member tables of one sync (``org_members``, ``pending_invites``,
+    ``workspace_memberships``), filled page by page: the sinks it hands out transform each page
+    and append its rows, and a listing read again takes back what its earlier scan wrote.
+
+    Thread-safe: on the per-workspace route, workspaces' pages arrive from several threads.
+    """
+
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        sync_id: str,
+        fetched_at: datetime,
+        *,
+        batch_rows: int = BATCH_ROWS,
+    ):
+        self.conn = conn
+        self.sync_id = sync_id
+        self.fetched_at = fetched_at
+        self.tag: Row = {"sync_id": sync_id, "fetched_at": fetched_at}
+        self.tables = {
+            table: RawTableAppender(conn, table, batch_rows=batch_rows) for table in MEMBER_TABLES
+        }
+        self.anonymity_restricted = False
+        self.withheld_values_kept = 0
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Take back every row of the three tables (the previous sync's, or this one's)."""
+        with self._lock:
+            for table in self.tables.values():
+                table.discard()
+            self.anonymity_restricted = False
+            self.withheld_values_kept = 0
+
+    def flush(self) -> None:
+        """Write the rows still held: call once every listing was read."""
+        with self._lock:
+            for table in self.tables.values():
+                table.flush()
+
+    def add(self, rows: MemberRows) -> None:
+        with self._lock:
+            self.tables["org_members"].add(rows.org_members)
+            self.tables["pending_invites"].add(rows.pending_invites)
+            self.tables["workspace_memberships"].add(rows.workspace_memberships)
+
+    # The sinks, one per listing.
+
+    def enriched_sink(self) -> _Sink:
+        return _Sink(self.clear, self._add_enriched_page)
+
+    def org_members_sink(self) -> _Sink:
+        return _Sink(
+            lambda: self._discard("org_members"),
+            lambda members, _: self.add(
+                MemberRows([_org_member_row(m, self.tag) for m in members], [], [])
+            ),
+        )
+
+    def pending_invites_sink(self) -> _Sink:
+        return _Sink(
+            lambda: self._discard("pending_invites"),
+            lambda invites, _: self.add(
+                MemberRows([], [_pending_invite_row(p, self.tag) for p in invites], [])
+            ),
+        )
+
+    def workspace_members_sink(self, workspace_id: str) -> _Sink:
+        return _Sink(
+            lambda: self._discard("workspace_memberships", "workspace_id", workspace_id),
+            lambda members, _: self.add(
+                MemberRows(
+                    [],
+                    [],
+                    transform_workspace_members(
+                        workspace_id, members, self.sync_id, self.fetched_at
+                    ),
+                )
+            ),
+        )
+
+    def _discard(self, table: str, column: str | None = None, value: Any = None) -> None:
+        with self._lock:
+            self.tables[table].discard(column, value)
+
+    def _add_enriched_page(self, people: Sequence[EnrichedMember], headers: Mapping[str, str]) -> None:
+        restricted = _header_is_true(headers, ANONYMITY_RESTRICTED_HEADER)
+        if headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").strip().lower() == "false":
+            raise NotEveryWorkspaceListed(anonymity_restricted=restricted)
+        rows = transform_enriched_members(people, self.sync_id, self.fetched_at)
+        if restricted:
+            with self._lock:
+                known = known_member_values(self.conn, [r["ls_user_id"] for r in rows.org_members])
+                self.anonymity_restricted = True
+                self.withheld_values_kept += keep_withheld_values(rows.org_members, known)
+        self.add(rows)
 
 
 # Member fields an anonymity-restricted answer may withhold.
@@ -263,31 +439,11 @@ def keep_withheld_values(org_member_rows: list[Row], known: dict[str, Row]) -> i
     return kept
 
 
-def transform_members(records: MemberRecords, sync_id: str, fetched_at: datetime) -> MemberRows:
+def transform_enriched_members(
+    people: Iterable[EnrichedMember], sync_id: str, fetched_at: datetime
+) -> MemberRows:
+    """Rows of the three member tables from enriched member records (a page, or a listing)."""
     tag = {"sync_id": sync_id, "fetched_at": fetched_at}
-    if records.enriched is not None:
-        return _transform_enriched(records.enriched.items, tag)
-    assert records.org_members is not None and records.pending_invites is not None
-    return MemberRows(
-        org_members=[_org_member_row(m, tag) for m in records.org_members],
-        pending_invites=[_pending_invite_row(p, tag) for p in records.pending_invites],
-        workspace_memberships=[
-            {
-                **tag,
-                "workspace_id": workspace_id,
-                "ls_user_id": member.ls_user_id,
-                "workspace_identity_id": member.id,
-                "role_id": member.role_id,
-                "role_name": member.role_name,
-                "source": PER_WORKSPACE_ROUTE,
-            }
-            for workspace_id, listing in records.workspace_members.items()
-            for member in listing
-        ],
-    )
-
-
-def _transform_enriched(people: list[EnrichedMember], tag: Row) -> MemberRows:
     members: list[Row] = []
     invites: list[Row] = []
     memberships: list[Row] = []
@@ -320,6 +476,8 @@ def _transform_enriched(people: list[EnrichedMember], tag: Row) -> MemberRows:
                 "org_role_id": person.role_id,
                 "org_role_name": person.role_name,
                 "created_at": person.created_at,
+                "login_methods": login_methods_json(person.login_methods),
+                "scim_groups": [group.name for group in person.scim_groups],
             }
         )
         memberships.extend(
@@ -337,6 +495,25 @@ def _transform_enriched(people: list[EnrichedMember], tag: Row) -> MemberRows:
     return MemberRows(members, invites, memberships)
 
 
+def transform_workspace_members(
+    workspace_id: str, members: Iterable[WorkspaceMember], sync_id: str, fetched_at: datetime
+) -> list[Row]:
+    """``workspace_memberships`` rows from one workspace's member listing (or a page of it)."""
+    tag = {"sync_id": sync_id, "fetched_at": fetched_at}
+    return [
+        {
+            **tag,
+            "workspace_id": workspace_id,
+            "ls_user_id": member.ls_user_id,
+            "workspace_identity_id": member.id,
+            "role_id": member.role_id,
+            "role_name": member.role_name,
+            "source": PER_WORKSPACE_ROUTE,
+        }
+        for member in members
+    ]
+
+
 def _org_member_row(member: OrgMember, tag: Row) -> Row:
     return {
         **tag,
@@ -350,7 +527,16 @@ def _org_member_row(member: OrgMember, tag: Row) -> Row:
         "org_role_id": member.role_id,
         "org_role_name": member.role_name,
         "created_at": member.created_at,
+        "login_methods": login_methods_json(member.login_methods),
+        "scim_groups": None,  # only the enriched members route lists them
     }
+
+
+def login_methods_json(methods: Iterable[LoginMethod]) -> str:
+    """``raw.org_members.login_methods``: the member's login methods as JSON text."""
+    return json.dumps(
+        [{"provider": m.provider, "provisioning_method": m.provisioning_method} for m in methods]
+    )
 
 
 def _pending_invite_row(invite: PendingInvite, tag: Row) -> Row:
@@ -366,45 +552,46 @@ def _pending_invite_row(invite: PendingInvite, tag: Row) -> Row:
     }
 
 
-# ------------------------------------------------------------------------ load
+def count_members(conn: duckdb.DuckDBPyConnection) -> MemberCounts:
+    """Count what the member tables hold (after ``load_members``)."""
+    org_members, disabled = one_row(
+        conn,
+        f"SELECT count(*), count(*) FILTER (WHERE is_disabled) FROM {RAW_SCHEMA}.org_members",
+    )
+    memberships, grants = one_row(
+        conn,
+        f"""
+        SELECT count(*), count(*) FILTER (WHERE workspace_id IN (
+            SELECT workspace_id FROM {RAW_SCHEMA}.workspaces WHERE NOT is_personal AND NOT is_deleted
+        ))
+        FROM {RAW_SCHEMA}.workspace_memberships
+        """,
+    )
+    (pending,) = one_row(conn, f"SELECT count(*) FROM {RAW_SCHEMA}.pending_invites")
+    return MemberCounts(org_members, disabled, pending, memberships, grants)
 
-# Columns every raw row carries with the same value for the whole sync.
-SYNC_TAG_COLUMNS = ("sync_id", "fetched_at")
+
+def first_rows(
+    conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], limit: int = 10
+) -> list[Row]:
+    """A few rows of a raw table, for a preview."""
+    unknown = set(columns) - set(column_names(table))
+    if unknown:
+        raise ValueError(f"raw.{table} has no column {', '.join(sorted(unknown))}")
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    found = conn.execute(f'SELECT {quoted} FROM {RAW_SCHEMA}."{table}" LIMIT ?', [limit]).fetchall()
+    return [dict(zip(columns, values, strict=True)) for values in found]
+
+
+# ------------------------------------------------------------------------ load
 
 
 def load_raw(conn: duckdb.DuckDBPyConnection, table: str, rows: list[Row]) -> int:
-    """Replace the rows of one raw table with ``rows`` (in one transaction). Returns the count.
-
-    The rows reach DuckDB column by column, as NumPy object arrays (which DuckDB scans
-    directly: ``None`` is NULL, lists are lists, aware datetimes are TIMESTAMPTZ). A column
-    holding the same object in every row (the sync's tag: sync_id, fetched_at) is sent once, as
-    a parameter: converting 100,000 identical datetimes costs more than the rest of the row.
-    """
-    columns = column_names(table)
-    quoted = ", ".join(f'"{name}"' for name in columns)
+    """Replace the rows of one raw table with ``rows`` (in one transaction). Returns the count."""
     conn.execute("BEGIN")
     try:
         conn.execute(f'DELETE FROM {RAW_SCHEMA}."{table}"')
-        if rows:
-            constants = {
-                name: rows[0].get(name)
-                for name in columns
-                if name in SYNC_TAG_COLUMNS
-                and all(row.get(name) is rows[0].get(name) for row in rows)
-            }
-            # fromiter, not np.array: a column of equally long lists must stay one-dimensional.
-            frame = {
-                name: np.fromiter((row.get(name) for row in rows), dtype=object, count=len(rows))
-                for name in columns
-                if name not in constants
-            }
-            selected = ", ".join("?" if name in constants else f'"{name}"' for name in columns)
-            conn.register("incoming_rows", frame)
-            conn.execute(
-                f'INSERT INTO {RAW_SCHEMA}."{table}" ({quoted}) SELECT {selected} FROM incoming_rows',
-                list(constants.values()),
-            )
-            conn.unregister("incoming_rows")
+        insert_rows(conn, table, rows)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

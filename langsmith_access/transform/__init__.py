@@ -28,7 +28,7 @@ from langsmith_access.transform.invocation import (
     run_dbt,
 )
 from langsmith_access.transform.manifest import manifest_directory, prepare_manifest
-from langsmith_access.transform.project import DBT_PROJECT_DIR, project_hash, write_profile
+from langsmith_access.transform.project import DBT_PROJECT_DIR, dbt_vars, project_hash, write_profile
 
 __all__ = [
     "DBT_FAILURES_METADATA",
@@ -38,6 +38,7 @@ __all__ = [
     "NodeResult",
     "build",
     "build_selection",
+    "dbt_vars",
     "manifest_directory",
     "prepare_manifest",
     "project_hash",

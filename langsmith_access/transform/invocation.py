@@ -23,12 +23,17 @@ What dbt keeps between invocations of one process, and why that is safe here:
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from dbt.adapters.factory import FACTORY
+from dbt.cli.main import dbtRunner
+from dbt_common.events.functions import msg_to_dict
 
 from langsmith_access.transform.project import DBT_PROJECT_DIR, write_profile
 
@@ -226,15 +231,19 @@ def build(
     exclude: Sequence[str] = (),
     indirect_selection: str | None = None,
     timeout_seconds: float | None = None,
+    variables: Mapping[str, Any] | None = None,
 ) -> DbtInvocation:
     """``dbt build`` of the project (or of ``select``): models, snapshots and data tests, in
-    dependency order; a failing test stops everything downstream of it.
+    dependency order; a failing test stops everything downstream of it. ``variables``: dbt vars
+    (``--vars``), only when any differ from the project's defaults (see ``project.dbt_vars``).
 
     dbt unit tests are never part of it: they test the SQL with fixed inputs, in development
     and CI, and say nothing about the data of a sync. manifest.json and run_results.json are
     not written (results come as events; writing them costs most of a second per build).
     """
     args = ["build", *build_selection(select, exclude, indirect_selection), "--no-write-json"]
+    if variables:
+        args += ["--vars", json.dumps(dict(variables), sort_keys=True)]
     return run_dbt(args, database_file=database_file, dbt_dir=dbt_dir, timeout_seconds=timeout_seconds)
 
 
@@ -275,9 +284,6 @@ def _dbt_events(
     queries dbt is running, as dbt does on Ctrl-C; those nodes fail, and dbt goes on to the end
     of its run (whatever depends on them is skipped) before this returns. A run stopped so
     never succeeds, and no thread or handle on the file outlives it."""
-    from dbt.cli.main import dbtRunner  # ~1 s of imports, paid by the first run that needs dbt
-    from dbt_common.events.functions import msg_to_dict
-
     events: queue.SimpleQueue = queue.SimpleQueue()
 
     def on_event(message) -> None:
@@ -334,8 +340,6 @@ def _dbt_events(
 def _cancel_queries() -> None:
     """Interrupt the queries dbt is running, as dbt does on Ctrl-C (each adapter's
     ``cancel_open_connections``); those nodes fail."""
-    from dbt.adapters.factory import FACTORY
-
     for adapter in list(FACTORY.adapters.values()):
         try:
             # Every SQL adapter has it; the registry's protocol type does not declare it.

@@ -23,6 +23,8 @@ PROFILES_FILE = "profiles.yml"
 # The packaged profile holds the adapter's settings (threads, DuckDB settings); the path of the
 # file to build is filled in per run. It still serves a developer running dbt by hand.
 PROFILE_TEMPLATE = DBT_PROJECT_DIR / PROFILES_FILE
+# The project's dbt vars that come from settings, with the defaults its models declare.
+DEFAULT_VARS = {"unused_days": 90}
 # dbt's own output directories, never part of what the project is.
 _BUILD_OUTPUT = {"target", "logs", "dbt_packages"}
 
@@ -86,3 +88,11 @@ def write_profile(profiles_dir: Path, database_file: Path | str) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return profiles_dir
+
+
+def dbt_vars(*, unused_days: int) -> dict[str, int]:
+    """The ``--vars`` of a build: the settings the models read (LANGSMITH_ACCESS_UNUSED_DAYS) that
+    differ from the models' defaults. Empty for the defaults: dbt parses the project again
+    whenever its vars change, so a build with the defaults passes none."""
+    wanted = {"unused_days": unused_days}
+    return {name: value for name, value in wanted.items() if DEFAULT_VARS.get(name) != value}

@@ -65,3 +65,51 @@ def test_dg_check_defs_passes():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All definitions loaded successfully" in done.stdout + done.stderr
+
+
+def test_inventory_job_schedule_and_assets():
+    definitions = defs()
+    job = definitions.resolve_job_def("langsmith_access_inventory")
+    schedule = definitions.resolve_schedule_def("langsmith_access_inventory_schedule")
+    assert schedule.job_name == "langsmith_access_inventory"
+    assert schedule.cron_schedule == "30 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    keys = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
+    for raw in ("access_policies", "credentials", "service_accounts", "sso_settings", "audit_events"):
+        assert f"raw/{raw}" in keys
+    for table in ("access_policies", "credentials", "service_accounts", "sso_settings", "audit_events",
+                  "user_activity", "report_unused_access", "report_credential_hygiene"):
+        assert f"main/{table}" in keys
+    assert "analysts_database" in keys
+    # The core sync's tables are not rebuilt by the inventory, and it reads no members.
+    assert not keys & {"main/users", "main/grants", "main/grant_history", "raw/org_members"}
+    # The dbt tests of what it builds are its checks.
+    checks = {(key.asset_key.to_user_string(), key.name) for key in job.asset_layer.asset_graph.asset_check_keys}
+    assert ("main/credentials", "primary_key_credentials_credential_id") in checks
+    assert ("main/user_activity", "primary_key_user_activity_user_id") in checks
+    pools = {node.name: node.definition.pool for node in job.graph.node_dict.values()}
+    assert pools and set(pools.values()) == {DUCKDB_WRITER_POOL}, pools
+
+
+def test_the_sync_reads_the_org_settings_and_builds_the_core_picture():
+    keys = {key.to_user_string() for key in defs().resolve_job_def("langsmith_access_sync").asset_layer.executable_asset_keys}
+    assert "raw/org_settings" in keys
+    for table in ("effective_access", "effective_permissions", "user_login_methods", "user_scim_groups",
+                  "org_settings", "org_settings_history", "report_implicit_admins"):
+        assert f"main/{table}" in keys
+
+
+def test_the_inventory_shows_its_freshness_and_its_cron_is_configurable(monkeypatch):
+    def policy(definitions):
+        spec = next(
+            spec for assets_def in definitions.assets if isinstance(assets_def, dg.AssetsDefinition)
+            for spec in assets_def.specs if spec.key == dg.AssetKey(["raw", "credentials"])
+        )
+        return spec.freshness_policy
+
+    hourly = policy(defs())
+    assert hourly is not None and hourly.fail_window.to_timedelta().total_seconds() == 2.5 * 3600
+    monkeypatch.setenv("LANGSMITH_ACCESS_INVENTORY_CRON", "15 4 * * *")
+    daily = defs()
+    assert daily.resolve_schedule_def("langsmith_access_inventory_schedule").cron_schedule == "15 4 * * *"
+    assert policy(daily).fail_window.to_timedelta().total_seconds() == (48 + 0.5) * 3600

@@ -79,11 +79,12 @@ def test_a_batch_reads_the_org_twice_and_each_workspace_identity_once(env):
     assert len(calls(sandbox, ENRICHED)) == 2
     assert calls(sandbox, ORG_MEMBER_LOOKUP) == []
     assert len(calls(sandbox, WORKSPACE_MEMBER_READ)) == 2
+    # (The changer is a member SCIM provisions: a warning precedes the write.)
     for request, expected in zip(requests, [
         ["queued", "claimed", "validated_live", "read_live", "planned", "write_sent",
          "write_answered", "verified", "settled"],
-        ["queued", "claimed", "validated_live", "read_live", "read_live", "planned", "write_sent",
-         "write_answered", "verified", "settled"],
+        ["queued", "claimed", "validated_live", "read_live", "read_live", "planned", "scim_warning",
+         "write_sent", "write_answered", "verified", "settled"],
         ["queued", "claimed", "validated_live", "read_live", "read_live", "planned", "write_sent",
          "write_answered", "verified", "settled"],
     ]):

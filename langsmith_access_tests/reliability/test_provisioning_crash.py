@@ -13,6 +13,9 @@ requests the killed one left in progress; in the end every request is final, Lan
 one write per change, and a request wrote again only when a kill had cut its earlier write off
 before it reached LangSmith. (test_provisioning_end_to_end.py covers a simulated crash inside one
 process and two provisioning processes at once.)
+
+Time-bound grants: the run that queues the revokes ending them is killed mid-write in the same
+way; each grant gets one revoke and LangSmith one write per expiry.
 """
 
 from __future__ import annotations
@@ -350,3 +353,59 @@ def _working_requests(database) -> list[dict]:
                               "FROM main.provisioning_requests")
         columns = [d[0] for d in cursor.description]
         return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def test_kill_9_between_queuing_expiry_revokes_and_applying_them_revokes_each_once(start_env, tmp_path):
+    """Time-bound grants expire: the run that queues their revokes is killed mid-write, with
+    revokes queued and not yet applied (one applied by LangSmith, its answer lost). Nothing is
+    lost, no grant gets a second revoke, and each revoke reaches LangSmith exactly once: added
+    members removed, changed roles restored."""
+    sandbox, org, database = start_env(faults=FaultConfig(latency_ms=60))
+    roles = {r.display_name: r.id for r in org.roles_by_scope("workspace")}
+    workspace = next(ws for ws in org.shared_workspaces()
+                     if sum(m.role_id == roles["Editor"] for m in ws.memberships.values()) >= 2)
+    outsiders = [m for m in org.active_members() if m.ls_user_id not in workspace.memberships][:4]
+    editors = sorted((m for m in workspace.memberships.values() if m.role_id == roles["Editor"]),
+                     key=lambda m: m.id)[:2]
+    grants = queue_all(database, [
+        *(ChangeRequest("grant", m.ls_user_id, workspace.id, "Viewer", duration="1h") for m in outsiders),
+        *(ChangeRequest("grant", m.ls_user_id, workspace.id, "Admin", duration="1h") for m in editors),
+    ])
+    applying, out = start_provision(tmp_path, "grants")
+    assert applying.wait(300) == 0, out.read_text()
+    grant_ids = [g.request_id for g in grants]
+    assert {r["request_id"]: r["status"] for r in list_requests()} == dict.fromkeys(grant_ids, "applied")
+    wanted = {m.ls_user_id: None for m in outsiders} | {m.ls_user_id: roles["Editor"] for m in editors}
+    identity_owner = {org.membership(workspace.id, user).id: user for user in wanted}
+
+    # An hour passes: every grant is due (what the clock would do, set in the working file).
+    with database.writer_lease("test: the grants' hour has passed"), database.connect() as conn:
+        conn.execute("UPDATE main.provisioning_requests SET expires_at = now() - INTERVAL 1 MINUTE "
+                     f"WHERE request_id IN ({', '.join('?' for _ in grant_ids)})", grant_ids)
+
+    gate = WriteGate(sandbox)
+    killed = kill_mid_write(tmp_path, database, gate, "expiry", 2, 1)
+    revokes_at_kill = {r: s for r, s in killed.statuses.items() if r not in grant_ids}
+    assert len(revokes_at_kill) == len(grant_ids)  # queued, one per grant, before the first write
+    assert set(revokes_at_kill.values()) & {"pending", "in_progress"}  # queued, not all applied
+    assert len(killed.held) == 1
+
+    for name in ("recovery", "again"):
+        run, out = start_provision(tmp_path, name)
+        assert run.wait(300) == 0, out.read_text()
+    requests = list_requests()
+    revokes = [r for r in requests if r["parent_request_id"]]
+    assert sorted(r["parent_request_id"] for r in revokes) == sorted(grant_ids)  # one each, never two
+    assert {(r["status"], r["requested_by"], r["reason"]) for r in revokes} == {
+        ("applied", "langsmith-access", "expired")}
+    held_user = identity_owner[killed.held[0][1].rsplit("/", 1)[1]]
+    [held_revoke] = [r for r in revokes if r["user_id"] == held_user]
+    assert held_revoke["status_detail"].startswith("verified")  # settled by reading, not re-sent
+
+    # LangSmith got one write per expired grant: a removal or the role restored.
+    per_user = Counter(identity_owner[path.rsplit("/", 1)[1]] for _, path, _, _ in gate.applied)
+    assert per_user == Counter(dict.fromkeys(wanted, 1)) and gate.rejected == []
+    assert sorted(method for method, *_ in gate.applied) == ["DELETE"] * 4 + ["PATCH"] * 2
+    for user, role_id in wanted.items():
+        membership = org.membership(workspace.id, user)
+        assert (membership.role_id if membership else None) == role_id

@@ -11,7 +11,7 @@ from langsmith_access_tests.reliability.conftest import FaultRun
 
 # Columns that legitimately differ between two syncs of the same org: which sync wrote the
 # row, and when (history intervals open at the sync's build time).
-RUN_COLUMNS = {"sync_id", "synced_at", "fetched_at", "valid_from", "valid_to", "grant_interval_id",
+RUN_COLUMNS = {"sync_id", "synced_at", "fetched_at", "valid_from", "valid_to", "grant_interval_id", "setting_interval_id",
                "changed_at", "previous_sync_at", "held_since"}
 # Tables that describe runs rather than the org.
 RUN_TABLES = {("main", "sync_runs")}

@@ -15,6 +15,9 @@ REPORTS = (
     "report_grant_changes",
     "report_custom_role_holders",
     "report_stale_pending_invites",
+    "report_unused_access",
+    "report_credential_hygiene",
+    "report_implicit_admins",
 )
 
 

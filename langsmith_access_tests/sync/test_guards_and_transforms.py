@@ -4,12 +4,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from langsmith_access.langsmith import EnrichedMember, Listing
+from langsmith_access.langsmith import EnrichedMember
 from langsmith_access.sync.extract import (
     ENRICHED_ROUTE,
     ListingReport,
-    MemberRecords,
-    transform_members,
+    transform_enriched_members,
 )
 from langsmith_access.sync.guards import check_completeness, check_shrink
 
@@ -56,8 +55,7 @@ def test_enriched_transform_splits_members_invites_and_memberships():
             "workspace_memberships": [{"workspace_id": "ws-1", "role_id": "viewer"}],
         }),
     ]
-    records = MemberRecords(route=ENRICHED_ROUTE, enriched=Listing(people, 1, 2, 1))
-    rows = transform_members(records, "sync-1", AT)
+    rows = transform_enriched_members(people, "sync-1", AT)
     assert [r["ls_user_id"] for r in rows.org_members] == ["user-1"]
     assert rows.org_members[0]["is_disabled"] is True
     assert rows.org_members[0]["org_identity_id"] == "org-identity-1"

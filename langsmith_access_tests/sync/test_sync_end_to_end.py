@@ -70,9 +70,10 @@ def test_first_sync_builds_every_table_from_the_org(monkeypatch, org, database):
     assert query(database, "SELECT count(*) FROM main.entitlements")[0][0] == len(org_roles) + len(
         workspace_roles
     ) * len(org.shared_workspaces())
-    # sync_runs records the run with its API calls (enriched route: roles, workspaces, 1 page).
+    # sync_runs records the run with its API calls (enriched route: roles, workspaces, 1 page,
+    # and the org info).
     runs = query(database, "SELECT sync_id, status, api_calls, membership_route, users FROM main.sync_runs")
-    assert runs == [(outcome.run_id, "succeeded", 3, "enriched_members", len(org.active_members()))]
+    assert runs == [(outcome.run_id, "succeeded", 4, "enriched_members", len(org.active_members()))]
     # The raw tables carry the sync id and the fetch time.
     assert query(database, "SELECT DISTINCT sync_id FROM raw.org_members") == [(outcome.run_id,)]
 

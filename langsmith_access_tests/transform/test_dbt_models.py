@@ -132,12 +132,17 @@ ORG_MEMBERS = [
     {"org_identity_id": "org-identity-ada", "ls_user_id": ADA, "user_id": "legacy-ada",
      "email": "ada@example.com", "full_name": "Ada Lovelace", "display_name": "Ada",
      "is_disabled": False, "org_role_id": ORG_ADMIN, "org_role_name": "Organization Admin",
-     "created_at": ts(5)},
+     "created_at": ts(5), "login_methods": '[{"provider": "email", "provisioning_method": "bootstrap"}]'},
     # no full name: users.full_name falls back to the display name; stray spaces are trimmed
     {"org_identity_id": "org-identity-bob", "ls_user_id": BOB, "user_id": None,
      "email": " bob@example.com ", "full_name": None, "display_name": "Bob B.",
      "is_disabled": False, "org_role_id": ORG_USER, "org_role_name": "Organization User",
-     "created_at": ts(6)},
+     "created_at": ts(6),
+     # SCIM (and an earlier SAML login) provision Bob; his group names Editor in "Research", a
+     # name two workspaces share: it names both (he is Editor in one of them).
+     "login_methods": '[{"provider": "supabase:sso", "provisioning_method": "saml:jit"}, '
+                      '{"provider": "supabase:sso", "provisioning_method": "scim"}]',
+     "scim_groups": ["LS:Organization User:Research:Editor"]},
     {"org_identity_id": "org-identity-cy", "ls_user_id": CY, "user_id": "legacy-cy",
      "email": "cy@example.com", "full_name": "Cy Young", "display_name": "Cy",
      "is_disabled": True, "org_role_id": ORG_USER, "org_role_name": "Organization User",
@@ -227,8 +232,10 @@ def write_raw_sync(db_path: Path, sync_id: str, fetched_at: dt.datetime, members
     }
     with duckdb.connect(str(db_path)) as con:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-        # provisioning's observations: a table Python creates with the others, never replaced
-        con.execute(create_table_sql("provisioning_observations"))
+        # Every raw table exists in a real database (the inventory's too, empty until it runs);
+        # provisioning's observations are never replaced.
+        for table in RAW_TABLES:
+            con.execute(create_table_sql(table))
         for table, rows in tables.items():
             con.execute(create_table_sql(table))
             con.execute(f'DELETE FROM {RAW_SCHEMA}."{table}"')
@@ -381,9 +388,17 @@ def test_tables_land_in_main_staging_and_snapshots_and_none_is_a_view(first_sync
                                     "report_privileged_access", "report_disabled_members_with_grants",
                                     "report_members_without_workspace", "report_workspaces_without_admin",
                                     "report_grant_changes", "report_custom_role_holders",
-                                    "report_stale_pending_invites", "review_sheet")
-    } | {("staging", f"stg_langsmith__{name}") for name in RAW_TABLES} | {
-        ("snapshots", "grants_snapshot")}
+                                    "report_stale_pending_invites", "review_sheet",
+                                    # the whole access picture (DESIGN.md section 9)
+                                    "effective_access", "effective_permissions", "user_login_methods",
+                                    "user_scim_groups", "org_settings", "org_settings_history",
+                                    "access_policies", "credentials", "service_accounts", "sso_settings",
+                                    "audit_events", "user_activity", "report_unused_access",
+                                    "report_credential_hygiene", "report_implicit_admins")
+    } | {("staging", f"stg_langsmith__{name}") for name in (
+        "org_members", "pending_invites", "workspaces", "roles", "workspace_memberships",
+        "provisioning_observations")} | {
+        ("snapshots", "grants_snapshot"), ("snapshots", "org_settings_snapshot")}
     assert {t["table_type"] for t in tables} == {"BASE TABLE"}
 
 
@@ -393,16 +408,49 @@ def test_users(first_sync):
         {"user_id": ADA, "org_identity_id": "org-identity-ada", "email": "ada@example.com",
          "full_name": "Ada Lovelace", "display_name": "Ada", "is_disabled": False,
          "org_role_id": ORG_ADMIN, "org_role_name": "Organization Admin", "created_at": ts(5),
-         "legacy_user_id": "legacy-ada", **synced},
+         "legacy_user_id": "legacy-ada", **synced,
+         "provisioning_method": "bootstrap", "is_scim_managed": False},
         {"user_id": BOB, "org_identity_id": "org-identity-bob", "email": "bob@example.com",
          "full_name": "Bob B.", "display_name": "Bob B.", "is_disabled": False,
          "org_role_id": ORG_USER, "org_role_name": "Organization User", "created_at": ts(6),
-         "legacy_user_id": None, **synced},
+         "legacy_user_id": None, **synced,
+         "provisioning_method": "scim", "is_scim_managed": True},  # scim wins over saml:jit
         {"user_id": CY, "org_identity_id": "org-identity-cy", "email": "cy@example.com",
          "full_name": "Cy Young", "display_name": "Cy", "is_disabled": True,
          "org_role_id": ORG_USER, "org_role_name": "Organization User", "created_at": ts(7),
-         "legacy_user_id": "legacy-cy", **synced},
+         "legacy_user_id": "legacy-cy", **synced,
+         "provisioning_method": None, "is_scim_managed": False},  # no login method listed
     ])
+
+
+def test_login_methods_scim_groups_and_effective_access(first_sync):
+    db = first_sync.baseline
+    assert {(r["user_id"], r["provider"], r["provisioning_method"])
+            for r in query(db, "SELECT * FROM main.user_login_methods")} == {
+        (ADA, "email", "bootstrap"), (BOB, "supabase:sso", "saml:jit"), (BOB, "supabase:sso", "scim")}
+    [group] = query(db, "SELECT * FROM main.user_scim_groups")
+    assert (group["user_id"], group["group_kind"], group["org_role_id"], group["workspace_name"],
+            sorted(group["workspace_ids"]), group["workspace_role_id"]) == (
+        BOB, "workspace", ORG_USER, "Research", sorted([RESEARCH, RESEARCH_TWO]), WS_EDITOR)
+    # Ada, an Organization Admin, is implicitly Admin of both shared workspaces; listed Admin of
+    # one of them. Never in a personal or deleted workspace.
+    paths = {(r["user_id"], r["workspace_id"], r["role_id"], r["source"])
+             for r in query(db, "SELECT * FROM main.effective_access")}
+    assert paths == {
+        (ADA, RESEARCH, WS_ADMIN, "direct"), (BOB, RESEARCH, WS_EDITOR, "direct"),
+        (CY, RESEARCH, WS_VIEWER, "direct"), (BOB, RESEARCH_TWO, WS_AUDITOR, "direct"),
+        (ADA, RESEARCH, WS_ADMIN, "organization_admin"), (ADA, RESEARCH_TWO, WS_ADMIN, "organization_admin"),
+    }
+    assert [(r["user_id"], r["workspace_id"]) for r in query(db, "SELECT * FROM main.report_implicit_admins")] == [
+        (ADA, RESEARCH_TWO)]
+    permissions = {(r["user_id"], r["workspace_id"], r["permission"]): sorted(r["sources"])
+                   for r in query(db, "SELECT * FROM main.effective_permissions")}
+    role_permissions = {r["role_id"]: r["permissions"] for r in ROLES}
+    expected: dict = {}
+    for user, workspace, role, source in paths:
+        for permission in role_permissions[role]:
+            expected.setdefault((user, workspace, permission), set()).add(source)
+    assert permissions == {key: sorted(sources) for key, sources in expected.items()}
 
 
 def test_pending_invites(first_sync):
@@ -494,31 +542,32 @@ def test_entitlements(first_sync):
 
 
 def test_grants(first_sync):
-    def org_role(user, email, role_id, role_name):
+    def org_role(user, email, role_id, role_name, scim=False):
         entitlement = f"organization_role:{role_id}"
         return {"grant_id": f"{entitlement}:{user}", "entitlement_id": entitlement,
                 "entitlement_type": "organization_role", "user_id": user, "email": email,
                 "workspace_id": None, "role_id": role_id, "role_name": role_name,
                 "is_provisionable": False, "workspace_identity_id": None,
-                "verified_at": None, "verified_by_request_id": None}
+                "verified_at": None, "verified_by_request_id": None, "is_scim_managed": scim}
 
-    def ws_role(workspace_id, user, email, role_id, role_name, identity):
+    def ws_role(workspace_id, user, email, role_id, role_name, identity, scim=False):
         entitlement = ws_entitlement(workspace_id, role_id)
         return {"grant_id": f"{entitlement}:{user}", "entitlement_id": entitlement,
                 "entitlement_type": "workspace_role", "user_id": user, "email": email,
                 "workspace_id": workspace_id, "role_id": role_id, "role_name": role_name,
                 "is_provisionable": True, "workspace_identity_id": identity,
                 # nothing provisioned yet: every grant is as the sync listed it
-                "verified_at": None, "verified_by_request_id": None}
+                "verified_at": None, "verified_by_request_id": None, "is_scim_managed": scim}
 
     # Not here: Ada's personal workspace, Bob's deleted workspace, Dee's pending invite.
     # Ada (an Organization Admin) has implicit rights in Research Two, but no listed row there.
     assert_table(first_sync.baseline, "grants", "grant_id", [
         org_role(ADA, "ada@example.com", ORG_ADMIN, "Organization Admin"),
-        org_role(BOB, "bob@example.com", ORG_USER, "Organization User"),
+        # Bob's SCIM group names his org role, and Editor in a workspace named Research.
+        org_role(BOB, "bob@example.com", ORG_USER, "Organization User", scim=True),
         org_role(CY, "cy@example.com", ORG_USER, "Organization User"),
         ws_role(RESEARCH, ADA, "ada@example.com", WS_ADMIN, "Admin", "ws-identity-research-ada"),
-        ws_role(RESEARCH, BOB, "bob@example.com", WS_EDITOR, "Editor", "ws-identity-research-bob"),
+        ws_role(RESEARCH, BOB, "bob@example.com", WS_EDITOR, "Editor", "ws-identity-research-bob", scim=True),
         ws_role(RESEARCH, CY, "cy@example.com", WS_VIEWER, "Viewer", "ws-identity-research-cy"),
         ws_role(RESEARCH_TWO, BOB, "bob@example.com", WS_AUDITOR, "Deployment Auditor", None),
     ])

@@ -10,8 +10,8 @@ import dagster as dg
 
 from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
-from langsmith_access.store.schema import known_member_values, previous_sync, record_membership_read
-from langsmith_access.sync import extract
+from langsmith_access.store.schema import previous_sync, record_membership_read
+from langsmith_access.sync import extract, org_info
 from langsmith_access.sync.guards import DEFAULT_MAX_SHRINK_SHARE, check_completeness, check_shrink
 
 GROUP = "extract"
@@ -20,6 +20,7 @@ RAW_WORKSPACES = dg.AssetKey(["raw", "workspaces"])
 RAW_ORG_MEMBERS = dg.AssetKey(["raw", "org_members"])
 RAW_PENDING_INVITES = dg.AssetKey(["raw", "pending_invites"])
 RAW_WORKSPACE_MEMBERSHIPS = dg.AssetKey(["raw", "workspace_memberships"])
+RAW_ORG_SETTINGS = dg.AssetKey(["raw", "org_settings"])
 
 
 class MembersConfig(dg.Config):
@@ -141,74 +142,83 @@ def raw_members(
     sync_database: SyncDatabase,
 ):
     with sync_database.connect() as conn:
-        shared_workspaces = {
+        shared_workspaces = [
             row[0]
             for row in conn.execute(
-                "SELECT workspace_id FROM raw.workspaces WHERE NOT is_personal AND NOT is_deleted"
+                "SELECT workspace_id FROM raw.workspaces WHERE NOT is_personal AND NOT is_deleted "
+                "ORDER BY workspace_id"
             ).fetchall()
-        }
+        ]
         previous = previous_sync(conn)
-        known = known_member_values(conn)
-    records = extract.get_members(langsmith.client, sorted(shared_workspaces), config.membership_route)
-    context.log.info(f"Membership route {records.route}: {records.route_reason}")
-    rows = extract.transform_members(records, context.run.run_id, extract.now_utc())
-    kept = 0
-    if records.anonymity_restricted and records.route == extract.ENRICHED_ROUTE:
-        kept = extract.keep_withheld_values(rows.org_members, known)
-        context.log.warning(
-            "The members answer was restricted by the organization's anonymity setting: "
-            f"{kept} withheld email/name values kept from the previous sync"
+        # Streamed: each page goes into the raw tables as it arrives, none is kept.
+        read = extract.load_members(
+            langsmith.client,
+            conn,
+            sync_id=context.run.run_id,
+            shared_workspace_ids=shared_workspaces,
+            route=config.membership_route,
         )
-    with sync_database.connect() as conn:
+        counts = extract.count_members(conn)
         record_membership_read(
             conn,
             sync_id=context.run.run_id,
-            membership_route=records.route,
-            route_reason=records.route_reason,
-            anonymity_restricted=records.anonymity_restricted,
-            withheld_values_kept=kept,
+            membership_route=read.route,
+            route_reason=read.route_reason,
+            anonymity_restricted=read.anonymity_restricted,
+            withheld_values_kept=read.withheld_values_kept,
         )
-        extract.load_raw(conn, "org_members", rows.org_members)
-        extract.load_raw(conn, "pending_invites", rows.pending_invites)
-        extract.load_raw(conn, "workspace_memberships", rows.workspace_memberships)
+        previews = {
+            table: extract.first_rows(conn, table, columns)
+            for table, columns in (
+                ("org_members", ["ls_user_id", "email", "is_disabled", "org_role_name"]),
+                ("workspace_memberships", ["workspace_id", "ls_user_id", "role_name"]),
+            )
+        }
+    context.log.info(f"Membership route {read.route}: {read.route_reason}")
+    if read.anonymity_restricted and read.route == extract.ENRICHED_ROUTE:
+        context.log.warning(
+            "The members answer was restricted by the organization's anonymity setting: "
+            f"{read.withheld_values_kept} withheld email/name values kept from the previous sync"
+        )
 
-    workspace_grants = sum(1 for r in rows.workspace_memberships if r["workspace_id"] in shared_workspaces)
-    completeness = check_completeness(
-        records.listings(), records.workspaces_expected, records.workspaces_read
-    )
+    completeness = check_completeness(read.listings, read.workspaces_expected, read.workspaces_read)
     shrink = check_shrink(
         previous,
-        users=len(rows.org_members),
-        workspace_grants=workspace_grants,
+        users=counts.org_members,
+        workspace_grants=counts.workspace_grants,
         max_shrink_share=config.max_shrink_share,
         accept_shrink=config.accept_shrink,
     )
     common = {
-        "membership_route": records.route,
-        "route_reason": records.route_reason or "",
-        "anonymity_restricted": records.anonymity_restricted,
+        "membership_route": read.route,
+        "route_reason": read.route_reason or "",
+        "anonymity_restricted": read.anonymity_restricted,
         **_api_metadata(langsmith),
     }
     yield dg.MaterializeResult(
         asset_key=RAW_ORG_MEMBERS,
         metadata={
-            "dagster/row_count": len(rows.org_members),
-            "disabled": sum(1 for r in rows.org_members if r["is_disabled"]),
+            "dagster/row_count": counts.org_members,
+            "disabled": counts.disabled,
             **common,
-            "preview": _preview(rows.org_members, ["ls_user_id", "email", "is_disabled", "org_role_name"]),
+            "preview": _preview(
+                previews["org_members"], ["ls_user_id", "email", "is_disabled", "org_role_name"]
+            ),
         },
     )
     yield dg.MaterializeResult(
         asset_key=RAW_PENDING_INVITES,
-        metadata={"dagster/row_count": len(rows.pending_invites), **common},
+        metadata={"dagster/row_count": counts.pending_invites, **common},
     )
     yield dg.MaterializeResult(
         asset_key=RAW_WORKSPACE_MEMBERSHIPS,
         metadata={
-            "dagster/row_count": len(rows.workspace_memberships),
-            "in_shared_workspaces": workspace_grants,
+            "dagster/row_count": counts.workspace_memberships,
+            "in_shared_workspaces": counts.workspace_grants,
             **common,
-            "preview": _preview(rows.workspace_memberships, ["workspace_id", "ls_user_id", "role_name"]),
+            "preview": _preview(
+                previews["workspace_memberships"], ["workspace_id", "ls_user_id", "role_name"]
+            ),
         },
     )
     for asset_key in (RAW_ORG_MEMBERS, RAW_WORKSPACE_MEMBERSHIPS):
@@ -223,6 +233,37 @@ def raw_members(
             )
 
 
+@dg.asset(
+    key=RAW_ORG_SETTINGS,
+    group_name=GROUP,
+    # After the members: whether SCIM groups were read depends on the route they took.
+    deps=[RAW_ORG_MEMBERS],
+    pool=DUCKDB_WRITER_POOL,
+    kinds={"python", "duckdb"},
+    description=(
+        "The org's security settings, tier and plan flags (one request: the org info); records "
+        "whether the SCIM groups (on the member rows) were read or why they were skipped."
+    ),
+)
+def raw_org_settings(
+    context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
+) -> dg.MaterializeResult:
+    with sync_database.connect() as conn:
+        read = org_info.load_org_info(
+            langsmith.client, conn, sync_id=context.run.run_id, job=context.job_name,
+            fetched_at=extract.now_utc(),
+        )
+    context.log.info(read.scim_groups.describe())
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": read.settings,
+            "tier": read.info.tier or "",
+            "scim_groups": read.scim_groups.describe(),
+            **_api_metadata(langsmith),
+        }
+    )
+
+
 @dg.definitions
 def extract_definitions() -> dg.Definitions:
-    return dg.Definitions(assets=[raw_roles, raw_workspaces, raw_members])
+    return dg.Definitions(assets=[raw_roles, raw_workspaces, raw_members, raw_org_settings])

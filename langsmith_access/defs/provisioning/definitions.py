@@ -14,11 +14,12 @@ import duckdb
 from langsmith_access import names
 from langsmith_access.defs.orgs import org_run_config, org_tags
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
-from langsmith_access.provisioning import queue
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner, unbuilt_observations
-from langsmith_access.settings import Orgs, Settings, load_orgs
+from langsmith_access.settings import Org, Orgs, Settings, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
-from langsmith_access.transform import build
+from langsmith_access.transform import build, dbt_vars
 
 JOB_NAME = names.PROVISION_JOB
 
@@ -32,6 +33,13 @@ class AdhocChange(dg.Config):
     role: str  # display name, name or id of a workspace role
     reason: str | None = None
     requested_by: str | None = None
+    duration: str | None = None  # a time-bound grant: e.g. 8h, counted from when it is applied
+    until: str | None = None  # or an end time, e.g. 2026-12-01T18:00Z
+
+
+def _notifier(org: Org) -> Notifier:
+    """Notifications of the run's org: its webhook, its slug in every payload."""
+    return Notifier.from_settings(org.settings, org.slug)
 
 
 class ProvisionConfig(dg.Config):
@@ -62,6 +70,7 @@ def select_requests(
 ) -> dict:
     if config.change is not None and config.request_ids:
         raise dg.Failure("Give either request_ids or one change in the run config, not both.")
+    org = provisioning_database.org
     with provisioning_database.connect() as conn:
         if config.change is not None:
             change = queue.ChangeRequest(**config.change.model_dump())
@@ -71,19 +80,33 @@ def select_requests(
                 except queue.RequestRejected as rejection:
                     raise dg.Failure(f"The change would be rejected: {rejection}") from None
                 return {"request_ids": [], "adhoc": resolved.__dict__, "dry_run": True}
-            result = queue.submit_on(conn, change)
+            result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=_notifier(org))
             if not result.accepted:
                 raise dg.Failure(
                     f"Request {result.request_id} rejected: {result.message}",
                     metadata={"request_id": result.request_id},
                 )
             context.log.info(f"Queued {result.request_id}: {result.message}")
+            if result.status != "pending":  # awaiting approval: applied once approved
+                return {"request_ids": [], "dry_run": False}
             return {"request_ids": [result.request_id], "dry_run": False}
         if config.request_ids:
             unknown = queue.unknown_request_ids(conn, config.request_ids)
             if unknown:
                 raise dg.Failure(f"Unknown request ids: {', '.join(unknown)}")
             return {"request_ids": list(config.request_ids), "dry_run": config.dry_run}
+        if not config.dry_run:
+            # Before taking every pending request: end approvals left too long, warn of access
+            # about to end, and queue the revokes of time-bound grants that are due.
+            now, notifier = queue.now_utc(), _notifier(org)
+            expired = approvals.expire_overdue(conn, now, notifier)
+            warned = expiry.warn_expiring(conn, now, org.settings.expiry_warning, notifier)
+            revokes = expiry.queue_due_expiries(conn, now)
+            for count, what in ((len(expired), "request(s) waited too long for approval: approval_expired"),
+                                (len(warned), "time-bound grant(s) end soon: access.expiring sent"),
+                                (len(revokes), "time-bound grant(s) expired: revoke(s) queued")):
+                if count:
+                    context.log.info(f"{count} {what}")
     return {"request_ids": None, "dry_run": config.dry_run}
 
 
@@ -101,7 +124,8 @@ def apply_requests(
     run_id = context.run.run_id
     dry_run = selection["dry_run"]
     with provisioning_database.connect() as conn:
-        provisioner = Provisioner(langsmith.client, conn, run_id, dry_run=dry_run, log=context.log.info)
+        provisioner = Provisioner(langsmith.client, conn, run_id, dry_run=dry_run, log=context.log.info,
+                                  notifier=_notifier(provisioning_database.org))
         if selection.get("adhoc"):
             adhoc = selection["adhoc"]
             requests = [{"request_id": "(ad-hoc)", **adhoc}]
@@ -111,6 +135,8 @@ def apply_requests(
                 queue.fetch_requests(conn, f"request_id IN ({', '.join('?' for _ in ids)})", ids)
                 if ids else queue.fetch_requests(conn, "status IN ('pending', 'in_progress')")
             )
+        elif selection["request_ids"] == []:  # an ad-hoc change that awaits approval
+            requests = []
         else:
             requests = queue.claim(conn, run_id, selection["request_ids"])
         provisioner.process_all(requests)
@@ -160,7 +186,8 @@ def refresh_access_history(
     scratch = database.begin_scratch()
     try:
         with build(
-            scratch, database.dbt_target_path, select=REFRESH_SELECT, timeout_seconds=600
+            scratch, database.dbt_target_path, select=REFRESH_SELECT, timeout_seconds=600,
+            variables=dbt_vars(unused_days=provisioning_database.org.settings.unused_days),
         ) as invocation:
             invocation.raise_on_failure()
         database.commit_scratch(scratch)
@@ -189,7 +216,9 @@ IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
-def _provisioning_run_in_flight(instance: dg.DagsterInstance, slug: str) -> bool:
+def provisioning_run_in_flight(instance: dg.DagsterInstance, slug: str) -> bool:
+    """Whether a provisioning run of org ``slug`` is queued or running (one at a time per org:
+    a second would only find the first one's requests claimed)."""
     runs = instance.get_runs(
         filters=dg.RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT, tags=org_tags(slug)), limit=1
     )
@@ -199,7 +228,7 @@ def _provisioning_run_in_flight(instance: dg.DagsterInstance, slug: str) -> bool
 def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, slug: str) -> list[str] | str:
     """One org's request ids for a new run (pending, and in progress where a run died), or why
     there is nothing to launch for it now."""
-    if _provisioning_run_in_flight(instance, slug):
+    if provisioning_run_in_flight(instance, slug):
         return "A provisioning run is in progress; the next tick takes what is left."
     try:
         # The analysts' copy, for two seconds at most: runs never hold it, so this cannot block

@@ -4,7 +4,12 @@
 import dagster as dg
 
 from langsmith_access import names
-from langsmith_access.defs.extract.assets import raw_members, raw_roles, raw_workspaces
+from langsmith_access.defs.extract.assets import (
+    raw_members,
+    raw_org_settings,
+    raw_roles,
+    raw_workspaces,
+)
 from langsmith_access.defs.orgs import org_run_config, org_run_requests
 from langsmith_access.defs.sync.publish import analysts_database
 from langsmith_access.defs.transform.assets import access_tables
@@ -13,12 +18,15 @@ from langsmith_access.settings import Settings, load_orgs
 SYNC_JOB_NAME = names.SYNC_JOB
 
 
+
 def sync_job(config: dg.PartitionedConfig):
     # In-process: one process per run keeps start-up cheap, and lets the run hold the writer
     # lease and its scratch database from the first step to the last.
     return dg.define_asset_job(
         SYNC_JOB_NAME,
-        selection=dg.AssetSelection.assets(raw_roles, raw_workspaces, raw_members, access_tables, analysts_database),
+        selection=dg.AssetSelection.assets(
+            raw_roles, raw_workspaces, raw_members, raw_org_settings, access_tables, analysts_database
+        ),
         executor_def=dg.in_process_executor,
         config=config,
         description="Extract one org (the partition) from LangSmith, build its access tables, "

@@ -1,6 +1,7 @@
 """The last sync step: record the run, commit the scratch database, publish the analysts' copy."""
 
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -8,7 +9,7 @@ import dagster as dg
 
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
 from langsmith_access.defs.transform.assets import access_tables
-from langsmith_access.store.sync_runs import record_sync_run
+from langsmith_access.store.sync_runs import picture_metrics, record_sync_run
 
 ANALYSTS_DATABASE = dg.AssetKey("analysts_database")
 
@@ -36,13 +37,18 @@ def analysts_database(
             started_at=started,
             finished_at=datetime.now(UTC),
             api_stats=langsmith.client.stats.snapshot(),
+            job=context.job_name,
         )
+        metrics = picture_metrics(conn, counts)
     sync_database.commit_and_publish()
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(sync_database.database.path)),
             "parquet_path": dg.MetadataValue.path(str(sync_database.database.parquet_path)),
-            **{k: v for k, v in counts.items() if isinstance(v, (int, float, str))},
+            **{k: v for k, v in counts.items() if isinstance(v, (int, float, str)) and k not in metrics},
+            # Numbers of the whole picture, one point per run: the UI plots them across runs.
+            **{name: dg.MetadataValue.int(value) for name, value in metrics.items()},
+            "skipped_section_reasons": dg.MetadataValue.json(json.loads(counts["skipped_sections"])),
         }
     )
 

@@ -15,7 +15,7 @@ from langsmith_access.defs.transform.project import (
     prepare_manifest,
     translator,
 )
-from langsmith_access.transform import build
+from langsmith_access.transform import build, dbt_vars
 
 
 @dbt_assets(
@@ -39,6 +39,7 @@ def access_tables(context: dg.AssetExecutionContext, sync_database: SyncDatabase
     with build(
         sync_database.scratch_path, sync_database.dbt_target_path,
         select=select, indirect_selection=indirect_selection,
+        variables=dbt_vars(unused_days=sync_database.org.settings.unused_days),
     ) as invocation:
         for result in invocation:
             yield from dagster_events(result, manifest, context)

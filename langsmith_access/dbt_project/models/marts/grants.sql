@@ -22,6 +22,10 @@ observations as (
     select * from {{ ref('stg_langsmith__provisioning_observations') }}
 ),
 
+scim_groups as (
+    select * from {{ ref('user_scim_groups') }}
+),
+
 -- When the latest sync read LangSmith (its latest read of any listing). Syncs and provisioning
 -- runs take turns under the writer lease, so every observation was made either before this
 -- sync began or after it ended.
@@ -156,7 +160,24 @@ select
     all_grants.is_provisionable,
     all_grants.workspace_identity_id,
     all_grants.verified_at,
-    all_grants.verified_by_request_id
+    all_grants.verified_by_request_id,
+    -- SCIM manages this grant: the member is SCIM-provisioned and one of their SCIM groups
+    -- names this role (and workspace), by LangSmith's group-name rule (see user_scim_groups).
+    -- SCIM may overwrite a change made to it by hand or through the API.
+    coalesce(users.is_scim_managed, false) and exists (
+        select 1
+        from scim_groups
+        where scim_groups.user_id = all_grants.user_id
+            and (
+                (all_grants.entitlement_type = 'organization_role'
+                    and scim_groups.org_role_id = all_grants.role_id)
+                or (all_grants.entitlement_type = 'workspace_role'
+                    and scim_groups.workspace_role_id = all_grants.role_id
+                    and list_contains(scim_groups.workspace_ids, all_grants.workspace_id))
+            )
+    ) as is_scim_managed
 from all_grants
 left join roles
     on roles.role_id = all_grants.role_id
+left join users
+    on users.user_id = all_grants.user_id

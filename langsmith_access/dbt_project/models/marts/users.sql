@@ -6,6 +6,26 @@ with members as (
 
 roles as (
     select * from {{ ref('stg_langsmith__roles') }}
+),
+
+-- How each member was provisioned, from their login methods: where they have several, scim
+-- over saml:jit over bootstrap; a value LangSmith adds later ranks after those, before none.
+provisioning as (
+    select
+        ls_user_id,
+        arg_min(
+            method.provisioning_method,
+            -- the rank, then the value itself: the same answer every build
+            case method.provisioning_method
+                when 'scim' then '1'
+                when 'saml:jit' then '2'
+                when 'bootstrap' then '3'
+                else '4'
+            end || method.provisioning_method
+        ) as provisioning_method
+    from members, unnest(members.login_methods) as methods(method)
+    where method.provisioning_method is not null
+    group by ls_user_id
 )
 
 select
@@ -20,7 +40,11 @@ select
     members.created_at,
     members.legacy_user_id,
     members.sync_id,
-    members.fetched_at as synced_at
+    members.fetched_at as synced_at,
+    provisioning.provisioning_method,
+    coalesce(provisioning.provisioning_method = 'scim', false) as is_scim_managed
 from members
 left join roles
     on roles.role_id = members.org_role_id
+left join provisioning
+    on provisioning.ls_user_id = members.ls_user_id

@@ -14,6 +14,16 @@ select
     nullif(trim(org_role_id), '') as org_role_id,
     nullif(trim(org_role_name), '') as org_role_name,
     cast(created_at as timestamptz) as created_at,
+    -- Login methods (JSON text in the raw row), parsed; provider and provisioning method kept
+    -- as sent (LangSmith adds values). An unreadable value stops the build.
+    coalesce(
+        from_json(
+            login_methods, '[{"provider": "VARCHAR", "provisioning_method": "VARCHAR"}]'
+        ),
+        []
+    ) as login_methods,
+    -- Null where the route did not say (the per-workspace route lists no SCIM groups).
+    scim_groups,
     sync_id,
     cast(fetched_at as timestamptz) as fetched_at
 from latest_sync_members

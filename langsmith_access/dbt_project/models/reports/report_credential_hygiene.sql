@@ -1,0 +1,80 @@
+-- Keys and tokens that need a look: one row per active (neither revoked nor expired)
+-- credential with at least one problem, each a flag, all of them in `problems`:
+--   never_used         never used (last_used_at null);
+--   unused             not used for `unused_days` days (dbt var, default 90,
+--                      LANGSMITH_ACCESS_UNUSED_DAYS);
+--   no_expiry          never expires (SCIM tokens have no expiry in LangSmith: not flagged);
+--   beyond_max_expiry  lives longer than the org's maximum for its kind
+--                      (max_service_key_expiry_days, max_pat_expiry_days,
+--                      max_api_key_expiry_days for workspace keys; no maximum set: never),
+--                      a key without expiry included.
+{% set unused_days = var('unused_days', 90) | int %}
+with credentials as (
+    select * from {{ ref('credentials') }}
+),
+
+settings as (
+    select * from {{ ref('org_settings') }}
+),
+
+maximum_days as (
+    select
+        credentials.credential_id,
+        try_cast(settings.value as integer) as max_expiry_days
+    from credentials
+    left join settings
+        on settings.setting = case credentials.kind
+            when 'service_key' then 'max_service_key_expiry_days'
+            when 'personal_access_token' then 'max_pat_expiry_days'
+            when 'workspace_service_key' then 'max_api_key_expiry_days'
+        end
+),
+
+flagged as (
+    select
+        credentials.*,
+        maximum_days.max_expiry_days,
+        credentials.last_used_at is null as never_used,
+        credentials.last_used_at < now() - to_days({{ unused_days }}) as unused,
+        credentials.kind <> 'scim_token' and credentials.expires_at is null as no_expiry,
+        credentials.kind <> 'scim_token'
+            and maximum_days.max_expiry_days is not null
+            and (credentials.expires_at is null
+                 or credentials.expires_at
+                     > credentials.created_at + to_days(maximum_days.max_expiry_days))
+            as beyond_max_expiry
+    from credentials
+    inner join maximum_days
+        on maximum_days.credential_id = credentials.credential_id
+    where credentials.status = 'active'
+)
+
+select
+    credential_id,
+    kind,
+    short_key,
+    description,
+    workspace_names,
+    role_name,
+    org_role_name,
+    created_by_email,
+    created_at,
+    last_used_at,
+    expires_at,
+    max_expiry_days,
+    coalesce(never_used, false) as never_used,
+    coalesce(unused, false) as unused,
+    coalesce(no_expiry, false) as no_expiry,
+    coalesce(beyond_max_expiry, false) as beyond_max_expiry,
+    list_filter(
+        [
+            case when never_used then 'never_used' end,
+            case when unused then 'unused' end,
+            case when no_expiry then 'no_expiry' end,
+            case when beyond_max_expiry then 'beyond_max_expiry' end
+        ],
+        lambda problem: problem is not null
+    ) as problems,
+    {{ unused_days }} as unused_after_days
+from flagged
+where never_used or unused or no_expiry or beyond_max_expiry

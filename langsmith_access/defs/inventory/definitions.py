@@ -1,0 +1,153 @@
+"""The inventory (DESIGN.md section 9): its extract asset, its job and its schedule.
+
+Thin wiring around ``langsmith_access.sync.inventory``. The job reads access policies,
+credentials of every kind, service accounts, SSO settings and the audit log, builds the dbt
+models downstream of them (with their tests, as asset checks) and publishes the analysts'
+database, on the sync's scratch-copy, writer-pool and ``sync_runs`` rules: all or nothing.
+"""
+
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+from dagster._utils.schedules import get_smallest_cron_interval
+
+from langsmith_access import names
+from langsmith_access.defs.orgs import org_run_config, org_run_requests
+from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
+from langsmith_access.settings import Settings, load_orgs
+from langsmith_access.store.sections import record_section_reads
+from langsmith_access.store.sync_runs import require_published_sync
+from langsmith_access.sync import inventory
+from langsmith_access.sync.extract import now_utc
+
+GROUP = "inventory"
+TABLE_DESCRIPTIONS = {
+    "access_policies": "Access policies (ABAC): allow or deny by resource tag, per workspace role.",
+    "credentials": (
+        "Service keys, workspace service keys (one call per workspace), personal access tokens "
+        "the key can see, SCIM tokens: short keys only, never a secret."
+    ),
+    "service_accounts": "Service accounts (what service keys act for).",
+    "sso_settings": "SAML SSO configurations (where just-in-time provisioning puts new users).",
+    "audit_events": (
+        "The audit log, loaded incrementally by overlapping time windows, de-duplicated by event id."
+    ),
+}
+INVENTORY_KEYS = {table: dg.AssetKey(["raw", table]) for table in TABLE_DESCRIPTIONS}
+
+
+class InventoryConfig(dg.Config):
+    """Run config of the inventory's extract (every field optional)."""
+
+    # How far back the audit log's first load reaches (default LANGSMITH_ACCESS_UNUSED_DAYS).
+    unused_days: int | None = None
+
+
+def freshness_policy(cron: str) -> dg.FreshnessPolicy:
+    """Fresh while the last materialization is at most one schedule interval (and half an hour
+    to run) old; failing after two. Shown on the inventory's assets in the Dagster UI."""
+    try:
+        interval = get_smallest_cron_interval(cron)
+    except Exception:  # a cron Dagster cannot sample: assume hourly
+        interval = timedelta(hours=1)
+    grace = timedelta(minutes=30)
+    return dg.FreshnessPolicy.time_window(fail_window=2 * interval + grace, warn_window=interval + grace)
+
+
+def _specs(cron: str) -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(key, group_name=GROUP, kinds={"python", "duckdb"}, description=description,
+                     freshness_policy=freshness_policy(cron))
+        for key, description in zip(INVENTORY_KEYS.values(), TABLE_DESCRIPTIONS.values(), strict=True)
+    ]
+
+
+def inventory_asset(cron: str) -> dg.AssetsDefinition:
+    @dg.multi_asset(specs=_specs(cron), name=names.INVENTORY_OP, pool=DUCKDB_WRITER_POOL)
+    def raw_inventory(
+        context: dg.AssetExecutionContext,
+        config: InventoryConfig,
+        langsmith: LangSmithAPI,
+        sync_database: SyncDatabase,
+    ):
+        client = langsmith.client
+        unused_days = config.unused_days or sync_database.org.settings.unused_days
+        sync_id, fetched_at = context.run.run_id, now_utc()
+        with sync_database.connect() as conn:
+            require_published_sync(conn)
+            plan = client.section_plan()
+            shared = sorted(w.id for w in client.list_workspaces(include_deleted=False) if w.is_shared)
+            read = inventory.get_inventory(client, plan, shared)
+            rows = inventory.load_inventory(conn, read, sync_id, fetched_at)
+            audit, load = inventory.read_audit_log(
+                client, conn, plan, sync_id=sync_id, now=fetched_at, unused_days=unused_days,
+                fetched_at=fetched_at,
+            )
+            reads = [*read.reads, audit]
+            record_section_reads(conn, sync_id=sync_id, job=context.job_name, reads=reads)
+            [(total_events,)] = conn.execute("SELECT count(*) FROM raw.audit_events").fetchall()
+        for section_read in reads:
+            context.log.info(section_read.describe())
+        sections = {r.section: r.describe().split(": ", 1)[1] for r in reads}
+        stats = client.stats.snapshot()
+        common = {"api_calls_so_far": stats["calls"], "api_retries_so_far": stats["retries"]}
+        for table, key in INVENTORY_KEYS.items():
+            metadata: dict[str, Any]
+            if table == "audit_events":
+                metadata = {
+                    "dagster/row_count": int(total_events),
+                    "events_new": load.events_new if load else 0,
+                    "events_read": load.events_read if load else 0,
+                    "window_start": load.start.isoformat() if load else "",
+                    "window_end": load.end.isoformat() if load else "",
+                    "section": sections["audit_events"],
+                }
+            else:
+                metadata = {
+                    "dagster/row_count": rows[table],
+                    "sections": dg.MetadataValue.json(
+                        {s: sections[s] for s in inventory.TABLE_SECTIONS[table]}
+                    ),
+                }
+            yield dg.MaterializeResult(
+                asset_key=key,
+                metadata={**metadata, "read_at": dg.MetadataValue.timestamp(fetched_at), **common},
+            )
+
+    return raw_inventory
+
+
+@dg.definitions
+def inventory_definitions() -> dg.Definitions:
+    settings = Settings.from_env()
+    orgs = load_orgs()
+    raw_inventory = inventory_asset(settings.inventory_cron)
+    # The inventory's extract, every dbt model and test downstream of it, and the publish; one
+    # org per run (its partition), like the sync.
+    job = dg.define_asset_job(
+        names.INVENTORY_JOB,
+        selection=dg.AssetSelection.assets(raw_inventory).downstream(),
+        executor_def=dg.in_process_executor,
+        config=org_run_config(orgs=orgs),
+        description=(
+            "Read one org's (the partition's) credentials, access policies, service accounts, SSO "
+            "settings and audit log, build the tables that use them, publish them atomically."
+        ),
+    )
+
+    @dg.schedule(
+        name=names.INVENTORY_SCHEDULE,
+        job=job,
+        cron_schedule=settings.inventory_cron,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            "Keeps every org's inventory fresh: one run per org on each tick "
+            "(LANGSMITH_ACCESS_INVENTORY_CRON, hourly at minute 30 by default)."
+        ),
+    )
+    def langsmith_access_inventory_schedule(context: dg.ScheduleEvaluationContext):
+        # The orgs of the definitions' load, as the sync schedule's.
+        return org_run_requests(orgs)
+
+    return dg.Definitions(assets=[raw_inventory], jobs=[job], schedules=[langsmith_access_inventory_schedule])

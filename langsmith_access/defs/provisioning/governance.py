@@ -1,0 +1,179 @@
+"""Access governance in Dagster: the op job ``decide_access_request`` (approve or deny from the
+Launchpad), ``access_expiry_sensor`` (launches ``provision_workspace_roles`` when access is due to
+end, an approval is overdue or an expiry warning is due) and ``notification_outbox_sensor``
+(delivers due notifications on each tick).
+
+Thin wiring around ``provisioning.approvals``, ``provisioning.expiry`` and
+``governance.notifications``. Per org like the rest (``defs/orgs.py``): a decision run is one
+org's partition; each sensor tick looks at every org.
+"""
+
+import hashlib
+import json
+
+import dagster as dg
+import duckdb
+
+from langsmith_access import names
+from langsmith_access.defs.orgs import org_run_config, org_tags
+from langsmith_access.defs.provisioning.definitions import provisioning_run_in_flight
+from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningDatabase
+from langsmith_access.governance.notifications import Notifier, Webhook, deliver_due
+from langsmith_access.provisioning import approvals, expiry, queue
+from langsmith_access.settings import Org, Orgs, Settings, load_orgs
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
+
+
+class DecisionConfig(dg.Config):
+    """One decision on a request awaiting approval, as ``langsmith-access approve|deny`` takes it."""
+
+    request_id: str
+    decision: str  # 'approve' | 'deny'
+    by: str  # the approver's email, checked against the policy's approvers
+    comment: str | None = None
+
+
+@dg.op(name=names.DECIDE_OP, pool=DUCKDB_WRITER_POOL,
+       description="Approve or deny a request awaiting approval; a refusal fails the run and is recorded.")
+def decide_request(
+    context: dg.OpExecutionContext, config: DecisionConfig, provisioning_database: ProvisioningDatabase
+) -> dict:
+    decision = {"approve": approvals.APPROVED, "deny": approvals.DENIED}.get(config.decision)
+    if decision is None:
+        raise dg.Failure(f"decision must be 'approve' or 'deny', got {config.decision!r}.")
+    org = provisioning_database.org
+    with provisioning_database.connect() as conn:
+        conn.execute("BEGIN")
+        try:
+            result = approvals.decide_on(
+                conn, config.request_id, decision, config.by, config.comment, policy_path=org.policy_path,
+                notifier=Notifier.from_settings(org.settings, org.slug),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    metadata = {"request_id": result.request_id, "status": str(result.status), "message": result.message}
+    if not result.recorded:  # the refusal is recorded (decision_refused); the run says why
+        raise dg.Failure(f"Refused: {result.message}", metadata=metadata)
+    context.log.info(result.message)
+    context.add_output_metadata(metadata)
+    return {"request_id": result.request_id, "decision": result.decision, "status": result.status}
+
+
+@dg.graph(description="Approve or deny a request awaiting approval, as an approver the policy names.")
+def decide_access_request_graph():
+    decide_request()
+
+
+def decide_job(orgs: Orgs) -> dg.JobDefinition:
+    return decide_access_request_graph.to_job(
+        name=names.DECIDE_JOB,
+        executor_def=dg.in_process_executor,
+        config=org_run_config(orgs=orgs),
+        description="Approve or deny a request awaiting approval in one org (the partition), as an "
+        "approver its policy names.",
+    )
+
+
+def expiry_work_of(context: dg.SensorEvaluationContext, org: Org) -> list[str] | str:
+    """What is due in one org (access to end, approvals overdue, expiry warnings), or why there
+    is nothing to launch for it now."""
+    if provisioning_run_in_flight(context.instance, org.slug):
+        return "A provisioning run is in progress; it handles what is due."
+    settings = org.settings
+    warning = settings.expiry_warning if settings.webhook_url is not None else None
+    try:
+        # The analysts' copy: runs never hold it, so this cannot block on a sync.
+        with AccessDatabase(org.duckdb_path).read_published(timeout_seconds=2) as conn:
+            due = expiry.expiry_work_due(conn, queue.now_utc(), warning)
+    except DatabaseNotReadyError:
+        return "No analysts' database yet: nothing has been synced or queued."
+    except (DatabaseBusyError, duckdb.Error) as error:
+        return f"Database busy, trying again next tick: {error}"
+    return due or "No access due to end, approval overdue or expiry warning due."
+
+
+def evaluate_expiries(context: dg.SensorEvaluationContext, orgs: Orgs):
+    """One tick: a provisioning run for each org where access is due to end, an approval is
+    overdue or an expiry warning is due (the run does each before taking the queue), else why
+    not. One org's trouble never holds another's back."""
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    launches = cursor.get("launches")
+    launches = launches if isinstance(launches, dict) else {}
+    run_requests, skipped = [], []
+    for org in orgs:
+        due = expiry_work_of(context, org)
+        if isinstance(due, str):
+            skipped.append((org.slug, due))
+            continue
+        launches[org.slug] = launches.get(org.slug, 0) + 1
+        digest = hashlib.sha256("\n".join(sorted(due)).encode()).hexdigest()[:12]
+        run_requests.append(dg.RunRequest(
+            run_key=f"expiry-{org.slug}-{launches[org.slug]}-{digest}",
+            run_config={},  # the run queues the due revokes first, then takes every pending request
+            partition_key=org.slug,
+            tags={**org_tags(org.slug), "langsmith_access/due": str(len(due))},
+        ))
+    if run_requests:
+        context.update_cursor(json.dumps({"launches": launches}))
+        return run_requests
+    return dg.SkipReason(_reasons(skipped))
+
+
+def evaluate_outbox(orgs: Orgs) -> dg.SkipReason:
+    """One tick: POST each org's notifications that are due to its webhook (never raises;
+    failures wait for a later tick, with backoff)."""
+    said = []
+    for org in orgs:
+        webhook = Webhook.from_settings(org.settings)
+        if webhook is None:
+            said.append((org.slug, "LANGSMITH_ACCESS_WEBHOOK_URL is not set: no notifications to deliver."))
+            continue
+        report = deliver_due(AccessDatabase(org.duckdb_path), webhook, lease_timeout_seconds=2.0)
+        if report.problem:
+            said.append((org.slug, report.problem))
+        elif not report.attempted:
+            said.append((org.slug, "No notification due."))
+        else:
+            failed = f"; {len(report.failed)} not delivered ({'; '.join(sorted(set(report.failed.values())))}), " \
+                     "retried later" if report.failed else ""
+            said.append((org.slug, f"Delivered {len(report.delivered)} notification(s){failed}."))
+    return dg.SkipReason(_reasons(said))
+
+
+def _reasons(by_org: list[tuple[str, str]]) -> str:
+    """One org: its reason as it is; several: each led by its slug."""
+    if len(by_org) == 1:
+        return by_org[0][1]
+    return "; ".join(f"{slug}: {reason.rstrip('.')}" for slug, reason in by_org) + "."
+
+
+@dg.definitions
+def governance_definitions() -> dg.Definitions:
+    settings = Settings.from_env()
+    orgs = load_orgs()
+
+    @dg.sensor(
+        name=names.EXPIRY_SENSOR,
+        job_name=names.PROVISION_JOB,
+        minimum_interval_seconds=settings.provisioning_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches provision_workspace_roles for each org where time-bound access is due to end, "
+                    "an approval is overdue or an expiry warning is due.",
+    )
+    def access_expiry_sensor(context: dg.SensorEvaluationContext):
+        # The orgs of the definitions' load: a changed orgs file takes a code server reload.
+        return evaluate_expiries(context, orgs)
+
+    @dg.sensor(
+        name=names.OUTBOX_SENSOR,
+        minimum_interval_seconds=settings.provisioning_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Delivers each org's due notifications to its webhook (LANGSMITH_ACCESS_WEBHOOK_URL), "
+                    "with backoff; launches no run.",
+    )
+    def notification_outbox_sensor(context: dg.SensorEvaluationContext):
+        return evaluate_outbox(orgs)
+
+    return dg.Definitions(jobs=[decide_job(orgs)], sensors=[access_expiry_sensor, notification_outbox_sensor])

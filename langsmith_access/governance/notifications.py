@@ -1,0 +1,324 @@
+"""Notifications: an outbox table, delivered to a webhook at least once, with backoff.
+
+Whoever raises an event writes it to ``main.notifications`` in the working file with
+``enqueue`` (through a ``Notifier``, which does nothing when no webhook is set), in the same
+transaction as the change it reports. ``deliver_due`` POSTs what is due and records the outcome:
+
+- A delivered row is ``delivered``. A failed attempt keeps the row ``pending`` with
+  ``last_error`` and ``next_attempt_at`` pushed back (30 s, doubling, at most an hour): a
+  receiver that is down delays notifications and loses none.
+- ``deliver_due`` never raises into its caller (a CLI command, a sensor): a sync or a provisioning
+  run never fails because of a notification. Problems are in the ``DeliveryReport`` it returns.
+- Rows are claimed under the writer lease (``next_attempt_at`` moved past the claim window) and
+  POSTed after the lease is released, so a slow receiver never holds up a sync. A process that
+  dies between claiming and recording sends those rows again after the claim window: at least
+  once, never lost.
+
+The webhook URL is a secret (a Slack incoming-webhook URL is its own credential): it is held
+as a ``Secret``, never written to the table, never logged, never in an error (errors name the
+kind of failure, not the address). Requests go through ``urllib``, which logs nothing.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+
+from langsmith_access.settings import Secret, Settings
+from langsmith_access.store.database import AccessDatabase
+
+# Every event a notification may report (DESIGN.md section 10).
+EVENTS = (
+    "request.awaiting_approval",
+    "request.applied",
+    "request.failed",
+    "request.denied",
+    "request.approval_expired",
+    "access.expiring",
+    "access.expired",
+    "change.unexplained",
+    "sync.failed",
+)
+# The keys of every payload, in order; absent values are null.
+PAYLOAD_KEYS = ("event", "at", "org", "request_id", "user", "workspace", "role", "detail")
+
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_RETRY = timedelta(hours=1)
+# A claimed row is left alone this long by other deliverers; past it, it is sent again.
+CLAIM_WINDOW = timedelta(minutes=5)
+DELIVERED, PENDING = "delivered", "pending"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def notification(
+    event: str,
+    *,
+    at: datetime,
+    org: str,
+    request_id: str | None = None,
+    user: str | None = None,
+    workspace: str | None = None,
+    role: str | None = None,
+    detail: str | None = None,
+) -> dict:
+    """A payload: exactly ``PAYLOAD_KEYS``, absent ones null."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown notification event {event!r}: one of {', '.join(EVENTS)}")
+    return {"event": event, "at": iso(at), "org": org, "request_id": request_id, "user": user,
+            "workspace": workspace, "role": role, "detail": detail}
+
+
+def enqueue(conn: duckdb.DuckDBPyConnection, event: str, payload: Mapping, *, now: datetime | None = None) -> str:
+    """Add one notification to the outbox (in the caller's transaction; the caller holds the
+    writer lease on the working file). Returns its id. Refuses a payload that is not exactly
+    the documented keys, so nothing else (a secret, a stray field) can reach a receiver."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown notification event {event!r}: one of {', '.join(EVENTS)}")
+    if tuple(payload) != PAYLOAD_KEYS:
+        raise ValueError(
+            f"a notification payload has exactly the keys {', '.join(PAYLOAD_KEYS)}, got {', '.join(payload)}"
+        )
+    if payload["event"] != event:
+        raise ValueError(f"the payload is for {payload['event']!r}, not {event!r}")
+    for key in PAYLOAD_KEYS:
+        if payload[key] is not None and not isinstance(payload[key], str):
+            raise ValueError(f"notification field {key!r} must be text or null, got {type(payload[key]).__name__}")
+    notification_id = str(uuid.uuid4())
+    at = now or datetime.now(UTC)
+    conn.execute(
+        "INSERT INTO main.notifications (notification_id, event, payload, status, attempts, next_attempt_at, "
+        "last_error, created_at, delivered_at) VALUES (?, ?, ?, ?, 0, ?, NULL, ?, NULL)",
+        [notification_id, event, json.dumps(dict(payload)), PENDING, at, at],
+    )
+    return notification_id
+
+
+@dataclass(frozen=True)
+class Notifier:
+    """What code that raises events holds: the org's slug, and whether a webhook is set (no
+    webhook: nothing is written, so the outbox never fills with notifications nobody reads)."""
+
+    org: str
+    enabled: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings, org: str) -> Notifier:
+        return cls(org=org, enabled=settings.webhook_url is not None)
+
+    @classmethod
+    def off(cls) -> Notifier:
+        return cls(org="", enabled=False)
+
+    def notify(self, conn: duckdb.DuckDBPyConnection, event: str, *, at: datetime, **fields: str | None) -> str | None:
+        """Enqueue ``event`` with ``fields`` (request_id, user, workspace, role, detail)."""
+        if not self.enabled:
+            return None
+        return enqueue(conn, event, notification(event, at=at, org=self.org, **fields), now=at)
+
+
+# ------------------------------------------------------------------------- delivery
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """Where and how to POST: ``json`` sends the payload itself, ``slack`` a Slack
+    incoming-webhook body (``{"text": ...}``)."""
+
+    url: Secret = field(repr=False)
+    format: str = "json"
+    timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Webhook | None:
+        if settings.webhook_url is None:
+            return None
+        return cls(url=settings.webhook_url, format=settings.webhook_format)
+
+    def body(self, payload: Mapping) -> bytes:
+        if self.format == "slack":
+            return json.dumps({"text": slack_text(payload)}).encode()
+        return json.dumps(dict(payload)).encode()
+
+
+def slack_text(payload: Mapping) -> str:
+    """One readable line (Slack mrkdwn; ``&``, ``<`` and ``>`` escaped as Slack asks)."""
+    what = " ".join(
+        part for part in (
+            payload.get("role"),
+            f"in {payload['workspace']}" if payload.get("workspace") else None,
+            f"for {payload['user']}" if payload.get("user") else None,
+        ) if part
+    )
+    text = f"[{payload.get('org')}] *{payload['event']}*"
+    if what:
+        text += f": {what}"
+    if payload.get("request_id"):
+        text += f" (request {payload['request_id']})"
+    if payload.get("detail"):
+        text += f"\n{payload['detail']}"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long after a failed attempt the next one is due: 30 s, 1 min, 2 min, ... 1 h."""
+    # The exponent stops at 7 (30 s * 2**7 > 1 h): a row retried for weeks never overflows.
+    return min(FIRST_RETRY * (2 ** min(max(attempts - 1, 0), 7)), LONGEST_RETRY)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect answers a POST with a GET elsewhere: report it as a failure instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects())
+
+
+def post(webhook: Webhook, payload: Mapping) -> str | None:
+    """POST one payload. None when the receiver accepted it (2xx), else why not: the kind of
+    failure, never the address (exception texts may hold the URL, so none is passed on)."""
+    request = urllib.request.Request(
+        webhook.url.reveal(), data=webhook.body(payload), method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "langsmith-access"},
+    )
+    try:
+        with _OPENER.open(request, timeout=webhook.timeout_seconds) as response:
+            response.read(65536)
+            status = response.status
+    except urllib.error.HTTPError as error:
+        redirect = " (redirects are not followed: set the final URL)" if 300 <= error.code < 400 else ""
+        return f"the receiver answered HTTP {error.code}{redirect}"
+    except urllib.error.URLError as error:
+        return _network_failure(error.reason, webhook.timeout_seconds)
+    except (OSError, http.client.HTTPException) as error:
+        # A receiver that closes the connection mid-answer raises http.client's errors.
+        return _network_failure(error, webhook.timeout_seconds)
+    except ValueError as error:
+        return f"could not send ({type(error).__name__}: check LANGSMITH_ACCESS_WEBHOOK_URL)"
+    if not 200 <= status < 300:
+        return f"the receiver answered HTTP {status}"
+    return None
+
+
+def _network_failure(reason: object, timeout_seconds: float) -> str:
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"the receiver did not answer within {timeout_seconds:g} s"
+    if isinstance(reason, ConnectionRefusedError):
+        return "could not connect: connection refused (is the receiver up?)"
+    if isinstance(reason, socket.gaierror):
+        return "could not connect: the receiver's host name does not resolve"
+    if isinstance(reason, ssl.SSLError):
+        return f"could not connect: TLS failed ({type(reason).__name__})"
+    return f"could not connect ({type(reason).__name__})"
+
+
+@dataclass
+class DeliveryReport:
+    """What one ``deliver_due`` did. ``problem``: why it could not run at all (it never raises)."""
+
+    delivered: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # notification id -> why
+    problem: str | None = None
+
+    @property
+    def attempted(self) -> int:
+        return len(self.delivered) + len(self.failed)
+
+
+def deliver_due(
+    database: AccessDatabase,
+    webhook: Webhook | None,
+    *,
+    now: datetime | None = None,
+    limit: int = 100,
+    lease_timeout_seconds: float = 5.0,
+) -> DeliveryReport:
+    """POST every notification due at ``now`` (in the order raised, at most ``limit``) and record each
+    outcome. Never raises: a busy database or an unreachable receiver is reported and retried
+    later."""
+    report = DeliveryReport()
+    at = now or datetime.now(UTC)
+    if webhook is None or not database.working_path.exists():
+        return report
+    try:
+        due = _claim_due(database, at, limit, lease_timeout_seconds)
+        outcomes = [(row_id, attempts, post(webhook, payload)) for row_id, attempts, payload in due]
+        _record(database, at, outcomes, lease_timeout_seconds)
+    except Exception as error:  # never into the caller: report it; the rows are retried later
+        report.problem = f"notifications not delivered this time: {type(error).__name__}: {error}"
+        report.problem = report.problem.replace(webhook.url.reveal(), "<webhook URL>")
+        return report
+    for row_id, _, failure in outcomes:
+        if failure is None:
+            report.delivered.append(row_id)
+        else:
+            report.failed[row_id] = failure
+    return report
+
+
+def _claim_due(
+    database: AccessDatabase, now: datetime, limit: int, lease_timeout_seconds: float
+) -> list[tuple[str, int, dict]]:
+    """(id, attempts including this one, payload) of each due row, claimed for this attempt."""
+    with database.writer_lease("claim due notifications", timeout_seconds=lease_timeout_seconds):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(
+                    "SELECT notification_id, attempts + 1, payload FROM main.notifications "
+                    "WHERE status = ? AND next_attempt_at <= ? ORDER BY notification_seq LIMIT ?",
+                    [PENDING, now, limit],
+                ).fetchall()
+                if rows:  # DuckDB refuses an executemany of nothing
+                    conn.executemany(
+                        "UPDATE main.notifications SET attempts = attempts + 1, next_attempt_at = ? "
+                        "WHERE notification_id = ?",
+                        [[now + CLAIM_WINDOW, row_id] for row_id, _, _ in rows],
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    return [(row_id, attempts, json.loads(payload)) for row_id, attempts, payload in rows]
+
+
+def _record(database: AccessDatabase, now: datetime, outcomes: list[tuple[str, int, str | None]],
+            lease_timeout_seconds: float) -> None:
+    if not outcomes:
+        return
+    with database.writer_lease("record notification deliveries", timeout_seconds=lease_timeout_seconds):
+        with database.connect() as conn:
+            conn.execute("BEGIN")
+            try:
+                for row_id, attempts, failure in outcomes:
+                    if failure is None:
+                        conn.execute(
+                            "UPDATE main.notifications SET status = ?, delivered_at = ?, last_error = NULL "
+                            "WHERE notification_id = ?",
+                            [DELIVERED, now, row_id],
+                        )
+                    else:
+                        conn.execute(
+                            "UPDATE main.notifications SET last_error = ?, next_attempt_at = ? "
+                            "WHERE notification_id = ?",
+                            [failure, now + retry_delay(attempts), row_id],
+                        )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise

@@ -1,0 +1,201 @@
+"""Deciding requests that await approval: approve, deny, and expire the ones left too long.
+
+A decision is recorded (exit 0 on the command line) as a row of ``provisioning_approvals``, an
+event (``approved`` / ``denied``) and the request's new status (``pending``, which the next
+provisioning run applies, or ``denied``). A decision that cannot be taken (unknown request, not
+awaiting approval, not an approver, self-approval, a policy that cannot be read) is refused
+(exit 2) and recorded too, as a ``decision_refused`` event naming who tried and why; nothing
+else changes.
+
+Who may decide is the policy's ``approvers`` as of the latest sync (``governance.decisions``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from langsmith_access.governance.decisions import Grantee, approver_refusal
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.governance.policy import PolicyError, governing_policy
+from langsmith_access.provisioning.queue import (
+    AWAITING_APPROVAL,
+    MAX_TEXT_CHARS,
+    RequestRejected,
+    check_text,
+    fetch_requests,
+    iso_minutes,
+    new_id,
+    now_utc,
+    record_event,
+)
+from langsmith_access.store import directory
+from langsmith_access.store.database import AccessDatabase
+
+APPROVED, DENIED = "approved", "denied"
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    request_id: str
+    decision: str  # 'approved' | 'denied': what was asked
+    recorded: bool  # False: refused (``message`` says why; the refusal is recorded as an event)
+    message: str
+    status: str | None = None  # the request's status afterwards (None: no such request)
+
+
+def decide(
+    database: AccessDatabase,
+    request_id: str,
+    decision: str,
+    by: str,
+    comment: str | None = None,
+    *,
+    policy_path: Path | None = None,
+    notifier: Notifier | None = None,
+    lease_timeout_seconds: float = 600.0,
+) -> DecisionResult:
+    """Approve or deny one request awaiting approval, under the writer lease. Publishes."""
+    with database.writer_lease(f"record a decision on request {request_id}", timeout_seconds=lease_timeout_seconds):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute("BEGIN")
+            try:
+                result = decide_on(conn, request_id, decision, by, comment, policy_path=policy_path,
+                                   notifier=notifier)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        database.publish()
+    return result
+
+
+def decide_on(
+    conn: duckdb.DuckDBPyConnection,
+    request_id: str,
+    decision: str,
+    by: str,
+    comment: str | None = None,
+    *,
+    policy_path: Path | None = None,
+    notifier: Notifier | None = None,
+    now: datetime | None = None,
+) -> DecisionResult:
+    """``decide`` on an open working-database connection (the caller holds the writer lease)."""
+    if decision not in (APPROVED, DENIED):
+        raise ValueError(f"decision must be {APPROVED!r} or {DENIED!r}, got {decision!r}")
+    at = now or now_utc()
+    notifier = notifier or Notifier.off()
+    shown_id = request_id.strip() if isinstance(request_id, str) and request_id.strip() else "(none)"
+
+    def refuse(reason: str, status: str | None = None) -> DecisionResult:
+        record_event(conn, shown_id[:200], "decision_refused",
+                     {"decision": decision, "by": by if isinstance(by, str) else None, "reason": reason}, at=at)
+        return DecisionResult(shown_id, decision, False, reason, status)
+
+    try:
+        request_id = check_text(request_id, "the request id")
+        approver = check_text(by, "--by (the approver's email)")
+        comment = check_text(comment, "--comment", required=False, limit=MAX_TEXT_CHARS)
+    except RequestRejected as error:
+        return refuse(str(error))
+    if "@" not in approver:
+        return refuse(f"--by must be the approver's email as LangSmith knows it, got {approver!r}.")
+    found = fetch_requests(conn, "request_id = ?", [request_id])
+    if not found:
+        return refuse(f"unknown request id {request_id}: `langsmith-access requests --status {AWAITING_APPROVAL}` "
+                      "lists the requests awaiting a decision.")
+    request = found[0]
+    status = request["status"]
+    if status != AWAITING_APPROVAL:
+        return refuse(_not_awaiting(request), status)
+    deadline = request["approval_deadline"]
+    if deadline is not None and at >= deadline:
+        expire(conn, request, at, notifier)
+        return refuse(f"request {request_id} waited past its approval deadline ({iso_minutes(deadline)}) and is "
+                      "now approval_expired: ask for it again.", "approval_expired")
+    until = request["access_until"]
+    if decision == APPROVED and until is not None and until <= at:
+        return refuse(f"request {request_id} asked for access until {iso_minutes(until)}, which has passed: deny "
+                      "it, and ask again with a later --until.", status)
+    try:
+        policy = governing_policy(policy_path, conn)
+    except PolicyError as error:
+        return refuse(str(error), status)
+    standing = directory.member_standing(conn, approver, request["workspace_id"])
+    grantee = Grantee(request["user_id"], request["user_email"], request["requested_by"], request["workspace_name"])
+    refusal = approver_refusal(policy, standing, grantee, approving=decision == APPROVED)
+    if refusal is not None:
+        return refuse(refusal, status)
+
+    conn.execute(
+        "INSERT INTO main.provisioning_approvals (approval_id, request_id, decision, decided_by, decided_at, comment) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [new_id(), request_id, decision, approver, at, comment],
+    )
+    record_event(conn, request_id, decision, {"by": approver, "comment": comment}, at=at)
+    target = f"{request['role_name']} in {request['workspace_name']} for {request['user_email'] or request['user_id']}"
+    if decision == APPROVED:
+        conn.execute(
+            "UPDATE main.provisioning_requests SET status = 'pending', approved_by = ?, approved_at = ?, "
+            "status_detail = ?, updated_at = ? WHERE request_id = ?",
+            [approver, at, f"approved by {approver}" + (f": {comment}" if comment else ""), at, request_id],
+        )
+        return DecisionResult(request_id, decision, True,
+                              f"approved: {target} is pending; the next provisioning run applies it.", "pending")
+    detail = f"denied by {approver}" + (f": {comment}" if comment else "")
+    conn.execute(
+        "UPDATE main.provisioning_requests SET status = 'denied', status_detail = ?, updated_at = ? "
+        "WHERE request_id = ?",
+        [detail, at, request_id],
+    )
+    notifier.notify(conn, "request.denied", at=at, request_id=request_id,
+                    user=request["user_email"] or request["user_id"], workspace=request["workspace_name"],
+                    role=request["role_name"], detail=detail)
+    return DecisionResult(request_id, decision, True, f"denied: {target}.", "denied")
+
+
+def _not_awaiting(request: dict) -> str:
+    request_id, status = request["request_id"], request["status"]
+    if request["approved_by"]:
+        return (f"request {request_id} was already approved by {request['approved_by']} at "
+                f"{iso_minutes(request['approved_at'])}; it is now {status}.")
+    if status in ("denied", "approval_expired"):
+        return f"request {request_id} is {status} ({request['status_detail']}): ask for it again."
+    return (f"request {request_id} is {status}, not awaiting approval: only grants the access policy sends for "
+            "approval wait for a decision.")
+
+
+def expire(conn: duckdb.DuckDBPyConnection, request: dict, at: datetime, notifier: Notifier) -> None:
+    """End one request that waited past its approval deadline."""
+    detail = f"no decision before {iso_minutes(request['approval_deadline'])}"
+    conn.execute(
+        "UPDATE main.provisioning_requests SET status = 'approval_expired', status_detail = ?, updated_at = ? "
+        "WHERE request_id = ? AND status = ?",
+        [detail, at, request["request_id"], AWAITING_APPROVAL],
+    )
+    record_event(conn, request["request_id"], "approval_expired", {"deadline": request["approval_deadline"]}, at=at)
+    notifier.notify(conn, "request.approval_expired", at=at, request_id=request["request_id"],
+                    user=request["user_email"] or request["user_id"], workspace=request["workspace_name"],
+                    role=request["role_name"], detail=detail)
+
+
+def expire_overdue(conn: duckdb.DuckDBPyConnection, now: datetime, notifier: Notifier | None = None) -> list[str]:
+    """Move every request awaiting approval past its deadline to ``approval_expired``; their ids.
+    In one transaction (the caller holds the writer lease)."""
+    overdue = fetch_requests(conn, "status = ? AND approval_deadline <= ?", [AWAITING_APPROVAL, now])
+    if not overdue:
+        return []
+    conn.execute("BEGIN")
+    try:
+        for request in overdue:
+            expire(conn, request, now, notifier or Notifier.off())
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return [r["request_id"] for r in overdue]

@@ -1,0 +1,108 @@
+"""Roles, workspaces and members as the latest sync has them: what governance checks names and
+approvers against.
+
+Each function takes an open connection (the working file, or a published copy) and reads
+schema ``main`` only. ``grants`` there is the latest sync's listing plus every change
+provisioning verified after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from langsmith_access.store.sql import scalar
+
+# Built-in role names (LangSmith's ``Role.name``; custom roles are all named CUSTOM).
+WORKSPACE_ADMIN_ROLE = "WORKSPACE_ADMIN"
+ORGANIZATION_ADMIN_ROLE = "ORGANIZATION_ADMIN"
+
+
+@dataclass(frozen=True)
+class RoleEntry:
+    role_id: str
+    name: str
+    display_name: str
+    access_scope: str  # 'organization' | 'workspace'
+
+
+@dataclass(frozen=True)
+class WorkspaceEntry:
+    workspace_id: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class MemberStanding:
+    """What the latest sync says about one email, for deciding whether its owner may approve a
+    request in one workspace."""
+
+    email: str
+    user_ids: tuple[str, ...]  # active (accepted) org members with this email, disabled ones too
+    disabled: bool  # every one of them is disabled
+    pending_invite: bool  # an org invite to this email is still pending
+    org_admin: bool  # an enabled one holds the Organization Admin org role
+    workspace_admin: bool  # an enabled one holds the built-in Admin role in the workspace
+
+    @property
+    def is_member(self) -> bool:
+        return bool(self.user_ids)
+
+
+def is_synced(conn: duckdb.DuckDBPyConnection) -> bool:
+    """True once a sync has built the tables names are checked against."""
+    return scalar(
+        conn,
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_name IN ('users', 'workspaces', 'roles', 'grants')",
+    ) == 4
+
+
+def synced_roles(conn: duckdb.DuckDBPyConnection) -> list[RoleEntry]:
+    """Every role definition, organization and workspace scoped, built-in and custom."""
+    rows = conn.execute(
+        "SELECT role_id, name, display_name, access_scope FROM main.roles "
+        "ORDER BY access_scope DESC, display_name, role_id"
+    ).fetchall()
+    return [RoleEntry(*row) for row in rows]
+
+
+def synced_workspaces(conn: duckdb.DuckDBPyConnection) -> list[WorkspaceEntry]:
+    """Every shared, live workspace (personal and deleted ones are not in ``main.workspaces``)."""
+    rows = conn.execute(
+        "SELECT workspace_id, display_name FROM main.workspaces ORDER BY display_name, workspace_id"
+    ).fetchall()
+    return [WorkspaceEntry(*row) for row in rows]
+
+
+def member_standing(conn: duckdb.DuckDBPyConnection, email: str, workspace_id: str | None) -> MemberStanding:
+    """The standing of the org member(s) with ``email`` (compared case-insensitively)."""
+    members = conn.execute(
+        "SELECT users.user_id, users.is_disabled, roles.name = ? AS is_org_admin "
+        "FROM main.users AS users LEFT JOIN main.roles AS roles ON roles.role_id = users.org_role_id "
+        "WHERE lower(trim(users.email)) = lower(trim(?)) ORDER BY users.user_id",
+        [ORGANIZATION_ADMIN_ROLE, email],
+    ).fetchall()
+    enabled = [user_id for user_id, is_disabled, _ in members if not is_disabled]
+    org_admin = any(is_org_admin and not is_disabled for _, is_disabled, is_org_admin in members)
+    workspace_admin = bool(enabled and workspace_id is not None and scalar(
+        conn,
+        "SELECT count(*) FROM main.grants AS grants JOIN main.roles AS roles USING (role_id) "
+        "WHERE grants.entitlement_type = 'workspace_role' AND grants.workspace_id = ? "
+        "AND roles.name = ? AND list_contains(?, grants.user_id)",
+        [workspace_id, WORKSPACE_ADMIN_ROLE, enabled],
+    ))
+    invited = scalar(
+        conn,
+        "SELECT count(*) FROM main.pending_invites WHERE lower(trim(email)) = lower(trim(?))",
+        [email],
+    )
+    return MemberStanding(
+        email=email,
+        user_ids=tuple(user_id for user_id, _, _ in members),
+        disabled=bool(members) and not enabled,
+        pending_invite=bool(invited),
+        org_admin=org_admin,
+        workspace_admin=workspace_admin,
+    )

@@ -1,0 +1,375 @@
+"""The inventory (DESIGN.md section 9): access policies, credentials of every kind, service
+accounts, SSO settings and the audit log, read on their own schedule by the asset job
+``langsmith_access_inventory`` and published under the same all-or-nothing rules as the sync.
+
+Cartography's verbs again: ``get_*`` talk to the API only, ``transform_*`` are pure (records in,
+rows out), ``load_*`` write raw tables. Nothing here knows Dagster.
+
+Which sections are read is the org's and the key's business (``langsmith.sections``): a section
+the plan, the key or the install does not have is skipped with its reason, planned from the org
+info or found out by the refusal itself (``SectionUnavailableError``); every other failure of
+any section fails the run, so the previous inventory stays published whole.
+
+The audit log is read incrementally, by time window (both ends inclusive, as the route reads
+them). The first load reaches back ``LANGSMITH_ACCESS_UNUSED_DAYS``; each later run starts an
+hour before the end of the last window it read completely, so an event logged late is still
+found, and events are kept once by event id. Where the load stands (``raw.audit_windows``) is
+written with the events, in the run's scratch copy: a window that fails takes its run down with
+it, nothing of the run is published, and the next run reads that window again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import duckdb
+import numpy as np
+
+from langsmith_access.langsmith import (
+    AccessPolicy,
+    AuditEvent,
+    Credential,
+    LangSmithClient,
+    SectionPlan,
+    SectionUnavailableError,
+    ServiceAccount,
+    SsoProvider,
+)
+from langsmith_access.langsmith.access_records import redact_short_key
+from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
+from langsmith_access.store.sections import SectionRead, latest_audit_window_end, record_audit_window
+from langsmith_access.sync.extract import load_raw
+
+Row = dict[str, Any]
+T = TypeVar("T")
+
+# The sections the inventory reads, in the order it reads them (``scim_groups`` is the core
+# sync's: it comes with the members).
+CREDENTIAL_SECTIONS = ("service_keys", "personal_access_tokens", "workspace_service_keys", "scim_tokens")
+INVENTORY_SECTIONS = (
+    "access_policies",
+    *CREDENTIAL_SECTIONS,
+    "service_accounts",
+    "sso_settings",
+    "audit_events",
+)
+# The raw tables the inventory replaces on each run (``audit_events`` is appended to), and the
+# sections each is filled from.
+TABLE_SECTIONS = {
+    "access_policies": ("access_policies",),
+    "credentials": CREDENTIAL_SECTIONS,
+    "service_accounts": ("service_accounts",),
+    "sso_settings": ("sso_settings",),
+}
+
+# Each later run reads the audit log again from this long before where the last one stopped:
+# LangSmith documents no delivery delay, and an overlap costs one page at most.
+AUDIT_OVERLAP = timedelta(hours=1)
+# Longest window one read covers: a first load of 90 days is read a day at a time, so no more
+# than a day's events are held at once.
+AUDIT_WINDOW_LENGTH = timedelta(days=1)
+
+# A whole secret inside an audit event (a misbehaving server): a key prefix and 20 or more
+# characters of key material.
+_SECRET_IN_TEXT = re.compile(r"(?:lsv2_[a-z]+_|ls__)[A-Za-z0-9_]{20,}")
+
+
+@dataclass
+class Inventory:
+    """What ``get_inventory`` read: the records of each section it read, and for each section
+    whether it was read (with its row count) or skipped (with why)."""
+
+    access_policies: list[AccessPolicy] = field(default_factory=list)
+    credentials: list[Credential] = field(default_factory=list)
+    service_accounts: list[ServiceAccount] = field(default_factory=list)
+    sso_settings: list[SsoProvider] = field(default_factory=list)
+    reads: list[SectionRead] = field(default_factory=list)
+
+
+def get_inventory(client: LangSmithClient, plan: SectionPlan, shared_workspace_ids: list[str]) -> Inventory:
+    """Every inventory section but the audit log, each read or skipped with its reason."""
+    inventory = Inventory()
+
+    def section(name: str, read: Callable[[], list[T]]) -> list[T]:
+        if not plan.should_read(name):
+            inventory.reads.append(SectionRead.skipped(name, plan.skipped[name]))
+            return []
+        try:
+            records = read()
+        except SectionUnavailableError as unavailable:
+            inventory.reads.append(SectionRead.skipped(name, unavailable.reason))
+            return []
+        inventory.reads.append(SectionRead.read(name, len(records)))
+        return records
+
+    inventory.access_policies = section("access_policies", client.list_access_policies)
+    credentials = [
+        *section("service_keys", client.list_service_keys),
+        *section("personal_access_tokens", client.list_personal_access_tokens),
+        *section(
+            "workspace_service_keys",
+            lambda: [
+                key
+                for keys in client.list_service_keys_of_workspaces(shared_workspace_ids).values()
+                for key in keys
+            ],
+        ),
+        *section("scim_tokens", client.list_scim_tokens),
+    ]
+    # One row per credential, should a key ever be listed by two routes (the first one wins).
+    unique: dict[str, Credential] = {}
+    for credential in credentials:
+        unique.setdefault(credential.id, credential)
+    inventory.credentials = list(unique.values())
+    inventory.service_accounts = section("service_accounts", client.list_service_accounts)
+    inventory.sso_settings = section("sso_settings", client.list_sso_settings)
+    return inventory
+
+
+# ------------------------------------------------------------------ transforms (pure)
+
+
+def _tag(sync_id: str, fetched_at: datetime) -> Row:
+    return {"sync_id": sync_id, "fetched_at": fetched_at}
+
+
+def transform_access_policies(policies: Iterable[AccessPolicy], sync_id: str, fetched_at: datetime) -> list[Row]:
+    return [
+        {
+            **_tag(sync_id, fetched_at),
+            "policy_id": p.id,
+            "name": p.name,
+            "description": p.description,
+            "effect": p.effect,
+            "role_ids": list(p.role_ids),
+            "condition_groups": p.condition_groups_json(),
+            "created_at": p.created_at,
+            "updated_at": p.updated_at,
+        }
+        for p in policies
+    ]
+
+
+def transform_credentials(credentials: Iterable[Credential], sync_id: str, fetched_at: datetime) -> list[Row]:
+    """One row per credential. ``short_key`` is what the listing showed, already cut to its
+    prefix and last characters if the server sent a whole secret (``Credential``)."""
+    return [
+        {
+            **_tag(sync_id, fetched_at),
+            "credential_id": c.id,
+            "kind": c.kind,
+            "short_key": c.short_key,
+            "description": c.description,
+            "workspace_names": None if c.workspace_names is None else list(c.workspace_names),
+            "listed_in_workspace_id": c.workspace_id,
+            "default_workspace_name": c.default_workspace_name,
+            "role_id": c.role_id,
+            "org_role_id": c.org_role_id,
+            "access_scope": c.access_scope,
+            "created_by": c.created_by,
+            "read_only": c.read_only,
+            "created_at": c.created_at,
+            "last_used_at": c.last_used_at,
+            "expires_at": c.expires_at,
+            "revoked_at": c.revoked_at,
+        }
+        for c in credentials
+    ]
+
+
+def transform_service_accounts(accounts: Iterable[ServiceAccount], sync_id: str, fetched_at: datetime) -> list[Row]:
+    return [
+        {
+            **_tag(sync_id, fetched_at),
+            "service_account_id": a.id,
+            "name": a.name,
+            "organization_id": a.organization_id,
+            "default_workspace_id": a.default_workspace_id,
+            "created_at": a.created_at,
+            "updated_at": a.updated_at,
+        }
+        for a in accounts
+    ]
+
+
+def transform_sso_settings(providers: Iterable[SsoProvider], sync_id: str, fetched_at: datetime) -> list[Row]:
+    return [
+        {
+            **_tag(sync_id, fetched_at),
+            "sso_provider_id": p.id,
+            "provider_id": p.provider_id,
+            "default_workspace_role_id": p.default_workspace_role_id,
+            "default_workspace_ids": list(p.default_workspace_ids),
+            "metadata_url": p.metadata_url,
+            "sso_groups_enabled": p.sso_groups_enabled,
+            "sso_groups_claim_field": p.sso_groups_claim_field,
+            "sso_groups_required": p.sso_groups_required,
+            "sso_groups_role_sync_enabled": p.sso_groups_role_sync_enabled,
+            "attribute_mapping_keys": list(p.attribute_mapping_keys),
+        }
+        for p in providers
+    ]
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` with every whole key or token in it cut to its prefix and last four characters
+    (an audit event never carries one; a misbehaving server might)."""
+    return _SECRET_IN_TEXT.sub(lambda match: redact_short_key(match.group(0))[0], text)
+
+
+def transform_audit_events(events: Iterable[AuditEvent], sync_id: str, fetched_at: datetime) -> list[Row]:
+    """One row per event; operations and everything else kept as sent."""
+    return [
+        {
+            **_tag(sync_id, fetched_at),
+            "event_id": e.event_id,
+            "at": e.at,
+            "operation": e.operation,
+            "succeeded": e.succeeded,
+            "actor_user_id": e.actor_user_id,
+            "credential_id": e.credential_id,
+            "workspace_id": e.workspace_id,
+            "target_ids": list(e.target_ids),
+            "source_ip": e.source_ip,
+            "http_method": e.http_method,
+            "path": e.path,
+            "status_code": e.status_code,
+            "detail": scrub_secrets(e.detail),
+        }
+        for e in events
+    ]
+
+
+# ------------------------------------------------------------------ load
+
+
+def load_inventory(
+    conn: duckdb.DuckDBPyConnection, inventory: Inventory, sync_id: str, fetched_at: datetime
+) -> dict[str, int]:
+    """Replace the inventory's raw tables (a skipped section's table is left empty). Returns rows
+    per table."""
+    rows = {
+        "access_policies": transform_access_policies(inventory.access_policies, sync_id, fetched_at),
+        "credentials": transform_credentials(inventory.credentials, sync_id, fetched_at),
+        "service_accounts": transform_service_accounts(inventory.service_accounts, sync_id, fetched_at),
+        "sso_settings": transform_sso_settings(inventory.sso_settings, sync_id, fetched_at),
+    }
+    return {table: load_raw(conn, table, table_rows) for table, table_rows in rows.items()}
+
+
+# ------------------------------------------------------------------ the audit log
+
+
+@dataclass(frozen=True)
+class AuditLoad:
+    """What one run loaded of the audit log: the span it read, and how many events it found and
+    how many of those it did not have before."""
+
+    start: datetime
+    end: datetime
+    windows: int
+    pages: int
+    events_read: int
+    events_new: int
+
+
+def audit_windows(resume_from: datetime | None, now: datetime, unused_days: int) -> Iterator[tuple[datetime, datetime]]:
+    """The windows to read, oldest first: from ``AUDIT_OVERLAP`` before ``resume_from`` (the end
+    of the last window read; None: never read, then ``unused_days`` back) up to ``now``, each at
+    most ``AUDIT_WINDOW_LENGTH`` long. Consecutive windows share their boundary instant."""
+    start = now - timedelta(days=unused_days) if resume_from is None else resume_from - AUDIT_OVERLAP
+    start = min(start, now)
+    while True:
+        end = min(start + AUDIT_WINDOW_LENGTH, now)
+        yield start, end
+        if end >= now:
+            return
+        start = end
+
+
+def load_audit_events(
+    client: LangSmithClient,
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    sync_id: str,
+    now: datetime,
+    unused_days: int,
+    fetched_at: datetime,
+) -> AuditLoad:
+    """Read the audit log from where the last run stopped up to ``now``, window by window,
+    appending the events not loaded before and recording each window once it is read whole.
+    Raises ``SectionUnavailableError`` (nothing loaded) where the plan, key or install has no
+    audit log; any other failure propagates, with the run's earlier windows in its scratch copy
+    only."""
+    resume_from = latest_audit_window_end(conn)
+    windows = list(audit_windows(resume_from, now, unused_days))
+    pages = read = new = 0
+    for start, end in windows:
+        window = client.list_audit_events(start, end)
+        rows = transform_audit_events(window.events, sync_id, fetched_at)
+        added = append_new_events(conn, rows)
+        record_audit_window(
+            conn, sync_id=sync_id, window_start=start, window_end=end,
+            events_read=len(rows), events_new=added, pages=window.pages,
+        )
+        pages += window.pages
+        read += len(rows)
+        new += added
+    return AuditLoad(windows[0][0], windows[-1][1], len(windows), pages, read, new)
+
+
+def append_new_events(conn: duckdb.DuckDBPyConnection, rows: list[Row]) -> int:
+    """Append to ``raw.audit_events`` the rows whose event id it does not hold yet; returns how
+    many were added."""
+    if not rows:
+        return 0
+    columns = column_names("audit_events")
+    quoted = ", ".join(f'"{name}"' for name in columns)
+    frame = {
+        name: np.fromiter((row.get(name) for row in rows), dtype=object, count=len(rows))
+        for name in columns
+    }
+    conn.register("incoming_events", frame)
+    try:
+        before = _count(conn)
+        conn.execute(
+            f"INSERT INTO {RAW_SCHEMA}.audit_events ({quoted}) "
+            f"SELECT {quoted} FROM incoming_events AS incoming "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {RAW_SCHEMA}.audit_events AS known "
+            "WHERE known.event_id = incoming.event_id) "
+            "QUALIFY row_number() OVER (PARTITION BY incoming.event_id) = 1"
+        )
+        return _count(conn) - before
+    finally:
+        conn.unregister("incoming_events")
+
+
+def _count(conn: duckdb.DuckDBPyConnection) -> int:
+    [(count,)] = conn.execute(f"SELECT count(*) FROM {RAW_SCHEMA}.audit_events").fetchall()
+    return int(count)
+
+
+def read_audit_log(
+    client: LangSmithClient,
+    conn: duckdb.DuckDBPyConnection,
+    plan: SectionPlan,
+    *,
+    sync_id: str,
+    now: datetime,
+    unused_days: int,
+    fetched_at: datetime,
+) -> tuple[SectionRead, AuditLoad | None]:
+    """The audit-log section: loaded (``load_audit_events``), or skipped with why."""
+    if not plan.should_read("audit_events"):
+        return SectionRead.skipped("audit_events", plan.skipped["audit_events"]), None
+    try:
+        load = load_audit_events(
+            client, conn, sync_id=sync_id, now=now, unused_days=unused_days, fetched_at=fetched_at
+        )
+    except SectionUnavailableError as unavailable:
+        return SectionRead.skipped("audit_events", unavailable.reason), None
+    return SectionRead.read("audit_events", load.events_new), load

@@ -1,0 +1,83 @@
+"""A real webhook receiver on 127.0.0.1 for the notification tests.
+
+It records every POST (path, headers, JSON body) and answers with the status the test sets.
+It can be stopped and started again on the same port: a receiver that is down for a while.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    content_type: str | None
+    body: dict
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class WebhookReceiver:
+    def __init__(self, path: str = "/hooks/T000/B000/s3cr3t-token", port: int | None = None):
+        self.port = port or free_port()
+        self.path = path
+        self.status = 200
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    def start(self) -> WebhookReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"null")
+                with receiver._lock:
+                    status = receiver.status
+                    if status < 300:  # what a receiver accepted is what it received
+                        receiver.received.append(Received(self.path, self.headers.get("Content-Type"), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def bodies(self) -> list[dict]:
+        with self._lock:
+            return [r.body for r in self.received]
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

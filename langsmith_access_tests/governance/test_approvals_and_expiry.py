@@ -1,0 +1,228 @@
+"""Approvals and time-bound access for real: the console script and the Python API against a
+synced DuckDB file and the sandbox (the ``env`` fixture), a policy file, and a webhook receiver
+on 127.0.0.1.
+
+Time is never waited for: a request queued "in the past" (``submit_on(now=...)``) stands for
+one that has waited, and expiry revokes are queued with the clock passed in
+(``queue_due_expiries(now=...)``), as the provisioning run does with the real clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from langsmith_access.api import approve, deliver_notifications, list_requests, provision, request_grant
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning.expiry import queue_due_expiries
+from langsmith_access.provisioning.queue import ChangeRequest, submit_on
+from langsmith_access_tests.governance.support import WORKSPACE, cli, events, request_row, writes
+from langsmith_access_tests.helpers import query
+
+
+def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(governed):
+    sandbox, org, database, people, receiver = governed
+    grantee = people.outsiders[0]
+    queued = cli("request", "grant", "--user", grantee.email, "--workspace", WORKSPACE, "--role", "Admin",
+                 "--duration", "8h", "--requested-by", people.editors[0].email.upper(), "--json")
+    assert queued.returncode == 0, queued.stderr
+    answer = json.loads(queued.stdout)
+    request_id = answer["request_id"]
+    assert answer["status"] == "awaiting_approval" and "awaiting approval" in answer["message"]
+
+    # Not for provisioning until approved.
+    assert provision().success
+    assert writes(sandbox) == [] and request_row(database, request_id)["status"] == "awaiting_approval"
+
+    refused = {
+        "requester": (people.editors[0].email.lower(), "self-approval"),
+        "grantee": (grantee.email, "self-approval"),
+        "not an approver": (people.editors[1].email, "is neither an Admin of Search Relevance"),
+        "disabled": (people.disabled.email, "disabled member"),
+        "invitee": (people.invitee, "only a pending invite"),
+    }
+    for who, (email, reason) in refused.items():
+        attempt = cli("approve", request_id, "--by", email)
+        assert attempt.returncode == 2, (who, attempt.stdout, attempt.stderr)
+        assert reason in attempt.stderr, (who, attempt.stderr)
+    unknown = cli("approve", "no-such-request", "--by", people.admin.email)
+    assert unknown.returncode == 2 and "unknown request id no-such-request" in unknown.stderr
+
+    approved = cli("approve", request_id, "--by", people.admin.email, "--comment", "incident 42")
+    assert approved.returncode == 0, approved.stderr
+    again = cli("approve", request_id, "--by", people.admin.email)
+    assert again.returncode == 2 and f"already approved by {people.admin.email}" in again.stderr
+    late_deny = cli("deny", request_id, "--by", people.admin.email)
+    assert late_deny.returncode == 2 and "already approved" in late_deny.stderr
+
+    row = request_row(database, request_id)
+    assert (row["status"], row["approved_by"]) == ("pending", people.admin.email)
+    assert query(database.path, "SELECT decision, decided_by, comment FROM main.provisioning_approvals") == [
+        ("approved", people.admin.email, "incident 42")]
+    refusals = [d for kind, d in events(database, request_id) if kind == "decision_refused"]
+    assert len(refusals) == len(refused) + 2 and all(d["reason"] for d in refusals)
+    assert [d["reason"] for kind, d in events(database, "no-such-request") if kind == "decision_refused"]
+
+    before = datetime.now(UTC)
+    outcome = provision()
+    after = datetime.now(UTC)
+    assert outcome.success, outcome.failure
+    assert [o["status"] for o in outcome.outputs["apply_requests"]["outcomes"]] == ["applied"]
+    assert org.membership(people.workspace.id, grantee.ls_user_id).role_id == people.roles["Admin"]
+    row = request_row(database, request_id)
+    assert row["prior_role_id"] is None  # the grant added them
+    assert before + timedelta(hours=8) <= row["expires_at"] <= after + timedelta(hours=8)
+    kinds = [kind for kind, _ in events(database, request_id)]
+    assert {"queued", "approval_requested", "approved", "settled"} <= set(kinds)
+
+    deliver_notifications()
+    assert [(b["event"], b["request_id"]) for b in receiver.bodies()] == [
+        ("request.awaiting_approval", request_id), ("request.applied", request_id)]
+    assert receiver.bodies()[0]["org"] == "default" and receiver.bodies()[0]["user"] == grantee.email
+    assert receiver.bodies()[1]["role"] == "Admin" and receiver.bodies()[1]["workspace"] == WORKSPACE
+
+    # The webhook URL is a secret: in no file beside the database (working file, analysts' copy,
+    # Parquet, dbt's target, logs) and in no command's output.
+    secret = receiver.path.rsplit("/", 1)[1].encode()
+    files = [f for f in database.path.parent.rglob("*") if f.is_file()]
+    assert files and [f for f in files if secret in f.read_bytes()] == []
+    outputs = [queued, *(cli("requests", "--json"),), approved, again, late_deny, unknown]
+    assert not any(secret.decode() in run.stdout + run.stderr for run in outputs)
+
+
+def test_denied_and_expired_approvals_are_never_applied(governed):
+    sandbox, org, database, people, receiver = governed
+    denied = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", requested_by="ops@example.com")
+    assert denied.status == "awaiting_approval"
+    deny = cli("deny", denied.request_id, "--by", people.admin.email, "--comment", "not needed")
+    assert deny.returncode == 0, deny.stderr
+    assert request_row(database, denied.request_id)["status"] == "denied"
+    assert cli("approve", denied.request_id, "--by", people.admin.email).returncode == 2
+
+    # Queued four days ago: past its 72 h wait.
+    policy, notifier = Path(os.environ["LANGSMITH_ACCESS_POLICY"]), Notifier("default", enabled=True)
+    four_days_ago = datetime.now(UTC) - timedelta(days=4)
+    with database.writer_lease("test: a request that has waited"), database.connect() as conn:
+        old = submit_on(conn, ChangeRequest("grant", people.outsiders[1].email, WORKSPACE, "Admin",
+                                            requested_by="ops@example.com"),
+                        policy_path=policy, notifier=notifier, now=four_days_ago)
+        stale = submit_on(conn, ChangeRequest("grant", people.outsiders[2].email, WORKSPACE, "Admin"),
+                          policy_path=policy, notifier=notifier, now=four_days_ago)
+    assert old.status == stale.status == "awaiting_approval"
+    # Approving one that waited too long is refused, and it is expired on the spot.
+    too_late = approve(stale.request_id, by=people.admin.email)
+    assert not too_late.recorded and "waited past its approval deadline" in too_late.message
+    assert too_late.status == "approval_expired"
+    # provision ends the other one, and applies nothing.
+    outcome = provision()
+    assert outcome.success and outcome.outputs["apply_requests"]["outcomes"] == []
+    assert request_row(database, old.request_id)["status"] == "approval_expired"
+    assert writes(sandbox) == []
+
+    deliver_notifications()
+    assert sorted((b["event"], b["request_id"]) for b in receiver.bodies()) == sorted([
+        ("request.awaiting_approval", denied.request_id), ("request.denied", denied.request_id),
+        ("request.awaiting_approval", old.request_id), ("request.awaiting_approval", stale.request_id),
+        ("request.approval_expired", stale.request_id), ("request.approval_expired", old.request_id)])
+
+
+def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
+    sandbox, org, database, people, receiver = governed
+    workspace, roles = people.workspace, people.roles
+    added, changed, overridden, satisfied = people.outsiders[0], *people.editors[:3]
+    # Editor needs no approval; Admin in this workspace does (approved below).
+    grants = {
+        "added": request_grant(added.email, WORKSPACE, "Editor", duration="1h"),
+        "changed": request_grant(changed.email, WORKSPACE, "Admin", duration="2h", requested_by="ops@example.com"),
+        "overridden": request_grant(overridden.email, WORKSPACE, "Admin", until=(
+            datetime.now(UTC) + timedelta(hours=3)).isoformat()),
+        "satisfied": request_grant(satisfied.email, WORKSPACE, "Editor", duration="4h"),
+    }
+    assert [g.status for g in grants.values()] == ["pending", "awaiting_approval", "awaiting_approval", "pending"]
+    for name in ("changed", "overridden"):
+        assert approve(grants[name].request_id, by=people.admin.email).recorded
+    assert provision().success
+    rows = {name: request_row(database, g.request_id) for name, g in grants.items()}
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "added": "applied", "changed": "applied", "overridden": "applied", "satisfied": "already_satisfied"}
+    assert rows["added"]["prior_role_id"] is None
+    assert rows["changed"]["prior_role_id"] == rows["overridden"]["prior_role_id"] == roles["Editor"]
+    assert rows["satisfied"]["expires_at"] is None  # nothing to expire
+    assert rows["overridden"]["expires_at"] == rows["overridden"]["access_until"]
+
+    # Someone changes one member's role by hand after the grant.
+    org.set_workspace_role(workspace.id, overridden.ls_user_id, roles["Viewer"])
+
+    # An hour from now only the first is due; a day from now all three. Each is revoked once.
+    with database.writer_lease("test: expiry due"), database.connect() as conn:
+        first = queue_due_expiries(conn, datetime.now(UTC) + timedelta(minutes=61))
+        rest = queue_due_expiries(conn, datetime.now(UTC) + timedelta(days=1))
+        assert queue_due_expiries(conn, datetime.now(UTC) + timedelta(days=2)) == []
+    assert len(first) == 1 and len(rest) == 2
+    sandbox.reset_log()
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    revokes = {r["parent_request_id"]: r for r in list_requests(database=database.path) if r["parent_request_id"]}
+    assert set(revokes) == {grants[n].request_id for n in ("added", "changed", "overridden")}
+    for revoke in revokes.values():
+        assert (revoke["action"], revoke["requested_by"], revoke["reason"]) == ("revoke", "langsmith-access", "expired")
+    assert revokes[grants["added"].request_id]["request_id"] == first[0]
+
+    assert org.membership(workspace.id, added.ls_user_id) is None  # the grant added them: removed
+    assert org.membership(workspace.id, changed.ls_user_id).role_id == roles["Editor"]  # restored
+    assert org.membership(workspace.id, overridden.ls_user_id).role_id == roles["Viewer"]  # left alone
+    assert org.membership(workspace.id, satisfied.ls_user_id).role_id == roles["Editor"]
+    assert sorted(w.method for w in writes(sandbox)) == ["DELETE", "PATCH"]
+    left_alone = revokes[grants["overridden"].request_id]
+    assert left_alone["status"] == "already_satisfied"
+    assert "holds Viewer, not the granted Admin: changed by someone since the grant; left alone" in (
+        left_alone["status_detail"])
+    planned = [d for kind, d in events(database, left_alone["request_id"]) if kind == "planned"]
+    assert "changed by someone since the grant" in planned[0]["explanation"]
+    assert ("expiry_queued" in [kind for kind, _ in events(database, grants["added"].request_id)])
+
+    # grants (dbt, rebuilt after the run) shows the undone access at once.
+    current = dict(query(database.path, "SELECT user_id, role_id FROM main.grants WHERE workspace_id = ? "
+                                        "AND entitlement_type = 'workspace_role'", [workspace.id]))
+    assert added.ls_user_id not in current and current[changed.ls_user_id] == roles["Editor"]
+
+    deliver_notifications()
+    expired = sorted(b["request_id"] for b in receiver.bodies() if b["event"] == "access.expired")
+    assert expired == sorted(grants[n].request_id for n in ("added", "changed", "overridden"))
+
+
+def test_bad_requests_are_refused_clearly_and_recorded(governed, tmp_path, monkeypatch):
+    sandbox, org, database, people, _ = governed
+    user = people.outsiders[0].email
+
+    def refused(*extra: str) -> str:
+        done = cli("request", "grant", "--user", user, "--workspace", WORKSPACE, *extra)
+        assert done.returncode == 2, (extra, done.stdout, done.stderr)
+        return done.stderr
+
+    assert "--duration '0s' is zero" in refused("--role", "Editor", "--duration", "0s")
+    assert "--duration '-1h' is not a duration" in refused("--role", "Editor", "--duration=-1h")
+    assert "longer than the ceiling of 365d" in refused("--role", "Editor", "--duration", "9999d")
+    assert "--duration 'abc' is not a duration" in refused("--role", "Editor", "--duration", "abc")
+    assert "longer than the policy's maximum for Admin (8h)" in refused("--role", "Admin", "--duration", "9h")
+    assert "is in the past" in refused("--role", "Editor", "--until", "2020-01-01T00:00Z")
+    both = cli("request", "grant", "--user", user, "--workspace", WORKSPACE, "--role", "Editor",
+               "--duration", "1h", "--until", "2030-01-01T00:00Z")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr  # argparse: nothing queued
+    revoke = cli("request", "revoke", "--user", user, "--workspace", WORKSPACE, "--role", "Editor",
+                 "--duration", "1h")
+    assert revoke.returncode == 2  # revokes take no duration (argparse)
+
+    # A policy naming an unknown role refuses every grant, naming the file and the line.
+    bad_policy = tmp_path / "bad-policy.yaml"
+    bad_policy.write_text('approval:\n  required: ["Admin"]\nduration:\n  max: {"Admn": 8h}\n')
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(bad_policy))
+    message = refused("--role", "Editor")
+    assert str(bad_policy) in message and "line 4: duration.max: unknown role 'Admn'" in message
+
+    rows = list_requests(database=database.path)
+    assert [r["status"] for r in rows] == ["rejected"] * 7
+    assert all(r["status_detail"] for r in rows)
+    assert writes(sandbox) == []

@@ -1,0 +1,167 @@
+"""The policy's decisions: approval needed, a grant's terms and expiry, who may approve.
+
+Approvers are checked against a real synced database (the session's template); the people are
+picked from the generated org it was synced from, so the expectations do not come from the
+code under test.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from langsmith_access.governance.decisions import (
+    AccessTerms,
+    AccessTermsRefused,
+    Grantee,
+    access_terms,
+    approval_deadline,
+    approver_refusal,
+    needs_approval,
+)
+from langsmith_access.governance.policy import NAMED_EMAILS, NO_POLICY, ORG_ADMINS, Policy
+from langsmith_access.store.directory import member_standing
+from langsmith_access_tests.synced import new_org
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+ADMIN, EDITOR, VIEWER = "role-admin", "role-editor", "role-viewer"
+PROD, DEV = "ws-prod", "ws-dev"
+
+ADMIN_IN_PROD = Policy(source="p.yaml", approval_role_ids=frozenset({ADMIN}), approval_workspace_ids=frozenset({PROD}))
+LIMITS = Policy(source="p.yaml", max_by_role=((ADMIN, timedelta(hours=8)),), max_any_role=timedelta(days=90))
+
+
+def test_needs_approval_when_the_role_matches_and_the_workspace_is_listed_or_none_are():
+    assert needs_approval(ADMIN_IN_PROD, ADMIN, PROD)
+    assert not needs_approval(ADMIN_IN_PROD, ADMIN, DEV)
+    assert not needs_approval(ADMIN_IN_PROD, EDITOR, PROD)
+    everywhere = Policy(source="p.yaml", approval_role_ids=frozenset({ADMIN}))
+    assert needs_approval(everywhere, ADMIN, DEV) and not needs_approval(everywhere, VIEWER, DEV)
+    every_role = Policy(source="p.yaml", approval_any_role=True, approval_workspace_ids=frozenset({PROD}))
+    assert needs_approval(every_role, VIEWER, PROD) and not needs_approval(every_role, VIEWER, DEV)
+    assert not needs_approval(NO_POLICY, ADMIN, PROD)
+
+
+def terms(policy=LIMITS, role=ADMIN, **asked) -> AccessTerms:
+    return access_terms(policy, role, "Admin" if role == ADMIN else "Editor", now=NOW, **asked)
+
+
+def test_asked_terms_within_the_roles_max_are_kept_and_expire_from_when_applied():
+    applied = NOW + timedelta(hours=3)
+    assert terms(duration="8h").expires_at(applied) == applied + timedelta(hours=8)
+    assert terms(duration=timedelta(minutes=5)).duration == timedelta(minutes=5)
+    assert terms(role=EDITOR, duration="90d").duration == timedelta(days=90)
+    until = terms(until="2026-11-29T18:00Z")
+    assert until.expires_at(applied) == datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
+    assert terms(until="2026-11-29T19:00+02:00").until == datetime(2026, 11, 29, 17, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("asked", "reason"), [
+    ({"duration": "9h"}, "--duration 9h is longer than the policy's maximum for Admin (8h): ask for at most 8h"),
+    ({"duration": "0s"}, "--duration '0s' is zero"),
+    ({"duration": "-1h"}, "--duration '-1h' is not a duration"),
+    ({"duration": "9999d"}, "longer than the ceiling of 365d"),
+    ({"duration": "abc"}, "--duration 'abc' is not a duration"),
+    ({"duration": timedelta(0)}, "--duration must be positive"),
+    ({"until": "2026-11-29T11:59Z"}, "--until 2026-11-29T11:59Z is in the past"),
+    ({"until": "2026-11-29T20:01Z"}, "longer than the policy's maximum for Admin (8h): give a time before 2026-11-29T20:00Z"),
+    ({"until": "2026-11-29T18:00"}, "has no time zone"),
+    ({"until": "tomorrow"}, "is not a time"),
+    ({"duration": "1h", "until": "2026-11-29T18:00Z"}, "either --duration or --until, not both"),
+])
+def test_bad_terms_are_refused_saying_why(asked, reason):
+    with pytest.raises(AccessTermsRefused) as error:
+        terms(**asked)
+    assert reason in str(error.value)
+
+
+def test_without_a_policy_only_the_ceiling_limits():
+    assert terms(NO_POLICY, duration="365d").duration == timedelta(days=365)
+    with pytest.raises(AccessTermsRefused, match="ceiling of 365d"):
+        terms(NO_POLICY, until=(NOW + timedelta(days=366)).isoformat())
+    assert terms(NO_POLICY) == AccessTerms()
+    assert AccessTerms().expires_at(NOW) is None
+
+
+def test_unasked_terms_take_the_default_cut_to_the_max_else_the_max_else_none():
+    with_default = Policy(source="p.yaml", default_duration=timedelta(days=30),
+                          max_by_role=((ADMIN, timedelta(hours=8)),))
+    assert terms(with_default) == AccessTerms(duration=timedelta(hours=8), source="default")
+    assert terms(with_default, role=EDITOR) == AccessTerms(duration=timedelta(days=30), source="default")
+    assert terms(LIMITS) == AccessTerms(duration=timedelta(hours=8), source="max")
+    assert terms(Policy(source="p.yaml", max_by_role=((ADMIN, timedelta(hours=8)),)), role=EDITOR) == AccessTerms()
+
+
+def test_the_approval_deadline_follows_wait_at_most():
+    assert approval_deadline(NO_POLICY, NOW) == NOW + timedelta(hours=72)
+    assert approval_deadline(Policy(source="p.yaml", wait_at_most=None), NOW) is None
+
+
+# ------------------------------------------------------------------ approvers
+
+
+@pytest.fixture(scope="module")
+def people(template):
+    """Emails of people in each standing, from the generated org; a connection to its sync."""
+    org = new_org()
+    workspace = next(w for w in org.shared_workspaces() if len(org.workspaces_named(w.display_name)) == 1)
+    role_name = {role.id: role.name for role in org.roles.values()}
+    enabled = [m for m in org.active_members() if not m.is_disabled]
+    in_workspace = {user_id: role_name[m.role_id] for user_id, m in workspace.memberships.items()}
+    chosen = {
+        # An Organization Admin who is not an Admin of the workspace: approves through the org role.
+        "org_admin": next(m for m in enabled if role_name[m.org_role_id] == "ORGANIZATION_ADMIN"
+                          and in_workspace.get(m.ls_user_id) != "WORKSPACE_ADMIN"),
+        "workspace_admin": next(m for m in enabled if in_workspace.get(m.ls_user_id) == "WORKSPACE_ADMIN"
+                                and role_name[m.org_role_id] != "ORGANIZATION_ADMIN"),
+        "editor": next(m for m in enabled if in_workspace.get(m.ls_user_id) == "WORKSPACE_USER"
+                       and role_name[m.org_role_id] != "ORGANIZATION_ADMIN"),
+        "disabled": next(m for m in org.active_members() if m.is_disabled),
+    }
+    emails = {kind: member.email for kind, member in chosen.items()}
+    emails["invitee"] = org.pending_org_invites()[0].email
+    with template.connect(read_only=True) as conn:
+        yield conn, workspace, emails, {kind: m.ls_user_id for kind, m in chosen.items()}
+
+
+def refusal(people, who, policy=NO_POLICY, *, requested_by="someone-else", grantee="editor", approving=True):
+    conn, workspace, emails, ids = people
+    standing = member_standing(conn, emails.get(who, who), workspace.id)
+    request = Grantee(ids.get(grantee), emails.get(grantee), requested_by, workspace.display_name)
+    return approver_refusal(policy, standing, request, approving=approving)
+
+
+def test_workspace_admins_means_the_workspaces_admins_and_the_organization_admins(people):
+    assert refusal(people, "workspace_admin") is None
+    assert refusal(people, "org_admin") is None
+    assert "is neither an Admin of" in refusal(people, "editor", grantee="disabled")
+
+
+def test_org_admins_and_named_emails(people):
+    _, _, emails, _ = people
+    org_admins = Policy(source="p.yaml", approvers=ORG_ADMINS)
+    assert refusal(people, "org_admin", org_admins) is None
+    assert "is not an Organization Admin" in refusal(people, "workspace_admin", org_admins)
+    named = Policy(source="p.yaml", approvers=NAMED_EMAILS, approver_emails=(emails["editor"].upper(),))
+    assert refusal(people, "editor", named, grantee="workspace_admin") is None
+    assert "is not one of the approvers the policy names" in refusal(people, "org_admin", named)
+
+
+def test_disabled_members_invitees_and_strangers_never_approve(people):
+    _, _, emails, _ = people
+    everyone_named = Policy(source="p.yaml", approvers=NAMED_EMAILS,
+                            approver_emails=(emails["disabled"], emails["invitee"], "nobody@example.com"))
+    assert "disabled member" in refusal(people, "disabled", everyone_named)
+    assert "only a pending invite" in refusal(people, "invitee", everyone_named)
+    assert "not a member of the organization" in refusal(people, "nobody@example.com", everyone_named)
+
+
+def test_self_approval_compares_requester_and_grantee_case_insensitively(people):
+    _, _, emails, _ = people
+    asked_by_admin = refusal(people, "workspace_admin", requested_by=f"  {emails['workspace_admin'].swapcase()} ")
+    assert asked_by_admin.startswith("self-approval:") and "asked for this request" in asked_by_admin
+    for_admin = refusal(people, "workspace_admin", grantee="workspace_admin")
+    assert for_admin.startswith("self-approval:") and "is for" in for_admin
+    allowed = Policy(source="p.yaml", self_approval=True)
+    assert refusal(people, "workspace_admin", allowed, grantee="workspace_admin") is None
+    # Denying a request for yourself is not self-approval.
+    assert refusal(people, "workspace_admin", grantee="workspace_admin", approving=False) is None

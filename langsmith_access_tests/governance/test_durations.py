@@ -1,0 +1,50 @@
+"""Durations: ``<n>s|m|h|d`` with n >= 1, never beyond the 365-day ceiling."""
+
+from datetime import timedelta
+
+import pytest
+
+from langsmith_access.governance.durations import CEILING, DurationError, format_duration, parse_duration
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("45s", timedelta(seconds=45)),
+    ("30m", timedelta(minutes=30)),
+    ("8h", timedelta(hours=8)),
+    ("90d", timedelta(days=90)),
+    ("365d", CEILING),
+    ("8760h", CEILING),
+    (" 1h ", timedelta(hours=1)),
+])
+def test_valid_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("0s", "is zero"),
+    ("0d", "is zero"),
+    ("-1h", "is not a duration"),
+    ("9999d", "longer than the ceiling of 365d"),
+    ("366d", "longer than the ceiling of 365d"),
+    ("31536001s", "longer than the ceiling of 365d"),
+    ("abc", "is not a duration"),
+    ("1.5h", "is not a duration"),
+    ("8 h", "is not a duration"),
+    ("1h30m", "is not a duration"),
+    ("8H", "is not a duration"),
+    ("", "is not a duration"),
+    ("٣h", "is not a duration"),  # a non-ASCII digit
+    (72, "must be a duration like 8h"),
+    (None, "must be a duration like 8h"),
+])
+def test_bad_durations_are_refused_naming_what_and_how(text, reason):
+    with pytest.raises(DurationError) as error:
+        parse_duration(text, "approval.wait_at_most")
+    message = str(error.value)
+    assert reason in message
+    assert message.startswith("approval.wait_at_most")
+
+
+def test_format_is_the_shortest_exact_form():
+    assert [format_duration(parse_duration(t)) for t in ("3600s", "120m", "48h", "45s", "90m")] == [
+        "1h", "2h", "2d", "45s", "90m"]

@@ -1,0 +1,167 @@
+"""Access governance in Dagster: decide_access_request (a real run of the job against the synced
+env and its policy), access_expiry_sensor and notification_outbox_sensor against a real Dagster
+instance, a real DuckDB file and a webhook receiver on 127.0.0.1."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from langsmith_access import runner
+from langsmith_access.api import request_grant
+from langsmith_access.definitions import defs
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning import queue
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access_tests.governance.receiver import WebhookReceiver
+from langsmith_access_tests.governance.support import WORKSPACE, events, request_row
+
+DAY = timedelta(days=1)
+
+
+def test_the_job_and_sensors_are_defined_and_the_sensors_run_by_default():
+    definitions = defs()
+    assert definitions.resolve_job_def("decide_access_request").name == "decide_access_request"
+    expiry = definitions.resolve_sensor_def("access_expiry_sensor")
+    outbox = definitions.resolve_sensor_def("notification_outbox_sensor")
+    assert expiry.job_name == "provision_workspace_roles" and outbox.targets == []
+    assert {expiry.default_status, outbox.default_status} == {dg.DefaultSensorStatus.RUNNING}
+
+
+def decide(request_id: str, decision: str, by: str, comment: str | None = None):
+    config = {"request_id": request_id, "decision": decision, "by": by}
+    if comment:
+        config["comment"] = comment
+    return runner.run_job("decide_access_request", {"ops": {"decide_request": {"config": config}}})
+
+
+def test_decide_access_request_records_a_decision_or_fails_saying_why(governed):
+    _, _, database, people, _ = governed
+    waiting = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", requested_by="ops@example.com")
+    assert waiting.status == "awaiting_approval"
+
+    refused = decide(waiting.request_id, "approve", people.editors[0].email)
+    assert not refused.success and "is neither an Admin of Search Relevance" in refused.failure
+    assert [kind for kind, _ in events(database, waiting.request_id)][-1] == "decision_refused"
+    assert request_row(database, waiting.request_id)["status"] == "awaiting_approval"
+
+    approved = decide(waiting.request_id, "approve", people.admin.email, "from the Launchpad")
+    assert approved.success, approved.failure
+    row = request_row(database, waiting.request_id)
+    assert (row["status"], row["approved_by"]) == ("pending", people.admin.email)
+
+    second = request_grant(people.outsiders[1].email, WORKSPACE, "Admin")
+    assert decide(second.request_id, "deny", people.admin.email).success
+    assert request_row(database, second.request_id)["status"] == "denied"
+    assert "must be 'approve' or 'deny'" in decide(second.request_id, "maybe", people.admin.email).failure
+
+
+# ------------------------------------------------------------------ the sensors
+
+
+@pytest.fixture
+def database(tmp_path, monkeypatch):
+    path = tmp_path / "access.duckdb"
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(path))
+    return AccessDatabase(path)
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        yield instance
+
+
+def add_request(database: AccessDatabase, status: str, **columns) -> str:
+    """A request as the queue stores it, with the governance columns given."""
+    request_id = queue.new_id()
+    names = ["request_id", "action", "status", "requested_at", "updated_at", *columns]
+    with database.writer_lease("test"):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute(
+                f"INSERT INTO main.provisioning_requests ({', '.join(names)}) "
+                f"VALUES (?, 'grant', ?, now(), now(){', ?' * len(columns)})",
+                [request_id, status, *columns.values()],
+            )
+        database.publish()
+    return request_id
+
+
+def tick(instance, name: str, cursor=None):
+    definitions = defs()  # loaded now: with the environment the test set
+    context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                      repository_def=definitions.get_repository_def())
+    return definitions.resolve_sensor_def(name).evaluate_tick(context), context.cursor
+
+
+def test_the_expiry_sensor_launches_a_provisioning_run_only_when_something_is_due(database, instance):
+    result, _ = tick(instance, "access_expiry_sensor")
+    assert "No analysts' database yet" in result.skip_message
+    now = datetime.now(UTC)
+    add_request(database, "applied", expires_at=now + DAY)  # later
+    add_request(database, "awaiting_approval", approval_deadline=now + DAY)
+    add_request(database, "already_satisfied")
+    result, _ = tick(instance, "access_expiry_sensor")
+    assert not result.run_requests and result.skip_message.startswith("No access due to end")
+
+    due = add_request(database, "applied", expires_at=now - timedelta(minutes=1))
+    overdue = add_request(database, "awaiting_approval", approval_deadline=now - timedelta(minutes=1))
+    result, cursor = tick(instance, "access_expiry_sensor")
+    [run] = result.run_requests
+    assert run.job_name in (None, "provision_workspace_roles") and run.run_config == {}
+    assert run.tags["langsmith_access/due"] == "2"
+    assert run.partition_key == "default" and run.tags["langsmith_access/org"] == "default"
+    again, _ = tick(instance, "access_expiry_sensor", cursor)
+    assert again.run_requests[0].run_key != run.run_key  # a later tick may launch again
+
+    # A grant whose revoke is already queued is not due again.
+    add_request(database, "pending", parent_request_id=due)
+    with database.writer_lease("test"), database.connect() as conn:
+        conn.execute("UPDATE main.provisioning_requests SET status = 'approval_expired' WHERE request_id = ?",
+                     [overdue])
+    database.publish()
+    result, _ = tick(instance, "access_expiry_sensor")
+    assert not result.run_requests
+
+    add_request(database, "applied", expires_at=now - timedelta(minutes=1))
+    # Another org's run in flight does not hold this one back; this org's does.
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.STARTED,
+                        tags={"langsmith_access/org": "other"})
+    assert len(tick(instance, "access_expiry_sensor")[0].run_requests) == 1
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.STARTED,
+                        tags={"langsmith_access/org": "default"})
+    result, _ = tick(instance, "access_expiry_sensor")
+    assert not result.run_requests and "in progress" in result.skip_message
+
+
+def test_the_expiry_sensor_asks_for_a_run_when_a_warning_is_due_only_with_a_webhook(database, instance, monkeypatch):
+    add_request(database, "applied", expires_at=datetime.now(UTC) + timedelta(hours=2))
+    assert not tick(instance, "access_expiry_sensor")[0].run_requests
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", "http://127.0.0.1:9/hook")
+    assert len(tick(instance, "access_expiry_sensor")[0].run_requests) == 1
+
+
+def test_the_outbox_sensor_delivers_what_is_due_and_never_fails(database, instance, monkeypatch):
+    result, _ = tick(instance, "notification_outbox_sensor")
+    assert "LANGSMITH_ACCESS_WEBHOOK_URL is not set" in result.skip_message
+    with database.writer_lease("test"):
+        database.ensure_working()
+        with database.connect() as conn:
+            Notifier("default", enabled=True).notify(conn, "access.expiring", at=datetime.now(UTC),
+                                                     request_id="r-1", detail="expires soon")
+    receiver = WebhookReceiver()
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", receiver.url)
+    down, _ = tick(instance, "notification_outbox_sensor")  # nothing listens yet
+    assert "1 not delivered (could not connect: connection refused" in down.skip_message
+    with database.writer_lease("test"), database.connect() as conn:  # the retry is due (no waiting)
+        conn.execute("UPDATE main.notifications SET next_attempt_at = now()")
+    with receiver:
+        up, _ = tick(instance, "notification_outbox_sensor")
+        assert up.skip_message == "Delivered 1 notification(s)."
+        assert tick(instance, "notification_outbox_sensor")[0].skip_message == "No notification due."
+    assert [(b["event"], b["request_id"]) for b in receiver.bodies()] == [("access.expiring", "r-1")]
+    assert receiver.path not in down.skip_message + up.skip_message

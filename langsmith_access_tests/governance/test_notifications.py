@@ -1,0 +1,219 @@
+"""The notification outbox against a real HTTP receiver on 127.0.0.1 and a real DuckDB file.
+
+The clock is passed in (``now=``): backoff is checked by asking at chosen times, never by
+waiting.
+"""
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from langsmith_access.governance.notifications import (
+    EVENTS,
+    PAYLOAD_KEYS,
+    Notifier,
+    Webhook,
+    deliver_due,
+    enqueue,
+    notification,
+    retry_delay,
+    slack_text,
+)
+from langsmith_access.settings import Secret, Settings
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access_tests.governance.receiver import WebhookReceiver
+
+T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+SECRET = "s3cr3t-token"
+
+
+@pytest.fixture
+def database(tmp_path):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    return database
+
+
+def add(database, event="request.applied", at=T0, **fields):
+    with database.writer_lease("test: raise an event"), database.connect() as conn:
+        return Notifier("acme", enabled=True).notify(conn, event, at=at, **fields)
+
+
+def rows(database):
+    with database.connect(read_only=True) as conn:
+        cursor = conn.execute(
+            "SELECT notification_id, event, payload, status, attempts, next_attempt_at, last_error "
+            "FROM main.notifications ORDER BY notification_seq")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def webhook(receiver, fmt="json"):
+    return Webhook(url=Secret(receiver.url), format=fmt, timeout_seconds=5)
+
+
+def test_due_notifications_are_posted_once_as_their_documented_json(database):
+    first = add(database, request_id="r-1", user="ada@example.com", workspace="Platform", role="Editor",
+                detail="add to the workspace as Editor")
+    second = add(database, "sync.failed", at=T0 + timedelta(seconds=1), detail="the members listing kept failing")
+    with WebhookReceiver() as receiver:
+        report = deliver_due(database, webhook(receiver), now=T0 + timedelta(seconds=2))
+        again = deliver_due(database, webhook(receiver), now=T0 + timedelta(hours=2))
+    assert report.delivered == [first, second] and report.failed == {} and report.problem is None
+    assert again.attempted == 0 and again.problem is None
+    assert [r.path for r in receiver.received] == [receiver.path] * 2
+    assert {r.content_type for r in receiver.received} == {"application/json"}
+    assert receiver.bodies() == [
+        {"event": "request.applied", "at": "2026-11-29T09:00:00Z", "org": "acme", "request_id": "r-1",
+         "user": "ada@example.com", "workspace": "Platform", "role": "Editor", "detail": "add to the workspace as Editor"},
+        {"event": "sync.failed", "at": "2026-11-29T09:00:01Z", "org": "acme", "request_id": None, "user": None,
+         "workspace": None, "role": None, "detail": "the members listing kept failing"},
+    ]
+    assert [(r["status"], r["attempts"], r["last_error"]) for r in rows(database)] == [("delivered", 1, None)] * 2
+
+
+def test_slack_format_sends_a_text_body(database):
+    add(database, "request.awaiting_approval", request_id="r-2", user="ada@example.com", workspace="R&D <prod>",
+        role="Admin", detail="needs approval by an Admin of the workspace")
+    with WebhookReceiver() as receiver:
+        assert len(deliver_due(database, webhook(receiver, "slack"), now=T0).delivered) == 1
+    [body] = receiver.bodies()
+    assert list(body) == ["text"]
+    assert body["text"] == (
+        "[acme] *request.awaiting_approval*: Admin in R&amp;D &lt;prod&gt; for ada@example.com (request r-2)\n"
+        "needs approval by an Admin of the workspace")
+    assert slack_text(notification("sync.failed", at=T0, org="acme")) == "[acme] *sync.failed*"
+
+
+def test_a_receiver_that_is_down_for_a_while_delays_and_loses_nothing(database, caplog):
+    caplog.set_level(logging.DEBUG)
+    ids = [add(database, "access.expiring", request_id=f"r-{i}") for i in range(3)]  # one time: kept in order
+    receiver = WebhookReceiver()  # not started: nothing listens on its port
+    hook = webhook(receiver)
+
+    down = deliver_due(database, hook, now=T0 + timedelta(minutes=1))
+    assert down.delivered == [] and set(down.failed) == set(ids) and down.problem is None
+    assert set(down.failed.values()) == {"could not connect: connection refused (is the receiver up?)"}
+    first_retry = T0 + timedelta(minutes=1) + retry_delay(1)
+    assert [(r["status"], r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [
+        ("pending", 1, first_retry)] * 3
+
+    # Still down at the next attempt: the wait doubles.
+    again = deliver_due(database, hook, now=first_retry)
+    assert len(again.failed) == 3
+    second_retry = first_retry + retry_delay(2)
+    assert retry_delay(2) == 2 * retry_delay(1)
+    assert {(r["attempts"], r["next_attempt_at"]) for r in rows(database)} == {(2, second_retry)}
+
+    with receiver:  # up again, on the same port
+        early = deliver_due(database, hook, now=second_retry - timedelta(seconds=1))
+        assert early.attempted == 0 and early.problem is None and receiver.bodies() == []  # not due: not sent
+        late = deliver_due(database, hook, now=second_retry)
+        assert late.delivered == ids
+        later = deliver_due(database, hook, now=second_retry + timedelta(hours=5))
+        assert later.attempted == 0 and later.problem is None
+    assert [b["request_id"] for b in receiver.bodies()] == ["r-0", "r-1", "r-2"]  # each once, in order
+    assert {(r["status"], r["attempts"], r["last_error"]) for r in rows(database)} == {("delivered", 3, None)}
+
+    # The URL is a secret: not in the table, the reports, or any log line.
+    with database.connect(read_only=True) as conn:
+        table = json.dumps(conn.execute("SELECT * FROM main.notifications").fetchall(), default=str)
+    shown = table + repr([down, again, early, late]) + repr(hook) + caplog.text
+    assert SECRET not in shown and str(receiver.port) not in table
+
+
+def test_an_error_answer_is_retried_with_backoff_and_recorded(database):
+    add(database, "request.failed", request_id="r-9")
+    with WebhookReceiver() as receiver:
+        receiver.status = 503
+        failed = deliver_due(database, webhook(receiver), now=T0)
+        assert list(failed.failed.values()) == ["the receiver answered HTTP 503"]
+        assert rows(database)[0]["last_error"] == "the receiver answered HTTP 503"
+        receiver.status = 302
+        redirected = deliver_due(database, webhook(receiver), now=T0 + timedelta(days=1))
+        assert "HTTP 302 (redirects are not followed" in next(iter(redirected.failed.values()))
+        receiver.status = 204
+        assert len(deliver_due(database, webhook(receiver), now=T0 + timedelta(days=2)).delivered) == 1
+    assert [b["request_id"] for b in receiver.bodies()] == ["r-9"]
+
+
+def test_the_backoff_doubles_up_to_an_hour():
+    assert [retry_delay(n) for n in (1, 2, 3, 4)] == [timedelta(seconds=s) for s in (30, 60, 120, 240)]
+    assert retry_delay(8) == timedelta(hours=1) and retry_delay(50) == timedelta(hours=1)
+
+
+def test_a_busy_database_is_reported_not_raised(database):
+    add(database)
+    held, release = threading.Event(), threading.Event()
+
+    def writer():
+        with database.writer_lease("a long sync"):
+            held.set()
+            release.wait(timeout=60)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert held.wait(timeout=60)
+        with WebhookReceiver() as receiver:
+            report = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
+    finally:
+        release.set()
+        thread.join()
+    assert report.attempted == 0 and "DatabaseBusyError" in report.problem
+    assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"
+
+
+def test_nothing_to_do_without_a_webhook_or_a_database(tmp_path, database):
+    add(database)
+    assert deliver_due(database, None, now=T0).attempted == 0
+    assert deliver_due(AccessDatabase(tmp_path / "nothing" / "x.duckdb"), Webhook(Secret("http://127.0.0.1:9/x")),
+                       now=T0).attempted == 0
+    assert not (tmp_path / "nothing" / "x.working.duckdb").exists()
+
+
+def test_without_a_webhook_nothing_is_enqueued(database):
+    notifier = Notifier.from_settings(Settings(), "default")
+    with database.writer_lease("test"), database.connect() as conn:
+        assert notifier.notify(conn, "request.applied", at=T0, request_id="r") is None
+    assert rows(database) == []
+    assert Notifier.from_settings(Settings(webhook_url=Secret("http://127.0.0.1:9/h")), "default").enabled
+
+
+@pytest.mark.parametrize(("event", "payload", "message"), [
+    ("request.exploded", None, "unknown notification event 'request.exploded'"),
+    ("request.applied", {**notification("request.applied", at=T0, org="acme"), "api_key": "lsv2_sk_x"},
+     "exactly the keys"),
+    ("request.applied", notification("request.failed", at=T0, org="acme"), "is for 'request.failed'"),
+    ("request.applied", {**notification("request.applied", at=T0, org="acme"), "detail": {"nested": 1}},
+     "must be text or null"),
+])
+def test_enqueue_refuses_anything_but_the_documented_payload(database, event, payload, message):
+    with database.writer_lease("test"), database.connect() as conn, pytest.raises(ValueError, match=message):
+        enqueue(conn, event, payload or {})
+    assert rows(database) == []
+
+
+def test_the_documented_events_and_keys():
+    assert EVENTS == ("request.awaiting_approval", "request.applied", "request.failed", "request.denied",
+                      "request.approval_expired", "access.expiring", "access.expired", "change.unexplained",
+                      "sync.failed")
+    assert PAYLOAD_KEYS == ("event", "at", "org", "request_id", "user", "workspace", "role", "detail")
+
+
+def test_the_outbox_survives_a_sync_that_fails(database):
+    """A sync writes only its scratch copy: one that fails leaves the outbox as it was, and the
+    event it raises after discarding its copy (sync.failed) is kept in the working file."""
+    before = add(database)
+    with database.writer_lease("a sync that fails"):
+        scratch = database.begin_scratch()
+        with database.connect(scratch) as conn:
+            conn.execute("DELETE FROM main.notifications")  # whatever the failed run did
+        database.discard_scratch(scratch)
+        with database.connect() as conn:
+            failed = Notifier("acme", enabled=True).notify(conn, "sync.failed", at=T0, detail="members kept failing")
+    assert [r["notification_id"] for r in rows(database)] == [before, failed]

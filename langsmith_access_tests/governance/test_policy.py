@@ -1,0 +1,192 @@
+"""The policy file: read, checked, and its names checked against a real synced database.
+
+Every refusal names the file, the line and the reason; a file with several problems lists all
+of them.
+"""
+
+from datetime import timedelta
+from textwrap import dedent
+
+import duckdb
+import pytest
+
+from langsmith_access.governance.policy import (
+    NAMED_EMAILS,
+    NO_POLICY,
+    ORG_ADMINS,
+    WORKSPACE_ADMINS,
+    PolicyError,
+    governing_policy,
+    load_policy,
+)
+from langsmith_access.store import directory
+
+EXAMPLE = """\
+approval:
+  required: ["Admin"]
+  workspaces: ["Search Relevance"]
+  approvers: workspace_admins
+  self_approval: false
+  wait_at_most: 72h
+duration:
+  default: null
+  max: {"Admin": 8h, "*": 90d}
+"""
+
+
+def write(tmp_path, text, name="policy.yaml"):
+    path = tmp_path / name
+    path.write_text(dedent(text))
+    return path
+
+
+def refusal(path) -> PolicyError:
+    with pytest.raises(PolicyError) as error:
+        load_policy(path)
+    return error.value
+
+
+@pytest.fixture(scope="module")
+def synced(template):
+    """A read-only connection to a synced database (the session's template), and its tables."""
+    with template.connect(read_only=True) as conn:
+        yield conn, {r.display_name: r for r in directory.synced_roles(conn)}, directory.synced_workspaces(conn)
+
+
+def test_the_design_example_reads_as_written(tmp_path):
+    written = load_policy(write(tmp_path, EXAMPLE))
+    assert [n.text for n in written.required] == ["Admin"]
+    assert [(n.text, n.line) for n in written.workspaces] == [("Search Relevance", 3)]
+    assert (written.approvers, written.self_approval, written.wait_at_most) == (WORKSPACE_ADMINS, False, timedelta(hours=72))
+    assert written.default_duration is None
+    assert [(n.text, n.line, d) for n, d in written.max_durations] == [
+        ("Admin", 9, timedelta(hours=8)), ("*", 9, timedelta(days=90))]
+
+
+def test_an_empty_file_and_missing_keys_take_the_defaults(tmp_path):
+    for text in ("", "# nothing yet\n", "approval:\nduration:\n"):
+        written = load_policy(write(tmp_path, text))
+        assert (written.required, written.workspaces, written.approvers) == ((), None, WORKSPACE_ADMINS)
+        assert (written.self_approval, written.wait_at_most, written.default_duration) == (False, timedelta(hours=72), None)
+    explicit = load_policy(write(tmp_path, "approval:\n  wait_at_most: null\n  approvers: [sec@example.com]\n"))
+    assert explicit.wait_at_most is None
+    assert (explicit.approvers, [n.text for n in explicit.approver_emails]) == (NAMED_EMAILS, ["sec@example.com"])
+    assert load_policy(write(tmp_path, "approval:\n  approvers: org_admins\n")).approvers == ORG_ADMINS
+
+
+def test_a_missing_file_is_refused_naming_it(tmp_path):
+    error = refusal(tmp_path / "nowhere.yaml")
+    assert str(tmp_path / "nowhere.yaml") in str(error)
+    assert "does not exist" in str(error)
+    assert "LANGSMITH_ACCESS_POLICY" in str(error)
+
+
+def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
+    path = write(tmp_path, """\
+        approval:
+          required: ["Admin"
+          approvers: workspace_admins
+        """)
+    error = refusal(path)
+    assert str(path) in str(error)
+    assert error.problems[0][0] == 3
+    assert "not valid YAML" in error.problems[0][1]
+    tabs = refusal(write(tmp_path, "approval:\n\trequired: [Admin]\n"))
+    assert tabs.problems[0][0] == 2
+
+
+@pytest.mark.parametrize(("text", "line", "reason"), [
+    ("aproval:\n  required: [Admin]\n", 1, "unknown key 'aproval' in the policy (did you mean 'approval'?)"),
+    ("approval:\n  required: [Admin]\n  approver: org_admins\n", 3,
+     "unknown key 'approver' in approval (did you mean 'approvers'?)"),
+    ("duration:\n  maximum: {Admin: 8h}\n", 2, "unknown key 'maximum' in duration"),
+    ("approval:\n  wait_at_most: 0s\n", 2, "approval.wait_at_most '0s' is zero"),
+    ("approval:\n  wait_at_most: -1h\n", 2, "approval.wait_at_most '-1h' is not a duration"),
+    ("duration:\n  default: 9999d\n", 2, "duration.default '9999d' is longer than the ceiling of 365d"),
+    ("duration:\n  default: abc\n", 2, "duration.default 'abc' is not a duration"),
+    ("duration:\n  max:\n    Admin: 72\n", 3, "duration.max['Admin'] '72' is not a duration"),
+    ("duration:\n  max:\n    Admin: null\n", 3, "duration.max['Admin'] must be a duration like 8h or 90d, not null"),
+    ("approval:\n  self_approval: maybe\n", 2, "approval.self_approval must be true or false, got 'maybe'"),
+    ("approval:\n  approvers: workspace_admin\n", 2,
+     "approval.approvers must be workspace_admins, org_admins or a list of emails, got 'workspace_admin'"),
+    ("approval:\n  approvers: [sec@example.com, not-an-email]\n", 2, "approval.approvers: 'not-an-email' is not an email"),
+    ("approval:\n  approvers: []\n", 2, "approval.approvers is an empty list: nobody could approve"),
+    ("approval:\n  required: [Admin, [Editor]]\n", 2, "approval.required must list roles"),
+    ("approval: [Admin]\n", 1, "approval must be a mapping of required, workspaces"),
+    ("- approval\n", 1, "the policy must be a mapping of approval, duration"),
+    ("approval:\n  required: [Admin]\napproval:\n  required: [Editor]\n", 3, "approval is given twice (first on line 1)"),
+    ("duration:\n  max: {Admin: 8h, Admin: 9h}\n", 2, "duration.max gives 'Admin' twice"),
+])
+def test_each_bad_value_is_refused_with_its_line_and_reason(tmp_path, text, line, reason):
+    path = write(tmp_path, text)
+    error = refusal(path)
+    assert [problem for problem in error.problems if reason in problem[1]] == [(line, error.problems[0][1])], error.problems
+    assert str(path) in str(error) and f"line {line}: " in str(error)
+
+
+def test_every_problem_of_a_file_is_listed(tmp_path):
+    error = refusal(write(tmp_path, """\
+        approval:
+          required: [Admin]
+          wait_at_most: 0s
+          colour: blue
+        duration:
+          default: 400d
+        """))
+    assert [line for line, _ in error.problems] == [3, 4, 6]
+
+
+def test_names_are_resolved_against_the_latest_sync(tmp_path, synced):
+    conn, roles, workspaces = synced
+    search = next(w for w in workspaces if w.display_name == "Search Relevance")
+    policy = governing_policy(write(tmp_path, f"""\
+        approval:
+          required: [admin, WORKSPACE_USER, {roles['Viewer'].role_id}]
+          workspaces: [search relevance, {workspaces[0].workspace_id}]
+        duration:
+          max: {{"Deployment Auditor": 2h, "*": 30d}}
+        """), conn)
+    assert policy.approval_role_ids == {roles["Admin"].role_id, roles["Editor"].role_id, roles["Viewer"].role_id}
+    assert not policy.approval_any_role
+    assert policy.approval_workspace_ids == {search.workspace_id, workspaces[0].workspace_id}
+    assert policy.max_duration(roles["Deployment Auditor"].role_id) == timedelta(hours=2)
+    assert policy.max_duration(roles["Admin"].role_id) == timedelta(days=30)
+    everything = governing_policy(write(tmp_path, 'approval:\n  required: ["*"]\n'), conn)
+    assert everything.approval_any_role and everything.approval_workspace_ids is None
+
+
+def test_unknown_organization_and_ambiguous_names_are_refused_with_their_lines(tmp_path, synced):
+    conn, _, _ = synced
+    path = write(tmp_path, """\
+        approval:
+          required:
+            - Admn
+            - Organization Admin
+          workspaces: [Platform, Nowhere]
+        duration:
+          max: {Ghost: 8h}
+        """)
+    with pytest.raises(PolicyError) as error:
+        governing_policy(path, conn)
+    by_line: dict[int | None, list[str]] = {}
+    for line, reason in error.value.problems:
+        by_line.setdefault(line, []).append(reason)
+    assert sorted(by_line) == [3, 4, 5, 7]
+    assert by_line[3][0].startswith("approval.required: unknown role 'Admn'") and "Admin, " in by_line[3][0]
+    assert "'Organization Admin' is an organization role" in by_line[4][0]
+    platform, nowhere = by_line[5]
+    assert platform.startswith("approval.workspaces: ambiguous workspace 'Platform': 2 workspaces")
+    assert nowhere.startswith("approval.workspaces: unknown workspace 'Nowhere'")
+    assert by_line[7][0].startswith("duration.max: unknown role 'Ghost'")
+    assert str(path) in str(error.value)
+
+
+def test_no_file_means_no_policy(synced):
+    conn, _, _ = synced
+    assert governing_policy(None, conn) is NO_POLICY
+
+
+def test_a_policy_cannot_be_checked_before_the_first_sync(tmp_path):
+    path = write(tmp_path, EXAMPLE)
+    with duckdb.connect(str(tmp_path / "empty.duckdb")) as conn, pytest.raises(PolicyError, match="run `langsmith-access sync` first"):
+        governing_policy(path, conn)

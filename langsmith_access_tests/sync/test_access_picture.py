@@ -1,0 +1,452 @@
+"""The whole access picture (DESIGN.md section 9), for real: the sandbox over HTTP, both Dagster
+jobs in-process through ``langsmith-access sync --all-sections``, dbt on DuckDB files.
+
+Every table is compared with what the sandbox holds, computed from its org (never from the
+pipeline). Three deployments: an Enterprise org read with an Organization Admin key (everything
+read; LangSmith values this project has never seen kept as they come); a Plus org (sections the
+plan lacks skipped with their reason, never a failed run); a default-role key on an install
+without the access-policy routes and with a server that leaks whole keys in its listings
+(skipped by the key, the route and the install; no secret anywhere; the run metadata read back
+from a real Dagster instance). Then the faults: a credential listing and an audit window that
+fail mid-run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from langsmith_access import cli, runner
+from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
+from langsmith_access.sandbox import FaultConfig, OrgState, SandboxServer, generate_org
+from langsmith_access.sandbox.access_records import (
+    PERSONAL_ACCESS_TOKEN,
+    SERVICE_KEY,
+    WORKSPACE_SERVICE_KEY,
+    AccessPolicy,
+    PolicyCondition,
+    PolicyConditionGroup,
+)
+from langsmith_access.sandbox.org_state import parse_timestamp
+from langsmith_access_tests.helpers import file_digest, point_at, query
+
+DAY = timedelta(days=1)
+UNUSED_DAYS = 90
+
+
+@dataclass
+class Synced:
+    org: OrgState
+    sandbox: SandboxServer
+    database: Path
+    output: str  # what `sync --all-sections` printed
+    started: datetime  # just before the run: the audit log's first window starts 90 days before
+    finished: datetime
+
+
+def sync_all_sections(monkeypatch, sandbox, database) -> tuple[str, datetime, datetime]:
+    """``langsmith-access sync --all-sections`` in this process; what it printed, and when."""
+    point_at(monkeypatch, sandbox, database)
+    out, err = io.StringIO(), io.StringIO()
+    started = datetime.now(UTC)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["sync", "--all-sections", "--quiet"])
+    finished = datetime.now(UTC)
+    assert code == 0, err.getvalue()
+    return out.getvalue() + err.getvalue(), started, finished
+
+
+@pytest.fixture(scope="module")
+def enterprise(tmp_path_factory):
+    """An Enterprise org read whole, with values LangSmith may add later: a new login provider
+    and provisioning method, a new audit operation, a new policy effect."""
+    org = generate_org(seed=5, members=40, workspaces=5, now=int(time.time()))
+    newcomer = next(m for m in org.active_members()
+                    if all(lm.provisioning_method is None for lm in m.linked_login_methods))
+    org.add_login_method(newcomer.ls_user_id, "okta-native", "okta:push")
+    org.record("rotate_every_key", resource_ids=["k-1"], path="/api/v1/rotate")
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    org.put_access_policy(AccessPolicy(
+        id="4a0e1f6a-0000-4000-8000-00000000a0d1", name="Audit prompts", description="", effect="audit",
+        role_ids=[viewer], condition_groups=[PolicyConditionGroup(
+            "prompts:read", "prompt", [PolicyCondition("resource_tag_key", "env", "equals", "prod")])],
+        created_at=org.now(), updated_at=org.now()))
+    database = tmp_path_factory.mktemp("enterprise") / "data" / "access.duckdb"
+    with pytest.MonkeyPatch.context() as monkeypatch, SandboxServer(org) as sandbox:
+        output, started, finished = sync_all_sections(monkeypatch, sandbox, database)
+        yield Synced(org, sandbox, database, output, started, finished)
+
+
+def rows(database: Path, sql: str, params=None) -> set[tuple]:
+    return set(query(database, sql, params))
+
+
+def secrets(org: OrgState) -> set[str]:
+    return {key.secret for key in org.api_keys.values()} | {token.token for token in org.scim_tokens.values()}
+
+
+def epoch(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromtimestamp(parse_timestamp(text), UTC)
+
+
+# ------------------------------------------------------------------------------------ enterprise
+
+
+def test_the_core_sync_reads_login_methods_scim_groups_and_org_settings(enterprise):
+    org, db = enterprise.org, enterprise.database
+    members = org.active_members()
+    assert rows(db, "SELECT user_id, provider, provisioning_method FROM main.user_login_methods") == {
+        (m.ls_user_id, lm.provider, lm.provisioning_method) for m in members for lm in m.linked_login_methods}
+    # A provider and a provisioning method LangSmith may add later are kept as they came.
+    assert rows(db, "SELECT provider, provisioning_method FROM main.user_login_methods "
+                    "WHERE provider = 'okta-native'") == {("okta-native", "okta:push")}
+
+    rank = {"scim": 1, "saml:jit": 2, "bootstrap": 3}
+
+    def provisioning(member):
+        methods = {lm.provisioning_method for lm in member.linked_login_methods} - {None}
+        return min(methods, key=lambda m: (rank.get(m, 4), m)) if methods else None
+
+    expected_users = {(m.ls_user_id, provisioning(m), provisioning(m) == "scim") for m in members}
+    assert rows(db, "SELECT user_id, provisioning_method, is_scim_managed FROM main.users") == expected_users
+    assert {p for _, p, _ in expected_users} == {"scim", "saml:jit", "bootstrap", "okta:push", None}
+
+    assert rows(db, "SELECT user_id, scim_group FROM main.user_scim_groups") == {
+        (m.ls_user_id, g.name) for m in members for g in m.scim_groups}
+    settings = dict(query(db, "SELECT setting, value FROM main.org_settings"))
+    assert settings["scim_group_name_separator"] == org.settings.scim_group_name_separator
+    assert settings["max_pat_expiry_days"] == str(org.settings.max_pat_expiry_days)
+    assert settings["tier"] == "enterprise" and settings["config.can_use_audit_logs"] == "true"
+    assert rows(db, "SELECT setting, value FROM main.org_settings_history WHERE is_current") == set(settings.items())
+
+
+def test_grants_know_what_scim_manages_by_langsmiths_group_name_rule(enterprise):
+    org, db = enterprise.org, enterprise.database
+    sep = org.settings.scim_group_name_separator
+    expected = set()
+    for member in org.active_members():
+        if not any(lm.provisioning_method == "scim" for lm in member.linked_login_methods):
+            continue
+        names = {g.name for g in member.scim_groups}
+        org_role = org.role(member.org_role_id)
+        for ms in org.memberships_of(member.ls_user_id):
+            workspace = org.workspaces[ms.workspace_id]
+            named = f"LS{sep}{org_role.display_name}{sep}{workspace.display_name}{sep}{org.role(ms.role_id).display_name}"
+            if workspace.is_shared and named in names:
+                expected.add((member.ls_user_id, ms.workspace_id, ms.role_id))
+    assert expected, "the generated org has SCIM groups naming members' grants"
+    assert rows(db, "SELECT user_id, workspace_id, role_id FROM main.grants "
+                    "WHERE is_scim_managed AND entitlement_type = 'workspace_role'") == expected
+
+
+def test_effective_access_and_implicit_admins_follow_langsmiths_rule(enterprise):
+    org, db = enterprise.org, enterprise.database
+    admin_role, workspace_admin = org.role_by_name("ORGANIZATION_ADMIN").id, org.role_by_name("WORKSPACE_ADMIN").id
+    shared = {w.id for w in org.shared_workspaces()}
+    direct = {(user, ws, role, "direct") for ws, user, _identity, role in org.workspace_membership_rows(shared_only=True)}
+    admins = {m.ls_user_id for m in org.active_members() if m.org_role_id == admin_role}
+    implicit = {(user, ws, workspace_admin, "organization_admin") for user in admins for ws in shared}
+    assert admins and implicit
+    assert rows(db, "SELECT user_id, workspace_id, role_id, source FROM main.effective_access") == direct | implicit
+    listed = {(user, ws) for user, ws, _, _ in direct}
+    assert rows(db, "SELECT user_id, workspace_id FROM main.report_implicit_admins") == {
+        (user, ws) for user, ws, _, _ in implicit if (user, ws) not in listed}
+    # Permissions: the union over paths, each with the sources that give it.
+    permissions = defaultdict(set)
+    for user, ws, role, source in direct | implicit:
+        for permission in org.role(role).permissions:
+            permissions[(user, ws, permission)].add(source)
+    actual = {(u, w, p): set(s) for u, w, p, s in query(
+        db, "SELECT user_id, workspace_id, permission, sources FROM main.effective_permissions")}
+    assert actual == permissions
+
+
+def test_the_inventory_reads_every_credential_policy_account_and_sso_setting(enterprise):
+    org, db = enterprise.org, enterprise.database
+    shared = {w.id for w in org.shared_workspaces()}
+    keys = [k for k in org.api_keys.values()
+            if k.kind != WORKSPACE_SERVICE_KEY or (k.workspace_ids and k.workspace_ids[0] in shared)]
+    # The sync's own key was used again after its listing was read: its last use is a moving target.
+    own_key = org.api_key_by_secret(enterprise.sandbox.api_key)
+    assert own_key is not None
+    expected = {(k.id, k.kind, k.short_key, epoch(k.expires_at), epoch(k.revoked_at),
+                 None if k is own_key else epoch(k.last_used_at)) for k in keys}
+    expected |= {(t.id, "scim_token", t.short_token, None, None, epoch(t.last_used_at)) for t in org.scim_tokens.values()}
+    assert {kind for _, kind, *_ in expected} == {SERVICE_KEY, WORKSPACE_SERVICE_KEY, PERSONAL_ACCESS_TOKEN, "scim_token"}
+    assert rows(db, "SELECT credential_id, kind, short_key, expires_at, revoked_at, "
+                    "CASE WHEN credential_id <> ? THEN last_used_at END FROM main.credentials",
+                [own_key.id]) == expected
+    policies = {(pid, name, effect, tuple(role_ids)) for pid, name, effect, role_ids in query(
+        db, "SELECT policy_id, name, effect, role_ids FROM main.access_policies")}
+    assert policies == {(p.id, p.name, p.effect, tuple(p.role_ids)) for p in org.access_policies.values()}
+    assert any(effect == "audit" for _, _, effect, _ in policies), "an effect LangSmith may add is kept"
+    assert rows(db, "SELECT service_account_id, name, default_workspace_id FROM main.service_accounts") == {
+        (a.id, a.name, a.default_workspace_id) for a in org.service_accounts.values()}
+    assert rows(db, "SELECT sso_provider_id, provider_id, default_workspace_role_id FROM main.sso_settings") == {
+        (p.id, p.provider_id, p.default_workspace_role_id) for p in org.sso_providers.values()}
+
+
+def test_the_audit_log_and_activity_reach_back_the_unused_days(enterprise):
+    org, db = enterprise.org, enterprise.database
+    [(start, end)] = query(db, "SELECT min(window_start), max(window_end) FROM raw.audit_windows")
+    # The first load reaches back LANGSMITH_ACCESS_UNUSED_DAYS from when the inventory ran.
+    assert enterprise.started - UNUSED_DAYS * DAY <= start <= enterprise.finished - UNUSED_DAYS * DAY
+    assert enterprise.started <= end <= enterprise.finished
+    window = [e for e in org.audit_log.events() if start.timestamp() * 1000 <= e.time_ms <= end.timestamp() * 1000]
+    assert any(e.time_ms < start.timestamp() * 1000 for e in org.audit_log.events()), "older events exist"
+    assert rows(db, "SELECT event_id, operation, actor_user_id, credential_id, workspace_id FROM main.audit_events") == {
+        (e.id, e.operation, e.actor.ls_user_id, e.actor.api_key_id, e.workspace_id) for e in window}
+    assert rows(db, "SELECT operation FROM main.audit_events WHERE operation = 'rotate_every_key'") == {
+        ("rotate_every_key",)}, "an operation LangSmith may add is kept"
+
+    last_login = {}
+    for e in window:
+        if e.operation == "login" and e.succeeded is not False and e.actor.ls_user_id:
+            last_login[e.actor.ls_user_id] = max(last_login.get(e.actor.ls_user_id, 0), e.time_ms)
+    activity = {u: (t.timestamp() * 1000 if t else None) for u, t in query(
+        db, "SELECT user_id, last_login_at FROM main.user_activity")}
+    assert set(activity) == {m.ls_user_id for m in org.active_members()}
+    assert activity == {m.ls_user_id: last_login.get(m.ls_user_id) for m in org.active_members()}
+
+    # Unused access: workspace grants of members without a login in 90 days.
+    cutoff = (datetime.now(UTC) - UNUSED_DAYS * DAY).timestamp() * 1000
+    stale = {u for u in activity if u not in last_login or last_login[u] < cutoff}
+    expected = {(ws, user) for ws, user, _identity, _role in org.workspace_membership_rows(shared_only=True)
+                if user in stale}
+    assert expected
+    assert rows(db, "SELECT workspace_id, user_id FROM main.report_unused_access") == expected
+
+
+def test_credential_hygiene_flags_what_the_org_holds(enterprise):
+    org, db = enterprise.org, enterprise.database
+    now = datetime.now(UTC)
+    caps = {SERVICE_KEY: org.settings.max_service_key_expiry_days,
+            PERSONAL_ACCESS_TOKEN: org.settings.max_pat_expiry_days,
+            WORKSPACE_SERVICE_KEY: org.settings.max_api_key_expiry_days}
+    shared = {w.id for w in org.shared_workspaces()}
+    expected = {}
+    for key in org.api_keys.values():
+        if key.kind == WORKSPACE_SERVICE_KEY and key.workspace_ids[0] not in shared:
+            continue
+        expires, revoked, used = epoch(key.expires_at), epoch(key.revoked_at), epoch(key.last_used_at)
+        if (revoked and revoked <= now) or (expires and expires <= now):
+            continue
+        cap = caps[key.kind]
+        flags = (used is None, used is not None and used < now - UNUSED_DAYS * DAY, expires is None,
+                 cap is not None and (expires is None or expires > epoch(key.created_at) + cap * DAY))
+        if any(flags):
+            expected[key.id] = flags
+    for token in org.scim_tokens.values():
+        used = epoch(token.last_used_at)
+        flags = (used is None, used is not None and used < now - UNUSED_DAYS * DAY, False, False)
+        if any(flags):
+            expected[token.id] = flags
+    assert any(f[0] for f in expected.values()) and any(f[2] for f in expected.values())
+    actual = {cid: (never, unused, no_expiry, beyond) for cid, never, unused, no_expiry, beyond in query(
+        db, "SELECT credential_id, never_used, unused, no_expiry, beyond_max_expiry FROM main.report_credential_hygiene")}
+    assert actual == expected
+
+
+def test_sync_runs_and_the_summary_say_what_each_section_read(enterprise):
+    db = enterprise.database
+    runs = {job: (skipped, json.loads(read)) for job, skipped, read in query(
+        db, "SELECT job, skipped_sections, section_rows FROM main.sync_runs")}
+    assert set(runs) == {SYNC_JOB, INVENTORY_JOB}
+    assert runs[SYNC_JOB][0] == "{}" and set(runs[SYNC_JOB][1]) == {"scim_groups"}
+    assert runs[INVENTORY_JOB][0] == "{}"
+    assert set(runs[INVENTORY_JOB][1]) == {
+        "access_policies", "service_keys", "personal_access_tokens", "workspace_service_keys",
+        "scim_tokens", "service_accounts", "sso_settings", "audit_events"}
+    assert all(count > 0 for count in runs[INVENTORY_JOB][1].values())
+    output = enterprise.output
+    assert "Sync " in output and "Inventory " in output
+    for section, count in {**runs[SYNC_JOB][1], **runs[INVENTORY_JOB][1]}.items():
+        assert f"{section}: read {count} row" in output
+    # The core sync's one extra request is the org info; the inventory reads the workspace keys
+    # with one call per shared workspace.
+    [(calls,)] = query(db, f"SELECT api_calls FROM main.sync_runs WHERE job = '{SYNC_JOB}'")
+    assert calls == 4  # roles, workspaces, one page of members, the org info
+    workspace_key_calls = [r for r in enterprise.sandbox.request_log if r.path == "/api/v1/api-key"]
+    assert len(workspace_key_calls) == len(enterprise.org.shared_workspaces())
+
+
+def test_access_at_and_export_cover_the_new_tables(enterprise, tmp_path, monkeypatch, capsys):
+    point_at(monkeypatch, enterprise.sandbox, enterprise.database)
+    assert cli.main(["export", "--format", "csv", "--out", str(tmp_path)]) == 0
+    for table in ("effective_access", "effective_permissions", "access_policies", "credentials",
+                  "service_accounts", "sso_settings", "user_login_methods", "user_scim_groups",
+                  "org_settings", "org_settings_history", "audit_events", "user_activity",
+                  "report_unused_access", "report_credential_hygiene", "report_implicit_admins"):
+        [(count,)] = query(enterprise.database, f"SELECT count(*) FROM main.{table}")
+        exported = tmp_path / f"{table}.csv"
+        assert duckdb.sql(f"SELECT count(*) FROM read_csv('{exported}', all_varchar = true)").fetchall() == [(count,)]
+
+    org = enterprise.org
+    admin_role = org.role_by_name("ORGANIZATION_ADMIN").id
+    admin = next(m for m in org.active_members() if m.org_role_id == admin_role)
+    capsys.readouterr()
+    assert cli.main(["access-at", "--time", "now", "--user", admin.ls_user_id, "--effective", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    implicit = {g["workspace_id"] for g in shown["grants"] if g["source"] == "organization_admin"}
+    assert implicit == {w.id for w in org.shared_workspaces()}
+    assert cli.main(["access-at", "--time", "now", "--credentials", "--settings", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    [(usable,)] = query(enterprise.database, "SELECT count(*) FROM main.credentials WHERE status = 'active'")
+    assert len(shown["credentials"]) == usable > 0
+    assert {s["setting"]: s["value"] for s in shown["settings"]}["tier"] == "enterprise"
+
+
+# ------------------------------------------------------------------------------------ plan Plus
+
+
+def test_a_plus_plan_skips_what_it_lacks_with_reasons_and_reads_the_rest(tmp_path, monkeypatch):
+    org = generate_org(seed=6, members=20, workspaces=3, plan="plus", now=int(time.time()))
+    database = tmp_path / "data" / "access.duckdb"
+    with SandboxServer(org, plan="plus") as sandbox:
+        output, *_ = sync_all_sections(monkeypatch, sandbox, database)
+        asked = {r.path for r in sandbox.request_log}
+    skipped = {}
+    for (text,) in query(database, "SELECT skipped_sections FROM main.sync_runs"):
+        skipped.update(json.loads(text))
+    assert set(skipped) == {"scim_groups", "access_policies", "audit_events", "scim_tokens", "sso_settings"}
+    assert all(reason.startswith("not in plan: config.can_use_") for reason in skipped.values()), skipped
+    for section, reason in skipped.items():
+        assert f"{section}: skipped ({reason})" in output
+    # The plan said so: their routes were never asked.
+    assert not asked & {"/api/v1/audit-logs", "/api/v1/orgs/current/sso-settings",
+                        "/api/v1/platform/orgs/current/access-policies", "/api/v1/platform/orgs/current/scim/tokens"}
+    for table in ("access_policies", "audit_events", "sso_settings", "user_scim_groups", "report_unused_access"):
+        assert query(database, f"SELECT count(*) FROM main.{table}") == [(0,)]
+    assert query(database, "SELECT count(*) FROM main.user_activity WHERE activity_known_since IS NOT NULL") == [(0,)]
+    # What the plan has is read, not left silently empty.
+    kinds = {kind for (kind,) in query(database, "SELECT DISTINCT kind FROM main.credentials")}
+    assert kinds == {SERVICE_KEY, WORKSPACE_SERVICE_KEY, PERSONAL_ACCESS_TOKEN}
+    assert query(database, "SELECT count(*) FROM main.service_accounts")[0][0] == len(org.service_accounts)
+
+
+# -------------------------------------------- a default-role key, a missing route, a leaky server
+
+
+def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_no_secret(tmp_path, monkeypatch):
+    org = generate_org(seed=7, members=25, workspaces=3, now=int(time.time()))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # a real instance: the run metadata is read back
+    database = tmp_path / "data" / "access.duckdb"
+    with SandboxServer(org, key_role="org-user", missing_sections=("access_policies",),
+                       faults=FaultConfig(leak_full_keys=True)) as sandbox:
+        output, *_ = sync_all_sections(monkeypatch, sandbox, database)
+        served = [r.path for r in sandbox.request_log]
+    assert "/api/v1/api-key" in served  # the leaking listings were read
+    skipped = {}
+    for (text,) in query(database, "SELECT skipped_sections FROM main.sync_runs"):
+        skipped.update(json.loads(text))
+    assert set(skipped) == {"scim_groups", "audit_events", "access_policies"}
+    assert skipped["scim_groups"].startswith("membership route:")  # the key sees only part of the enriched route
+    assert skipped["audit_events"].startswith("key permission:") and "organization:manage" in skipped["audit_events"]
+    assert skipped["access_policies"].startswith("not available here:") and "404" in skipped["access_policies"]
+    assert query(database, "SELECT count(*) FROM main.credentials")[0][0] > 0
+
+    # No whole key anywhere: not in any table of any DuckDB file, not in the Parquet copy, not in
+    # any log, the Dagster instance's storage included, not in what the command printed.
+    leaked = secrets(org)
+    assert len(leaked) > 10
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(secret.encode() in data for secret in leaked), path
+    for path in database.parent.glob("*.duckdb"):
+        with duckdb.connect(str(path), read_only=True) as conn:
+            for schema, table in conn.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall():
+                [(text,)] = conn.execute(f'SELECT string_agg(CAST(t AS VARCHAR), chr(10)) FROM "{schema}"."{table}" AS t').fetchall()
+                assert not any(secret in (text or "") for secret in leaked), (path.name, schema, table)
+    for parquet in (database.parent / "access_parquet").glob("*.parquet"):
+        [(text,)] = duckdb.sql(f"SELECT string_agg(CAST(t AS VARCHAR), chr(10)) FROM read_parquet('{parquet}') AS t").fetchall()
+        assert not any(secret in (text or "") for secret in leaked), parquet.name
+    assert not any(secret in output for secret in leaked)
+    # The listings' short keys were cut to what LangSmith would have shown.
+    assert rows(database, "SELECT credential_id, short_key FROM main.credentials WHERE kind <> 'scim_token'") >= {
+        (k.id, k.short_key) for k in org.api_keys.values() if k.kind == SERVICE_KEY}
+
+    # The published asset's numbers, per run, read back from the Dagster instance.
+    instance = dg.DagsterInstance.get()
+    records = instance.fetch_materializations(dg.AssetKey("analysts_database"), limit=10).records
+    assert len(records) == 2
+    metadata = {r.asset_materialization.metadata["job"].value: r.asset_materialization.metadata for r in records}
+    assert set(metadata) == {SYNC_JOB, INVENTORY_JOB}
+    expected = {
+        "members": "SELECT count(*) FROM main.users",
+        "organization_admins": "SELECT count(*) FROM main.users WHERE org_role_name = 'Organization Admin'",
+        "workspace_admins": "SELECT count(DISTINCT user_id) FROM main.grants WHERE role_name = 'Admin' "
+                            "AND entitlement_type = 'workspace_role'",
+        "grants": "SELECT count(*) FROM main.grants",
+        "implicit_admins": "SELECT count(*) FROM main.report_implicit_admins",
+        "credentials_without_expiry": "SELECT count(*) FROM main.report_credential_hygiene WHERE no_expiry",
+        "unused_credentials": "SELECT count(*) FROM main.report_credential_hygiene WHERE never_used OR unused",
+    }
+    for name, sql in expected.items():
+        [(count,)] = query(database, sql)
+        assert metadata[INVENTORY_JOB][name] == dg.IntMetadataValue(count), name
+        assert isinstance(metadata[SYNC_JOB][name], dg.IntMetadataValue), name
+    assert metadata[SYNC_JOB]["skipped_sections"] == dg.IntMetadataValue(1)
+    assert metadata[INVENTORY_JOB]["skipped_sections"] == dg.IntMetadataValue(2)
+    assert metadata[SYNC_JOB]["members"] == dg.IntMetadataValue(len(org.active_members()))
+
+
+# ------------------------------------------------------------------------------------ faults
+
+
+def test_a_failing_credential_listing_or_audit_window_fails_the_run_and_is_read_next_time(
+    enterprise, tmp_path, monkeypatch
+):
+    # A copy of the synced database, served by the same sandbox.
+    database = tmp_path / "data" / "access.duckdb"
+    database.parent.mkdir()
+    for name in ("access.duckdb", "access.working.duckdb"):
+        shutil.copyfile(enterprise.database.with_name(name), database.with_name(name))
+    sandbox, org = enterprise.sandbox, enterprise.org
+    point_at(monkeypatch, sandbox, database)
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "1")  # a route that fails for good fails fast
+    before = file_digest(database)
+    [(windows_before, end_before)] = query(database, "SELECT count(*), max(window_end) FROM raw.audit_windows")
+
+    workspace = org.shared_workspaces()[-1]
+    try:
+        # A workspace's key listing fails (after other sections were read): the run fails whole.
+        sandbox.faults.failing_routes = ("/api/v1/api-key",)
+        failed = runner.run_job(INVENTORY_JOB, {})
+        assert not failed.success and "/api/v1/api-key" in failed.failure
+        assert file_digest(database) == before
+        # The audit log answers 500 for good: the run fails, the windows stay where they were.
+        sandbox.faults.failing_routes = ("/api/v1/audit-logs",)
+        failed = runner.run_job(INVENTORY_JOB, {})
+        assert not failed.success and "audit-logs" in failed.failure
+        assert file_digest(database) == before
+        assert query(database, "SELECT count(*), max(window_end) FROM raw.audit_windows") == [(windows_before, end_before)]
+    finally:
+        sandbox.faults.failing_routes = ()
+    # Logins that happened while the audit log failed, and one just before the last window's end
+    # (logged late): the next run reads from where the last one stopped, less an overlap.
+    late = org.record_login(next(iter(workspace.memberships)), time_ms=int((end_before - timedelta(minutes=20)).timestamp() * 1000))
+    meanwhile = org.record_login(next(iter(workspace.memberships)))
+    recovered = runner.run_job(INVENTORY_JOB, {})
+    assert recovered.success, recovered.failure
+    [(first_new_start,)] = query(database, "SELECT min(window_start) FROM raw.audit_windows WHERE window_start > ?", [end_before - timedelta(hours=2)])
+    assert first_new_start == end_before - timedelta(hours=1)
+    loaded = {e for (e,) in query(database, "SELECT event_id FROM main.audit_events")}
+    assert {late.id, meanwhile.id} <= loaded
+    # Overlapping windows never load an event twice.
+    assert query(database, "SELECT count(*) = count(DISTINCT event_id) FROM raw.audit_events") == [(True,)]

@@ -1,0 +1,98 @@
+"""The inventory's pure parts, on fixed inputs: the audit log's windows, secrets cut from what a
+server sends, the section plan of the core sync, and the settings that drive them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from langsmith_access.langsmith import Credential, OrganizationInfo
+from langsmith_access.settings import Settings, SettingsError
+from langsmith_access.store.sections import SectionRead, section_rows_json, skipped_sections_json
+from langsmith_access.sync.inventory import AUDIT_OVERLAP, audit_windows, scrub_secrets, transform_credentials
+from langsmith_access.sync.org_info import scim_groups_read, transform_org_settings
+from langsmith_access.transform import dbt_vars
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+SECRET = "lsv2_sk_0123456789abcdef0123456789abcdef_0a1b2c3d4e"
+
+
+def test_the_first_load_reaches_back_the_unused_days_a_day_at_a_time():
+    windows = list(audit_windows(None, NOW, 90))
+    assert windows[0][0] == NOW - timedelta(days=90) and windows[-1][1] == NOW
+    assert len(windows) == 90
+    assert all(end - start <= timedelta(days=1) for start, end in windows)
+    # Consecutive windows share their boundary instant (both ends are inclusive): no gap.
+    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:], strict=False))
+
+
+def test_a_later_load_starts_an_hour_before_where_the_last_one_stopped():
+    last_end = NOW - timedelta(minutes=70)
+    assert list(audit_windows(last_end, NOW, 90)) == [(last_end - AUDIT_OVERLAP, NOW)]
+    # Far behind (the inventory did not run for days): still from where it stopped, day by day.
+    behind = list(audit_windows(NOW - timedelta(days=3), NOW, 90))
+    assert behind[0][0] == NOW - timedelta(days=3) - AUDIT_OVERLAP and behind[-1][1] == NOW
+    # A clock that went back: one window ending now, never a window that ends before it starts.
+    assert list(audit_windows(NOW + timedelta(hours=5), NOW, 90)) == [(NOW, NOW)]
+
+
+def test_whole_secrets_are_cut_and_short_keys_left_alone():
+    text = f'{{"note": "created {SECRET}", "short": "lsv2_sk_...4e3f", "pt": "lsv2_pt_{"x" * 40}"}}'
+    scrubbed = scrub_secrets(text)
+    assert SECRET not in scrubbed and "lsv2_sk_...2c3d4e"[-4:] in scrubbed
+    assert "lsv2_sk_...4e3f" in scrubbed and "x" * 20 not in scrubbed
+    assert scrub_secrets("no keys here") == "no keys here"
+
+
+def test_a_listing_that_sends_a_whole_key_is_stored_by_its_short_form():
+    credential = Credential.from_api(
+        {"id": "k1", "short_key": SECRET, "description": "ci", "key": SECRET}, "service_key")
+    [row] = transform_credentials([credential], "sync-1", NOW)
+    assert row["short_key"] == f"lsv2_sk_...{SECRET[-4:]}"
+    assert SECRET not in repr(row)
+
+
+def test_the_core_sync_reads_scim_groups_only_where_the_plan_and_the_route_give_them():
+    enterprise = OrganizationInfo.from_api({"config": {"can_use_saml_sso": True}, "permissions": ["organization:read"]})
+    plus = OrganizationInfo.from_api({"config": {"can_use_saml_sso": False}})
+    assert scim_groups_read(enterprise, membership_route="enriched_members", route_reason=None,
+                            scim_group_rows=7) == SectionRead.read("scim_groups", 7)
+    by_workspace = scim_groups_read(enterprise, membership_route="workspace_members",
+                                    route_reason="the key lacks organization:manage", scim_group_rows=0)
+    assert by_workspace.status == "skipped" and by_workspace.reason.startswith("membership route:")
+    assert "the key lacks organization:manage" in by_workspace.reason
+    not_in_plan = scim_groups_read(plus, membership_route="enriched_members", route_reason=None, scim_group_rows=0)
+    assert not_in_plan.reason.startswith("not in plan: config.can_use_saml_sso is false")
+    reads = [SectionRead.read("scim_groups", 7), not_in_plan]
+    assert section_rows_json(reads) == '{"scim_groups": 7}'
+    assert skipped_sections_json(reads) == '{"scim_groups": "%s"}' % not_in_plan.reason
+    assert skipped_sections_json([]) == "{}"
+
+
+def test_org_settings_rows_keep_values_as_text_and_new_settings_as_they_come():
+    info = OrganizationInfo.from_api({
+        "tier": "enterprise", "max_pat_expiry_days": 90, "sso_only": False, "ip_allowlist": ["10.0.0.0/8"],
+        "max_service_key_expiry_days": None, "config": {"can_use_abac": True, "max_workspaces": 10},
+    })
+    rows = {r["setting"]: r["value"] for r in transform_org_settings(info, "sync-1", NOW)}
+    assert rows == {"max_pat_expiry_days": "90", "sso_only": "false", "ip_allowlist": '["10.0.0.0/8"]',
+                    "max_service_key_expiry_days": None, "tier": "enterprise", "config.can_use_abac": "true"}
+
+
+def test_the_inventory_settings_have_defaults_and_refuse_bad_values():
+    assert (Settings().inventory_cron, Settings().unused_days) == ("30 * * * *", 90)
+    settings = Settings.from_env({"LANGSMITH_ACCESS_INVENTORY_CRON": " 15  4 * * 1-5 ", "LANGSMITH_ACCESS_UNUSED_DAYS": "30"})
+    assert (settings.inventory_cron, settings.unused_days) == ("15 4 * * 1-5", 30)
+    for variable, value in (("LANGSMITH_ACCESS_INVENTORY_CRON", "hourly"),
+                            ("LANGSMITH_ACCESS_INVENTORY_CRON", "30 * * *"),
+                            ("LANGSMITH_ACCESS_UNUSED_DAYS", "0"),
+                            ("LANGSMITH_ACCESS_UNUSED_DAYS", "ninety")):
+        with pytest.raises(SettingsError, match=variable):
+            Settings.from_env({variable: value})
+
+
+def test_dbt_gets_the_unused_days_only_when_they_differ_from_its_default():
+    # dbt parses the project again whenever its vars change: the default passes none.
+    assert dbt_vars(unused_days=90) == {}
+    assert dbt_vars(unused_days=30) == {"unused_days": 30}
