@@ -182,10 +182,13 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
         old.unlink()
 
     # The asset catalog: the publish asset and the dbt models, and (by search) the raw assets.
+    # The catalog lists only the rows in view (a virtual list): tall enough for every asset.
+    page.set_viewport_size({"width": 1600, "height": 4000})
     page.goto(f"{url}/assets")
     for key in ("analysts_database", "main/grants", "main/users", "main/grant_history"):
         expect(page.locator(f'a[href="/assets/{key}"]').first).to_be_visible()
     shoot(page, "01_asset_catalog")
+    page.set_viewport_size({"width": 1600, "height": 1000})
     page.get_by_label("Search and filter assets").focus()  # a CodeMirror line, not an <input>
     page.keyboard.type("org_members")
     page.keyboard.press("Enter")
