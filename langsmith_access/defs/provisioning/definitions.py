@@ -6,6 +6,7 @@ provisions one org (its partition key); the sensor looks at every org's queue on
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import TypedDict
 
 import dagster as dg
@@ -243,37 +244,60 @@ def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, s
     return (pending + stuck) or "No pending requests."
 
 
-def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs):
-    """One tick: for each org, a run for every pending request, or a reason to wait. One org's
-    trouble (a busy or missing database) never keeps another's requests waiting."""
-    # The cursor counts each org's launches; it never filters requests (every pending one is
-    # always taken), so it cannot skip any. The run key makes a re-evaluated tick launch
+def launch_per_org(
+    context: dg.SensorEvaluationContext,
+    orgs: Orgs,
+    work_of: Callable[[Org], list[str] | str],
+    *,
+    run_key_prefix: str,
+    count_tag: str,
+):
+    """One tick of a sensor that launches ``provision_workspace_roles`` per org: for each org,
+    ``work_of(org)`` gives the ids of what is to do (a run for that org's partition, its count in
+    the tag ``count_tag``) or why nothing is (a skip reason). One org's trouble (a busy or
+    missing database) never holds another's work back."""
+    # The cursor counts each org's launches; it never filters work (a run takes everything due
+    # when it starts), so it cannot skip any. The run key makes a re-evaluated tick launch
     # nothing twice.
     cursor = json.loads(context.cursor) if context.cursor else {}
     launches = cursor.get("launches")
     launches = launches if isinstance(launches, dict) else {}
     run_requests, skipped = [], []
     for org in orgs:
-        batch = requests_to_launch(context.instance, AccessDatabase(org.duckdb_path), org.slug)
-        if isinstance(batch, str):
-            skipped.append((org.slug, batch))
+        work = work_of(org)
+        if isinstance(work, str):
+            skipped.append((org.slug, work))
             continue
         launches[org.slug] = launches.get(org.slug, 0) + 1
-        digest = hashlib.sha256("\n".join(sorted(batch)).encode()).hexdigest()[:12]
+        digest = hashlib.sha256("\n".join(sorted(work)).encode()).hexdigest()[:12]
         run_requests.append(dg.RunRequest(
-            run_key=f"provision-{org.slug}-{launches[org.slug]}-{digest}",
-            run_config={},  # no ids: the run takes every pending request of its org when it starts
+            run_key=f"{run_key_prefix}-{org.slug}-{launches[org.slug]}-{digest}",
+            run_config={},  # no ids: the run takes everything due in its org when it starts
             partition_key=org.slug,
-            tags={**org_tags(org.slug), "langsmith_access/requests": str(len(batch))},
+            tags={**org_tags(org.slug), count_tag: str(len(work))},
         ))
     if run_requests:
         context.update_cursor(json.dumps({"launches": launches}))
         for slug, reason in skipped:
             context.log.info(f"{slug}: {reason}")
         return run_requests
-    if len(skipped) == 1:
-        return dg.SkipReason(skipped[0][1])
-    return dg.SkipReason("; ".join(f"{slug}: {reason}" for slug, reason in skipped))
+    return dg.SkipReason(skip_reasons(skipped))
+
+
+def skip_reasons(by_org: list[tuple[str, str]]) -> str:
+    """One org: its reason as it is; several: each led by its slug."""
+    if len(by_org) == 1:
+        return by_org[0][1]
+    return "; ".join(f"{slug}: {reason.rstrip('.')}" for slug, reason in by_org) + "."
+
+
+def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs):
+    """One tick: for each org, a run for every pending request, or a reason to wait."""
+    return launch_per_org(
+        context, orgs,
+        lambda org: requests_to_launch(context.instance, AccessDatabase(org.duckdb_path), org.slug),
+        run_key_prefix="provision", count_tag="langsmith_access/requests",
+    )
 
 
 @dg.definitions

@@ -8,15 +8,17 @@ Thin wiring around ``provisioning.approvals``, ``provisioning.expiry`` and
 org's partition; each sensor tick looks at every org.
 """
 
-import hashlib
-import json
 
 import dagster as dg
 import duckdb
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import org_run_config, org_tags
-from langsmith_access.defs.provisioning.definitions import provisioning_run_in_flight
+from langsmith_access.defs.orgs import org_run_config
+from langsmith_access.defs.provisioning.definitions import (
+    launch_per_org,
+    provisioning_run_in_flight,
+    skip_reasons,
+)
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningDatabase
 from langsmith_access.governance.notifications import Notifier, Webhook, deliver_due
 from langsmith_access.provisioning import approvals, expiry, queue
@@ -97,28 +99,9 @@ def expiry_work_of(context: dg.SensorEvaluationContext, org: Org) -> list[str] |
 def evaluate_expiries(context: dg.SensorEvaluationContext, orgs: Orgs):
     """One tick: a provisioning run for each org where access is due to end, an approval is
     overdue or an expiry warning is due (the run does each before taking the queue), else why
-    not. One org's trouble never holds another's back."""
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    launches = cursor.get("launches")
-    launches = launches if isinstance(launches, dict) else {}
-    run_requests, skipped = [], []
-    for org in orgs:
-        due = expiry_work_of(context, org)
-        if isinstance(due, str):
-            skipped.append((org.slug, due))
-            continue
-        launches[org.slug] = launches.get(org.slug, 0) + 1
-        digest = hashlib.sha256("\n".join(sorted(due)).encode()).hexdigest()[:12]
-        run_requests.append(dg.RunRequest(
-            run_key=f"expiry-{org.slug}-{launches[org.slug]}-{digest}",
-            run_config={},  # the run queues the due revokes first, then takes every pending request
-            partition_key=org.slug,
-            tags={**org_tags(org.slug), "langsmith_access/due": str(len(due))},
-        ))
-    if run_requests:
-        context.update_cursor(json.dumps({"launches": launches}))
-        return run_requests
-    return dg.SkipReason(_reasons(skipped))
+    not."""
+    return launch_per_org(context, orgs, lambda org: expiry_work_of(context, org),
+                          run_key_prefix="expiry", count_tag="langsmith_access/due")
 
 
 def evaluate_outbox(orgs: Orgs) -> dg.SkipReason:
@@ -139,14 +122,7 @@ def evaluate_outbox(orgs: Orgs) -> dg.SkipReason:
             failed = f"; {len(report.failed)} not delivered ({'; '.join(sorted(set(report.failed.values())))}), " \
                      "retried later" if report.failed else ""
             said.append((org.slug, f"Delivered {len(report.delivered)} notification(s){failed}."))
-    return dg.SkipReason(_reasons(said))
-
-
-def _reasons(by_org: list[tuple[str, str]]) -> str:
-    """One org: its reason as it is; several: each led by its slug."""
-    if len(by_org) == 1:
-        return by_org[0][1]
-    return "; ".join(f"{slug}: {reason.rstrip('.')}" for slug, reason in by_org) + "."
+    return dg.SkipReason(skip_reasons(said))
 
 
 @dg.definitions
