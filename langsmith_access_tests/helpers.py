@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 
 from langsmith_access import runner
@@ -61,3 +62,15 @@ def actual_org_grants(database: Path) -> set[tuple[str, str]]:
             "SELECT user_id, role_id FROM main.grants WHERE entitlement_type = 'organization_role'",
         )
     )
+
+
+def tick_sensor(name: str, instance: dg.DagsterInstance, cursor: str | None = None, definitions=None):
+    """One tick of the sensor ``name`` as the daemon evaluates it: against the repository of the
+    definitions (loaded now, with the environment the test set, unless given), so partitioned
+    run requests are checked against their job. Returns the result and the cursor after it."""
+    from langsmith_access.definitions import defs  # loads the dbt manifest: only when a test ticks
+
+    definitions = definitions if definitions is not None else defs()
+    context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                      repository_def=definitions.get_repository_def())
+    return definitions.resolve_sensor_def(name).evaluate_tick(context), context.cursor

@@ -26,7 +26,7 @@ from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ORGS_FILE_VARIABLE, Org, SettingsError, load_orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
-from langsmith_access_tests.helpers import query
+from langsmith_access_tests.helpers import query, tick_sensor
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -189,7 +189,6 @@ def test_a_run_uses_the_org_it_is_handed_not_the_environment(org_environment, mo
 
 def test_a_request_is_applied_in_its_own_org_only(org_environment, synced):
     from langsmith_access import api
-    from langsmith_access.definitions import defs
 
     two_orgs = org_environment
     us = two_orgs.sandboxes["us"].org
@@ -201,11 +200,8 @@ def test_a_request_is_applied_in_its_own_org_only(org_environment, synced):
     assert api.list_requests(org="eu") == []
 
     # The sensor offers us's queue, and only us's.
-    definitions = defs()
-    sensor = definitions.resolve_sensor_def("provisioning_queue_sensor")
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, repository_def=definitions.get_repository_def())
-        [run_request] = sensor.evaluate_tick(context).run_requests
+        [run_request] = tick_sensor("provisioning_queue_sensor", instance)[0].run_requests
     assert run_request.partition_key == "us" and run_request.tags[ORG_TAG] == "us"
 
     outcome = api.provision(org="us")
@@ -250,7 +246,6 @@ def test_the_readme_question_across_every_org_runs(two_orgs, synced):
 def test_each_org_has_its_own_policy_and_notifications_under_its_slug(org_environment, synced, tmp_path, monkeypatch):
     """Placed last: it leaves requests in both orgs' queues."""
     from langsmith_access import api
-    from langsmith_access.definitions import defs
 
     two_orgs = org_environment
     policy = tmp_path / "eu-policy.yaml"
@@ -280,11 +275,8 @@ def test_each_org_has_its_own_policy_and_notifications_under_its_slug(org_enviro
                                                 request_id="r-us", detail="expires soon")
 
     # One tick of the outbox sensor delivers both orgs' notifications, each under its slug.
-    definitions = defs()
-    sensor = definitions.resolve_sensor_def("notification_outbox_sensor")
     with receiver, dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, repository_def=definitions.get_repository_def())
-        said = sensor.evaluate_tick(context).skip_message
+        said = tick_sensor("notification_outbox_sensor", instance)[0].skip_message
     assert said == "us: Delivered 1 notification(s); eu: Delivered 1 notification(s).", said
     delivered = {(b["org"], b["event"], b["request_id"]) for b in receiver.bodies()}
     assert delivered == {("us", "access.expiring", "r-us"),

@@ -16,6 +16,7 @@ from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.governance.support import WORKSPACE, events, request_row
+from langsmith_access_tests.helpers import tick_sensor
 
 DAY = timedelta(days=1)
 
@@ -92,10 +93,7 @@ def add_request(database: AccessDatabase, status: str, **columns) -> str:
 
 
 def tick(instance, name: str, cursor=None):
-    definitions = defs()  # loaded now: with the environment the test set
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      repository_def=definitions.get_repository_def())
-    return definitions.resolve_sensor_def(name).evaluate_tick(context), context.cursor
+    return tick_sensor(name, instance, cursor)
 
 
 def test_the_expiry_sensor_launches_a_provisioning_run_only_when_something_is_due(database, instance):

@@ -14,6 +14,7 @@ from dagster._core.test_utils import create_run_for_test
 from langsmith_access.definitions import defs
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access_tests.helpers import tick_sensor
 
 
 def queue_rows(database: AccessDatabase, count: int, status: str = "pending") -> list[str]:
@@ -50,13 +51,7 @@ def instance(tmp_path):
 
 
 def evaluate(instance, cursor=None):
-    definitions = defs()
-    sensor = definitions.resolve_sensor_def("provisioning_queue_sensor")
-    # The definitions, as the daemon has them: a partitioned run request is checked against its job.
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      repository_def=definitions.get_repository_def())
-    result = sensor.evaluate_tick(context)
-    return result, context.cursor
+    return tick_sensor("provisioning_queue_sensor", instance, cursor)
 
 
 def test_sensor_is_on_by_default_and_targets_the_job():

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from langsmith_access.definitions import defs
 from langsmith_access.api import list_requests, request_grant
-from langsmith_access_tests.helpers import actual_workspace_grants, expected_workspace_grants, query
+from langsmith_access.definitions import defs
+from langsmith_access_tests.helpers import actual_workspace_grants, expected_workspace_grants, query, tick_sensor
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 HANG_BOUND_SECONDS = 400  # bounds a hang only; nothing here is timed
@@ -86,10 +86,7 @@ class FirstRequestGate:
 
 
 def tick(definitions, instance, cursor):
-    sensor = definitions.resolve_sensor_def("provisioning_queue_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      repository_def=definitions.get_repository_def())
-    return sensor.evaluate_tick(context), context.cursor
+    return tick_sensor("provisioning_queue_sensor", instance, cursor, definitions)
 
 
 def ask(analyst, command: str = "query") -> dict:
