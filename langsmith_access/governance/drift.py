@@ -89,7 +89,14 @@ def unexplained_changes(conn: duckdb.DuckDBPyConnection, sync_id: str) -> list[U
         """,
         [sync_id],
     ).fetchall()
-    return [UnexplainedChange(*row[:11], role_names=frozenset(n for n in row[11:] if n)) for row in rows]
+    return [
+        UnexplainedChange(
+            change=row[0], user_id=row[1], email=row[2], workspace_id=row[3], workspace_name=row[4],
+            role_id=row[5], role_name=row[6], previous_role_id=row[7], previous_role_name=row[8],
+            seen_at=row[9], sync_id=row[10], role_names=frozenset(name for name in row[11:] if name),
+        )
+        for row in rows
+    ]
 
 
 def notify_unexplained_changes(conn: duckdb.DuckDBPyConnection, notifier: Notifier, sync_id: str) -> list[str]:

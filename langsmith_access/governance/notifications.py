@@ -37,6 +37,7 @@ import duckdb
 
 from langsmith_access.settings import Secret, Settings
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.sql import scalar
 
 # Every event a notification may report (DESIGN.md section 10).
 EVENTS = (
@@ -109,9 +110,9 @@ def enqueue(
         if payload[key] is not None and not isinstance(payload[key], str):
             raise ValueError(f"notification field {key!r} must be text or null, got {type(payload[key]).__name__}")
     notification_id = str(uuid.uuid4()) if once_for is None else once_id(event, once_for)
-    if once_for is not None and conn.execute(
-        "SELECT count(*) FROM main.notifications WHERE notification_id = ?", [notification_id]
-    ).fetchone()[0]:
+    if once_for is not None and scalar(
+        conn, "SELECT count(*) FROM main.notifications WHERE notification_id = ?", [notification_id]
+    ):
         return None
     at = now or datetime.now(UTC)
     conn.execute(

@@ -59,7 +59,8 @@ def drift_check_results(instance: dg.DagsterInstance, run_id: str) -> list:
 
 
 def unexplained(database, sync_id: str | None = None) -> set[tuple]:
-    sql = "SELECT change, user_id, workspace_id, role_id, previous_role_id, sync_id FROM main.report_unexplained_changes"
+    sql = ("SELECT change, user_id, workspace_id, role_id, previous_role_id, sync_id "
+           "FROM main.report_unexplained_changes")
     return set(query(database.path, sql + (" WHERE sync_id = ?" if sync_id else ""), [sync_id] if sync_id else []))
 
 
@@ -68,7 +69,7 @@ def bodies(receiver: WebhookReceiver, event: str) -> list[dict]:
 
 
 def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched, instance):
-    sandbox, org, database, receiver = watched
+    _, org, database, receiver = watched
     role = {r.name: r.id for r in org.roles.values() if r.name != "CUSTOM"}
     workspace = next(w for w in org.shared_workspaces()
                      if sum(1 for w2 in org.shared_workspaces() if w2.display_name == w.display_name) == 1)
