@@ -58,6 +58,15 @@ def drift_check_results(instance: dg.DagsterInstance, run_id: str) -> list:
     return [e for e in evaluations if e.check_name == CHECK and e.asset_key.to_user_string() == REPORT]
 
 
+def published_drift(instance: dg.DagsterInstance, run_id: str) -> int:
+    """The ``unexplained_changes`` number the run's analysts_database materialization carries."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    [materialization] = [
+        r.event_log_entry.asset_materialization for r in records
+        if r.event_log_entry.asset_materialization.asset_key == dg.AssetKey("analysts_database")]
+    return materialization.metadata["unexplained_changes"].value
+
+
 def unexplained(database, sync_id: str | None = None) -> set[tuple]:
     sql = ("SELECT change, user_id, workspace_id, role_id, previous_role_id, sync_id "
            "FROM main.report_unexplained_changes")
@@ -133,6 +142,7 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     assert warned.metadata["dagster_dbt/failed_row_count"].value == 2
     run = instance.get_run_by_id(synced.run_id)
     assert run is not None and run.is_success
+    assert published_drift(instance, synced.run_id) == 2  # the UI plots it across runs
     assert query(database.path, "SELECT count(*) FROM main.sync_runs WHERE sync_id = ?", [synced.run_id]) == [(1,)]
     assert (hand_made_admin.ls_user_id,) in query(
         database.path, "SELECT user_id FROM main.grants WHERE workspace_id = ? AND role_id = ?",
@@ -162,6 +172,7 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     assert unexplained(database) == expected and unexplained(database, again.run_id) == set()
     [passed] = drift_check_results(instance, again.run_id)
     assert passed.passed
+    assert published_drift(instance, again.run_id) == 0
     deliver_notifications()
     assert len(bodies(receiver, "change.unexplained")) == 2
     assert query(database.path, "SELECT count(*) FROM main.notifications WHERE event = 'change.unexplained'") == [(2,)]
