@@ -19,7 +19,8 @@ request (not measured: the daemon's first tick loads the code location), ``--sam
   moment the approval is recorded to the write (then revoke it, unmeasured).
 
 Each sample waits until its provisioning run has finished (history refreshed) before the next,
-so samples never queue behind one another. Prints each sample, the median and the maximum of
+so samples never queue behind one another, then a random pause of up to one sensor interval
+(seeded), so requests arrive at random points of the sensor's cycle, as real ones do. Prints each sample, the median and the maximum of
 each kind, and the CPU the daemon's process tree (daemon, code server, run workers) used per
 minute while idle between requests and overall. The daemon is stopped by its process group id.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -115,12 +117,15 @@ def main() -> int:
         print(f"Idle daemon tree: {idle_cpu:.1f} CPU s per minute ({idle_cpu / 60 * 100:.1f}% of one core)",
               flush=True)
         cpu_start, wall_start = _tree_cpu_seconds(daemon.pid), time.monotonic()
+        phase = random.Random(15)
         for index in range(args.samples):
             action = "grant" if index % 2 == 0 else "revoke"
+            time.sleep(phase.uniform(0, interval))
             seconds = _measure_queued(database, sandbox, home, people, action, policy)
             samples.append({"kind": "queued", "action": action, "seconds": round(seconds, 2)})
             print(f"  queued {action:<6} {seconds:6.2f} s", flush=True)
         for _ in range(args.samples):
+            time.sleep(phase.uniform(0, interval))
             seconds = _measure_approved(database, sandbox, home, people, policy)
             samples.append({"kind": "approved", "action": "grant Admin", "seconds": round(seconds, 2)})
             print(f"  approved grant  {seconds:6.2f} s", flush=True)
