@@ -18,11 +18,16 @@ request (not measured: the daemon's first tick loads the code location), ``--sam
 - **approved**: queue an Admin grant that awaits approval, approve it, and measure from the
   moment the approval is recorded to the write (then revoke it, unmeasured).
 
+Each sample is split, from its provisioning run's events, into the sensor's wait (until the run
+is enqueued), the run queue (until it is launched), the run worker's start-up (until execution
+starts) and the run's ops up to the write.
+
 Each sample waits until its provisioning run has finished (history refreshed) before the next,
 so samples never queue behind one another, then a random pause of up to one sensor interval
-(seeded), so requests arrive at random points of the sensor's cycle, as real ones do. Prints each sample, the median and the maximum of
-each kind, and the CPU the daemon's process tree (daemon, code server, run workers) used per
-minute while idle between requests and overall. The daemon is stopped by its process group id.
+(seeded), so requests arrive at random points of the sensor's cycle, as real ones do. Prints
+each sample, the median and the maximum of each kind, and the CPU the daemon's process tree
+(daemon, code server, run workers) used per minute idle (before the samples) and while serving them. The
+daemon is stopped by its process group id.
 
 ``--interval`` sets ``LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS`` for the daemon; without
 it the default of ``settings.py`` applies, which is what the issue asks to measure.
@@ -46,6 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_support import cli_env, machine_line, markdown_table, run_cli, start_sandbox  # noqa: E402
+
 from langsmith_access.governance.notifications import Notifier  # noqa: E402
 from langsmith_access.provisioning import approvals, queue  # noqa: E402
 from langsmith_access.settings import Settings  # noqa: E402
@@ -105,7 +111,7 @@ def main() -> int:
             daemon_env["LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS"] = str(args.interval)
         daemon = subprocess.Popen(
             [DAEMON, "run", "-w", str(workdir / "workspace.yaml")], cwd=workdir, env=daemon_env,
-            stdout=subprocess.DEVNULL, stderr=open(workdir / "daemon.log", "w"),  # noqa: SIM115
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stopped by its id, nothing else
         )
         print(f"dagster-daemon started (pid {daemon.pid}); warming up with one request ...", flush=True)
@@ -121,14 +127,16 @@ def main() -> int:
         for index in range(args.samples):
             action = "grant" if index % 2 == 0 else "revoke"
             time.sleep(phase.uniform(0, interval))
-            seconds = _measure_queued(database, sandbox, home, people, action, policy)
-            samples.append({"kind": "queued", "action": action, "seconds": round(seconds, 2)})
-            print(f"  queued {action:<6} {seconds:6.2f} s", flush=True)
+            phases: dict = {}
+            seconds = _measure_queued(database, sandbox, home, people, action, policy, phases)
+            samples.append({"kind": "queued", "action": action, "seconds": round(seconds, 2), **phases})
+            print(f"  queued {action:<6} {seconds:6.2f} s  {_phase_line(phases)}", flush=True)
         for _ in range(args.samples):
             time.sleep(phase.uniform(0, interval))
-            seconds = _measure_approved(database, sandbox, home, people, policy)
-            samples.append({"kind": "approved", "action": "grant Admin", "seconds": round(seconds, 2)})
-            print(f"  approved grant  {seconds:6.2f} s", flush=True)
+            phases = {}
+            seconds = _measure_approved(database, sandbox, home, people, policy, phases)
+            samples.append({"kind": "approved", "action": "grant Admin", "seconds": round(seconds, 2), **phases})
+            print(f"  approved grant  {seconds:6.2f} s  {_phase_line(phases)}", flush=True)
         busy_cpu = (_tree_cpu_seconds(daemon.pid) - cpu_start) / (time.monotonic() - wall_start) * 60
     finally:
         if daemon is not None:
@@ -137,8 +145,9 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\n### Time to access, sensor interval {interval} s, {args.samples} samples of each kind\n")
-    print(markdown_table(["#", "kind", "action", "seconds"],
-                         [[i + 1, s["kind"], s["action"], s["seconds"]] for i, s in enumerate(samples)]))
+    print(markdown_table(["#", "kind", "action", "seconds", *(f"{p} s" for p in PHASES)],
+                         [[i + 1, s["kind"], s["action"], s["seconds"], *(s.get(p, "") for p in PHASES)]
+                          for i, s in enumerate(samples)]))
     summary = {}
     for kind in ("queued", "approved"):
         values = [s["seconds"] for s in samples if s["kind"] == kind]
@@ -156,6 +165,10 @@ def main() -> int:
 # ----------------------------------------------------------------------------- the samples
 
 
+def _phase_line(phases: dict) -> str:
+    return ", ".join(f"{name} {phases[name]:.2f}" for name in PHASES if name in phases)
+
+
 def _people(database: AccessDatabase) -> dict:
     """A shared workspace with a unique name and an Admin (the approver), and a member outside it."""
     with database.read_published() as conn:
@@ -168,7 +181,8 @@ def _people(database: AccessDatabase) -> dict:
             JOIN main.roles r ON r.role_id = g.role_id AND r.name = 'WORKSPACE_ADMIN'
             JOIN main.users admin ON admin.user_id = g.user_id AND NOT admin.is_disabled
             JOIN main.users outsider ON NOT outsider.is_disabled AND outsider.user_id <> admin.user_id
-            JOIN main.roles org_role ON org_role.role_id = outsider.org_role_id AND org_role.name <> 'ORGANIZATION_ADMIN'
+            JOIN main.roles org_role ON org_role.role_id = outsider.org_role_id
+                AND org_role.name <> 'ORGANIZATION_ADMIN'
             WHERE (SELECT count(*) FROM main.workspaces o WHERE o.display_name = w.display_name) = 1
               AND NOT EXISTS (SELECT 1 FROM main.grants m WHERE m.user_id = outsider.user_id
                               AND m.workspace_id = w.workspace_id)
@@ -187,16 +201,18 @@ def _submit(database: AccessDatabase, action: str, people: dict, role_id: str, p
     return result
 
 
-def _measure_queued(database, sandbox, home: Path, people: dict, action: str, policy: Path) -> float:
+def _measure_queued(database, sandbox, home: Path, people: dict, action: str, policy: Path,
+                    phases: dict | None = None) -> float:
     sandbox.reset_log()
     result = _submit(database, action, people, people["editor_role_id"], policy)
     if result.status != "pending":
         raise SystemExit(f"expected a pending request, got {result.status}: {result.message}")
     queued_at = time.time()
-    return _write_seen(sandbox, database, home, result.request_id, queued_at)
+    return _write_seen(sandbox, database, home, result.request_id, queued_at, phases)
 
 
-def _measure_approved(database, sandbox, home: Path, people: dict, policy: Path) -> float:
+def _measure_approved(database, sandbox, home: Path, people: dict, policy: Path,
+                      phases: dict | None = None) -> float:
     result = _submit(database, "grant", people, people["admin_role_id"], policy)
     if result.status != "awaiting_approval":
         raise SystemExit(f"expected a request awaiting approval, got {result.status}: {result.message}")
@@ -206,7 +222,7 @@ def _measure_approved(database, sandbox, home: Path, people: dict, policy: Path)
     if not decided.recorded:
         raise SystemExit(f"approval refused: {decided.message}")
     approved_at = time.time()
-    seconds = _write_seen(sandbox, database, home, result.request_id, approved_at)
+    seconds = _write_seen(sandbox, database, home, result.request_id, approved_at, phases)
     # Undo it (revokes need no approval), unmeasured, so the next sample grants again.
     sandbox.reset_log()
     undo = _submit(database, "revoke", people, people["admin_role_id"], policy)
@@ -214,9 +230,17 @@ def _measure_approved(database, sandbox, home: Path, people: dict, policy: Path)
     return seconds
 
 
-def _write_seen(sandbox, database: AccessDatabase, home: Path, request_id: str, since: float) -> float:
+# Where the time goes, from the run's events: the sensor's tick (the run enqueued), the run
+# queue (dequeued and launched), the run worker's start-up (execution started), the run's ops
+# up to the write.
+PHASES = ("sensor", "queue", "worker start", "ops to write")
+
+
+def _write_seen(sandbox, database: AccessDatabase, home: Path, request_id: str, since: float,
+                phases: dict | None = None) -> float:
     """Seconds from ``since`` to the sandbox's log of the request's write; then waits for the
-    request's run to finish (history refreshed), so the next sample starts from quiet."""
+    request's run to finish (history refreshed), so the next sample starts from quiet.
+    ``phases``: filled with the seconds of each of ``PHASES``."""
     deadline = time.monotonic() + SAMPLE_TIMEOUT_SECONDS
     write_at = None
     while time.monotonic() < deadline and write_at is None:
@@ -229,9 +253,33 @@ def _write_seen(sandbox, database: AccessDatabase, home: Path, request_id: str, 
         raise SystemExit(f"no write within {SAMPLE_TIMEOUT_SECONDS:.0f} s for request {request_id}")
     while time.monotonic() < deadline:
         if _status(database, request_id) in queue.FINAL_STATUSES and not _run_in_flight(home):
+            if phases is not None:
+                phases.update(_phases(home, _run_id(database, request_id), since, write_at))
             return write_at - since
         time.sleep(0.2)
     raise SystemExit(f"request {request_id} did not settle within {SAMPLE_TIMEOUT_SECONDS:.0f} s")
+
+
+def _run_id(database: AccessDatabase, request_id: str) -> str | None:
+    with database.read_published() as conn:
+        row = conn.execute("SELECT run_id FROM main.provisioning_requests WHERE request_id = ?",
+                           [request_id]).fetchone()
+    return row[0] if row else None
+
+
+def _phases(home: Path, run_id: str | None, since: float, write_at: float) -> dict:
+    import dagster as dg
+
+    if run_id is None:
+        return {}
+    kinds = {dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING, dg.DagsterEventType.RUN_START}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_records_for_run(run_id, of_type=kinds).records
+    at = {r.event_log_entry.dagster_event.event_type_value: r.timestamp for r in records}
+    marks = [since, at.get("PIPELINE_ENQUEUED"), at.get("PIPELINE_STARTING"), at.get("PIPELINE_START"), write_at]
+    if None in marks:
+        return {}
+    return {name: round(marks[i + 1] - marks[i], 2) for i, name in enumerate(PHASES)}
 
 
 def _status(database: AccessDatabase, request_id: str) -> str | None:
