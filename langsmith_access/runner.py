@@ -178,7 +178,10 @@ def _describe(event, progress: Callable[[str], None]) -> None:
         progress(f"  ✗ {step}")
     elif kind == "ASSET_CHECK_EVALUATION":
         data = dagster_event.event_specific_data
-        if not data.passed:
+        if not data.passed and data.severity == dg.AssetCheckSeverity.WARN:
+            # A warning (the drift check): the run goes on and publishes.
+            progress(f"  ! check {data.asset_key.to_user_string()}:{data.check_name} warns")
+        elif not data.passed:
             progress(f"  ✗ check {data.asset_key.to_user_string()}:{data.check_name} failed")
 
 

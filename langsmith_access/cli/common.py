@@ -89,19 +89,22 @@ def deliver_notifications(args: argparse.Namespace) -> None:
     what could not go (it is retried later). Never fails the command: a busy database or a
     receiver that is down only delays notifications."""
     try:
-        org = selected_org(args)
+        orgs = list(load_orgs()) if getattr(args, "all_orgs", False) else [selected_org(args)]
     except (SettingsError, UsageError):
         return  # the command itself has said what is wrong with the settings or the --org
-    webhook = Webhook.from_settings(org.settings)
-    if webhook is None:
-        return
-    report = deliver_due(AccessDatabase(org.duckdb_path), webhook, lease_timeout_seconds=2.0)
-    if report.problem:
-        print(f"notifications: {report.problem} (retried by the next command or the sensor)", file=sys.stderr)
-    elif report.failed:
-        reasons = sorted(set(report.failed.values()))
-        print(f"notifications: {len(report.failed)} not delivered yet ({'; '.join(reasons)}); "
-              f"{len(report.delivered)} delivered. Retried later, with backoff.", file=sys.stderr)
+    for org in orgs:
+        webhook = Webhook.from_settings(org.settings)
+        if webhook is None:
+            continue
+        lead = f"[{org.slug}] " if len(orgs) > 1 else ""
+        report = deliver_due(AccessDatabase(org.duckdb_path), webhook, lease_timeout_seconds=2.0)
+        if report.problem:
+            print(f"{lead}notifications: {report.problem} (retried by the next command or the sensor)",
+                  file=sys.stderr)
+        elif report.failed:
+            reasons = sorted(set(report.failed.values()))
+            print(f"{lead}notifications: {len(report.failed)} not delivered yet ({'; '.join(reasons)}); "
+                  f"{len(report.delivered)} delivered. Retried later, with backoff.", file=sys.stderr)
 
 
 def failure_log_directory(settings: Settings) -> Path:

@@ -15,6 +15,7 @@ from langsmith_access.cli.common import (
     failure_log_directory,
     print_fix_and_log,
 )
+from langsmith_access.governance.drift import unexplained_changes
 from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.settings import Org, Settings, SettingsError, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
@@ -60,7 +61,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="sync every org of the orgs file, one after the other; exit 1 naming those that failed "
         "(after trying all of them)",
     )
-    sync.set_defaults(handler=run_sync)
+    # A sync raises change.unexplained and sync.failed: POSTed when it is done.
+    sync.set_defaults(handler=run_sync, delivers_notifications=True)
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -124,6 +126,15 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
     with AccessDatabase(settings.duckdb_path).read_published() as conn:
         summary = succeeded_sync_run(conn, outcome.run_id)
         sections = section_reads(conn, outcome.run_id)
+        drift = unexplained_changes(conn, outcome.run_id)
+    privileged = sum(change.is_privileged for change in drift)
+    drift_line = (
+        f"  drift: {len(drift)} change(s) no applied request explains"
+        + (f", {privileged} of them to Admin rights (check unexplained_privileged_changes warns)"
+           if privileged else "")
+        + ": see main.report_unexplained_changes\n"
+        if drift else ""
+    )
     anonymity = (
         "  the members answer was anonymity-restricted: withheld emails/names kept from the "
         "previous sync where known\n"
@@ -142,6 +153,7 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
         f"  API calls {summary['api_calls']}, retries {summary['api_retries']}, "
         f"rate limited {summary['api_rate_limited']}, waited {summary['api_wait_seconds']:.1f} s\n"
         + "".join(f"  {read.describe()}\n" for read in sections)
+        + drift_line
         + f"  published to {settings.duckdb_path}"
     )
     if args.all_sections:

@@ -8,8 +8,10 @@ so it never enters run config or the event log.
 
 
 import contextlib
+import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +19,7 @@ import duckdb
 from pydantic import PrivateAttr
 
 from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization
+from langsmith_access.governance.notifications import Notifier, without_secrets
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase
@@ -96,11 +99,39 @@ class SyncDatabase(OrgScopedResource):
         try:
             if self._scratch is not None and not self._committed:
                 self.database.discard_scratch(self._scratch)
+                # Written now, in the working file, still under the lease: the failed run's
+                # event survives the scratch copy it wrote everything else to.
+                self._notify_failure(context)
             if self._staged_docs is not None:  # not published: the run failed after staging
                 shutil.rmtree(self._staged_docs, ignore_errors=True)
         finally:
             if self._stack is not None:
                 self._stack.close()
+
+    def _notify_failure(self, context: dg.InitResourceContext) -> None:
+        """``sync.failed`` for a run (sync or inventory) a step of which failed; nothing for a
+        run that published nothing because it was asked for part of its assets only. Never
+        raises: a notification never changes how a run ends."""
+        org = self.org
+        notifier = Notifier.from_settings(org.settings, org.slug)
+        if not notifier.enabled:
+            return
+        try:
+            failure = run_failure(context)
+            if failure is None:
+                return
+            detail = without_secrets(
+                f"{context.run.job_name if context.run else 'the'} run "
+                f"{context.run.run_id if context.run else ''} failed and published nothing (the "
+                f"analysts' database is as the last good run left it): {failure}",
+                (org.settings.api_key, org.settings.webhook_url),
+            )
+            with self.database.connect() as conn:
+                notifier.notify(conn, "sync.failed", at=datetime.now(UTC), detail=detail,
+                                once_for=context.run.run_id if context.run else None)
+        except Exception as error:  # the run's own failure is what matters
+            if context.log is not None:
+                context.log.warning(f"sync.failed could not be queued: {type(error).__name__}")
 
     @property
     def scratch_path(self) -> Path:
@@ -184,6 +215,36 @@ class ProvisioningDatabase(OrgScopedResource):
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self.database.connect() as conn:
             yield conn
+
+
+def run_failure(context: dg.InitResourceContext) -> str | None:
+    """What made the run fail, as far as its event log says by the time resources are torn
+    down: ``<step>: <message>`` of the first failed step (or resource), None when nothing failed."""
+    if context.run is None or context.instance is None:
+        return None
+    records = context.instance.get_records_for_run(
+        context.run.run_id,
+        of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RESOURCE_INIT_FAILURE},
+        limit=1,
+    ).records
+    if not records:
+        return None
+    event = records[0].event_log_entry.dagster_event
+    data = event.event_specific_data if event is not None else None
+    user_failure = getattr(data, "user_failure_data", None)
+    error = getattr(data, "error", None)
+    # Dagster wraps the step's own exception: its message is the cause's.
+    while error is not None and error.cause is not None and "dagster" in (error.cls_name or "").lower():
+        error = error.cause
+    if user_failure is not None and user_failure.description:
+        message = user_failure.description
+    elif error is not None:
+        # Without the ``package.module.ClassName: `` Python puts before the message.
+        message = re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
+    else:
+        message = "see the Dagster event log"
+    step = event.step_key if event is not None and event.step_key else "run"
+    return f"{step}: {message}"
 
 
 def org_resources(orgs: Orgs | None = None) -> dict[str, OrgScopedResource]:

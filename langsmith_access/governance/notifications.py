@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import ssl
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +37,7 @@ import duckdb
 
 from langsmith_access.settings import Secret, Settings
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.sql import scalar
 
 # Every event a notification may report (DESIGN.md section 10).
 EVENTS = (
@@ -81,10 +83,21 @@ def notification(
             "workspace": workspace, "role": role, "detail": detail}
 
 
-def enqueue(conn: duckdb.DuckDBPyConnection, event: str, payload: Mapping, *, now: datetime | None = None) -> str:
+def enqueue(
+    conn: duckdb.DuckDBPyConnection,
+    event: str,
+    payload: Mapping,
+    *,
+    now: datetime | None = None,
+    once_for: str | None = None,
+) -> str | None:
     """Add one notification to the outbox (in the caller's transaction; the caller holds the
     writer lease on the working file). Returns its id. Refuses a payload that is not exactly
-    the documented keys, so nothing else (a secret, a stray field) can reach a receiver."""
+    the documented keys, so nothing else (a secret, a stray field) can reach a receiver.
+
+    ``once_for``: what the notification is about, for an event that may be raised again for
+    the same thing (a drift report rebuilt, a sync re-run): its id is derived from it, and a
+    notification already in the outbox with that id is not added again (returns None)."""
     if event not in EVENTS:
         raise ValueError(f"unknown notification event {event!r}: one of {', '.join(EVENTS)}")
     if tuple(payload) != PAYLOAD_KEYS:
@@ -96,7 +109,11 @@ def enqueue(conn: duckdb.DuckDBPyConnection, event: str, payload: Mapping, *, no
     for key in PAYLOAD_KEYS:
         if payload[key] is not None and not isinstance(payload[key], str):
             raise ValueError(f"notification field {key!r} must be text or null, got {type(payload[key]).__name__}")
-    notification_id = str(uuid.uuid4())
+    notification_id = str(uuid.uuid4()) if once_for is None else once_id(event, once_for)
+    if once_for is not None and scalar(
+        conn, "SELECT count(*) FROM main.notifications WHERE notification_id = ?", [notification_id]
+    ):
+        return None
     at = now or datetime.now(UTC)
     conn.execute(
         "INSERT INTO main.notifications (notification_id, event, payload, status, attempts, next_attempt_at, "
@@ -104,6 +121,39 @@ def enqueue(conn: duckdb.DuckDBPyConnection, event: str, payload: Mapping, *, no
         [notification_id, event, json.dumps(dict(payload)), PENDING, at, at],
     )
     return notification_id
+
+
+def once_id(event: str, about: str) -> str:
+    """The id of the one notification of ``event`` about ``about`` (see ``enqueue``)."""
+    return str(uuid.uuid5(_ONCE_NAMESPACE, f"{event}\n{about}"))
+
+
+_ONCE_NAMESPACE = uuid.UUID("6f1d3c0e-5a43-4d55-9a43-2f0c6f6f7a51")
+# Longest ``detail`` a notification built from an error message carries.
+DETAIL_MAX_CHARS = 1000
+# user:password@ in a URL, and a URL's query string (where tokens travel).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+_URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*")
+
+
+def without_secrets(text: str, secrets: Iterable[Secret | None] = ()) -> str:
+    """``text`` (an error message) fit for a payload: each of ``secrets`` replaced (the API key,
+    the webhook URL; the client's messages never hold the key, this is a second line of
+    defence), credentials and query strings cut from URLs, LangSmith key shapes cut to a
+    marker, and at most ``DETAIL_MAX_CHARS`` characters."""
+    for secret in secrets:
+        if secret is not None and secret.reveal():
+            text = text.replace(secret.reveal(), "<secret>")
+    text = _URL_USERINFO.sub(r"\1<credentials>@", text)
+    text = _URL_QUERY.sub(r"\1?<query>", text)
+    text = _LANGSMITH_KEY.sub("<key>", text)
+    if len(text) > DETAIL_MAX_CHARS:
+        text = text[: DETAIL_MAX_CHARS - 1] + "…"
+    return text
+
+
+# A LangSmith key or token (lsv2_sk_..., lsv2_pt_...): never in a payload, whoever's it is.
+_LANGSMITH_KEY = re.compile(r"\blsv2_[a-z]{2}_[A-Za-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -122,11 +172,16 @@ class Notifier:
     def off(cls) -> Notifier:
         return cls(org="", enabled=False)
 
-    def notify(self, conn: duckdb.DuckDBPyConnection, event: str, *, at: datetime, **fields: str | None) -> str | None:
-        """Enqueue ``event`` with ``fields`` (request_id, user, workspace, role, detail)."""
+    def notify(
+        self, conn: duckdb.DuckDBPyConnection, event: str, *, at: datetime, once_for: str | None = None,
+        **fields: str | None,
+    ) -> str | None:
+        """Enqueue ``event`` with ``fields`` (request_id, user, workspace, role, detail);
+        ``once_for``: at most one such notification about that (see ``enqueue``)."""
         if not self.enabled:
             return None
-        return enqueue(conn, event, notification(event, at=at, org=self.org, **fields), now=at)
+        return enqueue(conn, event, notification(event, at=at, org=self.org, **fields), now=at,
+                       once_for=None if once_for is None else f"{self.org}\n{once_for}")
 
 
 # ------------------------------------------------------------------------- delivery

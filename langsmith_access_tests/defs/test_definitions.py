@@ -44,6 +44,11 @@ def test_guards_are_blocking_checks_and_dbt_tests_are_checks():
         if spec.blocking
     }
     assert ("raw/org_members", "shrink_guard") in blocking
+    assert ("main/grants", "grants_user_id_is_an_active_org_member") in blocking
+    # Drift warns and never withholds a sync: the one dbt test that is not blocking.
+    drift = ("main/report_unexplained_changes", "unexplained_privileged_changes")
+    assert drift in checks and drift not in blocking
+    assert {check for check in checks if check[0].startswith("main/")} - blocking == {drift}
 
 
 def test_every_duckdb_writer_is_in_one_pool():

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from langsmith_access.governance.notifications import (
+    DETAIL_MAX_CHARS,
     EVENTS,
     PAYLOAD_KEYS,
     Notifier,
@@ -21,6 +22,7 @@ from langsmith_access.governance.notifications import (
     notification,
     retry_delay,
     slack_text,
+    without_secrets,
 )
 from langsmith_access.settings import Secret, Settings
 from langsmith_access.store.database import AccessDatabase
@@ -217,3 +219,26 @@ def test_the_outbox_survives_a_sync_that_fails(database):
         with database.connect() as conn:
             failed = Notifier("acme", enabled=True).notify(conn, "sync.failed", at=T0, detail="members kept failing")
     assert [r["notification_id"] for r in rows(database)] == [before, failed]
+
+
+def test_an_event_raised_again_about_the_same_thing_is_enqueued_once(database):
+    notifier = Notifier("acme", enabled=True)
+    with database.writer_lease("test"), database.connect() as conn:
+        first = notifier.notify(conn, "change.unexplained", at=T0, once_for="added|u1|w1|admin|t0", user="u1")
+        again = notifier.notify(conn, "change.unexplained", at=T0 + timedelta(hours=1),
+                                once_for="added|u1|w1|admin|t0", user="u1")
+        other = notifier.notify(conn, "change.unexplained", at=T0, once_for="added|u2|w1|admin|t0", user="u2")
+        elsewhere = Notifier("other-org", enabled=True).notify(
+            conn, "change.unexplained", at=T0, once_for="added|u1|w1|admin|t0", user="u1")
+    assert first is not None and again is None and len({first, other, elsewhere}) == 3
+    assert [json.loads(r["payload"])["user"] for r in rows(database)] == ["u1", "u2", "u1"]
+
+
+def test_error_text_loses_its_secrets_before_it_becomes_a_payload():
+    api_key, hook = "lsv2_sk_0123456789abcdef0123456789abcdef", f"https://hooks.example.com/T0/B0/{SECRET}"
+    text = (f"GET https://ops:hunter2@ls.example.com/api/v1/orgs/current/roles?token=abc failed with "
+            f"key {api_key} (posting to {hook}); another key lsv2_pt_feedfacefeedface was seen")
+    clean = without_secrets(text, [Secret(api_key), Secret(hook), None])
+    assert clean == ("GET https://<credentials>@ls.example.com/api/v1/orgs/current/roles?<query> failed with "
+                     "key <secret> (posting to <secret>); another key <key> was seen")
+    assert len(without_secrets("x" * 5000)) == DETAIL_MAX_CHARS

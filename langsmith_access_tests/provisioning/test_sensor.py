@@ -58,12 +58,14 @@ def test_sensor_is_on_by_default_and_targets_the_job():
     sensor = defs().resolve_sensor_def("provisioning_queue_sensor")
     assert sensor.job_name == "provision_workspace_roles"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == 30
+    # Every loop of Dagster's sensor daemon (5 s at most), for a median time to access under
+    # 15 s (settings.py says why 4, benchmarks/time_to_access.py measures it).
+    assert sensor.minimum_interval_seconds == 4
 
 
 def test_sensor_interval_is_configurable(monkeypatch):
-    monkeypatch.setenv("LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", "5")
-    assert defs().resolve_sensor_def("provisioning_queue_sensor").minimum_interval_seconds == 5
+    monkeypatch.setenv("LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", "30")
+    assert defs().resolve_sensor_def("provisioning_queue_sensor").minimum_interval_seconds == 30
 
 
 def test_skips_without_database_or_requests(database, instance):

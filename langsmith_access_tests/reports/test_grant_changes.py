@@ -1,4 +1,5 @@
-"""report_grant_changes: exactly the changes made between two syncs, and none otherwise."""
+"""report_grant_changes: exactly the changes made between two syncs, and none otherwise; and
+report_unexplained_changes, which lists them all here (nothing was provisioned) and keeps them."""
 
 from __future__ import annotations
 
@@ -76,3 +77,28 @@ def test_a_sync_without_changes_reports_none(history):
     # ... while the history still holds the second sync's changes.
     closed = rows(history.database, "SELECT count(*) AS n FROM main.grant_history WHERE valid_to IS NOT NULL")
     assert closed[0]["n"] > 0
+
+
+def _unexplained(database) -> set[tuple]:
+    return {
+        (r["change"], r["user_id"], r["workspace_id"], r["role_id"], r["previous_role_id"], r["sync_id"])
+        for r in rows(database, "SELECT * FROM main.report_unexplained_changes")
+    }
+
+
+def test_every_change_made_by_hand_is_unexplained_and_kept(history):
+    """No request was provisioned: each change of the second sync is drift, org roles included,
+    with the second sync's id; the third sync (no change) keeps them and adds none."""
+    expected = {
+        (change, user, workspace, new if new is not None else old,
+         old if change == "role_changed" else None, history.run_ids[1])
+        for change, _, user, workspace, old, new in _expected_changes(history)
+    }
+    assert _unexplained(history.after_first) == set()
+    assert _unexplained(history.after_second) == expected
+    promoted_user, old_org_role, new_org_role = history.changes.promoted
+    assert ("role_changed", promoted_user, None, new_org_role, old_org_role, history.run_ids[1]) in expected
+    assert _unexplained(history.database) == expected
+    assert len(rows(history.database, "SELECT * FROM main.report_unexplained_changes")) == len(expected)
+    seen = {r["seen_at"] for r in rows(history.database, "SELECT seen_at FROM main.report_unexplained_changes")}
+    assert seen == {r["changed_at"] for r in _actual_changes(history.after_second)}

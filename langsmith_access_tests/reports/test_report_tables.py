@@ -18,6 +18,7 @@ REPORTS = (
     "report_unused_access",
     "report_credential_hygiene",
     "report_implicit_admins",
+    "report_unexplained_changes",
 )
 
 

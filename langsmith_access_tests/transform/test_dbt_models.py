@@ -25,7 +25,8 @@ import duckdb
 import pytest
 
 import langsmith_access
-from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, column_names, create_table_sql
+from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names, create_table_sql
+from langsmith_access.store.schema import ensure_schema
 
 # The project ships inside the package (package data): found wherever the package is installed.
 DBT_PROJECT_DIR = Path(langsmith_access.__file__).resolve().parent / "dbt_project"
@@ -231,11 +232,10 @@ def write_raw_sync(db_path: Path, sync_id: str, fetched_at: dt.datetime, members
         "workspace_memberships": memberships,
     }
     with duckdb.connect(str(db_path)) as con:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-        # Every raw table exists in a real database (the inventory's too, empty until it runs);
-        # provisioning's observations are never replaced.
-        for table in RAW_TABLES:
-            con.execute(create_table_sql(table))
+        # Every table Python owns exists in a real database: the raw tables (the inventory's
+        # too, empty until it runs; provisioning's observations are never replaced), the
+        # queue and sync_runs, which report_unexplained_changes reads.
+        ensure_schema(con)
         for table, rows in tables.items():
             con.execute(create_table_sql(table))
             con.execute(f'DELETE FROM {RAW_SCHEMA}."{table}"')
@@ -394,8 +394,11 @@ def test_tables_land_in_main_staging_and_snapshots_and_none_is_a_view(first_sync
                                     "user_scim_groups", "org_settings", "org_settings_history",
                                     "access_policies", "credentials", "service_accounts", "sso_settings",
                                     "audit_events", "user_activity", "report_unused_access",
-                                    "report_credential_hygiene", "report_implicit_admins")
-    } | {("staging", f"stg_langsmith__{name}") for name in (
+                                    "report_credential_hygiene", "report_implicit_admins",
+                                    "report_unexplained_changes")
+    } | {("main", name) for name in (  # Python's, from ensure_schema
+        "sync_runs", "provisioning_requests", "provisioning_approvals", "provisioning_events",
+        "notifications")} | {("staging", f"stg_langsmith__{name}") for name in (
         "org_members", "pending_invites", "workspaces", "roles", "workspace_memberships",
         "provisioning_observations")} | {
         ("snapshots", "grants_snapshot"), ("snapshots", "org_settings_snapshot")}
@@ -647,6 +650,17 @@ def test_grant_history_across_syncs(first_sync):
     assert access_at(db_path, between_1_and_2) == GRANTS_SYNC_1
     assert access_at(db_path, dt.datetime.now(UTC)) == GRANTS_SYNC_2
     assert access_at(db_path, first_sync.built_before - dt.timedelta(seconds=1)) == set()
+    # No provisioning request: every change of sync 2 is drift, seen by its build.
+    unexplained_2 = {
+        (r["change"], r["user_id"], r["workspace_id"], r["role_id"], r["previous_role_id"], r["sync_id"])
+        for r in rows_by(db_path, "report_unexplained_changes", "user_id")}
+    assert unexplained_2 == {
+        ("role_changed", BOB, RESEARCH, WS_VIEWER, WS_EDITOR, "sync-2"),
+        ("removed", CY, RESEARCH, WS_VIEWER, None, "sync-2"),
+        ("added", ADA, RESEARCH_TWO, WS_EDITOR, None, "sync-2"),
+    }
+    assert {r["seen_at"] for r in rows_by(db_path, "report_unexplained_changes", "user_id")} == {
+        intervals[ws_grant(RESEARCH, WS_VIEWER, BOB)]["valid_from"]}
     between_2_and_3 = dt.datetime.now(UTC)
     clock_past(between_2_and_3)
 
@@ -673,6 +687,11 @@ def test_grant_history_across_syncs(first_sync):
     assert access_at(db_path, between_1_and_2) == GRANTS_SYNC_1
     assert access_at(db_path, between_2_and_3) == GRANTS_SYNC_2
     assert access_at(db_path, dt.datetime.now(UTC)) == GRANTS_SYNC_3
+    # The drift report keeps sync 2's changes and appends sync 3's.
+    unexplained_3 = {
+        (r["change"], r["user_id"], r["workspace_id"], r["role_id"], r["previous_role_id"], r["sync_id"])
+        for r in rows_by(db_path, "report_unexplained_changes", "user_id")}
+    assert unexplained_3 == unexplained_2 | {("added", CY, RESEARCH, WS_VIEWER, None, "sync-3")}
 
 
 # --- the blocking checks -----------------------------------------------------------------------

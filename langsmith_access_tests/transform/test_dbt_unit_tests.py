@@ -3,7 +3,8 @@ them; syncs and provisioning runs leave them out (``--exclude-resource-type unit
 
 dbt reads the column types of a unit test's inputs from the database, so the models are first
 built empty (``--empty``: every model with its columns and no rows) on a fresh file holding the
-raw tables; then ``dbt test`` runs the unit tests alone.
+tables Python owns (the raw tables, the queue, sync_runs: ``ensure_schema``); then ``dbt test``
+runs the unit tests alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
+from langsmith_access.store.schema import ensure_schema
 from langsmith_access.transform import build_selection, run_dbt
 from langsmith_access.transform.invocation import dbt_command
 from langsmith_access.transform.project import write_profile
@@ -25,15 +26,14 @@ UNIT_TESTS = {
     "grant_history_ends_provisioned_removals_when_they_were_verified",
     "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
     "report_grant_changes_after_the_first_sync_lists_only_provisioning",
+    "report_unexplained_changes_lists_what_no_applied_request_explains",
 }
 
 
 def test_dbt_unit_tests_pass(tmp_path):
     db_path = tmp_path / "unit.duckdb"
     with duckdb.connect(str(db_path)) as conn:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-        for table in RAW_TABLES:
-            conn.execute(create_table_sql(table))
+        ensure_schema(conn)
     dbt_dir = tmp_path / "unit.dbt"
 
     with run_dbt(["build", "--empty", *build_selection()], database_file=db_path, dbt_dir=dbt_dir) as built:

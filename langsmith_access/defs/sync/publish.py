@@ -1,4 +1,5 @@
-"""The last sync step: record the run, commit the scratch database, publish the analysts' copy."""
+"""The last sync step: record the run, queue the notifications of the drift it saw, commit the
+scratch database, publish the analysts' copy."""
 
 
 import json
@@ -9,6 +10,9 @@ import dagster as dg
 
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
 from langsmith_access.defs.transform.assets import access_tables
+from langsmith_access.governance.drift import notify_unexplained_changes, unexplained_changes
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.names import SYNC_JOB
 from langsmith_access.store.sync_runs import picture_metrics, record_sync_run
 
 ANALYSTS_DATABASE = dg.AssetKey("analysts_database")
@@ -40,6 +44,16 @@ def analysts_database(
             job=context.job_name,
         )
         metrics = picture_metrics(conn, counts)
+        # Drift this sync saw: one change.unexplained each, in the file it publishes (so
+        # notified exactly when published), once per change however often this runs.
+        org = sync_database.org
+        drift = unexplained_changes(conn, context.run.run_id)
+        notified = notify_unexplained_changes(
+            conn, Notifier.from_settings(org.settings, org.slug), context.run.run_id)
+        if notified:
+            context.log.info(f"{len(notified)} unexplained change(s): change.unexplained queued for the webhook.")
+    if context.job_name == SYNC_JOB:  # the inventory rebuilds no grants: it sees no drift
+        metrics["unexplained_changes"] = len(drift)
     sync_database.commit_and_publish()
     return dg.MaterializeResult(
         metadata={

@@ -1,0 +1,216 @@
+"""Drift and the sync's notifications, with real runs: the session's synced org, the sandbox
+serving it, real syncs and provisioning runs, a real Dagster instance (for the check results)
+and a webhook receiver on 127.0.0.1.
+
+- A hand-made Admin grant and a hand-made promotion to Organization Admin, made in the sandbox
+  between two syncs, are ``report_unexplained_changes`` rows, each a WARN result of the
+  non-blocking check ``unexplained_privileged_changes`` and one ``change.unexplained``; the
+  sync publishes all the same. Changes made through provisioning are never rows, whether the
+  refresh after the provisioning run recorded them or (a run that died before its refresh)
+  the next sync did. Re-running the sync keeps the rows and notifies nothing twice.
+- A sync or an inventory run that fails raises ``sync.failed``, kept in the working file after
+  the run's scratch copy is discarded, with no secret in it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from langsmith_access import runner
+from langsmith_access.api import deliver_notifications, provision, request_grant
+from langsmith_access.langsmith import LangSmithClient
+from langsmith_access.names import INVENTORY_JOB
+from langsmith_access.provisioning import queue
+from langsmith_access.provisioning.executor import Provisioner
+from langsmith_access.settings import Settings
+from langsmith_access_tests.governance.receiver import WebhookReceiver
+from langsmith_access_tests.governance.support import request_row
+from langsmith_access_tests.helpers import query, run_sync
+from langsmith_access_tests.synced import API_KEY
+
+CHECK = "unexplained_privileged_changes"
+REPORT = "main/report_unexplained_changes"
+
+
+@pytest.fixture
+def watched(env, monkeypatch):
+    """The synced env (no access policy) with a webhook receiver."""
+    sandbox, org, database = env
+    with WebhookReceiver() as receiver:
+        monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", receiver.url)
+        yield sandbox, org, database, receiver
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        yield instance
+
+
+def drift_check_results(instance: dg.DagsterInstance, run_id: str) -> list:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+    return [e for e in evaluations if e.check_name == CHECK and e.asset_key.to_user_string() == REPORT]
+
+
+def published_drift(instance: dg.DagsterInstance, run_id: str) -> int:
+    """The ``unexplained_changes`` number the run's analysts_database materialization carries."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    [materialization] = [
+        r.event_log_entry.asset_materialization for r in records
+        if r.event_log_entry.asset_materialization.asset_key == dg.AssetKey("analysts_database")]
+    return materialization.metadata["unexplained_changes"].value
+
+
+def unexplained(database, sync_id: str | None = None) -> set[tuple]:
+    sql = ("SELECT change, user_id, workspace_id, role_id, previous_role_id, sync_id "
+           "FROM main.report_unexplained_changes")
+    return set(query(database.path, sql + (" WHERE sync_id = ?" if sync_id else ""), [sync_id] if sync_id else []))
+
+
+def bodies(receiver: WebhookReceiver, event: str) -> list[dict]:
+    return [body for body in receiver.bodies() if body["event"] == event]
+
+
+def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched, instance):
+    _, org, database, receiver = watched
+    role = {r.name: r.id for r in org.roles.values() if r.name != "CUSTOM"}
+    workspace = next(w for w in org.shared_workspaces()
+                     if sum(1 for w2 in org.shared_workspaces() if w2.display_name == w.display_name) == 1)
+    enabled = [m for m in org.active_members()
+               if not m.is_disabled and org.roles[m.org_role_id].name == "ORGANIZATION_USER"]
+    outsiders = [m for m in enabled if m.ls_user_id not in workspace.memberships]
+    editor = next(m for m in enabled if workspace.memberships.get(m.ls_user_id)
+                  and workspace.memberships[m.ls_user_id].role_id == role["WORKSPACE_USER"])
+    provisioned, hand_made_admin, promoted = outsiders[0], outsiders[1], outsiders[2]
+
+    # 1. Through provisioning, refreshed by its own run: an Editor grant.
+    granted = request_grant(provisioned.email, workspace.id, "Editor", requested_by="ops@example.com")
+    assert granted.accepted, granted.message
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert request_row(database, granted.request_id)["status"] == "applied"
+    assert unexplained(database) == set()  # the refresh rebuilt the report: nothing unexplained
+
+    # 2. Through provisioning by a run that died before its refresh: the next sync records it
+    # (an Editor made Admin: the removal dated by the verification, the Admin by the build).
+    promoted_by_request = request_grant(editor.email, workspace.id, "Admin")
+    assert promoted_by_request.accepted, promoted_by_request.message
+    with database.writer_lease("a provisioning run that dies before its refresh"), database.connect() as conn:
+        claimed = queue.claim(conn, "run-that-died", [promoted_by_request.request_id])
+        client = LangSmithClient(Settings.from_env().client())
+        try:
+            Provisioner(client, conn, "run-that-died").process_all(claimed)
+        finally:
+            client.close()
+    assert org.workspace(workspace.id).memberships[editor.ls_user_id].role_id == role["WORKSPACE_ADMIN"]
+
+    # 3. By hand, in LangSmith: an Admin of the workspace and an Organization Admin.
+    org.add_workspace_membership(workspace.id, hand_made_admin.ls_user_id, role["WORKSPACE_ADMIN"])
+    org.set_org_role(promoted.ls_user_id, role["ORGANIZATION_ADMIN"])
+
+    synced = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(), dagster_instance=instance)
+    assert synced.success, synced.failure  # drift warns, it never withholds the sync
+
+    # Exactly the hand-made changes, with this sync's id; the provisioned ones are not there.
+    expected = {
+        ("added", hand_made_admin.ls_user_id, workspace.id, role["WORKSPACE_ADMIN"], None, synced.run_id),
+        ("role_changed", promoted.ls_user_id, None, role["ORGANIZATION_ADMIN"], role["ORGANIZATION_USER"],
+         synced.run_id),
+    }
+    assert unexplained(database) == expected
+    # ... while grant_history holds the provisioned ones: the Editor from when it was verified,
+    # the Admin from this sync's build, and the Editor role it replaced ended at verification.
+    held = set(query(database.path, "SELECT user_id, role_id FROM main.grant_history WHERE workspace_id = ? "
+                     "AND valid_to IS NULL", [workspace.id]))
+    assert {(provisioned.ls_user_id, role["WORKSPACE_USER"]), (editor.ls_user_id, role["WORKSPACE_ADMIN"])} <= held
+    [(replaced_until,)] = query(database.path, "SELECT valid_to FROM main.grant_history WHERE user_id = ? "
+                                "AND workspace_id = ? AND role_id = ?", [editor.ls_user_id, workspace.id,
+                                                                          role["WORKSPACE_USER"]])
+    [(verified_at,)] = query(database.path, "SELECT verified_at FROM raw.provisioning_observations "
+                             "WHERE request_id = ?", [promoted_by_request.request_id])
+    assert replaced_until == verified_at
+
+    # The check: a WARN result on the report, not blocking, and the sync published.
+    [warned] = drift_check_results(instance, synced.run_id)
+    assert (warned.passed, warned.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert warned.metadata["dagster_dbt/failed_row_count"].value == 2
+    run = instance.get_run_by_id(synced.run_id)
+    assert run is not None and run.is_success
+    assert published_drift(instance, synced.run_id) == 2  # the UI plots it across runs
+    assert query(database.path, "SELECT count(*) FROM main.sync_runs WHERE sync_id = ?", [synced.run_id]) == [(1,)]
+    assert (hand_made_admin.ls_user_id,) in query(
+        database.path, "SELECT user_id FROM main.grants WHERE workspace_id = ? AND role_id = ?",
+        [workspace.id, role["WORKSPACE_ADMIN"]])
+
+    # One change.unexplained per row, with the documented payload; none for the requests.
+    report = deliver_notifications()
+    assert report.problem is None and not report.failed
+    drift = bodies(receiver, "change.unexplained")
+    assert sorted((b["user"], b["workspace"], b["role"]) for b in drift) == sorted([
+        (hand_made_admin.email, workspace.display_name, "Admin"),
+        (promoted.email, None, "Organization Admin"),
+    ])
+    for body in drift:
+        assert list(body) == ["event", "at", "org", "request_id", "user", "workspace", "role", "detail"]
+        assert body["org"] == "default" and body["request_id"] is None
+        assert synced.run_id in body["detail"] and "no applied provisioning request explains it" in body["detail"]
+    assert "Admin added in" in next(b for b in drift if b["user"] == hand_made_admin.email)["detail"]
+    assert "from Organization User to Organization Admin" in next(
+        b for b in drift if b["user"] == promoted.email)["detail"]
+    assert {b["request_id"] for b in bodies(receiver, "request.applied")} == {granted.request_id}
+
+    # 4. The same sync again: nothing changed, so the rows stay, nothing is added, the check
+    # passes, and no change is notified twice.
+    again = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(), dagster_instance=instance)
+    assert again.success, again.failure
+    assert unexplained(database) == expected and unexplained(database, again.run_id) == set()
+    [passed] = drift_check_results(instance, again.run_id)
+    assert passed.passed
+    assert published_drift(instance, again.run_id) == 0
+    deliver_notifications()
+    assert len(bodies(receiver, "change.unexplained")) == 2
+    assert query(database.path, "SELECT count(*) FROM main.notifications WHERE event = 'change.unexplained'") == [(2,)]
+
+
+def test_a_failed_sync_and_a_failed_inventory_raise_sync_failed(watched, monkeypatch):
+    sandbox, org, database, receiver = watched
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "0")  # fail at once
+    published = query(database.path, "SELECT sync_id FROM main.sync_runs")
+    # A change the failed sync would have reported, so its scratch copy has a notification to lose.
+    member = next(m for m in org.active_members() if not m.is_disabled)
+    org.set_org_role(member.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
+
+    sandbox.faults.failing_routes = ("/api/v1/orgs/current/roles",)
+    failed = run_sync()
+    assert not failed.success
+    sandbox.faults.failing_routes = ("/api/v1/service-accounts",)
+    inventory = runner.run_job(INVENTORY_JOB, {})
+    assert not inventory.success
+
+    # The analysts' copy is as it was; each failure is one sync.failed in the working file.
+    assert query(database.path, "SELECT sync_id FROM main.sync_runs") == published
+    with database.connect(read_only=True) as conn:
+        outbox = conn.execute("SELECT event, payload FROM main.notifications ORDER BY notification_seq").fetchall()
+    assert [event for event, _ in outbox] == ["sync.failed", "sync.failed"]
+
+    sandbox.faults.failing_routes = ()
+    report = deliver_notifications()
+    assert report.problem is None and not report.failed
+    sync_failed, inventory_failed = bodies(receiver, "sync.failed")
+    for body, outcome, job in ((sync_failed, failed, "langsmith_access_sync"),
+                               (inventory_failed, inventory, INVENTORY_JOB)):
+        assert list(body) == ["event", "at", "org", "request_id", "user", "workspace", "role", "detail"]
+        assert body["org"] == "default" and body["user"] is None and body["request_id"] is None
+        assert body["detail"].startswith(f"{job} run {outcome.run_id} failed and published nothing")
+    assert "/api/v1/orgs/current/roles" in sync_failed["detail"]
+    assert "/api/v1/service-accounts" in inventory_failed["detail"]
+    # No secret in what was stored or sent: not the API key, not the webhook URL.
+    sent = json.dumps(receiver.bodies()) + json.dumps(outbox)
+    assert API_KEY not in sent and receiver.url not in sent and receiver.path not in sent
+    assert bodies(receiver, "change.unexplained") == []  # the failed sync published nothing
