@@ -25,6 +25,9 @@ UNIT_TESTS = {
     "grant_history_ends_provisioned_removals_when_they_were_verified",
     "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
     "report_grant_changes_after_the_first_sync_lists_only_provisioning",
+    "review_sheet_lists_the_deny_policies_of_each_grants_role",
+    "report_privileged_access_lists_the_deny_policies_of_the_admin_role",
+    "report_custom_role_holders_lists_the_deny_policies_of_each_custom_role",
 }
 
 
