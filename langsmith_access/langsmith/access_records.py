@@ -92,17 +92,13 @@ class OrganizationInfo:
     @classmethod
     def from_api(cls, data: Any) -> OrganizationInfo:
         f = _Fields("OrganizationInfo", data)
-        config = data.get("config")
-        if config is not None and not isinstance(config, dict):
-            raise f._bad("config", "an object")
-        config = config or {}
-        permissions = data.get("permissions")
+        config = f.object("config")
         return cls(
             id=f.str("id"),
             display_name=f.str("display_name"),
             tier=f.str("tier"),
             plan_tier=config.get("plan_tier") if isinstance(config.get("plan_tier"), str) else None,
-            permissions=f.str_list("permissions") if permissions is not None else None,
+            permissions=f.optional_str_list("permissions"),
             flags={k: v for k, v in config.items() if isinstance(v, bool)},
             settings={name: data[name] for name in cls.ORG_SETTINGS if name in data},
         )
@@ -167,7 +163,6 @@ class Credential:
             raise ValueError(f"not an API key kind: {kind!r}")
         f = _Fields("APIKeyGetResponse", data)
         short_key, redacted = redact_short_key(f.req_str("short_key"))
-        names = data.get("workspace_names")
         return cls(
             id=f.req_str("id"),
             kind=kind,
@@ -177,7 +172,7 @@ class Credential:
             last_used_at=f.timestamp("last_used_at"),
             expires_at=f.timestamp("expires_at"),
             revoked_at=f.timestamp("revoked_at"),
-            workspace_names=f.str_list("workspace_names") if names is not None else None,
+            workspace_names=f.optional_str_list("workspace_names"),
             default_workspace_name=f.str("default_workspace_name"),
             role_id=f.str("role_id"),
             org_role_id=f.str("org_role_id"),

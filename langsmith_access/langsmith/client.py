@@ -512,11 +512,7 @@ class LangSmithClient:
     def get_access_policy(self, policy_id: str) -> AccessPolicy:
         """One access policy; ``NotFoundError`` for an unknown id."""
         path = f"{ACCESS_POLICIES_PATH}/{_uuid(policy_id, 'policy_id')}"
-        return self._section(
-            "access_policies",
-            lambda: _parse_record(AccessPolicy.from_api, self._get_json(path, expect=dict), "GET", path),
-            unknown_id_is_404=True,
-        )
+        return self._get_one("access_policies", path, AccessPolicy.from_api)
 
     def list_service_keys(self) -> list[Credential]:
         """The org's service keys (org-wide, or reaching some workspaces)."""
@@ -592,11 +588,7 @@ class LangSmithClient:
     def get_scim_token(self, token_id: str) -> Credential:
         """One SCIM token; ``NotFoundError`` for an unknown id."""
         path = f"{SCIM_TOKENS_PATH}/{_uuid(token_id, 'token_id')}"
-        return self._section(
-            "scim_tokens",
-            lambda: _parse_record(Credential.from_scim_token, self._get_json(path, expect=dict), "GET", path),
-            unknown_id_is_404=True,
-        )
+        return self._get_one("scim_tokens", path, Credential.from_scim_token)
 
     def list_service_accounts(self) -> list[ServiceAccount]:
         return self._section(
@@ -676,6 +668,15 @@ class LangSmithClient:
             return AuditWindow(start, end, ordered, pages)
 
         return self._section("audit_events", read)
+
+    def _get_one(self, section: str, path: str, parse: Callable[[Any], T]) -> T:
+        """The record at ``path`` (a section's route ending in an id its caller checked as a
+        UUID), parsed; a 404 there is an unknown id (``NotFoundError``), not a missing route."""
+        return self._section(
+            section,
+            lambda: _parse_record(parse, self._get_json(path, expect=dict), "GET", path),
+            unknown_id_is_404=True,
+        )
 
     def _credentials(self, path: str, parse: Callable[[Any], Credential], *, workspace_id=None) -> list[Credential]:
         rows = self._get_json(path, expect=list, workspace_id=workspace_id)

@@ -77,6 +77,20 @@ class _Fields:
             raise self._bad(name, "a list of strings")
         return tuple(value)
 
+    def optional_str_list(self, name: builtins.str) -> tuple[builtins.str, ...] | None:
+        """A list of strings, or None where the field is absent or null (the API does not say,
+        which differs from an empty list)."""
+        return None if self.data.get(name) is None else self.str_list(name)
+
+    def object(self, name: builtins.str) -> dict:
+        """A nested JSON object ({} where absent or null)."""
+        value = self.data.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self._bad(name, "an object")
+        return value
+
     @overload
     def timestamp(self, name: builtins.str, *, required: Literal[True]) -> datetime: ...
     @overload
@@ -229,7 +243,7 @@ class Workspace:
             is_deleted=f.bool("is_deleted", required=True),
             tenant_handle=f.str("tenant_handle"),
             organization_id=f.str("organization_id"),
-            permissions=f.str_list("permissions") if data.get("permissions") is not None else None,
+            permissions=f.optional_str_list("permissions"),
         )
 
 

@@ -82,21 +82,30 @@ WHERE history.valid_from <= $at
 """
 
 
-def held_at_query(at: datetime, *, user_ids=None, workspace_id=None) -> tuple[str, dict]:
-    """The SQL and parameters of ``grants_held_at``, for callers that shape the rows further."""
-    sql = HELD_AT_SQL
+def _access_at_query(
+    sql: str, at: datetime, *, user_ids, workspace_id, workspace_column: str, order_by: str
+) -> tuple[str, dict]:
+    """``sql`` (rows of grant_history, as ``history``, held at ``$at``) narrowed to
+    ``user_ids`` and to the workspace ``workspace_id`` (in ``workspace_column``) when given,
+    ordered by ``order_by``: the SQL and its parameters."""
     params: dict = {"at": at}
     if user_ids is not None:
         sql += "    AND list_contains($user_ids, history.user_id)\n"
         params["user_ids"] = list(user_ids)
     if workspace_id is not None:
-        sql += "    AND history.workspace_id = $workspace_id\n"
+        sql += f"    AND {workspace_column} = $workspace_id\n"
         params["workspace_id"] = workspace_id
-    sql += (
-        "ORDER BY lower(coalesce(users.email, history.email)), history.user_id, "
-        "history.entitlement_type, workspaces.display_name, history.workspace_id"
+    return sql + "ORDER BY " + order_by, params
+
+
+def held_at_query(at: datetime, *, user_ids=None, workspace_id=None) -> tuple[str, dict]:
+    """The SQL and parameters of ``grants_held_at``, for callers that shape the rows further."""
+    return _access_at_query(
+        HELD_AT_SQL, at, user_ids=user_ids, workspace_id=workspace_id,
+        workspace_column="history.workspace_id",
+        order_by="lower(coalesce(users.email, history.email)), history.user_id, "
+        "history.entitlement_type, workspaces.display_name, history.workspace_id",
     )
-    return sql, params
 
 
 def grants_held_at(conn, at: datetime, *, user_ids=None, workspace_id=None) -> list[HeldGrant]:
@@ -136,19 +145,12 @@ WHERE history.entitlement_type = 'organization_role'
 def implicit_admin_query(at: datetime, *, user_ids=None, workspace_id=None) -> tuple[str, dict]:
     """The SQL and parameters of ``implicit_admin_access_at`` (the parameters of
     ``held_at_query``, so the two can be combined)."""
-    sql = IMPLICIT_ADMIN_AT_SQL
-    params: dict = {"at": at}
-    if user_ids is not None:
-        sql += "    AND list_contains($user_ids, history.user_id)\n"
-        params["user_ids"] = list(user_ids)
-    if workspace_id is not None:
-        sql += "    AND workspaces.workspace_id = $workspace_id\n"
-        params["workspace_id"] = workspace_id
-    sql += (
-        "ORDER BY lower(coalesce(users.email, history.email)), history.user_id, "
-        "workspaces.display_name, workspaces.workspace_id"
+    return _access_at_query(
+        IMPLICIT_ADMIN_AT_SQL, at, user_ids=user_ids, workspace_id=workspace_id,
+        workspace_column="workspaces.workspace_id",
+        order_by="lower(coalesce(users.email, history.email)), history.user_id, "
+        "workspaces.display_name, workspaces.workspace_id",
     )
-    return sql, params
 
 
 def implicit_admin_access_at(conn, at: datetime, *, user_ids=None, workspace_id=None) -> list[HeldGrant]:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -45,25 +45,46 @@ from langsmith_access.store.sections import SectionRead, latest_audit_window_end
 from langsmith_access.sync.extract import load_raw
 
 Row = dict[str, Any]
-T = TypeVar("T")
 
-# The sections the inventory reads, in the order it reads them (``scim_groups`` is the core
-# sync's: it comes with the members).
-CREDENTIAL_SECTIONS = ("service_keys", "personal_access_tokens", "workspace_service_keys", "scim_tokens")
-INVENTORY_SECTIONS = (
-    "access_policies",
-    *CREDENTIAL_SECTIONS,
-    "service_accounts",
-    "sso_settings",
-    "audit_events",
+
+
+def _workspace_service_keys(client: LangSmithClient, shared_workspace_ids: list[str]) -> list[Credential]:
+    """Every shared workspace's service keys (one call per workspace)."""
+    by_workspace = client.list_service_keys_of_workspaces(shared_workspace_ids)
+    return [key for keys in by_workspace.values() for key in keys]
+
+
+@dataclass(frozen=True)
+class InventorySection:
+    """A section the inventory reads (all but the audit log, which is read by time window):
+    its name (as in ``sync_runs.skipped_sections``), how it is read (client, shared workspace
+    ids -> records), and the raw table its records fill."""
+
+    name: str
+    read: Callable[[LangSmithClient, list[str]], list[Any]]
+    table: str
+
+
+# The sections, in the order they are read (``scim_groups`` is the core sync's: it comes with
+# the members). The four credential listings fill one table.
+SECTIONS = (
+    InventorySection("access_policies", lambda client, _: client.list_access_policies(), "access_policies"),
+    InventorySection("service_keys", lambda client, _: client.list_service_keys(), "credentials"),
+    InventorySection(
+        "personal_access_tokens", lambda client, _: client.list_personal_access_tokens(), "credentials"
+    ),
+    InventorySection("workspace_service_keys", _workspace_service_keys, "credentials"),
+    InventorySection("scim_tokens", lambda client, _: client.list_scim_tokens(), "credentials"),
+    InventorySection("service_accounts", lambda client, _: client.list_service_accounts(), "service_accounts"),
+    InventorySection("sso_settings", lambda client, _: client.list_sso_settings(), "sso_settings"),
 )
+CREDENTIAL_SECTIONS = tuple(section.name for section in SECTIONS if section.table == "credentials")
+INVENTORY_SECTIONS = (*(section.name for section in SECTIONS), "audit_events")
 # The raw tables the inventory replaces on each run (``audit_events`` is appended to), and the
 # sections each is filled from.
 TABLE_SECTIONS = {
-    "access_policies": ("access_policies",),
-    "credentials": CREDENTIAL_SECTIONS,
-    "service_accounts": ("service_accounts",),
-    "sso_settings": ("sso_settings",),
+    table: tuple(section.name for section in SECTIONS if section.table == table)
+    for table in dict.fromkeys(section.table for section in SECTIONS)
 }
 
 # Each later run reads the audit log again from this long before where the last one stopped:
@@ -80,54 +101,47 @@ _SECRET_IN_TEXT = re.compile(r"(?:lsv2_[a-z]+_|ls__)[A-Za-z0-9_]{20,}")
 
 @dataclass
 class Inventory:
-    """What ``get_inventory`` read: the records of each section it read, and for each section
-    whether it was read (with its row count) or skipped (with why)."""
+    """What ``get_inventory`` read: the records of each raw table (by id, in the order read),
+    and for each section whether it was read (with its row count) or skipped (with why)."""
 
-    access_policies: list[AccessPolicy] = field(default_factory=list)
-    credentials: list[Credential] = field(default_factory=list)
-    service_accounts: list[ServiceAccount] = field(default_factory=list)
-    sso_settings: list[SsoProvider] = field(default_factory=list)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
     reads: list[SectionRead] = field(default_factory=list)
+
+    def of(self, table: str) -> list[Any]:
+        """The records of one raw table (access policies, credentials, ...)."""
+        return list(self.records.get(table, {}).values())
 
 
 def get_inventory(client: LangSmithClient, plan: SectionPlan, shared_workspace_ids: list[str]) -> Inventory:
     """Every inventory section but the audit log, each read or skipped with its reason."""
     inventory = Inventory()
-
-    def section(name: str, read: Callable[[], list[T]]) -> list[T]:
-        if not plan.should_read(name):
-            inventory.reads.append(SectionRead.skipped(name, plan.skipped[name]))
-            return []
-        try:
-            records = read()
-        except SectionUnavailableError as unavailable:
-            inventory.reads.append(SectionRead.skipped(name, unavailable.reason))
-            return []
-        inventory.reads.append(SectionRead.read(name, len(records)))
-        return records
-
-    inventory.access_policies = section("access_policies", client.list_access_policies)
-    credentials = [
-        *section("service_keys", client.list_service_keys),
-        *section("personal_access_tokens", client.list_personal_access_tokens),
-        *section(
-            "workspace_service_keys",
-            lambda: [
-                key
-                for keys in client.list_service_keys_of_workspaces(shared_workspace_ids).values()
-                for key in keys
-            ],
-        ),
-        *section("scim_tokens", client.list_scim_tokens),
-    ]
-    # One row per credential, should a key ever be listed by two routes (the first one wins).
-    unique: dict[str, Credential] = {}
-    for credential in credentials:
-        unique.setdefault(credential.id, credential)
-    inventory.credentials = list(unique.values())
-    inventory.service_accounts = section("service_accounts", client.list_service_accounts)
-    inventory.sso_settings = section("sso_settings", client.list_sso_settings)
+    for section in SECTIONS:
+        records = _read_section(section, client, plan, shared_workspace_ids, inventory.reads)
+        # One row per record, should a key ever be listed by two routes (the first one wins).
+        by_id = inventory.records.setdefault(section.table, {})
+        for record in records:
+            by_id.setdefault(record.id, record)
     return inventory
+
+
+def _read_section(
+    section: InventorySection,
+    client: LangSmithClient,
+    plan: SectionPlan,
+    shared_workspace_ids: list[str],
+    reads: list[SectionRead],
+) -> list[Any]:
+    """The section's records, its read (or skip, with why) appended to ``reads``."""
+    if not plan.should_read(section.name):
+        reads.append(SectionRead.skipped(section.name, plan.skipped[section.name]))
+        return []
+    try:
+        records = section.read(client, shared_workspace_ids)
+    except SectionUnavailableError as unavailable:
+        reads.append(SectionRead.skipped(section.name, unavailable.reason))
+        return []
+    reads.append(SectionRead.read(section.name, len(records)))
+    return records
 
 
 # ------------------------------------------------------------------ transforms (pure)
@@ -244,6 +258,15 @@ def transform_audit_events(events: Iterable[AuditEvent], sync_id: str, fetched_a
     ]
 
 
+# How each raw table's rows are made from the records its sections read (TABLE_SECTIONS).
+TABLE_TRANSFORMS: dict[str, Callable[[list[Any], str, datetime], list[Row]]] = {
+    "access_policies": transform_access_policies,
+    "credentials": transform_credentials,
+    "service_accounts": transform_service_accounts,
+    "sso_settings": transform_sso_settings,
+}
+
+
 # ------------------------------------------------------------------ load
 
 
@@ -252,13 +275,10 @@ def load_inventory(
 ) -> dict[str, int]:
     """Replace the inventory's raw tables (a skipped section's table is left empty). Returns rows
     per table."""
-    rows = {
-        "access_policies": transform_access_policies(inventory.access_policies, sync_id, fetched_at),
-        "credentials": transform_credentials(inventory.credentials, sync_id, fetched_at),
-        "service_accounts": transform_service_accounts(inventory.service_accounts, sync_id, fetched_at),
-        "sso_settings": transform_sso_settings(inventory.sso_settings, sync_id, fetched_at),
+    return {
+        table: load_raw(conn, table, transform(inventory.of(table), sync_id, fetched_at))
+        for table, transform in TABLE_TRANSFORMS.items()
     }
-    return {table: load_raw(conn, table, table_rows) for table, table_rows in rows.items()}
 
 
 # ------------------------------------------------------------------ the audit log

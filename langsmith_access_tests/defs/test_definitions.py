@@ -83,7 +83,9 @@ def test_inventory_job_schedule_and_assets():
     for raw in ("access_policies", "credentials", "service_accounts", "sso_settings", "audit_events"):
         assert f"raw/{raw}" in keys
     for table in ("access_policies", "credentials", "service_accounts", "sso_settings", "audit_events",
-                  "user_activity", "report_unused_access", "report_credential_hygiene"):
+                  "user_activity", "report_unused_access", "report_credential_hygiene",
+                  # they flag the deny policies the inventory reads
+                  "report_privileged_access", "review_sheet", "report_custom_role_holders"):
         assert f"main/{table}" in keys
     assert "analysts_database" in keys
     # The core sync's tables are not rebuilt by the inventory, and it reads no members.

@@ -81,6 +81,36 @@ def test_workspace_shared_flag():
         Workspace.from_api({k: v for k, v in base.items() if k != "is_deleted"})
 
 
+def test_optional_lists_and_objects_tell_absent_from_empty_and_refuse_other_types():
+    """The shared readers of records.py that access_records.py uses too: a list the API may
+    leave out is None when absent (it does not say), () when empty; a nested object is {} when
+    absent; any other type is refused, naming the field."""
+    from langsmith_access.langsmith.access_records import SERVICE_KEY, Credential, OrganizationInfo
+
+    base = {"id": "w", "created_at": "2026-01-01T00:00:00Z", "display_name": "W", "is_personal": False,
+            "is_deleted": False}
+    assert Workspace.from_api(base).permissions is None
+    assert Workspace.from_api({**base, "permissions": None}).permissions is None
+    assert Workspace.from_api({**base, "permissions": []}).permissions == ()
+    assert Workspace.from_api({**base, "permissions": ["workspaces:read"]}).permissions == ("workspaces:read",)
+    with pytest.raises(UnexpectedResponseError, match="TenantForUser.permissions: expected a list of strings"):
+        Workspace.from_api({**base, "permissions": "workspaces:read"})
+
+    key = {"id": "k", "short_key": "lsv2_sk_...abcd", "description": "ci"}
+    assert Credential.from_api(key, SERVICE_KEY).workspace_names is None  # org-wide
+    assert Credential.from_api({**key, "workspace_names": ["Alpha"]}, SERVICE_KEY).workspace_names == ("Alpha",)
+    with pytest.raises(UnexpectedResponseError, match="APIKeyGetResponse.workspace_names"):
+        Credential.from_api({**key, "workspace_names": [1]}, SERVICE_KEY)
+
+    info = OrganizationInfo.from_api({"id": "o", "permissions": ["organization:read"],
+                                      "config": {"can_use_abac": True, "plan_tier": "enterprise"}})
+    assert (info.permissions, info.flags, info.plan_tier) == (("organization:read",), {"can_use_abac": True}, "enterprise")
+    bare = OrganizationInfo.from_api({"id": "o"})
+    assert (bare.permissions, bare.flags, bare.plan_tier) == (None, {}, None)
+    with pytest.raises(UnexpectedResponseError, match="OrganizationInfo.config: expected an object"):
+        OrganizationInfo.from_api({"id": "o", "config": ["can_use_abac"]})
+
+
 def test_enriched_member_pending_and_active():
     pending = EnrichedMember.from_api({"id": "p", "email": "new@example.com", "is_pending": True,
                                        "ls_user_id": "", "role_id": "r"})

@@ -58,7 +58,8 @@ def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     rows = read_sheet(out)
     expected = query(database.path, "SELECT grant_id FROM main.grants WHERE entitlement_type = 'workspace_role'")
     assert sorted(r["grant_id"] for r in rows) == sorted(g for (g,) in expected)
-    assert list(rows[0])[-3:] == ["decision", "reviewer", "reason"]
+    assert list(rows[0])[-4:] == ["deny_policy_names", "decision", "reviewer", "reason"]
+    assert all(r["deny_policy_names"] == "" for r in rows)  # no inventory ran: none known
     assert all(r["decision"] == "" and r["entitlement_type"] == "workspace_role" for r in rows)
     assert all(r["email"] and r["workspace_name"] and r["role_name"] and r["held_since"].endswith("Z") for r in rows)
 
@@ -241,6 +242,16 @@ def test_unusable_sources_give_clear_messages(env, tmp_path, capsys):
         code, stdout, err = run_cli(capsys, "review", "queue-revokes", *argv)
         assert code == 2 and message in err, (argv, err)
     assert request_count(database) == 0
+
+
+def test_a_sheet_from_a_database_built_before_deny_policy_names_asks_for_a_sync(env, tmp_path, capsys):
+    sandbox, org, database = env
+    with duckdb.connect(str(database.path)) as conn:  # as an older version built it
+        conn.execute("ALTER TABLE main.review_sheet DROP COLUMN deny_policy_names")
+    out = tmp_path / "review.csv"
+    code, _, err = run_cli(capsys, "review", "export", "--out", out)
+    assert code == 2 and "no deny_policy_names column" in err and "langsmith-access sync" in err, err
+    assert not out.exists()
 
 
 def test_no_database_yet(tmp_path, monkeypatch, capsys):

@@ -14,6 +14,7 @@ fail mid-run.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import shutil
@@ -70,7 +71,9 @@ def sync_all_sections(monkeypatch, sandbox, database) -> tuple[str, datetime, da
 @pytest.fixture(scope="module")
 def enterprise(tmp_path_factory):
     """An Enterprise org read whole, with values LangSmith may add later: a new login provider
-    and provisioning method, a new audit operation, a new policy effect."""
+    and provisioning method, a new audit operation, a new policy effect. Besides the generated
+    deny policies (on Viewer and on Editor), a deny policy on the workspace Admin role
+    and on a custom role someone holds, so every report that flags deny policies has some."""
     org = generate_org(seed=5, members=40, workspaces=5, now=int(time.time()))
     newcomer = next(m for m in org.active_members()
                     if all(lm.provisioning_method is None for lm in m.linked_login_methods))
@@ -81,6 +84,13 @@ def enterprise(tmp_path_factory):
         id="4a0e1f6a-0000-4000-8000-00000000a0d1", name="Audit prompts", description="", effect="audit",
         role_ids=[viewer], condition_groups=[PolicyConditionGroup(
             "prompts:read", "prompt", [PolicyCondition("resource_tag_key", "env", "equals", "prod")])],
+        created_at=org.now(), updated_at=org.now()))
+    held_custom = next(role for _ws, _user, _identity, role in org.workspace_membership_rows(shared_only=True)
+                       if org.role(role).is_custom)
+    org.put_access_policy(AccessPolicy(
+        id="4a0e1f6a-0000-4000-8000-00000000a0d2", name="Legal holds stay", description="", effect="deny",
+        role_ids=[org.role_by_name("WORKSPACE_ADMIN").id, held_custom], condition_groups=[PolicyConditionGroup(
+            "datasets:delete", "dataset", [PolicyCondition("resource_tag_key", "hold", "equals", "legal")])],
         created_at=org.now(), updated_at=org.now()))
     database = tmp_path_factory.mktemp("enterprise") / "data" / "access.duckdb"
     with pytest.MonkeyPatch.context() as monkeypatch, SandboxServer(org) as sandbox:
@@ -279,6 +289,49 @@ def test_sync_runs_and_the_summary_say_what_each_section_read(enterprise):
     assert calls == 4  # roles, workspaces, one page of members, the org info
     workspace_key_calls = [r for r in enterprise.sandbox.request_log if r.path == "/api/v1/api-key"]
     assert len(workspace_key_calls) == len(enterprise.org.shared_workspaces())
+
+
+def test_reports_flag_the_roles_that_carry_deny_policies(enterprise, tmp_path, monkeypatch, capsys):
+    """The core sync ran before any inventory (every list empty then); the inventory rebuilt the
+    reports with the policies it read: each row lists the deny policies of its role, from the
+    sandbox's policies (allow and other effects flag nothing). The review sheet's CSV carries
+    them and is read back by `review queue-revokes`."""
+    org, db = enterprise.org, enterprise.database
+    names_by_role = defaultdict(set)
+    for policy in org.access_policies.values():
+        if policy.effect == "deny":
+            for role_id in policy.role_ids:
+                names_by_role[role_id].add((policy.name or policy.id, policy.id))
+    expected = {role: [name for name, _ in sorted(names)] for role, names in names_by_role.items()}
+    workspace_admin = org.role_by_name("WORKSPACE_ADMIN").id
+    assert {org.role_by_name(n).id for n in ("WORKSPACE_VIEWER", "WORKSPACE_USER")} | {workspace_admin} <= set(expected)
+
+    for report in ("report_privileged_access", "review_sheet", "report_custom_role_holders"):
+        found = query(db, f"SELECT role_id, deny_policy_names FROM main.{report}")
+        assert all(names == expected.get(role, []) for role, names in found), report
+        # Some rows carry policies and some none: the flag tells roles apart.
+        assert {bool(names) for _, names in found} == {True, False}, report
+    admin_rows = query(db, "SELECT scope, deny_policy_names FROM main.report_privileged_access")
+    assert {(scope, tuple(names)) for scope, names in admin_rows} == {
+        ("organization", ()), ("workspace", tuple(expected[workspace_admin]))}
+    assert "Legal holds stay" in expected[workspace_admin]
+
+    point_at(monkeypatch, enterprise.sandbox, db)
+    sheet = tmp_path / "review.csv"
+    assert cli.main(["review", "export", "--out", str(sheet)]) == 0
+    with open(sheet, newline="", encoding="utf-8") as handle:
+        exported = list(csv.DictReader(handle))
+    assert list(exported[0])[-4:] == ["deny_policy_names", "decision", "reviewer", "reason"]
+    assert all(row["deny_policy_names"] == "; ".join(expected.get(row["role_id"], [])) for row in exported)
+    viewer_row = next(row for row in exported if row["role_id"] == org.role_by_name("WORKSPACE_VIEWER").id)
+    viewer_row["decision"] = "revoke"
+    with open(sheet, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(exported[0]))
+        writer.writeheader()
+        writer.writerows(exported)
+    capsys.readouterr()
+    assert cli.main(["review", "queue-revokes", "--file", str(sheet), "--dry-run"]) == 0
+    assert f"{len(exported)} rows, 1 marked revoke: 1 would queue" in capsys.readouterr().out
 
 
 def test_access_at_and_export_cover_the_new_tables(enterprise, tmp_path, monkeypatch, capsys):

@@ -10,7 +10,15 @@ import pytest
 from langsmith_access.langsmith import Credential, OrganizationInfo
 from langsmith_access.settings import Settings, SettingsError
 from langsmith_access.store.sections import SectionRead, section_rows_json, skipped_sections_json
-from langsmith_access.sync.inventory import AUDIT_OVERLAP, audit_windows, scrub_secrets, transform_credentials
+from langsmith_access.sync.inventory import (
+    AUDIT_OVERLAP,
+    INVENTORY_SECTIONS,
+    TABLE_SECTIONS,
+    TABLE_TRANSFORMS,
+    audit_windows,
+    scrub_secrets,
+    transform_credentials,
+)
 from langsmith_access.sync.org_info import scim_groups_read, transform_org_settings
 from langsmith_access.transform import dbt_vars
 
@@ -35,6 +43,19 @@ def test_a_later_load_starts_an_hour_before_where_the_last_one_stopped():
     assert behind[0][0] == NOW - timedelta(days=3) - AUDIT_OVERLAP and behind[-1][1] == NOW
     # A clock that went back: one window ending now, never a window that ends before it starts.
     assert list(audit_windows(NOW + timedelta(hours=5), NOW, 90)) == [(NOW, NOW)]
+
+
+def test_every_section_is_read_in_order_into_a_table_that_has_a_transform():
+    assert INVENTORY_SECTIONS == (
+        "access_policies", "service_keys", "personal_access_tokens", "workspace_service_keys",
+        "scim_tokens", "service_accounts", "sso_settings", "audit_events")
+    assert TABLE_SECTIONS == {
+        "access_policies": ("access_policies",),
+        "credentials": ("service_keys", "personal_access_tokens", "workspace_service_keys", "scim_tokens"),
+        "service_accounts": ("service_accounts",),
+        "sso_settings": ("sso_settings",),
+    }
+    assert list(TABLE_TRANSFORMS) == list(TABLE_SECTIONS)
 
 
 def test_whole_secrets_are_cut_and_short_keys_left_alone():

@@ -456,6 +456,23 @@ def test_login_methods_scim_groups_and_effective_access(first_sync):
     assert permissions == {key: sorted(sources) for key, sources in expected.items()}
 
 
+def test_reports_that_show_a_role_build_before_any_inventory_with_no_deny_policies(first_sync):
+    """The core sync builds before the inventory ever ran (raw.access_policies exists, empty):
+    the reports that flag deny policies are built, every row with an empty list, never null.
+    (With policies: the dbt unit tests of models/reports/_reports_unit_tests.yml, and
+    sync/test_access_picture.py against the sandbox.)"""
+    db = first_sync.baseline
+    assert query(db, "SELECT count(*) FROM main.access_policies") == [{"count_star()": 0}]
+    privileged = query(db, "SELECT grant_id, deny_policy_names FROM main.report_privileged_access")
+    assert {r["grant_id"] for r in privileged} == {
+        f"organization_role:{ORG_ADMIN}:{ADA}", ws_grant(RESEARCH, WS_ADMIN, ADA)}
+    sheet = query(db, "SELECT grant_id, deny_policy_names FROM main.review_sheet")
+    assert {r["grant_id"] for r in sheet} == GRANTS_SYNC_1
+    custom = query(db, "SELECT grant_id, deny_policy_names FROM main.report_custom_role_holders")
+    assert {r["grant_id"] for r in custom} == {ws_grant(RESEARCH_TWO, WS_AUDITOR, BOB)}
+    assert all(r["deny_policy_names"] == [] for r in privileged + sheet + custom)
+
+
 def test_pending_invites(first_sync):
     assert_table(first_sync.baseline, "pending_invites", "invite_id", [
         {"invite_id": "invite-dee", "email": "dee@example.com", "org_role_id": ORG_USER,

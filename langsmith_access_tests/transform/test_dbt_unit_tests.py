@@ -27,6 +27,9 @@ UNIT_TESTS = {
     "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
     "report_grant_changes_after_the_first_sync_lists_only_provisioning",
     "report_unexplained_changes_lists_what_no_applied_request_explains",
+    "review_sheet_lists_the_deny_policies_of_each_grants_role",
+    "report_privileged_access_lists_the_deny_policies_of_the_admin_role",
+    "report_custom_role_holders_lists_the_deny_policies_of_each_custom_role",
 }
 
 

@@ -1,9 +1,12 @@
 """The Dagster UI in a real browser: headless Chromium (Debian's, driven by Playwright) against
 `dagster-webserver -w workspace.yaml`, with the sandbox and a synced database behind it.
 
-An operator's view: the catalog lists the assets, the raw members asset has its checks, both
-jobs, the sensor and the schedule are listed, and `provision_workspace_roles` launched from the
-Launchpad with an ad-hoc change grants the role in LangSmith (the sandbox).
+An operator's view: the catalog lists the assets, the raw members asset has its checks, the
+jobs, the sensor and the schedules are listed, and `provision_workspace_roles` launched from the
+Launchpad with an ad-hoc change grants the role in LangSmith (the sandbox). Then the inventory:
+its raw assets with their freshness policies, and `langsmith_access_inventory` launched from the
+Launchpad for the org's partition, which reads the sandbox's access policies and credentials and
+publishes them. One webserver serves both (it takes a while to start).
 
 Screenshots of every step go to ``langsmith_access_tests/ui/screenshots/`` (git-ignored).
 Chromium must be installed (`make browser`, part of `make test`): without it this test fails,
@@ -26,6 +29,7 @@ import pytest
 import requests
 
 from langsmith_access.api import list_requests
+from langsmith_access_tests.helpers import query
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -48,6 +52,10 @@ nux:
 """
 STARTUP_SECONDS = 120
 RUN_SECONDS = 120
+INVENTORY_RUN_SECONDS = 300  # the inventory reads the audit log a day at a time, then runs dbt
+# The inventory's raw assets (group `inventory`), each with a freshness policy.
+INVENTORY_ASSETS = ("raw/access_policies", "raw/credentials", "raw/service_accounts", "raw/sso_settings",
+                    "raw/audit_events")
 
 LOCATION_STATUS = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
@@ -150,6 +158,41 @@ def page(tmp_path):
             context.close()
 
 
+def wait_for_run(url: str, run_id: str, seconds: float) -> tuple[str | None, dict[str, str]]:
+    """The run's final status (None if it did not end within ``seconds``) and its tags."""
+    deadline = time.monotonic() + seconds
+    while True:
+        run = graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"]
+        status = run.get("status")
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        if time.monotonic() >= deadline:
+            status = None
+            break
+        time.sleep(1)
+    return status, {tag["key"]: tag["value"] for tag in run["tags"]}
+
+
+def pick_partition(page, partition_key: str) -> None:
+    """The jobs are partitioned by org: pick the org's partition on the Launchpad."""
+    from playwright.sync_api import expect
+
+    partition = page.get_by_placeholder("Partition")
+    option = page.get_by_role("menuitem").filter(has_text=re.compile(f"^{re.escape(partition_key)}$")).first
+    expect(partition).to_be_enabled()
+    # A click that lands while the Launchpad is still loading the partitions opens no menu (seen
+    # on a busy machine): close whatever opened and click again, a few times at most.
+    for _attempt in range(3):
+        partition.click()
+        try:
+            expect(option).to_be_visible(timeout=15_000)
+            break
+        except AssertionError:
+            page.keyboard.press("Escape")
+    option.click()
+    expect(partition).to_have_value(partition_key)
+
+
 def shoot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
@@ -185,7 +228,7 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
     # The catalog lists only the rows in view (a virtual list): tall enough for every asset.
     page.set_viewport_size({"width": 1600, "height": 4000})
     page.goto(f"{url}/assets")
-    for key in ("analysts_database", "main/grants", "main/users", "main/grant_history"):
+    for key in ("analysts_database", "main/grants", "main/users", "main/grant_history", *INVENTORY_ASSETS):
         expect(page.locator(f'a[href="/assets/{key}"]').first).to_be_visible()
     shoot(page, "01_asset_catalog")
     page.set_viewport_size({"width": 1600, "height": 1000})
@@ -212,15 +255,16 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
         expect(page.get_by_text(check, exact=True).first).to_be_attached()
     shoot(page, "04_asset_checks_grants")
 
-    # Both jobs.
+    # The jobs.
     page.goto(f"{url}/jobs")
-    for job in ("langsmith_access_sync", "provision_workspace_roles"):
+    for job in ("langsmith_access_sync", "langsmith_access_inventory", "provision_workspace_roles"):
         expect(page.locator(f'a[href$="/jobs/{job}"]').first).to_be_visible()
     shoot(page, "05_jobs")
 
-    # The sensor and the schedule.
+    # The sensor and the schedules.
     page.goto(f"{url}/automation")
-    for kind, name in (("sensors", "provisioning_queue_sensor"), ("schedules", "langsmith_access_sync_schedule")):
+    for kind, name in (("sensors", "provisioning_queue_sensor"), ("schedules", "langsmith_access_sync_schedule"),
+                       ("schedules", "langsmith_access_inventory_schedule")):
         expect(page.locator(f'a[href$="/{kind}/{name}"]').first).to_be_visible()
     shoot(page, "06_automation")
 
@@ -236,10 +280,7 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
     expect(editor_box).to_be_visible()
     expect(page.get_by_text("request_ids", exact=False).first).to_be_visible()  # the scaffolded config
     # The job is partitioned by org: the operator picks the org (the single org is 'default').
-    partition = page.get_by_placeholder("Partition")
-    partition.click()
-    page.get_by_role("menuitem").filter(has_text=re.compile(r"^default$")).first.click()
-    expect(partition).to_have_value("default")
+    pick_partition(page, "default")
     editor_box.click()
     page.keyboard.press("Control+A")
     page.keyboard.press("Delete")
@@ -253,15 +294,7 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
     page.wait_for_url("**/runs/*", timeout=60_000)
     run_id = page.url.rstrip("/").split("/runs/")[1].split("?")[0]
 
-    deadline = time.monotonic() + RUN_SECONDS
-    status = None
-    while time.monotonic() < deadline:
-        run = graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"]
-        status = run.get("status")
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
-        time.sleep(1)
-    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    status, tags = wait_for_run(url, run_id, RUN_SECONDS)
     assert tags["dagster/partition"] == "default" and tags["langsmith_access/org"] == "default"
     page.reload()
     if status == "SUCCESS":
@@ -277,4 +310,55 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
     assert (request["status"], request["action"], request["user_id"], request["run_id"]) == (
         "applied", "grant", outsider.ls_user_id, run_id)
     assert request["reason"] == "incident-42, granted from the Launchpad"
-    assert len(list(SCREENSHOTS.glob("*.png"))) == 8
+
+    operator_launches_the_inventory(url, page, org, database)
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 12
+
+
+def operator_launches_the_inventory(url: str, page, org, database) -> None:
+    """The inventory's raw assets show their freshness policy (warn and fail after how long
+    without a materialization); the operator launches `langsmith_access_inventory` for the org's
+    partition from the Launchpad, the run succeeds, and the assets and the analysts' tables show
+    what it read. (Whether an asset is fresh right now is the freshness daemon's to evaluate:
+    no daemon runs here, so the test reads the policy, not its state.)"""
+    from playwright.sync_api import expect
+
+    for key in INVENTORY_ASSETS:
+        page.goto(f"{url}/assets/{key}")
+        expect(page.get_by_text("Freshness policy", exact=True).first).to_be_visible()
+        for verdict in ("Warns", "Fails"):
+            expect(page.get_by_text(re.compile(
+                rf"^{verdict} if more than \d+ hours? since last materialization$")).first).to_be_visible()
+        expect(page.get_by_text("langsmith_access_inventory", exact=True).first).to_be_visible()  # its job
+    shoot(page, "09_inventory_asset_freshness")
+
+    page.goto(f"{url}/locations/{REPOSITORY}/jobs/langsmith_access_inventory/playground")
+    expect(page.locator(".CodeMirror.cm-s-config-editor")).to_be_visible()
+    pick_partition(page, "default")
+    expect(page.get_by_text("No errors").first).to_be_visible()  # the scaffolded config is enough
+    shoot(page, "10_inventory_launchpad")
+    launch = page.get_by_role("button", name="Launch Run")
+    expect(launch).to_be_enabled()
+    launch.click()
+    page.wait_for_url("**/runs/*", timeout=60_000)
+    run_id = page.url.rstrip("/").split("/runs/")[1].split("?")[0]
+    status, tags = wait_for_run(url, run_id, INVENTORY_RUN_SECONDS)
+    assert tags["dagster/partition"] == "default" and tags["langsmith_access/org"] == "default"
+    page.reload()
+    if status == "SUCCESS":
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    shoot(page, "11_inventory_run_succeeded")
+    assert status == "SUCCESS", f"inventory run {run_id} ended {status}"
+
+    # The raw asset now has a materialization of the org's partition, with the rows it read.
+    page.goto(f"{url}/assets/raw/access_policies")
+    expect(page.get_by_text("Latest materialization", exact=True).first).to_be_visible()
+    expect(page.get_by_text("Never materialized", exact=True)).to_have_count(0)
+    expect(page.get_by_text("Row count", exact=True).first).to_be_visible()
+    expect(page.get_by_text(f'"access_policies": "read {len(org.access_policies)} rows"').first).to_be_visible()
+    shoot(page, "12_inventory_asset_materialized")
+    # The run published what it read: the org's policies, and its row in sync_runs.
+    assert {policy_id for (policy_id,) in query(database.path, "SELECT policy_id FROM main.access_policies")} == set(
+        org.access_policies)
+    assert query(database.path, "SELECT sync_id FROM main.sync_runs WHERE job = 'langsmith_access_inventory'") == [
+        (run_id,)]

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from langsmith_access.provisioning.review.format import (
+    CSV_LIST_SEPARATOR,
     DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
     GRANT_COLUMNS,
     REVIEWER_SHEET_COLUMNS,
     SHEET_COLUMNS,
     ReviewError,
+    require_columns,
     require_tables,
 )
 from langsmith_access.provisioning.review.reviewer_db import (
@@ -66,6 +68,7 @@ def export_review_sheet(
         raise DatabaseNotReadyError(f"{database.path} does not exist yet: run `langsmith-access sync` first.")
     with database.read_published() as conn:
         require_tables(conn, "review_sheet")
+        require_columns(conn, "review_sheet", GRANT_COLUMNS)
         try:
             workspace_id = resolve_workspace(conn, workspace) if workspace else None
         except LookupFailed as error:
@@ -119,4 +122,6 @@ def _csv_cell(value):
         return "true" if value else "false"
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, list):
+        return CSV_LIST_SEPARATOR.join(str(item) for item in value)
     return value

@@ -5,12 +5,16 @@ from __future__ import annotations
 DEFAULT_TABLE = "grant_review"
 DUCKDB_SUFFIXES = (".duckdb", ".db", ".ddb")
 
-# The sheet: the dbt model review_sheet's columns (current grants with who, where, what and
-# since when), then the reviewer's columns. README "Review round trip" documents this order.
+# The sheet: the dbt model review_sheet's columns (current grants with who, where, what, since
+# when, and the deny access policies the role carries), then the reviewer's columns. README
+# "Review round trip" documents this order; new columns go after the existing ones.
 GRANT_COLUMNS = (
     "grant_id", "email", "full_name", "user_id", "is_disabled", "org_role_name",
     "workspace_name", "workspace_id", "role_name", "role_id", "entitlement_type", "held_since",
+    "deny_policy_names",
 )
+# How a list (deny_policy_names) is written in one CSV cell; a spreadsheet shows it as is.
+CSV_LIST_SEPARATOR = "; "
 REVIEWER_SHEET_COLUMNS = ("decision", "reviewer", "reason")
 SHEET_COLUMNS = GRANT_COLUMNS + REVIEWER_SHEET_COLUMNS
 
@@ -37,4 +41,21 @@ def require_tables(conn, *tables: str) -> None:
         raise ReviewError(
             f"the analysts' database has no {', '.join(sorted(missing))} yet: run "
             "`langsmith-access sync` first."
+        )
+
+
+def require_columns(conn, table: str, columns: tuple[str, ...]) -> None:
+    """Refuse a table (schema main) built by an older version that lacks some of ``columns``:
+    the next sync rebuilds it with them."""
+    present = {
+        name for (name,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = ?", [table]
+        ).fetchall()
+    }
+    missing = [column for column in columns if column not in present]
+    if missing:
+        raise ReviewError(
+            f"the analysts' database's {table} has no {', '.join(missing)} column yet (it was "
+            "built by an older version): run `langsmith-access sync` to rebuild it."
         )

@@ -1,5 +1,6 @@
 -- Custom roles and who holds them where: one row per grant of a custom role, and one row with
--- empty holder columns for each custom role nobody holds (a candidate for clean-up).
+-- empty holder columns for each custom role nobody holds (a candidate for clean-up), with the
+-- deny access policies each role carries (empty when none).
 with roles as (
     select * from {{ ref('roles') }}
 ),
@@ -24,6 +25,10 @@ custom_roles as (
     select *
     from roles
     where is_custom
+),
+
+deny_policies as (
+    {{ deny_policies_per_role(ref('access_policies')) }}
 ),
 
 permissions_per_role as (
@@ -64,9 +69,12 @@ select
     custom_role_grants.email,
     custom_role_grants.is_disabled,
     custom_role_grants.workspace_id,
-    custom_role_grants.workspace_display_name
+    custom_role_grants.workspace_display_name,
+    coalesce(deny_policies.deny_policy_names, []::varchar[]) as deny_policy_names
 from custom_roles
 left join permissions_per_role
     on permissions_per_role.role_id = custom_roles.role_id
+left join deny_policies
+    on deny_policies.role_id = custom_roles.role_id
 left join custom_role_grants
     on custom_role_grants.role_id = custom_roles.role_id

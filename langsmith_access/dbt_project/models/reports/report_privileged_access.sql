@@ -4,7 +4,8 @@
 --   scope 'workspace':    a listed workspace Admin (workspace role WORKSPACE_ADMIN) of one
 --                         shared workspace.
 -- Each row is one grant (see grants). Disabled members are kept and flagged: they cannot sign
--- in, but their rights come back if they are enabled again.
+-- in, but their rights come back if they are enabled again. deny_policy_names lists the deny
+-- access policies the admin role carries (empty when none): what they deny, an admin cannot do.
 with grants as (
     select * from {{ ref('grants') }}
 ),
@@ -19,6 +20,10 @@ roles as (
 
 workspaces as (
     select * from {{ ref('workspaces') }}
+),
+
+deny_policies as (
+    {{ deny_policies_per_role(ref('access_policies')) }}
 ),
 
 admin_grants as (
@@ -46,9 +51,12 @@ select
     workspaces.display_name as workspace_display_name,
     admin_grants.role_id,
     admin_grants.role_display_name as role_name,
-    users.org_role_name
+    users.org_role_name,
+    coalesce(deny_policies.deny_policy_names, []::varchar[]) as deny_policy_names
 from admin_grants
 inner join users
     on users.user_id = admin_grants.user_id
 left join workspaces
     on workspaces.workspace_id = admin_grants.workspace_id
+left join deny_policies
+    on deny_policies.role_id = admin_grants.role_id

@@ -1,5 +1,6 @@
 -- The access-review sheet (`langsmith-access review export`): one row per current grant, with
--- who holds it, where, which role and since when. The export keeps the workspace roles (the
+-- who holds it, where, which role and since when, and the deny access policies that role
+-- carries (a reviewer judging what the grant allows must know what is denied). The export keeps the workspace roles (the
 -- organization roles too with --include-org-roles), orders the rows by workspace and email,
 -- and adds the reviewer's empty decision, reviewer and reason columns.
 with grants as (
@@ -22,6 +23,10 @@ held_since as (
     from {{ ref('grant_history') }}
     where valid_to is null
     group by grant_id
+),
+
+deny_policies as (
+    {{ deny_policies_per_role(ref('access_policies')) }}
 )
 
 select
@@ -36,7 +41,8 @@ select
     grants.role_name,
     grants.role_id,
     grants.entitlement_type,
-    held_since.held_since
+    held_since.held_since,
+    coalesce(deny_policies.deny_policy_names, []::varchar[]) as deny_policy_names
 from grants
 left join users
     on users.user_id = grants.user_id
@@ -44,3 +50,5 @@ left join workspaces
     on workspaces.workspace_id = grants.workspace_id
 left join held_since
     on held_since.grant_id = grants.grant_id
+left join deny_policies
+    on deny_policies.role_id = grants.role_id
