@@ -47,7 +47,6 @@ from langsmith_access.sync.extract import load_raw
 Row = dict[str, Any]
 
 
-
 def _workspace_service_keys(client: LangSmithClient, shared_workspace_ids: list[str]) -> list[Credential]:
     """Every shared workspace's service keys (one call per workspace)."""
     by_workspace = client.list_service_keys_of_workspaces(shared_workspace_ids)

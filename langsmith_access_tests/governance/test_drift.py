@@ -8,8 +8,9 @@ and a webhook receiver on 127.0.0.1.
   sync publishes all the same. Changes made through provisioning are never rows, whether the
   refresh after the provisioning run recorded them or (a run that died before its refresh)
   the next sync did. Re-running the sync keeps the rows and notifies nothing twice.
-- A sync or an inventory run that fails raises ``sync.failed``, kept in the working file after
-  the run's scratch copy is discarded, with no secret in it.
+- A sync (the console script, which delivers it) or an inventory run that fails raises
+  ``sync.failed``, kept in the working file after the run's scratch copy is discarded, with no
+  secret in it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.settings import Settings
 from langsmith_access_tests.governance.receiver import WebhookReceiver
-from langsmith_access_tests.governance.support import request_row
-from langsmith_access_tests.helpers import query, run_sync
+from langsmith_access_tests.governance.support import cli, request_row
+from langsmith_access_tests.helpers import query
 from langsmith_access_tests.synced import API_KEY
 
 CHECK = "unexplained_privileged_changes"
@@ -187,8 +188,9 @@ def test_a_failed_sync_and_a_failed_inventory_raise_sync_failed(watched, monkeyp
     org.set_org_role(member.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
 
     sandbox.faults.failing_routes = ("/api/v1/orgs/current/roles",)
-    failed = run_sync()
-    assert not failed.success
+    done = cli("sync", "--quiet")  # the console script delivers what is due when it is done
+    assert done.returncode == 1 and "Sync failed" in done.stderr, done.stderr
+    [sync_failed] = bodies(receiver, "sync.failed")
     sandbox.faults.failing_routes = ("/api/v1/service-accounts",)
     inventory = runner.run_job(INVENTORY_JOB, {})
     assert not inventory.success
@@ -196,18 +198,21 @@ def test_a_failed_sync_and_a_failed_inventory_raise_sync_failed(watched, monkeyp
     # The analysts' copy is as it was; each failure is one sync.failed in the working file.
     assert query(database.path, "SELECT sync_id FROM main.sync_runs") == published
     with database.connect(read_only=True) as conn:
-        outbox = conn.execute("SELECT event, payload FROM main.notifications ORDER BY notification_seq").fetchall()
-    assert [event for event, _ in outbox] == ["sync.failed", "sync.failed"]
+        outbox = conn.execute(
+            "SELECT event, status, payload FROM main.notifications ORDER BY notification_seq").fetchall()
+    assert [(event, status) for event, status, _ in outbox] == [
+        ("sync.failed", "delivered"), ("sync.failed", "pending")]
 
     sandbox.faults.failing_routes = ()
     report = deliver_notifications()
     assert report.problem is None and not report.failed
-    sync_failed, inventory_failed = bodies(receiver, "sync.failed")
-    for body, outcome, job in ((sync_failed, failed, "langsmith_access_sync"),
-                               (inventory_failed, inventory, INVENTORY_JOB)):
+    assert bodies(receiver, "sync.failed")[0] == sync_failed
+    inventory_failed = bodies(receiver, "sync.failed")[1]
+    for body, job in ((sync_failed, "langsmith_access_sync"), (inventory_failed, INVENTORY_JOB)):
         assert list(body) == ["event", "at", "org", "request_id", "user", "workspace", "role", "detail"]
         assert body["org"] == "default" and body["user"] is None and body["request_id"] is None
-        assert body["detail"].startswith(f"{job} run {outcome.run_id} failed and published nothing")
+        assert body["detail"].startswith(f"{job} run ") and " failed and published nothing" in body["detail"]
+    assert inventory_failed["detail"].startswith(f"{INVENTORY_JOB} run {inventory.run_id} failed")
     assert "/api/v1/orgs/current/roles" in sync_failed["detail"]
     assert "/api/v1/service-accounts" in inventory_failed["detail"]
     # No secret in what was stored or sent: not the API key, not the webhook URL.
