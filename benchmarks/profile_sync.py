@@ -21,6 +21,7 @@ import cProfile
 import io
 import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +40,9 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--cprofile", action="store_true",
                         help="also cProfile the warm sync (Dagster's thread; dbt's invoking thread)")
+    parser.add_argument("--compare", type=int, metavar="N",
+                        help="N warm syncs with each Dagster instance (stock ephemeral, the runner's), "
+                        "alternating, instead of the profile")
     parser.add_argument("--out", type=Path, help="write the two profiles here (.main/.dbt suffixes)")
     args = parser.parse_args()
     os.environ.pop("DAGSTER_HOME", None)
@@ -74,20 +78,19 @@ def main() -> int:
         outcome = runner.run_job(SYNC_JOB, runner.sync_run_config())
         assert outcome.success, outcome.failure
         print(f"cold sync: {outcome.duration_seconds:.2f} s (not profiled)", flush=True)
-        steps: list[tuple[str, str, float]] = []
+        if args.compare:
+            compare(args, runner, timers)
+            return 0
+        steps: list[tuple[str, float]] = []
         main_profile = cProfile.Profile()
-        profiling["on"] = True
+        profiling["on"] = args.cprofile
         instance = runner.instance()
-        from dagster import DagsterEventType
-
         if args.cprofile:
             main_profile.enable()
-        else:
-            profiling["on"] = False
         for timer in timers.values():
             timer[:] = [0, 0.0]
         outcome = runner.run_job(SYNC_JOB, runner.sync_run_config(), dagster_instance=instance,
-                                 progress=lambda line: steps.append((line, "", time.perf_counter())))
+                                 progress=lambda line: steps.append((line, time.perf_counter())))
         main_profile.disable()
         assert outcome.success, outcome.failure
         print(f"warm sync: {outcome.duration_seconds:.2f} s"
@@ -103,25 +106,14 @@ def main() -> int:
             kinds[kind] = kinds.get(kind, 0) + 1
         print(f"events stored for the run: {len(records)}: "
               + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])))
-        del DagsterEventType
-        previous = None
-        for line, _, at in steps:
-            if previous is not None:
-                print(f"  {at - previous[1]:6.2f} s until {line.strip()}")
-            previous = (line, at)
+        for (_, before), (line, at) in zip(steps, steps[1:], strict=False):
+            print(f"  {at - before:6.2f} s until {line.strip()}")
         for label, profile in (("Dagster's thread", main_profile), ("dbt's thread", dbt_profile)):
             if not args.cprofile:
                 break
             stream = io.StringIO()
             stats = pstats.Stats(profile, stream=stream)
             print(f"\n## {label}: total {stats.total_tt:.2f} s (own time of every function)")
-            for needle in ("_connect", "in_memory.py", "store_event", "handle_new_event",
-                           "to_default_asset_events", "fetch_external_input_asset_version_info",
-                           "get_asset_records", "execute", "get_latest_materialization"):
-                for (filename, line, name), (_cc, nc, _tt, ct, _) in stats.stats.items():
-                    if needle in name or needle in filename:
-                        if ct > 0.05:
-                            print(f"  {ct:7.2f} s cum, {nc:6d} calls  {Path(filename).name}:{line} {name}")
             stats.sort_stats("cumulative").print_stats(args.top)
             print("\n".join(stream.getvalue().splitlines()[:args.top + 12]))
             if args.out:
@@ -129,6 +121,37 @@ def main() -> int:
     finally:
         sandbox.stop()
     return 0
+
+
+def compare(args, runner, timers) -> None:
+    """Warm syncs alternating between Dagster's stock ephemeral instance and the runner's
+    (``runner.ephemeral_instance``: one sqlite connection for the event log), in this process."""
+    import dagster as dg
+
+    kinds = {"stock": dg.DagsterInstance.ephemeral, "one-connection": runner.ephemeral_instance}
+    figures: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in kinds}
+    for attempt in range(args.compare):
+        for kind in (list(kinds) if attempt % 2 == 0 else list(reversed(kinds))):
+            for timer in timers.values():
+                timer[:] = [0, 0.0]
+            steps: list[tuple[str, float]] = []
+            outcome = runner.run_job(
+                runner.SYNC_JOB, runner.sync_run_config(), dagster_instance=kinds[kind](),
+                progress=lambda line, steps=steps: steps.append((line.strip(), time.perf_counter())),
+            )
+            assert outcome.success, outcome.failure
+            marks = {line: at for line, at in steps}
+            dbt_step = marks["✓ access_tables"] - marks["… access_tables"]
+            in_log = timers["InMemoryEventLogStorage.store_event"][1]
+            figures[kind].append((outcome.duration_seconds, dbt_step, in_log))
+            print(f"{kind:>15} #{attempt + 1}: run {outcome.duration_seconds:5.2f} s, dbt step "
+                  f"{dbt_step:5.2f} s, storing events {in_log:5.2f} s, load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+    for kind, rows in figures.items():
+        columns = list(zip(*rows, strict=True))
+        print(f"{kind:>15}: " + ", ".join(
+            f"{label} median {statistics.median(values):.2f} s ({min(values):.2f}-{max(values):.2f})"
+            for label, values in zip(("run", "dbt step", "storing events"), columns, strict=True)))
 
 
 # Functions whose wall time (and calls) a warm sync reports: what Dagster does per event, what
