@@ -16,8 +16,9 @@ then the warm syncs alternate between variants (A B A B ...), so a change in the
 machine's load touches both alike. Printed: per run, wall and CPU seconds, the machine's load,
 the phases told by the CLI's progress lines; then each variant's median and range.
 
-``--profile FILE`` samples one more warm sync of the first variant with py-spy (every thread,
-idle ones excluded) and writes where its CPU samples fall, by part of the stack, to FILE.
+``--profile FILE`` samples one more warm sync of the first variant with py-spy (not a dependency
+of the project: ``pip install py-spy``; every thread, idle ones excluded) and writes where its
+samples fall, by part of the stack (a rough first rule that matches wins), to FILE.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def check(run, name: str) -> None:
 
 # Where a CPU sample falls: the first rule (in order) whose text is in the stack.
 BUCKETS = [
-    ("start-up: imports", ("<module>", "_find_and_load")),
+    ("start-up: imports", ("_find_and_load",)),
     ("dbt: InMemoryEventLogStorage (sqlite per event)", ("in_memory.py",)),
     ("dagster: event handling (store, log, listeners)", ("handle_new_event", "log_dagster_event",
                                                          "store_event", "report_engine_event")),
