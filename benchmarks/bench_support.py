@@ -109,13 +109,15 @@ class CliRun:
         return self.returncode == 0
 
 
-def run_cli(args: list[str], env: dict[str, str], sandbox: SandboxServer) -> CliRun:
+def run_cli(
+    args: list[str], env: dict[str, str], sandbox: SandboxServer, cwd: Path | None = None
+) -> CliRun:
     sandbox.reset_log()
     load_before = os.getloadavg()[0]
     started_at = time.time()
     started = time.perf_counter()
     process = subprocess.Popen(
-        [CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
     )
     sampler = _TreeRssSampler(process.pid, started)
     sampler.start()

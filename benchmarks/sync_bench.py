@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from datetime import datetime
+from datetime import time as time_of_day
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -312,9 +313,15 @@ def phase_spans(run: CliRun, database: Path) -> list[tuple[str, float, float]]:
         found = None
         for line in log.read_text().splitlines():
             if line.startswith("{") and '"FoundStats"' in line:
-                found = json.loads(line)["info"]["ts"]
+                found = datetime.fromisoformat(json.loads(line)["info"]["ts"].replace("Z", "+00:00"))
+            elif "]: Found " in line and " models" in line:
+                # dbt's text log (dbt in the CLI's process): local time of day only.
+                day = datetime.fromtimestamp(run.started_at).date()
+                found = datetime.combine(day, time_of_day.fromisoformat(line.split(" ", 1)[0]))
         if found:
-            when = datetime.fromisoformat(found.replace("Z", "+00:00")).timestamp()
+            when = found.timestamp()
+            if when < run.started_at - 43_200:  # the run crossed midnight
+                when += 86_400
             marks["dbt:FoundStats"] = when - run.started_at
     spans = []
     for name, start, end in PHASES:

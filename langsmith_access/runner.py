@@ -13,15 +13,31 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import uuid
 import warnings
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
 import dagster as dg
+import sqlalchemy as db
+from dagster._core.instance import DagsterInstance, InstanceType
+from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
+from dagster._core.run_coordinator import DefaultRunCoordinator
+from dagster._core.storage.event_log import InMemoryEventLogStorage
+from dagster._core.storage.event_log import in_memory as in_memory_event_log
+from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+from dagster._core.storage.root import TemporaryLocalArtifactStorage
+from dagster._core.storage.runs import InMemoryRunStorage
+from dagster._core.storage.sql import create_engine, get_alembic_config, stamp_alembic_rev
+from dagster._core.storage.sqlite import create_in_memory_conn_string
+from sqlalchemy.pool import NullPool
 
 from langsmith_access.definitions import defs
 from langsmith_access.defs.orgs import org_tags
@@ -51,9 +67,70 @@ class RunOutcome:
 
 
 def instance() -> dg.DagsterInstance:
+    """``DAGSTER_HOME``'s instance when it is set, else an ephemeral one (runs kept in memory for
+    the life of the process, as ``DagsterInstance.ephemeral()``, with a faster event log)."""
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
+    return ephemeral_instance()
+
+
+class OneConnectionEventLogStorage(InMemoryEventLogStorage):
+    """Dagster's in-memory event log (the ephemeral instance's: the same tables, queries and
+    watchers), on the one sqlite connection it already holds for its life.
+
+    The stock storage opens a new sqlite connection for every read and write (``NullPool``) and
+    runs two PRAGMAs on it: about five connections per stored event, and a sync stores ~400
+    events (a materialization or check result per dbt node). Each of those sqlite calls gives up
+    the GIL, so while dbt's threads compute, every one waits for its turn: measured in a warm
+    sync of 3,000 members, 1,094 connections took 4.7 s of the run's thread. Here every call
+    takes the storage's own lock and a transaction on the held connection, so calls are
+    serialised exactly as before; the tables, queries and watchers are the parent's.
+    """
+
+    def __init__(self) -> None:
+        # The parent's set-up, but the held connection may serve any thread (one at a time,
+        # under the storage's lock), as the connections the parent opens per call did.
+        self._inst_data = None
+        self._engine = create_engine(
+            create_in_memory_conn_string(f"events-{uuid.uuid4()}"),
+            poolclass=NullPool, connect_args={"check_same_thread": False},
+        )
+        self._handlers = defaultdict(set)
+        self._storage_id = 0
+        self._db_lock = threading.Lock()
+        self._held_conn = self._engine.connect()
+        with self._held_conn.begin():
+            # What the parent sets on each new connection, set once (an in-memory database
+            # has no WAL: its journal mode stays "memory" either way).
+            self._held_conn.execute(db.text("PRAGMA foreign_keys=ON;")).close()
+            SqlEventLogStorageMetadata.create_all(self._held_conn)
+            stamp_alembic_rev(get_alembic_config(in_memory_event_log.__file__,
+                                                 "sqlite/alembic/alembic.ini"), self._held_conn)
+            # Its tables are all made here and never change: asked for each stored event with
+            # tags (the parent opens a connection to look), the answer is read once.
+            self._tables = frozenset(db.inspect(self._held_conn).get_table_names())
+
+    def has_table(self, table_name: str) -> bool:
+        return table_name in self._tables
+
+    @contextmanager
+    def _connect(self):
+        with self._db_lock:
+            with self._held_conn.begin():
+                yield self._held_conn
+
+
+def ephemeral_instance() -> dg.DagsterInstance:
+    """``DagsterInstance.ephemeral()`` with ``OneConnectionEventLogStorage`` as its event log."""
+    return DagsterInstance(
+        instance_type=InstanceType.EPHEMERAL,
+        local_artifact_storage=TemporaryLocalArtifactStorage(),
+        run_storage=InMemoryRunStorage(),
+        event_storage=OneConnectionEventLogStorage(),
+        compute_log_manager=NoOpComputeLogManager(),
+        run_coordinator=DefaultRunCoordinator(),
+        run_launcher=SyncInMemoryRunLauncher(),
+    )
 
 
 def sync_run_config(

@@ -16,6 +16,7 @@ imports nothing from Dagster, ``defs/``, the runner or the CLI.
 - ``parse_ahead``: dbt's parse of the project for a database's first sync, made in a second
   process and handed over through the file system.
 - ``docs_site``: the static dbt docs site published beside the analysts' database.
+- ``selection``: what the core sync's build leaves to the inventory (its tagged models).
 """
 
 from langsmith_access.transform.invocation import (

@@ -181,4 +181,4 @@ def test_report_models_are_in_the_reports_group():
     assert groups["snapshots/grants_snapshot"] == "transform"
     # The reports' schema tests are asset checks, like every dbt test.
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert ("main/report_grant_changes", "accepted_values_report_grant_changes_change_type__added__removed__role_changed") in checks
+    assert ("main/report_grant_changes", "report_grant_changes_row_rules") in checks

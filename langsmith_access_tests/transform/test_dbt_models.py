@@ -781,8 +781,8 @@ def test_two_roles_for_one_user_in_one_workspace_fail_the_build(broken_sync):
 def test_a_repeated_or_missing_key_and_a_missing_required_value_fail_their_checks(
     first_sync, tmp_path
 ):
-    """primary_key (null or repeated key) and not_null_columns (any listed column null), the
-    two generic tests that stand for dbt's not_null and unique, each count their bad rows."""
+    """users_row_rules (its keys, user_id and org_identity_id, never null or repeated; its
+    required columns filled) counts each bad key and each missing value, and says which rule."""
     db_path = tmp_path / "bad_users.duckdb"
     copy_database(first_sync.baseline, db_path)
     users = [row["user_id"] for row in rows_by(db_path, "users", "user_id")]
@@ -799,10 +799,75 @@ def test_a_repeated_or_missing_key_and_a_missing_required_value_fail_their_check
     result = dbt_build(db_path, tmp_path, ("test", "--select", "users"))
 
     assert result.returncode != 0
-    not_null_check = next(name for name in result.results if name.startswith("not_null_columns_users"))
-    assert failed_nodes(result) == {
-        "primary_key_users_user_id", "primary_key_users_org_identity_id", not_null_check}
-    assert result.failures["primary_key_users_user_id"] == 2  # the repeated key and the null one
-    assert result.failures["primary_key_users_org_identity_id"] == 1
-    assert result.failures[not_null_check] == 1
+    assert failed_nodes(result) == {"users_row_rules"}
+    # the repeated user_id and the null one, the repeated org_identity_id, the missing is_disabled
+    assert result.failures["users_row_rules"] == 4
+    repeated_identity = next(r["org_identity_id"] for r in rows_by(first_sync.baseline, "users", "user_id")
+                             if r["user_id"] == repeated)
+    found = [(v["rule"], v["column_name"], v["value"]) for v in
+             violations(db_path, tmp_path, "users_row_rules")]
+    assert sorted(found, key=str) == sorted([
+        ("not_null", "is_disabled", None),
+        ("primary_key", "org_identity_id", repeated_identity),
+        ("primary_key", "user_id", None),
+        ("primary_key", "user_id", repeated),
+    ], key=str)
     assert result.results["users_org_role_id_is_a_known_role"] == "pass"
+
+
+def violations(db_path: Path, work_dir: Path, test_name: str) -> list[dict]:
+    """The rows a test's compiled SQL (as dbt last compiled it in ``work_dir``) returns."""
+    [compiled] = (work_dir / "target" / "compiled").rglob(f"{test_name}.sql")
+    return query(db_path, compiled.read_text())
+
+
+def row_rules_tests(work_dir: Path) -> dict[str, tuple[str, dict]]:
+    """Every row_rules test of the project: name -> (the table it checks, its arguments)."""
+    manifest = json.loads((work_dir / "target" / "manifest.json").read_text())
+    tests = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "test" and (node.get("test_metadata") or {}).get("name") == "row_rules":
+            model = manifest["nodes"][node["attached_node"]]
+            tests[node["name"]] = (f'{model["schema"]}.{model["alias"]}', node["test_metadata"]["kwargs"])
+    return tests
+
+
+def test_every_rule_of_every_row_rules_test_fails_the_build_on_a_planted_violation(first_sync, tmp_path):
+    """row_rules stands for several tests in one query (a node and an asset check less for each
+    rule folded in). Here every rule of every such test is broken at once, each by a row of its
+    own: a repeated row (keys, unique combinations), then per rule a copy of a row with the
+    required column null, the value not accepted, the reference unknown. Every row_rules test
+    fails the build, and its rows name exactly the rules it declares, no fewer."""
+    db_path = tmp_path / "planted.duckdb"
+    copy_database(first_sync.baseline, db_path)
+    tests = row_rules_tests(first_sync.work_dir)
+    assert len(tests) >= 15
+    expected: dict[str, set[tuple[str, str]]] = {}
+    with duckdb.connect(str(db_path)) as con:
+        for name, (table, rules) in tests.items():
+            [(rows,)] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
+            if rows == 0:  # an empty report (nothing to report in the hand-made org)
+                con.execute(f"INSERT INTO {table} DEFAULT VALUES")
+            con.execute(f"INSERT INTO {table} SELECT * FROM {table} LIMIT 1")  # repeated keys
+            planted = {"not_null": "NULL", "accepted_values": "'planted-value'",
+                       "references": "'planted-unknown-id'"}
+            for rule, value in planted.items():
+                for column in rules.get(rule, []):
+                    con.execute(f"INSERT INTO {table} SELECT * REPLACE ({value} AS {column}) "
+                                f"FROM {table} LIMIT 1")
+            expected[name] = (
+                {("primary_key", column) for column in rules.get("primary_key", [])}
+                | {(rule, column) for rule in planted for column in rules.get(rule, [])}
+                | ({("unique_combination", ", ".join(rules["unique_combination"]))}
+                   if rules.get("unique_combination") else set())
+            )
+
+    result = dbt_build(db_path, tmp_path, ("test", "--select", "test_name:row_rules"))
+
+    assert result.returncode != 0
+    assert {name: result.results[name] for name in tests} == {name: "fail" for name in tests}
+    for name in tests:
+        found = violations(db_path, tmp_path, name)
+        assert {(v["rule"], v["column_name"]) for v in found} == expected[name], name
+        assert result.failures[name] == len(found)
+

@@ -249,7 +249,7 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
     # dbt tests are checks too: one role per user and workspace, no grants from hidden workspaces.
     page.goto(f"{url}/assets/main/grants?view=checks")
     expect(page.get_by_text(re.compile(r"^Checks \(\d+\)$")).first).to_be_visible()
-    for check in ("no_grants_in_personal_or_deleted_workspaces", "primary_key_grants_grant_id",
+    for check in ("no_grants_in_personal_or_deleted_workspaces", "grants_row_rules",
                   "one_role_per_user_and_workspace_grants_"):
         # Long names are shown middle-truncated; the full name is in the list item's text.
         expect(page.get_by_text(check, exact=True).first).to_be_attached()

@@ -16,6 +16,7 @@ from langsmith_access.defs.transform.project import (
     translator,
 )
 from langsmith_access.transform import build, dbt_vars
+from langsmith_access.transform.selection import core_sync_exclusions
 
 
 @dbt_assets(
@@ -35,10 +36,13 @@ def access_tables(context: dg.AssetExecutionContext, sync_database: SyncDatabase
         dagster_dbt_translator=translator, current_dbt_indirect_selection_env=None,
     )
     select = selection_args[1:] if selection_args[:1] == ["--select"] else []
+    # The whole project (the core sync): the inventory's models stay as the last inventory
+    # built them, unless the file lacks them as the project defines them (transform/selection.py).
+    exclude = [] if select else core_sync_exclusions(manifest, sync_database.scratch_path)
     sync_database.adopt_parse_ahead()
     with build(
         sync_database.scratch_path, sync_database.dbt_target_path,
-        select=select, indirect_selection=indirect_selection,
+        select=select, exclude=exclude, indirect_selection=indirect_selection,
         variables=dbt_vars(unused_days=sync_database.org.settings.unused_days),
     ) as invocation:
         for result in invocation:

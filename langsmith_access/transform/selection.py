@@ -1,0 +1,60 @@
+"""What the core sync's ``dbt build`` leaves out: the models the inventory fills.
+
+The models tagged ``inventory`` (``dbt_project.yml``: access policies, audit events,
+credentials, service accounts, SSO settings) hold one row per record the inventory read; the
+core sync's data changes only the names they show (a role's, a member's email, a workspace's),
+as of the inventory that read them. Rebuilding them in every core sync cost ten dbt nodes (the
+models and their tests) for nothing the inventory had not already built, so the core sync
+leaves them as they are in its scratch copy of the working file, which publishing copies whole.
+
+It builds them itself while the file does not hold them as the project now defines them: a
+table missing (a database's first sync, before any inventory) or with other columns than its
+model's contract (a new version of the project), since models the core sync does build read
+them (``user_activity``, ``report_credential_hygiene``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+INVENTORY_TAG = "inventory"
+# dbt's selector for them (``--exclude``).
+INVENTORY_SELECTOR = f"tag:{INVENTORY_TAG}"
+
+
+def inventory_models(manifest: Mapping[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """The models the inventory fills: (schema, table) -> their contract's column names."""
+    return {
+        (node["schema"], node["alias"]): list(node.get("columns") or {})
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and INVENTORY_TAG in (node.get("tags") or [])
+    }
+
+
+def holds_current_tables(database_file: Path | str, tables: Mapping[tuple[str, str], list[str]]) -> bool:
+    """Whether ``database_file`` holds every one of ``tables`` with exactly those columns, in
+    that order. Opens the file read-only; nobody may be writing it (the lease holder asks)."""
+    if not Path(database_file).exists():
+        return False
+    with duckdb.connect(str(database_file), read_only=True) as connection:
+        found: dict[tuple[str, str], list[str]] = {}
+        for schema, table, column in connection.execute(
+            "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() ORDER BY schema_name, table_name, column_index"
+        ).fetchall():
+            found.setdefault((schema, table), []).append(column)
+    return all(found.get(key) == columns for key, columns in tables.items())
+
+
+def core_sync_exclusions(manifest: Mapping[str, Any], database_file: Path | str) -> list[str]:
+    """dbt's ``--exclude`` for a core sync's build of the whole project on ``database_file``:
+    the inventory's models (and so their tests) when the file holds them as the project
+    defines them, else nothing."""
+    tables = inventory_models(manifest)
+    if tables and holds_current_tables(database_file, tables):
+        return [INVENTORY_SELECTOR]
+    return []

@@ -1,0 +1,112 @@
+"""The core sync leaves the inventory's tables as the last inventory built them, for real.
+
+The models tagged ``inventory`` (access policies, audit events, credentials, service accounts,
+SSO settings) are rebuilt by the inventory job; the core sync's ``dbt build`` leaves them out
+(ten dbt nodes fewer an hour), unless the working file lacks one or holds one with other
+columns than the project's contract (``transform/selection.py``). Against the sandbox over
+HTTP, both jobs in-process, dbt on DuckDB files: a first sync builds them (empty), the
+inventory fills them, later core syncs neither lose nor empty nor rebuild them while still
+rebuilding what reads them, and a table gone from the working file is built again.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+import duckdb
+import pytest
+
+from langsmith_access import runner
+from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access_tests.helpers import point_at, query
+
+INVENTORY_TABLES = ("access_policies", "audit_events", "credentials", "service_accounts", "sso_settings")
+
+
+def run(job: str) -> tuple[runner.RunOutcome, set[str]]:
+    """Run ``job`` for the environment's org; the outcome and the assets it materialized."""
+    instance = runner.ephemeral_instance()
+    config = runner.sync_run_config() if job == SYNC_JOB else {}
+    outcome = runner.run_job(job, config, dagster_instance=instance)
+    assert outcome.success, (outcome.failure, outcome.dbt_errors)
+    materialized = {
+        event.asset_key.to_user_string()
+        for record in instance.get_records_for_run(
+            outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+        if (event := record.event_log_entry.dagster_event) is not None and event.asset_key
+    }
+    return outcome, materialized
+
+
+def table_rows(database, table: str) -> list[tuple]:
+    return sorted(query(database, f"SELECT * FROM main.{table}"), key=repr)
+
+
+@pytest.fixture
+def org():
+    return generate_org(seed=7, members=30, workspaces=4, now=int(time.time()))
+
+
+def test_core_syncs_leave_the_inventorys_tables_as_it_built_them(monkeypatch, tmp_path, org):
+    database = tmp_path / "data" / "access.duckdb"
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+
+        # A database's first sync builds them, empty: what reads them builds too.
+        _, first = run(SYNC_JOB)
+        assert {f"main/{table}" for table in INVENTORY_TABLES} <= first
+        assert all(table_rows(database, table) == [] for table in INVENTORY_TABLES)
+
+        _, inventory = run(INVENTORY_JOB)
+        assert {f"main/{table}" for table in INVENTORY_TABLES} <= inventory
+        filled = {table: table_rows(database, table) for table in INVENTORY_TABLES}
+        assert all(filled[table] for table in ("audit_events", "credentials", "service_accounts")), filled
+
+        # The org changes, then two core syncs: the core tables follow, the inventory's stay.
+        member = next(m for m in org.active_members() if not m.is_disabled)
+        org.remove_member(member.ls_user_id)
+        for _ in range(2):
+            _, core = run(SYNC_JOB)
+            assert not {f"main/{table}" for table in INVENTORY_TABLES} & core
+            # ... while what reads them and changes with the core data is rebuilt.
+            assert {"main/users", "main/grants", "main/user_activity",
+                    "main/report_credential_hygiene", "main/report_unused_access"} <= core
+            assert {table: table_rows(database, table) for table in INVENTORY_TABLES} == filled
+            assert query(database, "SELECT count(*) FROM main.users WHERE user_id = ?",
+                         [member.ls_user_id]) == [(0,)]
+            assert query(database, "SELECT count(*) FROM main.user_activity WHERE user_id = ?",
+                         [member.ls_user_id]) == [(0,)]
+
+
+def test_a_core_sync_builds_an_inventory_table_the_working_file_lacks_or_holds_otherwise(
+    monkeypatch, tmp_path, org
+):
+    """A table missing (say, a first sync before an upgrade added it) or holding other columns
+    than the contract (an upgrade changed it) is built by the next core sync, from the raw
+    tables the last inventory left."""
+    database = tmp_path / "data" / "access.duckdb"
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        run(SYNC_JOB)
+        run(INVENTORY_JOB)
+        filled = {table: table_rows(database, table) for table in ("credentials", "sso_settings")}
+        assert filled["credentials"]
+
+        working = AccessDatabase(database).working_path
+        with duckdb.connect(str(working)) as connection:
+            connection.execute("DROP TABLE main.sso_settings")
+        _, rebuilt = run(SYNC_JOB)
+        assert {f"main/{table}" for table in INVENTORY_TABLES} <= rebuilt
+        assert {table: table_rows(database, table) for table in filled} == filled
+
+        with duckdb.connect(str(working)) as connection:
+            connection.execute("ALTER TABLE main.credentials DROP COLUMN short_key")
+        _, rebuilt = run(SYNC_JOB)
+        assert "main/credentials" in rebuilt
+        assert {table: table_rows(database, table) for table in filled} == filled
+
+        _, left = run(SYNC_JOB)  # and from then on they are left alone again
+        assert not {f"main/{table}" for table in INVENTORY_TABLES} & left
