@@ -57,7 +57,8 @@ violations as (
     union all
     {%- endfor %}
     {%- if unique_combination %}
-    select 'unique_combination' as rule, '{{ unique_combination | join(", ") }}' as column_name,
+    {#- The combination may hold an expression with quotes (coalesce(workspace_id, '')). #}
+    select 'unique_combination' as rule, '{{ unique_combination | join(", ") | replace("'", "''") }}' as column_name,
         concat_ws(', ', {{ unique_combination | join(", ") }}) as value, count(*) as occurrences
     from checked
     group by {{ unique_combination | join(", ") }}
