@@ -432,16 +432,20 @@ class Provisioner:
                 return
             self.conn.execute("BEGIN")
             try:
-                for request_id, kind, detail, at in self._events:
-                    queue.record_event(self.conn, request_id, kind, detail, at=at, run_id=self.run_id)
-                for request_id, status, detail in self._statuses:
-                    queue.set_status(self.conn, request_id, status, detail, self.run_id)
+                # A few statements per commit, whatever the number of rows (a batch of 500
+                # requests commits ~5,000 events at once).
+                queue.record_events(self.conn, self._events, run_id=self.run_id)
+                queue.set_statuses(self.conn, self._statuses, self.run_id)
                 if self._observations:
                     record_observations(self.conn, self._observations)
-                for request_id, prior_role_id, expires_at in self._grant_terms:
+                if self._grant_terms:
+                    request_ids, prior_role_ids, expires = (list(c) for c in zip(*self._grant_terms, strict=True))
                     self.conn.execute(
-                        "UPDATE main.provisioning_requests SET prior_role_id = ?, expires_at = ? WHERE request_id = ?",
-                        [prior_role_id, expires_at, request_id],
+                        "UPDATE main.provisioning_requests AS r SET prior_role_id = t.prior_role_id, "
+                        "expires_at = t.expires_at FROM (SELECT unnest(?::VARCHAR[]) AS request_id, "
+                        "unnest(?::VARCHAR[]) AS prior_role_id, unnest(?::TIMESTAMPTZ[]) AS expires_at) AS t "
+                        "WHERE r.request_id = t.request_id",
+                        [request_ids, prior_role_ids, expires],
                     )
                 for event, at, fields in self._notices:
                     self.notifier.notify(self.conn, event, at=at, **fields)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -480,18 +481,42 @@ def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, s
 def record_event(
     conn, request_id: str, kind: str, detail: dict, *, at: datetime | None = None, run_id: str | None = None
 ) -> None:
+    record_events(conn, [(request_id, kind, detail, at or now_utc())], run_id=run_id)
+
+
+def record_events(
+    conn, events: Sequence[tuple[str, str, dict, datetime]], *, run_id: str | None = None
+) -> None:
+    """Append ``(request_id, kind, detail, at)`` events in one statement: a run settling 500
+    requests records ~5,000 events, and one ``INSERT`` each costs ~1 ms of DuckDB's planning."""
+    if not events:
+        return
+    request_ids, kinds, details, ats = (list(column) for column in zip(*events, strict=True))
     conn.execute(
         'INSERT INTO main.provisioning_events (event_id, request_id, "at", kind, detail, run_id) '
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [new_id(), request_id, at or now_utc(), kind, json.dumps(detail, default=str), run_id],
+        "SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::TIMESTAMPTZ[]), "
+        "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?",
+        [[new_id() for _ in events], request_ids, ats, kinds,
+         [json.dumps(detail, default=str) for detail in details], run_id],
     )
 
 
 def set_status(conn, request_id: str, status: str, detail: str | None, run_id: str | None) -> None:
+    set_statuses(conn, [(request_id, status, detail)], run_id)
+
+
+def set_statuses(conn, statuses: Sequence[tuple[str, str, str | None]], run_id: str | None) -> None:
+    """Set ``(request_id, status, detail)`` in one statement; a request named twice ends with
+    its last status."""
+    latest = {request_id: (status, detail) for request_id, status, detail in statuses}
+    if not latest:
+        return
     conn.execute(
-        "UPDATE main.provisioning_requests SET status = ?, status_detail = ?, updated_at = ?, "
-        "run_id = coalesce(?, run_id) WHERE request_id = ?",
-        [status, detail, now_utc(), run_id, request_id],
+        "UPDATE main.provisioning_requests AS r SET status = s.status, status_detail = s.detail, "
+        "updated_at = ?, run_id = coalesce(?, r.run_id) "
+        "FROM (SELECT unnest(?::VARCHAR[]) AS request_id, unnest(?::VARCHAR[]) AS status, "
+        "unnest(?::VARCHAR[]) AS detail) AS s WHERE r.request_id = s.request_id",
+        [now_utc(), run_id, list(latest), [v[0] for v in latest.values()], [v[1] for v in latest.values()]],
     )
 
 
