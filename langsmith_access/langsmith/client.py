@@ -413,22 +413,29 @@ class LangSmithClient:
         All or nothing: the first workspace that cannot be read stops the rest (those being
         read finish first) and its error (which names the workspace) is raised.
         """
+        # One page at a time within a workspace: the workspaces are the fan-out, so at most
+        # max_concurrency requests are in flight.
+        return self._for_each_workspace(
+            workspace_ids,
+            lambda w: self.stream_workspace_members(w, sink_for(w), page_concurrency=1),
+            "langsmith-workspaces",
+        )
+
+    def _for_each_workspace(
+        self, workspace_ids: Iterable[str], read: Callable[[str], T], thread_name_prefix: str
+    ) -> dict[str, T]:
+        """``read(workspace_id)`` for each workspace (duplicates read once), at most
+        ``max_concurrency`` at once, in the order given. All or nothing: the first error stops
+        the reads not yet started (those under way finish first) and is raised."""
         ids = list(dict.fromkeys(_uuid(w, "workspace_id") for w in workspace_ids))
-        results: dict[str, ListingRead] = {}
         if not ids:
-            return results
+            return {}
+        results: dict[str, T] = {}
         with ThreadPoolExecutor(
             max_workers=min(self.settings.max_concurrency, len(ids)),
-            thread_name_prefix="langsmith-workspaces",
+            thread_name_prefix=thread_name_prefix,
         ) as pool:
-            # One page at a time within a workspace: the workspaces are the fan-out, so at most
-            # max_concurrency requests are in flight.
-            futures = {
-                pool.submit(
-                    self.stream_workspace_members, w, sink_for(w), page_concurrency=1
-                ): w
-                for w in ids
-            }
+            futures = {pool.submit(read, w): w for w in ids}
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
                 future.cancel()
@@ -560,24 +567,9 @@ class LangSmithClient:
     def list_service_keys_of_workspaces(self, workspace_ids: Iterable[str]) -> dict[str, list[Credential]]:
         """``list_workspace_service_keys`` for many workspaces, at most ``max_concurrency`` at
         once; all or nothing, like ``list_members_of_workspaces``."""
-        ids = list(dict.fromkeys(_uuid(w, "workspace_id") for w in workspace_ids))
-        if not ids:
-            return {}
-        results: dict[str, list[Credential]] = {}
-        with ThreadPoolExecutor(
-            max_workers=min(self.settings.max_concurrency, len(ids)),
-            thread_name_prefix="langsmith-workspace-keys",
-        ) as pool:
-            futures = {pool.submit(self.list_workspace_service_keys, w): w for w in ids}
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in pending:
-                future.cancel()
-            for future in done:
-                error = future.exception()
-                if error is not None:
-                    raise error
-                results[futures[future]] = future.result()
-        return {w: results[w] for w in ids}
+        return self._for_each_workspace(
+            workspace_ids, self.list_workspace_service_keys, "langsmith-workspace-keys"
+        )
 
     def list_scim_tokens(self) -> list[Credential]:
         """The org's SCIM bearer tokens (``short_token`` only), as credentials."""
