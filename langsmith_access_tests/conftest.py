@@ -2,6 +2,9 @@
 
 import os
 
+# A test Dagster instance and an empty database the environment points at, for the sensor tests.
+from langsmith_access_tests.dagster_fixtures import database, instance  # noqa: F401
+
 # One synced template database per session and the per-test `env` (sandbox + database copy),
 # shared by the provisioning, review and UI tests.
 from langsmith_access_tests.synced import env, template  # noqa: F401

@@ -5,7 +5,6 @@ instance, a real DuckDB file and a webhook receiver on 127.0.0.1."""
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pytest
 from dagster._core.test_utils import create_run_for_test
 
 from langsmith_access import runner
@@ -59,21 +58,6 @@ def test_decide_access_request_records_a_decision_or_fails_saying_why(governed):
 
 
 # ------------------------------------------------------------------ the sensors
-
-
-@pytest.fixture
-def database(tmp_path, monkeypatch):
-    path = tmp_path / "access.duckdb"
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(path))
-    return AccessDatabase(path)
-
-
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        yield instance
 
 
 def add_request(database: AccessDatabase, status: str, **columns) -> str:

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import pytest
 from dagster._core.test_utils import create_run_for_test
 
 from langsmith_access.definitions import defs
@@ -33,21 +32,6 @@ def queue_rows(database: AccessDatabase, count: int, status: str = "pending") ->
                 ids.append(request_id)
         database.publish()
     return ids
-
-
-@pytest.fixture
-def database(tmp_path, monkeypatch):
-    path = tmp_path / "access.duckdb"
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(path))
-    return AccessDatabase(path)
-
-
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        yield instance
 
 
 def evaluate(instance, cursor=None):

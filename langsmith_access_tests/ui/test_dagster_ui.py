@@ -288,17 +288,8 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
     assert page.evaluate("() => document.querySelector('.CodeMirror.cm-s-config-editor').CodeMirror.getValue()").strip() == config.strip()
     expect(page.get_by_text("No errors").first).to_be_visible()
     shoot(page, "07_launchpad_config")
-    launch = page.get_by_role("button", name="Launch Run")
-    expect(launch).to_be_enabled()
-    launch.click()
-    page.wait_for_url("**/runs/*", timeout=60_000)
-    run_id = page.url.rstrip("/").split("/runs/")[1].split("?")[0]
-
-    status, tags = wait_for_run(url, run_id, RUN_SECONDS)
-    assert tags["dagster/partition"] == "default" and tags["langsmith_access/org"] == "default"
-    page.reload()
+    run_id, status = launch_and_wait(page, url, RUN_SECONDS)
     if status == "SUCCESS":
-        expect(page.get_by_text("Success", exact=True).first).to_be_visible()  # the run's badge
         expect(page.get_by_text("add to the workspace as Editor").first).to_be_visible()  # its log
     shoot(page, "08_run_succeeded")
     assert status == "SUCCESS", f"run {run_id} ended {status}"
@@ -313,6 +304,25 @@ def test_operator_sees_the_definitions_and_launches_provisioning(env, webserver,
 
     operator_launches_the_inventory(url, page, org, database)
     assert len(list(SCREENSHOTS.glob("*.png"))) == 12
+
+
+def launch_and_wait(page, url: str, seconds: float) -> tuple[str, str]:
+    """Click the Launchpad's Launch Run, follow to the run's page and wait (up to ``seconds``)
+    until the run ends: its id and status. The run is of the single org's partition, tagged
+    with it; once it succeeded, its page shows the Success badge."""
+    from playwright.sync_api import expect
+
+    launch = page.get_by_role("button", name="Launch Run")
+    expect(launch).to_be_enabled()
+    launch.click()
+    page.wait_for_url("**/runs/*", timeout=60_000)
+    run_id = page.url.rstrip("/").split("/runs/")[1].split("?")[0]
+    status, tags = wait_for_run(url, run_id, seconds)
+    assert tags["dagster/partition"] == "default" and tags["langsmith_access/org"] == "default"
+    page.reload()
+    if status == "SUCCESS":
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible()  # the run's badge
+    return run_id, status
 
 
 def operator_launches_the_inventory(url: str, page, org, database) -> None:
@@ -337,16 +347,7 @@ def operator_launches_the_inventory(url: str, page, org, database) -> None:
     pick_partition(page, "default")
     expect(page.get_by_text("No errors").first).to_be_visible()  # the scaffolded config is enough
     shoot(page, "10_inventory_launchpad")
-    launch = page.get_by_role("button", name="Launch Run")
-    expect(launch).to_be_enabled()
-    launch.click()
-    page.wait_for_url("**/runs/*", timeout=60_000)
-    run_id = page.url.rstrip("/").split("/runs/")[1].split("?")[0]
-    status, tags = wait_for_run(url, run_id, INVENTORY_RUN_SECONDS)
-    assert tags["dagster/partition"] == "default" and tags["langsmith_access/org"] == "default"
-    page.reload()
-    if status == "SUCCESS":
-        expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    run_id, status = launch_and_wait(page, url, INVENTORY_RUN_SECONDS)
     shoot(page, "11_inventory_run_succeeded")
     assert status == "SUCCESS", f"inventory run {run_id} ended {status}"
 
