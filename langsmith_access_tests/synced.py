@@ -7,11 +7,13 @@ generated org, so tests start from identical, independent states.
 """
 
 import shutil
+from pathlib import Path
 
 import pytest
 
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access_tests.built_once import built_once
 from langsmith_access_tests.helpers import point_at, run_sync
 
 SEED, MEMBERS, WORKSPACES = 21, 30, 4
@@ -24,14 +26,19 @@ def new_org():
     return generate_org(seed=SEED, members=MEMBERS, workspaces=WORKSPACES)
 
 
-@pytest.fixture(scope="session")
-def template(tmp_path_factory):
-    database = tmp_path_factory.mktemp("template") / "access.duckdb"
+def sync_template(folder: Path) -> Path:
+    database = folder / "access.duckdb"
     with pytest.MonkeyPatch.context() as monkeypatch, SandboxServer(new_org(), api_key=API_KEY) as sandbox:
         point_at(monkeypatch, sandbox, database)
         outcome = run_sync()
         assert outcome.success, outcome.failure
-    return AccessDatabase(database)
+    return database
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory):
+    """The synced database every test copies: one sync per session, shared by the test processes."""
+    return AccessDatabase(built_once(tmp_path_factory, "synced-template", sync_template))
 
 
 @pytest.fixture

@@ -290,6 +290,16 @@ class OrgState:
         self._ids_for_events = random.Random(f"audit:{organization_id}")
         self._latest_created_at = format_timestamp(0)
 
+    def __getstate__(self) -> dict:
+        # Pickled by tests that build one org's history once and share it between test processes.
+        state = dict(self.__dict__)
+        del state["lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
+
     # ----------------------------------------------------------------- building blocks
 
     def new_id(self) -> str:
