@@ -594,18 +594,13 @@ def claim(conn, run_id: str, request_ids: list[str] | None) -> list[dict]:
             )
             params = [*request_ids, run_id]
         claimed = fetch_requests(conn, where, params)
-        for request in claimed:
-            conn.execute(
-                "UPDATE main.provisioning_requests SET status = 'in_progress', run_id = ?, "
-                "updated_at = ? WHERE request_id = ?",
-                [run_id, now_utc(), request["request_id"]],
-            )
-            record_event(
-                conn, request["request_id"],
-                "recovered" if request["status"] == "in_progress" else "claimed",
-                {"previous_run_id": request["run_id"]} if request["status"] == "in_progress" else {},
-                run_id=run_id,
-            )
+        at = now_utc()
+        set_statuses(conn, [(r["request_id"], "in_progress", r["status_detail"]) for r in claimed], run_id)
+        record_events(conn, [
+            (r["request_id"], "recovered", {"previous_run_id": r["run_id"]}, at) if r["status"] == "in_progress"
+            else (r["request_id"], "claimed", {}, at)
+            for r in claimed
+        ], run_id=run_id)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
