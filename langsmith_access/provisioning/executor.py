@@ -250,6 +250,13 @@ class Provisioner:
     # Audit events, status changes and verified states not yet written to the database: written
     # together, in one transaction, before each write goes out and when requests settle.
     _events: list[tuple] = field(default_factory=list)
+    # Group commit: events are appended under a lock of their own, so threads keep adding theirs
+    # while another thread commits; a thread whose event a later commit already wrote skips its
+    # own commit (with 8 threads, ~475 write-ahead commits of ~6 ms each became a few dozen).
+    _events_lock: threading.Lock = field(default_factory=threading.Lock)
+    _events_added: int = 0  # events appended so far (the sequence number of the last one)
+    _events_committed: int = 0  # the sequence number of the last event committed
+    _clock_lock: threading.Lock = field(default_factory=threading.Lock)
     _statuses: list[tuple] = field(default_factory=list)
     _observations: list[Observation] = field(default_factory=list)
     # Applied grants' (request id, prior role id, expires_at), and notifications to raise: written
@@ -428,17 +435,23 @@ class Provisioner:
                 return planned.get("current_role_id")
         return plan.current_role_id if plan is not None else None
 
-    def _commit(self) -> None:
+    def _commit(self, through: int | None = None) -> None:
         """Write the buffered events, status changes, observations, applied grants' terms and
-        notifications in one transaction."""
+        notifications in one transaction. ``through``: the caller needs only the events up to
+        that sequence number written, and returns at once if another commit wrote them."""
         with self._lock:
-            if self.dry_run or not (self._events or self._statuses or self._observations):
+            with self._events_lock:
+                if through is not None and self._events_committed >= through:
+                    return
+                events, self._events = self._events, []
+                added = self._events_added
+            if self.dry_run or not (events or self._statuses or self._observations):
                 return
             self.conn.execute("BEGIN")
             try:
                 # A few statements per commit, whatever the number of rows (a batch of 500
                 # requests commits ~5,000 events at once).
-                queue.record_events(self.conn, self._events, run_id=self.run_id)
+                queue.record_events(self.conn, events, run_id=self.run_id)
                 queue.set_statuses(self.conn, self._statuses, self.run_id)
                 if self._observations:
                     record_observations(self.conn, self._observations)
@@ -456,8 +469,11 @@ class Provisioner:
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
+                with self._events_lock:
+                    self._events[:0] = events  # still to be written
                 raise
-            self._events.clear()
+            with self._events_lock:
+                self._events_committed = added
             self._statuses.clear()
             self._observations.clear()
             self._grant_terms.clear()
@@ -662,8 +678,7 @@ class Provisioner:
                   "plan": plan.kind, "role_id": plan.target_role_id}
         # Recorded (with everything before it) before the call: if we die now, the next run
         # knows a write may have gone out.
-        self._event(request_id, "write_sent", detail)
-        self._commit()
+        self._commit(through=self._event(request_id, "write_sent", detail))
         identity_id: str | None
         try:
             if plan.kind == ADD:
@@ -704,16 +719,20 @@ class Provisioner:
             ).fetchall())
         return {request_id: sent.get(request_id, 0) for request_id in request_ids}
 
-    def _event(self, request_id: str, kind: str, detail: dict) -> None:
+    def _event(self, request_id: str, kind: str, detail: dict) -> int:
+        """Buffer an event; returns its sequence number (for ``_commit(through=...)``)."""
         if self.dry_run:
-            return
-        with self._lock:
-            self._events.append((request_id, kind, detail, self._now()))
+            return 0
+        at = self._now()
+        with self._events_lock:
+            self._events.append((request_id, kind, detail, at))
+            self._events_added += 1
+            return self._events_added
 
     def _now(self) -> datetime:
         """The time, strictly later than the last one taken: events are ordered by time, and so
         are two observations of one membership (the later one wins in ``grants``)."""
-        with self._lock:
+        with self._clock_lock:
             at = queue.now_utc()
             if self._last_at is not None and at <= self._last_at:
                 at = self._last_at + timedelta(microseconds=1)
