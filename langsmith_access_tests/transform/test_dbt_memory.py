@@ -7,6 +7,7 @@ import pytest
 import yaml
 from dbt.cli.main import dbtRunner
 
+from langsmith_access.store.database import AccessDatabase
 from langsmith_access.transform import project
 from langsmith_access.transform.invocation import dbt_command
 from langsmith_access.transform.project import PROFILE_NAME, PROFILE_TEMPLATE, write_profile
@@ -84,3 +85,21 @@ def test_a_query_that_needs_more_than_the_limit_succeeds_by_spilling(tmp_path, m
         # The same query without a place to spill: it does need more than the limit.
         assert not ok
         assert "Out of Memory" in error
+
+
+def test_a_spill_directory_left_by_a_killed_build_does_not_stop_the_next_sync(tmp_path):
+    """DuckDB removes `<scratch file>.tmp` when a build ends; a process killed mid-spill leaves
+    it, and the next sync's scratch copy clears it with the scratch file's other leftovers."""
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    left = database.scratch_path.with_name(database.scratch_path.name + ".tmp")
+    left.mkdir()
+    (left / "duckdb_temp_storage_DEFAULT-0.tmp").write_bytes(b"\0" * 4096)
+
+    with database.writer_lease("the next sync"):
+        scratch = database.begin_scratch()
+        database.discard_scratch(scratch)
+
+    assert not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("access.sync-")) == []
