@@ -88,6 +88,7 @@ def main() -> int:
                 spans = {SHORT_PHASES[p]: round(e - b, 2) for p, b, e in phase_spans(run, database)}
                 results[name].append((run, spans))
                 print(f"{name} #{attempt + 1}: {run.wall_seconds:5.2f} s wall, {run.cpu_seconds:5.2f} s CPU, "
+                      f"peak {run.peak_tree_rss_mb:.0f} MB, "
                       f"load {run.load_before:.1f}  "
                       + " ".join(f"{k} {v:.2f}" for k, v in spans.items()), flush=True)
         print()

@@ -273,9 +273,14 @@ class AccessDatabase:
     def begin_scratch(self) -> Path:
         """Copy the working file to the scratch file (for a sync, or for a history refresh after
         provisioning). Caller holds the lease."""
-        # Leftovers of a sync that died (older versions named the file after the run).
+        # Leftovers of a sync that died (older versions named the file after the run), among
+        # them the directory DuckDB spills dbt's build into (`<scratch file>.tmp`, removed by
+        # DuckDB itself when the build ends normally).
         for stale in self.path.parent.glob(f"{self._stem}.sync-*.duckdb*"):
-            stale.unlink(missing_ok=True)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
         scratch = self.scratch_path
         self._checkpoint(self.working_path)
         shutil.copyfile(self.working_path, scratch)

@@ -9,16 +9,23 @@
 -- writing them. Each key is produced once: a member holds at most one listed role per
 -- workspace (grants' one_role_per_user_and_workspace test, upstream), an Organization Admin's
 -- implicit role is the same Admin role everywhere, and the one overlap (an admin's permission
--- that both paths give) is joined, not repeated.
-with effective_access as (
+-- that both paths give) is marked, not repeated.
+--
+-- Memory: DuckDB keeps a CTE that is read more than once in memory in full (materialized);
+-- `not materialized` recomputes it instead, which for these cheap joins costs less than holding
+-- them. And the admins' overlap is an `exists` (a hash table of the ~6,000 rows of
+-- direct_of_admins), not a left join, which DuckDB ran with its hash table on the ~2.2 million
+-- implicit rows. At 20,000 members the build went from ~750 MB to ~230 MB above DuckDB's
+-- baseline, and from 2.4 s to 1.9 s.
+with effective_access as not materialized (
     select * from {{ ref('effective_access') }}
 ),
 
-role_permissions as (
+role_permissions as not materialized (
     select * from {{ ref('role_permissions') }}
 ),
 
-direct as (
+direct as not materialized (
     select effective_access.user_id, effective_access.workspace_id, role_permissions.permission
     from effective_access
     inner join role_permissions
@@ -38,8 +45,11 @@ organization_admins as (
     select distinct user_id from effective_access where source = 'organization_admin'
 ),
 
+-- The permissions of the implicit role(s), from the role's own rows (a few dozen), not from the
+-- millions of implicit rows.
 implicit_permissions as (
-    select distinct permission from implicit
+    select distinct permission from role_permissions
+    where role_id in (select role_id from effective_access where source = 'organization_admin')
 ),
 
 direct_of_admins as (
@@ -53,14 +63,16 @@ select
     implicit.workspace_id,
     implicit.permission,
     case
-        when direct_of_admins.user_id is null then ['organization_admin']
-        else ['direct', 'organization_admin']
+        when exists (
+            select 1
+            from direct_of_admins
+            where direct_of_admins.user_id = implicit.user_id
+                and direct_of_admins.workspace_id = implicit.workspace_id
+                and direct_of_admins.permission = implicit.permission
+        ) then ['direct', 'organization_admin']
+        else ['organization_admin']
     end as sources
 from implicit
-left join direct_of_admins
-    on direct_of_admins.user_id = implicit.user_id
-    and direct_of_admins.workspace_id = implicit.workspace_id
-    and direct_of_admins.permission = implicit.permission
 
 union all
 
