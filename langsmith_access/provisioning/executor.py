@@ -252,7 +252,8 @@ class Provisioner:
     _events: list[tuple] = field(default_factory=list)
     # Group commit: events are appended under a lock of their own, so threads keep adding theirs
     # while another thread commits; a thread whose event a later commit already wrote skips its
-    # own commit (with 8 threads, ~475 write-ahead commits of ~6 ms each became a few dozen).
+    # own commit (a 500-request batch sends 475 writes, each needing its write-ahead commit of
+    # ~6-12 ms; one at a time under one lock, they were the apply step's bottleneck).
     _events_lock: threading.Lock = field(default_factory=threading.Lock)
     _events_added: int = 0  # events appended so far (the sequence number of the last one)
     _events_committed: int = 0  # the sequence number of the last event committed
@@ -455,15 +456,7 @@ class Provisioner:
                 queue.set_statuses(self.conn, self._statuses, self.run_id)
                 if self._observations:
                     record_observations(self.conn, self._observations)
-                if self._grant_terms:
-                    request_ids, prior_role_ids, expires = (list(c) for c in zip(*self._grant_terms, strict=True))
-                    self.conn.execute(
-                        "UPDATE main.provisioning_requests AS r SET prior_role_id = t.prior_role_id, "
-                        "expires_at = t.expires_at FROM (SELECT unnest(?::VARCHAR[]) AS request_id, "
-                        "unnest(?::VARCHAR[]) AS prior_role_id, unnest(?::TIMESTAMPTZ[]) AS expires_at) AS t "
-                        "WHERE r.request_id = t.request_id",
-                        [request_ids, prior_role_ids, expires],
-                    )
+                queue.set_grant_terms(self.conn, self._grant_terms)
                 for event, at, fields in self._notices:
                     self.notifier.notify(self.conn, event, at=at, **fields)
                 self.conn.execute("COMMIT")

@@ -520,6 +520,20 @@ def set_statuses(conn, statuses: Sequence[tuple[str, str, str | None]], run_id: 
     )
 
 
+def set_grant_terms(conn, terms: Sequence[tuple[str, str | None, datetime | None]]) -> None:
+    """Record applied grants' ``(request_id, prior_role_id, expires_at)`` in one statement."""
+    if not terms:
+        return
+    request_ids, prior_role_ids, expires = (list(column) for column in zip(*terms, strict=True))
+    conn.execute(
+        "UPDATE main.provisioning_requests AS r SET prior_role_id = t.prior_role_id, "
+        "expires_at = t.expires_at FROM (SELECT unnest(?::VARCHAR[]) AS request_id, "
+        "unnest(?::VARCHAR[]) AS prior_role_id, unnest(?::TIMESTAMPTZ[]) AS expires_at) AS t "
+        "WHERE r.request_id = t.request_id",
+        [request_ids, prior_role_ids, expires],
+    )
+
+
 # --------------------------------------------------------------------- reads
 
 REQUEST_COLUMNS = (
