@@ -17,11 +17,14 @@ Plain Python, no Dagster: ``AccessDatabase.publish()`` calls it, so every publis
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import ctypes
 import errno
 import os
 import shutil
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -31,6 +34,8 @@ from langsmith_access.store.sql import one_row
 
 EXPORT_FORMATS = ("parquet", "csv")
 EXPORTED_SCHEMA = "main"
+# Tables a publish writes side by side (see export_database).
+PUBLISH_PARALLEL_TABLES = 2
 
 # Leftovers of a dbt table build that was interrupted; never an analysts' table.
 _DBT_WORK_SUFFIXES = ("__dbt_tmp", "__dbt_backup")
@@ -48,12 +53,16 @@ def analysts_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def export_tables(
-    conn: duckdb.DuckDBPyConnection, out_dir: Path, file_format: str
+    conn: duckdb.DuckDBPyConnection, out_dir: Path, file_format: str, *, parallel: int = 1
 ) -> dict[str, int]:
     """Write every analysts' table to ``out_dir/<table>.<format>``; returns rows per table.
 
     Existing files of the same names are replaced; other files in ``out_dir`` are left alone.
     Timestamps are written as UTC instants (CSV: ``2026-11-01 12:00:00+00``).
+
+    ``parallel``: how many tables are written at once, each by a cursor of its own in a thread
+    of its own (DuckDB runs the cursors' queries side by side), the largest tables first so the
+    longest ``COPY`` never starts last.
     """
     if file_format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {file_format!r}; use one of {', '.join(EXPORT_FORMATS)}")
@@ -61,24 +70,59 @@ def export_tables(
     out_dir.mkdir(parents=True, exist_ok=True)
     conn.execute("SET TimeZone = 'UTC'")
     options = "FORMAT parquet, COMPRESSION zstd" if file_format == "parquet" else "FORMAT csv, HEADER"
+    sizes = dict(conn.execute(
+        "SELECT table_name, estimated_size FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = ?", [EXPORTED_SCHEMA]
+    ).fetchall())
+    pending = collections.deque(sorted(analysts_tables(conn), key=lambda t: -(sizes.get(t) or 0)))
+    pending_lock = threading.Lock()
     written: dict[str, int] = {}
-    for table in analysts_tables(conn):
-        target = out_dir / f"{table}.{file_format}"
-        (rows,) = one_row(
-            conn, f"COPY {EXPORTED_SCHEMA}.{_quote_identifier(table)} TO {_quote_literal(target)} ({options})"
-        )
-        written[table] = int(rows)
-    return written
+
+    def write_tables(cursor: duckdb.DuckDBPyConnection) -> None:
+        # A cursor is a connection of its own: the session's time zone is set on each.
+        cursor.execute("SET TimeZone = 'UTC'")
+        while True:
+            with pending_lock:
+                if not pending:
+                    return
+                table = pending.popleft()
+            target = out_dir / f"{table}.{file_format}"
+            try:
+                (rows,) = one_row(
+                    cursor,
+                    f"COPY {EXPORTED_SCHEMA}.{_quote_identifier(table)} TO {_quote_literal(target)} ({options})",
+                )
+            except BaseException:
+                with pending_lock:
+                    pending.clear()  # the others stop after their current table
+                raise
+            written[table] = int(rows)
+
+    if parallel <= 1:
+        write_tables(conn)
+    else:
+        cursors = [conn.cursor() for _ in range(parallel)]
+        try:
+            with concurrent.futures.ThreadPoolExecutor(parallel, thread_name_prefix="export") as pool:
+                for future in [pool.submit(write_tables, cursor) for cursor in cursors]:
+                    future.result()
+        finally:
+            for cursor in cursors:
+                cursor.close()
+    return dict(sorted(written.items()))
 
 
 def export_database(database_file: Path, out_dir: Path, file_format: str) -> dict[str, int]:
-    """``export_tables`` from a DuckDB file opened read-only (nobody else may be writing it).
+    """``export_tables`` from a DuckDB file opened read-only (nobody else may be writing it),
+    two tables at a time.
 
-    One DuckDB thread: each thread of a ``COPY`` holds a row group of the table before writing
-    it, so the memory of a publish grows with the threads (at 50,000 members the Parquet copy
-    took ~340 MB with two threads, ~220 MB with one, in no more time on two cores)."""
+    One DuckDB thread per ``COPY``: each thread of a ``COPY`` holds a row group of the table
+    before writing it, and a ``COPY`` does not get faster with more (at 50,000 members the
+    Parquet copy took ~340 MB with two threads, ~220 MB with one, in no more time on two cores).
+    Two tables written side by side do: at 20,000 members the 37 tables took 1.9 s rather than
+    2.6 s on a loaded 2-core machine; ``effective_permissions`` alone is ~0.9 s of it."""
     with duckdb.connect(str(database_file), read_only=True, config={"threads": 1}) as conn:
-        return export_tables(conn, out_dir, file_format)
+        return export_tables(conn, out_dir, file_format, parallel=PUBLISH_PARALLEL_TABLES)
 
 
 def parquet_directory(analysts_path: Path) -> Path:

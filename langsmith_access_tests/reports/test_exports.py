@@ -152,3 +152,34 @@ def test_stage_parquet_directory_removes_leftovers(tmp_path):
 def test_export_tables_refuses_unknown_formats(tmp_path, file_format):
     with duckdb.connect() as conn, pytest.raises(ValueError):
         export.export_tables(conn, tmp_path, file_format)
+
+
+def _tables_of_several_sizes(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("CREATE TABLE main.big AS SELECT range AS n, TIMESTAMPTZ '2026-11-01 12:00:00+00' "
+                 "+ range * INTERVAL 1 MINUTE AS at FROM range(200000)")
+    for name in ("users", "grants", "roles", "workspaces", "sync_runs"):
+        conn.execute(f"CREATE TABLE main.{name} AS SELECT range AS n, "
+                     f"TIMESTAMPTZ '2026-11-01 12:00:00+00' AS at FROM range({len(name)})")
+
+
+def test_tables_written_side_by_side_equal_those_written_one_by_one(tmp_path):
+    # The database's default zone is not UTC: every cursor must set UTC for its own session.
+    with duckdb.connect() as conn:
+        conn.execute("SET GLOBAL TimeZone = 'America/New_York'")
+        _tables_of_several_sizes(conn)
+        one_by_one = export.export_tables(conn, tmp_path / "one", "csv")
+        side_by_side = export.export_tables(conn, tmp_path / "two", "csv", parallel=2)
+    assert side_by_side == one_by_one == {
+        "big": 200000, "grants": 6, "roles": 5, "sync_runs": 9, "users": 5, "workspaces": 10}
+    for table in one_by_one:
+        written = (tmp_path / "two" / f"{table}.csv").read_text()
+        assert written == (tmp_path / "one" / f"{table}.csv").read_text()
+        assert "2026-11-01 12:00:00+00" in written
+
+
+def test_a_table_that_cannot_be_written_fails_the_side_by_side_export(tmp_path):
+    with duckdb.connect() as conn:
+        _tables_of_several_sizes(conn)
+        (tmp_path / "roles.parquet").mkdir()  # COPY cannot write over a directory
+        with pytest.raises(duckdb.Error, match="roles"):
+            export.export_tables(conn, tmp_path, "parquet", parallel=2)
