@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 import langsmith_access.defs
+from langsmith_access import garbage_collector
 from langsmith_access.defs.orgs import partition_assets_by_org
 
 
@@ -16,4 +17,7 @@ def defs() -> dg.Definitions:
     tree = dg.ComponentTree.from_module(
         defs_module=langsmith_access.defs, project_root=Path(__file__).resolve().parent.parent
     ).build_defs()
+    # Every module a run needs is loaded by now (the CLI's runner and Dagster's run workers both
+    # come through here): set the collector for the records a run parses.
+    garbage_collector.tune_for_runs()
     return partition_assets_by_org(tree)

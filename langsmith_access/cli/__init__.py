@@ -18,6 +18,7 @@ import atexit
 import os
 import sys
 
+from langsmith_access import garbage_collector
 from langsmith_access.cli import approvals, demo, doctor, provisioning, reports, review, sandbox, sync
 from langsmith_access.cli.common import deliver_notifications, run_handler
 
@@ -54,6 +55,8 @@ def run() -> None:
     every file and database this process wrote is closed; the exit handlers (logging,
     temporary files, thread pools) still run, then the process ends with ``main()``'s code.
     """
+    # Before the runner imports Dagster and dbt: see garbage_collector.
+    garbage_collector.raise_thresholds()
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
