@@ -21,8 +21,10 @@ def _collector_after(code: str) -> dict:
 
 
 def test_loading_the_definitions_freezes_what_exists_and_raises_the_thresholds():
-    before = _collector_after("import langsmith_access.definitions")
-    assert before == {"threshold": [700, 10, 10], "frozen": 0}  # importing alone changes nothing
+    bare = _collector_after("")  # this Python's defaults
+    assert bare["threshold"] != [garbage_collector.YOUNG_THRESHOLD, garbage_collector.MIDDLE_THRESHOLD,
+                                 garbage_collector.OLD_THRESHOLD]
+    assert _collector_after("import langsmith_access.definitions") == bare  # importing changes nothing
     after = _collector_after("from langsmith_access.definitions import defs\ndefs()")
     assert after["threshold"] == [garbage_collector.YOUNG_THRESHOLD, garbage_collector.MIDDLE_THRESHOLD,
                                   garbage_collector.OLD_THRESHOLD]
