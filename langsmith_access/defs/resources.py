@@ -153,13 +153,20 @@ class SyncDatabase(OrgScopedResource):
         (``transform.parse_ahead``): a first sync then builds without a full parse."""
         return parse_ahead.adopt(self.dbt_target_path)
 
-    def stage_docs_site(self) -> None:
+    def docs_site_due(self) -> bool:
+        """Whether the published docs site was built from another version of the project (or
+        there is none): this sync's build then writes its manifest for the site."""
+        return not docs_site.is_current(self.database.docs_path)
+
+    def stage_docs_site(self, *, built_manifest: bool = False) -> None:
         """Generate the dbt docs site from the scratch database if the published one was built
-        from another version of the project; ``commit_and_publish`` swaps it in."""
-        if docs_site.is_current(self.database.docs_path):
+        from another version of the project; ``commit_and_publish`` swaps it in.
+        ``built_manifest``: the build wrote its compiled manifest (see ``docs_site.stage``)."""
+        if not self.docs_site_due():
             return
         self._staged_docs = docs_site.stage(
-            self.scratch_path, self.dbt_target_path, self.database.docs_path
+            self.scratch_path, self.dbt_target_path, self.database.docs_path,
+            built_manifest=built_manifest,
         )
 
     def commit_and_publish(self) -> None:

@@ -21,7 +21,7 @@ from langsmith_access.transform.project import project_hash
 
 INDEX_FILE = "index.html"
 HASH_FILE = ".dbt-project-hash"
-_DOCS_OUTPUT = ("static_index.html", "index.html", "catalog.json", "manifest.json")
+_DOCS_OUTPUT = ("static_index.html", "index.html", "catalog.json", "manifest.json", "run_results.json")
 
 
 def is_current(docs_dir: Path) -> bool:
@@ -34,20 +34,24 @@ def is_current(docs_dir: Path) -> bool:
     return built_from == project_hash() and (docs_dir / INDEX_FILE).exists()
 
 
-def stage(database_file: Path, dbt_dir: Path, docs_dir: Path) -> Path:
+def stage(database_file: Path, dbt_dir: Path, docs_dir: Path, *, built_manifest: bool = False) -> Path:
     """Generate the site from ``database_file`` (just built: its catalog has every table) into
     a new hidden directory beside ``docs_dir``, to be swapped in by the publisher; returns it.
 
     dbt runs with the database's dbt directory and profile, so it reuses the build's parse.
-    Writer lease holder only.
+    ``built_manifest``: the build that just ran wrote ``manifest.json`` into ``dbt_dir``
+    (``build(write_json=True)``), its nodes compiled: the site is made from it
+    (``--no-compile``, ~0.3 s) rather than by compiling every node again (2.8 s at 200
+    members, ~5 s at 20,000). Nodes the build did not run (the inventory's, in a core sync)
+    then show their source but no compiled SQL. Writer lease holder only.
     """
     docs_dir = Path(docs_dir)
     for leftover in docs_dir.parent.glob(f".{docs_dir.name}.*"):
         shutil.rmtree(leftover, ignore_errors=True)
     staged = docs_dir.with_name(f".{docs_dir.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        run_dbt(["docs", "generate", "--static"], database_file=database_file,
-                dbt_dir=dbt_dir).raise_on_failure()
+        run_dbt(["docs", "generate", "--static", *(["--no-compile"] if built_manifest else [])],
+                database_file=database_file, dbt_dir=dbt_dir).raise_on_failure()
         staged.mkdir(parents=True)
         shutil.copyfile(Path(dbt_dir) / "static_index.html", staged / INDEX_FILE)
         (staged / HASH_FILE).write_text(project_hash() + "\n")

@@ -232,6 +232,7 @@ def build(
     indirect_selection: str | None = None,
     timeout_seconds: float | None = None,
     variables: Mapping[str, Any] | None = None,
+    write_json: bool = False,
 ) -> DbtInvocation:
     """``dbt build`` of the project (or of ``select``): models, snapshots and data tests, in
     dependency order; a failing test stops everything downstream of it. ``variables``: dbt vars
@@ -239,9 +240,12 @@ def build(
 
     dbt unit tests are never part of it: they test the SQL with fixed inputs, in development
     and CI, and say nothing about the data of a sync. manifest.json and run_results.json are
-    not written (results come as events; writing them costs most of a second per build).
+    written only with ``write_json`` (results come as events; writing them costs most of a
+    second per build): the docs site reads the manifest the build compiled (``docs_site``).
     """
-    args = ["build", *build_selection(select, exclude, indirect_selection), "--no-write-json"]
+    args = ["build", *build_selection(select, exclude, indirect_selection)]
+    if not write_json:
+        args.append("--no-write-json")
     if variables:
         args += ["--vars", json.dumps(dict(variables), sort_keys=True)]
     return run_dbt(args, database_file=database_file, dbt_dir=dbt_dir, timeout_seconds=timeout_seconds)

@@ -22,6 +22,9 @@ def test_the_docs_site_follows_the_dbt_project_not_every_sync(tmp_path, monkeypa
         for table in ("grants", "grant_history", "users", "report_privileged_access"):
             assert f"model.langsmith_access.{table}" in page
         assert "stg_langsmith__workspace_memberships" in page
+        # Each model's compiled SQL too (from the manifest the build compiled): grants' ref to
+        # its staging model, resolved to the relation.
+        assert '\\"staging\\".\\"stg_langsmith__workspace_memberships\\"' in page
         assert (site / docs_site.HASH_FILE).read_text().strip() == project_hash()
         built = (site / "index.html").stat()
 
@@ -38,5 +41,6 @@ def test_the_docs_site_follows_the_dbt_project_not_every_sync(tmp_path, monkeypa
         assert (site / "index.html").stat().st_ino != built.st_ino
     # Nothing staged is left behind, and dbt's docs inputs do not linger in its directory.
     assert not list(tmp_path.glob(".access_docs.*"))
-    assert not (database.dbt_target_path / "static_index.html").exists()
+    for leftover in ("static_index.html", "manifest.json", "run_results.json", "catalog.json"):
+        assert not (database.dbt_target_path / leftover).exists(), leftover
 

@@ -40,17 +40,21 @@ def access_tables(context: dg.AssetExecutionContext, sync_database: SyncDatabase
     # built them, unless the file lacks them as the project defines them (transform/selection.py).
     exclude = [] if select else core_sync_exclusions(manifest, sync_database.scratch_path)
     sync_database.adopt_parse_ahead()
+    # The docs site follows the models, not the data: made only when the project changed, from
+    # the manifest this build compiles (written only then).
+    docs_due = sync_database.docs_site_due()
     with build(
         sync_database.scratch_path, sync_database.dbt_target_path,
         select=select, exclude=exclude, indirect_selection=indirect_selection,
         variables=dbt_vars(unused_days=sync_database.org.settings.unused_days),
+        write_json=docs_due,
     ) as invocation:
         for result in invocation:
             yield from dagster_events(result, manifest, context)
     if not invocation.success:
         raise build_failure(invocation)
-    # The docs site follows the models, not the data: rebuilt only when the project changed.
-    sync_database.stage_docs_site()
+    if docs_due:
+        sync_database.stage_docs_site(built_manifest=True)
 
 
 @dg.definitions
