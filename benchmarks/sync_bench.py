@@ -130,7 +130,7 @@ def main() -> int:
             print_table("Growth (enriched route, 1,000 workspaces)", rows)
             print_growth(rows)
             print_memory([r for r in rows if org_size(r) in MEMORY_TARGETS_MB])
-        verdict(results.get("main", []))
+        verdict(results.get("main", []), members=args.members)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
@@ -384,20 +384,22 @@ def print_growth(rows: list[dict]) -> None:
     print(flush=True)
 
 
-def verdict(rows: list[dict]) -> None:
+def verdict(rows: list[dict], *, members: int) -> None:
     if not rows:
         return
     warm = [r for r in rows if r["run"] != "cold"] or rows
     wall = median([r["wall_seconds"] for r in warm])
     ratio = max(r["call_ratio"] for r in rows)
     memory = max(r["peak_rss_mb"] for r in rows)
+    # Issue 13's target for the org's size where it sets one (800 MB at 20,000 members).
+    memory_target = MEMORY_TARGETS_MB.get(members, TARGET_MEMORY_MB)
     print("Targets (main scenario, median of warm syncs):")
     print(f"  wall time  {wall:6.1f} s   target <= {TARGET_SECONDS:g} s   "
           f"{'met' if wall <= TARGET_SECONDS else 'NOT met'}")
     print(f"  API calls  {ratio:6.2f} x   target <= {TARGET_CALL_RATIO:g} x the lower bound   "
           f"{'met' if ratio <= TARGET_CALL_RATIO else 'NOT met'}")
-    print(f"  memory     {memory:6.0f} MB  target < {TARGET_MEMORY_MB:g} MB   "
-          f"{'met' if memory < TARGET_MEMORY_MB else 'NOT met'}")
+    print(f"  memory     {memory:6.0f} MB  target < {memory_target:g} MB   "
+          f"{'met' if memory < memory_target else 'NOT met'}")
 
 
 if __name__ == "__main__":
