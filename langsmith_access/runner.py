@@ -43,12 +43,11 @@ from langsmith_access.definitions import defs
 from langsmith_access.defs.orgs import org_tags
 from langsmith_access.defs.resources import org_resources
 from langsmith_access.langsmith import errors
-from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB
+from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB  # noqa: F401 (callers name runner.SYNC_JOB)
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
+from langsmith_access.store.database import DatabaseBusyError
 from langsmith_access.store.sync_runs import NoPublishedSyncError
 from langsmith_access.transform import DBT_FAILURES_METADATA
-from langsmith_access.transform.parse_ahead import ParseAhead
 
 
 @dataclass
@@ -172,24 +171,13 @@ def run_job(
     started = time.monotonic()
     if org is None:
         org = load_orgs().get()
-    # A database's first sync: dbt's parse of the project runs in a second process beside
-    # Dagster's start-up and the API reads; the dbt step takes its result through the file
-    # system (transform/parse_ahead.py). This call owns the process and cleans it up.
-    ahead = None
-    if job_name == SYNC_JOB:
-        database = AccessDatabase(org.duckdb_path)
-        ahead = ParseAhead.start(database.scratch_path, database.dbt_target_path)
-    try:
-        with warnings.catch_warnings():
-            # Dagster flags its own beta/preview parameters on every load; they mean nothing
-            # to the person running a job. Only those: a deprecation still shows, and the
-            # project fixes its own uses of deprecated APIs instead of hiding them.
-            warnings.simplefilter("ignore", dg.BetaWarning)
-            warnings.simplefilter("ignore", dg.PreviewWarning)
-            outcome = _run_job(job_name, run_config, org, progress, dagster_instance, started, verbose)
-    finally:
-        if ahead is not None:
-            ahead.close()
+    with warnings.catch_warnings():
+        # Dagster flags its own beta/preview parameters on every load; they mean nothing
+        # to the person running a job. Only those: a deprecation still shows, and the
+        # project fixes its own uses of deprecated APIs instead of hiding them.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        outcome = _run_job(job_name, run_config, org, progress, dagster_instance, started, verbose)
     if not outcome.success and log_dir is not None:
         outcome.log_path = _write_failure_log(log_dir, job_name, outcome)
     return outcome

@@ -23,7 +23,7 @@ from langsmith_access.governance.notifications import Notifier, without_secrets
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.transform import docs_site, parse_ahead
+from langsmith_access.transform import docs_site
 
 # Every op that writes DuckDB runs in this Dagster concurrency pool.
 DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
@@ -147,11 +147,6 @@ class SyncDatabase(OrgScopedResource):
     @property
     def dbt_target_path(self) -> Path:
         return self.database.dbt_target_path
-
-    def adopt_parse_ahead(self) -> bool:
-        """Take the project's parse made ahead for this database, if the runner started one
-        (``transform.parse_ahead``): a first sync then builds without a full parse."""
-        return parse_ahead.adopt(self.dbt_target_path)
 
     def docs_site_due(self) -> bool:
         """Whether the published docs site was built from another version of the project (or

@@ -13,8 +13,6 @@ imports nothing from Dagster, ``defs/``, the runner or the CLI.
   an installed, read-only package works.
 - ``invocation``: ``run_dbt``/``build``: one dbt command, streamed as ``NodeResult`` objects
   (unique_id, status, message, failures), never scraped from dbt's text output.
-- ``parse_ahead``: dbt's parse of the project for a database's first sync, made in a second
-  process and handed over through the file system.
 - ``docs_site``: the static dbt docs site published beside the analysts' database.
 - ``selection``: what the core sync's build leaves to the inventory (its tagged models).
 """

@@ -96,10 +96,14 @@ def test_a_spill_directory_left_by_a_killed_build_does_not_stop_the_next_sync(tm
     left = database.scratch_path.with_name(database.scratch_path.name + ".tmp")
     left.mkdir()
     (left / "duckdb_temp_storage_DEFAULT-0.tmp").write_bytes(b"\0" * 4096)
+    # And a parse made ahead by an older version (it ran dbt parse in a second process).
+    ahead = database.dbt_target_path.with_name(database.dbt_target_path.name + "-ahead-abc123")
+    ahead.mkdir()
+    (ahead / "partial_parse.msgpack").write_bytes(b"old")
 
     with database.writer_lease("the next sync"):
         scratch = database.begin_scratch()
         database.discard_scratch(scratch)
 
-    assert not left.exists()
+    assert not left.exists() and not ahead.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("access.sync-")) == []

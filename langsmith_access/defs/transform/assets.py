@@ -39,7 +39,6 @@ def access_tables(context: dg.AssetExecutionContext, sync_database: SyncDatabase
     # The whole project (the core sync): the inventory's models stay as the last inventory
     # built them, unless the file lacks them as the project defines them (transform/selection.py).
     exclude = [] if select else core_sync_exclusions(manifest, sync_database.scratch_path)
-    sync_database.adopt_parse_ahead()
     # The docs site follows the models, not the data: made only when the project changed, from
     # the manifest this build compiles (written only then).
     docs_due = sync_database.docs_site_due()
