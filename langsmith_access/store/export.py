@@ -42,11 +42,12 @@ _DBT_WORK_SUFFIXES = ("__dbt_tmp", "__dbt_backup")
 
 
 def analysts_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Names of the tables of schema ``main`` in the connection's database, sorted."""
+    """Names of the tables of schema ``main`` in the connection's database, the largest first
+    (DuckDB's estimate), then by name."""
     rows = conn.execute(
         "SELECT table_name FROM duckdb_tables() "
         "WHERE database_name = current_database() AND schema_name = ? AND NOT temporary "
-        "ORDER BY table_name",
+        "ORDER BY estimated_size DESC, table_name",
         [EXPORTED_SCHEMA],
     ).fetchall()
     return [name for (name,) in rows if not name.endswith(_DBT_WORK_SUFFIXES)]
@@ -70,11 +71,7 @@ def export_tables(
     out_dir.mkdir(parents=True, exist_ok=True)
     conn.execute("SET TimeZone = 'UTC'")
     options = "FORMAT parquet, COMPRESSION zstd" if file_format == "parquet" else "FORMAT csv, HEADER"
-    sizes = dict(conn.execute(
-        "SELECT table_name, estimated_size FROM duckdb_tables() "
-        "WHERE database_name = current_database() AND schema_name = ?", [EXPORTED_SCHEMA]
-    ).fetchall())
-    pending = collections.deque(sorted(analysts_tables(conn), key=lambda t: -(sizes.get(t) or 0)))
+    pending = collections.deque(analysts_tables(conn))
     pending_lock = threading.Lock()
     written: dict[str, int] = {}
 
