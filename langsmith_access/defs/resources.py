@@ -153,15 +153,11 @@ class SyncDatabase(OrgScopedResource):
         there is none): this sync's build then writes its manifest for the site."""
         return not docs_site.is_current(self.database.docs_path)
 
-    def stage_docs_site(self, *, built_manifest: bool = False) -> None:
-        """Generate the dbt docs site from the scratch database if the published one was built
-        from another version of the project; ``commit_and_publish`` swaps it in.
-        ``built_manifest``: the build wrote its compiled manifest (see ``docs_site.stage``)."""
-        if not self.docs_site_due():
-            return
+    def stage_docs_site(self) -> None:
+        """Generate the dbt docs site from the scratch database and the manifest its build just
+        wrote (when ``docs_site_due``); ``commit_and_publish`` swaps it in."""
         self._staged_docs = docs_site.stage(
-            self.scratch_path, self.dbt_target_path, self.database.docs_path,
-            built_manifest=built_manifest,
+            self.scratch_path, self.dbt_target_path, self.database.docs_path
         )
 
     def commit_and_publish(self) -> None:

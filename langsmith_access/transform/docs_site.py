@@ -34,23 +34,23 @@ def is_current(docs_dir: Path) -> bool:
     return built_from == project_hash() and (docs_dir / INDEX_FILE).exists()
 
 
-def stage(database_file: Path, dbt_dir: Path, docs_dir: Path, *, built_manifest: bool = False) -> Path:
+def stage(database_file: Path, dbt_dir: Path, docs_dir: Path) -> Path:
     """Generate the site from ``database_file`` (just built: its catalog has every table) into
     a new hidden directory beside ``docs_dir``, to be swapped in by the publisher; returns it.
 
-    dbt runs with the database's dbt directory and profile, so it reuses the build's parse.
-    ``built_manifest``: the build that just ran wrote ``manifest.json`` into ``dbt_dir``
+    Called right after a build that wrote ``manifest.json`` into ``dbt_dir``
     (``build(write_json=True)``), its nodes compiled: the site is made from it
     (``--no-compile``, ~0.3 s) rather than by compiling every node again (2.8 s at 200
-    members, ~5 s at 20,000). Nodes the build did not run (the inventory's, in a core sync)
-    then show their source but no compiled SQL. Writer lease holder only.
+    members, ~5 s at 20,000); dbt fails if there is no such manifest. Nodes the build did not
+    run (the inventory's, in a core sync) show their source but no compiled SQL. Writer lease
+    holder only.
     """
     docs_dir = Path(docs_dir)
     for leftover in docs_dir.parent.glob(f".{docs_dir.name}.*"):
         shutil.rmtree(leftover, ignore_errors=True)
     staged = docs_dir.with_name(f".{docs_dir.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        run_dbt(["docs", "generate", "--static", *(["--no-compile"] if built_manifest else [])],
+        run_dbt(["docs", "generate", "--static", "--no-compile"],
                 database_file=database_file, dbt_dir=dbt_dir).raise_on_failure()
         staged.mkdir(parents=True)
         shutil.copyfile(Path(dbt_dir) / "static_index.html", staged / INDEX_FILE)

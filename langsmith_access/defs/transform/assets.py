@@ -53,7 +53,7 @@ def access_tables(context: dg.AssetExecutionContext, sync_database: SyncDatabase
     if not invocation.success:
         raise build_failure(invocation)
     if docs_due:
-        sync_database.stage_docs_site(built_manifest=True)
+        sync_database.stage_docs_site()
 
 
 @dg.definitions
