@@ -281,7 +281,7 @@ class AccessDatabase:
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink(missing_ok=True)
-        # Parses made ahead by versions before 2316d8f (`<stem>.dbt-ahead-*`), left by a run
+        # Parses made ahead by versions before 8a05c1a (`<stem>.dbt-ahead-*`), left by a run
         # that died: nothing reads them any more.
         for stale in self.path.parent.glob(f"{self.dbt_target_path.name}-ahead-*"):
             shutil.rmtree(stale, ignore_errors=True)
