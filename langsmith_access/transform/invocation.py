@@ -14,9 +14,11 @@ What dbt keeps between invocations of one process, and why that is safe here:
   (``_DBT_LOCK``; the writer pool already allows only one dbt build per database). Each
   invocation sets them up again from its own arguments: a run's file and directories come from
   its command line and the ``profiles.yml`` written for it, never from earlier runs.
-- dbt-duckdb keeps its "environment" object, but closes the DuckDB connection when the
-  invocation's last handle closes: after ``wait()`` no handle on the file remains (a test holds
-  this: another process opens the file for writing right after a build).
+- dbt-duckdb keeps its "environment" object, and its DuckDB connection for the whole
+  invocation (the profile's ``keep_open``: reopening the file between nodes cost a checkpoint
+  and a catalog read each time); the worker closes that connection when dbt returns, so after
+  ``wait()`` no handle on the file remains (a test holds this: another process opens the file
+  for writing right after a build).
 
 ``_dbt_events`` is the engine, the one place that starts dbt.
 """
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.adapters.factory import FACTORY
 from dbt.cli.main import dbtRunner
 from dbt_common.events.functions import msg_to_dict
@@ -300,7 +303,10 @@ def _dbt_events(
     def work() -> None:
         try:
             with _DBT_LOCK:
-                result = dbtRunner(callbacks=[on_event]).invoke(list(command))
+                try:
+                    result = dbtRunner(callbacks=[on_event]).invoke(list(command))
+                finally:
+                    close_dbt_connection()
             outcome["success"] = result.success
             outcome["exception"] = result.exception
         except BaseException as error:  # never lose the sentinel: the reader would wait forever
@@ -339,6 +345,14 @@ def _dbt_events(
         invocation.errors.append(f"dbt's queries were interrupted after {timeout_seconds:g} s")
     elif exception is not None and not invocation.errors:
         invocation.errors.append(f"{type(exception).__name__}: {exception}".strip())
+
+
+def close_dbt_connection() -> None:
+    """Close the DuckDB connection dbt-duckdb keeps open for an invocation (``keep_open`` in
+    the profile), so the file is free for other processes once dbt returns."""
+    environment = DuckDBConnectionManager._ENV
+    if environment is not None:
+        environment.close()
 
 
 def _cancel_queries() -> None:

@@ -9,7 +9,7 @@ from dbt.cli.main import dbtRunner
 
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.transform import project
-from langsmith_access.transform.invocation import dbt_command
+from langsmith_access.transform.invocation import close_dbt_connection, dbt_command
 from langsmith_access.transform.project import PROFILE_NAME, PROFILE_TEMPLATE, write_profile
 
 # ~2 million distinct strings: a hash table far larger than the 32 MB limit below.
@@ -23,7 +23,10 @@ LARGE_DISTINCT = (
 def _dbt_show(dbt_dir, sql: str):
     """``dbt show --inline sql`` on the database of ``dbt_dir``'s profile, through dbt's own
     connection: (succeeded, first row or None, error message)."""
-    outcome = dbtRunner().invoke(dbt_command(["show", "--inline", sql], dbt_dir))
+    try:
+        outcome = dbtRunner().invoke(dbt_command(["show", "--inline", sql], dbt_dir))
+    finally:
+        close_dbt_connection()  # as every invocation of langsmith-access does (keep_open)
     if outcome.success:
         return True, tuple(outcome.result.results[0].agate_table.rows[0].values()), ""
     return False, None, str(outcome.exception)
