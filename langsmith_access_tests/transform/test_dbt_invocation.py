@@ -47,6 +47,8 @@ def test_a_failing_test_is_reported_with_its_node_status_and_message(tmp_path):
     message = invocation.failure_message()
     assert "FAIL test primary_key_stg_langsmith__roles_role_id (1 rows)" in message
     assert "configured to fail if != 0" in message
+    # dbt keeps one connection for the whole invocation; a failed one lets go of the file too.
+    assert _open_for_writing_in_another_process(database) == "ok"
 
 
 def test_a_build_names_its_database_in_a_profile_of_its_own_and_skips_unit_tests(tmp_path):
