@@ -14,6 +14,9 @@ What dbt keeps between invocations of one process, and why that is safe here:
   (``_DBT_LOCK``; the writer pool already allows only one dbt build per database). Each
   invocation sets them up again from its own arguments: a run's file and directories come from
   its command line and the ``profiles.yml`` written for it, never from earlier runs.
+- dbt's parse of the project is saved in the run's directory and reused by the next run there;
+  a database's first run starts from a parse kept for databases of the same name
+  (``parse_seed``), not from a full parse.
 - dbt-duckdb keeps its "environment" object, and its DuckDB connection for the whole
   invocation (the profile's ``keep_open``: reopening the file between nodes cost a checkpoint
   and a catalog read each time); the worker closes that connection when dbt returns, so after
@@ -26,6 +29,7 @@ What dbt keeps between invocations of one process, and why that is safe here:
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -38,10 +42,15 @@ from dbt.adapters.factory import FACTORY
 from dbt.cli.main import dbtRunner
 from dbt_common.events.functions import msg_to_dict
 
+from langsmith_access.transform import parse_seed
 from langsmith_access.transform.project import DBT_PROJECT_DIR, write_profile
+
+logger = logging.getLogger(__name__)
 
 # dbt's events that carry a node's result, by resource type.
 RESULT_EVENTS = {"LogModelResult", "LogSnapshotResult", "LogTestResult", "LogSeedResult"}
+# dbt could not reuse its saved parse (the message says why) and parses the whole project.
+FULL_PARSE_EVENT = "UnableToPartialParse"
 # A node that did not run because something upstream failed.
 SKIP_EVENT = "SkippingDetails"
 # Statuses of a node that failed (a model or snapshot that errored, a test that failed or errored).
@@ -55,7 +64,7 @@ DBT_FAILURES_METADATA = "dbt_failures"
 _DBT_LOCK = threading.Lock()
 # The events a DbtInvocation reads: node results, skips, the summary's messages (anything
 # else is read only when it is an error); the rest are not even converted to dicts.
-_EVENTS_READ = RESULT_EVENTS | {SKIP_EVENT, "RunResultError"}
+_EVENTS_READ = RESULT_EVENTS | {SKIP_EVENT, "RunResultError", FULL_PARSE_EVENT}
 # Where the worker thread says it is done (after its last event).
 _FINISHED = object()
 
@@ -106,11 +115,16 @@ class DbtInvocation:
 
     def __init__(
         self, args: Sequence[str], command: Sequence[str], *, timeout_seconds: float | None,
+        dbt_dir: Path | None = None,
     ):
         self.args = list(args)  # dbt's arguments, e.g. ["build", "--select", "grants_snapshot+"]
         self.command = list(command)  # dbt's whole command line (args, then project and dirs)
+        # The run's profiles/target directory: where its parse is seeded from, and kept from.
+        self.dbt_dir = dbt_dir
         self.results: list[NodeResult] = []
         self.errors: list[str] = []  # error-level messages not tied to a node (e.g. a parse error)
+        # Why dbt parsed the whole project, when it did (empty: it reused a saved parse).
+        self.full_parse_reasons: list[str] = []
         self.returncode: int | None = None  # 0 when dbt reported success, 1 otherwise
         self._timeout_seconds = timeout_seconds
         self._events: Generator[dict[str, Any], None, None] | None = None
@@ -143,6 +157,8 @@ class DbtInvocation:
                 message = (data.get("msg") or info.get("msg") or "").strip()
                 if message:
                     messages[node["unique_id"]] = message
+            elif name == FULL_PARSE_EVENT:
+                self.full_parse_reasons.append((info.get("msg") or "").strip())
             elif info.get("level") == "error" and not node.get("unique_id"):
                 self.errors.append((info.get("msg") or "").strip())
         self.results = [
@@ -223,7 +239,8 @@ def run_dbt(
     """
     dbt_dir = Path(dbt_dir)
     write_profile(dbt_dir, database_file)
-    return DbtInvocation(args, dbt_command(args, dbt_dir), timeout_seconds=timeout_seconds)
+    return DbtInvocation(args, dbt_command(args, dbt_dir), timeout_seconds=timeout_seconds,
+                         dbt_dir=dbt_dir)
 
 
 def build(
@@ -303,10 +320,13 @@ def _dbt_events(
     def work() -> None:
         try:
             with _DBT_LOCK:
+                _use_saved_parse(invocation)
                 try:
                     result = dbtRunner(callbacks=[on_event]).invoke(list(command))
                 finally:
                     close_dbt_connection()
+                if result.success:
+                    _keep_parse(invocation)
             outcome["success"] = result.success
             outcome["exception"] = result.exception
         except BaseException as error:  # never lose the sentinel: the reader would wait forever
@@ -345,6 +365,27 @@ def _dbt_events(
         invocation.errors.append(f"dbt's queries were interrupted after {timeout_seconds:g} s")
     elif exception is not None and not invocation.errors:
         invocation.errors.append(f"{type(exception).__name__}: {exception}".strip())
+
+
+def _use_saved_parse(invocation: DbtInvocation) -> None:
+    """A first run in its directory starts from the parse kept for its profile (parse_seed)."""
+    if invocation.dbt_dir is None:
+        return
+    try:
+        parse_seed.start_from_saved_parse(invocation.dbt_dir)
+    except Exception:  # dbt then parses in full, as without a seed
+        logger.warning("could not start dbt from a saved parse", exc_info=True)
+
+
+def _keep_parse(invocation: DbtInvocation) -> None:
+    """Keep a successful run's parse for databases that have none yet; not a run with its own
+    ``--vars`` (dbt would parse again for the usual vars)."""
+    if invocation.dbt_dir is None or "--vars" in invocation.args:
+        return
+    try:
+        parse_seed.keep_parse(invocation.dbt_dir)
+    except Exception:  # the next new database parses in full, as without a seed
+        logger.warning("could not keep dbt's parse for new databases", exc_info=True)
 
 
 def close_dbt_connection() -> None:

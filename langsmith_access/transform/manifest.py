@@ -12,35 +12,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
-from langsmith_access.settings import cache_directory
+from langsmith_access.transform.cache import cache_root, project_cache_directory
 from langsmith_access.transform.invocation import run_dbt
-from langsmith_access.transform.project import project_hash
 
 MANIFEST_FILE = "manifest.json"
-
-
-def cache_root() -> Path:
-    """The cache directory (settings.cache_directory), or a per-user directory under the
-    system's temporary directory when that one cannot be written (a daemon without a home)."""
-    preferred = cache_directory()
-    try:
-        preferred.mkdir(parents=True, exist_ok=True)
-        if os.access(preferred, os.W_OK | os.X_OK):
-            return preferred
-    except OSError:
-        pass
-    fallback = Path(tempfile.gettempdir()) / f"langsmith-access-{os.getuid()}"
-    fallback.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return fallback
+__all__ = ["MANIFEST_FILE", "cache_root", "manifest_directory", "prepare_manifest"]
 
 
 def manifest_directory() -> Path:
     """Where the manifest of the project as it is now lives (built or not)."""
-    return cache_root() / f"dbt-{project_hash()}"
+    return project_cache_directory()
 
 
 def prepare_manifest(*, force: bool = False) -> Path:
