@@ -9,8 +9,11 @@ imports nothing from Dagster, ``defs/``, the runner or the CLI.
 
 - ``project``: where the project is, its content hash, and the ``profiles.yml`` that points dbt
   at one database file.
-- ``manifest``: the manifest Dagster reads, built in a cache directory keyed by that hash, so
-  an installed, read-only package works.
+- ``cache``: the cache directory of the project as it is now, keyed by that hash.
+- ``manifest``: the manifest Dagster reads, built in that cache directory, so an installed,
+  read-only package works.
+- ``parse_seed``: a database's first dbt run starts from the parse kept for databases of the
+  same name, not from a full parse.
 - ``invocation``: ``run_dbt``/``build``: one dbt command, streamed as ``NodeResult`` objects
   (unique_id, status, message, failures), never scraped from dbt's text output.
 - ``docs_site``: the static dbt docs site published beside the analysts' database.
