@@ -23,9 +23,7 @@ would without it.
 from __future__ import annotations
 
 import logging
-import os
 import pprint
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -40,7 +38,7 @@ from dbt.parser.manifest import (
 )
 
 from langsmith_access.transform.cache import project_cache_directory
-from langsmith_access.transform.project import PROFILE_NAME, PROFILES_FILE
+from langsmith_access.transform.project import PROFILE_NAME, PROFILES_FILE, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +63,7 @@ def start_from_saved_parse(dbt_dir: Path) -> bool:
         seed.unlink(missing_ok=True)  # damaged: the next successful run keeps a new one
         raise
     manifest.state_check.profile_hash = profile_hash
-    _write_atomically(own_parse, manifest.to_msgpack(extended_mashumaro_encoder))
+    write_atomically(own_parse, manifest.to_msgpack(extended_mashumaro_encoder))
     return True
 
 
@@ -84,7 +82,7 @@ def keep_parse(dbt_dir: Path) -> bool:
         logger.warning("dbt's saved parse in %s is not keyed as expected; not kept", dbt_dir)
         return False
     seed.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(seed, data)
+    write_atomically(seed, data)
     return True
 
 
@@ -103,14 +101,3 @@ def profile_state(dbt_dir: Path) -> tuple[FileHash, str]:
 
 def _load(data: bytes) -> Manifest:
     return Manifest.from_msgpack(data, decoder=extended_mashumuro_decoder)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

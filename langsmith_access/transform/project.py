@@ -79,15 +79,20 @@ def write_profile(profiles_dir: Path, database_file: Path | str) -> Path:
     text = profile_text(database_file)
     if target.exists() and target.read_text() == text:
         return profiles_dir
-    handle, temporary = tempfile.mkstemp(prefix=".profiles-", suffix=".yml", dir=profiles_dir)
+    write_atomically(target, text.encode())
+    return profiles_dir
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` by rename, so a reader (a dbt run, another process) never sees half of it."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.replace(temporary, target)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return profiles_dir
 
 
 def dbt_vars(*, unused_days: int) -> dict[str, int]:
