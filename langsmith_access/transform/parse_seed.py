@@ -6,14 +6,15 @@ vars, and the profile. For the profile, dbt hashes every connection value, the p
 DuckDB file included (``ManifestLoader.build_manifest_state_check``). So a database dbt never
 built paid a full parse, 3-6 s of CPU (most of it reading dbt's ~1,000 macros), although the
 parse is the same for every file of the same name: the name becomes the database of every
-relation, the directory appears nowhere in it.
+relation, the database's directory appears nowhere in it.
 
 So after a run, its parse is kept in the project's cache (``dbt-<hash>-parses/``), keyed by the
-profile's values other than the path; before a database's first run, the parse kept for its key
-is copied into its target directory with the one thing dbt ties to the path changed: the
-profile hash, computed as dbt computes it. dbt still checks everything else (version, vars,
-every file's checksum) and parses again whatever differs. The tests compare a seeded parse
-with a full one, node by node.
+profile's values other than the path, and by where this installation's project and dbt's own
+macros are (a parse names the directory of every file it read). Before a database's first
+run, the parse kept for its key is copied into its target directory with the one thing dbt
+ties to the path changed: the profile hash, computed as dbt computes it. dbt still checks
+everything else (version, vars, every file's checksum) and parses again whatever differs. The
+tests compare a seeded parse with a full one, node by node.
 
 Only runs without ``--vars`` leave a parse behind: their vars are the ones most runs use.
 Nothing here may fail a run: when a seed cannot be made or used, dbt parses in full, as it
@@ -26,6 +27,8 @@ import logging
 import pprint
 from pathlib import Path
 
+import dbt.include.duckdb
+import dbt.include.global_project
 import yaml
 from dbt.config.profile import Profile
 from dbt.config.renderer import ProfileRenderer
@@ -38,7 +41,12 @@ from dbt.parser.manifest import (
 )
 
 from langsmith_access.transform.cache import project_cache_directory
-from langsmith_access.transform.project import PROFILE_NAME, PROFILES_FILE, write_atomically
+from langsmith_access.transform.project import (
+    DBT_PROJECT_DIR,
+    PROFILE_NAME,
+    PROFILES_FILE,
+    write_atomically,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +96,7 @@ def keep_parse(dbt_dir: Path) -> bool:
 
 def profile_state(dbt_dir: Path) -> tuple[FileHash, str]:
     """For the profile in ``dbt_dir``: dbt's hash of it, and the seed key (the same values
-    without the path: the database's name, schema, settings, ...)."""
+    without the path: the database's name, schema, settings, ...; and this installation)."""
     raw = yaml.safe_load((dbt_dir / PROFILES_FILE).read_text())
     target, data = Profile.render_profile(raw[PROFILE_NAME], PROFILE_NAME, None, ProfileRenderer({}))
     data.pop("threads", None)  # as dbt does: not a connection value
@@ -96,7 +104,16 @@ def profile_state(dbt_dir: Path) -> tuple[FileHash, str]:
     connection = sorted(credentials.connection_info())
     profile_hash = FileHash.from_contents(pprint.pformat(connection))
     without_path = [item for item in connection if item[0] != "path"]
-    return profile_hash, FileHash.from_contents(pprint.pformat(without_path)).checksum[:16]
+    key = FileHash.from_contents(pprint.pformat([*without_path, ("installation", installation())]))
+    return profile_hash, key.checksum[:16]
+
+
+def installation() -> list[str]:
+    """Where the files dbt parses live. A parse records each file's directory, so two
+    installations of the same version (a checkout and a virtualenv) sharing a cache keep
+    parses of their own."""
+    return [str(DBT_PROJECT_DIR), dbt.include.global_project.PACKAGE_PATH,
+            dbt.include.duckdb.PACKAGE_PATH]
 
 
 def _load(data: bytes) -> Manifest:

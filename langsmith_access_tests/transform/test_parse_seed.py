@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from langsmith_access.transform import build, run_dbt
+from langsmith_access.transform import build, parse_seed, run_dbt
 from langsmith_access.transform.parse_seed import seeds_directory
 from langsmith_access_tests.transform.test_dbt_invocation import _raw_database
 
@@ -98,3 +98,15 @@ def test_a_damaged_seed_costs_a_full_parse_and_is_replaced(kept_parse, cache, tm
     assert "could not start dbt from a saved parse" in caplog.text
     assert seed.read_bytes() != b"not a parse"  # the run kept its own parse instead
     assert _parse(tmp_path / "third").full_parse_reasons == []
+
+
+def test_a_parse_kept_by_another_installation_is_not_used(cache, tmp_path, monkeypatch):
+    """A parse records the directory of every file it read: a checkout and a virtualenv of the
+    same version that share a cache each keep their own."""
+    elsewhere = [*parse_seed.installation()[:-1], "/elsewhere/site-packages/dbt/include/duckdb"]
+    monkeypatch.setattr(parse_seed, "installation", lambda: elsewhere)
+
+    other = _parse(tmp_path / "other-installation")
+
+    assert any(NOT_FOUND in reason for reason in other.full_parse_reasons)
+    assert len(list(seeds_directory().iterdir())) == 2
