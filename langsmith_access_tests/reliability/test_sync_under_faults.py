@@ -10,9 +10,11 @@ from langsmith_access_tests.helpers import expected_org_grants, expected_workspa
 from langsmith_access_tests.reliability.conftest import FaultRun
 
 # Columns that legitimately differ between two syncs of the same org: which sync wrote the
-# row, and when (history intervals open at the sync's build time).
+# row, and when (history intervals open at the sync's build time; ages in whole days counted
+# up to the read or the build, which differ when a day boundary falls between two syncs).
 RUN_COLUMNS = {"sync_id", "synced_at", "fetched_at", "valid_from", "valid_to", "grant_interval_id", "setting_interval_id",
-               "changed_at", "previous_sync_at", "held_since"}
+               "changed_at", "previous_sync_at", "held_since",
+               "age_days", "days_since_last_use", "days_since_last_login"}
 # Tables that describe runs rather than the org.
 RUN_TABLES = {("main", "sync_runs")}
 
