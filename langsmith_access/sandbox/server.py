@@ -202,6 +202,9 @@ class SandboxServer:
         self._stopping.set()
         self._http_server.shutdown()
         self._http_server.close_open_connections()
+        # Requests cut short (a hang, a latency sleep) are logged by their own threads: wait for
+        # them, so that once stop() returns every request the sandbox received is in its log.
+        self._http_server.wait_for_requests_in_flight(timeout=5)
         self._http_server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -302,6 +305,8 @@ class _HttpServer(ThreadingHTTPServer):
         self.sandbox = sandbox
         self._open_connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._in_flight = 0  # requests read and not yet logged and answered
+        self._in_flight_changed = threading.Condition()
         super().__init__(address, _RequestHandler)
 
     def server_bind(self) -> None:
@@ -330,6 +335,20 @@ class _HttpServer(ThreadingHTTPServer):
             except OSError:
                 pass
 
+    def request_started(self) -> None:
+        with self._in_flight_changed:
+            self._in_flight += 1
+
+    def request_finished(self) -> None:
+        with self._in_flight_changed:
+            self._in_flight -= 1
+            self._in_flight_changed.notify_all()
+
+    def wait_for_requests_in_flight(self, timeout: float) -> bool:
+        """Wait until no request is being handled; False if some still are after ``timeout``."""
+        with self._in_flight_changed:
+            return self._in_flight_changed.wait_for(lambda: self._in_flight == 0, timeout)
+
     def handle_error(self, request, client_address) -> None:
         # A client that went away (or a stop() that cut it) is normal here, not worth a traceback.
         if isinstance(sys.exc_info()[1], OSError):
@@ -349,6 +368,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_POST = do_PATCH = do_DELETE = do_PUT = do_GET
 
     def _serve(self) -> None:
+        self.server.request_started()
+        try:
+            self._handle()
+        finally:
+            self.server.request_finished()
+
+    def _handle(self) -> None:
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
