@@ -15,11 +15,10 @@ import shutil
 import uuid
 from pathlib import Path
 
-from langsmith_access.transform.cache import cache_root, project_cache_directory
+from langsmith_access.transform.cache import project_cache_directory
 from langsmith_access.transform.invocation import run_dbt
 
 MANIFEST_FILE = "manifest.json"
-__all__ = ["MANIFEST_FILE", "cache_root", "manifest_directory", "prepare_manifest"]
 
 
 def manifest_directory() -> Path:

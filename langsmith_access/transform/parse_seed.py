@@ -55,14 +55,19 @@ def seeds_directory() -> Path:
     return project_cache_directory("parses")
 
 
+def _seed_for(dbt_dir: Path) -> tuple[FileHash, Path]:
+    """dbt's hash of the profile in ``dbt_dir``, and where the seed for that profile is kept."""
+    profile_hash, key = profile_state(dbt_dir)
+    return profile_hash, seeds_directory() / f"{key}.msgpack"
+
+
 def start_from_saved_parse(dbt_dir: Path) -> bool:
     """Give ``dbt_dir`` (whose ``profiles.yml`` is written) the saved parse for its profile,
     when it has no parse of its own and one is kept. True when it got one."""
     own_parse = dbt_dir / PARTIAL_PARSE_FILE_NAME
     if own_parse.exists():
         return False
-    profile_hash, key = profile_state(dbt_dir)
-    seed = seeds_directory() / f"{key}.msgpack"
+    profile_hash, seed = _seed_for(dbt_dir)
     if not seed.exists():
         return False
     try:
@@ -79,8 +84,7 @@ def keep_parse(dbt_dir: Path) -> bool:
     """Keep ``dbt_dir``'s parse as the seed for its profile's key, unless one is kept already.
     True when it was kept."""
     own_parse = dbt_dir / PARTIAL_PARSE_FILE_NAME
-    profile_hash, key = profile_state(dbt_dir)
-    seed = seeds_directory() / f"{key}.msgpack"
+    profile_hash, seed = _seed_for(dbt_dir)
     if seed.exists() or not own_parse.exists():
         return False
     data = own_parse.read_bytes()
