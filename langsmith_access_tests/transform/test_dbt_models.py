@@ -795,6 +795,27 @@ def test_two_roles_for_one_user_in_one_workspace_fail_the_build(broken_sync):
     assert bob_in_research == [{"role_id": WS_ADMIN}, {"role_id": WS_EDITOR}]
 
 
+def test_a_table_rebuilt_in_place_keeps_its_rows_when_the_rebuild_fails(first_sync, tmp_path):
+    """The project's own `table` materialization (macros/materialization_table.sql) drops the
+    old table and creates the new one in one transaction: a rebuild that fails after the drop
+    (here on a login methods value that is not JSON, met while the rows are inserted) rolls
+    back to the old table, and no intermediate or backup table is left behind."""
+    db_path = tmp_path / "working.duckdb"
+    copy_database(first_sync.baseline, db_path)
+    before = query(db_path, "SELECT * FROM staging.stg_langsmith__org_members ORDER BY ls_user_id")
+    assert before
+    with duckdb.connect(str(db_path)) as con:
+        con.execute(f"UPDATE {RAW_SCHEMA}.org_members SET login_methods = '[{{not json'")
+
+    result = dbt_build(db_path, tmp_path, ("run", "--select", "stg_langsmith__org_members"))
+
+    assert result.results == {"stg_langsmith__org_members": "error"}, result.output
+    assert "Malformed JSON" in result.output
+    assert query(db_path, "SELECT * FROM staging.stg_langsmith__org_members ORDER BY ls_user_id") == before
+    assert query(db_path, "SELECT table_schema, table_name FROM information_schema.tables "
+                          "WHERE table_name LIKE '%__dbt_%'") == []
+
+
 def test_a_repeated_or_missing_key_and_a_missing_required_value_fail_their_checks(
     first_sync, tmp_path
 ):

@@ -1,0 +1,37 @@
+{#
+    Every table model rebuilt in one statement: drop the old table and create the new one in the
+    model's transaction. dbt-duckdb's own `table` materialization builds `<model>__dbt_tmp`, then
+    asks the catalog about indexes and foreign keys (four queries), renames the old table to a
+    backup and the new one into place, commits and drops the backup: ~10 statements and as many
+    Jinja macro calls and dbt events per model, for what DuckDB does atomically in one
+    transaction. The project has none of what those steps serve (no indexes, constraints,
+    grants, docs persisted in the database, Python models), and every build runs on the sync's
+    scratch file, never the analysts' copy: a failed build rolls the transaction back, keeping
+    the old table, and publishes nothing.
+
+    The root project's materialization takes precedence over the adapter's for this project's
+    models only. With a contract enforced, `create_table_as` checks the columns first and
+    creates the table with the contract's columns before inserting the rows, as before.
+#}
+{% materialization table, adapter="duckdb", supported_languages=["sql"] %}
+
+  {%- set existing_relation = load_cached_relation(this) -%}
+  {%- set target_relation = this.incorporate(type="table") -%}
+
+  {{ run_hooks(pre_hooks, inside_transaction=False) }}
+  {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+  {% call statement("main") -%}
+    {% if existing_relation is not none -%}
+      drop {{ existing_relation.type }} {{ existing_relation }};
+    {%- endif %}
+    {{ create_table_as(False, target_relation, compiled_code) }}
+  {%- endcall %}
+
+  {{ run_hooks(post_hooks, inside_transaction=True) }}
+  {{ adapter.commit() }}
+  {{ run_hooks(post_hooks, inside_transaction=False) }}
+
+  {{ return({"relations": [target_relation]}) }}
+
+{% endmaterialization %}
