@@ -278,13 +278,11 @@ def dbt_build(
     if not by_hand:
         with run_dbt(list(command), database_file=db_path, dbt_dir=work_dir / "target") as invocation:
             invocation.wait()
-        names = {result.unique_id: result.unique_id.split(".")[2] for result in invocation.results}
         return DbtResult(
             invocation.returncode or 0,
             "" if invocation.success else invocation.failure_message(),
-            {names[r.unique_id]: r.status for r in invocation.results},
-            {names[r.unique_id]: r.failures or 0 for r in invocation.results
-             if r.unique_id.startswith("test.")},
+            {r.name: r.status for r in invocation.results},
+            {r.name: r.failures or 0 for r in invocation.results if r.resource_type == "test"},
         )
     env = {**os.environ, "LANGSMITH_ACCESS_DBT_DUCKDB_PATH": str(db_path)}
     run_results_path = work_dir / "target" / "run_results.json"
