@@ -40,22 +40,16 @@ postgres:
 smoke-deploy: manifest postgres
 	$(BIN)/python -m pytest langsmith_access_tests/deploy/test_smoke_deploy.py -q -s
 
-# ruff and mypy over the package (configured in pyproject.toml); `make test` runs it too.
+# ruff and mypy over the package (configured in pyproject.toml); `make test` runs it first.
 lint: bootstrap
 	$(BIN)/ruff check langsmith_access
 	$(BIN)/mypy
 
 # One worker per core; each test module stays on one worker (its module fixtures are built once),
-# the files in the order conftest.py gives them (the longest first). The lint runs beside the
-# tests (a cold mypy is about a minute of one core), its output printed after theirs; either
-# failing fails `make test`.
+# the files in the order conftest.py gives them (the longest first).
 PYTEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
-test: bootstrap browser postgres
-	@$(MAKE) --no-print-directory lint > $(VENV)/lint.log 2>&1 & lint=$$!; \
-	echo "$(PYTEST)  (make lint beside it)"; $(PYTEST); tests=$$?; \
-	wait $$lint; linted=$$?; echo "--- make lint:"; cat $(VENV)/lint.log; \
-	test $$tests -eq 0 && test $$linted -eq 0
+test: bootstrap browser postgres lint
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Performance figures (BENCHMARKS.md): sandbox scale, then the real CLI's sync and provisioning
 # against the sandbox at 20 ms latency and 2000 requests/min. About 16 minutes.
