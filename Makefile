@@ -45,11 +45,10 @@ lint: bootstrap
 	$(BIN)/ruff check langsmith_access
 	$(BIN)/mypy
 
-# One worker per core; each test module stays on one worker (its module fixtures are built once),
-# the files in the order conftest.py gives them (the longest first).
+# One worker per core; each test module stays on one worker (its module fixtures are built once).
 PYTEST_WORKERS ?= 2
 test: bootstrap browser postgres lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # Performance figures (BENCHMARKS.md): sandbox scale, then the real CLI's sync and provisioning
 # against the sandbox at 20 ms latency and 2000 requests/min. About 16 minutes.
