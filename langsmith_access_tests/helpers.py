@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,7 @@ import duckdb
 
 from langsmith_access import runner
 from langsmith_access.sandbox import OrgState, SandboxServer
+from langsmith_access.store.database import AccessDatabase
 
 
 def point_at(monkeypatch, sandbox: SandboxServer, database: Path) -> None:
@@ -21,6 +23,16 @@ def point_at(monkeypatch, sandbox: SandboxServer, database: Path) -> None:
 
 def run_sync(**config) -> runner.RunOutcome:
     return runner.run_job(runner.SYNC_JOB, runner.sync_run_config(**config))
+
+
+def copy_synced_database(source: Path, destination: Path) -> Path:
+    """A synced database's two files (the analysts' copy and the working file) at ``destination``:
+    the state its next sync or provisioning run starts from, without running the sync again."""
+    source_files, destination_files = AccessDatabase(source), AccessDatabase(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source_files.path, destination_files.path)
+    shutil.copyfile(source_files.working_path, destination_files.working_path)
+    return destination
 
 
 def query(database: Path, sql: str, params=None) -> list[tuple]:

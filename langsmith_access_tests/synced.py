@@ -14,7 +14,7 @@ import pytest
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.built_once import built_once
-from langsmith_access_tests.helpers import point_at, run_sync
+from langsmith_access_tests.helpers import copy_synced_database, point_at, run_sync
 
 SEED, MEMBERS, WORKSPACES = 21, 30, 4
 API_KEY = "lsv2_sk_provisioning_tests_0123456789"
@@ -61,8 +61,7 @@ def env(template, tmp_path_factory, monkeypatch):
             shutil.rmtree(leftover)
         else:
             leftover.unlink()
-    shutil.copyfile(template.path, database.path)
-    shutil.copyfile(template.working_path, database.working_path)
+    copy_synced_database(template.path, database.path)
     org = new_org()
     with SandboxServer(org, api_key=API_KEY) as sandbox:
         point_at(monkeypatch, sandbox, database.path)

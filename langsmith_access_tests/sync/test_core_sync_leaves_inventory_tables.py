@@ -12,6 +12,8 @@ rebuilding what reads them, and a table gone from the working file is built agai
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -21,7 +23,7 @@ from langsmith_access import runner
 from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access_tests.helpers import point_at, query
+from langsmith_access_tests.helpers import copy_synced_database, point_at, query
 
 INVENTORY_TABLES = ("access_policies", "audit_events", "credentials", "service_accounts", "sso_settings")
 
@@ -45,26 +47,60 @@ def table_rows(database, table: str) -> list[tuple]:
     return sorted(query(database, f"SELECT * FROM main.{table}"), key=repr)
 
 
+NOW = int(time.time())  # one generated org for the module: the fixtures' and every test's
+
+
+def new_org():
+    return generate_org(seed=7, members=30, workspaces=4, now=NOW)
+
+
 @pytest.fixture
 def org():
-    return generate_org(seed=7, members=30, workspaces=4, now=int(time.time()))
+    return new_org()
 
 
-def test_core_syncs_leave_the_inventorys_tables_as_it_built_them(monkeypatch, tmp_path, org):
-    database = tmp_path / "data" / "access.duckdb"
+@dataclass(frozen=True)
+class SyncedThenInventoried:
+    """A new database's first core sync, then the inventory, run once for the module."""
+
+    database: Path
+    first_sync: set[str]  # the assets each one materialized
+    inventory: set[str]
+    empty_after_first_sync: dict[str, list[tuple]]  # the inventory's tables after each one
+    filled: dict[str, list[tuple]]
+
+
+@pytest.fixture(scope="module")
+def synced_then_inventoried(tmp_path_factory) -> SyncedThenInventoried:
+    database = tmp_path_factory.mktemp("synced-then-inventoried") / "access.duckdb"
+    with pytest.MonkeyPatch.context() as monkeypatch, SandboxServer(new_org()) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        _, first = run(SYNC_JOB)
+        empty = {table: table_rows(database, table) for table in INVENTORY_TABLES}
+        _, inventory = run(INVENTORY_JOB)
+        filled = {table: table_rows(database, table) for table in INVENTORY_TABLES}
+    return SyncedThenInventoried(database, first, inventory, empty, filled)
+
+
+@pytest.fixture
+def database(synced_then_inventoried, tmp_path) -> Path:
+    """A copy of the module's synced-then-inventoried database, for this test's syncs."""
+    return copy_synced_database(synced_then_inventoried.database, tmp_path / "data" / "access.duckdb")
+
+
+def test_core_syncs_leave_the_inventorys_tables_as_it_built_them(monkeypatch, org, synced_then_inventoried,
+                                                                 database):
+    # A database's first sync builds them, empty: what reads them builds too.
+    assert {f"main/{table}" for table in INVENTORY_TABLES} <= synced_then_inventoried.first_sync
+    assert all(rows == [] for rows in synced_then_inventoried.empty_after_first_sync.values())
+    # The inventory fills them.
+    assert {f"main/{table}" for table in INVENTORY_TABLES} <= synced_then_inventoried.inventory
+    filled = synced_then_inventoried.filled
+    assert all(filled[table] for table in ("audit_events", "credentials", "service_accounts")), filled
+    assert {table: table_rows(database, table) for table in INVENTORY_TABLES} == filled  # the copy holds them
+
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
-
-        # A database's first sync builds them, empty: what reads them builds too.
-        _, first = run(SYNC_JOB)
-        assert {f"main/{table}" for table in INVENTORY_TABLES} <= first
-        assert all(table_rows(database, table) == [] for table in INVENTORY_TABLES)
-
-        _, inventory = run(INVENTORY_JOB)
-        assert {f"main/{table}" for table in INVENTORY_TABLES} <= inventory
-        filled = {table: table_rows(database, table) for table in INVENTORY_TABLES}
-        assert all(filled[table] for table in ("audit_events", "credentials", "service_accounts")), filled
-
         # The org changes, then two core syncs: the core tables follow, the inventory's stay.
         member = next(m for m in org.active_members() if not m.is_disabled)
         org.remove_member(member.ls_user_id)
@@ -82,16 +118,13 @@ def test_core_syncs_leave_the_inventorys_tables_as_it_built_them(monkeypatch, tm
 
 
 def test_a_core_sync_builds_an_inventory_table_the_working_file_lacks_or_holds_otherwise(
-    monkeypatch, tmp_path, org
+    monkeypatch, org, database
 ):
     """A table missing (say, a first sync before an upgrade added it) or holding other columns
     than the contract (an upgrade changed it) is built by the next core sync, from the raw
     tables the last inventory left."""
-    database = tmp_path / "data" / "access.duckdb"
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
-        run(SYNC_JOB)
-        run(INVENTORY_JOB)
         filled = {table: table_rows(database, table) for table in ("credentials", "sso_settings")}
         assert filled["credentials"]
 

@@ -9,13 +9,13 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
-import duckdb
 import pytest
 
-from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
+from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access_tests.helpers import (
     actual_org_grants,
     actual_workspace_grants,
+    copy_synced_database,
     expected_org_grants,
     expected_workspace_grants,
     file_digest,
@@ -25,22 +25,35 @@ from langsmith_access_tests.helpers import (
 )
 
 
-@pytest.fixture
-def org():
+def new_org():
+    """The same generated org every time: a fresh copy matches the first sync's tables."""
     return generate_org(seed=11, members=40, workspaces=5)
 
 
 @pytest.fixture
-def database(tmp_path):
-    return tmp_path / "data" / "access.duckdb"
+def org():
+    return new_org()
 
 
-def test_first_sync_builds_every_table_from_the_org(monkeypatch, org, database):
-    with SandboxServer(org) as sandbox:
+@pytest.fixture(scope="module")
+def first_sync(tmp_path_factory):
+    """The org's first sync into a new database, run once for the module: (database, outcome)."""
+    database = tmp_path_factory.mktemp("first-sync") / "access.duckdb"
+    with pytest.MonkeyPatch.context() as monkeypatch, SandboxServer(new_org()) as sandbox:
         point_at(monkeypatch, sandbox, database)
         outcome = run_sync()
-        assert outcome.success, outcome.failure
+    assert outcome.success, outcome.failure
+    return database, outcome
 
+
+@pytest.fixture
+def database(first_sync, tmp_path):
+    """A copy of the first sync's database for this test: the state its next sync starts from."""
+    return copy_synced_database(first_sync[0], tmp_path / "data" / "access.duckdb")
+
+
+def test_first_sync_builds_every_table_from_the_org(org, first_sync):
+    database, outcome = first_sync
     assert {r[0] for r in query(database, "SELECT user_id FROM main.users")} == {
         m.ls_user_id for m in org.active_members()
     }
@@ -82,7 +95,6 @@ def test_second_sync_records_history_and_point_in_time(monkeypatch, org, databas
     shared = org.shared_workspaces()
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
-        assert run_sync().success
         first_grants = actual_workspace_grants(database)
         between = datetime.now(timezone.utc)
         while datetime.now(timezone.utc) <= between:
@@ -140,7 +152,6 @@ def test_second_sync_records_history_and_point_in_time(monkeypatch, org, databas
 def test_failed_sync_leaves_data_and_history_untouched_then_recovers(monkeypatch, org, database):
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
-        assert run_sync().success
         before = file_digest(database)
         org.remove_workspace_membership(*next(iter(org.workspace_membership_rows(shared_only=True)))[:2])
 
@@ -162,7 +173,6 @@ def test_failed_sync_leaves_data_and_history_untouched_then_recovers(monkeypatch
 def test_shrink_guard_stops_a_large_drop_unless_accepted(monkeypatch, org, database):
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
-        assert run_sync().success
         before = file_digest(database)
         for member in org.active_members()[: len(org.active_members()) // 2]:
             org.remove_member(member.ls_user_id)
@@ -177,12 +187,9 @@ def test_shrink_guard_stops_a_large_drop_unless_accepted(monkeypatch, org, datab
     assert query(database, "SELECT count(*) FROM main.users")[0][0] == len(org.active_members())
 
 
-def test_per_workspace_route_gives_the_same_tables(monkeypatch, org, tmp_path):
-    enriched_db = tmp_path / "enriched" / "access.duckdb"
+def test_per_workspace_route_gives_the_same_tables(monkeypatch, org, tmp_path, first_sync):
+    enriched_db = first_sync[0]  # the enriched members route, as every sync takes when it can
     fallback_db = tmp_path / "fallback" / "access.duckdb"
-    with SandboxServer(org) as sandbox:
-        point_at(monkeypatch, sandbox, enriched_db)
-        assert run_sync().success
     with SandboxServer(org, enriched_route=False) as sandbox:
         point_at(monkeypatch, sandbox, fallback_db)
         outcome = run_sync()
@@ -219,7 +226,6 @@ print(conn.execute("SELECT count(*) FROM main.users").fetchone()[0], flush=True)
 def test_sync_while_an_analyst_holds_the_database_open(monkeypatch, org, database):
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
-        assert run_sync().success
         # Another process, as an analyst's notebook would be, holds the database open.
         analyst = subprocess.Popen(
             [sys.executable, "-c", ANALYST, str(database)],
