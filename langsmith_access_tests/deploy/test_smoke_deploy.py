@@ -308,6 +308,10 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
             assert len(_writes(us)) - len(writes_before) == 1  # applied once
             assert _writes(two_sandboxes["eu"]) == []  # the other org untouched
 
+            # A daemon starved of CPU can launch one more tick of syncs before the schedule
+            # is stopped (queued behind the per-org limit): every run it launched must end too.
+            wait_for("every launched run to end", lambda: finished(instance, list(instance.get_runs())),
+                     services, RUN_SECONDS)
             all_runs = list(instance.get_runs())
     finally:
         for service in reversed(services):
