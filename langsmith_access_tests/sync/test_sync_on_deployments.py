@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access_tests.helpers import (
     actual_workspace_grants,
+    copy_synced_database,
     expected_workspace_grants,
     point_at,
     query,
@@ -58,10 +60,19 @@ def main_tables(database: Path) -> dict[str, list[tuple]]:
     return tables
 
 
-def test_self_hosted_through_an_api_v1_endpoint_yields_exactly_the_cloud_tables(monkeypatch, tmp_path):
-    cloud_db = tmp_path / "cloud" / "access.duckdb"
+@pytest.fixture(scope="module")
+def cloud_sync(tmp_path_factory) -> Path:
+    """The org's first sync on Cloud's paths, run once for the module: compared with, or copied."""
+    database = tmp_path_factory.mktemp("cloud") / "access.duckdb"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        sync_into(monkeypatch, database)
+    return database
+
+
+def test_self_hosted_through_an_api_v1_endpoint_yields_exactly_the_cloud_tables(monkeypatch, tmp_path,
+                                                                               cloud_sync):
+    cloud_db = cloud_sync
     hosted_db = tmp_path / "hosted" / "access.duckdb"
-    _, cloud_log = sync_into(monkeypatch, cloud_db)
     hosted, hosted_log = sync_into(monkeypatch, hosted_db, deployment="self-hosted")
 
     hosted_paths = {entry.path for entry in hosted_log}
@@ -92,12 +103,12 @@ def test_a_default_role_key_reads_each_workspace_and_says_why(monkeypatch, tmp_p
     assert restricted is False
 
 
-def test_an_anonymity_restricted_answer_is_recorded_and_never_read_as_a_change(monkeypatch, tmp_path):
-    database = tmp_path / "access.duckdb"
+def test_an_anonymity_restricted_answer_is_recorded_and_never_read_as_a_change(monkeypatch, tmp_path,
+                                                                               cloud_sync):
+    database = copy_synced_database(cloud_sync, tmp_path / "access.duckdb")
     org = generate_org(seed=11, members=40, workspaces=5)
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
-        assert run_sync().success
         before = dict(query(database, "SELECT user_id, email FROM main.users"))
         grants_before = actual_workspace_grants(database)
         newcomer = org.add_member("new.person@example.com", "New Person")
