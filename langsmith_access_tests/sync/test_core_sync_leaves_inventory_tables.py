@@ -64,10 +64,10 @@ class SyncedThenInventoried:
     """A new database's first core sync, then the inventory, run once for the module."""
 
     database: Path
-    first_sync: set[str]  # the assets each one materialized
-    inventory: set[str]
-    empty_after_first_sync: dict[str, list[tuple]]  # the inventory's tables after each one
-    filled: dict[str, list[tuple]]
+    first_sync: set[str]  # the assets the first sync materialized
+    inventory: set[str]  # the assets the inventory materialized
+    empty_after_first_sync: dict[str, list[tuple]]  # the inventory's tables' rows then
+    filled: dict[str, list[tuple]]  # and after the inventory
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,13 @@ RUN_COLUMNS = {"sync_id", "run_id", "synced_at", "fetched_at", "started_at", "fi
                "held_since"}  # review_sheet: when the current interval opened
 
 
+def new_org():
+    """The same generated org every time: a fresh copy matches the module's Cloud sync."""
+    return generate_org(seed=11, members=40, workspaces=5)
+
+
 def sync_into(monkeypatch, database: Path, **sandbox_options) -> tuple[SandboxServer, object]:
-    org = generate_org(seed=11, members=40, workspaces=5)
+    org = new_org()
     with SandboxServer(org, **sandbox_options) as sandbox:
         point_at(monkeypatch, sandbox, database)
         if sandbox_options.get("deployment") == "self-hosted":
@@ -89,7 +94,7 @@ def test_self_hosted_through_an_api_v1_endpoint_yields_exactly_the_cloud_tables(
 
 def test_a_default_role_key_reads_each_workspace_and_says_why(monkeypatch, tmp_path):
     database = tmp_path / "access.duckdb"
-    org = generate_org(seed=11, members=40, workspaces=5)
+    org = new_org()
     with SandboxServer(org, key_role="org-user") as sandbox:
         point_at(monkeypatch, sandbox, database)
         outcome = run_sync()
@@ -106,7 +111,7 @@ def test_a_default_role_key_reads_each_workspace_and_says_why(monkeypatch, tmp_p
 def test_an_anonymity_restricted_answer_is_recorded_and_never_read_as_a_change(monkeypatch, tmp_path,
                                                                                cloud_sync):
     database = copy_synced_database(cloud_sync, tmp_path / "access.duckdb")
-    org = generate_org(seed=11, members=40, workspaces=5)
+    org = new_org()
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
         before = dict(query(database, "SELECT user_id, email FROM main.users"))
