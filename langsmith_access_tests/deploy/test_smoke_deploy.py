@@ -36,6 +36,8 @@ import dagster as dg
 import duckdb
 import pytest
 import requests
+from dagster._core.errors import DagsterUserCodeUnreachableError
+from dagster._grpc.client import DagsterGrpcClient
 
 from langsmith_access.api import list_requests, request_grant
 from langsmith_access.names import ORG_TAG, PROVISION_JOB, PROVISIONING_SENSOR, SYNC_JOB, SYNC_SCHEDULE
@@ -51,6 +53,7 @@ SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": "__repository_
 START_SECONDS = 180
 TICK_SECONDS = 150  # the next minute boundary, plus the daemon's start on a busy machine
 RUN_SECONDS = 240
+DAEMON_LEAD_SECONDS = 20  # the daemon's start before the cron's minute boundary (a few s; more when busy)
 ORGS = {"us": (41, 10, 2), "eu": (42, 8, 2)}  # seed, members, workspaces: small
 
 SCHEDULE_STATE = """
@@ -166,6 +169,16 @@ def location_loaded(url: str) -> bool:
     return True
 
 
+def _answers(port: int) -> bool:
+    """The code server answers a gRPC ping: its definitions are loaded (the proxy loads them
+    before it serves)."""
+    try:
+        DagsterGrpcClient(port=port, host="127.0.0.1").ping("smoke")
+    except DagsterUserCodeUnreachableError:
+        return False
+    return True
+
+
 def runs_of(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:
     return list(instance.get_runs(filters=dg.RunsFilter(job_name=job_name)))
 
@@ -244,15 +257,23 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
     for name, value in postgres.environment().items():
         monkeypatch.setenv(name, value)
     try:
-        # The code server and the webserver; the daemon once the definitions are served, so its
+        # The code server, then the webserver once the code server answers (started together,
+        # the webserver's first load fails and its reload makes the code server start a second
+        # process: ~5 s of CPU for nothing); the daemon once the definitions are served, so its
         # first look at the workspace finds the schedule and the sensor.
         code_server.start()
+        wait_for("the code server to answer", lambda: _answers(code_port), [code_server], START_SECONDS)
         webserver.start()
         with dg.DagsterInstance.from_config(str(home)) as instance:
             wait_for("the webserver to load the code location", lambda: location_loaded(url),
                      [code_server, webserver], START_SECONDS)
-            daemon.start()
             loaded_at = time.monotonic() - started
+            # The schedule's first tick is the next minute boundary after the daemon starts.
+            # Until DAEMON_LEAD_SECONDS before it, the daemon would only evaluate the sensors
+            # (CPU the rest of the suite needs): start it then. Started later than the
+            # boundary, it ticks a minute later (TICK_SECONDS allows for it).
+            time.sleep(max(0.0, (60 - time.time() % 60) - DAEMON_LEAD_SECONDS))
+            daemon.start()
 
             # 1. The schedule's tick: one sync per org, each tagged with its org.
             syncs = wait_for("the schedule to launch one sync per org",
