@@ -50,17 +50,16 @@ lint: bootstrap
 	$(BIN)/ruff check langsmith_access
 	$(BIN)/mypy
 
-# One worker per core; each test module stays on one worker (its module fixtures are built once),
-# the files handed out in collection order (the longest first: langsmith_access_tests/conftest.py).
+# One worker per core; each test module stays on one worker (its module fixtures are built once).
 # mypy runs beside the tests rather than before them: a cold mypy is ~60 s of one core, with the
 # other core idle (BENCHMARKS). ruff (a second) still goes first, so a lint error fails at once;
 # mypy's verdict is printed after the tests' and fails the target all the same.
 PYTEST_WORKERS ?= 2
 test: bootstrap browser postgres
 	$(BIN)/ruff check langsmith_access
-	@echo "$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder (mypy beside it)"
+	@echo "$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile (mypy beside it)"
 	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder; tests=$$?; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile; tests=$$?; \
 	wait $$mypy; typed=$$?; echo "$(BIN)/mypy"; cat $(VENV)/mypy.log; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
