@@ -9,10 +9,13 @@ INSTALLED := $(VENV)/.installed
 # uv installs what pip would (the same versions: `pip check` and `pip freeze` agree) in ~10 s,
 # where pip took 1.5-2.5 min here, most of it fetching index pages one package at a time and
 # compiling ~11,000 modules to bytecode on one core; compileall does that on every core after.
+# uv reads none of pip's configuration: where pip's index is a mirror uv cannot reach, pip
+# installs instead.
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[test]'
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[test]' \
+		|| $(BIN)/python -m pip install --quiet --no-compile -e '.[test]'
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null
 	$(BIN)/python -m pip check
 	touch $(INSTALLED)
