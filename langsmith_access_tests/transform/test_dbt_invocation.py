@@ -23,9 +23,11 @@ def _raw_database(path, *, duplicate_role: bool):
             conn.execute(f"INSERT INTO raw.roles VALUES ({', '.join('?' for _ in values)})", values)
 
 
-def test_a_failing_test_is_reported_with_its_node_status_and_message(tmp_path):
+def test_a_failing_test_is_reported_with_its_node_status_and_message(tmp_path, monkeypatch):
     database = tmp_path / "access.sync-scratch.duckdb"
     _raw_database(database, duplicate_role=True)
+    # dbt masks the values of DBT_ENV_SECRET_* variables in its log; so does langsmith-access's.
+    monkeypatch.setenv("DBT_ENV_SECRET_EXAMPLE", "stg_langsmith__pending")
     environment_before = dict(os.environ)
 
     with build(database, tmp_path / "access.dbt") as invocation:
@@ -49,6 +51,14 @@ def test_a_failing_test_is_reported_with_its_node_status_and_message(tmp_path):
     assert "configured to fail if != 0" in message
     # dbt keeps one connection for the whole invocation; a failed one lets go of the file too.
     assert _open_for_writing_in_another_process(database) == "ok"
+    # The run's dbt.log (written from dbt's events, not by dbt's own file logger): dbt's info
+    # and error lines, no debug ones (the SQL), a secret masked.
+    log = (tmp_path / "access.dbt" / "dbt.log").read_text()
+    assert "[info ] [dbt       ]: Running with dbt=" in log
+    assert "[error] " in log and "FAIL 1 primary_key_stg_langsmith__roles_role_id" in log
+    assert "START sql table model staging.*****_invites" in log
+    assert "stg_langsmith__pending" not in log
+    assert "[debug]" not in log and "create or replace" not in log.lower()
 
 
 def test_a_build_names_its_database_in_a_profile_of_its_own_and_skips_unit_tests(tmp_path):

@@ -32,9 +32,9 @@ def _dbt_show(dbt_dir, sql: str):
     return False, None, str(outcome.exception)
 
 
-def _settings(template) -> dict:
+def _config_options(template) -> dict:
     profile = yaml.safe_load(template.read_text())[PROFILE_NAME]
-    return profile["outputs"][profile["target"]]["settings"]
+    return profile["outputs"][profile["target"]]["config_options"]
 
 
 def _as_duckdb_shows_it(memory_limit: str) -> str:
@@ -45,13 +45,15 @@ def _as_duckdb_shows_it(memory_limit: str) -> str:
 def test_the_packaged_memory_limit_reaches_dbts_connection_and_spills_beside_the_database(tmp_path):
     database = tmp_path / "access.sync-scratch.duckdb"
     duckdb.connect(str(database)).close()
-    packaged_limit = _settings(PROFILE_TEMPLATE)["memory_limit"]
+    packaged_limit = _config_options(PROFILE_TEMPLATE)["memory_limit"]
     write_profile(tmp_path / "access.dbt", database)
 
     ok, row, error = _dbt_show(
         tmp_path / "access.dbt",
         "select current_setting('memory_limit') as memory_limit,"
-        " current_setting('temp_directory') as temp_directory",
+        " current_setting('temp_directory') as temp_directory,"
+        " current_setting('preserve_insertion_order') as preserve_insertion_order,"
+        " current_setting('TimeZone') as time_zone",
     )
 
     assert ok, error
@@ -60,6 +62,8 @@ def test_the_packaged_memory_limit_reaches_dbts_connection_and_spills_beside_the
     assert row[0] != _as_duckdb_shows_it("80%")
     # DuckDB's default temp directory for a file: beside it, on the database's own disk.
     assert row[1] == f"{database}.tmp"
+    # The profile's other settings reach it too (config options once, TimeZone per cursor).
+    assert row[2:] == (False, "UTC")
 
 
 @pytest.mark.parametrize("spilling", [True, False], ids=["spills", "no-temp-directory"])
@@ -67,10 +71,10 @@ def test_a_query_that_needs_more_than_the_limit_succeeds_by_spilling(tmp_path, m
     database = tmp_path / "access.sync-scratch.duckdb"
     duckdb.connect(str(database)).close()
     template = yaml.safe_load(PROFILE_TEMPLATE.read_text())
-    settings = template[PROFILE_NAME]["outputs"][template[PROFILE_NAME]["target"]]["settings"]
-    settings["memory_limit"] = "32MB"
+    output = template[PROFILE_NAME]["outputs"][template[PROFILE_NAME]["target"]]
+    output["config_options"]["memory_limit"] = "32MB"
     if not spilling:
-        settings["temp_directory"] = ""  # DuckDB's way to say: never spill
+        output["config_options"]["temp_directory"] = ""  # DuckDB's way to say: never spill
     small = tmp_path / "profiles-template.yml"
     small.write_text(yaml.safe_dump(template))
     monkeypatch.setattr(project, "PROFILE_TEMPLATE", small)
