@@ -31,7 +31,7 @@ from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLa
 from dagster._core.run_coordinator import DefaultRunCoordinator
 from dagster._core.storage.event_log import InMemoryEventLogStorage
 from dagster._core.storage.event_log import in_memory as in_memory_event_log
-from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+from dagster._core.storage.event_log.schema import AssetKeyTable, SqlEventLogStorageMetadata
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 from dagster._core.storage.root import TemporaryLocalArtifactStorage
 from dagster._core.storage.runs import InMemoryRunStorage
@@ -107,10 +107,17 @@ class OneConnectionEventLogStorage(InMemoryEventLogStorage):
                                                  "sqlite/alembic/alembic.ini"), self._held_conn)
             # Its tables are all made here and never change: asked for each stored event with
             # tags (the parent opens a connection to look), the answer is read once.
-            self._tables = frozenset(db.inspect(self._held_conn).get_table_names())
+            inspector = db.inspect(self._held_conn)
+            self._tables = frozenset(inspector.get_table_names())
+            # And the asset key table's columns, which the parent reflects for every asset event.
+            self._asset_key_columns = frozenset(
+                column["name"] for column in inspector.get_columns(AssetKeyTable.name))
 
     def has_table(self, table_name: str) -> bool:
         return table_name in self._tables
+
+    def _has_asset_key_col_on_connection(self, conn, column_name: str) -> bool:
+        return column_name in self._asset_key_columns
 
     @contextmanager
     def _connect(self):

@@ -62,6 +62,11 @@ def test_runs_are_recorded_as_by_the_stock_ephemeral_instance():
     ours, stock = runner.ephemeral_instance(), dg.DagsterInstance.ephemeral()
     assert isinstance(ours.event_log_storage, runner.OneConnectionEventLogStorage)
     assert ours.is_ephemeral
+    # Its tables and the asset key table's columns are read once; the answers are the stock ones.
+    for column in ("last_materialization_timestamp", "wipe_timestamp", "no_such_column"):
+        assert (ours.event_log_storage.has_asset_key_col(column)
+                == stock.event_log_storage.has_asset_key_col(column))
+    assert ours.event_log_storage.has_asset_key_index_cols()
 
     for job in ("passes", "fails"):
         (ours_result, ours_heard), (stock_result, stock_heard) = run(ours, job), run(stock, job)
