@@ -4,13 +4,12 @@ route_reason and anonymity_restricted existed."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from langsmith_access import cli
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access_tests.helpers import (
     actual_workspace_grants,
@@ -148,20 +147,16 @@ def test_an_older_sync_runs_table_gains_the_new_columns(tmp_path):
     assert kept == [("old", None, None)]
 
 
-def test_the_cli_summary_prints_the_route_and_why(tmp_path):
+def test_the_cli_summary_prints_the_route_and_why(tmp_path, monkeypatch, capsys):
+    """``langsmith-access sync`` in this process (the console script's own run is
+    test_cli.py's and test_installed_package.py's)."""
     database = tmp_path / "access.duckdb"
-    cli = str(Path(sys.executable).with_name("langsmith-access"))
     with SandboxServer(generate_org(seed=3, members=12, workspaces=3), key_role="org-user",
                        anonymity_restricted=True) as sandbox:
-        env = {**_clean_env(), **sandbox.environment(database)}
-        done = subprocess.run([cli, "sync", "--quiet"], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert "route: workspace_members, because the enriched members route did not list every workspace" in done.stdout
-    assert "anonymity-restricted" in done.stdout
-    assert sandbox.api_key not in done.stdout + done.stderr
-
-
-def _clean_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("LANGSMITH")}
+        point_at(monkeypatch, sandbox, database)
+        code = cli.main(["sync", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "route: workspace_members, because the enriched members route did not list every workspace" in out
+    assert "anonymity-restricted" in out
+    assert sandbox.api_key not in out + err
