@@ -61,32 +61,6 @@ def test_sync_command_refuses_a_personal_token_before_any_request(tmp_path):
     assert not database.exists()
 
 
-def test_demo_prints_the_summary_and_three_answers(tmp_path, monkeypatch, capsys):
-    from langsmith_access.demo import run_demo
-
-    for name in ("LANGSMITH_API_KEY", "LANGSMITH_ORGANIZATION_ID", "LANGSMITH_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "demo.duckdb"))
-    environment = dict(os.environ)
-    assert run_demo(seed=3, members=20, workspaces=3) == 0
-    # The demo hands its sandbox's settings to its runs: the environment is as it was.
-    assert dict(os.environ) == environment
-    out = capsys.readouterr().out
-    assert "20 users" in out
-    for number in ("1. Who holds", "2. Which workspaces", "3. Which disabled"):
-        assert number in out
-    # Governance: an approval (self-approval refused first) and an expiry that restores the role.
-    assert "awaiting_approval: awaiting approval: grant Admin" in out
-    assert "they try to approve it themselves: refused: self-approval" in out
-    assert "revoke by langsmith-access (expired): applied, restore Editor, the role before the grant of Admin" in out
-    assert re.search(r"is Editor in '[^']+' again\.", out)
-    assert "LANGSMITH_ACCESS_POLICY" not in os.environ  # the demo's policy governs only the demo
-    admins = query(tmp_path / "demo.duckdb",
-                   "SELECT count(*) FROM main.users u JOIN main.roles r ON r.role_id = u.org_role_id "
-                   "WHERE r.name = 'ORGANIZATION_ADMIN'")[0][0]
-    assert admins > 0
-
-
 def _closed_port() -> int:
     import socket
 

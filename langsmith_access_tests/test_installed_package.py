@@ -1,5 +1,7 @@
 """The product as `pip install .` (not editable) installs it: the demo runs from an empty
-directory, with the dbt project read from site-packages and nothing written there.
+directory, with the dbt project read from site-packages and nothing written there, and tells
+its whole story (sync, the three answers, provisioning, an approval and an expiry) without
+touching the process environment. The suite's only demo run: a demo costs ~40 s of CPU.
 
 To stay fast and offline, the wheel is built without build isolation, installed with
 ``--no-deps`` into a fresh venv, and the dependencies come from this test venv's site-packages
@@ -7,15 +9,28 @@ through a ``.pth`` file (a plain path: the editable install's finder there is no
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
+import duckdb
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# `langsmith-access demo` as the console script runs it (main), then the environment compared.
+DEMO_KEEPING_THE_ENVIRONMENT = """
+import os, sys
+from langsmith_access.cli import main
+before = dict(os.environ)
+code = main(["demo"])
+sys.stdout.flush()
+assert dict(os.environ) == before, "the demo changed the process environment"
+assert "LANGSMITH_ACCESS_POLICY" not in os.environ
+sys.exit(code)
+"""
 
 
 def _run(command, **kwargs):
@@ -65,13 +80,31 @@ def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
     # No manifest built yet for this install: it must build one itself, outside the package.
     env["LANGSMITH_ACCESS_CACHE_DIR"] = str(tmp_path / "cache")
     env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"  # only the fresh venv's scripts
-    demo = subprocess.run([str(venv / "bin" / "langsmith-access"), "demo"], cwd=empty, env=env,
+    script = venv / "bin" / "langsmith-access"
+    assert "demo" in _run([str(script), "--help"], cwd=empty, env=env).stdout  # the console script
+    # The demo, through the installed package's main(), checking that it handed its sandbox's
+    # settings to its runs and left the process environment as it was (the demo's policy
+    # governs only the demo).
+    demo = subprocess.run([str(python), "-c", DEMO_KEEPING_THE_ENVIRONMENT], cwd=empty, env=env,
                           capture_output=True, text=True, timeout=800)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert "50 users" in demo.stdout
+    out = demo.stdout
+    assert "50 users" in out
+    for number in ("1. Who holds", "2. Which workspaces", "3. Which disabled"):
+        assert number in out
+    # Governance: an approval (self-approval refused first) and an expiry that restores the role.
+    assert "awaiting_approval: awaiting approval: grant Admin" in out
+    assert "they try to approve it themselves: refused: self-approval" in out
+    assert "revoke by langsmith-access (expired): applied, restore Editor, the role before the grant of Admin" in out
+    assert re.search(r"is Editor in '[^']+' again\.", out)
 
     database = empty / "data" / "demo" / "langsmith_access.duckdb"
     assert database.exists()
+    with duckdb.connect(str(database), read_only=True) as conn:
+        admins = conn.execute(
+            "SELECT count(*) FROM main.users u JOIN main.roles r ON r.role_id = u.org_role_id "
+            "WHERE r.name = 'ORGANIZATION_ADMIN'").fetchone()[0]
+    assert admins > 0
     assert (database.with_name("langsmith_access_docs") / "index.html").exists()
     assert list((tmp_path / "cache").glob("dbt-*/manifest.json"))
     assert _files(installed) == shipped  # nothing written into site-packages
