@@ -1,7 +1,8 @@
 """Provisioning survives ``kill -9`` mid-batch (twice, each time in the middle of a write) and
 duplicate submissions: no request lost, none applied twice, whatever the number of threads.
 
-`langsmith-access provision` runs as a real process against a sandbox with latency, on a small
+Each run that is killed is `langsmith-access provision` as a real process (the runs after the
+kills, which nobody kills, run its main() in the test's process), against a sandbox with latency, on a small
 batch (one thread, a read per request) and on a batch big enough for several threads and org
 listings. A gate in front of the sandbox holds the answer of every write from a chosen one on,
 *after LangSmith applied it*, and the test kills the process group with SIGKILL while it holds
@@ -20,6 +21,8 @@ way; each grant gets one revoke and LangSmith one write per expiry.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -125,6 +128,18 @@ def start_provision(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
             start_new_session=True,  # its own process group: we kill exactly what we started
         )
     return process, out
+
+
+def provision_in_this_process() -> tuple[int, str]:
+    """``langsmith-access provision --json`` through main() in this process, with the same
+    environment: a run nobody kills needs no process of its own (a subprocess costs ~9 s of CPU
+    more: Python, Dagster and dbt loaded again). Its exit code and what it printed."""
+    from langsmith_access import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = cli.main(["provision", "--json"])
+    return code, out.getvalue()
 
 
 @dataclass
@@ -290,9 +305,9 @@ def test_kill_9_mid_batch_twice_then_duplicates_then_recovery(start_env, tmp_pat
     request_of[(adds_in.id, extra.ls_user_id)] = extras[0].request_id
 
     # Run 3 finishes the job.
-    third, third_out = start_provision(tmp_path, "run3")
-    assert third.wait(300) == 0, third_out.read_text()
-    report = json.loads(third_out.read_text().splitlines()[-1])
+    code, third_out = provision_in_this_process()
+    assert code == 0, third_out
+    report = json.loads(third_out.splitlines()[-1])
     assert report["success"] is True
 
     statuses = {r["request_id"]: r for r in list_requests()}
@@ -371,8 +386,8 @@ def test_kill_9_between_queuing_expiry_revokes_and_applying_them_revokes_each_on
         *(ChangeRequest("grant", m.ls_user_id, workspace.id, "Viewer", duration="1h") for m in outsiders),
         *(ChangeRequest("grant", m.ls_user_id, workspace.id, "Admin", duration="1h") for m in editors),
     ])
-    applying, out = start_provision(tmp_path, "grants")
-    assert applying.wait(300) == 0, out.read_text()
+    code, out = provision_in_this_process()
+    assert code == 0, out
     grant_ids = [g.request_id for g in grants]
     assert {r["request_id"]: r["status"] for r in list_requests()} == dict.fromkeys(grant_ids, "applied")
     wanted = {m.ls_user_id: None for m in outsiders} | {m.ls_user_id: roles["Editor"] for m in editors}
@@ -390,9 +405,9 @@ def test_kill_9_between_queuing_expiry_revokes_and_applying_them_revokes_each_on
     assert set(revokes_at_kill.values()) & {"pending", "in_progress"}  # queued, not all applied
     assert len(killed.held) == 1
 
-    for name in ("recovery", "again"):
-        run, out = start_provision(tmp_path, name)
-        assert run.wait(300) == 0, out.read_text()
+    for _recovery_then_again in range(2):
+        code, out = provision_in_this_process()
+        assert code == 0, out
     requests = list_requests()
     revokes = [r for r in requests if r["parent_request_id"]]
     assert sorted(r["parent_request_id"] for r in revokes) == sorted(grant_ids)  # one each, never two
