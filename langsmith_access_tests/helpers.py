@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import shutil
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +26,23 @@ def point_at(monkeypatch, sandbox: SandboxServer, database: Path) -> None:
 
 def run_sync(**config) -> runner.RunOutcome:
     return runner.run_job(runner.SYNC_JOB, runner.sync_run_config(**config))
+
+
+def cli_in_this_process(*args: str) -> subprocess.CompletedProcess:
+    """``langsmith-access ARGS`` through the CLI's ``main()`` in this process, with this process's
+    environment: its exit code and what it printed, as ``subprocess.run`` returns them. For runs
+    whose process is not what the test is about: a subprocess costs ~1 s of CPU more for a light
+    command and ~9 s for a sync or a provisioning run (Python, Dagster and dbt loaded again).
+    The console script itself runs in test_cli.py and test_installed_package.py."""
+    from langsmith_access import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["langsmith-access", *args], code, out.getvalue(), err.getvalue())
 
 
 def copy_synced_database(source: Path, destination: Path) -> Path:

@@ -8,8 +8,6 @@ applied in its own org only; the README's question across every org runs on both
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import subprocess
@@ -28,7 +26,7 @@ from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ORGS_FILE_VARIABLE, Org, SettingsError, load_orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
-from langsmith_access_tests.helpers import query, tick_sensor
+from langsmith_access_tests.helpers import cli_in_this_process, query, tick_sensor
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -137,12 +135,8 @@ def test_a_bad_orgs_file_stops_every_command_before_any_request(two_orgs, tmp_pa
     assert (sorted(two_orgs.data.rglob("*")) if two_orgs.data.exists() else []) == files_before
 
 
-def cli_in_this_process(two_orgs: TwoOrgs, *args: str, **overrides: str) -> subprocess.CompletedProcess:
-    """``TwoOrgs.cli`` run by ``cli.main`` in this process, with the same environment: a sync
-    costs a subprocess ~9 s of CPU more (Python, Dagster and dbt loaded again)."""
-    from langsmith_access import cli
-
-    out, err = io.StringIO(), io.StringIO()
+def sync_in_this_process(two_orgs: TwoOrgs, *args: str, **overrides: str) -> subprocess.CompletedProcess:
+    """``TwoOrgs.cli`` run in this process (``cli_in_this_process``), with the same environment."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         for name in list(os.environ):
             if name.startswith(("LANGSMITH_", "DAGSTER_")):
@@ -150,17 +144,15 @@ def cli_in_this_process(two_orgs: TwoOrgs, *args: str, **overrides: str) -> subp
         for name, value in {**two_orgs.environment, **overrides}.items():
             if name.startswith("LANGSMITH_"):
                 monkeypatch.setenv(name, value)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(list(args))
-    return subprocess.CompletedProcess(["langsmith-access", *args], code, out.getvalue(), err.getvalue())
+        return cli_in_this_process(*args)
 
 
 @pytest.fixture(scope="module")
 def synced(two_orgs):
     """``sync --all-orgs`` with eu's key refused, then ``sync --org eu`` with its own key."""
-    refused = cli_in_this_process(two_orgs, "sync", "--all-orgs", "--quiet", LANGSMITH_API_KEY_EU=REFUSED_KEY)
+    refused = sync_in_this_process(two_orgs, "sync", "--all-orgs", "--quiet", LANGSMITH_API_KEY_EU=REFUSED_KEY)
     eu_exists_after_refusal = two_orgs.database("eu").exists()
-    eu = cli_in_this_process(two_orgs, "sync", "--org", "eu", "--quiet")
+    eu = sync_in_this_process(two_orgs, "sync", "--org", "eu", "--quiet")
     return refused, eu_exists_after_refusal, eu
 
 

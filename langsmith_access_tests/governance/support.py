@@ -1,19 +1,15 @@
-"""What the governance tests share: the console script, a policy over one workspace of the
+"""What the governance tests share: the command line (run in this process), a policy over one workspace of the
 session's synced org, who is who there, and reading the queue back."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 from langsmith_access.api import list_requests
-from langsmith_access_tests.helpers import query
+from langsmith_access_tests.helpers import cli_in_this_process, query
 from langsmith_access_tests.synced import WRITES
 
-CLI = str(Path(sys.executable).with_name("langsmith-access"))
 WORKSPACE = "Search Relevance"  # the generated org's one workspace of that name
 
 POLICY = f"""\
@@ -29,7 +25,8 @@ duration:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    """The command line, in this process (``cli_in_this_process``): exit code and output."""
+    return cli_in_this_process(*args)
 
 
 def writes(sandbox):

@@ -180,7 +180,7 @@ def test_a_failed_sync_and_a_failed_inventory_raise_sync_failed(watched, monkeyp
     org.set_org_role(member.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
 
     sandbox.faults.failing_routes = ("/api/v1/orgs/current/roles",)
-    done = cli("sync", "--quiet")  # the console script delivers what is due when it is done
+    done = cli("sync", "--quiet")  # the command line delivers what is due when it is done
     assert done.returncode == 1 and "Sync failed" in done.stderr, done.stderr
     [sync_failed] = bodies(receiver, "sync.failed")
     sandbox.faults.failing_routes = ("/api/v1/service-accounts",)

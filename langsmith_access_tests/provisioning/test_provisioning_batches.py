@@ -4,8 +4,8 @@ otherwise, and the same closed loop either way."""
 
 import pytest
 
-from langsmith_access.provisioning import executor
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
+from langsmith_access.provisioning import executor
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.provisioning.conftest import WRITES
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from langsmith_access import runner
-from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
+from langsmith_access.langsmith import LangSmithClient
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.provisioning.conftest import WRITES
 

@@ -13,9 +13,9 @@ import json
 
 import pytest
 
+from langsmith_access.api import list_requests, provision, request_grant
 from langsmith_access.langsmith import LangSmithClient, UnexpectedResponseError
 from langsmith_access.langsmith.errors import IncompleteListingError
-from langsmith_access.api import list_requests, provision, request_grant
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access_tests.helpers import query, run_sync

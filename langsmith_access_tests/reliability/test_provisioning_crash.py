@@ -21,8 +21,6 @@ way; each grant gets one revoke and LangSmith one write per expiry.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -42,7 +40,7 @@ from langsmith_access.api import list_requests, request_grant, request_revoke
 from langsmith_access.provisioning.queue import FINAL_STATUSES, ChangeRequest, submit_on
 from langsmith_access.sandbox import FaultConfig
 from langsmith_access.sandbox.server import DROP_CONNECTION
-from langsmith_access_tests.helpers import query
+from langsmith_access_tests.helpers import cli_in_this_process, query
 from langsmith_access_tests.reliability.conftest import WRITES
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -128,18 +126,6 @@ def start_provision(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
             start_new_session=True,  # its own process group: we kill exactly what we started
         )
     return process, out
-
-
-def provision_in_this_process() -> tuple[int, str]:
-    """``langsmith-access provision --json`` through main() in this process, with the same
-    environment: a run nobody kills needs no process of its own (a subprocess costs ~9 s of CPU
-    more: Python, Dagster and dbt loaded again). Its exit code and what it printed."""
-    from langsmith_access import cli
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = cli.main(["provision", "--json"])
-    return code, out.getvalue()
 
 
 @dataclass
@@ -305,9 +291,9 @@ def test_kill_9_mid_batch_twice_then_duplicates_then_recovery(start_env, tmp_pat
     request_of[(adds_in.id, extra.ls_user_id)] = extras[0].request_id
 
     # Run 3 finishes the job.
-    code, third_out = provision_in_this_process()
-    assert code == 0, third_out
-    report = json.loads(third_out.splitlines()[-1])
+    third = cli_in_this_process("provision", "--json")
+    assert third.returncode == 0, third.stdout + third.stderr
+    report = json.loads(third.stdout.splitlines()[-1])
     assert report["success"] is True
 
     statuses = {r["request_id"]: r for r in list_requests()}
@@ -386,8 +372,8 @@ def test_kill_9_between_queuing_expiry_revokes_and_applying_them_revokes_each_on
         *(ChangeRequest("grant", m.ls_user_id, workspace.id, "Viewer", duration="1h") for m in outsiders),
         *(ChangeRequest("grant", m.ls_user_id, workspace.id, "Admin", duration="1h") for m in editors),
     ])
-    code, out = provision_in_this_process()
-    assert code == 0, out
+    applying = cli_in_this_process("provision", "--json")
+    assert applying.returncode == 0, applying.stdout + applying.stderr
     grant_ids = [g.request_id for g in grants]
     assert {r["request_id"]: r["status"] for r in list_requests()} == dict.fromkeys(grant_ids, "applied")
     wanted = {m.ls_user_id: None for m in outsiders} | {m.ls_user_id: roles["Editor"] for m in editors}
@@ -406,8 +392,8 @@ def test_kill_9_between_queuing_expiry_revokes_and_applying_them_revokes_each_on
     assert len(killed.held) == 1
 
     for _recovery_then_again in range(2):
-        code, out = provision_in_this_process()
-        assert code == 0, out
+        run = cli_in_this_process("provision", "--json")
+        assert run.returncode == 0, run.stdout + run.stderr
     requests = list_requests()
     revokes = [r for r in requests if r["parent_request_id"]]
     assert sorted(r["parent_request_id"] for r in revokes) == sorted(grant_ids)  # one each, never two

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access_tests.helpers import (
+    actual_org_grants,
     actual_workspace_grants,
     expected_org_grants,
     expected_workspace_grants,
-    actual_org_grants,
     query,
     run_sync,
 )

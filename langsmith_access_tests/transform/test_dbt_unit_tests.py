@@ -10,7 +10,6 @@ runs the unit tests alone.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import duckdb
 
