@@ -76,15 +76,20 @@ def two_orgs(tmp_path_factory):
             sandbox.stop()
 
 
-@pytest.fixture
-def org_environment(two_orgs, monkeypatch):
-    """This process's environment as the CLI's: the orgs file and both keys, nothing else."""
+def use_the_cli_environment(monkeypatch: pytest.MonkeyPatch, two_orgs: TwoOrgs, **overrides: str) -> None:
+    """This process's environment as the CLI's: the orgs file and both keys (``overrides``
+    replacing some), no other LANGSMITH_ or DAGSTER_ variable."""
     for name in list(os.environ):
         if name.startswith(("LANGSMITH_", "DAGSTER_")):
             monkeypatch.delenv(name)
-    for name, value in two_orgs.environment.items():
+    for name, value in {**two_orgs.environment, **overrides}.items():
         if name.startswith("LANGSMITH_"):
             monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def org_environment(two_orgs, monkeypatch):
+    use_the_cli_environment(monkeypatch, two_orgs)
     return two_orgs
 
 
@@ -137,13 +142,9 @@ def test_a_bad_orgs_file_stops_every_command_before_any_request(two_orgs, tmp_pa
 
 def sync_in_this_process(two_orgs: TwoOrgs, *args: str, **overrides: str) -> subprocess.CompletedProcess:
     """``TwoOrgs.cli`` run in this process (``cli_in_this_process``), with the same environment."""
+    # A module-scoped fixture (``synced``) calls this: it cannot use ``org_environment``.
     with pytest.MonkeyPatch.context() as monkeypatch:
-        for name in list(os.environ):
-            if name.startswith(("LANGSMITH_", "DAGSTER_")):
-                monkeypatch.delenv(name)
-        for name, value in {**two_orgs.environment, **overrides}.items():
-            if name.startswith("LANGSMITH_"):
-                monkeypatch.setenv(name, value)
+        use_the_cli_environment(monkeypatch, two_orgs, **overrides)
         return cli_in_this_process(*args)
 
 
