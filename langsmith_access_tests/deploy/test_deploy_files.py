@@ -8,7 +8,7 @@ values exists in the official chart's values schema (an excerpt in
 ``langsmith_access_tests/data``, its source noted there); the systemd units pass
 ``systemd-analyze verify`` where systemd is installed; the Containerfile's instructions are
 read and checked against the repository. The Postgres-backed instance itself runs for real in
-``test_postgres_instance.py``.
+``test_smoke_deploy.py``.
 """
 
 from __future__ import annotations

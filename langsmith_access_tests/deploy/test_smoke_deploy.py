@@ -13,8 +13,12 @@ in one orgs file:
 2. a grant queued in one org is launched by the sensor; the daemon is killed with ``kill -9``
    as soon as the run is recorded, and started again: the run completes, the request is
    applied once (one write reaches LangSmith), and the sensor's next ticks launch nothing more;
-3. every run is in Postgres with its org's tag, one org's runs never overlapped, and a
-   ``pg_dump`` of the whole database holds no key and not the database password.
+3. the services stopped, this process runs a sync of one org whose key LangSmith refuses on
+   the same instance (as ``langsmith-access sync`` does with ``DAGSTER_HOME`` set): it fails on
+   its first request and is recorded, with its error, like the others;
+4. every run is in Postgres (storage, events, the run's status) with its org's tag, one org's
+   runs never overlapped, and a ``pg_dump`` of the whole database holds no key (the refused
+   one included) and not the database password.
 
 Every process is started by this test and stopped by its pid (its own process group).
 """
@@ -38,10 +42,13 @@ import pytest
 import requests
 from dagster._core.errors import DagsterUserCodeUnreachableError
 from dagster._grpc.client import DagsterGrpcClient
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
+from langsmith_access import runner
 from langsmith_access.api import list_requests, request_grant
 from langsmith_access.names import ORG_TAG, PROVISION_JOB, PROVISIONING_SENSOR, SYNC_JOB, SYNC_SCHEDULE
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.settings import load_orgs
 from langsmith_access_tests.deploy.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,6 +62,7 @@ TICK_SECONDS = 150  # the next minute boundary, plus the daemon's start on a bus
 RUN_SECONDS = 240
 DAEMON_LEAD_SECONDS = 20  # the daemon's start before the cron's minute boundary (a few s; more when busy)
 ORGS = {"us": (41, 10, 2), "eu": (42, 8, 2)}  # seed, members, workspaces: small
+REFUSED_KEY = "lsv2_sk_refused0000000000000000000000_notthekey"
 
 SCHEDULE_STATE = """
 query ($selector: ScheduleSelector!) { scheduleOrError(scheduleSelector: $selector) {
@@ -338,7 +346,22 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
         for service in reversed(services):
             service.stop()
 
-    # 3. Postgres holds every run with its events; one org's runs never overlapped; no secret.
+    # 3. A sync whose key LangSmith refuses, in this process, on the same instance: the
+    # environment the code server had, but for us's key.
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**code_env, "LANGSMITH_API_KEY_US": REFUSED_KEY}.items():
+        if name.startswith("LANGSMITH_"):
+            monkeypatch.setenv(name, value)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        refused = runner.run_job(SYNC_JOB, runner.sync_run_config(), org=load_orgs().get("us"),
+                                 dagster_instance=instance)
+    assert not refused.success and "refused the API key" in refused.failure, refused.failure
+
+    # 4. Postgres holds every run with its events; one org's runs never overlapped; no secret.
     connection = postgres.connect()
     try:
         with connection.cursor() as cursor:
@@ -348,9 +371,9 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
             events = dict(cursor.fetchall())
     finally:
         connection.close()
-    assert set(recorded) == {run.run_id for run in all_runs} and len(recorded) >= 3
-    assert set(recorded.values()) == {"SUCCESS"}, recorded
-    assert all(events.get(run_id, 0) > 10 for run_id in recorded)
+    assert set(recorded) == {run.run_id for run in all_runs} | {refused.run_id} and len(recorded) >= 4
+    assert recorded.pop(refused.run_id) == "FAILURE" and set(recorded.values()) == {"SUCCESS"}, recorded
+    assert all(events.get(run_id, 0) > 10 for run_id in recorded) and events[refused.run_id] > 0
     assert all(run.tags.get(ORG_TAG) in ORGS for run in all_runs)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for slug in ORGS:
@@ -358,12 +381,12 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
                            (instance.get_run_stats(r.run_id) for r in all_runs if r.tags[ORG_TAG] == slug))
             assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans)), (slug, spans)
     dump = postgres.dump()
-    assert provisioning.run_id in dump
-    for secret in (*keys.values(), postgres.password):
+    assert provisioning.run_id in dump and refused.run_id in dump  # the search sees the runs
+    for secret in (*keys.values(), REFUSED_KEY, postgres.password):
         assert secret not in dump
     print(f"\nsmoke deploy: location loaded at {loaded_at:.0f} s, both orgs synced by the schedule at "
           f"{synced_at:.0f} s, daemon killed with the provisioning run {status_at_kill.value}, request "
-          f"applied once at {provisioned_at:.0f} s; {len(recorded)} runs in Postgres; "
+          f"applied once at {provisioned_at:.0f} s; {len(recorded) + 1} runs in Postgres (1 refused); "
           f"{time.monotonic() - started:.0f} s in all")
 
 
