@@ -38,10 +38,14 @@ import duckdb
 import yaml
 
 from langsmith_access.governance.durations import DurationError, parse_duration
+from langsmith_access.settings import ORGS_FILE_VARIABLE
 from langsmith_access.store import directory
 from langsmith_access.store.directory import RoleEntry, WorkspaceEntry
 
 POLICY_VARIABLE = "LANGSMITH_ACCESS_POLICY"
+# Where an org's policy file is named: its own `policy` in the orgs file, else the variable.
+# (This module sees only the path, not which of the two named it: messages say both.)
+NAMED_BY = f"the org's `policy` in the orgs file ({ORGS_FILE_VARIABLE}), else {POLICY_VARIABLE}"
 ANY_ROLE = "*"
 WORKSPACE_ADMINS = "workspace_admins"
 ORG_ADMINS = "org_admins"
@@ -61,7 +65,7 @@ _BOOL = "tag:yaml.org,2002:bool"
 class PolicyError(ValueError):
     """The policy file cannot be used. Lists every problem found, each with its line."""
 
-    fix = f"correct the policy file at the lines named (or unset {POLICY_VARIABLE} to govern nothing)"
+    fix = f"correct the policy file at the lines named (or stop naming it, to govern nothing: {NAMED_BY})"
 
     def __init__(self, path: Path | str, problems: list[tuple[int | None, str]]):
         self.path = str(path)
@@ -70,7 +74,7 @@ class PolicyError(ValueError):
         lines = "\n".join(
             f"  line {line}: {reason}" if line is not None else f"  {reason}" for line, reason in self.problems
         )
-        super().__init__(f"the access policy {self.path} ({POLICY_VARIABLE}) is refused:\n{lines}")
+        super().__init__(f"the access policy {self.path} is refused:\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -188,8 +192,8 @@ def load_policy(path: Path | str) -> PolicyFile:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(path, [(None, "the file does not exist: create it, or point "
-                                        f"{POLICY_VARIABLE} at the policy file")]) from None
+        raise PolicyError(path, [(None, "the file does not exist: create it, or correct the path that "
+                                        f"names it ({NAMED_BY})")]) from None
     except (OSError, UnicodeDecodeError) as error:
         raise PolicyError(path, [(None, f"the file cannot be read as UTF-8 text: {error}")]) from None
     try:

@@ -78,6 +78,8 @@ def test_a_missing_file_is_refused_naming_it(tmp_path):
     error = refusal(tmp_path / "nowhere.yaml")
     assert str(tmp_path / "nowhere.yaml") in str(error)
     assert "does not exist" in str(error)
+    # Either place may have named it: an org's own `policy` in the orgs file, or the variable.
+    assert "`policy` in the orgs file (LANGSMITH_ACCESS_ORGS_FILE)" in str(error)
     assert "LANGSMITH_ACCESS_POLICY" in str(error)
 
 
