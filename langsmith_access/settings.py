@@ -381,6 +381,11 @@ _ORGS_FILE_EXAMPLE = (
 )
 
 
+# The single-org variables an org's own settings stand in for, as messages name them (whole
+# names only: LANGSMITH_API_KEY_US is already an org's own).
+_SINGLE_ORG_NAMES = re.compile(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b")
+
+
 @dataclass(frozen=True)
 class Org:
     """One LangSmith organization served here: its slug (the Dagster partition key and the folder
@@ -394,10 +399,28 @@ class Org:
     api_key_env: str = SINGLE_ORG_KEY_VARIABLE
     # This org's access policy file (section 10); None: no policy.
     policy_path: Path | None = None
+    # The orgs file this org comes from; None: the single-org variables.
+    orgs_file: Path | None = None
 
     @property
     def organization_id(self) -> str | None:
         return self.settings.organization_id
+
+    def in_its_own_terms(self, text: str) -> str:
+        """``text`` (an error or its fix, written for the single-org variables) naming where
+        this org's settings really come from: its key variable (``api_key_env``), and its
+        entry's ``endpoint`` / ``organization_id`` in the orgs file. Unchanged for the default
+        org, whose settings are those variables."""
+        if self.orgs_file is None:
+            return text
+
+        def own_name(match: re.Match) -> str:
+            if match.group(1) == "API_KEY":
+                return self.api_key_env
+            field = "endpoint" if match.group(1) == "ENDPOINT" else "organization_id"
+            return f"the {field} of org {self.slug!r} in {self.orgs_file}"
+
+        return _SINGLE_ORG_NAMES.sub(own_name, text)
 
     @property
     def endpoint(self) -> str:
@@ -602,4 +625,4 @@ def _read_org_entry(
         organization_id=organization_id,
         duckdb_path=org_database_path(shared.duckdb_path, slug),
     )
-    return Org(slug, settings, variable, policy_path)
+    return Org(slug, settings, variable, policy_path, orgs_file=path)

@@ -163,6 +163,10 @@ def test_sync_all_orgs_goes_on_past_a_refused_key_and_names_the_org(two_orgs, sy
     assert "Sync failed for 1 of 2 orgs: eu" in refused.stderr
     assert "[us] Sync " in refused.stdout and "succeeded" in refused.stdout
     assert "[eu] Sync failed" in refused.stderr
+    # The fix names eu's own key variable and entry, not the single-org variables.
+    assert "set LANGSMITH_API_KEY_EU to a valid" in refused.stderr, refused.stderr
+    assert f"for the endpoint of org 'eu' in {two_orgs.orgs_file}" in refused.stderr
+    assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT)\b", refused.stderr), refused.stderr
     for output in (refused, eu):
         assert REFUSED_KEY not in output.stdout + output.stderr
         assert all(s.api_key not in output.stdout + output.stderr for s in two_orgs.sandboxes.values())

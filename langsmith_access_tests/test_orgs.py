@@ -105,6 +105,19 @@ def test_each_org_gets_its_endpoint_key_id_and_own_database(tmp_path):
     assert eu.settings.client().organization_id == EU_ID
 
 
+def test_messages_for_an_org_name_its_own_key_variable_and_its_entry(tmp_path):
+    orgs = orgs_from(tmp_path, TWO_ORGS)
+    fix = ("set LANGSMITH_API_KEY to a valid key for LANGSMITH_ENDPOINT; check LANGSMITH_ORGANIZATION_ID "
+           "(LANGSMITH_API_KEY_US and LANGSMITH_ACCESS_DUCKDB are names of their own)")
+    assert orgs.get("eu").in_its_own_terms(fix) == (
+        f"set LANGSMITH_API_KEY_EU to a valid key for the endpoint of org 'eu' in {tmp_path / 'orgs.yaml'}; "
+        f"check the organization_id of org 'eu' in {tmp_path / 'orgs.yaml'} "
+        "(LANGSMITH_API_KEY_US and LANGSMITH_ACCESS_DUCKDB are names of their own)"
+    )
+    # The default org's settings are those variables: its messages stay as written.
+    assert load_orgs({}).get().in_its_own_terms(fix) == fix
+
+
 def test_a_policy_path_is_kept_per_org_relative_to_the_orgs_file(tmp_path):
     orgs = orgs_from(tmp_path, TWO_ORGS, LANGSMITH_ACCESS_POLICY="/etc/langsmith-access/policy.yaml")
     assert orgs.get("eu").policy_path == tmp_path / "policies" / "eu.yaml"

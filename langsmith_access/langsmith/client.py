@@ -1074,7 +1074,7 @@ class LangSmithClient:
         if status == 401:
             return AuthenticationError(
                 "LangSmith refused the API key: check that LANGSMITH_API_KEY is a valid, "
-                "unexpired service key for this LANGSMITH_ENDPOINT",
+                "unexpired service key for LANGSMITH_ENDPOINT",
                 **context,
             )
         if status == 403:
