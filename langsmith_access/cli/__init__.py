@@ -7,8 +7,8 @@ into one message and one exit code (usage 2, missing database or bad settings 1,
 
 Adding a command: a module here with ``add_commands(commands)`` that adds the parser and sets
 its handler (a function ``(args) -> exit code``), listed in ``COMMAND_MODULES`` below. A command
-that raises notifications also sets ``delivers_notifications=True``: ``main`` then delivers what
-is due when it is done.
+that serves an org takes ``--org`` (``common.add_org_argument``), which also sets
+``delivers_notifications``: ``main`` then delivers that org's due notifications when it is done.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     code = run_handler(args.handler, args)
     if getattr(args, "delivers_notifications", False):
-        # Commands that change the queue then POST what is due (never changes the exit code).
+        # Every command that serves an org then POSTs what is due (never changes the exit code).
         deliver_notifications(args)
     return code
 

@@ -21,7 +21,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--comment", default=None)
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         add_org_argument(sub)
-        sub.set_defaults(handler=decide, decision=name, delivers_notifications=True)
+        sub.set_defaults(handler=decide, decision=name)
 
 
 def decide(args: argparse.Namespace) -> int:

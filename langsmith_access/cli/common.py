@@ -58,12 +58,15 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
 
 
 def add_org_argument(parser: argparse.ArgumentParser) -> None:
-    """``--org SLUG``, after the command's name (DESIGN.md section 11)."""
+    """``--org SLUG``, after the command's name (DESIGN.md section 11). A command that serves an
+    org also delivers that org's due notifications when it is done (DESIGN.md section 10: each
+    command does, so an install without the sensor still sends them)."""
     parser.add_argument(
         "--org", default=None, metavar="SLUG",
         help="the org to act on, by its slug in LANGSMITH_ACCESS_ORGS_FILE (default: the only org; "
         "without an orgs file the single-org variables are the org 'default')",
     )
+    parser.set_defaults(delivers_notifications=True)
 
 
 def selected_org(args: argparse.Namespace) -> Org:

@@ -40,7 +40,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             )
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         add_org_argument(sub)
-        sub.set_defaults(handler=queue_request, delivers_notifications=True)
+        sub.set_defaults(handler=queue_request)
 
     listing = commands.add_parser("requests", help="list provisioning requests and their status")
     listing.add_argument(
@@ -59,7 +59,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--verbose", action="store_true", help="also print a failure's stack traces (always in the log file)"
     )
     add_org_argument(provision)
-    provision.set_defaults(handler=provision_now, delivers_notifications=True)
+    provision.set_defaults(handler=provision_now)
 
 
 def queue_request(args: argparse.Namespace) -> int:

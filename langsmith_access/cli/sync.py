@@ -62,7 +62,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "(after trying all of them)",
     )
     # A sync raises change.unexplained and sync.failed: POSTed when it is done.
-    sync.set_defaults(handler=run_sync, delivers_notifications=True)
+    sync.set_defaults(handler=run_sync)
 
 
 def run_sync(args: argparse.Namespace) -> int:
