@@ -41,6 +41,7 @@ from langsmith_access.settings import load_orgs
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 UNITS = DEPLOY / "systemd"
+README = REPO / "README.md"
 HELM_SCHEMA = REPO / "langsmith_access_tests" / "data" / "dagster-helm-values.schema.excerpt.json"
 # Where the units expect the product installed (README "Running it for real").
 INSTALL_PREFIX = "/opt/langsmith-access/venv"
@@ -52,6 +53,29 @@ PG_VARIABLES = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGS
 # schema types runMonitoring as a free object, so a misspelt key would be silently ignored.
 CHART_RUN_MONITORING_KEYS = {"enabled", "startTimeoutSeconds", "cancelTimeoutSeconds", "maxResumeRunAttempts",
                              "pollIntervalSeconds", "freeSlotsAfterRunEndSeconds"}
+# Where each setting of deploy/dagster.yaml's run queue, run monitoring and tick retention goes
+# in the Helm values: what the chart's instance template writes from them
+# (templates/configmap-instance.yaml and templates/helpers/instance/_run-coordinator.tpl, same
+# commit). Dotted paths, from deploy/dagster.yaml to the values.
+HELM_EQUIVALENTS = {
+    "run_coordinator.config.max_concurrent_runs":
+        "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.maxConcurrentRuns",
+    "run_coordinator.config.tag_concurrency_limits":
+        "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.tagConcurrencyLimits",
+    "run_monitoring.enabled": "dagsterDaemon.runMonitoring.enabled",
+    "run_monitoring.start_timeout_seconds": "dagsterDaemon.runMonitoring.startTimeoutSeconds",
+    "run_monitoring.cancel_timeout_seconds": "dagsterDaemon.runMonitoring.cancelTimeoutSeconds",
+    "run_monitoring.max_resume_run_attempts": "dagsterDaemon.runMonitoring.maxResumeRunAttempts",
+    "run_monitoring.poll_interval_seconds": "dagsterDaemon.runMonitoring.pollIntervalSeconds",
+    "retention.schedule.purge_after_days": "retention.schedule.purgeAfterDays",
+    "retention.sensor.purge_after_days": "retention.sensor.purgeAfterDays",
+}
+# The settings the chart cannot write: the Helm values and the README must say so.
+NO_HELM_EQUIVALENT = {"run_coordinator.config.max_user_code_failure_retries",
+                      "run_coordinator.config.user_code_failure_retry_delay",
+                      "run_monitoring.max_runtime_seconds"}
+# Dagster's values for what deploy/dagster.yaml leaves out (DagsterInstance.run_monitoring_*).
+DAGSTER_DEFAULTS = {"run_monitoring.max_resume_run_attempts": 0}
 
 
 def load_yaml(path: Path):
@@ -351,13 +375,60 @@ def test_a_misspelt_helm_key_is_caught():
     assert any("'port' is a required property" in error for error in helm_errors(misspelt))
 
 
+def readme_section(heading: str) -> str:
+    """The README's text under ``heading``, up to the next heading of its level or above (a
+    ``#`` line inside a code block is not a heading)."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert heading in lines, f"README: no heading {heading!r}"
+    level = len(heading.split()[0])
+    section, fenced = [], False
+    for line in lines[lines.index(heading) + 1:]:
+        fenced ^= line.startswith("```")
+        heading_level = len(line) - len(line.lstrip("#"))
+        if not fenced and 0 < heading_level <= level and line[heading_level:].startswith(" "):
+            break
+        section.append(line)
+    return "\n".join(section)
+
+
+def dotted(tree: dict, path: str, default=KeyError):
+    node = tree
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            if default is KeyError:
+                raise KeyError(path)
+            return default
+        node = node[key]
+    return node
+
+
+def instance_settings(instance: dict) -> set[str]:
+    """The run queue, run monitoring and tick retention settings of a dagster.yaml, dotted."""
+    settings = {f"run_coordinator.config.{key}" for key in instance["run_coordinator"]["config"]}
+    settings |= {f"run_monitoring.{key}" for key in instance["run_monitoring"]}
+    settings |= {f"retention.{kind}.{key}" for kind, retention in instance["retention"].items() for key in retention}
+    return settings
+
+
 def test_helm_values_match_the_single_host_instance():
+    """Every run queue, run monitoring and tick retention setting of deploy/dagster.yaml that the
+    chart can write is the same in the Helm values; the ones it cannot are named in the values'
+    comments and in the README's Kubernetes section, which must not claim they hold there."""
     values = load_yaml(DEPLOY / "helm" / "values.yaml")
     instance = load_yaml(DEPLOY / "dagster.yaml")
-    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    coordinator = instance["run_coordinator"]["config"]
-    assert queued["tagConcurrencyLimits"] == coordinator["tag_concurrency_limits"]
-    assert queued["maxConcurrentRuns"] == coordinator["max_concurrent_runs"]
+    settings = instance_settings(instance)
+    assert settings <= set(HELM_EQUIVALENTS) | NO_HELM_EQUIVALENT, (
+        f"{sorted(settings - set(HELM_EQUIVALENTS) - NO_HELM_EQUIVALENT)}: add them to HELM_EQUIVALENTS "
+        "(where the chart's instance template takes them from) or to NO_HELM_EQUIVALENT")
+    for setting, value_path in HELM_EQUIVALENTS.items():
+        expected = dotted(instance, setting, default=DAGSTER_DEFAULTS.get(setting, KeyError))
+        assert dotted(values, value_path) == expected, (setting, value_path)
+    assert values["retention"]["enabled"] is True  # else the chart writes no retention at all
+    values_text = (DEPLOY / "helm" / "values.yaml").read_text(encoding="utf-8")
+    kubernetes = readme_section("### Kubernetes, with Dagster's Helm chart")
+    for setting in NO_HELM_EQUIVALENT & settings:
+        name = setting.rpartition(".")[2]
+        assert name in values_text and name in kubernetes, f"{setting}: the chart cannot write it; say so"
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
