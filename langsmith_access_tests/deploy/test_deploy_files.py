@@ -468,3 +468,69 @@ def test_the_example_orgs_file_is_a_valid_orgs_file():
     keys = set(re.findall(r"^(LANGSMITH_API_KEY_\w+)=", (UNITS / "langsmith.env.example").read_text(encoding="utf-8"),
                           flags=re.MULTILINE))
     assert {org.api_key_env for org in orgs} == keys
+
+
+def readme_commands(section: str) -> list[list[str]]:
+    """The shell commands of a README section's ```sh blocks, continuation lines joined,
+    comments dropped."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                commands.append(words)
+    return commands
+
+
+def configmap_keys(commands: list[list[str]]) -> dict[str, dict[str, str]]:
+    """{configmap: {key: source file}} of the ``kubectl create configmap`` commands."""
+    configmaps = {}
+    for words in commands:
+        if words[:3] == ["kubectl", "create", "configmap"]:
+            keys = configmaps.setdefault(words[3], {})
+            for word in words[4:]:
+                if word.startswith("--from-file="):
+                    key, _, source = word.removeprefix("--from-file=").partition("=")
+                    keys[key] = source
+    return configmaps
+
+
+def test_the_kubernetes_setup_ships_every_policy_file_the_example_orgs_file_names():
+    """The code server's pods (and its run pods) hold the orgs file and every policy file it
+    names, at the path ``load_orgs`` resolves (relative to the orgs file), from a configmap key
+    the README creates; the webhook URL, a secret, comes from the secret of the keys."""
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    commands = readme_commands(readme_section("### Kubernetes, with Dagster's Helm chart"))
+    created = configmap_keys(commands)
+    volumes = {volume["name"]: volume for volume in deployment["volumes"]}
+    shipped = {}  # path in the pod -> (configmap key, the README's source file)
+    for mount in deployment["volumeMounts"]:
+        config_map = volumes[mount["name"]].get("configMap")
+        if config_map is None:
+            continue
+        assert "subPath" not in mount, mount
+        keys = created.get(config_map["name"], {})
+        assert keys, f"the README never creates configmap {config_map['name']}"
+        items = config_map.get("items") or [{"key": key, "path": key} for key in keys]
+        for item in items:
+            assert item["key"] in keys, f"configmap {config_map['name']}: the README creates no key {item['key']}"
+            shipped[Path(mount["mountPath"]) / item["path"]] = (item["key"], keys[item["key"]])
+    orgs_file = Path(deployment["env"]["LANGSMITH_ACCESS_ORGS_FILE"])
+    assert orgs_file in shipped
+    env = {"LANGSMITH_ACCESS_ORGS_FILE": str(DEPLOY / "orgs.example.yaml"),
+           "LANGSMITH_API_KEY_US": "lsv2_sk_example_us", "LANGSMITH_API_KEY_EU": "lsv2_sk_example_eu"}
+    policies = [org.policy_path for org in load_orgs(env) if org.policy_path is not None]
+    assert policies, "the example orgs file names no policy: nothing to check"
+    for policy in policies:
+        in_pod = orgs_file.parent / policy.relative_to(DEPLOY) if policy.is_relative_to(DEPLOY) else policy
+        assert in_pod in shipped, f"{in_pod}: the orgs file names it, the pods do not have it"
+        _key, source = shipped[in_pod]
+        assert source.endswith(str(policy.relative_to(DEPLOY))), (in_pod, source)
+    if "LANGSMITH_ACCESS_POLICY" in deployment["env"]:
+        assert Path(deployment["env"]["LANGSMITH_ACCESS_POLICY"]) in shipped
+    # The webhook URL is a secret: in the secret of the keys, never a plain value.
+    assert "LANGSMITH_ACCESS_WEBHOOK_URL" not in deployment["env"]
+    secrets = {words[4]: words[5:] for words in commands if words[:4] == ["kubectl", "create", "secret", "generic"]}
+    assert any(word.startswith("--from-literal=LANGSMITH_ACCESS_WEBHOOK_URL=")
+               for word in secrets[deployment["envSecrets"][0]["name"]])
