@@ -534,3 +534,46 @@ def test_the_kubernetes_setup_ships_every_policy_file_the_example_orgs_file_name
     secrets = {words[4]: words[5:] for words in commands if words[:4] == ["kubectl", "create", "secret", "generic"]}
     assert any(word.startswith("--from-literal=LANGSMITH_ACCESS_WEBHOOK_URL=")
                for word in secrets[deployment["envSecrets"][0]["name"]])
+
+
+def environment_file(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines()
+                if line and not line.startswith("#"))
+
+
+def test_an_operators_shell_gets_the_settings_the_code_server_gets():
+    """The README's shell commands on the host read the product's settings from the file the
+    code server reads them from, so ``request``, ``approve`` or ``deny`` from a shell use the same
+    orgs, databases and policies as the runs: the unit sets none of them itself, and the file
+    names the orgs file and the databases where the README installs and creates them."""
+    commands = readme_commands(readme_section("### One host, with systemd"))
+    installs = [words for words in commands if words[:2] == ["sudo", "install"] and "-d" not in words]
+    installed = {words[-1]: words[-2] for words in installs}  # where -> from which file
+    created = {word for words in commands if words[:3] == ["sudo", "install", "-d"] for word in words
+               if word.startswith("/")}
+    shells = [words[5] for words in commands
+              if words[:5] == ["sudo", "-u", "langsmith-access", "sh", "-c"] and "bin/langsmith-access " in words[5]]
+    assert shells, "README: no shell command running the CLI on the host"
+    code_server = unit("code-server")["Service"]
+    for script in shells:
+        sourced = re.findall(r"(?:^|;)\s*\.\s+(\S+?)\s*;", script)
+        assert sourced and all(path in installed for path in sourced), script
+        shell = {name: value for path in sourced for name, value in environment_file(REPO / installed[path]).items()}
+        # The code server's own settings: none in the unit, all from files the shell reads too.
+        in_unit = [entry for entry in code_server["Environment"] if entry.startswith("LANGSMITH")]
+        assert not in_unit, f"{in_unit}: set in the unit only, a shell would not have them; use langsmith.env"
+        for path in code_server["EnvironmentFile"]:
+            for name, value in environment_file(REPO / installed[path]).items():
+                if name.startswith("LANGSMITH"):
+                    assert shell.get(name) == value, (script, name)
+        assert Path(shell["LANGSMITH_ACCESS_ORGS_FILE"]).as_posix() in installed
+        database = Path(shell["LANGSMITH_ACCESS_DUCKDB"])
+        assert database.is_absolute() and database.parent.as_posix() in created, database
+        assert Path(shell["LANGSMITH_ACCESS_CACHE_DIR"]).is_absolute()
+    # The policy files the example orgs file names, installed beside it at the paths it gives.
+    orgs_file = Path(environment_file(UNITS / "langsmith.env.example")["LANGSMITH_ACCESS_ORGS_FILE"])
+    env = {"LANGSMITH_ACCESS_ORGS_FILE": str(DEPLOY / "orgs.example.yaml"),
+           "LANGSMITH_API_KEY_US": "lsv2_sk_example_us", "LANGSMITH_API_KEY_EU": "lsv2_sk_example_eu"}
+    for org in load_orgs(env):
+        if org.policy_path is not None and org.policy_path.is_relative_to(DEPLOY):
+            assert (orgs_file.parent / org.policy_path.relative_to(DEPLOY)).as_posix() in installed, org.slug
