@@ -460,10 +460,14 @@ def test_no_deploy_file_holds_a_key():
             assert not re.search(r"lsv2_(sk|pt)_\w{4,}", path.read_text(encoding="utf-8")), path
 
 
+def example_orgs():
+    """deploy/orgs.example.yaml read by ``load_orgs``, with stand-in keys."""
+    return load_orgs({"LANGSMITH_ACCESS_ORGS_FILE": str(DEPLOY / "orgs.example.yaml"),
+                      "LANGSMITH_API_KEY_US": "lsv2_sk_example_us", "LANGSMITH_API_KEY_EU": "lsv2_sk_example_eu"})
+
+
 def test_the_example_orgs_file_is_a_valid_orgs_file():
-    env = {"LANGSMITH_ACCESS_ORGS_FILE": str(DEPLOY / "orgs.example.yaml"),
-           "LANGSMITH_API_KEY_US": "lsv2_sk_example_us", "LANGSMITH_API_KEY_EU": "lsv2_sk_example_eu"}
-    orgs = load_orgs(env)
+    orgs = example_orgs()
     assert orgs.slugs == ("us", "eu")
     keys = set(re.findall(r"^(LANGSMITH_API_KEY_\w+)=", (UNITS / "langsmith.env.example").read_text(encoding="utf-8"),
                           flags=re.MULTILINE))
@@ -518,9 +522,7 @@ def test_the_kubernetes_setup_ships_every_policy_file_the_example_orgs_file_name
             shipped[Path(mount["mountPath"]) / item["path"]] = (item["key"], keys[item["key"]])
     orgs_file = Path(deployment["env"]["LANGSMITH_ACCESS_ORGS_FILE"])
     assert orgs_file in shipped
-    env = {"LANGSMITH_ACCESS_ORGS_FILE": str(DEPLOY / "orgs.example.yaml"),
-           "LANGSMITH_API_KEY_US": "lsv2_sk_example_us", "LANGSMITH_API_KEY_EU": "lsv2_sk_example_eu"}
-    policies = [org.policy_path for org in load_orgs(env) if org.policy_path is not None]
+    policies = [org.policy_path for org in example_orgs() if org.policy_path is not None]
     assert policies, "the example orgs file names no policy: nothing to check"
     for policy in policies:
         in_pod = orgs_file.parent / policy.relative_to(DEPLOY) if policy.is_relative_to(DEPLOY) else policy
@@ -572,8 +574,6 @@ def test_an_operators_shell_gets_the_settings_the_code_server_gets():
         assert Path(shell["LANGSMITH_ACCESS_CACHE_DIR"]).is_absolute()
     # The policy files the example orgs file names, installed beside it at the paths it gives.
     orgs_file = Path(environment_file(UNITS / "langsmith.env.example")["LANGSMITH_ACCESS_ORGS_FILE"])
-    env = {"LANGSMITH_ACCESS_ORGS_FILE": str(DEPLOY / "orgs.example.yaml"),
-           "LANGSMITH_API_KEY_US": "lsv2_sk_example_us", "LANGSMITH_API_KEY_EU": "lsv2_sk_example_eu"}
-    for org in load_orgs(env):
+    for org in example_orgs():
         if org.policy_path is not None and org.policy_path.is_relative_to(DEPLOY):
             assert (orgs_file.parent / org.policy_path.relative_to(DEPLOY)).as_posix() in installed, org.slug
