@@ -26,6 +26,13 @@ APPLY_REQUESTS_OP = "apply_requests"
 # by side.
 ORG_TAG = "langsmith_access/org"
 
+# Every job's runs carry Dagster's run-time limit: the daemon's run monitoring fails a run still
+# going after an hour (a sync of 50,000 members takes minutes). As a tag on the jobs, not only
+# deploy/dagster.yaml's max_runtime_seconds, it holds on Kubernetes too, whose Helm chart has no
+# key for that setting.
+MAX_RUNTIME_SECONDS = 3600
+RUN_TIME_LIMIT_TAGS = {"dagster/max_runtime": str(MAX_RUNTIME_SECONDS)}
+
 # Access governance (DESIGN.md section 10): decisions from the Launchpad, and the two sensors
 # that end time-bound access and deliver notifications without a CLI command.
 DECIDE_JOB = "decide_access_request"

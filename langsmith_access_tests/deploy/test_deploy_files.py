@@ -74,6 +74,8 @@ HELM_EQUIVALENTS = {
 NO_HELM_EQUIVALENT = {"run_coordinator.config.max_user_code_failure_retries",
                       "run_coordinator.config.user_code_failure_retry_delay",
                       "run_monitoring.max_runtime_seconds"}
+# ... of which the jobs' own tags carry one everywhere (test_every_job_carries_the_run_time_limit).
+HELD_BY_JOB_TAGS = {"run_monitoring.max_runtime_seconds": "dagster/max_runtime"}
 # Dagster's values for what deploy/dagster.yaml leaves out (DagsterInstance.run_monitoring_*).
 DAGSTER_DEFAULTS = {"run_monitoring.max_resume_run_attempts": 0}
 
@@ -432,6 +434,20 @@ def test_helm_values_match_the_single_host_instance():
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
+
+
+def test_every_job_carries_the_run_time_limit_of_dagster_yaml():
+    """deploy/dagster.yaml's max_runtime_seconds is also Dagster's ``dagster/max_runtime`` tag on
+    every job, which run monitoring enforces: a run that hangs is failed on Kubernetes too, whose
+    chart cannot write the setting."""
+    from langsmith_access.definitions import defs
+
+    instance = load_yaml(DEPLOY / "dagster.yaml")
+    jobs = [job for job in defs().resolve_all_job_defs() if not job.name.startswith("__")]  # not Dagster's own
+    assert len(jobs) >= 5
+    for setting, tag in HELD_BY_JOB_TAGS.items():
+        limit = str(dotted(instance, setting))
+        assert {job.name: job.tags.get(tag) for job in jobs} == {job.name: limit for job in jobs}, setting
 
 
 def test_helm_values_take_the_keys_from_secrets_and_mount_the_data_volume():

@@ -8,6 +8,7 @@ import dagster as dg
 
 from langsmith_access.defs.orgs import RunOrganization, org_run_config
 from langsmith_access.doctor import run_checks
+from langsmith_access.names import RUN_TIME_LIMIT_TAGS
 
 JOB_NAME = "check_langsmith_connection"
 
@@ -56,6 +57,7 @@ def doctor_definitions() -> dg.Definitions:
     job = check_langsmith_connection.to_job(
         name=JOB_NAME,
         config=org_run_config(),
+        tags=RUN_TIME_LIMIT_TAGS,
         description="Will langsmith-access work against one org's LangSmith (the partition)? "
         "Read-only checks.",
     )

@@ -129,6 +129,7 @@ def inventory_definitions() -> dg.Definitions:
         names.INVENTORY_JOB,
         selection=dg.AssetSelection.assets(raw_inventory).downstream(),
         executor_def=dg.in_process_executor,
+        tags=names.RUN_TIME_LIMIT_TAGS,
         config=org_run_config(orgs=orgs),
         description=(
             "Read one org's (the partition's) credentials, access policies, service accounts, SSO "

@@ -208,6 +208,7 @@ def provision_job(orgs: Orgs) -> dg.JobDefinition:
         name=JOB_NAME,
         executor_def=dg.in_process_executor,
         config=org_run_config(orgs=orgs),
+        tags=names.RUN_TIME_LIMIT_TAGS,
         description="Apply one org's (the partition's) queued workspace-role grants and revokes: "
         "validate, apply, verify, audit.",
     )

@@ -72,6 +72,7 @@ def decide_job(orgs: Orgs) -> dg.JobDefinition:
     return decide_access_request_graph.to_job(
         name=names.DECIDE_JOB,
         executor_def=dg.in_process_executor,
+        tags=names.RUN_TIME_LIMIT_TAGS,
         config=org_run_config(orgs=orgs),
         description="Approve or deny a request awaiting approval in one org (the partition), as an "
         "approver its policy names.",

@@ -29,6 +29,7 @@ def sync_job(config: dg.PartitionedConfig):
         ),
         executor_def=dg.in_process_executor,
         config=config,
+        tags=names.RUN_TIME_LIMIT_TAGS,
         description="Extract one org (the partition) from LangSmith, build its access tables, "
         "publish them atomically.",
     )
