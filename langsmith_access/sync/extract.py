@@ -43,6 +43,7 @@ import duckdb
 from langsmith_access.langsmith import (
     EnrichedMember,
     LangSmithClient,
+    LangSmithError,
     ListingRead,
     LoginMethod,
     NotFoundError,
@@ -199,6 +200,27 @@ class NotEveryWorkspaceListed(Exception):
         self.anonymity_restricted = anonymity_restricted
 
 
+def require_every_workspace_listed(headers: Mapping[str, str]) -> None:
+    """Raise ``NotEveryWorkspaceListed`` when a page of the enriched members route says it did
+    not list every workspace (a missing header: it did)."""
+    if headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").strip().lower() == "false":
+        raise NotEveryWorkspaceListed(
+            anonymity_restricted=_header_is_true(headers, ANONYMITY_RESTRICTED_HEADER)
+        )
+
+
+def enriched_route_fallback(error: Exception) -> str | None:
+    """The sync's rule for leaving the enriched members route: why it reads each workspace
+    instead after ``error`` (the route is missing here, answers something that is not JSON, or
+    lists only some workspaces), or None when ``error`` fails the sync. The connection doctor
+    judges the route by this rule too, so its verdict and the sync's cannot drift apart."""
+    if isinstance(error, RouteNotAvailableError):
+        return error.reason
+    if isinstance(error, NotEveryWorkspaceListed):
+        return str(error)
+    return None
+
+
 def load_members(
     client: LangSmithClient,
     conn: duckdb.DuckDBPyConnection,
@@ -242,16 +264,17 @@ def get_members(
     anonymity_restricted = False
     try:
         enriched = client.stream_enriched_members(tables.enriched_sink())
-    except RouteNotAvailableError as exc:
-        if route == ENRICHED_ROUTE:
+    except (LangSmithError, NotEveryWorkspaceListed) as error:
+        reason = enriched_route_fallback(error)
+        if reason is None:
+            raise  # not a reason to read each workspace: the sync fails with it
+        if route == ENRICHED_ROUTE:  # asked for this route: no fallback
+            if isinstance(error, NotEveryWorkspaceListed):
+                raise NotFoundError(str(error)) from None
             raise
-        reason = exc.reason
-    except NotEveryWorkspaceListed as partial:
-        # Every page says so, so the reading stopped at the first: one call, not the listing.
-        if route == ENRICHED_ROUTE:
-            raise NotFoundError(str(partial)) from None
-        reason = str(partial)
-        anonymity_restricted = partial.anonymity_restricted
+        if isinstance(error, NotEveryWorkspaceListed):
+            # Every page says so, so the reading stopped at the first: one call, not the listing.
+            anonymity_restricted = error.anonymity_restricted
     else:
         return MemberRead(
             route=ENRICHED_ROUTE,
@@ -407,9 +430,8 @@ class RawMemberTables:
             self.tables[table].discard(column, value)
 
     def _add_enriched_page(self, people: Sequence[EnrichedMember], headers: Mapping[str, str]) -> None:
+        require_every_workspace_listed(headers)
         restricted = _header_is_true(headers, ANONYMITY_RESTRICTED_HEADER)
-        if headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").strip().lower() == "false":
-            raise NotEveryWorkspaceListed(anonymity_restricted=restricted)
         rows = transform_enriched_members(people, self.sync_id, self.fetched_at)
         if restricted:
             with self._lock:
