@@ -9,6 +9,7 @@ fail, a one-line fix. Plain Python: the CLI (``langsmith-access doctor``) and th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -16,8 +17,12 @@ from typing import Any
 from langsmith_access.langsmith import (
     LangSmithClient,
     LangSmithError,
-    RouteNotAvailableError,
+    NotFoundError,
+    NotLangSmithAPIError,
+    PermissionDeniedError,
+    ProxyRefusalError,
     TransientError,
+    UnexpectedResponseError,
 )
 from langsmith_access.langsmith.client import (
     ANONYMITY_RESTRICTED_HEADER,
@@ -25,7 +30,18 @@ from langsmith_access.langsmith.client import (
     ORGANIZATION_INFO_PATH,
 )
 from langsmith_access.langsmith.refusals import workspace_rbac
-from langsmith_access.settings import DEFAULT_ENDPOINT, Settings, SettingsError
+from langsmith_access.settings import (
+    DEFAULT_ENDPOINT,
+    ORGS_FILE_VARIABLE,
+    SINGLE_ORG_KEY_VARIABLE,
+    Settings,
+    SettingsError,
+)
+from langsmith_access.sync.extract import (
+    NotEveryWorkspaceListed,
+    enriched_route_fallback,
+    require_every_workspace_listed,
+)
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 CHECK_NAMES = (
@@ -45,10 +61,37 @@ ENDPOINT_FIX = (
     f"set LANGSMITH_ENDPOINT to your LangSmith API: {DEFAULT_ENDPOINT} (US), "
     "https://eu.api.smith.langchain.com (EU), or https://<your-host>/api/v1 (self-hosted)"
 )
-KEY_FIX = (
-    "create an organization-scoped service key (Settings > API Keys > Service Keys, "
-    "organization scope, Organization Admin role) and set LANGSMITH_API_KEY to it"
+# A 404 on a route every LangSmith serves: the endpoint's path is wrong, not the key.
+ENDPOINT_PATH_FIX = (
+    "set LANGSMITH_ENDPOINT to the LangSmith host root (with a self-hosted install's base path, if "
+    f"it has one), or that with a trailing /api/v1: {DEFAULT_ENDPOINT} or "
+    f"{DEFAULT_ENDPOINT}/api/v1 (US), https://<your-host>/api/v1 (self-hosted); no other path"
 )
+TRANSIENT_FIX = (
+    "run the doctor again in a minute; if it persists, check that LANGSMITH_ENDPOINT is reachable "
+    "from here and LangSmith's status"
+)
+# Declared JSON but not what LangSmith sends: something between here and LangSmith, or a bug.
+GARBLED_FIX = (
+    "check that LANGSMITH_ENDPOINT reaches the LangSmith API itself (no proxy rewriting its "
+    "answers), then run the doctor again"
+)
+PROXY_FIX = (
+    "a proxy or firewall between here and LANGSMITH_ENDPOINT refused the request: let this host "
+    "through it to LangSmith (or set HTTPS_PROXY to the proxy it must use)"
+)
+ORG_SELECTION_FIX = "name one of them with --org SLUG"
+
+
+def key_fix(variable: str = SINGLE_ORG_KEY_VARIABLE) -> str:
+    """How to get a usable key into ``variable`` (the single-org one, or an org's own)."""
+    return (
+        "create an organization-scoped service key (Settings > API Keys > Service Keys, "
+        f"organization scope, Organization Admin role) and set {variable} to it"
+    )
+
+
+KEY_FIX = key_fix()
 # A doctor answers promptly: one retry at most, short timeouts.
 DOCTOR_MAX_RETRIES = 1
 DOCTOR_TIMEOUT_SECONDS = 10.0
@@ -103,7 +146,7 @@ def run_checks(
             read_timeout_seconds=min(settings.read_timeout_seconds, DOCTOR_TIMEOUT_SECONDS),
         )
     except SettingsError as error:
-        return configuration_failure(error)
+        return configuration_failure(str(error))
     doctor.add(
         "configuration",
         OK,
@@ -115,11 +158,12 @@ def run_checks(
     return doctor.finish()
 
 
-def configuration_failure(error: SettingsError) -> Diagnosis:
-    """The diagnosis of settings that cannot be used (a bad orgs file too): the configuration
-    check fails with the message, and every other check is skipped."""
+def configuration_failure(message: str, fix: str | None = None) -> Diagnosis:
+    """The diagnosis of settings that cannot be used (a bad orgs file, or an org that cannot be
+    chosen, too): the configuration check fails with ``message`` and ``fix`` (default: the fix
+    for what the message names), and every other check is skipped."""
     doctor = _Doctor()
-    doctor.add("configuration", FAIL, str(error), _configuration_fix(str(error)))
+    doctor.add("configuration", FAIL, message, fix or _configuration_fix(message))
     return doctor.finish()
 
 
@@ -173,6 +217,17 @@ class _Doctor:
                 ENDPOINT_FIX,
             )
             return False
+        if probe.status_code == 404:
+            # Every LangSmith serves the org info (a wrong key or org id gets 401 or 403): a 404
+            # is a JSON API without that route at this base path.
+            self.add(
+                "endpoint",
+                FAIL,
+                f"no LangSmith API at {client.endpoint}: GET {ORGANIZATION_INFO_PATH} answered 404 "
+                f"({probe.detail}), a route every LangSmith serves, so the endpoint's path is wrong",
+                ENDPOINT_PATH_FIX,
+            )
+            return False
         self.add("endpoint", OK, f"{client.endpoint} answers as a LangSmith API")
         if probe.status_code == 401:
             self.add(
@@ -188,7 +243,7 @@ class _Doctor:
                 "authentication",
                 FAIL,
                 f"LangSmith answered {probe.status_code} ({probe.detail}): could not tell",
-                "run the doctor again in a minute; if it persists, check LangSmith's status",
+                TRANSIENT_FIX,
             )
             return False
         self.add("authentication", OK, "the API key is accepted")
@@ -198,6 +253,18 @@ class _Doctor:
         return True
 
     def organization(self, client: LangSmithClient) -> bool:
+        if self.org_info is None and self.probe_status != 403:
+            # Not a refusal (a 200 that is not an object, or a 4xx LangSmith does not document
+            # there): blaming the key or the org id would send the operator the wrong way.
+            self.add(
+                "organization",
+                FAIL,
+                f"GET {ORGANIZATION_INFO_PATH} answered {self.probe_status} "
+                + (f"({self.probe_detail})" if self.probe_detail else "without an organization")
+                + ", not what LangSmith answers there",
+                GARBLED_FIX,
+            )
+            return False
         if self.org_info is None:
             self.add(
                 "organization",
@@ -237,8 +304,11 @@ class _Doctor:
                 "read_members",
                 FAIL,
                 f"cannot list organization members: {error}",
-                "give the key a role with organization:read (any organization role), on an "
-                "organization-scoped service key",
+                _fix_for(
+                    error,
+                    refused="give the key a role with organization:read (any organization role), "
+                    "on an organization-scoped service key",
+                ),
             )
             return False
         total = page.reported_total
@@ -252,47 +322,49 @@ class _Doctor:
         return True
 
     def read_all_workspaces(self, client: LangSmithClient) -> None:
-        slow_fix = (
-            "give the key the Organization Admin role so one listing covers every workspace; "
-            "without it the sync reads each workspace: complete, slower"
-        )
+        """Warn exactly where the sync falls back to reading each workspace (its own rule,
+        ``enriched_route_fallback``), saying why; any other error fails the sync, so fails here."""
         try:
             page = client.list_enriched_members(first_page_only=True)
-        except RouteNotAvailableError as error:
-            self.add(
-                "read_all_workspaces",
-                WARN,
-                f"{error.reason}; the sync reads each workspace instead: complete, slower",
-                "nothing is wrong; a newer LangSmith (self-hosted: a newer chart) has the "
-                "faster route",
-            )
+            require_every_workspace_listed(page.headers)
+        except (LangSmithError, NotEveryWorkspaceListed) as error:
+            reason = enriched_route_fallback(error)
+            if isinstance(error, NotEveryWorkspaceListed):
+                self.add(
+                    "read_all_workspaces",
+                    WARN,
+                    f"the key lacks {ORG_MANAGE}: one listing does not show every workspace "
+                    f"({LISTS_ALL_WORKSPACES_HEADER}: false), so the sync reads each workspace"
+                    + _anonymity_note(error.anonymity_restricted),
+                    "give the key the Organization Admin role so one listing covers every "
+                    "workspace; without it the sync reads each workspace: complete, slower",
+                )
+            elif reason is None:
+                self.add(
+                    "read_all_workspaces",
+                    FAIL,
+                    f"the enriched members route failed, and the sync fails with it: {error}",
+                    _fix_for(
+                        error,
+                        refused="give the key a role with organization:read (Organization Admin "
+                        "to list every workspace at once), on an organization-scoped service key",
+                    ),
+                )
+            else:
+                self.add(
+                    "read_all_workspaces",
+                    WARN,
+                    f"{reason}; the sync reads each workspace instead: complete, slower",
+                    "nothing is wrong; a newer LangSmith (self-hosted: a newer chart) has the "
+                    "faster route",
+                )
             return
-        except LangSmithError as error:
-            self.add(
-                "read_all_workspaces",
-                WARN,
-                f"the enriched members route failed ({error}); the sync reads each workspace",
-                slow_fix,
-            )
-            return
-        restricted = page.headers.get(ANONYMITY_RESTRICTED_HEADER, "").lower() == "true"
-        note = (
-            "; answers are anonymity-restricted (emails and names may be withheld: the sync "
-            "keeps the values it knew)"
-            if restricted
-            else ""
+        restricted = page.headers.get(ANONYMITY_RESTRICTED_HEADER, "").strip().lower() == "true"
+        self.add(
+            "read_all_workspaces",
+            OK,
+            "one listing shows every workspace's members" + _anonymity_note(restricted),
         )
-        if page.headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").lower() == "false":
-            self.add(
-                "read_all_workspaces",
-                WARN,
-                f"the key lacks {ORG_MANAGE}: one listing does not show every workspace "
-                f"({LISTS_ALL_WORKSPACES_HEADER}: false), so the sync reads each workspace"
-                + note,
-                slow_fix,
-            )
-            return
-        self.add("read_all_workspaces", OK, "one listing shows every workspace's members" + note)
 
     def read_roles(self, client: LangSmithClient) -> None:
         try:
@@ -302,7 +374,9 @@ class _Doctor:
                 "read_roles",
                 FAIL,
                 f"cannot list roles: {error}",
-                "give the key a role with organization:read (any organization role)",
+                _fix_for(
+                    error, refused="give the key a role with organization:read (any organization role)"
+                ),
             )
             return
         workspace_roles = sum(1 for role in roles if role.access_scope == "workspace")
@@ -330,7 +404,7 @@ class _Doctor:
                 "manage_workspace_members",
                 FAIL,
                 f"cannot list workspaces: {error}",
-                "give the key a role with organization:read",
+                _fix_for(error, refused="give the key a role with organization:read"),
             )
             return
         if not workspaces:
@@ -394,11 +468,59 @@ class _Doctor:
             )
 
 
+def _anonymity_note(restricted: bool) -> str:
+    return (
+        "; answers are anonymity-restricted (emails and names may be withheld: the sync keeps the "
+        "values it knew)"
+        if restricted
+        else ""
+    )
+
+
+def _fix_for(error: LangSmithError, *, refused: str) -> str:
+    """The fix for a read that failed with ``error``: ``refused`` (the permission the check
+    needs) only when LangSmith refused the key; otherwise the fix for that kind of error."""
+    if isinstance(error, ProxyRefusalError):
+        return PROXY_FIX
+    if isinstance(error, PermissionDeniedError):
+        return refused
+    if isinstance(error, NotFoundError):
+        return ENDPOINT_PATH_FIX  # a route every LangSmith serves is missing at this base path
+    if isinstance(error, NotLangSmithAPIError):
+        return error.fix
+    if isinstance(error, UnexpectedResponseError):
+        return GARBLED_FIX
+    if isinstance(error, TransientError):
+        return TRANSIENT_FIX
+    if type(error).fix != LangSmithError.fix:
+        return error.fix  # its kind names one (a refused key: AuthenticationError)
+    return "LangSmith rejected the request as the detail says; " + TRANSIENT_FIX
+
+
+# A settings message starts with what it is about: a variable, or an orgs file entry.
+_LEADING_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*\b")
+_UNSET_KEY_VARIABLE = re.compile(r"the variable (\w+) named by api_key_env is not set")
+
+
 def _configuration_fix(message: str) -> str:
-    if "LANGSMITH_ENDPOINT" in message:
+    """The fix for what a settings message names: one of the single-org variables, an org's own
+    key variable, the orgs file variable, or an entry of the orgs file."""
+    if message.startswith("The orgs file "):
+        unset = _UNSET_KEY_VARIABLE.search(message)
+        if unset:
+            return key_fix(unset.group(1)) + " (or name the right variable in that entry's api_key_env)"
+        what = "that entry of the orgs file" if ", entry " in message else "the orgs file"
+        return f"correct {what} as the message says ({ORGS_FILE_VARIABLE} names the file)"
+    leading = _LEADING_VARIABLE.match(message)
+    variable = leading.group() if leading else ""
+    if variable == "LANGSMITH_ENDPOINT":
         return ENDPOINT_FIX
-    if "LANGSMITH_ORGANIZATION_ID" in message:
+    if variable == "LANGSMITH_ORGANIZATION_ID":
         return "set LANGSMITH_ORGANIZATION_ID to your organization's UUID (Settings > Organization)"
-    if "LANGSMITH_API_KEY" in message:
-        return KEY_FIX
-    return "fix the variable named above"
+    if variable == ORGS_FILE_VARIABLE:
+        return f"point {ORGS_FILE_VARIABLE} at the YAML list of your orgs, or unset it"
+    if variable.startswith(SINGLE_ORG_KEY_VARIABLE):
+        return key_fix(variable)  # LANGSMITH_API_KEY, or an org's own such as LANGSMITH_API_KEY_EU
+    if variable:
+        return f"correct {variable} as the message says"
+    return "fix the setting named above"

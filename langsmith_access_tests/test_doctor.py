@@ -11,10 +11,24 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
-from langsmith_access.doctor import CHECK_NAMES, run_checks
+from langsmith_access.doctor import (
+    CHECK_NAMES,
+    ENDPOINT_PATH_FIX,
+    GARBLED_FIX,
+    ORG_SELECTION_FIX,
+    TRANSIENT_FIX,
+    run_checks,
+)
+from langsmith_access.langsmith import LangSmithClient, LangSmithError, NotLangSmithAPIError
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.settings import ORGS_FILE_VARIABLE, ClientSettings, Secret
+from langsmith_access.store.schema import ensure_schema
+from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
+from langsmith_access_tests.helpers import cli_in_this_process
+from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 
@@ -160,3 +174,187 @@ def test_the_op_job_runs_the_checks_and_fails_when_one_fails(sandbox_env, monkey
     [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "endpoint" in failure.event_specific_data.error.message
     assert environ["LANGSMITH_API_KEY"] not in str([e.message for e in failed.all_events])
+
+
+# ------------------------------------------------------------------ answers a proxy puts in place
+
+ENRICHED = "/api/v1/platform/orgs/current/members"
+ROLES = "/api/v1/orgs/current/roles"
+ACTIVE = "/api/v1/orgs/current/members/active"
+PERMISSION_FIX_WORDS = "organization:read"
+
+
+def refused(answer: Answer) -> Answer:
+    return answer.replace(status=403, headers={"Content-Type": "application/json"},
+                          body=b'{"error":"forbidden"}')
+
+
+def unavailable(answer: Answer) -> Answer:
+    return answer.replace(status=503, headers={"Content-Type": "application/json"},
+                          body=b'{"detail":"Service Unavailable"}')
+
+
+def missing(answer: Answer) -> Answer:
+    return answer.replace(status=404, headers={"Content-Type": "application/json"},
+                          body=b'{"detail":"Not Found"}')
+
+
+def web_page(answer: Answer) -> Answer:
+    return answer.replace(status=200, headers={"Content-Type": "text/html"},
+                          body=b"<!doctype html><html><body>LangSmith</body></html>")
+
+
+def garbled(answer: Answer) -> Answer:
+    return answer.replace(body=answer.body[: len(answer.body) // 2])
+
+
+def partial(answer: Answer) -> Answer:
+    return answer.replace(headers={**answer.headers, "X-Members-List-All-Workspaces": "false"})
+
+
+def on(path: str, tamper):
+    return lambda answer: tamper(answer) if answer.path == path else answer
+
+
+def check_of(diagnosis, name: str):
+    return next(c for c in diagnosis.checks if c.name == name)
+
+
+def sync_reads_members_via(proxy: TamperingProxy, sandbox: SandboxServer, tmp_path) -> str:
+    """How the sync's member read ends through ``proxy``: the route it used, or "fails"."""
+    client = LangSmithClient(ClientSettings(
+        api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id, endpoint=proxy.url,
+        read_timeout_seconds=5, max_retries=0,
+    ))
+    with client, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        try:
+            read = load_members(client, conn, sync_id="doctor-check",
+                                shared_workspace_ids=[w.id for w in sandbox.org.shared_workspaces()])
+        except LangSmithError:
+            return "fails"
+    return read.route
+
+
+@pytest.mark.parametrize("tamper, verdict, fix_says", [
+    (refused, "fail", PERMISSION_FIX_WORDS),  # the sync stops on a 403: not a reason to fall back
+    (unavailable, "fail", TRANSIENT_FIX),
+    (missing, "warn", "newer LangSmith"),  # the route is not there: the sync reads each workspace
+    (web_page, "warn", "newer LangSmith"),
+    (partial, "warn", "Organization Admin"),
+], ids=["403", "503", "404", "html", "partial"])
+def test_read_all_workspaces_warns_exactly_where_the_sync_falls_back(sandbox_env, tmp_path, tamper,
+                                                                     verdict, fix_says):
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(ENRICHED, tamper)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+        sync_read = sync_reads_members_via(proxy, sandbox, tmp_path)
+    check = check_of(diagnosis, "read_all_workspaces")
+    assert check.status == verdict, check
+    assert fix_says in check.fix, check
+    assert sync_read == ("fails" if verdict == "fail" else PER_WORKSPACE_ROUTE)
+    assert diagnosis.ok is (verdict == "warn")
+    if verdict == "fail":
+        assert "newer LangSmith" not in check.fix and "the sync fails" in check.detail
+
+
+def test_a_wrong_base_path_fails_the_endpoint_and_names_langsmith_endpoint(sandbox_env):
+    sandbox, environ = sandbox_env()
+    environ["LANGSMITH_ENDPOINT"] = sandbox.url + "/foo"  # a JSON API answering 404 {"detail": "Not Found"}
+    diagnosis = run_checks(environ)
+    result = {c.name: c.status for c in diagnosis.checks}
+    assert result["configuration"] == "ok" and result["endpoint"] == "fail"
+    assert {result[n] for n in CHECK_NAMES[2:]} == {"skip"}
+    endpoint = check_of(diagnosis, "endpoint")
+    assert "404" in endpoint.detail and sandbox.url + "/foo" in endpoint.detail
+    assert endpoint.fix == ENDPOINT_PATH_FIX
+    assert "LANGSMITH_ENDPOINT" in endpoint.fix and "/api/v1" in endpoint.fix
+    # The accepted forms still pass: the host root and the root with /api/v1 or /api, slash or not.
+    for accepted in (sandbox.url, sandbox.url + "/api/v1/", sandbox.url + "/api"):
+        assert check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": accepted}), "endpoint").status == "ok"
+
+
+@pytest.mark.parametrize("check, path, tamper, fix", [
+    ("read_roles", ROLES, web_page, NotLangSmithAPIError.fix),
+    ("read_roles", ROLES, garbled, GARBLED_FIX),
+    ("read_roles", ROLES, unavailable, TRANSIENT_FIX),
+    ("read_roles", ROLES, missing, ENDPOINT_PATH_FIX),
+    ("read_members", ACTIVE, web_page, NotLangSmithAPIError.fix),
+    ("read_members", ACTIVE, garbled, GARBLED_FIX),
+], ids=["roles-html", "roles-garbled", "roles-503", "roles-404", "members-html", "members-garbled"])
+def test_a_read_that_fails_for_another_reason_than_permission_gets_that_fix(sandbox_env, check, path,
+                                                                            tamper, fix):
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(path, tamper)
+        failed = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), check)
+    assert failed.status == "fail" and failed.fix == fix, failed
+    assert PERMISSION_FIX_WORDS not in failed.fix
+
+
+@pytest.mark.parametrize("check, path", [("read_roles", ROLES), ("read_members", ACTIVE)])
+def test_a_refused_read_gets_the_permission_fix(sandbox_env, check, path):
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(path, refused)
+        failed = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), check)
+    assert failed.status == "fail" and PERMISSION_FIX_WORDS in failed.fix, failed
+
+
+@pytest.fixture
+def orgs_file(sandbox_env, tmp_path, monkeypatch):
+    """This process's environment as the CLI's, with an orgs file of two orgs (both entries on one
+    sandbox) and their keys, no other LANGSMITH_ variable; the file, for tests to rewrite."""
+    sandbox, _ = sandbox_env()
+    path = tmp_path / "orgs.yaml"
+    path.write_text(
+        f"- slug: us\n  organization_id: {sandbox.organization_id}\n  endpoint: {sandbox.url}\n"
+        "  api_key_env: LANGSMITH_API_KEY_US\n"
+        f"- slug: eu\n  organization_id: 00000000-0000-4000-8000-000000000002\n  endpoint: {sandbox.url}\n"
+        "  api_key_env: LANGSMITH_API_KEY_EU\n"
+    )
+    for name in list(os.environ):
+        if name.startswith("LANGSMITH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv(ORGS_FILE_VARIABLE, str(path))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    monkeypatch.setenv("LANGSMITH_API_KEY_US", sandbox.api_key)
+    monkeypatch.setenv("LANGSMITH_API_KEY_EU", sandbox.api_key)
+    return path
+
+
+@pytest.mark.parametrize("org_args", [[], ["--org", "apac"]], ids=["no-org", "unknown-org"])
+def test_an_org_that_cannot_be_chosen_fails_configuration_as_json(orgs_file, org_args):
+    done = cli_in_this_process("doctor", "--json", *org_args)
+    assert done.returncode == 1, done.stderr
+    diagnosis = json.loads(done.stdout)
+    assert diagnosis["ok"] is False
+    [configuration, *rest] = diagnosis["checks"]
+    assert configuration["name"] == "configuration" and configuration["status"] == "fail"
+    assert "us, eu" in configuration["detail"] and configuration["fix"] == ORG_SELECTION_FIX
+    assert {c["status"] for c in rest} == {"skip"}
+    lines = cli_in_this_process("doctor", *org_args)
+    assert lines.returncode == 1 and lines.stdout.startswith("fail configuration: ")
+    assert f"  fix: {ORG_SELECTION_FIX}" in lines.stdout.splitlines()
+
+
+def test_an_orgs_file_error_gets_a_fix_naming_the_entry_or_the_org_s_key_variable(orgs_file, monkeypatch):
+    def configuration_fix() -> str:
+        done = cli_in_this_process("doctor", "--json", "--org", "us")
+        assert done.returncode == 1, done.stderr
+        return json.loads(done.stdout)["checks"][0]["fix"]
+
+    text = orgs_file.read_text()
+    orgs_file.write_text(text.replace("LANGSMITH_API_KEY_EU", "LANGSMITH_API_KEY_APAC"))
+    unset = configuration_fix()
+    assert "LANGSMITH_API_KEY_APAC" in unset and "set LANGSMITH_API_KEY " not in unset
+
+    orgs_file.write_text(text)
+    monkeypatch.setenv("LANGSMITH_API_KEY_EU", "lsv2_pt_" + "0" * 32)  # a personal token
+    assert "set LANGSMITH_API_KEY_EU to it" in configuration_fix()
+
+    monkeypatch.setenv("LANGSMITH_API_KEY_EU", "lsv2_sk_" + "0" * 32)
+    orgs_file.write_text(text.replace("00000000-0000-4000-8000-000000000002", "not-a-uuid"))
+    entry = configuration_fix()
+    assert "entry of the orgs file" in entry and "variable" not in entry

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from langsmith_access.cli.common import add_org_argument, selected_org
-from langsmith_access.doctor import configuration_failure, run_checks
+from langsmith_access.cli.common import UsageError, add_org_argument, selected_org
+from langsmith_access.doctor import ORG_SELECTION_FIX, configuration_failure, run_checks
 from langsmith_access.settings import SettingsError
 
 
@@ -19,10 +19,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
+    # A bad orgs file, an unknown --org or none among several: the configuration check fails
+    # (exit 1, JSON with --json), as DESIGN.md section 8 promises for any bad configuration.
     try:
-        org = selected_org(args)  # an unknown --org stays a usage error (exit 2)
-    except SettingsError as error:  # a bad orgs file is the configuration check failing
-        diagnosis = configuration_failure(error)
+        org = selected_org(args)
+    except SettingsError as error:
+        diagnosis = configuration_failure(str(error))
+    except UsageError as error:  # the message names the orgs configured
+        diagnosis = configuration_failure(str(error), ORG_SELECTION_FIX)
     else:
         diagnosis = run_checks(settings=org.settings)
     print(diagnosis.to_json() if args.json else diagnosis.text())
