@@ -358,3 +358,12 @@ def test_an_orgs_file_error_gets_a_fix_naming_the_entry_or_the_org_s_key_variabl
     orgs_file.write_text(text.replace("00000000-0000-4000-8000-000000000002", "not-a-uuid"))
     entry = configuration_fix()
     assert "entry of the orgs file" in entry and "variable" not in entry
+
+
+def test_an_organization_info_that_is_no_refusal_does_not_blame_the_key(sandbox_env):
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/orgs/current/info", lambda answer: answer.with_json([]))
+        organization = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "organization")
+    assert organization.status == "fail" and organization.fix == GARBLED_FIX, organization
+    assert "workspace-scoped" not in organization.detail
