@@ -34,6 +34,7 @@ from langsmith_access.settings import (
     DEFAULT_ENDPOINT,
     ORGS_FILE_VARIABLE,
     SINGLE_ORG_KEY_VARIABLE,
+    Org,
     Settings,
     SettingsError,
 )
@@ -128,15 +129,27 @@ class Diagnosis:
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
+    def worded_for(self, org: Org) -> Diagnosis:
+        """The checks written for the single-org variables, naming ``org``'s own settings."""
+        return Diagnosis([
+            replace(check, detail=org.in_its_own_terms(check.detail),
+                    fix=org.in_its_own_terms(check.fix) if check.fix else None)
+            for check in self.checks
+        ])
+
 
 def run_checks(
     environ: Mapping[str, str] | None = None,
     *,
     settings: Settings | None = None,
+    org: Org | None = None,
     client_factory: Callable[..., LangSmithClient] = LangSmithClient,
 ) -> Diagnosis:
-    """Run the nine checks against the LangSmith that ``settings`` (one org's) or else
-    ``environ`` (default: the process environment) configures."""
+    """Run the nine checks against the LangSmith that ``org``, else ``settings``, else
+    ``environ`` (default: the process environment) configures. For an org, the details and
+    fixes name where its settings come from (its key variable, its orgs file entry)."""
+    if org is not None:
+        return run_checks(settings=org.settings, client_factory=client_factory).worded_for(org)
     doctor = _Doctor()
     try:
         settings = settings if settings is not None else Settings.from_env(environ)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -367,3 +368,13 @@ def test_an_organization_info_that_is_no_refusal_does_not_blame_the_key(sandbox_
         organization = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "organization")
     assert organization.status == "fail" and organization.fix == GARBLED_FIX, organization
     assert "workspace-scoped" not in organization.detail
+
+
+def test_an_orgs_checks_name_its_own_key_variable_and_entry(orgs_file, monkeypatch):
+    monkeypatch.setenv("LANGSMITH_API_KEY_EU", "lsv2_sk_" + "0" * 32)  # a key the sandbox refuses
+    done = cli_in_this_process("doctor", "--json", "--org", "eu")
+    assert done.returncode == 1, done.stderr
+    authentication = next(c for c in json.loads(done.stdout)["checks"] if c["name"] == "authentication")
+    assert authentication["status"] == "fail" and "LANGSMITH_API_KEY_EU" in authentication["fix"], authentication
+    # Written for the single-org variables, every line names eu's own instead.
+    assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b", done.stdout), done.stdout

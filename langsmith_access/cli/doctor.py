@@ -28,6 +28,6 @@ def run_doctor(args: argparse.Namespace) -> int:
     except UsageError as error:  # the message names the orgs configured
         diagnosis = configuration_failure(str(error), ORG_SELECTION_FIX)
     else:
-        diagnosis = run_checks(settings=org.settings)
+        diagnosis = run_checks(org=org)
     print(diagnosis.to_json() if args.json else diagnosis.text())
     return 0 if diagnosis.ok else 1

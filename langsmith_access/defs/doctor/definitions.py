@@ -15,7 +15,7 @@ JOB_NAME = "check_langsmith_connection"
 
 @dg.op(description="Run the nine connection checks (read-only calls) and report each.")
 def check_connection(context: dg.OpExecutionContext, organization: RunOrganization) -> dg.Output:
-    diagnosis = run_checks(settings=organization.org.settings)
+    diagnosis = run_checks(org=organization.org)
     for check in diagnosis.checks:
         line = "\n".join(check.lines())
         if check.status == "fail":
