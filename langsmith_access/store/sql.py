@@ -1,9 +1,14 @@
-"""Reading back the one row a query always returns (``count(*)``, an aggregate, a ``COPY``).
+"""Reading back one row: of a query that always returns one (``count(*)``, an aggregate, a
+``COPY``), or of a lookup that finds one row or none.
 
 DuckDB's ``fetchone()`` says the row may be missing, which is true of a lookup but never of
-``SELECT count(*)``. These helpers say which kind a query is: a lookup keeps ``fetchone()`` and
-handles ``None``; a query that always returns a row reads it here, and a missing row is an error
-that names the query instead of a ``TypeError`` on ``None``.
+``SELECT count(*)``. These helpers say which kind a query is: a lookup reads ``first_row`` and
+handles ``None``; a query that always returns a row reads it with ``one_row``, and a missing row
+is an error that names the query instead of a ``TypeError`` on ``None``.
+
+Both read the result to its end. DuckDB keeps a result that ``fetchone()`` left unfinished open
+on the connection, and refuses ``register()`` and ``sql()`` there until it is ("connection has an
+unfinished result from execute()"): a lookup before a raw-rows write would fail the write.
 """
 
 from __future__ import annotations
@@ -17,9 +22,18 @@ class NoRowReturned(RuntimeError):
     """A query that always returns a row returned none."""
 
 
+def first_row(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: object = None
+) -> tuple[Any, ...] | None:
+    """The first row of a lookup, None when it finds none. For a lookup by key or with
+    ``LIMIT 1``: every row it returns is read."""
+    rows = conn.execute(sql, params).fetchall()
+    return rows[0] if rows else None
+
+
 def one_row(conn: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> tuple[Any, ...]:
     """The row of a query that always returns one row."""
-    row = conn.execute(sql, params).fetchone()
+    row = first_row(conn, sql, params)
     if row is None:
         raise NoRowReturned(f"expected one row, got none from: {sql}")
     return row

@@ -130,6 +130,19 @@ def test_an_anonymity_restricted_answer_is_recorded_and_never_read_as_a_change(m
     assert restricted is True and route == "enriched_members"
 
 
+def test_a_first_sync_of_an_anonymity_restricted_org_succeeds_and_says_so(monkeypatch, tmp_path):
+    # An empty database: no previous sync to take withheld values from (the case above has one).
+    database = tmp_path / "access.duckdb"
+    sync_into(monkeypatch, database, anonymity_restricted=True)
+    org = new_org()
+    assert actual_workspace_grants(database) == expected_workspace_grants(org)
+    emails = query(database, "SELECT email FROM main.users")
+    assert emails and all(email is None for (email,) in emails)
+    [(restricted, route)] = query(
+        database, "SELECT anonymity_restricted, membership_route FROM main.sync_runs")
+    assert restricted is True and route == "enriched_members"
+
+
 def test_an_older_sync_runs_table_gains_the_new_columns(tmp_path):
     from langsmith_access.store.schema import ensure_schema
 

@@ -1,0 +1,30 @@
+"""The one-row helpers leave the connection free: DuckDB refuses ``register()`` on a connection
+whose last result was not read to its end, which failed the first anonymity-restricted sync."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+
+from langsmith_access.store.sql import NoRowReturned, first_row, one_row, scalar
+
+QUERIES = {
+    "scalar": lambda conn: scalar(conn, "SELECT count(*) FROM range(3)"),
+    "one_row": lambda conn: one_row(conn, "SELECT 1, 2"),
+    "first_row, found": lambda conn: first_row(conn, "SELECT 1 LIMIT 1"),
+    "first_row, none": lambda conn: first_row(conn, "SELECT 1 WHERE false"),
+}
+
+
+@pytest.mark.parametrize("read", QUERIES.values(), ids=QUERIES.keys())
+def test_a_helper_leaves_no_result_open(read):
+    with duckdb.connect() as conn:
+        read(conn)
+        conn.register("incoming_rows", {"a": np.array([1, 2])})
+        assert conn.execute("SELECT sum(a) FROM incoming_rows").fetchall() == [(3,)]
+
+
+def test_a_query_that_must_return_a_row_and_did_not_names_itself():
+    with duckdb.connect() as conn, pytest.raises(NoRowReturned, match="WHERE false"):
+        one_row(conn, "SELECT 1 WHERE false")
