@@ -76,7 +76,7 @@ from langsmith_access.provisioning.planner import (
     plan_expiry,
 )
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import first_row, scalar
 
 MAX_WRITE_ATTEMPTS = 3
 ORG_LISTING_PATH = "/api/v1/platform/orgs/current/members"
@@ -560,10 +560,11 @@ class Provisioner:
             return None
         with self._lock:
             if request["request_id"] not in self._restore_roles:
-                row = self.conn.execute(
+                row = first_row(
+                    self.conn,
                     "SELECT prior_role_id FROM main.provisioning_requests WHERE request_id = ?",
                     [request["parent_request_id"]],
-                ).fetchone()
+                )
                 self._restore_roles[request["request_id"]] = row[0] if row else None
             return self._restore_roles[request["request_id"]]
 

@@ -33,7 +33,7 @@ from langsmith_access.governance.decisions import (
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, Policy, PolicyError, governing_policy
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import first_row, scalar
 
 ACTIONS = ("grant", "revoke")
 AWAITING_APPROVAL = "awaiting_approval"
@@ -432,11 +432,12 @@ def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange)
     pending or in progress), if there is one."""
     if not _has_queue(conn):
         return None
-    row = conn.execute(
+    row = first_row(
+        conn,
         f"SELECT request_id FROM main.provisioning_requests WHERE status IN ({_OPEN}) "
         "AND action = ? AND user_id = ? AND workspace_id = ? AND role_id = ? ORDER BY request_seq LIMIT 1",
         [resolved.action, resolved.user_id, resolved.workspace_id, resolved.role_id],
-    ).fetchone()
+    )
     return row[0] if row else None
 
 

@@ -15,7 +15,7 @@ import duckdb
 from langsmith_access.names import SYNC_JOB
 from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
 from langsmith_access.store.sections import ensure_section_tables
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import first_row, scalar
 
 SYNC_RUNS_DDL = """
 CREATE TABLE IF NOT EXISTS main.sync_runs (
@@ -243,11 +243,12 @@ def known_member_values(
 def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:
     """The latest successful sync's counts, for the shrink guard; None before the first sync."""
     # The core sync's rows only (an inventory run's row counts the same tables, unchanged).
-    row = conn.execute(
+    row = first_row(
+        conn,
         "SELECT sync_id, users, workspace_grants FROM main.sync_runs "
         "WHERE status = 'succeeded' AND coalesce(job, ?) = ? ORDER BY finished_at DESC LIMIT 1",
         [SYNC_JOB, SYNC_JOB],
-    ).fetchone()
+    )
     if row is None:
         return None
     return {"sync_id": row[0], "users": row[1], "workspace_grants": row[2]}

@@ -10,7 +10,7 @@ import duckdb
 
 from langsmith_access.names import SYNC_JOB
 from langsmith_access.store.sections import section_reads, section_rows_json, skipped_sections_json
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import first_row, scalar
 
 COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
 
@@ -37,11 +37,12 @@ def record_sync_run(
     )
     reads = section_reads(conn, sync_id)
     route = scalar(conn, "SELECT string_agg(DISTINCT source, ',') FROM raw.workspace_memberships")
-    read = conn.execute(
+    read = first_row(
+        conn,
         "SELECT membership_route, route_reason, anonymity_restricted FROM raw.membership_read "
         "WHERE sync_id = ?",
         [sync_id],
-    ).fetchone()
+    )
     if read is not None:
         # Named by the extract even when no workspace had a member to list.
         route = read[0]

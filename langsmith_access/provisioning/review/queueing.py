@@ -10,6 +10,7 @@ from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.review.format import READ_ONLY_REASON, require_tables
 from langsmith_access.provisioning.review.sheet import MarkedRow, ReviewSheet
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
+from langsmith_access.store.sql import first_row
 
 
 @dataclass(frozen=True)
@@ -107,19 +108,20 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
         # The sheet keeps such a row only with all three named; empty would be rejected as such.
         change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "", why, requested_by)
         return change, None
-    grant = conn.execute(
+    grant = first_row(
+        conn,
         "SELECT g.entitlement_type, g.user_id, g.workspace_id, g.role_id, g.role_name, "
         "coalesce(g.email, g.user_id) FROM main.grants AS g WHERE g.grant_id = ?",
         [row.grant_id],
-    ).fetchone()
+    )
     if grant is None:
         change = queue.ChangeRequest(
             "revoke", row.user or row.grant_id, row.workspace or "", row.role or "", why, requested_by
         )
         # A grant that no longer holds is still in grant_history (ids are never parsed here).
-        former = conn.execute(
-            "SELECT entitlement_type FROM main.grant_history WHERE grant_id = ? LIMIT 1", [row.grant_id]
-        ).fetchone()
+        former = first_row(
+            conn, "SELECT entitlement_type FROM main.grant_history WHERE grant_id = ? LIMIT 1", [row.grant_id]
+        )
         if former is not None and former[0] == "organization_role":
             return change, f"grant {row.grant_id} is an organization role. {READ_ONLY_REASON}"
         return change, (
