@@ -1188,8 +1188,9 @@ def _listing_headers(response: requests.Response) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _enriched_route_errors() -> Iterator[None]:
-    """On the enriched members route, a 404 or an answer that is not JSON means the install
-    lacks the route: ``RouteNotAvailableError`` (a ``NotFoundError``), saying which."""
+    """On the enriched members route, a 404 or an answer that is not JSON (or does not parse)
+    means the install lacks the route: ``RouteNotAvailableError`` (a ``NotFoundError``), saying
+    which. A garbled page after good ones says the same: the caller discards what it read."""
     try:
         yield
     except RouteNotAvailableError:
@@ -1198,8 +1199,8 @@ def _enriched_route_errors() -> Iterator[None]:
         raise RouteNotAvailableError(
             str(error),
             reason=f"the enriched members route answered {error.status_code} with "
-            "something that is not JSON (a self-hosted install without that route serves "
-            "its web page there)",
+            f"{error.answer}: not available here (a self-hosted install without that route "
+            "serves its web page there)",
             method=error.method,
             path=error.path,
             status_code=error.status_code,
@@ -1235,25 +1236,29 @@ def _json_or_none(response: requests.Response) -> Any:
 
 
 def _json_body(response: requests.Response, method: str, path: str) -> Any:
-    """Decode a 2xx body; ``None`` for 204 or an empty body (DELETE may answer either)."""
+    """Decode a 2xx body; ``None`` for 204 or an empty body (DELETE may answer either).
+
+    A body that is not JSON, or does not parse although it says it is, is never data:
+    ``NotLangSmithAPIError`` (langsmith-api.md, "Deployments and base URLs", rule 3).
+    """
     if response.status_code == 204 or not response.content:
         return None
     content_type = response.headers.get("Content-Type")
     if content_type and not _is_json_type(content_type):
-        raise _not_langsmith(response, method, path)
+        raise _not_langsmith(
+            response, method, path,
+            f"a body that is not JSON (content-type {content_type!r}, {len(response.content)} bytes)",
+        )
     try:
         # orjson: a 500-member page (~600 KB) decodes in a third of the standard library's time.
         return orjson.loads(response.content)
     except ValueError:
-        if content_type is None:
-            raise _not_langsmith(response, method, path) from None
-        # Declared JSON but cut short or garbled: a broken answer, not a wrong endpoint.
-        raise UnexpectedResponseError(
-            f"the {response.status_code} response is not valid JSON "
-            f"(content-type {content_type!r}, {len(response.content)} bytes)",
-            method=method,
-            path=path,
-            status_code=response.status_code,
+        # Declared JSON (or undeclared) but cut short or garbled: whatever answered is not
+        # LangSmith's API as configured, or a proxy on the way mangles its answers.
+        raise _not_langsmith(
+            response, method, path,
+            f"a body that does not parse as JSON (content-type {content_type!r}, "
+            f"{len(response.content)} bytes; a proxy cutting answers short looks the same)",
         ) from None
 
 
@@ -1265,11 +1270,14 @@ def _is_json_type(content_type: str) -> bool:
     )
 
 
-def _not_langsmith(response: requests.Response, method: str, path: str) -> NotLangSmithAPIError:
+def _not_langsmith(
+    response: requests.Response, method: str, path: str, answer: str
+) -> NotLangSmithAPIError:
+    """``answer`` says what came back (never the body: it may echo what was sent)."""
     return NotLangSmithAPIError(
-        f"not a LangSmith API: check LANGSMITH_ENDPOINT (the {response.status_code} answer is not "
-        f"valid JSON: content-type {response.headers.get('Content-Type')!r}, "
-        f"{len(response.content)} bytes)",
+        f"not a LangSmith API: check LANGSMITH_ENDPOINT; it answered {response.status_code} "
+        f"with {answer}",
+        answer=answer,
         method=method,
         path=path,
         status_code=response.status_code,

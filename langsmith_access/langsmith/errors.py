@@ -84,13 +84,19 @@ class UnexpectedResponseError(LangSmithError):
 
 
 class NotLangSmithAPIError(UnexpectedResponseError):
-    """A 2xx answer that is not JSON (for example a web UI's HTML page served with status 200):
-    ``LANGSMITH_ENDPOINT`` points at something that is not the LangSmith API."""
+    """A 2xx answer that is not JSON (for example a web UI's HTML page served with status 200)
+    or does not parse as JSON: ``LANGSMITH_ENDPOINT`` points at something that is not the
+    LangSmith API (or a proxy on the way mangles its answers). ``answer`` says what came back:
+    content type and size, never the body."""
 
     fix = (
         "set LANGSMITH_ENDPOINT to the LangSmith API: https://api.smith.langchain.com (US), "
         "https://eu.api.smith.langchain.com (EU) or https://<your-host>/api/v1 (self-hosted)"
     )
+
+    def __init__(self, message: str, *, answer: str = "a body that is not JSON", **kwargs):
+        super().__init__(message, **kwargs)
+        self.answer = answer
 
 
 class RouteNotAvailableError(NotFoundError):

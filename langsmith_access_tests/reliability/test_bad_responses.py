@@ -14,11 +14,19 @@ import json
 import pytest
 
 from langsmith_access.api import list_requests, provision, request_grant
-from langsmith_access.langsmith import LangSmithClient, UnexpectedResponseError
-from langsmith_access.langsmith.errors import IncompleteListingError
+from langsmith_access.langsmith import LangSmithClient, NotLangSmithAPIError, UnexpectedResponseError
+from langsmith_access.langsmith.errors import IncompleteListingError, RouteNotAvailableError
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ClientSettings, Secret
-from langsmith_access_tests.helpers import query, run_sync
+from langsmith_access_tests.helpers import (
+    actual_org_grants,
+    actual_workspace_grants,
+    cli_in_this_process,
+    expected_org_grants,
+    expected_workspace_grants,
+    query,
+    run_sync,
+)
 from langsmith_access_tests.langsmith.sandbox_client_support import read_everything
 from langsmith_access_tests.reliability.conftest import database_state, writes
 from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
@@ -114,12 +122,19 @@ CALLS = {
     WS_ACTIVE: lambda client, sb: client.list_workspace_members(first_workspace(sb)),
 }
 
+# A 2xx that is not JSON, or does not parse, is a configuration error (langsmith-api.md rule 3).
+NOT_A_LANGSMITH_API = ["not a LangSmith API: check LANGSMITH_ENDPOINT", "answered 200"]
+NOT_PARSED = [*NOT_A_LANGSMITH_API, "does not parse as JSON", "'application/json'", "bytes",
+              "a proxy cutting answers short"]
+
 # (id, route, tamper, error type, what the message must say)
 GARBLED = [
-    ("truncated-json-roles", ROLES, truncated, UnexpectedResponseError, ["not valid JSON"]),
-    ("truncated-json-members-page", ACTIVE, truncated, UnexpectedResponseError, ["not valid JSON"]),
-    ("truncated-json-workspace-members", WS_ACTIVE, truncated, UnexpectedResponseError, ["not valid JSON"]),
-    ("html-instead-of-json", WORKSPACES, html_page, UnexpectedResponseError, ["not valid JSON", "text/html"]),
+    ("truncated-json-roles", ROLES, truncated, NotLangSmithAPIError, NOT_PARSED),
+    ("truncated-json-members-page", ACTIVE, truncated, NotLangSmithAPIError, NOT_PARSED),
+    ("truncated-json-workspace-members", WS_ACTIVE, truncated, NotLangSmithAPIError, NOT_PARSED),
+    ("html-instead-of-json", WORKSPACES, html_page, NotLangSmithAPIError, [*NOT_A_LANGSMITH_API, "not JSON", "'text/html'"]),
+    # The enriched route alone reads it as "not available here" (DESIGN.md section 8).
+    ("truncated-json-enriched", ENRICHED, truncated, RouteNotAvailableError, NOT_PARSED),
     ("empty-200-body", ROLES, empty, UnexpectedResponseError, ["expected a JSON list, got NoneType"]),
     ("object-instead-of-array", ACTIVE, wrapped_in_object, UnexpectedResponseError, ["expected a JSON array page, got dict"]),
     ("strings-instead-of-records", ROLES, strings, UnexpectedResponseError, ["expected a JSON object for Role, got str"]),
@@ -157,6 +172,9 @@ def test_a_garbled_answer_is_a_clear_error_naming_the_request(sandbox, proxy, ro
     for text in says:
         assert text in message, message
     assert sandbox.api_key not in message
+    # What came back is described, never quoted.
+    assert not any(answer.body[:24].decode(errors="replace") in message
+                   for answer in proxy.tampered if len(answer.body) >= 24), message
 
 
 def with_extra_fields(value):
@@ -223,7 +241,7 @@ def missing_role_on_a_workspace_member(answer: Answer) -> Answer:
 
 SYNC_CASES = [
     ("truncated-json-on-page-2", ACTIVE,
-     lambda a: truncated(a) if a.query.get("offset") == ["500"] else a, [f"GET {ACTIVE}", "not valid JSON"]),
+     lambda a: truncated(a) if a.query.get("offset") == ["500"] else a, [f"GET {ACTIVE}", *NOT_PARSED]),
     ("member-missing-ls_user_id", ACTIVE, without("ls_user_id", 250), [f"GET {ACTIVE}", "OrgMemberIdentity.ls_user_id"]),
     ("workspaces-not-an-array", WORKSPACES, wrapped_in_object, [f"GET {WORKSPACES}", "expected a JSON list, got dict"]),
     ("workspace-member-with-null-role", WS_ACTIVE, missing_role_on_a_workspace_member, ["role_id"]),
@@ -245,6 +263,53 @@ def test_a_sync_fed_a_garbled_answer_fails_and_publishes_nothing(start_env, monk
     reported = " ".join([outcome.failure or "", *outcome.failed_checks, *outcome.dbt_errors])
     for text in says:
         assert text in reported, reported
+    assert database_state(database) == before
+
+
+# ------------------------------------------------------------------ JSON that does not parse, by route
+
+ON_PAGE_2 = {"first-page": truncated,
+             "page-2": lambda a: truncated(a) if a.query.get("offset") == ["500"] else a}
+
+
+@pytest.mark.parametrize("tamper", ON_PAGE_2.values(), ids=ON_PAGE_2.keys())
+def test_garbled_json_on_the_enriched_route_falls_back_to_each_workspace_and_says_why(start_env, monkeypatch,
+                                                                                       tamper):
+    """"Route not available here": the sync reads each workspace instead, drops what the enriched
+    pages before the garbled one delivered, and records why in route_reason."""
+    sandbox, org, database = start_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        monkeypatch.setenv("LANGSMITH_ENDPOINT", proxy.url)
+        monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "0")
+        proxy.tamper = on(ENRICHED, tamper)
+        outcome = run_sync()
+    assert proxy.tampered
+    assert outcome.success, outcome.failure
+    [(route, reason)] = query(database.path, "SELECT membership_route, route_reason FROM main.sync_runs "
+                                             "ORDER BY finished_at DESC LIMIT 1")
+    assert route == "workspace_members"
+    assert "the enriched members route answered 200 with a body that does not parse as JSON" in reason, reason
+    assert "'application/json'" in reason and "bytes" in reason
+    assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
+    assert actual_org_grants(database.path) == expected_org_grants(org)
+    assert query(database.path, "SELECT count(*) - count(DISTINCT grant_id) FROM main.grants") == [(0,)]
+
+
+def test_garbled_json_on_any_other_route_stops_the_sync_naming_the_endpoint(start_env, monkeypatch):
+    """A configuration error, exit 1: the fix names LANGSMITH_ENDPOINT, and nothing is published."""
+    sandbox, org, database = start_env()
+    before = database_state(database)
+    with TamperingProxy(sandbox.url) as proxy:
+        monkeypatch.setenv("LANGSMITH_ENDPOINT", proxy.url)
+        monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "0")
+        proxy.tamper = on(ROLES, truncated)
+        result = cli_in_this_process("sync", "--quiet")
+    assert proxy.tampered
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Sync failed: " in result.stderr, result.stderr
+    assert f"GET {ROLES} -> 200: not a LangSmith API: check LANGSMITH_ENDPOINT" in result.stderr, result.stderr
+    assert f"fix: {NotLangSmithAPIError.fix}" in result.stderr
+    assert sandbox.api_key not in result.stdout + result.stderr
     assert database_state(database) == before
 
 
@@ -272,4 +337,4 @@ def test_a_garbled_answer_to_an_applied_write_is_verified_not_resent(start_env, 
     events = query(database.path, "SELECT kind, detail FROM main.provisioning_events WHERE request_id = ? "
                                   'ORDER BY "at"', [request.request_id])
     uncertain = [json.loads(detail) for kind, detail in events if kind == "write_uncertain"]
-    assert uncertain and "not valid JSON" in uncertain[0]["error"]
+    assert uncertain and "does not parse as JSON" in uncertain[0]["error"]
