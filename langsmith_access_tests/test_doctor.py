@@ -278,11 +278,11 @@ def test_a_wrong_base_path_fails_the_endpoint_and_names_langsmith_endpoint(sandb
 
 @pytest.mark.parametrize("check, path, tamper, fix", [
     ("read_roles", ROLES, web_page, NotLangSmithAPIError.fix),
-    ("read_roles", ROLES, garbled, GARBLED_FIX),
+    ("read_roles", ROLES, garbled, NotLangSmithAPIError.fix),  # rule 3: a body that does not parse
     ("read_roles", ROLES, unavailable, TRANSIENT_FIX),
     ("read_roles", ROLES, missing, ENDPOINT_PATH_FIX),
     ("read_members", ACTIVE, web_page, NotLangSmithAPIError.fix),
-    ("read_members", ACTIVE, garbled, GARBLED_FIX),
+    ("read_members", ACTIVE, garbled, NotLangSmithAPIError.fix),  # rule 3: a body that does not parse
 ], ids=["roles-html", "roles-garbled", "roles-503", "roles-404", "members-html", "members-garbled"])
 def test_a_read_that_fails_for_another_reason_than_permission_gets_that_fix(sandbox_env, check, path,
                                                                             tamper, fix):
