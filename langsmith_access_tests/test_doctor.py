@@ -185,19 +185,16 @@ ACTIVE = "/api/v1/orgs/current/members/active"
 PERMISSION_FIX_WORDS = "organization:read"
 
 
-def refused(answer: Answer) -> Answer:
-    return answer.replace(status=403, headers={"Content-Type": "application/json"},
-                          body=b'{"error":"forbidden"}')
+def json_answer(status: int, body: bytes):
+    """A tamper that puts this JSON answer in place of the server's."""
+    def tamper(answer: Answer) -> Answer:
+        return answer.replace(status=status, headers={"Content-Type": "application/json"}, body=body)
+    return tamper
 
 
-def unavailable(answer: Answer) -> Answer:
-    return answer.replace(status=503, headers={"Content-Type": "application/json"},
-                          body=b'{"detail":"Service Unavailable"}')
-
-
-def missing(answer: Answer) -> Answer:
-    return answer.replace(status=404, headers={"Content-Type": "application/json"},
-                          body=b'{"detail":"Not Found"}')
+refused = json_answer(403, b'{"error":"forbidden"}')
+unavailable = json_answer(503, b'{"detail":"Service Unavailable"}')
+missing = json_answer(404, b'{"detail":"Not Found"}')
 
 
 def web_page(answer: Answer) -> Answer:
