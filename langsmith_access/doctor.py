@@ -77,10 +77,7 @@ GARBLED_FIX = (
     "check that LANGSMITH_ENDPOINT reaches the LangSmith API itself (no proxy rewriting its "
     "answers), then run the doctor again"
 )
-PROXY_FIX = (
-    "a proxy or firewall between here and LANGSMITH_ENDPOINT refused the request: let this host "
-    "through it to LangSmith (or set HTTPS_PROXY to the proxy it must use)"
-)
+PROXY_FIX = ProxyRefusalError.fix
 ORG_SELECTION_FIX = "name one of them with --org SLUG"
 
 

@@ -115,6 +115,12 @@ class IncompleteListingError(LangSmithError):
 class ProxyRefusalError(PermissionDeniedError):
     """403 with no JSON body: a proxy or firewall refused the request, not LangSmith."""
 
+    # Not the key's roles (PermissionDeniedError's fix): LangSmith never saw the request.
+    fix = (
+        "a proxy or firewall between here and LANGSMITH_ENDPOINT refused the request: let this host "
+        "through it to LangSmith (or set HTTPS_PROXY to the proxy it must use)"
+    )
+
 
 class SectionUnavailableError(LangSmithError):
     """A section of the access picture (DESIGN.md section 9) that this org, key or install does

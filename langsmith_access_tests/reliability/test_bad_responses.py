@@ -15,7 +15,7 @@ import pytest
 
 from langsmith_access.api import list_requests, provision, request_grant
 from langsmith_access.langsmith import LangSmithClient, NotLangSmithAPIError, UnexpectedResponseError
-from langsmith_access.langsmith.errors import IncompleteListingError, RouteNotAvailableError
+from langsmith_access.langsmith.errors import IncompleteListingError, ProxyRefusalError, RouteNotAvailableError
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access_tests.helpers import (
@@ -295,20 +295,30 @@ def test_garbled_json_on_the_enriched_route_falls_back_to_each_workspace_and_say
     assert query(database.path, "SELECT count(*) - count(DISTINCT grant_id) FROM main.grants") == [(0,)]
 
 
-def test_garbled_json_on_any_other_route_stops_the_sync_naming_the_endpoint(start_env, monkeypatch):
-    """A configuration error, exit 1: the fix names LANGSMITH_ENDPOINT, and nothing is published."""
+def proxy_refusal(answer: Answer) -> Answer:
+    return answer.replace(status=403, headers={"Content-Type": "text/html"}, body=b"<html>Access denied</html>")
+
+
+@pytest.mark.parametrize("tamper, says, fix", [
+    (truncated, f"GET {ROLES} -> 200: not a LangSmith API: check LANGSMITH_ENDPOINT", NotLangSmithAPIError.fix),
+    # Not LangSmith refusing the key: the fix is the proxy's, not the key's roles.
+    (proxy_refusal, f"GET {ROLES} -> 403: refused with no JSON body", ProxyRefusalError.fix),
+], ids=["garbled-json", "proxy-403"])
+def test_an_answer_langsmith_never_sent_stops_the_sync_with_its_own_fix(start_env, monkeypatch, tamper, says, fix):
+    """A configuration error, exit 1: the fix says what to change (LANGSMITH_ENDPOINT, the proxy),
+    and nothing is published."""
     sandbox, org, database = start_env()
     before = database_state(database)
     with TamperingProxy(sandbox.url) as proxy:
         monkeypatch.setenv("LANGSMITH_ENDPOINT", proxy.url)
         monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "0")
-        proxy.tamper = on(ROLES, truncated)
+        proxy.tamper = on(ROLES, tamper)
         result = cli_in_this_process("sync", "--quiet")
     assert proxy.tampered
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Sync failed: " in result.stderr, result.stderr
-    assert f"GET {ROLES} -> 200: not a LangSmith API: check LANGSMITH_ENDPOINT" in result.stderr, result.stderr
-    assert f"fix: {NotLangSmithAPIError.fix}" in result.stderr
+    assert says in result.stderr, result.stderr
+    assert f"fix: {fix}" in result.stderr, result.stderr
     assert sandbox.api_key not in result.stdout + result.stderr
     assert database_state(database) == before
 
