@@ -55,16 +55,22 @@ lint: bootstrap
 
 # One worker per core; each test module stays on one worker (its module fixtures are built once).
 # mypy runs beside the tests rather than before them: a cold mypy is ~60 s of one core, with the
-# other core idle (BENCHMARKS). ruff (a second) still goes first, so a lint error fails at once;
-# mypy's verdict is printed after the tests' and fails the target all the same.
+# other core idle (BENCHMARKS). So does the smoke deployment: it mostly waits (for its cron's
+# minute, for the daemon and the run workers it starts), and in a worker's slot it ran last, one
+# core idle through its waits. ruff (a second) still goes first, so a lint error fails at once;
+# the smoke deployment's and mypy's verdicts are printed after the tests' and fail the target
+# all the same.
 PYTEST_WORKERS ?= 2
+SMOKE_TEST := langsmith_access_tests/deploy/test_smoke_deploy.py
 test: bootstrap browser postgres
 	$(BIN)/ruff check langsmith_access
-	@echo "$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile (mypy beside it)"
+	@echo "$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile (the smoke deployment and mypy beside it)"
 	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile; tests=$$?; \
+	$(BIN)/python -m pytest -p no:cacheprovider $(SMOKE_TEST) > $(VENV)/smoke-deploy.log 2>&1 & smoke=$$!; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --ignore=$(SMOKE_TEST); tests=$$?; \
+	wait $$smoke; deployed=$$?; echo "$(BIN)/python -m pytest $(SMOKE_TEST)"; cat $(VENV)/smoke-deploy.log; \
 	wait $$mypy; typed=$$?; echo "$(BIN)/mypy"; cat $(VENV)/mypy.log; \
-	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
+	[ $$tests -eq 0 ] && [ $$deployed -eq 0 ] && [ $$typed -eq 0 ]
 
 # Performance figures (BENCHMARKS.md): sandbox scale, then the real CLI's sync and provisioning
 # against the sandbox at 20 ms latency and 2000 requests/min. About 16 minutes.
