@@ -312,15 +312,55 @@ def _duration(name: str, raw: str) -> timedelta:
         raise SettingsError(str(error)) from None
 
 
+# Each cron field's range and the names it accepts (months, weekdays), as Dagster's schedules
+# read them: checked here, so a bad value is a settings error naming the variable, not a
+# traceback when the definitions load.
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("weekday", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+
+
+def _cron_field_problem(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    def value(part: str) -> int | None:
+        if part.lower() in names:
+            return names.index(part.lower()) + (1 if low == 1 else 0)
+        return int(part) if part.isdigit() else None
+
+    for item in text.split(","):
+        span, _, step = item.partition("/")
+        if step and (not step.isdigit() or int(step) == 0):
+            return True
+        if span == "*" or (span == "?" and low == 1):  # '?' only for a day (Dagster's rule)
+            continue
+        first, _, last = span.partition("-")
+        bounds = [value(first)] + ([value(last)] if last else [])
+        if any(b is None or not low <= b <= high for b in bounds):  # (a range may wrap: 22-2)
+            return True
+    return False
+
+
+# The shorthands Dagster's schedules accept besides five fields.
+_CRON_SHORTHANDS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+
+
 def _cron(name: str, raw: str) -> str:
-    """A cron schedule of five fields (minute hour day-of-month month day-of-week)."""
+    """A cron schedule of five fields (minute hour day-of-month month day-of-week), or one of
+    Dagster's shorthands such as ``@hourly``."""
     value = " ".join(raw.split())
-    if len(value.split(" ")) != 5 or not all(
-        re.fullmatch(r"[0-9*/,\-A-Za-z?]+", part) for part in value.split(" ")
-    ):
+    if value.lower() in _CRON_SHORTHANDS:
+        return value.lower()
+    fields = value.split(" ")
+    bad = [what for field, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=False)
+           if _cron_field_problem(field, low, high, names)]
+    if len(fields) != 5 or bad:
+        where = f" ({', '.join(bad)} out of range or malformed)" if len(fields) == 5 else ""
         raise SettingsError(
             f"{name} must be a cron schedule of five fields (minute hour day month weekday), "
-            f"like '30 * * * *' (hourly at minute 30), got {raw!r}."
+            f"like '30 * * * *' (hourly at minute 30), got {raw!r}{where}."
         )
     return value
 
@@ -346,7 +386,7 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("read_timeout_seconds", "LANGSMITH_ACCESS_TIMEOUT_SECONDS", _positive_seconds),
     ("max_retries", "LANGSMITH_ACCESS_MAX_RETRIES", _non_negative_int),
     ("rate_limit_window_seconds", "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS", _positive_seconds),
-    ("sync_cron", "LANGSMITH_ACCESS_SYNC_CRON", _text),
+    ("sync_cron", "LANGSMITH_ACCESS_SYNC_CRON", _cron),
     ("inventory_cron", "LANGSMITH_ACCESS_INVENTORY_CRON", _cron),
     ("max_shrink_share", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", _share),
     ("unused_days", "LANGSMITH_ACCESS_UNUSED_DAYS", _positive_int),

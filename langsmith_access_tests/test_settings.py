@@ -81,3 +81,25 @@ def test_bad_governance_values_name_the_variable_and_never_show_the_url(variable
         Settings.from_env({variable: value})
     assert message in str(error.value)
     assert "s3cret" not in str(error.value)
+
+
+CRONS = ["0 * * * *", "*/15 * * * *", "30 9-17 * * mon-fri", "0 0 1 jan,jul *", "5,35 */2 1-15/2 * 0",
+         "0 0 * * 7", "* * ? * *", "@hourly", "@DAILY", "61 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *",
+         "* * * * 8", "*/0 * * * *", "5-1 * * * *", "a * * * *", "* * * *", "? * * * *", "@every5m"]
+
+
+@pytest.mark.parametrize("variable", ["LANGSMITH_ACCESS_SYNC_CRON", "LANGSMITH_ACCESS_INVENTORY_CRON"])
+def test_a_cron_is_refused_exactly_where_dagsters_schedules_would_refuse_it(variable):
+    """A bad cron is a settings error naming the variable, not a traceback when the definitions
+    load (it was for the sync's schedule); what Dagster accepts, these accept."""
+    from dagster._utils.schedules import is_valid_cron_schedule
+
+    for cron in CRONS:
+        try:
+            Settings.from_env({variable: cron})
+        except SettingsError as error:
+            assert not is_valid_cron_schedule(cron), (cron, str(error))
+            assert variable in str(error) and repr(cron) in str(error)
+        else:
+            assert is_valid_cron_schedule(cron), cron
+    assert sum(not is_valid_cron_schedule(cron) for cron in CRONS) >= 8  # both verdicts are exercised
