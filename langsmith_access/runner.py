@@ -45,7 +45,7 @@ from langsmith_access.defs.resources import org_resources
 from langsmith_access.langsmith import errors
 from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB  # noqa: F401 (callers name runner.SYNC_JOB)
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
-from langsmith_access.store.database import DatabaseBusyError
+from langsmith_access.store.database import DatabaseBusyError, DatabaseUnusableError
 from langsmith_access.store.sync_runs import NoPublishedSyncError
 from langsmith_access.transform import DBT_FAILURES_METADATA
 
@@ -309,7 +309,8 @@ def _subclasses(cls: type[T]) -> list[type[T]]:
 
 # Exception types whose ``fix`` an operator should see, by the class name Dagster records.
 _ADVISED_TYPES: tuple[type[_Advised], ...] = (
-    SettingsError, DatabaseBusyError, NoPublishedSyncError, *_subclasses(errors.LangSmithError)
+    SettingsError, DatabaseBusyError, DatabaseUnusableError, NoPublishedSyncError,
+    *_subclasses(errors.LangSmithError),
 )
 _ADVISED_ERRORS = {cls.__name__: cls for cls in _ADVISED_TYPES}
 

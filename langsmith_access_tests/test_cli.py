@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access_tests.helpers import query
+from langsmith_access_tests.helpers import cli_in_this_process, query
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 
@@ -97,3 +97,20 @@ def test_an_expected_failure_reads_like_advice_and_the_traces_go_to_a_log_file(t
     verbose = subprocess.run([CLI, "sync", "--verbose"], env=env, capture_output=True, text=True, timeout=300)
     assert verbose.returncode == 1
     assert "Stack Trace" in verbose.stderr and "fix: " in verbose.stderr
+
+
+def test_a_database_path_that_is_no_duckdb_file_is_named_with_the_fix(tmp_path, monkeypatch):
+    """Not "another run holds the database" (waiting would not help): the file, DuckDB's reason,
+    and LANGSMITH_ACCESS_DUCKDB to change; for a read command and for a sync's run alike."""
+    notes = tmp_path / "notes.duckdb"
+    notes.write_text("meeting notes, not a database\n" * 100)
+    with SandboxServer(generate_org(seed=5, members=5, workspaces=1)) as sandbox:
+        for name, value in sandbox.environment(notes).items():
+            monkeypatch.setenv(name, value)
+        for command in (["requests"], ["sync", "--quiet"]):
+            done = cli_in_this_process(*command)
+            assert done.returncode == 1, (command, done.stderr)
+            assert "not a valid DuckDB database file" in done.stderr, (command, done.stderr)
+            assert "fix: point LANGSMITH_ACCESS_DUCKDB at" in done.stderr, (command, done.stderr)
+            assert "another sync or provisioning run holds" not in done.stderr
+    assert notes.read_text().startswith("meeting notes")  # nothing written over it

@@ -15,7 +15,12 @@ from langsmith_access.governance.notifications import Webhook, deliver_due
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
+from langsmith_access.store.database import (
+    AccessDatabase,
+    DatabaseBusyError,
+    DatabaseNotReadyError,
+    DatabaseUnusableError,
+)
 from langsmith_access.store.queries import LookupFailed
 
 # DuckDB draws at most this many rows in one box; longer tables are drawn in several.
@@ -52,6 +57,9 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         # The reader stopped early (`... | head`): not an error. Silence the final flush.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except DatabaseUnusableError as error:
+        print(f"error: {error}\n  fix: {error.fix}", file=sys.stderr)
+        return 1
     except (DatabaseBusyError, duckdb.Error, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -50,6 +50,16 @@ class DatabaseBusyError(RuntimeError):
     fix = "another sync or provisioning run holds the database: let it finish, then run again"
 
 
+class DatabaseUnusableError(RuntimeError):
+    """The file is there but DuckDB cannot use it (not a DuckDB database, a directory, no
+    permission): waiting will not help, unlike a busy one."""
+
+    fix = (
+        "point LANGSMITH_ACCESS_DUCKDB at this tool's own database file (a path that does not exist "
+        "yet is created by the first sync), or move the file that is in the way"
+    )
+
+
 class DatabaseNotReadyError(RuntimeError):
     """The analysts' database does not exist yet (no sync has published it)."""
 
@@ -324,7 +334,9 @@ def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duc
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+            if "lock" not in str(exc).lower():  # not another process writing: waiting cannot help
+                raise DatabaseUnusableError(f"could not open {path}: {exc}") from None
+            if time.monotonic() >= deadline:
                 raise DatabaseBusyError(
                     f"could not open {path.name}{' read-only' if read_only else ''}: {exc}"
                 ) from None
