@@ -91,16 +91,24 @@ def check_api_key(api_key: str, name: str = "LANGSMITH_API_KEY") -> None:
         raise SettingsError(f"{name} contains whitespace: paste the key without spaces.")
 
 
+def shown(raw: str) -> str:
+    """``raw`` quoted for a message, unless it holds what looks like an API key (someone pasted one
+    into the wrong variable or argument): then only that, never the value."""
+    if any(prefix in raw for prefix in KEY_PREFIXES):
+        return "a value holding what looks like an API key (not shown)"
+    return repr(raw)
+
+
 def check_organization_id(organization_id: str, name: str = "LANGSMITH_ORGANIZATION_ID") -> str:
     """Return the org id in canonical UUID form, or explain what is wrong with it (``name``: where
     the value came from, for the message)."""
     try:
         return str(uuid.UUID(organization_id.strip()))
     except (ValueError, AttributeError):
-        shown = organization_id if len(organization_id or "") <= 64 else organization_id[:64] + "…"
+        value = organization_id if len(organization_id or "") <= 64 else organization_id[:64] + "…"
         raise SettingsError(
             f"{name} must be the organization's UUID "
-            f"(like 00000000-0000-4000-8000-000000000001), got {shown!r}. Find it in LangSmith "
+            f"(like 00000000-0000-4000-8000-000000000001), got {shown(value)}. Find it in LangSmith "
             "under Settings > Organization."
         ) from None
 
@@ -126,17 +134,23 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
         raise SettingsError(
             f"{name} must be an http(s) URL such as {DEFAULT_ENDPOINT} (US), "
             f"https://eu.api.smith.langchain.com (EU) or https://<your-host>/api/v1 (self-hosted), "
-            f"got {raw!r}."
+            f"got {shown(raw)}."
         )
+    # A query, a fragment or a user and password may hold a secret: refused, and not shown.
     if parts.query or parts.fragment:
         raise SettingsError(
             f"{name} must be the API's base URL without a query or fragment "
-            f"(like {DEFAULT_ENDPOINT}), got {raw!r}."
+            f"(like {DEFAULT_ENDPOINT}); the value set has one (not shown)."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(
+            f"{name} must not carry a user name or password (not shown): LangSmith takes the key "
+            f"from LANGSMITH_API_KEY; set the base URL alone (like {DEFAULT_ENDPOINT})."
         )
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
-        raise SettingsError(f"{name} has an invalid port: {raw!r}.") from None
+        raise SettingsError(f"{name} has an invalid port: {shown(raw)}.") from None
     return endpoint
 
 
@@ -267,9 +281,9 @@ def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a positive whole number, got {raw!r}.") from None
+        raise SettingsError(f"{name} must be a positive whole number, got {shown(raw)}.") from None
     if value <= 0:
-        raise SettingsError(f"{name} must be a positive whole number, got {raw!r}.")
+        raise SettingsError(f"{name} must be a positive whole number, got {shown(raw)}.")
     return value
 
 
@@ -279,7 +293,7 @@ def _positive_seconds(name: str, raw: str) -> float:
 
 def _non_negative_int(name: str, raw: str) -> int:
     if not raw.isdigit():
-        raise SettingsError(f"{name} must be a whole number, 0 or more, got {raw!r}.")
+        raise SettingsError(f"{name} must be a whole number, 0 or more, got {shown(raw)}.")
     return int(raw)
 
 
@@ -301,7 +315,7 @@ def _webhook_url(name: str, raw: str) -> Secret:
 def _webhook_format(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if value not in WEBHOOK_FORMATS:
-        raise SettingsError(f"{name} must be one of {', '.join(WEBHOOK_FORMATS)}, got {raw!r}.")
+        raise SettingsError(f"{name} must be one of {', '.join(WEBHOOK_FORMATS)}, got {shown(raw)}.")
     return value
 
 
@@ -360,7 +374,7 @@ def _cron(name: str, raw: str) -> str:
         where = f" ({', '.join(bad)} out of range or malformed)" if len(fields) == 5 else ""
         raise SettingsError(
             f"{name} must be a cron schedule of five fields (minute hour day month weekday), "
-            f"like '30 * * * *' (hourly at minute 30), got {raw!r}{where}."
+            f"like '30 * * * *' (hourly at minute 30), got {shown(raw)}{where}."
         )
     return value
 
@@ -371,7 +385,7 @@ def _share(name: str, raw: str) -> float:
     except ValueError:
         value = -1.0
     if not 0.0 <= value <= 1.0:
-        raise SettingsError(f"{name} must be a share between 0 and 1 (0.2 = 20%), got {raw!r}.")
+        raise SettingsError(f"{name} must be a share between 0 and 1 (0.2 = 20%), got {shown(raw)}.")
     return value
 
 

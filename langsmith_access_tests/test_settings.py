@@ -103,3 +103,22 @@ def test_a_cron_is_refused_exactly_where_dagsters_schedules_would_refuse_it(vari
         else:
             assert is_valid_cron_schedule(cron), cron
     assert sum(not is_valid_cron_schedule(cron) for cron in CRONS) >= 8  # both verdicts are exercised
+
+
+PASTED_KEY = "lsv2_sk_" + "5ec2e7" * 6
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    # A key pasted into the wrong variable, or a secret in the endpoint's URL: refused, never shown.
+    ("LANGSMITH_ORGANIZATION_ID", PASTED_KEY, "must be the organization's UUID"),
+    ("LANGSMITH_ENDPOINT", PASTED_KEY, "must be an http(s) URL"),
+    ("LANGSMITH_ENDPOINT", f"https://api.smith.langchain.com/?key={PASTED_KEY}", "without a query"),
+    ("LANGSMITH_ENDPOINT", "https://alice:5ec2e7pw@langsmith.example.com/api/v1", "must not carry a user name"),
+    ("LANGSMITH_ACCESS_MAX_RETRIES", PASTED_KEY, "must be a whole number"),
+])
+def test_a_value_that_holds_a_secret_is_refused_without_showing_it(variable, value, message):
+    with pytest.raises(SettingsError, match=variable) as error:
+        # (The org id is checked when a client is made from the settings.)
+        Settings.from_env({variable: value, "LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32}).client()
+    assert message in str(error.value)
+    assert "5ec2e7" not in str(error.value)
