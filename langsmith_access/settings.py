@@ -91,6 +91,16 @@ def check_api_key(api_key: str, name: str = "LANGSMITH_API_KEY") -> None:
         raise SettingsError(f"{name} contains whitespace: paste the key without spaces.")
 
 
+# What looks like an API key inside a text: a known prefix and the characters a key is made of.
+_KEY_LIKE = re.compile(r"(lsv2_|ls__)[A-Za-z0-9_\-]*")
+
+
+def mask_keys(text: str) -> str:
+    """``text`` with anything that looks like an API key cut to its prefix (``lsv2_***``): a key
+    typed or pasted where a name, an email or a reason belongs is never echoed or stored."""
+    return _KEY_LIKE.sub(lambda match: match.group(1) + "***", text)
+
+
 def shown(raw: str) -> str:
     """``raw`` quoted for a message, unless it holds what looks like an API key (someone pasted one
     into the wrong variable or argument): then only that, never the value."""

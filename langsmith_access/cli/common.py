@@ -14,7 +14,7 @@ import duckdb
 from langsmith_access.governance.notifications import Webhook, deliver_due
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
-from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
+from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs, mask_keys
 from langsmith_access.store.database import (
     AccessDatabase,
     DatabaseBusyError,
@@ -40,8 +40,8 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     """Run a command's handler; print an error the user can act on and return its exit code."""
     try:
         return handler(args)
-    except USAGE_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USAGE_ERRORS as error:  # may quote what was typed: a key there is shown as its prefix
+        print(f"error: {mask_keys(str(error))}", file=sys.stderr)
         return 2
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -32,6 +32,7 @@ from langsmith_access.provisioning.queue import (
     now_utc,
     record_event,
 )
+from langsmith_access.settings import mask_keys
 from langsmith_access.store import directory
 from langsmith_access.store.database import AccessDatabase
 
@@ -90,6 +91,9 @@ def decide_on(
         raise ValueError(f"decision must be {APPROVED!r} or {DENIED!r}, got {decision!r}")
     at = now or now_utc()
     notifier = notifier or Notifier.off()
+    # A key typed or pasted into a field is kept, echoed and recorded only as its prefix.
+    request_id, by = mask_keys(request_id), mask_keys(by) if isinstance(by, str) else by
+    comment = mask_keys(comment) if isinstance(comment, str) else comment
     shown_id = request_id.strip() if isinstance(request_id, str) and request_id.strip() else "(none)"
 
     def refuse(reason: str, status: str | None = None) -> DecisionResult:

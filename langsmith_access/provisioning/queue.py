@@ -16,7 +16,7 @@ import json
 import unicodedata
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -32,6 +32,7 @@ from langsmith_access.governance.decisions import (
 )
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, Policy, PolicyError, governing_policy
+from langsmith_access.settings import mask_keys
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import first_row, scalar
 
@@ -67,6 +68,10 @@ class ChangeRequest:
     requested_by: str | None = None
     duration: str | timedelta | None = None
     until: str | datetime | None = None
+
+
+# The fields of a ChangeRequest someone typed.
+_TYPED_FIELDS = ("action", "user", "workspace", "role", "reason", "requested_by", "duration", "until")
 
 
 @dataclass(frozen=True)
@@ -328,6 +333,9 @@ def submit_on(
     now: datetime | None = None,
 ) -> QueueResult:
     """``submit`` on an open working-database connection (the caller holds the writer lease)."""
+    # A key typed or pasted into a field is kept, echoed and recorded only as its prefix.
+    change = replace(change, **{name: mask_keys(value) for name in _TYPED_FIELDS
+                                if isinstance(value := getattr(change, name), str)})
     request_id = new_id()
     at = now or now_utc()
     governed: _Governed | None = None
@@ -340,9 +348,10 @@ def submit_on(
         elif change.duration is not None or change.until is not None:
             raise RequestRejected("--duration and --until are for grants: a revoke takes effect when applied.")
     except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
-        _insert_request(conn, request_id, change, None, "rejected", str(rejection), at)
-        record_event(conn, request_id, "rejected", {"stage": "queue", "reason": str(rejection)}, at=at)
-        return QueueResult(request_id, "rejected", str(rejection))
+        refusal = mask_keys(str(rejection))  # may quote the policy file, which may hold a pasted key
+        _insert_request(conn, request_id, change, None, "rejected", refusal, at)
+        record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at)
+        return QueueResult(request_id, "rejected", refusal)
     duplicate = pending_duplicate(conn, resolved)
     if duplicate:
         [first] = fetch_requests(conn, "request_id = ?", [duplicate])
@@ -467,7 +476,7 @@ def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, s
             resolved and resolved.role_id,
             resolved and resolved.role_name,
             status,
-            detail,
+            detail if detail is None else mask_keys(detail),
             _clip(change.reason),
             _clip(change.requested_by),
             at,
@@ -498,7 +507,7 @@ def record_events(
         "SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::TIMESTAMPTZ[]), "
         "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?",
         [[new_id() for _ in events], request_ids, ats, kinds,
-         [json.dumps(detail, default=str) for detail in details], run_id],
+         [mask_keys(json.dumps(detail, default=str)) for detail in details], run_id],
     )
 
 

@@ -243,3 +243,31 @@ def test_every_command_that_serves_an_org_delivers_what_is_due(governed, tmp_pat
         done = cli(*command)
         assert [(b["event"], b["request_id"]) for b in receiver.bodies()[delivered_before:]] == [
             ("request.awaiting_approval", queued.request_id)], (name, done.returncode, done.stderr)
+
+
+def test_a_key_typed_into_a_field_is_never_echoed_or_stored(governed):
+    """DESIGN.md section 1: the key never appears in DuckDB or CLI output, even pasted where a
+    user, a workspace, a reason or an approver belongs: it is kept only as its prefix."""
+    sandbox, org, database, people, receiver = governed
+    key = "lsv2_sk_" + "7e57ab1e" * 4
+    outsider = people.outsiders[0].email
+    runs = [
+        cli("request", "grant", "--user", key, "--workspace", WORKSPACE, "--role", "Viewer"),
+        cli("request", "grant", "--user", outsider, "--workspace", key, "--role", "Viewer"),
+        cli("request", "grant", "--user", outsider, "--workspace", WORKSPACE, "--role", "Viewer",
+            "--reason", f"ticket 7, my key is {key}", "--requested-by", key),
+        cli("approve", "no-such-request", "--by", key, "--comment", key),
+        cli("approve", key, "--by", people.admin.email),
+        cli("access-at", "--time", "now", "--user", key),
+    ]
+    for run in runs:
+        assert "7e57ab1e" not in run.stdout + run.stderr, run
+    assert runs[0].returncode == 2 and "lsv2_***" in runs[0].stderr, runs[0].stderr
+    assert runs[-1].returncode == 2 and "lsv2_***" in runs[-1].stderr, runs[-1].stderr  # unknown user
+    assert runs[2].returncode == 0, runs[2].stderr  # queued: the reason kept, the key cut from it
+    reasons = query(database.working_path, "SELECT reason, requested_by FROM main.provisioning_requests "
+                                           "WHERE reason LIKE 'ticket 7%'")
+    assert reasons == [("ticket 7, my key is lsv2_***", "lsv2_***")]
+    files = [f for f in database.path.parent.rglob("*") if f.is_file()]
+    assert database.working_path in files
+    assert [f for f in files if b"7e57ab1e" in f.read_bytes()] == []
