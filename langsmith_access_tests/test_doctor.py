@@ -375,3 +375,26 @@ def test_an_orgs_checks_name_its_own_key_variable_and_entry(orgs_file, monkeypat
     assert authentication["status"] == "fail" and "LANGSMITH_API_KEY_EU" in authentication["fix"], authentication
     # Written for the single-org variables, every line names eu's own instead.
     assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b", done.stdout), done.stdout
+
+
+def test_a_proxy_refusal_gets_the_proxy_fix_not_the_keys_roles(sandbox_env):
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(ROLES, lambda answer: answer.replace(
+            status=403, headers={"Content-Type": "text/html"}, body=b"<html>Access denied</html>"))
+        failed = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_roles")
+    assert failed.status == "fail" and failed.fix.startswith("a proxy or firewall"), failed
+    assert PERMISSION_FIX_WORDS not in failed.fix
+
+
+def test_an_orgs_unreachable_endpoint_is_named_as_its_entry(orgs_file):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    us, eu = orgs_file.read_text().split("- slug: eu")
+    eu = re.sub(r"endpoint: \S+", f"endpoint: http://127.0.0.1:{closed}", eu)
+    orgs_file.write_text(f"{us}- slug: eu{eu}")
+    done = cli_in_this_process("doctor", "--org", "eu")
+    assert done.returncode == 1 and done.stdout.startswith("ok configuration"), done.stdout + done.stderr
+    assert f"the endpoint of org 'eu' in {orgs_file}" in done.stdout, done.stdout
+    assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b", done.stdout), done.stdout

@@ -81,6 +81,9 @@ def test_a_missing_file_is_refused_naming_it(tmp_path):
     # Either place may have named it: an org's own `policy` in the orgs file, or the variable.
     assert "`policy` in the orgs file (LANGSMITH_ACCESS_ORGS_FILE)" in str(error)
     assert "LANGSMITH_ACCESS_POLICY" in str(error)
+    # The header claims neither; the fix names both ways to stop naming the file.
+    assert str(error).startswith(f"the access policy {tmp_path / 'nowhere.yaml'} is refused:")
+    assert "orgs file" in error.fix and "LANGSMITH_ACCESS_POLICY" in error.fix
 
 
 def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):

@@ -319,6 +319,8 @@ def test_an_answer_langsmith_never_sent_stops_the_sync_with_its_own_fix(start_en
     assert "Sync failed: " in result.stderr, result.stderr
     assert says in result.stderr, result.stderr
     assert f"fix: {fix}" in result.stderr, result.stderr
+    if tamper is proxy_refusal:  # the proxy's words, not the key's roles (PermissionDeniedError's)
+        assert "fix: a proxy or firewall" in result.stderr and "roles it needs" not in result.stderr
     assert sandbox.api_key not in result.stdout + result.stderr
     assert database_state(database) == before
 
