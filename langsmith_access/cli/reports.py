@@ -77,7 +77,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         ),
     )
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="file_format")
-    export.add_argument("--out", required=True, metavar="DIR", type=Path, help="directory to write into")
+    export.add_argument("--out", required=True, metavar="DIR", type=_directory, help="directory to write into")
     add_org_argument(export)
     export.set_defaults(handler=export_files)
 
@@ -212,6 +212,13 @@ def _held_heading(held: list[queries.HeldGrant], at: datetime, args: argparse.Na
 
 
 # --------------------------------------------------------------------------------------- export
+
+
+def _directory(text: str) -> Path:
+    # An empty --out (an unset shell variable) would be the current directory: refuse it.
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: name the directory to write into (e.g. --out exports)")
+    return Path(text)
 
 
 def export_files(args: argparse.Namespace) -> int:

@@ -97,6 +97,9 @@ def test_export_errors(history, tmp_path):
     assert refused.returncode == 2 and "not a directory" in refused.stderr
     bad_format = run_export(history.database, "--format", "xml", "--out", str(tmp_path / "y"))
     assert bad_format.returncode == 2
+    # An unset shell variable ("--out $DIR") would write into the current directory: refused.
+    empty = run_export(history.database, "--format", "csv", "--out", "")
+    assert empty.returncode == 2 and "--out: empty: name the directory" in empty.stderr, empty.stderr
 
 
 def test_publish_writes_parquet_beside_the_database(history):
