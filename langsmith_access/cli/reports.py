@@ -146,6 +146,13 @@ def access_at_time(args: argparse.Namespace) -> int:
                 "is known about that time.",
                 file=sys.stderr,
             )
+        elif at > datetime.now(UTC):
+            last = queries.last_synced_at(conn)
+            print(
+                f"note: {queries.iso_utc(at)} is in the future: this is the access as of the latest "
+                f"sync ({queries.iso_utc(last)}) and the changes recorded since, not a forecast.",
+                file=sys.stderr,
+            )
         if args.json:
             grants = [grant.to_json() for grant in held]
             if not extended:

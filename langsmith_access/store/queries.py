@@ -203,6 +203,12 @@ def first_recorded_at(conn) -> datetime | None:
     return first
 
 
+def last_synced_at(conn) -> datetime | None:
+    """When the latest sync (of either job) finished (None before the first)."""
+    [(last,)] = conn.execute("SELECT max(finished_at) FROM main.sync_runs").fetchall()
+    return last
+
+
 def resolve_user(conn, text: str) -> list[str]:
     """User ids for an email (case-insensitive) or a user id, current members and past ones."""
     wanted = text.strip()

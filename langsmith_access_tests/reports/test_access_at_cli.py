@@ -153,6 +153,15 @@ def test_a_time_before_the_first_sync_holds_nothing(history):
     assert "before the first recorded sync" in done.stderr
 
 
+def test_a_time_in_the_future_is_the_latest_state_and_says_so(history):
+    future = access_at(history.database, "--time", "2999-01-01", "--json")
+    latest = access_at(history.database, "--time", "now", "--json")
+    assert future.returncode == latest.returncode == 0, future.stderr
+    assert json.loads(future.stdout) == json.loads(latest.stdout) != []
+    assert "2999-01-01T00:00:00Z is in the future" in future.stderr and "not a forecast" in future.stderr
+    assert "note:" not in latest.stderr  # "now" is the latest state: nothing to point out
+
+
 def test_a_missing_database_exits_1(tmp_path):
     done = access_at(tmp_path / "nothing.duckdb", "--time", "now")
     assert done.returncode == 1
