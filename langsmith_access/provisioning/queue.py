@@ -355,8 +355,21 @@ def submit_on(
     duplicate = pending_duplicate(conn, resolved)
     if duplicate:
         [first] = fetch_requests(conn, "request_id = ?", [duplicate])
+        differences = _other_terms(first, governed)
+        if differences:
+            # Folding it into the queued one would drop what this one asks for: refused, recorded.
+            refusal = (f"the same change is already queued as {duplicate} ({first['status']}) with other "
+                       f"terms: {differences}. Wait for it (or deny it while it awaits approval, or revoke "
+                       "it once applied), then ask again with these terms.")
+            _insert_request(conn, request_id, change, resolved, "rejected", refusal, at)
+            record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at)
+            return QueueResult(request_id, "rejected", refusal, duplicate_of=duplicate)
+        # The same access either way; only a reason of its own is not kept: say so.
+        kept = (f"; its reason stays {first['reason']!r}"
+                if reason is not None and reason != first["reason"] else "")
         return QueueResult(
-            duplicate, first["status"], f"the same change is already queued as {duplicate} ({first['status']})",
+            duplicate, first["status"],
+            f"the same change is already queued as {duplicate} ({first['status']}){kept}",
             duplicate_of=duplicate,
         )
     change = ChangeRequest(change.action, change.user, change.workspace, change.role, reason, requested_by)
@@ -389,6 +402,17 @@ def submit_on(
             f"`langsmith-access approve {request_id} --by EMAIL` (or deny){waits}.",
         )
     return QueueResult(request_id, "pending", f"queued: {target}{terms_text}")
+
+
+def _other_terms(queued: dict, governed: _Governed | None) -> str:
+    """How a grant asked for the same change as a queued one would last otherwise (empty: the
+    same terms, it is the same request)."""
+    if governed is None:
+        return ""
+    before, asked = terms_of(queued), governed.terms
+    if (before.duration, before.until) == (asked.duration, asked.until):
+        return ""
+    return f"the queued grant lasts {before.describe()}, this one asks {asked.describe()}"
 
 
 def _govern(conn, change: ChangeRequest, resolved: ResolvedChange, policy_path: Path | None, at: datetime) -> _Governed:

@@ -271,3 +271,24 @@ def test_a_key_typed_into_a_field_is_never_echoed_or_stored(governed):
     files = [f for f in database.path.parent.rglob("*") if f.is_file()]
     assert database.working_path in files
     assert [f for f in files if b"7e57ab1e" in f.read_bytes()] == []
+
+
+def test_the_same_change_with_other_terms_is_refused_not_folded_into_the_queued_one(governed):
+    sandbox, org, database, people, receiver = governed
+    ask = ("request", "grant", "--user", people.outsiders[0].email, "--workspace", WORKSPACE, "--role", "Viewer")
+    first = cli(*ask, "--duration", "8h", "--reason", "ticket 1")
+    assert first.returncode == 0, first.stderr
+    first_id = first.stdout.strip()
+    same = cli(*ask, "--duration", "8h", "--reason", "ticket 1", "--json")
+    assert same.returncode == 0 and json.loads(same.stdout)["duplicate_of"] == first_id, (first.stdout, first.stderr, same.stdout)
+    # Another reason, the same access: the queued one, and the answer says whose reason stays.
+    reason = json.loads(cli(*ask, "--duration", "8h", "--reason", "ticket 2", "--json").stdout)
+    assert reason["duplicate_of"] == first_id and "its reason stays 'ticket 1'" in reason["message"]
+    refused = cli(*ask, "--duration", "30d", "--reason", "ticket 1", "--json")
+    answer = json.loads(refused.stdout)
+    assert refused.returncode == 2 and answer["status"] == "rejected", refused.stdout
+    assert answer["duplicate_of"] == first_id and "already queued" in answer["message"]
+    assert request_row(database, answer["request_id"])["status"] == "rejected"  # recorded, as refusals are
+    assert "lasts for 8h" in json.loads(cli(*ask, "--duration", "1d", "--reason", "ticket 1", "--json").stdout)["message"]
+    row = request_row(database, first_id)  # the queued one is as it was asked
+    assert (row["status"], row["access_duration_seconds"], row["reason"]) == ("pending", 8 * 3600, "ticket 1")
