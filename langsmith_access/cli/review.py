@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "OUT ending in .duckdb/.db/.ddb gets a table (--table) instead of a CSV file. Reads the "
         "analysts' database read-only.",
     )
-    export.add_argument("--out", required=True, type=Path, metavar="FILE",
+    export.add_argument("--out", required=True, type=_sheet_file, metavar="FILE",
                         help="review.csv, or review.duckdb for a table in your own DuckDB file")
     export.add_argument("--workspace", metavar="W", help="only this workspace (name or id)")
     export.add_argument("--include-org-roles", action="store_true",
@@ -87,6 +88,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     revokes.add_argument("--json", action="store_true", help="print a JSON summary")
     add_org_argument(revokes)
     revokes.set_defaults(handler=queue_marked_revokes)
+
+
+def _sheet_file(text: str) -> Path:
+    # pathlib drops a trailing '/': "--out reviews/" would become a file named "reviews".
+    if not text.strip() or text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a file name: name the sheet to write, e.g. --out reviews/q4.csv"
+        )
+    return Path(text)
 
 
 def export_sheet(args: argparse.Namespace) -> int:

@@ -74,6 +74,14 @@ def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     assert code == 2 and "no workspace" in err
 
 
+def test_an_export_path_that_names_a_directory_is_refused(env, tmp_path, capsys):
+    # pathlib drops the '/': it would have written a file named "reviews".
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(capsys, "review", "export", "--out", f"{tmp_path / 'reviews'}/")
+    assert exit_.value.code == 2 and "is not a file name" in capsys.readouterr().err
+    assert not (tmp_path / "reviews").exists()
+
+
 def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     sandbox, org, database = env
     sheet = tmp_path / "review.csv"
