@@ -25,7 +25,6 @@ from langsmith_access.langsmith import (
     UnexpectedResponseError,
 )
 from langsmith_access.langsmith.client import (
-    ANONYMITY_RESTRICTED_HEADER,
     LISTS_ALL_WORKSPACES_HEADER,
     ORGANIZATION_INFO_PATH,
 )
@@ -40,6 +39,7 @@ from langsmith_access.settings import (
 )
 from langsmith_access.sync.extract import (
     NotEveryWorkspaceListed,
+    answers_anonymity_restricted,
     enriched_route_fallback,
     require_every_workspace_listed,
 )
@@ -77,7 +77,6 @@ GARBLED_FIX = (
     "check that LANGSMITH_ENDPOINT reaches the LangSmith API itself (no proxy rewriting its "
     "answers), then run the doctor again"
 )
-PROXY_FIX = ProxyRefusalError.fix
 ORG_SELECTION_FIX = "name one of them with --org SLUG"
 
 
@@ -369,11 +368,11 @@ class _Doctor:
                     "faster route",
                 )
             return
-        restricted = page.headers.get(ANONYMITY_RESTRICTED_HEADER, "").strip().lower() == "true"
         self.add(
             "read_all_workspaces",
             OK,
-            "one listing shows every workspace's members" + _anonymity_note(restricted),
+            "one listing shows every workspace's members"
+            + _anonymity_note(answers_anonymity_restricted(page.headers)),
         )
 
     def read_roles(self, client: LangSmithClient) -> None:
@@ -491,7 +490,7 @@ def _fix_for(error: LangSmithError, *, refused: str) -> str:
     """The fix for a read that failed with ``error``: ``refused`` (the permission the check
     needs) only when LangSmith refused the key; otherwise the fix for that kind of error."""
     if isinstance(error, ProxyRefusalError):
-        return PROXY_FIX
+        return error.fix  # a proxy refused it, not LangSmith: not the key's roles
     if isinstance(error, PermissionDeniedError):
         return refused
     if isinstance(error, NotFoundError):

@@ -91,10 +91,6 @@ def check_api_key(api_key: str, name: str = "LANGSMITH_API_KEY") -> None:
         raise SettingsError(f"{name} contains whitespace: paste the key without spaces.")
 
 
-# What looks like an API key inside a text: a known prefix and the characters a key is made of.
-_KEY_LIKE = re.compile(r"(lsv2_|ls__)[A-Za-z0-9_\-]*")
-
-
 def mask_keys(text: str) -> str:
     """``text`` with anything that looks like an API key cut to its prefix (``lsv2_***``): a key
     typed or pasted where a name, an email or a reason belongs is never echoed or stored."""
@@ -436,6 +432,8 @@ ORG_ENTRY_KEYS = ("slug", "organization_id", "endpoint", "api_key_env", "policy"
 # What LangSmith keys start with (service keys, personal tokens, legacy keys): a value like
 # this in the orgs file is a pasted key.
 KEY_PREFIXES = ("lsv2_", "ls__")
+# What looks like an API key inside a text (mask_keys): a prefix and the characters of a key.
+_KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]*")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ORGS_FILE_EXAMPLE = (
     "- slug: us\n"

@@ -92,7 +92,9 @@ def decide_on(
     at = now or now_utc()
     notifier = notifier or Notifier.off()
     # A key typed or pasted into a field is kept, echoed and recorded only as its prefix.
-    request_id, by = mask_keys(request_id), mask_keys(by) if isinstance(by, str) else by
+    # (Python callers may pass anything: what is not text is refused below, as before.)
+    request_id = mask_keys(request_id) if isinstance(request_id, str) else request_id
+    by = mask_keys(by) if isinstance(by, str) else by
     comment = mask_keys(comment) if isinstance(comment, str) else comment
     shown_id = request_id.strip() if isinstance(request_id, str) and request_id.strip() else "(none)"
 

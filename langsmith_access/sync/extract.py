@@ -204,9 +204,13 @@ def require_every_workspace_listed(headers: Mapping[str, str]) -> None:
     """Raise ``NotEveryWorkspaceListed`` when a page of the enriched members route says it did
     not list every workspace (a missing header: it did)."""
     if headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").strip().lower() == "false":
-        raise NotEveryWorkspaceListed(
-            anonymity_restricted=_header_is_true(headers, ANONYMITY_RESTRICTED_HEADER)
-        )
+        raise NotEveryWorkspaceListed(anonymity_restricted=answers_anonymity_restricted(headers))
+
+
+def answers_anonymity_restricted(headers: Mapping[str, str]) -> bool:
+    """Whether a members page says its answers are anonymity-restricted (emails and names may
+    be withheld)."""
+    return _header_is_true(headers, ANONYMITY_RESTRICTED_HEADER)
 
 
 def enriched_route_fallback(error: Exception) -> str | None:
@@ -431,7 +435,7 @@ class RawMemberTables:
 
     def _add_enriched_page(self, people: Sequence[EnrichedMember], headers: Mapping[str, str]) -> None:
         require_every_workspace_listed(headers)
-        restricted = _header_is_true(headers, ANONYMITY_RESTRICTED_HEADER)
+        restricted = answers_anonymity_restricted(headers)
         rows = transform_enriched_members(people, self.sync_id, self.fetched_at)
         if restricted:
             with self._lock:

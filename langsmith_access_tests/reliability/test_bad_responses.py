@@ -9,7 +9,9 @@ arrive over HTTP, through the client, a sync and a provisioning run.)
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -107,6 +109,17 @@ def header(name: str, value: str):
 def on(path: str, change):
     """Tamper only with successful answers to ``path``."""
     return lambda answer: change(answer) if answer.path == path and answer.status == 200 else answer
+
+
+@contextlib.contextmanager
+def one_try_through_a_tampering_proxy(sandbox, monkeypatch, route: str, change) -> Iterator[TamperingProxy]:
+    """The environment's runs reach the sandbox through a proxy that applies ``change`` to the
+    answers on ``route``, with no retry to hide a garbled answer behind a good one."""
+    with TamperingProxy(sandbox.url) as proxy:
+        monkeypatch.setenv("LANGSMITH_ENDPOINT", proxy.url)
+        monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "0")
+        proxy.tamper = on(route, change)
+        yield proxy
 
 
 def first_workspace(sandbox):
@@ -253,10 +266,7 @@ SYNC_CASES = [
 def test_a_sync_fed_a_garbled_answer_fails_and_publishes_nothing(start_env, monkeypatch, route, tamper, says):
     sandbox, org, database = start_env(enriched_route=False)
     before = database_state(database)
-    with TamperingProxy(sandbox.url) as proxy:
-        monkeypatch.setenv("LANGSMITH_ENDPOINT", proxy.url)
-        monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "0")
-        proxy.tamper = on(route, tamper)
+    with one_try_through_a_tampering_proxy(sandbox, monkeypatch, route, tamper) as proxy:
         outcome = run_sync()
     assert proxy.tampered
     assert not outcome.success
@@ -278,10 +288,7 @@ def test_garbled_json_on_the_enriched_route_falls_back_to_each_workspace_and_say
     """"Route not available here": the sync reads each workspace instead, drops what the enriched
     pages before the garbled one delivered, and records why in route_reason."""
     sandbox, org, database = start_env()
-    with TamperingProxy(sandbox.url) as proxy:
-        monkeypatch.setenv("LANGSMITH_ENDPOINT", proxy.url)
-        monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "0")
-        proxy.tamper = on(ENRICHED, tamper)
+    with one_try_through_a_tampering_proxy(sandbox, monkeypatch, ENRICHED, tamper) as proxy:
         outcome = run_sync()
     assert proxy.tampered
     assert outcome.success, outcome.failure
@@ -309,10 +316,7 @@ def test_an_answer_langsmith_never_sent_stops_the_sync_with_its_own_fix(start_en
     and nothing is published."""
     sandbox, org, database = start_env()
     before = database_state(database)
-    with TamperingProxy(sandbox.url) as proxy:
-        monkeypatch.setenv("LANGSMITH_ENDPOINT", proxy.url)
-        monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "0")
-        proxy.tamper = on(ROLES, tamper)
+    with one_try_through_a_tampering_proxy(sandbox, monkeypatch, ROLES, tamper) as proxy:
         result = cli_in_this_process("sync", "--quiet")
     assert proxy.tampered
     assert result.returncode == 1, result.stdout + result.stderr
