@@ -9,18 +9,21 @@ import pytest
 
 from langsmith_access.store.sql import NoRowReturned, first_row, one_row, scalar
 
+# Each read and what it returns. The lookups of several rows are the ones ``fetchone()`` would
+# leave unfinished: a helper that stopped reading after the first row fails the register below.
 QUERIES = {
-    "scalar": lambda conn: scalar(conn, "SELECT count(*) FROM range(3)"),
-    "one_row": lambda conn: one_row(conn, "SELECT 1, 2"),
-    "first_row, found": lambda conn: first_row(conn, "SELECT 1 LIMIT 1"),
-    "first_row, none": lambda conn: first_row(conn, "SELECT 1 WHERE false"),
+    "scalar": (lambda conn: scalar(conn, "SELECT count(*) FROM range(3)"), 3),
+    "one_row": (lambda conn: one_row(conn, "SELECT 1, 2"), (1, 2)),
+    "first_row, found": (lambda conn: first_row(conn, "SELECT 1 LIMIT 1"), (1,)),
+    "first_row, of several": (lambda conn: first_row(conn, "SELECT * FROM range(5000) ORDER BY 1"), (0,)),
+    "first_row, none": (lambda conn: first_row(conn, "SELECT 1 WHERE false"), None),
 }
 
 
-@pytest.mark.parametrize("read", QUERIES.values(), ids=QUERIES.keys())
-def test_a_helper_leaves_no_result_open(read):
+@pytest.mark.parametrize("read, returns", QUERIES.values(), ids=QUERIES.keys())
+def test_a_helper_returns_its_row_and_leaves_no_result_open(read, returns):
     with duckdb.connect() as conn:
-        read(conn)
+        assert read(conn) == returns
         conn.register("incoming_rows", {"a": np.array([1, 2])})
         assert conn.execute("SELECT sum(a) FROM incoming_rows").fetchall() == [(3,)]
 
