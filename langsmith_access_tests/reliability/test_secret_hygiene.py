@@ -25,6 +25,7 @@ from langsmith_access.api import request_grant
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.transform import DBT_PROJECT_DIR
+from langsmith_access_tests.helpers import cli_in_this_process
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 MARKER = "RELIABILITYSECRET" + secrets.token_hex(12)
@@ -77,9 +78,15 @@ def test_the_key_is_nowhere_after_good_and_failed_runs(tmp_path, monkeypatch, ca
             monkeypatch.setenv(name, env[name])
         transcript = []
 
-        def cli(*args, api_key=KEY):
-            done = subprocess.run([CLI, *args], env={**env, "LANGSMITH_API_KEY": api_key},
-                                  capture_output=True, text=True, timeout=300)
+        def cli(*args, api_key=KEY, console_script=False):
+            # In this process (caplog sees every record it logs), and once through the console
+            # script: the failing sync, whose key the server echoes, as an operator runs it.
+            if console_script:
+                done = subprocess.run([CLI, *args], env={**env, "LANGSMITH_API_KEY": api_key},
+                                      capture_output=True, text=True, timeout=300)
+            else:
+                monkeypatch.setenv("LANGSMITH_API_KEY", api_key)
+                done = cli_in_this_process(*args)
             transcript.append(f"$ {' '.join(args)}\n{done.stdout}\n{done.stderr}")
             (outputs / f"{len(transcript):02d}.txt").write_text(transcript[-1])
             return done
@@ -100,7 +107,7 @@ def test_the_key_is_nowhere_after_good_and_failed_runs(tmp_path, monkeypatch, ca
         assert failed_provision.returncode == 1, transcript[-1]
         assert "/api/v1/orgs/current/roles" in failed_provision.stderr and "***" in failed_provision.stderr
         echo_on.add("/api/v1/workspaces")
-        failed_sync = cli("sync")
+        failed_sync = cli("sync", console_script=True)
         assert failed_sync.returncode == 1 and "Sync failed" in failed_sync.stderr, transcript[-1]
         # The summary names the first failing call, scrubbed; every failing call is in the
         # run's log file (searched for the key below with everything else).
