@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 # A test Dagster instance and an empty database the environment points at, for the sensor tests.
 from langsmith_access_tests.dagster_fixtures import database, instance  # noqa: F401
 
@@ -18,3 +20,12 @@ def pytest_sessionstart(session):
     from langsmith_access.transform import prepare_manifest
 
     prepare_manifest()  # in the cache, keyed by the project's content hash: never stale
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist's: only with -n
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") == "loadfile":  # `make test`'s
+        from langsmith_access_tests.scheduling import HeaviestFirstScheduling
+
+        return HeaviestFirstScheduling(config, log)
+    return None
