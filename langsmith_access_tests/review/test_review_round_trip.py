@@ -137,6 +137,37 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     assert len(rejected) == 2 and all("not a current grant" in r["status_detail"] for r in rejected)
 
 
+def test_a_row_edited_against_its_grant_id_is_rejected_and_names_what_differs(env, tmp_path, capsys):
+    """The grant_id decides what is revoked: a reviewer who typed another role over the exported
+    one, or moved the row to another workspace, must not have the exported grant revoked
+    silently. Case alone is no edit."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    workspace = org.shared_workspaces()[0]
+    elsewhere = next(w for w in org.shared_workspaces() if w.display_name.casefold() != workspace.display_name.casefold())
+    retyped, moved, recased = active_rows(rows, workspace.id)[:3]
+    other_role = next(r.display_name for r in org.roles_by_scope("workspace") if r.display_name != retyped["role_name"])
+    retyped.update(decision="revoke", role_name=other_role)
+    moved.update(decision="revoke", workspace_name=elsewhere.display_name)
+    recased.update(decision="revoke", email=recased["email"].upper(), role_name=recased["role_name"].lower())
+    write_sheet(sheet, rows)
+
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 2 and "1 would queue, 0 already queued, 2 rejected" in stdout, stdout
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--json")
+    assert code == 2
+    outcomes = {o["grant_id"]: o for o in json.loads(stdout)["outcomes"]}
+    assert outcomes[recased["grant_id"]]["status"] == "queued"
+    for row, edit in ((retyped, f"role_name {other_role!r}"), (moved, f"workspace_name {elsewhere.display_name!r}")):
+        outcome = outcomes[row["grant_id"]]
+        assert outcome["status"] == "rejected", outcome
+        assert f"the row says {edit}" in outcome["message"] and "the grant_id decides" in outcome["message"]
+    assert {r["user_id"] for r in list_requests("pending")} == {recased["user_id"]}
+    assert len(list_requests("rejected")) == 2
+
+
 def test_duckdb_table_round_trip_refuses_org_roles(env, tmp_path, capsys):
     sandbox, org, database = env
     review_db = tmp_path / "reviewer.duckdb"

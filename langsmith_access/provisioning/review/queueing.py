@@ -111,7 +111,9 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
     grant = first_row(
         conn,
         "SELECT g.entitlement_type, g.user_id, g.workspace_id, g.role_id, g.role_name, "
-        "coalesce(g.email, g.user_id) FROM main.grants AS g WHERE g.grant_id = ?",
+        "coalesce(g.email, g.user_id), g.email, w.display_name, r.name FROM main.grants AS g "
+        "LEFT JOIN main.workspaces AS w ON w.workspace_id = g.workspace_id "
+        "LEFT JOIN main.roles AS r ON r.role_id = g.role_id WHERE g.grant_id = ?",
         [row.grant_id],
     )
     if grant is None:
@@ -129,13 +131,35 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
             "(revoked or changed since the sheet was exported, or mistyped). Export a new sheet "
             "with `langsmith-access review export`."
         )
-    entitlement_type, user_id, workspace_id, role_id, role_name, who = grant
+    entitlement_type, user_id, workspace_id, role_id, role_name, who, email, workspace_name, role_key = grant
     if entitlement_type != "workspace_role":
         change = queue.ChangeRequest("revoke", user_id, row.workspace or "", role_id, why, requested_by)
         return change, (
             f"grant {row.grant_id} is the organization role {role_name!r} of {who}. {READ_ONLY_REASON}"
         )
-    return queue.ChangeRequest("revoke", user_id, workspace_id, role_id, why, requested_by), None
+    change = queue.ChangeRequest("revoke", user_id, workspace_id, role_id, why, requested_by)
+    describes = {
+        "user_id": {user_id}, "email": {email}, "user": {user_id, email},
+        "workspace_id": {workspace_id}, "workspace_name": {workspace_name},
+        "workspace": {workspace_id, workspace_name},
+        "role_id": {role_id}, "role_name": {role_name, role_key}, "role": {role_id, role_name, role_key},
+    }
+    # The row's other cells must still describe this grant: an edited row (another role typed
+    # over the exported one) is not read as the grant its grant_id names. Case-insensitive; a
+    # workspace renamed or an email changed since the export reads as an edit too (a new
+    # export fixes it).
+    edited = [
+        f"{column} {given!r}" for column, given in row.named
+        if given.casefold() not in {value.casefold() for value in describes[column] if value}
+    ]
+    if not edited:
+        return change, None
+    return change, (
+        f"grant {row.grant_id} is {role_name} in {workspace_name or workspace_id} for {who}, but "
+        f"the row says {', '.join(edited)}: the grant_id decides what is revoked, so an edited row "
+        "is not queued. Put the row back as exported, or clear its grant_id to revoke by user, "
+        "workspace and role."
+    )
 
 
 def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str) -> RowOutcome:

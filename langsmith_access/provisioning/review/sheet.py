@@ -8,7 +8,9 @@ case-insensitive):
   value is an error: a typo must never silently keep access.
 - what to revoke: ``grant_id`` (as in ``main.grants``), or ``user`` + ``workspace`` + ``role``
   columns (``user_id``/``email``/``user``; ``workspace_id``/``workspace_name``/``workspace``;
-  ``role_id``/``role_name``/``role``). When a row has a ``grant_id``, it decides.
+  ``role_id``/``role_name``/``role``). When a row has a ``grant_id``, it decides; the row's
+  other user, workspace and role cells must then still describe that grant (an edited row is
+  rejected, not read as the grant it names).
 - optional ``reviewer`` (or ``requested_by``) and ``reason``; the caller's values fill in the
   empty ones.
 
@@ -58,6 +60,9 @@ class MarkedRow:
     reviewer: str | None
     reason: str | None
     label: str = ""  # for people: "Editor in Platform for ada@example.com", from the sheet's names
+    # Every user, workspace and role cell the row fills, as (column, value): checked against
+    # the grant a grant_id names (an edited row must not revoke what its grant_id says).
+    named: tuple[tuple[str, str], ...] = ()
 
     def target(self) -> str:
         return self.label or self.grant_id or f"{self.role} in {self.workspace} for {self.user}"
@@ -205,6 +210,10 @@ def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]]) -> Revie
             reviewer=value(cells, *REVIEWER_COLUMNS),
             reason=value(cells, "reason"),
         )
+        row = dataclasses.replace(row, named=tuple(
+            (name, given) for name in (*USER_COLUMNS, *WORKSPACE_COLUMNS, *ROLE_COLUMNS)
+            if (given := value(cells, name))
+        ))
         role = value(cells, "role_name", "role", "role_id")
         workspace = value(cells, "workspace_name", "workspace", "workspace_id")
         user = value(cells, "email", "user", "user_id")
