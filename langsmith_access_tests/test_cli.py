@@ -107,10 +107,12 @@ def test_a_database_path_that_is_no_duckdb_file_is_named_with_the_fix(tmp_path, 
     with SandboxServer(generate_org(seed=5, members=5, workspaces=1)) as sandbox:
         for name, value in sandbox.environment(notes).items():
             monkeypatch.setenv(name, value)
-        for command in (["requests"], ["sync", "--quiet"]):
+        for command in (["requests"], ["sync", "--quiet"], ["request", "grant", "--user", "a@b.c",
+                                                           "--workspace", "w", "--role", "Editor"]):
             done = cli_in_this_process(*command)
             assert done.returncode == 1, (command, done.stderr)
             assert "not a valid DuckDB database file" in done.stderr, (command, done.stderr)
             assert "fix: point LANGSMITH_ACCESS_DUCKDB at" in done.stderr, (command, done.stderr)
             assert "another sync or provisioning run holds" not in done.stderr
     assert notes.read_text().startswith("meeting notes")  # nothing written over it
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["notes.duckdb", "notes.lock"]  # nor beside it

@@ -275,10 +275,16 @@ class AccessDatabase:
 
         If only the analysts' copy exists (the working file was removed), start again from it.
         """
-        if not self.working_path.exists() and self.path.exists():
+        copied = not self.working_path.exists() and self.path.exists()
+        if copied:
             shutil.copyfile(self.path, self.working_path)
-        with self.connect() as conn:
-            ensure_schema(conn)
+        try:
+            with self.connect() as conn:
+                ensure_schema(conn)
+        except DatabaseUnusableError:
+            if copied:  # a copy of a file that is no database: leave only what was there
+                self.working_path.unlink(missing_ok=True)
+            raise
 
     def begin_scratch(self) -> Path:
         """Copy the working file to the scratch file (for a sync, or for a history refresh after
