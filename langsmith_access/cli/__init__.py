@@ -37,8 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may start with '-': argparse reads `--duration -1h` as a second option
+# ("expected one argument") instead of the value its own check refuses with the reason.
+_VALUES_MAY_START_WITH_DASH = ("--duration",)
+
+
+def _joined(argv: list[str]) -> list[str]:
+    """``--duration -1h`` as ``--duration=-1h``, which argparse passes on as the value."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _VALUES_MAY_START_WITH_DASH and arg[:1] == "-" and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_joined(sys.argv[1:] if argv is None else list(argv)))
     code = run_handler(args.handler, args)
     if getattr(args, "delivers_notifications", False):
         # Every command that serves an org then POSTs what is due (never changes the exit code).

@@ -204,6 +204,7 @@ def test_bad_requests_are_refused_clearly_and_recorded(governed, tmp_path, monke
 
     assert "--duration '0s' is zero" in refused("--role", "Editor", "--duration", "0s")
     assert "--duration '-1h' is not a duration" in refused("--role", "Editor", "--duration=-1h")
+    assert "--duration '-2d' is not a duration" in refused("--role", "Editor", "--duration", "-2d")
     assert "longer than the ceiling of 365d" in refused("--role", "Editor", "--duration", "9999d")
     assert "--duration 'abc' is not a duration" in refused("--role", "Editor", "--duration", "abc")
     assert "longer than the policy's maximum for Admin (8h)" in refused("--role", "Admin", "--duration", "9h")
@@ -223,7 +224,7 @@ def test_bad_requests_are_refused_clearly_and_recorded(governed, tmp_path, monke
     assert str(bad_policy) in message and "line 4: duration.max: unknown role 'Admn'" in message
 
     rows = list_requests(database=database.path)
-    assert [r["status"] for r in rows] == ["rejected"] * 7
+    assert [r["status"] for r in rows] == ["rejected"] * 8
     assert all(r["status_detail"] for r in rows)
     assert writes(sandbox) == []
 
