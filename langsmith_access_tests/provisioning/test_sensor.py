@@ -149,6 +149,12 @@ def test_the_daemon_runs_the_sensor_which_launches_the_job(env, tmp_path):
             time.sleep(2)
         assert status == "applied"
         assert org.membership(workspace.id, outsider.ls_user_id) is not None
+        # The request reads "applied" before the run's last steps end, and the run's process
+        # is in the daemon's process group: stopping the daemon now would interrupt the run.
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            while not all(run.is_finished for run in instance.get_runs()) and time.monotonic() < deadline:
+                assert daemon.poll() is None, daemon.stderr.read()
+                time.sleep(1)
     finally:
         os.killpg(daemon.pid, 15)
         try:
