@@ -39,10 +39,7 @@ HEAVIEST_FIRST = (
 def rank(unit: str) -> int:
     """Where a unit (a file, or the shared-fixture package) goes: the listed ones in their order,
     then every other one."""
-    for position, prefix in enumerate(HEAVIEST_FIRST):
-        if unit.startswith(prefix):
-            return position
-    return len(HEAVIEST_FIRST)
+    return HEAVIEST_FIRST.index(unit) if unit in HEAVIEST_FIRST else len(HEAVIEST_FIRST)
 
 
 class HeaviestFirstScheduling(LoadFileScheduling):
