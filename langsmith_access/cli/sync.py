@@ -97,13 +97,14 @@ def run_sync(args: argparse.Namespace) -> int:
 def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
     """One sync of ``org``, its progress and summary printed (each line led by the org's slug
     when ``named``); True when it succeeded."""
+    settings = org.settings
+    lead = f"[{org.slug}] " if named else ""
+    # First, so the operator sees the sync start before the imports below take their seconds.
+    print(f"{lead}Syncing {settings.endpoint} into {settings.duckdb_path}", file=sys.stderr)
     # Deferred on purpose: the runner loads Dagster and the definitions (seconds); other
     # commands never pay for them.
     from langsmith_access import runner
 
-    settings = org.settings
-    lead = f"[{org.slug}] " if named else ""
-    print(f"{lead}Syncing {settings.endpoint} into {settings.duckdb_path}", file=sys.stderr)
     outcome = runner.run_job(
         runner.SYNC_JOB,
         runner.sync_run_config(
