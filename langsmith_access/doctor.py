@@ -172,7 +172,7 @@ def configuration_failure(message: str, fix: str | None = None) -> Diagnosis:
     chosen, too): the configuration check fails with ``message`` and ``fix`` (default: the fix
     for what the message names), and every other check is skipped."""
     doctor = _Doctor()
-    doctor.add("configuration", FAIL, message, fix or _configuration_fix(message))
+    doctor.add("configuration", FAIL, message, fix or configuration_fix(message))
     return doctor.finish()
 
 
@@ -511,7 +511,7 @@ _LEADING_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*\b")
 _UNSET_KEY_VARIABLE = re.compile(r"the variable (\w+) named by api_key_env is not set")
 
 
-def _configuration_fix(message: str) -> str:
+def configuration_fix(message: str) -> str:
     """The fix for what a settings message names: one of the single-org variables, an org's own
     key variable, the orgs file variable, or an entry of the orgs file."""
     if message.startswith("The orgs file "):

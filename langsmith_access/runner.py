@@ -42,6 +42,7 @@ from sqlalchemy.pool import NullPool
 from langsmith_access.definitions import defs
 from langsmith_access.defs.orgs import org_tags
 from langsmith_access.defs.resources import org_resources
+from langsmith_access.doctor import configuration_fix
 from langsmith_access.langsmith import errors
 from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB  # noqa: F401 (callers name runner.SYNC_JOB)
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
@@ -321,9 +322,12 @@ def _without_type_name(error) -> str:
 
 
 def _fix_for(error) -> str | None:
-    """The ``fix`` of the first exception in the chain whose type declares one."""
+    """The ``fix`` of the first exception in the chain whose type declares one; for a settings
+    error, the doctor's fix for the variable or orgs file entry its message names."""
     while error is not None:
         advised = _ADVISED_ERRORS.get(error.cls_name or "")
+        if advised is SettingsError:
+            return configuration_fix(_without_type_name(error))
         if advised is not None:
             return advised.fix
         error = error.cause

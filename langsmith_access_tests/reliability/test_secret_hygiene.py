@@ -22,6 +22,7 @@ import dagster as dg
 
 from langsmith_access import runner
 from langsmith_access.api import request_grant
+from langsmith_access.doctor import KEY_FIX
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.transform import DBT_PROJECT_DIR
@@ -125,6 +126,8 @@ def test_the_key_is_nowhere_after_good_and_failed_runs(tmp_path, monkeypatch, ca
         monkeypatch.setenv("LANGSMITH_API_KEY", PERSONAL_TOKEN)
         in_process = runner.run_job(runner.SYNC_JOB, runner.sync_run_config())
         assert not in_process.success and "personal access token" in in_process.failure
+        # The fix names the variable to set and what to put in it, as the doctor's does.
+        assert in_process.fix == KEY_FIX, in_process.fix
         assert len(sandbox.request_log) == requests_so_far, "a lsv2_pt_ key sent no request"
         request_count = len(sandbox.request_log)
 
