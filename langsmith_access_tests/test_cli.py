@@ -96,7 +96,7 @@ def test_an_expected_failure_reads_like_advice_and_the_traces_go_to_a_log_file(t
 
     # --verbose in this process (what reaches the terminal is the same; the console script's
     # own behaviour is checked above).
-    for name in os.environ:
+    for name in list(os.environ):  # a copy: the loop removes names from it
         if name not in env:
             monkeypatch.delenv(name)
     for name, value in env.items():
