@@ -209,11 +209,11 @@ def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]]) -> Revie
             role=value(cells, *ROLE_COLUMNS),
             reviewer=value(cells, *REVIEWER_COLUMNS),
             reason=value(cells, "reason"),
+            named=tuple(
+                (name, given) for name in (*USER_COLUMNS, *WORKSPACE_COLUMNS, *ROLE_COLUMNS)
+                if (given := value(cells, name))
+            ),
         )
-        row = dataclasses.replace(row, named=tuple(
-            (name, given) for name in (*USER_COLUMNS, *WORKSPACE_COLUMNS, *ROLE_COLUMNS)
-            if (given := value(cells, name))
-        ))
         role = value(cells, "role_name", "role", "role_id")
         workspace = value(cells, "workspace_name", "workspace", "workspace_id")
         user = value(cells, "email", "user", "user_id")
