@@ -14,7 +14,7 @@ def test_every_listed_file_exists_and_is_listed_once():
 
 def test_the_shared_fixture_package_is_one_unit_and_goes_first():
     split = HeaviestFirstScheduling.__new__(HeaviestFirstScheduling)._split_scope  # needs no config
-    units = {split( f"{SHARED_FIXTURE_PACKAGE}{name}::test_x") for name in ("test_a.py", "test_b.py")}
+    units = {split(f"{SHARED_FIXTURE_PACKAGE}{name}::test_x") for name in ("test_a.py", "test_b.py")}
     assert units == {SHARED_FIXTURE_PACKAGE}
     assert split("langsmith_access_tests/test_cli.py::test_x") == "langsmith_access_tests/test_cli.py"
     assert rank(SHARED_FIXTURE_PACKAGE) == 0
