@@ -1,17 +1,23 @@
-"""`langsmith-access access-at` as users run it: a subprocess against the analysts' database."""
+"""`langsmith-access access-at` against the analysts' database: through the console script as
+users run it (a process of its own), and through ``cli.main`` in the test's process for the
+rest (the same arguments, output and exit codes, without a process start for each call)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
 from datetime import timezone
 from pathlib import Path
+from unittest import mock
 
 import duckdb
 import pytest
 
+from langsmith_access import cli
 from langsmith_access.cli.common import BOX_ROWS, UsageError, print_table
 from langsmith_access.cli.reports import parse_time
 from langsmith_access_tests.reports.support import History
@@ -19,12 +25,29 @@ from langsmith_access_tests.reports.support import History
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 
 
-def access_at(database: Path, *args: str) -> subprocess.CompletedProcess:
+def _environment(database: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "DAGSTER_"))}
     env["LANGSMITH_ACCESS_DUCKDB"] = str(database)
+    return env
+
+
+def access_at_console_script(database: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CLI, "access-at", *args], env=env, capture_output=True, text=True, timeout=120
+        [CLI, "access-at", *args], env=_environment(database), capture_output=True, text=True,
+        timeout=120,
     )
+
+
+def access_at(database: Path, *args: str) -> subprocess.CompletedProcess:
+    """``access-at`` in this process, its environment and output as the console script's."""
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, _environment(database), clear=True), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(["access-at", *args])
+        except SystemExit as exit:  # argparse's usage errors
+            code = exit.code if isinstance(exit.code, int) else 1
+    return subprocess.CompletedProcess(["access-at", *args], code, out.getvalue(), err.getvalue())
 
 
 def held(done: subprocess.CompletedProcess) -> dict[tuple, str]:
@@ -45,6 +68,17 @@ def test_access_between_two_syncs_is_the_first_state(history):
     naive = history.between_first_and_second.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
     assert held(access_at(history.database, "--time", naive, "--json")) == history.grants_first
     assert held(access_at(history.database, "--time", "now", "--json")) == history.grants_second
+
+
+def test_the_console_script_prints_and_exits_as_main_does(history, tmp_path):
+    by_script = access_at_console_script(history.database, "--time", _between(history), "--json")
+    assert held(by_script) == history.grants_first
+    assert by_script.stdout == access_at(history.database, "--time", _between(history), "--json").stdout
+    bad_time = access_at_console_script(history.database, "--time", "yesterday")
+    assert (bad_time.returncode, bad_time.stdout) == (2, "")
+    assert "not an ISO 8601" in bad_time.stderr and "Traceback" not in bad_time.stderr
+    missing = access_at_console_script(tmp_path / "nothing.duckdb", "--time", "now")
+    assert missing.returncode == 1 and "run langsmith-access sync first" in missing.stderr
 
 
 def test_json_rows_name_roles_and_workspaces(history):
