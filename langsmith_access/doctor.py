@@ -8,13 +8,16 @@ fail, a one-line fix. Plain Python: the CLI (``langsmith-access doctor``) and th
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from langsmith_access.langsmith import (
+    EndpointRedirectError,
     LangSmithClient,
     LangSmithError,
     NotFoundError,
@@ -217,6 +220,10 @@ class _Doctor:
         except TransientError as error:
             self.add("endpoint", FAIL, f"cannot reach {client.endpoint}: {error}", ENDPOINT_FIX)
             return False
+        except EndpointRedirectError as error:
+            self.add("endpoint", FAIL, f"{client.endpoint} is not where the API answers: {error}",
+                     error.fix)
+            return False
         if not probe.is_json:
             self.add(
                 "endpoint",
@@ -237,7 +244,14 @@ class _Doctor:
                 ENDPOINT_PATH_FIX,
             )
             return False
-        self.add("endpoint", OK, f"{client.endpoint} answers as a LangSmith API")
+        if _in_the_clear(client.endpoint):
+            self.add("endpoint", WARN,
+                     f"{client.endpoint} answers as a LangSmith API, over plain http: the key and "
+                     "every answer cross the network unencrypted",
+                     "set LANGSMITH_ENDPOINT to the install's https:// address (plain http is for "
+                     "this machine only)")
+        else:
+            self.add("endpoint", OK, f"{client.endpoint} answers as a LangSmith API")
         if probe.status_code == 401:
             self.add(
                 "authentication",
@@ -475,6 +489,20 @@ class _Doctor:
                 "if requests for non-Admin roles fail with 'not in plan', the plan lacks "
                 "workspace RBAC (Enterprise only)",
             )
+
+
+def _in_the_clear(endpoint: str) -> bool:
+    """Plain http to another machine (on this one, as with the sandbox, nothing crosses a network)."""
+    url = urllib.parse.urlsplit(endpoint)
+    if url.scheme != "http":
+        return False
+    host = url.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return True
 
 
 def _anonymity_note(restricted: bool) -> str:

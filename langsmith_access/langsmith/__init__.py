@@ -18,6 +18,7 @@ from langsmith_access.langsmith.client import (
 from langsmith_access.langsmith.errors import (
     AuthenticationError,
     ConflictError,
+    EndpointRedirectError,
     IncompleteListingError,
     LangSmithError,
     NotFoundError,
@@ -53,6 +54,7 @@ __all__ = [
     "CallStats",
     "ConflictError",
     "Credential",
+    "EndpointRedirectError",
     "EnrichedMember",
     "IncompleteListingError",
     "LangSmithClient",

@@ -28,6 +28,7 @@ import json
 import random
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -53,6 +54,7 @@ from langsmith_access.langsmith.access_records import (
 from langsmith_access.langsmith.errors import (
     AuthenticationError,
     ConflictError,
+    EndpointRedirectError,
     IncompleteListingError,
     LangSmithError,
     NotFoundError,
@@ -285,12 +287,14 @@ class LangSmithClient:
         """One GET, sent once (no retries), answered whatever its status: what the connection
         doctor needs to tell an unreachable host, a web page and a LangSmith API apart.
 
-        Raises ``TransientError`` when no answer came (refused, timed out, dropped).
+        Raises ``TransientError`` when no answer came (refused, timed out, dropped), and
+        ``EndpointRedirectError`` for a redirect (never followed).
         """
         self.stats.add(wait_seconds=self._limiter.acquire(), calls=1)
         try:
             response = self._session().get(
-                self.endpoint + path, headers=self._headers(None), timeout=self._timeout
+                self.endpoint + path, headers=self._headers(None), timeout=self._timeout,
+                allow_redirects=False,  # see EndpointRedirectError
             )
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             self.stats.add(connection_errors=1)
@@ -298,6 +302,8 @@ class LangSmithClient:
             raise TransientError(
                 f"the connection to {self.endpoint} {kind}", method="GET", path=path
             ) from None
+        if 300 <= response.status_code < 400:
+            raise _redirected(response, "GET", path)
         content_type = response.headers.get("Content-Type") or ""
         body = None
         if _is_json_type(content_type) or not content_type:
@@ -982,6 +988,7 @@ class LangSmithClient:
                     json=json_body,
                     headers=self._headers(workspace_id),
                     timeout=self._timeout,
+                    allow_redirects=False,  # see EndpointRedirectError
                 )
             except requests.exceptions.ConnectTimeout:
                 self.stats.add(connection_errors=1)
@@ -999,6 +1006,8 @@ class LangSmithClient:
                     ) from None
             else:
                 status = response.status_code
+                if 300 <= status < 400:
+                    raise _redirected(response, method, path)
                 if status < 400:
                     return response
                 if status == 429:
@@ -1278,6 +1287,21 @@ def _not_langsmith(
         f"not a LangSmith API: check LANGSMITH_ENDPOINT; it answered {response.status_code} "
         f"with {answer}",
         answer=answer,
+        method=method,
+        path=path,
+        status_code=response.status_code,
+    )
+
+
+def _redirected(response: requests.Response, method: str, path: str) -> EndpointRedirectError:
+    """A 3xx answer, never followed. Where it points is shown as scheme, host and path: a query
+    or user name in a ``Location`` is nobody's business in a log."""
+    target = urllib.parse.urlsplit(urllib.parse.urljoin(response.url, response.headers.get("Location", "")))
+    location = f"{target.scheme}://{target.hostname or ''}{f':{target.port}' if target.port else ''}{target.path}"
+    return EndpointRedirectError(
+        f"LANGSMITH_ENDPOINT answered with a redirect to {location}: requests are never followed "
+        "to another address (a write would arrive as a read, and the key would go along)",
+        location=location,
         method=method,
         path=path,
         status_code=response.status_code,

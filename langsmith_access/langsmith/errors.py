@@ -99,6 +99,22 @@ class NotLangSmithAPIError(UnexpectedResponseError):
         self.answer = answer
 
 
+class EndpointRedirectError(LangSmithError):
+    """A 3xx answer: ``LANGSMITH_ENDPOINT`` is not the address the API answers at (``http://``
+    on an install that sends everyone to ``https://``, a moved host). The client never follows
+    a redirect: a POST would arrive as a GET, and the key would travel to wherever it points.
+    ``location`` is where the server pointed (scheme, host and path only)."""
+
+    fix = (
+        "set LANGSMITH_ENDPOINT to the address the redirect names (often the same URL with "
+        "https://), then run `langsmith-access doctor`; nothing was sent there, nothing was changed"
+    )
+
+    def __init__(self, message: str, *, location: str, **kwargs):
+        super().__init__(message, **kwargs)
+        self.location = location
+
+
 class RouteNotAvailableError(NotFoundError):
     """This LangSmith install does not serve the route (404, or a self-hosted install's UI page
     answering in its place). ``reason`` says which, for the operator."""
