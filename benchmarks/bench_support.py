@@ -49,7 +49,10 @@ def start_sandbox(
     org = generate_org(
         seed=seed, members=members, workspaces=workspaces, pending_invites=pending_invites
     )
-    faults = FaultConfig(latency_ms=latency_ms, rate_limit_per_minute=rate_limit_per_minute)
+    # With a minute's limit, LangSmith's 10-second one too (1000, half of its 2000 a minute).
+    per_10_seconds = None if rate_limit_per_minute is None else max(1, rate_limit_per_minute // 2)
+    faults = FaultConfig(latency_ms=latency_ms, rate_limit_per_minute=rate_limit_per_minute,
+                         rate_limit_per_10_seconds=per_10_seconds)
     return SandboxServer(org, faults=faults, enriched_route=enriched_route).start()
 
 

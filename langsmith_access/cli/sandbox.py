@@ -36,6 +36,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "(default: no limit)",
     )
     sandbox.add_argument(
+        "--rate-limit-per-10-seconds",
+        type=int,
+        default=None,
+        help="answer 429 once a key sent more than N requests in its current 10 s window, "
+        "a sixth of --rate-limit-window-seconds (LangSmith Cloud: 1000; default: no limit)",
+    )
+    sandbox.add_argument(
         "--deployment",
         choices=["cloud", "self-hosted"],
         default="cloud",

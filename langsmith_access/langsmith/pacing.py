@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 WINDOW_SECONDS = 60.0
+# LangSmith also counts each key's requests per 10 seconds (1000 on Cloud US/EU, half its 2000
+# a minute; langsmith-api.md, "Rate limits"): the short window is a sixth of the minute, and
+# holds at most half of the minute's budget.
+BURST_WINDOW_SHARE = 1 / 6
+BURST_BUDGET_SHARE = 1 / 2
 
 
 class RateLimiter:
-    """At most ``requests_per_minute`` requests in any 60-second window, shared by every thread
-    of one client.
+    """At most ``requests_per_minute`` requests in any 60-second window, and at most half of
+    that in any 10 seconds, shared by every thread of one client.
 
-    The API's limit is per minute (about 2000 per key), so the budget is too: it keeps the
-    send time of the last ``requests_per_minute`` requests and lets a request go when the
-    oldest of them is a full window old. Within a minute requests go as fast as the caller
-    sends them (a 1,000-call sync does not wait at all); past the budget, each waits for a slot
-    to free up. With the default 1500 no minute ever sees more than 1500 of our requests,
-    well below the API's ~2000, which leaves room for other clients of the same key.
+    The API limits each key per minute (about 2000) and per 10 seconds (about 1000), so the
+    budget has both windows: it keeps the send times of recent requests and lets a request go
+    when both windows have room. Within the budget requests go as fast as the caller sends
+    them (a 700-call read does not wait at all); past it, each waits for a slot to free up.
+    With the default 1500 no minute sees more than 1500 of our requests and no 10 seconds more
+    than 750, three quarters of the API's limits, which leaves room for other clients of the
+    same key.
     """
 
     def __init__(
@@ -35,23 +42,33 @@ class RateLimiter:
         # Scaled with the window, so a test may shorten it.
         self.capacity = max(1, round(requests_per_minute * WINDOW_SECONDS / 60.0))
         self.window_seconds = WINDOW_SECONDS
+        self.burst_capacity = max(1, math.ceil(self.capacity * BURST_BUDGET_SHARE))
+        self.burst_window_seconds = WINDOW_SECONDS * BURST_WINDOW_SHARE
+        # Send times of the requests still inside each window, oldest first.
         self._sent: collections.deque[float] = collections.deque()
+        self._burst_sent: collections.deque[float] = collections.deque()
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Take a slot in the window, sleeping until there is one. Returns the seconds waited."""
+        """Take a slot in both windows, sleeping until there is one. Returns the seconds waited."""
+        windows = ((self._sent, self.window_seconds, self.capacity),
+                   (self._burst_sent, self.burst_window_seconds, self.burst_capacity))
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
-                while self._sent and self._sent[0] <= now - self.window_seconds:
-                    self._sent.popleft()
-                if len(self._sent) < self.capacity:
+                delay = 0.0
+                for sent, length, capacity in windows:
+                    while sent and sent[0] <= now - length:
+                        sent.popleft()
+                    if len(sent) >= capacity:
+                        delay = max(delay, sent[0] + length - now)
+                if delay <= 0:
                     self._sent.append(now)
+                    self._burst_sent.append(now)
                     return waited
-                delay = self._sent[0] + self.window_seconds - now
             self._sleep(delay)
             waited += delay
 

@@ -6,7 +6,8 @@ The server applies faults in this order, like a proxy in front of LangSmith woul
 looks at the API key or the route:
 
 1. ``latency_ms`` on every request;
-2. ``rate_limit_per_minute`` (a 429 once a key sent more than N requests in its current window);
+2. ``rate_limit_per_minute`` and ``rate_limit_per_10_seconds`` (a 429 once a key sent more than
+   N requests in its current window of that length);
 3. one random draw that picks at most one of: 429 (``throttle_rate``), dropped connection
    (``drop_rate``), hang (``hang_rate``, then the request is served normally) or 5xx
    (``error_rate``); so a random 5xx on a write is answered before the write is applied;
@@ -55,8 +56,10 @@ class FaultConfig:
       ``Retry-After`` = seconds until the window ends, rounded up.
     - ``rate_limit_mode``: ``"rolling"`` (429 with ``Retry-After``, as above) or
       ``"fixed-window"`` (429 without ``Retry-After`` until the window ends).
-    - ``rate_limit_window_seconds``: the window's length (None: 60, as LangSmith's; shorter in
-      tests).
+    - ``rate_limit_per_10_seconds``: None, or N: the same for a window a sixth as long (10 s,
+      as LangSmith's per-second table for Cloud US/EU: 1000), counted beside the minute's.
+    - ``rate_limit_window_seconds``: the minute window's length (None: 60, as LangSmith's;
+      shorter in tests; the short window is a sixth of it).
     - ``failing_routes``: paths that always answer 500. An entry matches every path that starts
       with it; an entry ending in ``$`` matches only the exact path before the ``$``.
     - ``failing_workspaces``: workspace ids whose ``/api/v1/workspaces/current/...`` routes
@@ -80,6 +83,7 @@ class FaultConfig:
     retry_after_seconds: int = 1
     retry_after_as_http_date: bool = False
     rate_limit_per_minute: int | None = None
+    rate_limit_per_10_seconds: int | None = None
     rate_limit_mode: str = "rolling"
     rate_limit_window_seconds: float | None = None  # None: RATE_LIMIT_WINDOW_SECONDS
     failing_routes: tuple[str, ...] = ()
@@ -94,8 +98,8 @@ class FaultConfig:
 
     _rng: random.Random = field(init=False, repr=False, compare=False)
     _lock: threading.Lock = field(init=False, repr=False, compare=False)
-    # API key fingerprint -> [window start (monotonic seconds), requests in that window]
-    _rate_windows: dict[str, list] = field(init=False, repr=False, compare=False)
+    # (API key fingerprint, window length) -> [window start (monotonic seconds), requests in it]
+    _rate_windows: dict[tuple[str, float], list] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.rate_limit_mode not in RATE_LIMIT_MODES:
@@ -124,19 +128,25 @@ class FaultConfig:
             return self._rng.choice(ERROR_STATUSES)
 
     def seconds_until_rate_limit_resets(self, key_fingerprint: str) -> int | None:
-        """Count this request; None if it is within the limit, else the Retry-After seconds."""
-        if self.rate_limit_per_minute is None:
+        """Count this request in each window; None if it is within every limit, else the
+        Retry-After seconds (until the last window it is over ends)."""
+        minute = self.rate_limit_window_seconds or RATE_LIMIT_WINDOW_SECONDS
+        limits = [(limit, length) for limit, length in ((self.rate_limit_per_minute, minute),
+                                                        (self.rate_limit_per_10_seconds, minute / 6))
+                  if limit is not None]
+        if not limits:
             return None
         now = time.monotonic()
-        length = self.rate_limit_window_seconds or RATE_LIMIT_WINDOW_SECONDS
+        wait = None
         with self._lock:
-            window = self._rate_windows.get(key_fingerprint)
-            if window is None or now - window[0] >= length:
-                window = self._rate_windows[key_fingerprint] = [now, 0]
-            window[1] += 1
-            if window[1] <= self.rate_limit_per_minute:
-                return None
-            return max(1, math.ceil(window[0] + length - now))
+            for limit, length in limits:
+                window = self._rate_windows.get((key_fingerprint, length))
+                if window is None or now - window[0] >= length:
+                    window = self._rate_windows[(key_fingerprint, length)] = [now, 0]
+                window[1] += 1
+                if window[1] > limit:
+                    wait = max(wait or 0, max(1, math.ceil(window[0] + length - now)))
+        return wait
 
     def retry_after_header(self, seconds: int) -> str:
         """``Retry-After`` for a wait of ``seconds``: the number, or an HTTP date that far ahead."""

@@ -463,6 +463,9 @@ def serve_from_cli(args) -> int:
         return refuse("--pending-invites must not be negative")
     if rate_limit_per_minute is not None and rate_limit_per_minute <= 0:
         return refuse("--rate-limit-per-minute must be positive")
+    rate_limit_per_10_seconds = getattr(args, "rate_limit_per_10_seconds", None)
+    if rate_limit_per_10_seconds is not None and rate_limit_per_10_seconds <= 0:
+        return refuse("--rate-limit-per-10-seconds must be positive")
     deployment = getattr(args, "deployment", "cloud")
     key_role = getattr(args, "key_role", "org-admin")
     plan = getattr(args, "plan", "enterprise")
@@ -503,6 +506,7 @@ def serve_from_cli(args) -> int:
         error_rate=args.fault_rate / 2,
         throttle_rate=args.fault_rate / 2,
         rate_limit_per_minute=rate_limit_per_minute,
+        rate_limit_per_10_seconds=rate_limit_per_10_seconds,
         rate_limit_mode=rate_limit_mode,
         rate_limit_window_seconds=rate_limit_window_seconds,
         leak_full_keys=bool(getattr(args, "leak_full_keys", False)),

@@ -548,32 +548,36 @@ class FakeClock:
 
 
 def test_client_rate_limiter_keeps_under_the_server_limit(start_sandbox, monkeypatch):
-    """Both windows shortened from 60 s to 2 s, on one fake clock that moves only when the
-    client waits: the client's budget of 120 requests/minute is 4 per 2-second window, the
-    sandbox allows 6. 8 calls: 4 at once, one wait for the window, 4 more; none is refused."""
+    """Both minute windows shortened from 60 s to 3 s (the short ones, a sixth, to 0.5 s), on
+    one fake clock that moves only when the client waits: the client's budget of 80 requests a
+    minute is 4 per 3-second window and 2 per half second; the sandbox allows 6 and 3. 8 calls:
+    2 at once, 2 after half a second, 2 when the minute window ends, 2 half a second after;
+    none is refused."""
     clock = FakeClock()
-    monkeypatch.setattr(sandbox_faults, "RATE_LIMIT_WINDOW_SECONDS", 2)
+    monkeypatch.setattr(sandbox_faults, "RATE_LIMIT_WINDOW_SECONDS", 3)
     monkeypatch.setattr(sandbox_faults, "time", clock)  # the sandbox's rate-limit windows
-    monkeypatch.setattr(pacing, "WINDOW_SECONDS", 2.0)
+    monkeypatch.setattr(pacing, "WINDOW_SECONDS", 3.0)
     calls = 8
-    sb = start_sandbox(faults=FaultConfig(rate_limit_per_minute=6))
-    with client_for(sb, requests_per_minute=120, max_retries=0) as client:
-        client._limiter = pacing.RateLimiter(120, clock=clock.monotonic, sleep=clock.sleep)
+    limits = FaultConfig(rate_limit_per_minute=6, rate_limit_per_10_seconds=3)
+    sb = start_sandbox(faults=limits)
+    with client_for(sb, requests_per_minute=80, max_retries=0) as client:
+        client._limiter = pacing.RateLimiter(80, clock=clock.monotonic, sleep=clock.sleep)
         for _ in range(calls):
             client.get_organization_info()
         stats = client.stats.snapshot()
-    assert clock.sleeps == [2.0]  # one wait, for the first window to end
-    assert stats["wait_seconds"] == 2.0
+    assert clock.sleeps == [0.5, 2.5, 0.5]  # the short window twice, the minute's once
+    assert stats["wait_seconds"] == 3.5
     assert [e.status for e in sb.request_log] == [200] * calls
     assert stats["rate_limited"] == 0 and stats["calls"] == calls
 
-    # Control: the same sandbox limit with the client's limiter out of the way is hit.
-    control = start_sandbox(faults=FaultConfig(rate_limit_per_minute=6))
+    # Control: the same sandbox limits with the client's limiter out of the way: the short
+    # window's is hit first.
+    control = start_sandbox(faults=FaultConfig(rate_limit_per_minute=6, rate_limit_per_10_seconds=3))
     with client_for(control, max_retries=0) as fast:
         with pytest.raises(TransientError, match="rate limited"):
             for _ in range(calls):
                 fast.get_organization_info()
-    assert [e.status for e in control.request_log] == [200] * 6 + [429]
+    assert [e.status for e in control.request_log] == [200] * 3 + [429]
 
 
 # ------------------------------------------------------------------ bounded concurrency

@@ -96,7 +96,7 @@ def test_personal_access_token_is_refused_without_echoing_it():
 def test_pending_invites_and_rate_limit_flags():
     process = subprocess.Popen(
         [CLI, "sandbox", "--members", "12", "--workspaces", "2", "--pending-invites", "3",
-         "--rate-limit-per-minute", "4"],
+         "--rate-limit-per-minute", "6", "--rate-limit-per-10-seconds", "4"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -113,9 +113,10 @@ def test_pending_invites_and_rate_limit_flags():
             requests.get(first_line["url"] + "/api/v1/orgs/current/info", headers=headers, timeout=10)
             for _ in range(4)
         ]
-        # 4 allowed in the window: the listing above and three more, then 429 with Retry-After.
+        # 4 allowed in the 10-second window (6 in the minute's): the listing above and three
+        # more, then 429 with Retry-After, at most the short window's length.
         assert [r.status_code for r in statuses] == [200, 200, 200, 429]
-        assert int(statuses[-1].headers["Retry-After"]) > 0
+        assert 0 < int(statuses[-1].headers["Retry-After"]) <= 10
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
@@ -128,6 +129,7 @@ def test_bad_pending_invites_and_rate_limit_exit_2():
     for args, flag in (
         (("--pending-invites", "-1"), "--pending-invites"),
         (("--rate-limit-per-minute", "0"), "--rate-limit-per-minute"),
+        (("--rate-limit-per-10-seconds", "0"), "--rate-limit-per-10-seconds"),
     ):
         result = run_cli(*args)
         assert result.returncode == 2

@@ -96,6 +96,19 @@ def test_rate_limit_per_minute_counts_per_key(sandbox, caller):
     assert caller.get(INFO, headers={"X-API-Key": "lsv2_sk_other"}).status_code == 401
 
 
+def test_rate_limit_per_10_seconds_counts_beside_the_minute(sandbox, caller):
+    # Windows of 6 s and 1 s: the short one holds 2 requests, the minute's 4.
+    sandbox.faults = FaultConfig(rate_limit_per_minute=4, rate_limit_per_10_seconds=2,
+                                 rate_limit_window_seconds=6)
+    assert [caller.get(INFO).status_code for _ in range(2)] == [200, 200]
+    limited = caller.get(INFO)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
+    time.sleep(1.05)  # the short window ended; the refused request counted in the minute's
+    assert caller.get(INFO).status_code == 200
+    limited = caller.get(INFO)
+    assert limited.status_code == 429 and 4 <= int(limited.headers["Retry-After"]) <= 6
+
+
 def test_random_errors_are_5xx_with_detail(sandbox, caller):
     sandbox.faults = FaultConfig(error_rate=1.0, seed=3)
     statuses = set()
