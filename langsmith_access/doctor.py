@@ -28,7 +28,6 @@ from langsmith_access.langsmith import (
     UnexpectedResponseError,
 )
 from langsmith_access.langsmith.client import (
-    LISTS_ALL_WORKSPACES_HEADER,
     ORGANIZATION_INFO_PATH,
 )
 from langsmith_access.langsmith.refusals import workspace_rbac
@@ -41,6 +40,7 @@ from langsmith_access.settings import (
     SettingsError,
 )
 from langsmith_access.sync.extract import (
+    ORG_MANAGE,
     NotEveryWorkspaceListed,
     answers_anonymity_restricted,
     enriched_route_fallback,
@@ -60,7 +60,6 @@ CHECK_NAMES = (
     "workspace_rbac",
 )
 MANAGE_MEMBERS = "workspaces:manage-members"
-ORG_MANAGE = "organization:manage"
 ENDPOINT_FIX = (
     f"set LANGSMITH_ENDPOINT to your LangSmith API: {DEFAULT_ENDPOINT} (US), "
     "https://eu.api.smith.langchain.com (EU), or https://<your-host>/api/v1 (self-hosted)"
@@ -349,16 +348,15 @@ class _Doctor:
         ``enriched_route_fallback``), saying why; any other error fails the sync, so fails here."""
         try:
             page = client.list_enriched_members(first_page_only=True)
-            require_every_workspace_listed(page.headers)
+            require_every_workspace_listed(page.headers, client)
         except (LangSmithError, NotEveryWorkspaceListed) as error:
             reason = enriched_route_fallback(error)
             if isinstance(error, NotEveryWorkspaceListed):
                 self.add(
                     "read_all_workspaces",
                     WARN,
-                    f"the key lacks {ORG_MANAGE}: one listing does not show every workspace "
-                    f"({LISTS_ALL_WORKSPACES_HEADER}: false), so the sync reads each workspace"
-                    + _anonymity_note(error.anonymity_restricted),
+                    f"{error.why}: one listing does not show every workspace, so the sync "
+                    "reads each workspace" + _anonymity_note(error.anonymity_restricted),
                     "give the key the Organization Admin role so one listing covers every "
                     "workspace; without it the sync reads each workspace: complete, slower",
                 )

@@ -24,10 +24,11 @@ from langsmith_access.doctor import (
     run_checks,
 )
 from langsmith_access.langsmith import LangSmithClient, LangSmithError, NotLangSmithAPIError
+from langsmith_access.provisioning.executor import OrgSnapshot
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ORGS_FILE_VARIABLE, ClientSettings, Secret
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
+from langsmith_access.sync.extract import ENRICHED_ROUTE, PER_WORKSPACE_ROUTE, load_members
 from langsmith_access_tests.helpers import cli_in_this_process
 from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
 
@@ -255,6 +256,37 @@ def test_read_all_workspaces_warns_exactly_where_the_sync_falls_back(sandbox_env
     assert diagnosis.ok is (verdict == "warn")
     if verdict == "fail":
         assert "newer LangSmith" not in check.fix and "the sync fails" in check.detail
+
+
+def without_the_all_workspaces_header(answer: Answer) -> Answer:
+    """An install that does not say whether the page lists every workspace."""
+    return answer.replace(headers={k: v for k, v in answer.headers.items()
+                                   if k != "X-Members-List-All-Workspaces"})
+
+
+@pytest.mark.parametrize("key_role, verdict, route", [
+    ("org-admin", "ok", ENRICHED_ROUTE),
+    ("org-user", "warn", PER_WORKSPACE_ROUTE),  # its listing shows only some workspaces' roles
+])
+def test_a_listing_that_does_not_say_it_is_whole_is_trusted_only_with_organization_manage(
+        sandbox_env, tmp_path, key_role, verdict, route):
+    sandbox, environ = sandbox_env(key_role=key_role)
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(ENRICHED, without_the_all_workspaces_header)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+        sync_read = sync_reads_members_via(proxy, sandbox, tmp_path)
+        with LangSmithClient(ClientSettings(
+            api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id,
+            endpoint=proxy.url, read_timeout_seconds=5, max_retries=0,
+        )) as client:
+            snapshot = OrgSnapshot.read(client)  # provisioning's whole-org read, same rule
+    check = check_of(diagnosis, "read_all_workspaces")
+    assert check.status == verdict, check
+    assert sync_read == route
+    assert (snapshot is not None) is (route == ENRICHED_ROUTE)
+    if verdict == "warn":
+        assert "no X-Members-List-All-Workspaces header" in check.detail, check
+        assert "the key lacks organization:manage" in check.detail, check
 
 
 def test_a_wrong_base_path_fails_the_endpoint_and_names_langsmith_endpoint(sandbox_env):

@@ -63,7 +63,7 @@ from langsmith_access.langsmith import (
     UnexpectedResponseError,
     Workspace,
 )
-from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER, PAGE_SIZE
+from langsmith_access.langsmith.client import PAGE_SIZE
 from langsmith_access.langsmith.refusals import explain_write_refusal, is_write_refusal
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.planner import (
@@ -77,6 +77,7 @@ from langsmith_access.provisioning.planner import (
 )
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
 from langsmith_access.store.sql import first_row, scalar
+from langsmith_access.sync.extract import NotEveryWorkspaceListed, require_every_workspace_listed
 
 MAX_WRITE_ATTEMPTS = 3
 ORG_LISTING_PATH = "/api/v1/platform/orgs/current/members"
@@ -144,7 +145,9 @@ class OrgSnapshot:
             listing = client.list_enriched_members()
         except NotFoundError:
             return None
-        if listing.headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").lower() == "false":
+        try:
+            require_every_workspace_listed(listing.headers, client)
+        except NotEveryWorkspaceListed:
             return None
         members: dict[str, EnrichedMember] = {}
         roles: dict[tuple[str, str], str | None] = {}

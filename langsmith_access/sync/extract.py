@@ -187,24 +187,46 @@ def transform_workspaces(
 # --------------------------------------------------------------------- members
 
 
+# LangSmith documents X-Members-List-All-Workspaces as "true if caller has organization:manage".
+ORG_MANAGE = "organization:manage"
+
+
 class NotEveryWorkspaceListed(Exception):
     """A page of the enriched members route said it did not list every workspace's memberships
-    (``X-Members-List-All-Workspaces: false``): stop reading it, it cannot be trusted."""
+    (``X-Members-List-All-Workspaces: false``), or did not say, for a key without
+    organization:manage: stop reading it, it cannot be trusted."""
 
-    def __init__(self, anonymity_restricted: bool):
+    def __init__(self, anonymity_restricted: bool, *, header_missing: bool = False,
+                 permissions_known: bool = True):
+        if not header_missing:
+            why = (f"the enriched members route did not list every workspace "
+                   f"({LISTS_ALL_WORKSPACES_HEADER}: false): the key lacks {ORG_MANAGE}")
+        else:
+            key = (f"the key lacks {ORG_MANAGE}" if permissions_known
+                   else f"the org info does not say whether the key has {ORG_MANAGE}")
+            why = (f"the enriched members route did not say whether it lists every workspace "
+                   f"(no {LISTS_ALL_WORKSPACES_HEADER} header), and {key}")
         super().__init__(
-            "the enriched members route did not list every workspace "
-            f"({LISTS_ALL_WORKSPACES_HEADER}: false): the key lacks organization:manage; give "
-            "it the Organization Admin role to read every workspace in one listing"
+            f"{why}; give it the Organization Admin role to read every workspace in one listing"
         )
+        self.why = why
         self.anonymity_restricted = anonymity_restricted
 
 
-def require_every_workspace_listed(headers: Mapping[str, str]) -> None:
-    """Raise ``NotEveryWorkspaceListed`` when a page of the enriched members route says it did
-    not list every workspace (a missing header: it did)."""
-    if headers.get(LISTS_ALL_WORKSPACES_HEADER, "true").strip().lower() == "false":
-        raise NotEveryWorkspaceListed(anonymity_restricted=answers_anonymity_restricted(headers))
+def require_every_workspace_listed(headers: Mapping[str, str], client: LangSmithClient) -> None:
+    """Raise ``NotEveryWorkspaceListed`` unless a page of the enriched members route lists every
+    workspace: its header says so, or (an install that sends no header) the key has
+    organization:manage according to the org info (read once per client)."""
+    said = headers.get(LISTS_ALL_WORKSPACES_HEADER)
+    restricted = answers_anonymity_restricted(headers)
+    if said is not None:
+        if said.strip().lower() == "false":
+            raise NotEveryWorkspaceListed(restricted)
+        return
+    permissions = client.organization_info().permissions
+    if permissions is None or ORG_MANAGE not in permissions:
+        raise NotEveryWorkspaceListed(restricted, header_missing=True,
+                                      permissions_known=permissions is not None)
 
 
 def answers_anonymity_restricted(headers: Mapping[str, str]) -> bool:
@@ -267,7 +289,7 @@ def get_members(
         )
     anonymity_restricted = False
     try:
-        enriched = client.stream_enriched_members(tables.enriched_sink())
+        enriched = client.stream_enriched_members(tables.enriched_sink(client))
     except (LangSmithError, NotEveryWorkspaceListed) as error:
         reason = enriched_route_fallback(error)
         if reason is None:
@@ -396,8 +418,8 @@ class RawMemberTables:
 
     # The sinks, one per listing.
 
-    def enriched_sink(self) -> _Sink:
-        return _Sink(self.clear, self._add_enriched_page)
+    def enriched_sink(self, client: LangSmithClient) -> _Sink:
+        return _Sink(self.clear, lambda people, headers: self._add_enriched_page(people, headers, client))
 
     def org_members_sink(self) -> _Sink:
         return _Sink(
@@ -433,8 +455,9 @@ class RawMemberTables:
         with self._lock:
             self.tables[table].discard(column, value)
 
-    def _add_enriched_page(self, people: Sequence[EnrichedMember], headers: Mapping[str, str]) -> None:
-        require_every_workspace_listed(headers)
+    def _add_enriched_page(self, people: Sequence[EnrichedMember], headers: Mapping[str, str],
+                           client: LangSmithClient) -> None:
+        require_every_workspace_listed(headers, client)
         restricted = answers_anonymity_restricted(headers)
         rows = transform_enriched_members(people, self.sync_id, self.fetched_at)
         if restricted:
