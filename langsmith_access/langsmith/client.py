@@ -1106,9 +1106,10 @@ class LangSmithClient:
                     f"({self.organization_id}). Server said: {detail}",
                     **context,
                 )
+            needed = "workspaces:read" if method == "GET" else "workspaces:manage-members"
             return PermissionDeniedError(
                 f"the API key may not do this in workspace {workspace_id} (it needs "
-                f"workspaces:manage-members there). Server said: {detail}",
+                f"{needed} there). Server said: {detail}",
                 **context,
             )
         if status == 404:

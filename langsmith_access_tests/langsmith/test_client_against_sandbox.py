@@ -687,6 +687,20 @@ def test_workspace_scoped_key_is_refused_on_org_routes(start_sandbox):
         assert {m.id for m in client.list_workspace_members(ws.id)} == {m.id for m in ws.memberships.values()}
 
 
+def test_a_refused_workspace_read_names_the_permission_a_read_needs(start_sandbox):
+    sb = start_sandbox(key_role="workspace")  # a key of one workspace: others refuse it
+    other = next(w for w in sb.org.shared_workspaces() if w.id != sb.api.key_workspace_id())
+    with client_for(sb) as client:
+        read = expect_error(PermissionDeniedError, lambda: client.list_workspace_members(other.id),
+                            keys=[sb.api_key], contains=[other.id, "workspaces:read"])
+        assert "manage-members" not in str(read)
+        member = next(iter(other.memberships.values()))
+        write = expect_error(PermissionDeniedError,
+                             lambda: client.remove_workspace_member(other.id, member.id),
+                             keys=[sb.api_key], contains=[other.id, "workspaces:manage-members"])
+        assert write.status_code == read.status_code == 403
+
+
 def test_wrong_organization_id_is_permission_denied(sandbox):
     other = str(uuid.uuid4())
     with client_for(sandbox, organization_id=other) as client:
