@@ -25,6 +25,7 @@ import collections
 import contextlib
 import email.utils
 import json
+import math
 import random
 import threading
 import time
@@ -1012,7 +1013,7 @@ class LangSmithClient:
                     return response
                 if status == 429:
                     self.stats.add(rate_limited=1)
-                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    retry_after = _server_retry_hint(response)
                     if retry_after is None:
                         # The limit is a fixed window per key, and this request fell in it, so
                         # the window began before it was sent: it has surely ended one window
@@ -1025,6 +1026,8 @@ class LangSmithClient:
                     self.stats.add(server_errors=1)
                     problem = f"server error {status}{where}: {self._detail(response)}"
                     maybe_applied = is_write
+                    # A 503 may say when to come back; without that, the backoff decides.
+                    retry_after = _server_retry_hint(response)
                     if is_write:
                         raise TransientError(
                             f"{problem}; the write may or may not have been applied: re-read "
@@ -1101,9 +1104,11 @@ class LangSmithClient:
             if workspace_id is None:
                 return PermissionDeniedError(
                     "the API key has no organization scope (a workspace-scoped key is refused on "
-                    "organization routes), or the org id does not match the key: use an "
-                    "organization-scoped service key for LANGSMITH_ORGANIZATION_ID "
-                    f"({self.organization_id}). Server said: {detail}",
+                    "organization routes), the org id does not match the key, or the key is of "
+                    f"another region or install than {self.endpoint} (an EU org's key works only "
+                    "at https://eu.api.smith.langchain.com): use an organization-scoped service "
+                    f"key for LANGSMITH_ORGANIZATION_ID ({self.organization_id}) at its org's "
+                    f"LANGSMITH_ENDPOINT. Server said: {detail}",
                     **context,
                 )
             needed = "workspaces:read" if method == "GET" else "workspaces:manage-members"
@@ -1330,6 +1335,19 @@ def _pagination_total(response: requests.Response, path: str) -> int | None:
         ) from None
 
 
+def _server_retry_hint(response: requests.Response) -> float | None:
+    """How long the server asked us to wait: ``Retry-After-Ms`` (milliseconds, LangChain's Go
+    SDK reads it first), else ``Retry-After``; None when it asked nothing usable."""
+    raw_ms = (response.headers.get("Retry-After-Ms") or "").strip()
+    try:
+        milliseconds = float(raw_ms)
+    except ValueError:
+        milliseconds = -1.0
+    if milliseconds >= 0 and math.isfinite(milliseconds):
+        return min(milliseconds / 1000.0, MAX_RETRY_AFTER_SECONDS)
+    return _retry_after_seconds(response.headers.get("Retry-After"))
+
+
 def _retry_after_seconds(raw: str | None, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds (a number, or an HTTP date, counted from ``now``: the clock by
     default), capped; None if absent or bad."""
@@ -1338,6 +1356,8 @@ def _retry_after_seconds(raw: str | None, now: datetime | None = None) -> float 
     raw = raw.strip()
     try:
         seconds = float(raw)
+        if not math.isfinite(seconds):
+            return None
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(raw)

@@ -525,6 +525,31 @@ def test_done_when_ten_percent_faults_read_exactly_the_same_org():
     assert sleep.waits.count(1.0) >= throttled
 
 
+@pytest.mark.parametrize("status, headers, wait", [
+    (503, {"Retry-After": "3"}, 3.0),  # a 5xx that says when to come back is believed
+    (429, {"Retry-After-Ms": "250", "Retry-After": "9"}, 0.25),  # milliseconds first, as the Go SDK
+    (503, {"Retry-After": "nan"}, None),  # nothing usable: the backoff decides
+])
+def test_the_servers_retry_hint_sets_the_wait(sandbox, status, headers, wait):
+    answered = []
+
+    def once(respond, request):
+        if not answered:
+            answered.append(request.path)
+            return ApiResponse(status, {"detail": "come back later"}, headers=dict(headers))
+        return respond(request)
+
+    wrap_respond(sandbox, once)
+    sleep = RecordingSleep()
+    with client_for(sandbox, sleep=sleep) as client:
+        assert client.list_roles()
+    assert len(sleep.waits) == 1
+    if wait is not None:
+        assert sleep.waits == [wait]
+    else:
+        assert 0 < sleep.waits[0] < 30
+
+
 # ------------------------------------------------------------------ client-side rate limit
 
 
@@ -704,7 +729,8 @@ def test_a_refused_workspace_read_names_the_permission_a_read_needs(start_sandbo
 def test_wrong_organization_id_is_permission_denied(sandbox):
     other = str(uuid.uuid4())
     with client_for(sandbox, organization_id=other) as client:
-        expect_error(PermissionDeniedError, client.list_roles, keys=[sandbox.api_key], contains=[other])
+        expect_error(PermissionDeniedError, client.list_roles, keys=[sandbox.api_key],
+                     contains=[other, f"another region or install than {sandbox.url}"])
 
 
 def test_a_key_echoed_by_the_server_is_scrubbed(sandbox):
