@@ -129,6 +129,8 @@ class _Page(Generic[R]):
     records: list[R]
     size: int  # rows on the page, before de-duplication
     headers: dict[str, str]  # its informational headers (LISTING_HEADERS)
+    # Read from one row before the previous page's end (a listing without a total; see _stream).
+    overlaps_previous: bool = False
 
     @property
     def is_full(self) -> bool:
@@ -851,12 +853,19 @@ class LangSmithClient:
         reported the same total and it matches what was read; otherwise the sink is told to
         forget the scan (``begin_scan``) and the listing is read again.
 
+        Rows removed while we page shift later rows to lower offsets, so one can slip past
+        between two pages. With a total, that shows as a total that changed or does not match.
+        Without one (LangSmith documents the header only on the enriched members route), each
+        page is read from one row before the previous page's end: its first row must be that
+        page's last row (or a row seen before, when rows were added); any other row means rows
+        went away mid-scan, and the listing is read again.
+
         A scan reads the first page alone. When the server reports a total, the pages it implies
         (up to the one at ``offset == total``, which confirms the end) are then read up to
         ``page_concurrency`` at a time (default ``max_concurrency``), in a sliding window, and
-        handed to the sink in offset order; without a total, one page at a time. Either way the
-        scan stops at the first short page, and continues one page at a time past the total if
-        the listing turns out longer: the same offsets as a plain sequential scan.
+        handed to the sink in offset order; without a total, one overlapping page at a time.
+        Either way the scan stops at the first short page, and continues one page at a time
+        past the total if the listing turns out longer.
         """
         concurrency = page_concurrency or self.settings.max_concurrency
         for scan in range(1, MAX_SCANS + 1):
@@ -864,21 +873,35 @@ class LangSmithClient:
             seen: set[str] = set()
             totals: list[int | None] = []
             headers: dict[str, str] = {}
+            previous_last: str | None = None
+            rows_went_away = False
             for page in self._scan_pages(path, parse, params, workspace_id, concurrency):
                 totals.append(page.total)
+                if page.overlaps_previous and not (
+                    page.records
+                    and (page.records[0].id == previous_last or page.records[0].id in seen)
+                ):
+                    rows_went_away = True
+                if page.records:
+                    previous_last = page.records[-1].id
                 new = [record for record in page.records if record.id not in seen]
                 seen.update(record.id for record in new)
                 headers = page.headers
                 sink.add_page(new, headers)
             first_total, last_total = totals[0], totals[-1]
             consistent = all(t == first_total for t in totals) and first_total in (None, len(seen))
-            if consistent:
+            if consistent and not rows_went_away:
                 return ListingRead(len(seen), len(totals), last_total, scan, headers)
         where = f" (workspace {workspace_id})" if workspace_id else ""
+        if rows_went_away:
+            said = ("rows went away between its pages (a page did not start where the one before "
+                    "it ended)")
+        else:
+            said = (f"the server reported {first_total} then {last_total} (X-Pagination-Total) "
+                    f"for {len(seen)} distinct rows read")
         raise IncompleteListingError(
-            f"read {len(seen)} distinct rows but the server reported {first_total} then "
-            f"{last_total} (X-Pagination-Total), in each of {MAX_SCANS} scans{where}: the "
-            "listing kept changing or the server pages inconsistently",
+            f"{said}, in each of {MAX_SCANS} scans{where}: the listing kept changing or the "
+            "server pages inconsistently",
             method="GET",
             path=path,
         )
@@ -894,7 +917,7 @@ class LangSmithClient:
         """One scan of a listing: its pages in offset order, up to and including the first
         short page (see ``_paged``)."""
 
-        def read(offset: int) -> _Page[R]:
+        def read(offset: int, overlapping: bool = False) -> _Page[R]:
             response = self._request(
                 "GET",
                 path,
@@ -904,11 +927,20 @@ class LangSmithClient:
             page = _json_list(response, path)
             records = [_parse_record(parse, item, "GET", path, workspace_id) for item in page]
             return _Page(
-                _pagination_total(response, path), records, len(page), _listing_headers(response)
+                _pagination_total(response, path), records, len(page), _listing_headers(response),
+                overlapping,
             )
 
         page = read(0)
         yield page
+        if page.is_full and page.total is None:
+            # Nothing to check the scan against: overlap each page with the one before by a row.
+            offset = PAGE_SIZE - 1
+            while page.is_full:
+                page = read(offset, overlapping=True)
+                yield page
+                offset += PAGE_SIZE - 1
+            return
         offset = PAGE_SIZE
         if page.is_full and page.total is not None and concurrency > 1:
             # The pages the total implies, read ahead in a sliding window.

@@ -259,6 +259,62 @@ def test_page_drift_is_read_again_until_consistent(big_sandbox, path):
     assert [o for o, _ in offsets_and_limits(sb, path)] == [0, 500, 1000, 0, 500, 1000]
 
 
+def without_total(respond, request):
+    """A listing as LangSmith documents most of them: no X-Pagination-Total."""
+    response = respond(request)
+    if isinstance(response, ApiResponse):
+        response.headers.pop("X-Pagination-Total", None)
+    return response
+
+
+def test_without_a_total_pages_overlap_by_a_row_and_read_the_listing_once(big_sandbox):
+    sb = big_sandbox
+    wrap_respond(sb, without_total)
+    with client_for(sb) as client:
+        members = client.list_org_members()
+    assert {m.id for m in members} == {m.id for m in sb.org.active_members()} and no_duplicates(members)
+    assert members.scans == 1 and members.reported_total is None
+    assert [o for o, _ in offsets_and_limits(sb, ACTIVE)] == [0, 499, 998]
+
+
+def test_without_a_total_a_row_removed_mid_scan_makes_the_listing_read_again(big_sandbox):
+    """1,234 members, newest first: one of the first page's is removed while the second page is
+    asked for, so every later row moves up one offset. Without a total nothing else shows it: the
+    row that was at 500 would slip past between two pages, unseen, and read as a member gone."""
+    sb = big_sandbox
+    with client_for(sb) as client:
+        in_api_order = list(client.list_org_members())
+    sb.reset_log()
+    removed = in_api_order[10]
+    at_the_seam = in_api_order[500]
+
+    def removing_mid_scan(respond, request):
+        if request.path == ACTIVE and query_int(request, "offset", 0) > 0 and removed.ls_user_id in sb.org.members:
+            sb.org.remove_member(removed.ls_user_id)
+        return without_total(respond, request)
+
+    wrap_respond(sb, removing_mid_scan)
+    with client_for(sb) as client:
+        members = client.list_org_members()
+    assert members.scans == 2
+    ids = {m.id for m in members}
+    assert ids == {m.id for m in sb.org.active_members()} and no_duplicates(members)
+    assert removed.id not in ids and at_the_seam.id in ids
+    assert [o for o, _ in offsets_and_limits(sb, ACTIVE)] == [0, 499, 998] * 2
+
+
+def test_without_a_total_rows_added_mid_scan_lose_nothing_and_need_no_second_read(big_sandbox):
+    sb = big_sandbox
+    before = {m.id for m in sb.org.active_members()}
+    sb.faults.page_drift_members = 2  # a new member, newest of all, before each later page
+    wrap_respond(sb, without_total)
+    with client_for(sb) as client:
+        members = client.list_org_members()
+    assert sb.faults.page_drift_members == 0
+    assert before <= {m.id for m in members} and no_duplicates(members)
+    assert members.scans == 1
+
+
 @pytest.mark.parametrize("path", [ACTIVE, ENRICHED])
 def test_drift_that_never_stops_raises_incomplete_listing(big_sandbox, path):
     sb = big_sandbox
