@@ -29,7 +29,7 @@ def parse_duration(text: object, what: str = "duration") -> timedelta:
         raise DurationError(f"{what} {text!r} is not a duration: {FORMAT_HINT}.")
     count, unit = int(match.group(1)), match.group(2)
     if count < 1:
-        raise DurationError(f"{what} {text!r} is zero: a duration is at least 1{unit}.")
+        raise DurationError(f"{what} {text!r} is zero: {FORMAT_HINT}.")
     seconds = count * UNITS[unit]
     if seconds > CEILING.total_seconds():
         raise DurationError(

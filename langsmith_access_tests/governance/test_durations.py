@@ -43,6 +43,8 @@ def test_bad_durations_are_refused_naming_what_and_how(text, reason):
     message = str(error.value)
     assert reason in message
     assert message.startswith("approval.wait_at_most")
+    if reason == "is zero":  # any unit's 1 is allowed, not only a unit as long as the one written
+        assert "with n at least 1" in message and "at least 1d" not in message
 
 
 def test_format_is_the_shortest_exact_form():

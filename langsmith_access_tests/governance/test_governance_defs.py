@@ -52,7 +52,8 @@ def test_decide_access_request_records_a_decision_or_fails_saying_why(governed):
     assert (row["status"], row["approved_by"]) == ("pending", people.admin.email)
 
     second = request_grant(people.outsiders[1].email, WORKSPACE, "Admin")
-    assert decide(second.request_id, "deny", people.admin.email).success
+    # The table's word (provisioning_approvals.decision) is taken as well as the command's.
+    assert decide(second.request_id, "Denied", people.admin.email).success
     assert request_row(database, second.request_id)["status"] == "denied"
     assert "must be 'approve' or 'deny'" in decide(second.request_id, "maybe", people.admin.email).failure
 

@@ -26,11 +26,16 @@ from langsmith_access.settings import Org, Orgs, Settings, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
 
 
+# The verbs of `langsmith-access approve|deny`, and provisioning_approvals.decision's own words.
+DECISIONS = {"approve": approvals.APPROVED, "deny": approvals.DENIED,
+             approvals.APPROVED: approvals.APPROVED, approvals.DENIED: approvals.DENIED}
+
+
 class DecisionConfig(dg.Config):
     """One decision on a request awaiting approval, as ``langsmith-access approve|deny`` takes it."""
 
     request_id: str
-    decision: str  # 'approve' | 'deny'
+    decision: str  # 'approve' | 'deny' (or the table's words, 'approved' | 'denied')
     by: str  # the approver's email, checked against the policy's approvers
     comment: str | None = None
 
@@ -40,7 +45,7 @@ class DecisionConfig(dg.Config):
 def decide_request(
     context: dg.OpExecutionContext, config: DecisionConfig, provisioning_database: ProvisioningDatabase
 ) -> dict:
-    decision = {"approve": approvals.APPROVED, "deny": approvals.DENIED}.get(config.decision)
+    decision = DECISIONS.get(config.decision.strip().lower())
     if decision is None:
         raise dg.Failure(f"decision must be 'approve' or 'deny', got {config.decision!r}.")
     org = provisioning_database.org
