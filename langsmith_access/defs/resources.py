@@ -20,9 +20,10 @@ from pydantic import PrivateAttr
 
 from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization
 from langsmith_access.governance.notifications import Notifier, without_secrets
-from langsmith_access.langsmith import LangSmithClient
+from langsmith_access.langsmith import CallStats, LangSmithClient
 from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.sync_runs import record_failed_run
 from langsmith_access.transform import docs_site
 
 # Every op that writes DuckDB runs in this Dagster concurrency pool.
@@ -35,6 +36,13 @@ def _run_id(context: dg.InitResourceContext) -> str:
     return context.run.run_id if context.run is not None else "outside a run"
 
 
+# The API counters of each run under way in this process, by run id: LangSmithAPI puts its
+# client's here when the run starts and takes them out when it ends. SyncDatabase, torn down
+# before it (Dagster tears resources down in the reverse order of their keys), reads them for a
+# failed run's sync_runs row. A run whose steps ran in other processes finds none (null counts).
+_API_STATS_OF_RUN: dict[str, CallStats] = {}
+
+
 class LangSmithAPI(OrgScopedResource):
     """One LangSmith client per run, for the run's org, so its call/retry/wait counters cover
     the whole run."""
@@ -43,8 +51,12 @@ class LangSmithAPI(OrgScopedResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._client = LangSmithClient(self.take_org_of_run(context).settings.client())
+        if context.run is not None:
+            _API_STATS_OF_RUN[context.run.run_id] = self._client.stats
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if context.run is not None:
+            _API_STATS_OF_RUN.pop(context.run.run_id, None)
         if self._client is not None:
             self._client.close()
 
@@ -99,39 +111,49 @@ class SyncDatabase(OrgScopedResource):
         try:
             if self._scratch is not None and not self._committed:
                 self.database.discard_scratch(self._scratch)
-                # Written now, in the working file, still under the lease: the failed run's
-                # event survives the scratch copy it wrote everything else to.
-                self._notify_failure(context)
+                # Written now, in the working file, still under the lease: the failed run's row
+                # and event survive the scratch copy it wrote everything else to.
+                self._record_failure(context)
             if self._staged_docs is not None:  # not published: the run failed after staging
                 shutil.rmtree(self._staged_docs, ignore_errors=True)
         finally:
             if self._stack is not None:
                 self._stack.close()
 
-    def _notify_failure(self, context: dg.InitResourceContext) -> None:
-        """``sync.failed`` for a run (sync or inventory) a step of which failed; nothing for a
-        run that published nothing because it was asked for part of its assets only. Never
-        raises: a notification never changes how a run ends."""
-        org = self.org
-        notifier = Notifier.from_settings(org.settings, org.slug)
-        if not notifier.enabled:
+    def _record_failure(self, context: dg.InitResourceContext) -> None:
+        """For a run (sync or inventory) a step of which failed: its ``sync_runs`` row and
+        ``sync.failed``; nothing for a run that published nothing because it was asked for part
+        of its assets only. Never raises: the run's own failure is what it reports."""
+        if context.run is None or context.instance is None:
             return
+        run = context.run
+        org = self.org
         try:
             failure = run_failure(context)
             if failure is None:
                 return
-            detail = without_secrets(
-                f"{context.run.job_name if context.run else 'the'} run "
-                f"{context.run.run_id if context.run else ''} failed and published nothing (the "
-                f"analysts' database is as the last good run left it): {failure}",
-                (org.settings.api_key, org.settings.webhook_url),
-            )
+            secrets = (org.settings.api_key, org.settings.webhook_url)
+            stats = _API_STATS_OF_RUN.get(run.run_id)
+            run_stats = context.instance.get_run_stats(run.run_id)
+            finished_at = datetime.now(UTC)
+            started_at = (datetime.fromtimestamp(run_stats.start_time, UTC)
+                          if run_stats and run_stats.start_time else finished_at)
+            notifier = Notifier.from_settings(org.settings, org.slug)
             with self.database.connect() as conn:
-                notifier.notify(conn, "sync.failed", at=datetime.now(UTC), detail=detail,
-                                once_for=context.run.run_id if context.run else None)
+                record_failed_run(
+                    conn, sync_id=run.run_id, started_at=started_at, finished_at=finished_at,
+                    api_stats=stats.snapshot() if stats is not None else None, job=run.job_name,
+                    failure=without_secrets(failure, secrets),
+                )
+                if notifier.enabled:
+                    detail = without_secrets(
+                        f"{run.job_name} run {run.run_id} failed and published nothing (the "
+                        f"analysts' database is as the last good run left it): {failure}", secrets)
+                    notifier.notify(conn, "sync.failed", at=finished_at, detail=detail,
+                                    once_for=run.run_id)
         except Exception as error:  # the run's own failure is what matters
             if context.log is not None:
-                context.log.warning(f"sync.failed could not be queued: {type(error).__name__}")
+                context.log.warning(f"the failed run could not be recorded: {type(error).__name__}")
 
     @property
     def scratch_path(self) -> Path:

@@ -204,8 +204,9 @@ def first_recorded_at(conn) -> datetime | None:
 
 
 def last_synced_at(conn) -> datetime | None:
-    """When the latest sync (of either job) finished (None before the first)."""
-    [(last,)] = conn.execute("SELECT max(finished_at) FROM main.sync_runs").fetchall()
+    """When the latest successful sync (of either job) finished (None before the first)."""
+    [(last,)] = conn.execute(
+        "SELECT max(finished_at) FROM main.sync_runs WHERE status = 'succeeded'").fetchall()
     return last
 
 

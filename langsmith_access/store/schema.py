@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS main.sync_runs (
     sync_id VARCHAR PRIMARY KEY,        -- the Dagster run id
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL,
-    status VARCHAR NOT NULL,            -- 'succeeded' (failed syncs publish nothing)
+    status VARCHAR NOT NULL,            -- 'succeeded', or 'failed' (see store/sync_runs.py)
     membership_route VARCHAR,           -- 'enriched_members' | 'workspace_members'
     users BIGINT,
     pending_invites BIGINT,
@@ -54,6 +54,8 @@ SYNC_RUNS_ADDED_COLUMNS = (
     ("skipped_sections", "VARCHAR"),
     # JSON text {"<section>": <rows>}: what this run read of the sections it read.
     ("section_rows", "VARCHAR"),
+    # A failed run's cause, "<step>: <message>" (null for a run that succeeded).
+    ("failure", "VARCHAR"),
 )
 
 # How this sync read memberships, written by the members extract and read into sync_runs:

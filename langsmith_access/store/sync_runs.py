@@ -1,5 +1,9 @@
-"""``sync_runs``: one row per successful run of the sync or the inventory job, written as its last
-step (``job`` says which)."""
+"""``sync_runs``: one row per run of the sync or the inventory job (``job`` says which).
+
+A run that succeeds writes its row as its last step, in the database it publishes. A run that
+fails publishes nothing: its row (``status`` 'failed', ``failure`` saying why, the API calls it
+spent; no row counts) goes into the working file, under the writer lease it still holds, and
+reaches the analysts' copy with the next run that publishes."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from langsmith_access.names import SYNC_JOB
 from langsmith_access.store.sections import section_reads, section_rows_json, skipped_sections_json
 from langsmith_access.store.sql import first_row, scalar
 
+SUCCEEDED, FAILED = "succeeded", "failed"
 COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
 
 
@@ -52,7 +57,7 @@ def record_sync_run(
         "sync_id": sync_id,
         "started_at": started_at,
         "finished_at": finished_at,
-        "status": "succeeded",
+        "status": SUCCEEDED,
         "membership_route": route,
         **counts,
         "api_calls": api_stats.get("calls", 0),
@@ -70,6 +75,39 @@ def record_sync_run(
     placeholders = ", ".join("?" for _ in row)
     conn.execute(
         f"INSERT OR REPLACE INTO main.sync_runs ({columns}) VALUES ({placeholders})",
+        list(row.values()),
+    )
+    return row
+
+
+def record_failed_run(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    sync_id: str,
+    started_at: datetime,
+    finished_at: datetime,
+    api_stats: dict | None,
+    job: str,
+    failure: str,
+) -> dict:
+    """Insert a failed run's row: when, which job, why, and what it spent of the API
+    (``api_stats`` None: not known, the columns stay null). Returns what was recorded."""
+    stats = api_stats or {}
+    row = {
+        "sync_id": sync_id,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "status": FAILED,
+        "api_calls": stats.get("calls"),
+        "api_retries": stats.get("retries"),
+        "api_rate_limited": stats.get("rate_limited"),
+        "api_wait_seconds": stats.get("wait_seconds"),
+        "duration_seconds": round((finished_at - started_at).total_seconds(), 3),
+        "job": job,
+        "failure": failure,
+    }
+    conn.execute(
+        f"INSERT OR REPLACE INTO main.sync_runs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
         list(row.values()),
     )
     return row

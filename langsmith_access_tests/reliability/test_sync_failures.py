@@ -65,6 +65,7 @@ def test_each_persistently_failing_endpoint_fails_the_sync_and_changes_nothing(s
         ("page 2 of the members", {"respond": page_two_fails}, [f"GET {ACTIVE}", "503"]),
         ("a listing that never holds still", {"page_drift_members": 1000}, [f"GET {ACTIVE}", "kept changing"]),
     ]
+    failed_runs: dict[str, list[str]] = {}  # run id -> what its failure must name
     for what, fault, named in cases:
         respond = fault.pop("respond", None)
         if respond is not None:
@@ -80,6 +81,7 @@ def test_each_persistently_failing_endpoint_fails_the_sync_and_changes_nothing(s
         for text in named:
             assert text in outcome.failure, (what, outcome.failure)
         assert database_state(database) == before, what
+        failed_runs[outcome.run_id] = named
 
     # Nothing of the failed syncs reached the analysts: same files, same history, same runs.
     assert query(database.path, "SELECT * FROM main.grant_history ORDER BY ALL") == history_before
@@ -91,6 +93,18 @@ def test_each_persistently_failing_endpoint_fails_the_sync_and_changes_nothing(s
     assert recovered.success, recovered.failure
     assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
     assert actual_org_grants(database.path) == expected_org_grants(org)
-    assert len(query(database.path, "SELECT * FROM main.sync_runs")) == len(runs_before) + 1
+    # With it, the failed runs' rows, kept in the working file meanwhile: why each failed and
+    # what it spent of the API (nothing of what it read: no row counts).
+    assert len(query(database.path, "SELECT * FROM main.sync_runs")) == len(runs_before) + len(cases) + 1
+    assert query(database.path, "SELECT status, failure FROM main.sync_runs WHERE sync_id = ?",
+                 [recovered.run_id]) == [("succeeded", None)]
+    for run_id, named in failed_runs.items():
+        [(status, failure, calls, retries, users, job)] = query(
+            database.path, "SELECT status, failure, api_calls, api_retries, users, job FROM main.sync_runs "
+            "WHERE sync_id = ?", [run_id])
+        assert (status, users, job) == ("failed", None, "langsmith_access_sync"), run_id
+        assert all(text in failure for text in named), (named, failure)
+        assert calls >= 1 and retries >= 0, (calls, retries)
+    assert sum(r for (r,) in query(database.path, "SELECT api_retries FROM main.sync_runs WHERE status = 'failed'")) > 0
     closed = query(database.path, "SELECT count(*) FROM main.grant_history WHERE valid_to IS NOT NULL")[0][0]
     assert closed == 3  # the role change, the revoke, the member who left
