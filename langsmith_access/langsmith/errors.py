@@ -79,6 +79,19 @@ class TransientError(LangSmithError):
         self.maybe_applied = maybe_applied
 
 
+class ProvisioningInterruptedError(TransientError):
+    """LangSmith stopped answering during a provisioning run (every retry of a read or a write
+    that did not go out failed): the run stops there instead of failing each request in turn.
+    Requests it did not reach are pending again; one whose write went out stays in progress,
+    and the next run settles it from LangSmith's state."""
+
+    fix = (
+        "LangSmith stopped answering during the run: check LANGSMITH_ENDPOINT is reachable "
+        "(`langsmith-access doctor`), then run `langsmith-access provision` again; the requests "
+        "the run did not settle are pending again (`langsmith-access requests`), none was lost"
+    )
+
+
 class UnexpectedResponseError(LangSmithError):
     """The server answered 2xx with something that is not what the API documents."""
 

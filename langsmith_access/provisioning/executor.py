@@ -47,6 +47,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeGuard
 
 import duckdb
 
@@ -231,6 +232,12 @@ def is_scim_provisioned(member: EnrichedMember | OrgMember) -> bool:
     return any(method.provisioning_method == "scim" for method in member.login_methods)
 
 
+def _is_outage(error: LangSmithError) -> TypeGuard[TransientError]:
+    """LangSmith gave no usable answer after every retry, and no write is in doubt: an outage,
+    not a problem of the request (a write whose answer was lost is re-read, never this)."""
+    return isinstance(error, TransientError) and not error.maybe_applied
+
+
 class Rejected(Exception):
     """Live validation refused the request (the message says why)."""
 
@@ -279,6 +286,10 @@ class Provisioner:
     _earlier_write_counts: dict[str, int] | None = None
     _last_at: datetime | None = None
     _log_lines: list[str] = field(default_factory=list)
+    # Set when LangSmith stopped answering (a TransientError on a read, or on a write that did
+    # not go out): the run stops, and ``release_unsettled`` hands what it did not settle back.
+    unreachable: TransientError | None = None
+    _writes_sent_now: set[str] = field(default_factory=set)  # requests this run sent a write for
     # Guards the buffers above, ``outcomes``, ``_written`` and the database connection: a large
     # batch is processed by several threads.
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -300,10 +311,14 @@ class Provisioner:
         """
         if not requests:
             return self.outcomes
-        if self._directory is None:
-            self._directory = LiveDirectory.read(self.client)
-        if self.snapshot is None and self._org_listing_is_cheaper(len(requests)):
-            self.snapshot = OrgSnapshot.read(self.client)
+        try:
+            if self._directory is None:
+                self._directory = LiveDirectory.read(self.client)
+            if self.snapshot is None and self._org_listing_is_cheaper(len(requests)):
+                self.snapshot = OrgSnapshot.read(self.client)
+        except TransientError as error:
+            self._stop_for(error)
+            return self.outcomes
         self._earlier_write_counts = self._count_earlier_writes([r["request_id"] for r in requests])
         chains: dict[tuple[str, str], list[dict]] = {}
         for request in requests:
@@ -340,6 +355,8 @@ class Provisioner:
     def process(self, request: dict) -> Outcome | None:
         """One request. In the per-batch mode a request whose write went out is settled by
         ``finish()`` (None here); every other outcome is settled at once."""
+        if self.unreachable is not None:
+            return None  # LangSmith stopped answering: left for release_unsettled
         if self._directory is None:
             self._directory = LiveDirectory.read(self.client)
         request_id = request["request_id"]
@@ -350,6 +367,9 @@ class Provisioner:
         except Rejected as rejection:
             outcome = Outcome(request_id, "rejected", str(rejection))
         except LangSmithError as error:
+            if _is_outage(error):
+                self._stop_for(error)  # not this request's fault: it waits for the next run
+                return None
             outcome = Outcome(request_id, "failed", self._failure_detail(error, request))
         if isinstance(outcome, _Written):
             with self._lock:
@@ -370,23 +390,63 @@ class Provisioner:
         return explain_write_refusal(error, role=role, org_info=org_info) or str(error)
 
     def finish(self) -> None:
-        """Verify every write of the batch with one more listing of the org, and settle them."""
-        if not self._written:
+        """Verify every write of the batch with one more listing of the org, and settle them.
+        Once LangSmith has stopped answering, a write not verified yet stays in progress: the
+        next run settles it from LangSmith's state."""
+        if not self._written or self.unreachable is not None:
             return
         written, self._written = self._written, []
         try:
             after = OrgSnapshot.read(self.client)
         except LangSmithError as error:
+            if _is_outage(error):
+                self._stop_for(error)
+                return
             self.log(f"the verifying listing failed ({error}); reading each request back instead")
             after = None
         for item in written:
             try:
                 outcome = self._verify(item, after)
             except LangSmithError as error:
+                if _is_outage(error):
+                    self._stop_for(error)
+                    break
                 outcome = Outcome(item.request["request_id"], "failed", str(error), item.plan,
                                   writes=item.writes)
             self._settle(outcome, commit=False)
         self._commit()
+
+    def _stop_for(self, error: TransientError) -> None:
+        with self._lock:
+            if self.unreachable is None:
+                self.unreachable = error
+                self._log_lines.append(f"LangSmith stopped answering ({error}): the run stops here")
+
+    def release_unsettled(self, requests: list[dict]) -> list[str]:
+        """After LangSmith stopped answering: each of ``requests`` (claimed by this run) that has
+        no outcome goes back to ``pending``, unless this run sent it a write, which then stays
+        ``in_progress`` for the next run to settle from live state. Returns the ids released."""
+        settled = {outcome.request_id for outcome in self.outcomes}
+        cause = f"LangSmith stopped answering ({self.unreachable})"
+        released, statuses = [], []
+        for request in requests:
+            request_id = request["request_id"]
+            if request_id in settled:
+                continue
+            if request_id in self._writes_sent_now:
+                statuses.append((request_id, "in_progress",
+                                 f"a write went out before {cause}; the next provisioning run "
+                                 "settles it from LangSmith's state"))
+            else:
+                released.append(request_id)
+                statuses.append((request_id, "pending",
+                                 f"not settled: {cause}; pending again, the next provisioning run "
+                                 "tries it"))
+                self._event(request_id, "released", {"error": str(self.unreachable)})
+        with self._lock:
+            self._statuses.extend(statuses)
+        self._commit()
+        return released
 
     def _settle(self, outcome: Outcome, *, commit: bool = True) -> None:
         if outcome.request_id in self._admin_revokes and outcome.status in ("applied", "already_satisfied"):
@@ -675,6 +735,8 @@ class Provisioner:
                   "plan": plan.kind, "role_id": plan.target_role_id}
         # Recorded (with everything before it) before the call: if we die now, the next run
         # knows a write may have gone out.
+        with self._lock:
+            self._writes_sent_now.add(request_id)
         self._commit(through=self._event(request_id, "write_sent", detail))
         identity_id: str | None
         try:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
-from langsmith_access.langsmith import LangSmithClient
+from langsmith_access.langsmith import LangSmithClient, ProvisioningInterruptedError
+from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.provisioning.conftest import WRITES
 
@@ -169,3 +170,42 @@ def test_two_provisioning_runs_at_once_apply_each_request_once(env):
     assert sorted(handled) == sorted(r["request_id"] for r in list_requests())
     assert [w.method for w in writes(sandbox)] == ["POST"] * 4
     assert {r["status"] for r in list_requests()} == {"applied"}
+
+
+def test_an_outage_mid_run_stops_the_run_and_loses_no_request(env, monkeypatch):
+    """LangSmith stops answering right after the first write: that request stays in progress
+    (its write went out), the others are pending again, none is failed, and the run fails with
+    the fix. The next run settles the first from LangSmith's state and applies the rest, each
+    write sent once."""
+    sandbox, org, database = env
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "1")
+    workspace = org.shared_workspaces()[0]
+    outsiders = [m for m in org.active_members()
+                 if m.ls_user_id not in workspace.memberships and not m.is_disabled][:3]
+    queued = [request_grant(m.ls_user_id, workspace.id, "Viewer") for m in outsiders]
+    assert all(q.accepted for q in queued), queued
+    answering = sandbox.respond
+
+    def down_after_the_first_write(request):
+        if any(w.status == 200 for w in writes(sandbox)):
+            return ApiResponse(503, {"detail": "Service Unavailable"})
+        return answering(request)
+
+    sandbox.respond = down_after_the_first_write
+    interrupted = provision()
+    assert not interrupted.success
+    assert "stopped answering" in interrupted.failure and interrupted.fix == ProvisioningInterruptedError.fix
+    statuses = {r["request_id"]: (r["status"], r["status_detail"]) for r in list_requests()}
+    first, *rest = (q.request_id for q in queued)
+    assert statuses[first][0] == "in_progress" and "a write went out" in statuses[first][1]
+    for request_id in rest:
+        assert statuses[request_id][0] == "pending" and "pending again" in statuses[request_id][1]
+    assert [w.method for w in writes(sandbox)] == ["POST"]
+
+    sandbox.respond = answering
+    recovered = provision()
+    assert recovered.success, recovered.failure
+    assert {r["request_id"]: r["status"] for r in list_requests()} == {q.request_id: "applied" for q in queued}
+    assert [w.method for w in writes(sandbox)] == ["POST"] * 3  # the first one's was not sent again
+    for member in outsiders:
+        assert org.membership(workspace.id, member.ls_user_id) is not None

@@ -16,6 +16,7 @@ from langsmith_access import names
 from langsmith_access.defs.orgs import org_run_config, org_tags
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.governance.notifications import Notifier
+from langsmith_access.langsmith import ProvisioningInterruptedError
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner, unbuilt_observations
 from langsmith_access.settings import Org, Orgs, Settings, load_orgs
@@ -141,6 +142,13 @@ def apply_requests(
         else:
             requests = queue.claim(conn, run_id, selection["request_ids"])
         provisioner.process_all(requests)
+        interrupted = None
+        if provisioner.unreachable is not None:
+            released = [] if dry_run else provisioner.release_unsettled(requests)
+            interrupted = (f"LangSmith stopped answering after {len(provisioner.outcomes)} of "
+                           f"{len(requests)} request(s) ({provisioner.unreachable}); "
+                           f"{len(released)} request(s) are pending again")
+            context.log.warning(interrupted)
     outcomes = [
         _OutcomeRow(request_id=o.request_id, status=o.status, detail=o.detail,
                     plan=o.plan.kind if o.plan else None, writes=o.writes)
@@ -157,7 +165,8 @@ def apply_requests(
         {"requests": len(outcomes), **counts, "writes": sum(o["writes"] for o in outcomes),
          "api_calls": langsmith.client.stats.calls, "outcomes": dg.MetadataValue.md("\n".join(table))}
     )
-    return {"dry_run": dry_run, "outcomes": outcomes}
+    # An interrupted run still rebuilds what it changed (refresh_access_history), then fails.
+    return {"dry_run": dry_run, "outcomes": outcomes, "interrupted": interrupted}
 
 
 # What the refresh after a provisioning run builds: the observations' staging, grants and
@@ -170,8 +179,13 @@ REFRESH_SELECT = ["stg_langsmith__provisioning_observations+", "grants+"]
 def refresh_access_history(
     context: dg.OpExecutionContext, result: dict, provisioning_database: ProvisioningDatabase
 ) -> None:
-    if result["dry_run"]:
-        return
+    if not result["dry_run"]:
+        _rebuild(context, provisioning_database)
+    if result.get("interrupted"):
+        raise ProvisioningInterruptedError(result["interrupted"])
+
+
+def _rebuild(context: dg.OpExecutionContext, provisioning_database: ProvisioningDatabase) -> None:
     with provisioning_database.connect() as conn:
         # This run's changes, and any an earlier run recorded but died before rebuilding.
         unbuilt = unbuilt_observations(conn)
