@@ -1,11 +1,15 @@
 """The console script as users run it: a subprocess against a sandbox."""
 
+import argparse
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
+
+from langsmith_access.cli.common import INTERRUPTED, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access_tests.helpers import cli_in_this_process, query
 
@@ -123,3 +127,21 @@ def test_a_database_path_that_is_no_duckdb_file_is_named_with_the_fix(tmp_path, 
             assert "another sync or provisioning run holds" not in done.stderr
     assert notes.read_text().startswith("meeting notes")  # nothing written over it
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["notes.duckdb", "notes.lock"]  # nor beside it
+
+
+def test_ctrl_c_ends_a_command_with_130_and_a_sentence_not_a_traceback(capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt  # as Ctrl-C does, anywhere in a handler (an import, a wait)
+
+    assert run_handler(interrupted, argparse.Namespace()) == INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: ") and "Traceback" not in err
+
+
+def test_a_database_no_sync_built_yet_gets_the_fix_not_a_catalog_error(tmp_path, monkeypatch):
+    database = tmp_path / "queued-only.duckdb"
+    duckdb.connect(str(database)).close()  # exists, as queueing a request leaves it, with no tables
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    done = cli_in_this_process("access-at", "--time", "now")
+    assert done.returncode == 1
+    assert "fix: run langsmith-access sync" in done.stderr and done.stderr.count("\n") == 2, done.stderr

@@ -20,7 +20,7 @@ import sys
 
 from langsmith_access import garbage_collector
 from langsmith_access.cli import approvals, demo, doctor, provisioning, reports, review, sandbox, sync
-from langsmith_access.cli.common import deliver_notifications, run_handler
+from langsmith_access.cli.common import INTERRUPTED, deliver_notifications, run_handler
 
 # In the order `langsmith-access --help` lists them.
 COMMAND_MODULES = (sandbox, sync, provisioning, approvals, doctor, demo, reports, review)
@@ -56,7 +56,7 @@ def _joined(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_joined(sys.argv[1:] if argv is None else list(argv)))
     code = run_handler(args.handler, args)
-    if getattr(args, "delivers_notifications", False):
+    if getattr(args, "delivers_notifications", False) and code != INTERRUPTED:
         # Every command that serves an org then POSTs what is due (never changes the exit code).
         deliver_notifications(args)
     return code

@@ -32,6 +32,9 @@ class UsageError(ValueError):
     """A command-line value that cannot be used; the message says why (exit 2)."""
 
 
+# The exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
 # Errors in what the user asked for: nothing was done, exit 2 with the message.
 USAGE_ERRORS = (UsageError, LookupFailed, ReviewError, RequestRejected)
 
@@ -60,9 +63,24 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except DatabaseUnusableError as error:
         print(f"error: {error}\n  fix: {error.fix}", file=sys.stderr)
         return 1
+    except duckdb.CatalogException as error:
+        # A table the command reads is missing: a database no sync has built yet (queueing a
+        # request creates the file), or one an older version built.
+        print(f"error: {first_line(str(error))}\n  fix: run langsmith-access sync: it builds every "
+              "table the commands read", file=sys.stderr)
+        return 1
     except (DatabaseBusyError, duckdb.Error, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: a sync that had not published left the databases as they were, and "
+              "requests a provisioning run did not settle are settled by the next one",
+              file=sys.stderr)
+        return INTERRUPTED
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def add_org_argument(parser: argparse.ArgumentParser) -> None:

@@ -4,8 +4,6 @@ rest (the same arguments, output and exit codes, without a process start for eac
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -17,9 +15,9 @@ from unittest import mock
 import duckdb
 import pytest
 
-from langsmith_access import cli
 from langsmith_access.cli.common import BOX_ROWS, UsageError, print_table
 from langsmith_access.cli.reports import parse_time
+from langsmith_access_tests.helpers import cli_in_this_process
 from langsmith_access_tests.reports.support import History
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -39,15 +37,9 @@ def access_at_console_script(database: Path, *args: str) -> subprocess.Completed
 
 
 def access_at(database: Path, *args: str) -> subprocess.CompletedProcess:
-    """``access-at`` in this process, its environment and output as the console script's."""
-    out, err = io.StringIO(), io.StringIO()
-    with mock.patch.dict(os.environ, _environment(database), clear=True), \
-            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(["access-at", *args])
-        except SystemExit as exit:  # argparse's usage errors
-            code = exit.code if isinstance(exit.code, int) else 1
-    return subprocess.CompletedProcess(["access-at", *args], code, out.getvalue(), err.getvalue())
+    """``access-at`` in this process, with the environment the console script gets."""
+    with mock.patch.dict(os.environ, _environment(database), clear=True):
+        return cli_in_this_process("access-at", *args)
 
 
 def held(done: subprocess.CompletedProcess) -> dict[tuple, str]:
