@@ -557,6 +557,11 @@ def _read_orgs_file(
             f"{ORGS_FILE_VARIABLE} names {path}, which cannot be read ({error.strerror}): point it at "
             "the YAML list of your orgs, or unset it to use the single-org variables."
         ) from None
+    except UnicodeDecodeError as error:
+        raise SettingsError(
+            f"The orgs file {path} is not UTF-8 text (byte {error.start + 1} is not): save it as "
+            "UTF-8, a YAML list of your orgs."
+        ) from None
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()

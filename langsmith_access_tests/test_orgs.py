@@ -158,6 +158,15 @@ def test_a_file_that_does_not_parse_names_the_line_but_never_shows_it(tmp_path):
     assert "a YAML list of orgs" in message
 
 
+def test_a_file_that_is_not_utf8_is_named_with_the_fix(tmp_path):
+    path = tmp_path / "orgs.yaml"
+    path.write_bytes(TWO_ORGS.replace("slug: us", "slug: us # caf\u00e9").encode("latin-1"))
+    with pytest.raises(SettingsError) as refused:
+        load_orgs({ORGS_FILE_VARIABLE: str(path)})
+    message = str(refused.value)
+    assert message.startswith(f"The orgs file {path} is not UTF-8 text") and "save it as UTF-8" in message
+
+
 @pytest.mark.parametrize("text", ["", "slug: us\n", "[]\n", "just text\n"])
 def test_a_file_that_is_not_a_list_of_orgs(tmp_path, text):
     assert "must be a non-empty YAML list of orgs" in refusal(tmp_path, text)

@@ -124,9 +124,10 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
             raise ReviewError(
                 "--table needs --review-db FILE: the reviewer's own DuckDB file that holds the table."
             )
-        if analysts_database(args).path == args.review_db.expanduser().absolute():
+        if analysts_database(args).owns(args.review_db):
             raise ReviewError(
-                "--review-db is the analysts' database, which every sync and request replaces: "
+                "--review-db is the analysts' database (or one of its files), which every sync "
+                "and request replaces: "
                 "keep review tables in a DuckDB file of your own (langsmith-access review export "
                 "--out review.duckdb)."
             )

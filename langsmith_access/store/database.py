@@ -101,6 +101,13 @@ class AccessDatabase:
     def scratch_path(self) -> Path:
         return self.path.with_name(f"{self._stem}.sync-scratch.duckdb")
 
+    def owns(self, path: Path | str) -> bool:
+        """Whether ``path`` is one of this database's own files (the analysts' copy, the
+        working file, a run's scratch copy, the lock), which nothing else may write."""
+        resolved = Path(path).expanduser().resolve()
+        return resolved in {own.resolve() for own in
+                            (self.path, self.working_path, self.scratch_path, self.lock_path)}
+
     @property
     def dbt_target_path(self) -> Path:
         """dbt's target directory. Stable, so dbt reuses its saved parse of the project

@@ -82,6 +82,15 @@ def test_an_export_path_that_names_a_directory_is_refused(env, tmp_path, capsys)
     assert not (tmp_path / "reviews").exists()
 
 
+def test_an_export_into_the_databases_own_files_is_refused(env, capsys):
+    sandbox, org, database = env
+    for own in (database.path, database.working_path, database.scratch_path):
+        before = own.read_bytes() if own.exists() else None
+        code, _, err = run_cli(capsys, "review", "export", "--out", own)
+        assert code == 2 and "one of langsmith-access's own database files" in err, (own, err)
+        assert (own.read_bytes() if own.exists() else None) == before
+
+
 def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     sandbox, org, database = env
     sheet = tmp_path / "review.csv"
@@ -267,10 +276,13 @@ def test_unusable_sources_give_clear_messages(env, tmp_path, capsys):
     binary.write_bytes(b"\xff\xfe\x00grant_id\x00")
     cases = [
         (["--file", tmp_path / "missing.csv"], "no such file"),
+        (["--file", tmp_path], "is a directory"),
         (["--file", binary], "not UTF-8"),
         (["--table", "grant_review"], "--table needs --review-db"),
         (["--table", "grant_review", "--review-db", tmp_path / "none.duckdb"], "no such DuckDB file"),
         (["--table", "grant_review", "--review-db", database.path], "is the analysts' database"),
+        (["--table", "grant_review", "--review-db", database.working_path], "is the analysts' database"),
+        (["--table", "grant_review", "--review-db", binary], "is not a DuckDB file"),
     ]
     review_db = tmp_path / "mine.duckdb"
     with duckdb.connect(str(review_db)) as conn:

@@ -64,6 +64,11 @@ def export_review_sheet(
         raise ReviewError(f"{out} exists: a reviewer's marks may be in it. Pass --force to replace it.")
     if out.exists() and out.is_dir():
         raise ReviewError(f"{out} is a directory; give a file name (review.csv or review.duckdb).")
+    if database.owns(out):
+        raise ReviewError(
+            f"{out} is one of langsmith-access's own database files, which every sync and request "
+            "replaces: write the sheet to a file of your own (review.csv or review.duckdb)."
+        )
     if not database.path.exists():
         raise DatabaseNotReadyError(f"{database.path} does not exist yet: run `langsmith-access sync` first.")
     with database.read_published() as conn:

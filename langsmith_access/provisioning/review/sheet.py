@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from langsmith_access.provisioning.review.format import ReviewError
+from langsmith_access.provisioning.review.format import DUCKDB_SUFFIXES, ReviewError
 from langsmith_access.provisioning.review.reviewer_db import (
     check_table_name,
     open_reviewer_db,
@@ -78,6 +78,8 @@ class ReviewSheet:
 def read_csv_sheet(path: Path) -> ReviewSheet:
     """The rows of a CSV review sheet marked for revocation; ``ReviewError`` if it is unusable."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ReviewError(f"{path} is a directory: give the review sheet's CSV file.")
     if not path.is_file():
         raise ReviewError(f"{path}: no such file.")
     try:
@@ -108,6 +110,11 @@ def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
     check_table_name(table)
     if not review_db.is_file():
         raise ReviewError(f"{review_db}: no such DuckDB file.")
+    if review_db.suffix.lower() not in DUCKDB_SUFFIXES:
+        raise ReviewError(
+            f"{review_db} is not a DuckDB file ({', '.join(DUCKDB_SUFFIXES)}): a CSV sheet goes "
+            f"with --file {review_db}."
+        )
     with open_reviewer_db(review_db, read_only=True) as conn:
         if not table_exists(conn, table):
             tables = table_names(conn)
