@@ -76,6 +76,12 @@ def check_api_key(api_key: str, name: str = "LANGSMITH_API_KEY") -> None:
         raise SettingsError(
             f"{name} is empty: set it to an organization-scoped service key (lsv2_sk_...)."
         )
+    unquoted = api_key.strip().strip("'\"")
+    if unquoted != api_key.strip() and unquoted.startswith(KEY_PREFIXES):
+        raise SettingsError(
+            f"{name} holds the key inside quotes: set it to the key alone (the shell or the "
+            ".env file kept the quotes as part of the value)."
+        )
     if api_key.startswith(PERSONAL_TOKEN_PREFIX):
         raise SettingsError(
             f"{name} is a personal access token (lsv2_pt_...). langsmith-access needs an "

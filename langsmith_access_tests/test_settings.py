@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from langsmith_access.settings import CLIENT_FIELDS, ENVIRONMENT, ClientSettings, Secret, Settings, SettingsError
+from langsmith_access.settings import (
+    CLIENT_FIELDS,
+    ENVIRONMENT,
+    ClientSettings,
+    Secret,
+    Settings,
+    SettingsError,
+    check_api_key,
+)
 
 ORG = "00000000-0000-4000-8000-000000000001"
 
@@ -122,3 +130,10 @@ def test_a_value_that_holds_a_secret_is_refused_without_showing_it(variable, val
         Settings.from_env({variable: value, "LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32}).client()
     assert message in str(error.value)
     assert "5ec2e7" not in str(error.value)
+
+
+@pytest.mark.parametrize("quoted", ['"lsv2_sk_0123456789abcdef"', "'lsv2_sk_0123456789abcdef'", '"lsv2_pt_0123"'])
+def test_a_key_kept_inside_its_quotes_is_named_so_and_never_shown(quoted):
+    with pytest.raises(SettingsError, match="LANGSMITH_API_KEY holds the key inside quotes") as error:
+        check_api_key(quoted)
+    assert "0123" not in str(error.value)

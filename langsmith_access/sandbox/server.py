@@ -454,6 +454,8 @@ def serve_from_cli(args) -> int:
         return refuse("--members and --workspaces must not be negative")
     if not 0 <= args.fault_rate <= 1:
         return refuse("--fault-rate must be between 0 and 1")
+    if not 0 <= args.port <= 65535:
+        return refuse(f"--port must be between 0 and 65535 (0: any free port), got {args.port}")
     if args.latency_ms < 0:
         return refuse("--latency-ms must not be negative")
     # Namespaces built by older callers may lack the newer options.
@@ -529,7 +531,12 @@ def serve_from_cli(args) -> int:
             anonymity_restricted=bool(getattr(args, "anonymity_restricted", False)),
             missing_sections=missing_sections,
         )
-        with sandbox:
+        try:
+            sandbox.start()
+        except OSError as error:  # the port is taken, the host is not this machine's, ...
+            return refuse(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}; "
+                          "choose another --port (0: any free port) or --host")
+        try:
             line = {
                 "url": sandbox.url,
                 "organization_id": sandbox.organization_id,
@@ -539,6 +546,8 @@ def serve_from_cli(args) -> int:
             # Wake up now and then: signal handlers run between waits.
             while not stop_requested.wait(0.2):
                 pass
+        finally:
+            sandbox.stop()
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)

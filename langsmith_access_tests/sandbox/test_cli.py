@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -130,7 +131,18 @@ def test_bad_pending_invites_and_rate_limit_exit_2():
         (("--pending-invites", "-1"), "--pending-invites"),
         (("--rate-limit-per-minute", "0"), "--rate-limit-per-minute"),
         (("--rate-limit-per-10-seconds", "0"), "--rate-limit-per-10-seconds"),
+        (("--port", "70000"), "--port must be between 0 and 65535"),
     ):
         result = run_cli(*args)
         assert result.returncode == 2
         assert flag in result.stderr
+
+
+def test_a_port_in_use_is_named_with_the_fix():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--port", str(port))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "choose another --port" in result.stderr
