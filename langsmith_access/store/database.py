@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import threading
@@ -43,11 +44,16 @@ import duckdb
 from langsmith_access.store import export
 from langsmith_access.store.schema import ensure_schema
 
+logger = logging.getLogger(__name__)
 
 class DatabaseBusyError(RuntimeError):
     """The writer lease or the file stayed taken for longer than we were willing to wait."""
 
-    fix = "another sync or provisioning run holds the database: let it finish, then run again"
+    fix = (
+        "another sync or provisioning run holds the database (let it finish), or another program "
+        "has the file open for writing (the message names its PID: close that connection; analysts "
+        "read the analysts' copy, read-only), then run again"
+    )
 
 
 class DatabaseUnusableError(RuntimeError):
@@ -174,6 +180,7 @@ class AccessDatabase:
 
     def _flock(self, purpose: str, deadline: float, timeout_seconds: float) -> int:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        said_waiting = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -182,6 +189,10 @@ class AccessDatabase:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise DatabaseBusyError(self._busy_message(purpose, timeout_seconds)) from None
+                if not said_waiting:  # a wait of minutes must not look like a hang
+                    logger.warning("waiting to %s: %s (up to %g s)", purpose,
+                                   self._holder_text(), timeout_seconds)
+                    said_waiting = True
                 time.sleep(0.05)
         holder = {
             "pid": os.getpid(),
@@ -192,7 +203,8 @@ class AccessDatabase:
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         return fd
 
-    def _busy_message(self, purpose: str, timeout_seconds: float) -> str:
+    def _holder_text(self) -> str:
+        """Who holds the writer lease, as its holder wrote it: ``<purpose> (pid N, since T)``."""
         try:
             holder = json.loads(self.lock_path.read_text() or "{}")
         except (OSError, ValueError):
@@ -202,9 +214,12 @@ class AccessDatabase:
             if holder
             else "another writer"
         )
+        return f"{who} is writing {self.working_path.name}"
+
+    def _busy_message(self, purpose: str, timeout_seconds: float) -> str:
         return (
-            f"could not {purpose}: {who} is writing {self.working_path.name} and did not finish "
-            f"within {timeout_seconds:g} s. Try again when it is done."
+            f"could not {purpose}: {self._holder_text()} and did not finish within "
+            f"{timeout_seconds:g} s. Try again when it is done."
         )
 
     # ------------------------------------------------------------ connections
@@ -343,6 +358,7 @@ def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duc
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_seconds
     delay = 0.02
+    said_waiting = False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
@@ -353,5 +369,9 @@ def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duc
                 raise DatabaseBusyError(
                     f"could not open {path.name}{' read-only' if read_only else ''}: {exc}"
                 ) from None
+            if delay == 0.5 and not said_waiting:  # ~0.6 s of retries: say so, once
+                logger.warning("waiting for %s: %s (up to %g s)", path.name,
+                               str(exc).strip().splitlines()[0], timeout_seconds)
+                said_waiting = True
             time.sleep(delay)
             delay = min(delay * 2, 0.5)

@@ -1,0 +1,34 @@
+"""The writer lease (``AccessDatabase.writer_lease``): a writer kept waiting says who holds the
+lease, and gives up naming them."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+
+import pytest
+
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
+
+
+def test_a_writer_kept_waiting_says_who_holds_the_lease_then_gives_up_naming_them(tmp_path, caplog):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    database.path.parent.mkdir(parents=True, exist_ok=True)
+    held = os.open(database.lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # another writer's lease
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        os.pwrite(held, json.dumps({"pid": 4242, "purpose": "sync run abc", "since": "2026-12-01T10:00:00+00:00"})
+                  .encode(), 0)
+        with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):
+            with pytest.raises(DatabaseBusyError) as busy:
+                with database.writer_lease("queue a request", timeout_seconds=0.3):
+                    pass
+    finally:
+        os.close(held)
+    [waiting] = [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"]
+    assert waiting.startswith("waiting to queue a request: sync run abc (pid 4242, since 2026-12-01T10:00:00")
+    assert "(up to 0.3 s)" in waiting
+    assert "could not queue a request: sync run abc (pid 4242" in str(busy.value)
+    assert "another program has the file open for writing" in DatabaseBusyError.fix
