@@ -21,12 +21,14 @@ kind of failure, not the address). Requests go through ``urllib``, which logs no
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
 import socket
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterable, Mapping
@@ -243,13 +245,29 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects())
 
 
+def _without_credentials(url: str) -> tuple[str, str | None]:
+    """A URL with ``user:password@`` (a receiver behind basic auth) as the URL without them and
+    the ``Authorization`` header they stand for: urllib sends neither on its own."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    credentials = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+    token = base64.b64encode(credentials.encode()).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
+
+
 def post(webhook: Webhook, payload: Mapping) -> str | None:
     """POST one payload. None when the receiver accepted it (2xx), else why not: the kind of
     failure, never the address (exception texts may hold the URL, so none is passed on)."""
-    request = urllib.request.Request(
-        webhook.url.reveal(), data=webhook.body(payload), method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "langsmith-access"},
-    )
+    url, authorization = _without_credentials(webhook.url.reveal())
+    headers = {"Content-Type": "application/json", "User-Agent": "langsmith-access"}
+    if authorization:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(url, data=webhook.body(payload), method="POST", headers=headers)
     try:
         with _OPENER.open(request, timeout=webhook.timeout_seconds) as response:
             response.read(65536)

@@ -18,6 +18,7 @@ class Received:
     path: str
     content_type: str | None
     body: dict
+    authorization: str | None = None
 
 
 def free_port() -> int:
@@ -50,7 +51,8 @@ class WebhookReceiver:
                 with receiver._lock:
                     status = receiver.status
                     if status < 300:  # what a receiver accepted is what it received
-                        receiver.received.append(Received(self.path, self.headers.get("Content-Type"), body))
+                        receiver.received.append(Received(self.path, self.headers.get("Content-Type"), body,
+                                                          self.headers.get("Authorization")))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -4,6 +4,7 @@ The clock is passed in (``now=``): backoff is checked by asking at chosen times,
 waiting.
 """
 
+import base64
 import json
 import logging
 import threading
@@ -89,6 +90,18 @@ def test_slack_format_sends_a_text_body(database):
         "[acme] *request.awaiting_approval*: Admin in R&amp;D &lt;prod&gt; for ada@example.com (request r-2)\n"
         "needs approval by an Admin of the workspace")
     assert slack_text(notification("sync.failed", at=T0, org="acme")) == "[acme] *sync.failed*"
+
+
+def test_a_url_with_a_user_and_password_is_sent_with_basic_auth_and_without_them(database):
+    add(database, "sync.failed", detail="the sync failed")
+    with WebhookReceiver() as receiver:
+        url = receiver.url.replace("http://", "http://hook%40ops:pa%3Ass@")  # user hook@ops, password pa:ss
+        hook = Webhook(url=Secret(url), timeout_seconds=5)
+        outcome = deliver_due(database, hook, now=T0)
+        assert len(outcome.delivered) == 1, outcome
+    [got] = receiver.received
+    assert got.path == receiver.path
+    assert got.authorization == "Basic " + base64.b64encode(b"hook@ops:pa:ss").decode()
 
 
 def test_a_receiver_that_is_down_for_a_while_delays_and_loses_nothing(database, caplog):
