@@ -46,7 +46,12 @@ from langsmith_access.doctor import configuration_fix
 from langsmith_access.langsmith import errors
 from langsmith_access.names import APPLY_REQUESTS_OP, MEMBERS_OP, SYNC_JOB  # noqa: F401 (callers name runner.SYNC_JOB)
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
-from langsmith_access.store.database import DatabaseBusyError, DatabaseUnusableError
+from langsmith_access.store.database import (
+    UNWRITABLE_ERRNOS,
+    UNWRITABLE_FOLDER_FIX,
+    DatabaseBusyError,
+    DatabaseUnusableError,
+)
 from langsmith_access.store.sync_runs import NoPublishedSyncError
 from langsmith_access.transform import DBT_FAILURES_METADATA
 
@@ -316,6 +321,10 @@ _ADVISED_TYPES: tuple[type[_Advised], ...] = (
 _ADVISED_ERRORS = {cls.__name__: cls for cls in _ADVISED_TYPES}
 
 
+# How Python words an OSError of a folder this user cannot write (UNWRITABLE_ERRNOS).
+_UNWRITABLE = re.compile(rf"\[Errno ({'|'.join(str(n) for n in UNWRITABLE_ERRNOS)})\]")
+
+
 def _without_type_name(error) -> str:
     """The error's message without the ``package.module.ClassName: `` Python puts before it."""
     return re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
@@ -330,6 +339,8 @@ def _fix_for(error) -> str | None:
             return configuration_fix(_without_type_name(error))
         if advised is not None:
             return advised.fix
+        if _UNWRITABLE.match(_without_type_name(error)):
+            return UNWRITABLE_FOLDER_FIX
         error = error.cause
     return None
 

@@ -1,6 +1,7 @@
 """The console script as users run it: a subprocess against a sandbox."""
 
 import argparse
+import errno
 import os
 import re
 import subprocess
@@ -8,9 +9,12 @@ import sys
 from pathlib import Path
 
 import duckdb
+from dagster_shared.error import SerializableErrorInfo
 
+from langsmith_access import runner
 from langsmith_access.cli.common import INTERRUPTED, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX
 from langsmith_access_tests.helpers import cli_in_this_process, query
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -145,3 +149,16 @@ def test_a_database_no_sync_built_yet_gets_the_fix_not_a_catalog_error(tmp_path,
     done = cli_in_this_process("access-at", "--time", "now")
     assert done.returncode == 1
     assert "fix: run langsmith-access sync" in done.stderr and done.stderr.count("\n") == 2, done.stderr
+
+
+def test_a_folder_this_user_cannot_write_gets_the_fix_in_the_cli_and_in_a_failed_run(capsys):
+    # Root writes anywhere and nothing here may mount a read-only file system: the error is raised.
+    def unwritable(args):
+        raise PermissionError(errno.EACCES, "Permission denied", "/srv/access/langsmith_access.lock")
+
+    assert run_handler(unwritable, argparse.Namespace()) == 1
+    assert f"fix: {UNWRITABLE_FOLDER_FIX}" in capsys.readouterr().err
+    recorded = SerializableErrorInfo(  # as Dagster records the same error in a run's failure
+        message="OSError: [Errno 30] Read-only file system: '/srv/access/langsmith_access.lock'\n",
+        stack=[], cls_name="OSError", cause=None)
+    assert runner._fix_for(recorded) == UNWRITABLE_FOLDER_FIX

@@ -16,6 +16,8 @@ from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs, mask_keys
 from langsmith_access.store.database import (
+    UNWRITABLE_ERRNOS,
+    UNWRITABLE_FOLDER_FIX,
     AccessDatabase,
     DatabaseBusyError,
     DatabaseNotReadyError,
@@ -69,7 +71,11 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         print(f"error: {first_line(str(error))}\n  fix: run langsmith-access sync: it builds every "
               "table the commands read", file=sys.stderr)
         return 1
-    except (DatabaseBusyError, duckdb.Error, OSError) as error:
+    except OSError as error:
+        fix = f"\n  fix: {UNWRITABLE_FOLDER_FIX}" if error.errno in UNWRITABLE_ERRNOS else ""
+        print(f"error: {error}{fix}", file=sys.stderr)
+        return 1
+    except (DatabaseBusyError, duckdb.Error) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

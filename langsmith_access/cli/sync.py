@@ -120,9 +120,10 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
     )
     if not outcome.success:
         _print_failure(f"{lead}Sync", outcome)
-        print(
-            "The analysts' database and its history were left as they were.", file=sys.stderr
-        )
+        if AccessDatabase(settings.duckdb_path).path.exists():
+            print("The analysts' database and its history were left as they were.", file=sys.stderr)
+        else:
+            print("Nothing was published: there is no analysts' database yet.", file=sys.stderr)
         return False
     with AccessDatabase(settings.duckdb_path).read_published() as conn:
         summary = succeeded_sync_run(conn, outcome.run_id)

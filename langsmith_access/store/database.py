@@ -27,6 +27,7 @@ locked" errors into orderly waiting, and makes a sync and a provisioning run tak
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -56,13 +57,23 @@ class DatabaseBusyError(RuntimeError):
     )
 
 
+# errno values of a folder this user cannot write (EACCES, EPERM, EROFS).
+UNWRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+UNWRITABLE_FOLDER_FIX = (
+    "the database's folder is not writable here: point LANGSMITH_ACCESS_DUCKDB at a file in a "
+    "folder this user may write (the working file, the lock and the Parquet copy sit beside it)"
+)
+
+
 class DatabaseUnusableError(RuntimeError):
     """The file is there but DuckDB cannot use it (not a DuckDB database, a directory, no
     permission): waiting will not help, unlike a busy one."""
 
     fix = (
         "point LANGSMITH_ACCESS_DUCKDB at this tool's own database file (a path that does not exist "
-        "yet is created by the first sync), or move the file that is in the way"
+        "yet is created by the first sync), or move the file that is in the way (a damaged "
+        "*.working.duckdb may be moved aside: the next run rebuilds it from the analysts' copy, "
+        "queue and history included)"
     )
 
 
