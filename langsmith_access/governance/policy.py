@@ -176,11 +176,18 @@ def governing_policy(path: Path | None, conn: duckdb.DuckDBPyConnection) -> Poli
     checked against the latest sync (``PolicyError`` if anything is wrong)."""
     if path is None:
         return NO_POLICY
-    written = load_policy(path)
+    # Every problem in one refusal: the names of what did parse are checked too.
+    written, problems = _read_policy(path)
     if not directory.is_synced(conn):
-        raise PolicyError(path, [(None, "there is no synced data to check its roles and workspaces "
-                                        "against: run `langsmith-access sync` first")])
-    return written.resolve(directory.synced_roles(conn), directory.synced_workspaces(conn))
+        raise PolicyError(path, [*problems, (None, "there is no synced data to check its roles and "
+                                                   "workspaces against: run `langsmith-access sync` first")])
+    try:
+        policy = written.resolve(directory.synced_roles(conn), directory.synced_workspaces(conn))
+    except PolicyError as unplaced:
+        problems += unplaced.problems
+    if problems:
+        raise PolicyError(path, problems)
+    return policy
 
 
 # ------------------------------------------------------------------ reading the file
@@ -188,6 +195,15 @@ def governing_policy(path: Path | None, conn: duckdb.DuckDBPyConnection) -> Poli
 
 def load_policy(path: Path | str) -> PolicyFile:
     """Read and check the file's YAML, keys and durations (names are checked by ``resolve``)."""
+    written, problems = _read_policy(path)
+    if problems:
+        raise PolicyError(written.path, problems)
+    return written
+
+
+def _read_policy(path: Path | str) -> tuple[PolicyFile, list[tuple[int | None, str]]]:
+    """The policy as far as it could be read, and the problems found on the way. A file that
+    cannot be read, or is not YAML, raises ``PolicyError`` (nothing of it could be read)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -206,9 +222,7 @@ def load_policy(path: Path | str) -> PolicyFile:
         raise PolicyError(path, [(mark.line + 1 if mark else None, reason)]) from None
     reader = _Reader(path)
     written = reader.policy(root)
-    if reader.problems:
-        raise PolicyError(path, reader.problems)
-    return written
+    return written, reader.problems
 
 
 def _line(node: yaml.Node) -> int:

@@ -186,6 +186,25 @@ def test_unknown_organization_and_ambiguous_names_are_refused_with_their_lines(t
     assert str(path) in str(error.value)
 
 
+def test_bad_values_and_unknown_names_are_refused_together(tmp_path, synced):
+    # One refusal lists both: fixing the values first would only reveal the names next time.
+    conn, _, _ = synced
+    path = write(tmp_path, """\
+        approval:
+          required: [Admn]
+          colour: blue
+        duration:
+          max: {Admin: 8x, Ghost: 2h}
+        """)
+    with pytest.raises(PolicyError) as error:
+        governing_policy(path, conn)
+    problems = error.value.problems
+    assert [line for line, _ in problems] == [2, 3, 5, 5], problems
+    reasons = " | ".join(reason for _, reason in problems)
+    assert "unknown role 'Admn'" in reasons and "unknown key 'colour'" in reasons
+    assert "'8x' is not a duration" in reasons and "unknown role 'Ghost'" in reasons
+
+
 def test_no_file_means_no_policy(synced):
     conn, _, _ = synced
     assert governing_policy(None, conn) is NO_POLICY
