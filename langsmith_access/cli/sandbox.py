@@ -90,6 +90,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="length of the rate-limit window (default 60)",
     )
     sandbox.add_argument(
+        "--pagination-totals",
+        choices=["all", "enriched-only"],
+        default="all",
+        help="enriched-only: X-Pagination-Total only on the enriched members route, the one "
+        "listing LangSmith's schemas document it on (default: on every member listing)",
+    )
+    sandbox.add_argument(
         "--anonymity-restricted",
         action="store_true",
         help="members answers are anonymity-restricted (emails and names withheld)",

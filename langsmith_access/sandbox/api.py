@@ -54,6 +54,7 @@ from langsmith_access.sandbox.routing import (
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
+PAGINATION_TOTALS = ("all", "enriched-only")
 DELETE_RESPONSES = ("json_object", "null", "no_content")
 WRITE_METHODS = ("POST", "PATCH", "DELETE")
 
@@ -172,6 +173,9 @@ class SandboxApi(AccessRoutes):
       true`` and leaves out active members' email and display name.
     - ``missing_sections``: sections of DESIGN.md section 9 (``ROUTED_SECTIONS``) whose routes
       answer 404, as an older self-hosted version without them does.
+    - ``pagination_totals``: ``"all"`` sends ``X-Pagination-Total`` on every member listing
+      (LangSmith "may"); ``"enriched-only"`` only on the enriched members route, the one
+      listing the official schemas document it on.
 
     Its keys are credentials of the org too: ``api_key`` is listed as a service key (a
     workspace service key for ``key_role="workspace"``), by its ``short_key`` only, and every
@@ -192,7 +196,12 @@ class SandboxApi(AccessRoutes):
         plan: str = "enterprise",
         anonymity_restricted: bool = False,
         missing_sections: tuple[str, ...] | frozenset[str] = (),
+        pagination_totals: str = "all",
     ) -> None:
+        if pagination_totals not in PAGINATION_TOTALS:
+            raise ValueError(f"pagination_totals must be one of {', '.join(PAGINATION_TOTALS)}, "
+                             f"got {pagination_totals!r}")
+        self.pagination_totals = pagination_totals
         if delete_response not in DELETE_RESPONSES:
             raise ValueError(f"delete_response must be one of {DELETE_RESPONSES}")
         for name, value, allowed in (
@@ -403,6 +412,12 @@ class SandboxApi(AccessRoutes):
             shared = sorted(w.id for w in self.state.shared_workspaces())
         return shared[0] if shared else None
 
+    def _paged(self, rows: list, offset: int, limit: int) -> tuple[list, dict[str, str]]:
+        """A page of a listing other than the enriched route's: its ``X-Pagination-Total``
+        only where this sandbox sends it on every listing (``pagination_totals="all"``)."""
+        page, headers = paged(rows, offset, limit)
+        return page, headers if self.pagination_totals == "all" else {}
+
     def _check_key_workspace(self, workspace: Workspace) -> None:
         if workspace.id != self.key_workspace_id():
             raise detail_error(403, "This API key is not scoped to this workspace")
@@ -514,7 +529,7 @@ class SandboxApi(AccessRoutes):
             self._maybe_drift(offset, faults)
             members = [m for m in self.state.members.values() if filters.keep(m)]
             members = sorted_by(members, self._member_sort_key(sort_by), descending)
-            page, headers = paged(members, offset, limit)
+            page, headers = self._paged(members, offset, limit)
             rows = [payloads.org_member_json(self.state, member) for member in page]
         return ApiResponse(200, rows, headers)
 
@@ -531,7 +546,7 @@ class SandboxApi(AccessRoutes):
                 if (not emails or invite.email.casefold() in emails)
                 and search in invite.email.casefold()
             ]
-            page, headers = paged(invites, offset, limit)
+            page, headers = self._paged(invites, offset, limit)
             rows = [payloads.org_pending_json(self.state, invite) for invite in page]
         return ApiResponse(200, rows, headers)
 
@@ -690,7 +705,7 @@ class SandboxApi(AccessRoutes):
                 if filters.keep(self.state.members[membership.ls_user_id])
             ]
             memberships = sorted_by(memberships, self._membership_sort_key(sort_by), descending)
-            page, headers = paged(memberships, offset, limit)
+            page, headers = self._paged(memberships, offset, limit)
             rows = [payloads.workspace_member_json(self.state, m) for m in page]
         return ApiResponse(200, rows, headers)
 
@@ -699,7 +714,7 @@ class SandboxApi(AccessRoutes):
         offset = query_int(request.query, "offset", 0, 0)
         with self.state.lock:
             invites = in_api_order(workspace.pending_invites.values())
-            page, headers = paged(invites, offset, limit)
+            page, headers = self._paged(invites, offset, limit)
             rows = [payloads.workspace_pending_json(self.state, invite) for invite in page]
         return ApiResponse(200, rows, headers)
 

@@ -114,7 +114,7 @@ class SandboxServer:
     - ``faults``: the live ``FaultConfig`` (replace it or change its fields at any time).
     - ``enriched_route``, ``workspace_scoped_key``, ``delete_response``, and the deployment it
       plays (``deployment``, ``key_role``, ``plan``, ``anonymity_restricted``,
-      ``missing_sections``): see ``SandboxApi``. The rate-limit mode is part of ``faults``
+      ``missing_sections``, ``pagination_totals``): see ``SandboxApi``. The rate-limit mode is part of ``faults``
       (``FaultConfig``). Generate the org with the same ``plan`` (``generate_org(plan=...)``)
       for a consistent picture.
     - ``url``: ``http://host:port`` once started; ``request_log``: every request received.
@@ -139,6 +139,7 @@ class SandboxServer:
         plan: str = "enterprise",
         anonymity_restricted: bool = False,
         missing_sections: tuple[str, ...] = (),
+        pagination_totals: str = "all",
     ) -> None:
         if organization_id is not None:
             organization_id = str(uuid.UUID(organization_id))
@@ -165,6 +166,7 @@ class SandboxServer:
             plan=plan,
             anonymity_restricted=anonymity_restricted,
             missing_sections=missing_sections,
+            pagination_totals=pagination_totals,
         )
         self._stopping = threading.Event()
         self._http_server: _HttpServer | None = None
@@ -530,6 +532,7 @@ def serve_from_cli(args) -> int:
             plan=plan,
             anonymity_restricted=bool(getattr(args, "anonymity_restricted", False)),
             missing_sections=missing_sections,
+            pagination_totals=getattr(args, "pagination_totals", "all"),
         )
         try:
             sandbox.start()

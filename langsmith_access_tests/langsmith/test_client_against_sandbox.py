@@ -1039,3 +1039,15 @@ def test_non_uuid_ids_are_refused_before_any_request(sandbox):
                 with pytest.raises(ValueError, match="must be a UUID"):
                     call()
     assert len(sandbox.request_log) == 0
+
+
+def test_a_sandbox_that_sends_totals_only_where_documented_is_read_exactly():
+    """X-Pagination-Total only on the enriched route (as LangSmith's schemas document it): the
+    other listings are read by overlapping pages, and the read equals the org."""
+    with SandboxServer(generate_org(seed=3, members=1234, workspaces=6), pagination_totals="enriched-only") as sb:
+        with client_for(sb) as client:
+            everything = read_everything(client)
+            active, enriched = client.list_org_members(), client.list_enriched_members()
+        assert project_read(everything) == expected_from_org(sb.org)
+        assert active.reported_total is None and enriched.reported_total == len(enriched)
+        assert [o for o, _ in offsets_and_limits(sb, ACTIVE)][:3] == [0, 499, 998]

@@ -97,7 +97,7 @@ def test_personal_access_token_is_refused_without_echoing_it():
 def test_pending_invites_and_rate_limit_flags():
     process = subprocess.Popen(
         [CLI, "sandbox", "--members", "12", "--workspaces", "2", "--pending-invites", "3",
-         "--rate-limit-per-minute", "6", "--rate-limit-per-10-seconds", "4"],
+         "--rate-limit-per-minute", "6", "--rate-limit-per-10-seconds", "4", "--pagination-totals", "enriched-only"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -110,6 +110,7 @@ def test_pending_invites_and_rate_limit_flags():
             params={"limit": 500}, headers=headers, timeout=10,
         )
         assert pending.status_code == 200 and len(pending.json()) == 3
+        assert "X-Pagination-Total" not in pending.headers  # --pagination-totals enriched-only
         statuses = [
             requests.get(first_line["url"] + "/api/v1/orgs/current/info", headers=headers, timeout=10)
             for _ in range(4)
