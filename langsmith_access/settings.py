@@ -218,6 +218,9 @@ class Settings:
         values: dict[str, Any] = {}
         for name, variable, parse in ENVIRONMENT:
             raw = env.get(variable)
+            if not raw and env.get(FALLBACK_VARIABLES.get(variable, "")):
+                variable = FALLBACK_VARIABLES[variable]  # named in any error: it is what was set
+                raw = env[variable]
             if raw:  # unset or empty: the default
                 values[name] = parse(variable, raw)
         return cls(**values)
@@ -286,7 +289,7 @@ def _secret(name: str, raw: str) -> Secret:
 
 
 def _endpoint(name: str, raw: str) -> str:
-    return check_endpoint(raw)
+    return check_endpoint(raw, name)
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -422,6 +425,11 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("webhook_format", "LANGSMITH_ACCESS_WEBHOOK_FORMAT", _webhook_format),
     ("expiry_warning", "LANGSMITH_ACCESS_EXPIRY_WARNING", _duration),
 )
+
+# Read where the variable is unset, as LangChain's SDKs do: an EU org whose shell sets only
+# LANGCHAIN_ENDPOINT must not be sent to the US. Not the key: LANGCHAIN_API_KEY is usually a
+# tracing key (a personal token or a workspace key), which this project cannot use.
+FALLBACK_VARIABLES = {"LANGSMITH_ENDPOINT": "LANGCHAIN_ENDPOINT"}
 
 
 # ---------------------------------------------------------------- organizations (DESIGN.md section 11)

@@ -15,7 +15,7 @@ from langsmith_access_tests.synced import env, template  # noqa: F401
 def pytest_sessionstart(session):
     # Tests never talk to a real LangSmith org or a user's database by accident.
     for name in ("LANGSMITH_API_KEY", "LANGSMITH_ORGANIZATION_ID", "LANGSMITH_ENDPOINT",
-                 "LANGSMITH_ACCESS_DUCKDB", "DAGSTER_HOME"):
+                 "LANGCHAIN_ENDPOINT", "LANGSMITH_ACCESS_DUCKDB", "DAGSTER_HOME"):
         os.environ.pop(name, None)
     from langsmith_access.transform import prepare_manifest
 

@@ -137,3 +137,14 @@ def test_a_key_kept_inside_its_quotes_is_named_so_and_never_shown(quoted):
     with pytest.raises(SettingsError, match="LANGSMITH_API_KEY holds the key inside quotes") as error:
         check_api_key(quoted)
     assert "0123" not in str(error.value)
+
+
+def test_langchain_endpoint_is_read_where_langsmith_endpoint_is_unset_as_the_sdks_do():
+    eu = "https://eu.api.smith.langchain.com"
+    assert Settings.from_env({"LANGCHAIN_ENDPOINT": eu + "/api/v1"}).endpoint == eu
+    both = {"LANGCHAIN_ENDPOINT": eu, "LANGSMITH_ENDPOINT": "https://langsmith.example.com/api/v1"}
+    assert Settings.from_env(both).endpoint == "https://langsmith.example.com"
+    with pytest.raises(SettingsError, match="^LANGCHAIN_ENDPOINT must be an http"):
+        Settings.from_env({"LANGCHAIN_ENDPOINT": "ftp://x"})
+    # The key never falls back: LANGCHAIN_API_KEY is a tracing key.
+    assert Settings.from_env({"LANGCHAIN_API_KEY": "lsv2_sk_x"}).api_key is None
