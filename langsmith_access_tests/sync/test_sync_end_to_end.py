@@ -167,7 +167,9 @@ def test_failed_sync_leaves_data_and_history_untouched_then_recovers(monkeypatch
         sandbox.faults.failing_routes = ()
         assert run_sync().success
     assert actual_workspace_grants(database) == expected_workspace_grants(org)
-    assert len(query(database, "SELECT * FROM main.sync_runs")) == 2
+    # The good sync's row, and the failed one's, published with it.
+    runs = query(database, "SELECT sync_id, status FROM main.sync_runs")
+    assert len(runs) == 3 and (failed.run_id, "failed") in runs
 
 
 def test_shrink_guard_stops_a_large_drop_unless_accepted(monkeypatch, org, database):
