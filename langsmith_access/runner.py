@@ -51,6 +51,7 @@ from langsmith_access.store.database import (
     UNWRITABLE_FOLDER_FIX,
     DatabaseBusyError,
     DatabaseUnusableError,
+    unwritable_fix,
 )
 from langsmith_access.store.sync_runs import NoPublishedSyncError
 from langsmith_access.transform import DBT_FAILURES_METADATA
@@ -230,7 +231,8 @@ def _run_job(job_name, run_config, org: Org, progress, dagster_instance, started
         except Exception:  # the job has no such op, or it did not run
             pass
     if not result.success:
-        failure, outcome.failed_checks, outcome.dbt_errors, fix = _failure_summary(result)
+        failure, outcome.failed_checks, outcome.dbt_errors, fix = _failure_summary(
+            result, org.duckdb_path)
         # Written for the single-org variables: say where this org's key and endpoint come from.
         outcome.failure = org.in_its_own_terms(failure)
         outcome.fix = org.in_its_own_terms(fix) if fix else None
@@ -266,7 +268,7 @@ def _describe(event, progress: Callable[[str], None]) -> None:
             progress(f"  ✗ check {data.asset_key.to_user_string()}:{data.check_name} failed")
 
 
-def _failure_summary(result) -> tuple[str, list[str], list[str], str | None]:
+def _failure_summary(result, database: Path | None = None) -> tuple[str, list[str], list[str], str | None]:
     """The first error message of a failed run, the checks that failed, the dbt nodes that
     failed with their messages (from the dbt step's failure metadata), and the fix the first
     error's exception type names."""
@@ -292,7 +294,7 @@ def _failure_summary(result) -> tuple[str, list[str], list[str], str | None]:
                 error = error.cause
             if error is not None:
                 messages.append(f"{event.step_key or 'run'}: {_without_type_name(error)}")
-                fix = _fix_for(error)
+                fix = _fix_for(error, database)
                 if fix:
                     fixes.append(fix)
             dbt_errors += _dbt_failures(event)
@@ -322,7 +324,7 @@ _ADVISED_ERRORS = {cls.__name__: cls for cls in _ADVISED_TYPES}
 
 
 # How Python words an OSError of a folder this user cannot write (UNWRITABLE_ERRNOS).
-_UNWRITABLE = re.compile(rf"\[Errno ({'|'.join(str(n) for n in UNWRITABLE_ERRNOS)})\]")
+_UNWRITABLE = re.compile(rf"\[Errno (?:{'|'.join(str(n) for n in UNWRITABLE_ERRNOS)})\][^']*(?:'(?P<path>[^']*)')?")
 
 
 def _without_type_name(error) -> str:
@@ -330,7 +332,7 @@ def _without_type_name(error) -> str:
     return re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
 
 
-def _fix_for(error) -> str | None:
+def _fix_for(error, database: Path | None = None) -> str | None:
     """The ``fix`` of the first exception in the chain whose type declares one; for a settings
     error, the doctor's fix for the variable or orgs file entry its message names."""
     while error is not None:
@@ -339,8 +341,10 @@ def _fix_for(error) -> str | None:
             return configuration_fix(_without_type_name(error))
         if advised is not None:
             return advised.fix
-        if _UNWRITABLE.match(_without_type_name(error)):
-            return UNWRITABLE_FOLDER_FIX
+        unwritable = _UNWRITABLE.match(_without_type_name(error))
+        if unwritable:
+            path = unwritable.group("path")
+            return unwritable_fix(path, database) if database is not None else UNWRITABLE_FOLDER_FIX
         error = error.cause
     return None
 

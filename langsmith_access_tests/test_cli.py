@@ -151,14 +151,26 @@ def test_a_database_no_sync_built_yet_gets_the_fix_not_a_catalog_error(tmp_path,
     assert "fix: run langsmith-access sync" in done.stderr and done.stderr.count("\n") == 2, done.stderr
 
 
-def test_a_folder_this_user_cannot_write_gets_the_fix_in_the_cli_and_in_a_failed_run(capsys):
+def test_a_folder_this_user_cannot_write_gets_the_fix_in_the_cli_and_in_a_failed_run(capsys, monkeypatch):
     # Root writes anywhere and nothing here may mount a read-only file system: the error is raised.
-    def unwritable(args):
-        raise PermissionError(errno.EACCES, "Permission denied", "/srv/access/langsmith_access.lock")
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", "/srv/access/langsmith_access.duckdb")
 
-    assert run_handler(unwritable, argparse.Namespace()) == 1
+    def unwritable(path):
+        def handler(args):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return handler
+
+    assert run_handler(unwritable("/srv/access/langsmith_access.lock"), argparse.Namespace(org=None)) == 1
     assert f"fix: {UNWRITABLE_FOLDER_FIX}" in capsys.readouterr().err
-    recorded = SerializableErrorInfo(  # as Dagster records the same error in a run's failure
-        message="OSError: [Errno 30] Read-only file system: '/srv/access/langsmith_access.lock'\n",
-        stack=[], cls_name="OSError", cause=None)
-    assert runner._fix_for(recorded) == UNWRITABLE_FOLDER_FIX
+    # Another path (an export's) is not the database's folder: its own fix.
+    assert run_handler(unwritable("/sys/exports"), argparse.Namespace(org=None)) == 1
+    err = capsys.readouterr().err
+    assert "fix: this user may not write /sys/exports" in err and "LANGSMITH_ACCESS_DUCKDB" not in err
+
+    def recorded(path):  # as Dagster records the same error in a run's failure
+        return SerializableErrorInfo(message=f"OSError: [Errno 30] Read-only file system: '{path}'\n",
+                                     stack=[], cls_name="OSError", cause=None)
+
+    database = Path("/srv/access/langsmith_access.duckdb")
+    assert runner._fix_for(recorded("/srv/access/langsmith_access.lock"), database) == UNWRITABLE_FOLDER_FIX
+    assert runner._fix_for(recorded("/elsewhere/x.csv"), database).startswith("this user may not write /elsewhere")

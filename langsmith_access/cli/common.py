@@ -17,11 +17,11 @@ from langsmith_access.provisioning.review import ReviewError
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs, mask_keys
 from langsmith_access.store.database import (
     UNWRITABLE_ERRNOS,
-    UNWRITABLE_FOLDER_FIX,
     AccessDatabase,
     DatabaseBusyError,
     DatabaseNotReadyError,
     DatabaseUnusableError,
+    unwritable_fix,
 )
 from langsmith_access.store.queries import LookupFailed
 
@@ -72,8 +72,7 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
               "table the commands read", file=sys.stderr)
         return 1
     except OSError as error:
-        fix = f"\n  fix: {UNWRITABLE_FOLDER_FIX}" if error.errno in UNWRITABLE_ERRNOS else ""
-        print(f"error: {error}{fix}", file=sys.stderr)
+        print(f"error: {error}{_unwritable_fix(error, args)}", file=sys.stderr)
         return 1
     except (DatabaseBusyError, duckdb.Error) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -83,6 +82,17 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
               "requests a provisioning run did not settle are settled by the next one",
               file=sys.stderr)
         return INTERRUPTED
+
+
+def _unwritable_fix(error: OSError, args: argparse.Namespace) -> str:
+    """The fix line for a path this user may not write (none for other OS errors)."""
+    if error.errno not in UNWRITABLE_ERRNOS:
+        return ""
+    try:
+        database = selected_org(args).duckdb_path
+    except Exception:  # no usable settings: the path alone says enough
+        return f"\n  fix: this user may not write {error.filename}: choose a folder this user may write"
+    return f"\n  fix: {unwritable_fix(error.filename, database)}"
 
 
 def first_line(text: str) -> str:

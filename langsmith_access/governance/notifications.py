@@ -263,8 +263,11 @@ def _without_credentials(url: str) -> tuple[str, str | None]:
 def post(webhook: Webhook, payload: Mapping) -> str | None:
     """POST one payload. None when the receiver accepted it (2xx), else why not: the kind of
     failure, never the address (exception texts may hold the URL, so none is passed on)."""
-    url, authorization = _without_credentials(webhook.url.reveal())
     headers = {"Content-Type": "application/json", "User-Agent": "langsmith-access"}
+    try:
+        url, authorization = _without_credentials(webhook.url.reveal())
+    except ValueError:  # a port that is no port (the text is not shown: it holds the URL)
+        return "the webhook URL cannot be used (its port is not a number from 1 to 65535)"
     if authorization:
         headers["Authorization"] = authorization
     request = urllib.request.Request(url, data=webhook.body(payload), method="POST", headers=headers)

@@ -1331,11 +1331,23 @@ def _not_langsmith(
     )
 
 
+def _shown_location(base: str, location: str) -> str:
+    """Where a redirect points, as scheme, host (IPv6 in brackets), port and path."""
+    try:
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(base, location))
+        port = f":{target.port}" if target.port else ""
+    except ValueError:  # a port that is no port: show the rest
+        target, port = urllib.parse.urlsplit(urllib.parse.urljoin(base, location)), ""
+    host = target.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{target.scheme}://{host}{port}{target.path}"
+
+
 def _redirected(response: requests.Response, method: str, path: str) -> EndpointRedirectError:
     """A 3xx answer, never followed. Where it points is shown as scheme, host and path: a query
     or user name in a ``Location`` is nobody's business in a log."""
-    target = urllib.parse.urlsplit(urllib.parse.urljoin(response.url, response.headers.get("Location", "")))
-    location = f"{target.scheme}://{target.hostname or ''}{f':{target.port}' if target.port else ''}{target.path}"
+    location = _shown_location(response.url, response.headers.get("Location", ""))
     return EndpointRedirectError(
         f"LANGSMITH_ENDPOINT answered with a redirect to {location}: requests are never followed "
         "to another address (a write would arrive as a read, and the key would go along)",

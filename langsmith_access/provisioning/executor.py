@@ -424,16 +424,18 @@ class Provisioner:
 
     def release_unsettled(self, requests: list[dict]) -> list[str]:
         """After LangSmith stopped answering: each of ``requests`` (claimed by this run) that has
-        no outcome goes back to ``pending``, unless this run sent it a write, which then stays
-        ``in_progress`` for the next run to settle from live state. Returns the ids released."""
+        no outcome goes back to ``pending``, unless a write went out for it (this run's, or a
+        dead earlier run's), which then stays ``in_progress`` for the next run to settle from
+        live state. Returns the ids released."""
         settled = {outcome.request_id for outcome in self.outcomes}
+        unsettled = [r["request_id"] for r in requests if r["request_id"] not in settled]
+        # A write this run sent, or an earlier run (one that died) did: LangSmith's state decides.
+        written = self._writes_sent_now | {
+            request_id for request_id, count in self._count_earlier_writes(unsettled).items() if count}
         cause = f"LangSmith stopped answering ({self.unreachable})"
         released, statuses = [], []
-        for request in requests:
-            request_id = request["request_id"]
-            if request_id in settled:
-                continue
-            if request_id in self._writes_sent_now:
+        for request_id in unsettled:
+            if request_id in written:
                 statuses.append((request_id, "in_progress",
                                  f"a write went out before {cause}; the next provisioning run "
                                  "settles it from LangSmith's state"))

@@ -65,6 +65,16 @@ UNWRITABLE_FOLDER_FIX = (
 )
 
 
+def unwritable_fix(path: str | os.PathLike | None, database: Path) -> str:
+    """The fix for a path this user may not write: the database's folder's (``database`` is
+    its analysts' file), or, for any other path (an export's), a folder that can be written."""
+    if path is not None:
+        target, folder = Path(path).expanduser().absolute(), database.expanduser().absolute().parent
+        if target != folder and folder not in target.parents:
+            return f"this user may not write {path}: choose a path in a folder this user may write"
+    return UNWRITABLE_FOLDER_FIX
+
+
 class DatabaseUnusableError(RuntimeError):
     """The file is there but DuckDB cannot use it (not a DuckDB database, a directory, no
     permission): waiting will not help, unlike a busy one."""

@@ -21,6 +21,7 @@ from langsmith_access.governance.notifications import (
     deliver_due,
     enqueue,
     notification,
+    post,
     retry_delay,
     slack_text,
     without_secrets,
@@ -102,6 +103,12 @@ def test_a_url_with_a_user_and_password_is_sent_with_basic_auth_and_without_them
     [got] = receiver.received
     assert got.path == receiver.path
     assert got.authorization == "Basic " + base64.b64encode(b"hook@ops:pa:ss").decode()
+
+
+def test_a_url_with_credentials_and_a_port_that_is_no_port_is_a_reason_not_an_exception():
+    hook = Webhook(url=Secret("https://bot:hunter2@hooks.example.com:70000/x"))
+    reason = post(hook, notification("sync.failed", at=T0, org="acme"))
+    assert reason is not None and "port" in reason and "hunter2" not in reason
 
 
 def test_a_receiver_that_is_down_for_a_while_delays_and_loses_nothing(database, caplog):

@@ -17,6 +17,7 @@ import pytest
 
 from langsmith_access.doctor import CHECK_NAMES, _in_the_clear, run_checks
 from langsmith_access.langsmith import EndpointRedirectError, LangSmithClient
+from langsmith_access.langsmith.client import _shown_location
 from langsmith_access.settings import ClientSettings, Secret
 
 ORG_ID = "00000000-0000-4000-8000-000000000001"
@@ -140,3 +141,14 @@ def test_the_doctor_fails_the_endpoint_at_a_redirect_with_the_fix(redirected):
 def test_plain_http_is_pointed_out_unless_it_stays_on_this_machine(endpoint, in_the_clear):
     # The doctor's endpoint check warns where this is true (the sandbox, on 127.0.0.1, stays ok).
     assert _in_the_clear(endpoint) is in_the_clear
+
+
+@pytest.mark.parametrize("location, shown", [
+    ("https://langsmith.example.com/api/v1/x?token=s3cr3t", "https://langsmith.example.com/api/v1/x"),
+    ("http://[::1]:8443/api", "http://[::1]:8443/api"),  # IPv6 in brackets: a usable endpoint
+    ("https://h.example.com:99999/api", "https://h.example.com/api"),  # a port that is no port
+    ("https://h.example.com:abc/api", "https://h.example.com/api"),
+    ("/elsewhere", "http://127.0.0.1:1984/elsewhere"),  # relative to the request
+])
+def test_where_a_redirect_points_is_shown_without_query_and_never_raises(location, shown):
+    assert _shown_location("http://127.0.0.1:1984/api/v1/workspaces", location) == shown

@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
 from langsmith_access.langsmith import LangSmithClient, ProvisioningInterruptedError
+from langsmith_access.provisioning import queue
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.provisioning.conftest import WRITES
@@ -209,3 +211,23 @@ def test_an_outage_mid_run_stops_the_run_and_loses_no_request(env, monkeypatch):
     assert [w.method for w in writes(sandbox)] == ["POST"] * 3  # the first one's was not sent again
     for member in outsiders:
         assert org.membership(workspace.id, member.ls_user_id) is not None
+
+
+def test_an_outage_keeps_a_dead_runs_written_request_in_progress(env):
+    """A request an earlier run sent a write for (and died) is never handed back as pending:
+    LangSmith's state settles it once it answers again."""
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    outsiders = [m for m in org.active_members()
+                 if m.ls_user_id not in workspace.memberships and not m.is_disabled][:2]
+    written, untouched = (request_grant(m.ls_user_id, workspace.id, "Viewer").request_id for m in outsiders)
+    with database.writer_lease("test: a run that died after its write"), database.connect() as conn:
+        queue.set_statuses(conn, [(written, "in_progress", None)], "dead-run")
+        queue.record_events(conn, [(written, "write_sent", {"method": "POST"}, datetime.now(UTC))],
+                            run_id="dead-run")
+    sandbox.respond = lambda request: ApiResponse(503, {"detail": "Service Unavailable"})
+
+    interrupted = provision()
+    assert not interrupted.success and interrupted.fix == ProvisioningInterruptedError.fix
+    statuses = {r["request_id"]: r["status"] for r in list_requests()}
+    assert statuses == {written: "in_progress", untouched: "pending"}
