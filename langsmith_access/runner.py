@@ -323,6 +323,11 @@ _ADVISED_TYPES: tuple[type[_Advised], ...] = (
 _ADVISED_ERRORS = {cls.__name__: cls for cls in _ADVISED_TYPES}
 
 
+# A run stopped by Ctrl-C (or a signal) while its steps ran: Dagster fails it as interrupted.
+INTERRUPTED_FIX = (
+    "the run was interrupted (Ctrl-C or a signal): a sync published nothing, and requests a "
+    "provisioning run did not settle are settled by the next one; run it again when ready"
+)
 # How Python words an OSError of a folder this user cannot write (UNWRITABLE_ERRNOS).
 _UNWRITABLE = re.compile(rf"\[Errno (?:{'|'.join(str(n) for n in UNWRITABLE_ERRNOS)})\][^']*(?:'(?P<path>[^']*)')?")
 
@@ -341,6 +346,8 @@ def _fix_for(error, database: Path | None = None) -> str | None:
             return configuration_fix(_without_type_name(error))
         if advised is not None:
             return advised.fix
+        if error.cls_name == "DagsterExecutionInterruptedError":
+            return INTERRUPTED_FIX
         unwritable = _UNWRITABLE.match(_without_type_name(error))
         if unwritable:
             path = unwritable.group("path")

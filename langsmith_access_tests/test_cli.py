@@ -142,6 +142,13 @@ def test_ctrl_c_ends_a_command_with_130_and_a_sentence_not_a_traceback(capsys):
     assert err.startswith("interrupted: ") and "Traceback" not in err
 
 
+def test_a_run_interrupted_under_way_fails_with_the_interrupted_fix():
+    recorded = SerializableErrorInfo(  # as Dagster records a step stopped by Ctrl-C
+        message="dagster._core.errors.DagsterExecutionInterruptedError\n", stack=[],
+        cls_name="DagsterExecutionInterruptedError", cause=None)
+    assert runner._fix_for(recorded) == runner.INTERRUPTED_FIX
+
+
 def test_a_database_no_sync_built_yet_gets_the_fix_not_a_catalog_error(tmp_path, monkeypatch):
     database = tmp_path / "queued-only.duckdb"
     duckdb.connect(str(database)).close()  # exists, as queueing a request leaves it, with no tables
