@@ -89,9 +89,9 @@ def _unwritable_fix(error: OSError, args: argparse.Namespace) -> str:
     if error.errno not in UNWRITABLE_ERRNOS:
         return ""
     try:
-        database = selected_org(args).duckdb_path
+        database: Path | None = selected_org(args).duckdb_path
     except Exception:  # no usable settings: the path alone says enough
-        return f"\n  fix: this user may not write {error.filename}: choose a folder this user may write"
+        database = None
     return f"\n  fix: {unwritable_fix(error.filename, database)}"
 
 

@@ -134,10 +134,7 @@ class SyncDatabase(OrgScopedResource):
                 return
             secrets = (org.settings.api_key, org.settings.webhook_url)
             stats = _API_STATS_OF_RUN.get(run.run_id)
-            run_stats = context.instance.get_run_stats(run.run_id)
-            finished_at = datetime.now(UTC)
-            started_at = (datetime.fromtimestamp(run_stats.start_time, UTC)
-                          if run_stats and run_stats.start_time else finished_at)
+            started_at, finished_at = run_started_at(context.instance, run.run_id), datetime.now(UTC)
             notifier = Notifier.from_settings(org.settings, org.slug)
             with self.database.connect() as conn:
                 record_failed_run(
@@ -235,6 +232,12 @@ class ProvisioningDatabase(OrgScopedResource):
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self.database.connect() as conn:
             yield conn
+
+
+def run_started_at(instance: dg.DagsterInstance, run_id: str) -> datetime:
+    """When the run started, as its instance recorded it (now, where it recorded none yet)."""
+    stats = instance.get_run_stats(run_id)
+    return datetime.fromtimestamp(stats.start_time, UTC) if stats and stats.start_time else datetime.now(UTC)
 
 
 def run_failure(context: dg.InitResourceContext) -> str | None:

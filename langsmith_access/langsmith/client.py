@@ -1333,11 +1333,11 @@ def _not_langsmith(
 
 def _shown_location(base: str, location: str) -> str:
     """Where a redirect points, as scheme, host (IPv6 in brackets), port and path."""
+    target = urllib.parse.urlsplit(urllib.parse.urljoin(base, location))
     try:
-        target = urllib.parse.urlsplit(urllib.parse.urljoin(base, location))
         port = f":{target.port}" if target.port else ""
     except ValueError:  # a port that is no port: show the rest
-        target, port = urllib.parse.urlsplit(urllib.parse.urljoin(base, location)), ""
+        port = ""
     host = target.hostname or ""
     if ":" in host:
         host = f"[{host}]"

@@ -47,6 +47,7 @@ from langsmith_access.store.schema import ensure_schema
 
 logger = logging.getLogger(__name__)
 
+
 class DatabaseBusyError(RuntimeError):
     """The writer lease or the file stayed taken for longer than we were willing to wait."""
 
@@ -65,12 +66,14 @@ UNWRITABLE_FOLDER_FIX = (
 )
 
 
-def unwritable_fix(path: str | os.PathLike | None, database: Path) -> str:
+def unwritable_fix(path: str | os.PathLike | None, database: Path | None) -> str:
     """The fix for a path this user may not write: the database's folder's (``database`` is
-    its analysts' file), or, for any other path (an export's), a folder that can be written."""
+    its analysts' file), or, for any other path (an export's, or any when the database is not
+    known), a folder that can be written."""
     if path is not None:
-        target, folder = Path(path).expanduser().absolute(), database.expanduser().absolute().parent
-        if target != folder and folder not in target.parents:
+        target = Path(path).expanduser().absolute()
+        folder = database.expanduser().absolute().parent if database is not None else None
+        if folder is None or (target != folder and folder not in target.parents):
             return f"this user may not write {path}: choose a path in a folder this user may write"
     return UNWRITABLE_FOLDER_FIX
 

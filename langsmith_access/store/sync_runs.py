@@ -71,13 +71,7 @@ def record_sync_run(
         "skipped_sections": skipped_sections_json(reads),
         "section_rows": section_rows_json(reads),
     }
-    columns = ", ".join(row)
-    placeholders = ", ".join("?" for _ in row)
-    conn.execute(
-        f"INSERT OR REPLACE INTO main.sync_runs ({columns}) VALUES ({placeholders})",
-        list(row.values()),
-    )
-    return row
+    return _insert_run(conn, row)
 
 
 def record_failed_run(
@@ -106,8 +100,15 @@ def record_failed_run(
         "job": job,
         "failure": failure,
     }
+    return _insert_run(conn, row)
+
+
+def _insert_run(conn: duckdb.DuckDBPyConnection, row: dict) -> dict:
+    """Insert (or replace, by ``sync_id``) a run's row, the columns ``row`` names."""
+    columns = ", ".join(row)
+    placeholders = ", ".join("?" for _ in row)
     conn.execute(
-        f"INSERT OR REPLACE INTO main.sync_runs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+        f"INSERT OR REPLACE INTO main.sync_runs ({columns}) VALUES ({placeholders})",
         list(row.values()),
     )
     return row

@@ -3,12 +3,11 @@ scratch database, publish the analysts' copy."""
 
 
 import json
-import time
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
+from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase, run_started_at
 from langsmith_access.defs.transform.assets import access_tables
 from langsmith_access.governance.drift import notify_unexplained_changes, unexplained_changes
 from langsmith_access.governance.notifications import Notifier
@@ -41,7 +40,7 @@ PUBLISHED_AFTER = [spec.key for spec in access_tables.specs if INVENTORY_TAG not
 def analysts_database(
     context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
 ) -> dg.MaterializeResult:
-    started = _run_start(context)
+    started = run_started_at(context.instance, context.run.run_id)
     with sync_database.connect() as conn:
         counts = record_sync_run(
             conn,
@@ -73,12 +72,6 @@ def analysts_database(
             "skipped_section_reasons": dg.MetadataValue.json(json.loads(counts["skipped_sections"])),
         }
     )
-
-
-def _run_start(context: dg.AssetExecutionContext) -> datetime:
-    stats = context.instance.get_run_stats(context.run.run_id)
-    start = stats.start_time if stats and stats.start_time else time.time()
-    return datetime.fromtimestamp(start, UTC)
 
 
 @dg.definitions
