@@ -460,6 +460,12 @@ _ORGS_FILE_EXAMPLE = (
 # The single-org variables an org's own settings stand in for, as messages name them (whole
 # names only: LANGSMITH_API_KEY_US is already an org's own).
 _SINGLE_ORG_NAMES = re.compile(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b")
+# The commands that take --org, as messages suggest them ("run `langsmith-access sync`"): with
+# several orgs configured, a suggestion without --org would act on no org, or on another.
+_ORG_COMMANDS = re.compile(
+    r"\blangsmith-access (request (?:grant|revoke)|review (?:export|queue-revokes)|requests|sync|provision"
+    r"|approve|deny|doctor|access-at|export)\b(?! --org)"
+)
 
 
 @dataclass(frozen=True)
@@ -485,8 +491,9 @@ class Org:
     def in_its_own_terms(self, text: str) -> str:
         """``text`` (an error or its fix, written for the single-org variables) naming where
         this org's settings really come from: its key variable (``api_key_env``), and its
-        entry's ``endpoint`` / ``organization_id`` in the orgs file. Unchanged for the default
-        org, whose settings are those variables."""
+        entry's ``endpoint`` / ``organization_id`` in the orgs file; the commands it suggests
+        get ``--org`` with this org's slug. Unchanged for the default org, whose settings are
+        those variables."""
         if self.orgs_file is None:
             return text
 
@@ -496,7 +503,8 @@ class Org:
             field = "endpoint" if match.group(1) == "ENDPOINT" else "organization_id"
             return f"the {field} of org {self.slug!r} in {self.orgs_file}"
 
-        return _SINGLE_ORG_NAMES.sub(own_name, text)
+        text = _SINGLE_ORG_NAMES.sub(own_name, text)
+        return _ORG_COMMANDS.sub(lambda match: f"{match.group(0)} --org {self.slug}", text)
 
     @property
     def endpoint(self) -> str:

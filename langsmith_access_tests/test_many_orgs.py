@@ -124,6 +124,16 @@ def test_an_unknown_or_missing_org_is_a_usage_error_naming_the_known_ones(two_or
     assert both.returncode == 2
 
 
+def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypatch, tmp_path):
+    # A database of its own: no sync, and the refusal recorded below stays out of the others.
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "langsmith_access.duckdb"))
+    not_synced = cli_in_this_process("requests", "--org", "us")
+    assert not_synced.returncode == 1 and "run langsmith-access sync --org us first" in not_synced.stderr
+    refused = cli_in_this_process("approve", "no-such-request", "--by", "ana@example.com", "--org", "eu")
+    assert refused.returncode == 2
+    assert "`langsmith-access requests --org eu --status awaiting_approval`" in refused.stderr, refused.stderr
+
+
 def test_a_bad_orgs_file_stops_every_command_before_any_request(two_orgs, tmp_path):
     broken = tmp_path / "orgs.yaml"
     broken.write_text(two_orgs.orgs_file.read_text().replace("LANGSMITH_API_KEY_EU", "LANGSMITH_API_KEY_APAC"))

@@ -118,6 +118,24 @@ def test_messages_for_an_org_name_its_own_key_variable_and_its_entry(tmp_path):
     assert load_orgs({}).get().in_its_own_terms(fix) == fix
 
 
+def test_commands_an_orgs_message_suggests_name_the_org(tmp_path):
+    eu = orgs_from(tmp_path, TWO_ORGS).get("eu")
+    hint = ("unknown request id r1: `langsmith-access requests --status awaiting_approval` lists them; "
+            "run langsmith-access sync first, then `langsmith-access review queue-revokes --file x.csv` "
+            "or `langsmith-access approve r2 --by a@b.c`; `langsmith-access demo` and "
+            "`langsmith-access sync --org us` are left alone")
+    assert eu.in_its_own_terms(hint) == (
+        "unknown request id r1: `langsmith-access requests --org eu --status awaiting_approval` lists them; "
+        "run langsmith-access sync --org eu first, then "
+        "`langsmith-access review queue-revokes --org eu --file x.csv` "
+        "or `langsmith-access approve --org eu r2 --by a@b.c`; `langsmith-access demo` and "
+        "`langsmith-access sync --org us` are left alone"
+    )
+    # Once is enough: a message put in the org's terms twice reads the same.
+    assert eu.in_its_own_terms(eu.in_its_own_terms(hint)) == eu.in_its_own_terms(hint)
+    assert load_orgs({}).get().in_its_own_terms(hint) == hint
+
+
 def test_a_policy_path_is_kept_per_org_relative_to_the_orgs_file(tmp_path):
     orgs = orgs_from(tmp_path, TWO_ORGS, LANGSMITH_ACCESS_POLICY="/etc/langsmith-access/policy.yaml")
     assert orgs.get("eu").policy_path == tmp_path / "policies" / "eu.yaml"

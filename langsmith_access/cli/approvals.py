@@ -7,7 +7,7 @@ import json
 import sys
 
 from langsmith_access import api
-from langsmith_access.cli.common import add_org_argument, selected_org
+from langsmith_access.cli.common import add_org_argument, in_org_terms, selected_org
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def decide(args: argparse.Namespace) -> int:
         print(json.dumps({"request_id": result.request_id, "decision": result.decision,
                           "recorded": result.recorded, "status": result.status, "message": result.message}))
     elif result.recorded:
-        print(result.message)
+        print(in_org_terms(args, result.message))
     else:
-        print(f"refused: {result.message}", file=sys.stderr)
+        print(f"refused: {in_org_terms(args, result.message)}", file=sys.stderr)
     return 0 if result.recorded else 2

@@ -43,44 +43,44 @@ USAGE_ERRORS = (UsageError, LookupFailed, ReviewError, RequestRejected)
 
 def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command's handler; print an error the user can act on and return its exit code."""
+
+    def say(text: str) -> None:
+        print(in_org_terms(args, text), file=sys.stderr)
+
     try:
         return handler(args)
     except USAGE_ERRORS as error:  # may quote what was typed: a key there is shown as its prefix
-        print(f"error: {mask_keys(str(error))}", file=sys.stderr)
+        say(f"error: {mask_keys(str(error))}")
         return 2
     except SettingsError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}")
         return 1
     except DatabaseNotReadyError:
-        print(
-            f"error: the analysts' database {selected_org(args).duckdb_path} does not exist yet: "
-            "run langsmith-access sync first.",
-            file=sys.stderr,
-        )
+        say(f"error: the analysts' database {selected_org(args).duckdb_path} does not exist yet: "
+            "run langsmith-access sync first.")
         return 1
     except BrokenPipeError:
         # The reader stopped early (`... | head`): not an error. Silence the final flush.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except DatabaseUnusableError as error:
-        print(f"error: {error}\n  fix: {error.fix}", file=sys.stderr)
+        say(f"error: {error}\n  fix: {error.fix}")
         return 1
     except duckdb.CatalogException as error:
         # A table the command reads is missing: a database no sync has built yet (queueing a
         # request creates the file), or one an older version built.
-        print(f"error: {first_line(str(error))}\n  fix: run langsmith-access sync: it builds every "
-              "table the commands read", file=sys.stderr)
+        say(f"error: {first_line(str(error))}\n  fix: run langsmith-access sync: it builds every "
+            "table the commands read")
         return 1
     except OSError as error:
-        print(f"error: {error}{_unwritable_fix(error, args)}", file=sys.stderr)
+        say(f"error: {error}{_unwritable_fix(error, args)}")
         return 1
     except (DatabaseBusyError, duckdb.Error) as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}")
         return 1
     except KeyboardInterrupt:
-        print("interrupted: a sync that had not published left the databases as they were, and "
-              "requests a provisioning run did not settle are settled by the next one",
-              file=sys.stderr)
+        say("interrupted: a sync that had not published left the databases as they were, and "
+            "requests a provisioning run did not settle are settled by the next one")
         return INTERRUPTED
 
 
@@ -93,6 +93,16 @@ def _unwritable_fix(error: OSError, args: argparse.Namespace) -> str:
     except Exception:  # no usable settings: the path alone says enough
         database = None
     return f"\n  fix: {unwritable_fix(error.filename, database)}"
+
+
+def in_org_terms(args: argparse.Namespace, text: str) -> str:
+    """``text`` as the org ``--org`` selects would put it (``Org.in_its_own_terms``: the commands
+    it suggests carry ``--org``); unchanged when no org can be selected (the message is then
+    about that)."""
+    try:
+        return selected_org(args).in_its_own_terms(text)
+    except (SettingsError, UsageError):
+        return text
 
 
 def first_line(text: str) -> str:

@@ -8,7 +8,13 @@ import json
 import sys
 
 from langsmith_access import api
-from langsmith_access.cli.common import add_org_argument, failure_log_directory, print_fix_and_log, selected_org
+from langsmith_access.cli.common import (
+    add_org_argument,
+    failure_log_directory,
+    in_org_terms,
+    print_fix_and_log,
+    selected_org,
+)
 from langsmith_access.names import APPLY_REQUESTS_OP
 from langsmith_access.provisioning.queue import FINAL_STATUSES
 
@@ -76,9 +82,9 @@ def queue_request(args: argparse.Namespace) -> int:
                           "message": result.message, "duplicate_of": result.duplicate_of}))
     elif result.accepted:
         print(result.request_id)
-        print(result.message, file=sys.stderr)
+        print(in_org_terms(args, result.message), file=sys.stderr)
     else:
-        print(f"rejected ({result.request_id}): {result.message}", file=sys.stderr)
+        print(f"rejected ({result.request_id}): {in_org_terms(args, result.message)}", file=sys.stderr)
     return 0 if result.accepted else 2
 
 

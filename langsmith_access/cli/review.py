@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from langsmith_access.cli.common import add_org_argument, analysts_database
+from langsmith_access.cli.common import add_org_argument, analysts_database, in_org_terms
 from langsmith_access.provisioning.review import (
     DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
@@ -109,12 +109,12 @@ def export_sheet(args: argparse.Namespace) -> int:
     )
     where = f"table {args.table or DEFAULT_TABLE} in {path}" if to_duckdb else str(path)
     print(f"Wrote {count} grant{'s' * (count != 1)} to {where}.")
-    print(
+    print(in_org_terms(
+        args,
         "Write 'revoke' in the decision column of each grant to take away (optionally a reviewer "
         "and a reason), then: langsmith-access review queue-revokes "
         + (f"--review-db {path} --table {args.table or DEFAULT_TABLE}" if to_duckdb else f"--file {path}"),
-        file=sys.stderr,
-    )
+    ), file=sys.stderr)
     return 0
 
 
@@ -141,11 +141,11 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
     else:
-        _print_result(result)
+        _print_result(result, args)
     return 0 if result.all_accepted else 2
 
 
-def _print_result(result: ReviewResult) -> None:
+def _print_result(result: ReviewResult, args: argparse.Namespace) -> None:
     labels = {"queued": "queued", "would_queue": "would queue", "duplicate": "duplicate", "rejected": "rejected"}
     for outcome in result.outcomes:
         head = f"{labels[outcome.status]:<11} {outcome.row.where:<9}"
@@ -169,5 +169,6 @@ def _print_result(result: ReviewResult) -> None:
     if not result.outcomes:
         print("No row is marked revoke: nothing to queue.", file=sys.stderr)
     elif rejected and not result.dry_run:
-        print("Rejected rows are recorded with their reason (langsmith-access requests --status "
-              "rejected); the others wait for the sensor or `langsmith-access provision`.", file=sys.stderr)
+        print(in_org_terms(args, "Rejected rows are recorded with their reason (langsmith-access requests "
+                           "--status rejected); the others wait for the sensor or `langsmith-access provision`."),
+              file=sys.stderr)
