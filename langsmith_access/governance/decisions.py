@@ -129,6 +129,9 @@ def _duration(value: str | timedelta) -> timedelta:
     if isinstance(value, timedelta):
         if value <= timedelta(0):
             raise AccessTermsRefused(f"--duration must be positive, got {value}.")
+        # Stored as whole seconds: a fraction would be cut, and under a second would read as none.
+        if value < timedelta(seconds=1) or value % timedelta(seconds=1):
+            raise AccessTermsRefused(f"--duration must be a whole number of seconds, at least 1, got {value}.")
         return value
     try:
         return parse_duration(value, "--duration")

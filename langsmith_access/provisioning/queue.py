@@ -447,7 +447,7 @@ def _record_terms(conn, request_id: str, governed: _Governed) -> None:
 def terms_of(request: dict) -> AccessTerms:
     """A queued grant's terms, as recorded when it was queued."""
     seconds, until = request.get("access_duration_seconds"), request.get("access_until")
-    return AccessTerms(duration=timedelta(seconds=seconds) if seconds else None, until=until)
+    return AccessTerms(duration=timedelta(seconds=seconds) if seconds is not None else None, until=until)
 
 
 def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, message: str) -> QueueResult:

@@ -19,6 +19,7 @@ from langsmith_access.governance.decisions import (
     needs_approval,
 )
 from langsmith_access.governance.policy import NAMED_EMAILS, NO_POLICY, ORG_ADMINS, Policy
+from langsmith_access.provisioning.queue import terms_of
 from langsmith_access.store.directory import member_standing
 from langsmith_access_tests.synced import new_org
 
@@ -62,6 +63,9 @@ def test_asked_terms_within_the_roles_max_are_kept_and_expire_from_when_applied(
     ({"duration": "9999d"}, "longer than the ceiling of 365d"),
     ({"duration": "abc"}, "--duration 'abc' is not a duration"),
     ({"duration": timedelta(0)}, "--duration must be positive"),
+    # Stored as whole seconds: half a second would be stored as none, a permanent grant.
+    ({"duration": timedelta(milliseconds=500)}, "--duration must be a whole number of seconds, at least 1"),
+    ({"duration": timedelta(seconds=90.5)}, "--duration must be a whole number of seconds"),
     ({"until": "2026-11-29T11:59Z"}, "--until 2026-11-29T11:59Z is in the past"),
     ({"until": "2026-11-29T20:01Z"}, "longer than the policy's maximum for Admin (8h): give a time before 2026-11-29T20:00Z"),
     ({"until": "2026-11-29T18:00"}, "has no time zone"),
@@ -165,3 +169,11 @@ def test_self_approval_compares_requester_and_grantee_case_insensitively(people)
     assert refusal(people, "workspace_admin", allowed, grantee="workspace_admin") is None
     # Denying a request for yourself is not self-approval.
     assert refusal(people, "workspace_admin", grantee="workspace_admin", approving=False) is None
+
+
+def test_a_recorded_duration_of_zero_is_a_duration_not_no_expiry():
+    # A row written by anything but access_terms (an older version, a hand edit) must not turn a
+    # time-bound grant into a permanent one: zero seconds ends at once.
+    applied = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    assert terms_of({"access_duration_seconds": 0, "access_until": None}).expires_at(applied) == applied
+    assert terms_of({"access_duration_seconds": None, "access_until": None}).expires_at(applied) is None
