@@ -27,10 +27,13 @@ Two ways to read live state, cheapest first for the batch at hand (``Provisioner
 
 Access governance (DESIGN.md section 10): an applied grant records the member's role before it
 (``prior_role_id``) and, when time-bound, when it ends (``expires_at``, counted from when it was
-verified); the revoke that ends it (a request with a ``parent_request_id``) is planned by
-``plan_expiry`` from that prior role, so it undoes only what the grant did. Settled requests
-raise their notifications (``request.applied``, ``request.failed``, ``access.expired``) in the
-same transaction as their status.
+verified); so does a grant found already satisfied by a time-bound grant of the same role (it
+extends it). The revoke that ends a grant (a request with a ``parent_request_id``) is planned
+by ``plan_expiry`` from that prior role, so it undoes only what the grant did, unless a later
+request took the membership over (``expiry.successor``): a later grant built on the granted
+role inherits the prior role and ends with it, a later revoke already ended it. Settled
+requests raise their notifications (``request.applied``, ``request.failed``,
+``access.expired``) in the same transaction as their status.
 
 The rest of the access picture (DESIGN.md section 9): a change to a member SCIM provisions is
 applied with a ``scim_warning`` event first (the identity provider may overwrite it at its next
@@ -66,10 +69,11 @@ from langsmith_access.langsmith import (
 )
 from langsmith_access.langsmith.client import PAGE_SIZE
 from langsmith_access.langsmith.refusals import explain_write_refusal, is_write_refusal
-from langsmith_access.provisioning import queue
+from langsmith_access.provisioning import expiry, queue
 from langsmith_access.provisioning.planner import (
     ADD,
     CHANGE_ROLE,
+    NOTHING,
     REMOVE,
     Plan,
     desired_role,
@@ -280,6 +284,12 @@ class Provisioner:
     _requests: dict[str, dict] = field(default_factory=dict)
     _first_write_plans: dict[str, Plan] = field(default_factory=dict)
     _restore_roles: dict[str, str | None] = field(default_factory=dict)
+    # Expiry revokes whose grant a later request took over: that request, and the prior role it
+    # inherits when the revoke settles.
+    _taken_over: dict[str, tuple[dict, str | None]] = field(default_factory=dict)
+    # Expiry revokes that end no access (it goes on, or a revoke already ended it): no
+    # access.expired.
+    _access_goes_on: set[str] = field(default_factory=set)
     _recovered: set[str] = field(default_factory=set)  # requests an earlier run sent a write for
     # Writes earlier runs sent, per request of the batch, read in one query by process_all (a
     # query per request took ~1 ms each, under the lock the batch's threads share).
@@ -365,7 +375,12 @@ class Provisioner:
         try:
             outcome = self._process(request)
         except Rejected as rejection:
-            outcome = Outcome(request_id, "rejected", str(rejection))
+            if request.get("parent_request_id"):
+                # The end of a time-bound grant whose member, workspace or role is gone: the
+                # access it gave is gone with them.
+                outcome = Outcome(request_id, "already_satisfied", f"{rejection}: nothing to undo")
+            else:
+                outcome = Outcome(request_id, "rejected", str(rejection))
         except LangSmithError as error:
             if _is_outage(error):
                 self._stop_for(error)  # not this request's fault: it waits for the next run
@@ -471,9 +486,24 @@ class Provisioner:
             return
         at = self._now()
         parent = request.get("parent_request_id")
-        if outcome.status == "applied" and request["action"] == "grant" and not parent:
-            expires_at = queue.terms_of(request).expires_at(at)
-            self._grant_terms.append((outcome.request_id, self._prior_role_id(outcome.request_id), expires_at))
+        if request["action"] == "grant" and not parent:
+            if outcome.status == "applied":
+                expires_at = queue.terms_of(request).expires_at(at)
+                self._grant_terms.append((outcome.request_id, self._prior_role_id(outcome.request_id), expires_at))
+            elif outcome.status == "already_satisfied":
+                # The member has the role already: a later grant's end undoes nothing of this one
+                # (prior role = the role), and when a time-bound grant of the role gave it, this one
+                # extends it (to its own end) and takes what that grant replaced when it ends.
+                extends = expiry.extends_a_time_bound_grant(self.conn, request)
+                expires_at = queue.terms_of(request).expires_at(at) if extends else None
+                self._grant_terms.append((outcome.request_id, request["role_id"], expires_at))
+        taken_over = self._taken_over.pop(outcome.request_id, None)
+        if taken_over is not None and outcome.status == "already_satisfied":
+            later, prior_role_id = taken_over
+            if later["action"] == "grant" and later["prior_role_id"] == request["role_id"]:
+                self._grant_terms.append((later["request_id"], prior_role_id, later["expires_at"]))
+        if outcome.request_id in self._access_goes_on and outcome.status == "already_satisfied":
+            return
         fields = {"request_id": outcome.request_id, "user": request["user_email"] or request["user_id"],
                   "workspace": request["workspace_name"], "role": request["role_name"], "detail": outcome.detail}
         if parent and outcome.status in ("applied", "already_satisfied"):
@@ -615,9 +645,41 @@ class Provisioner:
     def _plan(self, request: dict, live: Live | None) -> Plan:
         current, identity = (live.role_id, live.id) if live else (None, None)
         if request.get("parent_request_id"):  # the revoke that ends a time-bound grant
-            return plan_expiry(request["role_id"], self._restore_role_id(request), current, identity,
-                               self.directory.role_names)
+            taken_over = self._plan_taken_over(request, current, identity)
+            if taken_over is not None:
+                return taken_over
+            restore = self._restore_role_id(request)
+            if restore == request["role_id"]:
+                # A grant that extended one of the same role, which is still in force: it ends later.
+                with self._lock:
+                    self._access_goes_on.add(request["request_id"])
+            return plan_expiry(request["role_id"], restore, current, identity, self.directory.role_names)
         return plan_change(request["action"], request["role_id"], current, identity, self.directory.role_names)
+
+    def _plan_taken_over(self, revoke: dict, current: str | None, identity: str | None) -> Plan | None:
+        """The end of a grant that a later request took over (``expiry.successor``): nothing to
+        write. A later grant built on the granted role (it replaced it, or found it there)
+        inherits the role the ended grant replaced; a later revoke, or a grant over another role,
+        already undid what it did. None: no later request, the grant's own end applies."""
+        names = self.directory.role_names
+        with self._lock:
+            [grant] = queue.fetch_requests(self.conn, "request_id = ?", [revoke["parent_request_id"]])
+            later = expiry.successor(self.conn, grant)
+            if later is None:
+                return None
+            self._taken_over[revoke["request_id"]] = (later, grant["prior_role_id"])
+            self._access_goes_on.add(revoke["request_id"])
+        what = f"request {later['request_id']} ({later['action']} of {later['role_name'] or later['role_id']})"
+        if later["action"] == "grant" and later["prior_role_id"] == grant["role_id"]:
+            back = names.get(grant["prior_role_id"], grant["prior_role_id"]) if grant["prior_role_id"] else None
+            then = f"gives back {back}" if back else "removes the member"
+            ends = (f"when it ends ({queue.iso_minutes(later['expires_at'])}) it {then}"
+                    if later["expires_at"] is not None else "it has no end")
+            role = names.get(grant["role_id"], grant["role_id"])
+            explanation = f"continued by {what}, which took over this grant's {role}: {ends}"
+        else:
+            explanation = f"{what} changed this membership since the grant; nothing to undo"
+        return Plan(NOTHING, current, current, identity, explanation)
 
     def _restore_role_id(self, request: dict) -> str | None:
         """For the revoke that ends a grant: the role the grant replaced (None: it added them)."""
@@ -671,6 +733,11 @@ class Provisioner:
 
     def _validate_live(self, request: dict) -> EnrichedMember | OrgMember:
         """Everything checked at queue time, checked again against LangSmith now."""
+        until = request.get("access_until")
+        if request["action"] == "grant" and until is not None and until <= queue.now_utc():
+            # Approved or claimed too late: applying it now would grant access that is already over.
+            raise Rejected(f"its --until ({queue.iso_minutes(until)}) has passed: nothing applied; ask again "
+                           "with a later --until")
         role = self.directory.roles.get(request["role_id"])
         if role is None:
             raise Rejected(f"role {request['role_name'] or request['role_id']} no longer exists in LangSmith")

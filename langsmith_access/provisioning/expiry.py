@@ -10,7 +10,14 @@ nothing and revokes once.
 
 The revoke undoes only what the grant did (``planner.plan_expiry``): the executor reads the
 grant's ``prior_role_id`` (recorded when it was applied) to know whether to remove the member or
-restore the role they had.
+restore the role they had. A later request on the same membership that is still in force (its
+``successor``) changes that: a later grant built on the granted role (it replaced it, or found it
+already there) takes over what the member had before, and ends with it; a later revoke already
+ended the access. So grants stack: Editor for 8h, then Admin for 1h, gives Editor back after the
+hour and the member's first role after 8h, and a second grant of the same role extends the first.
+
+A revoke that failed (LangSmith refused or did not answer) is queued again, after 5 minutes,
+then 10, 20, ... at most 6 hours apart: the access must end.
 """
 
 from __future__ import annotations
@@ -29,24 +36,83 @@ from langsmith_access.provisioning.queue import (
     record_event,
 )
 
-# Grants whose access may end: applied, time-bound, and not yet given their expiry revoke.
+_REQUESTS = "main.provisioning_requests"  # a grant's own row, in the conditions below
+
+
+def _in_force(row: str) -> str:
+    """``row`` changed a membership or confirmed a grant (a revoke that found nothing to remove
+    changed nothing), and no expiry revoke of its own has undone that since."""
+    return (
+        f"({row}.status = 'applied' OR ({row}.action = 'grant' AND {row}.status = 'already_satisfied')) "
+        f"AND {row}.parent_request_id IS NULL AND NOT EXISTS (SELECT 1 FROM {_REQUESTS} AS ended "
+        f"WHERE ended.parent_request_id = {row}.request_id AND ended.status IN ('applied', 'already_satisfied'))"
+    )
+
+
+def _settled_after(later: str, earlier: str) -> str:
+    """``later`` settled after ``earlier`` (one batch settles in queue order, at one time)."""
+    return (f"({later}.updated_at > {earlier}.updated_at OR ({later}.updated_at = {earlier}.updated_at "
+            f"AND {later}.request_seq > {earlier}.request_seq))")
+
+
+# Grants whose access may end: in force, with an end, and not given an expiry revoke yet, or
+# only ones that failed (queued again after a backoff: ``_RETRY_DUE``).
 _LIVE_TIME_BOUND = (
-    "action = 'grant' AND status = 'applied' AND expires_at IS NOT NULL AND parent_request_id IS NULL "
-    "AND NOT EXISTS (SELECT 1 FROM main.provisioning_requests AS child "
-    "WHERE child.parent_request_id = provisioning_requests.request_id)"
+    f"action = 'grant' AND expires_at IS NOT NULL AND {_in_force('provisioning_requests')} "
+    f"AND NOT EXISTS (SELECT 1 FROM {_REQUESTS} AS child "
+    "WHERE child.parent_request_id = provisioning_requests.request_id AND child.status <> 'failed')"
 )
-# Of those, the ones ending within (?, ?] that were not warned about yet.
+_RETRY_DUE = (
+    "coalesce((SELECT max(child.updated_at) + to_seconds(CAST(least(300 * pow(2, count(*) - 1), 21600) "
+    f"AS BIGINT)) FROM {_REQUESTS} AS child WHERE child.parent_request_id = "
+    "provisioning_requests.request_id AND child.status = 'failed'), expires_at) <= ?"
+)
+_DUE = f"{_LIVE_TIME_BOUND} AND expires_at <= ? AND {_RETRY_DUE}"
+# Grants a later request in force on the same membership took over (``successor``): when they
+# end, the member's access does not; no warning of theirs.
+_TAKEN_OVER = (
+    f"EXISTS (SELECT 1 FROM {_REQUESTS} AS later WHERE later.user_id = provisioning_requests.user_id "
+    "AND later.workspace_id = provisioning_requests.workspace_id "
+    f"AND {_settled_after('later', 'provisioning_requests')} AND {_in_force('later')})"
+)
+# Of the live ones, those ending within (?, ?] that were not warned about yet.
 _TO_WARN = (
-    f"{_LIVE_TIME_BOUND} AND expires_at > ? AND expires_at <= ? AND NOT EXISTS (SELECT 1 FROM "
-    "main.provisioning_events AS e WHERE e.request_id = provisioning_requests.request_id "
+    f"{_LIVE_TIME_BOUND} AND NOT {_TAKEN_OVER} AND expires_at > ? AND expires_at <= ? AND NOT EXISTS "
+    "(SELECT 1 FROM main.provisioning_events AS e WHERE e.request_id = provisioning_requests.request_id "
     "AND e.kind = 'expiry_warned')"
 )
+
+
+def successor(conn: duckdb.DuckDBPyConnection, grant: dict) -> dict | None:
+    """The first request on ``grant``'s membership (its user in its workspace) that settled after
+    it, took effect, and is still in force; None if there is none (the grant's own effect is
+    what the member has, unless someone changed it by hand)."""
+    later = fetch_requests(
+        conn,
+        f"user_id = ? AND workspace_id = ? AND {_in_force('provisioning_requests')} AND EXISTS (SELECT 1 FROM "
+        f"{_REQUESTS} AS grant_ WHERE grant_.request_id = ? AND {_settled_after('provisioning_requests', 'grant_')})",
+        [grant["user_id"], grant["workspace_id"], grant["request_id"]],
+    )
+    # fetch_requests orders by queue order; settled order is what counts.
+    later.sort(key=lambda r: (r["updated_at"], r["request_seq"]))
+    return later[0] if later else None
+
+
+def extends_a_time_bound_grant(conn: duckdb.DuckDBPyConnection, request: dict) -> bool:
+    """Does ``request`` (a grant the member already satisfies) find its role given by a
+    time-bound grant still in force? Then it extends that access to its own end."""
+    return bool(fetch_requests(
+        conn,
+        f"user_id = ? AND workspace_id = ? AND role_id = ? AND request_id <> ? AND action = 'grant' "
+        f"AND expires_at IS NOT NULL AND {_in_force('provisioning_requests')}",
+        [request["user_id"], request["workspace_id"], request["role_id"], request["request_id"]],
+    ))
 
 
 def queue_due_expiries(conn: duckdb.DuckDBPyConnection, now: datetime) -> list[str]:
     """Queue the revoke of every time-bound grant due at ``now``; the revokes' ids. One
     transaction (the caller holds the writer lease)."""
-    due = fetch_requests(conn, f"{_LIVE_TIME_BOUND} AND expires_at <= ?", [now])
+    due = fetch_requests(conn, _DUE, [now, now])
     if not due:
         return []
     revokes = []
@@ -114,7 +180,7 @@ def expiry_work_due(conn: duckdb.DuckDBPyConnection, now: datetime, warning: tim
         "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'").fetchall()}
     if "expires_at" not in columns:  # never queued, or a copy from before access governance
         return []
-    due = [r["request_id"] for r in fetch_requests(conn, f"{_LIVE_TIME_BOUND} AND expires_at <= ?", [now])]
+    due = [r["request_id"] for r in fetch_requests(conn, _DUE, [now, now])]
     due += [r["request_id"] for r in fetch_requests(
         conn, "status = 'awaiting_approval' AND approval_deadline <= ?", [now])]
     if warning is not None:

@@ -95,6 +95,9 @@ def plan_expiry(
         current = names.get(current_role_id, current_role_id)
         return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
                     f"holds {current}, not the granted {role}: changed by someone since the grant; left alone")
+    if restore_role_id == role_id:
+        return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
+                    f"held {role} before the grant too (it extended a grant of {role}); nothing to undo")
     if restore_role_id is None:
         return Plan(REMOVE, current_role_id, None, workspace_identity_id,
                     f"remove {role} from the workspace (the grant added them)")

@@ -3,7 +3,15 @@
 import duckdb
 import pytest
 
-from langsmith_access.provisioning.planner import ADD, CHANGE_ROLE, NOTHING, REMOVE, desired_role, plan_change
+from langsmith_access.provisioning.planner import (
+    ADD,
+    CHANGE_ROLE,
+    NOTHING,
+    REMOVE,
+    desired_role,
+    plan_change,
+    plan_expiry,
+)
 from langsmith_access.provisioning.queue import ChangeRequest, RequestRejected, resolve_change, submit_on
 from langsmith_access.store.schema import ensure_schema
 
@@ -135,6 +143,25 @@ def test_every_plan_branch(action, role, current, kind, explanation):
     assert plan.needs_write == (kind != NOTHING)
     # The state that means "done" is the plan's target.
     assert desired_role(action, role, current) == plan.target_role_id
+
+
+@pytest.mark.parametrize(
+    "restore, current, kind, target, explanation",
+    [
+        (None, EDITOR, REMOVE, None, "remove Editor from the workspace (the grant added them)"),
+        (VIEWER, EDITOR, CHANGE_ROLE, VIEWER, "restore Viewer, the role before the grant of Editor"),
+        (VIEWER, None, NOTHING, None, "no longer a member of the workspace: removed since the grant of Editor; "
+         "nothing to undo"),
+        (VIEWER, ADMIN, NOTHING, ADMIN, "holds Admin, not the granted Editor: changed by someone since the grant; "
+         "left alone"),
+        # A grant that found the role already given by a time-bound grant (it extended it).
+        (EDITOR, EDITOR, NOTHING, EDITOR, "held Editor before the grant too (it extended a grant of Editor); "
+         "nothing to undo"),
+    ],
+)
+def test_every_expiry_plan_branch(restore, current, kind, target, explanation):
+    plan = plan_expiry(EDITOR, restore, current, "wi-1" if current else None, NAMES)
+    assert (plan.kind, plan.target_role_id, plan.explanation) == (kind, target, explanation)
 
 
 def test_unknown_action_is_refused():

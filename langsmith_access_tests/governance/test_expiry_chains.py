@@ -1,0 +1,138 @@
+"""Time-bound grants on one membership, one after another (DESIGN.md section 10: "the revoke
+undoes only what the grant did"): a later grant of the same role extends the access, a grant on
+top of a time-bound one inherits what it replaced, a later revoke or grant is never undone by an
+earlier grant's end; an end that fails is tried again; an end time that passed before the grant
+was applied applies nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from langsmith_access.api import approve, deliver_notifications, list_requests, provision, request_grant, request_revoke
+from langsmith_access.provisioning.expiry import expiry_work_due, queue_due_expiries
+from langsmith_access_tests.governance.support import WORKSPACE, request_row
+
+
+def expire_due(database, at: datetime) -> list[str]:
+    """Queue the revokes of the grants due at ``at`` (as a provisioning run would then)."""
+    with database.writer_lease("test: expiry due"), database.connect() as conn:
+        return queue_due_expiries(conn, at)
+
+
+def children(database) -> dict[str, dict]:
+    """The expiry revokes, by the grant each ends."""
+    return {r["parent_request_id"]: r for r in list_requests(database=database.path) if r["parent_request_id"]}
+
+
+def test_grants_on_one_membership_stack_and_each_end_undoes_only_its_own(governed, monkeypatch):
+    sandbox, org, database, people, receiver = governed
+    # The runs below warn of nothing: which grants are due a warning is checked on its own.
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")
+    workspace, roles = people.workspace, people.roles
+    extended, stacked, revoked, departed, too_late = people.outsiders[:5]
+    now = datetime.now(UTC)
+
+    first = {
+        "extended": request_grant(extended.email, WORKSPACE, "Editor", duration="1h"),
+        "stacked": request_grant(stacked.email, WORKSPACE, "Editor", duration="1h"),
+        "revoked": request_grant(revoked.email, WORKSPACE, "Editor", duration="1h"),
+        "departed": request_grant(departed.email, WORKSPACE, "Editor", duration="1h"),
+        "too_late": request_grant(too_late.email, WORKSPACE, "Editor", until=(now + timedelta(hours=1)).isoformat()),
+    }
+    # Its end time passes before a run applies it (say it waited for an approval).
+    with database.writer_lease("test: until passed"), database.connect() as conn:
+        conn.execute("UPDATE main.provisioning_requests SET access_until = ? WHERE request_id = ?",
+                     [now - timedelta(minutes=1), first["too_late"].request_id])
+    assert provision().success
+    rows = {name: request_row(database, g.request_id) for name, g in first.items()}
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "extended": "applied", "stacked": "applied", "revoked": "applied", "departed": "applied",
+        "too_late": "rejected"}
+    assert "has passed: nothing applied" in rows["too_late"]["status_detail"]
+    assert org.membership(workspace.id, too_late.ls_user_id) is None
+
+    # Then: the same role for 30 days (already held: it extends the hour), Admin on top of the
+    # hour of Editor (approved), and a revoke followed by a grant for as long as the policy allows.
+    extension = request_grant(extended.email, WORKSPACE, "Editor", duration="30d")
+    on_top = request_grant(stacked.email, WORKSPACE, "Admin", duration="2h", requested_by="ops@example.com")
+    assert approve(on_top.request_id, by=people.admin.email).recorded
+    revoke = request_revoke(revoked.email, WORKSPACE, "Editor", reason="left the project")
+    regrant = request_grant(revoked.email, WORKSPACE, "Editor", reason="back on the project")
+    assert provision().success
+    later = {name: request_row(database, r.request_id) for name, r in
+             (("extension", extension), ("on_top", on_top), ("revoke", revoke), ("regrant", regrant))}
+    assert {name: row["status"] for name, row in later.items()} == {
+        "extension": "already_satisfied", "on_top": "applied", "revoke": "applied", "regrant": "applied"}
+    assert later["extension"]["expires_at"] is not None  # it extends a time-bound grant of its role
+    assert later["extension"]["prior_role_id"] == roles["Editor"]
+    assert later["on_top"]["prior_role_id"] == roles["Editor"]
+    assert later["regrant"]["expires_at"] > now + timedelta(days=89)  # the policy's max for Editor: 90d
+    org.remove_member(departed.ls_user_id)
+
+    # Within three hours only the grants whose end is the member's are due a warning.
+    with database.connect(read_only=True) as conn:
+        warned = set(expiry_work_due(conn, now, timedelta(hours=3)))
+    assert warned == {first["departed"].request_id, on_top.request_id}
+
+    # An hour on: the four hour-long grants end.
+    due = expire_due(database, now + timedelta(minutes=61))
+    assert len(due) == 4
+    assert provision().success
+    ends = children(database)
+    end = {name: ends[first[name].request_id] for name in ("extended", "stacked", "revoked", "departed")}
+    assert {name: row["status"] for name, row in end.items()} == dict.fromkeys(end, "already_satisfied")
+    assert end["extended"]["status_detail"].startswith(
+        f"continued by request {extension.request_id} (grant of Editor), which took over this grant's Editor: "
+        "when it ends (")
+    assert end["extended"]["status_detail"].endswith("it removes the member")
+    assert f"continued by request {on_top.request_id} (grant of Admin)" in end["stacked"]["status_detail"]
+    assert (f"request {revoke.request_id} (revoke of Editor) changed this membership since the grant; "
+            "nothing to undo") in end["revoked"]["status_detail"]
+    assert end["departed"]["status_detail"].endswith("is not an active org member any more: nothing to undo")
+    # Nobody lost access they were given later.
+    assert org.membership(workspace.id, extended.ls_user_id).role_id == roles["Editor"]
+    assert org.membership(workspace.id, stacked.ls_user_id).role_id == roles["Admin"]
+    assert org.membership(workspace.id, revoked.ls_user_id).role_id == roles["Editor"]
+    # What the hour of Editor replaced (nothing: it added them) is now the later grants'.
+    assert request_row(database, extension.request_id)["prior_role_id"] is None
+    assert request_row(database, on_top.request_id)["prior_role_id"] is None
+
+    # Thirty-one days on: the Admin hours and the 30 days end; each removes the member it added.
+    assert len(expire_due(database, now + timedelta(days=31))) == 2
+    assert provision().success
+    assert org.membership(workspace.id, stacked.ls_user_id) is None
+    assert org.membership(workspace.id, extended.ls_user_id) is None
+    assert org.membership(workspace.id, revoked.ls_user_id).role_id == roles["Editor"]  # its own end is 90 days on
+
+    deliver_notifications()
+    expired = sorted(b["request_id"] for b in receiver.bodies() if b["event"] == "access.expired")
+    # An end that ended nothing (the access went on, or a revoke had ended it) is not news.
+    assert expired == sorted([first["departed"].request_id, on_top.request_id, extension.request_id])
+
+
+def test_a_failed_end_is_queued_again_after_a_growing_wait(env):
+    sandbox, org, database = env
+    member = next(m for m in org.active_members() if not m.is_disabled)
+    grant = request_grant(member.email, org.shared_workspaces()[0].display_name, "Viewer", duration="1h")
+    ended_at = datetime.now(UTC) + timedelta(hours=2)
+    with database.writer_lease("test: failed ends"), database.connect() as conn:
+        # As if applied an hour ago (the run itself is not what this test is about).
+        conn.execute("UPDATE main.provisioning_requests SET status = 'applied', updated_at = ?, expires_at = ? "
+                     "WHERE request_id = ?", [ended_at - timedelta(hours=1), ended_at, grant.request_id])
+        [revoke] = queue_due_expiries(conn, ended_at)
+        waits, failed_at = [], ended_at
+        for _ in range(4):
+            # LangSmith refused it: the request failed.
+            conn.execute("UPDATE main.provisioning_requests SET status = 'failed', updated_at = ? WHERE request_id = ?",
+                         [failed_at, revoke])
+            wait = timedelta(minutes=1)
+            while grant.request_id not in expiry_work_due(conn, failed_at + wait, None) and wait < timedelta(hours=7):
+                wait += timedelta(minutes=1)
+            waits.append(wait)
+            failed_at += wait
+            [revoke] = queue_due_expiries(conn, failed_at)
+        assert waits == [timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=20), timedelta(minutes=40)]
+        # While one is pending none follows; once one is applied, none ever does.
+        assert queue_due_expiries(conn, failed_at + timedelta(days=30)) == []
+        conn.execute("UPDATE main.provisioning_requests SET status = 'applied' WHERE request_id = ?", [revoke])
+        assert queue_due_expiries(conn, failed_at + timedelta(days=30)) == []
