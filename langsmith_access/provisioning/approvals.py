@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.governance.decisions import Grantee, approver_refusal
+from langsmith_access.governance.decisions import AccessTermsRefused, Grantee, access_terms, approver_refusal
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.governance.policy import PolicyError, governing_policy
 from langsmith_access.provisioning.queue import (
@@ -31,6 +31,7 @@ from langsmith_access.provisioning.queue import (
     new_id,
     now_utc,
     record_event,
+    terms_of,
 )
 from langsmith_access.settings import mask_keys
 from langsmith_access.store import directory
@@ -135,6 +136,8 @@ def decide_on(
     standing = directory.member_standing(conn, approver, request["workspace_id"])
     grantee = Grantee(request["user_id"], request["user_email"], request["requested_by"], request["workspace_name"])
     refusal = approver_refusal(policy, standing, grantee, approving=decision == APPROVED)
+    if refusal is None and decision == APPROVED:
+        refusal = _terms_refusal(policy, request, at)
     if refusal is not None:
         return refuse(refusal, status)
 
@@ -163,6 +166,23 @@ def decide_on(
                     user=request["user_email"] or request["user_id"], workspace=request["workspace_name"],
                     role=request["role_name"], detail=detail)
     return DecisionResult(request_id, decision, True, f"denied: {target}.", "denied")
+
+
+def _terms_refusal(policy, request: dict, at: datetime) -> str | None:
+    """Why the policy as it is now would not give the request the terms it was queued with (the
+    policy may have changed while it waited); None when it would."""
+    asked = terms_of(request)
+    try:
+        now_allowed = access_terms(policy, request["role_id"], request["role_name"] or request["role_id"], now=at,
+                                   duration=asked.duration, until=asked.until)
+    except AccessTermsRefused as error:
+        reason = str(error)
+    else:
+        if asked.duration is not None or asked.until is not None or now_allowed.duration is None:
+            return None
+        reason = f"it has no end, and the policy now gives {request['role_name']} grants one: {now_allowed.describe()}"
+    return (f"request {request['request_id']} asks for access {asked.describe()}, which the access policy no "
+            f"longer allows ({reason}): deny it, and ask again within the policy.")
 
 
 def _not_awaiting(request: dict) -> str:

@@ -14,11 +14,11 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from langsmith_access.api import approve, deliver_notifications, list_requests, provision, request_grant
+from langsmith_access.api import approve, deliver_notifications, deny, list_requests, provision, request_grant
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
-from langsmith_access_tests.governance.support import WORKSPACE, cli, events, request_row, writes
+from langsmith_access_tests.governance.support import POLICY, WORKSPACE, cli, events, request_row, writes
 from langsmith_access_tests.helpers import query
 
 
@@ -293,3 +293,27 @@ def test_the_same_change_with_other_terms_is_refused_not_folded_into_the_queued_
     assert "lasts for 8h" in json.loads(cli(*ask, "--duration", "1d", "--reason", "ticket 1", "--json").stdout)["message"]
     row = request_row(database, first_id)  # the queued one is as it was asked
     assert (row["status"], row["access_duration_seconds"], row["reason"]) == ("pending", 8 * 3600, "ticket 1")
+
+
+def test_an_approval_checks_the_terms_against_the_policy_as_it_is_now(governed, monkeypatch, tmp_path):
+    sandbox, org, database, people, receiver = governed
+    eight_hours = request_grant(people.editors[0].email, WORKSPACE, "Admin", duration="8h")
+    unbounded = request_grant(people.editors[1].email, WORKSPACE, "Admin")  # the policy's max: 8h
+    assert (eight_hours.status, unbounded.status) == ("awaiting_approval", "awaiting_approval")
+    # While they wait, the policy lowers Admin's max to an hour.
+    stricter = tmp_path / "stricter.yaml"
+    stricter.write_text(POLICY.replace('"Admin": 8h', '"Admin": 1h'))
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(stricter))
+    refused = approve(eight_hours.request_id, by=people.admin.email)
+    assert not refused.recorded and refused.status == "awaiting_approval"
+    assert refused.message == (
+        f"request {eight_hours.request_id} asks for access for 8h from when it is applied, which the access "
+        "policy no longer allows (--duration 8h is longer than the policy's maximum for Admin (1h): ask for at "
+        "most 1h.): deny it, and ask again within the policy.")
+    # Its 8 hours were the max then: recorded as a duration like any other, refused the same way.
+    assert not approve(unbounded.request_id, by=people.admin.email).recorded
+    assert request_row(database, eight_hours.request_id)["status"] == "awaiting_approval"
+    assert [d["reason"] for kind, d in events(database, eight_hours.request_id) if kind == "decision_refused"] == [
+        refused.message]
+    # Denying it is still possible.
+    assert deny(eight_hours.request_id, by=people.admin.email).recorded
