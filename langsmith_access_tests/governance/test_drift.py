@@ -7,7 +7,8 @@ and a webhook receiver on 127.0.0.1.
   non-blocking check ``unexplained_privileged_changes`` and one ``change.unexplained``; the
   sync publishes all the same. Changes made through provisioning are never rows, whether the
   refresh after the provisioning run recorded them or (a run that died before its refresh)
-  the next sync did. Re-running the sync keeps the rows and notifies nothing twice.
+  the next sync did; a request whose effect a later one undid explains nothing (an Admin added
+  by hand after a time-bound Admin grant ended is drift). Re-running the sync keeps the rows and notifies nothing twice.
 - A sync (the console script, which delivers it) or an inventory run that fails raises
   ``sync.failed``, kept in the working file after the run's scratch copy is discarded, with no
   secret in it.
@@ -16,6 +17,7 @@ and a webhook receiver on 127.0.0.1.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -26,6 +28,7 @@ from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import Provisioner
+from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.settings import Settings
 from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.governance.support import cli, request_row
@@ -80,14 +83,22 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     outsiders = [m for m in enabled if m.ls_user_id not in workspace.memberships]
     editor = next(m for m in enabled if workspace.memberships.get(m.ls_user_id)
                   and workspace.memberships[m.ls_user_id].role_id == role["WORKSPACE_USER"])
-    provisioned, hand_made_admin, promoted = outsiders[0], outsiders[1], outsiders[2]
+    provisioned, hand_made_admin, promoted, readded = outsiders[:4]
 
-    # 1. Through provisioning, refreshed by its own run: an Editor grant.
+    # 1. Through provisioning, refreshed by its own run: an Editor grant, and an hour of Admin
+    # that then ends (the member removed).
     granted = request_grant(provisioned.email, workspace.id, "Editor", requested_by="ops@example.com")
     assert granted.accepted, granted.message
+    an_hour = request_grant(readded.email, workspace.id, "Admin", duration="1h")
     outcome = provision()
     assert outcome.success, outcome.failure
     assert request_row(database, granted.request_id)["status"] == "applied"
+    assert request_row(database, an_hour.request_id)["status"] == "applied"
+    with database.writer_lease("test: the hour is over"), database.connect() as conn:
+        assert len(queue_due_expiries(conn, datetime.now(UTC) + timedelta(minutes=61))) == 1
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert readded.ls_user_id not in org.workspace(workspace.id).memberships
     assert unexplained(database) == set()  # the refresh rebuilt the report: nothing unexplained
 
     # 2. Through provisioning by a run that died before its refresh: the next sync records it
@@ -103,8 +114,10 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
             client.close()
     assert org.workspace(workspace.id).memberships[editor.ls_user_id].role_id == role["WORKSPACE_ADMIN"]
 
-    # 3. By hand, in LangSmith: an Admin of the workspace and an Organization Admin.
+    # 3. By hand, in LangSmith: an Admin of the workspace (twice: one whose hour of Admin
+    # through provisioning ended) and an Organization Admin.
     org.add_workspace_membership(workspace.id, hand_made_admin.ls_user_id, role["WORKSPACE_ADMIN"])
+    org.add_workspace_membership(workspace.id, readded.ls_user_id, role["WORKSPACE_ADMIN"])
     org.set_org_role(promoted.ls_user_id, role["ORGANIZATION_ADMIN"])
 
     synced = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(), dagster_instance=instance)
@@ -113,6 +126,7 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     # Exactly the hand-made changes, with this sync's id; the provisioned ones are not there.
     expected = {
         ("added", hand_made_admin.ls_user_id, workspace.id, role["WORKSPACE_ADMIN"], None, synced.run_id),
+        ("added", readded.ls_user_id, workspace.id, role["WORKSPACE_ADMIN"], None, synced.run_id),
         ("role_changed", promoted.ls_user_id, None, role["ORGANIZATION_ADMIN"], role["ORGANIZATION_USER"],
          synced.run_id),
     }
@@ -132,10 +146,10 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     # The check: a WARN result on the report, not blocking, and the sync published.
     [warned] = drift_check_results(instance, synced.run_id)
     assert (warned.passed, warned.severity) == (False, dg.AssetCheckSeverity.WARN)
-    assert warned.metadata["dagster_dbt/failed_row_count"].value == 2
+    assert warned.metadata["dagster_dbt/failed_row_count"].value == 3
     run = instance.get_run_by_id(synced.run_id)
     assert run is not None and run.is_success
-    assert published_drift(instance, synced.run_id) == 2  # the UI plots it across runs
+    assert published_drift(instance, synced.run_id) == 3  # the UI plots it across runs
     assert query(database.path, "SELECT count(*) FROM main.sync_runs WHERE sync_id = ?", [synced.run_id]) == [(1,)]
     assert (hand_made_admin.ls_user_id,) in query(
         database.path, "SELECT user_id FROM main.grants WHERE workspace_id = ? AND role_id = ?",
@@ -147,6 +161,7 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     drift = bodies(receiver, "change.unexplained")
     assert sorted((b["user"], b["workspace"], b["role"]) for b in drift) == sorted([
         (hand_made_admin.email, workspace.display_name, "Admin"),
+        (readded.email, workspace.display_name, "Admin"),
         (promoted.email, None, "Organization Admin"),
     ])
     for body in drift:
@@ -156,7 +171,7 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     assert "Admin added in" in next(b for b in drift if b["user"] == hand_made_admin.email)["detail"]
     assert "from Organization User to Organization Admin" in next(
         b for b in drift if b["user"] == promoted.email)["detail"]
-    assert {b["request_id"] for b in bodies(receiver, "request.applied")} == {granted.request_id}
+    assert {b["request_id"] for b in bodies(receiver, "request.applied")} == {granted.request_id, an_hour.request_id}
 
     # 4. The same sync again: nothing changed, so the rows stay, nothing is added, the check
     # passes, and no change is notified twice.
@@ -167,8 +182,8 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     assert passed.passed
     assert published_drift(instance, again.run_id) == 0
     deliver_notifications()
-    assert len(bodies(receiver, "change.unexplained")) == 2
-    assert query(database.path, "SELECT count(*) FROM main.notifications WHERE event = 'change.unexplained'") == [(2,)]
+    assert len(bodies(receiver, "change.unexplained")) == 3
+    assert query(database.path, "SELECT count(*) FROM main.notifications WHERE event = 'change.unexplained'") == [(3,)]
 
 
 def test_a_failed_sync_and_a_failed_inventory_raise_sync_failed(watched, monkeypatch):

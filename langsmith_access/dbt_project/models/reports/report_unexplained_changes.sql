@@ -11,7 +11,10 @@
 --   role_changed  a grant of the role now held, or the revoke that ended a time-bound grant
 --                 and gave back the role it had replaced (parent grant's prior_role_id)
 -- "Applied" is when provisioning verified the request (its first observation), else when it
--- settled (already_satisfied verifies nothing). "The previous sync" is the latest sync that
+-- settled (already_satisfied verifies nothing). A request explains only what it left in place:
+-- one followed, before the change, by another request on the same membership that took effect
+-- (applied, or a grant already satisfied) explains nothing (a time-bound Admin grant whose
+-- expiry removed the member does not explain an Admin added by hand afterwards). "The previous sync" is the latest sync that
 -- finished before this sync read LangSmith (main.sync_runs; syncs and provisioning runs take
 -- turns under the writer lease, so nothing is applied between a sync's read and its build).
 --
@@ -74,7 +77,9 @@ settled_requests as (
         requests.workspace_id,
         requests.role_id,
         parents.prior_role_id as restored_role_id,
-        cast(coalesce(first_verifications.verified_at, requests.updated_at) as timestamptz) as applied_at
+        cast(coalesce(first_verifications.verified_at, requests.updated_at) as timestamptz) as applied_at,
+        requests.status = 'applied' or (requests.action = 'grant' and requests.status = 'already_satisfied')
+            as took_effect
     from requests
     left join first_verifications
         on first_verifications.request_id = requests.request_id
@@ -83,15 +88,32 @@ settled_requests as (
     where requests.status in ('applied', 'already_satisfied')
 ),
 
+-- When the next request that took effect on the same membership was applied: from then on the
+-- earlier one explains nothing.
+superseded as (
+    select
+        settled_requests.*,
+        (
+            select min(later.applied_at)
+            from settled_requests as later
+            where later.user_id = settled_requests.user_id
+                and later.workspace_id = settled_requests.workspace_id
+                and later.took_effect
+                and later.applied_at > settled_requests.applied_at
+        ) as superseded_at
+    from settled_requests
+),
+
 explained as (
     select changes.change_id
     from changes
     cross join previous_sync
-    inner join settled_requests
+    inner join superseded as settled_requests
         on settled_requests.user_id = changes.user_id
         and settled_requests.workspace_id = changes.workspace_id
         and settled_requests.applied_at > coalesce(previous_sync.finished_at, '-infinity'::timestamptz)
         and settled_requests.applied_at <= changes.changed_at
+        and coalesce(settled_requests.superseded_at, 'infinity'::timestamptz) > changes.changed_at
         and (
             (settled_requests.action = 'grant'
                 and changes.change_type in ('added', 'role_changed')
