@@ -27,6 +27,8 @@ import json
 import re
 import socket
 import ssl
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,6 +63,24 @@ LONGEST_RETRY = timedelta(hours=1)
 # A claimed row is left alone this long by other deliverers; past it, it is sent again.
 CLAIM_WINDOW = timedelta(minutes=5)
 DELIVERED, PENDING = "delivered", "pending"
+# One delivery (a command's, the sensor's) spends at most this long posting: a slow receiver
+# delays notifications, never the command or the sensor's tick. What it did not get to stays due.
+DELIVERY_BUDGET_SECONDS = 30.0
+# The failures that say the receiver is unreachable (not that it refused one payload): the
+# delivery stops there instead of waiting on it again for every row.
+_UNREACHABLE = ("the receiver did not answer", "could not connect")
+NOT_TRIED = "not tried this time: the receiver was unreachable or the delivery ran out of time"
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One claimed row after a delivery: ``failure`` None when delivered; ``tried`` False when
+    the delivery stopped before it (the attempt its claim counted is given back)."""
+
+    row_id: str
+    attempts: int
+    failure: str | None
+    tried: bool = True
 
 
 def iso(moment: datetime) -> str:
@@ -260,10 +280,28 @@ def _without_credentials(url: str) -> tuple[str, str | None]:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
 
 
-def post(webhook: Webhook, payload: Mapping) -> str | None:
-    """POST one payload. None when the receiver accepted it (2xx), else why not: the kind of
-    failure, never the address (exception texts may hold the URL, so none is passed on)."""
+def post(webhook: Webhook, payload: Mapping, notification_id: str | None = None) -> str | None:
+    """POST one payload, all of it within ``webhook.timeout_seconds`` (a receiver that trickles
+    its answer byte by byte is cut off too). None when the receiver accepted it (2xx), else why
+    not: the kind of failure, never the address (exception texts may hold the URL, so none is
+    passed on). ``notification_id`` goes as the ``Idempotency-Key`` header: a notification sent
+    twice (at least once means sometimes twice) carries the same key."""
+    answer: list[str | None] = []
+    # urllib's timeout bounds each socket operation, not the whole exchange: the POST runs on a
+    # daemon thread, waited for at most the timeout; one cut off ends on its own socket timeout.
+    worker = threading.Thread(target=lambda: answer.append(_post(webhook, payload, notification_id)),
+                              name="webhook-post", daemon=True)
+    worker.start()
+    worker.join(webhook.timeout_seconds)
+    if not answer:
+        return f"the receiver did not answer within {webhook.timeout_seconds:g} s"
+    return answer[0]
+
+
+def _post(webhook: Webhook, payload: Mapping, notification_id: str | None) -> str | None:
     headers = {"Content-Type": "application/json", "User-Agent": "langsmith-access"}
+    if notification_id is not None:
+        headers["Idempotency-Key"] = notification_id
     try:
         url, authorization = _without_credentials(webhook.url.reveal())
     except ValueError:  # a port that is no port (the text is not shown: it holds the URL)
@@ -322,28 +360,46 @@ def deliver_due(
     now: datetime | None = None,
     limit: int = 100,
     lease_timeout_seconds: float = 5.0,
+    budget_seconds: float = DELIVERY_BUDGET_SECONDS,
 ) -> DeliveryReport:
     """POST every notification due at ``now`` (in the order raised, at most ``limit``) and record each
     outcome. Never raises: a busy database or an unreachable receiver is reported and retried
-    later."""
+    later. Stops posting once the receiver is unreachable or ``budget_seconds`` are spent: the
+    rest stay due, as they were."""
     report = DeliveryReport()
     at = now or datetime.now(UTC)
     if webhook is None or not database.working_path.exists():
         return report
     try:
         due = _claim_due(database, at, limit, lease_timeout_seconds)
-        outcomes = [(row_id, attempts, post(webhook, payload)) for row_id, attempts, payload in due]
+        outcomes = _post_while_worthwhile(webhook, due, budget_seconds)
         _record(database, at, outcomes, lease_timeout_seconds)
     except Exception as error:  # never into the caller: report it; the rows are retried later
         report.problem = f"notifications not delivered this time: {type(error).__name__}: {error}"
         report.problem = report.problem.replace(webhook.url.reveal(), "<webhook URL>")
         return report
-    for row_id, _, failure in outcomes:
-        if failure is None:
-            report.delivered.append(row_id)
+    for outcome in outcomes:
+        if outcome.failure is None:
+            report.delivered.append(outcome.row_id)
         else:
-            report.failed[row_id] = failure
+            report.failed[outcome.row_id] = outcome.failure
     return report
+
+
+def _post_while_worthwhile(webhook: Webhook, due: list[tuple[str, int, dict]], budget_seconds: float) -> list[_Attempt]:
+    """Post the claimed rows in order until the receiver proves unreachable or the budget is
+    spent; the rows after that are not tried."""
+    deadline = time.monotonic() + budget_seconds
+    outcomes: list[_Attempt] = []
+    stopped = False
+    for row_id, attempts, payload in due:
+        if stopped or time.monotonic() >= deadline:
+            outcomes.append(_Attempt(row_id, attempts, NOT_TRIED, tried=False))
+            continue
+        failure = post(webhook, payload, row_id)
+        outcomes.append(_Attempt(row_id, attempts, failure))
+        stopped = failure is not None and failure.startswith(_UNREACHABLE)
+    return outcomes
 
 
 def _claim_due(
@@ -373,26 +429,35 @@ def _claim_due(
     return [(row_id, attempts, json.loads(payload)) for row_id, attempts, payload in rows]
 
 
-def _record(database: AccessDatabase, now: datetime, outcomes: list[tuple[str, int, str | None]],
-            lease_timeout_seconds: float) -> None:
+def _record(database: AccessDatabase, now: datetime, outcomes: list[_Attempt], lease_timeout_seconds: float) -> None:
+    """Each claimed row's outcome. A row not tried waits as long as the unreachable receiver's
+    row before it (the rows stay in order), or is due at once when the budget ran out."""
     if not outcomes:
         return
+    unreachable = next((o for o in outcomes if o.failure is not None and o.failure.startswith(_UNREACHABLE)), None)
+    not_tried_until = now + retry_delay(unreachable.attempts) if unreachable is not None else now
     with database.writer_lease("record notification deliveries", timeout_seconds=lease_timeout_seconds):
         with database.connect() as conn:
             conn.execute("BEGIN")
             try:
-                for row_id, attempts, failure in outcomes:
-                    if failure is None:
+                for outcome in outcomes:
+                    if not outcome.tried:
+                        conn.execute(
+                            "UPDATE main.notifications SET attempts = attempts - 1, next_attempt_at = ? "
+                            "WHERE notification_id = ?",
+                            [not_tried_until, outcome.row_id],
+                        )
+                    elif outcome.failure is None:
                         conn.execute(
                             "UPDATE main.notifications SET status = ?, delivered_at = ?, last_error = NULL "
                             "WHERE notification_id = ?",
-                            [DELIVERED, now, row_id],
+                            [DELIVERED, now, outcome.row_id],
                         )
                     else:
                         conn.execute(
                             "UPDATE main.notifications SET last_error = ?, next_attempt_at = ? "
                             "WHERE notification_id = ?",
-                            [failure, now + retry_delay(attempts), row_id],
+                            [outcome.failure, now + retry_delay(outcome.attempts), outcome.row_id],
                         )
                 conn.execute("COMMIT")
             except BaseException:

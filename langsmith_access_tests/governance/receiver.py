@@ -1,7 +1,9 @@
 """A real webhook receiver on 127.0.0.1 for the notification tests.
 
-It records every POST (path, headers, JSON body) and answers with the status the test sets.
-It can be stopped and started again on the same port: a receiver that is down for a while.
+It records every POST (path, headers, JSON body) and answers with the status the test sets,
+after ``delay_seconds`` (a slow receiver), or one byte of its answer every ``trickle_seconds``
+(a receiver that never quite times out a read). It can be stopped and started again on the
+same port: a receiver that is down for a while.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,6 +22,7 @@ class Received:
     content_type: str | None
     body: dict
     authorization: str | None = None
+    idempotency_key: str | None = None
 
 
 def free_port() -> int:
@@ -32,6 +36,8 @@ class WebhookReceiver:
         self.port = port or free_port()
         self.path = path
         self.status = 200
+        self.delay_seconds = 0.0
+        self.trickle_seconds = 0.0
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -49,10 +55,23 @@ class WebhookReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
                 with receiver._lock:
-                    status = receiver.status
+                    status, delay, trickle = receiver.status, receiver.delay_seconds, receiver.trickle_seconds
                     if status < 300:  # what a receiver accepted is what it received
                         receiver.received.append(Received(self.path, self.headers.get("Content-Type"), body,
-                                                          self.headers.get("Authorization")))
+                                                          self.headers.get("Authorization"),
+                                                          self.headers.get("Idempotency-Key")))
+                time.sleep(delay)
+                if trickle:
+                    answer = f"HTTP/1.1 {status} OK\r\nContent-Length: 0\r\n\r\n".encode()
+                    try:
+                        for i in range(len(answer)):
+                            self.wfile.write(answer[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(trickle)
+                    except OSError:  # the client gave up
+                        pass
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from langsmith_access.governance.notifications import (
     DETAIL_MAX_CHARS,
     EVENTS,
+    NOT_TRIED,
     PAYLOAD_KEYS,
     Notifier,
     Webhook,
@@ -71,6 +73,8 @@ def test_due_notifications_are_posted_once_as_their_documented_json(database):
     assert again.attempted == 0 and again.problem is None
     assert [r.path for r in receiver.received] == [receiver.path] * 2
     assert {r.content_type for r in receiver.received} == {"application/json"}
+    # A receiver that gets one twice (delivery is at least once) can tell: the same key.
+    assert [r.idempotency_key for r in receiver.received] == [first, second]
     assert receiver.bodies() == [
         {"event": "request.applied", "at": "2026-11-29T09:00:00Z", "org": "acme", "request_id": "r-1",
          "user": "ada@example.com", "workspace": "Platform", "role": "Editor", "detail": "add to the workspace as Editor"},
@@ -119,17 +123,20 @@ def test_a_receiver_that_is_down_for_a_while_delays_and_loses_nothing(database, 
 
     down = deliver_due(database, hook, now=T0 + timedelta(minutes=1))
     assert down.delivered == [] and set(down.failed) == set(ids) and down.problem is None
-    assert set(down.failed.values()) == {"could not connect: connection refused (is the receiver up?)"}
+    # The first one finds the receiver down; the others are not tried against it, and wait as long.
+    assert [down.failed[i] for i in ids] == ["could not connect: connection refused (is the receiver up?)",
+                                             NOT_TRIED, NOT_TRIED]
     first_retry = T0 + timedelta(minutes=1) + retry_delay(1)
     assert [(r["status"], r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [
-        ("pending", 1, first_retry)] * 3
+        ("pending", 1, first_retry), ("pending", 0, first_retry), ("pending", 0, first_retry)]
 
     # Still down at the next attempt: the wait doubles.
     again = deliver_due(database, hook, now=first_retry)
     assert len(again.failed) == 3
     second_retry = first_retry + retry_delay(2)
     assert retry_delay(2) == 2 * retry_delay(1)
-    assert {(r["attempts"], r["next_attempt_at"]) for r in rows(database)} == {(2, second_retry)}
+    assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [
+        (2, second_retry), (0, second_retry), (0, second_retry)]
 
     with receiver:  # up again, on the same port
         early = deliver_due(database, hook, now=second_retry - timedelta(seconds=1))
@@ -139,13 +146,49 @@ def test_a_receiver_that_is_down_for_a_while_delays_and_loses_nothing(database, 
         later = deliver_due(database, hook, now=second_retry + timedelta(hours=5))
         assert later.attempted == 0 and later.problem is None
     assert [b["request_id"] for b in receiver.bodies()] == ["r-0", "r-1", "r-2"]  # each once, in order
-    assert {(r["status"], r["attempts"], r["last_error"]) for r in rows(database)} == {("delivered", 3, None)}
+    assert [(r["status"], r["attempts"], r["last_error"]) for r in rows(database)] == [
+        ("delivered", 3, None), ("delivered", 1, None), ("delivered", 1, None)]
 
     # The URL is a secret: not in the table, the reports, or any log line.
     with database.connect(read_only=True) as conn:
         table = json.dumps(conn.execute("SELECT * FROM main.notifications").fetchall(), default=str)
     shown = table + repr([down, again, early, late]) + repr(hook) + caplog.text
     assert SECRET not in shown and str(receiver.port) not in table
+
+
+def test_a_slow_or_trickling_receiver_is_cut_off_and_the_rest_wait_their_turn(database):
+    ids = [add(database, "access.expiring", request_id=f"r-{i}") for i in range(3)]
+    with WebhookReceiver() as receiver:
+        hook = Webhook(url=Secret(receiver.url), timeout_seconds=1)
+        receiver.delay_seconds = 3.0
+        started = time.monotonic()
+        slow = deliver_due(database, hook, now=T0)
+        assert time.monotonic() - started < 2.5  # one timeout, not one per row
+        assert [slow.failed[i] for i in ids] == ["the receiver did not answer within 1 s", NOT_TRIED, NOT_TRIED]
+        assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, T0 + retry_delay(1))] + [
+            (0, T0 + retry_delay(1))] * 2
+        # One byte of the answer every 0.3 s: no read ever waits a second, the whole takes ~12 s.
+        receiver.delay_seconds, receiver.trickle_seconds = 0.0, 0.3
+        started = time.monotonic()
+        assert post(hook, {"event": "sync.failed"}) == "the receiver did not answer within 1 s"
+        assert time.monotonic() - started < 2.0
+
+
+def test_a_delivery_stops_when_its_time_is_spent_and_the_rest_stay_due(database):
+    ids = [add(database, "access.expiring", request_id=f"r-{i}") for i in range(5)]
+    with WebhookReceiver() as receiver:
+        receiver.delay_seconds = 0.4
+        first = deliver_due(database, webhook(receiver), now=T0, budget_seconds=1.0)
+        sent = first.delivered
+        assert 1 <= len(sent) < 5 and sent == ids[:len(sent)]
+        assert set(first.failed.values()) == {NOT_TRIED}
+        # Not an attempt: due at once, as if never claimed.
+        assert [(r["status"], r["attempts"], r["next_attempt_at"]) for r in rows(database)][len(sent):] == [
+            ("pending", 0, T0)] * (5 - len(sent))
+        receiver.delay_seconds = 0.0
+        rest = deliver_due(database, webhook(receiver), now=T0)
+    assert rest.delivered == ids[len(sent):]
+    assert [b["request_id"] for b in receiver.bodies()] == [f"r-{i}" for i in range(5)]
 
 
 def test_an_error_answer_is_retried_with_backoff_and_recorded(database):
