@@ -124,11 +124,19 @@ class PolicyFile:
                 elif found:
                     workspace_ids.add(found)
         max_by_role: dict[str, timedelta] = {}
+        max_from: dict[str, Named] = {}  # the entry each role's max came from
         max_any: timedelta | None = None
         for named, longest in self.max_durations:
             if named.text == ANY_ROLE:
                 max_any = longest
             elif found := role_id(named, "duration.max"):
+                if found in max_from:
+                    # Two names of one role ("Admin" and WORKSPACE_ADMIN): which max holds is a guess.
+                    first = max_from[found]
+                    problems.append((named.line, f"duration.max: {named.text!r} is the role {first.text!r} "
+                                                 f"names (line {first.line}): give each role one max"))
+                    continue
+                max_from[found] = named
                 max_by_role[found] = longest
         if problems:
             raise PolicyError(self.path, problems)
@@ -308,6 +316,10 @@ class _Reader:
             values["required"] = self.names(keys["required"], "approval.required", 'roles (or "*")')
         if "workspaces" in keys:
             values["workspaces"] = self.names(keys["workspaces"], "approval.workspaces", "workspaces")
+            if not values["workspaces"]:
+                # An empty list would need approval nowhere: say so rather than guess.
+                self.problem(keys["workspaces"], "approval.workspaces lists no workspace: list the workspaces whose "
+                                                 "grants need approval, or remove the key for every workspace")
         if "approvers" in keys:
             values.update(self.approvers(keys["approvers"]))
         if "self_approval" in keys:

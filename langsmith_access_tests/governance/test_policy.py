@@ -121,6 +121,8 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     ("- approval\n", 1, "the policy must be a mapping of approval, duration"),
     ("approval:\n  required: [Admin]\napproval:\n  required: [Editor]\n", 3, "approval is given twice (first on line 1)"),
     ("duration:\n  max: {Admin: 8h, Admin: 9h}\n", 2, "duration.max gives 'Admin' twice"),
+    ("approval:\n  workspaces: []\n", 2, "approval.workspaces lists no workspace: list the workspaces whose grants "
+     "need approval, or remove the key for every workspace"),
 ])
 def test_each_bad_value_is_refused_with_its_line_and_reason(tmp_path, text, line, reason):
     path = write(tmp_path, text)
@@ -184,6 +186,21 @@ def test_unknown_organization_and_ambiguous_names_are_refused_with_their_lines(t
     assert nowhere.startswith("approval.workspaces: unknown workspace 'Nowhere'")
     assert by_line[7][0].startswith("duration.max: unknown role 'Ghost'")
     assert str(path) in str(error.value)
+
+
+def test_two_names_of_one_role_cannot_each_give_it_a_max(tmp_path, synced):
+    conn, _, _ = synced
+    path = write(tmp_path, """\
+        duration:
+          max:
+            Admin: 8h
+            "*": 90d
+            WORKSPACE_ADMIN: 90d
+        """)
+    with pytest.raises(PolicyError) as error:
+        governing_policy(path, conn)
+    assert error.value.problems == [
+        (5, "duration.max: 'WORKSPACE_ADMIN' is the role 'Admin' names (line 3): give each role one max")]
 
 
 def test_bad_values_and_unknown_names_are_refused_together(tmp_path, synced):
