@@ -15,6 +15,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import duckdb
+
 from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
 from langsmith_access.names import APPLY_REQUESTS_OP
@@ -73,6 +75,14 @@ ORDER BY workspace_roles DESC, u.email""",
 def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
     database = Path(os.environ.get("LANGSMITH_ACCESS_DUCKDB") or DEMO_DATABASE)
     state = generate_org(seed=seed, members=members, workspaces=workspaces)
+    other = _synced_organization(database)
+    if other is not None and other != state.organization_id:
+        # A shell set up for a real org: the demo would sync its generated org over that org's data.
+        print(f"error: {database} (LANGSMITH_ACCESS_DUCKDB) holds organization {other}, not the demo's "
+              f"generated one: the demo does not write over another org's data.\n  fix: unset "
+              f"LANGSMITH_ACCESS_DUCKDB (the demo then writes {DEMO_DATABASE}), or point it at a new file",
+              file=sys.stderr)
+        return 1
     with SandboxServer(state) as sandbox:
         print(f"Sandbox LangSmith org {sandbox.organization_id} at {sandbox.url}")
         print(
@@ -100,6 +110,19 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
             return 1
     print(f"\nOpen it yourself: duckdb -readonly {database}")
     return 0
+
+
+def _synced_organization(database: Path) -> str | None:
+    """The organization whose workspaces ``database`` holds; None for a new file, or one no sync
+    has filled."""
+    if not database.exists():
+        return None
+    try:
+        with AccessDatabase(database).read_published() as conn:
+            found = conn.execute("SELECT organization_id FROM main.workspaces LIMIT 1").fetchone()
+    except duckdb.Error:
+        return None
+    return str(found[0]) if found and found[0] else None
 
 
 def _show_sync(database: Path, run_id: str) -> None:

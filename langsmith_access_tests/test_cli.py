@@ -181,3 +181,18 @@ def test_a_folder_this_user_cannot_write_gets_the_fix_in_the_cli_and_in_a_failed
     database = Path("/srv/access/langsmith_access.duckdb")
     assert runner._fix_for(recorded("/srv/access/langsmith_access.lock"), database) == UNWRITABLE_FOLDER_FIX
     assert runner._fix_for(recorded("/elsewhere/x.csv"), database).startswith("this user may not write /elsewhere")
+
+
+def test_the_demo_never_syncs_its_generated_org_over_another_orgs_database(tmp_path, monkeypatch):
+    # A shell set up for a real org (LANGSMITH_ACCESS_DUCKDB exported) that runs the demo.
+    database = tmp_path / "real.duckdb"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("CREATE TABLE main.workspaces AS SELECT '00000000-0000-4000-8000-00000000cafe' AS organization_id")
+    before = database.read_bytes()
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    done = cli_in_this_process("demo")
+    assert done.returncode == 1
+    assert (f"error: {database} (LANGSMITH_ACCESS_DUCKDB) holds organization 00000000-0000-4000-8000-00000000cafe, "
+            "not the demo's generated one") in done.stderr
+    assert "fix: unset LANGSMITH_ACCESS_DUCKDB" in done.stderr
+    assert database.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["real.duckdb"]

@@ -62,7 +62,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--json",
         action="store_true",
         help="print a JSON list of grants; with --effective, --credentials or --settings an object "
-        "with keys grants, credentials, settings",
+        "with the key grants and those asked for (credentials, settings)",
     )
     add_org_argument(access_at)
     access_at.set_defaults(handler=access_at_time)
