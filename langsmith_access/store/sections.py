@@ -116,6 +116,14 @@ def latest_audit_window_end(conn: duckdb.DuckDBPyConnection) -> datetime | None:
     return end
 
 
+def forget_audit_log(conn: duckdb.DuckDBPyConnection) -> None:
+    """Drop the audit events loaded so far and where their load stood: a run that cannot read
+    the audit log any more (the plan or the key lost it) must not go on showing the old events
+    as the activity of today. Should it come back, its first load reaches back as a first one."""
+    conn.execute(f"DELETE FROM {RAW_SCHEMA}.audit_events")
+    conn.execute(f"DELETE FROM {RAW_SCHEMA}.audit_windows")
+
+
 def record_audit_window(
     conn: duckdb.DuckDBPyConnection,
     *,

@@ -41,7 +41,12 @@ from langsmith_access.langsmith import (
 )
 from langsmith_access.langsmith.access_records import redact_short_key
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
-from langsmith_access.store.sections import SectionRead, latest_audit_window_end, record_audit_window
+from langsmith_access.store.sections import (
+    SectionRead,
+    forget_audit_log,
+    latest_audit_window_end,
+    record_audit_window,
+)
 from langsmith_access.sync.extract import load_raw
 
 Row = dict[str, Any]
@@ -382,13 +387,17 @@ def read_audit_log(
     unused_days: int,
     fetched_at: datetime,
 ) -> tuple[SectionRead, AuditLoad | None]:
-    """The audit-log section: loaded (``load_audit_events``), or skipped with why."""
+    """The audit-log section: loaded (``load_audit_events``), or skipped with why; skipped, the
+    events loaded before are forgotten (DESIGN.md section 9: a skipped section's table is
+    empty, and no activity is known without an audit log)."""
     if not plan.should_read("audit_events"):
+        forget_audit_log(conn)
         return SectionRead.skipped("audit_events", plan.skipped["audit_events"]), None
     try:
         load = load_audit_events(
             client, conn, sync_id=sync_id, now=now, unused_days=unused_days, fetched_at=fetched_at
         )
     except SectionUnavailableError as unavailable:
+        forget_audit_log(conn)
         return SectionRead.skipped("audit_events", unavailable.reason), None
     return SectionRead.read("audit_events", load.events_new), load

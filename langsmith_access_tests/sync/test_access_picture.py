@@ -503,3 +503,17 @@ def test_a_failing_credential_listing_or_audit_window_fails_the_run_and_is_read_
     assert {late.id, meanwhile.id} <= loaded
     # Overlapping windows never load an event twice.
     assert query(database, "SELECT count(*) = count(DISTINCT event_id) FROM raw.audit_events") == [(True,)]
+
+    # The key is rotated to one without organization:manage: the audit log is skipped, and what
+    # was loaded before is forgotten, not shown as today's activity (the member who logged in
+    # just now would otherwise stay "unused" for good).
+    with SandboxServer(org, key_role="org-user") as restricted:
+        point_at(monkeypatch, restricted, database)
+        skipped = runner.run_job(INVENTORY_JOB, {})
+    assert skipped.success, skipped.failure
+    [(text,)] = query(database, "SELECT skipped_sections FROM main.sync_runs WHERE sync_id = ?", [skipped.run_id])
+    assert json.loads(text)["audit_events"].startswith("key permission:")
+    assert query(database, "SELECT (SELECT count(*) FROM main.audit_events), (SELECT count(*) FROM raw.audit_events), "
+                           "(SELECT count(*) FROM raw.audit_windows)") == [(0, 0, 0)]
+    assert query(database, "SELECT count(*) FROM main.user_activity WHERE last_login_at IS NOT NULL "
+                           "OR last_audited_action_at IS NOT NULL OR activity_known_since IS NOT NULL") == [(0,)]
