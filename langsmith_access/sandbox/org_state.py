@@ -673,6 +673,12 @@ class OrgState:
             del self._member_by_identity_id[member.id]
             for workspace_id in self._memberships_by_user.pop(ls_user_id, {}):
                 del self.workspaces[workspace_id].memberships[ls_user_id]
+            # A personal access token dies when its user leaves the org (langsmith-api.md,
+            # Credentials); revoked keys stay listed here, with revoked_at.
+            now = self.now()
+            for key in self.api_keys.values():
+                if key.kind == PERSONAL_ACCESS_TOKEN and key.owner_ls_user_id == ls_user_id and key.revoked_at is None:
+                    key.revoked_at = now
             self.record(
                 "delete_org_member",
                 actor=actor,

@@ -137,6 +137,19 @@ def test_listings_are_the_orgs_records_with_short_keys_only(start):
     ]
 
 
+def test_a_members_personal_access_tokens_die_when_they_leave_the_org(start):
+    sandbox, caller = start()
+    org = sandbox.org
+    owner = next(k.owner_ls_user_id for k in org.api_keys.values()
+                 if k.kind == "personal_access_token" and k.revoked_at is None)
+    theirs = {k.id for k in org.api_keys.values() if k.kind == "personal_access_token" and k.owner_ls_user_id == owner}
+    others = {row["id"]: row["revoked_at"] for row in caller.get(PATS).json() if row["id"] not in theirs}
+    org.remove_member(owner)
+    listed = {row["id"]: row["revoked_at"] for row in caller.get(PATS).json()}
+    assert all(listed[key_id] is not None for key_id in theirs)
+    assert {key_id: listed[key_id] for key_id in others} == others  # nobody else's changed
+
+
 def test_the_sandboxs_own_key_is_a_listed_service_key_whose_use_shows(start):
     sandbox, caller = start(key_role="org-user")
     org = sandbox.org
