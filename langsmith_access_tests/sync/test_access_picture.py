@@ -180,6 +180,10 @@ def test_effective_access_and_implicit_admins_follow_langsmiths_rule(enterprise)
     actual = {(u, w, p): set(s) for u, w, p, s in query(
         db, "SELECT user_id, workspace_id, permission, sources FROM main.effective_permissions")}
     assert actual == permissions
+    # A disabled member keeps their permissions, flagged: they cannot sign in.
+    disabled = {m.ls_user_id for m in org.active_members() if m.is_disabled}
+    flagged = {u for u, in query(db, "SELECT DISTINCT user_id FROM main.effective_permissions WHERE is_disabled")}
+    assert disabled & {u for u, _, _ in permissions} and flagged == disabled & {u for u, _, _ in permissions}
 
 
 def test_the_inventory_reads_every_credential_policy_account_and_sso_setting(enterprise):

@@ -1,6 +1,7 @@
 -- What each user may do in each shared workspace: one row per (user, workspace, permission),
 -- the union of the permissions of every role effective_access gives them there, with the paths
--- (sources) that give it. Resource-level access policies (access_policies) can still narrow or
+-- (sources) that give it, and whether the member is disabled (LangSmith keeps a disabled
+-- member's roles; they cannot sign in while disabled). Resource-level access policies (access_policies) can still narrow or
 -- widen a permission for tagged resources; user-group roles are not included (see
 -- effective_access).
 --
@@ -26,7 +27,8 @@ role_permissions as not materialized (
 ),
 
 direct as not materialized (
-    select effective_access.user_id, effective_access.workspace_id, role_permissions.permission
+    select effective_access.user_id, effective_access.workspace_id, role_permissions.permission,
+        effective_access.is_disabled
     from effective_access
     inner join role_permissions
         on role_permissions.role_id = effective_access.role_id
@@ -34,7 +36,8 @@ direct as not materialized (
 ),
 
 implicit as (
-    select effective_access.user_id, effective_access.workspace_id, role_permissions.permission
+    select effective_access.user_id, effective_access.workspace_id, role_permissions.permission,
+        effective_access.is_disabled
     from effective_access
     inner join role_permissions
         on role_permissions.role_id = effective_access.role_id
@@ -71,19 +74,20 @@ select
                 and direct_of_admins.permission = implicit.permission
         ) then ['direct', 'organization_admin']
         else ['organization_admin']
-    end as sources
+    end as sources,
+    implicit.is_disabled
 from implicit
 
 union all
 
 -- Everyone else's listed roles.
-select user_id, workspace_id, permission, ['direct'] as sources
+select user_id, workspace_id, permission, ['direct'] as sources, is_disabled
 from direct
 where user_id not in (select user_id from organization_admins)
 
 union all
 
 -- An admin's listed role can give what Admin does not (a custom role's permission).
-select user_id, workspace_id, permission, ['direct'] as sources
+select user_id, workspace_id, permission, ['direct'] as sources, is_disabled
 from direct_of_admins
 where permission not in (select permission from implicit_permissions)
