@@ -243,7 +243,11 @@ def known_member_values(
 
 
 def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:
-    """The latest successful sync's counts, for the shrink guard; None before the first sync."""
+    """The latest successful sync's counts, for the shrink guard; None before the first sync.
+
+    Its workspace grants are as ``main.grants`` holds them now: the provisioning runs since that
+    sync rebuilt them with what they verified, so revokes the tool made itself (an access
+    review's, say) are not taken for an outage by the next sync."""
     # The core sync's rows only (an inventory run's row counts the same tables, unchanged).
     row = first_row(
         conn,
@@ -253,4 +257,8 @@ def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:
     )
     if row is None:
         return None
-    return {"sync_id": row[0], "users": row[1], "workspace_grants": row[2]}
+    workspace_grants = row[2]
+    if scalar(conn, "SELECT count(*) FROM information_schema.tables "
+                    "WHERE table_schema = 'main' AND table_name = 'grants'"):
+        workspace_grants = scalar(conn, "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'")
+    return {"sync_id": row[0], "users": row[1], "workspace_grants": workspace_grants}

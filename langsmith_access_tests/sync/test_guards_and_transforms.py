@@ -2,9 +2,11 @@
 
 from datetime import datetime, timezone
 
+import duckdb
 import pytest
 
 from langsmith_access.langsmith import EnrichedMember
+from langsmith_access.store.schema import ensure_schema, previous_sync
 from langsmith_access.sync.extract import (
     ENRICHED_ROUTE,
     ListingReport,
@@ -36,6 +38,22 @@ def test_shrink_guard():
     assert check_shrink(previous, 50, 1000, max_shrink_share=0.6).passed
     with pytest.raises(ValueError):
         check_shrink(previous, 1, 1, max_shrink_share=2)
+
+
+def test_the_guard_counts_the_workspace_grants_the_tool_itself_revoked_since_the_last_sync():
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    conn.execute("INSERT INTO main.sync_runs (sync_id, started_at, finished_at, status, users, workspace_grants) "
+                 "VALUES ('s1', now(), now(), 'succeeded', 30, 37)")
+    # Before the first build there is no grants table: the sync's own count.
+    assert previous_sync(conn) == {"sync_id": "s1", "users": 30, "workspace_grants": 37}
+    # An access review's 12 revokes, applied, verified and rebuilt into grants by provisioning.
+    conn.execute("CREATE TABLE main.grants AS SELECT 'workspace_role' AS entitlement_type FROM range(25) "
+                 "UNION ALL SELECT 'organization_role' FROM range(30)")
+    previous = previous_sync(conn)
+    assert previous == {"sync_id": "s1", "users": 30, "workspace_grants": 25}
+    assert check_shrink(previous, 30, 25).passed
+    assert not check_shrink(previous, 30, 19).passed  # an outage still looks like one
 
 
 def test_enriched_transform_splits_members_invites_and_memberships():
