@@ -180,10 +180,18 @@ class SyncDatabase(OrgScopedResource):
         )
 
     def commit_and_publish(self) -> None:
+        """The run passed: publish its scratch file and make it the working file. The analysts'
+        copy and its Parquet are written from the scratch file first: if that fails (a full
+        disk), nothing is committed, and the run fails with the working file as it was."""
         database = self.database
-        database.commit_scratch(self.scratch_path)
+        staged = database.stage_publish(self.scratch_path)
+        try:
+            database.commit_scratch(self.scratch_path)
+        except BaseException:
+            staged.discard()
+            raise
         self._committed = True
-        database.publish(docs_site=self._staged_docs)
+        database.swap_in(staged, docs_site=self._staged_docs)
         self._staged_docs = None
 
 

@@ -299,22 +299,33 @@ class AccessDatabase:
         from the same copy before it is published, then swapped in right after it: both or
         neither change. ``docs_site``: a staged docs site directory, swapped in last.
         """
-        self._checkpoint(self.working_path)
-        temporary = self.path.with_name(f".{self.path.name}.publish-{os.getpid()}.tmp")
-        staged_parquet: Path | None = None
+        self.swap_in(self.stage_publish(self.working_path), docs_site=docs_site)
+
+    def stage_publish(self, source: Path) -> StagedPublish:
+        """The analysts' copy of ``source`` and its Parquet copy, written aside (what can fail
+        for want of disk space happens here, before anything is replaced)."""
+        self._checkpoint(source)
+        staged = StagedPublish(self.path.with_name(f".{self.path.name}.publish-{os.getpid()}.tmp"))
         try:
-            shutil.copyfile(self.working_path, temporary)
-            with open(temporary, "rb") as handle:
+            shutil.copyfile(source, staged.copy)
+            with open(staged.copy, "rb") as handle:
                 os.fsync(handle.fileno())
-            staged_parquet = export.stage_parquet_directory(temporary, self.parquet_path)
-            os.replace(temporary, self.path)
-            export.replace_directory(staged_parquet, self.parquet_path)
+            staged.parquet = export.stage_parquet_directory(staged.copy, self.parquet_path)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
+
+    def swap_in(self, staged: StagedPublish, *, docs_site: Path | None = None) -> None:
+        """Publish what ``stage_publish`` wrote: renames only."""
+        try:
+            os.replace(staged.copy, self.path)
+            if staged.parquet is not None:
+                export.replace_directory(staged.parquet, self.parquet_path)
             if docs_site is not None:
                 export.replace_directory(docs_site, self.docs_path)
         finally:
-            temporary.unlink(missing_ok=True)
-            if staged_parquet is not None and staged_parquet.exists():
-                shutil.rmtree(staged_parquet, ignore_errors=True)
+            staged.discard()
 
     def ensure_working(self) -> None:
         """Create the working file (with the Python-owned tables) if needed. Caller holds the lease.
@@ -364,8 +375,7 @@ class AccessDatabase:
 
     def commit_scratch(self, scratch: Path) -> None:
         """The run passed: its scratch file becomes the working file. Caller holds the lease."""
-        with self.connect(scratch) as conn:
-            conn.execute("CHECKPOINT")
+        self._checkpoint(scratch)  # (stage_publish has usually done it already)
         wal = scratch.with_name(scratch.name + ".wal")
         if wal.exists() and wal.stat().st_size > 0:
             raise RuntimeError(f"{scratch.name} still has a write-ahead log after CHECKPOINT")
@@ -375,6 +385,21 @@ class AccessDatabase:
     def discard_scratch(self, scratch: Path) -> None:
         scratch.unlink(missing_ok=True)
         scratch.with_name(scratch.name + ".wal").unlink(missing_ok=True)
+
+
+@dataclass
+class StagedPublish:
+    """An analysts' copy (``copy``) and its Parquet directory, written aside by
+    ``AccessDatabase.stage_publish`` and not published yet."""
+
+    copy: Path
+    parquet: Path | None = None
+
+    def discard(self) -> None:
+        """Remove what is left of it (nothing, once swapped in)."""
+        self.copy.unlink(missing_ok=True)
+        if self.parquet is not None and self.parquet.exists():
+            shutil.rmtree(self.parquet, ignore_errors=True)
 
 
 def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duckdb.DuckDBPyConnection:

@@ -7,12 +7,16 @@ other endpoint, one workspace, one page, and a listing that never holds still.)
 
 from __future__ import annotations
 
+import errno
+
 from langsmith_access.sandbox.api import ApiResponse
+from langsmith_access.store import export
 from langsmith_access_tests.helpers import (
     actual_org_grants,
     actual_workspace_grants,
     expected_org_grants,
     expected_workspace_grants,
+    point_at,
     query,
     run_sync,
 )
@@ -108,3 +112,28 @@ def test_each_persistently_failing_endpoint_fails_the_sync_and_changes_nothing(s
     assert sum(r for (r,) in query(database.path, "SELECT api_retries FROM main.sync_runs WHERE status = 'failed'")) > 0
     closed = query(database.path, "SELECT count(*) FROM main.grant_history WHERE valid_to IS NOT NULL")[0][0]
     assert closed == 3  # the role change, the revoke, the member who left
+
+
+def test_a_disk_that_fills_up_while_publishing_fails_the_sync_and_commits_nothing(start_env, monkeypatch):
+    sandbox, org, database = start_env()
+    change_the_org(org)
+    before = database_state(database)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # Writing the Parquet copy is what needs the most room while publishing.
+    monkeypatch.setattr(export, "stage_parquet_directory", no_space)
+    failed = run_sync()
+    assert not failed.success and "No space left on device" in failed.failure
+    # Nothing committed: the working file holds the run as failed, not its data as a good sync.
+    assert database_state(database) == before
+    assert query(database.working_path, "SELECT status FROM main.sync_runs WHERE sync_id = ?",
+                 [failed.run_id]) == [("failed",)]
+    assert not list(database.path.parent.glob(".*publish*"))  # no staged copy left behind
+
+    monkeypatch.undo()
+    point_at(monkeypatch, sandbox, database.path)
+    recovered = run_sync()
+    assert recovered.success, recovered.failure
+    assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
