@@ -25,6 +25,7 @@ from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sync_runs import record_failed_run
 from langsmith_access.transform import docs_site
+from langsmith_access.transform.history import rebuild_history, unbuilt_observations
 
 # Every op that writes DuckDB runs in this Dagster concurrency pool.
 DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
@@ -100,12 +101,25 @@ class SyncDatabase(OrgScopedResource):
         try:
             database.ensure_working()
             self._scratch = database.begin_scratch()
+            self._build_unbuilt_observations(database, self._scratch)
         except BaseException:
+            if self._scratch is not None:
+                database.discard_scratch(self._scratch)
+                self._scratch = None
             stack.close()
             raise
         self._stack = stack
         self._committed = False
         self._staged_docs = None
+
+    def _build_unbuilt_observations(self, database: AccessDatabase, scratch: Path) -> None:
+        """Changes a provisioning run verified but died before building into the history: built
+        now, before this run replaces the listings they were laid over, so they are dated when
+        they were verified (``transform.history``)."""
+        with database.connect(scratch) as conn:
+            unbuilt = unbuilt_observations(conn)
+        if unbuilt:
+            rebuild_history(scratch, database.dbt_target_path, unused_days=self.org.settings.unused_days)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         try:

@@ -208,17 +208,6 @@ def record_observations(conn: duckdb.DuckDBPyConnection, observations: list[Obse
     )
 
 
-def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
-    """How many recorded observations dbt has not built into ``grants`` yet (a run may have died
-    between settling its requests and rebuilding): the raw rows against dbt's staged rows."""
-    recorded = scalar(conn, f"SELECT count(*) FROM {RAW_SCHEMA}.provisioning_observations")
-    try:
-        built = scalar(conn, "SELECT count(*) FROM staging.stg_langsmith__provisioning_observations")
-    except duckdb.CatalogException:  # built by a version without observations
-        built = 0
-    return recorded - built
-
-
 ORGANIZATION_ADMIN = "ORGANIZATION_ADMIN"
 SCIM_WARNING = (
     "SCIM provisions this member: the identity provider may overwrite this change at its next "

@@ -18,6 +18,8 @@ imports nothing from Dagster, ``defs/``, the runner or the CLI.
   (unique_id, status, message, failures), never scraped from dbt's text output.
 - ``docs_site``: the static dbt docs site published beside the analysts' database.
 - ``selection``: what the core sync's build leaves to the inventory (its tagged models).
+- ``history``: rebuilding ``grants`` and its history from provisioning's verified changes (after
+  a provisioning run, or before a sync when one died before doing it).
 """
 
 from langsmith_access.transform.invocation import (

@@ -102,7 +102,7 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     assert unexplained(database) == set()  # the refresh rebuilt the report: nothing unexplained
 
     # 2. Through provisioning by a run that died before its refresh: the next sync records it
-    # (an Editor made Admin: the removal dated by the verification, the Admin by the build).
+    # (an Editor made Admin), dated by the verification.
     promoted_by_request = request_grant(editor.email, workspace.id, "Admin")
     assert promoted_by_request.accepted, promoted_by_request.message
     with database.writer_lease("a provisioning run that dies before its refresh"), database.connect() as conn:
@@ -131,17 +131,21 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
          synced.run_id),
     }
     assert unexplained(database) == expected
-    # ... while grant_history holds the provisioned ones: the Editor from when it was verified,
-    # the Admin from this sync's build, and the Editor role it replaced ended at verification.
+    # ... while grant_history holds the provisioned ones, each dated when provisioning verified
+    # it: the sync built what the dead run had not before replacing the listings, so the Editor
+    # role ends and the Admin role begins at the same moment, with no gap between them.
     held = set(query(database.path, "SELECT user_id, role_id FROM main.grant_history WHERE workspace_id = ? "
                      "AND valid_to IS NULL", [workspace.id]))
     assert {(provisioned.ls_user_id, role["WORKSPACE_USER"]), (editor.ls_user_id, role["WORKSPACE_ADMIN"])} <= held
     [(replaced_until,)] = query(database.path, "SELECT valid_to FROM main.grant_history WHERE user_id = ? "
                                 "AND workspace_id = ? AND role_id = ?", [editor.ls_user_id, workspace.id,
                                                                           role["WORKSPACE_USER"]])
+    [(admin_from,)] = query(database.path, "SELECT valid_from FROM main.grant_history WHERE user_id = ? "
+                            "AND workspace_id = ? AND role_id = ?", [editor.ls_user_id, workspace.id,
+                                                                     role["WORKSPACE_ADMIN"]])
     [(verified_at,)] = query(database.path, "SELECT verified_at FROM raw.provisioning_observations "
                              "WHERE request_id = ?", [promoted_by_request.request_id])
-    assert replaced_until == verified_at
+    assert replaced_until == admin_from == verified_at
 
     # The check: a WARN result on the report, not blocking, and the sync published.
     [warned] = drift_check_results(instance, synced.run_id)

@@ -52,7 +52,7 @@ def test_dbt_unit_tests_pass(tmp_path):
 def test_builds_exclude_the_unit_tests(tmp_path):
     """The refresh after provisioning selects grants and everything downstream, where the unit
     tests of grants, grant_history and report_grant_changes live: its flags leave them out."""
-    from langsmith_access.defs.provisioning.definitions import REFRESH_SELECT
+    from langsmith_access.transform.history import REFRESH_SELECT
 
     dbt_dir = tmp_path / "ls.dbt"
     write_profile(dbt_dir, tmp_path / "x.duckdb")

@@ -18,10 +18,10 @@ from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, Pr
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import ProvisioningInterruptedError
 from langsmith_access.provisioning import approvals, expiry, queue
-from langsmith_access.provisioning.executor import Provisioner, unbuilt_observations
+from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.settings import Org, Orgs, Settings, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
-from langsmith_access.transform import build, dbt_vars
+from langsmith_access.transform.history import rebuild_history, unbuilt_observations
 
 JOB_NAME = names.PROVISION_JOB
 
@@ -169,12 +169,6 @@ def apply_requests(
     return {"dry_run": dry_run, "outcomes": outcomes, "interrupted": interrupted}
 
 
-# What the refresh after a provisioning run builds: the observations' staging, grants and
-# every model downstream of it (the reports, grants_snapshot -> grant_history), each with its
-# tests. dbt's unit tests are not part of any run (make test runs them).
-REFRESH_SELECT = ["stg_langsmith__provisioning_observations+", "grants+"]
-
-
 @dg.op(pool=DUCKDB_WRITER_POOL, description="Rebuild grants, the reports and grant_history (dbt) after changes.")
 def refresh_access_history(
     context: dg.OpExecutionContext, result: dict, provisioning_database: ProvisioningDatabase
@@ -200,11 +194,8 @@ def _rebuild(context: dg.OpExecutionContext, provisioning_database: Provisioning
     database = provisioning_database.database
     scratch = database.begin_scratch()
     try:
-        with build(
-            scratch, database.dbt_target_path, select=REFRESH_SELECT, timeout_seconds=600,
-            variables=dbt_vars(unused_days=provisioning_database.org.settings.unused_days),
-        ) as invocation:
-            invocation.raise_on_failure()
+        rebuild_history(scratch, database.dbt_target_path,
+                        unused_days=provisioning_database.org.settings.unused_days)
         database.commit_scratch(scratch)
     except BaseException:
         database.discard_scratch(scratch)
