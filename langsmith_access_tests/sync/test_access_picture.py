@@ -368,7 +368,10 @@ def test_access_at_and_export_cover_the_new_tables(enterprise, tmp_path, monkeyp
 
 
 def test_a_plus_plan_skips_what_it_lacks_with_reasons_and_reads_the_rest(tmp_path, monkeypatch):
-    org = generate_org(seed=6, members=20, workspaces=3, plan="plus", now=int(time.time()))
+    # An org generated on Enterprise (SCIM groups on its members, SCIM tokens, policies), now on
+    # Plus: what the plan lacks is skipped even where the listings still name it.
+    org = generate_org(seed=6, members=20, workspaces=3, now=int(time.time()))
+    assert any(m.scim_groups for m in org.active_members())
     database = tmp_path / "data" / "access.duckdb"
     with SandboxServer(org, plan="plus") as sandbox:
         output, *_ = sync_all_sections(monkeypatch, sandbox, database)
@@ -386,6 +389,7 @@ def test_a_plus_plan_skips_what_it_lacks_with_reasons_and_reads_the_rest(tmp_pat
     for table in ("access_policies", "audit_events", "sso_settings", "user_scim_groups", "report_unused_access"):
         assert query(database, f"SELECT count(*) FROM main.{table}") == [(0,)]
     assert query(database, "SELECT count(*) FROM main.user_activity WHERE activity_known_since IS NOT NULL") == [(0,)]
+    assert query(database, "SELECT count(*) FROM main.grants WHERE is_scim_managed") == [(0,)]
     # What the plan has is read, not left silently empty.
     kinds = {kind for (kind,) in query(database, "SELECT DISTINCT kind FROM main.credentials")}
     assert kinds == {SERVICE_KEY, WORKSPACE_SERVICE_KEY, PERSONAL_ACCESS_TOKEN}

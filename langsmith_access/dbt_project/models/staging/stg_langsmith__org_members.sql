@@ -22,8 +22,19 @@ select
         ),
         []
     ) as login_methods,
-    -- Null where the route did not say (the per-workspace route lists no SCIM groups).
-    scim_groups,
+    -- Null where the route did not say (the per-workspace route lists no SCIM groups), and
+    -- where the sync skipped the section (a plan without SCIM: whatever the listing still
+    -- names is not SCIM provisioning any more).
+    case
+        when exists (
+            select 1
+            from {{ source('raw', 'section_reads') }} as section_reads
+            where section_reads.sync_id = latest_sync_members.sync_id
+                and section_reads.section = 'scim_groups'
+                and section_reads.status = 'skipped'
+        ) then null
+        else scim_groups
+    end as scim_groups,
     sync_id,
     cast(fetched_at as timestamptz) as fetched_at
 from latest_sync_members
