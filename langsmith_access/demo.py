@@ -73,9 +73,11 @@ ORDER BY workspace_roles DESC, u.email""",
 
 
 def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
-    database = Path(os.environ.get("LANGSMITH_ACCESS_DUCKDB") or DEMO_DATABASE)
+    chosen = os.environ.get("LANGSMITH_ACCESS_DUCKDB")
+    database = Path(chosen or DEMO_DATABASE)
     state = generate_org(seed=seed, members=members, workspaces=workspaces)
-    other = _synced_organization(database)
+    # The demo's own file is the demo's to overwrite (another --seed is another generated org).
+    other = _synced_organization(database) if chosen else None
     if other is not None and other != state.organization_id:
         # A shell set up for a real org: the demo would sync its generated org over that org's data.
         print(f"error: {database} (LANGSMITH_ACCESS_DUCKDB) holds organization {other}, not the demo's "

@@ -101,7 +101,7 @@ class SyncDatabase(OrgScopedResource):
         try:
             database.ensure_working()
             self._scratch = database.begin_scratch()
-            self._build_unbuilt_observations(database, self._scratch)
+            self._scratch = self._build_unbuilt_observations(context, database, self._scratch)
         except BaseException:
             if self._scratch is not None:
                 database.discard_scratch(self._scratch)
@@ -112,14 +112,28 @@ class SyncDatabase(OrgScopedResource):
         self._committed = False
         self._staged_docs = None
 
-    def _build_unbuilt_observations(self, database: AccessDatabase, scratch: Path) -> None:
+    def _build_unbuilt_observations(
+        self, context: dg.InitResourceContext, database: AccessDatabase, scratch: Path
+    ) -> Path:
         """Changes a provisioning run verified but died before building into the history: built
         now, before this run replaces the listings they were laid over, so they are dated when
-        they were verified (``transform.history``)."""
+        they were verified (``transform.history``). Returns the scratch file to go on with."""
         with database.connect(scratch) as conn:
             unbuilt = unbuilt_observations(conn)
-        if unbuilt:
+        if not unbuilt:
+            return scratch
+        try:
             rebuild_history(scratch, database.dbt_target_path, unused_days=self.org.settings.unused_days)
+        except Exception as error:
+            # The run goes on as if nothing were unbuilt (its own build lays the changes over the
+            # listings, dated at its build): a failure here must not stop every sync after it.
+            if context.log is not None:
+                context.log.warning(f"{unbuilt} change(s) provisioning verified could not be built into the "
+                                    f"history first ({type(error).__name__}: {error}); this sync's build "
+                                    "dates them instead")
+            database.discard_scratch(scratch)
+            return database.begin_scratch()
+        return scratch
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         try:

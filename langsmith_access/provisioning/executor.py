@@ -279,6 +279,8 @@ class Provisioner:
     # Expiry revokes that end no access (it goes on, or a revoke already ended it): no
     # access.expired.
     _access_goes_on: set[str] = field(default_factory=set)
+    # Memberships (user, workspace) with more than one request in the batch (process_all).
+    _chained: set[tuple[str, str]] = field(default_factory=set)
     _recovered: set[str] = field(default_factory=set)  # requests an earlier run sent a write for
     # Writes earlier runs sent, per request of the batch, read in one query by process_all (a
     # query per request took ~1 ms each, under the lock the batch's threads share).
@@ -322,6 +324,9 @@ class Provisioner:
         chains: dict[tuple[str, str], list[dict]] = {}
         for request in requests:
             chains.setdefault((request["user_id"], request["workspace_id"]), []).append(request)
+        # A membership with several requests changes under the batch's listing (taken before
+        # any write): each of them reads, writes and verifies live, in order.
+        self._chained = {membership for membership, chain in chains.items() if len(chain) > 1}
         workers = min(
             self.client.settings.max_concurrency, len(chains),
             math.ceil(len(requests) / REQUESTS_PER_THREAD),
@@ -486,12 +491,14 @@ class Provisioner:
                 extends = expiry.extends_a_time_bound_grant(self.conn, request)
                 expires_at = queue.terms_of(request).expires_at(at) if extends else None
                 self._grant_terms.append((outcome.request_id, request["role_id"], expires_at))
+        # (A plan with nothing to write settles applied when an earlier run had written for it.)
+        ended_nothing = outcome.status in ("applied", "already_satisfied")
         taken_over = self._taken_over.pop(outcome.request_id, None)
-        if taken_over is not None and outcome.status == "already_satisfied":
+        if taken_over is not None and ended_nothing:
             later, prior_role_id = taken_over
             if later["action"] == "grant" and later["prior_role_id"] == request["role_id"]:
                 self._grant_terms.append((later["request_id"], prior_role_id, later["expires_at"]))
-        if outcome.request_id in self._access_goes_on and outcome.status == "already_satisfied":
+        if outcome.request_id in self._access_goes_on and ended_nothing:
             return
         fields = {"request_id": outcome.request_id, "user": request["user_email"] or request["user_id"],
                   "workspace": request["workspace_name"], "role": request["role_name"], "detail": outcome.detail}
@@ -583,9 +590,11 @@ class Provisioner:
             with self._lock:
                 self._recovered.add(request_id)
 
+        snapshot = self.snapshot if (user_id, workspace_id) not in self._chained else None
+        listed = snapshot is not None
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
-            if self.snapshot is not None and attempt == 1 and not earlier_writes:
-                live = self._listed_live(self.snapshot, request_id, workspace_id, user_id)
+            if snapshot is not None and attempt == 1 and not earlier_writes:
+                live = self._listed_live(snapshot, request_id, workspace_id, user_id)
             else:
                 live = self._read_live(request_id, workspace_id, user_id)
             plan = self._plan(request, live)
@@ -625,7 +634,7 @@ class Provisioner:
                 if attempt == MAX_WRITE_ATTEMPTS:
                     raise
                 continue
-            if self.snapshot is not None:
+            if listed:
                 return _Written(request, plan, attempt, identity_id)  # verified by finish()
             verified = self._read_live(request_id, workspace_id, user_id, kind="verified")
             return self._verified_outcome(request, plan, attempt, verified)

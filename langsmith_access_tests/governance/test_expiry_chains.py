@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from langsmith_access.api import approve, deliver_notifications, list_requests, provision, request_grant, request_revoke
+from langsmith_access.provisioning import executor
 from langsmith_access.provisioning.expiry import expiry_work_due, queue_due_expiries
 from langsmith_access_tests.governance.support import WORKSPACE, request_row
 
@@ -136,3 +137,22 @@ def test_a_failed_end_is_queued_again_after_a_growing_wait(env):
         assert queue_due_expiries(conn, failed_at + timedelta(days=30)) == []
         conn.execute("UPDATE main.provisioning_requests SET status = 'applied' WHERE request_id = ?", [revoke])
         assert queue_due_expiries(conn, failed_at + timedelta(days=30)) == []
+
+
+def test_two_grants_on_one_membership_in_a_batch_read_from_the_org_listing_stack_too(governed, monkeypatch):
+    sandbox, org, database, people, receiver = governed
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")
+    # As a batch of 50 requests or more does: one listing of the org before the first write.
+    monkeypatch.setattr(executor, "MIN_REQUESTS_FOR_ORG_LISTING", 1)
+    member, roles, workspace = people.outsiders[0], people.roles, people.workspace
+    now = datetime.now(UTC)
+    editor = request_grant(member.email, WORKSPACE, "Editor", duration="8h")
+    viewer = request_grant(member.email, WORKSPACE, "Viewer", duration="1h")
+    assert provision().success
+    # The second saw what the first did, not the listing taken before it.
+    rows = {name: request_row(database, r.request_id) for name, r in (("editor", editor), ("viewer", viewer))}
+    assert [(r["status"], r["prior_role_id"]) for r in rows.values()] == [("applied", None), ("applied", roles["Editor"])]
+    assert expire_due(database, now + timedelta(minutes=61))
+    assert provision().success
+    # The hour of Viewer is over; the 8 hours of Editor are not.
+    assert org.membership(workspace.id, member.ls_user_id).role_id == roles["Editor"]

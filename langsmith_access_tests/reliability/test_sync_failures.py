@@ -8,9 +8,14 @@ other endpoint, one workspace, one page, and a listing that never holds still.)
 from __future__ import annotations
 
 import errno
+from datetime import UTC, datetime, timedelta
 
+from langsmith_access.defs import resources
+from langsmith_access.provisioning.executor import Observation, record_observations
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.store import export
+from langsmith_access.transform import DbtRunError
+from langsmith_access.transform.history import unbuilt_observations
 from langsmith_access_tests.helpers import (
     actual_org_grants,
     actual_workspace_grants,
@@ -137,3 +142,23 @@ def test_a_disk_that_fills_up_while_publishing_fails_the_sync_and_commits_nothin
     recovered = run_sync()
     assert recovered.success, recovered.failure
     assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
+
+
+def test_a_sync_goes_on_when_building_first_what_a_dead_provisioning_run_verified_fails(start_env, monkeypatch):
+    sandbox, org, database = start_env()
+    ws, user, identity, role = org.workspace_membership_rows(shared_only=True)[0]
+    verified_at = datetime.now(UTC) - timedelta(minutes=5)
+    # What a provisioning run verified and recorded before it died, unbuilt.
+    with database.writer_lease("test: a dead run's observation"), database.connect() as conn:
+        record_observations(conn, [Observation("dead-run-request", "dead-run", verified_at, ws, user, role, identity)])
+        assert unbuilt_observations(conn) == 1
+
+    def broken(*args, **kwargs):
+        raise DbtRunError("grants_row_rules failed")
+
+    # The rebuild fails: the sync goes on (its own build lays the change over the listings).
+    monkeypatch.setattr(resources, "rebuild_history", broken)
+    outcome = run_sync()
+    assert outcome.success, outcome.failure
+    with database.connect(read_only=True) as conn:
+        assert unbuilt_observations(conn) == 0
