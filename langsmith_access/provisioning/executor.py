@@ -23,7 +23,9 @@ Two ways to read live state, cheapest first for the batch at hand (``Provisioner
   write, and one more listing after the last write verifies every request at once. A change of
   role or a removal still reads the member's workspace identity (which the listing lacks) right
   before its write, and a request the second listing does not confirm is read back on its own
-  before it is called failed.
+  before it is called failed. A membership with more than one request in the batch is read,
+  written and verified live, request by request, in queue order: the listing, taken before
+  the first write, does not show what the earlier one did.
 
 Access governance (DESIGN.md section 10): an applied grant records the member's role before it
 (``prior_role_id``) and, when time-bound, when it ends (``expires_at``, counted from when it was

@@ -29,6 +29,7 @@ import duckdb
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.queue import (
     EXPIRED_REASON,
+    REQUEST_COLUMNS,
     SYSTEM_REQUESTER,
     fetch_requests,
     iso_minutes,
@@ -39,14 +40,29 @@ from langsmith_access.provisioning.queue import (
 _REQUESTS = "main.provisioning_requests"  # a grant's own row, in the conditions below
 
 
-def _in_force(row: str) -> str:
+def _in_force(row: str, requests: str = _REQUESTS) -> str:
     """``row`` changed a membership or confirmed a grant (a revoke that found nothing to remove
-    changed nothing), and no expiry revoke of its own has undone that since."""
+    changed nothing), and no expiry revoke of its own (among ``requests``) has undone that since."""
     return (
         f"({row}.status = 'applied' OR ({row}.action = 'grant' AND {row}.status = 'already_satisfied')) "
-        f"AND {row}.parent_request_id IS NULL AND NOT EXISTS (SELECT 1 FROM {_REQUESTS} AS ended "
+        f"AND {row}.parent_request_id IS NULL AND NOT EXISTS (SELECT 1 FROM {requests} AS ended "
         f"WHERE ended.parent_request_id = {row}.request_id AND ended.status IN ('applied', 'already_satisfied'))"
     )
+
+
+def _of_membership(conn: duckdb.DuckDBPyConnection, user_id: str, workspace_id: str, where: str,
+                   params: list) -> list[dict]:
+    """The requests of one membership (a user in a workspace: its expiry revokes included, which
+    carry their grant's user and workspace) matching ``where``, in which the table is
+    ``membership``: one filtered read of the queue, not a join over all of it (a batch of
+    500 expiry revokes asks this once each, under the executor's lock)."""
+    cursor = conn.execute(
+        f"WITH membership AS (SELECT * FROM {_REQUESTS} WHERE user_id = ? AND workspace_id = ?) "
+        f"SELECT {', '.join(REQUEST_COLUMNS)} FROM membership AS provisioning_requests WHERE {where} "
+        "ORDER BY request_seq",
+        [user_id, workspace_id, *params],
+    )
+    return [dict(zip(REQUEST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _settled_after(later: str, earlier: str) -> str:
@@ -87,11 +103,11 @@ def successor(conn: duckdb.DuckDBPyConnection, grant: dict) -> dict | None:
     """The first request on ``grant``'s membership (its user in its workspace) that settled after
     it, took effect, and is still in force; None if there is none (the grant's own effect is
     what the member has, unless someone changed it by hand)."""
-    later = fetch_requests(
-        conn,
-        f"user_id = ? AND workspace_id = ? AND {_in_force('provisioning_requests')} AND EXISTS (SELECT 1 FROM "
-        f"{_REQUESTS} AS grant_ WHERE grant_.request_id = ? AND {_settled_after('provisioning_requests', 'grant_')})",
-        [grant["user_id"], grant["workspace_id"], grant["request_id"]],
+    later = _of_membership(
+        conn, grant["user_id"], grant["workspace_id"],
+        f"{_in_force('provisioning_requests', 'membership')} AND EXISTS (SELECT 1 FROM membership AS grant_ "
+        f"WHERE grant_.request_id = ? AND {_settled_after('provisioning_requests', 'grant_')})",
+        [grant["request_id"]],
     )
     # fetch_requests orders by queue order; settled order is what counts.
     later.sort(key=lambda r: (r["updated_at"], r["request_seq"]))
@@ -101,11 +117,11 @@ def successor(conn: duckdb.DuckDBPyConnection, grant: dict) -> dict | None:
 def extends_a_time_bound_grant(conn: duckdb.DuckDBPyConnection, request: dict) -> bool:
     """Does ``request`` (a grant the member already satisfies) find its role given by a
     time-bound grant still in force? Then it extends that access to its own end."""
-    return bool(fetch_requests(
-        conn,
-        f"user_id = ? AND workspace_id = ? AND role_id = ? AND request_id <> ? AND action = 'grant' "
-        f"AND expires_at IS NOT NULL AND {_in_force('provisioning_requests')}",
-        [request["user_id"], request["workspace_id"], request["role_id"], request["request_id"]],
+    return bool(_of_membership(
+        conn, request["user_id"], request["workspace_id"],
+        f"role_id = ? AND request_id <> ? AND action = 'grant' AND expires_at IS NOT NULL "
+        f"AND {_in_force('provisioning_requests', 'membership')}",
+        [request["role_id"], request["request_id"]],
     ))
 
 
