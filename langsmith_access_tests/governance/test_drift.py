@@ -95,7 +95,7 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     assert request_row(database, granted.request_id)["status"] == "applied"
     assert request_row(database, an_hour.request_id)["status"] == "applied"
     with database.writer_lease("test: the hour is over"), database.connect() as conn:
-        assert len(queue_due_expiries(conn, datetime.now(UTC) + timedelta(minutes=61))) == 1
+        assert len(queue_due_expiries(conn, datetime.now(UTC) + timedelta(minutes=75))) == 1
     outcome = provision()
     assert outcome.success, outcome.failure
     assert readded.ls_user_id not in org.workspace(workspace.id).memberships

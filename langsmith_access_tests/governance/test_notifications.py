@@ -157,21 +157,22 @@ def test_a_receiver_that_is_down_for_a_while_delays_and_loses_nothing(database, 
 
 
 def test_a_slow_or_trickling_receiver_is_cut_off_and_the_rest_wait_their_turn(database):
-    ids = [add(database, "access.expiring", request_id=f"r-{i}") for i in range(3)]
+    ids = [add(database, "access.expiring", request_id=f"r-{i}") for i in range(8)]
     with WebhookReceiver() as receiver:
         hook = Webhook(url=Secret(receiver.url), timeout_seconds=1)
         receiver.delay_seconds = 3.0
         started = time.monotonic()
         slow = deliver_due(database, hook, now=T0)
-        assert time.monotonic() - started < 2.5  # one timeout, not one per row
-        assert [slow.failed[i] for i in ids] == ["the receiver did not answer within 1 s", NOT_TRIED, NOT_TRIED]
+        # One timeout, not one per row (8 s): the margin is for a slow CI machine.
+        assert time.monotonic() - started < 5
+        assert [slow.failed[i] for i in ids] == ["the receiver did not answer within 1 s"] + [NOT_TRIED] * 7
         assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, T0 + retry_delay(1))] + [
-            (0, T0 + retry_delay(1))] * 2
+            (0, T0 + retry_delay(1))] * 7
         # One byte of the answer every 0.3 s: no read ever waits a second, the whole takes ~12 s.
         receiver.delay_seconds, receiver.trickle_seconds = 0.0, 0.3
         started = time.monotonic()
         assert post(hook, {"event": "sync.failed"}) == "the receiver did not answer within 1 s"
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 5
 
 
 def test_a_delivery_stops_when_its_time_is_spent_and_the_rest_stay_due(database):
