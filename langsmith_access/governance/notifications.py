@@ -294,7 +294,7 @@ def post(webhook: Webhook, payload: Mapping, notification_id: str | None = None)
     worker.start()
     worker.join(webhook.timeout_seconds)
     if not answer:
-        return f"the receiver did not answer within {webhook.timeout_seconds:g} s"
+        return _network_failure(TimeoutError(), webhook.timeout_seconds)
     return answer[0]
 
 

@@ -20,7 +20,7 @@ import duckdb
 
 from langsmith_access.governance.decisions import AccessTermsRefused, Grantee, access_terms, approver_refusal
 from langsmith_access.governance.notifications import Notifier
-from langsmith_access.governance.policy import PolicyError, governing_policy
+from langsmith_access.governance.policy import Policy, PolicyError, governing_policy
 from langsmith_access.provisioning.queue import (
     AWAITING_APPROVAL,
     MAX_TEXT_CHARS,
@@ -168,7 +168,7 @@ def decide_on(
     return DecisionResult(request_id, decision, True, f"denied: {target}.", "denied")
 
 
-def _terms_refusal(policy, request: dict, at: datetime) -> str | None:
+def _terms_refusal(policy: Policy, request: dict, at: datetime) -> str | None:
     """Why the policy as it is now would not give the request the terms it was queued with (the
     policy may have changed while it waited); None when it would."""
     asked = terms_of(request)

@@ -83,7 +83,7 @@ from langsmith_access.provisioning.planner import (
     plan_expiry,
 )
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
-from langsmith_access.store.sql import first_row, scalar
+from langsmith_access.store.sql import scalar
 from langsmith_access.sync.extract import NotEveryWorkspaceListed, require_every_workspace_listed
 
 MAX_WRITE_ATTEMPTS = 3
@@ -274,7 +274,8 @@ class Provisioner:
     # request id (its current role is what the member had before the grant).
     _requests: dict[str, dict] = field(default_factory=dict)
     _first_write_plans: dict[str, Plan] = field(default_factory=dict)
-    _restore_roles: dict[str, str | None] = field(default_factory=dict)
+    # The grant each expiry revoke ends, by the revoke's id (None: no such row), read once.
+    _parent_grants: dict[str, dict | None] = field(default_factory=dict)
     # Expiry revokes whose grant a later request took over: that request, and the prior role it
     # inherits when the revoke settles.
     _taken_over: dict[str, tuple[dict, str | None]] = field(default_factory=dict)
@@ -493,18 +494,18 @@ class Provisioner:
                 extends = expiry.extends_a_time_bound_grant(self.conn, request)
                 expires_at = queue.terms_of(request).expires_at(at) if extends else None
                 self._grant_terms.append((outcome.request_id, request["role_id"], expires_at))
-        # (A plan with nothing to write settles applied when an earlier run had written for it.)
-        ended_nothing = outcome.status in ("applied", "already_satisfied")
+        # Done (a plan with nothing to write settles applied when an earlier run had written for it).
+        done = outcome.status in ("applied", "already_satisfied")
         taken_over = self._taken_over.pop(outcome.request_id, None)
-        if taken_over is not None and ended_nothing:
+        if taken_over is not None and done:
             later, prior_role_id = taken_over
             if later["action"] == "grant" and later["prior_role_id"] == request["role_id"]:
                 self._grant_terms.append((later["request_id"], prior_role_id, later["expires_at"]))
-        if outcome.request_id in self._access_goes_on and ended_nothing:
+        if outcome.request_id in self._access_goes_on and done:
             return
         fields = {"request_id": outcome.request_id, "user": request["user_email"] or request["user_id"],
                   "workspace": request["workspace_name"], "role": request["role_name"], "detail": outcome.detail}
-        if parent and outcome.status in ("applied", "already_satisfied"):
+        if parent and done:
             # The grant's access has ended (or had already been changed by someone): about the grant.
             fields.update(request_id=parent, detail=f"{outcome.detail} (revoke {outcome.request_id})")
             self._notices.append(("access.expired", at, fields))
@@ -593,7 +594,6 @@ class Provisioner:
                 self._recovered.add(request_id)
 
         snapshot = self.snapshot if (user_id, workspace_id) not in self._chained else None
-        listed = snapshot is not None
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             if snapshot is not None and attempt == 1 and not earlier_writes:
                 live = self._listed_live(snapshot, request_id, workspace_id, user_id)
@@ -636,7 +636,7 @@ class Provisioner:
                 if attempt == MAX_WRITE_ATTEMPTS:
                     raise
                 continue
-            if listed:
+            if snapshot is not None:
                 return _Written(request, plan, attempt, identity_id)  # verified by finish()
             verified = self._read_live(request_id, workspace_id, user_id, kind="verified")
             return self._verified_outcome(request, plan, attempt, verified)
@@ -662,8 +662,10 @@ class Provisioner:
         inherits the role the ended grant replaced; a later revoke, or a grant over another role,
         already undid what it did. None: no later request, the grant's own end applies."""
         names = self.directory.role_names
+        grant = self._parent_grant(revoke)
+        if grant is None:
+            return None
         with self._lock:
-            [grant] = queue.fetch_requests(self.conn, "request_id = ?", [revoke["parent_request_id"]])
             later = expiry.successor(self.conn, grant)
             if later is None:
                 return None
@@ -681,19 +683,20 @@ class Provisioner:
             explanation = f"{what} changed this membership since the grant; nothing to undo"
         return Plan(NOTHING, current, current, identity, explanation)
 
-    def _restore_role_id(self, request: dict) -> str | None:
-        """For the revoke that ends a grant: the role the grant replaced (None: it added them)."""
-        if not request.get("parent_request_id"):
+    def _parent_grant(self, revoke: dict) -> dict | None:
+        """The grant an expiry revoke ends (None for any other request)."""
+        if not revoke.get("parent_request_id"):
             return None
         with self._lock:
-            if request["request_id"] not in self._restore_roles:
-                row = first_row(
-                    self.conn,
-                    "SELECT prior_role_id FROM main.provisioning_requests WHERE request_id = ?",
-                    [request["parent_request_id"]],
-                )
-                self._restore_roles[request["request_id"]] = row[0] if row else None
-            return self._restore_roles[request["request_id"]]
+            if revoke["request_id"] not in self._parent_grants:
+                found = queue.fetch_requests(self.conn, "request_id = ?", [revoke["parent_request_id"]])
+                self._parent_grants[revoke["request_id"]] = found[0] if found else None
+            return self._parent_grants[revoke["request_id"]]
+
+    def _restore_role_id(self, request: dict) -> str | None:
+        """For the revoke that ends a grant: the role the grant replaced (None: it added them)."""
+        grant = self._parent_grant(request)
+        return grant["prior_role_id"] if grant else None
 
     def _wanted(self, request: dict, plan: Plan) -> str | None:
         """The live role that means this request is done (None: not a member)."""

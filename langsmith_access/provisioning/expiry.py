@@ -109,7 +109,7 @@ def successor(conn: duckdb.DuckDBPyConnection, grant: dict) -> dict | None:
         f"WHERE grant_.request_id = ? AND {_settled_after('provisioning_requests', 'grant_')})",
         [grant["request_id"]],
     )
-    # fetch_requests orders by queue order; settled order is what counts.
+    # Read in queue order; settled order is what counts.
     later.sort(key=lambda r: (r["updated_at"], r["request_seq"]))
     return later[0] if later else None
 
