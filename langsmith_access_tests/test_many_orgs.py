@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -107,11 +108,15 @@ def test_every_job_schedule_and_asset_is_partitioned_by_org(org_environment):
     assert all(graph.get(key).partitions_def.get_partition_keys() == ["us", "eu"]
                for key in graph.materializable_asset_keys)
 
-    for name in ("langsmith_access_sync_schedule", "langsmith_access_inventory_schedule"):
-        schedule = definitions.resolve_schedule_def(name)
-        with dg.build_schedule_context(repository_def=definitions.get_repository_def()) as context:
-            requests = schedule.evaluate_tick(context).run_requests
-        assert [(r.partition_key, r.tags[ORG_TAG]) for r in requests] == [("us", "us"), ("eu", "eu")], name
+    # The inventory's schedule does the same for synced orgs (test_the_inventory_waits_...).
+    assert [(r.partition_key, r.tags[ORG_TAG]) for r in tick_schedule(definitions, "langsmith_access_sync_schedule")
+            .run_requests] == [("us", "us"), ("eu", "eu")]
+
+
+def tick_schedule(definitions: dg.Definitions, name: str) -> dg.ScheduleExecutionData:
+    schedule = definitions.resolve_schedule_def(name)
+    with dg.build_schedule_context(repository_def=definitions.get_repository_def()) as context:
+        return schedule.evaluate_tick(context)
 
 
 def test_an_unknown_or_missing_org_is_a_usage_error_naming_the_known_ones(two_orgs):
@@ -237,6 +242,35 @@ def test_a_request_is_applied_in_its_own_org_only(org_environment, synced):
     assert us.membership(workspace.id, outsider.ls_user_id) is not None
     assert two_orgs.sandboxes["eu"].org.workspace_membership_rows() == eu_before
     assert not [e for e in two_orgs.sandboxes["eu"].request_log if e.method in ("POST", "PATCH", "DELETE")]
+
+
+def test_the_inventory_schedule_waits_for_each_orgs_first_sync(org_environment, synced, monkeypatch, tmp_path):
+    # The inventory adds to a synced database: launched before an org's first sync (a new
+    # deployment whose first inventory tick comes before the first sync's), its run would fail.
+    from langsmith_access.definitions import defs
+
+    two_orgs = org_environment
+    data = tmp_path / "data"
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
+    nothing = tick_schedule(defs(), "langsmith_access_inventory_schedule")
+    assert nothing.run_requests == [] and not data.exists()  # looking creates nothing
+    assert nothing.skip_message == (
+        "us: no sync published yet: the inventory waits for the first one (the sync schedule, or "
+        "`langsmith-access sync --org us`); eu: no sync published yet: the inventory waits for the "
+        "first one (the sync schedule, or `langsmith-access sync --org eu`)."), nothing.skip_message
+
+    # us synced; eu's file holds no sync (a request queued before any sync creates one).
+    (data / "us").mkdir(parents=True)
+    shutil.copyfile(two_orgs.database("us"), data / "us" / "langsmith_access.duckdb")
+    (data / "eu").mkdir()
+    duckdb.connect(str(data / "eu" / "langsmith_access.duckdb")).close()
+    [us_only] = tick_schedule(defs(), "langsmith_access_inventory_schedule").run_requests
+    assert (us_only.partition_key, us_only.tags[ORG_TAG]) == ("us", "us")
+
+    # Both synced (the fixture's databases): one run each.
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", two_orgs.environment["LANGSMITH_ACCESS_DUCKDB"])
+    both = tick_schedule(defs(), "langsmith_access_inventory_schedule").run_requests
+    assert [(r.partition_key, r.tags[ORG_TAG]) for r in both] == [("us", "us"), ("eu", "eu")]
 
 
 def readme_cross_org_queries() -> list[str]:

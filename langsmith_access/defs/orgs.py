@@ -57,6 +57,13 @@ def org_run_config(
     )
 
 
+def skip_reasons(by_org: list[tuple[str, str]]) -> str:
+    """One org: its reason as it is; several: each led by its slug."""
+    if len(by_org) == 1:
+        return by_org[0][1]
+    return "; ".join(f"{slug}: {reason.rstrip('.')}" for slug, reason in by_org) + "."
+
+
 def partition_assets_by_org(defs: dg.Definitions, orgs: Orgs | None = None) -> dg.Definitions:
     """``defs`` with every asset partitioned by org (an asset job takes its assets' partitions)."""
     partitions = org_partitions(orgs)

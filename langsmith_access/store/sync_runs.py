@@ -135,13 +135,21 @@ class NoPublishedSyncError(RuntimeError):
     fix = "run `langsmith-access sync` first (or `langsmith-access sync --all-sections` for both)"
 
 
+def has_published_sync(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a sync has succeeded in this database (a file without ``sync_runs`` has none)."""
+    try:
+        [(syncs,)] = conn.execute(
+            "SELECT count(*) FROM main.sync_runs WHERE status = 'succeeded' AND coalesce(job, ?) = ?",
+            [SYNC_JOB, SYNC_JOB],
+        ).fetchall()
+    except duckdb.CatalogException:
+        return False
+    return syncs > 0
+
+
 def require_published_sync(conn: duckdb.DuckDBPyConnection) -> None:
     """Raise ``NoPublishedSyncError`` unless a sync has succeeded in this database."""
-    [(syncs,)] = conn.execute(
-        "SELECT count(*) FROM main.sync_runs WHERE status = 'succeeded' AND coalesce(job, ?) = ?",
-        [SYNC_JOB, SYNC_JOB],
-    ).fetchall()
-    if not syncs:
+    if not has_published_sync(conn):
         raise NoPublishedSyncError(
             "the inventory adds to a synced database, and this one has no sync yet: run "
             "`langsmith-access sync` first, or `langsmith-access sync --all-sections` for both"

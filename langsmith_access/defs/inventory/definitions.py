@@ -10,14 +10,21 @@ from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster._utils.schedules import get_smallest_cron_interval
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import org_run_config, org_run_requests
+from langsmith_access.defs.orgs import org_run_config, org_run_requests, skip_reasons
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
-from langsmith_access.settings import Settings, load_orgs
+from langsmith_access.settings import Org, Orgs, Settings, load_orgs
+from langsmith_access.store.database import (
+    AccessDatabase,
+    DatabaseBusyError,
+    DatabaseNotReadyError,
+    DatabaseUnusableError,
+)
 from langsmith_access.store.sections import record_section_reads
-from langsmith_access.store.sync_runs import require_published_sync
+from langsmith_access.store.sync_runs import has_published_sync, require_published_sync
 from langsmith_access.sync import inventory
 from langsmith_access.sync.extract import now_utc
 
@@ -118,6 +125,38 @@ def inventory_asset(cron: str) -> dg.AssetsDefinition:
     return raw_inventory
 
 
+def waits_for_first_sync(org: Org) -> str | None:
+    """Why the schedule launches no inventory for ``org`` now: its analysts' copy holds no
+    sync yet (the inventory adds to a synced database, and its run would only fail). None when
+    a sync is published, or when that cannot be told now (a busy or unreadable file): the run
+    then checks for itself, under the writer lease."""
+    try:
+        # The analysts' copy, for two seconds at most: runs never hold it.
+        with AccessDatabase(org.duckdb_path).read_published(timeout_seconds=2) as conn:
+            if has_published_sync(conn):
+                return None
+    except DatabaseNotReadyError:
+        pass
+    except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error):  # the run reports it
+        return None
+    return org.in_its_own_terms(
+        "no sync published yet: the inventory waits for the first one (the sync schedule, or "
+        "`langsmith-access sync`)"
+    )
+
+
+def inventory_run_requests(context: dg.ScheduleEvaluationContext, orgs: Orgs):
+    """One tick: a run per org whose analysts' copy holds a sync; the others wait, with why."""
+    waiting = [(org.slug, reason) for org in orgs if (reason := waits_for_first_sync(org))]
+    waits = {slug for slug, _ in waiting}
+    requests = [request for request in org_run_requests(orgs) if request.partition_key not in waits]
+    if not requests:
+        return dg.SkipReason(skip_reasons(waiting))
+    for slug, reason in waiting:
+        context.log.info(f"{slug}: {reason}")
+    return requests
+
+
 @dg.definitions
 def inventory_definitions() -> dg.Definitions:
     settings = Settings.from_env()
@@ -143,12 +182,13 @@ def inventory_definitions() -> dg.Definitions:
         cron_schedule=settings.inventory_cron,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=(
-            "Keeps every org's inventory fresh: one run per org on each tick "
-            "(LANGSMITH_ACCESS_INVENTORY_CRON, hourly at minute 30 by default)."
+            "Keeps every org's inventory fresh: one run per synced org on each tick "
+            "(LANGSMITH_ACCESS_INVENTORY_CRON, hourly at minute 30 by default); an org with no "
+            "sync published yet waits for its first."
         ),
     )
     def langsmith_access_inventory_schedule(context: dg.ScheduleEvaluationContext):
         # The orgs of the definitions' load, as the sync schedule's.
-        return org_run_requests(orgs)
+        return inventory_run_requests(context, orgs)
 
     return dg.Definitions(assets=[raw_inventory], jobs=[job], schedules=[langsmith_access_inventory_schedule])

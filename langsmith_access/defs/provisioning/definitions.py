@@ -13,7 +13,7 @@ import dagster as dg
 import duckdb
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import org_run_config, org_tags
+from langsmith_access.defs.orgs import org_run_config, org_tags, skip_reasons
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import ProvisioningInterruptedError
@@ -288,13 +288,6 @@ def launch_per_org(
             context.log.info(f"{slug}: {reason}")
         return run_requests
     return dg.SkipReason(skip_reasons(skipped))
-
-
-def skip_reasons(by_org: list[tuple[str, str]]) -> str:
-    """One org: its reason as it is; several: each led by its slug."""
-    if len(by_org) == 1:
-        return by_org[0][1]
-    return "; ".join(f"{slug}: {reason.rstrip('.')}" for slug, reason in by_org) + "."
 
 
 def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs):

@@ -13,11 +13,10 @@ import dagster as dg
 import duckdb
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import org_run_config
+from langsmith_access.defs.orgs import org_run_config, skip_reasons
 from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
     provisioning_run_in_flight,
-    skip_reasons,
 )
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningDatabase
 from langsmith_access.governance.notifications import Notifier, Webhook, deliver_due
