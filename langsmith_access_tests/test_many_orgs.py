@@ -273,6 +273,31 @@ def test_the_inventory_schedule_waits_for_each_orgs_first_sync(org_environment, 
     assert [(r.partition_key, r.tags[ORG_TAG]) for r in both] == [("us", "us"), ("eu", "eu")]
 
 
+def test_one_orgs_unusable_database_holds_no_other_orgs_sensor_tick_back(org_environment, synced, monkeypatch, tmp_path):
+    from langsmith_access import api
+
+    two_orgs = org_environment
+    data = tmp_path / "data"
+    for slug in ("us", "eu"):
+        (data / slug).mkdir(parents=True)
+        shutil.copyfile(two_orgs.database(slug), data / slug / "langsmith_access.duckdb")
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
+    eu = two_orgs.sandboxes["eu"].org
+    workspace = eu.shared_workspaces()[0]
+    outsider = next(m for m in eu.active_members() if m.ls_user_id not in workspace.memberships)
+    assert api.request_grant(outsider.email, workspace.id, "Editor", requested_by="test", org="eu").accepted
+    (data / "us" / "langsmith_access.duckdb").write_bytes(b"not a database" * 300)  # damaged
+
+    with dg.instance_for_test() as instance:
+        provisioning = tick_sensor("provisioning_queue_sensor", instance)[0]
+        expiry = tick_sensor("access_expiry_sensor", instance)[0]
+    assert [(r.partition_key, r.tags[ORG_TAG]) for r in provisioning.run_requests] == [("eu", "eu")]
+    assert expiry.run_requests == []
+    assert expiry.skip_message.startswith("us: Database unusable, trying again next tick: could not open "), \
+        expiry.skip_message
+    assert "eu: No access due to end" in expiry.skip_message
+
+
 def readme_cross_org_queries() -> list[str]:
     text = README.read_text(encoding="utf-8")
     start = text.index("### One question across every org")

@@ -20,7 +20,12 @@ from langsmith_access.langsmith import ProvisioningInterruptedError
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.settings import Org, Orgs, Settings, load_orgs
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
+from langsmith_access.store.database import (
+    AccessDatabase,
+    DatabaseBusyError,
+    DatabaseNotReadyError,
+    DatabaseUnusableError,
+)
 from langsmith_access.transform.history import rebuild_history, unbuilt_observations
 
 JOB_NAME = names.PROVISION_JOB
@@ -247,6 +252,8 @@ def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, s
         return "No analysts' database yet: nothing has been synced or queued."
     except (DatabaseBusyError, duckdb.Error) as error:
         return f"Database busy, trying again next tick: {error}"
+    except DatabaseUnusableError as error:  # this org's trouble only: the others' ticks go on
+        return f"Database unusable, trying again next tick: {error}: {DatabaseUnusableError.fix}."
     return (pending + stuck) or "No pending requests."
 
 

@@ -22,7 +22,12 @@ from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningData
 from langsmith_access.governance.notifications import Notifier, Webhook, deliver_due
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.settings import Org, Orgs, Settings, load_orgs
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseNotReadyError
+from langsmith_access.store.database import (
+    AccessDatabase,
+    DatabaseBusyError,
+    DatabaseNotReadyError,
+    DatabaseUnusableError,
+)
 
 # The verbs of `langsmith-access approve|deny`, and provisioning_approvals.decision's own words.
 DECISIONS = {"approve": approvals.APPROVED, "deny": approvals.DENIED,
@@ -97,6 +102,8 @@ def expiry_work_of(context: dg.SensorEvaluationContext, org: Org) -> list[str] |
         return "No analysts' database yet: nothing has been synced or queued."
     except (DatabaseBusyError, duckdb.Error) as error:
         return f"Database busy, trying again next tick: {error}"
+    except DatabaseUnusableError as error:  # this org's trouble only: the others' ticks go on
+        return f"Database unusable, trying again next tick: {error}: {DatabaseUnusableError.fix}."
     return due or "No access due to end, approval overdue or expiry warning due."
 
 
