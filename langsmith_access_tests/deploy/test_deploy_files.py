@@ -14,6 +14,7 @@ read and checked against the repository. The Postgres-backed instance itself run
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import itertools
 import json
@@ -34,6 +35,7 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.workspace.config_schema import process_workspace_config
+from dagster._utils.tags import TagConcurrencyLimitsCounter
 
 from langsmith_access.names import ORG_TAG
 from langsmith_access.settings import load_orgs
@@ -194,12 +196,38 @@ def test_dagster_yaml_validates_against_dagsters_own_schema(dagster_home):
 
 
 def test_dagster_yaml_limits_each_org_to_one_run_at_a_time(dagster_home):
+    from langsmith_access.definitions import defs
+
     coordinator = InstanceRef.from_dir(str(dagster_home)).run_coordinator_data.rehydrate(QueuedRunCoordinator)
     queue = coordinator.get_run_queue_config()
-    assert queue.tag_concurrency_limits == [
-        {"key": ORG_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
-    ]
     assert queue.max_concurrent_runs > 1  # different orgs side by side
+    # The tags Dagster gives the runs of one org's partition: a scheduled sync, and a run
+    # launched from the asset catalog (the implicit asset job: no org tag of ours).
+    repository = defs().get_repository_def()
+    [slug] = load_orgs().slugs
+
+    def run_tags(job_name: str, org: str) -> dict[str, str]:
+        tags = repository.get_job(job_name).partitioned_config.get_tags_for_partition_key(slug, job_name=job_name)
+        return {key: org if value == slug else value for key, value in tags.items()}
+
+    sync, from_catalog = (run_tags(name, "us") for name in ("langsmith_access_sync", "__ASSET_JOB"))
+    assert sync[ORG_TAG] == "us" and ORG_TAG not in from_catalog
+
+    def blocked(running: dict[str, str], queued: dict[str, str]) -> bool:
+        counter = TagConcurrencyLimitsCounter(queue.tag_concurrency_limits, [_Tagged(running)])
+        return counter.is_blocked(_Tagged(queued))
+
+    for running, queued in itertools.permutations([sync, from_catalog, run_tags("provision_workspace_roles", "us")], 2):
+        assert blocked(running, queued), (running, queued)  # one org: one run at a time
+    assert not blocked(sync, run_tags("langsmith_access_sync", "eu"))  # another org: side by side
+    assert not blocked(from_catalog, run_tags("__ASSET_JOB", "eu"))
+
+
+@dataclasses.dataclass
+class _Tagged:
+    """What the queue's tag limits look at in a run: its tags."""
+
+    tags: dict[str, str]
 
 
 def test_a_mistake_in_dagster_yaml_is_caught(dagster_home):
