@@ -174,6 +174,9 @@ class Settings:
     endpoint: str = DEFAULT_ENDPOINT
     duckdb_path: Path = Path(DEFAULT_DUCKDB_PATH)
     api_key: Secret | None = field(default=None, repr=False)
+    # Why an org of the orgs file has no usable key, as loaded for a deployment
+    # (load_orgs(refuse_unusable_keys=False)): client() raises it. None: no such problem.
+    api_key_problem: str | None = field(default=None, repr=False, compare=False)
     organization_id: str | None = None
     # Sustained request rate; the API allows about 2000/min per key, stay well below it.
     requests_per_minute: int = 1500
@@ -229,7 +232,8 @@ class Settings:
         """Settings for the API client; raises ``SettingsError`` if the API is not configured."""
         if self.api_key is None:
             raise SettingsError(
-                "LANGSMITH_API_KEY is not set: set it to an organization-scoped service key (lsv2_sk_...)."
+                self.api_key_problem
+                or "LANGSMITH_API_KEY is not set: set it to an organization-scoped service key (lsv2_sk_...)."
             )
         check_api_key(self.api_key.reveal())
         if not self.organization_id:
@@ -488,6 +492,12 @@ class Org:
     def organization_id(self) -> str | None:
         return self.settings.organization_id
 
+    @property
+    def key_problem(self) -> str | None:
+        """Why this org of the orgs file has no usable key (its variable unset, or not a service
+        key), when it was loaded with ``refuse_unusable_keys=False``; None otherwise."""
+        return self.settings.api_key_problem
+
     def in_its_own_terms(self, text: str) -> str:
         """``text`` (an error or its fix, written for the single-org variables) naming where
         this org's settings really come from: its key variable (``api_key_env``), and its
@@ -549,19 +559,23 @@ class Orgs:
         raise SettingsError(f"Unknown org {slug!r}: the orgs configured in {where} are {known}.")
 
 
-def load_orgs(environ: Mapping[str, str] | None = None) -> Orgs:
+def load_orgs(environ: Mapping[str, str] | None = None, *, refuse_unusable_keys: bool = True) -> Orgs:
     """The orgs to serve: those of ``LANGSMITH_ACCESS_ORGS_FILE`` when it is set, else one org,
     slug ``default``, from the single-org variables exactly as ``Settings.from_env`` reads them.
 
     An orgs file is checked whole before anything uses it: every refusal raises ``SettingsError``
-    naming the file, the entry and the fix, and never shows a key."""
+    naming the file, the entry and the fix, and never shows a key. ``refuse_unusable_keys=False``
+    (the Dagster definitions, ``defs.orgs.deployment_orgs``): an entry whose key variable is unset
+    or holds no service key is still an org, without a key; its ``key_problem`` says why, and
+    using its key (``settings.client()``) raises that, so one org's missing key stops only that
+    org's runs."""
     env = os.environ if environ is None else environ
     shared = Settings.from_env(env)
     default_policy = Path(env[POLICY_VARIABLE]) if env.get(POLICY_VARIABLE) else None
     if not env.get(ORGS_FILE_VARIABLE):
         return Orgs((Org(DEFAULT_ORG_SLUG, shared, SINGLE_ORG_KEY_VARIABLE, default_policy),))
     path = Path(env[ORGS_FILE_VARIABLE])
-    return Orgs(_read_orgs_file(path, shared, env, default_policy), source=path)
+    return Orgs(_read_orgs_file(path, shared, env, default_policy, refuse_unusable_keys), source=path)
 
 
 def org_database_path(shared_duckdb_path: Path, slug: str) -> Path:
@@ -570,7 +584,8 @@ def org_database_path(shared_duckdb_path: Path, slug: str) -> Path:
 
 
 def _read_orgs_file(
-    path: Path, shared: Settings, env: Mapping[str, str], default_policy: Path | None
+    path: Path, shared: Settings, env: Mapping[str, str], default_policy: Path | None,
+    refuse_unusable_keys: bool = True,
 ) -> tuple[Org, ...]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -611,7 +626,7 @@ def _read_orgs_file(
     seen: dict[tuple[str, str], str] = {}  # (endpoint, org id) -> slug
     for number, (entry, node) in enumerate(zip(data, root.value, strict=True), start=1):
         where = f"The orgs file {path}, entry {number} (line {node.start_mark.line + 1})"
-        org = _read_org_entry(entry, node, where, path, shared, env, default_policy)
+        org = _read_org_entry(entry, node, where, path, shared, env, default_policy, refuse_unusable_keys)
         for earlier in orgs:
             if earlier.slug == org.slug:
                 raise SettingsError(
@@ -638,6 +653,7 @@ def _read_org_entry(
     shared: Settings,
     env: Mapping[str, str],
     default_policy: Path | None,
+    refuse_unusable_keys: bool = True,
 ) -> Org:
     if not isinstance(entry, dict):
         raise SettingsError(
@@ -693,13 +709,19 @@ def _read_org_entry(
             f"'_', like LANGSMITH_API_KEY_{slug.upper().replace('-', '_')}), got {variable!r}."
         )
     api_key = env.get(variable)
-    if not api_key:
-        raise SettingsError(
-            f"{where}: the variable {variable} named by api_key_env is not set: set it to this org's "
-            "organization-scoped service key (lsv2_sk_...) in the environment of every process that "
-            "syncs or provisions."
-        )
-    check_api_key(api_key, name=f"{variable} (the key of org {slug!r} in {path})")
+    key_problem = None
+    try:
+        if not api_key:
+            raise SettingsError(
+                f"{where}: the variable {variable} named by api_key_env is not set: set it to this "
+                "org's organization-scoped service key (lsv2_sk_...) in the environment of every "
+                "process that syncs or provisions."
+            )
+        check_api_key(api_key, name=f"{variable} (the key of org {slug!r} in {path})")
+    except SettingsError as problem:
+        if refuse_unusable_keys:
+            raise
+        key_problem = str(problem)
 
     policy = entry.get("policy")
     if policy:
@@ -710,7 +732,8 @@ def _read_org_entry(
     settings = replace(
         shared,
         endpoint=endpoint,
-        api_key=Secret(api_key),
+        api_key=Secret(api_key) if api_key and key_problem is None else None,
+        api_key_problem=key_problem,
         organization_id=organization_id,
         duckdb_path=org_database_path(shared.duckdb_path, slug),
     )

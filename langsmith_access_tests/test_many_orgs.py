@@ -298,6 +298,49 @@ def test_one_orgs_unusable_database_holds_no_other_orgs_sensor_tick_back(org_env
     assert "eu: No access due to end" in expiry.skip_message
 
 
+def test_one_orgs_missing_key_stops_only_that_orgs_runs(org_environment, synced, monkeypatch, tmp_path):
+    # The code location loads without eu's key (Kubernetes: the orgs file names an org whose
+    # secret is not there yet): us's sensor ticks go on, eu gets no run until its key is set,
+    # and a run of eu launched anyway fails at its start naming the variable.
+    from langsmith_access import api
+    from langsmith_access.definitions import defs
+
+    two_orgs = org_environment
+    data = tmp_path / "data"
+    for slug in ("us", "eu"):
+        (data / slug).mkdir(parents=True)
+        shutil.copyfile(two_orgs.database(slug), data / slug / "langsmith_access.duckdb")
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
+
+    def queue_grant(slug: str) -> None:
+        org = two_orgs.sandboxes[slug].org
+        workspace = org.shared_workspaces()[0]
+        outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+        assert api.request_grant(outsider.email, workspace.id, "Editor", requested_by="test", org=slug).accepted
+
+    queue_grant("eu")
+    monkeypatch.delenv("LANGSMITH_API_KEY_EU")
+    definitions = defs()
+    missing = "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set"
+    with dg.instance_for_test() as instance:
+        waiting = tick_sensor("provisioning_queue_sensor", instance, definitions=definitions)[0]
+        assert waiting.run_requests == [] and "us: No pending requests; eu: The orgs file " in waiting.skip_message
+        assert missing in waiting.skip_message and waiting.skip_message.endswith("No run until then.")
+        with monkeypatch.context() as us_key:  # queuing reads every entry, as every command does
+            us_key.setenv("LANGSMITH_API_KEY_EU", two_orgs.sandboxes["eu"].api_key)
+            queue_grant("us")
+        [launched] = tick_sensor("provisioning_queue_sensor", instance, definitions=definitions)[0].run_requests
+        assert launched.partition_key == "us"
+
+        eu_requests_before = len(two_orgs.sandboxes["eu"].request_log)
+        eu_sync = definitions.resolve_job_def("langsmith_access_sync").execute_in_process(
+            partition_key="eu", instance=instance, raise_on_error=False)
+    assert not eu_sync.success
+    failure = next(e for e in eu_sync.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE")
+    assert missing in failure.event_specific_data.error.message
+    assert len(two_orgs.sandboxes["eu"].request_log) == eu_requests_before  # refused before any request
+
+
 def readme_cross_org_queries() -> list[str]:
     text = README.read_text(encoding="utf-8")
     start = text.index("### One question across every org")

@@ -213,6 +213,30 @@ def test_a_missing_key_variable(tmp_path):
     assert "service key (lsv2_sk_...)" in message and US_KEY not in message
 
 
+def test_loaded_for_a_deployment_an_org_without_a_usable_key_stops_only_its_own_runs(tmp_path):
+    # The Dagster definitions load the orgs so: a code location that failed to load for one
+    # org's missing secret would stop every org's schedules and sensors.
+    token = "lsv2_pt_personal000000000000000000_secret"
+    for eu_key, problem in (("", "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set"),
+                            (token, "LANGSMITH_API_KEY_EU (the key of org 'eu'")):
+        orgs_file = tmp_path / "orgs.yaml"
+        orgs_file.write_text(TWO_ORGS, encoding="utf-8")
+        env = {ORGS_FILE_VARIABLE: str(orgs_file), **KEYS, "LANGSMITH_API_KEY_EU": eu_key}
+        with pytest.raises(SettingsError):  # the CLI's load refuses the whole file, as before
+            load_orgs(env)
+        us, eu = load_orgs(env, refuse_unusable_keys=False)
+        assert us.key_problem is None and us.settings.client().api_key.reveal() == US_KEY
+        assert eu.settings.api_key is None and problem in (eu.key_problem or "")
+        with pytest.raises(SettingsError) as refused:  # using eu's key says why, naming the entry
+            eu.settings.client()
+        assert str(refused.value) == eu.key_problem and str(orgs_file) in eu.key_problem
+        assert token not in eu.key_problem and token not in repr(eu)
+    # A structural mistake still stops the whole load: it is the file that is wrong.
+    orgs_file.write_text(TWO_ORGS.replace("slug: eu", "slug: us"), encoding="utf-8")
+    with pytest.raises(SettingsError, match="already used"):
+        load_orgs({ORGS_FILE_VARIABLE: str(orgs_file), **KEYS}, refuse_unusable_keys=False)
+
+
 def test_a_key_variable_holding_a_personal_token_names_the_variable_not_the_token(tmp_path):
     token = "lsv2_pt_personal000000000000000000_secret"
     message = refusal(tmp_path, TWO_ORGS, LANGSMITH_API_KEY_US=token)

@@ -34,9 +34,18 @@ from langsmith_access.settings import Org, Orgs, SettingsError, load_orgs
 PARTITION_TAG = "dagster/partition"
 
 
+def deployment_orgs() -> Orgs:
+    """The orgs the definitions serve (``settings.load_orgs``), read when they load. A bad orgs
+    file stops the load, naming the entry and the fix; an org whose key variable is unset or
+    holds no service key does not: its runs fail at their start saying so (``Org.key_problem``),
+    and the sensors launch none for it, while the other orgs' schedules and sensors go on (a
+    code location that fails to load would stop every org)."""
+    return load_orgs(refuse_unusable_keys=False)
+
+
 def org_partitions(orgs: Orgs | None = None) -> dg.StaticPartitionsDefinition:
     """One partition per org, its key the org's slug, in the order of the orgs file."""
-    return dg.StaticPartitionsDefinition(list((orgs or load_orgs()).slugs))
+    return dg.StaticPartitionsDefinition(list((orgs or deployment_orgs()).slugs))
 
 
 def org_tags(slug: str) -> dict[str, str]:
@@ -82,7 +91,7 @@ def org_run_requests(orgs: Orgs | None = None, run_key_prefix: str = "") -> list
     """One run request per org (a schedule's tick): each an org's partition, tagged with it."""
     return [
         dg.RunRequest(run_key=f"{run_key_prefix}{slug}", partition_key=slug, tags=org_tags(slug))
-        for slug in (orgs or load_orgs()).slugs
+        for slug in (orgs or deployment_orgs()).slugs
     ]
 
 
@@ -91,7 +100,7 @@ def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
     handed in; None reads them from the environment (the orgs file, else one org ``default``).
     Outside a run, or for a run without a partition, the only org (an error naming them when
     there are several)."""
-    orgs = orgs if orgs is not None else load_orgs()
+    orgs = orgs if orgs is not None else deployment_orgs()
     slug = run.tags.get(PARTITION_TAG) if run is not None else None
     if run is not None and slug is None and len(orgs) > 1:
         raise SettingsError(

@@ -14,9 +14,9 @@ import duckdb
 from dagster._utils.schedules import get_smallest_cron_interval
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import org_run_config, org_run_requests, skip_reasons
+from langsmith_access.defs.orgs import deployment_orgs, org_run_config, org_run_requests, skip_reasons
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
-from langsmith_access.settings import Org, Orgs, Settings, load_orgs
+from langsmith_access.settings import Org, Orgs, Settings
 from langsmith_access.store.database import (
     AccessDatabase,
     DatabaseBusyError,
@@ -160,7 +160,7 @@ def inventory_run_requests(context: dg.ScheduleEvaluationContext, orgs: Orgs):
 @dg.definitions
 def inventory_definitions() -> dg.Definitions:
     settings = Settings.from_env()
-    orgs = load_orgs()
+    orgs = deployment_orgs()
     raw_inventory = inventory_asset(settings.inventory_cron)
     # The inventory's extract, every dbt model and test downstream of it, and the publish; one
     # org per run (its partition), like the sync.

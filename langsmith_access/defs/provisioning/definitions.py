@@ -13,13 +13,13 @@ import dagster as dg
 import duckdb
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import org_run_config, org_tags, skip_reasons
+from langsmith_access.defs.orgs import deployment_orgs, org_run_config, org_tags, skip_reasons
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import ProvisioningInterruptedError
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner
-from langsmith_access.settings import Org, Orgs, Settings, load_orgs
+from langsmith_access.settings import Org, Orgs, Settings
 from langsmith_access.store.database import (
     AccessDatabase,
     DatabaseBusyError,
@@ -267,8 +267,8 @@ def launch_per_org(
 ):
     """One tick of a sensor that launches ``provision_workspace_roles`` per org: for each org,
     ``work_of(org)`` gives the ids of what is to do (a run for that org's partition, its count in
-    the tag ``count_tag``) or why nothing is (a skip reason). One org's trouble (a busy or
-    missing database) never holds another's work back."""
+    the tag ``count_tag``) or why nothing is (a skip reason). One org's trouble (a busy, missing
+    or damaged database, no usable key) never holds another's work back."""
     # The cursor counts each org's launches; it never filters work (a run takes everything due
     # when it starts), so it cannot skip any. The run key makes a re-evaluated tick launch
     # nothing twice.
@@ -277,7 +277,8 @@ def launch_per_org(
     launches = launches if isinstance(launches, dict) else {}
     run_requests, skipped = [], []
     for org in orgs:
-        work = work_of(org)
+        # A run of an org without a usable key would fail at its start, tick after tick.
+        work = f"{org.key_problem} No run until then." if org.key_problem else work_of(org)
         if isinstance(work, str):
             skipped.append((org.slug, work))
             continue
@@ -309,7 +310,7 @@ def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs):
 @dg.definitions
 def provisioning_definitions() -> dg.Definitions:
     settings = Settings.from_env()
-    orgs = load_orgs()
+    orgs = deployment_orgs()
     job = provision_job(orgs)
 
     @dg.sensor(

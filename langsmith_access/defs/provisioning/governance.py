@@ -13,7 +13,7 @@ import dagster as dg
 import duckdb
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import org_run_config, skip_reasons
+from langsmith_access.defs.orgs import deployment_orgs, org_run_config, skip_reasons
 from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
     provisioning_run_in_flight,
@@ -21,7 +21,7 @@ from langsmith_access.defs.provisioning.definitions import (
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningDatabase
 from langsmith_access.governance.notifications import Notifier, Webhook, deliver_due
 from langsmith_access.provisioning import approvals, expiry, queue
-from langsmith_access.settings import Org, Orgs, Settings, load_orgs
+from langsmith_access.settings import Org, Orgs, Settings
 from langsmith_access.store.database import (
     AccessDatabase,
     DatabaseBusyError,
@@ -139,7 +139,7 @@ def evaluate_outbox(orgs: Orgs) -> dg.SkipReason:
 @dg.definitions
 def governance_definitions() -> dg.Definitions:
     settings = Settings.from_env()
-    orgs = load_orgs()
+    orgs = deployment_orgs()
 
     @dg.sensor(
         name=names.EXPIRY_SENSOR,

@@ -10,10 +10,10 @@ from langsmith_access.defs.extract.assets import (
     raw_roles,
     raw_workspaces,
 )
-from langsmith_access.defs.orgs import org_run_config, org_run_requests
+from langsmith_access.defs.orgs import deployment_orgs, org_run_config, org_run_requests
 from langsmith_access.defs.sync.publish import analysts_database
 from langsmith_access.defs.transform.assets import access_tables
-from langsmith_access.settings import Settings, load_orgs
+from langsmith_access.settings import Settings
 
 SYNC_JOB_NAME = names.SYNC_JOB
 
@@ -37,7 +37,7 @@ def sync_job(config: dg.PartitionedConfig):
 
 @dg.definitions
 def sync_definitions() -> dg.Definitions:
-    orgs = load_orgs()
+    orgs = deployment_orgs()
     job = sync_job(org_run_config(orgs=orgs))
 
     @dg.schedule(
