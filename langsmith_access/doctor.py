@@ -146,6 +146,8 @@ def run_checks(
     """Run the nine checks against the LangSmith that ``org``, else ``settings``, else
     ``environ`` (default: the process environment) configures. For an org, the details and
     fixes name where its settings come from (its key variable, its orgs file entry)."""
+    if org is not None and org.key_problem:  # loaded for a deployment without a usable key
+        return configuration_failure(org.key_problem)
     if org is not None:
         return run_checks(settings=org.settings, client_factory=client_factory).worded_for(org)
     doctor = _Doctor()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -174,9 +175,6 @@ class Settings:
     endpoint: str = DEFAULT_ENDPOINT
     duckdb_path: Path = Path(DEFAULT_DUCKDB_PATH)
     api_key: Secret | None = field(default=None, repr=False)
-    # Why an org of the orgs file has no usable key, as loaded for a deployment
-    # (load_orgs(refuse_unusable_keys=False)): client() raises it. None: no such problem.
-    api_key_problem: str | None = field(default=None, repr=False, compare=False)
     organization_id: str | None = None
     # Sustained request rate; the API allows about 2000/min per key, stay well below it.
     requests_per_minute: int = 1500
@@ -232,8 +230,7 @@ class Settings:
         """Settings for the API client; raises ``SettingsError`` if the API is not configured."""
         if self.api_key is None:
             raise SettingsError(
-                self.api_key_problem
-                or "LANGSMITH_API_KEY is not set: set it to an organization-scoped service key (lsv2_sk_...)."
+                "LANGSMITH_API_KEY is not set: set it to an organization-scoped service key (lsv2_sk_...)."
             )
         check_api_key(self.api_key.reveal())
         if not self.organization_id:
@@ -395,7 +392,24 @@ def _cron(name: str, raw: str) -> str:
             f"{name} must be a cron schedule of five fields (minute hour day month weekday), "
             f"like '30 * * * *' (hourly at minute 30), got {shown(raw)}{where}."
         )
+    if not _ever_fires(value):
+        raise SettingsError(
+            f"{name} never fires: {shown(raw)} names a day no month has (like 30 February or 31 "
+            "April); pick a day that exists, like '0 0 28 2 *'."
+        )
     return value
+
+
+def _ever_fires(cron: str) -> bool:
+    """Whether Dagster's own reading of ``cron`` finds a time it fires at (five valid fields can
+    still name a date that never comes: Dagster then fails to load the schedule, or never runs it)."""
+    from dagster._utils.schedules import cron_string_iterator  # imported only when a cron is set
+
+    try:
+        next(cron_string_iterator(time.time(), cron, "UTC"))
+    except Exception:
+        return False
+    return True
 
 
 def _share(name: str, raw: str) -> float:
@@ -487,16 +501,20 @@ class Org:
     policy_path: Path | None = None
     # The orgs file this org comes from; None: the single-org variables.
     orgs_file: Path | None = None
+    # Why this org has no usable key (its variable unset, or not a service key), when it was
+    # loaded with load_orgs(refuse_unusable_keys=False); None otherwise. client() raises it.
+    key_problem: str | None = None
 
     @property
     def organization_id(self) -> str | None:
         return self.settings.organization_id
 
-    @property
-    def key_problem(self) -> str | None:
-        """Why this org of the orgs file has no usable key (its variable unset, or not a service
-        key), when it was loaded with ``refuse_unusable_keys=False``; None otherwise."""
-        return self.settings.api_key_problem
+    def client(self) -> ClientSettings:
+        """``settings.client()``: how to reach this org's API; raises ``SettingsError`` naming
+        what is missing (``key_problem``, when the org was loaded without a usable key)."""
+        if self.key_problem:
+            raise SettingsError(self.key_problem)
+        return self.settings.client()
 
     def in_its_own_terms(self, text: str) -> str:
         """``text`` (an error or its fix, written for the single-org variables) naming where
@@ -567,8 +585,7 @@ def load_orgs(environ: Mapping[str, str] | None = None, *, refuse_unusable_keys:
     naming the file, the entry and the fix, and never shows a key. ``refuse_unusable_keys=False``
     (the Dagster definitions, ``defs.orgs.deployment_orgs``): an entry whose key variable is unset
     or holds no service key is still an org, without a key; its ``key_problem`` says why, and
-    using its key (``settings.client()``) raises that, so one org's missing key stops only that
-    org's runs."""
+    ``Org.client()`` raises that, so one org's missing key stops only that org's runs."""
     env = os.environ if environ is None else environ
     shared = Settings.from_env(env)
     default_policy = Path(env[POLICY_VARIABLE]) if env.get(POLICY_VARIABLE) else None
@@ -733,8 +750,7 @@ def _read_org_entry(
         shared,
         endpoint=endpoint,
         api_key=Secret(api_key) if api_key and key_problem is None else None,
-        api_key_problem=key_problem,
         organization_id=organization_id,
         duckdb_path=org_database_path(shared.duckdb_path, slug),
     )
-    return Org(slug, settings, variable, policy_path, orgs_file=path)
+    return Org(slug, settings, variable, policy_path, orgs_file=path, key_problem=key_problem)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from langsmith_access.doctor import run_checks
 from langsmith_access.settings import (
     DEFAULT_ORG_SLUG,
     ORGS_FILE_VARIABLE,
@@ -101,7 +102,7 @@ def test_each_org_gets_its_endpoint_key_id_and_own_database(tmp_path):
     assert (us.api_key_env, eu.api_key_env) == ("LANGSMITH_API_KEY_US", "LANGSMITH_API_KEY_EU")
     # Shared settings apply to every org; each org's client is its own.
     assert us.settings.max_retries == eu.settings.max_retries == 3
-    assert us.settings.client().api_key.reveal() == US_KEY
+    assert us.client().api_key.reveal() == US_KEY
     assert eu.settings.client().organization_id == EU_ID
 
 
@@ -225,11 +226,13 @@ def test_loaded_for_a_deployment_an_org_without_a_usable_key_stops_only_its_own_
         with pytest.raises(SettingsError):  # the CLI's load refuses the whole file, as before
             load_orgs(env)
         us, eu = load_orgs(env, refuse_unusable_keys=False)
-        assert us.key_problem is None and us.settings.client().api_key.reveal() == US_KEY
+        assert us.key_problem is None and us.client().api_key.reveal() == US_KEY
         assert eu.settings.api_key is None and problem in (eu.key_problem or "")
         with pytest.raises(SettingsError) as refused:  # using eu's key says why, naming the entry
-            eu.settings.client()
+            eu.client()
         assert str(refused.value) == eu.key_problem and str(orgs_file) in eu.key_problem
+        [configuration, *_] = run_checks(org=eu).checks  # the doctor (check_langsmith_connection)
+        assert (configuration.status, configuration.detail) == ("fail", eu.key_problem)
         assert token not in eu.key_problem and token not in repr(eu)
     # A structural mistake still stops the whole load: it is the file that is wrong.
     orgs_file.write_text(TWO_ORGS.replace("slug: eu", "slug: us"), encoding="utf-8")

@@ -113,6 +113,16 @@ def test_a_cron_is_refused_exactly_where_dagsters_schedules_would_refuse_it(vari
     assert sum(not is_valid_cron_schedule(cron) for cron in CRONS) >= 8  # both verdicts are exercised
 
 
+@pytest.mark.parametrize("cron", ["0 0 30 2 *", "0 0 31 4 *", "0 0 31 2,4,6,9,11 *"])
+def test_a_cron_naming_a_day_no_month_has_is_refused(cron):
+    # Five valid fields, but Dagster would fail to load the schedule or never run it.
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"LANGSMITH_ACCESS_SYNC_CRON": cron})
+    assert "LANGSMITH_ACCESS_SYNC_CRON never fires" in str(error.value) and repr(cron) in str(error.value)
+    for fine in ("0 0 31 * *", "0 0 29 2 *", "15 4 * * 1-5"):  # some months, leap years, weekdays
+        assert Settings.from_env({"LANGSMITH_ACCESS_SYNC_CRON": fine}).sync_cron == fine
+
+
 PASTED_KEY = "lsv2_sk_" + "5ec2e7" * 6
 
 

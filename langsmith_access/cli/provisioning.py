@@ -108,7 +108,7 @@ def list_requests(args: argparse.Namespace) -> int:
 
 def provision_now(args: argparse.Namespace) -> int:
     org = selected_org(args)
-    org.settings.client()  # refuse a missing or unusable key before starting anything
+    org.client()  # refuse a missing or unusable key before starting anything
     outcome = api.provision(
         dry_run=args.dry_run, log_dir=failure_log_directory(org.settings), verbose=args.verbose, org=org
     )

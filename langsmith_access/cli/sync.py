@@ -73,12 +73,12 @@ def run_sync(args: argparse.Namespace) -> int:
     orgs = load_orgs()  # a bad orgs file stops here, before any request (exit 1)
     if not args.all_orgs:
         org = choose_org(orgs, args.org)
-        org.settings.client()  # refuse a missing or unusable key before starting anything
+        org.client()  # refuse a missing or unusable key before starting anything
         return 0 if sync_org(org, args, named=orgs.source is not None) else 1
     failed: list[str] = []
     for org in orgs:
         try:
-            org.settings.client()
+            org.client()
             synced = sync_org(org, args, named=True)
         except (SettingsError, DatabaseBusyError, duckdb.Error, OSError) as error:
             # This org's trouble only (its key, its database): the others still sync.

@@ -51,7 +51,7 @@ class LangSmithAPI(OrgScopedResource):
     _client: LangSmithClient | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._client = LangSmithClient(self.take_org_of_run(context).settings.client())
+        self._client = LangSmithClient(self.take_org_of_run(context).client())
         if context.run is not None:
             _API_STATS_OF_RUN[context.run.run_id] = self._client.stats
 
@@ -64,7 +64,7 @@ class LangSmithAPI(OrgScopedResource):
     @property
     def client(self) -> LangSmithClient:
         if self._client is None:  # used outside a run (tests, scripts)
-            self._client = LangSmithClient(self.org.settings.client())
+            self._client = LangSmithClient(self.org.client())
         return self._client
 
 
