@@ -120,3 +120,8 @@ def test_the_inventory_shows_its_freshness_and_its_cron_is_configurable(monkeypa
     daily = defs()
     assert daily.resolve_schedule_def("langsmith_access_inventory_schedule").cron_schedule == "15 4 * * *"
     assert policy(daily).fail_window.to_timedelta().total_seconds() == (48 + 0.5) * 3600
+    # On weekdays only: a weekend without a run is no failure (the windows follow the longest gap).
+    monkeypatch.setenv("LANGSMITH_ACCESS_INVENTORY_CRON", "15 4 * * 1-5")
+    weekdays = policy(defs())
+    assert weekdays.warn_window.to_timedelta().total_seconds() == (72 + 0.5) * 3600
+    assert weekdays.fail_window.to_timedelta().total_seconds() == (144 + 0.5) * 3600

@@ -6,12 +6,14 @@ models downstream of them (with their tests, as asset checks) and publishes the 
 database, on the sync's scratch-copy, writer-pool and ``sync_runs`` rules: all or nothing.
 """
 
+import itertools
+import time
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 import duckdb
-from dagster._utils.schedules import get_smallest_cron_interval
+from dagster._utils.schedules import cron_string_iterator
 
 from langsmith_access import names
 from langsmith_access.defs.orgs import deployment_orgs, org_run_config, org_run_requests, skip_reasons
@@ -52,14 +54,26 @@ class InventoryConfig(dg.Config):
 
 
 def freshness_policy(cron: str) -> dg.FreshnessPolicy:
-    """Fresh while the last materialization is at most one schedule interval (and half an hour
-    to run) old; failing after two. Shown on the inventory's assets in the Dagster UI."""
-    try:
-        interval = get_smallest_cron_interval(cron)
-    except Exception:  # a cron Dagster cannot sample: assume hourly
-        interval = timedelta(hours=1)
+    """Fresh while the last materialization is at most the schedule's longest gap between two
+    ticks (and half an hour to run) old; failing after two such gaps. The longest, not the
+    shortest: a weekday cron leaves a weekend between two runs, which is no failure. Shown on
+    the inventory's assets in the Dagster UI."""
+    interval = longest_cron_interval(cron)
     grace = timedelta(minutes=30)
     return dg.FreshnessPolicy.time_window(fail_window=2 * interval + grace, warn_window=interval + grace)
+
+
+def longest_cron_interval(cron: str, ticks: int = 120) -> timedelta:
+    """The longest gap between two consecutive ticks of ``cron`` over its next ``ticks`` ticks
+    (enough to cover a weekend, a short month, a leap year's February); an hour for a cron
+    Dagster cannot iterate."""
+    try:
+        times = list(itertools.islice(cron_string_iterator(time.time(), cron, "UTC"), ticks))
+    except Exception:
+        return timedelta(hours=1)
+    if len(times) < 2:
+        return timedelta(hours=1)
+    return max(later - earlier for earlier, later in itertools.pairwise(times))
 
 
 def _specs(cron: str) -> list[dg.AssetSpec]:
