@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import sys
+from datetime import datetime
 
 from langsmith_access import api
 from langsmith_access.cli.common import (
@@ -17,6 +18,7 @@ from langsmith_access.cli.common import (
 )
 from langsmith_access.names import APPLY_REQUESTS_OP
 from langsmith_access.provisioning.queue import FINAL_STATUSES
+from langsmith_access.store.queries import iso_utc
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -91,7 +93,8 @@ def queue_request(args: argparse.Namespace) -> int:
 def list_requests(args: argparse.Namespace) -> int:
     rows = api.list_requests(args.status, org=selected_org(args))  # an unknown status: RequestRejected, exit 2
     if args.json:
-        print(json.dumps(rows, default=str))
+        # Times in UTC with a Z, as access-at prints them: not in this host's time zone.
+        print(json.dumps(rows, default=lambda value: iso_utc(value) if isinstance(value, datetime) else str(value)))
         return 0
     for row in rows:
         target = (

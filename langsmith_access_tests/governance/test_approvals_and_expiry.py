@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,8 +89,13 @@ def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(gover
     secret = receiver.path.rsplit("/", 1)[1].encode()
     files = [f for f in database.path.parent.rglob("*") if f.is_file()]
     assert files and [f for f in files if secret in f.read_bytes()] == []
-    outputs = [queued, *(cli("requests", "--json"),), approved, again, late_deny, unknown]
+    listed = cli("requests", "--json")
+    outputs = [queued, listed, approved, again, late_deny, unknown]
     assert not any(secret.decode() in run.stdout + run.stderr for run in outputs)
+    # Its times are UTC with a Z, whatever the host's time zone (as access-at prints them).
+    [row] = [r for r in json.loads(listed.stdout) if r["request_id"] == request_id]
+    times = [row[name] for name in ("requested_at", "updated_at", "approved_at", "expires_at")]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", t) for t in times), times
 
 
 def test_denied_and_expired_approvals_are_never_applied(governed):
