@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -246,6 +247,9 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
         "LANGSMITH_ACCESS_ORGS_FILE": str(orgs_file),
         "LANGSMITH_ACCESS_DUCKDB": str(data / "langsmith_access.duckdb"),
         "LANGSMITH_ACCESS_SYNC_CRON": "* * * * *",  # the next minute boundary: the shortest cron
+        # The inventory's hourly tick half an hour away, so it never fires during the test (at
+        # minute 30, its default, it launched an inventory per org whenever the test spanned it).
+        "LANGSMITH_ACCESS_INVENTORY_CRON": f"{(datetime.now(UTC).minute + 30) % 60} * * * *",
         "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS": "2",
         "LANGSMITH_ACCESS_TIMEOUT_SECONDS": "10",
     }
