@@ -153,9 +153,12 @@ def test_a_database_no_sync_built_yet_gets_the_fix_not_a_catalog_error(tmp_path,
     database = tmp_path / "queued-only.duckdb"
     duckdb.connect(str(database)).close()  # exists, as queueing a request leaves it, with no tables
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
-    done = cli_in_this_process("access-at", "--time", "now")
-    assert done.returncode == 1
-    assert "fix: run langsmith-access sync" in done.stderr and done.stderr.count("\n") == 2, done.stderr
+    for command in (["access-at", "--time", "now"], ["export", "--format", "csv", "--out", str(tmp_path / "out")],
+                    ["review", "export", "--out", str(tmp_path / "review.csv")]):
+        done = cli_in_this_process(*command)
+        assert done.returncode == 1, (command, done.stderr)
+        assert done.stderr == f"error: no sync has been published to {database} yet: run `langsmith-access sync` first.\n"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "review.csv").exists()  # nothing half-made
 
 
 def test_a_folder_this_user_cannot_write_gets_the_fix_in_the_cli_and_in_a_failed_run(capsys, monkeypatch):

@@ -24,6 +24,7 @@ from langsmith_access.store.database import (
     unwritable_fix,
 )
 from langsmith_access.store.queries import LookupFailed
+from langsmith_access.store.sync_runs import NoPublishedSyncError
 
 # DuckDB draws at most this many rows in one box; longer tables are drawn in several.
 BOX_ROWS = 10_000
@@ -58,6 +59,9 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except DatabaseNotReadyError:
         say(f"error: the analysts' database {selected_org(args).duckdb_path} does not exist yet: "
             "run langsmith-access sync first.")
+        return 1
+    except NoPublishedSyncError as error:
+        say(f"error: {error}.")
         return 1
     except BrokenPipeError:
         # The reader stopped early (`... | head`): not an error. Silence the final flush.

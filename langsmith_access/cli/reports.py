@@ -18,6 +18,7 @@ from pathlib import Path
 from langsmith_access.cli.common import UsageError, add_org_argument, analysts_database, print_table
 from langsmith_access.store import queries
 from langsmith_access.store.export import EXPORT_FORMATS, export_tables
+from langsmith_access.store.sync_runs import require_synced
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -130,7 +131,9 @@ ORDER BY "EMAIL", "SCOPE" = 'organization' DESC, "SCOPE", "VIA"
 def access_at_time(args: argparse.Namespace) -> int:
     at = parse_time(args.time)
     extended = args.effective or args.credentials or args.settings
-    with analysts_database(args).read_published() as conn:
+    database = analysts_database(args)
+    with database.read_published() as conn:
+        require_synced(conn, database.path)
         user_ids = queries.resolve_user(conn, args.user) if args.user else None
         workspace_id = queries.resolve_workspace(conn, args.workspace) if args.workspace else None
         held = queries.grants_held_at(conn, at, user_ids=user_ids, workspace_id=workspace_id)
@@ -234,6 +237,7 @@ def export_files(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out_dir} exists and is not a directory.")
     database = analysts_database(args)
     with database.read_published() as conn:
+        require_synced(conn, database.path)
         written = export_tables(conn, out_dir, args.file_format)
     width = max((len(table) for table in written), default=0)
     for table, rows in written.items():

@@ -156,6 +156,14 @@ def require_published_sync(conn: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+def require_synced(conn: duckdb.DuckDBPyConnection, path: object) -> None:
+    """For a command that reads what syncs build: raise ``NoPublishedSyncError`` unless a sync
+    has been published to this database (``path``, for the message). Queueing a request before
+    the first sync creates the file with the queue's tables only."""
+    if not has_published_sync(conn):
+        raise NoPublishedSyncError(f"no sync has been published to {path} yet: run `langsmith-access sync` first")
+
+
 # The numbers the published asset carries on every run (the Dagster UI plots them across runs).
 PICTURE_METRICS_SQL = {
     "members": "SELECT count(*) FROM main.users",

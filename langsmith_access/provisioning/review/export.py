@@ -29,6 +29,7 @@ from langsmith_access.provisioning.review.reviewer_db import (
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 from langsmith_access.store.queries import LookupFailed, resolve_workspace
 from langsmith_access.store.sql import scalar
+from langsmith_access.store.sync_runs import require_synced
 
 # The rows of the model the reviewer asked for, in the sheet's order: workspace roles by
 # workspace, then email (organization roles first, when asked for).
@@ -72,6 +73,7 @@ def export_review_sheet(
     if not database.path.exists():
         raise DatabaseNotReadyError(f"{database.path} does not exist yet: run `langsmith-access sync` first.")
     with database.read_published() as conn:
+        require_synced(conn, database.path)
         require_tables(conn, "review_sheet")
         require_columns(conn, "review_sheet", GRANT_COLUMNS)
         try:
