@@ -371,6 +371,8 @@ def deliver_due(
     if webhook is None or not database.working_path.exists():
         return report
     try:
+        if not _any_due(database, at):
+            return report
         due = _claim_due(database, at, limit, lease_timeout_seconds)
         outcomes = _post_while_worthwhile(webhook, due, budget_seconds)
         _record(database, at, outcomes, lease_timeout_seconds)
@@ -400,6 +402,24 @@ def _post_while_worthwhile(webhook: Webhook, due: list[tuple[str, int, dict]], b
         outcomes.append(_Attempt(row_id, attempts, failure))
         stopped = failure is not None and failure.startswith(_UNREACHABLE)
     return outcomes
+
+
+def _any_due(database: AccessDatabase, now: datetime) -> bool:
+    """Whether the working file may hold a notification due at ``now``, looked at read-only and
+    without the writer lease: a sync holds the lease for its whole run but writes its scratch
+    copy, so with nothing due a command run meanwhile neither waits for the lease nor warns.
+    True when the file cannot be read now (a provisioning run writing it): the lease decides."""
+    try:
+        with database.connect(read_only=True, timeout_seconds=0.5) as conn:
+            [(due,)] = conn.execute(
+                "SELECT count(*) FROM main.notifications WHERE status = ? AND next_attempt_at <= ?",
+                [PENDING, now],
+            ).fetchall()
+    except duckdb.CatalogException:  # a file no notification was ever recorded in
+        return False
+    except Exception:
+        return True
+    return due > 0
 
 
 def _claim_due(

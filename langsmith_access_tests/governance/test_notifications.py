@@ -234,6 +234,32 @@ def test_a_busy_database_is_reported_not_raised(database):
     assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"
 
 
+def test_with_nothing_due_a_busy_database_is_not_waited_for(database):
+    # A sync holds the lease for its whole run (it writes a scratch copy): a command run
+    # meanwhile, or the outbox sensor, finds nothing due without waiting for it or warning.
+    add(database)  # due at T0
+    held, release = threading.Event(), threading.Event()
+
+    def writer():
+        with database.writer_lease("a long sync"):
+            held.set()
+            release.wait(timeout=60)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert held.wait(timeout=60)
+        with WebhookReceiver() as receiver:
+            early = deliver_due(database, webhook(receiver), now=T0 - timedelta(minutes=1), lease_timeout_seconds=0.05)
+            due = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
+    finally:
+        release.set()
+        thread.join()
+    assert (early.attempted, early.problem) == (0, None)
+    assert "DatabaseBusyError" in (due.problem or "")  # something due: the lease decides, as before
+    assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"
+
+
 def test_nothing_to_do_without_a_webhook_or_a_database(tmp_path, database):
     add(database)
     assert deliver_due(database, None, now=T0).attempted == 0
