@@ -42,6 +42,7 @@ from pathlib import Path
 
 import duckdb
 
+from langsmith_access.settings import mask_keys
 from langsmith_access.store import export
 from langsmith_access.store.schema import ensure_schema
 
@@ -157,7 +158,10 @@ class AccessDatabase:
         """Hold the exclusive right to write the working file (and to publish).
 
         Waits up to ``timeout_seconds``; raises ``DatabaseBusyError`` naming the holder after.
+        ``purpose`` goes into the lock file, logs and other processes' messages: anything in it
+        that looks like a key (a request id someone pasted a key into) is cut to its prefix.
         """
+        purpose = mask_keys(purpose)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         key = str(self.lock_path)
         with _process_leases_guard:
