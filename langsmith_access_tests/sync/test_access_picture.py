@@ -242,6 +242,23 @@ def test_the_audit_log_and_activity_reach_back_the_unused_days(enterprise):
     assert rows(db, "SELECT workspace_id, user_id FROM main.report_unused_access") == expected
 
 
+def test_days_since_last_use_counts_whole_days_elapsed(enterprise):
+    # As of the build (between the latest run's start and now): not midnights crossed, which
+    # is one more for about half the keys. (report_unused_access's days_since_last_login is the
+    # same expression; its logins are all older than the audit log this org has.)
+    db = enterprise.database
+    [(built_after,)] = query(db, "SELECT max(started_at) FROM main.sync_runs")
+    built_before = datetime.now(UTC)
+    checked = 0
+    for last, days in query(db, "SELECT last_used_at, days_since_last_use FROM main.credentials "
+                                "WHERE last_used_at IS NOT NULL"):
+        low, high = ((moment - last) // DAY for moment in (built_after, built_before))
+        if low == high:
+            assert days == low, (last, days, built_after)
+            checked += 1
+    assert checked >= 5, checked
+
+
 def test_credential_hygiene_flags_what_the_org_holds(enterprise):
     org, db = enterprise.org, enterprise.database
     now = datetime.now(UTC)

@@ -65,7 +65,8 @@ select
         when credentials.expires_at is not null and credentials.expires_at <= now() then 'expired'
         else 'active'
     end as status,
-    date_diff('day', credentials.last_used_at, now()) as days_since_last_use,
+    -- Whole days elapsed (not midnights crossed: 2 minutes across midnight is 0 days).
+    date_diff('second', credentials.last_used_at, now()) // 86400 as days_since_last_use,
     credentials.sync_id,
     credentials.fetched_at as synced_at
 from credentials

@@ -31,7 +31,8 @@ select
     grants.role_id,
     grants.role_name,
     activity.last_login_at,
-    date_diff('day', activity.last_login_at, now()) as days_since_last_login,
+    -- Whole days elapsed (not midnights crossed: 90 days and 40 minutes is 90, not 91).
+    date_diff('second', activity.last_login_at, now()) // 86400 as days_since_last_login,
     {{ unused_days }} as unused_after_days
 from grants
 inner join activity
