@@ -302,6 +302,11 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
                 assert run.tags["dagster/schedule_name"] == SYNC_SCHEDULE
             wait_for("the scheduled syncs to complete", lambda: finished(instance, syncs), services, RUN_SECONDS)
             synced_at = time.monotonic() - started
+            # The two orgs' syncs of one tick ran side by side (the queue holds back only one
+            # org's second run).
+            us_sync, eu_sync = (instance.get_run_stats(next(r for r in syncs if r.tags[ORG_TAG] == slug).run_id)
+                                for slug in ("us", "eu"))
+            assert us_sync.start_time < eu_sync.end_time and eu_sync.start_time < us_sync.end_time, (us_sync, eu_sync)
             for slug, sandbox in two_sandboxes.items():
                 users = len(sandbox.org.active_members())
                 assert _count(data / slug / "langsmith_access.duckdb", "main.users") == users, slug
