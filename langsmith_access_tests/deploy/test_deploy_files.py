@@ -338,6 +338,12 @@ def test_the_containerfile_installs_the_product_with_a_plain_pip_install():
                 assert (REPO / source).exists(), f"COPY {source}: not in the repository"
     users = [arguments for kind, arguments in instructions if kind == "USER"]
     assert users and users[-1] not in ("root", "0")
+    # The build context is only what it copies: never the virtualenv or data/ (access databases).
+    ignored = [line for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+               if line and not line.startswith("#")]
+    copied = {source for kind, arguments in instructions if kind == "COPY" for source in arguments.split()[:-1]}
+    assert ignored[0] == "*" and {line[1:] for line in ignored if line.startswith("!")} == copied
+    assert not any(line.startswith("!") for line in ignored[1:] if line[1:].split("/")[0] in (".venv", "data", ".git"))
     command = json.loads(next(arguments for kind, arguments in instructions if kind == "CMD"))
     code_server = code_server_arguments(command)
     unit_server = code_server_arguments(exec_start("code-server"))
