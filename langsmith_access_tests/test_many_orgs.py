@@ -55,6 +55,8 @@ def two_orgs(tmp_path_factory):
     root = tmp_path_factory.mktemp("many-orgs")
     sandboxes = {slug: SandboxServer(generate_org(seed=seed, members=members, workspaces=workspaces))
                  for slug, (seed, members, workspaces) in SIZES.items()}
+    # One person in both orgs (the README's question counts them), written differently in each.
+    sandboxes["eu"].org.active_members()[0].email = sandboxes["us"].org.active_members()[0].email.upper()
     for sandbox in sandboxes.values():
         sandbox.start()
     try:
@@ -370,6 +372,7 @@ def test_the_readme_question_across_every_org_runs(two_orgs, synced):
         assert by_org[slug][2] == expected_grants, slug
         assert by_org[slug][3] == len(org_admins), slug
         assert sum(1 for row in per_grant if row[0] == slug) == expected_grants
+        assert by_org[slug][4] == 1, slug  # the one person in both orgs
 
 
 def test_each_org_has_its_own_policy_and_notifications_under_its_slug(org_environment, synced, tmp_path, monkeypatch):
