@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -345,6 +344,8 @@ def _duration(name: str, raw: str) -> timedelta:
 # Each cron field's range and the names it accepts (months, weekdays), as Dagster's schedules
 # read them: checked here, so a bad value is a settings error naming the variable, not a
 # traceback when the definitions load.
+# The longest each month can be (February: in a leap year).
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _CRON_FIELDS = (
     ("minute", 0, 59, ()),
     ("hour", 0, 23, ()),
@@ -354,23 +355,31 @@ _CRON_FIELDS = (
 )
 
 
-def _cron_field_problem(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+def _cron_field_values(text: str, low: int, high: int, names: tuple[str, ...]) -> set[int] | None:
+    """The values one field of a cron selects, or None when it is out of range or malformed."""
     def value(part: str) -> int | None:
         if part.lower() in names:
             return names.index(part.lower()) + (1 if low == 1 else 0)
         return int(part) if part.isdigit() else None
 
+    selected: set[int] = set()
     for item in text.split(","):
         span, _, step = item.partition("/")
         if step and (not step.isdigit() or int(step) == 0):
-            return True
+            return None
         if span == "*" or (span == "?" and low == 1):  # '?' only for a day (Dagster's rule)
-            continue
-        first, _, last = span.partition("-")
-        bounds = [value(first)] + ([value(last)] if last else [])
-        if any(b is None or not low <= b <= high for b in bounds):  # (a range may wrap: 22-2)
-            return True
-    return False
+            first, last = low, high
+        else:
+            start, _, end = span.partition("-")
+            bounds = [value(start)] + ([value(end)] if end else [])
+            if any(bound is None or not low <= bound <= high for bound in bounds):
+                return None
+            first = bounds[0] or 0  # (never None here: checked above)
+            last = (bounds[1] or 0) if end else (high if step else first)
+        # A range may wrap (22-2): from its first value to the field's end, then on from its start.
+        values = list(range(first, last + 1)) if first <= last else [*range(first, high + 1), *range(low, last + 1)]
+        selected.update(values[::int(step) if step else 1])
+    return selected
 
 
 # The shorthands Dagster's schedules accept besides five fields.
@@ -384,32 +393,26 @@ def _cron(name: str, raw: str) -> str:
     if value.lower() in _CRON_SHORTHANDS:
         return value.lower()
     fields = value.split(" ")
-    bad = [what for field, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=False)
-           if _cron_field_problem(field, low, high, names)]
+    selected = [_cron_field_values(field, low, high, names)
+                for field, (_, low, high, names) in zip(fields, _CRON_FIELDS, strict=False)]
+    bad = [what for values, (what, _, _, _) in zip(selected, _CRON_FIELDS, strict=False) if values is None]
     if len(fields) != 5 or bad:
         where = f" ({', '.join(bad)} out of range or malformed)" if len(fields) == 5 else ""
         raise SettingsError(
             f"{name} must be a cron schedule of five fields (minute hour day month weekday), "
             f"like '30 * * * *' (hourly at minute 30), got {shown(raw)}{where}."
         )
-    if not _ever_fires(value):
+    days, months = selected[2], selected[3]
+    if days is not None and months is not None \
+            and not any(day <= _MONTH_DAYS[month - 1] for day in days for month in months):
+        # Five valid fields can still name a date that never comes: Dagster then fails to load
+        # the schedule, or never runs it. (Dagster fires only on a day that matches both the
+        # day of month and the weekday, so a weekday given too does not help.)
         raise SettingsError(
             f"{name} never fires: {shown(raw)} names a day no month has (like 30 February or 31 "
             "April); pick a day that exists, like '0 0 28 2 *'."
         )
     return value
-
-
-def _ever_fires(cron: str) -> bool:
-    """Whether Dagster's own reading of ``cron`` finds a time it fires at (five valid fields can
-    still name a date that never comes: Dagster then fails to load the schedule, or never runs it)."""
-    from dagster._utils.schedules import cron_string_iterator  # imported only when a cron is set
-
-    try:
-        next(cron_string_iterator(time.time(), cron, "UTC"))
-    except Exception:
-        return False
-    return True
 
 
 def _share(name: str, raw: str) -> float:

@@ -123,6 +123,35 @@ def test_a_cron_naming_a_day_no_month_has_is_refused(cron):
         assert Settings.from_env({"LANGSMITH_ACCESS_SYNC_CRON": fine}).sync_cron == fine
 
 
+def test_a_cron_is_refused_as_never_firing_exactly_when_dagster_finds_no_tick():
+    import itertools
+    import time
+
+    from dagster._utils.schedules import cron_string_iterator
+
+    def dagster_fires(cron: str) -> bool:
+        try:
+            next(cron_string_iterator(time.time(), cron, "UTC"))
+        except Exception:
+            return False
+        return True
+
+    verdicts = []
+    for day, month, weekday in itertools.product(
+            ("28", "29", "30", "31", "30,31", "29-31", "*/30", "?"), ("*", "2", "4", "2,4", "4-6", "feb", "11-2", "2/12"),
+            ("*", "1")):
+        cron = f"0 0 {day} {month} {weekday}"
+        try:
+            Settings.from_env({"LANGSMITH_ACCESS_SYNC_CRON": cron})
+            refused = False
+        except SettingsError as error:
+            assert "never fires" in str(error), (cron, str(error))
+            refused = True
+        verdicts.append(refused)
+        assert refused == (not dagster_fires(cron)), cron
+    assert any(verdicts) and not all(verdicts)
+
+
 PASTED_KEY = "lsv2_sk_" + "5ec2e7" * 6
 
 
