@@ -22,8 +22,8 @@ from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization
 from langsmith_access.governance.notifications import Notifier, without_secrets
 from langsmith_access.langsmith import CallStats, LangSmithClient
 from langsmith_access.settings import Orgs
-from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.sync_runs import record_failed_run
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
+from langsmith_access.store.sync_runs import defer_failed_run, deferred_failed_runs, record_failed_run
 from langsmith_access.transform import docs_site
 from langsmith_access.transform.history import rebuild_history, unbuilt_observations
 
@@ -93,13 +93,18 @@ class SyncDatabase(OrgScopedResource):
         self.take_org_of_run(context)
         database = self.database
         stack = contextlib.ExitStack()
-        stack.enter_context(
-            database.writer_lease(
-                f"sync run {_run_id(context)}", timeout_seconds=self.lease_timeout_seconds
+        try:
+            stack.enter_context(
+                database.writer_lease(
+                    f"sync run {_run_id(context)}", timeout_seconds=self.lease_timeout_seconds
+                )
             )
-        )
+        except DatabaseBusyError as error:
+            self._defer_failure(context, str(error))
+            raise
         try:
             database.ensure_working()
+            self._record_deferred_failures(context)
             self._scratch = database.begin_scratch()
             self._scratch = self._build_unbuilt_observations(context, database, self._scratch)
         except BaseException:
@@ -155,30 +160,63 @@ class SyncDatabase(OrgScopedResource):
         if context.run is None or context.instance is None:
             return
         run = context.run
-        org = self.org
         try:
             failure = run_failure(context)
             if failure is None:
                 return
-            secrets = (org.settings.api_key, org.settings.webhook_url)
             stats = _API_STATS_OF_RUN.get(run.run_id)
-            started_at, finished_at = run_started_at(context.instance, run.run_id), datetime.now(UTC)
-            notifier = Notifier.from_settings(org.settings, org.slug)
             with self.database.connect() as conn:
-                record_failed_run(
-                    conn, sync_id=run.run_id, started_at=started_at, finished_at=finished_at,
-                    api_stats=stats.snapshot() if stats is not None else None, job=run.job_name,
-                    failure=without_secrets(failure, secrets),
+                self._record_failed_run(
+                    conn, sync_id=run.run_id, job=run.job_name, failure=failure,
+                    started_at=run_started_at(context.instance, run.run_id), finished_at=datetime.now(UTC),
+                    api_stats=stats.snapshot() if stats is not None else None,
                 )
-                if notifier.enabled:
-                    detail = without_secrets(
-                        f"{run.job_name} run {run.run_id} failed and published nothing (the "
-                        f"analysts' database is as the last good run left it): {failure}", secrets)
-                    notifier.notify(conn, "sync.failed", at=finished_at, detail=detail,
-                                    once_for=run.run_id)
         except Exception as error:  # the run's own failure is what matters
             if context.log is not None:
                 context.log.warning(f"the failed run could not be recorded: {type(error).__name__}")
+
+    def _record_failed_run(self, conn: duckdb.DuckDBPyConnection, *, sync_id: str, job: str, failure: str,
+                           started_at: datetime, finished_at: datetime, api_stats: dict | None) -> None:
+        """A failed run's ``sync_runs`` row and its ``sync.failed`` (once per run), secrets removed."""
+        org = self.org
+        secrets = (org.settings.api_key, org.settings.webhook_url)
+        record_failed_run(conn, sync_id=sync_id, started_at=started_at, finished_at=finished_at,
+                          api_stats=api_stats, job=job, failure=without_secrets(failure, secrets))
+        notifier = Notifier.from_settings(org.settings, org.slug)
+        if notifier.enabled:
+            detail = without_secrets(
+                f"{job} run {sync_id} failed and published nothing (the analysts' database is as "
+                f"the last good run left it): {failure}", secrets)
+            notifier.notify(conn, "sync.failed", at=finished_at, detail=detail, once_for=sync_id)
+
+    def _defer_failure(self, context: dg.InitResourceContext, failure: str) -> None:
+        """A run that could not take the writer lease cannot write its row: it leaves it for the
+        next run that does (``_record_deferred_failures``). Never raises."""
+        if context.run is None or context.instance is None:
+            return
+        run = context.run
+        org = self.org
+        try:
+            defer_failed_run(
+                self.database.deferred_runs_path, sync_id=run.run_id, job=run.job_name,
+                started_at=run_started_at(context.instance, run.run_id), finished_at=datetime.now(UTC),
+                failure=without_secrets(failure, (org.settings.api_key, org.settings.webhook_url)),
+            )
+        except Exception as error:
+            if context.log is not None:
+                context.log.warning(f"the failed run could not be recorded: {type(error).__name__}")
+
+    def _record_deferred_failures(self, context: dg.InitResourceContext) -> None:
+        """The rows (and ``sync.failed``) of earlier runs that could not take the lease, into the
+        working file; each file is removed once recorded. Never raises: they wait for a later run."""
+        for path, row in deferred_failed_runs(self.database.deferred_runs_path):
+            try:
+                with self.database.connect() as conn:
+                    self._record_failed_run(conn, api_stats=None, **row)
+                path.unlink(missing_ok=True)
+            except Exception as error:
+                if context.log is not None:
+                    context.log.warning(f"an earlier failed run could not be recorded yet: {type(error).__name__}")
 
     @property
     def scratch_path(self) -> Path:

@@ -132,6 +132,12 @@ class AccessDatabase:
     def scratch_path(self) -> Path:
         return self.path.with_name(f"{self._stem}.sync-scratch.duckdb")
 
+    @property
+    def deferred_runs_path(self) -> Path:
+        """Where a run that could not take the writer lease leaves its ``sync_runs`` row
+        (``store.sync_runs.defer_failed_run``) for the next run to record."""
+        return self.path.with_name(f"{self._stem}.unrecorded-runs")
+
     def owns(self, path: Path | str) -> bool:
         """Whether ``path`` is one of this database's own files (the analysts' copy, the
         working file, a run's scratch copy, the lock), which nothing else may write."""

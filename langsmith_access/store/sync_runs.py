@@ -3,12 +3,17 @@
 A run that succeeds writes its row as its last step, in the database it publishes. A run that
 fails publishes nothing: its row (``status`` 'failed', ``failure`` saying why, the API calls it
 spent; no row counts) goes into the working file, under the writer lease it still holds, and
-reaches the analysts' copy with the next run that publishes."""
+reaches the analysts' copy with the next run that publishes. A run that never got the lease
+(another held it too long) cannot write there: it leaves its row as a file
+(``defer_failed_run``), and the next sync or inventory records it (``deferred_failed_runs``)."""
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 
@@ -101,6 +106,36 @@ def record_failed_run(
         "failure": failure,
     }
     return _insert_run(conn, row)
+
+
+def defer_failed_run(directory: Path, *, sync_id: str, started_at: datetime, finished_at: datetime,
+                     job: str, failure: str) -> Path:
+    """Leave a failed run's row in ``directory`` (one JSON file, written aside and renamed) for
+    the next run that holds the writer lease; for a run that could not take it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    row = {"sync_id": sync_id, "started_at": started_at.isoformat(), "finished_at": finished_at.isoformat(),
+           "job": job, "failure": failure}
+    path = directory / f"{sync_id}.json"
+    aside = directory / f".{sync_id}.{uuid.uuid4().hex[:8]}.tmp"
+    aside.write_text(json.dumps(row), encoding="utf-8")
+    os.replace(aside, path)
+    return path
+
+
+def deferred_failed_runs(directory: Path) -> list[tuple[Path, dict]]:
+    """The rows ``defer_failed_run`` left, oldest first, each with its file (remove it once the
+    row is recorded: recording one twice replaces it, by ``sync_id``). Unreadable files are
+    skipped, and stay."""
+    found = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+            row["started_at"] = datetime.fromisoformat(row["started_at"])
+            row["finished_at"] = datetime.fromisoformat(row["finished_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.append((path, row))
+    return sorted(found, key=lambda item: item[1]["finished_at"])
 
 
 def _insert_run(conn: duckdb.DuckDBPyConnection, row: dict) -> dict:

@@ -8,11 +8,18 @@ other endpoint, one workspace, one page, and a listing that never holds still.)
 from __future__ import annotations
 
 import errno
+import threading
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
+
+from langsmith_access import runner
+from langsmith_access.definitions import defs
 from langsmith_access.defs import resources
+from langsmith_access.defs.orgs import org_tags
 from langsmith_access.provisioning.executor import Observation, record_observations
 from langsmith_access.sandbox.api import ApiResponse
+from langsmith_access.settings import load_orgs
 from langsmith_access.store import export
 from langsmith_access.transform import DbtRunError
 from langsmith_access.transform.history import unbuilt_observations
@@ -162,3 +169,44 @@ def test_a_sync_goes_on_when_building_first_what_a_dead_provisioning_run_verifie
     assert outcome.success, outcome.failure
     with database.connect(read_only=True) as conn:
         assert unbuilt_observations(conn) == 0
+
+
+def test_a_sync_that_never_got_the_writer_lease_is_recorded_by_the_next_one(start_env, monkeypatch):
+    # DESIGN: a sync_runs row for every run, and sync.failed. A run that cannot take the lease
+    # (a run outside the queue held it too long) cannot write either where they go: it leaves
+    # them for the next run that holds the lease.
+    sandbox, org, database = start_env()
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", "http://127.0.0.1:9/hook")  # recorded, not delivered here
+    orgs = load_orgs()
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with database.writer_lease("run a long provisioning batch"):
+            held.set()
+            release.wait(timeout=120)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(timeout=60)
+        busy = defs().resolve_job_def(runner.SYNC_JOB).execute_in_process(
+            run_config=runner.sync_run_config(), instance=dg.DagsterInstance.ephemeral(),
+            partition_key=orgs.get().slug, tags=org_tags(orgs.get().slug), raise_on_error=False,
+            resources={**resources.org_resources(orgs), "sync_database": resources.SyncDatabase(
+                orgs=orgs, lease_timeout_seconds=0.2)},
+        )
+    finally:
+        release.set()
+        thread.join()
+    assert not busy.success
+    assert [path.name for path in database.deferred_runs_path.iterdir()] == [f"{busy.run_id}.json"]
+    recorded = "SELECT status, job, failure FROM main.sync_runs WHERE sync_id = ?"
+    assert query(database.working_path, recorded, [busy.run_id]) == []  # it could not write there
+
+    assert run_sync().success  # the next sync records it, and publishes it
+    [(status, job, failure)] = query(database.path, recorded, [busy.run_id])
+    assert (status, job) == ("failed", runner.SYNC_JOB)
+    assert "run a long provisioning batch" in failure and "hook" not in failure, failure
+    events = query(database.path, "SELECT payload FROM main.notifications WHERE event = 'sync.failed'")
+    assert [payload for (payload,) in events if busy.run_id in payload], events
+    assert list(database.deferred_runs_path.iterdir()) == []
