@@ -7,6 +7,7 @@ import hashlib
 import io
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +16,27 @@ import duckdb
 from langsmith_access import runner
 from langsmith_access.sandbox import OrgState, SandboxServer
 from langsmith_access.store.database import AccessDatabase
+
+
+@contextlib.contextmanager
+def lease_held_elsewhere(database: AccessDatabase, purpose: str):
+    """The database's writer lease held by another thread for the ``with`` block (as a long
+    run would hold it: this process's other threads wait for it, like other processes)."""
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with database.writer_lease(purpose):
+            held.set()
+            release.wait(timeout=120)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(timeout=60), "the other thread never got the lease"
+        yield
+    finally:
+        release.set()
+        thread.join()
 
 
 def point_at(monkeypatch, sandbox: SandboxServer, database: Path) -> None:

@@ -275,19 +275,31 @@ def test_the_inventory_schedule_waits_for_each_orgs_first_sync(org_environment, 
     assert [(r.partition_key, r.tags[ORG_TAG]) for r in both] == [("us", "us"), ("eu", "eu")]
 
 
-def test_one_orgs_unusable_database_holds_no_other_orgs_sensor_tick_back(org_environment, synced, monkeypatch, tmp_path):
-    from langsmith_access import api
-
-    two_orgs = org_environment
+def copies_of_the_synced_databases(two_orgs: TwoOrgs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Both orgs' synced databases copied under ``tmp_path/data`` (a test may damage or queue into
+    them), ``LANGSMITH_ACCESS_DUCKDB`` pointing there; returns that directory."""
     data = tmp_path / "data"
     for slug in ("us", "eu"):
         (data / slug).mkdir(parents=True)
         shutil.copyfile(two_orgs.database(slug), data / slug / "langsmith_access.duckdb")
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
-    eu = two_orgs.sandboxes["eu"].org
-    workspace = eu.shared_workspaces()[0]
-    outsider = next(m for m in eu.active_members() if m.ls_user_id not in workspace.memberships)
-    assert api.request_grant(outsider.email, workspace.id, "Editor", requested_by="test", org="eu").accepted
+    return data
+
+
+def queue_a_grant(two_orgs: TwoOrgs, slug: str) -> None:
+    """An Editor grant in ``slug``'s first shared workspace, for a member outside it."""
+    from langsmith_access import api
+
+    org = two_orgs.sandboxes[slug].org
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    assert api.request_grant(outsider.email, workspace.id, "Editor", requested_by="test", org=slug).accepted
+
+
+def test_one_orgs_unusable_database_holds_no_other_orgs_sensor_tick_back(org_environment, synced, monkeypatch, tmp_path):
+    two_orgs = org_environment
+    data = copies_of_the_synced_databases(two_orgs, tmp_path, monkeypatch)
+    queue_a_grant(two_orgs, "eu")
     (data / "us" / "langsmith_access.duckdb").write_bytes(b"not a database" * 300)  # damaged
 
     with dg.instance_for_test() as instance:
@@ -304,23 +316,11 @@ def test_one_orgs_missing_key_stops_only_that_orgs_runs(org_environment, synced,
     # The code location loads without eu's key (Kubernetes: the orgs file names an org whose
     # secret is not there yet): us's sensor ticks go on, eu gets no run until its key is set,
     # and a run of eu launched anyway fails at its start naming the variable.
-    from langsmith_access import api
     from langsmith_access.definitions import defs
 
     two_orgs = org_environment
-    data = tmp_path / "data"
-    for slug in ("us", "eu"):
-        (data / slug).mkdir(parents=True)
-        shutil.copyfile(two_orgs.database(slug), data / slug / "langsmith_access.duckdb")
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
-
-    def queue_grant(slug: str) -> None:
-        org = two_orgs.sandboxes[slug].org
-        workspace = org.shared_workspaces()[0]
-        outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
-        assert api.request_grant(outsider.email, workspace.id, "Editor", requested_by="test", org=slug).accepted
-
-    queue_grant("eu")
+    copies_of_the_synced_databases(two_orgs, tmp_path, monkeypatch)
+    queue_a_grant(two_orgs, "eu")
     monkeypatch.delenv("LANGSMITH_API_KEY_EU")
     definitions = defs()
     missing = "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set"
@@ -330,7 +330,7 @@ def test_one_orgs_missing_key_stops_only_that_orgs_runs(org_environment, synced,
         assert missing in waiting.skip_message and waiting.skip_message.endswith("No run until then.")
         with monkeypatch.context() as us_key:  # queuing reads every entry, as every command does
             us_key.setenv("LANGSMITH_API_KEY_EU", two_orgs.sandboxes["eu"].api_key)
-            queue_grant("us")
+            queue_a_grant(two_orgs, "us")
         [launched] = tick_sensor("provisioning_queue_sensor", instance, definitions=definitions)[0].run_requests
         assert launched.partition_key == "us"
 

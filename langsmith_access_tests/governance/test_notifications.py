@@ -7,7 +7,6 @@ waiting.
 import base64
 import json
 import logging
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +30,7 @@ from langsmith_access.governance.notifications import (
 from langsmith_access.settings import Secret, Settings
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
+from langsmith_access_tests.helpers import lease_held_elsewhere
 
 T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 SECRET = "s3cr3t-token"
@@ -214,22 +214,8 @@ def test_the_backoff_doubles_up_to_an_hour():
 
 def test_a_busy_database_is_reported_not_raised(database):
     add(database)
-    held, release = threading.Event(), threading.Event()
-
-    def writer():
-        with database.writer_lease("a long sync"):
-            held.set()
-            release.wait(timeout=60)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        assert held.wait(timeout=60)
-        with WebhookReceiver() as receiver:
-            report = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
-    finally:
-        release.set()
-        thread.join()
+    with lease_held_elsewhere(database, "a long sync"), WebhookReceiver() as receiver:
+        report = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
     assert report.attempted == 0 and "DatabaseBusyError" in report.problem
     assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"
 
@@ -238,23 +224,9 @@ def test_with_nothing_due_a_busy_database_is_not_waited_for(database):
     # A sync holds the lease for its whole run (it writes a scratch copy): a command run
     # meanwhile, or the outbox sensor, finds nothing due without waiting for it or warning.
     add(database)  # due at T0
-    held, release = threading.Event(), threading.Event()
-
-    def writer():
-        with database.writer_lease("a long sync"):
-            held.set()
-            release.wait(timeout=60)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        assert held.wait(timeout=60)
-        with WebhookReceiver() as receiver:
-            early = deliver_due(database, webhook(receiver), now=T0 - timedelta(minutes=1), lease_timeout_seconds=0.05)
-            due = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
-    finally:
-        release.set()
-        thread.join()
+    with lease_held_elsewhere(database, "a long sync"), WebhookReceiver() as receiver:
+        early = deliver_due(database, webhook(receiver), now=T0 - timedelta(minutes=1), lease_timeout_seconds=0.05)
+        due = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
     assert (early.attempted, early.problem) == (0, None)
     assert "DatabaseBusyError" in (due.problem or "")  # something due: the lease decides, as before
     assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"

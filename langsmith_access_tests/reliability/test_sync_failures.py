@@ -8,7 +8,6 @@ other endpoint, one workspace, one page, and a listing that never holds still.)
 from __future__ import annotations
 
 import errno
-import threading
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -28,6 +27,7 @@ from langsmith_access_tests.helpers import (
     actual_workspace_grants,
     expected_org_grants,
     expected_workspace_grants,
+    lease_held_elsewhere,
     point_at,
     query,
     run_sync,
@@ -178,26 +178,13 @@ def test_a_sync_that_never_got_the_writer_lease_is_recorded_by_the_next_one(star
     sandbox, org, database = start_env()
     monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", "http://127.0.0.1:9/hook")  # recorded, not delivered here
     orgs = load_orgs()
-    held, release = threading.Event(), threading.Event()
-
-    def holder():
-        with database.writer_lease("run a long provisioning batch"):
-            held.set()
-            release.wait(timeout=120)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert held.wait(timeout=60)
+    with lease_held_elsewhere(database, "run a long provisioning batch"):
         busy = defs().resolve_job_def(runner.SYNC_JOB).execute_in_process(
             run_config=runner.sync_run_config(), instance=dg.DagsterInstance.ephemeral(),
             partition_key=orgs.get().slug, tags=org_tags(orgs.get().slug), raise_on_error=False,
             resources={**resources.org_resources(orgs), "sync_database": resources.SyncDatabase(
                 orgs=orgs, lease_timeout_seconds=0.2)},
         )
-    finally:
-        release.set()
-        thread.join()
     assert not busy.success
     assert [path.name for path in database.deferred_runs_path.iterdir()] == [f"{busy.run_id}.json"]
     recorded = "SELECT status, job, failure FROM main.sync_runs WHERE sync_id = ?"
