@@ -1,5 +1,5 @@
 """The writer lease (``AccessDatabase.writer_lease``): a writer kept waiting says who holds the
-lease, and gives up naming them."""
+lease, and gives up naming them. And when a database counts as synced."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import fcntl
 import json
 import logging
 import os
+from datetime import UTC, datetime
 
+import duckdb
 import pytest
 
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
+from langsmith_access.store.schema import ensure_schema
+from langsmith_access.store.sync_runs import has_published_sync, record_failed_run
 
 
 def test_a_writer_kept_waiting_says_who_holds_the_lease_then_gives_up_naming_them(tmp_path, caplog):
@@ -32,3 +36,18 @@ def test_a_writer_kept_waiting_says_who_holds_the_lease_then_gives_up_naming_the
     assert "(up to 0.3 s)" in waiting
     assert "could not queue a request: sync run abc (pid 4242" in str(busy.value)
     assert "another program has the file open for writing" in DatabaseBusyError.fix
+
+
+def test_a_database_is_synced_once_any_run_succeeded_in_it(tmp_path):
+    # The sync's job, or the same assets launched from the asset catalog (Dagster's
+    # __ASSET_JOB); failed runs do not count, and a file without sync_runs has no sync.
+    with duckdb.connect(str(tmp_path / "bare.duckdb")) as conn:
+        assert not has_published_sync(conn)
+        ensure_schema(conn)
+        at = datetime(2026, 12, 1, tzinfo=UTC)
+        record_failed_run(conn, sync_id="r1", started_at=at, finished_at=at, api_stats=None,
+                          job="langsmith_access_sync", failure="refused")
+        assert not has_published_sync(conn)
+        conn.execute("INSERT INTO main.sync_runs (sync_id, started_at, finished_at, status, job) "
+                     "VALUES ('r2', ?, ?, 'succeeded', '__ASSET_JOB')", [at, at])
+        assert has_published_sync(conn)

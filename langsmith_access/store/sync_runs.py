@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -129,13 +129,19 @@ def deferred_failed_runs(directory: Path) -> list[tuple[Path, dict]]:
     found = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         try:
-            row = json.loads(path.read_text(encoding="utf-8"))
-            row["started_at"] = datetime.fromisoformat(row["started_at"])
-            row["finished_at"] = datetime.fromisoformat(row["finished_at"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+            text = json.loads(path.read_text(encoding="utf-8"))
+            row = {"sync_id": str(text["sync_id"]), "job": str(text["job"]), "failure": str(text["failure"]),
+                   "started_at": _aware(datetime.fromisoformat(text["started_at"])),
+                   "finished_at": _aware(datetime.fromisoformat(text["finished_at"]))}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # not one of ours: left alone, never in the way of a run
         found.append((path, row))
     return sorted(found, key=lambda item: item[1]["finished_at"])
+
+
+def _aware(moment: datetime) -> datetime:
+    """A time without an offset read as UTC (what ``defer_failed_run`` writes has one)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _insert_run(conn: duckdb.DuckDBPyConnection, row: dict) -> dict:
@@ -171,12 +177,11 @@ class NoPublishedSyncError(RuntimeError):
 
 
 def has_published_sync(conn: duckdb.DuckDBPyConnection) -> bool:
-    """Whether a sync has succeeded in this database (a file without ``sync_runs`` has none)."""
+    """Whether a sync has succeeded in this database (a file without ``sync_runs`` has none).
+    Any succeeded run counts: a sync by its job, or launched from the asset catalog (Dagster's
+    ``__ASSET_JOB``), and an inventory only ever succeeds on top of one."""
     try:
-        [(syncs,)] = conn.execute(
-            "SELECT count(*) FROM main.sync_runs WHERE status = 'succeeded' AND coalesce(job, ?) = ?",
-            [SYNC_JOB, SYNC_JOB],
-        ).fetchall()
+        [(syncs,)] = conn.execute("SELECT count(*) FROM main.sync_runs WHERE status = 'succeeded'").fetchall()
     except duckdb.CatalogException:
         return False
     return syncs > 0
