@@ -386,6 +386,27 @@ def _cron_field_values(text: str, low: int, high: int, names: tuple[str, ...]) -
 _CRON_SHORTHANDS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
 
 
+# The five fields each shorthand stands for.
+_CRON_SHORTHAND_FIELDS = {
+    "@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *",
+}
+
+
+def cron_field_values(cron: str) -> tuple[list[set[int]], list[str]] | None:
+    """The values each of a cron's five fields selects (minute, hour, day of month, month,
+    weekday with Sunday 0 or 7), and the fields as written (a shorthand as its five); None when
+    ``cron`` is not a schedule ``_cron`` accepts."""
+    written = _CRON_SHORTHAND_FIELDS.get(cron.strip().lower(), " ".join(cron.split())).split(" ")
+    if len(written) != 5:
+        return None
+    values = [_cron_field_values(field, low, high, names)
+              for field, (_, low, high, names) in zip(written, _CRON_FIELDS, strict=True)]
+    if any(value is None for value in values):
+        return None
+    return [value for value in values if value is not None], written
+
+
 def _cron(name: str, raw: str) -> str:
     """A cron schedule of five fields (minute hour day-of-month month day-of-week), or one of
     Dagster's shorthands such as ``@hourly``."""

@@ -1,12 +1,17 @@
 """The Dagster definitions load and carry the public names of DESIGN.md section 3."""
 
+import itertools
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
+from dagster._utils.schedules import cron_string_iterator
 
 from langsmith_access.definitions import defs
+from langsmith_access.defs.inventory.definitions import longest_cron_interval
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -96,6 +101,18 @@ def test_inventory_job_schedule_and_assets():
     assert ("main/user_activity", "primary_key_user_activity_user_id") in checks
     pools = {node.name: node.definition.pool for node in job.graph.node_dict.values()}
     assert pools and set(pools.values()) == {DUCKDB_WRITER_POOL}, pools
+
+
+@pytest.mark.parametrize("cron", ["30 * * * *", "15 4 * * 1-5", "0 * * * 1-5", "*/15 * * * 1-5", "@monthly",
+                                  "0 3,21 * * *", "0 0 31 * *", "0 0 13 * fri", "45 23 * * sat,sun", "0 12 * 2 *"])
+def test_the_freshness_interval_is_the_crons_longest_gap_whenever_the_definitions_load(cron):
+    # Dagster's own ticks over two years from a fixed Monday (a month for the frequent ones):
+    # the longest gap between two of them is what the freshness windows follow.
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    end = start + timedelta(days=30 if cron.startswith(("30 ", "0 * ", "*/15")) else 730)
+    ticks = list(itertools.takewhile(lambda tick: tick <= end,
+                                     cron_string_iterator(start.timestamp(), cron, "UTC")))
+    assert longest_cron_interval(cron) == max(later - earlier for earlier, later in itertools.pairwise(ticks))
 
 
 def test_the_sync_reads_the_org_settings_and_builds_the_core_picture():

@@ -7,18 +7,16 @@ database, on the sync's scratch-copy, writer-pool and ``sync_runs`` rules: all o
 """
 
 import itertools
-import time
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 import duckdb
-from dagster._utils.schedules import cron_string_iterator
 
 from langsmith_access import names
 from langsmith_access.defs.orgs import deployment_orgs, org_run_config, org_run_requests, skip_reasons
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
-from langsmith_access.settings import Org, Orgs, Settings
+from langsmith_access.settings import Org, Orgs, Settings, cron_field_values
 from langsmith_access.store.database import (
     AccessDatabase,
     DatabaseBusyError,
@@ -63,17 +61,35 @@ def freshness_policy(cron: str) -> dg.FreshnessPolicy:
     return dg.FreshnessPolicy.time_window(fail_window=2 * interval + grace, warn_window=interval + grace)
 
 
-def longest_cron_interval(cron: str, ticks: int = 120) -> timedelta:
-    """The longest gap between two consecutive ticks of ``cron`` over its next ``ticks`` ticks
-    (enough to cover a weekend, a short month, a leap year's February); an hour for a cron
-    Dagster cannot iterate."""
-    try:
-        times = list(itertools.islice(cron_string_iterator(time.time(), cron, "UTC"), ticks))
-    except Exception:
+def longest_cron_interval(cron: str) -> timedelta:
+    """The longest time between two consecutive ticks of ``cron`` (UTC), over the four years from
+    2024 (every month length, a leap year): a weekend for a weekday cron, 31 days for a monthly
+    one, 18 h for ``0 3,21 * * *``. Worked out from the fields, not by iterating ticks from now,
+    so it is the same whenever the definitions load. An hour for a cron it cannot read."""
+    parsed = cron_field_values(cron)
+    if parsed is None:
         return timedelta(hours=1)
-    if len(times) < 2:
+    (minutes, hours, days, months, weekdays), written = parsed
+    weekdays = {day % 7 for day in weekdays}
+    times = sorted(hour * 60 + minute for hour in hours for minute in minutes)  # minutes of a day
+    any_day, any_weekday = written[2] in ("*", "?"), written[4] in ("*", "?")
+    fire_days = []
+    first = date(2024, 1, 1)
+    for offset in range(4 * 365 + 1):
+        day = first + timedelta(days=offset)
+        by_day, by_weekday = day.day in days, day.isoweekday() % 7 in weekdays
+        # As Dagster's cron (croniter) reads them: with the day of month and the weekday both
+        # restricted, either one fires; otherwise the restricted one must match (an unrestricted
+        # field matches every day).
+        both_restricted = not (any_day or any_weekday)
+        if day.month in months and ((by_day or by_weekday) if both_restricted else (by_day and by_weekday)):
+            fire_days.append(offset)
+    if not times or len(fire_days) < 2:
         return timedelta(hours=1)
-    return max(later - earlier for earlier, later in itertools.pairwise(times))
+    within_a_day = max((later - earlier for earlier, later in itertools.pairwise(times)), default=0)
+    between_days = max((later - earlier) * 1440 - times[-1] + times[0]
+                       for earlier, later in itertools.pairwise(fire_days))
+    return timedelta(minutes=max(within_a_day, between_days))
 
 
 def _specs(cron: str) -> list[dg.AssetSpec]:
