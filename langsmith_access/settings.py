@@ -427,8 +427,7 @@ def _cron(name: str, raw: str) -> str:
     if days is not None and months is not None \
             and not any(day <= _MONTH_DAYS[month - 1] for day in days for month in months):
         # Five valid fields can still name a date that never comes: Dagster then fails to load
-        # the schedule, or never runs it. (Dagster fires only on a day that matches both the
-        # day of month and the weekday, so a weekday given too does not help.)
+        # the schedule, or never runs it, whatever weekday is given beside it.
         raise SettingsError(
             f"{name} never fires: {shown(raw)} names a day no month has (like 30 February or 31 "
             "April); pick a day that exists, like '0 0 28 2 *'."

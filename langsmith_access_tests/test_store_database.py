@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseUnusableError
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sync_runs import has_published_sync, record_failed_run
 
@@ -51,3 +51,12 @@ def test_a_database_is_synced_once_any_run_succeeded_in_it(tmp_path):
         conn.execute("INSERT INTO main.sync_runs (sync_id, started_at, finished_at, status, job) "
                      "VALUES ('r2', ?, ?, 'succeeded', '__ASSET_JOB')", [at, at])
         assert has_published_sync(conn)
+
+
+def test_a_damaged_file_is_unusable_at_once_whatever_its_folder_is_called(tmp_path):
+    # DuckDB's message names the path; "lock" in it (a folder "blockstore") is no other writer.
+    damaged = tmp_path / "blockstore" / "access.duckdb"
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"not a database" * 300)
+    with pytest.raises(DatabaseUnusableError), AccessDatabase(damaged).connect(damaged, read_only=True, timeout_seconds=30):
+        pass
