@@ -324,6 +324,9 @@ def test_one_orgs_missing_key_stops_only_that_orgs_runs(org_environment, synced,
     monkeypatch.delenv("LANGSMITH_API_KEY_EU")
     definitions = defs()
     missing = "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set"
+    for schedule in ("langsmith_access_sync_schedule", "langsmith_access_inventory_schedule"):
+        # The schedules launch no run that would only fail at its start, tick after tick.
+        assert [r.partition_key for r in tick_schedule(definitions, schedule).run_requests] == ["us"], schedule
     with dg.instance_for_test() as instance:
         waiting = tick_sensor("provisioning_queue_sensor", instance, definitions=definitions)[0]
         assert waiting.run_requests == [] and "us: No pending requests; eu: The orgs file " in waiting.skip_message

@@ -21,7 +21,7 @@ launch it per org with ``org_run_requests`` (a schedule) or ``RunRequest(partiti
 
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -93,6 +93,22 @@ def org_run_requests(orgs: Orgs | None = None, run_key_prefix: str = "") -> list
         dg.RunRequest(run_key=f"{run_key_prefix}{slug}", partition_key=slug, tags=org_tags(slug))
         for slug in (orgs or deployment_orgs()).slugs
     ]
+
+
+def schedule_tick(context: dg.ScheduleEvaluationContext, orgs: Orgs,
+                  waits: Callable[[Org], str | None] = lambda org: None):
+    """One tick of a schedule: a run per org (``org_run_requests``), but none for an org with no
+    usable key (its run would fail at its start, every tick) or one ``waits`` gives a reason for;
+    those are named with why (logged beside the runs, or the tick's skip reason)."""
+    waiting = [(org.slug, reason) for org in orgs
+               if (reason := (f"{org.key_problem} No run until then." if org.key_problem else waits(org)))]
+    waits_now = {slug for slug, _ in waiting}
+    requests = [request for request in org_run_requests(orgs) if request.partition_key not in waits_now]
+    if not requests:
+        return dg.SkipReason(skip_reasons(waiting))
+    for slug, reason in waiting:
+        context.log.info(f"{slug}: {reason}")
+    return requests
 
 
 def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:

@@ -14,9 +14,9 @@ import dagster as dg
 import duckdb
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import deployment_orgs, org_run_config, org_run_requests, skip_reasons
+from langsmith_access.defs.orgs import deployment_orgs, org_run_config, schedule_tick
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
-from langsmith_access.settings import Org, Orgs, Settings, cron_field_values
+from langsmith_access.settings import Org, Settings, cron_field_values
 from langsmith_access.store.database import (
     AccessDatabase,
     DatabaseBusyError,
@@ -175,18 +175,6 @@ def waits_for_first_sync(org: Org) -> str | None:
     )
 
 
-def inventory_run_requests(context: dg.ScheduleEvaluationContext, orgs: Orgs):
-    """One tick: a run per org whose analysts' copy holds a sync; the others wait, with why."""
-    waiting = [(org.slug, reason) for org in orgs if (reason := waits_for_first_sync(org))]
-    waits = {slug for slug, _ in waiting}
-    requests = [request for request in org_run_requests(orgs) if request.partition_key not in waits]
-    if not requests:
-        return dg.SkipReason(skip_reasons(waiting))
-    for slug, reason in waiting:
-        context.log.info(f"{slug}: {reason}")
-    return requests
-
-
 @dg.definitions
 def inventory_definitions() -> dg.Definitions:
     settings = Settings.from_env()
@@ -219,6 +207,6 @@ def inventory_definitions() -> dg.Definitions:
     )
     def langsmith_access_inventory_schedule(context: dg.ScheduleEvaluationContext):
         # The orgs of the definitions' load, as the sync schedule's.
-        return inventory_run_requests(context, orgs)
+        return schedule_tick(context, orgs, waits=waits_for_first_sync)
 
     return dg.Definitions(assets=[raw_inventory], jobs=[job], schedules=[langsmith_access_inventory_schedule])

@@ -10,7 +10,7 @@ from langsmith_access.defs.extract.assets import (
     raw_roles,
     raw_workspaces,
 )
-from langsmith_access.defs.orgs import deployment_orgs, org_run_config, org_run_requests
+from langsmith_access.defs.orgs import deployment_orgs, org_run_config, schedule_tick
 from langsmith_access.defs.sync.publish import analysts_database
 from langsmith_access.defs.transform.assets import access_tables
 from langsmith_access.settings import Settings
@@ -50,7 +50,7 @@ def sync_definitions() -> dg.Definitions:
     )
     def langsmith_access_sync_schedule(context: dg.ScheduleEvaluationContext):
         # The orgs of the definitions' load: a changed orgs file takes a code server reload.
-        return org_run_requests(orgs)
+        return schedule_tick(context, orgs)
 
     # analysts_database itself comes from publish.py, like every other asset from its module.
     return dg.Definitions(jobs=[job], schedules=[langsmith_access_sync_schedule])
