@@ -608,12 +608,19 @@ def load_orgs(environ: Mapping[str, str] | None = None, *, refuse_unusable_keys:
     naming the file, the entry and the fix, and never shows a key. ``refuse_unusable_keys=False``
     (the Dagster definitions, ``defs.orgs.deployment_orgs``): an entry whose key variable is unset
     or holds no service key is still an org, without a key; its ``key_problem`` says why, and
-    ``Org.client()`` raises that, so one org's missing key stops only that org's runs."""
+    ``Org.client()`` raises that, so one org's missing key stops only that org's runs. The single
+    org of the variables gets its ``key_problem`` alike, where they cannot reach the API."""
     env = os.environ if environ is None else environ
     shared = Settings.from_env(env)
     default_policy = Path(env[POLICY_VARIABLE]) if env.get(POLICY_VARIABLE) else None
     if not env.get(ORGS_FILE_VARIABLE):
-        return Orgs((Org(DEFAULT_ORG_SLUG, shared, SINGLE_ORG_KEY_VARIABLE, default_policy),))
+        key_problem = None
+        if not refuse_unusable_keys:  # (the CLI says so when a command needs the API)
+            try:
+                shared.client()
+            except SettingsError as problem:
+                key_problem = str(problem)
+        return Orgs((Org(DEFAULT_ORG_SLUG, shared, SINGLE_ORG_KEY_VARIABLE, default_policy, key_problem=key_problem),))
     path = Path(env[ORGS_FILE_VARIABLE])
     return Orgs(_read_orgs_file(path, shared, env, default_policy, refuse_unusable_keys), source=path)
 

@@ -79,6 +79,22 @@ def test_one_run_per_tick_for_every_pending_request(database, instance):
     assert again.run_requests[0].tags["langsmith_access/requests"] == "4"
 
 
+def test_launches_nothing_without_a_key_and_says_which_variable(database, instance, monkeypatch):
+    # A deployment whose environment lost the key: a run would only fail at its start, tick
+    # after tick. The schedules say the same and launch nothing either.
+    queue_rows(database, 2)
+    monkeypatch.delenv("LANGSMITH_API_KEY")
+    result, _ = evaluate(instance)
+    assert not result.run_requests
+    assert result.skip_message == ("LANGSMITH_API_KEY is not set: set it to an organization-scoped service "
+                                   "key (lsv2_sk_...). No run until then.")
+    definitions = defs()
+    for name in ("langsmith_access_sync_schedule", "langsmith_access_inventory_schedule"):
+        with dg.build_schedule_context(repository_def=definitions.get_repository_def()) as context:
+            tick = definitions.resolve_schedule_def(name).evaluate_tick(context)
+        assert not tick.run_requests and tick.skip_message.startswith("LANGSMITH_API_KEY is not set"), name
+
+
 def test_skips_while_a_provisioning_run_is_in_flight(database, instance):
     queue_rows(database, 2)
     # Another org's run in flight does not hold this org's requests back ...
