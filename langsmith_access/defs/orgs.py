@@ -95,13 +95,18 @@ def org_run_requests(orgs: Orgs | None = None, run_key_prefix: str = "") -> list
     ]
 
 
+def no_key_reason(org: Org) -> str | None:
+    """Why no run is launched for ``org`` (a schedule's or a sensor's): it has no usable key, and
+    its run would fail at its start, tick after tick. None when it has one."""
+    return f"{org.key_problem} No run until then." if org.key_problem else None
+
+
 def schedule_tick(context: dg.ScheduleEvaluationContext, orgs: Orgs,
                   waits: Callable[[Org], str | None] = lambda org: None):
     """One tick of a schedule: a run per org (``org_run_requests``), but none for an org with no
     usable key (its run would fail at its start, every tick) or one ``waits`` gives a reason for;
     those are named with why (logged beside the runs, or the tick's skip reason)."""
-    waiting = [(org.slug, reason) for org in orgs
-               if (reason := (f"{org.key_problem} No run until then." if org.key_problem else waits(org)))]
+    waiting = [(org.slug, reason) for org in orgs if (reason := no_key_reason(org) or waits(org))]
     waits_now = {slug for slug, _ in waiting}
     requests = [request for request in org_run_requests(orgs) if request.partition_key not in waits_now]
     if not requests:

@@ -72,16 +72,15 @@ def longest_cron_interval(cron: str) -> timedelta:
     (minutes, hours, days, months, weekdays), written = parsed
     weekdays = {day % 7 for day in weekdays}
     times = sorted(hour * 60 + minute for hour in hours for minute in minutes)  # minutes of a day
-    any_day, any_weekday = written[2] in ("*", "?"), written[4] in ("*", "?")
+    # As Dagster's cron (croniter) reads them: with the day of month and the weekday both
+    # restricted, either one fires; otherwise the restricted one must match (an unrestricted
+    # field matches every day).
+    both_restricted = not (written[2] in ("*", "?") or written[4] in ("*", "?"))
     fire_days = []
     first = date(2024, 1, 1)
     for offset in range(4 * 365 + 1):
         day = first + timedelta(days=offset)
         by_day, by_weekday = day.day in days, day.isoweekday() % 7 in weekdays
-        # As Dagster's cron (croniter) reads them: with the day of month and the weekday both
-        # restricted, either one fires; otherwise the restricted one must match (an unrestricted
-        # field matches every day).
-        both_restricted = not (any_day or any_weekday)
         if day.month in months and ((by_day or by_weekday) if both_restricted else (by_day and by_weekday)):
             fire_days.append(offset)
     if not times or len(fire_days) < 2:

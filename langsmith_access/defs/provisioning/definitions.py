@@ -13,7 +13,7 @@ import dagster as dg
 import duckdb
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import deployment_orgs, org_run_config, org_tags, skip_reasons
+from langsmith_access.defs.orgs import deployment_orgs, no_key_reason, org_run_config, org_tags, skip_reasons
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import ProvisioningInterruptedError
@@ -277,8 +277,7 @@ def launch_per_org(
     launches = launches if isinstance(launches, dict) else {}
     run_requests, skipped = [], []
     for org in orgs:
-        # A run of an org without a usable key would fail at its start, tick after tick.
-        work = f"{org.key_problem} No run until then." if org.key_problem else work_of(org)
+        work = no_key_reason(org) or work_of(org)
         if isinstance(work, str):
             skipped.append((org.slug, work))
             continue
