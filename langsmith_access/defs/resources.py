@@ -23,7 +23,12 @@ from langsmith_access.governance.notifications import Notifier, without_secrets
 from langsmith_access.langsmith import CallStats, LangSmithClient
 from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
-from langsmith_access.store.sync_runs import defer_failed_run, deferred_failed_runs, record_failed_run
+from langsmith_access.store.sync_runs import (
+    defer_failed_run,
+    deferred_failed_runs,
+    record_failed_run,
+    remove_abandoned_drafts,
+)
 from langsmith_access.transform import docs_site
 from langsmith_access.transform.history import rebuild_history, unbuilt_observations
 
@@ -208,7 +213,9 @@ class SyncDatabase(OrgScopedResource):
 
     def _record_deferred_failures(self, context: dg.InitResourceContext) -> None:
         """The rows (and ``sync.failed``) of earlier runs that could not take the lease, into the
-        working file; each file is removed once recorded. Never raises: they wait for a later run."""
+        working file; each file is removed once recorded, and so are the drafts of rows whose
+        writer died before renaming them. Never raises: they wait for a later run."""
+        remove_abandoned_drafts(self.database.deferred_runs_path)
         for path, row in deferred_failed_runs(self.database.deferred_runs_path):
             try:
                 with self.database.connect() as conn:

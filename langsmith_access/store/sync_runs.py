@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +138,27 @@ def deferred_failed_runs(directory: Path) -> list[tuple[Path, dict]]:
             continue  # not one of ours: left alone, never in the way of a run
         found.append((path, row))
     return sorted(found, key=lambda item: item[1]["finished_at"])
+
+
+# A row is written aside and renamed within milliseconds; one still aside after this long was
+# left by a process that died between the two (nothing else would ever remove it).
+ABANDONED_DRAFT_SECONDS = 3600
+
+
+def remove_abandoned_drafts(directory: Path, *, older_than_seconds: float = ABANDONED_DRAFT_SECONDS) -> list[Path]:
+    """Remove the ``.<sync_id>.<suffix>.tmp`` files ``defer_failed_run`` writes aside, where a
+    process died before renaming one, once they are ``older_than_seconds`` old (a younger one
+    may be another process's, about to be renamed). Returns what it removed; never raises."""
+    removed = []
+    cutoff = time.time() - older_than_seconds
+    for path in directory.glob(".*.tmp") if directory.is_dir() else []:
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue  # gone already, or not ours to remove: left for the next run
+    return removed
 
 
 def _aware(moment: datetime) -> datetime:

@@ -8,6 +8,8 @@ other endpoint, one workspace, one page, and a listing that never holds still.)
 from __future__ import annotations
 
 import errno
+import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -189,6 +191,14 @@ def test_a_sync_that_never_got_the_writer_lease_is_recorded_by_the_next_one(star
     assert [path.name for path in database.deferred_runs_path.iterdir()] == [f"{busy.run_id}.json"]
     recorded = "SELECT status, job, failure FROM main.sync_runs WHERE sync_id = ?"
     assert query(database.working_path, recorded, [busy.run_id]) == []  # it could not write there
+    # A process that died between writing its row aside and renaming it left a draft an hour
+    # ago; another is writing one right now.
+    abandoned = database.deferred_runs_path / ".died-run.0a1b2c3d.tmp"
+    in_flight = database.deferred_runs_path / ".other-run.4e5f6a7b.tmp"
+    for draft in (abandoned, in_flight):
+        draft.write_text('{"sync_id": "', encoding="utf-8")
+    an_hour_ago = time.time() - 3700
+    os.utime(abandoned, (an_hour_ago, an_hour_ago))
 
     assert run_sync().success  # the next sync records it, and publishes it
     [(status, job, failure)] = query(database.path, recorded, [busy.run_id])
@@ -196,4 +206,4 @@ def test_a_sync_that_never_got_the_writer_lease_is_recorded_by_the_next_one(star
     assert "run a long provisioning batch" in failure and "hook" not in failure, failure
     events = query(database.path, "SELECT payload FROM main.notifications WHERE event = 'sync.failed'")
     assert [payload for (payload,) in events if busy.run_id in payload], events
-    assert list(database.deferred_runs_path.iterdir()) == []
+    assert list(database.deferred_runs_path.iterdir()) == [in_flight]
