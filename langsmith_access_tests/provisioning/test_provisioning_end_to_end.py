@@ -11,11 +11,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+
 from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
 from langsmith_access.langsmith import LangSmithClient, ProvisioningInterruptedError
 from langsmith_access.provisioning import queue
 from langsmith_access.sandbox.api import ApiResponse
+from langsmith_access.store.queries import grants_held_at
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.provisioning.conftest import WRITES
 
@@ -94,6 +97,57 @@ def test_grant_change_and_revoke_closed_loop(env):
     same = request_grant(outsider.ls_user_id, workspace.id, "Viewer")
     assert provision().outputs["apply_requests"]["outcomes"][0]["status"] == "already_satisfied"
     assert writes(sandbox) == [] and same.accepted
+
+
+def test_roles_given_and_taken_in_one_batch_are_in_the_history(env):
+    # "Who had access when": a grant revoked in the same batch, and a role replaced by the
+    # next request of the batch, were held in LangSmith between two verifications though no
+    # build's grants ever listed them. grant_history keeps them, dated by those verifications.
+    sandbox, org, database = env
+    workspace, outsider, changer, single, roles = pick(org)
+    first, second = [name for name, rid in roles.items() if rid != changer.role_id][:2]
+    single_role = next(name for name, rid in roles.items() if rid != single.role_id)
+    changer_before = org.role(changer.role_id).display_name
+    queued = [
+        request_grant(outsider.ls_user_id, workspace.id, "Viewer"),
+        request_revoke(outsider.ls_user_id, workspace.id, "Viewer"),
+        request_grant(changer.ls_user_id, workspace.id, first),
+        request_grant(changer.ls_user_id, workspace.id, second),
+        request_grant(single.ls_user_id, workspace.id, single_role),
+    ]
+    assert all(request.accepted for request in queued), queued
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert {r["status"] for r in list_requests()} == {"applied"}
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    assert org.membership(workspace.id, changer.ls_user_id).role_id == roles[second]
+
+    verified = {request_id: at for request_id, at in query(database.path,
+        "SELECT request_id, max(verified_at) FROM raw.provisioning_observations GROUP BY request_id")}
+    granted, revoked, changed_first, changed_second, single_at = (verified[q.request_id] for q in queued)
+    intervals = sorted(query(database.path,
+        "SELECT user_id, role_id, valid_from, valid_to FROM main.grant_history "
+        "WHERE workspace_id = ? AND user_id IN (?, ?, ?)",
+        [workspace.id, outsider.ls_user_id, changer.ls_user_id, single.ls_user_id]), key=str)
+    assert (outsider.ls_user_id, roles["Viewer"], granted, revoked) in intervals, intervals
+    assert (changer.ls_user_id, roles[first], changed_first, changed_second) in intervals, intervals
+    assert (changer.ls_user_id, roles[second], changed_second, None) in intervals, intervals
+    # A membership changed once has its two intervals, as before.
+    assert [(role, valid_from, valid_to) for user, role, valid_from, valid_to in intervals
+            if user == single.ls_user_id and valid_from >= single_at] == [(roles[single_role], single_at, None)]
+
+    # access-at sees them between the two verifications...
+    with duckdb.connect(str(database.path), read_only=True) as conn:
+        between = grants_held_at(conn, granted + (revoked - granted) / 2,
+                                 user_ids=[outsider.ls_user_id], workspace_id=workspace.id)
+        assert [(grant.role_id, grant.role_name) for grant in between] == [(roles["Viewer"], "Viewer")]
+        assert grants_held_at(conn, revoked, user_ids=[outsider.ls_user_id], workspace_id=workspace.id) == []
+        # ...and the changes report lists each step.
+        changes = conn.execute(
+            "SELECT change_type, old_role_name, new_role_name FROM main.report_grant_changes "
+            "WHERE user_id = ? AND workspace_id = ? ORDER BY changed_at",
+            [changer.ls_user_id, workspace.id]).fetchall()
+    assert changes == [("role_changed", changer_before, first), ("role_changed", first, second)]
 
 
 def test_adhoc_change_from_run_config_is_queued_and_audited(env):

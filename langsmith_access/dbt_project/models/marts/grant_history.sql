@@ -3,7 +3,10 @@
 -- a grant that comes back later opens a new interval. valid_to is null while the grant holds.
 -- "Who had access at T": valid_from <= T and (valid_to is null or valid_to > T).
 -- Times are TIMESTAMPTZ. A change a provisioning run applied is dated when provisioning
--- verified it; any other change when the dbt build of the sync that saw it ran.
+-- verified it; any other change when the dbt build of the sync that saw it ran. A role that
+-- provisioning gave and took away again within one run (a grant then a revoke of the same
+-- membership, or two role changes in a row) was never seen by a build: its interval comes
+-- from the two verifications alone (unbuilt_intervals).
 with snapshotted_grants as (
     select * from {{ ref('grants_snapshot') }}
 ),
@@ -31,23 +34,124 @@ verified_ends as (
     where snapshotted_grants.entitlement_type = 'workspace_role'
         and snapshotted_grants.dbt_valid_to is not null
     group by snapshotted_grants.dbt_scd_id
+),
+
+recorded_intervals as (
+    select
+        snapshotted_grants.dbt_scd_id as grant_interval_id,
+        snapshotted_grants.grant_id,
+        snapshotted_grants.entitlement_id,
+        snapshotted_grants.entitlement_type,
+        snapshotted_grants.user_id,
+        snapshotted_grants.email,
+        snapshotted_grants.workspace_id,
+        snapshotted_grants.role_id,
+        snapshotted_grants.role_name,
+        snapshotted_grants.is_provisionable,
+        cast(snapshotted_grants.dbt_valid_from as timestamptz) as valid_from,
+        cast(coalesce(verified_ends.ended_at, snapshotted_grants.dbt_valid_to) as timestamptz)
+            as valid_to,
+        snapshotted_grants.dbt_valid_to is null as is_current
+    from snapshotted_grants
+    left join verified_ends
+        on verified_ends.dbt_scd_id = snapshotted_grants.dbt_scd_id
+),
+
+-- Each time provisioning found a member holding a role the observation before did not show
+-- (the first observation of a membership included).
+observed_roles as (
+    select
+        ls_user_id,
+        workspace_id,
+        role_id,
+        verified_at,
+        lag(role_id) over (
+            partition by ls_user_id, workspace_id order by verified_at, observation_id
+        ) as earlier_role_id
+    from observations
+    where ls_user_id is not null
+),
+
+role_starts as (
+    select
+        ls_user_id,
+        workspace_id,
+        role_id,
+        verified_at as held_from,
+        {{ grant_id(workspace_role_entitlement_id('workspace_id', 'role_id'), 'ls_user_id') }} as grant_id
+    from observed_roles
+    where role_id is not null
+        and role_id is distinct from earlier_role_id
+),
+
+-- Such a role no recorded interval holds at that time ended when provisioning next found the
+-- member without it (or when the grant's next recorded interval began, if sooner). A role
+-- still held at the latest observation is the snapshot's to record, and is left to it.
+unbuilt_ends as (
+    select
+        role_starts.*,
+        least(
+            (
+                select min(later.verified_at)
+                from observations as later
+                where later.ls_user_id = role_starts.ls_user_id
+                    and later.workspace_id = role_starts.workspace_id
+                    and later.verified_at > role_starts.held_from
+                    and later.role_id is distinct from role_starts.role_id
+            ),
+            (
+                select min(recorded.valid_from)
+                from recorded_intervals as recorded
+                where recorded.grant_id = role_starts.grant_id
+                    and recorded.valid_from > role_starts.held_from
+            )
+        ) as held_to
+    from role_starts
+    where not exists (
+        select 1
+        from recorded_intervals as recorded
+        where recorded.grant_id = role_starts.grant_id
+            and recorded.valid_from <= role_starts.held_from
+            and (recorded.valid_to is null or recorded.valid_to > role_starts.held_from)
+    )
+),
+
+unbuilt_intervals as (
+    select
+        md5('verified:' || unbuilt_ends.grant_id || '@' || cast(unbuilt_ends.held_from as varchar))
+            as grant_interval_id,
+        unbuilt_ends.grant_id,
+        {{ workspace_role_entitlement_id('unbuilt_ends.workspace_id', 'unbuilt_ends.role_id') }}
+            as entitlement_id,
+        'workspace_role' as entitlement_type,
+        unbuilt_ends.ls_user_id as user_id,
+        -- The names as the latest interval recorded before it had them.
+        (
+            select arg_max(recorded.email, recorded.valid_from)
+            from recorded_intervals as recorded
+            where recorded.user_id = unbuilt_ends.ls_user_id
+                and recorded.valid_from <= unbuilt_ends.held_from
+        ) as email,
+        unbuilt_ends.workspace_id,
+        unbuilt_ends.role_id,
+        coalesce(
+            (
+                select arg_max(recorded.role_name, recorded.valid_from)
+                from recorded_intervals as recorded
+                where recorded.role_id = unbuilt_ends.role_id
+                    and recorded.valid_from <= unbuilt_ends.held_from
+            ),
+            (select roles.display_name from {{ ref('stg_langsmith__roles') }} as roles
+             where roles.role_id = unbuilt_ends.role_id)
+        ) as role_name,
+        true as is_provisionable,
+        unbuilt_ends.held_from as valid_from,
+        unbuilt_ends.held_to as valid_to,
+        false as is_current
+    from unbuilt_ends
+    where unbuilt_ends.held_to is not null
 )
 
-select
-    snapshotted_grants.dbt_scd_id as grant_interval_id,
-    snapshotted_grants.grant_id,
-    snapshotted_grants.entitlement_id,
-    snapshotted_grants.entitlement_type,
-    snapshotted_grants.user_id,
-    snapshotted_grants.email,
-    snapshotted_grants.workspace_id,
-    snapshotted_grants.role_id,
-    snapshotted_grants.role_name,
-    snapshotted_grants.is_provisionable,
-    cast(snapshotted_grants.dbt_valid_from as timestamptz) as valid_from,
-    cast(coalesce(verified_ends.ended_at, snapshotted_grants.dbt_valid_to) as timestamptz)
-        as valid_to,
-    snapshotted_grants.dbt_valid_to is null as is_current
-from snapshotted_grants
-left join verified_ends
-    on verified_ends.dbt_scd_id = snapshotted_grants.dbt_scd_id
+select * from recorded_intervals
+union all
+select * from unbuilt_intervals
