@@ -147,7 +147,12 @@ def test_roles_given_and_taken_in_one_batch_are_in_the_history(env):
             "SELECT change_type, old_role_name, new_role_name FROM main.report_grant_changes "
             "WHERE user_id = ? AND workspace_id = ? ORDER BY changed_at",
             [changer.ls_user_id, workspace.id]).fetchall()
+        # Provisioning made every one of them: none is drift.
+        drift = conn.execute(
+            "SELECT user_id FROM main.report_unexplained_changes WHERE user_id IN (?, ?)",
+            [outsider.ls_user_id, changer.ls_user_id]).fetchall()
     assert changes == [("role_changed", changer_before, first), ("role_changed", first, second)]
+    assert drift == []
 
 
 def test_adhoc_change_from_run_config_is_queued_and_audited(env):
