@@ -407,6 +407,8 @@ def test_a_plus_plan_skips_what_it_lacks_with_reasons_and_reads_the_rest(tmp_pat
         assert query(database, f"SELECT count(*) FROM main.{table}") == [(0,)]
     assert query(database, "SELECT count(*) FROM main.user_activity WHERE activity_known_since IS NOT NULL") == [(0,)]
     assert query(database, "SELECT count(*) FROM main.grants WHERE is_scim_managed") == [(0,)]
+    # Known, not unknown: without SCIM on the plan, SCIM manages none of them.
+    assert query(database, "SELECT count(*) FROM main.grants WHERE is_scim_managed IS NULL") == [(0,)]
     # What the plan has is read, not left silently empty.
     kinds = {kind for (kind,) in query(database, "SELECT DISTINCT kind FROM main.credentials")}
     assert kinds == {SERVICE_KEY, WORKSPACE_SERVICE_KEY, PERSONAL_ACCESS_TOKEN}
@@ -435,6 +437,13 @@ def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_
     assert skipped["audit_events"].startswith("key permission:") and "organization:manage" in skipped["audit_events"]
     assert skipped["access_policies"].startswith("not available here:") and "404" in skipped["access_policies"]
     assert query(database, "SELECT count(*) FROM main.credentials")[0][0] > 0
+    # Read workspace by workspace, the SCIM-provisioned members' groups are unknown, and so is
+    # whether SCIM manages their grants (null, not false); the others' grants are not.
+    scim_known = dict(query(database,
+        "SELECT u.is_scim_managed, count(g.is_scim_managed) || '/' || count(*) "
+        "FROM main.grants AS g JOIN main.users AS u USING (user_id) GROUP BY u.is_scim_managed"))
+    assert scim_known[True].startswith("0/") and scim_known[True] != "0/0", scim_known
+    assert scim_known[False].split("/")[0] == scim_known[False].split("/")[1], scim_known
 
     # No whole key anywhere: not in any table of any DuckDB file, not in the Parquet copy, not in
     # any log, the Dagster instance's storage included, not in what the command printed.

@@ -26,6 +26,14 @@ scim_groups as (
     select * from {{ ref('user_scim_groups') }}
 ),
 
+-- Members whose SCIM groups this sync read (an empty list included). The per-workspace
+-- route lists none, and a skipped section reads none: for the others it is unknown.
+scim_groups_read as (
+    select ls_user_id as user_id
+    from {{ ref('stg_langsmith__org_members') }}
+    where scim_groups is not null
+),
+
 -- When the latest sync read LangSmith (its latest read of any listing). Syncs and provisioning
 -- runs take turns under the writer lease, so every observation was made either before this
 -- sync began or after it ended.
@@ -163,19 +171,24 @@ select
     all_grants.verified_by_request_id,
     -- SCIM manages this grant: the member is SCIM-provisioned and one of their SCIM groups
     -- names this role (and workspace), by LangSmith's group-name rule (see user_scim_groups).
-    -- SCIM may overwrite a change made to it by hand or through the API.
-    coalesce(users.is_scim_managed, false) and exists (
-        select 1
-        from scim_groups
-        where scim_groups.user_id = all_grants.user_id
-            and (
-                (all_grants.entitlement_type = 'organization_role'
-                    and scim_groups.org_role_id = all_grants.role_id)
-                or (all_grants.entitlement_type = 'workspace_role'
-                    and scim_groups.workspace_role_id = all_grants.role_id
-                    and list_contains(scim_groups.workspace_ids, all_grants.workspace_id))
-            )
-    ) as is_scim_managed
+    -- SCIM may overwrite a change made to it by hand or through the API. Null for a
+    -- SCIM-provisioned member whose groups this sync could not read: unknown, not "no".
+    case
+        when not coalesce(users.is_scim_managed, false) then false
+        when exists (
+            select 1
+            from scim_groups
+            where scim_groups.user_id = all_grants.user_id
+                and (
+                    (all_grants.entitlement_type = 'organization_role'
+                        and scim_groups.org_role_id = all_grants.role_id)
+                    or (all_grants.entitlement_type = 'workspace_role'
+                        and scim_groups.workspace_role_id = all_grants.role_id
+                        and list_contains(scim_groups.workspace_ids, all_grants.workspace_id))
+                )
+        ) then true
+        when all_grants.user_id in (select user_id from scim_groups_read) then false
+    end as is_scim_managed
 from all_grants
 left join roles
     on roles.role_id = all_grants.role_id

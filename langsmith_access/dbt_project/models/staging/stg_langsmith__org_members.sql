@@ -22,10 +22,19 @@ select
         ),
         []
     ) as login_methods,
-    -- Null where the route did not say (the per-workspace route lists no SCIM groups), and
-    -- where the sync skipped the section (a plan without SCIM: whatever the listing still
-    -- names is not SCIM provisioning any more).
+    -- Null where the route did not say (the per-workspace route lists no SCIM groups, and the
+    -- sync then skips the section with a "membership route" reason): unknown. Empty where the
+    -- plan has no SCIM (skipped "not in plan", the reason langsmith/sections.py words):
+    -- whatever the listing still names is not SCIM provisioning any more.
     case
+        when exists (
+            select 1
+            from {{ source('raw', 'section_reads') }} as section_reads
+            where section_reads.sync_id = latest_sync_members.sync_id
+                and section_reads.section = 'scim_groups'
+                and section_reads.status = 'skipped'
+                and section_reads.reason like 'not in plan:%'
+        ) then []::varchar[]
         when exists (
             select 1
             from {{ source('raw', 'section_reads') }} as section_reads
