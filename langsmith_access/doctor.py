@@ -38,6 +38,7 @@ from langsmith_access.settings import (
     Org,
     Settings,
     SettingsError,
+    mask_key_fragments,
 )
 from langsmith_access.sync.extract import (
     ORG_MANAGE,
@@ -188,6 +189,9 @@ class _Doctor:
         self.probe_detail = ""
 
     def add(self, name: str, status: str, detail: str, fix: str | None = None) -> None:
+        # Details quote what the server answered (headers, bodies, where it redirects): a key it
+        # echoed, whole or in part, never reaches the output.
+        detail = mask_key_fragments(detail)
         self.checks.append(Check(name, status, detail, fix))
 
     def finish(self) -> Diagnosis:

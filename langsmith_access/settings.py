@@ -103,6 +103,13 @@ def mask_keys(text: str) -> str:
     return _KEY_LIKE.sub(lambda match: match.group(1) + "***", text)
 
 
+def mask_key_fragments(text: str) -> str:
+    """``text`` with every key or long fragment of one cut to its prefix (``lsv2_***``), and the
+    product's own mentions of a prefix (``lsv2_sk_...``) left as they are: for messages that mix
+    both, like the doctor's."""
+    return _KEY_FRAGMENT.sub(lambda match: match.group(1) + "***", text)
+
+
 def shown(raw: str) -> str:
     """``raw`` quoted for a message, unless it holds what looks like an API key (someone pasted one
     into the wrong variable or argument): then only that, never the value."""
@@ -489,6 +496,10 @@ ORG_ENTRY_KEYS = ("slug", "organization_id", "endpoint", "api_key_env", "policy"
 KEY_PREFIXES = ("lsv2_", "ls__")
 # What looks like an API key inside a text (mask_keys): a prefix and the characters of a key.
 _KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]*")
+# A key, or a fragment of one long enough to matter (a server can quote part of a key it was
+# sent): a prefix and at least 12 more characters. "lsv2_sk_..." in the product's own help
+# text is shorter and stays.
+_KEY_FRAGMENT = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]{{12,}}")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ORGS_FILE_EXAMPLE = (
     "- slug: us\n"

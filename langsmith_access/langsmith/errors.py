@@ -1,11 +1,15 @@
 """The few exception types the LangSmith client raises.
 
-Every message names the request (method and path, never the key or headers). Each type's
+Every message names the request (method and path, never the key or headers), and anything in
+it that looks like an API key is cut to its prefix: a server can echo the key anywhere (an
+error body, a redirect's path, a header the message quotes). Each type's
 ``fix`` is the one line an operator needs when a run fails with it; the CLI prints it under the
 failure (``runner.RunOutcome.fix``).
 """
 
 from __future__ import annotations
+
+from langsmith_access.settings import mask_keys
 
 
 class LangSmithError(Exception):
@@ -24,11 +28,11 @@ class LangSmithError(Exception):
     ):
         where = f"{method} {path}" if method and path else None
         code = f" -> {status_code}" if status_code is not None else ""
-        super().__init__(f"{where}{code}: {message}" if where else message)
+        super().__init__(mask_keys(f"{where}{code}: {message}" if where else message))
         self.method = method
         self.path = path
         self.status_code = status_code
-        self.detail = detail
+        self.detail = mask_keys(detail) if isinstance(detail, str) else detail
 
 
 class AuthenticationError(LangSmithError):
@@ -125,7 +129,7 @@ class EndpointRedirectError(LangSmithError):
 
     def __init__(self, message: str, *, location: str, **kwargs):
         super().__init__(message, **kwargs)
-        self.location = location
+        self.location = mask_keys(location)
 
 
 class RouteNotAvailableError(NotFoundError):

@@ -1,0 +1,72 @@
+"""A server can send the key it was given back anywhere, not only in an error body: in the path a
+redirect points to (an SSO proxy in front of an install), in a header the client quotes when it
+makes no sense. No message built from an answer carries it, whole or in part: not the client's
+errors, not the doctor's lines.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from langsmith_access.doctor import run_checks
+from langsmith_access.langsmith import EndpointRedirectError, UnexpectedResponseError
+from langsmith_access_tests.langsmith.test_redirects import KEY, ORG_ID, _client, _Server
+
+
+def fragments_of(key: str) -> list[str]:
+    """Every 16-character piece of the key past its prefix: none may appear anywhere."""
+    return [key[start:start + 16] for start in range(len("lsv2_sk_"), len(key) - 15)]
+
+
+def leaked(text: str) -> list[str]:
+    return [piece for piece in fragments_of(KEY) if piece in text]
+
+
+@pytest.fixture
+def echoing():
+    """A server that sends back the X-API-Key it received: in a redirect's path for the org
+    info, and as X-Pagination-Total on every other answer (a JSON list)."""
+
+    def answer(handler) -> None:
+        presented = handler.headers.get("X-API-Key") or ""
+        if handler.path.startswith("/api/v1/orgs/current/info"):
+            handler.send_response(307)
+            handler.send_header("Location", f"https://sso.example.invalid/auth/{presented}/start")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        body = json.dumps([]).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("X-Pagination-Total", presented)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    server = _Server(answer)
+    yield server
+    server.stop()
+
+
+def test_the_clients_errors_never_quote_an_echoed_key(echoing):
+    with _client(echoing.url) as client:
+        with pytest.raises(EndpointRedirectError) as redirected:
+            client.organization_info()
+        with pytest.raises(UnexpectedResponseError) as garbled:
+            list(client.list_org_members())
+    for error in (redirected.value, garbled.value):
+        shown = " ".join(str(part) for part in (error, error.detail, getattr(error, "location", "")))
+        assert leaked(shown) == [], shown
+    # Still useful: where it pointed, and what made no sense.
+    assert "sso.example.invalid/auth/lsv2_***/start" in str(redirected.value)
+    assert "X-Pagination-Total is not a number" in str(garbled.value)
+
+
+def test_the_doctor_never_prints_an_echoed_key(echoing):
+    diagnosis = run_checks({"LANGSMITH_API_KEY": KEY, "LANGSMITH_ORGANIZATION_ID": ORG_ID,
+                            "LANGSMITH_ENDPOINT": echoing.url})
+    text = diagnosis.text() + json.dumps(diagnosis.to_dict())
+    assert "redirect to https://sso.example.invalid/auth/lsv2_***/start" in text, text
+    assert leaked(text) == [], text
