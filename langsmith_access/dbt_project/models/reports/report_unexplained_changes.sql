@@ -9,7 +9,8 @@
 --   added         a grant of the role now held
 --   removed       a revoke of the role taken away
 --   role_changed  a grant of the role now held, or the revoke that ended a time-bound grant
---                 and gave back the role it had replaced (parent grant's prior_role_id)
+--                 and gave back the role it had replaced (parent grant's prior_role_id): applied,
+--                 not one that found the role changed already and left it alone
 -- "Applied" is when provisioning verified the request (its first observation), else when it
 -- settled (already_satisfied verifies nothing). A request explains only what it left in place:
 -- one followed, before the change, by another request on the same membership that took effect
@@ -121,7 +122,11 @@ explained as (
             or (settled_requests.action = 'revoke'
                 and changes.change_type = 'removed'
                 and settled_requests.role_id = changes.old_role_id)
+            -- The expiry that gave the replaced role back, only if it did: one that found the
+            -- role already changed left it alone (already_satisfied), and whoever changed it,
+            -- back to that very role included, is not explained by it.
             or (settled_requests.action = 'revoke'
+                and settled_requests.took_effect
                 and changes.change_type = 'role_changed'
                 and settled_requests.role_id = changes.old_role_id
                 and settled_requests.restored_role_id = changes.new_role_id)
