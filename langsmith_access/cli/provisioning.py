@@ -122,7 +122,7 @@ def provision_now(args: argparse.Namespace) -> int:
     else:
         for item in results:
             print(f"{item['status']:<17} {item['request_id']}  {item['detail']}")
-        if not results:
+        if not results and outcome.success:  # a run that failed before its first request had some
             print("no pending requests", file=sys.stderr)
     if not outcome.success:
         print(f"Provisioning run failed: {outcome.failure}", file=sys.stderr)

@@ -107,6 +107,7 @@ def test_the_key_is_nowhere_after_good_and_failed_runs(tmp_path, monkeypatch, ca
         failed_provision = cli("provision")
         assert failed_provision.returncode == 1, transcript[-1]
         assert "/api/v1/orgs/current/roles" in failed_provision.stderr and "***" in failed_provision.stderr
+        assert "no pending requests" not in failed_provision.stderr  # there was one; the run failed
         echo_on.add("/api/v1/workspaces")
         failed_sync = cli("sync", console_script=True)
         assert failed_sync.returncode == 1 and "Sync failed" in failed_sync.stderr, transcript[-1]
