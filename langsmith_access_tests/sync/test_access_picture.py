@@ -92,6 +92,10 @@ def enterprise(tmp_path_factory):
         role_ids=[org.role_by_name("WORKSPACE_ADMIN").id, held_custom], condition_groups=[PolicyConditionGroup(
             "datasets:delete", "dataset", [PolicyCondition("resource_tag_key", "hold", "equals", "legal")])],
         created_at=org.now(), updated_at=org.now()))
+    # A member who joined just now, with a workspace role and no login yet: not unused access.
+    joined = org.add_member("joined.today@example.com", "Joined Today")
+    org.add_workspace_membership(org.shared_workspaces()[0].id, joined.ls_user_id,
+                                 org.role_by_name("WORKSPACE_VIEWER").id)
     database = tmp_path_factory.mktemp("enterprise") / "data" / "access.duckdb"
     with pytest.MonkeyPatch.context() as monkeypatch, SandboxServer(org) as sandbox:
         output, started, finished = sync_all_sections(monkeypatch, sandbox, database)
@@ -233,12 +237,19 @@ def test_the_audit_log_and_activity_reach_back_the_unused_days(enterprise):
     assert set(activity) == {m.ls_user_id for m in org.active_members()}
     assert activity == {m.ls_user_id: last_login.get(m.ls_user_id) for m in org.active_members()}
 
-    # Unused access: workspace grants of members without a login in 90 days.
+    # Unused access: workspace grants of members without a login in 90 days, who have been
+    # members for that long.
     cutoff = (datetime.now(UTC) - UNUSED_DAYS * DAY).timestamp() * 1000
-    stale = {u for u in activity if u not in last_login or last_login[u] < cutoff}
+    members_since = {m.ls_user_id: datetime.fromisoformat(m.created_at.replace("Z", "+00:00")).timestamp() * 1000
+                     for m in org.active_members()}
+    stale = {u for u in activity
+             if (u not in last_login or last_login[u] < cutoff) and members_since[u] <= cutoff}
     expected = {(ws, user) for ws, user, _identity, _role in org.workspace_membership_rows(shared_only=True)
                 if user in stale}
     assert expected
+    joined = next(m for m in org.active_members() if m.email == "joined.today@example.com")
+    assert joined.ls_user_id in activity and joined.ls_user_id not in last_login  # never logged in
+    assert not any(user == joined.ls_user_id for _ws, user in expected)
     assert rows(db, "SELECT workspace_id, user_id FROM main.report_unused_access") == expected
 
 

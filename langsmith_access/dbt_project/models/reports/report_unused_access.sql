@@ -2,7 +2,9 @@
 -- 90, LANGSMITH_ACCESS_UNUSED_DAYS) or never have, as far as the audit log tells: one row per
 -- such grant, disabled members included (flagged). Only where the loaded audit log reaches back
 -- that far (user_activity.activity_known_since): without an audit log (plan or key), or before
--- it covers the whole period, this table is empty rather than calling everyone unused.
+-- it covers the whole period, this table is empty rather than calling everyone unused. A
+-- member who joined less than `unused_days` ago is not listed either: not logging in for a
+-- period needs to have been a member for it.
 {% set unused_days = var('unused_days', 90) | int %}
 with grants as (
     select * from {{ ref('grants') }}
@@ -45,3 +47,4 @@ where grants.entitlement_type = 'workspace_role'
     and activity.activity_known_since <= now() - to_days({{ unused_days }})
     and (activity.last_login_at is null
          or activity.last_login_at < now() - to_days({{ unused_days }}))
+    and (users.created_at is null or users.created_at <= now() - to_days({{ unused_days }}))
