@@ -38,13 +38,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             help="who asks (default: your OS user name); an email here is checked against approvers",
         )
         if action == "grant":
-            lasting = sub.add_mutually_exclusive_group()
-            lasting.add_argument(
+            # One or the other; both is a bad request like any other: the queue rejects it and
+            # records the rejection (argparse would refuse it before anything is recorded).
+            sub.add_argument(
                 "--duration", default=None,
                 help="time-bound: how long from when it is applied, <n>s|m|h|d (e.g. 8h, 30d)",
             )
-            lasting.add_argument(
-                "--until", default=None, help="time-bound: when it ends, ISO 8601 with a zone (2026-12-01T18:00Z)"
+            sub.add_argument(
+                "--until", default=None,
+                help="time-bound: when it ends, ISO 8601 with a zone (2026-12-01T18:00Z); not with --duration",
             )
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         add_org_argument(sub)
