@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -94,6 +95,8 @@ def key_fix(variable: str = SINGLE_ORG_KEY_VARIABLE) -> str:
 KEY_FIX = key_fix()
 # A doctor answers promptly: one retry at most, short timeouts.
 DOCTOR_MAX_RETRIES = 1
+# How long the doctor waits before asking again after a server error that names no time.
+TRANSIENT_RETRY_SECONDS = 2.0
 DOCTOR_TIMEOUT_SECONDS = 10.0
 
 
@@ -222,6 +225,13 @@ class _Doctor:
         a 401 included, proves a LangSmith API."""
         try:
             probe = client.probe(ORGANIZATION_INFO_PATH)
+            for _ in range(DOCTOR_MAX_RETRIES):
+                if probe.status_code != 429 and probe.status_code < 500:
+                    break
+                # Rate limited (a 429 without Retry-After waits out the fixed window, as a sync
+                # would) or a server error: asked again once before telling anything.
+                time.sleep(probe.retry_after if probe.retry_after is not None else TRANSIENT_RETRY_SECONDS)
+                probe = client.probe(ORGANIZATION_INFO_PATH)
         except TransientError as error:
             self.add("endpoint", FAIL, f"cannot reach {client.endpoint}: {error}", ENDPOINT_FIX)
             return False

@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import requests
 
 from langsmith_access.doctor import (
     CHECK_NAMES,
@@ -25,7 +26,7 @@ from langsmith_access.doctor import (
 )
 from langsmith_access.langsmith import LangSmithClient, LangSmithError, NotLangSmithAPIError
 from langsmith_access.provisioning.executor import OrgSnapshot
-from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
 from langsmith_access.settings import ORGS_FILE_VARIABLE, ClientSettings, Secret
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.sync.extract import ENRICHED_ROUTE, PER_WORKSPACE_ROUTE, load_members
@@ -63,6 +64,22 @@ def test_org_admin_on_cloud_is_all_ok(sandbox_env):
     assert set(statuses(environ).values()) == {"ok"}
     # Read-only: nothing but GETs.
     assert {entry.method for entry in sandbox.request_log} == {"GET"}
+
+
+def test_a_rate_limit_on_the_first_request_is_waited_out_not_blamed_on_the_key(sandbox_env):
+    # LangSmith's fixed window answers 429 without Retry-After until the window ends: the
+    # doctor waits it out as a sync would, and every check still passes (a 2-second window
+    # here; LangSmith's is a minute).
+    sandbox, environ = sandbox_env(faults=FaultConfig(
+        rate_limit_per_minute=4, rate_limit_mode="fixed-window", rate_limit_window_seconds=2.0))
+    environ = {**environ, "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS": "2"}
+    headers = {"X-API-Key": sandbox.api_key, "X-Organization-Id": sandbox.organization_id}
+    answers = [requests.get(f"{sandbox.url}/api/v1/orgs/current/info", headers=headers, timeout=5).status_code
+               for _ in range(5)]
+    assert answers[-1] == 429  # the window is used up when the doctor starts
+    assert set(statuses(environ).values()) == {"ok"}
+    info = [entry for entry in sandbox.request_log if entry.path == "/api/v1/orgs/current/info"]
+    assert len(info) >= 7  # ours, then the doctor's refused probe and its second one
 
 
 def test_self_hosted_through_api_v1_is_all_ok(sandbox_env):

@@ -145,6 +145,9 @@ class Probe:
     content_type: str
     body: Any
     detail: str  # the server's error detail for a 4xx/5xx, key scrubbed
+    # For a 429 or a 5xx: how long to wait before asking again, as the client's own retries
+    # would (Retry-After, or for a 429 without it the rest of the fixed window); else None.
+    retry_after: float | None = None
 
     @property
     def is_json(self) -> bool:
@@ -294,6 +297,7 @@ class LangSmithClient:
         ``EndpointRedirectError`` for a redirect (never followed).
         """
         self.stats.add(wait_seconds=self._limiter.acquire(), calls=1)
+        sent_at = self._clock()
         try:
             response = self._session().get(
                 self.endpoint + path, headers=self._headers(None), timeout=self._timeout,
@@ -311,11 +315,19 @@ class LangSmithClient:
         body = None
         if _is_json_type(content_type) or not content_type:
             body = _json_or_none(response)
+        retry_after = None
+        if response.status_code == 429 or response.status_code >= 500:
+            retry_after = _server_retry_hint(response)
+            if retry_after is None and response.status_code == 429:
+                # As _request: the fixed window this request fell in has surely ended one
+                # window length after it was sent.
+                retry_after = max(0.0, sent_at + self.settings.rate_limit_window_seconds - self._clock())
         return Probe(
             status_code=response.status_code,
             content_type=content_type,
             body=body,
             detail=self._detail(response) if response.status_code >= 400 else "",
+            retry_after=retry_after,
         )
 
     def list_roles(self) -> list[Role]:
