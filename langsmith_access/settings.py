@@ -292,7 +292,9 @@ def _path(name: str, raw: str) -> Path:
 
 
 def _secret(name: str, raw: str) -> Secret:
-    return Secret(raw)
+    # Spaces and a newline around the value are the shell's or the secret file's, not the
+    # key's (a Kubernetes secret made with `echo` ends in one): the key inside is used.
+    return Secret(raw.strip())
 
 
 def _endpoint(name: str, raw: str) -> str:
@@ -766,7 +768,7 @@ def _read_org_entry(
             f"{where}: api_key_env must be the name of an environment variable (letters, digits and "
             f"'_', like LANGSMITH_API_KEY_{slug.upper().replace('-', '_')}), got {variable!r}."
         )
-    api_key = env.get(variable)
+    api_key = (env.get(variable) or "").strip() or None  # as _secret: the edges' whitespace is not the key's
     key_problem = None
     try:
         if not api_key:

@@ -16,6 +16,7 @@ from langsmith_access.settings import (
     Settings,
     SettingsError,
     check_api_key,
+    load_orgs,
 )
 
 ORG = "00000000-0000-4000-8000-000000000001"
@@ -176,6 +177,21 @@ def test_a_key_kept_inside_its_quotes_is_named_so_and_never_shown(quoted):
     with pytest.raises(SettingsError, match="LANGSMITH_API_KEY holds the key inside quotes") as error:
         check_api_key(quoted)
     assert "0123" not in str(error.value)
+
+
+@pytest.mark.parametrize("around", [" {} ", "{}\n", "\t{}\r\n"])
+def test_whitespace_around_a_key_is_the_shells_not_the_keys(around, tmp_path):
+    # A secret file or `echo` leaves a newline at the end: the key inside is the one used, from
+    # LANGSMITH_API_KEY and from an orgs file's key variable alike. Inside a key it is refused.
+    key = "lsv2_sk_" + "0" * 32
+    assert Settings.from_env({"LANGSMITH_API_KEY": around.format(key)}).api_key.reveal() == key
+    orgs = tmp_path / "orgs.yaml"
+    orgs.write_text("- slug: us\n  organization_id: 00000000-0000-4000-8000-000000000001\n"
+                    "  endpoint: https://api.smith.langchain.com\n  api_key_env: LANGSMITH_API_KEY_US\n")
+    [org] = load_orgs({"LANGSMITH_ACCESS_ORGS_FILE": str(orgs), "LANGSMITH_API_KEY_US": around.format(key)})
+    assert org.settings.api_key.reveal() == key
+    with pytest.raises(SettingsError, match="contains whitespace"):
+        check_api_key("lsv2_sk_0000 0000")
 
 
 def test_langchain_endpoint_is_read_where_langsmith_endpoint_is_unset_as_the_sdks_do():
