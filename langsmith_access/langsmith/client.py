@@ -1105,7 +1105,10 @@ class LangSmithClient:
         except ValueError:
             text = response.text.strip() or "(empty body)"
         else:
-            detail = body.get("detail", body) if isinstance(body, dict) else body
+            # FastAPI's `detail`, the platform routes' `error`, RFC 7807's `title` (its `detail`
+            # is the first): langsmith-api.md, "accept all three".
+            detail = (next((body[key] for key in ("detail", "error", "title", "message") if body.get(key)), body)
+                      if isinstance(body, dict) else body)
             if isinstance(detail, list):
                 # 422: [{"loc": [...], "msg": ..., "type": ...}]
                 detail = "; ".join(

@@ -799,6 +799,19 @@ def test_a_key_echoed_by_the_server_is_scrubbed(sandbox):
     assert error.status_code == 400
 
 
+@pytest.mark.parametrize("body, shown", [
+    ({"detail": "bad filter"}, "bad filter"),
+    ({"error": "unauthorized"}, "unauthorized"),  # the platform routes' form
+    ({"type": "about:blank", "title": "Bad Request", "status": 400}, "Bad Request"),  # RFC 7807
+    ({"type": "about:blank", "title": "Bad Request", "detail": "offset too large"}, "offset too large"),
+])
+def test_each_error_form_langsmith_uses_is_shown_by_its_message(sandbox, body, shown):
+    wrap_respond(sandbox, lambda respond, request: ApiResponse(400, body))
+    with client_for(sandbox) as client:
+        error = expect_error(RequestRejectedError, client.list_roles, keys=[sandbox.api_key], contains=[shown])
+    assert "{" not in str(error.detail), error.detail
+
+
 def test_enriched_route_missing_is_not_found(start_sandbox):
     sb = start_sandbox(enriched_route=False)
     with client_for(sb) as client:
