@@ -343,6 +343,10 @@ def test_reports_flag_the_roles_that_carry_deny_policies(enterprise, tmp_path, m
         assert all(names == expected.get(role, []) for role, names in found), report
         # Some rows carry policies and some none: the flag tells roles apart.
         assert {bool(names) for _, names in found} == {True, False}, report
+    # The implicit Admin of every Organization Admin carries the Admin role's.
+    implicit = query(db, "SELECT role_id, deny_policy_names FROM main.report_implicit_admins")
+    assert implicit and {(role, tuple(names)) for role, names in implicit} == {
+        (workspace_admin, tuple(expected[workspace_admin]))}
     admin_rows = query(db, "SELECT scope, deny_policy_names FROM main.report_privileged_access")
     assert {(scope, tuple(names)) for scope, names in admin_rows} == {
         ("organization", ()), ("workspace", tuple(expected[workspace_admin]))}
