@@ -380,11 +380,18 @@ def submit_on(
     target = (f"{resolved.action} {resolved.role_name} in {resolved.workspace_name} "
               f"for {resolved.user_email or resolved.user_id}")
     terms_text = f" {governed.terms.describe()}" if governed is not None else ""
+    # Queued all the same (LangSmith keeps a disabled member's roles), but said: it is the
+    # dormant access report_disabled_members_with_grants flags.
+    disabled = resolved.action == "grant" and _is_disabled(conn, resolved.user_id)
+    disabled_note = (f" Note: {resolved.user_email or resolved.user_id} is disabled in LangSmith: they "
+                     "cannot sign in while disabled, and the role takes effect if they are enabled "
+                     "again (report_disabled_members_with_grants lists such grants).") if disabled else ""
     record_event(
         conn, request_id, "queued",
         {"action": resolved.action, "user_id": resolved.user_id, "workspace_id": resolved.workspace_id,
          "role_id": resolved.role_id,
-         **({"terms": governed.terms.describe()} if governed is not None else {})},
+         **({"terms": governed.terms.describe()} if governed is not None else {}),
+         **({"member_disabled": True} if disabled else {})},
         at=at,
     )
     if governed is not None and governed.needs_approval:
@@ -399,9 +406,15 @@ def submit_on(
         return QueueResult(
             request_id, AWAITING_APPROVAL,
             f"awaiting approval: {target}{terms_text}. Approvers ({governed.approvers}) decide with "
-            f"`langsmith-access approve {request_id} --by EMAIL` (or deny){waits}.",
+            f"`langsmith-access approve {request_id} --by EMAIL` (or deny){waits}.{disabled_note}",
         )
-    return QueueResult(request_id, "pending", f"queued: {target}{terms_text}")
+    return QueueResult(request_id, "pending", f"queued: {target}{terms_text}{'.' + disabled_note if disabled else ''}")
+
+
+def _is_disabled(conn: duckdb.DuckDBPyConnection, user_id: str | None) -> bool:
+    """Whether the latest sync saw this member disabled."""
+    row = conn.execute("SELECT is_disabled FROM main.users WHERE user_id = ?", [user_id]).fetchone()
+    return bool(row and row[0])
 
 
 def _other_terms(queued: dict, governed: _Governed | None) -> str:

@@ -72,3 +72,31 @@ def test_revoking_an_organization_admins_workspace_role_says_admin_access_remain
     assert query(database.path,
                  "SELECT count(*) FROM main.report_implicit_admins WHERE user_id = ? AND workspace_id = ?",
                  [admin.ls_user_id, membership.workspace_id]) == [(1,)]
+
+
+def test_a_grant_to_a_disabled_member_is_queued_and_applied_with_a_note(env):
+    # LangSmith keeps a disabled member's roles, so the grant is valid; the requester is told it
+    # is dormant access, and the queued event says so for the audit.
+    sandbox, org, database = env
+    # The generated org's one disabled member belongs to the shared workspaces: a role change.
+    disabled, workspace = next((m, w) for w in org.shared_workspaces() for m in org.active_members()
+                               if m.is_disabled and m.ls_user_id in w.memberships)
+    other_role = next(r.display_name for r in org.roles_by_scope("workspace")
+                      if r.id != w_role(workspace, disabled) and r.display_name != "Admin")
+    active = next(m for m in org.active_members()
+                  if not m.is_disabled and m.ls_user_id not in workspace.memberships)
+    to_disabled = request_grant(disabled.ls_user_id, workspace.id, other_role)
+    to_active = request_grant(active.ls_user_id, workspace.id, "Viewer")
+    assert to_disabled.accepted and to_active.accepted
+    assert "is disabled in LangSmith" in to_disabled.message and "disabled" not in to_active.message
+    [queued] = [json.loads(d) for kind, d in events(database, to_disabled.request_id) if kind == "queued"]
+    assert queued["member_disabled"] is True
+    assert "member_disabled" not in [json.loads(d) for kind, d in events(database, to_active.request_id)
+                                     if kind == "queued"][0]
+    assert provision().success
+    assert {r["request_id"]: r["status"] for r in list_requests()} == {
+        to_disabled.request_id: "applied", to_active.request_id: "applied"}
+
+
+def w_role(workspace, member) -> str:
+    return workspace.memberships[member.ls_user_id].role_id
