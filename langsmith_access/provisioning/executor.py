@@ -434,17 +434,21 @@ class Provisioner:
                 self.unreachable = error
                 self._log_lines.append(f"LangSmith stopped answering ({error}): the run stops here")
 
-    def release_unsettled(self, requests: list[dict]) -> list[str]:
-        """After LangSmith stopped answering: each of ``requests`` (claimed by this run) that has
+    def release_unsettled(self, requests: list[dict], *, failure: Exception | None = None) -> list[str]:
+        """After LangSmith stopped answering (or the run failed with ``failure``, such as an
+        endpoint that is no LangSmith API): each of ``requests`` (claimed by this run) that has
         no outcome goes back to ``pending``, unless a write went out for it (this run's, or a
         dead earlier run's), which then stays ``in_progress`` for the next run to settle from
-        live state. Returns the ids released."""
+        live state. Each says why in its status_detail. Returns the ids released."""
         settled = {outcome.request_id for outcome in self.outcomes}
         unsettled = [r["request_id"] for r in requests if r["request_id"] not in settled]
         # A write this run sent, or an earlier run (one that died) did: LangSmith's state decides.
         written = self._writes_sent_now | {
             request_id for request_id, count in self._count_earlier_writes(unsettled).items() if count}
-        cause = f"LangSmith stopped answering ({self.unreachable})"
+        stopped_by = failure if failure is not None else self.unreachable
+        fix = getattr(failure, "fix", None)
+        cause = (f"the run failed ({failure}{'; fix: ' + fix if fix else ''})" if failure is not None
+                 else f"LangSmith stopped answering ({self.unreachable})")
         released, statuses = [], []
         for request_id in unsettled:
             if request_id in written:
@@ -456,7 +460,7 @@ class Provisioner:
                 statuses.append((request_id, "pending",
                                  f"not settled: {cause}; pending again, the next provisioning run "
                                  "tries it"))
-                self._event(request_id, "released", {"error": str(self.unreachable)})
+                self._event(request_id, "released", {"error": str(stopped_by)})
         with self._lock:
             self._statuses.extend(statuses)
         self._commit()

@@ -108,6 +108,10 @@ def test_the_key_is_nowhere_after_good_and_failed_runs(tmp_path, monkeypatch, ca
         assert failed_provision.returncode == 1, transcript[-1]
         assert "/api/v1/orgs/current/roles" in failed_provision.stderr and "***" in failed_provision.stderr
         assert "no pending requests" not in failed_provision.stderr  # there was one; the run failed
+        # ...and it is pending again, saying why (the failing call, the key scrubbed).
+        [waiting] = [r for r in json.loads(cli("requests", "--json").stdout) if r["status"] != "applied"]
+        assert waiting["status"] == "pending", waiting
+        assert "the run failed" in waiting["status_detail"] and "/api/v1/orgs/current/roles" in waiting["status_detail"]
         echo_on.add("/api/v1/workspaces")
         failed_sync = cli("sync", console_script=True)
         assert failed_sync.returncode == 1 and "Sync failed" in failed_sync.stderr, transcript[-1]

@@ -16,7 +16,7 @@ from langsmith_access import names
 from langsmith_access.defs.orgs import deployment_orgs, no_key_reason, org_run_config, org_tags, skip_reasons
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.governance.notifications import Notifier
-from langsmith_access.langsmith import ProvisioningInterruptedError
+from langsmith_access.langsmith import LangSmithError, ProvisioningInterruptedError
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.settings import Org, Orgs, Settings
@@ -146,7 +146,15 @@ def apply_requests(
             requests = []
         else:
             requests = queue.claim(conn, run_id, selection["request_ids"])
-        provisioner.process_all(requests)
+        try:
+            provisioner.process_all(requests)
+        except LangSmithError as error:
+            # Not an outage (those stop the batch and are handled below) but an answer no run
+            # can use (no LangSmith API there, a redirect): the claimed requests go back to
+            # pending saying why, rather than waiting in_progress with no word of it.
+            if not dry_run:
+                provisioner.release_unsettled(requests, failure=error)
+            raise
         interrupted = None
         if provisioner.unreachable is not None:
             released = [] if dry_run else provisioner.release_unsettled(requests)
