@@ -57,99 +57,104 @@ recorded_intervals as (
         on verified_ends.dbt_scd_id = snapshotted_grants.dbt_scd_id
 ),
 
--- Each time provisioning found a member holding a role the observation before did not show
--- (the first observation of a membership included).
-observed_roles as (
+-- Each time provisioning found a member holding a role that no recorded interval of that
+-- grant holds at that moment.
+unrecorded_roles as (
     select
-        ls_user_id,
-        workspace_id,
-        role_id,
-        verified_at,
-        lag(role_id) over (
-            partition by ls_user_id, workspace_id order by verified_at, observation_id
-        ) as earlier_role_id
+        observations.ls_user_id,
+        observations.workspace_id,
+        observations.role_id,
+        observations.verified_at,
+        {{ grant_id(workspace_role_entitlement_id('observations.workspace_id', 'observations.role_id'), 'observations.ls_user_id') }}
+            as grant_id
     from observations
-    where ls_user_id is not null
+    where observations.ls_user_id is not null
+        and observations.role_id is not null
+        and not exists (
+            select 1
+            from recorded_intervals as recorded
+            where recorded.grant_id = {{ grant_id(workspace_role_entitlement_id('observations.workspace_id', 'observations.role_id'), 'observations.ls_user_id') }}
+                and recorded.valid_from <= observations.verified_at
+                and (recorded.valid_to is null or recorded.valid_to > observations.verified_at)
+        )
 ),
 
-role_starts as (
+-- Held until provisioning next found the member without it (another role, or no membership).
+-- Observations of one role with no other between them share that end: one interval, from the
+-- first. A role still held at the latest observation is the snapshot's to record (no end).
+unrecorded_ends as (
     select
-        ls_user_id,
-        workspace_id,
-        role_id,
-        verified_at as held_from,
-        {{ grant_id(workspace_role_entitlement_id('workspace_id', 'role_id'), 'ls_user_id') }} as grant_id
-    from observed_roles
-    where role_id is not null
-        and role_id is distinct from earlier_role_id
-),
-
--- Such a role no recorded interval holds at that time ended when provisioning next found the
--- member without it (or when the grant's next recorded interval began, if sooner). A role
--- still held at the latest observation is the snapshot's to record, and is left to it.
-unbuilt_ends as (
-    select
-        role_starts.*,
-        least(
-            (
-                select min(later.verified_at)
-                from observations as later
-                where later.ls_user_id = role_starts.ls_user_id
-                    and later.workspace_id = role_starts.workspace_id
-                    and later.verified_at > role_starts.held_from
-                    and later.role_id is distinct from role_starts.role_id
-            ),
-            (
-                select min(recorded.valid_from)
-                from recorded_intervals as recorded
-                where recorded.grant_id = role_starts.grant_id
-                    and recorded.valid_from > role_starts.held_from
-            )
+        unrecorded_roles.*,
+        (
+            select min(later.verified_at)
+            from observations as later
+            where later.ls_user_id = unrecorded_roles.ls_user_id
+                and later.workspace_id = unrecorded_roles.workspace_id
+                and later.verified_at > unrecorded_roles.verified_at
+                and later.role_id is distinct from unrecorded_roles.role_id
         ) as held_to
-    from role_starts
-    where not exists (
-        select 1
-        from recorded_intervals as recorded
-        where recorded.grant_id = role_starts.grant_id
-            and recorded.valid_from <= role_starts.held_from
-            and (recorded.valid_to is null or recorded.valid_to > role_starts.held_from)
-    )
+    from unrecorded_roles
+),
+
+unbuilt_ends as (
+    select grant_id, ls_user_id, workspace_id, role_id, held_to, min(verified_at) as held_from
+    from unrecorded_ends
+    group by grant_id, ls_user_id, workspace_id, role_id, held_to
+),
+
+-- Only where no recorded interval of the membership (any role) overlaps it: a member holds one
+-- role per workspace at a time. Left out, so: a role that came back to the one held before in
+-- the same batch (A, B, A: A's recorded interval would have to be split around B), and a role
+-- a sync recorded later than provisioning verified it (a run that died before its rebuild).
+unbuilt_spans as (
+    select unbuilt_ends.*
+    from unbuilt_ends
+    where unbuilt_ends.held_to is not null
+        and not exists (
+            select 1
+            from recorded_intervals as recorded
+            where recorded.entitlement_type = 'workspace_role'
+                and recorded.user_id = unbuilt_ends.ls_user_id
+                and recorded.workspace_id = unbuilt_ends.workspace_id
+                and recorded.valid_from < unbuilt_ends.held_to
+                and (recorded.valid_to is null or recorded.valid_to > unbuilt_ends.held_from)
+        )
 ),
 
 unbuilt_intervals as (
     select
-        md5('verified:' || unbuilt_ends.grant_id || '@' || cast(unbuilt_ends.held_from as varchar))
+        md5('verified:' || unbuilt_spans.grant_id || '@' || cast(unbuilt_spans.held_from as varchar))
             as grant_interval_id,
-        unbuilt_ends.grant_id,
-        {{ workspace_role_entitlement_id('unbuilt_ends.workspace_id', 'unbuilt_ends.role_id') }}
+        unbuilt_spans.grant_id,
+        {{ workspace_role_entitlement_id('unbuilt_spans.workspace_id', 'unbuilt_spans.role_id') }}
             as entitlement_id,
         'workspace_role' as entitlement_type,
-        unbuilt_ends.ls_user_id as user_id,
+        unbuilt_spans.ls_user_id as user_id,
         -- The names as the latest interval recorded before it had them.
         (
             select arg_max(recorded.email, recorded.valid_from)
             from recorded_intervals as recorded
-            where recorded.user_id = unbuilt_ends.ls_user_id
-                and recorded.valid_from <= unbuilt_ends.held_from
+            where recorded.user_id = unbuilt_spans.ls_user_id
+                and recorded.valid_from <= unbuilt_spans.held_from
         ) as email,
-        unbuilt_ends.workspace_id,
-        unbuilt_ends.role_id,
+        unbuilt_spans.workspace_id,
+        unbuilt_spans.role_id,
         coalesce(
             (
                 select arg_max(recorded.role_name, recorded.valid_from)
                 from recorded_intervals as recorded
-                where recorded.role_id = unbuilt_ends.role_id
-                    and recorded.valid_from <= unbuilt_ends.held_from
+                where recorded.role_id = unbuilt_spans.role_id
+                    and recorded.valid_from <= unbuilt_spans.held_from
             ),
             (select roles.display_name from {{ ref('stg_langsmith__roles') }} as roles
-             where roles.role_id = unbuilt_ends.role_id)
+             where roles.role_id = unbuilt_spans.role_id)
         ) as role_name,
         true as is_provisionable,
-        unbuilt_ends.held_from as valid_from,
-        unbuilt_ends.held_to as valid_to,
+        unbuilt_spans.held_from as valid_from,
+        unbuilt_spans.held_to as valid_to,
         false as is_current
-    from unbuilt_ends
-    where unbuilt_ends.held_to is not null
+    from unbuilt_spans
+    where unbuilt_spans.held_to is not null
 )
 
 select * from recorded_intervals
