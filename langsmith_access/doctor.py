@@ -95,8 +95,11 @@ def key_fix(variable: str = SINGLE_ORG_KEY_VARIABLE) -> str:
 KEY_FIX = key_fix()
 # A doctor answers promptly: one retry at most, short timeouts.
 DOCTOR_MAX_RETRIES = 1
-# How long the doctor waits before asking again after a server error that names no time.
+# How long the doctor waits before asking again after a server error that names no time, and
+# the longest it waits at all (LangSmith's fixed window is a minute; a longer Retry-After is
+# reported, not waited for).
 TRANSIENT_RETRY_SECONDS = 2.0
+DOCTOR_MAX_WAIT_SECONDS = 60.0
 DOCTOR_TIMEOUT_SECONDS = 10.0
 
 
@@ -226,11 +229,12 @@ class _Doctor:
         try:
             probe = client.probe(ORGANIZATION_INFO_PATH)
             for _ in range(DOCTOR_MAX_RETRIES):
-                if probe.status_code != 429 and probe.status_code < 500:
+                wait = probe.retry_after if probe.retry_after is not None else TRANSIENT_RETRY_SECONDS
+                if (probe.status_code != 429 and probe.status_code < 500) or wait > DOCTOR_MAX_WAIT_SECONDS:
                     break
                 # Rate limited (a 429 without Retry-After waits out the fixed window, as a sync
                 # would) or a server error: asked again once before telling anything.
-                time.sleep(probe.retry_after if probe.retry_after is not None else TRANSIENT_RETRY_SECONDS)
+                time.sleep(wait)
                 probe = client.probe(ORGANIZATION_INFO_PATH)
         except TransientError as error:
             self.add("endpoint", FAIL, f"cannot reach {client.endpoint}: {error}", ENDPOINT_FIX)
