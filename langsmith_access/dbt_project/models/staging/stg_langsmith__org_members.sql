@@ -1,6 +1,17 @@
 -- Active (accepted) organization members of the latest sync; disabled members are kept.
 with latest_sync_members as (
     {{ latest_sync_rows(source('raw', 'org_members')) }}
+),
+
+-- Whether that sync skipped the SCIM groups, and whether for the plan.
+scim_groups_skip as (
+    select
+        count(*) > 0 as skipped,
+        coalesce(bool_or(section_reads.reason like 'not in plan:%'), false) as not_in_plan
+    from {{ source('raw', 'section_reads') }} as section_reads
+    where section_reads.sync_id in (select sync_id from latest_sync_members)
+        and section_reads.section = 'scim_groups'
+        and section_reads.status = 'skipped'
 )
 
 select
@@ -27,23 +38,11 @@ select
     -- plan has no SCIM (skipped "not in plan", the reason langsmith/sections.py words):
     -- whatever the listing still names is not SCIM provisioning any more.
     case
-        when exists (
-            select 1
-            from {{ source('raw', 'section_reads') }} as section_reads
-            where section_reads.sync_id = latest_sync_members.sync_id
-                and section_reads.section = 'scim_groups'
-                and section_reads.status = 'skipped'
-                and section_reads.reason like 'not in plan:%'
-        ) then []::varchar[]
-        when exists (
-            select 1
-            from {{ source('raw', 'section_reads') }} as section_reads
-            where section_reads.sync_id = latest_sync_members.sync_id
-                and section_reads.section = 'scim_groups'
-                and section_reads.status = 'skipped'
-        ) then null
+        when scim_groups_skip.not_in_plan then []::varchar[]
+        when scim_groups_skip.skipped then null
         else scim_groups
     end as scim_groups,
     sync_id,
     cast(fetched_at as timestamptz) as fetched_at
 from latest_sync_members
+cross join scim_groups_skip
