@@ -38,9 +38,9 @@ def conn():
     ensure_schema(conn)
     conn.execute("""
         CREATE TABLE main.users AS SELECT * FROM (VALUES
-            (?, 'oi-1', 'Ada@Example.com'), (?, 'oi-2', 'bob@example.com'),
-            (?, 'oi-3', 'twin@example.com'), (?, 'oi-4', 'TWIN@example.com')
-        ) t(user_id, org_identity_id, email)""", [ADA, BOB, TWIN1, TWIN2])
+            (?, 'oi-1', 'Ada@Example.com', false), (?, 'oi-2', 'bob@example.com', false),
+            (?, 'oi-3', 'twin@example.com', false), (?, 'oi-4', 'TWIN@example.com', false)
+        ) t(user_id, org_identity_id, email, is_disabled)""", [ADA, BOB, TWIN1, TWIN2])
     conn.execute("CREATE TABLE main.pending_invites AS SELECT 'inv-1' AS invite_id, 'newbie@example.com' AS email")
     conn.execute("""
         CREATE TABLE main.workspaces AS SELECT * FROM (VALUES
