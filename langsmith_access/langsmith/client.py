@@ -315,19 +315,12 @@ class LangSmithClient:
         body = None
         if _is_json_type(content_type) or not content_type:
             body = _json_or_none(response)
-        retry_after = None
-        if response.status_code == 429 or response.status_code >= 500:
-            retry_after = _server_retry_hint(response)
-            if retry_after is None and response.status_code == 429:
-                # As _request: the fixed window this request fell in has surely ended one
-                # window length after it was sent.
-                retry_after = max(0.0, sent_at + self.settings.rate_limit_window_seconds - self._clock())
         return Probe(
             status_code=response.status_code,
             content_type=content_type,
             body=body,
             detail=self._detail(response) if response.status_code >= 400 else "",
-            retry_after=retry_after,
+            retry_after=self._retry_wait(response, sent_at),
         )
 
     def list_roles(self) -> list[Role]:
@@ -1055,23 +1048,14 @@ class LangSmithClient:
                     raise _redirected(response, method, path)
                 if status < 400:
                     return response
+                retry_after = self._retry_wait(response, sent_at)
                 if status == 429:
                     self.stats.add(rate_limited=1)
-                    retry_after = _server_retry_hint(response)
-                    if retry_after is None:
-                        # The limit is a fixed window per key, and this request fell in it, so
-                        # the window began before it was sent: it has surely ended one window
-                        # length after the send. A shorter backoff would retry inside it.
-                        retry_after = max(
-                            0.0, sent_at + self.settings.rate_limit_window_seconds - self._clock()
-                        )
                     problem, maybe_applied = f"rate limited (429){where}", False
                 elif status >= 500:
                     self.stats.add(server_errors=1)
                     problem = f"server error {status}{where}: {self._detail(response)}"
                     maybe_applied = is_write
-                    # A 503 may say when to come back; without that, the backoff decides.
-                    retry_after = _server_retry_hint(response)
                     if is_write:
                         raise TransientError(
                             f"{problem}; the write may or may not have been applied: re-read "
@@ -1097,6 +1081,20 @@ class LangSmithClient:
         """Exponential backoff with jitter: half fixed, half random, capped."""
         ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _retry_wait(self, response: requests.Response, sent_at: float) -> float | None:
+        """How long to wait before asking again after a 429 or a 5xx sent at ``sent_at``; None
+        for any other answer, or a 5xx that says nothing (the backoff decides)."""
+        status = response.status_code
+        if status != 429 and status < 500:
+            return None
+        retry_after = _server_retry_hint(response)  # a 503 may say when to come back, too
+        if retry_after is None and status == 429:
+            # The limit is a fixed window per key, and this request fell in it, so the window
+            # began before it was sent: it has surely ended one window length after the send.
+            # A shorter backoff would retry inside it.
+            retry_after = max(0.0, sent_at + self.settings.rate_limit_window_seconds - self._clock())
+        return retry_after
 
     def _detail(self, response: requests.Response) -> str:
         """The server's error detail, shortened, with the key scrubbed in case it was echoed."""
