@@ -57,26 +57,32 @@ recorded_intervals as (
         on verified_ends.dbt_scd_id = snapshotted_grants.dbt_scd_id
 ),
 
+-- The grant each observation of a role is of.
+observed_grants as (
+    select
+        ls_user_id,
+        workspace_id,
+        role_id,
+        verified_at,
+        {{ workspace_role_entitlement_id('workspace_id', 'role_id') }} as entitlement_id,
+        {{ grant_id(workspace_role_entitlement_id('workspace_id', 'role_id'), 'ls_user_id') }} as grant_id
+    from observations
+    where ls_user_id is not null
+        and role_id is not null
+),
+
 -- Each time provisioning found a member holding a role that no recorded interval of that
 -- grant holds at that moment.
 unrecorded_roles as (
-    select
-        observations.ls_user_id,
-        observations.workspace_id,
-        observations.role_id,
-        observations.verified_at,
-        {{ grant_id(workspace_role_entitlement_id('observations.workspace_id', 'observations.role_id'), 'observations.ls_user_id') }}
-            as grant_id
-    from observations
-    where observations.ls_user_id is not null
-        and observations.role_id is not null
-        and not exists (
-            select 1
-            from recorded_intervals as recorded
-            where recorded.grant_id = {{ grant_id(workspace_role_entitlement_id('observations.workspace_id', 'observations.role_id'), 'observations.ls_user_id') }}
-                and recorded.valid_from <= observations.verified_at
-                and (recorded.valid_to is null or recorded.valid_to > observations.verified_at)
-        )
+    select observed_grants.*
+    from observed_grants
+    where not exists (
+        select 1
+        from recorded_intervals as recorded
+        where recorded.grant_id = observed_grants.grant_id
+            and recorded.valid_from <= observed_grants.verified_at
+            and (recorded.valid_to is null or recorded.valid_to > observed_grants.verified_at)
+    )
 ),
 
 -- Held until provisioning next found the member without it (another role, or no membership).
@@ -97,9 +103,9 @@ unrecorded_ends as (
 ),
 
 unbuilt_ends as (
-    select grant_id, ls_user_id, workspace_id, role_id, held_to, min(verified_at) as held_from
+    select grant_id, entitlement_id, ls_user_id, workspace_id, role_id, held_to, min(verified_at) as held_from
     from unrecorded_ends
-    group by grant_id, ls_user_id, workspace_id, role_id, held_to
+    group by grant_id, entitlement_id, ls_user_id, workspace_id, role_id, held_to
 ),
 
 -- Only where no recorded interval of the membership (any role) overlaps it: a member holds one
@@ -126,8 +132,7 @@ unbuilt_intervals as (
         md5('verified:' || unbuilt_spans.grant_id || '@' || cast(unbuilt_spans.held_from as varchar))
             as grant_interval_id,
         unbuilt_spans.grant_id,
-        {{ workspace_role_entitlement_id('unbuilt_spans.workspace_id', 'unbuilt_spans.role_id') }}
-            as entitlement_id,
+        unbuilt_spans.entitlement_id,
         'workspace_role' as entitlement_type,
         unbuilt_spans.ls_user_id as user_id,
         -- The names as the latest interval recorded before it had them.
@@ -154,7 +159,6 @@ unbuilt_intervals as (
         unbuilt_spans.held_to as valid_to,
         false as is_current
     from unbuilt_spans
-    where unbuilt_spans.held_to is not null
 )
 
 select * from recorded_intervals
