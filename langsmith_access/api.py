@@ -34,10 +34,12 @@ __all__ = [
 def resolve_org(org: str | Org | None = None) -> Org:
     """The org ``org`` names: an ``Org`` as it is, a slug of the configured orgs, or (None) the
     only one. Reads and checks the orgs file first (``settings.load_orgs``): a bad file, or an
-    unknown slug, raises ``SettingsError`` naming the known ones before anything is done."""
+    unknown slug, raises ``SettingsError`` naming the known ones before anything is done. An
+    org whose key variable is unset is still returned (queueing and listing need no key);
+    what needs the API asks ``Org.client()``, which raises naming the variable."""
     if isinstance(org, Org):
         return org
-    return load_orgs().get(org)
+    return load_orgs(refuse_unusable_keys=False).get(org)
 
 
 def _database(path: str | Path | None, org: str | Org | None) -> AccessDatabase:
@@ -110,6 +112,7 @@ def provision(*, dry_run: bool = False, request_ids: list[str] | None = None,
     request. A failed run's details go to ``log_dir`` (``outcome.log_path``), and to the
     terminal when ``verbose``."""
     the_org = resolve_org(org)
+    the_org.client()  # a missing or unusable key: SettingsError naming it, before anything starts
     # Deferred on purpose: the runner loads Dagster (seconds); queueing and listing need none of it.
     from langsmith_access import runner
 

@@ -19,7 +19,7 @@ import uuid
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
@@ -206,8 +206,11 @@ def _run_job(job_name, run_config, org: Org, progress, dagster_instance, started
             "add it to the orgs file (LANGSMITH_ACCESS_ORGS_FILE), or name one of those."
         )
     run_id = str(uuid.uuid4())
-    with _quiet_dagster_loggers():
-        the_instance = dagster_instance or instance()
+    # An instance made here is disposed here, on this thread, once the run's outputs are read:
+    # left to the garbage collector, its sqlite connections would be closed on whichever thread
+    # collects them, and sqlite refuses that with a traceback per connection at exit.
+    with _quiet_dagster_loggers(), ExitStack() as owned:
+        the_instance = dagster_instance or owned.enter_context(instance())
         if progress is not None:
             the_instance.add_event_listener(run_id, lambda event: _report(event, progress))
         # The CLI prints its own progress and a short failure; Dagster's console logger would
@@ -221,15 +224,15 @@ def _run_job(job_name, run_config, org: Org, progress, dagster_instance, started
             # Secret in memory): nothing is read from, or written to, the environment.
             resources=org_resources(Orgs((org,))),
         )
-    outcome = RunOutcome(
-        success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started,
-        org=org.slug,
-    )
-    for node in (APPLY_REQUESTS_OP,):
-        try:
-            outcome.outputs[node] = result.output_for_node(node)
-        except Exception:  # the job has no such op, or it did not run
-            pass
+        outcome = RunOutcome(
+            success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started,
+            org=org.slug,
+        )
+        for node in (APPLY_REQUESTS_OP,):
+            try:
+                outcome.outputs[node] = result.output_for_node(node)
+            except Exception:  # the job has no such op, or it did not run
+                pass
     if not result.success:
         failure, outcome.failed_checks, outcome.dbt_errors, fix = _failure_summary(
             result, org.duckdb_path)

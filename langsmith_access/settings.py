@@ -110,10 +110,14 @@ def mask_key_fragments(text: str) -> str:
     return _KEY_FRAGMENT.sub(lambda match: match.group(1) + "***", text)
 
 
+def _holds_key(raw: str) -> bool:
+    return any(prefix in raw for prefix in KEY_PREFIXES)
+
+
 def shown(raw: str) -> str:
     """``raw`` quoted for a message, unless it holds what looks like an API key (someone pasted one
     into the wrong variable or argument): then only that, never the value."""
-    if any(prefix in raw for prefix in KEY_PREFIXES):
+    if _holds_key(raw):
         return "a value holding what looks like an API key (not shown)"
     return repr(raw)
 
@@ -224,6 +228,8 @@ class Settings:
         # correspondence mypy cannot follow through the table; the dataclass names each field).
         values: dict[str, Any] = {}
         for name, variable, parse in ENVIRONMENT:
+            if name in ORG_OWN_FIELDS and env.get(ORGS_FILE_VARIABLE):
+                continue  # each org of the file has its own; these variables are not read at all
             raw = env.get(variable)
             if not raw and env.get(FALLBACK_VARIABLES.get(variable, "")):
                 variable = FALLBACK_VARIABLES[variable]  # named in any error: it is what was set
@@ -485,6 +491,9 @@ FALLBACK_VARIABLES = {"LANGSMITH_ENDPOINT": "LANGCHAIN_ENDPOINT"}
 # ---------------------------------------------------------------- organizations (DESIGN.md section 11)
 
 ORGS_FILE_VARIABLE = "LANGSMITH_ACCESS_ORGS_FILE"
+# What each entry of the orgs file gives its org (endpoint, key, org id): with the file, the
+# single-org variables of these are not read, so a stale or wrong one stops nothing.
+ORG_OWN_FIELDS = ("endpoint", "api_key", "organization_id")
 POLICY_VARIABLE = "LANGSMITH_ACCESS_POLICY"
 SINGLE_ORG_KEY_VARIABLE = "LANGSMITH_API_KEY"
 # A slug is the Dagster partition key and the name of the org's database folder: short, lowercase,
@@ -610,7 +619,7 @@ class Orgs:
         for org in self.orgs:
             if org.slug == slug:
                 return org
-        raise SettingsError(f"Unknown org {slug!r}: the orgs configured in {where} are {known}.")
+        raise SettingsError(f"Unknown org {shown(slug)}: the orgs configured in {where} are {known}.")
 
 
 def load_orgs(environ: Mapping[str, str] | None = None, *, refuse_unusable_keys: bool = True) -> Orgs:
@@ -723,8 +732,10 @@ def _read_org_entry(
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise SettingsError(f"{where} gives {', '.join(repeated)} more than once: keep one of each.")
-    pasted = [str(name) for name, value in entry.items()
-              if isinstance(value, str) and value.strip().startswith(KEY_PREFIXES)]
+    # Anywhere in a value (``api_key_env: LANGSMITH_API_KEY_US=lsv2_sk_...``, a line copied from
+    # an env file) or in a key's name (``lsv2_sk_...: 1``).
+    pasted = [shown(str(name)) if _holds_key(str(name)) else str(name) for name, value in entry.items()
+              if _holds_key(str(name)) or (isinstance(value, str) and _holds_key(value))]
     if pasted:
         # Someone pasted a key into the file: say where, never what.
         raise SettingsError(
@@ -735,7 +746,7 @@ def _read_org_entry(
     unknown = [str(name) for name in entry if name not in ORG_ENTRY_KEYS]
     if unknown:
         raise SettingsError(
-            f"{where} has unknown keys {', '.join(map(repr, unknown))}: the keys of an entry are "
+            f"{where} has unknown keys {', '.join(map(shown, unknown))}: the keys of an entry are "
             f"{', '.join(ORG_ENTRY_KEYS)} (policy optional). An org's API key never goes in this "
             "file: it stays in a variable, which api_key_env names."
         )
@@ -766,7 +777,7 @@ def _read_org_entry(
     if not _VARIABLE_NAME.fullmatch(variable):
         raise SettingsError(
             f"{where}: api_key_env must be the name of an environment variable (letters, digits and "
-            f"'_', like LANGSMITH_API_KEY_{slug.upper().replace('-', '_')}), got {variable!r}."
+            f"'_', like LANGSMITH_API_KEY_{slug.upper().replace('-', '_')}), got {shown(variable)}."
         )
     api_key = (env.get(variable) or "").strip() or None  # as _secret: the edges' whitespace is not the key's
     key_problem = None

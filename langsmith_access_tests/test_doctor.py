@@ -387,19 +387,26 @@ def test_an_org_that_cannot_be_chosen_fails_configuration_as_json(orgs_file, org
 
 
 def test_an_orgs_file_error_gets_a_fix_naming_the_entry_or_the_org_s_key_variable(orgs_file, monkeypatch):
-    def configuration_fix() -> str:
-        done = cli_in_this_process("doctor", "--json", "--org", "us")
+    def configuration_fix(slug: str = "us") -> str:
+        done = cli_in_this_process("doctor", "--json", "--org", slug)
         assert done.returncode == 1, done.stderr
         return json.loads(done.stdout)["checks"][0]["fix"]
 
+    def configuration_of(slug: str) -> str:
+        done = cli_in_this_process("doctor", "--json", "--org", slug)
+        return json.loads(done.stdout)["checks"][0]["status"]
+
+    # One org's key variable, unset or holding the wrong kind of key, is that org's problem only.
     text = orgs_file.read_text()
     orgs_file.write_text(text.replace("LANGSMITH_API_KEY_EU", "LANGSMITH_API_KEY_APAC"))
-    unset = configuration_fix()
+    unset = configuration_fix("eu")
     assert "LANGSMITH_API_KEY_APAC" in unset and "set LANGSMITH_API_KEY " not in unset
+    assert configuration_of("us") == "ok"
 
     orgs_file.write_text(text)
     monkeypatch.setenv("LANGSMITH_API_KEY_EU", "lsv2_pt_" + "0" * 32)  # a personal token
-    assert "set LANGSMITH_API_KEY_EU to it" in configuration_fix()
+    assert "set LANGSMITH_API_KEY_EU to it" in configuration_fix("eu")
+    assert configuration_of("us") == "ok"
 
     monkeypatch.setenv("LANGSMITH_API_KEY_EU", "lsv2_sk_" + "0" * 32)
     orgs_file.write_text(text.replace("00000000-0000-4000-8000-000000000002", "not-a-uuid"))

@@ -8,6 +8,7 @@ applied in its own org only; the README's question across every org runs on both
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -139,18 +140,26 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
     refused = cli_in_this_process("approve", "no-such-request", "--by", "ana@example.com", "--org", "eu")
     assert refused.returncode == 2
     assert "`langsmith-access requests --org eu --status awaiting_approval`" in refused.stderr, refused.stderr
+    # The same advice in --json output, where scripts and chat bots read it.
+    refused = cli_in_this_process("approve", "no-such-request", "--by", "ana@example.com", "--org", "eu", "--json")
+    assert "`langsmith-access requests --org eu --status awaiting_approval`" in json.loads(refused.stdout)["message"]
+    queued = cli_in_this_process("request", "grant", "--org", "us", "--user", "ana@example.com",
+                                 "--workspace", "Research", "--role", "Viewer", "--reason", "r", "--json")
+    assert "`langsmith-access sync --org us` first" in json.loads(queued.stdout)["message"], queued.stdout
 
 
 def test_a_bad_orgs_file_stops_every_command_before_any_request(two_orgs, tmp_path):
     broken = tmp_path / "orgs.yaml"
-    broken.write_text(two_orgs.orgs_file.read_text().replace("LANGSMITH_API_KEY_EU", "LANGSMITH_API_KEY_APAC"))
+    eu_id = two_orgs.sandboxes["eu"].organization_id
+    broken.write_text(two_orgs.orgs_file.read_text().replace(eu_id, "eu-org-id"))
     requests_before = {slug: len(s.request_log) for slug, s in two_orgs.sandboxes.items()}
     files_before = sorted(two_orgs.data.rglob("*")) if two_orgs.data.exists() else []
     for command in (["sync", "--all-orgs"], ["sync", "--org", "us"], ["provision", "--org", "us"],
                     ["requests", "--org", "us"]):
         done = two_orgs.cli(*command, **{ORGS_FILE_VARIABLE: str(broken)})
         assert done.returncode == 1, (command, done.stderr)
-        assert "LANGSMITH_API_KEY_APAC" in done.stderr and str(broken) in done.stderr, done.stderr
+        assert "slug 'eu': organization_id must be the organization's UUID" in done.stderr, done.stderr
+        assert str(broken) in done.stderr, done.stderr
     doctor = two_orgs.cli("doctor", "--org", "us", **{ORGS_FILE_VARIABLE: str(broken)})
     assert doctor.returncode == 1 and doctor.stdout.startswith("fail configuration")
     assert {slug: len(s.request_log) for slug, s in two_orgs.sandboxes.items()} == requests_before
@@ -197,6 +206,27 @@ def test_sync_all_orgs_goes_on_past_a_refused_key_and_names_the_org(two_orgs, sy
     eu_org = two_orgs.sandboxes["eu"].org
     emails = {row[0] for row in query(two_orgs.database("eu"), "SELECT email FROM main.users")}
     assert emails == {m.email for m in eu_org.active_members()}
+
+
+def test_an_unset_key_variable_stops_only_what_needs_that_orgs_key(two_orgs, synced):
+    # An org added to the orgs file before its key: the other org syncs, provisions and reads as
+    # usual, `sync --all-orgs` syncs it and names the one it could not, and that org's own queue
+    # and reports stay readable; only what needs its key stops, naming the variable.
+    unset = {"LANGSMITH_API_KEY_EU": ""}
+    missing = "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set"
+    eu_requests_before = len(two_orgs.sandboxes["eu"].request_log)
+    every = sync_in_this_process(two_orgs, "sync", "--all-orgs", "--quiet", **unset)
+    assert every.returncode == 1, every.stderr
+    assert "[us] Sync " in every.stdout and "succeeded" in every.stdout, every.stdout
+    assert f"[eu] error: The orgs file {two_orgs.orgs_file}" in every.stderr and missing in every.stderr
+    assert "Sync failed for 1 of 2 orgs: eu" in every.stderr
+    for command in (["sync", "--org", "eu"], ["provision", "--org", "eu"]):
+        refused = sync_in_this_process(two_orgs, *command, **unset)
+        assert refused.returncode == 1 and missing in refused.stderr, (command, refused.stderr)
+    for command in (["requests", "--org", "eu"], ["requests", "--org", "us"], ["provision", "--org", "us"]):
+        fine = sync_in_this_process(two_orgs, *command, **unset)
+        assert fine.returncode == 0, (command, fine.stderr)
+    assert len(two_orgs.sandboxes["eu"].request_log) == eu_requests_before  # not one request to eu
 
 
 def test_a_run_uses_the_org_it_is_handed_not_the_environment(org_environment, monkeypatch, tmp_path):

@@ -303,6 +303,38 @@ def test_a_key_pasted_into_the_file_is_refused_without_being_repeated(tmp_path):
         assert "name that variable in api_key_env" in message
 
 
+def test_a_key_anywhere_in_a_value_or_as_an_entry_key_is_refused_without_being_repeated(tmp_path):
+    # A line copied from an env file, an `export NAME KEY` pasted whole, a key as a mapping key.
+    for text, named in (
+        (TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", f"api_key_env: LANGSMITH_API_KEY_EU={EU_KEY}"),
+         "api_key_env holds"),
+        (TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", f'api_key_env: "export KEY {EU_KEY}"'),
+         "api_key_env holds"),
+        (TWO_ORGS.replace("  policy: policies/eu.yaml", f"  {EU_KEY}: 1"),
+         "a value holding what looks like an API key (not shown) holds"),
+    ):
+        message = refusal(tmp_path, text)
+        assert "entry 2 (line 5)" in message and "looks like an API key" in message, message
+        assert named in message, message
+        assert "_secret" not in message and "eu0000" not in message
+
+
+def test_with_an_orgs_file_the_single_org_variables_are_not_read(tmp_path):
+    # Each entry gives its own endpoint, key and org id: a stale or wrong single-org variable
+    # (here none of them valid) stops nothing, in the CLI or the Dagster definitions.
+    stale = {"LANGSMITH_ENDPOINT": "notaurl", "LANGSMITH_API_KEY": "lsv2_pt_personal_token_here_000000",
+             "LANGSMITH_ORGANIZATION_ID": "not-a-uuid"}
+    orgs = orgs_from(tmp_path, TWO_ORGS, **stale)
+    assert [org.endpoint for org in orgs] == ["https://api.smith.langchain.com",
+                                               "https://eu.api.smith.langchain.com"]
+    assert orgs.get("us").client().api_key.reveal() == US_KEY
+    shared = Settings.from_env({ORGS_FILE_VARIABLE: str(tmp_path / "orgs.yaml"), **stale})
+    assert shared.endpoint == Settings().endpoint and shared.api_key is None
+    # Without the file, the same variables are the org and are checked.
+    with pytest.raises(SettingsError, match="LANGSMITH_ENDPOINT"):
+        Settings.from_env(stale)
+
+
 def test_a_key_variable_name_that_is_not_a_variable_name(tmp_path):
     message = refusal(tmp_path, TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", "api_key_env: eu key"))
     assert "api_key_env must be the name of an environment variable" in message and "'eu key'" in message

@@ -108,3 +108,34 @@ def test_the_event_log_opens_no_connection_per_call():
     result, _ = run(ours, "passes")
     assert result.success
     assert opened == []  # every read and write went through the connection held from the start
+
+
+def test_run_job_disposes_the_instance_it_made_on_its_own_thread(tmp_path, monkeypatch):
+    # Left to the garbage collector, the instance's sqlite connections were closed on whichever
+    # thread collected them, and sqlite refused with a traceback per connection (six at the end
+    # of `python -m langsmith_access.cli demo`). run_job closes what it made, before returning.
+    from langsmith_access.sandbox import SandboxServer, generate_org
+    from langsmith_access.settings import load_orgs
+
+    made: list[dg.DagsterInstance] = []
+
+    def instance() -> dg.DagsterInstance:
+        made.append(runner.ephemeral_instance())
+        return made[-1]
+
+    monkeypatch.setattr(runner, "instance", instance)
+    with SandboxServer(generate_org(seed=3, members=5, workspaces=1)) as sandbox:
+        org = load_orgs(sandbox.environment(tmp_path / "access.duckdb")).get()
+        outcome = runner.run_job("check_langsmith_connection", {}, org=org)
+    assert outcome.success, outcome.failure
+    [used] = made
+    assert used._run_storage._held_conn.closed and used._event_storage._held_conn.closed
+
+    # An instance the caller hands in stays the caller's, open.
+    mine = runner.ephemeral_instance()
+    with SandboxServer(generate_org(seed=3, members=5, workspaces=1)) as sandbox:
+        org = load_orgs(sandbox.environment(tmp_path / "access.duckdb")).get()
+        assert runner.run_job("check_langsmith_connection", {}, org=org, dagster_instance=mine).success
+    assert not mine._run_storage._held_conn.closed
+    assert len(mine.get_runs()) == 1
+    mine.dispose()

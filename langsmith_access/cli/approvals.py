@@ -29,7 +29,8 @@ def decide(args: argparse.Namespace) -> int:
     result = record(args.request_id, by=args.by, comment=args.comment, org=selected_org(args))
     if args.json:
         print(json.dumps({"request_id": result.request_id, "decision": result.decision,
-                          "recorded": result.recorded, "status": result.status, "message": result.message}))
+                          "recorded": result.recorded, "status": result.status,
+                          "message": in_org_terms(args, result.message)}))
     elif result.recorded:
         print(in_org_terms(args, result.message))
     else:

@@ -14,7 +14,7 @@ import duckdb
 from langsmith_access.governance.notifications import Webhook, deliver_due
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
-from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs, mask_keys
+from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs, mask_keys, shown
 from langsmith_access.store.database import (
     UNWRITABLE_ERRNOS,
     AccessDatabase,
@@ -128,8 +128,10 @@ def add_org_argument(parser: argparse.ArgumentParser) -> None:
 def selected_org(args: argparse.Namespace) -> Org:
     """The org ``--org`` names, else the only one. The orgs file is read and checked first, so
     a bad file stops the command before any request (exit 1); an unknown slug, or none among
-    several orgs, is a usage error naming the known ones (exit 2)."""
-    return choose_org(load_orgs(), getattr(args, "org", None))
+    several orgs, is a usage error naming the known ones (exit 2). Another org's unset key
+    variable stops nothing here: a command that needs this org's key asks ``Org.client()``,
+    which names what is missing (exit 1)."""
+    return choose_org(load_orgs(refuse_unusable_keys=False), getattr(args, "org", None))
 
 
 def choose_org(orgs: Orgs, slug: str | None) -> Org:
@@ -139,7 +141,7 @@ def choose_org(orgs: Orgs, slug: str | None) -> Org:
         )
     if slug is not None and slug not in orgs.slugs:
         where = f"in the orgs file {orgs.source}" if orgs.source else "(no orgs file: the single-org variables)"
-        raise UsageError(f"unknown org {slug!r}: the orgs configured {where} are {', '.join(orgs.slugs)}.")
+        raise UsageError(f"unknown org {shown(slug)}: the orgs configured {where} are {', '.join(orgs.slugs)}.")
     return orgs.get(slug)
 
 
@@ -148,7 +150,8 @@ def deliver_notifications(args: argparse.Namespace) -> None:
     what could not go (it is retried later). Never fails the command: a busy database or a
     receiver that is down only delays notifications."""
     try:
-        orgs = list(load_orgs()) if getattr(args, "all_orgs", False) else [selected_org(args)]
+        orgs = (list(load_orgs(refuse_unusable_keys=False)) if getattr(args, "all_orgs", False)
+                else [selected_org(args)])
     except (SettingsError, UsageError):
         return  # the command itself has said what is wrong with the settings or the --org
     for org in orgs:

@@ -83,7 +83,7 @@ def queue_request(args: argparse.Namespace) -> int:
                                     requested_by=requested_by, org=org)
     if args.json:
         print(json.dumps({"request_id": result.request_id, "status": result.status,
-                          "message": result.message, "duplicate_of": result.duplicate_of}))
+                          "message": in_org_terms(args, result.message), "duplicate_of": result.duplicate_of}))
     elif result.accepted:
         print(result.request_id)
         print(in_org_terms(args, result.message), file=sys.stderr)
@@ -93,7 +93,11 @@ def queue_request(args: argparse.Namespace) -> int:
 
 
 def list_requests(args: argparse.Namespace) -> int:
-    rows = api.list_requests(args.status, org=selected_org(args))  # an unknown status: RequestRejected, exit 2
+    org = selected_org(args)
+    rows = api.list_requests(args.status, org=org)  # an unknown status: RequestRejected, exit 2
+    for row in rows:  # a recorded fix ("... `langsmith-access review export`") as this org runs it
+        if row.get("status_detail"):
+            row["status_detail"] = org.in_its_own_terms(row["status_detail"])
     if args.json:
         # Times in UTC with a Z, as access-at prints them: not in this host's time zone.
         print(json.dumps(rows, default=lambda value: iso_utc(value) if isinstance(value, datetime) else str(value)))

@@ -139,7 +139,10 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
     reviewer = args.reviewer if args.reviewer is not None else getpass.getuser()
     result = queue_revokes(analysts_database(args), sheet, reviewer=reviewer, reason=args.reason, dry_run=args.dry_run)
     if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+        report = result.to_json()
+        for outcome in report["outcomes"]:
+            outcome["message"] = in_org_terms(args, outcome["message"])
+        print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         _print_result(result, args)
     return 0 if result.all_accepted else 2
@@ -150,13 +153,13 @@ def _print_result(result: ReviewResult, args: argparse.Namespace) -> None:
     for outcome in result.outcomes:
         head = f"{labels[outcome.status]:<11} {outcome.row.where:<9}"
         if outcome.status in ("queued", "would_queue"):
-            what = outcome.message.split(": ", 1)[-1]
+            what = in_org_terms(args, outcome.message).split(": ", 1)[-1]
             print(f"{head} {what}" + (f"  [{outcome.request_id}]" if outcome.request_id else ""))
         elif outcome.status == "duplicate":
-            print(f"{head} {outcome.row.target()}: {outcome.message}")
+            print(f"{head} {outcome.row.target()}: {in_org_terms(args, outcome.message)}")
         else:
             recorded = f"  [recorded as {outcome.request_id}]" if outcome.request_id else ""
-            print(f"{head} {outcome.row.target()}{recorded}\n{'':<22}{outcome.message}")
+            print(f"{head} {outcome.row.target()}{recorded}\n{'':<22}{in_org_terms(args, outcome.message)}")
     queued = len(result.with_status("queued", "would_queue"))
     duplicates = len(result.with_status("duplicate"))
     rejected = len(result.with_status("rejected"))

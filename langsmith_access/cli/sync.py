@@ -70,7 +70,9 @@ def run_sync(args: argparse.Namespace) -> int:
         raise UsageError("--max-shrink-share must be between 0 and 1 (0.2 = 20%)")
     if args.all_orgs and args.org is not None:
         raise UsageError("--org and --all-orgs do not go together: name one org, or all of them.")
-    orgs = load_orgs()  # a bad orgs file stops here, before any request (exit 1)
+    # A bad orgs file stops here, before any request (exit 1). An org whose key variable is
+    # unset is refused by its own org.client() below: with --all-orgs the others still sync.
+    orgs = load_orgs(refuse_unusable_keys=False)
     if not args.all_orgs:
         org = choose_org(orgs, args.org)
         org.client()  # refuse a missing or unusable key before starting anything
