@@ -297,6 +297,26 @@ def _path(name: str, raw: str) -> Path:
     return Path(raw)
 
 
+def _database_path(name: str, raw: str) -> Path:
+    """The analysts' database file: refused, before anything is created beside it, when it is a
+    directory or lies under a file (only looked at, never made)."""
+    path = Path(raw)
+    if path.is_dir():
+        raise SettingsError(
+            f"{name} names the directory {path}: point it at the database file in it, like "
+            f"{path / 'langsmith_access.duckdb'}."
+        )
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise SettingsError(
+                    f"{name} is {path}, but {folder} is a file, not a directory: point it at a file "
+                    "in a directory this user can write, like data/langsmith_access.duckdb."
+                )
+            break
+    return path
+
+
 def _secret(name: str, raw: str) -> Secret:
     # Spaces and a newline around the value are the shell's or the secret file's, not the
     # key's (a Kubernetes secret made with `echo` ends in one): the key inside is used.
@@ -463,7 +483,7 @@ def _share(name: str, raw: str) -> float:
 # (Settings field, environment variable, how to read its text). Unset or empty: the default.
 ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("endpoint", "LANGSMITH_ENDPOINT", _endpoint),
-    ("duckdb_path", "LANGSMITH_ACCESS_DUCKDB", _path),
+    ("duckdb_path", "LANGSMITH_ACCESS_DUCKDB", _database_path),
     ("api_key", "LANGSMITH_API_KEY", _secret),
     ("organization_id", "LANGSMITH_ORGANIZATION_ID", _text),
     ("requests_per_minute", "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", _positive_int),

@@ -133,6 +133,31 @@ def test_a_database_path_that_is_no_duckdb_file_is_named_with_the_fix(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["notes.duckdb", "notes.lock"]  # nor beside it
 
 
+def test_a_database_path_that_is_a_directory_or_under_a_file_is_refused_before_anything_is_written(
+        tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    a_file = tmp_path / "hostname"
+    a_file.write_text("not a folder\n")
+    cases = [(folder, f"names the directory {folder}: point it at the database file in it, like "
+                      f"{folder / 'langsmith_access.duckdb'}"),
+             (a_file / "x.duckdb", f"is {a_file / 'x.duckdb'}, but {a_file} is a file, not a directory")]
+    with SandboxServer(generate_org(seed=5, members=5, workspaces=1)) as sandbox:
+        for path, fix in cases:
+            for name, value in sandbox.environment(path).items():
+                monkeypatch.setenv(name, value)
+            for command in (["sync", "--quiet"], ["provision"], ["requests"],
+                            ["request", "grant", "--user", "a@b.c", "--workspace", "w", "--role", "Editor"]):
+                done = cli_in_this_process(*command)
+                assert done.returncode == 1, (command, done.stderr)
+                assert f"LANGSMITH_ACCESS_DUCKDB {fix}" in done.stderr, (command, done.stderr)
+                assert "Errno" not in done.stderr, (command, done.stderr)
+        assert len(sandbox.request_log) == 0  # refused before any request
+    # Nothing made beside either path: no lock file, no logs folder, no working copy.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "hostname"]
+    assert list(folder.iterdir()) == []
+
+
 def test_ctrl_c_ends_a_command_with_130_and_a_sentence_not_a_traceback(capsys):
     def interrupted(args):
         raise KeyboardInterrupt  # as Ctrl-C does, anywhere in a handler (an import, a wait)

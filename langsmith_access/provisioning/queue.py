@@ -602,9 +602,12 @@ def fetch_requests(conn, where: str = "TRUE", params: list | None = None) -> lis
 
 
 def list_requests(database: AccessDatabase, status: str | None = None) -> list[dict]:
-    """Requests as the analysts' copy shows them (read-only; never blocks a run)."""
+    """Requests as the analysts' copy shows them (read-only; never blocks a run); none before
+    the first sync or request made that copy."""
     if status is not None and status not in STATUSES:
         raise RequestRejected(f"status must be one of {', '.join(STATUSES)}, got {status!r}.")
+    if not database.path.exists():
+        return []
     with database.read_published() as conn:
         if not _has_queue(conn):
             return []
