@@ -7,7 +7,8 @@ import argparse
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
-        "demo", help="the whole story on the embedded defaults: sandbox, sync, example queries"
+        "demo", help="the whole story on the embedded defaults: sandbox, sync, a queued grant and revoke, "
+        "provisioning, a re-sync, a summary and example queries"
     )
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--members", type=int, default=50)

@@ -89,6 +89,10 @@ from langsmith_access.sync.extract import NotEveryWorkspaceListed, require_every
 MAX_WRITE_ATTEMPTS = 3
 ORG_LISTING_PATH = "/api/v1/platform/orgs/current/members"
 WORKSPACE_MEMBERS_PATH = "/api/v1/workspaces/current/members/active"
+ORG_MEMBER_LOOKUP_PATH = "/api/v1/orgs/current/members/active"
+# The status of every read an event records: the client returns only a 2xx answer (anything else
+# raises, after its retries), and every read here is a GET answered 200.
+READ_OK = 200
 # Reads per request in the per-request mode: member lookup, live read, verifying read.
 READS_PER_REQUEST = 3
 # A batch gets one more thread per this many requests, up to max_concurrency.
@@ -716,7 +720,7 @@ class Provisioner:
         listed = after.live(user_id, workspace_id) if after is not None else None
         if after is not None and (listed.role_id if listed else None) == wanted:
             self._event(request_id, "verified", {
-                "method": "GET", "path": ORG_LISTING_PATH, "workspace_id": workspace_id,
+                "method": "GET", "path": ORG_LISTING_PATH, "status_code": READ_OK, "workspace_id": workspace_id,
                 "member": listed is not None, "role_id": listed.role_id if listed else None,
             })
             verified = Live(wanted, item.identity_id) if wanted else None
@@ -764,7 +768,9 @@ class Provisioner:
         self._event(request["request_id"], "validated_live",
                     {"org_member": member is not None, "role": role.display_name,
                      "workspace": workspace.display_name,
-                     "source": "org listing" if self.snapshot is not None else "member lookup"})
+                     "source": "org listing" if self.snapshot is not None else "member lookup",
+                     "method": "GET", "status_code": READ_OK,
+                     "path": ORG_LISTING_PATH if self.snapshot is not None else ORG_MEMBER_LOOKUP_PATH})
         if member is None:
             raise Rejected(
                 f"{request['user_email'] or request['user_id']} is not an active org member any more"
@@ -779,7 +785,7 @@ class Provisioner:
         member = self.client.find_workspace_member(workspace_id, user_id)
         live = Live(member.role_id, member.id) if member else None
         self._event(request_id, kind, {
-            "method": "GET", "path": WORKSPACE_MEMBERS_PATH,
+            "method": "GET", "path": WORKSPACE_MEMBERS_PATH, "status_code": READ_OK,
             "workspace_id": workspace_id, "member": live is not None,
             "role_id": live.role_id if live else None,
         })
@@ -789,7 +795,7 @@ class Provisioner:
         """The member's role in the workspace from the batch's org listing (no call)."""
         live = snapshot.live(user_id, workspace_id)
         self._event(request_id, "read_live", {
-            "method": "GET", "path": ORG_LISTING_PATH, "workspace_id": workspace_id,
+            "method": "GET", "path": ORG_LISTING_PATH, "status_code": READ_OK, "workspace_id": workspace_id,
             "member": live is not None, "role_id": live.role_id if live else None,
         })
         return live

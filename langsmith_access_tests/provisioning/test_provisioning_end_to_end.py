@@ -87,6 +87,13 @@ def test_grant_change_and_revoke_closed_loop(env):
         'SELECT kind FROM main.provisioning_events WHERE request_id = ? ORDER BY "at"', [added.request_id])]
     assert kinds == ["queued", "claimed", "validated_live", "read_live", "planned", "write_sent",
                      "write_answered", "verified", "settled"]
+    # Every API call it records names its method, path and the status LangSmith answered.
+    calls = query(database.path,
+        "SELECT kind, detail->>'method', detail->>'path', detail->>'status_code' FROM main.provisioning_events "
+        "WHERE request_id = ? AND kind IN ('validated_live', 'read_live', 'write_answered', 'verified') "
+        'ORDER BY "at"', [added.request_id])
+    assert len(calls) == 4 and all(method and path.startswith("/api/v1/") and status == "200"
+                                   for _, method, path, status in calls), calls
 
     # A second provision makes zero writes.
     sandbox.reset_log()
