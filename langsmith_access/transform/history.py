@@ -24,14 +24,53 @@ from langsmith_access.transform.project import dbt_vars
 # The observations' staging, grants and every model downstream of it, each with its tests.
 # dbt's unit tests are not part of any run (make test runs them).
 REFRESH_SELECT = ["stg_langsmith__provisioning_observations+", "grants+"]
+# The users a refresh's scoped models rebuild (macros/refresh_scope.sql reads it by this name).
+REFRESH_SCOPE = f"{RAW_SCHEMA}.refresh_scope"
+# Above this many users, replacing their rows costs about what writing the tables whole does.
+MAX_REFRESH_SCOPE_USERS = 2_000
 
 
 def rebuild_history(database_file: Path, target: Path, *, unused_days: int, timeout_seconds: float = 600) -> None:
     """Build ``REFRESH_SELECT`` in ``database_file`` (a scratch copy: the caller commits it
-    only if this returns); raises ``DbtRunError`` naming what failed."""
+    only if this returns); raises ``DbtRunError`` naming what failed.
+
+    The models configured with ``refresh_key`` (the access picture's largest tables) replace
+    only the rows of the users whose changes are not built yet, listed for dbt in
+    ``raw.refresh_scope`` (see macros/refresh_scope.sql for when a model does so); the table
+    is dropped again before this returns, so the committed file never holds it."""
+    scoped = _write_refresh_scope(database_file)
     with build(database_file, target, select=REFRESH_SELECT, timeout_seconds=timeout_seconds,
                variables=dbt_vars(unused_days=unused_days)) as invocation:
         invocation.raise_on_failure()
+    if scoped:
+        with duckdb.connect(str(database_file)) as conn:
+            conn.execute(f"DROP TABLE {REFRESH_SCOPE}")
+
+
+def _write_refresh_scope(database_file: Path) -> bool:
+    """``raw.refresh_scope``: the users of the observations dbt has not built yet, when there are
+    some and not so many that rebuilding whole tables is as cheap. False: none written."""
+    with duckdb.connect(str(database_file)) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE}")
+        if not _has_table(conn, "staging", "stg_langsmith__provisioning_observations"):
+            return False  # built by a version without observations: everything is rebuilt
+        users = conn.execute(
+            f"SELECT DISTINCT nullif(trim(raw.ls_user_id), '') AS user_id "
+            f"FROM {RAW_SCHEMA}.provisioning_observations AS raw "
+            "WHERE nullif(trim(raw.ls_user_id), '') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+            "staging.stg_langsmith__provisioning_observations AS built "
+            "WHERE built.observation_id = raw.observation_id)"
+        ).fetchall()
+        if not users or len(users) > MAX_REFRESH_SCOPE_USERS:
+            return False
+        conn.execute(f"CREATE TABLE {REFRESH_SCOPE} (user_id VARCHAR PRIMARY KEY)")
+        conn.executemany(f"INSERT INTO {REFRESH_SCOPE} VALUES (?)", users)
+    return True
+
+
+def _has_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(scalar(conn, "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                             "AND schema_name = ? AND table_name = ?", [schema, table]))
 
 
 def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:

@@ -12,6 +12,12 @@
 -- SCIM groups are not user groups: what they grant shows up in the listings (direct).
 -- Access policies (ABAC) allow or deny by resource tag on top of these roles: see
 -- access_policies (a deny there can narrow what a row here allows, for tagged resources).
+
+-- A provisioning refresh replaces only the rows of the users it changed (macros/refresh_scope.sql):
+-- a user's rows here follow from that user's rows upstream and from tables provisioning does
+-- not change.
+{{ config(refresh_key='user_id') }}
+
 with grants as (
     select * from {{ ref('grants') }}
 ),

@@ -2,6 +2,12 @@
 -- personal and deleted workspaces, as the latest sync listed it plus every change provisioning
 -- verified after that sync.
 --   grant_id = <entitlement_id>:<user_id>   (user_id = ls_user_id; macros/access_ids.sql)
+
+-- A provisioning refresh replaces only the rows of the users it changed (macros/refresh_scope.sql):
+-- a user's rows here follow from that user's rows upstream and from tables provisioning does
+-- not change.
+{{ config(refresh_key='user_id') }}
+
 with users as (
     select * from {{ ref('users') }}
 ),

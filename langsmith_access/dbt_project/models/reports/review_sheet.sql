@@ -3,6 +3,12 @@
 -- carries (a reviewer judging what the grant allows must know what is denied). The export keeps the workspace roles (the
 -- organization roles too with --include-org-roles), orders the rows by workspace and email,
 -- and adds the reviewer's empty decision, reviewer and reason columns.
+
+-- A provisioning refresh replaces only the rows of the users it changed (macros/refresh_scope.sql):
+-- a user's rows here follow from that user's rows upstream and from tables provisioning does
+-- not change.
+{{ config(refresh_key='user_id') }}
+
 with grants as (
     select * from {{ ref('grants') }}
 ),

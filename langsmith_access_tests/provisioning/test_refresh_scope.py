@@ -1,0 +1,140 @@
+"""A provisioning refresh replaces only the changed users' rows of the access picture's largest
+tables (models with ``refresh_key``, macros/refresh_scope.sql), and that gives exactly the
+tables a whole rebuild gives; a table last written by another query is rebuilt whole."""
+
+import shutil
+
+import duckdb
+
+from langsmith_access.api import provision, request_grant, request_revoke
+from langsmith_access.transform.history import REFRESH_SELECT
+from langsmith_access.transform.invocation import build
+
+SCOPED = ("grants", "effective_access", "effective_permissions", "report_implicit_admins", "review_sheet")
+# Every table the refresh rebuilds, scoped or whole, compared with a whole rebuild.
+COMPARED = (*SCOPED, "grant_history", "report_privileged_access", "report_workspaces_without_admin",
+            "report_members_without_workspace", "report_custom_role_holders")
+# A value no query gives, set on one row of a user no request touches (a column no check reads),
+# or a row of that user's no query gives: only a refresh that left the other users' rows as they
+# were keeps it.
+MARKED = {table: ("email", "kept-by-the-refresh@example.org") for table in SCOPED}
+MARKED["effective_permissions"] = ("permission", "kept:by-the-refresh")
+# This org's admins are listed in every workspace (no implicit-only row to mark): one is added.
+MARKED["report_implicit_admins"] = ("implicit_admin_id", "kept-by-the-refresh")
+
+
+def mark(database, tables, untouched_user) -> None:
+    with duckdb.connect(str(database.working_path)) as conn:
+        for table in tables:
+            column, value = MARKED[table]
+            if column != "email":  # a row of its own, removed again by unmark
+                conn.execute(f"INSERT INTO main.{table} BY NAME SELECT ? AS {column}, ? AS user_id, "
+                             "workspace_id FROM main.effective_access LIMIT 1", [value, untouched_user])
+                continue
+            conn.execute(f"UPDATE main.{table} SET {column} = ? WHERE rowid = "
+                         f"(SELECT min(rowid) FROM main.{table} WHERE user_id = ?)", [value, untouched_user])
+
+
+def marked_in(path, table) -> int:
+    column, value = MARKED[table]
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return conn.execute(f"SELECT count(*) FROM main.{table} WHERE {column} = ?", [value]).fetchone()[0]
+
+
+def unmark(database, untouched_user) -> None:
+    # Put back what the query gives (the email of the user, the permission a whole rebuild has).
+    with duckdb.connect(str(database.working_path)) as conn:
+        email = conn.execute("SELECT email FROM main.users WHERE user_id = ?", [untouched_user]).fetchone()[0]
+        for table in SCOPED:
+            column, value = MARKED[table]
+            if column == "email":
+                conn.execute(f"UPDATE main.{table} SET email = ? WHERE email = ?", [email, value])
+            else:
+                conn.execute(f"DELETE FROM main.{table} WHERE {column} = ?", [value])
+
+
+def differences(left, right, table) -> int:
+    with duckdb.connect() as conn:
+        conn.execute(f"ATTACH '{left}' AS l (READ_ONLY)")
+        conn.execute(f"ATTACH '{right}' AS r (READ_ONLY)")
+        return conn.execute(
+            f"SELECT (SELECT count(*) FROM (SELECT * FROM l.main.{table} EXCEPT ALL SELECT * FROM r.main.{table})) "
+            f"+ (SELECT count(*) FROM (SELECT * FROM r.main.{table} EXCEPT ALL SELECT * FROM l.main.{table}))"
+        ).fetchone()[0]
+
+
+def test_a_refresh_replaces_the_changed_users_rows_and_equals_a_whole_rebuild(env, tmp_path):
+    sandbox, org, database = env
+    admin_role = org.role_by_name("ORGANIZATION_ADMIN").id
+    workspace = org.shared_workspaces()[0]
+    outsiders = [m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled]
+    members = [m for m in org.active_members() if m.ls_user_id in workspace.memberships and not m.is_disabled
+               and m.org_role_id != admin_role]
+    admin = next(m for m in org.active_members() if m.org_role_id == admin_role and not m.is_disabled
+                 and m.ls_user_id in workspace.memberships)
+    changer, leaver = members[0], members[1]
+
+    def another_role(member) -> str:
+        return next(r.display_name for r in org.roles_by_scope("workspace")
+                    if r.id != workspace.memberships[member.ls_user_id].role_id)
+
+    other_role, admin_role_name = another_role(changer), another_role(admin)
+    queued = [
+        request_grant(outsiders[0].ls_user_id, workspace.id, "Viewer"),  # a new membership
+        request_grant(changer.ls_user_id, workspace.id, other_role),  # a role change
+        request_revoke(leaver.ls_user_id, workspace.id,
+                       org.role(workspace.memberships[leaver.ls_user_id].role_id).display_name),
+        # An Organization Admin's listed role: the implicit Admin and the listed role overlap.
+        request_grant(admin.ls_user_id, workspace.id, admin_role_name),
+    ]
+    assert all(r.accepted for r in queued), [r.message for r in queued]
+    untouched = next(m for m in org.active_members() if m.org_role_id == admin_role and m is not admin).ls_user_id
+    mark(database, SCOPED, untouched)
+
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    # Each scoped table kept the other users' rows as they were (the marked one included)...
+    assert {table: marked_in(database.working_path, table) for table in SCOPED} == dict.fromkeys(SCOPED, 1)
+    # ...and the refresh's list of users never reaches the committed or the analysts' file.
+    for path in (database.working_path, database.path):
+        with duckdb.connect(str(path), read_only=True) as conn:
+            assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'refresh_scope'"
+                                ).fetchone()[0] == 0
+
+    # With the marked rows as the query gives them, every table is what a whole rebuild of the
+    # same file gives.
+    unmark(database, untouched)
+    whole = tmp_path / "whole.duckdb"
+    shutil.copyfile(database.working_path, whole)
+    with build(whole, tmp_path / "whole.dbt", select=REFRESH_SELECT) as rebuilt:
+        rebuilt.raise_on_failure()
+    assert {table: differences(database.working_path, whole, table) for table in COMPARED} == dict.fromkeys(COMPARED, 0)
+    # The changes are there: the new member, the new role, the revoke, the admin's listed role.
+    with duckdb.connect(str(database.working_path), read_only=True) as conn:
+        listed = dict(conn.execute(
+            "SELECT user_id, role_name FROM main.effective_access WHERE workspace_id = ? AND source = 'direct'",
+            [workspace.id]).fetchall())
+    assert listed[outsiders[0].ls_user_id] == "Viewer" and listed[changer.ls_user_id] == other_role
+    assert leaver.ls_user_id not in listed and listed[admin.ls_user_id] == admin_role_name
+
+
+def test_a_table_last_written_by_another_query_is_rebuilt_whole(env):
+    # Another version of the project (a changed model or macro) wrote the table: its rows for
+    # users outside the refresh may differ from what this query gives, so it is rebuilt whole.
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled)
+    assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
+    untouched = next(m for m in org.active_members() if m.ls_user_id in workspace.memberships).ls_user_id
+    mark(database, ("effective_access", "effective_permissions"), untouched)
+    with duckdb.connect(str(database.working_path)) as conn:
+        conn.execute("UPDATE staging.table_queries SET query_md5 = 'an older query' "
+                     "WHERE table_name = 'main.effective_permissions'")
+
+    assert provision().success
+    assert marked_in(database.working_path, "effective_permissions") == 0  # rebuilt whole
+    assert marked_in(database.working_path, "effective_access") == 1  # same query: only its users' rows
+    with duckdb.connect(str(database.working_path), read_only=True) as conn:
+        recorded = dict(conn.execute("SELECT table_name, query_md5 FROM staging.table_queries").fetchall())
+    assert sorted(recorded) == sorted(f"main.{t}" for t in SCOPED)
+    assert "an older query" not in recorded.values()  # the whole rebuild recorded its own query
