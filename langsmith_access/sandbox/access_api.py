@@ -53,6 +53,7 @@ from langsmith_access.sandbox.routing import (
     parse_uuid,
     path_uuid,
     query_int,
+    route_error,
     validation_error,
 )
 
@@ -165,10 +166,9 @@ class AccessRoutes:
               what: str) -> None:
         """403 when the plan lacks the section or the key's role lacks ``permission`` (any of
         them, for a tuple)."""
-        platform = request.path.startswith(("/v1/platform/", "/api/v1/platform/"))
         flag = SECTION_FLAGS.get(section)
         if flag is not None and not self.plan_flags()[flag]:
-            raise _forbidden(platform, f"{what} is not available on this organization's plan "
+            raise route_error(request.path, 403, f"{what} is not available on this organization's plan "
                                        f"(config.{flag} is false)")
         wanted = (permission,) if isinstance(permission, str) else permission
         held = (
@@ -177,7 +177,7 @@ class AccessRoutes:
             else self._caller_permissions()
         )
         if not any(p in held for p in wanted):
-            raise _forbidden(platform, f"the API key's role may not {what} (needs {' or '.join(wanted)})")
+            raise route_error(request.path, 403, f"the API key's role may not {what} (needs {' or '.join(wanted)})")
 
     @staticmethod
     def _actor(request: ApiRequest) -> AuditActor:
@@ -520,11 +520,6 @@ class AccessRoutes:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _forbidden(platform: bool, message: str):
-
-    return ApiError(403, {"error": message} if platform else {"detail": message})
 
 
 def _platform_json_object(request: ApiRequest) -> dict[str, Any]:

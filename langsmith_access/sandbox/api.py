@@ -9,6 +9,8 @@ Order of checks for a request: route (404/405; 404 too for a section the install
 key (401), then organization scope (``X-Organization-Id``, 403) on org routes or the workspace
 (``X-Tenant-Id``, 403/404) on workspace routes, then query/body validation (422), then the
 handler's own 4xx (the plan's and the key role's 403s of the access picture's sections).
+The 401 and 403s of these checks carry ``{"error": ...}`` on the Go platform routes
+(``/v1/platform/...``, ``/api/v1/platform/...``) and ``{"detail": ...}`` on the others.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from langsmith_access.sandbox.routing import (
     query_bool,
     query_int,
     query_uuids,
+    route_error,
     validation_error,
 )
 
@@ -139,8 +142,6 @@ ENRICHED_MEMBERS_PATH = "/v1/platform/orgs/current/members"  # the form the vend
 # The form LangChain's Go SDK, Terraform and API docs call; Cloud answers both, a self-hosted
 # install only this one (nginx sends /api/v1/platform/X to the platform backend's /v1/platform/X).
 API_ENRICHED_MEMBERS_PATH = "/api" + ENRICHED_MEMBERS_PATH
-PLATFORM_PREFIX = "/v1/platform/"
-API_PLATFORM_PREFIX = "/api/v1/platform/"
 
 
 class SandboxApi(AccessRoutes):
@@ -383,7 +384,7 @@ class SandboxApi(AccessRoutes):
             presented, self.workspace_scoped_key.encode()
         )
         if not (is_org_key or is_workspace_key):
-            raise detail_error(401, "Invalid token")
+            raise route_error(request.path, 401, "Invalid token")
         key_id = self._key_ids[self.api_key if is_org_key else str(self.workspace_scoped_key)]
         self.state.mark_key_used(key_id)
         if is_org_key and self.key_role == "workspace":
@@ -392,19 +393,22 @@ class SandboxApi(AccessRoutes):
 
     def _check_organization(self, request: ApiRequest, key_is_workspace_scoped: bool) -> None:
         if key_is_workspace_scoped:
-            raise detail_error(
+            raise route_error(
+                request.path,
                 403,
                 "This API key is workspace-scoped; this route requires organization scope "
                 "(use an organization-scoped service key)",
             )
         if not request.headers.get("X-Organization-Id"):
-            raise detail_error(403, "X-Organization-Id header is required for organization routes")
+            raise route_error(
+                request.path, 403, "X-Organization-Id header is required for organization routes"
+            )
         self._check_organization_header_if_sent(request)
 
     def _check_organization_header_if_sent(self, request: ApiRequest) -> None:
         sent = request.headers.get("X-Organization-Id")
         if sent and parse_uuid(sent) != self.state.organization_id:
-            raise detail_error(403, "Not authorized for this organization")
+            raise route_error(request.path, 403, "Not authorized for this organization")
 
     def key_workspace_id(self) -> str | None:
         """The workspace a workspace-scoped ``api_key`` (``key_role="workspace"``) belongs to."""

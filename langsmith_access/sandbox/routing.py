@@ -66,6 +66,21 @@ def detail_error(status: int, detail: str) -> ApiError:
     return ApiError(status, {"detail": detail})
 
 
+PLATFORM_PREFIXES = ("/v1/platform/", "/api/v1/platform/")
+
+
+def is_platform_path(path: str) -> bool:
+    """Whether ``path`` is a Go platform route (``/v1/platform/...``, ``/api/v1/platform/...``)."""
+    return path.startswith(PLATFORM_PREFIXES)
+
+
+def route_error(path: str, status: int, message: str) -> ApiError:
+    """An error in the shape of the backend that owns ``path``: platform routes answer
+    ``{"error": ...}``, the others ``{"detail": ...}`` (langsmith-api.md, "Hosts, headers,
+    errors")."""
+    return ApiError(status, {"error": message} if is_platform_path(path) else {"detail": message})
+
+
 def validation_error(loc: list, msg: str, error_type: str) -> ApiError:
     """A FastAPI-style 422."""
     return ApiError(422, {"detail": [{"loc": loc, "msg": msg, "type": error_type}]})

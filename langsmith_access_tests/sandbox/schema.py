@@ -8,7 +8,9 @@ looks up the response schema the spec documents for that path, method and status
 
 Statuses the spec does not document for a route (most 4xx and 5xx) are checked against
 ``UNDOCUMENTED_ERROR_SCHEMA``: LangSmith's error bodies carry a string ``detail``, and the 403
-for a missing ``X-Tenant-Id`` also carries ``error``. A 204 must have no body.
+for a missing ``X-Tenant-Id`` also carries ``error``. The Go platform routes (``/v1/platform/``)
+refuse a key or an organization (401, 403) with a string ``error`` instead
+(``PLATFORM_REFUSAL_SCHEMA``). A 204 must have no body.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ UNDOCUMENTED_ERROR_SCHEMA = {
     "required": ["detail"],
     "properties": {"detail": {"type": "string"}, "error": {"type": "string"}},
 }
+# langsmith-api.md, "Hosts, headers, errors": "platform routes answer {"error": "..."}".
+PLATFORM_REFUSAL_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+PLATFORM_PREFIX = "/v1/platform/"
+PLATFORM_REFUSALS = (401, 403)
 # FastAPI's validation errors, for routes whose 422 the spec leaves out (they take no params).
 VALIDATION_ERROR_SCHEMA = {"$ref": "#/components/schemas/HTTPValidationError"}
 
@@ -51,6 +61,8 @@ def response_schema(path_template: str, method: str, status: int) -> dict | None
         return documented.get("content", {}).get("application/json", {}).get("schema", {})
     if status == 422:
         return VALIDATION_ERROR_SCHEMA
+    if path_template.startswith(PLATFORM_PREFIX) and status in PLATFORM_REFUSALS:
+        return PLATFORM_REFUSAL_SCHEMA
     return UNDOCUMENTED_ERROR_SCHEMA
 
 

@@ -14,8 +14,24 @@ ORG_ROUTES = [
     "/api/v1/orgs/current/members/active",
     "/api/v1/orgs/current/members/pending",
     "/v1/platform/orgs/current/members",
+    "/api/v1/platform/orgs/current/members",
+    "/api/v1/platform/orgs/current/info",
 ]
 WORKSPACE_MEMBERS = "/api/v1/workspaces/current/members"
+# Platform routes refuse with {"error": ...}, the others with {"detail": ...} (langsmith-api.md,
+# "Hosts, headers, errors").
+PLATFORM_ROUTES = [
+    "/v1/platform/orgs/current/members",
+    "/api/v1/platform/orgs/current/members",
+    "/v1/platform/orgs/current/info",
+    "/api/v1/platform/orgs/current/info",
+    "/api/v1/platform/orgs/current/access-policies",
+]
+
+
+def refusal_key(path: str) -> str:
+    """The field a refusal's message is in on that route."""
+    return "error" if path.startswith(("/v1/platform/", "/api/v1/platform/")) else "detail"
 
 
 @pytest.mark.parametrize("path", ORG_ROUTES + [WORKSPACE_MEMBERS])
@@ -25,7 +41,7 @@ def test_missing_or_wrong_key_is_401(caller, org, path):
     wrong = caller.get(path, tenant_id=tenant_id, headers={"X-API-Key": "lsv2_sk_wrong"})
     for response in (missing, wrong):
         assert response.status_code == 401
-        assert response.json() == {"detail": "Invalid token"}
+        assert response.json() == {refusal_key(path): "Invalid token"}
 
 
 @pytest.mark.parametrize("path", ORG_ROUTES)
@@ -34,7 +50,30 @@ def test_org_routes_need_this_org(caller, path):
     other = caller.get(path, headers={"X-Organization-Id": str(uuid.uuid4())})
     for response in (missing, other):
         assert response.status_code == 403
-        assert isinstance(response.json()["detail"], str)
+        assert list(response.json()) == [refusal_key(path)]
+        assert isinstance(response.json()[refusal_key(path)], str)
+
+
+@pytest.mark.parametrize("path", PLATFORM_ROUTES)
+def test_platform_routes_refuse_with_error_not_detail(make_sandbox, path):
+    _, caller = make_sandbox(workspace_scoped_key="lsv2_sk_workspace_only")
+    refusals = {
+        401: [
+            caller.get(path, omit=("X-API-Key",)),
+            caller.get(path, headers={"X-API-Key": "lsv2_sk_wrong"}),
+        ],
+        403: [
+            caller.get(path, omit=("X-Organization-Id",)),
+            caller.get(path, headers={"X-Organization-Id": str(uuid.uuid4())}),
+            caller.get(path, headers={"X-API-Key": "lsv2_sk_workspace_only"}),
+        ],
+    }
+    for status, responses in refusals.items():
+        for response in responses:
+            assert response.status_code == status
+            body = response.json()
+            assert list(body) == ["error"], body
+            assert isinstance(body["error"], str) and body["error"]
 
 
 def test_org_id_header_is_compared_as_a_uuid(caller, org):
@@ -49,7 +88,7 @@ def test_workspace_scoped_key_is_refused_on_org_routes(make_sandbox, path):
     server, caller = make_sandbox(workspace_scoped_key="lsv2_sk_workspace_only")
     response = caller.get(path, headers={"X-API-Key": "lsv2_sk_workspace_only"})
     assert response.status_code == 403
-    assert "requires organization scope" in response.json()["detail"]
+    assert "requires organization scope" in response.json()[refusal_key(path)]
     workspace = server.org.shared_workspaces()[0]
     allowed = caller.get(
         WORKSPACE_MEMBERS, tenant_id=workspace.id, headers={"X-API-Key": "lsv2_sk_workspace_only"}

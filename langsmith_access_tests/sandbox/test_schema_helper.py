@@ -60,6 +60,10 @@ def test_documented_and_undocumented_errors():
     validate_response("/api/v1/orgs/current/info", "GET", 403, {"detail": "Forbidden"})
     with pytest.raises(jsonschema.ValidationError):
         validate_response("/api/v1/orgs/current/info", "GET", 403, {"message": "Forbidden"})
+    # ...except the platform routes' refusals, which carry a string error.
+    validate_response("/v1/platform/orgs/current/members", "GET", 403, {"error": "Forbidden"})
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response("/v1/platform/orgs/current/members", "GET", 403, {"detail": "Forbidden"})
 
 
 def test_no_content_has_no_body():
