@@ -61,8 +61,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--plan",
         choices=["enterprise", "plus"],
         default="enterprise",
-        help="plus: no workspace RBAC (only the Admin workspace role can be granted), no access "
-        "policies, audit log, SAML SSO or SCIM (their routes answer 403)",
+        help="plus: no workspace RBAC (no custom roles, everyone is Admin in their workspaces and "
+        "only the Admin workspace role can be granted), no access policies, audit log, SAML SSO "
+        "or SCIM (their routes answer 403)",
     )
     sandbox.add_argument(
         "--missing-sections",

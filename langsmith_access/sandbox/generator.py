@@ -7,7 +7,9 @@ emails, disabled members, a few org admins, and pending org and workspace invite
 
 It also holds the rest of the access picture (access_generator.py): login methods and SCIM
 groups, org settings, SSO, service accounts, credentials, access policies and an audit log,
-as the plan (``enterprise`` or ``plus``) has them, with activity placed around ``now``.
+as the plan (``enterprise`` or ``plus``) has them, with activity placed around ``now``. Workspace
+RBAC is Enterprise only (``langsmith-api.md``, "Key permissions and plan limits"): a ``plus`` org
+lists the built-in roles but has no custom roles, and everyone is Admin in their workspaces.
 
 The same arguments always give the same org: every id and timestamp is drawn from seeded
 random generators. 20,000 members in 1,000 workspaces take a couple of seconds.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import random
 import unicodedata
 
-from langsmith_access.sandbox.access_generator import add_access_picture
+from langsmith_access.sandbox.access_generator import PLANS, add_access_picture
 from langsmith_access.sandbox.org_state import (
     CUSTOM_ROLE_NAME,
     ORGANIZATION_SCOPE,
@@ -260,15 +262,22 @@ def generate_org(
       ``2 + members // 100``).
     - ``deleted_workspaces``: deleted workspaces that still hold memberships (default 5% of
       ``workspaces``, at least 1).
-    - ``custom_roles``: custom workspace roles (name ``CUSTOM``, distinct display names).
+    - ``custom_roles``: custom workspace roles (name ``CUSTOM``, distinct display names);
+      Enterprise only, so a ``plus`` org has none.
     - ``organization_id``: default derived from the seed; passing one changes nothing else.
-    - ``plan``: ``"enterprise"`` (SAML SSO, SCIM, access policies, chosen key roles) or
-      ``"plus"`` (none of those); serve it with the same ``plan`` for a consistent sandbox.
+    - ``plan``: ``"enterprise"`` (workspace RBAC, custom roles, SAML SSO, SCIM, access
+      policies, chosen key roles) or ``"plus"`` (none of those: every workspace membership and
+      pending workspace invite has the built-in Admin role); serve it with the same ``plan`` for
+      a consistent sandbox. A plus org has the same ids, members, workspaces and memberships as
+      the enterprise org of the same arguments; only the workspace roles differ.
     - ``now``: epoch seconds the org's activity (logins, key use and expiry, the audit
       history) is placed around; default a fixed date (2026-09-01), so the org is the same on
       any day. Pass ``int(time.time())`` for an org whose activity is recent today.
     - ``scim_group_name_separator``: the org's separator in SCIM group names (``:`` default).
     """
+    if plan not in PLANS:
+        raise ValueError(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
+    workspace_rbac = plan == "enterprise"
     rng = random.Random(seed)
     # Always drawn, so choosing an organization_id leaves every other id unchanged.
     seeded_org_id = random_uuid(rng)
@@ -282,8 +291,8 @@ def generate_org(
         deleted_workspaces = max(1, round(workspaces * 0.05))
 
     state = OrgState(org_id, display_name=f"Sandbox Org {seed}")
-    _add_roles(state, rng, custom_roles)
-    workspace_role_ids, workspace_role_weights = _workspace_role_mix(state)
+    _add_roles(state, rng, custom_roles, workspace_rbac)
+    workspace_role_ids, workspace_role_weights = _workspace_role_mix(state, workspace_rbac)
     shared = _add_workspaces(state, rng, workspaces, deleted_workspaces)
     org_members = _add_members(state, rng, members, disabled_share)
     _add_personal_workspaces(state, rng, org_members, personal_workspaces)
@@ -308,14 +317,17 @@ def generate_org(
             )
             state.put_membership(membership)
 
-    _add_pending_invites(state, rng, pending_invites, shared)
+    _add_pending_invites(state, rng, pending_invites, shared, workspace_rbac)
     add_access_picture(
         state, seed=seed, plan=plan, now=now, scim_group_name_separator=scim_group_name_separator
     )
     return state
 
 
-def _add_roles(state: OrgState, rng: random.Random, custom_roles: int) -> None:
+def _add_roles(
+    state: OrgState, rng: random.Random, custom_roles: int, workspace_rbac: bool
+) -> None:
+    """The built-in roles (every plan has them) and, with workspace RBAC, the custom ones."""
     for name, display_name, description, permissions in BUILT_IN_ORG_ROLES:
         state.put_role(
             Role(random_uuid(rng), name, display_name, description, ORGANIZATION_SCOPE, permissions)
@@ -330,9 +342,13 @@ def _add_roles(state: OrgState, rng: random.Random, custom_roles: int) -> None:
         ]
         if index >= len(CUSTOM_WORKSPACE_ROLES):
             display_name = f"{display_name} {index // len(CUSTOM_WORKSPACE_ROLES) + 1}"
+        # Always drawn, so the plan leaves every other id unchanged.
+        role_id = random_uuid(rng)
+        if not workspace_rbac:
+            continue  # custom roles are Enterprise only
         state.put_role(
             Role(
-                random_uuid(rng),
+                role_id,
                 CUSTOM_ROLE_NAME,
                 display_name,
                 description,
@@ -343,8 +359,13 @@ def _add_roles(state: OrgState, rng: random.Random, custom_roles: int) -> None:
         )
 
 
-def _workspace_role_mix(state: OrgState) -> tuple[list[str], list[float]]:
-    """Workspace role ids and how often members get each: mostly Editors and Viewers."""
+def _workspace_role_mix(state: OrgState, workspace_rbac: bool) -> tuple[list[str], list[float]]:
+    """Workspace role ids and how often members get each: mostly Editors and Viewers with
+    workspace RBAC, only Admins without it ("other plans make everyone Admin")."""
+    if not workspace_rbac:
+        # random.choices draws once per pick whatever the weights, so the rest of the org
+        # stays the same as with RBAC.
+        return [state.role_by_name("WORKSPACE_ADMIN").id], [1.0]
     weights = {"WORKSPACE_ADMIN": 0.1, "WORKSPACE_USER": 0.5, "WORKSPACE_VIEWER": 0.3}
     customs = state.custom_roles()
     role_ids, role_weights = [], []
@@ -454,8 +475,9 @@ def _add_personal_workspaces(
 
 
 def _add_pending_invites(
-    state: OrgState, rng: random.Random, count: int, shared: list[Workspace]
+    state: OrgState, rng: random.Random, count: int, shared: list[Workspace], workspace_rbac: bool
 ) -> None:
+    admin_role_id = state.role_by_name("WORKSPACE_ADMIN").id
     user_role_id = state.role_by_name("ORGANIZATION_USER").id
     viewer_role_id = state.role_by_name("ORGANIZATION_VIEWER").id
     offered_workspace_roles = [
@@ -473,7 +495,10 @@ def _add_pending_invites(
         if shared and (index == 0 or rng.random() < 0.4):
             offered = rng.sample(shared, min(len(shared), rng.randint(1, 2)))
             workspace_ids = [ws.id for ws in offered]
+            # Always drawn, so the plan leaves the rest of the org unchanged.
             workspace_role_id = rng.choice(offered_workspace_roles)
+            if not workspace_rbac:
+                workspace_role_id = admin_role_id
         invite = PendingOrgInvite(
             id=random_uuid(rng),
             email=email,

@@ -108,7 +108,8 @@ def generate_api_key() -> str:
 class SandboxServer:
     """The LangSmith-compatible sandbox: an ``OrgState`` served over HTTP on ``host:port``.
 
-    - ``org``: the live ``OrgState`` (default: ``generate_org()``); change it between requests.
+    - ``org``: the live ``OrgState`` (default: ``generate_org(plan=plan)``); change it between
+      requests.
     - ``api_key``: the accepted organization-scoped key (default: a generated ``lsv2_sk_`` key).
     - ``organization_id``: must match ``org`` when both are given.
     - ``faults``: the live ``FaultConfig`` (replace it or change its fields at any time).
@@ -144,7 +145,7 @@ class SandboxServer:
         if organization_id is not None:
             organization_id = str(uuid.UUID(organization_id))
         if org is None:
-            org = generate_org(organization_id=organization_id)
+            org = generate_org(organization_id=organization_id, plan=plan)
         elif organization_id is not None and organization_id != org.organization_id:
             raise ValueError("organization_id does not match the org's organization_id")
         self.org = org

@@ -129,6 +129,28 @@ def test_plus_plan_has_no_rbac_and_refuses_non_admin_workspace_roles(running):
     assert enterprise_caller.get(INFO).json()["config"]["can_use_rbac"] is True
 
 
+def test_an_org_generated_on_plus_lists_built_in_roles_and_only_admin_memberships():
+    org = generate_org(seed=11, members=30, workspaces=6, plan="plus")
+    with SandboxServer(org, plan="plus") as sandbox:
+        caller = SandboxCaller(sandbox)
+        roles = caller.get("/api/v1/orgs/current/roles").json()
+        # The built-in roles exist on every plan; custom roles are Enterprise only.
+        assert sorted(r["name"] for r in roles) == sorted(
+            ["ORGANIZATION_ADMIN", "ORGANIZATION_OPERATOR", "ORGANIZATION_USER",
+             "ORGANIZATION_VIEWER", "WORKSPACE_ADMIN", "WORKSPACE_USER", "WORKSPACE_VIEWER"])
+        assert all(r["organization_id"] is None for r in roles)
+        members, pending = set(), set()
+        for workspace in org.shared_workspaces():
+            listing = caller.get("/api/v1/workspaces/current/members", tenant_id=workspace.id).json()
+            members |= {row["role_name"] for row in listing["members"]}
+            pending |= {row["role_name"] for row in listing["pending"]}
+        assert members == pending == {"Admin"}
+        rows = enriched(caller).json()
+        held = {m["role_name"] for row in rows for m in row.get("workspace_memberships") or []}
+        assert held == {"Admin"}
+        caller.session.close()
+
+
 def test_anonymity_restricted_answers_withhold_emails_and_names(running):
     sandbox, caller = running(anonymity_restricted=True)
     response = enriched(caller)

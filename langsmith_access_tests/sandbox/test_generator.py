@@ -55,6 +55,40 @@ def test_built_in_and_custom_roles(org):
     assert all(role.access_scope == "workspace" and role.permissions for role in custom)
 
 
+def test_a_plus_org_has_no_custom_roles_and_only_admin_workspace_roles():
+    # langsmith-api.md: workspace roles other than Admin and custom roles are Enterprise only;
+    # "other plans make everyone Admin". The built-in roles are there on every plan.
+    enterprise = generate_org(seed=3, members=60, workspaces=6)
+    plus = generate_org(seed=3, members=60, workspaces=6, plan="plus")
+    assert plus.custom_roles() == []
+    assert [r.name for r in plus.roles.values()] == [
+        r.name for r in enterprise.roles.values() if not r.is_custom
+    ]
+    admin = plus.role_by_name("WORKSPACE_ADMIN").id
+    workspaces = plus.all_workspaces()
+    memberships = [m for ws in workspaces for m in ws.memberships.values()]
+    invites = [i for ws in workspaces for i in ws.pending_invites.values()]
+    assert memberships and invites
+    assert {m.role_id for m in memberships} == {admin}
+    assert {i.role_id for i in invites} == {admin}
+    offered = [i for i in plus.pending_org_invites() if i.workspace_ids]
+    assert offered and {i.workspace_role_id for i in offered} == {admin}
+    # The enterprise org of the same arguments has the other roles; the plan changes only them.
+    assert len({m.role_id for ws in enterprise.all_workspaces() for m in ws.memberships.values()}) > 1
+
+    def without_roles(state) -> list:
+        return sorted((m.id, m.workspace_id, m.ls_user_id, m.created_at)
+                      for ws in state.all_workspaces() for m in ws.memberships.values())
+
+    assert without_roles(plus) == without_roles(enterprise)
+    assert plus.to_dict() == generate_org(seed=3, members=60, workspaces=6, plan="plus").to_dict()
+
+
+def test_an_unknown_plan_is_refused():
+    with pytest.raises(ValueError, match="plan must be one of"):
+        generate_org(seed=1, members=2, workspaces=1, plan="developer")
+
+
 def test_many_custom_roles_keep_distinct_display_names():
     state = generate_org(seed=1, members=5, workspaces=2, custom_roles=12)
     assert len({role.display_name for role in state.custom_roles()}) == 12

@@ -430,6 +430,20 @@ def test_a_plus_plan_skips_what_it_lacks_with_reasons_and_reads_the_rest(tmp_pat
     assert query(database, "SELECT count(*) FROM main.service_accounts")[0][0] == len(org.service_accounts)
 
 
+def test_an_org_generated_on_plus_syncs_with_built_in_roles_and_admin_grants_only(tmp_path, monkeypatch):
+    # Generated on Plus: no custom roles, everyone Admin in their workspaces (langsmith-api.md:
+    # "other plans make everyone Admin").
+    org = generate_org(seed=6, members=20, workspaces=3, plan="plus", now=int(time.time()))
+    database = tmp_path / "data" / "access.duckdb"
+    with SandboxServer(org, plan="plus") as sandbox:
+        sync_all_sections(monkeypatch, sandbox, database)
+    assert query(database, "SELECT count(*), count(*) FILTER (WHERE is_custom) FROM main.roles") == [
+        (len(org.roles), 0)]
+    admin = org.role_by_name("WORKSPACE_ADMIN").id
+    held = query(database, "SELECT DISTINCT role_id FROM main.grants WHERE entitlement_type = 'workspace_role'")
+    assert held == [(admin,)]
+
+
 # -------------------------------------------- a default-role key, a missing route, a leaky server
 
 
