@@ -44,6 +44,7 @@ def main() -> int:
     parser.add_argument("--workspaces", type=int, default=1_000)
     parser.add_argument("--changed-users", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--keep", default=None, metavar="DIR", help="where to copy both files when they differ")
     args = parser.parse_args()
 
     print(f"Machine: {machine_line()}", flush=True)
@@ -51,14 +52,15 @@ def main() -> int:
     try:
         working = sync_once(workdir, args.members, args.workspaces)
         target = working.with_name("access.dbt")  # the sync's parse, as a provisioning run finds it
-        verified_at = datetime.now(UTC)  # after the sync; the same in every copy, so the rows compare
+        # After the sync, and the same in every copy (ids and time), so the variants' rows compare.
+        changes = changed_memberships(working, args.changed_users, datetime.now(UTC))
         walls: dict[str, list[float]] = {"scoped": [], "whole": []}
         built: dict[str, Path] = {}
         for round_ in range(args.repeat + 1):
             for name in walls:
                 scratch = working.with_name("access.sync-scratch.duckdb")
                 shutil.copyfile(working, scratch)
-                record_changes(scratch, args.changed_users, verified_at)
+                record(scratch, changes)
                 limit = history.MAX_REFRESH_SCOPE_USERS
                 history.MAX_REFRESH_SCOPE_USERS = limit if name == "scoped" else 0
                 try:
@@ -75,9 +77,14 @@ def main() -> int:
         print()
         for name, values in walls.items():
             print(f"{name}: median {statistics.median(values):.2f} s ({', '.join(f'{v:.2f}' for v in values)})")
-        same = all(differences(built["scoped"], built["whole"], table) == 0 for table in COMPARED)
-        print(f"Same rows in {', '.join(COMPARED)} (last round): {'yes' if same else 'NO'}")
-        return 0 if same else 1
+        differing = {table: n for table in COMPARED if (n := differences(built["scoped"], built["whole"], table))}
+        print(f"Same rows in {', '.join(COMPARED)} (last round): "
+              f"{'yes' if not differing else f'NO, rows differing: {differing}'}")
+        if differing and args.keep:
+            kept = Path(args.keep)
+            for name, path in built.items():
+                shutil.copyfile(path, kept / f"{name}.duckdb")
+        return 0 if not differing else 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -94,20 +101,23 @@ def sync_once(workdir: Path, members: int, workspaces: int) -> Path:
     return workdir / "access.working.duckdb"
 
 
-def record_changes(database: Path, users: int, verified_at: datetime) -> None:
-    """``users`` members each given another workspace role, as verified observations (the same
-    members in every round: the variants do the same work)."""
-    with duckdb.connect(str(database)) as conn:
-        changes = conn.execute(
+def changed_memberships(database: Path, users: int, verified_at: datetime) -> list[tuple]:
+    """``users`` members each given another workspace role, as the observations a provisioning
+    run records when it has verified them."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        memberships = conn.execute(
             "SELECT g.workspace_id, g.user_id, g.workspace_identity_id, "
             "(SELECT min(r.role_id) FROM main.roles r WHERE r.access_scope = 'workspace' AND r.role_id <> g.role_id) "
             "FROM main.grants g WHERE g.entitlement_type = 'workspace_role' ORDER BY g.grant_id LIMIT ?",
             [users]).fetchall()
-        run_id = str(uuid.uuid4())
-        conn.executemany(
-            "INSERT INTO raw.provisioning_observations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(str(uuid.uuid4()), str(uuid.uuid4()), run_id, verified_at, workspace_id, user_id, role_id, identity_id)
-             for workspace_id, user_id, identity_id, role_id in changes])
+    run_id = str(uuid.uuid4())
+    return [(str(uuid.uuid4()), str(uuid.uuid4()), run_id, verified_at, workspace_id, user_id, role_id, identity_id)
+            for workspace_id, user_id, identity_id, role_id in memberships]
+
+
+def record(database: Path, changes: list[tuple]) -> None:
+    with duckdb.connect(str(database)) as conn:
+        conn.executemany("INSERT INTO raw.provisioning_observations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", changes)
 
 
 def differences(left: Path, right: Path, table: str) -> int:
