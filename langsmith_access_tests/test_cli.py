@@ -2,6 +2,7 @@
 
 import argparse
 import errno
+import getpass
 import os
 import re
 import subprocess
@@ -156,6 +157,18 @@ def test_a_database_path_that_is_a_directory_or_under_a_file_is_refused_before_a
     # Nothing made beside either path: no lock file, no logs folder, no working copy.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "hostname"]
     assert list(folder.iterdir()) == []
+
+
+def test_a_blank_requester_is_the_os_user_not_nobody(tmp_path, monkeypatch):
+    # DESIGN.md section 2: --requested-by defaults to the OS user name; a blank one is not given.
+    database = tmp_path / "access.duckdb"
+    with SandboxServer(generate_org(seed=5, members=5, workspaces=1)) as sandbox:
+        for name, value in sandbox.environment(database).items():
+            monkeypatch.setenv(name, value)
+        done = cli_in_this_process("request", "grant", "--user", "a@b.c", "--workspace", "w", "--role", "Editor",
+                                   "--requested-by", "  ")
+    assert done.returncode == 2, done.stderr  # no synced data to check it against: rejected, recorded
+    assert query(database, "SELECT requested_by FROM main.provisioning_requests") == [(getpass.getuser(),)]
 
 
 def test_ctrl_c_ends_a_command_with_130_and_a_sentence_not_a_traceback(capsys):

@@ -73,7 +73,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def queue_request(args: argparse.Namespace) -> int:
-    requested_by = args.requested_by if args.requested_by is not None else getpass.getuser()
+    # Blank is not given: every request names who asked (the OS user name at least).
+    requested_by = (args.requested_by or "").strip() or getpass.getuser()
     org = selected_org(args)
     if args.action == "grant":
         result = api.request_grant(args.user, args.workspace, args.role, reason=args.reason,

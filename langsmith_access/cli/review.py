@@ -136,7 +136,7 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
         if args.review_db is not None:
             raise ReviewError("--review-db goes with --table, not with --file.")
         sheet = read_csv_sheet(args.file)
-    reviewer = args.reviewer if args.reviewer is not None else getpass.getuser()
+    reviewer = (args.reviewer or "").strip() or getpass.getuser()  # blank is not given
     result = queue_revokes(analysts_database(args), sheet, reviewer=reviewer, reason=args.reason, dry_run=args.dry_run)
     if args.json:
         report = result.to_json()
