@@ -50,7 +50,7 @@ from dbt_common.events.functions import msg_to_dict
 from dbt_common.exceptions.base import env_secrets, scrub_secrets
 
 from langsmith_access.transform import parse_seed
-from langsmith_access.transform.project import DBT_PROJECT_DIR, write_profile
+from langsmith_access.transform.project import DBT_PROJECT_DIR, record_project_hash, write_profile
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +274,8 @@ def build(
     written only with ``write_json`` (results come as events; writing them costs most of a
     second per build): the docs site reads the manifest the build compiled (``docs_site``).
     """
+    if str(database_file) != ":memory:":
+        record_project_hash(Path(database_file))
     args = ["build", *build_selection(select, exclude, indirect_selection)]
     if not write_json:
         args.append("--no-write-json")

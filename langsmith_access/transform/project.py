@@ -15,6 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import duckdb
 import yaml
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
@@ -52,6 +53,15 @@ def project_hash() -> str:
         digest.update(path.relative_to(DBT_PROJECT_DIR).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def record_project_hash(database_file: Path) -> None:
+    """Write ``project_hash()`` into ``raw.dbt_project`` of ``database_file`` before a build: the
+    project's table materialization marks each table it writes whole with it, and refreshes
+    only some users' rows of a table this same project wrote (macros/refresh_scope.sql)."""
+    with duckdb.connect(str(database_file)) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        conn.execute("CREATE OR REPLACE TABLE raw.dbt_project AS SELECT ? AS project_hash", [project_hash()])
 
 
 def profile_text(database_file: Path | str) -> str:

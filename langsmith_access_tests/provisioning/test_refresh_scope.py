@@ -118,23 +118,47 @@ def test_a_refresh_replaces_the_changed_users_rows_and_equals_a_whole_rebuild(en
     assert leaver.ls_user_id not in listed and listed[admin.ls_user_id] == admin_role_name
 
 
-def test_a_table_last_written_by_another_query_is_rebuilt_whole(env):
-    # Another version of the project (a changed model or macro) wrote the table: its rows for
-    # users outside the refresh may differ from what this query gives, so it is rebuilt whole.
+def test_a_table_another_project_wrote_is_rebuilt_whole(env):
+    # Another version of the project (any model or macro, upstream ones included), or a writer
+    # that leaves no mark (an older version, dbt's own materialization), wrote the table: its rows
+    # for users outside the refresh may differ from what this project gives. It is written whole.
     sandbox, org, database = env
     workspace = org.shared_workspaces()[0]
     outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled)
     assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
     untouched = next(m for m in org.active_members() if m.ls_user_id in workspace.memberships).ls_user_id
-    mark(database, ("effective_access", "effective_permissions"), untouched)
+    mark(database, ("effective_access", "effective_permissions", "review_sheet"), untouched)
     with duckdb.connect(str(database.working_path)) as conn:
-        conn.execute("UPDATE staging.table_queries SET query_md5 = 'an older query' "
-                     "WHERE table_name = 'main.effective_permissions'")
+        marks = dict(conn.execute("SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
+                                  "AND table_name IN ('effective_access', 'effective_permissions')").fetchall())
+        assert marks["effective_access"] == marks["effective_permissions"]
+        assert marks["effective_access"].startswith("langsmith-access: written whole by project ")
+        conn.execute("COMMENT ON TABLE main.effective_permissions IS "
+                     "'langsmith-access: written whole by project 0123456789abcdef'")
+        conn.execute("COMMENT ON TABLE main.review_sheet IS NULL")
 
     assert provision().success
-    assert marked_in(database.working_path, "effective_permissions") == 0  # rebuilt whole
-    assert marked_in(database.working_path, "effective_access") == 1  # same query: only its users' rows
+    assert marked_in(database.working_path, "effective_permissions") == 0  # another project's: whole
+    assert marked_in(database.working_path, "review_sheet") == 0  # no mark: whole
+    assert marked_in(database.working_path, "effective_access") == 1  # this project's: its users' rows
     with duckdb.connect(str(database.working_path), read_only=True) as conn:
-        recorded = dict(conn.execute("SELECT table_name, query_md5 FROM staging.table_queries").fetchall())
-    assert sorted(recorded) == sorted(f"main.{t}" for t in SCOPED)
-    assert "an older query" not in recorded.values()  # the whole rebuild recorded its own query
+        after = dict(conn.execute("SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
+                                  f"AND table_name IN {SCOPED}").fetchall())
+    assert set(after.values()) == {marks["effective_access"]}  # each whole write marked its table
+
+
+def test_a_changed_project_writes_every_scoped_table_whole(env):
+    # An upgrade that changes only an upstream model (grants.sql, say) is a new project hash:
+    # every scoped table below it is written whole, not just the model whose SQL changed.
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled)
+    assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
+    untouched = next(m for m in org.active_members() if m.ls_user_id in workspace.memberships).ls_user_id
+    mark(database, SCOPED, untouched)
+    with duckdb.connect(str(database.working_path)) as conn:
+        for table in SCOPED:  # as the version before the upgrade left them
+            conn.execute(f"COMMENT ON TABLE main.{table} IS 'langsmith-access: written whole by project 0123456789abcdef'")
+
+    assert provision().success
+    assert {table: marked_in(database.working_path, table) for table in SCOPED} == dict.fromkeys(SCOPED, 0)

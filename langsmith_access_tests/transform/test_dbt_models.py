@@ -419,9 +419,7 @@ def test_tables_land_in_main_staging_and_snapshots_and_none_is_a_view(first_sync
         "notifications")} | {("staging", f"stg_langsmith__{name}") for name in (
         "org_members", "pending_invites", "workspaces", "roles", "workspace_memberships",
         "provisioning_observations")} | {
-        ("snapshots", "grants_snapshot"), ("snapshots", "org_settings_snapshot"),
-        # dbt's record of the query each refresh_key model was last written by (refresh_scope.sql)
-        ("staging", "table_queries")}
+        ("snapshots", "grants_snapshot"), ("snapshots", "org_settings_snapshot")}
     assert {t["table_type"] for t in tables} == {"BASE TABLE"}
 
 

@@ -17,15 +17,16 @@
     refresh_scope.sql): in a provisioning refresh, where only the users of the new observations
     can have other rows, such a model replaces those users' rows (delete, then insert the
     model's own query restricted to them) instead of writing the whole table again: at 20,000
-    members that is a few thousand rows instead of millions. Everything else is rebuilt whole.
+    members that is a few thousand rows instead of millions. Everything else is rebuilt whole,
+    and each whole write of such a model marks its table with the project that wrote it.
 #}
 {% materialization table, adapter="duckdb", supported_languages=["sql"] %}
 
   {%- set existing_relation = load_cached_relation(this) -%}
   {%- set target_relation = this.incorporate(type="table") -%}
   {%- set refresh_key = config.get("refresh_key") -%}
-  {%- set query_md5 = local_md5(compiled_code) -%}
-  {%- set scope = refresh_scope_of(existing_relation, query_md5) if refresh_key else none -%}
+  {%- set written_by = written_by_this_project() if refresh_key else none -%}
+  {%- set scope = refresh_scope_of(existing_relation, written_by) if refresh_key else none -%}
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
   {{ run_hooks(pre_hooks, inside_transaction=True) }}
@@ -43,8 +44,8 @@
         drop {{ existing_relation.type }} {{ existing_relation }};
       {%- endif %}
       {{ create_table_as(False, target_relation, compiled_code) }}
-      {%- if refresh_key %};
-        {{ record_table_query(target_relation, query_md5) }}
+      {%- if written_by is not none %};
+        comment on table {{ target_relation }} is '{{ written_by }}'
       {%- endif %}
     {%- endif %}
   {%- endcall %}

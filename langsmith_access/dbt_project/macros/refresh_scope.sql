@@ -6,50 +6,47 @@
     (transform/history.py) and drops it before that copy is committed: a sync's build never
     sees it, and nothing else writes it.
 
-    A model refreshes only those users' rows when all of these hold, and is rebuilt whole
+    A model refreshes only those users' rows when all of these hold, and is written whole
     otherwise:
       - it is configured with `refresh_key` (the column naming the user): its rows for a user
-        depend only on that user's rows upstream and on tables a provisioning run does not
+        follow from that user's rows upstream and from tables a provisioning run does not
         change (users, roles, workspaces, policies), so every other user's rows are already
-        what the whole query would give;
-      - its table exists and was last written whole by exactly this query: the md5 of its
-        compiled SQL, macros included, is recorded with the table in `staging.table_queries`
-        (another version of the project rebuilds it whole, and records its own);
+        what the whole query gives;
+      - its table was last written whole by this same project: every whole write marks the
+        table (its comment) with the content hash of the project's files and of dbt's version,
+        which langsmith-access writes into `raw.dbt_project` before each build
+        (transform/project.py). Another version of any model or macro, upstream ones included,
+        is another hash, and anything else that writes the table (an older version, dbt's own
+        materialization) leaves no mark: the table is written whole;
       - the run is not a --full-refresh.
 #}
-{% macro refresh_scope_of(existing_relation, query_md5) %}
-  {%- if existing_relation is none or flags.FULL_REFRESH -%}
+{% macro refresh_scope_of(existing_relation, written_by) %}
+  {%- if existing_relation is none or written_by is none or flags.FULL_REFRESH -%}
     {{ return(none) }}
   {%- endif -%}
-  {%- set present = run_query(
-      "select schema_name from duckdb_tables() where database_name = '" ~ this.database ~ "' and "
-      ~ "((schema_name = 'raw' and table_name = 'refresh_scope') "
-      ~ "or (schema_name = 'staging' and table_name = 'table_queries'))"
-  ).columns[0].values() -%}
-  {%- if "raw" not in present or "staging" not in present -%}
-    {{ return(none) }}
-  {%- endif -%}
-  {%- set recorded = run_query(
-      "select query_md5 from " ~ table_queries_relation() ~ " where table_name = '"
-      ~ this.schema ~ "." ~ this.identifier ~ "'"
-  ).columns[0].values() -%}
-  {%- if recorded | list != [query_md5] -%}
+  {%- set found = run_query(
+      "select (select comment from duckdb_tables() where database_name = '" ~ this.database
+      ~ "' and schema_name = '" ~ this.schema ~ "' and table_name = '" ~ this.identifier ~ "'), "
+      ~ "(select count(*) from duckdb_tables() where database_name = '" ~ this.database
+      ~ "' and schema_name = 'raw' and table_name = 'refresh_scope')"
+  ).rows[0] -%}
+  {%- if found[0] != written_by or found[1] == 0 -%}
     {{ return(none) }}
   {%- endif -%}
   {{ return(api.Relation.create(database=this.database, schema="raw", identifier="refresh_scope")) }}
 {% endmacro %}
 
 
-{# Statements that record the query a whole table was written by (inside its transaction). #}
-{% macro record_table_query(relation, query_md5) %}
-  create schema if not exists {{ relation.database }}.staging;
-  create table if not exists {{ table_queries_relation() }} (
-      table_name varchar primary key, query_md5 varchar not null);
-  insert or replace into {{ table_queries_relation() }}
-      values ('{{ relation.schema }}.{{ relation.identifier }}', '{{ query_md5 }}')
-{% endmacro %}
-
-
-{% macro table_queries_relation() %}
-  {{- return(api.Relation.create(database=this.database, schema="staging", identifier="table_queries")) -}}
+{# The mark of a whole write by this project, or none when no project hash was given. #}
+{% macro written_by_this_project() %}
+  {%- set found = run_query(
+      "select count(*) from duckdb_tables() where database_name = '" ~ this.database
+      ~ "' and schema_name = 'raw' and table_name = 'dbt_project'"
+  ).rows[0][0] -%}
+  {%- if found == 0 -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set marker = api.Relation.create(database=this.database, schema="raw", identifier="dbt_project") -%}
+  {%- set project = run_query("select project_hash from " ~ marker).rows[0][0] -%}
+  {{ return("langsmith-access: written whole by project " ~ project) }}
 {% endmacro %}
