@@ -114,6 +114,10 @@ def _holds_key(raw: str) -> bool:
     return any(prefix in raw for prefix in KEY_PREFIXES)
 
 
+def _pasted_key(raw: str) -> bool:
+    return raw.strip().startswith(KEY_PREFIXES) or _KEY_FRAGMENT.search(raw) is not None
+
+
 def shown(raw: str) -> str:
     """``raw`` quoted for a message, unless it holds what looks like an API key (someone pasted one
     into the wrong variable or argument): then only that, never the value."""
@@ -752,10 +756,11 @@ def _read_org_entry(
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise SettingsError(f"{where} gives {', '.join(repeated)} more than once: keep one of each.")
-    # Anywhere in a value (``api_key_env: LANGSMITH_API_KEY_US=lsv2_sk_...``, a line copied from
-    # an env file) or in a key's name (``lsv2_sk_...: 1``).
-    pasted = [shown(str(name)) if _holds_key(str(name)) else str(name) for name, value in entry.items()
-              if _holds_key(str(name)) or (isinstance(value, str) and _holds_key(value))]
+    # At the start of a value, or a whole key anywhere in one (``api_key_env:
+    # LANGSMITH_API_KEY_US=lsv2_sk_...``, a line copied from an env file) or in a key's name
+    # (``lsv2_sk_...: 1``); a path that merely contains ``ls__`` is not one.
+    pasted = [shown(str(name)) if _pasted_key(str(name)) else str(name) for name, value in entry.items()
+              if _pasted_key(str(name)) or (isinstance(value, str) and _pasted_key(value))]
     if pasted:
         # Someone pasted a key into the file: say where, never what.
         raise SettingsError(

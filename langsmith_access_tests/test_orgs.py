@@ -319,6 +319,11 @@ def test_a_key_anywhere_in_a_value_or_as_an_entry_key_is_refused_without_being_r
         assert "_secret" not in message and "eu0000" not in message
 
 
+def test_a_path_that_merely_contains_a_key_prefix_is_no_key(tmp_path):
+    orgs = orgs_from(tmp_path, TWO_ORGS.replace("policies/eu.yaml", "policies/tools__ls__rules.yaml"))
+    assert orgs.get("eu").policy_path == tmp_path / "policies" / "tools__ls__rules.yaml"
+
+
 def test_with_an_orgs_file_the_single_org_variables_are_not_read(tmp_path):
     # Each entry gives its own endpoint, key and org id: a stale or wrong single-org variable
     # (here none of them valid) stops nothing, in the CLI or the Dagster definitions.
