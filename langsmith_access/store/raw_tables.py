@@ -16,6 +16,11 @@ exactly these columns, and ``dbt_project/models/staging/sources.yml`` declares t
   change, appended in the same transaction as the request's status and never replaced by a
   sync. dbt lays the observations made after the latest sync over that sync's listing to build
   ``grants`` (provisioning never writes ``grants`` itself: dbt is the only writer of the marts).
+
+Two more raw tables are no data, only what a build needs to know, and are not declared here:
+``dbt_project`` (the project's hash, written before each build by ``transform.build``) and
+``refresh_scope`` (the users a provisioning refresh replaces, in its scratch copy only; see
+``transform/history.py`` and ``dbt_project/macros/refresh_scope.sql``).
 """
 
 RAW_SCHEMA = "raw"
