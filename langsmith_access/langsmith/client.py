@@ -1157,9 +1157,12 @@ class LangSmithClient:
                     **context,
                 )
             needed = "workspaces:read" if method == "GET" else "workspaces:manage-members"
+            # LangSmith answers a deleted workspace, or one of another org, with 403 or 404
+            # (langsmith-api.md): the key's permission is only one of the causes.
             return PermissionDeniedError(
-                f"the API key may not do this in workspace {workspace_id} (it needs "
-                f"{needed} there). Server said: {detail}",
+                f"refused in workspace {workspace_id}: the API key may lack {needed} there, or the "
+                "workspace was deleted or belongs to another organization (sync again to see the "
+                f"current workspaces). Server said: {detail}",
                 **context,
             )
         if status == 404:
