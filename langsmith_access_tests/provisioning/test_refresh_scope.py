@@ -1,6 +1,7 @@
 """A provisioning refresh replaces only the changed users' rows of the access picture's largest
 tables (models with ``refresh_key``, macros/refresh_scope.sql), and that gives exactly the
-tables a whole rebuild gives; a table last written by another query is rebuilt whole."""
+tables a whole rebuild gives; a table another version of the project wrote, or one without this
+project's mark, is written whole."""
 
 import shutil
 
@@ -42,7 +43,7 @@ def marked_in(path, table) -> int:
 
 
 def unmark(database, untouched_user) -> None:
-    # Put back what the query gives (the email of the user, the permission a whole rebuild has).
+    # Put back what the query gives: the user's email where it was changed; the added rows gone.
     with duckdb.connect(str(database.working_path)) as conn:
         email = conn.execute("SELECT email FROM main.users WHERE user_id = ?", [untouched_user]).fetchone()[0]
         for table in SCOPED:
