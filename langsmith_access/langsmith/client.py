@@ -268,6 +268,15 @@ class LangSmithClient:
     def __repr__(self) -> str:
         return f"LangSmithClient(endpoint={self.endpoint!r}, organization_id={self.organization_id!r})"
 
+    def take_retried_attempts(self) -> list[dict[str, Any]]:
+        """The attempts this thread's requests retried since the last call (a 429, a 5xx on a
+        read, a connection that failed), oldest first, each with its status (None: no answer),
+        the problem and the wait before the next attempt; then forgets them. For an audit that
+        records every call a request made, retries included."""
+        retried = getattr(self._local, "retried", None) or []
+        self._local.retried = []
+        return retried
+
     def close(self) -> None:
         with self._sessions_lock:
             for session in self._sessions:
@@ -1016,6 +1025,7 @@ class LangSmithClient:
         while True:
             self.stats.add(wait_seconds=self._limiter.acquire())
             retry_after: float | None = None
+            response_seen = False
             self.stats.add(calls=1)
             sent_at = self._clock()
             try:
@@ -1044,6 +1054,7 @@ class LangSmithClient:
                     ) from None
             else:
                 status = response.status_code
+                response_seen = True
                 if 300 <= status < 400:
                     raise _redirected(response, method, path)
                 if status < 400:
@@ -1075,6 +1086,12 @@ class LangSmithClient:
             attempt += 1
             delay = retry_after if retry_after is not None else self._backoff(attempt)
             self.stats.add(retries=1, wait_seconds=delay)
+            if not hasattr(self._local, "retried"):
+                self._local.retried = []
+            self._local.retried.append({
+                "method": method, "path": path, "status_code": status if response_seen else None,
+                "problem": problem, "waited_seconds": round(delay, 3),
+            })
             self._sleep(delay)
 
     def _backoff(self, attempt: int) -> float:

@@ -52,7 +52,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import duckdb
 
@@ -764,13 +764,15 @@ class Provisioner:
         if self.snapshot is not None:
             member = self.snapshot.members.get(request["user_id"])
         else:
+            self.client.take_retried_attempts()
             member = self.client.find_org_member(ls_user_id=request["user_id"])
         self._event(request["request_id"], "validated_live",
                     {"org_member": member is not None, "role": role.display_name,
                      "workspace": workspace.display_name,
                      "source": "org listing" if self.snapshot is not None else "member lookup",
                      "method": "GET", "status_code": READ_OK,
-                     "path": ORG_LISTING_PATH if self.snapshot is not None else ORG_MEMBER_LOOKUP_PATH})
+                     "path": ORG_LISTING_PATH if self.snapshot is not None else ORG_MEMBER_LOOKUP_PATH,
+                     **(_retried(self.client) if self.snapshot is None else {})})
         if member is None:
             raise Rejected(
                 f"{request['user_email'] or request['user_id']} is not an active org member any more"
@@ -782,12 +784,13 @@ class Provisioner:
         return member
 
     def _read_live(self, request_id: str, workspace_id: str, user_id: str, kind: str = "read_live") -> Live | None:
+        self.client.take_retried_attempts()
         member = self.client.find_workspace_member(workspace_id, user_id)
         live = Live(member.role_id, member.id) if member else None
         self._event(request_id, kind, {
             "method": "GET", "path": WORKSPACE_MEMBERS_PATH, "status_code": READ_OK,
             "workspace_id": workspace_id, "member": live is not None,
-            "role_id": live.role_id if live else None,
+            "role_id": live.role_id if live else None, **_retried(self.client),
         })
         return live
 
@@ -821,6 +824,7 @@ class Provisioner:
             self._writes_sent_now.add(request_id)
         self._commit(through=self._event(request_id, "write_sent", detail))
         identity_id: str | None
+        self.client.take_retried_attempts()  # none of this call's: start its record clean
         try:
             if plan.kind == ADD:
                 created = self.client.add_workspace_member(
@@ -834,9 +838,10 @@ class Provisioner:
                 identity_id = None
         except LangSmithError as error:
             self._event(request_id, "write_answered", {**detail, "status_code": error.status_code,
-                                                        "error": type(error).__name__})
+                                                        "error": type(error).__name__,
+                                                        **_retried(self.client)})
             raise
-        self._event(request_id, "write_answered", {**detail, "status_code": 200})
+        self._event(request_id, "write_answered", {**detail, "status_code": 200, **_retried(self.client)})
         return identity_id
 
     def _earlier_writes(self, request_id: str) -> int:
@@ -888,3 +893,10 @@ class Provisioner:
                 request["request_id"], self.run_id, self._now(), request["workspace_id"],
                 request["user_id"], live.role_id if live else None, live.id if live else None,
             ))
+
+
+def _retried(client: LangSmithClient) -> dict[str, Any]:
+    """``{"retried": [...]}``: the attempts the call just made retried (a 429, a failed
+    connection...), each with its status and wait, so the audit holds every call; {} when none."""
+    retried = client.take_retried_attempts()
+    return {"retried": retried} if retried else {}

@@ -20,6 +20,7 @@ from langsmith_access.provisioning import queue
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.store.queries import grants_held_at
 from langsmith_access_tests.helpers import query
+from langsmith_access_tests.langsmith.sandbox_client_support import wrap_respond
 from langsmith_access_tests.provisioning.conftest import WRITES
 
 
@@ -297,3 +298,37 @@ def test_an_outage_keeps_a_dead_runs_written_request_in_progress(env):
     assert not interrupted.success and interrupted.fix == ProvisioningInterruptedError.fix
     statuses = {r["request_id"]: r["status"] for r in list_requests()}
     assert statuses == {written: "in_progress", untouched: "pending"}
+
+
+def test_a_retried_call_is_in_the_audit_with_its_status_and_wait(env):
+    # DESIGN.md section 4: one provisioning event per decision and API call, retries included.
+    # LangSmith's rate limit answers the first write 429 (Retry-After: 0); the client waits and
+    # sends it again, and the write's event records both attempts.
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships
+                    and not m.is_disabled)
+    refused = []
+
+    def throttle_first_write(respond, request):
+        if request.method == "POST" and request.path.endswith("/workspaces/current/members") and not refused:
+            refused.append(request.path)
+            return ApiResponse(429, {"detail": "Too many requests"}, {"Retry-After": "0"})
+        return respond(request)
+
+    wrap_respond(sandbox, throttle_first_write)
+    queued = request_grant(outsider.ls_user_id, workspace.id, "Viewer")
+    assert provision().success and refused
+    [(detail,)] = query(database.path,
+        "SELECT detail FROM main.provisioning_events WHERE request_id = ? AND kind = 'write_answered'",
+        [queued.request_id])
+    answered = json.loads(detail)
+    assert answered["status_code"] == 200
+    assert answered["retried"] == [{"method": "POST", "path": "/api/v1/workspaces/current/members",
+                                    "status_code": 429, "problem": "rate limited (429) (workspace "
+                                    f"{workspace.id})", "waited_seconds": 0.0}]
+    # A call that needed no retry says nothing of the kind.
+    reads = query(database.path,
+        "SELECT detail FROM main.provisioning_events WHERE request_id = ? AND kind IN ('read_live', 'verified')",
+        [queued.request_id])
+    assert reads and all("retried" not in json.loads(d) for (d,) in reads)
