@@ -103,10 +103,15 @@ def in_org_terms(args: argparse.Namespace, text: str) -> str:
     """``text`` as the org ``--org`` selects would put it (``Org.in_its_own_terms``: the commands
     it suggests carry ``--org``); unchanged when no org can be selected (the message is then
     about that)."""
+    return org_terms(args)(text)
+
+
+def org_terms(args: argparse.Namespace) -> Callable[[str], str]:
+    """``in_org_terms`` for many texts: the orgs file is read once, not once per text."""
     try:
-        return selected_org(args).in_its_own_terms(text)
+        return selected_org(args).in_its_own_terms
     except (SettingsError, UsageError):
-        return text
+        return lambda text: text
 
 
 def first_line(text: str) -> str:

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from langsmith_access.cli.common import add_org_argument, analysts_database, in_org_terms
+from langsmith_access.cli.common import add_org_argument, analysts_database, in_org_terms, org_terms
 from langsmith_access.provisioning.review import (
     DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
@@ -139,9 +139,9 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
     reviewer = (args.reviewer or "").strip() or getpass.getuser()  # blank is not given
     result = queue_revokes(analysts_database(args), sheet, reviewer=reviewer, reason=args.reason, dry_run=args.dry_run)
     if args.json:
-        report = result.to_json()
+        report, own_terms = result.to_json(), org_terms(args)
         for outcome in report["outcomes"]:
-            outcome["message"] = in_org_terms(args, outcome["message"])
+            outcome["message"] = own_terms(outcome["message"])
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         _print_result(result, args)
@@ -150,16 +150,17 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
 
 def _print_result(result: ReviewResult, args: argparse.Namespace) -> None:
     labels = {"queued": "queued", "would_queue": "would queue", "duplicate": "duplicate", "rejected": "rejected"}
+    own_terms = org_terms(args)
     for outcome in result.outcomes:
         head = f"{labels[outcome.status]:<11} {outcome.row.where:<9}"
         if outcome.status in ("queued", "would_queue"):
-            what = in_org_terms(args, outcome.message).split(": ", 1)[-1]
+            what = own_terms(outcome.message).split(": ", 1)[-1]
             print(f"{head} {what}" + (f"  [{outcome.request_id}]" if outcome.request_id else ""))
         elif outcome.status == "duplicate":
-            print(f"{head} {outcome.row.target()}: {in_org_terms(args, outcome.message)}")
+            print(f"{head} {outcome.row.target()}: {own_terms(outcome.message)}")
         else:
             recorded = f"  [recorded as {outcome.request_id}]" if outcome.request_id else ""
-            print(f"{head} {outcome.row.target()}{recorded}\n{'':<22}{in_org_terms(args, outcome.message)}")
+            print(f"{head} {outcome.row.target()}{recorded}\n{'':<22}{own_terms(outcome.message)}")
     queued = len(result.with_status("queued", "would_queue"))
     duplicates = len(result.with_status("duplicate"))
     rejected = len(result.with_status("rejected"))
