@@ -1025,7 +1025,7 @@ class LangSmithClient:
         while True:
             self.stats.add(wait_seconds=self._limiter.acquire())
             retry_after: float | None = None
-            response_seen = False
+            status: int | None = None  # None: the attempt got no answer
             self.stats.add(calls=1)
             sent_at = self._clock()
             try:
@@ -1054,7 +1054,6 @@ class LangSmithClient:
                     ) from None
             else:
                 status = response.status_code
-                response_seen = True
                 if 300 <= status < 400:
                     raise _redirected(response, method, path)
                 if status < 400:
@@ -1089,7 +1088,7 @@ class LangSmithClient:
             if not hasattr(self._local, "retried"):
                 self._local.retried = []
             self._local.retried.append({
-                "method": method, "path": path, "status_code": status if response_seen else None,
+                "method": method, "path": path, "status_code": status,
                 "problem": problem, "waited_seconds": round(delay, 3),
             })
             self._sleep(delay)
