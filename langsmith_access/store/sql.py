@@ -42,3 +42,13 @@ def one_row(conn: duckdb.DuckDBPyConnection, sql: str, params: object = None) ->
 def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> Any:
     """The first column of the row of a query that always returns one row."""
     return one_row(conn, sql, params)[0]
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether the connection's own database has table ``schema.table``."""
+    return scalar(
+        conn,
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ?",
+        [schema, table],
+    ) > 0

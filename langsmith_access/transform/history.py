@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from langsmith_access.store.raw_tables import RAW_SCHEMA
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.transform.invocation import build
 from langsmith_access.transform.project import dbt_vars
 
@@ -52,7 +52,7 @@ def _write_refresh_scope(database_file: Path) -> bool:
     some and not so many that rebuilding whole tables is as cheap. False: none written."""
     with duckdb.connect(str(database_file)) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE}")
-        if not _has_table(conn, "staging", "stg_langsmith__provisioning_observations"):
+        if not table_exists(conn, "staging", "stg_langsmith__provisioning_observations"):
             return False  # built by a version without observations: everything is rebuilt
         users = conn.execute(
             f"SELECT DISTINCT nullif(trim(raw.ls_user_id), '') AS user_id "
@@ -66,11 +66,6 @@ def _write_refresh_scope(database_file: Path) -> bool:
         conn.execute(f"CREATE TABLE {REFRESH_SCOPE} (user_id VARCHAR PRIMARY KEY)")
         conn.executemany(f"INSERT INTO {REFRESH_SCOPE} VALUES (?)", users)
     return True
-
-
-def _has_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(scalar(conn, "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                             "AND schema_name = ? AND table_name = ?", [schema, table]))
 
 
 def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
