@@ -119,15 +119,21 @@ def test_a_refresh_replaces_the_changed_users_rows_and_equals_a_whole_rebuild(en
     assert leaver.ls_user_id not in listed and listed[admin.ls_user_id] == admin_role_name
 
 
+def grant_one_and_pick_an_untouched_member(org) -> str:
+    """Queue Viewer in a workspace for someone outside it; return a member of that workspace
+    whom no request touches (``ls_user_id``)."""
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled)
+    assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
+    return next(m for m in org.active_members() if m.ls_user_id in workspace.memberships).ls_user_id
+
+
 def test_a_table_another_project_wrote_is_rebuilt_whole(env):
     # Another version of the project (any model or macro, upstream ones included), or a writer
     # that leaves no mark (an older version, dbt's own materialization), wrote the table: its rows
     # for users outside the refresh may differ from what this project gives. It is written whole.
     sandbox, org, database = env
-    workspace = org.shared_workspaces()[0]
-    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled)
-    assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
-    untouched = next(m for m in org.active_members() if m.ls_user_id in workspace.memberships).ls_user_id
+    untouched = grant_one_and_pick_an_untouched_member(org)
     mark(database, ("effective_access", "effective_permissions", "review_sheet"), untouched)
     with duckdb.connect(str(database.working_path)) as conn:
         marks = dict(conn.execute("SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
@@ -152,10 +158,7 @@ def test_a_changed_project_writes_every_scoped_table_whole(env):
     # An upgrade that changes only an upstream model (grants.sql, say) is a new project hash:
     # every scoped table below it is written whole, not just the model whose SQL changed.
     sandbox, org, database = env
-    workspace = org.shared_workspaces()[0]
-    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled)
-    assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
-    untouched = next(m for m in org.active_members() if m.ls_user_id in workspace.memberships).ls_user_id
+    untouched = grant_one_and_pick_an_untouched_member(org)
     mark(database, SCOPED, untouched)
     with duckdb.connect(str(database.working_path)) as conn:
         for table in SCOPED:  # as the version before the upgrade left them
