@@ -1,6 +1,6 @@
 """Files for tools that do not read DuckDB: the analysts' tables as Parquet or CSV.
 
-Only the analysts' tables are exported: every table of schema ``main`` (the marts,
+Only the analysts' tables are exported: every table and view of schema ``main`` (the marts,
 ``grant_history``, the ``report_*`` tables, ``sync_runs``, and the provisioning tables when they
 exist). Schemas ``raw``, ``staging`` and ``snapshots`` never are, and no table holds a secret.
 
@@ -42,13 +42,19 @@ _DBT_WORK_SUFFIXES = ("__dbt_tmp", "__dbt_backup")
 
 
 def analysts_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Names of the tables of schema ``main`` in the connection's database, the largest first
-    (DuckDB's estimate), then by name."""
+    """Names of the tables and views of schema ``main`` in the connection's database: the views
+    first (``effective_permissions`` is one, and the largest to write), then the tables, the
+    largest first (DuckDB's estimate), then by name."""
     rows = conn.execute(
+        "SELECT view_name FROM duckdb_views() "
+        "WHERE database_name = current_database() AND schema_name = $schema AND NOT internal "
+        "AND NOT temporary ORDER BY view_name",
+        {"schema": EXPORTED_SCHEMA},
+    ).fetchall() + conn.execute(
         "SELECT table_name FROM duckdb_tables() "
-        "WHERE database_name = current_database() AND schema_name = ? AND NOT temporary "
+        "WHERE database_name = current_database() AND schema_name = $schema AND NOT temporary "
         "ORDER BY estimated_size DESC, table_name",
-        [EXPORTED_SCHEMA],
+        {"schema": EXPORTED_SCHEMA},
     ).fetchall()
     return [name for (name,) in rows if not name.endswith(_DBT_WORK_SUFFIXES)]
 

@@ -11,15 +11,15 @@ from langsmith_access.api import provision, request_grant, request_revoke
 from langsmith_access.transform.history import REFRESH_SELECT
 from langsmith_access.transform.invocation import build
 
-SCOPED = ("grants", "effective_access", "effective_permissions", "report_implicit_admins", "review_sheet")
-# Every table the refresh rebuilds, scoped or whole, compared with a whole rebuild.
-COMPARED = (*SCOPED, "grant_history", "report_privileged_access", "report_workspaces_without_admin",
+SCOPED = ("grants", "effective_access", "report_implicit_admins", "review_sheet")
+# Every table the refresh rebuilds, scoped or whole, compared with a whole rebuild (and the view
+# effective_permissions, which reads effective_access).
+COMPARED = (*SCOPED, "effective_permissions", "grant_history", "report_privileged_access", "report_workspaces_without_admin",
             "report_members_without_workspace", "report_custom_role_holders")
 # A value no query gives, set on one row of a user no request touches (a column no check reads),
 # or a row of that user's no query gives: only a refresh that left the other users' rows as they
 # were keeps it.
 MARKED = {table: ("email", "kept-by-the-refresh@example.org") for table in SCOPED}
-MARKED["effective_permissions"] = ("permission", "kept:by-the-refresh")
 # This org's admins are listed in every workspace (no implicit-only row to mark): one is added.
 MARKED["report_implicit_admins"] = ("implicit_admin_id", "kept-by-the-refresh")
 
@@ -134,18 +134,18 @@ def test_a_table_another_project_wrote_is_rebuilt_whole(env):
     # for users outside the refresh may differ from what this project gives. It is written whole.
     sandbox, org, database = env
     untouched = grant_one_and_pick_an_untouched_member(org)
-    mark(database, ("effective_access", "effective_permissions", "review_sheet"), untouched)
+    mark(database, ("effective_access", "report_implicit_admins", "review_sheet"), untouched)
     with duckdb.connect(str(database.working_path)) as conn:
         marks = dict(conn.execute("SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
-                                  "AND table_name IN ('effective_access', 'effective_permissions')").fetchall())
-        assert marks["effective_access"] == marks["effective_permissions"]
+                                  "AND table_name IN ('effective_access', 'report_implicit_admins')").fetchall())
+        assert marks["effective_access"] == marks["report_implicit_admins"]
         assert marks["effective_access"].startswith("langsmith-access: written whole by project ")
-        conn.execute("COMMENT ON TABLE main.effective_permissions IS "
+        conn.execute("COMMENT ON TABLE main.report_implicit_admins IS "
                      "'langsmith-access: written whole by project 0123456789abcdef'")
         conn.execute("COMMENT ON TABLE main.review_sheet IS NULL")
 
     assert provision().success
-    assert marked_in(database.working_path, "effective_permissions") == 0  # another project's: whole
+    assert marked_in(database.working_path, "report_implicit_admins") == 0  # another project's: whole
     assert marked_in(database.working_path, "review_sheet") == 0  # no mark: whole
     assert marked_in(database.working_path, "effective_access") == 1  # this project's: its users' rows
     with duckdb.connect(str(database.working_path), read_only=True) as conn:

@@ -186,3 +186,24 @@ def test_a_table_that_cannot_be_written_fails_the_side_by_side_export(tmp_path):
         (tmp_path / "roles.parquet").mkdir()  # COPY cannot write over a directory
         with pytest.raises(duckdb.Error, match="roles"):
             export.export_tables(conn, tmp_path, "parquet", parallel=2)
+
+
+def test_the_effective_permissions_view_reads_the_file_that_holds_it_under_any_name(history, tmp_path):
+    # effective_permissions is a view; DuckDB stores its query without the name of the database
+    # it was built in (the scratch file's stem), so a renamed copy, or one attached under an
+    # alias, answers it from its own tables.
+    expected = rows(history.database, "SELECT count(*) AS n FROM main.effective_permissions")[0]["n"]
+    assert expected > 0
+    renamed = tmp_path / "renamed copy.duckdb"
+    renamed.write_bytes(history.database.read_bytes())
+    with duckdb.connect(str(renamed), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM main.effective_permissions").fetchone() == (expected,)
+    with duckdb.connect() as conn:
+        conn.execute(f"ATTACH '{renamed}' AS elsewhere (READ_ONLY)")
+        assert conn.execute("SELECT count(*) FROM elsewhere.main.effective_permissions").fetchone() == (expected,)
+    # It reads the copy's own tables, not the file it was built from: empty them in the copy.
+    with duckdb.connect(str(renamed)) as conn:
+        conn.execute("DELETE FROM main.effective_access")
+    with duckdb.connect() as conn:
+        conn.execute(f"ATTACH '{renamed}' AS elsewhere (READ_ONLY)")
+        assert conn.execute("SELECT count(*) FROM elsewhere.main.effective_permissions").fetchone() == (0,)

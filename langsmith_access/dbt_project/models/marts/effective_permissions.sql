@@ -12,17 +12,18 @@
 -- implicit role is the same Admin role everywhere, and the one overlap (an admin's permission
 -- that both paths give) is marked, not repeated.
 --
--- Memory: DuckDB keeps a CTE that is read more than once in memory in full (materialized);
--- `not materialized` recomputes it instead, which for these cheap joins costs less than holding
--- them. And the admins' overlap is an `exists` (a hash table of the ~6,000 rows of
--- direct_of_admins), not a left join, which DuckDB ran with its hash table on the ~2.2 million
--- implicit rows. At 20,000 members the build went from ~750 MB to ~230 MB above DuckDB's
--- baseline, and from 2.4 s to 1.9 s.
-
--- A provisioning refresh replaces only the rows of the users it changed (macros/refresh_scope.sql):
--- a user's rows here follow from that user's rows upstream and from tables provisioning does
--- not change.
-{{ config(refresh_key='user_id') }}
+-- A view, not a table: ~2.85 million rows at 20,000 members (14 per membership), all of them
+-- following from effective_access and role_permissions, the two tables it reads. Writing them
+-- into the file was the longest step at the end of every sync's build (~1 s of its critical
+-- path, ~11 MB of the file) and of every provisioning refresh, while a query that reads the view
+-- computes them in ~0.1 s. The Parquet copy and `export` write it like a table.
+--
+-- Memory (when the view is read whole, as the Parquet copy does): DuckDB keeps a CTE that is
+-- read more than once in memory in full (materialized); `not materialized` recomputes it
+-- instead, which for these cheap joins costs less than holding them. And the admins' overlap is
+-- an `exists` (a hash table of the ~6,000 rows of direct_of_admins), not a left join, which
+-- DuckDB ran with its hash table on the ~2.2 million implicit rows.
+{{ config(materialized='view') }}
 
 with effective_access as not materialized (
     select * from {{ ref('effective_access') }}
