@@ -166,3 +166,27 @@ def test_a_changed_project_writes_every_scoped_table_whole(env):
 
     assert provision().success
     assert {table: marked_in(database.working_path, table) for table in SCOPED} == dict.fromkeys(SCOPED, 0)
+
+
+def test_a_database_with_effective_permissions_as_a_table_gets_the_view_with_the_same_rows(env):
+    # Versions before 201bd37 wrote effective_permissions as a table: the next refresh (or sync)
+    # replaces it with the view, which gives the rows the table would hold after the change.
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled)
+    with duckdb.connect(str(database.working_path)) as conn:
+        conn.execute("CREATE TABLE main.permissions_then AS SELECT * FROM main.effective_permissions")
+        conn.execute("DROP VIEW main.effective_permissions")
+        conn.execute("ALTER TABLE main.permissions_then RENAME TO effective_permissions")
+    assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
+
+    assert provision().success
+    for path in (database.working_path, database.path):
+        with duckdb.connect(str(path), read_only=True) as conn:
+            assert conn.execute("SELECT table_type FROM information_schema.tables "
+                                "WHERE table_name = 'effective_permissions'").fetchall() == [("VIEW",)]
+            granted = conn.execute("SELECT count(*) FROM main.effective_permissions WHERE user_id = ? "
+                                   "AND workspace_id = ?", [outsider.ls_user_id, workspace.id]).fetchone()[0]
+            assert granted > 0
+            assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'effective_permissions%'"
+                                ).fetchone()[0] == 0  # no table, nor a backup of it, is left
