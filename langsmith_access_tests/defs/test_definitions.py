@@ -142,3 +142,36 @@ def test_the_inventory_shows_its_freshness_and_its_cron_is_configurable(monkeypa
     weekdays = policy(defs())
     assert weekdays.warn_window.to_timedelta().total_seconds() == (72 + 0.5) * 3600
     assert weekdays.fail_window.to_timedelta().total_seconds() == (144 + 0.5) * 3600
+
+
+def test_the_runner_builds_the_provisioning_job_as_the_code_location_serves_it(monkeypatch, tmp_path):
+    # `langsmith-access provision` builds the provisioning job on its own, without the asset graph.
+    from langsmith_access import runner
+    from langsmith_access.names import PROVISION_JOB
+
+    orgs_file = tmp_path / "orgs.yaml"  # two orgs: two partitions, as the code location has
+    orgs_file.write_text("".join(
+        f"- slug: {slug}\n  organization_id: {org_id}\n  endpoint: https://eu.api.smith.langchain.com\n"
+        f"  api_key_env: KEY_OF_{slug.upper()}\n"
+        for slug, org_id in (("acme", "11111111-1111-4111-8111-111111111111"),
+                             ("beta", "22222222-2222-4222-8222-222222222222"))))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(orgs_file))
+    served, built = defs().resolve_job_def(PROVISION_JOB), runner.job_definition(PROVISION_JOB)
+    assert (built.name, built.description, built.tags) == (served.name, served.description, served.tags)
+    assert [node.name for node in built.graph.nodes] == [node.name for node in served.graph.nodes]
+    assert {node.name for node in built.graph.nodes} == {"select_requests", "apply_requests", "refresh_access_history"}
+    assert built.partitions_def.get_partition_keys() == served.partitions_def.get_partition_keys() == ["acme", "beta"]
+    assert (built.partitioned_config.get_run_config_for_partition_key("beta")
+            == served.partitioned_config.get_run_config_for_partition_key("beta"))
+    assert built.executor_def is served.executor_def
+
+    # ...and building it loads neither dagster-dbt nor the dbt assets' module.
+    loaded = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c",
+         "import sys; from langsmith_access import runner; runner.job_definition('provision_workspace_roles'); "
+         "print(sorted(m for m in sys.modules if m.startswith(('dagster_dbt', 'langsmith_access.defs.transform'))))"],
+        capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
