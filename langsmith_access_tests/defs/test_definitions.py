@@ -12,7 +12,7 @@ from dagster._utils.schedules import cron_string_iterator
 
 from langsmith_access.definitions import defs
 from langsmith_access.defs.inventory.definitions import longest_cron_interval
-from langsmith_access.defs.resources import DUCKDB_WRITER_POOL
+from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, org_resources
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,6 +165,11 @@ def test_the_runner_builds_the_provisioning_job_as_the_code_location_serves_it(m
     assert (built.partitioned_config.get_run_config_for_partition_key("beta")
             == served.partitioned_config.get_run_config_for_partition_key("beta"))
     assert built.executor_def is served.executor_def
+    assert built.run_tags == served.run_tags  # the run's time limit among them
+    # The same ops (their config, pool, resources), and every resource the served job binds,
+    # but the I/O manager Dagster gives both, is one the runner hands the run itself.
+    assert all(b.definition is s.definition for b, s in zip(built.graph.nodes, served.graph.nodes, strict=True))
+    assert set(served.resource_defs) - set(built.resource_defs) == set(org_resources())
 
     # ...and building it loads neither dagster-dbt nor the dbt assets' module.
     loaded = subprocess.run(
