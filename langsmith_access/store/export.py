@@ -46,17 +46,15 @@ def analysts_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
     first (``effective_permissions`` is one, and the largest to write), then the tables, the
     largest first (DuckDB's estimate), then by name."""
     rows = conn.execute(
-        "SELECT view_name FROM duckdb_views() "
+        "SELECT view_name AS name, 0 AS is_table, 0 AS size FROM duckdb_views() "
         "WHERE database_name = current_database() AND schema_name = $schema AND NOT internal "
-        "AND NOT temporary ORDER BY view_name",
-        {"schema": EXPORTED_SCHEMA},
-    ).fetchall() + conn.execute(
-        "SELECT table_name FROM duckdb_tables() "
+        "AND NOT temporary "
+        "UNION ALL SELECT table_name, 1, estimated_size FROM duckdb_tables() "
         "WHERE database_name = current_database() AND schema_name = $schema AND NOT temporary "
-        "ORDER BY estimated_size DESC, table_name",
+        "ORDER BY is_table, size DESC, name",
         {"schema": EXPORTED_SCHEMA},
     ).fetchall()
-    return [name for (name,) in rows if not name.endswith(_DBT_WORK_SUFFIXES)]
+    return [name for (name, _, _) in rows if not name.endswith(_DBT_WORK_SUFFIXES)]
 
 
 def export_tables(
