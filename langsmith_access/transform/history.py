@@ -8,11 +8,19 @@ between leaves observations dbt has not built: the next run to take the database
 provisioning run, or a sync before it replaces the listings those observations were laid over)
 builds them first, so the history dates the changes when they were verified, not at a later
 build, with no gap between the role that ended and the one that began.
+
+A refresh rewrites only the changed users' rows of the models configured with ``refresh_key``
+when every other user's rows are already what the models' queries give. A build that rebuilt an
+input of such a model but not the model itself (a subset of the sync job launched from the
+Dagster UI, e.g. ``users`` alone) breaks that: ``record_build`` then blocks scoped refreshes
+until a build rewrites those models whole (the next sync, or the next refresh, written whole).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -28,6 +36,9 @@ REFRESH_SELECT = ["stg_langsmith__provisioning_observations+", "grants+"]
 REFRESH_SCOPE = f"{RAW_SCHEMA}.refresh_scope"
 # Above this many users, replacing their rows costs about what writing the tables whole does.
 MAX_REFRESH_SCOPE_USERS = 2_000
+# The models a build left behind an input it rebuilt (see record_build); while it exists every
+# refresh is written whole. Written by langsmith-access only, in the raw schema it owns.
+REFRESH_SCOPE_BLOCKED = f"{RAW_SCHEMA}.refresh_scope_blocked"
 
 
 def rebuild_history(database_file: Path, target: Path, *, unused_days: int, timeout_seconds: float = 600) -> None:
@@ -42,9 +53,11 @@ def rebuild_history(database_file: Path, target: Path, *, unused_days: int, time
     with build(database_file, target, select=REFRESH_SELECT, timeout_seconds=timeout_seconds,
                variables=dbt_vars(unused_days=unused_days)) as invocation:
         invocation.raise_on_failure()
-    if scoped:
-        with duckdb.connect(str(database_file)) as conn:
+    with duckdb.connect(str(database_file)) as conn:
+        if scoped:
             conn.execute(f"DROP TABLE {REFRESH_SCOPE}")
+        else:  # every refresh_key model is downstream of grants: all of them were written whole
+            conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE_BLOCKED}")
 
 
 def _write_refresh_scope(database_file: Path) -> bool:
@@ -54,6 +67,8 @@ def _write_refresh_scope(database_file: Path) -> bool:
         conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE}")
         if not table_exists(conn, "staging", "stg_langsmith__provisioning_observations"):
             return False  # built by a version without observations: everything is rebuilt
+        if table_exists(conn, *REFRESH_SCOPE_BLOCKED.split(".")):
+            return False  # a build left a scoped model behind its inputs: see record_build
         users = conn.execute(
             f"SELECT DISTINCT nullif(trim(raw.ls_user_id), '') AS user_id "
             f"FROM {RAW_SCHEMA}.provisioning_observations AS raw "
@@ -77,3 +92,45 @@ def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
     except duckdb.CatalogException:  # built by a version without observations
         built = 0
     return recorded - built
+
+
+def scoped_models(manifest: Mapping[str, Any]) -> set[str]:
+    """The unique ids of the models a refresh may rewrite for some users only (``refresh_key``)."""
+    return {uid for uid, node in manifest["nodes"].items()
+            if node["resource_type"] == "model" and node["config"].get("refresh_key")}
+
+
+def models_left_behind(manifest: Mapping[str, Any], built: Iterable[str]) -> set[str]:
+    """The scoped models a build of ``built`` (unique ids) did not rebuild although it rebuilt
+    one of their inputs, directly or further upstream: their rows may no longer be what their
+    queries give from the tables as they are now."""
+    built = set(built)
+    nodes = manifest["nodes"]
+
+    def rebuilt_upstream(uid: str, seen: set[str]) -> bool:
+        for parent in nodes.get(uid, {}).get("depends_on", {}).get("nodes", []):
+            if parent in seen:
+                continue
+            seen.add(parent)
+            if parent in built or rebuilt_upstream(parent, seen):
+                return True
+        return False
+
+    return {uid for uid in scoped_models(manifest) if uid not in built and rebuilt_upstream(uid, set())}
+
+
+def record_build(database_file: Path, manifest: Mapping[str, Any], built: Iterable[str]) -> None:
+    """After a successful build of ``built`` (the unique ids of the models and snapshots it
+    built) in ``database_file`` (a scratch copy): block scoped refreshes when it left a scoped
+    model behind an input it rebuilt, and lift the block when it rebuilt every scoped model."""
+    built = set(built)
+    behind = models_left_behind(manifest, built)
+    if not behind and not scoped_models(manifest) <= built:
+        return  # nothing it rebuilt feeds a scoped model it left: the block, if any, stays
+    with duckdb.connect(str(database_file)) as conn:
+        if not behind:
+            conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE_BLOCKED}")
+            return
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {REFRESH_SCOPE_BLOCKED} (model VARCHAR PRIMARY KEY)")
+        conn.executemany(f"INSERT OR IGNORE INTO {REFRESH_SCOPE_BLOCKED} VALUES (?)",
+                         [[manifest["nodes"][uid]["name"]] for uid in sorted(behind)])

@@ -3,13 +3,28 @@ tables (models with ``refresh_key``, macros/refresh_scope.sql), and that gives e
 tables a whole rebuild gives; a table another version of the project wrote, or one without this
 project's mark, is written whole."""
 
+import json
 import shutil
 
+import dagster as dg
 import duckdb
 
+from langsmith_access import runner
 from langsmith_access.api import provision, request_grant, request_revoke
-from langsmith_access.transform.history import REFRESH_SELECT
+from langsmith_access.definitions import defs
+from langsmith_access.defs.orgs import org_tags
+from langsmith_access.defs.resources import org_resources
+from langsmith_access.settings import Orgs, load_orgs
+from langsmith_access.store.sql import table_exists
+from langsmith_access.transform import prepare_manifest
+from langsmith_access.transform.history import (
+    REFRESH_SCOPE_BLOCKED,
+    REFRESH_SELECT,
+    models_left_behind,
+    scoped_models,
+)
 from langsmith_access.transform.invocation import build
+from langsmith_access_tests.helpers import query
 
 SCOPED = ("grants", "effective_access", "report_implicit_admins", "review_sheet")
 # Every table the refresh rebuilds, scoped or whole, compared with a whole rebuild (and the view
@@ -190,3 +205,86 @@ def test_a_database_with_effective_permissions_as_a_table_gets_the_view_with_the
             assert granted > 0
             assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'effective_permissions%'"
                                 ).fetchone()[0] == 0  # no table, nor a backup of it, is left
+
+
+def run_part_of_the_sync(*keys: str) -> None:
+    """The sync job for some of its assets only, as the Dagster UI's "Materialize selected" runs it."""
+    the_org = load_orgs().get()
+    job = defs().resolve_job_def(runner.SYNC_JOB).get_subset(
+        asset_selection={dg.AssetKey(key.split("/")) for key in keys})
+    result = job.execute_in_process(
+        run_config=runner.sync_run_config(), instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False, partition_key=the_org.slug, tags=org_tags(the_org.slug),
+        resources=org_resources(Orgs((the_org,))))
+    assert result.success
+
+
+def blocked_models(path) -> list[str] | None:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        if not table_exists(conn, *REFRESH_SCOPE_BLOCKED.split(".")):
+            return None
+        return [name for (name,) in conn.execute(f"SELECT model FROM {REFRESH_SCOPE_BLOCKED} ORDER BY 1").fetchall()]
+
+
+def test_a_partial_sync_that_left_the_scoped_tables_behind_makes_the_next_refresh_whole(env, tmp_path):
+    # An operator materializes the members' assets and `users` alone from the UI: `users` now says
+    # a member became an Organization Admin, while effective_access (not rebuilt) lacks their
+    # implicit Admin rows. Replacing only the next request's users' rows would keep that gap;
+    # the next refresh is written whole instead, and the one after it is scoped again.
+    sandbox, org, database = env
+    promoted = next(m for m in org.active_members()
+                    if m.org_role_id == org.role_by_name("ORGANIZATION_USER").id and not m.is_disabled)
+    org.set_org_role(promoted.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
+    run_part_of_the_sync("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
+                         "staging/stg_langsmith__org_members", "main/users", "analysts_database")
+    assert blocked_models(database.working_path) == sorted(SCOPED)  # users feeds every one of them
+
+    def implicit_admin_rows() -> int:
+        return query(database.working_path, "SELECT count(*) FROM main.effective_access WHERE user_id = ? "
+                     "AND source = 'organization_admin'", [promoted.ls_user_id])[0][0]
+
+    assert implicit_admin_rows() == 0
+    untouched = grant_one_and_pick_an_untouched_member(org)
+    mark(database, SCOPED, untouched)
+    assert provision().success
+    assert {table: marked_in(database.working_path, table) for table in SCOPED} == dict.fromkeys(SCOPED, 0)
+    assert implicit_admin_rows() == len(org.shared_workspaces())
+    assert blocked_models(database.working_path) is None and blocked_models(database.path) is None
+    unmark(database, untouched)
+    whole = tmp_path / "whole.duckdb"
+    shutil.copyfile(database.working_path, whole)
+    with build(whole, tmp_path / "whole.dbt", select=REFRESH_SELECT) as rebuilt:
+        rebuilt.raise_on_failure()
+    assert {table: differences(database.working_path, whole, table) for table in COMPARED} == dict.fromkeys(COMPARED, 0)
+
+    # The block is lifted: the next refresh replaces only its users' rows again.
+    mark(database, SCOPED, untouched)
+    workspace = org.shared_workspaces()[1]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships
+                    and not m.is_disabled and m.ls_user_id != untouched)
+    assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
+    assert provision().success
+    assert {table: marked_in(database.working_path, table) for table in SCOPED} == dict.fromkeys(SCOPED, 1)
+
+
+def test_which_builds_leave_scoped_models_behind():
+    manifest = json.loads(prepare_manifest().read_text())
+    ids = {node["name"]: uid for uid, node in manifest["nodes"].items()}
+    scoped = {ids[name] for name in SCOPED}
+    assert scoped_models(manifest) == scoped
+    assert models_left_behind(manifest, [ids["users"]]) == scoped
+    assert models_left_behind(manifest, [ids["access_policies"]]) == {ids["report_implicit_admins"], ids["review_sheet"]}
+    assert models_left_behind(manifest, [ids["grants"], ids["effective_access"]]) == {
+        ids["report_implicit_admins"], ids["review_sheet"]}
+    assert models_left_behind(manifest, [ids["grants_snapshot"]]) == {ids["review_sheet"]}  # via grant_history
+    assert models_left_behind(manifest, [ids["users"], *scoped]) == set()
+    # workspaces feeds grants too, through user_scim_groups (SCIM group names name workspaces).
+    assert models_left_behind(manifest, [ids["workspaces"], ids["report_workspaces_without_admin"]]) == scoped
+    assert models_left_behind(manifest, [ids["report_privileged_access"]]) == set()
+    # A refresh written whole lifts the block: REFRESH_SELECT ("grants+") holds every scoped model.
+    downstream, frontier = {ids["grants"]}, [ids["grants"]]
+    while frontier:
+        children = [c for c in manifest["child_map"][frontier.pop()] if c not in downstream]
+        downstream.update(children)
+        frontier.extend(children)
+    assert "grants+" in REFRESH_SELECT and scoped <= downstream
