@@ -21,6 +21,7 @@ from langsmith_access.transform.history import (
     REFRESH_SCOPE_BLOCKED,
     REFRESH_SELECT,
     models_left_behind,
+    record_build,
     scoped_models,
 )
 from langsmith_access.transform.invocation import build
@@ -288,3 +289,22 @@ def test_which_builds_leave_scoped_models_behind():
         downstream.update(children)
         frontier.extend(children)
     assert "grants+" in REFRESH_SELECT and scoped <= downstream
+
+
+def test_a_build_blocks_scoped_refreshes_until_one_rebuilds_every_scoped_model(tmp_path):
+    manifest = json.loads(prepare_manifest().read_text())
+    ids = {node["name"]: uid for uid, node in manifest["nodes"].items()}
+    database_file = tmp_path / "scratch.duckdb"
+    with duckdb.connect(str(database_file)) as conn:
+        conn.execute("CREATE SCHEMA raw")
+
+    record_build(database_file, manifest, [ids["access_policies"]])  # an inventory model alone
+    assert blocked_models(database_file) == ["report_implicit_admins", "review_sheet"]
+    record_build(database_file, manifest, [ids["users"]])  # adds to what is blocked
+    assert blocked_models(database_file) == sorted(SCOPED)
+    record_build(database_file, manifest, [ids["report_privileged_access"]])  # feeds none: stays
+    assert blocked_models(database_file) == sorted(SCOPED)
+    record_build(database_file, manifest, [ids["grants"], ids["effective_access"]])  # some, the rest left behind
+    assert blocked_models(database_file) == sorted(SCOPED)
+    record_build(database_file, manifest, [ids["users"], *(ids[name] for name in SCOPED)])  # a whole sync's
+    assert blocked_models(database_file) is None
