@@ -31,7 +31,8 @@ SCOPED = ("grants", "effective_access", "report_implicit_admins", "review_sheet"
 # Every table the refresh rebuilds, scoped or whole, compared with a whole rebuild (and the view
 # effective_permissions, which reads effective_access).
 COMPARED = (*SCOPED, "effective_permissions", "grant_history", "report_privileged_access", "report_workspaces_without_admin",
-            "report_members_without_workspace", "report_custom_role_holders")
+            "report_members_without_workspace", "report_custom_role_holders", "report_unused_access",
+            "report_grant_changes", "report_unexplained_changes", "report_disabled_members_with_grants")
 # A value no query gives, set on one row of a user no request touches (a column no check reads),
 # or a row of that user's no query gives: only a refresh that left the other users' rows as they
 # were keeps it.
@@ -60,13 +61,18 @@ def marked_in(path, table) -> int:
 
 def unmark(database, untouched_user) -> None:
     # Put back what the query gives: the user's email where it was changed; the added rows gone.
+    # The marked email reaches the tables the refresh rebuilds whole from a marked one (the
+    # reports reading grants' email): put back there too.
     with duckdb.connect(str(database.working_path)) as conn:
         email = conn.execute("SELECT email FROM main.users WHERE user_id = ?", [untouched_user]).fetchone()[0]
+        with_email = [table for (table,) in conn.execute(
+            "SELECT table_name FROM duckdb_columns() WHERE schema_name = 'main' AND column_name = 'email' "
+            "AND table_name IN (SELECT table_name FROM duckdb_tables())").fetchall()]
+        for table in with_email:
+            conn.execute(f"UPDATE main.{table} SET email = ? WHERE email = ?", [email, MARKED["grants"][1]])
         for table in SCOPED:
             column, value = MARKED[table]
-            if column == "email":
-                conn.execute(f"UPDATE main.{table} SET email = ? WHERE email = ?", [email, value])
-            else:
+            if column != "email":
                 conn.execute(f"DELETE FROM main.{table} WHERE {column} = ?", [value])
 
 
