@@ -32,6 +32,7 @@ from langsmith_access.transform.project import dbt_vars
 # The observations' staging, grants and every model downstream of it, each with its tests.
 # dbt's unit tests are not part of any run (make test runs them).
 REFRESH_SELECT = ["stg_langsmith__provisioning_observations+", "grants+"]
+GRANTS_MODEL = "model.langsmith_access.grants"  # its unique id in dbt's manifest
 # The users a refresh's scoped models rebuild (macros/refresh_scope.sql reads it by this name).
 REFRESH_SCOPE = f"{RAW_SCHEMA}.refresh_scope"
 # Above this many users, replacing their rows costs about what writing the tables whole does.
@@ -56,7 +57,7 @@ def rebuild_history(database_file: Path, target: Path, *, unused_days: int, time
     with duckdb.connect(str(database_file)) as conn:
         if scoped:
             conn.execute(f"DROP TABLE {REFRESH_SCOPE}")
-        else:  # every refresh_key model is downstream of grants: all of them were written whole
+        else:  # every guarded node is grants or below it: all of them were written whole
             conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE_BLOCKED}")
 
 
@@ -67,7 +68,7 @@ def _write_refresh_scope(database_file: Path) -> bool:
         conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE}")
         if not table_exists(conn, "staging", "stg_langsmith__provisioning_observations"):
             return False  # built by a version without observations: everything is rebuilt
-        if table_exists(conn, *REFRESH_SCOPE_BLOCKED.split(".")):
+        if refresh_blocked(conn):
             return False  # a build left a scoped model behind its inputs: see record_build
         users = conn.execute(
             f"SELECT DISTINCT nullif(trim(raw.ls_user_id), '') AS user_id "
@@ -81,6 +82,12 @@ def _write_refresh_scope(database_file: Path) -> bool:
         conn.execute(f"CREATE TABLE {REFRESH_SCOPE} (user_id VARCHAR PRIMARY KEY)")
         conn.executemany(f"INSERT INTO {REFRESH_SCOPE} VALUES (?)", users)
     return True
+
+
+def refresh_blocked(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a build left the refreshed tables behind what they read (see record_build): a
+    provisioning run then rebuilds them even with no new change of its own."""
+    return table_exists(conn, *REFRESH_SCOPE_BLOCKED.split("."))
 
 
 def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
@@ -100,32 +107,42 @@ def scoped_models(manifest: Mapping[str, Any]) -> set[str]:
             if node["resource_type"] == "model" and node["config"].get("refresh_key")}
 
 
+def _upstream(manifest: Mapping[str, Any], uid: str) -> set[str]:
+    """Every node ``uid`` reads, directly or further upstream."""
+    nodes, found, frontier = manifest["nodes"], set(), [uid]
+    while frontier:
+        for parent in nodes.get(frontier.pop(), {}).get("depends_on", {}).get("nodes", []):
+            if parent not in found:
+                found.add(parent)
+                frontier.append(parent)
+    return found
+
+
+def guarded_nodes(manifest: Mapping[str, Any]) -> set[str]:
+    """The scoped models, and what they read that a refresh rebuilds for every user (the grants
+    snapshot and grant_history, below grants): a scoped refresh is right only while each of
+    these is up to date with what it reads."""
+    scoped = scoped_models(manifest)
+    refreshed = {uid for uid in manifest["nodes"] if GRANTS_MODEL in _upstream(manifest, uid)}
+    return scoped | {uid for uid in refreshed if any(uid in _upstream(manifest, model) for model in scoped)}
+
+
 def models_left_behind(manifest: Mapping[str, Any], built: Iterable[str]) -> set[str]:
-    """The scoped models a build of ``built`` (unique ids) did not rebuild although it rebuilt
+    """The guarded nodes a build of ``built`` (unique ids) did not rebuild although it rebuilt
     one of their inputs, directly or further upstream: their rows may no longer be what their
-    queries give from the tables as they are now."""
+    queries give from the tables as they are now (a snapshot left behind catches up at the next
+    refresh, for every user, under a scoped model that reads it)."""
     built = set(built)
-    nodes = manifest["nodes"]
-
-    def rebuilt_upstream(uid: str, seen: set[str]) -> bool:
-        for parent in nodes.get(uid, {}).get("depends_on", {}).get("nodes", []):
-            if parent in seen:
-                continue
-            seen.add(parent)
-            if parent in built or rebuilt_upstream(parent, seen):
-                return True
-        return False
-
-    return {uid for uid in scoped_models(manifest) if uid not in built and rebuilt_upstream(uid, set())}
+    return {uid for uid in guarded_nodes(manifest) if uid not in built and _upstream(manifest, uid) & built}
 
 
 def record_build(database_file: Path, manifest: Mapping[str, Any], built: Iterable[str]) -> None:
     """After a successful build of ``built`` (the unique ids of the models and snapshots it
-    built) in ``database_file`` (a scratch copy): block scoped refreshes when it left a scoped
-    model behind an input it rebuilt, and lift the block when it rebuilt every scoped model."""
+    built) in ``database_file`` (a scratch copy): block scoped refreshes when it left a guarded
+    node behind an input it rebuilt, and lift the block when it rebuilt every guarded node."""
     built = set(built)
     behind = models_left_behind(manifest, built)
-    if not behind and not scoped_models(manifest) <= built:
+    if not behind and not guarded_nodes(manifest) <= built:
         return  # nothing it rebuilt feeds a scoped model it left: the block, if any, stays
     with duckdb.connect(str(database_file)) as conn:
         if not behind:

@@ -20,6 +20,7 @@ from langsmith_access.transform import prepare_manifest
 from langsmith_access.transform.history import (
     REFRESH_SCOPE_BLOCKED,
     REFRESH_SELECT,
+    guarded_nodes,
     models_left_behind,
     record_build,
     scoped_models,
@@ -33,6 +34,8 @@ SCOPED = ("grants", "effective_access", "report_implicit_admins", "review_sheet"
 COMPARED = (*SCOPED, "effective_permissions", "grant_history", "report_privileged_access", "report_workspaces_without_admin",
             "report_members_without_workspace", "report_custom_role_holders", "report_unused_access",
             "report_grant_changes", "report_unexplained_changes", "report_disabled_members_with_grants")
+# The scoped models and what a refresh rebuilds for every user under them (transform/history.py).
+GUARDED = sorted((*SCOPED, "grants_snapshot", "grant_history"))
 # A value no query gives, set on one row of a user no request touches (a column no check reads),
 # or a row of that user's no query gives: only a refresh that left the other users' rows as they
 # were keeps it.
@@ -244,7 +247,7 @@ def test_a_partial_sync_that_left_the_scoped_tables_behind_makes_the_next_refres
     org.set_org_role(promoted.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
     run_part_of_the_sync("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
                          "staging/stg_langsmith__org_members", "main/users", "analysts_database")
-    assert blocked_models(database.working_path) == sorted(SCOPED)  # users feeds every one of them
+    assert blocked_models(database.working_path) == GUARDED  # users feeds every one of them
 
     def implicit_admin_rows() -> int:
         return query(database.working_path, "SELECT count(*) FROM main.effective_access WHERE user_id = ? "
@@ -279,14 +282,20 @@ def test_which_builds_leave_scoped_models_behind():
     ids = {node["name"]: uid for uid, node in manifest["nodes"].items()}
     scoped = {ids[name] for name in SCOPED}
     assert scoped_models(manifest) == scoped
-    assert models_left_behind(manifest, [ids["users"]]) == scoped
+    # What a refresh rebuilds for every user under a scoped model: review_sheet reads grant_history.
+    guarded = scoped | {ids["grants_snapshot"], ids["grant_history"]}
+    assert guarded_nodes(manifest) == guarded
+    assert models_left_behind(manifest, [ids["users"]]) == guarded
     assert models_left_behind(manifest, [ids["access_policies"]]) == {ids["report_implicit_admins"], ids["review_sheet"]}
     assert models_left_behind(manifest, [ids["grants"], ids["effective_access"]]) == {
-        ids["report_implicit_admins"], ids["review_sheet"]}
-    assert models_left_behind(manifest, [ids["grants_snapshot"]]) == {ids["review_sheet"]}  # via grant_history
-    assert models_left_behind(manifest, [ids["users"], *scoped]) == set()
+        ids["report_implicit_admins"], ids["review_sheet"], ids["grants_snapshot"], ids["grant_history"]}
+    assert models_left_behind(manifest, [ids["grants_snapshot"]]) == {ids["review_sheet"], ids["grant_history"]}
+    # Every scoped model rebuilt, but not the snapshot: the next refresh's snapshot catches up
+    # for every user, under review_sheet's rows of users outside its scope.
+    assert models_left_behind(manifest, [ids["users"], *scoped]) == {ids["grants_snapshot"], ids["grant_history"]}
+    assert models_left_behind(manifest, [ids["users"], *guarded]) == set()
     # workspaces feeds grants too, through user_scim_groups (SCIM group names name workspaces).
-    assert models_left_behind(manifest, [ids["workspaces"], ids["report_workspaces_without_admin"]]) == scoped
+    assert models_left_behind(manifest, [ids["workspaces"], ids["report_workspaces_without_admin"]]) == guarded
     assert models_left_behind(manifest, [ids["report_privileged_access"]]) == set()
     # A refresh written whole lifts the block: REFRESH_SELECT ("grants+") holds every scoped model.
     downstream, frontier = {ids["grants"]}, [ids["grants"]]
@@ -294,7 +303,7 @@ def test_which_builds_leave_scoped_models_behind():
         children = [c for c in manifest["child_map"][frontier.pop()] if c not in downstream]
         downstream.update(children)
         frontier.extend(children)
-    assert "grants+" in REFRESH_SELECT and scoped <= downstream
+    assert "grants+" in REFRESH_SELECT and guarded <= downstream
 
 
 def test_a_build_blocks_scoped_refreshes_until_one_rebuilds_every_scoped_model(tmp_path):
@@ -307,10 +316,58 @@ def test_a_build_blocks_scoped_refreshes_until_one_rebuilds_every_scoped_model(t
     record_build(database_file, manifest, [ids["access_policies"]])  # an inventory model alone
     assert blocked_models(database_file) == ["report_implicit_admins", "review_sheet"]
     record_build(database_file, manifest, [ids["users"]])  # adds to what is blocked
-    assert blocked_models(database_file) == sorted(SCOPED)
+    assert blocked_models(database_file) == GUARDED
     record_build(database_file, manifest, [ids["report_privileged_access"]])  # feeds none: stays
-    assert blocked_models(database_file) == sorted(SCOPED)
+    assert blocked_models(database_file) == GUARDED
     record_build(database_file, manifest, [ids["grants"], ids["effective_access"]])  # some, the rest left behind
-    assert blocked_models(database_file) == sorted(SCOPED)
-    record_build(database_file, manifest, [ids["users"], *(ids[name] for name in SCOPED)])  # a whole sync's
+    assert blocked_models(database_file) == GUARDED
+    record_build(database_file, manifest, [ids["users"], *(ids[name] for name in SCOPED)])  # not the snapshot
+    assert blocked_models(database_file) == GUARDED
+    record_build(database_file, manifest, [ids["users"], *(ids[name] for name in GUARDED)])  # a whole sync's
     assert blocked_models(database_file) is None
+
+
+def test_a_partial_sync_that_left_the_history_behind_makes_the_next_refresh_whole(env, tmp_path):
+    # Every scoped model rebuilt from the UI after a role change made in LangSmith, but not the
+    # grants snapshot: the next refresh's snapshot records that change, for a user outside its
+    # scope, in grant_history, which review_sheet reads. That refresh is written whole.
+    sandbox, org, database = env
+    # Not an Admin role, before or after: the reports of privileged access (not rebuilt by this
+    # subset) would fail their checks against the new grants, and the subset publish nothing.
+    user_role = org.role_by_name("ORGANIZATION_USER").id
+    plain = {r.id for r in org.roles_by_scope("workspace") if r.display_name in ("Viewer", "Editor")}
+    changed, workspace = next((m, w) for w in org.shared_workspaces() for m in org.active_members()
+                              if not m.is_disabled and m.org_role_id == user_role and m.ls_user_id in w.memberships
+                              and w.memberships[m.ls_user_id].role_id in plain)
+    old = workspace.memberships[changed.ls_user_id].role_id
+    org.set_workspace_role(workspace.id, changed.ls_user_id, next(iter(plain - {old})))
+    run_part_of_the_sync("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
+                         "staging/stg_langsmith__workspace_memberships", "main/grants", "main/effective_access",
+                         "main/report_implicit_admins", "main/review_sheet", "analysts_database")
+    assert blocked_models(database.working_path) == ["grant_history", "grants_snapshot"]
+
+    grant_one_and_pick_an_untouched_member(org)
+    assert provision().success
+    assert blocked_models(database.working_path) is None
+    whole = tmp_path / "whole.duckdb"
+    shutil.copyfile(database.working_path, whole)
+    with build(whole, tmp_path / "whole.dbt", select=REFRESH_SELECT) as rebuilt:
+        rebuilt.raise_on_failure()
+    assert {table: differences(database.working_path, whole, table) for table in COMPARED} == dict.fromkeys(COMPARED, 0)
+
+
+def test_a_blocked_refresh_is_rebuilt_by_the_next_provisioning_run_even_with_nothing_to_apply(env):
+    # A partial build that staged the observations without building them into grants leaves
+    # nothing "unbuilt" by the staging table's count, yet grants behind: the block makes the
+    # next provisioning run rebuild anyway.
+    sandbox, org, database = env
+    promoted = next(m for m in org.active_members()
+                    if m.org_role_id == org.role_by_name("ORGANIZATION_USER").id and not m.is_disabled)
+    org.set_org_role(promoted.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
+    run_part_of_the_sync("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
+                         "staging/stg_langsmith__org_members", "main/users", "analysts_database")
+    assert blocked_models(database.working_path) == GUARDED
+    assert provision().success  # an empty queue
+    assert blocked_models(database.working_path) is None
+    assert query(database.path, "SELECT count(*) FROM main.effective_access WHERE user_id = ? "
+                 "AND source = 'organization_admin'", [promoted.ls_user_id]) == [(len(org.shared_workspaces()),)]
