@@ -123,8 +123,8 @@ def guarded_nodes(manifest: Mapping[str, Any]) -> set[str]:
     snapshot and grant_history, below grants): a scoped refresh is right only while each of
     these is up to date with what it reads."""
     scoped = scoped_models(manifest)
-    refreshed = {uid for uid in manifest["nodes"] if GRANTS_MODEL in _upstream(manifest, uid)}
-    return scoped | {uid for uid in refreshed if any(uid in _upstream(manifest, model) for model in scoped)}
+    read_by_scoped = set().union(*(_upstream(manifest, model) for model in scoped))
+    return scoped | {uid for uid in read_by_scoped if GRANTS_MODEL in _upstream(manifest, uid)}
 
 
 def models_left_behind(manifest: Mapping[str, Any], built: Iterable[str]) -> set[str]:
@@ -132,17 +132,20 @@ def models_left_behind(manifest: Mapping[str, Any], built: Iterable[str]) -> set
     one of their inputs, directly or further upstream: their rows may no longer be what their
     queries give from the tables as they are now (a snapshot left behind catches up at the next
     refresh, for every user, under a scoped model that reads it)."""
-    built = set(built)
-    return {uid for uid in guarded_nodes(manifest) if uid not in built and _upstream(manifest, uid) & built}
+    return _left_behind(manifest, guarded_nodes(manifest), set(built))
+
+
+def _left_behind(manifest: Mapping[str, Any], guarded: set[str], built: set[str]) -> set[str]:
+    return {uid for uid in guarded if uid not in built and _upstream(manifest, uid) & built}
 
 
 def record_build(database_file: Path, manifest: Mapping[str, Any], built: Iterable[str]) -> None:
     """After a successful build of ``built`` (the unique ids of the models and snapshots it
     built) in ``database_file`` (a scratch copy): block scoped refreshes when it left a guarded
     node behind an input it rebuilt, and lift the block when it rebuilt every guarded node."""
-    built = set(built)
-    behind = models_left_behind(manifest, built)
-    if not behind and not guarded_nodes(manifest) <= built:
+    built, guarded = set(built), guarded_nodes(manifest)
+    behind = _left_behind(manifest, guarded, built)
+    if not behind and not guarded <= built:
         return  # nothing it rebuilt feeds a scoped model it left: the block, if any, stays
     with duckdb.connect(str(database_file)) as conn:
         if not behind:
