@@ -89,6 +89,16 @@ def differences(left, right, table) -> int:
         ).fetchone()[0]
 
 
+def differences_from_a_whole_rebuild(database, tmp_path) -> dict[str, int]:
+    """Rows that differ, per table of COMPARED, between the working file and a copy of it with
+    the refresh's models written whole (the copy holds no raw.refresh_scope)."""
+    whole = tmp_path / "whole.duckdb"
+    shutil.copyfile(database.working_path, whole)
+    with build(whole, tmp_path / "whole.dbt", select=REFRESH_SELECT) as rebuilt:
+        rebuilt.raise_on_failure()
+    return {table: differences(database.working_path, whole, table) for table in COMPARED}
+
+
 def test_a_refresh_replaces_the_changed_users_rows_and_equals_a_whole_rebuild(env, tmp_path):
     sandbox, org, database = env
     admin_role = org.role_by_name("ORGANIZATION_ADMIN").id
@@ -130,11 +140,7 @@ def test_a_refresh_replaces_the_changed_users_rows_and_equals_a_whole_rebuild(en
     # With the marked rows as the query gives them, every table is what a whole rebuild of the
     # same file gives.
     unmark(database, untouched)
-    whole = tmp_path / "whole.duckdb"
-    shutil.copyfile(database.working_path, whole)
-    with build(whole, tmp_path / "whole.dbt", select=REFRESH_SELECT) as rebuilt:
-        rebuilt.raise_on_failure()
-    assert {table: differences(database.working_path, whole, table) for table in COMPARED} == dict.fromkeys(COMPARED, 0)
+    assert differences_from_a_whole_rebuild(database, tmp_path) == dict.fromkeys(COMPARED, 0)
     # The changes are there: the new member, the new role, the revoke, the admin's listed role.
     with duckdb.connect(str(database.working_path), read_only=True) as conn:
         listed = dict(conn.execute(
@@ -229,6 +235,17 @@ def run_part_of_the_sync(*keys: str) -> None:
     assert result.success
 
 
+def promote_a_member_and_rebuild_users_alone(org):
+    """Make a member Organization Admin in LangSmith, then materialize the members' assets and
+    `users` alone, as the UI can: `users` says Admin, effective_access (not rebuilt) does not."""
+    promoted = next(m for m in org.active_members()
+                    if m.org_role_id == org.role_by_name("ORGANIZATION_USER").id and not m.is_disabled)
+    org.set_org_role(promoted.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
+    run_part_of_the_sync("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
+                         "staging/stg_langsmith__org_members", "main/users", "analysts_database")
+    return promoted
+
+
 def blocked_models(path) -> list[str] | None:
     with duckdb.connect(str(path), read_only=True) as conn:
         if not table_exists(conn, *REFRESH_SCOPE_BLOCKED.split(".")):
@@ -242,11 +259,7 @@ def test_a_partial_sync_that_left_the_scoped_tables_behind_makes_the_next_refres
     # implicit Admin rows. Replacing only the next request's users' rows would keep that gap;
     # the next refresh is written whole instead, and the one after it is scoped again.
     sandbox, org, database = env
-    promoted = next(m for m in org.active_members()
-                    if m.org_role_id == org.role_by_name("ORGANIZATION_USER").id and not m.is_disabled)
-    org.set_org_role(promoted.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
-    run_part_of_the_sync("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
-                         "staging/stg_langsmith__org_members", "main/users", "analysts_database")
+    promoted = promote_a_member_and_rebuild_users_alone(org)
     assert blocked_models(database.working_path) == GUARDED  # users feeds every one of them
 
     def implicit_admin_rows() -> int:
@@ -261,11 +274,7 @@ def test_a_partial_sync_that_left_the_scoped_tables_behind_makes_the_next_refres
     assert implicit_admin_rows() == len(org.shared_workspaces())
     assert blocked_models(database.working_path) is None and blocked_models(database.path) is None
     unmark(database, untouched)
-    whole = tmp_path / "whole.duckdb"
-    shutil.copyfile(database.working_path, whole)
-    with build(whole, tmp_path / "whole.dbt", select=REFRESH_SELECT) as rebuilt:
-        rebuilt.raise_on_failure()
-    assert {table: differences(database.working_path, whole, table) for table in COMPARED} == dict.fromkeys(COMPARED, 0)
+    assert differences_from_a_whole_rebuild(database, tmp_path) == dict.fromkeys(COMPARED, 0)
 
     # The block is lifted: the next refresh replaces only its users' rows again.
     mark(database, SCOPED, untouched)
@@ -349,23 +358,15 @@ def test_a_partial_sync_that_left_the_history_behind_makes_the_next_refresh_whol
     grant_one_and_pick_an_untouched_member(org)
     assert provision().success
     assert blocked_models(database.working_path) is None
-    whole = tmp_path / "whole.duckdb"
-    shutil.copyfile(database.working_path, whole)
-    with build(whole, tmp_path / "whole.dbt", select=REFRESH_SELECT) as rebuilt:
-        rebuilt.raise_on_failure()
-    assert {table: differences(database.working_path, whole, table) for table in COMPARED} == dict.fromkeys(COMPARED, 0)
+    assert differences_from_a_whole_rebuild(database, tmp_path) == dict.fromkeys(COMPARED, 0)
 
 
 def test_a_blocked_refresh_is_rebuilt_by_the_next_provisioning_run_even_with_nothing_to_apply(env):
-    # A partial build that staged the observations without building them into grants leaves
-    # nothing "unbuilt" by the staging table's count, yet grants behind: the block makes the
-    # next provisioning run rebuild anyway.
+    # A partial build left the refreshed tables behind what they read, and the queue is empty:
+    # nothing is "unbuilt" by the staging table's count (as after a build that staged observations
+    # without building them into grants), yet the block makes the next provisioning run rebuild.
     sandbox, org, database = env
-    promoted = next(m for m in org.active_members()
-                    if m.org_role_id == org.role_by_name("ORGANIZATION_USER").id and not m.is_disabled)
-    org.set_org_role(promoted.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
-    run_part_of_the_sync("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
-                         "staging/stg_langsmith__org_members", "main/users", "analysts_database")
+    promoted = promote_a_member_and_rebuild_users_alone(org)
     assert blocked_models(database.working_path) == GUARDED
     assert provision().success  # an empty queue
     assert blocked_models(database.working_path) is None
