@@ -1,4 +1,5 @@
-"""What the core sync's ``dbt build`` leaves out: the models the inventory fills.
+"""What a build leaves out: the models the inventory fills, which the core sync's ``dbt build``
+leaves as they are, and the tables a partial run left behind what it rebuilt.
 
 The models tagged ``inventory`` (``dbt_project.yml``: access policies, audit events,
 credentials, service accounts, SSO settings) hold one row per record the inventory read; the
@@ -11,19 +12,25 @@ It builds them itself while the file does not hold them as the project now defin
 table missing (a database's first sync, before any inventory) or with other columns than its
 model's contract (a new version of the project), since models the core sync does build read
 them (``user_activity``, ``report_credential_hygiene``).
+
+A run of some of a job's assets only (the Dagster UI's "Materialize selected") may rebuild what
+a table reads and not the table: ``left_behind`` names those tables, and the publish refuses to
+give analysts such a picture (``defs/sync/publish.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
 INVENTORY_TAG = "inventory"
 # dbt's selector for them (``--exclude``).
 INVENTORY_SELECTOR = f"tag:{INVENTORY_TAG}"
+
+Node = TypeVar("Node")
 
 
 def inventory_models(manifest: Mapping[str, Any]) -> dict[tuple[str, str], list[str]]:
@@ -58,3 +65,24 @@ def core_sync_exclusions(manifest: Mapping[str, Any], database_file: Path | str)
     if tables and holds_current_tables(database_file, tables):
         return [INVENTORY_SELECTOR]
     return []
+
+
+def left_behind(inputs: Mapping[Node, Iterable[Node]], rebuilt: Collection[Node],
+                tables: Iterable[Node]) -> set[Node]:
+    """The ``tables`` a run did not rebuild although it rebuilt something they read, directly or
+    further upstream (``inputs``: what each node reads): their rows may no longer be what their
+    queries give from the tables as they are now."""
+    return {table for table in tables
+            if table not in rebuilt and not upstream(inputs, table).isdisjoint(rebuilt)}
+
+
+def upstream(inputs: Mapping[Node, Iterable[Node]], node: Node) -> set[Node]:
+    """Every node ``node`` reads, directly or further upstream."""
+    found: set[Node] = set()
+    frontier = [node]
+    while frontier:
+        for parent in inputs.get(frontier.pop(), ()):
+            if parent not in found:
+                found.add(parent)
+                frontier.append(parent)
+    return found

@@ -3,7 +3,6 @@ tables (models with ``refresh_key``, macros/refresh_scope.sql), and that gives e
 tables a whole rebuild gives; a table another version of the project wrote, or one without this
 project's mark, is written whole."""
 
-import json
 import shutil
 
 import dagster as dg
@@ -15,16 +14,7 @@ from langsmith_access.definitions import defs
 from langsmith_access.defs.orgs import org_tags
 from langsmith_access.defs.resources import org_resources
 from langsmith_access.settings import Orgs, load_orgs
-from langsmith_access.store.sql import table_exists
-from langsmith_access.transform import prepare_manifest
-from langsmith_access.transform.history import (
-    REFRESH_SCOPE_BLOCKED,
-    REFRESH_SELECT,
-    guarded_nodes,
-    models_left_behind,
-    record_build,
-    scoped_models,
-)
+from langsmith_access.transform.history import REFRESH_SELECT
 from langsmith_access.transform.invocation import build
 from langsmith_access_tests.helpers import query
 
@@ -34,8 +24,6 @@ SCOPED = ("grants", "effective_access", "report_implicit_admins", "review_sheet"
 COMPARED = (*SCOPED, "effective_permissions", "grant_history", "report_privileged_access", "report_workspaces_without_admin",
             "report_members_without_workspace", "report_custom_role_holders", "report_unused_access",
             "report_grant_changes", "report_unexplained_changes", "report_disabled_members_with_grants")
-# The scoped models and what a refresh rebuilds for every user under them (transform/history.py).
-GUARDED = sorted((*SCOPED, "grants_snapshot", "grant_history"))
 # A value no query gives, set on one row of a user no request touches (a column no check reads),
 # or a row of that user's no query gives: only a refresh that left the other users' rows as they
 # were keeps it.
@@ -223,152 +211,63 @@ def test_a_database_with_effective_permissions_as_a_table_gets_the_view_with_the
                                 ).fetchone()[0] == 0  # no table, nor a backup of it, is left
 
 
-def run_part_of_the_sync(*keys: str) -> None:
+def run_part_of_the_sync(selection: dg.AssetSelection) -> dg.ExecuteInProcessResult:
     """The sync job for some of its assets only, as the Dagster UI's "Materialize selected" runs it."""
     the_org = load_orgs().get()
-    job = defs().resolve_job_def(runner.SYNC_JOB).get_subset(
-        asset_selection={dg.AssetKey(key.split("/")) for key in keys})
-    result = job.execute_in_process(
+    definitions = defs()
+    keys = selection.resolve(definitions.resolve_asset_graph())
+    job = definitions.resolve_job_def(runner.SYNC_JOB).get_subset(asset_selection=keys)
+    return job.execute_in_process(
         run_config=runner.sync_run_config(), instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False, partition_key=the_org.slug, tags=org_tags(the_org.slug),
         resources=org_resources(Orgs((the_org,))))
-    assert result.success
 
 
-def promote_a_member_and_rebuild_users_alone(org):
-    """Make a member Organization Admin in LangSmith, then materialize the members' assets and
-    `users` alone, as the UI can: `users` says Admin, effective_access (not rebuilt) does not."""
-    promoted = next(m for m in org.active_members()
-                    if m.org_role_id == org.role_by_name("ORGANIZATION_USER").id and not m.is_disabled)
-    org.set_org_role(promoted.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id)
-    run_part_of_the_sync("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
-                         "staging/stg_langsmith__org_members", "main/users", "analysts_database")
-    return promoted
+def implicit_admin_rows(path, user_id) -> int:
+    return query(path, "SELECT count(*) FROM main.effective_access WHERE user_id = ? "
+                 "AND source = 'organization_admin'", [user_id])[0][0]
 
 
-def blocked_models(path) -> list[str] | None:
-    with duckdb.connect(str(path), read_only=True) as conn:
-        if not table_exists(conn, *REFRESH_SCOPE_BLOCKED.split(".")):
-            return None
-        return [name for (name,) in conn.execute(f"SELECT model FROM {REFRESH_SCOPE_BLOCKED} ORDER BY 1").fetchall()]
-
-
-def test_a_partial_sync_that_left_the_scoped_tables_behind_makes_the_next_refresh_whole(env, tmp_path):
-    # An operator materializes the members' assets and `users` alone from the UI: `users` now says
-    # a member became an Organization Admin, while effective_access (not rebuilt) lacks their
-    # implicit Admin rows. Replacing only the next request's users' rows would keep that gap;
-    # the next refresh is written whole instead, and the one after it is scoped again.
+def test_a_partial_sync_that_would_leave_the_scoped_tables_behind_publishes_nothing(env, tmp_path):
+    # An operator materializes the members' assets and `users` alone from the UI after a member
+    # became an Organization Admin in LangSmith: `users` would say Admin while effective_access
+    # (not rebuilt) lacks their implicit Admin rows, and a refresh replacing only its own users'
+    # rows would keep that gap. The publish refuses; the same selection with everything
+    # downstream of it publishes, and the next refresh, scoped, equals a whole rebuild.
     sandbox, org, database = env
-    promoted = promote_a_member_and_rebuild_users_alone(org)
-    assert blocked_models(database.working_path) == GUARDED  # users feeds every one of them
+    user, admin = (org.role_by_name(name).id for name in ("ORGANIZATION_USER", "ORGANIZATION_ADMIN"))
+    promoted = next(m for m in org.active_members() if m.org_role_id == user and not m.is_disabled)
+    org.set_org_role(promoted.ls_user_id, admin)
+    role_of_promoted = "SELECT org_role_id FROM main.users WHERE user_id = ?"
+    before = {path: query(path, role_of_promoted, [promoted.ls_user_id]) for path in (database.working_path, database.path)}
 
-    def implicit_admin_rows() -> int:
-        return query(database.working_path, "SELECT count(*) FROM main.effective_access WHERE user_id = ? "
-                     "AND source = 'organization_admin'", [promoted.ls_user_id])[0][0]
+    partial = run_part_of_the_sync(dg.AssetSelection.assets(
+        dg.AssetKey(["raw", "org_members"])).required_multi_asset_neighbors() | dg.AssetSelection.assets(
+        dg.AssetKey(["staging", "stg_langsmith__org_members"]), dg.AssetKey(["main", "users"]),
+        dg.AssetKey("analysts_database")))
+    assert not partial.success
+    failure = next(e for e in partial.all_events if e.is_step_failure).step_failure_data.user_failure_data
+    assert failure.description.startswith("Nothing published: this run rebuilt main/users, raw/org_members, ")
+    assert {"main/effective_access", "main/grants", "snapshots/grants_snapshot", "main/grant_history",
+            "main/report_implicit_admins", "main/review_sheet"} <= set(failure.metadata["left_behind"].data)
+    fix = failure.metadata["fix"].text
+    assert fix == '(key:"raw/org_members" or key:"raw/pending_invites" or key:"raw/workspace_memberships")+'
+    assert f"`{fix}`" in failure.description
+    for path, rows in before.items():  # nothing committed, nothing published
+        assert query(path, role_of_promoted, [promoted.ls_user_id]) == rows == [(user,)]
+    # The failed run's own row says why, as for any failed sync.
+    [(status, why)] = query(database.working_path, "SELECT status, failure FROM main.sync_runs WHERE sync_id = ?",
+                            [partial.run_id])
+    assert status == "failed" and failure.description in why
 
-    assert implicit_admin_rows() == 0
+    # The selection the failure suggests, as the UI would parse it: everything downstream.
+    assert run_part_of_the_sync(dg.AssetSelection.from_string(fix)).success
+    for path in (database.working_path, database.path):
+        assert query(path, role_of_promoted, [promoted.ls_user_id]) == [(admin,)]
+        assert implicit_admin_rows(path, promoted.ls_user_id) == len(org.shared_workspaces())
     untouched = grant_one_and_pick_an_untouched_member(org)
     mark(database, SCOPED, untouched)
     assert provision().success
-    assert {table: marked_in(database.working_path, table) for table in SCOPED} == dict.fromkeys(SCOPED, 0)
-    assert implicit_admin_rows() == len(org.shared_workspaces())
-    assert blocked_models(database.working_path) is None and blocked_models(database.path) is None
+    assert {table: marked_in(database.working_path, table) for table in SCOPED} == dict.fromkeys(SCOPED, 1)
     unmark(database, untouched)
     assert differences_from_a_whole_rebuild(database, tmp_path) == dict.fromkeys(COMPARED, 0)
-
-    # The block is lifted: the next refresh replaces only its users' rows again.
-    mark(database, SCOPED, untouched)
-    workspace = org.shared_workspaces()[1]
-    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships
-                    and not m.is_disabled and m.ls_user_id != untouched)
-    assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
-    assert provision().success
-    assert {table: marked_in(database.working_path, table) for table in SCOPED} == dict.fromkeys(SCOPED, 1)
-
-
-def test_which_builds_leave_scoped_models_behind():
-    manifest = json.loads(prepare_manifest().read_text())
-    ids = {node["name"]: uid for uid, node in manifest["nodes"].items()}
-    scoped = {ids[name] for name in SCOPED}
-    assert scoped_models(manifest) == scoped
-    # What a refresh rebuilds for every user under a scoped model: review_sheet reads grant_history.
-    guarded = scoped | {ids["grants_snapshot"], ids["grant_history"]}
-    assert guarded_nodes(manifest) == guarded
-    assert models_left_behind(manifest, [ids["users"]]) == guarded
-    assert models_left_behind(manifest, [ids["access_policies"]]) == {ids["report_implicit_admins"], ids["review_sheet"]}
-    assert models_left_behind(manifest, [ids["grants"], ids["effective_access"]]) == {
-        ids["report_implicit_admins"], ids["review_sheet"], ids["grants_snapshot"], ids["grant_history"]}
-    assert models_left_behind(manifest, [ids["grants_snapshot"]]) == {ids["review_sheet"], ids["grant_history"]}
-    # Every scoped model rebuilt, but not the snapshot: the next refresh's snapshot catches up
-    # for every user, under review_sheet's rows of users outside its scope.
-    assert models_left_behind(manifest, [ids["users"], *scoped]) == {ids["grants_snapshot"], ids["grant_history"]}
-    assert models_left_behind(manifest, [ids["users"], *guarded]) == set()
-    # workspaces feeds grants too, through user_scim_groups (SCIM group names name workspaces).
-    assert models_left_behind(manifest, [ids["workspaces"], ids["report_workspaces_without_admin"]]) == guarded
-    assert models_left_behind(manifest, [ids["report_privileged_access"]]) == set()
-    # A refresh written whole lifts the block: REFRESH_SELECT ("grants+") holds every scoped model.
-    downstream, frontier = {ids["grants"]}, [ids["grants"]]
-    while frontier:
-        children = [c for c in manifest["child_map"][frontier.pop()] if c not in downstream]
-        downstream.update(children)
-        frontier.extend(children)
-    assert "grants+" in REFRESH_SELECT and guarded <= downstream
-
-
-def test_a_build_blocks_scoped_refreshes_until_one_rebuilds_every_scoped_model(tmp_path):
-    manifest = json.loads(prepare_manifest().read_text())
-    ids = {node["name"]: uid for uid, node in manifest["nodes"].items()}
-    database_file = tmp_path / "scratch.duckdb"
-    with duckdb.connect(str(database_file)) as conn:
-        conn.execute("CREATE SCHEMA raw")
-
-    record_build(database_file, manifest, [ids["access_policies"]])  # an inventory model alone
-    assert blocked_models(database_file) == ["report_implicit_admins", "review_sheet"]
-    record_build(database_file, manifest, [ids["users"]])  # adds to what is blocked
-    assert blocked_models(database_file) == GUARDED
-    record_build(database_file, manifest, [ids["report_privileged_access"]])  # feeds none: stays
-    assert blocked_models(database_file) == GUARDED
-    record_build(database_file, manifest, [ids["grants"], ids["effective_access"]])  # some, the rest left behind
-    assert blocked_models(database_file) == GUARDED
-    record_build(database_file, manifest, [ids["users"], *(ids[name] for name in SCOPED)])  # not the snapshot
-    assert blocked_models(database_file) == GUARDED
-    record_build(database_file, manifest, [ids["users"], *(ids[name] for name in GUARDED)])  # a whole sync's
-    assert blocked_models(database_file) is None
-
-
-def test_a_partial_sync_that_left_the_history_behind_makes_the_next_refresh_whole(env, tmp_path):
-    # Every scoped model rebuilt from the UI after a role change made in LangSmith, but not the
-    # grants snapshot: the next refresh's snapshot records that change, for a user outside its
-    # scope, in grant_history, which review_sheet reads. That refresh is written whole.
-    sandbox, org, database = env
-    # Not an Admin role, before or after: the reports of privileged access (not rebuilt by this
-    # subset) would fail their checks against the new grants, and the subset publish nothing.
-    user_role = org.role_by_name("ORGANIZATION_USER").id
-    plain = {r.id for r in org.roles_by_scope("workspace") if r.display_name in ("Viewer", "Editor")}
-    changed, workspace = next((m, w) for w in org.shared_workspaces() for m in org.active_members()
-                              if not m.is_disabled and m.org_role_id == user_role and m.ls_user_id in w.memberships
-                              and w.memberships[m.ls_user_id].role_id in plain)
-    old = workspace.memberships[changed.ls_user_id].role_id
-    org.set_workspace_role(workspace.id, changed.ls_user_id, next(iter(plain - {old})))
-    run_part_of_the_sync("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
-                         "staging/stg_langsmith__workspace_memberships", "main/grants", "main/effective_access",
-                         "main/report_implicit_admins", "main/review_sheet", "analysts_database")
-    assert blocked_models(database.working_path) == ["grant_history", "grants_snapshot"]
-
-    grant_one_and_pick_an_untouched_member(org)
-    assert provision().success
-    assert blocked_models(database.working_path) is None
-    assert differences_from_a_whole_rebuild(database, tmp_path) == dict.fromkeys(COMPARED, 0)
-
-
-def test_a_blocked_refresh_is_rebuilt_by_the_next_provisioning_run_even_with_nothing_to_apply(env):
-    # A partial build left the refreshed tables behind what they read, and the queue is empty:
-    # nothing is "unbuilt" by the staging table's count (as after a build that staged observations
-    # without building them into grants), yet the block makes the next provisioning run rebuild.
-    sandbox, org, database = env
-    promoted = promote_a_member_and_rebuild_users_alone(org)
-    assert blocked_models(database.working_path) == GUARDED
-    assert provision().success  # an empty queue
-    assert blocked_models(database.working_path) is None
-    assert query(database.path, "SELECT count(*) FROM main.effective_access WHERE user_id = ? "
-                 "AND source = 'organization_admin'", [promoted.ls_user_id]) == [(len(org.shared_workspaces()),)]

@@ -4,9 +4,7 @@
     `raw.refresh_scope` (user_id) lists the users of the verified changes no build has laid into
     `grants` yet. langsmith-access writes it into the refresh's scratch copy only
     (transform/history.py) and drops it before that copy is committed: a sync's build never
-    sees it, and nothing else writes it. It writes none while `raw.refresh_scope_blocked` says
-    an earlier build rebuilt what these models read without rebuilding them (a subset launched
-    from the Dagster UI): their other users' rows may be behind, and only a whole write mends them.
+    sees it, and nothing else writes it.
 
     A model refreshes only those users' rows when all of these hold, and is written whole
     otherwise:

@@ -26,7 +26,7 @@ from langsmith_access.store.database import (
     DatabaseNotReadyError,
     DatabaseUnusableError,
 )
-from langsmith_access.transform.history import rebuild_history, refresh_blocked, unbuilt_observations
+from langsmith_access.transform.history import rebuild_history, unbuilt_observations
 
 JOB_NAME = names.PROVISION_JOB
 
@@ -196,10 +196,7 @@ def _rebuild(context: dg.OpExecutionContext, provisioning_database: Provisioning
     with provisioning_database.connect() as conn:
         # This run's changes, and any an earlier run recorded but died before rebuilding.
         unbuilt = unbuilt_observations(conn)
-        # A partial build left grants or what is built on it behind (one that staged an
-        # observation without building it into grants among them): rebuilt even with no change.
-        blocked = refresh_blocked(conn)
-    if not unbuilt and not blocked:
+    if not unbuilt:
         context.log.info("No grant changed: nothing to rebuild.")
         return
     # Each applied request recorded what it verified (raw.provisioning_observations); dbt lays

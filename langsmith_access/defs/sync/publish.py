@@ -3,6 +3,7 @@ scratch database, publish the analysts' copy."""
 
 
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -11,9 +12,9 @@ from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, Sy
 from langsmith_access.defs.transform.assets import access_tables
 from langsmith_access.governance.drift import notify_unexplained_changes, unexplained_changes
 from langsmith_access.governance.notifications import Notifier
-from langsmith_access.names import SYNC_JOB
+from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
 from langsmith_access.store.sync_runs import picture_metrics, record_sync_run
-from langsmith_access.transform.selection import INVENTORY_TAG
+from langsmith_access.transform.selection import INVENTORY_TAG, left_behind, upstream
 
 ANALYSTS_DATABASE = dg.AssetKey("analysts_database")
 
@@ -23,6 +24,12 @@ ANALYSTS_DATABASE = dg.AssetKey("analysts_database")
 # whose upstream asset was not materialized in its run. They reach the publish through what
 # reads them (user_activity, report_credential_hygiene), built by both jobs.
 PUBLISHED_AFTER = [spec.key for spec in access_tables.specs if INVENTORY_TAG not in spec.tags]
+# What each dbt table reads: raw extracts (the sources) and other dbt tables.
+TABLE_INPUTS = {spec.key: [dep.asset_key for dep in spec.deps] for spec in access_tables.specs}
+# The tables a run must rebuild when it rebuilds what they read: the published ones but views,
+# which read their inputs as they are.
+FOLLOW_THEIR_INPUTS = [spec.key for spec in access_tables.specs if spec.key in PUBLISHED_AFTER
+                       and str(spec.metadata.get("dagster-dbt/materialization_type")) != "view"]
 
 
 @dg.asset(
@@ -40,6 +47,8 @@ PUBLISHED_AFTER = [spec.key for spec in access_tables.specs if INVENTORY_TAG not
 def analysts_database(
     context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
 ) -> dg.MaterializeResult:
+    # The run's assets: the job's, or the subset launched from the UI.
+    refuse_a_partial_picture(context.job_def.asset_layer.selected_asset_keys, context.job_name)
     started = run_started_at(context.instance, context.run.run_id)
     with sync_database.connect() as conn:
         counts = record_sync_run(
@@ -71,6 +80,40 @@ def analysts_database(
             **{name: dg.MetadataValue.int(value) for name, value in metrics.items()},
             "skipped_section_reasons": dg.MetadataValue.json(json.loads(counts["skipped_sections"])),
         }
+    )
+
+
+def refuse_a_partial_picture(rebuilt: Collection[dg.AssetKey], job_name: str) -> None:
+    """Raise, before anything is written, when this run (``rebuilt``: its assets) rebuilt what a
+    published table reads and not the table: the analysts' tables would disagree with each other
+    (``users`` naming an Admin whom ``effective_access`` does not show as one), and provisioning
+    refreshes, which rewrite only the changed users' rows, would keep that. Nothing is committed
+    then: the working file and the analysts' copy stay as the last complete run left them."""
+    behind = left_behind(TABLE_INPUTS, rebuilt, FOLLOW_THEIR_INPUTS)
+    if not behind:
+        return
+    read = set().union(*(upstream(TABLE_INPUTS, table) for table in behind))
+    causes = read & set(rebuilt)
+    # What to select with everything downstream: the causes no other cause is upstream of.
+    roots = sorted(key.to_user_string() for key in causes if upstream(TABLE_INPUTS, key).isdisjoint(causes))
+    keys = " or ".join(f'key:"{root}"' for root in roots)
+    fix = f"{keys}+" if len(roots) == 1 else f"({keys})+"
+    tables = sorted(key.to_user_string() for key in behind)
+    # The asset graph's "Materialize" launches Dagster's implicit job, which no one launches whole.
+    whole = job_name if job_name in (SYNC_JOB, INVENTORY_JOB) else f"{SYNC_JOB} (or {INVENTORY_JOB})"
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+    raise dg.Failure(
+        description=(
+            f"Nothing published: this run rebuilt {listed(sorted(k.to_user_string() for k in causes))} "
+            f"but not {len(tables)} table(s) that read them ({listed(tables)}), so the analysts' tables "
+            "would disagree with each other. The working database and the analysts' copy are as the "
+            "last complete run left them. Materialize the selection with everything downstream of it "
+            f"(the Dagster UI's asset selection `{fix}`), or launch the whole {whole} job."
+        ),
+        metadata={"left_behind": dg.MetadataValue.json(tables), "fix": dg.MetadataValue.text(fix)},
     )
 
 

@@ -16,7 +16,6 @@ from langsmith_access.defs.transform.project import (
     translator,
 )
 from langsmith_access.transform import build, dbt_vars
-from langsmith_access.transform.history import record_build
 from langsmith_access.transform.selection import core_sync_exclusions
 
 
@@ -43,7 +42,6 @@ def access_tables(context: dg.AssetExecutionContext, sync_database: SyncDatabase
     # The docs site follows the models, not the data: made only when the project changed, from
     # the manifest this build compiles (written only then).
     docs_due = sync_database.docs_site_due()
-    built = set()
     with build(
         sync_database.scratch_path, sync_database.dbt_target_path,
         select=select, exclude=exclude, indirect_selection=indirect_selection,
@@ -51,14 +49,9 @@ def access_tables(context: dg.AssetExecutionContext, sync_database: SyncDatabase
         write_json=docs_due,
     ) as invocation:
         for result in invocation:
-            if result.resource_type in ("model", "snapshot") and result.status == "success":
-                built.add(result.unique_id)
             yield from dagster_events(result, manifest, context)
     if not invocation.success:
         raise build_failure(invocation)
-    # A subset that rebuilt what a scoped model reads, and not the model, makes the next
-    # provisioning refresh rewrite those models whole (transform/history.py).
-    record_build(sync_database.scratch_path, manifest, built)
     if docs_due:
         sync_database.stage_docs_site()
 

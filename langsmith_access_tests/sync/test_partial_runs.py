@@ -1,0 +1,109 @@
+"""A run of some of a job's assets (the Dagster UI's "Materialize selected") publishes only a
+picture whose tables hold together: never one with a table left behind what it reads
+(``defs/sync/publish.py``). The end-to-end run is in provisioning/test_refresh_scope.py."""
+
+import dagster as dg
+import pytest
+
+from langsmith_access import names
+from langsmith_access.definitions import defs
+from langsmith_access.defs.sync.publish import ANALYSTS_DATABASE, refuse_a_partial_picture
+from langsmith_access.transform.selection import left_behind, upstream
+
+
+def test_left_behind_names_the_tables_downstream_of_what_a_run_rebuilt():
+    inputs = {"b": ["a"], "c": ["b"], "d": ["x"], "e": ["c", "d"]}
+    assert upstream(inputs, "e") == {"a", "b", "c", "d", "x"} and upstream(inputs, "a") == set()
+    assert left_behind(inputs, {"a"}, "bcde") == {"b", "c", "e"}
+    assert left_behind(inputs, {"b"}, "bcde") == {"c", "e"}
+    assert left_behind(inputs, {"x", "d"}, "bcd") == set()  # e, which reads d, is no candidate
+    assert left_behind(inputs, {"a", "b", "c", "e"}, "bcde") == set()  # d reads none of them
+    assert left_behind(inputs, set(), "bcde") == set()
+
+
+def keys(*names_: str) -> set[dg.AssetKey]:
+    return {dg.AssetKey(name.split("/")) for name in names_}
+
+
+def job_assets(job: str) -> set[dg.AssetKey]:
+    return set(defs().resolve_job_def(job).asset_layer.selected_asset_keys)
+
+
+def refusal(rebuilt: set[dg.AssetKey], job: str = names.SYNC_JOB) -> dg.Failure | None:
+    try:
+        refuse_a_partial_picture(rebuilt, job)
+    except dg.Failure as failure:
+        return failure
+    return None
+
+
+def downstream_of(selection: str, job: str) -> set[dg.AssetKey]:
+    """A selection typed in the UI, resolved as Dagster does, within the job."""
+    return dg.AssetSelection.from_string(selection).resolve(defs().resolve_asset_graph()) & job_assets(job)
+
+
+@pytest.mark.parametrize("job", [names.SYNC_JOB, names.INVENTORY_JOB])
+def test_whole_jobs_a_republish_and_any_selection_with_everything_downstream_publish(job):
+    assert refusal(job_assets(job), job) is None
+    assert refusal({ANALYSTS_DATABASE}, job) is None  # publishes again what the last run built
+    raw = sorted(key for key in job_assets(job) if key.path[0] == "raw")
+    assert raw
+    for key in raw:
+        assert refusal(downstream_of(f'key:"{key.to_user_string()}"+', job), job) is None
+
+
+PARTIAL = {
+    # A member's row rebuilt, not what reads it: users would name an Admin effective_access lacks.
+    "users alone": (names.SYNC_JOB, keys("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
+                                         "staging/stg_langsmith__org_members", "main/users", "analysts_database"),
+                    {"main/grants", "main/effective_access", "main/report_implicit_admins", "main/review_sheet",
+                     "snapshots/grants_snapshot", "main/grant_history", "main/user_activity", "main/pending_invites"},
+                    '(key:"raw/org_members" or key:"raw/pending_invites" or key:"raw/workspace_memberships")+'),
+    # Every table a provisioning refresh scopes, not the snapshot: the history would miss the change.
+    "the scoped tables without the snapshot": (
+        names.SYNC_JOB, keys("staging/stg_langsmith__workspace_memberships", "main/grants", "main/effective_access",
+                             "main/report_implicit_admins", "main/review_sheet", "analysts_database"),
+        {"snapshots/grants_snapshot", "main/grant_history", "main/report_privileged_access"},
+        'key:"staging/stg_langsmith__workspace_memberships"+'),
+    # Observations staged, not laid into grants.
+    "observations staged alone": (names.SYNC_JOB, keys("staging/stg_langsmith__provisioning_observations",
+                                                       "analysts_database"),
+                                  {"main/grants", "main/grant_history", "main/report_unexplained_changes"},
+                                  'key:"staging/stg_langsmith__provisioning_observations"+'),
+    # The inventory's access policies, not the reports that read them.
+    "access policies alone": (names.INVENTORY_JOB, keys("raw/access_policies", "raw/credentials", "raw/service_accounts",
+                                                        "raw/sso_settings", "raw/audit_events", "main/access_policies",
+                                                        "analysts_database"),
+                              {"main/report_implicit_admins", "main/review_sheet", "main/report_privileged_access",
+                               "main/report_credential_hygiene", "main/user_activity"},
+                              '(key:"raw/access_policies" or key:"raw/audit_events" or key:"raw/credentials")+'),
+}
+
+
+@pytest.mark.parametrize("case", PARTIAL)
+def test_a_run_that_left_a_table_behind_publishes_nothing_and_says_what_to_select(case):
+    job, rebuilt, expected, expected_fix = PARTIAL[case]
+    assert rebuilt <= job_assets(job)
+    failure = refusal(rebuilt, job)
+    assert failure is not None
+    left = set(failure.metadata["left_behind"].data)
+    assert expected <= left
+    # The inventory's own tables stay as the last inventory built them, as in every core sync;
+    # a view reads its inputs as they are.
+    assert not left & {"main/credentials", "main/audit_events", "main/access_policies", "main/service_accounts",
+                       "main/effective_permissions"}
+    assert failure.description.startswith("Nothing published: this run rebuilt ")
+    assert f"launch the whole {job} job" in failure.description
+    # What the failure tells the operator to select, parsed as the UI does, publishes.
+    # Only the rebuilt assets nothing else rebuilt is upstream of.
+    fix = failure.metadata["fix"].text
+    assert fix == expected_fix and f"`{fix}`" in failure.description
+    assert refusal(rebuilt | downstream_of(fix, job), job) is None
+
+
+def test_a_run_of_dagsters_implicit_job_is_told_which_job_to_launch():
+    # "Materialize" in the asset graph runs Dagster's own asset job, which nobody launches whole.
+    job, rebuilt, _, _ = PARTIAL["users alone"]
+    failure = refusal(rebuilt, "__ASSET_JOB")
+    assert failure is not None
+    assert f"launch the whole {names.SYNC_JOB} (or {names.INVENTORY_JOB}) job" in failure.description
