@@ -40,20 +40,22 @@ scim_groups_read as (
     where scim_groups is not null
 ),
 
--- When the latest sync read LangSmith (its latest read of any listing). Syncs and provisioning
--- runs take turns under the writer lease, so every observation was made either before this
--- sync began or after it ended.
+-- When the latest sync read the workspace memberships, the only listing that can supersede what
+-- provisioning verified (a run of some of the sync's assets may read roles or workspaces again
+-- and not the memberships). Syncs and provisioning runs take turns under the writer lease, so
+-- every observation was made either before that read or after it. With no membership listed
+-- at all, the latest read of any listing.
 latest_sync as (
-    select max(read_at) as read_at
-    from (
-        select synced_at as read_at from users
-        union all
-        select synced_at from roles
-        union all
-        select fetched_at from all_workspaces
-        union all
-        select fetched_at from memberships
-    )
+    select coalesce(
+        (select max(fetched_at) from memberships),
+        (select max(read_at) from (
+            select synced_at as read_at from users
+            union all
+            select synced_at from roles
+            union all
+            select fetched_at from all_workspaces
+        ))
+    ) as read_at
 ),
 
 -- What provisioning verified after the latest sync, the latest observation per membership
