@@ -161,7 +161,8 @@ class SyncDatabase(OrgScopedResource):
     def _record_failure(self, context: dg.InitResourceContext) -> None:
         """For a run (sync or inventory) a step of which failed: its ``sync_runs`` row and
         ``sync.failed``; nothing for a run that published nothing because it was asked for part
-        of its assets only. Never raises: the run's own failure is what it reports."""
+        of its assets only, without ``analysts_database`` (nothing failed; a subset the publish
+        refused did fail, and gets its row). Never raises: the run's own failure is what it reports."""
         if context.run is None or context.instance is None:
             return
         run = context.run

@@ -68,12 +68,27 @@ def core_sync_exclusions(manifest: Mapping[str, Any], database_file: Path | str)
 
 
 def left_behind(inputs: Mapping[Node, Iterable[Node]], rebuilt: Collection[Node],
-                tables: Iterable[Node]) -> set[Node]:
+                tables: Iterable[Node], kept: Collection[Node] = ()) -> set[Node]:
     """The ``tables`` a run did not rebuild although it rebuilt something they read, directly or
     further upstream (``inputs``: what each node reads): their rows may no longer be what their
-    queries give from the tables as they are now."""
-    return {table for table in tables
-            if table not in rebuilt and not upstream(inputs, table).isdisjoint(rebuilt)}
+    queries give from the tables as they are now. ``kept``: tables a run may leave as they are
+    (the inventory's, in a core sync): what reads one of them reads it as it is, so what it was
+    built from does not count unless it was rebuilt itself."""
+    return {table for table in tables if table not in rebuilt and _reads_rebuilt(inputs, table, rebuilt, kept)}
+
+
+def _reads_rebuilt(inputs: Mapping[Node, Iterable[Node]], node: Node, rebuilt: Collection[Node],
+                   kept: Collection[Node]) -> bool:
+    seen: set[Node] = set()
+    frontier = [node]
+    while frontier:
+        for parent in inputs.get(frontier.pop(), ()):
+            if parent in rebuilt:
+                return True
+            if parent not in seen and parent not in kept:
+                seen.add(parent)
+                frontier.append(parent)
+    return False
 
 
 def upstream(inputs: Mapping[Node, Iterable[Node]], node: Node) -> set[Node]:

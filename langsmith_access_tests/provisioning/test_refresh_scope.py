@@ -217,8 +217,10 @@ def run_part_of_the_sync(selection: dg.AssetSelection) -> dg.ExecuteInProcessRes
     definitions = defs()
     keys = selection.resolve(definitions.resolve_asset_graph())
     job = definitions.resolve_job_def(runner.SYNC_JOB).get_subset(asset_selection=keys)
+    config = runner.sync_run_config()  # the config of the ops the subset runs, as the UI fills it
+    config["ops"] = {op: value for op, value in config["ops"].items() if job.graph.has_node_named(op)}
     return job.execute_in_process(
-        run_config=runner.sync_run_config(), instance=dg.DagsterInstance.ephemeral(),
+        run_config=config, instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False, partition_key=the_org.slug, tags=org_tags(the_org.slug),
         resources=org_resources(Orgs((the_org,))))
 
@@ -271,3 +273,27 @@ def test_a_partial_sync_that_would_leave_the_scoped_tables_behind_publishes_noth
     assert {table: marked_in(database.working_path, table) for table in SCOPED} == dict.fromkeys(SCOPED, 1)
     unmark(database, untouched)
     assert differences_from_a_whole_rebuild(database, tmp_path) == dict.fromkeys(COMPARED, 0)
+
+
+def test_a_partial_sync_that_reads_the_roles_again_keeps_what_provisioning_verified(env):
+    # Provisioning granted a role after the latest sync; then the roles are read again with
+    # everything downstream of them, but not the memberships (a selection the publish accepts):
+    # only a later read of the memberships supersedes what provisioning verified, so the grant
+    # stays, its history interval stays open, and nothing counts as an unexplained change.
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled)
+    assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
+    assert provision().success
+    membership = [outsider.ls_user_id, workspace.id]
+    held = "SELECT role_name, verified_by_request_id IS NOT NULL FROM main.grants WHERE user_id = ? AND workspace_id = ?"
+    intervals = "SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL) FROM main.grant_history " \
+                "WHERE user_id = ? AND workspace_id = ?"
+    assert query(database.path, held, membership) == [("Viewer", True)]
+
+    assert run_part_of_the_sync(dg.AssetSelection.from_string('key:"raw/roles"+')).success
+    for path in (database.working_path, database.path):
+        assert query(path, held, membership) == [("Viewer", True)]
+        assert query(path, intervals, membership) == [(1, 1)]
+        assert query(path, "SELECT count(*) FROM main.report_unexplained_changes WHERE user_id = ?",
+                     [outsider.ls_user_id]) == [(0,)]

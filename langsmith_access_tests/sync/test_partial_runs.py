@@ -19,6 +19,10 @@ def test_left_behind_names_the_tables_downstream_of_what_a_run_rebuilt():
     assert left_behind(inputs, {"x", "d"}, "bcd") == set()  # e, which reads d, is no candidate
     assert left_behind(inputs, {"a", "b", "c", "e"}, "bcde") == set()  # d reads none of them
     assert left_behind(inputs, set(), "bcde") == set()
+    # What reads a table a run may leave as it is (kept) reads it as it is: what that table was
+    # built from does not count, unless it was rebuilt itself.
+    assert left_behind(inputs, {"a"}, "ce", kept={"b"}) == set()
+    assert left_behind(inputs, {"a", "b"}, "ce", kept={"b"}) == {"c", "e"}
 
 
 def keys(*names_: str) -> set[dg.AssetKey]:
@@ -52,6 +56,15 @@ def test_whole_jobs_a_republish_and_any_selection_with_everything_downstream_pub
         assert refusal(downstream_of(f'key:"{key.to_user_string()}"+', job), job) is None
 
 
+def test_a_run_may_leave_the_inventorys_tables_and_what_reads_only_them():
+    # The roles read again with everything downstream but the inventory's credentials and the
+    # report built on them alone: the report reads credentials as they are (and the org
+    # settings, not rebuilt), so it still holds what its query gives.
+    rebuilt = downstream_of('key:"raw/roles"+', names.SYNC_JOB) - keys("main/credentials",
+                                                                        "main/report_credential_hygiene")
+    assert refusal(rebuilt) is None
+
+
 PARTIAL = {
     # A member's row rebuilt, not what reads it: users would name an Admin effective_access lacks.
     "users alone": (names.SYNC_JOB, keys("raw/org_members", "raw/pending_invites", "raw/workspace_memberships",
@@ -74,9 +87,18 @@ PARTIAL = {
     "access policies alone": (names.INVENTORY_JOB, keys("raw/access_policies", "raw/credentials", "raw/service_accounts",
                                                         "raw/sso_settings", "raw/audit_events", "main/access_policies",
                                                         "analysts_database"),
-                              {"main/report_implicit_admins", "main/review_sheet", "main/report_privileged_access",
-                               "main/report_credential_hygiene", "main/user_activity"},
-                              '(key:"raw/access_policies" or key:"raw/audit_events" or key:"raw/credentials")+'),
+                              {"main/report_implicit_admins", "main/review_sheet", "main/report_privileged_access"},
+                              '(key:"raw/access_policies" or key:"raw/audit_events" or key:"raw/credentials" '
+                              'or key:"raw/service_accounts" or key:"raw/sso_settings")+'),
+    # The members read again with what is downstream of one of their three tables only: the
+    # selection to launch instead names all three (one multi-asset, never selected in part), and
+    # the org info, which the run read after them.
+    "downstream of org_members only": (
+        names.SYNC_JOB,
+        keys("raw/pending_invites", "raw/workspace_memberships") | downstream_of('key:"raw/org_members"+', names.SYNC_JOB),
+        {"staging/stg_langsmith__pending_invites", "staging/stg_langsmith__workspace_memberships"},
+        '(key:"raw/org_members" or key:"raw/org_settings" or key:"raw/pending_invites" '
+        'or key:"raw/workspace_memberships")+'),
 }
 
 

@@ -30,6 +30,8 @@ TABLE_INPUTS = {spec.key: [dep.asset_key for dep in spec.deps] for spec in acces
 # which read their inputs as they are.
 FOLLOW_THEIR_INPUTS = [spec.key for spec in access_tables.specs if spec.key in PUBLISHED_AFTER
                        and str(spec.metadata.get("dagster-dbt/materialization_type")) != "view"]
+# The inventory's tables, which a run may leave as the last inventory built them.
+INVENTORY_TABLES = {spec.key for spec in access_tables.specs if INVENTORY_TAG in spec.tags}
 
 
 @dg.asset(
@@ -89,13 +91,15 @@ def refuse_a_partial_picture(rebuilt: Collection[dg.AssetKey], job_name: str) ->
     (``users`` naming an Admin whom ``effective_access`` does not show as one), and provisioning
     refreshes, which rewrite only the changed users' rows, would keep that. Nothing is committed
     then: the working file and the analysts' copy stay as the last complete run left them."""
-    behind = left_behind(TABLE_INPUTS, rebuilt, FOLLOW_THEIR_INPUTS)
+    behind = left_behind(TABLE_INPUTS, rebuilt, FOLLOW_THEIR_INPUTS, kept=INVENTORY_TABLES)
     if not behind:
         return
     read = set().union(*(upstream(TABLE_INPUTS, table) for table in behind))
-    causes = read & set(rebuilt)
-    # What to select with everything downstream: the causes no other cause is upstream of.
-    roots = sorted(key.to_user_string() for key in causes if upstream(TABLE_INPUTS, key).isdisjoint(causes))
+    causes = sorted(key.to_user_string() for key in read & set(rebuilt))
+    # The selection to launch instead: this run's assets that none of its others feeds (a
+    # multi-asset's keys all among them), with everything downstream.
+    roots = sorted(key.to_user_string() for key in rebuilt
+                   if key != ANALYSTS_DATABASE and upstream(TABLE_INPUTS, key).isdisjoint(rebuilt))
     keys = " or ".join(f'key:"{root}"' for root in roots)
     fix = f"{keys}+" if len(roots) == 1 else f"({keys})+"
     tables = sorted(key.to_user_string() for key in behind)
@@ -107,7 +111,7 @@ def refuse_a_partial_picture(rebuilt: Collection[dg.AssetKey], job_name: str) ->
 
     raise dg.Failure(
         description=(
-            f"Nothing published: this run rebuilt {listed(sorted(k.to_user_string() for k in causes))} "
+            f"Nothing published: this run rebuilt {listed(causes)} "
             f"but not {len(tables)} table(s) that read them ({listed(tables)}), so the analysts' tables "
             "would disagree with each other. The working database and the analysts' copy are as the "
             "last complete run left them. Materialize the selection with everything downstream of it "
