@@ -289,11 +289,15 @@ def test_a_partial_sync_that_reads_the_roles_again_keeps_what_provisioning_verif
     held = "SELECT role_name, verified_by_request_id IS NOT NULL FROM main.grants WHERE user_id = ? AND workspace_id = ?"
     intervals = "SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL) FROM main.grant_history " \
                 "WHERE user_id = ? AND workspace_id = ?"
+    changes = "SELECT change_type, new_role_name FROM main.report_grant_changes WHERE user_id = ? AND workspace_id = ?"
     assert query(database.path, held, membership) == [("Viewer", True)]
+    assert query(database.path, changes, membership) == [("added", "Viewer")]
 
     assert run_part_of_the_sync(dg.AssetSelection.from_string('key:"raw/roles"+')).success
     for path in (database.working_path, database.path):
         assert query(path, held, membership) == [("Viewer", True)]
         assert query(path, intervals, membership) == [(1, 1)]
+        # Still a change since the latest read of the memberships, listed until the next one.
+        assert query(path, changes, membership) == [("added", "Viewer")]
         assert query(path, "SELECT count(*) FROM main.report_unexplained_changes WHERE user_id = ?",
                      [outsider.ls_user_id]) == [(0,)]

@@ -6,9 +6,10 @@
 --     snapshot time of the dbt build that saw the change, and one build stamps all of its
 --     changes with the same instant; or, for a change a provisioning run applied, the time
 --     provisioning verified it (after the latest sync's read, before the next sync's).
---   * This sync read the API (the fetched_at of its staged rows) after every earlier build had
---     finished (syncs take turns under the writer lease) and before its own build. So the
---     boundaries after its last read belong to this build, earlier ones to earlier builds.
+--   * This sync read the API (the fetched_at of its staged members and memberships, below)
+--     after every earlier build had finished (syncs take turns under the writer lease) and
+--     before its own build. So the boundaries after its last read belong to this build,
+--     earlier ones to earlier builds.
 --     (The latest read is used, not the first: should one raw table ever hold an older sync's
 --     rows, the other tables still date this sync. Rebuilding the model without a new sync
 --     gives the same rows, as the read times belong to the data, not to the dbt invocation.)
@@ -46,12 +47,11 @@ all_workspaces as (
     select * from {{ ref('stg_langsmith__workspaces') }}
 ),
 
+-- The listings grants come from: a sync reads them last, and a run of some of the sync's assets
+-- that reads the roles or the workspaces again, and not these, is no new read of the grants
+-- (grants.sql keeps provisioning's later changes over them, and so does this report).
 this_sync_reads as (
     select fetched_at from {{ ref('stg_langsmith__org_members') }}
-    union all
-    select fetched_at from {{ ref('stg_langsmith__workspaces') }}
-    union all
-    select fetched_at from {{ ref('stg_langsmith__roles') }}
     union all
     select fetched_at from {{ ref('stg_langsmith__workspace_memberships') }}
 ),
