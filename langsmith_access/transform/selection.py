@@ -74,30 +74,18 @@ def left_behind(inputs: Mapping[Node, Iterable[Node]], rebuilt: Collection[Node]
     queries give from the tables as they are now. ``kept``: tables a run may leave as they are
     (the inventory's, in a core sync): what reads one of them reads it as it is, so what it was
     built from does not count unless it was rebuilt itself."""
-    return {table for table in tables if table not in rebuilt and _reads_rebuilt(inputs, table, rebuilt, kept)}
+    return {table for table in tables
+            if table not in rebuilt and not upstream(inputs, table, kept).isdisjoint(rebuilt)}
 
 
-def _reads_rebuilt(inputs: Mapping[Node, Iterable[Node]], node: Node, rebuilt: Collection[Node],
-                   kept: Collection[Node]) -> bool:
-    seen: set[Node] = set()
-    frontier = [node]
-    while frontier:
-        for parent in inputs.get(frontier.pop(), ()):
-            if parent in rebuilt:
-                return True
-            if parent not in seen and parent not in kept:
-                seen.add(parent)
-                frontier.append(parent)
-    return False
-
-
-def upstream(inputs: Mapping[Node, Iterable[Node]], node: Node) -> set[Node]:
-    """Every node ``node`` reads, directly or further upstream."""
+def upstream(inputs: Mapping[Node, Iterable[Node]], node: Node, kept: Collection[Node] = ()) -> set[Node]:
+    """Every node ``node`` reads, directly or further upstream; not what a ``kept`` node reads."""
     found: set[Node] = set()
     frontier = [node]
     while frontier:
         for parent in inputs.get(frontier.pop(), ()):
             if parent not in found:
                 found.add(parent)
-                frontier.append(parent)
+                if parent not in kept:
+                    frontier.append(parent)
     return found

@@ -28,7 +28,7 @@ PUBLISHED_AFTER = [spec.key for spec in access_tables.specs if INVENTORY_TAG not
 TABLE_INPUTS = {spec.key: [dep.asset_key for dep in spec.deps] for spec in access_tables.specs}
 # The tables a run must rebuild when it rebuilds what they read: the published ones but views,
 # which read their inputs as they are.
-FOLLOW_THEIR_INPUTS = [spec.key for spec in access_tables.specs if spec.key in PUBLISHED_AFTER
+FOLLOW_THEIR_INPUTS = [spec.key for spec in access_tables.specs if INVENTORY_TAG not in spec.tags
                        and str(spec.metadata.get("dagster-dbt/materialization_type")) != "view"]
 # The inventory's tables, which a run may leave as the last inventory built them.
 INVENTORY_TABLES = {spec.key for spec in access_tables.specs if INVENTORY_TAG in spec.tags}
