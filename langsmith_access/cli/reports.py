@@ -108,7 +108,7 @@ HELD_TABLE_SQL = """
 SELECT
     coalesce(email, user_id) AS "EMAIL",
     CASE WHEN entitlement_type = 'organization_role' THEN 'organization'
-         ELSE coalesce(workspace_name, '(not listed now)') END AS "SCOPE",
+         ELSE coalesce(workspace_name, '(name not recorded)') END AS "SCOPE",
     workspace_id AS "WORKSPACE ID",
     coalesce(role_name, role_id) AS "ROLE",
     strftime(valid_from AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M') AS "SINCE",
@@ -170,10 +170,13 @@ def access_at_time(args: argparse.Namespace) -> int:
             return 0
         print(_held_heading(held, at, args))
         if held:
-            sql, params = queries.held_at_query(at, user_ids=user_ids, workspace_id=workspace_id)
+            workspaces = queries.workspaces_at_sql(conn)
+            sql, params = queries.held_at_query(at, user_ids=user_ids, workspace_id=workspace_id,
+                                                workspaces=workspaces)
             table = HELD_TABLE_SQL.format(held=sql)
             if args.effective:
-                implicit, _ = queries.implicit_admin_query(at, user_ids=user_ids, workspace_id=workspace_id)
+                implicit, _ = queries.implicit_admin_query(at, user_ids=user_ids, workspace_id=workspace_id,
+                                                           workspaces=workspaces)
                 table = EFFECTIVE_TABLE_SQL.format(
                     held_table=table, implicit_table=HELD_TABLE_SQL.format(held=implicit)
                 )

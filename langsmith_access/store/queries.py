@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from langsmith_access.store.sql import table_exists
+
 
 class LookupFailed(ValueError):
     """A user or workspace named by an argument is unknown, or the name is ambiguous."""
@@ -61,6 +63,36 @@ class HeldGrant:
         }
 
 
+# The workspaces a sync listed, each with the name it had at $at, whether it existed then, and
+# when it stopped being listed (null while it is): from workspace_history. A workspace whose
+# history starts after $at was listed before the history began (a database older than it), so
+# it existed since its creation. A database published before workspace_history existed has the
+# current workspaces only (WORKSPACES_NOW_SQL), until its next sync.
+WORKSPACES_AT_SQL = """
+    SELECT
+        workspace_id,
+        coalesce(arg_max(display_name, valid_from) FILTER (WHERE valid_from <= $at),
+                 arg_min(display_name, valid_from)) AS display_name,
+        min(created_at) AS created_at,
+        (bool_or(valid_from <= $at AND (valid_to IS NULL OR valid_to > $at)) OR min(valid_from) > $at)
+            AND (min(created_at) IS NULL OR min(created_at) <= $at) AS existed,
+        CASE WHEN bool_or(valid_to IS NULL) THEN NULL ELSE max(valid_to) END AS gone_at
+    FROM main.workspace_history
+    GROUP BY workspace_id
+"""
+
+WORKSPACES_NOW_SQL = """
+    SELECT workspace_id, display_name, created_at,
+        created_at IS NULL OR created_at <= $at AS existed, NULL::TIMESTAMPTZ AS gone_at
+    FROM main.workspaces
+"""
+
+
+def workspaces_at_sql(conn) -> str:
+    """``WORKSPACES_AT_SQL``, or ``WORKSPACES_NOW_SQL`` for a database without the history."""
+    return WORKSPACES_AT_SQL if table_exists(conn, "main", "workspace_history") else WORKSPACES_NOW_SQL
+
+
 HELD_AT_SQL = """
 SELECT
     history.grant_id,
@@ -75,7 +107,7 @@ SELECT
     history.valid_to
 FROM main.grant_history AS history
 LEFT JOIN main.users AS users ON users.user_id = history.user_id
-LEFT JOIN main.workspaces AS workspaces ON workspaces.workspace_id = history.workspace_id
+LEFT JOIN ({workspaces}) AS workspaces ON workspaces.workspace_id = history.workspace_id
 LEFT JOIN main.roles AS roles ON roles.role_id = history.role_id
 WHERE history.valid_from <= $at
     AND (history.valid_to IS NULL OR history.valid_to > $at)
@@ -98,10 +130,13 @@ def _access_at_query(
     return sql + "ORDER BY " + order_by, params
 
 
-def held_at_query(at: datetime, *, user_ids=None, workspace_id=None) -> tuple[str, dict]:
-    """The SQL and parameters of ``grants_held_at``, for callers that shape the rows further."""
+def held_at_query(
+    at: datetime, *, user_ids=None, workspace_id=None, workspaces: str = WORKSPACES_AT_SQL
+) -> tuple[str, dict]:
+    """The SQL and parameters of ``grants_held_at``, for callers that shape the rows further
+    (``workspaces``: ``workspaces_at_sql(conn)``); workspaces are named as they were at ``at``."""
     return _access_at_query(
-        HELD_AT_SQL, at, user_ids=user_ids, workspace_id=workspace_id,
+        HELD_AT_SQL.format(workspaces=workspaces), at, user_ids=user_ids, workspace_id=workspace_id,
         workspace_column="history.workspace_id",
         order_by="lower(coalesce(users.email, history.email)), history.user_id, "
         "history.entitlement_type, workspaces.display_name, history.workspace_id",
@@ -110,13 +145,14 @@ def held_at_query(at: datetime, *, user_ids=None, workspace_id=None) -> tuple[st
 
 def grants_held_at(conn, at: datetime, *, user_ids=None, workspace_id=None) -> list[HeldGrant]:
     """The grants held at ``at`` (DESIGN.md: valid_from <= T and (valid_to null or > T))."""
-    sql, params = held_at_query(at, user_ids=user_ids, workspace_id=workspace_id)
+    sql, params = held_at_query(at, user_ids=user_ids, workspace_id=workspace_id,
+                                workspaces=workspaces_at_sql(conn))
     return [HeldGrant(*row) for row in conn.execute(sql, params).fetchall()]
 
 
 # The implicit Admin of an Organization Admin in every shared workspace, at time T: from the
-# org-role intervals of grant_history, in the workspaces that existed then (as far as the
-# latest sync knows: a workspace deleted since is not listed).
+# org-role intervals of grant_history, in the workspaces that existed then (workspace_history:
+# a workspace deleted since counts until a sync no longer listed it).
 IMPLICIT_ADMIN_AT_SQL = """
 SELECT
     history.grant_id || ':' || workspaces.workspace_id AS grant_id,
@@ -128,25 +164,27 @@ SELECT
     admin_role.role_id,
     admin_role.display_name AS role_name,
     greatest(history.valid_from, workspaces.created_at) AS valid_from,
-    history.valid_to,
+    least(history.valid_to, workspaces.gone_at) AS valid_to,
     'organization_admin' AS source
 FROM main.grant_history AS history
 JOIN main.roles AS org_role ON org_role.role_id = history.role_id AND org_role.name = 'ORGANIZATION_ADMIN'
-CROSS JOIN main.workspaces AS workspaces
+CROSS JOIN ({workspaces}) AS workspaces
 CROSS JOIN (SELECT role_id, display_name FROM main.roles WHERE name = 'WORKSPACE_ADMIN' LIMIT 1) AS admin_role
 LEFT JOIN main.users AS users ON users.user_id = history.user_id
 WHERE history.entitlement_type = 'organization_role'
     AND history.valid_from <= $at
     AND (history.valid_to IS NULL OR history.valid_to > $at)
-    AND (workspaces.created_at IS NULL OR workspaces.created_at <= $at)
+    AND workspaces.existed
 """
 
 
-def implicit_admin_query(at: datetime, *, user_ids=None, workspace_id=None) -> tuple[str, dict]:
+def implicit_admin_query(
+    at: datetime, *, user_ids=None, workspace_id=None, workspaces: str = WORKSPACES_AT_SQL
+) -> tuple[str, dict]:
     """The SQL and parameters of ``implicit_admin_access_at`` (the parameters of
     ``held_at_query``, so the two can be combined)."""
     return _access_at_query(
-        IMPLICIT_ADMIN_AT_SQL, at, user_ids=user_ids, workspace_id=workspace_id,
+        IMPLICIT_ADMIN_AT_SQL.format(workspaces=workspaces), at, user_ids=user_ids, workspace_id=workspace_id,
         workspace_column="workspaces.workspace_id",
         order_by="lower(coalesce(users.email, history.email)), history.user_id, "
         "workspaces.display_name, workspaces.workspace_id",
@@ -155,8 +193,10 @@ def implicit_admin_query(at: datetime, *, user_ids=None, workspace_id=None) -> t
 
 def implicit_admin_access_at(conn, at: datetime, *, user_ids=None, workspace_id=None) -> list[HeldGrant]:
     """The implicit Admin rights Organization Admins held at ``at``, one per shared workspace
-    (``source`` 'organization_admin'), whether or not a workspace listing shows them."""
-    sql, params = implicit_admin_query(at, user_ids=user_ids, workspace_id=workspace_id)
+    (``source`` 'organization_admin'), whether or not a workspace listing shows them, in the
+    workspaces that existed then."""
+    sql, params = implicit_admin_query(at, user_ids=user_ids, workspace_id=workspace_id,
+                                       workspaces=workspaces_at_sql(conn))
     return [HeldGrant(*row) for row in conn.execute(sql, params).fetchall()]
 
 
@@ -231,30 +271,36 @@ def resolve_user(conn, text: str) -> list[str]:
 
 
 def resolve_workspace(conn, text: str) -> str:
-    """A workspace id from an id or a display name (exact, then case-insensitive)."""
+    """A workspace id from an id or a display name (exact, then case-insensitive): a current
+    workspace's, else a name a workspace had in ``workspace_history`` (deleted or renamed since)."""
     wanted = text.strip()
+    history = table_exists(conn, "main", "workspace_history")
     by_id = conn.execute(
         "SELECT workspace_id FROM main.workspaces WHERE workspace_id = $w "
-        "UNION SELECT workspace_id FROM main.grant_history WHERE workspace_id = $w",
+        "UNION SELECT workspace_id FROM main.grant_history WHERE workspace_id = $w"
+        + (" UNION SELECT workspace_id FROM main.workspace_history WHERE workspace_id = $w" if history else ""),
         {"w": wanted},
     ).fetchall()
     if by_id:
         return by_id[0][0]
-    for condition in ("display_name = ?", "lower(display_name) = lower(?)"):
-        named = conn.execute(
-            "SELECT workspace_id, display_name, tenant_handle FROM main.workspaces "
-            f"WHERE {condition} ORDER BY created_at, workspace_id",
-            [wanted],
-        ).fetchall()
-        if len(named) == 1:
-            return named[0][0]
-        if len(named) > 1:
-            listing = "\n".join(
-                f"  {workspace_id}  {name}" + (f" ({handle})" if handle else "")
-                for workspace_id, name, handle in named
-            )
-            raise LookupFailed(
-                f"{len(named)} workspaces are named {text!r}; pass one of their ids with "
-                f"--workspace:\n{listing}"
-            )
+    named_in = ["main.workspaces"] + (["main.workspace_history"] if history else [])
+    for table in named_in:
+        for condition in ("display_name = ?", "lower(display_name) = lower(?)"):
+            named = conn.execute(
+                "SELECT workspace_id, min(display_name), min(tenant_handle) "
+                f"FROM {table} WHERE {condition} GROUP BY workspace_id "
+                "ORDER BY min(created_at), workspace_id",
+                [wanted],
+            ).fetchall()
+            if len(named) == 1:
+                return named[0][0]
+            if len(named) > 1:
+                listing = "\n".join(
+                    f"  {workspace_id}  {name}" + (f" ({handle})" if handle else "")
+                    for workspace_id, name, handle in named
+                )
+                raise LookupFailed(
+                    f"{len(named)} workspaces are named {text!r}; pass one of their ids with "
+                    f"--workspace:\n{listing}"
+                )
     raise LookupFailed(f"no workspace with the name or id {text!r} in the analysts' database.")

@@ -4,8 +4,9 @@ A sync takes ~15 s, so the whole package runs on one module-scoped history:
 
 1. sync 1 on the generated org (copy kept: ``after_first``);
 2. changes to the org (role changes, a revoke, a newcomer, an org-role change, a disabled
-   member, a workspace left without Admin, a new unused custom role, fresh and old invites),
-   then sync 2 (copy kept: ``after_second``);
+   member, a workspace left without Admin, a new unused custom role, fresh and old invites, a
+   workspace deleted and one renamed), then sync 2, accepting the shrink (copy kept:
+   ``after_second``);
 3. sync 3 with nothing changed (the analysts' database: ``database``).
 
 Expected tables are computed from the sandbox's ``OrgState``, never from the pipeline.
@@ -67,6 +68,8 @@ class Changes:
     disabled: str  # user id of a member disabled while holding workspace grants
     without_admin: str  # workspace whose Admins all became Viewers
     unused_custom_role: str  # role id
+    deleted_workspace: str  # a shared workspace with members, deleted
+    renamed_workspace: tuple[str, str]  # workspace id, its name before
 
 
 @dataclass
@@ -141,6 +144,15 @@ def _change_the_org(org: OrgState) -> Changes:
             created_at=format_timestamp(now - days * 86400),
         ))
     org.add_pending_invite("brand.new@example.com")
+    # A workspace untouched by the changes above, its name unique, is deleted (its members keep
+    # their memberships in LangSmith); another is renamed.
+    touched = {without_admin.id, changed_ws, revoked_ws, shared[1].id}
+    deleted = next(ws for ws in shared if ws.id not in touched and names.count(ws.display_name) == 1
+                   and ws.memberships)
+    org.delete_workspace(deleted.id)
+    renamed = org.workspace(changed_ws)
+    renamed_from = renamed.display_name
+    renamed.display_name = renamed_from + " (EU)"
     return Changes(
         role_changed=(changed_ws, changed_user, old_role, role["WORKSPACE_ADMIN"].id),
         revoked=(revoked_ws, revoked_user, revoked_role),
@@ -151,6 +163,8 @@ def _change_the_org(org: OrgState) -> Changes:
         disabled=disabled.ls_user_id,
         without_admin=without_admin.id,
         unused_custom_role=unused.id,
+        deleted_workspace=deleted.id,
+        renamed_workspace=(renamed.id, renamed_from),
     )
 
 
@@ -172,7 +186,8 @@ def make_history(root: Path) -> History:
             pass  # sync 2's timestamps come strictly after `between` (microseconds)
 
         changes = _change_the_org(org)
-        second = run_sync()
+        # The deleted workspace's memberships are more than the shrink guard lets go unasked.
+        second = run_sync(accept_shrink=True)
         assert second.success, second.failure
         run_ids.append(second.run_id)
         after_second = root / "after_second.duckdb"

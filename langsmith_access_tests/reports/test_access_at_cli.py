@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import timezone
@@ -121,6 +122,83 @@ def test_a_workspace_name_shared_by_several_workspaces_is_refused_with_their_ids
     assert "2 workspaces are named" in done.stderr
     for ws in duplicated:
         assert ws.id in done.stderr
+
+
+def _steady_org_admin(history: History) -> str:
+    """An Organization Admin at both syncs."""
+    admin = history.org.role_by_name("ORGANIZATION_ADMIN").id
+    return next(user for (kind, user, _), role in sorted(history.grants_first.items())
+                if kind == "organization_role" and role == admin
+                and history.grants_second.get((kind, user, None)) == admin)
+
+
+def _effective(database: Path, *args: str) -> list[dict]:
+    done = access_at(database, "--effective", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["grants"]
+
+
+def test_a_deleted_workspace_counts_until_the_sync_that_no_longer_listed_it(history):
+    deleted = history.changes.deleted_workspace
+    name = history.org.workspace(deleted).display_name
+    [(gone_at,)] = duckdb_rows(history.database, "SELECT valid_to FROM main.workspace_history "
+                               "WHERE workspace_id = ?", [deleted])
+    assert gone_at is not None and gone_at > history.between_first_and_second
+    admin = _steady_org_admin(history)
+    shared_now = {ws.id for ws in history.org.shared_workspaces()}
+
+    then = _effective(history.database, "--time", _between(history), "--user", admin)
+    implicit = {g["workspace_id"]: g for g in then if g["source"] == "organization_admin"}
+    assert set(implicit) == shared_now | {deleted}
+    assert implicit[deleted]["workspace_name"] == name
+    assert implicit[deleted]["valid_to"] == gone_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    now = _effective(history.database, "--time", "now", "--user", admin)
+    assert {g["workspace_id"] for g in now if g["source"] == "organization_admin"} == shared_now
+
+    # The grants listed there then carry its name, and its name still finds them.
+    expected = {k: v for k, v in history.grants_first.items() if k[2] == deleted}
+    assert expected
+    done = access_at(history.database, "--time", _between(history), "--workspace", name.upper(), "--json")
+    assert held(done) == expected
+    assert {g["workspace_name"] for g in json.loads(done.stdout)} == {name}
+    assert held(access_at(history.database, "--time", "now", "--workspace", deleted, "--json")) == {}
+
+
+def test_a_renamed_workspace_is_named_as_it_was_then(history):
+    renamed, old_name = history.changes.renamed_workspace
+    new_name = history.org.workspace(renamed).display_name
+    assert duckdb_rows(history.database, "SELECT display_name, valid_to IS NULL FROM main.workspace_history "
+                       "WHERE workspace_id = ? ORDER BY valid_from", [renamed]) == [(old_name, False), (new_name, True)]
+
+    def names_at(time: str) -> set[str]:
+        return {g["workspace_name"] for g in _effective(history.database, "--time", time)
+                if g["workspace_id"] == renamed}
+
+    assert names_at(_between(history)) == {old_name}
+    assert names_at("now") == {new_name}
+    # Either name finds it.
+    for name in (old_name, new_name):
+        assert access_at(history.database, "--time", "now", "--workspace", name, "--json").returncode == 0
+
+
+def test_a_database_without_workspace_history_answers_from_the_current_workspaces(history, tmp_path):
+    # Published by a version before workspace_history, not synced since.
+    older = tmp_path / "older.duckdb"
+    shutil.copyfile(history.database, older)
+    with duckdb.connect(str(older)) as conn:
+        conn.execute("DROP TABLE main.workspace_history")
+    admin = _steady_org_admin(history)
+    then = _effective(older, "--time", _between(history), "--user", admin)
+    assert {g["workspace_id"] for g in then if g["source"] == "organization_admin"} == {
+        ws.id for ws in history.org.shared_workspaces()}
+    renamed, _ = history.changes.renamed_workspace
+    assert {g["workspace_name"] for g in then if g["workspace_id"] == renamed} == {
+        history.org.workspace(renamed).display_name}
+
+
+def duckdb_rows(database: Path, sql: str, params: list) -> list[tuple]:
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return conn.execute(sql, params).fetchall()
 
 
 def box_rows(lines: list[str]) -> list[list[str]]:
