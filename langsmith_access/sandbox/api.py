@@ -143,6 +143,10 @@ ENRICHED_MEMBERS_PATH = "/v1/platform/orgs/current/members"  # the form the vend
 # install only this one (nginx sends /api/v1/platform/X to the platform backend's /v1/platform/X).
 API_ENRICHED_MEMBERS_PATH = "/api" + ENRICHED_MEMBERS_PATH
 
+# Routes of the web UI's session that API keys are refused (403) on (langsmith-api.md, "Key
+# permissions and plan limits").
+SESSION_ONLY_PATHS = ("/api/v1/orgs", "/api/v1/orgs/permissions", "/api/v1/me/ls_user_id")
+
 
 class SandboxApi(AccessRoutes):
     """Answers ``ApiRequest``s from an ``OrgState`` as LangSmith would.
@@ -283,6 +287,7 @@ class SandboxApi(AccessRoutes):
                 "workspace",
             ),
             *self.access_routes(),
+            *(Route("GET", path, self.refuse_api_keys, "organization") for path in SESSION_ONLY_PATHS),
         ]
 
     def _register_keys(self) -> dict[str, str]:
@@ -474,6 +479,10 @@ class SandboxApi(AccessRoutes):
         return workspace
 
     # -------------------------------------------------------------- organization routes
+
+    def refuse_api_keys(self, request, faults) -> ApiResponse:
+        """Routes of the web UI's own session (langsmith-api.md: keys get 403 there)."""
+        raise detail_error(403, "This route requires a user session; API keys are not accepted")
 
     def get_org_info(self, request, faults) -> ApiResponse:
         with self.state.lock:

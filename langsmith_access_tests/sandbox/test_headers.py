@@ -161,3 +161,15 @@ def test_request_log_never_keeps_the_key(sandbox, caller, org):
     assert sandbox.requests_matching(method="POST") == []
     sandbox.reset_log()
     assert len(sandbox.request_log) == 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/orgs", "/api/v1/orgs/permissions", "/api/v1/me/ls_user_id"])
+def test_routes_of_the_web_uis_session_refuse_every_api_key(make_sandbox, path):
+    # langsmith-api.md: UI bearer token only; keys get 403 (not a 404: the route exists).
+    for key_role in ("org-admin", "workspace"):
+        _, caller = make_sandbox(key_role=key_role)
+        response = caller.get(path)
+        assert response.status_code == 403, (key_role, response.text)
+        if key_role == "org-admin":  # a workspace key is refused as on every org route
+            assert "user session" in response.json()["detail"]
+        assert caller.get(path, headers={"X-API-Key": "lsv2_sk_wrong"}).status_code == 401
