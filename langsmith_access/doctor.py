@@ -331,11 +331,20 @@ class _Doctor:
             return False
         name = self.org_info.get("display_name") or "(no name)"
         tier = self.org_info.get("tier")
-        self.add(
-            "organization",
-            OK,
-            f"{name} ({client.organization_id})" + (f", plan {tier}" if tier else ""),
-        )
+        about = f"{name} ({client.organization_id})" + (f", plan {tier}" if tier else "")
+        if not found:
+            # The schema lets the id be null: the key is accepted on organization routes with
+            # this org id, but which org answered cannot be confirmed.
+            self.add(
+                "organization",
+                WARN,
+                f"{about}: the organization info names no id, so the key's organization could "
+                "not be compared with LANGSMITH_ORGANIZATION_ID",
+                "check in LangSmith (Settings > Organization) that LANGSMITH_ORGANIZATION_ID is "
+                "the organization this key was created in",
+            )
+            return True
+        self.add("organization", OK, about)
         return True
 
     def read_members(self, client: LangSmithClient) -> bool:

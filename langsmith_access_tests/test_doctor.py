@@ -340,6 +340,21 @@ def test_a_read_that_fails_for_another_reason_than_permission_gets_that_fix(sand
     assert PERMISSION_FIX_WORDS not in failed.fix
 
 
+def test_an_org_info_without_an_id_warns_that_the_org_could_not_be_confirmed(sandbox_env):
+    # The schema lets OrganizationInfo.id be null: nothing to compare the configured id with.
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/orgs/current/info",
+                          lambda answer: answer.with_json({**answer.json(), "id": None}))
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    result = {c.name: c.status for c in diagnosis.checks}
+    assert result.pop("organization") == "warn"
+    assert set(result.values()) == {"ok"}  # the other checks still run: the key is accepted
+    check = check_of(diagnosis, "organization")
+    assert "names no id" in check.detail and sandbox.organization_id in check.detail
+    assert "LANGSMITH_ORGANIZATION_ID" in check.fix
+
+
 @pytest.mark.parametrize("check, path", [("read_roles", ROLES), ("read_members", ACTIVE)])
 def test_a_refused_read_gets_the_permission_fix(sandbox_env, check, path):
     sandbox, environ = sandbox_env()
