@@ -25,13 +25,15 @@ from langsmith_access.langsmith import (
     NotLangSmithAPIError,
     PermissionDeniedError,
     ProxyRefusalError,
+    Role,
     TransientError,
     UnexpectedResponseError,
+    Workspace,
 )
 from langsmith_access.langsmith.client import (
     ORGANIZATION_INFO_PATH,
 )
-from langsmith_access.langsmith.refusals import workspace_rbac
+from langsmith_access.langsmith.refusals import WORKSPACE_ADMIN, workspace_rbac
 from langsmith_access.settings import (
     DEFAULT_ENDPOINT,
     ORGS_FILE_VARIABLE,
@@ -190,6 +192,7 @@ def configuration_failure(message: str, fix: str | None = None) -> Diagnosis:
 class _Doctor:
     def __init__(self) -> None:
         self.checks: list[Check] = []
+        self.roles: list[Role] = []  # as read_roles read them
         self.org_info: dict[str, Any] | None = None
         self.probe_status: int | None = None
         self.probe_detail = ""
@@ -429,6 +432,7 @@ class _Doctor:
                 ),
             )
             return
+        self.roles = roles
         workspace_roles = sum(1 for role in roles if role.access_scope == "workspace")
         self.add("read_roles", OK, f"{len(roles)} roles ({workspace_roles} workspace roles)")
 
@@ -463,11 +467,12 @@ class _Doctor:
         unknown = [w for w in workspaces if w.permissions is None]
         allowed = [w for w in workspaces if w.permissions and MANAGE_MEMBERS in w.permissions]
         if len(allowed) == len(workspaces):
-            self.add(
-                "manage_workspace_members",
-                OK,
-                f"the key has {MANAGE_MEMBERS} in all {len(workspaces)} workspaces",
-            )
+            if not self.warn_of_restricted_roles(workspaces):
+                self.add(
+                    "manage_workspace_members",
+                    OK,
+                    f"the key has {MANAGE_MEMBERS} in all {len(workspaces)} workspaces",
+                )
         elif unknown and not allowed:
             self.add(
                 "manage_workspace_members",
@@ -493,6 +498,29 @@ class _Doctor:
                 "provisioning cannot change any membership",
                 fix,
             )
+
+    def warn_of_restricted_roles(self, workspaces: list[Workspace]) -> bool:
+        """Warn (and say True) where the key manages members through a role other than the
+        built-in Workspace Admin while the org has restricted roles, which only that role may
+        grant or take away (langsmith-api.md)."""
+        restricted = sorted(r.display_name for r in self.roles if r.is_restricted)
+        by_id = {role.id: role for role in self.roles}
+        other = [w for w in workspaces if w.role_id in by_id and by_id[w.role_id].name != WORKSPACE_ADMIN]
+        if not restricted or not other:
+            return False
+        held = sorted({by_id[w.role_id or ""].display_name for w in other})
+        names = ", ".join(w.display_name for w in other[:5]) + (" ..." if len(other) > 5 else "")
+        self.add(
+            "manage_workspace_members",
+            WARN,
+            f"the key has {MANAGE_MEMBERS} in all {len(workspaces)} workspaces, but through "
+            f"{', '.join(repr(h) for h in held)}, not the built-in Workspace Admin, in "
+            f"{len(other)} of them ({names}): there it cannot grant the restricted roles "
+            f"{', '.join(repr(r) for r in restricted)}, nor change or remove their holders",
+            "give the service key the built-in Workspace Admin role in those workspaces, or the "
+            "Organization Admin role",
+        )
+        return True
 
     def workspace_rbac(self) -> None:
         rbac = workspace_rbac(self.org_info)

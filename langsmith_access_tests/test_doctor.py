@@ -340,6 +340,20 @@ def test_a_read_that_fails_for_another_reason_than_permission_gets_that_fix(sand
     assert PERMISSION_FIX_WORDS not in failed.fix
 
 
+def test_a_key_managing_members_through_a_custom_role_warns_of_restricted_roles(sandbox_env):
+    sandbox, environ = sandbox_env(key_role="member-manager")
+    assert check_of(run_checks(environ), "manage_workspace_members").status == "ok"  # none restricted
+    restricted = next(r for r in sandbox.org.roles.values() if r.is_custom and r.display_name != "Member Manager")
+    restricted.is_restricted = True
+    check = check_of(run_checks(environ), "manage_workspace_members")
+    assert check.status == "warn", check
+    assert "'Member Manager', not the built-in Workspace Admin" in check.detail
+    assert repr(restricted.display_name) in check.detail and "built-in Workspace Admin" in check.fix
+    # A key holding the built-in Admin there (the default) has nothing to warn of.
+    sandbox.api.key_role = "org-user"
+    assert check_of(run_checks(environ), "manage_workspace_members").status == "ok"
+
+
 def test_an_org_info_without_an_id_warns_that_the_org_could_not_be_confirmed(sandbox_env):
     # The schema lets OrganizationInfo.id be null: nothing to compare the configured id with.
     sandbox, environ = sandbox_env()

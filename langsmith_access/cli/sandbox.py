@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from langsmith_access.sandbox.api import KEY_ROLES
 from langsmith_access.sandbox.server import serve_from_cli
 
 
@@ -51,11 +52,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     sandbox.add_argument(
         "--key-role",
-        choices=["org-admin", "org-user", "org-viewer", "workspace"],
+        choices=KEY_ROLES,
         default="org-admin",
         help="what the accepted key is: Organization Admin, a default-role org key "
         "(Organization User + Workspace Admin), a read-only org key (Organization Viewer + "
-        "Workspace Viewer), or a workspace-scoped key",
+        "Workspace Viewer), a workspace-scoped key, or an org key managing members through a "
+        "custom workspace role ('Member Manager', refused on restricted roles)",
     )
     sandbox.add_argument(
         "--plan",

@@ -82,6 +82,10 @@ class _Fields:
         which differs from an empty list)."""
         return None if self.data.get(name) is None else self.str_list(name)
 
+    def optional_bool(self, name: builtins.str) -> builtins.bool | None:
+        """A boolean, or None where the field is absent or null (the API does not say)."""
+        return None if self.data.get(name) is None else self.bool(name)
+
     def object(self, name: builtins.str) -> dict:
         """A nested JSON object ({} where absent or null)."""
         value = self.data.get(name)
@@ -186,6 +190,9 @@ class Role:
     permissions: tuple[str, ...]
     organization_id: str | None  # null for built-in roles
     access_scope: str  # 'organization' | 'workspace'
+    # Enterprise: only a holder of the built-in Workspace Admin role may grant a restricted role
+    # or manage its holders (langsmith-api.md). None: the listing does not say (older LangSmith).
+    is_restricted: bool | None = None
 
     @property
     def is_custom(self) -> bool:
@@ -212,6 +219,7 @@ class Role:
             permissions=f.str_list("permissions", required=True),
             organization_id=f.str("organization_id"),
             access_scope=scope,
+            is_restricted=f.optional_bool("is_restricted"),
         )
 
 
@@ -226,6 +234,9 @@ class Workspace:
     organization_id: str | None
     # The caller's own permissions there (None when the API does not say).
     permissions: tuple[str, ...] | None = None
+    # The caller's own role there (None when the API does not say).
+    role_id: str | None = None
+    role_name: str | None = None
 
     @property
     def is_shared(self) -> bool:
@@ -244,6 +255,8 @@ class Workspace:
             tenant_handle=f.str("tenant_handle"),
             organization_id=f.str("organization_id"),
             permissions=f.optional_str_list("permissions"),
+            role_id=f.str("role_id"),
+            role_name=f.str("role_name"),
         )
 
 

@@ -6,6 +6,10 @@ A refusal has two usual causes that the status code alone does not tell apart
 ``workspaces:manage-members`` in that workspace, or the org's plan has no workspace RBAC
 (``config.can_use_rbac`` false: below Enterprise, a workspace role is Admin or nothing). The
 org's flags decide which; when they cannot be read, the message says both, as possibilities.
+A third applies to restricted roles (Enterprise, ``Role.is_restricted``): only a holder of the
+built-in Workspace Admin role may grant one, or change or remove a member who holds one; the
+code LangSmith answers then is undocumented, so any refusal involving such a role is explained
+by it.
 """
 
 from __future__ import annotations
@@ -38,13 +42,32 @@ def is_write_refusal(error: LangSmithError) -> bool:
 
 
 def explain_write_refusal(
-    error: LangSmithError, *, role: Role | None, org_info: dict[str, Any] | None
+    error: LangSmithError,
+    *,
+    role: Role | None,
+    org_info: dict[str, Any] | None,
+    held_role: Role | None = None,
+    key_role_there: Role | None = None,
 ) -> str | None:
     """Cause and fix for a refused write, or None when ``error`` is not a refusal (a conflict, a
-    missing id, a transient fault: their own messages already say what happened)."""
+    missing id, a transient fault: their own messages already say what happened). ``role``: the
+    role the write gives (or, for a removal, the one revoked); ``held_role``: the member's role
+    before it; ``key_role_there``: the key's own role in that workspace, as the workspace
+    listing names it (None where it names none: an Organization Admin's key)."""
     if not is_write_refusal(error):
         return None
     server_said = f"LangSmith answered {error.status_code}: {error.detail or error}"
+    restricted = next((r for r in (role, held_role) if r is not None and r.is_restricted), None)
+    if restricted is not None and key_role_there is not None and key_role_there.name != WORKSPACE_ADMIN:
+        return (
+            f"restricted role: {restricted.display_name!r} is a restricted role, which only a "
+            "holder of the built-in Workspace Admin role in the workspace (or an Organization "
+            "Admin) may grant, or change or remove a member who holds it; the API key holds "
+            f"{key_role_there.display_name!r} there. Fix: give the service key the built-in "
+            "Workspace Admin role in that workspace (a custom role with "
+            "workspaces:manage-members is not enough), or the Organization Admin role. "
+            f"({server_said})"
+        )
     role_name = role.display_name if role else "this"
     grants_non_admin = error.method != "DELETE" and role is not None and role.name != WORKSPACE_ADMIN
     rbac = workspace_rbac(org_info)

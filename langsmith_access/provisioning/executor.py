@@ -398,12 +398,19 @@ class Provisioner:
         """The error, or for a refused write its cause and fix (plan or key permissions)."""
         if not is_write_refusal(error):
             return str(error)
-        role = self._directory.roles.get(request.get("role_id") or "") if self._directory else None
+        directory = self._directory
+        role = directory.roles.get(request.get("role_id") or "") if directory else None
+        plan = self._first_write_plans.get(request["request_id"])
+        held_role = directory.roles.get(plan.current_role_id or "") if directory and plan else None
+        workspace = directory.workspaces.get(request.get("workspace_id") or "") if directory else None
         try:
             org_info = self.client.organization_info_once()
         except LangSmithError:
             org_info = None
-        return explain_write_refusal(error, role=role, org_info=org_info) or str(error)
+        return explain_write_refusal(
+            error, role=role, org_info=org_info, held_role=held_role,
+            key_role_there=directory.roles.get(workspace.role_id or "") if directory and workspace else None,
+        ) or str(error)
 
     def finish(self) -> None:
         """Verify every write of the batch with one more listing of the org, and settle them.

@@ -26,10 +26,12 @@ from langsmith_access.sandbox.access_api import ROUTED_SECTIONS, AccessRoutes
 from langsmith_access.sandbox.access_records import SERVICE_KEY, WORKSPACE_SERVICE_KEY, ApiKey
 from langsmith_access.sandbox.faults import FaultConfig
 from langsmith_access.sandbox.org_state import (
+    CUSTOM_ROLE_NAME,
     WORKSPACE_SCOPE,
     OrgMember,
     OrgState,
     PendingOrgInvite,
+    Role,
     Workspace,
     WorkspaceMembership,
     in_api_order,
@@ -62,13 +64,17 @@ DELETE_RESPONSES = ("json_object", "null", "no_content")
 WRITE_METHODS = ("POST", "PATCH", "DELETE")
 
 DEPLOYMENTS = ("cloud", "self-hosted")
-KEY_ROLES = ("org-admin", "org-user", "org-viewer", "workspace")
+KEY_ROLES = ("org-admin", "org-user", "org-viewer", "workspace", "member-manager")
+# A custom workspace role that may manage members without being the built-in Admin: what a key
+# of key role "member-manager" holds (the sandbox adds it to the org when it is missing).
+MEMBER_MANAGER = "Member Manager"
 # The org role and the workspace role each kind of key acts with.
 KEY_ROLE_ROLES = {
     "org-admin": ("ORGANIZATION_ADMIN", "WORKSPACE_ADMIN"),  # Admin everywhere, implicitly
     "org-user": ("ORGANIZATION_USER", "WORKSPACE_ADMIN"),  # a key made with default roles
     "org-viewer": ("ORGANIZATION_VIEWER", "WORKSPACE_VIEWER"),  # a read-only key
     "workspace": ("ORGANIZATION_USER", "WORKSPACE_ADMIN"),  # refused on org routes anyway
+    "member-manager": ("ORGANIZATION_USER", MEMBER_MANAGER),  # Enterprise: a chosen custom role
 }
 PLANS = ("enterprise", "plus")
 
@@ -302,7 +308,8 @@ class SandboxApi(AccessRoutes):
                     continue
                 existing = state.api_key_by_secret(secret)
                 if existing is None:
-                    org_role, workspace_role = KEY_ROLE_ROLES[self.key_role if not scoped else "workspace"]
+                    org_role, _ = KEY_ROLE_ROLES[self.key_role if not scoped else "workspace"]
+                    workspace_role = self._key_workspace_role("workspace" if scoped else self.key_role)
                     kind = WORKSPACE_SERVICE_KEY if scoped and shared else SERVICE_KEY
                     existing = state.put_api_key(
                         ApiKey(
@@ -312,7 +319,7 @@ class SandboxApi(AccessRoutes):
                             description="langsmith-access sandbox key",
                             created_at=state.now(),
                             workspace_ids=[shared[0]] if kind == WORKSPACE_SERVICE_KEY else None,
-                            role_id=state.role_by_name(workspace_role).id,
+                            role_id=workspace_role.id,
                             org_role_id=None if kind == WORKSPACE_SERVICE_KEY else state.role_by_name(org_role).id,
                         )
                     )
@@ -436,15 +443,53 @@ class SandboxApi(AccessRoutes):
         role = KEY_ROLE_ROLES[self.key_role][0]
         return list(self.state.role_by_name(role).permissions)
 
+    @property
+    def key_role(self) -> str:
+        return self._key_role
+
+    @key_role.setter
+    def key_role(self, key_role: str) -> None:
+        # (Tests switch it on a running sandbox.) The custom role a key holds exists in the org
+        # before anything lists the roles, as it would in LangSmith.
+        self._key_role = key_role
+        self._key_workspace_role()
+
+    def _key_workspace_role(self, key_role: str | None = None) -> Role:
+        """The workspace role a key of ``key_role`` (this sandbox's) holds where it reaches."""
+        name = KEY_ROLE_ROLES[key_role or self.key_role][1]
+        if name != MEMBER_MANAGER:
+            return self.state.role_by_name(name)
+        with self.state.lock:
+            existing = next((r for r in self.state.roles.values()
+                             if r.is_custom and r.display_name == MEMBER_MANAGER), None)
+            return existing or self.state.put_role(Role(
+                self.state.new_id(), CUSTOM_ROLE_NAME, MEMBER_MANAGER,
+                "Manages the workspace's members; not the built-in Admin.", WORKSPACE_SCOPE,
+                ["workspaces:read", "workspaces:manage-members"],
+                organization_id=self.state.organization_id,
+            ))
+
     def _workspace_role_permissions(self) -> list[str]:
         """The permissions the key holds in the workspaces it reaches (its workspace role's)."""
-        role = KEY_ROLE_ROLES[self.key_role][1]
-        return list(self.state.role_by_name(role).permissions)
+        return list(self._key_workspace_role().permissions)
 
     def _require_manage_members(self) -> None:
         if "workspaces:manage-members" not in self._workspace_role_permissions():
             raise detail_error(
                 403, "This API key may not manage workspace members (needs workspaces:manage-members)"
+            )
+
+    def _require_may_manage_restricted(self, *role_ids: str | None) -> None:
+        """A restricted role, granted or held by the member changed, needs the built-in Workspace
+        Admin (or an Organization Admin); the code LangSmith answers is undocumented: 403 here."""
+        restricted = [self.state.roles[r] for r in role_ids
+                      if r in self.state.roles and self.state.roles[r].is_restricted]
+        if not restricted or self.key_role == "org-admin":
+            return
+        if self._key_workspace_role().name != "WORKSPACE_ADMIN":
+            raise detail_error(
+                403, f"Only a Workspace Admin can assign or change the restricted role "
+                f"{restricted[0].display_name!r}",
             )
 
     def _caller_sees_all_workspaces(self) -> bool:
@@ -504,11 +549,7 @@ class SandboxApi(AccessRoutes):
         with self.state.lock:
             # A default-role org key is Workspace Admin in every workspace; an Org Admin's key has
             # no workspace role of its own (implicit Admin), so its rows say none.
-            own_role = (
-                None
-                if self.key_role == "org-admin"
-                else self.state.role_by_name(KEY_ROLE_ROLES[self.key_role][1])
-            )
+            own_role = None if self.key_role == "org-admin" else self._key_workspace_role()
             rows = [
                 payloads.workspace_json(self.state, workspace, own_role=own_role)
                 for workspace in self.state.all_workspaces()
@@ -748,6 +789,7 @@ class SandboxApi(AccessRoutes):
             self._require_manage_members()
             self._require_workspace_role(role_id)
             self._require_plan_allows(role_id)
+            self._require_may_manage_restricted(role_id)
             member = self._find_active_member(org_identity_id, ls_user_id, legacy_user_id)
             if member is None:
                 raise detail_error(404, "Organization member not found")
@@ -770,6 +812,7 @@ class SandboxApi(AccessRoutes):
             membership = self._find_membership(workspace, identity_id)
             self._require_workspace_role(role_id)
             self._require_plan_allows(role_id)
+            self._require_may_manage_restricted(role_id, membership.role_id)
             self.state.set_workspace_role(
                 workspace.id, membership.ls_user_id, role_id, actor=self._actor(request)
             )
@@ -782,6 +825,7 @@ class SandboxApi(AccessRoutes):
         with self.state.lock:
             self._require_manage_members()
             membership = self._find_membership(workspace, identity_id)
+            self._require_may_manage_restricted(membership.role_id)
             self.state.remove_workspace_membership(
                 workspace.id, membership.ls_user_id, actor=self._actor(request)
             )

@@ -85,6 +85,9 @@ class Role:
     access_scope: str
     permissions: list[str]
     organization_id: str | None = None
+    # Enterprise: only a holder of the built-in Workspace Admin role (or an Organization Admin)
+    # may grant it or change or remove its holders (langsmith-api.md).
+    is_restricted: bool = False
 
     @property
     def is_custom(self) -> bool:

@@ -30,6 +30,7 @@ def role_json(role: Role) -> dict:
         "organization_id": role.organization_id,
         "permissions": list(role.permissions),
         "access_scope": role.access_scope,
+        "is_restricted": role.is_restricted,  # in LangChain's later spec, not the vendored one
     }
 
 

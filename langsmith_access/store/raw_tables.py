@@ -83,6 +83,7 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("access_scope", "VARCHAR"),  # 'organization' | 'workspace'
         ("organization_id", "VARCHAR"),  # null for built-in roles
         ("permissions", "VARCHAR[]"),
+        ("is_restricted", "BOOLEAN"),  # null where the listing does not say (older LangSmith)
     ),
     # One row per (workspace, member) as listed by the API: the member's workspace role.
     # May include personal and deleted workspaces; dbt keeps only listed, live, shared ones.

@@ -152,6 +152,7 @@ def transform_roles(roles: Iterable[Role], sync_id: str, fetched_at: datetime) -
             "access_scope": role.access_scope,
             "organization_id": role.organization_id,
             "permissions": list(role.permissions),
+            "is_restricted": role.is_restricted,
         }
         for role in roles
     ]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from langsmith_access.langsmith import (
@@ -160,3 +162,23 @@ def test_a_refused_non_admin_grant_on_a_plan_without_rbac_is_not_blamed_on_the_k
     assert "workspaces:manage-members" in unknown and "Enterprise" in unknown
     # A read, or a conflict, is not a refusal to explain.
     assert explain_write_refusal(refused(method="GET"), role=EDITOR, org_info=plus) is None
+
+
+def test_a_refusal_involving_a_restricted_role_names_the_built_in_admin_rule():
+    restricted = replace(EDITOR, id="r-auditor", name="CUSTOM", display_name="Auditor", is_restricted=True)
+    manager = replace(EDITOR, id="r-manager", name="CUSTOM", display_name="Member Manager")
+    enterprise = {"config": {"can_use_rbac": True}}
+    for status in (403, 400):  # LangSmith documents no code for it
+        for role, held in ((restricted, None), (EDITOR, restricted), (None, restricted)):
+            text = explain_write_refusal(refused(status), role=role, org_info=enterprise,
+                                         held_role=held, key_role_there=manager)
+            assert text.startswith("restricted role: 'Auditor'"), text
+            assert "'Member Manager'" in text and "built-in Workspace Admin" in text and "Fix:" in text
+    # Holding the built-in Admin there, or where the listing names no role of the key's (an
+    # Organization Admin's key), the refusal has another cause.
+    for key_role in (ADMIN, None):
+        text = explain_write_refusal(refused(), role=restricted, org_info=enterprise, key_role_there=key_role)
+        assert text.startswith("permission"), text
+    # Not restricted: as before.
+    assert explain_write_refusal(refused(), role=EDITOR, org_info=enterprise,
+                                 key_role_there=manager).startswith("permission")

@@ -59,3 +59,43 @@ def test_a_write_refused_on_an_enterprise_plan_is_the_keys_permissions(env):
     assert row["status_detail"].startswith("permission")
     assert "workspaces:manage-members" in row["status_detail"] and "Workspace Admin" in row["status_detail"]
     assert sandbox.api_key not in row["status_detail"]
+
+
+def test_a_restricted_role_needs_a_key_holding_the_built_in_workspace_admin(env):
+    """langsmith-api.md: a restricted role (Enterprise) is granted, and its holders changed or
+    removed, only by a holder of the built-in Workspace Admin role; a key with a custom role
+    that may manage members is refused, and the request says why and what fixes it."""
+    sandbox, org, database = env
+    sandbox.api.key_role = "member-manager"  # a key given a custom member-managing role
+    workspace, outsider, holder, _, roles = pick(org)
+    restricted = next(r for r in org.roles_by_scope("workspace")
+                      if r.is_custom and r.id != holder.role_id)
+    restricted.is_restricted = True
+    org.set_workspace_role(workspace.id, holder.ls_user_id, restricted.id)  # someone holds it
+    others = [m for m in org.active_members()
+              if m.ls_user_id not in workspace.memberships and not m.is_disabled][:2]
+
+    given = request_grant(outsider.ls_user_id, workspace.id, restricted.id, reason="audit duty")
+    taken = request_grant(holder.ls_user_id, workspace.id, "Viewer")  # changes a holder's role
+    plain = request_grant(others[1].ls_user_id, workspace.id, "Viewer")  # no restricted role
+    assert provision().success
+    rows = {r["request_id"]: r for r in list_requests()}
+    for request, restricted_by in ((given, "grant"), (taken, "held")):
+        row = rows[request.request_id]
+        assert row["status"] == "failed", (restricted_by, row)
+        detail = row["status_detail"]
+        assert detail.startswith("restricted role:"), detail
+        assert repr(restricted.display_name) in detail and "'Member Manager'" in detail
+        assert "built-in Workspace Admin" in detail and "Fix:" in detail and "403" in detail
+        assert settled_detail(database, request.request_id) == detail
+    assert rows[given.request_id]["reason"] == "audit duty"
+    assert rows[plain.request_id]["status"] == "applied"  # the key does manage members
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    assert org.membership(workspace.id, holder.ls_user_id).role_id == restricted.id
+
+    # An Organization Admin's key grants it.
+    sandbox.api.key_role = "org-admin"
+    again = request_grant(others[0].ls_user_id, workspace.id, restricted.id)
+    assert provision().success
+    assert {r["request_id"]: r for r in list_requests()}[again.request_id]["status"] == "applied"
+    assert org.membership(workspace.id, others[0].ls_user_id).role_id == restricted.id

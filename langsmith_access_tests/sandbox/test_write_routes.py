@@ -277,3 +277,39 @@ def test_write_without_tenant_is_403(caller, org, outsider):
     )
     assert response.status_code == 403
     assert response.json()["error"] == "org_scoped_key_requires_workspace"
+
+
+@pytest.mark.parametrize("key_role, allowed", [("member-manager", False), ("org-user", True), ("org-admin", True)])
+def test_restricted_roles_need_the_built_in_workspace_admin(make_sandbox, key_role, allowed):
+    """langsmith-api.md: a restricted role is granted, and its holders changed or removed, only
+    by a holder of the built-in Workspace Admin role (or an Organization Admin's key)."""
+    server, caller = make_sandbox(key_role=key_role)
+    org = server.org
+    workspace = org.shared_workspaces()[0]
+    restricted = next(r for r in org.roles.values()
+                      if r.is_custom and r.access_scope == "workspace" and r.display_name != "Member Manager")
+    restricted.is_restricted = True
+    assert next(r for r in caller.get("/api/v1/orgs/current/roles").json()
+                if r["id"] == restricted.id)["is_restricted"] is True
+    members = list(workspace.memberships.values())
+    holder, other = members[0], members[1]
+    org.set_workspace_role(workspace.id, holder.ls_user_id, restricted.id)
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    viewer = role_id(org, "Viewer")
+    answers = [
+        caller.post(MEMBERS, tenant_id=workspace.id, json={"ls_user_id": outsider.ls_user_id, "role_id": restricted.id}),
+        caller.patch(f"{MEMBERS}/{other.id}", tenant_id=workspace.id, json={"role_id": restricted.id}),
+        caller.patch(f"{MEMBERS}/{holder.id}", tenant_id=workspace.id, json={"role_id": viewer}),
+        caller.delete(f"{MEMBERS}/{holder.id}", tenant_id=workspace.id),
+    ]
+    for response in answers:
+        if allowed:
+            assert response.status_code in (200, 204), response.text
+        else:
+            assert response.status_code == 403, response.text
+            assert repr(restricted.display_name) in response.json()["detail"]
+    if not allowed:  # nothing changed; roles that are not restricted are still managed
+        assert org.membership(workspace.id, outsider.ls_user_id) is None
+        assert org.membership(workspace.id, holder.ls_user_id).role_id == restricted.id
+        assert caller.patch(f"{MEMBERS}/{other.id}", tenant_id=workspace.id,
+                            json={"role_id": viewer}).status_code == 200

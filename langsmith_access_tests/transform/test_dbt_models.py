@@ -111,6 +111,7 @@ ROLES = [
         "organization_id": ORG_ID,
         # listed twice by the API: one row in role_permissions
         "permissions": ["workspaces:read", "deployments:read", "deployments:read"],
+        "is_restricted": True,  # Enterprise; the other rows do not say (older LangSmith)
     },
 ]
 
@@ -517,7 +518,8 @@ def test_roles(first_sync):
     def role(role_id, name, display_name, description, scope, is_custom, org, count):
         return {"role_id": role_id, "name": name, "display_name": display_name,
                 "description": description, "access_scope": scope, "is_custom": is_custom,
-                "organization_id": org, "permission_count": count, "sync_id": SYNC_1,
+                "organization_id": org, "permission_count": count,
+                "is_restricted": True if role_id == WS_AUDITOR else None, "sync_id": SYNC_1,
                 "synced_at": FETCHED_1}
 
     assert_table(first_sync.baseline, "roles", "role_id", [

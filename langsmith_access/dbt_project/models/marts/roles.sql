@@ -13,6 +13,7 @@ select
     (name = 'CUSTOM' or organization_id is not null) as is_custom,
     organization_id,
     len(permissions) as permission_count,
+    is_restricted,
     sync_id,
     fetched_at as synced_at
 from all_roles

@@ -12,6 +12,7 @@ select
     lower(trim(access_scope)) as access_scope,
     nullif(trim(organization_id), '') as organization_id,
     coalesce(permissions, []::varchar[]) as permissions,
+    is_restricted,
     sync_id,
     cast(fetched_at as timestamptz) as fetched_at
 from latest_sync_roles
