@@ -84,18 +84,34 @@ _RETRY_DUE = (
     "provisioning_requests.request_id AND child.status = 'failed'), expires_at) <= ?"
 )
 _DUE = f"{_LIVE_TIME_BOUND} AND expires_at <= ? AND {_RETRY_DUE}"
-# Grants a later request in force on the same membership took over (``successor``): when they
-# end, the member's access does not; no warning of theirs.
+# Grants a later request in force on the same membership will have taken over when they end
+# (``successor``): a revoke, or a grant without an end or ending later. When they end, the
+# member's access does not; no warning of theirs. (A later grant that ends first hands the
+# membership back to them before: their own end is the member's.)
 _TAKEN_OVER = (
     f"EXISTS (SELECT 1 FROM {_REQUESTS} AS later WHERE later.user_id = provisioning_requests.user_id "
     "AND later.workspace_id = provisioning_requests.workspace_id "
-    f"AND {_settled_after('later', 'provisioning_requests')} AND {_in_force('later')})"
+    f"AND {_settled_after('later', 'provisioning_requests')} AND {_in_force('later')} "
+    "AND (later.action = 'revoke' OR later.expires_at IS NULL "
+    "OR later.expires_at > provisioning_requests.expires_at))"
+)
+# Grants whose end changes the membership: the member had another role, or none, before them;
+# or they found their role given by an earlier time-bound grant in force that ends first, whose
+# end hands them what the member had before it (``successor``). A grant of a role the member
+# already held, ending before the grant that gave it, ends nothing: no warning of its own.
+_ENDS_SOMETHING = (
+    "(prior_role_id IS DISTINCT FROM role_id OR EXISTS (SELECT 1 FROM "
+    f"{_REQUESTS} AS earlier WHERE earlier.user_id = provisioning_requests.user_id "
+    "AND earlier.workspace_id = provisioning_requests.workspace_id AND earlier.action = 'grant' "
+    "AND earlier.role_id = provisioning_requests.prior_role_id AND earlier.expires_at IS NOT NULL "
+    "AND earlier.expires_at < provisioning_requests.expires_at "
+    f"AND {_settled_after('provisioning_requests', 'earlier')} AND {_in_force('earlier')}))"
 )
 # Of the live ones, those ending within (?, ?] that were not warned about yet.
 _TO_WARN = (
-    f"{_LIVE_TIME_BOUND} AND NOT {_TAKEN_OVER} AND expires_at > ? AND expires_at <= ? AND NOT EXISTS "
-    "(SELECT 1 FROM main.provisioning_events AS e WHERE e.request_id = provisioning_requests.request_id "
-    "AND e.kind = 'expiry_warned')"
+    f"{_LIVE_TIME_BOUND} AND NOT {_TAKEN_OVER} AND {_ENDS_SOMETHING} AND expires_at > ? "
+    "AND expires_at <= ? AND NOT EXISTS (SELECT 1 FROM main.provisioning_events AS e "
+    "WHERE e.request_id = provisioning_requests.request_id AND e.kind = 'expiry_warned')"
 )
 
 

@@ -156,3 +156,39 @@ def test_two_grants_on_one_membership_in_a_batch_read_from_the_org_listing_stack
     assert provision().success
     # The hour of Viewer is over; the 8 hours of Editor are not.
     assert org.membership(workspace.id, member.ls_user_id).role_id == roles["Editor"]
+
+
+def test_only_an_end_that_ends_the_members_access_is_warned_of(governed, monkeypatch):
+    """Editor for 2 hours, then Editor for 30 minutes (already held: it gets its end). The short
+    grant's end ends nothing, so it is not warned of; the 2 hours' end is the member's, so it is,
+    though a later grant is in force (it ends first). Found by a fuzz of the governance rules."""
+    sandbox, org, database, people, receiver = governed
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")  # the runs warn of nothing themselves
+    member, roles = people.outsiders[0], people.roles
+    now = datetime.now(UTC)
+    longer = request_grant(member.email, WORKSPACE, "Editor", duration="2h")
+    assert provision().success
+    shorter = request_grant(member.email, WORKSPACE, "Editor", duration="30m")
+    assert provision().success
+    row = request_row(database, shorter.request_id)
+    assert row["status"] == "already_satisfied" and row["prior_role_id"] == roles["Editor"]
+    assert row["expires_at"] < request_row(database, longer.request_id)["expires_at"]
+
+    def warned_of(at: datetime) -> set[str]:
+        with database.connect(read_only=True) as conn:
+            return set(expiry_work_due(conn, at, timedelta(hours=3))) - set(expiry_work_due(conn, at, None))
+
+    assert warned_of(now) == {longer.request_id}
+    # The short grant ends: nothing changes, and the long one is still the one to warn of.
+    [end] = expire_due(database, now + timedelta(minutes=40))
+    assert provision().success
+    assert set(children(database)) == {shorter.request_id}
+    assert children(database)[shorter.request_id]["request_id"] == end
+    assert children(database)[shorter.request_id]["status"] == "already_satisfied"
+    assert org.membership(people.workspace.id, member.ls_user_id).role_id == roles["Editor"]
+    assert warned_of(now + timedelta(minutes=40)) == {longer.request_id}
+    # With a webhook, a run sends the one warning.
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "3h")
+    assert provision().success
+    deliver_notifications()
+    assert [b["request_id"] for b in receiver.bodies() if b["event"] == "access.expiring"] == [longer.request_id]
