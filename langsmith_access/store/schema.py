@@ -15,7 +15,7 @@ import duckdb
 from langsmith_access.names import SYNC_JOB
 from langsmith_access.store.raw_tables import RAW_SCHEMA, RAW_TABLES, create_table_sql
 from langsmith_access.store.sections import ensure_section_tables
-from langsmith_access.store.sql import first_row, scalar
+from langsmith_access.store.sql import first_row, scalar, table_exists
 
 SYNC_RUNS_DDL = """
 CREATE TABLE IF NOT EXISTS main.sync_runs (
@@ -262,3 +262,20 @@ def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:
                     "WHERE table_schema = 'main' AND table_name = 'grants'"):
         workspace_grants = scalar(conn, "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'")
     return {"sync_id": row[0], "users": row[1], "workspace_grants": workspace_grants}
+
+
+def workspaces_no_longer_shared(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+    """The shared workspaces of the last build (``main.workspaces``) that this sync's listing
+    (``raw.workspaces``) shows deleted, personal, or not at all, each with the workspace grants
+    ``main.grants`` holds there, most first: what a drop in workspace grants may come from.
+    Empty before the first build."""
+    if not table_exists(conn, "main", "workspaces") or not table_exists(conn, "main", "grants"):
+        return []
+    return [(name, grants) for name, grants in conn.execute(
+        "SELECT w.display_name, count(g.grant_id) FROM main.workspaces AS w "
+        "LEFT JOIN main.grants AS g ON g.workspace_id = w.workspace_id "
+        "AND g.entitlement_type = 'workspace_role' "
+        f"WHERE w.workspace_id NOT IN (SELECT workspace_id FROM {RAW_SCHEMA}.workspaces "
+        "WHERE NOT is_personal AND NOT is_deleted) "
+        "GROUP BY w.workspace_id, w.display_name ORDER BY 2 DESC, 1"
+    ).fetchall()]

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from langsmith_access.settings import Settings
@@ -59,11 +60,14 @@ def check_shrink(
     *,
     max_shrink_share: float = DEFAULT_MAX_SHRINK_SHARE,
     accept_shrink: bool = False,
+    workspaces_gone: Sequence[tuple[str, int]] = (),
 ) -> GuardResult:
-    """Compare this sync's counts with the previous successful sync's."""
+    """Compare this sync's counts with the previous successful sync's. ``workspaces_gone``:
+    (name, workspace grants) of the shared workspaces the listing no longer shows as shared,
+    named in a drop of workspace grants (a deleted workspace is a drop that may be real)."""
     if not 0 <= max_shrink_share <= 1:
         raise ValueError(f"max_shrink_share must be between 0 and 1, got {max_shrink_share}")
-    metadata = {
+    metadata: dict = {
         "users": users,
         "workspace_grants": workspace_grants,
         "max_shrink_share": max_shrink_share,
@@ -83,6 +87,14 @@ def check_shrink(
         "; ".join(drops)
         + f", more than the allowed {max_shrink_share:.0%} since sync {previous.get('sync_id')}"
     )
+    if workspaces_gone and any(drop.startswith("workspace_grants") for drop in drops):
+        metadata["workspaces_gone"] = [name for name, _ in workspaces_gone]
+        named = ", ".join(f"{name!r} ({grants} grants)" for name, grants in workspaces_gone[:5])
+        more = f" and {len(workspaces_gone) - 5} more" if len(workspaces_gone) > 5 else ""
+        message += (
+            f" ({len(workspaces_gone)} workspace(s) shared at that sync are no longer listed as "
+            f"shared, deleted or made personal: {named}{more})"
+        )
     if accept_shrink:
         return GuardResult(True, f"Accepted for this run: {message}", metadata)
     return GuardResult(

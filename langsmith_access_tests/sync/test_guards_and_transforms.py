@@ -38,6 +38,14 @@ def test_shrink_guard():
     assert check_shrink(previous, 50, 1000, max_shrink_share=0.6).passed
     with pytest.raises(ValueError):
         check_shrink(previous, 1, 1, max_shrink_share=2)
+    # Workspaces no longer listed as shared are named where the workspace grants dropped.
+    gone = [(f"ws{n}", 10) for n in range(7)]
+    named = check_shrink(previous, 100, 500, workspaces_gone=gone)
+    assert not named.passed and "7 workspace(s) shared at that sync are no longer listed" in named.description
+    assert "'ws0' (10 grants)" in named.description and "and 2 more" in named.description
+    assert named.metadata["workspaces_gone"] == [name for name, _ in gone]
+    assert "'ws0'" in check_shrink(previous, 100, 500, accept_shrink=True, workspaces_gone=gone).description
+    assert "no longer listed" not in check_shrink(previous, 50, 1000, workspaces_gone=gone).description
 
 
 def test_the_guard_counts_the_workspace_grants_the_tool_itself_revoked_since_the_last_sync():

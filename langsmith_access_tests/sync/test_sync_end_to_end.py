@@ -189,6 +189,22 @@ def test_shrink_guard_stops_a_large_drop_unless_accepted(monkeypatch, org, datab
     assert query(database, "SELECT count(*) FROM main.users")[0][0] == len(org.active_members())
 
 
+def test_the_shrink_guard_names_the_workspaces_no_longer_listed_as_shared(monkeypatch, org, database):
+    # Deleting two workspaces drops most of the workspace grants: maybe real, so the guard says
+    # which workspaces went, with their grants, for the operator to decide.
+    gone = sorted(org.shared_workspaces(), key=lambda ws: -len(ws.memberships))[:2]
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        for workspace in gone:
+            org.delete_workspace(workspace.id)
+        blocked = run_sync()
+    assert not blocked.success
+    check = next(check for check in blocked.failed_checks if "shrink_guard" in check and "workspace_grants fell" in check)
+    assert "2 workspace(s) shared at that sync are no longer listed as shared" in check
+    for workspace in gone:
+        assert f"{workspace.display_name!r} ({len(workspace.memberships)} grants)" in check
+
+
 def test_per_workspace_route_gives_the_same_tables(monkeypatch, org, tmp_path, first_sync):
     enriched_db = first_sync[0]  # the enriched members route, as every sync takes when it can
     fallback_db = tmp_path / "fallback" / "access.duckdb"

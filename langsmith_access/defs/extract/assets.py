@@ -10,7 +10,7 @@ import dagster as dg
 
 from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
-from langsmith_access.store.schema import previous_sync, record_membership_read
+from langsmith_access.store.schema import previous_sync, record_membership_read, workspaces_no_longer_shared
 from langsmith_access.sync import extract, org_info
 from langsmith_access.sync.guards import DEFAULT_MAX_SHRINK_SHARE, check_completeness, check_shrink
 
@@ -159,6 +159,7 @@ def raw_members(
             route=config.membership_route,
         )
         counts = extract.count_members(conn)
+        workspaces_gone = workspaces_no_longer_shared(conn)
         record_membership_read(
             conn,
             sync_id=context.run.run_id,
@@ -188,6 +189,7 @@ def raw_members(
         workspace_grants=counts.workspace_grants,
         max_shrink_share=config.max_shrink_share,
         accept_shrink=config.accept_shrink,
+        workspaces_gone=workspaces_gone,
     )
     common = {
         "membership_route": read.route,
