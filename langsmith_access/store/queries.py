@@ -64,11 +64,17 @@ class HeldGrant:
 
 
 # The workspaces a sync listed, each with the name it had at $at, whether it existed then, and
-# when it stopped being listed (null while it is): from workspace_history. A workspace whose
+# when it next stopped being listed after $at (null: it still is): from workspace_history. A
+# rename closes an interval at the instant the next one opens, which is no end. A workspace whose
 # history starts after $at was listed before the history began (a database older than it), so
 # it existed since its creation. A database published before workspace_history existed has the
 # current workspaces only (WORKSPACES_NOW_SQL), until its next sync.
 WORKSPACES_AT_SQL = """
+    WITH intervals AS (
+        SELECT *, valid_to IS NOT NULL AND valid_to IS DISTINCT FROM
+            lead(valid_from) OVER (PARTITION BY workspace_id ORDER BY valid_from) AS ends_listing
+        FROM main.workspace_history
+    )
     SELECT
         workspace_id,
         coalesce(arg_max(display_name, valid_from) FILTER (WHERE valid_from <= $at),
@@ -76,8 +82,8 @@ WORKSPACES_AT_SQL = """
         min(created_at) AS created_at,
         (bool_or(valid_from <= $at AND (valid_to IS NULL OR valid_to > $at)) OR min(valid_from) > $at)
             AND (min(created_at) IS NULL OR min(created_at) <= $at) AS existed,
-        CASE WHEN bool_or(valid_to IS NULL) THEN NULL ELSE max(valid_to) END AS gone_at
-    FROM main.workspace_history
+        min(valid_to) FILTER (WHERE ends_listing AND valid_to > $at) AS gone_at
+    FROM intervals
     GROUP BY workspace_id
 """
 

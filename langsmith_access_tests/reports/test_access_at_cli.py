@@ -176,6 +176,11 @@ def test_a_renamed_workspace_is_named_as_it_was_then(history):
 
     assert names_at(_between(history)) == {old_name}
     assert names_at("now") == {new_name}
+    # A rename ends no access: an Organization Admin's implicit Admin there goes on.
+    admin = _steady_org_admin(history)
+    [implicit] = [g for g in _effective(history.database, "--time", _between(history), "--user", admin)
+                  if g["workspace_id"] == renamed and g["source"] == "organization_admin"]
+    assert implicit["valid_to"] is None
     # Either name finds it.
     for name in (old_name, new_name):
         assert access_at(history.database, "--time", "now", "--workspace", name, "--json").returncode == 0

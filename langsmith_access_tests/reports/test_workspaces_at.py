@@ -1,0 +1,70 @@
+"""Which workspaces existed at a time T, under which name, and when they next stopped being
+listed (``queries.WORKSPACES_AT_SQL`` over ``workspace_history``): cases a few real syncs do not
+reach, on hand-made intervals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+
+from langsmith_access.store.queries import WORKSPACES_AT_SQL
+
+
+def day(n: int) -> datetime:
+    return datetime(2026, 3, n, tzinfo=UTC)
+
+
+# (workspace, name, created_at, valid_from, valid_to): syncs on days 10, 12, 14, 16, 18.
+INTERVALS = [
+    ("renamed", "A", day(1), day(10), day(12)),  # renamed twice: A, B, C
+    ("renamed", "B", day(1), day(12), day(14)),
+    ("renamed", "C", day(1), day(14), None),
+    ("restored", "R", day(1), day(10), day(12)),  # deleted (not listed on day 12), restored on 16
+    ("restored", "R", day(1), day(16), None),
+    ("deleted", "D", day(1), day(10), day(14)),  # not listed from day 14 on
+    ("late", "L", day(11), day(12), None),  # created between two syncs
+    ("undated", "U", None, day(10), None),  # LangSmith gave no created_at
+]
+
+
+@pytest.fixture(scope="module")
+def conn():
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE main.workspace_history (workspace_id VARCHAR, display_name VARCHAR, "
+                 "created_at TIMESTAMPTZ, valid_from TIMESTAMPTZ, valid_to TIMESTAMPTZ)")
+    conn.executemany("INSERT INTO main.workspace_history VALUES (?, ?, ?, ?, ?)", INTERVALS)
+    yield conn
+    conn.close()
+
+
+def at(conn, when: datetime) -> dict[str, tuple]:
+    """workspace -> (name, existed, gone_at) at ``when``."""
+    rows = conn.execute(f"SELECT workspace_id, display_name, existed, gone_at FROM ({WORKSPACES_AT_SQL})",
+                        {"at": when}).fetchall()
+    return {workspace: (name, existed, gone) for workspace, name, existed, gone in rows}
+
+
+def test_before_the_history_began_a_workspace_existed_since_its_creation(conn):
+    seen = at(conn, day(5))
+    assert seen["renamed"] == ("A", True, None)  # its first name; the renames end nothing
+    assert seen["restored"] == ("R", True, day(12))
+    assert seen["deleted"] == ("D", True, day(14))
+    assert seen["late"][1] is False  # created on day 11
+    assert seen["undated"][:2] == ("U", True)
+
+
+def test_names_follow_the_renames_and_a_boundary_belongs_to_the_next_interval(conn):
+    assert at(conn, day(11))["renamed"][0] == "A"
+    assert at(conn, day(12))["renamed"][0] == "B"  # valid_from <= T < valid_to
+    assert at(conn, day(20))["renamed"] == ("C", True, None)
+
+
+def test_a_deleted_then_restored_workspace_did_not_exist_in_between(conn):
+    assert at(conn, day(11))["restored"] == ("R", True, day(12))
+    assert at(conn, day(13))["restored"][1] is False
+    assert at(conn, day(16))["restored"] == ("R", True, None)
+    assert at(conn, day(13))["deleted"] == ("D", True, day(14))
+    assert at(conn, day(14))["deleted"][1] is False
+    assert at(conn, day(11))["late"] == ("L", True, None)  # created, not listed yet
