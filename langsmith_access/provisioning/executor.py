@@ -402,6 +402,9 @@ class Provisioner:
         role = directory.roles.get(request.get("role_id") or "") if directory else None
         plan = self._first_write_plans.get(request["request_id"])
         held_role = directory.roles.get(plan.current_role_id or "") if directory and plan else None
+        if directory and plan and plan.target_role_id and plan.target_role_id != request.get("role_id"):
+            # An expiry restoring the role a grant replaced writes that role, not the request's.
+            role = directory.roles.get(plan.target_role_id) or role
         workspace = directory.workspaces.get(request.get("workspace_id") or "") if directory else None
         try:
             org_info = self.client.organization_info_once()

@@ -84,35 +84,53 @@ _RETRY_DUE = (
     "provisioning_requests.request_id AND child.status = 'failed'), expires_at) <= ?"
 )
 _DUE = f"{_LIVE_TIME_BOUND} AND expires_at <= ? AND {_RETRY_DUE}"
-# Grants a later request in force on the same membership will have taken over when they end
-# (``successor``): a revoke, or a grant without an end or ending later. When they end, the
-# member's access does not; no warning of theirs. (A later grant that ends first hands the
-# membership back to them before: their own end is the member's.)
-_TAKEN_OVER = (
-    f"EXISTS (SELECT 1 FROM {_REQUESTS} AS later WHERE later.user_id = provisioning_requests.user_id "
-    "AND later.workspace_id = provisioning_requests.workspace_id "
-    f"AND {_settled_after('later', 'provisioning_requests')} AND {_in_force('later')} "
-    "AND (later.action = 'revoke' OR later.expires_at IS NULL "
-    "OR later.expires_at > provisioning_requests.expires_at))"
+# Of the live ones, those ending within (?, ?] that were not warned about yet (``to_warn`` keeps
+# those whose end will change the member's access).
+_ENDING_UNWARNED = (
+    f"{_LIVE_TIME_BOUND} AND expires_at > ? AND expires_at <= ? AND NOT EXISTS "
+    "(SELECT 1 FROM main.provisioning_events AS e WHERE e.request_id = provisioning_requests.request_id "
+    "AND e.kind = 'expiry_warned')"
 )
-# Grants whose end changes the membership: the member had another role, or none, before them;
-# or they found their role given by an earlier time-bound grant in force that ends first, whose
-# end hands them what the member had before it (``successor``). A grant of a role the member
-# already held, ending before the grant that gave it, ends nothing: no warning of its own.
-_ENDS_SOMETHING = (
-    "(prior_role_id IS DISTINCT FROM role_id OR EXISTS (SELECT 1 FROM "
-    f"{_REQUESTS} AS earlier WHERE earlier.user_id = provisioning_requests.user_id "
-    "AND earlier.workspace_id = provisioning_requests.workspace_id AND earlier.action = 'grant' "
-    "AND earlier.role_id = provisioning_requests.prior_role_id AND earlier.expires_at IS NOT NULL "
-    "AND earlier.expires_at < provisioning_requests.expires_at "
-    f"AND {_settled_after('provisioning_requests', 'earlier')} AND {_in_force('earlier')}))"
-)
-# Of the live ones, those ending within (?, ?] that were not warned about yet.
-_TO_WARN = (
-    f"{_LIVE_TIME_BOUND} AND NOT {_TAKEN_OVER} AND {_ENDS_SOMETHING} AND expires_at > ? "
-    "AND expires_at <= ? AND NOT EXISTS (SELECT 1 FROM main.provisioning_events AS e "
-    "WHERE e.request_id = provisioning_requests.request_id AND e.kind = 'expiry_warned')"
-)
+
+
+def _settle_order(request: dict) -> tuple:
+    return (request["updated_at"], request["request_seq"])
+
+
+def end_changes_access(conn: duckdb.DuckDBPyConnection, grant: dict) -> bool:
+    """Will ``grant``'s end change the member's role, as the executor will end it (if nothing is
+    changed by hand meanwhile)? Plays the membership's requests in force forward, each
+    time-bound grant ending at its ``expires_at`` as the executor ends it: a later request in
+    force (its ``successor``) takes it over, and a later grant built on its role inherits what it
+    replaced; with none, it restores what it replaced. ``grant``'s own end changes the role when
+    nothing took it over and what it restores is not its own role."""
+    in_force = _of_membership(conn, grant["user_id"], grant["workspace_id"],
+                              _in_force("provisioning_requests", "membership"), [])
+    in_force.sort(key=_settle_order)
+    replaced = {r["request_id"]: r["prior_role_id"] for r in in_force}
+    live = {r["request_id"] for r in in_force}
+    ending = sorted(
+        (r for r in in_force if r["action"] == "grant" and r["expires_at"] is not None
+         and (r["expires_at"], _settle_order(r)) <= (grant["expires_at"], _settle_order(grant))),
+        key=lambda r: (r["expires_at"], _settle_order(r)),
+    )
+    for ended in ending:
+        later = next((r for r in in_force
+                      if r["request_id"] in live and _settle_order(r) > _settle_order(ended)), None)
+        live.discard(ended["request_id"])
+        if ended["request_id"] == grant["request_id"]:
+            return later is None and replaced[ended["request_id"]] != ended["role_id"]
+        if later is not None and later["action"] == "grant" and replaced[later["request_id"]] == ended["role_id"]:
+            replaced[later["request_id"]] = replaced[ended["request_id"]]
+    return True  # ``grant`` is not in force after all: its end is due as it stands
+
+
+def to_warn(conn: duckdb.DuckDBPyConnection, now: datetime, warning: timedelta) -> list[dict]:
+    """The time-bound grants ending within ``warning`` of ``now``, not warned about yet, whose
+    end will end or change the member's access (``end_changes_access``): a grant taken over by a
+    later one, or of a role the member will hold on through another grant, ends nothing."""
+    return [grant for grant in fetch_requests(conn, _ENDING_UNWARNED, [now, now + warning])
+            if end_changes_access(conn, grant)]
 
 
 def successor(conn: duckdb.DuckDBPyConnection, grant: dict) -> dict | None:
@@ -182,11 +200,7 @@ def warn_expiring(
     webhook."""
     if not notifier.enabled:
         return []
-    soon = fetch_requests(
-        conn,
-        _TO_WARN,
-        [now, now + warning],
-    )
+    soon = to_warn(conn, now, warning)
     if not soon:
         return []
     conn.execute("BEGIN")
@@ -216,9 +230,5 @@ def expiry_work_due(conn: duckdb.DuckDBPyConnection, now: datetime, warning: tim
     due += [r["request_id"] for r in fetch_requests(
         conn, "status = 'awaiting_approval' AND approval_deadline <= ?", [now])]
     if warning is not None:
-        due += [r["request_id"] for r in fetch_requests(
-            conn,
-            _TO_WARN,
-            [now, now + warning],
-        )]
+        due += [r["request_id"] for r in to_warn(conn, now, warning)]
     return due

@@ -486,6 +486,9 @@ def serve_from_cli(args) -> int:
             return refuse(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
     if rate_limit_window_seconds <= 0:
         return refuse("--rate-limit-window-seconds must be positive")
+    if key_role == "member-manager" and plan != "enterprise":
+        # Its key holds a custom workspace role: custom roles are an Enterprise feature.
+        return refuse("--key-role member-manager needs --plan enterprise (custom roles are Enterprise only)")
     missing_sections = tuple(
         name.strip() for name in (getattr(args, "missing_sections", "") or "").split(",") if name.strip()
     )

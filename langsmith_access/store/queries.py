@@ -65,10 +65,12 @@ class HeldGrant:
 
 # The workspaces a sync listed, each with the name it had at $at, whether it existed then, and
 # when it next stopped being listed after $at (null: it still is): from workspace_history. A
-# rename closes an interval at the instant the next one opens, which is no end. A workspace whose
-# history starts after $at was listed before the history began (a database older than it), so
-# it existed since its creation. A database published before workspace_history existed has the
-# current workspaces only (WORKSPACES_NOW_SQL), until its next sync.
+# rename closes an interval at the instant the next one opens, which is no end. Before its first
+# listing, a workspace existed since its creation (created before a sync listed it, or before
+# the history began: a database older than it); without a creation time, only one the history's
+# first build listed is taken to have existed before. A database published before
+# workspace_history existed has the current workspaces only (WORKSPACES_NOW_SQL), until its next
+# sync.
 WORKSPACES_AT_SQL = """
     WITH intervals AS (
         SELECT *, valid_to IS NOT NULL AND valid_to IS DISTINCT FROM
@@ -80,8 +82,10 @@ WORKSPACES_AT_SQL = """
         coalesce(arg_max(display_name, valid_from) FILTER (WHERE valid_from <= $at),
                  arg_min(display_name, valid_from)) AS display_name,
         min(created_at) AS created_at,
-        (bool_or(valid_from <= $at AND (valid_to IS NULL OR valid_to > $at)) OR min(valid_from) > $at)
-            AND (min(created_at) IS NULL OR min(created_at) <= $at) AS existed,
+        bool_or(valid_from <= $at AND (valid_to IS NULL OR valid_to > $at))
+            OR $at < min(valid_from) AND CASE WHEN min(created_at) IS NULL
+                THEN min(valid_from) = (SELECT min(valid_from) FROM intervals)
+                ELSE min(created_at) <= $at END AS existed,
         min(valid_to) FILTER (WHERE ends_listing AND valid_to > $at) AS gone_at
     FROM intervals
     GROUP BY workspace_id
@@ -276,11 +280,12 @@ def resolve_user(conn, text: str) -> list[str]:
     return [user_id for (user_id,) in by_email]
 
 
-def resolve_workspace(conn, text: str) -> str:
-    """A workspace id from an id or a display name (exact, then case-insensitive): a current
-    workspace's, else a name a workspace had in ``workspace_history`` (deleted or renamed since)."""
+def resolve_workspace(conn, text: str, *, past_names: bool = False) -> str:
+    """A workspace id from an id or a display name (exact, then case-insensitive) of a current
+    workspace; with ``past_names``, else a name a workspace had in ``workspace_history``
+    (deleted or renamed since: for questions about the past)."""
     wanted = text.strip()
-    history = table_exists(conn, "main", "workspace_history")
+    history = past_names and table_exists(conn, "main", "workspace_history")
     by_id = conn.execute(
         "SELECT workspace_id FROM main.workspaces WHERE workspace_id = $w "
         "UNION SELECT workspace_id FROM main.grant_history WHERE workspace_id = $w"

@@ -122,7 +122,9 @@ def test_the_expiry_sensor_launches_a_provisioning_run_only_when_something_is_du
 
 
 def test_the_expiry_sensor_asks_for_a_run_when_a_warning_is_due_only_with_a_webhook(database, instance, monkeypatch):
-    add_request(database, "applied", expires_at=datetime.now(UTC) + timedelta(hours=2))
+    # A grant that added the member (no prior role), ending in two hours.
+    add_request(database, "applied", user_id="u-1", workspace_id="w-1", role_id="r-editor",
+                expires_at=datetime.now(UTC) + timedelta(hours=2))
     assert not tick(instance, "access_expiry_sensor")[0].run_requests
     monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", "http://127.0.0.1:9/hook")
     assert len(tick(instance, "access_expiry_sensor")[0].run_requests) == 1

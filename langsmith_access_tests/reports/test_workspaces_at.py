@@ -26,6 +26,7 @@ INTERVALS = [
     ("deleted", "D", day(1), day(10), day(14)),  # not listed from day 14 on
     ("late", "L", day(11), day(12), None),  # created between two syncs
     ("undated", "U", None, day(10), None),  # LangSmith gave no created_at
+    ("undated-late", "V", None, day(14), None),  # ... and first listed after the history began
 ]
 
 
@@ -53,6 +54,7 @@ def test_before_the_history_began_a_workspace_existed_since_its_creation(conn):
     assert seen["deleted"] == ("D", True, day(14))
     assert seen["late"][1] is False  # created on day 11
     assert seen["undated"][:2] == ("U", True)
+    assert seen["undated-late"][1] is False  # the history began without it: it came later
 
 
 def test_names_follow_the_renames_and_a_boundary_belongs_to_the_next_interval(conn):
@@ -68,3 +70,5 @@ def test_a_deleted_then_restored_workspace_did_not_exist_in_between(conn):
     assert at(conn, day(13))["deleted"] == ("D", True, day(14))
     assert at(conn, day(14))["deleted"][1] is False
     assert at(conn, day(11))["late"] == ("L", True, None)  # created, not listed yet
+    assert at(conn, day(13))["undated-late"][1] is False
+    assert at(conn, day(14))["undated-late"][1] is True

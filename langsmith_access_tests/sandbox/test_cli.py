@@ -147,3 +147,10 @@ def test_a_port_in_use_is_named_with_the_fix():
         result = run_cli("--port", str(port))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "choose another --port" in result.stderr
+
+
+def test_a_member_manager_key_needs_the_enterprise_plan():
+    # Its key holds a custom role, which plans below Enterprise do not have.
+    result = run_cli("--key-role", "member-manager", "--plan", "plus")
+    assert result.returncode == 2
+    assert "--key-role member-manager needs --plan enterprise" in result.stderr

@@ -1,0 +1,109 @@
+"""Which time-bound grants get an ``access.expiring`` warning: those whose end will change the
+member's access as the executor will end them (``expiry.end_changes_access``), played forward
+on hand-made queues of one membership. The cases come from a review's model of the executor's
+rules (a grant taken over, a role held on through another grant, a takeover before the end)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pytest
+
+from langsmith_access.provisioning.expiry import end_changes_access, to_warn
+from langsmith_access.provisioning.queue import fetch_requests
+from langsmith_access.store.schema import ensure_schema
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def queue():
+    """Settle requests one after another on one membership: ``settle(action, role, prior,
+    hours)`` (hours None: no end); ``warned(within)``: the grants ``to_warn`` keeps."""
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    counter = itertools.count(1)
+
+    def settle(action: str, role: str, prior: str | None = None, hours: float | None = None,
+               status: str = "applied") -> str:
+        n = next(counter)
+        request_id = f"r{n}"
+        conn.execute(
+            "INSERT INTO main.provisioning_requests (request_id, action, user_id, workspace_id, role_id, "
+            "status, requested_at, updated_at, expires_at, prior_role_id) VALUES (?, ?, 'u', 'w', ?, ?, ?, ?, ?, ?)",
+            [request_id, action, role, status, NOW, NOW + n * timedelta(seconds=1),
+             None if hours is None else NOW + hours * HOUR, prior],
+        )
+        return request_id
+
+    def changes(request_id: str) -> bool:
+        [grant] = fetch_requests(conn, "request_id = ?", [request_id])
+        return end_changes_access(conn, grant)
+
+    def warned(within_hours: float) -> set[str]:
+        return {g["request_id"] for g in to_warn(conn, NOW, within_hours * HOUR)}
+
+    yield settle, changes, warned
+    conn.close()
+
+
+def test_a_grant_that_added_or_changed_the_role_is_warned_of(queue):
+    settle, changes, warned = queue
+    added = settle("grant", "Editor", None, 2)
+    assert changes(added) and warned(3) == {added}
+    assert warned(1) == set()  # not within the hour
+
+
+def test_a_shorter_grant_of_a_role_held_through_a_longer_one_ends_nothing(queue):
+    settle, changes, warned = queue
+    longer = settle("grant", "Editor", None, 10)
+    shorter = settle("grant", "Editor", "Editor", 2, status="already_satisfied")
+    assert not changes(shorter) and changes(longer)
+    assert warned(24) == {longer}
+
+
+def test_a_grant_taken_over_by_a_later_one_that_outlasts_it_ends_nothing(queue):
+    settle, changes, warned = queue
+    first = settle("grant", "Editor", None, 8)
+    extension = settle("grant", "Editor", "Editor", 12, status="already_satisfied")
+    middle = settle("grant", "Editor", "Editor", 10, status="already_satisfied")
+    # At 8h the 12h grant takes over what the first replaced (nothing); the 10h one ends nothing.
+    assert not changes(first) and not changes(middle) and changes(extension)
+    assert warned(24) == {extension}
+
+
+def test_a_grant_without_end_keeps_the_role_past_every_end(queue):
+    settle, changes, warned = queue
+    first = settle("grant", "Editor", None, 4)
+    settle("grant", "Editor", "Editor", None, status="already_satisfied")  # no end
+    later = settle("grant", "Editor", "Editor", 10, status="already_satisfied")
+    assert not changes(first) and not changes(later)
+    assert warned(24) == set()
+
+
+def test_a_takeover_before_the_end_changes_what_it_restores(queue):
+    settle, changes, warned = queue
+    # The member is Editor (by hand); Admin for 4h, then Editor for 8h on top of the Admin.
+    admin = settle("grant", "Admin", "Editor", 4)
+    editor = settle("grant", "Editor", "Admin", 8)
+    # At 4h the Editor grant takes over the Admin's: what it will restore is Editor, its own role.
+    assert not changes(admin) and not changes(editor)
+    assert warned(24) == set()
+
+
+def test_a_later_grant_that_ends_first_hands_the_role_back(queue):
+    settle, changes, warned = queue
+    editor = settle("grant", "Editor", None, 8)
+    admin = settle("grant", "Admin", "Editor", 2)  # Admin on top, ends first: Editor back
+    assert changes(admin) and changes(editor)
+    assert warned(24) == {editor, admin}
+
+
+def test_a_later_revoke_ended_the_grants_access_already(queue):
+    settle, changes, warned = queue
+    granted = settle("grant", "Editor", None, 8)
+    settle("revoke", "Editor")
+    assert not changes(granted) and warned(24) == set()
