@@ -2,8 +2,10 @@
 cause and the fix, in ``status_detail`` and in the audit event; ``reason`` stays the requester's."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 from langsmith_access.api import list_requests, provision, request_grant
+from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access_tests.helpers import query
 from langsmith_access_tests.provisioning.test_provisioning_end_to_end import pick
 
@@ -99,3 +101,26 @@ def test_a_restricted_role_needs_a_key_holding_the_built_in_workspace_admin(env)
     assert provision().success
     assert {r["request_id"]: r for r in list_requests()}[again.request_id]["status"] == "applied"
     assert org.membership(workspace.id, others[0].ls_user_id).role_id == restricted.id
+
+
+def test_the_end_of_a_grant_that_would_restore_a_restricted_role_says_so(env):
+    """The end of Admin for 8 hours given to a holder of a restricted role restores that role:
+    a key holding a custom role may not, and the failed end names the role it would write."""
+    sandbox, org, database = env
+    workspace, _, holder, _, roles = pick(org)
+    restricted = next(r for r in org.roles_by_scope("workspace") if r.is_custom)
+    restricted.is_restricted = True
+    org.set_workspace_role(workspace.id, holder.ls_user_id, restricted.id)
+    granted = request_grant(holder.ls_user_id, workspace.id, "Admin", duration="8h")
+    assert provision().success  # an Organization Admin's key (the sandbox's default) applies it
+    assert org.membership(workspace.id, holder.ls_user_id).role_id == roles["Admin"]
+
+    sandbox.api.key_role = "member-manager"
+    with database.writer_lease("test: the grant is due"), database.connect() as conn:
+        [end] = queue_due_expiries(conn, datetime.now(UTC) + timedelta(hours=9))
+    assert provision().success
+    row = {r["request_id"]: r for r in list_requests()}[end]
+    assert row["status"] == "failed", row
+    assert row["status_detail"].startswith(f"restricted role: {restricted.display_name!r}"), row["status_detail"]
+    assert org.membership(workspace.id, holder.ls_user_id).role_id == roles["Admin"]
+    assert granted.request_id == row["parent_request_id"]
