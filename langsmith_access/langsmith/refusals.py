@@ -58,7 +58,10 @@ def explain_write_refusal(
         return None
     server_said = f"LangSmith answered {error.status_code}: {error.detail or error}"
     restricted = next((r for r in (role, held_role) if r is not None and r.is_restricted), None)
-    if restricted is not None and key_role_there is not None and key_role_there.name != WORKSPACE_ADMIN:
+    # A key that may manage members there through a role other than the built-in Admin (one that
+    # may not is refused for that, below).
+    if (restricted is not None and key_role_there is not None and key_role_there.name != WORKSPACE_ADMIN
+            and "workspaces:manage-members" in key_role_there.permissions):
         return (
             f"restricted role: {restricted.display_name!r} is a restricted role, which only a "
             "holder of the built-in Workspace Admin role in the workspace (or an Organization "

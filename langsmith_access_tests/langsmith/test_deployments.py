@@ -166,7 +166,8 @@ def test_a_refused_non_admin_grant_on_a_plan_without_rbac_is_not_blamed_on_the_k
 
 def test_a_refusal_involving_a_restricted_role_names_the_built_in_admin_rule():
     restricted = replace(EDITOR, id="r-auditor", name="CUSTOM", display_name="Auditor", is_restricted=True)
-    manager = replace(EDITOR, id="r-manager", name="CUSTOM", display_name="Member Manager")
+    manager = replace(EDITOR, id="r-manager", name="CUSTOM", display_name="Member Manager",
+                      permissions=("workspaces:read", "workspaces:manage-members"))
     enterprise = {"config": {"can_use_rbac": True}}
     for status in (403, 400):  # LangSmith documents no code for it
         for role, held in ((restricted, None), (EDITOR, restricted), (None, restricted)):
@@ -179,6 +180,9 @@ def test_a_refusal_involving_a_restricted_role_names_the_built_in_admin_rule():
     for key_role in (ADMIN, None):
         text = explain_write_refusal(refused(), role=restricted, org_info=enterprise, key_role_there=key_role)
         assert text.startswith("permission"), text
+    # A key that may not manage members there at all is refused for that.
+    text = explain_write_refusal(refused(), role=restricted, org_info=enterprise, key_role_there=EDITOR)
+    assert text.startswith("permission"), text
     # Not restricted: as before.
     assert explain_write_refusal(refused(), role=EDITOR, org_info=enterprise,
                                  key_role_there=manager).startswith("permission")
