@@ -33,7 +33,7 @@ from langsmith_access.langsmith import (
 from langsmith_access.langsmith.client import (
     ORGANIZATION_INFO_PATH,
 )
-from langsmith_access.langsmith.refusals import WORKSPACE_ADMIN, workspace_rbac
+from langsmith_access.langsmith.refusals import MANAGE_MEMBERS, WORKSPACE_ADMIN, workspace_rbac
 from langsmith_access.settings import (
     DEFAULT_ENDPOINT,
     ORGS_FILE_VARIABLE,
@@ -63,7 +63,6 @@ CHECK_NAMES = (
     "manage_workspace_members",
     "workspace_rbac",
 )
-MANAGE_MEMBERS = "workspaces:manage-members"
 ENDPOINT_FIX = (
     f"set LANGSMITH_ENDPOINT to your LangSmith API: {DEFAULT_ENDPOINT} (US), "
     "https://eu.api.smith.langchain.com (EU), or https://<your-host>/api/v1 (self-hosted)"

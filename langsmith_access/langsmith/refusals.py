@@ -25,6 +25,7 @@ from langsmith_access.langsmith.records import Role
 
 WRITE_METHODS = ("POST", "PATCH", "DELETE")
 WORKSPACE_ADMIN = "WORKSPACE_ADMIN"
+MANAGE_MEMBERS = "workspaces:manage-members"
 
 
 def workspace_rbac(org_info: dict[str, Any] | None) -> bool | None:
@@ -61,7 +62,7 @@ def explain_write_refusal(
     # A key that may manage members there through a role other than the built-in Admin (one that
     # may not is refused for that, below).
     if (restricted is not None and key_role_there is not None and key_role_there.name != WORKSPACE_ADMIN
-            and "workspaces:manage-members" in key_role_there.permissions):
+            and MANAGE_MEMBERS in key_role_there.permissions):
         return (
             f"restricted role: {restricted.display_name!r} is a restricted role, which only a "
             "holder of the built-in Workspace Admin role in the workspace (or an Organization "
