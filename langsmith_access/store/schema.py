@@ -258,8 +258,7 @@ def previous_sync(conn: duckdb.DuckDBPyConnection) -> dict | None:
     if row is None:
         return None
     workspace_grants = row[2]
-    if scalar(conn, "SELECT count(*) FROM information_schema.tables "
-                    "WHERE table_schema = 'main' AND table_name = 'grants'"):
+    if table_exists(conn, "main", "grants"):
         workspace_grants = scalar(conn, "SELECT count(*) FROM main.grants WHERE entitlement_type = 'workspace_role'")
     return {"sync_id": row[0], "users": row[1], "workspace_grants": workspace_grants}
 
