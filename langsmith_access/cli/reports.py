@@ -135,7 +135,7 @@ def access_at_time(args: argparse.Namespace) -> int:
     with database.read_published() as conn:
         require_synced(conn, database.path)
         user_ids = queries.resolve_user(conn, args.user) if args.user else None
-        workspace_id = (queries.resolve_workspace(conn, args.workspace, past_names=True)
+        workspace_id = (queries.resolve_workspace(conn, args.workspace, past_names=True, at=at)
                         if args.workspace else None)
         held = queries.grants_held_at(conn, at, user_ids=user_ids, workspace_id=workspace_id)
         if args.effective:

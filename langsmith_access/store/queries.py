@@ -280,10 +280,12 @@ def resolve_user(conn, text: str) -> list[str]:
     return [user_id for (user_id,) in by_email]
 
 
-def resolve_workspace(conn, text: str, *, past_names: bool = False) -> str:
+def resolve_workspace(conn, text: str, *, past_names: bool = False, at: datetime | None = None) -> str:
     """A workspace id from an id or a display name (exact, then case-insensitive) of a current
     workspace; with ``past_names``, else a name a workspace had in ``workspace_history``
-    (deleted or renamed since: for questions about the past)."""
+    (deleted or renamed since: for questions about the past). With ``at`` as well, the name a
+    workspace bore at that time comes first: once "Prod" was renamed and a new workspace took the
+    name, "who had access to Prod" at a time before means the workspace called Prod then."""
     wanted = text.strip()
     history = past_names and table_exists(conn, "main", "workspace_history")
     by_id = conn.execute(
@@ -294,14 +296,20 @@ def resolve_workspace(conn, text: str, *, past_names: bool = False) -> str:
     ).fetchall()
     if by_id:
         return by_id[0][0]
-    named_in = ["main.workspaces"] + (["main.workspace_history"] if history else [])
+    # Where names are looked for, in order.
+    named_in = ["main.workspaces"]
+    if history:
+        named_in.append("main.workspace_history")
+        if at is not None:
+            # The workspaces that existed at `at`, each under the name it bore then.
+            named_in.insert(0, f"(SELECT *, NULL AS tenant_handle FROM ({WORKSPACES_AT_SQL}) WHERE existed)")
     for table in named_in:
-        for condition in ("display_name = ?", "lower(display_name) = lower(?)"):
+        for condition in ("display_name = $name", "lower(display_name) = lower($name)"):
             named = conn.execute(
                 "SELECT workspace_id, min(display_name), min(tenant_handle) "
                 f"FROM {table} WHERE {condition} GROUP BY workspace_id "
                 "ORDER BY min(created_at), workspace_id",
-                [wanted],
+                {"name": wanted} | ({"at": at} if "$at" in table else {}),
             ).fetchall()
             if len(named) == 1:
                 return named[0][0]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from langsmith_access.store.queries import WORKSPACES_AT_SQL
+from langsmith_access.store.queries import WORKSPACES_AT_SQL, resolve_workspace
 
 
 def day(n: int) -> datetime:
@@ -72,3 +72,31 @@ def test_a_deleted_then_restored_workspace_did_not_exist_in_between(conn):
     assert at(conn, day(11))["late"] == ("L", True, None)  # created, not listed yet
     assert at(conn, day(13))["undated-late"][1] is False
     assert at(conn, day(14))["undated-late"][1] is True
+
+
+def test_a_name_given_to_another_workspace_since_means_at_a_past_time_the_one_that_bore_it():
+    # "old" was Prod until day 14 (then "Prod (old)"); "new", created on day 15, is Prod since 16.
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE main.workspace_history (workspace_id VARCHAR, display_name VARCHAR, "
+                 "tenant_handle VARCHAR, created_at TIMESTAMPTZ, valid_from TIMESTAMPTZ, valid_to TIMESTAMPTZ)")
+    conn.executemany("INSERT INTO main.workspace_history VALUES (?, ?, NULL, ?, ?, ?)", [
+        ("old", "Prod", day(1), day(10), day(14)),
+        ("old", "Prod (old)", day(1), day(14), None),
+        ("new", "Prod", day(15), day(16), None),
+        ("gone", "Scratch", day(1), day(10), day(12)),
+    ])
+    conn.execute("CREATE TABLE main.workspaces AS SELECT workspace_id, display_name, tenant_handle, created_at "
+                 "FROM main.workspace_history WHERE valid_to IS NULL")
+    conn.execute("CREATE TABLE main.grant_history (workspace_id VARCHAR)")
+
+    def resolve(name, when=None):
+        return resolve_workspace(conn, name, past_names=True, at=when)
+
+    assert resolve("Prod", day(11)) == "old"
+    assert resolve("prod", day(11)) == "old"  # case-insensitive, as for current names
+    assert resolve("Prod", day(5)) == "old"  # before the history: its first recorded name
+    assert resolve("Prod", day(17)) == "new"
+    assert resolve("Prod") == "new"  # no time: today's name first
+    assert resolve("Prod (old)", day(11)) == "old"  # not its name then, but no other's either
+    assert resolve("Scratch", day(20)) == "gone"  # deleted since: a past name still finds it
+    assert resolve_workspace(conn, "Prod", at=day(11)) == "new"  # past names not asked for
