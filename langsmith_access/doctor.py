@@ -465,8 +465,18 @@ class _Doctor:
             return
         unknown = [w for w in workspaces if w.permissions is None]
         allowed = [w for w in workspaces if w.permissions and MANAGE_MEMBERS in w.permissions]
+        restricted_note = self.restricted_roles_note(allowed)
         if len(allowed) == len(workspaces):
-            if not self.warn_of_restricted_roles(workspaces):
+            if restricted_note:
+                self.add(
+                    "manage_workspace_members",
+                    WARN,
+                    f"the key has {MANAGE_MEMBERS} in all {len(workspaces)} workspaces, but "
+                    + restricted_note,
+                    "give the service key the built-in Workspace Admin role in those workspaces, "
+                    "or the Organization Admin role",
+                )
+            else:
                 self.add(
                     "manage_workspace_members",
                     OK,
@@ -486,7 +496,8 @@ class _Doctor:
                 WARN,
                 f"the key has {MANAGE_MEMBERS} in {len(allowed)} of {len(workspaces)} "
                 f"workspaces; not in: {', '.join(missing[:5])}"
-                + (" ..." if len(missing) > 5 else ""),
+                + (" ..." if len(missing) > 5 else "")
+                + (f"; and where it has it, {restricted_note}" if restricted_note else ""),
                 fix,
             )
         else:
@@ -498,28 +509,23 @@ class _Doctor:
                 fix,
             )
 
-    def warn_of_restricted_roles(self, workspaces: list[Workspace]) -> bool:
-        """Warn (and say True) where the key manages members through a role other than the
-        built-in Workspace Admin while the org has restricted roles, which only that role may
-        grant or take away (langsmith-api.md)."""
+    def restricted_roles_note(self, allowed: list[Workspace]) -> str | None:
+        """What the key cannot do in the workspaces of ``allowed`` (where it may manage members)
+        in which it holds a role other than the built-in Workspace Admin, while the org has
+        restricted roles, which only that role may grant or take away (langsmith-api.md); None
+        where that is nothing."""
         restricted = sorted(r.display_name for r in self.roles if r.is_restricted)
         by_id = {role.id: role for role in self.roles}
-        other = [w for w in workspaces if w.role_id in by_id and by_id[w.role_id].name != WORKSPACE_ADMIN]
+        other = [w for w in allowed if w.role_id in by_id and by_id[w.role_id].name != WORKSPACE_ADMIN]
         if not restricted or not other:
-            return False
+            return None
         held = sorted({by_id[w.role_id or ""].display_name for w in other})
         names = ", ".join(w.display_name for w in other[:5]) + (" ..." if len(other) > 5 else "")
-        self.add(
-            "manage_workspace_members",
-            WARN,
-            f"the key has {MANAGE_MEMBERS} in all {len(workspaces)} workspaces, but through "
-            f"{', '.join(repr(h) for h in held)}, not the built-in Workspace Admin, in "
+        return (
+            f"through {', '.join(repr(h) for h in held)}, not the built-in Workspace Admin, in "
             f"{len(other)} of them ({names}): there it cannot grant the restricted roles "
-            f"{', '.join(repr(r) for r in restricted)}, nor change or remove their holders",
-            "give the service key the built-in Workspace Admin role in those workspaces, or the "
-            "Organization Admin role",
+            f"{', '.join(repr(r) for r in restricted)}, nor change or remove their holders"
         )
-        return True
 
     def workspace_rbac(self) -> None:
         rbac = workspace_rbac(self.org_info)

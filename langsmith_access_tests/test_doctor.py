@@ -349,6 +349,14 @@ def test_a_key_managing_members_through_a_custom_role_warns_of_restricted_roles(
     assert check.status == "warn", check
     assert "'Member Manager', not the built-in Workspace Admin" in check.detail
     assert repr(restricted.display_name) in check.detail and "built-in Workspace Admin" in check.fix
+    # Where the key may manage members in some workspaces only, the warn of those says it too.
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/workspaces", lambda answer: answer.with_json(
+            [{**w, "permissions": []} if i == 0 else w for i, w in enumerate(answer.json())]))
+        partial = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "manage_workspace_members")
+    assert partial.status == "warn" and "not in: " in partial.detail, partial
+    assert "'Member Manager', not the built-in Workspace Admin" in partial.detail, partial
+    assert repr(restricted.display_name) in partial.detail
     # A key holding the built-in Admin there (the default) has nothing to warn of.
     sandbox.api.key_role = "org-user"
     assert check_of(run_checks(environ), "manage_workspace_members").status == "ok"
