@@ -64,7 +64,8 @@ class HeldGrant:
 
 
 # The workspaces a sync listed, each with the name it had at $at, whether it existed then, and
-# when it next stopped being listed after $at (null: it still is): from workspace_history. A
+# when it next stopped being listed after $at (null: it still is), and when it was last listed
+# again after a deletion, up to $at (null: never deleted): from workspace_history. A
 # rename closes an interval at the instant the next one opens, which is no end. Before its first
 # listing, a workspace existed since its creation (created before a sync listed it, or before
 # the history began: a database older than it); without a creation time, only one the history's
@@ -72,10 +73,15 @@ class HeldGrant:
 # workspace_history existed has the current workspaces only (WORKSPACES_NOW_SQL), until its next
 # sync.
 WORKSPACES_AT_SQL = """
-    WITH intervals AS (
+    WITH ends AS (
         SELECT *, valid_to IS NOT NULL AND valid_to IS DISTINCT FROM
             lead(valid_from) OVER (PARTITION BY workspace_id ORDER BY valid_from) AS ends_listing
         FROM main.workspace_history
+    ),
+    intervals AS (
+        SELECT *, coalesce(lag(ends_listing) OVER (PARTITION BY workspace_id ORDER BY valid_from), false)
+            AS starts_after_gap
+        FROM ends
     )
     SELECT
         workspace_id,
@@ -86,14 +92,17 @@ WORKSPACES_AT_SQL = """
             OR $at < min(valid_from) AND CASE WHEN min(created_at) IS NULL
                 THEN min(valid_from) = (SELECT min(valid_from) FROM intervals)
                 ELSE min(created_at) <= $at END AS existed,
-        min(valid_to) FILTER (WHERE ends_listing AND valid_to > $at) AS gone_at
+        min(valid_to) FILTER (WHERE ends_listing AND valid_to > $at) AS gone_at,
+        -- A workspace deleted and listed again since: its access starts again then.
+        max(valid_from) FILTER (WHERE starts_after_gap AND valid_from <= $at) AS restored_at
     FROM intervals
     GROUP BY workspace_id
 """
 
 WORKSPACES_NOW_SQL = """
     SELECT workspace_id, display_name, created_at,
-        created_at IS NULL OR created_at <= $at AS existed, NULL::TIMESTAMPTZ AS gone_at
+        created_at IS NULL OR created_at <= $at AS existed, NULL::TIMESTAMPTZ AS gone_at,
+        NULL::TIMESTAMPTZ AS restored_at
     FROM main.workspaces
 """
 
@@ -173,7 +182,7 @@ SELECT
     workspaces.display_name AS workspace_name,
     admin_role.role_id,
     admin_role.display_name AS role_name,
-    greatest(history.valid_from, workspaces.created_at) AS valid_from,
+    greatest(history.valid_from, workspaces.created_at, workspaces.restored_at) AS valid_from,
     least(history.valid_to, workspaces.gone_at) AS valid_to,
     'organization_admin' AS source
 FROM main.grant_history AS history

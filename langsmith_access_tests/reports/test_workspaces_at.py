@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from langsmith_access.store.queries import WORKSPACES_AT_SQL, resolve_workspace
+from langsmith_access.store.queries import WORKSPACES_AT_SQL, implicit_admin_access_at, resolve_workspace
 
 
 def day(n: int) -> datetime:
@@ -72,6 +72,31 @@ def test_a_deleted_then_restored_workspace_did_not_exist_in_between(conn):
     assert at(conn, day(11))["late"] == ("L", True, None)  # created, not listed yet
     assert at(conn, day(13))["undated-late"][1] is False
     assert at(conn, day(14))["undated-late"][1] is True
+
+
+def test_a_restored_workspace_is_dated_from_its_restoration(conn):
+    def restored_at(when):
+        return dict(conn.execute(f"SELECT workspace_id, restored_at FROM ({WORKSPACES_AT_SQL})",
+                                 {"at": when}).fetchall())
+
+    assert restored_at(day(11))["restored"] is None
+    assert restored_at(day(17))["restored"] == day(16)
+    assert restored_at(day(20))["renamed"] is None  # renames are no gap
+
+    # An Organization Admin since day 1 holds the implicit Admin there from the restoration on.
+    conn.execute("CREATE TABLE main.roles AS SELECT * FROM (VALUES ('org-admin', 'ORGANIZATION_ADMIN', "
+                 "'Organization Admin'), ('admin', 'WORKSPACE_ADMIN', 'Admin')) AS r(role_id, name, display_name)")
+    conn.execute("CREATE TABLE main.users (user_id VARCHAR, email VARCHAR)")
+    conn.execute("CREATE TABLE main.grant_history AS SELECT 'g' AS grant_id, 'organization_role' AS entitlement_type, "
+                 "'ada' AS user_id, 'ada@example.com' AS email, NULL AS workspace_id, 'org-admin' AS role_id, "
+                 "'Organization Admin' AS role_name, ?::TIMESTAMPTZ AS valid_from, NULL::TIMESTAMPTZ AS valid_to",
+                 [day(1)])
+    try:
+        since = {g.workspace_id: g.valid_from for g in implicit_admin_access_at(conn, day(17))}
+        assert since["restored"] == day(16)
+        assert since["renamed"] == day(1)
+    finally:
+        conn.execute("DROP TABLE main.roles; DROP TABLE main.users; DROP TABLE main.grant_history")
 
 
 def test_a_name_given_to_another_workspace_since_means_at_a_past_time_the_one_that_bore_it():
