@@ -14,7 +14,7 @@ from datetime import datetime
 import duckdb
 
 from langsmith_access.governance.notifications import Notifier
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import table_exists
 
 EVENT = "change.unexplained"
 REPORT = "main.report_unexplained_changes"
@@ -70,11 +70,7 @@ class UnexplainedChange:
 def unexplained_changes(conn: duckdb.DuckDBPyConnection, sync_id: str) -> list[UnexplainedChange]:
     """The rows of ``report_unexplained_changes`` sync ``sync_id`` saw ([] when the table does
     not exist yet), oldest first. Names are the latest sync's (deleted workspaces included)."""
-    if not scalar(
-        conn,
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name = 'report_unexplained_changes'",
-    ):
+    if not table_exists(conn, "main", "report_unexplained_changes"):
         return []
     rows = conn.execute(
         f"""

@@ -34,7 +34,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, Policy, PolicyError, governing_policy
 from langsmith_access.settings import mask_keys
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.sql import first_row, scalar
+from langsmith_access.store.sql import first_row, table_exists
 
 ACTIONS = ("grant", "revoke")
 AWAITING_APPROVAL = "awaiting_approval"
@@ -165,14 +165,7 @@ def resolve_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest) -> Re
 
 
 def _synced(conn: duckdb.DuckDBPyConnection) -> bool:
-    return bool(
-        scalar(
-            conn,
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'main' AND table_name IN ('users', 'workspaces', 'roles')",
-        )
-        == 3
-    )
+    return all(table_exists(conn, "main", table) for table in ("users", "workspaces", "roles"))
 
 
 def _resolve_user(conn, user: str) -> tuple[str, str | None]:
@@ -635,11 +628,7 @@ def unknown_request_ids(conn, request_ids: list[str]) -> list[str]:
 
 
 def _has_queue(conn: duckdb.DuckDBPyConnection) -> bool:
-    return scalar(
-        conn,
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'",
-    ) == 1
+    return table_exists(conn, "main", "provisioning_requests")
 
 
 def claim(conn, run_id: str, request_ids: list[str] | None) -> list[dict]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import scalar, table_exists
 
 # Built-in role names (LangSmith's ``Role.name``; custom roles are all named CUSTOM).
 WORKSPACE_ADMIN_ROLE = "WORKSPACE_ADMIN"
@@ -52,11 +52,7 @@ class MemberStanding:
 
 def is_synced(conn: duckdb.DuckDBPyConnection) -> bool:
     """True once a sync has built the tables names are checked against."""
-    return scalar(
-        conn,
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name IN ('users', 'workspaces', 'roles', 'grants')",
-    ) == 4
+    return all(table_exists(conn, "main", table) for table in ("users", "workspaces", "roles", "grants"))
 
 
 def synced_roles(conn: duckdb.DuckDBPyConnection) -> list[RoleEntry]:

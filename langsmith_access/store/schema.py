@@ -222,12 +222,7 @@ def known_member_values(
 ) -> dict[str, dict]:
     """ls_user_id -> email, full_name, display_name as the last published sync had them (empty
     before the first sync); only those of ``user_ids`` when given (a page of members)."""
-    exists = scalar(
-        conn,
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name = 'users'",
-    )
-    if not exists or (user_ids is not None and not user_ids):
+    if not table_exists(conn, "main", "users") or (user_ids is not None and not user_ids):
         return {}
     sql = "SELECT user_id, email, full_name, display_name FROM main.users"
     if user_ids is None:
