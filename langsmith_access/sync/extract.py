@@ -499,7 +499,10 @@ def transform_enriched_members(
     memberships: list[Row] = []
     for person in people:
         if person.is_pending:
-            # A pending invite is not a user: whatever workspaces it names are not grants.
+            # A pending invite is not a user: whatever workspaces it names are not grants. This
+            # route may list a pending row without the workspaces its invite offers: none listed
+            # is "not said" (null), not "none" (the per-workspace route reads the invites' own).
+            offered = person.workspace_memberships
             invites.append(
                 {
                     **tag,
@@ -507,8 +510,8 @@ def transform_enriched_members(
                     "email": person.email,
                     "org_role_id": person.role_id,
                     "org_role_name": person.role_name,
-                    "workspace_ids": [m.workspace_id for m in person.workspace_memberships],
-                    "workspace_role_id": None,
+                    "workspace_ids": [m.workspace_id for m in offered] if offered else None,
+                    "workspace_role_id": next((m.role_id for m in offered if m.role_id), None),
                     "created_at": person.created_at,
                 }
             )

@@ -80,13 +80,17 @@ def test_enriched_transform_splits_members_invites_and_memberships():
             "created_at": "2026-01-02T00:00:00Z",
             "workspace_memberships": [{"workspace_id": "ws-1", "role_id": "viewer"}],
         }),
+        EnrichedMember.from_api({  # its workspaces not said: unknown, not none
+            "id": "pending-2", "email": "other@example.com", "is_pending": True, "role_id": "org-user",
+            "created_at": "2026-01-03T00:00:00Z", "workspace_memberships": [],
+        }),
     ]
     rows = transform_enriched_members(people, "sync-1", AT)
     assert [r["ls_user_id"] for r in rows.org_members] == ["user-1"]
     assert rows.org_members[0]["is_disabled"] is True
     assert rows.org_members[0]["org_identity_id"] == "org-identity-1"
-    assert [r["invite_id"] for r in rows.pending_invites] == ["pending-1"]
-    assert rows.pending_invites[0]["workspace_ids"] == ["ws-1"]
+    assert [(r["invite_id"], r["workspace_ids"], r["workspace_role_id"]) for r in rows.pending_invites] == [
+        ("pending-1", ["ws-1"], "viewer"), ("pending-2", None, None)]
     # The pending invite's workspace is not a membership; personal ones are kept raw for dbt.
     assert {(r["workspace_id"], r["ls_user_id"]) for r in rows.workspace_memberships} == {
         ("ws-1", "user-1"), ("ws-personal", "user-1")
