@@ -26,7 +26,7 @@ from langsmith_access.provisioning.queue import ChangeRequest, submit
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.sync_runs import succeeded_sync_run
+from langsmith_access.store.sync_runs import organization_of, succeeded_sync_run
 
 DEMO_DATABASE = Path("data/demo/langsmith_access.duckdb")
 # The demo's access policy, written beside its database (README "Governing access").
@@ -115,16 +115,15 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
 
 
 def _synced_organization(database: Path) -> str | None:
-    """The organization whose workspaces ``database`` holds; None for a new file, or one no sync
+    """The organization whose data ``database`` holds; None for a new file, or one no sync
     has filled."""
     if not database.exists():
         return None
     try:
         with AccessDatabase(database).read_published() as conn:
-            found = conn.execute("SELECT organization_id FROM main.workspaces LIMIT 1").fetchone()
+            return organization_of(conn)
     except duckdb.Error:
         return None
-    return str(found[0]) if found and found[0] else None
 
 
 def _show_sync(database: Path, run_id: str) -> None:

@@ -24,6 +24,7 @@ from langsmith_access.langsmith import CallStats, LangSmithClient
 from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.store.sync_runs import (
+    check_organization,
     defer_failed_run,
     deferred_failed_runs,
     record_failed_run,
@@ -35,6 +36,14 @@ from langsmith_access.transform.history import rebuild_history, unbuilt_observat
 # Every op that writes DuckDB runs in this Dagster concurrency pool.
 DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
 
+
+
+def refuse_another_orgs_database(database: AccessDatabase, organization_id: str | None) -> None:
+    """Before a run writes anything (caller holds the lease): refuse a working file that holds
+    another org's data (``store.sync_runs.check_organization``)."""
+    if organization_id:
+        with database.connect() as conn:
+            check_organization(conn, database.path, organization_id)
 
 
 def _run_id(context: dg.InitResourceContext) -> str:
@@ -109,6 +118,7 @@ class SyncDatabase(OrgScopedResource):
             raise
         try:
             database.ensure_working()
+            refuse_another_orgs_database(database, self.org.settings.organization_id)
             self._record_deferred_failures(context)
             self._scratch = database.begin_scratch()
             self._scratch = self._build_unbuilt_observations(context, database, self._scratch)
@@ -187,7 +197,8 @@ class SyncDatabase(OrgScopedResource):
         org = self.org
         secrets = (org.settings.api_key, org.settings.webhook_url)
         record_failed_run(conn, sync_id=sync_id, started_at=started_at, finished_at=finished_at,
-                          api_stats=api_stats, job=job, failure=without_secrets(failure, secrets))
+                          api_stats=api_stats, job=job, failure=without_secrets(failure, secrets),
+                          organization_id=org.settings.organization_id)
         notifier = Notifier.from_settings(org.settings, org.slug)
         if notifier.enabled:
             detail = without_secrets(
@@ -297,6 +308,7 @@ class ProvisioningDatabase(OrgScopedResource):
         )
         try:
             self.database.ensure_working()
+            refuse_another_orgs_database(self.database, self.org.settings.organization_id)
         except BaseException:
             stack.close()
             raise

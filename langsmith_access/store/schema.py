@@ -56,6 +56,10 @@ SYNC_RUNS_ADDED_COLUMNS = (
     ("section_rows", "VARCHAR"),
     # A failed run's cause, "<step>: <message>" (null for a run that succeeded).
     ("failure", "VARCHAR"),
+    # The LangSmith organization the run was for (null in rows written before it was recorded):
+    # the database holds that org's data, and no run for another org may write it
+    # (store/sync_runs.py, check_organization).
+    ("organization_id", "VARCHAR"),
 )
 
 # How this sync read memberships, written by the members extract and read into sync_runs:

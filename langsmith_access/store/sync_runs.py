@@ -20,7 +20,7 @@ import duckdb
 
 from langsmith_access.names import SYNC_JOB
 from langsmith_access.store.sections import section_reads, section_rows_json, skipped_sections_json
-from langsmith_access.store.sql import first_row, scalar
+from langsmith_access.store.sql import first_row, scalar, table_exists
 
 SUCCEEDED, FAILED = "succeeded", "failed"
 COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
@@ -34,6 +34,7 @@ def record_sync_run(
     finished_at: datetime,
     api_stats: dict,
     job: str = SYNC_JOB,
+    organization_id: str | None = None,
 ) -> dict:
     """Count the freshly built tables and insert the run's row. Returns what was recorded.
 
@@ -76,6 +77,7 @@ def record_sync_run(
         "job": job,
         "skipped_sections": skipped_sections_json(reads),
         "section_rows": section_rows_json(reads),
+        "organization_id": organization_id,
     }
     return _insert_run(conn, row)
 
@@ -89,6 +91,7 @@ def record_failed_run(
     api_stats: dict | None,
     job: str,
     failure: str,
+    organization_id: str | None = None,
 ) -> dict:
     """Insert a failed run's row: when, which job, why, and what it spent of the API
     (``api_stats`` None: not known, the columns stay null). Returns what was recorded."""
@@ -105,8 +108,62 @@ def record_failed_run(
         "duration_seconds": round((finished_at - started_at).total_seconds(), 3),
         "job": job,
         "failure": failure,
+        "organization_id": organization_id,
     }
     return _insert_run(conn, row)
+
+
+class OtherOrganizationError(RuntimeError):
+    """The database holds another LangSmith organization's data than the run is for."""
+
+    def __init__(self, path: Path, held: str, configured: str):
+        self.fix = (
+            f"point LANGSMITH_ACCESS_DUCKDB (or the org's slug in LANGSMITH_ACCESS_ORGS_FILE) at "
+            f"organization {configured}'s own database (a path that does not exist yet is created "
+            f"by the first sync), or correct the organization id if {held} is the org you meant"
+        )
+        super().__init__(
+            f"{path} holds organization {held}'s data (its last sync), not organization {configured}'s, "
+            "which this run is for: writing it would mix two organizations' history and apply one "
+            f"organization's requests with the other's key. Nothing was read or written. Fix: {self.fix}"
+        )
+
+
+def organization_of(conn: duckdb.DuckDBPyConnection) -> str | None:
+    """The LangSmith organization whose data the database holds: the one its latest successful
+    run was for, or, in a database from before runs recorded it, its workspaces' organization;
+    None for a database no run has filled (or whose workspaces do not say)."""
+    if table_exists(conn, "main", "sync_runs"):
+        recorded = first_row(
+            conn,
+            "SELECT organization_id FROM main.sync_runs WHERE status = ? AND organization_id IS NOT NULL "
+            "ORDER BY finished_at DESC LIMIT 1",
+            [SUCCEEDED],
+        )
+        if recorded is not None:
+            return recorded[0]
+    if table_exists(conn, "main", "workspaces"):
+        listed = first_row(
+            conn, "SELECT organization_id FROM main.workspaces WHERE organization_id IS NOT NULL LIMIT 1")
+        if listed is not None:
+            return str(listed[0])
+    return None
+
+
+def check_organization(conn: duckdb.DuckDBPyConnection, path: Path, organization_id: str) -> None:
+    """Refuse (``OtherOrganizationError``) a run for ``organization_id`` on a database that
+    holds another organization's data: a changed LANGSMITH_ORGANIZATION_ID, or two orgs' slugs
+    swapped in the orgs file, would otherwise sync one org over the other's history."""
+    held = organization_of(conn)
+    if held is not None and _same_uuid(held) != _same_uuid(organization_id):
+        raise OtherOrganizationError(path, held, organization_id)
+
+
+def _same_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return value.strip().lower()
 
 
 def defer_failed_run(directory: Path, *, sync_id: str, started_at: datetime, finished_at: datetime,

@@ -60,6 +60,7 @@ def analysts_database(
             finished_at=datetime.now(UTC),
             api_stats=langsmith.client.stats.snapshot(),
             job=context.job_name,
+            organization_id=sync_database.org.settings.organization_id,
         )
         metrics = picture_metrics(conn, counts)
         # Drift this sync saw: one change.unexplained each, in the file it publishes (so
