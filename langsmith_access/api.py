@@ -43,7 +43,12 @@ def resolve_org(org: str | Org | None = None) -> Org:
 
 
 def _database(path: str | Path | None, org: str | Org | None) -> AccessDatabase:
-    return AccessDatabase(Path(path) if path else resolve_org(org).duckdb_path)
+    """The org's database (or the file ``path`` names), refusing to write for the org a file that
+    holds another org's data."""
+    if path and org is None:
+        return AccessDatabase(Path(path))
+    the_org = resolve_org(org)
+    return AccessDatabase(Path(path) if path else the_org.duckdb_path, the_org.settings.organization_id)
 
 
 def request_grant(user: str, workspace: str, role: str, *, reason: str | None = None,

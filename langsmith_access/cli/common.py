@@ -24,7 +24,7 @@ from langsmith_access.store.database import (
     unwritable_fix,
 )
 from langsmith_access.store.queries import LookupFailed
-from langsmith_access.store.sync_runs import NoPublishedSyncError
+from langsmith_access.store.sync_runs import NoPublishedSyncError, OtherOrganizationError
 
 # DuckDB draws at most this many rows in one box; longer tables are drawn in several.
 BOX_ROWS = 10_000
@@ -69,6 +69,9 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return 0
     except DatabaseUnusableError as error:
         say(f"error: {error}\n  fix: {error.fix}")
+        return 1
+    except OtherOrganizationError as error:  # its message ends with the fix
+        say(f"error: {error}")
         return 1
     except duckdb.CatalogException as error:
         # A table the command reads is missing: a database no sync has built yet (queueing a
@@ -191,7 +194,8 @@ def print_fix_and_log(outcome) -> None:
 def analysts_database(args: argparse.Namespace) -> AccessDatabase:
     """The analysts' database of the org ``--org`` names (``LANGSMITH_ACCESS_DUCKDB`` for the
     single org)."""
-    return AccessDatabase(selected_org(args).duckdb_path)
+    org = selected_org(args)
+    return AccessDatabase(org.duckdb_path, org.settings.organization_id)
 
 
 def print_table(relation: duckdb.DuckDBPyRelation, rows: int) -> None:

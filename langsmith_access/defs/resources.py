@@ -24,7 +24,6 @@ from langsmith_access.langsmith import CallStats, LangSmithClient
 from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.store.sync_runs import (
-    check_organization,
     defer_failed_run,
     deferred_failed_runs,
     record_failed_run,
@@ -36,14 +35,6 @@ from langsmith_access.transform.history import rebuild_history, unbuilt_observat
 # Every op that writes DuckDB runs in this Dagster concurrency pool.
 DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
 
-
-
-def refuse_another_orgs_database(database: AccessDatabase, organization_id: str | None) -> None:
-    """Before a run writes anything (caller holds the lease): refuse a working file that holds
-    another org's data (``store.sync_runs.check_organization``)."""
-    if organization_id:
-        with database.connect() as conn:
-            check_organization(conn, database.path, organization_id)
 
 
 def _run_id(context: dg.InitResourceContext) -> str:
@@ -101,7 +92,8 @@ class SyncDatabase(OrgScopedResource):
 
     @property
     def database(self) -> AccessDatabase:
-        return AccessDatabase(Path(self.duckdb_path) if self.duckdb_path else self.org.duckdb_path)
+        return AccessDatabase(Path(self.duckdb_path) if self.duckdb_path else self.org.duckdb_path,
+                              self.org.settings.organization_id)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.take_org_of_run(context)
@@ -118,7 +110,6 @@ class SyncDatabase(OrgScopedResource):
             raise
         try:
             database.ensure_working()
-            refuse_another_orgs_database(database, self.org.settings.organization_id)
             self._record_deferred_failures(context)
             self._scratch = database.begin_scratch()
             self._scratch = self._build_unbuilt_observations(context, database, self._scratch)
@@ -296,7 +287,8 @@ class ProvisioningDatabase(OrgScopedResource):
 
     @property
     def database(self) -> AccessDatabase:
-        return AccessDatabase(Path(self.duckdb_path) if self.duckdb_path else self.org.duckdb_path)
+        return AccessDatabase(Path(self.duckdb_path) if self.duckdb_path else self.org.duckdb_path,
+                              self.org.settings.organization_id)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.take_org_of_run(context)
@@ -308,7 +300,6 @@ class ProvisioningDatabase(OrgScopedResource):
         )
         try:
             self.database.ensure_working()
-            refuse_another_orgs_database(self.database, self.org.settings.organization_id)
         except BaseException:
             stack.close()
             raise

@@ -45,6 +45,7 @@ import duckdb
 from langsmith_access.settings import mask_keys
 from langsmith_access.store import export
 from langsmith_access.store.schema import ensure_schema
+from langsmith_access.store.sync_runs import check_organization
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +114,12 @@ class _ProcessLease:
 
 @dataclass(frozen=True)
 class AccessDatabase:
-    """Paths and connections for one analysts' database path (``LANGSMITH_ACCESS_DUCKDB``)."""
+    """Paths and connections for one analysts' database path (``LANGSMITH_ACCESS_DUCKDB``).
+    ``organization_id``: the LangSmith org the caller writes for; given, ``ensure_working``
+    refuses a database that holds another org's data (``sync_runs.check_organization``)."""
 
     path: Path
+    organization_id: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path).expanduser().absolute())
@@ -338,7 +342,8 @@ class AccessDatabase:
             staged.discard()
 
     def ensure_working(self) -> None:
-        """Create the working file (with the Python-owned tables) if needed. Caller holds the lease.
+        """Create the working file (with the Python-owned tables) if needed, and refuse it if it
+        holds another org's data than ``organization_id``'s. Caller holds the lease.
 
         If only the analysts' copy exists (the working file was removed), start again from it.
         """
@@ -348,6 +353,8 @@ class AccessDatabase:
         try:
             with self.connect() as conn:
                 ensure_schema(conn)
+                if self.organization_id:
+                    check_organization(conn, self.path, self.organization_id)
         except DatabaseUnusableError:
             if copied:  # a copy of a file that is no database: leave only what was there
                 self.working_path.unlink(missing_ok=True)

@@ -124,7 +124,7 @@ class OtherOrganizationError(RuntimeError):
         )
         super().__init__(
             f"{path} holds organization {held}'s data (its last sync), not organization {configured}'s, "
-            "which this run is for: writing it would mix two organizations' history and apply one "
+            "the one configured here: writing it would mix two organizations' history and apply one "
             f"organization's requests with the other's key. Nothing was read or written. Fix: {self.fix}"
         )
 

@@ -43,6 +43,15 @@ def test_a_run_for_another_org_is_refused_and_the_database_is_left_as_it_was(tmp
             assert f"holds organization {first_sandbox.organization_id}'s data" in said, said
             assert f"not organization {other_sandbox.organization_id}'s" in said, said
             assert "LANGSMITH_ACCESS_DUCKDB" in said and other_sandbox.api_key not in said
+        # Nor may a request, a decision or a review be queued there for it.
+        other_member = next(m for m in other.active_members() if not m.is_disabled)
+        for command in (("request", "grant", "--user", member.email, "--workspace", workspace.id, "--role", "Editor"),
+                        ("request", "revoke", "--user", other_member.email, "--workspace",
+                         other.shared_workspaces()[0].id, "--role", "Viewer")):
+            done = cli_in_this_process(*command)
+            assert done.returncode == 1, (command, done.stdout, done.stderr)
+            assert f"holds organization {first_sandbox.organization_id}'s data" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr
         assert len(other_sandbox.request_log) == asked_before  # nothing read from the other org
         after = {table: query(database, f"SELECT * FROM main.{table} ORDER BY ALL") for table in before}
         assert after == before
