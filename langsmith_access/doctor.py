@@ -33,7 +33,7 @@ from langsmith_access.langsmith import (
 from langsmith_access.langsmith.client import (
     ORGANIZATION_INFO_PATH,
 )
-from langsmith_access.langsmith.refusals import MANAGE_MEMBERS, WORKSPACE_ADMIN, workspace_rbac
+from langsmith_access.langsmith.refusals import MANAGE_MEMBERS, WORKSPACE_ADMIN, WORKSPACES_READ, workspace_rbac
 from langsmith_access.settings import (
     DEFAULT_ENDPOINT,
     ORGS_FILE_VARIABLE,
@@ -192,6 +192,8 @@ class _Doctor:
     def __init__(self) -> None:
         self.checks: list[Check] = []
         self.roles: list[Role] = []  # as read_roles read them
+        # The shared workspaces, as read_all_workspaces listed them (None: not listed).
+        self.workspaces: list[Workspace] | None = None
         self.org_info: dict[str, Any] | None = None
         self.probe_status: int | None = None
         self.probe_detail = ""
@@ -375,13 +377,28 @@ class _Doctor:
         return True
 
     def read_all_workspaces(self, client: LangSmithClient) -> None:
-        """Warn exactly where the sync falls back to reading each workspace (its own rule,
-        ``enriched_route_fallback``), saying why; any other error fails the sync, so fails here."""
+        """The workspace listing every sync reads, then the members route: warn exactly where the
+        sync falls back to reading each workspace (its own rule, ``enriched_route_fallback``),
+        saying why, and fail where it would then be refused a workspace; any other error fails
+        the sync, so fails here."""
+        try:
+            self.workspaces = [w for w in client.list_workspaces(include_deleted=False) if not w.is_personal]
+        except LangSmithError as error:
+            self.add(
+                "read_all_workspaces",
+                FAIL,
+                f"cannot list workspaces, which every sync reads: {error}",
+                _fix_for(error, refused="give the key a role with organization:read (any organization role)"),
+            )
+            return
         try:
             page = client.list_enriched_members(first_page_only=True)
             require_every_workspace_listed(page.headers, client)
         except (LangSmithError, NotEveryWorkspaceListed) as error:
             reason = enriched_route_fallback(error)
+            why = error.why if isinstance(error, NotEveryWorkspaceListed) else reason
+            if why is not None and self.refused_workspaces(why):  # None: the sync fails anyway
+                return
             if isinstance(error, NotEveryWorkspaceListed):
                 self.add(
                     "read_all_workspaces",
@@ -418,6 +435,25 @@ class _Doctor:
             + _anonymity_note(answers_anonymity_restricted(page.headers)),
         )
 
+    def refused_workspaces(self, why: str) -> bool:
+        """Where the sync reads each workspace: fail (and say True) if the key may not read
+        some of them (their listing says so), which fails every sync."""
+        unreadable = [w.display_name for w in self.workspaces or []
+                      if w.permissions is not None and WORKSPACES_READ not in w.permissions]
+        if not unreadable:
+            return False
+        self.add(
+            "read_all_workspaces",
+            FAIL,
+            f"{why}: the sync reads each workspace, and the key may not read {len(unreadable)} of "
+            f"them ({', '.join(unreadable[:5])}{' ...' if len(unreadable) > 5 else ''}): every sync "
+            f"fails there (403)",
+            f"give the service key a role with {WORKSPACES_READ} in those workspaces (Workspace Admin, "
+            "the default for an organization-scoped key), or the Organization Admin role, with which "
+            "one listing covers every workspace",
+        )
+        return True
+
     def read_roles(self, client: LangSmithClient) -> None:
         try:
             roles = client.list_roles()
@@ -449,7 +485,7 @@ class _Doctor:
             )
             return
         try:
-            workspaces = [
+            workspaces = self.workspaces if self.workspaces is not None else [
                 w for w in client.list_workspaces(include_deleted=False) if not w.is_personal
             ]
         except LangSmithError as error:

@@ -491,3 +491,36 @@ def test_an_orgs_unreachable_endpoint_is_named_as_its_entry(orgs_file):
     assert done.returncode == 1 and done.stdout.startswith("ok configuration"), done.stdout + done.stderr
     assert f"the endpoint of org 'eu' in {orgs_file}" in done.stdout, done.stdout
     assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b", done.stdout), done.stdout
+
+
+def test_the_workspace_listing_every_sync_reads_is_checked_whatever_the_key(sandbox_env):
+    # An Organization Admin's key needs no workspace roles, but the sync still lists workspaces.
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/workspaces", web_page)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    check = check_of(diagnosis, "read_all_workspaces")
+    assert check.status == "fail" and "cannot list workspaces" in check.detail, check
+    assert check.fix == NotLangSmithAPIError.fix
+    assert not diagnosis.ok
+
+
+def test_a_workspace_the_key_may_not_read_fails_where_the_sync_reads_each_workspace(sandbox_env):
+    sandbox, environ = sandbox_env(key_role="org-user")  # no all-workspaces listing: the per-workspace route
+    assert check_of(run_checks(environ), "read_all_workspaces").status == "warn"
+    hidden = sandbox.org.shared_workspaces()[0]
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/workspaces", lambda answer: answer.with_json(
+            [{**w, "permissions": []} if w["id"] == hidden.id else w for w in answer.json()]))
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    check = check_of(diagnosis, "read_all_workspaces")
+    assert check.status == "fail", check
+    assert hidden.display_name in check.detail and "may not read 1 of them" in check.detail, check
+    assert "workspaces:read" in check.fix and "Organization Admin" in check.fix
+    assert not diagnosis.ok
+    # With an Organization Admin's key one listing covers every workspace: nothing to read each.
+    sandbox.api.key_role = "org-admin"
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/workspaces", lambda answer: answer.with_json(
+            [{**w, "permissions": []} if w["id"] == hidden.id else w for w in answer.json()]))
+        assert check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_all_workspaces").status == "ok"

@@ -77,6 +77,7 @@ from langsmith_access.langsmith.records import (
     Workspace,
     WorkspaceMember,
 )
+from langsmith_access.langsmith.refusals import MANAGE_MEMBERS, WORKSPACES_READ
 from langsmith_access.langsmith.sections import SectionPlan, plan_sections, skip_reason
 from langsmith_access.settings import ClientSettings, check_api_key, check_endpoint, check_organization_id
 
@@ -1172,7 +1173,7 @@ class LangSmithClient:
                     f"LANGSMITH_ENDPOINT. Server said: {detail}",
                     **context,
                 )
-            needed = "workspaces:read" if method == "GET" else "workspaces:manage-members"
+            needed = WORKSPACES_READ if method == "GET" else MANAGE_MEMBERS
             # LangSmith answers a deleted workspace, or one of another org, with 403 or 404
             # (langsmith-api.md): the key's permission is only one of the causes.
             return PermissionDeniedError(

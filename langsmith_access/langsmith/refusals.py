@@ -26,6 +26,7 @@ from langsmith_access.langsmith.records import Role
 WRITE_METHODS = ("POST", "PATCH", "DELETE")
 WORKSPACE_ADMIN = "WORKSPACE_ADMIN"
 MANAGE_MEMBERS = "workspaces:manage-members"
+WORKSPACES_READ = "workspaces:read"  # what reading a workspace's member listing needs there
 
 
 def workspace_rbac(org_info: dict[str, Any] | None) -> bool | None:
