@@ -100,14 +100,14 @@ def check_api_key(api_key: str, name: str = "LANGSMITH_API_KEY") -> None:
 def mask_keys(text: str) -> str:
     """``text`` with anything that looks like an API key cut to its prefix (``lsv2_***``): a key
     typed or pasted where a name, an email or a reason belongs is never echoed or stored."""
-    return _KEY_LIKE.sub(lambda match: match.group(1) + "***", text)
+    return _KEY_BODY.sub("***", _KEY_LIKE.sub(lambda match: match.group(1) + "***", text))
 
 
 def mask_key_fragments(text: str) -> str:
     """``text`` with every key or long fragment of one cut to its prefix (``lsv2_***``), and the
     product's own mentions of a prefix (``lsv2_sk_...``) left as they are: for messages that mix
     both, like the doctor's."""
-    return _KEY_FRAGMENT.sub(lambda match: match.group(1) + "***", text)
+    return _KEY_BODY.sub("***", _KEY_FRAGMENT.sub(lambda match: match.group(1) + "***", text))
 
 
 def _holds_key(raw: str) -> bool:
@@ -535,6 +535,9 @@ _KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\
 # sent): a prefix and at least 12 more characters. "lsv2_sk_..." in the product's own help
 # text is shorter and stays.
 _KEY_FRAGMENT = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]{{12,}}")
+# A key's secret part without its prefix (``lsv2_sk_`` and ``lsv2_pt_`` keys are the prefix, 32
+# hex digits, ``_`` and 10 more): pasted without the prefix, it is still the key.
+_KEY_BODY = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]{32}_[0-9a-fA-F]{10}(?![A-Za-z0-9])")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ORGS_FILE_EXAMPLE = (
     "- slug: us\n"

@@ -266,8 +266,13 @@ def test_a_key_typed_into_a_field_is_never_echoed_or_stored(governed):
         cli("approve", key, "--by", people.admin.email),
         cli("access-at", "--time", "now", "--user", key),
     ]
+    # A real key's secret part (32 hex digits, "_", 10 more), pasted without its prefix.
+    body = "5ec2e7ab" * 4 + "_" + "5ec2e7ab00"
+    runs.insert(-1, cli("request", "grant", "--user", outsider, "--workspace", WORKSPACE, "--role", body,
+                        "--reason", f"ticket 8 {body}"))
     for run in runs:
         assert "7e57ab1e" not in run.stdout + run.stderr, run
+        assert "5ec2e7ab" not in run.stdout + run.stderr, run
     assert runs[0].returncode == 2 and "lsv2_***" in runs[0].stderr, runs[0].stderr
     assert runs[-1].returncode == 2 and "lsv2_***" in runs[-1].stderr, runs[-1].stderr  # unknown user
     assert runs[2].returncode == 0, runs[2].stderr  # queued: the reason kept, the key cut from it
@@ -276,7 +281,7 @@ def test_a_key_typed_into_a_field_is_never_echoed_or_stored(governed):
     assert reasons == [("ticket 7, my key is lsv2_***", "lsv2_***")]
     files = [f for f in database.path.parent.rglob("*") if f.is_file()]
     assert database.working_path in files
-    assert [f for f in files if b"7e57ab1e" in f.read_bytes()] == []
+    assert [f for f in files if b"7e57ab1e" in f.read_bytes() or b"5ec2e7ab" in f.read_bytes()] == []
 
 
 def test_the_same_change_with_other_terms_is_refused_not_folded_into_the_queued_one(governed):
