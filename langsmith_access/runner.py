@@ -257,6 +257,7 @@ def _run_job(job_name, run_config, org: Org, progress, dagster_instance, started
             result, org.duckdb_path)
         # Written for the single-org variables: say where this org's key and endpoint come from.
         outcome.failure = org.in_its_own_terms(failure)
+        outcome.failed_checks = [org.in_its_own_terms(check) for check in outcome.failed_checks]
         outcome.fix = org.in_its_own_terms(fix) if fix else None
         outcome.events = result.all_events
     return outcome

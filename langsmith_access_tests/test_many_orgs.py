@@ -148,6 +148,22 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
     assert "`langsmith-access sync --org us` first" in json.loads(queued.stdout)["message"], queued.stdout
 
 
+def test_a_failed_checks_advice_carries_the_org_too(org_environment, synced, monkeypatch, tmp_path):
+    # A copy of us's database whose last sync counted far more users: the shrink guard trips.
+    copy = tmp_path / "us" / "langsmith_access.duckdb"
+    copy.parent.mkdir()
+    source = AccessDatabase(org_environment.database("us"))
+    for file, into in ((source.path, copy), (source.working_path, AccessDatabase(copy).working_path)):
+        shutil.copyfile(file, into)
+        with duckdb.connect(str(into)) as conn:
+            conn.execute("UPDATE main.sync_runs SET users = 10 * users, workspace_grants = 10 * workspace_grants")
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "langsmith_access.duckdb"))
+    shrunk = cli_in_this_process("sync", "--org", "us")
+    assert shrunk.returncode == 1
+    assert "failed check" in shrunk.stderr and "`langsmith-access sync --org us --accept-shrink`" in shrunk.stderr, \
+        shrunk.stderr
+
+
 def test_a_bad_orgs_file_stops_every_command_before_any_request(two_orgs, tmp_path):
     broken = tmp_path / "orgs.yaml"
     eu_id = two_orgs.sandboxes["eu"].organization_id
