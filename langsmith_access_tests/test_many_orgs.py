@@ -130,6 +130,11 @@ def test_an_unknown_or_missing_org_is_a_usage_error_naming_the_known_ones(two_or
     assert several.returncode == 2 and "--org" in several.stderr and "us, eu" in several.stderr
     both = two_orgs.cli("sync", "--org", "us", "--all-orgs")
     assert both.returncode == 2
+    # --org before the command's name: where it goes, with the command line meant.
+    for misplaced in (("--org", "eu", "requests", "--status", "pending"), ("--org=eu", "requests", "--status", "pending")):
+        done = cli_in_this_process(*misplaced)
+        assert done.returncode == 2 and "--org goes after the command's name" in done.stderr, done.stderr
+        assert "langsmith-access requests --status pending --org eu" in done.stderr
 
 
 def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypatch, tmp_path):

@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import shlex
 import sys
 
 from langsmith_access import garbage_collector
 from langsmith_access.cli import approvals, demo, doctor, provisioning, reports, review, sandbox, sync
 from langsmith_access.cli.common import INTERRUPTED, deliver_notifications, run_handler
+from langsmith_access.settings import mask_keys
 
 # In the order `langsmith-access --help` lists them.
 COMMAND_MODULES = (sandbox, sync, provisioning, approvals, doctor, demo, reports, review)
@@ -53,8 +55,23 @@ def _joined(argv: list[str]) -> list[str]:
     return out
 
 
+def _org_before_the_command(argv: list[str]) -> str | None:
+    """For ``--org SLUG`` written before the command (argparse would call the slug an invalid
+    command): the message saying where it goes, with the command line it meant."""
+    if not argv or not (argv[0] == "--org" or argv[0].startswith("--org=")):
+        return None
+    org, rest = (argv[1:2], argv[2:]) if argv[0] == "--org" else ([argv[0].split("=", 1)[1]], argv[1:])
+    meant = shlex.join(["langsmith-access", *rest, "--org", *org])
+    return f"error: --org goes after the command's name (DESIGN.md section 11): {mask_keys(meant)}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(_joined(sys.argv[1:] if argv is None else list(argv)))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    misplaced = _org_before_the_command(argv)
+    if misplaced is not None:
+        print(misplaced, file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(_joined(argv))
     code = run_handler(args.handler, args)
     if getattr(args, "delivers_notifications", False) and code != INTERRUPTED:
         # Every command that serves an org then POSTs what is due (never changes the exit code).
