@@ -267,6 +267,17 @@ class _Doctor:
                 ENDPOINT_PATH_FIX,
             )
             return False
+        if probe.status_code >= 500 or probe.status_code == 429:
+            # A LangSmith API, but not answering now: nothing is known of the key yet.
+            self.add(
+                "endpoint",
+                FAIL,
+                f"{client.endpoint} answers as a LangSmith API but not usefully now: GET "
+                f"{ORGANIZATION_INFO_PATH} answered {probe.status_code} ({probe.detail}), again when "
+                "asked again",
+                TRANSIENT_FIX,
+            )
+            return False
         if _in_the_clear(client.endpoint):
             self.add("endpoint", WARN,
                      f"{client.endpoint} answers as a LangSmith API, over plain http: the key and "
@@ -282,14 +293,6 @@ class _Doctor:
                 f"LangSmith refused the API key (401: {probe.detail})",
                 "check the key is a current, unrevoked service key of this LangSmith "
                 "(region or self-hosted install); " + KEY_FIX,
-            )
-            return False
-        if probe.status_code >= 500 or probe.status_code == 429:
-            self.add(
-                "authentication",
-                FAIL,
-                f"LangSmith answered {probe.status_code} ({probe.detail}): could not tell",
-                TRANSIENT_FIX,
             )
             return False
         self.add("authentication", OK, "the API key is accepted")

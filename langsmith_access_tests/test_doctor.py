@@ -143,6 +143,18 @@ def test_a_wrong_key_fails_authentication(sandbox_env):
     assert result["endpoint"] == "ok" and result["authentication"] == "fail"
 
 
+def test_an_api_that_answers_only_errors_fails_the_endpoint_not_the_key(sandbox_env):
+    # LangSmith overloaded or down behind a working frontend: a 503 (or 429) on every try says
+    # nothing about the key, so authentication is not judged.
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/orgs/current/info", unavailable)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    endpoint = check_of(diagnosis, "endpoint")
+    assert endpoint.status == "fail" and "503" in endpoint.detail and endpoint.fix == TRANSIENT_FIX, endpoint
+    assert {c.status for c in diagnosis.checks if c.name not in ("configuration", "endpoint")} == {"skip"}
+
+
 def run_cli(environ, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LANGSMITH")} | environ
     return subprocess.run([CLI, "doctor", *args], capture_output=True, text=True, env=env, timeout=120)
