@@ -264,6 +264,16 @@ def _resolve_role(conn, role: str) -> tuple[str, str]:
             "ORDER BY access_scope DESC, role_id",
             [role, role],
         ).fetchall()
+    if not rows and role.strip().upper() == "CUSTOM":
+        custom = conn.execute(
+            "SELECT role_id, display_name FROM main.roles WHERE name = 'CUSTOM' AND access_scope = 'workspace' "
+            "ORDER BY display_name, role_id"
+        ).fetchall()
+        raise RequestRejected(
+            "'CUSTOM' is LangSmith's name for every custom role: give one's display name or id"
+            + (f". Custom workspace roles: {_listing(custom)}." if custom else "; this org has no custom "
+               "workspace role.")
+        )
     if not rows:
         available = conn.execute(
             "SELECT display_name FROM main.roles WHERE access_scope = 'workspace' ORDER BY display_name"

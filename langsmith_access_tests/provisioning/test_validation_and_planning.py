@@ -85,6 +85,8 @@ def test_resolves_email_any_case_names_and_ids(conn):
         (change(workspace="Old"), "is a deleted workspace"),
         (change(workspace="20000000-0000-4000-8000-0000000000ff"), "unknown workspace: no workspace has id"),
         (change(role="Owner"), "unknown role 'Owner'. Workspace roles: Admin, Auditor, Editor, Viewer"),
+        (change(role="custom"), "'CUSTOM' is LangSmith's name for every custom role: give one's display name "
+                                "or id. Custom workspace roles: "),
         (change(role="Organization Admin"), "is an organization role. Organization roles are read-only"),
         (change(role=ORG_ADMIN), "is an organization role"),
         (change(action="promote"), "action must be 'grant' or 'revoke'"),
