@@ -112,7 +112,7 @@ def corpus(org) -> list[tuple[str, ChangeRequest, str]]:
         ("workspace-deleted", grant(ws=deleted.id), "is a deleted workspace"),
         ("workspace-unknown-name", grant(ws="No Such Workspace"), "unknown workspace"),
         ("role-unknown-uuid", grant(role=str(uuid.uuid4())), "unknown role"),
-        ("role-custom-by-system-name", grant(role="CUSTOM"), "unknown role"),
+        ("role-custom-by-system-name", grant(role="CUSTOM"), "'CUSTOM' is LangSmith's name for every custom role"),
         ("role-org-by-display-name", grant(role="Organization Admin"), "is an organization role"),
         ("role-org-by-name", grant(role="ORGANIZATION_ADMIN"), "is an organization role"),
         ("role-org-by-id", grant(role=org_role.id), "is an organization role"),
