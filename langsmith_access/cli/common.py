@@ -167,7 +167,8 @@ def deliver_notifications(args: argparse.Namespace) -> None:
         if webhook is None:
             continue
         lead = f"[{org.slug}] " if len(orgs) > 1 else ""
-        report = deliver_due(AccessDatabase(org.duckdb_path), webhook, lease_timeout_seconds=2.0)
+        report = deliver_due(AccessDatabase(org.duckdb_path, org.settings.organization_id), webhook,
+                             lease_timeout_seconds=2.0)
         if report.problem:
             print(f"{lead}notifications: {report.problem} (retried by the next command or the sensor)",
                   file=sys.stderr)

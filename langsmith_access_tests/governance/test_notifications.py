@@ -220,6 +220,19 @@ def test_a_busy_database_is_reported_not_raised(database):
     assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"
 
 
+def test_another_orgs_outbox_is_not_sent_to_this_orgs_webhook(database):
+    add(database)
+    ours, theirs = "6b0404f2-b094-40b8-ab01-a1c12a3a2107", "3e1c26d3-23ef-423e-a848-f808f54d35bf"
+    with database.writer_lease("test: a sync of ours"), database.connect() as conn:
+        conn.execute("INSERT INTO main.sync_runs (sync_id, started_at, finished_at, status, organization_id) "
+                     "VALUES ('s1', ?, ?, 'succeeded', ?)", [T0, T0, ours])
+    with WebhookReceiver() as receiver:
+        report = deliver_due(AccessDatabase(database.path, theirs), webhook(receiver), now=T0)
+        assert report.attempted == 0 and f"holds organization {ours}'s data" in report.problem
+        assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"
+        assert deliver_due(AccessDatabase(database.path, ours), webhook(receiver), now=T0).delivered
+
+
 def test_with_nothing_due_a_busy_database_is_not_waited_for(database):
     # A sync holds the lease for its whole run (it writes a scratch copy): a command run
     # meanwhile, or the outbox sensor, finds nothing due without waiting for it or warning.

@@ -124,7 +124,8 @@ def evaluate_outbox(orgs: Orgs) -> dg.SkipReason:
         if webhook is None:
             said.append((org.slug, "LANGSMITH_ACCESS_WEBHOOK_URL is not set: no notifications to deliver."))
             continue
-        report = deliver_due(AccessDatabase(org.duckdb_path), webhook, lease_timeout_seconds=2.0)
+        report = deliver_due(AccessDatabase(org.duckdb_path, org.settings.organization_id), webhook,
+                             lease_timeout_seconds=2.0)
         if report.problem:
             said.append((org.slug, report.problem))
         elif not report.attempted:
