@@ -385,7 +385,7 @@ class _Doctor:
         saying why, and fail where it would then be refused a workspace; any other error fails
         the sync, so fails here."""
         try:
-            self.workspaces = [w for w in client.list_workspaces(include_deleted=False) if not w.is_personal]
+            self.shared_workspaces(client)
         except LangSmithError as error:
             self.add(
                 "read_all_workspaces",
@@ -438,6 +438,12 @@ class _Doctor:
             + _anonymity_note(answers_anonymity_restricted(page.headers)),
         )
 
+    def shared_workspaces(self, client: LangSmithClient) -> list[Workspace]:
+        """The shared workspaces, listed once for the checks that need them."""
+        if self.workspaces is None:
+            self.workspaces = [w for w in client.list_workspaces(include_deleted=False) if not w.is_personal]
+        return self.workspaces
+
     def refused_workspaces(self, why: str) -> bool:
         """Where the sync reads each workspace: fail (and say True) if the key may not read
         some of them (their listing says so), which fails every sync."""
@@ -488,9 +494,7 @@ class _Doctor:
             )
             return
         try:
-            workspaces = self.workspaces if self.workspaces is not None else [
-                w for w in client.list_workspaces(include_deleted=False) if not w.is_personal
-            ]
+            workspaces = self.shared_workspaces(client)
         except LangSmithError as error:
             self.add(
                 "manage_workspace_members",
