@@ -13,9 +13,10 @@ import duckdb
 from dagster_shared.error import SerializableErrorInfo
 
 from langsmith_access import runner
+from langsmith_access.cli import sync as sync_command
 from langsmith_access.cli.common import INTERRUPTED, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX
+from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX, LeftoverWalError
 from langsmith_access_tests.helpers import cli_in_this_process, query
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -237,3 +238,21 @@ def test_the_demo_never_syncs_its_generated_org_over_another_orgs_database(tmp_p
             "not the demo's generated one") in done.stderr
     assert "fix: unset LANGSMITH_ACCESS_DUCKDB" in done.stderr
     assert database.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["real.duckdb"]
+
+
+def test_a_published_sync_whose_summary_cannot_be_read_still_exits_0(tmp_path, monkeypatch):
+    # The run published; the analysts' copy then would not open (here: a session that wrote to it
+    # left DuckDB's log of the file it replaced). The sync is no less done: exit 0, and say why.
+    def unreadable(conn, run_id):
+        raise LeftoverWalError(tmp_path / "access.duckdb", "WAL does not match database file")
+
+    monkeypatch.setattr(sync_command, "succeeded_sync_run", unreadable)
+    database = tmp_path / "access.duckdb"
+    with SandboxServer(generate_org(seed=5, members=5, workspaces=1)) as sandbox:
+        for name, value in sandbox.environment(database).items():
+            monkeypatch.setenv(name, value)
+        done = cli_in_this_process("sync", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "succeeded in" in done.stderr and f"was published to {database}" in done.stderr
+    assert "summary could not be read there" in done.stderr and "fix: close the session" in done.stderr
+    assert query(database, "SELECT count(*) FROM main.users")[0][0] == 5

@@ -7,12 +7,20 @@ import fcntl
 import json
 import logging
 import os
+import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import duckdb
 import pytest
 
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseUnusableError
+from langsmith_access.store.database import (
+    AccessDatabase,
+    DatabaseBusyError,
+    DatabaseUnusableError,
+    LeftoverWalError,
+)
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sync_runs import has_published_sync, record_failed_run
 
@@ -60,3 +68,40 @@ def test_a_damaged_file_is_unusable_at_once_whatever_its_folder_is_called(tmp_pa
     damaged.write_bytes(b"not a database" * 300)
     with pytest.raises(DatabaseUnusableError), AccessDatabase(damaged).connect(damaged, read_only=True, timeout_seconds=30):
         pass
+
+
+def test_a_session_that_wrote_to_the_analysts_copy_never_makes_it_unreadable(tmp_path):
+    # An analyst opened the published file read-write and made a table: DuckDB keeps the write in
+    # `<file>.wal` while the session is open, and a log beside a replaced file stops every open.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "c.execute('CREATE TABLE main.my_notes AS SELECT 42 AS x'); print('wrote', flush=True); time.sleep(60)",
+         str(database.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert analyst.stdout.readline().strip() == "wrote"
+        wal = database.path.with_name(database.path.name + ".wal")
+        assert wal.exists()
+        # What a publish used to leave: the new file (a run changed it) beside the old one's log.
+        with database.writer_lease("a run"), database.connect() as conn:
+            conn.execute("CREATE TABLE main.written_by_a_run AS SELECT 1 AS x")
+        shutil.copyfile(database.working_path, tmp_path / "new.duckdb")
+        os.replace(tmp_path / "new.duckdb", database.path)
+        with pytest.raises(LeftoverWalError) as refused, database.read_published(timeout_seconds=1):
+            pass
+        assert wal.name in str(refused.value) and "read-only" in refused.value.fix and str(wal) in refused.value.fix
+        # A publish removes the log that belongs to the file it replaces.
+        with database.writer_lease("a provisioning run"):
+            database.publish()
+        with database.read_published(timeout_seconds=1) as conn:
+            assert conn.execute("SELECT count(*) FROM main.sync_runs").fetchone() == (0,)
+        analyst.kill()  # a notebook that crashed: nothing is left to stop the next readers
+        analyst.wait()
+        with database.read_published(timeout_seconds=1) as conn:
+            assert not conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'my_notes'").fetchone()[0]
+    finally:
+        analyst.kill()
+        analyst.wait()

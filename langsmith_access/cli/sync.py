@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import duckdb
 
@@ -18,7 +19,7 @@ from langsmith_access.cli.common import (
 from langsmith_access.governance.drift import unexplained_changes
 from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.settings import Org, Settings, SettingsError, load_orgs
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseUnusableError
 from langsmith_access.store.sections import section_reads
 from langsmith_access.store.sync_runs import succeeded_sync_run
 
@@ -127,10 +128,14 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
         else:
             print("Nothing was published: there is no analysts' database yet.", file=sys.stderr)
         return False
-    with AccessDatabase(settings.duckdb_path).read_published() as conn:
-        summary = succeeded_sync_run(conn, outcome.run_id)
-        sections = section_reads(conn, outcome.run_id)
-        drift = unexplained_changes(conn, outcome.run_id)
+    try:
+        with AccessDatabase(settings.duckdb_path).read_published() as conn:
+            summary = succeeded_sync_run(conn, outcome.run_id)
+            sections = section_reads(conn, outcome.run_id)
+            drift = unexplained_changes(conn, outcome.run_id)
+    except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error) as error:
+        _print_unread_summary(f"{lead}Sync", outcome, settings.duckdb_path, error)
+        return run_inventory(org, args, lead) if args.all_sections else True
     privileged = sum(change.is_privileged for change in drift)
     drift_line = (
         f"  drift: {len(drift)} change(s) no applied request explains"
@@ -190,9 +195,13 @@ def run_inventory(org: Org, args: argparse.Namespace, lead: str) -> bool:
             file=sys.stderr,
         )
         return False
-    with AccessDatabase(settings.duckdb_path).read_published() as conn:
-        summary = succeeded_sync_run(conn, outcome.run_id)
-        sections = section_reads(conn, outcome.run_id)
+    try:
+        with AccessDatabase(settings.duckdb_path).read_published() as conn:
+            summary = succeeded_sync_run(conn, outcome.run_id)
+            sections = section_reads(conn, outcome.run_id)
+    except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error) as error:
+        _print_unread_summary(f"{lead}Inventory", outcome, settings.duckdb_path, error)
+        return True
     print(
         f"{lead}Inventory {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s\n"
         + "".join(f"  {read.describe()}\n" for read in sections)
@@ -201,6 +210,15 @@ def run_inventory(org: Org, args: argparse.Namespace, lead: str) -> bool:
         f"  published to {settings.duckdb_path}"
     )
     return True
+
+
+def _print_unread_summary(what: str, outcome, database: Path, error: Exception) -> None:
+    """A run that succeeded and published, whose summary the analysts' copy would not give."""
+    print(f"{what} {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s and was published to "
+          f"{database}, but its summary could not be read there: {error}", file=sys.stderr)
+    fix = getattr(error, "fix", None)
+    if fix:
+        print(f"  fix: {fix}", file=sys.stderr)
 
 
 def _print_failure(what: str, outcome) -> None:

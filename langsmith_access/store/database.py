@@ -92,6 +92,27 @@ class DatabaseUnusableError(RuntimeError):
     )
 
 
+class LeftoverWalError(DatabaseUnusableError):
+    """DuckDB's write-ahead log beside the analysts' copy belongs to a file that copy replaced:
+    a session wrote to the analysts' copy (which only publishing should write), and DuckDB
+    refuses to open the new file with another file's log."""
+
+    def __init__(self, path: Path, detail: str):
+        wal = wal_path(path)
+        self.fix = (
+            f"close the session that wrote to {path.name} (analysts open it read-only: it is replaced "
+            f"at every publish, and what is written there is lost); the next sync or provisioning run "
+            f"removes {wal.name}, or move {wal} aside now"
+        )
+        super().__init__(f"could not open {path}: {wal.name} was written by a session on the file this one "
+                         f"replaced ({detail})")
+
+
+def wal_path(path: Path) -> Path:
+    """DuckDB's write-ahead log of the database file ``path``."""
+    return path.with_name(path.name + ".wal")
+
+
 class DatabaseNotReadyError(RuntimeError):
     """The analysts' database does not exist yet (no sync has published it)."""
 
@@ -333,7 +354,11 @@ class AccessDatabase:
     def swap_in(self, staged: StagedPublish, *, docs_site: Path | None = None) -> None:
         """Publish what ``stage_publish`` wrote: renames only."""
         try:
+            # A log beside the analysts' copy is a session's that wrote to it (only publishing
+            # should): it belongs to the file replaced here, and would make DuckDB refuse the new one.
+            wal_path(self.path).unlink(missing_ok=True)
             os.replace(staged.copy, self.path)
+            wal_path(self.path).unlink(missing_ok=True)
             if staged.parquet is not None:
                 export.replace_directory(staged.parquet, self.parquet_path)
             if docs_site is not None:
@@ -431,6 +456,9 @@ def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duc
         except duckdb.IOException as exc:
             # Another process writing says "lock"; the path is left out of the test (a folder
             # named "blockstore" would read as busy, and a damaged file be waited for).
+            # "WAL does not match database file", or "... WAL checkpoint iteration does not match".
+            if "WAL" in str(exc) and "does not match" in str(exc):
+                raise LeftoverWalError(path, str(exc).strip().splitlines()[0]) from None
             if "lock" not in str(exc).replace(str(path), "").lower():  # waiting cannot help
                 raise DatabaseUnusableError(f"could not open {path}: {exc}") from None
             if time.monotonic() >= deadline:

@@ -261,7 +261,7 @@ def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, s
     except (DatabaseBusyError, duckdb.Error) as error:
         return f"Database busy, trying again next tick: {error}"
     except DatabaseUnusableError as error:  # this org's trouble only: the others' ticks go on
-        return f"Database unusable, trying again next tick: {error}: {DatabaseUnusableError.fix}."
+        return f"Database unusable, trying again next tick: {error}: {error.fix}."
     return (pending + stuck) or "No pending requests."
 
 

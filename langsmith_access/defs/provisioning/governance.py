@@ -103,7 +103,7 @@ def expiry_work_of(context: dg.SensorEvaluationContext, org: Org) -> list[str] |
     except (DatabaseBusyError, duckdb.Error) as error:
         return f"Database busy, trying again next tick: {error}"
     except DatabaseUnusableError as error:  # this org's trouble only: the others' ticks go on
-        return f"Database unusable, trying again next tick: {error}: {DatabaseUnusableError.fix}."
+        return f"Database unusable, trying again next tick: {error}: {error.fix}."
     return due or "No access due to end, approval overdue or expiry warning due."
 
 
