@@ -177,6 +177,29 @@ def test_a_row_edited_against_its_grant_id_is_rejected_and_names_what_differs(en
     assert len(list_requests("rejected")) == 2
 
 
+def test_a_grant_revoked_and_granted_again_since_the_export_is_not_revoked_by_the_old_sheet(env, tmp_path, capsys):
+    """A grant's id is its user, workspace and role: taken away and given back after the export,
+    it has the same id, and the reviewer judged the earlier one. The sheet's held_since tells
+    them apart (here the row's start is put before the grant's, as an older export had it)."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    regranted, same, mangled = active_rows(rows)[:3]
+    regranted.update(decision="revoke", held_since="2020-01-01T00:00:00Z")
+    same.update(decision="revoke")  # as exported
+    mangled.update(decision="revoke", held_since="1/2/2020 3:04")  # a spreadsheet's rewrite: unreadable
+    write_sheet(sheet, rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert code == 2
+    outcomes = {o["grant_id"]: o for o in json.loads(stdout)["outcomes"]}
+    assert outcomes[same["grant_id"]]["status"] == "would_queue"
+    assert outcomes[mangled["grant_id"]]["status"] == "would_queue"  # the grant_id alone decides
+    rejected = outcomes[regranted["grant_id"]]
+    assert rejected["status"] == "rejected" and "was granted again at" in rejected["message"], rejected
+    assert "held since 2020-01-01T00:00:00Z" in rejected["message"] and "Export a new sheet" in rejected["message"]
+
+
 def test_duckdb_table_round_trip_refuses_org_roles(env, tmp_path, capsys):
     sandbox, org, database = env
     review_db = tmp_path / "reviewer.duckdb"

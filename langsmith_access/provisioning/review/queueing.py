@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from langsmith_access.provisioning import queue
@@ -153,13 +154,46 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
         if given.casefold() not in {value.casefold() for value in describes[column] if value}
     ]
     if not edited:
-        return change, None
+        return change, _granted_again_since(conn, row, f"{role_name} in {workspace_name or workspace_id} for {who}")
     return change, (
         f"grant {row.grant_id} is {role_name} in {workspace_name or workspace_id} for {who}, but "
         f"the row says {', '.join(edited)}: the grant_id decides what is revoked, so an edited row "
         "is not queued. Put the row back as exported, or clear its grant_id to revoke by user, "
         "workspace and role."
     )
+
+
+def _granted_again_since(conn, row: MarkedRow, grant: str) -> str | None:
+    """A rejection when the grant the row names was revoked and granted again after the sheet was
+    exported (its current interval starts after the row's held_since): the reviewer judged the
+    earlier grant. None when it is the same grant, or the cell says nothing readable (a
+    spreadsheet may rewrite dates: then the grant_id alone decides, as before held_since)."""
+    exported = _parse_time(row.held_since)
+    if exported is None:
+        return None
+    current = first_row(
+        conn, "SELECT min(valid_from) FROM main.grant_history WHERE grant_id = ? AND valid_to IS NULL",
+        [row.grant_id],
+    )
+    if current is None or current[0] is None or current[0] <= exported + timedelta(seconds=1):
+        return None
+    since = current[0].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"grant {row.grant_id} ({grant}) was granted again at {since}, after this sheet was exported "
+        f"(the row says held since {row.held_since}): the review was of the earlier grant, so this one "
+        "is not revoked. Export a new sheet with `langsmith-access review export`."
+    )
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    """An exported held_since (``2026-11-01T12:00:00Z``, or DuckDB's own form); None if unreadable."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str) -> RowOutcome:

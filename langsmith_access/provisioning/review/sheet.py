@@ -63,6 +63,9 @@ class MarkedRow:
     # Every user, workspace and role cell the row fills, as (column, value): checked against
     # the grant a grant_id names (an edited row must not revoke what its grant_id says).
     named: tuple[tuple[str, str], ...] = ()
+    # The sheet's held_since as written (the export's UTC time, or the table's value): a grant
+    # revoked and granted again since the export has the same grant_id, not the same start.
+    held_since: str | None = None
 
     def target(self) -> str:
         return self.label or self.grant_id or f"{self.role} in {self.workspace} for {self.user}"
@@ -216,6 +219,7 @@ def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]]) -> Revie
             role=value(cells, *ROLE_COLUMNS),
             reviewer=value(cells, *REVIEWER_COLUMNS),
             reason=value(cells, "reason"),
+            held_since=value(cells, "held_since"),
             named=tuple(
                 (name, given) for name in (*USER_COLUMNS, *WORKSPACE_COLUMNS, *ROLE_COLUMNS)
                 if (given := value(cells, name))
