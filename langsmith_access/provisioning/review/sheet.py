@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from langsmith_access.provisioning.review.format import DUCKDB_SUFFIXES, ReviewError
+from langsmith_access.provisioning.review.format import DUCKDB_SUFFIXES, ReviewError, from_text_cell
 from langsmith_access.provisioning.review.reviewer_db import (
     check_table_name,
     open_reviewer_db,
@@ -182,7 +182,7 @@ def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]]) -> Revie
     def value(cells: list[str], *names: str) -> str | None:
         for name in names:
             if name in columns and cells[columns[name]].strip():
-                return cells[columns[name]].strip()
+                return from_text_cell(cells[columns[name]].strip())
         return None
 
     problems: list[str] = []
