@@ -270,6 +270,8 @@ def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
     email = active[member.ls_user_id].email
     role = org.role(member.role_id).display_name
     admin_role = next(r.display_name for r in org.roles_by_scope("organization"))
+    not_held = next(name for name in names if name != role and names.count(name) == 1)
+    outside = next(w for w in org.shared_workspaces() if member.ls_user_id not in w.memberships)
     sheet = tmp_path / "by_name.csv"
     # Semicolon-separated, a boolean 'revoke' column, names instead of ids.
     sheet.write_text(
@@ -277,17 +279,22 @@ def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
         f"{email.upper()};{workspace.id};{role};yes;contractor ended\n"
         f"someone@else.example;{workspace.id};{role};y;\n"
         f"{email};{workspace.id};{admin_role};x;\n"
-        f"{email};{workspace.id};{role};no;\n",
+        f"{email};{workspace.id};{role};no;\n"
+        f"{email};{workspace.id};{not_held};yes;\n"  # not the role held there: would remove nothing
+        f"{email};{outside.id};{role};yes;\n",  # no role there at all
         encoding="utf-8",
     )
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--reviewer", "dave")
     assert code == 2
     assert "unknown user" in stdout and "organization role" in stdout and "read-only" in stdout
-    assert "1 queued, 0 already queued, 2 rejected" in stdout
+    assert f"holding {role!r} in {workspace.display_name}, not {not_held!r}: revoking it would remove nothing" \
+        in stdout, stdout
+    assert f"holding no role in {outside.display_name}" in stdout
+    assert "1 queued, 0 already queued, 4 rejected" in stdout
     [pending] = list_requests("pending")
     assert (pending["user_id"], pending["role_id"], pending["reason"], pending["requested_by"]) == (
         member.ls_user_id, member.role_id, "contractor ended", "dave")
-    assert len(list_requests("rejected")) == 2
+    assert len(list_requests("rejected")) == 4
 
 
 BAD_SHEETS = {

@@ -108,7 +108,7 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
     if not row.grant_id:
         # The sheet keeps such a row only with all three named; empty would be rejected as such.
         change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "", why, requested_by)
-        return change, None
+        return change, _not_held(conn, change)
     grant = first_row(
         conn,
         "SELECT g.entitlement_type, g.user_id, g.workspace_id, g.role_id, g.role_name, "
@@ -160,6 +160,30 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
         f"the row says {', '.join(edited)}: the grant_id decides what is revoked, so an edited row "
         "is not queued. Put the row back as exported, or clear its grant_id to revoke by user, "
         "workspace and role."
+    )
+
+
+def _not_held(conn, change: queue.ChangeRequest) -> str | None:
+    """A rejection for a row named by user, workspace and role whose role the latest sync does
+    not show the member holding there: queued, it would end "already satisfied" and remove
+    nothing, while the member keeps the role they do hold. None when held (or when the queue's
+    own checks will reject the row, saying why)."""
+    try:
+        resolved = queue.resolve_change(conn, change)
+    except queue.RequestRejected:
+        return None
+    held = conn.execute(
+        "SELECT role_id, coalesce(role_name, role_id) FROM main.grants "
+        "WHERE entitlement_type = 'workspace_role' AND user_id = ? AND workspace_id = ?",
+        [resolved.user_id, resolved.workspace_id],
+    ).fetchall()
+    if any(role_id == resolved.role_id for role_id, _ in held):
+        return None
+    holding = f"holding {' and '.join(repr(name) for _, name in held)}" if held else "holding no role"
+    return (
+        f"the latest sync shows {resolved.user_email or resolved.user_id} {holding} in "
+        f"{resolved.workspace_name}, not {resolved.role_name!r}: revoking it would remove nothing. "
+        "Name the role held, or mark the row of a sheet exported with `langsmith-access review export`."
     )
 
 
