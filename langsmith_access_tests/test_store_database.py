@@ -3,6 +3,7 @@ lease, and gives up naming them. And when a database counts as synced."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -105,3 +107,19 @@ def test_a_session_that_wrote_to_the_analysts_copy_never_makes_it_unreadable(tmp
     finally:
         analyst.kill()
         analyst.wait()
+
+
+def test_a_scratch_copy_cut_short_by_a_full_disk_is_removed(tmp_path, monkeypatch):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+
+    def disk_full(source, destination):
+        Path(destination).write_bytes(b"the first megabytes")
+        raise OSError(errno.ENOSPC, "No space left on device", str(destination))
+
+    monkeypatch.setattr(shutil, "copyfile", disk_full)
+    with database.writer_lease("a sync"), pytest.raises(OSError, match="No space left"):
+        database.begin_scratch()
+    assert not database.scratch_path.exists()
+    assert database.working_path.exists()

@@ -402,7 +402,12 @@ class AccessDatabase:
             shutil.rmtree(stale, ignore_errors=True)
         scratch = self.scratch_path
         self._checkpoint(self.working_path)
-        shutil.copyfile(self.working_path, scratch)
+        try:
+            shutil.copyfile(self.working_path, scratch)
+        except BaseException:
+            # A copy cut short (a full disk) would hold the space a failed run is left without.
+            scratch.unlink(missing_ok=True)
+            raise
         return scratch
 
     def _checkpoint(self, path: Path) -> None:
@@ -410,7 +415,7 @@ class AccessDatabase:
         it the file already holds everything committed (DuckDB checkpoints when the last
         connection closes), and opening a large file only to find that out costs a fraction of
         a second."""
-        wal = path.with_name(path.name + ".wal")
+        wal = wal_path(path)
         if wal.exists() and wal.stat().st_size > 0:
             with self.connect(path) as conn:
                 conn.execute("CHECKPOINT")
