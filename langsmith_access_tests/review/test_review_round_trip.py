@@ -82,6 +82,13 @@ def test_an_export_path_that_names_a_directory_is_refused(env, tmp_path, capsys)
     assert not (tmp_path / "reviews").exists()
 
 
+def test_an_export_named_as_another_spreadsheet_format_is_refused(env, tmp_path, capsys):
+    # CSV text in review.xlsx: Excel refuses the file (its content does not match its name).
+    code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "review.xlsx")
+    assert code == 2 and "written as CSV" in err and "review.csv" in err, err
+    assert not (tmp_path / "review.xlsx").exists()
+
+
 def test_an_export_into_the_databases_own_files_is_refused(env, capsys):
     sandbox, org, database = env
     for own in (database.path, database.working_path, database.scratch_path):

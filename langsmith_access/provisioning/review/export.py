@@ -46,6 +46,10 @@ ORDER BY entitlement_type DESC, workspace_name, workspace_id, lower(email), user
 )
 
 
+# Spreadsheet formats a CSV written under their name would pass for (and fail to open as).
+NOT_CSV_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers", ".tsv", ".json", ".parquet")
+
+
 def export_review_sheet(
     database: AccessDatabase,
     out: Path,
@@ -59,6 +63,11 @@ def export_review_sheet(
     table ``table`` in that DuckDB file. Reads the analysts' copy read-only. Returns the path
     and the number of grants. Refuses to overwrite a sheet unless ``force``."""
     out = Path(out).expanduser()
+    if out.suffix.lower() in NOT_CSV_SUFFIXES:
+        raise ReviewError(
+            f"{out}: the sheet is written as CSV (or, to a .duckdb file, as a table), not as "
+            f"{out.suffix}: name it {out.with_suffix('.csv').name}; any spreadsheet opens it."
+        )
     to_duckdb = out.suffix.lower() in DUCKDB_SUFFIXES
     if to_duckdb:
         check_table_name(table)
