@@ -478,16 +478,21 @@ def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, mes
 
 def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange) -> str | None:
     """The id of a request for the same change that is still to happen (awaiting approval,
-    pending or in progress), if there is one."""
+    pending or in progress), if there is one: the latest open request on the membership (the
+    user in the workspace), when it asks for this same change. An open request for another change
+    queued after an identical one (revoke, grant, revoke) is not a duplicate: merged into the
+    first, the last word would run before the request it overturns."""
     if not _has_queue(conn):
         return None
     row = first_row(
         conn,
-        f"SELECT request_id FROM main.provisioning_requests WHERE status IN ({_OPEN}) "
-        "AND action = ? AND user_id = ? AND workspace_id = ? AND role_id = ? ORDER BY request_seq LIMIT 1",
-        [resolved.action, resolved.user_id, resolved.workspace_id, resolved.role_id],
+        f"SELECT request_id, action, role_id FROM main.provisioning_requests WHERE status IN ({_OPEN}) "
+        "AND user_id = ? AND workspace_id = ? ORDER BY request_seq DESC LIMIT 1",
+        [resolved.user_id, resolved.workspace_id],
     )
-    return row[0] if row else None
+    if row is None or (row[1], row[2]) != (resolved.action, resolved.role_id):
+        return None
+    return row[0]
 
 
 _OPEN = ", ".join(f"'{status}'" for status in OPEN_STATUSES)

@@ -107,6 +107,25 @@ def test_grant_change_and_revoke_closed_loop(env):
     assert writes(sandbox) == [] and same.accepted
 
 
+def test_the_last_word_on_a_membership_is_never_merged_into_an_earlier_request(env):
+    """Revoke, grant, revoke: the third is the same change as the first, but merged into it it
+    would run before the grant it overturns, and the member would keep the role."""
+    sandbox, org, database = env
+    workspace, _, member, _, roles = pick(org)
+    role = org.role(member.role_id).display_name
+    first = request_revoke(member.ls_user_id, workspace.id, role, reason="leaving")
+    regrant = request_grant(member.ls_user_id, workspace.id, role)
+    last = request_revoke(member.ls_user_id, workspace.id, role, reason="security: remove now")
+    assert first.accepted and regrant.accepted and last.accepted
+    assert last.duplicate_of is None and last.request_id != first.request_id
+    again = request_revoke(org.member(member.ls_user_id).email.upper(), workspace.id, role)  # as the latest: one request
+    assert again.duplicate_of == last.request_id
+    assert provision().success
+    assert org.membership(workspace.id, member.ls_user_id) is None
+    assert {r["request_id"]: r["status"] for r in list_requests()} == {
+        first.request_id: "applied", regrant.request_id: "applied", last.request_id: "applied"}
+
+
 def test_roles_given_and_taken_in_one_batch_are_in_the_history(env):
     # "Who had access when": a grant revoked in the same batch, and a role replaced by the
     # next request of the batch, were held in LangSmith between two verifications though no
