@@ -368,8 +368,9 @@ def submit_on(
             record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at)
             return QueueResult(request_id, "rejected", refusal, duplicate_of=duplicate)
         # The same access either way; only a reason of its own is not kept: say so.
-        kept = (f"; its reason stays {first['reason']!r}"
-                if reason is not None and reason != first["reason"] else "")
+        kept = ("" if reason is None or reason == first["reason"]
+                else f"; its reason stays {first['reason']!r}" if first["reason"] is not None
+                else "; it has no reason, and yours is not added to it")
         return QueueResult(
             duplicate, first["status"],
             f"the same change is already queued as {duplicate} ({first['status']}){kept}",
