@@ -66,11 +66,14 @@ def request_grant(user: str, workspace: str, role: str, *, reason: str | None = 
 
 
 def request_revoke(user: str, workspace: str, role: str, *, reason: str | None = None,
-                   requested_by: str | None = None, database: str | Path | None = None,
+                   requested_by: str | None = None, duration: str | timedelta | None = None,
+                   until: str | datetime | None = None, database: str | Path | None = None,
                    org: str | Org | None = None) -> QueueResult:
     """Queue a workspace-role revoke in ``org``'s queue; a rejected one is recorded and returned
-    with its reason."""
-    return submit(_database(database, org), ChangeRequest("revoke", user, workspace, role, reason, requested_by))
+    with its reason. A revoke takes effect when applied: ``duration`` or ``until`` (as typed on
+    the command line) gets it rejected, and recorded as such."""
+    change = ChangeRequest("revoke", user, workspace, role, reason, requested_by, duration=duration, until=until)
+    return submit(_database(database, org), change)
 
 
 def approve(request_id: str, *, by: str, comment: str | None = None,

@@ -37,17 +37,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             "--requested-by", default=None,
             help="who asks (default: your OS user name); an email here is checked against approvers",
         )
-        if action == "grant":
-            # One or the other; both is a bad request like any other: the queue rejects it and
-            # records the rejection (argparse would refuse it before anything is recorded).
-            sub.add_argument(
-                "--duration", default=None,
-                help="time-bound: how long from when it is applied, <n>s|m|h|d (e.g. 8h, 30d)",
-            )
-            sub.add_argument(
-                "--until", default=None,
-                help="time-bound: when it ends, ISO 8601 with a zone (2026-12-01T18:00Z); not with --duration",
-            )
+        # One or the other, for a grant; both, or either on a revoke, is a bad request like any
+        # other: the queue rejects it and records the rejection (argparse would refuse it before
+        # anything is recorded).
+        sub.add_argument(
+            "--duration", default=None,
+            help="time-bound: how long from when it is applied, <n>s|m|h|d (e.g. 8h, 30d)"
+            if action == "grant" else argparse.SUPPRESS,
+        )
+        sub.add_argument(
+            "--until", default=None,
+            help="time-bound: when it ends, ISO 8601 with a zone (2026-12-01T18:00Z); not with --duration"
+            if action == "grant" else argparse.SUPPRESS,
+        )
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         add_org_argument(sub)
         sub.set_defaults(handler=queue_request)
@@ -81,7 +83,7 @@ def queue_request(args: argparse.Namespace) -> int:
                                    requested_by=requested_by, duration=args.duration, until=args.until, org=org)
     else:
         result = api.request_revoke(args.user, args.workspace, args.role, reason=args.reason,
-                                    requested_by=requested_by, org=org)
+                                    requested_by=requested_by, duration=args.duration, until=args.until, org=org)
     if args.json:
         print(json.dumps({"request_id": result.request_id, "status": result.status,
                           "message": in_org_terms(args, result.message), "duplicate_of": result.duplicate_of}))

@@ -219,7 +219,8 @@ def test_bad_requests_are_refused_clearly_and_recorded(governed, tmp_path, monke
         "--role", "Editor", "--duration", "1h", "--until", "2030-01-01T00:00Z")
     revoke = cli("request", "revoke", "--user", user, "--workspace", WORKSPACE, "--role", "Editor",
                  "--duration", "1h")
-    assert revoke.returncode == 2  # revokes take no duration (argparse)
+    assert revoke.returncode == 2, revoke.stderr  # a revoke takes effect when applied: refused, recorded
+    assert "--duration and --until are for grants" in revoke.stderr
 
     # A policy naming an unknown role refuses every grant, naming the file and the line.
     bad_policy = tmp_path / "bad-policy.yaml"
@@ -229,7 +230,7 @@ def test_bad_requests_are_refused_clearly_and_recorded(governed, tmp_path, monke
     assert str(bad_policy) in message and "line 4: duration.max: unknown role 'Admn'" in message
 
     rows = list_requests(database=database.path)
-    assert [r["status"] for r in rows] == ["rejected"] * 9
+    assert [r["status"] for r in rows] == ["rejected"] * 10
     assert all(r["status_detail"] for r in rows)
     assert writes(sandbox) == []
 
