@@ -439,6 +439,16 @@ def _govern(conn, change: ChangeRequest, resolved: ResolvedChange, policy_path: 
     terms = access_terms(policy, resolved.role_id, resolved.role_name, now=at,
                          duration=change.duration, until=change.until)
     approval = needs_approval(policy, resolved.role_id, resolved.workspace_id)
+    if approval and policy.approvers == NAMED_EMAILS:
+        members = conn.execute(
+            "SELECT count(*) FROM main.users WHERE NOT is_disabled AND list_contains($emails, lower(email))",
+            {"emails": [email.lower() for email in policy.approver_emails]},
+        ).fetchone()[0]
+        if not members:
+            raise RequestRejected(
+                f"the policy's approvers ({', '.join(policy.approver_emails)}) are none of them active "
+                "members of the org in the latest sync: nobody could approve this request. Fix "
+                "approval.approvers in the policy file (or sync, if they joined since).")
     deadline = approval_deadline(policy, at) if approval else None
     return _Governed(terms, approval, deadline, _approvers_text(policy, resolved.workspace_name))
 

@@ -228,10 +228,16 @@ def test_bad_requests_are_refused_clearly_and_recorded(governed, tmp_path, monke
     monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(bad_policy))
     message = refused("--role", "Editor")
     assert str(bad_policy) in message and "line 4: duration.max: unknown role 'Admn'" in message
+    # Approvers that are no members of the org: nobody could ever approve, so it is refused now.
+    ghosts = tmp_path / "ghost-approvers.yaml"
+    ghosts.write_text('approval:\n  required: ["Admin"]\n  approvers: [ghost@nowhere.example]\n')
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(ghosts))
+    assert "nobody could approve this request" in refused("--role", "Admin")
+    assert cli("request", "grant", "--user", user, "--workspace", WORKSPACE, "--role", "Editor").returncode == 0
 
     rows = list_requests(database=database.path)
-    assert [r["status"] for r in rows] == ["rejected"] * 10
-    assert all(r["status_detail"] for r in rows)
+    assert [r["status"] for r in rows] == ["rejected"] * 11 + ["pending"]
+    assert all(r["status_detail"] for r in rows if r["status"] == "rejected")
     assert writes(sandbox) == []
 
 
