@@ -125,7 +125,8 @@ class OtherOrganizationError(RuntimeError):
         super().__init__(
             f"{path} holds organization {held}'s data (its last sync), not organization {configured}'s, "
             "the one configured here: writing it would mix two organizations' history and apply one "
-            f"organization's requests with the other's key. Nothing was read or written. Fix: {self.fix}"
+            "organization's requests with the other's key. Nothing was asked of LangSmith and no data "
+            f"was changed. Fix: {self.fix}"
         )
 
 
