@@ -70,6 +70,13 @@ def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     code, _, _ = run_cli(capsys, "review", "export", "--out", out, "--workspace", workspace.id, "--force")
     assert code == 0
     assert {r["workspace_id"] for r in read_sheet(out)} == {workspace.id}
+    # With --include-org-roles, the organization roles of the people that workspace lists.
+    code, _, _ = run_cli(capsys, "review", "export", "--out", out, "--workspace", workspace.id, "--force",
+                         "--include-org-roles")
+    sheet = read_sheet(out)
+    listed = {r["user_id"] for r in sheet if r["entitlement_type"] == "workspace_role"}
+    assert code == 0 and listed and {r["workspace_id"] for r in sheet if r["user_id"] in listed} >= {workspace.id}
+    assert {r["user_id"] for r in sheet if r["entitlement_type"] == "organization_role"} == listed
     code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "x.csv", "--workspace", "No Such Team")
     assert code == 2 and "no workspace" in err
 

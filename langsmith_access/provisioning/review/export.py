@@ -33,14 +33,18 @@ from langsmith_access.store.sql import scalar
 from langsmith_access.store.sync_runs import require_synced
 
 # The rows of the model the reviewer asked for, in the sheet's order: workspace roles by
-# workspace, then email (organization roles first, when asked for).
+# workspace, then email (organization roles first, when asked for; with a workspace, those of
+# the people holding a role there).
 SHEET_SQL = (
     "SELECT " + ", ".join(GRANT_COLUMNS) + ", "
     + ", ".join(f"CAST(NULL AS VARCHAR) AS {name}" for name in REVIEWER_SHEET_COLUMNS)
     + """
 FROM {db}main.review_sheet
 WHERE ($include_org_roles OR entitlement_type = 'workspace_role')
-    AND ($workspace_id IS NULL OR workspace_id = $workspace_id)
+    AND ($workspace_id IS NULL OR workspace_id = $workspace_id
+         -- with --workspace, the organization roles of the people it lists
+         OR (entitlement_type = 'organization_role' AND user_id IN (
+             SELECT user_id FROM {db}main.review_sheet WHERE workspace_id = $workspace_id)))
 ORDER BY entitlement_type DESC, workspace_name, workspace_id, lower(email), user_id
 """
 )
