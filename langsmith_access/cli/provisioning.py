@@ -124,11 +124,22 @@ def provision_now(args: argparse.Namespace) -> int:
     outcome = api.provision(
         dry_run=args.dry_run, log_dir=failure_log_directory(org.settings), verbose=args.verbose, org=org
     )
-    results = (outcome.outputs.get(APPLY_REQUESTS_OP) or {}).get("outcomes", [])
+    applied = outcome.outputs.get(APPLY_REQUESTS_OP) or {}
+    results = applied.get("outcomes", [])
+    # A dry run's word on what the real run does first: end time-bound grants, expire approvals.
+    ahead = applied.get("ahead") or {}
     if args.json:
-        print(json.dumps({"run_id": outcome.run_id, "success": outcome.success,
-                          "failure": outcome.failure, "requests": results}))
+        answer = {"run_id": outcome.run_id, "success": outcome.success, "failure": outcome.failure,
+                  "requests": results}
+        if args.dry_run:
+            answer["before_the_queue"] = ahead
+        print(json.dumps(answer))
     else:
+        for request_id in ahead.get("expiries_due", []):
+            print(f"{'would expire':<17} {request_id}  its end is due: the real run queues the revoke "
+                  "that ends it, first")
+        for request_id in ahead.get("approvals_overdue", []):
+            print(f"{'would expire':<17} {request_id}  past its approval deadline: approval_expired")
         for item in results:
             print(f"{item['status']:<17} {item['request_id']}  {item['detail']}")
         if not results and outcome.success:  # a run that failed before its first request had some

@@ -159,10 +159,15 @@ def extends_a_time_bound_grant(conn: duckdb.DuckDBPyConnection, request: dict) -
     ))
 
 
+def due_grants(conn: duckdb.DuckDBPyConnection, now: datetime) -> list[dict]:
+    """The time-bound grants whose end ``queue_due_expiries`` would queue at ``now`` (read-only)."""
+    return fetch_requests(conn, _DUE, [now, now])
+
+
 def queue_due_expiries(conn: duckdb.DuckDBPyConnection, now: datetime) -> list[str]:
     """Queue the revoke of every time-bound grant due at ``now``; the revokes' ids. One
     transaction (the caller holds the writer lease)."""
-    due = fetch_requests(conn, _DUE, [now, now])
+    due = due_grants(conn, now)
     if not due:
         return []
     revokes = []

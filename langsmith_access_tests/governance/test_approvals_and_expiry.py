@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -197,6 +198,25 @@ def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
     deliver_notifications()
     expired = sorted(b["request_id"] for b in receiver.bodies() if b["event"] == "access.expired")
     assert expired == sorted(grants[n].request_id for n in ("added", "changed", "overridden"))
+
+
+def test_a_dry_run_says_what_the_real_run_does_before_the_queue(governed):
+    # A grant whose end is due: the real run queues its revoke first; the dry run says so, and
+    # changes nothing.
+    sandbox, org, database, people, receiver = governed
+    grantee = people.outsiders[1]
+    grant = request_grant(grantee.email, WORKSPACE, "Editor", duration="1s")
+    assert grant.status == "pending" and provision().success
+    time.sleep(1.5)
+    dry = cli("provision", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["before_the_queue"] == {"expiries_due": [grant.request_id], "approvals_overdue": []}
+    shown = cli("provision", "--dry-run")
+    assert f"{'would expire':<17} {grant.request_id}  its end is due" in shown.stdout, shown.stdout
+    assert not [r for r in list_requests(database=database.path) if r["parent_request_id"] == grant.request_id]
+    assert provision().success
+    [revoke] = [r for r in list_requests(database=database.path) if r["parent_request_id"] == grant.request_id]
+    assert revoke["status"] == "applied" and org.membership(people.workspace.id, grantee.ls_user_id) is None
 
 
 def test_bad_requests_are_refused_clearly_and_recorded(governed, tmp_path, monkeypatch):

@@ -114,6 +114,15 @@ def select_requests(
                                 (len(revokes), "time-bound grant(s) expired: revoke(s) queued")):
                 if count:
                     context.log.info(f"{count} {what}")
+        else:
+            # What the real run would do before taking the queue, said, not done.
+            now = queue.now_utc()
+            ahead = {
+                "expiries_due": [r["request_id"] for r in expiry.due_grants(conn, now)],
+                "approvals_overdue": [r["request_id"] for r in queue.fetch_requests(
+                    conn, "status = 'awaiting_approval' AND approval_deadline <= ?", [now])],
+            }
+            return {"request_ids": None, "dry_run": True, "ahead": ahead}
     return {"request_ids": None, "dry_run": config.dry_run}
 
 
@@ -179,7 +188,8 @@ def apply_requests(
          "api_calls": langsmith.client.stats.calls, "outcomes": dg.MetadataValue.md("\n".join(table))}
     )
     # An interrupted run still rebuilds what it changed (refresh_access_history), then fails.
-    return {"dry_run": dry_run, "outcomes": outcomes, "interrupted": interrupted}
+    return {"dry_run": dry_run, "outcomes": outcomes, "interrupted": interrupted,
+            "ahead": selection.get("ahead")}
 
 
 @dg.op(pool=DUCKDB_WRITER_POOL, description="Rebuild grants, the reports and grant_history (dbt) after changes.")
