@@ -521,9 +521,12 @@ def test_a_workspace_the_key_may_not_read_fails_where_the_sync_reads_each_worksp
     sandbox, environ = sandbox_env(key_role="org-user")  # no all-workspaces listing: the per-workspace route
     assert check_of(run_checks(environ), "read_all_workspaces").status == "warn"
     hidden = sandbox.org.shared_workspaces()[0]
+
+    def no_permissions_in_hidden(answer: Answer) -> Answer:
+        return answer.with_json([{**w, "permissions": []} if w["id"] == hidden.id else w for w in answer.json()])
+
     with TamperingProxy(sandbox.url) as proxy:
-        proxy.tamper = on("/api/v1/workspaces", lambda answer: answer.with_json(
-            [{**w, "permissions": []} if w["id"] == hidden.id else w for w in answer.json()]))
+        proxy.tamper = on("/api/v1/workspaces", no_permissions_in_hidden)
         diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
     check = check_of(diagnosis, "read_all_workspaces")
     assert check.status == "fail", check
@@ -533,6 +536,5 @@ def test_a_workspace_the_key_may_not_read_fails_where_the_sync_reads_each_worksp
     # With an Organization Admin's key one listing covers every workspace: nothing to read each.
     sandbox.api.key_role = "org-admin"
     with TamperingProxy(sandbox.url) as proxy:
-        proxy.tamper = on("/api/v1/workspaces", lambda answer: answer.with_json(
-            [{**w, "permissions": []} if w["id"] == hidden.id else w for w in answer.json()]))
+        proxy.tamper = on("/api/v1/workspaces", no_permissions_in_hidden)
         assert check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_all_workspaces").status == "ok"

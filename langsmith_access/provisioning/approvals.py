@@ -210,10 +210,15 @@ def expire(conn: duckdb.DuckDBPyConnection, request: dict, at: datetime, notifie
                     role=request["role_name"], detail=detail)
 
 
+def overdue_requests(conn: duckdb.DuckDBPyConnection, now: datetime) -> list[dict]:
+    """The requests awaiting approval past their deadline at ``now`` (read-only)."""
+    return fetch_requests(conn, "status = ? AND approval_deadline <= ?", [AWAITING_APPROVAL, now])
+
+
 def expire_overdue(conn: duckdb.DuckDBPyConnection, now: datetime, notifier: Notifier | None = None) -> list[str]:
     """Move every request awaiting approval past its deadline to ``approval_expired``; their ids.
     In one transaction (the caller holds the writer lease)."""
-    overdue = fetch_requests(conn, "status = ? AND approval_deadline <= ?", [AWAITING_APPROVAL, now])
+    overdue = overdue_requests(conn, now)
     if not overdue:
         return []
     conn.execute("BEGIN")

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import duckdb
 
 from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning.approvals import overdue_requests
 from langsmith_access.provisioning.queue import (
     EXPIRED_REASON,
     REQUEST_COLUMNS,
@@ -231,9 +232,8 @@ def expiry_work_due(conn: duckdb.DuckDBPyConnection, now: datetime, warning: tim
         "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'").fetchall()}
     if "expires_at" not in columns:  # never queued, or a copy from before access governance
         return []
-    due = [r["request_id"] for r in fetch_requests(conn, _DUE, [now, now])]
-    due += [r["request_id"] for r in fetch_requests(
-        conn, "status = 'awaiting_approval' AND approval_deadline <= ?", [now])]
+    due = [r["request_id"] for r in due_grants(conn, now)]
+    due += [r["request_id"] for r in overdue_requests(conn, now)]
     if warning is not None:
         due += [r["request_id"] for r in to_warn(conn, now, warning)]
     return due

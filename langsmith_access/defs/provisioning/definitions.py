@@ -119,8 +119,7 @@ def select_requests(
             now = queue.now_utc()
             ahead = {
                 "expiries_due": [r["request_id"] for r in expiry.due_grants(conn, now)],
-                "approvals_overdue": [r["request_id"] for r in queue.fetch_requests(
-                    conn, "status = 'awaiting_approval' AND approval_deadline <= ?", [now])],
+                "approvals_overdue": [r["request_id"] for r in approvals.overdue_requests(conn, now)],
             }
             return {"request_ids": None, "dry_run": True, "ahead": ahead}
     return {"request_ids": None, "dry_run": config.dry_run}
