@@ -17,9 +17,11 @@ INVENTORY_OP = "raw_inventory"
 
 PROVISION_JOB = "provision_workspace_roles"
 PROVISIONING_SENSOR = "provisioning_queue_sensor"
-# The provisioning job's ops: the first takes the run config, the second returns the outcomes.
+# The provisioning job's ops: the first takes the run config, the second returns the outcomes,
+# the third what the rebuild after them found (changes made outside langsmith-access).
 SELECT_REQUESTS_OP = "select_requests"
 APPLY_REQUESTS_OP = "apply_requests"
+REFRESH_OP = "refresh_access_history"
 
 # The tag every run of one org carries, its value the org's slug. deploy/dagster.yaml (and the
 # Helm values) let one run per value run at a time: an org's runs never overlap, orgs run side

@@ -50,6 +50,7 @@ from langsmith_access.names import (  # noqa: F401 (callers name runner.SYNC_JOB
     APPLY_REQUESTS_OP,
     MEMBERS_OP,
     PROVISION_JOB,
+    REFRESH_OP,
     SYNC_JOB,
 )
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
@@ -247,7 +248,7 @@ def _run_job(job_name, run_config, org: Org, progress, dagster_instance, started
             success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started,
             org=org.slug,
         )
-        for node in (APPLY_REQUESTS_OP,):
+        for node in (APPLY_REQUESTS_OP, REFRESH_OP):
             try:
                 outcome.outputs[node] = result.output_for_node(node)
             except Exception:  # the job has no such op, or it did not run

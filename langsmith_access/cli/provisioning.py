@@ -16,7 +16,7 @@ from langsmith_access.cli.common import (
     print_fix_and_log,
     selected_org,
 )
-from langsmith_access.names import APPLY_REQUESTS_OP
+from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
 from langsmith_access.provisioning.queue import FINAL_STATUSES
 from langsmith_access.store.queries import iso_utc
 
@@ -128,9 +128,11 @@ def provision_now(args: argparse.Namespace) -> int:
     results = applied.get("outcomes", [])
     # A dry run's word on what the real run does first: end time-bound grants, expire approvals.
     ahead = applied.get("ahead") or {}
+    # Changes made outside langsmith-access that the run's requests found (already satisfied).
+    drift = outcome.outputs.get(REFRESH_OP) or {}
     if args.json:
         answer = {"run_id": outcome.run_id, "success": outcome.success, "failure": outcome.failure,
-                  "requests": results}
+                  "requests": results, "unexplained_changes": drift.get("unexplained_changes", 0)}
         if args.dry_run:
             answer["before_the_queue"] = ahead
         print(json.dumps(answer))
@@ -144,6 +146,11 @@ def provision_now(args: argparse.Namespace) -> int:
             print(f"{item['status']:<17} {item['request_id']}  {item['detail']}")
         if not results and outcome.success:  # a run that failed before its first request had some
             print("no pending requests", file=sys.stderr)
+        if drift.get("unexplained_changes"):
+            privileged = drift.get("privileged_unexplained_changes", 0)
+            print(f"drift: {drift['unexplained_changes']} change(s) made outside langsmith-access, found by "
+                  "these requests" + (f", {privileged} of them to Admin rights" if privileged else "")
+                  + ": see main.report_unexplained_changes")
     if not outcome.success:
         print(f"Provisioning run failed: {outcome.failure}", file=sys.stderr)
         print_fix_and_log(outcome)

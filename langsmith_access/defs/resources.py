@@ -134,7 +134,8 @@ class SyncDatabase(OrgScopedResource):
         if not unbuilt:
             return scratch
         try:
-            rebuild_history(scratch, database.dbt_target_path, unused_days=self.org.settings.unused_days)
+            rebuild_history(scratch, database.dbt_target_path, unused_days=self.org.settings.unused_days,
+                            notifier=Notifier.from_settings(self.org.settings, self.org.slug))
         except Exception as error:
             # The run goes on as if nothing were unbuilt (its own build lays the changes over the
             # listings, dated at its build): a failure here must not stop every sync after it.

@@ -67,9 +67,13 @@ class UnexplainedChange:
                 "Check it, then request the change or revert it.")
 
 
-def unexplained_changes(conn: duckdb.DuckDBPyConnection, sync_id: str) -> list[UnexplainedChange]:
-    """The rows of ``report_unexplained_changes`` sync ``sync_id`` saw ([] when the table does
-    not exist yet), oldest first. Names are the latest sync's (deleted workspaces included)."""
+def unexplained_changes(
+    conn: duckdb.DuckDBPyConnection, sync_id: str | None = None, *, seen_since: datetime | None = None
+) -> list[UnexplainedChange]:
+    """The rows of ``report_unexplained_changes`` sync ``sync_id`` saw (any sync's: None), seen
+    at ``seen_since`` or later when given ([] when the table does not exist yet), oldest first.
+    Names are the latest sync's (deleted workspaces included). A provisioning run's refresh lists
+    the changes it found made by hand under the latest sync's id, seen when it found them."""
     if not table_exists(conn, "main", "report_unexplained_changes"):
         return []
     rows = conn.execute(
@@ -80,10 +84,10 @@ def unexplained_changes(conn: duckdb.DuckDBPyConnection, sync_id: str) -> list[U
         LEFT JOIN staging.stg_langsmith__workspaces AS w ON w.workspace_id = c.workspace_id
         LEFT JOIN main.roles AS r ON r.role_id = c.role_id
         LEFT JOIN main.roles AS p ON p.role_id = c.previous_role_id
-        WHERE c.sync_id = ?
+        WHERE ($sync_id IS NULL OR c.sync_id = $sync_id) AND ($since IS NULL OR c.seen_at >= $since)
         ORDER BY c.seen_at, c.user_id, c.workspace_id NULLS FIRST, c.role_id
         """,
-        [sync_id],
+        {"sync_id": sync_id, "since": seen_since},
     ).fetchall()
     return [
         UnexplainedChange(
@@ -95,14 +99,17 @@ def unexplained_changes(conn: duckdb.DuckDBPyConnection, sync_id: str) -> list[U
     ]
 
 
-def notify_unexplained_changes(conn: duckdb.DuckDBPyConnection, notifier: Notifier, sync_id: str) -> list[str]:
-    """Enqueue ``change.unexplained`` for each unexplained change sync ``sync_id`` saw, once
-    per change (in the caller's transaction, on the database the sync publishes). Returns the
-    ids of the notifications added now."""
+def notify_unexplained_changes(
+    conn: duckdb.DuckDBPyConnection, notifier: Notifier, sync_id: str | None = None, *,
+    seen_since: datetime | None = None,
+) -> list[str]:
+    """Enqueue ``change.unexplained`` for each unexplained change ``unexplained_changes`` lists
+    for these arguments, once per change (in the caller's transaction, on the database the run
+    publishes). Returns the ids of the notifications added now."""
     if not notifier.enabled:
         return []
     added = []
-    for change in unexplained_changes(conn, sync_id):
+    for change in unexplained_changes(conn, sync_id, seen_since=seen_since):
         notification_id = notifier.notify(
             conn, EVENT, at=change.seen_at, once_for=change.key,
             user=change.email or change.user_id,

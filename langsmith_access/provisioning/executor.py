@@ -10,8 +10,10 @@ settles from live state:
 
 What a settled request verified (the member's live role in the workspace, or none) is recorded in
 the raw table ``raw.provisioning_observations``, in the same transaction as the request's
-status. Provisioning never writes ``grants``: dbt builds it from the latest sync plus these
-observations (the refresh after a provisioning run, and every sync).
+status; so is what a request found already satisfied found, where it contradicts ``grants`` (a
+change made by hand since the sync: drift, which the refresh then lists). Provisioning never
+writes ``grants``: dbt builds it from the latest sync plus these observations (the refresh after
+a provisioning run, and every sync).
 
 Two ways to read live state, cheapest first for the batch at hand (``Provisioner.process_all``):
 
@@ -83,7 +85,7 @@ from langsmith_access.provisioning.planner import (
     plan_expiry,
 )
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.sync.extract import NotEveryWorkspaceListed, require_every_workspace_listed
 
 MAX_WRITE_ATTEMPTS = 3
@@ -637,6 +639,10 @@ class Provisioner:
                     self._observe(request, live)
                     return Outcome(request_id, "applied", f"verified: {plan.explanation}", plan,
                                    writes=earlier_writes + attempt - 1)
+                if self._recorded_role_differs(request, live):
+                    # Changed in LangSmith since what grants shows (by hand, by SCIM): recorded,
+                    # so grants and history show it now, and drift lists it (nothing applied).
+                    self._observe(request, live)
                 return Outcome(request_id, "already_satisfied", plan.explanation, plan)
             try:
                 identity_id = self._apply(request_id, workspace_id, member.id, plan)
@@ -894,6 +900,36 @@ class Provisioner:
                 at = self._last_at + timedelta(microseconds=1)
             self._last_at = at
             return at
+
+    def _recorded_role_differs(self, request: dict, live: Live | None) -> bool:
+        """The member's live role in the workspace (None: not a member) is not the one the
+        database holds for them: the latest observation dbt has not built yet, else ``grants``.
+        False before the first build (no ``grants``: nothing recorded to correct)."""
+        with self._lock:
+            if not table_exists(self.conn, "main", "grants"):
+                return False
+            unbuilt = (
+                f"SELECT role_id, verified_at FROM {RAW_SCHEMA}.provisioning_observations "
+                "WHERE ls_user_id = $user AND workspace_id = $workspace AND observation_id NOT IN "
+                "(SELECT observation_id FROM staging.stg_langsmith__provisioning_observations)"
+                if table_exists(self.conn, "staging", "stg_langsmith__provisioning_observations")
+                else "SELECT NULL AS role_id, NULL AS verified_at WHERE false"
+            )
+            recorded = self.conn.execute(
+                f"""
+                SELECT role_id FROM (
+                    SELECT role_id, 1 AS newer, verified_at FROM ({unbuilt})
+                    UNION ALL
+                    SELECT role_id, 0, NULL FROM main.grants
+                    WHERE user_id = $user AND workspace_id = $workspace
+                        AND entitlement_type = 'workspace_role'
+                )
+                ORDER BY newer DESC, verified_at DESC NULLS LAST
+                LIMIT 1
+                """,
+                {"user": request["user_id"], "workspace": request["workspace_id"]},
+            ).fetchone()
+        return (recorded[0] if recorded else None) != (live.role_id if live else None)
 
     def _observe(self, request: dict, live: Live | None) -> None:
         """Record the member's verified role in that workspace (or none), written with the

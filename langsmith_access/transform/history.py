@@ -17,10 +17,13 @@ job launched from the Dagster UI, ``users`` alone say, publishes nothing: ``defs
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from langsmith_access.governance.drift import UnexplainedChange, notify_unexplained_changes, unexplained_changes
+from langsmith_access.governance.notifications import Notifier
 from langsmith_access.store.raw_tables import RAW_SCHEMA
 from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.transform.invocation import build
@@ -35,21 +38,35 @@ REFRESH_SCOPE = f"{RAW_SCHEMA}.refresh_scope"
 MAX_REFRESH_SCOPE_USERS = 2_000
 
 
-def rebuild_history(database_file: Path, target: Path, *, unused_days: int, timeout_seconds: float = 600) -> None:
+def rebuild_history(
+    database_file: Path, target: Path, *, unused_days: int, notifier: Notifier | None = None,
+    timeout_seconds: float = 600,
+) -> list[UnexplainedChange]:
     """Build ``REFRESH_SELECT`` in ``database_file`` (a scratch copy: the caller commits it
     only if this returns); raises ``DbtRunError`` naming what failed.
 
     The models configured with ``refresh_key`` (the access picture's largest tables) replace
     only the rows of the users whose changes are not built yet, listed for dbt in
     ``raw.refresh_scope`` (see macros/refresh_scope.sql for when a model does so); the table
-    is dropped again before this returns, so the committed file never holds it."""
+    is dropped again before this returns, so the committed file never holds it.
+
+    Returns the unexplained changes the build found: what a request found already made in
+    LangSmith and recorded (by hand, by SCIM), each ``change.unexplained`` through ``notifier``
+    in the same file (so notified exactly when it is committed, once however often this runs)."""
+    with duckdb.connect(str(database_file)) as conn:
+        since = first_unbuilt_observation_at(conn)
     scoped = _write_refresh_scope(database_file)
     with build(database_file, target, select=REFRESH_SELECT, timeout_seconds=timeout_seconds,
                variables=dbt_vars(unused_days=unused_days)) as invocation:
         invocation.raise_on_failure()
-    if scoped:
-        with duckdb.connect(str(database_file)) as conn:
+    with duckdb.connect(str(database_file)) as conn:
+        if scoped:
             conn.execute(f"DROP TABLE {REFRESH_SCOPE}")
+        if since is None:
+            return []
+        if notifier is not None:
+            notify_unexplained_changes(conn, notifier, seen_since=since)
+        return unexplained_changes(conn, seen_since=since)
 
 
 def _write_refresh_scope(database_file: Path) -> bool:
@@ -71,6 +88,18 @@ def _write_refresh_scope(database_file: Path) -> bool:
         conn.execute(f"CREATE TABLE {REFRESH_SCOPE} (user_id VARCHAR PRIMARY KEY)")
         conn.executemany(f"INSERT INTO {REFRESH_SCOPE} VALUES (?)", users)
     return True
+
+
+def first_unbuilt_observation_at(conn: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the earliest observation dbt has not built yet was made (None: none): a change the
+    refresh dates by one of them is seen at that time or later."""
+    if not table_exists(conn, "staging", "stg_langsmith__provisioning_observations"):
+        return scalar(conn, f"SELECT min(verified_at) FROM {RAW_SCHEMA}.provisioning_observations")
+    return scalar(
+        conn,
+        f"SELECT min(verified_at) FROM {RAW_SCHEMA}.provisioning_observations WHERE observation_id NOT IN "
+        "(SELECT observation_id FROM staging.stg_langsmith__provisioning_observations)",
+    )
 
 
 def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:

@@ -23,7 +23,7 @@ import dagster as dg
 import pytest
 
 from langsmith_access import runner
-from langsmith_access.api import deliver_notifications, provision, request_grant
+from langsmith_access.api import deliver_notifications, provision, request_grant, request_revoke
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.provisioning import queue
@@ -230,3 +230,74 @@ def test_a_failed_sync_and_a_failed_inventory_raise_sync_failed(watched, monkeyp
     sent = json.dumps(receiver.bodies()) + json.dumps(outbox)
     assert API_KEY not in sent and receiver.url not in sent and receiver.path not in sent
     assert bodies(receiver, "change.unexplained") == []  # the failed sync published nothing
+
+
+def test_changes_made_by_hand_that_requests_find_made_are_recorded_and_are_drift(watched, instance):
+    """A request that finds its change made already applied nothing (DESIGN 10: drift is what no
+    *applied* request explains): what it found is recorded where it contradicts ``grants`` (the
+    refresh after its run shows it, dated when found), listed as unexplained, notified once; a
+    request finding what ``grants`` already shows records nothing and rebuilds nothing."""
+    _, org, database, receiver = watched
+    role = {r.name: r.id for r in org.roles.values() if r.name != "CUSTOM"}
+    workspace = next(w for w in org.shared_workspaces()
+                     if sum(1 for w2 in org.shared_workspaces() if w2.display_name == w.display_name) == 1)
+    enabled = [m for m in org.active_members()
+               if not m.is_disabled and org.roles[m.org_role_id].name == "ORGANIZATION_USER"]
+    outsider = next(m for m in enabled if m.ls_user_id not in workspace.memberships)
+    editors = [m for m in enabled if workspace.memberships.get(m.ls_user_id)
+               and workspace.memberships[m.ls_user_id].role_id == role["WORKSPACE_USER"]]
+    kept_editor, removed_editor = editors[:2]
+    [(latest_sync,)] = query(database.path, "SELECT sync_id FROM main.sync_runs ORDER BY finished_at DESC LIMIT 1")
+
+    # What grants shows already: nothing recorded, nothing rebuilt, nothing unexplained.
+    as_synced = request_grant(kept_editor.email, workspace.id, "Editor")
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert request_row(database, as_synced.request_id)["status"] == "already_satisfied"
+    assert query(database.path, "SELECT count(*) FROM raw.provisioning_observations WHERE request_id = ?",
+                 [as_synced.request_id]) == [(0,)]
+    assert outcome.outputs["refresh_access_history"] == {"unexplained_changes": 0,
+                                                         "privileged_unexplained_changes": 0}
+
+    # By hand, after the sync: an Admin added, an Editor removed; then requests for the same.
+    org.add_workspace_membership(workspace.id, outsider.ls_user_id, role["WORKSPACE_ADMIN"])
+    org.remove_workspace_membership(workspace.id, removed_editor.ls_user_id)
+    grant = request_grant(outsider.email, workspace.id, "Admin", requested_by="ops@example.com")
+    revoke = request_revoke(removed_editor.email, workspace.id, "Editor", requested_by="ops@example.com")
+    assert grant.accepted and revoke.accepted, (grant.message, revoke.message)
+    run = cli("provision")
+    assert run.returncode == 0, run.stderr
+    assert ("drift: 2 change(s) made outside langsmith-access, found by these requests, 1 of them to Admin "
+            "rights: see main.report_unexplained_changes") in run.stdout
+    assert request_row(database, grant.request_id)["status"] == "already_satisfied"
+    assert request_row(database, revoke.request_id)["status"] == "already_satisfied"
+
+    # grants shows LangSmith as the requests found it, each row naming the request that saw it.
+    held = dict(((u, w), (r, by)) for u, w, r, by in query(
+        database.path, "SELECT user_id, workspace_id, role_id, verified_by_request_id FROM main.grants "
+        "WHERE workspace_id = ? AND entitlement_type = 'workspace_role'", [workspace.id]))
+    assert held[(outsider.ls_user_id, workspace.id)] == (role["WORKSPACE_ADMIN"], grant.request_id)
+    assert (removed_editor.ls_user_id, workspace.id) not in held
+    [(found_at,)] = query(database.path, "SELECT verified_at FROM raw.provisioning_observations "
+                          "WHERE request_id = ?", [grant.request_id])
+    assert query(database.path, "SELECT valid_from FROM main.grant_history WHERE user_id = ? AND workspace_id = ? "
+                 "AND valid_to IS NULL", [outsider.ls_user_id, workspace.id]) == [(found_at,)]
+
+    # Drift: both, under the latest sync's id, notified once each.
+    expected = {
+        ("added", outsider.ls_user_id, workspace.id, role["WORKSPACE_ADMIN"], None, latest_sync),
+        ("removed", removed_editor.ls_user_id, workspace.id, role["WORKSPACE_USER"], None, latest_sync),
+    }
+    assert unexplained(database) == expected
+    deliver_notifications()
+    drift = bodies(receiver, "change.unexplained")
+    assert sorted((b["user"], b["role"]) for b in drift) == sorted(
+        [(outsider.email, "Admin"), (removed_editor.email, "Editor")])
+    assert not bodies(receiver, "request.applied")  # nothing was applied
+
+    # The next sync sees nothing new: no row added, nothing notified twice.
+    synced = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(), dagster_instance=instance)
+    assert synced.success, synced.failure
+    assert unexplained(database) == expected
+    deliver_notifications()
+    assert len(bodies(receiver, "change.unexplained")) == 2

@@ -15,6 +15,7 @@ import duckdb
 from langsmith_access import names
 from langsmith_access.defs.orgs import deployment_orgs, no_key_reason, org_run_config, org_tags, skip_reasons
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
+from langsmith_access.governance.drift import UnexplainedChange
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import LangSmithError, ProvisioningInterruptedError
 from langsmith_access.provisioning import approvals, expiry, queue
@@ -191,24 +192,27 @@ def apply_requests(
             "ahead": selection.get("ahead")}
 
 
-@dg.op(pool=DUCKDB_WRITER_POOL, description="Rebuild grants, the reports and grant_history (dbt) after changes.")
+@dg.op(name=names.REFRESH_OP, pool=DUCKDB_WRITER_POOL,
+       description="Rebuild grants, the reports and grant_history (dbt) after changes.")
 def refresh_access_history(
     context: dg.OpExecutionContext, result: dict, provisioning_database: ProvisioningDatabase
-) -> None:
-    if not result["dry_run"]:
-        _rebuild(context, provisioning_database)
+) -> dict:
+    drift = [] if result["dry_run"] else _rebuild(context, provisioning_database)
     if result.get("interrupted"):
         raise ProvisioningInterruptedError(result["interrupted"])
+    return {"unexplained_changes": len(drift),
+            "privileged_unexplained_changes": sum(change.is_privileged for change in drift)}
 
 
-def _rebuild(context: dg.OpExecutionContext, provisioning_database: ProvisioningDatabase) -> None:
+def _rebuild(context: dg.OpExecutionContext, provisioning_database: ProvisioningDatabase) -> list[UnexplainedChange]:
     with provisioning_database.connect() as conn:
         # This run's changes, and any an earlier run recorded but died before rebuilding.
         unbuilt = unbuilt_observations(conn)
     if not unbuilt:
         context.log.info("No grant changed: nothing to rebuild.")
-        return
-    # Each applied request recorded what it verified (raw.provisioning_observations); dbt lays
+        return []
+    # Each settled request recorded what it verified (raw.provisioning_observations), and a
+    # request found already satisfied what it found where that contradicts grants; dbt lays
     # those over the latest sync in grants and rebuilds everything downstream, history
     # included. It builds a scratch copy that replaces the working file only if every model
     # and test passed, and the same file name as a sync's, so it reuses the sync's parse of
@@ -216,13 +220,21 @@ def _rebuild(context: dg.OpExecutionContext, provisioning_database: Provisioning
     database = provisioning_database.database
     scratch = database.begin_scratch()
     try:
-        rebuild_history(scratch, database.dbt_target_path,
-                        unused_days=provisioning_database.org.settings.unused_days)
+        drift = rebuild_history(scratch, database.dbt_target_path,
+                                unused_days=provisioning_database.org.settings.unused_days,
+                                notifier=_notifier(provisioning_database.org))
         database.commit_scratch(scratch)
     except BaseException:
         database.discard_scratch(scratch)
         raise
     context.log.info(f"grants, reports and grant_history rebuilt with {unbuilt} verified change(s).")
+    if drift:
+        context.log.warning(
+            f"{len(drift)} change(s) made outside langsmith-access, found by this run's requests "
+            "(already satisfied): listed in main.report_unexplained_changes"
+            + ("; change.unexplained queued for the webhook" if _notifier(provisioning_database.org).enabled else "")
+        )
+    return drift
 
 
 @dg.graph(description="Apply queued workspace-role grants and revokes: validate, apply, verify, audit.")

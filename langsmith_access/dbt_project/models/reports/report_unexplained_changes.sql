@@ -2,27 +2,30 @@
 -- from sync to sync. The changes are report_grant_changes' (derived from grant_history there,
 -- not here); this model only decides which of them a request explains, and appends the others.
 --
--- A change is explained by a request of provisioning_requests in status applied or
--- already_satisfied, for the same user and workspace (organization roles are never
--- provisioned: their changes are never explained), applied between the previous sync and the
--- build that saw the change:
+-- A change is explained by a request of provisioning_requests in status applied, for the same
+-- user and workspace (organization roles are never provisioned: their changes are never
+-- explained), applied between the previous sync and the build that saw the change:
 --   added         a grant of the role now held
 --   removed       a revoke of the role taken away
 --   role_changed  a grant of the role now held, or the revoke that ended a time-bound grant
---                 and gave back the role it had replaced (parent grant's prior_role_id): applied,
---                 not one that found the role changed already and left it alone
+--                 and gave back the role it had replaced (parent grant's prior_role_id)
+-- A request that found its change made already (already_satisfied) applied nothing and
+-- explains nothing: whoever made the change did it outside langsmith-access.
 -- "Applied" is when provisioning verified the request (its first observation), else when it
--- settled (already_satisfied verifies nothing). A request explains only what it left in place:
--- one followed, before the change, by another request on the same membership that took effect
--- (applied, or a grant already satisfied) explains nothing (a time-bound Admin grant whose
--- expiry removed the member does not explain an Admin added by hand afterwards). "The previous sync" is the latest sync that
+-- settled. A request explains only what it left in place: one followed, before the change, by
+-- another request on the same membership that took effect (applied, or a grant already
+-- satisfied) explains nothing (a time-bound Admin grant whose expiry removed the member does
+-- not explain an Admin added by hand afterwards). "The previous sync" is the latest sync that
 -- finished before this sync read LangSmith (main.sync_runs; syncs and provisioning runs take
 -- turns under the writer lease, so nothing is applied between a sync's read and its build).
 --
--- A change dated by a verification provisioning recorded for that user and workspace is
+-- A change dated by a verification an applied request recorded for that user and workspace is
 -- provisioning's own record (the refresh after a provisioning run dates what it verified, and
 -- grant_history dates provisioning's removals by their verification): explained as well, so a
--- change provisioning made and verified is never listed, whichever build recorded it.
+-- change provisioning made and verified is never listed, whichever build recorded it. A
+-- request found already satisfied records what it found only when it contradicts grants (a
+-- change made by hand since the sync): that change is listed, dated when provisioning saw it,
+-- by the refresh after the provisioning run (its sync_id is the latest sync's).
 --
 -- Incremental: each build appends the unexplained changes it sees that are not listed yet, so
 -- the table keeps every sync's drift; rebuilding (a provisioning run's refresh, a re-run) adds
@@ -79,6 +82,7 @@ settled_requests as (
         requests.role_id,
         parents.prior_role_id as restored_role_id,
         cast(coalesce(first_verifications.verified_at, requests.updated_at) as timestamptz) as applied_at,
+        requests.status,
         requests.status = 'applied' or (requests.action = 'grant' and requests.status = 'already_satisfied')
             as took_effect
     from requests
@@ -115,6 +119,7 @@ explained as (
         and settled_requests.applied_at > coalesce(previous_sync.finished_at, '-infinity'::timestamptz)
         and settled_requests.applied_at <= changes.changed_at
         and coalesce(settled_requests.superseded_at, 'infinity'::timestamptz) > changes.changed_at
+        and settled_requests.status = 'applied'
         and (
             (settled_requests.action = 'grant'
                 and changes.change_type in ('added', 'role_changed')
@@ -122,11 +127,9 @@ explained as (
             or (settled_requests.action = 'revoke'
                 and changes.change_type = 'removed'
                 and settled_requests.role_id = changes.old_role_id)
-            -- The expiry that gave the replaced role back, only if it did: one that found the
-            -- role already changed left it alone (already_satisfied), and whoever changed it,
-            -- back to that very role included, is not explained by it.
+            -- The expiry that gave the replaced role back (one that found the role already
+            -- changed left it alone: already_satisfied, above).
             or (settled_requests.action = 'revoke'
-                and settled_requests.took_effect
                 and changes.change_type = 'role_changed'
                 and settled_requests.role_id = changes.old_role_id
                 and settled_requests.restored_role_id = changes.new_role_id)
@@ -141,6 +144,9 @@ explained as (
         on observations.ls_user_id = changes.user_id
         and observations.workspace_id = changes.workspace_id
         and observations.verified_at = changes.changed_at
+    inner join requests
+        on requests.request_id = observations.request_id
+        and requests.status = 'applied'
     where changes.entitlement_type = 'workspace_role'
 ),
 
