@@ -200,6 +200,33 @@ def test_adhoc_change_from_run_config_is_queued_and_audited(env):
     assert [r["status"] for r in list_requests()] == ["applied", "rejected"]
 
 
+def test_run_config_reading_the_environment_is_refused_before_anything_is_recorded(env, monkeypatch):
+    """{env: VAR} would copy a variable of the run worker (the webhook URL, a database password)
+    into the queue, its audit and a refusal: both Launchpad jobs refuse it, naming the fields."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    secret = "https://hooks.example.com/T0-not-for-the-queue"
+    monkeypatch.setenv("DEPLOYMENT_SECRET_FOR_TEST", secret)
+    change = {"action": "grant", "user": {"env": "DEPLOYMENT_SECRET_FOR_TEST"}, "workspace": workspace.id,
+              "role": "Editor", "reason": {"env": "DEPLOYMENT_SECRET_FOR_TEST"}}
+    refused = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {"change": change}}}})
+    assert not refused.success
+    assert "reads change.reason, change.user from the environment" in refused.failure
+    assert "Nothing was queued or recorded" in refused.failure and secret not in refused.failure
+    assert list_requests() == []
+
+    queued = request_grant(outsider.email, workspace.id, "Editor")
+    decided = runner.run_job("decide_access_request", {"ops": {"decide_request": {"config": {
+        "request_id": queued.request_id, "decision": "approve", "by": "ops@example.com",
+        "comment": {"env": "DEPLOYMENT_SECRET_FOR_TEST"}}}}})
+    assert not decided.success and "reads comment from the environment" in decided.failure
+    assert secret not in decided.failure
+    for table in ("provisioning_requests", "provisioning_events", "provisioning_approvals"):
+        [(rows,)] = query(database.path, f"SELECT count(*) FROM main.{table} AS row WHERE CAST(row AS VARCHAR) "
+                          "LIKE '%T0-not-for-the-queue%'")
+        assert rows == 0, table
+
+
 def test_a_5xx_on_a_write_is_verified_by_a_read_not_resent(env):
     sandbox, org, database = env
     workspace, outsider, *_ = pick(org)

@@ -45,6 +45,33 @@ class AdhocChange(dg.Config):
     until: str | None = None  # or an end time, e.g. 2026-12-01T18:00Z
 
 
+def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) -> None:
+    """Raise when the op's run config reads a field from the environment (``{env: VAR}``, which
+    Dagster accepts for any text field): the run worker's variables hold the deployment's
+    secrets (the webhook URL, the Postgres password), and a field's value is stored in the queue,
+    its audit and the analysts' copy, and echoed in refusals. Checked before the value is read;
+    the refusal names the fields, never a value."""
+    given = ((context.run.run_config.get("ops") or {}).get(op_name) or {}).get("config") or {}
+    read = sorted(_environment_references(given))
+    if read:
+        raise dg.Failure(
+            f"The run config reads {', '.join(read)} from the environment ({{env: ...}}): not accepted "
+            "for a request or a decision (it could copy a secret of this deployment into the queue and "
+            "its audit). Type the value itself. Nothing was queued or recorded."
+        )
+
+
+def _environment_references(config: object, path: str = "") -> list[str]:
+    if isinstance(config, dict):
+        if set(config) == {"env"}:
+            return [path or "config"]
+        return [found for key, value in config.items()
+                for found in _environment_references(value, f"{path}.{key}" if path else str(key))]
+    if isinstance(config, list):
+        return [found for i, value in enumerate(config) for found in _environment_references(value, f"{path}[{i}]")]
+    return []
+
+
 def _notifier(org: Org) -> Notifier:
     """Notifications of the run's org: its webhook, its slug in every payload."""
     return Notifier.from_settings(org.settings, org.slug)
@@ -76,6 +103,7 @@ class _OutcomeRow(TypedDict):
 def select_requests(
     context: dg.OpExecutionContext, config: ProvisionConfig, provisioning_database: ProvisioningDatabase
 ) -> dict:
+    refuse_environment_references(context, names.SELECT_REQUESTS_OP)
     if config.change is not None and config.request_ids:
         raise dg.Failure("Give either request_ids or one change in the run config, not both.")
     org = provisioning_database.org

@@ -17,6 +17,7 @@ from langsmith_access.defs.orgs import deployment_orgs, org_run_config, skip_rea
 from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
     provisioning_run_in_flight,
+    refuse_environment_references,
 )
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningDatabase
 from langsmith_access.governance.notifications import Notifier, Webhook, deliver_due
@@ -48,6 +49,7 @@ class DecisionConfig(dg.Config):
 def decide_request(
     context: dg.OpExecutionContext, config: DecisionConfig, provisioning_database: ProvisioningDatabase
 ) -> dict:
+    refuse_environment_references(context, names.DECIDE_OP)
     decision = DECISIONS.get(config.decision.strip().lower())
     if decision is None:
         raise dg.Failure(f"decision must be 'approve' or 'deny', got {config.decision!r}.")
