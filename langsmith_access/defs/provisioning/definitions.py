@@ -51,7 +51,9 @@ def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) 
     secrets (the webhook URL, the Postgres password), and a field's value is stored in the queue,
     its audit and the analysts' copy, and echoed in refusals. Checked before the value is read;
     the refusal names the fields, never a value."""
-    given = ((context.run.run_config.get("ops") or {}).get(op_name) or {}).get("config") or {}
+    given: object = context.run.run_config
+    for key in ("ops", op_name, "config"):
+        given = given.get(key) if isinstance(given, dict) else None
     read = sorted(_environment_references(given))
     if read:
         raise dg.Failure(
