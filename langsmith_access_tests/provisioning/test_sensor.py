@@ -11,6 +11,7 @@ import dagster as dg
 from dagster._core.test_utils import create_run_for_test
 
 from langsmith_access.definitions import defs
+from langsmith_access.defs.provisioning.definitions import failed_runs_backoff
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import tick_sensor
@@ -182,3 +183,43 @@ def test_the_daemon_runs_the_sensor_which_launches_the_job(env, tmp_path):
         runs = instance.get_runs(filters=dg.RunsFilter(job_name="provision_workspace_roles"))
         assert runs and runs[0].status == dg.DagsterRunStatus.SUCCESS
         assert runs[0].tags.get("dagster/sensor_name") == "provisioning_queue_sensor"
+
+
+def test_after_failed_runs_the_org_waits_longer_each_time(database, instance):
+    """A run that failed (LangSmith down, the key refused) is not relaunched every tick: the org
+    waits 30 s after it, doubling with each failure in a row; a success ends the wait."""
+    queue_rows(database, 1)
+    failed = create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                                 tags={"langsmith_access/org": "default"})
+    result, _ = evaluate(instance)
+    assert not result.run_requests
+    assert "The last 1 provisioning run(s) of this org failed" in result.skip_message
+    assert failed.run_id in result.skip_message and "Launchpad" in result.skip_message
+
+    [record] = instance.get_run_records(dg.RunsFilter(run_ids=[failed.run_id]))
+    ended = record.end_time or record.update_timestamp.timestamp()
+    assert failed_runs_backoff(instance, "default", now=ended + 29) is not None
+    assert failed_runs_backoff(instance, "default", now=ended + 30) is None
+    for _ in range(2):
+        create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                            tags={"langsmith_access/org": "default"})
+    assert "The last 3 provisioning run(s)" in failed_runs_backoff(instance, "default", now=ended + 119)
+    assert failed_runs_backoff(instance, "default", now=time.time() + 121) is None  # 30 s x 2 x 2
+    # Another org's failures hold nothing back here; this org's success ends the wait.
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.SUCCESS,
+                        tags={"langsmith_access/org": "default"})
+    assert failed_runs_backoff(instance, "default") is None
+    assert len(evaluate(instance)[0].run_requests) == 1
+
+
+def test_a_cleared_cursor_launches_at_once(database, instance):
+    """The launch count restarts from the org's runs, not from 1: a run key already used would
+    make Dagster launch nothing until the count passed it."""
+    queue_rows(database, 1)
+    for _ in range(3):
+        create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.SUCCESS,
+                            tags={"langsmith_access/org": "default"})
+    result, cursor = evaluate(instance, cursor=None)
+    [run_request] = result.run_requests
+    assert run_request.run_key.startswith("provision-default-4-")
+    assert json.loads(cursor) == {"launches": {"default": 4}}

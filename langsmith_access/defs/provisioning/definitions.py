@@ -6,7 +6,9 @@ provisions one org (its partition key); the sensor looks at every org's queue on
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypedDict
 
 import dagster as dg
@@ -296,6 +298,47 @@ def provisioning_run_in_flight(instance: dg.DagsterInstance, slug: str) -> bool:
     return bool(runs)
 
 
+# After a failed provisioning run of an org, the sensors wait before launching the next one:
+# 30 s, doubling with each failure in a row, at most 30 minutes. A run fails when LangSmith
+# stops answering (its requests go back to pending) or refuses the key: relaunching every tick
+# would only add failed runs and audit events until someone fixes it.
+BACKOFF_FIRST_SECONDS = 30
+BACKOFF_MAX_SECONDS = 30 * 60
+_FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+def failed_runs_backoff(instance: dg.DagsterInstance, slug: str, now: float | None = None) -> str | None:
+    """Why not to launch org ``slug``'s next provisioning run yet (its last runs failed and the
+    wait after them is not over), or None."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=JOB_NAME, statuses=_FINISHED, tags=org_tags(slug)), limit=12
+    )
+    failed = 0
+    for record in records:  # newest first
+        if record.dagster_run.status != dg.DagsterRunStatus.FAILURE:
+            break
+        failed += 1
+    if not failed:
+        return None
+    wait = min(BACKOFF_FIRST_SECONDS * 2 ** (failed - 1), BACKOFF_MAX_SECONDS)
+    last = records[0]
+    ended = last.end_time or last.update_timestamp.timestamp()
+    resume = ended + wait
+    if (time.time() if now is None else now) >= resume:
+        return None
+    return (f"The last {failed} provisioning run(s) of this org failed (the latest: {last.dagster_run.run_id}); "
+            f"the next is launched from {datetime.fromtimestamp(resume, UTC):%H:%M:%S} UTC (the wait doubles "
+            f"with each failure, {BACKOFF_MAX_SECONDS // 60} minutes at most). Fix what the run's failure "
+            "names, or launch provision_workspace_roles from the Launchpad to try now.")
+
+
+def runs_launched_before(instance: dg.DagsterInstance, slug: str) -> int:
+    """How many provisioning runs org ``slug`` has had: where a sensor's launch count starts when
+    its cursor has none (a cleared cursor), so no run key it makes was used before (Dagster
+    launches nothing for a used key)."""
+    return instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, tags=org_tags(slug)))
+
+
 def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, slug: str) -> list[str] | str:
     """One org's request ids for a new run (pending, and in progress where a run died), or why
     there is nothing to launch for it now."""
@@ -330,17 +373,19 @@ def launch_per_org(
     or damaged database, no usable key) never holds another's work back."""
     # The cursor counts each org's launches; it never filters work (a run takes everything due
     # when it starts), so it cannot skip any. The run key makes a re-evaluated tick launch
-    # nothing twice.
+    # nothing twice. After failed runs the org waits (failed_runs_backoff).
     cursor = json.loads(context.cursor) if context.cursor else {}
     launches = cursor.get("launches")
     launches = launches if isinstance(launches, dict) else {}
     run_requests, skipped = [], []
     for org in orgs:
-        work = no_key_reason(org) or work_of(org)
+        work = no_key_reason(org) or failed_runs_backoff(context.instance, org.slug) or work_of(org)
         if isinstance(work, str):
             skipped.append((org.slug, work))
             continue
-        launches[org.slug] = launches.get(org.slug, 0) + 1
+        if org.slug not in launches:
+            launches[org.slug] = runs_launched_before(context.instance, org.slug)
+        launches[org.slug] += 1
         digest = hashlib.sha256("\n".join(sorted(work)).encode()).hexdigest()[:12]
         run_requests.append(dg.RunRequest(
             run_key=f"{run_key_prefix}-{org.slug}-{launches[org.slug]}-{digest}",
