@@ -227,6 +227,33 @@ def test_run_config_reading_the_environment_is_refused_before_anything_is_record
         assert rows == 0, table
 
 
+def test_named_requests_that_are_not_pending_are_named_with_their_status(env):
+    """The Launchpad's request_ids: a settled request is said to be so (it was skipped with no
+    word), a dry run plans only what the real run would take, and an unknown id names the org."""
+    sandbox, org, database = env
+    workspace, outsider, member, _, _ = pick(org)
+    done = request_grant(outsider.email, workspace.id, "Editor")
+    assert provision().success
+    waiting = request_revoke(member.ls_user_id, workspace.id, member.role_id)
+
+    def launch(**config):
+        return runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": config}}})
+
+    refused = launch(request_ids=[done.request_id])
+    assert not refused.success
+    assert f"Nothing to apply: {done.request_id} is applied (final: queue a new request" in refused.failure
+    planned = launch(request_ids=[done.request_id, waiting.request_id], dry_run=True)
+    assert planned.success, planned.failure
+    assert [o["request_id"] for o in planned.outputs["apply_requests"]["outcomes"]] == [waiting.request_id]
+    applied = launch(request_ids=[done.request_id, waiting.request_id])
+    assert applied.success, applied.failure
+    assert [(o["request_id"], o["status"]) for o in applied.outputs["apply_requests"]["outcomes"]] == [
+        (waiting.request_id, "applied")]
+    unknown = launch(request_ids=["no-such-request"])
+    assert "Unknown request ids in the queue of org 'default'" in unknown.failure
+    assert "`langsmith-access requests`" in unknown.failure
+
+
 def test_a_5xx_on_a_write_is_verified_by_a_read_not_resent(env):
     sandbox, org, database = env
     workspace, outsider, *_ = pick(org)

@@ -133,8 +133,12 @@ def select_requests(
         if config.request_ids:
             unknown = queue.unknown_request_ids(conn, config.request_ids)
             if unknown:
-                raise dg.Failure(f"Unknown request ids: {', '.join(unknown)}")
-            return {"request_ids": list(config.request_ids), "dry_run": config.dry_run}
+                raise dg.Failure(org.in_its_own_terms(
+                    f"Unknown request ids in the queue of org {org.slug!r} (this run's partition): "
+                    f"{', '.join(unknown)}. List them with `langsmith-access requests`; a request of "
+                    "another org runs in that org's partition."))
+            return {"request_ids": _runnable(context, org, conn, list(config.request_ids)),
+                    "dry_run": config.dry_run}
         if not config.dry_run:
             # Before taking every pending request: end approvals left too long, warn of access
             # about to end, and queue the revokes of time-bound grants that are due.
@@ -156,6 +160,27 @@ def select_requests(
             }
             return {"request_ids": None, "dry_run": True, "ahead": ahead}
     return {"request_ids": None, "dry_run": config.dry_run}
+
+
+def _runnable(context: dg.OpExecutionContext, org: Org, conn: duckdb.DuckDBPyConnection,
+              request_ids: list[str]) -> list[str]:
+    """The named requests a run takes (pending, or in progress where a run died); the others
+    are named with their status and what to do instead: a warning, or the run's failure when
+    none is left."""
+    statuses = dict(conn.execute(
+        f"SELECT request_id, status FROM main.provisioning_requests WHERE request_id IN "
+        f"({', '.join('?' for _ in request_ids)})", request_ids).fetchall())
+    runnable = [r for r in request_ids if statuses[r] in ("pending", "in_progress")]
+    left = [f"{r} is {statuses[r]}" + (
+        " (decide it first: decide_access_request, or `langsmith-access approve`)"
+        if statuses[r] == "awaiting_approval" else " (final: queue a new request to change it again)")
+        for r in request_ids if r not in runnable]
+    if left and not runnable:
+        raise dg.Failure(org.in_its_own_terms(
+            f"Nothing to apply: {'; '.join(left)}. Only pending requests are applied."))
+    if left:
+        context.log.warning(org.in_its_own_terms(f"Left as they are: {'; '.join(left)}."))
+    return runnable
 
 
 @dg.op(
