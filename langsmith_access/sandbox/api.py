@@ -342,8 +342,8 @@ class SandboxApi(AccessRoutes):
                 response = route.handler(request, faults, **path_params)
             else:
                 self._check_organization_header_if_sent(request)
-                workspace = self._current_workspace(request)
-                if key_is_workspace_scoped and self.key_role == "workspace":
+                workspace = self._current_workspace(request, key_is_workspace_scoped)
+                if key_is_workspace_scoped:  # either key: ``api_key`` of key_role "workspace", or the second
                     self._check_key_workspace(workspace)
                 response = route.handler(request, faults, workspace, **path_params)
         except ApiError as error:
@@ -423,7 +423,8 @@ class SandboxApi(AccessRoutes):
             raise route_error(request.path, 403, "Not authorized for this organization")
 
     def key_workspace_id(self) -> str | None:
-        """The workspace a workspace-scoped ``api_key`` (``key_role="workspace"``) belongs to."""
+        """The workspace a workspace-scoped key (``api_key`` with ``key_role="workspace"``, or
+        ``workspace_scoped_key``) belongs to."""
         with self.state.lock:
             shared = sorted(w.id for w in self.state.shared_workspaces())
         return shared[0] if shared else None
@@ -507,8 +508,12 @@ class SandboxApi(AccessRoutes):
                 "workspace members can only be given the Admin role",
             )
 
-    def _current_workspace(self, request: ApiRequest) -> Workspace:
+    def _current_workspace(self, request: ApiRequest, key_is_workspace_scoped: bool = False) -> Workspace:
         tenant_id = request.headers.get("X-Tenant-Id")
+        if not tenant_id and key_is_workspace_scoped:
+            # LangSmith: without the header, a key that is not organization-scoped works in the
+            # workspace it was created in.
+            tenant_id = self.key_workspace_id()
         if not tenant_id:
             raise ApiError(
                 403,

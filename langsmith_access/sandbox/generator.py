@@ -65,7 +65,9 @@ BUILT_IN_ORG_ROLES = [
         "ORGANIZATION_OPERATOR",
         "Organization Operator",
         "Manages workspaces and members, not billing or SSO.",
-        ["organization:read", "workspaces:read", "workspaces:manage-members"],
+        # organization:manage: langsmith-api.md's audit logs (Org Admin or Operator) and member
+        # writes (an Operator cannot touch Org Admins).
+        ["organization:read", "organization:manage", "workspaces:read", "workspaces:manage-members"],
     ),
     (
         "ORGANIZATION_USER",

@@ -757,7 +757,7 @@ def test_wrong_key_is_an_authentication_error(sandbox):
 def test_workspace_scoped_key_is_refused_on_org_routes(start_sandbox):
     ws_key = "lsv2_sk_" + uuid.uuid4().hex + "_ws"
     sb = start_sandbox(workspace_scoped_key=ws_key)
-    ws = sb.org.shared_workspaces()[0]
+    ws = sb.org.workspace(sb.api.key_workspace_id())
     with client_for(sb, api_key=ws_key) as client:
         for call in (client.list_roles, client.list_workspaces, client.list_org_members, client.list_enriched_members):
             error = expect_error(

@@ -36,6 +36,10 @@ def test_built_in_and_custom_roles(org):
     built_in = {role.name: role for role in org.roles.values() if not role.is_custom}
     assert built_in["ORGANIZATION_ADMIN"].display_name == "Organization Admin"
     assert {"ORGANIZATION_OPERATOR", "ORGANIZATION_USER", "ORGANIZATION_VIEWER"} <= set(built_in)
+    # langsmith-api.md: audit logs and member writes need organization:manage, which an
+    # Operator has (an Admin too); a User or Viewer does not.
+    assert [n for n in ("ORGANIZATION_ADMIN", "ORGANIZATION_OPERATOR", "ORGANIZATION_USER", "ORGANIZATION_VIEWER")
+            if "organization:manage" in built_in[n].permissions] == ["ORGANIZATION_ADMIN", "ORGANIZATION_OPERATOR"]
     assert [
         built_in[n].display_name for n in ("WORKSPACE_ADMIN", "WORKSPACE_USER", "WORKSPACE_VIEWER")
     ] == [

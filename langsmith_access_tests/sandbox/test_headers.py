@@ -89,11 +89,23 @@ def test_workspace_scoped_key_is_refused_on_org_routes(make_sandbox, path):
     response = caller.get(path, headers={"X-API-Key": "lsv2_sk_workspace_only"})
     assert response.status_code == 403
     assert "requires organization scope" in response.json()[refusal_key(path)]
-    workspace = server.org.shared_workspaces()[0]
-    allowed = caller.get(
-        WORKSPACE_MEMBERS, tenant_id=workspace.id, headers={"X-API-Key": "lsv2_sk_workspace_only"}
-    )
+    own = server.api.key_workspace_id()
+    allowed = caller.get(WORKSPACE_MEMBERS, tenant_id=own, headers={"X-API-Key": "lsv2_sk_workspace_only"})
     assert allowed.status_code == 200
+
+
+def test_a_workspace_scoped_key_reaches_its_own_workspace_only(make_sandbox):
+    """Another workspace refuses it; without X-Tenant-Id it works in its own (LangSmith: a key
+    that is not organization-scoped defaults to the workspace it was created in)."""
+    server, caller = make_sandbox(workspace_scoped_key="lsv2_sk_workspace_only")
+    own = server.api.key_workspace_id()
+    other = next(w.id for w in server.org.shared_workspaces() if w.id != own)
+    key = {"X-API-Key": "lsv2_sk_workspace_only"}
+    refused = caller.get(WORKSPACE_MEMBERS, tenant_id=other, headers=key)
+    assert refused.status_code == 403 and "not scoped to this workspace" in refused.json()["detail"]
+    defaulted = caller.get(WORKSPACE_MEMBERS, headers=key)
+    assert defaulted.status_code == 200
+    assert defaulted.json()["tenant_id"] == own
 
 
 def test_workspace_routes_need_x_tenant_id(caller):
