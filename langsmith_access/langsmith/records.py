@@ -414,8 +414,10 @@ class EnrichedMember:
         return cls(
             id=f.req_str("id"),
             ls_user_id=ls_user_id,
-            email=f.str("email"),
-            display_name=f.str("display_name"),
+            # An anonymity-restricted answer withholds these: left out, or (Go's zero value for
+            # a plain string field) empty. Either way unknown, never a new email or name.
+            email=f.str("email") or None,
+            display_name=f.str("display_name") or None,
             is_disabled=f.bool("is_disabled", default=False),
             is_pending=is_pending,
             role_id=f.str("role_id") or None,

@@ -117,6 +117,10 @@ def test_enriched_member_pending_and_active():
     assert pending.is_pending and pending.ls_user_id is None
     with pytest.raises(UnexpectedResponseError, match="ls_user_id"):
         EnrichedMember.from_api({"id": "a", "email": "a@example.com", "is_pending": False})
+    # Withheld (anonymity-restricted) as Go's zero value: unknown, as when left out, so the
+    # sync keeps the previous sync's values instead of reading "" as a new email or name.
+    withheld = EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "email": "", "display_name": ""})
+    assert (withheld.email, withheld.display_name) == (None, None)
 
 
 def test_retry_after_seconds_and_http_date():
