@@ -198,6 +198,8 @@ def test_adhoc_change_from_run_config_is_queued_and_audited(env):
         "action": "grant", "user": outsider.email, "workspace": workspace.id, "role": "Organization Admin"}}}}})
     assert not bad.success and "organization role" in bad.failure
     assert [r["status"] for r in list_requests()] == ["applied", "rejected"]
+    # No requested_by typed: the run it came from is named, for the refusal too.
+    assert list_requests()[1]["requested_by"] == f"dagster run {bad.run_id}"
 
 
 def test_run_config_reading_the_environment_is_refused_before_anything_is_recorded(env, monkeypatch):

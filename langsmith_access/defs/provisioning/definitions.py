@@ -8,6 +8,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypedDict
 
@@ -114,6 +115,11 @@ def select_requests(
     with provisioning_database.connect() as conn:
         if config.change is not None:
             change = queue.ChangeRequest(**config.change.model_dump())
+            if not (change.requested_by or "").strip():
+                # As the CLI names the account that ran it: the run it came from (its launcher,
+                # where Dagster tags runs with one), so a Launchpad request is never anonymous.
+                launcher = context.run.tags.get("user") or context.run.tags.get("dagster/user")
+                change = replace(change, requested_by=launcher or f"dagster run {context.run.run_id}")
             if config.dry_run:
                 try:
                     resolved = queue.resolve_change(conn, change)
