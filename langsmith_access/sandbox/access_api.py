@@ -141,10 +141,6 @@ class AccessRoutes:
                   "workspace_service_keys"),
             Route("GET", "/api/v1/service-accounts", self.list_service_accounts, org,
                   "service_accounts"),
-            Route("POST", "/api/v1/service-accounts", self.create_service_account, org,
-                  "service_accounts"),
-            Route("DELETE", "/api/v1/service-accounts/{service_account_id}",
-                  self.delete_service_account, org, "service_accounts"),
             Route("GET", "/api/v1/orgs/current/sso-settings", self.list_sso_settings, org,
                   "sso_settings"),
         ]
@@ -437,36 +433,6 @@ class AccessRoutes:
             accounts = sorted(self.state.service_accounts.values(), key=lambda a: (a.created_at, a.id))
             rows = [access_payloads.service_account_json(self.state, a) for a in accounts]
         return ApiResponse(200, rows)
-
-    def create_service_account(self, request, faults) -> ApiResponse:
-
-        self._gate(request, "service_accounts", "organization:manage", "create service accounts")
-        body = json_object_body(request)
-        name = body.get("name")
-        if not isinstance(name, str) or not name:
-            raise validation_error(["body", "name"], "Field required", "missing")
-        assignments = body.get("workspaces") or []
-        with self.state.lock:
-            default = None
-            for index, assignment in enumerate(assignments):
-                workspace_id = assignment.get("workspace_id") if isinstance(assignment, dict) else None
-                if workspace_id not in self.state.workspaces:
-                    raise detail_error(404, f"workspaces[{index}]: workspace {workspace_id} not found")
-                default = default or workspace_id
-            account = self.state.create_service_account(
-                name, default_workspace_id=default, actor=self._actor(request)
-            )
-            return ApiResponse(200, access_payloads.service_account_created_json(self.state, account))
-
-    def delete_service_account(self, request, faults, service_account_id: str) -> ApiResponse:
-
-        self._gate(request, "service_accounts", "organization:manage", "delete service accounts")
-        account_id = path_uuid(service_account_id, "service_account_id")
-        with self.state.lock:
-            if account_id not in self.state.service_accounts:
-                raise detail_error(404, "Service account not found")
-            account = self.state.delete_service_account(account_id, actor=self._actor(request))
-            return ApiResponse(200, access_payloads.service_account_json(self.state, account))
 
     # -------------------------------------------------------------- SSO settings
 

@@ -91,14 +91,6 @@ def service_account_json(state: OrgState, account: ServiceAccount) -> dict:
     }
 
 
-def service_account_created_json(state: OrgState, account: ServiceAccount) -> dict:
-    """A ``ServiceAccountCreateResponse``: with the account's ``organization_identity_id``."""
-    return {
-        **service_account_json(state, account),
-        "organization_identity_id": account.organization_identity_id,
-    }
-
-
 def access_policy_json(policy: AccessPolicy) -> dict:
     """An ``authz_internal.AccessPolicy``."""
     return {

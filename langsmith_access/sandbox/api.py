@@ -275,12 +275,6 @@ class SandboxApi(AccessRoutes):
                 "workspace",
             ),
             Route(
-                "GET",
-                "/api/v1/workspaces/current/members/pending",
-                self.list_pending_workspace_members,
-                "workspace",
-            ),
-            Route(
                 "PATCH",
                 "/api/v1/workspaces/current/members/{identity_id}",
                 self.patch_workspace_member,
@@ -766,15 +760,6 @@ class SandboxApi(AccessRoutes):
             memberships = sorted_by(memberships, self._membership_sort_key(sort_by), descending)
             page, headers = self._paged(memberships, offset, limit)
             rows = [payloads.workspace_member_json(self.state, m) for m in page]
-        return ApiResponse(200, rows, headers)
-
-    def list_pending_workspace_members(self, request, faults, workspace: Workspace) -> ApiResponse:
-        limit = query_int(request.query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-        offset = query_int(request.query, "offset", 0, 0)
-        with self.state.lock:
-            invites = in_api_order(workspace.pending_invites.values())
-            page, headers = self._paged(invites, offset, limit)
-            rows = [payloads.workspace_pending_json(self.state, invite) for invite in page]
         return ApiResponse(200, rows, headers)
 
     def add_workspace_member(self, request, faults, workspace: Workspace) -> ApiResponse:

@@ -285,17 +285,17 @@ def test_scim_token_routes(start):
     assert caller.get(f"{SCIM_TOKENS}/{token['id']}").status_code == 404
 
 
-def test_service_account_routes(start):
+def test_service_accounts_are_listed_only(start):
+    """langsmith-api.md documents the listing only (DESIGN 6: the sandbox serves only documented
+    routes): creating and deleting are not served; the org state still changes them for tests."""
     sandbox, caller = start()
-    workspace = sandbox.org.shared_workspaces()[0]
-    created = caller.post(SERVICE_ACCOUNTS, json={"name": "exporter", "workspaces": [{"workspace_id": workspace.id}]})
-    assert created.status_code == 200
-    account = created.json()
-    assert account["default_workspace_id"] == workspace.id and account["organization_identity_id"]
-    assert caller.post(SERVICE_ACCOUNTS, json={}).status_code == 422
-    deleted = caller.delete(f"{SERVICE_ACCOUNTS}/{account['id']}")
-    assert deleted.status_code == 200 and deleted.json()["id"] == account["id"]
-    assert account["id"] not in {a["id"] for a in caller.get(SERVICE_ACCOUNTS).json()}
+    assert caller.post(SERVICE_ACCOUNTS, json={"name": "exporter"}).status_code == 405
+    account = sandbox.org.create_service_account("exporter")
+    assert account.id in {a["id"] for a in caller.get(SERVICE_ACCOUNTS).json()}
+    assert caller.delete(f"{SERVICE_ACCOUNTS}/{account.id}").status_code == 404
+    # (the path is a member's, /members/{identity_id}, which GET is not)
+    assert caller.get("/api/v1/workspaces/current/members/pending",
+                      tenant_id=sandbox.org.shared_workspaces()[0].id).status_code == 405
 
 
 def test_writes_need_organization_manage_and_a_read_only_key_manages_no_members(start):
