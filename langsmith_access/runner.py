@@ -357,7 +357,10 @@ _UNWRITABLE = re.compile(rf"\[Errno (?:{'|'.join(str(n) for n in UNWRITABLE_ERRN
 
 
 def _without_type_name(error) -> str:
-    """The error's message without the ``package.module.ClassName: `` Python puts before it."""
+    """The error's message without the ``package.module.ClassName: `` Python puts before it
+    (an error with no message of its own, Dagster's interruption, said in words)."""
+    if error.cls_name == "DagsterExecutionInterruptedError":
+        return "interrupted (Ctrl-C or a signal) before it finished"
     return re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
 
 

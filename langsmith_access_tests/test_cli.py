@@ -186,6 +186,8 @@ def test_a_run_interrupted_under_way_fails_with_the_interrupted_fix():
         message="dagster._core.errors.DagsterExecutionInterruptedError\n", stack=[],
         cls_name="DagsterExecutionInterruptedError", cause=None)
     assert runner._fix_for(recorded) == runner.INTERRUPTED_FIX
+    # Said in words, not as Dagster's class name.
+    assert runner._without_type_name(recorded) == "interrupted (Ctrl-C or a signal) before it finished"
 
 
 def test_a_database_no_sync_built_yet_gets_the_fix_not_a_catalog_error(tmp_path, monkeypatch):
