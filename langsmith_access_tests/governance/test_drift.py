@@ -73,13 +73,20 @@ def bodies(receiver: WebhookReceiver, event: str) -> list[dict]:
     return [body for body in receiver.bodies() if body["event"] == event]
 
 
-def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched, instance):
-    _, org, database, receiver = watched
+def cast_of(org):
+    """The built-in roles' ids by name, a workspace no other shares a name with, and the enabled
+    Organization Users (whose workspace access is all through workspace roles)."""
     role = {r.name: r.id for r in org.roles.values() if r.name != "CUSTOM"}
     workspace = next(w for w in org.shared_workspaces()
                      if sum(1 for w2 in org.shared_workspaces() if w2.display_name == w.display_name) == 1)
     enabled = [m for m in org.active_members()
                if not m.is_disabled and org.roles[m.org_role_id].name == "ORGANIZATION_USER"]
+    return role, workspace, enabled
+
+
+def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched, instance):
+    _, org, database, receiver = watched
+    role, workspace, enabled = cast_of(org)
     outsiders = [m for m in enabled if m.ls_user_id not in workspace.memberships]
     editor = next(m for m in enabled if workspace.memberships.get(m.ls_user_id)
                   and workspace.memberships[m.ls_user_id].role_id == role["WORKSPACE_USER"])
@@ -238,11 +245,7 @@ def test_changes_made_by_hand_that_requests_find_made_are_recorded_and_are_drift
     refresh after its run shows it, dated when found), listed as unexplained, notified once; a
     request finding what ``grants`` already shows records nothing and rebuilds nothing."""
     _, org, database, receiver = watched
-    role = {r.name: r.id for r in org.roles.values() if r.name != "CUSTOM"}
-    workspace = next(w for w in org.shared_workspaces()
-                     if sum(1 for w2 in org.shared_workspaces() if w2.display_name == w.display_name) == 1)
-    enabled = [m for m in org.active_members()
-               if not m.is_disabled and org.roles[m.org_role_id].name == "ORGANIZATION_USER"]
+    role, workspace, enabled = cast_of(org)
     outsider = next(m for m in enabled if m.ls_user_id not in workspace.memberships)
     editors = [m for m in enabled if workspace.memberships.get(m.ls_user_id)
                and workspace.memberships[m.ls_user_id].role_id == role["WORKSPACE_USER"]]
