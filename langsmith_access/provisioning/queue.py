@@ -334,8 +334,11 @@ def submit_on(
     policy_path: Path | None = None,
     notifier: Notifier | None = None,
     now: datetime | None = None,
+    run_id: str | None = None,
 ) -> QueueResult:
-    """``submit`` on an open working-database connection (the caller holds the writer lease)."""
+    """``submit`` on an open working-database connection (the caller holds the writer lease).
+    ``run_id``: the Dagster run the change was typed into (the Launchpad), kept on the request
+    and its events."""
     # A key typed or pasted into a field is kept, echoed and recorded only as its prefix.
     change = replace(change, **{name: mask_keys(value) for name in _TYPED_FIELDS
                                 if isinstance(value := getattr(change, name), str)})
@@ -352,8 +355,8 @@ def submit_on(
             raise RequestRejected("--duration and --until are for grants: a revoke takes effect when applied.")
     except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
         refusal = mask_keys(str(rejection))  # may quote the policy file, which may hold a pasted key
-        _insert_request(conn, request_id, change, None, "rejected", refusal, at)
-        record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at)
+        _insert_request(conn, request_id, change, None, "rejected", refusal, at, run_id)
+        record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at, run_id=run_id)
         return QueueResult(request_id, "rejected", refusal)
     duplicate = pending_duplicate(conn, resolved)
     if duplicate:
@@ -364,8 +367,8 @@ def submit_on(
             refusal = (f"the same change is already queued as {duplicate} ({first['status']}) with other "
                        f"terms: {differences}. Wait for it (or deny it while it awaits approval, or revoke "
                        "it once applied), then ask again with these terms.")
-            _insert_request(conn, request_id, change, resolved, "rejected", refusal, at)
-            record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at)
+            _insert_request(conn, request_id, change, resolved, "rejected", refusal, at, run_id)
+            record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at, run_id=run_id)
             return QueueResult(request_id, "rejected", refusal, duplicate_of=duplicate)
         # The same access either way; only a reason of its own is not kept: say so.
         kept = ("" if reason is None or reason == first["reason"]
@@ -378,7 +381,7 @@ def submit_on(
         )
     change = ChangeRequest(change.action, change.user, change.workspace, change.role, reason, requested_by)
     status = AWAITING_APPROVAL if governed is not None and governed.needs_approval else "pending"
-    _insert_request(conn, request_id, change, resolved, status, None, at)
+    _insert_request(conn, request_id, change, resolved, status, None, at, run_id)
     if governed is not None:
         _record_terms(conn, request_id, governed)
     target = (f"{resolved.action} {resolved.role_name} in {resolved.workspace_name} "
@@ -396,11 +399,12 @@ def submit_on(
          "role_id": resolved.role_id,
          **({"terms": governed.terms.describe()} if governed is not None else {}),
          **({"member_disabled": True} if disabled else {})},
-        at=at,
+        at=at, run_id=run_id,
     )
     if governed is not None and governed.needs_approval:
         record_event(conn, request_id, "approval_requested",
-                     {"approvers": governed.approvers, "deadline": governed.deadline}, at=at)
+                     {"approvers": governed.approvers, "deadline": governed.deadline}, at=at,
+                     run_id=run_id)
         (notifier or Notifier.off()).notify(
             conn, "request.awaiting_approval", at=at, request_id=request_id,
             user=resolved.user_email or resolved.user_id, workspace=resolved.workspace_name,
@@ -516,12 +520,13 @@ def _clip(value: Any) -> str | None:
     return text if len(text) <= 1000 else text[:1000] + "…"
 
 
-def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, status, detail, at) -> None:
+def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, status, detail, at,
+                    run_id: str | None = None) -> None:
     conn.execute(
         "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, "
         "workspace_id, workspace_name, role_id, role_name, status, status_detail, reason, "
-        "requested_by, requested_at, updated_at, requested_user, requested_workspace, requested_role) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "requested_by, requested_at, updated_at, requested_user, requested_workspace, requested_role, run_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             request_id,
             resolved.action if resolved else _clip(change.action),
@@ -540,6 +545,7 @@ def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, s
             _clip(change.user),
             _clip(change.workspace),
             _clip(change.role),
+            run_id,
         ],
     )
 

@@ -200,6 +200,12 @@ def test_adhoc_change_from_run_config_is_queued_and_audited(env):
     assert [r["status"] for r in list_requests()] == ["applied", "rejected"]
     # No requested_by typed: the run it came from is named, for the refusal too.
     assert list_requests()[1]["requested_by"] == f"dagster run {bad.run_id}"
+    # ... and the request and its refusal carry that run's id.
+    rejected_id = list_requests()[1]["request_id"]
+    assert query(database.path, "SELECT run_id FROM main.provisioning_requests WHERE request_id = ?",
+                 [rejected_id]) == [(bad.run_id,)]
+    assert query(database.path, "SELECT kind, run_id FROM main.provisioning_events WHERE request_id = ?",
+                 [rejected_id]) == [("rejected", bad.run_id)]
 
 
 def test_run_config_reading_the_environment_is_refused_before_anything_is_recorded(env, monkeypatch):

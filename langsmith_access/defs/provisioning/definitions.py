@@ -126,7 +126,8 @@ def select_requests(
                 except queue.RequestRejected as rejection:
                     raise dg.Failure(f"The change would be rejected: {rejection}") from None
                 return {"request_ids": [], "adhoc": resolved.__dict__, "dry_run": True}
-            result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=_notifier(org))
+            result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=_notifier(org),
+                                     run_id=context.run.run_id)
             if not result.accepted:
                 raise dg.Failure(
                     f"Request {result.request_id} rejected: {result.message}",
