@@ -111,13 +111,14 @@ def changed_memberships(database: Path, users: int, verified_at: datetime) -> li
             "FROM main.grants g WHERE g.entitlement_type = 'workspace_role' ORDER BY g.grant_id LIMIT ?",
             [users]).fetchall()
     run_id = str(uuid.uuid4())
-    return [(str(uuid.uuid4()), str(uuid.uuid4()), run_id, verified_at, workspace_id, user_id, role_id, identity_id)
+    return [(str(uuid.uuid4()), str(uuid.uuid4()), run_id, verified_at, workspace_id, user_id, role_id, identity_id,
+             "verified")
             for workspace_id, user_id, identity_id, role_id in memberships]
 
 
 def record(database: Path, changes: list[tuple]) -> None:
     with duckdb.connect(str(database)) as conn:
-        conn.executemany("INSERT INTO raw.provisioning_observations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", changes)
+        conn.executemany("INSERT INTO raw.provisioning_observations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", changes)
 
 
 def differences(left: Path, right: Path, table: str) -> int:

@@ -188,6 +188,9 @@ class _Written:
     identity_id: str | None  # the member's workspace identity after the write (None: removed)
 
 
+VERIFIED, FOUND = "verified", "found"  # raw.provisioning_observations.observed
+
+
 @dataclass(frozen=True)
 class Observation:
     """A member's role in a workspace as provisioning verified it (role_id None: not a member).
@@ -200,6 +203,7 @@ class Observation:
     user_id: str
     role_id: str | None
     workspace_identity_id: str | None
+    observed: str = VERIFIED  # or FOUND: seen, not caused, by the request (see raw_tables.py)
 
 
 def record_observations(conn: duckdb.DuckDBPyConnection, observations: list[Observation]) -> None:
@@ -210,7 +214,7 @@ def record_observations(conn: duckdb.DuckDBPyConnection, observations: list[Obse
         f"VALUES ({', '.join('?' for _ in columns)})",
         [
             [queue.new_id(), o.request_id, o.run_id, o.verified_at, o.workspace_id, o.user_id,
-             o.role_id, o.workspace_identity_id]
+             o.role_id, o.workspace_identity_id, o.observed]
             for o in observations
         ],
     )
@@ -631,6 +635,11 @@ class Provisioner:
             if plan.needs_write:
                 with self._lock:
                     self._first_write_plans.setdefault(request_id, plan)
+                if attempt == 1 and not earlier_writes and self._recorded_role_differs(request, live):
+                    # Changed by hand since what grants shows (an Admin given, then this request
+                    # changes or removes it): recorded before the write, so the history and drift
+                    # show the hand change and not only what this request made of it.
+                    self._observe(request, live, FOUND)
             if plan.needs_write and attempt == 1 and is_scim_provisioned(member):
                 self._event(request_id, "scim_warning", {"detail": SCIM_WARNING})
             if not plan.needs_write:
@@ -642,7 +651,7 @@ class Provisioner:
                 if self._recorded_role_differs(request, live):
                     # Changed in LangSmith since what grants shows (by hand, by SCIM): recorded,
                     # so grants and history show it now, and drift lists it (nothing applied).
-                    self._observe(request, live)
+                    self._observe(request, live, FOUND)
                 return Outcome(request_id, "already_satisfied", plan.explanation, plan)
             try:
                 identity_id = self._apply(request_id, workspace_id, member.id, plan)
@@ -931,13 +940,15 @@ class Provisioner:
             ).fetchone()
         return (recorded[0] if recorded else None) != (live.role_id if live else None)
 
-    def _observe(self, request: dict, live: Live | None) -> None:
-        """Record the member's verified role in that workspace (or none), written with the
-        request's status; dbt lays it over the latest sync's listing in ``grants``."""
+    def _observe(self, request: dict, live: Live | None, observed: str = VERIFIED) -> None:
+        """Record the member's role in that workspace (or none), verified after the request's
+        write or found without one, written with the request's status (or its write-ahead
+        events); dbt lays it over the latest sync's listing in ``grants``."""
         with self._lock:
             self._observations.append(Observation(
                 request["request_id"], self.run_id, self._now(), request["workspace_id"],
                 request["user_id"], live.role_id if live else None, live.id if live else None,
+                observed,
             ))
 
 

@@ -108,6 +108,10 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("ls_user_id", "VARCHAR"),
         ("role_id", "VARCHAR"),  # null: not a member of the workspace
         ("workspace_identity_id", "VARCHAR"),  # the member row's id, when known
+        # 'verified': what the request's own write made (null in rows from before this column);
+        # 'found': what a request found in LangSmith and did not cause (a change made by hand
+        # since what grants shows), before its write or instead of one (already satisfied).
+        ("observed", "VARCHAR"),
     ),
     # The rest of the access picture (DESIGN.md section 9). Read by the core sync: the org's
     # settings, its tier and its plan's flags (``config.<flag>``), one row per setting.

@@ -243,13 +243,15 @@ def test_changes_made_by_hand_that_requests_find_made_are_recorded_and_are_drift
     """A request that finds its change made already applied nothing (DESIGN 10: drift is what no
     *applied* request explains): what it found is recorded where it contradicts ``grants`` (the
     refresh after its run shows it, dated when found), listed as unexplained, notified once; a
-    request finding what ``grants`` already shows records nothing and rebuilds nothing."""
+    request finding what ``grants`` already shows records nothing and rebuilds nothing. A request
+    that changes what someone changed by hand records what it found before its write, so the hand
+    change (an Editor made Admin) is not hidden behind the request's own (Admin made Viewer)."""
     _, org, database, receiver = watched
     role, workspace, enabled = cast_of(org)
     outsider = next(m for m in enabled if m.ls_user_id not in workspace.memberships)
     editors = [m for m in enabled if workspace.memberships.get(m.ls_user_id)
                and workspace.memberships[m.ls_user_id].role_id == role["WORKSPACE_USER"]]
-    kept_editor, removed_editor = editors[:2]
+    kept_editor, removed_editor, escalated = editors[:3]
     [(latest_sync,)] = query(database.path, "SELECT sync_id FROM main.sync_runs ORDER BY finished_at DESC LIMIT 1")
 
     # What grants shows already: nothing recorded, nothing rebuilt, nothing unexplained.
@@ -262,16 +264,21 @@ def test_changes_made_by_hand_that_requests_find_made_are_recorded_and_are_drift
     assert outcome.outputs["refresh_access_history"] == {"unexplained_changes": 0,
                                                          "privileged_unexplained_changes": 0}
 
-    # By hand, after the sync: an Admin added, an Editor removed; then requests for the same.
+    # By hand, after the sync: an Admin added, an Editor removed, an Editor made Admin; then
+    # requests for the first two, and one that makes the third a Viewer.
     org.add_workspace_membership(workspace.id, outsider.ls_user_id, role["WORKSPACE_ADMIN"])
     org.remove_workspace_membership(workspace.id, removed_editor.ls_user_id)
+    org.set_workspace_role(workspace.id, escalated.ls_user_id, role["WORKSPACE_ADMIN"])
     grant = request_grant(outsider.email, workspace.id, "Admin", requested_by="ops@example.com")
     revoke = request_revoke(removed_editor.email, workspace.id, "Editor", requested_by="ops@example.com")
-    assert grant.accepted and revoke.accepted, (grant.message, revoke.message)
+    demote = request_grant(escalated.email, workspace.id, "Viewer", requested_by="ops@example.com")
+    assert grant.accepted and revoke.accepted and demote.accepted, (grant.message, revoke.message, demote.message)
     run = cli("provision")
     assert run.returncode == 0, run.stderr
-    assert ("drift: 2 change(s) made outside langsmith-access, found by these requests, 1 of them to Admin "
+    assert ("drift: 3 change(s) made outside langsmith-access, found by these requests, 2 of them to Admin "
             "rights: see main.report_unexplained_changes") in run.stdout
+    assert request_row(database, demote.request_id)["status"] == "applied"
+    assert org.workspace(workspace.id).memberships[escalated.ls_user_id].role_id == role["WORKSPACE_VIEWER"]
     assert request_row(database, grant.request_id)["status"] == "already_satisfied"
     assert request_row(database, revoke.request_id)["status"] == "already_satisfied"
 
@@ -286,21 +293,32 @@ def test_changes_made_by_hand_that_requests_find_made_are_recorded_and_are_drift
     assert query(database.path, "SELECT valid_from FROM main.grant_history WHERE user_id = ? AND workspace_id = ? "
                  "AND valid_to IS NULL", [outsider.ls_user_id, workspace.id]) == [(found_at,)]
 
-    # Drift: both, under the latest sync's id, notified once each.
+    # The hand-made Admin is in the history, from when the request found it until its write.
+    [(found_admin_at,), (made_viewer_at,)] = query(
+        database.path, "SELECT verified_at FROM raw.provisioning_observations WHERE request_id = ? "
+        "ORDER BY verified_at", [demote.request_id])
+    assert query(database.path, "SELECT valid_from, valid_to FROM main.grant_history WHERE user_id = ? "
+                 "AND workspace_id = ? AND role_id = ?", [escalated.ls_user_id, workspace.id,
+                                                          role["WORKSPACE_ADMIN"]]) == [(found_admin_at, made_viewer_at)]
+
+    # Drift: the three hand changes (not the request's own Admin -> Viewer), under the latest
+    # sync's id, notified once each.
     expected = {
         ("added", outsider.ls_user_id, workspace.id, role["WORKSPACE_ADMIN"], None, latest_sync),
         ("removed", removed_editor.ls_user_id, workspace.id, role["WORKSPACE_USER"], None, latest_sync),
+        ("role_changed", escalated.ls_user_id, workspace.id, role["WORKSPACE_ADMIN"], role["WORKSPACE_USER"],
+         latest_sync),
     }
     assert unexplained(database) == expected
     deliver_notifications()
     drift = bodies(receiver, "change.unexplained")
     assert sorted((b["user"], b["role"]) for b in drift) == sorted(
-        [(outsider.email, "Admin"), (removed_editor.email, "Editor")])
-    assert not bodies(receiver, "request.applied")  # nothing was applied
+        [(outsider.email, "Admin"), (removed_editor.email, "Editor"), (escalated.email, "Admin")])
+    assert [b["request_id"] for b in bodies(receiver, "request.applied")] == [demote.request_id]
 
     # The next sync sees nothing new: no row added, nothing notified twice.
     synced = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(), dagster_instance=instance)
     assert synced.success, synced.failure
     assert unexplained(database) == expected
     deliver_notifications()
-    assert len(bodies(receiver, "change.unexplained")) == 2
+    assert len(bodies(receiver, "change.unexplained")) == 3

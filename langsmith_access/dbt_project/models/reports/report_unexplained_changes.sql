@@ -19,13 +19,14 @@
 -- finished before this sync read LangSmith (main.sync_runs; syncs and provisioning runs take
 -- turns under the writer lease, so nothing is applied between a sync's read and its build).
 --
--- A change dated by a verification an applied request recorded for that user and workspace is
--- provisioning's own record (the refresh after a provisioning run dates what it verified, and
--- grant_history dates provisioning's removals by their verification): explained as well, so a
--- change provisioning made and verified is never listed, whichever build recorded it. A
--- request found already satisfied records what it found only when it contradicts grants (a
--- change made by hand since the sync): that change is listed, dated when provisioning saw it,
--- by the refresh after the provisioning run (its sync_id is the latest sync's).
+-- A change dated by a verification of a request's own write (observed 'verified') for that
+-- user and workspace is provisioning's own record (the refresh after a provisioning run dates
+-- what it verified, and grant_history dates provisioning's removals by their verification):
+-- explained as well, so a change provisioning made and verified is never listed, whichever
+-- build recorded it. What a request found changed by hand since what grants showed (observed
+-- 'found': before its write, or instead of one when already satisfied) is no such record: that
+-- change is listed, dated when provisioning found it, by the refresh after the provisioning run
+-- (its sync_id is the latest sync's).
 --
 -- Incremental: each build appends the unexplained changes it sees that are not listed yet, so
 -- the table keeps every sync's drift; rebuilding (a provisioning run's refresh, a re-run) adds
@@ -67,9 +68,14 @@ previous_sync as (
         and sync_runs.finished_at < this_sync.read_at
 ),
 
+-- What each request's own write made (not what it found changed by hand: observed 'found').
+verifications as (
+    select * from observations where observed = 'verified'
+),
+
 first_verifications as (
     select request_id, min(verified_at) as verified_at
-    from observations
+    from verifications
     group by request_id
 ),
 
@@ -140,13 +146,10 @@ explained as (
 
     select changes.change_id
     from changes
-    inner join observations
-        on observations.ls_user_id = changes.user_id
-        and observations.workspace_id = changes.workspace_id
-        and observations.verified_at = changes.changed_at
-    inner join requests
-        on requests.request_id = observations.request_id
-        and requests.status = 'applied'
+    inner join verifications
+        on verifications.ls_user_id = changes.user_id
+        and verifications.workspace_id = changes.workspace_id
+        and verifications.verified_at = changes.changed_at
     where changes.entitlement_type = 'workspace_role'
 ),
 
