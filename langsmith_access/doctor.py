@@ -194,6 +194,7 @@ class _Doctor:
         self.roles: list[Role] = []  # as read_roles read them
         # The shared workspaces, as read_all_workspaces listed them (None: not listed).
         self.workspaces: list[Workspace] | None = None
+        self.workspaces_error: LangSmithError | None = None  # why they could not be listed
         self.org_info: dict[str, Any] | None = None
         self.probe_status: int | None = None
         self.probe_detail = ""
@@ -439,9 +440,16 @@ class _Doctor:
         )
 
     def shared_workspaces(self, client: LangSmithClient) -> list[Workspace]:
-        """The shared workspaces, listed once for the checks that need them."""
+        """The shared workspaces, listed once for the checks that need them (a listing that
+        failed is not asked again: its error is raised again)."""
+        if self.workspaces_error is not None:
+            raise self.workspaces_error
         if self.workspaces is None:
-            self.workspaces = [w for w in client.list_workspaces(include_deleted=False) if not w.is_personal]
+            try:
+                self.workspaces = [w for w in client.list_workspaces(include_deleted=False) if not w.is_personal]
+            except LangSmithError as error:
+                self.workspaces_error = error
+                raise
         return self.workspaces
 
     def refused_workspaces(self, why: str) -> bool:

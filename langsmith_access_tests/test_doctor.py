@@ -517,6 +517,18 @@ def test_the_workspace_listing_every_sync_reads_is_checked_whatever_the_key(sand
     assert not diagnosis.ok
 
 
+def test_a_failed_workspace_listing_is_asked_once_and_fails_both_checks_that_need_it(sandbox_env):
+    sandbox, environ = sandbox_env(key_role="org-user")  # no organization:manage: both checks list
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/workspaces", web_page)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    for name in ("read_all_workspaces", "manage_workspace_members"):
+        check = check_of(diagnosis, name)
+        assert check.status == "fail" and "cannot list workspaces" in check.detail, check
+    listings = [r for r in sandbox.request_log.snapshot() if r.path == "/api/v1/workspaces"]
+    assert len(listings) == 1
+
+
 def test_a_workspace_the_key_may_not_read_fails_where_the_sync_reads_each_workspace(sandbox_env):
     sandbox, environ = sandbox_env(key_role="org-user")  # no all-workspaces listing: the per-workspace route
     assert check_of(run_checks(environ), "read_all_workspaces").status == "warn"
