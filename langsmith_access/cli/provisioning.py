@@ -128,7 +128,7 @@ def provision_now(args: argparse.Namespace) -> int:
     results = applied.get("outcomes", [])
     # A dry run's word on what the real run does first: end time-bound grants, expire approvals.
     ahead = applied.get("ahead") or {}
-    # Changes made outside langsmith-access that the run's requests found (already satisfied).
+    # Changes made outside langsmith-access that the run's requests found (drift).
     drift = outcome.outputs.get(REFRESH_OP) or {}
     if args.json:
         answer = {"run_id": outcome.run_id, "success": outcome.success, "failure": outcome.failure,

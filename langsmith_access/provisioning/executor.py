@@ -10,8 +10,9 @@ settles from live state:
 
 What a settled request verified (the member's live role in the workspace, or none) is recorded in
 the raw table ``raw.provisioning_observations``, in the same transaction as the request's
-status; so is what a request found already satisfied found, where it contradicts ``grants`` (a
-change made by hand since the sync: drift, which the refresh then lists). Provisioning never
+status; so is what a request found changed by hand where it contradicts ``grants`` (before its
+write, or instead of one when already satisfied: drift, which the refresh then lists; observed
+``found``, not ``verified``). Provisioning never
 writes ``grants``: dbt builds it from the latest sync plus these observations (the refresh after
 a provisioning run, and every sync).
 

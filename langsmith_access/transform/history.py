@@ -50,9 +50,10 @@ def rebuild_history(
     ``raw.refresh_scope`` (see macros/refresh_scope.sql for when a model does so); the table
     is dropped again before this returns, so the committed file never holds it.
 
-    Returns the unexplained changes the build found: what a request found already made in
-    LangSmith and recorded (by hand, by SCIM), each ``change.unexplained`` through ``notifier``
-    in the same file (so notified exactly when it is committed, once however often this runs)."""
+    Returns the unexplained changes the build found: what a request found changed in
+    LangSmith (by hand, by SCIM) and recorded, before its write or instead of one, each
+    ``change.unexplained`` through ``notifier`` in the same file (so notified exactly when it is
+    committed, once however often this runs)."""
     with duckdb.connect(str(database_file)) as conn:
         since = first_unbuilt_observation_at(conn)
     scoped = _write_refresh_scope(database_file)

@@ -275,18 +275,19 @@ def _rebuild(context: dg.OpExecutionContext, provisioning_database: Provisioning
     if not unbuilt:
         context.log.info("No grant changed: nothing to rebuild.")
         return []
-    # Each settled request recorded what it verified (raw.provisioning_observations), and a
-    # request found already satisfied what it found where that contradicts grants; dbt lays
+    # Each settled request recorded what it verified (raw.provisioning_observations), and what
+    # it found changed by hand where that contradicts grants (before its write, or instead of
+    # one when already satisfied); dbt lays
     # those over the latest sync in grants and rebuilds everything downstream, history
     # included. It builds a scratch copy that replaces the working file only if every model
     # and test passed, and the same file name as a sync's, so it reuses the sync's parse of
     # the project.
-    database = provisioning_database.database
+    database, notifier = provisioning_database.database, _notifier(provisioning_database.org)
     scratch = database.begin_scratch()
     try:
         drift = rebuild_history(scratch, database.dbt_target_path,
                                 unused_days=provisioning_database.org.settings.unused_days,
-                                notifier=_notifier(provisioning_database.org))
+                                notifier=notifier)
         database.commit_scratch(scratch)
     except BaseException:
         database.discard_scratch(scratch)
@@ -294,9 +295,9 @@ def _rebuild(context: dg.OpExecutionContext, provisioning_database: Provisioning
     context.log.info(f"grants, reports and grant_history rebuilt with {unbuilt} verified change(s).")
     if drift:
         context.log.warning(
-            f"{len(drift)} change(s) made outside langsmith-access, found by this run's requests "
-            "(already satisfied): listed in main.report_unexplained_changes"
-            + ("; change.unexplained queued for the webhook" if _notifier(provisioning_database.org).enabled else "")
+            f"{len(drift)} change(s) made outside langsmith-access, found by this run's requests: "
+            "listed in main.report_unexplained_changes"
+            + ("; change.unexplained queued for the webhook" if notifier.enabled else "")
         )
     return drift
 
