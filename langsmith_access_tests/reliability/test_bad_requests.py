@@ -216,13 +216,18 @@ def test_bad_values_in_run_config_fail_the_run_with_the_reason(start_env):
                      "role": "Organization Admin"}}, "is an organization role"),
         ({"change": {"action": "grant", "user": "'; DELETE FROM main.grants; --", "workspace": workspace.id,
                      "role": "Editor"}}, "unknown user"),
+        # Terms refused in the Launchpad's own words: its fields, not the CLI's flags.
+        ({"change": {"action": "grant", "user": member.email, "workspace": workspace.id, "role": "Editor",
+                     "duration": "400d"}}, "change.duration '400d' is longer than the ceiling"),
+        ({"change": {"action": "grant", "user": member.email, "workspace": workspace.id, "role": "Editor",
+                     "until": "2020-01-01T00:00Z"}}, "change.until 2020-01-01T00:00Z is in the past"),
     ]
     grants_before = query(database.path, "SELECT count(*) FROM main.grants")
     for config, says in cases:
         outcome = launch(config)
         assert not outcome.success and says in outcome.failure, (config, outcome.failure)
     assert len(sandbox.request_log) == 0
-    assert [r["status"] for r in list_requests()] == ["rejected", "rejected"]
+    assert [r["status"] for r in list_requests()] == ["rejected"] * 4
     assert query(database.path, "SELECT count(*) FROM main.grants") == grants_before
 
 

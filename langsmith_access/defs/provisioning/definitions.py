@@ -6,6 +6,7 @@ provisions one org (its partition key); the sensor looks at every org's queue on
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -77,6 +78,12 @@ def _environment_references(config: object, path: str = "") -> list[str]:
     return []
 
 
+def in_launchpad_terms(text: str) -> str:
+    """A refusal written for the CLI (``--duration 9h is longer than ...``) naming the Launchpad's
+    own fields instead (``change.duration``), as the operator typed them."""
+    return re.sub(r"--(duration|until)\b", r"change.\1", text)
+
+
 def _notifier(org: Org) -> Notifier:
     """Notifications of the run's org: its webhook, its slug in every payload."""
     return Notifier.from_settings(org.settings, org.slug)
@@ -124,13 +131,13 @@ def select_requests(
                 try:
                     resolved = queue.resolve_change(conn, change)
                 except queue.RequestRejected as rejection:
-                    raise dg.Failure(f"The change would be rejected: {rejection}") from None
+                    raise dg.Failure(in_launchpad_terms(f"The change would be rejected: {rejection}")) from None
                 return {"request_ids": [], "adhoc": resolved.__dict__, "dry_run": True}
             result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=_notifier(org),
                                      run_id=context.run.run_id)
             if not result.accepted:
                 raise dg.Failure(
-                    f"Request {result.request_id} rejected: {result.message}",
+                    in_launchpad_terms(f"Request {result.request_id} rejected: {result.message}"),
                     metadata={"request_id": result.request_id},
                 )
             context.log.info(f"Queued {result.request_id}: {result.message}")
