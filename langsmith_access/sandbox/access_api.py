@@ -91,11 +91,11 @@ class AccessRoutes:
     plan: str
     missing_sections: frozenset[str]
 
-    def _caller_permissions(self) -> list[str]:
-        raise NotImplementedError  # SandboxApi's: the key's organization permissions
+    def _caller_permissions(self, request: ApiRequest) -> list[str]:
+        raise NotImplementedError  # SandboxApi's: the calling key's organization permissions
 
-    def _workspace_role_permissions(self) -> list[str]:
-        raise NotImplementedError  # SandboxApi's: the key's permissions in a workspace
+    def _workspace_role_permissions(self, request: ApiRequest) -> list[str]:
+        raise NotImplementedError  # SandboxApi's: the calling key's permissions in a workspace
 
     def access_routes(self) -> list[Route]:
 
@@ -168,9 +168,9 @@ class AccessRoutes:
                                        f"(config.{flag} is false)")
         wanted = (permission,) if isinstance(permission, str) else permission
         held = (
-            self._workspace_role_permissions()
+            self._workspace_role_permissions(request)
             if section == "workspace_service_keys"
-            else self._caller_permissions()
+            else self._caller_permissions(request)
         )
         if not any(p in held for p in wanted):
             raise route_error(request.path, 403, f"the API key's role may not {what} (needs {' or '.join(wanted)})")
@@ -185,7 +185,7 @@ class AccessRoutes:
 
         with self.state.lock:
             info = organization_info_json(
-                self.state, plan=self.plan, permissions=self._caller_permissions()
+                self.state, plan=self.plan, permissions=self._caller_permissions(request)
             )
             return ApiResponse(200, access_payloads.platform_org_info_json(self.state, info))
 

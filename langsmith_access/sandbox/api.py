@@ -433,9 +433,15 @@ class SandboxApi(AccessRoutes):
         if workspace.id != self.key_workspace_id():
             raise detail_error(403, "This API key is not scoped to this workspace")
 
-    def _caller_permissions(self) -> list[str]:
-        """The org permissions of the key (its org role's)."""
-        role = KEY_ROLE_ROLES[self.key_role][0]
+    def _caller_key_role(self, request: ApiRequest) -> str:
+        """What the key that sent ``request`` is: the second key (``workspace_scoped_key``) is a
+        workspace key whatever ``key_role`` makes the first one."""
+        second = self._key_ids.get(self.workspace_scoped_key) if self.workspace_scoped_key else None
+        return "workspace" if second is not None and request.caller_key_id == second else self.key_role
+
+    def _caller_permissions(self, request: ApiRequest) -> list[str]:
+        """The org permissions of the key that sent ``request`` (its org role's)."""
+        role = KEY_ROLE_ROLES[self._caller_key_role(request)][0]
         return list(self.state.role_by_name(role).permissions)
 
     @property
@@ -464,31 +470,33 @@ class SandboxApi(AccessRoutes):
                 organization_id=self.state.organization_id,
             ))
 
-    def _workspace_role_permissions(self) -> list[str]:
-        """The permissions the key holds in the workspaces it reaches (its workspace role's)."""
-        return list(self._key_workspace_role().permissions)
+    def _workspace_role_permissions(self, request: ApiRequest) -> list[str]:
+        """The permissions the key that sent ``request`` holds in the workspaces it reaches (its
+        workspace role's)."""
+        return list(self._key_workspace_role(self._caller_key_role(request)).permissions)
 
-    def _require_manage_members(self) -> None:
-        if "workspaces:manage-members" not in self._workspace_role_permissions():
+    def _require_manage_members(self, request: ApiRequest) -> None:
+        if "workspaces:manage-members" not in self._workspace_role_permissions(request):
             raise detail_error(
                 403, "This API key may not manage workspace members (needs workspaces:manage-members)"
             )
 
-    def _require_may_manage_restricted(self, *role_ids: str | None) -> None:
+    def _require_may_manage_restricted(self, request: ApiRequest, *role_ids: str | None) -> None:
         """A restricted role, granted or held by the member changed, needs the built-in Workspace
         Admin (or an Organization Admin); the code LangSmith answers is undocumented: 403 here."""
         restricted = [self.state.roles[r] for r in role_ids
                       if r in self.state.roles and self.state.roles[r].is_restricted]
-        if not restricted or self.key_role == "org-admin":
+        key_role = self._caller_key_role(request)
+        if not restricted or key_role == "org-admin":
             return
-        if self._key_workspace_role().name != "WORKSPACE_ADMIN":
+        if self._key_workspace_role(key_role).name != "WORKSPACE_ADMIN":
             raise detail_error(
                 403, f"Only a Workspace Admin can assign or change the restricted role "
                 f"{restricted[0].display_name!r}",
             )
 
-    def _caller_sees_all_workspaces(self) -> bool:
-        return "organization:manage" in self._caller_permissions()
+    def _caller_sees_all_workspaces(self, request: ApiRequest) -> bool:
+        return "organization:manage" in self._caller_permissions(request)
 
     def _require_plan_allows(self, role_id: str) -> None:
         """Without workspace RBAC (plans below Enterprise) a workspace role is Admin or nothing."""
@@ -533,7 +541,7 @@ class SandboxApi(AccessRoutes):
             return ApiResponse(
                 200,
                 payloads.organization_info_json(
-                    self.state, plan=self.plan, permissions=self._caller_permissions()
+                    self.state, plan=self.plan, permissions=self._caller_permissions(request)
                 ),
             )
 
@@ -548,7 +556,8 @@ class SandboxApi(AccessRoutes):
         with self.state.lock:
             # A default-role org key is Workspace Admin in every workspace; an Org Admin's key has
             # no workspace role of its own (implicit Admin), so its rows say none.
-            own_role = None if self.key_role == "org-admin" else self._key_workspace_role()
+            key_role = self._caller_key_role(request)
+            own_role = None if key_role == "org-admin" else self._key_workspace_role(key_role)
             rows = [
                 payloads.workspace_json(self.state, workspace, own_role=own_role)
                 for workspace in self.state.all_workspaces()
@@ -638,7 +647,7 @@ class SandboxApi(AccessRoutes):
             if globs:
                 people = [person for person in people if self._matches_globs(person, globs)]
             page, headers = paged(in_api_order(people), offset, limit)
-            sees_all = self._caller_sees_all_workspaces()
+            sees_all = self._caller_sees_all_workspaces(request)
             visible = None if sees_all else self._partially_visible_workspaces()
             rows = [
                 payloads.enriched_member_json(
@@ -776,10 +785,10 @@ class SandboxApi(AccessRoutes):
                 "value_error",
             )
         with self.state.lock:
-            self._require_manage_members()
+            self._require_manage_members(request)
             self._require_workspace_role(role_id)
             self._require_plan_allows(role_id)
-            self._require_may_manage_restricted(role_id)
+            self._require_may_manage_restricted(request, role_id)
             member = self._find_active_member(org_identity_id, ls_user_id, legacy_user_id)
             if member is None:
                 raise detail_error(404, "Organization member not found")
@@ -798,11 +807,11 @@ class SandboxApi(AccessRoutes):
         identity_id = path_uuid(identity_id, "identity_id")
         role_id = body_uuid(json_object_body(request), "role_id", required=True)
         with self.state.lock:
-            self._require_manage_members()
+            self._require_manage_members(request)
             membership = self._find_membership(workspace, identity_id)
             self._require_workspace_role(role_id)
             self._require_plan_allows(role_id)
-            self._require_may_manage_restricted(role_id, membership.role_id)
+            self._require_may_manage_restricted(request, role_id, membership.role_id)
             self.state.set_workspace_role(
                 workspace.id, membership.ls_user_id, role_id, actor=self._actor(request)
             )
@@ -813,9 +822,9 @@ class SandboxApi(AccessRoutes):
     ) -> ApiResponse:
         identity_id = path_uuid(identity_id, "identity_id")
         with self.state.lock:
-            self._require_manage_members()
+            self._require_manage_members(request)
             membership = self._find_membership(workspace, identity_id)
-            self._require_may_manage_restricted(membership.role_id)
+            self._require_may_manage_restricted(request, membership.role_id)
             self.state.remove_workspace_membership(
                 workspace.id, membership.ls_user_id, actor=self._actor(request)
             )

@@ -313,3 +313,25 @@ def test_restricted_roles_need_the_built_in_workspace_admin(make_sandbox, key_ro
         assert org.membership(workspace.id, holder.ls_user_id).role_id == restricted.id
         assert caller.patch(f"{MEMBERS}/{other.id}", tenant_id=workspace.id,
                             json={"role_id": viewer}).status_code == 200
+
+
+def test_each_key_acts_with_its_own_role(make_sandbox):
+    """The second key is a workspace key (Workspace Admin in its workspace) whatever the first
+    key is: with a read-only first key, the second one still adds and removes members in its
+    workspace, and the first is still refused."""
+    server, caller = make_sandbox(key_role="org-viewer", workspace_scoped_key="lsv2_sk_workspace_only")
+    org = server.org
+    workspace = org.workspaces[server.api.key_workspace_id()]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    add = {"ls_user_id": outsider.ls_user_id, "role_id": role_id(org, "Viewer")}
+    refused = caller.post(MEMBERS, tenant_id=workspace.id, json=add)
+    assert refused.status_code == 403 and "workspaces:manage-members" in refused.json()["detail"]
+
+    second_key = {"X-API-Key": "lsv2_sk_workspace_only"}
+    added = caller.post(MEMBERS, tenant_id=workspace.id, json=add, headers=second_key)
+    assert added.status_code == 200, added.text
+    assert org.membership(workspace.id, outsider.ls_user_id).role_id == add["role_id"]
+    removed = caller.delete(f"{MEMBERS}/{added.json()['id']}", tenant_id=workspace.id, headers=second_key)
+    assert removed.status_code in (200, 204), removed.text
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    assert caller.post(MEMBERS, tenant_id=workspace.id, json=add).status_code == 403
