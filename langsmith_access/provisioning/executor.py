@@ -85,7 +85,7 @@ from langsmith_access.provisioning.planner import (
     plan_change,
     plan_expiry,
 )
-from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
+from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names, unbuilt_observations_query
 from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.sync.extract import NotEveryWorkspaceListed, require_every_workspace_listed
 
@@ -918,13 +918,8 @@ class Provisioner:
         with self._lock:
             if not table_exists(self.conn, "main", "grants"):
                 return False
-            unbuilt = (
-                f"SELECT role_id, verified_at FROM {RAW_SCHEMA}.provisioning_observations "
-                "WHERE ls_user_id = $user AND workspace_id = $workspace AND observation_id NOT IN "
-                "(SELECT observation_id FROM staging.stg_langsmith__provisioning_observations)"
-                if table_exists(self.conn, "staging", "stg_langsmith__provisioning_observations")
-                else "SELECT NULL AS role_id, NULL AS verified_at WHERE false"
-            )
+            unbuilt = (f"SELECT role_id, verified_at FROM ({unbuilt_observations_query(self.conn)}) "
+                       "WHERE ls_user_id = $user AND workspace_id = $workspace")
             recorded = self.conn.execute(
                 f"""
                 SELECT role_id FROM (

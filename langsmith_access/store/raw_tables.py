@@ -23,7 +23,13 @@ Two more raw tables are no data, only what a build needs to know, and are not de
 ``transform/history.py`` and ``dbt_project/macros/refresh_scope.sql``).
 """
 
+import duckdb
+
+from langsmith_access.store.sql import table_exists
+
 RAW_SCHEMA = "raw"
+# dbt's staged copy of raw.provisioning_observations: the observations it has built.
+BUILT_OBSERVATIONS = ("staging", "stg_langsmith__provisioning_observations")
 
 # table name -> ordered (column, DuckDB type) pairs
 RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -222,3 +228,14 @@ def create_table_sql(table: str) -> str:
 
 def column_names(table: str) -> list[str]:
     return [name for name, _ in RAW_TABLES[table]]
+
+
+def unbuilt_observations_query(conn: duckdb.DuckDBPyConnection) -> str:
+    """A ``SELECT`` of the ``raw.provisioning_observations`` rows dbt has not built yet (a run
+    may die between settling its requests and its refresh): all of them in a database built by
+    a version without observations."""
+    everything = f"SELECT * FROM {RAW_SCHEMA}.provisioning_observations AS observation"
+    if not table_exists(conn, *BUILT_OBSERVATIONS):
+        return everything
+    return (f"{everything} WHERE NOT EXISTS (SELECT 1 FROM {'.'.join(BUILT_OBSERVATIONS)} AS built "
+            "WHERE built.observation_id = observation.observation_id)")

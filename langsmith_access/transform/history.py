@@ -24,7 +24,7 @@ import duckdb
 
 from langsmith_access.governance.drift import UnexplainedChange, notify_unexplained_changes, unexplained_changes
 from langsmith_access.governance.notifications import Notifier
-from langsmith_access.store.raw_tables import RAW_SCHEMA
+from langsmith_access.store.raw_tables import BUILT_OBSERVATIONS, RAW_SCHEMA, unbuilt_observations_query
 from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.transform.invocation import build
 from langsmith_access.transform.project import dbt_vars
@@ -75,14 +75,11 @@ def _write_refresh_scope(database_file: Path) -> bool:
     some and not so many that rebuilding whole tables is as cheap. False: none written."""
     with duckdb.connect(str(database_file)) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE}")
-        if not table_exists(conn, "staging", "stg_langsmith__provisioning_observations"):
+        if not table_exists(conn, *BUILT_OBSERVATIONS):
             return False  # built by a version without observations: everything is rebuilt
         users = conn.execute(
-            f"SELECT DISTINCT nullif(trim(raw.ls_user_id), '') AS user_id "
-            f"FROM {RAW_SCHEMA}.provisioning_observations AS raw "
-            "WHERE nullif(trim(raw.ls_user_id), '') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
-            "staging.stg_langsmith__provisioning_observations AS built "
-            "WHERE built.observation_id = raw.observation_id)"
+            "SELECT DISTINCT nullif(trim(ls_user_id), '') AS user_id "
+            f"FROM ({unbuilt_observations_query(conn)}) WHERE nullif(trim(ls_user_id), '') IS NOT NULL"
         ).fetchall()
         if not users or len(users) > MAX_REFRESH_SCOPE_USERS:
             return False
@@ -94,21 +91,10 @@ def _write_refresh_scope(database_file: Path) -> bool:
 def first_unbuilt_observation_at(conn: duckdb.DuckDBPyConnection) -> datetime | None:
     """When the earliest observation dbt has not built yet was made (None: none): a change the
     refresh dates by one of them is seen at that time or later."""
-    if not table_exists(conn, "staging", "stg_langsmith__provisioning_observations"):
-        return scalar(conn, f"SELECT min(verified_at) FROM {RAW_SCHEMA}.provisioning_observations")
-    return scalar(
-        conn,
-        f"SELECT min(verified_at) FROM {RAW_SCHEMA}.provisioning_observations WHERE observation_id NOT IN "
-        "(SELECT observation_id FROM staging.stg_langsmith__provisioning_observations)",
-    )
+    return scalar(conn, f"SELECT min(verified_at) FROM ({unbuilt_observations_query(conn)})")
 
 
 def unbuilt_observations(conn: duckdb.DuckDBPyConnection) -> int:
     """How many recorded observations dbt has not built into ``grants`` yet (a run may have died
-    between settling its requests and rebuilding): the raw rows against dbt's staged rows."""
-    recorded = scalar(conn, f"SELECT count(*) FROM {RAW_SCHEMA}.provisioning_observations")
-    try:
-        built = scalar(conn, "SELECT count(*) FROM staging.stg_langsmith__provisioning_observations")
-    except duckdb.CatalogException:  # built by a version without observations
-        built = 0
-    return recorded - built
+    between settling its requests and rebuilding)."""
+    return scalar(conn, f"SELECT count(*) FROM ({unbuilt_observations_query(conn)})")
