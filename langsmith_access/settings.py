@@ -111,11 +111,12 @@ def mask_key_fragments(text: str) -> str:
 
 
 def _holds_key(raw: str) -> bool:
-    return any(prefix in raw for prefix in KEY_PREFIXES)
+    return any(prefix in raw for prefix in KEY_PREFIXES) or _KEY_BODY.search(raw) is not None
 
 
 def _pasted_key(raw: str) -> bool:
-    return raw.strip().startswith(KEY_PREFIXES) or _KEY_FRAGMENT.search(raw) is not None
+    return (raw.strip().startswith(KEY_PREFIXES) or _KEY_FRAGMENT.search(raw) is not None
+            or _KEY_BODY.search(raw) is not None)
 
 
 def shown(raw: str) -> str:
@@ -687,8 +688,10 @@ def _read_orgs_file(
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SettingsError(
-            f"{ORGS_FILE_VARIABLE} names {path}, which cannot be read ({error.strerror}): point it at "
-            "the YAML list of your orgs, or unset it to use the single-org variables."
+            # A key set in the variable by mistake is not repeated.
+            f"{ORGS_FILE_VARIABLE} names {shown(str(path)) if _holds_key(str(path)) else path}, which "
+            f"cannot be read ({error.strerror}): point it at the YAML list of your orgs, or unset it "
+            "to use the single-org variables."
         ) from None
     except UnicodeDecodeError as error:
         raise SettingsError(
@@ -700,13 +703,14 @@ def _read_orgs_file(
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as error:
-        # Only the position and the problem: the parser's excerpt of the line could show a key
-        # someone pasted into the file.
+        # Only the position and the problem (a key in it masked: an undefined alias or an unknown
+        # tag is quoted there): the parser's excerpt of the line could show a key someone pasted
+        # into the file.
         mark = error.problem_mark
         position = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         raise SettingsError(
-            f"The orgs file {path} is not valid YAML ({position}: {error.problem}). Fix the file: it "
-            f"must be a YAML list of orgs, like\n{_ORGS_FILE_EXAMPLE}"
+            f"The orgs file {path} is not valid YAML ({position}: {mask_keys(str(error.problem))}). "
+            f"Fix the file: it must be a YAML list of orgs, like\n{_ORGS_FILE_EXAMPLE}"
         ) from None
     except yaml.YAMLError:
         raise SettingsError(f"The orgs file {path} is not valid YAML: fix the file.") from None
@@ -758,7 +762,8 @@ def _read_org_entry(
     names = [str(key_node.value) for key_node, _ in node.value]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise SettingsError(f"{where} gives {', '.join(repeated)} more than once: keep one of each.")
+        named = (shown(name) if _holds_key(name) else name for name in repeated)
+        raise SettingsError(f"{where} gives {', '.join(named)} more than once: keep one of each.")
     # At the start of a value, or a whole key anywhere in one (``api_key_env:
     # LANGSMITH_API_KEY_US=lsv2_sk_...``, a line copied from an env file) or in a key's name
     # (``lsv2_sk_...: 1``); a path that merely contains ``ls__`` is not one.

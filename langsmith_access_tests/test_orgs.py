@@ -319,6 +319,30 @@ def test_a_key_anywhere_in_a_value_or_as_an_entry_key_is_refused_without_being_r
         assert "_secret" not in message and "eu0000" not in message
 
 
+# A real key's shape: its secret part, pasted without the prefix, is still the key.
+KEY_BODY = "d2684601c96139ed551e01bd7fa3a962_e523e412c2"
+
+
+def test_a_key_in_a_value_yaml_quotes_or_the_variable_itself_is_never_repeated(tmp_path):
+    # Its secret part without the prefix (a valid variable name, or a value), a key YAML quotes
+    # in its own problem (an alias, a tag), a key given twice as an entry's key, and a key set
+    # in LANGSMITH_ACCESS_ORGS_FILE itself: each refused, none repeated.
+    for text in (
+        TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", f"api_key_env: {KEY_BODY}"),
+        TWO_ORGS.replace(EU_ID, KEY_BODY),
+        TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", f"api_key_env: *{EU_KEY}"),
+        TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", f"api_key_env: !{EU_KEY} x"),
+        TWO_ORGS.replace("  policy: policies/eu.yaml", f"  {EU_KEY}: 1\n  {EU_KEY}: 1"),
+    ):
+        message = refusal(tmp_path, text)
+        assert KEY_BODY not in message and "eu0000" not in message, message
+    assert "api_key_env holds what looks like an API key" in refusal(
+        tmp_path, TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", f"api_key_env: {KEY_BODY}"))
+    with pytest.raises(SettingsError, match="LANGSMITH_ACCESS_ORGS_FILE names a value holding") as error:
+        load_orgs({ORGS_FILE_VARIABLE: EU_KEY})
+    assert "eu0000" not in str(error.value)
+
+
 def test_a_path_that_merely_contains_a_key_prefix_is_no_key(tmp_path):
     orgs = orgs_from(tmp_path, TWO_ORGS.replace("policies/eu.yaml", "policies/tools__ls__rules.yaml"))
     assert orgs.get("eu").policy_path == tmp_path / "policies" / "tools__ls__rules.yaml"
