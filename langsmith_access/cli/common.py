@@ -14,7 +14,16 @@ import duckdb
 from langsmith_access.governance.notifications import Webhook, deliver_due
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
-from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs, mask_keys, shown
+from langsmith_access.settings import (
+    Org,
+    Orgs,
+    Settings,
+    SettingsError,
+    load_orgs,
+    mask_key_fragments,
+    mask_keys,
+    shown,
+)
 from langsmith_access.store.database import (
     UNWRITABLE_ERRNOS,
     AccessDatabase,
@@ -53,8 +62,8 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except USAGE_ERRORS as error:  # may quote what was typed: a key there is shown as its prefix
         say(f"error: {mask_keys(str(error))}")
         return 2
-    except SettingsError as error:
-        say(f"error: {error}")
+    except SettingsError as error:  # written not to quote a key; masked again in case one slips in
+        say(f"error: {mask_key_fragments(str(error))}")
         return 1
     except DatabaseNotReadyError:
         say(f"error: the analysts' database {selected_org(args).duckdb_path} does not exist yet: "
