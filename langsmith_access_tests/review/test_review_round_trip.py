@@ -238,6 +238,26 @@ def test_a_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text_and_read
     assert [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue"]
 
 
+def test_names_holding_unicode_line_breaks_read_back_from_the_exported_sheet(env, tmp_path, capsys):
+    """Members choose their names: one holding a line separator, a NEL or a form feed (which CSV
+    writes unquoted) must not split its row when the sheet is read back, and so keep every
+    reviewer's sheet from being queued."""
+    sandbox, org, database = env
+    with duckdb.connect(str(database.path)) as conn:  # as if LangSmith had listed these names
+        conn.execute("UPDATE main.review_sheet SET full_name = 'Ada\u2028Lovelace\x85\x0c\x1e'")
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    assert {r["full_name"] for r in rows} == {"Ada\u2028Lovelace\x85\x0c\x1e"}
+    marked = active_rows(rows)[1]
+    marked["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert code == 0, (stdout, err)
+    line = f"line {rows.index(marked) + 2}"  # the header is line 1
+    assert [(o["where"], o["status"]) for o in json.loads(stdout)["outcomes"]] == [(line, "would_queue")]
+
+
 def test_duckdb_table_round_trip_refuses_org_roles(env, tmp_path, capsys):
     sandbox, org, database = env
     review_db = tmp_path / "reviewer.duckdb"

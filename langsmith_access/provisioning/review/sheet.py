@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -95,7 +96,9 @@ def read_csv_sheet(path: Path) -> ReviewSheet:
         raise ReviewError(f"{path} is not a CSV file (it contains NUL bytes).")
     first_line = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = max((",", ";", "\t"), key=first_line.count) if first_line else ","
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter, strict=True)
+    # Rows end at \n, \r\n or \r only, as CSV writes them (newline=""): str.splitlines would also
+    # end one at a U+2028, a form feed or a NEL inside a member's name, which CSV leaves unquoted.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
 
     def records() -> Iterator[tuple[str, list[str]]]:
         try:
