@@ -214,6 +214,27 @@ def test_a_grant_revoked_and_granted_again_since_the_export_is_not_revoked_by_th
     assert "held since 2020-01-01T00:00:00Z" in rejected["message"] and "Export a new sheet" in rejected["message"]
 
 
+def test_a_held_since_a_spreadsheet_cut_to_the_minute_or_the_day_is_the_same_grant(env, tmp_path, capsys):
+    """A spreadsheet showing held_since as '2026-12-03 07:07' or '2026-12-03' saves it so: the
+    time is cut, not moved, so the grant is the one exported, never one "granted again"."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    to_minute, to_day, older_day = active_rows(rows)[:3]
+    to_minute.update(decision="revoke", held_since=to_minute["held_since"][:16].replace("T", " "))
+    to_day.update(decision="revoke", held_since=to_day["held_since"][:10])
+    older_day.update(decision="revoke", held_since="2020-01-01")
+    write_sheet(sheet, rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert code == 2
+    outcomes = {o["grant_id"]: o for o in json.loads(stdout)["outcomes"]}
+    assert outcomes[to_minute["grant_id"]]["status"] == "would_queue", outcomes[to_minute["grant_id"]]
+    assert outcomes[to_day["grant_id"]]["status"] == "would_queue", outcomes[to_day["grant_id"]]
+    assert outcomes[older_day["grant_id"]]["status"] == "rejected"
+    assert "was granted again at" in outcomes[older_day["grant_id"]]["message"]
+
+
 def test_a_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text_and_read_back(env, tmp_path, capsys):
     """Members choose their names and admins their workspaces': "=HYPERLINK(...)" must not run in
     the reviewer's spreadsheet. The cell gets a leading apostrophe (shown as text), which the

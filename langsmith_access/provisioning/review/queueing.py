@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -199,7 +200,7 @@ def _granted_again_since(conn, row: MarkedRow, grant: str) -> str | None:
         conn, "SELECT min(valid_from) FROM main.grant_history WHERE grant_id = ? AND valid_to IS NULL",
         [row.grant_id],
     )
-    if current is None or current[0] is None or current[0] <= exported + timedelta(seconds=1):
+    if current is None or current[0] is None or current[0] <= exported + _written_precision(row.held_since):
         return None
     since = current[0].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
@@ -207,6 +208,16 @@ def _granted_again_since(conn, row: MarkedRow, grant: str) -> str | None:
         f"(the row says held since {row.held_since}): the review was of the earlier grant, so this one "
         "is not revoked. Export a new sheet with `langsmith-access review export`."
     )
+
+
+def _written_precision(text: str) -> timedelta:
+    """How much of a time the cell kept: the export writes seconds, a spreadsheet may show (and
+    save) it to the minute or as a date, which cuts the time, never moves it later."""
+    if re.search(r"\d:\d\d:\d\d", text):
+        return timedelta(seconds=1)
+    if re.search(r"\d:\d\d", text):
+        return timedelta(minutes=1)
+    return timedelta(days=1)
 
 
 def _parse_time(text: str | None) -> datetime | None:
