@@ -200,7 +200,7 @@ def _granted_again_since(conn, row: MarkedRow, grant: str) -> str | None:
         conn, "SELECT min(valid_from) FROM main.grant_history WHERE grant_id = ? AND valid_to IS NULL",
         [row.grant_id],
     )
-    if current is None or current[0] is None or current[0] <= exported + _written_precision(row.held_since):
+    if current is None or current[0] is None or current[0] <= exported + _written_precision(row.held_since or ""):
         return None
     since = current[0].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
