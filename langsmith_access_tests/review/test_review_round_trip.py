@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from langsmith_access import cli
-from langsmith_access.api import list_requests, provision
+from langsmith_access.api import list_requests, provision, request_revoke
 from langsmith_access_tests.helpers import query
 
 
@@ -70,15 +70,52 @@ def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     code, _, _ = run_cli(capsys, "review", "export", "--out", out, "--workspace", workspace.id, "--force")
     assert code == 0
     assert {r["workspace_id"] for r in read_sheet(out)} == {workspace.id}
-    # With --include-org-roles, the organization roles of the people that workspace lists.
+    # With --include-org-roles, the organization roles of the people with access there: those
+    # the workspace lists, and the Organization Admins (implicit Admin of every workspace).
     code, _, _ = run_cli(capsys, "review", "export", "--out", out, "--workspace", workspace.id, "--force",
                          "--include-org-roles")
     sheet = read_sheet(out)
     listed = {r["user_id"] for r in sheet if r["entitlement_type"] == "workspace_role"}
     assert code == 0 and listed and {r["workspace_id"] for r in sheet if r["user_id"] in listed} >= {workspace.id}
-    assert {r["user_id"] for r in sheet if r["entitlement_type"] == "organization_role"} == listed
+    org_admins = {u for (u,) in query(database.path, "SELECT user_id FROM main.users u JOIN main.roles r "
+                                      "ON r.role_id = u.org_role_id WHERE r.name = 'ORGANIZATION_ADMIN'")}
+    assert {r["user_id"] for r in sheet if r["entitlement_type"] == "organization_role"} == listed | org_admins
     code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "x.csv", "--workspace", "No Such Team")
     assert code == 2 and "no workspace" in err
+
+
+def test_a_workspace_sheet_shows_the_organization_admins_whose_admin_no_member_list_shows(env, tmp_path, capsys):
+    """Reviewing one workspace, the reviewer must see everyone with access to it: an
+    Organization Admin is an implicit Admin there (effective_access, report_implicit_admins)
+    without being listed, so the sheet with --include-org-roles carries their organization role."""
+    sandbox, org, database = env
+    # An Organization Admin taken off a workspace's member list keeps Admin there.
+    (workspace_id, user_id, role_id), = query(
+        database.path,
+        "SELECT g.workspace_id, g.user_id, g.role_id FROM main.grants AS g "
+        "JOIN main.users AS u USING (user_id) JOIN main.roles AS r ON r.role_id = u.org_role_id "
+        "WHERE g.entitlement_type = 'workspace_role' AND r.name = 'ORGANIZATION_ADMIN' "
+        "ORDER BY g.grant_id LIMIT 1",
+    )
+    request_revoke(user_id, workspace_id, role_id, reason="off the member list")
+    assert provision().success
+    implicit = [u for (u,) in query(database.path, "SELECT user_id FROM main.report_implicit_admins "
+                                                   "WHERE workspace_id = ?", [workspace_id])]
+    assert user_id in implicit
+    for out in (tmp_path / "review.csv", tmp_path / "review.duckdb"):
+        code, _, err = run_cli(capsys, "review", "export", "--out", out, "--workspace", workspace_id,
+                               "--include-org-roles")
+        assert code == 0, err
+        if out.suffix == ".csv":
+            sheet = read_sheet(out)
+        else:
+            with duckdb.connect(str(out), read_only=True) as conn:
+                cursor = conn.execute("SELECT * FROM grant_review")
+                names = [d[0] for d in cursor.description]
+                sheet = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        org_roles = {r["user_id"]: r["role_name"] for r in sheet if r["entitlement_type"] == "organization_role"}
+        assert set(implicit) <= set(org_roles), (out, set(implicit) - set(org_roles))
+        assert {org_roles[user_id] for user_id in implicit} == {"Organization Admin"}
 
 
 def test_an_export_path_that_names_a_directory_is_refused(env, tmp_path, capsys):

@@ -33,8 +33,9 @@ from langsmith_access.store.sql import scalar
 from langsmith_access.store.sync_runs import require_synced
 
 # The rows of the model the reviewer asked for, in the sheet's order: workspace roles by
-# workspace, then email (organization roles first, when asked for; with a workspace, those of
-# the people holding a role there).
+# workspace, then email (organization roles last, when asked for; with a workspace, those of
+# the people with access there, as effective_access has it: its listed members and every
+# Organization Admin, an implicit Admin of each workspace whom its member list does not show).
 SHEET_SQL = (
     "SELECT " + ", ".join(GRANT_COLUMNS) + ", "
     + ", ".join(f"CAST(NULL AS VARCHAR) AS {name}" for name in REVIEWER_SHEET_COLUMNS)
@@ -42,9 +43,9 @@ SHEET_SQL = (
 FROM {db}main.review_sheet
 WHERE ($include_org_roles OR entitlement_type = 'workspace_role')
     AND ($workspace_id IS NULL OR workspace_id = $workspace_id
-         -- with --workspace, the organization roles of the people it lists
+         -- with --workspace, the organization roles of the people with access there
          OR (entitlement_type = 'organization_role' AND user_id IN (
-             SELECT user_id FROM {db}main.review_sheet WHERE workspace_id = $workspace_id)))
+             SELECT user_id FROM {db}main.effective_access WHERE workspace_id = $workspace_id)))
 ORDER BY entitlement_type DESC, workspace_name, workspace_id, lower(email), user_id
 """
 )
@@ -88,7 +89,7 @@ def export_review_sheet(
         raise DatabaseNotReadyError(f"{database.path} does not exist yet: run `langsmith-access sync` first.")
     with database.read_published() as conn:
         require_synced(conn, database.path)
-        require_tables(conn, "review_sheet")
+        require_tables(conn, "review_sheet", "effective_access")
         require_columns(conn, "review_sheet", GRANT_COLUMNS)
         try:
             workspace_id = resolve_workspace(conn, workspace) if workspace else None
