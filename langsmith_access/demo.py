@@ -28,7 +28,9 @@ from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sync_runs import organization_of, succeeded_sync_run
 
-DEMO_DATABASE = Path("data/demo/langsmith_access.duckdb")
+# Outside data/: a folder there is an org's (the README's question across every org reads each
+# data/*/ folder), and "demo" is a valid slug.
+DEMO_DATABASE = Path("demo-data/langsmith_access.duckdb")
 # The demo's access policy, written beside its database (README "Governing access").
 DEMO_POLICY = """\
 approval:

@@ -98,7 +98,7 @@ def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
     assert "revoke by langsmith-access (expired): applied, restore Editor, the role before the grant of Admin" in out
     assert re.search(r"is Editor in '[^']+' again\.", out)
 
-    database = empty / "data" / "demo" / "langsmith_access.duckdb"
+    database = empty / "demo-data" / "langsmith_access.duckdb"  # outside data/, where each folder is an org
     assert database.exists()
     with duckdb.connect(str(database), read_only=True) as conn:
         admins = conn.execute(
