@@ -723,7 +723,7 @@ def _read_orgs_file(
         )
     assert isinstance(root, yaml.SequenceNode)
     orgs: list[Org] = []
-    seen: dict[tuple[str, str], str] = {}  # (endpoint, org id) -> slug
+    seen: dict[str, tuple[str, str]] = {}  # org id -> (endpoint, slug)
     for number, (entry, node) in enumerate(zip(data, root.value, strict=True), start=1):
         where = f"The orgs file {path}, entry {number} (line {node.start_mark.line + 1})"
         org = _read_org_entry(entry, node, where, path, shared, env, default_policy, refuse_unusable_keys)
@@ -733,14 +733,22 @@ def _read_orgs_file(
                     f"{where}: slug {org.slug!r} is already used by an earlier entry: give each org its "
                     "own slug (it names the org's database folder and its Dagster partition)."
                 )
-        reached = (org.endpoint, org.organization_id or "")
-        if reached in seen:
+        # An organization's id is a random UUID: the same id is the same org, whatever URL
+        # reaches it (a proxy, localhost for 127.0.0.1), and two entries would provision it
+        # from two queues that one org's run limit cannot keep apart.
+        earlier_org = seen.get(org.organization_id or "")
+        if earlier_org is not None:
+            earlier_endpoint, earlier_slug = earlier_org
+            where_else = ("on the same endpoint" if earlier_endpoint == org.endpoint
+                          else f"reached through another endpoint ({org.endpoint}, {earlier_slug!r} at "
+                               f"{earlier_endpoint})")
             raise SettingsError(
-                f"{where}: org {org.slug!r} is the same organization on the same endpoint as "
-                f"{seen[reached]!r}: list each org once (two entries would sync it twice, with two "
-                "databases)."
+                f"{where}: org {org.slug!r} is the same organization (organization_id "
+                f"{org.organization_id}) as {earlier_slug!r}, {where_else}: list each org once "
+                "(two entries would sync it twice, into two databases, and provision it from two queues)."
             )
-        seen[reached] = org.slug
+        if org.organization_id:
+            seen[org.organization_id] = (org.endpoint, org.slug)
         orgs.append(org)
     return tuple(orgs)
 

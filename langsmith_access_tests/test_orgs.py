@@ -202,7 +202,16 @@ def test_the_same_org_twice_under_two_slugs(tmp_path):
     text = TWO_ORGS.replace(EU_ID, US_ID).replace("https://eu.api.smith.langchain.com/api/v1/",
                                                   "https://api.smith.langchain.com/")
     message = refusal(tmp_path, text)
-    assert "entry 2" in message and "same organization on the same endpoint as 'us'" in message
+    assert "entry 2" in message and f"same organization (organization_id {US_ID}) as 'us', on the same endpoint" in message
+
+
+def test_the_same_org_id_through_another_endpoint(tmp_path):
+    """An org's id is a random UUID: under another URL (a proxy, localhost for 127.0.0.1) it is
+    still the same org, which two entries would provision from two queues."""
+    text = TWO_ORGS.replace(EU_ID, US_ID)
+    message = refusal(tmp_path, text)
+    assert "entry 2" in message and f"same organization (organization_id {US_ID}) as 'us'" in message
+    assert "reached through another endpoint (https://eu.api.smith.langchain.com" in message
 
 
 def test_a_missing_key_variable(tmp_path):
