@@ -71,6 +71,22 @@ def test_sync_command_refuses_a_personal_token_before_any_request(tmp_path):
     assert not database.exists()
 
 
+def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_path, monkeypatch):
+    """Without an orgs file there are no "others" to have synced; a key's secret part never shows."""
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
+    secret = "0123456789abcdef0123456789abcdef_0123456789"
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_pt_" + secret)  # a personal token: refused
+    done = cli_in_this_process("sync", "--all-orgs")
+    assert done.returncode == 1
+    assert "Sync failed for 1 of 1 org: default (none synced;" in done.stderr, done.stderr
+    assert "the others synced" not in done.stderr
+    assert secret not in done.stdout + done.stderr
+    assert not (tmp_path / "access.duckdb").exists()
+
+
 def _closed_port() -> int:
     import socket
 

@@ -18,7 +18,7 @@ from langsmith_access.cli.common import (
 )
 from langsmith_access.governance.drift import unexplained_changes
 from langsmith_access.names import INVENTORY_JOB
-from langsmith_access.settings import Org, Settings, SettingsError, load_orgs
+from langsmith_access.settings import Org, Settings, SettingsError, load_orgs, mask_key_fragments
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseUnusableError
 from langsmith_access.store.sections import section_reads
 from langsmith_access.store.sync_runs import succeeded_sync_run
@@ -85,15 +85,17 @@ def run_sync(args: argparse.Namespace) -> int:
             synced = sync_org(org, args, named=True)
         except (SettingsError, DatabaseBusyError, duckdb.Error, OSError) as error:
             # This org's trouble only (its key, its database): the others still sync.
-            print(f"[{org.slug}] error: {error}", file=sys.stderr)
+            print(f"[{org.slug}] error: {mask_key_fragments(str(error))}", file=sys.stderr)
             synced = False
         if not synced:
             failed.append(org.slug)
+    count = f"{len(orgs)} org" + ("s" if len(orgs) != 1 else "")
     if failed:
-        print(f"Sync failed for {len(failed)} of {len(orgs)} orgs: {', '.join(failed)} "
-              "(the others synced; each failed org's database was left as it was).", file=sys.stderr)
+        others = "the others synced" if len(failed) < len(orgs) else "none synced"
+        print(f"Sync failed for {len(failed)} of {count}: {', '.join(failed)} "
+              f"({others}; each failed org's database was left as it was).", file=sys.stderr)
         return 1
-    print(f"All {len(orgs)} orgs synced: {', '.join(orgs.slugs)}.", file=sys.stderr)
+    print(f"{'All ' if len(orgs) != 1 else ''}{count} synced: {', '.join(orgs.slugs)}.", file=sys.stderr)
     return 0
 
 
