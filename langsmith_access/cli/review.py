@@ -24,6 +24,7 @@ from langsmith_access.cli.common import add_org_argument, analysts_database, in_
 from langsmith_access.provisioning.review import (
     DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
+    SCIM_NOTE,
     ReviewError,
     ReviewResult,
     export_review_sheet,
@@ -156,6 +157,8 @@ def _print_result(result: ReviewResult, args: argparse.Namespace) -> None:
         if outcome.status in ("queued", "would_queue"):
             what = own_terms(outcome.message).split(": ", 1)[-1]
             print(f"{head} {what}" + (f"  [{outcome.request_id}]" if outcome.request_id else ""))
+            if outcome.scim_managed:
+                print(f"{'':<22}note: {SCIM_NOTE}.")
         elif outcome.status == "duplicate":
             print(f"{head} {outcome.row.target()}: {own_terms(outcome.message)}")
         else:

@@ -58,7 +58,7 @@ def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     rows = read_sheet(out)
     expected = query(database.path, "SELECT grant_id FROM main.grants WHERE entitlement_type = 'workspace_role'")
     assert sorted(r["grant_id"] for r in rows) == sorted(g for (g,) in expected)
-    assert list(rows[0])[-4:] == ["deny_policy_names", "decision", "reviewer", "reason"]
+    assert list(rows[0])[-5:] == ["deny_policy_names", "is_scim_managed", "decision", "reviewer", "reason"]
     assert all(r["deny_policy_names"] == "" for r in rows)  # no inventory ran: none known
     assert all(r["decision"] == "" and r["entitlement_type"] == "workspace_role" for r in rows)
     assert all(r["email"] and r["workspace_name"] and r["role_name"] and r["held_since"].endswith("Z") for r in rows)
@@ -195,6 +195,34 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     assert stdout.count("unknown grant id") == 2 and "Export a new sheet" in stdout
     rejected = list_requests("rejected")
     assert len(rejected) == 2 and all("not a current grant" in r["status_detail"] for r in rejected)
+
+
+def test_a_grant_scim_manages_is_flagged_on_the_sheet_and_when_its_revoke_is_queued(env, tmp_path, capsys):
+    """The identity provider may give a SCIM-managed grant back after its revoke: the reviewer
+    sees it on the sheet (grants.is_scim_managed) and again when the row is queued."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    managed = {g for (g,) in query(database.path, "SELECT grant_id FROM main.grants WHERE "
+                                                  "entitlement_type = 'workspace_role' AND is_scim_managed")}
+    assert managed, "the synced org has SCIM-managed grants"
+    assert {r["grant_id"] for r in rows if r["is_scim_managed"] == "true"} == managed
+    scim_row = next(r for r in rows if r["is_scim_managed"] == "true")
+    plain_row = next(r for r in rows if r["is_scim_managed"] == "false" and r["user_id"] != scim_row["user_id"])
+    scim_row["decision"] = plain_row["decision"] = "revoke"
+    write_sheet(sheet, rows)
+
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    flagged = {o["grant_id"]: o["scim_managed"] for o in json.loads(stdout)["outcomes"]}
+    assert flagged == {scim_row["grant_id"]: True, plain_row["grant_id"]: False}
+    for dry_run in (["--dry-run"], []):
+        code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, *dry_run)
+        assert code == 0, (stdout, err)
+        assert stdout.count("note: SCIM manages this grant") == 1, stdout
+        lines = stdout.splitlines()
+        note = next(i for i, line in enumerate(lines) if "note: SCIM manages" in line)
+        assert scim_row["email"] in lines[note - 1] and "leaves the SCIM group" in lines[note]
 
 
 def test_a_row_edited_against_its_grant_id_is_rejected_and_names_what_differs(env, tmp_path, capsys):

@@ -25,7 +25,7 @@ from langsmith_access.provisioning.review.format import (
     SHEET_COLUMNS,
     ReviewError,
 )
-from langsmith_access.provisioning.review.queueing import ReviewResult, RowOutcome, queue_revokes
+from langsmith_access.provisioning.review.queueing import SCIM_NOTE, ReviewResult, RowOutcome, queue_revokes
 from langsmith_access.provisioning.review.sheet import (
     MarkedRow,
     ReviewSheet,
@@ -36,6 +36,7 @@ from langsmith_access.provisioning.review.sheet import (
 __all__ = [
     "DEFAULT_TABLE",
     "DUCKDB_SUFFIXES",
+    "SCIM_NOTE",
     "SHEET_COLUMNS",
     "MarkedRow",
     "ReviewError",

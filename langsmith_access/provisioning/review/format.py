@@ -11,7 +11,7 @@ DUCKDB_SUFFIXES = (".duckdb", ".db", ".ddb")
 GRANT_COLUMNS = (
     "grant_id", "email", "full_name", "user_id", "is_disabled", "org_role_name",
     "workspace_name", "workspace_id", "role_name", "role_id", "entitlement_type", "held_since",
-    "deny_policy_names",
+    "deny_policy_names", "is_scim_managed",
 )
 # How a list (deny_policy_names) is written in one CSV cell; a spreadsheet shows it as is.
 CSV_LIST_SEPARATOR = "; "

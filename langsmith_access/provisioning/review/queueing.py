@@ -12,7 +12,12 @@ from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.review.format import READ_ONLY_REASON, require_tables
 from langsmith_access.provisioning.review.sheet import MarkedRow, ReviewSheet
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
-from langsmith_access.store.sql import first_row
+from langsmith_access.store.sql import first_row, scalar
+
+SCIM_NOTE = (
+    "SCIM manages this grant: the identity provider may give it back at its next push unless the "
+    "member also leaves the SCIM group that names this workspace and role"
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,8 @@ class RowOutcome:
     message: str
     request_id: str | None = None
     duplicate_of: str | None = None
+    # SCIM manages the grant queued for revoke: the identity provider may give it back.
+    scim_managed: bool = False
 
     def to_json(self) -> dict:
         return {
@@ -34,6 +41,7 @@ class RowOutcome:
             "request_id": self.request_id,
             "duplicate_of": self.duplicate_of,
             "message": self.message,
+            "scim_managed": self.scim_managed,
         }
 
 
@@ -242,7 +250,8 @@ def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str) -> RowOutcome:
     if result.duplicate_of:
         return RowOutcome(row, "duplicate", result.message, request_id=result.request_id,
                           duplicate_of=result.duplicate_of)
-    return RowOutcome(row, "queued", result.message, request_id=result.request_id)
+    return RowOutcome(row, "queued", result.message, request_id=result.request_id,
+                      scim_managed=_scim_managed(conn, queue.resolve_change(conn, change)))
 
 
 def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tuple, str]) -> RowOutcome:
@@ -267,4 +276,15 @@ def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tupl
         row, "would_queue",
         f"would queue: revoke {resolved.role_name} in {resolved.workspace_name} for "
         f"{resolved.user_email or resolved.user_id}",
+        scim_managed=_scim_managed(conn, resolved),
     )
+
+
+def _scim_managed(conn, resolved: queue.ResolvedChange) -> bool:
+    """Whether SCIM manages the workspace grant a revoke takes away (grants.is_scim_managed)."""
+    return bool(scalar(
+        conn,
+        "SELECT coalesce(bool_or(is_scim_managed), false) FROM main.grants WHERE entitlement_type = "
+        "'workspace_role' AND user_id = ? AND workspace_id = ? AND role_id = ?",
+        [resolved.user_id, resolved.workspace_id, resolved.role_id],
+    ))

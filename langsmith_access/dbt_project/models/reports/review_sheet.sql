@@ -48,7 +48,9 @@ select
     grants.role_id,
     grants.entitlement_type,
     held_since.held_since,
-    coalesce(deny_policies.deny_policy_names, []::varchar[]) as deny_policy_names
+    coalesce(deny_policies.deny_policy_names, []::varchar[]) as deny_policy_names,
+    -- A revoke of it may be undone by the identity provider: the reviewer should know.
+    grants.is_scim_managed
 from grants
 left join users
     on users.user_id = grants.user_id
