@@ -33,7 +33,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -386,6 +387,16 @@ def deliver_due(
         else:
             report.failed[outcome.row_id] = outcome.failure
     return report
+
+
+def deliver_due_each(deliveries: Sequence[tuple[AccessDatabase, Webhook]], **options) -> list[DeliveryReport]:
+    """``deliver_due`` for each (database, webhook), in order, all at once (a thread each): one
+    delivery's time budget bounds them all, however many orgs there are, so the outbox sensor's
+    tick stays within Dagster's sensor timeout (60 s) and never holds up the other sensors."""
+    if len(deliveries) <= 1:
+        return [deliver_due(database, webhook, **options) for database, webhook in deliveries]
+    with ThreadPoolExecutor(max_workers=len(deliveries), thread_name_prefix="deliver-due") as pool:
+        return list(pool.map(lambda delivery: deliver_due(*delivery, **options), deliveries))
 
 
 def _post_while_worthwhile(webhook: Webhook, due: list[tuple[str, int, dict]], budget_seconds: float) -> list[_Attempt]:

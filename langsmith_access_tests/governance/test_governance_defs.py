@@ -2,6 +2,7 @@
 env and its policy), access_expiry_sensor and notification_outbox_sensor against a real Dagster
 instance, a real DuckDB file and a webhook receiver on 127.0.0.1."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -150,3 +151,32 @@ def test_the_outbox_sensor_delivers_what_is_due_and_never_fails(database, instan
         assert tick(instance, "notification_outbox_sensor")[0].skip_message == "No notification due."
     assert [(b["event"], b["request_id"]) for b in receiver.bodies()] == [("access.expiring", "r-1")]
     assert receiver.path not in down.skip_message + up.skip_message
+
+
+def test_a_slow_receiver_costs_the_outbox_tick_one_delivery_budget_however_many_orgs(tmp_path):
+    # DESIGN 10/11: the sensor delivers every org's outbox, and a slow receiver must not hold
+    # the tick (Dagster's sensor timeout is 60 s; without use_threads the daemon evaluates the
+    # sensors one after another, so a long outbox tick delays provisioning_queue_sensor too).
+    # Each org's delivery has its budget: the orgs share the tick, side by side.
+    from langsmith_access.defs.provisioning.governance import evaluate_outbox
+    from langsmith_access.settings import Org, Orgs, Secret, Settings
+
+    with WebhookReceiver() as receiver:
+        receiver.delay_seconds = 2.0  # answers, slowly (well within the 10 s a POST gets)
+        orgs = []
+        for slug in ("acme", "beta", "gamma"):
+            database = AccessDatabase(tmp_path / slug / "langsmith_access.duckdb")
+            with database.writer_lease("test"):
+                database.ensure_working()
+                with database.connect() as conn:
+                    for n in range(2):
+                        Notifier(slug, enabled=True).notify(conn, "sync.failed", at=datetime.now(UTC),
+                                                            detail=f"run {n}")
+            orgs.append(Org(slug, Settings(duckdb_path=database.path, webhook_url=Secret(receiver.url))))
+        started = time.monotonic()
+        said = evaluate_outbox(Orgs(tuple(orgs)), budget_seconds=1.0).skip_message
+        took = time.monotonic() - started
+    # Each org: one POST (2 s) spends its budget; the other waits its turn, due at once.
+    assert said.count("Delivered 1 notification(s); 1 not delivered (not tried this time") == 3, said
+    assert sorted(body["org"] for body in receiver.bodies()) == ["acme", "beta", "gamma"]
+    assert took < 4.0, f"the tick took {took:.1f} s: one slow delivery per org, one after another"

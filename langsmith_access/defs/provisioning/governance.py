@@ -20,7 +20,12 @@ from langsmith_access.defs.provisioning.definitions import (
     refuse_environment_references,
 )
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningDatabase
-from langsmith_access.governance.notifications import Notifier, Webhook, deliver_due
+from langsmith_access.governance.notifications import (
+    DELIVERY_BUDGET_SECONDS,
+    Notifier,
+    Webhook,
+    deliver_due_each,
+)
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.settings import Org, Orgs, Settings
 from langsmith_access.store.database import (
@@ -117,26 +122,30 @@ def evaluate_expiries(context: dg.SensorEvaluationContext, orgs: Orgs):
                           run_key_prefix="expiry", count_tag="langsmith_access/due")
 
 
-def evaluate_outbox(orgs: Orgs) -> dg.SkipReason:
+def evaluate_outbox(orgs: Orgs, *, budget_seconds: float = DELIVERY_BUDGET_SECONDS) -> dg.SkipReason:
     """One tick: POST each org's notifications that are due to its webhook (never raises;
-    failures wait for a later tick, with backoff)."""
-    said = []
+    failures wait for a later tick, with backoff). The orgs are delivered side by side, so a slow
+    receiver costs the tick one delivery's budget, not one per org."""
+    said: dict[str, str] = {}
+    deliveries = []
     for org in orgs:
         webhook = Webhook.from_settings(org.settings)
         if webhook is None:
-            said.append((org.slug, "LANGSMITH_ACCESS_WEBHOOK_URL is not set: no notifications to deliver."))
+            said[org.slug] = "LANGSMITH_ACCESS_WEBHOOK_URL is not set: no notifications to deliver."
             continue
-        report = deliver_due(AccessDatabase(org.duckdb_path, org.settings.organization_id), webhook,
-                             lease_timeout_seconds=2.0)
+        deliveries.append((org.slug, (AccessDatabase(org.duckdb_path, org.settings.organization_id), webhook)))
+    reports = deliver_due_each([delivery for _, delivery in deliveries], lease_timeout_seconds=2.0,
+                               budget_seconds=budget_seconds)
+    for (slug, _), report in zip(deliveries, reports, strict=True):
         if report.problem:
-            said.append((org.slug, report.problem))
+            said[slug] = report.problem
         elif not report.attempted:
-            said.append((org.slug, "No notification due."))
+            said[slug] = "No notification due."
         else:
             failed = f"; {len(report.failed)} not delivered ({'; '.join(sorted(set(report.failed.values())))}), " \
                      "retried later" if report.failed else ""
-            said.append((org.slug, f"Delivered {len(report.delivered)} notification(s){failed}."))
-    return dg.SkipReason(skip_reasons(said))
+            said[slug] = f"Delivered {len(report.delivered)} notification(s){failed}."
+    return dg.SkipReason(skip_reasons([(org.slug, said[org.slug]) for org in orgs]))
 
 
 @dg.definitions
