@@ -467,3 +467,17 @@ def test_each_org_has_its_own_policy_and_notifications_under_its_slug(org_enviro
     delivered = {(b["org"], b["event"], b["request_id"]) for b in receiver.bodies()}
     assert delivered == {("us", "access.expiring", "r-us"),
                          ("eu", "request.awaiting_approval", queued["eu"].request_id)}
+
+
+def test_a_failed_syncs_notification_names_its_orgs_own_key_variable(two_orgs, synced):
+    # DESIGN 10/11: sync.failed says why, for the org it names: with an orgs file, the fix is
+    # that org's key variable (api_key_env) and entry, as the CLI says, not LANGSMITH_API_KEY.
+    with WebhookReceiver() as receiver:
+        failed = sync_in_this_process(two_orgs, "sync", "--org", "eu", "--quiet",
+                                      LANGSMITH_API_KEY_EU=REFUSED_KEY, LANGSMITH_ACCESS_WEBHOOK_URL=receiver.url)
+        assert failed.returncode == 1, failed.stderr
+        [body] = [b for b in receiver.bodies() if b["event"] == "sync.failed"]
+    assert body["org"] == "eu"
+    assert "LANGSMITH_API_KEY_EU" in body["detail"], body["detail"]
+    assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b", body["detail"]), body["detail"]
+    assert REFUSED_KEY not in body["detail"] and receiver.path not in body["detail"]

@@ -193,9 +193,11 @@ class SyncDatabase(OrgScopedResource):
                           organization_id=org.settings.organization_id)
         notifier = Notifier.from_settings(org.settings, org.slug)
         if notifier.enabled:
-            detail = without_secrets(
+            # In the org's own terms: with an orgs file, its key variable and entry, not the
+            # single-org variables a reader of another org's alert would check.
+            detail = without_secrets(org.in_its_own_terms(
                 f"{job} run {sync_id} failed and published nothing (the analysts' database is as "
-                f"the last good run left it): {failure}", secrets)
+                f"the last good run left it): {failure}"), secrets)
             notifier.notify(conn, "sync.failed", at=finished_at, detail=detail, once_for=sync_id)
 
     def _defer_failure(self, context: dg.InitResourceContext, failure: str) -> None:
