@@ -356,8 +356,11 @@ def _webhook_url(name: str, raw: str) -> Secret:
     # The URL is a secret: errors describe it without showing it.
     try:
         parts = urlsplit(raw.strip())
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # e.g. a malformed IPv6 host; its message would show the URL
+        # .port raises on a port that is no number from 0 to 65535; http.client refuses
+        # whitespace and control characters in a URL: refused now, not at every delivery.
+        usable = (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+                  and not any(c.isspace() or not c.isprintable() for c in raw.strip()))
+    except ValueError:  # e.g. a malformed IPv6 host or port; its message would show the URL
         usable = False
     if not usable:
         raise SettingsError(

@@ -81,6 +81,10 @@ def test_governance_settings():
 @pytest.mark.parametrize(("variable", "value", "message"), [
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "hooks.example.com/s3cret", "must be an http(s) URL"),
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "http://[s3cret/", "must be an http(s) URL"),
+    # A port that is no port, or a space: refused here, not "could not connect" at every delivery.
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com:44e/s3cret", "must be an http(s) URL"),
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com:99999/s3cret", "must be an http(s) URL"),
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com/s3cret token", "must be an http(s) URL"),
     ("LANGSMITH_ACCESS_WEBHOOK_FORMAT", "teams", "must be one of json, slack"),
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", "0s", "is zero"),
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", "1 day", "is not a duration"),
