@@ -481,3 +481,7 @@ def test_a_failed_syncs_notification_names_its_orgs_own_key_variable(two_orgs, s
     assert "LANGSMITH_API_KEY_EU" in body["detail"], body["detail"]
     assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b", body["detail"]), body["detail"]
     assert REFUSED_KEY not in body["detail"] and receiver.path not in body["detail"]
+    # The run's sync_runs row says the same.
+    [(failure,)] = query(two_orgs.database("eu"), "SELECT failure FROM main.sync_runs WHERE status = 'failed' "
+                         "ORDER BY finished_at DESC LIMIT 1")
+    assert "LANGSMITH_API_KEY_EU" in failure and not re.search(r"\bLANGSMITH_API_KEY\b", failure), failure

@@ -188,16 +188,17 @@ class SyncDatabase(OrgScopedResource):
         """A failed run's ``sync_runs`` row and its ``sync.failed`` (once per run), secrets removed."""
         org = self.org
         secrets = (org.settings.api_key, org.settings.webhook_url)
+        # In the org's own terms: with an orgs file, its key variable and entry, not the
+        # single-org variables a reader of another org's row or alert would check.
+        failure = org.in_its_own_terms(failure)
         record_failed_run(conn, sync_id=sync_id, started_at=started_at, finished_at=finished_at,
                           api_stats=api_stats, job=job, failure=without_secrets(failure, secrets),
                           organization_id=org.settings.organization_id)
         notifier = Notifier.from_settings(org.settings, org.slug)
         if notifier.enabled:
-            # In the org's own terms: with an orgs file, its key variable and entry, not the
-            # single-org variables a reader of another org's alert would check.
-            detail = without_secrets(org.in_its_own_terms(
+            detail = without_secrets(
                 f"{job} run {sync_id} failed and published nothing (the analysts' database is as "
-                f"the last good run left it): {failure}"), secrets)
+                f"the last good run left it): {failure}", secrets)
             notifier.notify(conn, "sync.failed", at=finished_at, detail=detail, once_for=sync_id)
 
     def _defer_failure(self, context: dg.InitResourceContext, failure: str) -> None:
