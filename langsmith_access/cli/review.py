@@ -170,7 +170,7 @@ def _print_result(result: ReviewResult, args: argparse.Namespace) -> None:
     verb = "would queue" if result.dry_run else "queued"
     print(
         f"{result.source}: {result.rows} row{'s' * (result.rows != 1)}, "
-        f"{len(result.outcomes)} marked revoke: {queued} {verb}, {duplicates} already queued, "
+        f"{len(result.outcomes)} marked revoke: {queued} {verb}, {duplicates} already queued or done, "
         f"{rejected} rejected" + (" (dry run: nothing recorded)" if result.dry_run else "")
     )
     if not result.outcomes:

@@ -176,7 +176,7 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
 
     # The same sheet again: de-duplicated against the queue, nothing new.
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
-    assert code == 0 and stdout.count("duplicate") == 2 and "0 queued, 2 already queued" in stdout
+    assert code == 0 and stdout.count("duplicate") == 2 and "0 queued, 2 already queued or done" in stdout
     assert request_count(database) == 2
 
     outcome = provision()
@@ -189,12 +189,21 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     assert first["grant_id"] not in current and second["grant_id"] not in current
     assert kept["grant_id"] in current
 
-    # A stale sheet: those grants are gone now, so the rows are refused (and recorded).
+    # The same sheet after provisioning: those grants are gone because their revokes were
+    # applied; done, not stale, and nothing new is recorded (dry run or not).
+    for dry_run in (["--dry-run"], []):
+        code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, *dry_run)
+        assert code == 0, stdout
+        assert stdout.count("already revoked: request ") == 2 and "2 already queued or done" in stdout, stdout
+        assert request_count(database) == 2
+    # A grant_id that is no current grant for another reason (here mistyped) is refused, recorded.
+    kept["decision"], kept["grant_id"] = "revoke", kept["grant_id"][:-1] + "0"
+    write_sheet(sheet, rows)
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
     assert code == 2
-    assert stdout.count("unknown grant id") == 2 and "Export a new sheet" in stdout
+    assert stdout.count("unknown grant id") == 1 and "Export a new sheet" in stdout
     rejected = list_requests("rejected")
-    assert len(rejected) == 2 and all("not a current grant" in r["status_detail"] for r in rejected)
+    assert len(rejected) == 1 and "not a current grant" in rejected[0]["status_detail"]
 
 
 def test_a_grant_scim_manages_is_flagged_on_the_sheet_and_when_its_revoke_is_queued(env, tmp_path, capsys):
@@ -243,7 +252,7 @@ def test_a_row_edited_against_its_grant_id_is_rejected_and_names_what_differs(en
     write_sheet(sheet, rows)
 
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
-    assert code == 2 and "1 would queue, 0 already queued, 2 rejected" in stdout, stdout
+    assert code == 2 and "1 would queue, 0 already queued or done, 2 rejected" in stdout, stdout
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--json")
     assert code == 2
     outcomes = {o["grant_id"]: o for o in json.loads(stdout)["outcomes"]}
@@ -410,7 +419,7 @@ def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
     assert f"holding {role!r} in {workspace.display_name}, not {not_held!r}: revoking it would remove nothing" \
         in stdout, stdout
     assert f"holding no role in {outside.display_name}" in stdout
-    assert "1 queued, 0 already queued, 4 rejected" in stdout
+    assert "1 queued, 0 already queued or done, 4 rejected" in stdout
     [pending] = list_requests("pending")
     assert (pending["user_id"], pending["role_id"], pending["reason"], pending["requested_by"]) == (
         member.ls_user_id, member.role_id, "contractor ended", "dave")

@@ -12,7 +12,7 @@ from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.review.format import READ_ONLY_REASON, require_tables
 from langsmith_access.provisioning.review.sheet import MarkedRow, ReviewSheet
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
-from langsmith_access.store.sql import first_row, scalar
+from langsmith_access.store.sql import first_row, scalar, table_exists
 
 SCIM_NOTE = (
     "SCIM manages this grant: the identity provider may give it back at its next push unless the "
@@ -239,7 +239,43 @@ def _parse_time(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _already_revoked(conn, row: MarkedRow) -> RowOutcome | None:
+    """The row's grant is gone because a revoke was applied since the grant was last given (this
+    sheet imported again after provisioning): done, not a mistyped or stale row."""
+    if not row.grant_id or not table_exists(conn, "main", "provisioning_requests"):
+        return None
+    done = first_row(
+        conn,
+        """
+        SELECT request.request_id, request.updated_at
+        FROM main.provisioning_requests AS request
+        JOIN (SELECT user_id, workspace_id, role_id, max(valid_from) AS given
+              FROM main.grant_history
+              WHERE grant_id = ? AND entitlement_type = 'workspace_role'
+              GROUP BY ALL) AS grant_given
+            ON request.user_id = grant_given.user_id AND request.workspace_id = grant_given.workspace_id
+            AND request.role_id = grant_given.role_id
+        WHERE request.action = 'revoke' AND request.status = 'applied' AND request.updated_at >= grant_given.given
+            AND NOT EXISTS (SELECT 1 FROM main.grants WHERE grants.grant_id = ?)
+        ORDER BY request.updated_at DESC
+        LIMIT 1
+        """,
+        [row.grant_id, row.grant_id],
+    )
+    if done is None:
+        return None
+    request_id, applied_at = done
+    return RowOutcome(
+        row, "duplicate",
+        f"already revoked: request {request_id} was applied at {queue.iso_minutes(applied_at)}",
+        duplicate_of=request_id,
+    )
+
+
 def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str) -> RowOutcome:
+    done = _already_revoked(conn, row)
+    if done is not None:
+        return done
     change, rejection = _change_for(conn, row, reviewer, reason)
     if rejection is not None:
         result = queue.record_rejection(conn, change, rejection)
@@ -255,6 +291,9 @@ def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str) -> RowOutcome:
 
 
 def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tuple, str]) -> RowOutcome:
+    done = _already_revoked(conn, row)
+    if done is not None:
+        return done
     change, rejection = _change_for(conn, row, reviewer, reason)
     try:
         if rejection is not None:
