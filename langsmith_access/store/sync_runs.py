@@ -156,8 +156,13 @@ def check_organization(conn: duckdb.DuckDBPyConnection, path: Path, organization
     holds another organization's data: a changed LANGSMITH_ORGANIZATION_ID, or two orgs' slugs
     swapped in the orgs file, would otherwise sync one org over the other's history."""
     held = organization_of(conn)
-    if held is not None and _same_uuid(held) != _same_uuid(organization_id):
+    if held is not None and not same_organization(held, organization_id):
         raise OtherOrganizationError(path, held, organization_id)
+
+
+def same_organization(one: str, other: str) -> bool:
+    """Whether two spellings of an organization id (case, braces, hyphens) are the same org."""
+    return _same_uuid(one) == _same_uuid(other)
 
 
 def _same_uuid(value: str) -> str:

@@ -58,7 +58,9 @@ def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     rows = read_sheet(out)
     expected = query(database.path, "SELECT grant_id FROM main.grants WHERE entitlement_type = 'workspace_role'")
     assert sorted(r["grant_id"] for r in rows) == sorted(g for (g,) in expected)
-    assert list(rows[0])[-5:] == ["deny_policy_names", "is_scim_managed", "decision", "reviewer", "reason"]
+    assert list(rows[0])[-6:] == ["deny_policy_names", "is_scim_managed", "organization_id",
+                                  "decision", "reviewer", "reason"]
+    assert {r["organization_id"] for r in rows} == {org.organization_id}
     assert all(r["deny_policy_names"] == "" for r in rows)  # no inventory ran: none known
     assert all(r["decision"] == "" and r["entitlement_type"] == "workspace_role" for r in rows)
     assert all(r["email"] and r["workspace_name"] and r["role_name"] and r["held_since"].endswith("Z") for r in rows)
@@ -232,6 +234,30 @@ def test_a_grant_scim_manages_is_flagged_on_the_sheet_and_when_its_revoke_is_que
         lines = stdout.splitlines()
         note = next(i for i, line in enumerate(lines) if "note: SCIM manages" in line)
         assert scim_row["email"] in lines[note - 1] and "leaves the SCIM group" in lines[note]
+
+
+def test_a_sheet_exported_from_another_org_is_refused_whole(env, tmp_path, capsys):
+    """Another org's sheet queued with the wrong --org: refused before any row, nothing recorded;
+    rows named by email, workspace and role would otherwise match people in this org."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    other_org = "00000000-0000-4000-8000-0000000000ee"
+    for row in rows[:2]:
+        row["decision"], row["organization_id"], row["grant_id"] = "revoke", other_org.upper(), ""
+    write_sheet(sheet, rows)
+    for dry_run in (["--dry-run"], []):
+        code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, *dry_run)
+        assert code == 2, (stdout, err)
+        assert f"exported from organization {other_org.upper()}" in err and org.organization_id in err, err
+        assert "nothing was queued" in err
+    assert request_count(database) == 0
+    # The same id in another spelling, or a sheet without the column (written by hand), is this org's.
+    rows[0]["organization_id"], rows[1]["organization_id"] = org.organization_id.upper(), ""
+    write_sheet(sheet, rows)
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 0 and stdout.count("would queue") >= 2, (stdout, err)
 
 
 def test_a_row_edited_against_its_grant_id_is_rejected_and_names_what_differs(env, tmp_path, capsys):

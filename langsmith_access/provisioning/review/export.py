@@ -12,6 +12,7 @@ from langsmith_access.provisioning.review.format import (
     DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
     GRANT_COLUMNS,
+    ORGANIZATION_COLUMN,
     REVIEWER_SHEET_COLUMNS,
     SHEET_COLUMNS,
     ReviewError,
@@ -30,14 +31,14 @@ from langsmith_access.provisioning.review.reviewer_db import (
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 from langsmith_access.store.queries import LookupFailed, resolve_workspace
 from langsmith_access.store.sql import scalar
-from langsmith_access.store.sync_runs import require_synced
+from langsmith_access.store.sync_runs import organization_of, require_synced
 
 # The rows of the model the reviewer asked for, in the sheet's order: workspace roles by
 # workspace, then email (organization roles last, when asked for; with a workspace, those of
 # the people with access there, as effective_access has it: its listed members and every
 # Organization Admin, an implicit Admin of each workspace whom its member list does not show).
 SHEET_SQL = (
-    "SELECT " + ", ".join(GRANT_COLUMNS) + ", "
+    "SELECT " + ", ".join(GRANT_COLUMNS) + f", CAST($organization_id AS VARCHAR) AS {ORGANIZATION_COLUMN}, "
     + ", ".join(f"CAST(NULL AS VARCHAR) AS {name}" for name in REVIEWER_SHEET_COLUMNS)
     + """
 FROM {db}main.review_sheet
@@ -95,7 +96,8 @@ def export_review_sheet(
             workspace_id = resolve_workspace(conn, workspace) if workspace else None
         except LookupFailed as error:
             raise ReviewError(str(error)) from None
-        parameters = {"workspace_id": workspace_id, "include_org_roles": include_org_roles}
+        parameters = {"workspace_id": workspace_id, "include_org_roles": include_org_roles,
+                      "organization_id": organization_of(conn) or database.organization_id}
         if not to_duckdb:
             rows = conn.execute(SHEET_SQL.format(db=""), parameters).fetchall()
             _write_csv(out, rows)

@@ -15,12 +15,15 @@ GRANT_COLUMNS = (
 )
 # How a list (deny_policy_names) is written in one CSV cell; a spreadsheet shows it as is.
 CSV_LIST_SEPARATOR = "; "
+# The LangSmith organization the sheet was exported from (not a column of the model): a sheet
+# queued against another org's database is refused whole.
+ORGANIZATION_COLUMN = "organization_id"
 REVIEWER_SHEET_COLUMNS = ("decision", "reviewer", "reason")
 # A cell a spreadsheet would run as a formula starts with one of these: a name a member chose
 # (``=HYPERLINK(...)``) must not run in the reviewer's spreadsheet. Written with a leading
 # apostrophe, which spreadsheets show as text; read back without it.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-SHEET_COLUMNS = GRANT_COLUMNS + REVIEWER_SHEET_COLUMNS
+SHEET_COLUMNS = (*GRANT_COLUMNS, ORGANIZATION_COLUMN, *REVIEWER_SHEET_COLUMNS)
 
 READ_ONLY_REASON = (
     "Organization roles are read-only here: LangSmith replaces a member's single organization "

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from langsmith_access.provisioning import queue
-from langsmith_access.provisioning.review.format import READ_ONLY_REASON, require_tables
+from langsmith_access.provisioning.review.format import READ_ONLY_REASON, ReviewError, require_tables
 from langsmith_access.provisioning.review.sheet import MarkedRow, ReviewSheet
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 from langsmith_access.store.sql import first_row, scalar, table_exists
+from langsmith_access.store.sync_runs import organization_of, same_organization
 
 SCIM_NOTE = (
     "SCIM manages this grant: the identity provider may give it back at its next push unless the "
@@ -96,6 +97,7 @@ def queue_revokes(
     if dry_run:
         with database.read_published() as conn:
             require_tables(conn, "grants", "users", "workspaces", "grant_history")
+            _require_this_organization(conn, sheet, database)
             seen: dict[tuple, str] = {}
             for row in sheet.marked:
                 result.outcomes.append(_check_row(conn, row, reviewer, reason, seen))
@@ -104,10 +106,28 @@ def queue_revokes(
         database.ensure_working()
         with database.connect() as conn:
             require_tables(conn, "grants", "users", "workspaces", "grant_history")
+            _require_this_organization(conn, sheet, database)
             for row in sheet.marked:
                 result.outcomes.append(_queue_row(conn, row, reviewer, reason))
         database.publish()
     return result
+
+
+def _require_this_organization(conn, sheet: ReviewSheet, database: AccessDatabase) -> None:
+    """Refuse the whole sheet when its rows say they were exported from another organization
+    than the one this database holds (another org's sheet queued with the wrong --org): its
+    rows would be rejected one by one, or, named by email, workspace and role, match here."""
+    held = organization_of(conn) or database.organization_id
+    if held is None:
+        return
+    others = sorted({row.organization_id for row in sheet.marked
+                     if row.organization_id and not same_organization(row.organization_id, held)})
+    if others:
+        raise ReviewError(
+            f"{sheet.source} was exported from organization {', '.join(others)} (its organization_id "
+            f"column), but {database.path} holds organization {held}: nothing was queued. Queue it "
+            "for the org it came from (`--org SLUG` with an orgs file)."
+        )
 
 
 def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue.ChangeRequest, str | None]:

@@ -28,7 +28,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from langsmith_access.provisioning.review.format import DUCKDB_SUFFIXES, ReviewError, from_text_cell
+from langsmith_access.provisioning.review.format import (
+    DUCKDB_SUFFIXES,
+    ORGANIZATION_COLUMN,
+    ReviewError,
+    from_text_cell,
+)
 from langsmith_access.provisioning.review.reviewer_db import (
     check_table_name,
     open_reviewer_db,
@@ -67,6 +72,8 @@ class MarkedRow:
     # The sheet's held_since as written (the export's UTC time, or the table's value): a grant
     # revoked and granted again since the export has the same grant_id, not the same start.
     held_since: str | None = None
+    # The organization the sheet was exported from (its organization_id cell), when it says.
+    organization_id: str | None = None
 
     def target(self) -> str:
         return self.label or self.grant_id or f"{self.role} in {self.workspace} for {self.user}"
@@ -223,6 +230,7 @@ def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]]) -> Revie
             reviewer=value(cells, *REVIEWER_COLUMNS),
             reason=value(cells, "reason"),
             held_since=value(cells, "held_since"),
+            organization_id=value(cells, ORGANIZATION_COLUMN),
             named=tuple(
                 (name, given) for name in (*USER_COLUMNS, *WORKSPACE_COLUMNS, *ROLE_COLUMNS)
                 if (given := value(cells, name))
