@@ -28,6 +28,7 @@ from langsmith_access.provisioning.review import (
     ReviewError,
     ReviewResult,
     export_review_sheet,
+    organization_admins_left_out,
     queue_revokes,
     read_csv_sheet,
     read_table_sheet,
@@ -110,6 +111,16 @@ def export_sheet(args: argparse.Namespace) -> int:
     )
     where = f"table {args.table or DEFAULT_TABLE} in {path}" if to_duckdb else str(path)
     print(f"Wrote {count} grant{'s' * (count != 1)} to {where}.")
+    if not args.include_org_roles:
+        admins = organization_admins_left_out(analysts_database(args), args.workspace)
+        if admins:
+            print(in_org_terms(
+                args,
+                f"Not on the sheet: {admins} Organization Admin{'s' * (admins != 1)} with Admin "
+                f"{'there' if args.workspace else 'in workspaces'} through the organization role, "
+                "which no workspace grant shows (--include-org-roles lists their organization roles; "
+                "report_implicit_admins lists where).",
+            ), file=sys.stderr)
     print(in_org_terms(
         args,
         "Write 'revoke' in the decision column of each grant to take away (optionally a reviewer "

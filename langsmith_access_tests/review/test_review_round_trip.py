@@ -118,6 +118,13 @@ def test_a_workspace_sheet_shows_the_organization_admins_whose_admin_no_member_l
         org_roles = {r["user_id"]: r["role_name"] for r in sheet if r["entitlement_type"] == "organization_role"}
         assert set(implicit) <= set(org_roles), (out, set(implicit) - set(org_roles))
         assert {org_roles[user_id] for user_id in implicit} == {"Organization Admin"}
+        assert "Not on the sheet" not in err
+    # Without --include-org-roles the sheet leaves them out, and says how many and where to look.
+    code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "plain.csv", "--workspace", workspace_id)
+    assert code == 0
+    count = len(set(implicit))
+    assert f"Not on the sheet: {count} Organization Admin{'s' * (count != 1)} with Admin there" in err, err
+    assert "--include-org-roles" in err and "report_implicit_admins" in err
 
 
 def test_an_export_path_that_names_a_directory_is_refused(env, tmp_path, capsys):

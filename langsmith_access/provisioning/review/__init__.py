@@ -18,7 +18,7 @@ as rejected requests, like any rejected request, and reported.
 Plain Python, no Dagster.
 """
 
-from langsmith_access.provisioning.review.export import export_review_sheet
+from langsmith_access.provisioning.review.export import export_review_sheet, organization_admins_left_out
 from langsmith_access.provisioning.review.format import (
     DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
@@ -44,6 +44,7 @@ __all__ = [
     "ReviewSheet",
     "RowOutcome",
     "export_review_sheet",
+    "organization_admins_left_out",
     "queue_revokes",
     "read_csv_sheet",
     "read_table_sheet",

@@ -105,6 +105,23 @@ def export_review_sheet(
     return out, _write_duckdb_table(database, out, table, parameters, force)
 
 
+def organization_admins_left_out(database: AccessDatabase, workspace: str | None = None) -> int:
+    """How many Organization Admins hold an implicit Admin (in ``workspace``, or anywhere) that
+    no workspace grant on the sheet shows (report_implicit_admins): a reviewer should know who is
+    not on it."""
+    with database.read_published() as conn:
+        require_tables(conn, "report_implicit_admins")
+        workspace_id = None
+        if workspace:
+            try:
+                workspace_id = resolve_workspace(conn, workspace)
+            except LookupFailed as error:
+                raise ReviewError(str(error)) from None
+        return scalar(conn, "SELECT count(DISTINCT user_id) FROM main.report_implicit_admins "
+                            "WHERE $workspace_id IS NULL OR workspace_id = $workspace_id",
+                      {"workspace_id": workspace_id})
+
+
 def _write_csv(out: Path, rows: list[tuple]) -> None:
     """Written aside and renamed, so a reader never sees half a sheet."""
     out.parent.mkdir(parents=True, exist_ok=True)
