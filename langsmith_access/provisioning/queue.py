@@ -486,7 +486,11 @@ def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, mes
     that no longer exists), exactly as ``submit_on`` records its own rejections."""
     request_id = new_id()
     at = now_utc()
-    _insert_request(conn, request_id, change, None, "rejected", message, at)
+    try:  # what the change names, where it names something that exists: `requests` shows whom
+        resolved: ResolvedChange | None = resolve_change(conn, change)
+    except RequestRejected:
+        resolved = None
+    _insert_request(conn, request_id, change, resolved, "rejected", message, at)
     record_event(conn, request_id, "rejected", {"stage": "queue", "reason": message}, at=at)
     return QueueResult(request_id, "rejected", message)
 

@@ -295,7 +295,10 @@ def test_a_row_edited_against_its_grant_id_is_rejected_and_names_what_differs(en
         assert outcome["status"] == "rejected", outcome
         assert f"the row says {edit}" in outcome["message"] and "the grant_id decides" in outcome["message"]
     assert {r["user_id"] for r in list_requests("pending")} == {recased["user_id"]}
-    assert len(list_requests("rejected")) == 2
+    rejected = list_requests("rejected")
+    # Recorded with whom and what they name, as `requests` shows them (not only the user id).
+    assert sorted(r["user_email"] for r in rejected) == sorted(row["email"] for row in (retyped, moved))
+    assert all(r["workspace_name"] and r["role_name"] for r in rejected), rejected
 
 
 def test_a_grant_revoked_and_granted_again_since_the_export_is_not_revoked_by_the_old_sheet(env, tmp_path, capsys):
