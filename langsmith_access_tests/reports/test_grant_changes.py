@@ -102,3 +102,26 @@ def test_every_change_made_by_hand_is_unexplained_and_kept(history):
     assert len(rows(history.database, "SELECT * FROM main.report_unexplained_changes")) == len(expected)
     seen = {r["seen_at"] for r in rows(history.database, "SELECT seen_at FROM main.report_unexplained_changes")}
     assert seen == {r["changed_at"] for r in _actual_changes(history.after_second)}
+
+
+def _readme_question(number: int) -> str:
+    from langsmith_access_tests.test_readme_analyst_guide import analyst_guide, blocks
+
+    return blocks(analyst_guide(), "sql")[number - 1]
+
+
+def test_the_guides_last_30_days_question_lists_the_changes_not_the_first_syncs_grants(history):
+    """Question 9 ("what was granted or taken away in the last 30 days") answers with the
+    changes the syncs saw: the grants the first sync found were held when the history began,
+    not granted then."""
+    sql = _readme_question(9)
+    assert "What was granted" not in sql and "grant_history" in sql
+    assert rows(history.after_first, sql) == []
+    answered = rows(history.after_second, sql)
+    expected = _expected_changes(history)
+    granted = [r for r in answered if r["event"] == "granted"]
+    ended = [r for r in answered if r["event"] == "ended"]
+    assert len(granted) == sum(1 for c in expected if c[0] in ("added", "role_changed"))
+    assert len(ended) == sum(1 for c in expected if c[0] in ("removed", "role_changed"))
+    second_build = {r["changed_at"] for r in _actual_changes(history.after_second)}
+    assert {r["happened_at"] for r in answered} == second_build
