@@ -357,7 +357,8 @@ def test_reports_flag_the_roles_that_carry_deny_policies(enterprise, tmp_path, m
     assert cli.main(["review", "export", "--out", str(sheet)]) == 0
     with open(sheet, newline="", encoding="utf-8") as handle:
         exported = list(csv.DictReader(handle))
-    assert list(exported[0])[-4:] == ["deny_policy_names", "decision", "reviewer", "reason"]
+    assert list(exported[0])[-6:] == ["deny_policy_names", "is_scim_managed", "organization_id",
+                                      "decision", "reviewer", "reason"]
     assert all(row["deny_policy_names"] == "; ".join(expected.get(row["role_id"], [])) for row in exported)
     viewer_row = next(row for row in exported if row["role_id"] == org.role_by_name("WORKSPACE_VIEWER").id)
     viewer_row["decision"] = "revoke"
