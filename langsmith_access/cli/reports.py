@@ -106,7 +106,7 @@ def parse_time(text: str) -> datetime:
 # The human table: one row per grant, times in UTC to the minute.
 HELD_TABLE_SQL = """
 SELECT
-    coalesce(email, user_id) AS "EMAIL",
+    coalesce(email, user_id) || CASE WHEN user_disabled THEN ' (disabled)' ELSE '' END AS "EMAIL",
     CASE WHEN entitlement_type = 'organization_role' THEN 'organization'
          ELSE coalesce(workspace_name, '(name not recorded)') END AS "SCOPE",
     workspace_id AS "WORKSPACE ID",
@@ -171,13 +171,12 @@ def access_at_time(args: argparse.Namespace) -> int:
             return 0
         print(_held_heading(held, at, args))
         if held:
-            workspaces = queries.workspaces_at_sql(conn)
-            sql, params = queries.held_at_query(at, user_ids=user_ids, workspace_id=workspace_id,
-                                                workspaces=workspaces)
+            sources = queries.history_sources(conn)
+            sql, params = queries.held_at_query(at, user_ids=user_ids, workspace_id=workspace_id, **sources)
             table = HELD_TABLE_SQL.format(held=sql)
             if args.effective:
                 implicit, _ = queries.implicit_admin_query(at, user_ids=user_ids, workspace_id=workspace_id,
-                                                           workspaces=workspaces)
+                                                           **sources)
                 table = EFFECTIVE_TABLE_SQL.format(
                     held_table=table, implicit_table=HELD_TABLE_SQL.format(held=implicit)
                 )
@@ -218,10 +217,12 @@ def _held_heading(held: list[queries.HeldGrant], at: datetime, args: argparse.Na
     if args.workspace:
         filters.append(f"workspace {args.workspace}")
     users = len({grant.user_id for grant in held})
+    disabled = len({grant.user_id for grant in held if grant.user_disabled})
     return (
         f"Access at {at:%Y-%m-%d %H:%M:%S} UTC"
         + (f" ({', '.join(filters)})" if filters else "")
         + f": {len(held)} grant{'s' * (len(held) != 1)}, {users} user{'s' * (users != 1)}"
+        + (f" ({disabled} disabled then: they keep their grants but cannot sign in)" if disabled else "")
     )
 
 

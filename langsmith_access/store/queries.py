@@ -41,6 +41,9 @@ class HeldGrant:
     # The path (effective_access.source): 'direct' for a listed grant, 'organization_admin' for
     # the implicit Admin of an Organization Admin in a workspace.
     source: str = "direct"
+    # Whether the holder's account was disabled at the time asked (user_history); None when not
+    # known (before that history began). A disabled member keeps their grants but cannot sign in.
+    user_disabled: bool | None = None
 
     @property
     def scope(self) -> str:
@@ -60,6 +63,7 @@ class HeldGrant:
             "valid_from": iso_utc(self.valid_from),
             "valid_to": iso_utc(self.valid_to),
             "source": self.source,
+            "user_disabled": self.user_disabled,
         }
 
 
@@ -107,6 +111,23 @@ WORKSPACES_NOW_SQL = """
 """
 
 
+# Each user's standing at $at: whether their account was disabled then (user_history). A
+# database built before user_history existed knows nothing of it (USER_STANDING_UNKNOWN_SQL).
+USER_STANDING_AT_SQL = """
+    SELECT user_id, bool_or(is_disabled) AS is_disabled
+    FROM main.user_history
+    WHERE valid_from <= $at AND (valid_to IS NULL OR valid_to > $at)
+    GROUP BY user_id
+"""
+
+USER_STANDING_UNKNOWN_SQL = "SELECT NULL::VARCHAR AS user_id, NULL::BOOLEAN AS is_disabled WHERE false"
+
+
+def user_standing_at_sql(conn) -> str:
+    """``USER_STANDING_AT_SQL``, or ``USER_STANDING_UNKNOWN_SQL`` for a database without it."""
+    return USER_STANDING_AT_SQL if table_exists(conn, "main", "user_history") else USER_STANDING_UNKNOWN_SQL
+
+
 def workspaces_at_sql(conn) -> str:
     """``WORKSPACES_AT_SQL``, or ``WORKSPACES_NOW_SQL`` for a database without the history."""
     return WORKSPACES_AT_SQL if table_exists(conn, "main", "workspace_history") else WORKSPACES_NOW_SQL
@@ -123,11 +144,14 @@ SELECT
     history.role_id,
     coalesce(roles.display_name, history.role_name) AS role_name,
     history.valid_from,
-    history.valid_to
+    history.valid_to,
+    'direct' AS source,
+    standing.is_disabled AS user_disabled
 FROM main.grant_history AS history
 LEFT JOIN main.users AS users ON users.user_id = history.user_id
 LEFT JOIN ({workspaces}) AS workspaces ON workspaces.workspace_id = history.workspace_id
 LEFT JOIN main.roles AS roles ON roles.role_id = history.role_id
+LEFT JOIN ({standing}) AS standing ON standing.user_id = history.user_id
 WHERE history.valid_from <= $at
     AND (history.valid_to IS NULL OR history.valid_to > $at)
 """
@@ -149,13 +173,20 @@ def _access_at_query(
     return sql + "ORDER BY " + order_by, params
 
 
+def history_sources(conn) -> dict[str, str]:
+    """The ``workspaces`` and ``standing`` subqueries of ``held_at_query`` and
+    ``implicit_admin_query`` this database can answer (its history tables, or stand-ins)."""
+    return {"workspaces": workspaces_at_sql(conn), "standing": user_standing_at_sql(conn)}
+
+
 def held_at_query(
-    at: datetime, *, user_ids=None, workspace_id=None, workspaces: str = WORKSPACES_AT_SQL
+    at: datetime, *, user_ids=None, workspace_id=None, workspaces: str = WORKSPACES_AT_SQL,
+    standing: str = USER_STANDING_AT_SQL,
 ) -> tuple[str, dict]:
     """The SQL and parameters of ``grants_held_at``, for callers that shape the rows further
-    (``workspaces``: ``workspaces_at_sql(conn)``); workspaces are named as they were at ``at``."""
+    (``**history_sources(conn)``); workspaces are named as they were at ``at``."""
     return _access_at_query(
-        HELD_AT_SQL.format(workspaces=workspaces), at, user_ids=user_ids, workspace_id=workspace_id,
+        HELD_AT_SQL.format(workspaces=workspaces, standing=standing), at, user_ids=user_ids, workspace_id=workspace_id,
         workspace_column="history.workspace_id",
         order_by="lower(coalesce(users.email, history.email)), history.user_id, "
         "history.entitlement_type, workspaces.display_name, history.workspace_id",
@@ -164,8 +195,7 @@ def held_at_query(
 
 def grants_held_at(conn, at: datetime, *, user_ids=None, workspace_id=None) -> list[HeldGrant]:
     """The grants held at ``at`` (DESIGN.md: valid_from <= T and (valid_to null or > T))."""
-    sql, params = held_at_query(at, user_ids=user_ids, workspace_id=workspace_id,
-                                workspaces=workspaces_at_sql(conn))
+    sql, params = held_at_query(at, user_ids=user_ids, workspace_id=workspace_id, **history_sources(conn))
     return [HeldGrant(*row) for row in conn.execute(sql, params).fetchall()]
 
 
@@ -184,12 +214,14 @@ SELECT
     admin_role.display_name AS role_name,
     greatest(history.valid_from, workspaces.created_at, workspaces.restored_at) AS valid_from,
     least(history.valid_to, workspaces.gone_at) AS valid_to,
-    'organization_admin' AS source
+    'organization_admin' AS source,
+    standing.is_disabled AS user_disabled
 FROM main.grant_history AS history
 JOIN main.roles AS org_role ON org_role.role_id = history.role_id AND org_role.name = 'ORGANIZATION_ADMIN'
 CROSS JOIN ({workspaces}) AS workspaces
 CROSS JOIN (SELECT role_id, display_name FROM main.roles WHERE name = 'WORKSPACE_ADMIN' LIMIT 1) AS admin_role
 LEFT JOIN main.users AS users ON users.user_id = history.user_id
+LEFT JOIN ({standing}) AS standing ON standing.user_id = history.user_id
 WHERE history.entitlement_type = 'organization_role'
     AND history.valid_from <= $at
     AND (history.valid_to IS NULL OR history.valid_to > $at)
@@ -198,12 +230,14 @@ WHERE history.entitlement_type = 'organization_role'
 
 
 def implicit_admin_query(
-    at: datetime, *, user_ids=None, workspace_id=None, workspaces: str = WORKSPACES_AT_SQL
+    at: datetime, *, user_ids=None, workspace_id=None, workspaces: str = WORKSPACES_AT_SQL,
+    standing: str = USER_STANDING_AT_SQL,
 ) -> tuple[str, dict]:
     """The SQL and parameters of ``implicit_admin_access_at`` (the parameters of
     ``held_at_query``, so the two can be combined)."""
     return _access_at_query(
-        IMPLICIT_ADMIN_AT_SQL.format(workspaces=workspaces), at, user_ids=user_ids, workspace_id=workspace_id,
+        IMPLICIT_ADMIN_AT_SQL.format(workspaces=workspaces, standing=standing), at,
+        user_ids=user_ids, workspace_id=workspace_id,
         workspace_column="workspaces.workspace_id",
         order_by="lower(coalesce(users.email, history.email)), history.user_id, "
         "workspaces.display_name, workspaces.workspace_id",
@@ -215,7 +249,7 @@ def implicit_admin_access_at(conn, at: datetime, *, user_ids=None, workspace_id=
     (``source`` 'organization_admin'), whether or not a workspace listing shows them, in the
     workspaces that existed then."""
     sql, params = implicit_admin_query(at, user_ids=user_ids, workspace_id=workspace_id,
-                                       workspaces=workspaces_at_sql(conn))
+                                       **history_sources(conn))
     return [HeldGrant(*row) for row in conn.execute(sql, params).fetchall()]
 
 

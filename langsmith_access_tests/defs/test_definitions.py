@@ -119,7 +119,8 @@ def test_the_sync_reads_the_org_settings_and_builds_the_core_picture():
     keys = {key.to_user_string() for key in defs().resolve_job_def("langsmith_access_sync").asset_layer.executable_asset_keys}
     assert "raw/org_settings" in keys
     for table in ("effective_access", "effective_permissions", "user_login_methods", "user_scim_groups",
-                  "org_settings", "org_settings_history", "report_implicit_admins", "workspace_history"):
+                  "org_settings", "org_settings_history", "report_implicit_admins", "workspace_history",
+                  "user_history"):
         assert f"main/{table}" in keys
 
 

@@ -124,11 +124,14 @@ def _change_the_org(org: OrgState) -> Changes:
     )
     old_org_role = promoted.org_role_id
     org.set_org_role(promoted.ls_user_id, role["ORGANIZATION_ADMIN"].id)
-    # A member holding workspace grants is disabled (their grants stay).
+    # A member holding workspace grants since the first sync is disabled (their grants stay), in
+    # a workspace already changed above (the one deleted below is another).
+    kept = {without_admin.id, changed_ws, revoked_ws, shared[1].id}
     disabled = next(
         m for m in org.active_members()
-        if not m.is_disabled and m.ls_user_id != promoted.ls_user_id
-        and any(org.workspace(ms.workspace_id).is_shared for ms in org.memberships_of(m.ls_user_id))
+        if not m.is_disabled
+        and m.ls_user_id not in (promoted.ls_user_id, newcomer.ls_user_id, loner.ls_user_id)
+        and any(ms.workspace_id in kept for ms in org.memberships_of(m.ls_user_id))
     )
     org.set_disabled(disabled.ls_user_id, True)
     # A custom role nobody holds.
@@ -146,7 +149,7 @@ def _change_the_org(org: OrgState) -> Changes:
     org.add_pending_invite("brand.new@example.com")
     # A workspace untouched by the changes above, its name unique, is deleted (its members keep
     # their memberships in LangSmith); another is renamed.
-    touched = {without_admin.id, changed_ws, revoked_ws, shared[1].id}
+    touched = kept
     deleted = next(ws for ws in shared if ws.id not in touched and names.count(ws.display_name) == 1
                    and ws.memberships)
     org.delete_workspace(deleted.id)

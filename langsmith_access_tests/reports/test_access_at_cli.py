@@ -201,6 +201,38 @@ def test_a_database_without_workspace_history_answers_from_the_current_workspace
         history.org.workspace(renamed).display_name}
 
 
+def test_a_member_disabled_since_is_marked_disabled_then_not_before(history, tmp_path):
+    """A disabled member keeps their grants but cannot sign in: user_history dates it, and
+    access-at says whether each holder was disabled at the time asked."""
+    disabled = history.changes.disabled
+    assert duckdb_rows(history.database, "SELECT is_disabled, valid_to IS NULL FROM main.user_history "
+                       "WHERE user_id = ? ORDER BY valid_from", [disabled]) == [(False, False), (True, True)]
+
+    def standing(database: Path, time: str) -> dict[str, object]:
+        done = access_at(database, "--time", time, "--effective", "--json")
+        assert done.returncode == 0, done.stderr
+        return {g["user_id"]: g["user_disabled"] for g in json.loads(done.stdout)["grants"]}
+
+    before, now = standing(history.database, _between(history)), standing(history.database, "now")
+    assert before[disabled] is False and now[disabled] is True
+    assert {user for user, flag in now.items() if flag} == {
+        m.ls_user_id for m in history.org.active_members() if m.is_disabled} & set(now)
+    # The table marks them, and the heading counts them.
+    table = access_at(history.database, "--time", "now", "--user", disabled)
+    assert table.returncode == 0, table.stderr
+    assert "(1 disabled then: they keep their grants but cannot sign in)" in table.stdout
+    _header, _types, *rows = box_rows(table.stdout.splitlines()[1:])
+    assert rows and all(row[0].endswith("(disabled)") for row in rows), table.stdout
+    earlier = access_at(history.database, "--time", _between(history), "--user", disabled)
+    assert "disabled" not in earlier.stdout
+    # A database from before user_history: not known (null), never "enabled".
+    older = tmp_path / "older.duckdb"
+    shutil.copyfile(history.database, older)
+    with duckdb.connect(str(older)) as conn:
+        conn.execute("DROP TABLE main.user_history")
+    assert set(standing(older, "now").values()) == {None}
+
+
 def duckdb_rows(database: Path, sql: str, params: list) -> list[tuple]:
     with duckdb.connect(str(database), read_only=True) as conn:
         return conn.execute(sql, params).fetchall()

@@ -414,14 +414,14 @@ def test_tables_land_in_main_staging_and_snapshots_and_only_effective_permission
                                     "access_policies", "credentials", "service_accounts", "sso_settings",
                                     "audit_events", "user_activity", "report_unused_access",
                                     "report_credential_hygiene", "report_implicit_admins",
-                                    "report_unexplained_changes", "workspace_history")
+                                    "report_unexplained_changes", "workspace_history", "user_history")
     } | {("main", name) for name in (  # Python's, from ensure_schema
         "sync_runs", "provisioning_requests", "provisioning_approvals", "provisioning_events",
         "notifications")} | {("staging", f"stg_langsmith__{name}") for name in (
         "org_members", "pending_invites", "workspaces", "roles", "workspace_memberships",
         "provisioning_observations")} | {
         ("snapshots", "grants_snapshot"), ("snapshots", "org_settings_snapshot"),
-        ("snapshots", "workspaces_snapshot")}
+        ("snapshots", "workspaces_snapshot"), ("snapshots", "users_snapshot")}
     # effective_permissions is computed when read (its model says why); everything else is a table.
     assert {t["table_name"] for t in tables if t["table_type"] != "BASE TABLE"} == {"effective_permissions"}
     assert {t["table_type"] for t in tables} == {"BASE TABLE", "VIEW"}
