@@ -116,6 +116,12 @@ def latest_audit_window_end(conn: duckdb.DuckDBPyConnection) -> datetime | None:
     return end
 
 
+def earliest_audit_window_start(conn: duckdb.DuckDBPyConnection) -> datetime | None:
+    """How far back the loaded audit log reaches (None: never read)."""
+    [(start,)] = conn.execute(f"SELECT min(window_start) FROM {RAW_SCHEMA}.audit_windows").fetchall()
+    return start
+
+
 def forget_audit_log(conn: duckdb.DuckDBPyConnection) -> None:
     """Drop the audit events loaded so far and where their load stood: a run that cannot read
     the audit log any more (the plan or the key lost it) must not go on showing the old events

@@ -11,11 +11,12 @@ info or found out by the refusal itself (``SectionUnavailableError``); every oth
 any section fails the run, so the previous inventory stays published whole.
 
 The audit log is read incrementally, by time window (both ends inclusive, as the route reads
-them). The first load reaches back ``LANGSMITH_ACCESS_UNUSED_DAYS``; each later run starts an
-hour before the end of the last window it read completely, so an event logged late is still
-found, and events are kept once by event id. Where the load stands (``raw.audit_windows``) is
-written with the events, in the run's scratch copy: a window that fails takes its run down with
-it, nothing of the run is published, and the next run reads that window again.
+them). The first load reaches back ``LANGSMITH_ACCESS_UNUSED_DAYS`` (and a later one further, when
+the setting was raised since); each later run starts an hour before the end of the last window
+it read completely, so an event logged late is still found, and events are kept once by event
+id. Where the load stands (``raw.audit_windows``) is written with the events, in the run's
+scratch copy: a window that fails takes its run down with it, nothing of the run is published,
+and the next run reads that window again.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from langsmith_access.langsmith.access_records import redact_short_key
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
 from langsmith_access.store.sections import (
     SectionRead,
+    earliest_audit_window_start,
     forget_audit_log,
     latest_audit_window_end,
     record_audit_window,
@@ -301,18 +303,31 @@ class AuditLoad:
     events_new: int
 
 
-def audit_windows(resume_from: datetime | None, now: datetime, unused_days: int) -> Iterator[tuple[datetime, datetime]]:
+def audit_windows(
+    resume_from: datetime | None, now: datetime, unused_days: int, known_since: datetime | None = None
+) -> Iterator[tuple[datetime, datetime]]:
     """The windows to read, oldest first: from ``AUDIT_OVERLAP`` before ``resume_from`` (the end
     of the last window read; None: never read, then ``unused_days`` back) up to ``now``, each at
-    most ``AUDIT_WINDOW_LENGTH`` long. Consecutive windows share their boundary instant."""
-    start = now - timedelta(days=unused_days) if resume_from is None else resume_from - AUDIT_OVERLAP
-    start = min(start, now)
+    most ``AUDIT_WINDOW_LENGTH`` long. Consecutive windows share their boundary instant.
+
+    ``known_since``: where the loaded log starts. Later than ``unused_days`` back (the setting
+    was raised since the first load), the days before it are read first, up to it: otherwise
+    ``report_unused_access`` would stay empty until the log had grown that long by itself."""
+    reach_back = now - timedelta(days=unused_days)
+    if resume_from is not None and known_since is not None and reach_back < known_since:
+        yield from _day_windows(reach_back, min(known_since, now))
+    start = reach_back if resume_from is None else resume_from - AUDIT_OVERLAP
+    yield from _day_windows(min(start, now), now)
+
+
+def _day_windows(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """``start`` to ``end`` in windows of at most ``AUDIT_WINDOW_LENGTH``, sharing boundaries."""
     while True:
-        end = min(start + AUDIT_WINDOW_LENGTH, now)
-        yield start, end
-        if end >= now:
+        stop = min(start + AUDIT_WINDOW_LENGTH, end)
+        yield start, stop
+        if stop >= end:
             return
-        start = end
+        start = stop
 
 
 def load_audit_events(
@@ -330,7 +345,7 @@ def load_audit_events(
     audit log; any other failure propagates, with the run's earlier windows in its scratch copy
     only."""
     resume_from = latest_audit_window_end(conn)
-    windows = list(audit_windows(resume_from, now, unused_days))
+    windows = list(audit_windows(resume_from, now, unused_days, earliest_audit_window_start(conn)))
     pages = read = new = 0
     for start, end in windows:
         window = client.list_audit_events(start, end)

@@ -581,3 +581,31 @@ def test_a_failing_credential_listing_or_audit_window_fails_the_run_and_is_read_
                            "(SELECT count(*) FROM raw.audit_windows)") == [(0, 0, 0)]
     assert query(database, "SELECT count(*) FROM main.user_activity WHERE last_login_at IS NOT NULL "
                            "OR last_audited_action_at IS NOT NULL OR activity_known_since IS NOT NULL") == [(0,)]
+
+
+def test_raising_the_unused_days_reads_the_audit_log_back_that_far(tmp_path, monkeypatch):
+    # Loaded 30 days back, then LANGSMITH_ACCESS_UNUSED_DAYS goes to 90: the next inventory reads
+    # the 60 days before (LangSmith keeps up to 400), so the unused-access report answers for 90
+    # days now instead of staying empty until the log has grown that long.
+    org = generate_org(seed=5, members=30, workspaces=3, now=int(time.time()))
+    database = tmp_path / "data" / "access.duckdb"
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        monkeypatch.setenv("LANGSMITH_ACCESS_UNUSED_DAYS", "30")
+        for job in (SYNC_JOB, INVENTORY_JOB):
+            outcome = runner.run_job(job, runner.sync_run_config() if job == SYNC_JOB else {})
+            assert outcome.success, outcome.failure
+        monkeypatch.setenv("LANGSMITH_ACCESS_UNUSED_DAYS", str(UNUSED_DAYS))
+        started = datetime.now(UTC)
+        for job in (SYNC_JOB, INVENTORY_JOB):
+            outcome = runner.run_job(job, runner.sync_run_config() if job == SYNC_JOB else {})
+            assert outcome.success, outcome.failure
+    [(known_since,)] = query(database, "SELECT min(window_start) FROM raw.audit_windows")
+    assert started - UNUSED_DAYS * DAY <= known_since <= datetime.now(UTC) - UNUSED_DAYS * DAY
+    reach = known_since.timestamp() * 1000
+    expected = {e.id for e in org.audit_log.events() if e.time_ms >= reach}
+    assert any(e.time_ms < (started - 30 * DAY).timestamp() * 1000 for e in org.audit_log.events()
+               if e.id in expected), "events between 30 and 90 days old exist"
+    assert rows(database, "SELECT event_id FROM raw.audit_events") == {(e,) for e in expected}
+    assert query(database, "SELECT count(*) = count(DISTINCT event_id) FROM raw.audit_events") == [(True,)]
+    assert query(database, "SELECT count(*) FROM main.report_unused_access")[0][0] > 0

@@ -45,6 +45,19 @@ def test_a_later_load_starts_an_hour_before_where_the_last_one_stopped():
     assert list(audit_windows(NOW + timedelta(hours=5), NOW, 90)) == [(NOW, NOW)]
 
 
+def test_a_later_load_first_reads_the_days_a_raised_unused_days_adds():
+    last_end, known_since = NOW - timedelta(minutes=70), NOW - timedelta(days=30)
+    windows = list(audit_windows(last_end, NOW, 90, known_since))
+    # The 60 days before what was loaded, a day at a time, up to where the loaded log starts...
+    assert windows[0][0] == NOW - timedelta(days=90) and windows[59][1] == known_since
+    assert all(end - start <= timedelta(days=1) for start, end in windows)
+    # ...then on from where the last load stopped, as before.
+    assert windows[60:] == [(last_end - AUDIT_OVERLAP, NOW)]
+    # The log reaching back far enough (or further: the setting was lowered): nothing more.
+    assert list(audit_windows(last_end, NOW, 30, known_since)) == [(last_end - AUDIT_OVERLAP, NOW)]
+    assert list(audit_windows(last_end, NOW, 10, known_since)) == [(last_end - AUDIT_OVERLAP, NOW)]
+
+
 def test_every_section_is_read_in_order_into_a_table_that_has_a_transform():
     assert INVENTORY_SECTIONS == (
         "access_policies", "service_keys", "personal_access_tokens", "workspace_service_keys",
