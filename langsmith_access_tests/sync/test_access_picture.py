@@ -29,7 +29,7 @@ import duckdb
 import pytest
 
 from langsmith_access import cli, runner
-from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
+from langsmith_access.names import INVENTORY_JOB, INVENTORY_OP, SYNC_JOB
 from langsmith_access.sandbox import FaultConfig, OrgState, SandboxServer, generate_org
 from langsmith_access.sandbox.access_records import (
     PERSONAL_ACCESS_TOKEN,
@@ -596,6 +596,11 @@ def test_raising_the_unused_days_reads_the_audit_log_back_that_far(tmp_path, mon
             outcome = runner.run_job(job, runner.sync_run_config() if job == SYNC_JOB else {})
             assert outcome.success, outcome.failure
         monkeypatch.setenv("LANGSMITH_ACCESS_UNUSED_DAYS", str(UNUSED_DAYS))
+        # The Launchpad's reach, when given, is a number of days: 0 or less is refused, not read as "now".
+        for days in (0, -5):
+            refused = runner.run_job(INVENTORY_JOB, {"ops": {INVENTORY_OP: {"config": {"unused_days": days}}}})
+            assert not refused.success and f"unused_days must be a whole number of days, at least 1, got {days}" in (
+                refused.failure or ""), refused.failure
         started = datetime.now(UTC)
         for job in (SYNC_JOB, INVENTORY_JOB):
             outcome = runner.run_job(job, runner.sync_run_config() if job == SYNC_JOB else {})

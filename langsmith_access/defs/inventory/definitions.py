@@ -47,7 +47,8 @@ INVENTORY_KEYS = {table: dg.AssetKey(["raw", table]) for table in TABLE_DESCRIPT
 class InventoryConfig(dg.Config):
     """Run config of the inventory's extract (every field optional)."""
 
-    # How far back the audit log's first load reaches (default LANGSMITH_ACCESS_UNUSED_DAYS).
+    # How far back the audit log's load reaches (default LANGSMITH_ACCESS_UNUSED_DAYS); the
+    # reports keep counting LANGSMITH_ACCESS_UNUSED_DAYS.
     unused_days: int | None = None
 
 
@@ -107,6 +108,9 @@ def inventory_asset(cron: str) -> dg.AssetsDefinition:
         langsmith: LangSmithAPI,
         sync_database: SyncDatabase,
     ):
+        if config.unused_days is not None and config.unused_days < 1:
+            raise dg.Failure(f"unused_days must be a whole number of days, at least 1, got {config.unused_days}: "
+                             "leave it out to reach back LANGSMITH_ACCESS_UNUSED_DAYS.")
         client = langsmith.client
         unused_days = config.unused_days or sync_database.org.settings.unused_days
         sync_id, fetched_at = context.run.run_id, now_utc()
