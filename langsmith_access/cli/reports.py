@@ -103,7 +103,8 @@ def parse_time(text: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-# The human table: one row per grant, times in UTC to the minute.
+# The human table: one row per grant, times in UTC to the second, as the heading's (to the
+# minute, two syncs a few seconds apart read as an interval "07:38 -> 07:38").
 HELD_TABLE_SQL = """
 SELECT
     coalesce(email, user_id) || CASE WHEN user_disabled THEN ' (disabled)' ELSE '' END AS "EMAIL",
@@ -111,8 +112,8 @@ SELECT
          ELSE coalesce(workspace_name, '(name not recorded)') END AS "SCOPE",
     workspace_id AS "WORKSPACE ID",
     coalesce(role_name, role_id) AS "ROLE",
-    strftime(valid_from AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M') AS "SINCE",
-    coalesce(strftime(valid_to AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M'), '-') AS "UNTIL"
+    strftime(valid_from AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S') AS "SINCE",
+    coalesce(strftime(valid_to AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S'), '-') AS "UNTIL"
 FROM ({held})
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -259,6 +260,7 @@ def test_table_output(history):
     assert any(row[1] == "organization" and row[2] == "" for row in rows)
     revoked_row = next(row for row in rows if row[2] == revoked_ws)
     assert revoked_row[5][-1].isdigit()  # held until the second sync: an UNTIL time
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row[4]) for row in rows)  # to the second
 
 
 def test_a_table_longer_than_one_box_is_printed_whole(capsys):
