@@ -209,6 +209,7 @@ def test_sync_all_orgs_goes_on_past_a_refused_key_and_names_the_org(two_orgs, sy
     assert refused.returncode == 1, refused.stderr
     assert "Sync failed for 1 of 2 orgs: eu" in refused.stderr
     assert "[us] Sync " in refused.stdout and "succeeded" in refused.stdout
+    assert "Syncing " not in refused.stderr  # --quiet: the summary and what failed, no progress
     assert "[eu] Sync failed" in refused.stderr
     # The fix names eu's own key variable and entry, not the single-org variables.
     assert "set LANGSMITH_API_KEY_EU to a valid" in refused.stderr, refused.stderr

@@ -50,8 +50,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="write the review sheet: current workspace grants with an empty decision column",
         description="Write one row per current workspace grant (grant_id, email, full_name, "
         "user_id, is_disabled, org_role_name, workspace_name, workspace_id, role_name, role_id, "
-        "entitlement_type, held_since, deny_policy_names) plus empty decision, reviewer and "
-        "reason columns. "
+        "entitlement_type, held_since, deny_policy_names, is_scim_managed, organization_id) plus "
+        "empty decision, reviewer and reason columns. "
         "OUT ending in .duckdb/.db/.ddb gets a table (--table) instead of a CSV file. Reads the "
         "analysts' database read-only.",
     )

@@ -52,7 +52,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="the whole access picture: the sync, then the inventory (credentials, access policies, "
         "service accounts, SSO settings, the audit log; otherwise on its own schedule)",
     )
-    sync.add_argument("--quiet", action="store_true", help="no progress lines")
+    sync.add_argument("--quiet", action="store_true",
+                      help="no progress lines (only the summary, and what failed)")
     sync.add_argument(
         "--verbose", action="store_true", help="also print a failure's stack traces (always in the log file)"
     )
@@ -105,7 +106,8 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
     settings = org.settings
     lead = f"[{org.slug}] " if named else ""
     # First, so the operator sees the sync start before the imports below take their seconds.
-    print(f"{lead}Syncing {settings.endpoint} into {settings.duckdb_path}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{lead}Syncing {settings.endpoint} into {settings.duckdb_path}", file=sys.stderr)
     # Deferred on purpose: the runner loads Dagster and the definitions (seconds); other
     # commands never pay for them.
     from langsmith_access import runner
@@ -179,8 +181,9 @@ def run_inventory(org: Org, args: argparse.Namespace, lead: str) -> bool:
     from langsmith_access import runner
 
     settings = org.settings
-    print(f"{lead}Reading the inventory (credentials, access policies, service accounts, SSO, audit log)",
-          file=sys.stderr)
+    if not args.quiet:
+        print(f"{lead}Reading the inventory (credentials, access policies, service accounts, SSO, audit log)",
+              file=sys.stderr)
     outcome = runner.run_job(
         INVENTORY_JOB,
         {},
