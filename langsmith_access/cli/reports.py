@@ -158,6 +158,19 @@ def access_at_time(args: argparse.Namespace) -> int:
                 f"sync ({queries.iso_utc(last)}) and the changes recorded since, not a forecast.",
                 file=sys.stderr,
             )
+        unknown = len({grant.user_id for grant in held if grant.user_disabled is None})
+        if unknown and not (first_recorded is None or at < first_recorded):
+            # Before user_history began (a database an older version built): neither disabled
+            # nor enabled is known, and the table's unmarked rows must not read as "enabled".
+            began = queries.user_history_began_at(conn)
+            print(
+                f"note: whether disabled at {queries.iso_utc(at)} is not known for {unknown} "
+                f"member{'s' * (unknown != 1)} listed (no '(disabled)' mark; user_disabled null in --json): "
+                + (f"user_history begins at {queries.iso_utc(began)}, the first sync of a version that records it."
+                   if began is not None else
+                   "this database has no user_history yet; the next sync starts it."),
+                file=sys.stderr,
+            )
         if args.json:
             grants = [grant.to_json() for grant in held]
             if not extended:

@@ -296,6 +296,15 @@ def first_recorded_at(conn) -> datetime | None:
     return first
 
 
+def user_history_began_at(conn) -> datetime | None:
+    """When ``user_history`` starts (the first sync of a version that keeps it); None in a
+    database built before it."""
+    if not table_exists(conn, "main", "user_history"):
+        return None
+    [(first,)] = conn.execute("SELECT min(valid_from) FROM main.user_history").fetchall()
+    return first
+
+
 def last_synced_at(conn) -> datetime | None:
     """When the latest successful sync (of either job) finished (None before the first)."""
     [(last,)] = conn.execute(

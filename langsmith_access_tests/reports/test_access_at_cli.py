@@ -234,6 +234,32 @@ def test_a_member_disabled_since_is_marked_disabled_then_not_before(history, tmp
     assert set(standing(older, "now").values()) == {None}
 
 
+def test_a_time_before_user_history_began_says_disabled_is_not_known(history, tmp_path):
+    """A database an older version built: user_history begins with the first sync of a version
+    that keeps it. Before that, the table's rows carry no '(disabled)' mark, which must not read
+    as "enabled": access-at says the standing is not known, and since when it is."""
+    disabled = history.changes.disabled
+    assert "not known" not in access_at(history.database, "--time", _between(history), "--user", disabled).stderr
+    upgraded = tmp_path / "upgraded.duckdb"
+    shutil.copyfile(history.database, upgraded)
+    with duckdb.connect(str(upgraded)) as conn:
+        # The history as the first sync after an upgrade starts it: at the latest sync.
+        conn.execute("DELETE FROM main.user_history WHERE valid_to IS NOT NULL")
+        conn.execute("UPDATE main.user_history SET valid_from = (SELECT max(valid_from) FROM main.grant_history)")
+    for args in ([], ["--json"]):
+        done = access_at(upgraded, "--time", _between(history), "--user", disabled, *args)
+        assert done.returncode == 0, done.stderr
+        assert "whether disabled at" in done.stderr and "is not known for 1 member listed" in done.stderr
+        assert "user_history begins at" in done.stderr
+    older = tmp_path / "older.duckdb"
+    shutil.copyfile(history.database, older)
+    with duckdb.connect(str(older)) as conn:
+        conn.execute("DROP TABLE main.user_history")
+    done = access_at(older, "--time", "now", "--user", disabled)
+    assert done.returncode == 0, done.stderr
+    assert "is not known for 1 member listed" in done.stderr and "no user_history yet" in done.stderr
+
+
 def duckdb_rows(database: Path, sql: str, params: list) -> list[tuple]:
     with duckdb.connect(str(database), read_only=True) as conn:
         return conn.execute(sql, params).fetchall()
