@@ -1,7 +1,7 @@
-"""``python -m langsmith_access.cli``: the same as the ``langsmith-access`` console script."""
+"""``python -m langsmith_access.cli``: the same as the ``langsmith-access`` console script,
+exit included (``run``: the exit handlers, then the process ends without tearing the interpreter
+down, so no thread a run left behind is unwound by Python's finalization)."""
 
-import sys
+from langsmith_access.cli import run
 
-from langsmith_access.cli import main
-
-sys.exit(main())
+run()
