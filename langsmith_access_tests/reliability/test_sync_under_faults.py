@@ -13,7 +13,7 @@ from langsmith_access_tests.reliability.conftest import FaultRun
 # row, and when (history intervals open at the sync's build time; ages in whole days counted
 # up to the read or the build, which differ when a day boundary falls between two syncs).
 RUN_COLUMNS = {"sync_id", "synced_at", "fetched_at", "valid_from", "valid_to", "grant_interval_id", "setting_interval_id",
-               "workspace_interval_id",
+               "workspace_interval_id", "user_interval_id",
                "changed_at", "previous_sync_at", "held_since",
                "age_days", "days_since_last_use", "days_since_last_login"}
 # Tables that describe runs rather than the org.

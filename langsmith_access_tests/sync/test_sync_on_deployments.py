@@ -25,6 +25,7 @@ RUN_COLUMNS = {"sync_id", "run_id", "synced_at", "fetched_at", "started_at", "fi
                "valid_from", "valid_to", "duration_seconds", "api_wait_seconds", "updated_at",
                "dbt_updated_at", "dbt_valid_from", "dbt_valid_to", "dbt_scd_id",
                "grant_interval_id", "setting_interval_id", "workspace_interval_id",  # dbt_scd_id: id and time
+               "user_interval_id",
                "held_since"}  # review_sheet: when the current interval opened
 
 
