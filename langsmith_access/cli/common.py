@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.governance.notifications import Webhook, deliver_due_each
+from langsmith_access.governance.notifications import deliver_due_for_orgs
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
 from langsmith_access.settings import (
@@ -171,13 +171,12 @@ def deliver_notifications(args: argparse.Namespace) -> None:
                 else [selected_org(args)])
     except (SettingsError, UsageError):
         return  # the command itself has said what is wrong with the settings or the --org
-    deliveries = [(org, webhook) for org in orgs if (webhook := Webhook.from_settings(org.settings)) is not None]
     # Side by side: with --all-orgs, a slow receiver costs the command one delivery's budget.
-    reports = deliver_due_each(
-        [(AccessDatabase(org.duckdb_path, org.settings.organization_id), webhook) for org, webhook in deliveries],
-        lease_timeout_seconds=2.0)
-    for (org, _), report in zip(deliveries, reports, strict=True):
-        lead = f"[{org.slug}] " if len(orgs) > 1 else ""
+    reports = deliver_due_for_orgs(orgs, lease_timeout_seconds=2.0)
+    for slug, report in reports.items():
+        if report is None:
+            continue  # no webhook for this org
+        lead = f"[{slug}] " if len(orgs) > 1 else ""
         if report.problem:
             print(f"{lead}notifications: {report.problem} (retried by the next command or the sensor)",
                   file=sys.stderr)

@@ -33,14 +33,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from langsmith_access.settings import Secret, Settings
+from langsmith_access.settings import Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import scalar
 
@@ -389,14 +389,30 @@ def deliver_due(
     return report
 
 
-def deliver_due_each(deliveries: Sequence[tuple[AccessDatabase, Webhook]], **options) -> list[DeliveryReport]:
-    """``deliver_due`` for each (database, webhook), in order, all at once (a thread each): one
-    delivery's time budget bounds them all, however many orgs there are, so the outbox sensor's
-    tick stays within Dagster's sensor timeout (60 s) and never holds up the other sensors."""
+def deliver_due_for_orgs(orgs: Iterable[Org], **options) -> dict[str, DeliveryReport | None]:
+    """``deliver_due`` for each org with a webhook (None for an org without one), by slug, all
+    at once (a thread each): one delivery's time budget bounds them all, however many orgs
+    there are, so the outbox sensor's tick stays within Dagster's sensor timeout (60 s) and
+    never holds up the other sensors, and ``sync --all-orgs`` waits one budget."""
+    reports: dict[str, DeliveryReport | None] = {}
+    deliveries = []
+    for org in orgs:
+        webhook = Webhook.from_settings(org.settings)
+        reports[org.slug] = None
+        if webhook is not None:
+            deliveries.append((org.slug, AccessDatabase(org.duckdb_path, org.settings.organization_id), webhook))
+
+    def deliver(delivery: tuple[str, AccessDatabase, Webhook]) -> DeliveryReport:
+        _, database, webhook = delivery
+        return deliver_due(database, webhook, **options)
+
     if len(deliveries) <= 1:
-        return [deliver_due(database, webhook, **options) for database, webhook in deliveries]
-    with ThreadPoolExecutor(max_workers=len(deliveries), thread_name_prefix="deliver-due") as pool:
-        return list(pool.map(lambda delivery: deliver_due(*delivery, **options), deliveries))
+        delivered = [deliver(delivery) for delivery in deliveries]
+    else:
+        with ThreadPoolExecutor(max_workers=len(deliveries), thread_name_prefix="deliver-due") as pool:
+            delivered = list(pool.map(deliver, deliveries))
+    reports.update((slug, report) for (slug, _, _), report in zip(deliveries, delivered, strict=True))
+    return reports
 
 
 def _post_while_worthwhile(webhook: Webhook, due: list[tuple[str, int, dict]], budget_seconds: float) -> list[_Attempt]:

@@ -20,12 +20,7 @@ from langsmith_access.defs.provisioning.definitions import (
     refuse_environment_references,
 )
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningDatabase
-from langsmith_access.governance.notifications import (
-    DELIVERY_BUDGET_SECONDS,
-    Notifier,
-    Webhook,
-    deliver_due_each,
-)
+from langsmith_access.governance.notifications import DELIVERY_BUDGET_SECONDS, Notifier, deliver_due_for_orgs
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.settings import Org, Orgs, Settings
 from langsmith_access.store.database import (
@@ -127,17 +122,11 @@ def evaluate_outbox(orgs: Orgs, *, budget_seconds: float = DELIVERY_BUDGET_SECON
     failures wait for a later tick, with backoff). The orgs are delivered side by side, so a slow
     receiver costs the tick one delivery's budget, not one per org."""
     said: dict[str, str] = {}
-    deliveries = []
-    for org in orgs:
-        webhook = Webhook.from_settings(org.settings)
-        if webhook is None:
-            said[org.slug] = "LANGSMITH_ACCESS_WEBHOOK_URL is not set: no notifications to deliver."
-            continue
-        deliveries.append((org.slug, (AccessDatabase(org.duckdb_path, org.settings.organization_id), webhook)))
-    reports = deliver_due_each([delivery for _, delivery in deliveries], lease_timeout_seconds=2.0,
-                               budget_seconds=budget_seconds)
-    for (slug, _), report in zip(deliveries, reports, strict=True):
-        if report.problem:
+    reports = deliver_due_for_orgs(orgs, lease_timeout_seconds=2.0, budget_seconds=budget_seconds)
+    for slug, report in reports.items():
+        if report is None:
+            said[slug] = "LANGSMITH_ACCESS_WEBHOOK_URL is not set: no notifications to deliver."
+        elif report.problem:
             said[slug] = report.problem
         elif not report.attempted:
             said[slug] = "No notification due."
@@ -145,7 +134,7 @@ def evaluate_outbox(orgs: Orgs, *, budget_seconds: float = DELIVERY_BUDGET_SECON
             failed = f"; {len(report.failed)} not delivered ({'; '.join(sorted(set(report.failed.values())))}), " \
                      "retried later" if report.failed else ""
             said[slug] = f"Delivered {len(report.delivered)} notification(s){failed}."
-    return dg.SkipReason(skip_reasons([(org.slug, said[org.slug]) for org in orgs]))
+    return dg.SkipReason(skip_reasons(list(said.items())))  # in the orgs' order
 
 
 @dg.definitions
