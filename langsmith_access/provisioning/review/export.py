@@ -92,10 +92,7 @@ def export_review_sheet(
         require_synced(conn, database.path)
         require_tables(conn, "review_sheet", "effective_access")
         require_columns(conn, "review_sheet", GRANT_COLUMNS)
-        try:
-            workspace_id = resolve_workspace(conn, workspace) if workspace else None
-        except LookupFailed as error:
-            raise ReviewError(str(error)) from None
+        workspace_id = _workspace_id(conn, workspace)
         parameters = {"workspace_id": workspace_id, "include_org_roles": include_org_roles,
                       "organization_id": organization_of(conn) or database.organization_id}
         if not to_duckdb:
@@ -111,15 +108,19 @@ def organization_admins_left_out(database: AccessDatabase, workspace: str | None
     not on it."""
     with database.read_published() as conn:
         require_tables(conn, "report_implicit_admins")
-        workspace_id = None
-        if workspace:
-            try:
-                workspace_id = resolve_workspace(conn, workspace)
-            except LookupFailed as error:
-                raise ReviewError(str(error)) from None
+        workspace_id = _workspace_id(conn, workspace)
         return scalar(conn, "SELECT count(DISTINCT user_id) FROM main.report_implicit_admins "
                             "WHERE $workspace_id IS NULL OR workspace_id = $workspace_id",
                       {"workspace_id": workspace_id})
+
+
+def _workspace_id(conn, workspace: str | None) -> str | None:
+    """The id of the workspace ``--workspace`` names (None: every workspace); a ReviewError
+    saying why when it names none, or several."""
+    try:
+        return resolve_workspace(conn, workspace) if workspace else None
+    except LookupFailed as error:
+        raise ReviewError(str(error)) from None
 
 
 def _write_csv(out: Path, rows: list[tuple]) -> None:
