@@ -100,16 +100,15 @@ def unexplained_changes(
 
 
 def notify_unexplained_changes(
-    conn: duckdb.DuckDBPyConnection, notifier: Notifier, sync_id: str | None = None, *,
-    seen_since: datetime | None = None,
+    conn: duckdb.DuckDBPyConnection, notifier: Notifier, changes: list[UnexplainedChange]
 ) -> list[str]:
-    """Enqueue ``change.unexplained`` for each unexplained change ``unexplained_changes`` lists
-    for these arguments, once per change (in the caller's transaction, on the database the run
-    publishes). Returns the ids of the notifications added now."""
+    """Enqueue ``change.unexplained`` for each of ``changes`` (``unexplained_changes``'s rows),
+    once per change (in the caller's transaction, on the database the run publishes). Returns
+    the ids of the notifications added now."""
     if not notifier.enabled:
         return []
     added = []
-    for change in unexplained_changes(conn, sync_id, seen_since=seen_since):
+    for change in changes:
         notification_id = notifier.notify(
             conn, EVENT, at=change.seen_at, once_for=change.key,
             user=change.email or change.user_id,
