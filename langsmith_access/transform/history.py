@@ -56,7 +56,7 @@ def rebuild_history(
     committed, once however often this runs)."""
     with duckdb.connect(str(database_file)) as conn:
         since = first_unbuilt_observation_at(conn)
-    scoped = _write_refresh_scope(database_file)
+        scoped = _write_refresh_scope(conn)
     with build(database_file, target, select=REFRESH_SELECT, timeout_seconds=timeout_seconds,
                variables=dbt_vars(unused_days=unused_days)) as invocation:
         invocation.raise_on_failure()
@@ -65,26 +65,26 @@ def rebuild_history(
             conn.execute(f"DROP TABLE {REFRESH_SCOPE}")
         if since is None:
             return []
+        changes = unexplained_changes(conn, seen_since=since)
         if notifier is not None:
-            notify_unexplained_changes(conn, notifier, seen_since=since)
-        return unexplained_changes(conn, seen_since=since)
+            notify_unexplained_changes(conn, notifier, changes)
+        return changes
 
 
-def _write_refresh_scope(database_file: Path) -> bool:
+def _write_refresh_scope(conn: duckdb.DuckDBPyConnection) -> bool:
     """``raw.refresh_scope``: the users of the observations dbt has not built yet, when there are
     some and not so many that rebuilding whole tables is as cheap. False: none written."""
-    with duckdb.connect(str(database_file)) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE}")
-        if not table_exists(conn, *BUILT_OBSERVATIONS):
-            return False  # built by a version without observations: everything is rebuilt
-        users = conn.execute(
-            "SELECT DISTINCT nullif(trim(ls_user_id), '') AS user_id "
-            f"FROM ({unbuilt_observations_query(conn)}) WHERE nullif(trim(ls_user_id), '') IS NOT NULL"
-        ).fetchall()
-        if not users or len(users) > MAX_REFRESH_SCOPE_USERS:
-            return False
-        conn.execute(f"CREATE TABLE {REFRESH_SCOPE} (user_id VARCHAR PRIMARY KEY)")
-        conn.executemany(f"INSERT INTO {REFRESH_SCOPE} VALUES (?)", users)
+    conn.execute(f"DROP TABLE IF EXISTS {REFRESH_SCOPE}")
+    if not table_exists(conn, *BUILT_OBSERVATIONS):
+        return False  # built by a version without observations: everything is rebuilt
+    users = conn.execute(
+        "SELECT DISTINCT nullif(trim(ls_user_id), '') AS user_id "
+        f"FROM ({unbuilt_observations_query(conn)}) WHERE nullif(trim(ls_user_id), '') IS NOT NULL"
+    ).fetchall()
+    if not users or len(users) > MAX_REFRESH_SCOPE_USERS:
+        return False
+    conn.execute(f"CREATE TABLE {REFRESH_SCOPE} (user_id VARCHAR PRIMARY KEY)")
+    conn.executemany(f"INSERT INTO {REFRESH_SCOPE} VALUES (?)", users)
     return True
 
 
