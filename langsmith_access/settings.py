@@ -127,6 +127,12 @@ def shown(raw: str) -> str:
     return repr(raw)
 
 
+def named(raw: str) -> str:
+    """``raw`` as it is (a path, an entry's key), unless it holds what looks like an API key: then
+    what ``shown`` says instead."""
+    return shown(raw) if _holds_key(raw) else raw
+
+
 def check_organization_id(organization_id: str, name: str = "LANGSMITH_ORGANIZATION_ID") -> str:
     """Return the org id in canonical UUID form, or explain what is wrong with it (``name``: where
     the value came from, for the message)."""
@@ -692,7 +698,7 @@ def _read_orgs_file(
     except OSError as error:
         raise SettingsError(
             # A key set in the variable by mistake is not repeated.
-            f"{ORGS_FILE_VARIABLE} names {shown(str(path)) if _holds_key(str(path)) else path}, which "
+            f"{ORGS_FILE_VARIABLE} names {named(str(path))}, which "
             f"cannot be read ({error.strerror}): point it at the YAML list of your orgs, or unset it "
             "to use the single-org variables."
         ) from None
@@ -773,8 +779,8 @@ def _read_org_entry(
     names = [str(key_node.value) for key_node, _ in node.value]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        named = (shown(name) if _holds_key(name) else name for name in repeated)
-        raise SettingsError(f"{where} gives {', '.join(named)} more than once: keep one of each.")
+        given_twice = ", ".join(named(name) for name in repeated)
+        raise SettingsError(f"{where} gives {given_twice} more than once: keep one of each.")
     # At the start of a value, or a whole key anywhere in one (``api_key_env:
     # LANGSMITH_API_KEY_US=lsv2_sk_...``, a line copied from an env file) or in a key's name
     # (``lsv2_sk_...: 1``); a path that merely contains ``ls__`` is not one.
