@@ -3,7 +3,8 @@ directory, with the dbt project read from site-packages and nothing written ther
 its whole story (sync, the three answers, provisioning, an approval and an expiry) without
 touching the process environment. The suite's only demo run: a demo costs ~40 s of CPU.
 
-To stay fast and offline, the wheel is built without build isolation, installed with
+To stay fast and offline, the sdist and the wheel from it are built without build isolation
+(with whatever setuptools this venv has), the wheel installed with
 ``--no-deps`` into a fresh venv, and the dependencies come from this test venv's site-packages
 through a ``.pth`` file (a plain path: the editable install's finder there is not activated).
 """
@@ -14,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -46,37 +49,54 @@ def _files(directory: Path) -> set[Path]:
 
 @pytest.mark.timeout(900)
 def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
-    # The sources as they would be shipped (no build output of the checkout).
+    # The checkout as `pip install .` sees it (the test package beside the product's, no build
+    # output), built the way a release is: the sdist, then the wheel from the unpacked sdist
+    # alone (so the sdist holds everything the wheel needs).
     source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copyfile(REPO / name, source / name)
-    shutil.copytree(REPO / "langsmith_access", source / "langsmith_access",
-                    ignore=shutil.ignore_patterns("__pycache__", "target", "logs", "*.egg-info"))
+    for package in ("langsmith_access", "langsmith_access_tests"):
+        shutil.copytree(REPO / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "target", "logs", "*.egg-info",
+                                                      "screenshots"))
+    sdists = tmp_path / "sdists"
+    _run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(sdists)!r})"],
+         cwd=source, timeout=300)
+    (sdist,) = sdists.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    (unpacked,) = (tmp_path / "unpacked").iterdir()
     wheels = tmp_path / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-          "--quiet", "--wheel-dir", str(wheels), str(source)], timeout=300)
+          "--quiet", "--wheel-dir", str(wheels), str(unpacked)], timeout=300)
     (wheel,) = wheels.glob("langsmith_access-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    # Only the product: the test suite is no importable top-level package of a user's site-packages.
+    assert {name.split("/")[0] for name in names} == {"langsmith_access", "langsmith_access-0.1.0.dist-info"}
 
+    # The fresh venv alone: not the checkout through a PYTHONPATH the suite runs with (pip would
+    # take the checkout's *.egg-info there for an installed langsmith-access and skip the wheel).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LANGSMITH_", "DAGSTER_", "DBT_", "VIRTUAL_ENV", "PYTHON"))}
     venv = tmp_path / "fresh"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], timeout=120)
     python = venv / "bin" / "python"
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-          "--no-index", "--quiet", str(wheel)], timeout=300)
+          "--no-index", "--quiet", str(wheel)], env=env, timeout=300)
     fresh_site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     (fresh_site / "test_venv_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
     installed = fresh_site / "langsmith_access"
     where = _run([str(python), "-c", "import langsmith_access; print(langsmith_access.__file__)"],
-                 cwd=tmp_path).stdout.strip()
+                 cwd=tmp_path, env=env).stdout.strip()
     assert Path(where) == installed / "__init__.py"  # not the checkout, not the editable install
     assert (installed / "dbt_project" / "dbt_project.yml").exists()
     shipped = _files(installed)
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LANGSMITH_", "DAGSTER_", "DBT_", "VIRTUAL_ENV"))}
     # No manifest built yet for this install: it must build one itself, outside the package.
     env["LANGSMITH_ACCESS_CACHE_DIR"] = str(tmp_path / "cache")
     env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"  # only the fresh venv's scripts
