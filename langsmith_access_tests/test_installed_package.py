@@ -75,6 +75,7 @@ def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
         names = archive.namelist()
     # Only the product: the test suite is no importable top-level package of a user's site-packages.
     assert {name.split("/")[0] for name in names} == {"langsmith_access", "langsmith_access-0.1.0.dist-info"}
+    assert "langsmith_access/py.typed" in names  # the documented Python API (api.py) is typed
 
     # The fresh venv alone: not the checkout through a PYTHONPATH the suite runs with (pip would
     # take the checkout's *.egg-info there for an installed langsmith-access and skip the wheel).
