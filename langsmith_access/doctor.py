@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from langsmith_access.langsmith import (
+    ConnectionFailedError,
     EndpointRedirectError,
     LangSmithClient,
     LangSmithError,
@@ -77,6 +78,23 @@ TRANSIENT_FIX = (
     "run the doctor again in a minute; if it persists, check that LANGSMITH_ENDPOINT is reachable "
     "from here and LangSmith's status"
 )
+# Why no answer came decides what to change: the endpoint only where it is the likely culprit.
+CONNECTION_FIXES = {
+    "dns": "correct the host name in LANGSMITH_ENDPOINT (US: api.smith.langchain.com, EU: "
+    "eu.api.smith.langchain.com, self-hosted: your install's host), or this machine's DNS",
+    "refused": "correct the host and port in LANGSMITH_ENDPOINT (Cloud: https:// and no port; "
+    "self-hosted: the port its ingress serves), and check the install is running",
+    "tls-untrusted": "if the install (or a proxy that inspects TLS) uses a private certificate "
+    "authority, set REQUESTS_CA_BUNDLE to that CA's certificate file; otherwise check the host "
+    "in LANGSMITH_ENDPOINT is LangSmith's",
+    "tls": "check the scheme and port in LANGSMITH_ENDPOINT: https:// to a port that serves plain "
+    "http fails like this",
+    "proxy": "check HTTPS_PROXY / HTTP_PROXY (or add the LangSmith host to NO_PROXY if it is "
+    "reached directly)",
+    "connect-timeout": "check that this machine may reach the host of LANGSMITH_ENDPOINT (a "
+    "firewall, or HTTPS_PROXY if it must use a proxy) and that the host and port are right",
+    "read-timeout": TRANSIENT_FIX,
+}
 # Declared JSON but not what LangSmith sends: something between here and LangSmith, or a bug.
 GARBLED_FIX = (
     "check that LANGSMITH_ENDPOINT reaches the LangSmith API itself (no proxy rewriting its "
@@ -242,7 +260,9 @@ class _Doctor:
                 time.sleep(wait)
                 probe = client.probe(ORGANIZATION_INFO_PATH)
         except TransientError as error:
-            self.add("endpoint", FAIL, f"cannot reach {client.endpoint}: {error}", ENDPOINT_FIX)
+            cause = error.cause if isinstance(error, ConnectionFailedError) else None
+            self.add("endpoint", FAIL, f"cannot reach {client.endpoint}: {error}",
+                     CONNECTION_FIXES.get(cause or "", ENDPOINT_FIX))
             return False
         except EndpointRedirectError as error:
             self.add("endpoint", FAIL, f"{client.endpoint} is not where the API answers: {error}",

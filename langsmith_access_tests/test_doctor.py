@@ -550,3 +550,63 @@ def test_a_workspace_the_key_may_not_read_fails_where_the_sync_reads_each_worksp
     with TamperingProxy(sandbox.url) as proxy:
         proxy.tamper = on("/api/v1/workspaces", no_permissions_in_hidden)
         assert check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_all_workspaces").status == "ok"
+
+
+# ------------------------------------------------------------------ connections that get no answer
+
+def closed_port() -> int:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def self_signed_https(tmp_path):
+    """An https server on 127.0.0.1 whose certificate nothing trusts (an install with a private
+    CA, or a proxy inspecting TLS)."""
+    import datetime
+    import http.server
+    import ssl
+    import threading
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_endpoint_that_gets_no_answer_says_why_and_what_to_change(sandbox_env, self_signed_https):
+    # A refused port, a name that does not resolve, https:// to a plain http port and a
+    # certificate this machine does not trust each need their own change; "set LANGSMITH_ENDPOINT
+    # to your LangSmith API" is wrong for a private CA, where the endpoint is right.
+    sandbox, environ = sandbox_env()
+    cases = {
+        f"http://127.0.0.1:{closed_port()}": ("connection refused", "host and port"),
+        "https://langsmith.example.invalid": ("does not resolve", "host name"),
+        sandbox.url.replace("http://", "https://"): ("TLS handshake failed", "scheme and port"),
+        self_signed_https: ("certificate is not trusted", "REQUESTS_CA_BUNDLE"),
+    }
+    for endpoint, (detail_says, fix_says) in cases.items():
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": endpoint})
+        check = check_of(diagnosis, "endpoint")
+        assert check.status == "fail" and detail_says in check.detail, (endpoint, check)
+        assert fix_says in check.fix, (endpoint, check)
+        assert {c.status for c in diagnosis.checks[2:]} == {"skip"}

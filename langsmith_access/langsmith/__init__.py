@@ -18,6 +18,7 @@ from langsmith_access.langsmith.client import (
 from langsmith_access.langsmith.errors import (
     AuthenticationError,
     ConflictError,
+    ConnectionFailedError,
     EndpointRedirectError,
     IncompleteListingError,
     LangSmithError,
@@ -54,6 +55,7 @@ __all__ = [
     "AuthenticationError",
     "CallStats",
     "ConflictError",
+    "ConnectionFailedError",
     "Credential",
     "EndpointRedirectError",
     "EnrichedMember",

@@ -27,6 +27,8 @@ import email.utils
 import json
 import math
 import random
+import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -55,6 +57,7 @@ from langsmith_access.langsmith.access_records import (
 from langsmith_access.langsmith.errors import (
     AuthenticationError,
     ConflictError,
+    ConnectionFailedError,
     EndpointRedirectError,
     IncompleteListingError,
     LangSmithError,
@@ -315,9 +318,9 @@ class LangSmithClient:
             )
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             self.stats.add(connection_errors=1)
-            kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "failed"
-            raise TransientError(
-                f"the connection to {self.endpoint} {kind}", method="GET", path=path
+            cause, why = _connection_failure(exc, self._timeout)
+            raise ConnectionFailedError(
+                f"the connection to {self.endpoint} failed: {why}", cause=cause, method="GET", path=path
             ) from None
         if 300 <= response.status_code < 400:
             raise _redirected(response, "GET", path)
@@ -1301,6 +1304,39 @@ def _unique_by_id(records: list[R], path: str) -> list[R]:
     for record in records:
         seen.setdefault(record.id, record)
     return list(seen.values())
+
+
+def _connection_failure(exc: requests.exceptions.RequestException,
+                        timeout: tuple[float, float]) -> tuple[str, str]:
+    """Why a request got no answer (``ConnectionFailedError.cause``) and how to say it: DNS, a
+    closed port, TLS and a proxy each need a different fix, not just "check the endpoint". The
+    proxy's own address is never quoted (it may carry a user and password)."""
+    # requests wraps urllib3's MaxRetryError, whose ``reason`` is the error itself.
+    chain: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending and len(chain) < 20:
+        item = pending.pop()
+        if isinstance(item, BaseException) and item not in chain:
+            chain.append(item)
+            pending.extend([*item.args, getattr(item, "reason", None), item.__cause__, item.__context__])
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect-timeout", f"no connection within {timeout[0]:g} s (a firewall dropping it, or a wrong host)"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "read-timeout", f"connected, but no answer within {timeout[1]:g} s"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "proxy", "the proxy this machine is set to use (HTTPS_PROXY / HTTP_PROXY) failed"
+    untrusted = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if untrusted is not None:
+        return "tls-untrusted", ("TLS: its certificate is not trusted here "
+                                 f"({untrusted.verify_message or 'certificate verify failed'})")
+    if isinstance(exc, requests.exceptions.SSLError):
+        tls = next((e for e in chain if isinstance(e, ssl.SSLError) and e.reason), None)
+        return "tls", f"the TLS handshake failed ({tls.reason if tls is not None else 'no reason given'})"
+    if any(type(e).__name__ == "NameResolutionError" or isinstance(e, socket.gaierror) for e in chain):
+        return "dns", "its host name does not resolve (DNS)"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "refused", "connection refused: nothing listens at that host and port"
+    return "dropped", "the connection closed without an answer"
 
 
 def _path_of(response: requests.Response) -> str:

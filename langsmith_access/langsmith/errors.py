@@ -83,6 +83,19 @@ class TransientError(LangSmithError):
         self.maybe_applied = maybe_applied
 
 
+class ConnectionFailedError(TransientError):
+    """No answer came at all. ``cause`` says why, as far as the connection tells: ``dns`` (the
+    host name does not resolve), ``refused`` (nothing listens at that port), ``tls-untrusted``
+    (a certificate this machine does not trust), ``tls`` (another TLS failure, such as https://
+    to a plain http port), ``proxy`` (the proxy of HTTPS_PROXY failed), ``connect-timeout``,
+    ``read-timeout`` (connected, no answer in time) or ``dropped`` (anything else): each has
+    its own fix, and the connection doctor names it."""
+
+    def __init__(self, message: str, *, cause: str, **kwargs):
+        super().__init__(message, **kwargs)
+        self.cause = cause
+
+
 class ProvisioningInterruptedError(TransientError):
     """LangSmith stopped answering during a provisioning run (every retry of a read or a write
     that did not go out failed): the run stops there instead of failing each request in turn.
