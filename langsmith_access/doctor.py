@@ -268,6 +268,29 @@ class _Doctor:
             self.add("endpoint", FAIL, f"{client.endpoint} is not where the API answers: {error}",
                      error.fix)
             return False
+        if not probe.is_json and (probe.status_code >= 500 or probe.status_code == 429):
+            # A gateway's error page (a load balancer or ingress whose LangSmith backend is down),
+            # not proof of a wrong endpoint: only a 2xx that is not JSON is that.
+            self.add(
+                "endpoint",
+                FAIL,
+                f"GET {ORGANIZATION_INFO_PATH} at {client.endpoint} answered {probe.status_code} with "
+                f"{probe.content_type or 'no content type'}, again when asked again: a gateway's "
+                "error page, so the LangSmith API behind it is not answering now",
+                TRANSIENT_FIX,
+            )
+            return False
+        if not probe.is_json and probe.status_code in (403, 407):
+            # LangSmith refuses with JSON: a page is a proxy or firewall on the way (langsmith-api.md).
+            self.add(
+                "endpoint",
+                FAIL,
+                f"GET {ORGANIZATION_INFO_PATH} at {client.endpoint} answered {probe.status_code} with "
+                f"{probe.content_type or 'no content type'}, not LangSmith's JSON: a proxy or "
+                "firewall refused the request before it reached LangSmith",
+                ProxyRefusalError.fix,
+            )
+            return False
         if not probe.is_json:
             self.add(
                 "endpoint",

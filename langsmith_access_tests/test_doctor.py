@@ -24,7 +24,7 @@ from langsmith_access.doctor import (
     TRANSIENT_FIX,
     run_checks,
 )
-from langsmith_access.langsmith import LangSmithClient, LangSmithError, NotLangSmithAPIError
+from langsmith_access.langsmith import LangSmithClient, LangSmithError, NotLangSmithAPIError, ProxyRefusalError
 from langsmith_access.provisioning.executor import OrgSnapshot
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
 from langsmith_access.settings import ORGS_FILE_VARIABLE, ClientSettings, Secret
@@ -610,3 +610,31 @@ def test_an_endpoint_that_gets_no_answer_says_why_and_what_to_change(sandbox_env
         assert check.status == "fail" and detail_says in check.detail, (endpoint, check)
         assert fix_says in check.fix, (endpoint, check)
         assert {c.status for c in diagnosis.checks[2:]} == {"skip"}
+
+
+def page(status: int):
+    """A tamper that puts a gateway's or a proxy's HTML page with ``status`` in place of the answer."""
+    def tamper(answer: Answer) -> Answer:
+        return answer.replace(status=status, headers={"Content-Type": "text/html"},
+                              body=b"<html><body><h1>%d</h1></body></html>" % status)
+    return tamper
+
+
+@pytest.mark.parametrize("status, detail_says, fix", [
+    (502, "LangSmith API behind it is not answering now", TRANSIENT_FIX),
+    (503, "LangSmith API behind it is not answering now", TRANSIENT_FIX),
+    (403, "a proxy or firewall refused the request", ProxyRefusalError.fix),
+    (200, "not a LangSmith API", "set LANGSMITH_ENDPOINT"),  # only a 2xx page is a wrong endpoint
+])
+def test_a_page_in_place_of_the_org_info_is_told_by_its_status(sandbox_env, status, detail_says, fix):
+    # A load balancer's 502/503 page says the LangSmith behind it is down, and a 403 page says a
+    # proxy refused: neither is a reason to change LANGSMITH_ENDPOINT (langsmith-api.md: only a
+    # 2xx that is not JSON is "not a LangSmith API").
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/orgs/current/info", page(status))
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    check = check_of(diagnosis, "endpoint")
+    assert check.status == "fail" and detail_says in check.detail, check
+    assert check.fix.startswith(fix), check
+    assert {c.status for c in diagnosis.checks[2:]} == {"skip"}
