@@ -32,6 +32,7 @@ from langsmith_access.langsmith import (
     Workspace,
 )
 from langsmith_access.langsmith.client import (
+    MAX_RETRY_AFTER_SECONDS,
     ORGANIZATION_INFO_PATH,
 )
 from langsmith_access.langsmith.refusals import MANAGE_MEMBERS, WORKSPACE_ADMIN, WORKSPACES_READ, workspace_rbac
@@ -249,11 +250,20 @@ class _Doctor:
     def endpoint_and_key(self, client: LangSmithClient) -> bool:
         """``endpoint`` and ``authentication`` from one GET of the org info: any JSON answer,
         a 401 included, proves a LangSmith API."""
+        # For a 429 or 5xx answer: what the detail says of asking again, and the fix.
+        again, retry_fix = "again when asked again", TRANSIENT_FIX
         try:
             probe = client.probe(ORGANIZATION_INFO_PATH)
             for _ in range(DOCTOR_MAX_RETRIES):
                 wait = probe.retry_after if probe.retry_after is not None else TRANSIENT_RETRY_SECONDS
-                if (probe.status_code != 429 and probe.status_code < 500) or wait > DOCTOR_MAX_WAIT_SECONDS:
+                if probe.status_code != 429 and probe.status_code < 500:
+                    break
+                if wait > DOCTOR_MAX_WAIT_SECONDS:
+                    # Not asked again: the answer names a longer wait than the doctor's.
+                    more = " or more" if wait >= MAX_RETRY_AFTER_SECONDS else ""  # the client's cap
+                    again = f"and it asks to wait {wait:.0f} s{more} (Retry-After) before asking again"
+                    retry_fix = (f"run the doctor again in {wait:.0f} s{more}, when LangSmith said it "
+                                 "would answer; if it persists, check LangSmith's status")
                     break
                 # Rate limited (a 429 without Retry-After waits out the fixed window, as a sync
                 # would) or a server error: asked again once before telling anything.
@@ -275,9 +285,9 @@ class _Doctor:
                 "endpoint",
                 FAIL,
                 f"GET {ORGANIZATION_INFO_PATH} at {client.endpoint} answered {probe.status_code} with "
-                f"{probe.content_type or 'no content type'}, again when asked again: a gateway's "
-                "error page, so the LangSmith API behind it is not answering now",
-                TRANSIENT_FIX,
+                f"{probe.content_type or 'no content type'}, {again}: a gateway's error page, so "
+                "the LangSmith API behind it is not answering now",
+                retry_fix,
             )
             return False
         if not probe.is_json and probe.status_code in (403, 407):
@@ -317,9 +327,8 @@ class _Doctor:
                 "endpoint",
                 FAIL,
                 f"{client.endpoint} answers as a LangSmith API but not usefully now: GET "
-                f"{ORGANIZATION_INFO_PATH} answered {probe.status_code} ({probe.detail}), again when "
-                "asked again",
-                TRANSIENT_FIX,
+                f"{ORGANIZATION_INFO_PATH} answered {probe.status_code} ({probe.detail}), {again}",
+                retry_fix,
             )
             return False
         if _in_the_clear(client.endpoint):

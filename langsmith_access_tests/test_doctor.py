@@ -638,3 +638,14 @@ def test_a_page_in_place_of_the_org_info_is_told_by_its_status(sandbox_env, stat
     assert check.status == "fail" and detail_says in check.detail, check
     assert check.fix.startswith(fix), check
     assert {c.status for c in diagnosis.checks[2:]} == {"skip"}
+
+
+def test_a_rate_limit_longer_than_the_doctor_waits_is_reported_as_it_is(sandbox_env):
+    # A 429 asking for an hour is not waited for, nor asked again: the detail must not claim it
+    # was, and the fix names the wait LangSmith gave, not "in a minute".
+    sandbox, environ = sandbox_env(faults=FaultConfig(throttle_rate=1.0, retry_after_seconds=90))
+    check = check_of(run_checks(environ), "endpoint")
+    assert check.status == "fail" and "429" in check.detail, check
+    assert "asked again" not in check.detail.replace("before asking again", ""), check
+    assert "wait 90 s (Retry-After)" in check.detail and "again in 90 s" in check.fix, check
+    assert len([r for r in sandbox.request_log.snapshot() if r.path == "/api/v1/orgs/current/info"]) == 1
