@@ -79,6 +79,11 @@ TRANSIENT_FIX = (
     "run the doctor again in a minute; if it persists, check that LANGSMITH_ENDPOINT is reachable "
     "from here and LangSmith's status"
 )
+# Declared JSON but not what LangSmith sends: something between here and LangSmith, or a bug.
+GARBLED_FIX = (
+    "check that LANGSMITH_ENDPOINT reaches the LangSmith API itself (no proxy rewriting its "
+    "answers), then run the doctor again"
+)
 # Why no answer came decides what to change: the endpoint only where it is the likely culprit.
 CONNECTION_FIXES = {
     "dns": "correct the host name in LANGSMITH_ENDPOINT (US: api.smith.langchain.com, EU: "
@@ -95,12 +100,8 @@ CONNECTION_FIXES = {
     "connect-timeout": "check that this machine may reach the host of LANGSMITH_ENDPOINT (a "
     "firewall, or HTTPS_PROXY if it must use a proxy) and that the host and port are right",
     "read-timeout": TRANSIENT_FIX,
+    "broken": GARBLED_FIX,
 }
-# Declared JSON but not what LangSmith sends: something between here and LangSmith, or a bug.
-GARBLED_FIX = (
-    "check that LANGSMITH_ENDPOINT reaches the LangSmith API itself (no proxy rewriting its "
-    "answers), then run the doctor again"
-)
 ORG_SELECTION_FIX = "name one of them with --org SLUG"
 
 

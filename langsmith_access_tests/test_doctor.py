@@ -649,3 +649,21 @@ def test_a_rate_limit_longer_than_the_doctor_waits_is_reported_as_it_is(sandbox_
     assert "asked again" not in check.detail.replace("before asking again", ""), check
     assert "wait 90 s (Retry-After)" in check.detail and "again in 90 s" in check.fix, check
     assert len([r for r in sandbox.request_log.snapshot() if r.path == "/api/v1/orgs/current/info"]) == 1
+
+
+def undecodable(answer: Answer) -> Answer:
+    """An answer a proxy garbled: it says gzip, and is not."""
+    return answer.replace(headers={**answer.headers, "Content-Encoding": "gzip"}, body=b"not gzip at all")
+
+
+@pytest.mark.parametrize("path, check", [("/api/v1/orgs/current/info", "endpoint"), (ROLES, "read_roles")])
+def test_an_answer_that_cannot_be_decoded_fails_its_check_not_the_doctor(sandbox_env, path, check):
+    # requests raises ContentDecodingError (ChunkedEncodingError for a body cut short), neither
+    # of them a ConnectionError: the doctor crashed, --json printed nothing, the op job failed
+    # with a traceback instead of its checks.
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(path, undecodable)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    assert check_of(diagnosis, check).status == "fail", diagnosis
+    assert [c.name for c in diagnosis.checks] == list(CHECK_NAMES)

@@ -316,7 +316,7 @@ class LangSmithClient:
                 self.endpoint + path, headers=self._headers(None), timeout=self._timeout,
                 allow_redirects=False,  # see EndpointRedirectError
             )
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except requests.exceptions.RequestException as exc:  # a body cut short or undecodable too
             self.stats.add(connection_errors=1)
             cause, why = _connection_failure(exc, self._timeout)
             raise ConnectionFailedError(
@@ -1045,7 +1045,9 @@ class LangSmithClient:
             except requests.exceptions.ConnectTimeout:
                 self.stats.add(connection_errors=1)
                 problem, maybe_applied = f"connection timed out{where}", False
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            except requests.exceptions.RequestException as exc:
+                # Any answer that did not arrive whole (ChunkedEncodingError, ContentDecodingError
+                # included: a proxy cut or garbled it) is one to retry, never a crash.
                 self.stats.add(connection_errors=1)
                 kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "dropped"
                 problem, maybe_applied = f"the connection {kind}{where}", is_write
@@ -1336,6 +1338,8 @@ def _connection_failure(exc: requests.exceptions.RequestException,
         return "dns", "its host name does not resolve (DNS)"
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         return "refused", "connection refused: nothing listens at that host and port"
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return "broken", "the answer broke off or could not be decoded (a proxy on the way?)"
     return "dropped", "the connection closed without an answer"
 
 

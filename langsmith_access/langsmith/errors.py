@@ -88,7 +88,8 @@ class ConnectionFailedError(TransientError):
     host name does not resolve), ``refused`` (nothing listens at that port), ``tls-untrusted``
     (a certificate this machine does not trust), ``tls`` (another TLS failure, such as https://
     to a plain http port), ``proxy`` (the proxy of HTTPS_PROXY failed), ``connect-timeout``,
-    ``read-timeout`` (connected, no answer in time) or ``dropped`` (anything else): each has
+    ``read-timeout`` (connected, no answer in time), ``broken`` (an answer cut short or that
+    cannot be decoded) or ``dropped`` (anything else): each has
     its own fix, and the connection doctor names it."""
 
     def __init__(self, message: str, *, cause: str, **kwargs):
