@@ -218,6 +218,9 @@ class _Doctor:
         self.org_info: dict[str, Any] | None = None
         self.probe_status: int | None = None
         self.probe_detail = ""
+        # The fix when organization routes refuse the key (None: they did not): a refusal of the
+        # member listing then has the same cause, not a missing role.
+        self.organization_refused: str | None = None
 
     def add(self, name: str, status: str, detail: str, fix: str | None = None) -> None:
         # Details quote what the server answered (headers, bodies, where it redirects): a key it
@@ -369,15 +372,18 @@ class _Doctor:
             )
             return False
         if self.org_info is None:
+            self.organization_refused = (
+                "use an organization-scoped service key of organization "
+                f"{client.organization_id} (or set LANGSMITH_ORGANIZATION_ID to the key's "
+                "organization; check the region too)"
+            )
             self.add(
                 "organization",
                 FAIL,
                 f"organization routes refuse the key ({self.probe_status}: {self.probe_detail}): "
                 "it is a workspace-scoped key, or LANGSMITH_ORGANIZATION_ID is not its "
                 "organization",
-                "use an organization-scoped service key of organization "
-                f"{client.organization_id} (or set LANGSMITH_ORGANIZATION_ID to the key's "
-                "organization; check the region too)",
+                self.organization_refused,
             )
             return False
         found = str(self.org_info.get("id") or "")
@@ -418,7 +424,8 @@ class _Doctor:
                 f"cannot list organization members: {error}",
                 _fix_for(
                     error,
-                    refused="give the key a role with organization:read (any organization role), "
+                    refused=self.organization_refused
+                    or "give the key a role with organization:read (any organization role), "
                     "on an organization-scoped service key",
                 ),
             )

@@ -667,3 +667,13 @@ def test_an_answer_that_cannot_be_decoded_fails_its_check_not_the_doctor(sandbox
         diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
     assert check_of(diagnosis, check).status == "fail", diagnosis
     assert [c.name for c in diagnosis.checks] == list(CHECK_NAMES)
+
+
+def test_members_refused_with_the_organization_get_the_organization_s_fix(sandbox_env):
+    # Another org's id: the member listing is refused for the same reason as the org info, so
+    # its fix must not send the operator to the key's roles ("give the key organization:read").
+    _, environ = sandbox_env()
+    diagnosis = run_checks({**environ, "LANGSMITH_ORGANIZATION_ID": "11111111-2222-4333-8444-555555555555"})
+    organization, members = check_of(diagnosis, "organization"), check_of(diagnosis, "read_members")
+    assert organization.status == "fail" and members.status == "fail", diagnosis
+    assert members.fix == organization.fix and "LANGSMITH_ORGANIZATION_ID" in members.fix, members
