@@ -677,3 +677,12 @@ def test_members_refused_with_the_organization_get_the_organization_s_fix(sandbo
     organization, members = check_of(diagnosis, "organization"), check_of(diagnosis, "read_members")
     assert organization.status == "fail" and members.status == "fail", diagnosis
     assert members.fix == organization.fix and "LANGSMITH_ORGANIZATION_ID" in members.fix, members
+
+
+def test_an_orgs_refusal_reads_as_a_sentence_in_its_own_terms(orgs_file):
+    # eu's organization_id is not the sandbox's: organization routes refuse its key. The
+    # client's message, rewritten to name eu's entry, read "at its org's the endpoint of org ...".
+    done = cli_in_this_process("doctor", "--org", "eu")
+    assert done.returncode == 1 and "fail read_members" in done.stdout, done.stdout
+    assert "'s the endpoint" not in done.stdout, done.stdout
+    assert f"the endpoint of org 'eu' in {orgs_file} set to" in done.stdout, done.stdout

@@ -1174,8 +1174,9 @@ class LangSmithClient:
                     "organization routes), the org id does not match the key, or the key is of "
                     f"another region or install than {self.endpoint} (an EU org's key works only "
                     "at https://eu.api.smith.langchain.com): use an organization-scoped service "
-                    f"key for LANGSMITH_ORGANIZATION_ID ({self.organization_id}) at its org's "
-                    f"LANGSMITH_ENDPOINT. Server said: {detail}",
+                    # Worded so that an org of the orgs file can name its own entry's fields.
+                    f"key for LANGSMITH_ORGANIZATION_ID ({self.organization_id}), with "
+                    f"LANGSMITH_ENDPOINT set to its org's region or install. Server said: {detail}",
                     **context,
                 )
             needed = WORKSPACES_READ if method == "GET" else MANAGE_MEMBERS
