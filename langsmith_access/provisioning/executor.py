@@ -654,6 +654,9 @@ class Provisioner:
                     # so grants and history show it now, and drift lists it (nothing applied).
                     self._observe(request, live, FOUND)
                 return Outcome(request_id, "already_satisfied", plan.explanation, plan)
+            passed = self._until_passed(request)
+            if passed is not None:  # an earlier run's write did not make it so: nothing more is sent
+                raise passed
             try:
                 identity_id = self._apply(request_id, workspace_id, member.id, plan)
             except (TransientError, UnexpectedResponseError) as error:
@@ -770,11 +773,11 @@ class Provisioner:
 
     def _validate_live(self, request: dict) -> EnrichedMember | OrgMember:
         """Everything checked at queue time, checked again against LangSmith now."""
-        until = request.get("access_until")
-        if request["action"] == "grant" and until is not None and until <= queue.now_utc():
+        passed = self._until_passed(request)
+        if passed is not None and not self._earlier_writes(request["request_id"]):
             # Approved or claimed too late: applying it now would grant access that is already over.
-            raise Rejected(f"its --until ({queue.iso_minutes(until)}) has passed: nothing applied; ask again "
-                           "with a later --until")
+            # (A write an earlier run sent may have applied it: settled from live state, never resent.)
+            raise passed
         role = self.directory.roles.get(request["role_id"])
         if role is None:
             raise Rejected(f"role {request['role_name'] or request['role_id']} no longer exists in LangSmith")
@@ -808,6 +811,15 @@ class Provisioner:
             with self._lock:
                 self._admin_revokes.add(request["request_id"])
         return member
+
+    @staticmethod
+    def _until_passed(request: dict) -> Rejected | None:
+        """For a grant whose ``--until`` has passed, the refusal to write it (None otherwise)."""
+        until = request.get("access_until")
+        if request["action"] != "grant" or until is None or until > queue.now_utc():
+            return None
+        return Rejected(f"its --until ({queue.iso_minutes(until)}) has passed: nothing applied; ask again "
+                        "with a later --until")
 
     def _read_live(self, request_id: str, workspace_id: str, user_id: str, kind: str = "read_live") -> Live | None:
         self.client.take_retried_attempts()

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -413,3 +413,39 @@ def test_a_retried_call_is_in_the_audit_with_its_status_and_wait(env):
         "SELECT detail FROM main.provisioning_events WHERE request_id = ? AND kind IN ('read_live', 'verified')",
         [queued.request_id])
     assert reads and all("retried" not in json.loads(d) for (d,) in reads)
+
+
+def test_a_grant_whose_until_passed_after_its_write_went_out_is_settled_not_rejected(env, monkeypatch):
+    """A run dies right after its write of a grant `--until T`; T passes before the next run. The
+    write is in LangSmith: the next run settles it from live state (applied, ending at T) rather
+    than rejecting it as "nothing applied", and the run after that ends it."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    until = datetime.now(UTC) + timedelta(hours=2)
+    request = request_grant(outsider.ls_user_id, workspace.id, "Editor", until=until.isoformat())
+    assert request.accepted, request
+    real_add = LangSmithClient.add_workspace_member
+
+    def add_then_die(self, *args, **kwargs):
+        real_add(self, *args, **kwargs)
+        raise RuntimeError("simulated crash after the write, before it was recorded")
+
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", add_then_die)
+    assert not provision().success
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", real_add)
+    assert [r["status"] for r in list_requests()] == ["in_progress"]
+    passed = datetime.now(UTC) - timedelta(minutes=1)
+    with database.writer_lease("test: the --until passes"), database.connect() as conn:
+        conn.execute("UPDATE main.provisioning_requests SET access_until = ? WHERE request_id = ?",
+                     [passed, request.request_id])
+
+    recovered = provision()
+    assert recovered.success, recovered.failure
+    [row] = [r for r in list_requests() if r["request_id"] == request.request_id]
+    assert row["status"] == "applied", row
+    assert row["expires_at"] == passed
+    assert org.membership(workspace.id, outsider.ls_user_id) is not None
+    # Its end is due at once: the next run revokes what the dead run's write gave.
+    assert provision().success
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    assert [w.method for w in writes(sandbox)] == ["POST", "DELETE"]
