@@ -500,16 +500,17 @@ def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange)
     pending or in progress), if there is one: the latest open request on the membership (the
     user in the workspace), when it asks for this same change. An open request for another change
     queued after an identical one (revoke, grant, revoke) is not a duplicate: merged into the
-    first, the last word would run before the request it overturns."""
+    first, the last word would run before the request it overturns. Nor is the revoke that ends
+    a time-bound grant: it undoes only what that grant did (maybe nothing), not the role."""
     if not _has_queue(conn):
         return None
     row = first_row(
         conn,
-        f"SELECT request_id, action, role_id FROM main.provisioning_requests WHERE status IN ({_OPEN}) "
-        "AND user_id = ? AND workspace_id = ? ORDER BY request_seq DESC LIMIT 1",
+        f"SELECT request_id, action, role_id, parent_request_id FROM main.provisioning_requests "
+        f"WHERE status IN ({_OPEN}) AND user_id = ? AND workspace_id = ? ORDER BY request_seq DESC LIMIT 1",
         [resolved.user_id, resolved.workspace_id],
     )
-    if row is None or (row[1], row[2]) != (resolved.action, resolved.role_id):
+    if row is None or (row[1], row[2]) != (resolved.action, resolved.role_id) or row[3] is not None:
         return None
     return row[0]
 

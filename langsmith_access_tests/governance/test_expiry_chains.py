@@ -192,3 +192,29 @@ def test_only_an_end_that_ends_the_members_access_is_warned_of(governed, monkeyp
     assert provision().success
     deliver_notifications()
     assert [b["request_id"] for b in receiver.bodies() if b["event"] == "access.expiring"] == [longer.request_id]
+
+
+def test_a_revoke_asked_while_a_grants_end_is_queued_is_its_own_request(env):
+    """A grant's end is queued but not applied yet (LangSmith stopped answering, say) when
+    someone asks to revoke the same role. The end undoes only what its grant did (here nothing:
+    a later grant took the role over), so folding the revoke into it would leave the access in
+    place: the revoke is a request of its own, and removes the member."""
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members()
+                    if m.ls_user_id not in workspace.memberships and not m.is_disabled)
+    timed = request_grant(outsider.ls_user_id, workspace.id, "Editor", duration="1h")
+    assert provision().success
+    lasting = request_grant(outsider.ls_user_id, workspace.id, "Editor")  # takes the hour over
+    assert provision().success
+    assert request_row(database, lasting.request_id)["status"] == "already_satisfied"
+    [end] = expire_due(database, datetime.now(UTC) + timedelta(minutes=61))
+
+    revoke = request_revoke(outsider.email, workspace.id, "Editor", reason="security: remove now")
+    assert revoke.accepted, revoke
+    assert provision().success
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    assert revoke.duplicate_of is None and revoke.request_id != end, revoke
+    assert request_row(database, end)["status"] == "already_satisfied"
+    assert request_row(database, revoke.request_id)["status"] == "applied"
+    assert request_row(database, timed.request_id)["status"] == "applied"
