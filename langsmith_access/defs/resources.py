@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization
 from langsmith_access.governance.notifications import Notifier, without_secrets
@@ -34,6 +34,12 @@ from langsmith_access.transform.history import rebuild_history, unbuilt_observat
 
 # Every op that writes DuckDB runs in this Dagster concurrency pool.
 DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
+
+# The database resources' config, as the Launchpad describes it.
+_DUCKDB_PATH_HELP = ("The analysts' DuckDB file this run writes; leave it out for the org's own "
+                     "(the partition's database).")
+_LEASE_HELP = ("How long, in seconds, the run waits for another run (a sync, inventory or "
+               "provisioning run of this org) to release the database before it fails.")
 
 
 
@@ -82,8 +88,8 @@ class SyncDatabase(OrgScopedResource):
     before that leaves the working file and the analysts' copy exactly as they were.
     """
 
-    duckdb_path: str | None = None  # None: the org's database
-    lease_timeout_seconds: float = 600.0
+    duckdb_path: str | None = Field(default=None, description=_DUCKDB_PATH_HELP)
+    lease_timeout_seconds: float = Field(default=600.0, description=_LEASE_HELP)
 
     _stack: contextlib.ExitStack | None = PrivateAttr(default=None)
     _scratch: Path | None = PrivateAttr(default=None)
@@ -284,8 +290,8 @@ class ProvisioningDatabase(OrgScopedResource):
     what was done.
     """
 
-    duckdb_path: str | None = None  # None: the org's database
-    lease_timeout_seconds: float = 600.0
+    duckdb_path: str | None = Field(default=None, description=_DUCKDB_PATH_HELP)
+    lease_timeout_seconds: float = Field(default=600.0, description=_LEASE_HELP)
 
     _stack: contextlib.ExitStack | None = PrivateAttr(default=None)
 

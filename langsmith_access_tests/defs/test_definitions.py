@@ -181,3 +181,32 @@ def test_the_runner_builds_the_provisioning_job_as_the_code_location_serves_it(m
     )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "[]"
+
+
+def _config_fields(config_type, path: str):
+    """(path, field) of every field of a run config schema, nested shapes included."""
+    for name, field in (getattr(config_type, "fields", None) or {}).items():
+        yield f"{path}.{name}", field
+        inner = field.config_type
+        while getattr(inner, "inner_type", None) is not None:  # Noneable, Array
+            inner = inner.inner_type
+        yield from _config_fields(inner, f"{path}.{name}")
+
+
+@pytest.mark.parametrize("job_name", ["langsmith_access_sync", "langsmith_access_inventory",
+                                      "provision_workspace_roles", "decide_access_request"])
+def test_every_launchpad_config_field_says_what_it_does(job_name):
+    # The Launchpad shows a field's description beside it: the only help an operator has there.
+    root = defs().resolve_job_def(job_name).run_config_schema.config_type
+    ours = [(path, field) for section in ("ops", "resources")
+            for path, field in _config_fields(root.fields[section].config_type, section)
+            if path.count(".") >= 3 and path.split(".")[2] == "config" and "io_manager" not in path]
+    assert ours, job_name
+    undocumented = [path for path, field in ours if not field.description]
+    assert undocumented == []
+
+
+def test_a_bad_membership_route_is_refused_at_launch_naming_the_field():
+    job = defs().resolve_job_def("langsmith_access_sync")
+    with pytest.raises(dg.DagsterInvalidConfigError, match=r"raw_members:config:membership_route"):
+        dg.validate_run_config(job, {"ops": {"raw_members": {"config": {"membership_route": "per_workspace"}}}})

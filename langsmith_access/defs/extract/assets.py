@@ -6,7 +6,10 @@ also how dagster-dbt names the dbt sources, so the dbt models hang off these ass
 """
 
 
+from typing import Literal
+
 import dagster as dg
+from pydantic import Field
 
 from langsmith_access import names
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
@@ -26,9 +29,23 @@ RAW_ORG_SETTINGS = dg.AssetKey(["raw", "org_settings"])
 class MembersConfig(dg.Config):
     """Run config for the members extract (and its guards)."""
 
-    membership_route: str = "auto"  # 'auto' | 'enriched_members' | 'workspace_members'
-    max_shrink_share: float = DEFAULT_MAX_SHRINK_SHARE
-    accept_shrink: bool = False
+    # extract.MEMBERSHIP_ROUTES: a choice the Launchpad checks before the run starts.
+    membership_route: Literal["auto", "enriched_members", "workspace_members"] = Field(
+        default="auto",
+        description="How members and their workspace roles are read: auto (one enriched listing "
+        "where the key may read every workspace's members, else each workspace), enriched_members "
+        "(that listing only) or workspace_members (each workspace).",
+    )
+    max_shrink_share: float = Field(
+        default=DEFAULT_MAX_SHRINK_SHARE,
+        description="Largest drop in members or workspace grants since the previous sync that the "
+        "run accepts, from 0 to 1 (LANGSMITH_ACCESS_MAX_SHRINK_SHARE for the CLI); a larger drop "
+        "fails the shrink_guard check and publishes nothing.",
+    )
+    accept_shrink: bool = Field(
+        default=False,
+        description="Accept a drop beyond max_shrink_share for this run (a real offboarding).",
+    )
 
 
 def _api_metadata(langsmith: LangSmithAPI) -> dict:

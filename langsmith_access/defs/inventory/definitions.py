@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from langsmith_access import names
 from langsmith_access.defs.orgs import deployment_orgs, org_run_config, schedule_tick
@@ -47,9 +48,12 @@ INVENTORY_KEYS = {table: dg.AssetKey(["raw", table]) for table in TABLE_DESCRIPT
 class InventoryConfig(dg.Config):
     """Run config of the inventory's extract (every field optional)."""
 
-    # How far back the audit log's load reaches (default LANGSMITH_ACCESS_UNUSED_DAYS); the
-    # reports keep counting LANGSMITH_ACCESS_UNUSED_DAYS.
-    unused_days: int | None = None
+    # The reports keep counting LANGSMITH_ACCESS_UNUSED_DAYS.
+    unused_days: int | None = Field(
+        default=None,
+        description="How many days back the audit log's first load reaches (at least 1); leave it "
+        "out for LANGSMITH_ACCESS_UNUSED_DAYS.",
+    )
 
 
 def freshness_policy(cron: str) -> dg.FreshnessPolicy:

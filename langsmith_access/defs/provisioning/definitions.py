@@ -15,6 +15,7 @@ from typing import TypedDict
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from langsmith_access import names
 from langsmith_access.defs.orgs import deployment_orgs, no_key_reason, org_run_config, org_tags, skip_reasons
@@ -39,14 +40,17 @@ JOB_NAME = names.PROVISION_JOB
 class AdhocChange(dg.Config):
     """One change typed in the Launchpad; it is queued and audited like any other request."""
 
-    action: str  # 'grant' | 'revoke'
-    user: str  # email or user id
-    workspace: str  # name or id
-    role: str  # display name, name or id of a workspace role
-    reason: str | None = None
-    requested_by: str | None = None
-    duration: str | None = None  # a time-bound grant: e.g. 8h, counted from when it is applied
-    until: str | None = None  # or an end time, e.g. 2026-12-01T18:00Z
+    action: str = Field(description="grant or revoke.")
+    user: str = Field(description="The member: their email or LangSmith user id (ls_user_id).")
+    workspace: str = Field(description="The shared workspace: its name or id.")
+    role: str = Field(description="A workspace role: its display name (Editor), name or id.")
+    reason: str | None = Field(default=None, description="Why: kept with the request and its audit.")
+    requested_by: str | None = Field(
+        default=None, description="Who asks for it; left out: this run's launcher, else the run.")
+    duration: str | None = Field(
+        default=None, description="A time-bound grant: how long it lasts once applied, e.g. 8h or 3d.")
+    until: str | None = Field(
+        default=None, description="A time-bound grant: when it ends, e.g. 2026-12-01T18:00Z (not with duration).")
 
 
 def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) -> None:
@@ -92,9 +96,15 @@ def _notifier(org: Org) -> Notifier:
 class ProvisionConfig(dg.Config):
     """Leave both empty to apply every pending request (what the sensor does)."""
 
-    request_ids: list[str] = []  # noqa: RUF012 - a Dagster Config field (pydantic copies it)
-    change: AdhocChange | None = None
-    dry_run: bool = False  # plan against live state and report; no writes, statuses unchanged
+    request_ids: list[str] = Field(
+        default=[],  # pydantic copies it
+        description="Apply these queued requests (`langsmith-access requests` lists them) of the "
+        "partition's org; empty with no change: every pending request.")
+    change: AdhocChange | None = Field(
+        default=None, description="One change to queue and apply now (not with request_ids).")
+    dry_run: bool = Field(
+        default=False,
+        description="Plan against live LangSmith and report; no writes, statuses unchanged.")
 
 
 class _OutcomeRow(TypedDict):

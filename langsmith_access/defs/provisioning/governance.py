@@ -11,6 +11,7 @@ org's partition; each sensor tick looks at every org.
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from langsmith_access import names
 from langsmith_access.defs.orgs import deployment_orgs, org_run_config, skip_reasons
@@ -38,10 +39,12 @@ DECISIONS = {"approve": approvals.APPROVED, "deny": approvals.DENIED,
 class DecisionConfig(dg.Config):
     """One decision on a request awaiting approval, as ``langsmith-access approve|deny`` takes it."""
 
-    request_id: str
-    decision: str  # 'approve' | 'deny' (or the table's words, 'approved' | 'denied')
-    by: str  # the approver's email, checked against the policy's approvers
-    comment: str | None = None
+    request_id: str = Field(description="The request awaiting approval (`langsmith-access requests "
+                            "--status awaiting_approval` lists them).")
+    # Or the table's words, 'approved' | 'denied'.
+    decision: str = Field(description="approve or deny.")
+    by: str = Field(description="The approver's email, checked against the policy's approvers.")
+    comment: str | None = Field(default=None, description="Kept with the decision and its audit.")
 
 
 @dg.op(name=names.DECIDE_OP, pool=DUCKDB_WRITER_POOL,
