@@ -7,6 +7,7 @@ import pytest
 
 from langsmith_access import names
 from langsmith_access.definitions import defs
+from langsmith_access.defs.resources import org_resources
 from langsmith_access.defs.sync.publish import ANALYSTS_DATABASE, refuse_a_partial_picture
 from langsmith_access.transform.selection import left_behind, upstream
 
@@ -129,3 +130,18 @@ def test_a_run_of_dagsters_implicit_job_is_told_which_job_to_launch():
     failure = refusal(rebuilt, "__ASSET_JOB")
     assert failure is not None
     assert f"launch the whole {names.SYNC_JOB} (or {names.INVENTORY_JOB}) job" in failure.description
+
+
+def test_publishing_alone_before_any_sync_says_to_sync_first(database):
+    # "Materialize" on analysts_database alone, for an org never synced: nothing to publish again.
+    definitions = defs()
+    job = definitions.resolve_job_def(names.SYNC_JOB).get_subset(asset_selection={ANALYSTS_DATABASE})
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, partition_key="default",
+                                        resources=org_resources())
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+    assert failure.user_failure_data is not None, failure.error.to_string()
+    description = failure.user_failure_data.description
+    assert "no sync" in description and f"Launch the whole {names.SYNC_JOB} job" in description
+    assert not database.path.exists()  # nothing published

@@ -13,7 +13,7 @@ from langsmith_access.defs.transform.assets import access_tables
 from langsmith_access.governance.drift import notify_unexplained_changes, unexplained_changes
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
-from langsmith_access.store.sync_runs import picture_metrics, record_sync_run
+from langsmith_access.store.sync_runs import has_published_sync, picture_metrics, record_sync_run
 from langsmith_access.transform.selection import INVENTORY_TAG, left_behind, upstream
 
 ANALYSTS_DATABASE = dg.AssetKey("analysts_database")
@@ -50,9 +50,16 @@ def analysts_database(
     context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
 ) -> dg.MaterializeResult:
     # The run's assets: the job's, or the subset launched from the UI.
-    refuse_a_partial_picture(context.job_def.asset_layer.selected_asset_keys, context.job_name)
+    rebuilt = context.job_def.asset_layer.selected_asset_keys
+    refuse_a_partial_picture(rebuilt, context.job_name)
     started = run_started_at(context.instance, context.run.run_id)
     with sync_database.connect() as conn:
+        if set(rebuilt) == {ANALYSTS_DATABASE} and not has_published_sync(conn):
+            raise dg.Failure(
+                f"Nothing published: this run rebuilt no table, and org {sync_database.org.slug!r} (this "
+                "run's partition) has no sync yet to publish again. Launch the whole "
+                f"{SYNC_JOB} job for this partition first."
+            )
         counts = record_sync_run(
             conn,
             sync_id=context.run.run_id,
