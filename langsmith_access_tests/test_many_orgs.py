@@ -486,3 +486,26 @@ def test_a_failed_syncs_notification_names_its_orgs_own_key_variable(two_orgs, s
     [(failure,)] = query(two_orgs.database("eu"), "SELECT failure FROM main.sync_runs WHERE status = 'failed' "
                          "ORDER BY finished_at DESC LIMIT 1")
     assert "LANGSMITH_API_KEY_EU" in failure and not re.search(r"\bLANGSMITH_API_KEY\b", failure), failure
+
+
+def test_a_steps_failure_in_the_dagster_ui_names_its_orgs_own_key_variable(org_environment, monkeypatch, tmp_path):
+    # What the run's page shows for eu's refused key: eu's variable, as the CLI and sync_runs
+    # say it, not LANGSMITH_API_KEY (which no process here reads); the fix beside it.
+    from langsmith_access.definitions import defs
+
+    monkeypatch.setenv("LANGSMITH_API_KEY_EU", REFUSED_KEY)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    with dg.instance_for_test() as instance:
+        run = defs().resolve_job_def("langsmith_access_sync").execute_in_process(
+            partition_key="eu", instance=instance, raise_on_error=False)
+    assert not run.success
+    failures = [e.step_failure_data for e in run.all_events if e.is_step_failure]
+    assert failures
+    for failure in failures:
+        assert failure.user_failure_data is not None, failure.error.to_string()
+        shown = failure.user_failure_data.description
+        assert "401" in shown and "LANGSMITH_API_KEY_EU" in shown, shown
+        assert not re.search(r"\bLANGSMITH_API_KEY\b", shown), shown
+        fix = failure.user_failure_data.metadata["fix"].text
+        assert "LANGSMITH_API_KEY_EU" in fix and not re.search(r"\bLANGSMITH_API_KEY\b", fix), fix
+        assert REFUSED_KEY not in shown + fix

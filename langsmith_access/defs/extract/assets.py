@@ -74,9 +74,10 @@ def _preview(rows: list[dict], columns: list[str], limit: int = 10) -> dg.Metada
 def raw_roles(
     context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
 ) -> dg.MaterializeResult:
-    rows = extract.transform_roles(
-        extract.get_roles(langsmith.client), context.run.run_id, extract.now_utc()
-    )
+    with langsmith.failures_in_its_orgs_terms():
+        rows = extract.transform_roles(
+            extract.get_roles(langsmith.client), context.run.run_id, extract.now_utc()
+        )
     with sync_database.connect() as conn:
         extract.load_raw(conn, "roles", rows)
     return dg.MaterializeResult(
@@ -98,9 +99,10 @@ def raw_roles(
 def raw_workspaces(
     context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
 ) -> dg.MaterializeResult:
-    rows = extract.transform_workspaces(
-        extract.get_workspaces(langsmith.client), context.run.run_id, extract.now_utc()
-    )
+    with langsmith.failures_in_its_orgs_terms():
+        rows = extract.transform_workspaces(
+            extract.get_workspaces(langsmith.client), context.run.run_id, extract.now_utc()
+        )
     with sync_database.connect() as conn:
         extract.load_raw(conn, "workspaces", rows)
     return dg.MaterializeResult(
@@ -158,7 +160,7 @@ def raw_members(
     langsmith: LangSmithAPI,
     sync_database: SyncDatabase,
 ):
-    with sync_database.connect() as conn:
+    with langsmith.failures_in_its_orgs_terms(), sync_database.connect() as conn:
         shared_workspaces = [
             row[0]
             for row in conn.execute(
@@ -267,7 +269,7 @@ def raw_members(
 def raw_org_settings(
     context: dg.AssetExecutionContext, langsmith: LangSmithAPI, sync_database: SyncDatabase
 ) -> dg.MaterializeResult:
-    with sync_database.connect() as conn:
+    with langsmith.failures_in_its_orgs_terms(), sync_database.connect() as conn:
         read = org_info.load_org_info(
             langsmith.client, conn, sync_id=context.run.run_id, job=context.job_name,
             fetched_at=extract.now_utc(),

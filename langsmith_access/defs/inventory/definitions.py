@@ -118,7 +118,7 @@ def inventory_asset(cron: str) -> dg.AssetsDefinition:
         client = langsmith.client
         unused_days = config.unused_days or sync_database.org.settings.unused_days
         sync_id, fetched_at = context.run.run_id, now_utc()
-        with sync_database.connect() as conn:
+        with langsmith.failures_in_its_orgs_terms(), sync_database.connect() as conn:
             require_published_sync(conn)
             plan = client.section_plan()
             shared = sorted(w.id for w in client.list_workspaces(include_deleted=False) if w.is_shared)

@@ -220,7 +220,7 @@ def apply_requests(
 ) -> dict:
     run_id = context.run.run_id
     dry_run = selection["dry_run"]
-    with provisioning_database.connect() as conn:
+    with langsmith.failures_in_its_orgs_terms(), provisioning_database.connect() as conn:
         provisioner = Provisioner(langsmith.client, conn, run_id, dry_run=dry_run, log=context.log.info,
                                   notifier=_notifier(provisioning_database.org))
         if selection.get("adhoc"):
