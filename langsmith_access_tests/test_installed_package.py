@@ -73,9 +73,13 @@ def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
     (wheel,) = wheels.glob("langsmith_access-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
+        metadata = archive.read("langsmith_access-0.1.0.dist-info/METADATA").decode()
     # Only the product: the test suite is no importable top-level package of a user's site-packages.
     assert {name.split("/")[0] for name in names} == {"langsmith_access", "langsmith_access-0.1.0.dist-info"}
     assert "langsmith_access/py.typed" in names  # the documented Python API (api.py) is typed
+    # The license as an SPDX expression (PEP 639): the `{ text = ... }` form setuptools releases
+    # after 2027-02-18 refuse to build.
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
 
     # The fresh venv alone: not the checkout through a PYTHONPATH the suite runs with (pip would
     # take the checkout's *.egg-info there for an installed langsmith-access and skip the wheel).
