@@ -210,3 +210,15 @@ def test_a_bad_membership_route_is_refused_at_launch_naming_the_field():
     job = defs().resolve_job_def("langsmith_access_sync")
     with pytest.raises(dg.DagsterInvalidConfigError, match=r"raw_members:config:membership_route"):
         dg.validate_run_config(job, {"ops": {"raw_members": {"config": {"membership_route": "per_workspace"}}}})
+
+
+def test_every_asset_in_the_catalog_says_what_it_is():
+    # The queue, the run history and where the inventory's reads stand are dbt sources no asset
+    # materializes: the catalog still describes them (from sources.yml), in a group of their own.
+    graph = defs().resolve_asset_graph()
+    undescribed = [key.to_user_string() for key in graph.get_all_asset_keys() if not graph.get(key).description]
+    assert undescribed == []
+    records = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).group_name == "records"}
+    assert records == {"raw/provisioning_observations", "raw/section_reads", "raw/audit_windows",
+                       "main/provisioning_requests", "main/sync_runs"}
+    assert graph.get(dg.AssetKey(["main", "sync_runs"])).description.startswith("One row per run of the sync")

@@ -56,6 +56,25 @@ def access_tables(context: dg.AssetExecutionContext, sync_database: SyncDatabase
         sync_database.stage_docs_site()
 
 
+# dbt sources no asset materializes: provisioning, the sync's and the inventory's own records
+# (the queue, run history, where reads stand). Declared so the catalog shows what each is,
+# described once, in sources.yml.
+RECORDS_GROUP = "records"
+RECORD_SOURCES = {
+    ("raw", "provisioning_observations"), ("raw", "section_reads"), ("raw", "audit_windows"),
+    ("main", "provisioning_requests"), ("main", "sync_runs"),
+}
+
+
+def record_specs() -> list[dg.AssetSpec]:
+    manifest, _, _ = get_manifest_and_translator_from_dbt_assets([access_tables])
+    return [
+        dg.AssetSpec(translator.get_asset_key(props), description=props.get("description") or None,
+                     group_name=RECORDS_GROUP, kinds={"duckdb"})
+        for props in manifest["sources"].values() if (props["source_name"], props["name"]) in RECORD_SOURCES
+    ]
+
+
 @dg.definitions
 def transform_definitions() -> dg.Definitions:
-    return dg.Definitions(assets=[access_tables])
+    return dg.Definitions(assets=[access_tables, *record_specs()])
