@@ -10,8 +10,9 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.test_utils import create_run_for_test
 
+from langsmith_access import runner
 from langsmith_access.definitions import defs
-from langsmith_access.defs.provisioning.definitions import failed_runs_backoff
+from langsmith_access.defs.provisioning.definitions import REFUSED_INPUT_TAG, failed_runs_backoff
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import tick_sensor
@@ -210,6 +211,24 @@ def test_after_failed_runs_the_org_waits_longer_each_time(database, instance):
                         tags={"langsmith_access/org": "default"})
     assert failed_runs_backoff(instance, "default") is None
     assert len(evaluate(instance)[0].run_requests) == 1
+
+
+def test_a_run_that_refused_its_input_holds_no_org_back(database, instance):
+    """A Launchpad run with a mistyped request id fails, saying so: it says nothing about
+    LangSmith or the key, so the pending requests are still launched on the next tick."""
+    queue_rows(database, 1)
+    typo = runner.run_job("provision_workspace_roles",
+                          {"ops": {"select_requests": {"config": {"request_ids": [queue.new_id()]}}}},
+                          dagster_instance=instance)
+    assert not typo.success and "Unknown request ids" in typo.failure
+    [run] = instance.get_runs(filters=dg.RunsFilter(run_ids=[typo.run_id]))
+    assert run.status == dg.DagsterRunStatus.FAILURE and run.tags[REFUSED_INPUT_TAG] == "true"
+    assert failed_runs_backoff(instance, "default") is None
+    assert len(evaluate(instance)[0].run_requests) == 1
+    # A failure of any other kind still makes the org wait.
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                        tags={"langsmith_access/org": "default"})
+    assert "The last 1 provisioning run(s)" in failed_runs_backoff(instance, "default")
 
 
 def test_a_cleared_cursor_launches_at_once(database, instance):

@@ -53,6 +53,18 @@ class AdhocChange(dg.Config):
         default=None, description="A time-bound grant: when it ends, e.g. 2026-12-01T18:00Z (not with duration).")
 
 
+# A run that refused what it was given (a change the policy rejects, unknown or settled request
+# ids, an {env: ...} field) carries this tag: the sensors' wait after failed runs does not count
+# it, since a mistyped Launchpad run says nothing about LangSmith or the key.
+REFUSED_INPUT_TAG = "langsmith_access/refused_input"
+
+
+def refused_input(context: dg.OpExecutionContext, description: str, **kwargs) -> dg.Failure:
+    """The failure of a run refusing its input, the run tagged ``REFUSED_INPUT_TAG``."""
+    context.instance.add_run_tags(context.run.run_id, {REFUSED_INPUT_TAG: "true"})
+    return dg.Failure(description, **kwargs)
+
+
 def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) -> None:
     """Raise when the op's run config reads a field from the environment (``{env: VAR}``, which
     Dagster accepts for any text field): the run worker's variables hold the deployment's
@@ -64,7 +76,8 @@ def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) 
         given = given.get(key) if isinstance(given, dict) else None
     read = sorted(_environment_references(given))
     if read:
-        raise dg.Failure(
+        raise refused_input(
+            context,
             f"The run config reads {', '.join(read)} from the environment ({{env: ...}}): not accepted "
             "for a request or a decision (it could copy a secret of this deployment into the queue and "
             "its audit). Type the value itself. Nothing was queued or recorded."
@@ -127,7 +140,7 @@ def select_requests(
 ) -> dict:
     refuse_environment_references(context, names.SELECT_REQUESTS_OP)
     if config.change is not None and config.request_ids:
-        raise dg.Failure("Give either request_ids or one change in the run config, not both.")
+        raise refused_input(context, "Give either request_ids or one change in the run config, not both.")
     org = provisioning_database.org
     with provisioning_database.connect() as conn:
         if config.change is not None:
@@ -141,13 +154,14 @@ def select_requests(
                 try:
                     resolved = queue.resolve_change(conn, change)
                 except queue.RequestRejected as rejection:
-                    raise dg.Failure(in_launchpad_terms(f"The change would be rejected: {rejection}")) from None
+                    raise refused_input(
+                        context, in_launchpad_terms(f"The change would be rejected: {rejection}")) from None
                 return {"request_ids": [], "adhoc": resolved.__dict__, "dry_run": True}
             result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=_notifier(org),
                                      run_id=context.run.run_id)
             if not result.accepted:
-                raise dg.Failure(
-                    in_launchpad_terms(f"Request {result.request_id} rejected: {result.message}"),
+                raise refused_input(
+                    context, in_launchpad_terms(f"Request {result.request_id} rejected: {result.message}"),
                     metadata={"request_id": result.request_id},
                 )
             context.log.info(f"Queued {result.request_id}: {result.message}")
@@ -157,7 +171,7 @@ def select_requests(
         if config.request_ids:
             unknown = queue.unknown_request_ids(conn, config.request_ids)
             if unknown:
-                raise dg.Failure(org.in_its_own_terms(
+                raise refused_input(context, org.in_its_own_terms(
                     f"Unknown request ids in the queue of org {org.slug!r} (this run's partition): "
                     f"{', '.join(unknown)}. List them with `langsmith-access requests`; a request of "
                     "another org runs in that org's partition."))
@@ -200,7 +214,7 @@ def _runnable(context: dg.OpExecutionContext, org: Org, conn: duckdb.DuckDBPyCon
         if statuses[r] == "awaiting_approval" else " (final: queue a new request to change it again)")
         for r in request_ids if r not in runnable]
     if left and not runnable:
-        raise dg.Failure(org.in_its_own_terms(
+        raise refused_input(context, org.in_its_own_terms(
             f"Nothing to apply: {'; '.join(left)}. Only pending requests are applied."))
     if left:
         context.log.warning(org.in_its_own_terms(f"Left as they are: {'; '.join(left)}."))
@@ -363,15 +377,18 @@ def failed_runs_backoff(instance: dg.DagsterInstance, slug: str, now: float | No
     records = instance.get_run_records(
         filters=dg.RunsFilter(job_name=JOB_NAME, statuses=_FINISHED, tags=org_tags(slug)), limit=12
     )
-    failed = 0
+    failures = []
     for record in records:  # newest first
-        if record.dagster_run.status != dg.DagsterRunStatus.FAILURE:
+        run = record.dagster_run
+        if run.status != dg.DagsterRunStatus.FAILURE:
             break
-        failed += 1
-    if not failed:
+        if REFUSED_INPUT_TAG not in run.tags:
+            failures.append(record)
+    if not failures:
         return None
+    failed = len(failures)
     wait = min(BACKOFF_FIRST_SECONDS * 2 ** (failed - 1), BACKOFF_MAX_SECONDS)
-    last = records[0]
+    last = failures[0]
     ended = last.end_time or last.update_timestamp.timestamp()
     resume = ended + wait
     if (time.time() if now is None else now) >= resume:
