@@ -20,13 +20,15 @@ launch it per org with ``org_run_requests`` (a schedule) or ``RunRequest(partiti
 """
 
 
+import contextlib
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
+from langsmith_access.langsmith import LangSmithError
 from langsmith_access.names import ORG_TAG
 from langsmith_access.settings import Org, Orgs, SettingsError, load_orgs
 
@@ -156,6 +158,20 @@ class OrgScopedResource(dg.ConfigurableResource):
         if self._org is None:
             self._org = org_of_run(None, self.orgs)
         return self._org
+
+    @contextlib.contextmanager
+    def failures_in_its_orgs_terms(self) -> Iterator[None]:
+        """A LangSmith error of the step as its ``Failure``: the message, and its ``fix`` as
+        metadata, naming where the run's org's settings come from (its key variable, its orgs
+        file entry), as the CLI and ``sync_runs`` say it. What the Dagster UI shows for the step;
+        the error stays its cause (the runner reads its type)."""
+        try:
+            yield
+        except LangSmithError as error:
+            raise dg.Failure(
+                description=self.org.in_its_own_terms(str(error)),
+                metadata={"fix": dg.MetadataValue.text(self.org.in_its_own_terms(error.fix))},
+            ) from error
 
 
 class RunOrganization(OrgScopedResource):

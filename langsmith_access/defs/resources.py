@@ -20,7 +20,7 @@ from pydantic import Field, PrivateAttr
 
 from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization
 from langsmith_access.governance.notifications import Notifier, without_secrets
-from langsmith_access.langsmith import CallStats, LangSmithClient, LangSmithError
+from langsmith_access.langsmith import CallStats, LangSmithClient
 from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.store.sync_runs import (
@@ -77,20 +77,6 @@ class LangSmithAPI(OrgScopedResource):
         if self._client is None:  # used outside a run (tests, scripts)
             self._client = LangSmithClient(self.org.client())
         return self._client
-
-    @contextlib.contextmanager
-    def failures_in_its_orgs_terms(self) -> Iterator[None]:
-        """A LangSmith error of the step as its ``Failure``: the message, and its ``fix`` as
-        metadata, naming where the run's org's settings come from (its key variable, its orgs
-        file entry), as the CLI and ``sync_runs`` say it. What the Dagster UI shows for the step;
-        the error stays its cause (the runner reads its type)."""
-        try:
-            yield
-        except LangSmithError as error:
-            raise dg.Failure(
-                description=self.org.in_its_own_terms(str(error)),
-                metadata={"fix": dg.MetadataValue.text(self.org.in_its_own_terms(error.fix))},
-            ) from error
 
 
 class SyncDatabase(OrgScopedResource):

@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 
 from langsmith_access import runner
@@ -342,9 +343,15 @@ def test_an_outage_mid_run_stops_the_run_and_loses_no_request(env, monkeypatch):
         return answering(request)
 
     sandbox.respond = down_after_the_first_write
-    interrupted = provision()
+    with dg.instance_for_test() as instance:
+        interrupted = runner.run_job("provision_workspace_roles", {}, dagster_instance=instance)
+        [failure] = [entry.dagster_event.step_failure_data for entry in instance.all_logs(interrupted.run_id)
+                     if entry.dagster_event is not None and entry.dagster_event.is_step_failure]
     assert not interrupted.success
     assert "stopped answering" in interrupted.failure and interrupted.fix == ProvisioningInterruptedError.fix
+    # The Dagster UI shows the step's failure as a Failure: the message, its fix beside it.
+    assert "stopped answering" in failure.user_failure_data.description
+    assert failure.user_failure_data.metadata["fix"].text == ProvisioningInterruptedError.fix
     statuses = {r["request_id"]: (r["status"], r["status_detail"]) for r in list_requests()}
     first, *rest = (q.request_id for q in queued)
     assert statuses[first][0] == "in_progress" and "a write went out" in statuses[first][1]

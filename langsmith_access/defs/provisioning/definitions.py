@@ -294,7 +294,8 @@ def refresh_access_history(
 ) -> dict:
     drift = [] if result["dry_run"] else _rebuild(context, provisioning_database)
     if result.get("interrupted"):
-        raise ProvisioningInterruptedError(result["interrupted"])
+        with provisioning_database.failures_in_its_orgs_terms():
+            raise ProvisioningInterruptedError(result["interrupted"])
     return {"unexplained_changes": len(drift),
             "privileged_unexplained_changes": sum(change.is_privileged for change in drift)}
 
