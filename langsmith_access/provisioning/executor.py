@@ -510,7 +510,7 @@ class Provisioner:
         parent = request.get("parent_request_id")
         if request["action"] == "grant" and not parent:
             if outcome.status == "applied":
-                expires_at = queue.terms_of(request).expires_at(at)
+                expires_at = queue.terms_of(request).expires_at(self._earlier_write_at(outcome.request_id) or at)
                 self._grant_terms.append((outcome.request_id, self._prior_role_id(outcome.request_id), expires_at))
             elif outcome.status == "already_satisfied":
                 # The member has the role already: a later grant's end undoes nothing of this one
@@ -890,6 +890,19 @@ class Provisioner:
             return scalar(
                 self.conn,
                 "SELECT count(*) FROM main.provisioning_events WHERE request_id = ? AND kind = 'write_sent'",
+                [request_id],
+            )
+
+    def _earlier_write_at(self, request_id: str) -> datetime | None:
+        """When an earlier run (one that died) first sent a write for ``request_id``, or None.
+        A time-bound grant it gave runs from then: the member held the role from that write,
+        however long it took a run to settle it."""
+        if not self._earlier_writes(request_id):
+            return None
+        with self._lock:
+            return scalar(
+                self.conn,
+                'SELECT min("at") FROM main.provisioning_events WHERE request_id = ? AND kind = \'write_sent\'',
                 [request_id],
             )
 

@@ -456,3 +456,36 @@ def test_a_grant_whose_until_passed_after_its_write_went_out_is_settled_not_reje
     assert provision().success
     assert org.membership(workspace.id, outsider.ls_user_id) is None
     assert [w.method for w in writes(sandbox)] == ["POST", "DELETE"]
+
+
+def test_a_time_bound_grant_a_dead_run_wrote_runs_from_that_write(env, monkeypatch):
+    """A run dies right after its write of a grant `--duration 1h`, and the next run settles it
+    two hours later (an outage): the member has held the role since the write, so the grant
+    ends an hour after it (already past), not an hour after the settling; the run after that
+    ends it."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    request = request_grant(outsider.ls_user_id, workspace.id, "Editor", duration="1h")
+    assert request.accepted, request
+    real_add = LangSmithClient.add_workspace_member
+
+    def add_then_die(self, *args, **kwargs):
+        real_add(self, *args, **kwargs)
+        raise RuntimeError("simulated crash after the write, before it was recorded")
+
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", add_then_die)
+    assert not provision().success
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", real_add)
+    written_at = datetime.now(UTC) - timedelta(hours=2)
+    with database.writer_lease("test: the write went out two hours ago"), database.connect() as conn:
+        conn.execute("UPDATE main.provisioning_events SET \"at\" = ? WHERE request_id = ? AND kind = 'write_sent'",
+                     [written_at, request.request_id])
+
+    recovered = provision()
+    assert recovered.success, recovered.failure
+    [row] = [r for r in list_requests() if r["request_id"] == request.request_id]
+    assert row["status"] == "applied", row
+    assert row["expires_at"] == written_at + timedelta(hours=1)
+    assert provision().success
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    assert [w.method for w in writes(sandbox)] == ["POST", "DELETE"]
