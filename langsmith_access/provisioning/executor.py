@@ -32,7 +32,7 @@ Two ways to read live state, cheapest first for the batch at hand (``Provisioner
 
 Access governance (DESIGN.md section 10): an applied grant records the member's role before it
 (``prior_role_id``) and, when time-bound, when it ends (``expires_at``, counted from when it was
-verified); so does a grant found already satisfied by a time-bound grant of the same role (it
+verified, or from the write a run that died sent for it); so does a grant found already satisfied by a time-bound grant of the same role (it
 extends it). The revoke that ends a grant (a request with a ``parent_request_id``) is planned
 by ``plan_expiry`` from that prior role, so it undoes only what the grant did, unless a later
 request took the membership over (``expiry.successor``): a later grant built on the granted
