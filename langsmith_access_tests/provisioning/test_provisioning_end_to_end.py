@@ -422,15 +422,8 @@ def test_a_retried_call_is_in_the_audit_with_its_status_and_wait(env):
     assert reads and all("retried" not in json.loads(d) for (d,) in reads)
 
 
-def test_a_grant_whose_until_passed_after_its_write_went_out_is_settled_not_rejected(env, monkeypatch):
-    """A run dies right after its write of a grant `--until T`; T passes before the next run. The
-    write is in LangSmith: the next run settles it from live state (applied, ending at T) rather
-    than rejecting it as "nothing applied", and the run after that ends it."""
-    sandbox, org, database = env
-    workspace, outsider, *_ = pick(org)
-    until = datetime.now(UTC) + timedelta(hours=2)
-    request = request_grant(outsider.ls_user_id, workspace.id, "Editor", until=until.isoformat())
-    assert request.accepted, request
+def provision_dying_after_the_write(monkeypatch):
+    """A provisioning run that dies right after its grant's write reached LangSmith."""
     real_add = LangSmithClient.add_workspace_member
 
     def add_then_die(self, *args, **kwargs):
@@ -440,6 +433,18 @@ def test_a_grant_whose_until_passed_after_its_write_went_out_is_settled_not_reje
     monkeypatch.setattr(LangSmithClient, "add_workspace_member", add_then_die)
     assert not provision().success
     monkeypatch.setattr(LangSmithClient, "add_workspace_member", real_add)
+
+
+def test_a_grant_whose_until_passed_after_its_write_went_out_is_settled_not_rejected(env, monkeypatch):
+    """A run dies right after its write of a grant `--until T`; T passes before the next run. The
+    write is in LangSmith: the next run settles it from live state (applied, ending at T) rather
+    than rejecting it as "nothing applied", and the run after that ends it."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    until = datetime.now(UTC) + timedelta(hours=2)
+    request = request_grant(outsider.ls_user_id, workspace.id, "Editor", until=until.isoformat())
+    assert request.accepted, request
+    provision_dying_after_the_write(monkeypatch)
     assert [r["status"] for r in list_requests()] == ["in_progress"]
     passed = datetime.now(UTC) - timedelta(minutes=1)
     with database.writer_lease("test: the --until passes"), database.connect() as conn:
@@ -467,15 +472,7 @@ def test_a_time_bound_grant_a_dead_run_wrote_runs_from_that_write(env, monkeypat
     workspace, outsider, *_ = pick(org)
     request = request_grant(outsider.ls_user_id, workspace.id, "Editor", duration="1h")
     assert request.accepted, request
-    real_add = LangSmithClient.add_workspace_member
-
-    def add_then_die(self, *args, **kwargs):
-        real_add(self, *args, **kwargs)
-        raise RuntimeError("simulated crash after the write, before it was recorded")
-
-    monkeypatch.setattr(LangSmithClient, "add_workspace_member", add_then_die)
-    assert not provision().success
-    monkeypatch.setattr(LangSmithClient, "add_workspace_member", real_add)
+    provision_dying_after_the_write(monkeypatch)
     written_at = datetime.now(UTC) - timedelta(hours=2)
     with database.writer_lease("test: the write went out two hours ago"), database.connect() as conn:
         conn.execute("UPDATE main.provisioning_events SET \"at\" = ? WHERE request_id = ? AND kind = 'write_sent'",
