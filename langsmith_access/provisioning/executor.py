@@ -32,13 +32,14 @@ Two ways to read live state, cheapest first for the batch at hand (``Provisioner
 
 Access governance (DESIGN.md section 10): an applied grant records the member's role before it
 (``prior_role_id``) and, when time-bound, when it ends (``expires_at``, counted from when it was
-verified, or from the write a run that died sent for it); so does a grant found already satisfied by a time-bound grant of the same role (it
-extends it). The revoke that ends a grant (a request with a ``parent_request_id``) is planned
-by ``plan_expiry`` from that prior role, so it undoes only what the grant did, unless a later
-request took the membership over (``expiry.successor``): a later grant built on the granted
-role inherits the prior role and ends with it, a later revoke already ended it. Settled
-requests raise their notifications (``request.applied``, ``request.failed``,
-``access.expired``) in the same transaction as their status.
+verified, or from the write a run that died sent for it); so does a grant found already
+satisfied by a time-bound grant of the same role (it extends it). The revoke that ends a grant
+(a request with a ``parent_request_id``) is planned by ``plan_expiry`` from that prior role, so
+it undoes only what the grant did, unless a later request took the membership over
+(``expiry.successor``): a later grant built on the granted role inherits the prior role and ends
+with it, a later revoke already ended it. Settled requests raise their notifications
+(``request.applied``, ``request.failed``, ``access.expired``) in the same transaction as their
+status.
 
 The rest of the access picture (DESIGN.md section 9): a change to a member SCIM provisions is
 applied with a ``scim_warning`` event first (the identity provider may overwrite it at its next
@@ -304,6 +305,9 @@ class Provisioner:
     # Set when LangSmith stopped answering (a TransientError on a read, or on a write that did
     # not go out): the run stops, and ``release_unsettled`` hands what it did not settle back.
     unreachable: TransientError | None = None
+    # Set when the run is stopping (cancelled from the Dagster UI, Ctrl-C, an unexpected error
+    # in one thread): the other threads take no further request, as one thread would not.
+    _stopping: bool = False
     _writes_sent_now: set[str] = field(default_factory=set)  # requests this run sent a write for
     # Guards the buffers above, ``outcomes``, ``_written`` and the database connection: a large
     # batch is processed by several threads.
@@ -352,9 +356,17 @@ class Provisioner:
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provisioning") as pool:
                 futures = [pool.submit(self._process_chain, chain) for chain in chains.values()]
-                for future in as_completed(futures):
-                    future.result()  # an unexpected error stops the run, as it would in one thread
-                    self._emit_logs()
+                try:
+                    for future in as_completed(futures):
+                        future.result()  # an unexpected error stops the run, as it would in one thread
+                        self._emit_logs()
+                except BaseException:
+                    # The pool would otherwise run every chain to its end before the error (or
+                    # the interrupt) got out: the requests under way finish, no other starts.
+                    self._stopping = True
+                    for future in futures:
+                        future.cancel()
+                    raise
         self.finish()
         self._emit_logs()
         return self.outcomes
@@ -375,6 +387,8 @@ class Provisioner:
         ``finish()`` (None here); every other outcome is settled at once."""
         if self.unreachable is not None:
             return None  # LangSmith stopped answering: left for release_unsettled
+        if self._stopping:
+            return None  # the run is stopping: left claimed, the next run takes it
         if self._directory is None:
             self._directory = LiveDirectory.read(self.client)
         request_id = request["request_id"]

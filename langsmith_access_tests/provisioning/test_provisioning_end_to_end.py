@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -486,3 +487,38 @@ def test_a_time_bound_grant_a_dead_run_wrote_runs_from_that_write(env, monkeypat
     assert provision().success
     assert org.membership(workspace.id, outsider.ls_user_id) is None
     assert [w.method for w in writes(sandbox)] == ["POST", "DELETE"]
+
+
+def test_a_run_stopping_mid_batch_starts_no_further_request(env, monkeypatch):
+    """A batch big enough for several threads stops (an unexpected error here; a cancel from the
+    Dagster UI or Ctrl-C alike) at its first write: the requests under way finish, no other
+    starts, as in one thread. The next run applies the rest, each write once."""
+    sandbox, org, database = env
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_CONCURRENCY", "2")
+    grants = [(member.ls_user_id, workspace.id) for workspace in org.shared_workspaces()
+              for member in org.active_members()
+              if member.ls_user_id not in workspace.memberships and not member.is_disabled]
+    assert len(grants) > 16  # two threads' worth (REQUESTS_PER_THREAD)
+    for user_id, workspace_id in grants:
+        assert request_grant(user_id, workspace_id, "Viewer").accepted
+    real_add = LangSmithClient.add_workspace_member
+    calls = []
+
+    def first_add_fails(self, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("simulated unexpected error")
+        time.sleep(0.3)  # the other thread's writes take a while: the run has stopped long before
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", first_add_fails)
+    stopped = provision()
+    assert not stopped.success and "simulated unexpected error" in stopped.failure
+    # Each of the two threads finishes the request it has under way; nothing more is written.
+    assert len(writes(sandbox)) <= 2, writes(sandbox)
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", real_add)
+    assert provision().success
+    assert {r["status"] for r in list_requests()} == {"applied"}
+    assert len(writes(sandbox)) == len(grants)
+    for user_id, workspace_id in grants:
+        assert org.membership(workspace_id, user_id) is not None
