@@ -11,9 +11,9 @@ HTTP only, no model logic (that lives in the extract and provisioning modules). 
 - A listing is either collected (``list_*``: a ``Listing`` of every row) or streamed
   (``stream_*``: each page handed to a ``ListingSink`` as it arrives, and only a
   ``ListingRead`` summary returned), so a caller that stores the rows never holds them all.
-- Reads are retried on 429 (honouring ``Retry-After``), 408, 5xx, timeouts and dropped
+- Reads are retried on 429 (honouring ``Retry-After``), 408, 425, 5xx, timeouts and dropped
   connections, with bounded exponential backoff and jitter. Writes are retried only when the
-  request surely did not take effect (429, 408, connect timeout); otherwise ``TransientError(maybe_applied=True)``
+  request surely did not take effect (429, 408, 425, connect timeout); otherwise ``TransientError(maybe_applied=True)``
   tells the caller to re-read before deciding anything.
 - A shared limiter keeps the client under its requests-per-minute in every 60-second window;
   fan-out over workspaces and pages uses bounded thread pools.
@@ -1068,11 +1068,12 @@ class LangSmithClient:
                 if status == 429:
                     self.stats.add(rate_limited=1)
                     problem, maybe_applied = f"rate limited (429){where}", False
-                elif status == 408:
-                    # The server gave up waiting for the request ("Client took too long to send
-                    # request", LangSmith's Python SDK), so it was not applied: LangChain's
-                    # Python, JS and Go clients all send it again, reads and writes alike.
-                    problem, maybe_applied = f"request timeout (408){where}", False
+                elif status in (408, 425):
+                    # 408: the server gave up waiting for the request ("Client took too long to
+                    # send request", LangSmith's Python SDK); 425 Too Early: it refused to
+                    # process a request that might be replayed. Either way nothing was applied,
+                    # and LangChain's Python and JS clients send it again, any method.
+                    problem, maybe_applied = f"request not taken ({status}){where}", False
                 elif status >= 500:
                     self.stats.add(server_errors=1)
                     problem = f"server error {status}{where}: {self._detail(response)}"

@@ -1029,39 +1029,42 @@ def test_a_throttled_write_is_retried_and_applied_once(sandbox):
     assert sum(1 for m in sandbox.org.memberships_of(outsider.ls_user_id) if m.workspace_id == ws.id) == 1
 
 
-def _answer_408_once(sandbox):
-    """A 408 before the API sees the request (LangSmith's Python SDK: "Client took too long to
-    send request"); LangChain's Python, JS and Go clients all retry it."""
+def _answer_once(sandbox, status):
+    """``status`` once, before the API sees the request. 408: "Client took too long to send
+    request" (LangSmith's Python SDK); 425: Too Early. LangChain's Python SDK (urllib3
+    ``status_forcelist``, every method) and JS client (``STATUS_RETRYABLE``) retry both."""
     answered = []
 
     def once(respond, request):
         if not answered:
             answered.append(request.path)
-            return ApiResponse(408, {"detail": "Request Timeout"})
+            return ApiResponse(status, {"detail": "try again"})
         return respond(request)
 
     wrap_respond(sandbox, once)
 
 
-def test_a_408_on_a_read_is_retried(sandbox):
-    _answer_408_once(sandbox)
+@pytest.mark.parametrize("status", [408, 425])
+def test_a_request_the_server_did_not_take_is_retried_on_a_read(sandbox, status):
+    _answer_once(sandbox, status)
     sleep = RecordingSleep()
     with client_for(sandbox, sleep=sleep) as client:
         assert client.list_roles()
         assert client.stats.retries == 1
     assert len(sleep.waits) == 1 and 0 < sleep.waits[0] < 30
-    assert [e.status for e in sandbox.requests_matching("GET", ROLES)] == [408, 200]
+    assert [e.status for e in sandbox.requests_matching("GET", ROLES)] == [status, 200]
 
 
-def test_a_408_on_a_write_is_retried_and_applied_once(sandbox):
+@pytest.mark.parametrize("status", [408, 425])
+def test_a_request_the_server_did_not_take_is_retried_on_a_write_and_applied_once(sandbox, status):
     ws = shared(sandbox)[0]
     outsider = outsider_of(sandbox, ws)
     role = sandbox.org.role_by_name("WORKSPACE_ADMIN")
-    _answer_408_once(sandbox)
+    _answer_once(sandbox, status)
     with client_for(sandbox, sleep=RecordingSleep()) as client:
         created = client.add_workspace_member(ws.id, org_identity_id=outsider.id, role_id=role.id)
         assert client.stats.retries == 1
-    assert [e.status for e in sandbox.requests_matching("POST")] == [408, 200]
+    assert [e.status for e in sandbox.requests_matching("POST")] == [status, 200]
     assert sandbox.org.membership(ws.id, outsider.ls_user_id).id == created.id
 
 
