@@ -69,6 +69,7 @@ HELM_EQUIVALENTS = {
     "run_monitoring.cancel_timeout_seconds": "dagsterDaemon.runMonitoring.cancelTimeoutSeconds",
     "run_monitoring.max_resume_run_attempts": "dagsterDaemon.runMonitoring.maxResumeRunAttempts",
     "run_monitoring.poll_interval_seconds": "dagsterDaemon.runMonitoring.pollIntervalSeconds",
+    "run_monitoring.free_slots_after_run_end_seconds": "dagsterDaemon.runMonitoring.freeSlotsAfterRunEndSeconds",
     "retention.schedule.purge_after_days": "retention.schedule.purgeAfterDays",
     "retention.sensor.purge_after_days": "retention.sensor.purgeAfterDays",
 }
@@ -468,6 +469,26 @@ def test_helm_values_match_the_single_host_instance():
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
+
+
+def test_a_dead_run_never_holds_a_pool_slot_for_ever():
+    """The DuckDB writers run in a concurrency pool, to which an operator may give a limit (the
+    UI's Deployment > Concurrency). A run whose worker dies inside such an op (a killed process, a
+    lost pod) keeps its slot: Dagster frees the slots of finished runs only when run monitoring's
+    ``free_slots_after_run_end_seconds`` is set (dagster/_daemon/monitoring/concurrency.py,
+    ``execute_concurrency_slots_iteration`` returns at once without it; Dagster's run monitoring
+    docs: "required ... to prevent cancelled runs from permanently blocking the concurrency
+    pool"), and the pool counts every org together. So both instances set it; the chart writes it
+    from dagsterDaemon.runMonitoring.freeSlotsAfterRunEndSeconds (templates/configmap-instance.yaml,
+    dagster-io/dagster@835892b4)."""
+    from langsmith_access.definitions import defs
+
+    pools = {op.pool for job in defs().resolve_all_job_defs() for op in job.graph.iterate_op_defs() if op.pool}
+    assert pools, "no op runs in a pool: nothing to check"
+    instance = load_yaml(DEPLOY / "dagster.yaml")
+    assert instance["run_monitoring"].get("free_slots_after_run_end_seconds", 0) > 0
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    assert values["dagsterDaemon"]["runMonitoring"].get("freeSlotsAfterRunEndSeconds", 0) > 0
 
 
 def test_every_job_carries_the_run_time_limit_of_dagster_yaml():
