@@ -323,7 +323,7 @@ def test_the_containerfile_installs_the_product_with_a_plain_pip_install():
     instructions = containerfile_instructions(DEPLOY / "Containerfile")
     kinds = [kind for kind, _ in instructions]
     assert kinds[0] == "FROM" and set(kinds) <= {"FROM", "ENV", "WORKDIR", "COPY", "RUN", "USER", "VOLUME",
-                                                 "EXPOSE", "CMD"}
+                                                 "EXPOSE", "HEALTHCHECK", "CMD"}
     python = re.search(r"python:(\d+\.\d+)", instructions[0][1]).group(1)
     requires = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"]
     assert f">={python}" in requires, (python, requires)
@@ -353,6 +353,32 @@ def test_the_containerfile_installs_the_product_with_a_plain_pip_install():
         assert code_server[option] == unit_server[option], option
     exposed = next(arguments for kind, arguments in instructions if kind == "EXPOSE")
     assert exposed == code_server["--port"]
+
+
+def test_the_image_runs_as_a_numeric_non_root_user_and_checks_its_code_server():
+    """USER is numeric: a pod with ``runAsNonRoot: true`` (the "restricted" Pod Security Standard)
+    refuses an image whose user is a name, since the kubelet cannot tell it is not root ("image
+    has non-numeric user ..., cannot verify user is non-root", kubelet verifyRunAsNonRoot). Its
+    group is the fsGroup the Helm values give the code server and run pods, which makes the data
+    volume writable for it. The HEALTHCHECK is the chart's own readiness probe of a code server
+    (charts/dagster-user-deployments/templates/deployment-user.yaml, dagster-io/dagster@36f72b17:
+    ``dagster api grpc-health-check -p <port>``), for a container run outside Kubernetes."""
+    instructions = containerfile_instructions(DEPLOY / "Containerfile")
+    user = [arguments for kind, arguments in instructions if kind == "USER"][-1]
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) > 0 and gid.isdigit(), f"USER {user}: a numeric uid:gid, not root"
+    runs = " && ".join(arguments for kind, arguments in instructions if kind == "RUN")
+    assert re.search(rf"groupadd\b[^&]*--gid {gid}\b", runs) and re.search(rf"useradd\b[^&]*--uid {uid}\b", runs)
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    run_pods = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]
+    assert deployment["podSecurityContext"]["fsGroup"] == run_pods["securityContext"]["fsGroup"] == int(gid)
+    healthchecks = [arguments for kind, arguments in instructions if kind == "HEALTHCHECK"]
+    assert len(healthchecks) == 1, "no HEALTHCHECK"
+    command = json.loads(healthchecks[0].split("CMD", 1)[1])
+    port = code_server_arguments(json.loads(next(arguments for kind, arguments in instructions if kind == "CMD")))
+    assert command == ["dagster", "api", "grpc-health-check", "-p", port["--port"]]
+    assert "--format docker" in readme_section("### The container image")  # podman's OCI format drops it
 
 
 # ------------------------------------------------------------------ the Helm values
