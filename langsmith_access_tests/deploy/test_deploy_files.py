@@ -35,6 +35,7 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.workspace.config_schema import process_workspace_config
+from dagster._serdes.config_class import ConfigurableClassData
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
 from langsmith_access.names import ORG_TAG
@@ -55,15 +56,19 @@ PG_VARIABLES = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGS
 # schema types runMonitoring as a free object, so a misspelt key would be silently ignored.
 CHART_RUN_MONITORING_KEYS = {"enabled", "startTimeoutSeconds", "cancelTimeoutSeconds", "maxResumeRunAttempts",
                              "pollIntervalSeconds", "freeSlotsAfterRunEndSeconds"}
-# Where each setting of deploy/dagster.yaml's run queue, run monitoring and tick retention goes
-# in the Helm values: what the chart's instance template writes from them
-# (templates/configmap-instance.yaml and templates/helpers/instance/_run-coordinator.tpl, same
-# commit). Dotted paths, from deploy/dagster.yaml to the values.
+# The run queue: the chart's queuedRunCoordinator values have no key for the coordinator's
+# max_user_code_failure_retries and user_code_failure_retry_delay (the "queued" template of
+# templates/helpers/instance/_run-coordinator.tpl, dagster-io/dagster@7b875469, writes only
+# max_concurrent_runs, tag_concurrency_limits, dequeue_* and block_op_concurrency_limited_runs),
+# but its "custom" template writes module, class and config as they are
+# (``config: {{ $customRunCoordinatorConfig.config | toYaml }}``), for type CustomRunCoordinator
+# (schema/charts/dagster/subschema/daemon.py: RunCoordinatorType.CUSTOM, a ConfigurableClass).
+# So the values name Dagster's QueuedRunCoordinator there with deploy/dagster.yaml's whole config.
+HELM_RUN_COORDINATOR = "dagsterDaemon.runCoordinator.config.customRunCoordinator"
+# Where each setting of deploy/dagster.yaml's run monitoring and tick retention goes in the Helm
+# values: what the chart's instance template writes from them (templates/configmap-instance.yaml,
+# dagster-io/dagster@835892b4). Dotted paths, from deploy/dagster.yaml to the values.
 HELM_EQUIVALENTS = {
-    "run_coordinator.config.max_concurrent_runs":
-        "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.maxConcurrentRuns",
-    "run_coordinator.config.tag_concurrency_limits":
-        "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.tagConcurrencyLimits",
     "run_monitoring.enabled": "dagsterDaemon.runMonitoring.enabled",
     "run_monitoring.start_timeout_seconds": "dagsterDaemon.runMonitoring.startTimeoutSeconds",
     "run_monitoring.cancel_timeout_seconds": "dagsterDaemon.runMonitoring.cancelTimeoutSeconds",
@@ -74,9 +79,7 @@ HELM_EQUIVALENTS = {
     "retention.sensor.purge_after_days": "retention.sensor.purgeAfterDays",
 }
 # The settings the chart cannot write: the Helm values and the README must say so.
-NO_HELM_EQUIVALENT = {"run_coordinator.config.max_user_code_failure_retries",
-                      "run_coordinator.config.user_code_failure_retry_delay",
-                      "run_monitoring.max_runtime_seconds"}
+NO_HELM_EQUIVALENT = {"run_monitoring.max_runtime_seconds"}
 # ... of which the jobs' own tags carry one everywhere (test_every_job_carries_the_run_time_limit).
 HELD_BY_JOB_TAGS = {"run_monitoring.max_runtime_seconds": "dagster/max_runtime"}
 # Dagster's values for what deploy/dagster.yaml leaves out (DagsterInstance.run_monitoring_*).
@@ -201,6 +204,13 @@ def test_dagster_yaml_limits_each_org_to_one_run_at_a_time(dagster_home):
 
     coordinator = InstanceRef.from_dir(str(dagster_home)).run_coordinator_data.rehydrate(QueuedRunCoordinator)
     queue = coordinator.get_run_queue_config()
+    # The Helm values' coordinator, loaded as Dagster loads the one the chart writes into the
+    # instance (class and config validated), is the same, with the same limits.
+    helm = dotted(load_yaml(DEPLOY / "helm" / "values.yaml"), HELM_RUN_COORDINATOR)
+    helm_coordinator = ConfigurableClassData(helm["module"], helm["class"], yaml.safe_dump(helm["config"])).rehydrate(
+        QueuedRunCoordinator)
+    assert type(helm_coordinator) is QueuedRunCoordinator
+    assert helm_coordinator.get_run_queue_config() == queue
     assert queue.max_concurrent_runs > 1  # different orgs side by side
     # The tags Dagster gives the runs of one org's partition: a scheduled sync, and a run
     # launched from the asset catalog (the implicit asset job: no org tag of ours).
@@ -426,9 +436,9 @@ def test_every_helm_value_is_a_key_of_the_official_chart():
 def test_a_misspelt_helm_key_is_caught():
     values = load_yaml(DEPLOY / "helm" / "values.yaml")
     misspelt = copy.deepcopy(values)
-    queued = misspelt["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    queued["tagConcurencyLimits"] = queued.pop("tagConcurrencyLimits")
-    assert any("tagConcurencyLimits" in error for error in helm_errors(misspelt))
+    coordinator = misspelt["dagsterDaemon"]["runCoordinator"]
+    coordinator["config"]["customRunCoordinater"] = coordinator["config"].pop("customRunCoordinator")
+    assert any("customRunCoordinater" in error for error in helm_errors(misspelt))
     misspelt = copy.deepcopy(values)
     deployment = misspelt["dagster-user-deployments"]["deployments"][0]
     deployment["envSecret"] = deployment.pop("envSecrets")
@@ -466,19 +476,23 @@ def dotted(tree: dict, path: str, default=KeyError):
 
 
 def instance_settings(instance: dict) -> set[str]:
-    """The run queue, run monitoring and tick retention settings of a dagster.yaml, dotted."""
-    settings = {f"run_coordinator.config.{key}" for key in instance["run_coordinator"]["config"]}
-    settings |= {f"run_monitoring.{key}" for key in instance["run_monitoring"]}
+    """The run monitoring and tick retention settings of a dagster.yaml, dotted."""
+    settings = {f"run_monitoring.{key}" for key in instance["run_monitoring"]}
     settings |= {f"retention.{kind}.{key}" for kind, retention in instance["retention"].items() for key in retention}
     return settings
 
 
 def test_helm_values_match_the_single_host_instance():
-    """Every run queue, run monitoring and tick retention setting of deploy/dagster.yaml that the
-    chart can write is the same in the Helm values; the ones it cannot are named in the values'
-    comments and in the README's Kubernetes section, which must not claim they hold there."""
+    """The run queue of deploy/dagster.yaml is the Helm values' run coordinator, whole (every
+    setting, the retries of a dequeue while the code server restarts included); every run
+    monitoring and tick retention setting the chart can write is the same in the values; the ones
+    it cannot are named in the values' comments and in the README's Kubernetes section, which must
+    not claim they hold there."""
     values = load_yaml(DEPLOY / "helm" / "values.yaml")
     instance = load_yaml(DEPLOY / "dagster.yaml")
+    coordinator = values["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["enabled"] is True and coordinator["type"] == "CustomRunCoordinator"
+    assert dotted(values, HELM_RUN_COORDINATOR) == instance["run_coordinator"]
     settings = instance_settings(instance)
     assert settings <= set(HELM_EQUIVALENTS) | NO_HELM_EQUIVALENT, (
         f"{sorted(settings - set(HELM_EQUIVALENTS) - NO_HELM_EQUIVALENT)}: add them to HELM_EQUIVALENTS "
