@@ -256,9 +256,9 @@ def succeeded_sync_run(conn: duckdb.DuckDBPyConnection, sync_id: str) -> dict:
 
 
 class NoPublishedSyncError(RuntimeError):
-    """The inventory runs on top of a published sync (it adds to its tables), and there is none."""
+    """A command reads what syncs build, and no sync has been published yet."""
 
-    fix = "run `langsmith-access sync` first (or `langsmith-access sync --all-sections` for both)"
+    fix = "run `langsmith-access sync` first (or `langsmith-access sync --all-sections` for the inventory too)"
 
 
 def has_published_sync(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -270,15 +270,6 @@ def has_published_sync(conn: duckdb.DuckDBPyConnection) -> bool:
     except duckdb.CatalogException:
         return False
     return syncs > 0
-
-
-def require_published_sync(conn: duckdb.DuckDBPyConnection) -> None:
-    """Raise ``NoPublishedSyncError`` unless a sync has succeeded in this database."""
-    if not has_published_sync(conn):
-        raise NoPublishedSyncError(
-            "the inventory adds to a synced database, and this one has no sync yet: run "
-            "`langsmith-access sync` first, or `langsmith-access sync --all-sections` for both"
-        )
 
 
 def require_synced(conn: duckdb.DuckDBPyConnection, path: object) -> None:
