@@ -294,14 +294,17 @@ class _Doctor:
                 retry_fix,
             )
             return False
-        if not probe.is_json and probe.status_code in (403, 407):
-            # LangSmith refuses with JSON: a page is a proxy or firewall on the way (langsmith-api.md).
+        if not probe.is_json and probe.status_code in (401, 403, 407):
+            # LangSmith refuses with JSON: a page is a proxy or firewall on the way (langsmith-api.md),
+            # a 401 page one that wants its own login (a single sign-on gateway before a self-hosted
+            # install), not a key LangSmith judged.
             self.add(
                 "endpoint",
                 FAIL,
                 f"GET {ORGANIZATION_INFO_PATH} at {client.endpoint} answered {probe.status_code} with "
                 f"{probe.content_type or 'no content type'}, not LangSmith's JSON: a proxy or "
-                "firewall refused the request before it reached LangSmith",
+                "firewall refused the request before it reached LangSmith"
+                + (" (one that asks for its own login)" if probe.status_code == 401 else ""),
                 ProxyRefusalError.fix,
             )
             return False

@@ -624,6 +624,9 @@ def page(status: int):
     (502, "LangSmith API behind it is not answering now", TRANSIENT_FIX),
     (503, "LangSmith API behind it is not answering now", TRANSIENT_FIX),
     (403, "a proxy or firewall refused the request", ProxyRefusalError.fix),
+    # LangSmith's 401 is JSON: a page is a login gateway in front of it, not the key refused.
+    (401, "refused the request before it reached LangSmith (one that asks for its own login)",
+     ProxyRefusalError.fix),
     (200, "not a LangSmith API", "set LANGSMITH_ENDPOINT"),  # only a 2xx page is a wrong endpoint
 ])
 def test_a_page_in_place_of_the_org_info_is_told_by_its_status(sandbox_env, status, detail_says, fix):
