@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -167,12 +168,13 @@ def approver_refusal(policy: Policy, approver: MemberStanding, grantee: Grantee,
 
     Approvers are never disabled members or pending invitees; who else may decide follows the
     policy's ``approvers``. Unless the policy allows self-approval, nobody approves a request
-    they asked for or that is for them (emails compared case-insensitively); denying is never
+    they asked for or that is for them (emails compared case-insensitively; a requester or
+    grantee named by user id or org identity id is the same person); denying is never
     self-approval.
     """
     who = approver.email
     if approving and not policy.self_approval:
-        if grantee.requested_by and grantee.requested_by.strip().casefold() == who.strip().casefold():
+        if grantee.requested_by and _names_member(grantee.requested_by, approver):
             return f"self-approval: {who} asked for this request, and the policy does not allow self-approval."
         is_grantee = (grantee.email and grantee.email.strip().casefold() == who.strip().casefold()) or (
             grantee.user_id is not None and grantee.user_id in approver.user_ids
@@ -198,3 +200,14 @@ def approver_refusal(policy: Policy, approver: MemberStanding, grantee: Grantee,
     }:
         return f"{who} is not one of the approvers the policy names ({', '.join(policy.approver_emails)})."
     return None
+
+
+def _names_member(text: str, member: MemberStanding) -> bool:
+    """Does ``text`` (a request's ``requested_by``) name ``member``: their email in any case, or,
+    as ``--user`` takes them, their user id or org identity id (another name for the same person)."""
+    text = text.strip()
+    try:
+        as_id = str(uuid.UUID(text))
+    except ValueError:
+        return text.casefold() == member.email.strip().casefold()
+    return as_id in member.user_ids or as_id in member.identity_ids

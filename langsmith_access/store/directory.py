@@ -40,6 +40,7 @@ class MemberStanding:
 
     email: str
     user_ids: tuple[str, ...]  # active (accepted) org members with this email, disabled ones too
+    identity_ids: tuple[str, ...]  # their org identity ids (a request's --user may name one)
     disabled: bool  # every one of them is disabled
     pending_invite: bool  # an org invite to this email is still pending
     org_admin: bool  # an enabled one holds the Organization Admin org role
@@ -75,13 +76,13 @@ def synced_workspaces(conn: duckdb.DuckDBPyConnection) -> list[WorkspaceEntry]:
 def member_standing(conn: duckdb.DuckDBPyConnection, email: str, workspace_id: str | None) -> MemberStanding:
     """The standing of the org member(s) with ``email`` (compared case-insensitively)."""
     members = conn.execute(
-        "SELECT users.user_id, users.is_disabled, roles.name = ? AS is_org_admin "
+        "SELECT users.user_id, users.is_disabled, roles.name = ? AS is_org_admin, users.org_identity_id "
         "FROM main.users AS users LEFT JOIN main.roles AS roles ON roles.role_id = users.org_role_id "
         "WHERE lower(trim(users.email)) = lower(trim(?)) ORDER BY users.user_id",
         [ORGANIZATION_ADMIN_ROLE, email],
     ).fetchall()
-    enabled = [user_id for user_id, is_disabled, _ in members if not is_disabled]
-    org_admin = any(is_org_admin and not is_disabled for _, is_disabled, is_org_admin in members)
+    enabled = [user_id for user_id, is_disabled, _, _ in members if not is_disabled]
+    org_admin = any(is_org_admin and not is_disabled for _, is_disabled, is_org_admin, _ in members)
     workspace_admin = bool(enabled and workspace_id is not None and scalar(
         conn,
         "SELECT count(*) FROM main.grants AS grants JOIN main.roles AS roles USING (role_id) "
@@ -96,7 +97,8 @@ def member_standing(conn: duckdb.DuckDBPyConnection, email: str, workspace_id: s
     )
     return MemberStanding(
         email=email,
-        user_ids=tuple(user_id for user_id, _, _ in members),
+        user_ids=tuple(user_id for user_id, _, _, _ in members),
+        identity_ids=tuple(identity_id for _, _, _, identity_id in members if identity_id),
         disabled=bool(members) and not enabled,
         pending_invite=bool(invited),
         org_admin=org_admin,

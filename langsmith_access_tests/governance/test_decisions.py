@@ -123,8 +123,10 @@ def people(template):
     }
     emails = {kind: member.email for kind, member in chosen.items()}
     emails["invitee"] = org.pending_org_invites()[0].email
+    ids = {kind: m.ls_user_id for kind, m in chosen.items()}
+    ids.update({f"{kind}_identity": m.id for kind, m in chosen.items()})  # the org identity ids
     with template.connect(read_only=True) as conn:
-        yield conn, workspace, emails, {kind: m.ls_user_id for kind, m in chosen.items()}
+        yield conn, workspace, emails, ids
 
 
 def refusal(people, who, policy=NO_POLICY, *, requested_by="someone-else", grantee="editor", approving=True):
@@ -169,6 +171,17 @@ def test_self_approval_compares_requester_and_grantee_case_insensitively(people)
     assert refusal(people, "workspace_admin", allowed, grantee="workspace_admin") is None
     # Denying a request for yourself is not self-approval.
     assert refusal(people, "workspace_admin", grantee="workspace_admin", approving=False) is None
+
+
+def test_a_requester_named_by_user_id_or_org_identity_id_is_the_same_person(people):
+    # `request grant --requested-by` is free text: an approver who queued a request under their
+    # user id (or org identity id, which --user also takes) asked for it as much as by email.
+    _, _, _, ids = people
+    for alias in (ids["workspace_admin"], ids["workspace_admin_identity"].upper(), f" {ids['workspace_admin']} "):
+        refused = refusal(people, "workspace_admin", requested_by=alias)
+        assert refused is not None and refused.startswith("self-approval:"), alias
+        assert "asked for this request" in refused
+    assert refusal(people, "workspace_admin", requested_by=ids["editor"]) is None
 
 
 def test_a_recorded_duration_of_zero_is_a_duration_not_no_expiry():
