@@ -86,8 +86,13 @@ def decide_on(
     policy_path: Path | None = None,
     notifier: Notifier | None = None,
     now: datetime | None = None,
+    run_id: str | None = None,
+    launched_by: str | None = None,
 ) -> DecisionResult:
-    """``decide`` on an open working-database connection (the caller holds the writer lease)."""
+    """``decide`` on an open working-database connection (the caller holds the writer lease).
+    ``run_id``: the Dagster run the decision was typed into (the Launchpad), kept on its events;
+    ``launched_by``: who launched that run, as Dagster tags it. The launcher is the one deciding:
+    a run launched by one person deciding as another (``by``) is refused."""
     if decision not in (APPROVED, DENIED):
         raise ValueError(f"decision must be {APPROVED!r} or {DENIED!r}, got {decision!r}")
     at = now or now_utc()
@@ -98,10 +103,12 @@ def decide_on(
     by = mask_keys(by) if isinstance(by, str) else by
     comment = mask_keys(comment) if isinstance(comment, str) else comment
     shown_id = request_id.strip() if isinstance(request_id, str) and request_id.strip() else "(none)"
+    launcher = {"launched_by": mask_keys(launched_by)} if launched_by else {}
 
     def refuse(reason: str, status: str | None = None) -> DecisionResult:
         record_event(conn, shown_id[:200], "decision_refused",
-                     {"decision": decision, "by": by if isinstance(by, str) else None, "reason": reason}, at=at)
+                     {"decision": decision, "by": by if isinstance(by, str) else None, "reason": reason,
+                      **launcher}, at=at, run_id=run_id)
         return DecisionResult(shown_id, decision, False, reason, status)
 
     try:
@@ -112,6 +119,11 @@ def decide_on(
         return refuse(str(error))
     if "@" not in approver:
         return refuse(f"--by must be the approver's email as LangSmith knows it, got {approver!r}.")
+    if launched_by and "@" in launched_by and launched_by.strip().casefold() != approver.casefold():
+        # Otherwise anyone who can launch the job decides in an approver's name, and the
+        # requester or grantee approves their own request.
+        return refuse(f"this run was launched by {launched_by.strip()}, who decides only as themself: set `by` "
+                      f"to {launched_by.strip()}, or have {approver} launch it.")
     found = fetch_requests(conn, "request_id = ?", [request_id])
     if not found:
         return refuse(f"unknown request id {request_id}: `langsmith-access requests --status {AWAITING_APPROVAL}` "
@@ -146,7 +158,7 @@ def decide_on(
         "VALUES (?, ?, ?, ?, ?, ?)",
         [new_id(), request_id, decision, approver, at, comment],
     )
-    record_event(conn, request_id, decision, {"by": approver, "comment": comment}, at=at)
+    record_event(conn, request_id, decision, {"by": approver, "comment": comment, **launcher}, at=at, run_id=run_id)
     target = f"{request['role_name']} in {request['workspace_name']} for {request['user_email'] or request['user_id']}"
     if decision == APPROVED:
         conn.execute(

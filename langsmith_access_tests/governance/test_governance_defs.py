@@ -11,12 +11,15 @@ from dagster._core.test_utils import create_run_for_test
 from langsmith_access import runner
 from langsmith_access.api import request_grant
 from langsmith_access.definitions import defs
+from langsmith_access.defs.orgs import org_tags
+from langsmith_access.defs.resources import org_resources
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import queue
+from langsmith_access.settings import Orgs, load_orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.governance.support import WORKSPACE, events, request_row
-from langsmith_access_tests.helpers import tick_sensor
+from langsmith_access_tests.helpers import query, tick_sensor
 
 DAY = timedelta(days=1)
 
@@ -57,6 +60,38 @@ def test_decide_access_request_records_a_decision_or_fails_saying_why(governed):
     assert decide(second.request_id, "Denied", people.admin.email).success
     assert request_row(database, second.request_id)["status"] == "denied"
     assert "must be 'approve' or 'deny'" in decide(second.request_id, "maybe", people.admin.email).failure
+
+
+def test_a_launchpad_decision_is_the_launchers_and_its_events_name_the_run(governed, instance):
+    """Anyone who can launch the job types ``by``: a run whose launcher Dagster tagged (Dagster+
+    tags ``dagster/user``) decides only as that launcher, so a requester cannot approve their own
+    request in an approver's name; and the decision's events name the run it was made in."""
+    _, _, database, people, _ = governed
+    requester = people.editors[0].email
+    waiting = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", requested_by=requester)
+    org = load_orgs().get()
+    job = defs().resolve_job_def("decide_access_request")
+
+    def launch(by: str, launcher: str):
+        config = {"request_id": waiting.request_id, "decision": "approve", "by": by}
+        return job.execute_in_process(
+            run_config={"ops": {"decide_request": {"config": config}}}, instance=instance, raise_on_error=False,
+            partition_key=org.slug, tags={**org_tags(org.slug), "dagster/user": launcher},
+            resources=org_resources(Orgs((org,))))
+
+    impersonated = launch(people.admin.email, requester.upper())
+    assert not impersonated.success
+    assert request_row(database, waiting.request_id)["status"] == "awaiting_approval"
+    [refused] = [d for kind, d in events(database, waiting.request_id) if kind == "decision_refused"]
+    assert f"launched by {requester.upper()}, who decides only as themself" in refused["reason"]
+    assert refused["launched_by"] == requester.upper()
+
+    approved = launch(people.admin.email, people.admin.email.upper())
+    assert approved.success
+    assert request_row(database, waiting.request_id)["status"] == "pending"
+    run_ids = dict(query(database.path, "SELECT kind, run_id FROM main.provisioning_events WHERE request_id = ? "
+                                        "AND kind IN ('approved', 'decision_refused')", [waiting.request_id]))
+    assert run_ids == {"decision_refused": impersonated.run_id, "approved": approved.run_id}
 
 
 # ------------------------------------------------------------------ the sensors

@@ -43,7 +43,8 @@ class DecisionConfig(dg.Config):
                             "--status awaiting_approval` lists them).")
     # Or the table's words, 'approved' | 'denied'.
     decision: str = Field(description="approve or deny.")
-    by: str = Field(description="The approver's email, checked against the policy's approvers.")
+    by: str = Field(description="The approver's email, checked against the policy's approvers (and, where "
+                    "the run is tagged with its launcher, the launcher's).")
     comment: str | None = Field(default=None, description="Kept with the decision and its audit.")
 
 
@@ -62,7 +63,9 @@ def decide_request(
         try:
             result = approvals.decide_on(
                 conn, config.request_id, decision, config.by, config.comment, policy_path=org.policy_path,
-                notifier=Notifier.from_settings(org.settings, org.slug),
+                notifier=Notifier.from_settings(org.settings, org.slug), run_id=context.run.run_id,
+                # Who launched the run, where Dagster tags runs with one (as select_requests reads it).
+                launched_by=context.run.tags.get("user") or context.run.tags.get("dagster/user"),
             )
             conn.execute("COMMIT")
         except BaseException:
