@@ -60,6 +60,7 @@ SECTIONS = {
 
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 class PolicyError(ValueError):
@@ -269,7 +270,11 @@ class _Reader:
         lines: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key not in known:
+            if key_node.tag == _MERGE:
+                # The node tree is read as written: a merge would be dropped, not applied.
+                self.problem(key_node, f"a YAML merge key (<<) in {where} is not read: write its keys out in full "
+                                       f"(the keys here are {', '.join(known)})")
+            elif key not in known:
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 self.problem(key_node, f"unknown key {key!r} in {where}{hint}: the keys here are {', '.join(known)}")
@@ -363,6 +368,10 @@ class _Reader:
             pairs = []
             for key_node, value_node in limits.value:
                 role = key_node.value.strip() if isinstance(key_node, yaml.ScalarNode) else ""
+                if key_node.tag == _MERGE:
+                    self.problem(key_node, "a YAML merge key (<<) in duration.max is not read: write its roles out "
+                                           "in full")
+                    continue
                 if not role or key_node.tag in (_NULL, _BOOL):
                     self.problem(key_node, f"duration.max keys must be role names (or \"*\"), got {_shown(key_node)}")
                     continue

@@ -121,6 +121,9 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     ("- approval\n", 1, "the policy must be a mapping of approval, duration"),
     ("approval:\n  required: [Admin]\napproval:\n  required: [Editor]\n", 3, "approval is given twice (first on line 1)"),
     ("duration:\n  max: {Admin: 8h, Admin: 9h}\n", 2, "duration.max gives 'Admin' twice"),
+    ("approval: &shared\n  required: [Admin]\nduration:\n  <<: *shared\n", 4,
+     "a YAML merge key (<<) in duration is not read: write its keys out in full"),
+    ("duration:\n  max:\n    <<: {Admin: 8h}\n", 3, "a YAML merge key (<<) in duration.max is not read"),
     ("approval:\n  workspaces: []\n", 2, "approval.workspaces lists no workspace: list the workspaces whose grants "
      "need approval, or remove the key for every workspace"),
 ])
