@@ -141,6 +141,14 @@ def decide_on(
     if decision == APPROVED and until is not None and until <= at:
         return refuse(f"request {request_id} asked for access until {iso_minutes(until)}, which has passed: deny "
                       "it, and ask again with a later --until.", status)
+    later = _revoked_since(conn, request) if decision == APPROVED else None
+    if later is not None:
+        # The queue applies requests in the order they were asked: the revoke, asked later, is
+        # the last word on this role, and an approval would give the role back after it.
+        return refuse(f"a revoke of {request['role_name']} in {request['workspace_name']} for "
+                      f"{request['user_email'] or request['user_id']} was asked after this grant (request "
+                      f"{later[0]}, {later[1]}): deny this one, and ask again if the access is still wanted.",
+                      status)
     try:
         policy = governing_policy(policy_path, conn)
     except PolicyError as error:
@@ -178,6 +186,19 @@ def decide_on(
                     user=request["user_email"] or request["user_id"], workspace=request["workspace_name"],
                     role=request["role_name"], detail=detail)
     return DecisionResult(request_id, decision, True, f"denied: {target}.", "denied")
+
+
+def _revoked_since(conn: duckdb.DuckDBPyConnection, request: dict) -> tuple[str, str] | None:
+    """A revoke of the grant's role for the same member and workspace that someone asked for
+    after the grant (request id, status), or None. An expiry revoke (of an earlier time-bound
+    grant) is no one's word on this grant, and a rejected revoke changed nothing."""
+    row = conn.execute(
+        "SELECT request_id, status FROM main.provisioning_requests WHERE action = 'revoke' AND user_id = ? "
+        "AND workspace_id = ? AND role_id = ? AND requested_at > ? AND parent_request_id IS NULL "
+        "AND status <> 'rejected' ORDER BY requested_at LIMIT 1",
+        [request["user_id"], request["workspace_id"], request["role_id"], request["requested_at"]],
+    ).fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def _terms_refusal(policy: Policy, request: dict, at: datetime) -> str | None:

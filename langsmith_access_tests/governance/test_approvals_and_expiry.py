@@ -16,7 +16,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from langsmith_access.api import approve, deliver_notifications, deny, list_requests, provision, request_grant
+from langsmith_access.api import (
+    approve,
+    deliver_notifications,
+    deny,
+    list_requests,
+    provision,
+    request_grant,
+    request_revoke,
+)
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
@@ -354,3 +362,23 @@ def test_an_approval_checks_the_terms_against_the_policy_as_it_is_now(governed, 
         refused.message]
     # Denying it is still possible.
     assert deny(eight_hours.request_id, by=people.admin.email).recorded
+
+
+def test_a_revoke_asked_after_a_grant_awaiting_approval_has_the_last_word(governed):
+    # Asked in this order: grant Admin (awaiting approval), then revoke Admin. The revoke is
+    # applied first (nothing to remove); an approval after it would give the role back, so it is
+    # refused, naming the revoke. A denial is still taken.
+    sandbox, org, database, people, receiver = governed
+    grantee = people.outsiders[0]
+    grant = request_grant(grantee.email, WORKSPACE, "Admin", requested_by=people.editors[0].email)
+    assert grant.status == "awaiting_approval", grant
+    revoke = request_revoke(grantee.email, WORKSPACE, "Admin", requested_by=people.editors[1].email)
+    assert revoke.accepted, revoke
+    assert provision().success
+    refused = approve(grant.request_id, by=people.admin.email)
+    assert not refused.recorded and f"asked after this grant (request {revoke.request_id}" in refused.message
+    assert request_row(database, grant.request_id)["status"] == "awaiting_approval"
+    assert "decision_refused" in [kind for kind, _ in events(database, grant.request_id)]
+    assert deny(grant.request_id, by=people.admin.email).recorded
+    assert provision().success
+    assert org.membership(people.workspace.id, grantee.ls_user_id) is None
