@@ -132,29 +132,27 @@ def test_a_run_of_dagsters_implicit_job_is_told_which_job_to_launch():
     assert f"launch the whole {names.SYNC_JOB} (or {names.INVENTORY_JOB}) job" in failure.description
 
 
-def test_publishing_alone_before_any_sync_says_to_sync_first(database):
-    # "Materialize" on analysts_database alone, for an org never synced: nothing to publish again.
-    definitions = defs()
-    job = definitions.resolve_job_def(names.SYNC_JOB).get_subset(asset_selection={ANALYSTS_DATABASE})
+def failure_shown(job) -> str:
+    """What the Dagster UI shows for the first failed step of ``job`` run for org ``default``: a
+    Failure's description (an exception of any other kind shows a stack trace)."""
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(instance=instance, raise_on_error=False, partition_key="default",
                                         resources=org_resources())
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
     assert failure.user_failure_data is not None, failure.error.to_string()
-    description = failure.user_failure_data.description
+    return failure.user_failure_data.description
+
+
+def test_publishing_alone_before_any_sync_says_to_sync_first(database):
+    # "Materialize" on analysts_database alone, for an org never synced: nothing to publish again.
+    job = defs().resolve_job_def(names.SYNC_JOB).get_subset(asset_selection={ANALYSTS_DATABASE})
+    description = failure_shown(job)
     assert "no sync" in description and f"Launch the whole {names.SYNC_JOB} job" in description
     assert not database.path.exists()  # nothing published
 
 
 def test_the_inventory_before_any_sync_says_which_job_to_launch(database):
     # Launched by hand from the Launchpad for an org never synced (the schedule waits instead).
-    job = defs().resolve_job_def(names.INVENTORY_JOB)
-    with dg.instance_for_test() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False, partition_key="default",
-                                        resources=org_resources())
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
-    assert failure.user_failure_data is not None, failure.error.to_string()
-    description = failure.user_failure_data.description
+    description = failure_shown(defs().resolve_job_def(names.INVENTORY_JOB))
     assert "has no sync yet" in description and f"launch {names.SYNC_JOB} for this partition" in description
