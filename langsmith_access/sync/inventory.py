@@ -162,8 +162,8 @@ def transform_access_policies(policies: Iterable[AccessPolicy], sync_id: str, fe
         {
             **_tag(sync_id, fetched_at),
             "policy_id": p.id,
-            "name": p.name,
-            "description": p.description,
+            "name": _scrubbed(p.name),
+            "description": _scrubbed(p.description),
             "effect": p.effect,
             "role_ids": list(p.role_ids),
             "condition_groups": p.condition_groups_json(),
@@ -183,7 +183,8 @@ def transform_credentials(credentials: Iterable[Credential], sync_id: str, fetch
             "credential_id": c.id,
             "kind": c.kind,
             "short_key": c.short_key,
-            "description": c.description,
+            # Free text: a key pasted as its own description is cut as a whole short_key is.
+            "description": _scrubbed(c.description),
             "workspace_names": None if c.workspace_names is None else list(c.workspace_names),
             "listed_in_workspace_id": c.workspace_id,
             "default_workspace_name": c.default_workspace_name,
@@ -206,7 +207,7 @@ def transform_service_accounts(accounts: Iterable[ServiceAccount], sync_id: str,
         {
             **_tag(sync_id, fetched_at),
             "service_account_id": a.id,
-            "name": a.name,
+            "name": scrub_secrets(a.name),
             "organization_id": a.organization_id,
             "default_workspace_id": a.default_workspace_id,
             "created_at": a.created_at,
@@ -241,22 +242,27 @@ def scrub_secrets(text: str) -> str:
     return _SECRET_IN_TEXT.sub(lambda match: redact_short_key(match.group(0))[0], text)
 
 
+def _scrubbed(text: str | None) -> str | None:
+    return None if text is None else scrub_secrets(text)
+
+
 def transform_audit_events(events: Iterable[AuditEvent], sync_id: str, fetched_at: datetime) -> list[Row]:
     """One row per event; operations and everything else kept as sent."""
     return [
         {
             **_tag(sync_id, fetched_at),
-            "event_id": e.event_id,
+            # Every text the server sent, not only the whole event (detail): any may carry one.
+            "event_id": scrub_secrets(e.event_id),
             "at": e.at,
-            "operation": e.operation,
+            "operation": scrub_secrets(e.operation),
             "succeeded": e.succeeded,
-            "actor_user_id": e.actor_user_id,
-            "credential_id": e.credential_id,
-            "workspace_id": e.workspace_id,
-            "target_ids": list(e.target_ids),
-            "source_ip": e.source_ip,
-            "http_method": e.http_method,
-            "path": e.path,
+            "actor_user_id": _scrubbed(e.actor_user_id),
+            "credential_id": _scrubbed(e.credential_id),
+            "workspace_id": _scrubbed(e.workspace_id),
+            "target_ids": [scrub_secrets(uid) for uid in e.target_ids],
+            "source_ip": _scrubbed(e.source_ip),
+            "http_method": _scrubbed(e.http_method),
+            "path": _scrubbed(e.path),
             "status_code": e.status_code,
             "detail": scrub_secrets(e.detail),
         }

@@ -1,0 +1,79 @@
+"""A whole key in a free-text field of the inventory (a key pasted as a key's description, a
+server that puts one in an audit event's path or ids, a service account's or access policy's
+name) is stored cut to its prefix and last characters, as a whole key sent as ``short_key``
+is: never in the working file, the analysts' copy or the Parquet exports.
+
+The sandbox over HTTP, whose answers are changed on the way out; the sync in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import secrets
+import time
+
+import duckdb
+
+from langsmith_access import cli
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.sandbox.routing import ApiResponse
+from langsmith_access_tests.helpers import point_at
+
+PASTED = f"lsv2_sk_{secrets.token_hex(16)}_{secrets.token_hex(5)}"
+# Where the server puts the key: (route, field) -> the field's value becomes "<value> <key>".
+TAINTED = {
+    ("/api/v1/api-key", "description"),
+    ("/api/v1/orgs/current/service-keys", "description"),
+    ("/api/v1/orgs/current/personal-access-tokens", "description"),
+    ("/api/v1/platform/orgs/current/scim/tokens", "description"),
+    ("/api/v1/audit-logs", "path"),
+    ("/api/v1/audit-logs", "operation"),
+    ("/api/v1/audit-logs", "uid"),
+    ("/api/v1/audit-logs", "ip"),
+}
+
+
+def _taint(value, route: str):
+    if isinstance(value, dict):
+        return {name: f"{item} {PASTED}" if (route, name) in TAINTED and isinstance(item, str)
+                else _taint(item, route) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_taint(item, route) for item in value]
+    return value
+
+
+def test_a_whole_key_in_an_inventory_text_field_is_stored_cut(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    database = tmp_path / "data" / "access.duckdb"
+    org = generate_org(seed=7, members=15, workspaces=3, now=int(time.time()))
+    with SandboxServer(org) as sandbox:
+        served = sandbox.respond
+        tainted_routes = set()
+
+        def respond(request):
+            answer = served(request)
+            if isinstance(answer, ApiResponse) and answer.status == 200 and any(
+                    route == request.path for route, _ in TAINTED):
+                tainted_routes.add(request.path)
+                return ApiResponse(answer.status, _taint(answer.body, request.path), answer.headers)
+            return answer
+
+        sandbox.respond = respond
+        point_at(monkeypatch, sandbox, database)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["sync", "--all-sections", "--quiet"])
+    assert code == 0, err.getvalue()
+    assert tainted_routes == {route for route, _ in TAINTED}, tainted_routes
+
+    with duckdb.connect(str(database), read_only=True) as conn:
+        descriptions = [d for (d,) in conn.execute("SELECT description FROM main.credentials").fetchall()]
+        paths = [p for (p,) in conn.execute("SELECT path FROM main.audit_events").fetchall()]
+    # The fields are there, the key cut to what a listing shows of one.
+    assert any(f"{PASTED[:8]}...{PASTED[-4:]}" in (d or "") for d in descriptions), descriptions
+    assert any(f"{PASTED[:8]}...{PASTED[-4:]}" in (p or "") for p in paths), paths
+    leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and PASTED.encode() in p.read_bytes()]
+    assert leaked == []
+    assert PASTED not in out.getvalue() + err.getvalue()
