@@ -1063,7 +1063,7 @@ class LangSmithClient:
                 if 300 <= status < 400:
                     raise _redirected(response, method, path)
                 if status < 400:
-                    return response
+                    return _without_key(response, self._api_key)
                 retry_after = self._retry_wait(response, sent_at)
                 if status == 429:
                     self.stats.add(rate_limited=1)
@@ -1348,6 +1348,16 @@ def _connection_failure(exc: requests.exceptions.RequestException,
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
         return "broken", "the answer broke off or could not be decoded (a proxy on the way?)"
     return "dropped", "the connection closed without an answer"
+
+
+def _without_key(response: requests.Response, api_key: str) -> requests.Response:
+    """``response`` with the key cut from its body, should the server have echoed it into its
+    data (a name, an id): nothing read from an answer may carry it to a table, a log or Dagster's
+    metadata. One scan of the body's bytes; the body is read here, as every caller reads it."""
+    key = api_key.encode()
+    if key and key in response.content:
+        response._content = response.content.replace(key, b"***")
+    return response
 
 
 def _path_of(response: requests.Response) -> str:

@@ -77,3 +77,48 @@ def test_a_whole_key_in_an_inventory_text_field_is_stored_cut(tmp_path, monkeypa
     leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and PASTED.encode() in p.read_bytes()]
     assert leaked == []
     assert PASTED not in out.getvalue() + err.getvalue()
+
+
+def test_the_key_echoed_in_a_2xx_answer_is_stored_nowhere(tmp_path, monkeypatch):
+    # A server that puts the key it received into the data of its answers (a role's and a
+    # workspace's display name): not in the tables, the Parquet copy, nor Dagster's asset
+    # metadata (the raw assets' previews show role and workspace names).
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    database = tmp_path / "data" / "access.duckdb"
+    org = generate_org(seed=7, members=15, workspaces=3, now=int(time.time()))
+    with SandboxServer(org) as sandbox:
+        served = sandbox.respond
+        echoed = set()
+
+        def echo(value, key):
+            if isinstance(value, dict):
+                return {name: f"{item} {key}" if name == "display_name" and isinstance(item, str)
+                        else echo(item, key) for name, item in value.items()}
+            if isinstance(value, list):
+                return [echo(item, key) for item in value]
+            return value
+
+        def respond(request):
+            answer = served(request)
+            if (isinstance(answer, ApiResponse) and answer.status == 200
+                    and request.path in ("/api/v1/orgs/current/roles", "/api/v1/workspaces")):
+                echoed.add(request.path)
+                return ApiResponse(200, echo(answer.body, request.headers.get("X-API-Key")), answer.headers)
+            return answer
+
+        sandbox.respond = respond
+        point_at(monkeypatch, sandbox, database)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["sync", "--quiet"])
+        key = sandbox.api_key
+    assert code == 0, err.getvalue()
+    assert echoed == {"/api/v1/orgs/current/roles", "/api/v1/workspaces"}
+    with duckdb.connect(str(database), read_only=True) as conn:
+        names = [n for (n,) in conn.execute("SELECT display_name FROM main.workspaces").fetchall()]
+    assert names and all(name.endswith(" ***") for name in names), names
+    leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    assert leaked == []
+    assert key not in out.getvalue() + err.getvalue()
