@@ -74,7 +74,7 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return 1
     except BrokenPipeError:
         # The reader stopped early (`... | head`): not an error. Silence the final flush.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return 0
     except DatabaseUnusableError as error:
         say(f"error: {error}\n  fix: {error.fix}")
@@ -98,6 +98,21 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         say("interrupted: a sync that had not published left the databases as they were, and "
             "requests a provisioning run did not settle are settled by the next one")
         return INTERRUPTED
+
+
+def _drop_stdout() -> None:
+    """Send the rest of stdout to /dev/null: its reader has gone."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def print_and_go_on(text: str) -> None:
+    """Print ``text`` on stdout for a command with more work after it (``sync --all-sections``,
+    ``sync --all-orgs``): a reader that stopped early (``| head -1``) must not stop that work
+    (``run_handler`` would end the command there, exit 0). The rest of stdout is dropped."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _drop_stdout()
 
 
 def _unwritable_fix(error: OSError, args: argparse.Namespace) -> str:
