@@ -1,8 +1,11 @@
 """The command line as scripts use it: exit codes, stdout, --help, against a synced sandbox."""
 
+import argparse
 import contextlib
 import io
 import os
+
+import pytest
 
 from langsmith_access import cli
 from langsmith_access_tests.helpers import query
@@ -26,3 +29,24 @@ def test_sync_all_sections_into_a_closed_pipe_still_runs_the_inventory(env):
         code = cli.main(["sync", "--all-sections", "--quiet"])
     assert code == 0, err.getvalue()
     assert query(database.path, inventories)[0][0] == before + 1  # not stopped by the summary's EPIPE
+
+
+def _options_without_help(parser: argparse.ArgumentParser, command: str = "langsmith-access"):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options_without_help(sub, f"{command} {name}")
+        elif action.help is None:
+            yield f"{command} {'/'.join(action.option_strings) or action.metavar or action.dest}"
+
+
+def test_every_option_and_argument_says_what_it_is_in_help():
+    assert list(_options_without_help(cli.build_parser())) == []
+
+
+def test_an_unknown_status_is_a_usage_error_naming_the_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["requests", "--status", "bogus"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --status: invalid choice: 'bogus'" in err and "awaiting_approval" in err

@@ -15,10 +15,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         sub = commands.add_parser(
             name, help=f"{verb} a request awaiting approval (exit 0 recorded, 2 refused with the reason)"
         )
-        sub.add_argument("request_id", metavar="REQUEST_ID")
+        sub.add_argument("request_id", metavar="REQUEST_ID",
+                         help="the full id `request grant` printed "
+                         "(langsmith-access requests --status awaiting_approval)")
         sub.add_argument("--by", required=True, metavar="EMAIL",
                          help="your email as LangSmith knows it; checked against the policy's approvers")
-        sub.add_argument("--comment", default=None)
+        sub.add_argument("--comment", default=None, help="why, recorded with the decision")
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         add_org_argument(sub)
         sub.set_defaults(handler=decide, decision=name)

@@ -10,9 +10,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "demo", help="the whole story on the embedded defaults: sandbox, sync, a queued grant and revoke, "
         "provisioning, a re-sync, a summary and example queries"
     )
-    demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--members", type=int, default=50)
-    demo.add_argument("--workspaces", type=int, default=8)
+    demo.add_argument("--seed", type=int, default=42, help="seed of the sandbox's generated org (default 42)")
+    demo.add_argument("--members", type=int, default=50, help="active org members (default 50)")
+    demo.add_argument("--workspaces", type=int, default=8, help="shared workspaces (default 8)")
     demo.set_defaults(handler=run_demo)
 
 

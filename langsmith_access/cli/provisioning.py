@@ -17,7 +17,7 @@ from langsmith_access.cli.common import (
     selected_org,
 )
 from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
-from langsmith_access.provisioning.queue import FINAL_STATUSES
+from langsmith_access.provisioning.queue import FINAL_STATUSES, STATUSES
 from langsmith_access.store.queries import iso_utc
 
 
@@ -32,7 +32,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             "--role", required=True,
             help="role display name (Admin, Editor, Viewer, a custom role), name or id",
         )
-        sub.add_argument("--reason", default=None)
+        sub.add_argument("--reason", default=None, help="why, kept with the request and its audit trail")
         sub.add_argument(
             "--requested-by", default=None,
             help="who asks (default: your OS user name); an email here is checked against approvers",
@@ -56,17 +56,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     listing = commands.add_parser("requests", help="list provisioning requests and their status")
     listing.add_argument(
-        "--status", default=None,
-        help="awaiting_approval, pending, in_progress, applied, already_satisfied, rejected, failed, "
-             "denied or approval_expired",
+        "--status", default=None, choices=STATUSES, metavar="S",
+        help="only the requests in this status: awaiting_approval, pending, in_progress, applied, "
+             "already_satisfied, rejected, failed, denied or approval_expired",
     )
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print a JSON list of the requests")
     add_org_argument(listing)
     listing.set_defaults(handler=list_requests)
 
     provision = commands.add_parser("provision", help="apply every pending request now (same job as the sensor)")
     provision.add_argument("--dry-run", action="store_true", help="plan against live state; change nothing")
-    provision.add_argument("--json", action="store_true")
+    provision.add_argument("--json", action="store_true",
+                           help="print a JSON object: the run, and what happened to each request")
     provision.add_argument(
         "--verbose", action="store_true", help="also print a failure's stack traces (always in the log file)"
     )

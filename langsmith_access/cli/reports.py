@@ -77,7 +77,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             "read-only. Raw and staging tables are never exported."
         ),
     )
-    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="file_format")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="file_format",
+                        help="file format: one file per table")
     export.add_argument("--out", required=True, metavar="DIR", type=_directory, help="directory to write into")
     add_org_argument(export)
     export.set_defaults(handler=export_files)

@@ -12,9 +12,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sandbox = commands.add_parser(
         "sandbox", help="run the LangSmith-compatible sandbox server until stopped"
     )
-    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    sandbox.add_argument("--seed", type=int, default=42)
+    sandbox.add_argument("--seed", type=int, default=42, help="seed of the generated org: the same seed, the same org")
     sandbox.add_argument("--members", type=int, default=50, help="active org members")
     sandbox.add_argument("--workspaces", type=int, default=8, help="shared workspaces")
     sandbox.add_argument("--api-key", default=None, help="service key to accept (default: generated)")
