@@ -50,3 +50,15 @@ def test_an_unknown_status_is_a_usage_error_naming_the_flag(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "argument --status: invalid choice: 'bogus'" in err and "awaiting_approval" in err
+
+
+def test_a_closed_stdout_keeps_the_exit_code_and_the_stderr_of_the_command(env, tmp_path):
+    """``review queue-revokes sheet.csv | head -1`` with a rejected row: still exit 2, still said."""
+    sheet = tmp_path / "review.csv"
+    sheet.write_text("user,workspace,role,decision\nnobody@example.com,Anywhere,Viewer,revoke\n"
+                     "nobody.else@example.com,Anywhere,Viewer,revoke\n")
+    err = io.StringIO()
+    with stdout_to_a_closed_pipe(), contextlib.redirect_stderr(err):
+        code = cli.main(["review", "queue-revokes", "--file", str(sheet)])
+    assert code == 2
+    assert "Rejected rows are recorded" in err.getvalue()

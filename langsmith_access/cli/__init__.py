@@ -3,7 +3,8 @@
 Each module of this package adds its commands with ``add_commands(commands)``; every command's
 parser names the function that runs it with ``set_defaults(handler=...)``. ``main`` parses, then
 runs that function through ``common.run_handler``, which turns the errors every command shares
-into one message and one exit code (usage 2, missing database or bad settings 1, a closed pipe 0).
+into one message and one exit code (usage 2, missing database or bad settings 1); a closed
+stdout only drops the rest of the output (``common.ReaderMayLeave``).
 
 Adding a command: a module here with ``add_commands(commands)`` that adds the parser and sets
 its handler (a function ``(args) -> exit code``), listed in ``COMMAND_MODULES`` below. A command

@@ -4,10 +4,12 @@ database, tables."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 
@@ -58,7 +60,8 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         print(in_org_terms(args, text), file=sys.stderr)
 
     try:
-        return handler(args)
+        with contextlib.redirect_stdout(ReaderMayLeave(sys.stdout)):
+            return handler(args)
     except USAGE_ERRORS as error:  # may quote what was typed: a key there is shown as its prefix
         say(f"error: {mask_keys(str(error))}")
         return 2
@@ -73,7 +76,8 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         say(f"error: {error}.")
         return 1
     except BrokenPipeError:
-        # The reader stopped early (`... | head`): not an error. Silence the final flush.
+        # The reader stopped early (`... | head`) and a write went around ReaderMayLeave: not an
+        # error. Silence the final flush.
         _drop_stdout()
         return 0
     except DatabaseUnusableError as error:
@@ -105,14 +109,30 @@ def _drop_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def print_and_go_on(text: str) -> None:
-    """Print ``text`` on stdout for a command with more work after it (``sync --all-sections``,
-    ``sync --all-orgs``): a reader that stopped early (``| head -1``) must not stop that work
-    (``run_handler`` would end the command there, exit 0). The rest of stdout is dropped."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        _drop_stdout()
+class ReaderMayLeave:
+    """``sys.stdout`` for a command whose reader may stop early (``... | head -1``): from the
+    first write that finds the pipe closed, output goes to /dev/null and the command goes on,
+    to the end of its work (``sync --all-sections`` still runs the inventory) and its own exit
+    code and stderr messages (a failed ``provision`` still exits 1 and says why)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            _drop_stdout()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            _drop_stdout()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _unwritable_fix(error: OSError, args: argparse.Namespace) -> str:

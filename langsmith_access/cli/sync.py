@@ -14,7 +14,6 @@ from langsmith_access.cli.common import (
     add_org_argument,
     choose_org,
     failure_log_directory,
-    print_and_go_on,
     print_fix_and_log,
 )
 from langsmith_access.governance.drift import unexplained_changes
@@ -155,7 +154,7 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
         if summary.get("anonymity_restricted")
         else ""
     )
-    print_and_go_on(
+    print(
         f"{lead}Sync {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s "
         f"({summary['membership_route']} route)\n"
         f"  route: {summary['membership_route']}, because {summary.get('route_reason') or 'n/a'}\n"
@@ -208,7 +207,7 @@ def run_inventory(org: Org, args: argparse.Namespace, lead: str) -> bool:
     except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error) as error:
         _print_unread_summary(f"{lead}Inventory", outcome, settings.duckdb_path, error)
         return True
-    print_and_go_on(
+    print(
         f"{lead}Inventory {outcome.run_id} succeeded in {outcome.duration_seconds:.1f} s\n"
         + "".join(f"  {read.describe()}\n" for read in sections)
         + f"  API calls {summary['api_calls']}, retries {summary['api_retries']}, "
