@@ -8,6 +8,8 @@ import os
 import pytest
 
 from langsmith_access import cli
+from langsmith_access.cli.common import run_handler
+from langsmith_access.store.database import DatabaseBusyError
 from langsmith_access_tests.helpers import query
 
 
@@ -62,3 +64,12 @@ def test_a_closed_stdout_keeps_the_exit_code_and_the_stderr_of_the_command(env, 
         code = cli.main(["review", "queue-revokes", "--file", str(sheet)])
     assert code == 2
     assert "Rejected rows are recorded" in err.getvalue()
+
+
+def test_a_busy_database_gets_the_fix_like_an_unusable_one(capsys):
+    def busy(args):
+        raise DatabaseBusyError("could not open access.duckdb read-only: Conflicting lock is held (PID 4242)")
+
+    assert run_handler(busy, argparse.Namespace()) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: could not open access.duckdb") and f"\n  fix: {DatabaseBusyError.fix}" in err

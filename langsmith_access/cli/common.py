@@ -95,7 +95,10 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except OSError as error:
         say(f"error: {error}{_unwritable_fix(error, args)}")
         return 1
-    except (DatabaseBusyError, duckdb.Error) as error:
+    except DatabaseBusyError as error:
+        say(f"error: {error}\n  fix: {error.fix}")
+        return 1
+    except duckdb.Error as error:
         say(f"error: {error}")
         return 1
     except KeyboardInterrupt:
