@@ -52,6 +52,7 @@ def test_an_unknown_status_is_a_usage_error_naming_the_flag(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "argument --status: invalid choice: 'bogus'" in err and "awaiting_approval" in err
+    assert cli.build_parser().parse_args(["requests", "--status", "Pending"]).status == "pending"
 
 
 def test_a_closed_stdout_keeps_the_exit_code_and_the_stderr_of_the_command(env, tmp_path):

@@ -56,7 +56,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     listing = commands.add_parser("requests", help="list provisioning requests and their status")
     listing.add_argument(
-        "--status", default=None, choices=STATUSES, metavar="S",
+        # Any case: `--status PENDING` is the same question.
+        "--status", default=None, choices=STATUSES, metavar="S", type=str.lower,
         help="only the requests in this status: awaiting_approval, pending, in_progress, applied, "
              "already_satisfied, rejected, failed, denied or approval_expired",
     )
