@@ -17,7 +17,7 @@ from langsmith_access.cli.common import (
     selected_org,
 )
 from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
-from langsmith_access.provisioning.queue import FINAL_STATUSES, STATUSES
+from langsmith_access.provisioning.queue import FINAL_STATUSES, STATUSES, iso_minutes
 from langsmith_access.store.queries import iso_utc
 
 
@@ -113,8 +113,10 @@ def list_requests(args: argparse.Namespace) -> int:
             f"{row['workspace_name'] or row['requested_workspace']} for "
             f"{row['user_email'] or row['user_id'] or row['requested_user']}"
         )
+        # A time-bound grant in force says when it ends (its revoke is queued then).
+        ends = f" until {iso_minutes(row['expires_at'])}" if row.get("expires_at") else ""
         detail = f"  ({row['status_detail']})" if row["status_detail"] else ""
-        print(f"{row['request_id']}  {row['status']:<17} {row['action']:<6} {target}{detail}")
+        print(f"{row['request_id']}  {row['status']:<17} {row['action']:<6} {target}{ends}{detail}")
     if not rows:
         print("no requests", file=sys.stderr)
     return 0

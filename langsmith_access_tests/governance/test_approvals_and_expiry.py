@@ -382,3 +382,15 @@ def test_a_revoke_asked_after_a_grant_awaiting_approval_has_the_last_word(govern
     assert deny(grant.request_id, by=people.admin.email).recorded
     assert provision().success
     assert org.membership(people.workspace.id, grantee.ls_user_id) is None
+
+
+def test_the_requests_listing_says_when_a_time_bound_grant_ends(governed):
+    sandbox, org, database, people, receiver = governed
+    queued = cli("request", "grant", "--user", people.outsiders[0].email, "--workspace", WORKSPACE,
+                 "--role", "Viewer", "--duration", "8h")
+    assert queued.returncode == 0, queued.stderr
+    request_id = queued.stdout.strip()
+    assert provision().success
+    ends = request_row(database, request_id)["expires_at"]
+    [line] = [line for line in cli("requests").stdout.splitlines() if line.startswith(request_id)]
+    assert f" until {ends.astimezone(UTC):%Y-%m-%dT%H:%M}Z" in line, line
