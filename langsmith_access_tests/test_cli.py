@@ -113,6 +113,7 @@ def test_an_expected_failure_reads_like_advice_and_the_traces_go_to_a_log_file(t
     assert "Traceback" not in done.stderr and "Stack Trace" not in done.stderr
     failure = next(line for line in lines if line.startswith("Sync failed: "))
     assert "GET /api/v1/" in failure and "TransientError" not in failure
+    assert "connection refused: nothing listens at that host and port" in failure  # why, not only "dropped"
     assert any(line.startswith("  fix: ") and "LANGSMITH_ENDPOINT" in line for line in lines)
     detail = next(line for line in lines if line.startswith("  details (stack traces): "))
     log = Path(detail.split(": ", 1)[1].split(" (or run again")[0])

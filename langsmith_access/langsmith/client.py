@@ -53,6 +53,7 @@ from langsmith_access.langsmith.access_records import (
     OrganizationInfo,
     ServiceAccount,
     SsoProvider,
+    redact_short_key,
 )
 from langsmith_access.langsmith.errors import (
     AuthenticationError,
@@ -1051,6 +1052,10 @@ class LangSmithClient:
                 self.stats.add(connection_errors=1)
                 kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "dropped"
                 problem, maybe_applied = f"the connection {kind}{where}", is_write
+                # Why, where the connection tells (DNS, refused, TLS, proxy): the fix differs.
+                cause, why = _connection_failure(exc, self._timeout)
+                if cause not in ("dropped", "read-timeout", "broken") and not is_write:
+                    problem = f"no connection{where}: {why}"
                 if is_write:
                     raise TransientError(
                         f"{problem}; the write may or may not have been applied: re-read "
@@ -1356,7 +1361,9 @@ def _without_key(response: requests.Response, api_key: str) -> requests.Response
     metadata. One scan of the body's bytes; the body is read here, as every caller reads it."""
     key = api_key.encode()
     if key and key in response.content:
-        response._content = response.content.replace(key, b"***")
+        # As LangSmith shows a key (its prefix and last four): a listing that names this key
+        # (the service keys) reads as it would have, had the server not leaked it.
+        response._content = response.content.replace(key, redact_short_key(api_key)[0].encode())
     return response
 
 
