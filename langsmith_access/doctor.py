@@ -282,40 +282,26 @@ class _Doctor:
             self.add("endpoint", FAIL, f"{client.endpoint} is not where the API answers: {error}",
                      error.fix)
             return False
-        if not probe.is_json and (probe.status_code >= 500 or probe.status_code == 429):
-            # A gateway's error page (a load balancer or ingress whose LangSmith backend is down),
-            # not proof of a wrong endpoint: only a 2xx that is not JSON is that.
-            self.add(
-                "endpoint",
-                FAIL,
-                f"GET {ORGANIZATION_INFO_PATH} at {client.endpoint} answered {probe.status_code} with "
-                f"{probe.content_type or 'no content type'}, {again}: a gateway's error page, so "
-                "the LangSmith API behind it is not answering now",
-                retry_fix,
-            )
-            return False
-        if not probe.is_json and probe.status_code in (401, 403, 407):
-            # LangSmith refuses with JSON: a page is a proxy or firewall on the way (langsmith-api.md),
-            # a 401 page one that wants its own login (a single sign-on gateway before a self-hosted
-            # install), not a key LangSmith judged.
-            self.add(
-                "endpoint",
-                FAIL,
-                f"GET {ORGANIZATION_INFO_PATH} at {client.endpoint} answered {probe.status_code} with "
-                f"{probe.content_type or 'no content type'}, not LangSmith's JSON: a proxy or "
-                "firewall refused the request before it reached LangSmith"
-                + (" (one that asks for its own login)" if probe.status_code == 401 else ""),
-                ProxyRefusalError.fix,
-            )
-            return False
         if not probe.is_json:
-            self.add(
-                "endpoint",
-                FAIL,
-                f"not a LangSmith API: GET {ORGANIZATION_INFO_PATH} at {client.endpoint} answered "
-                f"{probe.status_code} with {probe.content_type or 'no content type'}, not JSON",
-                ENDPOINT_FIX,
-            )
+            answered = (f"GET {ORGANIZATION_INFO_PATH} at {client.endpoint} answered {probe.status_code} "
+                        f"with {probe.content_type or 'no content type'}")
+            if probe.status_code >= 500 or probe.status_code == 429:
+                # A gateway's error page (a load balancer or ingress whose LangSmith backend is
+                # down), not proof of a wrong endpoint: only a 2xx that is not JSON is that.
+                detail = (f"{answered}, {again}: a gateway's error page, so the LangSmith API behind "
+                          "it is not answering now")
+                fix = retry_fix
+            elif probe.status_code in (401, 403, 407):
+                # LangSmith refuses with JSON: a page is a proxy or firewall on the way
+                # (langsmith-api.md), a 401 page one that wants its own login (a single sign-on
+                # gateway before a self-hosted install), not a key LangSmith judged.
+                detail = (f"{answered}, not LangSmith's JSON: a proxy or firewall refused the request "
+                          "before it reached LangSmith"
+                          + (" (one that asks for its own login)" if probe.status_code == 401 else ""))
+                fix = ProxyRefusalError.fix
+            else:
+                detail, fix = f"not a LangSmith API: {answered}, not JSON", ENDPOINT_FIX
+            self.add("endpoint", FAIL, detail, fix)
             return False
         if probe.status_code == 404:
             # Every LangSmith serves the org info (a wrong key or org id gets 401 or 403): a 404
