@@ -65,6 +65,11 @@ def refused_input(context: dg.OpExecutionContext, description: str, **kwargs) ->
     return dg.Failure(description, **kwargs)
 
 
+def run_launcher(context: dg.OpExecutionContext) -> str | None:
+    """Who launched the run, where Dagster tags runs with one (Dagster+ and some deployments do)."""
+    return context.run.tags.get("user") or context.run.tags.get("dagster/user")
+
+
 def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) -> None:
     """Raise when the op's run config reads a field from the environment (``{env: VAR}``, which
     Dagster accepts for any text field): the run worker's variables hold the deployment's
@@ -148,8 +153,7 @@ def select_requests(
             if not (change.requested_by or "").strip():
                 # As the CLI names the account that ran it: the run it came from (its launcher,
                 # where Dagster tags runs with one), so a Launchpad request is never anonymous.
-                launcher = context.run.tags.get("user") or context.run.tags.get("dagster/user")
-                change = replace(change, requested_by=launcher or f"dagster run {context.run.run_id}")
+                change = replace(change, requested_by=run_launcher(context) or f"dagster run {context.run.run_id}")
             if config.dry_run:
                 try:
                     resolved = queue.resolve_change(conn, change)

@@ -19,6 +19,7 @@ from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
     provisioning_run_in_flight,
     refuse_environment_references,
+    run_launcher,
 )
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningDatabase
 from langsmith_access.governance.notifications import DELIVERY_BUDGET_SECONDS, Notifier, deliver_due_for_orgs
@@ -64,8 +65,7 @@ def decide_request(
             result = approvals.decide_on(
                 conn, config.request_id, decision, config.by, config.comment, policy_path=org.policy_path,
                 notifier=Notifier.from_settings(org.settings, org.slug), run_id=context.run.run_id,
-                # Who launched the run, where Dagster tags runs with one (as select_requests reads it).
-                launched_by=context.run.tags.get("user") or context.run.tags.get("dagster/user"),
+                launched_by=run_launcher(context),
             )
             conn.execute("COMMIT")
         except BaseException:
