@@ -190,15 +190,15 @@ def decide_on(
 
 def _revoked_since(conn: duckdb.DuckDBPyConnection, request: dict) -> tuple[str, str] | None:
     """A revoke of the grant's role for the same member and workspace that someone asked for
-    after the grant (request id, status), or None. An expiry revoke (of an earlier time-bound
-    grant) is no one's word on this grant, and a rejected revoke changed nothing."""
-    row = conn.execute(
-        "SELECT request_id, status FROM main.provisioning_requests WHERE action = 'revoke' AND user_id = ? "
-        "AND workspace_id = ? AND role_id = ? AND requested_at > ? AND parent_request_id IS NULL "
-        "AND status <> 'rejected' ORDER BY requested_at LIMIT 1",
-        [request["user_id"], request["workspace_id"], request["role_id"], request["requested_at"]],
-    ).fetchone()
-    return (row[0], row[1]) if row else None
+    after the grant, in the queue's order (request id, status), or None. An expiry revoke (of an
+    earlier time-bound grant) is no one's word on this grant, and a rejected revoke changed
+    nothing."""
+    later = fetch_requests(
+        conn, "action = 'revoke' AND user_id = ? AND workspace_id = ? AND role_id = ? AND request_seq > ? "
+        "AND parent_request_id IS NULL AND status <> 'rejected'",
+        [request["user_id"], request["workspace_id"], request["role_id"], request["request_seq"]],
+    )
+    return (later[0]["request_id"], later[0]["status"]) if later else None
 
 
 def _terms_refusal(policy: Policy, request: dict, at: datetime) -> str | None:
