@@ -326,6 +326,10 @@ class SandboxApi(AccessRoutes):
         if self.deployment == "self-hosted":
             if self._served_by_web_ui(request.path):
                 return ApiResponse(200, HtmlPage())
+            if request.path.startswith("/api/platform/"):
+                # nginx sends /api/X to the Python backend's /api/v1/X; only /api/v1/platform/
+                # reaches the platform backend, so the backend has no such route.
+                return detail_error(404, "Not Found").response
             request = self._as_nginx_forwards(request)
         try:
             route, path_params = self._route(request)

@@ -67,6 +67,16 @@ def test_self_hosted_serves_platform_routes_only_under_api_and_the_ui_elsewhere(
     assert requests.get(cloud.url + "/settings", timeout=10).status_code == 404
 
 
+def test_self_hosted_has_no_platform_routes_under_the_short_api_prefix(running):
+    """nginx sends /api/X to the Python backend's /api/v1/X: only /api/v1/platform/ reaches the
+    platform backend, so /api/platform/... is an unknown route there."""
+    sandbox, caller = running(deployment="self-hosted")
+    for path in ("/api/platform/orgs/current/members", "/api/platform/orgs/current/info"):
+        response = caller.get(path)
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "Not Found"}
+
+
 def test_org_user_key_sees_partial_memberships_and_lacks_organization_manage(running):
     admin, admin_caller = running()
     user, user_caller = running(key_role="org-user")
