@@ -781,7 +781,9 @@ class SandboxApi(AccessRoutes):
         org_identity_id = body_uuid(body, "org_identity_id", required=False)
         ls_user_id = body_uuid(body, "ls_user_id", required=False)
         legacy_user_id = body_uuid(body, "user_id", required=False)
-        role_id = body_uuid(body, "role_id", required=True)
+        # IdentityCreate.role_id is optional: a body without it (the docs' sample, whose
+        # `workspace_role_id` is dropped) is accepted, not a 422.
+        role_id = body_uuid(body, "role_id", required=False)
         if not (org_identity_id or ls_user_id or legacy_user_id):
             raise validation_error(
                 ["body"],
@@ -789,6 +791,10 @@ class SandboxApi(AccessRoutes):
                 "value_error",
             )
         with self.state.lock:
+            if role_id is None:
+                # The default is undocumented: here the legacy `read_only` flag's meaning.
+                default = "WORKSPACE_VIEWER" if body.get("read_only") is True else "WORKSPACE_ADMIN"
+                role_id = self.state.role_by_name(default).id
             self._require_manage_members(request)
             self._require_workspace_role(role_id)
             self._require_plan_allows(role_id)

@@ -113,15 +113,25 @@ def test_add_non_member_is_404(caller, org, workspace, who):
 
 
 def test_workspace_role_id_field_is_dropped(caller, org, workspace, outsider):
-    # The docs' sample sends `workspace_role_id`: the server ignores it, so role_id is missing.
+    # The docs' sample sends `workspace_role_id`: the server ignores it, and IdentityCreate's
+    # role_id is optional, so the member is added, silently, with the default role, not Viewer.
     response = caller.post(
         MEMBERS,
         tenant_id=workspace.id,
         json={"org_identity_id": outsider.id, "workspace_role_id": role_id(org, "Viewer")},
     )
-    assert_422_at(response, ["body", "role_id"])
-    assert response.json()["detail"][0]["type"] == "missing"
-    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    assert response.status_code == 200, response.text
+    admin = role_id(org, "WORKSPACE_ADMIN")
+    assert response.json()["role_id"] == admin
+    assert org.membership(workspace.id, outsider.ls_user_id).role_id == admin
+
+
+def test_add_member_without_role_id_read_only_gives_viewer(caller, org, workspace, outsider):
+    response = caller.post(
+        MEMBERS, tenant_id=workspace.id, json={"org_identity_id": outsider.id, "read_only": True}
+    )
+    assert response.status_code == 200, response.text
+    assert org.membership(workspace.id, outsider.ls_user_id).role_id == role_id(org, "WORKSPACE_VIEWER")
 
 
 def test_add_member_ignores_unknown_fields(caller, org, workspace, outsider):
