@@ -24,7 +24,7 @@ from langsmith_access.provisioning.approvals import APPROVED, decide
 from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.queue import ChangeRequest, submit
 from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Secret, Settings
+from langsmith_access.settings import DEFAULT_ORG_SLUG, ORGS_FILE_VARIABLE, Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sync_runs import organization_of, succeeded_sync_run
 
@@ -75,6 +75,18 @@ ORDER BY workspace_roles DESC, u.email""",
 
 
 def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
+    # The demo runs its own org, never those of an orgs file exported in this shell (a
+    # deployment's): the definitions its runs load would be partitioned by that file's slugs
+    # and refuse the demo's org. The environment is as it was afterwards.
+    orgs_file = os.environ.pop(ORGS_FILE_VARIABLE, None)
+    try:
+        return _run_demo(seed, members, workspaces)
+    finally:
+        if orgs_file is not None:
+            os.environ[ORGS_FILE_VARIABLE] = orgs_file
+
+
+def _run_demo(seed: int, members: int, workspaces: int) -> int:
     chosen = os.environ.get("LANGSMITH_ACCESS_DUCKDB")
     database = Path(chosen or DEMO_DATABASE)
     state = generate_org(seed=seed, members=members, workspaces=workspaces)
