@@ -710,6 +710,11 @@ def _read_orgs_file(
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
+        # Each entry's own keys, before construction merges in those of a YAML merge key
+        # (``<<: *base``), which the entry's own may override: only its own can repeat.
+        own_keys = [[str(key.value) for key, _ in item.value if key.tag != "tag:yaml.org,2002:merge"]
+                    if isinstance(item, yaml.MappingNode) else [] for item in root.value] \
+            if isinstance(root, yaml.SequenceNode) else []
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as error:
         # Only the position and the problem (a key in it masked: an undefined alias or an unknown
@@ -733,9 +738,9 @@ def _read_orgs_file(
     assert isinstance(root, yaml.SequenceNode)
     orgs: list[Org] = []
     seen: dict[str, tuple[str, str]] = {}  # org id -> (endpoint, slug)
-    for number, (entry, node) in enumerate(zip(data, root.value, strict=True), start=1):
+    for number, (entry, node, names) in enumerate(zip(data, root.value, own_keys, strict=True), start=1):
         where = f"The orgs file {path}, entry {number} (line {node.start_mark.line + 1})"
-        org = _read_org_entry(entry, node, where, path, shared, env, default_policy, refuse_unusable_keys)
+        org = _read_org_entry(entry, names, where, path, shared, env, default_policy, refuse_unusable_keys)
         for earlier in orgs:
             if earlier.slug == org.slug:
                 raise SettingsError(
@@ -764,7 +769,7 @@ def _read_orgs_file(
 
 def _read_org_entry(
     entry: object,
-    node: Any,
+    names: list[str],
     where: str,
     path: Path,
     shared: Settings,
@@ -776,7 +781,6 @@ def _read_org_entry(
         raise SettingsError(
             f"{where} must be a mapping with the keys {', '.join(ORG_ENTRY_KEYS)}, like\n{_ORGS_FILE_EXAMPLE}"
         )
-    names = [str(key_node.value) for key_node, _ in node.value]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         given_twice = ", ".join(named(name) for name in repeated)

@@ -400,3 +400,26 @@ def test_refusals_come_before_anything_reads_a_database_or_the_network(tmp_path)
         orgs_from(tmp_path, TWO_ORGS.replace(EU_ID, "nope"))
     assert not (tmp_path / "data").exists()
     assert isinstance(load_orgs({}).get(), Org)
+
+
+def test_an_entry_may_take_shared_keys_from_a_yaml_merge_key_and_override_them(tmp_path):
+    # Several orgs in one region, their endpoint written once (`<<: *cloud`): the keys an entry
+    # gives itself override the merged ones, as YAML says; none of them is given twice.
+    orgs = orgs_from(tmp_path, f"""\
+- &cloud
+  slug: us
+  organization_id: {US_ID}
+  endpoint: https://api.smith.langchain.com
+  api_key_env: LANGSMITH_API_KEY_US
+- <<: *cloud
+  slug: eu
+  organization_id: {EU_ID}
+  api_key_env: LANGSMITH_API_KEY_EU
+""")
+    eu = orgs.get("eu")
+    assert (eu.endpoint, eu.organization_id, eu.client().api_key.reveal()) == (
+        "https://api.smith.langchain.com", EU_ID, EU_KEY)
+    # A key the entry itself gives twice is still refused, beside a merge key too.
+    message = refusal(tmp_path, TWO_ORGS.replace("- slug: us", "- &us\n  slug: us")
+                      + "- <<: *us\n  slug: ap\n  slug: apac\n")
+    assert "entry 3 (line 11) gives slug more than once" in message
