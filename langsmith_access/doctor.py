@@ -90,9 +90,13 @@ CONNECTION_FIXES = {
     "eu.api.smith.langchain.com, self-hosted: your install's host), or this machine's DNS",
     "refused": "correct the host and port in LANGSMITH_ENDPOINT (Cloud: https:// and no port; "
     "self-hosted: the port its ingress serves), and check the install is running",
+    # REQUESTS_CA_BUNDLE replaces every root the process trusts: the CA's file alone would cut
+    # off the Cloud orgs an orgs file serves beside a self-hosted one.
     "tls-untrusted": "if the install (or a proxy that inspects TLS) uses a private certificate "
-    "authority, set REQUESTS_CA_BUNDLE to that CA's certificate file; otherwise check the host "
-    "in LANGSMITH_ENDPOINT is LangSmith's",
+    "authority, set REQUESTS_CA_BUNDLE to a file holding that CA's certificate appended to a copy "
+    "of the public roots (the file `python -m certifi` names): it replaces the roots trusted for "
+    "every LangSmith this process reaches, every org of an orgs file included; otherwise check "
+    "the host in LANGSMITH_ENDPOINT is LangSmith's",
     "tls": "check the scheme and port in LANGSMITH_ENDPOINT: https:// to a port that serves plain "
     "http fails like this",
     "proxy": "check HTTPS_PROXY / HTTP_PROXY (or add the LangSmith host to NO_PROXY if it is "

@@ -612,6 +612,14 @@ def test_an_endpoint_that_gets_no_answer_says_why_and_what_to_change(sandbox_env
         assert {c.status for c in diagnosis.checks[2:]} == {"skip"}
 
 
+def test_a_private_cas_fix_keeps_the_roots_every_other_org_needs(sandbox_env, self_signed_https):
+    # REQUESTS_CA_BUNDLE replaces every root requests trusts, for every org the process serves:
+    # set to the self-hosted install's CA alone, it would cut off the Cloud orgs beside it.
+    sandbox, environ = sandbox_env()
+    fix = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": self_signed_https}), "endpoint").fix
+    assert "REQUESTS_CA_BUNDLE" in fix and "python -m certifi" in fix and "every org" in fix, fix
+
+
 def page(status: int):
     """A tamper that puts a gateway's or a proxy's HTML page with ``status`` in place of the answer."""
     def tamper(answer: Answer) -> Answer:
