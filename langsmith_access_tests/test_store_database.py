@@ -123,3 +123,18 @@ def test_a_scratch_copy_cut_short_by_a_full_disk_is_removed(tmp_path, monkeypatc
         database.begin_scratch()
     assert not database.scratch_path.exists()
     assert database.working_path.exists()
+
+
+def test_a_publish_removes_the_copy_a_publish_killed_while_staging_left(tmp_path):
+    # A publish killed (kill -9, an OOM kill) between copying the working file and renaming the
+    # copy leaves `.<file>.publish-<its pid>.tmp`, as large as the database.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    left = tmp_path / f".{database.path.name}.publish-4242.tmp"
+    shutil.copyfile(database.path, left)
+    with database.writer_lease("the next run"):
+        database.publish()
+    assert not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -340,6 +340,10 @@ class AccessDatabase:
         """The analysts' copy of ``source`` and its Parquet copy, written aside (what can fail
         for want of disk space happens here, before anything is replaced)."""
         self._checkpoint(source)
+        # A publish killed while staging left its copy (as large as the database) under its own
+        # PID, which no later process would reuse: every publish holds the lease, so it is dead.
+        for stale in self.path.parent.glob(f".{self.path.name}.publish-*.tmp"):
+            stale.unlink(missing_ok=True)
         staged = StagedPublish(self.path.with_name(f".{self.path.name}.publish-{os.getpid()}.tmp"))
         try:
             shutil.copyfile(source, staged.copy)
