@@ -138,3 +138,25 @@ def test_a_publish_removes_the_copy_a_publish_killed_while_staging_left(tmp_path
         database.publish()
     assert not left.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_publish_keeps_the_permissions_the_operator_gave_the_published_files(tmp_path):
+    # An operator made the analysts' files readable by their group only: a publish writes new
+    # files (with the umask's mode) and renames them over the old ones, which must not make
+    # them world-readable again.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    parquet_files = sorted(database.parquet_path.iterdir())
+    assert parquet_files
+    os.chmod(database.path, 0o640)
+    os.chmod(database.parquet_path, 0o750)
+    for path in parquet_files:
+        os.chmod(path, 0o640)
+    with database.writer_lease("the next run"):
+        database.publish()
+    assert database.path.stat().st_mode & 0o777 == 0o640
+    assert database.parquet_path.stat().st_mode & 0o777 == 0o750
+    assert {path.name: path.stat().st_mode & 0o777 for path in database.parquet_path.iterdir()} == {
+        path.name: 0o640 for path in parquet_files}

@@ -361,6 +361,7 @@ class AccessDatabase:
             # A log beside the analysts' copy is a session's that wrote to it (only publishing
             # should): it belongs to the file replaced here, and would make DuckDB refuse the new one.
             wal_path(self.path).unlink(missing_ok=True)
+            export.keep_permissions(self.path, staged.copy)
             os.replace(staged.copy, self.path)
             wal_path(self.path).unlink(missing_ok=True)
             if staged.parquet is not None:

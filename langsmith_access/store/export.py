@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import ctypes
 import errno
 import os
 import shutil
+import stat
 import sys
 import threading
 import uuid
@@ -171,6 +173,9 @@ def replace_directory(staged: Path, target: Path) -> None:
     if not target.exists():
         os.rename(staged, target)
         return
+    keep_permissions(target, staged)
+    for path in staged.iterdir():
+        keep_permissions(target / path.name, path)
     if _exchange(staged, target):
         shutil.rmtree(staged, ignore_errors=True)  # now holds the old files
         return
@@ -178,6 +183,26 @@ def replace_directory(staged: Path, target: Path) -> None:
     os.rename(target, aside)
     os.rename(staged, target)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def keep_permissions(published: Path, replacement: Path) -> None:
+    """Give ``replacement`` the mode and group of the ``published`` path it is about to replace:
+    a copy is created with the umask's mode, and an operator who made the analysts' files
+    readable by one group only (``chmod 640``, ``chgrp``) must not find them world-readable
+    after the next publish. The group is kept where this user may set it; nothing published
+    yet (or removed by hand): the umask's mode stays."""
+    try:
+        status = os.stat(published)
+    except FileNotFoundError:
+        return
+    mode = stat.S_IMODE(status.st_mode)
+    # A directory stays the owner's to empty: the next publish removes the copy it replaces.
+    # A mount that refuses chmod (some network shares) publishes with the mode it gives.
+    with contextlib.suppress(PermissionError):
+        os.chmod(replacement, mode | stat.S_IRWXU if stat.S_ISDIR(status.st_mode) else mode)
+    if os.stat(replacement).st_gid != status.st_gid:
+        with contextlib.suppress(PermissionError):
+            os.chown(replacement, -1, status.st_gid)
 
 
 _AT_FDCWD = -100
