@@ -160,3 +160,23 @@ def test_a_publish_keeps_the_permissions_the_operator_gave_the_published_files(t
     assert database.parquet_path.stat().st_mode & 0o777 == 0o750
     assert {path.name: path.stat().st_mode & 0o777 for path in database.parquet_path.iterdir()} == {
         path.name: 0o640 for path in parquet_files}
+
+
+def test_leftovers_are_found_by_the_exact_name_whatever_characters_it_holds(tmp_path):
+    # "[eu]" in a file name is no character class: the leftovers of this database are removed,
+    # and those of "accesse.duckdb" beside it (which "access[eu]" would match) are not touched.
+    database = AccessDatabase(tmp_path / "access[eu].duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    ours = [tmp_path / ".access[eu].duckdb.publish-4242.tmp", tmp_path / ".access[eu]_parquet.4242-deadbeef",
+            tmp_path / "access[eu].sync-4242.duckdb"]
+    theirs = [tmp_path / ".accesse.duckdb.publish-4242.tmp", tmp_path / ".accesse_parquet.4242-deadbeef",
+              tmp_path / "accesse.sync-4242.duckdb"]
+    for path in ours + theirs:
+        path.mkdir() if path.name.endswith("deadbeef") else path.write_bytes(b"left")
+    with database.writer_lease("the next run"):
+        database.publish()
+        database.discard_scratch(database.begin_scratch())
+    assert [path.name for path in ours if path.exists()] == []
+    assert [path.name for path in theirs if path.exists()] == [path.name for path in theirs]

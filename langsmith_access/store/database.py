@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -342,7 +343,8 @@ class AccessDatabase:
         self._checkpoint(source)
         # A publish killed while staging left its copy (as large as the database) under its own
         # PID, which no later process would reuse: every publish holds the lease, so it is dead.
-        for stale in self.path.parent.glob(f".{self.path.name}.publish-*.tmp"):
+        # (Names are escaped in every pattern here: "access [eu].duckdb" is a name, not a class.)
+        for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.publish-*.tmp"):
             stale.unlink(missing_ok=True)
         staged = StagedPublish(self.path.with_name(f".{self.path.name}.publish-{os.getpid()}.tmp"))
         try:
@@ -396,14 +398,14 @@ class AccessDatabase:
         # Leftovers of a sync that died (older versions named the file after the run), among
         # them the directory DuckDB spills dbt's build into (`<scratch file>.tmp`, removed by
         # DuckDB itself when the build ends normally).
-        for stale in self.path.parent.glob(f"{self._stem}.sync-*.duckdb*"):
+        for stale in self.path.parent.glob(f"{glob.escape(self._stem)}.sync-*.duckdb*"):
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink(missing_ok=True)
         # Parses made ahead by versions before 8a05c1a (`<stem>.dbt-ahead-*`), left by a run
         # that died: nothing reads them any more.
-        for stale in self.path.parent.glob(f"{self.dbt_target_path.name}-ahead-*"):
+        for stale in self.path.parent.glob(f"{glob.escape(self.dbt_target_path.name)}-ahead-*"):
             shutil.rmtree(stale, ignore_errors=True)
         scratch = self.scratch_path
         self._checkpoint(self.working_path)

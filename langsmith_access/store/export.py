@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import errno
+import glob
 import os
 import shutil
 import stat
@@ -150,7 +151,7 @@ def stage_parquet_directory(database_file: Path, target: Path) -> Path:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in target.parent.glob(f".{target.name}.*"):
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
     staged = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")

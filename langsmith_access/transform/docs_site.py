@@ -11,6 +11,7 @@ built from is written beside it.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import uuid
@@ -46,7 +47,7 @@ def stage(database_file: Path, dbt_dir: Path, docs_dir: Path) -> Path:
     holder only.
     """
     docs_dir = Path(docs_dir)
-    for leftover in docs_dir.parent.glob(f".{docs_dir.name}.*"):
+    for leftover in docs_dir.parent.glob(f".{glob.escape(docs_dir.name)}.*"):
         shutil.rmtree(leftover, ignore_errors=True)
     staged = docs_dir.with_name(f".{docs_dir.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
