@@ -2,9 +2,14 @@
 the first sync, swapped in with the publish, left alone while the dbt project is unchanged, and
 rebuilt when the site was made from another version of the project."""
 
+import json
+
+import duckdb
+
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.transform import docs_site, project_hash
+from langsmith_access.store.schema import ensure_schema
+from langsmith_access.transform import docs_site, prepare_manifest, project_hash
 from langsmith_access_tests.helpers import point_at, run_sync
 
 
@@ -44,3 +49,21 @@ def test_the_docs_site_follows_the_dbt_project_not_every_sync(tmp_path, monkeypa
     for leftover in ("static_index.html", "manifest.json", "run_results.json", "catalog.json"):
         assert not (database.dbt_target_path / leftover).exists(), leftover
 
+
+
+def test_the_docs_site_describes_every_table_python_writes_for_analysts():
+    # The site shows what the manifest declares: the tables Python writes in schema main (the
+    # queue, its approvals and events, the outbox, sync_runs) are dbt sources, every column
+    # described, or an analyst reading the site would not know they exist.
+    manifest = json.loads(prepare_manifest().read_text())
+    documented = {
+        source["name"]: {name for name, column in source["columns"].items() if column.get("description")}
+        for source in manifest["sources"].values() if source["schema"] == "main"
+    }
+    with duckdb.connect() as conn:
+        ensure_schema(conn)
+        columns = conn.execute(
+            "SELECT table_name, list(column_name) FROM information_schema.columns "
+            "WHERE table_schema = 'main' GROUP BY table_name").fetchall()
+    undescribed = {table: sorted(set(names) - documented.get(table, set())) for table, names in columns}
+    assert {table: names for table, names in undescribed.items() if names} == {}
