@@ -256,6 +256,14 @@ def export_files(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory.")
     database = analysts_database(args)
+    for published in (database.parquet_path, database.docs_path):
+        # Every publish replaces these directories whole: an export into one would overwrite
+        # the live Parquet copy (or the docs site) in place, and the next publish discard it.
+        if out_dir.resolve().is_relative_to(published.resolve()):
+            raise UsageError(
+                f"--out {out_dir} is inside {published}, which every publish replaces: "
+                "export into a directory of your own (e.g. --out exports)."
+            )
     with database.read_published() as conn:
         require_synced(conn, database.path)
         written = export_tables(conn, out_dir, args.file_format)

@@ -100,6 +100,13 @@ def test_export_errors(history, tmp_path):
     # An unset shell variable ("--out $DIR") would write into the current directory: refused.
     empty = run_export(history.database, "--format", "csv", "--out", "")
     assert empty.returncode == 2 and "--out: empty: name the directory" in empty.stderr, empty.stderr
+    # The live Parquet copy and docs site are the publish's: an export there is refused, untouched.
+    published = AccessDatabase(history.database)
+    before = parquet_counts(published.parquet_path)
+    for inside in (published.parquet_path, published.docs_path / "tables"):
+        into = run_export(history.database, "--format", "parquet", "--out", str(inside))
+        assert into.returncode == 2 and "which every publish replaces" in into.stderr, into.stderr
+    assert parquet_counts(published.parquet_path) == before and not (published.docs_path / "tables").exists()
 
 
 def test_publish_writes_parquet_beside_the_database(history):
