@@ -103,6 +103,9 @@ class MemberRead:
     anonymity_restricted: bool = False
     # Withheld emails and names put back from the previous sync (see keep_withheld_values).
     withheld_values_kept: int = 0
+    # People who joined while the workspaces were read, added from a second read of the org
+    # member listing (see add_members_who_joined_meanwhile).
+    members_joined_meanwhile: int = 0
 
 
 @dataclass
@@ -336,6 +339,7 @@ def _read_each_workspace(
     workspaces = client.stream_members_of_workspaces(
         shared_workspace_ids, tables.workspace_members_sink
     )
+    joined = add_members_who_joined_meanwhile(client, tables)
     return MemberRead(
         route=PER_WORKSPACE_ROUTE,
         listings=[report("org_members", org_members), report("pending_invites", pending_invites)]
@@ -345,7 +349,37 @@ def _read_each_workspace(
         fallback_reason=fallback_reason,
         route_reason=route_reason,
         anonymity_restricted=anonymity_restricted,
+        members_joined_meanwhile=joined,
     )
+
+
+def add_members_who_joined_meanwhile(client: LangSmithClient, tables: RawMemberTables) -> int:
+    """Add to ``org_members`` the people the workspaces' member listings name and the org member
+    listing, read before them, did not: someone who joined the org (and a workspace) while the
+    workspaces were read. The org member listing is read again and only those people are taken
+    from it, so nobody read the first time is lost (a member removed since stays, as their
+    workspace rows do). Anyone still missing is no org member: dbt's check that every grant
+    holder is one stops the build. Returns how many were added."""
+    tables.flush()
+    missing = {
+        user_id
+        for (user_id,) in tables.conn.execute(
+            f"SELECT DISTINCT ls_user_id FROM {RAW_SCHEMA}.workspace_memberships "
+            f"WHERE ls_user_id NOT IN (SELECT ls_user_id FROM {RAW_SCHEMA}.org_members "
+            "WHERE ls_user_id IS NOT NULL)"
+        ).fetchall()
+    }
+    if not missing:
+        return 0
+    joined: dict[str, OrgMember] = {}
+    client.stream_org_members(
+        _Sink(
+            joined.clear,
+            lambda members, _: joined.update((m.ls_user_id, m) for m in members if m.ls_user_id in missing),
+        )
+    )
+    tables.add(MemberRows([_org_member_row(m, tables.tag) for m in joined.values()], [], []))
+    return len(joined)
 
 
 def _header_is_true(headers: Mapping[str, str], name: str) -> bool:

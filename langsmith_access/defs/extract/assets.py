@@ -195,6 +195,9 @@ def raw_members(
             )
         }
     context.log.info(f"Membership route {read.route}: {read.route_reason}")
+    if read.members_joined_meanwhile:
+        context.log.info(f"{read.members_joined_meanwhile} member(s) joined while the workspaces were read: "
+                         "added from a second read of the org member listing")
     if read.anonymity_restricted and read.route == extract.ENRICHED_ROUTE:
         context.log.warning(
             "The members answer was restricted by the organization's anonymity setting: "

@@ -1,0 +1,67 @@
+"""The org changes while a sync reads it: listings read earlier do not know what the members
+name. ``load_members`` against the sandbox over HTTP, on a scratch database (no Dagster, no dbt):
+what it leaves in the raw tables is what dbt's checks will see."""
+
+from __future__ import annotations
+
+import duckdb
+
+from langsmith_access.langsmith import LangSmithClient
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.settings import ClientSettings, Secret
+from langsmith_access.store.schema import ensure_schema
+from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
+
+WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
+
+
+def before_first_request(sandbox: SandboxServer, route_suffix: str, change) -> None:
+    """Make the sandbox apply ``change()`` once, just before it serves the first GET of that route."""
+    done: list[None] = []
+    for route in sandbox.api.routes:
+        if route.method == "GET" and route.template.endswith(route_suffix):
+            serve = route.handler
+
+            def changing(*args, _serve=serve, **kwargs):
+                if not done:
+                    done.append(None)
+                    change()
+                return _serve(*args, **kwargs)
+
+            route.handler = changing
+
+
+def load(sandbox: SandboxServer, org, conn, route: str = "auto"):
+    client = LangSmithClient(ClientSettings(api_key=Secret(sandbox.api_key),
+                                            organization_id=sandbox.organization_id, endpoint=sandbox.url))
+    with client:
+        return load_members(client, conn, sync_id="sync-1", route=route,
+                            shared_workspace_ids=[w.id for w in org.shared_workspaces()])
+
+
+def test_someone_who_joins_while_the_workspaces_are_read_is_a_member_not_an_orphan_grant(tmp_path):
+    """Per-workspace route: the org member listing is read before the workspaces' member
+    listings, so a person who joins the org and a workspace in between is in a workspace's
+    listing only. The sync adds them from a second read of the org member listing."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    joined = []
+
+    def join():
+        member = org.add_member("late.joiner@example.com", "Late Joiner")
+        org.add_workspace_membership(org.shared_workspaces()[0].id, member.ls_user_id, viewer)
+        joined.append(member.ls_user_id)
+
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        before_first_request(sandbox, WORKSPACE_ACTIVE, join)
+        read = load(sandbox, org, conn, PER_WORKSPACE_ROUTE)
+        members = [u for (u,) in conn.execute("SELECT ls_user_id FROM raw.org_members").fetchall()]
+        orphans = conn.execute(
+            "SELECT ls_user_id FROM raw.workspace_memberships "
+            "WHERE ls_user_id NOT IN (SELECT ls_user_id FROM raw.org_members)").fetchall()
+
+    assert joined and orphans == []
+    assert sorted(members) == sorted(m.ls_user_id for m in org.active_members())
+    assert len(members) == len(set(members)) == 13
+    assert read.members_joined_meanwhile == 1
