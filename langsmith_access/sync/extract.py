@@ -106,6 +106,9 @@ class MemberRead:
     # People who joined while the workspaces were read, added from a second read of the org
     # member listing (see add_members_who_joined_meanwhile).
     members_joined_meanwhile: int = 0
+    # Workspaces created after the workspace listing was read, which the members' memberships
+    # name: added from a second read of it (see add_workspaces_created_meanwhile).
+    workspaces_created_meanwhile: int = 0
 
 
 @dataclass
@@ -276,6 +279,7 @@ def load_members(
         tables.clear()
         read = get_members(client, tables, shared_workspace_ids, route)
         tables.flush()
+        read.workspaces_created_meanwhile = add_workspaces_created_meanwhile(client, conn, tables.tag)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -361,14 +365,7 @@ def add_members_who_joined_meanwhile(client: LangSmithClient, tables: RawMemberT
     workspace rows do). Anyone still missing is no org member: dbt's check that every grant
     holder is one stops the build. Returns how many were added."""
     tables.flush()
-    missing = {
-        user_id
-        for (user_id,) in tables.conn.execute(
-            f"SELECT DISTINCT ls_user_id FROM {RAW_SCHEMA}.workspace_memberships "
-            f"WHERE ls_user_id NOT IN (SELECT ls_user_id FROM {RAW_SCHEMA}.org_members "
-            "WHERE ls_user_id IS NOT NULL)"
-        ).fetchall()
-    }
+    missing = _ids_not_in(tables.conn, "workspace_memberships", "ls_user_id", "org_members", "ls_user_id")
     if not missing:
         return 0
     joined: dict[str, OrgMember] = {}
@@ -380,6 +377,44 @@ def add_members_who_joined_meanwhile(client: LangSmithClient, tables: RawMemberT
     )
     tables.add(MemberRows([_org_member_row(m, tables.tag) for m in joined.values()], [], []))
     return len(joined)
+
+
+def add_workspaces_created_meanwhile(client: LangSmithClient, conn: duckdb.DuckDBPyConnection,
+                                     sync_tag: Row) -> int:
+    """Add to ``workspaces`` the workspaces the memberships name and the workspace listing, read
+    before the members, did not: created while the members were read (the enriched route lists
+    every membership of each member). The listing is read again and only those are taken from
+    it. Any workspace still unknown stays so: dbt's check on grants.workspace_id stops the build
+    (a key that cannot list every workspace). Returns how many were added."""
+    missing = _ids_not_in(conn, "workspace_memberships", "workspace_id", "workspaces", "workspace_id")
+    if not missing:
+        return 0
+    created = [w for w in get_workspaces(client) if w.id in missing]
+    sync_id, fetched_at = _latest_tag(conn, "workspaces", sync_tag)
+    return insert_rows(conn, "workspaces", transform_workspaces(created, sync_id, fetched_at))
+
+
+def _ids_not_in(conn: duckdb.DuckDBPyConnection, table: str, column: str, listing: str,
+                listing_column: str) -> set[str]:
+    """The values of ``raw.<table>.<column>`` that ``raw.<listing>`` does not list."""
+    return {
+        value
+        for (value,) in conn.execute(
+            f'SELECT DISTINCT "{column}" FROM {RAW_SCHEMA}."{table}" WHERE "{column}" IS NOT NULL '
+            f'AND "{column}" NOT IN (SELECT "{listing_column}" FROM {RAW_SCHEMA}."{listing}" '
+            f'WHERE "{listing_column}" IS NOT NULL)'
+        ).fetchall()
+    }
+
+
+def _latest_tag(conn: duckdb.DuckDBPyConnection, table: str, default: Row) -> tuple[Any, Any]:
+    """The (sync_id, fetched_at) of a raw table's latest rows, for rows added to them: dbt reads
+    only one sync's rows of a table (macros/latest_sync_rows.sql). ``default`` for an empty one."""
+    found = conn.execute(
+        f'SELECT sync_id, fetched_at FROM {RAW_SCHEMA}."{table}" '
+        "ORDER BY fetched_at DESC NULLS LAST, sync_id DESC LIMIT 1"
+    ).fetchall()
+    return found[0] if found else (default["sync_id"], default["fetched_at"])
 
 
 def _header_is_true(headers: Mapping[str, str], name: str) -> bool:

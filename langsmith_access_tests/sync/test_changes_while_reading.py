@@ -65,3 +65,35 @@ def test_someone_who_joins_while_the_workspaces_are_read_is_a_member_not_an_orph
     assert sorted(members) == sorted(m.ls_user_id for m in org.active_members())
     assert len(members) == len(set(members)) == 13
     assert read.members_joined_meanwhile == 1
+
+
+def test_a_workspace_created_while_the_members_are_read_is_a_workspace_not_an_unknown_one(tmp_path):
+    """Enriched route: the workspace listing is read before the members, whose memberships then
+    name a workspace created in between. The sync adds it from a second read of the listing,
+    with the tag of the listing's rows (dbt reads one sync's rows of a table)."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    admin = org.role_by_name("WORKSPACE_ADMIN").id
+    created = []
+
+    def create():
+        workspace = org.add_workspace("Created mid-sync")
+        org.add_workspace_membership(workspace.id, org.active_members()[0].ls_user_id, admin)
+        created.append(workspace.id)
+
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        conn.execute("INSERT INTO raw.workspaces (sync_id, fetched_at, workspace_id, is_personal, is_deleted) "
+                     "SELECT 'sync-1', TIMESTAMPTZ '2026-12-01 10:00:00+00', unnest(?), false, false",
+                     [[w.id for w in org.all_workspaces()]])
+        before_first_request(sandbox, "/platform/orgs/current/members", create)
+        read = load(sandbox, org, conn)
+        unknown = conn.execute(
+            "SELECT workspace_id FROM raw.workspace_memberships "
+            "WHERE workspace_id NOT IN (SELECT workspace_id FROM raw.workspaces)").fetchall()
+        added = conn.execute("SELECT sync_id, fetched_at, display_name, is_personal, is_deleted "
+                             "FROM raw.workspaces WHERE workspace_id = ?", created).fetchall()
+
+    assert created and unknown == []
+    assert [(sync_id, str(at), *rest) for sync_id, at, *rest in added] == [
+        ("sync-1", "2026-12-01 10:00:00+00:00", "Created mid-sync", False, False)]
+    assert read.workspaces_created_meanwhile == 1
