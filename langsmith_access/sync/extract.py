@@ -109,6 +109,9 @@ class MemberRead:
     # Workspaces created after the workspace listing was read, which the members' memberships
     # name: added from a second read of it (see add_workspaces_created_meanwhile).
     workspaces_created_meanwhile: int = 0
+    # Roles created after the role listing was read, which the members hold: added from a
+    # second read of it (see add_roles_created_meanwhile).
+    roles_created_meanwhile: int = 0
 
 
 @dataclass
@@ -280,6 +283,7 @@ def load_members(
         read = get_members(client, tables, shared_workspace_ids, route)
         tables.flush()
         read.workspaces_created_meanwhile = add_workspaces_created_meanwhile(client, conn, tables.tag)
+        read.roles_created_meanwhile = add_roles_created_meanwhile(client, conn, tables.tag)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -392,6 +396,22 @@ def add_workspaces_created_meanwhile(client: LangSmithClient, conn: duckdb.DuckD
     created = [w for w in get_workspaces(client) if w.id in missing]
     sync_id, fetched_at = _latest_tag(conn, "workspaces", sync_tag)
     return insert_rows(conn, "workspaces", transform_workspaces(created, sync_id, fetched_at))
+
+
+def add_roles_created_meanwhile(client: LangSmithClient, conn: duckdb.DuckDBPyConnection,
+                                sync_tag: Row) -> int:
+    """Add to ``roles`` the roles members hold (org roles, workspace roles) that the role
+    listing, read before the members, did not list: a custom role created and given while the
+    members were read. The listing is read again and only those are taken from it. A role still
+    unknown (deleted while still held) stays so: dbt's role checks stop the build. Returns how
+    many were added."""
+    missing = (_ids_not_in(conn, "workspace_memberships", "role_id", "roles", "role_id")
+               | _ids_not_in(conn, "org_members", "org_role_id", "roles", "role_id"))
+    if not missing:
+        return 0
+    created = [role for role in get_roles(client) if role.id in missing]
+    sync_id, fetched_at = _latest_tag(conn, "roles", sync_tag)
+    return insert_rows(conn, "roles", transform_roles(created, sync_id, fetched_at))
 
 
 def _ids_not_in(conn: duckdb.DuckDBPyConnection, table: str, column: str, listing: str,

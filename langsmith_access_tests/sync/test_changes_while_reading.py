@@ -8,6 +8,7 @@ import duckdb
 
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.sandbox.org_state import Role
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
@@ -97,3 +98,39 @@ def test_a_workspace_created_while_the_members_are_read_is_a_workspace_not_an_un
     assert [(sync_id, str(at), *rest) for sync_id, at, *rest in added] == [
         ("sync-1", "2026-12-01 10:00:00+00:00", "Created mid-sync", False, False)]
     assert read.workspaces_created_meanwhile == 1
+
+
+def test_a_role_created_and_given_while_the_members_are_read_is_a_known_role(tmp_path):
+    """The role listing is read before the members: a custom role created and given to a member
+    in between is added from a second read of it, under the tag of the listing's rows."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    workspace = org.shared_workspaces()[0]
+    newcomer = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    created = []
+
+    def create():
+        role = org.put_role(Role(id=org.new_id(), name="CUSTOM", display_name="Created mid-sync",
+                                 description="", access_scope="workspace", permissions=["workspaces:read"],
+                                 organization_id=org.organization_id))
+        org.add_workspace_membership(workspace.id, newcomer.ls_user_id, role.id)
+        created.append(role.id)
+
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listed = [r.id for r in org.roles.values()]
+        conn.execute("INSERT INTO raw.roles (sync_id, fetched_at, role_id) "
+                     "SELECT 'sync-1', TIMESTAMPTZ '2026-12-01 10:00:00+00', unnest(?)", [listed])
+        conn.execute("DELETE FROM raw.roles WHERE role_id = ?", [org.role_by_name("WORKSPACE_VIEWER").id])
+        before_first_request(sandbox, "/platform/orgs/current/members", create)
+        read = load(sandbox, org, conn)
+        unknown = conn.execute(
+            "SELECT DISTINCT role_id FROM raw.workspace_memberships "
+            "WHERE role_id NOT IN (SELECT role_id FROM raw.roles)").fetchall()
+        added = conn.execute("SELECT sync_id, fetched_at, name, display_name, access_scope "
+                             "FROM raw.roles WHERE role_id = ?", created).fetchall()
+
+    # Read again, the listing has the Viewer role too (the test took it out of the first read).
+    assert created and unknown == []
+    assert [(sync_id, str(at), *rest) for sync_id, at, *rest in added] == [
+        ("sync-1", "2026-12-01 10:00:00+00:00", "CUSTOM", "Created mid-sync", "workspace")]
+    assert read.roles_created_meanwhile == 2
