@@ -12,7 +12,11 @@ select
     access_scope,
     (name = 'CUSTOM' or organization_id is not null) as is_custom,
     organization_id,
-    len(permissions) as permission_count,
+    -- As role_permissions lists them: trimmed, blanks dropped, each once (the API may repeat one).
+    len(list_distinct(list_filter(
+        list_transform(permissions, lambda permission: trim(permission)),
+        lambda permission: permission <> ''
+    ))) as permission_count,
     is_restricted,
     sync_id,
     fetched_at as synced_at
