@@ -159,6 +159,14 @@ class IncompleteListingError(LangSmithError):
     """A paged listing could not be read completely and consistently."""
 
 
+class ListingsDisagreeError(LangSmithError):
+    """LangSmith's listings contradict each other even when read again: members hold a role the
+    role listing does not have, or a workspace lists someone who is no org member. The message
+    names them and what to change in LangSmith."""
+
+    fix = "correct in LangSmith what the message names (it says how), then sync again"
+
+
 class ProxyRefusalError(PermissionDeniedError):
     """403 with no JSON body: a proxy or firewall refused the request, not LangSmith."""
 

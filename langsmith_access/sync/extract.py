@@ -45,6 +45,7 @@ from langsmith_access.langsmith import (
     LangSmithClient,
     LangSmithError,
     ListingRead,
+    ListingsDisagreeError,
     LoginMethod,
     NotFoundError,
     OrgMember,
@@ -284,6 +285,7 @@ def load_members(
         tables.flush()
         read.workspaces_created_meanwhile = add_workspaces_created_meanwhile(client, conn, tables.tag)
         read.roles_created_meanwhile = add_roles_created_meanwhile(client, conn, tables.tag)
+        refuse_what_no_listing_has(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -412,6 +414,77 @@ def add_roles_created_meanwhile(client: LangSmithClient, conn: duckdb.DuckDBPyCo
     created = [role for role in get_roles(client) if role.id in missing]
     sync_id, fetched_at = _latest_tag(conn, "roles", sync_tag)
     return insert_rows(conn, "roles", transform_roles(created, sync_id, fetched_at))
+
+
+# Memberships of the workspaces the sync keeps (dbt leaves out personal and deleted ones).
+_SHARED_MEMBERSHIPS = (
+    f"SELECT memberships.* FROM {RAW_SCHEMA}.workspace_memberships AS memberships "
+    f"JOIN {RAW_SCHEMA}.workspaces AS workspaces USING (workspace_id) "
+    "WHERE NOT workspaces.is_personal AND NOT workspaces.is_deleted"
+)
+# How many of the people or roles a refusal names.
+_NAMED = 5
+
+
+def refuse_what_no_listing_has(conn: duckdb.DuckDBPyConnection) -> None:
+    """Raise ``ListingsDisagreeError`` naming them when, after the listings read earlier were
+    read again (``add_*_meanwhile``), members still hold roles the role listing lacks (deleted
+    while held), or a shared workspace lists people who are no org members. dbt's checks would
+    stop the build on them too, but only with a count of rows, and the sync's database, where
+    the rows are, is discarded: the operator could not tell whom to fix."""
+    problems = []
+    roles = conn.execute(
+        f"""
+        SELECT role_id, any_value(role_name), count(*), any_value(workspace_id) FROM (
+            SELECT role_id, role_name, workspace_id FROM ({_SHARED_MEMBERSHIPS})
+            UNION ALL
+            SELECT org_role_id, org_role_name, NULL FROM {RAW_SCHEMA}.org_members
+        ) AS held
+        WHERE role_id IS NOT NULL
+            AND role_id NOT IN (SELECT role_id FROM {RAW_SCHEMA}.roles WHERE role_id IS NOT NULL)
+        GROUP BY role_id ORDER BY role_id
+        """
+    ).fetchall()
+    if roles:
+        named = "; ".join(
+            f"role {role_id} ({name or 'no name'}), held {held} time(s)"
+            + (f", e.g. in workspace {workspace_id}" if workspace_id else " as an organization role")
+            for role_id, name, held, workspace_id in roles[:_NAMED]
+        )
+        problems.append(
+            f"members hold {len(roles)} role(s) the role listing does not have, even read again "
+            f"(deleted while still held?): {named}{_more(roles)}. Give their holders another role "
+            "in LangSmith"
+        )
+    outsiders = conn.execute(
+        f"""
+        SELECT memberships.ls_user_id, memberships.workspace_id, workspaces.display_name,
+            memberships.workspace_identity_id
+        FROM ({_SHARED_MEMBERSHIPS}) AS memberships
+        JOIN {RAW_SCHEMA}.workspaces AS workspaces USING (workspace_id)
+        WHERE memberships.ls_user_id NOT IN (
+            SELECT ls_user_id FROM {RAW_SCHEMA}.org_members WHERE ls_user_id IS NOT NULL)
+        ORDER BY memberships.ls_user_id, memberships.workspace_id
+        """
+    ).fetchall()
+    if outsiders:
+        named = "; ".join(
+            f"user {user_id} in workspace {workspace_id} ({name!r}, workspace identity {identity})"
+            for user_id, workspace_id, name, identity in outsiders[:_NAMED]
+        )
+        problems.append(
+            f"{len(outsiders)} workspace member row(s) name people who are not active org members, "
+            f"even after the org member listing was read again: {named}{_more(outsiders)}. Remove "
+            "them from those workspaces in LangSmith (or add them to the organization)"
+        )
+    if problems:
+        raise ListingsDisagreeError(
+            "LangSmith's listings disagree: " + "; and ".join(problems) + ", then sync again"
+        )
+
+
+def _more(items: Sequence[Any]) -> str:
+    return f", and {len(items) - _NAMED} more" if len(items) > _NAMED else ""
 
 
 def _ids_not_in(conn: duckdb.DuckDBPyConnection, table: str, column: str, listing: str,

@@ -5,13 +5,15 @@ what it leaves in the raw tables is what dbt's checks will see."""
 from __future__ import annotations
 
 import duckdb
+import pytest
 
-from langsmith_access.langsmith import LangSmithClient
+from langsmith_access.langsmith import LangSmithClient, ListingsDisagreeError
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.org_state import Role
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
+from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
 
 WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
 
@@ -32,9 +34,9 @@ def before_first_request(sandbox: SandboxServer, route_suffix: str, change) -> N
             route.handler = changing
 
 
-def load(sandbox: SandboxServer, org, conn, route: str = "auto"):
-    client = LangSmithClient(ClientSettings(api_key=Secret(sandbox.api_key),
-                                            organization_id=sandbox.organization_id, endpoint=sandbox.url))
+def load(sandbox: SandboxServer, org, conn, route: str = "auto", endpoint: str | None = None):
+    client = LangSmithClient(ClientSettings(api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id,
+                                            endpoint=endpoint or sandbox.url))
     with client:
         return load_members(client, conn, sync_id="sync-1", route=route,
                             shared_workspace_ids=[w.id for w in org.shared_workspaces()])
@@ -134,3 +136,66 @@ def test_a_role_created_and_given_while_the_members_are_read_is_a_known_role(tmp
     assert [(sync_id, str(at), *rest) for sync_id, at, *rest in added] == [
         ("sync-1", "2026-12-01 10:00:00+00:00", "CUSTOM", "Created mid-sync", "workspace")]
     assert read.roles_created_meanwhile == 2
+
+
+def listed(conn, org, *, roles_left_out=(), workspaces=True) -> None:
+    """raw.roles and raw.workspaces as the sync's earlier steps load them."""
+    conn.execute("INSERT INTO raw.roles (sync_id, fetched_at, role_id) SELECT 'sync-1', now(), unnest(?)",
+                 [[r.id for r in org.roles.values() if r.id not in roles_left_out]])
+    if workspaces:
+        for w in org.all_workspaces():
+            conn.execute("INSERT INTO raw.workspaces (sync_id, fetched_at, workspace_id, display_name, "
+                         "is_personal, is_deleted) VALUES ('sync-1', now(), ?, ?, ?, ?)",
+                         [w.id, w.display_name, w.is_personal, w.is_deleted])
+
+
+def test_a_role_still_held_but_no_longer_listed_is_refused_by_name(tmp_path):
+    """A custom role deleted while members still hold it: the role listing, read again, still
+    lacks it. The sync refuses, naming the role and what to change, and writes nothing."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    held = {m.role_id for w in org.shared_workspaces() for m in w.memberships.values()}
+    gone = next(r for r in org.custom_roles() if r.id in held)
+
+    def without_gone(answer: Answer) -> Answer:
+        if answer.path == "/api/v1/orgs/current/roles" and answer.status == 200:
+            return answer.with_json([r for r in answer.json() if r["id"] != gone.id])
+        return answer
+
+    with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listed(conn, org, roles_left_out={gone.id})
+        proxy.tamper = without_gone
+        with pytest.raises(ListingsDisagreeError) as refused:
+            load(sandbox, org, conn, endpoint=proxy.url)
+        assert conn.execute("SELECT count(*) FROM raw.org_members").fetchone() == (0,)
+    message = str(refused.value)
+    assert f"role {gone.id} ({gone.display_name})" in message
+    assert "Give their holders another role in LangSmith" in message
+
+
+def test_a_workspace_member_who_is_no_org_member_is_refused_by_name(tmp_path):
+    """A workspace lists someone the org member listing lacks, even read again: the sync
+    refuses, naming the person, the workspace and what to change, and writes nothing."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    workspace = org.shared_workspaces()[0]
+    outsider = next(iter(workspace.memberships.values()))
+
+    def without_outsider(answer: Answer) -> Answer:
+        if answer.path == "/api/v1/orgs/current/members/active" and answer.status == 200:
+            rows = [m for m in answer.json() if m["ls_user_id"] != outsider.ls_user_id]
+            return answer.with_json(rows).replace(headers={**answer.headers, "X-Pagination-Total": str(len(rows))})
+        return answer
+
+    with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listed(conn, org)
+        proxy.tamper = without_outsider
+        with pytest.raises(ListingsDisagreeError) as refused:
+            load(sandbox, org, conn, PER_WORKSPACE_ROUTE, endpoint=proxy.url)
+        assert conn.execute("SELECT count(*) FROM raw.workspace_memberships").fetchone() == (0,)
+    message = str(refused.value)
+    assert (f"user {outsider.ls_user_id} in workspace {workspace.id} ({workspace.display_name!r}, "
+            f"workspace identity {outsider.id})") in message
+    assert "Remove them from those workspaces in LangSmith" in message
