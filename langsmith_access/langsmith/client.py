@@ -893,7 +893,7 @@ class LangSmithClient:
             totals: list[int | None] = []
             headers: dict[str, str] = {}
             previous_last: str | None = None
-            rows_went_away = False
+            rows_went_away = stalled = False
             for page in self._scan_pages(path, parse, params, workspace_id, concurrency):
                 totals.append(page.total)
                 if page.overlaps_previous and not (
@@ -907,14 +907,22 @@ class LangSmithClient:
                 seen.update(record.id for record in new)
                 headers = page.headers
                 sink.add_page(new, headers)
+                if page.is_full and not new:
+                    # A full page of rows already read: the server ignores offset (reading on
+                    # would never end), or a whole page of rows was added meanwhile.
+                    stalled = True
+                    break
             first_total, last_total = totals[0], totals[-1]
             consistent = all(t == first_total for t in totals) and first_total in (None, len(seen))
-            if consistent and not rows_went_away:
+            if consistent and not rows_went_away and not stalled:
                 return ListingRead(len(seen), len(totals), last_total, scan, headers)
         where = f" (workspace {workspace_id})" if workspace_id else ""
         if rows_went_away:
             said = ("rows went away between its pages (a page did not start where the one before "
                     "it ended)")
+        elif stalled:
+            said = ("a full page held only rows already read (the server ignores the offset "
+                    "parameter, or a proxy drops it)")
         else:
             said = (f"the server reported {first_total} then {last_total} (X-Pagination-Total) "
                     f"for {len(seen)} distinct rows read")

@@ -358,6 +358,25 @@ def test_a_server_that_pages_short_raises_incomplete_listing(big_sandbox):
         expect_error(IncompleteListingError, client.list_org_members, keys=[sb.api_key], contains=[ACTIVE])
 
 
+@pytest.mark.parametrize("total", [True, False], ids=["with a total", "without a total"])
+def test_a_server_that_ignores_the_offset_raises_incomplete_listing_instead_of_reading_forever(
+        big_sandbox, total):
+    """A server (or a proxy) that drops the offset serves the first page at every offset: full
+    pages of rows already read, without end. Each scan stops at the first such page."""
+    sb = big_sandbox
+
+    def first_page_always(respond, request):
+        if request.path == ACTIVE:
+            request = with_query(request, offset=0)
+        return respond(request) if total else without_total(respond, request)
+
+    wrap_respond(sb, first_page_always)
+    with client_for(sb) as client:
+        expect_error(IncompleteListingError, client.list_org_members, keys=[sb.api_key],
+                     contains=[ACTIVE, "only rows already read"])
+    assert len(sb.requests_matching("GET", ACTIVE)) <= 3 * 3  # three scans of at most three pages
+
+
 def test_incomplete_workspace_listing_names_the_workspace(sandbox):
     ws = shared(sandbox)[1]
 
