@@ -908,13 +908,14 @@ class LangSmithClient:
                 headers = page.headers
                 sink.add_page(new, headers)
                 if page.is_full and not new:
-                    # A full page of rows already read: the server ignores offset (reading on
-                    # would never end), or a whole page of rows was added meanwhile.
+                    # A full page of rows already read: the server ignores the offset (reading
+                    # on would never end) or the limit, or a page of rows was added meanwhile.
+                    # Only a total that matches what was read says nothing is missing.
                     stalled = True
                     break
             first_total, last_total = totals[0], totals[-1]
             consistent = all(t == first_total for t in totals) and first_total in (None, len(seen))
-            if consistent and not rows_went_away and not stalled:
+            if consistent and not rows_went_away and not (stalled and first_total is None):
                 return ListingRead(len(seen), len(totals), last_total, scan, headers)
         where = f" (workspace {workspace_id})" if workspace_id else ""
         if rows_went_away:

@@ -377,6 +377,30 @@ def test_a_server_that_ignores_the_offset_raises_incomplete_listing_instead_of_r
     assert len(sb.requests_matching("GET", ACTIVE)) <= 3 * 3  # three scans of at most three pages
 
 
+def test_a_server_that_ignores_the_limit_but_sends_the_total_is_read_once(big_sandbox):
+    """Every row from the offset on, whatever the limit: the first page holds the whole listing,
+    the next one only rows already read, and the total says nothing is missing."""
+    sb = big_sandbox
+
+    def everything_from_the_offset(respond, request):
+        response = respond(request)
+        if request.path != ACTIVE or not isinstance(response, ApiResponse):
+            return response
+        offset, rows = query_int(request, "offset", 0), list(response.body)
+        while len(rows) == 500:
+            more = respond(with_query(request, offset=offset + len(rows), limit=500)).body
+            rows += more
+            if len(more) < 500:
+                break
+        return ApiResponse(response.status, rows, response.headers)
+
+    wrap_respond(sb, everything_from_the_offset)
+    with client_for(sb) as client:
+        members = client.list_org_members()
+    assert {m.id for m in members} == {m.id for m in sb.org.active_members()} and no_duplicates(members)
+    assert members.scans == 1
+
+
 def test_incomplete_workspace_listing_names_the_workspace(sandbox):
     ws = shared(sandbox)[1]
 
