@@ -894,6 +894,7 @@ class LangSmithClient:
             headers: dict[str, str] = {}
             previous_last: str | None = None
             rows_went_away = stalled = False
+            previous_size = 0
             for page in self._scan_pages(path, parse, params, workspace_id, concurrency):
                 totals.append(page.total)
                 if page.overlaps_previous and not (
@@ -907,12 +908,15 @@ class LangSmithClient:
                 seen.update(record.id for record in new)
                 headers = page.headers
                 sink.add_page(new, headers)
-                if page.is_full and not new:
-                    # A full page of rows already read: the server ignores the offset (reading
-                    # on would never end) or the limit, or a page of rows was added meanwhile.
+                if page.is_full and not new and page.size >= previous_size:
+                    # A full page of rows already read, no shorter than the one before: the
+                    # server is not moving through the listing (it ignores the offset: reading
+                    # on would never end), or a page of rows was added meanwhile. (A server
+                    # that ignores only the limit sends ever shorter pages from the offset on.)
                     # Only a total that matches what was read says nothing is missing.
                     stalled = True
                     break
+                previous_size = page.size
             first_total, last_total = totals[0], totals[-1]
             consistent = all(t == first_total for t in totals) and first_total in (None, len(seen))
             if consistent and not rows_went_away and not (stalled and first_total is None):
