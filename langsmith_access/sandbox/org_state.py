@@ -288,6 +288,9 @@ class OrgState:
         # Indexes kept in step by the methods below.
         self._member_by_identity_id: dict[str, OrgMember] = {}
         self._memberships_by_user: dict[str, dict[str, WorkspaceMembership]] = {}
+        # A person who left keeps their account: rejoining (same email) brings back their
+        # ls_user_id and user_id ("one per person", langsmith-api.md), with a new org identity.
+        self._former_accounts: dict[str, tuple[str, str]] = {}
         self._ids_for_additions = random.Random(f"additions:{organization_id}")
         # A generator of its own, so recording events leaves the ids of other additions as they were.
         self._ids_for_events = random.Random(f"audit:{organization_id}")
@@ -652,10 +655,13 @@ class OrgState:
             org_role_id = self.role_by_name("ORGANIZATION_USER").id
         self._require_role(org_role_id, ORGANIZATION_SCOPE)
         created_at = self.next_created_at()
+        identity_id = self.new_id()
+        former = self._former_accounts.pop(email.lower(), None)
+        ls_user_id, user_id = former if former is not None else (self.new_id(), self.new_id())
         member = OrgMember(
-            id=self.new_id(),
-            ls_user_id=self.new_id(),
-            user_id=self.new_id(),
+            id=identity_id,
+            ls_user_id=ls_user_id,
+            user_id=user_id,
             email=email,
             full_name=full_name,
             display_name=full_name,
@@ -674,6 +680,7 @@ class OrgState:
         with self.lock:
             member = self.members.pop(ls_user_id)
             del self._member_by_identity_id[member.id]
+            self._former_accounts[member.email.lower()] = (member.ls_user_id, member.user_id)
             for workspace_id in self._memberships_by_user.pop(ls_user_id, {}):
                 del self.workspaces[workspace_id].memberships[ls_user_id]
             # A personal access token dies when its user leaves the org (langsmith-api.md,

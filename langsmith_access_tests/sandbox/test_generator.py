@@ -285,6 +285,21 @@ def test_disable_invite_and_accept(org):
     assert org.membership(workspace.id, joined.ls_user_id).role_id == org.role_by_name("Viewer").id
 
 
+def test_a_member_who_rejoins_keeps_their_user_ids(org):
+    """ls_user_id is one per person (langsmith-api.md): removed, then invited again and
+    accepted, a member comes back as the same user, under a new org identity, so the history
+    of who had access follows them across the gap."""
+    member = next(m for m in org.active_members() if not m.is_disabled)
+    org.remove_member(member.ls_user_id)
+    invite = org.add_pending_invite(member.email.upper())
+    rejoined = org.accept_invite(invite.id, member.full_name)
+    assert (rejoined.ls_user_id, rejoined.user_id) == (member.ls_user_id, member.user_id)
+    assert rejoined.id != member.id
+    assert org.member_by_identity_id(member.id) is None
+    newcomer = org.add_member("someone.else@example.com", "Someone Else")
+    assert newcomer.ls_user_id != member.ls_user_id
+
+
 def test_role_lookups(org):
     assert org.role_by_name("WORKSPACE_VIEWER") is org.role_by_name("Viewer")
     custom = org.custom_roles()[0]
