@@ -111,12 +111,15 @@ WORKSPACES_NOW_SQL = """
 """
 
 
-# Each user's standing at $at: whether their account was disabled then (user_history). A
+# Each user's standing at $at: whether their account was disabled then (user_history), as the
+# latest interval begun by then says. One build snapshots users a moment before grants, so a
+# member a sync saw leave holds their grants until a second or two after their last interval
+# ended: they stand as last seen, not "not known". Null only before the user's history began; a
 # database built before user_history existed knows nothing of it (USER_STANDING_UNKNOWN_SQL).
 USER_STANDING_AT_SQL = """
-    SELECT user_id, bool_or(is_disabled) AS is_disabled
+    SELECT user_id, arg_max(is_disabled, valid_from) AS is_disabled
     FROM main.user_history
-    WHERE valid_from <= $at AND (valid_to IS NULL OR valid_to > $at)
+    WHERE valid_from <= $at
     GROUP BY user_id
 """
 

@@ -260,6 +260,31 @@ def test_a_time_before_user_history_began_says_disabled_is_not_known(history, tm
     assert "is not known for 1 member listed" in done.stderr and "no user_history yet" in done.stderr
 
 
+def test_a_member_removed_by_a_sync_stands_as_last_seen_until_their_grants_end(history, tmp_path):
+    """One build snapshots users a moment before grants: a member a sync saw leave has their
+    user_history interval closed a second or two before their grants. In between, their grants
+    still hold and their standing is the one last seen, not "not known" with a note that
+    user_history has not begun."""
+    admin = _steady_org_admin(history)
+    removed = tmp_path / "removed.duckdb"
+    shutil.copyfile(history.database, removed)
+    with duckdb.connect(str(removed)) as conn:
+        # The sync that no longer listed them, as its build dates it: users at 12:00:00, grants
+        # at 12:00:02 (the history's own times are all earlier).
+        conn.execute("UPDATE main.user_history SET valid_to = TIMESTAMPTZ '2099-01-01 12:00:00+00' "
+                     "WHERE user_id = ? AND valid_to IS NULL", [admin])
+        conn.execute("UPDATE main.grant_history SET valid_to = TIMESTAMPTZ '2099-01-01 12:00:02+00' "
+                     "WHERE user_id = ? AND valid_to IS NULL", [admin])
+    for args in (["--json"], ["--effective", "--json"]):
+        done = access_at(removed, "--time", "2099-01-01T12:00:01Z", "--user", admin, *args)
+        assert done.returncode == 0, done.stderr
+        grants = json.loads(done.stdout)
+        grants = grants["grants"] if isinstance(grants, dict) else grants
+        assert grants and {g["user_disabled"] for g in grants} == {False}, grants
+        assert "not known" not in done.stderr, done.stderr
+    assert access_at(removed, "--time", "2099-01-01T12:00:03Z", "--user", admin, "--json").stdout.strip() == "[]"
+
+
 def duckdb_rows(database: Path, sql: str, params: list) -> list[tuple]:
     with duckdb.connect(str(database), read_only=True) as conn:
         return conn.execute(sql, params).fetchall()
