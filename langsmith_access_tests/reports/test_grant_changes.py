@@ -125,3 +125,21 @@ def test_the_guides_last_30_days_question_lists_the_changes_not_the_first_syncs_
     assert len(ended) == sum(1 for c in expected if c[0] in ("removed", "role_changed"))
     second_build = {r["changed_at"] for r in _actual_changes(history.after_second)}
     assert {r["happened_at"] for r in answered} == second_build
+
+
+def test_one_build_dates_every_history_table_at_one_instant(history):
+    """A sync's build stamps what it saw change with one instant in every history table: a
+    member disabled, a workspace deleted or renamed and the grants that changed with them all
+    change at the same time, as do the intervals the first sync opened."""
+    boundaries = rows(history.database, """
+        SELECT boundary, list(DISTINCT history ORDER BY history) AS histories FROM (
+            SELECT 'grant' AS history, unnest([valid_from, valid_to]) AS boundary FROM main.grant_history
+            UNION ALL SELECT 'user', unnest([valid_from, valid_to]) FROM main.user_history
+            UNION ALL SELECT 'workspace', unnest([valid_from, valid_to]) FROM main.workspace_history
+            UNION ALL SELECT 'setting', unnest([valid_from, valid_to]) FROM main.org_settings_history
+        ) WHERE boundary IS NOT NULL GROUP BY boundary ORDER BY boundary""")
+    # The first sync opened every table's history; the second changed grants, users and
+    # workspaces (the third changed nothing, and no setting ever changed).
+    assert [b["histories"] for b in boundaries] == [
+        ["grant", "setting", "user", "workspace"], ["grant", "user", "workspace"]], boundaries
+    assert history.between_first_and_second < boundaries[1]["boundary"] < history.third_sync_window[0]
