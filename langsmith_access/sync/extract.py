@@ -107,12 +107,6 @@ class MemberRead:
     # People who joined while the workspaces were read, added from a second read of the org
     # member listing (see add_members_who_joined_meanwhile).
     members_joined_meanwhile: int = 0
-    # Workspaces created after the workspace listing was read, which the members' memberships
-    # name: added from a second read of it (see add_workspaces_created_meanwhile).
-    workspaces_created_meanwhile: int = 0
-    # Roles created after the role listing was read, which the members hold: added from a
-    # second read of it (see add_roles_created_meanwhile).
-    roles_created_meanwhile: int = 0
 
 
 @dataclass
@@ -283,9 +277,7 @@ def load_members(
         tables.clear()
         read = get_members(client, tables, shared_workspace_ids, route)
         tables.flush()
-        read.workspaces_created_meanwhile = add_workspaces_created_meanwhile(client, conn, tables.tag)
-        read.roles_created_meanwhile = add_roles_created_meanwhile(client, conn, tables.tag)
-        refuse_what_no_listing_has(conn)
+        refuse_what_no_listing_has(client, conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -368,8 +360,8 @@ def add_members_who_joined_meanwhile(client: LangSmithClient, tables: RawMemberT
     listing, read before them, did not: someone who joined the org (and a workspace) while the
     workspaces were read. The org member listing is read again and only those people are taken
     from it, so nobody read the first time is lost (a member removed since stays, as their
-    workspace rows do). Anyone still missing is no org member: dbt's check that every grant
-    holder is one stops the build. Returns how many were added."""
+    workspace rows do). Anyone still missing is no org member: ``refuse_what_no_listing_has``
+    names them. Returns how many were added."""
     tables.flush()
     missing = _ids_not_in(tables.conn, "workspace_memberships", "ls_user_id", "org_members", "ls_user_id")
     if not missing:
@@ -385,37 +377,6 @@ def add_members_who_joined_meanwhile(client: LangSmithClient, tables: RawMemberT
     return len(joined)
 
 
-def add_workspaces_created_meanwhile(client: LangSmithClient, conn: duckdb.DuckDBPyConnection,
-                                     sync_tag: Row) -> int:
-    """Add to ``workspaces`` the workspaces the memberships name and the workspace listing, read
-    before the members, did not: created while the members were read (the enriched route lists
-    every membership of each member). The listing is read again and only those are taken from
-    it. Any workspace still unknown stays so: dbt's check on grants.workspace_id stops the build
-    (a key that cannot list every workspace). Returns how many were added."""
-    missing = _ids_not_in(conn, "workspace_memberships", "workspace_id", "workspaces", "workspace_id")
-    if not missing:
-        return 0
-    created = [w for w in get_workspaces(client) if w.id in missing]
-    sync_id, fetched_at = _latest_tag(conn, "workspaces", sync_tag)
-    return insert_rows(conn, "workspaces", transform_workspaces(created, sync_id, fetched_at))
-
-
-def add_roles_created_meanwhile(client: LangSmithClient, conn: duckdb.DuckDBPyConnection,
-                                sync_tag: Row) -> int:
-    """Add to ``roles`` the roles members hold (org roles, workspace roles) that the role
-    listing, read before the members, did not list: a custom role created and given while the
-    members were read. The listing is read again and only those are taken from it. A role still
-    unknown (deleted while still held) stays so: dbt's role checks stop the build. Returns how
-    many were added."""
-    missing = (_ids_not_in(conn, "workspace_memberships", "role_id", "roles", "role_id")
-               | _ids_not_in(conn, "org_members", "org_role_id", "roles", "role_id"))
-    if not missing:
-        return 0
-    created = [role for role in get_roles(client) if role.id in missing]
-    sync_id, fetched_at = _latest_tag(conn, "roles", sync_tag)
-    return insert_rows(conn, "roles", transform_roles(created, sync_id, fetched_at))
-
-
 # Memberships of the workspaces the sync keeps (dbt leaves out personal and deleted ones).
 _SHARED_MEMBERSHIPS = (
     f"SELECT memberships.* FROM {RAW_SCHEMA}.workspace_memberships AS memberships "
@@ -426,13 +387,45 @@ _SHARED_MEMBERSHIPS = (
 _NAMED = 5
 
 
-def refuse_what_no_listing_has(conn: duckdb.DuckDBPyConnection) -> None:
-    """Raise ``ListingsDisagreeError`` naming them when, after the listings read earlier were
-    read again (``add_*_meanwhile``), members still hold roles the role listing lacks (deleted
-    while held), or a shared workspace lists people who are no org members. dbt's checks would
-    stop the build on them too, but only with a count of rows, and the sync's database, where
-    the rows are, is discarded: the operator could not tell whom to fix."""
+def refuse_what_no_listing_has(client: LangSmithClient, conn: duckdb.DuckDBPyConnection) -> None:
+    """Raise ``ListingsDisagreeError`` naming them when the members' listings name workspaces or
+    roles the workspace and role listings, read before them, do not have, or a shared workspace
+    lists people who are no org members (after ``add_members_who_joined_meanwhile``). dbt's
+    checks would stop the build on them too, but only with a count of rows, and the sync's
+    database, where the rows are, is discarded: the operator could not tell whom to fix.
+
+    Workspaces and roles are read again, only to say which it is: created while the sync read
+    (the next sync has them) or not listed at all (deleted while held; a key that cannot list
+    it). What the second read found is not added: those listings are the workspaces' and roles'
+    own assets' tables, written by them alone."""
     problems = []
+    unknown_workspaces = conn.execute(
+        f"""
+        SELECT workspace_id, count(*), any_value(ls_user_id)
+        FROM {RAW_SCHEMA}.workspace_memberships
+        WHERE workspace_id NOT IN (SELECT workspace_id FROM {RAW_SCHEMA}.workspaces)
+        GROUP BY workspace_id ORDER BY workspace_id
+        """
+    ).fetchall()
+    if unknown_workspaces:
+        listed_now = {workspace.id: workspace for workspace in get_workspaces(client)}
+        created = [row for row in unknown_workspaces if row[0] in listed_now]
+        unlisted = [row for row in unknown_workspaces if row[0] not in listed_now]
+        if created:
+            named = "; ".join(f"workspace {workspace_id} ({listed_now[workspace_id].display_name!r}), "
+                              f"{held} member(s)" for workspace_id, held, _ in created[:_NAMED])
+            problems.append(
+                f"{len(created)} workspace(s) were created while the sync read the members: "
+                f"{named}{_more(created)} (nothing is wrong in LangSmith: the next sync reads them)"
+            )
+        if unlisted:
+            named = "; ".join(f"workspace {workspace_id}, {held} member(s), e.g. user {user_id}"
+                              for workspace_id, held, user_id in unlisted[:_NAMED])
+            problems.append(
+                f"members belong to {len(unlisted)} workspace(s) the workspace listing does not have, "
+                f"even read again: {named}{_more(unlisted)}. Give the key access to every workspace "
+                "(an organization-scoped key; see `langsmith-access doctor`)"
+            )
     roles = conn.execute(
         f"""
         SELECT role_id, any_value(role_name), count(*), any_value(workspace_id) FROM (
@@ -446,16 +439,24 @@ def refuse_what_no_listing_has(conn: duckdb.DuckDBPyConnection) -> None:
         """
     ).fetchall()
     if roles:
-        named = "; ".join(
-            f"role {role_id} ({name or 'no name'}), held {held} time(s)"
-            + (f", e.g. in workspace {workspace_id}" if workspace_id else " as an organization role")
-            for role_id, name, held, workspace_id in roles[:_NAMED]
-        )
-        problems.append(
-            f"members hold {len(roles)} role(s) the role listing does not have, even read again "
-            f"(deleted while still held?): {named}{_more(roles)}. Give their holders another role "
-            "in LangSmith"
-        )
+        roles_listed_now = {role.id for role in get_roles(client)}
+        for was_created, roles_of_kind in ((True, [r for r in roles if r[0] in roles_listed_now]),
+                                           (False, [r for r in roles if r[0] not in roles_listed_now])):
+            if not roles_of_kind:
+                continue
+            named = "; ".join(
+                f"role {role_id} ({name or 'no name'}), held {held} time(s)"
+                + (f", e.g. in workspace {workspace_id}" if workspace_id else " as an organization role")
+                for role_id, name, held, workspace_id in roles_of_kind[:_NAMED]
+            )
+            problems.append(
+                f"{len(roles_of_kind)} role(s) were created and given while the sync read the members: "
+                f"{named}{_more(roles_of_kind)} (nothing is wrong in LangSmith: the next sync reads them)"
+                if was_created else
+                f"members hold {len(roles_of_kind)} role(s) the role listing does not have, even read "
+                f"again (deleted while still held?): {named}{_more(roles_of_kind)}. Give their holders "
+                "another role in LangSmith"
+            )
     outsiders = conn.execute(
         f"""
         SELECT memberships.ls_user_id, memberships.workspace_id, workspaces.display_name,
@@ -479,7 +480,7 @@ def refuse_what_no_listing_has(conn: duckdb.DuckDBPyConnection) -> None:
         )
     if problems:
         raise ListingsDisagreeError(
-            "LangSmith's listings disagree: " + "; and ".join(problems) + ", then sync again"
+            "LangSmith's listings disagree: " + "; and ".join(problems) + ". Then sync again"
         )
 
 
@@ -498,16 +499,6 @@ def _ids_not_in(conn: duckdb.DuckDBPyConnection, table: str, column: str, listin
             f'WHERE "{listing_column}" IS NOT NULL)'
         ).fetchall()
     }
-
-
-def _latest_tag(conn: duckdb.DuckDBPyConnection, table: str, default: Row) -> tuple[Any, Any]:
-    """The (sync_id, fetched_at) of a raw table's latest rows, for rows added to them: dbt reads
-    only one sync's rows of a table (macros/latest_sync_rows.sql). ``default`` for an empty one."""
-    found = conn.execute(
-        f'SELECT sync_id, fetched_at FROM {RAW_SCHEMA}."{table}" '
-        "ORDER BY fetched_at DESC NULLS LAST, sync_id DESC LIMIT 1"
-    ).fetchall()
-    return found[0] if found else (default["sync_id"], default["fetched_at"])
 
 
 def _header_is_true(headers: Mapping[str, str], name: str) -> bool:

@@ -57,6 +57,7 @@ def test_someone_who_joins_while_the_workspaces_are_read_is_a_member_not_an_orph
 
     with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
+        listed(conn, org)
         before_first_request(sandbox, WORKSPACE_ACTIVE, join)
         read = load(sandbox, org, conn, PER_WORKSPACE_ROUTE)
         members = [u for (u,) in conn.execute("SELECT ls_user_id FROM raw.org_members").fetchall()]
@@ -70,10 +71,16 @@ def test_someone_who_joins_while_the_workspaces_are_read_is_a_member_not_an_orph
     assert read.members_joined_meanwhile == 1
 
 
-def test_a_workspace_created_while_the_members_are_read_is_a_workspace_not_an_unknown_one(tmp_path):
+def workspaces_and_roles(conn) -> list[tuple]:
+    return conn.execute("SELECT 'workspace', workspace_id FROM raw.workspaces UNION ALL "
+                        "SELECT 'role', role_id FROM raw.roles ORDER BY ALL").fetchall()
+
+
+def test_a_workspace_created_while_the_members_are_read_is_named_and_left_to_the_next_sync(tmp_path):
     """Enriched route: the workspace listing is read before the members, whose memberships then
-    name a workspace created in between. The sync adds it from a second read of the listing,
-    with the tag of the listing's rows (dbt reads one sync's rows of a table)."""
+    name a workspace created in between. The step refuses, naming it as created meanwhile (read
+    again to tell that from a workspace the key cannot list), and writes nothing: the workspace
+    listing is its own asset's table, never written by the members' step."""
     org = generate_org(seed=5, members=12, workspaces=3)
     admin = org.role_by_name("WORKSPACE_ADMIN").id
     created = []
@@ -85,26 +92,47 @@ def test_a_workspace_created_while_the_members_are_read_is_a_workspace_not_an_un
 
     with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        conn.execute("INSERT INTO raw.workspaces (sync_id, fetched_at, workspace_id, is_personal, is_deleted) "
-                     "SELECT 'sync-1', TIMESTAMPTZ '2026-12-01 10:00:00+00', unnest(?), false, false",
-                     [[w.id for w in org.all_workspaces()]])
+        listed(conn, org)
+        before = workspaces_and_roles(conn)
         before_first_request(sandbox, "/platform/orgs/current/members", create)
-        read = load(sandbox, org, conn)
-        unknown = conn.execute(
-            "SELECT workspace_id FROM raw.workspace_memberships "
-            "WHERE workspace_id NOT IN (SELECT workspace_id FROM raw.workspaces)").fetchall()
-        added = conn.execute("SELECT sync_id, fetched_at, display_name, is_personal, is_deleted "
-                             "FROM raw.workspaces WHERE workspace_id = ?", created).fetchall()
-
-    assert created and unknown == []
-    assert [(sync_id, str(at), *rest) for sync_id, at, *rest in added] == [
-        ("sync-1", "2026-12-01 10:00:00+00:00", "Created mid-sync", False, False)]
-    assert read.workspaces_created_meanwhile == 1
+        with pytest.raises(ListingsDisagreeError) as refused:
+            load(sandbox, org, conn)
+        assert workspaces_and_roles(conn) == before
+        assert conn.execute("SELECT count(*) FROM raw.workspace_memberships").fetchone() == (0,)
+    message = str(refused.value)
+    assert created and (f"1 workspace(s) were created while the sync read the members: workspace {created[0]} "
+                        "('Created mid-sync'), 1 member(s) (nothing is wrong in LangSmith") in message
+    assert message.endswith("Then sync again")
 
 
-def test_a_role_created_and_given_while_the_members_are_read_is_a_known_role(tmp_path):
+def test_a_workspace_the_listing_lacks_even_read_again_is_named(tmp_path):
+    """Memberships name a workspace the workspace listing never has (a key that cannot list it):
+    refused, naming the workspace and the key's fix."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    hidden = org.shared_workspaces()[0]
+
+    def without_hidden(answer: Answer) -> Answer:
+        if answer.path == "/api/v1/workspaces" and answer.status == 200:
+            return answer.with_json([w for w in answer.json() if w["id"] != hidden.id])
+        return answer
+
+    with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listed(conn, org)
+        conn.execute("DELETE FROM raw.workspaces WHERE workspace_id = ?", [hidden.id])
+        proxy.tamper = without_hidden
+        with pytest.raises(ListingsDisagreeError) as refused:
+            load(sandbox, org, conn, endpoint=proxy.url)
+    message = str(refused.value)
+    assert (f"members belong to 1 workspace(s) the workspace listing does not have, even read again: "
+            f"workspace {hidden.id}, {len(hidden.memberships)} member(s)") in message
+    assert "Give the key access to every workspace" in message
+
+
+def test_a_role_created_and_given_while_the_members_are_read_is_named_and_left_to_the_next_sync(tmp_path):
     """The role listing is read before the members: a custom role created and given to a member
-    in between is added from a second read of it, under the tag of the listing's rows."""
+    in between is named as created meanwhile, and the role listing is left as its asset wrote it."""
     org = generate_org(seed=5, members=12, workspaces=3)
     workspace = org.shared_workspaces()[0]
     newcomer = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
@@ -119,23 +147,16 @@ def test_a_role_created_and_given_while_the_members_are_read_is_a_known_role(tmp
 
     with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        listed = [r.id for r in org.roles.values()]
-        conn.execute("INSERT INTO raw.roles (sync_id, fetched_at, role_id) "
-                     "SELECT 'sync-1', TIMESTAMPTZ '2026-12-01 10:00:00+00', unnest(?)", [listed])
-        conn.execute("DELETE FROM raw.roles WHERE role_id = ?", [org.role_by_name("WORKSPACE_VIEWER").id])
+        listed(conn, org)
+        before = workspaces_and_roles(conn)
         before_first_request(sandbox, "/platform/orgs/current/members", create)
-        read = load(sandbox, org, conn)
-        unknown = conn.execute(
-            "SELECT DISTINCT role_id FROM raw.workspace_memberships "
-            "WHERE role_id NOT IN (SELECT role_id FROM raw.roles)").fetchall()
-        added = conn.execute("SELECT sync_id, fetched_at, name, display_name, access_scope "
-                             "FROM raw.roles WHERE role_id = ?", created).fetchall()
-
-    # Read again, the listing has the Viewer role too (the test took it out of the first read).
-    assert created and unknown == []
-    assert [(sync_id, str(at), *rest) for sync_id, at, *rest in added] == [
-        ("sync-1", "2026-12-01 10:00:00+00:00", "CUSTOM", "Created mid-sync", "workspace")]
-    assert read.roles_created_meanwhile == 2
+        with pytest.raises(ListingsDisagreeError) as refused:
+            load(sandbox, org, conn)
+        assert workspaces_and_roles(conn) == before
+    message = str(refused.value)
+    assert created and (f"1 role(s) were created and given while the sync read the members: role {created[0]} "
+                        f"(Created mid-sync), held 1 time(s), e.g. in workspace {workspace.id}") in message
+    assert "deleted while still held" not in message
 
 
 def listed(conn, org, *, roles_left_out=(), workspaces=True) -> None:

@@ -198,12 +198,6 @@ def raw_members(
     if read.members_joined_meanwhile:
         context.log.info(f"{read.members_joined_meanwhile} member(s) joined while the workspaces were read: "
                          "added from a second read of the org member listing")
-    if read.workspaces_created_meanwhile:
-        context.log.info(f"{read.workspaces_created_meanwhile} workspace(s) created while the members were read: "
-                         "added from a second read of the workspace listing")
-    if read.roles_created_meanwhile:
-        context.log.info(f"{read.roles_created_meanwhile} role(s) created while the members were read: "
-                         "added from a second read of the role listing")
     if read.anonymity_restricted and read.route == extract.ENRICHED_ROUTE:
         context.log.warning(
             "The members answer was restricted by the organization's anonymity setting: "
