@@ -75,18 +75,14 @@ ORDER BY workspace_roles DESC, u.email""",
 
 
 def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
-    # The demo runs its own org, never those of an orgs file exported in this shell (a
-    # deployment's): the definitions its runs load would be partitioned by that file's slugs
-    # and refuse the demo's org. The environment is as it was afterwards.
-    orgs_file = os.environ.pop(ORGS_FILE_VARIABLE, None)
-    try:
-        return _run_demo(seed, members, workspaces)
-    finally:
-        if orgs_file is not None:
-            os.environ[ORGS_FILE_VARIABLE] = orgs_file
-
-
-def _run_demo(seed: int, members: int, workspaces: int) -> int:
+    if os.environ.get(ORGS_FILE_VARIABLE):
+        # A deployment's shell: the definitions the demo's runs load are partitioned by that
+        # file's slugs and would refuse the demo's own org. Said before anything starts; the
+        # environment is the user's, never changed here (not even for the demo's length).
+        print(f"error: {ORGS_FILE_VARIABLE} is set ({os.environ[ORGS_FILE_VARIABLE]}): the demo runs "
+              "its own generated org, which that file's orgs are not.\n  fix: run it without the "
+              f"file: env -u {ORGS_FILE_VARIABLE} langsmith-access demo", file=sys.stderr)
+        return 1
     chosen = os.environ.get("LANGSMITH_ACCESS_DUCKDB")
     database = Path(chosen or DEMO_DATABASE)
     state = generate_org(seed=seed, members=members, workspaces=workspaces)

@@ -259,25 +259,21 @@ def test_the_demo_never_syncs_its_generated_org_over_another_orgs_database(tmp_p
     assert database.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["real.duckdb"]
 
 
-def test_the_demo_runs_its_own_org_beside_an_exported_orgs_file(tmp_path, monkeypatch):
-    # A deployment's shell (README "Many organizations") that runs the demo: its runs serve the
-    # demo's generated org, not one of the file's, and the file's orgs are not touched.
-    from langsmith_access import demo
-
+def test_the_demo_beside_an_exported_orgs_file_says_how_to_run_it(tmp_path, monkeypatch):
+    # A deployment's shell (README "Many organizations"): the demo's runs would load definitions
+    # partitioned by the file's slugs, which refuse the demo's org. Refused before anything
+    # starts, with the command that works; the environment is left as the user set it.
     orgs_file = tmp_path / "orgs.yaml"
     orgs_file.write_text("- slug: us\n  organization_id: 00000000-0000-4000-8000-000000000001\n"
                          "  endpoint: https://api.smith.langchain.com\n  api_key_env: LANGSMITH_API_KEY_US\n")
     monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(orgs_file))
-    database = tmp_path / "demo" / "langsmith_access.duckdb"
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
-    # The sync is what the orgs file broke; the stories after it run the same definitions.
-    monkeypatch.setattr(demo, "_provisioning_story", lambda state, org: True)
-    monkeypatch.setattr(demo, "_governance_story", lambda state, org: True)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "demo" / "langsmith_access.duckdb"))
     done = cli_in_this_process("demo", "--members", "3", "--workspaces", "1")
-    assert done.returncode == 0, done.stderr
-    assert query(database, "SELECT count(*) FROM main.users")[0][0] == 3
-    assert not (tmp_path / "us").exists()
-    assert os.environ["LANGSMITH_ACCESS_ORGS_FILE"] == str(orgs_file)  # left as it was
+    assert done.returncode == 1
+    assert f"LANGSMITH_ACCESS_ORGS_FILE is set ({orgs_file})" in done.stderr
+    assert "fix: run it without the file: env -u LANGSMITH_ACCESS_ORGS_FILE langsmith-access demo" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orgs.yaml"]
+    assert os.environ["LANGSMITH_ACCESS_ORGS_FILE"] == str(orgs_file)
 
 
 def test_a_published_sync_whose_summary_cannot_be_read_still_exits_0(tmp_path, monkeypatch):
