@@ -160,11 +160,13 @@ class IncompleteListingError(LangSmithError):
 
 
 class ListingsDisagreeError(LangSmithError):
-    """LangSmith's listings contradict each other even when read again: members hold a role the
-    role listing does not have, or a workspace lists someone who is no org member. The message
-    names them and what to change in LangSmith."""
+    """LangSmith's listings contradict each other: members hold a role or belong to a workspace
+    the listings read before them do not have (created or deleted while the sync read, or not
+    listed at all), or a workspace lists someone who is no org member. The message names them
+    and, for each, what to change in LangSmith (nothing, for what changed while the sync read)."""
 
-    fix = "correct in LangSmith what the message names (it says how), then sync again"
+    fix = ("do what the message says for each thing it names (nothing, for what changed while the "
+           "sync read), then sync again")
 
 
 class ProxyRefusalError(PermissionDeniedError):

@@ -50,6 +50,7 @@ from langsmith_access.langsmith import (
     NotFoundError,
     OrgMember,
     PendingInvite,
+    PermissionDeniedError,
     Role,
     RouteNotAvailableError,
     Workspace,
@@ -338,9 +339,13 @@ def _read_each_workspace(
 ) -> MemberRead:
     org_members = client.stream_org_members(tables.org_members_sink())
     pending_invites = client.stream_pending_invites(tables.pending_invites_sink())
-    workspaces = client.stream_members_of_workspaces(
-        shared_workspace_ids, tables.workspace_members_sink
-    )
+    try:
+        workspaces = client.stream_members_of_workspaces(
+            shared_workspace_ids, tables.workspace_members_sink
+        )
+    except (NotFoundError, PermissionDeniedError) as error:
+        refuse_workspaces_deleted_meanwhile(client, shared_workspace_ids, error)
+        raise
     joined = add_members_who_joined_meanwhile(client, tables)
     return MemberRead(
         route=PER_WORKSPACE_ROUTE,
@@ -353,6 +358,24 @@ def _read_each_workspace(
         anonymity_restricted=anonymity_restricted,
         members_joined_meanwhile=joined,
     )
+
+
+def refuse_workspaces_deleted_meanwhile(client: LangSmithClient, shared_workspace_ids: list[str],
+                                        error: LangSmithError) -> None:
+    """A workspace's member listing answered 403 or 404: LangSmith answers a deleted workspace
+    so, as it does a key without the permission. Read the workspace listing again and, when
+    workspaces listed as shared before the members are deleted now (or gone), raise
+    ``ListingsDisagreeError`` naming them: nothing to fix but syncing again, where the key's
+    permission is otherwise the fix. Returns when none is; the caller raises ``error``."""
+    still_shared = {w.id for w in get_workspaces(client) if not w.is_deleted and not w.is_personal}
+    gone = [workspace_id for workspace_id in shared_workspace_ids if workspace_id not in still_shared]
+    if gone:
+        raise ListingsDisagreeError(
+            f"LangSmith's listings disagree: {len(gone)} workspace(s) were deleted while the sync "
+            f"read the members: {', '.join(gone[:_NAMED])}{_more(gone)} (nothing is wrong in "
+            f"LangSmith: the next sync no longer reads them; the listing answered: {error}). "
+            "Then sync again"
+        ) from error
 
 
 def add_members_who_joined_meanwhile(client: LangSmithClient, tables: RawMemberTables) -> int:

@@ -220,3 +220,23 @@ def test_a_workspace_member_who_is_no_org_member_is_refused_by_name(tmp_path):
     assert (f"user {outsider.ls_user_id} in workspace {workspace.id} ({workspace.display_name!r}, "
             f"workspace identity {outsider.id})") in message
     assert "Remove them from those workspaces in LangSmith" in message
+
+
+def test_a_workspace_deleted_while_the_members_are_read_is_named_as_such(tmp_path):
+    """Per-workspace route: a workspace deleted after the workspace listing was read answers its
+    member listing with 404 (or 403), as a key without the permission would be answered. Read
+    again, the workspace listing tells which: the refusal names the deleted workspace and asks
+    for nothing but another sync, not for the key's permissions."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    deleted = org.shared_workspaces()[-1]
+
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listed(conn, org)
+        before_first_request(sandbox, WORKSPACE_ACTIVE, lambda: org.delete_workspace(deleted.id))
+        with pytest.raises(ListingsDisagreeError) as refused:
+            load(sandbox, org, conn, PER_WORKSPACE_ROUTE)
+        assert conn.execute("SELECT count(*) FROM raw.workspace_memberships").fetchone() == (0,)
+    message = str(refused.value)
+    assert f"1 workspace(s) were deleted while the sync read the members: {deleted.id} (nothing is wrong" in message
+    assert "nothing, for what changed while the sync read" in refused.value.fix
