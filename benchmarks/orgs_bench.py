@@ -106,8 +106,10 @@ def run_round(mode: str, env: dict[str, str], sandboxes: dict) -> dict:
     for batch in batches:  # the commands of a batch run at once; batches one after the other
         processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                      for command in batch]
-        for process in processes:
-            out, err = process.communicate()
+        # Every process of the batch ends before a failure is raised: one left running would go on
+        # syncing after this script exits, in a directory it removes.
+        outputs = [process.communicate() for process in processes]
+        for process, (out, err) in zip(processes, outputs, strict=True):
             if process.returncode != 0:
                 raise SystemExit(f"{' '.join(process.args)} failed ({process.returncode}):\n{out}\n{err}")
     wall = time.perf_counter() - started
