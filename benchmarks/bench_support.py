@@ -62,6 +62,15 @@ def cli_env(sandbox: SandboxServer, database: Path, **extra: str) -> dict[str, s
     return env
 
 
+def use_sandbox_environment(sandbox: SandboxServer, database: Path) -> None:
+    """``cli_env`` for this process, for the benchmarks that run a job in it: an orgs file, a
+    policy or a webhook set in the user's shell would otherwise be used instead of the sandbox's
+    (an orgs file's org is synced with its real key)."""
+    for name in [k for k in os.environ if k.startswith(("LANGSMITH", "DAGSTER_HOME"))]:
+        del os.environ[name]
+    os.environ.update(sandbox.environment(database))
+
+
 def lower_bound_calls(sandbox: SandboxServer, route: str) -> int:
     """The fewest requests that can read the whole org: roles, workspaces and the org info (its
     settings and plan flags: one call each), then every member, invite and membership in

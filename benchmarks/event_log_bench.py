@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import machine_line, start_sandbox
+from bench_support import machine_line, start_sandbox, use_sandbox_environment
 
 
 def main() -> int:
@@ -30,13 +30,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--top", type=int, default=0, help="print the profile's top N functions")
     args = parser.parse_args()
-    os.environ.pop("DAGSTER_HOME", None)
     print(f"Machine: {machine_line()}", flush=True)
     sandbox = start_sandbox(members=30, workspaces=4, pending_invites=2, latency_ms=0.0,
                             rate_limit_per_minute=None)
+    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-event-log-"))
     try:
-        workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-event-log-"))
-        os.environ.update(sandbox.environment(workdir / "access.duckdb"))
+        use_sandbox_environment(sandbox, workdir / "access.duckdb")
         from langsmith_access import runner
         from langsmith_access.names import SYNC_JOB
 
@@ -45,6 +44,7 @@ def main() -> int:
         assert outcome.success, outcome.failure
     finally:
         sandbox.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     events = [record.event_log_entry
               for record in instance.get_records_for_run(outcome.run_id, limit=100_000).records]
     print(f"{len(events)} events stored by one sync")

@@ -21,6 +21,7 @@ import cProfile
 import io
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import start_sandbox
+from bench_support import start_sandbox, use_sandbox_environment
 
 
 def main() -> int:
@@ -45,13 +46,12 @@ def main() -> int:
                         "alternating, instead of the profile")
     parser.add_argument("--out", type=Path, help="write the two profiles here (.main/.dbt suffixes)")
     args = parser.parse_args()
-    os.environ.pop("DAGSTER_HOME", None)
 
     sandbox = start_sandbox(members=args.members, workspaces=args.workspaces,
                             pending_invites=args.pending_invites, latency_ms=20.0,
                             rate_limit_per_minute=None)
     workdir = Path(tempfile.mkdtemp(prefix="profile-sync-"))
-    os.environ.update(sandbox.environment(workdir / "access.duckdb"))
+    use_sandbox_environment(sandbox, workdir / "access.duckdb")
     started = time.perf_counter()
     from langsmith_access import runner
     from langsmith_access.names import SYNC_JOB
@@ -120,6 +120,7 @@ def main() -> int:
                 profile.dump_stats(f"{args.out}.{'main' if 'Dagster' in label else 'dbt'}")
     finally:
         sandbox.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
