@@ -87,6 +87,9 @@ def main() -> int:
         print(f"Queued {len(queued)} requests over {distinct} workspaces: {kinds}", flush=True)
 
         run = run_cli(["provision", "--json"], env, sandbox)
+        if not run.ok:  # no figures for a failed run: what the CLI said instead
+            print(run.stdout[-3000:], run.stderr[-3000:], sep="\n", file=sys.stderr)
+            raise SystemExit(f"provision failed (exit {run.returncode})")
         outcome = json.loads(run.stdout) if run.stdout.strip() else {}
         statuses = {r["request_id"]: r["status"] for r in outcome.get("requests", [])}
         check = check_outcome(sandbox, changes, queued, statuses, run)
