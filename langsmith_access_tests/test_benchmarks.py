@@ -1,0 +1,53 @@
+"""The scripts of ``benchmarks/`` stay in step with the code: each imports, and every name it takes
+from ``langsmith_access`` (at its top or inside a function, and ``module.name`` through such an
+import) exists. Running them is minutes each (BENCHMARKS.md "Reproduce") and nothing here times
+anything: this only finds a renamed or removed name before someone reproducing a figure does."""
+
+import ast
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(BENCHMARKS.glob("*.py"))
+
+
+def imported_from_package(tree: ast.AST) -> list[tuple[int, str, str]]:
+    """(line, module, name) for every ``from langsmith_access... import name``, anywhere."""
+    return [(node.lineno, node.module, alias.name) for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "langsmith_access"
+            for alias in node.names]
+
+
+def missing_names(script: Path) -> list[str]:
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    missing, modules = [], {}
+    for line, module_name, name in imported_from_package(tree):
+        module = importlib.import_module(module_name)
+        if not hasattr(module, name):
+            try:  # a submodule: from langsmith_access import runner
+                importlib.import_module(f"{module_name}.{name}")
+            except ModuleNotFoundError:
+                missing.append(f"{script.name}:{line} {module_name}.{name}")
+                continue
+        value = getattr(module, name)
+        if isinstance(value, ModuleType):
+            modules[name] = value
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and not hasattr(modules[node.value.id], node.attr)):
+            missing.append(f"{script.name}:{node.lineno} {modules[node.value.id].__name__}.{node.attr}")
+    return missing
+
+
+def test_the_scripts_are_found():
+    assert {"bench_support", "sync_bench", "provision_bench"} <= {p.stem for p in SCRIPTS}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_a_benchmark_imports_and_its_names_exist(script: Path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as each script puts its own directory first
+    importlib.import_module(script.stem)
+    assert missing_names(script) == []
