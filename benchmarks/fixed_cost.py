@@ -60,6 +60,11 @@ def main() -> int:
     args = parser.parse_args()
 
     variants = [v.split("=", 1) for v in args.variant] or [["this", "."]]
+    for spec in variants:
+        # Without the package there, the CLI would run the installed code and the comparison
+        # would compare it with itself.
+        if len(spec) != 2 or not (HERE if spec[1] == "." else Path(spec[1]) / "langsmith_access").is_dir():
+            parser.error(f"--variant {'='.join(spec)!r}: write NAME=DIR, DIR holding a langsmith_access package")
     sandbox = start_sandbox(
         members=args.members, workspaces=args.workspaces, pending_invites=args.pending_invites,
         latency_ms=args.latency_ms, rate_limit_per_minute=None,
@@ -72,8 +77,8 @@ def main() -> int:
         for name, directory in variants:
             database = workdir / name / "access.duckdb"
             env = cli_env(sandbox, database)
-            if directory != ".":
-                env["PYTHONPATH"] = str(Path(directory).resolve())
+            # First on the path, "." too: the virtualenv's install may be another checkout's.
+            env["PYTHONPATH"] = str(HERE if directory == "." else Path(directory).resolve())
             envs[name] = (env, database)
             cold = run_cli(["sync", *(["--all-sections"] if args.all_sections else [])], env, sandbox,
                            cwd=workdir)
