@@ -97,12 +97,12 @@ class CliRun:
     args: list[str]
     returncode: int
     wall_seconds: float
-    cpu_seconds: float  # user + system, the CLI and every process it waited for (dbt)
+    cpu_seconds: float  # user + system, the CLI (dbt runs in it) and every process it waited for
     peak_tree_rss_mb: float  # largest sum of RSS over the CLI and its descendants, sampled
     max_process_rss_mb: float  # largest single process (getrusage ru_maxrss)
     # The kernel's high-water mark of each process (VmHWM): exact, not sampled.
-    peak_cli_rss_mb: float  # the CLI process (Dagster, the extraction, the publish)
-    peak_child_rss_mb: float  # the largest of its descendants (dbt)
+    peak_cli_rss_mb: float  # the CLI process (Dagster, the extraction, dbt, the publish)
+    peak_child_rss_mb: float  # the largest of its descendants (not dbt: multiprocessing's resource tracker)
     api_calls: int  # requests the sandbox received during the run
     load_before: float
     load_after: float
