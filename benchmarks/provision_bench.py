@@ -177,6 +177,9 @@ def plan_requests(database: AccessDatabase, count: int, workspaces_hit: int) -> 
     role_changes = round(count * 0.3)
     no_ops = round(count * 0.05)
     revokes = count - adds - role_changes - no_ops
+    if adds > len(users) * len(workspaces) - len(held):  # the draw below would never end
+        raise SystemExit(f"{count} requests need {adds} (member, workspace) pairs without a grant; the org has "
+                         f"{len(users) * len(workspaces) - len(held)}: use a bigger org or fewer --requests")
     while sum(c["kind"] == "add" for c in changes) < adds:
         user, workspace = rng.choice(users), rng.choice(workspaces)
         if (user, workspace) in held or (user, workspace) in used:
