@@ -1,8 +1,9 @@
 """What the benchmarks share: a sandbox in this process, the real CLI in a child process (timed,
 with its CPU time, API calls and peak memory), the API's lower bound, and a naive baseline.
 
-The CLI child gets only the four ``LANGSMITH_*`` variables the docs name, and no ``DAGSTER_HOME``
-(so each run uses an ephemeral Dagster instance, as a plain ``langsmith-access sync`` does).
+The CLI child gets only the four ``LANGSMITH_*`` variables the docs name (and the user's
+``LANGSMITH_ACCESS_CACHE_DIR``), and no ``DAGSTER_HOME`` (so each run uses an ephemeral Dagster
+instance, as a plain ``langsmith-access sync`` does).
 """
 
 from __future__ import annotations
@@ -56,8 +57,15 @@ def start_sandbox(
     return SandboxServer(org, faults=faults, enriched_route=enriched_route).start()
 
 
+def settings_left_out(name: str) -> bool:
+    """The user's LangSmith and Dagster settings, which a benchmark must not use. Not the cache
+    directory: the manifest ``make manifest`` built is there, and a CLI sent elsewhere would
+    build it again inside the first sync it times."""
+    return name.startswith(("LANGSMITH", "DAGSTER_HOME")) and name != "LANGSMITH_ACCESS_CACHE_DIR"
+
+
 def cli_env(sandbox: SandboxServer, database: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH", "DAGSTER_HOME"))}
+    env = {k: v for k, v in os.environ.items() if not settings_left_out(k)}
     env.update(sandbox.environment(database), **extra)
     return env
 
@@ -66,7 +74,7 @@ def use_sandbox_environment(sandbox: SandboxServer, database: Path) -> None:
     """``cli_env`` for this process, for the benchmarks that run a job in it: an orgs file, a
     policy or a webhook set in the user's shell would otherwise be used instead of the sandbox's
     (an orgs file's org is synced with its real key)."""
-    for name in [k for k in os.environ if k.startswith(("LANGSMITH", "DAGSTER_HOME"))]:
+    for name in [k for k in os.environ if settings_left_out(k)]:
         del os.environ[name]
     os.environ.update(sandbox.environment(database))
 

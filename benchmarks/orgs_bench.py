@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import CLI, machine_line, markdown_table, median, start_sandbox
+from bench_support import CLI, machine_line, markdown_table, median, settings_left_out, start_sandbox
 
 SLUGS = ("us", "eu")
 MODES = ("one after the other", "one after the other, one process each", "side by side")
@@ -59,7 +59,7 @@ def main() -> int:
             f"- slug: {slug}\n  organization_id: {s.organization_id}\n  endpoint: {s.url}\n"
             f"  api_key_env: LANGSMITH_API_KEY_{slug.upper()}\n" for slug, s in sandboxes.items()
         ))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH", "DAGSTER_HOME"))}
+        env = {k: v for k, v in os.environ.items() if not settings_left_out(k)}
         env.update({"LANGSMITH_ACCESS_ORGS_FILE": str(orgs_file),
                     **{f"LANGSMITH_API_KEY_{slug.upper()}": s.api_key for slug, s in sandboxes.items()}})
         print(machine_line(), flush=True)
