@@ -86,7 +86,7 @@ def main() -> int:
                 "peak_rss_mb": round(run.peak_tree_rss_mb), "load": round(run.load_before, 1),
             })
             print(f"  {action}: {run.wall_seconds:.2f} s wall, write at {write_at and round(write_at, 2)} s, "
-                  f"refresh at {refresh_at} s, {status}, load {run.load_before:.1f}", flush=True)
+                  f"refresh at {round(refresh_at, 2)} s, {status}, load {run.load_before:.1f}", flush=True)
     finally:
         sandbox.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -96,7 +96,7 @@ def main() -> int:
         ["run", "action", "wall s", "write at s", "refresh at s", "writes", "status",
          "write before refresh", "peak RSS MB", "load"],
         [[i + 1, r["action"], r["wall_seconds"], r["write_at"], r["refresh_at"], r["writes"],
-          r["status"], r["write_before_refresh"], r["peak_rss_mb"], r["load"]]
+          r["status"], "yes" if r["write_before_refresh"] else "NO", r["peak_rss_mb"], r["load"]]
          for i, r in enumerate(rows)],
     ))
     median = statistics.median(r["wall_seconds"] for r in rows)
