@@ -91,6 +91,7 @@ def main() -> int:
                             pending_invites=args.members // 40, latency_ms=args.latency_ms,
                             rate_limit_per_minute=2_000)
     daemon = None
+    daemon_log = workdir / "daemon.log"
     samples: list[dict] = []
     try:
         database = AccessDatabase(workdir / "data" / "access.duckdb")
@@ -109,11 +110,12 @@ def main() -> int:
         daemon_env = {**env, "DAGSTER_HOME": str(home), "LANGSMITH_ACCESS_POLICY": str(policy)}
         if args.interval:
             daemon_env["LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS"] = str(args.interval)
-        daemon = subprocess.Popen(
-            [DAEMON, "run", "-w", str(workdir / "workspace.yaml")], cwd=workdir, env=daemon_env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stopped by its id, nothing else
-        )
+        with open(daemon_log, "wb") as log:
+            daemon = subprocess.Popen(
+                [DAEMON, "run", "-w", str(workdir / "workspace.yaml")], cwd=workdir, env=daemon_env,
+                stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped by its id, nothing else
+            )
         print(f"dagster-daemon started (pid {daemon.pid}); warming up with one request ...", flush=True)
         warm = _measure_queued(database, sandbox, home, people, "grant", policy)
         print(f"  warm-up (not counted): {warm:.2f} s", flush=True)
@@ -141,6 +143,9 @@ def main() -> int:
     finally:
         if daemon is not None:
             _stop(daemon)
+            if sys.exc_info()[0] is not None:  # why no write came (a code server that failed...)
+                print(f"dagster-daemon's output, last lines:\n{daemon_log.read_text(errors='replace')[-5000:]}",
+                      file=sys.stderr)
         sandbox.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
