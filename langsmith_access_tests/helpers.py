@@ -67,6 +67,18 @@ def cli_in_this_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["langsmith-access", *args], code, out.getvalue(), err.getvalue())
 
 
+def listings_read_before_the_members(conn: duckdb.DuckDBPyConnection, org: OrgState, *,
+                                     roles_left_out=(), sync_id: str = "sync-1") -> None:
+    """raw.roles and raw.workspaces as a sync's earlier steps load them, for a test that calls
+    ``extract.load_members`` on its own: the members' step names what those listings lack."""
+    conn.execute("INSERT INTO raw.roles (sync_id, fetched_at, role_id) SELECT ?, now(), unnest(?)",
+                 [sync_id, [r.id for r in org.roles.values() if r.id not in roles_left_out]])
+    for w in org.all_workspaces():
+        conn.execute("INSERT INTO raw.workspaces (sync_id, fetched_at, workspace_id, display_name, "
+                     "is_personal, is_deleted) VALUES (?, now(), ?, ?, ?, ?)",
+                     [sync_id, w.id, w.display_name, w.is_personal, w.is_deleted])
+
+
 def copy_synced_database(source: Path, destination: Path) -> Path:
     """A synced database's two files (the analysts' copy and the working file) at ``destination``:
     the state its next sync or provisioning run starts from, without running the sync again."""

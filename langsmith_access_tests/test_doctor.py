@@ -30,7 +30,7 @@ from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
 from langsmith_access.settings import ORGS_FILE_VARIABLE, ClientSettings, Secret
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.sync.extract import ENRICHED_ROUTE, PER_WORKSPACE_ROUTE, load_members
-from langsmith_access_tests.helpers import cli_in_this_process
+from langsmith_access_tests.helpers import cli_in_this_process, listings_read_before_the_members
 from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -256,6 +256,7 @@ def sync_reads_members_via(proxy: TamperingProxy, sandbox: SandboxServer, tmp_pa
     ))
     with client, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
+        listings_read_before_the_members(conn, sandbox.org, sync_id="doctor-check")
         try:
             read = load_members(client, conn, sync_id="doctor-check",
                                 shared_workspace_ids=[w.id for w in sandbox.org.shared_workspaces()])

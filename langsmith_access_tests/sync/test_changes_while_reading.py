@@ -13,6 +13,7 @@ from langsmith_access.sandbox.org_state import Role
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
+from langsmith_access_tests.helpers import listings_read_before_the_members
 from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
 
 WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
@@ -57,7 +58,7 @@ def test_someone_who_joins_while_the_workspaces_are_read_is_a_member_not_an_orph
 
     with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        listed(conn, org)
+        listings_read_before_the_members(conn, org)
         before_first_request(sandbox, WORKSPACE_ACTIVE, join)
         read = load(sandbox, org, conn, PER_WORKSPACE_ROUTE)
         members = [u for (u,) in conn.execute("SELECT ls_user_id FROM raw.org_members").fetchall()]
@@ -92,7 +93,7 @@ def test_a_workspace_created_while_the_members_are_read_is_named_and_left_to_the
 
     with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        listed(conn, org)
+        listings_read_before_the_members(conn, org)
         before = workspaces_and_roles(conn)
         before_first_request(sandbox, "/platform/orgs/current/members", create)
         with pytest.raises(ListingsDisagreeError) as refused:
@@ -119,7 +120,7 @@ def test_a_workspace_the_listing_lacks_even_read_again_is_named(tmp_path):
     with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
             duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        listed(conn, org)
+        listings_read_before_the_members(conn, org)
         conn.execute("DELETE FROM raw.workspaces WHERE workspace_id = ?", [hidden.id])
         proxy.tamper = without_hidden
         with pytest.raises(ListingsDisagreeError) as refused:
@@ -147,7 +148,7 @@ def test_a_role_created_and_given_while_the_members_are_read_is_named_and_left_t
 
     with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        listed(conn, org)
+        listings_read_before_the_members(conn, org)
         before = workspaces_and_roles(conn)
         before_first_request(sandbox, "/platform/orgs/current/members", create)
         with pytest.raises(ListingsDisagreeError) as refused:
@@ -157,17 +158,6 @@ def test_a_role_created_and_given_while_the_members_are_read_is_named_and_left_t
     assert created and (f"1 role(s) were created and given while the sync read the members: role {created[0]} "
                         f"(Created mid-sync), held 1 time(s), e.g. in workspace {workspace.id}") in message
     assert "deleted while still held" not in message
-
-
-def listed(conn, org, *, roles_left_out=(), workspaces=True) -> None:
-    """raw.roles and raw.workspaces as the sync's earlier steps load them."""
-    conn.execute("INSERT INTO raw.roles (sync_id, fetched_at, role_id) SELECT 'sync-1', now(), unnest(?)",
-                 [[r.id for r in org.roles.values() if r.id not in roles_left_out]])
-    if workspaces:
-        for w in org.all_workspaces():
-            conn.execute("INSERT INTO raw.workspaces (sync_id, fetched_at, workspace_id, display_name, "
-                         "is_personal, is_deleted) VALUES ('sync-1', now(), ?, ?, ?, ?)",
-                         [w.id, w.display_name, w.is_personal, w.is_deleted])
 
 
 def test_a_role_still_held_but_no_longer_listed_is_refused_by_name(tmp_path):
@@ -185,7 +175,7 @@ def test_a_role_still_held_but_no_longer_listed_is_refused_by_name(tmp_path):
     with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
             duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        listed(conn, org, roles_left_out={gone.id})
+        listings_read_before_the_members(conn, org, roles_left_out={gone.id})
         proxy.tamper = without_gone
         with pytest.raises(ListingsDisagreeError) as refused:
             load(sandbox, org, conn, endpoint=proxy.url)
@@ -211,7 +201,7 @@ def test_a_workspace_member_who_is_no_org_member_is_refused_by_name(tmp_path):
     with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
             duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        listed(conn, org)
+        listings_read_before_the_members(conn, org)
         proxy.tamper = without_outsider
         with pytest.raises(ListingsDisagreeError) as refused:
             load(sandbox, org, conn, PER_WORKSPACE_ROUTE, endpoint=proxy.url)
@@ -232,7 +222,7 @@ def test_a_workspace_deleted_while_the_members_are_read_is_named_as_such(tmp_pat
 
     with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        listed(conn, org)
+        listings_read_before_the_members(conn, org)
         before_first_request(sandbox, WORKSPACE_ACTIVE, lambda: org.delete_workspace(deleted.id))
         with pytest.raises(ListingsDisagreeError) as refused:
             load(sandbox, org, conn, PER_WORKSPACE_ROUTE)

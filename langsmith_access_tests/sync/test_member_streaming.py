@@ -25,6 +25,7 @@ from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
 from langsmith_access_tests.helpers import (
     actual_workspace_grants,
     expected_workspace_grants,
+    listings_read_before_the_members,
     point_at,
     query,
     run_sync,
@@ -151,6 +152,7 @@ def test_a_partial_enriched_answer_costs_one_call_and_leaves_nothing_behind(tmp_
         )
         with client, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
             ensure_schema(conn)
+            listings_read_before_the_members(conn, org)
             # Rows of an earlier sync, which the load replaces.
             conn.execute("INSERT INTO raw.workspace_memberships (workspace_id) VALUES ('stale')")
             read = load_members(
