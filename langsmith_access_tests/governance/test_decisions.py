@@ -18,9 +18,10 @@ from langsmith_access.governance.decisions import (
     approver_refusal,
     needs_approval,
 )
+from langsmith_access.governance.durations import CEILING
 from langsmith_access.governance.policy import NAMED_EMAILS, NO_POLICY, ORG_ADMINS, Policy
 from langsmith_access.provisioning.queue import terms_of
-from langsmith_access.store.directory import member_standing
+from langsmith_access.store.directory import MemberStanding, member_standing
 from langsmith_access_tests.synced import new_org
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -93,6 +94,22 @@ def test_unasked_terms_take_the_default_cut_to_the_max_else_the_max_else_none():
     assert terms(with_default, role=EDITOR) == AccessTerms(duration=timedelta(days=30), source="default")
     assert terms(LIMITS) == AccessTerms(duration=timedelta(hours=8), source="max")
     assert terms(Policy(source="p.yaml", max_by_role=((ADMIN, timedelta(hours=8)),)), role=EDITOR) == AccessTerms()
+
+
+def test_an_end_time_of_now_is_refused_and_one_exactly_at_the_max_is_kept():
+    with pytest.raises(AccessTermsRefused, match="is in the past"):
+        terms(until=NOW)
+    assert terms(until=NOW + timedelta(hours=8)).until == NOW + timedelta(hours=8)
+    assert terms(duration="8h").duration == timedelta(hours=8)
+
+
+def test_a_max_beyond_the_ceiling_in_a_policy_built_in_code_is_cut_to_the_ceiling():
+    beyond = Policy(source="p.yaml", max_any_role=timedelta(days=400))
+    with pytest.raises(AccessTermsRefused, match="longer than the ceiling of 365d"):
+        terms(beyond, duration=timedelta(days=366))
+    with pytest.raises(AccessTermsRefused, match="longer than the ceiling of 365d"):
+        terms(beyond, until=NOW + timedelta(days=366))
+    assert terms(beyond) == AccessTerms(duration=CEILING, source="max")
 
 
 def test_the_approval_deadline_follows_wait_at_most():
@@ -190,3 +207,25 @@ def test_a_recorded_duration_of_zero_is_a_duration_not_no_expiry():
     applied = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     assert terms_of({"access_duration_seconds": 0, "access_until": None}).expires_at(applied) == applied
     assert terms_of({"access_duration_seconds": None, "access_until": None}).expires_at(applied) is None
+
+
+def standing(email="ada@example.com", user_ids=("u-ada",), **facts) -> MemberStanding:
+    """An enabled Organization Admin (by default), without the database: for the rules alone."""
+    known = {"identity_ids": (), "disabled": False, "pending_invite": False, "org_admin": True,
+             "workspace_admin": False}
+    return MemberStanding(email, tuple(user_ids), **{**known, **facts})
+
+
+def test_a_request_for_the_approver_named_by_user_id_alone_is_self_approval():
+    # A grant queued with --user <user id> records no email: the approver is still its grantee.
+    for_ada = Grantee(user_id="u-ada", email=None, requested_by="bob@example.com", workspace_name="Prod")
+    refused = approver_refusal(NO_POLICY, standing(), for_ada, approving=True)
+    assert refused is not None and refused.startswith("self-approval:") and "the request is for" in refused
+    for_bob = Grantee(user_id="u-bob", email=None, requested_by="bob@example.com", workspace_name="Prod")
+    assert approver_refusal(NO_POLICY, standing(), for_bob, approving=True) is None
+
+
+def test_an_email_two_members_share_never_approves():
+    request = Grantee(user_id="u-bob", email="bob@example.com", requested_by="bob@example.com", workspace_name="Prod")
+    refused = approver_refusal(NO_POLICY, standing(user_ids=("u-1", "u-2")), request, approving=True)
+    assert refused == "2 org members have the email ada@example.com: an approver must be one person."
