@@ -15,11 +15,14 @@ from langsmith_access.governance.policy import (
     NO_POLICY,
     ORG_ADMINS,
     WORKSPACE_ADMINS,
+    Named,
     PolicyError,
+    PolicyFile,
     governing_policy,
     load_policy,
 )
 from langsmith_access.store import directory
+from langsmith_access.store.directory import RoleEntry, WorkspaceEntry
 
 EXAMPLE = """\
 approval:
@@ -117,6 +120,9 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     ("approval:\n  approvers: [sec@example.com, not-an-email]\n", 2, "approval.approvers: 'not-an-email' is not an email"),
     ("approval:\n  approvers: []\n", 2, "approval.approvers is an empty list: nobody could approve"),
     ("approval:\n  required: [Admin, [Editor]]\n", 2, "approval.required must list roles"),
+    ("approval:\n  required: [Admin, yes]\n", 2, "approval.required must list roles (or \"*\") as text, got 'yes'"),
+    ("approval:\n  approvers: [sec@example.com, 'ops @example.com']\n", 2,
+     "approval.approvers: 'ops @example.com' is not an email"),
     ("approval: [Admin]\n", 1, "approval must be a mapping of required, workspaces"),
     ("- approval\n", 1, "the policy must be a mapping of approval, duration"),
     ("approval:\n  required: [Admin]\napproval:\n  required: [Editor]\n", 3, "approval is given twice (first on line 1)"),
@@ -132,6 +138,12 @@ def test_each_bad_value_is_refused_with_its_line_and_reason(tmp_path, text, line
     error = refusal(path)
     assert [problem for problem in error.problems if reason in problem[1]] == [(line, error.problems[0][1])], error.problems
     assert str(path) in str(error) and f"line {line}: " in str(error)
+
+
+def test_self_approval_true_is_read_as_allowed(tmp_path):
+    for text in ("true", "yes", "True", "on"):
+        assert load_policy(write(tmp_path, f"approval:\n  self_approval: {text}\n")).self_approval is True, text
+    assert load_policy(write(tmp_path, "approval:\n  self_approval: no\n")).self_approval is False
 
 
 def test_every_problem_of_a_file_is_listed(tmp_path):
@@ -234,3 +246,32 @@ def test_a_policy_cannot_be_checked_before_the_first_sync(tmp_path):
     path = write(tmp_path, EXAMPLE)
     with duckdb.connect(str(tmp_path / "empty.duckdb")) as conn, pytest.raises(PolicyError, match="run `langsmith-access sync` first"):
         governing_policy(path, conn)
+
+
+def resolved(tmp_path, roles, workspaces, *, required=(), workspace_names=None):
+    """``PolicyFile.resolve`` against the given tables (line 2 for every name)."""
+    written = PolicyFile(tmp_path / "policy.yaml", required=tuple(Named(n, 2) for n in required),
+                         workspaces=None if workspace_names is None else tuple(Named(n, 2) for n in workspace_names))
+    return written.resolve(roles, workspaces)
+
+
+def test_two_workspace_roles_of_one_name_are_ambiguous_and_custom_names_no_role(tmp_path):
+    roles = [RoleEntry("r-1", "CUSTOM", "Reviewer", "workspace"), RoleEntry("r-2", "CUSTOM", "Reviewer", "workspace"),
+             RoleEntry("r-3", "CUSTOM", "Auditor", "workspace"), RoleEntry("r-4", "WORKSPACE_ADMIN", "Admin", "workspace")]
+    with pytest.raises(PolicyError) as error:
+        resolved(tmp_path, roles, [], required=["Reviewer"])
+    [(line, reason)] = error.value.problems
+    assert line == 2 and reason.startswith("approval.required: ambiguous role 'Reviewer': 2 workspace roles match")
+    assert resolved(tmp_path, roles, [], required=["auditor"]).approval_role_ids == {"r-3"}
+    # Every custom role's name is CUSTOM: "custom" names none of them (only its display name does).
+    with pytest.raises(PolicyError, match="unknown role 'custom'"):
+        resolved(tmp_path, roles[2:], [], required=["custom"])
+
+
+def test_a_workspace_name_matches_exactly_before_it_matches_in_any_case(tmp_path):
+    workspaces = [WorkspaceEntry("w-1", "Prod"), WorkspaceEntry("w-2", "prod"), WorkspaceEntry("w-3", "Staging")]
+    assert resolved(tmp_path, [], workspaces, workspace_names=["Prod"]).approval_workspace_ids == {"w-1"}
+    assert resolved(tmp_path, [], workspaces, workspace_names=["prod"]).approval_workspace_ids == {"w-2"}
+    assert resolved(tmp_path, [], workspaces, workspace_names=["STAGING"]).approval_workspace_ids == {"w-3"}
+    with pytest.raises(PolicyError, match="ambiguous workspace 'PROD': 2 workspaces"):
+        resolved(tmp_path, [], workspaces, workspace_names=["PROD"])
