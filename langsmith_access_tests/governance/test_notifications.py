@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from langsmith_access.governance import notifications
 from langsmith_access.governance.notifications import (
+    CLAIM_WINDOW,
     DETAIL_MAX_CHARS,
     EVENTS,
     NOT_TRIED,
@@ -317,3 +319,38 @@ def test_error_text_loses_its_secrets_before_it_becomes_a_payload():
     assert clean == ("GET https://<credentials>@ls.example.com/api/v1/orgs/current/roles?<query> failed with "
                      "key <secret> (posting to <secret>); another key <key> was seen")
     assert len(without_secrets("x" * 5000)) == DETAIL_MAX_CHARS
+
+
+def test_rows_another_delivery_claimed_are_left_to_it_until_the_claim_window_passes(database):
+    # The sensor and a command deliver at once: rows one claimed are not sent again by the other,
+    # unless the claimer never records them (it died): then after the claim window, at least once.
+    [row] = [add(database)]
+    claimed = notifications._claim_due(database, T0, 100, 5.0)
+    assert [row_id for row_id, _, _ in claimed] == [row]
+    with WebhookReceiver() as receiver:
+        meanwhile = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW - timedelta(seconds=1))
+        assert (meanwhile.attempted, meanwhile.problem, receiver.bodies()) == (0, None, [])
+        after = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW)
+    assert after.delivered == [row] and len(receiver.bodies()) == 1
+
+
+def test_a_file_that_cannot_be_read_now_is_delivered_from_under_the_lease(database):
+    # A provisioning run writing the working file: the read-only look fails, the lease decides.
+    row = add(database)
+    with database.connect() as writing, WebhookReceiver() as receiver:
+        writing.execute("SELECT 1")
+        report = deliver_due(database, webhook(receiver), now=T0)
+    assert report.delivered == [row], report
+
+
+def test_an_unexpected_error_is_reported_without_the_webhook_url(database, monkeypatch):
+    add(database)
+    hook = Webhook(url=Secret(f"https://hooks.example.com/T0/B0/{SECRET}"))
+
+    def failing(webhook, due, budget_seconds):
+        raise RuntimeError(f"cannot post to {webhook.url.reveal()}")
+
+    monkeypatch.setattr(notifications, "_post_while_worthwhile", failing)
+    report = deliver_due(database, hook, now=T0)
+    assert report.problem == "notifications not delivered this time: RuntimeError: cannot post to <webhook URL>"
+    assert SECRET not in repr(report)
