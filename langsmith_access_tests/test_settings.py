@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from datetime import timedelta
 from pathlib import Path
 
@@ -64,6 +65,20 @@ def test_bad_values_name_the_variable(variable, value, message):
     assert message in str(error.value)
 
 
+def test_a_shrink_share_of_exactly_0_or_1_is_allowed():
+    assert Settings.from_env({"LANGSMITH_ACCESS_MAX_SHRINK_SHARE": "0"}).max_shrink_share == 0.0
+    assert Settings.from_env({"LANGSMITH_ACCESS_MAX_SHRINK_SHARE": "1"}).max_shrink_share == 1.0
+    for bad in ("-0.1", "1.01", "nan", "a lot"):
+        with pytest.raises(SettingsError, match="between 0 and 1"):
+            Settings.from_env({"LANGSMITH_ACCESS_MAX_SHRINK_SHARE": bad})
+
+
+def test_a_secret_cannot_be_pickled():
+    # Pickled settings could end up in Dagster's run storage, the key in them.
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(Settings(api_key=Secret("lsv2_sk_" + "0" * 32)))
+
+
 def test_governance_settings():
     settings = Settings.from_env({
         "LANGSMITH_ACCESS_POLICY": "policy.yaml", "LANGSMITH_ACCESS_WEBHOOK_URL": " https://hooks.example.com/T0/B0/s3cret ",
@@ -85,6 +100,8 @@ def test_governance_settings():
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com:44e/s3cret", "must be an http(s) URL"),
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com:99999/s3cret", "must be an http(s) URL"),
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com/s3cret token", "must be an http(s) URL"),
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com:0/s3cret", "must be an http(s) URL"),
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com/s3cret\x07", "must be an http(s) URL"),
     ("LANGSMITH_ACCESS_WEBHOOK_FORMAT", "teams", "must be one of json, slack"),
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", "0s", "is zero"),
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", "1 day", "is not a duration"),
@@ -166,6 +183,8 @@ PASTED_KEY = "lsv2_sk_" + "5ec2e7" * 6
     ("LANGSMITH_ENDPOINT", PASTED_KEY, "must be an http(s) URL"),
     ("LANGSMITH_ENDPOINT", f"https://api.smith.langchain.com/?key={PASTED_KEY}", "without a query"),
     ("LANGSMITH_ENDPOINT", "https://alice:5ec2e7pw@langsmith.example.com/api/v1", "must not carry a user name"),
+    ("LANGSMITH_ENDPOINT", "https://5ec2e7token@langsmith.example.com/api/v1", "must not carry a user name"),
+    ("LANGSMITH_ENDPOINT", "https://langsmith.example.com/api/v1#5ec2e7", "without a query or fragment"),
     ("LANGSMITH_ACCESS_MAX_RETRIES", PASTED_KEY, "must be a whole number"),
 ])
 def test_a_value_that_holds_a_secret_is_refused_without_showing_it(variable, value, message):
