@@ -354,3 +354,23 @@ def test_an_unexpected_error_is_reported_without_the_webhook_url(database, monke
     report = deliver_due(database, hook, now=T0)
     assert report.problem == "notifications not delivered this time: RuntimeError: cannot post to <webhook URL>"
     assert SECRET not in repr(report)
+
+
+def test_a_payload_refused_is_retried_alone_and_the_rest_are_still_posted(database):
+    # An error answer is about one payload, not the receiver being away: the next rows are sent.
+    ids = [add(database, "request.failed", request_id=f"r-{i}") for i in range(3)]
+    with WebhookReceiver() as receiver:
+        receiver.status = 503
+        report = deliver_due(database, webhook(receiver), now=T0)
+    assert [report.failed[i] for i in ids] == ["the receiver answered HTTP 503"] * 3
+    assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, T0 + retry_delay(1))] * 3
+
+
+def test_the_webhook_format_setting_is_the_format_posted():
+    url = Secret("https://hooks.example.com/T0/B0/x")
+    slack = Webhook.from_settings(Settings(webhook_url=url, webhook_format="slack"))
+    assert slack is not None and slack.format == "slack"
+    assert list(json.loads(slack.body(notification("sync.failed", at=T0, org="acme")))) == ["text"]
+    plain = Webhook.from_settings(Settings(webhook_url=url))
+    assert plain is not None and plain.format == "json"
+    assert Webhook.from_settings(Settings()) is None
