@@ -24,12 +24,15 @@ import pytest
 
 from langsmith_access import runner
 from langsmith_access.api import deliver_notifications, provision, request_grant, request_revoke
+from langsmith_access.governance.drift import UnexplainedChange, notify_unexplained_changes
+from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.settings import Settings
+from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.governance.support import cli, request_row
 from langsmith_access_tests.helpers import query
@@ -322,3 +325,23 @@ def test_changes_made_by_hand_that_requests_find_made_are_recorded_and_are_drift
     assert unexplained(database) == expected
     deliver_notifications()
     assert len(bodies(receiver, "change.unexplained")) == 3
+
+
+def test_one_change_in_each_of_two_workspaces_is_two_notifications(tmp_path):
+    # The same person given Admin by hand in two workspaces, seen by one sync: each is its own
+    # change (and the organization role's, without a workspace, a third); a rerun adds none.
+    seen = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    changes = [UnexplainedChange(change="added", user_id="u-1", email="ada@example.com", workspace_id=workspace,
+                                 workspace_name=workspace, role_id="r-admin", role_name="Admin", previous_role_id=None,
+                                 previous_role_name=None, seen_at=seen, sync_id="s-1")
+               for workspace in ("w-1", "w-2", None)]
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    notifier = Notifier("acme", enabled=True)
+    with database.writer_lease("test"):
+        database.ensure_working()
+        with database.connect() as conn:
+            assert len(notify_unexplained_changes(conn, notifier, changes)) == 3
+            assert notify_unexplained_changes(conn, notifier, changes) == []
+            payloads = [json.loads(p) for (p,) in conn.execute(
+                "SELECT payload FROM main.notifications ORDER BY notification_seq").fetchall()]
+    assert [p["workspace"] for p in payloads] == ["w-1", "w-2", None]
