@@ -128,3 +128,59 @@ def test_load_raw_stores_every_value_whether_the_sync_tag_is_shared_or_not(tmp_p
          ENRICHED_ROUTE)
         for row in rows
     ]
+
+
+def test_a_previous_sync_with_nothing_to_lose_never_blocks_nor_divides_by_zero():
+    # An org whose last sync had no workspace grants (no shared workspace yet): nothing can shrink.
+    previous = {"sync_id": "s1", "users": 3, "workspace_grants": 0}
+    result = check_shrink(previous, 3, 0)
+    assert result.passed and result.metadata["previous_workspace_grants"] == 0
+
+
+def test_the_allowed_shrink_share_may_be_anything_from_none_to_all():
+    previous = {"sync_id": "s1", "users": 100, "workspace_grants": 1000}
+    assert check_shrink(previous, 0, 0, max_shrink_share=1).passed  # 1: any shrink allowed
+    assert not check_shrink(previous, 99, 1000, max_shrink_share=0).passed  # 0: none allowed
+    assert check_shrink(previous, 100, 1000, max_shrink_share=0).passed
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        check_shrink(previous, 100, 1000, max_shrink_share=-0.1)
+
+
+def test_a_listing_longer_than_the_total_the_server_reported_is_incomplete_too():
+    # More rows than reported: rows were read twice, or the listing moved; either way not trusted.
+    longer = check_completeness([ListingReport("org_members", 1201, 1200, 3, 1)], 1, 1)
+    assert not longer.passed and "read 1201 rows, server reported 1200" in longer.description
+
+
+def test_withheld_values_are_put_back_but_values_the_answer_gives_are_never_replaced():
+    from langsmith_access.sync.extract import keep_withheld_values
+
+    rows = [
+        {"ls_user_id": "u1", "email": None, "full_name": None, "display_name": "Ada L."},
+        {"ls_user_id": "u2", "email": "new@example.com", "full_name": None, "display_name": None},
+        {"ls_user_id": "u3", "email": None, "full_name": None, "display_name": None},  # first seen
+    ]
+    known = {
+        "u1": {"email": "ada@example.com", "full_name": "Ada Lovelace", "display_name": "Ada"},
+        "u2": {"email": "old@example.com", "full_name": None, "display_name": "Bob"},
+    }
+    assert keep_withheld_values(rows, known) == 3
+    assert rows == [
+        {"ls_user_id": "u1", "email": "ada@example.com", "full_name": "Ada Lovelace", "display_name": "Ada L."},
+        {"ls_user_id": "u2", "email": "new@example.com", "full_name": None, "display_name": "Bob"},
+        {"ls_user_id": "u3", "email": None, "full_name": None, "display_name": None},
+    ]
+
+
+@pytest.mark.parametrize("said", ["false", "False", " FALSE "])
+def test_an_enriched_page_that_says_it_lists_only_some_workspaces_is_refused_however_spelled(said):
+    from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER
+    from langsmith_access.sync.extract import NotEveryWorkspaceListed, require_every_workspace_listed
+
+    class NoOrgInfo:  # the header decides: the org info must not be asked
+        def organization_info(self):
+            raise AssertionError("the org info was read although the header said")
+
+    with pytest.raises(NotEveryWorkspaceListed):
+        require_every_workspace_listed({LISTS_ALL_WORKSPACES_HEADER: said}, NoOrgInfo())  # type: ignore[arg-type]
+    require_every_workspace_listed({LISTS_ALL_WORKSPACES_HEADER: " True"}, NoOrgInfo())  # type: ignore[arg-type]
