@@ -180,3 +180,90 @@ def test_leftovers_are_found_by_the_exact_name_whatever_characters_it_holds(tmp_
         database.discard_scratch(database.begin_scratch())
     assert [path.name for path in ours if path.exists()] == []
     assert [path.name for path in theirs if path.exists()] == [path.name for path in theirs]
+
+
+def test_the_lease_is_reentrant_in_its_thread_and_keeps_other_threads_out_until_released(tmp_path):
+    import threading
+
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    outcome: list[str] = []
+
+    def other_thread(timeout: float) -> None:
+        try:
+            with database.writer_lease("another thread", timeout_seconds=timeout):
+                outcome.append("took it")
+        except DatabaseBusyError:
+            outcome.append("busy")
+
+    with database.writer_lease("a sync", timeout_seconds=0.5):
+        with database.writer_lease("the sync's publish", timeout_seconds=0.5):
+            pass
+        thread = threading.Thread(target=other_thread, args=(0.2,))
+        thread.start()
+        thread.join()
+        assert outcome == ["busy"]  # still held: the inner lease's end did not release it
+    thread = threading.Thread(target=other_thread, args=(2.0,))
+    thread.start()
+    thread.join()
+    assert outcome == ["busy", "took it"]
+
+
+def test_a_writer_that_gave_up_waiting_can_take_the_lease_once_it_is_free(tmp_path):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    database.path.parent.mkdir(parents=True, exist_ok=True)
+    held = os.open(database.lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # another process's lease
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(DatabaseBusyError), database.writer_lease("a sync", timeout_seconds=0.2):
+            pass
+    finally:
+        os.close(held)
+    with database.writer_lease("the next sync", timeout_seconds=2):
+        assert database.is_busy()
+    assert not database.is_busy()
+    # Released, the lease is this thread's no more: taking it again takes the lock again.
+    with database.writer_lease("the sync after", timeout_seconds=2):
+        assert database.is_busy()
+
+
+def test_a_removed_working_file_starts_again_from_the_analysts_copy(tmp_path):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute("CREATE TABLE main.kept AS SELECT 42 AS x")
+        database.publish()
+    database.working_path.unlink()
+    with database.writer_lease("the next run"):
+        database.ensure_working()
+        with database.connect() as conn:
+            assert conn.execute("SELECT x FROM main.kept").fetchall() == [(42,)]
+
+
+def test_an_analysts_copy_that_is_no_database_leaves_no_working_file_behind(tmp_path):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    database.path.write_bytes(b"not a database" * 300)
+    with database.writer_lease("a sync"), pytest.raises(DatabaseUnusableError):
+        database.ensure_working()
+    assert not database.working_path.exists()
+    assert database.path.read_bytes() == b"not a database" * 300
+
+
+def test_a_scratch_copy_holds_what_the_working_files_log_still_held(tmp_path):
+    # A writer that died (kill -9) left its committed writes in `<working file>.wal`: the scratch
+    # copy must hold them, or the sync would publish without them.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    subprocess.run(
+        [sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+         "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)", str(database.working_path)],
+        check=True)
+    assert database.working_path.with_name(database.working_path.name + ".wal").stat().st_size > 0
+    with database.writer_lease("a sync"):
+        scratch = database.begin_scratch()
+        try:
+            with duckdb.connect(str(scratch), read_only=True) as conn:
+                assert conn.execute("SELECT x FROM main.in_the_log").fetchall() == [(7,)]
+        finally:
+            database.discard_scratch(scratch)
