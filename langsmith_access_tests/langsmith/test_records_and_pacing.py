@@ -198,3 +198,48 @@ def test_defaults():
     assert settings.endpoint == "https://api.smith.langchain.com"
     assert str(settings.duckdb_path) == "data/langsmith_access.duckdb"
     assert settings.requests_per_minute < 2000
+
+
+def test_the_backoff_doubles_from_half_a_second_and_stops_growing_at_thirty():
+    from types import SimpleNamespace
+
+    from langsmith_access.langsmith.client import LangSmithClient
+
+    class Highest:  # the jitter at its top: the whole ceiling
+        def uniform(self, low, high):
+            return high
+
+    waits = [LangSmithClient._backoff(SimpleNamespace(_rng=Highest()), attempt)  # type: ignore[arg-type]
+             for attempt in (1, 2, 3, 7, 8, 20)]
+    assert waits == [0.5, 1.0, 2.0, 30.0, 30.0, 30.0]
+
+
+@pytest.mark.parametrize(("headers", "wait"), [
+    ({"Retry-After-Ms": "1500", "Retry-After": "9"}, 1.5),  # milliseconds first
+    ({"Retry-After-Ms": "0"}, 0.0),
+    ({"Retry-After-Ms": "99999999"}, 120.0),  # capped as Retry-After is
+    ({"Retry-After-Ms": "-5", "Retry-After": "9"}, 9.0),
+    ({"Retry-After-Ms": "nan", "Retry-After": "9"}, 9.0),
+    ({}, None),
+])
+def test_the_servers_retry_hint_prefers_milliseconds_and_is_capped(headers, wait):
+    from types import SimpleNamespace
+
+    from langsmith_access.langsmith.client import _server_retry_hint
+
+    assert _server_retry_hint(SimpleNamespace(headers=headers)) == wait  # type: ignore[arg-type]
+
+
+def test_a_429_without_a_hint_waits_out_the_rest_of_the_window_the_request_fell_in():
+    from types import SimpleNamespace
+
+    from langsmith_access.langsmith.client import LangSmithClient
+
+    client = SimpleNamespace(settings=SimpleNamespace(rate_limit_window_seconds=60.0), _clock=lambda: 100.0)
+    throttled = SimpleNamespace(status_code=429, headers={})
+    # Sent at 90 s, answered at 100 s: the window began before 90 s and is over by 150 s.
+    assert LangSmithClient._retry_wait(client, throttled, 90.0) == 50.0  # type: ignore[arg-type]
+    assert LangSmithClient._retry_wait(client, throttled, 10.0) == 0.0  # type: ignore[arg-type]
+    assert LangSmithClient._retry_wait(client, SimpleNamespace(status_code=503, headers={}), 90.0) is None  # type: ignore[arg-type]
+    assert LangSmithClient._retry_wait(client, SimpleNamespace(status_code=404, headers={"Retry-After": "5"}),  # type: ignore[arg-type]
+                                       90.0) is None

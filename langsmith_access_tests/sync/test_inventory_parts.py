@@ -130,3 +130,24 @@ def test_dbt_gets_the_unused_days_only_when_they_differ_from_its_default():
     # dbt parses the project again whenever its vars change: the default passes none.
     assert dbt_vars(unused_days=90) == {}
     assert dbt_vars(unused_days=30) == {"unused_days": 30}
+
+
+def test_audit_events_are_appended_once_by_event_id_across_and_within_windows():
+    import duckdb
+
+    from langsmith_access.store.schema import ensure_schema
+    from langsmith_access.sync.inventory import append_new_events
+
+    def event(event_id: str, detail: str) -> dict:
+        return {"sync_id": "s1", "fetched_at": NOW, "event_id": event_id, "at": NOW, "operation": "login",
+                "succeeded": True, "target_ids": [], "detail": detail}
+
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    assert append_new_events(conn, []) == 0
+    assert append_new_events(conn, [event("e1", "first"), event("e2", "first")]) == 2
+    # The next window overlaps the last by an hour (e2 again), and a page may repeat a row (e3).
+    assert append_new_events(conn, [event("e2", "again"), event("e3", "first"), event("e3", "again")]) == 1
+    stored = conn.execute("SELECT event_id, detail FROM raw.audit_events ORDER BY event_id").fetchall()
+    assert [event_id for event_id, _ in stored] == ["e1", "e2", "e3"]
+    assert stored[1] == ("e2", "first")  # the event loaded before stays as it was
