@@ -230,3 +230,14 @@ def test_a_workspace_deleted_while_the_members_are_read_is_named_as_such(tmp_pat
     message = str(refused.value)
     assert f"1 workspace(s) were deleted while the sync read the members: {deleted.id} (nothing is wrong" in message
     assert "nothing, for what changed while the sync read" in refused.value.fix
+
+
+def test_the_enriched_route_asked_for_by_the_run_never_falls_back_to_reading_each_workspace(tmp_path):
+    from langsmith_access.langsmith import NotFoundError
+
+    org = generate_org(seed=8, members=20, workspaces=3)
+    with SandboxServer(org, key_role="org-user") as sandbox, duckdb.connect(str(tmp_path / "s.duckdb")) as conn:
+        ensure_schema(conn)
+        with pytest.raises(NotFoundError, match="X-Members-List-All-Workspaces"):
+            load(sandbox, org, conn, route="enriched_members")
+        assert [e.path for e in sandbox.request_log.snapshot() if "workspaces/current/members" in e.path] == []

@@ -184,3 +184,23 @@ def test_an_enriched_page_that_says_it_lists_only_some_workspaces_is_refused_how
     with pytest.raises(NotEveryWorkspaceListed):
         require_every_workspace_listed({LISTS_ALL_WORKSPACES_HEADER: said}, NoOrgInfo())  # type: ignore[arg-type]
     require_every_workspace_listed({LISTS_ALL_WORKSPACES_HEADER: " True"}, NoOrgInfo())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("permissions", "trusted"), [
+    (("organization:manage", "organization:read"), True),
+    (("organization:read",), False),
+    (None, False),  # the org info does not say: not trusted either
+])
+def test_an_enriched_page_without_the_header_is_trusted_only_for_a_key_with_organization_manage(
+        permissions, trusted):
+    from types import SimpleNamespace
+
+    from langsmith_access.sync.extract import NotEveryWorkspaceListed, require_every_workspace_listed
+
+    client = SimpleNamespace(organization_info=lambda: SimpleNamespace(permissions=permissions))
+    if trusted:
+        require_every_workspace_listed({}, client)  # type: ignore[arg-type]
+        return
+    with pytest.raises(NotEveryWorkspaceListed) as refused:
+        require_every_workspace_listed({}, client)  # type: ignore[arg-type]
+    assert ("does not say whether" in refused.value.why) is (permissions is None)
