@@ -151,3 +151,38 @@ def test_audit_events_are_appended_once_by_event_id_across_and_within_windows():
     stored = conn.execute("SELECT event_id, detail FROM raw.audit_events ORDER BY event_id").fetchall()
     assert [event_id for event_id, _ in stored] == ["e1", "e2", "e3"]
     assert stored[1] == ("e2", "first")  # the event loaded before stays as it was
+
+
+def test_an_audit_log_the_plan_or_the_route_no_longer_gives_forgets_the_events_loaded_before():
+    import duckdb
+
+    from langsmith_access.langsmith import SectionPlan, SectionUnavailableError
+    from langsmith_access.store.schema import ensure_schema
+    from langsmith_access.store.sections import record_audit_window
+    from langsmith_access.sync.inventory import append_new_events, read_audit_log
+
+    class Refusing:  # the install answers that it has no audit log
+        def list_audit_events(self, start, end):
+            raise SectionUnavailableError("no audit log", section="audit_events", reason="route missing: older install")
+
+    conn = duckdb.connect()
+    ensure_schema(conn)
+
+    def load_some() -> None:
+        append_new_events(conn, [{"sync_id": "s0", "fetched_at": NOW, "event_id": "e1", "at": NOW,
+                                  "operation": "login", "succeeded": True, "target_ids": [], "detail": "{}"}])
+        record_audit_window(conn, sync_id="s0", window_start=NOW - timedelta(days=1), window_end=NOW,
+                            events_read=1, events_new=1, pages=1)
+
+    def held() -> tuple:
+        return conn.execute("SELECT (SELECT count(*) FROM raw.audit_events), "
+                            "(SELECT count(*) FROM raw.audit_windows)").fetchall()[0]
+
+    plans = [SectionPlan(read=(), skipped={"audit_events": "plan: no audit log"}), SectionPlan(read=("audit_events",))]
+    for plan in plans:
+        load_some()
+        assert held() == (1, 1)
+        read, load = read_audit_log(Refusing(), conn, plan, sync_id="s1", now=NOW,  # type: ignore[arg-type]
+                                    unused_days=90, fetched_at=NOW)
+        assert load is None and read == SectionRead.skipped("audit_events", read.reason)
+        assert held() == (0, 0)
