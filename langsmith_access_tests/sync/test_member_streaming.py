@@ -21,15 +21,7 @@ from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access.store.raw_rows import RawTableAppender
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.sync.extract import (
-    PER_WORKSPACE_ROUTE,
-    get_workspaces,
-    load_members,
-    load_raw,
-    now_utc,
-    transform_roles,
-    transform_workspaces,
-)
+from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
 from langsmith_access_tests.helpers import (
     actual_workspace_grants,
     expected_workspace_grants,
@@ -163,9 +155,6 @@ def test_a_partial_enriched_answer_costs_one_call_and_leaves_nothing_behind(tmp_
             listings_read_before_the_members(conn, org)
             # Rows of an earlier sync, which the load replaces.
             conn.execute("INSERT INTO raw.workspace_memberships (workspace_id) VALUES ('stale')")
-            # The roles and workspaces, as the sync reads them before the members.
-            load_raw(conn, "roles", transform_roles(client.list_roles(), "sync-1", now_utc()))
-            load_raw(conn, "workspaces", transform_workspaces(get_workspaces(client), "sync-1", now_utc()))
             read = load_members(
                 client, conn, sync_id="sync-1",
                 shared_workspace_ids=[w.id for w in org.shared_workspaces()], batch_rows=700,
