@@ -3,6 +3,8 @@ sandbox serving a generated org. What live validation refuses, and how often a w
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import duckdb
 import pytest
 
@@ -129,3 +131,20 @@ def test_a_write_refused_or_unanswered_every_time_is_re_read_then_tried_at_most_
     kinds = [k for (k,) in conn.execute("SELECT kind FROM main.provisioning_events WHERE request_id = ? "
                                         'ORDER BY "at"', [request["request_id"]]).fetchall()]
     assert kinds.count("write_sent") == kinds.count(recorded) == 3
+
+
+def test_a_grant_past_its_until_whose_earlier_write_did_not_take_is_not_written_again(live):
+    """A run that died sent the write; it did not take, and the grant's --until has passed since:
+    the next run settles it from live state and sends nothing (it would give access already over)."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"), status="in_progress",
+                     access_until=queue.now_utc() - timedelta(minutes=5))
+    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST"},
+                       at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "rejected" and "has passed: nothing applied" in outcome.detail, outcome
+    assert writes(sandbox) == []
+    assert member.ls_user_id not in workspace.memberships
