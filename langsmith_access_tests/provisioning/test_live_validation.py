@@ -148,3 +148,30 @@ def test_a_grant_past_its_until_whose_earlier_write_did_not_take_is_not_written_
     assert outcome.status == "rejected" and "has passed: nothing applied" in outcome.detail, outcome
     assert writes(sandbox) == []
     assert member.ls_user_id not in workspace.memberships
+
+
+@pytest.mark.parametrize("earlier_ends", [True, False])
+def test_a_grant_already_satisfied_extends_only_a_time_bound_grant_and_ends_by_undoing_nothing(live, earlier_ends):
+    """The member holds the role through an earlier grant in force. Asked again for 30 days,
+    it is already satisfied: it extends a time-bound grant to its own end, and never puts an
+    end on a grant that had none; either way its end gives back the role itself (prior role)."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    member_id, membership = next(iter(workspace.memberships.items()))
+    member, role = org.members[member_id], org.role(membership.role_id)
+    now = queue.now_utc()
+    queued(conn, "grant", member, workspace, role, status="applied", prior_role_id=None,
+           updated_at=now - timedelta(hours=1), expires_at=now + timedelta(hours=1) if earlier_ends else None)
+    request = queued(conn, "grant", member, workspace, role, access_duration_seconds=30 * 24 * 3600)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "already_satisfied", outcome
+    [(prior, expires_at)] = conn.execute("SELECT prior_role_id, expires_at FROM main.provisioning_requests "
+                                         "WHERE request_id = ?", [request["request_id"]]).fetchall()
+    assert prior == role.id
+    if earlier_ends:
+        assert now + timedelta(days=30) <= expires_at <= queue.now_utc() + timedelta(days=30)
+    else:
+        assert expires_at is None
+    assert writes(sandbox) == []
