@@ -1,0 +1,70 @@
+"""The refusals of an approval that the other governance tests do not reach: a grant whose
+--until passed while it waited, an approver named by something other than an email, and which
+later revokes have (and have not) the last word over a grant awaiting approval."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from langsmith_access.api import approve, deny, request_grant, request_revoke
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning.queue import ChangeRequest, submit_on
+from langsmith_access_tests.governance.support import WORKSPACE, events, request_row
+
+
+def test_an_approval_after_the_grants_until_has_passed_is_refused_and_a_denial_is_taken(governed):
+    sandbox, org, database, people, receiver = governed
+    three_hours_ago = datetime.now(UTC) - timedelta(hours=3)
+    with database.writer_lease("test: a request that has waited"), database.connect() as conn:
+        waited = submit_on(conn, ChangeRequest("grant", people.outsiders[0].email, WORKSPACE, "Admin",
+                                               until=datetime.now(UTC) - timedelta(hours=1)),
+                           policy_path=Path(os.environ["LANGSMITH_ACCESS_POLICY"]),
+                           notifier=Notifier("default", enabled=True), now=three_hours_ago)
+    assert waited.status == "awaiting_approval", waited
+
+    refused = approve(waited.request_id, by=people.admin.email)
+
+    assert not refused.recorded and refused.status == "awaiting_approval", refused
+    assert "which has passed: deny it, and ask again with a later --until" in refused.message
+    assert request_row(database, waited.request_id)["status"] == "awaiting_approval"
+    assert deny(waited.request_id, by=people.admin.email).recorded
+
+
+def test_an_approver_named_by_anything_but_an_email_is_refused(governed):
+    sandbox, org, database, people, receiver = governed
+    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Admin")
+    assert grant.status == "awaiting_approval", grant
+    admin_id = people.admin.ls_user_id
+
+    refused = approve(grant.request_id, by=admin_id)
+
+    assert not refused.recorded and "--by must be the approver's email" in refused.message, refused
+    assert request_row(database, grant.request_id)["status"] == "awaiting_approval"
+    assert [d["reason"] for kind, d in events(database, grant.request_id) if kind == "decision_refused"] == [
+        refused.message]
+
+
+def test_a_later_revoke_that_was_rejected_or_ends_another_grant_does_not_block_an_approval(governed):
+    # Only someone's revoke asked after the grant is its last word: one rejected changed
+    # nothing, and the revoke that ends an earlier time-bound grant is nobody's word on this one.
+    sandbox, org, database, people, receiver = governed
+    rejected_after, expiry_after = people.outsiders[0], people.outsiders[1]
+    grants = {}
+    for grantee in (rejected_after, expiry_after):
+        grants[grantee.email] = request_grant(grantee.email, WORKSPACE, "Admin")
+        revoke = request_revoke(grantee.email, WORKSPACE, "Admin")
+        assert grants[grantee.email].status == "awaiting_approval" and revoke.accepted
+        with database.writer_lease("test: the revoke's fate"), database.connect() as conn:
+            if grantee is rejected_after:
+                conn.execute("UPDATE main.provisioning_requests SET status = 'rejected' WHERE request_id = ?",
+                             [revoke.request_id])
+            else:  # an expiry revoke, ending an earlier grant (any id will do: only its presence counts)
+                conn.execute("UPDATE main.provisioning_requests SET parent_request_id = ? WHERE request_id = ?",
+                             [grants[grantee.email].request_id, revoke.request_id])
+        database.publish()
+
+    for grantee in (rejected_after, expiry_after):
+        approved = approve(grants[grantee.email].request_id, by=people.admin.email)
+        assert approved.recorded and approved.status == "pending", (grantee.email, approved)
