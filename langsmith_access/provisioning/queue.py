@@ -578,10 +578,6 @@ def record_events(
     )
 
 
-def set_status(conn, request_id: str, status: str, detail: str | None, run_id: str | None) -> None:
-    set_statuses(conn, [(request_id, status, detail)], run_id)
-
-
 def set_statuses(conn, statuses: Sequence[tuple[str, str, str | None]], run_id: str | None) -> None:
     """Set ``(request_id, status, detail)`` in one statement; a request named twice ends with
     its last status."""
