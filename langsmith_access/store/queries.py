@@ -112,10 +112,11 @@ WORKSPACES_NOW_SQL = """
 
 
 # Each user's standing at $at: whether their account was disabled then (user_history), as the
-# latest interval begun by then says. One build snapshots users a moment before grants, so a
-# member a sync saw leave holds their grants until a second or two after their last interval
-# ended: they stand as last seen, not "not known". Null only before the user's history began; a
-# database built before user_history existed knows nothing of it (USER_STANDING_UNKNOWN_SQL).
+# latest interval begun by then says: a member whose last interval ended stands as last seen, not
+# "not known", should a grant of theirs reach past it (a build ends both at one instant, but a
+# database built before it did dated them a second or two apart). Null only before the user's
+# history began; a database built before user_history existed knows nothing of it
+# (USER_STANDING_UNKNOWN_SQL).
 USER_STANDING_AT_SQL = """
     SELECT user_id, arg_max(is_disabled, valid_from) AS is_disabled
     FROM main.user_history
