@@ -77,6 +77,22 @@ def workspaces_and_roles(conn) -> list[tuple]:
                         "SELECT 'role', role_id FROM raw.roles ORDER BY ALL").fetchall()
 
 
+def refusal_when_changed_while_the_members_are_read(tmp_path, org, change) -> str:
+    """The members' step's refusal when ``change()`` happens just before the members are read
+    (enriched route), after the role and workspace listings were: it writes nothing, and leaves
+    those listings as their own assets wrote them."""
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org)
+        before = workspaces_and_roles(conn)
+        before_first_request(sandbox, "/platform/orgs/current/members", change)
+        with pytest.raises(ListingsDisagreeError) as refused:
+            load(sandbox, org, conn)
+        assert workspaces_and_roles(conn) == before
+        assert conn.execute("SELECT count(*) FROM raw.workspace_memberships").fetchone() == (0,)
+    return str(refused.value)
+
+
 def test_a_workspace_created_while_the_members_are_read_is_named_and_left_to_the_next_sync(tmp_path):
     """Enriched route: the workspace listing is read before the members, whose memberships then
     name a workspace created in between. The step refuses, naming it as created meanwhile (read
@@ -91,16 +107,7 @@ def test_a_workspace_created_while_the_members_are_read_is_named_and_left_to_the
         org.add_workspace_membership(workspace.id, org.active_members()[0].ls_user_id, admin)
         created.append(workspace.id)
 
-    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
-        ensure_schema(conn)
-        listings_read_before_the_members(conn, org)
-        before = workspaces_and_roles(conn)
-        before_first_request(sandbox, "/platform/orgs/current/members", create)
-        with pytest.raises(ListingsDisagreeError) as refused:
-            load(sandbox, org, conn)
-        assert workspaces_and_roles(conn) == before
-        assert conn.execute("SELECT count(*) FROM raw.workspace_memberships").fetchone() == (0,)
-    message = str(refused.value)
+    message = refusal_when_changed_while_the_members_are_read(tmp_path, org, create)
     assert created and (f"1 workspace(s) were created while the sync read the members: workspace {created[0]} "
                         "('Created mid-sync'), 1 member(s) (nothing is wrong in LangSmith") in message
     assert message.endswith("Then sync again")
@@ -146,15 +153,7 @@ def test_a_role_created_and_given_while_the_members_are_read_is_named_and_left_t
         org.add_workspace_membership(workspace.id, newcomer.ls_user_id, role.id)
         created.append(role.id)
 
-    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
-        ensure_schema(conn)
-        listings_read_before_the_members(conn, org)
-        before = workspaces_and_roles(conn)
-        before_first_request(sandbox, "/platform/orgs/current/members", create)
-        with pytest.raises(ListingsDisagreeError) as refused:
-            load(sandbox, org, conn)
-        assert workspaces_and_roles(conn) == before
-    message = str(refused.value)
+    message = refusal_when_changed_while_the_members_are_read(tmp_path, org, create)
     assert created and (f"1 role(s) were created and given while the sync read the members: role {created[0]} "
                         f"(Created mid-sync), held 1 time(s), e.g. in workspace {workspace.id}") in message
     assert "deleted while still held" not in message
