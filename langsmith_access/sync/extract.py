@@ -400,9 +400,11 @@ def add_members_who_joined_meanwhile(client: LangSmithClient, tables: RawMemberT
     return len(joined)
 
 
-# Memberships of the workspaces the sync keeps (dbt leaves out personal and deleted ones).
+# Memberships of the workspaces the sync keeps (dbt leaves out personal and deleted ones),
+# with the workspace's name.
 _SHARED_MEMBERSHIPS = (
-    f"SELECT memberships.* FROM {RAW_SCHEMA}.workspace_memberships AS memberships "
+    f"SELECT memberships.*, workspaces.display_name AS workspace_name "
+    f"FROM {RAW_SCHEMA}.workspace_memberships AS memberships "
     f"JOIN {RAW_SCHEMA}.workspaces AS workspaces USING (workspace_id) "
     "WHERE NOT workspaces.is_personal AND NOT workspaces.is_deleted"
 )
@@ -482,10 +484,9 @@ def refuse_what_no_listing_has(client: LangSmithClient, conn: duckdb.DuckDBPyCon
             )
     outsiders = conn.execute(
         f"""
-        SELECT memberships.ls_user_id, memberships.workspace_id, workspaces.display_name,
+        SELECT memberships.ls_user_id, memberships.workspace_id, memberships.workspace_name,
             memberships.workspace_identity_id
         FROM ({_SHARED_MEMBERSHIPS}) AS memberships
-        JOIN {RAW_SCHEMA}.workspaces AS workspaces USING (workspace_id)
         WHERE memberships.ls_user_id NOT IN (
             SELECT ls_user_id FROM {RAW_SCHEMA}.org_members WHERE ls_user_id IS NOT NULL)
         ORDER BY memberships.ls_user_id, memberships.workspace_id
