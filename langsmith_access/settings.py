@@ -710,11 +710,7 @@ def _read_orgs_file(
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
-        # Each entry's own keys, before construction merges in those of a YAML merge key
-        # (``<<: *base``), which the entry's own may override: only its own can repeat.
-        own_keys = [[str(key.value) for key, _ in item.value if key.tag != "tag:yaml.org,2002:merge"]
-                    if isinstance(item, yaml.MappingNode) else [] for item in root.value] \
-            if isinstance(root, yaml.SequenceNode) else []
+        own_keys = _own_keys(root)
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as error:
         # Only the position and the problem (a key in it masked: an undefined alias or an unknown
@@ -765,6 +761,18 @@ def _read_orgs_file(
             seen[org.organization_id] = (org.endpoint, org.slug)
         orgs.append(org)
     return tuple(orgs)
+
+
+def _own_keys(root: yaml.Node | None) -> list[list[str]]:
+    """Each entry's own keys, before construction merges in those of a YAML merge key
+    (``<<: *base``), which the entry's own may override: only its own can repeat."""
+    if not isinstance(root, yaml.SequenceNode):
+        return []
+    return [
+        [str(key.value) for key, _ in item.value if key.tag != "tag:yaml.org,2002:merge"]
+        if isinstance(item, yaml.MappingNode) else []
+        for item in root.value
+    ]
 
 
 def _read_org_entry(
