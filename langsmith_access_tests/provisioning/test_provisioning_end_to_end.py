@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -522,3 +523,47 @@ def test_a_run_stopping_mid_batch_starts_no_further_request(env, monkeypatch):
     assert len(writes(sandbox)) == len(grants)
     for user_id, workspace_id in grants:
         assert org.membership(workspace_id, user_id) is not None
+
+
+def test_a_run_stopping_mid_batch_takes_no_further_request_of_a_chain_under_way(env, monkeypatch):
+    """A membership's requests run in order in one thread. When the run stops (an unexpected error
+    in the other thread here) while that thread writes the chain's first request, the thread
+    finishes that request and takes none of the chain's later ones: they wait for the next run."""
+    sandbox, org, database = env
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_CONCURRENCY", "2")
+    roles = {r.display_name: r.id for r in org.roles_by_scope("workspace")}
+    outsiders = [(member, workspace) for workspace in org.shared_workspaces() for member in org.active_members()
+                 if member.ls_user_id not in workspace.memberships and not member.is_disabled]
+    assert len(outsiders) > 17  # two threads' worth (REQUESTS_PER_THREAD) besides the chain
+    (chained, chain_workspace), *others = outsiders
+    first = request_grant(chained.ls_user_id, chain_workspace.id, "Viewer")
+    then = request_grant(chained.ls_user_id, chain_workspace.id, "Editor")  # the chain's later request
+    assert first.accepted and then.accepted, (first, then)
+    for member, workspace in others:
+        assert request_grant(member.ls_user_id, workspace.id, "Viewer").accepted
+    real_add = LangSmithClient.add_workspace_member
+    failed = threading.Event()
+
+    def the_other_thread_fails_while_the_chain_writes(self, workspace_id, *, org_identity_id, role_id):
+        if (workspace_id, org_identity_id) == (chain_workspace.id, chained.id):
+            assert failed.wait(10), "the other thread never failed"
+            time.sleep(0.5)  # the run has stopped by the time this write returns
+        elif not failed.is_set():
+            failed.set()
+            raise RuntimeError("simulated unexpected error")
+        return real_add(self, workspace_id, org_identity_id=org_identity_id, role_id=role_id)
+
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", the_other_thread_fails_while_the_chain_writes)
+    stopped = provision()
+    assert not stopped.success and "simulated unexpected error" in stopped.failure
+    # The chain's first request went out; its second (a role change) did not. (The other thread
+    # may have started one more request before the run stopped: a POST.)
+    assert org.membership(chain_workspace.id, chained.ls_user_id).role_id == roles["Viewer"]
+    assert "PATCH" not in [w.method for w in writes(sandbox)], writes(sandbox)
+    statuses = {r["request_id"]: r["status"] for r in list_requests()}
+    assert statuses[then.request_id] not in {"applied", "already_satisfied"}, statuses[then.request_id]
+
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", real_add)
+    assert provision().success
+    assert {r["status"] for r in list_requests()} == {"applied"}
+    assert org.membership(chain_workspace.id, chained.ls_user_id).role_id == roles["Editor"]
