@@ -218,3 +218,29 @@ def test_a_revoke_asked_while_a_grants_end_is_queued_is_its_own_request(env):
     assert request_row(database, end)["status"] == "already_satisfied"
     assert request_row(database, revoke.request_id)["status"] == "applied"
     assert request_row(database, timed.request_id)["status"] == "applied"
+
+
+def test_a_grant_whose_end_found_nothing_to_undo_is_over(governed, monkeypatch):
+    """An hour of Editor; someone removes the member by hand, so its end finds nothing to undo
+    (already satisfied). Later the member is given Editor by hand, and a two-hour grant of Editor
+    finds it held: the ended grant is over, so there is no time-bound access to extend. The new
+    grant gets no end (the role is the hand-given one's) and no end of it is ever queued."""
+    sandbox, org, database, people, receiver = governed
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")
+    member, roles, workspace = people.outsiders[0], people.roles, people.workspace
+    now = datetime.now(UTC)
+    hour = request_grant(member.email, WORKSPACE, "Editor", duration="1h")
+    assert provision().success
+    org.remove_workspace_membership(workspace.id, member.ls_user_id)
+    assert expire_due(database, now + timedelta(minutes=75))
+    assert provision().success
+    assert children(database)[hour.request_id]["status"] == "already_satisfied"
+
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=roles["Editor"])
+    later = request_grant(member.email, WORKSPACE, "Editor", duration="2h")
+    assert provision().success
+    row = request_row(database, later.request_id)
+    assert row["status"] == "already_satisfied"
+    assert row["expires_at"] is None  # no time-bound grant of Editor in force: it extends none
+    assert expire_due(database, now + timedelta(hours=4)) == []
+    assert org.membership(workspace.id, member.ls_user_id).role_id == roles["Editor"]
