@@ -8,6 +8,7 @@ instance, as a plain ``langsmith-access sync`` does).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -35,6 +36,17 @@ WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
 
 
 # ------------------------------------------------------------------------------- the sandbox
+
+
+def rounds(text: str) -> int:
+    """argparse type of ``--repeat``: at least one round (a median of none is no figure)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 or more")
+    return value
 
 
 def start_sandbox(

@@ -30,7 +30,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import machine_line
+from bench_support import machine_line, rounds
 from dbt_build_bench import sync_once
 
 # The five heaviest models of the core build at 20,000 members (BENCHMARKS.md), in an order
@@ -52,7 +52,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--workspaces", type=int, default=1_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=rounds, default=3)
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=SETTING")
     args = parser.parse_args()
     variants = {"file": None, "memory": None}

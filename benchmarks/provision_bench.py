@@ -34,7 +34,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import requests  # noqa: E402
-
 from bench_support import (  # noqa: E402
     cli_env,
     machine_line,
@@ -42,6 +41,7 @@ from bench_support import (  # noqa: E402
     run_cli,
     start_sandbox,
 )
+
 from langsmith_access.provisioning import queue  # noqa: E402
 from langsmith_access.store.database import AccessDatabase  # noqa: E402
 

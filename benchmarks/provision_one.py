@@ -31,7 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, markdown_table, run_cli, start_sandbox  # noqa: E402
+from bench_support import cli_env, machine_line, markdown_table, rounds, run_cli, start_sandbox  # noqa: E402
+
 from langsmith_access.provisioning import queue  # noqa: E402
 from langsmith_access.store.database import AccessDatabase  # noqa: E402
 
@@ -43,7 +44,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--workspaces", type=int, default=1_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=rounds, default=5)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--rate-limit-per-minute", type=int, default=2_000)
     parser.add_argument("--json", type=Path, default=None)

@@ -30,7 +30,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, run_cli, start_sandbox
+from bench_support import cli_env, machine_line, rounds, run_cli, start_sandbox
 
 from langsmith_access.transform import history
 
@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--workspaces", type=int, default=1_000)
     parser.add_argument("--changed-users", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=rounds, default=5)
     parser.add_argument("--keep", default=None, metavar="DIR", help="where to copy both files when they differ")
     args = parser.parse_args()
 

@@ -44,6 +44,7 @@ from bench_support import (  # noqa: E402
     machine_line,
     markdown_table,
     median,
+    rounds,
     run_cli,
     run_naive_read,
     start_sandbox,
@@ -68,7 +69,7 @@ def main() -> int:
     parser.add_argument("--pending-invites", type=int, default=500)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--rate-limit-per-minute", type=int, default=2_000)
-    parser.add_argument("--repeat", type=int, default=5,
+    parser.add_argument("--repeat", type=rounds, default=5,
                         help="syncs of the main scenario (the first is cold)")
     parser.add_argument("--growth", default="1000,5000,20000,50000",
                         help="member counts for the growth table ('' to skip)")
