@@ -117,9 +117,9 @@ def main() -> int:
                 start_new_session=True,  # its own process group: stopped by its id, nothing else
             )
         print(f"dagster-daemon started (pid {daemon.pid}); warming up with one request ...", flush=True)
-        warm = _measure_queued(database, sandbox, home, people, "grant", policy)
+        warm = _measure_queued(database, sandbox, home, daemon, people, "grant", policy)
         print(f"  warm-up (not counted): {warm:.2f} s", flush=True)
-        _measure_queued(database, sandbox, home, people, "revoke", policy)
+        _measure_queued(database, sandbox, home, daemon, people, "revoke", policy)
 
         idle_cpu = _idle_cpu_per_minute(daemon.pid, args.idle_seconds)
         print(f"Idle daemon tree: {idle_cpu:.1f} CPU s per minute ({idle_cpu / 60 * 100:.1f}% of one core)",
@@ -130,13 +130,13 @@ def main() -> int:
             action = "grant" if index % 2 == 0 else "revoke"
             time.sleep(phase.uniform(0, interval))
             phases: dict = {}
-            seconds = _measure_queued(database, sandbox, home, people, action, policy, phases)
+            seconds = _measure_queued(database, sandbox, home, daemon, people, action, policy, phases)
             samples.append({"kind": "queued", "action": action, "seconds": round(seconds, 2), **phases})
             print(f"  queued {action:<6} {seconds:6.2f} s  {_phase_line(phases)}", flush=True)
         for _ in range(args.samples):
             time.sleep(phase.uniform(0, interval))
             phases = {}
-            seconds = _measure_approved(database, sandbox, home, people, policy, phases)
+            seconds = _measure_approved(database, sandbox, home, daemon, people, policy, phases)
             samples.append({"kind": "approved", "action": "grant Admin", "seconds": round(seconds, 2), **phases})
             print(f"  approved grant  {seconds:6.2f} s  {_phase_line(phases)}", flush=True)
         busy_cpu = (_tree_cpu_seconds(daemon.pid) - cpu_start) / (time.monotonic() - wall_start) * 60
@@ -206,17 +206,17 @@ def _submit(database: AccessDatabase, action: str, people: dict, role_id: str, p
     return result
 
 
-def _measure_queued(database, sandbox, home: Path, people: dict, action: str, policy: Path,
+def _measure_queued(database, sandbox, home: Path, daemon: subprocess.Popen, people: dict, action: str, policy: Path,
                     phases: dict | None = None) -> float:
     sandbox.reset_log()
     result = _submit(database, action, people, people["editor_role_id"], policy)
     if result.status != "pending":
         raise SystemExit(f"expected a pending request, got {result.status}: {result.message}")
     queued_at = time.time()
-    return _write_seen(sandbox, database, home, result.request_id, queued_at, phases)
+    return _write_seen(sandbox, database, home, daemon, result.request_id, queued_at, phases)
 
 
-def _measure_approved(database, sandbox, home: Path, people: dict, policy: Path,
+def _measure_approved(database, sandbox, home: Path, daemon: subprocess.Popen, people: dict, policy: Path,
                       phases: dict | None = None) -> float:
     result = _submit(database, "grant", people, people["admin_role_id"], policy)
     if result.status != "awaiting_approval":
@@ -227,11 +227,11 @@ def _measure_approved(database, sandbox, home: Path, people: dict, policy: Path,
     if not decided.recorded:
         raise SystemExit(f"approval refused: {decided.message}")
     approved_at = time.time()
-    seconds = _write_seen(sandbox, database, home, result.request_id, approved_at, phases)
+    seconds = _write_seen(sandbox, database, home, daemon, result.request_id, approved_at, phases)
     # Undo it (revokes need no approval), unmeasured, so the next sample grants again.
     sandbox.reset_log()
     undo = _submit(database, "revoke", people, people["admin_role_id"], policy)
-    _write_seen(sandbox, database, home, undo.request_id, time.time())
+    _write_seen(sandbox, database, home, daemon, undo.request_id, time.time())
     return seconds
 
 
@@ -241,14 +241,17 @@ def _measure_approved(database, sandbox, home: Path, people: dict, policy: Path,
 PHASES = ("sensor", "queue", "worker start", "ops to write")
 
 
-def _write_seen(sandbox, database: AccessDatabase, home: Path, request_id: str, since: float,
+def _write_seen(sandbox, database: AccessDatabase, home: Path, daemon: subprocess.Popen, request_id: str,
+                since: float,
                 phases: dict | None = None) -> float:
     """Seconds from ``since`` to the sandbox's log of the request's write; then waits for the
     request's run to finish (history refreshed), so the next sample starts from quiet.
-    ``phases``: filled with the seconds of each of ``PHASES``."""
+    ``phases``: filled with the seconds of each of ``PHASES``. Stops at once if ``daemon`` exits
+    (nothing would launch the run: waiting out the timeout only hides why)."""
     deadline = time.monotonic() + SAMPLE_TIMEOUT_SECONDS
     write_at = None
     while time.monotonic() < deadline and write_at is None:
+        _daemon_alive(daemon)
         writes = [r for r in sandbox.request_log.snapshot() if r.method in WRITES and r.at >= since]
         if writes:
             write_at = writes[0].at
@@ -257,12 +260,19 @@ def _write_seen(sandbox, database: AccessDatabase, home: Path, request_id: str, 
     if write_at is None:
         raise SystemExit(f"no write within {SAMPLE_TIMEOUT_SECONDS:.0f} s for request {request_id}")
     while time.monotonic() < deadline:
+        _daemon_alive(daemon)
         if _status(database, request_id) in queue.FINAL_STATUSES and not _run_in_flight(home):
             if phases is not None:
                 phases.update(_phases(home, _run_id(database, request_id), since, write_at))
             return write_at - since
         time.sleep(0.2)
     raise SystemExit(f"request {request_id} did not settle within {SAMPLE_TIMEOUT_SECONDS:.0f} s")
+
+
+def _daemon_alive(daemon: subprocess.Popen) -> None:
+    if daemon.poll() is not None:
+        raise SystemExit(f"dagster-daemon exited (code {daemon.returncode}) while a sample waited: "
+                         "its last lines are printed above")
 
 
 def _run_id(database: AccessDatabase, request_id: str) -> str | None:
