@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -24,8 +24,10 @@ from langsmith_access.provisioning.approvals import APPROVED, decide
 from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.queue import ChangeRequest, submit
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.sandbox.org_state import OrgMember, OrgState, Workspace, WorkspaceMembership
 from langsmith_access.settings import DEFAULT_ORG_SLUG, ORGS_FILE_VARIABLE, Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.sql import scalar
 from langsmith_access.store.sync_runs import organization_of, succeeded_sync_run
 
 # Outside data/: a folder there is an org's (the README's question across every org reads each
@@ -95,6 +97,14 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
               f"LANGSMITH_ACCESS_DUCKDB (the demo then writes {DEMO_DATABASE}), or point it at a new file",
               file=sys.stderr)
         return 1
+    cast = _cast(state)
+    if cast is None:
+        print(f"error: the generated org (--members {members}, --workspaces {workspaces}, --seed {seed}) is too "
+              "small for the demo's stories: they need a shared workspace with a name of its own, two "
+              "active members in it (one not an Editor), an active member outside it, and an active "
+              "Organization Admin besides them.\n  fix: use more members and workspaces, e.g. the "
+              "defaults (--members 50 --workspaces 8)", file=sys.stderr)
+        return 1
     with SandboxServer(state) as sandbox:
         print(f"Sandbox LangSmith org {sandbox.organization_id} at {sandbox.url}")
         print(
@@ -116,9 +126,9 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
             print(f"Sync failed: {outcome.failure}", file=sys.stderr)
             return 1
         _show_sync(database, outcome.run_id)
-        if not _provisioning_story(state, org):
+        if not _provisioning_story(state, org, cast):
             return 1
-        if not _governance_story(state, org):
+        if not _governance_story(state, org, cast):
             return 1
     print(f"\nOpen it yourself: duckdb -readonly {database}")
     return 0
@@ -152,21 +162,47 @@ def _show_sync(database: Path, run_id: str) -> None:
             conn.sql(sql).show(max_width=WIDE, null_value="")
 
 
-def _provisioning_story(org, access: Org) -> bool:
+@dataclass(frozen=True)
+class _Cast:
+    """Who the demo's stories are about: in ``workspace`` (its name its own, so requests can
+    name it), ``newcomer`` is given Viewer, ``changer`` Editor and ``leaver`` loses their role;
+    then ``changer`` asks for Admin for 8 hours and ``approver`` approves it."""
+
+    workspace: Workspace
+    newcomer: OrgMember
+    changer: OrgMember
+    leaver: WorkspaceMembership
+    approver: OrgMember
+
+
+def _cast(org: OrgState) -> _Cast | None:
+    """The first shared workspace with everyone the stories need; None if the generated org
+    (a small one) has none."""
+    editor = org.role_by_name("Editor").id
+    active = [m for m in org.active_members() if not m.is_disabled]
+    admins = [m for m in active if org.role(m.org_role_id).name == "ORGANIZATION_ADMIN"]
+    for workspace in org.shared_workspaces():
+        if len(org.workspaces_named(workspace.display_name)) != 1:
+            continue
+        current = [m for m in workspace.memberships.values() if not org.member(m.ls_user_id).is_disabled]
+        newcomer = next((m for m in active if m.ls_user_id not in workspace.memberships), None)
+        changer = next((m for m in current if m.role_id != editor), None)
+        leaver = next((m for m in current if m is not changer), None)
+        approver = next((m for m in admins if changer and m.ls_user_id != changer.ls_user_id), None)
+        if newcomer and changer and leaver and approver:
+            return _Cast(workspace, newcomer, org.member(changer.ls_user_id), leaver, approver)
+    return None
+
+
+def _provisioning_story(org: OrgState, access: Org, cast: _Cast) -> bool:
     """Queue a grant, a role change and a revoke; provision them; sync again; show the audit.
     ``org``: the sandbox's org state; ``access``: the settings that reach it."""
     database = access.duckdb_path
-    workspace = next(w for w in org.shared_workspaces() if len(org.workspaces_named(w.display_name)) == 1)
-    members = [m for m in org.active_members() if not m.is_disabled]
-    newcomer = next(m for m in members if m.ls_user_id not in workspace.memberships)
-    current = list(workspace.memberships.values())
-    editor = org.role_by_name("Editor").id
-    changer = next(m for m in current if m.role_id != editor)
-    leaver = next(m for m in current if m is not changer)
+    workspace, newcomer, changer, leaver = cast.workspace, cast.newcomer, cast.changer, cast.leaver
     requests = [
         request_grant(newcomer.email, workspace.display_name, "Viewer",
                       reason="joins the team", requested_by="demo", org=access),
-        request_grant(org.member(changer.ls_user_id).email, workspace.display_name, "Editor",
+        request_grant(changer.email, workspace.display_name, "Editor",
                       reason="needs to edit prompts", requested_by="demo", org=access),
         request_revoke(org.member(leaver.ls_user_id).email, workspace.display_name,
                        org.role(leaver.role_id).display_name, reason="left the team", requested_by="demo",
@@ -193,17 +229,19 @@ def _provisioning_story(org, access: Org) -> bool:
         return False
     with AccessDatabase(database).read_published() as conn:
         ids = [r.request_id for r in requests]
+        # Times show in DuckDB's session time zone (the host's): the column headings name it.
+        zone = scalar(conn, "SELECT current_setting('TimeZone')").replace('"', '""')
         print("\nAudit trail (provisioning_events):")
         conn.sql(
-            'SELECT strftime(e."at", \'%H:%M:%S.%g\') AS "at", left(e.request_id, 8) AS request, e.kind, '
+            f'SELECT strftime(e."at", \'%H:%M:%S.%g\') AS "at ({zone})", left(e.request_id, 8) AS request, e.kind, '
             "left(coalesce(e.detail, ''), 90) AS detail FROM main.provisioning_events e "
             'WHERE list_contains($ids, e.request_id) ORDER BY e."at"',
             params={"ids": ids},
         ).show(max_width=WIDE)
         print(f"\ngrant_history for those three people in {workspace.display_name!r}:")
         conn.sql(
-            "SELECT u.email, r.display_name AS role, strftime(h.valid_from, '%H:%M:%S') AS valid_from, "
-            "coalesce(strftime(h.valid_to, '%H:%M:%S'), '(current)') AS valid_to "
+            f"SELECT u.email, r.display_name AS role, strftime(h.valid_from, '%H:%M:%S') AS \"valid_from ({zone})\", "
+            f"coalesce(strftime(h.valid_to, '%H:%M:%S'), '(current)') AS \"valid_to ({zone})\" "
             "FROM main.grant_history h JOIN main.users u USING (user_id) JOIN main.roles r USING (role_id) "
             "WHERE h.workspace_id = $workspace AND list_contains($people, h.user_id) "
             "ORDER BY u.email, h.valid_from",
@@ -213,7 +251,7 @@ def _provisioning_story(org, access: Org) -> bool:
     return True
 
 
-def _governance_story(org, settings: Org) -> bool:
+def _governance_story(org: OrgState, settings: Org, cast: _Cast) -> bool:
     """Under the demo policy: an 8-hour Admin grant awaits approval, is approved and applied,
     then expires and gives back the role the member had. The policy is passed to the calls, not
     set in the environment, so nothing outside the demo is governed by it. ``org``: the
@@ -222,12 +260,8 @@ def _governance_story(org, settings: Org) -> bool:
     access = AccessDatabase(database)
     policy = database.with_name("demo-policy.yaml")
     policy.write_text(DEMO_POLICY)
-    workspace = next(w for w in org.shared_workspaces() if len(org.workspaces_named(w.display_name)) == 1)
-    editor = org.role_by_name("Editor").id
-    member = next(org.member(m.ls_user_id) for m in workspace.memberships.values()
-                  if m.role_id == editor and not org.member(m.ls_user_id).is_disabled)
-    approver = next(m for m in org.active_members() if not m.is_disabled and m is not member
-                    and org.role(m.org_role_id).name == "ORGANIZATION_ADMIN")
+    # The member the provisioning story made an Editor there.
+    workspace, member, approver = cast.workspace, cast.changer, cast.approver
     print(f"\nAccess governance, under this policy ({policy}):\n")
     print("   " + DEMO_POLICY.rstrip().replace("\n", "\n   "))
     asked = submit(access, ChangeRequest("grant", member.email, workspace.id, "Admin", reason="incident 7",

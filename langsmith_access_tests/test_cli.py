@@ -276,6 +276,22 @@ def test_the_demo_beside_an_exported_orgs_file_says_how_to_run_it(tmp_path, monk
     assert os.environ["LANGSMITH_ACCESS_ORGS_FILE"] == str(orgs_file)
 
 
+def test_the_demo_on_an_org_too_small_for_its_stories_says_so_before_it_starts(tmp_path, monkeypatch):
+    # Its stories need a workspace with members to change and people to approve: a small
+    # generated org has none (it stopped with a traceback half-way through before).
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "demo" / "langsmith_access.duckdb"))
+    done = cli_in_this_process("demo", "--members", "12", "--workspaces", "2")
+    assert done.returncode == 1, done.stderr
+    assert "the generated org (--members 12, --workspaces 2, --seed 42) is too small" in done.stderr
+    assert "fix: use more members and workspaces, e.g. the defaults (--members 50 --workspaces 8)" in done.stderr
+    assert done.stdout == "" and list(tmp_path.iterdir()) == []  # no sandbox, no sync, no file
+    negative = cli_in_this_process("demo", "--members", "-5")
+    assert negative.returncode == 2
+    assert "argument --members: -5 is below 0: give 0 or more" in negative.stderr
+    assert "'many' is not a whole number" in cli_in_this_process("sandbox", "--workspaces", "many").stderr
+
+
 def test_a_published_sync_whose_summary_cannot_be_read_still_exits_0(tmp_path, monkeypatch):
     # The run published; the analysts' copy then would not open (here: a session that wrote to it
     # left DuckDB's log of the file it replaced). The sync is no less done: exit 0, and say why.

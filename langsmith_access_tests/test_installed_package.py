@@ -122,6 +122,8 @@ def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
     assert "they try to approve it themselves: refused: self-approval" in out
     assert "revoke by langsmith-access (expired): applied, restore Editor, the role before the grant of Admin" in out
     assert re.search(r"is Editor in '[^']+' again\.", out)
+    # Times of the audit trail and grant_history are in the host's time zone, named in the headings.
+    assert re.search(r"│ +at \([^)]+\) +│", out) and re.search(r"│ +valid_from \([^)]+\) +│", out), out[-3000:]
 
     database = empty / "demo-data" / "langsmith_access.duckdb"  # outside data/, where each folder is an org
     assert database.exists()

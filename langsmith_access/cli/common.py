@@ -53,6 +53,17 @@ INTERRUPTED = 130
 USAGE_ERRORS = (UsageError, LookupFailed, ReviewError, RequestRejected)
 
 
+def count(text: str) -> int:
+    """argparse type of a count (members, workspaces): a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0: give 0 or more")
+    return value
+
+
 def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command's handler; print an error the user can act on and return its exit code."""
 
