@@ -37,11 +37,13 @@ def main() -> None:
         started = time.perf_counter()
         rows, pages, offset = 0, 0, 0
         while True:
-            page = session.get(
+            response = session.get(
                 f"{sandbox.url}/v1/platform/orgs/current/members",
                 params={"limit": 500, "offset": offset},
                 timeout=60,
-            ).json()
+            )
+            response.raise_for_status()  # an error body is no page: timing it would be no figure
+            page = response.json()
             rows, pages, offset = rows + len(page), pages + 1, offset + 500
             if len(page) < 500:
                 break
