@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import itertools
 import os
 import pstats
 import shutil
@@ -106,7 +107,7 @@ def main() -> int:
             kinds[kind] = kinds.get(kind, 0) + 1
         print(f"events stored for the run: {len(records)}: "
               + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])))
-        for (_, before), (line, at) in zip(steps, steps[1:], strict=False):
+        for (_, before), (line, at) in itertools.pairwise(steps):
             print(f"  {at - before:6.2f} s until {line.strip()}")
         for label, profile in (("Dagster's thread", main_profile), ("dbt's thread", dbt_profile)):
             if not args.cprofile:

@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import requests  # noqa: E402
-from bench_support import (  # noqa: E402
+import requests
+from bench_support import (
     cli_env,
     machine_line,
     markdown_table,
@@ -42,8 +42,8 @@ from bench_support import (  # noqa: E402
     start_sandbox,
 )
 
-from langsmith_access.provisioning import queue  # noqa: E402
-from langsmith_access.store.database import AccessDatabase  # noqa: E402
+from langsmith_access.provisioning import queue
+from langsmith_access.store.database import AccessDatabase
 
 TARGET_SECONDS = 60.0
 KINDS = ("add", "change_role", "remove", "nothing_to_do")

@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, markdown_table, rounds, run_cli, start_sandbox  # noqa: E402
+from bench_support import cli_env, machine_line, markdown_table, rounds, run_cli, start_sandbox
 
-from langsmith_access.provisioning import queue  # noqa: E402
-from langsmith_access.store.database import AccessDatabase  # noqa: E402
+from langsmith_access.provisioning import queue
+from langsmith_access.store.database import AccessDatabase
 
 WRITES = ("POST", "PATCH", "DELETE")
 REFRESH_STEP = "refresh_access_history"  # the op that rebuilds grants, reports and history

@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import (  # noqa: E402
+from bench_support import (
     CliRun,
     cli_env,
     lower_bound_calls,

@@ -50,12 +50,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, markdown_table, run_cli, start_sandbox  # noqa: E402
+from bench_support import cli_env, machine_line, markdown_table, run_cli, start_sandbox
 
-from langsmith_access.governance.notifications import Notifier  # noqa: E402
-from langsmith_access.provisioning import approvals, queue  # noqa: E402
-from langsmith_access.settings import Settings  # noqa: E402
-from langsmith_access.store.database import AccessDatabase  # noqa: E402
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning import approvals, queue
+from langsmith_access.settings import Settings
+from langsmith_access.store.database import AccessDatabase
 
 WRITES = ("POST", "PATCH", "DELETE")
 DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
