@@ -14,7 +14,7 @@ the next ones are what the hourly schedule does ("warm").
 Scenarios:
 
 - main: 20,000 active members, 500 pending invites, 1,000 shared workspaces (about 100,000
-  workspace grants), enriched members route; targets <= 20 s, <= 1.2x the lower bound, < 1 GB;
+  workspace grants), enriched members route; targets <= 20 s, <= 1.2x the lower bound, < 800 MB (issue 13);
 - per-workspace route on the same org (the enriched route turned off in the sandbox);
 - growth: 1,000, 5,000, 20,000 and 50,000 members (1,000 workspaces, members / 40 invites);
 - memory (``--memory``, on its own): a cold and a warm sync at 20,000 and 50,000 members,
@@ -50,9 +50,9 @@ from bench_support import (
     start_sandbox,
 )
 
+MAIN_SCENARIO_MEMBERS = 20_000  # the org the main scenario's targets are set for
 TARGET_SECONDS = 20.0
 TARGET_CALL_RATIO = 1.2
-TARGET_MEMORY_MB = 1024.0
 # Peak memory of a sync (the CLI, dbt inside it, and its children) by org size: issue 13's targets.
 MEMORY_TARGETS_MB = {20_000: 800.0, 50_000: 1024.0}
 
@@ -64,7 +64,7 @@ COLUMNS = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--members", type=int, default=MAIN_SCENARIO_MEMBERS)
     parser.add_argument("--workspaces", type=int, default=1_000)
     parser.add_argument("--pending-invites", type=int, default=500)
     parser.add_argument("--latency-ms", type=float, default=20.0)
@@ -395,15 +395,23 @@ def verdict(rows: list[dict], *, members: int) -> None:
     wall = median([r["wall_seconds"] for r in warm or rows])
     ratio = max(r["call_ratio"] for r in rows)
     memory = max(r["peak_rss_mb"] for r in rows)
-    # Issue 13's target for the org's size where it sets one (800 MB at 20,000 members).
-    memory_target = MEMORY_TARGETS_MB.get(members, TARGET_MEMORY_MB)
+    # The time and memory targets are set for orgs of given sizes: a smaller org meets them
+    # whatever the code does. The call ratio holds at any size.
     print(f"Targets (main scenario, {kind}):")
-    print(f"  wall time  {wall:6.1f} s   target <= {TARGET_SECONDS:g} s   "
-          f"{'met' if wall <= TARGET_SECONDS else 'NOT met'}")
+    if members == MAIN_SCENARIO_MEMBERS:
+        print(f"  wall time  {wall:6.1f} s   target <= {TARGET_SECONDS:g} s   "
+              f"{'met' if wall <= TARGET_SECONDS else 'NOT met'}")
+    else:
+        print(f"  wall time  {wall:6.1f} s   not judged: the target is for {MAIN_SCENARIO_MEMBERS:,} members")
     print(f"  API calls  {ratio:6.2f} x   target <= {TARGET_CALL_RATIO:g} x the lower bound   "
           f"{'met' if ratio <= TARGET_CALL_RATIO else 'NOT met'}")
-    print(f"  memory     {memory:6.0f} MB  target < {memory_target:g} MB   "
-          f"{'met' if memory < memory_target else 'NOT met'}")
+    memory_target = MEMORY_TARGETS_MB.get(members)  # issue 13's, for the sizes it names
+    if memory_target is not None:
+        print(f"  memory     {memory:6.0f} MB  target < {memory_target:g} MB   "
+              f"{'met' if memory < memory_target else 'NOT met'}")
+    else:
+        print(f"  memory     {memory:6.0f} MB  not judged: the targets are for "
+              f"{' and '.join(f'{size:,}' for size in MEMORY_TARGETS_MB)} members")
 
 
 if __name__ == "__main__":
