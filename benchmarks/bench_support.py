@@ -8,7 +8,6 @@ instance, as a plain ``langsmith-access sync`` does).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from langsmith_access.cli.common import whole_number
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.faults import FaultConfig
 
@@ -33,20 +33,11 @@ PENDING = "/api/v1/orgs/current/members/pending"
 WORKSPACES = "/api/v1/workspaces"
 ROLES = "/api/v1/orgs/current/roles"
 WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
+# argparse type of ``--repeat``: at least one round (a median of none is no figure).
+rounds = whole_number(1)
 
 
 # ------------------------------------------------------------------------------- the sandbox
-
-
-def rounds(text: str) -> int:
-    """argparse type of ``--repeat``: at least one round (a median of none is no figure)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: give 1 or more")
-    return value
 
 
 def start_sandbox(

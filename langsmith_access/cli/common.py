@@ -53,15 +53,22 @@ INTERRUPTED = 130
 USAGE_ERRORS = (UsageError, LookupFailed, ReviewError, RequestRejected)
 
 
-def count(text: str) -> int:
-    """argparse type of a count (members, workspaces): a whole number, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is below 0: give 0 or more")
-    return value
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """argparse type of a whole number ``minimum`` or more (a count of members, of rounds)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}: give {minimum} or more")
+        return value
+
+    return parse
+
+
+count = whole_number(0)  # members, workspaces, invites
 
 
 def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
