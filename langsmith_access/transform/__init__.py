@@ -18,10 +18,12 @@ imports nothing from Dagster, ``defs/``, the runner or the CLI.
   (unique_id, status, message, failures), never scraped from dbt's text output.
 - ``docs_site``: the static dbt docs site published beside the analysts' database.
 - ``selection``: what the core sync's build leaves to the inventory (its tagged models).
+- ``check_descriptions``: what each dbt test checks, in words, for the asset check Dagster shows.
 - ``history``: rebuilding ``grants`` and its history from provisioning's verified changes (after
   a provisioning run, or before a sync when one died before doing it).
 """
 
+from langsmith_access.transform.check_descriptions import describe_test
 from langsmith_access.transform.invocation import (
     DBT_FAILURES_METADATA,
     DbtInvocation,
@@ -43,6 +45,7 @@ __all__ = [
     "build",
     "build_selection",
     "dbt_vars",
+    "describe_test",
     "manifest_directory",
     "prepare_manifest",
     "project_hash",

@@ -13,12 +13,14 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+from dagster_shared.record import replace
 
 from langsmith_access.transform import (
     DBT_FAILURES_METADATA,
     DBT_PROJECT_DIR,
     DbtInvocation,
     NodeResult,
+    describe_test,
     prepare_manifest,
 )
 from langsmith_access.transform.project import PROFILE_TEMPLATE
@@ -46,6 +48,13 @@ class AccessDbtTranslator(DagsterDbtTranslator):
         if dbt_resource_props.get("resource_type") == "model" and REPORTS_GROUP in fqn[1:-1]:
             return REPORTS_GROUP
         return TRANSFORM_GROUP
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project) -> dg.AssetCheckSpec | None:
+        # dagster-dbt describes a check only from its test's meta.description: say what each checks.
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return replace(spec, description=describe_test(manifest["nodes"][unique_id]))
 
 
 translator = AccessDbtTranslator(
