@@ -618,13 +618,24 @@ REQUEST_COLUMNS = (
 )
 
 
-def fetch_requests(conn, where: str = "TRUE", params: list | None = None) -> list[dict]:
+def fetch_requests(conn, where: str = "TRUE", params: list | None = None, *,
+                   select: str = ", ".join(REQUEST_COLUMNS)) -> list[dict]:
     cursor = conn.execute(
-        f"SELECT {', '.join(REQUEST_COLUMNS)} FROM main.provisioning_requests WHERE {where} "
-        "ORDER BY request_seq",
+        f"SELECT {select} FROM main.provisioning_requests WHERE {where} ORDER BY request_seq",
         params or [],
     )
     return [dict(zip(REQUEST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _published_select(conn: duckdb.DuckDBPyConnection) -> str:
+    """REQUEST_COLUMNS as the analysts' copy has them: a copy an older version published lacks
+    the columns added since (ensure_schema adds them to the working file, and the next publish
+    to this copy), read as null until then rather than refused."""
+    present = {row[0] for row in conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = 'provisioning_requests'"
+    ).fetchall()}
+    return ", ".join(column if column in present else f"NULL AS {column}" for column in REQUEST_COLUMNS)
 
 
 def list_requests(database: AccessDatabase, status: str | None = None) -> list[dict]:
@@ -637,9 +648,10 @@ def list_requests(database: AccessDatabase, status: str | None = None) -> list[d
     with database.read_published() as conn:
         if not _has_queue(conn):
             return []
+        select = _published_select(conn)
         if status is None:
-            return fetch_requests(conn)
-        return fetch_requests(conn, "status = ?", [status])
+            return fetch_requests(conn, select=select)
+        return fetch_requests(conn, "status = ?", [status], select=select)
 
 
 def request_ids_with_status(conn, status: str) -> list[str]:
