@@ -8,8 +8,9 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.api import list_requests
-from langsmith_access_tests.helpers import cli_in_this_process
+from langsmith_access.api import list_requests, provision
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access_tests.helpers import cli_in_this_process, point_at, query
 
 UPGRADE_DATA = Path(__file__).parent / "data" / "upgrade"
 
@@ -18,6 +19,17 @@ def database_of(release: str, fixture: str, database: Path) -> Path:
     """A fresh DuckDB file holding ``data/upgrade/<release>/<fixture>.sql``."""
     with duckdb.connect(str(database)) as conn:
         conn.execute((UPGRADE_DATA / release / f"{fixture}.sql").read_text())
+    return database
+
+
+def exported_database(release: str, database: Path) -> Path:
+    """A fresh DuckDB file holding ``data/upgrade/<release>/``: that release's ``EXPORT DATABASE
+    (FORMAT csv)`` of a database it synced, kept to the raw tables, the snapshots, the queue and
+    sync_runs, and what grants read (staging, users, roles): the rest a build makes again."""
+    folder = UPGRADE_DATA / release
+    with duckdb.connect(str(database)) as conn:
+        conn.execute((folder / "schema.sql").read_text())
+        conn.execute((folder / "load.sql").read_text().replace("FROM '", f"FROM '{folder}/"))
     return database
 
 
@@ -35,3 +47,23 @@ def test_requests_lists_a_queue_the_first_release_wrote_before_anything_upgraded
     listed = cli_in_this_process("requests")
     assert listed.returncode == 0, listed.stderr
     assert "pending           revoke Editor in Data Science for alan.turing@Example.com" in listed.stdout
+
+
+def test_a_request_the_last_release_queued_is_applied_and_dated_when_verified_before_any_sync(tmp_path, monkeypatch):
+    # 00211ee synced generate_org(seed=5, members=4, workspaces=2) and queued one grant (a role
+    # change). Provisioning first, before any sync of this version: its history refresh must not
+    # read tables that version never built (user_scim_groups...), and the change is dated when
+    # it was verified, not at the next sync's build.
+    database = exported_database("00211ee", tmp_path / "langsmith_access.duckdb")
+    with SandboxServer(generate_org(seed=5, members=4, workspaces=2)) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        outcome = provision()
+    assert outcome.success, outcome.failure
+    assert query(database, "SELECT status FROM main.provisioning_requests") == [("applied",)]
+    [(verified_at, valid_from)] = query(database, """
+        SELECT observation.verified_at, history.valid_from
+        FROM raw.provisioning_observations AS observation
+        LEFT JOIN main.grant_history AS history
+            ON history.user_id = observation.ls_user_id AND history.workspace_id = observation.workspace_id
+            AND history.role_id = observation.role_id AND history.is_current""")
+    assert valid_from == verified_at

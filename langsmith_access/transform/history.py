@@ -27,7 +27,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.store.raw_tables import BUILT_OBSERVATIONS, RAW_SCHEMA, unbuilt_observations_query
 from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.transform.invocation import build
-from langsmith_access.transform.project import dbt_vars
+from langsmith_access.transform.project import dbt_vars, project_hash
 
 # The observations' staging, grants and every model downstream of it, each with its tests.
 # dbt's unit tests are not part of any run (make test runs them).
@@ -57,7 +57,11 @@ def rebuild_history(
     with duckdb.connect(str(database_file)) as conn:
         since = first_unbuilt_observation_at(conn)
         scoped = _write_refresh_scope(conn)
-    with build(database_file, target, select=REFRESH_SELECT, timeout_seconds=timeout_seconds,
+        # What REFRESH_SELECT's models read and do not rebuild may be missing, or hold other
+        # columns, in a file another version of the project built last (an older release's,
+        # not synced since the upgrade): build the whole project over its latest listings then.
+        select = REFRESH_SELECT if built_by_this_project(conn) else []
+    with build(database_file, target, select=select, timeout_seconds=timeout_seconds,
                variables=dbt_vars(unused_days=unused_days)) as invocation:
         invocation.raise_on_failure()
     with duckdb.connect(str(database_file)) as conn:
@@ -69,6 +73,13 @@ def rebuild_history(
         if notifier is not None:
             notify_unexplained_changes(conn, notifier, changes)
         return changes
+
+
+def built_by_this_project(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this version of the dbt project made the file's last build (the hash every build
+    records first, ``project.record_project_hash``)."""
+    return table_exists(conn, "raw", "dbt_project") and scalar(
+        conn, "SELECT count(*) FROM raw.dbt_project WHERE project_hash = ?", [project_hash()]) > 0
 
 
 def _write_refresh_scope(conn: duckdb.DuckDBPyConnection) -> bool:
