@@ -8,7 +8,10 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.api import list_requests, provision
+from langsmith_access import runner
+from langsmith_access.api import list_requests, provision, resolve_org
+from langsmith_access.defs.inventory.definitions import waits_for_first_sync
+from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access_tests.helpers import cli_in_this_process, point_at, query
 
@@ -67,3 +70,21 @@ def test_a_request_the_last_release_queued_is_applied_and_dated_when_verified_be
             ON history.user_id = observation.ls_user_id AND history.workspace_id = observation.workspace_id
             AND history.role_id = observation.role_id AND history.is_current""")
     assert valid_from == verified_at
+
+
+def test_the_inventory_waits_for_this_versions_first_sync(tmp_path, monkeypatch):
+    # Its build reads what this version's sync builds (effective_access, user_login_methods...),
+    # which an older release's database lacks: it said "3 node(s) failed" and nothing else.
+    database = exported_database("00211ee", tmp_path / "langsmith_access.duckdb")
+    with SandboxServer(generate_org(seed=5, members=4, workspaces=2)) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        assert "the inventory waits for this version's first sync" in waits_for_first_sync(resolve_org())
+        refused = runner.run_job(INVENTORY_JOB, {})
+        assert not refused.success
+        assert "last synced by another version of langsmith-access" in refused.failure
+        assert f"launch {SYNC_JOB} for this partition first" in refused.failure
+        synced = runner.run_job(SYNC_JOB, runner.sync_run_config())
+        assert synced.success, synced.failure
+        assert waits_for_first_sync(resolve_org()) is None
+        inventory = runner.run_job(INVENTORY_JOB, {})
+    assert inventory.success, inventory.failure

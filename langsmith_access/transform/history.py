@@ -27,7 +27,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.store.raw_tables import BUILT_OBSERVATIONS, RAW_SCHEMA, unbuilt_observations_query
 from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.transform.invocation import build
-from langsmith_access.transform.project import dbt_vars, project_hash
+from langsmith_access.transform.project import built_by_this_project, dbt_vars
 
 # The observations' staging, grants and every model downstream of it, each with its tests.
 # dbt's unit tests are not part of any run (make test runs them).
@@ -73,13 +73,6 @@ def rebuild_history(
         if notifier is not None:
             notify_unexplained_changes(conn, notifier, changes)
         return changes
-
-
-def built_by_this_project(conn: duckdb.DuckDBPyConnection) -> bool:
-    """Whether this version of the dbt project made the file's last build (the hash every build
-    records first, ``project.record_project_hash``)."""
-    return table_exists(conn, "raw", "dbt_project") and scalar(
-        conn, "SELECT count(*) FROM raw.dbt_project WHERE project_hash = ?", [project_hash()]) > 0
 
 
 def _write_refresh_scope(conn: duckdb.DuckDBPyConnection) -> bool:

@@ -18,6 +18,8 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from langsmith_access.store.sql import scalar, table_exists
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 PROFILE_NAME = "langsmith_access"  # dbt_project.yml's `profile:`
 PROFILES_FILE = "profiles.yml"
@@ -62,6 +64,13 @@ def record_project_hash(database_file: Path) -> None:
     with duckdb.connect(str(database_file)) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
         conn.execute("CREATE OR REPLACE TABLE raw.dbt_project AS SELECT ? AS project_hash", [project_hash()])
+
+
+def built_by_this_project(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this version of the project made the file's last build (``record_project_hash``):
+    not so, a file an older release built and this version has not synced yet."""
+    return table_exists(conn, "raw", "dbt_project") and scalar(
+        conn, "SELECT count(*) FROM raw.dbt_project WHERE project_hash = ?", [project_hash()]) > 0
 
 
 def profile_text(database_file: Path | str) -> str:

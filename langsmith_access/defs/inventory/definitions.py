@@ -28,6 +28,7 @@ from langsmith_access.store.sections import record_section_reads
 from langsmith_access.store.sync_runs import has_published_sync
 from langsmith_access.sync import inventory
 from langsmith_access.sync.extract import now_utc
+from langsmith_access.transform.project import built_by_this_project
 
 GROUP = "inventory"
 TABLE_DESCRIPTIONS = {
@@ -127,6 +128,15 @@ def inventory_asset(cron: str) -> dg.AssetsDefinition:
                     f"inventory adds to a synced database: launch {names.SYNC_JOB} for this partition "
                     f"first (or `langsmith-access sync --all-sections --org {sync_database.org.slug}` for both)."
                 )
+            if not built_by_this_project(conn):
+                # Its build reads what this version's sync builds (effective_access...), which
+                # a database an older release built lacks until then.
+                raise dg.Failure(
+                    f"Org {sync_database.org.slug!r} (this run's partition) was last synced by another version "
+                    f"of langsmith-access (an upgrade), and the inventory adds to what this version's sync "
+                    f"builds: launch {names.SYNC_JOB} for this partition first (or `langsmith-access sync "
+                    f"--all-sections --org {sync_database.org.slug}` for both)."
+                )
             plan = client.section_plan()
             shared = sorted(w.id for w in client.list_workspaces(include_deleted=False) if w.is_shared)
             read = inventory.get_inventory(client, plan, shared)
@@ -177,8 +187,17 @@ def waits_for_first_sync(org: Org) -> str | None:
     try:
         # The analysts' copy, for two seconds at most: runs never hold it.
         with AccessDatabase(org.duckdb_path).read_published(timeout_seconds=2) as conn:
-            if has_published_sync(conn):
-                return None
+            if not has_published_sync(conn):
+                return org.in_its_own_terms(
+                    "no sync published yet: the inventory waits for the first one (the sync schedule, or "
+                    "`langsmith-access sync`)"
+                )
+            if not built_by_this_project(conn):
+                return org.in_its_own_terms(
+                    "last synced by another version of langsmith-access (an upgrade): the inventory waits "
+                    "for this version's first sync (the sync schedule, or `langsmith-access sync`)"
+                )
+            return None
     except DatabaseNotReadyError:
         pass
     except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error):  # the run reports it
