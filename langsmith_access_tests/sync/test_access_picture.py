@@ -94,6 +94,18 @@ def enterprise(tmp_path_factory):
         created_at=org.now(), updated_at=org.now()))
     # A member who joined just now, with a workspace role and no login yet: not unused access.
     joined = org.add_member("joined.today@example.com", "Joined Today")
+    # A failed login just now by a member not seen for longer than the unused days: no use of
+    # their access (they stay in report_unused_access). And a read-only service key.
+    seen = defaultdict(int)
+    for e in org.audit_log.events():
+        if e.operation == "login" and e.succeeded is not False and e.actor.ls_user_id:
+            seen[e.actor.ls_user_id] = max(seen[e.actor.ls_user_id], e.time_ms)
+    long_ago = (time.time() - (UNUSED_DAYS + 2) * 86400) * 1000
+    granted = {user for _ws, user, _identity, _role in org.workspace_membership_rows(shared_only=True)}
+    locked_out = next(m for m in org.active_members() if m.ls_user_id in granted and seen[m.ls_user_id] < long_ago
+                      and parse_timestamp(m.created_at) * 1000 < long_ago)
+    org.record_login(locked_out.ls_user_id, succeeded=False)
+    next(k for k in org.api_keys.values() if k.kind == SERVICE_KEY and not k.revoked_at).read_only = True
     org.add_workspace_membership(org.shared_workspaces()[0].id, joined.ls_user_id,
                                  org.role_by_name("WORKSPACE_VIEWER").id)
     database = tmp_path_factory.mktemp("enterprise") / "data" / "access.duckdb"
@@ -251,6 +263,94 @@ def test_the_audit_log_and_activity_reach_back_the_unused_days(enterprise):
     assert joined.ls_user_id in activity and joined.ls_user_id not in last_login  # never logged in
     assert not any(user == joined.ls_user_id for _ws, user in expected)
     assert rows(db, "SELECT workspace_id, user_id FROM main.report_unused_access") == expected
+
+
+def test_the_inventory_tables_carry_every_column_the_sandbox_implies(enterprise):
+    """Column by column, beyond ids and kinds: what each key reaches and acts as and who made it,
+    what each policy says and which roles it names, where service accounts and SSO put people,
+    and who did what in the audit log, all computed from the sandbox's org."""
+    org, db = enterprise.org, enterprise.database
+    shared = {w.id for w in org.shared_workspaces()}
+    email = {m.ls_user_id: m.email for m in org.active_members()}
+
+    def role_name(role_id):
+        return None if role_id is None else org.role(role_id).display_name
+
+    def workspace_name(workspace_id):
+        workspace = org.workspaces.get(workspace_id or "")
+        return workspace.display_name if workspace else None
+
+    now = datetime.now(UTC)
+    keys = [k for k in org.api_keys.values()
+            if k.kind != WORKSPACE_SERVICE_KEY or (k.workspace_ids and k.workspace_ids[0] in shared)]
+    assert any(k.read_only for k in keys), "the fixture marks a key read-only"
+    expected = {
+        (k.id, k.description or None,
+         None if k.workspace_ids is None else tuple(workspace_name(w) for w in k.workspace_ids),
+         k.kind == SERVICE_KEY and k.workspace_ids is None,
+         k.workspace_ids[0] if k.kind == WORKSPACE_SERVICE_KEY else None,
+         workspace_name(k.default_workspace_id),
+         k.role_id, role_name(k.role_id), k.org_role_id, role_name(k.org_role_id),
+         k.created_by, email.get(k.created_by or ""), k.read_only,
+         "revoked" if k.revoked_at and epoch(k.revoked_at) <= now
+         else "expired" if k.expires_at and epoch(k.expires_at) <= now else "active")
+        for k in keys
+    }
+    expected |= {(t.id, t.description or None, None, False, None, None, None, None, None, None, None, None,
+                  False, "active") for t in org.scim_tokens.values()}
+    actual = {(cid, text, None if names is None else tuple(names), *rest) for cid, text, names, *rest in query(
+        db, "SELECT credential_id, description, workspace_names, is_org_wide, listed_in_workspace_id, "
+            "default_workspace_name, role_id, role_name, org_role_id, org_role_name, created_by, "
+            "created_by_email, read_only, status FROM main.credentials")}
+    assert actual == expected
+    # Each column tells keys apart: none is the same for every key.
+    for column in zip(*expected, strict=True):
+        assert len(set(column)) > 1
+
+    def groups(policy):
+        return [{"permission": g.permission, "resource_type": g.resource_type,
+                 "conditions": [{"attribute_name": c.attribute_name, "attribute_key": c.attribute_key,
+                                 "operator": c.operator, "attribute_value": c.attribute_value}
+                                for c in g.conditions]} for g in policy.condition_groups]
+
+    policies = {pid: (tuple(names), attached, json.loads(conditions), count) for pid, names, attached, conditions, count
+                in query(db, "SELECT policy_id, role_names, is_attached, condition_groups, condition_group_count "
+                             "FROM main.access_policies")}
+    assert policies == {
+        p.id: (tuple(role_name(r) for r in sorted(p.role_ids)), bool(p.role_ids), groups(p), len(p.condition_groups))
+        for p in org.access_policies.values()}
+
+    assert rows(db, "SELECT service_account_id, default_workspace_name FROM main.service_accounts") == {
+        (a.id, workspace_name(a.default_workspace_id)) for a in org.service_accounts.values()}
+    assert any(workspace_name(a.default_workspace_id) for a in org.service_accounts.values())
+    sso = {pid: (tuple(ids), *rest) for pid, ids, *rest in query(
+        db, "SELECT sso_provider_id, default_workspace_ids, default_workspace_role_name, sso_groups_enabled, "
+            "sso_groups_claim_field, sso_groups_required, sso_groups_role_sync_enabled, attribute_mapping_keys "
+            "FROM main.sso_settings")}
+    assert sso == {p.id: (tuple(p.default_workspace_ids), role_name(p.default_workspace_role_id), p.sso_groups_enabled,
+                          p.sso_groups_claim_field, p.sso_groups_required, p.sso_groups_role_sync_enabled,
+                          sorted(p.attribute_mapping_keys or {}))
+                   for p in org.sso_providers.values()}
+    assert all(ids for ids, *_ in sso.values())
+
+    [(start, end)] = query(db, "SELECT min(window_start), max(window_end) FROM raw.audit_windows")
+    window = [e for e in org.audit_log.events() if start.timestamp() * 1000 <= e.time_ms <= end.timestamp() * 1000]
+    events = {(e.id, e.succeeded, email.get(e.actor.ls_user_id or ""), tuple(e.resource_ids), e.actor.ip,
+               e.http_method, e.path, e.status_code) for e in window}
+    assert events == {(eid, succeeded, actor, tuple(targets), *rest) for eid, succeeded, actor, targets, *rest in query(
+        db, "SELECT event_id, succeeded, actor_email, target_ids, source_ip, http_method, path, status_code "
+            "FROM main.audit_events")}
+    assert {succeeded for _, succeeded, *_ in events} >= {True, False}
+    last_action = {}
+    for e in window:
+        if e.actor.ls_user_id:
+            last_action[e.actor.ls_user_id] = max(last_action.get(e.actor.ls_user_id, 0), e.time_ms)
+    assert {u: t.timestamp() * 1000 if t else None for u, t in query(
+        db, "SELECT user_id, last_audited_action_at FROM main.user_activity")} == {
+        m.ls_user_id: last_action.get(m.ls_user_id) for m in org.active_members()}
+    # A failed login is no use of one's access: the member locked out just now is still unused.
+    failed = {e.actor.ls_user_id for e in window if e.operation == "login" and e.succeeded is False}
+    assert failed and failed <= {u for (u,) in query(db, "SELECT user_id FROM main.report_unused_access")}
 
 
 def test_days_since_last_use_counts_whole_days_elapsed(enterprise):
