@@ -166,7 +166,8 @@ def transform_access_policies(policies: Iterable[AccessPolicy], sync_id: str, fe
             "description": _scrubbed(p.description),
             "effect": p.effect,
             "role_ids": list(p.role_ids),
-            "condition_groups": p.condition_groups_json(),
+            # Free text too: a condition's resource tag value is whatever an admin typed.
+            "condition_groups": scrub_secrets(p.condition_groups_json()),
             "created_at": p.created_at,
             "updated_at": p.updated_at,
         }

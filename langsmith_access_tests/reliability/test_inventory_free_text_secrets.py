@@ -32,6 +32,10 @@ TAINTED = {
     ("/api/v1/audit-logs", "operation"),
     ("/api/v1/audit-logs", "uid"),
     ("/api/v1/audit-logs", "ip"),
+    ("/api/v1/service-accounts", "name"),
+    ("/api/v1/platform/orgs/current/access-policies", "name"),
+    ("/api/v1/platform/orgs/current/access-policies", "description"),
+    ("/api/v1/platform/orgs/current/access-policies", "attribute_value"),  # a resource tag's value
 }
 
 
@@ -72,9 +76,12 @@ def test_a_whole_key_in_an_inventory_text_field_is_stored_cut(tmp_path, monkeypa
     with duckdb.connect(str(database), read_only=True) as conn:
         descriptions = [d for (d,) in conn.execute("SELECT description FROM main.credentials").fetchall()]
         paths = [p for (p,) in conn.execute("SELECT path FROM main.audit_events").fetchall()]
+        accounts = [n for (n,) in conn.execute("SELECT name FROM main.service_accounts").fetchall()]
+        policies = conn.execute("SELECT name, description, condition_groups FROM main.access_policies").fetchall()
     # The fields are there, the key cut to what a listing shows of one.
-    assert any(f"{PASTED[:8]}...{PASTED[-4:]}" in (d or "") for d in descriptions), descriptions
-    assert any(f"{PASTED[:8]}...{PASTED[-4:]}" in (p or "") for p in paths), paths
+    cut = f"{PASTED[:8]}...{PASTED[-4:]}"
+    for texts in (descriptions, paths, accounts, *zip(*policies, strict=True)):
+        assert texts and all(cut in (text or "") for text in texts), texts
     leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and PASTED.encode() in p.read_bytes()]
     assert leaked == []
     assert PASTED not in out.getvalue() + err.getvalue()
