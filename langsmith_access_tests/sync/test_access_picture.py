@@ -668,15 +668,20 @@ def test_a_failing_credential_listing_or_audit_window_fails_the_run_and_is_read_
     # Overlapping windows never load an event twice.
     assert query(database, "SELECT count(*) = count(DISTINCT event_id) FROM raw.audit_events") == [(True,)]
 
-    # The key is rotated to one without organization:manage: the audit log is skipped, and what
-    # was loaded before is forgotten, not shown as today's activity (the member who logged in
-    # just now would otherwise stay "unused" for good).
-    with SandboxServer(org, key_role="org-user") as restricted:
+    # The key is rotated to one without organization:manage, on an install without the
+    # access-policy routes: the audit log is skipped, and what was loaded before is forgotten,
+    # not shown as today's activity (the member who logged in just now would otherwise stay
+    # "unused" for good); the policies read before are gone too, not shown as today's.
+    assert query(database, "SELECT count(*) FROM main.access_policies")[0][0] > 0
+    with SandboxServer(org, key_role="org-user", missing_sections=("access_policies",)) as restricted:
         point_at(monkeypatch, restricted, database)
         skipped = runner.run_job(INVENTORY_JOB, {})
     assert skipped.success, skipped.failure
     [(text,)] = query(database, "SELECT skipped_sections FROM main.sync_runs WHERE sync_id = ?", [skipped.run_id])
     assert json.loads(text)["audit_events"].startswith("key permission:")
+    assert json.loads(text)["access_policies"].startswith("not available here:")
+    assert query(database, "SELECT (SELECT count(*) FROM main.access_policies), "
+                           "(SELECT count(*) FROM raw.access_policies)") == [(0, 0)]
     assert query(database, "SELECT (SELECT count(*) FROM main.audit_events), (SELECT count(*) FROM raw.audit_events), "
                            "(SELECT count(*) FROM raw.audit_windows)") == [(0, 0, 0)]
     assert query(database, "SELECT count(*) FROM main.user_activity WHERE last_login_at IS NOT NULL "
