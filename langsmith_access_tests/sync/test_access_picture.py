@@ -719,3 +719,12 @@ def test_raising_the_unused_days_reads_the_audit_log_back_that_far(tmp_path, mon
     assert rows(database, "SELECT event_id FROM raw.audit_events") == {(e,) for e in expected}
     assert query(database, "SELECT count(*) = count(DISTINCT event_id) FROM raw.audit_events") == [(True,)]
     assert query(database, "SELECT count(*) FROM main.report_unused_access")[0][0] > 0
+
+    # The Launchpad's reach, when given, is the one read: 120 days back, past the setting's 90.
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        started = datetime.now(UTC)
+        outcome = runner.run_job(INVENTORY_JOB, {"ops": {INVENTORY_OP: {"config": {"unused_days": 120}}}})
+        assert outcome.success, outcome.failure
+    [(known_since,)] = query(database, "SELECT min(window_start) FROM raw.audit_windows")
+    assert started - 120 * DAY <= known_since <= datetime.now(UTC) - 120 * DAY
