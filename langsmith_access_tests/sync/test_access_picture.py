@@ -92,6 +92,10 @@ def enterprise(tmp_path_factory):
         role_ids=[org.role_by_name("WORKSPACE_ADMIN").id, held_custom], condition_groups=[PolicyConditionGroup(
             "datasets:delete", "dataset", [PolicyCondition("resource_tag_key", "hold", "equals", "legal")])],
         created_at=org.now(), updated_at=org.now()))
+    # A policy attached to no role yet: it applies to no one.
+    org.put_access_policy(AccessPolicy(
+        id="4a0e1f6a-0000-4000-8000-00000000a0d3", name="Draft", description="", effect="allow", role_ids=[],
+        condition_groups=[], created_at=org.now(), updated_at=org.now()))
     # A member who joined just now, with a workspace role and no login yet: not unused access.
     joined = org.add_member("joined.today@example.com", "Joined Today")
     # A failed login just now by a member not seen for longer than the unused days: no use of
@@ -663,6 +667,9 @@ def test_a_failing_credential_listing_or_audit_window_fails_the_run_and_is_read_
     assert recovered.success, recovered.failure
     [(first_new_start,)] = query(database, "SELECT min(window_start) FROM raw.audit_windows WHERE window_start > ?", [end_before - timedelta(hours=2)])
     assert first_new_start == end_before - timedelta(hours=1)
+    # From there only: the log already loaded is not read again.
+    assert query(database, "SELECT min(window_start) FROM raw.audit_windows WHERE sync_id = ?",
+                 [recovered.run_id]) == [(end_before - timedelta(hours=1),)]
     loaded = {e for (e,) in query(database, "SELECT event_id FROM main.audit_events")}
     assert {late.id, meanwhile.id} <= loaded
     # Overlapping windows never load an event twice.
