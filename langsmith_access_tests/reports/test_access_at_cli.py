@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 from unittest import mock
 
@@ -185,6 +185,37 @@ def test_a_renamed_workspace_is_named_as_it_was_then(history):
     # Either name finds it.
     for name in (old_name, new_name):
         assert access_at(history.database, "--time", "now", "--workspace", name, "--json").returncode == 0
+
+
+def test_the_instant_a_sync_dated_its_changes_belongs_to_the_new_state(history):
+    """valid_from <= T < valid_to (DESIGN.md): asked at the very instant the second sync dated
+    what it saw change, access-at answers with the second state (grants, workspaces, standing);
+    a microsecond earlier, with the first."""
+    [(second,)] = duckdb_rows(history.database, "SELECT min(valid_from) FROM main.grant_history WHERE "
+                              "valid_from > (SELECT min(valid_from) FROM main.grant_history)", [])
+    at, just_before = second.isoformat(), (second - timedelta(microseconds=1)).isoformat()
+    assert held(access_at(history.database, "--time", at, "--json")) == history.grants_second
+    assert held(access_at(history.database, "--time", just_before, "--json")) == history.grants_first
+    # The workspace deleted then is gone at that instant: no implicit Admin there any more.
+    admin, deleted = _steady_org_admin(history), history.changes.deleted_workspace
+
+    def implicit_in(time: str) -> set[str]:
+        return {g["workspace_id"] for g in _effective(history.database, "--time", time, "--user", admin)
+                if g["source"] == "organization_admin"}
+
+    assert deleted in implicit_in(just_before) and deleted not in implicit_in(at)
+    # The workspace renamed then bears its new name, and the member disabled then is disabled.
+    renamed, old_name = history.changes.renamed_workspace
+
+    def at_time(time: str) -> list[dict]:
+        return _effective(history.database, "--time", time)
+
+    assert {g["workspace_name"] for g in at_time(just_before) if g["workspace_id"] == renamed} == {old_name}
+    assert {g["workspace_name"] for g in at_time(at) if g["workspace_id"] == renamed} == {
+        history.org.workspace(renamed).display_name}
+    disabled = history.changes.disabled
+    assert {g["user_disabled"] for g in at_time(just_before) if g["user_id"] == disabled} == {False}
+    assert {g["user_disabled"] for g in at_time(at) if g["user_id"] == disabled} == {True}
 
 
 def test_a_database_without_workspace_history_answers_from_the_current_workspaces(history, tmp_path):
