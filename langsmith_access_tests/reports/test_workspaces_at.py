@@ -4,7 +4,7 @@ reach, on hand-made intervals."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
@@ -95,6 +95,24 @@ def test_a_restored_workspace_is_dated_from_its_restoration(conn):
         since = {g.workspace_id: g.valid_from for g in implicit_admin_access_at(conn, day(17))}
         assert since["restored"] == day(16)
         assert since["renamed"] == day(1)
+    finally:
+        conn.execute("DROP TABLE main.roles; DROP TABLE main.users; DROP TABLE main.grant_history")
+
+
+def test_an_organization_admin_demoted_holds_no_implicit_admin_from_the_demotion_on(conn):
+    # bob was Organization Admin from day 1 until the sync of day 18 (valid_from <= T < valid_to).
+    conn.execute("CREATE TABLE main.roles AS SELECT * FROM (VALUES ('org-admin', 'ORGANIZATION_ADMIN', "
+                 "'Organization Admin'), ('admin', 'WORKSPACE_ADMIN', 'Admin')) AS r(role_id, name, display_name)")
+    conn.execute("CREATE TABLE main.users (user_id VARCHAR, email VARCHAR)")
+    conn.execute("CREATE TABLE main.grant_history AS SELECT 'g' AS grant_id, 'organization_role' AS entitlement_type, "
+                 "'bob' AS user_id, 'bob@example.com' AS email, NULL AS workspace_id, 'org-admin' AS role_id, "
+                 "'Organization Admin' AS role_name, ?::TIMESTAMPTZ AS valid_from, ?::TIMESTAMPTZ AS valid_to",
+                 [day(1), day(18)])
+    try:
+        before = implicit_admin_access_at(conn, day(18) - timedelta(microseconds=1))
+        assert {g.workspace_id for g in before} == {"renamed", "restored", "late", "undated", "undated-late"}
+        assert {g.valid_to for g in before} == {day(18)}
+        assert implicit_admin_access_at(conn, day(18)) == []
     finally:
         conn.execute("DROP TABLE main.roles; DROP TABLE main.users; DROP TABLE main.grant_history")
 
