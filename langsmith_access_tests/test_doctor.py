@@ -636,6 +636,8 @@ def page(status: int):
     # LangSmith's 401 is JSON: a page is a login gateway in front of it, not the key refused.
     (401, "refused the request before it reached LangSmith (one that asks for its own login)",
      ProxyRefusalError.fix),
+    # A gateway's own rate-limit page: asked again once, then told to wait, not to move.
+    (429, "LangSmith API behind it is not answering now", TRANSIENT_FIX),
     (200, "not a LangSmith API", "set LANGSMITH_ENDPOINT"),  # only a 2xx page is a wrong endpoint
 ])
 def test_a_page_in_place_of_the_org_info_is_told_by_its_status(sandbox_env, status, detail_says, fix):
@@ -661,6 +663,16 @@ def test_a_rate_limit_longer_than_the_doctor_waits_is_reported_as_it_is(sandbox_
     assert "asked again" not in check.detail.replace("before asking again", ""), check
     assert "wait 90 s (Retry-After)" in check.detail and "again in 90 s" in check.fix, check
     assert len([r for r in sandbox.request_log.snapshot() if r.path == "/api/v1/orgs/current/info"]) == 1
+
+
+def test_a_rate_limit_longer_than_the_client_reads_says_the_wait_may_be_longer(sandbox_env):
+    # The client reads a Retry-After up to its cap: beyond it, the doctor cannot say the wait
+    # LangSmith gave, only that it is at least the cap.
+    sandbox, environ = sandbox_env(faults=FaultConfig(throttle_rate=1.0, retry_after_seconds=3600))
+    check = check_of(run_checks(environ), "endpoint")
+    assert check.status == "fail" and "429" in check.detail, check
+    assert "wait 120 s or more (Retry-After)" in check.detail, check
+    assert "again in 120 s or more" in check.fix, check
 
 
 def undecodable(answer: Answer) -> Answer:
