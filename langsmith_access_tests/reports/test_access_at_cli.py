@@ -316,6 +316,42 @@ def test_a_member_removed_by_a_sync_stands_as_last_seen_until_their_grants_end(h
     assert access_at(removed, "--time", "2099-01-01T12:00:03Z", "--user", admin, "--json").stdout.strip() == "[]"
 
 
+def test_credentials_and_settings_are_those_of_the_time_asked(history, tmp_path):
+    """--credentials: created by T, neither revoked nor expired at T; --settings: the value held
+    at T. A key revoked or expired at 12:00 no longer acts at 12:00; one created then does."""
+    database = tmp_path / "keys.duckdb"
+    shutil.copyfile(history.database, database)
+    noon = "TIMESTAMPTZ '2099-01-01 12:00:00+00'"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("DELETE FROM main.credentials")
+        conn.execute(f"""INSERT INTO main.credentials (credential_id, kind, short_key, created_at, expires_at, revoked_at)
+            VALUES ('k1', 'api_key', 'lsv2_pt_revoked', TIMESTAMPTZ '2099-01-01 00:00:00+00', NULL, {noon}),
+                   ('k2', 'api_key', 'lsv2_pt_expiring', TIMESTAMPTZ '2099-01-01 00:00:00+00', {noon}, NULL),
+                   ('k3', 'api_key', 'lsv2_pt_new', {noon}, NULL, NULL),
+                   ('k4', 'api_key', 'lsv2_pt_undated', NULL, NULL, NULL)""")
+        conn.execute(f"UPDATE main.org_settings_history SET valid_to = {noon} "
+                     "WHERE setting = 'invites_enabled' AND valid_to IS NULL")
+        conn.execute(f"INSERT INTO main.org_settings_history (setting, value, valid_from, valid_to) "
+                     f"VALUES ('invites_enabled', 'changed', {noon}, NULL)")
+
+    def usable(time: str) -> tuple[set[str], list[str]]:
+        done = access_at(database, "--time", time, "--credentials", "--settings", "--json")
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        return ({c["short_key"] for c in answer["credentials"]},
+                [s["value"] for s in answer["settings"] if s["setting"] == "invites_enabled"])
+
+    assert usable("2099-01-01T11:59:59.999999Z") == ({"lsv2_pt_revoked", "lsv2_pt_expiring", "lsv2_pt_undated"}, ["true"])
+    assert usable("2099-01-01T12:00:00Z") == ({"lsv2_pt_new", "lsv2_pt_undated"}, ["changed"])
+    # The tables say the same.
+    table = access_at(database, "--time", "2099-01-01T12:00:00Z", "--credentials", "--settings")
+    assert table.returncode == 0, table.stderr
+    assert "Credentials usable at 2099-01-01 12:00:00 UTC: 2" in table.stdout
+    cells = box_rows(table.stdout.splitlines())
+    assert {row[1] for row in cells if row[0] == "api_key"} == {"lsv2_pt_new", "lsv2_pt_undated"}
+    assert [row[1] for row in cells if row[0] == "invites_enabled"] == ["changed"]
+
+
 def duckdb_rows(database: Path, sql: str, params: list) -> list[tuple]:
     with duckdb.connect(str(database), read_only=True) as conn:
         return conn.execute(sql, params).fetchall()
