@@ -546,6 +546,20 @@ def test_a_workspace_the_key_may_not_read_fails_where_the_sync_reads_each_worksp
     assert hidden.display_name in check.detail and "may not read 1 of them" in check.detail, check
     assert "workspaces:read" in check.fix and "Organization Admin" in check.fix
     assert not diagnosis.ok
+    # A workspace the key may read but not manage: the sync reads it (a warning, as before); only
+    # provisioning cannot change its members, which the manage check names.
+
+    def read_only_in_hidden(answer: Answer) -> Answer:
+        return answer.with_json([{**w, "permissions": ["workspaces:read"]} if w["id"] == hidden.id else w
+                                 for w in answer.json()])
+
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/workspaces", read_only_in_hidden)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    assert check_of(diagnosis, "read_all_workspaces").status == "warn"
+    manage = check_of(diagnosis, "manage_workspace_members")
+    assert manage.status == "warn" and f"not in: {hidden.display_name}" in manage.detail, manage
+    assert diagnosis.ok
     # With an Organization Admin's key one listing covers every workspace: nothing to read each.
     sandbox.api.key_role = "org-admin"
     with TamperingProxy(sandbox.url) as proxy:
