@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from datetime import timedelta, timezone
 from pathlib import Path
 from unittest import mock
@@ -412,6 +413,12 @@ def test_a_time_before_the_first_sync_holds_nothing(history):
     assert done.returncode == 0
     assert json.loads(done.stdout) == []
     assert "before the first recorded sync" in done.stderr
+    # The first sync's own instant is recorded: its grants, and no note; a microsecond before, none.
+    [(first,)] = duckdb_rows(history.database, "SELECT min(valid_from) FROM main.grant_history", [])
+    at_first = access_at(history.database, "--time", first.isoformat(), "--json")
+    assert held(at_first) == history.grants_first and "before the first recorded sync" not in at_first.stderr
+    just_before = access_at(history.database, "--time", (first - timedelta(microseconds=1)).isoformat(), "--json")
+    assert held(just_before) == {} and "before the first recorded sync" in just_before.stderr
 
 
 def test_a_time_in_the_future_is_the_latest_state_and_says_so(history):
@@ -430,7 +437,15 @@ def test_a_missing_database_exits_1(tmp_path):
     assert not (tmp_path / "nothing.duckdb").exists()
 
 
-def test_parse_time():
+def test_parse_time(monkeypatch):
+    # Naive times are UTC whatever the analyst's own time zone.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_time("2026-11-01T12:30").isoformat() == "2026-11-01T12:30:00+00:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     assert parse_time("2026-11-01").isoformat() == "2026-11-01T00:00:00+00:00"
     assert parse_time("2026-11-01T12:30").isoformat() == "2026-11-01T12:30:00+00:00"
     assert parse_time("2026-11-01T12:30:00Z").isoformat() == "2026-11-01T12:30:00+00:00"
