@@ -140,6 +140,10 @@ def test_an_export_named_as_another_spreadsheet_format_is_refused(env, tmp_path,
     code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "review.xlsx")
     assert code == 2 and "written as CSV" in err and "review.csv" in err, err
     assert not (tmp_path / "review.xlsx").exists()
+    # A table name goes with a DuckDB file only: never silently dropped for a CSV sheet.
+    code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "review.csv", "--table", "q4")
+    assert code == 2 and "--table applies to a DuckDB file only" in err, err
+    assert not (tmp_path / "review.csv").exists()
 
 
 def test_an_export_into_the_databases_own_files_is_refused(env, capsys):
@@ -508,6 +512,10 @@ def test_unusable_sources_give_clear_messages(env, tmp_path, capsys):
         conn.execute("CREATE TABLE notes (text VARCHAR)")
     cases.append((["--table", "x; DROP TABLE y", "--review-db", review_db], "not a plain name"))
     cases.append((["--table", "grant_review", "--review-db", review_db], "no table grant_review in"))
+    # A CSV sheet named with a DuckDB file beside it: which one was meant is not guessed.
+    sheet = tmp_path / "marked.csv"
+    sheet.write_text("grant_id,decision\nabc,revoke\n", encoding="utf-8")
+    cases.append((["--file", sheet, "--review-db", review_db], "--review-db goes with --table"))
     for argv, message in cases:
         code, stdout, err = run_cli(capsys, "review", "queue-revokes", *argv)
         assert code == 2 and message in err, (argv, err)
