@@ -350,6 +350,7 @@ def test_credentials_and_settings_are_those_of_the_time_asked(history, tmp_path)
     assert "Credentials usable at 2099-01-01 12:00:00 UTC: 2" in table.stdout
     cells = box_rows(table.stdout.splitlines())
     assert {row[1] for row in cells if row[0] == "api_key"} == {"lsv2_pt_new", "lsv2_pt_undated"}
+    assert all(row[-1] == "never" for row in cells if row[0] == "api_key")  # EXPIRES: none set
     assert [row[1] for row in cells if row[0] == "invites_enabled"] == ["changed"]
 
 
