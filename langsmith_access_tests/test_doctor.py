@@ -375,6 +375,20 @@ def test_a_key_managing_members_through_a_custom_role_warns_of_restricted_roles(
     assert check_of(run_checks(environ), "manage_workspace_members").status == "ok"
 
 
+def test_a_key_in_what_langsmith_names_never_reaches_the_doctors_output(sandbox_env):
+    # Names come from the org's own data: a key pasted into the organization's name (or sent back
+    # there by something on the way) is cut to its prefix in every line and in --json.
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/orgs/current/info",
+                          lambda answer: answer.with_json({**answer.json(), "display_name": f"Acme {sandbox.api_key}"}))
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    check = check_of(diagnosis, "organization")
+    assert check.status == "ok" and "Acme lsv2_***" in check.detail, check
+    shown = diagnosis.text() + diagnosis.to_json()
+    assert sandbox.api_key not in shown and sandbox.api_key[8:24] not in shown
+
+
 def test_an_org_info_without_an_id_warns_that_the_org_could_not_be_confirmed(sandbox_env):
     # The schema lets OrganizationInfo.id be null: nothing to compare the configured id with.
     sandbox, environ = sandbox_env()
