@@ -123,8 +123,11 @@ def test_a_wrong_endpoint_fails_endpoint_and_skips_the_rest(sandbox_env):
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     environ["LANGSMITH_ENDPOINT"] = f"http://127.0.0.1:{closed}"
-    result = statuses(environ)
-    assert result["endpoint"] == "fail" and {result[n] for n in CHECK_NAMES[2:]} == {"skip"}
+    diagnosis = run_checks(environ)
+    assert check_of(diagnosis, "endpoint").status == "fail"
+    # Each skipped check says which failure it waits on.
+    assert {(c.status, c.detail) for c in diagnosis.checks[2:]} == {("skip", "not run: endpoint failed")}
+    assert "skip authentication: not run: endpoint failed" in diagnosis.text()
 
 
 def test_bad_configuration_fails_configuration(sandbox_env):
