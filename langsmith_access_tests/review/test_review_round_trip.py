@@ -360,10 +360,15 @@ def test_a_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text_and_read
         conn.execute("UPDATE main.workspaces SET display_name = '-Ops' WHERE workspace_id = ?", [workspace.id])
         conn.execute("UPDATE main.review_sheet SET workspace_name = '-Ops' WHERE workspace_id = ?", [workspace.id])
         conn.execute("UPDATE main.review_sheet SET full_name = ?", [formula])
+        # Every character a spreadsheet starts a formula with (or skips before one), not only '='.
+        others = ["+1+1", "-1+1", "@SUM(1,1)", "\t=1+1", "\r=1+1"]
+        user_ids = [u for (u,) in conn.execute("SELECT DISTINCT user_id FROM main.review_sheet ORDER BY 1").fetchall()]
+        for user_id, name in zip(user_ids, others, strict=False):
+            conn.execute("UPDATE main.review_sheet SET full_name = ? WHERE user_id = ?", [name, user_id])
     sheet = tmp_path / "review.csv"
     assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
     rows = read_sheet(sheet)
-    assert {r["full_name"] for r in rows} == {"'" + formula}
+    assert {r["full_name"] for r in rows} == {"'" + name for name in [formula, *others]}
     marked = active_rows(rows, workspace.id)[0]
     assert marked["workspace_name"] == "'-Ops"
     marked["decision"] = "revoke"
