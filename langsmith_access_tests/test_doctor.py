@@ -500,6 +500,23 @@ def test_an_orgs_checks_name_its_own_key_variable_and_entry(orgs_file, monkeypat
     assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b", done.stdout), done.stdout
 
 
+def test_the_op_job_names_the_partition_org_s_own_settings(orgs_file, monkeypatch):
+    # From the UI, as on the command line: an org of an orgs file is told of its own key variable
+    # and entry, not of the single-org variables it does not use.
+    from langsmith_access.definitions import defs
+
+    monkeypatch.setenv("LANGSMITH_API_KEY_EU", "lsv2_sk_" + "0" * 32)  # a key the sandbox refuses
+    job = defs().resolve_job_def("check_langsmith_connection")
+    failed = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                                    partition_key="eu")
+    assert not failed.success
+    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    report = failure.event_specific_data.error.message + str(
+        {k: getattr(v, "value", v) for k, v in failure.step_failure_data.user_failure_data.metadata.items()})
+    assert "authentication" in report and "LANGSMITH_API_KEY_EU" in report, report
+    assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b", report), report
+
+
 def test_a_proxy_refusal_gets_the_proxy_fix_not_the_keys_roles(sandbox_env):
     sandbox, environ = sandbox_env()
     with TamperingProxy(sandbox.url) as proxy:
