@@ -485,6 +485,8 @@ BAD_SHEETS = {
     "unknown decision": ("grant_id,decision\nabc,revok\n", "line 2: decision 'revok' is not"),
     "marked row without id": ("grant_id,user,workspace,role,decision\n,a@b.c,,Editor,revoke\n",
                               "line 2: marked revoke but has no grant_id, and no workspace"),
+    "marked row without id or role": ("grant_id,user,workspace,role,decision\n,a@b.c,Platform,,revoke\n",
+                                      "line 2: marked revoke but has no grant_id, and no role"),
     "both decision columns": ("grant_id,decision,revoke\nabc,revoke,yes\n", "both a 'decision' and a 'revoke'"),
     "repeated column": ("grant_id,decision,decision\nabc,revoke,keep\n", "more than once"),
     "empty file": ("", "is empty"),
