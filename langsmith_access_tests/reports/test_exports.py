@@ -187,6 +187,18 @@ def test_tables_written_side_by_side_equal_those_written_one_by_one(tmp_path):
         assert "2026-11-01 12:00:00+00" in written
 
 
+def test_an_export_directory_named_with_quotes_is_written_as_named(tmp_path):
+    # A directory an analyst named (apostrophes and double quotes included) is where the files go.
+    out = tmp_path / "Q4 'final' \"review\""
+    with duckdb.connect() as conn:
+        _tables_of_several_sizes(conn)
+        for file_format in export.EXPORT_FORMATS:
+            written = export.export_tables(conn, out, file_format)
+            assert written["users"] == 5
+            assert sorted(p.name for p in out.glob(f"*.{file_format}")) == sorted(f"{t}.{file_format}" for t in written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
 def test_a_table_that_cannot_be_written_fails_the_side_by_side_export(tmp_path):
     with duckdb.connect() as conn:
         _tables_of_several_sizes(conn)
