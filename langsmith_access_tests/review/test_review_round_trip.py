@@ -465,6 +465,13 @@ def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
         f"{email};{outside.id};{role};yes;\n",  # no role there at all
         encoding="utf-8",
     )
+    # Two rows naming one grant (by email, by user id): a dry run counts it once, as queueing does.
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f"user,workspace,role,revoke\n{email},{workspace.id},{role},yes\n"
+                     f"{member.ls_user_id},{workspace.id},{role},yes\n", encoding="utf-8")
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", twice, "--dry-run")
+    assert code == 0 and "2 marked revoke: 1 would queue, 1 already queued or done" in stdout, stdout
+    assert "the same change as line 2 of this sheet" in stdout, stdout
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--reviewer", "dave")
     assert code == 2
     assert "unknown user" in stdout and "organization role" in stdout and "read-only" in stdout
