@@ -441,6 +441,20 @@ def test_duckdb_table_round_trip_refuses_org_roles(env, tmp_path, capsys):
     assert list_requests("applied")[0]["request_id"] == pending["request_id"]
 
 
+def test_a_former_organization_role_on_a_sheet_is_refused_as_read_only_not_as_unknown(env, tmp_path, capsys):
+    # An organization role that changed since the export (its grant_id is in grant_history only):
+    # the reason is that organization roles are read-only here, not a mistyped id.
+    sandbox, org, database = env
+    with duckdb.connect(str(database.path)) as conn:
+        conn.execute("INSERT INTO main.grant_history SELECT * REPLACE ('former-org-role' AS grant_id) "
+                     "FROM main.grant_history WHERE entitlement_type = 'organization_role' LIMIT 1")
+    sheet = tmp_path / "former.csv"
+    sheet.write_text("grant_id,decision\nformer-org-role,revoke\n", encoding="utf-8")
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 2 and "grant former-org-role is an organization role" in stdout, stdout
+    assert "Organization roles are read-only here" in stdout and "unknown grant id" not in stdout
+
+
 def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
     sandbox, org, database = env
     workspace = org.shared_workspaces()[0]
