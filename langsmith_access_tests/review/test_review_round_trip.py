@@ -7,6 +7,7 @@ template database and a fresh sandbox serving the same org.
 """
 
 import csv
+import getpass
 import json
 from pathlib import Path
 
@@ -453,6 +454,20 @@ def test_a_former_organization_role_on_a_sheet_is_refused_as_read_only_not_as_un
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
     assert code == 2 and "grant former-org-role is an organization role" in stdout, stdout
     assert "Organization roles are read-only here" in stdout and "unknown grant id" not in stdout
+
+
+def test_a_blank_reviewer_is_no_reviewer(env, tmp_path, capsys):
+    # "--reviewer $REVIEWER" with the variable blank: the OS user name is recorded, not spaces.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    active_rows(rows)[0]["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--reviewer", "   ")
+    assert code == 0, (stdout, err)
+    [pending] = list_requests("pending")
+    assert pending["requested_by"] == getpass.getuser()
 
 
 def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
