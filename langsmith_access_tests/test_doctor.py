@@ -601,6 +601,25 @@ def test_a_workspace_the_key_may_not_read_fails_where_the_sync_reads_each_worksp
         assert check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_all_workspaces").status == "ok"
 
 
+@pytest.mark.parametrize("permissions, status, says", [
+    (["workspaces:read"], "fail", "in none of the 4 workspaces: provisioning cannot change any membership"),
+    (None, "warn", "cannot tell: LangSmith does not say the key's permissions"),
+])
+def test_a_key_that_may_manage_members_nowhere_fails_and_one_not_told_warns(sandbox_env, permissions, status, says):
+    sandbox, environ = sandbox_env(key_role="org-user")  # no organization:manage: the listing decides
+
+    def with_permissions(answer: Answer) -> Answer:
+        return answer.with_json([{**w, "permissions": permissions} for w in answer.json()])
+
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/workspaces", with_permissions)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    check = check_of(diagnosis, "manage_workspace_members")
+    assert check.status == status and says in check.detail, check
+    assert "Workspace Admin role in every workspace" in check.fix
+    assert diagnosis.ok is (status != "fail")
+
+
 # ------------------------------------------------------------------ connections that get no answer
 
 def closed_port() -> int:
