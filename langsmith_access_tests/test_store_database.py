@@ -160,6 +160,19 @@ def test_a_publish_keeps_the_permissions_the_operator_gave_the_published_files(t
     assert database.parquet_path.stat().st_mode & 0o777 == 0o750
     assert {path.name: path.stat().st_mode & 0o777 for path in database.parquet_path.iterdir()} == {
         path.name: 0o640 for path in parquet_files}
+    # A directory stays its owner's to empty (the next publish removes the copy it replaces),
+    # whatever mode it was given; and the group given to the files is kept, where this user may
+    # set it (root may set any; others a group of their own).
+    os.chmod(database.parquet_path, 0o550)
+    group = next((g for g in os.getgroups() if g != os.getegid()), 1 if os.geteuid() == 0 else None)
+    if group is not None:
+        os.chown(database.path, -1, group)
+    with database.writer_lease("a third run"):
+        database.publish()
+    assert database.parquet_path.stat().st_mode & 0o777 == 0o750
+    if group is not None:
+        assert database.path.stat().st_gid == group
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_leftovers_are_found_by_the_exact_name_whatever_characters_it_holds(tmp_path):
