@@ -67,3 +67,12 @@ def test_the_docs_site_describes_every_table_python_writes_for_analysts():
             "WHERE table_schema = 'main' GROUP BY table_name").fetchall()
     undescribed = {table: sorted(set(names) - documented.get(table, set())) for table, names in columns}
     assert {table: names for table, names in undescribed.items() if names} == {}
+
+
+def test_a_site_whose_page_was_removed_is_not_current(tmp_path):
+    # Its hash file says the project as it is now, but the page itself is gone (removed by
+    # hand, or a copy cut short): the next sync must make it again.
+    (tmp_path / docs_site.HASH_FILE).write_text(project_hash() + "\n")
+    assert not docs_site.is_current(tmp_path)
+    (tmp_path / docs_site.INDEX_FILE).write_text("<html></html>")
+    assert docs_site.is_current(tmp_path)
