@@ -362,7 +362,29 @@ def run_failure(context: dg.InitResourceContext) -> str | None:
     else:
         message = "see the Dagster event log"
     step = event.step_key if event is not None and event.step_key else "run"
+    if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+        # Dagster's failure for a blocking check names only the check: the why and the fix
+        # (shrink_guard's counts and accept_shrink) are in the check's own result.
+        message = "; ".join(_failed_checks(context)) or message
     return f"{step}: {message}"
+
+
+def _failed_checks(context: dg.InitResourceContext) -> list[str]:
+    """``<asset>:<check>[, ...]: <description>`` of the run's checks that failed with ERROR
+    severity, the checks of one description (a guard over two assets) together."""
+    assert context.run is not None and context.instance is not None
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    by_description: dict[str, list[str]] = {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        evaluation = event.event_specific_data if event is not None else None
+        if (isinstance(evaluation, dg.AssetCheckEvaluation) and not evaluation.passed
+                and evaluation.severity == dg.AssetCheckSeverity.ERROR):
+            by_description.setdefault(evaluation.description or "", []).append(
+                f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+    return [", ".join(checks) + (f": {description}" if description else "")
+            for description, checks in by_description.items()]
 
 
 def org_resources(orgs: Orgs | None = None) -> dict[str, OrgScopedResource]:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import (
     actual_org_grants,
     actual_workspace_grants,
@@ -264,3 +265,18 @@ def test_sync_while_an_analyst_holds_the_database_open(monkeypatch, org, databas
         finally:
             analyst.kill()
     assert query(database, "SELECT count(*) FROM main.users")[0][0] == users_before + 1
+
+
+def test_a_sync_stopped_by_the_shrink_guard_records_why_and_the_fix(monkeypatch, org, database):
+    # What the sync_runs row and sync.failed say of a run the Dagster UI or the schedule
+    # launched: Dagster's own failure for a blocking check names only the check.
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        for member in org.active_members()[: len(org.active_members()) // 2]:
+            org.remove_member(member.ls_user_id)
+        blocked = run_sync()
+    assert not blocked.success
+    [(failure,)] = query(AccessDatabase(database).working_path,
+                         "SELECT failure FROM main.sync_runs WHERE sync_id = ?", [blocked.run_id])
+    assert failure.startswith("raw_members: raw/org_members:shrink_guard, raw/workspace_memberships:shrink_guard: ")
+    assert "users fell from 40" in failure and "accept_shrink" in failure
