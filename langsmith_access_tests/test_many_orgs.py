@@ -509,3 +509,24 @@ def test_a_steps_failure_in_the_dagster_ui_names_its_orgs_own_key_variable(org_e
         fix = failure.user_failure_data.metadata["fix"].text
         assert "LANGSMITH_API_KEY_EU" in fix and not re.search(r"\bLANGSMITH_API_KEY\b", fix), fix
         assert REFUSED_KEY not in shown + fix
+
+
+def test_a_steps_failure_in_the_dagster_ui_says_it_once_in_its_orgs_terms(org_environment, monkeypatch, tmp_path):
+    # The run's page prints the step's error, then its cause with the cause's stack trace: the
+    # cause must not name LANGSMITH_API_KEY where the failure names eu's variable, nor add the
+    # frames of an error raised on purpose. Its type stays: the CLI finds the fix by it.
+    from langsmith_access.definitions import defs
+
+    monkeypatch.setenv("LANGSMITH_API_KEY_EU", REFUSED_KEY)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    with dg.instance_for_test() as instance:
+        run = defs().resolve_job_def("langsmith_access_sync").execute_in_process(
+            partition_key="eu", instance=instance, raise_on_error=False)
+    failures = [e.step_failure_data for e in run.all_events if e.is_step_failure]
+    assert failures
+    for failure in failures:
+        cause = failure.error.cause
+        assert cause is not None and cause.cls_name == "AuthenticationError", failure.error.to_string()
+        assert "LANGSMITH_API_KEY_EU" in cause.message, cause.message
+        assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT)\b", cause.message), cause.message
+        assert cause.stack == [] and cause.cause is None, failure.error.to_string()

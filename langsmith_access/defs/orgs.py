@@ -168,10 +168,21 @@ class OrgScopedResource(dg.ConfigurableResource):
         try:
             yield
         except LangSmithError as error:
+            description = self.org.in_its_own_terms(str(error))
             raise dg.Failure(
-                description=self.org.in_its_own_terms(str(error)),
+                description=description,
                 metadata={"fix": dg.MetadataValue.text(self.org.in_its_own_terms(error.fix))},
-            ) from error
+            ) from _as_cause(error, description)
+
+
+def _as_cause(error: LangSmithError, description: str) -> LangSmithError:
+    """``error`` as the failure's cause: its type (the runner finds the fix by it) and fields,
+    the failure's own words and no frames. The UI prints the cause under the failure: as raised,
+    it repeats the message in the single-org variables' terms (LANGSMITH_API_KEY where the orgs
+    file names another), under a stack trace of an error the client raised on purpose."""
+    cause = type(error).__new__(type(error), description)
+    cause.__dict__.update(error.__dict__)
+    return cause
 
 
 class RunOrganization(OrgScopedResource):
