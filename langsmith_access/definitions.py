@@ -8,6 +8,7 @@ import dagster as dg
 import langsmith_access.defs
 from langsmith_access import garbage_collector
 from langsmith_access.defs.orgs import partition_assets_by_org
+from langsmith_access.defs.sources import with_source_columns
 
 
 @dg.definitions
@@ -20,4 +21,4 @@ def defs() -> dg.Definitions:
     # Every module a run needs is loaded by now (the CLI's runner and Dagster's run workers both
     # come through here): set the collector for the records a run parses.
     garbage_collector.tune_for_runs()
-    return partition_assets_by_org(tree)
+    return partition_assets_by_org(with_source_columns(tree))

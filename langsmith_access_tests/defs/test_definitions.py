@@ -243,3 +243,19 @@ def test_every_asset_in_the_catalog_says_what_it_is():
     assert records == {"raw/provisioning_observations", "raw/section_reads", "raw/audit_windows",
                        "main/provisioning_requests", "main/sync_runs"}
     assert graph.get(dg.AssetKey(["main", "sync_runs"])).description.startswith("One row per run of the sync")
+
+
+def test_every_table_in_the_catalog_shows_its_columns():
+    # The catalog's Columns tab: the dbt models' from dbt, and the raw tables' and the records'
+    # (written by Python, the models' inputs) from their descriptions in sources.yml.
+    graph = defs().resolve_asset_graph()
+    without = []
+    for key in graph.get_all_asset_keys():
+        if key.path[0] not in ("raw", "main"):
+            continue
+        schema = graph.get(key).metadata.get("dagster/column_schema")
+        if schema is None or not schema.columns or any(not column.description for column in schema.columns):
+            without.append(key.to_user_string())
+    assert without == []
+    members = graph.get(dg.AssetKey(["raw", "org_members"])).metadata["dagster/column_schema"]
+    assert {"ls_user_id", "email", "is_disabled"} <= {column.name for column in members.columns}
