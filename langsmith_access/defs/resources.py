@@ -43,9 +43,12 @@ _LEASE_HELP = ("How long, in seconds, the run waits for another run (a sync, inv
 
 
 
-def _run_id(context: dg.InitResourceContext) -> str:
-    """The run's id, for the lease's holder line (no run outside a job, e.g. in a test)."""
-    return context.run.run_id if context.run is not None else "outside a run"
+def _lease_purpose(context: dg.InitResourceContext) -> str:
+    """What the run holds the writer lease for, as the lease words it both ways: ``could not
+    <purpose>: ...`` for this run, ``<purpose> (pid N, since T) is writing ...`` for others.
+    The job and the run id, as the UI names them (no run outside a job, e.g. in a test)."""
+    run = context.run
+    return f"run {run.job_name} {run.run_id}" if run is not None else "run a job outside Dagster"
 
 
 # The API counters of each run under way in this process, by run id: LangSmithAPI puts its
@@ -108,7 +111,7 @@ class SyncDatabase(OrgScopedResource):
         try:
             stack.enter_context(
                 database.writer_lease(
-                    f"sync run {_run_id(context)}", timeout_seconds=self.lease_timeout_seconds
+                    _lease_purpose(context), timeout_seconds=self.lease_timeout_seconds
                 )
             )
         except DatabaseBusyError as error:
@@ -305,7 +308,7 @@ class ProvisioningDatabase(OrgScopedResource):
         stack = contextlib.ExitStack()
         stack.enter_context(
             self.database.writer_lease(
-                f"provisioning run {_run_id(context)}", timeout_seconds=self.lease_timeout_seconds
+                _lease_purpose(context), timeout_seconds=self.lease_timeout_seconds
             )
         )
         try:

@@ -207,3 +207,22 @@ def test_a_sync_that_never_got_the_writer_lease_is_recorded_by_the_next_one(star
     events = query(database.path, "SELECT payload FROM main.notifications WHERE event = 'sync.failed'")
     assert [payload for (payload,) in events if busy.run_id in payload], events
     assert list(database.deferred_runs_path.iterdir()) == [in_flight]
+
+
+def test_a_run_that_waited_too_long_for_the_database_says_so_in_words(start_env):
+    # What the run's page shows when another writer held the database past the run's wait:
+    # the lease words a run's purpose as "could not <it>" and, to others, "<it> (pid N) is
+    # writing": a verb phrase (a provisioning run's once said "could not provisioning run <id>").
+    sandbox, org, database = start_env()
+    orgs = load_orgs()
+    with lease_held_elsewhere(database, "run a long provisioning batch"):
+        busy = runner.job_definition(runner.PROVISION_JOB).execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), partition_key=orgs.get().slug, raise_on_error=False,
+            resources={**resources.org_resources(orgs), "provisioning_database": resources.ProvisioningDatabase(
+                orgs=orgs, lease_timeout_seconds=0.2)},
+        )
+    assert not busy.success
+    [failure] = [event.event_specific_data.error for event in busy.all_events
+                 if event.event_type_value == "RESOURCE_INIT_FAILURE"]
+    assert f"could not run {runner.PROVISION_JOB} {busy.run_id}: run a long provisioning batch (pid " in \
+        failure.message, failure.message
