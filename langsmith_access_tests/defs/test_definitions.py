@@ -233,6 +233,16 @@ def test_a_bad_membership_route_is_refused_at_launch_naming_the_field():
         dg.validate_run_config(job, {"ops": {"raw_members": {"config": {"membership_route": "per_workspace"}}}})
 
 
+def test_a_mistyped_action_is_refused_at_launch_naming_the_field():
+    # The Launchpad marks it before the run starts, as it does a bad membership_route; the run
+    # would otherwise queue a rejected request for a typo.
+    job = defs().resolve_job_def("provision_workspace_roles")
+    change = {"action": "grnt", "user": "ada@example.com", "workspace": "Platform", "role": "Editor"}
+    with pytest.raises(dg.DagsterInvalidConfigError, match=r"select_requests:config:change:action"):
+        dg.validate_run_config(job, {"ops": {"select_requests": {"config": {"change": change}}}})
+    dg.validate_run_config(job, {"ops": {"select_requests": {"config": {"change": {**change, "action": "revoke"}}}}})
+
+
 def test_every_asset_in_the_catalog_says_what_it_is():
     # The queue, the run history and where the inventory's reads stand are dbt sources no asset
     # materializes: the catalog still describes them (from sources.yml), in a group of their own.

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import dagster as dg
 import duckdb
@@ -40,7 +40,8 @@ JOB_NAME = names.PROVISION_JOB
 class AdhocChange(dg.Config):
     """One change typed in the Launchpad; it is queued and audited like any other request."""
 
-    action: str = Field(description="grant or revoke.")
+    # A choice the Launchpad checks before the run starts (a typo there queued a rejected request).
+    action: Literal["grant", "revoke"] = Field(description="grant or revoke.")
     user: str = Field(description="The member: their email or LangSmith user id (ls_user_id).")
     workspace: str = Field(description="The shared workspace: its name or id.")
     role: str = Field(description="A workspace role: its display name (Editor), name or id.")
