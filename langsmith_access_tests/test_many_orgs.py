@@ -169,6 +169,27 @@ def test_a_failed_checks_advice_carries_the_org_too(org_environment, synced, mon
         shrunk.stderr
 
 
+def test_a_failed_checks_advice_in_the_dagster_ui_carries_the_org_too(org_environment, synced, monkeypatch, tmp_path):
+    # The check's result on the run page and the asset's Checks tab, for a sync the UI or the
+    # schedule launched: the command it suggests is the org's, as the CLI prints it.
+    from langsmith_access.definitions import defs
+
+    copy = tmp_path / "us" / "langsmith_access.duckdb"
+    copy.parent.mkdir()
+    source = AccessDatabase(org_environment.database("us"))
+    for file, into in ((source.path, copy), (source.working_path, AccessDatabase(copy).working_path)):
+        shutil.copyfile(file, into)
+        with duckdb.connect(str(into)) as conn:
+            conn.execute("UPDATE main.sync_runs SET users = 10 * users, workspace_grants = 10 * workspace_grants")
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "langsmith_access.duckdb"))
+    with dg.instance_for_test() as instance:
+        run = defs().resolve_job_def("langsmith_access_sync").execute_in_process(
+            partition_key="us", instance=instance, raise_on_error=False)
+    shown = [event.event_specific_data.description for event in run.all_events
+             if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed]
+    assert shown and all("`langsmith-access sync --org us --accept-shrink`" in text for text in shown), shown
+
+
 def test_a_bad_orgs_file_stops_every_command_before_any_request(two_orgs, tmp_path):
     broken = tmp_path / "orgs.yaml"
     eu_id = two_orgs.sandboxes["eu"].organization_id

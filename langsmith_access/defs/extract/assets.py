@@ -252,7 +252,8 @@ def raw_members(
                 check_name=name,
                 passed=result.passed,
                 severity=dg.AssetCheckSeverity.ERROR,
-                description=result.description,
+                # As the UI shows it: the commands it suggests with this org's --org.
+                description=sync_database.org.in_its_own_terms(result.description),
                 metadata=result.metadata,
             )
 
