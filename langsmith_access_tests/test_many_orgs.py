@@ -148,6 +148,15 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
     # The same advice in --json output, where scripts and chat bots read it.
     refused = cli_in_this_process("approve", "no-such-request", "--by", "ana@example.com", "--org", "eu", "--json")
     assert "`langsmith-access requests --org eu --status awaiting_approval`" in json.loads(refused.stdout)["message"]
+    # And in the Dagster UI: the decision job's refusal.
+    from langsmith_access.definitions import defs
+
+    with dg.instance_for_test() as instance:
+        run = defs().resolve_job_def("decide_access_request").execute_in_process(
+            partition_key="eu", instance=instance, raise_on_error=False, run_config={"ops": {"decide_request": {
+                "config": {"request_id": "no-such-request", "decision": "approve", "by": "ana@example.com"}}}})
+    [failure] = [event.step_failure_data.error for event in run.all_events if event.is_step_failure]
+    assert "`langsmith-access requests --org eu --status awaiting_approval`" in failure.message, failure.message
     queued = cli_in_this_process("request", "grant", "--org", "us", "--user", "ana@example.com",
                                  "--workspace", "Research", "--role", "Viewer", "--reason", "r", "--json")
     assert "`langsmith-access sync --org us` first" in json.loads(queued.stdout)["message"], queued.stdout

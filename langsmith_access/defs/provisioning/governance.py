@@ -73,7 +73,8 @@ def decide_request(
             raise
     metadata = {"request_id": result.request_id, "status": str(result.status), "message": result.message}
     if not result.recorded:  # the refusal is recorded (decision_refused); the run says why
-        raise dg.Failure(f"Refused: {result.message}", metadata=metadata)
+        # The commands it suggests carry this org's --org (several orgs: none works without it).
+        raise dg.Failure(f"Refused: {org.in_its_own_terms(result.message)}", metadata=metadata)
     context.log.info(result.message)
     context.add_output_metadata(metadata)
     return {"request_id": result.request_id, "decision": result.decision, "status": result.status}
