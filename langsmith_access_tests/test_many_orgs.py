@@ -162,16 +162,21 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
     assert "`langsmith-access sync --org us` first" in json.loads(queued.stdout)["message"], queued.stdout
 
 
-def test_a_failed_checks_advice_carries_the_org_too(org_environment, synced, monkeypatch, tmp_path):
-    # A copy of us's database whose last sync counted far more users: the shrink guard trips.
+def shrunk_since_the_last_sync(two_orgs: TwoOrgs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of us's database (``LANGSMITH_ACCESS_DUCKDB`` pointing there) whose last sync
+    counted ten times the users and grants: the next sync's shrink guard trips."""
     copy = tmp_path / "us" / "langsmith_access.duckdb"
     copy.parent.mkdir()
-    source = AccessDatabase(org_environment.database("us"))
+    source = AccessDatabase(two_orgs.database("us"))
     for file, into in ((source.path, copy), (source.working_path, AccessDatabase(copy).working_path)):
         shutil.copyfile(file, into)
         with duckdb.connect(str(into)) as conn:
             conn.execute("UPDATE main.sync_runs SET users = 10 * users, workspace_grants = 10 * workspace_grants")
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "langsmith_access.duckdb"))
+
+
+def test_a_failed_checks_advice_carries_the_org_too(org_environment, synced, monkeypatch, tmp_path):
+    shrunk_since_the_last_sync(org_environment, tmp_path, monkeypatch)
     shrunk = cli_in_this_process("sync", "--org", "us")
     assert shrunk.returncode == 1
     assert "failed check" in shrunk.stderr and "`langsmith-access sync --org us --accept-shrink`" in shrunk.stderr, \
@@ -183,14 +188,7 @@ def test_a_failed_checks_advice_in_the_dagster_ui_carries_the_org_too(org_enviro
     # schedule launched: the command it suggests is the org's, as the CLI prints it.
     from langsmith_access.definitions import defs
 
-    copy = tmp_path / "us" / "langsmith_access.duckdb"
-    copy.parent.mkdir()
-    source = AccessDatabase(org_environment.database("us"))
-    for file, into in ((source.path, copy), (source.working_path, AccessDatabase(copy).working_path)):
-        shutil.copyfile(file, into)
-        with duckdb.connect(str(into)) as conn:
-            conn.execute("UPDATE main.sync_runs SET users = 10 * users, workspace_grants = 10 * workspace_grants")
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "langsmith_access.duckdb"))
+    shrunk_since_the_last_sync(org_environment, tmp_path, monkeypatch)
     with dg.instance_for_test() as instance:
         run = defs().resolve_job_def("langsmith_access_sync").execute_in_process(
             partition_key="us", instance=instance, raise_on_error=False)
