@@ -33,6 +33,7 @@ from langsmith_access.langsmith.errors import (
     SectionUnavailableError,
     TransientError,
     UnexpectedResponseError,
+    WorkspaceGoneError,
 )
 from langsmith_access.langsmith.pacing import CallStats, RateLimiter
 from langsmith_access.langsmith.records import (
@@ -88,6 +89,7 @@ __all__ = [
     "TransientError",
     "UnexpectedResponseError",
     "Workspace",
+    "WorkspaceGoneError",
     "WorkspaceMember",
     "WorkspaceMembership",
     "plan_sections",

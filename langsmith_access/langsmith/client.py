@@ -71,6 +71,7 @@ from langsmith_access.langsmith.errors import (
     SectionUnavailableError,
     TransientError,
     UnexpectedResponseError,
+    WorkspaceGoneError,
 )
 from langsmith_access.langsmith.pacing import CallStats, RateLimiter
 from langsmith_access.langsmith.records import (
@@ -584,8 +585,9 @@ class LangSmithClient:
             # listing tells which.
             if self._workspace_still_listed(workspace_id):
                 raise _missing_route("workspace_service_keys", error) from None
-            raise NotFoundError(
+            raise WorkspaceGoneError(
                 f"workspace {workspace_id} is gone (deleted since it was listed): {error.detail}",
+                workspace_id=workspace_id,
                 method=error.method,
                 path=error.path,
                 status_code=error.status_code,

@@ -155,6 +155,17 @@ class RouteNotAvailableError(NotFoundError):
         self.reason = reason
 
 
+class WorkspaceGoneError(NotFoundError):
+    """A workspace-scoped route answered 404 for a workspace the workspace listing no longer
+    has: deleted since it was listed. ``workspace_id`` names it."""
+
+    fix = "nothing to fix: the workspace was deleted while it was read; the next run no longer reads it"
+
+    def __init__(self, message: str, *, workspace_id: str, **kwargs):
+        super().__init__(message, **kwargs)
+        self.workspace_id = workspace_id
+
+
 class IncompleteListingError(LangSmithError):
     """A paged listing could not be read completely and consistently."""
 

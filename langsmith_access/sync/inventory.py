@@ -39,6 +39,7 @@ from langsmith_access.langsmith import (
     SectionUnavailableError,
     ServiceAccount,
     SsoProvider,
+    WorkspaceGoneError,
 )
 from langsmith_access.langsmith.access_records import redact_short_key
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
@@ -55,9 +56,17 @@ Row = dict[str, Any]
 
 
 def _workspace_service_keys(client: LangSmithClient, shared_workspace_ids: list[str]) -> list[Credential]:
-    """Every shared workspace's service keys (one call per workspace)."""
-    by_workspace = client.list_service_keys_of_workspaces(shared_workspace_ids)
-    return [key for keys in by_workspace.values() for key in keys]
+    """Every shared workspace's service keys (one call per workspace). A workspace deleted
+    since the workspaces were listed took its keys with it: the others are read again without
+    it (the reads are all or nothing), rather than failing the inventory."""
+    remaining = list(shared_workspace_ids)
+    while True:
+        try:
+            by_workspace = client.list_service_keys_of_workspaces(remaining)
+        except WorkspaceGoneError as gone:
+            remaining.remove(gone.workspace_id)
+            continue
+        return [key for keys in by_workspace.values() for key in keys]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from langsmith_access.langsmith import (
     ProxyRefusalError,
     SectionUnavailableError,
     TransientError,
+    WorkspaceGoneError,
 )
 from langsmith_access.langsmith.access_records import redact_short_key
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
@@ -27,6 +28,7 @@ from langsmith_access.sandbox.access_records import (
     WORKSPACE_SERVICE_KEY,
 )
 from langsmith_access.sandbox.api import ApiResponse, HtmlPage
+from langsmith_access.sync.inventory import get_inventory
 from langsmith_access_tests.langsmith.sandbox_client_support import (
     RecordingSleep,
     client_for,
@@ -259,6 +261,21 @@ def test_a_workspace_gone_since_it_was_listed_is_a_failure_not_a_skip(serve):
     with pytest.raises(NotFoundError, match="gone") as gone:
         client.list_workspace_service_keys(workspace.id)
     assert not isinstance(gone.value, SectionUnavailableError)
+    assert isinstance(gone.value, WorkspaceGoneError) and gone.value.workspace_id == workspace.id
+
+
+def test_the_inventory_reads_past_a_workspace_deleted_since_it_was_listed(serve):
+    """Its keys went with it: the inventory reads the other workspaces' keys and goes on (it
+    failed its run on this before; deleting a workspace is routine)."""
+    sandbox, client = serve()
+    org = sandbox.org
+    shared = [w.id for w in org.shared_workspaces()]
+    deleted = next(w for w in shared if any(k.workspace_ids == [w] for k in org.api_keys.values()))
+    kept = {k.id for k in org.api_keys.values() if k.kind == WORKSPACE_SERVICE_KEY and k.workspace_ids != [deleted]}
+    org.delete_workspace(deleted)  # after the listing the inventory was handed
+    read = get_inventory(client, client.section_plan(), shared)
+    assert {c.id for c in read.of("credentials") if c.kind == WORKSPACE_SERVICE_KEY} == kept and kept
+    assert ("workspace_service_keys", "read") in {(r.section, r.status) for r in read.reads}
 
 
 def test_every_other_failure_stays_a_failure(serve):
