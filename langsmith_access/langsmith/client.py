@@ -580,11 +580,16 @@ class LangSmithClient:
 
         try:
             return self._section("workspace_service_keys", read, unknown_id_is_404=True)
-        except NotFoundError as error:
-            # A 404 here is an unknown workspace or an install without the route: the workspace
-            # listing tells which.
+        except ProxyRefusalError:
+            raise
+        except (NotFoundError, PermissionDeniedError) as error:
+            # A 404 is an unknown workspace or an install without the route, a 403 the key's
+            # refusal; LangSmith may answer a workspace deleted since it was listed with either.
+            # The workspace listing tells which.
             if self._workspace_still_listed(workspace_id):
-                raise _missing_route("workspace_service_keys", error) from None
+                if isinstance(error, NotFoundError):
+                    raise _missing_route("workspace_service_keys", error) from None
+                raise
             raise WorkspaceGoneError(
                 f"workspace {workspace_id} is gone (deleted since it was listed): {error.detail}",
                 workspace_id=workspace_id,

@@ -264,11 +264,20 @@ def test_a_workspace_gone_since_it_was_listed_is_a_failure_not_a_skip(serve):
     assert isinstance(gone.value, WorkspaceGoneError) and gone.value.workspace_id == workspace.id
 
 
-def test_the_inventory_reads_past_a_workspace_deleted_since_it_was_listed(serve):
+@pytest.mark.parametrize("answered", [404, 403])
+def test_the_inventory_reads_past_a_workspace_deleted_since_it_was_listed(serve, answered):
     """Its keys went with it: the inventory reads the other workspaces' keys and goes on (it
-    failed its run on this before; deleting a workspace is routine)."""
+    failed its run on this before; deleting a workspace is routine). LangSmith may answer the
+    deleted workspace's route with 404 (as the sandbox does) or 403."""
     sandbox, client = serve()
     org = sandbox.org
+    if answered == 403:
+        def forbidden_for_gone(original, request):
+            response = original(request)
+            gone = request.path == "/api/v1/api-key" and response.status == 404
+            return ApiResponse(403, {"error": "Forbidden"}) if gone else response
+
+        wrap_respond(sandbox, forbidden_for_gone)
     shared = [w.id for w in org.shared_workspaces()]
     deleted = next(w for w in shared if any(k.workspace_ids == [w] for k in org.api_keys.values()))
     kept = {k.id for k in org.api_keys.values() if k.kind == WORKSPACE_SERVICE_KEY and k.workspace_ids != [deleted]}
