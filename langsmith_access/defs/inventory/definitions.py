@@ -120,22 +120,22 @@ def inventory_asset(cron: str) -> dg.AssetsDefinition:
         unused_days = config.unused_days or sync_database.org.settings.unused_days
         sync_id, fetched_at = context.run.run_id, now_utc()
         with langsmith.failures_in_its_orgs_terms(), sync_database.connect() as conn:
+            # Only a run launched by hand gets past the schedule's wait for this version's first
+            # sync: said in the Launchpad's terms, without a stack trace.
             if not has_published_sync(conn):
-                # Only a run launched by hand gets here (the schedule waits for the first sync):
-                # said in the Launchpad's terms, without a stack trace.
-                raise dg.Failure(
-                    f"Org {sync_database.org.slug!r} (this run's partition) has no sync yet, and the "
-                    f"inventory adds to a synced database: launch {names.SYNC_JOB} for this partition "
-                    f"first (or `langsmith-access sync --all-sections --org {sync_database.org.slug}` for both)."
-                )
-            if not built_by_this_project(conn):
+                why = "has no sync yet, and the inventory adds to a synced database"
+            elif not built_by_this_project(conn):
                 # Its build reads what this version's sync builds (effective_access...), which
                 # a database an older release built lacks until then.
+                why = ("was last synced by another version of langsmith-access (an upgrade), and the "
+                       "inventory adds to what this version's sync builds")
+            else:
+                why = None
+            if why is not None:
                 raise dg.Failure(
-                    f"Org {sync_database.org.slug!r} (this run's partition) was last synced by another version "
-                    f"of langsmith-access (an upgrade), and the inventory adds to what this version's sync "
-                    f"builds: launch {names.SYNC_JOB} for this partition first (or `langsmith-access sync "
-                    f"--all-sections --org {sync_database.org.slug}` for both)."
+                    f"Org {sync_database.org.slug!r} (this run's partition) {why}: launch {names.SYNC_JOB} "
+                    f"for this partition first (or `langsmith-access sync --all-sections --org "
+                    f"{sync_database.org.slug}` for both)."
                 )
             plan = client.section_plan()
             shared = sorted(w.id for w in client.list_workspaces(include_deleted=False) if w.is_shared)
