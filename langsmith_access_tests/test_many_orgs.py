@@ -516,9 +516,8 @@ def test_a_failed_syncs_notification_names_its_orgs_own_key_variable(two_orgs, s
     assert "LANGSMITH_API_KEY_EU" in failure and not re.search(r"\bLANGSMITH_API_KEY\b", failure), failure
 
 
-def test_a_steps_failure_in_the_dagster_ui_names_its_orgs_own_key_variable(org_environment, monkeypatch, tmp_path):
-    # What the run's page shows for eu's refused key: eu's variable, as the CLI and sync_runs
-    # say it, not LANGSMITH_API_KEY (which no process here reads); the fix beside it.
+def step_failures_of_a_refused_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list:
+    """The step failures of eu's sync, run in Dagster with a key LangSmith refuses (at least one)."""
     from langsmith_access.definitions import defs
 
     monkeypatch.setenv("LANGSMITH_API_KEY_EU", REFUSED_KEY)
@@ -529,6 +528,13 @@ def test_a_steps_failure_in_the_dagster_ui_names_its_orgs_own_key_variable(org_e
     assert not run.success
     failures = [e.step_failure_data for e in run.all_events if e.is_step_failure]
     assert failures
+    return failures
+
+
+def test_a_steps_failure_in_the_dagster_ui_names_its_orgs_own_key_variable(org_environment, monkeypatch, tmp_path):
+    # What the run's page shows for eu's refused key: eu's variable, as the CLI and sync_runs
+    # say it, not LANGSMITH_API_KEY (which no process here reads); the fix beside it.
+    failures = step_failures_of_a_refused_key(monkeypatch, tmp_path)
     for failure in failures:
         assert failure.user_failure_data is not None, failure.error.to_string()
         shown = failure.user_failure_data.description
@@ -543,15 +549,7 @@ def test_a_steps_failure_in_the_dagster_ui_says_it_once_in_its_orgs_terms(org_en
     # The run's page prints the step's error, then its cause with the cause's stack trace: the
     # cause must not name LANGSMITH_API_KEY where the failure names eu's variable, nor add the
     # frames of an error raised on purpose. Its type stays: the CLI finds the fix by it.
-    from langsmith_access.definitions import defs
-
-    monkeypatch.setenv("LANGSMITH_API_KEY_EU", REFUSED_KEY)
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
-    with dg.instance_for_test() as instance:
-        run = defs().resolve_job_def("langsmith_access_sync").execute_in_process(
-            partition_key="eu", instance=instance, raise_on_error=False)
-    failures = [e.step_failure_data for e in run.all_events if e.is_step_failure]
-    assert failures
+    failures = step_failures_of_a_refused_key(monkeypatch, tmp_path)
     for failure in failures:
         cause = failure.error.cause
         assert cause is not None and cause.cls_name == "AuthenticationError", failure.error.to_string()
