@@ -78,7 +78,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         ),
     )
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="file_format",
-                        help="file format: one file per table")
+                        help="file format: one file per table (CSV: text that starts like a formula, "
+                             "=, +, -, @, gets a leading apostrophe; Parquet keeps values exactly)")
     export.add_argument("--out", required=True, metavar="DIR", type=_directory, help="directory to write into")
     add_org_argument(export)
     export.set_defaults(handler=export_files)

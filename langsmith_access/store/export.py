@@ -42,6 +42,11 @@ PUBLISH_PARALLEL_TABLES = 2
 
 # Leftovers of a dbt table build that was interrupted; never an analysts' table.
 _DBT_WORK_SUFFIXES = ("__dbt_tmp", "__dbt_backup")
+# A cell a spreadsheet would run as a formula starts with one of these: a name a member chose
+# in LangSmith (``=HYPERLINK(...)``) must not run in the spreadsheet of whoever opens a CSV.
+# Such text is written with a leading apostrophe, which spreadsheets show as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_TEXT_TYPES = ("VARCHAR", "JSON")
 
 
 def analysts_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
@@ -66,7 +71,9 @@ def export_tables(
     """Write every analysts' table to ``out_dir/<table>.<format>``; returns rows per table.
 
     Existing files of the same names are replaced; other files in ``out_dir`` are left alone.
-    Timestamps are written as UTC instants (CSV: ``2026-11-01 12:00:00+00``).
+    Timestamps are written as UTC instants (CSV: ``2026-11-01 12:00:00+00``). In CSV, text that
+    starts like a formula gets a leading apostrophe (``FORMULA_STARTS``); Parquet keeps every
+    value as it is.
 
     ``parallel``: how many tables are written at once, each by a cursor of its own in a thread
     of its own (DuckDB runs the cursors' queries side by side), the largest tables first so the
@@ -91,11 +98,9 @@ def export_tables(
                     return
                 table = pending.popleft()
             target = out_dir / f"{table}.{file_format}"
+            source = _csv_source(cursor, table) if file_format == "csv" else _qualified(table)
             try:
-                (rows,) = one_row(
-                    cursor,
-                    f"COPY {EXPORTED_SCHEMA}.{_quote_identifier(table)} TO {_quote_literal(target)} ({options})",
-                )
+                (rows,) = one_row(cursor, f"COPY {source} TO {_quote_literal(target)} ({options})")
             except BaseException:
                 with pending_lock:
                     pending.clear()  # the others stop after their current table
@@ -114,6 +119,29 @@ def export_tables(
             for cursor in cursors:
                 cursor.close()
     return dict(sorted(written.items()))
+
+
+def _qualified(table: str) -> str:
+    return f"{EXPORTED_SCHEMA}.{_quote_identifier(table)}"
+
+
+def _csv_source(conn: duckdb.DuckDBPyConnection, table: str) -> str:
+    """A query of ``table`` whose text columns have a leading apostrophe where they start like a
+    formula (lists and structs are written with a bracket first, so they never do)."""
+    columns = conn.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = $schema AND table_name = $table ORDER BY column_index",
+        {"schema": EXPORTED_SCHEMA, "table": table},
+    ).fetchall()
+    starts = ", ".join(_quote_literal(start) for start in FORMULA_STARTS)
+    selected = []
+    for name, data_type in columns:
+        column = _quote_identifier(name)
+        if data_type in _TEXT_TYPES:
+            text = f"CAST({column} AS VARCHAR)"  # JSON too: '-5 with an apostrophe is no JSON
+            column = f"CASE WHEN left({text}, 1) IN ({starts}) THEN '''' || {text} ELSE {text} END AS {column}"
+        selected.append(column)
+    return f"(SELECT {', '.join(selected)} FROM {_qualified(table)})"
 
 
 def export_database(database_file: Path, out_dir: Path, file_format: str) -> dict[str, int]:
@@ -232,5 +260,5 @@ def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _quote_literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+def _quote_literal(text: Path | str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"

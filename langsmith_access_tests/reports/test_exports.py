@@ -226,3 +226,32 @@ def test_the_effective_permissions_view_reads_the_file_that_holds_it_under_any_n
     with duckdb.connect() as conn:
         conn.execute(f"ATTACH '{renamed}' AS elsewhere (READ_ONLY)")
         assert conn.execute("SELECT count(*) FROM elsewhere.main.effective_permissions").fetchone() == (0,)
+
+
+def test_csv_writes_text_that_starts_like_a_formula_as_text_and_parquet_keeps_it(tmp_path):
+    # A display name or workspace name is whatever a member typed in LangSmith: opened in a
+    # spreadsheet, "=HYPERLINK(...)" would run. CSV cells get a leading apostrophe; lists, numbers
+    # and the Parquet copy keep their values.
+    names = ["=HYPERLINK(\"http://evil\",\"x\")", "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd", "plain", "a=b", None]
+    with duckdb.connect() as conn:
+        conn.execute("""CREATE TABLE main.users ("display name" VARCHAR, n INTEGER, tags VARCHAR[], doc JSON)""")
+        conn.executemany("INSERT INTO main.users VALUES (?, ?, ?, ?)",
+                         [(name, -1, [name or "x"], None) for name in names])
+        conn.execute("""INSERT INTO main.users VALUES ('ok', -3, [], '-5')""")
+        conn.execute("CREATE VIEW main.named AS SELECT \"display name\" AS who FROM main.users")
+        assert export.export_tables(conn, tmp_path / "csv", "csv") == {"named": 10, "users": 10}
+        export.export_tables(conn, tmp_path / "parquet", "parquet")
+    with open(tmp_path / "csv" / "users.csv", newline="", encoding="utf-8") as handle:
+        written = list(csv.reader(handle))
+    assert written[0] == ["display name", "n", "tags", "doc"]
+    assert [row[0] for row in written[1:]] == [
+        "'=HYPERLINK(\"http://evil\",\"x\")", "'+1", "'-2", "'@SUM(A1)", "'\tcmd", "'\rcmd", "plain", "a=b", "", "ok"]
+    assert {row[1] for row in written[1:]} == {"-1", "-3"}  # numbers are numbers
+    assert written[1][2].startswith("[") and "=HYPERLINK" in written[1][2]  # a list cell starts with its bracket
+    assert written[-1][3] == "'-5"
+    with open(tmp_path / "csv" / "named.csv", newline="", encoding="utf-8") as handle:
+        assert [row[:1] for row in csv.reader(handle)][1:3] == [["'=HYPERLINK(\"http://evil\",\"x\")"], ["'+1"]]
+    with duckdb.connect() as conn:
+        kept = conn.execute("SELECT \"display name\" FROM read_parquet(?)",
+                            [str(tmp_path / "parquet" / "users.parquet")]).fetchall()
+    assert [name for (name,) in kept] == [*names, "ok"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# A cell that starts like a formula is written with a leading apostrophe (as `export --format
+# csv` writes it), which spreadsheets show as text; the sheet is read back without it.
+from langsmith_access.store.export import FORMULA_STARTS
+
 DEFAULT_TABLE = "grant_review"
 DUCKDB_SUFFIXES = (".duckdb", ".db", ".ddb")
 
@@ -19,10 +23,6 @@ CSV_LIST_SEPARATOR = "; "
 # queued against another org's database is refused whole.
 ORGANIZATION_COLUMN = "organization_id"
 REVIEWER_SHEET_COLUMNS = ("decision", "reviewer", "reason")
-# A cell a spreadsheet would run as a formula starts with one of these: a name a member chose
-# (``=HYPERLINK(...)``) must not run in the reviewer's spreadsheet. Written with a leading
-# apostrophe, which spreadsheets show as text; read back without it.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SHEET_COLUMNS = (*GRANT_COLUMNS, ORGANIZATION_COLUMN, *REVIEWER_SHEET_COLUMNS)
 
 READ_ONLY_REASON = (
