@@ -227,12 +227,14 @@ class Webhook:
 
     def body(self, payload: Mapping) -> bytes:
         if self.format == "slack":
-            return json.dumps({"text": slack_text(payload)}).encode()
+            # Plain text: a name a member chose (``*Admin*``, ``_staging_``) shows as typed, not bold.
+            return json.dumps({"text": slack_text(payload), "mrkdwn": False}).encode()
         return json.dumps(dict(payload)).encode()
 
 
 def slack_text(payload: Mapping) -> str:
-    """One readable line (Slack mrkdwn; ``&``, ``<`` and ``>`` escaped as Slack asks)."""
+    """One readable line, sent with formatting off (``&``, ``<`` and ``>`` escaped as Slack
+    asks of every text, so a name such as ``<!channel>`` pings nobody)."""
     what = " ".join(
         part for part in (
             payload.get("role"),
@@ -240,7 +242,7 @@ def slack_text(payload: Mapping) -> str:
             f"for {payload['user']}" if payload.get("user") else None,
         ) if part
     )
-    text = f"[{payload.get('org')}] *{payload['event']}*"
+    text = f"[{payload.get('org')}] {payload['event']}"
     if what:
         text += f": {what}"
     if payload.get("request_id"):

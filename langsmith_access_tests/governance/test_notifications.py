@@ -86,17 +86,20 @@ def test_due_notifications_are_posted_once_as_their_documented_json(database):
     assert [(r["status"], r["attempts"], r["last_error"]) for r in rows(database)] == [("delivered", 1, None)] * 2
 
 
-def test_slack_format_sends_a_text_body(database):
-    add(database, "request.awaiting_approval", request_id="r-2", user="ada@example.com", workspace="R&D <prod>",
-        role="Admin", detail="needs approval by an Admin of the workspace")
+def test_slack_format_sends_a_plain_text_body(database):
+    # Names are what members typed: "*Admin*" and "_staging_" must read as typed (formatting
+    # off), and "<!channel>" must ping nobody (escaped as Slack asks of every text).
+    add(database, "request.awaiting_approval", request_id="r-2", user="ada_l@example.com",
+        workspace="R&D <!channel> _staging_", role="*Admin*", detail="needs approval by an Admin of the workspace")
     with WebhookReceiver() as receiver:
         assert len(deliver_due(database, webhook(receiver, "slack"), now=T0).delivered) == 1
     [body] = receiver.bodies()
-    assert list(body) == ["text"]
-    assert body["text"] == (
-        "[acme] *request.awaiting_approval*: Admin in R&amp;D &lt;prod&gt; for ada@example.com (request r-2)\n"
-        "needs approval by an Admin of the workspace")
-    assert slack_text(notification("sync.failed", at=T0, org="acme")) == "[acme] *sync.failed*"
+    assert body == {
+        "text": "[acme] request.awaiting_approval: *Admin* in R&amp;D &lt;!channel&gt; _staging_ for "
+                "ada_l@example.com (request r-2)\nneeds approval by an Admin of the workspace",
+        "mrkdwn": False,
+    }
+    assert slack_text(notification("sync.failed", at=T0, org="acme")) == "[acme] sync.failed"
 
 
 def test_a_url_with_a_user_and_password_is_sent_with_basic_auth_and_without_them(database):
@@ -370,7 +373,7 @@ def test_the_webhook_format_setting_is_the_format_posted():
     url = Secret("https://hooks.example.com/T0/B0/x")
     slack = Webhook.from_settings(Settings(webhook_url=url, webhook_format="slack"))
     assert slack is not None and slack.format == "slack"
-    assert list(json.loads(slack.body(notification("sync.failed", at=T0, org="acme")))) == ["text"]
+    assert list(json.loads(slack.body(notification("sync.failed", at=T0, org="acme")))) == ["text", "mrkdwn"]
     plain = Webhook.from_settings(Settings(webhook_url=url))
     assert plain is not None and plain.format == "json"
     assert Webhook.from_settings(Settings()) is None
