@@ -51,6 +51,15 @@ def _lease_purpose(context: dg.InitResourceContext) -> str:
     return f"run {run.job_name} {run.run_id}" if run is not None else "run a job outside Dagster"
 
 
+def _say_how_to_fix(context: dg.InitResourceContext, error: DatabaseBusyError, key: str, waited: float) -> None:
+    """The fix, as a log line of the run: Dagster shows a resource's failure as "Error executing
+    resource_fn ...", with the error under it but not its ``fix`` (the CLI prints it)."""
+    context.log.error(
+        f"{error}. Fix: {error.fix}. Or let the run wait longer than {waited:g} s: set "
+        f"resources.{key}.config.lease_timeout_seconds in the Launchpad."
+    )
+
+
 # The API counters of each run under way in this process, by run id: LangSmithAPI puts its
 # client's here when the run starts and takes them out when it ends. SyncDatabase, torn down
 # before it (Dagster tears resources down in the reverse order of their keys), reads them for a
@@ -116,6 +125,7 @@ class SyncDatabase(OrgScopedResource):
             )
         except DatabaseBusyError as error:
             self._defer_failure(context, str(error))
+            _say_how_to_fix(context, error, "sync_database", self.lease_timeout_seconds)
             raise
         try:
             database.ensure_working()
@@ -306,11 +316,15 @@ class ProvisioningDatabase(OrgScopedResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.take_org_of_run(context)
         stack = contextlib.ExitStack()
-        stack.enter_context(
-            self.database.writer_lease(
-                _lease_purpose(context), timeout_seconds=self.lease_timeout_seconds
+        try:
+            stack.enter_context(
+                self.database.writer_lease(
+                    _lease_purpose(context), timeout_seconds=self.lease_timeout_seconds
+                )
             )
-        )
+        except DatabaseBusyError as error:
+            _say_how_to_fix(context, error, "provisioning_database", self.lease_timeout_seconds)
+            raise
         try:
             self.database.ensure_working()
         except BaseException:

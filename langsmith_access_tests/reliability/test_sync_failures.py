@@ -22,6 +22,7 @@ from langsmith_access.provisioning.executor import Observation, record_observati
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.settings import load_orgs
 from langsmith_access.store import export
+from langsmith_access.store.database import DatabaseBusyError
 from langsmith_access.transform import DbtRunError
 from langsmith_access.transform.history import unbuilt_observations
 from langsmith_access_tests.helpers import (
@@ -180,14 +181,17 @@ def test_a_sync_that_never_got_the_writer_lease_is_recorded_by_the_next_one(star
     sandbox, org, database = start_env()
     monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", "http://127.0.0.1:9/hook")  # recorded, not delivered here
     orgs = load_orgs()
+    instance = dg.DagsterInstance.ephemeral()
     with lease_held_elsewhere(database, "run a long provisioning batch"):
         busy = defs().resolve_job_def(runner.SYNC_JOB).execute_in_process(
-            run_config=runner.sync_run_config(), instance=dg.DagsterInstance.ephemeral(),
+            run_config=runner.sync_run_config(), instance=instance,
             partition_key=orgs.get().slug, tags=org_tags(orgs.get().slug), raise_on_error=False,
             resources={**resources.org_resources(orgs), "sync_database": resources.SyncDatabase(
                 orgs=orgs, lease_timeout_seconds=0.2)},
         )
     assert not busy.success
+    [fix] = [entry.user_message for entry in instance.all_logs(busy.run_id) if "Fix: " in entry.user_message]
+    assert DatabaseBusyError.fix in fix and "resources.sync_database.config.lease_timeout_seconds" in fix, fix
     assert [path.name for path in database.deferred_runs_path.iterdir()] == [f"{busy.run_id}.json"]
     recorded = "SELECT status, job, failure FROM main.sync_runs WHERE sync_id = ?"
     assert query(database.working_path, recorded, [busy.run_id]) == []  # it could not write there
@@ -215,9 +219,10 @@ def test_a_run_that_waited_too_long_for_the_database_says_so_in_words(start_env)
     # writing": a verb phrase (a provisioning run's once said "could not provisioning run <id>").
     sandbox, org, database = start_env()
     orgs = load_orgs()
+    instance = dg.DagsterInstance.ephemeral()
     with lease_held_elsewhere(database, "run a long provisioning batch"):
         busy = runner.job_definition(runner.PROVISION_JOB).execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), partition_key=orgs.get().slug, raise_on_error=False,
+            instance=instance, partition_key=orgs.get().slug, raise_on_error=False,
             resources={**resources.org_resources(orgs), "provisioning_database": resources.ProvisioningDatabase(
                 orgs=orgs, lease_timeout_seconds=0.2)},
         )
@@ -226,3 +231,7 @@ def test_a_run_that_waited_too_long_for_the_database_says_so_in_words(start_env)
                  if event.event_type_value == "RESOURCE_INIT_FAILURE"]
     assert f"could not run {runner.PROVISION_JOB} {busy.run_id}: run a long provisioning batch (pid " in \
         failure.message, failure.message
+    # Dagster's own words for a resource's failure carry no fix: a log line of the run does.
+    [fix] = [entry.user_message for entry in instance.all_logs(busy.run_id) if "Fix: " in entry.user_message]
+    assert DatabaseBusyError.fix in fix and "resources.provisioning_database.config.lease_timeout_seconds" in fix, fix
+    assert "wait longer than 0.2 s" in fix, fix
