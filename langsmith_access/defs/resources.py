@@ -54,6 +54,8 @@ def _lease_purpose(context: dg.InitResourceContext) -> str:
 def _say_how_to_fix(context: dg.InitResourceContext, error: DatabaseBusyError, key: str, waited: float) -> None:
     """The fix, as a log line of the run: Dagster shows a resource's failure as "Error executing
     resource_fn ...", with the error under it but not its ``fix`` (the CLI prints it)."""
+    if context.log is None:  # built outside a run: nowhere to say it
+        return
     context.log.error(
         f"{error}. Fix: {error.fix}. Or let the run wait longer than {waited:g} s: set "
         f"resources.{key}.config.lease_timeout_seconds in the Launchpad."
