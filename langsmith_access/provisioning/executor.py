@@ -87,7 +87,7 @@ from langsmith_access.provisioning.planner import (
     plan_expiry,
 )
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names, unbuilt_observations_query
-from langsmith_access.store.sql import scalar, table_exists
+from langsmith_access.store.sql import first_row, scalar, table_exists
 from langsmith_access.sync.extract import NotEveryWorkspaceListed, require_every_workspace_listed
 
 MAX_WRITE_ATTEMPTS = 3
@@ -704,7 +704,8 @@ class Provisioner:
                 # A grant that extended one of the same role, which is still in force: it ends later.
                 with self._lock:
                     self._access_goes_on.add(request["request_id"])
-            return plan_expiry(request["role_id"], restore, current, identity, self.directory.role_names)
+            return plan_expiry(request["role_id"], restore, current, identity, self.directory.role_names,
+                               granted_identity_id=self._granted_identity_id(request) if identity else None)
         return plan_change(request["action"], request["role_id"], current, identity, self.directory.role_names)
 
     def _plan_taken_over(self, revoke: dict, current: str | None, identity: str | None) -> Plan | None:
@@ -743,6 +744,22 @@ class Provisioner:
                 found = queue.fetch_requests(self.conn, "request_id = ?", [revoke["parent_request_id"]])
                 self._parent_grants[revoke["request_id"]] = found[0] if found else None
             return self._parent_grants[revoke["request_id"]]
+
+    def _granted_identity_id(self, revoke: dict) -> str | None:
+        """The workspace identity the ended grant's own write left (its latest verified
+        observation; None when it wrote nothing, or the identity was not known)."""
+        grant = self._parent_grant(revoke)
+        if grant is None:
+            return None
+        with self._lock:
+            found = first_row(
+                self.conn,
+                f"SELECT workspace_identity_id FROM {RAW_SCHEMA}.provisioning_observations "
+                "WHERE request_id = ? AND role_id = ? AND coalesce(observed, 'verified') = 'verified' "
+                "ORDER BY verified_at DESC LIMIT 1",
+                [grant["request_id"], grant["role_id"]],
+            )
+        return found[0] if found else None
 
     def _restore_role_id(self, request: dict) -> str | None:
         """For the revoke that ends a grant: the role the grant replaced (None: it added them)."""

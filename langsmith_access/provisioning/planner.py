@@ -78,13 +78,17 @@ def plan_expiry(
     current_role_id: str | None,
     workspace_identity_id: str | None,
     role_names: dict[str, str] | None = None,
+    granted_identity_id: str | None = None,
 ) -> Plan:
     """The revoke that ends a time-bound grant of ``role_id``: it undoes only what the grant
     did. ``restore_role_id``: the member's role before the grant (None: the grant added them).
+    ``granted_identity_id``: the workspace identity the grant's write left (None: not known).
 
     Still holding the granted role: removed (the grant added them) or given back the role they
-    had (the grant changed it). Holding another role, or no longer a member: someone changed
-    their access since the grant, so it is left alone, and the plan says so.
+    had (the grant changed it). Holding another role, no longer a member, or holding the role
+    through another workspace identity than the grant left (LangSmith gives a member removed
+    and added again a new one): someone changed their access since the grant, so it is left
+    alone, and the plan says so.
     """
     names = role_names or {}
     role = names.get(role_id, role_id)
@@ -95,6 +99,10 @@ def plan_expiry(
         current = names.get(current_role_id, current_role_id)
         return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
                     f"holds {current}, not the granted {role}: changed by someone since the grant; left alone")
+    if granted_identity_id and workspace_identity_id and workspace_identity_id != granted_identity_id:
+        return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
+                    f"holds {role} through a membership added since the grant (removed and added again "
+                    "by someone): not the grant's to undo; left alone")
     if restore_role_id == role_id:
         return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
                     f"held {role} before the grant too (it extended a grant of {role}); nothing to undo")

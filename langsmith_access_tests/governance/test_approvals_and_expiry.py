@@ -147,6 +147,7 @@ def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
     sandbox, org, database, people, receiver = governed
     workspace, roles = people.workspace, people.roles
     added, changed, overridden, satisfied = people.outsiders[0], *people.editors[:3]
+    readded = people.outsiders[1]
     # Editor needs no approval; Admin in this workspace does (approved below).
     grants = {
         "added": request_grant(added.email, WORKSPACE, "Editor", duration="1h"),
@@ -154,33 +155,40 @@ def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
         "overridden": request_grant(overridden.email, WORKSPACE, "Admin", until=(
             datetime.now(UTC) + timedelta(hours=3)).isoformat()),
         "satisfied": request_grant(satisfied.email, WORKSPACE, "Editor", duration="4h"),
+        "readded": request_grant(readded.email, WORKSPACE, "Editor", duration="5h"),
     }
-    assert [g.status for g in grants.values()] == ["pending", "awaiting_approval", "awaiting_approval", "pending"]
+    assert [g.status for g in grants.values()] == [
+        "pending", "awaiting_approval", "awaiting_approval", "pending", "pending"]
     for name in ("changed", "overridden"):
         assert approve(grants[name].request_id, by=people.admin.email).recorded
     assert provision().success
     rows = {name: request_row(database, g.request_id) for name, g in grants.items()}
     assert {name: row["status"] for name, row in rows.items()} == {
-        "added": "applied", "changed": "applied", "overridden": "applied", "satisfied": "already_satisfied"}
+        "added": "applied", "changed": "applied", "overridden": "applied", "satisfied": "already_satisfied",
+        "readded": "applied"}
     assert rows["added"]["prior_role_id"] is None
     assert rows["changed"]["prior_role_id"] == rows["overridden"]["prior_role_id"] == roles["Editor"]
     assert rows["satisfied"]["expires_at"] is None  # nothing to expire
     assert rows["overridden"]["expires_at"] == rows["overridden"]["access_until"]
 
-    # Someone changes one member's role by hand after the grant.
+    # Someone changes one member's role by hand after the grant; another they remove and add
+    # again, with the granted role (LangSmith gives the membership a new workspace identity).
     org.set_workspace_role(workspace.id, overridden.ls_user_id, roles["Viewer"])
+    granted_identity = org.membership(workspace.id, readded.ls_user_id).id
+    org.remove_workspace_membership(workspace.id, readded.ls_user_id)
+    assert org.add_workspace_membership(workspace.id, readded.ls_user_id, roles["Editor"]).id != granted_identity
 
     # An hour from now only the first is due; a day from now all three. Each is revoked once.
     with database.writer_lease("test: expiry due"), database.connect() as conn:
         first = queue_due_expiries(conn, datetime.now(UTC) + timedelta(minutes=61))
         rest = queue_due_expiries(conn, datetime.now(UTC) + timedelta(days=1))
         assert queue_due_expiries(conn, datetime.now(UTC) + timedelta(days=2)) == []
-    assert len(first) == 1 and len(rest) == 2
+    assert len(first) == 1 and len(rest) == 3
     sandbox.reset_log()
     outcome = provision()
     assert outcome.success, outcome.failure
     revokes = {r["parent_request_id"]: r for r in list_requests(database=database.path) if r["parent_request_id"]}
-    assert set(revokes) == {grants[n].request_id for n in ("added", "changed", "overridden")}
+    assert set(revokes) == {grants[n].request_id for n in ("added", "changed", "overridden", "readded")}
     for revoke in revokes.values():
         assert (revoke["action"], revoke["requested_by"], revoke["reason"]) == ("revoke", "langsmith-access", "expired")
     assert revokes[grants["added"].request_id]["request_id"] == first[0]
@@ -189,6 +197,7 @@ def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
     assert org.membership(workspace.id, changed.ls_user_id).role_id == roles["Editor"]  # restored
     assert org.membership(workspace.id, overridden.ls_user_id).role_id == roles["Viewer"]  # left alone
     assert org.membership(workspace.id, satisfied.ls_user_id).role_id == roles["Editor"]
+    assert org.membership(workspace.id, readded.ls_user_id).role_id == roles["Editor"]  # not the grant's any more
     assert sorted(w.method for w in writes(sandbox)) == ["DELETE", "PATCH"]
     left_alone = revokes[grants["overridden"].request_id]
     assert left_alone["status"] == "already_satisfied"
@@ -196,6 +205,10 @@ def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
         left_alone["status_detail"])
     planned = [d for kind, d in events(database, left_alone["request_id"]) if kind == "planned"]
     assert "changed by someone since the grant" in planned[0]["explanation"]
+    not_the_grants = revokes[grants["readded"].request_id]
+    assert not_the_grants["status"] == "already_satisfied"
+    assert "holds Editor through a membership added since the grant (removed and added again by someone)" in (
+        not_the_grants["status_detail"])
     assert ("expiry_queued" in [kind for kind, _ in events(database, grants["added"].request_id)])
 
     # grants (dbt, rebuilt after the run) shows the undone access at once.
@@ -204,8 +217,9 @@ def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
     assert added.ls_user_id not in current and current[changed.ls_user_id] == roles["Editor"]
 
     deliver_notifications()
-    expired = sorted(b["request_id"] for b in receiver.bodies() if b["event"] == "access.expired")
-    assert expired == sorted(grants[n].request_id for n in ("added", "changed", "overridden"))
+    expired = {b["request_id"]: b["detail"] for b in receiver.bodies() if b["event"] == "access.expired"}
+    assert sorted(expired) == sorted(grants[n].request_id for n in ("added", "changed", "overridden", "readded"))
+    assert "removed and added again by someone" in expired[grants["readded"].request_id]
 
 
 def test_a_dry_run_says_what_the_real_run_does_before_the_queue(governed):

@@ -166,6 +166,25 @@ def test_every_expiry_plan_branch(restore, current, kind, target, explanation):
     assert (plan.kind, plan.target_role_id, plan.explanation) == (kind, target, explanation)
 
 
+@pytest.mark.parametrize(
+    "restore, identity, kind",
+    [
+        (None, "wi-1", REMOVE),  # the membership the grant made: its end removes it
+        (VIEWER, "wi-1", CHANGE_ROLE),
+        (None, "wi-2", NOTHING),  # removed and added again by someone since: not the grant's
+        (VIEWER, "wi-2", NOTHING),
+        (None, None, REMOVE),  # not known yet: the executor reads it before it writes
+    ],
+)
+def test_an_expiry_undoes_only_the_membership_the_grant_left(restore, identity, kind):
+    plan = plan_expiry(EDITOR, restore, EDITOR, identity, NAMES, granted_identity_id="wi-1")
+    assert plan.kind == kind
+    if kind == NOTHING:
+        assert plan.target_role_id == EDITOR and plan.explanation == (
+            "holds Editor through a membership added since the grant (removed and added again by someone): "
+            "not the grant's to undo; left alone")
+
+
 def test_unknown_action_is_refused():
     with pytest.raises(ValueError):
         plan_change("promote", EDITOR, None, None)
