@@ -169,6 +169,13 @@ def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
     assert rows["added"]["prior_role_id"] is None
     assert rows["changed"]["prior_role_id"] == rows["overridden"]["prior_role_id"] == roles["Editor"]
     assert rows["satisfied"]["expires_at"] is None  # nothing to expire
+    # grant_history names the request whose write opened each current interval; a sync
+    # listed the one already satisfied.
+    opened = dict(query(database.path, "SELECT user_id, opened_by_request_id FROM main.grant_history "
+                                       "WHERE workspace_id = ? AND is_current", [workspace.id]))
+    assert opened[added.ls_user_id] == grants["added"].request_id
+    assert opened[changed.ls_user_id] == grants["changed"].request_id
+    assert opened[satisfied.ls_user_id] is None
     assert rows["overridden"]["expires_at"] == rows["overridden"]["access_until"]
 
     # Someone changes one member's role by hand after the grant; another they remove and add

@@ -122,6 +122,11 @@ def test_provisioning_rebuilds_grants_every_report_and_history_at_once(env):
     # listing now stands in for the observations (which it supersedes).
     grants_before = {g["grant_id"] for g in rows(database, "SELECT grant_id FROM main.grants")}
     history_before = rows(database, "SELECT * FROM main.grant_history ORDER BY grant_interval_id")
+    # Each interval a request's write opened names it (kept by the sync below); a sync's, none.
+    opened = {(h["user_id"], h["workspace_id"], h["is_current"]): h["opened_by_request_id"] for h in history_before}
+    assert opened[(promoted.ls_user_id, other.id, True)] == promote.request_id
+    assert opened[(leaver.ls_user_id, lone.id, True)] == back.request_id
+    assert opened[(promoted.ls_user_id, other.id, False)] is None
     synced = run_sync()
     assert synced.success, synced.failure
     assert {g["grant_id"] for g in rows(database, "SELECT grant_id FROM main.grants")} == grants_before

@@ -24,6 +24,7 @@ UNIT_TESTS = {
     "grants_of_a_sync_after_the_observations_are_its_listing_alone",
     "grants_keep_observations_made_after_the_memberships_were_read",
     "grant_history_ends_provisioned_removals_when_they_were_verified",
+    "grant_history_names_the_request_that_opened_each_interval",
     "grant_history_keeps_roles_provisioning_gave_and_took_within_one_run",
     "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
     "report_grant_changes_after_the_first_sync_lists_only_provisioning",

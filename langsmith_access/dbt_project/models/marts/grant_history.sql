@@ -7,6 +7,8 @@
 -- provisioning gave and took away again within one run (a grant then a revoke of the same
 -- membership, or two role changes in a row) was never seen by a build: its interval comes
 -- from the two verifications alone (unbuilt_intervals).
+-- opened_by_request_id: the provisioning request whose own write opened the interval; null
+-- for one a sync first saw (a change made outside langsmith-access, or an organization role).
 with snapshotted_grants as (
     select * from {{ ref('grants_snapshot') }}
 ),
@@ -36,6 +38,25 @@ verified_ends as (
     group by snapshotted_grants.dbt_scd_id
 ),
 
+-- The snapshot keeps the grant's verified_by_request_id as the build that opened the interval
+-- saw it. A request that only found the role given by hand (observed 'found') opened nothing.
+opened_by_requests as (
+    select
+        snapshotted_grants.dbt_scd_id,
+        snapshotted_grants.verified_by_request_id as request_id
+    from snapshotted_grants
+    where snapshotted_grants.verified_by_request_id is not null
+        and exists (
+            select 1
+            from observations
+            where observations.request_id = snapshotted_grants.verified_by_request_id
+                and observations.observed = 'verified'
+                and observations.ls_user_id = snapshotted_grants.user_id
+                and observations.workspace_id = snapshotted_grants.workspace_id
+                and observations.role_id = snapshotted_grants.role_id
+        )
+),
+
 recorded_intervals as (
     select
         snapshotted_grants.dbt_scd_id as grant_interval_id,
@@ -51,10 +72,13 @@ recorded_intervals as (
         cast(snapshotted_grants.dbt_valid_from as timestamptz) as valid_from,
         cast(coalesce(verified_ends.ended_at, snapshotted_grants.dbt_valid_to) as timestamptz)
             as valid_to,
-        snapshotted_grants.dbt_valid_to is null as is_current
+        snapshotted_grants.dbt_valid_to is null as is_current,
+        opened_by_requests.request_id as opened_by_request_id
     from snapshotted_grants
     left join verified_ends
         on verified_ends.dbt_scd_id = snapshotted_grants.dbt_scd_id
+    left join opened_by_requests
+        on opened_by_requests.dbt_scd_id = snapshotted_grants.dbt_scd_id
 ),
 
 -- The grant each observation of a role is of.
@@ -64,6 +88,7 @@ observed_grants as (
         workspace_id,
         role_id,
         verified_at,
+        case when observed = 'verified' then request_id end as verified_by_request_id,
         {{ workspace_role_entitlement_id('workspace_id', 'role_id') }} as entitlement_id,
         {{ grant_id(workspace_role_entitlement_id('workspace_id', 'role_id'), 'ls_user_id') }} as grant_id
     from observations
@@ -103,7 +128,11 @@ unrecorded_ends as (
 ),
 
 unbuilt_ends as (
-    select grant_id, entitlement_id, ls_user_id, workspace_id, role_id, held_to, min(verified_at) as held_from
+    select
+        grant_id, entitlement_id, ls_user_id, workspace_id, role_id, held_to,
+        min(verified_at) as held_from,
+        -- the request whose write gave the role at held_from (null: one found it given by hand)
+        arg_min_null(verified_by_request_id, verified_at) as opened_by_request_id
     from unrecorded_ends
     group by grant_id, entitlement_id, ls_user_id, workspace_id, role_id, held_to
 ),
@@ -157,7 +186,8 @@ unbuilt_intervals as (
         true as is_provisionable,
         unbuilt_spans.held_from as valid_from,
         unbuilt_spans.held_to as valid_to,
-        false as is_current
+        false as is_current,
+        unbuilt_spans.opened_by_request_id
     from unbuilt_spans
 )
 
