@@ -130,13 +130,16 @@ def provision_now(args: argparse.Namespace) -> int:
     )
     applied = outcome.outputs.get(APPLY_REQUESTS_OP) or {}
     results = applied.get("outcomes", [])
+    # Pending grants the access policy, changed since they were queued, rejected or sent for approval.
+    policy_changes = applied.get("policy_changes") or []
     # A dry run's word on what the real run does first: end time-bound grants, expire approvals.
     ahead = applied.get("ahead") or {}
     # Changes made outside langsmith-access that the run's requests found (drift).
     drift = outcome.outputs.get(REFRESH_OP) or {}
     if args.json:
         answer = {"run_id": outcome.run_id, "success": outcome.success, "failure": outcome.failure,
-                  "requests": results, "unexplained_changes": drift.get("unexplained_changes", 0)}
+                  "requests": results, "policy_changes": policy_changes,
+                  "unexplained_changes": drift.get("unexplained_changes", 0)}
         if args.dry_run:
             answer["before_the_queue"] = ahead
         print(json.dumps(answer))
@@ -146,9 +149,13 @@ def provision_now(args: argparse.Namespace) -> int:
                   "that ends it, first")
         for request_id in ahead.get("approvals_overdue", []):
             print(f"{'would expire':<17} {request_id}  past its approval deadline: approval_expired")
+        for item in policy_changes:
+            status = f"would be {item['status']}" if args.dry_run else item["status"]
+            print(f"{status:<17} {item['request_id']}  {item['detail']}")
         for item in results:
             print(f"{item['status']:<17} {item['request_id']}  {item['detail']}")
-        if not results and outcome.success:  # a run that failed before its first request had some
+        # A run that failed before its first request had some.
+        if not results and not policy_changes and outcome.success:
             print("no pending requests", file=sys.stderr)
         if drift.get("unexplained_changes"):
             privileged = drift.get("privileged_unexplained_changes", 0)

@@ -18,13 +18,21 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.governance.decisions import AccessTermsRefused, Grantee, access_terms, approver_refusal
+from langsmith_access.governance.decisions import (
+    AccessTermsRefused,
+    Grantee,
+    access_terms,
+    approval_deadline,
+    approver_refusal,
+    needs_approval,
+)
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.governance.policy import Policy, PolicyError, governing_policy
 from langsmith_access.provisioning.queue import (
     AWAITING_APPROVAL,
     MAX_TEXT_CHARS,
     RequestRejected,
+    approvers_text,
     check_text,
     fetch_requests,
     iso_minutes,
@@ -204,18 +212,102 @@ def _revoked_since(conn: duckdb.DuckDBPyConnection, request: dict) -> tuple[str,
 def _terms_refusal(policy: Policy, request: dict, at: datetime) -> str | None:
     """Why the policy as it is now would not give the request the terms it was queued with (the
     policy may have changed while it waited); None when it would."""
+    reason = _terms_reason(policy, request, at)
+    if reason is None:
+        return None
+    return (f"request {request['request_id']} asks for access {terms_of(request).describe()}, which the access "
+            f"policy no longer allows ({reason}): deny it, and ask again within the policy.")
+
+
+def _terms_reason(policy: Policy, request: dict, at: datetime) -> str | None:
     asked = terms_of(request)
     try:
         now_allowed = access_terms(policy, request["role_id"], request["role_name"] or request["role_id"], now=at,
                                    duration=asked.duration, until=asked.until)
     except AccessTermsRefused as error:
-        reason = str(error)
-    else:
-        if asked.duration is not None or asked.until is not None or now_allowed.duration is None:
-            return None
-        reason = f"it has no end, and the policy now gives {request['role_name']} grants one: {now_allowed.describe()}"
-    return (f"request {request['request_id']} asks for access {asked.describe()}, which the access policy no "
-            f"longer allows ({reason}): deny it, and ask again within the policy.")
+        return str(error)
+    if asked.duration is not None or asked.until is not None or now_allowed.duration is None:
+        return None
+    return f"it has no end, and the policy now gives {request['role_name']} grants one: {now_allowed.describe()}"
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """A pending grant that the access policy, as it is now, no longer lets through as queued."""
+
+    request_id: str
+    status: str  # rejected, or awaiting_approval
+    detail: str
+
+
+def govern_pending_grants(
+    conn: duckdb.DuckDBPyConnection,
+    now: datetime,
+    policy_path: Path | None,
+    notifier: Notifier | None = None,
+    *,
+    request_ids: list[str] | None = None,
+    dry_run: bool = False,
+    run_id: str | None = None,
+) -> list[PolicyChange]:
+    """The grants waiting in the queue (pending: no run has claimed them), or those of
+    ``request_ids``, measured against the access policy as it is now, which may have changed
+    since they were queued or approved: a run applies what the policy allows when it applies.
+
+    One whose terms the policy no longer allows (a lower maximum, an end it now requires) is
+    rejected, saying why (``request.failed``). One the policy now sends for approval, and
+    nobody approved, waits for an approver, its deadline counted from now
+    (``request.awaiting_approval``). ``dry_run``: said, not done. Raises ``PolicyError`` when
+    the policy cannot be read (nothing changed).
+    """
+    policy = governing_policy(policy_path, conn)
+    where, params = "status = 'pending' AND action = 'grant' AND parent_request_id IS NULL", []
+    if request_ids is not None:
+        if not request_ids:
+            return []
+        where += f" AND request_id IN ({', '.join('?' for _ in request_ids)})"
+        params = list(request_ids)
+    changes = []
+    for request in fetch_requests(conn, where, params):
+        if request["access_until"] is not None and request["access_until"] <= now:
+            continue  # its time has passed, whatever the policy: the run says so and applies nothing
+        reason = _terms_reason(policy, request, now)
+        if reason is not None:
+            change = PolicyChange(request["request_id"], "rejected", mask_keys(
+                f"the access policy changed since this grant was queued: it no longer allows access "
+                f"{terms_of(request).describe()} ({reason}). Ask again within the policy."))
+        elif request["approved_by"] is None and needs_approval(policy, request["role_id"], request["workspace_id"]):
+            change = PolicyChange(request["request_id"], AWAITING_APPROVAL, (
+                f"the access policy changed since this grant was queued: it now needs approval by "
+                f"{approvers_text(policy, request['workspace_name'])}"))
+        else:
+            continue
+        changes.append(change)
+        if not dry_run:
+            _record_policy_change(conn, request, change, policy, now, notifier or Notifier.off(), run_id)
+    return changes
+
+
+def _record_policy_change(conn: duckdb.DuckDBPyConnection, request: dict, change: PolicyChange, policy: Policy,
+                          at: datetime, notifier: Notifier, run_id: str | None) -> None:
+    fields = {"request_id": request["request_id"], "user": request["user_email"] or request["user_id"],
+              "workspace": request["workspace_name"], "role": request["role_name"]}
+    if change.status == "rejected":
+        conn.execute(
+            "UPDATE main.provisioning_requests SET status = 'rejected', status_detail = ?, updated_at = ? "
+            "WHERE request_id = ?", [change.detail, at, request["request_id"]])
+        record_event(conn, request["request_id"], "rejected", {"stage": "policy", "reason": change.detail},
+                     at=at, run_id=run_id)
+        notifier.notify(conn, "request.failed", at=at, **fields, detail=change.detail)
+        return
+    deadline = approval_deadline(policy, at)
+    conn.execute(
+        "UPDATE main.provisioning_requests SET status = ?, status_detail = ?, approval_deadline = ?, updated_at = ? "
+        "WHERE request_id = ?", [AWAITING_APPROVAL, change.detail, deadline, at, request["request_id"]])
+    approvers = approvers_text(policy, request["workspace_name"])
+    record_event(conn, request["request_id"], "approval_requested",
+                 {"approvers": approvers, "deadline": deadline, "policy_changed": True}, at=at, run_id=run_id)
+    notifier.notify(conn, "request.awaiting_approval", at=at, **fields, detail=f"needs approval by {approvers}")
 
 
 def _not_awaiting(request: dict) -> str:

@@ -454,10 +454,11 @@ def _govern(conn, change: ChangeRequest, resolved: ResolvedChange, policy_path: 
                 "members of the org in the latest sync: nobody could approve this request. Fix "
                 "approval.approvers in the policy file (or sync, if they joined since).")
     deadline = approval_deadline(policy, at) if approval else None
-    return _Governed(terms, approval, deadline, _approvers_text(policy, resolved.workspace_name))
+    return _Governed(terms, approval, deadline, approvers_text(policy, resolved.workspace_name))
 
 
-def _approvers_text(policy: Policy, workspace_name: str) -> str:
+def approvers_text(policy: Policy, workspace_name: str) -> str:
+    """Who may approve a grant in ``workspace_name`` under ``policy``, in words."""
     if policy.approvers == ORG_ADMINS:
         return "an Organization Admin"
     if policy.approvers == NAMED_EMAILS:

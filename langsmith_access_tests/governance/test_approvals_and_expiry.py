@@ -415,3 +415,96 @@ def test_the_requests_listing_says_when_a_time_bound_grant_ends(governed):
     ends = request_row(database, request_id)["expires_at"]
     [line] = [line for line in cli("requests").stdout.splitlines() if line.startswith(request_id)]
     assert f" until {ends.astimezone(UTC):%Y-%m-%dT%H:%M}Z" in line, line
+
+
+def test_a_run_applies_what_the_policy_allows_when_it_applies(governed, tmp_path):
+    # The policy changed while grants waited in the queue: a run measures each against the policy
+    # as it is when it applies them. A lower maximum rejects a grant that asks for longer; a role
+    # that now needs approval waits for an approver; the rest, and every revoke, are applied.
+    sandbox, org, database, people, receiver = governed
+    workspace, roles = people.workspace, people.roles
+    too_long, now_approved, unchanged = people.outsiders[:3]
+    revoked = people.editors[0]
+    queued = {
+        "too_long": request_grant(too_long.email, WORKSPACE, "Editor", duration="30d"),
+        "now_approved": request_grant(now_approved.email, WORKSPACE, "Editor", duration="2d"),
+        "unchanged": request_grant(unchanged.email, WORKSPACE, "Viewer", duration="1h"),
+        "revoke": request_revoke(revoked.email, WORKSPACE, "Editor"),
+    }
+    assert {name: q.status for name, q in queued.items()} == {name: "pending" for name in queued}
+    policy = Path(os.environ["LANGSMITH_ACCESS_POLICY"])
+    policy.write_text(POLICY.replace('required: ["Admin"]', 'required: ["Admin", "Editor"]')
+                      .replace('"*": 90d', '"*": 7d'))
+
+    shown = cli("provision", "--dry-run")  # said, not done
+    assert shown.returncode == 0, shown.stderr
+    assert f"would be rejected {queued['too_long'].request_id}  the access policy changed" in shown.stdout
+    assert f"would be awaiting_approval {queued['now_approved'].request_id}" in shown.stdout, shown.stdout
+    planned = [line.split()[1] for line in shown.stdout.splitlines() if line.startswith("planned")]
+    assert sorted(planned) == sorted([queued["unchanged"].request_id, queued["revoke"].request_id])
+    assert request_row(database, queued["too_long"].request_id)["status"] == "pending"
+
+    # Named by hand (the Launchpad's request_ids), it is measured the same way.
+    named = provision(request_ids=[queued["too_long"].request_id])
+    assert named.success, named.failure
+    assert [(c["request_id"], c["status"]) for c in named.outputs["apply_requests"]["policy_changes"]] == [
+        (queued["too_long"].request_id, "rejected")]
+    assert named.outputs["apply_requests"]["outcomes"] == [] and writes(sandbox) == []
+
+    done = cli("provision", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert [(c["request_id"], c["status"]) for c in answer["policy_changes"]] == [
+        (queued["now_approved"].request_id, "awaiting_approval")]
+    assert sorted(r["request_id"] for r in answer["requests"]) == sorted(
+        [queued["unchanged"].request_id, queued["revoke"].request_id])
+    rows = {name: request_row(database, q.request_id) for name, q in queued.items()}
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "too_long": "rejected", "now_approved": "awaiting_approval", "unchanged": "applied", "revoke": "applied"}
+    assert "no longer allows access for 30d" in rows["too_long"]["status_detail"]
+    assert "longer than the policy's maximum for Editor (7d)" in rows["too_long"]["status_detail"]
+    assert "now needs approval by an Admin of Search Relevance" in rows["now_approved"]["status_detail"]
+    assert rows["now_approved"]["approval_deadline"] is not None
+    assert org.membership(workspace.id, too_long.ls_user_id) is None
+    assert org.membership(workspace.id, now_approved.ls_user_id) is None
+    assert org.membership(workspace.id, unchanged.ls_user_id).role_id == roles["Viewer"]
+    assert org.membership(workspace.id, revoked.ls_user_id) is None
+    assert [kind for kind, _ in events(database, queued["now_approved"].request_id)] == ["queued", "approval_requested"]
+
+    # Approved, it is applied like any grant that waited for approval.
+    assert approve(queued["now_approved"].request_id, by=people.admin.email).recorded
+    assert provision().success
+    assert org.membership(workspace.id, now_approved.ls_user_id).role_id == roles["Editor"]
+
+    deliver_notifications()
+    said = [(b["event"], b["request_id"]) for b in receiver.bodies()]
+    assert ("request.failed", queued["too_long"].request_id) in said
+    assert ("request.awaiting_approval", queued["now_approved"].request_id) in said
+
+
+def test_a_policy_that_cannot_be_read_holds_the_grants_and_lets_revokes_through(governed):
+    sandbox, org, database, people, receiver = governed
+    workspace = people.workspace
+    grantee, revoked = people.outsiders[0], people.editors[0]
+    grant = request_grant(grantee.email, WORKSPACE, "Editor")
+    policy = Path(os.environ["LANGSMITH_ACCESS_POLICY"])
+    policy.write_text("approval: [unclosed\n")
+    revoke = request_revoke(revoked.email, WORKSPACE, "Editor")  # a revoke needs no policy
+    assert revoke.status == "pending"
+
+    named = provision(request_ids=[grant.request_id])  # named by hand: held all the same
+    assert not named.success and "left pending, not applied" in named.failure
+    assert request_row(database, grant.request_id)["status"] == "pending" and writes(sandbox) == []
+
+    outcome = provision()
+    assert not outcome.success
+    assert "1 pending grant(s) left pending, not applied: the access policy cannot be read" in outcome.failure
+    assert str(policy) in outcome.failure
+    assert request_row(database, grant.request_id)["status"] == "pending"
+    assert request_row(database, revoke.request_id)["status"] == "applied"
+    assert org.membership(workspace.id, revoked.ls_user_id) is None
+    assert org.membership(workspace.id, grantee.ls_user_id) is None
+
+    policy.write_text(POLICY)  # fixed: the next run applies the grant
+    assert provision().success
+    assert request_row(database, grant.request_id)["status"] == "applied"

@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, TypedDict
 
@@ -22,10 +22,11 @@ from langsmith_access.defs.orgs import deployment_orgs, no_key_reason, org_run_c
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.governance.drift import UnexplainedChange
 from langsmith_access.governance.notifications import Notifier
+from langsmith_access.governance.policy import PolicyError
 from langsmith_access.langsmith import LangSmithError, ProvisioningInterruptedError
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner
-from langsmith_access.settings import Org, Orgs, Settings
+from langsmith_access.settings import Org, Orgs, Settings, mask_keys
 from langsmith_access.store.database import (
     AccessDatabase,
     DatabaseBusyError,
@@ -180,8 +181,11 @@ def select_requests(
                     f"Unknown request ids in the queue of org {org.slug!r} (this run's partition): "
                     f"{', '.join(unknown)}. List them with `langsmith-access requests`; a request of "
                     "another org runs in that org's partition."))
-            return {"request_ids": _runnable(context, org, conn, list(config.request_ids)),
-                    "dry_run": config.dry_run}
+            governed = _govern_pending_grants(context, org, conn, list(config.request_ids), config.dry_run)
+            # Those the policy now rejects or sends for approval are said by the run's policy_changes.
+            settled = set(governed.held) | {change.request_id for change in governed.changes}
+            runnable = _runnable(context, org, conn, [r for r in config.request_ids if r not in settled])
+            return {"request_ids": runnable, "dry_run": config.dry_run, **governed.said()}
         if not config.dry_run:
             # Before taking every pending request: end approvals left too long, warn of access
             # about to end, and queue the revokes of time-bound grants that are due.
@@ -194,6 +198,13 @@ def select_requests(
                                 (len(revokes), "time-bound grant(s) expired: revoke(s) queued")):
                 if count:
                     context.log.info(f"{count} {what}")
+            governed = _govern_pending_grants(context, org, conn, None, dry_run=False)
+            if governed.held:  # the policy cannot be read: its grants wait, the rest goes ahead
+                others = conn.execute("SELECT request_id FROM main.provisioning_requests "
+                                      "WHERE status IN ('pending', 'in_progress') ORDER BY request_seq").fetchall()
+                return {"request_ids": [r for (r,) in others if r not in governed.held],
+                        "dry_run": False, **governed.said()}
+            return {"request_ids": None, "dry_run": False, **governed.said()}
         else:
             # What the real run would do before taking the queue, said, not done.
             now = queue.now_utc()
@@ -201,8 +212,50 @@ def select_requests(
                 "expiries_due": [r["request_id"] for r in expiry.due_grants(conn, now)],
                 "approvals_overdue": [r["request_id"] for r in approvals.overdue_requests(conn, now)],
             }
-            return {"request_ids": None, "dry_run": True, "ahead": ahead}
+            governed = _govern_pending_grants(context, org, conn, None, dry_run=True)
+            changed = {change.request_id for change in governed.changes}
+            pending = conn.execute("SELECT request_id FROM main.provisioning_requests "
+                                   "WHERE status IN ('pending', 'in_progress') ORDER BY request_seq").fetchall()
+            return {"request_ids": [r for (r,) in pending if r not in changed] if changed else None,
+                    "dry_run": True, "ahead": ahead, **governed.said()}
     return {"request_ids": None, "dry_run": config.dry_run}
+
+
+@dataclass(frozen=True)
+class _Governed:
+    """What the access policy, as it is now, made of the pending grants before the run takes them."""
+
+    changes: list[approvals.PolicyChange]
+    held: list[str]  # grants left pending because the policy cannot be read
+    policy_error: str | None
+
+    def said(self) -> dict:
+        return {"policy_changes": [asdict(change) for change in self.changes], "policy_error": self.policy_error}
+
+
+def _govern_pending_grants(context: dg.OpExecutionContext, org: Org, conn: duckdb.DuckDBPyConnection,
+                           request_ids: list[str] | None, dry_run: bool) -> _Governed:
+    """The pending grants against the access policy as it is now (``approvals.govern_pending_grants``).
+    A policy that cannot be read applies no grant: they stay pending, the revokes go ahead, and
+    the run fails once it has applied them (``refresh_access_history``), saying why."""
+    try:
+        changes = approvals.govern_pending_grants(conn, queue.now_utc(), org.policy_path, _notifier(org),
+                                                  request_ids=request_ids, dry_run=dry_run,
+                                                  run_id=context.run.run_id)
+    except PolicyError as error:
+        held = [r for (r,) in conn.execute(
+            "SELECT request_id FROM main.provisioning_requests WHERE status = 'pending' AND action = 'grant' "
+            "AND (? OR list_contains(?, request_id))", [request_ids is None, request_ids or []]).fetchall()]
+        message = org.in_its_own_terms(
+            f"{len(held)} pending grant(s) left pending, not applied: the access policy cannot be read "
+            f"({mask_keys(str(error))}). Fix the policy file; the next run applies them."
+        )
+        if held:
+            context.log.error(message)
+        return _Governed([], held, message if held else None)
+    for change in changes:
+        context.log.warning(f"{change.request_id}: {'would be ' if dry_run else ''}{change.status}: {change.detail}")
+    return _Governed(changes, [], None)
 
 
 def _runnable(context: dg.OpExecutionContext, org: Org, conn: duckdb.DuckDBPyConnection,
@@ -248,8 +301,8 @@ def apply_requests(
         elif dry_run:
             ids = selection["request_ids"]
             requests = (
-                queue.fetch_requests(conn, f"request_id IN ({', '.join('?' for _ in ids)})", ids)
-                if ids else queue.fetch_requests(conn, "status IN ('pending', 'in_progress')")
+                queue.fetch_requests(conn, "list_contains(?, request_id)", [ids])
+                if ids is not None else queue.fetch_requests(conn, "status IN ('pending', 'in_progress')")
             )
         elif selection["request_ids"] == []:  # an ad-hoc change that awaits approval
             requests = []
@@ -289,7 +342,8 @@ def apply_requests(
     )
     # An interrupted run still rebuilds what it changed (refresh_access_history), then fails.
     return {"dry_run": dry_run, "outcomes": outcomes, "interrupted": interrupted,
-            "ahead": selection.get("ahead")}
+            "ahead": selection.get("ahead"), "policy_changes": selection.get("policy_changes", []),
+            "policy_error": selection.get("policy_error")}
 
 
 @dg.op(name=names.REFRESH_OP, pool=DUCKDB_WRITER_POOL,
@@ -301,6 +355,8 @@ def refresh_access_history(
     if result.get("interrupted"):
         with provisioning_database.failures_in_its_orgs_terms():
             raise ProvisioningInterruptedError(result["interrupted"])
+    if result.get("policy_error"):  # its grants wait (pending) until the policy can be read
+        raise dg.Failure(description=result["policy_error"])
     return {"unexplained_changes": len(drift),
             "privileged_unexplained_changes": sum(change.is_privileged for change in drift)}
 
