@@ -9,7 +9,7 @@ or publishing again never notifies twice. Plain Python, no Dagster.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -48,9 +48,10 @@ class UnexplainedChange:
 
     @property
     def key(self) -> str:
-        """What identifies the change (the report's unique columns)."""
+        """What identifies the change (the report's unique columns). ``seen_at`` in UTC: DuckDB
+        returns it in the process's time zone, and a run in another zone must find the same key."""
         return "|".join((self.change, self.user_id, self.workspace_id or "", self.role_id,
-                         self.seen_at.isoformat()))
+                         self.seen_at.astimezone(UTC).isoformat()))
 
     def describe(self) -> str:
         """``Admin added in Platform for ada@example.com``, in words, with what to do."""

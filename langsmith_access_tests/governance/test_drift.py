@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
@@ -345,3 +346,23 @@ def test_one_change_in_each_of_two_workspaces_is_two_notifications(tmp_path):
             payloads = [json.loads(p) for (p,) in conn.execute(
                 "SELECT payload FROM main.notifications ORDER BY notification_seq").fetchall()]
     assert [p["workspace"] for p in payloads] == ["w-1", "w-2", None]
+
+
+def test_a_change_read_in_another_time_zone_is_not_notified_again(tmp_path):
+    # DuckDB hands TIMESTAMPTZ back in the session's zone (the process's TZ): the Dagster daemon
+    # in UTC and an operator's command in Paris read the same seen_at as different datetimes.
+    def change(seen_at):
+        return UnexplainedChange(change="added", user_id="u-1", email="ada@example.com", workspace_id="w-1",
+                                 workspace_name="Platform", role_id="r-admin", role_name="Admin",
+                                 previous_role_id=None, previous_role_name=None, seen_at=seen_at, sync_id="s-1")
+
+    seen = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    in_paris = change(seen.astimezone(ZoneInfo("Europe/Paris")))
+    assert in_paris.key == change(seen).key
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    notifier = Notifier("acme", enabled=True)
+    with database.writer_lease("test"):
+        database.ensure_working()
+        with database.connect() as conn:
+            assert len(notify_unexplained_changes(conn, notifier, [change(seen)])) == 1
+            assert notify_unexplained_changes(conn, notifier, [in_paris]) == []
