@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from langsmith_access.settings import Org, Secret, Settings
+from langsmith_access.settings import KEY_PREFIXES, Org, Secret, Settings, mask_keys
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import scalar
 
@@ -169,14 +169,15 @@ def without_secrets(text: str, secrets: Iterable[Secret | None] = ()) -> str:
             text = text.replace(secret.reveal(), "<secret>")
     text = _URL_USERINFO.sub(r"\1<credentials>@", text)
     text = _URL_QUERY.sub(r"\1?<query>", text)
-    text = _LANGSMITH_KEY.sub("<key>", text)
+    text = mask_keys(_LANGSMITH_KEY.sub("<key>", text))
     if len(text) > DETAIL_MAX_CHARS:
         text = text[: DETAIL_MAX_CHARS - 1] + "…"
     return text
 
 
-# A LangSmith key or token (lsv2_sk_..., lsv2_pt_...): never in a payload, whoever's it is.
-_LANGSMITH_KEY = re.compile(r"\blsv2_[a-z]{2}_[A-Za-z0-9_]+")
+# A LangSmith key or token of any kind settings knows (lsv2_sk_, lsv2_pt_, lsv2_scim_, legacy
+# ls__), never in a payload, whoever's it is; mask_keys then cuts a key pasted without prefix.
+_LANGSMITH_KEY = re.compile(rf"\b(?:{'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\-]+")
 
 
 @dataclass(frozen=True)

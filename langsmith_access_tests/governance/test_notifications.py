@@ -324,6 +324,18 @@ def test_error_text_loses_its_secrets_before_it_becomes_a_payload():
     assert len(without_secrets("x" * 5000)) == DETAIL_MAX_CHARS
 
 
+def test_every_shape_of_langsmith_credential_is_cut_from_error_text():
+    # The product's own key shapes (settings.KEY_PREFIXES, the sandbox's SCIM tokens): a SCIM
+    # bearer token, a legacy ls__ key, a key quoted whole with a '-' in it, a key without prefix.
+    scim, legacy = "lsv2_scim_" + "ab12" * 12, "ls__0123456789abcdef0123456789abcdef"
+    body = "0123456789abcdef0123456789abcdef_0123456789"
+    text = f"SCIM said Bearer {scim}; old key {legacy}; lsv2_pt_ab-{body}; pasted {body}"
+    clean = without_secrets(text)
+    for secret in (scim, legacy, body, "ab12ab12"):
+        assert secret not in clean, clean
+    assert clean.startswith("SCIM said Bearer ")
+
+
 def test_rows_another_delivery_claimed_are_left_to_it_until_the_claim_window_passes(database):
     # The sensor and a command deliver at once: rows one claimed are not sent again by the other,
     # unless the claimer never records them (it died): then after the claim window, at least once.
