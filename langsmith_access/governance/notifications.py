@@ -116,7 +116,8 @@ def enqueue(
 ) -> str | None:
     """Add one notification to the outbox (in the caller's transaction; the caller holds the
     writer lease on the working file). Returns its id. Refuses a payload that is not exactly
-    the documented keys, so nothing else (a secret, a stray field) can reach a receiver.
+    the documented keys, so nothing else (a secret, a stray field) can reach a receiver, and
+    stores its ``detail`` through ``without_secrets``.
 
     ``once_for``: what the notification is about, for an event that may be raised again for
     the same thing (a drift report rebuilt, a sync re-run): its id is derived from it, and a
@@ -132,6 +133,10 @@ def enqueue(
     for key in PAYLOAD_KEYS:
         if payload[key] is not None and not isinstance(payload[key], str):
             raise ValueError(f"notification field {key!r} must be text or null, got {type(payload[key]).__name__}")
+    # The one way into the outbox: free text (LangSmith's or a proxy's error, an approver's
+    # comment) loses what looks like a credential here, whichever event carries it.
+    if payload["detail"] is not None:
+        payload = {**payload, "detail": without_secrets(payload["detail"])}
     notification_id = str(uuid.uuid4()) if once_for is None else once_id(event, once_for)
     if once_for is not None and scalar(
         conn, "SELECT count(*) FROM main.notifications WHERE notification_id = ?", [notification_id]

@@ -336,6 +336,21 @@ def test_every_shape_of_langsmith_credential_is_cut_from_error_text():
     assert clean.startswith("SCIM said Bearer ")
 
 
+def test_no_event_carries_a_credential_its_detail_quoted(database):
+    # request.failed's detail is LangSmith's (or a proxy's) error text, request.denied's holds an
+    # approver's comment: not only sync.failed's text may quote a token or a URL's credentials.
+    token = "lsv2_pt_0123456789abcdef0123456789abcdef_0123456789"
+    add(database, "request.failed", request_id="r-1",
+        detail=f"LangSmith refused it: HTTP 400: token {token} has no access (https://ops:hunter2@proxy.example/x)")
+    add(database, "request.denied", request_id="r-2", detail=f"denied by bob@example.com: use {token} instead")
+    with WebhookReceiver() as receiver:
+        assert len(deliver_due(database, webhook(receiver), now=T0).delivered) == 2
+    stored = json.dumps([r["payload"] for r in rows(database)])
+    for shown in (stored, json.dumps(receiver.bodies())):
+        assert token not in shown and "hunter2" not in shown
+    assert receiver.bodies()[1]["detail"] == "denied by bob@example.com: use <key> instead"
+
+
 def test_rows_another_delivery_claimed_are_left_to_it_until_the_claim_window_passes(database):
     # The sensor and a command deliver at once: rows one claimed are not sent again by the other,
     # unless the claimer never records them (it died): then after the claim window, at least once.
