@@ -317,8 +317,9 @@ def _post(webhook: Webhook, payload: Mapping, notification_id: str | None) -> st
         return "the webhook URL cannot be used (its port is not a number from 1 to 65535)"
     if authorization:
         headers["Authorization"] = authorization
-    request = urllib.request.Request(url, data=webhook.body(payload), method="POST", headers=headers)
     try:
+        # In the try: a URL urllib cannot use raises here, its message holding the URL.
+        request = urllib.request.Request(url, data=webhook.body(payload), method="POST", headers=headers)
         with _OPENER.open(request, timeout=webhook.timeout_seconds) as response:
             response.read(65536)
             status = response.status

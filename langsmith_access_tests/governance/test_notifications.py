@@ -120,6 +120,15 @@ def test_a_url_with_credentials_and_a_port_that_is_no_port_is_a_reason_not_an_ex
     assert reason is not None and "port" in reason and "hunter2" not in reason
 
 
+def test_a_url_urllib_cannot_send_to_is_a_reason_not_a_traceback(capfd):
+    # A Webhook built in Python (Settings refuses such a URL): urllib's ValueError names the URL;
+    # raised in the posting thread it went to stderr whole and read as a receiver not answering.
+    hook = Webhook(url=Secret(f"hooks.example.com/T0/B0/{SECRET}"), timeout_seconds=5)
+    reason = post(hook, notification("sync.failed", at=T0, org="acme"))
+    assert reason == "could not send (ValueError: check LANGSMITH_ACCESS_WEBHOOK_URL)"
+    assert SECRET not in capfd.readouterr().err
+
+
 def test_a_receiver_that_is_down_for_a_while_delays_and_loses_nothing(database, caplog):
     caplog.set_level(logging.DEBUG)
     ids = [add(database, "access.expiring", request_id=f"r-{i}") for i in range(3)]  # one time: kept in order
