@@ -159,8 +159,9 @@ def once_id(event: str, about: str) -> str:
 _ONCE_NAMESPACE = uuid.UUID("6f1d3c0e-5a43-4d55-9a43-2f0c6f6f7a51")
 # Longest ``detail`` a notification built from an error message carries.
 DETAIL_MAX_CHARS = 1000
-# user:password@ in a URL, and a URL's query string (where tokens travel).
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+# user:password@ in a URL (up to the authority's last '@', as urllib reads it: a password may
+# hold one), and a URL's query string (where tokens travel).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]+@")
 _URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*")
 
 

@@ -360,6 +360,14 @@ def test_no_event_carries_a_credential_its_detail_quoted(database):
     assert receiver.bodies()[1]["detail"] == "denied by bob@example.com: use <key> instead"
 
 
+def test_a_password_with_an_at_sign_is_cut_whole():
+    # urllib reads the userinfo up to the authority's last '@', so a password may hold one unencoded.
+    assert without_secrets("GET https://ops:hunt@r2@ls.example.com/api/v1 failed") == (
+        "GET https://<credentials>@ls.example.com/api/v1 failed")
+    assert without_secrets("mail ops@example.com about https://ls.example.com/x?a=b@c") == (
+        "mail ops@example.com about https://ls.example.com/x?<query>")
+
+
 def test_rows_another_delivery_claimed_are_left_to_it_until_the_claim_window_passes(database):
     # The sensor and a command deliver at once: rows one claimed are not sent again by the other,
     # unless the claimer never records them (it died): then after the claim window, at least once.
