@@ -1,9 +1,9 @@
 """A real webhook receiver on 127.0.0.1 for the notification tests.
 
-It records every POST (path, headers, JSON body) and answers with the status the test sets,
-after ``delay_seconds`` (a slow receiver), or one byte of its answer every ``trickle_seconds``
+It records every POST (path, headers, JSON body) and answers with the status the test sets
+(with a ``Location`` header when ``location`` is set), after ``delay_seconds`` (a slow receiver), or one byte of its answer every ``trickle_seconds``
 (a receiver that never quite times out a read). It can be stopped and started again on the
-same port: a receiver that is down for a while.
+same port: a receiver that is down for a while. A GET (a redirect followed) is recorded in ``gets``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class WebhookReceiver:
         self.status = 200
         self.delay_seconds = 0.0
         self.trickle_seconds = 0.0
+        self.location: str | None = None
         self.received: list[Received] = []
+        self.gets: list[tuple[str, str | None]] = []  # (path, Authorization)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -73,6 +75,15 @@ class WebhookReceiver:
                     self.close_connection = True
                     return
                 self.send_response(status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self):
+                with receiver._lock:
+                    receiver.gets.append((self.path, self.headers.get("Authorization")))
+                self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

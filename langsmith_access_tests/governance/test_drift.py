@@ -17,15 +17,17 @@ and a webhook receiver on 127.0.0.1.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import duckdb
 import pytest
 
 from langsmith_access import runner
 from langsmith_access.api import deliver_notifications, provision, request_grant, request_revoke
-from langsmith_access.governance.drift import UnexplainedChange, notify_unexplained_changes
+from langsmith_access.governance.drift import UnexplainedChange, notify_unexplained_changes, unexplained_changes
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.names import INVENTORY_JOB
@@ -366,3 +368,56 @@ def test_a_change_read_in_another_time_zone_is_not_notified_again(tmp_path):
         with database.connect() as conn:
             assert len(notify_unexplained_changes(conn, notifier, [change(seen)])) == 1
             assert notify_unexplained_changes(conn, notifier, [in_paris]) == []
+
+
+def test_the_changes_are_read_by_sync_and_time_with_their_names_and_notified_in_words(tmp_path):
+    # report_unexplained_changes as dbt leaves it (its documented columns), in a plain DuckDB
+    # file: which rows a sync or a refresh notifies, with which names, in what order.
+    t1, t2, t3 = (datetime(2026, 11, 29, 9, m, tzinfo=UTC) for m in (0, 10, 20))
+    with duckdb.connect(str(tmp_path / "x.duckdb")) as conn:
+        assert unexplained_changes(conn) == []  # no report built yet
+        conn.execute("CREATE SCHEMA staging")
+        conn.execute("CREATE TABLE staging.stg_langsmith__workspaces (workspace_id VARCHAR, display_name VARCHAR)")
+        conn.execute("INSERT INTO staging.stg_langsmith__workspaces VALUES ('w-1', 'Platform')")
+        conn.execute("CREATE TABLE main.roles (role_id VARCHAR, display_name VARCHAR, name VARCHAR)")
+        conn.execute("INSERT INTO main.roles VALUES ('r-admin', 'Admin', 'WORKSPACE_ADMIN'), "
+                     "('r-editor', 'Editor', 'WORKSPACE_USER'), ('r-org-admin', 'Organization Admin', "
+                     "'ORGANIZATION_ADMIN'), ('r-org-user', 'Organization User', 'ORGANIZATION_USER')")
+        conn.execute("CREATE TABLE main.report_unexplained_changes (change VARCHAR, user_id VARCHAR, email VARCHAR, "
+                     "workspace_id VARCHAR, role_id VARCHAR, previous_role_id VARCHAR, seen_at TIMESTAMPTZ, "
+                     "sync_id VARCHAR)")
+        conn.execute("INSERT INTO main.report_unexplained_changes VALUES "
+                     "('role_changed', 'u-2', 'bo@example.com', NULL, 'r-org-admin', 'r-org-user', ?, 's-2'), "
+                     "('added', 'u-1', 'ada@example.com', 'w-1', 'r-admin', NULL, ?, 's-1'), "
+                     "('role_changed', 'u-3', NULL, 'w-1', 'r-editor', 'r-admin', ?, 's-2'), "
+                     "('removed', 'u-4', 'cy@example.com', 'w-1', 'r-editor', NULL, ?, 's-2')",
+                     [t2, t1, t3, t3])
+        every = unexplained_changes(conn)
+        assert [(c.user_id, c.sync_id) for c in every] == [("u-1", "s-1"), ("u-2", "s-2"), ("u-3", "s-2"),
+                                                           ("u-4", "s-2")]  # oldest first
+        assert [c.user_id for c in unexplained_changes(conn, "s-1")] == ["u-1"]
+        assert [c.user_id for c in unexplained_changes(conn, seen_since=t2)] == ["u-2", "u-3", "u-4"]
+        added, promoted, demoted, removed = every
+        assert (added.workspace_name, added.role_name) == ("Platform", "Admin")
+        # Admin given, Organization Admin given, Admin taken away: privileged; an Editor removed: not.
+        assert [c.is_privileged for c in every] == [True, True, True, False]
+        assert promoted.describe().startswith(
+            "role changed as organization role from Organization User to Organization Admin for bo@example.com, "
+            "seen by sync s-2: no applied provisioning request explains it")
+        assert demoted.describe().startswith("role changed in Platform from Admin to Editor for u-3, seen by sync s-2")
+
+        database = AccessDatabase(tmp_path / "access.duckdb")
+        with database.writer_lease("test"):
+            database.ensure_working()
+            with database.connect() as outbox:
+                notify_unexplained_changes(outbox, Notifier("acme", enabled=True), every)
+                # The same Admin added again later (removed in between): a change of its own.
+                again = replace(added, seen_at=t3, sync_id="s-3")
+                assert len(notify_unexplained_changes(outbox, Notifier("acme", enabled=True), [again])) == 1
+                payloads = [json.loads(p) for (p,) in outbox.execute(
+                    "SELECT payload FROM main.notifications ORDER BY notification_seq").fetchall()]
+    assert [(p["user"], p["workspace"], p["role"]) for p in payloads] == [
+        ("ada@example.com", "Platform", "Admin"), ("bo@example.com", None, "Organization Admin"),
+        ("u-3", "Platform", "Editor"), ("cy@example.com", "Platform", "Editor"), ("ada@example.com", "Platform", "Admin")]
+    assert [p["detail"] for p in payloads[:4]] == [c.describe() for c in every]
+    assert payloads[0]["detail"].startswith("Admin added in Platform for ada@example.com")

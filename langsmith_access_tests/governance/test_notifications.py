@@ -15,6 +15,7 @@ import pytest
 from langsmith_access.governance import notifications
 from langsmith_access.governance.notifications import (
     CLAIM_WINDOW,
+    DELIVERY_BUDGET_SECONDS,
     DETAIL_MAX_CHARS,
     EVENTS,
     NOT_TRIED,
@@ -421,3 +422,74 @@ def test_the_webhook_format_setting_is_the_format_posted():
     plain = Webhook.from_settings(Settings(webhook_url=url))
     assert plain is not None and plain.format == "json"
     assert Webhook.from_settings(Settings()) is None
+
+
+def test_a_redirect_is_a_failure_and_never_followed(database):
+    # Followed, a POST arrives elsewhere as a GET (without the body, with the Authorization
+    # header) and the notification would count as delivered although its receiver has nothing.
+    add(database, "request.failed", request_id="r-1")
+    with WebhookReceiver() as elsewhere, WebhookReceiver() as receiver:
+        receiver.status, receiver.location = 302, elsewhere.url
+        url = receiver.url.replace("http://", "http://hook:pa55@")
+        report = deliver_due(database, Webhook(url=Secret(url), timeout_seconds=5), now=T0)
+    assert list(report.failed.values()) == [
+        "the receiver answered HTTP 302 (redirects are not followed: set the final URL)"]
+    assert elsewhere.gets == [] and elsewhere.received == []
+    assert [(r["status"], r["next_attempt_at"]) for r in rows(database)] == [("pending", T0 + retry_delay(1))]
+
+
+def test_a_client_error_answer_is_retried_and_says_only_its_status(database):
+    add(database, "request.failed", request_id="r-1")
+    with WebhookReceiver() as receiver:
+        receiver.status = 400
+        report = deliver_due(database, webhook(receiver), now=T0)
+    assert list(report.failed.values()) == ["the receiver answered HTTP 400"]
+    assert [(r["status"], r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [
+        ("pending", 1, T0 + retry_delay(1))]
+
+
+def test_a_url_with_a_user_and_no_password_is_sent_with_basic_auth(database):
+    # Some receivers take their token as the URL's user name alone (https://TOKEN@host/path).
+    add(database, "sync.failed", detail="the sync failed")
+    with WebhookReceiver() as receiver:
+        hook = Webhook(url=Secret(receiver.url.replace("http://", f"http://{SECRET}@")), timeout_seconds=5)
+        assert len(deliver_due(database, hook, now=T0).delivered) == 1
+    [got] = receiver.received
+    assert got.authorization == "Basic " + base64.b64encode(f"{SECRET}:".encode()).decode()
+
+
+def test_one_delivery_posts_at_most_its_limit_and_the_rest_stay_due(database):
+    ids = [add(database, "access.expiring", request_id=f"r-{i}") for i in range(3)]
+    with WebhookReceiver() as receiver:
+        first = deliver_due(database, webhook(receiver), now=T0, limit=2)
+        assert first.delivered == ids[:2] and first.failed == {}
+        assert [(r["status"], r["attempts"], r["next_attempt_at"]) for r in rows(database)][2] == ("pending", 0, T0)
+        assert deliver_due(database, webhook(receiver), now=T0, limit=2).delivered == ids[2:]
+
+
+def test_a_delivered_notification_records_when(database):
+    add(database)
+    with WebhookReceiver() as receiver:
+        deliver_due(database, webhook(receiver), now=T0 + timedelta(seconds=5))
+    with database.connect(read_only=True) as conn:
+        assert conn.execute("SELECT delivered_at FROM main.notifications").fetchall() == [
+            (T0 + timedelta(seconds=5),)]
+
+
+def test_a_file_without_an_outbox_is_not_waited_for(database):
+    # A working file from before notifications existed, while a sync holds the lease: nothing is due.
+    with database.writer_lease("test"), database.connect() as conn:
+        conn.execute("DROP TABLE main.notifications")
+    with lease_held_elsewhere(database, "a long sync"), WebhookReceiver() as receiver:
+        report = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
+    assert (report.attempted, report.problem) == (0, None)
+
+
+def test_the_documented_delivery_timings():
+    # README: a POST gets 10 s, a delivery posts for 30 s; the sensor's tick must end within
+    # Dagster's 60 s, and a claim must outlast the longest delivery, or a second deliverer
+    # (a command while the sensor posts) sends the same rows again meanwhile.
+    timeout = Webhook(url=Secret("https://hooks.example.com/x")).timeout_seconds
+    assert (timeout, DELIVERY_BUDGET_SECONDS) == (10.0, 30.0)
+    assert DELIVERY_BUDGET_SECONDS + timeout < 60
+    assert CLAIM_WINDOW > timedelta(seconds=DELIVERY_BUDGET_SECONDS + timeout)
