@@ -231,6 +231,13 @@ def _terms_reason(policy: Policy, request: dict, at: datetime) -> str | None:
     return f"it has no end, and the policy now gives {request['role_name']} grants one: {now_allowed.describe()}"
 
 
+def pending_grants(conn: duckdb.DuckDBPyConnection, request_ids: list[str] | None = None) -> list[dict]:
+    """The grants no run has claimed yet (all, or those of ``request_ids``): what
+    ``govern_pending_grants`` measures against the policy."""
+    return fetch_requests(conn, "status = 'pending' AND action = 'grant' AND (? OR list_contains(?, request_id))",
+                          [request_ids is None, request_ids or []])
+
+
 @dataclass(frozen=True)
 class PolicyChange:
     """A pending grant that the access policy, as it is now, no longer lets through as queued."""
@@ -261,14 +268,8 @@ def govern_pending_grants(
     the policy cannot be read (nothing changed).
     """
     policy = governing_policy(policy_path, conn)
-    where, params = "status = 'pending' AND action = 'grant' AND parent_request_id IS NULL", []
-    if request_ids is not None:
-        if not request_ids:
-            return []
-        where += f" AND request_id IN ({', '.join('?' for _ in request_ids)})"
-        params = list(request_ids)
     changes = []
-    for request in fetch_requests(conn, where, params):
+    for request in pending_grants(conn, request_ids):
         if request["access_until"] is not None and request["access_until"] <= now:
             continue  # its time has passed, whatever the policy: the run says so and applies nothing
         reason = _terms_reason(policy, request, now)

@@ -183,8 +183,7 @@ def select_requests(
                     "another org runs in that org's partition."))
             governed = _govern_pending_grants(context, org, conn, list(config.request_ids), config.dry_run)
             # Those the policy now rejects or sends for approval are said by the run's policy_changes.
-            settled = set(governed.held) | {change.request_id for change in governed.changes}
-            runnable = _runnable(context, org, conn, [r for r in config.request_ids if r not in settled])
+            runnable = _runnable(context, org, conn, [r for r in config.request_ids if r not in governed.settled])
             return {"request_ids": runnable, "dry_run": config.dry_run, **governed.said()}
         if not config.dry_run:
             # Before taking every pending request: end approvals left too long, warn of access
@@ -199,12 +198,7 @@ def select_requests(
                 if count:
                     context.log.info(f"{count} {what}")
             governed = _govern_pending_grants(context, org, conn, None, dry_run=False)
-            if governed.held:  # the policy cannot be read: its grants wait, the rest goes ahead
-                others = conn.execute("SELECT request_id FROM main.provisioning_requests "
-                                      "WHERE status IN ('pending', 'in_progress') ORDER BY request_seq").fetchall()
-                return {"request_ids": [r for (r,) in others if r not in governed.held],
-                        "dry_run": False, **governed.said()}
-            return {"request_ids": None, "dry_run": False, **governed.said()}
+            return {"request_ids": _pending_except(conn, governed.settled), "dry_run": False, **governed.said()}
         else:
             # What the real run would do before taking the queue, said, not done.
             now = queue.now_utc()
@@ -213,11 +207,8 @@ def select_requests(
                 "approvals_overdue": [r["request_id"] for r in approvals.overdue_requests(conn, now)],
             }
             governed = _govern_pending_grants(context, org, conn, None, dry_run=True)
-            changed = {change.request_id for change in governed.changes}
-            pending = conn.execute("SELECT request_id FROM main.provisioning_requests "
-                                   "WHERE status IN ('pending', 'in_progress') ORDER BY request_seq").fetchall()
-            return {"request_ids": [r for (r,) in pending if r not in changed] if changed else None,
-                    "dry_run": True, "ahead": ahead, **governed.said()}
+            return {"request_ids": _pending_except(conn, governed.settled), "dry_run": True, "ahead": ahead,
+                    **governed.said()}
     return {"request_ids": None, "dry_run": config.dry_run}
 
 
@@ -229,8 +220,23 @@ class _Governed:
     held: list[str]  # grants left pending because the policy cannot be read
     policy_error: str | None
 
+    @property
+    def settled(self) -> set[str]:
+        """The grants this run does not take: rejected, awaiting approval (or would be), or held."""
+        return set(self.held) | {change.request_id for change in self.changes}
+
     def said(self) -> dict:
         return {"policy_changes": [asdict(change) for change in self.changes], "policy_error": self.policy_error}
+
+
+def _pending_except(conn: duckdb.DuckDBPyConnection, settled: set[str]) -> list[str] | None:
+    """The requests a run takes when it names none (None: every pending one, as ``queue.claim``
+    takes them), without ``settled``."""
+    if not settled:
+        return None
+    pending = conn.execute("SELECT request_id FROM main.provisioning_requests "
+                           "WHERE status IN ('pending', 'in_progress') ORDER BY request_seq").fetchall()
+    return [r for (r,) in pending if r not in settled]
 
 
 def _govern_pending_grants(context: dg.OpExecutionContext, org: Org, conn: duckdb.DuckDBPyConnection,
@@ -243,9 +249,7 @@ def _govern_pending_grants(context: dg.OpExecutionContext, org: Org, conn: duckd
                                                   request_ids=request_ids, dry_run=dry_run,
                                                   run_id=context.run.run_id)
     except PolicyError as error:
-        held = [r for (r,) in conn.execute(
-            "SELECT request_id FROM main.provisioning_requests WHERE status = 'pending' AND action = 'grant' "
-            "AND (? OR list_contains(?, request_id))", [request_ids is None, request_ids or []]).fetchall()]
+        held = [r["request_id"] for r in approvals.pending_grants(conn, request_ids)]
         message = org.in_its_own_terms(
             f"{len(held)} pending grant(s) left pending, not applied: the access policy cannot be read "
             f"({mask_keys(str(error))}). Fix the policy file; the next run applies them."
