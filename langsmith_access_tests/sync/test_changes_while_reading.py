@@ -4,6 +4,8 @@ what it leaves in the raw tables is what dbt's checks will see."""
 
 from __future__ import annotations
 
+import threading
+
 import duckdb
 import pytest
 
@@ -20,16 +22,20 @@ WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
 
 
 def before_first_request(sandbox: SandboxServer, route_suffix: str, change) -> None:
-    """Make the sandbox apply ``change()`` once, just before it serves the first GET of that route."""
+    """Make the sandbox apply ``change()`` once, just before it serves the first GET of that route.
+    The route's requests are served side by side: each waits until the change is made, so none
+    is answered from the state before it (that raced, and a deleted workspace was once listed)."""
     done: list[None] = []
+    changed = threading.Lock()
     for route in sandbox.api.routes:
         if route.method == "GET" and route.template.endswith(route_suffix):
             serve = route.handler
 
             def changing(*args, _serve=serve, **kwargs):
-                if not done:
-                    done.append(None)
-                    change()
+                with changed:
+                    if not done:
+                        done.append(None)
+                        change()
                 return _serve(*args, **kwargs)
 
             route.handler = changing
