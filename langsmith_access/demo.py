@@ -27,7 +27,7 @@ from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.org_state import OrgMember, OrgState, Workspace, WorkspaceMembership
 from langsmith_access.settings import DEFAULT_ORG_SLUG, ORGS_FILE_VARIABLE, Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import quote_identifier, scalar
 from langsmith_access.store.sync_runs import organization_of, succeeded_sync_run
 
 # Outside data/: a folder there is an org's (the README's question across every org reads each
@@ -230,18 +230,19 @@ def _provisioning_story(org: OrgState, access: Org, cast: _Cast) -> bool:
     with AccessDatabase(database).read_published() as conn:
         ids = [r.request_id for r in requests]
         # Times show in DuckDB's session time zone (the host's): the column headings name it.
-        zone = scalar(conn, "SELECT current_setting('TimeZone')").replace('"', '""')
+        zone = scalar(conn, "SELECT current_setting('TimeZone')")
+        at, valid_from, valid_to = (quote_identifier(f"{name} ({zone})") for name in ("at", "valid_from", "valid_to"))
         print("\nAudit trail (provisioning_events):")
         conn.sql(
-            f'SELECT strftime(e."at", \'%H:%M:%S.%g\') AS "at ({zone})", left(e.request_id, 8) AS request, e.kind, '
+            f'SELECT strftime(e."at", \'%H:%M:%S.%g\') AS {at}, left(e.request_id, 8) AS request, e.kind, '
             "left(coalesce(e.detail, ''), 90) AS detail FROM main.provisioning_events e "
             'WHERE list_contains($ids, e.request_id) ORDER BY e."at"',
             params={"ids": ids},
         ).show(max_width=WIDE)
         print(f"\ngrant_history for those three people in {workspace.display_name!r}:")
         conn.sql(
-            f"SELECT u.email, r.display_name AS role, strftime(h.valid_from, '%H:%M:%S') AS \"valid_from ({zone})\", "
-            f"coalesce(strftime(h.valid_to, '%H:%M:%S'), '(current)') AS \"valid_to ({zone})\" "
+            f"SELECT u.email, r.display_name AS role, strftime(h.valid_from, '%H:%M:%S') AS {valid_from}, "
+            f"coalesce(strftime(h.valid_to, '%H:%M:%S'), '(current)') AS {valid_to} "
             "FROM main.grant_history h JOIN main.users u USING (user_id) JOIN main.roles r USING (role_id) "
             "WHERE h.workspace_id = $workspace AND list_contains($people, h.user_id) "
             "ORDER BY u.email, h.valid_from",

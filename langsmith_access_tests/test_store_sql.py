@@ -7,7 +7,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from langsmith_access.store.sql import NoRowReturned, first_row, one_row, scalar
+from langsmith_access.store.sql import NoRowReturned, first_row, one_row, quote_identifier, quote_literal, scalar
 
 # Each read and what it returns. The lookups of several rows are the ones ``fetchone()`` would
 # leave unfinished: a helper that stopped reading after the first row fails the register below.
@@ -31,3 +31,14 @@ def test_a_helper_returns_its_row_and_leaves_no_result_open(read, returns):
 def test_a_query_that_must_return_a_row_and_did_not_names_itself():
     with duckdb.connect() as conn, pytest.raises(NoRowReturned, match="WHERE false"):
         one_row(conn, "SELECT 1 WHERE false")
+
+
+def test_a_quoted_name_and_text_reach_duckdb_as_written(tmp_path):
+    # A heading with a time zone name, a reviewer's table and a path can hold either quote.
+    name = 'at (America/"New York")'
+    target = tmp_path / "it's here.csv"
+    with duckdb.connect() as conn:
+        conn.execute(f"CREATE TABLE {quote_identifier(name)} AS SELECT {quote_literal(chr(39) + 'x')} AS v")
+        assert conn.execute(f"SELECT v FROM {quote_identifier(name)}").fetchall() == [("'x",)]
+        conn.execute(f"COPY {quote_identifier(name)} TO {quote_literal(target)} (HEADER false)")
+    assert target.read_text() == "'x\n"

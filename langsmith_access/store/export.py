@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.store.sql import one_row
+from langsmith_access.store.sql import one_row, quote_identifier, quote_literal
 
 EXPORT_FORMATS = ("parquet", "csv")
 EXPORTED_SCHEMA = "main"
@@ -100,7 +100,7 @@ def export_tables(
             target = out_dir / f"{table}.{file_format}"
             source = _csv_source(cursor, table) if file_format == "csv" else _qualified(table)
             try:
-                (rows,) = one_row(cursor, f"COPY {source} TO {_quote_literal(target)} ({options})")
+                (rows,) = one_row(cursor, f"COPY {source} TO {quote_literal(target)} ({options})")
             except BaseException:
                 with pending_lock:
                     pending.clear()  # the others stop after their current table
@@ -122,7 +122,7 @@ def export_tables(
 
 
 def _qualified(table: str) -> str:
-    return f"{EXPORTED_SCHEMA}.{_quote_identifier(table)}"
+    return f"{EXPORTED_SCHEMA}.{quote_identifier(table)}"
 
 
 def _csv_source(conn: duckdb.DuckDBPyConnection, table: str) -> str:
@@ -133,10 +133,10 @@ def _csv_source(conn: duckdb.DuckDBPyConnection, table: str) -> str:
         "AND schema_name = $schema AND table_name = $table ORDER BY column_index",
         {"schema": EXPORTED_SCHEMA, "table": table},
     ).fetchall()
-    starts = ", ".join(_quote_literal(start) for start in FORMULA_STARTS)
+    starts = ", ".join(quote_literal(start) for start in FORMULA_STARTS)
     selected = []
     for name, data_type in columns:
-        column = _quote_identifier(name)
+        column = quote_identifier(name)
         if data_type in _TEXT_TYPES:
             text = f"CAST({column} AS VARCHAR)"  # JSON too: '-5 with an apostrophe is no JSON
             column = f"CASE WHEN left({text}, 1) IN ({starts}) THEN '''' || {text} ELSE {text} END AS {column}"
@@ -254,11 +254,3 @@ def _exchange(first: Path, second: Path) -> bool:
     if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
         return False  # the kernel or the file system cannot exchange: fall back
     raise OSError(error, os.strerror(error), str(second))
-
-
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_literal(text: Path | str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"

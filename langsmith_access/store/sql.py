@@ -1,5 +1,5 @@
-"""Reading back one row: of a query that always returns one (``count(*)``, an aggregate, a
-``COPY``), or of a lookup that finds one row or none.
+"""Quoting names and text into SQL, and reading back one row: of a query that always returns one
+(``count(*)``, an aggregate, a ``COPY``), or of a lookup that finds one row or none.
 
 DuckDB's ``fetchone()`` says the row may be missing, which is true of a lookup but never of
 ``SELECT count(*)``. These helpers say which kind a query is: a lookup reads ``first_row`` and
@@ -13,9 +13,21 @@ unfinished result from execute()"): a lookup before a raw-rows write would fail 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a SQL identifier, whatever it holds (a table or column name, a heading)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: Path | str) -> str:
+    """``text`` as a SQL string literal: for statements that take no parameters (``ATTACH``,
+    ``COPY ... TO``)."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 class NoRowReturned(RuntimeError):

@@ -22,15 +22,13 @@ from langsmith_access.provisioning.review.format import (
 )
 from langsmith_access.provisioning.review.reviewer_db import (
     check_table_name,
-    literal,
     open_reviewer_db,
-    quote,
     quoted_table,
     table_exists,
 )
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 from langsmith_access.store.queries import LookupFailed, resolve_workspace
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import quote_identifier, quote_literal, scalar
 from langsmith_access.store.sync_runs import organization_of, require_synced
 
 # The rows of the model the reviewer asked for, in the sheet's order: workspace roles by
@@ -143,11 +141,11 @@ def _write_duckdb_table(database: AccessDatabase, out: Path, table: str, paramet
                 f"table {table} exists in {out}: a reviewer's marks may be in it. Pass --force to "
                 "replace it, or name another table with --table."
             )
-        conn.execute(f"ATTACH {literal(database.path)} AS review_source (READ_ONLY)")
+        conn.execute(f"ATTACH {quote_literal(database.path)} AS review_source (READ_ONLY)")
         try:
             schema = table.split(".")[-2] if table.count(".") == 1 else None
             if schema:
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
             conn.execute(
                 f"CREATE OR REPLACE TABLE {target} AS " + SHEET_SQL.format(db="review_source."),
                 parameters,

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from langsmith_access.provisioning.review.format import ReviewError
-from langsmith_access.store.sql import scalar
+from langsmith_access.store.sql import quote_identifier, scalar
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -21,16 +21,8 @@ def check_table_name(table: str) -> None:
         )
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def quoted_table(table: str) -> str:
-    return ".".join(quote(part) for part in table.split("."))
-
-
-def literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+    return ".".join(quote_identifier(part) for part in table.split("."))
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
