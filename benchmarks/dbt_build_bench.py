@@ -24,14 +24,13 @@ import collections
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, rounds, run_cli, start_sandbox
+from bench_support import cli_env, machine_line, rounds, run_cli, start_sandbox, temporary_workdir
 
 from langsmith_access.transform import invocation, project
 from langsmith_access.transform.selection import INVENTORY_SELECTOR
@@ -53,7 +52,7 @@ def main() -> int:
         variants[name] = change
 
     print(f"Machine: {machine_line()}", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-dbt-build-"))
+    workdir = temporary_workdir("langsmith-access-dbt-build-")
     try:
         working = sync_once(workdir, args.members, args.workspaces)
         statements = time_statements() if args.sql_time else None

@@ -22,7 +22,6 @@ import argparse
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import machine_line, rounds
+from bench_support import machine_line, rounds, temporary_workdir
 from dbt_build_bench import sync_once
 
 # The five heaviest models of the core build at 20,000 members (BENCHMARKS.md), in an order
@@ -63,7 +62,7 @@ def main() -> int:
         variants[name] = setting
 
     print(f"Machine: {machine_line()}", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-duckdb-write-"))
+    workdir = temporary_workdir("langsmith-access-duckdb-write-")
     try:
         working = sync_once(workdir, args.members, args.workspaces)
         compiled = workdir / "access.dbt" / "compiled" / "langsmith_access" / "models"

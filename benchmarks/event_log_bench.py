@@ -16,13 +16,12 @@ import cProfile
 import pstats
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import machine_line, rounds, start_sandbox, use_sandbox_environment
+from bench_support import machine_line, rounds, start_sandbox, temporary_workdir, use_sandbox_environment
 
 
 def main() -> int:
@@ -33,7 +32,7 @@ def main() -> int:
     print(f"Machine: {machine_line()}", flush=True)
     sandbox = start_sandbox(members=30, workspaces=4, pending_invites=2, latency_ms=0.0,
                             rate_limit_per_minute=None)
-    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-event-log-"))
+    workdir = temporary_workdir("langsmith-access-event-log-")
     try:
         use_sandbox_environment(sandbox, workdir / "access.duckdb")
         from langsmith_access import runner

@@ -29,12 +29,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, median, run_cli, start_sandbox
+from bench_support import cli_env, median, run_cli, start_sandbox, temporary_workdir
 from sync_bench import PHASES, phase_spans
 
 HERE = Path(__file__).resolve().parents[1]
@@ -69,7 +68,7 @@ def main() -> int:
         members=args.members, workspaces=args.workspaces, pending_invites=args.pending_invites,
         latency_ms=args.latency_ms, rate_limit_per_minute=None,
     )
-    workdir = Path(tempfile.mkdtemp(prefix="fixed-cost-"))
+    workdir = temporary_workdir("fixed-cost-")
     try:
         print(f"org: {args.members:,} members, {args.workspaces} workspaces, "
               f"{args.pending_invites} invites; {args.latency_ms:g} ms latency", flush=True)

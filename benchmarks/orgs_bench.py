@@ -25,13 +25,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import CLI, machine_line, markdown_table, median, settings_left_out, start_sandbox
+from bench_support import CLI, machine_line, markdown_table, median, settings_left_out, start_sandbox, temporary_workdir
 
 SLUGS = ("us", "eu")
 MODES = ("one after the other", "one after the other, one process each", "side by side")
@@ -52,7 +51,7 @@ def main() -> int:
                             rate_limit_per_minute=args.rate_limit_per_minute, seed=seed)
         for seed, slug in enumerate(SLUGS, start=1)
     }
-    root = Path(tempfile.mkdtemp(prefix="langsmith-access-orgs-bench-"))
+    root = temporary_workdir("langsmith-access-orgs-bench-")
     try:
         orgs_file = root / "orgs.yaml"
         orgs_file.write_text("".join(

@@ -25,13 +25,12 @@ import pstats
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import start_sandbox, use_sandbox_environment
+from bench_support import start_sandbox, temporary_workdir, use_sandbox_environment
 
 
 def main() -> int:
@@ -51,7 +50,7 @@ def main() -> int:
     sandbox = start_sandbox(members=args.members, workspaces=args.workspaces,
                             pending_invites=args.pending_invites, latency_ms=20.0,
                             rate_limit_per_minute=None)
-    workdir = Path(tempfile.mkdtemp(prefix="profile-sync-"))
+    workdir = temporary_workdir("profile-sync-")
     use_sandbox_environment(sandbox, workdir / "access.duckdb")
     started = time.perf_counter()
     from langsmith_access import runner

@@ -27,7 +27,6 @@ import json
 import random
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from bench_support import (
     markdown_table,
     run_cli,
     start_sandbox,
+    temporary_workdir,
 )
 
 from langsmith_access.provisioning import queue
@@ -69,7 +69,7 @@ def main() -> int:
     print(f"Machine: {machine_line()}")
     print(f"Sandbox: {args.latency_ms:g} ms latency per request, "
           f"{args.rate_limit_per_minute} requests/min per key\n", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-provision-bench-"))
+    workdir = temporary_workdir("langsmith-access-provision-bench-")
     sandbox = start_sandbox(
         members=args.members, workspaces=args.workspaces, pending_invites=args.pending_invites,
         latency_ms=args.latency_ms, rate_limit_per_minute=args.rate_limit_per_minute,

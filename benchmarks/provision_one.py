@@ -26,12 +26,11 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, markdown_table, rounds, run_cli, start_sandbox
+from bench_support import cli_env, machine_line, markdown_table, rounds, run_cli, start_sandbox, temporary_workdir
 
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
@@ -51,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"Machine: {machine_line()}", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-provision-one-"))
+    workdir = temporary_workdir("langsmith-access-provision-one-")
     sandbox = start_sandbox(
         members=args.members, workspaces=args.workspaces, pending_invites=args.members // 40,
         latency_ms=args.latency_ms, rate_limit_per_minute=args.rate_limit_per_minute,

@@ -20,7 +20,6 @@ import argparse
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, rounds, run_cli, start_sandbox
+from bench_support import cli_env, machine_line, rounds, run_cli, start_sandbox, temporary_workdir
 
 from langsmith_access.transform import history
 
@@ -48,7 +47,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"Machine: {machine_line()}", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-refresh-"))
+    workdir = temporary_workdir("langsmith-access-refresh-")
     try:
         working = sync_once(workdir, args.members, args.workspaces)
         target = working.with_name("access.dbt")  # the sync's parse, as a provisioning run finds it

@@ -29,7 +29,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime
 from datetime import time as time_of_day
@@ -48,6 +47,7 @@ from bench_support import (
     run_cli,
     run_naive_read,
     start_sandbox,
+    temporary_workdir,
 )
 
 MAIN_SCENARIO_MEMBERS = 20_000  # the org the main scenario's targets are set for
@@ -90,7 +90,7 @@ def main() -> int:
     print(f"Sandbox: {args.latency_ms:g} ms latency per request, "
           f"{args.rate_limit_per_minute} requests/min per key\n", flush=True)
     results: dict[str, list[dict]] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-sync-bench-"))
+    workdir = temporary_workdir("langsmith-access-sync-bench-")
     if args.memory:
         try:
             results["memory"] = memory_scenario(args, workdir)

@@ -44,13 +44,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, markdown_table, run_cli, start_sandbox
+from bench_support import cli_env, machine_line, markdown_table, run_cli, start_sandbox, temporary_workdir
 
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import approvals, queue
@@ -86,7 +85,7 @@ def main() -> int:
     interval = args.interval or Settings().provisioning_interval_seconds
     print(f"Machine: {machine_line()}", flush=True)
     print(f"Sensor interval: {interval} s ({'--interval' if args.interval else 'the default'})", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="langsmith-access-time-to-access-"))
+    workdir = temporary_workdir("langsmith-access-time-to-access-")
     sandbox = start_sandbox(members=args.members, workspaces=args.workspaces,
                             pending_invites=args.members // 40, latency_ms=args.latency_ms,
                             rate_limit_per_minute=2_000)
