@@ -9,6 +9,7 @@ applied in its own org only; the README's question across every org runs on both
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -556,3 +557,27 @@ def test_a_steps_failure_in_the_dagster_ui_says_it_once_in_its_orgs_terms(org_en
         assert "LANGSMITH_API_KEY_EU" in cause.message, cause.message
         assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT)\b", cause.message), cause.message
         assert cause.stack == [] and cause.cause is None, failure.error.to_string()
+
+
+def test_a_run_stopped_before_its_first_step_says_why_in_its_log(org_environment, monkeypatch, tmp_path):
+    # Dagster's own words for a resource's failure are "Error executing resource_fn ...", with
+    # ours only under them: the run's log says what stops it and the fix.
+    from langsmith_access.definitions import defs
+
+    monkeypatch.setenv("LANGSMITH_API_KEY_EU", "")
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    job = defs().resolve_job_def("langsmith_access_sync")
+    with dg.instance_for_test() as instance:
+        unset_key = job.execute_in_process(partition_key="eu", instance=instance, raise_on_error=False)
+        no_org = job.execute_in_process(instance=instance, raise_on_error=False)  # several orgs, no partition
+        said = {run.run_id: [entry.user_message for entry in instance.all_logs(run.run_id)
+                             if entry.level == logging.ERROR and "Fix: " in entry.user_message]
+                for run in (unset_key, no_org)}
+    assert not unset_key.success and not no_org.success
+    assert not [event for event in unset_key.all_events + no_org.all_events if event.is_step_start]
+    [key] = said[unset_key.run_id]
+    assert "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set" in key, key
+    assert key.endswith(f"Fix: {SettingsError.fix}."), key
+    [org] = said[no_org.run_id]
+    assert "names no org, and 2 are configured (us, eu)" in org, org
+    assert org.endswith("Fix: launch the run again with one org's slug as its partition."), org

@@ -118,6 +118,25 @@ def schedule_tick(context: dg.ScheduleEvaluationContext, orgs: Orgs,
     return requests
 
 
+@contextlib.contextmanager
+def said_in_the_run(context: dg.InitResourceContext) -> Iterator[None]:
+    """A ``SettingsError`` that stops a run before its first step, said as a log line of the run
+    with its fix: Dagster shows a resource's failure as "Error executing resource_fn ...", with
+    the error only under it (the CLI prints message and fix)."""
+    try:
+        yield
+    except SettingsError as error:
+        if context.log is not None:  # (built outside a run: nowhere to say it)
+            context.log.error(f"{error} Fix: {error.fix}.")
+        raise
+
+
+class RunWithoutOrg(SettingsError):
+    """A run without a partition where several orgs are configured."""
+
+    fix = "launch the run again with one org's slug as its partition"
+
+
 def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
     """The org a run serves: the one its partition key names. ``orgs``: the orgs the caller
     handed in; None reads them from the environment (the orgs file, else one org ``default``).
@@ -126,7 +145,7 @@ def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
     orgs = orgs if orgs is not None else deployment_orgs()
     slug = run.tags.get(PARTITION_TAG) if run is not None else None
     if run is not None and slug is None and len(orgs) > 1:
-        raise SettingsError(
+        raise RunWithoutOrg(
             f"Run {run.run_id} of {run.job_name} names no org, and {len(orgs)} are configured "
             f"({', '.join(orgs.slugs)}): launch one run per org, each with its org's slug as the "
             "partition (the Launchpad's partition picker, or a backfill of one run per partition)."
@@ -149,7 +168,8 @@ class OrgScopedResource(dg.ConfigurableResource):
 
     def take_org_of_run(self, context: dg.InitResourceContext) -> Org:
         """Called first by ``setup_for_execution``: the org of the run's partition key."""
-        self._org = org_of_run(context.run, self.orgs)
+        with said_in_the_run(context):
+            self._org = org_of_run(context.run, self.orgs)
         return self._org
 
     @property

@@ -18,7 +18,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field, PrivateAttr
 
-from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization
+from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization, said_in_the_run
 from langsmith_access.governance.notifications import Notifier, without_secrets
 from langsmith_access.langsmith import CallStats, LangSmithClient
 from langsmith_access.settings import Orgs
@@ -76,7 +76,9 @@ class LangSmithAPI(OrgScopedResource):
     _client: LangSmithClient | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._client = LangSmithClient(self.take_org_of_run(context).client())
+        org = self.take_org_of_run(context)
+        with said_in_the_run(context):
+            self._client = LangSmithClient(org.client())
         if context.run is not None:
             _API_STATS_OF_RUN[context.run.run_id] = self._client.stats
 
