@@ -103,6 +103,13 @@ def mask_keys(text: str) -> str:
     return _KEY_BODY.sub("***", _KEY_LIKE.sub(lambda match: match.group(1) + "***", text))
 
 
+def mask_url_credentials(text: str) -> str:
+    """``text`` with every URL's ``user:password@`` cut to ``<credentials>@`` and its query string
+    to ``?<query>`` (where tokens travel: a signed link, an ``?access_token=``); scheme, host and
+    path stay."""
+    return _URL_QUERY.sub(r"\1?<query>", _URL_USERINFO.sub(r"\1<credentials>@", text))
+
+
 def mask_key_fragments(text: str) -> str:
     """``text`` with every key or long fragment of one cut to its prefix (``lsv2_***``), and the
     product's own mentions of a prefix (``lsv2_sk_...``) left as they are: for messages that mix
@@ -548,6 +555,10 @@ _KEY_FRAGMENT = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-
 # A key's secret part without its prefix (``lsv2_sk_`` and ``lsv2_pt_`` keys are the prefix, 32
 # hex digits, ``_`` and 10 more): pasted without the prefix, it is still the key.
 _KEY_BODY = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]{32}_[0-9a-fA-F]{10}(?![A-Za-z0-9])")
+# user:password@ in a URL (up to the authority's last '@', as urllib reads it: a password may
+# hold one), and a URL's query string (where tokens travel).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]+@")
+_URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ORGS_FILE_EXAMPLE = (
     "- slug: us\n"

@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from langsmith_access.settings import KEY_PREFIXES, Org, Secret, Settings, mask_keys
+from langsmith_access.settings import KEY_PREFIXES, Org, Secret, Settings, mask_keys, mask_url_credentials
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import scalar
 
@@ -159,10 +159,6 @@ def once_id(event: str, about: str) -> str:
 _ONCE_NAMESPACE = uuid.UUID("6f1d3c0e-5a43-4d55-9a43-2f0c6f6f7a51")
 # Longest ``detail`` a notification built from an error message carries.
 DETAIL_MAX_CHARS = 1000
-# user:password@ in a URL (up to the authority's last '@', as urllib reads it: a password may
-# hold one), and a URL's query string (where tokens travel).
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]+@")
-_URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*")
 
 
 def without_secrets(text: str, secrets: Iterable[Secret | None] = ()) -> str:
@@ -173,8 +169,7 @@ def without_secrets(text: str, secrets: Iterable[Secret | None] = ()) -> str:
     for secret in secrets:
         if secret is not None and secret.reveal():
             text = text.replace(secret.reveal(), "<secret>")
-    text = _URL_USERINFO.sub(r"\1<credentials>@", text)
-    text = _URL_QUERY.sub(r"\1?<query>", text)
+    text = mask_url_credentials(text)
     text = mask_keys(_LANGSMITH_KEY.sub("<key>", text))
     if len(text) > DETAIL_MAX_CHARS:
         text = text[: DETAIL_MAX_CHARS - 1] + "…"

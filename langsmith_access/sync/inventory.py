@@ -42,6 +42,7 @@ from langsmith_access.langsmith import (
     WorkspaceGoneError,
 )
 from langsmith_access.langsmith.access_records import redact_short_key
+from langsmith_access.settings import mask_url_credentials
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
 from langsmith_access.store.sections import (
     SectionRead,
@@ -173,7 +174,8 @@ def transform_access_policies(policies: Iterable[AccessPolicy], sync_id: str, fe
             "policy_id": p.id,
             "name": _scrubbed(p.name),
             "description": _scrubbed(p.description),
-            "effect": p.effect,
+            # Kept as sent (an open set), so as free text as any: never a key.
+            "effect": _scrubbed(p.effect),
             "role_ids": list(p.role_ids),
             # Free text too: a condition's resource tag value is whatever an admin typed.
             "condition_groups": scrub_secrets(p.condition_groups_json()),
@@ -235,9 +237,11 @@ def transform_sso_settings(providers: Iterable[SsoProvider], sync_id: str, fetch
             "provider_id": p.provider_id,
             "default_workspace_role_id": p.default_workspace_role_id,
             "default_workspace_ids": list(p.default_workspace_ids),
-            "metadata_url": p.metadata_url,
+            # A URL an admin typed: a password for the metadata host, or a signed link's token
+            # in its query string, would travel in it.
+            "metadata_url": _scrubbed(None if p.metadata_url is None else mask_url_credentials(p.metadata_url)),
             "sso_groups_enabled": p.sso_groups_enabled,
-            "sso_groups_claim_field": p.sso_groups_claim_field,
+            "sso_groups_claim_field": _scrubbed(p.sso_groups_claim_field),
             "sso_groups_required": p.sso_groups_required,
             "sso_groups_role_sync_enabled": p.sso_groups_role_sync_enabled,
             "attribute_mapping_keys": list(p.attribute_mapping_keys),

@@ -1,7 +1,9 @@
 """A whole key in a free-text field of the inventory (a key pasted as a key's description, a
 server that puts one in an audit event's path or ids, a service account's or access policy's
-name) is stored cut to its prefix and last characters, as a whole key sent as ``short_key``
-is: never in the working file, the analysts' copy or the Parquet exports.
+name or effect, an SSO setting's groups claim) is stored cut to its prefix and last characters,
+as a whole key sent as ``short_key`` is; an SSO metadata URL is stored without its credentials
+and query string (a password for the metadata host, a signed link's token): never in the
+working file, the analysts' copy or the Parquet exports.
 
 The sandbox over HTTP, whose answers are changed on the way out; the sync in this process.
 """
@@ -36,12 +38,19 @@ TAINTED = {
     ("/api/v1/platform/orgs/current/access-policies", "name"),
     ("/api/v1/platform/orgs/current/access-policies", "description"),
     ("/api/v1/platform/orgs/current/access-policies", "attribute_value"),  # a resource tag's value
+    ("/api/v1/platform/orgs/current/access-policies", "effect"),  # an open set, kept as sent
+    ("/api/v1/orgs/current/sso-settings", "sso_groups_claim_field"),
 }
+# An SSO metadata URL with a password for its host and a signed link's token in its query.
+URL_PASSWORD = secrets.token_hex(12)
+URL_TOKEN = secrets.token_hex(16)
+METADATA_URL = f"https://saml:{URL_PASSWORD}@idp.example.com/federation/metadata.xml?sv=2024&sig={URL_TOKEN}"
 
 
 def _taint(value, route: str):
     if isinstance(value, dict):
         return {name: f"{item} {PASTED}" if (route, name) in TAINTED and isinstance(item, str)
+                else METADATA_URL if name == "metadata_url"
                 else _taint(item, route) for name, item in value.items()}
     if isinstance(value, list):
         return [_taint(item, route) for item in value]
@@ -77,14 +86,19 @@ def test_a_whole_key_in_an_inventory_text_field_is_stored_cut(tmp_path, monkeypa
         descriptions = [d for (d,) in conn.execute("SELECT description FROM main.credentials").fetchall()]
         paths = [p for (p,) in conn.execute("SELECT path FROM main.audit_events").fetchall()]
         accounts = [n for (n,) in conn.execute("SELECT name FROM main.service_accounts").fetchall()]
-        policies = conn.execute("SELECT name, description, condition_groups FROM main.access_policies").fetchall()
+        policies = conn.execute(
+            "SELECT name, description, condition_groups, effect FROM main.access_policies").fetchall()
+        sso = conn.execute("SELECT metadata_url, sso_groups_claim_field FROM main.sso_settings").fetchall()
     # The fields are there, the key cut to what a listing shows of one.
     cut = f"{PASTED[:8]}...{PASTED[-4:]}"
-    for texts in (descriptions, paths, accounts, *zip(*policies, strict=True)):
+    for texts in (descriptions, paths, accounts, *zip(*policies, strict=True), [claim for _, claim in sso]):
         assert texts and all(cut in (text or "") for text in texts), texts
-    leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and PASTED.encode() in p.read_bytes()]
-    assert leaked == []
-    assert PASTED not in out.getvalue() + err.getvalue()
+    # The URL keeps where it points, not what opens it.
+    assert sso and {url for url, _ in sso} == {"https://<credentials>@idp.example.com/federation/metadata.xml?<query>"}
+    for secret in (PASTED, URL_PASSWORD, URL_TOKEN):
+        leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+        assert leaked == [], secret
+        assert secret not in out.getvalue() + err.getvalue()
 
 
 def test_the_key_echoed_in_a_2xx_answer_is_stored_nowhere(tmp_path, monkeypatch):
