@@ -79,6 +79,15 @@ def test_whole_secrets_are_cut_and_short_keys_left_alone():
     assert scrub_secrets("no keys here") == "no keys here"
 
 
+def test_a_legacy_key_is_a_whole_secret_too():
+    # LangSmith's older keys: ``ls__`` and 32 hex digits, shorter than today's 43 characters.
+    legacy = "ls__" + "0123456789abcdef" * 2
+    assert scrub_secrets(f"old key {legacy} still in use") == f"old key ls__...{legacy[-4:]} still in use"
+    credential = Credential.from_api({"id": "k1", "short_key": legacy, "description": legacy}, "service_key")
+    [row] = transform_credentials([credential], "sync-1", NOW)
+    assert (row["short_key"], row["description"]) == (f"ls__...{legacy[-4:]}",) * 2 and credential.secret_redacted
+
+
 def test_a_listing_that_sends_a_whole_key_is_stored_by_its_short_form():
     credential = Credential.from_api(
         {"id": "k1", "short_key": SECRET, "description": "ci", "key": SECRET}, "service_key")
