@@ -287,6 +287,30 @@ def test_the_inventory_reads_past_a_workspace_deleted_since_it_was_listed(serve,
     assert ("workspace_service_keys", "read") in {(r.section, r.status) for r in read.reads}
 
 
+def test_a_key_two_routes_list_is_one_credential_of_the_kind_its_own_route_gives(serve):
+    """Should a workspace's key listing also show an org service key that reaches it, the key is
+    one row, a service key (its org listing is read first), not a workspace service key."""
+    sandbox, client = serve()
+    org = sandbox.org
+    shared = [w.id for w in org.shared_workspaces()]
+    org_key = next(k for k in org.api_keys.values() if k.kind == SERVICE_KEY)
+    org_key_row = None  # as the org listing sends it
+
+    def also_listed_in_workspaces(original, request):
+        response = original(request)
+        nonlocal org_key_row
+        if request.path == "/api/v1/orgs/current/service-keys" and response.status == 200:
+            org_key_row = next(row for row in response.body if row["id"] == org_key.id)
+        elif request.path == "/api/v1/api-key" and response.status == 200 and org_key_row is not None:
+            return ApiResponse(200, [*response.body, org_key_row])
+        return response
+
+    wrap_respond(sandbox, also_listed_in_workspaces)
+    read = get_inventory(client, client.section_plan(), shared)
+    listed = [c for c in read.of("credentials") if c.id == org_key.id]
+    assert [(c.kind, c.workspace_id) for c in listed] == [("service_key", None)]
+
+
 def test_every_other_failure_stays_a_failure(serve):
     sandbox, client = serve()
     # A 403 that neither the plan nor the key explains: LangSmith refuses an admin key on Enterprise.
