@@ -1,0 +1,69 @@
+"""The access picture's records (``langsmith/access_records.py``) on payloads the sandbox never
+sends but LangSmith's schemas allow: an audit event that carries only its original audit-log
+record, SSO settings and keys that leave out optional fields or set them against the usual
+value. What each parses to is what the inventory's tables show."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from langsmith_access.langsmith import AccessPolicy, AuditEvent, Credential, SsoProvider
+from langsmith_access.sync.inventory import (
+    transform_access_policies,
+    transform_audit_events,
+    transform_credentials,
+    transform_sso_settings,
+)
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+USER = "c2c2c2c2-0002-4002-8002-c2c2c2c2c2c2"
+KEY = "d3d3d3d3-0003-4003-8003-d3d3d3d3d3d3"
+
+
+def test_an_audit_event_without_its_ocsf_fields_is_read_from_its_original_record():
+    original = {"id": "evt-1", "operation_name": "update_workspace_member", "operation_succeeded": False,
+                "request_time": "2026-11-29T11:00:00Z", "ls_user_id": USER, "api_key_id": KEY,
+                "workspace_id": "", "user_id": "legacy-id"}
+    # The OCSF status says success: the original record's own verdict wins.
+    event = AuditEvent.from_api({"status": "Success", "actor": {"user": {"uid": "legacy-id"}},
+                                 "src_endpoint": {"ip": ""}, "unmapped": {"original_audit_log": original}})
+    [row] = transform_audit_events([event], "sync-1", NOW)
+    assert {name: row[name] for name in ("event_id", "at", "operation", "succeeded", "actor_user_id",
+                                         "credential_id", "workspace_id", "source_ip")} == {
+        "event_id": "evt-1", "at": datetime(2026, 11, 29, 11, 0, tzinfo=UTC),
+        "operation": "update_workspace_member", "succeeded": False, "actor_user_id": USER,
+        "credential_id": KEY, "workspace_id": None, "source_ip": None}
+
+
+def test_sso_settings_keep_what_the_org_set_and_default_what_it_left_out():
+    configured = SsoProvider.from_api({
+        "id": "p1", "sso_groups_enabled": True, "sso_groups_required": True, "sso_groups_role_sync_enabled": False,
+        "sso_groups_claim_field": "roles",
+        "attribute_mapping": {"keys": {"roles": {"name": "roles", "array": True}, "email": {"name": "email"}}}})
+    bare = SsoProvider.from_api({"id": "p2"})  # the Go service leaves out empty fields
+    rows = {row["sso_provider_id"]: row for row in transform_sso_settings([configured, bare], "sync-1", NOW)}
+    assert [(r["sso_groups_enabled"], r["sso_groups_required"], r["sso_groups_role_sync_enabled"],
+             r["sso_groups_claim_field"], r["attribute_mapping_keys"]) for r in (rows["p1"], rows["p2"])] == [
+        (True, True, False, "roles", ["email", "roles"]),
+        (False, False, True, None, []),
+    ]
+
+
+def test_keys_and_tokens_keep_their_owner_use_and_access_and_default_what_is_left_out():
+    key = Credential.from_api({"id": "k1", "short_key": "lsv2_sk_...a1b2", "description": "ci",
+                               "created_by": USER, "read_only": True}, "service_key")
+    bare = Credential.from_api({"id": "k2", "short_key": "lsv2_sk_...c3d4", "description": ""}, "service_key")
+    scim = Credential.from_scim_token({"id": "t1", "short_token": "...e5f6", "description": "okta",
+                                       "last_used_at": "2026-11-28T10:00:00Z"})
+    rows = {row["credential_id"]: row for row in transform_credentials([key, bare, scim], "sync-1", NOW)}
+    assert [(rows[i]["created_by"], rows[i]["read_only"]) for i in ("k1", "k2")] == [(USER, True), (None, False)]
+    assert (rows["t1"]["kind"], rows["t1"]["description"], rows["t1"]["last_used_at"]) == (
+        "scim_token", "okta", datetime(2026, 11, 28, 10, 0, tzinfo=UTC))
+
+
+def test_a_policy_keeps_when_it_was_made_apart_from_when_it_last_changed():
+    policy = AccessPolicy.from_api({"id": "a1", "effect": "deny", "role_ids": ["r1", "r2"],
+                                    "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-11-01T00:00:00Z"})
+    [row] = transform_access_policies([policy], "sync-1", NOW)
+    assert (row["created_at"], row["updated_at"], row["role_ids"]) == (
+        datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), ["r1", "r2"])
