@@ -1,6 +1,8 @@
 """The audit log's incremental load against the sandbox over HTTP, run after run: an event that
 LangSmith logs late (after a run read past its time) is still found by the next run, which
-starts an hour before where the last one stopped; events are kept once by id."""
+starts an hour before where the last one stopped; events are kept once by id, and what a run
+says it loaded (the section's rows in ``sync_runs``, the asset's metadata, ``raw.audit_windows``)
+counts the events it added, apart from those it read again."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
+from langsmith_access.langsmith import SectionPlan
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.sync.inventory import load_audit_events
+from langsmith_access.store.sections import SectionRead
+from langsmith_access.sync.inventory import AuditLoad, read_audit_log
 from langsmith_access_tests.langsmith.sandbox_client_support import RecordingSleep, client_for
 
 T0 = 1_900_000_000  # 2030-03-17T17:46:40Z: after every generated event
@@ -23,17 +27,26 @@ def test_an_event_logged_late_is_found_by_the_next_run():
         conn = duckdb.connect()
         ensure_schema(conn)
 
-        def run(sync_id: str, now: datetime) -> None:
-            load_audit_events(client, conn, sync_id=sync_id, now=now, unused_days=2, fetched_at=now)
+        def run(sync_id: str, now: datetime) -> tuple[SectionRead, AuditLoad | None]:
+            return read_audit_log(client, conn, SectionPlan(read=("audit_events",)), sync_id=sync_id, now=now,
+                                  unused_days=2, fetched_at=now)
 
         member = org.active_members()[0]
         on_time = org.record_login(member.ls_user_id, time_ms=(T0 - 3600) * 1000)
         run("s1", first_run)
         # Logged after the first run read past it: half an hour before where that run stopped.
         late = org.record_login(member.ls_user_id, time_ms=(T0 - 1800) * 1000)
-        run("s2", first_run + timedelta(hours=2))
+        second_run = first_run + timedelta(days=1, hours=2)
+        read, load = run("s2", second_run)
         loaded = [event_id for (event_id,) in conn.execute(
             "SELECT event_id FROM raw.audit_events WHERE event_id IN (?, ?) ORDER BY sync_id",
             [on_time.id, late.id]).fetchall()]
         # Each once: the overlap reads the on-time event again, and keeps the row it had.
         assert loaded == [on_time.id, late.id]
+        # The second run read both (from an hour before the first stopped, a day at a time: two
+        # windows of a page each) and added one.
+        assert load == AuditLoad(start=first_run - timedelta(hours=1), end=second_run, windows=2, pages=2,
+                                 events_read=2, events_new=1)
+        assert read == SectionRead.read("audit_events", 1)
+        assert conn.execute("SELECT events_read, events_new, pages FROM raw.audit_windows "
+                            "WHERE sync_id = 's2' ORDER BY window_start").fetchall() == [(2, 1, 1), (0, 0, 1)]
