@@ -31,6 +31,7 @@ def test_valid_durations(text, expected):
     ("1.5h", "is not a duration"),
     ("8 h", "is not a duration"),
     ("1h30m", "is not a duration"),
+    ("2w", "is not a duration"),  # weeks are not a unit: 14d
     ("8H", "is not a duration"),
     ("", "is not a duration"),
     ("٣h", "is not a duration"),  # a non-ASCII digit
@@ -50,3 +51,5 @@ def test_bad_durations_are_refused_naming_what_and_how(text, reason):
 def test_format_is_the_shortest_exact_form():
     assert [format_duration(parse_duration(t)) for t in ("3600s", "120m", "48h", "45s", "90m")] == [
         "1h", "2h", "2d", "45s", "90m"]
+    # Zero (a recorded duration of 0 seconds ends at once) reads as seconds, not as days.
+    assert format_duration(timedelta(0)) == "0s"
