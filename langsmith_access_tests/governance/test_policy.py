@@ -75,6 +75,9 @@ def test_an_empty_file_and_missing_keys_take_the_defaults(tmp_path):
     assert explicit.wait_at_most is None
     assert (explicit.approvers, [n.text for n in explicit.approver_emails]) == (NAMED_EMAILS, ["sec@example.com"])
     assert load_policy(write(tmp_path, "approval:\n  approvers: org_admins\n")).approvers == ORG_ADMINS
+    # A key left empty (null) is a key not given: no roles need approval, no role has a max.
+    emptied = load_policy(write(tmp_path, "approval:\n  required:\nduration:\n  max:\n"))
+    assert (emptied.required, emptied.max_durations) == ((), ())
 
 
 def test_a_missing_file_is_refused_naming_it(tmp_path):
@@ -127,6 +130,7 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     ("- approval\n", 1, "the policy must be a mapping of approval, duration"),
     ("approval:\n  required: [Admin]\napproval:\n  required: [Editor]\n", 3, "approval is given twice (first on line 1)"),
     ("duration:\n  max: {Admin: 8h, Admin: 9h}\n", 2, "duration.max gives 'Admin' twice"),
+    ("duration:\n  max:\n    yes: 8h\n", 3, "duration.max keys must be role names (or \"*\"), got 'yes'"),
     ("approval: &shared\n  required: [Admin]\nduration:\n  <<: *shared\n", 4,
      "a YAML merge key (<<) in duration is not read: write its keys out in full"),
     ("duration:\n  max:\n    <<: {Admin: 8h}\n", 3, "a YAML merge key (<<) in duration.max is not read"),
@@ -175,6 +179,26 @@ def test_names_are_resolved_against_the_latest_sync(tmp_path, synced):
     assert policy.max_duration(roles["Admin"].role_id) == timedelta(days=30)
     everything = governing_policy(write(tmp_path, 'approval:\n  required: ["*"]\n'), conn)
     assert everything.approval_any_role and everything.approval_workspace_ids is None
+
+
+def test_every_setting_of_the_file_is_in_force_once_resolved(tmp_path, synced):
+    # What a user writes besides names (self-approval, approvers, wait, default) reaches the
+    # Policy the decisions use, not only the file as read.
+    conn, roles, workspaces = synced
+    policy = governing_policy(write(tmp_path, f"""\
+        approval:
+          required: [Admin]
+          workspaces: [{workspaces[0].workspace_id.upper()}]
+          approvers: [Sec@Example.com]
+          self_approval: true
+          wait_at_most: 2d
+        duration:
+          default: 12h
+        """), conn)
+    assert policy.approval_workspace_ids == {workspaces[0].workspace_id}  # an id in any case
+    assert (policy.approvers, policy.approver_emails) == (NAMED_EMAILS, ("Sec@Example.com",))
+    assert (policy.self_approval, policy.wait_at_most, policy.default_duration) == (
+        True, timedelta(days=2), timedelta(hours=12))
 
 
 def test_unknown_organization_and_ambiguous_names_are_refused_with_their_lines(tmp_path, synced):
@@ -275,3 +299,12 @@ def test_a_workspace_name_matches_exactly_before_it_matches_in_any_case(tmp_path
     assert resolved(tmp_path, [], workspaces, workspace_names=["STAGING"]).approval_workspace_ids == {"w-3"}
     with pytest.raises(PolicyError, match="ambiguous workspace 'PROD': 2 workspaces"):
         resolved(tmp_path, [], workspaces, workspace_names=["PROD"])
+
+
+def test_an_unknown_name_lists_a_dozen_of_the_known_ones_and_counts_the_rest(tmp_path):
+    workspaces = [WorkspaceEntry(f"w-{n}", f"Team {n:02}") for n in range(15)]
+    with pytest.raises(PolicyError) as error:
+        resolved(tmp_path, [], workspaces, workspace_names=["Team 99"])
+    [(_, reason)] = error.value.problems
+    assert reason.endswith("(workspaces: Team 00, Team 01, Team 02, Team 03, Team 04, Team 05, Team 06, Team 07, "
+                           "Team 08, Team 09, Team 10, Team 11, and 3 more)"), reason
