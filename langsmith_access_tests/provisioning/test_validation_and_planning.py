@@ -128,6 +128,21 @@ def test_no_sync_yet_is_a_clear_rejection():
 NAMES = {ADMIN: "Admin", EDITOR: "Editor", VIEWER: "Viewer"}
 
 
+def assert_writes(plan) -> None:
+    """An add or a role change writes its target role; a role change or a removal writes to the
+    member's workspace identity (``wi-1`` here); a plan asked for what it has not refuses."""
+    if plan.kind in (ADD, CHANGE_ROLE):
+        assert plan.role_to_write() == plan.target_role_id
+    elif plan.target_role_id is None:  # a removal, or nothing to do for a non-member
+        with pytest.raises(ValueError, match="without a target role"):
+            plan.role_to_write()
+    if plan.kind in (CHANGE_ROLE, REMOVE):
+        assert plan.member_to_write() == "wi-1"
+    elif plan.workspace_identity_id is None:  # an add, or nothing to do for a non-member
+        with pytest.raises(ValueError, match="without the member's workspace identity id"):
+            plan.member_to_write()
+
+
 @pytest.mark.parametrize(
     "action, role, current, kind, explanation",
     [
@@ -145,6 +160,7 @@ def test_every_plan_branch(action, role, current, kind, explanation):
     assert plan.needs_write == (kind != NOTHING)
     # The state that means "done" is the plan's target.
     assert desired_role(action, role, current) == plan.target_role_id
+    assert_writes(plan)
 
 
 @pytest.mark.parametrize(
@@ -164,6 +180,9 @@ def test_every_plan_branch(action, role, current, kind, explanation):
 def test_every_expiry_plan_branch(restore, current, kind, target, explanation):
     plan = plan_expiry(EDITOR, restore, current, "wi-1" if current else None, NAMES)
     assert (plan.kind, plan.target_role_id, plan.explanation) == (kind, target, explanation)
+    # The state that means "done" is the plan's target: the role given back, or none.
+    assert desired_role("revoke", EDITOR, current, restore) == plan.target_role_id
+    assert_writes(plan)
 
 
 @pytest.mark.parametrize(
