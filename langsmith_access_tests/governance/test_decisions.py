@@ -69,6 +69,8 @@ def test_asked_terms_within_the_roles_max_are_kept_and_expire_from_when_applied(
     ({"duration": timedelta(seconds=90.5)}, "--duration must be a whole number of seconds"),
     ({"until": "2026-11-29T11:59Z"}, "--until 2026-11-29T11:59Z is in the past"),
     ({"until": "2026-11-29T20:01Z"}, "longer than the policy's maximum for Admin (8h): give a time before 2026-11-29T20:00Z"),
+    ({"until": "2026-11-30T20:00Z"}, "--until 2026-11-30T20:00Z is 32.0 hours from now, longer than"),
+    ({"until": "2026-12-02T12:00Z"}, "--until 2026-12-02T12:00Z is 3 days from now, longer than"),
     ({"until": "2026-11-29T18:00"}, "has no time zone"),
     ({"until": "tomorrow"}, "is not a time"),
     ({"duration": "1h", "until": "2026-11-29T18:00Z"}, "either --duration or --until, not both"),
@@ -115,6 +117,7 @@ def test_a_max_beyond_the_ceiling_in_a_policy_built_in_code_is_cut_to_the_ceilin
 def test_the_approval_deadline_follows_wait_at_most():
     assert approval_deadline(NO_POLICY, NOW) == NOW + timedelta(hours=72)
     assert approval_deadline(Policy(source="p.yaml", wait_at_most=None), NOW) is None
+    assert approval_deadline(Policy(source="p.yaml", wait_at_most=timedelta(days=2)), NOW) == NOW + timedelta(days=2)
 
 
 # ------------------------------------------------------------------ approvers
