@@ -68,3 +68,18 @@ def test_a_later_revoke_that_was_rejected_or_ends_another_grant_does_not_block_a
     for grantee in (rejected_after, expiry_after):
         approved = approve(grants[grantee.email].request_id, by=people.admin.email)
         assert approved.recorded and approved.status == "pending", (grantee.email, approved)
+
+
+def test_an_approver_who_asked_for_a_grant_may_deny_it_but_not_approve_it(governed):
+    # Self-approval is about approving: withdrawing your own request by denying it is taken.
+    sandbox, org, database, people, receiver = governed
+    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", requested_by=people.admin.email)
+    assert grant.status == "awaiting_approval", grant
+
+    refused = approve(grant.request_id, by=people.admin.email)
+    assert not refused.recorded and refused.message.startswith("self-approval:"), refused
+    withdrawn = deny(grant.request_id, by=people.admin.email, comment="asked by mistake")
+
+    assert withdrawn.recorded and withdrawn.status == "denied", withdrawn
+    row = request_row(database, grant.request_id)
+    assert (row["status"], row["status_detail"]) == ("denied", f"denied by {people.admin.email}: asked by mistake")
