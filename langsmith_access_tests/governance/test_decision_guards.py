@@ -70,6 +70,19 @@ def test_a_later_revoke_that_was_rejected_or_ends_another_grant_does_not_block_a
         assert approved.recorded and approved.status == "pending", (grantee.email, approved)
 
 
+def test_a_revoke_asked_before_the_grant_does_not_block_its_approval(governed):
+    # Revoke, then grant: the grant is the last word, and approving it gives the role.
+    sandbox, org, database, people, receiver = governed
+    grantee = people.outsiders[0]
+    revoke = request_revoke(grantee.email, WORKSPACE, "Admin")
+    grant = request_grant(grantee.email, WORKSPACE, "Admin")
+    assert revoke.accepted and grant.status == "awaiting_approval", (revoke, grant)
+
+    approved = approve(grant.request_id, by=people.admin.email)
+
+    assert approved.recorded and approved.status == "pending", approved
+
+
 def test_an_approver_who_asked_for_a_grant_may_deny_it_but_not_approve_it(governed):
     # Self-approval is about approving: withdrawing your own request by denying it is taken.
     sandbox, org, database, people, receiver = governed
