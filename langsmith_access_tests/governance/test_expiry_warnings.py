@@ -28,14 +28,16 @@ def queue():
     counter = itertools.count(1)
 
     def settle(action: str, role: str, prior: str | None = None, hours: float | None = None,
-               status: str = "applied") -> str:
+               status: str = "applied", ends: str | None = None) -> str:
+        """``ends``: the grant an expiry revoke ends (its ``parent_request_id``)."""
         n = next(counter)
         request_id = f"r{n}"
         conn.execute(
             "INSERT INTO main.provisioning_requests (request_id, action, user_id, workspace_id, role_id, "
-            "status, requested_at, updated_at, expires_at, prior_role_id) VALUES (?, ?, 'u', 'w', ?, ?, ?, ?, ?, ?)",
+            "status, requested_at, updated_at, expires_at, prior_role_id, parent_request_id) "
+            "VALUES (?, ?, 'u', 'w', ?, ?, ?, ?, ?, ?, ?)",
             [request_id, action, role, status, NOW, NOW + n * timedelta(seconds=1),
-             None if hours is None else NOW + hours * HOUR, prior],
+             None if hours is None else NOW + hours * HOUR, prior, ends],
         )
         return request_id
 
@@ -107,3 +109,19 @@ def test_a_later_revoke_ended_the_grants_access_already(queue):
     granted = settle("grant", "Editor", None, 8)
     settle("revoke", "Editor")
     assert not changes(granted) and warned(24) == set()
+
+
+def test_a_later_revoke_that_found_nothing_to_remove_takes_nothing_over(queue):
+    settle, changes, warned = queue
+    viewer = settle("grant", "Viewer", None, 2)
+    settle("revoke", "Editor", status="already_satisfied")  # holds Viewer, not Editor: changed nothing
+    assert changes(viewer) and warned(3) == {viewer}
+
+
+def test_the_end_of_another_grant_takes_nothing_over(queue):
+    settle, changes, warned = queue
+    # Viewer for 3h; Editor for 1h on top, already ended (Viewer given back): the 3h end removes Viewer.
+    viewer = settle("grant", "Viewer", None, 3)
+    editor = settle("grant", "Editor", "Viewer", 1)
+    settle("revoke", "Editor", ends=editor)
+    assert changes(viewer) and warned(4) == {viewer}
