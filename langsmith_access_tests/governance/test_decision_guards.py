@@ -11,7 +11,7 @@ from pathlib import Path
 from langsmith_access.api import approve, deny, request_grant, request_revoke
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
-from langsmith_access_tests.governance.support import WORKSPACE, events, request_row
+from langsmith_access_tests.governance.support import POLICY, WORKSPACE, events, request_row
 
 
 def test_an_approval_after_the_grants_until_has_passed_is_refused_and_a_denial_is_taken(governed):
@@ -96,3 +96,22 @@ def test_an_approver_who_asked_for_a_grant_may_deny_it_but_not_approve_it(govern
     assert withdrawn.recorded and withdrawn.status == "denied", withdrawn
     row = request_row(database, grant.request_id)
     assert (row["status"], row["status_detail"]) == ("denied", f"denied by {people.admin.email}: asked by mistake")
+
+
+def test_a_grant_without_end_is_not_approved_once_the_policy_gives_its_role_a_max(governed, tmp_path, monkeypatch):
+    # Queued when Admin had no max (no end), approved after the policy gave Admin 8h: approving
+    # it would grant for ever what the policy now allows for 8 hours.
+    sandbox, org, database, people, receiver = governed
+    governing = os.environ["LANGSMITH_ACCESS_POLICY"]
+    no_max = tmp_path / "no-max.yaml"
+    no_max.write_text(POLICY.replace('max: {"Admin": 8h, "*": 90d}', "max: {}"))
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(no_max))
+    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Admin")
+    assert grant.status == "awaiting_approval" and request_row(database, grant.request_id)["expires_at"] is None
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", governing)
+
+    refused = approve(grant.request_id, by=people.admin.email)
+
+    assert not refused.recorded and refused.status == "awaiting_approval", refused
+    assert ("it has no end, and the policy now gives Admin grants one: for 8h from when it is applied "
+            "(the role's maximum)") in refused.message
