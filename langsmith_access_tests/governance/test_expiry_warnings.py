@@ -125,3 +125,15 @@ def test_the_end_of_another_grant_takes_nothing_over(queue):
     editor = settle("grant", "Editor", "Viewer", 1)
     settle("revoke", "Editor", ends=editor)
     assert changes(viewer) and warned(4) == {viewer}
+
+
+def test_the_warning_window_includes_its_far_edge(queue):
+    settle, changes, warned = queue
+    at_the_edge = settle("grant", "Editor", None, 2)
+    assert warned(2) == {at_the_edge}
+
+
+def test_a_grant_due_now_is_ended_not_warned_of(queue):
+    settle, changes, warned = queue
+    settle("grant", "Editor", None, 0)
+    assert warned(1) == set()
