@@ -69,6 +69,7 @@ def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(gover
 
     row = request_row(database, request_id)
     assert (row["status"], row["approved_by"]) == ("pending", people.admin.email)
+    assert row["status_detail"] == f"approved by {people.admin.email}: incident 42"
     assert query(database.path, "SELECT decision, decided_by, comment FROM main.provisioning_approvals") == [
         ("approved", people.admin.email, "incident 42")]
     refusals = [d for kind, d in events(database, request_id) if kind == "decision_refused"]
@@ -130,6 +131,10 @@ def test_denied_and_expired_approvals_are_never_applied(governed):
     too_late = approve(stale.request_id, by=people.admin.email)
     assert not too_late.recorded and "waited past its approval deadline" in too_late.message
     assert too_late.status == "approval_expired"
+    assert request_row(database, stale.request_id)["status"] == "approval_expired"  # on the spot
+    again = approve(stale.request_id, by=people.admin.email)
+    assert not again.recorded and "is approval_expired (no decision before " in again.message
+    assert again.message.endswith("ask for it again."), again.message
     # provision ends the other one, and applies nothing.
     outcome = provision()
     assert outcome.success and outcome.outputs["apply_requests"]["outcomes"] == []
