@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
-from langsmith_access.provisioning.expiry import end_changes_access, to_warn
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning.expiry import end_changes_access, successor, to_warn, warn_expiring
 from langsmith_access.provisioning.queue import fetch_requests
 from langsmith_access.store.schema import ensure_schema
 
@@ -49,6 +50,24 @@ def queue():
         return {g["request_id"] for g in to_warn(conn, NOW, within_hours * HOUR)}
 
     yield settle, changes, warned
+    conn.close()
+
+
+@pytest.fixture
+def membership():
+    """A queue of one membership, and the connection to read and warn with."""
+    conn = duckdb.connect()
+    ensure_schema(conn)
+
+    def settle(request_id: str, role: str, prior: str | None, hours: float, settled_at: datetime) -> dict:
+        conn.execute(
+            "INSERT INTO main.provisioning_requests (request_id, action, user_id, workspace_id, role_id, status, "
+            "requested_at, updated_at, expires_at, prior_role_id) VALUES (?, 'grant', 'u', 'w', ?, 'applied', ?, ?, ?, ?)",
+            [request_id, role, NOW, settled_at, NOW + hours * HOUR, prior])
+        [row] = fetch_requests(conn, "request_id = ?", [request_id])
+        return row
+
+    yield conn, settle
     conn.close()
 
 
@@ -137,3 +156,21 @@ def test_a_grant_due_now_is_ended_not_warned_of(queue):
     settle, changes, warned = queue
     settle("grant", "Editor", None, 0)
     assert warned(1) == set()
+
+
+def test_of_two_grants_settled_at_one_time_the_one_queued_later_is_the_successor(membership):
+    # One batch settles its requests at one time, in queue order.
+    conn, settle = membership
+    editor = settle("r1", "Editor", None, 8, NOW)
+    admin = settle("r2", "Admin", "Editor", 2, NOW)
+    viewer = settle("r3", "Viewer", "Admin", 1, NOW + HOUR)  # a later batch
+    assert [successor(conn, grant) for grant in (editor, admin, viewer)] == [admin, viewer, None]
+
+
+def test_a_grant_ending_soon_is_warned_of_once(membership):
+    conn, settle = membership
+    settle("r1", "Editor", None, 2, NOW)
+    assert warn_expiring(conn, NOW, 3 * HOUR, Notifier.off()) == []  # without a webhook: not sent, not marked
+    notifier = Notifier("default", enabled=True)
+    assert warn_expiring(conn, NOW, 3 * HOUR, notifier) == ["r1"]
+    assert warn_expiring(conn, NOW + HOUR, 3 * HOUR, notifier) == []
