@@ -1,7 +1,9 @@
 """Which time-bound grants get an ``access.expiring`` warning: those whose end will change the
 member's access as the executor will end them (``expiry.end_changes_access``), played forward
 on hand-made queues of one membership. The cases come from a review's model of the executor's
-rules (a grant taken over, a role held on through another grant, a takeover before the end)."""
+rules (a grant taken over, a role held on through another grant, a takeover before the end).
+The same hand-made queues check the rules those ends are built on: which request takes a grant
+over (``successor``) and which grants an already-satisfied grant extends."""
 
 from __future__ import annotations
 
@@ -12,7 +14,13 @@ import duckdb
 import pytest
 
 from langsmith_access.governance.notifications import Notifier
-from langsmith_access.provisioning.expiry import end_changes_access, successor, to_warn, warn_expiring
+from langsmith_access.provisioning.expiry import (
+    end_changes_access,
+    extends_a_time_bound_grant,
+    successor,
+    to_warn,
+    warn_expiring,
+)
 from langsmith_access.provisioning.queue import fetch_requests
 from langsmith_access.store.schema import ensure_schema
 
@@ -59,11 +67,12 @@ def membership():
     conn = duckdb.connect()
     ensure_schema(conn)
 
-    def settle(request_id: str, role: str, prior: str | None, hours: float, settled_at: datetime) -> dict:
+    def settle(request_id: str, role: str, prior: str | None, hours: float | None, settled_at: datetime,
+               status: str = "applied") -> dict:
         conn.execute(
             "INSERT INTO main.provisioning_requests (request_id, action, user_id, workspace_id, role_id, status, "
-            "requested_at, updated_at, expires_at, prior_role_id) VALUES (?, 'grant', 'u', 'w', ?, 'applied', ?, ?, ?, ?)",
-            [request_id, role, NOW, settled_at, NOW + hours * HOUR, prior])
+            "requested_at, updated_at, expires_at, prior_role_id) VALUES (?, 'grant', 'u', 'w', ?, ?, ?, ?, ?, ?)",
+            [request_id, role, status, NOW, settled_at, None if hours is None else NOW + hours * HOUR, prior])
         [row] = fetch_requests(conn, "request_id = ?", [request_id])
         return row
 
@@ -174,3 +183,14 @@ def test_a_grant_ending_soon_is_warned_of_once(membership):
     notifier = Notifier("default", enabled=True)
     assert warn_expiring(conn, NOW, 3 * HOUR, notifier) == ["r1"]
     assert warn_expiring(conn, NOW + HOUR, 3 * HOUR, notifier) == []
+
+
+def test_only_a_time_bound_grant_in_force_is_extended_by_a_grant_that_finds_its_role(membership):
+    conn, settle = membership
+    settle("r1", "Editor", None, None, NOW)  # Editor for good
+    found = settle("r2", "Editor", "Editor", 2, NOW + HOUR, status="already_satisfied")
+    assert not extends_a_time_bound_grant(conn, found)  # its end must not take the lasting Editor away
+    settle("r3", "Viewer", None, 8, NOW)  # another role's grant extends nothing either
+    assert not extends_a_time_bound_grant(conn, found)
+    settle("r4", "Editor", None, 8, NOW)
+    assert extends_a_time_bound_grant(conn, found)
