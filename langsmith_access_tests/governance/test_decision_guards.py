@@ -8,9 +8,13 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
+
 from langsmith_access.api import approve, deny, request_grant, request_revoke
 from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning.approvals import decide_on, overdue_requests
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
+from langsmith_access.store.schema import ensure_schema
 from langsmith_access_tests.governance.support import POLICY, WORKSPACE, events, request_row
 
 
@@ -115,3 +119,24 @@ def test_a_grant_without_end_is_not_approved_once_the_policy_gives_its_role_a_ma
     assert not refused.recorded and refused.status == "awaiting_approval", refused
     assert ("it has no end, and the policy now gives Admin grants one: for 8h from when it is applied "
             "(the role's maximum)") in refused.message
+
+
+def test_at_its_deadline_or_its_until_a_request_is_past_them():
+    # The instant itself counts as past, for a decision as for a run (``provision`` expires
+    # what ``overdue_requests`` lists): no request is approved at an instant a run would expire it.
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    for request_id, deadline, until in (("waited", at, None), ("ends", None, at)):
+        conn.execute(
+            "INSERT INTO main.provisioning_requests (request_id, action, user_id, workspace_id, role_id, status, "
+            "requested_at, updated_at, approval_deadline, access_until) "
+            "VALUES (?, 'grant', 'u', 'w', 'r', 'awaiting_approval', ?, ?, ?, ?)",
+            [request_id, at - timedelta(hours=72), at - timedelta(hours=72), deadline, until])
+
+    assert overdue_requests(conn, at - timedelta(microseconds=1)) == []
+    assert [r["request_id"] for r in overdue_requests(conn, at)] == ["waited"]
+    waited = decide_on(conn, "waited", "approved", "ada@example.com", now=at)
+    assert (waited.recorded, waited.status) == (False, "approval_expired"), waited
+    ends = decide_on(conn, "ends", "approved", "ada@example.com", now=at)
+    assert not ends.recorded and "which has passed" in ends.message, ends
