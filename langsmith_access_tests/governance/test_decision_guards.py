@@ -13,6 +13,7 @@ import duckdb
 from langsmith_access.api import approve, deny, request_grant, request_revoke
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.approvals import decide_on, overdue_requests
+from langsmith_access.provisioning.expiry import expiry_work_due
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access_tests.governance.support import POLICY, WORKSPACE, events, request_row
@@ -136,6 +137,7 @@ def test_at_its_deadline_or_its_until_a_request_is_past_them():
 
     assert overdue_requests(conn, at - timedelta(microseconds=1)) == []
     assert [r["request_id"] for r in overdue_requests(conn, at)] == ["waited"]
+    assert expiry_work_due(conn, at, None) == ["waited"]  # what wakes the expiry sensor and a dry run
     waited = decide_on(conn, "waited", "approved", "ada@example.com", now=at)
     assert (waited.recorded, waited.status) == (False, "approval_expired"), waited
     ends = decide_on(conn, "ends", "approved", "ada@example.com", now=at)
