@@ -55,6 +55,8 @@ def test_asked_terms_within_the_roles_max_are_kept_and_expire_from_when_applied(
     until = terms(until="2026-11-29T18:00Z")
     assert until.expires_at(applied) == datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
     assert terms(until="2026-11-29T19:00+02:00").until == datetime(2026, 11, 29, 17, 0, tzinfo=UTC)
+    assert terms(until="2026-11-29T19:00+02:00").describe() == "until 2026-11-29T17:00:00Z"
+    assert terms(duration="2h").describe() == "for 2h from when it is applied"
 
 
 @pytest.mark.parametrize(("asked", "reason"), [
@@ -95,6 +97,8 @@ def test_unasked_terms_take_the_default_cut_to_the_max_else_the_max_else_none():
     assert terms(with_default) == AccessTerms(duration=timedelta(hours=8), source="default")
     assert terms(with_default, role=EDITOR) == AccessTerms(duration=timedelta(days=30), source="default")
     assert terms(LIMITS) == AccessTerms(duration=timedelta(hours=8), source="max")
+    assert terms(LIMITS).describe() == "for 8h from when it is applied (the role's maximum)"
+    assert terms(with_default, role=EDITOR).describe() == "for 30d from when it is applied (the policy's default)"
     assert terms(Policy(source="p.yaml", max_by_role=((ADMIN, timedelta(hours=8)),)), role=EDITOR) == AccessTerms()
 
 
