@@ -187,7 +187,7 @@ def test_every_setting_of_the_file_is_in_force_once_resolved(tmp_path, synced):
     conn, roles, workspaces = synced
     policy = governing_policy(write(tmp_path, f"""\
         approval:
-          required: [Admin]
+          required: [{roles['Admin'].role_id.upper()}]
           workspaces: [{workspaces[0].workspace_id.upper()}]
           approvers: [Sec@Example.com]
           self_approval: true
@@ -195,7 +195,9 @@ def test_every_setting_of_the_file_is_in_force_once_resolved(tmp_path, synced):
         duration:
           default: 12h
         """), conn)
-    assert policy.approval_workspace_ids == {workspaces[0].workspace_id}  # an id in any case
+    # Ids in any case.
+    assert (policy.approval_role_ids, policy.approval_workspace_ids) == (
+        {roles["Admin"].role_id}, {workspaces[0].workspace_id})
     assert (policy.approvers, policy.approver_emails) == (NAMED_EMAILS, ("Sec@Example.com",))
     assert (policy.self_approval, policy.wait_at_most, policy.default_duration) == (
         True, timedelta(days=2), timedelta(hours=12))
@@ -270,6 +272,11 @@ def test_a_policy_cannot_be_checked_before_the_first_sync(tmp_path):
     path = write(tmp_path, EXAMPLE)
     with duckdb.connect(str(tmp_path / "empty.duckdb")) as conn, pytest.raises(PolicyError, match="run `langsmith-access sync` first"):
         governing_policy(path, conn)
+    # The file's own problems are in the same refusal.
+    path = write(tmp_path, EXAMPLE.replace("wait_at_most: 72h", "wait_at_most: 0s"))
+    with duckdb.connect(str(tmp_path / "empty.duckdb")) as conn, pytest.raises(PolicyError) as error:
+        governing_policy(path, conn)
+    assert [line for line, _ in error.value.problems] == [None, 6], error.value.problems
 
 
 def resolved(tmp_path, roles, workspaces, *, required=(), workspace_names=None):
