@@ -81,6 +81,14 @@ def test_without_any_variable_the_default_org_has_the_defaults():
     assert load_orgs({}).get().settings == Settings()
 
 
+def test_loaded_for_a_deployment_the_default_org_without_a_key_says_why():
+    # Its runs and the doctor say what is missing, as for an org of an orgs file.
+    [org] = load_orgs({"LANGSMITH_ORGANIZATION_ID": US_ID}, refuse_unusable_keys=False)
+    assert (org.key_problem or "").startswith("LANGSMITH_API_KEY is not set")
+    [org] = load_orgs({"LANGSMITH_API_KEY": US_KEY, "LANGSMITH_ORGANIZATION_ID": US_ID}, refuse_unusable_keys=False)
+    assert org.key_problem is None and org.client().api_key.reveal() == US_KEY
+
+
 def test_the_policy_variable_is_the_default_orgs_policy():
     assert load_orgs({"LANGSMITH_ACCESS_POLICY": "policy.yaml"}).get().policy_path == Path("policy.yaml")
 
@@ -292,8 +300,10 @@ def test_a_bad_endpoint(tmp_path, endpoint, why):
     assert "entry 2 (line 5), slug 'eu': endpoint" in message and why in message
 
 
-def test_a_missing_entry_key(tmp_path):
-    message = refusal(tmp_path, TWO_ORGS.replace("  endpoint: https://api.smith.langchain.com\n", ""))
+@pytest.mark.parametrize("without", ["", '  endpoint: ""\n', "  endpoint:\n"])
+def test_a_missing_entry_key(tmp_path, without):
+    # Left out, or given no value: the same refusal.
+    message = refusal(tmp_path, TWO_ORGS.replace("  endpoint: https://api.smith.langchain.com\n", without))
     assert "entry 1 (line 1) lacks endpoint" in message
     assert "every entry needs slug, organization_id, endpoint, api_key_env" in message
 

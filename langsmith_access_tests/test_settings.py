@@ -18,6 +18,8 @@ from langsmith_access.settings import (
     SettingsError,
     check_api_key,
     load_orgs,
+    mask_key_fragments,
+    mask_keys,
 )
 
 ORG = "00000000-0000-4000-8000-000000000001"
@@ -41,6 +43,16 @@ def test_the_client_defaults_are_the_settings_defaults():
         assert getattr(client, name) == getattr(Settings(), name), name
     key = {"LANGSMITH_API_KEY": "lsv2_sk_abc", "LANGSMITH_ORGANIZATION_ID": ORG}
     assert Settings.from_env(key).client() == ClientSettings(api_key=Secret("lsv2_sk_abc"), organization_id=ORG)
+
+
+def test_the_documented_defaults():
+    # DESIGN.md section 1 (endpoint, database), section 5 (a drop beyond 20% stops the sync),
+    # section 8 (the fixed 60-second rate-limit window), section 9 (hourly sync, inventory at :30).
+    settings = Settings.from_env({})
+    assert (settings.endpoint, settings.duckdb_path) == ("https://api.smith.langchain.com",
+                                                         Path("data/langsmith_access.duckdb"))
+    assert (settings.max_shrink_share, settings.rate_limit_window_seconds) == (0.2, 60.0)
+    assert (settings.sync_cron, settings.inventory_cron) == ("0 * * * *", "30 * * * *")
 
 
 def test_variables_override_the_defaults():
@@ -193,6 +205,50 @@ def test_a_value_that_holds_a_secret_is_refused_without_showing_it(variable, val
         Settings.from_env({variable: value, "LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32}).client()
     assert message in str(error.value)
     assert "5ec2e7" not in str(error.value)
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    ("   ", "LANGSMITH_API_KEY is empty"),
+    ("lsv2_pt_" + "5ec2e7" * 6, "LANGSMITH_API_KEY is a personal access token (lsv2_pt_...)"),
+    ("ls__" + "5ec2e7" * 6, "LANGSMITH_API_KEY does not look like a LangSmith service key"),
+    ("sk-proj-" + "5ec2e7" * 6, "LANGSMITH_API_KEY does not look like a LangSmith service key"),
+])
+def test_a_key_that_is_no_service_key_is_refused_before_any_request(key, message):
+    # DESIGN.md section 1: refused when a client is made from the settings, with the fix.
+    settings = Settings.from_env({"LANGSMITH_API_KEY": key, "LANGSMITH_ORGANIZATION_ID": ORG})
+    with pytest.raises(SettingsError, match="lsv2_sk_") as error:
+        settings.client()
+    assert str(error.value).startswith(message)
+    assert "5ec2e7" not in str(error.value)
+
+
+def test_a_client_needs_the_organization_id():
+    with pytest.raises(SettingsError, match="^LANGSMITH_ORGANIZATION_ID is not set: set it to your organization"):
+        Settings.from_env({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32}).client()
+
+
+@pytest.mark.parametrize("written", [ORG, f" {ORG}\n", ORG.upper(), "{" + ORG + "}", ORG.replace("-", "")])
+def test_the_organization_id_is_sent_in_its_canonical_form(written):
+    # A newline from a secret file, upper case or braces from another tool: the same UUID,
+    # sent as X-Organization-Id the way LangSmith writes it.
+    env = {"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": written}
+    assert Settings.from_env(env).client().organization_id == ORG
+
+
+KEY_BODY = "0123456789abcdef" * 2 + "_" + "0123456789"  # a service key past its lsv2_sk_ prefix
+
+
+def test_keys_and_their_fragments_are_cut_from_text():
+    key = "lsv2_sk_" + KEY_BODY
+    assert mask_keys(f"user {key} here") == "user lsv2_*** here"
+    assert mask_keys(f"legacy ls__{'ab' * 16}.") == "legacy ls__***."
+    # Pasted without its prefix, in either case, it is still the key.
+    assert mask_keys(f"reason: {KEY_BODY}") == mask_keys(f"reason: {KEY_BODY.upper()}") == "reason: ***"
+    # The doctor's text names the prefix itself (lsv2_sk_...): kept; a server quoting a piece of
+    # the key (a prefix and 12 characters or more) is cut, as is the key's body alone.
+    assert mask_key_fragments(f"set a key (lsv2_sk_...), got {key[:17]}") == "set a key (lsv2_sk_...), got lsv2_***"
+    assert mask_key_fragments(f"got {key[:16]}") == f"got {key[:16]}"  # too short to be a key's part
+    assert mask_key_fragments(f"body {KEY_BODY.upper()}") == "body ***"
 
 
 @pytest.mark.parametrize("quoted", ['"lsv2_sk_0123456789abcdef"', "'lsv2_sk_0123456789abcdef'", '"lsv2_pt_0123"'])

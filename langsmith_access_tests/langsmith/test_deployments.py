@@ -68,6 +68,8 @@ def test_a_base_path_is_kept():
     settings = Settings.from_env({"LANGSMITH_ENDPOINT": "https://ls.example.com/langsmith/api/v1/"})
     assert settings.endpoint == "https://ls.example.com/langsmith"
     assert Settings.from_env({"LANGSMITH_ENDPOINT": "https://h.example/v1"}).endpoint == "https://h.example/v1"
+    # One suffix is stripped, not every one: a basePath that ends in /api stays.
+    assert Settings.from_env({"LANGSMITH_ENDPOINT": "https://h.example/api/api/v1"}).endpoint == "https://h.example/api"
     # The API suffix in any case (as pasted from a browser or a doc) is the suffix all the same.
     assert Settings.from_env({"LANGSMITH_ENDPOINT": "https://ls.example.com/API/V1"}).endpoint == "https://ls.example.com"
     for bad in ("api.smith.langchain.com", "ftp://h.example", "https://h.example/?q=1"):
