@@ -190,3 +190,45 @@ def test_a_refusal_involving_a_restricted_role_names_the_built_in_admin_rule():
     # Not restricted: as before.
     assert explain_write_refusal(refused(), role=EDITOR, org_info=enterprise,
                                  key_role_there=manager).startswith("permission")
+
+
+def test_a_refused_removal_or_admin_grant_is_the_keys_permissions_on_every_plan():
+    # Removing a member and granting Admin need no workspace RBAC: never blamed on the plan.
+    plus = {"config": {"can_use_rbac": False}}
+    removal = explain_write_refusal(refused(method="DELETE"), role=EDITOR, org_info=plus)
+    assert removal.startswith("permission: the API key may not manage this workspace's members"), removal
+    for org_info in (None, plus):
+        text = explain_write_refusal(refused(method="DELETE"), role=EDITOR, org_info=org_info)
+        assert "Enterprise" not in text, text
+        text = explain_write_refusal(refused(), role=ADMIN, org_info=org_info)
+        assert text.startswith("permission") and "Enterprise" not in text, text
+    # On Enterprise the plan is no possibility either.
+    text = explain_write_refusal(refused(), role=EDITOR, org_info={"config": {"can_use_rbac": True}})
+    assert "Enterprise" not in text, text
+
+
+def test_the_plan_is_blamed_by_name_and_the_servers_words_are_quoted():
+    text = explain_write_refusal(refused(), role=EDITOR, org_info={"config": {"can_use_rbac": False}})
+    assert "such as 'Editor'" in text and text.endswith("(LangSmith answered 403: Forbidden)"), text
+
+
+@pytest.mark.parametrize("org_info", [{"config": {"can_use_rbac": "false"}}, {"config": ["can_use_rbac"]},
+                                      {"config": None}, {}])
+def test_plan_flags_that_are_not_a_boolean_are_unknown(org_info):
+    text = explain_write_refusal(refused(), role=EDITOR, org_info=org_info)
+    assert text.startswith("permission") and "plan flags could not be read" in text, text
+
+
+def test_a_request_refused_as_invalid_is_not_blamed_on_the_key():
+    text = explain_write_refusal(refused(400), role=EDITOR, org_info={"config": {"can_use_rbac": True}})
+    assert text.startswith("rejected: LangSmith refused the request as invalid. Fix: check the role and member")
+    assert "manage-members" not in text and "400" in text
+
+
+def test_of_two_restricted_roles_the_one_the_write_gives_is_named():
+    auditor = replace(EDITOR, id="r-auditor", name="CUSTOM", display_name="Auditor", is_restricted=True)
+    owner = replace(auditor, id="r-owner", display_name="Owner")
+    manager = replace(EDITOR, name="CUSTOM", display_name="Member Manager",
+                      permissions=("workspaces:manage-members",))
+    text = explain_write_refusal(refused(), role=auditor, held_role=owner, org_info=None, key_role_there=manager)
+    assert text.startswith("restricted role: 'Auditor'"), text

@@ -1,0 +1,78 @@
+"""What an operator reads when a call fails: the request it was, what LangSmith said (never a key)
+and the one-line fix the CLI prints under the failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from langsmith_access.langsmith import (
+    AuthenticationError,
+    ConnectionFailedError,
+    EndpointRedirectError,
+    LangSmithError,
+    ListingsDisagreeError,
+    NotFoundError,
+    NotLangSmithAPIError,
+    PermissionDeniedError,
+    ProvisioningInterruptedError,
+    ProxyRefusalError,
+    RouteNotAvailableError,
+    SectionUnavailableError,
+    TransientError,
+    UnexpectedResponseError,
+    WorkspaceGoneError,
+)
+
+KEY = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0123456789"
+
+
+def test_the_message_names_the_request_and_the_answer_but_never_a_key():
+    error = NotFoundError(f"no such workspace (sent {KEY})", method="GET", path="/api/v1/workspaces/w1",
+                          status_code=404, detail=f"Not found for key {KEY}")
+    assert str(error) == "GET /api/v1/workspaces/w1 -> 404: no such workspace (sent lsv2_***)"
+    assert error.detail == "Not found for key lsv2_***"
+    # Without a whole request to name (no call was made, or no path), the message alone.
+    assert str(LangSmithError("gave up", method="GET")) == "gave up"
+    assert str(TransientError("timed out", method="GET", path="/api/v1/x")) == "GET /api/v1/x: timed out"
+
+
+def test_only_a_write_that_may_have_reached_the_server_is_maybe_applied():
+    assert TransientError("x").maybe_applied is False
+    assert TransientError("x", maybe_applied=True).maybe_applied is True
+    assert ConnectionFailedError("x", cause="read-timeout", maybe_applied=True).maybe_applied is True
+
+
+@pytest.mark.parametrize(("error", "caught_as"), [
+    # Callers catch the general kind: a failed connection is retried and re-read as any
+    # transient fault, a UI page is an unexpected answer, a route or workspace gone is a 404.
+    (ConnectionFailedError("x", cause="dns"), TransientError),
+    (ProvisioningInterruptedError("x"), TransientError),
+    (NotLangSmithAPIError("x"), UnexpectedResponseError),
+    (RouteNotAvailableError("x", reason="r"), NotFoundError),
+    (WorkspaceGoneError("x", workspace_id="w1"), NotFoundError),
+    (ProxyRefusalError("x"), PermissionDeniedError),
+])
+def test_each_error_is_caught_as_its_kind(error, caught_as):
+    assert isinstance(error, caught_as)
+
+
+@pytest.mark.parametrize(("error_type", "says"), [
+    (LangSmithError, ["langsmith-access doctor"]),
+    (AuthenticationError, ["LANGSMITH_API_KEY", "lsv2_sk_", "region"]),
+    (PermissionDeniedError, ["Organization Admin", "LANGSMITH_ORGANIZATION_ID", "langsmith-access doctor"]),
+    (ProxyRefusalError, ["proxy or firewall", "HTTPS_PROXY"]),
+    (TransientError, ["LANGSMITH_ENDPOINT", "nothing was changed"]),
+    (ProvisioningInterruptedError, ["langsmith-access provision", "pending again"]),
+    (NotLangSmithAPIError, ["https://api.smith.langchain.com (US)", "https://eu.api.smith.langchain.com (EU)",
+                            "https://<your-host>/api/v1 (self-hosted)"]),
+    (EndpointRedirectError, ["the address the redirect names", "https://"]),
+    (WorkspaceGoneError, ["nothing to fix", "deleted"]),
+    (ListingsDisagreeError, ["sync again"]),
+    (SectionUnavailableError, ["nothing to fix", "skipped"]),
+])
+def test_each_error_says_its_own_fix(error_type, says):
+    for words in says:
+        assert words in error_type.fix, (error_type.__name__, error_type.fix)
+    # Its own, not its parent's (the proxy refused, not the key's roles; nothing to fix, not "retry").
+    parent = error_type.__mro__[1]
+    assert error_type is LangSmithError or error_type.fix != parent.fix
