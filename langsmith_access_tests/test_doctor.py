@@ -18,10 +18,12 @@ import requests
 
 from langsmith_access.doctor import (
     CHECK_NAMES,
+    ENDPOINT_FIX,
     ENDPOINT_PATH_FIX,
     GARBLED_FIX,
     ORG_SELECTION_FIX,
     TRANSIENT_FIX,
+    _in_the_clear,
     run_checks,
 )
 from langsmith_access.langsmith import LangSmithClient, LangSmithError, NotLangSmithAPIError, ProxyRefusalError
@@ -34,6 +36,7 @@ from langsmith_access_tests.helpers import cli_in_this_process, listings_read_be
 from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
+ORG_ID = "00000000-0000-4000-8000-000000000001"
 
 
 @pytest.fixture
@@ -132,12 +135,37 @@ def test_a_wrong_endpoint_fails_endpoint_and_skips_the_rest(sandbox_env):
 
 def test_bad_configuration_fails_configuration(sandbox_env):
     _, environ = sandbox_env()
-    for name, value in (("LANGSMITH_API_KEY", "lsv2_pt_personal_token"),
-                        ("LANGSMITH_ORGANIZATION_ID", "not-a-uuid"),
-                        ("LANGSMITH_ENDPOINT", "api.smith.langchain.com")):
+    for name, value, fix in (("LANGSMITH_API_KEY", "lsv2_pt_personal_token", "and set LANGSMITH_API_KEY to it"),
+                             ("LANGSMITH_ORGANIZATION_ID", "not-a-uuid",
+                              "set LANGSMITH_ORGANIZATION_ID to your organization's UUID"),
+                             ("LANGSMITH_ENDPOINT", "api.smith.langchain.com", ENDPOINT_FIX)):
         result = statuses({**environ, name: value})
         assert result["configuration"] == "fail", name
         assert {result[n] for n in CHECK_NAMES[1:]} == {"skip"}
+        assert fix in check_of(run_checks({**environ, name: value}), "configuration").fix, name
+
+
+def test_the_doctor_answers_promptly_whatever_the_sync_waits(monkeypatch):
+    # One retry at most and a 10 s read timeout, however patient the sync is configured to be.
+    seen = []
+
+    def factory(settings):
+        seen.append(settings)
+        raise RuntimeError("no call needed")
+
+    environ = {"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": ORG_ID,
+               "LANGSMITH_ACCESS_TIMEOUT_SECONDS": "120", "LANGSMITH_ACCESS_MAX_RETRIES": "9"}
+    with pytest.raises(RuntimeError, match="no call needed"):
+        run_checks(environ, client_factory=factory)
+    assert (seen[0].read_timeout_seconds, seen[0].max_retries) == (10.0, 1)
+
+
+@pytest.mark.parametrize(("endpoint", "warned"), [
+    ("http://langsmith.example.com", True), ("http://10.0.0.5:1984", True), ("https://langsmith.example.com", False),
+    ("http://localhost:1984", False), ("http://127.0.0.1:1984", False), ("http://[::1]:1984", False),
+])
+def test_plain_http_is_warned_of_only_where_it_crosses_a_network(endpoint, warned):
+    assert _in_the_clear(endpoint) is warned
 
 
 def test_a_wrong_key_fails_authentication(sandbox_env):
@@ -604,11 +632,16 @@ def test_a_workspace_the_key_may_not_read_fails_where_the_sync_reads_each_worksp
 @pytest.mark.parametrize("permissions, status, says", [
     (["workspaces:read"], "fail", "in none of the 4 workspaces: provisioning cannot change any membership"),
     (None, "warn", "cannot tell: LangSmith does not say the key's permissions"),
+    # Not said for one workspace, allowed in the others: that one is named, not "cannot tell".
+    ("unsaid in the first", "warn", "has workspaces:manage-members in 3 of 4 workspaces; not in: "),
 ])
 def test_a_key_that_may_manage_members_nowhere_fails_and_one_not_told_warns(sandbox_env, permissions, status, says):
     sandbox, environ = sandbox_env(key_role="org-user")  # no organization:manage: the listing decides
 
     def with_permissions(answer: Answer) -> Answer:
+        if permissions == "unsaid in the first":
+            first, *others = answer.json()
+            return answer.with_json([{**first, "permissions": None}, *others])
         return answer.with_json([{**w, "permissions": permissions} for w in answer.json()])
 
     with TamperingProxy(sandbox.url) as proxy:
@@ -705,6 +738,7 @@ def page(status: int):
      ProxyRefusalError.fix),
     # A gateway's own rate-limit page: asked again once, then told to wait, not to move.
     (429, "LangSmith API behind it is not answering now", TRANSIENT_FIX),
+    (407, "a proxy or firewall refused the request", ProxyRefusalError.fix),  # a proxy wanting its login
     (200, "not a LangSmith API", "set LANGSMITH_ENDPOINT"),  # only a 2xx page is a wrong endpoint
 ])
 def test_a_page_in_place_of_the_org_info_is_told_by_its_status(sandbox_env, status, detail_says, fix):
