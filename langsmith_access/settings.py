@@ -360,9 +360,15 @@ def _positive_seconds(name: str, raw: str) -> float:
 
 
 def _non_negative_int(name: str, raw: str) -> int:
-    if not raw.isdigit():
+    # Read as _positive_int reads (int() allows the spaces and newline around the value); not
+    # str.isdigit(), which passes digits int() refuses (a superscript '²'): a traceback then.
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
         raise SettingsError(f"{name} must be a whole number, 0 or more, got {shown(raw)}.")
-    return int(raw)
+    return value
 
 
 def _webhook_url(name: str, raw: str) -> Secret:

@@ -282,3 +282,16 @@ def test_langchain_endpoint_is_read_where_langsmith_endpoint_is_unset_as_the_sdk
         Settings.from_env({"LANGCHAIN_ENDPOINT": "ftp://x"})
     # The key never falls back: LANGCHAIN_API_KEY is a tracing key.
     assert Settings.from_env({"LANGCHAIN_API_KEY": "lsv2_sk_x"}).api_key is None
+
+
+@pytest.mark.parametrize(("raw", "value"), [("3", 3), (" 3\n", 3), ("0", 0)])
+def test_max_retries_reads_as_every_other_number(raw, value):
+    # A newline from a ConfigMap or an env file is no more part of this number than of the others.
+    assert Settings.from_env({"LANGSMITH_ACCESS_MAX_RETRIES": raw}).max_retries == value
+
+
+@pytest.mark.parametrize("raw", ["²", "-1", "2.5", "three"])
+def test_a_max_retries_that_is_no_whole_number_names_the_variable(raw):
+    # (A superscript digit passes str.isdigit but not int(): it was a ValueError traceback.)
+    with pytest.raises(SettingsError, match="^LANGSMITH_ACCESS_MAX_RETRIES must be a whole number, 0 or more"):
+        Settings.from_env({"LANGSMITH_ACCESS_MAX_RETRIES": raw})
