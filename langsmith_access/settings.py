@@ -171,7 +171,9 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
             endpoint = endpoint[: -len(suffix)].rstrip("/")
             break
     parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    # A space or control character inside is no URL (http.client refuses it at every request).
+    inside = any(ch.isspace() or not ch.isprintable() for ch in endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname or inside:
         raise SettingsError(
             f"{name} must be an http(s) URL such as {DEFAULT_ENDPOINT} (US), "
             f"https://eu.api.smith.langchain.com (EU) or https://<your-host>/api/v1 (self-hosted), "

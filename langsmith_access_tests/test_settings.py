@@ -295,3 +295,10 @@ def test_a_max_retries_that_is_no_whole_number_names_the_variable(raw):
     # (A superscript digit passes str.isdigit but not int(): it was a ValueError traceback.)
     with pytest.raises(SettingsError, match="^LANGSMITH_ACCESS_MAX_RETRIES must be a whole number, 0 or more"):
         Settings.from_env({"LANGSMITH_ACCESS_MAX_RETRIES": raw})
+
+
+@pytest.mark.parametrize("endpoint", ["https://lang smith.example.com/api/v1", "https://h.example/base path", "https://h.example/\x07"])
+def test_an_endpoint_with_a_space_or_control_character_inside_is_refused(endpoint):
+    # Not a URL: it was accepted, and every request then failed as "the connection closed".
+    with pytest.raises(SettingsError, match="^LANGSMITH_ENDPOINT must be an http"):
+        Settings.from_env({"LANGSMITH_ENDPOINT": endpoint})
