@@ -748,7 +748,10 @@ def test_a_page_in_place_of_the_org_info_is_told_by_its_status(sandbox_env, stat
     sandbox, environ = sandbox_env()
     with TamperingProxy(sandbox.url) as proxy:
         proxy.tamper = on("/api/v1/orgs/current/info", page(status))
-        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+        # (A 429 page without Retry-After is waited out to the end of the rate-limit window: 2 s
+        # here, not a minute.)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url,
+                                "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS": "2"})
     check = check_of(diagnosis, "endpoint")
     assert check.status == "fail" and detail_says in check.detail, check
     assert check.fix.startswith(fix), check
