@@ -347,14 +347,20 @@ def _endpoint(name: str, raw: str) -> str:
     return check_endpoint(raw, name)
 
 
-def _positive_int(name: str, raw: str) -> int:
+def _whole_number(name: str, raw: str, least: int, wanted: str) -> int:
+    """``raw`` as a whole number of at least ``least``. int() allows the spaces and newline
+    around the value; str.isdigit() would pass digits int() refuses (a superscript '²')."""
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a positive whole number, got {shown(raw)}.") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be a positive whole number, got {shown(raw)}.")
+        value = least - 1
+    if value < least:
+        raise SettingsError(f"{name} must be {wanted}, got {shown(raw)}.")
     return value
+
+
+def _positive_int(name: str, raw: str) -> int:
+    return _whole_number(name, raw, 1, "a positive whole number")
 
 
 def _positive_seconds(name: str, raw: str) -> float:
@@ -362,15 +368,7 @@ def _positive_seconds(name: str, raw: str) -> float:
 
 
 def _non_negative_int(name: str, raw: str) -> int:
-    # Read as _positive_int reads (int() allows the spaces and newline around the value); not
-    # str.isdigit(), which passes digits int() refuses (a superscript '²'): a traceback then.
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise SettingsError(f"{name} must be a whole number, 0 or more, got {shown(raw)}.")
-    return value
+    return _whole_number(name, raw, 0, "a whole number, 0 or more")
 
 
 def _webhook_url(name: str, raw: str) -> Secret:
