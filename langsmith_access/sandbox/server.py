@@ -381,6 +381,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            # The client went away before its body arrived (killed mid-send): a real server never
+            # hands such a request to the API, so nothing answers, logs or applies it.
+            self.close_connection = True
+            return
         request = ApiRequest(
             method=self.command,
             path=url.path,

@@ -3,10 +3,13 @@ dropped connections, page drift and writes whose answer is lost."""
 
 from __future__ import annotations
 
+import json
 import math
+import socket
 import threading
 import time
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -242,3 +245,24 @@ def test_fail_writes_after_apply_skips_reads_and_rejected_writes(sandbox, caller
     )
     assert rejected.status_code == 422
     assert sandbox.faults.fail_writes_after_apply == 1
+
+
+def test_a_write_whose_body_never_fully_arrives_is_not_served(sandbox, caller, org):
+    """A client killed while sending its body: a real server never hands the request to the API,
+    so nothing is applied, answered or logged (the sandbox once answered it 422)."""
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.members.values() if m.ls_user_id not in workspace.memberships)
+    body = json.dumps({"org_identity_id": outsider.id, "role_id": org.role_by_name("Viewer").id}).encode()
+    url = urlsplit(sandbox.url)
+    head = (f"POST {MEMBERS} HTTP/1.1\r\nHost: {url.netloc}\r\nX-API-Key: {sandbox.api_key}\r\n"
+            f"X-Tenant-Id: {workspace.id}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    logged_before = len(sandbox.request_log)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as client:
+        client.sendall(head + body[:10])
+        client.shutdown(socket.SHUT_WR)  # the sender is gone; the rest of the body never comes
+        assert client.recv(1024) == b"", "no answer: the server closed the connection"
+    assert len(sandbox.request_log) == logged_before
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
+    # The whole body on a fresh connection is applied as usual.
+    assert caller.post(MEMBERS, tenant_id=workspace.id, json=json.loads(body)).status_code == 200
