@@ -599,12 +599,24 @@ class LangSmithClient:
                 detail=error.detail,
             ) from None
 
-    def list_service_keys_of_workspaces(self, workspace_ids: Iterable[str]) -> dict[str, list[Credential]]:
+    def list_service_keys_of_workspaces(
+        self, workspace_ids: Iterable[str], *, skip_gone: bool = False
+    ) -> dict[str, list[Credential]]:
         """``list_workspace_service_keys`` for many workspaces, at most ``max_concurrency`` at
-        once; all or nothing, like ``list_members_of_workspaces``."""
-        return self._for_each_workspace(
-            workspace_ids, self.list_workspace_service_keys, "langsmith-workspace-keys"
-        )
+        once; all or nothing, like ``list_members_of_workspaces``. With ``skip_gone``, a
+        workspace deleted since it was listed (``WorkspaceGoneError``) is left out of the answer
+        instead: its keys went with it."""
+
+        def read(workspace_id: str) -> list[Credential] | None:
+            try:
+                return self.list_workspace_service_keys(workspace_id)
+            except WorkspaceGoneError:
+                if skip_gone:
+                    return None
+                raise
+
+        by_workspace = self._for_each_workspace(workspace_ids, read, "langsmith-workspace-keys")
+        return {workspace_id: keys for workspace_id, keys in by_workspace.items() if keys is not None}
 
     def list_scim_tokens(self) -> list[Credential]:
         """The org's SCIM bearer tokens (``short_token`` only), as credentials."""

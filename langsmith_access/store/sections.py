@@ -3,8 +3,9 @@ log's incremental load stands. Python-owned tables of schema ``raw`` (not dbt so
 live in the run's scratch copy like everything it writes, so they are committed with the data
 they describe, or not at all.
 
-- ``raw.section_reads``: one row per (run, section): ``read`` with the rows it gave, or
-  ``skipped`` with the reason (the plan, the key or the install has no such section).
+- ``raw.section_reads``: one row per (run, section): ``read`` with the rows it gave (and what it
+  left out, such as a workspace deleted while it was read), or ``skipped`` with the reason (the
+  plan, the key or the install has no such section).
   ``sync_runs.skipped_sections`` and ``section_rows`` are made from it.
 - ``raw.audit_windows`` (a raw table of ``raw_tables.py``: ``user_activity`` reads how far back
   the log reaches): one row per audit-log window an inventory run read completely. The next
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.section_reads (
     job VARCHAR,            -- the Dagster job of the run
     section VARCHAR,        -- access_policies, audit_events, ..., scim_groups
     status VARCHAR,         -- 'read' | 'skipped'
-    reason VARCHAR,         -- why skipped (the plan, the key or the install); null when read
+    reason VARCHAR,         -- why skipped (the plan, the key or the install); when read, what
+                            -- the read left out and why (null: nothing)
     rows BIGINT             -- rows the section gave (null when skipped)
 )
 """
@@ -41,7 +43,8 @@ CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.section_reads (
 
 @dataclass(frozen=True)
 class SectionRead:
-    """How one run fared with one section: read (with its row count) or skipped (with why)."""
+    """How one run fared with one section: read (with its row count, and what it left out and
+    why, if anything) or skipped (with why)."""
 
     section: str
     status: str
@@ -49,8 +52,8 @@ class SectionRead:
     rows: int | None = None
 
     @classmethod
-    def read(cls, section: str, rows: int) -> SectionRead:
-        return cls(section, READ, None, rows)
+    def read(cls, section: str, rows: int, left_out: str | None = None) -> SectionRead:
+        return cls(section, READ, left_out, rows)
 
     @classmethod
     def skipped(cls, section: str, reason: str) -> SectionRead:
@@ -59,7 +62,8 @@ class SectionRead:
     def describe(self) -> str:
         """One line for a summary: ``access_policies: read 4 rows`` or ``...: skipped (why)``."""
         if self.status == READ:
-            return f"{self.section}: read {self.rows} row{'s' * (self.rows != 1)}"
+            left_out = f" ({self.reason})" if self.reason else ""
+            return f"{self.section}: read {self.rows} row{'s' * (self.rows != 1)}{left_out}"
         return f"{self.section}: skipped ({self.reason})"
 
 

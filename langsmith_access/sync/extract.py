@@ -372,7 +372,7 @@ def refuse_workspaces_deleted_meanwhile(client: LangSmithClient, shared_workspac
     if gone:
         raise ListingsDisagreeError(
             f"LangSmith's listings disagree: {len(gone)} workspace(s) were deleted while the sync "
-            f"read the members: {', '.join(gone[:_NAMED])}{_more(gone)} (nothing is wrong in "
+            f"read the members: {a_few(gone)} (nothing is wrong in "
             f"LangSmith: the next sync no longer reads them; the listing answered: {error}). "
             "Then sync again"
         ) from error
@@ -510,6 +510,11 @@ def refuse_what_no_listing_has(client: LangSmithClient, conn: duckdb.DuckDBPyCon
 
 def _more(items: Sequence[Any]) -> str:
     return f", and {len(items) - _NAMED} more" if len(items) > _NAMED else ""
+
+
+def a_few(names: Sequence[str]) -> str:
+    """The first few names, and how many more: ``a, b, c, d, e, and 3 more``."""
+    return ", ".join(names[:_NAMED]) + _more(names)
 
 
 def _ids_not_in(conn: duckdb.DuckDBPyConnection, table: str, column: str, listing: str,

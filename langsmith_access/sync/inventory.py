@@ -39,7 +39,6 @@ from langsmith_access.langsmith import (
     SectionUnavailableError,
     ServiceAccount,
     SsoProvider,
-    WorkspaceGoneError,
 )
 from langsmith_access.langsmith.access_records import redact_short_key
 from langsmith_access.settings import mask_url_credentials
@@ -51,23 +50,32 @@ from langsmith_access.store.sections import (
     latest_audit_window_end,
     record_audit_window,
 )
-from langsmith_access.sync.extract import load_raw
+from langsmith_access.sync.extract import a_few, load_raw
 
 Row = dict[str, Any]
 
 
-def _workspace_service_keys(client: LangSmithClient, shared_workspace_ids: list[str]) -> list[Credential]:
+@dataclass(frozen=True)
+class PartialRead:
+    """A section's records when its read left some out, and what and why (said beside its rows
+    in ``raw.section_reads``, the run's log and the CLI's summary)."""
+
+    records: list[Any]
+    left_out: str
+
+
+def _workspace_service_keys(client: LangSmithClient, shared_workspace_ids: list[str]) -> list[Credential] | PartialRead:
     """Every shared workspace's service keys (one call per workspace). A workspace deleted
-    since the workspaces were listed took its keys with it: the others are read again without
-    it (the reads are all or nothing), rather than failing the inventory."""
-    remaining = list(shared_workspace_ids)
-    while True:
-        try:
-            by_workspace = client.list_service_keys_of_workspaces(remaining)
-        except WorkspaceGoneError as gone:
-            remaining.remove(gone.workspace_id)
-            continue
-        return [key for keys in by_workspace.values() for key in keys]
+    since the workspaces were listed took its keys with it: it is left out and named, rather
+    than failing the inventory."""
+    by_workspace = client.list_service_keys_of_workspaces(shared_workspace_ids, skip_gone=True)
+    keys = [key for keys in by_workspace.values() for key in keys]
+    gone = [workspace_id for workspace_id in dict.fromkeys(shared_workspace_ids) if workspace_id not in by_workspace]
+    if not gone:
+        return keys
+    return PartialRead(
+        keys, f"{len(gone)} workspace(s) deleted since they were listed, their keys with them: {a_few(gone)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class InventorySection:
     ids -> records), and the raw table its records fill."""
 
     name: str
-    read: Callable[[LangSmithClient, list[str]], list[Any]]
+    read: Callable[[LangSmithClient, list[str]], list[Any] | PartialRead]
     table: str
 
 
@@ -152,11 +160,12 @@ def _read_section(
         reads.append(SectionRead.skipped(section.name, plan.skipped[section.name]))
         return []
     try:
-        records = section.read(client, shared_workspace_ids)
+        result = section.read(client, shared_workspace_ids)
     except SectionUnavailableError as unavailable:
         reads.append(SectionRead.skipped(section.name, unavailable.reason))
         return []
-    reads.append(SectionRead.read(section.name, len(records)))
+    records, left_out = (result.records, result.left_out) if isinstance(result, PartialRead) else (result, None)
+    reads.append(SectionRead.read(section.name, len(records), left_out))
     return records
 
 

@@ -282,9 +282,20 @@ def test_the_inventory_reads_past_a_workspace_deleted_since_it_was_listed(serve,
     deleted = next(w for w in shared if any(k.workspace_ids == [w] for k in org.api_keys.values()))
     kept = {k.id for k in org.api_keys.values() if k.kind == WORKSPACE_SERVICE_KEY and k.workspace_ids != [deleted]}
     org.delete_workspace(deleted)  # after the listing the inventory was handed
-    read = get_inventory(client, client.section_plan(), shared)
+    plan = client.section_plan()
+    with pytest.raises(WorkspaceGoneError):  # without skip_gone, all or nothing
+        client.list_service_keys_of_workspaces(shared)
+    logged = len(sandbox.request_log)
+    read = get_inventory(client, plan, shared)
     assert {c.id for c in read.of("credentials") if c.kind == WORKSPACE_SERVICE_KEY} == kept and kept
-    assert ("workspace_service_keys", "read") in {(r.section, r.status) for r in read.reads}
+    [keys_read] = [r for r in read.reads if r.section == "workspace_service_keys"]
+    assert keys_read.status == "read" and keys_read.rows == len(kept)
+    # Named beside its rows, in the run's log, the summary and raw.section_reads.
+    assert keys_read.reason == f"1 workspace(s) deleted since they were listed, their keys with them: {deleted}"
+    assert keys_read.describe().endswith(f" ({keys_read.reason})")
+    # Each workspace's keys read once: the others were not read again without the deleted one.
+    key_reads = [r for r in sandbox.request_log[logged:] if r.path == "/api/v1/api-key" and r.tenant_id]
+    assert sorted(r.tenant_id for r in key_reads) == sorted(shared)
 
 
 def test_a_key_two_routes_list_is_one_credential_of_the_kind_its_own_route_gives(serve):

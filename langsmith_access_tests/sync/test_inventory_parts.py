@@ -5,11 +5,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pytest
 
 from langsmith_access.langsmith import Credential, OrganizationInfo
 from langsmith_access.settings import Settings, SettingsError
-from langsmith_access.store.sections import SectionRead, section_rows_json, skipped_sections_json
+from langsmith_access.store.raw_tables import RAW_SCHEMA
+from langsmith_access.store.sections import (
+    SectionRead,
+    ensure_section_tables,
+    record_section_reads,
+    section_reads,
+    section_rows_json,
+    skipped_sections_json,
+)
 from langsmith_access.sync.inventory import (
     AUDIT_OVERLAP,
     INVENTORY_SECTIONS,
@@ -195,3 +204,15 @@ def test_an_audit_log_the_plan_or_the_route_no_longer_gives_forgets_the_events_l
                                     unused_days=90, fetched_at=NOW)
         assert load is None and read == SectionRead.skipped("audit_events", read.reason)
         assert held() == (0, 0)
+
+
+def test_what_a_read_left_out_is_kept_with_its_rows_and_is_no_skip():
+    left_out = SectionRead.read("workspace_service_keys", 3, "1 workspace(s) deleted since they were listed")
+    conn = duckdb.connect()
+    conn.execute(f"CREATE SCHEMA {RAW_SCHEMA}")
+    ensure_section_tables(conn)
+    record_section_reads(conn, sync_id="run-1", job="inventory", reads=[left_out, SectionRead.read("sso_settings", 1)])
+    assert section_reads(conn, "run-1") == [left_out, SectionRead.read("sso_settings", 1)]
+    assert left_out.describe() == "workspace_service_keys: read 3 rows (1 workspace(s) deleted since they were listed)"
+    assert SectionRead.read("sso_settings", 1).describe() == "sso_settings: read 1 row"
+    assert skipped_sections_json([left_out]) == "{}" and section_rows_json([left_out]) == '{"workspace_service_keys": 3}'
