@@ -95,6 +95,23 @@ def check_api_key(api_key: str, name: str = "LANGSMITH_API_KEY") -> None:
         )
     if any(ch.isspace() for ch in api_key):
         raise SettingsError(f"{name} contains whitespace: paste the key without spaces.")
+    secret = api_key[len(SERVICE_KEY_PREFIX):]
+    if not secret.strip(".…"):
+        raise SettingsError(
+            f"{name} is only a key's prefix (lsv2_sk_, or the docs' placeholder lsv2_sk_...): set it "
+            "to the whole organization-scoped service key."
+        )
+    if "..." in secret or "…" in secret:
+        raise SettingsError(
+            f"{name} is a key's short form as LangSmith lists it (lsv2_sk_...a1b2), not the key: "
+            "LangSmith shows a whole key only once, when it is created. Create a service key with "
+            f"organization scope under Settings > API Keys and set {name} to it."
+        )
+    if not _KEY_CHARACTERS.fullmatch(secret):
+        raise SettingsError(
+            f"{name} holds characters no LangSmith key has (a key is lsv2_sk_ and then letters, "
+            "digits, '_' and '-' only): paste the key as LangSmith showed it when it was created."
+        )
 
 
 def mask_keys(text: str) -> str:
@@ -565,6 +582,9 @@ _KEY_BODY = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]{32}_[0-9a-fA-F]{10}(?![A-Za
 # hold one), and a URL's query string (where tokens travel).
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]+@")
 _URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*")
+# What follows a key's prefix: letters, digits, '_' (and '-', which no key has shown yet but
+# costs nothing to allow).
+_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_\-]+")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ORGS_FILE_EXAMPLE = (
     "- slug: us\n"

@@ -251,6 +251,29 @@ def test_keys_and_their_fragments_are_cut_from_text():
     assert mask_key_fragments(f"body {KEY_BODY.upper()}") == "body ***"
 
 
+@pytest.mark.parametrize(("key", "message"), [
+    ("lsv2_sk_", "LANGSMITH_API_KEY is only a key's prefix"),
+    ("lsv2_sk_...", "LANGSMITH_API_KEY is only a key's prefix"),
+    ("lsv2_sk_…", "LANGSMITH_API_KEY is only a key's prefix"),
+    ("lsv2_sk_...5ec2", "LANGSMITH_API_KEY is a key's short form as LangSmith lists it"),
+    ("lsv2_sk_5ec2…5ec2", "LANGSMITH_API_KEY is a key's short form as LangSmith lists it"),
+    ("lsv2_sk_5ec2e7" * 6 + ";", "LANGSMITH_API_KEY holds characters no LangSmith key has"),
+    ("lsv2_sk_5ec2e7$5ec2e7", "LANGSMITH_API_KEY holds characters no LangSmith key has"),
+])
+def test_a_prefix_a_short_form_or_a_stray_character_is_no_key(key, message):
+    """Each passed the prefix check before, and failed only at LangSmith's 401, whose answer
+    says nothing of the placeholder or the short form copied from the key listing."""
+    with pytest.raises(SettingsError) as error:
+        check_api_key(key)
+    assert str(error.value).startswith(message)
+    assert "5ec2" not in str(error.value)
+
+
+def test_a_key_of_letters_digits_underscores_and_dashes_is_taken():
+    check_api_key("lsv2_sk_" + KEY_BODY)
+    check_api_key("lsv2_sk_" + KEY_BODY.upper() + "-x")
+
+
 @pytest.mark.parametrize("quoted", ['"lsv2_sk_0123456789abcdef"', "'lsv2_sk_0123456789abcdef'", '"lsv2_pt_0123"'])
 def test_a_key_kept_inside_its_quotes_is_named_so_and_never_shown(quoted):
     with pytest.raises(SettingsError, match="LANGSMITH_API_KEY holds the key inside quotes") as error:
