@@ -7,6 +7,7 @@ settings object can never show it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import uuid
@@ -161,7 +162,8 @@ def check_organization_id(organization_id: str, name: str = "LANGSMITH_ORGANIZAT
     """Return the org id in canonical UUID form, or explain what is wrong with it (``name``: where
     the value came from, for the message)."""
     try:
-        return str(uuid.UUID(organization_id.strip()))
+        # Quotes a shell or .env file kept, as for LANGSMITH_ENDPOINT: the UUID inside is meant.
+        return str(uuid.UUID(organization_id.strip().strip("'\"").strip()))
     except (ValueError, AttributeError):
         value = organization_id if len(organization_id or "") <= 64 else organization_id[:64] + "…"
         raise SettingsError(
@@ -381,7 +383,14 @@ def _positive_int(name: str, raw: str) -> int:
 
 
 def _positive_seconds(name: str, raw: str) -> float:
-    return float(_positive_int(name, raw))
+    """A positive, finite number of seconds; a fraction is fine (2.5)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not (math.isfinite(value) and value > 0):
+        raise SettingsError(f"{name} must be a positive number of seconds (such as 30 or 2.5), got {shown(raw)}.")
+    return value
 
 
 def _non_negative_int(name: str, raw: str) -> int:

@@ -77,6 +77,17 @@ def test_bad_values_name_the_variable(variable, value, message):
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize("variable", ["LANGSMITH_ACCESS_TIMEOUT_SECONDS", "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS"])
+def test_seconds_may_be_a_fraction_but_are_positive_and_finite(variable):
+    field = {"LANGSMITH_ACCESS_TIMEOUT_SECONDS": "read_timeout_seconds",
+             "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS": "rate_limit_window_seconds"}[variable]
+    assert getattr(Settings.from_env({variable: " 2.5\n"}), field) == 2.5
+    assert getattr(Settings.from_env({variable: "30"}), field) == 30.0
+    for bad in ("0", "-1", "0.0", "nan", "inf", "thirty", "1,5"):
+        with pytest.raises(SettingsError, match=f"^{variable} must be a positive number of seconds"):
+            Settings.from_env({variable: bad})
+
+
 def test_a_shrink_share_of_exactly_0_or_1_is_allowed():
     assert Settings.from_env({"LANGSMITH_ACCESS_MAX_SHRINK_SHARE": "0"}).max_shrink_share == 0.0
     assert Settings.from_env({"LANGSMITH_ACCESS_MAX_SHRINK_SHARE": "1"}).max_shrink_share == 1.0
@@ -227,7 +238,8 @@ def test_a_client_needs_the_organization_id():
         Settings.from_env({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32}).client()
 
 
-@pytest.mark.parametrize("written", [ORG, f" {ORG}\n", ORG.upper(), "{" + ORG + "}", ORG.replace("-", "")])
+@pytest.mark.parametrize("written", [ORG, f" {ORG}\n", ORG.upper(), "{" + ORG + "}", ORG.replace("-", ""),
+                                     f'"{ORG}"', f"'{ORG}'\n"])
 def test_the_organization_id_is_sent_in_its_canonical_form(written):
     # A newline from a secret file, upper case or braces from another tool: the same UUID,
     # sent as X-Organization-Id the way LangSmith writes it.
