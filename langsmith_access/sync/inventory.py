@@ -206,9 +206,10 @@ def transform_credentials(credentials: Iterable[Credential], sync_id: str, fetch
             "short_key": c.short_key,
             # Free text: a key pasted as its own description is cut as a whole short_key is.
             "description": _scrubbed(c.description),
-            "workspace_names": None if c.workspace_names is None else list(c.workspace_names),
+            # Names an admin typed: free text as well.
+            "workspace_names": None if c.workspace_names is None else [scrub_secrets(n) for n in c.workspace_names],
             "listed_in_workspace_id": c.workspace_id,
-            "default_workspace_name": c.default_workspace_name,
+            "default_workspace_name": _scrubbed(c.default_workspace_name),
             "role_id": c.role_id,
             "org_role_id": c.org_role_id,
             "access_scope": c.access_scope,
@@ -243,7 +244,7 @@ def transform_sso_settings(providers: Iterable[SsoProvider], sync_id: str, fetch
         {
             **_tag(sync_id, fetched_at),
             "sso_provider_id": p.id,
-            "provider_id": p.provider_id,
+            "provider_id": _scrubbed(p.provider_id),  # the identity provider's own id: any text
             "default_workspace_role_id": p.default_workspace_role_id,
             "default_workspace_ids": list(p.default_workspace_ids),
             # A URL an admin typed: a password for the metadata host, or a signed link's token
@@ -253,7 +254,7 @@ def transform_sso_settings(providers: Iterable[SsoProvider], sync_id: str, fetch
             "sso_groups_claim_field": _scrubbed(p.sso_groups_claim_field),
             "sso_groups_required": p.sso_groups_required,
             "sso_groups_role_sync_enabled": p.sso_groups_role_sync_enabled,
-            "attribute_mapping_keys": list(p.attribute_mapping_keys),
+            "attribute_mapping_keys": [scrub_secrets(k) for k in p.attribute_mapping_keys],
         }
         for p in providers
     ]

@@ -67,3 +67,21 @@ def test_a_policy_keeps_when_it_was_made_apart_from_when_it_last_changed():
     [row] = transform_access_policies([policy], "sync-1", NOW)
     assert (row["created_at"], row["updated_at"], row["role_ids"]) == (
         datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), ["r1", "r2"])
+
+
+def test_the_names_and_ids_an_admin_typed_never_carry_a_whole_key_into_the_tables():
+    """Workspace names, the identity provider's id and the attribute mapping's keys are text an
+    admin typed: a key pasted into one is cut as in every other free-text field."""
+    secret = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0a1b2c3d4e"
+    key = Credential.from_api({"id": "k1", "short_key": "lsv2_sk_...a1b2", "description": "ci",
+                               "workspace_names": ["prod", f"ws {secret}"],
+                               "default_workspace_name": f"default {secret}"}, "service_key")
+    sso = SsoProvider.from_api({"id": "p1", "provider_id": f"okta {secret}",
+                                "attribute_mapping": {"keys": {secret: {"name": "x"}, "email": {"name": "email"}}}})
+    [credential_row] = transform_credentials([key], "sync-1", NOW)
+    [sso_row] = transform_sso_settings([sso], "sync-1", NOW)
+    assert secret not in repr(credential_row) and secret not in repr(sso_row)
+    assert credential_row["workspace_names"] == ["prod", "ws lsv2_sk_...3d4e"]
+    assert credential_row["default_workspace_name"] == "default lsv2_sk_...3d4e"
+    assert sso_row["provider_id"] == "okta lsv2_sk_...3d4e"
+    assert sso_row["attribute_mapping_keys"] == ["email", "lsv2_sk_...3d4e"]
