@@ -5,8 +5,10 @@ Whoever raises an event writes it to ``main.notifications`` in the working file 
 transaction as the change it reports. ``deliver_due`` POSTs what is due and records the outcome:
 
 - A delivered row is ``delivered``. A failed attempt keeps the row ``pending`` with
-  ``last_error`` and ``next_attempt_at`` pushed back (30 s, doubling, at most an hour): a
-  receiver that is down delays notifications and loses none.
+  ``last_error`` and ``next_attempt_at`` pushed back (30 s, doubling, at most an hour; longer
+  if the receiver's ``Retry-After`` asks so, up to the hour): a receiver that is down delays
+  notifications and loses none. A receiver that is away or answers 429 is not sent the rest of
+  the batch now: they wait as long as the row that found it so.
 - ``deliver_due`` never raises into its caller (a CLI command, a sensor): a sync or a provisioning
   run never fails because of a notification. Problems are in the ``DeliveryReport`` it returns.
 - Rows are claimed under the writer lease (``next_attempt_at`` moved past the claim window) and
@@ -40,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
+from langsmith_access.langsmith.pacing import retry_after_seconds
 from langsmith_access.settings import KEY_PREFIXES, Org, Secret, Settings, mask_keys, mask_url_credentials
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import scalar
@@ -74,14 +77,39 @@ NOT_TRIED = "not tried this time: the receiver was unreachable or the delivery r
 
 
 @dataclass(frozen=True)
+class _Answer:
+    """What one POST came to: ``failure`` None when the receiver accepted it. ``wait``: how long
+    the receiver asked to be left alone (``Retry-After``). ``rate_limited``: it answered 429."""
+
+    failure: str | None
+    wait: timedelta | None = None
+    rate_limited: bool = False
+
+    @property
+    def stops_delivery(self) -> bool:
+        """The receiver is away or asks to slow down: the rows after this one are not posted
+        now (each would only fail the same way, and a 429 asks for fewer requests, not more)."""
+        return self.rate_limited or (self.failure is not None and self.failure.startswith(_UNREACHABLE))
+
+
+@dataclass(frozen=True)
 class _Attempt:
-    """One claimed row after a delivery: ``failure`` None when delivered; ``tried`` False when
-    the delivery stopped before it (the attempt its claim counted is given back)."""
+    """One claimed row after a delivery: ``answer.failure`` None when delivered; ``tried`` False
+    when the delivery stopped before it (the attempt its claim counted is given back)."""
 
     row_id: str
     attempts: int
-    failure: str | None
+    answer: _Answer
     tried: bool = True
+
+    @property
+    def failure(self) -> str | None:
+        return self.answer.failure
+
+    def retry_delay(self) -> timedelta:
+        """The backoff of its attempts, or longer if the receiver asked so."""
+        backoff = retry_delay(self.attempts)
+        return max(backoff, self.answer.wait) if self.answer.wait is not None else backoff
 
 
 def iso(moment: datetime) -> str:
@@ -291,7 +319,11 @@ def post(webhook: Webhook, payload: Mapping, notification_id: str | None = None)
     not: the kind of failure, never the address (exception texts may hold the URL, so none is
     passed on). ``notification_id`` goes as the ``Idempotency-Key`` header: a notification sent
     twice (at least once means sometimes twice) carries the same key."""
-    answer: list[str | None] = []
+    return _post_within_timeout(webhook, payload, notification_id).failure
+
+
+def _post_within_timeout(webhook: Webhook, payload: Mapping, notification_id: str | None) -> _Answer:
+    answer: list[_Answer] = []
     # urllib's timeout bounds each socket operation, not the whole exchange: the POST runs on a
     # daemon thread, waited for at most the timeout; one cut off ends on its own socket timeout.
     worker = threading.Thread(target=lambda: answer.append(_post(webhook, payload, notification_id)),
@@ -299,18 +331,18 @@ def post(webhook: Webhook, payload: Mapping, notification_id: str | None = None)
     worker.start()
     worker.join(webhook.timeout_seconds)
     if not answer:
-        return _network_failure(TimeoutError(), webhook.timeout_seconds)
+        return _Answer(_network_failure(TimeoutError(), webhook.timeout_seconds))
     return answer[0]
 
 
-def _post(webhook: Webhook, payload: Mapping, notification_id: str | None) -> str | None:
+def _post(webhook: Webhook, payload: Mapping, notification_id: str | None) -> _Answer:
     headers = {"Content-Type": "application/json", "User-Agent": "langsmith-access"}
     if notification_id is not None:
         headers["Idempotency-Key"] = notification_id
     try:
         url, authorization = _without_credentials(webhook.url.reveal())
     except ValueError:  # a port that is no port (the text is not shown: it holds the URL)
-        return "the webhook URL cannot be used (its port is not a number from 1 to 65535)"
+        return _Answer("the webhook URL cannot be used (its port is not a number from 1 to 65535)")
     if authorization:
         headers["Authorization"] = authorization
     try:
@@ -320,18 +352,28 @@ def _post(webhook: Webhook, payload: Mapping, notification_id: str | None) -> st
             response.read(65536)
             status = response.status
     except urllib.error.HTTPError as error:
-        redirect = " (redirects are not followed: set the final URL)" if 300 <= error.code < 400 else ""
-        return f"the receiver answered HTTP {error.code}{redirect}"
+        return _error_answer(error.code, error.headers.get("Retry-After") if error.headers else None)
     except urllib.error.URLError as error:
-        return _network_failure(error.reason, webhook.timeout_seconds)
+        return _Answer(_network_failure(error.reason, webhook.timeout_seconds))
     except (OSError, http.client.HTTPException) as error:
         # A receiver that closes the connection mid-answer raises http.client's errors.
-        return _network_failure(error, webhook.timeout_seconds)
+        return _Answer(_network_failure(error, webhook.timeout_seconds))
     except ValueError as error:
-        return f"could not send ({type(error).__name__}: check LANGSMITH_ACCESS_WEBHOOK_URL)"
+        return _Answer(f"could not send ({type(error).__name__}: check LANGSMITH_ACCESS_WEBHOOK_URL)")
     if not 200 <= status < 300:
-        return f"the receiver answered HTTP {status}"
-    return None
+        return _Answer(f"the receiver answered HTTP {status}")
+    return _Answer(None)
+
+
+def _error_answer(status: int, retry_after: str | None) -> _Answer:
+    """An error answer: its status, and the wait a ``Retry-After`` asked for (at most the
+    longest backoff, so a receiver cannot park the outbox for days)."""
+    redirect = " (redirects are not followed: set the final URL)" if 300 <= status < 400 else ""
+    seconds = retry_after_seconds(retry_after, longest=LONGEST_RETRY.total_seconds())
+    asked = f"; it asked to wait {seconds:g} s" if seconds else ""
+    limited = " (rate limited)" if status == 429 else ""
+    return _Answer(f"the receiver answered HTTP {status}{redirect}{limited}{asked}",
+                   wait=timedelta(seconds=seconds) if seconds else None, rate_limited=status == 429)
 
 
 def _network_failure(reason: object, timeout_seconds: float) -> str:
@@ -421,18 +463,18 @@ def deliver_due_for_orgs(orgs: Iterable[Org], **options) -> dict[str, DeliveryRe
 
 
 def _post_while_worthwhile(webhook: Webhook, due: list[tuple[str, int, dict]], budget_seconds: float) -> list[_Attempt]:
-    """Post the claimed rows in order until the receiver proves unreachable or the budget is
-    spent; the rows after that are not tried."""
+    """Post the claimed rows in order until the receiver proves unreachable, asks to slow down
+    (429) or the budget is spent; the rows after that are not tried."""
     deadline = time.monotonic() + budget_seconds
     outcomes: list[_Attempt] = []
     stopped = False
     for row_id, attempts, payload in due:
         if stopped or time.monotonic() >= deadline:
-            outcomes.append(_Attempt(row_id, attempts, NOT_TRIED, tried=False))
+            outcomes.append(_Attempt(row_id, attempts, _Answer(NOT_TRIED), tried=False))
             continue
-        failure = post(webhook, payload, row_id)
-        outcomes.append(_Attempt(row_id, attempts, failure))
-        stopped = failure is not None and failure.startswith(_UNREACHABLE)
+        answer = _post_within_timeout(webhook, payload, row_id)
+        outcomes.append(_Attempt(row_id, attempts, answer))
+        stopped = answer.stops_delivery
     return outcomes
 
 
@@ -482,12 +524,13 @@ def _claim_due(
 
 
 def _record(database: AccessDatabase, now: datetime, outcomes: list[_Attempt], lease_timeout_seconds: float) -> None:
-    """Each claimed row's outcome. A row not tried waits as long as the unreachable receiver's
-    row before it (the rows stay in order), or is due at once when the budget ran out."""
+    """Each claimed row's outcome. A row not tried waits as long as the row before it that found
+    the receiver away or rate limiting (the rows stay in order), or is due at once when the
+    budget ran out."""
     if not outcomes:
         return
-    unreachable = next((o for o in outcomes if o.failure is not None and o.failure.startswith(_UNREACHABLE)), None)
-    not_tried_until = now + retry_delay(unreachable.attempts) if unreachable is not None else now
+    stopper = next((o for o in outcomes if o.tried and o.answer.stops_delivery), None)
+    not_tried_until = now + stopper.retry_delay() if stopper is not None else now
     with database.writer_lease("record notification deliveries", timeout_seconds=lease_timeout_seconds):
         with database.connect() as conn:
             conn.execute("BEGIN")
@@ -509,7 +552,7 @@ def _record(database: AccessDatabase, now: datetime, outcomes: list[_Attempt], l
                         conn.execute(
                             "UPDATE main.notifications SET last_error = ?, next_attempt_at = ? "
                             "WHERE notification_id = ?",
-                            [outcome.failure, now + retry_delay(outcome.attempts), outcome.row_id],
+                            [outcome.failure, now + outcome.retry_delay(), outcome.row_id],
                         )
                 conn.execute("COMMIT")
             except BaseException:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import email.utils
 import json
 import math
 import random
@@ -73,7 +72,7 @@ from langsmith_access.langsmith.errors import (
     UnexpectedResponseError,
     WorkspaceGoneError,
 )
-from langsmith_access.langsmith.pacing import CallStats, RateLimiter
+from langsmith_access.langsmith.pacing import CallStats, RateLimiter, retry_after_seconds
 from langsmith_access.langsmith.records import (
     EnrichedMember,
     OrgMember,
@@ -1518,25 +1517,4 @@ def _server_retry_hint(response: requests.Response) -> float | None:
         milliseconds = -1.0
     if milliseconds >= 0 and math.isfinite(milliseconds):
         return min(milliseconds / 1000.0, MAX_RETRY_AFTER_SECONDS)
-    return _retry_after_seconds(response.headers.get("Retry-After"))
-
-
-def _retry_after_seconds(raw: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds (a number, or an HTTP date, counted from ``now``: the clock by
-    default), capped; None if absent or bad."""
-    if raw is None or not raw.strip():
-        return None
-    raw = raw.strip()
-    try:
-        seconds = float(raw)
-        if not math.isfinite(seconds):
-            return None
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+    return retry_after_seconds(response.headers.get("Retry-After"), longest=MAX_RETRY_AFTER_SECONDS)

@@ -1,13 +1,16 @@
-"""Client-side pacing: a shared request-rate limiter, and the counters a run reports."""
+"""Client-side pacing: a shared request-rate limiter, the counters a run reports, and how long a
+server's ``Retry-After`` asks to wait (LangSmith's, and a webhook receiver's)."""
 
 from __future__ import annotations
 
 import collections
+import email.utils
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 WINDOW_SECONDS = 60.0
 # LangSmith also counts each key's requests per 10 seconds (1000 on Cloud US/EU, half its 2000
@@ -100,3 +103,24 @@ class CallStats:
                 "connection_errors": self.connection_errors,
                 "wait_seconds": round(self.wait_seconds, 3),
             }
+
+
+def retry_after_seconds(raw: str | None, *, longest: float, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds (a number, or an HTTP date, counted from ``now``: the clock by
+    default), at most ``longest``; None if absent or bad."""
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+        if not math.isfinite(seconds):
+            return None
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), longest)

@@ -39,6 +39,8 @@ class WebhookReceiver:
         self.delay_seconds = 0.0
         self.trickle_seconds = 0.0
         self.location: str | None = None
+        self.retry_after: str | None = None  # a Retry-After header on its answers
+        self.posts = 0  # every POST it answered, refused ones included
         self.received: list[Received] = []
         self.gets: list[tuple[str, str | None]] = []  # (path, Authorization)
         self._lock = threading.Lock()
@@ -58,6 +60,7 @@ class WebhookReceiver:
                 body = json.loads(self.rfile.read(length) or b"null")
                 with receiver._lock:
                     status, delay, trickle = receiver.status, receiver.delay_seconds, receiver.trickle_seconds
+                    receiver.posts += 1
                     if status < 300:  # what a receiver accepted is what it received
                         receiver.received.append(Received(self.path, self.headers.get("Content-Type"), body,
                                                           self.headers.get("Authorization"),
@@ -77,6 +80,8 @@ class WebhookReceiver:
                 self.send_response(status)
                 if receiver.location:
                     self.send_header("Location", receiver.location)
+                if receiver.retry_after is not None:
+                    self.send_header("Retry-After", receiver.retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -414,6 +414,47 @@ def test_a_payload_refused_is_retried_alone_and_the_rest_are_still_posted(databa
     assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, T0 + retry_delay(1))] * 3
 
 
+def test_a_receiver_that_rate_limits_is_sent_nothing_more_until_it_asked_and_loses_nothing(database):
+    # Slack answers a burst with 429 and Retry-After: the rest of the batch would only be refused
+    # too (each counting an attempt and pushing its own retry back), so they wait with it.
+    ids = [add(database, "request.applied", request_id=f"r-{i}") for i in range(4)]
+    with WebhookReceiver() as receiver:
+        receiver.status, receiver.retry_after = 429, "600"
+        limited = deliver_due(database, webhook(receiver), now=T0)
+        assert receiver.posts == 1
+        assert [limited.failed[i] for i in ids] == [
+            "the receiver answered HTTP 429 (rate limited); it asked to wait 600 s"] + [NOT_TRIED] * 3
+        asked = T0 + timedelta(seconds=600)  # longer than the first backoff (30 s): the receiver's wait
+        assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, asked)] + [(0, asked)] * 3
+        assert deliver_due(database, webhook(receiver), now=asked - timedelta(seconds=1)).attempted == 0
+        # Without Retry-After: the backoff, and still nothing more posted now.
+        receiver.retry_after = None
+        again = deliver_due(database, webhook(receiver), now=asked)
+        assert receiver.posts == 2 and again.failed[ids[0]] == "the receiver answered HTTP 429 (rate limited)"
+        assert {r["next_attempt_at"] for r in rows(database)} == {asked + retry_delay(2)}
+        receiver.status = 200
+        done = deliver_due(database, webhook(receiver), now=asked + retry_delay(2))
+    assert done.delivered == ids
+    assert [b["request_id"] for b in receiver.bodies()] == [f"r-{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize(("retry_after", "wait"), [
+    ("120", timedelta(seconds=120)),  # longer than the backoff: as asked
+    ("5", retry_delay(1)),  # shorter: the backoff
+    ("86400", timedelta(hours=1)),  # a day: at most the longest backoff
+    ("Wed, 21 Oct 2015 07:28:00 GMT", retry_delay(1)),  # a date gone by: the backoff
+    ("soon", retry_delay(1)),
+])
+def test_a_retry_after_on_any_error_answer_is_waited_up_to_the_longest_backoff(database, retry_after, wait):
+    # A 503 is about the receiver's moment, not a reason to hold back the other rows: they are posted.
+    ids = [add(database, "request.failed", request_id=f"r-{i}") for i in range(2)]
+    with WebhookReceiver() as receiver:
+        receiver.status, receiver.retry_after = 503, retry_after
+        report = deliver_due(database, webhook(receiver), now=T0)
+    assert receiver.posts == 2 and set(report.failed) == set(ids)
+    assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, T0 + wait)] * 2
+
+
 def test_the_webhook_format_setting_is_the_format_posted():
     url = Secret("https://hooks.example.com/T0/B0/x")
     slack = Webhook.from_settings(Settings(webhook_url=url, webhook_format="slack"))

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from langsmith_access.langsmith import EnrichedMember, OrgMember, Role, UnexpectedResponseError, Workspace
-from langsmith_access.langsmith.client import _retry_after_seconds
-from langsmith_access.langsmith.pacing import RateLimiter
+from langsmith_access.langsmith.client import MAX_RETRY_AFTER_SECONDS
+from langsmith_access.langsmith.pacing import RateLimiter, retry_after_seconds
 from langsmith_access.settings import Secret, Settings, SettingsError, check_api_key
 
 # The payloads of ../shared/langsmith-api.md's examples.
@@ -121,6 +121,10 @@ def test_enriched_member_pending_and_active():
     # sync keeps the previous sync's values instead of reading "" as a new email or name.
     withheld = EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "email": "", "display_name": ""})
     assert (withheld.email, withheld.display_name) == (None, None)
+
+
+def _retry_after_seconds(raw, now=None):
+    return retry_after_seconds(raw, longest=MAX_RETRY_AFTER_SECONDS, now=now)
 
 
 def test_retry_after_seconds_and_http_date():
