@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -43,9 +44,34 @@ def temporary_workdir(prefix: str) -> Path:
     """A new temporary directory for one benchmark's databases, which its ``finally`` removes.
     A SIGTERM (``timeout``, ``kill``) now ends the benchmark through those ``finally`` blocks,
     as Ctrl-C does: Python's default ends the process where it stands, which left a 20,000-member
-    run's databases (gigabytes) in the temporary directory."""
+    run's databases (gigabytes) in the temporary directory. A SIGKILL (``kill -9``, the OOM
+    killer) runs no ``finally``: its name carries the process id, so the next run of any
+    benchmark with that prefix removes it (``remove_left_by_dead_runs``)."""
+    remove_left_by_dead_runs(prefix)
     signal.signal(signal.SIGTERM, _exit_through_finally)
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}pid{os.getpid()}-"))
+
+
+def remove_left_by_dead_runs(prefix: str) -> list[Path]:
+    """Remove the temporary directories of ``prefix`` whose benchmark process is gone; the ones
+    removed. One of a live process (another benchmark running now) is left alone."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{prefix}pid*-*"):
+        pid = path.name[len(prefix) + len("pid"):].partition("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _exit_through_finally(signum: int, frame: object) -> None:

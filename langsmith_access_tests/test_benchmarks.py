@@ -78,3 +78,21 @@ def test_a_benchmark_stopped_with_sigterm_removes_its_temporary_directory(tmp_pa
             bench.wait()
     assert bench.returncode == 128 + signal.SIGTERM, stderr
     assert list(tmp_path.glob("langsmith-access-event-log-*")) == [], stderr
+
+
+def test_the_directory_a_killed_benchmark_left_is_removed_by_the_next_one(tmp_path, monkeypatch):
+    # SIGKILL runs no finally: the directory's name says whose it was, and the next benchmark
+    # removes it once that process is gone, never one of a benchmark still running.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_support = importlib.import_module("bench_support")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    killed = tmp_path / f"langsmith-access-sync-bench-pid{gone.pid}-x1"
+    running = tmp_path / f"langsmith-access-sync-bench-pid{os.getpid()}-x2"
+    other_kind = tmp_path / f"langsmith-access-orgs-bench-pid{gone.pid}-x3"
+    not_ours = tmp_path / "langsmith-access-sync-bench-notes"
+    for path in (killed, running, other_kind, not_ours):
+        (path / "db").mkdir(parents=True)
+    assert bench_support.remove_left_by_dead_runs("langsmith-access-sync-bench-") == [killed]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (running, other_kind, not_ours))
