@@ -1,15 +1,28 @@
 """The executor on its own (no Dagster, no sync, no dbt): a queue in an in-memory DuckDB, the
-sandbox serving a generated org. What live validation refuses, and how often a write is tried."""
+sandbox serving a generated org. What live validation refuses, how often a write is tried, and
+what a run records and decides when a write is refused or lost, or a run died after its write."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import timedelta
 
 import duckdb
 import pytest
 
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.provisioning import queue
-from langsmith_access.provisioning.executor import MAX_WRITE_ATTEMPTS, Provisioner
+from langsmith_access.provisioning.executor import (
+    ADMIN_ACCESS_REMAINS,
+    MAX_WRITE_ATTEMPTS,
+    ORG_LISTING_PATH,
+    ORG_MEMBER_LOOKUP_PATH,
+    WORKSPACE_MEMBERS_PATH,
+    OrgSnapshot,
+    Provisioner,
+)
 from langsmith_access.sandbox import SandboxServer
 from langsmith_access.sandbox.routing import ApiResponse
 from langsmith_access.store.schema import ensure_schema
@@ -41,8 +54,8 @@ def queued(conn, action, member, workspace, role, **columns) -> dict:
     return request
 
 
-def provision(sandbox, conn, *requests):
-    provisioner = Provisioner(client_for(sandbox), conn, run_id="run-1")
+def provision(sandbox, conn, *requests, **options):
+    provisioner = Provisioner(client_for(sandbox), conn, run_id="run-1", **options)
     return {o.request_id: o for o in provisioner.process_all(list(requests))}
 
 
@@ -70,6 +83,7 @@ def status_of(conn, request_id):
     ("role deleted", "no longer exists in LangSmith"),
     ("organization role", "is an organization role: read-only here"),
     ("workspace deleted", "is deleted now"),
+    ("workspace gone", "no longer exists in LangSmith"),
     ("personal workspace", "is personal now"),
     ("member left", "is not an active org member any more"),
 ])
@@ -85,6 +99,9 @@ def test_what_changed_in_langsmith_since_queuing_is_rejected_live_and_nothing_is
     elif change == "workspace deleted":
         request = queued(conn, "grant", member, workspace, role)
         org.delete_workspace(workspace.id)
+    elif change == "workspace gone":  # not even listed as deleted: purged, or out of the key's sight
+        request = queued(conn, "grant", member, workspace, role)
+        del org.workspaces[workspace.id]
     elif change == "personal workspace":
         personal = next(w for w in org.all_workspaces() if w.is_personal and not w.is_deleted)
         request = queued(conn, "grant", member, personal, role)
@@ -175,3 +192,350 @@ def test_a_grant_already_satisfied_extends_only_a_time_bound_grant_and_ends_by_u
     else:
         assert expires_at is None
     assert writes(sandbox) == []
+
+
+# ------------------------------------------------------------------ details of the closed loop
+#
+# What a run records and decides beyond the happy path: which read answered (the org listing of
+# a big batch, or a read per request), a write refused or lost on its first try, a run that died
+# after its write, and the notification each outcome raises.
+
+
+def provision_by_listing(sandbox, conn, *requests, **options):
+    """As a batch of MIN_REQUESTS_FOR_ORG_LISTING or more is provisioned: one listing of the
+    whole org before the first write (and one after the last)."""
+    client = client_for(sandbox)
+    provisioner = Provisioner(client, conn, run_id="run-1", snapshot=OrgSnapshot.read(client), **options)
+    return {o.request_id: o for o in provisioner.process_all(list(requests))}
+
+
+def events(conn, request_id) -> list[tuple[str, dict]]:
+    return [(kind, json.loads(detail)) for kind, detail in conn.execute(
+        'SELECT kind, detail FROM main.provisioning_events WHERE request_id = ? ORDER BY "at"',
+        [request_id]).fetchall()]
+
+
+def scim_provisioned(member) -> bool:
+    return any(m.provisioning_method == "scim" for m in member.linked_login_methods)
+
+
+def observations(conn, request_id):
+    return conn.execute("SELECT role_id, workspace_identity_id, observed FROM raw.provisioning_observations "
+                        "WHERE request_id = ? ORDER BY verified_at", [request_id]).fetchall()
+
+
+@pytest.mark.parametrize("read", ["org listing", "member lookup"])
+def test_each_read_is_audited_as_the_read_it_was_and_the_verified_identity_is_recorded(live, read):
+    """A big batch validates and reads through the org listing, a small one per request: each
+    event names the route that answered. Either way the member's new workspace identity is what
+    the grant's end later checks it still removes the membership the grant made."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+
+    outcome = (provision_by_listing if read == "org listing" else provision)(sandbox, conn, request)[
+        request["request_id"]]
+
+    assert outcome.status == "applied", outcome
+    identity = org.membership(workspace.id, member.ls_user_id).id
+    assert observations(conn, request["request_id"]) == [(request["role_id"], identity, "verified")]
+    audit = dict(events(conn, request["request_id"]))
+    listing = read == "org listing"
+    assert audit["validated_live"]["source"] == read
+    assert audit["validated_live"]["path"] == (ORG_LISTING_PATH if listing else ORG_MEMBER_LOOKUP_PATH)
+    assert audit["read_live"] == {"method": "GET", "path": ORG_LISTING_PATH if listing else WORKSPACE_MEMBERS_PATH,
+                                  "status_code": 200, "workspace_id": workspace.id, "member": False,
+                                  "role_id": None}
+    assert audit["verified"]["path"] == (ORG_LISTING_PATH if listing else WORKSPACE_MEMBERS_PATH)
+    assert audit["verified"]["member"] is True and audit["verified"]["role_id"] == request["role_id"]
+
+
+def test_a_batch_write_refused_because_someone_made_the_change_is_re_read_live_and_settled(live):
+    """The org listing of a big batch is taken before any write. Someone adds the member between
+    the listing and the write (409): the request is read again live, not from the listing, found
+    done, and settled applied after that one write."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    viewer = workspace_role(org, "Viewer")
+    request = queued(conn, "grant", member, workspace, viewer)
+    refused = []
+
+    def added_by_someone_just_before(respond, r):
+        if r.method == "POST" and not refused:
+            refused.append(r.path)
+            org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
+        return respond(r)
+
+    wrap_respond(sandbox, added_by_someone_just_before)
+
+    outcome = provision_by_listing(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
+    assert outcome.writes == 1 and len(writes(sandbox)) == 1
+    audit = events(conn, request["request_id"])
+    assert [d["status_code"] for kind, d in audit if kind == "write_answered"] == [409]
+    assert [kind for kind, _ in audit].count("write_conflict") == 1
+
+
+def test_a_write_lost_before_it_reached_langsmith_is_sent_again_after_one_scim_warning(live):
+    """A 502 on the first write (nothing applied): re-read, planned again, sent again. The member
+    is SCIM-provisioned: the warning comes once, before the first write, not with every try."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    member = next(m for m in org.active_members()
+                  if m.ls_user_id not in workspace.memberships and not m.is_disabled and scim_provisioned(m))
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    unanswered = []
+
+    def first_write_unanswered(respond, r):
+        if r.method in WRITES and not unanswered:
+            unanswered.append(r.path)
+            return ApiResponse(502, {"detail": "Bad Gateway"})
+        return respond(r)
+
+    wrap_respond(sandbox, first_write_unanswered)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.writes == 2, outcome
+    assert org.membership(workspace.id, member.ls_user_id) is not None
+    audit = events(conn, request["request_id"])
+    kinds = [kind for kind, _ in audit]
+    assert kinds.count("scim_warning") == 1 and kinds.index("scim_warning") < kinds.index("write_sent")
+    assert [d["status_code"] for kind, d in audit if kind == "write_answered"] == [502, 200]
+    assert [d["maybe_applied"] for kind, d in audit if kind == "write_uncertain"] == [True]
+
+
+def test_a_membership_removed_between_the_read_and_the_role_change_is_planned_again(live):
+    """Someone removes the member between our read and our role change (404): planned again from
+    a new read, the grant adds them back with the role it asks for."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    member = org.members[held.ls_user_id]
+    role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held.role_id)
+    request = queued(conn, "grant", member, workspace, role)
+    removed = []
+
+    def removed_by_someone_just_before(respond, r):
+        if r.method == "PATCH" and not removed:
+            removed.append(r.path)
+            org.remove_workspace_membership(workspace.id, member.ls_user_id)
+        return respond(r)
+
+    wrap_respond(sandbox, removed_by_someone_just_before)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied", outcome
+    assert [w.method for w in writes(sandbox)] == ["PATCH", "POST"]
+    assert org.membership(workspace.id, member.ls_user_id).role_id == role.id
+    audit = events(conn, request["request_id"])
+    assert [d["status_code"] for kind, d in audit if kind == "write_answered"] == [404, 200]
+    assert "write_conflict" in [kind for kind, _ in audit]
+
+
+def organization_admin_in_a_shared_workspace(org):
+    admin_role = org.role_by_name("ORGANIZATION_ADMIN").id
+    return next((m, ws) for m in org.active_members() if m.org_role_id == admin_role and not m.is_disabled
+                for ws in org.shared_workspaces() if m.ls_user_id in ws.memberships)
+
+
+def test_only_a_settled_revoke_of_an_organization_admins_role_says_admin_access_remains(live):
+    """The sentence is about what a revoke leaves: a grant to an Organization Admin says nothing
+    of it, nor does a revoke that failed (the role is still there)."""
+    sandbox, org, conn = live
+    admin, workspace = organization_admin_in_a_shared_workspace(org)
+    held = org.role(workspace.memberships[admin.ls_user_id].role_id)
+    other = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held.id)
+    grant = queued(conn, "grant", admin, workspace, other)
+    assert provision(sandbox, conn, grant)[grant["request_id"]].status == "applied"
+    revoke = queued(conn, "revoke", admin, workspace, other)
+    wrap_respond(sandbox, lambda respond, r: ApiResponse(409, {"detail": "no"}) if r.method == "DELETE"
+                 else respond(r))
+
+    outcome = provision(sandbox, conn, revoke)[revoke["request_id"]]
+
+    assert outcome.status == "failed", outcome
+    assert org.membership(workspace.id, admin.ls_user_id).role_id == other.id
+    for request in (grant, revoke):
+        assert ADMIN_ACCESS_REMAINS not in status_of(conn, request["request_id"])[1]
+
+
+def test_a_role_change_a_dead_run_wrote_keeps_the_role_it_replaced_for_the_grants_end(live, monkeypatch):
+    """A run dies right after its role change reached LangSmith. The next run settles it from
+    live state and records as its prior role the one the dead run's plan replaced (what the
+    grant's end restores), not the role it finds now."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    member, held_role_id = org.members[held.ls_user_id], held.role_id
+    role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held_role_id)
+    request = queued(conn, "grant", member, workspace, role, access_duration_seconds=3600)
+    real_set = LangSmithClient.set_workspace_member_role
+
+    def set_then_die(self, *args, **kwargs):
+        real_set(self, *args, **kwargs)
+        raise RuntimeError("simulated crash after the write, before it was recorded")
+
+    monkeypatch.setattr(LangSmithClient, "set_workspace_member_role", set_then_die)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        provision(sandbox, conn, request)
+    monkeypatch.undo()
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
+    assert len(writes(sandbox)) == 1
+    [(prior_role_id,)] = conn.execute("SELECT prior_role_id FROM main.provisioning_requests WHERE request_id = ?",
+                                      [request["request_id"]]).fetchall()
+    assert prior_role_id == held_role_id
+
+
+def test_a_time_bound_grant_two_dead_runs_wrote_for_runs_from_the_first_write(live):
+    """Two runs died after sending a write for the same grant (the second one's took): the member
+    may have held the role since the first, so the grant's hour runs from the first write."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    viewer = workspace_role(org, "Viewer")
+    request = queued(conn, "grant", member, workspace, viewer, status="in_progress", access_duration_seconds=3600)
+    first_write = queue.now_utc() - timedelta(hours=3)
+    for at, run_id in ((first_write, "dead-run-1"), (first_write + timedelta(hours=1), "dead-run-2")):
+        queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST"}, at=at, run_id=run_id)
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
+    assert writes(sandbox) == []
+    [(expires_at,)] = conn.execute("SELECT expires_at FROM main.provisioning_requests WHERE request_id = ?",
+                                   [request["request_id"]]).fetchall()
+    assert expires_at == first_write + timedelta(hours=1)
+
+
+def test_a_requests_events_are_in_order_even_where_the_clock_does_not_move(live, monkeypatch):
+    """Events are ordered by time: a clock that gives the same instant twice (a coarse one) still
+    gives each event of a request a later time than the one before."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    frozen = queue.now_utc()
+    monkeypatch.setattr(queue, "now_utc", lambda: frozen)
+
+    assert provision(sandbox, conn, request)[request["request_id"]].status == "applied"
+
+    rows = conn.execute('SELECT kind, "at" FROM main.provisioning_events WHERE request_id = ? ORDER BY "at"',
+                        [request["request_id"]]).fetchall()
+    assert [kind for kind, _ in rows] == ["validated_live", "read_live", "planned", "write_sent", "write_answered",
+                                          "verified", "settled"]
+    assert all(earlier < later for (_, earlier), (_, later) in zip(rows, rows[1:])), rows
+
+
+@pytest.mark.parametrize("refused", ["the verifying listing", "the listing and the read-back"])
+def test_a_verifying_listing_that_is_refused_is_replaced_by_reading_the_request_back(live, refused):
+    """The listing after the batch's writes is refused (403, not an outage): each write is read
+    back on its own instead. A read-back refused in turn fails that request, and the run goes on."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    listings, lines = [], []
+
+    def refuse_after_the_write(respond, r):
+        written = bool(writes(sandbox))
+        if r.method == "GET" and r.path == ORG_LISTING_PATH:
+            listings.append(r.path)
+            if written:
+                return ApiResponse(403, {"detail": "Forbidden"})
+        if r.method == "GET" and r.path == WORKSPACE_MEMBERS_PATH and written and refused != "the verifying listing":
+            return ApiResponse(403, {"detail": "Forbidden"})
+        return respond(r)
+
+    wrap_respond(sandbox, refuse_after_the_write)
+
+    outcome = provision_by_listing(sandbox, conn, request, log=lines.append)[request["request_id"]]
+
+    assert len(listings) == 2 and any("the verifying listing failed" in line for line in lines), lines
+    assert org.membership(workspace.id, member.ls_user_id) is not None
+    if refused == "the verifying listing":
+        assert outcome.status == "applied", outcome
+        assert dict(events(conn, request["request_id"]))["verified"]["path"] == WORKSPACE_MEMBERS_PATH
+    else:
+        assert outcome.status == "failed" and "403" in outcome.detail, outcome
+    assert status_of(conn, request["request_id"])[0] == outcome.status
+
+
+def test_a_rejected_request_and_a_failed_end_of_a_grant_are_notified_as_failed(live):
+    """``request.failed`` for a request refused live as for one whose write failed; the end of a
+    grant that failed has ended nothing, so it is no ``access.expired``."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    too_late = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"),
+                      access_until=queue.now_utc() - timedelta(minutes=1))
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    holder, role = org.members[held.ls_user_id], org.role(held.role_id)
+    grant = queued(conn, "grant", holder, workspace, role, status="applied", prior_role_id=None,
+                   updated_at=queue.now_utc() - timedelta(hours=1))
+    end = queued(conn, "revoke", holder, workspace, role, parent_request_id=grant["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+    wrap_respond(sandbox, lambda respond, r: ApiResponse(409, {"detail": "no"}) if r.method == "DELETE"
+                 else respond(r))
+
+    outcomes = provision(sandbox, conn, too_late, end, notifier=Notifier(org="acme", enabled=True))
+
+    assert {o.request_id: o.status for o in outcomes.values()} == {
+        too_late["request_id"]: "rejected", end["request_id"]: "failed"}
+    notified = sorted((event, json.loads(payload)["request_id"]) for event, payload in conn.execute(
+        "SELECT event, payload FROM main.notifications").fetchall())
+    assert notified == sorted([("request.failed", too_late["request_id"]), ("request.failed", end["request_id"])])
+
+
+def test_once_langsmith_stops_answering_the_run_tries_no_further_request(live):
+    """LangSmith stops answering right after the first write: the read verifying it is the last
+    call of the run (no other request is even validated, each would only fail the same way).
+    The written request stays in progress for the next run, the others go back to pending."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    outsiders = [m for m in org.active_members()
+                 if m.ls_user_id not in workspace.memberships and not m.is_disabled][:3]
+    requests = [queued(conn, "grant", m, workspace, workspace_role(org, "Viewer"), status="in_progress")
+                for m in outsiders]
+    unanswered = []
+
+    def down_after_the_first_write(respond, r):
+        if writes(sandbox) and r.method not in WRITES:
+            unanswered.append(r.path)
+            return ApiResponse(503, {"detail": "Service Unavailable"})
+        return respond(r)
+
+    wrap_respond(sandbox, down_after_the_first_write)
+    provisioner = Provisioner(client_for(sandbox, max_retries=0), conn, run_id="run-1")
+
+    assert provisioner.process_all(requests) == [] and provisioner.unreachable is not None
+    assert unanswered == [WORKSPACE_MEMBERS_PATH] and len(writes(sandbox)) == 1
+    first, *rest = (r["request_id"] for r in requests)
+    assert provisioner.release_unsettled(requests) == rest
+    assert [status_of(conn, request_id)[0] for request_id in (first, *rest)] == ["in_progress", "pending", "pending"]
+
+
+def test_a_time_bound_grants_clock_starts_when_it_is_applied_not_when_its_write_went_out(live):
+    """DESIGN.md section 10: ``expires_at = applied_at + duration``. The write takes a while to
+    be answered; the hour counts from the grant's verification, after the answer."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"), access_duration_seconds=3600)
+    answered = []
+
+    def slow_write(respond, r):
+        response = respond(r)
+        if r.method in WRITES:
+            time.sleep(0.5)
+            answered.append(queue.now_utc())
+        return response
+
+    wrap_respond(sandbox, slow_write)
+
+    assert provision(sandbox, conn, request)[request["request_id"]].status == "applied"
+
+    [(expires_at,)] = conn.execute("SELECT expires_at FROM main.provisioning_requests WHERE request_id = ?",
+                                   [request["request_id"]]).fetchall()
+    assert expires_at >= answered[0] + timedelta(hours=1)
