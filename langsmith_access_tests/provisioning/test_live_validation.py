@@ -539,3 +539,38 @@ def test_a_time_bound_grants_clock_starts_when_it_is_applied_not_when_its_write_
     [(expires_at,)] = conn.execute("SELECT expires_at FROM main.provisioning_requests WHERE request_id = ?",
                                    [request["request_id"]]).fetchall()
     assert expires_at >= answered[0] + timedelta(hours=1)
+
+
+@pytest.mark.parametrize("later_prior", ["Editor", "Viewer"])
+def test_the_end_of_a_grant_a_later_grant_took_over_passes_on_only_what_it_replaced(live, later_prior):
+    """An hour of Editor added the member; a later grant made them Admin, replacing either the
+    hour's Editor (it built on it: it inherits what the hour replaced, here no membership) or
+    a Viewer someone gave by hand meanwhile (it owes the hour nothing: it keeps giving back
+    Viewer). Either way the hour's end finds Admin there and writes nothing."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    editor, admin = workspace_role(org, "Editor"), workspace_role(org, "Admin")
+    now = queue.now_utc()
+    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
+                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    later = queued(conn, "grant", member, workspace, admin, status="applied",
+                   prior_role_id=workspace_role(org, later_prior).id,
+                   updated_at=now - timedelta(minutes=30), expires_at=now + timedelta(hours=1))
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=admin.id)
+    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+
+    outcome = provision(sandbox, conn, end)[end["request_id"]]
+
+    assert outcome.status == "already_satisfied" and writes(sandbox) == [], outcome
+    [(prior_role_id, expires_at)] = conn.execute(
+        "SELECT prior_role_id, expires_at FROM main.provisioning_requests WHERE request_id = ?",
+        [later["request_id"]]).fetchall()
+    assert expires_at == later["expires_at"]
+    if later_prior == "Editor":
+        assert "took over this grant's Editor: when it ends" in outcome.detail
+        assert "removes the member" in outcome.detail
+        assert prior_role_id is None
+    else:
+        assert "changed this membership since the grant; nothing to undo" in outcome.detail
+        assert prior_role_id == workspace_role(org, "Viewer").id
