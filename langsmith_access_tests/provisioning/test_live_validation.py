@@ -489,32 +489,44 @@ def test_a_rejected_request_and_a_failed_end_of_a_grant_are_notified_as_failed(l
     assert notified == sorted([("request.failed", too_late["request_id"]), ("request.failed", end["request_id"])])
 
 
-def test_once_langsmith_stops_answering_the_run_tries_no_further_request(live):
-    """LangSmith stops answering right after the first write: the read verifying it is the last
-    call of the run (no other request is even validated, each would only fail the same way).
-    The written request stays in progress for the next run, the others go back to pending."""
+@pytest.mark.parametrize("read", ["member lookup", "org listing"])
+def test_once_langsmith_stops_answering_the_run_tries_no_further_request(live, read):
+    """LangSmith stops answering right after the first write. Read per request, the read
+    verifying that write is the run's last call; read from the org listing, the second request's
+    write (unanswered: it may have gone through) and the read after it are, and no verifying
+    listing is tried. No other request is even validated: each would only fail the same way.
+    A request whose write went out stays in progress for the next run, the others are pending."""
     sandbox, org, conn = live
     workspace = org.shared_workspaces()[0]
     outsiders = [m for m in org.active_members()
                  if m.ls_user_id not in workspace.memberships and not m.is_disabled][:3]
     requests = [queued(conn, "grant", m, workspace, workspace_role(org, "Viewer"), status="in_progress")
                 for m in outsiders]
-    unanswered = []
+    answered_writes, unanswered = [], []
 
     def down_after_the_first_write(respond, r):
-        if writes(sandbox) and r.method not in WRITES:
-            unanswered.append(r.path)
+        if answered_writes:
+            unanswered.append((r.method, r.path))
             return ApiResponse(503, {"detail": "Service Unavailable"})
-        return respond(r)
+        response = respond(r)
+        if r.method in WRITES:
+            answered_writes.append(r.path)
+        return response
 
+    client = client_for(sandbox, max_retries=0)
+    snapshot = OrgSnapshot.read(client) if read == "org listing" else None
     wrap_respond(sandbox, down_after_the_first_write)
-    provisioner = Provisioner(client_for(sandbox, max_retries=0), conn, run_id="run-1")
+    provisioner = Provisioner(client, conn, run_id="run-1", snapshot=snapshot)
 
     assert provisioner.process_all(requests) == [] and provisioner.unreachable is not None
-    assert unanswered == [WORKSPACE_MEMBERS_PATH] and len(writes(sandbox)) == 1
-    first, *rest = (r["request_id"] for r in requests)
-    assert provisioner.release_unsettled(requests) == rest
-    assert [status_of(conn, request_id)[0] for request_id in (first, *rest)] == ["in_progress", "pending", "pending"]
+    if read == "member lookup":
+        assert unanswered == [("GET", WORKSPACE_MEMBERS_PATH)]
+    else:
+        assert unanswered == [("POST", "/api/v1/workspaces/current/members"), ("GET", WORKSPACE_MEMBERS_PATH)]
+    written = 1 if read == "member lookup" else 2
+    assert provisioner.release_unsettled(requests) == [r["request_id"] for r in requests[written:]]
+    assert [status_of(conn, r["request_id"])[0] for r in requests] == (
+        ["in_progress"] * written + ["pending"] * (3 - written))
 
 
 def test_a_time_bound_grants_clock_starts_when_it_is_applied_not_when_its_write_went_out(live):
