@@ -586,3 +586,35 @@ def test_the_end_of_a_grant_a_later_grant_took_over_passes_on_only_what_it_repla
     else:
         assert "changed this membership since the grant; nothing to undo" in outcome.detail
         assert prior_role_id == workspace_role(org, "Viewer").id
+
+
+class NotifierFailingOnce:
+    """A notifier whose first notification fails (as a write to the database can), inside the
+    transaction that settles a request."""
+
+    def __init__(self):
+        self.failures = 0
+
+    def notify(self, conn, event, **fields):
+        if not self.failures:
+            self.failures += 1
+            raise duckdb.IOException("simulated: could not write the notification")
+        return None
+
+
+def test_a_commit_that_fails_loses_no_audit_event(live):
+    """The transaction settling a request fails: it is rolled back, and its events (the write's
+    answer, the verification, the settling) are still written by the next commit, the one that
+    hands the request back when the run fails."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"), status="in_progress")
+    provisioner = Provisioner(client_for(sandbox), conn, run_id="run-1", notifier=NotifierFailingOnce())
+
+    with pytest.raises(duckdb.IOException, match="simulated") as failed:
+        provisioner.process_all([request])
+    provisioner.release_unsettled([request], failure=failed.value)
+
+    kinds = [kind for kind, _ in events(conn, request["request_id"])]
+    assert kinds == ["validated_live", "read_live", "planned", "write_sent", "write_answered", "verified", "settled"]
+    assert status_of(conn, request["request_id"])[0] == "in_progress"  # a write went out: settled from live state
