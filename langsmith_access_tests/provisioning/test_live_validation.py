@@ -618,3 +618,37 @@ def test_a_commit_that_fails_loses_no_audit_event(live):
     kinds = [kind for kind, _ in events(conn, request["request_id"])]
     assert kinds == ["validated_live", "read_live", "planned", "write_sent", "write_answered", "verified", "settled"]
     assert status_of(conn, request["request_id"])[0] == "in_progress"  # a write went out: settled from live state
+
+
+def test_an_outage_while_reading_back_a_batchs_writes_stops_at_the_first_read_back(live, monkeypatch):
+    """The listing after a batch's writes lags them (it shows the state before), so each write
+    is read back on its own; LangSmith stops answering at the first read-back. The run stops
+    there: no other read-back is tried, and both requests stay in progress (their writes went
+    out) for the next run to settle from LangSmith's state."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    outsiders = [m for m in org.active_members()
+                 if m.ls_user_id not in workspace.memberships and not m.is_disabled][:2]
+    requests = [queued(conn, "grant", m, workspace, workspace_role(org, "Viewer"), status="in_progress")
+                for m in outsiders]
+    client = client_for(sandbox, max_retries=0)
+    before = OrgSnapshot.read(client)
+    monkeypatch.setattr(OrgSnapshot, "read", staticmethod(lambda client: before))
+    answered_writes, unanswered = [], []
+
+    def down_after_the_writes(respond, r):
+        if len(answered_writes) == len(requests):
+            unanswered.append((r.method, r.path))
+            return ApiResponse(503, {"detail": "Service Unavailable"})
+        response = respond(r)
+        if r.method in WRITES:
+            answered_writes.append(r.path)
+        return response
+
+    wrap_respond(sandbox, down_after_the_writes)
+    provisioner = Provisioner(client, conn, run_id="run-1", snapshot=before)
+
+    assert provisioner.process_all(requests) == [] and provisioner.unreachable is not None
+    assert unanswered == [("GET", WORKSPACE_MEMBERS_PATH)]
+    assert provisioner.release_unsettled(requests) == []
+    assert [status_of(conn, r["request_id"])[0] for r in requests] == ["in_progress", "in_progress"]
