@@ -489,9 +489,13 @@ def test_a_rejected_request_and_a_failed_end_of_a_grant_are_notified_as_failed(l
 
     assert {o.request_id: o.status for o in outcomes.values()} == {
         too_late["request_id"]: "rejected", end["request_id"]: "failed"}
-    notified = sorted((event, json.loads(payload)["request_id"]) for event, payload in conn.execute(
-        "SELECT event, payload FROM main.notifications").fetchall())
-    assert notified == sorted([("request.failed", too_late["request_id"]), ("request.failed", end["request_id"])])
+    notified = {json.loads(payload)["request_id"]: (event, json.loads(payload)) for event, payload in conn.execute(
+        "SELECT event, payload FROM main.notifications").fetchall()}
+    assert {request_id: event for request_id, (event, _) in notified.items()} == {
+        too_late["request_id"]: "request.failed", end["request_id"]: "request.failed"}
+    payload = notified[too_late["request_id"]][1]
+    assert (payload["user"], payload["workspace"], payload["role"], payload["detail"]) == (
+        member.email, workspace.display_name, "Viewer", status_of(conn, too_late["request_id"])[1])
 
 
 @pytest.mark.parametrize("read", ["member lookup", "org listing"])
