@@ -661,3 +661,24 @@ def test_an_outage_while_reading_back_a_batchs_writes_stops_at_the_first_read_ba
     assert unanswered == [("GET", WORKSPACE_MEMBERS_PATH)]
     assert provisioner.release_unsettled(requests) == []
     assert [status_of(conn, r["request_id"])[0] for r in requests] == ["in_progress", "in_progress"]
+
+
+def test_the_end_of_a_grant_that_found_its_role_held_raises_no_access_expired(live):
+    """A grant found Editor already held through another grant of Editor still in force (prior
+    role Editor). Its end gives back Editor, which the member holds: nothing to undo, and no
+    ``access.expired``: the member's access goes on."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    member, role = org.members[held.ls_user_id], org.role(held.role_id)
+    now = queue.now_utc()
+    extension = queued(conn, "grant", member, workspace, role, status="already_satisfied", prior_role_id=role.id,
+                       updated_at=now - timedelta(hours=2), expires_at=now - timedelta(minutes=1))
+    end = queued(conn, "revoke", member, workspace, role, parent_request_id=extension["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+
+    outcome = provision(sandbox, conn, end, notifier=Notifier(org="acme", enabled=True))[end["request_id"]]
+
+    assert outcome.status == "already_satisfied" and "nothing to undo" in outcome.detail, outcome
+    assert writes(sandbox) == [] and org.membership(workspace.id, member.ls_user_id).role_id == role.id
+    assert conn.execute("SELECT event FROM main.notifications").fetchall() == []
