@@ -25,6 +25,7 @@ from langsmith_access.provisioning.executor import (
 )
 from langsmith_access.sandbox import SandboxServer
 from langsmith_access.sandbox.routing import ApiResponse
+from langsmith_access.store.raw_tables import RAW_SCHEMA
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access_tests.langsmith.sandbox_client_support import client_for, wrap_respond
 from langsmith_access_tests.synced import API_KEY, WRITES, new_org
@@ -536,6 +537,8 @@ def test_once_langsmith_stops_answering_the_run_tries_no_further_request(live, r
     assert provisioner.release_unsettled(requests) == [r["request_id"] for r in requests[written:]]
     assert [status_of(conn, r["request_id"])[0] for r in requests] == (
         ["in_progress"] * written + ["pending"] * (3 - written))
+    assert [[d for kind, d in events(conn, r["request_id"]) if kind == "released"] for r in requests] == (
+        [[]] * written + [[{"error": str(provisioner.unreachable)}]] * (3 - written))
 
 
 def test_a_time_bound_grants_clock_starts_when_it_is_applied_not_when_its_write_went_out(live):
@@ -682,3 +685,26 @@ def test_the_end_of_a_grant_that_found_its_role_held_raises_no_access_expired(li
     assert outcome.status == "already_satisfied" and "nothing to undo" in outcome.detail, outcome
     assert writes(sandbox) == [] and org.membership(workspace.id, member.ls_user_id).role_id == role.id
     assert conn.execute("SELECT event FROM main.notifications").fetchall() == []
+
+
+def test_a_role_provisioning_verified_that_grants_does_not_show_yet_is_not_taken_for_a_hand_change(live):
+    """``grants`` still shows the role a member had before a request provisioning verified (dbt
+    has not built that observation yet). A later request on the membership compares the live
+    role with that newer observation, not with ``grants``: nothing was changed by hand, so
+    nothing is recorded as found (which the refresh would list as drift)."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    member, held_role_id = org.members[held.ls_user_id], held.role_id
+    conn.execute("CREATE TABLE main.grants AS SELECT ? AS user_id, ? AS workspace_id, "
+                 "'workspace_role' AS entitlement_type, ? AS role_id", [member.ls_user_id, workspace.id, held_role_id])
+    first_role, then_role = [r for r in (workspace_role(org, name) for name in ("Viewer", "Editor", "Admin"))
+                             if r.id != held_role_id][:2]
+    first, then = (queued(conn, "grant", member, workspace, role) for role in (first_role, then_role))
+
+    outcomes = provision(sandbox, conn, first, then)
+
+    assert [outcomes[r["request_id"]].status for r in (first, then)] == ["applied", "applied"], outcomes
+    assert conn.execute(f"SELECT request_id, role_id, observed FROM {RAW_SCHEMA}.provisioning_observations "
+                        "ORDER BY verified_at").fetchall() == [
+        (first["request_id"], first_role.id, "verified"), (then["request_id"], then_role.id, "verified")]
