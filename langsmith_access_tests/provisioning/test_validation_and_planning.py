@@ -1,5 +1,9 @@
 """Queue-time validation (against a hand-made synced database) and every plan branch."""
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -12,7 +16,15 @@ from langsmith_access.provisioning.planner import (
     plan_change,
     plan_expiry,
 )
-from langsmith_access.provisioning.queue import ChangeRequest, RequestRejected, resolve_change, submit_on
+from langsmith_access.provisioning.queue import (
+    ChangeRequest,
+    RequestRejected,
+    list_requests,
+    resolve_change,
+    set_statuses,
+    submit_on,
+)
+from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.schema import ensure_schema
 
 ADMIN, EDITOR, VIEWER, AUDITOR = (
@@ -29,6 +41,8 @@ PLATFORM, SHARED_A, SHARED_B, PERSONAL, DELETED = (
     "20000000-0000-4000-8000-000000000003", "20000000-0000-4000-8000-000000000004",
     "20000000-0000-4000-8000-000000000005",
 )
+BOB_IDENTITY = "30000000-0000-4000-8000-000000000002"  # Bob's org identity id (not his user id)
+CAROL, GUS = "10000000-0000-4000-8000-000000000005", "10000000-0000-4000-8000-000000000006"
 
 
 @pytest.fixture
@@ -38,9 +52,9 @@ def conn():
     ensure_schema(conn)
     conn.execute("""
         CREATE TABLE main.users AS SELECT * FROM (VALUES
-            (?, 'oi-1', 'Ada@Example.com', false), (?, 'oi-2', 'bob@example.com', false),
+            (?, 'oi-1', 'Ada@Example.com', false), (?, ?, 'bob@example.com', false),
             (?, 'oi-3', 'twin@example.com', false), (?, 'oi-4', 'TWIN@example.com', false)
-        ) t(user_id, org_identity_id, email, is_disabled)""", [ADA, BOB, TWIN1, TWIN2])
+        ) t(user_id, org_identity_id, email, is_disabled)""", [ADA, BOB, BOB_IDENTITY, TWIN1, TWIN2])
     conn.execute("CREATE TABLE main.pending_invites AS SELECT 'inv-1' AS invite_id, 'newbie@example.com' AS email")
     conn.execute("""
         CREATE TABLE main.workspaces AS SELECT * FROM (VALUES
@@ -79,10 +93,12 @@ def test_resolves_email_any_case_names_and_ids(conn):
         (change(user="twin@example.com"), "ambiguous user: 2 org members"),
         (change(user="10000000-0000-4000-8000-0000000000ff"), "unknown user: no active org member has id"),
         (change(user="newbie@example.com"), "pending invite but is not yet an accepted org member"),
+        (change(user="NewBie@Example.com"), "pending invite but is not yet an accepted org member"),
         (change(workspace="Nowhere"), "unknown workspace"),
         (change(workspace="Research"), f"ambiguous workspace: 2 workspaces are named 'Research': Research ({SHARED_A}); Research ({SHARED_B})"),
         (change(workspace=PERSONAL), "is a personal workspace"),
         (change(workspace="Old"), "is a deleted workspace"),
+        (change(workspace="OLD"), "is a deleted workspace"),
         (change(workspace="20000000-0000-4000-8000-0000000000ff"), "unknown workspace: no workspace has id"),
         (change(role="Owner"), "unknown role 'Owner'. Workspace roles: Admin, Auditor, Editor, Viewer"),
         (change(role="custom"), "'CUSTOM' is LangSmith's name for every custom role: give one's display name "
@@ -93,8 +109,12 @@ def test_resolves_email_any_case_names_and_ids(conn):
         (change(user=""), "user is empty"),
         (change(workspace="   "), "workspace is empty"),
         (change(role="x" * 400), "at most 320 are allowed"),
+        (change(role="x" * 321), "role is 321 characters long; at most 320 are allowed"),
+        (change(role="x" * 320), "unknown role 'xxxx"),  # at the limit: looked up, not refused for its length
         (change(user="ada@example.com\n; DROP TABLE users"), "control or invisible characters"),
         (change(user="ada\u200b@example.com"), "control or invisible characters"),
+        (change(workspace="Plat\u2028form"), "control or invisible characters"),  # line separator
+        (change(role="Edi\u2029tor"), "control or invisible characters"),  # paragraph separator
         (ChangeRequest("grant", 42, "Platform", "Editor"), "user must be text"),
     ],
 )
@@ -123,6 +143,143 @@ def test_no_sync_yet_is_a_clear_rejection():
     ensure_schema(conn)
     with pytest.raises(RequestRejected, match="run `langsmith-access sync` first"):
         resolve_change(conn, change())
+
+
+def test_a_sync_that_left_only_some_of_its_tables_is_no_sync(conn):
+    conn.execute("DROP TABLE main.roles")
+    with pytest.raises(RequestRejected, match="run `langsmith-access sync` first"):
+        resolve_change(conn, change())
+
+
+def test_what_was_typed_is_trimmed_and_normalised_before_it_is_looked_up(conn):
+    cafe = "20000000-0000-4000-8000-0000000000c1"
+    conn.execute("INSERT INTO main.workspaces VALUES (?, 'Caf\u00e9')", [cafe])  # as LangSmith spells it (NFC)
+    typed = resolve_change(conn, change(user=" ada@example.com\u3000", workspace="Cafe\u0301", role=" Editor "))
+    assert (typed.user_id, typed.workspace_id, typed.role_id) == (ADA, cafe, EDITOR)
+    # An id in capitals is the same id; a member may be named by their org identity id too.
+    assert resolve_change(conn, change(user=ADA.upper(), workspace=PLATFORM.upper(), role=VIEWER.upper())) == \
+        resolve_change(conn, change(user=ADA, workspace=PLATFORM, role=VIEWER))
+    assert resolve_change(conn, change(user=BOB_IDENTITY)).user_id == BOB
+
+
+def test_a_name_typed_exactly_wins_over_names_that_differ_only_in_case(conn):
+    lab, lab_caps = "20000000-0000-4000-8000-0000000000a1", "20000000-0000-4000-8000-0000000000a2"
+    conn.execute("INSERT INTO main.workspaces VALUES (?, 'Lab'), (?, 'LAB')", [lab, lab_caps])
+    assert resolve_change(conn, change(workspace="Lab")).workspace_id == lab
+    assert resolve_change(conn, change(workspace="LAB")).workspace_id == lab_caps
+    with pytest.raises(RequestRejected, match="ambiguous workspace: 2 workspaces are named 'lab'"):
+        resolve_change(conn, change(workspace="lab"))
+
+
+def test_a_long_list_of_namesakes_shows_ten_and_counts_the_rest(conn):
+    ids = [f"20000000-0000-4000-8000-{n:012d}" for n in range(100, 112)]
+    conn.execute("INSERT INTO main.workspaces SELECT unnest(?), 'Sandbox'", [ids])
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(workspace="Sandbox"))
+    message = str(caught.value)
+    assert message.startswith("ambiguous workspace: 12 workspaces are named 'Sandbox': Sandbox (")
+    assert [i for i in ids if i in message] == ids[:10]
+    assert message.endswith("; and 2 more. Give the workspace id instead.")
+
+
+def test_a_custom_role_named_like_a_built_in_one_is_ambiguous_by_name_but_not_by_id(conn):
+    namesake = "00000000-0000-4000-8000-0000000000ee"
+    conn.execute("INSERT INTO main.roles VALUES (?, 'CUSTOM', 'editor', 'workspace')", [namesake])
+    with pytest.raises(RequestRejected, match="ambiguous role: 2 workspace roles match 'Editor'"):
+        resolve_change(conn, change(role="Editor"))
+    assert resolve_change(conn, change(role=namesake)).role_id == namesake
+    assert resolve_change(conn, change(role="WORKSPACE_USER")).role_id == EDITOR
+
+
+def test_custom_lists_the_custom_workspace_roles_only(conn):
+    conn.execute("INSERT INTO main.roles VALUES (?, 'CUSTOM', 'Billing', 'organization')",
+                 ["00000000-0000-4000-8000-0000000000ef"])
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(role="CUSTOM"))
+    assert str(caught.value).endswith(f"give one's display name or id. Custom workspace roles: Auditor ({AUDITOR}).")
+
+
+def test_asking_again_says_whether_the_reason_given_is_kept(conn):
+    first = submit_on(conn, change())
+    blank = submit_on(conn, ChangeRequest("grant", "ada@example.com", "Platform", "Editor", reason=" "))
+    reasoned = submit_on(conn, ChangeRequest("grant", "ada@example.com", "Platform", "Editor", reason="ticket 9"))
+    said = f"the same change is already queued as {first.request_id} (pending)"
+    assert (blank.request_id, blank.message) == (first.request_id, said)
+    assert reasoned.message == f"{said}; it has no reason, and yours is not added to it"
+    bob = submit_on(conn, ChangeRequest("grant", BOB, "Platform", "Editor", reason="ticket 1"))
+    same = submit_on(conn, ChangeRequest("grant", BOB, "Platform", "Editor", reason="ticket 1"))
+    assert (same.request_id, same.message) == (bob.request_id, f"the same change is already queued as {bob.request_id} "
+                                                                "(pending)")
+
+
+def test_only_a_grant_to_a_disabled_member_is_queued_with_the_note(conn):
+    conn.execute("UPDATE main.users SET is_disabled = true WHERE user_id = ?", [BOB])
+    grant = submit_on(conn, change(user=BOB))
+    revoke = submit_on(conn, change(user=BOB, workspace=SHARED_A, role="Viewer", action="revoke"))
+    assert "Note: bob@example.com is disabled in LangSmith" in grant.message
+    assert revoke.message == "queued: revoke Viewer in Research for bob@example.com"
+    queued = {rid: json.loads(detail) for rid, detail in conn.execute(
+        "SELECT request_id, detail FROM main.provisioning_events WHERE kind = 'queued'").fetchall()}
+    assert queued[grant.request_id]["member_disabled"] is True and "member_disabled" not in queued[revoke.request_id]
+
+
+def test_a_rejected_requests_overlong_values_are_recorded_clipped(conn):
+    rejected = submit_on(conn, change(user="u" * 100_000, workspace="w" * 1000, role="Editor"))
+    assert rejected.status == "rejected"
+    row = conn.execute("SELECT requested_user, requested_workspace, requested_role FROM main.provisioning_requests "
+                       "WHERE request_id = ?", [rejected.request_id]).fetchone()
+    assert row == ("u" * 1000 + "\u2026", "w" * 1000, "Editor")
+
+
+def test_listing_requests_by_an_unknown_status_is_refused_and_before_any_sync_finds_none(tmp_path):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with pytest.raises(RequestRejected, match="status must be one of awaiting_approval, pending, in_progress, "
+                                              "applied, .*, got 'done'"):
+        list_requests(database, "done")
+    assert list_requests(database) == list_requests(database, "pending") == []
+    assert list(tmp_path.iterdir()) == []  # looking created nothing
+
+
+def test_a_request_named_twice_when_statuses_are_set_ends_with_its_last(conn):
+    queued = submit_on(conn, change())
+    set_statuses(conn, [(queued.request_id, "in_progress", None), (queued.request_id, "applied", "added")], "run-1")
+    row = conn.execute("SELECT status, status_detail, run_id FROM main.provisioning_requests").fetchone()
+    assert row == ("applied", "added", "run-1")
+
+
+@pytest.fixture
+def policy_of(conn, tmp_path):
+    """``policy_of(approvers) -> path``: a policy sending Admin grants to ``approvers`` (the
+    policy's words), waiting 72 hours at most; Carol is an active member, Gus a disabled one."""
+    conn.execute("CREATE TABLE main.grants (user_id VARCHAR, workspace_id VARCHAR, role_id VARCHAR)")
+    conn.execute("INSERT INTO main.users VALUES (?, 'oi-5', 'carol@example.com', false), "
+                 "(?, 'oi-6', 'gus@example.com', true)", [CAROL, GUS])
+
+    def policy(approvers: str) -> Path:
+        path = tmp_path / "policy.yaml"
+        path.write_text(f'approval:\n  required: ["Admin"]\n  approvers: {approvers}\n  wait_at_most: 72h\n')
+        return path
+
+    return policy
+
+
+@pytest.mark.parametrize("approvers, said", [
+    ("[Carol@Example.COM]", "one of Carol@Example.COM"),  # an email is the member's in any case
+    ("org_admins", "an Organization Admin"),
+    ("workspace_admins", "an Admin of Platform or an Organization Admin"),
+])
+def test_a_grant_for_approval_says_who_approves_and_how_long_it_waits(conn, policy_of, approvers, said):
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    waiting = submit_on(conn, change(role="Admin"), policy_path=policy_of(approvers), now=at)
+    assert waiting.status == "awaiting_approval", waiting
+    assert waiting.message == (
+        f"awaiting approval: grant Admin in Platform for Ada@Example.com with no expiry. Approvers ({said}) decide "
+        f"with `langsmith-access approve {waiting.request_id} --by EMAIL` (or deny); it waits until 2026-12-04T09:30Z.")
+
+
+def test_a_grant_only_disabled_or_unknown_members_could_approve_is_refused_when_queued(conn, policy_of):
+    refused = submit_on(conn, change(role="Admin"), policy_path=policy_of("[gus@example.com, nobody@example.com]"))
+    assert refused.status == "rejected" and "are none of them active members of the org" in refused.message
 
 
 NAMES = {ADMIN: "Admin", EDITOR: "Editor", VIEWER: "Viewer"}
