@@ -1,5 +1,6 @@
 """The writer lease (``AccessDatabase.writer_lease``): a writer kept waiting says who holds the
-lease, and gives up naming them. And when a database counts as synced."""
+lease, and gives up naming them. How the files are opened, published and copied for a run, and
+what each leaves behind when it fails. And when a database counts as synced."""
 
 from __future__ import annotations
 
@@ -17,14 +18,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from langsmith_access.store import export
 from langsmith_access.store.database import (
     AccessDatabase,
     DatabaseBusyError,
+    DatabaseNotReadyError,
     DatabaseUnusableError,
     LeftoverWalError,
 )
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sync_runs import has_published_sync, record_failed_run
+from langsmith_access_tests.helpers import lease_held_elsewhere
 
 
 def test_a_writer_kept_waiting_says_who_holds_the_lease_then_gives_up_naming_them(tmp_path, caplog):
@@ -280,3 +284,113 @@ def test_a_scratch_copy_holds_what_the_working_files_log_still_held(tmp_path):
                 assert conn.execute("SELECT x FROM main.in_the_log").fetchall() == [(7,)]
         finally:
             database.discard_scratch(scratch)
+
+
+def test_the_holder_named_is_the_latest_one_not_a_longer_earlier_ones_leftovers(tmp_path):
+    # Each holder writes its name over the last one's: a shorter record must not leave the end
+    # of a longer one behind it, or the lock file is no JSON and the holder goes unnamed.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("queue a provisioning request for someone with a very long purpose"):
+        pass
+    with lease_held_elsewhere(database, "sync"), pytest.raises(DatabaseBusyError) as busy:
+        with database.writer_lease("queue a request", timeout_seconds=0.1):
+            pass
+    assert f"could not queue a request: sync (pid {os.getpid()}, since " in str(busy.value)
+
+
+def test_a_lock_file_that_is_no_holder_record_says_another_writer(tmp_path):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    database.path.parent.mkdir(parents=True, exist_ok=True)
+    held = os.open(database.lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # an older writer's lease, cut short
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        os.pwrite(held, b'{"pid": 42', 0)
+        with pytest.raises(DatabaseBusyError) as busy, database.writer_lease("run a sync", timeout_seconds=0.1):
+            pass
+    finally:
+        os.close(held)
+    assert str(busy.value).startswith("could not run a sync: another writer is writing access.working.duckdb")
+
+
+def test_a_damaged_working_file_is_refused_and_left_where_it_is(tmp_path):
+    # Only a copy ensure_working made itself is removed: the working file holds the queue and the
+    # history, and the fix tells the operator to move it aside, not that it was deleted.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    database.working_path.write_bytes(b"not a database" * 300)
+    with database.writer_lease("a sync"), pytest.raises(DatabaseUnusableError):
+        database.ensure_working()
+    assert database.working_path.read_bytes() == b"not a database" * 300
+
+
+def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    # Another process writing the file (a program an operator left open) for 3 s: DuckDB refuses
+    # every other process meanwhile, and a writer waits for it rather than failing at once.
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
+         "time.sleep(3); c.close()", str(database.working_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        with pytest.raises(DatabaseBusyError, match="could not open access.working.duckdb read-only: "):
+            with database.connect(read_only=True, timeout_seconds=0.2):
+                pass
+        with database.connect(timeout_seconds=30) as conn:  # the writer closes within 3 s
+            assert conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone() == (0,)
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_reading_a_file_that_does_not_exist_yet_is_refused_and_creates_nothing(tmp_path):
+    database = AccessDatabase(tmp_path / "data" / "access.duckdb")
+    with pytest.raises(DatabaseNotReadyError, match="run `langsmith-access sync` first"), database.read_published():
+        pass
+    assert not database.path.exists()
+
+
+def test_a_publish_that_fails_while_staging_leaves_no_copy_and_the_analysts_file_as_it_was(tmp_path, monkeypatch):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    before = database.path.read_bytes()
+
+    def disk_full(database_file, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "stage_parquet_directory", disk_full)
+    with database.writer_lease("a run"):
+        with database.connect() as conn:
+            conn.execute("CREATE TABLE main.new_rows AS SELECT 1 AS x")
+        with pytest.raises(OSError, match="No space left"):
+            database.publish()
+    assert database.path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_scratch_copy_starts_clean_of_what_dead_runs_left_and_its_discard_leaves_nothing(tmp_path):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    ahead = tmp_path / f"{database.dbt_target_path.name}-ahead-4242"  # a parse made ahead by an older version
+    ahead.mkdir()
+    (ahead / "partial_parse.msgpack").write_bytes(b"parse")
+    with database.writer_lease("a sync"):
+        scratch = database.begin_scratch()
+        assert not ahead.exists()
+        scratch.with_name(scratch.name + ".wal").write_bytes(b"log")  # a run that died mid-write
+        database.discard_scratch(scratch)
+    assert sorted(p.name for p in tmp_path.iterdir() if ".sync-" in p.name) == []
+
+
+def test_the_lock_file_is_one_of_the_databases_own_files(tmp_path):
+    # An export or review sheet written over it would end every writer's lease.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    assert all(database.owns(p) for p in (database.path, database.working_path, database.scratch_path,
+                                          database.lock_path))
+    assert not database.owns(tmp_path / "access.csv")
