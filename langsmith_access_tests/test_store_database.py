@@ -394,3 +394,44 @@ def test_the_lock_file_is_one_of_the_databases_own_files(tmp_path):
     assert all(database.owns(p) for p in (database.path, database.working_path, database.scratch_path,
                                           database.lock_path))
     assert not database.owns(tmp_path / "access.csv")
+
+
+def test_a_reader_never_meets_the_log_of_the_copy_a_publish_replaced(tmp_path, monkeypatch):
+    # A session that wrote to the analysts' copy and died left its log beside the file. The publish
+    # removes it before the rename (a reader may open the new file at once) and again after it
+    # (the session may still have written one in between).
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    wal = database.path.with_name(database.path.name + ".wal")
+    subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+                    "c.execute('CREATE TABLE main.my_notes AS SELECT 1 AS x'); os._exit(0)", str(database.path)],
+                   check=True)
+    stale = wal.read_bytes()
+    assert stale
+    real_replace, read_at_once = os.replace, []
+
+    def reader_right_after_the_rename(source, destination):
+        real_replace(source, destination)
+        if Path(destination) == database.path:
+            with database.read_published(timeout_seconds=1) as conn:
+                read_at_once.append(conn.execute("SELECT count(*) FROM main.written_by_a_run").fetchone())
+
+    def log_written_just_before_the_rename(source, destination):
+        if Path(destination) == database.path:
+            wal.write_bytes(stale)
+        real_replace(source, destination)
+
+    for n, replace in enumerate((reader_right_after_the_rename, log_written_just_before_the_rename)):
+        with database.writer_lease("a run"):
+            with database.connect() as conn:
+                conn.execute("CREATE OR REPLACE TABLE main.written_by_a_run AS SELECT range AS x FROM range(?)", [n])
+            monkeypatch.setattr(os, "replace", replace)
+            try:
+                database.publish()
+            finally:
+                monkeypatch.setattr(os, "replace", real_replace)
+        with database.read_published(timeout_seconds=1) as conn:
+            assert conn.execute("SELECT count(*) FROM main.written_by_a_run").fetchone() == (n,)
+    assert read_at_once == [(0,)] and not wal.exists()
