@@ -435,3 +435,21 @@ def test_a_reader_never_meets_the_log_of_the_copy_a_publish_replaced(tmp_path, m
         with database.read_published(timeout_seconds=1) as conn:
             assert conn.execute("SELECT count(*) FROM main.written_by_a_run").fetchone() == (n,)
     assert read_at_once == [(0,)] and not wal.exists()
+
+
+def test_a_scratch_file_whose_log_was_not_folded_in_never_becomes_the_working_file(tmp_path, monkeypatch):
+    # Its log is removed when it becomes the working file: with writes still in it, they would be lost.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    working = database.working_path.read_bytes()
+    with database.writer_lease("a sync"):
+        scratch = database.begin_scratch()
+        subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+                        "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)", str(scratch)],
+                       check=True)
+        monkeypatch.setattr(AccessDatabase, "_checkpoint", lambda self, path: None)  # a CHECKPOINT that left it
+        with pytest.raises(RuntimeError, match="still has a write-ahead log after CHECKPOINT"):
+            database.commit_scratch(scratch)
+    assert database.working_path.read_bytes() == working
+    assert scratch.with_name(scratch.name + ".wal").stat().st_size > 0
