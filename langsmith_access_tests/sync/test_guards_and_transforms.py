@@ -5,12 +5,18 @@ from datetime import datetime, timezone
 import duckdb
 import pytest
 
-from langsmith_access.langsmith import EnrichedMember
+from langsmith_access.langsmith import EnrichedMember, Role, Workspace
 from langsmith_access.store.schema import ensure_schema, previous_sync
 from langsmith_access.sync.extract import (
     ENRICHED_ROUTE,
     ListingReport,
+    MemberCounts,
+    count_members,
+    first_rows,
+    load_raw,
     transform_enriched_members,
+    transform_roles,
+    transform_workspaces,
 )
 from langsmith_access.sync.guards import check_completeness, check_shrink
 
@@ -204,3 +210,130 @@ def test_an_enriched_page_without_the_header_is_trusted_only_for_a_key_with_orga
     with pytest.raises(NotEveryWorkspaceListed) as refused:
         require_every_workspace_listed({}, client)  # type: ignore[arg-type]
     assert ("does not say whether" in refused.value.why) is (permissions is None)
+
+
+def test_completeness_metadata_counts_the_pages_and_the_scans_read_again():
+    listings = [ListingReport("org_members", 1200, 1200, 3, 2), ListingReport("workspace_members:ws-1", 4, None, 1, 1)]
+    result = check_completeness(listings, 1, 1)
+    assert result.passed and result.description == "All 2 listings read completely (4 pages)"
+    assert result.metadata == {"listings": 2, "pages": 4, "rescans": 1, "workspaces_expected": 1, "workspaces_read": 1}
+    # More workspaces read than the sync set out to read is no complete read either.
+    assert not check_completeness(listings, 1, 2).passed
+
+
+def test_an_incomplete_read_names_at_most_ten_problems():
+    listings = [ListingReport(f"workspace_members:ws-{n:02}", 0, 1, 1, 1) for n in range(12)]
+    result = check_completeness(listings, 12, 12)
+    assert not result.passed
+    assert result.description.count("server reported 1") == 10
+    assert "ws-09" in result.description and "ws-10" not in result.description
+
+
+def test_the_shrink_guard_names_the_previous_sync_and_says_when_the_run_accepted_the_drop():
+    previous = {"sync_id": "s1", "users": 100, "workspace_grants": 1000}
+    blocked = check_shrink(previous, 50, 1000)
+    assert "users fell from 100 to 50 (50%), more than the allowed 20% since sync s1." in blocked.description
+    assert blocked.metadata["accepted_by_run_config"] is False
+    accepted = check_shrink(previous, 50, 1000, accept_shrink=True)
+    assert accepted.passed
+    assert accepted.description == (
+        "Accepted for this run: users fell from 100 to 50 (50%), more than the allowed 20% since sync s1")
+    assert accepted.metadata["accepted_by_run_config"] is True
+    # Five workspaces gone are all named, with nothing "more".
+    five = [(f"ws{n}", 10) for n in range(5)]
+    named = check_shrink(previous, 100, 500, workspaces_gone=five)
+    assert named.description.split(". If this is real")[0].endswith(
+        "(5 workspace(s) shared at that sync are no longer listed as shared, deleted or made personal: "
+        + ", ".join(f"'ws{n}' (10 grants)" for n in range(5)) + ")")
+
+
+def test_role_and_workspace_rows_keep_every_field_of_the_listing(tmp_path):
+    roles = [
+        Role.from_api({"id": "r-admin", "name": "ORGANIZATION_ADMIN", "display_name": "Organization Admin",
+                       "description": "Full access.", "organization_id": None, "access_scope": "organization",
+                       "permissions": ["organization:manage", "organization:read"]}),
+        Role.from_api({"id": "r-auditor", "name": "CUSTOM", "display_name": "Deployment Auditor",
+                       "description": "Reads deployments.", "organization_id": "org-1", "access_scope": "workspace",
+                       "permissions": ["workspaces:read"], "is_restricted": True}),
+    ]
+    workspaces = [
+        Workspace.from_api({"id": f"ws-{kind}", "display_name": kind.title(), "tenant_handle": f"h-{kind}",
+                            "organization_id": "org-1", "created_at": "2026-01-01T00:00:00Z",
+                            "is_personal": kind == "personal", "is_deleted": kind == "deleted"})
+        for kind in ("shared", "personal", "deleted")
+    ]
+    with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        assert load_raw(conn, "roles", transform_roles(roles, "sync-1", AT)) == 2
+        assert load_raw(conn, "workspaces", transform_workspaces(workspaces, "sync-1", AT)) == 3
+        stored_roles = conn.execute(
+            "SELECT sync_id, fetched_at, role_id, name, display_name, description, access_scope, organization_id, "
+            "permissions, is_restricted FROM raw.roles ORDER BY role_id").fetchall()
+        stored_workspaces = conn.execute(
+            "SELECT workspace_id, display_name, tenant_handle, is_personal, is_deleted, organization_id, created_at "
+            "FROM raw.workspaces ORDER BY workspace_id").fetchall()
+    assert stored_roles == [
+        ("sync-1", AT, "r-admin", "ORGANIZATION_ADMIN", "Organization Admin", "Full access.", "organization", None,
+         ["organization:manage", "organization:read"], None),
+        ("sync-1", AT, "r-auditor", "CUSTOM", "Deployment Auditor", "Reads deployments.", "workspace", "org-1",
+         ["workspaces:read"], True),
+    ]
+    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert stored_workspaces == [
+        ("ws-deleted", "Deleted", "h-deleted", False, True, "org-1", created),
+        ("ws-personal", "Personal", "h-personal", True, False, "org-1", created),
+        ("ws-shared", "Shared", "h-shared", False, False, "org-1", created),
+    ]
+
+
+def test_member_counts_count_disabled_members_and_grants_of_shared_workspaces_only(tmp_path):
+    workspaces = [
+        Workspace.from_api({"id": f"ws-{kind}", "display_name": kind, "created_at": "2026-01-01T00:00:00Z",
+                            "is_personal": kind == "personal", "is_deleted": kind == "deleted"})
+        for kind in ("shared", "personal", "deleted")
+    ]
+    with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        load_raw(conn, "workspaces", transform_workspaces(workspaces, "sync-1", AT))
+        load_raw(conn, "org_members", [{"ls_user_id": "u1", "is_disabled": True},
+                                       {"ls_user_id": "u2", "is_disabled": False},
+                                       {"ls_user_id": "u3", "is_disabled": False}])
+        load_raw(conn, "pending_invites", [{"invite_id": "p1"}])
+        load_raw(conn, "workspace_memberships", [
+            {"workspace_id": workspace, "ls_user_id": user}
+            for workspace, user in (("ws-shared", "u1"), ("ws-shared", "u2"), ("ws-personal", "u2"),
+                                    ("ws-deleted", "u3"), ("ws-deleted", "u1"))
+        ])
+        counts = count_members(conn)
+    assert counts == MemberCounts(org_members=3, disabled=1, pending_invites=1, workspace_memberships=5,
+                                  workspace_grants=2)
+
+
+def test_a_load_that_fails_leaves_the_table_as_it_was_and_the_connection_usable(tmp_path):
+    with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        load_raw(conn, "pending_invites", [{"invite_id": "p1", "email": "kept@example.com"}])
+        with pytest.raises(duckdb.Error):
+            load_raw(conn, "pending_invites", [{"invite_id": "p2", "created_at": "not a time"}])
+        assert conn.execute("SELECT invite_id, email FROM raw.pending_invites").fetchall() == [
+            ("p1", "kept@example.com")]
+
+
+def test_a_preview_reads_the_columns_asked_for_and_refuses_unknown_ones(tmp_path):
+    with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        load_raw(conn, "pending_invites", [{"invite_id": f"p{n}", "email": f"{n}@example.com"} for n in range(12)])
+        assert len(first_rows(conn, "pending_invites", ["invite_id", "email"])) == 10
+        assert first_rows(conn, "pending_invites", ["email"], limit=1)[0].keys() == {"email"}
+        with pytest.raises(ValueError, match="raw.pending_invites has no column nickname"):
+            first_rows(conn, "pending_invites", ["email", "nickname"])
+
+
+def test_a_pending_invite_offers_the_first_workspace_role_it_names():
+    # The enriched route may leave the role out of a pending invite's first workspace.
+    invite = EnrichedMember.from_api({
+        "id": "pending-1", "email": "new@example.com", "is_pending": True, "created_at": "2026-01-02T00:00:00Z",
+        "workspace_memberships": [{"workspace_id": "ws-1"}, {"workspace_id": "ws-2", "role_id": "viewer"}],
+    })
+    [row] = transform_enriched_members([invite], "sync-1", AT).pending_invites
+    assert (row["workspace_ids"], row["workspace_role_id"]) == (["ws-1", "ws-2"], "viewer")
