@@ -5,16 +5,18 @@ what it leaves in the raw tables is what dbt's checks will see."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import duckdb
 import pytest
 
 from langsmith_access.langsmith import LangSmithClient, ListingsDisagreeError
+from langsmith_access.langsmith.client import PAGE_SIZE
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.org_state import Role
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.sync.extract import PER_WORKSPACE_ROUTE, load_members
+from langsmith_access.sync.extract import ENRICHED_ROUTE, PER_WORKSPACE_ROUTE, load_members
 from langsmith_access_tests.helpers import listings_read_before_the_members
 from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
 
@@ -246,3 +248,176 @@ def test_the_enriched_route_asked_for_by_the_run_never_falls_back_to_reading_eac
         with pytest.raises(NotFoundError, match="X-Members-List-All-Workspaces"):
             load(sandbox, org, conn, route="enriched_members")
         assert [e.path for e in sandbox.request_log.snapshot() if "workspaces/current/members" in e.path] == []
+
+
+def test_a_role_held_only_in_deleted_or_personal_workspaces_stops_nothing(tmp_path):
+    """The enriched route lists memberships of deleted and personal workspaces too, and dbt
+    leaves them out: a role that only they hold and the role listing lacks (a custom role
+    deleted after its workspace was) is no disagreement to refuse the sync for."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    deleted = next(w for w in org.all_workspaces() if w.is_deleted and w.memberships)
+    personal = next(w for w in org.all_workspaces() if w.is_personal and w.memberships)
+    retired = org.put_role(Role(id=org.new_id(), name="CUSTOM", display_name="Retired", description="",
+                                access_scope="workspace", permissions=["workspaces:read"],
+                                organization_id=org.organization_id))
+    for workspace in (deleted, personal):
+        org.put_membership(replace(next(iter(workspace.memberships.values())), role_id=retired.id))
+
+    def without_retired(answer: Answer) -> Answer:
+        if answer.path == "/api/v1/orgs/current/roles" and answer.status == 200:
+            return answer.with_json([r for r in answer.json() if r["id"] != retired.id])
+        return answer
+
+    with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org, roles_left_out={retired.id})
+        proxy.tamper = without_retired
+        read = load(sandbox, org, conn, endpoint=proxy.url)
+        held = conn.execute("SELECT workspace_id FROM raw.workspace_memberships WHERE role_id = ? ORDER BY ALL",
+                            [retired.id]).fetchall()
+    assert read.route == ENRICHED_ROUTE
+    assert held == sorted([(deleted.id,), (personal.id,)])
+
+
+def test_an_organization_role_the_role_listing_lacks_is_refused_by_name(tmp_path):
+    """Members' org roles are checked against the role listing too, not only workspace roles."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    role = org.role(org.active_members()[0].org_role_id)
+    holders = sum(1 for m in org.active_members() if m.org_role_id == role.id)
+
+    def without_role(answer: Answer) -> Answer:
+        if answer.path == "/api/v1/orgs/current/roles" and answer.status == 200:
+            return answer.with_json([r for r in answer.json() if r["id"] != role.id])
+        return answer
+
+    with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org, roles_left_out={role.id})
+        proxy.tamper = without_role
+        with pytest.raises(ListingsDisagreeError) as refused:
+            load(sandbox, org, conn, endpoint=proxy.url)
+    assert (f"members hold 1 role(s) the role listing does not have, even read again (deleted while still "
+            f"held?): role {role.id} ({role.display_name}), held {holders} time(s) as an organization role.") \
+        in str(refused.value)
+
+
+@pytest.mark.parametrize("more", [False, True], ids=["five rows", "more rows"])
+def test_a_refusal_names_five_rows_and_counts_the_rest(tmp_path, more):
+    """Workspace member rows that name people the org member listing lacks: the first five (by
+    user, then workspace) are named, any more counted."""
+    org = generate_org(seed=5, members=30, workspaces=3)
+    shared_memberships = {m.ls_user_id: sum(m.ls_user_id in w.memberships for w in org.shared_workspaces())
+                          for m in org.active_members()}
+    outsiders = sorted(shared_memberships)[:7] if more else []
+    for user, held in sorted(shared_memberships.items()):  # people with five shared memberships in all
+        if not more and 0 < held <= 5 - sum(shared_memberships[u] for u in outsiders):
+            outsiders.append(user)
+    rows = sorted((user, workspace.id, workspace.memberships[user].id) for workspace in org.shared_workspaces()
+                  for user in workspace.memberships if user in outsiders)
+
+    def without_outsiders(answer: Answer) -> Answer:
+        if answer.path == "/api/v1/orgs/current/members/active" and answer.status == 200:
+            kept = [m for m in answer.json() if m["ls_user_id"] not in outsiders]
+            return answer.with_json(kept).replace(headers={**answer.headers, "X-Pagination-Total": str(len(kept))})
+        return answer
+
+    with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org)
+        proxy.tamper = without_outsiders
+        with pytest.raises(ListingsDisagreeError) as refused:
+            load(sandbox, org, conn, PER_WORKSPACE_ROUTE, endpoint=proxy.url)
+    message = str(refused.value)
+    assert (len(rows) > 6 if more else len(rows) == 5)
+    assert f"{len(rows)} workspace member row(s) name people who are not active org members" in message
+    assert [f"user {user} in workspace {workspace_id} (" in message for user, workspace_id, _ in rows] == (
+        [True] * 5 + [False] * (len(rows) - 5))
+    counted = f", and {len(rows) - 5} more" if more else ""
+    assert f"workspace identity {rows[4][2]}){counted}. Remove them" in message
+
+
+def test_a_workspace_listing_read_again_takes_back_its_own_rows_only(tmp_path):
+    """Per-workspace route: someone leaves a large workspace while its second page is read, so
+    its listing is read again. What its first scan wrote goes; the rows of the workspaces read
+    before it stay."""
+    org = generate_org(seed=5, members=520, workspaces=3)
+    large, *others = org.shared_workspaces()
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    for member in org.active_members():
+        if member.ls_user_id not in large.memberships:
+            org.add_workspace_membership(large.id, member.ls_user_id, viewer)
+    leaver = max(large.memberships.values(), key=lambda m: m.created_at)  # on the first page
+    assert len(large.memberships) > PAGE_SIZE
+
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        left = []
+        for route in sandbox.api.routes:
+            if route.method == "GET" and route.template.endswith("/workspaces/current/members/active"):
+                serve = route.handler
+
+                def leaving(request, faults, workspace, *args, _serve=serve, **kwargs):
+                    if workspace.id == large.id and request.query.get("offset") != ["0"] and not left:
+                        left.append(org.remove_workspace_membership(large.id, leaver.ls_user_id))
+                    return _serve(request, faults, workspace, *args, **kwargs)
+
+                route.handler = leaving
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org)
+        client = LangSmithClient(ClientSettings(
+            api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id, endpoint=sandbox.url,
+            max_concurrency=1,  # the workspaces one by one, in the order given
+        ))
+        with client:
+            read = load_members(client, conn, sync_id="sync-1", route=PER_WORKSPACE_ROUTE,
+                                shared_workspace_ids=[w.id for w in others] + [large.id])
+        memberships = conn.execute(
+            "SELECT workspace_id, ls_user_id, workspace_identity_id, role_id FROM raw.workspace_memberships").fetchall()
+    assert left and {r.name: r.scans for r in read.listings}[f"workspace_members:{large.id}"] == 2
+    assert sorted(memberships) == sorted(org.workspace_membership_rows(shared_only=True))
+
+
+@pytest.mark.parametrize("restricted", [True, False], ids=["restricted", "not restricted"])
+def test_values_withheld_from_a_listing_that_moved_are_put_back_and_counted_once(tmp_path, restricted):
+    """Enriched route, two pages, someone joins while they are read: the listing is read again.
+    An anonymity-restricted answer withholds emails and names; the previous sync's are put back
+    and counted for the scan that was kept only. An answer that is not restricted keeps nothing."""
+    org = generate_org(seed=5, members=600, workspaces=3)
+    known = org.active_members()
+    with SandboxServer(org, anonymity_restricted=restricted) as sandbox, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org)
+        # What the previous sync published.
+        conn.execute("CREATE TABLE main.users "
+                     "(user_id VARCHAR, email VARCHAR, full_name VARCHAR, display_name VARCHAR)")
+        conn.executemany("INSERT INTO main.users VALUES (?, ?, ?, ?)",
+                         [(m.ls_user_id, m.email, m.full_name, m.display_name) for m in known])
+        sandbox.faults.page_drift_members = 1
+        read = load(sandbox, org, conn)
+        rows = conn.execute("SELECT ls_user_id, email, full_name, display_name FROM raw.org_members").fetchall()
+    [joined] = [m for m in org.active_members() if m.ls_user_id not in {k.ls_user_id for k in known}]
+    assert read.route == ENRICHED_ROUTE and read.listings[0].scans == 2
+    assert read.anonymity_restricted is restricted
+    if restricted:
+        assert read.withheld_values_kept == sum(
+            value is not None for m in known for value in (m.email, m.full_name, m.display_name))
+        expected = [(m.ls_user_id, m.email, m.full_name, m.display_name) for m in known] + [
+            (joined.ls_user_id, None, None, None)]
+    else:
+        assert read.withheld_values_kept == 0
+        # The enriched route has no full names: none is taken from the previous sync.
+        expected = [(m.ls_user_id, m.email, None, m.display_name) for m in org.active_members()]
+    assert sorted(rows) == sorted(expected)
+
+
+def test_a_membership_route_that_does_not_exist_is_refused_before_anything_is_read(tmp_path):
+    org = generate_org(seed=5, members=12, workspaces=3)
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        with pytest.raises(ValueError,
+                           match="must be one of auto, enriched_members, workspace_members, got 'enriched'"):
+            load(sandbox, org, conn, route="enriched")
+        assert sandbox.request_log.snapshot() == []
