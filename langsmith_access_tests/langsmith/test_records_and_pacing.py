@@ -5,7 +5,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from langsmith_access.langsmith import EnrichedMember, OrgMember, Role, UnexpectedResponseError, Workspace
+from langsmith_access.langsmith import (
+    EnrichedMember,
+    LoginMethod,
+    OrgMember,
+    PendingInvite,
+    Role,
+    ScimGroup,
+    UnexpectedResponseError,
+    Workspace,
+    WorkspaceMember,
+)
 from langsmith_access.langsmith.client import MAX_RETRY_AFTER_SECONDS
 from langsmith_access.langsmith.pacing import RateLimiter, retry_after_seconds
 from langsmith_access.settings import Secret, Settings, SettingsError, check_api_key
@@ -121,6 +131,73 @@ def test_enriched_member_pending_and_active():
     # sync keeps the previous sync's values instead of reading "" as a new email or name.
     withheld = EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "email": "", "display_name": ""})
     assert (withheld.email, withheld.display_name) == (None, None)
+
+
+def test_a_string_field_of_another_type_or_an_empty_id_is_refused_naming_field_and_record():
+    with pytest.raises(UnexpectedResponseError,
+                       match=r"^OrgMemberIdentity.email: expected a string, got int \(record id 'd2d2d2d2-0002"):
+        OrgMember.from_api({**ORG_MEMBER, "email": 5})
+    with pytest.raises(UnexpectedResponseError, match="OrgMemberIdentity.ls_user_id: expected a non-empty string"):
+        OrgMember.from_api({**ORG_MEMBER, "ls_user_id": ""})
+    with pytest.raises(UnexpectedResponseError, match="Role.permissions: expected a list of strings"):
+        Role.from_api({"id": "1", "name": "X", "display_name": "X", "description": "", "permissions": ["a", 1]})
+    with pytest.raises(UnexpectedResponseError, match="OrgMemberIdentity.linked_login_methods: expected a list"):
+        OrgMember.from_api({**ORG_MEMBER, "linked_login_methods": {"provider": "email"}})
+
+
+def test_timestamps_are_read_as_utc_and_an_empty_optional_one_as_not_said():
+    east = OrgMember.from_api({**ORG_MEMBER, "created_at": "2026-01-04T12:00:00+02:00"}).created_at
+    naive = OrgMember.from_api({**ORG_MEMBER, "created_at": "2026-01-04T10:00:00"}).created_at
+    for at in (east, naive):
+        assert at == datetime(2026, 1, 4, 10, tzinfo=timezone.utc) and at.utcoffset() == timedelta(0)
+    assert ScimGroup.from_api({"name": "LS:Research", "created_at": ""}).created_at is None
+    with pytest.raises(UnexpectedResponseError, match="OrgMemberIdentity.created_at: expected an ISO 8601"):
+        OrgMember.from_api({**ORG_MEMBER, "created_at": ""})
+
+
+def test_login_methods_read_either_name_of_the_provisioning_method_and_empty_values_as_none():
+    member = OrgMember.from_api({**ORG_MEMBER, "linked_login_methods": [
+        {"provider": "supabase:sso", "provisioning_method": "saml:jit"},
+        {"provider": "custom-oidc", "provisioning": "scim"},  # the enriched route's name for it
+        {"provider": "", "provisioning_method": ""},
+    ]})
+    assert member.login_methods == (LoginMethod("supabase:sso", "saml:jit"), LoginMethod("custom-oidc", "scim"),
+                                    LoginMethod(None, None))
+
+
+def test_a_pending_invite_reads_its_org_role_from_either_field():
+    invite = PendingInvite.from_api({
+        "id": "e1e1e1e1-0009-4009-8009-e1e1e1e1e1e1", "email": "new@example.com", "created_at": "2026-01-08T10:00:00Z",
+        "org_role_id": "44444444-4444-4444-8444-444444444444", "org_role_name": "Organization User",
+        "workspace_ids": ["aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"],
+        "workspace_role_id": "22222222-2222-4222-8222-222222222222",
+    })
+    assert (invite.role_id, invite.role_name) == ("44444444-4444-4444-8444-444444444444", "Organization User")
+    assert invite.workspace_ids == ("aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa",)
+    assert invite.workspace_role_id == "22222222-2222-4222-8222-222222222222"
+
+
+def test_a_workspace_member_row_of_another_workspace_is_refused():
+    row = {"id": "f1f1f1f1-0001-4001-8001-f1f1f1f1f1f1", "tenant_id": "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa",
+           "created_at": "2026-01-04T10:00:00Z", "ls_user_id": "c2c2c2c2-0002-4002-8002-c2c2c2c2c2c2",
+           "role_id": "33333333-3333-4333-8333-333333333333", "role_name": "Deployment Auditor"}
+    assert WorkspaceMember.from_api(row, "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa").role_id == row["role_id"]
+    assert WorkspaceMember.from_api({**row, "tenant_id": None}, "bbbbbbbb").workspace_id == "bbbbbbbb"
+    with pytest.raises(UnexpectedResponseError, match="asked for workspace bbbbbbbb, got a row of aaaaaaaa-1111"):
+        WorkspaceMember.from_api(row, "bbbbbbbb")
+
+
+def test_empty_role_ids_and_names_are_not_said_and_a_role_without_a_display_name_shows_its_name():
+    member = EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "role_id": "", "workspace_memberships": [
+        {"workspace_id": "ws-1", "role_id": ""}]})
+    assert member.role_id is None and member.workspace_memberships[0].role_id is None
+    role = Role.from_api({"id": "1", "name": "WORKSPACE_VIEWER", "display_name": "", "description": None,
+                          "permissions": []})
+    assert (role.display_name, role.description) == ("WORKSPACE_VIEWER", "")
+
+
+def test_a_member_row_that_does_not_say_whether_it_is_disabled_is_not():
+    assert OrgMember.from_api({k: v for k, v in ORG_MEMBER.items() if k != "is_disabled"}).is_disabled is False
 
 
 def _retry_after_seconds(raw, now=None):
