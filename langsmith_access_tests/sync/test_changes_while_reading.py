@@ -230,7 +230,10 @@ def test_a_workspace_deleted_while_the_members_are_read_is_named_as_such(tmp_pat
     with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
         listings_read_before_the_members(conn, org)
-        before_first_request(sandbox, WORKSPACE_ACTIVE, lambda: org.delete_workspace(deleted.id))
+        # Deleted when the org member listing, read before the workspaces', is first asked for:
+        # on the first request of the workspaces' own route, the sandbox has looked the
+        # workspace up before the change, and that request may be the deleted workspace's.
+        before_first_request(sandbox, "/orgs/current/members/active", lambda: org.delete_workspace(deleted.id))
         with pytest.raises(ListingsDisagreeError) as refused:
             load(sandbox, org, conn, PER_WORKSPACE_ROUTE)
         assert conn.execute("SELECT count(*) FROM raw.workspace_memberships").fetchone() == (0,)
