@@ -424,3 +424,59 @@ def test_a_membership_route_that_does_not_exist_is_refused_before_anything_is_re
                            match="must be one of auto, enriched_members, workspace_members, got 'enriched'"):
             load(sandbox, org, conn, route="enriched")
         assert sandbox.request_log.snapshot() == []
+
+
+def test_member_and_invite_listings_read_again_leave_each_once(tmp_path):
+    """Per-workspace route: someone joins the org while its member listing is read, and an
+    invite is withdrawn while the invite listing is: both are read again, and what their first
+    scans wrote is taken back (nobody twice, the withdrawn invite gone)."""
+    org = generate_org(seed=5, members=520, workspaces=2, pending_invites=510)
+    withdrawn = []
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        for route in sandbox.api.routes:
+            if route.method == "GET" and route.template.endswith("/orgs/current/members/pending"):
+                serve = route.handler
+
+                def withdrawing(request, faults, *args, _serve=serve, **kwargs):
+                    if request.query.get("offset") != ["0"] and not withdrawn:
+                        withdrawn.append(org.remove_pending_invite(org.pending_org_invites()[0].id))
+                    return _serve(request, faults, *args, **kwargs)
+
+                route.handler = withdrawing
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org)
+        sandbox.faults.page_drift_members = 1
+        read = load(sandbox, org, conn, PER_WORKSPACE_ROUTE)
+        members = [u for (u,) in conn.execute("SELECT ls_user_id FROM raw.org_members").fetchall()]
+        invites = [i for (i,) in conn.execute("SELECT invite_id FROM raw.pending_invites").fetchall()]
+    scans = {listing.name: listing.scans for listing in read.listings}
+    assert withdrawn and scans["org_members"] == scans["pending_invites"] == 2
+    assert sorted(members) == sorted(m.ls_user_id for m in org.active_members())  # the newcomer too
+    assert sorted(invites) == sorted(invite.id for invite in org.pending_org_invites())
+
+
+@pytest.mark.parametrize("route", [ENRICHED_ROUTE, PER_WORKSPACE_ROUTE])
+def test_each_route_writes_what_its_listings_say_of_members_and_invites(tmp_path, route):
+    """What each member route gives lands in the raw tables as given: the org member listing's
+    legacy user id and full name, the invite listing's offered workspaces and role; the enriched
+    route has none of these (null: not said) and marks its memberships as its own."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    assert any(invite.workspace_ids for invite in org.pending_org_invites())
+    org.active_members()[0].display_name = "Ada L."  # a display name apart from the full name
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org)
+        read = load(sandbox, org, conn, route)
+        members = conn.execute("SELECT ls_user_id, org_identity_id, user_id, email, full_name, display_name, "
+                               "is_disabled, org_role_id FROM raw.org_members").fetchall()
+        invites = conn.execute("SELECT invite_id, email, org_role_id, workspace_ids, workspace_role_id "
+                               "FROM raw.pending_invites").fetchall()
+        sources = conn.execute("SELECT DISTINCT source FROM raw.workspace_memberships").fetchall()
+    each = route == PER_WORKSPACE_ROUTE
+    assert read.route == route and sources == [(route,)]
+    assert sorted(members) == sorted(
+        (m.ls_user_id, m.id, m.user_id if each else None, m.email, m.full_name if each else None, m.display_name,
+         m.is_disabled, m.org_role_id) for m in org.active_members())
+    assert sorted(invites) == sorted(
+        (i.id, i.email, i.org_role_id, list(i.workspace_ids or []) if each else None,
+         i.workspace_role_id if each else None) for i in org.pending_org_invites())

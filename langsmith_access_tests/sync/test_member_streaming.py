@@ -30,6 +30,7 @@ from langsmith_access_tests.helpers import (
     query,
     run_sync,
 )
+from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
 
 CONCURRENCY = 2
 # What a reading client may hold at once, whatever the org's size: the pages in flight (read
@@ -170,6 +171,37 @@ def test_a_partial_enriched_answer_costs_one_call_and_leaves_nothing_behind(tmp_
     assert sorted(u for (u,) in users) == sorted(m.ls_user_id for m in org.active_members())
     assert len(memberships) == len(set(memberships))
     assert {row[:4] for row in memberships} == set(org.workspace_membership_rows(shared_only=True))
+    assert {row[4] for row in memberships} == {PER_WORKSPACE_ROUTE}
+
+
+def test_an_enriched_listing_that_breaks_off_leaves_nothing_behind_for_the_per_workspace_route(tmp_path):
+    """The enriched route's second page does not parse: the sync reads each workspace instead,
+    and what the first page delivered (memberships of personal and deleted workspaces too,
+    which the per-workspace route never reads) is gone from the raw tables."""
+    org = generate_org(seed=5, members=520, workspaces=4)  # 2 pages of enriched members
+
+    def second_page_garbled(answer: Answer) -> Answer:
+        if answer.path == ENRICHED and answer.query.get("offset") == [str(PAGE_SIZE)]:
+            return answer.replace(body=answer.body[: len(answer.body) // 2])
+        return answer
+
+    with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = second_page_garbled
+        client = LangSmithClient(ClientSettings(
+            api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id, endpoint=proxy.url,
+            max_retries=0,  # no retry to hide the garbled page behind a good one
+        ))
+        with client, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+            ensure_schema(conn)
+            listings_read_before_the_members(conn, org)
+            read = load_members(client, conn, sync_id="sync-1",
+                                shared_workspace_ids=[w.id for w in org.shared_workspaces()])
+            memberships = conn.execute(
+                "SELECT workspace_id, ls_user_id, workspace_identity_id, role_id, source "
+                "FROM raw.workspace_memberships").fetchall()
+    assert proxy.tampered and read.route == PER_WORKSPACE_ROUTE
+    assert "does not parse as JSON" in read.route_reason
+    assert sorted(row[:4] for row in memberships) == sorted(org.workspace_membership_rows(shared_only=True))
     assert {row[4] for row in memberships} == {PER_WORKSPACE_ROUTE}
 
 
