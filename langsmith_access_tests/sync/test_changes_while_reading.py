@@ -474,6 +474,7 @@ def test_each_route_writes_what_its_listings_say_of_members_and_invites(tmp_path
         sources = conn.execute("SELECT DISTINCT source FROM raw.workspace_memberships").fetchall()
     each = route == PER_WORKSPACE_ROUTE
     assert read.route == route and sources == [(route,)]
+    assert read.route_reason == "asked for by the run (membership_route)"
     assert sorted(members) == sorted(
         (m.ls_user_id, m.id, m.user_id if each else None, m.email, m.full_name if each else None, m.display_name,
          m.is_disabled, m.org_role_id) for m in org.active_members())
