@@ -1,0 +1,126 @@
+"""What the client's retries leave behind, and the one retry a write may make without an answer.
+
+- ``take_retried_attempts``: each retried attempt, oldest first, with its status (None: no
+  answer), its problem and the wait before the next attempt; taken once (the provisioning audit
+  records them with the write's event).
+- A read that got no connection says why (refused, DNS, TLS, proxy: each has its own fix).
+- A write whose connection timed out before it was made was never sent: it is retried, and
+  applied once. Any other write that got no answer may have been applied and is never resent
+  (``test_a_write_that_fails_in_transit_is_not_resent``).
+
+Over real HTTP against the sandbox; waits recorded by a fake sleep.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from langsmith_access.langsmith import LangSmithClient, TransientError
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.sandbox.api import ApiResponse
+from langsmith_access.settings import ClientSettings, Secret
+from langsmith_access_tests.langsmith.sandbox_client_support import (
+    ROLES,
+    WS_MEMBERS,
+    RecordingSleep,
+    client_for,
+    expect_error,
+    heal_after,
+    wrap_respond,
+)
+
+
+def test_each_retried_attempt_is_recorded_once_with_its_status_problem_and_wait():
+    with SandboxServer(generate_org(seed=7, members=40, workspaces=5)) as sandbox:
+        answers = [
+            ApiResponse(429, {"detail": "Too many requests"}, {"Retry-After": "2"}),
+            ApiResponse(503, {"detail": "Service Unavailable"}, {"Retry-After": "3"}),
+        ]
+
+        def refuse_twice(respond, request):
+            return answers.pop(0) if answers else respond(request)
+
+        wrap_respond(sandbox, refuse_twice)
+        with client_for(sandbox, sleep=RecordingSleep()) as client:
+            assert client.take_retried_attempts() == []
+            assert client.list_roles()
+            assert client.take_retried_attempts() == [
+                {"method": "GET", "path": ROLES, "status_code": 429, "problem": "rate limited (429)",
+                 "waited_seconds": 2.0},
+                {"method": "GET", "path": ROLES, "status_code": 503,
+                 "problem": "server error 503: Service Unavailable", "waited_seconds": 3.0},
+            ]
+            # Taken: the next request that needs no retry has none to tell.
+            assert client.list_roles()
+            assert client.take_retried_attempts() == []
+
+
+def test_an_attempt_that_got_no_answer_is_recorded_without_a_status():
+    with SandboxServer(generate_org(seed=7, members=40, workspaces=5)) as sandbox:
+        sandbox.faults.drop_rate = 1.0
+        sleep = heal_after(sandbox, 1, drop_rate=0.0)
+        with client_for(sandbox, sleep=sleep) as client:
+            assert client.list_roles()
+            [retried] = client.take_retried_attempts()
+    assert retried["status_code"] is None and retried["path"] == ROLES
+    assert retried["problem"].startswith("the connection dropped")
+    assert retried["waited_seconds"] == round(sleep.waits[0], 3) > 0
+
+
+def test_a_write_whose_connection_timed_out_is_retried_and_applied_once():
+    """The endpoint's accept queue is full, so the first attempt's connection is never made (a
+    connect timeout: nothing was sent); then the sandbox starts on that port and the retry
+    reaches it."""
+    org = generate_org(seed=7, members=40, workspaces=5)
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    role = org.role_by_name("WORKSPACE_VIEWER")
+    jammed = socket.socket()
+    jammed.bind(("127.0.0.1", 0))
+    jammed.listen(0)
+    port = jammed.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))  # fills the queue: later SYNs are dropped
+    sandbox = SandboxServer(org, port=port)
+
+    def open_the_endpoint(waits: int) -> None:
+        queued.close()
+        jammed.close()
+        sandbox.start()
+
+    sleep = RecordingSleep(heal=open_the_endpoint)
+    settings = ClientSettings(
+        api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id,
+        endpoint=f"http://127.0.0.1:{port}", requests_per_minute=60_000, connect_timeout_seconds=0.3,
+        read_timeout_seconds=5.0, max_retries=1,
+    )
+    try:
+        with LangSmithClient(settings, sleep=sleep) as client:
+            created = client.add_workspace_member(workspace.id, org_identity_id=outsider.id, role_id=role.id)
+            assert client.stats.connection_errors == 1 and client.stats.retries == 1
+            [retried] = client.take_retried_attempts()
+    finally:
+        queued.close()
+        jammed.close()
+        sandbox.stop()
+    assert len(sleep.waits) == 1
+    assert retried["status_code"] is None and retried["problem"].startswith("connection timed out")
+    assert [e.status for e in sandbox.requests_matching("POST", WS_MEMBERS)] == [200]
+    assert org.membership(workspace.id, outsider.ls_user_id).id == created.id
+
+
+def test_a_read_that_found_nothing_listening_says_the_connection_was_refused():
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    key = "lsv2_sk_" + "c" * 32
+    settings = ClientSettings(
+        api_key=Secret(key), organization_id="00000000-0000-4000-8000-000000000001",
+        endpoint=f"http://127.0.0.1:{port}", connect_timeout_seconds=2.0, max_retries=1,
+    )
+    sleep = RecordingSleep()
+    with LangSmithClient(settings, sleep=sleep) as client:
+        error = expect_error(TransientError, client.list_roles, keys=[key],
+                             contains=[ROLES, "no connection: connection refused", "gave up after 2 attempts"])
+        assert client.stats.connection_errors == 2 and len(sleep.waits) == 1
+    assert error.maybe_applied is False
