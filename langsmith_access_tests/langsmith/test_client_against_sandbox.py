@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from langsmith_access import __version__
 from langsmith_access.langsmith import (
     AuthenticationError,
     ConflictError,
@@ -176,6 +177,22 @@ def test_headers_on_every_request(sandbox):
     # Every readable workspace was asked for under its own X-Tenant-Id.
     tenants = {e.tenant_id for e in log if e.path == WS_ACTIVE}
     assert tenants == {w.id for w in sandbox.org.all_workspaces() if not w.is_deleted}
+
+
+def test_every_request_asks_for_json_and_names_the_client(sandbox):
+    seen = set()
+    lock = threading.Lock()
+
+    def record(respond, request):
+        with lock:
+            seen.add((request.headers.get("Accept"), request.headers.get("User-Agent")))
+        return respond(request)
+
+    wrap_respond(sandbox, record)
+    with client_for(sandbox) as client:
+        read_everything(client)  # the fan-out's threads each have a session of their own
+        client.probe()
+    assert seen == {("application/json", f"langsmith-access/{__version__}")}
 
 
 def test_member_listing_of_a_deleted_workspace_is_not_found(sandbox):
@@ -629,6 +646,7 @@ def test_done_when_ten_percent_faults_read_exactly_the_same_org():
 
 @pytest.mark.parametrize("status, headers, wait", [
     (503, {"Retry-After": "3"}, 3.0),  # a 5xx that says when to come back is believed
+    (500, {"Retry-After": "4"}, 4.0),  # any 5xx, not only a 503
     (429, {"Retry-After-Ms": "250", "Retry-After": "9"}, 0.25),  # milliseconds first, as the Go SDK
     (503, {"Retry-After": "nan"}, None),  # nothing usable: the backoff decides
 ])

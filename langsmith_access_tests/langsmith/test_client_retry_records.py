@@ -3,6 +3,7 @@
 - ``take_retried_attempts``: each retried attempt, oldest first, with its status (None: no
   answer), its problem and the wait before the next attempt; taken once (the provisioning audit
   records them with the write's event).
+- The backoff's jitter spans the upper half of each ceiling: half fixed, half random.
 - A read that got no connection says why (refused, DNS, TLS, proxy: each has its own fix).
 - A write whose connection timed out before it was made was never sent: it is retried, and
   applied once. Any other write that got no answer may have been applied and is never resent
@@ -13,7 +14,10 @@ Over real HTTP against the sandbox; waits recorded by a fake sleep.
 
 from __future__ import annotations
 
+import random
 import socket
+
+import pytest
 
 from langsmith_access.langsmith import LangSmithClient, TransientError
 from langsmith_access.sandbox import SandboxServer, generate_org
@@ -124,3 +128,28 @@ def test_a_read_that_found_nothing_listening_says_the_connection_was_refused():
                              contains=[ROLES, "no connection: connection refused", "gave up after 2 attempts"])
         assert client.stats.connection_errors == 2 and len(sleep.waits) == 1
     assert error.maybe_applied is False
+
+
+class _Jitter(random.Random):
+    """Draws the jitter at one end of its span."""
+
+    def __init__(self, at_top: bool):
+        super().__init__(0)
+        self.at_top = at_top
+
+    def uniform(self, a, b):
+        return b if self.at_top else a
+
+
+@pytest.mark.parametrize("at_top, waits", [(False, [0.25, 0.5, 1.0]), (True, [0.5, 1.0, 2.0])])
+def test_the_backoff_after_a_5xx_is_half_fixed_and_half_random(at_top, waits):
+    with SandboxServer(generate_org(seed=7, members=40, workspaces=5)) as sandbox:
+        sandbox.faults.error_rate = 1.0
+        sleep = heal_after(sandbox, 3, error_rate=0.0)
+        settings = ClientSettings(
+            api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id, endpoint=sandbox.url,
+            requests_per_minute=60_000, max_retries=3,
+        )
+        with LangSmithClient(settings, sleep=sleep, rng=_Jitter(at_top)) as client:
+            assert client.list_roles()
+    assert sleep.waits == waits

@@ -301,6 +301,7 @@ def test_the_backoff_doubles_from_half_a_second_and_stops_growing_at_thirty():
     ({"Retry-After-Ms": "99999999"}, 120.0),  # capped as Retry-After is
     ({"Retry-After-Ms": "-5", "Retry-After": "9"}, 9.0),
     ({"Retry-After-Ms": "nan", "Retry-After": "9"}, 9.0),
+    ({"Retry-After-Ms": "inf", "Retry-After": "9"}, 9.0),  # no number of milliseconds either
     ({}, None),
 ])
 def test_the_servers_retry_hint_prefers_milliseconds_and_is_capped(headers, wait):

@@ -91,7 +91,8 @@ def _client(endpoint: str) -> LangSmithClient:
     ))
 
 
-@pytest.mark.parametrize("redirected", [301, 302, 307, 308], indirect=True)
+# Every 3xx, 300 Multiple Choices and 303 See Other included.
+@pytest.mark.parametrize("redirected", [300, 301, 302, 303, 307, 308], indirect=True)
 def test_reads_and_writes_stop_at_a_redirect_and_nothing_reaches_its_target(redirected):
     redirector, target_url, reached = redirected
     with _client(redirector.url) as client:
