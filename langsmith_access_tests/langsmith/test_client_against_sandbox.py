@@ -25,6 +25,7 @@ from langsmith_access.langsmith import (
     LangSmithClient,
     NotFoundError,
     PermissionDeniedError,
+    ProxyRefusalError,
     RequestRejectedError,
     TransientError,
     pacing,
@@ -32,6 +33,7 @@ from langsmith_access.langsmith import (
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
 from langsmith_access.sandbox import faults as sandbox_faults
 from langsmith_access.sandbox.api import ApiResponse
+from langsmith_access.sandbox.routing import HtmlPage
 from langsmith_access.settings import ClientSettings, Secret, SettingsError
 from langsmith_access_tests.langsmith.sandbox_client_support import (
     ACTIVE,
@@ -855,6 +857,31 @@ def test_wrong_organization_id_is_permission_denied(sandbox):
                      contains=[other, f"another region or install than {sandbox.url}"])
 
 
+@pytest.mark.parametrize("body", ["Forbidden", ["forbidden"], None])
+def test_a_403_whose_body_is_no_json_object_is_a_proxys_refusal(sandbox, body):
+    """LangSmith's 403s carry a JSON object; a bare string, a list or JSON null is not one."""
+    wrap_respond(sandbox, lambda respond, request: ApiResponse(403, body))
+    with client_for(sandbox) as client:
+        error = expect_error(ProxyRefusalError, client.list_roles, keys=[sandbox.api_key], contains=["proxy"])
+    assert error.status_code == 403
+
+
+def test_a_workspace_route_that_got_no_tenant_header_says_so(sandbox):
+    """As LangSmith answers an org-scoped key whose X-Tenant-Id did not arrive (a proxy may drop it)."""
+    ws = shared(sandbox)[0]
+
+    def without_tenant(respond, request):
+        if request.path.startswith(WS_ROUTES):
+            return ApiResponse(403, {"error": "org_scoped_key_requires_workspace"})
+        return respond(request)
+
+    wrap_respond(sandbox, without_tenant)
+    with client_for(sandbox) as client:
+        error = expect_error(PermissionDeniedError, lambda: client.list_workspace_members(ws.id),
+                             keys=[sandbox.api_key], contains=["needs an X-Tenant-Id header", ws.id])
+    assert not isinstance(error, ProxyRefusalError) and error.status_code == 403
+
+
 def test_a_key_echoed_by_the_server_is_scrubbed(sandbox):
     def echo(respond, request):
         return ApiResponse(400, {"detail": f"bad key {request.headers.get('X-API-Key')}"})
@@ -870,12 +897,26 @@ def test_a_key_echoed_by_the_server_is_scrubbed(sandbox):
     ({"error": "unauthorized"}, "unauthorized"),  # the platform routes' form
     ({"type": "about:blank", "title": "Bad Request", "status": 400}, "Bad Request"),  # RFC 7807
     ({"type": "about:blank", "title": "Bad Request", "detail": "offset too large"}, "offset too large"),
+    ({"message": "quota exceeded"}, "quota exceeded"),  # a gateway's form
 ])
 def test_each_error_form_langsmith_uses_is_shown_by_its_message(sandbox, body, shown):
     wrap_respond(sandbox, lambda respond, request: ApiResponse(400, body))
     with client_for(sandbox) as client:
         error = expect_error(RequestRejectedError, client.list_roles, keys=[sandbox.api_key], contains=[shown])
     assert "{" not in str(error.detail), error.detail
+
+
+@pytest.mark.parametrize("body, detail", [
+    ({"detail": "x" * 1000}, "x" * 300 + "…"),  # a page of HTML, a stack trace: shortened
+    (HtmlPage(text="", content_type="text/plain"), "(empty body)"),
+    ({"detail": [{"loc": ["query", "limit"], "msg": "too large", "type": "x"}, "and more"]},
+     "query.limit: too large; and more"),  # 422's list of problems, one by one
+])
+def test_an_error_detail_is_shortened_and_never_empty(sandbox, body, detail):
+    wrap_respond(sandbox, lambda respond, request: ApiResponse(400, body))
+    with client_for(sandbox) as client:
+        error = expect_error(RequestRejectedError, client.list_roles, keys=[sandbox.api_key])
+    assert error.detail == detail and str(error).endswith(detail)
 
 
 def test_enriched_route_missing_is_not_found(start_sandbox):
