@@ -910,18 +910,14 @@ class LangSmithClient:
             seen: set[str] = set()
             totals: list[int | None] = []
             headers: dict[str, str] = {}
-            previous_last: str | None = None
             rows_went_away = stalled = False
             previous_size = 0
             for page in self._scan_pages(path, parse, params, workspace_id, concurrency):
                 totals.append(page.total)
-                if page.overlaps_previous and not (
-                    page.records
-                    and (page.records[0].id == previous_last or page.records[0].id in seen)
-                ):
+                # An overlapping page must start at a row already read: the previous page's last
+                # (which is among them), or an earlier one when rows were added meanwhile.
+                if page.overlaps_previous and not (page.records and page.records[0].id in seen):
                     rows_went_away = True
-                if page.records:
-                    previous_last = page.records[-1].id
                 new = [record for record in page.records if record.id not in seen]
                 seen.update(record.id for record in new)
                 headers = page.headers
