@@ -396,6 +396,21 @@ def test_a_server_that_ignores_the_offset_raises_incomplete_listing_instead_of_r
     assert len(sb.requests_matching("GET", ACTIVE)) <= 3 * 3  # three scans of at most three pages
 
 
+def test_a_server_that_ignores_the_offset_is_read_whole_when_its_total_matches(start_sandbox):
+    """One full page, then that page again where the confirming (empty) one belongs: a full
+    page of rows already read, but the total says they are all the listing has."""
+    sb = start_sandbox(generate_org(seed=3, members=PAGE, workspaces=2))
+
+    def first_page_always(respond, request):
+        return respond(with_query(request, offset=0) if request.path == ACTIVE else request)
+
+    wrap_respond(sb, first_page_always)
+    with client_for(sb) as client:
+        members = client.list_org_members()
+    assert {m.id for m in members} == {m.id for m in sb.org.active_members()} and len(members) == PAGE
+    assert (members.reported_total, members.scans, members.pages) == (PAGE, 1, 2)
+
+
 @pytest.mark.parametrize("total", [True, False], ids=["with a total", "without a total"])
 def test_a_server_that_ignores_the_limit_is_read_once(big_sandbox, total):
     """Every row from the offset on, whatever the limit: the first page holds the whole listing,
