@@ -407,3 +407,11 @@ def test_a_refusal_stays_the_sections_own_error_when_the_org_info_cannot_tell_wh
     refused = expect_error(PermissionDeniedError, client.list_access_policies, keys=[sandbox.api_key],
                            contains=["access_policies", "Server said: forbidden"])
     assert not isinstance(refused, SectionUnavailableError) and refused.status_code == 403
+
+
+@pytest.mark.parametrize("body", [{}, {"access_policies": None}])
+def test_an_org_without_access_policies_may_leave_the_list_out(serve, body):
+    sandbox, client = serve()
+    wrap_respond(sandbox, lambda original, request: (
+        ApiResponse(200, body) if request.path.endswith("access-policies") else original(request)))
+    assert client.list_access_policies() == []
