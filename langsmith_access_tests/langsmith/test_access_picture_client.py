@@ -415,3 +415,41 @@ def test_an_org_without_access_policies_may_leave_the_list_out(serve, body):
     wrap_respond(sandbox, lambda original, request: (
         ApiResponse(200, body) if request.path.endswith("access-policies") else original(request)))
     assert client.list_access_policies() == []
+
+
+def test_an_empty_audit_page_ends_the_window_whatever_its_cursor(serve):
+    sandbox, client = serve()
+
+    def one_empty_page_more(original, request):
+        if request.path == AUDIT and request.query.get("cursor") == ["beyond"]:
+            return ApiResponse(200, {"items": [], "cursor": "beyond-that"})
+        response = original(request)
+        if request.path == AUDIT and response.status == 200 and response.body["cursor"] is None:
+            response.body["cursor"] = "beyond"
+        return response
+
+    wrap_respond(sandbox, one_empty_page_more)
+    window = client.list_audit_events(*EVERYTHING)
+    history = sandbox.org.audit_log.events()
+    assert {e.event_id for e in window} == {e.id for e in history}
+    assert window.pages == len(history) // 100 + 2
+
+
+def test_an_audit_log_whose_fresh_cursors_bring_only_events_already_read_stops(serve):
+    sandbox, client = serve()
+    first_page: list = []
+
+    def the_first_page_again(original, request):
+        if request.path != AUDIT:
+            return original(request)
+        if not first_page:
+            response = original(request)
+            first_page.extend(response.body["items"])
+        # Always a new cursor (up to ten pages), and always the first page's events.
+        pages = len(sandbox.requests_matching("GET", AUDIT)) + 1
+        return ApiResponse(200, {"items": first_page, "cursor": f"c{pages}" if pages < 10 else None})
+
+    wrap_respond(sandbox, the_first_page_again)
+    with pytest.raises(IncompleteListingError, match="only events already read"):
+        client.list_audit_events(*EVERYTHING)
+    assert len(sandbox.requests_matching("GET", AUDIT)) == 2
