@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -793,6 +794,25 @@ def test_fan_out_raises_the_error_of_a_failing_workspace(sandbox):
     assert failed == {bad}
 
 
+def test_fan_out_reads_a_workspace_named_twice_once(sandbox):
+    ws = shared(sandbox)[0]
+    with client_for(sandbox) as client:
+        result = client.list_members_of_workspaces([ws.id, ws.id.upper(), ws.id])
+    assert list(result) == [ws.id]
+    assert len(sandbox.requests_matching("GET", WS_ACTIVE)) == 1
+
+
+def test_fan_out_stops_reading_workspaces_at_the_first_failure(sandbox):
+    workspaces = [w.id for w in shared(sandbox)]
+    sandbox.faults.failing_workspaces = (workspaces[0],)
+    with client_for(sandbox, sleep=RecordingSleep(), max_retries=0, max_concurrency=1) as client:
+        expect_error(TransientError, lambda: client.list_members_of_workspaces(workspaces),
+                     keys=[sandbox.api_key], contains=[workspaces[0]])
+    read = [e.tenant_id for e in sandbox.requests_matching("GET", WS_ACTIVE)]
+    # The one worker may have picked up the next workspace before the failure was seen; no more.
+    assert read[0] == workspaces[0] and len(read) <= 2 < len(workspaces)
+
+
 def test_fan_out_raises_not_found_naming_a_deleted_workspace(sandbox):
     deleted = next(w.id for w in sandbox.org.all_workspaces() if w.is_deleted)
     workspaces = [w.id for w in shared(sandbox)] + [deleted]
@@ -963,6 +983,21 @@ def test_find_org_member_by_email_is_case_insensitive(sandbox):
     # The server filtered: one request per lookup, never a scan of the whole listing.
     assert all(e.query["offset"] == ["0"] for e in sandbox.requests_matching("GET", ACTIVE))
     assert len(sandbox.requests_matching("GET", ACTIVE)) == 7
+
+
+def test_find_org_member_reads_the_whole_listing_when_the_server_ignores_the_filter(big_sandbox):
+    sb = big_sandbox
+    member = sb.org.active_members()[-1]
+
+    def unfiltered(respond, request):
+        query = {k: v for k, v in request.query.items() if k not in ("emails", "ls_user_ids")}
+        return respond(replace(request, query=query))
+
+    wrap_respond(sb, unfiltered)
+    with client_for(sb) as client:
+        by_email = client.find_org_member(email=member.email.upper())
+        by_id = client.find_org_member(ls_user_id=member.ls_user_id)
+    assert by_email is not None and by_id is not None and by_email.id == by_id.id == member.id
 
 
 def test_find_workspace_member(sandbox):
