@@ -453,3 +453,28 @@ def test_an_audit_log_whose_fresh_cursors_bring_only_events_already_read_stops(s
     with pytest.raises(IncompleteListingError, match="only events already read"):
         client.list_audit_events(*EVERYTHING)
     assert len(sandbox.requests_matching("GET", AUDIT)) == 2
+
+
+def test_an_empty_cursor_ends_the_audit_log_as_a_null_one_does(serve):
+    sandbox, client = serve()
+
+    def empty_for_null(original, request):
+        response = original(request)
+        if request.path == AUDIT and response.status == 200 and response.body["cursor"] is None:
+            response.body["cursor"] = ""
+        return response
+
+    wrap_respond(sandbox, empty_for_null)
+    window = client.list_audit_events(*EVERYTHING)
+    assert {e.event_id for e in window} == {e.id for e in sandbox.org.audit_log.events()}
+
+
+def test_a_proxys_refusal_of_a_workspaces_keys_is_no_reason_to_look_for_the_workspace(serve):
+    sandbox, client = serve()
+    workspace = sandbox.org.shared_workspaces()[0]
+    wrap_respond(sandbox, lambda original, request: (
+        ApiResponse(403, HtmlPage("<html>blocked</html>")) if request.path == "/api/v1/api-key"
+        else original(request)))
+    with pytest.raises(ProxyRefusalError):
+        client.list_workspace_service_keys(workspace.id)
+    assert sandbox.requests_matching("GET", "/api/v1/workspaces") == []

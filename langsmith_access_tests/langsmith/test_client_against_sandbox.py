@@ -147,6 +147,20 @@ def test_every_read_method_returns_exactly_the_org(sandbox):
         assert no_duplicates(read[part]), part
 
 
+def test_a_row_listed_twice_is_read_once(sandbox):
+    def doubled(respond, request):
+        response = respond(request)
+        if request.path in (ROLES, WORKSPACES) and response.status == 200:
+            response.body = response.body + response.body[:1]
+        return response
+
+    wrap_respond(sandbox, doubled)
+    with client_for(sandbox) as client:
+        roles, workspaces = client.list_roles(), client.list_workspaces()
+    assert no_duplicates(roles) and len(roles) == len(sandbox.org.roles)
+    assert no_duplicates(workspaces) and len(workspaces) == len(sandbox.org.all_workspaces())
+
+
 def test_list_workspaces_can_leave_out_deleted_ones(sandbox):
     with client_for(sandbox) as client:
         without = {w.id for w in client.list_workspaces(include_deleted=False)}
