@@ -793,6 +793,35 @@ def test_fan_out_keeps_at_most_max_concurrency_requests_in_flight(start_sandbox,
     assert {e.tenant_id for e in sb.request_log} == set(workspaces)
 
 
+def test_fan_out_over_workspaces_of_many_pages_keeps_at_most_max_concurrency_requests_in_flight(start_sandbox):
+    """Workspaces of four pages each: within a workspace the pages are read one at a time, or
+    the workspaces' page read-ahead would multiply the requests in flight."""
+    sb = start_sandbox(generate_org(seed=3, members=2600, workspaces=2))
+    in_flight = peak = 0
+    lock = threading.Lock()
+
+    def counting(respond, request):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        try:
+            return respond(request)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    wrap_respond(sb, counting)
+    sb.faults.latency_ms = 40
+    workspaces = [w.id for w in shared(sb)]
+    assert all(len(sb.org.workspace(w).memberships) > 3 * PAGE for w in workspaces)
+    with client_for(sb, max_concurrency=2) as client:
+        result = client.list_members_of_workspaces(workspaces)
+    for ws in workspaces:
+        assert len(result[ws]) == len(sb.org.workspace(ws).memberships)
+    assert peak <= 2
+
+
 def test_fan_out_raises_the_error_of_a_failing_workspace(sandbox):
     workspaces = [w.id for w in shared(sandbox)]
     bad = workspaces[3]
