@@ -11,6 +11,7 @@ Waits are recorded with a fake ``sleep`` (``RecordingSleep``) unless a test is a
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -159,6 +160,19 @@ def test_a_row_listed_twice_is_read_once(sandbox):
         roles, workspaces = client.list_roles(), client.list_workspaces()
     assert no_duplicates(roles) and len(roles) == len(sandbox.org.roles)
     assert no_duplicates(workspaces) and len(workspaces) == len(sandbox.org.all_workspaces())
+
+
+def test_a_json_answer_that_names_no_content_type_is_read(sandbox):
+    def undeclared(respond, request):
+        response = respond(request)
+        if request.path == ROLES and response.status == 200:
+            return ApiResponse(200, HtmlPage(text=json.dumps(response.body), content_type=""))
+        return response
+
+    with client_for(sandbox) as client:
+        expected = client.list_roles()
+        wrap_respond(sandbox, undeclared)
+        assert client.list_roles() == expected
 
 
 def test_list_workspaces_can_leave_out_deleted_ones(sandbox):
