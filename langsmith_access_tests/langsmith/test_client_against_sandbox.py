@@ -162,11 +162,12 @@ def test_a_row_listed_twice_is_read_once(sandbox):
     assert no_duplicates(workspaces) and len(workspaces) == len(sandbox.org.all_workspaces())
 
 
-def test_a_json_answer_that_names_no_content_type_is_read(sandbox):
+@pytest.mark.parametrize("content_type", ["", "Application/JSON; charset=utf-8", "application/vnd.api+json"])
+def test_a_json_answer_is_read_whatever_json_content_type_it_names_or_none(sandbox, content_type):
     def undeclared(respond, request):
         response = respond(request)
         if request.path == ROLES and response.status == 200:
-            return ApiResponse(200, HtmlPage(text=json.dumps(response.body), content_type=""))
+            return ApiResponse(200, HtmlPage(text=json.dumps(response.body), content_type=content_type))
         return response
 
     with client_for(sandbox) as client:
@@ -1055,6 +1056,13 @@ def test_find_org_member_reads_the_whole_listing_when_the_server_ignores_the_fil
         by_email = client.find_org_member(email=member.email.upper())
         by_id = client.find_org_member(ls_user_id=member.ls_user_id)
     assert by_email is not None and by_id is not None and by_email.id == by_id.id == member.id
+
+
+def test_the_first_page_is_one_row_and_the_total(sandbox):
+    with client_for(sandbox) as client:
+        first = client.first_page_of_org_members()
+    assert len(first) == 1 and first.reported_total == len(sandbox.org.active_members())
+    assert [e.query["limit"] for e in sandbox.requests_matching("GET", ACTIVE)] == [["1"]]
 
 
 def test_find_workspace_member(sandbox):
