@@ -1058,6 +1058,19 @@ def test_find_org_member_reads_the_whole_listing_when_the_server_ignores_the_fil
     assert by_email is not None and by_id is not None and by_email.id == by_id.id == member.id
 
 
+def test_a_blank_total_is_no_total(sandbox):
+    def blank_total(respond, request):
+        response = respond(request)
+        if request.path == ACTIVE and response.status == 200:
+            response.headers["X-Pagination-Total"] = " "
+        return response
+
+    wrap_respond(sandbox, blank_total)
+    with client_for(sandbox) as client:
+        members = client.list_org_members()
+    assert members.reported_total is None and len(members) == len(sandbox.org.active_members())
+
+
 def test_the_first_page_is_one_row_and_the_total(sandbox):
     with client_for(sandbox) as client:
         first = client.first_page_of_org_members()
