@@ -1058,6 +1058,16 @@ def test_find_org_member_reads_the_whole_listing_when_the_server_ignores_the_fil
     assert by_email is not None and by_id is not None and by_email.id == by_id.id == member.id
 
 
+def test_a_probe_tells_an_answer_and_an_error_detail_only_for_an_error(sandbox):
+    with client_for(sandbox) as client:
+        answered = client.probe()
+        missing = client.probe("/api/v1/no-such-route")
+        assert client.stats.calls == 2
+    assert (answered.status_code, answered.is_json, answered.detail, answered.retry_after) == (200, True, "", None)
+    assert answered.body["id"] == sandbox.organization_id
+    assert missing.status_code == 404 and missing.detail and missing.retry_after is None
+
+
 def test_a_blank_total_is_no_total(sandbox):
     def blank_total(respond, request):
         response = respond(request)
