@@ -1068,6 +1068,17 @@ def test_a_probe_tells_an_answer_and_an_error_detail_only_for_an_error(sandbox):
     assert missing.status_code == 404 and missing.detail and missing.retry_after is None
 
 
+def test_a_probe_reads_a_json_body_that_names_no_content_type(sandbox):
+    def undeclared(respond, request):
+        response = respond(request)
+        return ApiResponse(response.status, HtmlPage(text=json.dumps(response.body), content_type=""))
+
+    wrap_respond(sandbox, undeclared)
+    with client_for(sandbox) as client:
+        answered = client.probe()
+    assert answered.content_type == "" and answered.body["id"] == sandbox.organization_id
+
+
 def test_a_blank_total_is_no_total(sandbox):
     def blank_total(respond, request):
         response = respond(request)
