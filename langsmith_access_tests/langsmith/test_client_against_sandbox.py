@@ -1079,6 +1079,14 @@ def test_a_probe_reads_a_json_body_that_names_no_content_type(sandbox):
     assert answered.content_type == "" and answered.body["id"] == sandbox.organization_id
 
 
+def test_a_key_echoed_into_a_probes_error_detail_is_scrubbed(sandbox):
+    wrap_respond(sandbox, lambda respond, request: ApiResponse(
+        400, {"detail": f"bad key {request.headers.get('X-API-Key')}"}))
+    with client_for(sandbox) as client:
+        refused = client.probe()
+    assert refused.detail == "bad key ***"
+
+
 def test_a_blank_total_is_no_total(sandbox):
     def blank_total(respond, request):
         response = respond(request)
