@@ -158,12 +158,17 @@ def named(raw: str) -> str:
     return shown(raw) if _holds_key(raw) else raw
 
 
+def _unquoted(raw: str) -> str:
+    """``raw`` without the spaces and the quotes around it (a shell or a .env file kept them)."""
+    return raw.strip().strip("'\"").strip()
+
+
 def check_organization_id(organization_id: str, name: str = "LANGSMITH_ORGANIZATION_ID") -> str:
     """Return the org id in canonical UUID form, or explain what is wrong with it (``name``: where
     the value came from, for the message)."""
     try:
         # Quotes a shell or .env file kept, as for LANGSMITH_ENDPOINT: the UUID inside is meant.
-        return str(uuid.UUID(organization_id.strip().strip("'\"").strip()))
+        return str(uuid.UUID(_unquoted(organization_id)))
     except (ValueError, AttributeError):
         value = organization_id if len(organization_id or "") <= 64 else organization_id[:64] + "…"
         raise SettingsError(
@@ -184,7 +189,7 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
     (a bare ``/v1`` stays: it may be part of a basePath).
     """
     raw = endpoint
-    endpoint = endpoint.strip().strip("'\"").strip().rstrip("/")
+    endpoint = _unquoted(endpoint).rstrip("/")
     for suffix in ("/api/v1", "/api"):
         if endpoint.lower().endswith(suffix):
             endpoint = endpoint[: -len(suffix)].rstrip("/")

@@ -775,25 +775,29 @@ def test_client_rate_limiter_keeps_under_the_server_limit(start_sandbox, monkeyp
 # ------------------------------------------------------------------ bounded concurrency
 
 
-@pytest.mark.parametrize("max_concurrency", [1, 3])
-def test_fan_out_keeps_at_most_max_concurrency_requests_in_flight(start_sandbox, max_concurrency):
-    sb = start_sandbox(generate_org(seed=9, members=60, workspaces=24))
-    in_flight = 0
-    peak = 0
-    lock = threading.Lock()
+class InFlight:
+    """Counts the sandbox's requests being answered at once; ``peak``: the most at any moment."""
 
-    def counting(respond, request):
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
+    def __init__(self, sandbox):
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+        wrap_respond(sandbox, self._counting)
+
+    def _counting(self, respond, request):
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
         try:
             return respond(request)
         finally:
-            with lock:
-                in_flight -= 1
+            with self._lock:
+                self.now -= 1
 
-    wrap_respond(sb, counting)
+
+@pytest.mark.parametrize("max_concurrency", [1, 3])
+def test_fan_out_keeps_at_most_max_concurrency_requests_in_flight(start_sandbox, max_concurrency):
+    sb = start_sandbox(generate_org(seed=9, members=60, workspaces=24))
+    in_flight = InFlight(sb)
     sb.faults.latency_ms = 40  # inside the counted span, so calls overlap when they can
     workspaces = [w.id for w in sb.org.all_workspaces() if not w.is_deleted]
     assert len(workspaces) >= 24
@@ -802,9 +806,9 @@ def test_fan_out_keeps_at_most_max_concurrency_requests_in_flight(start_sandbox,
     assert list(result) == workspaces
     for ws in workspaces:
         assert {m.id for m in result[ws]} == {m.id for m in sb.org.workspace(ws).memberships.values()}
-    assert peak <= max_concurrency
+    assert in_flight.peak <= max_concurrency
     if max_concurrency > 1:
-        assert peak >= 2, "the fan-out ran one workspace at a time"
+        assert in_flight.peak >= 2, "the fan-out ran one workspace at a time"
     assert {e.tenant_id for e in sb.request_log} == set(workspaces)
 
 
@@ -812,21 +816,7 @@ def test_fan_out_over_workspaces_of_many_pages_keeps_at_most_max_concurrency_req
     """Workspaces of four pages each: within a workspace the pages are read one at a time, or
     the workspaces' page read-ahead would multiply the requests in flight."""
     sb = start_sandbox(generate_org(seed=3, members=2600, workspaces=2))
-    in_flight = peak = 0
-    lock = threading.Lock()
-
-    def counting(respond, request):
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        try:
-            return respond(request)
-        finally:
-            with lock:
-                in_flight -= 1
-
-    wrap_respond(sb, counting)
+    in_flight = InFlight(sb)
     sb.faults.latency_ms = 40
     workspaces = [w.id for w in shared(sb)]
     assert all(len(sb.org.workspace(w).memberships) > 3 * PAGE for w in workspaces)
@@ -834,7 +824,7 @@ def test_fan_out_over_workspaces_of_many_pages_keeps_at_most_max_concurrency_req
         result = client.list_members_of_workspaces(workspaces)
     for ws in workspaces:
         assert len(result[ws]) == len(sb.org.workspace(ws).memberships)
-    assert peak <= 2
+    assert in_flight.peak <= 2
 
 
 def test_fan_out_raises_the_error_of_a_failing_workspace(sandbox):
