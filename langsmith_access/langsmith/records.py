@@ -194,10 +194,6 @@ class Role:
     # or manage its holders (langsmith-api.md). None: the listing does not say (older LangSmith).
     is_restricted: bool | None = None
 
-    @property
-    def is_custom(self) -> bool:
-        return self.name == "CUSTOM" or self.organization_id is not None
-
     @classmethod
     def from_api(cls, data: Any) -> Role:
         f = _Fields("Role", data)

@@ -68,14 +68,14 @@ def test_extra_fields_and_nulls_the_schema_allows_are_tolerated():
     assert member.email is None and member.full_name is None
 
 
-def test_role_scope_inferred_when_missing_and_custom_roles_flagged():
+def test_role_scope_inferred_when_missing():
     org_role = Role.from_api({"id": "1", "name": "ORGANIZATION_ADMIN", "display_name": "Organization Admin",
                               "description": "", "permissions": ["organization:manage"]})
     custom = Role.from_api({"id": "3", "name": "CUSTOM", "display_name": "Deployment Auditor",
                             "description": "Reads deployments.", "permissions": ["workspaces:read"],
                             "organization_id": "00000000-0000-4000-8000-000000000001"})
-    assert org_role.access_scope == "organization" and not org_role.is_custom
-    assert custom.access_scope == "workspace" and custom.is_custom
+    assert org_role.access_scope == "organization"
+    assert custom.access_scope == "workspace"
     with pytest.raises(UnexpectedResponseError, match="access_scope"):
         Role.from_api({"id": "1", "name": "X", "display_name": "X", "description": "",
                        "permissions": [], "access_scope": "galaxy"})
