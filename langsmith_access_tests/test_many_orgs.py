@@ -581,3 +581,20 @@ def test_a_run_stopped_before_its_first_step_says_why_in_its_log(org_environment
     [org] = said[no_org.run_id]
     assert "names no org, and 2 are configured (us, eu)" in org, org
     assert org.endswith("Fix: launch the run again with one org's slug as its partition."), org
+
+
+def test_a_review_sheet_never_goes_into_another_orgs_database(org_environment, synced):
+    """One org's command must not write another org's data (DESIGN.md section 11), nor put a
+    table into an analysts' database that only dbt and the sync write (section 12)."""
+    two_orgs = org_environment
+    eu = AccessDatabase(two_orgs.database("eu"))
+    for own in (eu.path, eu.working_path):
+        before = own.read_bytes()
+        exported = cli_in_this_process("review", "export", "--org", "us", "--out", str(own),
+                                       "--table", "q4_review")
+        assert exported.returncode == 2, exported.stdout + exported.stderr
+        assert "org 'eu'" in exported.stderr, exported.stderr
+        assert own.read_bytes() == before
+        queued = cli_in_this_process("review", "queue-revokes", "--org", "us", "--review-db", str(own),
+                                     "--table", "q4_review")
+        assert queued.returncode == 2 and "org 'eu'" in queued.stderr, queued.stdout + queued.stderr

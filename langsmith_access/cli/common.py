@@ -263,6 +263,16 @@ def analysts_database(args: argparse.Namespace) -> AccessDatabase:
     return AccessDatabase(org.duckdb_path, org.settings.organization_id)
 
 
+def another_orgs_database(args: argparse.Namespace, path: Path | str) -> str | None:
+    """The slug of the other configured org (not the one ``--org`` names) one of whose database
+    files ``path`` is, else None: a command of one org never writes into another's files."""
+    selected = selected_org(args).slug
+    for org in load_orgs(refuse_unusable_keys=False):
+        if org.slug != selected and AccessDatabase(org.duckdb_path, org.organization_id).owns(path):
+            return org.slug
+    return None
+
+
 def print_table(relation: duckdb.DuckDBPyRelation, rows: int) -> None:
     """Every row of ``relation`` (``rows`` of them) as DuckDB draws a table, never cut short:
     no column hidden for the terminal's width, and (a box holds at most BOX_ROWS rows) a longer

@@ -20,7 +20,13 @@ import os
 import sys
 from pathlib import Path
 
-from langsmith_access.cli.common import add_org_argument, analysts_database, in_org_terms, org_terms
+from langsmith_access.cli.common import (
+    add_org_argument,
+    analysts_database,
+    another_orgs_database,
+    in_org_terms,
+    org_terms,
+)
 from langsmith_access.provisioning.review import (
     DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
@@ -105,6 +111,7 @@ def export_sheet(args: argparse.Namespace) -> int:
     to_duckdb = args.out.suffix.lower() in DUCKDB_SUFFIXES
     if args.table and not to_duckdb:
         raise ReviewError("--table applies to a DuckDB file only (--out review.duckdb).")
+    _refuse_another_orgs_database(args, args.out, "--out")
     path, count = export_review_sheet(
         analysts_database(args), args.out, workspace=args.workspace, include_org_roles=args.include_org_roles,
         table=args.table or DEFAULT_TABLE, force=args.force,
@@ -136,6 +143,7 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
             raise ReviewError(
                 "--table needs --review-db FILE: the reviewer's own DuckDB file that holds the table."
             )
+        _refuse_another_orgs_database(args, args.review_db, "--review-db")
         if analysts_database(args).owns(args.review_db):
             raise ReviewError(
                 "--review-db is the analysts' database (or one of its files), which every sync "
@@ -158,6 +166,18 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
     else:
         _print_result(result, args)
     return 0 if result.all_accepted else 2
+
+
+def _refuse_another_orgs_database(args: argparse.Namespace, path: Path, option: str) -> None:
+    """Another org's database (one of its files) is that org's data, which dbt and its sync write
+    alone: a sheet of this org never goes there, nor is one read from there."""
+    other = another_orgs_database(args, path)
+    if other is not None:
+        raise ReviewError(
+            f"{option} {path} is one of the database files of org {other!r}, which only its own "
+            "sync and requests write: keep review sheets in a file of your own (review.csv or "
+            "review.duckdb)."
+        )
 
 
 def _print_result(result: ReviewResult, args: argparse.Namespace) -> None:
