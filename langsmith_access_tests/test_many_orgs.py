@@ -598,3 +598,15 @@ def test_a_review_sheet_never_goes_into_another_orgs_database(org_environment, s
         queued = cli_in_this_process("review", "queue-revokes", "--org", "us", "--review-db", str(own),
                                      "--table", "q4_review")
         assert queued.returncode == 2 and "org 'eu'" in queued.stderr, queued.stdout + queued.stderr
+
+
+def test_an_export_never_goes_into_another_orgs_published_copies(org_environment, synced):
+    """``export --org us`` into eu's Parquet copy would give eu's analysts us's grants."""
+    two_orgs = org_environment
+    eu = AccessDatabase(two_orgs.database("eu"))
+    for published in (eu.parquet_path, eu.docs_path):
+        before = sorted((p.name, p.read_bytes()) for p in published.rglob("*") if p.is_file())
+        exported = cli_in_this_process("export", "--org", "us", "--format", "parquet", "--out", str(published))
+        assert exported.returncode == 2, exported.stdout + exported.stderr
+        assert "org 'eu'" in exported.stderr, exported.stderr
+        assert sorted((p.name, p.read_bytes()) for p in published.rglob("*") if p.is_file()) == before

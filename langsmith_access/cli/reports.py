@@ -15,8 +15,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from langsmith_access.cli.common import UsageError, add_org_argument, analysts_database, print_table
+from langsmith_access.cli.common import (
+    UsageError,
+    add_org_argument,
+    analysts_database,
+    print_table,
+    selected_org,
+)
+from langsmith_access.settings import load_orgs
 from langsmith_access.store import queries
+from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.export import EXPORT_FORMATS, export_tables
 from langsmith_access.store.sync_runs import require_synced
 
@@ -257,14 +265,19 @@ def export_files(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory.")
     database = analysts_database(args)
-    for published in (database.parquet_path, database.docs_path):
-        # Every publish replaces these directories whole: an export into one would overwrite
-        # the live Parquet copy (or the docs site) in place, and the next publish discard it.
-        if out_dir.resolve().is_relative_to(published.resolve()):
-            raise UsageError(
-                f"--out {out_dir} is inside {published}, which every publish replaces: "
-                "export into a directory of your own (e.g. --out exports)."
-            )
+    selected = selected_org(args).slug
+    for org in load_orgs(refuse_unusable_keys=False):
+        # Another org's copies too: this org's tables there would pass for that org's.
+        own = AccessDatabase(org.duckdb_path)
+        owner = "" if org.slug == selected else f" (org {org.slug!r}'s published copy)"
+        for published in (own.parquet_path, own.docs_path):
+            # Every publish replaces these directories whole: an export into one would overwrite
+            # the live Parquet copy (or the docs site) in place, and the next publish discard it.
+            if out_dir.resolve().is_relative_to(published.resolve()):
+                raise UsageError(
+                    f"--out {out_dir} is inside {published}{owner}, which every publish replaces: "
+                    "export into a directory of your own (e.g. --out exports)."
+                )
     with database.read_published() as conn:
         require_synced(conn, database.path)
         written = export_tables(conn, out_dir, args.file_format)
