@@ -605,6 +605,9 @@ class SandboxApi(AccessRoutes):
         offset = query_int(query, "offset", 0, 0)
         emails = {email.casefold() for email in query.get("emails", [])}
         search = (last_value(query, "q") or "").casefold()
+        # The same sort parameters as /active (MemberSortField, sort_by_desc): validated and honoured.
+        sort_by = sort_field(query)
+        descending = query_bool(query, "sort_by_desc", True)
         with self.state.lock:
             invites = [
                 invite
@@ -612,6 +615,7 @@ class SandboxApi(AccessRoutes):
                 if (not emails or invite.email.casefold() in emails)
                 and search in invite.email.casefold()
             ]
+            invites = sorted_by(invites, self._invite_sort_key(sort_by), descending)
             page, headers = self._paged(invites, offset, limit)
             rows = [payloads.org_pending_json(self.state, invite) for invite in page]
         return ApiResponse(200, rows, headers)
@@ -724,6 +728,14 @@ class SandboxApi(AccessRoutes):
         if sort_by == "role":
             return lambda member: self.state.roles[member.org_role_id].display_name
         return lambda member: member.created_at
+
+    def _invite_sort_key(self, sort_by: str) -> Callable[[PendingOrgInvite], Any]:
+        """Pending rows have no name: "name" sorts them by email (undocumented, as is the rest)."""
+        if sort_by in ("name", "email"):
+            return lambda invite: invite.email.casefold()
+        if sort_by == "role":
+            return lambda invite: self.state.roles[invite.org_role_id].display_name
+        return lambda invite: invite.created_at
 
     def _membership_sort_key(self, sort_by: str) -> Callable[[WorkspaceMembership], Any]:
         """Workspace rows sort by their own role and date, and by the member's name or email."""

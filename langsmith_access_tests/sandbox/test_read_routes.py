@@ -151,6 +151,22 @@ def test_pending_members_paged(caller, org):
     assert caller.get(PENDING, params={"limit": 501}).status_code == 422
 
 
+def test_pending_members_sort_like_active_ones(caller, org):
+    # The route takes sort_by and sort_by_desc as /active does (MemberSortField, a boolean):
+    # honoured, and a value outside them is FastAPI's 422.
+    rows = caller.get(PENDING, params={"sort_by": "email", "sort_by_desc": "false", "limit": 500}).json()
+    assert [row["email"].casefold() for row in rows] == sorted(
+        invite.email.casefold() for invite in org.pending_invites.values()
+    )
+    oldest_first = caller.get(PENDING, params={"sort_by_desc": "false", "limit": 500}).json()
+    assert [row["id"] for row in oldest_first] == [
+        invite.id for invite in sorted(org.pending_invites.values(), key=lambda i: (i.created_at, i.id))
+    ]
+    for params, name in (({"sort_by": "shoe_size"}, "sort_by"), ({"sort_by_desc": "maybe"}, "sort_by_desc")):
+        bad = caller.get(PENDING, params=params)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", name], bad.text
+
+
 def test_workspace_members_envelope(caller, org):
     invite = next(i for i in org.pending_org_invites() if i.workspace_ids)
     workspace = org.workspaces[invite.workspace_ids[0]]
