@@ -388,12 +388,15 @@ def test_a_scratch_copy_starts_clean_of_what_dead_runs_left_and_its_discard_leav
     assert sorted(p.name for p in tmp_path.iterdir() if ".sync-" in p.name) == []
 
 
-def test_the_lock_file_is_one_of_the_databases_own_files(tmp_path):
-    # An export or review sheet written over it would end every writer's lease.
+def test_the_lock_file_logs_and_deferred_runs_are_the_databases_own_files(tmp_path):
+    # An export or review sheet written over the lock would end every writer's lease; over a
+    # DuckDB log, break the file's next open; over the deferred runs, lose a failed run's row.
     database = AccessDatabase(tmp_path / "access.duckdb")
+    logs = [p.with_name(p.name + ".wal") for p in (database.path, database.working_path, database.scratch_path)]
     assert all(database.owns(p) for p in (database.path, database.working_path, database.scratch_path,
-                                          database.lock_path))
+                                          database.lock_path, database.deferred_runs_path, *logs))
     assert not database.owns(tmp_path / "access.csv")
+    assert not database.owns(tmp_path / "access.duckdb.csv")
 
 
 def test_a_reader_never_meets_the_log_of_the_copy_a_publish_replaced(tmp_path, monkeypatch):

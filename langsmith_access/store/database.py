@@ -166,10 +166,15 @@ class AccessDatabase:
 
     def owns(self, path: Path | str) -> bool:
         """Whether ``path`` is one of this database's own files (the analysts' copy, the
-        working file, a run's scratch copy, the lock), which nothing else may write."""
+        working file, a run's scratch copy, their DuckDB logs, the lock, the deferred runs),
+        which nothing else may write."""
         resolved = Path(path).expanduser().resolve()
+        databases = (self.path, self.working_path, self.scratch_path)
+        # DuckDB replays a file's log (``<file>.wal``) when it opens the file: a sheet written
+        # there would break the next open as surely as one written over the file.
+        logs = tuple(database.with_name(database.name + ".wal") for database in databases)
         return resolved in {own.resolve() for own in
-                            (self.path, self.working_path, self.scratch_path, self.lock_path)}
+                            (*databases, *logs, self.lock_path, self.deferred_runs_path)}
 
     @property
     def dbt_target_path(self) -> Path:
