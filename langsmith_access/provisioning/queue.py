@@ -26,13 +26,16 @@ import duckdb
 from langsmith_access.governance.decisions import (
     AccessTerms,
     AccessTermsRefused,
+    Grantee,
     access_terms,
     approval_deadline,
+    approver_refusal,
     needs_approval,
 )
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, Policy, PolicyError, governing_policy
 from langsmith_access.settings import mask_keys
+from langsmith_access.store import directory
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import first_row, table_exists
 
@@ -453,8 +456,34 @@ def _govern(conn, change: ChangeRequest, resolved: ResolvedChange, policy_path: 
                 f"the policy's approvers ({', '.join(policy.approver_emails)}) are none of them active "
                 "members of the org in the latest sync: nobody could approve this request. Fix "
                 "approval.approvers in the policy file (or sync, if they joined since).")
+    if approval:
+        _require_an_approver(conn, policy, resolved, change.requested_by)
     deadline = approval_deadline(policy, at) if approval else None
     return _Governed(terms, approval, deadline, approvers_text(policy, resolved.workspace_name))
+
+
+def _require_an_approver(conn, policy: Policy, resolved: ResolvedChange, requested_by: str | None) -> None:
+    """Refuse, at once, a grant that nobody the policy names could approve: otherwise it waits
+    for a decision that cannot come (the only approvers are its requester or grantee, and the
+    policy does not allow self-approval) until it expires."""
+    if policy.approvers == NAMED_EMAILS:
+        candidates = list(policy.approver_emails)
+    else:
+        candidates = directory.admin_emails(conn, resolved.workspace_id if policy.approvers != ORG_ADMINS else None)
+    if not candidates:  # no admin in the latest sync at all: not this check's to judge
+        return
+    grantee = Grantee(resolved.user_id, resolved.user_email, requested_by, resolved.workspace_name)
+    refusals: list[str] = []
+    for email in candidates:
+        standing = directory.member_standing(conn, email, resolved.workspace_id)
+        refusal = approver_refusal(policy, standing, grantee, approving=True)
+        if refusal is None:
+            return
+        if refusal not in refusals:
+            refusals.append(refusal)
+    raise RequestRejected(
+        f"nobody could approve this request ({approvers_text(policy, resolved.workspace_name)}): {' '.join(refusals)} "
+        "Have someone else ask for it, or fix approval.approvers (or approval.self_approval) in the policy file.")
 
 
 def approvers_text(policy: Policy, workspace_name: str) -> str:

@@ -104,3 +104,19 @@ def member_standing(conn: duckdb.DuckDBPyConnection, email: str, workspace_id: s
         org_admin=org_admin,
         workspace_admin=workspace_admin,
     )
+
+
+def admin_emails(conn: duckdb.DuckDBPyConnection, workspace_id: str | None) -> list[str]:
+    """The emails of the enabled Organization Admins and, given ``workspace_id``, of the
+    enabled holders of the built-in Admin role there: who ``org_admins`` / ``workspace_admins``
+    name, as of the latest sync."""
+    rows = conn.execute(
+        "SELECT DISTINCT users.email FROM main.users AS users "
+        "LEFT JOIN main.roles AS org_roles ON org_roles.role_id = users.org_role_id "
+        "WHERE NOT users.is_disabled AND users.email IS NOT NULL AND (org_roles.name = $org_admin "
+        "OR ($workspace_id IS NOT NULL AND users.user_id IN (SELECT grants.user_id FROM main.grants AS grants "
+        "JOIN main.roles AS roles USING (role_id) WHERE grants.entitlement_type = 'workspace_role' "
+        "AND grants.workspace_id = $workspace_id AND roles.name = $workspace_admin))) ORDER BY 1",
+        {"org_admin": ORGANIZATION_ADMIN_ROLE, "workspace_id": workspace_id, "workspace_admin": WORKSPACE_ADMIN_ROLE},
+    ).fetchall()
+    return [email for (email,) in rows]

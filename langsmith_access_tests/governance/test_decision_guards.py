@@ -142,3 +142,31 @@ def test_at_its_deadline_or_its_until_a_request_is_past_them():
     assert (waited.recorded, waited.status) == (False, "approval_expired"), waited
     ends = decide_on(conn, "ends", "approved", "ada@example.com", now=at)
     assert not ends.recorded and "which has passed" in ends.message, ends
+
+
+
+def test_a_grant_only_its_requester_or_grantee_could_approve_is_refused_at_once(governed, tmp_path, monkeypatch):
+    # Without self-approval, a grant whose only approvers are its requester or its grantee can
+    # never be approved: refused when asked (saying why and what to fix, and recorded), never
+    # left waiting for its deadline. One that someone else may approve waits for them.
+    sandbox, org, database, people, receiver = governed
+    approver, other, third = people.outsiders[:3]
+    only_one = tmp_path / "only-one-approver.yaml"
+    only_one.write_text(f'approval:\n  required: ["Admin"]\n  approvers: ["{approver.email.upper()}"]\n')
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(only_one))
+
+    for_the_approver = request_grant(approver.email, WORKSPACE, "Admin", requested_by="ops@example.com")
+    by_the_approver = request_grant(other.email, WORKSPACE, "Admin", requested_by=approver.email.lower())
+    for result, who in ((for_the_approver, "the request is for"), (by_the_approver, "asked for this request")):
+        assert result.status == "rejected", result
+        assert result.message.startswith("nobody could approve this request"), result.message
+        assert who in result.message and "approval.approvers" in result.message, result.message
+        assert request_row(database, result.request_id)["status"] == "rejected"
+
+    by_someone_else = request_grant(other.email, WORKSPACE, "Admin", requested_by="ops@example.com")
+    assert by_someone_else.status == "awaiting_approval", by_someone_else
+    # Under workspace_admins, the workspace's other Admins and the Organization Admins may approve
+    # what one Admin asks for.
+    only_one.write_text(POLICY)
+    by_an_admin = request_grant(third.email, WORKSPACE, "Admin", requested_by=people.admin.email)
+    assert by_an_admin.status == "awaiting_approval", by_an_admin

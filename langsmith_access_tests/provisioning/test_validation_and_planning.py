@@ -55,6 +55,7 @@ def conn():
             (?, 'oi-1', 'Ada@Example.com', false), (?, ?, 'bob@example.com', false),
             (?, 'oi-3', 'twin@example.com', false), (?, 'oi-4', 'TWIN@example.com', false)
         ) t(user_id, org_identity_id, email, is_disabled)""", [ADA, BOB, BOB_IDENTITY, TWIN1, TWIN2])
+    conn.execute("ALTER TABLE main.users ADD COLUMN org_role_id VARCHAR")  # no Organization Admin here
     conn.execute("CREATE TABLE main.pending_invites AS SELECT 'inv-1' AS invite_id, 'newbie@example.com' AS email")
     conn.execute("""
         CREATE TABLE main.workspaces AS SELECT * FROM (VALUES
@@ -251,9 +252,10 @@ def test_a_request_named_twice_when_statuses_are_set_ends_with_its_last(conn):
 def policy_of(conn, tmp_path):
     """``policy_of(approvers) -> path``: a policy sending Admin grants to ``approvers`` (the
     policy's words), waiting 72 hours at most; Carol is an active member, Gus a disabled one."""
-    conn.execute("CREATE TABLE main.grants (user_id VARCHAR, workspace_id VARCHAR, role_id VARCHAR)")
-    conn.execute("INSERT INTO main.users VALUES (?, 'oi-5', 'carol@example.com', false), "
-                 "(?, 'oi-6', 'gus@example.com', true)", [CAROL, GUS])
+    conn.execute("CREATE TABLE main.grants (user_id VARCHAR, workspace_id VARCHAR, role_id VARCHAR, "
+                 "entitlement_type VARCHAR)")
+    conn.execute("INSERT INTO main.users VALUES (?, 'oi-5', 'carol@example.com', false, NULL), "
+                 "(?, 'oi-6', 'gus@example.com', true, NULL)", [CAROL, GUS])
 
     def policy(approvers: str) -> Path:
         path = tmp_path / "policy.yaml"
