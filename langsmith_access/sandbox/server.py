@@ -39,6 +39,7 @@ from langsmith_access.sandbox.faults import RATE_LIMIT_MODES, FaultConfig, Rando
 from langsmith_access.sandbox.generator import generate_org
 from langsmith_access.sandbox.org_state import OrgState
 from langsmith_access.sandbox.routing import NO_BODY, ApiRequest, ApiResponse, HtmlPage
+from langsmith_access.settings import SettingsError, check_api_key
 
 logger = logging.getLogger(__name__)
 
@@ -455,9 +456,13 @@ def serve_from_cli(args) -> int:
             organization_id = str(uuid.UUID(organization_id))
         except ValueError:
             return refuse(f"--organization-id must be a UUID, got {organization_id!r}")
-    if args.api_key is not None and not args.api_key.startswith("lsv2_sk_"):
-        # Never echo the key: it may be a real secret typed in the wrong place.
-        return refuse("--api-key must be an organization-scoped service key starting with lsv2_sk_")
+    if args.api_key is not None:
+        # The first line's api_key goes into LANGSMITH_API_KEY: refuse what that variable would
+        # refuse (the same check, whose messages never echo the key).
+        try:
+            check_api_key(args.api_key, "--api-key")
+        except SettingsError as error:
+            return refuse(str(error))
     if args.members < 0 or args.workspaces < 0:
         return refuse("--members and --workspaces must not be negative")
     if not 0 <= args.fault_rate <= 1:

@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
+
+from langsmith_access.settings import SettingsError, check_api_key
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
 
@@ -92,6 +95,19 @@ def test_personal_access_token_is_refused_without_echoing_it():
     assert result.returncode == 2
     assert "lsv2_sk_" in result.stderr
     assert "secret_value" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("key", ["lsv2_sk_", "lsv2_sk_secret.value", "lsv2_sk_secret value", "lsv2_sk_...x9z"])
+def test_a_key_langsmith_access_would_refuse_is_refused_without_echoing_it(key):
+    # The first line's api_key is what goes into LANGSMITH_API_KEY: a key that variable refuses
+    # would make a sandbox nothing can sync from.
+    with pytest.raises(SettingsError):
+        check_api_key(key)
+    result = run_cli("--api-key", key)
+    assert result.returncode == 2, result.stdout
+    assert result.stdout == ""
+    assert "--api-key" in result.stderr
+    assert "secret" not in result.stderr
 
 
 def test_pending_invites_and_rate_limit_flags():
