@@ -128,6 +128,8 @@ def check_text(value: Any, what: str, *, required: bool = True, limit: int = MAX
         return None
     if not isinstance(value, str):
         raise RequestRejected(f"{what} must be text, got {type(value).__name__}.")
+    # NFC, and the resolvers compare the names and emails LangSmith sent in NFC too: a name typed
+    # composed (é) matches one sent decomposed (e + U+0301), as they look the same.
     value = unicodedata.normalize("NFC", value.strip())
     if len(value) > limit:
         raise RequestRejected(f"{what} is {len(value)} characters long; at most {limit} are allowed.")
@@ -184,7 +186,7 @@ def _resolve_user(conn, user: str) -> tuple[str, str | None]:
             )
         return rows[0][0], rows[0][1]
     rows = conn.execute(
-        "SELECT user_id, email FROM main.users WHERE lower(email) = lower(?) ORDER BY user_id",
+        "SELECT user_id, email FROM main.users WHERE lower(nfc_normalize(email)) = lower(?) ORDER BY user_id",
         [user],
     ).fetchall()
     if len(rows) == 1:
@@ -195,7 +197,7 @@ def _resolve_user(conn, user: str) -> tuple[str, str | None]:
             f"({', '.join(r[0] for r in rows)}): give the user id instead."
         )
     invited = conn.execute(
-        "SELECT invite_id FROM main.pending_invites WHERE lower(email) = lower(?)", [user]
+        "SELECT invite_id FROM main.pending_invites WHERE lower(nfc_normalize(email)) = lower(?)", [user]
     ).fetchall()
     if invited:
         raise RequestRejected(
@@ -236,11 +238,12 @@ def _resolve_workspace(conn, workspace: str) -> tuple[str, str]:
         hidden = _hidden_workspace_reason(conn, "workspace_id = ?", workspace_uuid)
         raise RequestRejected(hidden or f"unknown workspace: no workspace has id {workspace_uuid}.")
     rows = conn.execute(
-        "SELECT workspace_id, display_name FROM main.workspaces WHERE display_name = ? ORDER BY workspace_id",
+        "SELECT workspace_id, display_name FROM main.workspaces WHERE nfc_normalize(display_name) = ? "
+        "ORDER BY workspace_id",
         [workspace],
     ).fetchall() or conn.execute(
         "SELECT workspace_id, display_name FROM main.workspaces "
-        "WHERE lower(display_name) = lower(?) ORDER BY workspace_id",
+        "WHERE lower(nfc_normalize(display_name)) = lower(?) ORDER BY workspace_id",
         [workspace],
     ).fetchall()
     if len(rows) == 1:
@@ -250,7 +253,7 @@ def _resolve_workspace(conn, workspace: str) -> tuple[str, str]:
             f"ambiguous workspace: {len(rows)} workspaces are named {workspace!r}: "
             f"{_listing([(r[0], r[1]) for r in rows])}. Give the workspace id instead."
         )
-    hidden = _hidden_workspace_reason(conn, "lower(display_name) = lower(?)", workspace)
+    hidden = _hidden_workspace_reason(conn, "lower(nfc_normalize(display_name)) = lower(?)", workspace)
     raise RequestRejected(hidden or f"unknown workspace: no shared workspace is named {workspace!r}.")
 
 
@@ -263,7 +266,7 @@ def _resolve_role(conn, role: str) -> tuple[str, str]:
     else:
         rows = conn.execute(
             "SELECT role_id, display_name, access_scope FROM main.roles "
-            "WHERE (upper(name) = upper(?) AND name <> 'CUSTOM') OR lower(display_name) = lower(?) "
+            "WHERE (upper(name) = upper(?) AND name <> 'CUSTOM') OR lower(nfc_normalize(display_name)) = lower(?) "
             "ORDER BY access_scope DESC, role_id",
             [role, role],
         ).fetchall()

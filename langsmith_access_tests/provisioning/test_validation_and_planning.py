@@ -163,6 +163,25 @@ def test_what_was_typed_is_trimmed_and_normalised_before_it_is_looked_up(conn):
     assert resolve_change(conn, change(user=BOB_IDENTITY)).user_id == BOB
 
 
+def test_names_langsmith_sends_decomposed_match_what_was_typed_composed(conn):
+    # LangSmith keeps names and emails as they were typed: a decomposed "e" + U+0301 (as macOS
+    # input gives) looks the same as the composed "\u00e9" someone types in a request.
+    live, gone = "20000000-0000-4000-8000-0000000000d1", "20000000-0000-4000-8000-0000000000d2"
+    conn.execute("INSERT INTO main.workspaces VALUES (?, 'E\u0301quipe Donne\u0301es')", [live])
+    conn.execute("INSERT INTO raw.workspaces (workspace_id, display_name, is_personal, is_deleted) VALUES "
+                 "(?, 'E\u0301quipe Donne\u0301es', false, false), (?, '\u00c9quipe Donn\u00e9es', false, true)",
+                 [live, gone])
+    conn.execute("INSERT INTO main.users VALUES (?, 'oi-7', 'Rene\u0301@example.com', false)", [CAROL])
+    conn.execute("INSERT INTO main.roles VALUES (?, 'CUSTOM', 'Re\u0301viseur', 'workspace')", [GUS])
+    for workspace in ("\u00c9quipe Donn\u00e9es", "\u00e9quipe donn\u00e9es"):
+        # Not the deleted namesake spelled composed: the live workspace of that name.
+        resolved = resolve_change(conn, change(user="ren\u00e9@example.com", workspace=workspace, role="r\u00e9viseur"))
+        assert (resolved.user_id, resolved.workspace_id, resolved.role_id) == (CAROL, live, GUS)
+    conn.execute("INSERT INTO main.pending_invites VALUES ('inv-2', 'Jose\u0301@example.com')")
+    with pytest.raises(RequestRejected, match="has a pending invite"):
+        resolve_change(conn, change(user="jos\u00e9@example.com"))
+
+
 def test_a_name_typed_exactly_wins_over_names_that_differ_only_in_case(conn):
     lab, lab_caps = "20000000-0000-4000-8000-0000000000a1", "20000000-0000-4000-8000-0000000000a2"
     conn.execute("INSERT INTO main.workspaces VALUES (?, 'Lab'), (?, 'LAB')", [lab, lab_caps])
