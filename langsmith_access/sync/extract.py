@@ -16,8 +16,8 @@ Two ways to read workspace memberships, cheapest first:
 - ``enriched_members``: ``/api/v1/platform/orgs/current/members`` lists active members *and*
   pending invites with every workspace membership, 500 people a call.
 - ``workspace_members`` (fallback where that route is missing, e.g. older or self-hosted
-  installs, or where it says it did not list every workspace): active members and pending
-  invites from their own listings, then each shared workspace's member list, fanned out with
+  installs, or where it says it did not list every workspace): pending invites and active
+  members from their own listings (in that order), then each shared workspace's member list, fanned out with
   bounded concurrency.
 
 Which route was used and why (``route_reason``) is recorded with the sync, and so is whether the
@@ -337,8 +337,10 @@ def _read_each_workspace(
     route_reason: str,
     anonymity_restricted: bool = False,
 ) -> MemberRead:
-    org_members = client.stream_org_members(tables.org_members_sink())
+    # Invites before members: an invite accepted between the two reads then shows as both (the
+    # next sync drops the invite), never as neither (a member the sync would lose).
     pending_invites = client.stream_pending_invites(tables.pending_invites_sink())
+    org_members = client.stream_org_members(tables.org_members_sink())
     try:
         workspaces = client.stream_members_of_workspaces(
             shared_workspace_ids, tables.workspace_members_sink

@@ -481,3 +481,26 @@ def test_each_route_writes_what_its_listings_say_of_members_and_invites(tmp_path
     assert sorted(invites) == sorted(
         (i.id, i.email, i.org_role_id, list(i.workspace_ids or []) if each else None,
          i.workspace_role_id if each else None) for i in org.pending_org_invites())
+
+
+def test_an_invite_accepted_between_the_member_and_invite_listings_leaves_nobody_out(tmp_path):
+    """Per-workspace route: an invitee (offered no workspace) accepts their invite after the org
+    member listing was read and before the invite listing is. They were in the org all along:
+    the sync finds them as a member or as an invite, never as neither."""
+    org = generate_org(seed=5, members=12, workspaces=3)
+    invite = org.add_pending_invite("invitee@example.com")
+    accepted = []
+
+    def accept():
+        accepted.append(org.accept_invite(invite.id, "Just Joined").ls_user_id)
+
+    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org)
+        before_first_request(sandbox, "/orgs/current/members/pending", accept)
+        load(sandbox, org, conn, PER_WORKSPACE_ROUTE)
+        members = [u for (u,) in conn.execute("SELECT ls_user_id FROM raw.org_members").fetchall()]
+        invites = [i for (i,) in conn.execute("SELECT invite_id FROM raw.pending_invites").fetchall()]
+
+    assert accepted
+    assert accepted[0] in members or invite.id in invites
