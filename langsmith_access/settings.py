@@ -333,10 +333,6 @@ class ClientSettings:
     rate_limit_window_seconds: float = Settings.rate_limit_window_seconds
 
 
-def _text(name: str, raw: str) -> str:
-    return raw
-
-
 def _path(name: str, raw: str) -> Path:
     return Path(raw)
 
@@ -359,6 +355,17 @@ def _database_path(name: str, raw: str) -> Path:
                 )
             break
     return path
+
+
+def _organization_id(name: str, raw: str) -> str:
+    """The org id in its canonical form where it is a UUID (a newline, quotes, capitals or braces
+    around it): every copy of it (``sync_runs``, the database's owner, review sheets) is then the
+    one LangSmith writes. Anything else is kept as set and refused, naming the variable, when a
+    client is made from the settings (commands that call no API do not need it)."""
+    try:
+        return check_organization_id(raw, name)
+    except SettingsError:
+        return raw
 
 
 def _secret(name: str, raw: str) -> Secret:
@@ -543,7 +550,7 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("endpoint", "LANGSMITH_ENDPOINT", _endpoint),
     ("duckdb_path", "LANGSMITH_ACCESS_DUCKDB", _database_path),
     ("api_key", "LANGSMITH_API_KEY", _secret),
-    ("organization_id", "LANGSMITH_ORGANIZATION_ID", _text),
+    ("organization_id", "LANGSMITH_ORGANIZATION_ID", _organization_id),
     ("requests_per_minute", "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", _positive_int),
     ("max_concurrency", "LANGSMITH_ACCESS_MAX_CONCURRENCY", _positive_int),
     ("read_timeout_seconds", "LANGSMITH_ACCESS_TIMEOUT_SECONDS", _positive_seconds),

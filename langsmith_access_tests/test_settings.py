@@ -245,6 +245,9 @@ def test_the_organization_id_is_sent_in_its_canonical_form(written):
     # sent as X-Organization-Id the way LangSmith writes it.
     env = {"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": written}
     assert Settings.from_env(env).client().organization_id == ORG
+    # And everywhere else it goes (sync_runs.organization_id, the database's owner, review
+    # sheets): the same spelling, never the newline or the quotes it was set with.
+    assert Settings.from_env(env).organization_id == ORG
 
 
 KEY_BODY = "0123456789abcdef" * 2 + "_" + "0123456789"  # a service key past its lsv2_sk_ prefix

@@ -280,3 +280,16 @@ def test_a_sync_stopped_by_the_shrink_guard_records_why_and_the_fix(monkeypatch,
                          "SELECT failure FROM main.sync_runs WHERE sync_id = ?", [blocked.run_id])
     assert failure.startswith("raw_members: raw/org_members:shrink_guard, raw/workspace_memberships:shrink_guard: ")
     assert "users fell from 40" in failure and "accept_shrink" in failure
+
+
+def test_the_organization_id_is_recorded_as_langsmith_writes_it_however_it_was_set(monkeypatch, tmp_path):
+    # A secret file's newline, quotes and capitals: the same org, recorded in one spelling (the
+    # workspaces' own), so analysts can join on it and the database's owner reads as the org.
+    with SandboxServer(generate_org(seed=3, members=5, workspaces=1)) as sandbox:
+        database = tmp_path / "access.duckdb"
+        point_at(monkeypatch, sandbox, database)
+        monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", f'"{sandbox.organization_id.upper()}"\n')
+        outcome = run_sync()
+    assert outcome.success, outcome.failure
+    assert query(database, "SELECT DISTINCT organization_id FROM main.sync_runs") == [(sandbox.organization_id,)]
+    assert query(database, "SELECT DISTINCT organization_id FROM main.workspaces") == [(sandbox.organization_id,)]
