@@ -16,6 +16,7 @@ import enum
 import hashlib
 import json
 import logging
+import math
 import secrets
 import signal
 import socket
@@ -469,8 +470,9 @@ def serve_from_cli(args) -> int:
         return refuse("--fault-rate must be between 0 and 1")
     if not 0 <= args.port <= 65535:
         return refuse(f"--port must be between 0 and 65535 (0: any free port), got {args.port}")
-    if args.latency_ms < 0:
-        return refuse("--latency-ms must not be negative")
+    # nan passes every comparison and inf overflows the server's sleep: a finite number only.
+    if not (math.isfinite(args.latency_ms) and args.latency_ms >= 0):
+        return refuse(f"--latency-ms must be a number of milliseconds, 0 or more, got {args.latency_ms}")
     # Namespaces built by older callers may lack the newer options.
     pending_invites = getattr(args, "pending_invites", None)
     rate_limit_per_minute = getattr(args, "rate_limit_per_minute", None)
@@ -494,8 +496,9 @@ def serve_from_cli(args) -> int:
     ):
         if value not in allowed:
             return refuse(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
-    if rate_limit_window_seconds <= 0:
-        return refuse("--rate-limit-window-seconds must be positive")
+    if not (math.isfinite(rate_limit_window_seconds) and rate_limit_window_seconds > 0):
+        return refuse(f"--rate-limit-window-seconds must be a positive number of seconds, got "
+                      f"{rate_limit_window_seconds}")
     if key_role == "member-manager" and plan != "enterprise":
         # Its key holds a custom workspace role: custom roles are an Enterprise feature.
         return refuse("--key-role member-manager needs --plan enterprise (custom roles are Enterprise only)")

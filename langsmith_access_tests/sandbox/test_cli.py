@@ -155,6 +155,18 @@ def test_bad_pending_invites_and_rate_limit_exit_2():
         assert flag in result.stderr
 
 
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--latency-ms", "inf"), ("--latency-ms", "nan"), ("--latency-ms", "-5"),
+    ("--rate-limit-window-seconds", "inf"), ("--rate-limit-window-seconds", "nan"),
+])
+def test_a_number_that_is_no_finite_amount_is_refused(flag, value):
+    # Accepted, inf made every answer a traceback and a dropped connection (the sleep overflows)
+    # and nan passed every comparison.
+    result = run_cli(flag, value)
+    assert result.returncode == 2 and result.stdout == ""
+    assert flag in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_port_in_use_is_named_with_the_fix():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
