@@ -181,8 +181,17 @@ def _resolve_user(conn, user: str) -> tuple[str, str | None]:
             [user_uuid, user_uuid],
         ).fetchall()
         if not rows:
+            legacy = conn.execute(
+                "SELECT user_id, email FROM main.users WHERE legacy_user_id = ?", [user_uuid]
+            ).fetchall() if _has_column(conn, "users", "legacy_user_id") else []
+            if legacy:
+                raise RequestRejected(
+                    f"{user_uuid} is the legacy user_id of {legacy[0][1] or legacy[0][0]}: give their "
+                    f"ls_user_id ({legacy[0][0]}) or their email instead."
+                )
             raise RequestRejected(
-                f"unknown user: no active org member has id {user_uuid} in the latest sync."
+                f"unknown user: no active org member has id {user_uuid} in the latest sync: give "
+                "their email or ls_user_id (`main.users.user_id`), or sync again if they joined recently."
             )
         return rows[0][0], rows[0][1]
     rows = conn.execute(
@@ -236,7 +245,9 @@ def _resolve_workspace(conn, workspace: str) -> tuple[str, str]:
         if rows:
             return rows[0]
         hidden = _hidden_workspace_reason(conn, "workspace_id = ?", workspace_uuid)
-        raise RequestRejected(hidden or f"unknown workspace: no workspace has id {workspace_uuid}.")
+        raise RequestRejected(hidden or (
+            f"unknown workspace: no workspace has id {workspace_uuid} in the latest sync: check the id "
+            f"(or give the workspace's name), or sync again if it was created since. {_shared(conn)}"))
     rows = conn.execute(
         "SELECT workspace_id, display_name FROM main.workspaces WHERE nfc_normalize(display_name) = ? "
         "ORDER BY workspace_id",
@@ -254,7 +265,26 @@ def _resolve_workspace(conn, workspace: str) -> tuple[str, str]:
             f"{_listing([(r[0], r[1]) for r in rows])}. Give the workspace id instead."
         )
     hidden = _hidden_workspace_reason(conn, "lower(nfc_normalize(display_name)) = lower(?)", workspace)
-    raise RequestRejected(hidden or f"unknown workspace: no shared workspace is named {workspace!r}.")
+    raise RequestRejected(hidden or (
+        f"unknown workspace: no shared workspace is named {workspace!r} in the latest sync: check the "
+        f"spelling (or give the workspace's id), or sync again if it was created since. {_shared(conn)}"))
+
+
+def _shared(conn, limit: int = 5) -> str:
+    """A few shared workspaces by name (short: the message is kept with the request), for a
+    request that named none of them."""
+    names = [name if len(name) <= 40 else name[:39] + "…" for (name,) in conn.execute(
+        "SELECT display_name FROM main.workspaces ORDER BY display_name, workspace_id").fetchall()]
+    if not names:
+        return "The latest sync found no shared workspace."
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"Shared workspaces: {', '.join(names[:limit])}{more}."
+
+
+def _has_column(conn, table: str, column: str) -> bool:
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ? "
+        "AND column_name = ?", [table, column]).fetchone()[0])
 
 
 def _resolve_role(conn, role: str) -> tuple[str, str]:

@@ -125,6 +125,25 @@ def test_every_rejection_names_the_problem(conn, request_, message):
     assert message in str(caught.value)
 
 
+def test_a_name_or_id_that_matches_nothing_is_refused_with_what_to_give_instead(conn):
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(workspace="Platfrom"))
+    assert "check the spelling" in str(caught.value) and "sync again" in str(caught.value)
+    assert "Shared workspaces: Platform, Research, Research." in str(caught.value)
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(workspace="20000000-0000-4000-8000-0000000000ff"))
+    assert "check the id" in str(caught.value) and "Shared workspaces: Platform" in str(caught.value)
+    with pytest.raises(RequestRejected, match="give their email or ls_user_id"):
+        resolve_change(conn, change(user="10000000-0000-4000-8000-0000000000ff"))
+    # The deprecated user_id LangSmith still lists: said so, with the id to give.
+    legacy = "90000000-0000-4000-8000-000000000001"
+    conn.execute("ALTER TABLE main.users ADD COLUMN legacy_user_id VARCHAR")
+    conn.execute("UPDATE main.users SET legacy_user_id = ? WHERE user_id = ?", [legacy, ADA])
+    with pytest.raises(RequestRejected, match=f"is the legacy user_id of Ada@Example.com: give their ls_user_id "
+                                               f"\\({ADA}\\) or their email instead"):
+        resolve_change(conn, change(user=legacy))
+
+
 def test_rejections_are_recorded_and_duplicates_are_not_queued_twice(conn):
     rejected = submit_on(conn, change(role="Organization Admin"))
     assert rejected.status == "rejected"
