@@ -190,7 +190,7 @@ def test_names_langsmith_sends_decomposed_match_what_was_typed_composed(conn):
     conn.execute("INSERT INTO raw.workspaces (workspace_id, display_name, is_personal, is_deleted) VALUES "
                  "(?, 'E\u0301quipe Donne\u0301es', false, false), (?, '\u00c9quipe Donn\u00e9es', false, true)",
                  [live, gone])
-    conn.execute("INSERT INTO main.users VALUES (?, 'oi-7', 'Rene\u0301@example.com', false)", [CAROL])
+    conn.execute("INSERT INTO main.users VALUES (?, 'oi-7', 'Rene\u0301@example.com', false, NULL)", [CAROL])
     conn.execute("INSERT INTO main.roles VALUES (?, 'CUSTOM', 'Re\u0301viseur', 'workspace')", [GUS])
     for workspace in ("\u00c9quipe Donn\u00e9es", "\u00e9quipe donn\u00e9es"):
         # Not the deleted namesake spelled composed: the live workspace of that name.
