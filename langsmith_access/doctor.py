@@ -179,11 +179,15 @@ def run_checks(
     ``environ`` (default: the process environment) configures. For an org, the details and
     fixes name where its settings come from (its key variable, its orgs file entry)."""
     if org is not None and org.key_problem:  # loaded for a deployment without a usable key
-        return configuration_failure(org.key_problem)
+        problems = [org.key_problem]
+        if org.orgs_file is None:  # the single-org variables: the key's problem and the org id's
+            problems = [str(problem) for _, problem in org.settings.client_problems()] or problems
+        return configuration_failure(*problems)
     if org is not None:
         return run_checks(settings=org.settings, client_factory=client_factory).worded_for(org)
     doctor = _Doctor()
     try:
+        from_environment = settings is None
         settings = settings if settings is not None else Settings.from_env(environ)
         client_settings = replace(
             settings.client(),
@@ -191,6 +195,8 @@ def run_checks(
             read_timeout_seconds=min(settings.read_timeout_seconds, DOCTOR_TIMEOUT_SECONDS),
         )
     except SettingsError as error:
+        if from_environment:  # every problem of the variables, not only the first: one round of fixes
+            return configuration_failure(*(Settings.problems_of_env(environ) or [str(error)]))
         return configuration_failure(str(error))
     doctor.add(
         "configuration",
@@ -203,12 +209,15 @@ def run_checks(
     return doctor.finish()
 
 
-def configuration_failure(message: str, fix: str | None = None) -> Diagnosis:
+def configuration_failure(message: str, *more: str, fix: str | None = None) -> Diagnosis:
     """The diagnosis of settings that cannot be used (a bad orgs file, or an org that cannot be
-    chosen, too): the configuration check fails with ``message`` and ``fix`` (default: the fix
-    for what the message names), and every other check is skipped."""
+    chosen, too): the configuration check fails with ``message`` (and the ``more`` problems after
+    it) and ``fix`` (default: the fix for what each message names), and every other check is
+    skipped."""
+    messages = (message, *more)
+    fixes = [fix] if fix else list(dict.fromkeys(configuration_fix(m) for m in messages))
     doctor = _Doctor()
-    doctor.add("configuration", FAIL, message, fix or configuration_fix(message))
+    doctor.add("configuration", FAIL, " ".join(messages), "; ".join(fixes))
     return doctor.finish()
 
 

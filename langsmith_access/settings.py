@@ -267,10 +267,33 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        settings, problems = cls._read(environ)
+        if problems:
+            raise problems[0][1]
+        return settings
+
+    @classmethod
+    def problems_of_env(cls, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Every problem of the single-org variables, in ``ENVIRONMENT``'s order, then what
+        ``client()`` would refuse of the rest: where ``from_env`` and ``client()`` stop at the
+        first, the doctor names them all, so one run shows everything to fix. (With an orgs file
+        only the variables are checked: each org's key and id are its entry's.)"""
+        settings, problems = cls._read(environ)
+        unread = {name for name, _ in problems}  # kept their defaults: "not set" would be wrong
+        if (os.environ if environ is None else environ).get(ORGS_FILE_VARIABLE):
+            return [str(problem) for _, problem in problems]
+        return [str(problem) for _, problem in problems] + [
+            str(problem) for name, problem in settings.client_problems() if name not in unread]
+
+    @classmethod
+    def _read(cls, environ: Mapping[str, str] | None) -> tuple[Settings, list[tuple[str, SettingsError]]]:
+        """The settings of the variables that could be read (one that could not keeps its
+        default) and, by field name, the problem of each that could not."""
         env = os.environ if environ is None else environ
         # Field name -> its value, of the type ENVIRONMENT's parser for that field returns (a
         # correspondence mypy cannot follow through the table; the dataclass names each field).
         values: dict[str, Any] = {}
+        problems: list[tuple[str, SettingsError]] = []
         for name, variable, parse in ENVIRONMENT:
             if name in ORG_OWN_FIELDS and env.get(ORGS_FILE_VARIABLE):
                 continue  # each org of the file has its own; these variables are not read at all
@@ -279,20 +302,42 @@ class Settings:
                 variable = FALLBACK_VARIABLES[variable]  # named in any error: it is what was set
                 raw = env[variable]
             if raw:  # unset or empty: the default
-                values[name] = parse(variable, raw)
-        return cls(**values)
+                try:
+                    values[name] = parse(variable, raw)
+                except SettingsError as problem:
+                    problems.append((name, problem))
+        return cls(**values), problems
+
+    def client_problems(self) -> list[tuple[str, SettingsError]]:
+        """Why ``client()`` would refuse these settings, by field: the key's problem, then the
+        org id's."""
+        problems: list[tuple[str, SettingsError]] = []
+        if self.api_key is None:
+            problems.append(("api_key", SettingsError(
+                "LANGSMITH_API_KEY is not set: set it to an organization-scoped service key (lsv2_sk_...)."
+            )))
+        else:
+            try:
+                check_api_key(self.api_key.reveal())
+            except SettingsError as problem:
+                problems.append(("api_key", problem))
+        if not self.organization_id:
+            problems.append(("organization_id", SettingsError(
+                "LANGSMITH_ORGANIZATION_ID is not set: set it to your organization's UUID."
+            )))
+        else:
+            try:
+                check_organization_id(self.organization_id)
+            except SettingsError as problem:
+                problems.append(("organization_id", problem))
+        return problems
 
     def client(self) -> ClientSettings:
         """Settings for the API client; raises ``SettingsError`` if the API is not configured."""
-        if self.api_key is None:
-            raise SettingsError(
-                "LANGSMITH_API_KEY is not set: set it to an organization-scoped service key (lsv2_sk_...)."
-            )
-        check_api_key(self.api_key.reveal())
-        if not self.organization_id:
-            raise SettingsError(
-                "LANGSMITH_ORGANIZATION_ID is not set: set it to your organization's UUID."
-            )
+        problems = self.client_problems()
+        if problems:
+            raise problems[0][1]
+        assert self.api_key is not None and self.organization_id is not None  # no problems: both set
         return ClientSettings(
             api_key=self.api_key,
             organization_id=check_organization_id(self.organization_id),

@@ -145,6 +145,36 @@ def test_bad_configuration_fails_configuration(sandbox_env):
         assert fix in check_of(run_checks({**environ, name: value}), "configuration").fix, name
 
 
+def test_every_problem_of_the_variables_is_named_in_one_run(sandbox_env, monkeypatch):
+    # Settings stop at the first problem; the doctor names them all, each with its fix, so one
+    # run shows everything to correct rather than one problem a run.
+    _, environ = sandbox_env()
+    for name in [n for n in os.environ if n.startswith(("LANGSMITH", "LANGCHAIN"))]:
+        monkeypatch.delenv(name)
+    key_and_org = {**environ, "LANGSMITH_API_KEY": "lsv2_pt_personal_token", "LANGSMITH_ORGANIZATION_ID": "not-a-uuid"}
+    everything = {**key_and_org, "LANGSMITH_ENDPOINT": "api.smith.langchain.com",
+                  "LANGSMITH_ACCESS_TIMEOUT_SECONDS": "soon"}
+    for broken, named in ((key_and_org, ["LANGSMITH_API_KEY", "LANGSMITH_ORGANIZATION_ID"]),
+                          (everything, ["LANGSMITH_ENDPOINT", "LANGSMITH_API_KEY", "LANGSMITH_ORGANIZATION_ID",
+                                        "LANGSMITH_ACCESS_TIMEOUT_SECONDS"])):
+        for name, value in broken.items():
+            monkeypatch.setenv(name, value)
+        for diagnosis in (run_checks(broken), run_checks()):
+            configuration = check_of(diagnosis, "configuration")
+            assert configuration.status == "fail" and not diagnosis.ok
+            assert all(name in configuration.detail for name in named), configuration.detail
+            assert "and set LANGSMITH_API_KEY to it" in configuration.fix
+            assert "set LANGSMITH_ORGANIZATION_ID to your organization's UUID" in configuration.fix
+            assert "personal_token" not in configuration.detail + configuration.fix
+        done = cli_in_this_process("doctor", "--json")  # through the org the CLI chooses
+        assert done.returncode == 1, done.stderr
+        [configuration, *rest] = json.loads(done.stdout)["checks"]
+        assert configuration["status"] == "fail" and {check["status"] for check in rest} == {"skip"}
+        assert all(name in configuration["detail"] for name in named), configuration["detail"]
+        if "LANGSMITH_ENDPOINT" in named:
+            assert ENDPOINT_FIX in configuration["fix"]
+
+
 def test_the_doctor_answers_promptly_whatever_the_sync_waits(monkeypatch):
     # One retry at most and a 10 s read timeout, however patient the sync is configured to be.
     seen = []

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from langsmith_access.cli.common import UsageError, add_org_argument, selected_org
 from langsmith_access.doctor import ORG_SELECTION_FIX, configuration_failure, run_checks
-from langsmith_access.settings import SettingsError
+from langsmith_access.settings import ORGS_FILE_VARIABLE, SettingsError
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -24,9 +25,10 @@ def run_doctor(args: argparse.Namespace) -> int:
     try:
         org = selected_org(args)
     except SettingsError as error:
-        diagnosis = configuration_failure(str(error))
+        # The single-org variables: run_checks names every problem of them, not only the first.
+        diagnosis = configuration_failure(str(error)) if os.environ.get(ORGS_FILE_VARIABLE) else run_checks()
     except UsageError as error:  # the message names the orgs configured
-        diagnosis = configuration_failure(str(error), ORG_SELECTION_FIX)
+        diagnosis = configuration_failure(str(error), fix=ORG_SELECTION_FIX)
     else:
         diagnosis = run_checks(org=org)
     print(diagnosis.to_json() if args.json else diagnosis.text())
