@@ -28,7 +28,6 @@ approval and nothing expires unless asked (``NO_POLICY``).
 from __future__ import annotations
 
 import difflib
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -41,6 +40,7 @@ from langsmith_access.governance.durations import DurationError, parse_duration
 from langsmith_access.settings import ORGS_FILE_VARIABLE
 from langsmith_access.store import directory
 from langsmith_access.store.directory import RoleEntry, WorkspaceEntry
+from langsmith_access.store.queries import as_uuid
 
 POLICY_VARIABLE = "LANGSMITH_ACCESS_POLICY"
 # Where an org's policy file is named: its own `policy` in the orgs file, else the variable.
@@ -395,13 +395,6 @@ def _shown(node: yaml.Node) -> str:
 # ------------------------------------------------------------------ names against the sync
 
 
-def _as_uuid(text: str) -> str | None:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return None
-
-
 def _listing(names: Iterable[str], limit: int = 12) -> str:
     names = list(names)
     more = f", and {len(names) - limit} more" if len(names) > limit else ""
@@ -411,7 +404,7 @@ def _listing(names: Iterable[str], limit: int = 12) -> str:
 def _match_role(text: str, roles: list[RoleEntry]) -> tuple[str | None, str | None]:
     """(role id, None) or (None, why not): the same rule as a request's ``--role`` (an id, a
     name such as WORKSPACE_ADMIN, or a display name such as Admin, in any case)."""
-    as_id = _as_uuid(text)
+    as_id = as_uuid(text)
     if as_id is not None:
         matches = [r for r in roles if r.role_id == as_id]
     else:
@@ -434,7 +427,7 @@ def _match_role(text: str, roles: list[RoleEntry]) -> tuple[str | None, str | No
 
 def _match_workspace(text: str, workspaces: list[WorkspaceEntry]) -> tuple[str | None, str | None]:
     """(workspace id, None) or (None, why not): an id, or a display name (exact, then in any case)."""
-    as_id = _as_uuid(text)
+    as_id = as_uuid(text)
     if as_id is not None:
         matches = [w for w in workspaces if w.workspace_id == as_id]
     else:

@@ -37,6 +37,7 @@ from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, Policy,
 from langsmith_access.settings import mask_keys
 from langsmith_access.store import directory
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.queries import as_uuid
 from langsmith_access.store.sql import first_row, table_exists
 
 ACTIONS = ("grant", "revoke")
@@ -138,13 +139,6 @@ def check_text(value: Any, what: str, *, required: bool = True, limit: int = MAX
     return value
 
 
-def _as_uuid(value: str) -> str | None:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
-
-
 def _listing(rows: list[tuple], limit: int = 10) -> str:
     shown = "; ".join(f"{name} ({ident})" for ident, name in rows[:limit])
     more = f"; and {len(rows) - limit} more" if len(rows) > limit else ""
@@ -174,7 +168,7 @@ def _synced(conn: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _resolve_user(conn, user: str) -> tuple[str, str | None]:
-    user_uuid = _as_uuid(user)
+    user_uuid = as_uuid(user)
     if user_uuid is not None:
         rows = conn.execute(
             "SELECT user_id, email FROM main.users WHERE user_id = ? OR org_identity_id = ?",
@@ -236,7 +230,7 @@ def _hidden_workspace_reason(conn, where: str, value: str) -> str | None:
 
 
 def _resolve_workspace(conn, workspace: str) -> tuple[str, str]:
-    workspace_uuid = _as_uuid(workspace)
+    workspace_uuid = as_uuid(workspace)
     if workspace_uuid is not None:
         rows = conn.execute(
             "SELECT workspace_id, display_name FROM main.workspaces WHERE workspace_id = ?",
@@ -288,7 +282,7 @@ def _has_column(conn, table: str, column: str) -> bool:
 
 
 def _resolve_role(conn, role: str) -> tuple[str, str]:
-    role_uuid = _as_uuid(role)
+    role_uuid = as_uuid(role)
     if role_uuid is not None:
         rows = conn.execute(
             "SELECT role_id, display_name, access_scope FROM main.roles WHERE role_id = ?", [role_uuid]

@@ -7,6 +7,8 @@ several workspaces, raise ``LookupFailed`` with a message saying what to pass in
 
 from __future__ import annotations
 
+import unicodedata
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,6 +17,22 @@ from langsmith_access.store.sql import table_exists
 
 class LookupFailed(ValueError):
     """A user or workspace named by an argument is unknown, or the name is ambiguous."""
+
+
+def as_uuid(text: str) -> str | None:
+    """``text`` as LangSmith writes a UUID (lower case, hyphenated) when it is one in any spelling
+    (capitals, braces, no hyphens), else None: the one rule for ids a person typed."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+def typed_name(text: str) -> str:
+    """What a person typed, stripped and in NFC: LangSmith keeps names and emails as they were
+    typed, and a decomposed e + U+0301 looks the same as the composed U+00E9 typed. Compare it
+    with ``nfc_normalize(column)``."""
+    return unicodedata.normalize("NFC", text.strip())
 
 
 def iso_utc(value: datetime | None) -> str | None:
@@ -317,18 +335,20 @@ def last_synced_at(conn) -> datetime | None:
 
 
 def resolve_user(conn, text: str) -> list[str]:
-    """User ids for an email (case-insensitive) or a user id, current members and past ones."""
-    wanted = text.strip()
+    """User ids for an email (case-insensitive, in any Unicode form) or a user id (a UUID in any
+    case), current members and past ones."""
+    wanted = typed_name(text)
     known = """
         SELECT user_id, email FROM main.users
         UNION ALL
         SELECT user_id, email FROM main.grant_history
     """
-    by_id = conn.execute(f"SELECT DISTINCT user_id FROM ({known}) WHERE user_id = ?", [wanted]).fetchall()
+    by_id = conn.execute(f"SELECT DISTINCT user_id FROM ({known}) WHERE user_id = ?",
+                         [as_uuid(wanted) or wanted]).fetchall()
     if by_id:
         return [by_id[0][0]]
     by_email = conn.execute(
-        f"SELECT DISTINCT user_id FROM ({known}) WHERE lower(trim(email)) = lower(?) ORDER BY 1",
+        f"SELECT DISTINCT user_id FROM ({known}) WHERE lower(nfc_normalize(trim(email))) = lower(?) ORDER BY 1",
         [wanted],
     ).fetchall()
     if not by_email:
@@ -337,18 +357,19 @@ def resolve_user(conn, text: str) -> list[str]:
 
 
 def resolve_workspace(conn, text: str, *, past_names: bool = False, at: datetime | None = None) -> str:
-    """A workspace id from an id or a display name (exact, then case-insensitive) of a current
-    workspace; with ``past_names``, else a name a workspace had in ``workspace_history``
-    (deleted or renamed since: for questions about the past). With ``at`` as well, the name a
-    workspace bore at that time comes first: once "Prod" was renamed and a new workspace took the
-    name, "who had access to Prod" at a time before means the workspace called Prod then."""
-    wanted = text.strip()
+    """A workspace id from an id (a UUID in any case) or a display name (exact, then
+    case-insensitive; in any Unicode form) of a current workspace; with ``past_names``, else a
+    name a workspace had in ``workspace_history`` (deleted or renamed since: for questions about
+    the past). With ``at`` as well, the name a workspace bore at that time comes first: once
+    "Prod" was renamed and a new workspace took the name, "who had access to Prod" at a time
+    before means the workspace called Prod then."""
+    wanted = typed_name(text)
     history = past_names and table_exists(conn, "main", "workspace_history")
     by_id = conn.execute(
         "SELECT workspace_id FROM main.workspaces WHERE workspace_id = $w "
         "UNION SELECT workspace_id FROM main.grant_history WHERE workspace_id = $w"
         + (" UNION SELECT workspace_id FROM main.workspace_history WHERE workspace_id = $w" if history else ""),
-        {"w": wanted},
+        {"w": as_uuid(wanted) or wanted},
     ).fetchall()
     if by_id:
         return by_id[0][0]
@@ -360,7 +381,7 @@ def resolve_workspace(conn, text: str, *, past_names: bool = False, at: datetime
             # The workspaces that existed at `at`, each under the name it bore then.
             named_in.insert(0, f"(SELECT *, NULL AS tenant_handle FROM ({WORKSPACES_AT_SQL}) WHERE existed)")
     for table in named_in:
-        for condition in ("display_name = $name", "lower(display_name) = lower($name)"):
+        for condition in ("nfc_normalize(display_name) = $name", "lower(nfc_normalize(display_name)) = lower($name)"):
             named = conn.execute(
                 "SELECT workspace_id, min(display_name), min(tenant_handle) "
                 f"FROM {table} WHERE {condition} GROUP BY workspace_id "

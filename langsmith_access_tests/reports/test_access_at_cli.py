@@ -113,6 +113,39 @@ def test_filter_by_workspace_name_or_id(history):
         assert held(access_at(history.database, "--time", _between(history), "--workspace", workspace, "--json")) == expected
 
 
+
+def test_names_sent_decomposed_and_ids_typed_in_capitals_are_found(history, tmp_path):
+    """LangSmith keeps names and emails as they were typed: a decomposed "e" + U+0301 (macOS
+    input) looks the same as the composed "\u00e9" someone types. And a UUID copied in capitals
+    is the same id (queue.py's rule: any spelling of a UUID means that UUID)."""
+    revoked_ws, revoked_user, _ = history.changes.revoked
+    shared = history.org.shared_workspaces()
+    names = [ws.display_name for ws in shared]
+    unique = next(ws for ws in shared if names.count(ws.display_name) == 1)
+    decomposed = tmp_path / "decomposed.duckdb"
+    shutil.copyfile(history.database, decomposed)
+    with duckdb.connect(str(decomposed)) as conn:
+        conn.execute("UPDATE main.users SET email = 'Rene\u0301.Lefe\u0300vre@example.com' WHERE user_id = ?",
+                     [revoked_user])
+        conn.execute("UPDATE main.grant_history SET email = 'Rene\u0301.Lefe\u0300vre@example.com' "
+                     "WHERE user_id = ?", [revoked_user])
+        for table in ("workspaces", "workspace_history"):
+            conn.execute(f"UPDATE main.{table} SET display_name = 'E\u0301quipe Donne\u0301es' "
+                         "WHERE workspace_id = ?", [unique.id])
+    between = _between(history)
+    by_user = {k: v for k, v in history.grants_first.items() if k[1] == revoked_user}
+    assert ("workspace_role", revoked_user, revoked_ws) in by_user
+    for user in ("Ren\u00e9.Lef\u00e8vre@example.com", "ren\u00e9.lef\u00e8vre@EXAMPLE.com", revoked_user.upper()):
+        assert held(access_at(decomposed, "--time", between, "--user", user, "--json")) == by_user, user
+    for workspace in ("\u00c9quipe Donn\u00e9es", "\u00e9quipe donn\u00e9es", unique.id.upper()):
+        # Then, by the name workspace_history kept; now, by the name main.workspaces has.
+        for moment, grants in ((between, history.grants_first), ("now", history.grants_second)):
+            expected = {k: v for k, v in grants.items() if k[2] == unique.id}
+            assert expected
+            done = access_at(decomposed, "--time", moment, "--workspace", workspace, "--json")
+            assert held(done) == expected, (workspace, moment)
+
+
 def test_a_workspace_name_shared_by_several_workspaces_is_refused_with_their_ids(history):
     shared = history.org.shared_workspaces()
     names = [ws.display_name for ws in shared]
