@@ -32,6 +32,7 @@ from langsmith_access.provisioning.queue import (
     AWAITING_APPROVAL,
     MAX_TEXT_CHARS,
     RequestRejected,
+    approval_blocker,
     approvers_text,
     check_text,
     fetch_requests,
@@ -264,8 +265,9 @@ def govern_pending_grants(
     One whose terms the policy no longer allows (a lower maximum, an end it now requires) is
     rejected, saying why (``request.failed``). One the policy now sends for approval, and
     nobody approved, waits for an approver, its deadline counted from now
-    (``request.awaiting_approval``). ``dry_run``: said, not done. Raises ``PolicyError`` when
-    the policy cannot be read (nothing changed).
+    (``request.awaiting_approval``), or is rejected like the first when nobody could approve it
+    (``approval_blocker``, as when a grant is queued). ``dry_run``: said, not done. Raises
+    ``PolicyError`` when the policy cannot be read (nothing changed).
     """
     policy = governing_policy(policy_path, conn)
     changes = []
@@ -278,9 +280,17 @@ def govern_pending_grants(
                 f"the access policy changed since this grant was queued: it no longer allows access "
                 f"{terms_of(request).describe()} ({reason}). Ask again within the policy."))
         elif request["approved_by"] is None and needs_approval(policy, request["role_id"], request["workspace_id"]):
-            change = PolicyChange(request["request_id"], AWAITING_APPROVAL, (
-                f"the access policy changed since this grant was queued: it now needs approval by "
-                f"{approvers_text(policy, request['workspace_name'])}"))
+            # As when queued: a grant nobody could approve is refused now, not left to expire.
+            grantee = Grantee(request["user_id"], request["user_email"], request["requested_by"],
+                              request["workspace_name"])
+            blocker = approval_blocker(conn, policy, grantee, request["workspace_id"])
+            if blocker is not None:
+                change = PolicyChange(request["request_id"], "rejected", mask_keys(
+                    f"the access policy changed since this grant was queued: it now needs approval, and {blocker}"))
+            else:
+                change = PolicyChange(request["request_id"], AWAITING_APPROVAL, (
+                    f"the access policy changed since this grant was queued: it now needs approval by "
+                    f"{approvers_text(policy, request['workspace_name'])}"))
         else:
             continue
         changes.append(change)

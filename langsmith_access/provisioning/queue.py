@@ -473,44 +473,48 @@ def _govern(conn, change: ChangeRequest, resolved: ResolvedChange, policy_path: 
     terms = access_terms(policy, resolved.role_id, resolved.role_name, now=at,
                          duration=change.duration, until=change.until)
     approval = needs_approval(policy, resolved.role_id, resolved.workspace_id)
-    if approval and policy.approvers == NAMED_EMAILS:
+    if approval:
+        grantee = Grantee(resolved.user_id, resolved.user_email, change.requested_by, resolved.workspace_name)
+        blocker = approval_blocker(conn, policy, grantee, resolved.workspace_id)
+        if blocker is not None:
+            raise RequestRejected(blocker)
+    deadline = approval_deadline(policy, at) if approval else None
+    return _Governed(terms, approval, deadline, approvers_text(policy, resolved.workspace_name))
+
+
+def approval_blocker(conn, policy: Policy, grantee: Grantee, workspace_id: str | None) -> str | None:
+    """Why nobody could approve a grant that ``policy`` sends for approval, saying what to fix;
+    None when someone could. Such a grant is refused at once (when queued, or when a changed
+    policy sends a pending one for approval): otherwise it waits for a decision that cannot come
+    (the named approvers are no active members, or the only approvers are its requester or
+    grantee and the policy does not allow self-approval) until it expires."""
+    if policy.approvers == NAMED_EMAILS:
         members = conn.execute(
             "SELECT count(*) FROM main.users WHERE NOT is_disabled AND list_contains($emails, lower(email))",
             {"emails": [email.lower() for email in policy.approver_emails]},
         ).fetchone()[0]
         if not members:
-            raise RequestRejected(
+            return (
                 f"the policy's approvers ({', '.join(policy.approver_emails)}) are none of them active "
                 "members of the org in the latest sync: nobody could approve this request. Fix "
                 "approval.approvers in the policy file (or sync, if they joined since).")
-    if approval:
-        _require_an_approver(conn, policy, resolved, change.requested_by)
-    deadline = approval_deadline(policy, at) if approval else None
-    return _Governed(terms, approval, deadline, approvers_text(policy, resolved.workspace_name))
-
-
-def _require_an_approver(conn, policy: Policy, resolved: ResolvedChange, requested_by: str | None) -> None:
-    """Refuse, at once, a grant that nobody the policy names could approve: otherwise it waits
-    for a decision that cannot come (the only approvers are its requester or grantee, and the
-    policy does not allow self-approval) until it expires."""
-    if policy.approvers == NAMED_EMAILS:
         candidates = list(policy.approver_emails)
     else:
-        candidates = directory.admin_emails(conn, resolved.workspace_id if policy.approvers != ORG_ADMINS else None)
+        candidates = directory.admin_emails(conn, workspace_id if policy.approvers != ORG_ADMINS else None)
     if not candidates:  # no admin in the latest sync at all: not this check's to judge
-        return
-    grantee = Grantee(resolved.user_id, resolved.user_email, requested_by, resolved.workspace_name)
+        return None
     refusals: list[str] = []
     for email in candidates:
-        standing = directory.member_standing(conn, email, resolved.workspace_id)
+        standing = directory.member_standing(conn, email, workspace_id)
         refusal = approver_refusal(policy, standing, grantee, approving=True)
         if refusal is None:
-            return
+            return None
         if refusal not in refusals:
             refusals.append(refusal)
-    raise RequestRejected(
-        f"nobody could approve this request ({approvers_text(policy, resolved.workspace_name)}): {' '.join(refusals)} "
-        "Have someone else ask for it, or fix approval.approvers (or approval.self_approval) in the policy file.")
+    return (
+        f"nobody could approve this request ({approvers_text(policy, grantee.workspace_name or 'the workspace')}): "
+        f"{' '.join(refusals)} Have someone else ask for it, or fix approval.approvers (or approval.self_approval) "
+        "in the policy file.")
 
 
 def approvers_text(policy: Policy, workspace_name: str) -> str:

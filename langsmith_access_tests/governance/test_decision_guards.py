@@ -10,13 +10,13 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.api import approve, deny, request_grant, request_revoke
+from langsmith_access.api import approve, deliver_notifications, deny, provision, request_grant, request_revoke
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.approvals import decide_on, overdue_requests
 from langsmith_access.provisioning.expiry import expiry_work_due
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access_tests.governance.support import POLICY, WORKSPACE, events, request_row
+from langsmith_access_tests.governance.support import POLICY, WORKSPACE, cli, events, request_row, writes
 
 
 def test_an_approval_after_the_grants_until_has_passed_is_refused_and_a_denial_is_taken(governed):
@@ -170,3 +170,65 @@ def test_a_grant_only_its_requester_or_grantee_could_approve_is_refused_at_once(
     only_one.write_text(POLICY)
     by_an_admin = request_grant(third.email, WORKSPACE, "Admin", requested_by=people.admin.email)
     assert by_an_admin.status == "awaiting_approval", by_an_admin
+
+
+def test_a_pending_grant_a_changed_policy_sends_to_nobody_who_could_approve_is_rejected(governed):
+    # The policy changed while grants waited in the queue, and now sends them for approval. One
+    # that nobody could approve (its only approver is its grantee or requester, without
+    # self-approval; or the approvers it names are no active members) would wait out its deadline
+    # for a decision that cannot come: a run rejects it, saying why, as it would be refused if it
+    # were asked now. One that someone else may approve waits for them.
+    sandbox, org, database, people, receiver = governed
+    approver, other, third, fourth = people.outsiders[:4]
+    queued = {
+        "for_the_approver": request_grant(approver.email, WORKSPACE, "Editor", requested_by="ops@example.com"),
+        "by_the_approver": request_grant(other.email, WORKSPACE, "Editor", requested_by=approver.email.lower()),
+        "by_someone_else": request_grant(third.email, WORKSPACE, "Editor", requested_by="ops@example.com"),
+    }
+    assert {name: q.status for name, q in queued.items()} == {name: "pending" for name in queued}
+    policy = Path(os.environ["LANGSMITH_ACCESS_POLICY"])
+    policy.write_text(f'approval:\n  required: ["Editor"]\n  approvers: ["{approver.email.upper()}"]\n')
+
+    shown = cli("provision", "--dry-run")  # said, not done
+    assert shown.returncode == 0, shown.stderr
+    for name in ("for_the_approver", "by_the_approver"):
+        assert f"would be rejected {queued[name].request_id}" in shown.stdout, shown.stdout
+    assert f"would be awaiting_approval {queued['by_someone_else'].request_id}" in shown.stdout, shown.stdout
+    assert request_row(database, queued["for_the_approver"].request_id)["status"] == "pending"
+
+    done = provision()
+    assert done.success, done.failure
+    assert sorted((c["request_id"], c["status"]) for c in done.outputs["apply_requests"]["policy_changes"]) == sorted([
+        (queued["for_the_approver"].request_id, "rejected"), (queued["by_the_approver"].request_id, "rejected"),
+        (queued["by_someone_else"].request_id, "awaiting_approval")])
+    rows = {name: request_row(database, q.request_id) for name, q in queued.items()}
+    for name, who in (("for_the_approver", "the request is for"), ("by_the_approver", "asked for this request")):
+        detail = rows[name]["status_detail"]
+        assert rows[name]["status"] == "rejected" and rows[name]["approval_deadline"] is None, rows[name]
+        assert detail.startswith("the access policy changed since this grant was queued: it now needs approval, "
+                                 "and nobody could approve this request"), detail
+        assert who in detail and "approval.self_approval" in detail, detail
+        assert [(kind, d.get("stage")) for kind, d in events(database, queued[name].request_id)] == [
+            ("queued", None), ("rejected", "policy")]
+    assert rows["by_someone_else"]["status"] == "awaiting_approval"
+    assert writes(sandbox) == []
+    assert all(org.membership(people.workspace.id, m.ls_user_id) is None for m in (approver, other, third))
+
+    # Named approvers who are no members of the org: nobody could approve either.
+    policy.write_text(POLICY)
+    ghosted = request_grant(fourth.email, WORKSPACE, "Editor", requested_by="ops@example.com")
+    assert ghosted.status == "pending", ghosted
+    policy.write_text('approval:\n  required: ["Editor"]\n  approvers: [ghost@nowhere.example]\n')
+    assert provision().success
+    row = request_row(database, ghosted.request_id)
+    assert row["status"] == "rejected", row
+    assert "the policy's approvers (ghost@nowhere.example) are none of them active members" in row["status_detail"]
+    assert org.membership(people.workspace.id, fourth.ls_user_id) is None
+
+    deliver_notifications()
+    said = [(b["event"], b["request_id"]) for b in receiver.bodies()]
+    for request_id in (queued["for_the_approver"].request_id, queued["by_the_approver"].request_id,
+                       ghosted.request_id):
+        assert ("request.failed", request_id) in said
+        assert ("request.awaiting_approval", request_id) not in said
+    assert ("request.awaiting_approval", queued["by_someone_else"].request_id) in said
