@@ -255,3 +255,70 @@ def test_csv_writes_text_that_starts_like_a_formula_as_text_and_parquet_keeps_it
         kept = conn.execute("SELECT \"display name\" FROM read_parquet(?)",
                             [str(tmp_path / "parquet" / "users.parquet")]).fetchall()
     assert [name for (name,) in kept] == [*names, "ok"]
+
+
+def test_tables_an_interrupted_dbt_build_left_are_never_exported(tmp_path):
+    # dbt builds a table as <name>__dbt_tmp and keeps the old one as <name>__dbt_backup until
+    # the swap: a build interrupted in between leaves either, and neither is an analysts' table.
+    with duckdb.connect() as conn:
+        conn.execute("CREATE TABLE main.users AS SELECT 1 AS user_id")
+        conn.execute("CREATE TABLE main.users__dbt_tmp AS SELECT 2 AS user_id")
+        conn.execute("CREATE TABLE main.grants__dbt_backup AS SELECT 3 AS user_id")
+        assert export.export_tables(conn, tmp_path, "csv") == {"users": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.csv"]
+
+
+def test_the_parquet_files_are_zstd_compressed(tmp_path):
+    with duckdb.connect() as conn:
+        _tables_of_several_sizes(conn)
+        export.export_tables(conn, tmp_path, "parquet")
+        codecs = conn.execute("SELECT DISTINCT compression FROM parquet_metadata(?)",
+                              [str(tmp_path / "big.parquet")]).fetchall()
+    assert codecs == [("ZSTD",)]
+
+
+def test_a_table_that_cannot_be_written_stops_the_other_writers_after_their_current_table(tmp_path):
+    # Views are written first: the one that fails is taken at once while the other writer takes
+    # the large table; once that one is written, no further table is started.
+    with duckdb.connect() as conn:
+        _tables_of_several_sizes(conn)
+        conn.execute("CREATE TABLE main.huge AS SELECT range AS n FROM range(3000000)")
+        conn.execute("CREATE VIEW main.broken AS SELECT * FROM main.users")
+        (tmp_path / "broken.csv").mkdir()  # COPY cannot write over a directory
+        assert export.analysts_tables(conn)[:2] == ["broken", "huge"]
+        with pytest.raises(duckdb.Error, match="broken"):
+            export.export_tables(conn, tmp_path, "csv", parallel=2)
+    assert not {"grants.csv", "roles.csv", "sync_runs.csv", "users.csv", "workspaces.csv"} & {
+        p.name for p in tmp_path.iterdir()}
+
+
+def test_a_parquet_copy_that_cannot_be_written_leaves_no_staging_directory(tmp_path):
+    database = tmp_path / "db.duckdb"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("CREATE TABLE main.users AS SELECT 1 AS user_id")
+        conn.execute("CREATE VIEW main.broken AS SELECT CAST('not a number' AS INTEGER) AS n")
+    with pytest.raises(duckdb.ConversionException):
+        export.stage_parquet_directory(database, export.parquet_directory(database))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.duckdb"]
+
+
+def test_replacing_a_published_directory_by_exchange_leaves_only_the_new_one(tmp_path):
+    target = tmp_path / "db_parquet"
+    target.mkdir()
+    (target / "old.parquet").write_text("old")
+    staged = tmp_path / ".db_parquet.new"
+    staged.mkdir()
+    (staged / "new.parquet").write_text("new")
+    export.replace_directory(staged, target)
+    assert sorted(p.name for p in target.iterdir()) == ["new.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db_parquet"]
+
+
+def test_an_exchange_that_fails_for_another_reason_raises_rather_than_falling_back(tmp_path):
+    # Only "the kernel or file system cannot exchange" falls back to renaming the old directory
+    # aside; any other failure would fail that rename too, after the old one was moved away.
+    target = tmp_path / "db_parquet"
+    target.mkdir()
+    with pytest.raises(FileNotFoundError, match="db_parquet"):
+        export._exchange(tmp_path / ".db_parquet.gone", target)
+    assert target.is_dir()
