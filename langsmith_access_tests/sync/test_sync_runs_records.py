@@ -1,0 +1,129 @@
+"""What a run writes into ``main.sync_runs`` (store/sync_runs.py), on a real DuckDB file: the
+membership route it names, a row recorded twice, the rows a run that never got the writer
+lease left for the next one, and which spellings name one organization."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pytest
+
+from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
+from langsmith_access.store.schema import ensure_schema, record_membership_read
+from langsmith_access.store.sync_runs import (
+    COUNTED_TABLES,
+    OtherOrganizationError,
+    check_organization,
+    defer_failed_run,
+    deferred_failed_runs,
+    organization_of,
+    record_failed_run,
+    record_sync_run,
+    recorded_sync_run,
+    same_organization,
+)
+
+AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _published(conn: duckdb.DuckDBPyConnection) -> None:
+    """The Python-owned tables, and the counted marts as dbt would leave them (one row each)."""
+    ensure_schema(conn)
+    for table in COUNTED_TABLES:
+        conn.execute(f"CREATE TABLE main.{table} AS SELECT 'workspace_role' AS entitlement_type")
+
+
+def _record(conn: duckdb.DuckDBPyConnection, sync_id: str, job: str = SYNC_JOB) -> dict:
+    record_sync_run(conn, sync_id=sync_id, started_at=AT, finished_at=AT + timedelta(seconds=3),
+                    api_stats={"calls": 4}, job=job)
+    return recorded_sync_run(conn, sync_id)
+
+
+def test_a_sync_that_listed_no_workspace_member_still_names_its_route_and_why(tmp_path):
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        _published(conn)
+        record_membership_read(conn, sync_id="s1", membership_route="workspace_members",
+                               route_reason="the key may not list every workspace's members",
+                               anonymity_restricted=True, withheld_values_kept=0)
+        run = _record(conn, "s1")
+    assert (run["membership_route"], run["route_reason"], run["anonymity_restricted"]) == (
+        "workspace_members", "the key may not list every workspace's members", True)
+    assert (run["users"], run["grants"], run["workspace_grants"], run["duration_seconds"]) == (1, 1, 1, 3.0)
+
+
+def test_an_inventory_run_names_no_membership_route_of_its_own(tmp_path):
+    # The inventory reads no members: the memberships and the route on file are the last sync's.
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        _published(conn)
+        conn.execute("INSERT INTO raw.workspace_memberships (sync_id, workspace_id, ls_user_id, source) "
+                     "VALUES ('s1', 'ws-1', 'u-1', 'enriched_members')")
+        record_membership_read(conn, sync_id="s1", membership_route="enriched_members", route_reason=None,
+                               anonymity_restricted=False, withheld_values_kept=0)
+        inventory = _record(conn, "inventory-1", job=INVENTORY_JOB)
+        assert (inventory["membership_route"], inventory["route_reason"], inventory["job"]) == (
+            None, None, INVENTORY_JOB)
+        # A sync recorded by a release that kept no membership_read is named by its memberships.
+        conn.execute("DELETE FROM raw.membership_read")
+        assert _record(conn, "s0")["membership_route"] == "enriched_members"
+
+
+def test_a_run_recorded_again_keeps_one_row_the_last_one(tmp_path):
+    # A deferred row whose file could not be removed is recorded again by the next run.
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        ensure_schema(conn)
+        for failure in ("first words", "last words"):
+            record_failed_run(conn, sync_id="r1", started_at=AT, finished_at=AT, api_stats=None,
+                              job=INVENTORY_JOB, failure=failure)
+        assert conn.execute("SELECT sync_id, status, job, failure FROM main.sync_runs").fetchall() == [
+            ("r1", "failed", INVENTORY_JOB, "last words")]
+
+
+def test_a_database_whose_last_sync_listed_no_workspace_is_known_by_its_runs(tmp_path):
+    ours, theirs = "0a1b2c3d-0000-4000-8000-00000000cafe", "0a1b2c3d-0000-4000-8000-00000000beef"
+    path = tmp_path / "access.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        _published(conn)
+        conn.execute("CREATE OR REPLACE TABLE main.workspaces (organization_id VARCHAR)")  # none shared
+        record_sync_run(conn, sync_id="s1", started_at=AT, finished_at=AT, api_stats={}, organization_id=ours)
+        assert organization_of(conn) == ours
+        check_organization(conn, path, ours.upper())
+        with pytest.raises(OtherOrganizationError, match=f"holds organization {ours}'s data"):
+            check_organization(conn, path, theirs)
+
+
+def test_deferred_runs_are_read_oldest_first_and_files_that_are_not_ones_are_left_alone(tmp_path):
+    directory = tmp_path / "deferred"
+    later = defer_failed_run(directory, sync_id="a-later", started_at=AT, finished_at=AT + timedelta(hours=2),
+                             job=SYNC_JOB, failure="busy")
+    earlier = defer_failed_run(directory, sync_id="b-earlier", started_at=AT, finished_at=AT + timedelta(hours=1),
+                               job=INVENTORY_JOB, failure="busy too")
+    # A row written without an offset (by hand, or an older release) is a UTC time.
+    naive = directory / "c-naive.json"
+    naive.write_text(json.dumps({"sync_id": "c-naive", "job": SYNC_JOB, "failure": "x",
+                                 "started_at": "2026-12-01T11:00:00", "finished_at": "2026-12-01T11:30:00"}))
+    broken = [directory / "broken.json", directory / "missing-keys.json", directory / "a-list.json"]
+    broken[0].write_text("{")
+    broken[1].write_text(json.dumps({"sync_id": "x"}))
+    broken[2].write_text("[]")
+
+    found = deferred_failed_runs(directory)
+
+    assert [(path, row["sync_id"]) for path, row in found] == [
+        (naive, "c-naive"), (earlier, "b-earlier"), (later, "a-later")]
+    assert found[0][1]["finished_at"] == datetime(2026, 12, 1, 11, 30, tzinfo=UTC)
+    assert found[1][1] == {"sync_id": "b-earlier", "job": INVENTORY_JOB, "failure": "busy too",
+                           "started_at": AT, "finished_at": AT + timedelta(hours=1)}
+    assert all(path.exists() for path in broken)
+    assert deferred_failed_runs(tmp_path / "none") == []
+
+
+def test_one_organization_spelled_two_ways_is_one_organization():
+    canonical = "0a1b2c3d-0000-4000-8000-00000000cafe"
+    for spelling in ("{0A1B2C3D-0000-4000-8000-00000000CAFE}", " 0a1b2c3d00004000800000000000cafe ",
+                     "urn:uuid:0a1b2c3d-0000-4000-8000-00000000cafe"):
+        assert same_organization(spelling, canonical), spelling
+    assert same_organization(" Acme-Org ", "acme-org")  # not a UUID: compared as text, any case
+    assert not same_organization("0a1b2c3d-0000-4000-8000-00000000caff", canonical)
+    assert not same_organization("acme-org", "acme-org-2")
