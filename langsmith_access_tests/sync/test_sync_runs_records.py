@@ -5,6 +5,7 @@ lease left for the next one, and which spellings name one organization."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -22,7 +23,9 @@ from langsmith_access.store.sync_runs import (
     record_failed_run,
     record_sync_run,
     recorded_sync_run,
+    remove_abandoned_drafts,
     same_organization,
+    succeeded_sync_run,
 )
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -127,3 +130,23 @@ def test_one_organization_spelled_two_ways_is_one_organization():
     assert same_organization(" Acme-Org ", "acme-org")  # not a UUID: compared as text, any case
     assert not same_organization("0a1b2c3d-0000-4000-8000-00000000caff", canonical)
     assert not same_organization("acme-org", "acme-org-2")
+
+
+def test_a_succeeded_sync_without_its_row_is_an_error_naming_it(tmp_path):
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        ensure_schema(conn)
+        assert recorded_sync_run(conn, "s1") is None
+        with pytest.raises(RuntimeError, match="sync s1 succeeded but main.sync_runs has no row for it"):
+            succeeded_sync_run(conn, "s1")
+
+
+def test_removing_abandoned_drafts_never_raises_for_a_file_it_cannot_read(tmp_path):
+    directory = tmp_path / "deferred"
+    directory.mkdir()
+    dangling = directory / ".gone-run.0a1b2c3d.tmp"
+    dangling.symlink_to(tmp_path / "removed meanwhile")  # stat() fails, as for a file removed meanwhile
+    old = directory / ".died-run.4e5f6a7b.tmp"
+    old.write_text("{")
+    os.utime(old, (0, 0))
+    assert remove_abandoned_drafts(directory) == [old]
+    assert dangling.is_symlink() and not old.exists()
