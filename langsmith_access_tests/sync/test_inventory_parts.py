@@ -11,9 +11,13 @@ import pytest
 from langsmith_access.langsmith import Credential, OrganizationInfo
 from langsmith_access.settings import Settings, SettingsError
 from langsmith_access.store.raw_tables import RAW_SCHEMA
+from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sections import (
     SectionRead,
+    earliest_audit_window_start,
     ensure_section_tables,
+    latest_audit_window_end,
+    record_audit_window,
     record_section_reads,
     section_reads,
     section_rows_json,
@@ -216,3 +220,45 @@ def test_what_a_read_left_out_is_kept_with_its_rows_and_is_no_skip():
     assert left_out.describe() == "workspace_service_keys: read 3 rows (1 workspace(s) deleted since they were listed)"
     assert SectionRead.read("sso_settings", 1).describe() == "sso_settings: read 1 row"
     assert skipped_sections_json([left_out]) == "{}" and section_rows_json([left_out]) == '{"workspace_service_keys": 3}'
+
+
+def test_a_step_written_again_replaces_only_its_own_sections_of_its_own_run():
+    conn = duckdb.connect()
+    conn.execute(f"CREATE SCHEMA {RAW_SCHEMA}")
+    ensure_section_tables(conn)
+    first = [SectionRead.read("access_policies", 4), SectionRead.read("sso_settings", 1)]
+    record_section_reads(conn, sync_id="run-1", job="inventory", reads=first)
+    record_section_reads(conn, sync_id="run-2", job="inventory", reads=[
+        SectionRead.read("sso_settings", 2), SectionRead.skipped("audit_events", "the key's role")])
+    # run-2's audit step retried: its own row replaced; its other section and run-1's stay.
+    record_section_reads(conn, sync_id="run-2", job="inventory", reads=[SectionRead.read("audit_events", 7)])
+    assert section_reads(conn, "run-1") == first  # in the order they were recorded
+    assert section_reads(conn, "run-2") == [SectionRead.read("sso_settings", 2), SectionRead.read("audit_events", 7)]
+
+
+def test_reads_that_cannot_be_recorded_leave_the_runs_rows_as_they_were():
+    conn = duckdb.connect()
+    conn.execute(f"CREATE SCHEMA {RAW_SCHEMA}")
+    ensure_section_tables(conn)
+    kept = [SectionRead.read("sso_settings", 1), SectionRead.skipped("audit_events", "the plan")]
+    record_section_reads(conn, sync_id="run-1", job="inventory", reads=kept)
+    with pytest.raises(duckdb.ConversionException):
+        not_a_count = SectionRead("sso_settings", "read", None, "many")  # type: ignore[arg-type]
+        record_section_reads(conn, sync_id="run-1", job="inventory",
+                             reads=[SectionRead.read("audit_events", 7), not_a_count])
+    assert section_reads(conn, "run-1") == kept  # the delete rolled back with the failed insert
+    # A skipped section gave no rows: its count is null, not 0.
+    skipped = f"SELECT section, rows FROM {RAW_SCHEMA}.section_reads WHERE status = 'skipped'"
+    assert conn.execute(skipped).fetchall() == [("audit_events", None)]
+
+
+def test_the_audit_log_reaches_back_to_the_earliest_window_and_up_to_the_latest():
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    assert latest_audit_window_end(conn) is None and earliest_audit_window_start(conn) is None
+    for start, end in ((NOW - timedelta(days=2), NOW - timedelta(days=1)), (NOW - timedelta(days=1), NOW),
+                       (NOW - timedelta(days=90), NOW - timedelta(days=89))):
+        record_audit_window(conn, sync_id="s1", window_start=start, window_end=end,
+                            events_read=0, events_new=0, pages=1)
+    assert earliest_audit_window_start(conn) == NOW - timedelta(days=90)
+    assert latest_audit_window_end(conn) == NOW
