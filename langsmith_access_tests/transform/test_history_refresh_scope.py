@@ -1,0 +1,61 @@
+"""Which users a provisioning refresh rewrites (transform/history.py): the users of the
+observations dbt has not built yet, each once, on a real DuckDB file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+
+from langsmith_access.store.schema import ensure_schema
+from langsmith_access.transform import history
+
+AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _observations(conn: duckdb.DuckDBPyConnection, users: list[str | None], *, built: int) -> None:
+    """One observation per entry of ``users`` (an hour apart); dbt has built the first ``built``."""
+    ensure_schema(conn)
+    for n, user in enumerate(users):
+        conn.execute("INSERT INTO raw.provisioning_observations (observation_id, verified_at, workspace_id, "
+                     "ls_user_id) VALUES (?, ?, 'ws-1', ?)", [f"o{n}", AT + timedelta(hours=n), user])
+    conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    conn.execute("CREATE TABLE staging.stg_langsmith__provisioning_observations AS "
+                 f"SELECT observation_id FROM raw.provisioning_observations ORDER BY observation_id LIMIT {built}")
+
+
+def _scope(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    return [user for (user,) in conn.execute(f"SELECT user_id FROM {history.REFRESH_SCOPE} ORDER BY ALL").fetchall()]
+
+
+def _scope_exists(conn: duckdb.DuckDBPyConnection) -> bool:
+    return conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'refresh_scope'").fetchone() != (0,)
+
+
+def test_the_refresh_rewrites_each_user_of_the_unbuilt_observations_once(tmp_path):
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        # u-0 was built already; u-1 changed twice since; a blank id names nobody.
+        _observations(conn, ["u-0", "u-1", " u-2 ", "u-1", "  ", None], built=1)
+        assert history.unbuilt_observations(conn) == 5
+        assert history.first_unbuilt_observation_at(conn) == AT + timedelta(hours=1)
+        assert history._write_refresh_scope(conn)
+        assert _scope(conn) == ["u-1", "u-2"]
+
+
+def test_nothing_unbuilt_writes_no_scope(tmp_path):
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        _observations(conn, ["u-0", "u-1"], built=2)
+        assert history.unbuilt_observations(conn) == 0 and history.first_unbuilt_observation_at(conn) is None
+        assert not history._write_refresh_scope(conn)
+        assert not _scope_exists(conn)
+
+
+def test_more_users_than_a_scoped_refresh_is_worth_rebuild_the_tables_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(history, "MAX_REFRESH_SCOPE_USERS", 2)
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        _observations(conn, ["u-1", "u-2"], built=0)
+        assert history._write_refresh_scope(conn) and _scope(conn) == ["u-1", "u-2"]
+        conn.execute("INSERT INTO raw.provisioning_observations (observation_id, verified_at, ls_user_id) "
+                     "VALUES ('o9', ?, 'u-3')", [AT])
+        assert not history._write_refresh_scope(conn)  # the earlier scope is gone too
+        assert not _scope_exists(conn)
