@@ -59,3 +59,12 @@ def test_more_users_than_a_scoped_refresh_is_worth_rebuild_the_tables_whole(tmp_
                      "VALUES ('o9', ?, 'u-3')", [AT])
         assert not history._write_refresh_scope(conn)  # the earlier scope is gone too
         assert not _scope_exists(conn)
+
+
+def test_a_database_dbt_built_without_observations_gets_no_scope(tmp_path):
+    # A release before observations built it: every model is rebuilt whole, for every user.
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        _observations(conn, ["u-1"], built=0)
+        conn.execute("DROP TABLE staging.stg_langsmith__provisioning_observations")
+        assert history.unbuilt_observations(conn) == 1
+        assert not history._write_refresh_scope(conn) and not _scope_exists(conn)
