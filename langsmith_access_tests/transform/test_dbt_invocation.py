@@ -4,9 +4,10 @@ told which file to build by a profile of its own, and reporting structured node 
 import os
 
 import duckdb
+import pytest
 
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.transform import build, project_hash, write_profile
+from langsmith_access.transform import DbtRunError, build, project_hash, run_dbt, write_profile
 from langsmith_access.transform.project import PROFILES_FILE
 
 
@@ -70,6 +71,9 @@ def test_a_build_names_its_database_in_a_profile_of_its_own_and_skips_unit_tests
         invocation.raise_on_failure()
 
     assert invocation.success and invocation.failed_nodes == []
+    # Its results are the one run's: iterating it again would run dbt a second time.
+    with pytest.raises(RuntimeError, match="a dbt invocation can be iterated once"):
+        next(iter(invocation))
     assert "--exclude-resource-type" in invocation.args and "unit_test" in invocation.args
     kinds = {result.resource_type for result in invocation.results}
     assert kinds == {"model", "snapshot", "test"}
@@ -143,3 +147,40 @@ def test_leaving_a_build_early_waits_for_dbt_and_frees_the_file(tmp_path):
     with build(database, tmp_path / "access.dbt") as whole:
         whole.raise_on_failure()
     assert len(whole.results) > 10
+
+
+def test_an_error_outside_any_node_fails_the_run_and_is_named_in_its_message(tmp_path):
+    invocation = run_dbt(["run-operation", "no_such_macro"], database_file=tmp_path / "access.duckdb",
+                         dbt_dir=tmp_path / "access.dbt")
+    with pytest.raises(DbtRunError) as raised:
+        invocation.raise_on_failure()
+    assert invocation.returncode == 1 and invocation.results == [] and not invocation.success
+    message = str(raised.value)
+    assert message.startswith("dbt run-operation no_such_macro failed (exit 1): 0 node(s) failed\n"), message
+    assert 'could not find a macro with the name "no_such_macro"' in message
+
+
+def test_a_command_dbt_refuses_before_it_starts_is_a_failure_saying_why(tmp_path):
+    invocation = run_dbt(["build", "--no-such-flag"], database_file=tmp_path / "access.duckdb",
+                         dbt_dir=tmp_path / "access.dbt").wait()
+    assert not invocation.success and invocation.returncode == 1
+    assert invocation.failure_message() == (
+        "dbt build --no-such-flag failed (exit 1): 0 node(s) failed\n"
+        "  DbtUsageException: No such option '--no-such-flag'.")
+
+
+def test_a_model_that_errors_is_named_as_failed_with_dbts_message(tmp_path):
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=False)
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("ALTER TABLE raw.roles DROP COLUMN access_scope")  # the staging model selects it
+
+    with build(database, tmp_path / "access.dbt", select=["stg_langsmith__roles"]) as invocation:
+        invocation.wait()
+
+    assert not invocation.success
+    (failed,) = invocation.failed_nodes
+    assert (failed.resource_type, failed.name, failed.status) == ("model", "stg_langsmith__roles", "error")
+    assert "access_scope" in (failed.message or "")
+    assert "ERROR model stg_langsmith__roles: " in invocation.failure_message()
+    assert invocation.errors == []  # only errors outside any node are listed on their own
