@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import pytest
 
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.transform import history
+from langsmith_access.transform import DbtRunError, history
+from langsmith_access_tests.transform.test_dbt_invocation import _raw_database
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -68,3 +70,11 @@ def test_a_database_dbt_built_without_observations_gets_no_scope(tmp_path):
         conn.execute("DROP TABLE staging.stg_langsmith__provisioning_observations")
         assert history.unbuilt_observations(conn) == 1
         assert not history._write_refresh_scope(conn) and not _scope_exists(conn)
+
+
+def test_a_rebuild_whose_dbt_build_fails_raises_naming_what_failed(tmp_path):
+    # The caller commits the scratch copy only if this returns: a failed build must raise.
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=True)
+    with pytest.raises(DbtRunError, match="FAIL test primary_key_stg_langsmith__roles_role_id"):
+        history.rebuild_history(database, tmp_path / "access.dbt", unused_days=90)
