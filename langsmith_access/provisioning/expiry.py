@@ -16,6 +16,11 @@ already there) takes over what the member had before, and ends with it; a later 
 ended the access. So grants stack: Editor for 8h, then Admin for 1h, gives Editor back after the
 hour and the member's first role after 8h, and a second grant of the same role extends the first.
 
+A grant's ``access.expiring`` warning (``warn_expiring``) is due ``LANGSMITH_ACCESS_EXPIRY_WARNING``
+before its end: a provisioning run sends those due before it takes the queue and again after
+applying it, so a grant applied inside its window (shorter than it) is warned of by the run
+that applies it. The ``expiry_warned`` event and the outbox row are one transaction: sent once.
+
 A revoke that failed (LangSmith refused or did not answer) is queued again, after 5 minutes,
 then 10, 20, ... at most 6 hours apart: the access must end.
 """

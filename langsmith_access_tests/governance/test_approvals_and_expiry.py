@@ -89,8 +89,10 @@ def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(gover
     assert {"queued", "approval_requested", "approved", "settled"} <= set(kinds)
 
     deliver_notifications()
+    # 8h is inside the 24h warning window from the start: the run that applies it warns of it.
     assert [(b["event"], b["request_id"]) for b in receiver.bodies()] == [
-        ("request.awaiting_approval", request_id), ("request.applied", request_id)]
+        ("request.awaiting_approval", request_id), ("request.applied", request_id),
+        ("access.expiring", request_id)]
     assert receiver.bodies()[0]["org"] == "default" and receiver.bodies()[0]["user"] == grantee.email
     assert receiver.bodies()[1]["role"] == "Admin" and receiver.bodies()[1]["workspace"] == WORKSPACE
 

@@ -296,9 +296,10 @@ def apply_requests(
 ) -> dict:
     run_id = context.run.run_id
     dry_run = selection["dry_run"]
+    org, notifier = provisioning_database.org, _notifier(provisioning_database.org)
     with langsmith.failures_in_its_orgs_terms(), provisioning_database.connect() as conn:
         provisioner = Provisioner(langsmith.client, conn, run_id, dry_run=dry_run, log=context.log.info,
-                                  notifier=_notifier(provisioning_database.org))
+                                  notifier=notifier)
         if selection.get("adhoc"):
             adhoc = selection["adhoc"]
             requests = [{"request_id": "(ad-hoc)", **adhoc}]
@@ -328,6 +329,13 @@ def apply_requests(
                            f"{len(requests)} request(s) ({provisioner.unreachable}); "
                            f"{len(released)} request(s) are pending again")
             context.log.warning(interrupted)
+        if not dry_run:
+            # A grant applied inside its warning window (shorter than it) is due its warning now:
+            # left to the next run, none may come before its end. Grants warned already are not.
+            warned = expiry.warn_expiring(conn, queue.now_utc(), org.settings.expiry_warning, notifier)
+            if warned:
+                context.log.info(f"{len(warned)} grant(s) applied end within the warning window: "
+                                 "access.expiring sent")
     outcomes = [
         _OutcomeRow(request_id=o.request_id, status=o.status, detail=o.detail,
                     plan=o.plan.kind if o.plan else None, writes=o.writes)
