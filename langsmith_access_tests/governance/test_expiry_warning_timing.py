@@ -10,13 +10,15 @@ so the run that applies it sends it, once; a later run never sends it again.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from langsmith_access import runner
 from langsmith_access.api import deliver_notifications, provision, request_grant
-from langsmith_access.provisioning import expiry
+from langsmith_access.provisioning import expiry, queue
 from langsmith_access_tests.governance.support import WORKSPACE, events, request_row
-from langsmith_access_tests.helpers import query
+from langsmith_access_tests.helpers import query, tick_sensor
 
 
 def expiring(database) -> list[dict]:
@@ -80,3 +82,27 @@ def test_the_warning_window_is_the_setting(governed, monkeypatch, warning, warne
     assert provision().success
     assert [w["request_id"] for w in expiring(database)] == ([grant.request_id] if warned else [])
 
+
+def test_a_warning_that_comes_due_between_runs_makes_the_expiry_sensor_launch_the_run_that_sends_it(
+        governed, instance, monkeypatch):
+    sandbox, org, database, people, receiver = governed
+    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Editor", duration="30h")
+    assert runner.run_job(runner.PROVISION_JOB, {}, dagster_instance=instance).success
+    assert request_row(database, grant.request_id)["status"] == "applied" and expiring(database) == []
+    result, cursor = tick_sensor("access_expiry_sensor", instance)
+    assert not result.run_requests and result.skip_message.startswith("No access due to end")
+
+    # Seven hours on, the 30h grant is inside the 24h window: nothing else is due, no run is
+    # coming, and only the expiry sensor can get the warning out before the end.
+    later = datetime.now(UTC) + timedelta(hours=7)
+    monkeypatch.setattr(queue, "now_utc", lambda: later)
+    result, cursor = tick_sensor("access_expiry_sensor", instance, cursor)
+    [run] = result.run_requests
+    assert run.tags["langsmith_access/due"] == "1" and run.run_config == {}
+    assert runner.run_job(runner.PROVISION_JOB, run.run_config, dagster_instance=instance).success
+    [warning] = expiring(database)
+    assert warning["request_id"] == grant.request_id
+    assert warning["at"].startswith(later.strftime("%Y-%m-%dT%H:%M"))
+    # Sent: the next tick has nothing to launch for it.
+    result, _ = tick_sensor("access_expiry_sensor", instance, cursor)
+    assert not result.run_requests
