@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from langsmith_access.store.sql import scalar, table_exists
+from langsmith_access.store.sql import email_key, scalar, table_exists
 
 # Built-in role names (LangSmith's ``Role.name``; custom roles are all named CUSTOM).
 WORKSPACE_ADMIN_ROLE = "WORKSPACE_ADMIN"
@@ -74,11 +74,12 @@ def synced_workspaces(conn: duckdb.DuckDBPyConnection) -> list[WorkspaceEntry]:
 
 
 def member_standing(conn: duckdb.DuckDBPyConnection, email: str, workspace_id: str | None) -> MemberStanding:
-    """The standing of the org member(s) with ``email`` (compared case-insensitively)."""
+    """The standing of the org member(s) with ``email`` (compared as ``email_key`` says: in any case,
+    and composed or decomposed alike)."""
     members = conn.execute(
         "SELECT users.user_id, users.is_disabled, roles.name = ? AS is_org_admin, users.org_identity_id "
         "FROM main.users AS users LEFT JOIN main.roles AS roles ON roles.role_id = users.org_role_id "
-        "WHERE lower(trim(users.email)) = lower(trim(?)) ORDER BY users.user_id",
+        f"WHERE {email_key('users.email')} = {email_key('?')} ORDER BY users.user_id",
         [ORGANIZATION_ADMIN_ROLE, email],
     ).fetchall()
     enabled = [user_id for user_id, is_disabled, _, _ in members if not is_disabled]
@@ -92,7 +93,7 @@ def member_standing(conn: duckdb.DuckDBPyConnection, email: str, workspace_id: s
     ))
     invited = scalar(
         conn,
-        "SELECT count(*) FROM main.pending_invites WHERE lower(trim(email)) = lower(trim(?))",
+        f"SELECT count(*) FROM main.pending_invites WHERE {email_key('email')} = {email_key('?')}",
         [email],
     )
     return MemberStanding(

@@ -232,3 +232,49 @@ def test_a_pending_grant_a_changed_policy_sends_to_nobody_who_could_approve_is_r
         assert ("request.failed", request_id) in said
         assert ("request.awaiting_approval", request_id) not in said
     assert ("request.awaiting_approval", queued["by_someone_else"].request_id) in said
+
+
+# LangSmith keeps an email as it was typed: it may send "Rene" + U+0301 (decomposed, as macOS
+# input gives) where the approver types the composed "ren\u00e9" that looks the same.
+DECOMPOSED_APPROVER, COMPOSED_APPROVER = "Rene\u0301@example.com", "ren\u00e9@example.com"
+PROD_ID, ADMIN_ROLE, ORG_ADMIN_ROLE = "ws-prod", "role-admin", "role-org-admin"
+GRANTEE, APPROVER = "user-ada", "user-rene"
+
+
+def hand_synced() -> duckdb.DuckDBPyConnection:
+    """A finished sync's tables, as small as approving needs: René, stored decomposed, is the
+    Admin of Production; an invite to Zoé, stored decomposed, is pending."""
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    conn.execute("CREATE TABLE main.users AS SELECT * FROM (VALUES (?, 'oi-ada', 'ada@example.com', false, NULL), "
+                 "(?, 'oi-rene', ?, false, NULL)) t(user_id, org_identity_id, email, is_disabled, org_role_id)",
+                 [GRANTEE, APPROVER, DECOMPOSED_APPROVER])
+    conn.execute("CREATE TABLE main.pending_invites AS SELECT 'inv-1' AS invite_id, 'Zoe\u0301@example.com' AS email")
+    conn.execute("CREATE TABLE main.workspaces AS SELECT ? AS workspace_id, 'Production' AS display_name", [PROD_ID])
+    conn.execute("CREATE TABLE main.roles AS SELECT * FROM (VALUES (?, 'WORKSPACE_ADMIN', 'Admin', 'workspace'), "
+                 "(?, 'ORGANIZATION_ADMIN', 'Organization Admin', 'organization')) "
+                 "t(role_id, name, display_name, access_scope)", [ADMIN_ROLE, ORG_ADMIN_ROLE])
+    conn.execute("CREATE TABLE main.grants AS SELECT 'workspace_role' AS entitlement_type, ? AS workspace_id, "
+                 "? AS role_id, ? AS user_id", [PROD_ID, ADMIN_ROLE, APPROVER])
+    return conn
+
+
+def test_an_approver_langsmith_sent_decomposed_decides_with_the_email_typed_composed(tmp_path):
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
+    conn = hand_synced()
+    for request_id in ("to-approve", "to-deny"):
+        conn.execute(
+            "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
+            "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
+            "(?, 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'awaiting_approval', "
+            "'ops@example.com', ?, ?)", [request_id, GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+
+    # The invitee is known as one (and refused as one), not taken for a stranger.
+    invitee = decide_on(conn, "to-deny", "denied", "zo\u00e9@example.com", policy_path=policy, now=at)
+    assert not invitee.recorded and "has only a pending invite" in invitee.message, invitee
+    approved = decide_on(conn, "to-approve", "approved", COMPOSED_APPROVER, policy_path=policy, now=at)
+    assert (approved.recorded, approved.status) == (True, "pending"), approved
+    denied = decide_on(conn, "to-deny", "denied", COMPOSED_APPROVER.upper(), policy_path=policy, now=at)
+    assert (denied.recorded, denied.status) == (True, "denied"), denied
