@@ -38,7 +38,7 @@ from langsmith_access.settings import mask_keys
 from langsmith_access.store import directory
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.queries import as_uuid
-from langsmith_access.store.sql import first_row, table_exists
+from langsmith_access.store.sql import email_key, first_row, table_exists
 
 ACTIONS = ("grant", "revoke")
 AWAITING_APPROVAL = "awaiting_approval"
@@ -189,7 +189,7 @@ def _resolve_user(conn, user: str) -> tuple[str, str | None]:
             )
         return rows[0][0], rows[0][1]
     rows = conn.execute(
-        "SELECT user_id, email FROM main.users WHERE lower(nfc_normalize(email)) = lower(?) ORDER BY user_id",
+        f"SELECT user_id, email FROM main.users WHERE {email_key('email')} = {email_key('?')} ORDER BY user_id",
         [user],
     ).fetchall()
     if len(rows) == 1:
@@ -200,7 +200,7 @@ def _resolve_user(conn, user: str) -> tuple[str, str | None]:
             f"({', '.join(r[0] for r in rows)}): give the user id instead."
         )
     invited = conn.execute(
-        "SELECT invite_id FROM main.pending_invites WHERE lower(nfc_normalize(email)) = lower(?)", [user]
+        f"SELECT invite_id FROM main.pending_invites WHERE {email_key('email')} = {email_key('?')}", [user]
     ).fetchall()
     if invited:
         raise RequestRejected(
@@ -490,8 +490,9 @@ def approval_blocker(conn, policy: Policy, grantee: Grantee, workspace_id: str |
     grantee and the policy does not allow self-approval) until it expires."""
     if policy.approvers == NAMED_EMAILS:
         members = conn.execute(
-            "SELECT count(*) FROM main.users WHERE NOT is_disabled AND list_contains($emails, lower(email))",
-            {"emails": [email.lower() for email in policy.approver_emails]},
+            f"SELECT count(*) FROM main.users WHERE NOT is_disabled AND {email_key('email')} IN "
+            f"(SELECT {email_key('named')} FROM unnest($emails) AS listed(named))",
+            {"emails": list(policy.approver_emails)},
         ).fetchone()[0]
         if not members:
             return (

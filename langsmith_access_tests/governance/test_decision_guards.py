@@ -278,3 +278,18 @@ def test_an_approver_langsmith_sent_decomposed_decides_with_the_email_typed_comp
     assert (approved.recorded, approved.status) == (True, "pending"), approved
     denied = decide_on(conn, "to-deny", "denied", COMPOSED_APPROVER.upper(), policy_path=policy, now=at)
     assert (denied.recorded, denied.status) == (True, "denied"), denied
+
+
+def test_a_named_approver_langsmith_sent_decomposed_is_an_active_member_when_named_composed(tmp_path):
+    # The policy names the approver as a person types the email (composed): a grant needing them
+    # waits for their decision, not refused as if nobody could approve it.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f'approval:\n  required: ["Admin"]\n  approvers: ["{COMPOSED_APPROVER.upper()}"]\n')
+    conn = hand_synced()
+
+    queued = submit_on(conn, ChangeRequest("grant", "ada@example.com", "Production", "Admin",
+                                           requested_by="ops@example.com"), policy_path=policy)
+
+    assert queued.status == "awaiting_approval", queued
+    approved = decide_on(conn, queued.request_id, "approved", COMPOSED_APPROVER, policy_path=policy)
+    assert (approved.recorded, approved.status) == (True, "pending"), approved
