@@ -28,6 +28,7 @@ approval and nothing expires unless asked (``NO_POLICY``).
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,7 +41,7 @@ from langsmith_access.governance.durations import DurationError, parse_duration
 from langsmith_access.settings import ORGS_FILE_VARIABLE
 from langsmith_access.store import directory
 from langsmith_access.store.directory import RoleEntry, WorkspaceEntry
-from langsmith_access.store.queries import as_uuid
+from langsmith_access.store.queries import as_uuid, typed_name
 
 POLICY_VARIABLE = "LANGSMITH_ACCESS_POLICY"
 # Where an org's policy file is named: its own `policy` in the orgs file, else the variable.
@@ -296,7 +297,7 @@ class _Reader:
             if not isinstance(item, yaml.ScalarNode) or item.tag in (_NULL, _BOOL) or not item.value.strip():
                 self.problem(item, f"{where} must list {what} as text, got {_shown(item)}")
                 continue
-            names.append(Named(item.value.strip(), _line(item)))
+            names.append(Named(typed_name(item.value), _line(item)))  # NFC, as a request's names are
         return tuple(names)
 
     def duration_value(self, node: yaml.Node, where: str, *, nullable: bool) -> timedelta | None:
@@ -367,7 +368,7 @@ class _Reader:
             seen: dict[str, int] = {}
             pairs = []
             for key_node, value_node in limits.value:
-                role = key_node.value.strip() if isinstance(key_node, yaml.ScalarNode) else ""
+                role = typed_name(key_node.value) if isinstance(key_node, yaml.ScalarNode) else ""
                 if key_node.tag == _MERGE:
                     self.problem(key_node, "a YAML merge key (<<) in duration.max is not read: write its roles out "
                                            "in full")
@@ -401,16 +402,24 @@ def _listing(names: Iterable[str], limit: int = 12) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def _synced(name: str) -> str:
+    """A name as the sync stored it, in NFC: LangSmith may send it decomposed (e + U+0301) where
+    the policy's author typed it composed (\u00e9), as a request's names are matched (``nfc_normalize``)."""
+    return unicodedata.normalize("NFC", name)
+
+
 def _match_role(text: str, roles: list[RoleEntry]) -> tuple[str | None, str | None]:
     """(role id, None) or (None, why not): the same rule as a request's ``--role`` (an id, a
     name such as WORKSPACE_ADMIN, or a display name such as Admin, in any case)."""
+    text = typed_name(text)
     as_id = as_uuid(text)
     if as_id is not None:
         matches = [r for r in roles if r.role_id == as_id]
     else:
         matches = [
             r for r in roles
-            if (r.name.upper() == text.upper() and r.name != "CUSTOM") or r.display_name.lower() == text.lower()
+            if (r.name.upper() == text.upper() and r.name != "CUSTOM")
+            or _synced(r.display_name).lower() == text.lower()
         ]
     workspace_roles = [r for r in matches if r.access_scope == "workspace"]
     available = _listing(r.display_name for r in roles if r.access_scope == "workspace")
@@ -427,12 +436,13 @@ def _match_role(text: str, roles: list[RoleEntry]) -> tuple[str | None, str | No
 
 def _match_workspace(text: str, workspaces: list[WorkspaceEntry]) -> tuple[str | None, str | None]:
     """(workspace id, None) or (None, why not): an id, or a display name (exact, then in any case)."""
+    text = typed_name(text)
     as_id = as_uuid(text)
     if as_id is not None:
         matches = [w for w in workspaces if w.workspace_id == as_id]
     else:
-        matches = [w for w in workspaces if w.display_name == text] or [
-            w for w in workspaces if w.display_name.lower() == text.lower()
+        matches = [w for w in workspaces if _synced(w.display_name) == text] or [
+            w for w in workspaces if _synced(w.display_name).lower() == text.lower()
         ]
     if len(matches) == 1:
         return matches[0].workspace_id, None

@@ -315,3 +315,33 @@ def test_an_unknown_name_lists_a_dozen_of_the_known_ones_and_counts_the_rest(tmp
     [(_, reason)] = error.value.problems
     assert reason.endswith("(workspaces: Team 00, Team 01, Team 02, Team 03, Team 04, Team 05, Team 06, Team 07, "
                            "Team 08, Team 09, Team 10, Team 11, and 3 more)"), reason
+
+
+def test_names_the_sync_stored_decomposed_match_the_policys_typed_composed(tmp_path):
+    # LangSmith keeps names as they were typed: it may send "E" + U+0301 (decomposed, as macOS
+    # input gives) where the policy's author typed the composed "\u00c9" that looks the same.
+    conn = duckdb.connect()
+    for table, columns in (("users", "user_id VARCHAR"), ("grants", "user_id VARCHAR"),
+                           ("workspaces", "workspace_id VARCHAR, display_name VARCHAR"),
+                           ("roles", "role_id VARCHAR, name VARCHAR, display_name VARCHAR, access_scope VARCHAR")):
+        conn.execute(f"CREATE TABLE main.{table} ({columns})")
+    conn.execute("INSERT INTO main.workspaces VALUES ('w-1', 'E\u0301quipe Donne\u0301es'), "
+                 "('w-2', 'e\u0301quipe donne\u0301es')")
+    conn.execute("INSERT INTO main.roles VALUES ('r-1', 'CUSTOM', 'Re\u0301viseur', 'workspace'), "
+                 "('r-2', 'WORKSPACE_ADMIN', 'Admin', 'workspace')")
+    path = write(tmp_path, """\
+        approval:
+          required: ["R\u00e9viseur"]
+          workspaces: ["\u00c9quipe Donn\u00e9es"]
+          approvers: ["Rene\u0301@example.com"]
+        duration:
+          max: {"r\u00c9viseur": 8h}
+        """)
+
+    policy = governing_policy(path, conn)
+
+    assert policy.approval_role_ids == {"r-1"}
+    assert policy.approval_workspace_ids == {"w-1"}  # the exact name, before the one in another case
+    assert dict(policy.max_by_role) == {"r-1": timedelta(hours=8)}
+    # The approvers' emails are compared as a person types them: composed.
+    assert policy.approver_emails == ("Ren\u00e9@example.com",)
