@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from langsmith_access.governance.durations import CEILING, DurationError, format_duration, parse_duration
 from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, WORKSPACE_ADMINS, Policy
 from langsmith_access.store.directory import MemberStanding
+from langsmith_access.store.queries import typed_email
 
 
 class AccessTermsRefused(ValueError):
@@ -168,7 +169,8 @@ def approver_refusal(policy: Policy, approver: MemberStanding, grantee: Grantee,
 
     Approvers are never disabled members or pending invitees; who else may decide follows the
     policy's ``approvers``. Unless the policy allows self-approval, nobody approves a request
-    they asked for or that is for them (emails compared case-insensitively; a requester or
+    they asked for or that is for them (emails compared as ``typed_email`` does: in any case, and
+    composed or decomposed alike, as LangSmith may send them; a requester or
     grantee named by user id or org identity id is the same person); denying is never
     self-approval.
     """
@@ -176,7 +178,7 @@ def approver_refusal(policy: Policy, approver: MemberStanding, grantee: Grantee,
     if approving and not policy.self_approval:
         if grantee.requested_by and _names_member(grantee.requested_by, approver):
             return f"self-approval: {who} asked for this request, and the policy does not allow self-approval."
-        is_grantee = (grantee.email and grantee.email.strip().casefold() == who.strip().casefold()) or (
+        is_grantee = (grantee.email and typed_email(grantee.email) == typed_email(who)) or (
             grantee.user_id is not None and grantee.user_id in approver.user_ids
         )
         if is_grantee:
@@ -195,8 +197,8 @@ def approver_refusal(policy: Policy, approver: MemberStanding, grantee: Grantee,
                 f"(approvers: {WORKSPACE_ADMINS}).")
     if policy.approvers == ORG_ADMINS and not approver.org_admin:
         return f"{who} is not an Organization Admin, who are the approvers (approvers: {ORG_ADMINS})."
-    if policy.approvers == NAMED_EMAILS and who.strip().casefold() not in {
-        email.casefold() for email in policy.approver_emails
+    if policy.approvers == NAMED_EMAILS and typed_email(who) not in {
+        typed_email(email) for email in policy.approver_emails
     }:
         return f"{who} is not one of the approvers the policy names ({', '.join(policy.approver_emails)})."
     return None
@@ -209,5 +211,5 @@ def _names_member(text: str, member: MemberStanding) -> bool:
     try:
         as_id = str(uuid.UUID(text))
     except ValueError:
-        return text.casefold() == member.email.strip().casefold()
+        return typed_email(text) == typed_email(member.email)
     return as_id in member.user_ids or as_id in member.identity_ids

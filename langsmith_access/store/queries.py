@@ -35,6 +35,12 @@ def typed_name(text: str) -> str:
     return unicodedata.normalize("NFC", text.strip())
 
 
+def typed_email(text: str) -> str:
+    """An email as emails are matched in Python: what ``store.sql.email_key`` makes of one in SQL
+    (stripped, NFC, lower case), so that two spellings the database takes for one person are one here too."""
+    return typed_name(text).lower()
+
+
 def iso_utc(value: datetime | None) -> str | None:
     """``2026-11-01T12:00:00Z``: an aware time in UTC, ISO 8601 with a Z."""
     if value is None:

@@ -69,5 +69,6 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
 def email_key(expression: str) -> str:
     """The SQL of ``expression`` (a column, or ``?`` for a parameter) as emails are matched: the
     one rule, applied to both sides. NFC, because LangSmith keeps an email as it was typed and may
-    send it decomposed (e + U+0301) where a person types it composed (é); trimmed; any case."""
+    send it decomposed (e + U+0301) where a person types it composed (é); trimmed; any case. Its
+    Python twin is ``store.queries.typed_email``."""
     return f"lower(nfc_normalize(trim({expression})))"

@@ -293,3 +293,18 @@ def test_a_named_approver_langsmith_sent_decomposed_is_an_active_member_when_nam
     assert queued.status == "awaiting_approval", queued
     approved = decide_on(conn, queued.request_id, "approved", COMPOSED_APPROVER, policy_path=policy)
     assert (approved.recorded, approved.status) == (True, "pending"), approved
+
+
+def test_a_grant_asked_by_its_only_approver_whose_email_langsmith_sent_decomposed_is_refused_at_once(tmp_path):
+    # René, the Admin of Production, is its only approver; he asks with his email typed composed,
+    # and LangSmith sent it decomposed. He may not approve his own request: nobody could, so it is
+    # refused now rather than left to wait out its deadline.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
+    conn = hand_synced()
+
+    queued = submit_on(conn, ChangeRequest("grant", "ada@example.com", "Production", "Admin",
+                                           requested_by=COMPOSED_APPROVER), policy_path=policy)
+
+    assert queued.status == "rejected", queued
+    assert f"self-approval: {DECOMPOSED_APPROVER} asked for this request" in queued.message, queued.message
