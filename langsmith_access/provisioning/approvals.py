@@ -45,6 +45,7 @@ from langsmith_access.provisioning.queue import (
 from langsmith_access.settings import mask_keys
 from langsmith_access.store import directory
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.queries import typed_email
 
 APPROVED, DENIED = "approved", "denied"
 
@@ -128,7 +129,7 @@ def decide_on(
         return refuse(str(error))
     if "@" not in approver:
         return refuse(f"--by must be the approver's email as LangSmith knows it, got {approver!r}.")
-    if launched_by and "@" in launched_by and launched_by.strip().casefold() != approver.casefold():
+    if launched_by and "@" in launched_by and typed_email(launched_by) != typed_email(approver):
         # Otherwise anyone who can launch the job decides in an approver's name, and the
         # requester or grantee approves their own request.
         return refuse(f"this run was launched by {launched_by.strip()}, who decides only as themself: set `by` "

@@ -308,3 +308,22 @@ def test_a_grant_asked_by_its_only_approver_whose_email_langsmith_sent_decompose
 
     assert queued.status == "rejected", queued
     assert f"self-approval: {DECOMPOSED_APPROVER} asked for this request" in queued.message, queued.message
+
+
+def test_a_run_launched_by_the_approver_with_the_email_spelt_decomposed_decides_as_them(tmp_path):
+    # Dagster tags the launcher's email as the identity provider spells it, which may be
+    # decomposed where the approver typed --by composed: the same person, not someone else.
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
+    conn = hand_synced()
+    conn.execute(
+        "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
+        "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
+        "('waiting', 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'awaiting_approval', "
+        "'ops@example.com', ?, ?)", [GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+
+    approved = decide_on(conn, "waiting", "approved", COMPOSED_APPROVER, policy_path=policy, now=at,
+                         launched_by=DECOMPOSED_APPROVER)
+
+    assert (approved.recorded, approved.status) == (True, "pending"), approved
