@@ -590,3 +590,24 @@ def test_no_database_yet(tmp_path, monkeypatch, capsys):
     assert code == 1 and "does not exist yet" in err
     code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "out.csv")
     assert code == 1 and "does not exist yet" in err
+
+
+def test_a_cell_typed_composed_still_describes_a_name_langsmith_sent_decomposed(env, tmp_path, capsys):
+    """LangSmith keeps names as they were typed: it may send "E" + U+0301 (decomposed) where the
+    reviewer's spreadsheet, or the reviewer retyping the cell, has the composed "\u00c9" that looks
+    the same. That is no edit: the row is queued."""
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    decomposed = f"E\u0301quipe {workspace.display_name}"
+    with duckdb.connect(str(database.path)) as conn:  # the sync stored the name as LangSmith sent it
+        conn.execute("UPDATE main.workspaces SET display_name = ? WHERE workspace_id = ?", [decomposed, workspace.id])
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    row = active_rows(rows, workspace.id)[0]
+    row.update(decision="revoke", workspace_name=f"\u00c9quipe {workspace.display_name}")
+    write_sheet(sheet, rows)
+
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+
+    assert code == 0 and "1 would queue, 0 already queued or done, 0 rejected" in stdout, stdout

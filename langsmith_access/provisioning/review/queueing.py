@@ -12,6 +12,7 @@ from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.review.format import READ_ONLY_REASON, ReviewError, require_tables
 from langsmith_access.provisioning.review.sheet import MarkedRow, ReviewSheet
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
+from langsmith_access.store.queries import typed_name
 from langsmith_access.store.sql import first_row, scalar, table_exists
 from langsmith_access.store.sync_runs import organization_of, same_organization
 
@@ -175,12 +176,13 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
         "role_id": {role_id}, "role_name": {role_name, role_key}, "role": {role_id, role_name, role_key},
     }
     # The row's other cells must still describe this grant: an edited row (another role typed
-    # over the exported one) is not read as the grant its grant_id names. Case-insensitive; a
-    # workspace renamed or an email changed since the export reads as an edit too (a new
+    # over the exported one) is not read as the grant its grant_id names. Compared as the queue
+    # matches names (NFC, any case): a cell composed where LangSmith sent the name decomposed is
+    # no edit. A workspace renamed or an email changed since the export reads as an edit (a new
     # export fixes it).
     edited = [
         f"{column} {given!r}" for column, given in row.named
-        if given.casefold() not in {value.casefold() for value in describes[column] if value}
+        if typed_name(given).lower() not in {typed_name(value).lower() for value in describes[column] if value}
     ]
     if not edited:
         return change, _granted_again_since(conn, row, f"{role_name} in {workspace_name or workspace_id} for {who}")
