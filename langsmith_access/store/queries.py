@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from langsmith_access.store.sql import table_exists
+from langsmith_access.store.sql import email_key, table_exists
 
 
 class LookupFailed(ValueError):
@@ -354,7 +354,7 @@ def resolve_user(conn, text: str) -> list[str]:
     if by_id:
         return [by_id[0][0]]
     by_email = conn.execute(
-        f"SELECT DISTINCT user_id FROM ({known}) WHERE lower(nfc_normalize(trim(email))) = lower(?) ORDER BY 1",
+        f"SELECT DISTINCT user_id FROM ({known}) WHERE {email_key('email')} = {email_key('?')} ORDER BY 1",
         [wanted],
     ).fetchall()
     if not by_email:
