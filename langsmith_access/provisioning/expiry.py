@@ -42,6 +42,7 @@ from langsmith_access.provisioning.queue import (
     new_id,
     record_event,
 )
+from langsmith_access.store.sql import column_names
 
 _REQUESTS = "main.provisioning_requests"  # a grant's own row, in the conditions below
 
@@ -232,10 +233,8 @@ def expiry_work_due(conn: duckdb.DuckDBPyConnection, now: datetime, warning: tim
     """Ids of what a provisioning run would act on before taking the queue (read-only): grants
     due to expire, requests past their approval deadline, and (``warning`` given) grants to warn
     about. Empty before anything was queued."""
-    columns = {name for (name,) in conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND table_name = 'provisioning_requests'").fetchall()}
-    if "expires_at" not in columns:  # never queued, or a copy from before access governance
+    # Never queued, or a copy from before access governance.
+    if "expires_at" not in column_names(conn, "main", "provisioning_requests"):
         return []
     due = [r["request_id"] for r in due_grants(conn, now)]
     due += [r["request_id"] for r in overdue_requests(conn, now)]

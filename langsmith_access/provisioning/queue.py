@@ -38,7 +38,7 @@ from langsmith_access.settings import mask_keys
 from langsmith_access.store import directory
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.queries import as_uuid
-from langsmith_access.store.sql import email_key, first_row, table_exists
+from langsmith_access.store.sql import column_names, email_key, first_row, table_exists
 
 ACTIONS = ("grant", "revoke")
 AWAITING_APPROVAL = "awaiting_approval"
@@ -177,7 +177,7 @@ def _resolve_user(conn, user: str) -> tuple[str, str | None]:
         if not rows:
             legacy = conn.execute(
                 "SELECT user_id, email FROM main.users WHERE legacy_user_id = ?", [user_uuid]
-            ).fetchall() if _has_column(conn, "users", "legacy_user_id") else []
+            ).fetchall() if "legacy_user_id" in column_names(conn, "main", "users") else []
             if legacy:
                 raise RequestRejected(
                     f"{user_uuid} is the legacy user_id of {legacy[0][1] or legacy[0][0]}: give their "
@@ -273,12 +273,6 @@ def _shared(conn, limit: int = 5) -> str:
         return "The latest sync found no shared workspace."
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return f"Shared workspaces: {', '.join(names[:limit])}{more}."
-
-
-def _has_column(conn, table: str, column: str) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ? "
-        "AND column_name = ?", [table, column]).fetchone()[0])
 
 
 def _resolve_role(conn, role: str) -> tuple[str, str]:

@@ -66,6 +66,14 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
     ) > 0
 
 
+def column_names(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    """The columns of ``schema.table`` (empty when there is no such table): for a table an older
+    version built without a column the current code reads."""
+    return {name for (name,) in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+        [schema, table]).fetchall()}
+
+
 def email_key(expression: str) -> str:
     """The SQL of ``expression`` (a column, or ``?`` for a parameter) as emails are matched: the
     one rule, applied to both sides. NFC, because LangSmith keeps an email as it was typed and may

@@ -5,6 +5,7 @@ from __future__ import annotations
 # A cell that starts like a formula is written with a leading apostrophe (as `export --format
 # csv` writes it), which spreadsheets show as text; the sheet is read back without it.
 from langsmith_access.store.export import FORMULA_STARTS
+from langsmith_access.store.sql import column_names
 
 DEFAULT_TABLE = "grant_review"
 DUCKDB_SUFFIXES = (".duckdb", ".db", ".ddb")
@@ -64,12 +65,7 @@ def require_tables(conn, *tables: str) -> None:
 def require_columns(conn, table: str, columns: tuple[str, ...]) -> None:
     """Refuse a table (schema main) built by an older version that lacks some of ``columns``:
     the next sync rebuilds it with them."""
-    present = {
-        name for (name,) in conn.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'main' AND table_name = ?", [table]
-        ).fetchall()
-    }
+    present = column_names(conn, "main", table)
     missing = [column for column in columns if column not in present]
     if missing:
         raise ReviewError(
