@@ -10,14 +10,13 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from langsmith_access.governance.durations import CEILING, DurationError, format_duration, parse_duration
 from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, WORKSPACE_ADMINS, Policy
 from langsmith_access.store.directory import MemberStanding
-from langsmith_access.store.queries import typed_email
+from langsmith_access.store.queries import as_uuid, typed_email
 
 
 class AccessTermsRefused(ValueError):
@@ -207,9 +206,7 @@ def approver_refusal(policy: Policy, approver: MemberStanding, grantee: Grantee,
 def _names_member(text: str, member: MemberStanding) -> bool:
     """Does ``text`` (a request's ``requested_by``) name ``member``: their email in any case, or,
     as ``--user`` takes them, their user id or org identity id (another name for the same person)."""
-    text = text.strip()
-    try:
-        as_id = str(uuid.UUID(text))
-    except ValueError:
+    as_id = as_uuid(text.strip())
+    if as_id is None:
         return typed_email(text) == typed_email(member.email)
     return as_id in member.user_ids or as_id in member.identity_ids

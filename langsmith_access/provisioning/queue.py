@@ -37,7 +37,7 @@ from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, Policy,
 from langsmith_access.settings import mask_keys
 from langsmith_access.store import directory
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.queries import as_uuid
+from langsmith_access.store.queries import as_uuid, typed_name
 from langsmith_access.store.sql import column_names, email_key, first_row, table_exists
 
 ACTIONS = ("grant", "revoke")
@@ -131,7 +131,7 @@ def check_text(value: Any, what: str, *, required: bool = True, limit: int = MAX
         raise RequestRejected(f"{what} must be text, got {type(value).__name__}.")
     # NFC, and the resolvers compare the names and emails LangSmith sent in NFC too: a name typed
     # composed (é) matches one sent decomposed (e + U+0301), as they look the same.
-    value = unicodedata.normalize("NFC", value.strip())
+    value = typed_name(value)
     if len(value) > limit:
         raise RequestRejected(f"{what} is {len(value)} characters long; at most {limit} are allowed.")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
