@@ -64,11 +64,14 @@ def writes(sandbox):
     return [r for r in sandbox.request_log.snapshot() if r.method in WRITES]
 
 
+def outsiders(org, workspace):
+    """The enabled members who hold no role in ``workspace``."""
+    return [m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled]
+
+
 def outsider_and_workspace(org):
     workspace = org.shared_workspaces()[0]
-    outsider = next(m for m in org.active_members()
-                    if m.ls_user_id not in workspace.memberships and not m.is_disabled)
-    return outsider, workspace
+    return outsiders(org, workspace)[0], workspace
 
 
 def workspace_role(org, display_name):
@@ -508,10 +511,8 @@ def test_once_langsmith_stops_answering_the_run_tries_no_further_request(live, r
     A request whose write went out stays in progress for the next run, the others are pending."""
     sandbox, org, conn = live
     workspace = org.shared_workspaces()[0]
-    outsiders = [m for m in org.active_members()
-                 if m.ls_user_id not in workspace.memberships and not m.is_disabled][:3]
     requests = [queued(conn, "grant", m, workspace, workspace_role(org, "Viewer"), status="in_progress")
-                for m in outsiders]
+                for m in outsiders(org, workspace)[:3]]
     answered_writes, unanswered = [], []
 
     def down_after_the_first_write(respond, r):
@@ -639,10 +640,8 @@ def test_an_outage_while_reading_back_a_batchs_writes_stops_at_the_first_read_ba
     out) for the next run to settle from LangSmith's state."""
     sandbox, org, conn = live
     workspace = org.shared_workspaces()[0]
-    outsiders = [m for m in org.active_members()
-                 if m.ls_user_id not in workspace.memberships and not m.is_disabled][:2]
     requests = [queued(conn, "grant", m, workspace, workspace_role(org, "Viewer"), status="in_progress")
-                for m in outsiders]
+                for m in outsiders(org, workspace)[:2]]
     client = client_for(sandbox, max_retries=0)
     before = OrgSnapshot.read(client)
     monkeypatch.setattr(OrgSnapshot, "read", staticmethod(lambda client: before))
