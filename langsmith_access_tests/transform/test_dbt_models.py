@@ -478,6 +478,28 @@ def test_login_methods_scim_groups_and_effective_access(first_sync):
     assert permissions == {key: sorted(sources) for key, sources in expected.items()}
 
 
+def test_a_scim_group_names_roles_and_workspaces_in_either_unicode_form(first_sync, tmp_path):
+    """An identity provider and LangSmith each keep a name as it was typed: "É" as one character
+    (NFC) or "E" + U+0301 (NFD, as macOS keyboards type it). Bob's group spells the workspace
+    decomposed and the role composed; LangSmith has them the other way round: the same names."""
+    db_path = tmp_path / "working.duckdb"
+    copy_database(first_sync.baseline, db_path)
+    with duckdb.connect(str(db_path)) as con:
+        con.execute(f"UPDATE {RAW_SCHEMA}.workspaces SET display_name = '\u00c9quipe' WHERE workspace_id = ?",
+                    [RESEARCH])
+        con.execute(f"UPDATE {RAW_SCHEMA}.roles SET display_name = 'E\u0301diteur' WHERE role_id = ?", [WS_EDITOR])
+        con.execute(f"UPDATE {RAW_SCHEMA}.org_members SET scim_groups = ? WHERE ls_user_id = ?",
+                    [["LS:Organization User:E\u0301quipe:\u00c9diteur"], BOB])
+
+    result = dbt_build(db_path, tmp_path, ("run", "--select", "+user_scim_groups"))
+
+    assert result.returncode == 0, result.output
+    [group] = query(db_path, "SELECT * FROM main.user_scim_groups")
+    assert (group["group_kind"], group["org_role_id"], group["workspace_ids"], group["workspace_role_id"]) == (
+        "workspace", ORG_USER, [RESEARCH], WS_EDITOR)
+    assert group["scim_group"] == "LS:Organization User:E\u0301quipe:\u00c9diteur"  # as LangSmith sent it
+
+
 def test_reports_that_show_a_role_build_before_any_inventory_with_no_deny_policies(first_sync):
     """The core sync builds before the inventory ever ran (raw.access_policies exists, empty):
     the reports that flag deny policies are built, every row with an empty list, never null.

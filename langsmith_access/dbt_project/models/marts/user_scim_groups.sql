@@ -12,8 +12,10 @@ with members as (
     select * from {{ ref('stg_langsmith__org_members') }}
 ),
 
+-- Names are compared in one Unicode form (NFC): an identity provider and LangSmith may each
+-- keep "É" as typed, one character or "E" + U+0301, and both name the same thing.
 roles as (
-    select * from {{ ref('stg_langsmith__roles') }}
+    select *, nfc_normalize(display_name) as name_key from {{ ref('stg_langsmith__roles') }}
 ),
 
 workspaces as (
@@ -22,7 +24,7 @@ workspaces as (
 
 separator as (
     select coalesce(
-        (select value from {{ ref('org_settings') }}
+        (select nfc_normalize(value) from {{ ref('org_settings') }}
          where setting = 'scim_group_name_separator' and value <> ''),
         ':'
     ) as sep
@@ -32,7 +34,8 @@ groups as (
     select distinct
         members.ls_user_id as user_id,
         members.email,
-        trim(listed.scim_group) as scim_group
+        trim(listed.scim_group) as scim_group,
+        nfc_normalize(trim(listed.scim_group)) as group_key
     from members, unnest(members.scim_groups) as listed(scim_group)
     where trim(listed.scim_group) <> ''
 ),
@@ -47,33 +50,33 @@ workspace_group_names as (
         workspace_roles.role_id as workspace_role_id,
         workspace_roles.display_name as workspace_role_name,
         substr(
-            groups.scim_group,
-            strpos(groups.scim_group, org_roles.display_name || separator.sep)
-                + length(org_roles.display_name || separator.sep),
-            length(groups.scim_group)
-                - strpos(groups.scim_group, org_roles.display_name || separator.sep) + 1
-                - length(org_roles.display_name || separator.sep)
-                - length(separator.sep || workspace_roles.display_name)
+            groups.group_key,
+            strpos(groups.group_key, org_roles.name_key || separator.sep)
+                + length(org_roles.name_key || separator.sep),
+            length(groups.group_key)
+                - strpos(groups.group_key, org_roles.name_key || separator.sep) + 1
+                - length(org_roles.name_key || separator.sep)
+                - length(separator.sep || workspace_roles.name_key)
         ) as workspace_name
     from groups
     cross join separator
     inner join roles as org_roles
         on org_roles.access_scope = 'organization'
-        and strpos(groups.scim_group, org_roles.display_name || separator.sep) > 0
+        and strpos(groups.group_key, org_roles.name_key || separator.sep) > 0
     inner join roles as workspace_roles
         on workspace_roles.access_scope = 'workspace'
-        and ends_with(groups.scim_group, separator.sep || workspace_roles.display_name)
+        and ends_with(groups.group_key, separator.sep || workspace_roles.name_key)
     qualify row_number() over (
         partition by groups.user_id, groups.scim_group
-        order by strpos(groups.scim_group, org_roles.display_name || separator.sep),
-            length(workspace_roles.display_name) desc, org_roles.role_id, workspace_roles.role_id
+        order by strpos(groups.group_key, org_roles.name_key || separator.sep),
+            length(workspace_roles.name_key) desc, org_roles.role_id, workspace_roles.role_id
     ) = 1
 ),
 
 workspaces_by_name as (
-    select display_name, list(workspace_id order by workspace_id) as workspace_ids
+    select nfc_normalize(display_name) as name_key, list(workspace_id order by workspace_id) as workspace_ids
     from workspaces
-    group by display_name
+    group by name_key
 ),
 
 organization_admin_role as (
@@ -85,8 +88,8 @@ recognized as (
         groups.*,
         workspace_group_names.user_id is not null as is_workspace_group,
         workspace_group_names.user_id is null
-            and (ends_with(groups.scim_group, 'Organization Admin')
-                 or ends_with(groups.scim_group, 'Organization Admins')) as is_admin_group,
+            and (ends_with(groups.group_key, 'Organization Admin')
+                 or ends_with(groups.group_key, 'Organization Admins')) as is_admin_group,
         workspace_group_names.org_role_id,
         workspace_group_names.workspace_name,
         workspace_group_names.workspace_role_id,
@@ -118,4 +121,4 @@ select
 from recognized
 cross join organization_admin_role
 left join workspaces_by_name
-    on workspaces_by_name.display_name = recognized.workspace_name
+    on workspaces_by_name.name_key = recognized.workspace_name
