@@ -74,6 +74,8 @@ _DBT_LOCK = threading.Lock()
 _EVENTS_READ = RESULT_EVENTS | {SKIP_EVENT, "RunResultError", FULL_PARSE_EVENT}
 # Where the worker thread says it is done (after its last event).
 _FINISHED = object()
+# How often a build being stopped interrupts dbt's queries again, until dbt has finished.
+_CANCEL_INTERVAL_SECONDS = 0.05
 # The log of a run with a directory of its own (``dbt_dir``), rotated as dbt rotates its own.
 DBT_LOG_FILE = "dbt.log"
 _LOG_LEVELS = {"info", "warn", "error"}
@@ -319,9 +321,9 @@ def _dbt_events(
     """The engine: run dbt on a worker thread, yield its structured events as they come, record
     its outcome on ``invocation``.
 
-    Closing the generator early (the caller failed, Ctrl-C) or the timeout interrupts the
-    queries dbt is running, as dbt does on Ctrl-C; those nodes fail, and dbt goes on to the end
-    of its run (whatever depends on them is skipped) before this returns. A run stopped so
+    Closing the generator early (the caller failed, Ctrl-C) or the timeout stops dbt: every
+    query it runs from then on is interrupted, as dbt does on Ctrl-C, so the nodes left fail or
+    are skipped, and dbt comes to the end of its run before this returns. A run stopped so
     never succeeds, and no thread or handle on the file outlives it."""
     events: queue.SimpleQueue = queue.SimpleQueue()
     log = DbtLog(invocation.dbt_dir / DBT_LOG_FILE) if invocation.dbt_dir is not None else None
@@ -334,6 +336,7 @@ def _dbt_events(
             log.write(message)
 
     outcome: dict[str, Any] = {}
+    finished = threading.Event()
 
     def work() -> None:
         try:
@@ -353,6 +356,7 @@ def _dbt_events(
             outcome["success"] = False
             outcome["exception"] = error
         finally:
+            finished.set()
             events.put(_FINISHED)
 
     worker = threading.Thread(target=work, name="dbt", daemon=True)
@@ -361,7 +365,7 @@ def _dbt_events(
     if timeout_seconds is not None:
         def time_out() -> None:
             timed_out.set()
-            _cancel_queries()
+            _interrupt_until(finished)
 
         timer = threading.Timer(timeout_seconds, time_out)
         timer.daemon = True
@@ -376,8 +380,10 @@ def _dbt_events(
         if timer is not None:
             timer.cancel()
         if worker.is_alive():
-            _cancel_queries()  # the reader stopped early: interrupt dbt, then wait for it
+            _interrupt_until(finished)  # the reader stopped early: stop dbt, then wait for it
             worker.join()
+        if timer is not None:
+            timer.join()  # a timer that fired stops once dbt has finished
     # Reached only when dbt ran to its end with the reader still reading.
     invocation.returncode = 0 if outcome.get("success") else 1
     exception = outcome.get("exception")
@@ -437,6 +443,15 @@ def close_dbt_connection() -> None:
     environment = DuckDBConnectionManager._ENV
     if environment is not None:
         environment.close()
+
+
+def _interrupt_until(finished: threading.Event) -> None:
+    """Interrupt dbt's queries until it has finished: interrupting once stops only the query
+    running at that moment (if any), and dbt would start the next node's."""
+    while True:
+        _cancel_queries()
+        if finished.wait(_CANCEL_INTERVAL_SECONDS):
+            return
 
 
 def _cancel_queries() -> None:

@@ -184,3 +184,25 @@ def test_a_model_that_errors_is_named_as_failed_with_dbts_message(tmp_path):
     assert "access_scope" in (failed.message or "")
     assert "ERROR model stg_langsmith__roles: " in invocation.failure_message()
     assert invocation.errors == []  # only errors outside any node are listed on their own
+
+
+def test_a_build_past_its_timeout_stops_at_once_fails_and_frees_the_file(tmp_path):
+    """The timeout is a deadline for the whole build, not for the query running when it passes:
+    a timer that fires between two queries (here before the first) still stops the build, no
+    node after it is built, and the run says why."""
+    import threading
+
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=False)
+    threads_before = threading.active_count()
+
+    with build(database, tmp_path / "access.dbt", timeout_seconds=0.01) as invocation:
+        invocation.wait()
+
+    assert not invocation.success and invocation.returncode == 1
+    assert "dbt's queries were interrupted after 0.01 s" in invocation.failure_message()
+    # Stopped before dbt built anything (dbt may not have listed a node yet).
+    assert [result.name for result in invocation.results
+            if result.resource_type == "model" and result.status == "success"] == []
+    assert threading.active_count() == threads_before  # neither dbt's thread nor the timer's is left
+    assert _open_for_writing_in_another_process(database) == "ok"
