@@ -149,6 +149,9 @@ def provision_now(args: argparse.Namespace) -> int:
                   "that ends it, first")
         for request_id in ahead.get("approvals_overdue", []):
             print(f"{'would expire':<17} {request_id}  past its approval deadline: approval_expired")
+        for request_id in ahead.get("expiry_warnings_due", []):
+            print(f"{'would warn':<17} {request_id}  its end is near (LANGSMITH_ACCESS_EXPIRY_WARNING): "
+                  "access.expiring")
         for item in policy_changes:
             status = f"would be {item['status']}" if args.dry_run else item["status"]
             print(f"{status:<17} {item['request_id']}  {item['detail']}")

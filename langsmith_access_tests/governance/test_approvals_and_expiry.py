@@ -236,20 +236,32 @@ def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
     assert "removed and added again by someone" in expired[grants["readded"].request_id]
 
 
-def test_a_dry_run_says_what_the_real_run_does_before_the_queue(governed):
-    # A grant whose end is due: the real run queues its revoke first; the dry run says so, and
-    # changes nothing.
+def test_a_dry_run_says_what_the_real_run_does_before_the_queue(governed, monkeypatch):
+    # A grant whose end is due: the real run queues its revoke first; one whose end is near
+    # (within a warning that grew since it was applied): the real run sends access.expiring. The
+    # dry run says so, and changes nothing.
     sandbox, org, database, people, receiver = governed
-    grantee = people.outsiders[1]
+    grantee, warned = people.outsiders[1], people.outsiders[2]
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")
     grant = request_grant(grantee.email, WORKSPACE, "Editor", duration="1s")
-    assert grant.status == "pending" and provision().success
+    ending = request_grant(warned.email, WORKSPACE, "Editor", duration="2h")
+    assert grant.status == ending.status == "pending" and provision().success
     time.sleep(1.5)
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "3h")
     dry = cli("provision", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
-    assert json.loads(dry.stdout)["before_the_queue"] == {"expiries_due": [grant.request_id], "approvals_overdue": []}
+    assert json.loads(dry.stdout)["before_the_queue"] == {
+        "expiries_due": [grant.request_id], "approvals_overdue": [], "expiry_warnings_due": [ending.request_id]}
     shown = cli("provision", "--dry-run")
     assert f"{'would expire':<17} {grant.request_id}  its end is due" in shown.stdout, shown.stdout
+    assert f"{'would warn':<17} {ending.request_id}  its end is near" in shown.stdout, shown.stdout
     assert not [r for r in list_requests(database=database.path) if r["parent_request_id"] == grant.request_id]
+    # Without a webhook nothing is sent, so nothing is due a warning.
+    monkeypatch.delenv("LANGSMITH_ACCESS_WEBHOOK_URL")
+    quiet = cli("provision", "--dry-run", "--json")
+    assert json.loads(quiet.stdout)["before_the_queue"]["expiry_warnings_due"] == [], quiet.stdout
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", receiver.url)
+    assert "expiry_warned" not in [kind for kind, _ in events(database, ending.request_id)]
     assert provision().success
     [revoke] = [r for r in list_requests(database=database.path) if r["parent_request_id"] == grant.request_id]
     assert revoke["status"] == "applied" and org.membership(people.workspace.id, grantee.ls_user_id) is None

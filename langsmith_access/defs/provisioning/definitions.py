@@ -205,6 +205,9 @@ def select_requests(
             ahead = {
                 "expiries_due": [r["request_id"] for r in expiry.due_grants(conn, now)],
                 "approvals_overdue": [r["request_id"] for r in approvals.overdue_requests(conn, now)],
+                # access.expiring goes out only through a webhook: without one, nothing to warn.
+                "expiry_warnings_due": [r["request_id"] for r in expiry.to_warn(conn, now, org.settings.expiry_warning)]
+                if _notifier(org).enabled else [],
             }
             governed = _govern_pending_grants(context, org, conn, None, dry_run=True)
             return {"request_ids": _pending_except(conn, governed.settled), "dry_run": True, "ahead": ahead,
