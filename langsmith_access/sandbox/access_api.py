@@ -32,7 +32,7 @@ from langsmith_access.sandbox.access_records import (
     PolicyCondition,
     PolicyConditionGroup,
 )
-from langsmith_access.sandbox.audit_log import decode_cursor, encode_cursor
+from langsmith_access.sandbox.audit_log import decode_cursor, encode_cursor, operations_filter
 from langsmith_access.sandbox.faults import FaultConfig
 from langsmith_access.sandbox.org_state import (
     ORGANIZATION_SCOPE,
@@ -458,7 +458,7 @@ class AccessRoutes:
             if workspace_id is None:
                 raise validation_error(["query", "workspace_id"], "Input should be a valid UUID",
                                        "uuid_parsing")
-        operations = set(query.get("operations", []))
+        operations = operations_filter(query.get("operations", []))
         cursor = query.get("cursor", [None])[-1]
         self._gate(request, "audit_events", "organization:manage", "read the audit log")
         if start > end:

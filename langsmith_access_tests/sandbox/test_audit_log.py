@@ -10,9 +10,10 @@ import pytest
 
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.access_records import PERSONAL_ACCESS_TOKEN, AuditActor, AuditEvent
-from langsmith_access.sandbox.audit_log import AuditLog, decode_cursor, encode_cursor
+from langsmith_access.sandbox.audit_log import AUDIT_LOG_OPERATIONS, AuditLog, decode_cursor, encode_cursor
 from langsmith_access.sandbox.org_state import format_timestamp
 from langsmith_access_tests.sandbox.conftest import SandboxCaller
+from langsmith_access_tests.sandbox.schema import load_spec
 
 AUDIT = "/api/v1/audit-logs"
 T0 = 1_900_000_000_000  # 2030-03-17T17:46:40Z, after every generated event, in milliseconds
@@ -133,6 +134,24 @@ def test_filters_by_operation_and_workspace(sandbox, caller):
     assert len(both) == 2
     assert len(window(caller, T0, T0, workspace_id=workspace.id)) == 1
     assert window(caller, T0, T0, workspace_id=other.id) == []
+
+
+def test_operations_outside_the_official_enum_are_a_422(sandbox, caller):
+    # `operations` is a list of AuditLogOperation: FastAPI refuses any other value (naming the
+    # offending index) instead of answering an empty, plausible-looking page.
+    enum = load_spec()["components"]["schemas"]["AuditLogOperation"]["enum"]
+    assert list(AUDIT_LOG_OPERATIONS) == enum
+    sandbox.org.record_login(sandbox.org.active_members()[0].ls_user_id)
+    known = {"start_time": iso(T0), "end_time": iso(T0)}
+    response = caller.get(AUDIT, params={**known, "operations": ["login", "log_in"]})
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["query", "operations", 1] and error["type"] == "enum"
+    assert "'login'" in error["msg"]
+    # Every official name is accepted, including ones this org never logged.
+    everything = caller.get(AUDIT, params={**known, "operations": enum, "limit": 100})
+    assert everything.status_code == 200, everything.text
+    assert [item["api"]["operation"] for item in everything.json()["items"]] == ["login"]
 
 
 @pytest.mark.parametrize(
