@@ -47,6 +47,8 @@ from langsmith_access.sandbox.routing import (
     ApiRequest,
     ApiResponse,
     Route,
+    body_bool,
+    body_str,
     body_uuid,
     detail_error,
     json_object_body,
@@ -349,6 +351,8 @@ class AccessRoutes:
     def _create_key(self, request: ApiRequest, kind: str, workspace: Workspace | None) -> ApiResponse:
 
         body = json_object_body(request)
+        description = body_str(body, "description", "Default API key")
+        read_only = body_bool(body, "read_only", False)
         role_id = body_uuid(body, "role_id", required=False)
         org_role_id = body_uuid(body, "org_role_id", required=False)
         default_workspace_id = body_uuid(body, "default_workspace_id", required=False)
@@ -356,11 +360,15 @@ class AccessRoutes:
         workspace_ids = [workspace.id] if workspace is not None else _body_uuid_list(body, "workspaces")
         with self.state.lock:
             roles = self.state.roles
+            chosen_role = role_id is not None
             if role_id is None:
-                role_id = self.state.role_by_name("WORKSPACE_ADMIN").id
+                # APIKeyCreateRequest: without role_id, WORKSPACE_ADMIN, or the reader (Viewer)
+                # when the deprecated read_only is true.
+                role_id = self.state.role_by_name("WORKSPACE_VIEWER" if read_only else "WORKSPACE_ADMIN").id
             if roles.get(role_id) is None or roles[role_id].access_scope != WORKSPACE_SCOPE:
                 raise detail_error(404, f"Workspace role {role_id} not found")
-            if not self.plan_flags()["can_use_rbac"] and roles[role_id].name != "WORKSPACE_ADMIN":
+            # (read_only's reader predates workspace RBAC: every plan may ask for it.)
+            if chosen_role and not self.plan_flags()["can_use_rbac"] and roles[role_id].name != "WORKSPACE_ADMIN":
                 raise detail_error(403, "Choosing a key's workspace role needs the Enterprise plan")
             if kind == SERVICE_KEY:
                 if org_role_id is None:
@@ -375,8 +383,9 @@ class AccessRoutes:
             self._check_expiry(kind, expires_at)
             key = self.state.create_api_key(
                 kind,
-                str(body.get("description") or "Default API key"),
+                description,
                 workspace_ids=workspace_ids,
+                read_only=read_only,
                 role_id=role_id,
                 org_role_id=org_role_id,
                 expires_at=expires_at,

@@ -968,6 +968,7 @@ class OrgState:
         expires_at: str | None = None,
         default_workspace_id: str | None = None,
         actor: AuditActor | None = None,
+        read_only: bool = False,
     ) -> ApiKey:
         """Create a service key (``kind`` ``service_key``: org-wide when ``workspace_ids`` is
         None), a workspace service key (one workspace in ``workspace_ids``) or a personal access
@@ -1000,6 +1001,7 @@ class OrgState:
                 owner_ls_user_id=owner_ls_user_id,
                 service_account_id=service_account_id,
                 created_by=(actor or self.default_actor()).ls_user_id,
+                read_only=read_only,
             )
             self.put_api_key(key)
             operation, path = _KEY_ROUTES[kind]

@@ -201,6 +201,31 @@ def body_uuid(body: dict, name: str, *, required: bool) -> str | None:
     return parsed
 
 
+def body_bool(body: dict, name: str, default: bool) -> bool:
+    """A boolean body field as pydantic's lax mode reads JSON: true/false, 0/1, or the words
+    query_bool accepts; anything else is a 422."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.lower() in TRUE_WORDS
+    raise validation_error(["body", name], "Input should be a valid boolean", "bool_parsing")
+
+
+def body_str(body: dict, name: str, default: str) -> str:
+    """A string body field (pydantic does not turn numbers into strings): 422 otherwise."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise validation_error(["body", name], "Input should be a valid string", "string_type")
+    return value
+
+
 def paged(rows: list, offset: int, limit: int) -> tuple[list, dict[str, str]]:
     """One page of ``rows`` and its ``X-Pagination-Total`` header."""
     return rows[offset : offset + limit], {"X-Pagination-Total": str(len(rows))}

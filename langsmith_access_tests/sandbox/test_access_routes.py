@@ -208,6 +208,24 @@ def test_creating_a_service_key_answers_its_secret_once_and_is_audited(start):
     assert caller.delete(f"{SERVICE_KEYS}/{org.shared_workspaces()[0].id}").status_code == 404
 
 
+def test_a_key_created_read_only_without_a_role_gets_the_reader_role(start):
+    # APIKeyCreateRequest: without role_id, WORKSPACE_ADMIN, or the reader when read_only is true.
+    sandbox, caller = start()
+    org = sandbox.org
+    made = caller.post(SERVICE_KEYS, json={"description": "reader", "read_only": True})
+    assert made.status_code == 200, made.text
+    assert made.json()["role_id"] == org.role_by_name("WORKSPACE_VIEWER").id
+    assert made.json()["read_only"] is True
+    listed = next(row for row in caller.get(SERVICE_KEYS).json() if row["id"] == made.json()["id"])
+    assert listed["read_only"] is True and listed["role_id"] == made.json()["role_id"]
+    admin = caller.post(SERVICE_KEYS, json={"description": "writer"}).json()
+    assert admin["role_id"] == org.role_by_name("WORKSPACE_ADMIN").id and admin["read_only"] is False
+    # Body fields of the wrong type are FastAPI's 422s, not silently coerced.
+    for body, name in (({"read_only": "perhaps"}, "read_only"), ({"description": 7}, "description")):
+        bad = caller.post(SERVICE_KEYS, json=body)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", name], bad.text
+
+
 def test_key_creation_follows_the_orgs_expiry_cap_and_the_plan(start):
     sandbox, caller = start()
     sandbox.org.settings.max_service_key_expiry_days = 30
