@@ -204,9 +204,7 @@ class AccessRoutes:
     def get_access_policy(self, request, faults, access_policy_id: str) -> ApiResponse:
 
         self._gate(request, "access_policies", "organization:read", "read access policies")
-        policy_id = parse_uuid(access_policy_id)
-        if policy_id is None:
-            raise ApiError(400, {"error": f"invalid access policy id {access_policy_id!r}"})
+        policy_id = _platform_uuid(access_policy_id, "access policy id")
         with self.state.lock:
             policy = self.state.access_policies.get(policy_id)
             if policy is None:
@@ -238,8 +236,8 @@ class AccessRoutes:
     def delete_access_policy(self, request, faults, access_policy_id: str) -> ApiResponse:
 
         self._gate(request, "access_policies", "organization:manage", "delete access policies")
+        policy_id = _platform_uuid(access_policy_id, "access policy id")  # as GET: 400, not 204
         with self.state.lock:
-            policy_id = parse_uuid(access_policy_id)
             if policy_id in self.state.access_policies:
                 self.state.delete_access_policy(policy_id, actor=self._actor(request))
         return ApiResponse(204)  # also when it was not there, like the user-group routes
@@ -250,6 +248,9 @@ class AccessRoutes:
         policy_ids = _platform_json_object(request).get("access_policy_ids")
         if not isinstance(policy_ids, list) or not all(isinstance(p, str) for p in policy_ids):
             raise ApiError(400, {"error": "access_policy_ids must be a list of ids"})
+        role_id = _platform_uuid(role_id, "role id")
+        for policy_id in policy_ids:
+            _platform_uuid(policy_id, "access policy id")
         with self.state.lock:
             role = self.state.roles.get(role_id)
             if role is None or role.access_scope != WORKSPACE_SCOPE:
@@ -507,6 +508,14 @@ def _platform_json_object(request: ApiRequest) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, {"error": "the body must be a JSON object"})
     return body
+
+
+def _platform_uuid(raw: str, what: str) -> str:
+    """A Go platform route's UUID (path or body): a malformed one is its 400 ``{"error": ...}``."""
+    parsed = parse_uuid(raw)
+    if parsed is None:
+        raise ApiError(400, {"error": f"invalid {what} {raw!r}"})
+    return parsed
 
 
 def _condition_groups(raw: Any) -> list[PolicyConditionGroup]:

@@ -282,6 +282,14 @@ def test_access_policy_routes(start):
     unknown = caller.get(f"{POLICIES}/{org.shared_workspaces()[0].id}")
     assert unknown.status_code == 404 and "error" in unknown.json()
     assert caller.get(f"{POLICIES}/not-an-id").status_code == 400
+    # A malformed id is the same 400 on every access-policy route, not a 204 or a 404.
+    for method, path, body in (("DELETE", f"{POLICIES}/not-an-id", None),
+                               ("POST", f"{POLICIES}/roles/not-a-role/access-policies",
+                                {"access_policy_ids": [policy_id]}),
+                               ("POST", f"{POLICIES}/roles/{viewer}/access-policies",
+                                {"access_policy_ids": ["not-a-policy"]})):
+        malformed = caller.request(method, path, json=body)
+        assert malformed.status_code == 400 and "invalid" in malformed.json()["error"], (path, malformed.text)
     assert caller.delete(f"{POLICIES}/{policy_id}").status_code == 204
     assert caller.get(f"{POLICIES}/{policy_id}").status_code == 404
     operations = [e.operation for e in org.audit_log.events()[-3:]]
