@@ -27,10 +27,13 @@ from langsmith_access.sandbox import access_payloads
 from langsmith_access.sandbox.access_records import (
     PERSONAL_ACCESS_TOKEN,
     SERVICE_KEY,
+    TAG_RESOURCE_TYPES,
     WORKSPACE_SERVICE_KEY,
     AuditActor,
     PolicyCondition,
     PolicyConditionGroup,
+    TagKey,
+    TagValue,
 )
 from langsmith_access.sandbox.audit_log import decode_cursor, encode_cursor, operations_filter
 from langsmith_access.sandbox.faults import FaultConfig
@@ -52,6 +55,7 @@ from langsmith_access.sandbox.routing import (
     body_uuid,
     detail_error,
     json_object_body,
+    last_value,
     parse_uuid,
     path_uuid,
     query_int,
@@ -145,6 +149,10 @@ class AccessRoutes:
                   "service_accounts"),
             Route("GET", "/api/v1/orgs/current/sso-settings", self.list_sso_settings, org,
                   "sso_settings"),
+            # Workspace tags, what ABAC conditions name (every plan has them).
+            Route("GET", "/api/v1/workspaces/current/tags", self.list_tags, ws),
+            Route("GET", "/api/v1/workspaces/current/taggings", self.list_taggings, ws),
+            Route("GET", "/api/v1/workspaces/current/tags/resource", self.list_tags_for_resource, ws),
         ]
 
     # -------------------------------------------------------------- gates
@@ -454,6 +462,72 @@ class AccessRoutes:
             rows = [access_payloads.sso_provider_json(self.state, p) for p in providers]
         return ApiResponse(200, rows)
 
+    # -------------------------------------------------------------- workspace tags
+
+    def _require_workspace_read(self, request: ApiRequest) -> None:
+        if "workspaces:read" not in self._workspace_role_permissions(request):
+            raise detail_error(403, "the API key's role may not read this workspace (needs workspaces:read)")
+
+    def list_tags(self, request, faults, workspace: Workspace) -> ApiResponse:
+        """``TagKeyWithValues[]``: the workspace's tag keys, each with its values."""
+        self._require_workspace_read(request)
+        with self.state.lock:
+            rows = [
+                access_payloads.tag_key_json(
+                    key, [access_payloads.tag_value_json(value) for value in _values_in_order(key.values)]
+                )
+                for key in _keys_in_order(workspace.tag_keys)
+            ]
+        return ApiResponse(200, rows)
+
+    def list_taggings(self, request, faults, workspace: Workspace) -> ApiResponse:
+        """``TaggingsResponse[]``: per tag value, the resources it is on; ``tag_value_id`` keeps
+        one value (none when it is not this workspace's)."""
+        wanted = None
+        if last_value(request.query, "tag_value_id") is not None:  # one UUID, optional
+            wanted = parse_uuid(last_value(request.query, "tag_value_id"))
+            if wanted is None:
+                raise validation_error(["query", "tag_value_id"], "Input should be a valid UUID", "uuid_parsing")
+        self._require_workspace_read(request)
+        with self.state.lock:
+            rows = [
+                access_payloads.taggings_json(key, value)
+                for key in _keys_in_order(workspace.tag_keys)
+                for value in _values_in_order(key.values)
+                if wanted is None or value.id == wanted
+            ]
+        return ApiResponse(200, rows)
+
+    def list_tags_for_resource(self, request, faults, workspace: Workspace) -> ApiResponse:
+        """``TagKeyWithValuesAndTaggings[]``: the keys and values on one resource, with its taggings."""
+        query = request.query
+        resource_type = last_value(query, "resource_type")
+        if resource_type is None:
+            raise validation_error(["query", "resource_type"], "Field required", "missing")
+        if resource_type not in TAG_RESOURCE_TYPES:
+            *others, last = (repr(name) for name in TAG_RESOURCE_TYPES)
+            raise validation_error(["query", "resource_type"],
+                                   f"Input should be {', '.join(others)} or {last}", "enum")
+        if last_value(query, "resource_id") is None:
+            raise validation_error(["query", "resource_id"], "Field required", "missing")
+        resource_id = parse_uuid(last_value(query, "resource_id"))
+        if resource_id is None:
+            raise validation_error(["query", "resource_id"], "Input should be a valid UUID", "uuid_parsing")
+        self._require_workspace_read(request)
+        with self.state.lock:
+            rows = []
+            for key in _keys_in_order(workspace.tag_keys):
+                values = []
+                for value in _values_in_order(key.values):
+                    on_it = sorted((t for t in value.taggings.values()
+                                    if t.resource_type == resource_type and t.resource_id == resource_id),
+                                   key=lambda t: (t.created_at, t.id))
+                    if on_it:
+                        values.append(access_payloads.tag_value_json(value, taggings=on_it))
+                if values:
+                    rows.append(access_payloads.tag_key_json(key, values))
+        return ApiResponse(200, rows)
+
     # -------------------------------------------------------------- audit log
 
     def list_audit_logs(self, request, faults) -> ApiResponse:
@@ -508,6 +582,15 @@ def _platform_json_object(request: ApiRequest) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, {"error": "the body must be a JSON object"})
     return body
+
+
+def _keys_in_order(keys: dict[str, TagKey]) -> list[TagKey]:
+    """Tag keys by key, then id (the order is undocumented)."""
+    return sorted(keys.values(), key=lambda k: (k.key, k.id))
+
+
+def _values_in_order(values: dict[str, TagValue]) -> list[TagValue]:
+    return sorted(values.values(), key=lambda v: (v.value, v.id))
 
 
 def _platform_uuid(raw: str, what: str) -> str:

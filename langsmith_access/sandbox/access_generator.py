@@ -49,6 +49,7 @@ from langsmith_access.sandbox.org_state import (
     OrgState,
     format_timestamp,
     parse_timestamp,
+    random_uuid,
 )
 
 DAY = 86400
@@ -100,6 +101,7 @@ def add_access_picture(
     picture.personal_access_tokens()
     picture.scim_tokens()
     picture.access_policies()
+    picture.tags(random.Random(f"tags:{seed}"))
     picture.lifecycle_mix()
     picture.audit_history()
 
@@ -385,6 +387,34 @@ class _Picture:
                              role_ids=role_ids, condition_groups=groups, created_at=created,
                              updated_at=created)
             )
+
+    # Tags the access policies' conditions name, put on resources of a few workspaces (tags are
+    # per workspace; every plan has them).
+    TAG_CHOICES = (
+        ("env", ("production", "staging", "dev")),
+        ("team", ("search-ranking", "search-infra", "growth")),
+        ("retention", ("legal-hold", "standard")),
+        ("owner", ("data-team", "Data-Team", "ml-platform")),
+        ("stage", ("staging", "canary")),
+    )
+    TAGGED_RESOURCES = (("project", "traces"), ("dataset", "golden-set"), ("prompt", "router"),
+                        ("deployment", "agent"), ("queue", "review"), ("evaluator", "judge"))
+    TAGGED_WORKSPACES = 20  # at most: large orgs stay quick to generate
+
+    def tags(self, rng: random.Random) -> None:
+        """Its own random generator, so the rest of the org is the same with or without tags."""
+
+        def uuid() -> str:
+            return random_uuid(rng)
+
+        for workspace in sorted(self.shared, key=lambda w: w.id)[: self.TAGGED_WORKSPACES]:
+            for resource_type, stem in rng.sample(self.TAGGED_RESOURCES, rng.randint(1, 4)):
+                resource_id, name = uuid(), f"{workspace.tenant_handle}-{stem}"
+                for key, values in rng.sample(self.TAG_CHOICES, rng.randint(1, 3)):
+                    latest = self.now - DAY
+                    at = format_timestamp(rng.randint(min(parse_timestamp(workspace.created_at), latest), latest))
+                    self.state.tag_resource(workspace.id, key, rng.choice(values), resource_type,
+                                            resource_id, name, created_at=at, ids=uuid)
 
     # ------------------------------------------------------------------ the audit log
 

@@ -1,7 +1,8 @@
 """How the sandbox turns the access picture's records into the JSON LangSmith sends: one function
 per schema of ``langsmith-openapi-subset.json`` (``APIKeyGetResponse``, ``scim.ScimTokenResponse``,
 ``ServiceAccount``, ``authz_internal.AccessPolicy``, ``SSOProvider``, ``OCSFApiActivity``,
-``orgs.OrganizationInfo``). Callers hold ``state.lock``.
+``orgs.OrganizationInfo``, and the tag schemas ``TagKeyWithValues``, ``TaggingsResponse``,
+``TagKeyWithValuesAndTaggings``). Callers hold ``state.lock``.
 
 Secrets: listings carry ``short_key``/``short_token`` only. The full secret appears in a
 creation answer (``key``, ``token``), and in a listing only when ``leak`` is set: the fault
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from langsmith_access.sandbox.access_records import (
     PERSONAL_ACCESS_TOKEN,
+    TAGGING_BUCKETS,
     WORKSPACE_SERVICE_KEY,
     AccessPolicy,
     ApiKey,
@@ -19,6 +21,9 @@ from langsmith_access.sandbox.access_records import (
     ScimToken,
     ServiceAccount,
     SsoProvider,
+    Tagging,
+    TagKey,
+    TagValue,
 )
 from langsmith_access.sandbox.org_state import OrgState, format_timestamp
 from langsmith_access.sandbox.payloads import org_settings_json
@@ -222,3 +227,43 @@ def platform_org_info_json(state: OrgState, info: dict) -> dict:
     fields = {**info, **org_settings_json(state.settings)}
     fields["config"] = {k: v for k, v in info["config"].items() if v is not None}
     return {name: value for name, value in fields.items() if value is not None}
+
+
+# ------------------------------------------------------------------ workspace tags
+
+
+def _tag_fields(record: TagKey | TagValue, name: str, text: str) -> dict:
+    # Tags here are never edited: updated_at is created_at.
+    return {name: text, "description": record.description, "id": record.id,
+            "created_at": record.created_at, "updated_at": record.created_at}
+
+
+def tag_value_json(value: TagValue, *, taggings: list[Tagging] | None = None) -> dict:
+    """A ``TagValue``, or a ``TagValueWithTaggings`` when ``taggings`` is given."""
+    row = {**_tag_fields(value, "value", value.value), "tag_key_id": value.tag_key_id}
+    if taggings is not None:
+        row["taggings"] = [
+            {"tag_value_id": t.tag_value_id, "resource_type": t.resource_type, "resource_id": t.resource_id,
+             "id": t.id, "created_at": t.created_at}
+            for t in taggings
+        ]
+    return row
+
+
+def tag_key_json(key: TagKey, values: list[dict]) -> dict:
+    """A ``TagKeyWithValues`` (or ``...AndTaggings``) with the value rows given."""
+    return {**_tag_fields(key, "key", key.key), "values": values}
+
+
+def taggings_json(key: TagKey, value: TagValue) -> dict:
+    """A ``TaggingsResponse``: the resources one tag value is on, by resource type (an
+    ``evaluator`` has no bucket in ``TaggingsByResourceType``)."""
+    resources: dict[str, list[dict]] = {bucket: [] for bucket in TAGGING_BUCKETS.values()}
+    resources["alerts"] = []
+    for tagging in sorted(value.taggings.values(), key=lambda t: (t.created_at, t.id)):
+        bucket = TAGGING_BUCKETS.get(tagging.resource_type)
+        if bucket is not None:
+            resources[bucket].append({"tagging_id": tagging.id, "resource_name": tagging.resource_name,
+                                      "resource_id": tagging.resource_id})
+    return {"tag_key": key.key, "tag_key_id": key.id, "tag_value": value.value, "tag_value_id": value.id,
+            "resources": dict(sorted(resources.items()))}

@@ -1,6 +1,6 @@
 """The sandbox's records for the rest of the access picture (DESIGN.md section 9): how members
-log in, their SCIM groups, credentials, service accounts, access policies, SSO settings, the
-organization's settings and the audit log's events.
+log in, their SCIM groups, credentials, service accounts, access policies and the workspace tags
+their conditions name, SSO settings, the organization's settings and the audit log's events.
 
 Plain data, like the member and workspace records of org_state.py; ``OrgState`` holds them and
 changes them through its methods, and payloads turn them into the JSON LangSmith sends
@@ -162,6 +162,53 @@ class AccessPolicy:
     condition_groups: list[PolicyConditionGroup]
     created_at: str
     updated_at: str
+
+
+# Resource types a tag may be put on (ResourceType) and the bucket of TaggingsByResourceType
+# that lists them; ``evaluator`` has no bucket in the official schema.
+TAG_RESOURCE_TYPES = (
+    "dashboard", "dataset", "deployment", "evaluator", "experiment", "fleet_integration",
+    "mcp_server", "project", "prompt", "queue", "sandbox",
+)
+TAGGING_BUCKETS = {
+    "dashboard": "dashboards", "dataset": "datasets", "deployment": "deployments",
+    "experiment": "experiments", "fleet_integration": "fleet_integrations",
+    "mcp_server": "mcp_servers", "project": "projects", "prompt": "prompts", "queue": "queues",
+    "sandbox": "sandboxes",
+}
+
+
+@dataclass(slots=True)
+class Tagging:
+    """One tag value put on one resource of the workspace (what ABAC conditions match)."""
+
+    id: str
+    tag_value_id: str
+    resource_type: str
+    resource_id: str
+    resource_name: str
+    created_at: str
+
+
+@dataclass(slots=True)
+class TagValue:
+    id: str
+    tag_key_id: str
+    value: str
+    created_at: str
+    description: str | None = None
+    taggings: dict[str, Tagging] = field(default_factory=dict)  # tagging id -> Tagging
+
+
+@dataclass(slots=True)
+class TagKey:
+    """A workspace's tag key (tags are per workspace) and its values."""
+
+    id: str
+    key: str
+    created_at: str
+    description: str | None = None
+    values: dict[str, TagValue] = field(default_factory=dict)  # value id -> TagValue
 
 
 @dataclass(slots=True)

@@ -29,6 +29,7 @@ from langsmith_access.sandbox.access_records import (
     API_KEY_KINDS,
     PERSONAL_ACCESS_TOKEN,
     SERVICE_KEY,
+    TAG_RESOURCE_TYPES,
     WORKSPACE_SERVICE_KEY,
     AccessPolicy,
     ApiKey,
@@ -40,6 +41,9 @@ from langsmith_access.sandbox.access_records import (
     ScimToken,
     ServiceAccount,
     SsoProvider,
+    Tagging,
+    TagKey,
+    TagValue,
 )
 from langsmith_access.sandbox.audit_log import AuditLog
 
@@ -158,7 +162,8 @@ class Workspace:
     ``owner_ls_user_id``, who is its only member. A deleted workspace (``is_deleted`` True) keeps
     its memberships here but the API stops serving its member routes.
     ``memberships`` maps ``ls_user_id`` to that member's ``WorkspaceMembership``;
-    ``pending_invites`` maps invite id to ``PendingWorkspaceInvite``.
+    ``pending_invites`` maps invite id to ``PendingWorkspaceInvite``; ``tag_keys`` are its tags
+    (keys, their values, and the resources tagged with each).
     """
 
     id: str
@@ -170,6 +175,7 @@ class Workspace:
     owner_ls_user_id: str | None = None
     memberships: dict[str, WorkspaceMembership] = field(default_factory=dict)
     pending_invites: dict[str, PendingWorkspaceInvite] = field(default_factory=dict)
+    tag_keys: dict[str, TagKey] = field(default_factory=dict)  # tag key id -> TagKey
 
     @property
     def is_shared(self) -> bool:
@@ -384,6 +390,39 @@ class OrgState:
         with self.lock:
             self.access_policies[policy.id] = policy
             return policy
+
+    def tag_resource(
+        self,
+        workspace_id: str,
+        key: str,
+        value: str,
+        resource_type: str,
+        resource_id: str,
+        resource_name: str,
+        *,
+        created_at: str | None = None,
+        ids: Callable[[], str] | None = None,
+    ) -> Tagging:
+        """Put the tag ``key``=``value`` on a resource of a workspace, creating the key and the
+        value when the workspace has neither (tags are per workspace). ``ids`` and
+        ``created_at``: the generator's, so a seeded org gets the same ones."""
+        if resource_type not in TAG_RESOURCE_TYPES:
+            raise ValueError(f"resource_type must be one of {', '.join(TAG_RESOURCE_TYPES)}")
+        new_id = ids or self.new_id
+        with self.lock:
+            workspace = self.workspaces[workspace_id]
+            at = created_at or self.next_created_at()
+            tag_key = next((k for k in workspace.tag_keys.values() if k.key == key), None)
+            if tag_key is None:
+                tag_key = TagKey(new_id(), key, at)
+                workspace.tag_keys[tag_key.id] = tag_key
+            tag_value = next((v for v in tag_key.values.values() if v.value == value), None)
+            if tag_value is None:
+                tag_value = TagValue(new_id(), tag_key.id, value, at)
+                tag_key.values[tag_value.id] = tag_value
+            tagging = Tagging(new_id(), tag_value.id, resource_type, resource_id, resource_name, at)
+            tag_value.taggings[tagging.id] = tagging
+            return tagging
 
     def put_sso_provider(self, provider: SsoProvider) -> SsoProvider:
         with self.lock:

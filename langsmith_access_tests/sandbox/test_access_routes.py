@@ -296,6 +296,70 @@ def test_access_policy_routes(start):
     assert operations == ["create_access_policy", "attach_access_policies", "delete_access_policy"]
 
 
+TAGS = "/api/v1/workspaces/current/tags"
+TAGGINGS = "/api/v1/workspaces/current/taggings"
+RESOURCE_TAGS = "/api/v1/workspaces/current/tags/resource"
+
+
+def test_workspace_tags_taggings_and_a_resources_tags(start):
+    # langsmith-api.md documents the three tag reads (X-Tenant-Id, workspaces:read); the caller
+    # checks TagKeyWithValues, TaggingsResponse and TagKeyWithValuesAndTaggings.
+    sandbox, caller = start("plus")  # tags are on every plan
+    org = sandbox.org
+    workspace, other = org.shared_workspaces()[:2]
+    project = "0f0f0f0f-0000-4000-8000-000000000001"
+    for key, value in (("env", "production"), ("team", "search-ranking")):
+        org.tag_resource(workspace.id, key, value, "project", project, "ranking-traces")
+    org.tag_resource(workspace.id, "env", "staging", "evaluator", project, "judge")
+    org.tag_resource(other.id, "env", "production", "dataset", project, "elsewhere")
+
+    tags = caller.get(TAGS, tenant_id=workspace.id)
+    assert tags.status_code == 200, tags.text
+    keys = {row["key"]: {v["value"] for v in row["values"]} for row in tags.json()}
+    assert {"production", "staging"} <= keys["env"] and "search-ranking" in keys["team"]
+    assert len({row["id"] for row in tags.json()}) == len(workspace.tag_keys)  # this workspace's only
+
+    production = next(v for k in workspace.tag_keys.values() if k.key == "env"
+                      for v in k.values.values() if v.value == "production")
+    one = caller.get(TAGGINGS, tenant_id=workspace.id, params={"tag_value_id": production.id}).json()
+    assert [row["tag_value"] for row in one] == ["production"]
+    projects = {r["resource_id"]: r["resource_name"] for r in one[0]["resources"]["projects"]}
+    assert projects[project] == "ranking-traces"
+    assert project not in {r["resource_id"] for r in one[0]["resources"]["datasets"]}  # the other workspace's
+    assert caller.get(TAGGINGS, tenant_id=other.id, params={"tag_value_id": production.id}).json() == []
+    everything = caller.get(TAGGINGS, tenant_id=workspace.id).json()
+    assert {row["tag_value_id"] for row in everything} == {v.id for k in workspace.tag_keys.values()
+                                                          for v in k.values.values()}
+
+    on_project = caller.get(RESOURCE_TAGS, tenant_id=workspace.id,
+                            params={"resource_type": "project", "resource_id": project}).json()
+    assert {(row["key"], v["value"]) for row in on_project for v in row["values"]} == {
+        ("env", "production"), ("team", "search-ranking")}  # not the evaluator's env=staging
+    assert all(t["resource_id"] == project and t["resource_type"] == "project"
+               for row in on_project for v in row["values"] for t in v["taggings"])
+
+    for path, params, loc in (
+        (TAGGINGS, {"tag_value_id": "x"}, ["query", "tag_value_id"]),
+        (RESOURCE_TAGS, {"resource_id": project}, ["query", "resource_type"]),
+        (RESOURCE_TAGS, {"resource_type": "run", "resource_id": project}, ["query", "resource_type"]),
+        (RESOURCE_TAGS, {"resource_type": "project"}, ["query", "resource_id"]),
+        (RESOURCE_TAGS, {"resource_type": "project", "resource_id": "x"}, ["query", "resource_id"]),
+    ):
+        bad = caller.get(path, tenant_id=workspace.id, params=params)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == loc, (params, bad.text)
+    missing = caller.get(TAGS)
+    assert missing.status_code == 403 and missing.json()["error"] == "org_scoped_key_requires_workspace"
+
+
+def test_generated_orgs_tag_what_their_policies_name(start):
+    sandbox, caller = start()
+    org = sandbox.org
+    named = {c.attribute_key for p in org.access_policies.values() for g in p.condition_groups for c in g.conditions}
+    workspace = next(w for w in org.shared_workspaces() if w.tag_keys)
+    listed = {row["key"] for row in caller.get(TAGS, tenant_id=workspace.id).json()}
+    assert listed and listed <= named
+
+
 def test_scim_token_routes(start):
     sandbox, caller = start()
     created = caller.post(SCIM_TOKENS, json={"description": "Okta"})
