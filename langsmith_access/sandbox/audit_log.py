@@ -198,13 +198,21 @@ class AuditLog:
         return page, None
 
 
+# Names LangChain's later spec and audit-log docs add (langsmith-api.md, "Audit logs": S2, S8):
+# the service that logs them takes them as filters too.
+NEWER_AUDIT_LOG_OPERATIONS = (
+    "update_service_key", "revoke_personal_access_token", "update_org_pending_member", "upsert_role_restriction",
+)
+
+
 def operations_filter(values: list[str]) -> set[str]:
-    """The ``operations`` query values, each one of ``AUDIT_LOG_OPERATIONS``; else FastAPI's 422
-    for an enum (its message lists every member, as pydantic's does)."""
-    allowed = set(AUDIT_LOG_OPERATIONS)
+    """The ``operations`` query values, each an ``AuditLogOperation`` (or a newer documented
+    name); else FastAPI's 422 for an enum (its message lists every member, as pydantic's does)."""
+    known = AUDIT_LOG_OPERATIONS + NEWER_AUDIT_LOG_OPERATIONS
+    allowed = set(known)
     for index, value in enumerate(values):
         if value not in allowed:
-            *others, last = (repr(name) for name in AUDIT_LOG_OPERATIONS)
+            *others, last = (repr(name) for name in known)
             raise validation_error(
                 ["query", "operations", index], f"Input should be {', '.join(others)} or {last}", "enum"
             )
