@@ -152,6 +152,13 @@ API_ENRICHED_MEMBERS_PATH = "/api" + ENRICHED_MEMBERS_PATH
 # Routes of the web UI's session that API keys are refused (403) on (langsmith-api.md, "Key
 # permissions and plan limits").
 SESSION_ONLY_PATHS = ("/api/v1/orgs", "/api/v1/orgs/permissions", "/api/v1/me/ls_user_id")
+# The deprecated personal-access-token routes of the signed-in user ("user-session only",
+# langsmith-api.md, "Credentials"): they exist, so a key is refused (403), not told 405 or 404.
+SESSION_ONLY_ROUTES = (
+    ("GET", "/api/v1/api-key/current"),
+    ("POST", "/api/v1/api-key/current"),
+    ("DELETE", "/api/v1/api-key/current/{pat_id}"),
+)
 
 
 class SandboxApi(AccessRoutes):
@@ -294,6 +301,7 @@ class SandboxApi(AccessRoutes):
             ),
             *self.access_routes(),
             *(Route("GET", path, self.refuse_api_keys, "organization") for path in SESSION_ONLY_PATHS),
+            *(Route(method, path, self.refuse_api_keys, "organization") for method, path in SESSION_ONLY_ROUTES),
         ]
 
     def _register_keys(self) -> dict[str, str]:
@@ -542,7 +550,7 @@ class SandboxApi(AccessRoutes):
 
     # -------------------------------------------------------------- organization routes
 
-    def refuse_api_keys(self, request, faults) -> ApiResponse:
+    def refuse_api_keys(self, request, faults, **path_params) -> ApiResponse:
         """Routes of the web UI's own session (langsmith-api.md: keys get 403 there)."""
         raise detail_error(403, "This route requires a user session; API keys are not accepted")
 

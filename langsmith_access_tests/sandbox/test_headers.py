@@ -175,13 +175,18 @@ def test_request_log_never_keeps_the_key(sandbox, caller, org):
     assert len(sandbox.request_log) == 0
 
 
-@pytest.mark.parametrize("path", ["/api/v1/orgs", "/api/v1/orgs/permissions", "/api/v1/me/ls_user_id"])
-def test_routes_of_the_web_uis_session_refuse_every_api_key(make_sandbox, path):
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/v1/orgs"), ("GET", "/api/v1/orgs/permissions"), ("GET", "/api/v1/me/ls_user_id"),
+    # The deprecated PAT routes of the signed-in user ("user-session only"): before, 405 and 404.
+    ("GET", "/api/v1/api-key/current"), ("POST", "/api/v1/api-key/current"),
+    ("DELETE", "/api/v1/api-key/current/0f0f0f0f-0000-4000-8000-000000000001"),
+])
+def test_routes_of_the_web_uis_session_refuse_every_api_key(make_sandbox, method, path):
     # langsmith-api.md: UI bearer token only; keys get 403 (not a 404: the route exists).
     for key_role in ("org-admin", "workspace"):
         _, caller = make_sandbox(key_role=key_role)
-        response = caller.get(path)
+        response = caller.request(method, path)
         assert response.status_code == 403, (key_role, response.text)
         if key_role == "org-admin":  # a workspace key is refused as on every org route
             assert "user session" in response.json()["detail"]
-        assert caller.get(path, headers={"X-API-Key": "lsv2_sk_wrong"}).status_code == 401
+        assert caller.request(method, path, headers={"X-API-Key": "lsv2_sk_wrong"}).status_code == 401
