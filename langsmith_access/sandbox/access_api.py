@@ -136,6 +136,9 @@ class AccessRoutes:
                   "service_keys"),
             Route("DELETE", "/api/v1/orgs/current/service-keys/{api_key_id}",
                   self.delete_service_key, org, "service_keys"),
+            # In LangChain's later spec (S2) and Terraform, not the vendored one.
+            Route("PATCH", "/api/v1/orgs/current/service-keys/{api_key_id}",
+                  self.patch_service_key, org, "service_keys"),
             Route("GET", "/api/v1/orgs/current/personal-access-tokens",
                   self.list_personal_access_tokens, org, "personal_access_tokens"),
             Route("DELETE", "/api/v1/orgs/current/personal-access-tokens/{pat_id}",
@@ -415,6 +418,32 @@ class AccessRoutes:
         latest = format_timestamp(int(self.state.clock()) + cap * 86400)
         if expires_at > latest:
             raise detail_error(400, f"expires_at is beyond this organization's maximum of {cap} days")
+
+    def patch_service_key(self, request, faults, api_key_id: str) -> ApiResponse:
+        """Change a service key's roles (``role_id``, ``org_role_id``) without rotating it; only
+        an Org Admin may (langsmith-api.md, "Key permissions and plan limits")."""
+        key_id = path_uuid(api_key_id, "api_key_id")
+        body = json_object_body(request)
+        role_id = body_uuid(body, "role_id", required=False)
+        org_role_id = body_uuid(body, "org_role_id", required=False)
+        self._gate(request, "service_keys", "organization:manage", "change service keys' roles")
+        with self.state.lock:
+            key = self.state.api_keys.get(key_id)
+            if key is None or key.kind != SERVICE_KEY or key.revoked_at is not None:
+                raise detail_error(404, "API key not found")
+            roles = self.state.roles
+            if role_id is not None:
+                if roles.get(role_id) is None or roles[role_id].access_scope != WORKSPACE_SCOPE:
+                    raise detail_error(404, f"Workspace role {role_id} not found")
+                if not self.plan_flags()["can_use_rbac"] and roles[role_id].name != "WORKSPACE_ADMIN":
+                    raise detail_error(403, "Choosing a key's workspace role needs the Enterprise plan")
+            if org_role_id is not None and (
+                roles.get(org_role_id) is None or roles[org_role_id].access_scope != ORGANIZATION_SCOPE
+            ):
+                raise detail_error(404, f"Organization role {org_role_id} not found")
+            self.state.set_service_key_roles(key.id, role_id=role_id, org_role_id=org_role_id,
+                                             actor=self._actor(request))
+            return ApiResponse(200, access_payloads.api_key_json(self.state, key))
 
     def delete_service_key(self, request, faults, api_key_id: str) -> ApiResponse:
         self._gate(request, "service_keys", "organization:manage", "delete service keys")

@@ -1075,6 +1075,27 @@ class OrgState:
             )
             return key
 
+    def set_service_key_roles(
+        self, key_id: str, *, role_id: str | None = None, org_role_id: str | None = None,
+        actor: AuditActor | None = None,
+    ) -> ApiKey:
+        """Change an org service key's workspace role and/or org role without rotating it
+        (KeyError if unknown); the audit log records ``update_service_key``."""
+        with self.lock:
+            key = self.api_keys[key_id]
+            if key.kind != SERVICE_KEY:
+                raise ValueError(f"only a service key's roles change this way, not a {key.kind}")
+            if role_id is not None:
+                self._require_role(role_id, WORKSPACE_SCOPE)
+                key.role_id = role_id
+            if org_role_id is not None:
+                self._require_role(org_role_id, ORGANIZATION_SCOPE)
+                key.org_role_id = org_role_id
+            _, path = _KEY_ROUTES[key.kind]
+            self.record("update_service_key", actor=actor, resource_ids=[key.id], http_method="PATCH",
+                        path=f"{path}/{key.id}")
+            return key
+
     def api_key_by_secret(self, secret: str) -> ApiKey | None:
         with self.lock:
             return next((k for k in self.api_keys.values() if k.secret == secret), None)

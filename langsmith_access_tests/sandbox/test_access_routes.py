@@ -226,6 +226,29 @@ def test_a_key_created_read_only_without_a_role_gets_the_reader_role(start):
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", name], bad.text
 
 
+def test_an_org_admin_changes_a_service_keys_roles_without_rotating_it(start):
+    # langsmith-api.md: PATCH /api/v1/orgs/current/service-keys/{id} {role_id, org_role_id}
+    # (LangChain's later spec and Terraform; not in the vendored one, so no schema to check).
+    sandbox, caller = start()
+    org = sandbox.org
+    made = caller.post(SERVICE_KEYS, json={"description": "ci"}).json()
+    viewer, org_viewer = org.role_by_name("WORKSPACE_VIEWER").id, org.role_by_name("ORGANIZATION_VIEWER").id
+    changed = caller.patch(f"{SERVICE_KEYS}/{made['id']}", json={"role_id": viewer, "org_role_id": org_viewer})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["role_id"], changed.json()["org_role_id"]) == (viewer, org_viewer)
+    listed = next(row for row in caller.get(SERVICE_KEYS).json() if row["id"] == made["id"])
+    assert listed["short_key"] == made["short_key"] and listed["role_id"] == viewer  # not rotated
+    event = org.audit_log.events()[-1]
+    assert event.operation == "update_service_key" and event.resource_ids == (made["id"],)
+    assert caller.patch(f"{SERVICE_KEYS}/{made['id']}", json={"role_id": org_viewer}).status_code == 404
+    assert caller.patch(f"{SERVICE_KEYS}/{viewer}", json={"role_id": viewer}).status_code == 404
+    bad = caller.patch(f"{SERVICE_KEYS}/{made['id']}", json={"role_id": "admin"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "role_id"]
+    _, user_caller = start(key_role="org-user")  # Organization User: no organization:manage
+    other = user_caller.sandbox.org.api_key_by_secret(user_caller.sandbox.api_key)
+    assert user_caller.patch(f"{SERVICE_KEYS}/{other.id}", json={"role_id": viewer}).status_code == 403
+
+
 def test_key_creation_follows_the_orgs_expiry_cap_and_the_plan(start):
     sandbox, caller = start()
     sandbox.org.settings.max_service_key_expiry_days = 30
