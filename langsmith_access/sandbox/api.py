@@ -27,6 +27,7 @@ from langsmith_access.sandbox.access_records import SERVICE_KEY, WORKSPACE_SERVI
 from langsmith_access.sandbox.faults import FaultConfig
 from langsmith_access.sandbox.org_state import (
     CUSTOM_ROLE_NAME,
+    ORGANIZATION_SCOPE,
     WORKSPACE_SCOPE,
     OrgMember,
     OrgState,
@@ -264,6 +265,12 @@ class SandboxApi(AccessRoutes):
                 self.list_pending_org_members,
                 "organization",
             ),
+            # Org member writes (organization:manage): this project never makes them (org roles
+            # are read-only to it), but they are documented and change what it reads.
+            Route("PATCH", "/api/v1/orgs/current/members/{identity_id}", self.patch_org_member, "organization"),
+            Route("DELETE", "/api/v1/orgs/current/members/{identity_id}", self.delete_org_member, "organization"),
+            Route("DELETE", "/api/v1/orgs/current/members/{identity_id}/pending", self.delete_org_pending_member,
+                  "organization"),
             Route("GET", ENRICHED_MEMBERS_PATH, self.list_enriched_members, "organization"),
             Route("GET", API_ENRICHED_MEMBERS_PATH, self.list_enriched_members, "organization"),
             Route(
@@ -285,6 +292,12 @@ class SandboxApi(AccessRoutes):
                 "GET",
                 "/api/v1/workspaces/current/members/pending",
                 self.list_pending_workspace_members,
+                "workspace",
+            ),
+            Route(
+                "DELETE",
+                "/api/v1/workspaces/current/members/{identity_id}/pending",
+                self.delete_workspace_pending_member,
                 "workspace",
             ),
             Route(
@@ -886,9 +899,74 @@ class SandboxApi(AccessRoutes):
             self.state.remove_workspace_membership(
                 workspace.id, membership.ls_user_id, actor=self._actor(request)
             )
+        return self._deleted()
+
+    def delete_workspace_pending_member(
+        self, request, faults, workspace: Workspace, identity_id: str
+    ) -> ApiResponse:
+        identity_id = path_uuid(identity_id, "identity_id")
+        with self.state.lock:
+            self._require_manage_members(request)
+            if identity_id not in workspace.pending_invites:
+                raise detail_error(404, "Pending workspace member not found")
+            self.state.remove_workspace_pending_invite(workspace.id, identity_id, actor=self._actor(request))
+        return self._deleted()
+
+    def _deleted(self) -> ApiResponse:
         if self.delete_response == "no_content":
             return ApiResponse(204)
         return ApiResponse(200, {} if self.delete_response == "json_object" else None)
+
+    # -------------------------------------------------------------- org member writes
+
+    def _require_manage_org(self, request: ApiRequest) -> None:
+        if "organization:manage" not in self._caller_permissions(request):
+            raise detail_error(403, "This API key may not manage organization members (needs organization:manage)")
+
+    def patch_org_member(self, request, faults, identity_id: str) -> ApiResponse:
+        """``OrgIdentityPatch``: ``role_id`` replaces the single org role; ``full_name``; a
+        ``password`` (basic-auth installs only) is accepted and ignored."""
+        identity_id = path_uuid(identity_id, "identity_id")
+        body = json_object_body(request)
+        role_id = body_uuid(body, "role_id", required=False)
+        full_name = body.get("full_name")
+        if full_name is not None and not isinstance(full_name, str):
+            raise validation_error(["body", "full_name"], "Input should be a valid string", "string_type")
+        with self.state.lock:
+            self._require_manage_org(request)
+            member = self.state.member_by_identity_id(identity_id)
+            if member is None:
+                raise detail_error(404, "Organization member not found")
+            if role_id is not None:
+                role = self.state.roles.get(role_id)
+                if role is None:
+                    raise detail_error(404, f"Role {role_id} not found")
+                if role.access_scope != ORGANIZATION_SCOPE:
+                    raise detail_error(400, f"Role {role_id} ({role.display_name}) is not an organization role")
+                self.state.set_org_role(member.ls_user_id, role_id, actor=self._actor(request))
+            if full_name is not None:
+                self.state.set_full_name(member.ls_user_id, full_name, actor=self._actor(request))
+            return ApiResponse(200, payloads.org_member_json(self.state, member))
+
+    def delete_org_member(self, request, faults, identity_id: str) -> ApiResponse:
+        """Removes the member from the org and every workspace (their PATs die with it)."""
+        identity_id = path_uuid(identity_id, "identity_id")
+        with self.state.lock:
+            self._require_manage_org(request)
+            member = self.state.member_by_identity_id(identity_id)
+            if member is None:
+                raise detail_error(404, "Organization member not found")
+            self.state.remove_member(member.ls_user_id, actor=self._actor(request))
+        return self._deleted()
+
+    def delete_org_pending_member(self, request, faults, identity_id: str) -> ApiResponse:
+        identity_id = path_uuid(identity_id, "identity_id")
+        with self.state.lock:
+            self._require_manage_org(request)
+            if identity_id not in self.state.pending_invites:
+                raise detail_error(404, "Pending organization member not found")
+            self.state.remove_pending_invite(identity_id, actor=self._actor(request))
+        return self._deleted()
 
     def _require_workspace_role(self, role_id: str) -> None:
         role = self.state.roles.get(role_id)

@@ -746,6 +746,13 @@ class OrgState:
             self._record_member_update(member, actor)
             return member
 
+    def set_full_name(self, ls_user_id: str, full_name: str, *, actor: AuditActor | None = None) -> OrgMember:
+        with self.lock:
+            member = self.members[ls_user_id]
+            member.full_name = full_name
+            self._record_member_update(member, actor)
+            return member
+
     def set_org_role(
         self, ls_user_id: str, org_role_id: str, *, actor: AuditActor | None = None
     ) -> OrgMember:
@@ -956,6 +963,22 @@ class OrgState:
                 resource_ids=[invite.id],
                 http_method="DELETE",
                 path=f"/api/v1/orgs/current/members/{invite.id}/pending",
+            )
+            return invite
+
+    def remove_workspace_pending_invite(
+        self, workspace_id: str, invite_id: str, *, actor: AuditActor | None = None
+    ) -> PendingWorkspaceInvite:
+        """Withdraw one workspace's invite (KeyError if unknown); the org invite stays."""
+        with self.lock:
+            invite = self.workspaces[workspace_id].pending_invites.pop(invite_id)
+            self.record(
+                "delete_workspace_pending_member",
+                actor=actor,
+                workspace_id=workspace_id,
+                resource_ids=[invite.id],
+                http_method="DELETE",
+                path=f"/api/v1/workspaces/current/members/{invite.id}/pending",
             )
             return invite
 

@@ -345,3 +345,49 @@ def test_each_key_acts_with_its_own_role(make_sandbox):
     assert removed.status_code in (200, 204), removed.text
     assert org.membership(workspace.id, outsider.ls_user_id) is None
     assert caller.post(MEMBERS, tenant_id=workspace.id, json=add).status_code == 403
+
+
+ORG_MEMBERS = "/api/v1/orgs/current/members"
+
+
+def test_org_member_writes_change_what_the_listings_show(caller, org, insider):
+    # Documented (langsmith-api.md, "Write endpoints", permissions table; in the spec): PATCH and
+    # DELETE on an org member, DELETE on an org or a workspace pending member. Before: 405 or 404.
+    member, _ = insider
+    org_viewer = role_id(org, "ORGANIZATION_VIEWER")
+    patched = caller.patch(f"{ORG_MEMBERS}/{member.id}", json={"role_id": org_viewer, "full_name": "Renamed"})
+    assert patched.status_code == 200, patched.text
+    row = next(r for r in caller.get(ORG_MEMBERS + "/active", params={"limit": 500}).json() if r["id"] == member.id)
+    assert row["role_id"] == org_viewer and row["full_name"] == "Renamed"
+    assert org.audit_log.events()[-1].operation == "update_org_member"
+    wrong_scope = caller.patch(f"{ORG_MEMBERS}/{member.id}", json={"role_id": role_id(org, "WORKSPACE_VIEWER")})
+    assert wrong_scope.status_code == 400
+    assert caller.patch(f"{ORG_MEMBERS}/{uuid.uuid4()}", json={"role_id": org_viewer}).status_code == 404
+    assert_422_at(caller.patch(f"{ORG_MEMBERS}/not-an-id", json={}), ["path", "identity_id"])
+
+    removed = caller.delete(f"{ORG_MEMBERS}/{member.id}")
+    assert removed.status_code == 200 and removed.json() == {}
+    assert member.id not in {r["id"] for r in caller.get(ORG_MEMBERS + "/active", params={"limit": 500}).json()}
+    assert all(member.ls_user_id not in ws.memberships for ws in org.all_workspaces())
+    assert caller.delete(f"{ORG_MEMBERS}/{member.id}").status_code == 404
+
+    invite = next(i for i in org.pending_org_invites() if i.workspace_ids)
+    workspace = org.workspaces[invite.workspace_ids[0]]
+    workspace_invite = next(w for w in workspace.pending_invites.values() if w.org_invite_id == invite.id)
+    withdrawn = caller.delete(f"{MEMBERS}/{workspace_invite.id}/pending", tenant_id=workspace.id)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert workspace_invite.id not in {r["id"] for r in caller.get(MEMBERS, tenant_id=workspace.id).json()["pending"]}
+    assert org.audit_log.events()[-1].operation == "delete_workspace_pending_member"
+    assert invite.id in org.pending_invites  # the org invite stays
+    assert caller.delete(f"{ORG_MEMBERS}/{invite.id}/pending").status_code == 200
+    assert invite.id not in {r["id"] for r in caller.get(ORG_MEMBERS + "/pending", params={"limit": 500}).json()}
+    assert caller.delete(f"{ORG_MEMBERS}/{invite.id}/pending").status_code == 404
+
+
+def test_org_member_writes_need_organization_manage(make_sandbox):
+    server, caller = make_sandbox(key_role="org-user")  # Organization User
+    member = server.org.active_members()[0]
+    refused = caller.patch(f"{ORG_MEMBERS}/{member.id}", json={"full_name": "x"})
+    assert refused.status_code == 403 and "organization:manage" in refused.json()["detail"]
+    assert caller.delete(f"{ORG_MEMBERS}/{member.id}").status_code == 403
+    assert member.ls_user_id in server.org.members
