@@ -267,6 +267,7 @@ class SandboxApi(AccessRoutes):
             ),
             # Org member writes (organization:manage): this project never makes them (org roles
             # are read-only to it), but they are documented and change what it reads.
+            Route("POST", "/api/v1/orgs/current/members", self.invite_org_member, "organization"),
             Route("PATCH", "/api/v1/orgs/current/members/{identity_id}", self.patch_org_member, "organization"),
             Route("DELETE", "/api/v1/orgs/current/members/{identity_id}", self.delete_org_member, "organization"),
             Route("DELETE", "/api/v1/orgs/current/members/{identity_id}/pending", self.delete_org_pending_member,
@@ -922,6 +923,50 @@ class SandboxApi(AccessRoutes):
     def _require_manage_org(self, request: ApiRequest) -> None:
         if "organization:manage" not in self._caller_permissions(request):
             raise detail_error(403, "This API key may not manage organization members (needs organization:manage)")
+
+    def invite_org_member(self, request, faults) -> ApiResponse:
+        """``PendingIdentityCreate`` -> the org's ``PendingIdentity``. ``role_id`` is the org role
+        (default Organization User); ``workspace_ids`` with ``workspace_role_id`` offer workspaces."""
+        body = json_object_body(request)
+        email = body.get("email")
+        if email is None:
+            raise validation_error(["body", "email"], "Field required", "missing")
+        if not isinstance(email, str):
+            raise validation_error(["body", "email"], "Input should be a valid string", "string_type")
+        role_id = body_uuid(body, "role_id", required=False)
+        workspace_role_id = body_uuid(body, "workspace_role_id", required=False)
+        raw_workspaces = body.get("workspace_ids")
+        if raw_workspaces is not None and not isinstance(raw_workspaces, list):
+            raise validation_error(["body", "workspace_ids"], "Input should be a valid list", "list_type")
+        workspace_ids = []
+        for index, raw in enumerate(raw_workspaces or []):
+            parsed = parse_uuid(raw)
+            if parsed is None:
+                raise validation_error(["body", "workspace_ids", index], "Input should be a valid UUID", "uuid_parsing")
+            workspace_ids.append(parsed)
+        with self.state.lock:
+            self._require_manage_org(request)
+            settings = self.state.settings
+            if settings.sso_only or not settings.invites_enabled:
+                raise detail_error(403, "Invites are disabled for this organization (SSO-only, or invites_enabled "
+                                   "is false)")
+            folded = email.strip().casefold()
+            if self.state.member_by_email(folded) is not None or any(
+                i.email.casefold() == folded for i in self.state.pending_invites.values()
+            ):
+                raise detail_error(409, f"{email} is already a member of, or invited to, this organization")
+            roles = self.state.roles
+            for wanted, scope in ((role_id, ORGANIZATION_SCOPE), (workspace_role_id, WORKSPACE_SCOPE)):
+                if wanted is not None and (roles.get(wanted) is None or roles[wanted].access_scope != scope):
+                    raise detail_error(404, f"{scope.capitalize()} role {wanted} not found")
+            for workspace_id in workspace_ids:
+                offered = self.state.workspaces.get(workspace_id)
+                if offered is None or not offered.is_shared:
+                    raise detail_error(404, f"Workspace {workspace_id} not found")
+            invite = self.state.add_pending_invite(
+                email.strip(), role_id, workspace_ids or None, workspace_role_id, actor=self._actor(request)
+            )
+            return ApiResponse(200, payloads.org_pending_json(self.state, invite))
 
     def patch_org_member(self, request, faults, identity_id: str) -> ApiResponse:
         """``OrgIdentityPatch``: ``role_id`` replaces the single org role; ``full_name``; a

@@ -391,3 +391,27 @@ def test_org_member_writes_need_organization_manage(make_sandbox):
     assert refused.status_code == 403 and "organization:manage" in refused.json()["detail"]
     assert caller.delete(f"{ORG_MEMBERS}/{member.id}").status_code == 403
     assert member.ls_user_id in server.org.members
+
+
+def test_inviting_to_the_org_adds_a_pending_member(caller, org, workspace):
+    # POST /api/v1/orgs/current/members (PendingIdentityCreate -> PendingIdentity, checked by the
+    # caller): the invite is listed pending in the org and in the workspaces it offers.
+    org.settings.sso_only, org.settings.invites_enabled = False, True
+    viewer, org_user = role_id(org, "WORKSPACE_VIEWER"), role_id(org, "ORGANIZATION_USER")
+    made = caller.post(ORG_MEMBERS, json={"email": "new.hire@example.com", "role_id": org_user,
+                                          "workspace_ids": [workspace.id], "workspace_role_id": viewer})
+    assert made.status_code == 200, made.text
+    assert made.json()["email"] == "new.hire@example.com" and made.json()["user_id"] is None
+    assert made.json()["id"] in {r["id"] for r in caller.get(ORG_MEMBERS + "/pending", params={"limit": 500}).json()}
+    offered = caller.get(MEMBERS, tenant_id=workspace.id).json()["pending"]
+    assert {(r["email"], r["role_id"]) for r in offered} >= {("new.hire@example.com", viewer)}
+    assert org.audit_log.events()[-1].operation == "invite_user_to_org"
+    again = caller.post(ORG_MEMBERS, json={"email": "New.Hire@example.com"})
+    assert again.status_code == 409
+    member = org.active_members()[0]
+    assert caller.post(ORG_MEMBERS, json={"email": member.email}).status_code == 409
+    assert_422_at(caller.post(ORG_MEMBERS, json={"role_id": org_user}), ["body", "email"])
+    wrong_scope = caller.post(ORG_MEMBERS, json={"email": "x@example.com", "role_id": viewer})
+    assert wrong_scope.status_code == 404
+    org.settings.sso_only = True  # SSO-only orgs take no invites
+    assert caller.post(ORG_MEMBERS, json={"email": "y@example.com"}).status_code == 403
