@@ -44,6 +44,7 @@ from langsmith_access.sandbox.routing import (
     ApiResponse,
     HtmlPage,
     Route,
+    body_bool,
     body_uuid,
     detail_error,
     json_object_body,
@@ -58,6 +59,10 @@ from langsmith_access.sandbox.routing import (
     validation_error,
 )
 
+# What PATCH /api/v1/orgs/current/info changes of OrgSettings (OrganizationUpdate's fields).
+ORG_SETTING_FLAGS = ("public_sharing_disabled", "pat_creation_disabled", "jit_provisioning_enabled",
+                     "workspace_admin_can_invite_to_org", "invites_enabled")
+ORG_SETTING_DAY_CAPS = ("max_api_key_expiry_days", "max_pat_expiry_days", "max_service_key_expiry_days")
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 PAGINATION_TOTALS = ("all", "enriched-only")
@@ -250,6 +255,8 @@ class SandboxApi(AccessRoutes):
         self._key_ids = self._register_keys()
         self.routes = [
             Route("GET", "/api/v1/orgs/current/info", self.get_org_info, "organization"),
+            Route("PATCH", "/api/v1/orgs/current/info", self.patch_org_info, "organization"),
+            Route("PATCH", "/api/v1/orgs/current/login-methods", self.patch_login_methods, "organization"),
             Route("GET", "/api/v1/orgs/current/roles", self.list_roles, "organization"),
             Route("GET", "/api/v1/workspaces", self.list_workspaces, "organization"),
             Route("GET", "/api/v1/orgs/current/members", self.list_org_members, "organization"),
@@ -576,6 +583,70 @@ class SandboxApi(AccessRoutes):
                     self.state, plan=self.plan, permissions=self._caller_permissions(request)
                 ),
             )
+
+    def patch_org_info(self, request, faults) -> ApiResponse:
+        """``OrganizationUpdate``: the settings given (null or absent: unchanged) -> the new
+        ``OrganizationInfo``. Fields the sandbox does not model (``unshare_all``, the LLM auth
+        proxy's, ...) are validated as booleans/strings and otherwise ignored."""
+        body = json_object_body(request)
+        changes: dict[str, Any] = {}
+        for name in ORG_SETTING_FLAGS:
+            if body.get(name) is not None:
+                changes[name] = body_bool(body, name, False)
+        for name in ORG_SETTING_DAY_CAPS:
+            if name in body:
+                value = body[name]
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise validation_error(["body", name], "Input should be a valid integer", "int_type")
+                changes[name] = value
+        display_name = body.get("display_name")
+        if display_name is not None and (
+            not isinstance(display_name, str) or not re.fullmatch(r"[a-zA-Z0-9\-_ ]+", display_name)
+        ):
+            raise validation_error(["body", "display_name"],
+                                   "String should match pattern '^[a-zA-Z0-9\\-_ ]+$'", "string_pattern_mismatch")
+        separator = body.get("scim_group_name_separator")
+        if separator is not None:
+            if not isinstance(separator, str) or len(separator) != 1:
+                raise validation_error(["body", "scim_group_name_separator"],
+                                       "String should have exactly 1 character", "string_too_long")
+            changes["scim_group_name_separator"] = separator
+        contact = body.get("security_contact")
+        if contact is not None:
+            if not isinstance(contact, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", contact):
+                raise validation_error(["body", "security_contact"],
+                                       "value is not a valid email address", "value_error")
+            changes["security_contact"] = contact
+        allowlist = body.get("ip_allowlist")
+        if allowlist is not None:
+            if not isinstance(allowlist, list) or not all(isinstance(ip, str) for ip in allowlist):
+                raise validation_error(["body", "ip_allowlist"], "Input should be a valid list", "list_type")
+            changes["ip_allowlist"] = list(allowlist)
+        with self.state.lock:
+            self._require_manage_org(request)
+            if display_name is not None:
+                self.state.display_name = display_name
+            for name, value in changes.items():
+                setattr(self.state.settings, name, value)
+            self.state.record("update_organization_info", actor=self._actor(request), http_method="PATCH",
+                              path=request.path, resource_ids=[self.state.organization_id])
+            return ApiResponse(200, payloads.organization_info_json(
+                self.state, plan=self.plan, permissions=self._caller_permissions(request)))
+
+    def patch_login_methods(self, request, faults) -> ApiResponse:
+        """``AllowedLoginMethodsUpdate``: ``sso_only``. Turning it on needs SAML SSO (the plan's
+        ``can_use_saml_sso``; the refusal's code is undocumented: 403 here)."""
+        body = json_object_body(request)
+        sso_only = body_bool(body, "sso_only", False) if body.get("sso_only") is not None else None
+        with self.state.lock:
+            self._require_manage_org(request)
+            if sso_only and not self.plan_flags()["can_use_saml_sso"]:
+                raise detail_error(403, "SSO-only login needs SAML SSO, which this organization's plan lacks")
+            if sso_only is not None:
+                self.state.settings.sso_only = sso_only
+            self.state.record("update_login_methods", actor=self._actor(request), http_method="PATCH",
+                              path=request.path, resource_ids=[self.state.organization_id])
+            return ApiResponse(200, {"sso_only": self.state.settings.sso_only})
 
     def list_roles(self, request, faults) -> ApiResponse:
         with self.state.lock:

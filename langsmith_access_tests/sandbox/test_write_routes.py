@@ -415,3 +415,36 @@ def test_inviting_to_the_org_adds_a_pending_member(caller, org, workspace):
     assert wrong_scope.status_code == 404
     org.settings.sso_only = True  # SSO-only orgs take no invites
     assert caller.post(ORG_MEMBERS, json={"email": "y@example.com"}).status_code == 403
+
+
+def test_org_settings_change_by_patch_and_show_in_org_info(caller, org):
+    # langsmith-api.md: the settings of GET /api/v1/orgs/current/info are "set by PATCH there,
+    # sso_only by PATCH /api/v1/orgs/current/login-methods" (both in the spec; were 405 and 404).
+    changed = caller.patch("/api/v1/orgs/current/info", json={
+        "invites_enabled": False, "max_pat_expiry_days": 30, "display_name": "Renamed Org",
+        "security_contact": "sec@example.com", "unshare_all": None,
+    })
+    assert changed.status_code == 200, changed.text
+    info = caller.get("/api/v1/orgs/current/info").json()
+    assert (info["invites_enabled"], info["max_pat_expiry_days"], info["display_name"]) == (False, 30, "Renamed Org")
+    assert info["security_contact"] == "sec@example.com"
+    assert org.audit_log.events()[-1].operation == "update_organization_info"
+    for body, name in (({"max_pat_expiry_days": "soon"}, "max_pat_expiry_days"),
+                       ({"invites_enabled": "perhaps"}, "invites_enabled"),
+                       ({"display_name": "bad/name"}, "display_name"),
+                       ({"scim_group_name_separator": "::"}, "scim_group_name_separator"),
+                       ({"security_contact": "nobody"}, "security_contact")):
+        assert_422_at(caller.patch("/api/v1/orgs/current/info", json=body), ["body", name])
+
+    sso = caller.patch("/api/v1/orgs/current/login-methods", json={"sso_only": True})
+    assert sso.status_code == 200, sso.text
+    assert caller.get("/api/v1/orgs/current/info").json()["sso_only"] is True
+    assert org.audit_log.events()[-1].operation == "update_login_methods"
+
+
+def test_org_settings_need_organization_manage_and_sso_only_needs_saml(make_sandbox):
+    _, user_caller = make_sandbox(key_role="org-user")
+    assert user_caller.patch("/api/v1/orgs/current/info", json={"invites_enabled": False}).status_code == 403
+    plus, plus_caller = make_sandbox(plan="plus")
+    assert plus_caller.patch("/api/v1/orgs/current/login-methods", json={"sso_only": True}).status_code == 403
+    assert plus.org.settings.sso_only is False
