@@ -62,6 +62,7 @@ from langsmith_access.sandbox.routing import (
 # What PATCH /api/v1/orgs/current/info changes of OrgSettings (OrganizationUpdate's fields).
 ORG_SETTING_FLAGS = ("public_sharing_disabled", "pat_creation_disabled", "jit_provisioning_enabled",
                      "workspace_admin_can_invite_to_org", "invites_enabled")
+UNMODELLED_ORG_FLAGS = ("unshare_all", "llm_auth_proxy_enabled", "restrict_browser_secrets", "engine_enabled")
 ORG_SETTING_DAY_CAPS = ("max_api_key_expiry_days", "max_pat_expiry_days", "max_service_key_expiry_days")
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
@@ -587,12 +588,14 @@ class SandboxApi(AccessRoutes):
     def patch_org_info(self, request, faults) -> ApiResponse:
         """``OrganizationUpdate``: the settings given (null or absent: unchanged) -> the new
         ``OrganizationInfo``. Fields the sandbox does not model (``unshare_all``, the LLM auth
-        proxy's, ...) are validated as booleans/strings and otherwise ignored."""
+        proxy's, ...) are validated when they are booleans and otherwise ignored."""
         body = json_object_body(request)
         changes: dict[str, Any] = {}
         for name in ORG_SETTING_FLAGS:
             if body.get(name) is not None:
                 changes[name] = body_bool(body, name, False)
+        for name in UNMODELLED_ORG_FLAGS:
+            body_bool(body, name, False)  # a 422 when it is no boolean; nothing to change here
         for name in ORG_SETTING_DAY_CAPS:
             if name in body:
                 value = body[name]

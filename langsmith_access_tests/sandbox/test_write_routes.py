@@ -431,6 +431,7 @@ def test_org_settings_change_by_patch_and_show_in_org_info(caller, org):
     assert org.audit_log.events()[-1].operation == "update_organization_info"
     for body, name in (({"max_pat_expiry_days": "soon"}, "max_pat_expiry_days"),
                        ({"invites_enabled": "perhaps"}, "invites_enabled"),
+                       ({"unshare_all": "perhaps"}, "unshare_all"),  # validated, not modelled
                        ({"display_name": "bad/name"}, "display_name"),
                        ({"scim_group_name_separator": "::"}, "scim_group_name_separator"),
                        ({"security_contact": "nobody"}, "security_contact")):
