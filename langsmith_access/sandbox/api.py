@@ -406,18 +406,21 @@ class SandboxApi(AccessRoutes):
     def _route(self, request: ApiRequest) -> tuple[Route, dict[str, str]]:
         if request.path in (ENRICHED_MEMBERS_PATH, API_ENRICHED_MEMBERS_PATH) and not self.enriched_route:
             raise detail_error(404, "Not Found")
-        path_matched = False
+        allowed: set[str] = set()
         for route in self.routes:
             match = route.pattern.match(request.path)
             if match is None:
                 continue
             if route.section in self.missing_sections:
                 raise detail_error(404, "Not Found")  # this install has no such route
-            path_matched = True
+            allowed.add(route.method)
             if route.method == request.method:
                 return route, match.groupdict()
-        if path_matched:
-            raise detail_error(405, "Method Not Allowed")
+        if allowed:
+            # As Starlette answers: the methods the path takes, in Allow (RFC 9110 requires it).
+            refusal = detail_error(405, "Method Not Allowed")
+            refusal.response.headers["Allow"] = ", ".join(sorted(allowed))
+            raise refusal
         raise detail_error(404, "Not Found")
 
     def _authenticate(self, request: ApiRequest) -> tuple[bool, str]:

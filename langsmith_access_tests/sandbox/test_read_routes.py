@@ -332,3 +332,6 @@ def test_unknown_route_and_wrong_method(caller):
     response = caller.request("PUT", "/api/v1/orgs/current/roles")
     assert response.status_code == 405
     assert response.json() == {"detail": "Method Not Allowed"}
+    assert response.headers["Allow"] == "GET"  # a 405 names the methods the path takes
+    members = caller.request("PUT", "/api/v1/workspaces/current/members")
+    assert members.status_code == 405 and members.headers["Allow"] == "GET, POST"
