@@ -441,8 +441,7 @@ class AccessRoutes:
                 roles.get(org_role_id) is None or roles[org_role_id].access_scope != ORGANIZATION_SCOPE
             ):
                 raise detail_error(404, f"Organization role {org_role_id} not found")
-            self.state.set_service_key_roles(key.id, role_id=role_id, org_role_id=org_role_id,
-                                             actor=self._actor(request))
+            self.state.set_service_key_roles(key.id, role_id=role_id, org_role_id=org_role_id)
             return ApiResponse(200, access_payloads.api_key_json(self.state, key))
 
     def delete_service_key(self, request, faults, api_key_id: str) -> ApiResponse:

@@ -1100,10 +1100,11 @@ class OrgState:
 
     def set_service_key_roles(
         self, key_id: str, *, role_id: str | None = None, org_role_id: str | None = None,
-        actor: AuditActor | None = None,
     ) -> ApiKey:
         """Change an org service key's workspace role and/or org role without rotating it
-        (KeyError if unknown); the audit log records ``update_service_key``."""
+        (KeyError if unknown). Not audited: LangSmith logs ``update_service_key`` since a later
+        spec, but the vendored ``AuditLogOperation`` enum lacks it and every audit item the
+        sandbox serves must fit the vendored schema."""
         with self.lock:
             key = self.api_keys[key_id]
             if key.kind != SERVICE_KEY:
@@ -1114,9 +1115,6 @@ class OrgState:
             if org_role_id is not None:
                 self._require_role(org_role_id, ORGANIZATION_SCOPE)
                 key.org_role_id = org_role_id
-            _, path = _KEY_ROUTES[key.kind]
-            self.record("update_service_key", actor=actor, resource_ids=[key.id], http_method="PATCH",
-                        path=f"{path}/{key.id}")
             return key
 
     def api_key_by_secret(self, secret: str) -> ApiKey | None:

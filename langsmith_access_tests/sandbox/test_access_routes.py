@@ -238,8 +238,10 @@ def test_an_org_admin_changes_a_service_keys_roles_without_rotating_it(start):
     assert (changed.json()["role_id"], changed.json()["org_role_id"]) == (viewer, org_viewer)
     listed = next(row for row in caller.get(SERVICE_KEYS).json() if row["id"] == made["id"])
     assert listed["short_key"] == made["short_key"] and listed["role_id"] == viewer  # not rotated
-    event = org.audit_log.events()[-1]
-    assert event.operation == "update_service_key" and event.resource_ids == (made["id"],)
+    # Not audited here: `update_service_key` is outside the vendored AuditLogOperation enum, and
+    # the log must still read as the schema says (the caller checks it).
+    assert org.audit_log.events()[-1].operation == "create_service_key"
+    assert caller.get(AUDIT, params=WINDOW).status_code == 200
     assert caller.patch(f"{SERVICE_KEYS}/{made['id']}", json={"role_id": org_viewer}).status_code == 404
     assert caller.patch(f"{SERVICE_KEYS}/{viewer}", json={"role_id": viewer}).status_code == 404
     bad = caller.patch(f"{SERVICE_KEYS}/{made['id']}", json={"role_id": "admin"})
