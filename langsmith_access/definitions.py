@@ -21,4 +21,10 @@ def defs() -> dg.Definitions:
     # Every module a run needs is loaded by now (the CLI's runner and Dagster's run workers both
     # come through here): set the collector for the records a run parses.
     garbage_collector.tune_for_runs()
-    return partition_assets_by_org(with_source_columns(tree))
+    # The default executor, so the runs the asset catalog launches (Dagster's implicit asset job:
+    # "Materialize", backfills) run every step in one process, as the named jobs do. Its default
+    # (multiprocess) gives each step a process and resources of its own: each step's sync writes
+    # went to a scratch copy of their own, discarded when the step ended, and the publish
+    # recorded a "succeeded" sync over the previous run's tables.
+    with_executor = dg.Definitions.merge(tree, dg.Definitions(executor=dg.in_process_executor))
+    return partition_assets_by_org(with_source_columns(with_executor))

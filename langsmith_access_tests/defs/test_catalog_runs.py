@@ -1,0 +1,28 @@
+"""A sync launched from the asset catalog ("Materialize", a backfill) runs Dagster's implicit asset
+job, not ``langsmith_access_sync``: it publishes what it read, as the named job does."""
+
+import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+from langsmith_access import names
+from langsmith_access.definitions import defs
+from langsmith_access_tests.helpers import query
+
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"
+
+
+def test_a_sync_materialized_from_the_asset_catalog_publishes_what_it_read(env, instance):
+    _, _, database = env
+    # As the webserver launches it: the job rebuilt from the code location, on a persistent instance.
+    job = ReconstructableRepository.for_module("langsmith_access.definitions", "defs").get_reconstructable_job(
+        IMPLICIT_ASSET_JOB)
+    sync_assets = list(defs().resolve_job_def(names.SYNC_JOB).asset_layer.selected_asset_keys)
+    with dg.execute_job(job, instance=instance, asset_selection=sync_assets,
+                        tags={"dagster/partition": "default"}) as result:
+        assert result.success
+        run_id = result.run_id
+    # Every step wrote into the one scratch copy the publish committed: the analysts' tables are
+    # this run's read (each step in a process of its own wrote to a copy thrown away with it).
+    for table in ("raw.org_members", "raw.workspaces", "main.users", "main.workspaces"):
+        assert query(database.path, f"SELECT DISTINCT sync_id FROM {table}") == [(run_id,)], table
+    assert query(database.path, "SELECT status FROM main.sync_runs WHERE sync_id = ?", [run_id]) == [("succeeded",)]
