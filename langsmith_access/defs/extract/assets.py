@@ -36,11 +36,13 @@ class MembersConfig(dg.Config):
         "where the key may read every workspace's members, else each workspace), enriched_members "
         "(that listing only) or workspace_members (each workspace).",
     )
-    max_shrink_share: float = Field(
-        default=DEFAULT_MAX_SHRINK_SHARE,
+    # None, not the default share: a scheduled run (no config) honours the variable, as the CLI does.
+    max_shrink_share: float | None = Field(
+        default=None,
         description="Largest drop in members or workspace grants since the previous sync that the "
-        "run accepts, from 0 to 1 (LANGSMITH_ACCESS_MAX_SHRINK_SHARE for the CLI); a larger drop "
-        "fails the shrink_guard check and publishes nothing.",
+        "run accepts, from 0 to 1; leave it out for LANGSMITH_ACCESS_MAX_SHRINK_SHARE "
+        f"({DEFAULT_MAX_SHRINK_SHARE} unless set). A larger drop fails the shrink_guard check and "
+        "publishes nothing.",
     )
     accept_shrink: bool = Field(
         default=False,
@@ -209,7 +211,8 @@ def raw_members(
         previous,
         users=counts.org_members,
         workspace_grants=counts.workspace_grants,
-        max_shrink_share=config.max_shrink_share,
+        max_shrink_share=(config.max_shrink_share if config.max_shrink_share is not None
+                          else sync_database.org.settings.max_shrink_share),
         accept_shrink=config.accept_shrink,
         workspaces_gone=workspaces_gone,
     )
