@@ -7,12 +7,16 @@ import dagster as dg
 
 import langsmith_access.defs
 from langsmith_access import garbage_collector
-from langsmith_access.defs.orgs import partition_assets_by_org
+from langsmith_access.defs.orgs import deployment_orgs, partition_assets_by_org
 from langsmith_access.defs.sources import with_source_columns
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    # The settings every module reads, read first: a bad variable or orgs file stops the load
+    # with its own message (naming it) as the error Dagster shows first, rather than as the cause,
+    # under a stack trace, of "Error while building definitions for doctor/definitions.py".
+    deployment_orgs()
     # From the module itself, not by looking for the project's pyproject.toml
     # (``load_from_defs_folder``): an installed package has none above it.
     tree = dg.ComponentTree.from_module(

@@ -13,6 +13,7 @@ from dagster._utils.schedules import cron_string_iterator
 from langsmith_access.definitions import defs
 from langsmith_access.defs.inventory.definitions import longest_cron_interval
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, org_resources
+from langsmith_access.settings import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -269,3 +270,17 @@ def test_every_table_in_the_catalog_shows_its_columns():
     assert without == []
     members = graph.get(dg.AssetKey(["raw", "org_members"])).metadata["dagster/column_schema"]
     assert {"ls_user_id", "email", "is_disabled"} <= {column.name for column in members.columns}
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("LANGSMITH_ACCESS_SYNC_CRON", "every hour"),
+    ("LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", "0"),
+    ("LANGSMITH_ACCESS_ORGS_FILE", "/nonexistent/orgs.yaml"),
+])
+def test_a_bad_variable_stops_the_load_with_its_own_message_first(monkeypatch, variable, value):
+    """What the webserver and `dg check defs` show first is the variable and what to set it to,
+    not a module of defs/ that happened to read it first."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as refused:
+        defs()
+    assert str(refused.value).startswith(variable)
