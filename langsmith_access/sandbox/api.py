@@ -298,18 +298,6 @@ class SandboxApi(AccessRoutes):
                 "workspace",
             ),
             Route(
-                "GET",
-                "/api/v1/workspaces/current/members/pending",
-                self.list_pending_workspace_members,
-                "workspace",
-            ),
-            Route(
-                "DELETE",
-                "/api/v1/workspaces/current/members/{identity_id}/pending",
-                self.delete_workspace_pending_member,
-                "workspace",
-            ),
-            Route(
                 "PATCH",
                 "/api/v1/workspaces/current/members/{identity_id}",
                 self.patch_workspace_member,
@@ -705,35 +693,24 @@ class SandboxApi(AccessRoutes):
         return ApiResponse(200, rows, headers)
 
     def list_pending_org_members(self, request, faults) -> ApiResponse:
-        return self._pending_listing(
-            request,
-            self.state.pending_org_invites,
-            lambda invite: self.state.roles[invite.org_role_id].display_name,
-            payloads.org_pending_json,
-        )
-
-    def _pending_listing(
-        self, request: ApiRequest, invites_of: Callable[[], list], role_name: Callable[[Any], str], to_json
-    ) -> ApiResponse:
-        """The org's and a workspace's ``/members/pending``: the same parameters (limit, offset,
-        emails, q, and /active's sort_by and sort_by_desc), validated and honoured."""
         query = request.query
         limit = query_int(query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         offset = query_int(query, "offset", 0, 0)
         emails = {email.casefold() for email in query.get("emails", [])}
         search = (last_value(query, "q") or "").casefold()
+        # The same sort parameters as /active (MemberSortField, sort_by_desc): validated and honoured.
         sort_by = sort_field(query)
         descending = query_bool(query, "sort_by_desc", True)
         with self.state.lock:
             invites = [
                 invite
-                for invite in invites_of()
+                for invite in self.state.pending_org_invites()
                 if (not emails or invite.email.casefold() in emails)
                 and search in invite.email.casefold()
             ]
-            invites = sorted_by(invites, self._invite_sort_key(sort_by, role_name), descending)
+            invites = sorted_by(invites, self._invite_sort_key(sort_by), descending)
             page, headers = self._paged(invites, offset, limit)
-            rows = [to_json(self.state, invite) for invite in page]
+            rows = [payloads.org_pending_json(self.state, invite) for invite in page]
         return ApiResponse(200, rows, headers)
 
     def list_enriched_members(self, request, faults) -> ApiResponse:
@@ -845,14 +822,12 @@ class SandboxApi(AccessRoutes):
             return lambda member: self.state.roles[member.org_role_id].display_name
         return lambda member: member.created_at
 
-    @staticmethod
-    def _invite_sort_key(sort_by: str, role_name: Callable[[Any], str]) -> Callable[[Any], Any]:
-        """Pending rows have no name: "name" sorts them by email (undocumented, as is the rest);
-        "role" by the role the row shows (the org role offered, or the workspace role)."""
+    def _invite_sort_key(self, sort_by: str) -> Callable[[PendingOrgInvite], Any]:
+        """Pending rows have no name: "name" sorts them by email (undocumented, as is the rest)."""
         if sort_by in ("name", "email"):
             return lambda invite: invite.email.casefold()
         if sort_by == "role":
-            return role_name
+            return lambda invite: self.state.roles[invite.org_role_id].display_name
         return lambda invite: invite.created_at
 
     def _membership_sort_key(self, sort_by: str) -> Callable[[WorkspaceMembership], Any]:
@@ -886,15 +861,6 @@ class SandboxApi(AccessRoutes):
                 ],
             }
         return ApiResponse(200, body)
-
-    def list_pending_workspace_members(self, request, faults, workspace: Workspace) -> ApiResponse:
-        """``PendingIdentity[]`` of the workspace's invites (the ``pending`` of its envelope)."""
-        return self._pending_listing(
-            request,
-            lambda: in_api_order(workspace.pending_invites.values()),
-            lambda invite: self.state.roles[invite.role_id].display_name,
-            payloads.workspace_pending_json,
-        )
 
     def list_active_workspace_members(self, request, faults, workspace: Workspace) -> ApiResponse:
         query = request.query
@@ -977,17 +943,6 @@ class SandboxApi(AccessRoutes):
             self.state.remove_workspace_membership(
                 workspace.id, membership.ls_user_id, actor=self._actor(request)
             )
-        return self._deleted()
-
-    def delete_workspace_pending_member(
-        self, request, faults, workspace: Workspace, identity_id: str
-    ) -> ApiResponse:
-        identity_id = path_uuid(identity_id, "identity_id")
-        with self.state.lock:
-            self._require_manage_members(request)
-            if identity_id not in workspace.pending_invites:
-                raise detail_error(404, "Pending workspace member not found")
-            self.state.remove_workspace_pending_invite(workspace.id, identity_id, actor=self._actor(request))
         return self._deleted()
 
     def _deleted(self) -> ApiResponse:

@@ -966,22 +966,6 @@ class OrgState:
             )
             return invite
 
-    def remove_workspace_pending_invite(
-        self, workspace_id: str, invite_id: str, *, actor: AuditActor | None = None
-    ) -> PendingWorkspaceInvite:
-        """Withdraw one workspace's invite (KeyError if unknown); the org invite stays."""
-        with self.lock:
-            invite = self.workspaces[workspace_id].pending_invites.pop(invite_id)
-            self.record(
-                "delete_workspace_pending_member",
-                actor=actor,
-                workspace_id=workspace_id,
-                resource_ids=[invite.id],
-                http_method="DELETE",
-                path=f"/api/v1/workspaces/current/members/{invite.id}/pending",
-            )
-            return invite
-
     def _remove_pending_invite(self, invite_id: str) -> PendingOrgInvite:
         invite = self.pending_invites.pop(invite_id)
         for workspace in self.workspaces.values():

@@ -408,6 +408,9 @@ def test_service_accounts_are_listed_only(start):
     account = sandbox.org.create_service_account("exporter")
     assert account.id in {a["id"] for a in caller.get(SERVICE_ACCOUNTS).json()}
     assert caller.delete(f"{SERVICE_ACCOUNTS}/{account.id}").status_code == 404
+    # (the path is a member's, /members/{identity_id}, which GET is not)
+    assert caller.get("/api/v1/workspaces/current/members/pending",
+                      tenant_id=sandbox.org.shared_workspaces()[0].id).status_code == 405
 
 
 def test_writes_need_organization_manage_and_a_read_only_key_manages_no_members(start):

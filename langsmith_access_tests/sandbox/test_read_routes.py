@@ -13,7 +13,6 @@ PENDING = "/api/v1/orgs/current/members/pending"
 ENRICHED = "/v1/platform/orgs/current/members"
 WORKSPACE_MEMBERS = "/api/v1/workspaces/current/members"
 WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
-WORKSPACE_PENDING = "/api/v1/workspaces/current/members/pending"
 
 
 def busiest_workspace(org):
@@ -186,38 +185,6 @@ def test_workspace_members_envelope(caller, org):
     assert invite.email in pending
     assert pending[invite.email]["role_id"] == invite.workspace_role_id
     assert pending[invite.email]["tenant_id"] == workspace.id
-
-
-def test_workspace_pending_members_paged_sorted_and_validated(caller, org):
-    # GET /api/v1/workspaces/current/members/pending is in the spec (PendingIdentity[], limit,
-    # offset, emails, q, sort_by, sort_by_desc): the rows of the envelope's `pending`, paged.
-    invite = next(i for i in org.pending_org_invites() if i.workspace_ids)
-    workspace = org.workspaces[invite.workspace_ids[0]]
-    expected = [i.id for i in in_api_order(workspace.pending_invites.values())]
-    assert expected
-    first = caller.get(WORKSPACE_PENDING, tenant_id=workspace.id, params={"limit": 1})
-    assert first.status_code == 200, first.text
-    assert first.headers["X-Pagination-Total"] == str(len(expected))
-    rows = caller.scan(WORKSPACE_PENDING, limit=1, tenant_id=workspace.id)
-    assert [row["id"] for row in rows] == expected
-    envelope = caller.get(WORKSPACE_MEMBERS, tenant_id=workspace.id).json()
-    assert rows == envelope["pending"]
-    for row in rows:
-        assert row["tenant_id"] == workspace.id and row["user_id"] is None
-        assert row["role_id"] == workspace.pending_invites[row["id"]].role_id
-    by_email = caller.get(WORKSPACE_PENDING, tenant_id=workspace.id, params={"emails": invite.email.upper()})
-    assert [row["email"] for row in by_email.json()] == [invite.email]
-    oldest_first = caller.get(WORKSPACE_PENDING, tenant_id=workspace.id, params={"sort_by_desc": "false"})
-    assert [row["id"] for row in oldest_first.json()] == [
-        i.id for i in sorted(workspace.pending_invites.values(), key=lambda i: (i.created_at, i.id))
-    ]
-    for params, name in (({"limit": 501}, "limit"), ({"offset": -1}, "offset"),
-                         ({"sort_by": "shoe_size"}, "sort_by"), ({"sort_by_desc": "maybe"}, "sort_by_desc")):
-        bad = caller.get(WORKSPACE_PENDING, tenant_id=workspace.id, params=params)
-        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", name], bad.text
-    # A workspace route like the others: X-Tenant-Id is required.
-    missing = caller.get(WORKSPACE_PENDING)
-    assert missing.status_code == 403 and missing.json()["error"] == "org_scoped_key_requires_workspace"
 
 
 def test_workspace_active_members_paging_and_filters(caller, org):

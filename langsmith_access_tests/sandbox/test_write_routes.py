@@ -352,7 +352,8 @@ ORG_MEMBERS = "/api/v1/orgs/current/members"
 
 def test_org_member_writes_change_what_the_listings_show(caller, org, insider):
     # Documented (langsmith-api.md, "Write endpoints", permissions table; in the spec): PATCH and
-    # DELETE on an org member, DELETE on an org or a workspace pending member. Before: 405 or 404.
+    # DELETE on an org member, DELETE on an org pending member. Before: 405 or 404. (A workspace's
+    # pending routes are in the spec only: the sandbox serves only what langsmith-api.md documents.)
     member, _ = insider
     org_viewer = role_id(org, "ORGANIZATION_VIEWER")
     patched = caller.patch(f"{ORG_MEMBERS}/{member.id}", json={"role_id": org_viewer, "full_name": "Renamed"})
@@ -373,13 +374,9 @@ def test_org_member_writes_change_what_the_listings_show(caller, org, insider):
 
     invite = next(i for i in org.pending_org_invites() if i.workspace_ids)
     workspace = org.workspaces[invite.workspace_ids[0]]
-    workspace_invite = next(w for w in workspace.pending_invites.values() if w.org_invite_id == invite.id)
-    withdrawn = caller.delete(f"{MEMBERS}/{workspace_invite.id}/pending", tenant_id=workspace.id)
-    assert withdrawn.status_code == 200, withdrawn.text
-    assert workspace_invite.id not in {r["id"] for r in caller.get(MEMBERS, tenant_id=workspace.id).json()["pending"]}
-    assert org.audit_log.events()[-1].operation == "delete_workspace_pending_member"
-    assert invite.id in org.pending_invites  # the org invite stays
     assert caller.delete(f"{ORG_MEMBERS}/{invite.id}/pending").status_code == 200
+    # The org invite withdrawn withdraws the workspaces' offers too.
+    assert not [w for w in workspace.pending_invites.values() if w.org_invite_id == invite.id]
     assert invite.id not in {r["id"] for r in caller.get(ORG_MEMBERS + "/pending", params={"limit": 500}).json()}
     assert caller.delete(f"{ORG_MEMBERS}/{invite.id}/pending").status_code == 404
 
