@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from langsmith_access.names import SYNC_JOB
+from langsmith_access.settings import check_organization_id
 from langsmith_access.store.sections import section_reads, section_rows_json, skipped_sections_json
 from langsmith_access.store.sql import first_row, scalar, table_exists
 
@@ -157,6 +158,10 @@ def check_organization(conn: duckdb.DuckDBPyConnection, path: Path, organization
     swapped in the orgs file, would otherwise sync one org over the other's history."""
     held = organization_of(conn)
     if held is not None and not same_organization(held, organization_id):
+        # An id that is no UUID (orgs-file ids are checked on load, so LANGSMITH_ORGANIZATION_ID,
+        # which commands that call no API leave unchecked): that is the fix, and the value may be
+        # a key pasted into the wrong variable, which the message below would print.
+        check_organization_id(organization_id)
         raise OtherOrganizationError(path, held, organization_id)
 
 

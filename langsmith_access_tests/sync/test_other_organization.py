@@ -69,3 +69,23 @@ def test_a_run_for_another_org_is_refused_and_the_database_is_left_as_it_was(tmp
         assert cli_in_this_process("sync", "--quiet").returncode == 0
         assert query(database, "SELECT count(*) FROM main.users") == [(len(first.active_members()),)]
         assert query(database, "SELECT status FROM main.provisioning_requests") == [("pending",)]
+
+
+def test_an_org_id_that_is_no_uuid_is_named_as_such_and_a_key_there_never_shown(env, monkeypatch):
+    """Commands that call no API (request, approve) leave LANGSMITH_ORGANIZATION_ID unchecked until
+    it is compared with the database's org: an id that is no UUID (a key pasted into the wrong
+    variable, say) is refused as such, naming the variable, never printed, nothing recorded."""
+    sandbox, org, database = env
+    member = next(m for m in org.active_members() if not m.is_disabled)
+    workspace = org.shared_workspaces()[0]
+    before = query(database.path, "SELECT * FROM main.provisioning_requests ORDER BY ALL")
+    for wrong in (sandbox.api_key, "acme-prod"):
+        monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", wrong)
+        for command in (("request", "grant", "--user", member.email, "--workspace", workspace.id, "--role", "Viewer"),
+                        ("approve", "0" * 32, "--by", member.email)):
+            done = cli_in_this_process(*command)
+            said = done.stdout + done.stderr
+            assert done.returncode == 1, (command, said)
+            assert "LANGSMITH_ORGANIZATION_ID must be the organization's UUID" in said, said
+            assert sandbox.api_key not in said and "Traceback" not in said
+    assert query(database.path, "SELECT * FROM main.provisioning_requests ORDER BY ALL") == before
