@@ -10,7 +10,7 @@ import pytest
 from langsmith_access import cli
 from langsmith_access.cli.common import run_handler
 from langsmith_access.store.database import DatabaseBusyError
-from langsmith_access_tests.helpers import query
+from langsmith_access_tests.helpers import cli_in_this_process, query
 
 
 @contextlib.contextmanager
@@ -74,3 +74,19 @@ def test_a_busy_database_gets_the_fix_like_an_unusable_one(capsys):
     assert run_handler(busy, argparse.Namespace()) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: could not open access.duckdb") and f"\n  fix: {DatabaseBusyError.fix}" in err
+
+
+def test_a_key_pasted_as_an_option_value_or_a_path_is_never_echoed(env, tmp_path):
+    """argparse's usage errors and an OS error quote what was typed: a key there shows as its prefix."""
+    sandbox, _org, _database = env
+    key = sandbox.api_key
+    for args in (("requests", "--status", key), ("export", "--format", key, "--out", str(tmp_path)),
+                 ("sync", "--max-shrink-share", key), (key,)):
+        done = cli_in_this_process(*args)
+        assert done.returncode == 2 and "lsv2_***" in done.stderr, (args, done.stderr)
+        assert key not in done.stdout + done.stderr, args
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    done = cli_in_this_process("export", "--format", "csv", "--out", str(not_a_folder / key))
+    assert done.returncode == 1 and "Not a directory" in done.stderr, done.stderr
+    assert key not in done.stdout + done.stderr and "Traceback" not in done.stderr

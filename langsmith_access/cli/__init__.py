@@ -19,6 +19,7 @@ import atexit
 import os
 import shlex
 import sys
+from typing import NoReturn
 
 from langsmith_access import garbage_collector
 from langsmith_access.cli import approvals, demo, doctor, provisioning, reports, review, sandbox, sync
@@ -29,8 +30,16 @@ from langsmith_access.settings import mask_keys
 COMMAND_MODULES = (sandbox, sync, provisioning, approvals, doctor, demo, reports, review)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors (``invalid choice: '<what was typed>'``) never echo
+    a key pasted where an option's value belongs. Its subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(mask_keys(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="langsmith-access",
         description="Who can do what in a LangSmith organization, and safe workspace-role changes.",
     )

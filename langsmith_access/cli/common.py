@@ -75,7 +75,9 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     """Run a command's handler; print an error the user can act on and return its exit code."""
 
     def say(text: str) -> None:
-        print(in_org_terms(args, text), file=sys.stderr)
+        # Every branch: an OS or DuckDB error quotes the path it was given, which may be a key
+        # pasted where a path belongs (`export --out`).
+        print(in_org_terms(args, mask_key_fragments(text)), file=sys.stderr)
 
     try:
         with contextlib.redirect_stdout(ReaderMayLeave(sys.stdout)):
