@@ -220,8 +220,15 @@ def _read_policy(path: Path | str) -> tuple[PolicyFile, list[tuple[int | None, s
     except FileNotFoundError:
         raise PolicyError(path, [(None, "the file does not exist: create it, or correct the path that "
                                         f"names it ({NAMED_BY})")]) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise PolicyError(path, [(None, f"the file cannot be read as UTF-8 text: {error}")]) from None
+    except IsADirectoryError:
+        raise PolicyError(path, [(None, "it is a directory, not a file: name the policy's YAML file in it "
+                                        f"({NAMED_BY})")]) from None
+    except UnicodeDecodeError as error:
+        raise PolicyError(path, [(None, f"the file is not UTF-8 text ({error.reason} at byte {error.start}): "
+                                        "save it as UTF-8")]) from None
+    except OSError as error:  # a permission, a device: why, not a word about its encoding
+        raise PolicyError(path, [(None, f"the file cannot be read ({error.strerror or error}): "
+                                        "let this user read it, or name another file")]) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:

@@ -92,6 +92,17 @@ def test_a_missing_file_is_refused_naming_it(tmp_path):
     assert "orgs file" in error.fix and "LANGSMITH_ACCESS_POLICY" in error.fix
 
 
+def test_a_directory_or_bytes_that_are_not_utf8_are_refused_for_what_they_are(tmp_path):
+    # Not "cannot be read as UTF-8 text: [Errno 21] Is a directory": the fix for each.
+    error = refusal(tmp_path)
+    assert "it is a directory, not a file" in str(error) and "LANGSMITH_ACCESS_POLICY" in str(error)
+    assert "UTF-8" not in str(error)
+    binary = tmp_path / "policy.yaml"
+    binary.write_bytes(b"\xff\xfeapproval: {}\n")
+    error = refusal(binary)
+    assert "the file is not UTF-8 text" in str(error) and "save it as UTF-8" in str(error)
+
+
 def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     path = write(tmp_path, """\
         approval:
