@@ -90,3 +90,17 @@ def test_a_key_pasted_as_an_option_value_or_a_path_is_never_echoed(env, tmp_path
     done = cli_in_this_process("export", "--format", "csv", "--out", str(not_a_folder / key))
     assert done.returncode == 1 and "Not a directory" in done.stderr, done.stderr
     assert key not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_output_path_under_a_file_is_refused_naming_that_file(env, tmp_path):
+    """mkdir said only "[Errno 17] File exists: '<the file>'": which path, and what to do."""
+    in_the_way = tmp_path / "notes.txt"
+    in_the_way.write_text("mine")
+    for args in (("export", "--format", "csv", "--out", str(in_the_way / "exports")),
+                 ("review", "export", "--out", str(in_the_way / "q4" / "review.csv")),
+                 ("review", "export", "--out", str(in_the_way / "review.duckdb"))):
+        done = cli_in_this_process(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert f"{in_the_way} is a file, not a folder" in done.stderr, (args, done.stderr)
+        assert "Errno" not in done.stderr and "Traceback" not in done.stderr
+    assert in_the_way.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

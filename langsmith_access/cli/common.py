@@ -71,6 +71,17 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 count = whole_number(0)  # members, workspaces, invites
 
 
+def refuse_a_file_among_the_folders(option: str, path: Path) -> None:
+    """``UsageError`` when a folder of ``path`` (an output the command creates, folders included)
+    is a file: mkdir would say only "File exists" or "Not a directory", naming no fix."""
+    for folder in path.expanduser().absolute().parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageError(f"{option} {path}: {folder} is a file, not a folder: choose a path "
+                                 "whose folders are folders (or move that file away).")
+            return
+
+
 def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command's handler; print an error the user can act on and return its exit code."""
 

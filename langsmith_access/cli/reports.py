@@ -20,6 +20,7 @@ from langsmith_access.cli.common import (
     add_org_argument,
     analysts_database,
     print_table,
+    refuse_a_file_among_the_folders,
     selected_org,
 )
 from langsmith_access.settings import load_orgs
@@ -264,6 +265,7 @@ def export_files(args: argparse.Namespace) -> int:
     out_dir: Path = args.out.expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory.")
+    refuse_a_file_among_the_folders("--out", out_dir)
     database = analysts_database(args)
     selected = selected_org(args).slug
     for org in load_orgs(refuse_unusable_keys=False):
