@@ -40,7 +40,7 @@ from langsmith_access.sandbox.faults import RATE_LIMIT_MODES, FaultConfig, Rando
 from langsmith_access.sandbox.generator import generate_org
 from langsmith_access.sandbox.org_state import OrgState
 from langsmith_access.sandbox.routing import NO_BODY, ApiRequest, ApiResponse, HtmlPage
-from langsmith_access.settings import SettingsError, check_api_key
+from langsmith_access.settings import SettingsError, check_api_key, shown
 
 logger = logging.getLogger(__name__)
 
@@ -456,7 +456,7 @@ def serve_from_cli(args) -> int:
         try:
             organization_id = str(uuid.UUID(organization_id))
         except ValueError:
-            return refuse(f"--organization-id must be a UUID, got {organization_id!r}")
+            return refuse(f"--organization-id must be a UUID, got {shown(organization_id)}")
     if args.api_key is not None:
         # The first line's api_key goes into LANGSMITH_API_KEY: refuse what that variable would
         # refuse (the same check, whose messages never echo the key).
@@ -487,7 +487,9 @@ def serve_from_cli(args) -> int:
     key_role = getattr(args, "key_role", "org-admin")
     plan = getattr(args, "plan", "enterprise")
     rate_limit_mode = getattr(args, "rate_limit_mode", "rolling")
-    rate_limit_window_seconds = getattr(args, "rate_limit_window_seconds", None) or 60.0
+    rate_limit_window_seconds = getattr(args, "rate_limit_window_seconds", None)
+    if rate_limit_window_seconds is None:  # not `or 60`: a 0 given is refused below, not made 60
+        rate_limit_window_seconds = 60.0
     for flag, value, allowed in (
         ("--deployment", deployment, DEPLOYMENTS),
         ("--key-role", key_role, KEY_ROLES),

@@ -158,6 +158,7 @@ def test_bad_pending_invites_and_rate_limit_exit_2():
 @pytest.mark.parametrize(("flag", "value"), [
     ("--latency-ms", "inf"), ("--latency-ms", "nan"), ("--latency-ms", "-5"),
     ("--rate-limit-window-seconds", "inf"), ("--rate-limit-window-seconds", "nan"),
+    ("--rate-limit-window-seconds", "0"),  # was served with a 60 s window, as if not given
 ])
 def test_a_number_that_is_no_finite_amount_is_refused(flag, value):
     # Accepted, inf made every answer a traceback and a dropped connection (the sleep overflows)
@@ -182,3 +183,10 @@ def test_a_member_manager_key_needs_the_enterprise_plan():
     result = run_cli("--key-role", "member-manager", "--plan", "plus")
     assert result.returncode == 2
     assert "--key-role member-manager needs --plan enterprise" in result.stderr
+
+
+def test_a_key_given_as_the_organization_id_is_not_echoed():
+    key = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0123456789"
+    result = run_cli("--organization-id", key)
+    assert result.returncode == 2 and "--organization-id must be a UUID" in result.stderr
+    assert key not in result.stdout + result.stderr
