@@ -185,7 +185,8 @@ def approver_refusal(policy: Policy, approver: MemberStanding, grantee: Grantee,
     if not approver.is_member:
         if approver.pending_invite:
             return f"{who} has only a pending invite to the organization: invitees never approve."
-        return f"{who} is not a member of the organization in the latest sync."
+        return (f"{who} is not a member of the organization in the latest sync: check the approver's "
+                "email (--by, as LangSmith knows it), or sync again if they joined since.")
     if approver.disabled:
         return f"{who} is a disabled member of the organization: disabled members never approve."
     if len(approver.user_ids) > 1:

@@ -182,7 +182,9 @@ def test_disabled_members_invitees_and_strangers_never_approve(people):
                             approver_emails=(emails["disabled"], emails["invitee"], "nobody@example.com"))
     assert "disabled member" in refusal(people, "disabled", everyone_named)
     assert "only a pending invite" in refusal(people, "invitee", everyone_named)
-    assert "not a member of the organization" in refusal(people, "nobody@example.com", everyone_named)
+    stranger = refusal(people, "nobody@example.com", everyone_named)
+    assert "not a member of the organization" in stranger
+    assert "check the approver's email (--by" in stranger and "sync again" in stranger  # the fix
 
 
 def test_self_approval_compares_requester_and_grantee_case_insensitively(people):
