@@ -111,7 +111,12 @@ def parse_time(text: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first day datetime knows, in UTC
+        raise UsageError(
+            f"--time {text!r} is out of range in UTC: give a time between the years 1 and 9999, e.g. 2026-11-01."
+        ) from None
 
 
 # The human table: one row per grant, times in UTC to the second, as the heading's (to the

@@ -70,7 +70,12 @@ def parse_until(text: str | datetime) -> datetime:
         raise AccessTermsRefused(
             f"--until {text!s} has no time zone: add one (Z for UTC, or +02:00), e.g. 2026-12-01T18:00Z."
         )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # the first or last day datetime knows, shifted past it by the offset
+        raise AccessTermsRefused(
+            f"--until {text!s} is out of range in UTC: give a time within the next year, e.g. 2026-12-01T18:00Z."
+        ) from None
 
 
 def access_terms(

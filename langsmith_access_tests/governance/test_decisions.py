@@ -75,6 +75,9 @@ def test_asked_terms_within_the_roles_max_are_kept_and_expire_from_when_applied(
     ({"until": "2026-12-02T12:00Z"}, "--until 2026-12-02T12:00Z is 3 days from now, longer than"),
     ({"until": "2026-11-29T18:00"}, "has no time zone"),
     ({"until": "tomorrow"}, "is not a time"),
+    # ISO 8601 that UTC cannot hold: refused (and so recorded), not an OverflowError traceback.
+    ({"until": "9999-12-31T23:59-01:00"}, "--until 9999-12-31T23:59-01:00 is out of range in UTC"),
+    ({"until": "0001-01-01T00:00+01:00"}, "is out of range in UTC"),
     ({"duration": "1h", "until": "2026-11-29T18:00Z"}, "either --duration or --until, not both"),
 ])
 def test_bad_terms_are_refused_saying_why(asked, reason):

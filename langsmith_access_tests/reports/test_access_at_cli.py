@@ -431,6 +431,9 @@ def test_a_table_longer_than_one_box_is_printed_whole(capsys):
     [
         (["--time", "yesterday"], "not an ISO 8601"),
         (["--time", "2026-13-01"], "not an ISO 8601"),
+        # Valid ISO 8601 that UTC cannot hold (was an OverflowError traceback).
+        (["--time", "9999-12-31T23:59:59-01:00"], "out of range in UTC"),
+        (["--time", "0001-01-01T00:00+01:00"], "out of range in UTC"),
         (["--time", "now", "--user", "nobody@example.com"], "no user"),
         (["--time", "now", "--workspace", "No Such Workspace"], "no workspace"),
     ],
