@@ -439,6 +439,19 @@ def _positive_int(name: str, raw: str) -> int:
     return _whole_number(name, raw, 1, "a positive whole number")
 
 
+# Ten years: LangSmith keeps audit logs up to 400 days, the audit log's first load reads one
+# window a day back this far (one request each), and a count past INT32 made every sync fail in
+# dbt's day arithmetic, naming no variable.
+MAX_UNUSED_DAYS = 3_650
+
+
+def _unused_days(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > MAX_UNUSED_DAYS:
+        raise SettingsError(f"{name} must be a number of days from 1 to {MAX_UNUSED_DAYS}, got {shown(raw)}.")
+    return value
+
+
 def _positive_seconds(name: str, raw: str) -> float:
     """A positive, finite number of seconds; a fraction is fine (2.5)."""
     try:
@@ -604,7 +617,7 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("sync_cron", "LANGSMITH_ACCESS_SYNC_CRON", _cron),
     ("inventory_cron", "LANGSMITH_ACCESS_INVENTORY_CRON", _cron),
     ("max_shrink_share", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", _share),
-    ("unused_days", "LANGSMITH_ACCESS_UNUSED_DAYS", _positive_int),
+    ("unused_days", "LANGSMITH_ACCESS_UNUSED_DAYS", _unused_days),
     ("provisioning_interval_seconds", "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", _positive_int),
     ("policy_path", "LANGSMITH_ACCESS_POLICY", _path),
     ("webhook_url", "LANGSMITH_ACCESS_WEBHOOK_URL", _webhook_url),

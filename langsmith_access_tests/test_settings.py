@@ -70,6 +70,9 @@ def test_variables_override_the_defaults():
     ("LANGSMITH_ACCESS_MAX_RETRIES", "-1", "0 or more"),
     ("LANGSMITH_ACCESS_MAX_SHRINK_SHARE", "2", "between 0 and 1"),
     ("LANGSMITH_ENDPOINT", "ftp://x", "http(s) URL"),
+    ("LANGSMITH_ACCESS_UNUSED_DAYS", "0", "positive whole number"),
+    # Taken before, and every sync then failed in dbt (INT32 day arithmetic), naming no variable.
+    ("LANGSMITH_ACCESS_UNUSED_DAYS", "99999999999", "a number of days from 1 to 3650"),
 ])
 def test_bad_values_name_the_variable(variable, value, message):
     with pytest.raises(SettingsError, match=variable) as error:

@@ -708,10 +708,11 @@ def test_raising_the_unused_days_reads_the_audit_log_back_that_far(tmp_path, mon
             outcome = runner.run_job(job, runner.sync_run_config() if job == SYNC_JOB else {})
             assert outcome.success, outcome.failure
         monkeypatch.setenv("LANGSMITH_ACCESS_UNUSED_DAYS", str(UNUSED_DAYS))
-        # The Launchpad's reach, when given, is a number of days: 0 or less is refused, not read as "now".
-        for days in (0, -5):
+        # The Launchpad's reach, when given, is a number of days: 0 or less is refused, not read as "now";
+        # past LANGSMITH_ACCESS_UNUSED_DAYS's bound too (a window a day: 36,500 requests for a century).
+        for days in (0, -5, 99_999_999_999):
             refused = runner.run_job(INVENTORY_JOB, {"ops": {INVENTORY_OP: {"config": {"unused_days": days}}}})
-            assert not refused.success and f"unused_days must be a whole number of days, at least 1, got {days}" in (
+            assert not refused.success and f"unused_days must be a whole number of days from 1 to 3650, got {days}" in (
                 refused.failure or ""), refused.failure
         started = datetime.now(UTC)
         for job in (SYNC_JOB, INVENTORY_JOB):

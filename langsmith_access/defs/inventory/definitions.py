@@ -17,7 +17,7 @@ from pydantic import Field
 from langsmith_access import names
 from langsmith_access.defs.orgs import deployment_orgs, org_run_config, schedule_tick
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
-from langsmith_access.settings import Org, Settings, cron_field_values
+from langsmith_access.settings import MAX_UNUSED_DAYS, Org, Settings, cron_field_values
 from langsmith_access.store.database import (
     AccessDatabase,
     DatabaseBusyError,
@@ -113,9 +113,9 @@ def inventory_asset(cron: str) -> dg.AssetsDefinition:
         langsmith: LangSmithAPI,
         sync_database: SyncDatabase,
     ):
-        if config.unused_days is not None and config.unused_days < 1:
-            raise dg.Failure(f"unused_days must be a whole number of days, at least 1, got {config.unused_days}: "
-                             "leave it out to reach back LANGSMITH_ACCESS_UNUSED_DAYS.")
+        if config.unused_days is not None and not 1 <= config.unused_days <= MAX_UNUSED_DAYS:
+            raise dg.Failure(f"unused_days must be a whole number of days from 1 to {MAX_UNUSED_DAYS}, got "
+                             f"{config.unused_days}: leave it out to reach back LANGSMITH_ACCESS_UNUSED_DAYS.")
         client = langsmith.client
         unused_days = config.unused_days or sync_database.org.settings.unused_days
         sync_id, fetched_at = context.run.run_id, now_utc()
