@@ -421,3 +421,54 @@ def test_the_changes_are_read_by_sync_and_time_with_their_names_and_notified_in_
         ("u-3", "Platform", "Editor"), ("cy@example.com", "Platform", "Editor"), ("ada@example.com", "Platform", "Admin")]
     assert [p["detail"] for p in payloads[:4]] == [c.describe() for c in every]
     assert payloads[0]["detail"].startswith("Admin added in Platform for ada@example.com")
+
+
+def test_a_change_to_a_workspace_or_role_gone_since_is_named_by_its_id_and_notified_as_seen(tmp_path):
+    # Names are the latest sync's: a workspace deleted since, or a custom role deleted since, has
+    # none, and the change still reads (and is sent) by its id, in its workspace, never as "None"
+    # or as an organization role. Each payload is dated when the change was seen, oldest first
+    # (not by user), an organization role before the same moment's workspace roles; the same
+    # change made again later, found under the same sync's id (a provisioning refresh), is a
+    # change of its own and notified again.
+    t1, t2, t3, t4 = (datetime(2026, 11, 29, 9, m, tzinfo=UTC) for m in (0, 10, 20, 30))
+    with duckdb.connect(str(tmp_path / "x.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA staging")
+        conn.execute("CREATE TABLE staging.stg_langsmith__workspaces (workspace_id VARCHAR, display_name VARCHAR)")
+        conn.execute("INSERT INTO staging.stg_langsmith__workspaces VALUES ('w-1', 'Platform')")
+        conn.execute("CREATE TABLE main.roles (role_id VARCHAR, display_name VARCHAR, name VARCHAR)")
+        conn.execute("INSERT INTO main.roles VALUES ('r-admin', 'Admin', 'WORKSPACE_ADMIN'), "
+                     "('r-org-admin', 'Organization Admin', 'ORGANIZATION_ADMIN')")
+        conn.execute("CREATE TABLE main.report_unexplained_changes (change VARCHAR, user_id VARCHAR, email VARCHAR, "
+                     "workspace_id VARCHAR, role_id VARCHAR, previous_role_id VARCHAR, seen_at TIMESTAMPTZ, "
+                     "sync_id VARCHAR)")
+        conn.execute("INSERT INTO main.report_unexplained_changes VALUES "
+                     "('added', 'u-5', 'eve@example.com', 'w-1', 'r-admin', NULL, ?, 's-2'), "
+                     "('added', 'u-5', 'eve@example.com', NULL, 'r-org-admin', NULL, ?, 's-2'), "
+                     "('role_changed', 'u-1', 'ada@example.com', 'w-1', 'r-admin', 'r-custom-gone', ?, 's-2'), "
+                     "('removed', 'u-9', 'zed@example.com', 'w-gone', 'r-custom-gone', NULL, ?, 's-1')",
+                     [t3, t3, t2, t1])
+        every = unexplained_changes(conn)
+        assert [(c.user_id, c.workspace_id) for c in every] == [
+            ("u-9", "w-gone"), ("u-1", "w-1"), ("u-5", None), ("u-5", "w-1")]
+        gone, promoted, _, _ = every
+        assert gone.describe().startswith("r-custom-gone removed in w-gone for zed@example.com, seen by sync s-1")
+        assert promoted.describe().startswith(
+            "role changed in Platform from r-custom-gone to Admin for ada@example.com")
+
+        database = AccessDatabase(tmp_path / "access.duckdb")
+        notifier = Notifier("acme", enabled=True)
+        with database.writer_lease("test"):
+            database.ensure_working()
+            with database.connect() as outbox:
+                assert len(notify_unexplained_changes(outbox, notifier, every)) == 4
+                # u-1 made Admin again later (after a demotion in between), found by a refresh under s-2.
+                assert len(notify_unexplained_changes(outbox, notifier, [replace(promoted, seen_at=t4)])) == 1
+                payloads = [json.loads(p) for (p,) in outbox.execute(
+                    "SELECT payload FROM main.notifications ORDER BY notification_seq").fetchall()]
+    assert [(p["at"], p["user"], p["workspace"], p["role"]) for p in payloads] == [
+        ("2026-11-29T09:00:00Z", "zed@example.com", "w-gone", "r-custom-gone"),
+        ("2026-11-29T09:10:00Z", "ada@example.com", "Platform", "Admin"),
+        ("2026-11-29T09:20:00Z", "eve@example.com", None, "Organization Admin"),
+        ("2026-11-29T09:20:00Z", "eve@example.com", "Platform", "Admin"),
+        ("2026-11-29T09:30:00Z", "ada@example.com", "Platform", "Admin"),
+    ]
