@@ -534,3 +534,17 @@ def test_the_documented_delivery_timings():
     assert (timeout, DELIVERY_BUDGET_SECONDS) == (10.0, 30.0)
     assert DELIVERY_BUDGET_SECONDS + timeout < 60
     assert CLAIM_WINDOW > timedelta(seconds=DELIVERY_BUDGET_SECONDS + timeout)
+
+
+def test_a_receiver_that_fails_tls_is_unreachable_and_the_rest_wait_with_it(database):
+    # An https URL whose receiver speaks plain HTTP (or presents a certificate that does not
+    # verify): every row would fail the same way, so the rest of the batch is not posted now.
+    ids = [add(database, "request.applied", request_id=f"r-{i}") for i in range(3)]
+    with WebhookReceiver() as receiver:
+        hook = Webhook(url=Secret(receiver.url.replace("http://", "https://")), timeout_seconds=5)
+        report = deliver_due(database, hook, now=T0)
+    assert report.failed[ids[0]].startswith("could not connect: TLS failed (")  # the class, never the URL
+    assert [report.failed[i] for i in ids[1:]] == [NOT_TRIED, NOT_TRIED]
+    assert receiver.bodies() == []
+    assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, T0 + retry_delay(1))] + [
+        (0, T0 + retry_delay(1))] * 2
