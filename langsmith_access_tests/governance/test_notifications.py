@@ -548,3 +548,14 @@ def test_a_receiver_that_fails_tls_is_unreachable_and_the_rest_wait_with_it(data
     assert receiver.bodies() == []
     assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, T0 + retry_delay(1))] + [
         (0, T0 + retry_delay(1))] * 2
+
+
+def test_a_blank_secret_or_a_detail_of_exactly_the_limit_is_left_as_it_is():
+    # A blank LANGSMITH_API_KEY (a secret file holding only a newline) is Secret(""): replacing
+    # "" would put a marker between every character of a sync.failed detail.
+    blank = Settings.from_env({"LANGSMITH_API_KEY": " \n"}).api_key
+    assert blank is not None and blank.reveal() == ""
+    assert without_secrets("members kept failing", [blank]) == "members kept failing"
+    # At most DETAIL_MAX_CHARS: a detail of exactly that many is whole, one more is cut.
+    assert without_secrets("x" * DETAIL_MAX_CHARS) == "x" * DETAIL_MAX_CHARS
+    assert without_secrets("x" * (DETAIL_MAX_CHARS + 1)) == "x" * (DETAIL_MAX_CHARS - 1) + "…"
