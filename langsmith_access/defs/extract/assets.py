@@ -39,6 +39,8 @@ class MembersConfig(dg.Config):
     # None, not the default share: a scheduled run (no config) honours the variable, as the CLI does.
     max_shrink_share: float | None = Field(
         default=None,
+        ge=0,
+        le=1,
         description="Largest drop in members or workspace grants since the previous sync that the "
         "run accepts, from 0 to 1; leave it out for LANGSMITH_ACCESS_MAX_SHRINK_SHARE "
         f"({DEFAULT_MAX_SHRINK_SHARE} unless set). A larger drop fails the shrink_guard check and "

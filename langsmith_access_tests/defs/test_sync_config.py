@@ -1,0 +1,19 @@
+"""A sync's run config is checked before the run reads anything from LangSmith."""
+
+from langsmith_access import names
+from langsmith_access.definitions import defs
+
+
+def test_a_shrink_share_outside_0_to_1_is_refused_before_anything_is_read(env, instance):
+    sandbox, _org, _database = env
+    sandbox.reset_log()
+    job = defs().resolve_job_def(names.SYNC_JOB)
+    result = job.execute_in_process(
+        run_config={"ops": {names.MEMBERS_OP: {"config": {"max_shrink_share": 1.5}}}},
+        partition_key="default", instance=instance, raise_on_error=False)
+    assert not result.success
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "max_shrink_share" in message and "less than or equal to 1" in message, message
+    # Refused when the members step starts: not after reading every member.
+    assert not [r for r in sandbox.request_log.snapshot() if "members" in r.path]
