@@ -1,4 +1,4 @@
-"""A sync's run config is checked before the run reads anything from LangSmith."""
+"""A sync's run config is checked when its step starts, before that step reads from LangSmith."""
 
 from langsmith_access import names
 from langsmith_access.definitions import defs
