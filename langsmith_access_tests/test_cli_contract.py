@@ -103,3 +103,17 @@ def test_an_output_path_under_a_file_is_refused_naming_that_file(env, tmp_path):
         assert f"{in_the_way} is a file, not a folder" in done.stderr, (args, done.stderr)
         assert "Errno" not in done.stderr and "Traceback" not in done.stderr
     assert in_the_way.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_requests_from_a_database_that_is_not_there_says_so(env, tmp_path, monkeypatch):
+    # A mistyped LANGSMITH_ACCESS_DUCKDB is no empty queue: still exit 0 and no rows (DESIGN), but
+    # stderr names the missing file; an existing database with no requests just says none.
+    missing = tmp_path / "typo" / "langsmith_access.duckdb"
+    with monkeypatch.context() as typo:
+        typo.setenv("LANGSMITH_ACCESS_DUCKDB", str(missing))
+        done = cli_in_this_process("requests")
+    assert done.returncode == 0 and done.stdout == "", done
+    assert f"no requests: there is no database at {missing} yet" in done.stderr, done.stderr
+    assert "check LANGSMITH_ACCESS_DUCKDB" in done.stderr and not missing.parent.exists()
+    done = cli_in_this_process("requests", "--status", "denied")
+    assert done.returncode == 0 and done.stderr == "no requests\n", done.stderr

@@ -11,6 +11,7 @@ from datetime import datetime
 from langsmith_access import api
 from langsmith_access.cli.common import (
     add_org_argument,
+    analysts_database,
     failure_log_directory,
     in_org_terms,
     print_fix_and_log,
@@ -118,7 +119,12 @@ def list_requests(args: argparse.Namespace) -> int:
         detail = f"  ({row['status_detail']})" if row["status_detail"] else ""
         print(f"{row['request_id']}  {row['status']:<17} {row['action']:<6} {target}{ends}{detail}")
     if not rows:
-        print("no requests", file=sys.stderr)
+        database = analysts_database(args)
+        # A mistyped LANGSMITH_ACCESS_DUCKDB (or --org) looks like an empty queue: say there is no file.
+        absent = "" if database.path.exists() else in_org_terms(args, (
+            f": there is no database at {database.path} yet (nothing synced or queued there): check "
+            "LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first"))
+        print(f"no requests{absent}", file=sys.stderr)
     return 0
 
 
