@@ -1122,7 +1122,7 @@ class LangSmithClient:
                     raise self._client_error(response, workspace_id)
             if attempt >= self.settings.max_retries:
                 raise TransientError(
-                    f"{problem}; gave up after {attempt + 1} attempts",
+                    f"{problem}; gave up after {attempt + 1} attempt{'s' if attempt else ''}",
                     maybe_applied=maybe_applied,
                     **context,
                 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import socket
+from dataclasses import replace
 
 import pytest
 
@@ -128,6 +129,11 @@ def test_a_read_that_found_nothing_listening_says_the_connection_was_refused():
                              contains=[ROLES, "no connection: connection refused", "gave up after 2 attempts"])
         assert client.stats.connection_errors == 2 and len(sleep.waits) == 1
     assert error.maybe_applied is False
+    # Told not to retry (LANGSMITH_ACCESS_MAX_RETRIES=0): one attempt, said so.
+    with LangSmithClient(replace(settings, max_retries=0), sleep=sleep) as client:
+        once = expect_error(TransientError, client.list_roles, keys=[key],
+                            contains=["no connection: connection refused", "gave up after 1 attempt"])
+        assert "attempts" not in str(once)
 
 
 class _Jitter(random.Random):
