@@ -85,8 +85,11 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
               "its own generated org, which that file's orgs are not.\n  fix: run it without the "
               f"file: env -u {ORGS_FILE_VARIABLE} langsmith-access demo", file=sys.stderr)
         return 1
+    # Every variable checked (LANGSMITH_ACCESS_DUCKDB naming a directory, say) before the
+    # sandbox starts; the runs take these settings with the sandbox's endpoint, key and org.
+    settings = Settings.from_env()
     chosen = os.environ.get("LANGSMITH_ACCESS_DUCKDB")
-    database = Path(chosen or DEMO_DATABASE)
+    database = settings.duckdb_path if chosen else Path(DEMO_DATABASE)
     state = generate_org(seed=seed, members=members, workspaces=workspaces)
     # The demo's own file is the demo's to overwrite (another --seed is another generated org).
     other = _synced_organization(database) if chosen else None
@@ -114,7 +117,7 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
         )
         # The sandbox's settings go to the runs as they are: the environment is left alone.
         org = Org(DEFAULT_ORG_SLUG, replace(
-            Settings.from_env(), endpoint=sandbox.url, api_key=Secret(sandbox.api_key),
+            settings, endpoint=sandbox.url, api_key=Secret(sandbox.api_key),
             organization_id=sandbox.organization_id, duckdb_path=database,
         ))
         print(f"\nSyncing into {database} …")

@@ -292,6 +292,17 @@ def test_the_demo_on_an_org_too_small_for_its_stories_says_so_before_it_starts(t
     assert "'many' is not a whole number" in cli_in_this_process("sandbox", "--workspaces", "many").stderr
 
 
+def test_the_demo_with_a_bad_variable_says_which_before_the_sandbox_starts(tmp_path, monkeypatch):
+    # LANGSMITH_ACCESS_DUCKDB naming a directory: the variable's own message, as every other
+    # command gives it (it was DuckDB's "Is a directory", with the fix for a damaged file).
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path))
+    done = cli_in_this_process("demo", "--members", "12", "--workspaces", "2")
+    assert done.returncode == 1, done.stderr  # a setting's error, as every command exits with it
+    assert f"LANGSMITH_ACCESS_DUCKDB names the directory {tmp_path}" in done.stderr, done.stderr
+    assert done.stdout == "" and list(tmp_path.iterdir()) == []  # no sandbox, no file
+
+
 def test_a_published_sync_whose_summary_cannot_be_read_still_exits_0(tmp_path, monkeypatch):
     # The run published; the analysts' copy then would not open (here: a session that wrote to it
     # left DuckDB's log of the file it replaced). The sync is no less done: exit 0, and say why.
