@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from langsmith_access.api import approve, deliver_notifications, deny, provision, request_grant, request_revoke
 from langsmith_access.governance.notifications import Notifier
-from langsmith_access.provisioning.approvals import decide_on, overdue_requests
+from langsmith_access.provisioning.approvals import decide, decide_on, overdue_requests
 from langsmith_access.provisioning.expiry import expiry_work_due
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
 from langsmith_access.store.schema import ensure_schema
@@ -327,3 +328,18 @@ def test_a_run_launched_by_the_approver_with_the_email_spelt_decomposed_decides_
                          launched_by=DECOMPOSED_APPROVER)
 
     assert (approved.recorded, approved.status) == (True, "pending"), approved
+
+
+def test_a_decision_that_is_neither_approved_nor_denied_is_an_error_and_decides_nothing(governed):
+    # From Python, "approve" (the command's verb) is not the table's "approved": taken as anything
+    # but an error it would deny the request (every word but "approved" took the deny path).
+    sandbox, org, database, people, receiver = governed
+    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Admin")
+    assert grant.status == "awaiting_approval", grant
+
+    for word in ("approve", "deny", "APPROVED", ""):
+        with pytest.raises(ValueError, match="decision must be 'approved' or 'denied'"):
+            decide(database, grant.request_id, word, people.admin.email)
+
+    assert request_row(database, grant.request_id)["status"] == "awaiting_approval"
+    assert sorted(kind for kind, _ in events(database, grant.request_id)) == ["approval_requested", "queued"]
