@@ -147,6 +147,11 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     ("duration:\n  max:\n    <<: {Admin: 8h}\n", 3, "a YAML merge key (<<) in duration.max is not read"),
     ("approval:\n  workspaces: []\n", 2, "approval.workspaces lists no workspace: list the workspaces whose grants "
      "need approval, or remove the key for every workspace"),
+    # A blank name names no role, and a duration or a max of the wrong shape is no duration.
+    ("approval:\n  required: [Admin, '  ']\n", 2, "approval.required must list roles (or \"*\") as text, got '  '"),
+    ("approval:\n  wait_at_most: [72h]\n", 2, "approval.wait_at_most must be a duration like 8h or 90d, got a list"),
+    ("duration:\n  default: {Admin: 8h}\n", 2, "duration.default must be a duration like 8h or 90d, got a mapping"),
+    ("duration:\n  max: [Admin]\n", 2, 'duration.max must map roles (or "*") to durations, got a list'),
 ])
 def test_each_bad_value_is_refused_with_its_line_and_reason(tmp_path, text, line, reason):
     path = write(tmp_path, text)
