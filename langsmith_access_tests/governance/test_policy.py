@@ -361,3 +361,11 @@ def test_names_the_sync_stored_decomposed_match_the_policys_typed_composed(tmp_p
     assert dict(policy.max_by_role) == {"r-1": timedelta(hours=8)}
     # The approvers' emails are compared as a person types them: composed.
     assert policy.approver_emails == ("Ren\u00e9@example.com",)
+
+
+def test_a_role_name_matches_in_any_case_as_a_display_name_does(tmp_path):
+    # As --role takes them: WORKSPACE_USER, workspace_user and Workspace_User are one role.
+    roles = [RoleEntry("r-1", "WORKSPACE_ADMIN", "Admin", "workspace"),
+             RoleEntry("r-2", "WORKSPACE_USER", "Editor", "workspace")]
+    for name in ("WORKSPACE_USER", "workspace_user", "Workspace_User", "EDITOR"):
+        assert resolved(tmp_path, roles, [], required=[name]).approval_role_ids == {"r-2"}, name
