@@ -13,7 +13,7 @@ import pytest
 
 from langsmith_access.api import approve, deliver_notifications, deny, provision, request_grant, request_revoke
 from langsmith_access.governance.notifications import Notifier
-from langsmith_access.provisioning.approvals import decide, decide_on, overdue_requests
+from langsmith_access.provisioning.approvals import decide, decide_on, expire_overdue, overdue_requests
 from langsmith_access.provisioning.expiry import expiry_work_due
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
 from langsmith_access.store.schema import ensure_schema
@@ -343,3 +343,26 @@ def test_a_decision_that_is_neither_approved_nor_denied_is_an_error_and_decides_
 
     assert request_row(database, grant.request_id)["status"] == "awaiting_approval"
     assert sorted(kind for kind, _ in events(database, grant.request_id)) == ["approval_requested", "queued"]
+
+
+def test_only_a_request_still_awaiting_approval_expires_past_its_deadline():
+    # An approved, denied or applied request keeps the deadline it waited under: once decided,
+    # that deadline passing expires nothing, records nothing and notifies nobody.
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    for request_id, status in (("waiting", "awaiting_approval"), ("approved", "pending"), ("denied", "denied"),
+                               ("applied", "applied")):
+        conn.execute(
+            "INSERT INTO main.provisioning_requests (request_id, action, user_id, workspace_id, role_id, status, "
+            "requested_at, updated_at, approval_deadline) VALUES (?, 'grant', 'u', 'w', 'r', ?, ?, ?, ?)",
+            [request_id, status, at - timedelta(hours=72), at - timedelta(hours=72), at - timedelta(hours=1)])
+
+    assert [r["request_id"] for r in overdue_requests(conn, at)] == ["waiting"]
+    assert expiry_work_due(conn, at, None) == ["waiting"]
+    assert expire_overdue(conn, at) == ["waiting"]
+
+    statuses = dict(conn.execute("SELECT request_id, status FROM main.provisioning_requests").fetchall())
+    assert statuses == {"waiting": "approval_expired", "approved": "pending", "denied": "denied", "applied": "applied"}
+    assert conn.execute("SELECT request_id, kind FROM main.provisioning_events").fetchall() == [
+        ("waiting", "approval_expired")]
