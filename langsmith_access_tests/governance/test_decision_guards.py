@@ -13,9 +13,15 @@ import pytest
 
 from langsmith_access.api import approve, deliver_notifications, deny, provision, request_grant, request_revoke
 from langsmith_access.governance.notifications import Notifier
-from langsmith_access.provisioning.approvals import decide, decide_on, expire_overdue, overdue_requests
+from langsmith_access.provisioning.approvals import (
+    decide,
+    decide_on,
+    expire_overdue,
+    govern_pending_grants,
+    overdue_requests,
+)
 from langsmith_access.provisioning.expiry import expiry_work_due
-from langsmith_access.provisioning.queue import ChangeRequest, submit_on
+from langsmith_access.provisioning.queue import ChangeRequest, fetch_requests, submit_on
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access_tests.governance.support import POLICY, WORKSPACE, cli, events, request_row, writes
 
@@ -366,3 +372,33 @@ def test_only_a_request_still_awaiting_approval_expires_past_its_deadline():
     assert statuses == {"waiting": "approval_expired", "approved": "pending", "denied": "denied", "applied": "applied"}
     assert conn.execute("SELECT request_id, kind FROM main.provisioning_events").fetchall() == [
         ("waiting", "approval_expired")]
+
+
+def test_a_grant_a_changed_policy_sends_for_approval_waits_its_full_wait_from_then(tmp_path):
+    # Queued days ago when nothing needed approval, then the policy sent Admin grants for
+    # approval: the wait starts when the run sends it, not when it was asked (it would be
+    # overdue, and expired, at once).
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    asked = at - timedelta(days=5)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('approval:\n  required: ["Admin"]\n  wait_at_most: 48h\n')
+    conn = hand_synced()
+    conn.execute(
+        "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
+        "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
+        "('queued', 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'pending', 'ops@example.com', ?, ?)",
+        [GRANTEE, PROD_ID, ADMIN_ROLE, asked, asked])
+    # One whose --until has passed is the run's to settle (it applies nothing), not the policy's.
+    conn.execute(
+        "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
+        "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at, access_until) VALUES "
+        "('ended', 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'pending', 'ops@example.com', ?, ?, ?)",
+        [GRANTEE, PROD_ID, ADMIN_ROLE, asked, asked, at])
+
+    changes = govern_pending_grants(conn, at, policy)
+
+    assert [(c.request_id, c.status) for c in changes] == [("queued", "awaiting_approval")]
+    [row] = fetch_requests(conn, "request_id = 'queued'")
+    assert (row["status"], row["approval_deadline"]) == ("awaiting_approval", at + timedelta(hours=48))
+    assert overdue_requests(conn, at + timedelta(hours=47)) == []
+    assert fetch_requests(conn, "request_id = 'ended'")[0]["status"] == "pending"
