@@ -194,3 +194,14 @@ def test_only_a_time_bound_grant_in_force_is_extended_by_a_grant_that_finds_its_
     assert not extends_a_time_bound_grant(conn, found)
     settle("r4", "Editor", None, 8, NOW)
     assert extends_a_time_bound_grant(conn, found)
+
+
+def test_the_successor_is_the_request_that_settled_first_not_the_one_queued_first(membership):
+    # r2 was queued before r3 but settled after it (it waited for an approval): r3 is what
+    # took r1 over, and r2 took over from r3.
+    conn, settle = membership
+    first = settle("r1", "Editor", None, 8, NOW)
+    settled_last = settle("r2", "Admin", "Viewer", 2, NOW + 2 * HOUR)
+    settled_next = settle("r3", "Viewer", "Editor", 4, NOW + HOUR)
+    assert [successor(conn, grant) for grant in (first, settled_next, settled_last)] == [
+        settled_next, settled_last, None]
