@@ -241,3 +241,15 @@ def test_an_email_two_members_share_never_approves():
     request = Grantee(user_id="u-bob", email="bob@example.com", requested_by="bob@example.com", workspace_name="Prod")
     refused = approver_refusal(NO_POLICY, standing(user_ids=("u-1", "u-2")), request, approving=True)
     assert refused == "2 org members have the email ada@example.com: an approver must be one person."
+
+
+def test_a_request_for_the_approvers_email_in_another_case_or_form_is_self_approval():
+    # The grantee recorded by email alone (no user id): compared as emails are, in any case and
+    # composed or decomposed alike.
+    for email in ("ADA@Example.com", "  ada@example.com "):
+        for_ada = Grantee(user_id=None, email=email, requested_by="bob@example.com", workspace_name="Prod")
+        refused = approver_refusal(NO_POLICY, standing(), for_ada, approving=True)
+        assert refused is not None and "the request is for" in refused, email
+    rene = Grantee(user_id=None, email="Rene\u0301@example.com", requested_by="bob@example.com", workspace_name="Prod")
+    refused = approver_refusal(NO_POLICY, standing(email="ren\u00e9@example.com"), rene, approving=True)
+    assert refused is not None and "the request is for" in refused
