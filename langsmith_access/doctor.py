@@ -595,21 +595,27 @@ class _Doctor:
                     OK,
                     f"the key has {MANAGE_MEMBERS} in all {len(workspaces)} workspaces",
                 )
-        elif unknown and not allowed:
+        elif len(unknown) == len(workspaces):
             self.add(
                 "manage_workspace_members",
                 WARN,
                 "cannot tell: LangSmith does not say the key's permissions in its workspaces",
                 fix,
             )
-        elif allowed:
-            missing = [w.display_name for w in workspaces if w not in allowed]
+        elif allowed or unknown:
+            # Where LangSmith said the key lacks it, and where it said nothing: not the same news.
+            refused = [w.display_name for w in workspaces if w.permissions is not None and w not in allowed]
+            where_not = "; ".join(
+                f"{label}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
+                for label, names in (("not in", refused), ("not said in", [w.display_name for w in unknown]))
+                if names
+            )
+            has = (f"in {len(allowed)} of {len(workspaces)} workspaces" if allowed else
+                   f"in none of the {len(workspaces) - len(unknown)} workspaces LangSmith says its permissions in")
             self.add(
                 "manage_workspace_members",
                 WARN,
-                f"the key has {MANAGE_MEMBERS} in {len(allowed)} of {len(workspaces)} "
-                f"workspaces; not in: {', '.join(missing[:5])}"
-                + (" ..." if len(missing) > 5 else "")
+                f"the key has {MANAGE_MEMBERS} {has}; {where_not}"
                 + (f"; and where it has it, {restricted_note}" if restricted_note else ""),
                 fix,
             )

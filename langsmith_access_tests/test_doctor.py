@@ -677,8 +677,13 @@ def test_a_workspace_the_key_may_not_read_fails_where_the_sync_reads_each_worksp
 @pytest.mark.parametrize("permissions, status, says", [
     (["workspaces:read"], "fail", "in none of the 4 workspaces: provisioning cannot change any membership"),
     (None, "warn", "cannot tell: LangSmith does not say the key's permissions"),
-    # Not said for one workspace, allowed in the others: that one is named, not "cannot tell".
-    ("unsaid in the first", "warn", "has workspaces:manage-members in 3 of 4 workspaces; not in: "),
+    # Not said for one workspace, allowed in the others: that one is named, not "cannot tell", and
+    # not as one where LangSmith refused.
+    ("unsaid in the first", "warn", "has workspaces:manage-members in 3 of 4 workspaces; not said in: "),
+    # Not said for one, refused in the others: the refusals are named as such, a warning (the one
+    # not said may allow it).
+    ("unsaid in the first, refused in the rest", "warn",
+     "has workspaces:manage-members in none of the 3 workspaces LangSmith says its permissions in; not in: "),
 ])
 def test_a_key_that_may_manage_members_nowhere_fails_and_one_not_told_warns(sandbox_env, permissions, status, says):
     sandbox, environ = sandbox_env(key_role="org-user")  # no organization:manage: the listing decides
@@ -687,6 +692,10 @@ def test_a_key_that_may_manage_members_nowhere_fails_and_one_not_told_warns(sand
         if permissions == "unsaid in the first":
             first, *others = answer.json()
             return answer.with_json([{**first, "permissions": None}, *others])
+        if permissions == "unsaid in the first, refused in the rest":
+            first, *others = answer.json()
+            return answer.with_json([{**first, "permissions": None},
+                                     *({**w, "permissions": ["workspaces:read"]} for w in others)])
         return answer.with_json([{**w, "permissions": permissions} for w in answer.json()])
 
     with TamperingProxy(sandbox.url) as proxy:
@@ -694,6 +703,10 @@ def test_a_key_that_may_manage_members_nowhere_fails_and_one_not_told_warns(sand
         diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
     check = check_of(diagnosis, "manage_workspace_members")
     assert check.status == status and says in check.detail, check
+    if isinstance(permissions, str):  # the one workspace not said is named as such, and only it
+        assert check.detail.split("not said in: ")[1].count(",") == 0, check.detail
+        refused = re.search(r"not in: ([^;]*)", check.detail)  # the three that said no, if any did
+        assert (refused.group(1).count(",") == 2) if "refused" in permissions else refused is None, check.detail
     assert "Workspace Admin role in every workspace" in check.fix
     assert diagnosis.ok is (status != "fail")
 
