@@ -192,6 +192,12 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
     assert code == 0 and stdout.count("duplicate") == 2 and "0 queued, 2 already queued or done" in stdout
     assert request_count(database) == 2
+    # A dry run says so too, rather than "would queue" what is already queued.
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    summary = json.loads(stdout)
+    assert code == 0 and (summary["queued"], summary["duplicates"]) == (0, 2), summary
+    assert {o["duplicate_of"] for o in summary["outcomes"]} == set(requests)
+    assert request_count(database) == 2
 
     outcome = provision()
     assert outcome.success, outcome.failure
@@ -237,6 +243,7 @@ def test_a_grant_scim_manages_is_flagged_on_the_sheet_and_when_its_revoke_is_que
     write_sheet(sheet, rows)
 
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert json.loads(stdout)["queued"] == 2  # a dry run counts the rows it would queue
     flagged = {o["grant_id"]: o["scim_managed"] for o in json.loads(stdout)["outcomes"]}
     assert flagged == {scim_row["grant_id"]: True, plain_row["grant_id"]: False}
     for dry_run in (["--dry-run"], []):
@@ -468,6 +475,7 @@ def test_a_blank_reviewer_is_no_reviewer(env, tmp_path, capsys):
     assert code == 0, (stdout, err)
     [pending] = list_requests("pending")
     assert pending["requested_by"] == getpass.getuser()
+    assert pending["reason"] == "access review (review.csv)"  # no --reason: the sheet's name
 
 
 def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
@@ -512,6 +520,42 @@ def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
     assert (pending["user_id"], pending["role_id"], pending["reason"], pending["requested_by"]) == (
         member.ls_user_id, member.role_id, "contractor ended", "dave")
     assert len(list_requests("rejected")) == 4
+
+
+def test_beside_a_grant_id_cells_may_name_the_grant_by_ids_or_role_names(env, tmp_path, capsys):
+    """A sheet built by hand or from another table: beside the grant_id, `user` may hold the user
+    id, `workspace` the workspace id, `role` the role id or the role's name (as `role_name` may):
+    each still describes the grant, so the row is no edit and is queued."""
+    sandbox, org, database = env
+    (g1, user_id, _, w1, role_id, _), (g2, _, email, w2, _, role_key) = query(
+        database.path,
+        "SELECT g.grant_id, g.user_id, g.email, g.workspace_id, g.role_id, r.name FROM main.grants AS g "
+        "JOIN main.roles AS r USING (role_id) WHERE g.entitlement_type = 'workspace_role' "
+        "AND r.name <> g.role_name ORDER BY g.grant_id LIMIT 2",
+    )
+    sheet = tmp_path / "by_ids.csv"
+    sheet.write_text("grant_id,user,workspace,role,role_name,decision\n"
+                     f"{g1},{user_id},{w1},{role_id},,revoke\n"
+                     f"{g2},{email},{w2},{role_key},{role_key},revoke\n", encoding="utf-8")
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert code == 0, stdout
+    assert [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue", "would_queue"], stdout
+
+
+def test_a_dry_run_refuses_a_reason_the_queue_refuses(env, tmp_path, capsys):
+    """--dry-run answers what queueing would: a reason too long for a request is rejected by both."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    active_rows(rows)[0].update(decision="revoke", reason="x" * 2001)
+    write_sheet(sheet, rows)
+    for dry_run in (["--dry-run"], []):
+        code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--json", *dry_run)
+        [outcome] = json.loads(stdout)["outcomes"]
+        assert code == 2 and outcome["status"] == "rejected", outcome
+        assert "reason is 2001 characters long; at most 2000" in outcome["message"], outcome
+    assert len(list_requests("rejected")) == 1 and not list_requests("pending")
 
 
 BAD_SHEETS = {

@@ -1,0 +1,113 @@
+"""Reading a marked review sheet back (``read_csv_sheet``, ``read_table_sheet``): the shapes
+spreadsheets and reviewers' own DuckDB files really come in, read without a synced database."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from langsmith_access.provisioning.review import ReviewError, read_csv_sheet, read_table_sheet
+
+
+def csv_sheet(tmp_path: Path, content: str | bytes) -> Path:
+    path = tmp_path / "review.csv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def marked_ids(sheet) -> list[str | None]:
+    return [row.grant_id for row in sheet.marked]
+
+
+def test_excels_csv_utf8_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    # Excel's "CSV UTF-8" starts the file with a BOM: the first column is still grant_id
+    # (titled as people title it).
+    sheet = read_csv_sheet(csv_sheet(tmp_path, "\ufeffGrant-ID,decision\ng1,revoke\ng2,\n".encode()))
+    assert marked_ids(sheet) == ["g1"] and sheet.rows == 2
+
+
+def test_blank_lines_tabs_and_spreadsheet_style_headers_are_read(tmp_path):
+    # Blank lines before the header and between rows, tab separated, "Grant ID" as people title it.
+    sheet = read_csv_sheet(csv_sheet(tmp_path, "\n\nGrant ID\tDecision\n\ng1\trevoke\n\ng2\tkeep\n\n"))
+    assert marked_ids(sheet) == ["g1"] and sheet.rows == 2
+    assert sheet.marked[0].where == "line 5"
+
+
+def test_empty_trailing_columns_a_spreadsheet_adds_are_no_repeated_column(tmp_path):
+    sheet = read_csv_sheet(csv_sheet(tmp_path, "grant_id,decision,,\ng1,revoke,,\ng2,,,\n"))
+    assert marked_ids(sheet) == ["g1"]
+
+
+def test_an_empty_cell_falls_back_to_the_next_column_naming_the_user(tmp_path):
+    # A pending invite has no user_id yet: its email names the member.
+    text = "user_id,email,workspace,role,revoke\n,ada@example.com,Platform,Editor,yes\n"
+    sheet = read_csv_sheet(csv_sheet(tmp_path, text))
+    [row] = sheet.marked
+    assert (row.user, row.workspace, row.role) == ("ada@example.com", "Platform", "Editor")
+
+
+def test_a_row_with_too_few_fields_is_reported_not_a_crash(tmp_path):
+    path = csv_sheet(tmp_path, "grant_id,email,workspace_name,role_name,decision\ng1,revoke\n")
+    with pytest.raises(ReviewError, match="line 2: 2 fields where the header has 5"):
+        read_csv_sheet(path)
+
+
+def test_every_bad_line_up_to_twenty_is_listed_then_counted(tmp_path):
+    rows = "".join(f"g{n},revok\n" for n in range(25))
+    with pytest.raises(ReviewError) as error:
+        read_csv_sheet(csv_sheet(tmp_path, "grant_id,decision\n" + rows))
+    message = str(error.value)
+    assert "25 rows cannot be read" in message and "nothing was queued" in message
+    assert all(f"line {n}: decision 'revok'" in message for n in range(2, 22)), message
+    assert "line 22:" not in message and "... and 5 more" in message
+
+
+def test_a_utf16_file_is_refused_as_not_csv(tmp_path):
+    # UTF-16 without a byte order mark decodes as UTF-8 when it is all ASCII, one NUL per letter.
+    path = csv_sheet(tmp_path, "grant_id,decision\ng1,revoke\n".encode("utf-16-le"))
+    with pytest.raises(ReviewError, match="not a CSV file"):
+        read_csv_sheet(path)
+
+
+@pytest.mark.parametrize("name", ["review.duckdb", "Review.DUCKDB", "review.db", "review.ddb"])
+def test_a_boolean_revoke_column_in_a_schema_table_of_the_reviewers_file(tmp_path, name):
+    """`CREATE TABLE q4.Review AS SELECT grant_id, true AS revoke ...`: a table in a schema of
+    its own, named in another case, in any of the DuckDB file names; true marks, false keeps."""
+    review_db = tmp_path / name
+    with duckdb.connect(str(review_db)) as conn:
+        conn.execute("CREATE SCHEMA q4")
+        conn.execute("CREATE TABLE q4.Review AS SELECT * FROM (VALUES ('g1', true), ('g2', false), ('g3', NULL)) "
+                     "AS t(grant_id, revoke)")
+    sheet = read_table_sheet(review_db, "q4.review")
+    assert marked_ids(sheet) == ["g1"] and sheet.rows == 3
+    assert sheet.marked[0].where == "row 1"
+
+
+def test_a_reviewers_file_open_elsewhere(tmp_path):
+    """The reviewer's own `duckdb review.duckdb` session: read-only it does not stop the
+    queueing; writing, it gets a message saying what to close, not DuckDB's lock error."""
+    review_db = tmp_path / "review.duckdb"
+    with duckdb.connect(str(review_db)) as conn:
+        conn.execute("CREATE TABLE grant_review AS SELECT 'g1' AS grant_id, 'revoke' AS decision")
+    for read_only in (True, False):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import duckdb, sys, time\n"
+             f"conn = duckdb.connect({str(review_db)!r}, read_only={read_only})\n"
+             "print('open', flush=True)\ntime.sleep(60)"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert holder.stdout.readline().strip() == "open"
+            if read_only:
+                assert marked_ids(read_table_sheet(review_db, "grant_review")) == ["g1"]
+            else:
+                with pytest.raises(ReviewError, match="open for writing in another DuckDB session: close that"):
+                    read_table_sheet(review_db, "grant_review")
+        finally:
+            holder.kill()
+            holder.wait()
