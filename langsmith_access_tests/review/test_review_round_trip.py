@@ -224,6 +224,16 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     assert stdout.count("unknown grant id") == 1 and "Export a new sheet" in stdout
     rejected = list_requests("rejected")
     assert len(rejected) == 1 and "not a current grant" in rejected[0]["status_detail"]
+    # Only a revoke applied after the grant was last given explains it gone: not a revoke that
+    # failed, nor one applied before the grant was given again (and taken away by other means).
+    with duckdb.connect(str(database.path)) as conn:
+        conn.execute("UPDATE main.provisioning_requests SET status = 'failed' WHERE request_id = ?",
+                     [by_user[first["user_id"]]["request_id"]])
+        conn.execute("INSERT INTO main.grant_history SELECT * REPLACE (valid_to + INTERVAL 1 HOUR AS valid_from, "
+                     "valid_to + INTERVAL 2 HOUR AS valid_to) FROM main.grant_history WHERE grant_id = ? "
+                     "ORDER BY valid_from DESC LIMIT 1", [second["grant_id"]])
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 2 and stdout.count("unknown grant id") == 3 and "already revoked" not in stdout, stdout
 
 
 def test_a_grant_scim_manages_is_flagged_on_the_sheet_and_when_its_revoke_is_queued(env, tmp_path, capsys):
@@ -556,6 +566,16 @@ def test_a_dry_run_refuses_a_reason_the_queue_refuses(env, tmp_path, capsys):
         assert code == 2 and outcome["status"] == "rejected", outcome
         assert "reason is 2001 characters long; at most 2000" in outcome["message"], outcome
     assert len(list_requests("rejected")) == 1 and not list_requests("pending")
+
+
+def test_a_database_whose_sync_built_no_grant_history_asks_for_a_sync(env, tmp_path, capsys):
+    sandbox, org, database = env
+    with duckdb.connect(str(database.path)) as conn:  # as a sync that stopped before dbt built it
+        conn.execute("DROP TABLE main.grant_history")
+    sheet = tmp_path / "review.csv"
+    sheet.write_text("grant_id,decision\nabc,revoke\n", encoding="utf-8")
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 2 and "has no grant_history yet" in err and "langsmith-access sync" in err, (stdout, err)
 
 
 BAD_SHEETS = {
