@@ -337,3 +337,27 @@ def test_a_pending_invite_offers_the_first_workspace_role_it_names():
     })
     [row] = transform_enriched_members([invite], "sync-1", AT).pending_invites
     assert (row["workspace_ids"], row["workspace_role_id"]) == (["ws-1", "ws-2"], "viewer")
+
+
+def test_a_lone_member_or_grant_lost_is_a_shrink_too():
+    # Small orgs: one of one gone is 100%, as much an outage as an emptied big org.
+    previous = {"sync_id": "s1", "users": 1, "workspace_grants": 1}
+    blocked = check_shrink(previous, 0, 0)
+    assert not blocked.passed
+    assert "users fell from 1 to 0 (100%)" in blocked.description
+    assert "workspace_grants fell from 1 to 0 (100%)" in blocked.description
+
+
+def test_a_previous_sync_without_counts_is_compared_as_zero():
+    # A succeeded sync_runs row may lack the counts (written by an older release): nothing to lose.
+    previous = {"sync_id": "s0", "users": None, "workspace_grants": None}
+    result = check_shrink(previous, 5, 7)
+    assert result.passed
+    assert (result.metadata["previous_users"], result.metadata["previous_workspace_grants"]) == (0, 0)
+
+
+def test_a_shrink_names_five_workspaces_gone_and_counts_the_rest():
+    previous = {"sync_id": "s1", "users": 100, "workspace_grants": 1000}
+    six = [(f"ws{n}", 10) for n in range(6)]
+    named = check_shrink(previous, 100, 500, workspaces_gone=six).description
+    assert "'ws4' (10 grants) and 1 more)" in named and "'ws5'" not in named
