@@ -1,0 +1,92 @@
+"""The sync's read steps on their own, against the sandbox over HTTP, on a scratch database (no
+Dagster, no dbt): the workspace listing and the org info, as the raw tables dbt reads hold them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+
+from langsmith_access.langsmith import LangSmithClient
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.settings import ClientSettings, Secret
+from langsmith_access.store.schema import ensure_schema, record_membership_read
+from langsmith_access.store.sections import ensure_section_tables, section_reads
+from langsmith_access.sync.extract import (
+    ENRICHED_ROUTE,
+    PER_WORKSPACE_ROUTE,
+    count_members,
+    get_roles,
+    get_workspaces,
+    load_members,
+    load_raw,
+    transform_roles,
+    transform_workspaces,
+)
+from langsmith_access.sync.org_info import load_org_info
+
+AT = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def client_of(sandbox: SandboxServer) -> LangSmithClient:
+    return LangSmithClient(ClientSettings(api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id,
+                                          endpoint=sandbox.url))
+
+
+def test_deleted_and_personal_workspaces_are_read_and_their_memberships_are_no_grants(tmp_path):
+    """The workspace listing keeps deleted and personal workspaces (dbt filters them, visibly),
+    so memberships the members' listing still gives there are known rows, never a refusal, and
+    never counted as grants by the shrink guard."""
+    org = generate_org(seed=7, members=15, workspaces=3, personal_workspaces=2, deleted_workspaces=1)
+    deleted = [w.id for w in org.all_workspaces() if w.is_deleted]
+    assert deleted and any(w.is_personal for w in org.all_workspaces())
+    with SandboxServer(org) as sandbox, client_of(sandbox) as client, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        load_raw(conn, "roles", transform_roles(get_roles(client), "sync-1", AT))
+        load_raw(conn, "workspaces", transform_workspaces(get_workspaces(client), "sync-1", AT))
+        load_members(client, conn, sync_id="sync-1", route=ENRICHED_ROUTE,
+                     shared_workspace_ids=[w.id for w in org.shared_workspaces()])
+        listed = set(conn.execute("SELECT workspace_id, is_personal, is_deleted FROM raw.workspaces").fetchall())
+        in_deleted = conn.execute("SELECT count(*) FROM raw.workspace_memberships WHERE list_contains(?, workspace_id)",
+                                  [deleted]).fetchone()[0]
+        counts = count_members(conn)
+    assert listed == {(w.id, w.is_personal, w.is_deleted) for w in org.all_workspaces()}
+    assert in_deleted > 0
+    grants = sum(len(w.memberships) for w in org.shared_workspaces())
+    assert counts.workspace_grants == grants < counts.workspace_memberships
+
+
+def org_info_read(tmp_path, org, route: str, route_reason: str):
+    """``load_org_info`` after the members were read by ``route`` (and recorded so)."""
+    with SandboxServer(org) as sandbox, client_of(sandbox) as client, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        ensure_section_tables(conn)
+        load_raw(conn, "roles", transform_roles(get_roles(client), "sync-1", AT))
+        load_raw(conn, "workspaces", transform_workspaces(get_workspaces(client), "sync-1", AT))
+        load_members(client, conn, sync_id="sync-1", route=route,
+                     shared_workspace_ids=[w.id for w in org.shared_workspaces()])
+        record_membership_read(conn, sync_id="sync-1", membership_route=route, route_reason=route_reason,
+                               anonymity_restricted=False, withheld_values_kept=0)
+        read = load_org_info(client, conn, sync_id="sync-1", job="sync", fetched_at=AT)
+        settings = dict(conn.execute("SELECT setting, value FROM raw.org_settings").fetchall())
+        return read, settings, section_reads(conn, "sync-1")
+
+
+@pytest.mark.parametrize("route", [ENRICHED_ROUTE, PER_WORKSPACE_ROUTE])
+def test_the_org_info_loads_the_settings_and_says_what_became_of_scim_groups(tmp_path, route):
+    org = generate_org(seed=8, members=15, workspaces=3)
+    pairs = sum(len(m.scim_groups) for m in org.active_members())
+    # (member, group) pairs, neither members nor members with a group.
+    assert pairs not in (len(org.active_members()), len([m for m in org.active_members() if m.scim_groups]))
+    read, settings, recorded = org_info_read(tmp_path, org, route, "asked for by the test")
+    assert read.settings == len(settings) and settings["tier"] == read.info.tier
+    assert settings["scim_group_name_separator"] == org.settings.scim_group_name_separator
+    assert recorded == [read.scim_groups]
+    if route == ENRICHED_ROUTE:
+        assert (read.scim_groups.status, read.scim_groups.rows) == ("read", pairs)
+    else:
+        assert read.scim_groups.status == "skipped"
+        assert "workspace_members route (asked for by the test)" in read.scim_groups.reason
