@@ -90,3 +90,19 @@ def test_the_org_info_loads_the_settings_and_says_what_became_of_scim_groups(tmp
     else:
         assert read.scim_groups.status == "skipped"
         assert "workspace_members route (asked for by the test)" in read.scim_groups.reason
+
+
+@pytest.mark.parametrize("restricted", [True, False])
+def test_a_restricted_partial_enriched_answer_is_recorded_on_the_per_workspace_read(tmp_path, restricted):
+    """The enriched route's one page said both that it did not list every workspace and whether
+    it was anonymity-restricted: the per-workspace read that follows carries the latter on."""
+    org = generate_org(seed=7, members=10, workspaces=2)
+    with SandboxServer(org, key_role="org-user", anonymity_restricted=restricted) as sandbox, \
+            client_of(sandbox) as client, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        load_raw(conn, "roles", transform_roles(get_roles(client), "sync-1", AT))
+        load_raw(conn, "workspaces", transform_workspaces(get_workspaces(client), "sync-1", AT))
+        read = load_members(client, conn, sync_id="sync-1",
+                            shared_workspace_ids=[w.id for w in org.shared_workspaces()])
+    assert read.route == PER_WORKSPACE_ROUTE and read.fallback_reason
+    assert read.anonymity_restricted is restricted
