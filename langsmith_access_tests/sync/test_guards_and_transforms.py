@@ -192,6 +192,16 @@ def test_an_enriched_page_that_says_it_lists_only_some_workspaces_is_refused_how
     require_every_workspace_listed({LISTS_ALL_WORKSPACES_HEADER: " True"}, NoOrgInfo())  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("said", "restricted"), [("true", True), (" True ", True), ("TRUE", True),
+                                                   ("false", False), ("", False), (None, False)])
+def test_an_anonymity_restricted_answer_is_recognised_however_spelled(said, restricted):
+    from langsmith_access.langsmith.client import ANONYMITY_RESTRICTED_HEADER
+    from langsmith_access.sync.extract import answers_anonymity_restricted
+
+    headers = {} if said is None else {ANONYMITY_RESTRICTED_HEADER: said}
+    assert answers_anonymity_restricted(headers) is restricted
+
+
 @pytest.mark.parametrize(("permissions", "trusted"), [
     (("organization:manage", "organization:read"), True),
     (("organization:read",), False),
