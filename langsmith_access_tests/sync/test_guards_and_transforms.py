@@ -161,10 +161,10 @@ def test_a_listing_longer_than_the_total_the_server_reported_is_incomplete_too()
 def test_withheld_values_are_put_back_but_values_the_answer_gives_are_never_replaced():
     from langsmith_access.sync.extract import keep_withheld_values
 
-    rows = [
+    rows = [  # someone first seen comes first: the people after them are still put back
+        {"ls_user_id": "u3", "email": None, "full_name": None, "display_name": None},  # first seen
         {"ls_user_id": "u1", "email": None, "full_name": None, "display_name": "Ada L."},
         {"ls_user_id": "u2", "email": "new@example.com", "full_name": None, "display_name": None},
-        {"ls_user_id": "u3", "email": None, "full_name": None, "display_name": None},  # first seen
     ]
     known = {
         "u1": {"email": "ada@example.com", "full_name": "Ada Lovelace", "display_name": "Ada"},
@@ -172,9 +172,9 @@ def test_withheld_values_are_put_back_but_values_the_answer_gives_are_never_repl
     }
     assert keep_withheld_values(rows, known) == 3
     assert rows == [
+        {"ls_user_id": "u3", "email": None, "full_name": None, "display_name": None},
         {"ls_user_id": "u1", "email": "ada@example.com", "full_name": "Ada Lovelace", "display_name": "Ada L."},
         {"ls_user_id": "u2", "email": "new@example.com", "full_name": None, "display_name": "Bob"},
-        {"ls_user_id": "u3", "email": None, "full_name": None, "display_name": None},
     ]
 
 
