@@ -106,3 +106,19 @@ def test_a_restricted_partial_enriched_answer_is_recorded_on_the_per_workspace_r
                             shared_workspace_ids=[w.id for w in org.shared_workspaces()])
     assert read.route == PER_WORKSPACE_ROUTE and read.fallback_reason
     assert read.anonymity_restricted is restricted
+
+
+def test_the_per_workspace_route_asked_for_replaces_every_membership_of_the_previous_sync(tmp_path):
+    """Each workspace's listing takes back only its own rows: rows of a workspace this sync does
+    not read (deleted since) must still go, or the last sync's grants outlive the workspace."""
+    org = generate_org(seed=7, members=10, workspaces=2)
+    with SandboxServer(org) as sandbox, client_of(sandbox) as client, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        load_raw(conn, "roles", transform_roles(get_roles(client), "sync-1", AT))
+        load_raw(conn, "workspaces", transform_workspaces(get_workspaces(client), "sync-1", AT))
+        conn.execute("INSERT INTO raw.workspace_memberships (workspace_id, ls_user_id) VALUES ('gone', 'someone')")
+        load_members(client, conn, sync_id="sync-1", route=PER_WORKSPACE_ROUTE,
+                     shared_workspace_ids=[w.id for w in org.shared_workspaces()])
+        left = conn.execute("SELECT count(*) FROM raw.workspace_memberships WHERE workspace_id = 'gone'").fetchone()
+    assert left == (0,)
