@@ -52,6 +52,9 @@ def test_deleted_and_personal_workspaces_are_read_and_their_memberships_are_no_g
         in_deleted = conn.execute("SELECT count(*) FROM raw.workspace_memberships WHERE list_contains(?, workspace_id)",
                                   [deleted]).fetchone()[0]
         counts = count_members(conn)
+        with_logins = conn.execute("SELECT ls_user_id FROM raw.org_members WHERE login_methods <> '[]'").fetchall()
+    # The enriched route's rows keep each member's login methods.
+    assert {u for (u,) in with_logins} == {m.ls_user_id for m in org.active_members() if m.linked_login_methods}
     assert listed == {(w.id, w.is_personal, w.is_deleted) for w in org.all_workspaces()}
     assert in_deleted > 0
     grants = sum(len(w.memberships) for w in org.shared_workspaces())
