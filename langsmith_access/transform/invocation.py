@@ -47,7 +47,7 @@ from dbt.adapters.factory import FACTORY
 from dbt.cli.main import dbtRunner
 from dbt_common.events.format import timestamp_to_datetime_string
 from dbt_common.events.functions import msg_to_dict
-from dbt_common.exceptions.base import env_secrets, scrub_secrets
+from dbt_common.exceptions.base import DbtRuntimeError, env_secrets, scrub_secrets
 
 from langsmith_access.transform import parse_seed
 from langsmith_access.transform.project import DBT_PROJECT_DIR, record_project_hash, write_profile
@@ -74,8 +74,11 @@ _DBT_LOCK = threading.Lock()
 _EVENTS_READ = RESULT_EVENTS | {SKIP_EVENT, "RunResultError", FULL_PARSE_EVENT}
 # Where the worker thread says it is done (after its last event).
 _FINISHED = object()
-# How often a build being stopped interrupts dbt's queries again, until dbt has finished.
+# How often a build being stopped interrupts dbt's queries again, until dbt has finished (a
+# node that had started before the stop may send its query after an interrupt).
 _CANCEL_INTERVAL_SECONDS = 0.05
+# The event dbt fires on a node's thread as it starts the node, inside its error handling.
+_NODE_STARTS = "NodeCompiling"
 # The log of a run with a directory of its own (``dbt_dir``), rotated as dbt rotates its own.
 DBT_LOG_FILE = "dbt.log"
 _LOG_LEVELS = {"info", "warn", "error"}
@@ -321,12 +324,15 @@ def _dbt_events(
     """The engine: run dbt on a worker thread, yield its structured events as they come, record
     its outcome on ``invocation``.
 
-    Closing the generator early (the caller failed, Ctrl-C) or the timeout stops dbt: every
-    query it runs from then on is interrupted, as dbt does on Ctrl-C, so the nodes left fail or
-    are skipped, and dbt comes to the end of its run before this returns. A run stopped so
+    Closing the generator early (the caller failed, Ctrl-C) or the timeout stops dbt: the
+    queries it is running are interrupted, as dbt does on Ctrl-C, and every node it starts from
+    then on fails at once, so the nodes left fail or are skipped, and dbt comes to the end of
+    its run before this returns. A run stopped so
     never succeeds, and no thread or handle on the file outlives it."""
     events: queue.SimpleQueue = queue.SimpleQueue()
     log = DbtLog(invocation.dbt_dir / DBT_LOG_FILE) if invocation.dbt_dir is not None else None
+
+    stopped = threading.Event()  # the timeout passed, or the reader left: start no more nodes
 
     def on_event(message) -> None:
         info = message.info
@@ -334,6 +340,10 @@ def _dbt_events(
             events.put(msg_to_dict(message))
         if log is not None and info.level in _LOG_LEVELS:
             log.write(message)
+        if info.name == _NODE_STARTS and stopped.is_set():
+            # Raised on the node's thread, inside dbt's handling of that node: the node fails
+            # with this message (its children are skipped) before it sends any query.
+            raise DbtRuntimeError("not run: the build was stopped (its timeout passed, or its caller left)")
 
     outcome: dict[str, Any] = {}
     finished = threading.Event()
@@ -365,6 +375,7 @@ def _dbt_events(
     if timeout_seconds is not None:
         def time_out() -> None:
             timed_out.set()
+            stopped.set()
             _interrupt_until(finished)
 
         timer = threading.Timer(timeout_seconds, time_out)
@@ -380,6 +391,7 @@ def _dbt_events(
         if timer is not None:
             timer.cancel()
         if worker.is_alive():
+            stopped.set()
             _interrupt_until(finished)  # the reader stopped early: stop dbt, then wait for it
             worker.join()
         if timer is not None:
@@ -388,7 +400,7 @@ def _dbt_events(
     invocation.returncode = 0 if outcome.get("success") else 1
     exception = outcome.get("exception")
     if timed_out.is_set() and invocation.returncode != 0:
-        invocation.errors.append(f"dbt's queries were interrupted after {timeout_seconds:g} s")
+        invocation.errors.append(f"dbt was stopped at its timeout, after {timeout_seconds:g} s")
     elif exception is not None and not invocation.errors:
         invocation.errors.append(f"{type(exception).__name__}: {exception}".strip())
 
