@@ -371,24 +371,17 @@ class AccessRoutes:
         expires_at = _body_datetime(body, "expires_at")
         workspace_ids = [workspace.id] if workspace is not None else _body_uuid_list(body, "workspaces")
         with self.state.lock:
-            roles = self.state.roles
             chosen_role = role_id is not None
             if role_id is None:
                 # APIKeyCreateRequest: without role_id, WORKSPACE_ADMIN, or the reader (Viewer)
                 # when the deprecated read_only is true.
                 role_id = self.state.role_by_name("WORKSPACE_VIEWER" if read_only else "WORKSPACE_ADMIN").id
-            if roles.get(role_id) is None or roles[role_id].access_scope != WORKSPACE_SCOPE:
-                raise detail_error(404, f"Workspace role {role_id} not found")
-            # (read_only's reader predates workspace RBAC: every plan may ask for it.)
-            if chosen_role and not self.plan_flags()["can_use_rbac"] and roles[role_id].name != "WORKSPACE_ADMIN":
-                raise detail_error(403, "Choosing a key's workspace role needs the Enterprise plan")
-            if kind == SERVICE_KEY:
-                if org_role_id is None:
-                    org_role_id = self.state.role_by_name("ORGANIZATION_USER").id
-                if roles.get(org_role_id) is None or roles[org_role_id].access_scope != ORGANIZATION_SCOPE:
-                    raise detail_error(404, f"Organization role {org_role_id} not found")
-            else:
+            if kind != SERVICE_KEY:
                 org_role_id = None
+            elif org_role_id is None:
+                org_role_id = self.state.role_by_name("ORGANIZATION_USER").id
+            # (read_only's reader predates workspace RBAC: every plan may ask for it.)
+            self._check_key_roles(role_id, org_role_id, chosen=chosen_role)
             for workspace_id in workspace_ids or []:
                 if workspace_id not in self.state.workspaces:
                     raise detail_error(404, f"Workspace {workspace_id} not found")
@@ -405,6 +398,21 @@ class AccessRoutes:
                 actor=self._actor(request),
             )
             return ApiResponse(200, access_payloads.api_key_created_json(self.state, key))
+
+    def _check_key_roles(self, role_id: str | None, org_role_id: str | None, *, chosen: bool) -> None:
+        """A key's roles, as creating and changing a key check them: each one of this org's roles
+        of its scope (404), and a ``chosen`` workspace role other than Workspace Admin only on a
+        plan with RBAC (403)."""
+        roles = self.state.roles
+        if role_id is not None:
+            if roles.get(role_id) is None or roles[role_id].access_scope != WORKSPACE_SCOPE:
+                raise detail_error(404, f"Workspace role {role_id} not found")
+            if chosen and not self.plan_flags()["can_use_rbac"] and roles[role_id].name != "WORKSPACE_ADMIN":
+                raise detail_error(403, "Choosing a key's workspace role needs the Enterprise plan")
+        if org_role_id is not None and (
+            roles.get(org_role_id) is None or roles[org_role_id].access_scope != ORGANIZATION_SCOPE
+        ):
+            raise detail_error(404, f"Organization role {org_role_id} not found")
 
     def _check_expiry(self, kind: str, expires_at: str | None) -> None:
         """The org's maximum expiry (``max_*_expiry_days``) caps new keys."""
@@ -431,16 +439,7 @@ class AccessRoutes:
             key = self.state.api_keys.get(key_id)
             if key is None or key.kind != SERVICE_KEY or key.revoked_at is not None:
                 raise detail_error(404, "API key not found")
-            roles = self.state.roles
-            if role_id is not None:
-                if roles.get(role_id) is None or roles[role_id].access_scope != WORKSPACE_SCOPE:
-                    raise detail_error(404, f"Workspace role {role_id} not found")
-                if not self.plan_flags()["can_use_rbac"] and roles[role_id].name != "WORKSPACE_ADMIN":
-                    raise detail_error(403, "Choosing a key's workspace role needs the Enterprise plan")
-            if org_role_id is not None and (
-                roles.get(org_role_id) is None or roles[org_role_id].access_scope != ORGANIZATION_SCOPE
-            ):
-                raise detail_error(404, f"Organization role {org_role_id} not found")
+            self._check_key_roles(role_id, org_role_id, chosen=True)
             self.state.set_service_key_roles(key.id, role_id=role_id, org_role_id=org_role_id)
             return ApiResponse(200, access_payloads.api_key_json(self.state, key))
 

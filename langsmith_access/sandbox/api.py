@@ -901,7 +901,7 @@ class SandboxApi(AccessRoutes):
                 default = "WORKSPACE_VIEWER" if body.get("read_only") is True else "WORKSPACE_ADMIN"
                 role_id = self.state.role_by_name(default).id
             self._require_manage_members(request)
-            self._require_workspace_role(role_id)
+            self._require_role(role_id, WORKSPACE_SCOPE)
             self._require_plan_allows(role_id)
             self._require_may_manage_restricted(request, role_id)
             member = self._find_active_member(org_identity_id, ls_user_id, legacy_user_id)
@@ -924,7 +924,7 @@ class SandboxApi(AccessRoutes):
         with self.state.lock:
             self._require_manage_members(request)
             membership = self._find_membership(workspace, identity_id)
-            self._require_workspace_role(role_id)
+            self._require_role(role_id, WORKSPACE_SCOPE)
             self._require_plan_allows(role_id)
             self._require_may_manage_restricted(request, role_id, membership.role_id)
             self.state.set_workspace_role(
@@ -1015,11 +1015,7 @@ class SandboxApi(AccessRoutes):
             if member is None:
                 raise detail_error(404, "Organization member not found")
             if role_id is not None:
-                role = self.state.roles.get(role_id)
-                if role is None:
-                    raise detail_error(404, f"Role {role_id} not found")
-                if role.access_scope != ORGANIZATION_SCOPE:
-                    raise detail_error(400, f"Role {role_id} ({role.display_name}) is not an organization role")
+                self._require_role(role_id, ORGANIZATION_SCOPE)
                 self.state.set_org_role(member.ls_user_id, role_id, actor=self._actor(request))
             if full_name is not None:
                 self.state.set_full_name(member.ls_user_id, full_name, actor=self._actor(request))
@@ -1045,12 +1041,14 @@ class SandboxApi(AccessRoutes):
             self.state.remove_pending_invite(identity_id, actor=self._actor(request))
         return self._deleted()
 
-    def _require_workspace_role(self, role_id: str) -> None:
+    def _require_role(self, role_id: str, scope: str) -> None:
+        """One of this org's roles (404), of ``scope`` (400)."""
         role = self.state.roles.get(role_id)
         if role is None:
             raise detail_error(404, f"Role {role_id} not found")
-        if role.access_scope != WORKSPACE_SCOPE:
-            raise detail_error(400, f"Role {role_id} ({role.display_name}) is not a workspace role")
+        if role.access_scope != scope:
+            kind = "a workspace" if scope == WORKSPACE_SCOPE else "an organization"
+            raise detail_error(400, f"Role {role_id} ({role.display_name}) is not {kind} role")
 
     def _find_active_member(
         self, org_identity_id: str | None, ls_user_id: str | None, legacy_user_id: str | None
