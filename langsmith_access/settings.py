@@ -382,23 +382,31 @@ def _path(name: str, raw: str) -> Path:
     return Path(raw)
 
 
+def file_among_the_folders(path: Path) -> Path | None:
+    """The nearest existing folder of ``path`` when it is a file, not a directory (creating
+    ``path``'s folders would fail saying only "File exists" or "Not a directory"); else None.
+    Only looked at, never made."""
+    for folder in path.parents:
+        if folder.exists():
+            return None if folder.is_dir() else folder
+    return None
+
+
 def _database_path(name: str, raw: str) -> Path:
     """The analysts' database file: refused, before anything is created beside it, when it is a
-    directory or lies under a file (only looked at, never made)."""
+    directory or lies under a file."""
     path = Path(raw)
     if path.is_dir():
         raise SettingsError(
             f"{name} names the directory {path}: point it at the database file in it, like "
             f"{path / 'langsmith_access.duckdb'}."
         )
-    for folder in path.parents:
-        if folder.exists():
-            if not folder.is_dir():
-                raise SettingsError(
-                    f"{name} is {path}, but {folder} is a file, not a directory: point it at a file "
-                    "in a directory this user can write, like data/langsmith_access.duckdb."
-                )
-            break
+    folder = file_among_the_folders(path)
+    if folder is not None:
+        raise SettingsError(
+            f"{name} is {path}, but {folder} is a file, not a directory: point it at a file "
+            "in a directory this user can write, like data/langsmith_access.duckdb."
+        )
     return path
 
 

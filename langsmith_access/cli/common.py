@@ -21,6 +21,7 @@ from langsmith_access.settings import (
     Orgs,
     Settings,
     SettingsError,
+    file_among_the_folders,
     load_orgs,
     mask_key_fragments,
     mask_keys,
@@ -74,12 +75,10 @@ count = whole_number(0)  # members, workspaces, invites
 def refuse_a_file_among_the_folders(option: str, path: Path) -> None:
     """``UsageError`` when a folder of ``path`` (an output the command creates, folders included)
     is a file: mkdir would say only "File exists" or "Not a directory", naming no fix."""
-    for folder in path.expanduser().absolute().parents:
-        if folder.exists():
-            if not folder.is_dir():
-                raise UsageError(f"{option} {path}: {folder} is a file, not a folder: choose a path "
-                                 "whose folders are folders (or move that file away).")
-            return
+    folder = file_among_the_folders(path.expanduser().absolute())
+    if folder is not None:
+        raise UsageError(f"{option} {path}: {folder} is a file, not a folder: choose a path "
+                         "whose folders are folders (or move that file away).")
 
 
 def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
