@@ -111,6 +111,15 @@ def test_skips_while_a_provisioning_run_is_in_flight(database, instance):
     assert not result.run_requests and "in progress" in result.skip_message
 
 
+def test_a_run_being_cancelled_is_still_in_flight(database, instance):
+    # Cancelling asks the run to stop; until it has, its step may still be applying requests.
+    queue_rows(database, 2)
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.CANCELING,
+                        tags={"langsmith_access/org": "default"})
+    result, _ = evaluate(instance)
+    assert not result.run_requests and "in progress" in result.skip_message
+
+
 HOLD_READ_WRITE = """
 import sys, duckdb
 conn = duckdb.connect(sys.argv[1])  # read-write: other processes cannot even open it read-only

@@ -426,8 +426,9 @@ def provision_job(orgs: Orgs) -> dg.JobDefinition:
     )
 
 
+# CANCELING included: a run asked to stop is still running its step until it notices.
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def provisioning_run_in_flight(instance: dg.DagsterInstance, slug: str) -> bool:
