@@ -115,6 +115,15 @@ def test_a_url_with_a_user_and_password_is_sent_with_basic_auth_and_without_them
     assert got.authorization == "Basic " + base64.b64encode(b"hook@ops:pa:ss").decode()
 
 
+def test_credentials_come_off_an_ipv6_address_with_its_brackets_and_port_kept():
+    # urlsplit's hostname drops the brackets; put back without them the URL would name no host.
+    # (Tests serve on 127.0.0.1 only, so the rebuilt URL is checked, not a delivery.)
+    url, authorization = notifications._without_credentials("https://bot:s%40cret@[2001:db8::1]:8443/hook?x=1")
+    assert url == "https://[2001:db8::1]:8443/hook?x=1"
+    assert authorization == "Basic " + base64.b64encode(b"bot:s@cret").decode()
+    assert notifications._without_credentials("https://[2001:db8::1]/hook") == ("https://[2001:db8::1]/hook", None)
+
+
 def test_a_url_with_credentials_and_a_port_that_is_no_port_is_a_reason_not_an_exception():
     hook = Webhook(url=Secret("https://bot:hunter2@hooks.example.com:70000/x"))
     reason = post(hook, notification("sync.failed", at=T0, org="acme"))
