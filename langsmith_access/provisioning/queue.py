@@ -208,6 +208,11 @@ def _resolve_user(conn, user: str) -> tuple[str, str | None]:
             "adds only active members to workspaces. Ask them to accept the invitation, sync, "
             "then request again."
         )
+    if "@" not in user:  # said only after the lookup: we do not decide what LangSmith takes as an email
+        raise RequestRejected(
+            f"unknown user: {user!r} is neither an email address nor a user id (a UUID), and no active "
+            "org member has it as their email: give the member's email or ls_user_id (`main.users.user_id`)."
+        )
     raise RequestRejected(
         f"unknown user: no active org member has the email {user!r} in the latest sync "
         "(check the spelling, or sync again if they joined recently)."
