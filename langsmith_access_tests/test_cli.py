@@ -146,6 +146,8 @@ def test_a_database_path_that_is_no_duckdb_file_is_named_with_the_fix(tmp_path, 
             done = cli_in_this_process(*command)
             assert done.returncode == 1, (command, done.stderr)
             assert "not a valid DuckDB database file" in done.stderr, (command, done.stderr)
+            # The file that is there, not the working copy made of it (removed again at once).
+            assert f"could not open {notes}:" in done.stderr and "notes.working" not in done.stderr, done.stderr
             assert "fix: point LANGSMITH_ACCESS_DUCKDB at" in done.stderr, (command, done.stderr)
             assert "another sync or provisioning run holds" not in done.stderr
     assert notes.read_text().startswith("meeting notes")  # nothing written over it

@@ -392,10 +392,15 @@ class AccessDatabase:
                 ensure_schema(conn)
                 if self.organization_id:
                     check_organization(conn, self.path, self.organization_id)
-        except DatabaseUnusableError:
-            if copied:  # a copy of a file that is no database: leave only what was there
-                self.working_path.unlink(missing_ok=True)
-            raise
+        except DatabaseUnusableError as error:
+            if not copied:
+                raise
+            # A copy of a file that is no database: leave only what was there, and name that file
+            # (the copy the error names is gone).
+            self.working_path.unlink(missing_ok=True)
+            if type(error) is not DatabaseUnusableError:
+                raise
+            raise DatabaseUnusableError(str(error).replace(str(self.working_path), str(self.path))) from None
 
     def begin_scratch(self) -> Path:
         """Copy the working file to the scratch file (for a sync, or for a history refresh after
