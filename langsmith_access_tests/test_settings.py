@@ -16,6 +16,7 @@ from langsmith_access.settings import (
     Secret,
     Settings,
     SettingsError,
+    cache_directory,
     check_api_key,
     load_orgs,
     mask_key_fragments,
@@ -343,3 +344,77 @@ def test_an_endpoint_with_a_space_or_control_character_inside_is_refused(endpoin
     # Not a URL: it was accepted, and every request then failed as "the connection closed".
     with pytest.raises(SettingsError, match="^LANGSMITH_ENDPOINT must be an http"):
         Settings.from_env({"LANGSMITH_ENDPOINT": endpoint})
+
+
+# ------------------------------------------------- mutation survivors (each test fails on one)
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+# Variables whose README default is no value ("required", "none: ..."): the field stays None.
+NO_DEFAULT = {"LANGSMITH_API_KEY", "LANGSMITH_ORGANIZATION_ID", "LANGSMITH_ACCESS_POLICY",
+              "LANGSMITH_ACCESS_WEBHOOK_URL"}
+
+
+def test_every_default_the_readme_documents_is_the_settings_default():
+    # README "Configuration" is where users read the defaults (rate budget, retries, unused days,
+    # sensor interval...): a default changed in the code alone would surprise every deployment.
+    rows = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`LANGSMITH_"):
+            rows[cells[0].strip("`")] = cells[-1]
+    defaults = Settings()
+    for name, variable, parse in ENVIRONMENT:
+        documented = rows[variable]  # every variable is in the table
+        if variable in NO_DEFAULT:
+            assert not documented.startswith("`") and getattr(defaults, name) is None, (variable, documented)
+        else:
+            assert documented.startswith("`"), (variable, documented)
+            assert getattr(defaults, name) == parse(variable, documented.split("`")[1]), (variable, documented)
+
+
+def test_unused_days_are_1_to_3650_as_documented():
+    assert Settings.from_env({"LANGSMITH_ACCESS_UNUSED_DAYS": "3650"}).unused_days == 3650
+    assert Settings.from_env({"LANGSMITH_ACCESS_UNUSED_DAYS": "1"}).unused_days == 1
+    refused = "^LANGSMITH_ACCESS_UNUSED_DAYS must be a number of days from 1 to 3650, got '3651'"
+    with pytest.raises(SettingsError, match=refused):
+        Settings.from_env({"LANGSMITH_ACCESS_UNUSED_DAYS": "3651"})
+
+
+def test_the_webhook_format_reads_as_every_other_value():
+    # A newline from a ConfigMap or an env file is not part of the word.
+    assert Settings.from_env({"LANGSMITH_ACCESS_WEBHOOK_FORMAT": " slack\n"}).webhook_format == "slack"
+
+
+def test_an_endpoint_whose_port_holds_a_key_is_refused_without_showing_it():
+    with pytest.raises(SettingsError, match="^LANGSMITH_ENDPOINT has an invalid port") as error:
+        Settings.from_env({"LANGSMITH_ENDPOINT": f"https://langsmith.example.com:{PASTED_KEY}/api/v1"})
+    assert "5ec2e7" not in str(error.value)
+
+
+def test_a_doubled_slash_before_the_api_suffix_leaves_no_trailing_slash():
+    # Every request path is appended to the origin: "https://h.example/" would make it "//api/v1".
+    assert Settings.from_env({"LANGSMITH_ENDPOINT": "https://h.example//api/v1/"}).endpoint == "https://h.example"
+
+
+def test_a_long_organization_id_is_cut_short_in_the_message():
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32,
+                           "LANGSMITH_ORGANIZATION_ID": "x" * 500}).client()
+    assert f"got '{'x' * 64}…'" in str(error.value) and "x" * 65 not in str(error.value)
+
+
+def test_the_cache_directory_is_its_variable_else_xdg_cache_home_else_home(tmp_path):
+    # README "Configuration": LANGSMITH_ACCESS_CACHE_DIR, else $XDG_CACHE_HOME/langsmith-access.
+    assert cache_directory({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "langsmith-access"
+    both = {"XDG_CACHE_HOME": str(tmp_path), "LANGSMITH_ACCESS_CACHE_DIR": str(tmp_path / "mine")}
+    assert cache_directory(both) == tmp_path / "mine"
+    assert cache_directory({}) == Path.home().absolute() / ".cache" / "langsmith-access"
+
+
+def test_of_several_bad_variables_the_first_is_raised_and_the_doctor_lists_all():
+    env = {"LANGSMITH_ENDPOINT": "ftp://x", "LANGSMITH_ACCESS_MAX_RETRIES": "-1"}
+    with pytest.raises(SettingsError, match="^LANGSMITH_ENDPOINT must be an http"):
+        Settings.from_env(env)
+    problems = Settings.problems_of_env(env)
+    assert problems[0].startswith("LANGSMITH_ENDPOINT must be an http")
+    assert problems[1].startswith("LANGSMITH_ACCESS_MAX_RETRIES must be a whole number")
