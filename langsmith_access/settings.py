@@ -190,8 +190,10 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
     """
     raw = endpoint
     endpoint = _unquoted(endpoint).rstrip("/")
+    # The path's suffix only: a host named "api" (http://api, a container's name) is a host.
+    path = urlsplit(endpoint).path.lower()
     for suffix in ("/api/v1", "/api"):
-        if endpoint.lower().endswith(suffix):
+        if path.endswith(suffix) and endpoint.lower().endswith(suffix):
             endpoint = endpoint[: -len(suffix)].rstrip("/")
             break
     parts = urlsplit(endpoint)

@@ -418,3 +418,13 @@ def test_of_several_bad_variables_the_first_is_raised_and_the_doctor_lists_all()
     problems = Settings.problems_of_env(env)
     assert problems[0].startswith("LANGSMITH_ENDPOINT must be an http")
     assert problems[1].startswith("LANGSMITH_ACCESS_MAX_RETRIES must be a whole number")
+
+
+@pytest.mark.parametrize(("written", "origin"), [
+    ("http://api", "http://api"), ("http://api/", "http://api"), ("https://API", "https://API"),
+    ("http://api/api/v1/", "http://api"), ("http://api:8080/api", "http://api:8080"),
+])
+def test_a_host_named_api_is_a_host_not_the_api_suffix(written, origin):
+    # DESIGN.md section 8: the host root is accepted as written; a self-hosted install reached by
+    # its container's or service's name ("api") was refused as "no http(s) URL".
+    assert Settings.from_env({"LANGSMITH_ENDPOINT": written}).endpoint == origin
