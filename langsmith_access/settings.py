@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from langsmith_access.governance.durations import DurationError, parse_duration
+from langsmith_access.governance.durations import FORMAT_HINT, DurationError, parse_duration
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 DEFAULT_DUCKDB_PATH = "data/langsmith_access.duckdb"
@@ -506,6 +506,8 @@ def _duration(name: str, raw: str) -> timedelta:
     try:
         return parse_duration(raw, name)
     except DurationError as error:
+        if _holds_key(raw):  # the parser's message quotes the value: a key pasted here is not repeated
+            raise SettingsError(f"{name} must be a duration, got {shown(raw)}: {FORMAT_HINT}.") from None
         raise SettingsError(str(error)) from None
 
 

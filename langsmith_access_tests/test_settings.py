@@ -213,6 +213,8 @@ PASTED_KEY = "lsv2_sk_" + "5ec2e7" * 6
     ("LANGSMITH_ENDPOINT", "https://5ec2e7token@langsmith.example.com/api/v1", "must not carry a user name"),
     ("LANGSMITH_ENDPOINT", "https://langsmith.example.com/api/v1#5ec2e7", "without a query or fragment"),
     ("LANGSMITH_ACCESS_MAX_RETRIES", PASTED_KEY, "must be a whole number"),
+    # The duration parser quotes what it was given: a key pasted here was repeated whole.
+    ("LANGSMITH_ACCESS_EXPIRY_WARNING", PASTED_KEY, "must be a duration"),
 ])
 def test_a_value_that_holds_a_secret_is_refused_without_showing_it(variable, value, message):
     with pytest.raises(SettingsError, match=variable) as error:
