@@ -610,3 +610,24 @@ def test_an_export_never_goes_into_another_orgs_published_copies(org_environment
         assert exported.returncode == 2, exported.stdout + exported.stderr
         assert "org 'eu'" in exported.stderr, exported.stderr
         assert sorted((p.name, p.read_bytes()) for p in published.rglob("*") if p.is_file()) == before
+
+
+def test_a_failed_runs_summary_and_fix_name_its_orgs_own_key_variable(org_environment, monkeypatch, tmp_path):
+    # What `sync --org eu` prints under a failed run: the fix comes from the error's type, in
+    # single-org words (LANGSMITH_API_KEY), and must name eu's variable, which is what is read.
+    from langsmith_access import runner
+
+    monkeypatch.setenv("LANGSMITH_API_KEY_EU", REFUSED_KEY)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    eu = load_orgs().get("eu")
+    with dg.instance_for_test() as instance:
+        outcome = runner.run_job("langsmith_access_sync", runner.sync_run_config(settings=eu.settings), org=eu,
+                                 dagster_instance=instance, log_dir=tmp_path / "logs")
+    assert not outcome.success and outcome.org == "eu"
+    # "details (stack traces): <log>": the run's events with the failure's stack trace, no key.
+    assert outcome.log_path is not None and outcome.log_path.parent == tmp_path / "logs"
+    log = outcome.log_path.read_text(encoding="utf-8")
+    assert "STEP_FAILURE" in log and 'File "' in log and REFUSED_KEY not in log, log
+    for said in (outcome.failure or "", outcome.fix or ""):
+        assert "LANGSMITH_API_KEY_EU" in said and not re.search(r"\bLANGSMITH_API_KEY\b", said), said
+        assert REFUSED_KEY not in said
