@@ -381,7 +381,18 @@ class ClientSettings:
 
 
 def _path(name: str, raw: str) -> Path:
+    _refuse_a_pasted_key(name, raw)
     return Path(raw)
+
+
+def _refuse_a_pasted_key(name: str, raw: str) -> None:
+    """A path is printed and names a file on disk: a service key or personal token (or a key's
+    body) pasted into a path variable is refused, not shown. A mere prefix (ls__archive) is a name."""
+    if _SERVICE_KEY_OR_TOKEN.search(raw) or _KEY_BODY.search(raw):
+        raise SettingsError(
+            f"{name} holds what looks like an API key (not shown): set it to a file's path; the key "
+            "belongs in LANGSMITH_API_KEY (revoke it if it was shared)."
+        )
 
 
 def file_among_the_folders(path: Path) -> Path | None:
@@ -397,6 +408,7 @@ def file_among_the_folders(path: Path) -> Path | None:
 def _database_path(name: str, raw: str) -> Path:
     """The analysts' database file: refused, before anything is created beside it, when it is a
     directory or lies under a file."""
+    _refuse_a_pasted_key(name, raw)
     path = Path(raw)
     if path.is_dir():
         raise SettingsError(
@@ -668,6 +680,8 @@ _KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\
 _KEY_FRAGMENT = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]{{12,}}")
 # A key's secret part without its prefix (``lsv2_sk_`` and ``lsv2_pt_`` keys are the prefix, 32
 # hex digits, ``_`` and 10 more): pasted without the prefix, it is still the key.
+# A service key or a personal token as LangSmith shows it: its prefix and at least 12 more characters.
+_SERVICE_KEY_OR_TOKEN = re.compile(r"lsv2_(?:sk|pt)_[A-Za-z0-9_\-]{12,}")
 _KEY_BODY = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]{32}_[0-9a-fA-F]{10}(?![A-Za-z0-9])")
 # user:password@ in a URL (up to the authority's last '@', as urllib reads it: a password may
 # hold one), and a URL's query string (where tokens travel).

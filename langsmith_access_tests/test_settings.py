@@ -215,6 +215,11 @@ PASTED_KEY = "lsv2_sk_" + "5ec2e7" * 6
     ("LANGSMITH_ACCESS_MAX_RETRIES", PASTED_KEY, "must be a whole number"),
     # The duration parser quotes what it was given: a key pasted here was repeated whole.
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", PASTED_KEY, "must be a duration"),
+    # A path is printed (sync's "published to ...", the policy's refusals) and names files on
+    # disk: a key pasted there was taken as a file name.
+    ("LANGSMITH_ACCESS_DUCKDB", PASTED_KEY, "holds what looks like an API key"),
+    ("LANGSMITH_ACCESS_DUCKDB", f"data/{PASTED_KEY}.duckdb", "holds what looks like an API key"),
+    ("LANGSMITH_ACCESS_POLICY", PASTED_KEY, "holds what looks like an API key"),
 ])
 def test_a_value_that_holds_a_secret_is_refused_without_showing_it(variable, value, message):
     with pytest.raises(SettingsError, match=variable) as error:
@@ -430,3 +435,9 @@ def test_a_host_named_api_is_a_host_not_the_api_suffix(written, origin):
     # DESIGN.md section 8: the host root is accepted as written; a self-hosted install reached by
     # its container's or service's name ("api") was refused as "no http(s) URL".
     assert Settings.from_env({"LANGSMITH_ENDPOINT": written}).endpoint == origin
+
+
+@pytest.mark.parametrize("path", ["ls__archive/langsmith_access.duckdb", "data/lsv2_notes.duckdb", "data/x.duckdb"])
+def test_a_path_that_merely_mentions_a_key_prefix_is_a_path(path):
+    settings = Settings.from_env({"LANGSMITH_ACCESS_DUCKDB": path, "LANGSMITH_ACCESS_POLICY": path})
+    assert settings.duckdb_path == settings.policy_path == Path(path)
