@@ -122,6 +122,7 @@ def test_governance_settings():
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "hooks.example.com/s3cret", "must be an http(s) URL"),
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", "ftp://hooks.example.com/s3cret", "must be an http(s) URL"),
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "http://[s3cret/", "must be an http(s) URL"),
     # A port that is no port, or a space: refused here, not "could not connect" at every delivery.
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com:44e/s3cret", "must be an http(s) URL"),
@@ -213,6 +214,8 @@ PASTED_KEY = "lsv2_sk_" + "5ec2e7" * 6
     ("LANGSMITH_ENDPOINT", "https://5ec2e7token@langsmith.example.com/api/v1", "must not carry a user name"),
     ("LANGSMITH_ENDPOINT", "https://langsmith.example.com/api/v1#5ec2e7", "without a query or fragment"),
     ("LANGSMITH_ACCESS_MAX_RETRIES", PASTED_KEY, "must be a whole number"),
+    # A key's body without its prefix (32 hex digits, '_', 10 more) is the key all the same.
+    ("LANGSMITH_ORGANIZATION_ID", "5ec2e7" * 5 + "5e_5ec2e75ec2", "must be the organization's UUID"),
     # The duration parser quotes what it was given: a key pasted here was repeated whole.
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", PASTED_KEY, "must be a duration"),
     # A path is printed (sync's "published to ...", the policy's refusals) and names files on
