@@ -678,10 +678,10 @@ _KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\
 # sent): a prefix and at least 12 more characters. "lsv2_sk_..." in the product's own help
 # text is shorter and stays.
 _KEY_FRAGMENT = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]{{12,}}")
-# A key's secret part without its prefix (``lsv2_sk_`` and ``lsv2_pt_`` keys are the prefix, 32
-# hex digits, ``_`` and 10 more): pasted without the prefix, it is still the key.
 # A service key or a personal token as LangSmith shows it: its prefix and at least 12 more characters.
 _SERVICE_KEY_OR_TOKEN = re.compile(r"lsv2_(?:sk|pt)_[A-Za-z0-9_\-]{12,}")
+# A key's secret part without its prefix (``lsv2_sk_`` and ``lsv2_pt_`` keys are the prefix, 32
+# hex digits, ``_`` and 10 more): pasted without the prefix, it is still the key.
 _KEY_BODY = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]{32}_[0-9a-fA-F]{10}(?![A-Za-z0-9])")
 # user:password@ in a URL (up to the authority's last '@', as urllib reads it: a password may
 # hold one), and a URL's query string (where tokens travel).
