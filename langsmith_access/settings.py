@@ -217,9 +217,11 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
             f"from LANGSMITH_API_KEY; set the base URL alone (like {DEFAULT_ENDPOINT})."
         )
     try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
+        port = parts.port  # raises on a port that is not a number from 0 to 65535
     except ValueError:
-        raise SettingsError(f"{name} has an invalid port: {shown(raw)}.") from None
+        port = 0
+    if port == 0:  # 0 parses, but no server listens there: every request would fail to connect
+        raise SettingsError(f"{name} has an invalid port: {shown(raw)}.")
     return endpoint
 
 

@@ -401,6 +401,15 @@ def test_an_endpoint_whose_port_holds_a_key_is_refused_without_showing_it():
     assert "5ec2e7" not in str(error.value)
 
 
+@pytest.mark.parametrize("port", ["0", "00", "65536"])
+def test_an_endpoint_on_a_port_no_server_listens_on_is_refused(port):
+    # Port 0 parses, but every request to it would fail to connect, run after run.
+    with pytest.raises(SettingsError, match="^LANGSMITH_ENDPOINT has an invalid port"):
+        Settings.from_env({"LANGSMITH_ENDPOINT": f"https://langsmith.example.com:{port}/api/v1"})
+    assert Settings.from_env({"LANGSMITH_ENDPOINT": "https://langsmith.example.com:8443/api/v1"}).endpoint == (
+        "https://langsmith.example.com:8443")
+
+
 def test_a_doubled_slash_before_the_api_suffix_leaves_no_trailing_slash():
     # Every request path is appended to the origin: "https://h.example/" would make it "//api/v1".
     assert Settings.from_env({"LANGSMITH_ENDPOINT": "https://h.example//api/v1/"}).endpoint == "https://h.example"
