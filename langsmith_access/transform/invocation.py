@@ -60,6 +60,9 @@ RESULT_EVENTS = {"LogModelResult", "LogSnapshotResult", "LogTestResult", "LogSee
 FULL_PARSE_EVENT = "UnableToPartialParse"
 # A node that did not run because something upstream failed.
 SKIP_EVENT = "SkippingDetails"
+# dbt's Python traceback of an error it also reports in words (``MainEncounteredError``):
+# logged at error level, kept in dbt.log, never in a failure message meant for a person.
+STACK_TRACE_EVENT = "MainStackTrace"
 # Statuses of a node that failed (a model or snapshot that errored, a test that failed or errored).
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 
@@ -175,7 +178,7 @@ class DbtInvocation:
                     messages[node["unique_id"]] = message
             elif name == FULL_PARSE_EVENT:
                 self.full_parse_reasons.append((info.get("msg") or "").strip())
-            elif info.get("level") == "error" and not node.get("unique_id"):
+            elif info.get("level") == "error" and not node.get("unique_id") and name != STACK_TRACE_EVENT:
                 self.errors.append((info.get("msg") or "").strip())
         self.results = [
             replace(result, message=messages[result.unique_id])

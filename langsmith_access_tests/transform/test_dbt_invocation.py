@@ -160,6 +160,20 @@ def test_an_error_outside_any_node_fails_the_run_and_is_named_in_its_message(tmp
     assert 'could not find a macro with the name "no_such_macro"' in message
 
 
+def test_a_database_dbt_cannot_open_is_named_once_and_without_dbts_stack_trace(tmp_path):
+    # The failure message is for a person (the CLI prints it line by line): dbt's stack trace
+    # stays in dbt.log, and the error dbt both logged and raised is said once.
+    database = tmp_path / "access.duckdb"
+    database.write_bytes(b"not a database" * 1000)
+    invocation = run_dbt(["build", "--select", "roles"], database_file=database,
+                         dbt_dir=tmp_path / "access.dbt").wait()
+    assert not invocation.success and invocation.returncode == 1
+    message = invocation.failure_message()
+    assert message.count("is not a valid DuckDB database file") == 1, message
+    assert "Traceback" not in message, message
+    assert "Traceback (most recent call last)" in (tmp_path / "access.dbt" / "dbt.log").read_text()
+
+
 def test_a_command_dbt_refuses_before_it_starts_is_a_failure_saying_why(tmp_path):
     invocation = run_dbt(["build", "--no-such-flag"], database_file=tmp_path / "access.duckdb",
                          dbt_dir=tmp_path / "access.dbt").wait()
