@@ -8,7 +8,7 @@ import pytest
 
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.transform import DbtRunError, build, project_hash, run_dbt, write_profile
-from langsmith_access.transform.project import PROFILES_FILE
+from langsmith_access.transform.project import PROFILES_FILE, built_by_this_project
 
 
 def _raw_database(path, *, duplicate_role: bool):
@@ -85,8 +85,12 @@ def test_a_build_names_its_database_in_a_profile_of_its_own_and_skips_unit_tests
     write_profile(dbt_dir, database)
     assert (dbt_dir / PROFILES_FILE).read_text() == before
     assert (dbt_dir / "partial_parse.msgpack").exists()
+    # Results came as events: dbt wrote no run_results.json (only a build with write_json does).
+    assert not (dbt_dir / "run_results.json").exists()
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("SELECT role_id FROM main.roles").fetchall() == [("role-a",)]
+        # The file says which project built it (a provisioning refresh rebuilds only part of it then).
+        assert built_by_this_project(conn)
     assert len(project_hash()) == 16
 
 
@@ -142,6 +146,13 @@ def test_leaving_a_build_early_waits_for_dbt_and_frees_the_file(tmp_path):
         first = next(iter(invocation))
     assert first.unique_id
     assert not invocation.success
+    # dbt was stopped, not left to finish: the marts at the end of the graph were never built.
+    with duckdb.connect(str(database), read_only=True) as conn:
+        built = {name for (name,) in conn.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    assert not {"grants", "effective_access"} & built, built
+    # Stopped at once: the nodes dbt started after the caller left failed before any query.
+    assert "not run: the build was stopped" in (tmp_path / "access.dbt" / "dbt.log").read_text()
     assert threading.active_count() == threads_before
     assert _open_for_writing_in_another_process(database) == "ok"
     with build(database, tmp_path / "access.dbt") as whole:
