@@ -456,3 +456,37 @@ def test_a_scratch_file_whose_log_was_not_folded_in_never_becomes_the_working_fi
             database.commit_scratch(scratch)
     assert database.working_path.read_bytes() == working
     assert scratch.with_name(scratch.name + ".wal").stat().st_size > 0
+
+
+def test_a_publish_copies_what_the_files_log_still_held(tmp_path):
+    # A run that died left its last writes in the log beside the file it wrote: the analysts'
+    # copy and its Parquet are written from the file with those writes folded in, not without them.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+                    "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)",
+                    str(database.working_path)], check=True)
+    assert database.working_path.with_name(database.working_path.name + ".wal").stat().st_size > 0
+    with database.writer_lease("a provisioning run"):
+        database.publish()
+    with database.read_published(timeout_seconds=1) as conn:
+        assert conn.execute("SELECT x FROM main.in_the_log").fetchall() == [(7,)]
+    assert (database.parquet_path / "in_the_log.parquet").exists()
+
+
+def test_a_scratch_file_with_writes_still_in_its_log_becomes_the_working_file_with_them(tmp_path):
+    # A provisioning run commits its scratch copy without publishing it first: the commit folds
+    # the log in itself, rather than refusing the file or dropping what the log held.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    with database.writer_lease("a provisioning run"):
+        scratch = database.begin_scratch()
+        subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+                        "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)", str(scratch)],
+                       check=True)
+        database.commit_scratch(scratch)
+    assert not scratch.exists()
+    with database.connect() as conn:
+        assert conn.execute("SELECT x FROM main.in_the_log").fetchall() == [(7,)]
