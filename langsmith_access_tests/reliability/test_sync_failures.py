@@ -22,7 +22,7 @@ from langsmith_access.provisioning.executor import Observation, record_observati
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.settings import load_orgs
 from langsmith_access.store import export
-from langsmith_access.store.database import DatabaseBusyError
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.transform import DbtRunError
 from langsmith_access.transform.history import unbuilt_observations
 from langsmith_access_tests.helpers import (
@@ -152,6 +152,24 @@ def test_a_disk_that_fills_up_while_publishing_fails_the_sync_and_commits_nothin
     recovered = run_sync()
     assert recovered.success, recovered.failure
     assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
+
+
+def test_a_commit_that_fails_after_the_copy_was_staged_publishes_nothing_and_leaves_no_copy(start_env, monkeypatch):
+    # The analysts' copy is staged before the scratch file is committed: a commit that fails
+    # then (an I/O error) must not leave that copy, as large as the database, beside it.
+    sandbox, org, database = start_env()
+    change_the_org(org)
+    before = database_state(database)
+    hidden_before = sorted(p.name for p in database.path.parent.iterdir() if p.name.startswith("."))
+
+    def io_error(self, scratch):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(AccessDatabase, "commit_scratch", io_error)
+    failed = run_sync()
+    assert not failed.success and "Input/output error" in failed.failure
+    assert database_state(database) == before
+    assert sorted(p.name for p in database.path.parent.iterdir() if p.name.startswith(".")) == hidden_before
 
 
 def test_a_sync_goes_on_when_building_first_what_a_dead_provisioning_run_verified_fails(start_env, monkeypatch):
