@@ -336,7 +336,8 @@ class WorkspaceMember:
     def from_api(cls, data: Any, workspace_id: str) -> WorkspaceMember:
         f = _Fields("MemberIdentity", data)
         listed_workspace = f.str("tenant_id")
-        if listed_workspace and listed_workspace != workspace_id:
+        # UUIDs compare without case: the same workspace in capitals is not another one.
+        if listed_workspace and listed_workspace.lower() != workspace_id.lower():
             raise UnexpectedResponseError(
                 f"MemberIdentity.tenant_id: asked for workspace {workspace_id}, got a row of "
                 f"{listed_workspace} (record id {data.get('id')!r})"

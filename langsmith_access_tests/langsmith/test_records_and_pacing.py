@@ -187,6 +187,14 @@ def test_a_workspace_member_row_of_another_workspace_is_refused():
         WorkspaceMember.from_api(row, "bbbbbbbb")
 
 
+def test_a_workspace_member_row_naming_its_workspace_in_capitals_is_of_that_workspace():
+    """A UUID in capitals is the same UUID: the row is read, under the id the caller asked for."""
+    asked = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"
+    row = {"id": "f1f1f1f1-0001-4001-8001-f1f1f1f1f1f1", "tenant_id": asked.upper(),
+           "created_at": "2026-01-04T10:00:00Z", "ls_user_id": "c2c2c2c2-0002-4002-8002-c2c2c2c2c2c2"}
+    assert WorkspaceMember.from_api(row, asked).workspace_id == asked
+
+
 def test_empty_role_ids_and_names_are_not_said_and_a_role_without_a_display_name_shows_its_name():
     member = EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "role_id": "", "workspace_memberships": [
         {"workspace_id": "ws-1", "role_id": ""}]})
