@@ -5,13 +5,25 @@ value. What each parses to is what the inventory's tables show."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
-from langsmith_access.langsmith import AccessPolicy, AuditEvent, Credential, SsoProvider
+import pytest
+
+from langsmith_access.langsmith import (
+    AccessPolicy,
+    AuditEvent,
+    Credential,
+    ServiceAccount,
+    SsoProvider,
+    UnexpectedResponseError,
+)
+from langsmith_access.langsmith.access_records import redact_short_key
 from langsmith_access.sync.inventory import (
     transform_access_policies,
     transform_audit_events,
     transform_credentials,
+    transform_service_accounts,
     transform_sso_settings,
 )
 
@@ -85,3 +97,57 @@ def test_the_names_and_ids_an_admin_typed_never_carry_a_whole_key_into_the_table
     assert credential_row["default_workspace_name"] == "default lsv2_sk_...3d4e"
     assert sso_row["provider_id"] == "okta lsv2_sk_...3d4e"
     assert sso_row["attribute_mapping_keys"] == ["email", "lsv2_sk_...3d4e"]
+
+
+def test_a_short_key_is_a_whole_secret_from_twenty_letters_and_digits_after_its_prefix():
+    """The boundary the docstring names: 19 characters of key material are a redacted key's
+    visible part, 20 are a whole secret."""
+    assert redact_short_key("lsv2_sk_" + "a" * 19) == ("lsv2_sk_" + "a" * 19, False)
+    assert redact_short_key("lsv2_sk_" + "a" * 16 + "b1c2") == ("lsv2_sk_...b1c2", True)
+
+
+def test_a_key_listing_row_without_its_required_description_is_refused_and_kinds_are_checked():
+    with pytest.raises(UnexpectedResponseError, match="APIKeyGetResponse.description: expected a string"):
+        Credential.from_api({"id": "k1", "short_key": "lsv2_sk_...a1b2"}, "service_key")
+    with pytest.raises(ValueError, match="not an API key kind: 'scim_token'"):
+        Credential.from_api({"id": "t1", "short_key": "...e5f6", "description": ""}, "scim_token")
+
+
+def test_a_service_account_keeps_when_it_changed_and_must_have_a_name():
+    account = ServiceAccount.from_api({"id": "s1", "name": "ci-bot", "organization_id": "o1",
+                                       "default_workspace_id": None, "created_at": "2026-01-01T00:00:00Z",
+                                       "updated_at": "2026-11-01T00:00:00+01:00"})
+    [row] = transform_service_accounts([account], "sync-1", NOW)
+    assert (row["name"], row["created_at"], row["updated_at"]) == (
+        "ci-bot", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 10, 31, 23, 0, tzinfo=UTC))
+    with pytest.raises(UnexpectedResponseError, match="ServiceAccount.name: expected a string"):
+        ServiceAccount.from_api({"id": "s2", "created_at": "2026-01-01T00:00:00Z"})
+
+
+def test_a_policy_group_keeps_its_resource_type_and_sso_keeps_where_jit_puts_new_users():
+    policy = AccessPolicy.from_api({"id": "a1", "condition_groups": [
+        {"permission": "prompts:read", "resource_type": "mcp_server", "conditions": []}]})
+    [row] = transform_access_policies([policy], "sync-1", NOW)
+    assert json.loads(row["condition_groups"]) == [
+        {"permission": "prompts:read", "resource_type": "mcp_server", "conditions": []}]
+    sso = SsoProvider.from_api({"id": "p1", "default_workspace_ids": ["w1", "w2"]})
+    [sso_row] = transform_sso_settings([sso], "sync-1", NOW)
+    assert sso_row["default_workspace_ids"] == ["w1", "w2"]
+
+
+def test_an_audit_events_request_parts_are_read_from_where_ocsf_puts_them_and_odd_types_left_out():
+    event = AuditEvent.from_api({
+        "time": True,  # a boolean is no epoch time: the original record's request time is used
+        "metadata": {"uid": "evt-2"}, "api": {"operation": "delete_service_key"},
+        "resources": [{"uid": "r1"}, {"uid": None}, {"uid": 7}, "r4"],
+        "http_request": {"http_method": "DELETE", "url": {"path": "/api/v1/orgs/current/service-keys/k1"}},
+        "url": {"path": "/not/the/request/path"},
+        "http_response": {"code": True},
+        "unmapped": {"original_audit_log": {"request_time": "2026-11-29T13:00:00+02:00"}}})
+    [row] = transform_audit_events([event], "sync-1", NOW)
+    assert {name: row[name] for name in ("at", "target_ids", "http_method", "path", "status_code")} == {
+        "at": datetime(2026, 11, 29, 11, 0, tzinfo=UTC), "target_ids": ["r1"], "http_method": "DELETE",
+        "path": "/api/v1/orgs/current/service-keys/k1", "status_code": None}
+    coded = AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "evt-3"},
+                                 "api": {"operation": "login"}, "http_response": {"code": 403}})
+    assert coded.status_code == 403
