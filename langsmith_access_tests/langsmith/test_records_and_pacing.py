@@ -1,6 +1,8 @@
 """Pure parts of the client: typed records, Retry-After, the rate limiter, settings."""
 
 import email.utils
+import os
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -333,3 +335,43 @@ def test_a_429_without_a_hint_waits_out_the_rest_of_the_window_the_request_fell_
     assert LangSmithClient._retry_wait(client, SimpleNamespace(status_code=503, headers={}), 90.0) is None  # type: ignore[arg-type]
     assert LangSmithClient._retry_wait(client, SimpleNamespace(status_code=404, headers={"Retry-After": "5"}),  # type: ignore[arg-type]
                                        90.0) is None
+
+
+def test_a_timestamp_without_an_offset_is_utc_whatever_the_machines_time_zone():
+    """Naive means UTC (records.py), not the local time of the machine the sync runs on."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "EST+5"  # POSIX form: needs no tz database
+    time.tzset()
+    try:
+        at = OrgMember.from_api({**ORG_MEMBER, "created_at": "2026-01-04T10:00:00"}).created_at
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+    assert at == datetime(2026, 1, 4, 10, tzinfo=timezone.utc)
+
+
+def test_each_record_keeps_its_documented_fields_and_refuses_rows_without_required_ones():
+    workspace = Workspace.from_api({"id": "w", "created_at": "2026-01-01T00:00:00Z", "display_name": "W",
+                                    "is_personal": False, "is_deleted": False,
+                                    "role_id": "11111111-1111-4111-8111-111111111111", "role_name": "Admin"})
+    assert (workspace.role_id, workspace.role_name) == ("11111111-1111-4111-8111-111111111111", "Admin")
+    assert OrgMember.from_api(ORG_MEMBER).user_id == "99999999-0002-4002-8002-999999999999"
+    row = {"id": "f1", "tenant_id": None, "created_at": "2026-01-04T10:00:00Z", "ls_user_id": "u",
+           "org_role_id": "11111111-1111-4111-8111-111111111111", "is_disabled": True}
+    member = WorkspaceMember.from_api(row, "w")
+    assert (member.org_role_id, member.is_disabled) == ("11111111-1111-4111-8111-111111111111", True)
+    enriched = EnrichedMember.from_api({
+        "id": "a", "ls_user_id": "u", "created_at": "2026-01-04T12:00:00+02:00",
+        "workspace_memberships": [{"workspace_id": "ws-1", "workspace_name": "Alpha"}]})
+    assert enriched.created_at == datetime(2026, 1, 4, 10, tzinfo=timezone.utc)
+    assert enriched.workspace_memberships[0].workspace_name == "Alpha"
+    with pytest.raises(UnexpectedResponseError,
+                       match="orgs.OrgMemberEnriched.workspace_memberships: expected a list"):
+        EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "workspace_memberships": {"workspace_id": "ws-1"}})
+    with pytest.raises(UnexpectedResponseError, match="orgs.SCIMGroup.name: expected a string"):
+        ScimGroup.from_api({"created_at": "2026-01-04T10:00:00Z"})
+    with pytest.raises(UnexpectedResponseError, match="OrgPendingIdentity.email: expected a string"):
+        PendingInvite.from_api({"id": "e1", "created_at": "2026-01-08T10:00:00Z"})
