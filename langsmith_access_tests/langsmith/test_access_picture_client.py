@@ -478,3 +478,16 @@ def test_a_proxys_refusal_of_a_workspaces_keys_is_no_reason_to_look_for_the_work
     with pytest.raises(ProxyRefusalError):
         client.list_workspace_service_keys(workspace.id)
     assert sandbox.requests_matching("GET", "/api/v1/workspaces") == []
+
+
+def test_workspaces_listed_in_capitals_have_their_keys_read_and_none_is_called_deleted(serve):
+    """A UUID in capitals is the same workspace: its keys are read, and it is not named as
+    deleted since it was listed."""
+    sandbox, client = serve()
+    org = sandbox.org
+    shared = [w.id.upper() for w in org.shared_workspaces()]
+    expected = {k.id for k in org.api_keys.values() if k.kind == WORKSPACE_SERVICE_KEY}
+    read = get_inventory(client, client.section_plan(), shared)
+    assert {c.id for c in read.of("credentials") if c.kind == WORKSPACE_SERVICE_KEY} == expected and expected
+    [keys_read] = [r for r in read.reads if r.section == "workspace_service_keys"]
+    assert (keys_read.status, keys_read.rows, keys_read.reason) == ("read", len(expected), None)
