@@ -328,7 +328,7 @@ class SsoProvider:
     default_workspace_ids: tuple[str, ...]
     metadata_url: str | None
     sso_groups_enabled: bool
-    sso_groups_claim_field: str | None
+    sso_groups_claim_field: str
     sso_groups_required: bool
     sso_groups_role_sync_enabled: bool
     attribute_mapping_keys: tuple[str, ...]
@@ -345,7 +345,8 @@ class SsoProvider:
             default_workspace_ids=f.str_list("default_workspace_ids"),
             metadata_url=f.str("metadata_url"),
             sso_groups_enabled=f.bool("sso_groups_enabled", default=False),
-            sso_groups_claim_field=f.str("sso_groups_claim_field"),
+            # SSOProvider's default: the claim LangSmith reads groups from when none is set.
+            sso_groups_claim_field=f.str("sso_groups_claim_field") or "groups",
             sso_groups_required=f.bool("sso_groups_required", default=False),
             sso_groups_role_sync_enabled=f.bool("sso_groups_role_sync_enabled", default=True),
             attribute_mapping_keys=tuple(sorted(keys)) if isinstance(keys, dict) else (),

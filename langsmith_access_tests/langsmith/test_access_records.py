@@ -57,7 +57,7 @@ def test_sso_settings_keep_what_the_org_set_and_default_what_it_left_out():
     assert [(r["sso_groups_enabled"], r["sso_groups_required"], r["sso_groups_role_sync_enabled"],
              r["sso_groups_claim_field"], r["attribute_mapping_keys"]) for r in (rows["p1"], rows["p2"])] == [
         (True, True, False, "roles", ["email", "roles"]),
-        (False, False, True, None, []),
+        (False, False, True, "groups", []),  # SSOProvider's defaults
     ]
 
 
