@@ -151,3 +151,13 @@ def test_an_audit_events_request_parts_are_read_from_where_ocsf_puts_them_and_od
     coded = AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "evt-3"},
                                  "api": {"operation": "login"}, "http_response": {"code": 403}})
     assert coded.status_code == 403
+
+
+def test_a_whole_key_among_an_audit_events_targets_is_cut_from_twenty_characters_of_key_material():
+    whole = "lsv2_sk_" + "a" * 16 + "b1c2"  # 20 characters after the prefix: a whole secret
+    short = "lsv2_sk_" + "a" * 19  # one fewer: what a listing may show of a key
+    event = AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "evt-4"},
+                                 "api": {"operation": "delete_service_key"},
+                                 "resources": [{"uid": whole}, {"uid": short}]})
+    [row] = transform_audit_events([event], "sync-1", NOW)
+    assert row["target_ids"] == ["lsv2_sk_...b1c2", short]
