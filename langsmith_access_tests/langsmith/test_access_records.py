@@ -14,6 +14,7 @@ from langsmith_access.langsmith import (
     AccessPolicy,
     AuditEvent,
     Credential,
+    OrganizationInfo,
     ServiceAccount,
     SsoProvider,
     UnexpectedResponseError,
@@ -161,3 +162,17 @@ def test_a_whole_key_among_an_audit_events_targets_is_cut_from_twenty_characters
                                  "resources": [{"uid": whole}, {"uid": short}]})
     [row] = transform_audit_events([event], "sync-1", NOW)
     assert row["target_ids"] == ["lsv2_sk_...b1c2", short]
+
+
+def test_the_ocsf_time_wins_over_the_original_request_time_and_an_org_wide_key_names_no_workspaces():
+    event = AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "evt-5"},
+                                 "api": {"operation": "login"},
+                                 "unmapped": {"original_audit_log": {"request_time": "2026-11-29T11:00:00Z"}}})
+    assert event.at == datetime.fromtimestamp(1_900_000_000, tz=UTC)
+    org_wide = Credential.from_api({"id": "k1", "short_key": "lsv2_sk_...a1b2", "description": "ci"}, "service_key")
+    [row] = transform_credentials([org_wide], "sync-1", NOW)
+    assert row["workspace_names"] is None  # null when org-wide (DESIGN.md section 9), not "no workspaces"
+
+
+def test_a_plan_tier_that_is_not_text_is_not_said():
+    assert OrganizationInfo.from_api({"id": "o", "config": {"plan_tier": 3}}).plan_tier is None
