@@ -1,7 +1,8 @@
 """Queue-time validation (against a hand-made synced database) and every plan branch."""
 
 import json
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,8 @@ from langsmith_access.provisioning.planner import (
 from langsmith_access.provisioning.queue import (
     ChangeRequest,
     RequestRejected,
+    fetch_requests,
+    iso_minutes,
     list_requests,
     resolve_change,
     set_statuses,
@@ -311,7 +314,7 @@ def policy_of(conn, tmp_path):
 def test_a_grant_for_approval_says_who_approves_and_how_long_it_waits(conn, policy_of, approvers, said):
     at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
     waiting = submit_on(conn, change(role="Admin"), policy_path=policy_of(approvers), now=at)
-    assert waiting.status == "awaiting_approval", waiting
+    assert waiting.status == "awaiting_approval" and waiting.accepted, waiting
     assert waiting.message == (
         f"awaiting approval: grant Admin in Platform for Ada@Example.com with no expiry. Approvers ({said}) decide "
         f"with `langsmith-access approve {waiting.request_id} --by EMAIL` (or deny); it waits until 2026-12-04T09:30Z.")
@@ -404,3 +407,69 @@ def test_an_expiry_undoes_only_the_membership_the_grant_left(restore, identity, 
 def test_unknown_action_is_refused():
     with pytest.raises(ValueError):
         plan_change("promote", EDITOR, None, None)
+
+
+# ---- mutation survivors of queue.py: behaviour no test above pinned down
+
+
+def test_a_time_in_a_message_is_shown_in_utc_whatever_zone_it_came_in():
+    # DuckDB hands a TIMESTAMPTZ back in the session's zone; messages always say UTC.
+    assert iso_minutes(datetime(2026, 12, 1, 19, 0, tzinfo=timezone(timedelta(hours=1)))) == "2026-12-01T18:00Z"
+
+
+def test_an_ambiguous_email_names_every_member_in_id_order(conn):
+    twin0 = "10000000-0000-4000-8000-000000000000"  # synced last, listed first
+    conn.execute("INSERT INTO main.users VALUES (?, 'oi-0', 'Twin@Example.com', false, NULL)", [twin0])
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(user="twin@example.com"))
+    assert str(caught.value) == (f"ambiguous user: 3 org members have the email 'twin@example.com' "
+                                 f"({twin0}, {TWIN1}, {TWIN2}): give the user id instead.")
+
+
+def test_an_unknown_workspace_lists_five_shared_ones_by_name_cut_short(conn):
+    conn.execute("DELETE FROM main.workspaces")
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(workspace="Nowhere"))
+    assert str(caught.value).endswith("if it was created since. The latest sync found no shared workspace.")
+    # Synced in another order than their names'; 40 characters are shown whole, 41 are cut.
+    names = ["Zeta", "Echo", "B" * 41, "Yew", "A" * 40, "Delta", "Cedar"]
+    conn.execute("INSERT INTO main.workspaces SELECT unnest(?), unnest(?)",
+                 [[f"20000000-0000-4000-8000-{n:012d}" for n in range(200, 207)], names])
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(workspace="Nowhere"))
+    shown = f"{'A' * 40}, {'B' * 39}\u2026, Cedar, Delta, Echo and 2 more"
+    assert str(caught.value).endswith(f"Shared workspaces: {shown}.")
+
+
+def test_a_revoke_with_an_end_is_refused_and_recorded(conn):
+    refused = [submit_on(conn, ChangeRequest("revoke", "ada@example.com", "Platform", "Editor", **terms))
+               for terms in ({"until": "2027-01-01T00:00Z"}, {"duration": "1h"})]
+    assert [(r.status, r.message) for r in refused] == 2 * [
+        ("rejected", "--duration and --until are for grants: a revoke takes effect when applied.")]
+    recorded = conn.execute("SELECT request_id, status FROM main.provisioning_requests ORDER BY request_seq")
+    assert recorded.fetchall() == [(r.request_id, "rejected") for r in refused]
+
+
+def test_the_same_grant_ending_at_another_time_is_refused_not_folded_into_the_queued_one(conn):
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    ending = ChangeRequest("grant", "ada@example.com", "Platform", "Editor", until="2027-01-01T00:00Z")
+    first = submit_on(conn, ending, now=at)
+    assert first.status == "pending", first
+    # Its end is kept with it: the executor counts from it.
+    [row] = fetch_requests(conn, "request_id = ?", [first.request_id])
+    assert (row["access_until"], row["access_duration_seconds"]) == (datetime(2027, 1, 1, tzinfo=UTC), None)
+    assert submit_on(conn, ending, now=at).duplicate_of == first.request_id
+    later = submit_on(conn, replace(ending, until="2027-02-01T00:00Z"), now=at)
+    assert (later.status, later.duplicate_of) == ("rejected", first.request_id)
+    assert ("with other terms: the queued grant lasts until 2027-01-01T00:00:00Z, this one asks until "
+            "2027-02-01T00:00:00Z") in later.message
+    assert submit_on(conn, replace(ending, until=None), now=at).status == "rejected"  # no end at all: other terms too
+
+
+def test_a_queued_requests_reason_and_requester_are_kept_without_surrounding_blanks(conn):
+    reasoned = submit_on(conn, ChangeRequest("grant", "ada@example.com", "Platform", "Editor",
+                                             reason="  ticket 9\u3000", requested_by=" carol@example.com "))
+    blank = submit_on(conn, ChangeRequest("grant", BOB, "Platform", "Editor", reason="   ", requested_by=" "))
+    assert reasoned.accepted and blank.accepted
+    rows = conn.execute("SELECT reason, requested_by FROM main.provisioning_requests ORDER BY request_seq").fetchall()
+    assert rows == [("ticket 9", "carol@example.com"), (None, None)]
