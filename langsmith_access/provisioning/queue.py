@@ -368,9 +368,7 @@ def submit_on(
     """``submit`` on an open working-database connection (the caller holds the writer lease).
     ``run_id``: the Dagster run the change was typed into (the Launchpad), kept on the request
     and its events."""
-    # A key typed or pasted into a field is kept, echoed and recorded only as its prefix.
-    change = replace(change, **{name: mask_keys(value) for name in _TYPED_FIELDS
-                                if isinstance(value := getattr(change, name), str)})
+    change = _masked(change)
     request_id = new_id()
     at = now or now_utc()
     governed: _Governed | None = None
@@ -545,6 +543,7 @@ def terms_of(request: dict) -> AccessTerms:
 def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, message: str) -> QueueResult:
     """Record a request refused before it could be resolved (e.g. a review sheet naming a grant
     that no longer exists), exactly as ``submit_on`` records its own rejections."""
+    change, message = _masked(change), mask_keys(message)  # a sheet's cells are typed, as fields are
     request_id = new_id()
     at = now_utc()
     try:  # what the change names, where it names something that exists: `requests` shows whom
@@ -577,6 +576,12 @@ def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange)
 
 
 _OPEN = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
+
+
+def _masked(change: ChangeRequest) -> ChangeRequest:
+    """A key typed or pasted into a field is kept, echoed and recorded only as its prefix."""
+    return replace(change, **{name: mask_keys(value) for name in _TYPED_FIELDS
+                              if isinstance(value := getattr(change, name), str)})
 
 
 def _clip(value: Any) -> str | None:

@@ -23,6 +23,7 @@ from langsmith_access.provisioning.queue import (
     fetch_requests,
     iso_minutes,
     list_requests,
+    record_rejection,
     resolve_change,
     set_statuses,
     submit_on,
@@ -473,3 +474,18 @@ def test_a_queued_requests_reason_and_requester_are_kept_without_surrounding_bla
     assert reasoned.accepted and blank.accepted
     rows = conn.execute("SELECT reason, requested_by FROM main.provisioning_requests ORDER BY request_seq").fetchall()
     assert rows == [("ticket 9", "carol@example.com"), (None, None)]
+
+
+def test_a_rejection_recorded_for_a_review_row_stores_no_key_and_names_whom_it_can(conn):
+    # A review sheet's cells are typed like a request's fields: a key pasted into one is cut to
+    # its prefix here too, as submit_on does.
+    key = "lsv2_sk_" + "7e57ab1e" * 4 + "_0123456789"
+    named = record_rejection(conn, ChangeRequest("revoke", "ada@example.com", "Platform", "Editor",
+                                                 reason=f"pasted {key}", requested_by=key), f"grant {key!r} is gone")
+    unnamed = record_rejection(conn, ChangeRequest("revoke", "ada@example.com", "Platform", key), "unknown grant")
+    assert named.status == unnamed.status == "rejected" and key not in named.message
+    rows = fetch_requests(conn)
+    assert key not in json.dumps(rows, default=str)
+    assert [r["user_id"] for r in rows] == [ADA, None]  # resolved where it names what exists
+    assert rows[0]["reason"] == "pasted lsv2_***" and rows[1]["requested_role"] == "lsv2_***"
+    assert key not in json.dumps(conn.execute("SELECT detail FROM main.provisioning_events").fetchall())
