@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.planner import (
     ADD,
     CHANGE_ROLE,
@@ -20,6 +21,7 @@ from langsmith_access.provisioning.planner import (
 from langsmith_access.provisioning.queue import (
     ChangeRequest,
     RequestRejected,
+    claim,
     fetch_requests,
     iso_minutes,
     list_requests,
@@ -489,3 +491,18 @@ def test_a_rejection_recorded_for_a_review_row_stores_no_key_and_names_whom_it_c
     assert [r["user_id"] for r in rows] == [ADA, None]  # resolved where it names what exists
     assert rows[0]["reason"] == "pasted lsv2_***" and rows[1]["requested_role"] == "lsv2_***"
     assert key not in json.dumps(conn.execute("SELECT detail FROM main.provisioning_events").fetchall())
+
+
+def test_a_claim_that_fails_midway_takes_nothing_and_the_next_claim_takes_it(conn, monkeypatch):
+    queued = submit_on(conn, change())
+
+    def full_disk(*args, **kwargs):
+        raise duckdb.IOException("could not write: no space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(queue, "record_events", full_disk)  # after the statuses were set
+        with pytest.raises(duckdb.IOException):
+            claim(conn, "run-1", None)
+    assert fetch_requests(conn)[0]["status"] == "pending"
+    assert [r["request_id"] for r in claim(conn, "run-2", None)] == [queued.request_id]
+    assert fetch_requests(conn)[0]["status"] == "in_progress"
