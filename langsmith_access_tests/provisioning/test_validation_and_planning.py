@@ -506,3 +506,24 @@ def test_a_claim_that_fails_midway_takes_nothing_and_the_next_claim_takes_it(con
     assert fetch_requests(conn)[0]["status"] == "pending"
     assert [r["request_id"] for r in claim(conn, "run-2", None)] == [queued.request_id]
     assert fetch_requests(conn)[0]["status"] == "in_progress"
+
+
+def test_a_grant_asked_again_while_it_awaits_approval_is_the_one_awaiting(conn, policy_of):
+    policy = policy_of("[carol@example.com]")
+    waiting = submit_on(conn, change(role="Admin"), policy_path=policy)
+    again = submit_on(conn, change(user="ADA@example.com", role="admin"), policy_path=policy)
+    assert (again.request_id, again.status, again.duplicate_of) == (waiting.request_id, "awaiting_approval",
+                                                                    waiting.request_id)
+    assert again.accepted and len(fetch_requests(conn)) == 1
+
+
+def test_org_admins_approve_alone_even_where_a_workspace_admin_could_otherwise(conn, policy_of):
+    # Ada, the only Organization Admin, asks for herself; Carol is only Admin of Platform.
+    conn.execute("UPDATE main.users SET org_role_id = ? WHERE user_id = ?", [ORG_ADMIN, ADA])
+    conn.execute("INSERT INTO main.grants VALUES (?, ?, ?, 'workspace_role')", [CAROL, PLATFORM, ADMIN])
+    refused = submit_on(conn, change(role="Admin"), policy_path=policy_of("org_admins"))
+    assert refused.status == "rejected"
+    assert refused.message == (
+        "nobody could approve this request (an Organization Admin): self-approval: the request is for "
+        "Ada@Example.com, and the policy does not allow self-approval. Have someone else ask for it, or fix "
+        "approval.approvers (or approval.self_approval) in the policy file.")
