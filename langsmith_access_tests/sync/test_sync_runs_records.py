@@ -150,3 +150,39 @@ def test_removing_abandoned_drafts_never_raises_for_a_file_it_cannot_read(tmp_pa
     os.utime(old, (0, 0))
     assert remove_abandoned_drafts(directory) == [old]
     assert dangling.is_symlink() and not old.exists()
+
+
+def test_a_failed_run_whose_api_use_is_not_known_leaves_those_columns_null(tmp_path):
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        ensure_schema(conn)
+        record_failed_run(conn, sync_id="r1", started_at=AT, finished_at=AT, api_stats=None,
+                          job=SYNC_JOB, failure="never got the lease")
+        run = recorded_sync_run(conn, "r1")
+    assert run is not None
+    assert [run[c] for c in ("api_calls", "api_retries", "api_rate_limited", "api_wait_seconds")] == [None] * 4
+
+
+def test_the_database_belongs_to_the_org_of_its_latest_successful_run_else_its_workspaces(tmp_path):
+    first, latest, failed = (f"0a1b2c3d-0000-4000-8000-00000000000{n}" for n in (1, 2, 3))
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        _published(conn)
+        conn.execute("CREATE OR REPLACE TABLE main.workspaces (organization_id UUID)")
+        conn.execute("INSERT INTO main.workspaces VALUES (?)", [first])
+        # No run has named its org yet (a database from before runs recorded it): the workspaces'.
+        assert organization_of(conn) == first
+        record_sync_run(conn, sync_id="s1", started_at=AT, finished_at=AT, api_stats={}, organization_id=first)
+        record_sync_run(conn, sync_id="s2", started_at=AT, finished_at=AT + timedelta(hours=1), api_stats={},
+                        organization_id=latest)
+        # A run that failed wrote nothing of its org's data: it names no owner.
+        record_failed_run(conn, sync_id="f3", started_at=AT, finished_at=AT + timedelta(hours=2), api_stats=None,
+                          job=SYNC_JOB, failure="refused", organization_id=failed)
+        assert organization_of(conn) == latest
+
+
+def test_a_draft_younger_than_the_cutoff_may_be_another_runs_about_to_be_renamed(tmp_path):
+    directory = tmp_path / "deferred"
+    directory.mkdir()
+    young = directory / ".busy-run.0a1b2c3d.tmp"
+    young.write_text("{")
+    assert remove_abandoned_drafts(directory) == []
+    assert young.exists()
