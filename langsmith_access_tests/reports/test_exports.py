@@ -322,3 +322,16 @@ def test_an_exchange_that_fails_for_another_reason_raises_rather_than_falling_ba
     with pytest.raises(FileNotFoundError, match="db_parquet"):
         export._exchange(tmp_path / ".db_parquet.gone", target)
     assert target.is_dir()
+
+
+def test_only_the_connections_own_tables_are_exported_and_listed_by_name(tmp_path):
+    # A database the session attached besides (another org's copy, say) is none of this export's.
+    with duckdb.connect() as conn:
+        _tables_of_several_sizes(conn)
+        conn.execute("ATTACH ':memory:' AS elsewhere")
+        conn.execute("CREATE TABLE elsewhere.main.other_org AS SELECT 1 AS n")
+        conn.execute("CREATE VIEW elsewhere.main.other_view AS SELECT 1 AS n")
+        written = export.export_tables(conn, tmp_path, "csv")
+    # The command prints one line per table in this order: by name, not by size.
+    assert list(written) == ["big", "grants", "roles", "sync_runs", "users", "workspaces"]
+    assert sorted(p.stem for p in tmp_path.iterdir()) == list(written)
