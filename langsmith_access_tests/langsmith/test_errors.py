@@ -7,6 +7,7 @@ import pytest
 
 from langsmith_access.langsmith import (
     AuthenticationError,
+    ConflictError,
     ConnectionFailedError,
     EndpointRedirectError,
     LangSmithError,
@@ -16,6 +17,7 @@ from langsmith_access.langsmith import (
     PermissionDeniedError,
     ProvisioningInterruptedError,
     ProxyRefusalError,
+    RequestRejectedError,
     RouteNotAvailableError,
     SectionUnavailableError,
     TransientError,
@@ -76,3 +78,26 @@ def test_each_error_says_its_own_fix(error_type, says):
     # Its own, not its parent's (the proxy refused, not the key's roles; nothing to fix, not "retry").
     parent = error_type.__mro__[1]
     assert error_type is LangSmithError or error_type.fix != parent.fix
+
+
+def test_what_an_error_keeps_for_the_operator_never_holds_a_key_and_says_why():
+    # Where a redirect pointed is shown to the operator: a key the server put in it is cut.
+    redirect = EndpointRedirectError("moved", location=f"https://example.com/api/v1/{KEY}")
+    assert redirect.location == "https://example.com/api/v1/lsv2_***"
+    # Why a route is missing, and which section a skip is about, reach the operator as given.
+    assert RouteNotAvailableError("x", reason="a UI page answered").reason == "a UI page answered"
+    skip = SectionUnavailableError("x", section="audit_events", reason="not in plan")
+    assert (skip.section, skip.reason) == ("audit_events", "not in plan")
+
+
+@pytest.mark.parametrize(("error", "not_caught_as"), [
+    # A conflict is no "not found" (a caller treating a 404 as "already gone" must not swallow
+    # it), and no refusal or 404 is a transient fault to retry.
+    (ConflictError("x"), NotFoundError),
+    (ConflictError("x"), RequestRejectedError),
+    (NotFoundError("x"), TransientError),
+    (PermissionDeniedError("x"), TransientError),
+    (SectionUnavailableError("x", section="s", reason="r"), PermissionDeniedError),
+])
+def test_no_error_is_caught_as_another_kind(error, not_caught_as):
+    assert not isinstance(error, not_caught_as)

@@ -219,6 +219,9 @@ def test_retry_after_seconds_and_http_date():
     assert _retry_after_seconds(None) is None
     assert _retry_after_seconds("soon") is None
     assert _retry_after_seconds("100000") == 120.0  # capped
+    # Not a number of seconds to sleep (time.sleep refuses NaN; infinity is no wait either).
+    for not_a_wait in ("nan", "inf", "-inf", "  "):
+        assert _retry_after_seconds(not_a_wait) is None, not_a_wait
     # An HTTP date counts from the moment the answer is read (a fixed clock here).
     now = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=timezone.utc)
     in_five_seconds = email.utils.format_datetime(datetime(2026, 3, 1, 12, 0, 5, tzinfo=timezone.utc), usegmt=True)
