@@ -396,13 +396,15 @@ def test_the_section_plan_comes_from_the_org_info_once(serve):
     assert platform.id == sandbox.organization_id and platform.flag("can_use_abac") is False
 
 
-def test_a_refusal_stays_the_sections_own_error_when_the_org_info_cannot_tell_why(serve):
+@pytest.mark.parametrize("org_info_answer", [ApiResponse(404, {"detail": "Not Found"}),
+                                             ApiResponse(403, {"error": "no org info for you"})])
+def test_a_refusal_stays_the_sections_own_error_when_the_org_info_cannot_tell_why(serve, org_info_answer):
     sandbox, client = serve()
-    # The org info, read to explain the 403, cannot be read either: the section's refusal is
-    # what the caller hears about, not the org info's failure.
+    # The org info, read to explain the 403, cannot be read either (whatever its error): the
+    # section's refusal is what the caller hears about, not the org info's failure.
     wrap_respond(sandbox, lambda original, request: (
         ApiResponse(403, {"error": "forbidden"}) if request.path.endswith("access-policies")
-        else ApiResponse(404, {"detail": "Not Found"}) if request.path == "/api/v1/orgs/current/info"
+        else org_info_answer if request.path == "/api/v1/orgs/current/info"
         else original(request)))
     refused = expect_error(PermissionDeniedError, client.list_access_policies, keys=[sandbox.api_key],
                            contains=["access_policies", "Server said: forbidden"])

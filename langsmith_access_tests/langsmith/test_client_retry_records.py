@@ -159,3 +159,23 @@ def test_the_backoff_after_a_5xx_is_half_fixed_and_half_random(at_top, waits):
         with LangSmithClient(settings, sleep=sleep, rng=_Jitter(at_top)) as client:
             assert client.list_roles()
     assert sleep.waits == waits
+
+
+def test_a_write_rate_limited_on_every_attempt_surely_was_not_applied():
+    # A 429 means the request was not taken: when every retry of a write is rate limited, the
+    # caller may send it again later without re-reading (maybe_applied is false).
+    org = generate_org(seed=7, members=40, workspaces=5)
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    role = org.role_by_name("WORKSPACE_VIEWER")
+    with SandboxServer(org) as sandbox:
+        wrap_respond(sandbox, lambda respond, request: (
+            ApiResponse(429, {"detail": "Too many requests"}, {"Retry-After": "1"})
+            if request.method == "POST" else respond(request)))
+        sleep = RecordingSleep()
+        with client_for(sandbox, sleep=sleep) as client:
+            with pytest.raises(TransientError, match="rate limited") as raised:
+                client.add_workspace_member(workspace.id, org_identity_id=outsider.id, role_id=role.id)
+    assert raised.value.maybe_applied is False
+    assert sleep.waits and set(sleep.waits) == {1.0}  # each retry waited what Retry-After asked
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
