@@ -242,8 +242,9 @@ def test_rate_limiter_never_exceeds_the_rate_in_any_minute_or_any_ten_seconds():
         now[0] += seconds
 
     limiter = RateLimiter(600, clock=lambda: now[0], sleep=sleep)
+    waited = []
     for _ in range(2000):
-        limiter.acquire()
+        waited.append(limiter.acquire())
         sent.append(now[0])
     # Any 60-second window holds at most the budget, any 10-second window at most half of it
     # (LangSmith counts 2000 a minute and 1000 per 10 s).
@@ -258,6 +259,9 @@ def test_rate_limiter_never_exceeds_the_rate_in_any_minute_or_any_ten_seconds():
     assert sent[299] == 0.0 and sent[300] == 10.0
     assert sent[599] == 10.0 and sent[600] == 60.0
     assert sent[-1] == 180.0
+    # Each request says how long it waited (the run's wait_seconds counts it): the slept time.
+    assert waited[299] == 0.0 and waited[300] == 10.0 and waited[600] == 50.0
+    assert sum(waited) == sum(later - earlier for earlier, later in zip([0.0, *sent], sent))
 
 
 def test_secret_never_shows_itself():
