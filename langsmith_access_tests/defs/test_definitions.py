@@ -84,6 +84,14 @@ def test_every_duckdb_writer_is_in_one_pool():
     assert pools and set(pools.values()) == {DUCKDB_WRITER_POOL}, pools
 
 
+def test_every_op_of_the_provisioning_and_decision_jobs_is_in_the_writers_pool():
+    # They write the org's DuckDB file as a sync does: a limit on the pool holds them too.
+    definitions = defs()
+    for name in ("provision_workspace_roles", "decide_access_request"):
+        pools = {op.name: op.pool for op in definitions.resolve_job_def(name).graph.iterate_op_defs()}
+        assert pools and set(pools.values()) == {DUCKDB_WRITER_POOL}, (name, pools)
+
+
 def test_the_schedule_cron_is_configurable(monkeypatch):
     monkeypatch.setenv("LANGSMITH_ACCESS_SYNC_CRON", "*/15 * * * *")
     schedule = defs().resolve_schedule_def("langsmith_access_sync_schedule")

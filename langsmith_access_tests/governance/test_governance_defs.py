@@ -33,6 +33,14 @@ def test_the_job_and_sensors_are_defined_and_the_sensors_run_by_default():
     assert {expiry.default_status, outbox.default_status} == {dg.DefaultSensorStatus.RUNNING}
 
 
+def test_every_sensor_ticks_at_the_configured_interval(monkeypatch):
+    # README: LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS sets how often all three tick.
+    monkeypatch.setenv("LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", "17")
+    definitions = defs()
+    for name in ("provisioning_queue_sensor", "access_expiry_sensor", "notification_outbox_sensor"):
+        assert definitions.resolve_sensor_def(name).minimum_interval_seconds == 17, name
+
+
 def decide(request_id: str, decision: str, by: str, comment: str | None = None):
     config = {"request_id": request_id, "decision": decision, "by": by}
     if comment:
@@ -186,6 +194,16 @@ def test_the_outbox_sensor_delivers_what_is_due_and_never_fails(database, instan
         assert tick(instance, "notification_outbox_sensor")[0].skip_message == "No notification due."
     assert [(b["event"], b["request_id"]) for b in receiver.bodies()] == [("access.expiring", "r-1")]
     assert receiver.path not in down.skip_message + up.skip_message
+
+
+def test_the_outbox_sensor_says_why_it_could_not_deliver(database, instance, monkeypatch):
+    # A working file it cannot read: the tick says so (not "No notification due") and never fails.
+    database.path.parent.mkdir(parents=True, exist_ok=True)
+    database.working_path.write_bytes(b"not a database" * 300)
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", "http://127.0.0.1:9/hook-path-not-said")
+    said = tick(instance, "notification_outbox_sensor")[0].skip_message
+    assert said.startswith("notifications not delivered this time: "), said
+    assert "hook-path-not-said" not in said
 
 
 def test_a_slow_receiver_costs_the_outbox_tick_one_delivery_budget_however_many_orgs(tmp_path):

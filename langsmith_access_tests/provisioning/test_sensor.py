@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.test_utils import create_run_for_test
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from langsmith_access import runner
 from langsmith_access.definitions import defs
@@ -251,3 +254,71 @@ def test_a_cleared_cursor_launches_at_once(database, instance):
     [run_request] = result.run_requests
     assert run_request.run_key.startswith("provision-default-4-")
     assert json.loads(cursor) == {"launches": {"default": 4}}
+
+
+@pytest.mark.parametrize("status", [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                                    dg.DagsterRunStatus.STARTING])
+def test_a_run_queued_or_starting_is_in_flight(database, instance, status):
+    # A run the coordinator holds back (the org's concurrency limit) or one still starting takes
+    # every pending request when it starts: a second one would only find them claimed.
+    queue_rows(database, 2)
+    # Dagster stores a queued run only with where to launch it from.
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="langsmith_access.definitions")), "__repository__"),
+        "provision_workspace_roles")
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=status,
+                        tags={"langsmith_access/org": "default"}, remote_job_origin=origin)
+    result, _ = evaluate(instance)
+    assert not result.run_requests and "in progress" in result.skip_message
+
+
+def test_only_a_provisioning_run_in_flight_holds_the_queue_back(database, instance):
+    # A sync of the same org under way is no reason to wait: the run queues behind it (the
+    # per-org limit) and then applies the requests.
+    queue_rows(database, 1)
+    create_run_for_test(instance, job_name="langsmith_access_sync", status=dg.DagsterRunStatus.STARTED,
+                        tags={"langsmith_access/org": "default"})
+    assert len(evaluate(instance)[0].run_requests) == 1
+
+
+def test_the_wait_after_failures_counts_only_this_orgs_provisioning_runs(database, instance):
+    queue_rows(database, 1)
+    for job_name, slug in (("provision_workspace_roles", "another-org"), ("langsmith_access_sync", "default")):
+        create_run_for_test(instance, job_name=job_name, status=dg.DagsterRunStatus.FAILURE,
+                            tags={"langsmith_access/org": slug})
+    assert failed_runs_backoff(instance, "default") is None
+    assert len(evaluate(instance)[0].run_requests) == 1
+    assert "The last 1 provisioning run(s)" in failed_runs_backoff(instance, "another-org")
+
+
+def test_the_wait_runs_from_the_latest_failure(database, instance):
+    first = create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                                tags={"langsmith_access/org": "default"})
+    time.sleep(1.5)
+    latest = create_run_for_test(instance, job_name="provision_workspace_roles",
+                                 status=dg.DagsterRunStatus.FAILURE, tags={"langsmith_access/org": "default"})
+    [record] = instance.get_run_records(dg.RunsFilter(run_ids=[latest.run_id]))
+    ended = record.end_time or record.update_timestamp.timestamp()
+    said = failed_runs_backoff(instance, "default", now=ended + 59)  # 30 s x 2 after the latest
+    assert said is not None and latest.run_id in said and first.run_id not in said
+    assert failed_runs_backoff(instance, "default", now=ended + 60) is None
+
+
+def test_the_wait_stops_doubling_at_30_minutes(database, instance):
+    for _ in range(8):  # 30 s x 2^7 would be 64 minutes
+        last = create_run_for_test(instance, job_name="provision_workspace_roles",
+                                   status=dg.DagsterRunStatus.FAILURE, tags={"langsmith_access/org": "default"})
+    [record] = instance.get_run_records(dg.RunsFilter(run_ids=[last.run_id]))
+    ended = record.end_time or record.update_timestamp.timestamp()
+    assert "The last 8 provisioning run(s)" in failed_runs_backoff(instance, "default", now=ended + 1799)
+    assert failed_runs_backoff(instance, "default", now=ended + 1800) is None
+
+
+def test_a_cancelled_run_ends_the_failures_in_a_row(database, instance):
+    # Cancelling is someone's decision, not LangSmith or the key failing: like a success, it
+    # ends the row of failures the wait counts.
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                        tags={"langsmith_access/org": "default"})
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.CANCELED,
+                        tags={"langsmith_access/org": "default"})
+    assert failed_runs_backoff(instance, "default") is None
