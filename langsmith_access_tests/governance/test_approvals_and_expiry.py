@@ -527,3 +527,23 @@ def test_a_policy_that_cannot_be_read_holds_the_grants_and_lets_revokes_through(
     policy.write_text(POLICY)  # fixed: the next run applies the grant
     assert provision().success
     assert request_row(database, grant.request_id)["status"] == "applied"
+
+
+def test_a_request_a_dead_run_left_in_progress_is_taken_while_the_policy_holds_grants(governed):
+    # The run takes every pending request and every one a dead run left in progress, except the
+    # grants the policy holds back: holding one must not leave the dead run's request stuck.
+    sandbox, org, database, people, receiver = governed
+    grantee, revoked = people.outsiders[0], people.editors[0]
+    grant = request_grant(grantee.email, WORKSPACE, "Editor")
+    revoke = request_revoke(revoked.email, WORKSPACE, "Editor")
+    with database.writer_lease("test"), database.connect() as conn:  # claimed by a run that died
+        conn.execute("UPDATE main.provisioning_requests SET status = 'in_progress', run_id = 'a-dead-run' "
+                     "WHERE request_id = ?", [revoke.request_id])
+    database.publish()
+    Path(os.environ["LANGSMITH_ACCESS_POLICY"]).write_text("approval: [unclosed\n")
+
+    outcome = provision()
+    assert not outcome.success and "1 pending grant(s) left pending, not applied" in outcome.failure
+    assert request_row(database, grant.request_id)["status"] == "pending"
+    assert request_row(database, revoke.request_id)["status"] == "applied"
+    assert org.membership(people.workspace.id, revoked.ls_user_id) is None

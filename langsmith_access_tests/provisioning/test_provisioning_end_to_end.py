@@ -265,6 +265,27 @@ def test_named_requests_that_are_not_pending_are_named_with_their_status(env):
     assert "`langsmith-access requests`" in unknown.failure
 
 
+def test_a_named_request_a_dead_run_left_in_progress_is_applied(env):
+    """The Launchpad's request_ids take a request a run that died left in progress, as a run that
+    names none does: it is not refused as settled."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    stuck = request_grant(outsider.email, workspace.id, "Editor")
+    with database.writer_lease("test"), database.connect() as conn:
+        conn.execute("UPDATE main.provisioning_requests SET status = 'in_progress', run_id = 'a-dead-run' "
+                     "WHERE request_id = ?", [stuck.request_id])
+    database.publish()
+    named = runner.run_job("provision_workspace_roles",
+                           {"ops": {"select_requests": {"config": {"request_ids": [stuck.request_id]}}}})
+    assert named.success, named.failure
+    assert [(o["request_id"], o["status"]) for o in named.outputs["apply_requests"]["outcomes"]] == [
+        (stuck.request_id, "applied")]
+    assert org.membership(workspace.id, outsider.ls_user_id) is not None
+    # The analysts' copy, which the sensors read, says so once the run has ended.
+    assert query(database.path, "SELECT status FROM main.provisioning_requests WHERE request_id = ?",
+                 [stuck.request_id]) == [("applied",)]
+
+
 def test_a_5xx_on_a_write_is_verified_by_a_read_not_resent(env):
     sandbox, org, database = env
     workspace, outsider, *_ = pick(org)
