@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from unittest import mock
 
@@ -111,6 +111,11 @@ def test_filter_by_workspace_name_or_id(history):
     assert expected
     for workspace in (unique.display_name, unique.display_name.upper(), unique.id):
         assert held(access_at(history.database, "--time", _between(history), "--workspace", workspace, "--json")) == expected
+    # The table's heading says which filters it was asked for.
+    table = access_at(history.database, "--time", _between(history), "--workspace", unique.id)
+    assert table.returncode == 0, table.stderr
+    heading = table.stdout.splitlines()[0]
+    assert f"(workspace {unique.id}): {len(expected)} grant" in heading, heading
 
 
 
@@ -385,6 +390,25 @@ def test_credentials_and_settings_are_those_of_the_time_asked(history, tmp_path)
     assert {row[1] for row in cells if row[0] == "api_key"} == {"lsv2_pt_new", "lsv2_pt_undated"}
     assert all(row[-1] == "never" for row in cells if row[0] == "api_key")  # EXPIRES: none set
     assert [row[1] for row in cells if row[0] == "invites_enabled"] == ["changed"]
+    settings_at_noon = json.loads(access_at(database, "--time", "2099-01-01T12:00:00Z", "--settings", "--json").stdout)
+    assert f"\nOrganization settings at 2099-01-01 12:00:00 UTC: {len(settings_at_noon['settings'])}\n" in table.stdout
+    # --settings alone (no --effective, no --credentials) is still the object the help describes.
+    assert set(settings_at_noon) == {"grants", "settings"} and settings_at_noon["settings"]
+
+
+def test_the_effective_table_marks_implicit_rows_and_lists_the_organization_role_first(history):
+    admin = _steady_org_admin(history)
+    expected = _effective(history.database, "--time", "now", "--user", admin)
+    done = access_at(history.database, "--time", "now", "--user", admin, "--effective")
+    assert done.returncode == 0, done.stderr
+    header, _types, *cells = box_rows(done.stdout.splitlines()[1:])
+    assert header == ["EMAIL", "SCOPE", "WORKSPACE ID", "ROLE", "SINCE", "UNTIL", "VIA"]
+    assert len(cells) == len(expected)
+    implicit = [row for row in cells if row[6] == "implicit: Organization Admin"]
+    assert len(implicit) == sum(g["source"] == "organization_admin" for g in expected) > 1
+    # Per person: the organization role, then each workspace by name, listed before implicit.
+    assert cells[0][1] == "organization" and cells[0][6] == "listed"
+    assert cells == sorted(cells, key=lambda row: (row[0], row[1] != "organization", row[1], row[6]))
 
 
 def duckdb_rows(database: Path, sql: str, params: list) -> list[tuple]:
@@ -484,6 +508,9 @@ def test_parse_time(monkeypatch):
         monkeypatch.undo()
         time.tzset()
     assert parse_time("2026-11-01").isoformat() == "2026-11-01T00:00:00+00:00"
+    # 'now' in any case (the help names it; an analyst may type NOW).
+    for now in ("now", "NOW", " Now "):
+        assert abs(parse_time(now) - datetime.now(timezone.utc)) < timedelta(seconds=10)
     assert parse_time("2026-11-01T12:30").isoformat() == "2026-11-01T12:30:00+00:00"
     assert parse_time("2026-11-01T12:30:00Z").isoformat() == "2026-11-01T12:30:00+00:00"
     assert parse_time("2026-11-01T14:30:00+02:00").isoformat() == "2026-11-01T12:30:00+00:00"

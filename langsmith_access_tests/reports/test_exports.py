@@ -14,6 +14,7 @@ import pytest
 from langsmith_access.store import export
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.raw_tables import RAW_TABLES
+from langsmith_access_tests.helpers import cli_in_this_process
 from langsmith_access_tests.reports.support import History, parquet_counts, rows
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -107,6 +108,22 @@ def test_export_errors(history, tmp_path):
         into = run_export(history.database, "--format", "parquet", "--out", str(inside))
         assert into.returncode == 2 and "which every publish replaces" in into.stderr, into.stderr
     assert parquet_counts(published.parquet_path) == before and not (published.docs_path / "tables").exists()
+
+
+def test_an_out_directory_given_with_a_tilde_is_under_home(history, tmp_path, monkeypatch):
+    # `--out=~/exports` reaches the command as typed: a shell expands ~ only at a word's start.
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    elsewhere.mkdir()
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(history.database))
+    monkeypatch.chdir(elsewhere)
+    done = cli_in_this_process("export", "--format", "csv", "--out=~/exports")
+    assert done.returncode == 0, done.stderr
+    assert (home / "exports" / "users.csv").is_file() and list(elsewhere.iterdir()) == []
+    assert done.stdout.endswith(f" to {home / 'exports'}\n"), done.stdout
 
 
 def test_publish_writes_parquet_beside_the_database(history):
