@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 from dagster_shared.error import SerializableErrorInfo
 
 from langsmith_access import runner
 from langsmith_access.cli import sync as sync_command
-from langsmith_access.cli.common import INTERRUPTED, run_handler
+from langsmith_access.cli.common import INTERRUPTED, count, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX, LeftoverWalError
 from langsmith_access_tests.helpers import cli_in_this_process, query
@@ -40,6 +41,7 @@ def test_sync_command_summarises_and_publishes(tmp_path):
         assert "API calls 4, retries 0" in done.stdout  # roles, workspaces, members, the org info
         assert "scim_groups: read " in done.stdout
         assert "✓ analysts_database" in done.stderr
+        assert done.stderr.startswith("Syncing ") and f" into {database}\n" in done.stderr
         assert sandbox.api_key not in done.stdout + done.stderr
     assert query(database, "SELECT count(*) FROM main.users")[0][0] == 25
     # A first sync: the build started from the parse kept for databases of this name
@@ -71,6 +73,17 @@ def test_sync_command_refuses_a_personal_token_before_any_request(tmp_path):
     assert not database.exists()
 
 
+def test_a_shrink_share_outside_0_to_1_is_a_usage_error_before_anything_runs(tmp_path, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    for share in ("1.5", "-0.1"):
+        done = cli_in_this_process("sync", "--max-shrink-share", share)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == "error: --max-shrink-share must be between 0 and 1 (0.2 = 20%)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_path, monkeypatch):
     """Without an orgs file there are no "others" to have synced; a key's secret part never shows."""
     for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
@@ -85,6 +98,25 @@ def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_pat
     assert "the others synced" not in done.stderr
     assert secret not in done.stdout + done.stderr
     assert not (tmp_path / "access.duckdb").exists()
+
+
+def test_sync_all_orgs_never_shows_a_key_one_orgs_error_quotes(tmp_path, monkeypatch):
+    # An org's own trouble (an OS error quoting a path a key was pasted into) is said, masked.
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
+    secret = "0123456789abcdef0123456789abcdef_0123456789"
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + secret)
+
+    def fails(org, args, *, named):
+        raise OSError(errno.ENAMETOOLONG, "File name too long", str(tmp_path / ("lsv2_sk_" + secret)))
+
+    monkeypatch.setattr(sync_command, "sync_org", fails)
+    done = cli_in_this_process("sync", "--all-orgs")
+    assert done.returncode == 1, done.stderr
+    assert "[default] error: [Errno 36] File name too long: " in done.stderr and "lsv2_***" in done.stderr
+    assert secret not in done.stdout + done.stderr
 
 
 def _closed_port() -> int:
@@ -120,6 +152,9 @@ def test_an_expected_failure_reads_like_advice_and_the_traces_go_to_a_log_file(t
     assert log.parent == tmp_path / "logs" and log.name.startswith("langsmith_access_sync-")
     assert "Stack Trace" in log.read_text() and "TransientError" in log.read_text()
     assert env["LANGSMITH_API_KEY"] not in done.stderr + log.read_text()
+    # A first sync: nothing to have left as it was, and it says so.
+    assert "Nothing was published: there is no analysts' database yet." in lines
+    assert "left as they were" not in done.stderr and not database.exists()
 
     # --verbose in this process (what reaches the terminal is the same; the console script's
     # own behaviour is checked above).
@@ -221,6 +256,29 @@ def test_a_database_no_sync_built_yet_gets_the_fix_not_a_catalog_error(tmp_path,
     assert not (tmp_path / "out").exists() and not (tmp_path / "review.csv").exists()  # nothing half-made
 
 
+def test_a_table_an_older_version_never_built_gets_the_fix_in_one_line(tmp_path, monkeypatch):
+    # A sync was published, but by a version without the tables this command reads.
+    database = tmp_path / "older.duckdb"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("CREATE TABLE main.sync_runs AS SELECT 'succeeded' AS status")
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    done = cli_in_this_process("access-at", "--time", "now")
+    assert done.returncode == 1, done.stderr
+    error, fix = done.stderr.splitlines()
+    assert error.startswith("error: Catalog Error: ") and "does not exist" in error, done.stderr
+    assert fix == "  fix: run langsmith-access sync: it builds every table the commands read"
+
+
+def test_a_reader_gone_before_a_write_around_the_guard_is_no_error(capfd):
+    # `... | head -1`: a write that bypassed ReaderMayLeave met the closed pipe. Not a failure.
+    def reader_gone(args):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    assert run_handler(reader_gone, argparse.Namespace()) == 0
+    assert capfd.readouterr().err == ""
+
+
 def test_a_folder_this_user_cannot_write_gets_the_fix_in_the_cli_and_in_a_failed_run(capsys, monkeypatch):
     # Root writes anywhere and nothing here may mount a read-only file system: the error is raised.
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", "/srv/access/langsmith_access.duckdb")
@@ -294,6 +352,13 @@ def test_the_demo_on_an_org_too_small_for_its_stories_says_so_before_it_starts(t
     assert "'many' is not a whole number" in cli_in_this_process("sandbox", "--workspaces", "many").stderr
 
 
+def test_a_count_may_be_zero_and_no_less():
+    # "give 0 or more", as the message says: an org of no pending invites is a real one.
+    assert count("0") == 0 and count("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^-1 is below 0: give 0 or more$"):
+        count("-1")
+
+
 def test_the_demo_with_a_bad_variable_says_which_before_the_sandbox_starts(tmp_path, monkeypatch):
     # LANGSMITH_ACCESS_DUCKDB naming a directory: the variable's own message, as every other
     # command gives it (it was DuckDB's "Is a directory", with the fix for a damaged file).
@@ -320,4 +385,5 @@ def test_a_published_sync_whose_summary_cannot_be_read_still_exits_0(tmp_path, m
     assert done.returncode == 0, done.stderr
     assert "succeeded in" in done.stderr and f"was published to {database}" in done.stderr
     assert "summary could not be read there" in done.stderr and "fix: close the session" in done.stderr
+    assert "Syncing " not in done.stderr and "✓" not in done.stderr  # --quiet: no progress lines
     assert query(database, "SELECT count(*) FROM main.users")[0][0] == 5

@@ -4,14 +4,17 @@ The clock is passed in (``now=``): backoff is checked by asking at chosen times,
 waiting.
 """
 
+import argparse
 import base64
 import json
 import logging
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from langsmith_access.cli.common import deliver_notifications
 from langsmith_access.governance import notifications
 from langsmith_access.governance.notifications import (
     CLAIM_WINDOW,
@@ -33,7 +36,7 @@ from langsmith_access.governance.notifications import (
 from langsmith_access.settings import Secret, Settings
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
-from langsmith_access_tests.helpers import lease_held_elsewhere
+from langsmith_access_tests.helpers import cli_in_this_process, lease_held_elsewhere
 
 T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 SECRET = "s3cr3t-token"
@@ -63,6 +66,52 @@ def rows(database):
 
 def webhook(receiver, fmt="json"):
     return Webhook(url=Secret(receiver.url), format=fmt, timeout_seconds=5)
+
+
+def test_a_command_says_once_per_reason_what_it_could_not_deliver(database, monkeypatch):
+    add(database)
+    add(database, event="request.failed")
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database.path))
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
+    with WebhookReceiver() as receiver:
+        receiver.status = 503
+        monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", receiver.url)
+        done = cli_in_this_process("requests")
+    assert done.returncode == 0, done.stderr  # never fails the command
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("notifications: ")]
+    assert line == ("notifications: 2 not delivered yet (the receiver answered HTTP 503); 0 delivered. "
+                    "Retried later, with backoff."), done.stderr
+    assert SECRET not in done.stdout + done.stderr
+    assert [row["status"] for row in rows(database)] == ["pending", "pending"]
+
+
+def test_with_every_org_each_line_of_what_was_not_delivered_names_its_org(tmp_path, monkeypatch, capsys):
+    # `sync --all-orgs`: one line per org, led by its slug, or the operator cannot tell whose.
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text("".join(
+        f"- slug: {slug}\n  organization_id: 00000000-0000-4000-8000-00000000000{n}\n"
+        f"  endpoint: http://127.0.0.1:9\n  api_key_env: LANGSMITH_API_KEY_{slug.upper()}\n"
+        for n, slug in enumerate(("us", "eu"), start=1)))
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(orgs_file))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    for slug in ("us", "eu"):
+        database = AccessDatabase(tmp_path / "data" / slug / "langsmith_access.duckdb")
+        database.path.parent.mkdir(parents=True)
+        with database.writer_lease("test set-up"):
+            database.ensure_working()
+        with database.writer_lease("test: raise an event"), database.connect() as conn:
+            Notifier(slug, enabled=True).notify(conn, "request.applied", at=T0)
+    with WebhookReceiver() as receiver:
+        receiver.status = 503
+        monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", receiver.url)
+        deliver_notifications(argparse.Namespace(all_orgs=True, org=None))
+    lines = sorted(capsys.readouterr().err.splitlines())
+    assert lines == [f"[{slug}] notifications: 1 not delivered yet (the receiver answered HTTP 503); 0 delivered. "
+                     "Retried later, with backoff." for slug in ("eu", "us")], lines
 
 
 def test_due_notifications_are_posted_once_as_their_documented_json(database):
