@@ -12,7 +12,10 @@ from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, resolve_org
 from langsmith_access.defs.inventory.definitions import waits_for_first_sync
 from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
+from langsmith_access.provisioning.queue import ChangeRequest, submit
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.schema import ensure_schema, previous_sync
 from langsmith_access_tests.helpers import cli_in_this_process, point_at, query
 
 UPGRADE_DATA = Path(__file__).parent / "data" / "upgrade"
@@ -50,6 +53,39 @@ def test_requests_lists_a_queue_the_first_release_wrote_before_anything_upgraded
     listed = cli_in_this_process("requests")
     assert listed.returncode == 0, listed.stderr
     assert "pending           revoke Editor in Data Science for alan.turing@Example.com" in listed.stdout
+
+
+def columns(database: Path, table: str) -> list[tuple[str, str]]:
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return conn.execute("SELECT column_name, data_type FROM information_schema.columns "
+                            "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+                            [table]).fetchall()
+
+
+def test_the_first_write_gives_the_first_releases_queue_every_column_and_keeps_its_rows(tmp_path):
+    # The first write after an upgrade (here a request queued before any sync) adds in place what
+    # this version's tables have that the first release's lacked, and keeps what that release wrote.
+    database = database_of("36525be", "queue", tmp_path / "langsmith_access.duckdb")
+    before = [(r["request_id"], r["request_seq"], r["status"], r["updated_at"]) for r in list_requests(database=database)]
+    queued = submit(AccessDatabase(database), ChangeRequest("grant", "ada@example.com", "Data Science", "Editor"))
+    assert queued.status == "rejected" and "run `langsmith-access sync` first" in queued.message
+
+    fresh, later = tmp_path / "fresh.duckdb", exported_database("00211ee", tmp_path / "later.duckdb")
+    with duckdb.connect(str(fresh)) as conn:
+        ensure_schema(conn)
+    # What a later release's tables had (the governance columns...), and the org a run was for.
+    expected = {"provisioning_requests": set(columns(later, "provisioning_requests")),
+                "sync_runs": set(columns(later, "sync_runs")) | {("organization_id", "VARCHAR")}}
+    for table, wanted in expected.items():
+        assert columns(database, table) == columns(fresh, table), table
+        assert wanted <= set(columns(database, table)), (table, wanted - set(columns(database, table)))
+    rows = list_requests(database=database)
+    assert [(r["request_id"], r["request_seq"], r["status"], r["updated_at"]) for r in rows[:3]] == before
+    assert (rows[3]["request_id"], rows[3]["request_seq"]) == (queued.request_id, 4)  # the sequence goes on
+    assert {r["expires_at"] for r in rows} == {None} and {r["approval_deadline"] for r in rows} == {None}
+    with duckdb.connect(str(database), read_only=True) as conn:  # its sync counts for the shrink guard
+        assert previous_sync(conn) == {"sync_id": "2b77ad87-b8d3-4326-a74b-9c50a4ef9f86", "users": 40,
+                                       "workspace_grants": 140}
 
 
 def test_a_request_the_last_release_queued_is_applied_and_dated_when_verified_before_any_sync(tmp_path, monkeypatch):
