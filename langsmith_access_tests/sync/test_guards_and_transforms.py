@@ -6,7 +6,12 @@ import duckdb
 import pytest
 
 from langsmith_access.langsmith import EnrichedMember, Role, Workspace
-from langsmith_access.store.schema import ensure_schema, previous_sync
+from langsmith_access.store.schema import (
+    ensure_schema,
+    previous_sync,
+    record_membership_read,
+    workspaces_no_longer_shared,
+)
 from langsmith_access.sync.extract import (
     ENRICHED_ROUTE,
     ListingReport,
@@ -68,6 +73,43 @@ def test_the_guard_counts_the_workspace_grants_the_tool_itself_revoked_since_the
     assert previous == {"sync_id": "s1", "users": 30, "workspace_grants": 25}
     assert check_shrink(previous, 30, 25).passed
     assert not check_shrink(previous, 30, 19).passed  # an outage still looks like one
+
+
+def test_the_guard_compares_with_the_latest_sync_that_succeeded_never_a_failed_one_nor_an_inventory():
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    runs = [  # sync_id, finished (hours after AT), status, job (null: a row from before jobs were recorded), users
+        ("old", 1, "succeeded", None, 10), ("sync", 2, "succeeded", "langsmith_access_sync", 20),
+        ("failed", 3, "failed", "langsmith_access_sync", 1), ("inventory", 4, "succeeded", "langsmith_access_inventory", 2)]
+    for sync_id, hours, status, job, users in runs:
+        conn.execute("INSERT INTO main.sync_runs (sync_id, started_at, finished_at, status, job, users, workspace_grants) "
+                     "VALUES (?, ?, ? + to_hours(?), ?, ?, ?, 5)", [sync_id, AT, AT, hours, status, job, users])
+    assert previous_sync(conn) == {"sync_id": "sync", "users": 20, "workspace_grants": 5}
+    conn.execute("DELETE FROM main.sync_runs WHERE sync_id = 'sync'")
+    assert previous_sync(conn) == {"sync_id": "old", "users": 10, "workspace_grants": 5}
+
+
+def test_the_workspaces_a_drop_may_come_from_are_the_shared_ones_this_listing_no_longer_shares():
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    conn.execute("CREATE TABLE main.workspaces AS SELECT * FROM (VALUES ('w1', 'Kept'), ('w2', 'Personal now'), "
+                 "('w3', 'Deleted'), ('w4', 'Gone')) AS t(workspace_id, display_name)")
+    conn.execute("CREATE TABLE main.grants AS SELECT * FROM (VALUES ('g1', 'w1'), ('g2', 'w2'), ('g3', 'w3'), "
+                 "('g4', 'w3'), ('g5', NULL)) AS t(grant_id, workspace_id)")
+    conn.execute("ALTER TABLE main.grants ADD COLUMN entitlement_type VARCHAR DEFAULT 'workspace_role'")
+    conn.execute("INSERT INTO raw.workspaces (workspace_id, is_personal, is_deleted) VALUES "
+                 "('w1', false, false), ('w2', true, false), ('w3', false, true)")
+    assert workspaces_no_longer_shared(conn) == [("Deleted", 2), ("Personal now", 1), ("Gone", 0)]  # most first
+
+
+def test_each_sync_replaces_the_membership_read_on_file():
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    for sync_id, route in (("s1", "enriched_members"), ("s2", "workspace_members")):
+        record_membership_read(conn, sync_id=sync_id, membership_route=route, route_reason=None,
+                               anonymity_restricted=False, withheld_values_kept=3)
+    assert conn.execute("SELECT sync_id, membership_route, withheld_values_kept FROM raw.membership_read").fetchall() == [
+        ("s2", "workspace_members", 3)]
 
 
 def test_enriched_transform_splits_members_invites_and_memberships():
