@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -223,6 +225,44 @@ def test_the_lease_is_reentrant_in_its_thread_and_keeps_other_threads_out_until_
     thread.start()
     thread.join()
     assert outcome == ["busy", "took it"]
+
+
+def test_a_thread_kept_waiting_takes_the_lease_once_its_holder_lets_go(tmp_path):
+    # A sync and a provisioning run in one process take turns: the one that comes second waits.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    taken, outcome = threading.Event(), []
+
+    def second() -> None:
+        taken.wait()
+        try:
+            with database.writer_lease("a provisioning run", timeout_seconds=10):
+                outcome.append(time.monotonic())
+        except DatabaseBusyError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with database.writer_lease("a sync", timeout_seconds=1):
+        taken.set()
+        time.sleep(0.3)
+        released = time.monotonic()
+    thread.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], float) and outcome[0] >= released, outcome
+
+
+def test_a_writer_kept_waiting_by_another_process_takes_the_lease_once_it_lets_go(tmp_path, caplog):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    database.path.parent.mkdir(parents=True, exist_ok=True)
+    held = os.open(database.lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # another process's lease
+    fcntl.flock(held, fcntl.LOCK_EX)
+    letting_go = threading.Timer(0.3, os.close, [held])
+    letting_go.start()
+    try:
+        with caplog.at_level(logging.WARNING), database.writer_lease("a sync", timeout_seconds=10):
+            assert database.is_busy()
+    finally:
+        letting_go.join()
+    assert any(r.getMessage().startswith("waiting to a sync") for r in caplog.records)  # it waited, and said so
 
 
 def test_a_writer_that_gave_up_waiting_can_take_the_lease_once_it_is_free(tmp_path):
