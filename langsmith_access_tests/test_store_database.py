@@ -29,7 +29,7 @@ from langsmith_access.store.database import (
     LeftoverWalError,
 )
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.store.sync_runs import has_published_sync, record_failed_run
+from langsmith_access.store.sync_runs import OtherOrganizationError, has_published_sync, record_failed_run
 from langsmith_access_tests.helpers import lease_held_elsewhere
 
 
@@ -297,6 +297,27 @@ def test_a_removed_working_file_starts_again_from_the_analysts_copy(tmp_path):
             assert conn.execute("SELECT x FROM main.kept").fetchall() == [(42,)]
 
 
+def test_a_working_file_holding_another_orgs_data_is_refused_naming_the_database_configured(tmp_path):
+    # What the run would write is checked: here a run committed the working file and died before
+    # it published, so there is no analysts' copy to tell.
+    ours, theirs = "0a1b2c3d-0000-4000-8000-00000000cafe", "0a1b2c3d-0000-4000-8000-00000000beef"
+    database = AccessDatabase(tmp_path / "access.duckdb", organization_id=ours)
+    with database.writer_lease("a sync"):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute("INSERT INTO main.sync_runs (sync_id, started_at, finished_at, status, organization_id) "
+                         "VALUES ('s1', now(), now(), 'succeeded', ?)", [ours])
+    assert not database.path.exists()
+    before = database.working_path.read_bytes()
+    other = AccessDatabase(database.path, organization_id=theirs)
+    with other.writer_lease("a sync for another org"), pytest.raises(OtherOrganizationError) as refused:
+        other.ensure_working()
+    assert f"{database.path} holds organization {ours}'s data" in str(refused.value)
+    assert database.working_path.read_bytes() == before
+    with database.writer_lease("the same org, spelled otherwise"):
+        AccessDatabase(database.path, organization_id=ours.upper()).ensure_working()
+
+
 def test_an_analysts_copy_that_is_no_database_leaves_no_working_file_behind(tmp_path):
     database = AccessDatabase(tmp_path / "access.duckdb")
     database.path.write_bytes(b"not a database" * 300)
@@ -420,9 +441,14 @@ def test_a_scratch_copy_starts_clean_of_what_dead_runs_left_and_its_discard_leav
     ahead = tmp_path / f"{database.dbt_target_path.name}-ahead-4242"  # a parse made ahead by an older version
     ahead.mkdir()
     (ahead / "partial_parse.msgpack").write_bytes(b"parse")
+    spill = database.scratch_path.with_name(database.scratch_path.name + ".tmp")  # DuckDB's, of a build that died
+    spill.mkdir()
+    (spill / "duckdb_temp_storage-0.tmp").write_bytes(b"spilled")
+    named_after_its_run = tmp_path / "access.sync-3f2a.duckdb"  # an older version's scratch file
+    named_after_its_run.write_bytes(b"copy")
     with database.writer_lease("a sync"):
         scratch = database.begin_scratch()
-        assert not ahead.exists()
+        assert not ahead.exists() and not spill.exists() and not named_after_its_run.exists()
         scratch.with_name(scratch.name + ".wal").write_bytes(b"log")  # a run that died mid-write
         database.discard_scratch(scratch)
     assert sorted(p.name for p in tmp_path.iterdir() if ".sync-" in p.name) == []
