@@ -6,10 +6,13 @@ import json
 import logging
 import shutil
 
+import dbt.include.duckdb
+import dbt.include.global_project
 import pytest
 
 from langsmith_access.transform import build, parse_seed, run_dbt
 from langsmith_access.transform.parse_seed import seeds_directory
+from langsmith_access.transform.project import write_profile
 from langsmith_access_tests.transform.test_dbt_invocation import _raw_database
 
 NOT_FOUND = "saved manifest not found"
@@ -110,3 +113,24 @@ def test_a_parse_kept_by_another_installation_is_not_used(cache, tmp_path, monke
 
     assert any(NOT_FOUND in reason for reason in other.full_parse_reasons)
     assert len(list(seeds_directory().iterdir())) == 2
+
+
+def test_a_database_with_a_parse_of_its_own_keeps_it(cache, tmp_path):
+    dbt_dir = write_profile(tmp_path / "dbt", tmp_path / "access.sync-scratch.duckdb")  # the kept parse's name
+    own = dbt_dir / "partial_parse.msgpack"
+    own.write_bytes(b"its own parse")
+    assert not parse_seed.start_from_saved_parse(dbt_dir)
+    assert own.read_bytes() == b"its own parse"
+
+
+@pytest.mark.parametrize("moved", [(parse_seed, "DBT_PROJECT_DIR"), (dbt.include.global_project, "PACKAGE_PATH"),
+                                   (dbt.include.duckdb, "PACKAGE_PATH")], ids=["project", "dbt", "adapter"])
+def test_a_parse_is_kept_per_installation_of_the_project_and_of_dbt(tmp_path, monkeypatch, moved):
+    """Each directory a parse names (the project's, dbt's global macros, the adapter's) is part of
+    its key: a checkout run beside an installed copy, with the same dbt, parses for itself."""
+    dbt_dir = write_profile(tmp_path / "dbt", tmp_path / "access.sync-scratch.duckdb")
+    here = parse_seed.profile_state(dbt_dir)
+    module, name = moved
+    monkeypatch.setattr(module, name, f"/elsewhere{getattr(module, name)}")
+    there = parse_seed.profile_state(dbt_dir)
+    assert there[0] == here[0] and there[1] != here[1]  # dbt's own hash of the profile is the same
