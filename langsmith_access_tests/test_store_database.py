@@ -297,6 +297,31 @@ def test_a_removed_working_file_starts_again_from_the_analysts_copy(tmp_path):
             assert conn.execute("SELECT x FROM main.kept").fetchall() == [(42,)]
 
 
+def test_a_removed_working_files_log_is_set_aside_not_replayed_onto_the_analysts_copy(tmp_path, caplog):
+    # A writer died (kill -9) leaving its writes in the working file's log; the operator moved the
+    # damaged working file aside, as the fix says, but not its log. DuckDB replays a log it finds
+    # beside a file: onto the copy of the analysts' database it would apply another file's writes.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    subprocess.run(
+        [sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+         "c.execute('CREATE TABLE main.of_the_lost_file AS SELECT 7 AS x'); os._exit(0)", str(database.working_path)],
+        check=True)
+    log = database.working_path.with_name(database.working_path.name + ".wal")
+    assert log.stat().st_size > 0
+    database.working_path.rename(tmp_path / "damaged.duckdb")
+    with caplog.at_level(logging.WARNING), database.writer_lease("the next run"):
+        database.ensure_working()
+        with database.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'of_the_lost_file'"
+                                ).fetchone() == (0,)
+    [aside] = tmp_path.glob(f"{log.name}.orphaned-*")
+    assert aside.stat().st_size > 0 and not log.exists()  # kept, not lost
+    assert f"set aside as {aside.name}" in caplog.text
+
+
 def test_a_working_file_holding_another_orgs_data_is_refused_naming_the_database_configured(tmp_path):
     # What the run would write is checked: here a run committed the working file and died before
     # it published, so there is no analysts' copy to tell.

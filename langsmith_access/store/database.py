@@ -386,6 +386,7 @@ class AccessDatabase:
         """
         copied = not self.working_path.exists() and self.path.exists()
         if copied:
+            self._set_aside_orphaned_log()
             shutil.copyfile(self.path, self.working_path)
         try:
             with self.connect() as conn:
@@ -401,6 +402,18 @@ class AccessDatabase:
             if type(error) is not DatabaseUnusableError:
                 raise
             raise DatabaseUnusableError(str(error).replace(str(self.working_path), str(self.path))) from None
+
+    def _set_aside_orphaned_log(self) -> None:
+        """The log of a working file that is gone (moved aside after a writer died): DuckDB would
+        replay it onto the copy of the analysts' database that replaces that file, writes of
+        another file's state applied to this one. Kept beside it, under another name, not lost."""
+        wal = wal_path(self.working_path)
+        if not wal.exists():
+            return
+        aside = wal.with_name(f"{wal.name}.orphaned-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        os.replace(wal, aside)
+        logger.warning("%s had no database file beside it: set aside as %s, not replayed onto the working "
+                       "file made from %s", wal.name, aside.name, self.path.name)
 
     def begin_scratch(self) -> Path:
         """Copy the working file to the scratch file (for a sync, or for a history refresh after
