@@ -161,6 +161,11 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
     queued = cli_in_this_process("request", "grant", "--org", "us", "--user", "ana@example.com",
                                  "--workspace", "Research", "--role", "Viewer", "--reason", "r", "--json")
     assert "`langsmith-access sync --org us` first" in json.loads(queued.stdout)["message"], queued.stdout
+    # And in the recorded rejection as `requests` lists it, the way the org runs the command.
+    [listed] = json.loads(cli_in_this_process("requests", "--org", "us", "--json").stdout)
+    assert "`langsmith-access sync --org us` first" in listed["status_detail"], listed
+    shown = cli_in_this_process("requests", "--org", "us").stdout
+    assert "`langsmith-access sync --org us` first" in shown, shown
 
 
 def shrunk_since_the_last_sync(two_orgs: TwoOrgs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

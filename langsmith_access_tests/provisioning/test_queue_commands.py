@@ -1,0 +1,55 @@
+"""`request grant|revoke`, `requests` and `provision` as scripts read them (DESIGN.md section 2,
+README "Provisioning workspace roles"): what each records, its --json keys and its exit code,
+against the synced env, in this process."""
+
+import json
+
+from langsmith_access_tests.helpers import cli_in_this_process, query
+
+
+def _outsider_and_member(org):
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members()
+                    if m.ls_user_id not in workspace.memberships and not m.is_disabled)
+    member = next(m for m in org.active_members() if m.ls_user_id in workspace.memberships and not m.is_disabled)
+    return workspace, outsider, member
+
+
+def test_a_request_keeps_its_reason_and_a_duplicate_names_the_queued_one_in_json(env):
+    sandbox, org, database = env
+    workspace, outsider, member = _outsider_and_member(org)
+    role = org.role(workspace.memberships[member.ls_user_id].role_id).display_name
+    grant = ("request", "grant", "--user", outsider.email, "--workspace", workspace.id, "--role", "Viewer")
+    first = cli_in_this_process(*grant, "--reason", "on-call", "--json")
+    assert first.returncode == 0, first.stderr
+    queued = json.loads(first.stdout)
+    assert set(queued) == {"request_id", "status", "message", "duplicate_of"}
+    assert (queued["status"], queued["duplicate_of"]) == ("pending", None)
+    revoke = cli_in_this_process("request", "revoke", "--user", member.email, "--workspace", workspace.id,
+                                 "--role", role, "--reason", "left the team")
+    assert revoke.returncode == 0, revoke.stderr
+    assert dict(query(database.path, "SELECT request_id, reason FROM main.provisioning_requests")) == {
+        queued["request_id"]: "on-call", revoke.stdout.strip(): "left the team"}
+
+    # The same grant again: one request, its id and status, and its id in duplicate_of.
+    again = cli_in_this_process(*grant, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) | {"message": ""} == {
+        "request_id": queued["request_id"], "status": "pending", "message": "", "duplicate_of": queued["request_id"]}
+    assert query(database.path, "SELECT count(*) FROM main.provisioning_requests") == [(2,)]
+
+
+def test_requests_lists_only_the_status_asked_for(env):
+    sandbox, org, database = env
+    workspace, outsider, _ = _outsider_and_member(org)
+    queued = cli_in_this_process("request", "grant", "--user", outsider.email, "--workspace", workspace.id,
+                                 "--role", "Viewer")
+    rejected = cli_in_this_process("request", "grant", "--user", "nobody@nowhere.example", "--workspace",
+                                   workspace.id, "--role", "Viewer", "--json")
+    assert (queued.returncode, rejected.returncode) == (0, 2), (queued.stderr, rejected.stderr)
+    rejected_id = json.loads(rejected.stdout)["request_id"]
+    listed = cli_in_this_process("requests", "--status", "REJECTED", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["request_id"], r["status"]) for r in json.loads(listed.stdout)] == [(rejected_id, "rejected")]
+    shown = cli_in_this_process("requests", "--status", "pending")
+    assert [line.split()[:2] for line in shown.stdout.splitlines()] == [[queued.stdout.strip(), "pending"]]
