@@ -53,3 +53,15 @@ def test_requests_lists_only_the_status_asked_for(env):
     assert [(r["request_id"], r["status"]) for r in json.loads(listed.stdout)] == [(rejected_id, "rejected")]
     shown = cli_in_this_process("requests", "--status", "pending")
     assert [line.split()[:2] for line in shown.stdout.splitlines()] == [[queued.stdout.strip(), "pending"]]
+
+
+def test_provision_with_nothing_pending_exits_0_and_says_so(env):
+    sandbox, org, database = env
+    done = cli_in_this_process("provision", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    # A real run's keys (README): `before_the_queue` is a dry run's word only.
+    assert set(answer) == {"run_id", "success", "failure", "requests", "policy_changes", "unexplained_changes"}
+    assert (answer["success"], answer["failure"], answer["requests"]) == (True, None, [])
+    said = cli_in_this_process("provision")
+    assert (said.returncode, said.stdout, said.stderr) == (0, "", "no pending requests\n")
