@@ -65,3 +65,19 @@ def test_provision_with_nothing_pending_exits_0_and_says_so(env):
     assert (answer["success"], answer["failure"], answer["requests"]) == (True, None, [])
     said = cli_in_this_process("provision")
     assert (said.returncode, said.stdout, said.stderr) == (0, "", "no pending requests\n")
+
+
+def test_a_failed_provisioning_run_exits_1_and_shows_its_traces_only_with_verbose(env, tmp_path, monkeypatch):
+    sandbox, org, database = env
+    workspace, outsider, _ = _outsider_and_member(org)
+    assert cli_in_this_process("request", "grant", "--user", outsider.email, "--workspace", workspace.id,
+                               "--role", "Viewer").returncode == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("approval: [unclosed\n")  # the run holds the grant and fails, naming the file
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(policy))
+    for extra in ((), ("--verbose",)):
+        done = cli_in_this_process("provision", *extra)
+        assert done.returncode == 1, (extra, done.stderr)
+        assert "Provisioning run failed: " in done.stderr and str(policy) in done.stderr, done.stderr
+        assert "no pending requests" not in done.stderr
+        assert ("Stack Trace" in done.stderr) == bool(extra), (extra, done.stderr)
