@@ -72,8 +72,10 @@ def request_revoke(user: str, workspace: str, role: str, *, reason: str | None =
     """Queue a workspace-role revoke in ``org``'s queue; a rejected one is recorded and returned
     with its reason. A revoke takes effect when applied: ``duration`` or ``until`` (as typed on
     the command line) gets it rejected, and recorded as such."""
+    # The org resolved even with ``database`` given: a file of another org's data is refused, as for a grant.
+    the_org = resolve_org(org)
     change = ChangeRequest("revoke", user, workspace, role, reason, requested_by, duration=duration, until=until)
-    return submit(_database(database, org), change)
+    return submit(_database(database, the_org), change)
 
 
 def approve(request_id: str, *, by: str, comment: str | None = None,

@@ -4,6 +4,10 @@ against the synced env, in this process."""
 
 import json
 
+import pytest
+
+from langsmith_access.api import request_grant, request_revoke
+from langsmith_access.store.sync_runs import OtherOrganizationError
 from langsmith_access_tests.helpers import cli_in_this_process, query
 
 
@@ -81,3 +85,17 @@ def test_a_failed_provisioning_run_exits_1_and_shows_its_traces_only_with_verbos
         assert "Provisioning run failed: " in done.stderr and str(policy) in done.stderr, done.stderr
         assert "no pending requests" not in done.stderr
         assert ("Stack Trace" in done.stderr) == bool(extra), (extra, done.stderr)
+
+
+def test_a_revoke_from_python_into_another_orgs_database_file_is_refused_like_a_grant(env, monkeypatch):
+    # api.request_grant/request_revoke(database=...) write for the configured org: a file holding
+    # another org's data is refused for either, before anything is recorded.
+    sandbox, org, database = env
+    workspace, outsider, member = _outsider_and_member(org)
+    role = org.role(workspace.memberships[member.ls_user_id].role_id).display_name
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-0000000000aa")
+    with pytest.raises(OtherOrganizationError, match="holds organization"):
+        request_grant(outsider.email, workspace.id, "Viewer", database=database.path)
+    with pytest.raises(OtherOrganizationError, match="holds organization"):
+        request_revoke(member.email, workspace.id, role, database=database.path)
+    assert query(database.path, "SELECT count(*) FROM main.provisioning_requests") == [(0,)]
