@@ -99,3 +99,15 @@ def test_a_revoke_from_python_into_another_orgs_database_file_is_refused_like_a_
     with pytest.raises(OtherOrganizationError, match="holds organization"):
         request_revoke(member.email, workspace.id, role, database=database.path)
     assert query(database.path, "SELECT count(*) FROM main.provisioning_requests") == [(0,)]
+
+
+def test_approve_and_deny_json_say_what_was_asked_and_that_nothing_was_recorded(env):
+    # README: `approve|deny --json` is {"request_id", "decision", "recorded", "status", "message"}; an
+    # unknown id is refused (exit 2), its status null, the refusal recorded.
+    for command, decision in (("approve", "approved"), ("deny", "denied")):
+        done = cli_in_this_process(command, "no-such-request", "--by", "ops@example.com", "--json")
+        assert done.returncode == 2, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer | {"message": ""} == {"request_id": "no-such-request", "decision": decision, "recorded": False,
+                                            "status": None, "message": ""}
+        assert "unknown request id no-such-request" in answer["message"]
