@@ -111,3 +111,29 @@ def test_approve_and_deny_json_say_what_was_asked_and_that_nothing_was_recorded(
         assert answer | {"message": ""} == {"request_id": "no-such-request", "decision": decision, "recorded": False,
                                             "status": None, "message": ""}
         assert "unknown request id no-such-request" in answer["message"]
+
+
+def test_a_recorded_decision_exits_0_and_says_so_on_stdout(env, tmp_path, monkeypatch):
+    sandbox, org, database = env
+    workspace, outsider, member = _outsider_and_member(org)
+    other = next(m for m in org.active_members() if not m.is_disabled and m.ls_user_id not in workspace.memberships
+                 and m.ls_user_id != outsider.ls_user_id)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f'approval:\n  required: ["Admin"]\n  approvers: ["{member.email}"]\n')
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(policy))
+    waiting = {}
+    for grantee in (outsider, other):
+        done = cli_in_this_process("request", "grant", "--user", grantee.email, "--workspace", workspace.id,
+                                   "--role", "Admin", "--requested-by", "ops@example.com")
+        assert done.returncode == 0 and "awaiting approval" in done.stderr, done.stderr
+        waiting[grantee.ls_user_id] = done.stdout.strip()
+    approved = cli_in_this_process("approve", waiting[outsider.ls_user_id], "--by", member.email, "--json")
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout) | {"message": ""} == {
+        "request_id": waiting[outsider.ls_user_id], "decision": "approved", "recorded": True, "status": "pending",
+        "message": ""}
+    denied = cli_in_this_process("deny", waiting[other.ls_user_id], "--by", member.email, "--comment", "not now")
+    assert (denied.returncode, denied.stderr) == (0, ""), denied.stderr
+    assert denied.stdout.startswith(f"denied: Admin in {workspace.display_name} for "), denied.stdout
+    assert dict(query(database.path, "SELECT request_id, status FROM main.provisioning_requests")) == {
+        waiting[outsider.ls_user_id]: "pending", waiting[other.ls_user_id]: "denied"}
