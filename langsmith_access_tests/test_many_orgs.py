@@ -605,6 +605,17 @@ def test_a_review_sheet_never_goes_into_another_orgs_database(org_environment, s
         assert queued.returncode == 2 and "org 'eu'" in queued.stderr, queued.stdout + queued.stderr
 
 
+def test_a_review_sheets_advice_carries_its_org_in_text_and_json(org_environment, synced, tmp_path):
+    sheet = tmp_path / "review.csv"
+    sheet.write_text("grant_id,decision\nno-such-grant,revoke\n", encoding="utf-8")
+    advice = "`langsmith-access review export --org us`"
+    shown = cli_in_this_process("review", "queue-revokes", "--org", "us", "--file", str(sheet), "--dry-run")
+    assert shown.returncode == 2 and advice in shown.stdout, shown.stdout + shown.stderr
+    done = cli_in_this_process("review", "queue-revokes", "--org", "us", "--file", str(sheet), "--dry-run", "--json")
+    [outcome] = json.loads(done.stdout)["outcomes"]
+    assert done.returncode == 2 and advice in outcome["message"], outcome
+
+
 def test_an_export_never_goes_into_another_orgs_published_copies(org_environment, synced):
     """``export --org us`` into eu's Parquet copy would give eu's analysts us's grants."""
     two_orgs = org_environment
