@@ -2,6 +2,7 @@
 README "Provisioning workspace roles"): what each records, its --json keys and its exit code,
 against the synced env, in this process."""
 
+import getpass
 import json
 
 import pytest
@@ -32,8 +33,9 @@ def test_a_request_keeps_its_reason_and_a_duplicate_names_the_queued_one_in_json
     revoke = cli_in_this_process("request", "revoke", "--user", member.email, "--workspace", workspace.id,
                                  "--role", role, "--reason", "left the team")
     assert revoke.returncode == 0, revoke.stderr
-    assert dict(query(database.path, "SELECT request_id, reason FROM main.provisioning_requests")) == {
-        queued["request_id"]: "on-call", revoke.stdout.strip(): "left the team"}
+    recorded = query(database.path, "SELECT request_id, reason, requested_by FROM main.provisioning_requests")
+    assert {r[0]: r[1:] for r in recorded} == {queued["request_id"]: ("on-call", getpass.getuser()),
+                                               revoke.stdout.strip(): ("left the team", getpass.getuser())}
 
     # The same grant again: one request, its id and status, and its id in duplicate_of.
     again = cli_in_this_process(*grant, "--json")
