@@ -115,6 +115,29 @@ def test_a_session_that_wrote_to_the_analysts_copy_never_makes_it_unreadable(tmp
         analyst.wait()
 
 
+def test_a_working_file_put_back_beside_another_files_log_says_to_move_the_log_aside(tmp_path):
+    # A writer died leaving the working file's log; the operator restored an older working file by
+    # hand. No run removes that log (only a publish removes the analysts' copy's): the fix says so.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    subprocess.run(
+        [sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+         "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)", str(database.working_path)],
+        check=True)
+    wal = database.working_path.with_name(database.working_path.name + ".wal")
+    restored = tmp_path / "restored.duckdb"
+    duckdb.connect(str(restored)).execute("CREATE TABLE main.restored AS SELECT 1 AS x").close()
+    os.replace(restored, database.working_path)
+    with pytest.raises(LeftoverWalError) as refused, database.writer_lease("the next run"), database.connect():
+        pass
+    assert str(wal) in refused.value.fix and "no run removes it" in refused.value.fix
+    assert "read-only" not in refused.value.fix and "next sync or provisioning run removes" not in refused.value.fix
+    os.replace(wal, tmp_path / "aside.wal")  # the fix, followed
+    with database.writer_lease("the next run"), database.connect() as conn:
+        assert conn.execute("SELECT x FROM main.restored").fetchall() == [(1,)]
+
+
 def test_a_scratch_copy_cut_short_by_a_full_disk_is_removed(tmp_path, monkeypatch):
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):

@@ -94,17 +94,25 @@ class DatabaseUnusableError(RuntimeError):
 
 
 class LeftoverWalError(DatabaseUnusableError):
-    """DuckDB's write-ahead log beside the analysts' copy belongs to a file that copy replaced:
-    a session wrote to the analysts' copy (which only publishing should write), and DuckDB
-    refuses to open the new file with another file's log."""
+    """DuckDB's write-ahead log beside a file belongs to a file that one replaced, and DuckDB
+    refuses to open the new file with another file's log. Beside the analysts' copy: a session
+    wrote to it (only publishing should), and the next publish removes the log. Beside the working
+    file (put back by hand): nothing removes it (``analysts_copy=False``)."""
 
-    def __init__(self, path: Path, detail: str):
+    def __init__(self, path: Path, detail: str, *, analysts_copy: bool = True):
         wal = wal_path(path)
-        self.fix = (
-            f"close the session that wrote to {path.name} (analysts open it read-only: it is replaced "
-            f"at every publish, and what is written there is lost); the next sync or provisioning run "
-            f"removes {wal.name}, or move {wal} aside now"
-        )
+        self.detail = detail
+        if analysts_copy:
+            self.fix = (
+                f"close the session that wrote to {path.name} (analysts open it read-only: it is replaced "
+                f"at every publish, and what is written there is lost); the next sync or provisioning run "
+                f"removes {wal.name}, or move {wal} aside now"
+            )
+        else:  # a working file put back by hand (a restore) beside the log of the file it replaced
+            self.fix = (
+                f"move {wal} aside: it belongs to the file {path.name} replaced, and no run removes it "
+                "(the next run then opens the file as it is)"
+            )
         super().__init__(f"could not open {path}: {wal.name} was written by a session on the file this one "
                          f"replaced ({detail})")
 
@@ -303,7 +311,12 @@ class AccessDatabase:
             raise DatabaseNotReadyError(
                 f"{target} does not exist yet: run `langsmith-access sync` first."
             )
-        connection = _open_with_retry(target, read_only, timeout_seconds)
+        try:
+            connection = _open_with_retry(target, read_only, timeout_seconds)
+        except LeftoverWalError as error:
+            if target == self.path:
+                raise
+            raise LeftoverWalError(target, error.detail, analysts_copy=False) from None
         try:
             yield connection
         finally:
