@@ -33,6 +33,14 @@ from langsmith_access.store.sync_runs import OtherOrganizationError, has_publish
 from langsmith_access_tests.helpers import lease_held_elsewhere
 
 
+def write_and_die(path: Path, table: str, value: int = 7) -> None:
+    """A writer killed (``os._exit``) right after committing ``main.<table>`` (``x = value``): the
+    write is in ``<path>.wal``, not yet folded into the file."""
+    subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+                    f"c.execute('CREATE TABLE main.{table} AS SELECT {value} AS x'); os._exit(0)", str(path)],
+                   check=True)
+
+
 def test_a_writer_kept_waiting_says_who_holds_the_lease_then_gives_up_naming_them(tmp_path, caplog):
     database = AccessDatabase(tmp_path / "access.duckdb")
     database.path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,10 +129,7 @@ def test_a_working_file_put_back_beside_another_files_log_says_to_move_the_log_a
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
         database.ensure_working()
-    subprocess.run(
-        [sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
-         "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)", str(database.working_path)],
-        check=True)
+    write_and_die(database.working_path, "in_the_log")
     wal = database.working_path.with_name(database.working_path.name + ".wal")
     restored = tmp_path / "restored.duckdb"
     duckdb.connect(str(restored)).execute("CREATE TABLE main.restored AS SELECT 1 AS x").close()
@@ -328,10 +333,7 @@ def test_a_removed_working_files_log_is_set_aside_not_replayed_onto_the_analysts
     with database.writer_lease("test set-up"):
         database.ensure_working()
         database.publish()
-    subprocess.run(
-        [sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
-         "c.execute('CREATE TABLE main.of_the_lost_file AS SELECT 7 AS x'); os._exit(0)", str(database.working_path)],
-        check=True)
+    write_and_die(database.working_path, "of_the_lost_file")
     log = database.working_path.with_name(database.working_path.name + ".wal")
     assert log.stat().st_size > 0
     database.working_path.rename(tmp_path / "damaged.duckdb")
@@ -381,10 +383,7 @@ def test_a_scratch_copy_holds_what_the_working_files_log_still_held(tmp_path):
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
         database.ensure_working()
-    subprocess.run(
-        [sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
-         "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)", str(database.working_path)],
-        check=True)
+    write_and_die(database.working_path, "in_the_log")
     assert database.working_path.with_name(database.working_path.name + ".wal").stat().st_size > 0
     with database.writer_lease("a sync"):
         scratch = database.begin_scratch()
@@ -522,9 +521,7 @@ def test_a_reader_never_meets_the_log_of_the_copy_a_publish_replaced(tmp_path, m
         database.ensure_working()
         database.publish()
     wal = database.path.with_name(database.path.name + ".wal")
-    subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
-                    "c.execute('CREATE TABLE main.my_notes AS SELECT 1 AS x'); os._exit(0)", str(database.path)],
-                   check=True)
+    write_and_die(database.path, "my_notes", value=1)
     stale = wal.read_bytes()
     assert stale
     real_replace, read_at_once = os.replace, []
@@ -562,9 +559,7 @@ def test_a_scratch_file_whose_log_was_not_folded_in_never_becomes_the_working_fi
     working = database.working_path.read_bytes()
     with database.writer_lease("a sync"):
         scratch = database.begin_scratch()
-        subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
-                        "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)", str(scratch)],
-                       check=True)
+        write_and_die(scratch, "in_the_log")
         monkeypatch.setattr(AccessDatabase, "_checkpoint", lambda self, path: None)  # a CHECKPOINT that left it
         with pytest.raises(RuntimeError, match="still has a write-ahead log after CHECKPOINT"):
             database.commit_scratch(scratch)
@@ -578,9 +573,7 @@ def test_a_publish_copies_what_the_files_log_still_held(tmp_path):
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
         database.ensure_working()
-    subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
-                    "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)",
-                    str(database.working_path)], check=True)
+    write_and_die(database.working_path, "in_the_log")
     assert database.working_path.with_name(database.working_path.name + ".wal").stat().st_size > 0
     with database.writer_lease("a provisioning run"):
         database.publish()
@@ -597,9 +590,7 @@ def test_a_scratch_file_with_writes_still_in_its_log_becomes_the_working_file_wi
         database.ensure_working()
     with database.writer_lease("a provisioning run"):
         scratch = database.begin_scratch()
-        subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
-                        "c.execute('CREATE TABLE main.in_the_log AS SELECT 7 AS x'); os._exit(0)", str(scratch)],
-                       check=True)
+        write_and_die(scratch, "in_the_log")
         database.commit_scratch(scratch)
     assert not scratch.exists()
     with database.connect() as conn:
