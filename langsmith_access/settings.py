@@ -217,10 +217,11 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
             f"from LANGSMITH_API_KEY; set the base URL alone (like {DEFAULT_ENDPOINT})."
         )
     try:
-        port = parts.port  # raises on a port that is not a number from 0 to 65535
-    except ValueError:
-        port = 0
-    if port == 0:  # 0 parses, but no server listens there: every request would fail to connect
+        # 0 parses, but no server listens there: every request would fail to connect.
+        usable_port = parts.port != 0
+    except ValueError:  # not a number from 0 to 65535
+        usable_port = False
+    if not usable_port:
         raise SettingsError(f"{name} has an invalid port: {shown(raw)}.")
     return endpoint
 
