@@ -330,8 +330,8 @@ def _dbt_events(
     Closing the generator early (the caller failed, Ctrl-C) or the timeout stops dbt: the
     queries it is running are interrupted, as dbt does on Ctrl-C, and every node it starts from
     then on fails at once, so the nodes left fail or are skipped, and dbt comes to the end of
-    its run before this returns. A run stopped so
-    never succeeds, and no thread or handle on the file outlives it."""
+    its run before this returns. A run stopped so never succeeds, and no thread or handle on the
+    file outlives it."""
     events: queue.SimpleQueue = queue.SimpleQueue()
     log = DbtLog(invocation.dbt_dir / DBT_LOG_FILE) if invocation.dbt_dir is not None else None
 
