@@ -19,6 +19,7 @@ from langsmith_access.cli.common import (
 )
 from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
 from langsmith_access.provisioning.queue import FINAL_STATUSES, STATUSES, iso_minutes
+from langsmith_access.runner import RunOutcome
 from langsmith_access.store.queries import iso_utc
 
 
@@ -134,6 +135,12 @@ def provision_now(args: argparse.Namespace) -> int:
     outcome = api.provision(
         dry_run=args.dry_run, log_dir=failure_log_directory(org.settings), verbose=args.verbose, org=org
     )
+    return report_provisioning(outcome, dry_run=args.dry_run, as_json=args.json)
+
+
+def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) -> int:
+    """Print what a provisioning run did (text, or one JSON object) and return the exit code: 1
+    when the run failed or a request did not reach a final status."""
     applied = outcome.outputs.get(APPLY_REQUESTS_OP) or {}
     results = applied.get("outcomes", [])
     # Pending grants the access policy, changed since they were queued, rejected or sent for approval.
@@ -142,11 +149,12 @@ def provision_now(args: argparse.Namespace) -> int:
     ahead = applied.get("ahead") or {}
     # Changes made outside langsmith-access that the run's requests found (drift).
     drift = outcome.outputs.get(REFRESH_OP) or {}
-    if args.json:
+    if as_json:
         answer = {"run_id": outcome.run_id, "success": outcome.success, "failure": outcome.failure,
                   "requests": results, "policy_changes": policy_changes,
-                  "unexplained_changes": drift.get("unexplained_changes", 0)}
-        if args.dry_run:
+                  "unexplained_changes": drift.get("unexplained_changes", 0),
+                  "privileged_unexplained_changes": drift.get("privileged_unexplained_changes", 0)}
+        if dry_run:
             answer["before_the_queue"] = ahead
         print(json.dumps(answer))
     else:
@@ -159,7 +167,7 @@ def provision_now(args: argparse.Namespace) -> int:
             print(f"{'would warn':<17} {request_id}  its end is near (LANGSMITH_ACCESS_EXPIRY_WARNING): "
                   "access.expiring")
         for item in policy_changes:
-            status = f"would be {item['status']}" if args.dry_run else item["status"]
+            status = f"would be {item['status']}" if dry_run else item["status"]
             print(f"{status:<17} {item['request_id']}  {item['detail']}")
         for item in results:
             print(f"{item['status']:<17} {item['request_id']}  {item['detail']}")
@@ -175,6 +183,6 @@ def provision_now(args: argparse.Namespace) -> int:
         print(f"Provisioning run failed: {outcome.failure}", file=sys.stderr)
         print_fix_and_log(outcome)
         return 1
-    if args.dry_run:
+    if dry_run:
         return 0
     return 0 if all(item["status"] in FINAL_STATUSES for item in results) else 1

@@ -8,6 +8,9 @@ import json
 import pytest
 
 from langsmith_access.api import request_grant, request_revoke
+from langsmith_access.cli.provisioning import report_provisioning
+from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
+from langsmith_access.runner import RunOutcome
 from langsmith_access.store.sync_runs import OtherOrganizationError
 from langsmith_access_tests.helpers import cli_in_this_process, query
 
@@ -67,10 +70,40 @@ def test_provision_with_nothing_pending_exits_0_and_says_so(env):
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     # A real run's keys (README): `before_the_queue` is a dry run's word only.
-    assert set(answer) == {"run_id", "success", "failure", "requests", "policy_changes", "unexplained_changes"}
+    assert set(answer) == {"run_id", "success", "failure", "requests", "policy_changes", "unexplained_changes",
+                           "privileged_unexplained_changes"}
     assert (answer["success"], answer["failure"], answer["requests"]) == (True, None, [])
     said = cli_in_this_process("provision")
     assert (said.returncode, said.stdout, said.stderr) == (0, "", "no pending requests\n")
+
+
+def test_provision_says_the_drift_it_found_in_json_as_in_text(capsys):
+    """The counts of changes made outside langsmith-access that a run's requests found reach
+    both outputs (here from a finished run's op outputs, as api.provision returns them)."""
+    applied = {"outcomes": [{"request_id": "r1", "status": "already_satisfied", "detail": "found Admin",
+                             "plan": [], "writes": 0}],
+               "policy_changes": [{"request_id": "r2", "status": "rejected", "detail": "Admin is not granted"}]}
+    outcome = RunOutcome(success=True, run_id="run-1", duration_seconds=1.0, outputs={
+        APPLY_REQUESTS_OP: applied,
+        REFRESH_OP: {"unexplained_changes": 3, "privileged_unexplained_changes": 2}})
+
+    assert report_provisioning(outcome, dry_run=False, as_json=True) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["unexplained_changes"], answer["privileged_unexplained_changes"]) == (3, 2)
+    assert answer["policy_changes"] == applied["policy_changes"]
+    assert [item["request_id"] for item in answer["requests"]] == ["r1"]
+
+    assert report_provisioning(outcome, dry_run=False, as_json=False) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said[:2] == ["rejected          r2  Admin is not granted", "already_satisfied r1  found Admin"]
+    assert said[2] == ("drift: 3 change(s) made outside langsmith-access, found by these requests, 2 of them "
+                       "to Admin rights: see main.report_unexplained_changes")
+
+    # A request left short of a final status makes the run exit 1; a dry run's planned ones do not.
+    applied["outcomes"][0]["status"] = "planned"
+    assert report_provisioning(outcome, dry_run=False, as_json=True) == 1
+    assert report_provisioning(outcome, dry_run=True, as_json=True) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["before_the_queue"] == {}
 
 
 def test_a_failed_provisioning_run_exits_1_and_shows_its_traces_only_with_verbose(env, tmp_path, monkeypatch):
