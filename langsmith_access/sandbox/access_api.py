@@ -445,23 +445,24 @@ class AccessRoutes:
 
     def delete_service_key(self, request, faults, api_key_id: str) -> ApiResponse:
         self._gate(request, "service_keys", "organization:manage", "delete service keys")
-        return self._revoke(request, api_key_id, lambda key: key.kind == SERVICE_KEY)
+        return self._revoke(request, api_key_id, "api_key_id", lambda key: key.kind == SERVICE_KEY)
 
     def delete_personal_access_token(self, request, faults, pat_id: str) -> ApiResponse:
         self._gate(request, "personal_access_tokens", "organization:manage",
                    "revoke members' personal access tokens")
-        return self._revoke(request, pat_id, lambda key: key.kind == PERSONAL_ACCESS_TOKEN)
+        return self._revoke(request, pat_id, "pat_id", lambda key: key.kind == PERSONAL_ACCESS_TOKEN)
 
     def delete_workspace_key(self, request, faults, workspace: Workspace, api_key_id: str) -> ApiResponse:
         self._gate(request, "workspace_service_keys", "workspaces:manage", "delete workspace keys")
         return self._revoke(
-            request, api_key_id,
+            request, api_key_id, "api_key_id",
             lambda key: key.kind == WORKSPACE_SERVICE_KEY and key.workspace_ids == [workspace.id],
         )
 
-    def _revoke(self, request: ApiRequest, key_id: str, matches) -> ApiResponse:
-
-        key_id = path_uuid(key_id, "api_key_id")
+    def _revoke(self, request: ApiRequest, key_id: str, param: str, matches) -> ApiResponse:
+        """Revoke the key ``key_id`` (the path parameter the spec names ``param``, which a
+        malformed id's 422 names) when ``matches`` accepts it; 404 otherwise."""
+        key_id = path_uuid(key_id, param)
         with self.state.lock:
             key = self.state.api_keys.get(key_id)
             if key is None or not matches(key):

@@ -283,6 +283,28 @@ def test_workspace_keys_are_created_and_revoked_in_their_workspace(start):
     assert event.operation == "delete_api_key" and event.workspace_id == workspace.id
 
 
+def test_revoking_a_personal_access_token_answers_as_the_spec_names_it(start):
+    # DELETE /api/v1/orgs/current/personal-access-tokens/{pat_id}: 200 with the revoked row (the
+    # caller checks it against APIKeyGetResponse), 404 for no such token, and FastAPI's 422 for a
+    # malformed id, whose loc names the path parameter as the spec does: pat_id.
+    sandbox, caller = start()
+    pat = next(k for k in sandbox.org.api_keys.values()
+               if k.kind == "personal_access_token" and k.revoked_at is None)
+    revoked = caller.delete(f"{PATS}/{pat.id}")
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["id"] == pat.id and revoked.json()["revoked_at"] is not None
+    assert list(sandbox.org.audit_log.events()[-1].resource_ids) == [pat.id]
+    service_key = next(k.id for k in sandbox.org.api_keys.values() if k.kind == SERVICE_KEY)
+    assert caller.delete(f"{PATS}/{service_key}").status_code == 404  # a service key is no PAT
+    malformed = caller.delete(f"{PATS}/not-an-id")
+    assert malformed.status_code == 422
+    assert [error["loc"] for error in malformed.json()["detail"]] == [["path", "pat_id"]]
+    for path in (f"{SERVICE_KEYS}/not-an-id", f"{WORKSPACE_KEYS}/not-an-id"):
+        tenant = sandbox.org.shared_workspaces()[0].id if path.startswith(WORKSPACE_KEYS) else None
+        refused = caller.delete(path, tenant_id=tenant)
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["path", "api_key_id"]
+
+
 def test_access_policy_routes(start):
     sandbox, caller = start()
     org = sandbox.org
