@@ -415,6 +415,9 @@ def test_scim_token_routes(start):
     assert token["token"].startswith("lsv2_scim_") and token["token"][-4:] in token["short_token"]
     listed = caller.get(SCIM_TOKENS).text
     assert token["id"] in listed and token["token"] not in listed
+    one = caller.get(f"{SCIM_TOKENS}/{token['id']}")  # checked against scim.ScimTokenResponse
+    assert one.status_code == 200 and one.json()["short_token"] == token["short_token"]
+    assert token["token"] not in one.text
     renamed = caller.patch(f"{SCIM_TOKENS}/{token['id']}", json={"description": "Okta prod"})
     assert renamed.status_code == 200 and renamed.json()["description"] == "Okta prod"
     assert "last_used_at" not in renamed.json(), "a token never used has no last_used_at"
