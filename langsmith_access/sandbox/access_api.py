@@ -232,15 +232,20 @@ class AccessRoutes:
         if effect not in ABAC_EFFECTS:
             raise ApiError(400, {"error": f"effect must be one of {', '.join(ABAC_EFFECTS)}"})
         groups = _condition_groups(body.get("condition_groups") or [])
+        description = _platform_str(body, "description", "")
+        # CreateAccessPolicyPayload.role_ids is an array of strings: anything else is the body's
+        # 400 (the spec's "Bad request"), not a role that is not found.
         role_ids = body.get("role_ids") or []
+        if not isinstance(role_ids, list) or not all(isinstance(r, str) for r in role_ids):
+            raise ApiError(400, {"error": "role_ids must be a list of ids"})
         with self.state.lock:
             for role_id in role_ids:
-                role = self.state.roles.get(str(role_id))
+                role = self.state.roles.get(role_id)
                 if role is None or role.access_scope != WORKSPACE_SCOPE:
                     raise ApiError(404, {"error": f"workspace role {role_id} not found"})
             policy = self.state.create_access_policy(
-                name, effect, groups, description=str(body.get("description") or ""),
-                role_ids=[str(r) for r in role_ids], actor=self._actor(request),
+                name, effect, groups, description=description,
+                role_ids=list(role_ids), actor=self._actor(request),
             )
         return ApiResponse(201, {"id": policy.id})
 
@@ -635,21 +640,35 @@ def _condition_groups(raw: Any) -> list[PolicyConditionGroup]:
         raise ApiError(400, {"error": "condition_groups must be a list"})
     groups = []
     for group in raw:
-        if not isinstance(group, dict) or not isinstance(group.get("conditions", []), list):
+        conditions = group.get("conditions") or [] if isinstance(group, dict) else None
+        # A condition that is no object is the body's 400: dropping it would widen the policy.
+        if not isinstance(conditions, list) or not all(isinstance(c, dict) for c in conditions):
             raise ApiError(400, {"error": "each condition group needs permission, resource_type, conditions"})
-        conditions = [
-            PolicyCondition(
-                attribute_key=str(c.get("attribute_key", "")),
-                operator=str(c.get("operator", "")),
-                attribute_value=str(c.get("attribute_value", "")),
-                attribute_name=str(c.get("attribute_name", "resource_tag_key")),
-            )
-            for c in group.get("conditions", [])
-            if isinstance(c, dict)
-        ]
-        groups.append(PolicyConditionGroup(str(group.get("permission", "")),
-                                           str(group.get("resource_type", "")), conditions))
+        groups.append(PolicyConditionGroup(
+            _platform_str(group, "permission", ""),
+            _platform_str(group, "resource_type", ""),
+            [
+                PolicyCondition(
+                    attribute_key=_platform_str(c, "attribute_key", ""),
+                    operator=_platform_str(c, "operator", ""),
+                    attribute_value=_platform_str(c, "attribute_value", ""),
+                    attribute_name=_platform_str(c, "attribute_name", "resource_tag_key"),
+                )
+                for c in conditions
+            ],
+        ))
     return groups
+
+
+def _platform_str(body: dict[str, Any], name: str, default: str) -> str:
+    """A string field of a Go platform route's body: null or absent is ``default`` (Go's zero
+    value), another JSON type is the body's 400 ``{"error": ...}``."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ApiError(400, {"error": f"{name} must be a string"})
+    return value
 
 
 def _parse_datetime(raw: str) -> datetime | None:

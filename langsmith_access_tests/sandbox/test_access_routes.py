@@ -343,6 +343,33 @@ def test_access_policy_routes(start):
     assert operations == ["create_access_policy", "attach_access_policies", "delete_access_policy"]
 
 
+def test_an_access_policy_body_of_the_wrong_shape_is_a_bad_request(start):
+    # CreateAccessPolicyPayload: role_ids an array of strings, description and the conditions'
+    # fields strings, conditions objects. A body that is not that shape is the spec's 400 "Bad
+    # request" ({"error": ...}), not a 404 "Role not found" and not a policy with a condition
+    # silently dropped (a deny without its condition denies everything).
+    sandbox, caller = start()
+    editor = sandbox.org.role_by_name("WORKSPACE_USER").id
+    condition = {"attribute_name": "resource_tag_key", "attribute_key": "env", "operator": "equals",
+                 "attribute_value": "staging"}
+    good = {"name": "No staging deletes", "effect": "deny", "role_ids": [editor],
+            "condition_groups": [{"permission": "datasets:delete", "resource_type": "dataset",
+                                  "conditions": [condition]}]}
+    before = set(sandbox.org.access_policies)
+    for wrong in (
+        {"role_ids": editor},  # one id, not a list of them
+        {"role_ids": [7]},
+        {"description": 42},
+        {"condition_groups": [{**good["condition_groups"][0], "conditions": ["env=staging"]}]},
+        {"condition_groups": [{**good["condition_groups"][0], "conditions": [{**condition, "attribute_value": 3}]}]},
+    ):
+        refused = caller.post(POLICIES, json={**good, **wrong})
+        assert refused.status_code == 400, (wrong, refused.text)
+        assert set(refused.json()) == {"error"}
+    assert set(sandbox.org.access_policies) == before
+    assert caller.post(POLICIES, json={**good, "description": None}).status_code == 201  # null: the zero value
+
+
 TAGS = "/api/v1/workspaces/current/tags"
 TAGGINGS = "/api/v1/workspaces/current/taggings"
 RESOURCE_TAGS = "/api/v1/workspaces/current/tags/resource"
