@@ -889,6 +889,8 @@ class SandboxApi(AccessRoutes):
         # IdentityCreate.role_id is optional: a body without it (the docs' sample, whose
         # `workspace_role_id` is dropped) is accepted, not a 422.
         role_id = body_uuid(body, "role_id", required=False)
+        # IdentityCreate.read_only is a boolean or null: pydantic's lax reading, or a 422.
+        read_only = body_bool(body, "read_only", False)
         if not (org_identity_id or ls_user_id or legacy_user_id):
             raise validation_error(
                 ["body"],
@@ -898,7 +900,7 @@ class SandboxApi(AccessRoutes):
         with self.state.lock:
             if role_id is None:
                 # The default is undocumented: here the legacy `read_only` flag's meaning.
-                default = "WORKSPACE_VIEWER" if body.get("read_only") is True else "WORKSPACE_ADMIN"
+                default = "WORKSPACE_VIEWER" if read_only else "WORKSPACE_ADMIN"
                 role_id = self.state.role_by_name(default).id
             self._require_manage_members(request)
             self._require_role(role_id, WORKSPACE_SCOPE)
@@ -920,7 +922,9 @@ class SandboxApi(AccessRoutes):
         self, request, faults, workspace: Workspace, identity_id: str
     ) -> ApiResponse:
         identity_id = path_uuid(identity_id, "identity_id")
-        role_id = body_uuid(json_object_body(request), "role_id", required=True)
+        body = json_object_body(request)
+        role_id = body_uuid(body, "role_id", required=True)
+        body_bool(body, "read_only", False)  # IdentityPatch's (deprecated) flag: validated, role_id rules
         with self.state.lock:
             self._require_manage_members(request)
             membership = self._find_membership(workspace, identity_id)

@@ -134,6 +134,25 @@ def test_add_member_without_role_id_read_only_gives_viewer(caller, org, workspac
     assert org.membership(workspace.id, outsider.ls_user_id).role_id == role_id(org, "WORKSPACE_VIEWER")
 
 
+def test_a_read_only_that_is_no_boolean_is_a_422_on_add_and_patch(caller, org, workspace, outsider, insider):
+    # IdentityCreate.read_only and IdentityPatch.read_only are booleans (or null): FastAPI answers
+    # 422 naming the field, and nothing changes. (Words pydantic reads as booleans still pass.)
+    _, membership = insider
+    viewer = role_id(org, "Viewer")
+    held = membership.role_id
+    for method, path, body in (
+        ("POST", MEMBERS, {"org_identity_id": outsider.id, "read_only": "perhaps"}),
+        ("PATCH", f"{MEMBERS}/{membership.id}", {"role_id": viewer, "read_only": "perhaps"}),
+    ):
+        response = caller.request(method, path, tenant_id=workspace.id, json=body)
+        assert response.status_code == 422, (method, response.text)
+        assert response.json()["detail"][0]["loc"] == ["body", "read_only"]
+    assert outsider.ls_user_id not in workspace.memberships
+    assert membership.role_id == held
+    added = caller.post(MEMBERS, tenant_id=workspace.id, json={"org_identity_id": outsider.id, "read_only": "true"})
+    assert added.status_code == 200 and added.json()["role_id"] == role_id(org, "WORKSPACE_VIEWER")
+
+
 def test_add_member_ignores_unknown_fields(caller, org, workspace, outsider):
     response = caller.post(
         MEMBERS,
