@@ -45,6 +45,7 @@ from langsmith_access.sandbox.routing import (
     HtmlPage,
     Route,
     body_bool,
+    body_str,
     body_uuid,
     detail_error,
     json_object_body,
@@ -971,6 +972,10 @@ class SandboxApi(AccessRoutes):
             raise validation_error(["body", "email"], "Input should be a valid string", "string_type")
         role_id = body_uuid(body, "role_id", required=False)
         workspace_role_id = body_uuid(body, "workspace_role_id", required=False)
+        # PendingIdentityCreate's other fields: validated as it types them, not modelled here.
+        body_bool(body, "read_only", False)
+        body_str(body, "full_name", "")
+        body_str(body, "password", "")
         raw_workspaces = body.get("workspace_ids")
         if raw_workspaces is not None and not isinstance(raw_workspaces, list):
             raise validation_error(["body", "workspace_ids"], "Input should be a valid list", "list_type")
@@ -1013,6 +1018,7 @@ class SandboxApi(AccessRoutes):
         full_name = body.get("full_name")
         if full_name is not None and not isinstance(full_name, str):
             raise validation_error(["body", "full_name"], "Input should be a valid string", "string_type")
+        body_str(body, "password", "")  # OrgIdentityPatch types it: validated, then ignored
         with self.state.lock:
             self._require_manage_org(request)
             member = self.state.member_by_identity_id(identity_id)

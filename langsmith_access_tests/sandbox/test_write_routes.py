@@ -409,6 +409,24 @@ def test_org_member_writes_need_organization_manage(make_sandbox):
     assert member.ls_user_id in server.org.members
 
 
+def test_org_member_bodies_are_validated_as_the_spec_types_them(caller, org, insider):
+    # PendingIdentityCreate (read_only a boolean; full_name, password strings) and OrgIdentityPatch
+    # (password a string): another JSON type is FastAPI's 422 naming the field, and nothing
+    # changes, even where the sandbox models none of them.
+    org.settings.sso_only, org.settings.invites_enabled = False, True
+    pending_before = set(org.pending_invites)
+    for field, value in (("read_only", "perhaps"), ("full_name", 7), ("password", ["x"])):
+        refused = caller.post(ORG_MEMBERS, json={"email": "typed@example.com", field: value})
+        assert_422_at(refused, ["body", field])
+    assert set(org.pending_invites) == pending_before
+    member, _ = insider
+    held = member.org_role_id
+    refused = caller.patch(f"{ORG_MEMBERS}/{member.id}",
+                           json={"role_id": role_id(org, "ORGANIZATION_VIEWER"), "password": 12345678})
+    assert_422_at(refused, ["body", "password"])
+    assert member.org_role_id == held
+
+
 def test_inviting_to_the_org_adds_a_pending_member(caller, org, workspace):
     # POST /api/v1/orgs/current/members (PendingIdentityCreate -> PendingIdentity, checked by the
     # caller): the invite is listed pending in the org and in the workspaces it offers.
