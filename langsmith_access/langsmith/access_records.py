@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langsmith_access.langsmith.errors import UnexpectedResponseError
-from langsmith_access.langsmith.records import _Fields, _objects, _shared, parse_timestamp
+from langsmith_access.langsmith.records import _Fields, _objects, _shared, canonical_uuid, parse_timestamp
 
 # Credential kinds (the `credentials` table's `kind`).
 SERVICE_KEY = "service_key"
@@ -94,7 +94,7 @@ class OrganizationInfo:
         f = _Fields("OrganizationInfo", data)
         config = f.object("config")
         return cls(
-            id=f.str("id"),
+            id=f.uuid("id"),
             display_name=f.str("display_name"),
             tier=f.str("tier"),
             plan_tier=config.get("plan_tier") if isinstance(config.get("plan_tier"), str) else None,
@@ -164,7 +164,7 @@ class Credential:
         f = _Fields("APIKeyGetResponse", data)
         short_key, redacted = redact_short_key(f.req_str("short_key"))
         return cls(
-            id=f.req_str("id"),
+            id=f.uuid("id", required=True),
             kind=kind,
             short_key=short_key,
             description=f.str("description", required=True),
@@ -174,10 +174,10 @@ class Credential:
             revoked_at=f.timestamp("revoked_at"),
             workspace_names=f.optional_str_list("workspace_names"),
             default_workspace_name=f.str("default_workspace_name"),
-            role_id=f.str("role_id"),
-            org_role_id=f.str("org_role_id"),
+            role_id=f.uuid("role_id"),
+            org_role_id=f.uuid("org_role_id"),
             access_scope=f.str("access_scope"),
-            created_by=f.str("created_by"),
+            created_by=f.str("created_by"),  # its format is not settled (langsmith-api.md): as sent
             read_only=f.bool("read_only", default=False),
             workspace_id=workspace_id,
             secret_redacted=redacted,
@@ -189,7 +189,7 @@ class Credential:
         f = _Fields("scim.ScimTokenResponse", data)
         short_token, redacted = redact_short_key(f.req_str("short_token"))
         return cls(
-            id=f.req_str("id"),
+            id=f.uuid("id", required=True),
             kind=SCIM_TOKEN,
             short_key=short_token,
             description=f.str("description"),
@@ -221,10 +221,10 @@ class ServiceAccount:
     def from_api(cls, data: Any) -> ServiceAccount:
         f = _Fields("ServiceAccount", data)
         return cls(
-            id=f.req_str("id"),
+            id=f.uuid("id", required=True),
             name=f.str("name", required=True) or "",
-            organization_id=f.str("organization_id"),
-            default_workspace_id=f.str("default_workspace_id"),
+            organization_id=f.uuid("organization_id"),
+            default_workspace_id=f.uuid("default_workspace_id"),
             created_at=f.timestamp("created_at"),
             updated_at=f.timestamp("updated_at"),
         )
@@ -284,11 +284,11 @@ class AccessPolicy:
     def from_api(cls, data: Any) -> AccessPolicy:
         f = _Fields("authz_internal.AccessPolicy", data)
         return cls(
-            id=f.req_str("id"),
+            id=f.uuid("id", required=True),
             name=f.str("name"),
             description=f.str("description"),
             effect=f.str("effect"),
-            role_ids=f.str_list("role_ids"),
+            role_ids=f.uuid_list("role_ids"),
             condition_groups=_objects(f, "condition_groups", PolicyConditionGroup.from_api),
             created_at=f.timestamp("created_at"),
             updated_at=f.timestamp("updated_at"),
@@ -339,10 +339,10 @@ class SsoProvider:
         mapping = data.get("attribute_mapping")
         keys = mapping.get("keys") if isinstance(mapping, dict) else None
         return cls(
-            id=f.req_str("id"),
-            provider_id=f.str("provider_id"),
-            default_workspace_role_id=f.str("default_workspace_role_id"),
-            default_workspace_ids=f.str_list("default_workspace_ids"),
+            id=f.uuid("id", required=True),
+            provider_id=f.uuid("provider_id"),
+            default_workspace_role_id=f.uuid("default_workspace_role_id"),
+            default_workspace_ids=f.uuid_list("default_workspace_ids"),
             metadata_url=f.str("metadata_url"),
             sso_groups_enabled=f.bool("sso_groups_enabled", default=False),
             # SSOProvider's default: the claim LangSmith reads groups from when none is set.
@@ -394,6 +394,7 @@ class AuditEvent:
         event_id = part("metadata").get("uid") or original.get("id")
         if not isinstance(event_id, str) or not event_id:
             raise f._bad("metadata.uid", "an event id")
+        event_id = canonical_uuid(event_id)
         operation = part("api").get("operation") or original.get("operation_name")
         if not isinstance(operation, str) or not operation:
             raise UnexpectedResponseError(f"OCSFApiActivity.api.operation: missing (event {event_id!r})")
@@ -402,11 +403,11 @@ class AuditEvent:
             at=cls._time(f, original, event_id),
             operation=_shared(operation),
             succeeded=cls._succeeded(data, original),
-            actor_user_id=_text(original.get("ls_user_id")) or _text(part("actor", "user").get("uid")),
-            credential_id=_text(part("actor", "user").get("credential_uid")) or _text(original.get("api_key_id")),
-            workspace_id=_text(original.get("workspace_id")),
+            actor_user_id=_id(original.get("ls_user_id")) or _id(part("actor", "user").get("uid")),
+            credential_id=_id(part("actor", "user").get("credential_uid")) or _id(original.get("api_key_id")),
+            workspace_id=_id(original.get("workspace_id")),
             target_ids=tuple(
-                uid for r in data.get("resources") or [] if isinstance(r, dict)
+                canonical_uuid(uid) for r in data.get("resources") or [] if isinstance(r, dict)
                 for uid in [r.get("uid")] if isinstance(uid, str)
             ),
             source_ip=_text(part("src_endpoint").get("ip")),
@@ -436,6 +437,11 @@ class AuditEvent:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _id(value: Any) -> str | None:
+    text = _text(value)
+    return None if text is None else canonical_uuid(text)
 
 
 def _int(value: Any) -> int | None:

@@ -8,7 +8,9 @@ as the API may add fields at any time.
 from __future__ import annotations
 
 import builtins
+import re
 import sys
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
@@ -54,6 +56,20 @@ class _Fields:
         if not value:
             raise self._bad(name, "a non-empty string")
         return value
+
+    @overload
+    def uuid(self, name: builtins.str, *, required: Literal[True]) -> builtins.str: ...
+    @overload
+    def uuid(self, name: builtins.str, *, required: builtins.bool = False) -> builtins.str | None: ...
+    def uuid(self, name: builtins.str, *, required: builtins.bool = False) -> builtins.str | None:
+        """An id: read as ``str`` (``req_str`` when required: refused the same way), then a UUID
+        in its one spelling (``canonical_uuid``)."""
+        value = self.req_str(name) if required else self.str(name)
+        return None if value is None else canonical_uuid(value)
+
+    def uuid_list(self, name: builtins.str) -> tuple[builtins.str, ...]:
+        """A list of ids, read as ``str_list``, each UUID in its one spelling."""
+        return tuple(canonical_uuid(value) for value in self.str_list(name))
 
     def bool(
         self, name: builtins.str, default: builtins.bool | None = None, *, required: builtins.bool = False
@@ -114,6 +130,23 @@ def _shared(value: str) -> str: ...
 def _shared(value: str | None) -> str | None: ...
 def _shared(value: str | None) -> str | None:
     return None if value is None else sys.intern(value)
+
+
+# A UUID as LangSmith writes it (lower case, hyphenated): taken as it is, without parsing it.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def canonical_uuid(value: str) -> str:
+    """``value`` in the one spelling of a UUID (lower case, hyphenated) when it is one in any
+    spelling (capitals, braces, no hyphens), else as sent. Every id a record parses goes
+    through here, so the client's comparisons, the raw tables and the dbt models see one
+    spelling of each id."""
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value  # not a UUID: kept as sent, as every other text field is
 
 
 def parse_timestamp(value: str, what: str) -> datetime:
@@ -208,12 +241,12 @@ class Role:
                 f"Role.access_scope: expected 'organization' or 'workspace', got {scope!r}"
             )
         return cls(
-            id=f.req_str("id"),
+            id=f.uuid("id", required=True),
             name=name,
             display_name=f.str("display_name", required=True) or name,
             description=f.str("description") or "",
             permissions=f.str_list("permissions", required=True),
-            organization_id=f.str("organization_id"),
+            organization_id=f.uuid("organization_id"),
             access_scope=scope,
             is_restricted=f.optional_bool("is_restricted"),
         )
@@ -243,15 +276,15 @@ class Workspace:
     def from_api(cls, data: Any) -> Workspace:
         f = _Fields("TenantForUser", data)
         return cls(
-            id=f.req_str("id"),
+            id=f.uuid("id", required=True),
             display_name=f.str("display_name", required=True) or "",
             created_at=f.timestamp("created_at", required=True),
             is_personal=f.bool("is_personal", required=True),
             is_deleted=f.bool("is_deleted", required=True),
             tenant_handle=f.str("tenant_handle"),
-            organization_id=f.str("organization_id"),
+            organization_id=f.uuid("organization_id"),
             permissions=f.optional_str_list("permissions"),
-            role_id=f.str("role_id"),
+            role_id=f.uuid("role_id"),
             role_name=f.str("role_name"),
         )
 
@@ -276,15 +309,15 @@ class OrgMember:
     def from_api(cls, data: Any) -> OrgMember:
         f = _Fields("OrgMemberIdentity", data)
         return cls(
-            id=f.req_str("id"),
-            ls_user_id=f.req_str("ls_user_id"),
-            user_id=f.str("user_id"),
+            id=f.uuid("id", required=True),
+            ls_user_id=f.uuid("ls_user_id", required=True),
+            user_id=f.uuid("user_id"),
             email=f.str("email"),
             full_name=f.str("full_name"),
             display_name=f.str("display_name"),
             is_disabled=f.bool("is_disabled", default=False),
             # LangChain's clients read role_id; a third-party fixture has only org_role_id.
-            role_id=f.str("role_id") or f.str("org_role_id"),
+            role_id=f.uuid("role_id") or f.uuid("org_role_id"),
             role_name=f.str("role_name") or f.str("org_role_name"),
             created_at=f.timestamp("created_at", required=True),
             login_methods=_objects(f, "linked_login_methods", LoginMethod.from_api),
@@ -307,13 +340,13 @@ class PendingInvite:
     def from_api(cls, data: Any) -> PendingInvite:
         f = _Fields("OrgPendingIdentity", data)
         return cls(
-            id=f.req_str("id"),
+            id=f.uuid("id", required=True),
             email=f.req_str("email"),
             created_at=f.timestamp("created_at", required=True),
-            role_id=f.str("role_id") or f.str("org_role_id"),
+            role_id=f.uuid("role_id") or f.uuid("org_role_id"),
             role_name=f.str("role_name") or f.str("org_role_name"),
-            workspace_ids=f.str_list("workspace_ids"),
-            workspace_role_id=f.str("workspace_role_id"),
+            workspace_ids=f.uuid_list("workspace_ids"),
+            workspace_role_id=f.uuid("workspace_role_id"),
         )
 
 
@@ -335,23 +368,23 @@ class WorkspaceMember:
     @classmethod
     def from_api(cls, data: Any, workspace_id: str) -> WorkspaceMember:
         f = _Fields("MemberIdentity", data)
-        listed_workspace = f.str("tenant_id")
-        # UUIDs compare without case: the same workspace in capitals is not another one.
-        if listed_workspace and listed_workspace.lower() != workspace_id.lower():
+        workspace_id = canonical_uuid(workspace_id)
+        listed_workspace = f.uuid("tenant_id")
+        if listed_workspace and listed_workspace != workspace_id:
             raise UnexpectedResponseError(
                 f"MemberIdentity.tenant_id: asked for workspace {workspace_id}, got a row of "
                 f"{listed_workspace} (record id {data.get('id')!r})"
             )
         return cls(
-            id=f.req_str("id"),
+            id=f.uuid("id", required=True),
             workspace_id=workspace_id,
-            ls_user_id=f.req_str("ls_user_id"),
+            ls_user_id=f.uuid("ls_user_id", required=True),
             email=f.str("email"),
             full_name=f.str("full_name"),
             is_disabled=f.bool("is_disabled", default=False),
-            role_id=f.str("role_id"),
+            role_id=f.uuid("role_id"),
             role_name=f.str("role_name"),
-            org_role_id=f.str("org_role_id"),
+            org_role_id=f.uuid("org_role_id"),
             created_at=f.timestamp("created_at", required=True),
         )
 
@@ -371,9 +404,9 @@ class WorkspaceMembership:
         # A large org lists the same few thousand workspace and role names and ids on every
         # one of its ~100,000 memberships: share one string each instead of one per mention.
         return cls(
-            workspace_id=_shared(f.req_str("workspace_id")),
+            workspace_id=_shared(f.uuid("workspace_id", required=True)),
             workspace_name=_shared(f.str("workspace_name")),
-            role_id=_shared(f.str("role_id") or None),
+            role_id=_shared(f.uuid("role_id") or None),
             role_name=_shared(f.str("role_name")),
         )
 
@@ -399,7 +432,7 @@ class EnrichedMember:
     def from_api(cls, data: Any) -> EnrichedMember:
         f = _Fields("orgs.OrgMemberEnriched", data)
         is_pending = f.bool("is_pending", default=False)
-        ls_user_id = f.str("ls_user_id") or None
+        ls_user_id = f.uuid("ls_user_id") or None
         if not is_pending and ls_user_id is None:
             raise UnexpectedResponseError(
                 f"orgs.OrgMemberEnriched.ls_user_id: missing on an active member "
@@ -409,7 +442,7 @@ class EnrichedMember:
         if not isinstance(memberships, list):
             raise f._bad("workspace_memberships", "a list")
         return cls(
-            id=f.req_str("id"),
+            id=f.uuid("id", required=True),
             ls_user_id=ls_user_id,
             # An anonymity-restricted answer withholds these: left out, or (Go's zero value for
             # a plain string field) empty. Either way unknown, never a new email or name.
@@ -417,7 +450,7 @@ class EnrichedMember:
             display_name=f.str("display_name") or None,
             is_disabled=f.bool("is_disabled", default=False),
             is_pending=is_pending,
-            role_id=f.str("role_id") or None,
+            role_id=f.uuid("role_id") or None,
             role_name=f.str("role_name"),
             created_at=f.timestamp("created_at"),
             workspace_memberships=tuple(WorkspaceMembership.from_api(m) for m in memberships),

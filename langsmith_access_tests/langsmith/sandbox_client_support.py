@@ -7,11 +7,12 @@
   client, and what it must equal according to the sandbox's ``OrgState``.
 - ``expect_error``: ``pytest.raises`` that also checks no API key leaks into the exception.
 - ``wrap_respond``: put a function in front of ``SandboxServer.respond`` (to misbehave, or to
-  measure requests in flight).
+  measure requests in flight); ``ids_in_capitals``: one such, spelling every UUID in capitals.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import traceback
@@ -98,6 +99,29 @@ def wrap_respond(sandbox: SandboxServer, wrapper) -> None:
     """``wrapper(original_respond, request)`` answers every request from now on."""
     original = sandbox.respond
     sandbox.respond = lambda request: wrapper(original, request)  # type: ignore[method-assign]
+
+
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def ids_in_capitals(sandbox: SandboxServer) -> None:
+    """From now on the sandbox's answers spell every UUID in capitals (LangSmith's ids are UUIDs,
+    and a UUID's spelling is no part of it); what it is sent, it reads as before."""
+
+    def capitals(value):
+        if isinstance(value, str):
+            return value.upper() if _UUID_TEXT.fullmatch(value) else value
+        if isinstance(value, list):
+            return [capitals(item) for item in value]
+        if isinstance(value, dict):
+            return {key: capitals(item) for key, item in value.items()}
+        return value
+
+    def respond(original, request: ApiRequest) -> ApiResponse:
+        response = original(request)
+        return replace(response, body=capitals(response.body))
+
+    wrap_respond(sandbox, respond)
 
 
 def with_query(request: ApiRequest, **values) -> ApiRequest:

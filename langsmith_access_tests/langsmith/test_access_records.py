@@ -19,7 +19,7 @@ from langsmith_access.langsmith import (
     SsoProvider,
     UnexpectedResponseError,
 )
-from langsmith_access.langsmith.access_records import redact_short_key
+from langsmith_access.langsmith.access_records import SERVICE_KEY, redact_short_key
 from langsmith_access.sync.inventory import (
     transform_access_policies,
     transform_audit_events,
@@ -152,6 +152,34 @@ def test_an_audit_events_request_parts_are_read_from_where_ocsf_puts_them_and_od
     coded = AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "evt-3"},
                                  "api": {"operation": "login"}, "http_response": {"code": 403}})
     assert coded.status_code == 403
+
+
+def test_every_id_an_inventory_record_reads_is_in_langsmiths_spelling():
+    """The access picture's records read ids as records.py does: a UUID in capitals is kept lower
+    case, so a key's role or an audit event's workspace joins the synced tables; other text is
+    kept as sent."""
+    role, workspace, event = "11111111-1111-4111-8111-111111111111", "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa", USER
+    key = Credential.from_api({"id": KEY.upper(), "short_key": "lsv2_sk_...abcd", "description": "ci",
+                               "role_id": role.upper(), "org_role_id": role.upper()}, SERVICE_KEY)
+    assert (key.id, key.role_id, key.org_role_id) == (KEY, role, role)
+    assert Credential.from_scim_token({"id": KEY.upper(), "short_token": "lsv2_scim_...abcd"}).id == KEY
+    account = ServiceAccount.from_api({"id": KEY.upper(), "name": "bot", "organization_id": USER.upper(),
+                                       "default_workspace_id": workspace.upper()})
+    assert (account.id, account.organization_id, account.default_workspace_id) == (KEY, USER, workspace)
+    policy = AccessPolicy.from_api({"id": KEY.upper(), "role_ids": [role.upper(), "not-a-uuid"]})
+    assert (policy.id, policy.role_ids) == (KEY, (role, "not-a-uuid"))
+    sso = SsoProvider.from_api({"id": KEY.upper(), "provider_id": USER.upper(), "default_workspace_role_id": role.upper(),
+                                "default_workspace_ids": [workspace.upper()]})
+    assert (sso.id, sso.provider_id, sso.default_workspace_role_id, sso.default_workspace_ids) == (
+        KEY, USER, role, (workspace,))
+    assert OrganizationInfo.from_api({"id": USER.upper()}).id == USER
+    audited = AuditEvent.from_api({
+        "time": 1_900_000_000_000, "metadata": {"uid": event.upper()}, "api": {"operation": "login"},
+        "actor": {"user": {"uid": USER.upper(), "credential_uid": KEY.upper()}},
+        "resources": [{"uid": workspace.upper()}, {"uid": "r1"}],
+        "unmapped": {"original_audit_log": {"workspace_id": workspace.upper()}}})
+    assert (audited.event_id, audited.actor_user_id, audited.credential_id, audited.workspace_id,
+            audited.target_ids) == (event, USER, KEY, workspace, (workspace, "r1"))
 
 
 def test_a_whole_key_among_an_audit_events_targets_is_cut_from_twenty_characters_of_key_material():

@@ -52,6 +52,7 @@ from langsmith_access_tests.langsmith.sandbox_client_support import (
     expect_error,
     expected_from_org,
     heal_after,
+    ids_in_capitals,
     no_duplicates,
     project_read,
     query_int,
@@ -1031,6 +1032,29 @@ def test_find_org_member_by_email_is_case_insensitive(sandbox):
     # The server filtered: one request per lookup, never a scan of the whole listing.
     assert all(e.query["offset"] == ["0"] for e in sandbox.requests_matching("GET", ACTIVE))
     assert len(sandbox.requests_matching("GET", ACTIVE)) == 7
+
+
+def test_ids_spelt_in_capitals_are_read_in_one_spelling_and_found_by_the_find_helpers(sandbox):
+    """An answer may spell LangSmith's UUIDs in capitals: every record reads them in LangSmith's
+    own spelling (the org's info is a dict as sent, not a record), and the find helpers, which
+    compare ids, find the member in one filtered request each."""
+    ids_in_capitals(sandbox)
+    ws = shared(sandbox)[0]
+    member = insider_of(ws)
+    with client_for(sandbox) as client:
+        got = project_read(read_everything(client))
+        by_id = client.find_org_member(ls_user_id=member.ls_user_id.upper())
+        in_workspace = client.find_workspace_member(ws.id.upper(), member.ls_user_id)
+    expected = expected_from_org(sandbox.org)
+    assert got["info_id"] == expected["info_id"].upper()  # the ids below are not: they come as it does
+    for part in set(expected) - {"info_id"}:
+        assert got[part] == expected[part], part
+    assert by_id is not None and (by_id.id, by_id.ls_user_id) == (sandbox.org.members[member.ls_user_id].id,
+                                                                  member.ls_user_id)
+    assert in_workspace is not None and (in_workspace.id, in_workspace.workspace_id) == (member.id, ws.id)
+    # Found in the filtered answers: never a scan of the whole listing (offset 0 only).
+    assert all(e.query["offset"] == ["0"] for e in sandbox.requests_matching("GET", ACTIVE))
+    assert len([e for e in sandbox.requests_matching("GET", WS_ACTIVE) if "ls_user_ids" in e.query]) == 1
 
 
 def test_find_org_member_reads_the_whole_listing_when_the_server_ignores_the_filter(big_sandbox):

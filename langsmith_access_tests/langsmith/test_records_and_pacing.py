@@ -197,6 +197,49 @@ def test_a_workspace_member_row_naming_its_workspace_in_capitals_is_of_that_work
     assert WorkspaceMember.from_api(row, asked).workspace_id == asked
 
 
+def test_every_id_a_record_reads_is_in_langsmiths_spelling_whatever_the_answer_spelt_it_in():
+    """A UUID in capitals, braces or without hyphens is that UUID: each record keeps it lower
+    case and hyphenated, so ids compare, store and join as one. An id that is no UUID is kept as
+    sent; an id of the wrong type or a required one left empty is refused, naming the field."""
+    spellings = (str.upper, lambda u: "{" + u.upper() + "}", lambda u: u.replace("-", ""))
+    user, role, workspace = ORG_MEMBER["ls_user_id"], ORG_MEMBER["role_id"], "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"
+    for spell in spellings:
+        ids = {key: spell(value) for key, value in ORG_MEMBER.items() if key.endswith("id") and value}
+        member = OrgMember.from_api({**ORG_MEMBER, **ids})
+        assert (member.id, member.ls_user_id, member.user_id, member.role_id) == (
+            ORG_MEMBER["id"], user, ORG_MEMBER["user_id"], role)
+        assert OrgMember.from_api({**ORG_MEMBER, **ids, "role_id": None}).role_id == role  # org_role_id
+        assert Role.from_api({"id": spell(role), "name": "ORGANIZATION_ADMIN", "display_name": "Admin",
+                              "permissions": [], "organization_id": spell(ORG_MEMBER["organization_id"])}
+                             ) == Role.from_api({"id": role, "name": "ORGANIZATION_ADMIN", "display_name": "Admin",
+                                                 "permissions": [], "organization_id": ORG_MEMBER["organization_id"]})
+        listed = Workspace.from_api({"id": spell(workspace), "created_at": "2026-01-01T00:00:00Z", "display_name": "W",
+                                     "is_personal": False, "is_deleted": False, "role_id": spell(role),
+                                     "organization_id": spell(ORG_MEMBER["organization_id"])})
+        assert (listed.id, listed.role_id, listed.organization_id) == (workspace, role, ORG_MEMBER["organization_id"])
+        invite = PendingInvite.from_api({"id": spell(user), "email": "new@example.com", "created_at": "2026-01-08T10:00:00Z",
+                                         "org_role_id": spell(role), "workspace_ids": [spell(workspace)],
+                                         "workspace_role_id": spell(role)})
+        assert (invite.id, invite.role_id, invite.workspace_ids, invite.workspace_role_id) == (
+            user, role, (workspace,), role)
+        row = WorkspaceMember.from_api({"id": spell(user), "tenant_id": spell(workspace), "ls_user_id": spell(user),
+                                        "role_id": spell(role), "org_role_id": spell(role),
+                                        "created_at": "2026-01-04T10:00:00Z"}, spell(workspace))
+        assert (row.id, row.workspace_id, row.ls_user_id, row.role_id, row.org_role_id) == (
+            user, workspace, user, role, role)
+        enriched = EnrichedMember.from_api({"id": spell(user), "ls_user_id": spell(user), "role_id": spell(role),
+                                            "workspace_memberships": [{"workspace_id": spell(workspace),
+                                                                       "role_id": spell(role)}]})
+        assert (enriched.id, enriched.ls_user_id, enriched.role_id) == (user, user, role)
+        assert (enriched.workspace_memberships[0].workspace_id, enriched.workspace_memberships[0].role_id) == (
+            workspace, role)
+    assert Role.from_api({"id": "r-admin", "name": "X", "display_name": "X", "permissions": []}).id == "r-admin"
+    with pytest.raises(UnexpectedResponseError, match=r"^OrgMemberIdentity.role_id: expected a string, got int"):
+        OrgMember.from_api({**ORG_MEMBER, "role_id": 7})
+    with pytest.raises(UnexpectedResponseError, match=r"^MemberIdentity.id: expected a non-empty string"):
+        WorkspaceMember.from_api({"id": "", "ls_user_id": user, "created_at": "2026-01-04T10:00:00Z"}, workspace)
+
+
 def test_empty_role_ids_and_names_are_not_said_and_a_role_without_a_display_name_shows_its_name():
     member = EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "role_id": "", "workspace_memberships": [
         {"workspace_id": "ws-1", "role_id": ""}]})

@@ -22,8 +22,15 @@ from langsmith_access.langsmith import LangSmithClient, ProvisioningInterruptedE
 from langsmith_access.provisioning import queue
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.store.queries import grants_held_at
-from langsmith_access_tests.helpers import query
-from langsmith_access_tests.langsmith.sandbox_client_support import wrap_respond
+from langsmith_access_tests.helpers import (
+    actual_org_grants,
+    actual_workspace_grants,
+    expected_org_grants,
+    expected_workspace_grants,
+    query,
+    run_sync,
+)
+from langsmith_access_tests.langsmith.sandbox_client_support import ids_in_capitals, wrap_respond
 from langsmith_access_tests.provisioning.conftest import WRITES
 
 
@@ -108,6 +115,42 @@ def test_grant_change_and_revoke_closed_loop(env):
     same = request_grant(outsider.ls_user_id, workspace.id, "Viewer")
     assert provision().outputs["apply_requests"]["outcomes"][0]["status"] == "already_satisfied"
     assert writes(sandbox) == [] and same.accepted
+
+
+def test_ids_the_api_spells_in_capitals_are_synced_and_provisioned_in_one_spelling(env):
+    """LangSmith's ids are UUIDs, in any spelling: an org whose answers spell them in capitals
+    syncs to the same tables, in LangSmith's own spelling (so ids typed in either spelling find
+    them), and its members are found, changed and verified by provisioning, one write each."""
+    sandbox, org, database = env
+    ids_in_capitals(sandbox)
+    outcome = run_sync()
+    assert outcome.success, outcome.failure
+    assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
+    assert actual_org_grants(database.path) == expected_org_grants(org)
+    listed = {table: {row[0] for row in query(database.path, f"SELECT {column} FROM raw.{table}")}
+              for table, column in (("org_members", "ls_user_id"), ("workspaces", "workspace_id"),
+                                    ("roles", "role_id"), ("workspace_memberships", "role_id"))}
+    assert listed["org_members"] == {m.ls_user_id for m in org.active_members()}
+    assert listed["workspaces"] == {w.id for w in org.all_workspaces()}
+    assert listed["roles"] == set(org.roles)
+    assert listed["workspace_memberships"] <= set(org.roles)
+
+    workspace, outsider, changer, leaver, roles = pick(org)
+    new_role = next(name for name, rid in roles.items() if rid != changer.role_id and name != "Admin")
+    leaver_role = org.role(leaver.role_id).display_name
+    added = request_grant(outsider.ls_user_id.upper(), workspace.id, "Viewer")
+    changed = request_grant(changer.ls_user_id, workspace.id.upper(), new_role)
+    revoked = request_revoke(leaver.ls_user_id, workspace.id, leaver_role)
+    assert added.accepted and changed.accepted and revoked.accepted, (added, changed, revoked)
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert {r["request_id"]: r["status"] for r in list_requests()} == {
+        added.request_id: "applied", changed.request_id: "applied", revoked.request_id: "applied"}
+    assert [w.method for w in writes(sandbox)] == ["POST", "PATCH", "DELETE"]
+    assert org.membership(workspace.id, outsider.ls_user_id).role_id == roles["Viewer"]
+    assert org.membership(workspace.id, changer.ls_user_id).role_id == roles[new_role]
+    assert org.membership(workspace.id, leaver.ls_user_id) is None
+    assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
 
 
 def test_the_last_word_on_a_membership_is_never_merged_into_an_earlier_request(env):
