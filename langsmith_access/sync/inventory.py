@@ -22,7 +22,6 @@ and the next run reads that window again.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,9 +70,8 @@ def _workspace_service_keys(client: LangSmithClient, shared_workspace_ids: list[
     than failing the inventory."""
     by_workspace = client.list_service_keys_of_workspaces(shared_workspace_ids, skip_gone=True)
     keys = [key for keys in by_workspace.values() for key in keys]
-    # The answer is keyed by canonical UUID text: an id listed in capitals is the same workspace.
-    asked = dict.fromkeys(str(uuid.UUID(workspace_id)) for workspace_id in shared_workspace_ids)
-    gone = [workspace_id for workspace_id in asked if workspace_id not in by_workspace]
+    # The ids come from the workspace listing, whose records spell each UUID one way, as the answer does.
+    gone = [workspace_id for workspace_id in dict.fromkeys(shared_workspace_ids) if workspace_id not in by_workspace]
     if not gone:
         return keys
     return PartialRead(

@@ -34,6 +34,7 @@ from langsmith_access_tests.langsmith.sandbox_client_support import (
     client_for,
     expect_error,
     heal_after,
+    ids_in_capitals,
     wrap_respond,
 )
 
@@ -483,11 +484,13 @@ def test_a_proxys_refusal_of_a_workspaces_keys_is_no_reason_to_look_for_the_work
 
 
 def test_workspaces_listed_in_capitals_have_their_keys_read_and_none_is_called_deleted(serve):
-    """A UUID in capitals is the same workspace: its keys are read, and it is not named as
-    deleted since it was listed."""
+    """A UUID in capitals is the same workspace: listed in capitals, its keys are read, and it is
+    not named as deleted since it was listed."""
     sandbox, client = serve()
     org = sandbox.org
-    shared = [w.id.upper() for w in org.shared_workspaces()]
+    ids_in_capitals(sandbox)
+    shared = [w.id for w in client.list_workspaces(include_deleted=False) if w.is_shared]
+    assert sorted(shared) == sorted(w.id for w in org.shared_workspaces())
     expected = {k.id for k in org.api_keys.values() if k.kind == WORKSPACE_SERVICE_KEY}
     read = get_inventory(client, client.section_plan(), shared)
     assert {c.id for c in read.of("credentials") if c.kind == WORKSPACE_SERVICE_KEY} == expected and expected
