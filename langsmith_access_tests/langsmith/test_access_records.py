@@ -158,7 +158,7 @@ def test_every_id_an_inventory_record_reads_is_in_langsmiths_spelling():
     """The access picture's records read ids as records.py does: a UUID in capitals is kept lower
     case, so a key's role or an audit event's workspace joins the synced tables; other text is
     kept as sent."""
-    role, workspace, event = "11111111-1111-4111-8111-111111111111", "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa", USER
+    role, workspace, event = "1a1a1a1a-1111-4111-8111-1a1a1a1a1a1a", "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa", USER
     key = Credential.from_api({"id": KEY.upper(), "short_key": "lsv2_sk_...abcd", "description": "ci",
                                "role_id": role.upper(), "org_role_id": role.upper()}, SERVICE_KEY)
     assert (key.id, key.role_id, key.org_role_id) == (KEY, role, role)

@@ -233,6 +233,12 @@ def test_every_id_a_record_reads_is_in_langsmiths_spelling_whatever_the_answer_s
         assert (enriched.id, enriched.ls_user_id, enriched.role_id) == (user, user, role)
         assert (enriched.workspace_memberships[0].workspace_id, enriched.workspace_memberships[0].role_id) == (
             workspace, role)
+    # A capital in any one part of a UUID is read as its small letter.
+    for part in range(5):
+        parts = ["00000000", "0000", "4000", "8000", "000000000000"]
+        parts[part] = "b" + parts[part][1:]
+        lower = "-".join(parts)
+        assert Role.from_api({"id": lower.upper(), "name": "X", "display_name": "X", "permissions": []}).id == lower
     assert Role.from_api({"id": "r-admin", "name": "X", "display_name": "X", "permissions": []}).id == "r-admin"
     with pytest.raises(UnexpectedResponseError, match=r"^OrgMemberIdentity.role_id: expected a string, got int"):
         OrgMember.from_api({**ORG_MEMBER, "role_id": 7})
