@@ -25,4 +25,7 @@ def test_a_sync_materialized_from_the_asset_catalog_publishes_what_it_read(env, 
     # this run's read (each step in a process of its own wrote to a copy thrown away with it).
     for table in ("raw.org_members", "raw.workspaces", "main.users", "main.workspaces"):
         assert query(database.path, f"SELECT DISTINCT sync_id FROM {table}") == [(run_id,)], table
-    assert query(database.path, "SELECT status FROM main.sync_runs WHERE sync_id = ?", [run_id]) == [("succeeded",)]
+    # Recorded as the sync it was: the next sync's shrink guard and drift report take their
+    # previous sync from the rows of langsmith_access_sync.
+    assert query(database.path, "SELECT status, job FROM main.sync_runs WHERE sync_id = ?", [run_id]) == [
+        ("succeeded", names.SYNC_JOB)]

@@ -8,7 +8,7 @@ import pytest
 from langsmith_access import names
 from langsmith_access.definitions import defs
 from langsmith_access.defs.resources import org_resources
-from langsmith_access.defs.sync.publish import ANALYSTS_DATABASE, refuse_a_partial_picture
+from langsmith_access.defs.sync.publish import ANALYSTS_DATABASE, job_of_run, refuse_a_partial_picture
 from langsmith_access.transform.selection import left_behind, upstream
 
 
@@ -130,6 +130,20 @@ def test_a_run_of_dagsters_implicit_job_is_told_which_job_to_launch():
     failure = refusal(rebuilt, "__ASSET_JOB")
     assert failure is not None
     assert f"launch the whole {names.SYNC_JOB} (or {names.INVENTORY_JOB}) job" in failure.description
+
+
+def test_a_run_of_dagsters_implicit_job_is_recorded_as_the_job_whose_reads_it_made():
+    # sync_runs.job names the sync or the inventory: the shrink guard and the drift report find
+    # the previous sync by it, a sync launched from the asset catalog included.
+    for job in (names.SYNC_JOB, names.INVENTORY_JOB):
+        assert job_of_run(job, job_assets(job)) == job
+        assert job_of_run("__ASSET_JOB", job_assets(job)) == job
+        assert job_of_run(job, {ANALYSTS_DATABASE}) == job
+    implicit = "__ASSET_JOB"
+    assert job_of_run(implicit, downstream_of('key:"raw/roles"+', names.SYNC_JOB)) == names.SYNC_JOB
+    assert job_of_run(implicit, downstream_of('key:"raw/credentials"+', names.INVENTORY_JOB)) == names.INVENTORY_JOB
+    # Both jobs' reads in one run: it rebuilt the core tables, a sync.
+    assert job_of_run(implicit, job_assets(names.SYNC_JOB) | job_assets(names.INVENTORY_JOB)) == names.SYNC_JOB
 
 
 def failure_shown(job) -> str:

@@ -8,6 +8,15 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from langsmith_access.defs.extract.assets import (
+    RAW_ORG_MEMBERS,
+    RAW_ORG_SETTINGS,
+    RAW_PENDING_INVITES,
+    RAW_ROLES,
+    RAW_WORKSPACE_MEMBERSHIPS,
+    RAW_WORKSPACES,
+)
+from langsmith_access.defs.inventory.definitions import INVENTORY_KEYS
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase, run_started_at
 from langsmith_access.defs.transform.assets import access_tables
 from langsmith_access.governance.drift import notify_unexplained_changes, unexplained_changes
@@ -32,6 +41,10 @@ FOLLOW_THEIR_INPUTS = [spec.key for spec in access_tables.specs if INVENTORY_TAG
                        and str(spec.metadata.get("dagster-dbt/materialization_type")) != "view"]
 # The inventory's tables, which a run may leave as the last inventory built them.
 INVENTORY_TABLES = {spec.key for spec in access_tables.specs if INVENTORY_TAG in spec.tags}
+# What each job reads from LangSmith: a run of Dagster's implicit job is the one whose reads it made.
+SYNC_EXTRACTS = {RAW_ROLES, RAW_WORKSPACES, RAW_ORG_MEMBERS, RAW_PENDING_INVITES, RAW_WORKSPACE_MEMBERSHIPS,
+                 RAW_ORG_SETTINGS}
+INVENTORY_EXTRACTS = set(INVENTORY_KEYS.values())
 
 
 @dg.asset(
@@ -52,6 +65,7 @@ def analysts_database(
     # The run's assets: the job's, or the subset launched from the UI.
     rebuilt = context.job_def.asset_layer.selected_asset_keys
     refuse_a_partial_picture(rebuilt, context.job_name)
+    job = job_of_run(context.job_name, rebuilt)
     started = run_started_at(context.instance, context.run.run_id)
     with sync_database.connect() as conn:
         if set(rebuilt) == {ANALYSTS_DATABASE} and not has_published_sync(conn):
@@ -66,7 +80,7 @@ def analysts_database(
             started_at=started,
             finished_at=datetime.now(UTC),
             api_stats=langsmith.client.stats.snapshot(),
-            job=context.job_name,
+            job=job,
             organization_id=sync_database.org.settings.organization_id,
         )
         metrics = picture_metrics(conn, counts)
@@ -77,7 +91,7 @@ def analysts_database(
         notified = notify_unexplained_changes(conn, Notifier.from_settings(org.settings, org.slug), drift)
         if notified:
             context.log.info(f"{len(notified)} unexplained change(s): change.unexplained queued for the webhook.")
-    if context.job_name == SYNC_JOB:  # the inventory rebuilds no grants: it sees no drift
+    if job == SYNC_JOB:  # the inventory rebuilds no grants: it sees no drift
         metrics["unexplained_changes"] = len(drift)
     sync_database.commit_and_publish()
     return dg.MaterializeResult(
@@ -90,6 +104,18 @@ def analysts_database(
             "skipped_section_reasons": dg.MetadataValue.json(json.loads(counts["skipped_sections"])),
         }
     )
+
+
+def job_of_run(job_name: str, rebuilt: Collection[dg.AssetKey]) -> str:
+    """The job a run's ``sync_runs`` row names: the sync or the inventory (DESIGN.md section 9),
+    which the shrink guard and the drift report tell apart to find the previous sync. A run of
+    Dagster's implicit asset job (the asset catalog's "Materialize", a backfill; ``rebuilt``: its
+    assets) is the inventory when it read the inventory and none of the sync's extracts, else the
+    sync: it rebuilt the core tables."""
+    if job_name in (SYNC_JOB, INVENTORY_JOB):
+        return job_name
+    read = set(rebuilt)
+    return INVENTORY_JOB if read & INVENTORY_EXTRACTS and not read & SYNC_EXTRACTS else SYNC_JOB
 
 
 def refuse_a_partial_picture(rebuilt: Collection[dg.AssetKey], job_name: str) -> None:
