@@ -151,6 +151,10 @@ def test_the_freshness_interval_is_the_crons_longest_gap_whenever_the_definition
 def test_the_sync_reads_the_org_settings_and_builds_the_core_picture():
     keys = {key.to_user_string() for key in defs().resolve_job_def("langsmith_access_sync").asset_layer.executable_asset_keys}
     assert "raw/org_settings" in keys
+    # Read after the members: whether their SCIM groups were read depends on the route they took
+    # (raw.membership_read, which the members' step writes).
+    parents = defs().resolve_asset_graph().get(dg.AssetKey(["raw", "org_settings"])).parent_keys
+    assert dg.AssetKey(["raw", "org_members"]) in parents
     for table in ("effective_access", "effective_permissions", "user_login_methods", "user_scim_groups",
                   "org_settings", "org_settings_history", "report_implicit_admins", "workspace_history",
                   "user_history"):
