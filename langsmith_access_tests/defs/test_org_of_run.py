@@ -1,0 +1,30 @@
+"""Which org a run serves (``defs/orgs.py``): the one its partition names, however it was
+launched. A run from the asset catalog ("Materialize" on an org's partition, a backfill) runs
+Dagster's implicit asset job, which carries Dagster's partition tag and none of ours."""
+
+import dagster as dg
+import pytest
+
+from langsmith_access.defs.orgs import RunWithoutOrg, org_of_run, org_tags
+from langsmith_access.settings import Org, Orgs, Settings
+
+ORGS = Orgs(tuple(Org(slug, Settings.from_env({})) for slug in ("us", "eu")))
+
+
+def run(job_name: str, tags: dict[str, str]) -> dg.DagsterRun:
+    return dg.DagsterRun(job_name=job_name, run_id=f"run-of-{job_name}", tags=tags)
+
+
+def test_a_run_from_the_asset_catalog_serves_the_org_of_its_partition():
+    assert org_of_run(run("__ASSET_JOB", {"dagster/partition": "eu"}), ORGS).slug == "eu"
+    # A named job's run carries both tags, the same slug.
+    assert org_of_run(run("langsmith_access_sync", {"dagster/partition": "us", **org_tags("us")}), ORGS).slug == "us"
+
+
+def test_a_run_without_a_partition_is_refused_where_several_orgs_are_configured():
+    with pytest.raises(RunWithoutOrg, match="names no org, and 2 are configured"):
+        org_of_run(run("__ASSET_JOB", {}), ORGS)
+    # With one org, that org; outside a run, the only one too.
+    [us] = [org for org in ORGS if org.slug == "us"]
+    assert org_of_run(run("__ASSET_JOB", {}), Orgs((us,))) is us
+    assert org_of_run(None, Orgs((us,))) is us
