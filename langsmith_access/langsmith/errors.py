@@ -70,17 +70,25 @@ class TransientError(LangSmithError):
     """5xx, 429, timeouts or dropped connections that outlasted every retry.
 
     On a write, ``maybe_applied`` is true when the request may have reached the server: the
-    caller must re-read the state before deciding anything (never blindly send it again).
+    caller must re-read the state before deciding anything (never blindly send it again), and
+    the error's ``fix`` says so instead of "nothing was changed".
     """
 
     fix = (
         "LangSmith did not answer usefully after every retry: check that LANGSMITH_ENDPOINT is "
         "reachable from here (`langsmith-access doctor`), then run again; nothing was changed"
     )
+    maybe_applied_fix = (
+        "LangSmith gave no usable answer to a write, which may or may not have been applied: check "
+        "that LANGSMITH_ENDPOINT is reachable (`langsmith-access doctor`), then read the live state "
+        "(`langsmith-access sync`) before sending the change again"
+    )
 
     def __init__(self, message: str, *, maybe_applied: bool = False, **kwargs):
         super().__init__(message, **kwargs)
         self.maybe_applied = maybe_applied
+        if maybe_applied:
+            self.fix = self.maybe_applied_fix
 
 
 class ConnectionFailedError(TransientError):

@@ -44,6 +44,18 @@ def test_only_a_write_that_may_have_reached_the_server_is_maybe_applied():
     assert ConnectionFailedError("x", cause="read-timeout", maybe_applied=True).maybe_applied is True
 
 
+@pytest.mark.parametrize("error", [
+    TransientError("server error 502", maybe_applied=True),
+    ConnectionFailedError("the connection dropped", cause="dropped", maybe_applied=True),
+])
+def test_the_fix_for_a_write_that_may_have_been_applied_never_says_nothing_was_changed(error):
+    assert "nothing was changed" not in error.fix
+    assert "may or may not have been applied" in error.fix and "before sending the change again" in error.fix
+    # A read, or a write that surely never arrived, changed nothing: that fix stands.
+    assert "nothing was changed" in TransientError("server error 502").fix
+    assert "nothing was changed" in TransientError("rate limited (429)", maybe_applied=False).fix
+
+
 @pytest.mark.parametrize(("error", "caught_as"), [
     # Callers catch the general kind: a failed connection is retried and re-read as any
     # transient fault, a UI page is an unexpected answer, a route or workspace gone is a 404.
