@@ -120,15 +120,24 @@ def provision(*, dry_run: bool = False, request_ids: list[str] | None = None,
     """Run ``provision_workspace_roles`` for ``org`` now, in this process. Returns the runner's
     outcome; ``outcome.outputs['apply_requests']['outcomes']`` lists what happened to each
     request. A failed run's details go to ``log_dir`` (``outcome.log_path``), and to the
-    terminal when ``verbose``."""
+    terminal when ``verbose``.
+
+    ``request_ids=None`` (the default) applies every pending request; a list applies only those.
+    An empty list names no request and raises ``ValueError`` before anything runs: it is never
+    taken for "every pending request" (a selection that came out empty must not apply the
+    whole queue)."""
+    ids = list(request_ids) if request_ids is not None else None
+    if ids is not None and not ids:
+        raise ValueError("provision(request_ids=[]) names no request, so nothing was run: pass the ids "
+                         "to apply, or leave request_ids out to apply every pending request")
     the_org = resolve_org(org)
     the_org.client()  # a missing or unusable key: SettingsError naming it, before anything starts
     # Deferred on purpose: the runner loads Dagster (seconds); queueing and listing need none of it.
     from langsmith_access import runner
 
     config: dict = {"dry_run": dry_run}
-    if request_ids:
-        config["request_ids"] = list(request_ids)
+    if ids:
+        config["request_ids"] = ids
     return runner.run_job(
         PROVISION_JOB, {"ops": {SELECT_REQUESTS_OP: {"config": config}}}, org=the_org,
         log_dir=Path(log_dir) if log_dir is not None else None, verbose=verbose,

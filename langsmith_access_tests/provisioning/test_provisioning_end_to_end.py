@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
 from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
@@ -306,6 +307,18 @@ def test_named_requests_that_are_not_pending_are_named_with_their_status(env):
     unknown = launch(request_ids=["no-such-request"])
     assert "Unknown request ids in the queue of org 'default'" in unknown.failure
     assert "`langsmith-access requests`" in unknown.failure
+
+
+def test_provision_with_an_empty_list_of_request_ids_applies_nothing(env):
+    """``provision(request_ids=[])`` (a selection that came out empty) is refused before any run:
+    it is never taken for "every pending request"."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    waiting = request_grant(outsider.email, workspace.id, "Editor")
+    with pytest.raises(ValueError, match=r"names no request, so nothing was run"):
+        provision(request_ids=[])
+    assert writes(sandbox) == []
+    assert [(r["request_id"], r["status"]) for r in list_requests()] == [(waiting.request_id, "pending")]
 
 
 def test_a_named_request_a_dead_run_left_in_progress_is_applied(env):
