@@ -6,7 +6,8 @@ settles from live state:
 
 - ``write_sent`` is recorded *before* a write goes out; a request found ``in_progress`` with a
   ``write_sent`` and no answer is settled by reading live state, never by blindly re-sending.
-- A write whose answer was lost (5xx, dropped connection) is verified by a read before any retry.
+- A write whose answer was lost (5xx, dropped connection) is verified by a read before any retry,
+  and after the last attempt before the request is called failed.
 
 What a settled request verified (the member's live role in the workspace, or none) is recorded in
 the raw table ``raw.provisioning_observations``, in the same transaction as the request's
@@ -679,6 +680,13 @@ class Provisioner:
                 maybe_applied = getattr(error, "maybe_applied", True)
                 self._event(request_id, "write_uncertain", {"error": str(error), "maybe_applied": maybe_applied})
                 if attempt == MAX_WRITE_ATTEMPTS:
+                    if maybe_applied:
+                        # The last write may have been applied all the same: read, never assumed failed.
+                        verified = self._read_live(request_id, workspace_id, user_id, kind="verified")
+                        if (verified.role_id if verified else None) == self._wanted(request, plan):
+                            self._observe(request, verified)
+                            return Outcome(request_id, "applied", f"verified: {plan.explanation}", plan,
+                                           writes=earlier_writes + attempt)
                     raise
                 continue  # re-read before anything else
             except (ConflictError, NotFoundError) as error:
