@@ -420,6 +420,7 @@ def test_a_role_change_a_dead_run_wrote_keeps_the_role_it_replaced_for_the_grant
 
     assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
     assert len(writes(sandbox)) == 1
+    assert outcome.writes == 1  # the dead run's write is counted: the request took one write
     [(prior_role_id,)] = conn.execute("SELECT prior_role_id FROM main.provisioning_requests WHERE request_id = ?",
                                       [request["request_id"]]).fetchall()
     assert prior_role_id == held_role_id
@@ -736,3 +737,26 @@ def test_a_role_provisioning_verified_that_grants_does_not_show_yet_is_not_taken
     assert conn.execute(f"SELECT request_id, role_id, observed FROM {RAW_SCHEMA}.provisioning_observations "
                         "ORDER BY verified_at").fetchall() == [
         (first["request_id"], first_role.id, "verified"), (then["request_id"], then_role.id, "verified")]
+
+
+def test_a_grant_langsmith_answered_but_did_not_keep_fails_verification(live):
+    """The POST is answered 200, but the member is not in the workspace when read back: the
+    request fails verification (never applied on the answer alone) and no role is recorded."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+
+    def add_not_kept(respond, r):
+        response = respond(r)
+        if r.method == "POST":
+            org.remove_workspace_membership(workspace.id, member.ls_user_id)
+        return response
+
+    wrap_respond(sandbox, add_not_kept)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "failed" and outcome.detail.startswith("verification failed"), outcome
+    assert "the live role is none (not a member)" in outcome.detail
+    assert status_of(conn, request["request_id"])[0] == "failed"
+    assert observations(conn, request["request_id"]) == []
