@@ -9,6 +9,7 @@ fail, a one-line fix. Plain Python: the CLI (``langsmith-access doctor``) and th
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import re
 import time
@@ -198,6 +199,7 @@ def run_checks(
         if from_environment:  # every problem of the variables, not only the first: one round of fixes
             return configuration_failure(*(Settings.problems_of_env(environ) or [str(error)]))
         return configuration_failure(str(error))
+    doctor.key = client_settings.api_key.reveal()
     doctor.add(
         "configuration",
         OK,
@@ -224,6 +226,7 @@ def configuration_failure(message: str, *more: str, fix: str | None = None) -> D
 class _Doctor:
     def __init__(self) -> None:
         self.checks: list[Check] = []
+        self.key = ""  # the key the checks send, once known: any long run of it is cut from details
         self.roles: list[Role] = []  # as read_roles read them
         # The shared workspaces, as read_all_workspaces listed them (None: not listed).
         self.workspaces: list[Workspace] | None = None
@@ -238,7 +241,7 @@ class _Doctor:
     def add(self, name: str, status: str, detail: str, fix: str | None = None) -> None:
         # Details quote what the server answered (headers, bodies, where it redirects): a key it
         # echoed, whole or in part, never reaches the output.
-        detail = mask_key_fragments(detail)
+        detail = _without_runs_of(self.key, mask_key_fragments(detail))
         self.checks.append(Check(name, status, detail, fix))
 
     def finish(self) -> Diagnosis:
@@ -682,6 +685,25 @@ def _in_the_clear(endpoint: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name
         return True
+
+
+# The shortest run of the key's characters cut from a detail: shorter ones occur by chance (in
+# ids and hashes); any longer is a piece of the key, with or without its prefix.
+KEY_RUN_CHARACTERS = 12
+
+
+def _without_runs_of(key: str, text: str) -> str:
+    """``text`` with every run of at least ``KEY_RUN_CHARACTERS`` characters of ``key`` cut to
+    ``***`` (the prefix-based masking misses a piece of the key's secret quoted without it)."""
+    hidden = [False] * len(text)
+    for start in range(len(key) - KEY_RUN_CHARACTERS + 1):
+        piece = key[start:start + KEY_RUN_CHARACTERS]
+        at = text.find(piece)
+        while at != -1:
+            hidden[at:at + KEY_RUN_CHARACTERS] = [True] * KEY_RUN_CHARACTERS
+            at = text.find(piece, at + 1)
+    return "".join("***" if hide else "".join(char for char, _ in run)
+                   for hide, run in itertools.groupby(zip(text, hidden, strict=True), key=lambda pair: pair[1]))
 
 
 def _anonymity_note(restricted: bool) -> str:

@@ -459,6 +459,23 @@ def test_a_key_in_what_langsmith_names_never_reaches_the_doctors_output(sandbox_
     assert sandbox.api_key not in shown and sandbox.api_key[8:24] not in shown
 
 
+def test_a_piece_of_the_key_quoted_without_its_prefix_never_reaches_the_doctors_output(sandbox_env):
+    # The key's secret part, or its tail, quoted on its own: no prefix to recognise it by, yet a
+    # piece of the key all the same.
+    sandbox, environ = sandbox_env()
+    secret = sandbox.api_key.removeprefix("lsv2_sk_")
+    for piece in (secret[:32], secret[-20:]):
+        with TamperingProxy(sandbox.url) as proxy:
+            proxy.tamper = on("/api/v1/orgs/current/info",
+                              lambda answer, piece=piece: answer.with_json({**answer.json(),
+                                                                            "display_name": f"Acme {piece}"}))
+            diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+        check = check_of(diagnosis, "organization")
+        assert check.status == "ok" and check.detail.startswith("Acme *** ("), check
+        shown = diagnosis.text() + diagnosis.to_json()
+        assert piece[:12] not in shown and piece[-12:] not in shown
+
+
 def test_an_org_info_without_an_id_warns_that_the_org_could_not_be_confirmed(sandbox_env):
     # The schema lets OrganizationInfo.id be null: nothing to compare the configured id with.
     sandbox, environ = sandbox_env()
