@@ -122,6 +122,9 @@ def test_a_workspace_scoped_key_fails_organization_and_members(sandbox_env):
     assert result["organization"] == "fail" and result["read_members"] == "fail"
     assert [result[n] for n in CHECK_NAMES[:3]] == ["ok", "ok", "ok"]
     assert {result[n] for n in CHECK_NAMES[5:]} == {"skip"}
+    # Skipped for the first check that failed: the members' refusal is the organization's.
+    skipped = {c.detail for c in run_checks(environ).checks if c.status == "skip"}
+    assert skipped == {"not run: organization failed"}
 
 
 def test_a_wrong_endpoint_fails_endpoint_and_skips_the_rest(sandbox_env):
@@ -151,6 +154,20 @@ def test_bad_configuration_fails_configuration(sandbox_env):
         assert result["configuration"] == "fail", name
         assert {result[n] for n in CHECK_NAMES[1:]} == {"skip"}
         assert fix in check_of(run_checks({**environ, name: value}), "configuration").fix, name
+
+
+def test_the_fixes_name_each_regions_api_host_and_the_key_to_create(sandbox_env):
+    # The hosts as langsmith-api.md lists them: an operator copies them from the fix.
+    _, environ = sandbox_env()
+    regions = ("https://api.smith.langchain.com (US)", "https://eu.api.smith.langchain.com (EU)")
+    bad_url = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": "api.smith.langchain.com"}), "configuration")
+    assert all(region in bad_url.fix for region in regions), bad_url
+    unresolved = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": "https://langsmith.example.invalid"}),
+                          "endpoint")
+    assert "US: api.smith.langchain.com, EU: eu.api.smith.langchain.com" in unresolved.fix, unresolved
+    refused = check_of(run_checks({**environ, "LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32}), "authentication")
+    assert ("create an organization-scoped service key (Settings > API Keys > Service Keys, organization "
+            "scope, Organization Admin role) and set LANGSMITH_API_KEY to it") in refused.fix, refused
 
 
 def test_every_problem_of_the_variables_is_named_in_one_run(sandbox_env, monkeypatch):
@@ -501,6 +518,42 @@ def test_a_refused_read_gets_the_permission_fix(sandbox_env, check, path):
     assert failed.status == "fail" and PERMISSION_FIX_WORDS in failed.fix, failed
     if check == "read_members":  # the members listing every sync starts with: its route is not judged
         assert check_of(diagnosis, "read_all_workspaces").detail == "not run: read_members failed"
+
+
+def test_checks_are_told_in_their_order_when_one_in_the_middle_is_skipped(sandbox_env):
+    # The members listing refused: the workspace check after it is skipped while the later ones
+    # run, and every line still comes in the order of CHECK_NAMES.
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(ACTIVE, refused)
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    assert check_of(diagnosis, "read_all_workspaces").status == "skip"
+    assert check_of(diagnosis, "workspace_rbac").status == "ok"
+    told = [line.split(":")[0].split()[1] for line in diagnosis.text().splitlines() if not line.startswith(" ")]
+    assert told == [c["name"] for c in diagnosis.to_dict()["checks"]] == list(CHECK_NAMES)
+
+
+def test_members_are_counted_only_when_langsmith_says_how_many(sandbox_env):
+    sandbox, environ = sandbox_env()
+    active = len(sandbox.org.members)
+    assert check_of(run_checks(environ), "read_members").detail == (
+        f"organization members can be listed ({active} active)")
+    with TamperingProxy(sandbox.url) as proxy:  # an install that sends no X-Pagination-Total
+        proxy.tamper = on(ACTIVE, lambda answer: answer.replace(
+            headers={k: v for k, v in answer.headers.items() if k != "X-Pagination-Total"}))
+        check = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_members")
+    assert check.status == "ok" and check.detail == "organization members can be listed", check
+
+
+def test_an_organization_without_shared_workspaces_has_no_membership_to_manage_yet(sandbox_env):
+    sandbox, environ = sandbox_env(key_role="org-user")  # no organization:manage: the listing decides
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/workspaces",
+                          lambda answer: answer.with_json([w for w in answer.json() if w.get("is_personal")]))
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    check = check_of(diagnosis, "manage_workspace_members")
+    assert check.status == "ok" and "no shared workspace" in check.detail, check
+    assert diagnosis.ok
 
 
 @pytest.fixture
