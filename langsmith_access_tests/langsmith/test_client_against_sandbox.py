@@ -1381,3 +1381,21 @@ def test_a_sandbox_that_sends_totals_only_where_documented_is_read_exactly():
         assert project_read(everything) == expected_from_org(sb.org)
         assert active.reported_total is None and enriched.reported_total == len(enriched)
         assert [o for o, _ in offsets_and_limits(sb, ACTIVE)][:3] == [0, 499, 998]
+
+
+def test_a_removal_answered_200_with_an_empty_body_is_done(sandbox):
+    # A DELETE may answer 204, or 200 with {} or null (langsmith-api.md); a proxy or another
+    # version may send 200 with no body at all: still a success, never "not a LangSmith API".
+    ws = shared(sandbox)[0]
+    membership = insider_of(ws)
+
+    def emptied(respond, request):
+        answer = respond(request)
+        if request.method == "DELETE" and answer.status == 200:
+            return ApiResponse(200, headers={"Content-Length": "0"})
+        return answer
+
+    wrap_respond(sandbox, emptied)
+    with client_for(sandbox) as client:
+        assert client.remove_workspace_member(ws.id, membership.id) is None
+    assert sandbox.org.membership(ws.id, membership.ls_user_id) is None
