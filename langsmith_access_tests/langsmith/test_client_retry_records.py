@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import pytest
 
-from langsmith_access.langsmith import LangSmithClient, TransientError
+from langsmith_access.langsmith import ConnectionFailedError, LangSmithClient, TransientError
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.settings import ClientSettings, Secret
@@ -179,3 +179,25 @@ def test_a_write_rate_limited_on_every_attempt_surely_was_not_applied():
     assert raised.value.maybe_applied is False
     assert sleep.waits and set(sleep.waits) == {1.0}  # each retry waited what Retry-After asked
     assert org.membership(workspace.id, outsider.ls_user_id) is None
+
+
+def test_a_probe_whose_connection_was_never_made_says_connect_timeout_not_read_timeout():
+    # A full accept queue drops the SYN: the connection times out before anything is sent.
+    # Its fix (a firewall, a wrong host) differs from a server that took too long to answer.
+    jammed = socket.socket()
+    jammed.bind(("127.0.0.1", 0))
+    jammed.listen(0)
+    port = jammed.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))
+    settings = ClientSettings(
+        api_key=Secret("lsv2_sk_" + "c" * 32), organization_id="00000000-0000-4000-8000-000000000001",
+        endpoint=f"http://127.0.0.1:{port}", connect_timeout_seconds=0.3, read_timeout_seconds=5.0,
+    )
+    try:
+        with LangSmithClient(settings, sleep=RecordingSleep()) as client:
+            with pytest.raises(ConnectionFailedError) as raised:
+                client.probe()
+    finally:
+        queued.close()
+        jammed.close()
+    assert raised.value.cause == "connect-timeout" and "no connection within 0.3 s" in str(raised.value)
