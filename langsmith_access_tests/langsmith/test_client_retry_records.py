@@ -201,3 +201,19 @@ def test_a_probe_whose_connection_was_never_made_says_connect_timeout_not_read_t
         queued.close()
         jammed.close()
     assert raised.value.cause == "connect-timeout" and "no connection within 0.3 s" in str(raised.value)
+
+
+def test_a_write_the_server_did_not_take_on_every_attempt_surely_was_not_applied():
+    # 408 and 425 mean the request was not processed, like a 429: no re-read is needed.
+    org = generate_org(seed=7, members=40, workspaces=5)
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    role = org.role_by_name("WORKSPACE_VIEWER")
+    with SandboxServer(org) as sandbox:
+        wrap_respond(sandbox, lambda respond, request: (
+            ApiResponse(408, {"detail": "Client took too long"}) if request.method == "POST" else respond(request)))
+        with client_for(sandbox, sleep=RecordingSleep()) as client:
+            with pytest.raises(TransientError, match="not taken") as raised:
+                client.add_workspace_member(workspace.id, org_identity_id=outsider.id, role_id=role.id)
+    assert raised.value.maybe_applied is False
+    assert org.membership(workspace.id, outsider.ls_user_id) is None
