@@ -18,6 +18,7 @@ from langsmith_access.langsmith import (
     ProxyRefusalError,
     SectionUnavailableError,
     TransientError,
+    UnexpectedResponseError,
     WorkspaceGoneError,
 )
 from langsmith_access.langsmith.access_records import redact_short_key
@@ -496,3 +497,29 @@ def test_workspaces_listed_in_capitals_have_their_keys_read_and_none_is_called_d
     assert {c.id for c in read.of("credentials") if c.kind == WORKSPACE_SERVICE_KEY} == expected and expected
     [keys_read] = [r for r in read.reads if r.section == "workspace_service_keys"]
     assert (keys_read.status, keys_read.rows, keys_read.reason) == ("read", len(expected), None)
+
+
+def test_several_audit_operations_are_sent_as_a_repeated_key(serve):
+    # langsmith-api.md: `operations` (repeat the key), not one comma-separated value.
+    sandbox, client = serve()
+    org = sandbox.org
+    workspace = org.shared_workspaces()[0]
+    member = next(m for m in org.active_members() if org.membership(workspace.id, m.ls_user_id) is None)
+    client.add_workspace_member(workspace.id, org_identity_id=member.id,
+                                role_id=org.role_by_name("WORKSPACE_VIEWER").id)
+    org.record_login(member.ls_user_id)
+    now = datetime.fromtimestamp(T0, tz=UTC)
+    sandbox.reset_log()
+    window = client.list_audit_events(now, now, operations=["add_member_to_workspace", "login"])
+    assert {e.operation for e in window} == {"add_member_to_workspace", "login"}
+    [request] = sandbox.requests_matching("GET", AUDIT)
+    assert request.query["operations"] == ["add_member_to_workspace", "login"]
+
+
+@pytest.mark.parametrize("items", [None, {"0": {}}, "[]"])
+def test_an_audit_page_whose_items_are_no_list_is_an_unexpected_answer_not_an_empty_window(serve, items):
+    sandbox, client = serve()
+    wrap_respond(sandbox, lambda original, request: (
+        ApiResponse(200, {"items": items, "cursor": None}) if request.path == AUDIT else original(request)))
+    with pytest.raises(UnexpectedResponseError, match="items: expected a list"):
+        client.list_audit_events(*EVERYTHING)
