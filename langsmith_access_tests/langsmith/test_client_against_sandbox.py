@@ -574,7 +574,10 @@ def test_hang_longer_than_the_read_timeout_is_retried(sandbox):
     with client_for(sandbox, sleep=sleep, read_timeout_seconds=0.3) as client:
         members = client.list_workspace_members(ws.id)
         stats = client.stats.snapshot()
+        [retried] = client.take_retried_attempts()
     assert members.items == baseline
+    # Said as a timeout (the server is slow), not a dropped connection (something cut it).
+    assert retried["status_code"] is None and retried["problem"] == f"the connection timed out (workspace {ws.id})"
     # The client gave up on the hang at its read timeout and retried once.
     assert stats["connection_errors"] == 1 and stats["retries"] == 1 and stats["calls"] == 2
     assert len(sleep.waits) == 1
