@@ -1124,6 +1124,7 @@ class LangSmithClient:
                 raise TransientError(
                     f"{problem}; gave up after {attempt + 1} attempt{'s' if attempt else ''}",
                     maybe_applied=maybe_applied,
+                    status_code=status,  # the last answer's (None: it got none)
                     **context,
                 )
             attempt += 1

@@ -217,3 +217,23 @@ def test_a_write_the_server_did_not_take_on_every_attempt_surely_was_not_applied
                 client.add_workspace_member(workspace.id, org_identity_id=outsider.id, role_id=role.id)
     assert raised.value.maybe_applied is False
     assert org.membership(workspace.id, outsider.ls_user_id) is None
+
+
+@pytest.mark.parametrize("status, method", [(503, "GET"), (429, "GET"), (429, "POST")])
+def test_retries_exhausted_keep_the_last_answers_status(status, method):
+    # The provisioning audit and the sync's section errors record error.status_code: a request
+    # answered 503 or 429 on every attempt must not be recorded as one that got no answer.
+    org = generate_org(seed=7, members=40, workspaces=5)
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    role = org.role_by_name("WORKSPACE_VIEWER")
+    with SandboxServer(org) as sandbox:
+        wrap_respond(sandbox, lambda respond, request: (
+            ApiResponse(status, {"detail": "busy"}, {"Retry-After": "1"})
+            if request.method == method else respond(request)))
+        with client_for(sandbox, sleep=RecordingSleep(), max_retries=1) as client:
+            call = (client.list_roles if method == "GET" else lambda: client.add_workspace_member(
+                workspace.id, org_identity_id=outsider.id, role_id=role.id))
+            with pytest.raises(TransientError, match="gave up after 2 attempts") as raised:
+                call()
+    assert raised.value.status_code == status and raised.value.maybe_applied is False
