@@ -426,6 +426,38 @@ def test_a_role_change_a_dead_run_wrote_keeps_the_role_it_replaced_for_the_grant
     assert prior_role_id == held_role_id
 
 
+def test_a_grant_a_dead_run_wrote_then_changed_by_hand_keeps_the_role_its_first_write_replaced(live, monkeypatch):
+    """A run dies right after its role change reached LangSmith; someone then gives the member
+    a third role by hand, so the next run writes the grant's role again. The grant's prior role
+    is still the one its first write replaced (what its end restores), not the hand-given one."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    member, held_role_id = org.members[held.ls_user_id], held.role_id
+    role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held_role_id)
+    by_hand = next(r for r in org.roles_by_scope("workspace") if r.id not in (held_role_id, role.id))
+    request = queued(conn, "grant", member, workspace, role, access_duration_seconds=3600)
+    real_set = LangSmithClient.set_workspace_member_role
+
+    def set_then_die(self, *args, **kwargs):
+        real_set(self, *args, **kwargs)
+        raise RuntimeError("simulated crash after the write, before it was recorded")
+
+    monkeypatch.setattr(LangSmithClient, "set_workspace_member_role", set_then_die)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        provision(sandbox, conn, request)
+    monkeypatch.undo()
+    org.set_workspace_role(workspace.id, member.ls_user_id, by_hand.id)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied", outcome
+    assert org.membership(workspace.id, member.ls_user_id).role_id == role.id
+    [(prior_role_id,)] = conn.execute("SELECT prior_role_id FROM main.provisioning_requests WHERE request_id = ?",
+                                      [request["request_id"]]).fetchall()
+    assert prior_role_id == held_role_id
+
+
 @pytest.mark.parametrize("read", ["member lookup", "org listing"])
 def test_a_time_bound_grant_two_dead_runs_wrote_for_runs_from_the_first_write(live, read):
     """Two runs died after sending a write for the same grant (the second one's took): the member
@@ -693,6 +725,35 @@ def test_an_outage_while_reading_back_a_batchs_writes_stops_at_the_first_read_ba
     assert unanswered == [("GET", WORKSPACE_MEMBERS_PATH)]
     assert provisioner.release_unsettled(requests) == []
     assert [status_of(conn, r["request_id"])[0] for r in requests] == ["in_progress", "in_progress"]
+
+
+def test_an_outage_on_the_verifying_listing_stops_the_run_before_any_read_back(live):
+    """LangSmith stops answering after a batch's write, at the listing that would verify it: an
+    outage, not a refusal, so the run stops there (no read-back is tried) and the request stays
+    in progress (its write went out) for the next run to settle from LangSmith's state."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"), status="in_progress")
+    client = client_for(sandbox, max_retries=0)
+    snapshot = OrgSnapshot.read(client)
+    answered_writes, unanswered = [], []
+
+    def down_after_the_write(respond, r):
+        if answered_writes:
+            unanswered.append((r.method, r.path))
+            return ApiResponse(503, {"detail": "Service Unavailable"})
+        response = respond(r)
+        if r.method in WRITES:
+            answered_writes.append(r.path)
+        return response
+
+    wrap_respond(sandbox, down_after_the_write)
+    provisioner = Provisioner(client, conn, run_id="run-1", snapshot=snapshot)
+
+    assert provisioner.process_all([request]) == [] and provisioner.unreachable is not None
+    assert unanswered == [("GET", ORG_LISTING_PATH)]
+    assert provisioner.release_unsettled([request]) == []
+    assert status_of(conn, request["request_id"])[0] == "in_progress"
 
 
 def test_the_end_of_a_grant_that_found_its_role_held_raises_no_access_expired(live):
