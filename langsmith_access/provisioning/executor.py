@@ -696,9 +696,9 @@ class Provisioner:
                     raise
                 continue
             if snapshot is not None:
-                return _Written(request, plan, attempt, identity_id)  # verified by finish()
+                return _Written(request, plan, earlier_writes + attempt, identity_id)  # verified by finish()
             verified = self._read_live(request_id, workspace_id, user_id, kind="verified")
-            return self._verified_outcome(request, plan, attempt, verified)
+            return self._verified_outcome(request, plan, earlier_writes + attempt, verified)
         raise AssertionError("unreachable")
 
     def _plan(self, request: dict, live: Live | None) -> Plan:
