@@ -426,7 +426,8 @@ def test_a_role_change_a_dead_run_wrote_keeps_the_role_it_replaced_for_the_grant
     assert prior_role_id == held_role_id
 
 
-def test_a_grant_a_dead_run_wrote_then_changed_by_hand_keeps_the_role_its_first_write_replaced(live, monkeypatch):
+@pytest.mark.parametrize("read", ["member lookup", "org listing"])
+def test_a_grant_a_dead_run_wrote_then_changed_by_hand_keeps_the_role_its_first_write_replaced(live, monkeypatch, read):
     """A run dies right after its role change reached LangSmith; someone then gives the member
     a third role by hand, so the next run writes the grant's role again. The grant's prior role
     is still the one its first write replaced (what its end restores), not the hand-given one."""
@@ -449,7 +450,8 @@ def test_a_grant_a_dead_run_wrote_then_changed_by_hand_keeps_the_role_its_first_
     monkeypatch.undo()
     org.set_workspace_role(workspace.id, member.ls_user_id, by_hand.id)
 
-    outcome = provision(sandbox, conn, request)[request["request_id"]]
+    outcome = (provision_by_listing if read == "org listing" else provision)(sandbox, conn, request)[
+        request["request_id"]]
 
     assert outcome.status == "applied" and outcome.writes == 2, outcome  # the dead run's write counts too
     assert org.membership(workspace.id, member.ls_user_id).role_id == role.id
