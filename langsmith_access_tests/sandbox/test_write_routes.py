@@ -215,6 +215,7 @@ def test_writes_to_a_deleted_workspace_are_404(caller, org, outsider):
 
 
 def test_disabled_members_can_be_added(caller, org, workspace):
+    # Disabled members are still members (langsmith-api.md), whichever id names them.
     disabled = org.add_member("gone@example.com", "Gone Away", is_disabled=True)
     response = caller.post(
         MEMBERS,
@@ -222,6 +223,12 @@ def test_disabled_members_can_be_added(caller, org, workspace):
         json={"org_identity_id": disabled.id, "role_id": role_id(org, "Viewer")},
     )
     assert response.status_code == 200
+    also = org.add_member("away@example.com", "Also Away", is_disabled=True)
+    by_ls_user_id = caller.post(
+        MEMBERS, tenant_id=workspace.id, json={"ls_user_id": also.ls_user_id, "role_id": role_id(org, "Viewer")}
+    )
+    assert by_ls_user_id.status_code == 200, by_ls_user_id.text
+    assert org.membership(workspace.id, also.ls_user_id) is not None
 
 
 # ------------------------------------------------------------------ PATCH
@@ -344,6 +351,24 @@ def test_restricted_roles_need_the_built_in_workspace_admin(make_sandbox, key_ro
                             json={"role_id": viewer}).status_code == 200
 
 
+def test_a_read_only_key_may_not_change_or_remove_members(make_sandbox):
+    """workspaces:manage-members guards PATCH and DELETE as it guards POST (langsmith-api.md):
+    an org-viewer key's role change and removal are refused, and nothing changes."""
+    server, caller = make_sandbox(key_role="org-viewer")
+    org = server.org
+    workspace = org.shared_workspaces()[0]
+    membership = next(iter(workspace.memberships.values()))
+    held = membership.role_id
+    other = next(r.id for r in org.roles_by_scope("workspace") if r.id != held)
+    for response in (
+        caller.patch(f"{MEMBERS}/{membership.id}", tenant_id=workspace.id, json={"role_id": other}),
+        caller.delete(f"{MEMBERS}/{membership.id}", tenant_id=workspace.id),
+    ):
+        assert response.status_code == 403, response.text
+        assert "workspaces:manage-members" in response.json()["detail"]
+    assert org.membership(workspace.id, membership.ls_user_id).role_id == held
+
+
 def test_each_key_acts_with_its_own_role(make_sandbox):
     """The second key is a workspace key (Workspace Admin in its workspace) whatever the first
     key is: with a read-only first key, the second one still adds and removes members in its
@@ -407,6 +432,13 @@ def test_org_member_writes_need_organization_manage(make_sandbox):
     assert refused.status_code == 403 and "organization:manage" in refused.json()["detail"]
     assert caller.delete(f"{ORG_MEMBERS}/{member.id}").status_code == 403
     assert member.ls_user_id in server.org.members
+    # Invites and their withdrawal need it too.
+    server.org.settings.sso_only, server.org.settings.invites_enabled = False, True
+    pending_before = set(server.org.pending_invites)
+    assert caller.post(ORG_MEMBERS, json={"email": "new.hire@example.com"}).status_code == 403
+    invite_id = next(iter(pending_before))
+    assert caller.delete(f"{ORG_MEMBERS}/{invite_id}/pending").status_code == 403
+    assert set(server.org.pending_invites) == pending_before
 
 
 def test_org_member_bodies_are_validated_as_the_spec_types_them(caller, org, insider):
@@ -447,6 +479,15 @@ def test_inviting_to_the_org_adds_a_pending_member(caller, org, workspace):
     assert_422_at(caller.post(ORG_MEMBERS, json={"role_id": org_user}), ["body", "email"])
     wrong_scope = caller.post(ORG_MEMBERS, json={"email": "x@example.com", "role_id": viewer})
     assert wrong_scope.status_code == 404
+    # Only shared workspaces are offered: a deleted or personal one is not found.
+    for unshared in (next(w for w in org.workspaces.values() if w.is_deleted),
+                     next(w for w in org.workspaces.values() if w.is_personal)):
+        offered_there = caller.post(ORG_MEMBERS, json={"email": "w@example.com", "workspace_ids": [unshared.id]})
+        assert offered_there.status_code == 404, offered_there.text
+    assert not any(i.email == "w@example.com" for i in org.pending_invites.values())
+    org.settings.invites_enabled = False  # invites turned off in the org's settings
+    assert caller.post(ORG_MEMBERS, json={"email": "z@example.com"}).status_code == 403
+    org.settings.invites_enabled = True
     org.settings.sso_only = True  # SSO-only orgs take no invites
     assert caller.post(ORG_MEMBERS, json={"email": "y@example.com"}).status_code == 403
 
