@@ -84,7 +84,7 @@ def test_active_members_full_scan_equals_the_org_in_api_order(caller, org):
 
 
 def test_active_members_default_limit_and_total(make_sandbox):
-    _, caller = make_sandbox(generate_org(seed=1, members=120, workspaces=3))
+    server, caller = make_sandbox(generate_org(seed=1, members=120, workspaces=3))
     response = caller.get(ACTIVE)
     assert len(response.json()) == 50
     assert response.headers["X-Pagination-Total"] == "120"
@@ -92,6 +92,16 @@ def test_active_members_default_limit_and_total(make_sandbox):
     assert len(last.json()) == 20
     assert last.headers["X-Pagination-Total"] == "120"
     assert caller.get(ACTIVE, params={"offset": 500}).json() == []
+    # A workspace's /active pages alike: 50 rows by default, at most 500.
+    workspace = server.org.shared_workspaces()[0]
+    for member in server.org.active_members():
+        if member.ls_user_id not in workspace.memberships:
+            server.org.add_workspace_membership(workspace.id, member.ls_user_id, server.org.role_by_name("Viewer").id)
+    in_workspace = caller.get(WORKSPACE_ACTIVE, tenant_id=workspace.id)
+    assert len(in_workspace.json()) == 50
+    assert in_workspace.headers["X-Pagination-Total"] == "120"
+    too_many = caller.get(WORKSPACE_ACTIVE, tenant_id=workspace.id, params={"limit": 501})
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["query", "limit"]
 
 
 def test_active_member_rows(caller, org):
@@ -149,6 +159,7 @@ def test_pending_members_paged(caller, org):
         assert "ls_user_id" not in row and row["user_id"] is None
         assert row["role_id"] == org.pending_invites[row["id"]].org_role_id
     assert caller.get(PENDING, params={"limit": 501}).status_code == 422
+    assert caller.get(PENDING, params={"limit": 0}).status_code == 422
 
 
 def test_pending_members_sort_like_active_ones(caller, org):
