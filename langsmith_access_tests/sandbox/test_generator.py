@@ -243,6 +243,9 @@ def test_workspace_membership_changes(org):
     ) in org.workspace_membership_rows()
     with pytest.raises(ValueError):
         org.add_workspace_membership(workspace.id, outsider.ls_user_id, editor.id)
+    with pytest.raises(KeyError):  # only active org members join workspaces
+        org.add_workspace_membership(workspace.id, "00000000-0000-4000-8000-00000000abcd", viewer.id)
+    assert "00000000-0000-4000-8000-00000000abcd" not in workspace.memberships
     with pytest.raises(ValueError):
         org.set_workspace_role(
             workspace.id, outsider.ls_user_id, org.role_by_name("ORGANIZATION_ADMIN").id
