@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from langsmith_access.sandbox import FaultConfig
+from langsmith_access.sandbox.faults import RandomFault
 
 INFO = "/api/v1/orgs/current/info"
 ACTIVE = "/api/v1/orgs/current/members/active"
@@ -142,6 +143,10 @@ def test_random_faults_repeat_with_the_seed():
 
     assert draws(5) == draws(5)
     assert None in draws(5)
+    # The rates are shares of one draw: rates summing to 1 fault every request, with each kind.
+    shared = FaultConfig(throttle_rate=0.5, error_rate=0.5, seed=5)
+    drawn = [shared.draw_random_fault() for _ in range(200)]
+    assert set(drawn) == {RandomFault.THROTTLE, RandomFault.ERROR}
 
 
 def test_failing_routes_prefix_and_exact(sandbox, caller):
@@ -159,6 +164,7 @@ def test_failing_workspaces(sandbox, caller, org):
     sandbox.faults = FaultConfig(failing_workspaces=(broken.id,))
     assert caller.get(MEMBERS, tenant_id=broken.id).status_code == 500
     assert caller.get(MEMBERS + "/active", tenant_id=broken.id).status_code == 500
+    assert caller.get(MEMBERS, tenant_id=broken.id.upper()).status_code == 500  # ids compare case-insensitively
     assert caller.get(MEMBERS, tenant_id=working.id).status_code == 200
 
 
