@@ -395,10 +395,10 @@ def test_only_a_settled_revoke_of_an_organization_admins_role_says_admin_access_
         assert ADMIN_ACCESS_REMAINS not in status_of(conn, request["request_id"])[1]
 
 
-def test_a_role_change_a_dead_run_wrote_keeps_the_role_it_replaced_for_the_grants_end(live, monkeypatch):
-    """A run dies right after its role change reached LangSmith. The next run settles it from
-    live state and records as its prior role the one the dead run's plan replaced (what the
-    grant's end restores), not the role it finds now."""
+def grant_a_dead_run_wrote(live, monkeypatch):
+    """A time-bound grant of another role to a member of the first shared workspace, whose run
+    died right after its role change reached LangSmith: (workspace, member, the role held before,
+    the role granted, the request, left in_progress)."""
     sandbox, org, conn = live
     workspace = org.shared_workspaces()[0]
     held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
@@ -415,6 +415,15 @@ def test_a_role_change_a_dead_run_wrote_keeps_the_role_it_replaced_for_the_grant
     with pytest.raises(RuntimeError, match="simulated crash"):
         provision(sandbox, conn, request)
     monkeypatch.undo()
+    return workspace, member, held_role_id, role, request
+
+
+def test_a_role_change_a_dead_run_wrote_keeps_the_role_it_replaced_for_the_grants_end(live, monkeypatch):
+    """A run dies right after its role change reached LangSmith. The next run settles it from
+    live state and records as its prior role the one the dead run's plan replaced (what the
+    grant's end restores), not the role it finds now."""
+    sandbox, org, conn = live
+    workspace, member, held_role_id, role, request = grant_a_dead_run_wrote(live, monkeypatch)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
@@ -432,22 +441,8 @@ def test_a_grant_a_dead_run_wrote_then_changed_by_hand_keeps_the_role_its_first_
     a third role by hand, so the next run writes the grant's role again. The grant's prior role
     is still the one its first write replaced (what its end restores), not the hand-given one."""
     sandbox, org, conn = live
-    workspace = org.shared_workspaces()[0]
-    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
-    member, held_role_id = org.members[held.ls_user_id], held.role_id
-    role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held_role_id)
+    workspace, member, held_role_id, role, request = grant_a_dead_run_wrote(live, monkeypatch)
     by_hand = next(r for r in org.roles_by_scope("workspace") if r.id not in (held_role_id, role.id))
-    request = queued(conn, "grant", member, workspace, role, access_duration_seconds=3600)
-    real_set = LangSmithClient.set_workspace_member_role
-
-    def set_then_die(self, *args, **kwargs):
-        real_set(self, *args, **kwargs)
-        raise RuntimeError("simulated crash after the write, before it was recorded")
-
-    monkeypatch.setattr(LangSmithClient, "set_workspace_member_role", set_then_die)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        provision(sandbox, conn, request)
-    monkeypatch.undo()
     org.set_workspace_role(workspace.id, member.ls_user_id, by_hand.id)
 
     outcome = (provision_by_listing if read == "org listing" else provision)(sandbox, conn, request)[
