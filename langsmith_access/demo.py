@@ -255,6 +255,24 @@ def _provisioning_story(org: OrgState, access: Org, cast: _Cast) -> bool:
     return True
 
 
+def _approve_and_apply(access: AccessDatabase, request_id: str, approver: OrgMember, settings: Org,
+                       policy: Path) -> bool:
+    """``approver`` approves the request awaiting approval, then provisioning applies it. False,
+    said on stderr, when the approval is not recorded (nothing is provisioned then) or the
+    provisioning run fails."""
+    approved = decide(access, request_id, APPROVED, approver.email, "on call", policy_path=policy)
+    print(f"   {approver.email} (Organization Admin) approves: {approved.message}")
+    if not approved.recorded:
+        print(f"error: {approver.email}'s approval of request {request_id} was not recorded: {approved.message}\n"
+              f"  nothing was provisioned (the request is {approved.status or 'not found'})", file=sys.stderr)
+        return False
+    outcome = provision(org=settings)
+    if not outcome.success:
+        print(f"Provisioning failed: {outcome.failure}", file=sys.stderr)
+        return False
+    return True
+
+
 def _governance_story(org: OrgState, settings: Org, cast: _Cast) -> bool:
     """Under the demo policy: an 8-hour Admin grant awaits approval, is approved and applied,
     then expires and gives back the role the member had. The policy is passed to the calls, not
@@ -276,11 +294,7 @@ def _governance_story(org: OrgState, settings: Org, cast: _Cast) -> bool:
         return False
     own = decide(access, asked.request_id, APPROVED, member.email, policy_path=policy)
     print(f"   they try to approve it themselves: {'recorded' if own.recorded else 'refused'}: {own.message}")
-    approved = decide(access, asked.request_id, APPROVED, approver.email, "on call", policy_path=policy)
-    print(f"   {approver.email} (Organization Admin) approves: {approved.message}")
-    outcome = provision(org=settings)
-    if not outcome.success or not approved.recorded:
-        print(f"Provisioning failed: {outcome.failure}", file=sys.stderr)
+    if not _approve_and_apply(access, asked.request_id, approver, settings, policy):
         return False
     [grant] = [r for r in list_requests(database=database) if r["request_id"] == asked.request_id]
     print(f"   applied: Admin until {grant['expires_at']:%Y-%m-%d %H:%M %Z} (8 hours from now); "
