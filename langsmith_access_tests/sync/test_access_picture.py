@@ -624,6 +624,10 @@ def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_
         assert isinstance(metadata[SYNC_JOB][name], dg.IntMetadataValue), name
     assert metadata[SYNC_JOB]["skipped_sections"] == dg.IntMetadataValue(1)
     assert metadata[INVENTORY_JOB]["skipped_sections"] == dg.IntMetadataValue(2)
+    # And why, as sync_runs.skipped_sections says it: the UI shows each run's reasons.
+    reasons = {job: json.loads(text) for job, text in query(database, "SELECT job, skipped_sections FROM main.sync_runs")}
+    for job in (SYNC_JOB, INVENTORY_JOB):
+        assert metadata[job]["skipped_section_reasons"] == dg.JsonMetadataValue(reasons[job]), job
     assert metadata[SYNC_JOB]["members"] == dg.IntMetadataValue(len(org.active_members()))
 
 
