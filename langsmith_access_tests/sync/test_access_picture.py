@@ -628,6 +628,9 @@ def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_
     reasons = {job: json.loads(text) for job, text in query(database, "SELECT job, skipped_sections FROM main.sync_runs")}
     for job in (SYNC_JOB, INVENTORY_JOB):
         assert metadata[job]["skipped_section_reasons"] == dg.JsonMetadataValue(reasons[job]), job
+    # Drift is the sync's number: the inventory rebuilds no grants, and plots no 0 between the syncs'.
+    assert metadata[SYNC_JOB]["unexplained_changes"] == dg.IntMetadataValue(0)
+    assert "unexplained_changes" not in metadata[INVENTORY_JOB]
     assert metadata[SYNC_JOB]["members"] == dg.IntMetadataValue(len(org.active_members()))
 
 
@@ -705,6 +708,9 @@ def test_raising_the_unused_days_reads_the_audit_log_back_that_far(tmp_path, mon
     # days now instead of staying empty until the log has grown that long.
     org = generate_org(seed=5, members=30, workspaces=3, now=int(time.time()))
     database = tmp_path / "data" / "access.duckdb"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # a real instance: the run metadata is read back
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
         monkeypatch.setenv("LANGSMITH_ACCESS_UNUSED_DAYS", "30")
@@ -740,3 +746,9 @@ def test_raising_the_unused_days_reads_the_audit_log_back_that_far(tmp_path, mon
         assert outcome.success, outcome.failure
     [(known_since,)] = query(database, "SELECT min(window_start) FROM raw.audit_windows")
     assert started - 120 * DAY <= known_since <= datetime.now(UTC) - 120 * DAY
+    # The audit log asset's row count is the table's, not the events that run added (its 30 days more).
+    [latest] = dg.DagsterInstance.get().fetch_materializations(dg.AssetKey(["raw", "audit_events"]), limit=1).records
+    metadata = latest.asset_materialization.metadata
+    [(total,)] = query(database, "SELECT count(*) FROM raw.audit_events")
+    assert 0 < metadata["events_new"].value < total
+    assert metadata["dagster/row_count"] == dg.IntMetadataValue(total)
