@@ -3,13 +3,15 @@ server sends, the section plan of the core sync, and the settings that drive the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
 
+from langsmith_access.defs.inventory.definitions import waits_for_first_sync
 from langsmith_access.langsmith import Credential, OrganizationInfo
-from langsmith_access.settings import Settings, SettingsError
+from langsmith_access.settings import Org, Settings, SettingsError
 from langsmith_access.store.raw_tables import RAW_SCHEMA
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sections import (
@@ -262,3 +264,14 @@ def test_the_audit_log_reaches_back_to_the_earliest_window_and_up_to_the_latest(
                             events_read=0, events_new=0, pages=1)
     assert earliest_audit_window_start(conn) == NOW - timedelta(days=90)
     assert latest_audit_window_end(conn) == NOW
+
+
+def test_the_inventory_schedule_waits_for_a_missing_file_but_not_for_one_it_cannot_read(tmp_path):
+    # No file yet: no sync, so the tick waits and says why. A file it cannot read (damaged, busy):
+    # the schedule cannot tell, so it launches the run, which reports what is wrong.
+    database = tmp_path / "data" / "access.duckdb"
+    org = Org("us", replace(Settings(), duckdb_path=database))
+    assert "no sync published yet: the inventory waits for the first one" in (waits_for_first_sync(org) or "")
+    database.parent.mkdir()
+    database.write_bytes(b"not a database" * 300)
+    assert waits_for_first_sync(org) is None
