@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -25,6 +26,7 @@ from langsmith_access.sync.extract import (
     transform_workspaces,
 )
 from langsmith_access.sync.org_info import load_org_info
+from langsmith_access_tests.helpers import point_at, query, run_sync
 
 AT = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -125,3 +127,36 @@ def test_the_per_workspace_route_asked_for_replaces_every_membership_of_the_prev
                      shared_workspace_ids=[w.id for w in org.shared_workspaces()])
         left = conn.execute("SELECT count(*) FROM raw.workspace_memberships WHERE workspace_id = 'gone'").fetchone()
     assert left == (0,)
+
+
+def test_a_sync_through_dagster_records_that_the_members_answer_was_anonymity_restricted(tmp_path, monkeypatch):
+    """What the members' step read reaches the run's sync_runs row (the route, and whether the
+    answer withheld emails and names) and its assets' metadata (each raw table's row count)."""
+    org = generate_org(seed=7, members=10, workspaces=2)
+    database = tmp_path / "access.duckdb"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # a real instance: the run metadata is read back
+    with SandboxServer(org, anonymity_restricted=True) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        outcome = run_sync()
+    assert outcome.success, outcome.failure
+    assert query(database, "SELECT membership_route, anonymity_restricted FROM main.sync_runs") == [
+        (ENRICHED_ROUTE, True)]
+    # Each raw table's asset counts its own rows (the Dagster UI's row count).
+    instance = dg.DagsterInstance.get()
+    for table in ("org_members", "pending_invites", "workspace_memberships"):
+        [latest] = instance.fetch_materializations(dg.AssetKey(["raw", table]), limit=1).records
+        [(rows,)] = query(database, f"SELECT count(*) FROM raw.{table}")
+        assert latest.asset_materialization.metadata["dagster/row_count"] == dg.IntMetadataValue(rows), table
+
+
+def test_a_sync_through_dagster_takes_the_membership_route_its_run_config_asks_for(tmp_path, monkeypatch):
+    org = generate_org(seed=7, members=10, workspaces=2)
+    database = tmp_path / "access.duckdb"
+    with SandboxServer(org) as sandbox:  # the enriched route answers: "auto" would take it
+        point_at(monkeypatch, sandbox, database)
+        outcome = run_sync(membership_route=PER_WORKSPACE_ROUTE)
+    assert outcome.success, outcome.failure
+    assert query(database, "SELECT membership_route, route_reason FROM main.sync_runs") == [
+        (PER_WORKSPACE_ROUTE, "asked for by the run (membership_route)")]
