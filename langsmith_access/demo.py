@@ -258,8 +258,8 @@ def _provisioning_story(org: OrgState, access: Org, cast: _Cast) -> bool:
 def _approve_and_apply(access: AccessDatabase, request_id: str, approver: OrgMember, settings: Org,
                        policy: Path) -> bool:
     """``approver`` approves the request awaiting approval, then provisioning applies it. False,
-    said on stderr, when the approval is not recorded (nothing is provisioned then) or the
-    provisioning run fails."""
+    said on stderr, when the approval is not recorded (nothing is provisioned then), the
+    provisioning run fails, or the run leaves the request other than applied."""
     approved = decide(access, request_id, APPROVED, approver.email, "on call", policy_path=policy)
     print(f"   {approver.email} (Organization Admin) approves: {approved.message}")
     if not approved.recorded:
@@ -269,6 +269,11 @@ def _approve_and_apply(access: AccessDatabase, request_id: str, approver: OrgMem
     outcome = provision(org=settings)
     if not outcome.success:
         print(f"Provisioning failed: {outcome.failure}", file=sys.stderr)
+        return False
+    [request] = [r for r in list_requests(database=access.path) if r["request_id"] == request_id]
+    if request["status"] != "applied":
+        print(f"error: request {request_id} was approved but not applied: {request['status']}, "
+              f"{request['status_detail']}", file=sys.stderr)
         return False
     return True
 

@@ -48,3 +48,15 @@ def test_a_recorded_approval_is_provisioned(env, tmp_path, capsys):
                                  policy)
     assert applied, capsys.readouterr().err
     assert _status(database, request_id) == "applied"
+
+
+def test_an_approved_grant_that_provisioning_does_not_apply_stops_the_demo_and_says_why(env, tmp_path, capsys):
+    sandbox, org, database = env
+    cast, request_id, policy = _asked_for_admin(org, database, tmp_path)
+    org.workspace(cast.workspace.id).is_deleted = True  # deleted after the approval was asked for: rejected
+    applied = _approve_and_apply(database, request_id, cast.approver, Org(DEFAULT_ORG_SLUG, Settings.from_env()),
+                                 policy)
+    err = capsys.readouterr().err
+    assert not applied
+    assert f"error: request {request_id} was approved but not applied: rejected, " in err, err
+    assert _status(database, request_id) == "rejected"
