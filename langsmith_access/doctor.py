@@ -357,7 +357,12 @@ class _Doctor:
                 "(region or self-hosted install); " + KEY_FIX,
             )
             return False
-        self.add("authentication", OK, "the API key is accepted")
+        if probe.status_code in (200, 403):  # answered for the key's org, or refused it: the key itself is known
+            self.add("authentication", OK, "the API key is accepted")
+        else:  # an answer LangSmith does not give there (a 400, 405, 422...) says nothing of the key
+            self.add("authentication", SKIP,
+                     f"not known: GET {ORGANIZATION_INFO_PATH} answered {probe.status_code}, which neither "
+                     "accepts nor refuses the key (see organization)")
         self.probe_status = probe.status_code
         self.probe_detail = probe.detail
         self.org_info = probe.body if probe.status_code == 200 and isinstance(probe.body, dict) else None

@@ -624,13 +624,17 @@ def test_an_orgs_file_error_gets_a_fix_naming_the_entry_or_the_org_s_key_variabl
     assert configuration_fix() == f"point {ORGS_FILE_VARIABLE} at the YAML list of your orgs, or unset it"
 
 
-def test_an_organization_info_that_is_no_refusal_does_not_blame_the_key(sandbox_env):
+@pytest.mark.parametrize("status, authentication", [(200, "ok"), (422, "skip"), (405, "skip")])
+def test_an_organization_info_that_is_no_refusal_does_not_blame_the_key(sandbox_env, status, authentication):
+    # A 200 that is no organization still accepted the key; a 422 or 405 neither accepts nor refuses it.
     sandbox, environ = sandbox_env()
     with TamperingProxy(sandbox.url) as proxy:
-        proxy.tamper = on("/api/v1/orgs/current/info", lambda answer: answer.with_json([]))
-        organization = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "organization")
+        proxy.tamper = on("/api/v1/orgs/current/info", lambda answer: answer.with_json([]).replace(status=status))
+        checks = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    organization = check_of(checks, "organization")
     assert organization.status == "fail" and organization.fix == GARBLED_FIX, organization
     assert "workspace-scoped" not in organization.detail
+    assert check_of(checks, "authentication").status == authentication
 
 
 def test_an_orgs_checks_name_its_own_key_variable_and_entry(orgs_file, monkeypatch):
