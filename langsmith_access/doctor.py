@@ -68,7 +68,8 @@ CHECK_NAMES = (
 )
 ENDPOINT_FIX = (
     f"set LANGSMITH_ENDPOINT to your LangSmith API: {DEFAULT_ENDPOINT} (US), "
-    "https://eu.api.smith.langchain.com (EU), or https://<your-host>/api/v1 (self-hosted)"
+    "https://eu.api.smith.langchain.com (EU), https://apac.api.smith.langchain.com (APAC), "
+    "https://aws.api.smith.langchain.com (AWS US), or https://<your-host>/api/v1 (self-hosted)"
 )
 # A 404 on a route every LangSmith serves: the endpoint's path is wrong, not the key.
 ENDPOINT_PATH_FIX = (
@@ -88,7 +89,8 @@ GARBLED_FIX = (
 # Why no answer came decides what to change: the endpoint only where it is the likely culprit.
 CONNECTION_FIXES = {
     "dns": "correct the host name in LANGSMITH_ENDPOINT (US: api.smith.langchain.com, EU: "
-    "eu.api.smith.langchain.com, self-hosted: your install's host), or this machine's DNS",
+    "eu.api.smith.langchain.com, APAC: apac.api.smith.langchain.com, AWS US: aws.api.smith.langchain.com, "
+    "self-hosted: your install's host), or this machine's DNS",
     "refused": "correct the host and port in LANGSMITH_ENDPOINT (Cloud: https:// and no port; "
     "self-hosted: the port its ingress serves), and check the install is running",
     # REQUESTS_CA_BUNDLE replaces every root the process trusts: the CA's file alone would cut

@@ -159,12 +159,14 @@ def test_bad_configuration_fails_configuration(sandbox_env):
 def test_the_fixes_name_each_regions_api_host_and_the_key_to_create(sandbox_env):
     # The hosts as langsmith-api.md lists them: an operator copies them from the fix.
     _, environ = sandbox_env()
-    regions = ("https://api.smith.langchain.com (US)", "https://eu.api.smith.langchain.com (EU)")
+    regions = ("https://api.smith.langchain.com (US)", "https://eu.api.smith.langchain.com (EU)",
+               "https://apac.api.smith.langchain.com (APAC)", "https://aws.api.smith.langchain.com (AWS US)")
     bad_url = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": "api.smith.langchain.com"}), "configuration")
     assert all(region in bad_url.fix for region in regions), bad_url
     unresolved = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": "https://langsmith.example.invalid"}),
                           "endpoint")
-    assert "US: api.smith.langchain.com, EU: eu.api.smith.langchain.com" in unresolved.fix, unresolved
+    assert ("US: api.smith.langchain.com, EU: eu.api.smith.langchain.com, APAC: apac.api.smith.langchain.com, "
+            "AWS US: aws.api.smith.langchain.com") in unresolved.fix, unresolved
     refused = check_of(run_checks({**environ, "LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32}), "authentication")
     assert ("create an organization-scoped service key (Settings > API Keys > Service Keys, organization "
             "scope, Organization Admin role) and set LANGSMITH_API_KEY to it") in refused.fix, refused

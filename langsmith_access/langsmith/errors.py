@@ -130,7 +130,8 @@ class NotLangSmithAPIError(UnexpectedResponseError):
 
     fix = (
         "set LANGSMITH_ENDPOINT to the LangSmith API: https://api.smith.langchain.com (US), "
-        "https://eu.api.smith.langchain.com (EU) or https://<your-host>/api/v1 (self-hosted)"
+        "https://eu.api.smith.langchain.com (EU), https://apac.api.smith.langchain.com (APAC), "
+        "https://aws.api.smith.langchain.com (AWS US) or https://<your-host>/api/v1 (self-hosted)"
     )
 
     def __init__(self, message: str, *, answer: str = "a body that is not JSON", **kwargs):
