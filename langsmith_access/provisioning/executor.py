@@ -417,9 +417,10 @@ class Provisioner:
         return outcome
 
     def _failure_detail(self, error: LangSmithError, request: dict) -> str:
-        """The error, or for a refused write its cause and fix (plan or key permissions)."""
+        """The error and its fix (status_detail holds the fix when a request failed): for a refused
+        write, its cause and fix (plan or key permissions)."""
         if not is_write_refusal(error):
-            return str(error)
+            return f"{error}. Fix: {error.fix}"
         directory = self._directory
         role = directory.roles.get(request.get("role_id") or "") if directory else None
         plan = self._first_write_plans.get(request["request_id"])

@@ -13,6 +13,7 @@ import pytest
 
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import LangSmithClient
+from langsmith_access.langsmith.errors import LangSmithError, TransientError
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import (
     ADMIN_ACCESS_REMAINS,
@@ -144,7 +145,11 @@ def test_a_write_refused_or_unanswered_every_time_is_re_read_then_tried_at_most_
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
     assert outcome.status == "failed", outcome
-    assert status_of(conn, request["request_id"])[0] == "failed"
+    [settled, detail] = status_of(conn, request["request_id"])
+    assert settled == "failed"
+    # The cause and the fix (DESIGN.md: status_detail holds the fix when a request failed).
+    assert detail.endswith(f". Fix: {LangSmithError.fix}" if status == 409 else
+                           f". Fix: {TransientError.maybe_applied_fix}"), detail
     assert len(writes(sandbox)) == MAX_WRITE_ATTEMPTS == 3
     assert committed_before_each_write == [1, 2, 3]
     methods = [r.method for r in sandbox.request_log.snapshot() if "/workspaces/current/members" in r.path]
