@@ -1015,9 +1015,7 @@ class SandboxApi(AccessRoutes):
         identity_id = path_uuid(identity_id, "identity_id")
         body = json_object_body(request)
         role_id = body_uuid(body, "role_id", required=False)
-        full_name = body.get("full_name")
-        if full_name is not None and not isinstance(full_name, str):
-            raise validation_error(["body", "full_name"], "Input should be a valid string", "string_type")
+        full_name = body_str(body, "full_name", None)  # None: not changed
         body_str(body, "password", "")  # OrgIdentityPatch types it: validated, then ignored
         with self.state.lock:
             self._require_manage_org(request)

@@ -216,8 +216,13 @@ def body_bool(body: dict, name: str, default: bool) -> bool:
     raise validation_error(["body", name], "Input should be a valid boolean", "bool_parsing")
 
 
-def body_str(body: dict, name: str, default: str) -> str:
-    """A string body field (pydantic does not turn numbers into strings): 422 otherwise."""
+@overload
+def body_str(body: dict, name: str, default: str) -> str: ...
+@overload
+def body_str(body: dict, name: str, default: None) -> str | None: ...
+def body_str(body: dict, name: str, default: str | None) -> str | None:
+    """A string body field, ``default`` when null or absent (pydantic does not turn numbers into
+    strings): 422 otherwise."""
     value = body.get(name)
     if value is None:
         return default
