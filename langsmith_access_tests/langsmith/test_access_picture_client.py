@@ -162,15 +162,22 @@ def test_the_audit_window_is_inclusive_ordered_and_paged(serve):
     assert len(overlap) == 6 and len(earlier) == 12
 
 
-def test_the_audit_window_filters_and_validates(serve):
-    sandbox, client = serve()
+def member_added_who_then_logged_in(sandbox, client):
+    """Through ``client``, a member added to the first shared workspace as Viewer, who then logs
+    in: two audit events at T0. Returns (the workspace, T0 as a datetime)."""
     org = sandbox.org
     workspace = org.shared_workspaces()[0]
     member = next(m for m in org.active_members() if org.membership(workspace.id, m.ls_user_id) is None)
     client.add_workspace_member(workspace.id, org_identity_id=member.id,
                                 role_id=org.role_by_name("WORKSPACE_VIEWER").id)
     org.record_login(member.ls_user_id)
-    now = datetime.fromtimestamp(T0, tz=UTC)
+    return workspace, datetime.fromtimestamp(T0, tz=UTC)
+
+
+def test_the_audit_window_filters_and_validates(serve):
+    sandbox, client = serve()
+    org = sandbox.org
+    workspace, now = member_added_who_then_logged_in(sandbox, client)
     changes = client.list_audit_events(now, now, operations=["add_member_to_workspace"])
     assert [e.operation for e in changes] == ["add_member_to_workspace"]
     change = changes.events[0]
@@ -502,13 +509,7 @@ def test_workspaces_listed_in_capitals_have_their_keys_read_and_none_is_called_d
 def test_several_audit_operations_are_sent_as_a_repeated_key(serve):
     # langsmith-api.md: `operations` (repeat the key), not one comma-separated value.
     sandbox, client = serve()
-    org = sandbox.org
-    workspace = org.shared_workspaces()[0]
-    member = next(m for m in org.active_members() if org.membership(workspace.id, m.ls_user_id) is None)
-    client.add_workspace_member(workspace.id, org_identity_id=member.id,
-                                role_id=org.role_by_name("WORKSPACE_VIEWER").id)
-    org.record_login(member.ls_user_id)
-    now = datetime.fromtimestamp(T0, tz=UTC)
+    _, now = member_added_who_then_logged_in(sandbox, client)
     sandbox.reset_log()
     window = client.list_audit_events(now, now, operations=["add_member_to_workspace", "login"])
     assert {e.operation for e in window} == {"add_member_to_workspace", "login"}

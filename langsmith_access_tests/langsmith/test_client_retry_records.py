@@ -35,6 +35,14 @@ from langsmith_access_tests.langsmith.sandbox_client_support import (
 )
 
 
+def org_with_an_outsider():
+    """A small org, its first shared workspace, an active member not in it, and the Viewer role."""
+    org = generate_org(seed=7, members=40, workspaces=5)
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    return org, workspace, outsider, org.role_by_name("WORKSPACE_VIEWER")
+
+
 def test_each_retried_attempt_is_recorded_once_with_its_status_problem_and_wait():
     with SandboxServer(generate_org(seed=7, members=40, workspaces=5)) as sandbox:
         answers = [
@@ -76,10 +84,7 @@ def test_a_write_whose_connection_timed_out_is_retried_and_applied_once():
     """The endpoint's accept queue is full, so the first attempt's connection is never made (a
     connect timeout: nothing was sent); then the sandbox starts on that port and the retry
     reaches it."""
-    org = generate_org(seed=7, members=40, workspaces=5)
-    workspace = org.shared_workspaces()[0]
-    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
-    role = org.role_by_name("WORKSPACE_VIEWER")
+    org, workspace, outsider, role = org_with_an_outsider()
     jammed = socket.socket()
     jammed.bind(("127.0.0.1", 0))
     jammed.listen(0)
@@ -166,10 +171,7 @@ def test_the_backoff_after_a_5xx_is_half_fixed_and_half_random(at_top, waits):
 def test_a_write_the_server_did_not_take_on_every_attempt_surely_was_not_applied(status, headers, said):
     # 429, 408 and 425 mean the request was not processed: when every retry of a write is
     # answered so, the caller may send it again later without re-reading (maybe_applied is false).
-    org = generate_org(seed=7, members=40, workspaces=5)
-    workspace = org.shared_workspaces()[0]
-    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
-    role = org.role_by_name("WORKSPACE_VIEWER")
+    org, workspace, outsider, role = org_with_an_outsider()
     with SandboxServer(org) as sandbox:
         wrap_respond(sandbox, lambda respond, request: (
             ApiResponse(status, {"detail": "Not now"}, headers) if request.method == "POST" else respond(request)))
@@ -209,10 +211,7 @@ def test_a_probe_whose_connection_was_never_made_says_connect_timeout_not_read_t
 def test_retries_exhausted_keep_the_last_answers_status(status, method):
     # The provisioning audit and the sync's section errors record error.status_code: a request
     # answered 503 or 429 on every attempt must not be recorded as one that got no answer.
-    org = generate_org(seed=7, members=40, workspaces=5)
-    workspace = org.shared_workspaces()[0]
-    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
-    role = org.role_by_name("WORKSPACE_VIEWER")
+    org, workspace, outsider, role = org_with_an_outsider()
     with SandboxServer(org) as sandbox:
         wrap_respond(sandbox, lambda respond, request: (
             ApiResponse(status, {"detail": "busy"}, {"Retry-After": "1"})

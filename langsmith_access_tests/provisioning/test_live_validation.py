@@ -79,6 +79,24 @@ def workspace_role(org, display_name):
     return next(r for r in org.roles_by_scope("workspace") if r.display_name == display_name)
 
 
+def down_after_writes(sandbox, writes_answered):
+    """LangSmith answers 503 to every request after ``writes_answered`` answered writes. Returns the
+    list of (method, path) it then leaves unanswered, filled as they come."""
+    answered_writes, unanswered = [], []
+
+    def down_after_the_writes(respond, r):
+        if len(answered_writes) == writes_answered:
+            unanswered.append((r.method, r.path))
+            return ApiResponse(503, {"detail": "Service Unavailable"})
+        response = respond(r)
+        if r.method in WRITES:
+            answered_writes.append(r.path)
+        return response
+
+    wrap_respond(sandbox, down_after_the_writes)
+    return unanswered
+
+
 def status_of(conn, request_id):
     return conn.execute("SELECT status, status_detail FROM main.provisioning_requests WHERE request_id = ?",
                         [request_id]).fetchone()
@@ -577,20 +595,9 @@ def test_once_langsmith_stops_answering_the_run_tries_no_further_request(live, r
     workspace = org.shared_workspaces()[0]
     requests = [queued(conn, "grant", m, workspace, workspace_role(org, "Viewer"), status="in_progress")
                 for m in outsiders(org, workspace)[:3]]
-    answered_writes, unanswered = [], []
-
-    def down_after_the_first_write(respond, r):
-        if answered_writes:
-            unanswered.append((r.method, r.path))
-            return ApiResponse(503, {"detail": "Service Unavailable"})
-        response = respond(r)
-        if r.method in WRITES:
-            answered_writes.append(r.path)
-        return response
-
     client = client_for(sandbox, max_retries=0)
     snapshot = OrgSnapshot.read(client) if read == "org listing" else None
-    wrap_respond(sandbox, down_after_the_first_write)
+    unanswered = down_after_writes(sandbox, 1)
     provisioner = Provisioner(client, conn, run_id="run-1", snapshot=snapshot)
 
     assert provisioner.process_all(requests) == [] and provisioner.unreachable is not None
@@ -709,18 +716,7 @@ def test_an_outage_while_reading_back_a_batchs_writes_stops_at_the_first_read_ba
     client = client_for(sandbox, max_retries=0)
     before = OrgSnapshot.read(client)
     monkeypatch.setattr(OrgSnapshot, "read", staticmethod(lambda client: before))
-    answered_writes, unanswered = [], []
-
-    def down_after_the_writes(respond, r):
-        if len(answered_writes) == len(requests):
-            unanswered.append((r.method, r.path))
-            return ApiResponse(503, {"detail": "Service Unavailable"})
-        response = respond(r)
-        if r.method in WRITES:
-            answered_writes.append(r.path)
-        return response
-
-    wrap_respond(sandbox, down_after_the_writes)
+    unanswered = down_after_writes(sandbox, len(requests))
     provisioner = Provisioner(client, conn, run_id="run-1", snapshot=before)
 
     assert provisioner.process_all(requests) == [] and provisioner.unreachable is not None
@@ -738,18 +734,7 @@ def test_an_outage_on_the_verifying_listing_stops_the_run_before_any_read_back(l
     request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"), status="in_progress")
     client = client_for(sandbox, max_retries=0)
     snapshot = OrgSnapshot.read(client)
-    answered_writes, unanswered = [], []
-
-    def down_after_the_write(respond, r):
-        if answered_writes:
-            unanswered.append((r.method, r.path))
-            return ApiResponse(503, {"detail": "Service Unavailable"})
-        response = respond(r)
-        if r.method in WRITES:
-            answered_writes.append(r.path)
-        return response
-
-    wrap_respond(sandbox, down_after_the_write)
+    unanswered = down_after_writes(sandbox, 1)
     provisioner = Provisioner(client, conn, run_id="run-1", snapshot=snapshot)
 
     assert provisioner.process_all([request]) == [] and provisioner.unreachable is not None
