@@ -18,6 +18,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field, PrivateAttr
 
+from langsmith_access.defs.extract.keys import job_of_run
 from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization, said_in_the_run
 from langsmith_access.governance.notifications import Notifier, without_secrets
 from langsmith_access.langsmith import CallStats, LangSmithClient
@@ -198,7 +199,7 @@ class SyncDatabase(OrgScopedResource):
             stats = _API_STATS_OF_RUN.get(run.run_id)
             with self.database.connect() as conn:
                 self._record_failed_run(
-                    conn, sync_id=run.run_id, job=run.job_name, failure=failure,
+                    conn, sync_id=run.run_id, job=job_of_run(run.job_name, run.asset_selection), failure=failure,
                     started_at=run_started_at(context.instance, run.run_id), finished_at=datetime.now(UTC),
                     api_stats=stats.snapshot() if stats is not None else None,
                 )
@@ -233,7 +234,7 @@ class SyncDatabase(OrgScopedResource):
         org = self.org
         try:
             defer_failed_run(
-                self.database.deferred_runs_path, sync_id=run.run_id, job=run.job_name,
+                self.database.deferred_runs_path, sync_id=run.run_id, job=job_of_run(run.job_name, run.asset_selection),
                 started_at=run_started_at(context.instance, run.run_id), finished_at=datetime.now(UTC),
                 failure=without_secrets(failure, (org.settings.api_key, org.settings.webhook_url)),
             )

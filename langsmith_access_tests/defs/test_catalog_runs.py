@@ -9,18 +9,29 @@ from langsmith_access.definitions import defs
 from langsmith_access_tests.helpers import query
 
 IMPLICIT_ASSET_JOB = "__ASSET_JOB"
+MEMBERS_ROUTE = "/api/v1/platform/orgs/current/members"
 
 
-def test_a_sync_materialized_from_the_asset_catalog_publishes_what_it_read(env, instance):
-    _, _, database = env
+def test_a_sync_materialized_from_the_asset_catalog_publishes_what_it_read(env, instance, monkeypatch):
+    sandbox, _, database = env
     # As the webserver launches it: the job rebuilt from the code location, on a persistent instance.
     job = ReconstructableRepository.for_module("langsmith_access.definitions", "defs").get_reconstructable_job(
         IMPLICIT_ASSET_JOB)
     sync_assets = list(defs().resolve_job_def(names.SYNC_JOB).asset_layer.selected_asset_keys)
-    with dg.execute_job(job, instance=instance, asset_selection=sync_assets,
-                        tags={"dagster/partition": "default"}) as result:
-        assert result.success
-        run_id = result.run_id
+
+    def materialize() -> tuple[bool, str]:
+        with dg.execute_job(job, instance=instance, asset_selection=sync_assets,
+                            tags={"dagster/partition": "default"}) as result:
+            return result.success, result.run_id
+
+    # One that fails first: its row (published by the next good run) names the sync too.
+    sandbox.faults.failing_routes = (MEMBERS_ROUTE,)
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "1")
+    succeeded, failed_run_id = materialize()
+    assert not succeeded
+    sandbox.faults.failing_routes = ()
+    succeeded, run_id = materialize()
+    assert succeeded
     # Every step wrote into the one scratch copy the publish committed: the analysts' tables are
     # this run's read (each step in a process of its own wrote to a copy thrown away with it).
     for table in ("raw.org_members", "raw.workspaces", "main.users", "main.workspaces"):
@@ -29,3 +40,7 @@ def test_a_sync_materialized_from_the_asset_catalog_publishes_what_it_read(env, 
     # previous sync from the rows of langsmith_access_sync.
     assert query(database.path, "SELECT status, job FROM main.sync_runs WHERE sync_id = ?", [run_id]) == [
         ("succeeded", names.SYNC_JOB)]
+    # The failed one too: the sync's next run finds its previous sync by the job, and its
+    # sync.failed says "langsmith_access_sync run ... failed", not Dagster's internal name.
+    assert query(database.path, "SELECT status, job FROM main.sync_runs WHERE sync_id = ?", [failed_run_id]) == [
+        ("failed", names.SYNC_JOB)]

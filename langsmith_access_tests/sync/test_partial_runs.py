@@ -7,8 +7,9 @@ import pytest
 
 from langsmith_access import names
 from langsmith_access.definitions import defs
+from langsmith_access.defs.extract.keys import job_of_run
 from langsmith_access.defs.resources import org_resources
-from langsmith_access.defs.sync.publish import ANALYSTS_DATABASE, job_of_run, refuse_a_partial_picture
+from langsmith_access.defs.sync.publish import ANALYSTS_DATABASE, refuse_a_partial_picture
 from langsmith_access.transform.selection import left_behind, upstream
 
 

@@ -12,18 +12,20 @@ import dagster as dg
 from pydantic import Field
 
 from langsmith_access import names
+from langsmith_access.defs.extract.keys import (
+    RAW_ORG_MEMBERS,
+    RAW_ORG_SETTINGS,
+    RAW_PENDING_INVITES,
+    RAW_ROLES,
+    RAW_WORKSPACE_MEMBERSHIPS,
+    RAW_WORKSPACES,
+)
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
 from langsmith_access.store.schema import previous_sync, record_membership_read, workspaces_no_longer_shared
 from langsmith_access.sync import extract, org_info
 from langsmith_access.sync.guards import DEFAULT_MAX_SHRINK_SHARE, check_completeness, check_shrink
 
 GROUP = "extract"
-RAW_ROLES = dg.AssetKey(["raw", "roles"])
-RAW_WORKSPACES = dg.AssetKey(["raw", "workspaces"])
-RAW_ORG_MEMBERS = dg.AssetKey(["raw", "org_members"])
-RAW_PENDING_INVITES = dg.AssetKey(["raw", "pending_invites"])
-RAW_WORKSPACE_MEMBERSHIPS = dg.AssetKey(["raw", "workspace_memberships"])
-RAW_ORG_SETTINGS = dg.AssetKey(["raw", "org_settings"])
 
 
 class MembersConfig(dg.Config):

@@ -15,6 +15,7 @@ import duckdb
 from pydantic import Field
 
 from langsmith_access import names
+from langsmith_access.defs.extract.keys import INVENTORY_KEYS
 from langsmith_access.defs.orgs import deployment_orgs, org_run_config, schedule_tick
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
 from langsmith_access.settings import MAX_UNUSED_DAYS, Org, Settings, cron_field_values
@@ -43,7 +44,6 @@ TABLE_DESCRIPTIONS = {
         "The audit log, loaded incrementally by overlapping time windows, de-duplicated by event id."
     ),
 }
-INVENTORY_KEYS = {table: dg.AssetKey(["raw", table]) for table in TABLE_DESCRIPTIONS}
 
 
 class InventoryConfig(dg.Config):
@@ -99,9 +99,9 @@ def longest_cron_interval(cron: str) -> timedelta:
 
 def _specs(cron: str) -> list[dg.AssetSpec]:
     return [
-        dg.AssetSpec(key, group_name=GROUP, kinds={"python", "duckdb"}, description=description,
+        dg.AssetSpec(key, group_name=GROUP, kinds={"python", "duckdb"}, description=TABLE_DESCRIPTIONS[table],
                      freshness_policy=freshness_policy(cron))
-        for key, description in zip(INVENTORY_KEYS.values(), TABLE_DESCRIPTIONS.values(), strict=True)
+        for table, key in INVENTORY_KEYS.items()
     ]
 
 

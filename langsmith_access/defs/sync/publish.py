@@ -8,15 +8,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from langsmith_access.defs.extract.assets import (
-    RAW_ORG_MEMBERS,
-    RAW_ORG_SETTINGS,
-    RAW_PENDING_INVITES,
-    RAW_ROLES,
-    RAW_WORKSPACE_MEMBERSHIPS,
-    RAW_WORKSPACES,
-)
-from langsmith_access.defs.inventory.definitions import INVENTORY_KEYS
+from langsmith_access.defs.extract.keys import job_of_run
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase, run_started_at
 from langsmith_access.defs.transform.assets import access_tables
 from langsmith_access.governance.drift import notify_unexplained_changes, unexplained_changes
@@ -41,10 +33,6 @@ FOLLOW_THEIR_INPUTS = [spec.key for spec in access_tables.specs if INVENTORY_TAG
                        and str(spec.metadata.get("dagster-dbt/materialization_type")) != "view"]
 # The inventory's tables, which a run may leave as the last inventory built them.
 INVENTORY_TABLES = {spec.key for spec in access_tables.specs if INVENTORY_TAG in spec.tags}
-# What each job reads from LangSmith: a run of Dagster's implicit job is the one whose reads it made.
-SYNC_EXTRACTS = {RAW_ROLES, RAW_WORKSPACES, RAW_ORG_MEMBERS, RAW_PENDING_INVITES, RAW_WORKSPACE_MEMBERSHIPS,
-                 RAW_ORG_SETTINGS}
-INVENTORY_EXTRACTS = set(INVENTORY_KEYS.values())
 
 
 @dg.asset(
@@ -104,18 +92,6 @@ def analysts_database(
             "skipped_section_reasons": dg.MetadataValue.json(json.loads(counts["skipped_sections"])),
         }
     )
-
-
-def job_of_run(job_name: str, rebuilt: Collection[dg.AssetKey]) -> str:
-    """The job a run's ``sync_runs`` row names: the sync or the inventory (DESIGN.md section 9),
-    which the shrink guard and the drift report tell apart to find the previous sync. A run of
-    Dagster's implicit asset job (the asset catalog's "Materialize", a backfill; ``rebuilt``: its
-    assets) is the inventory when it read the inventory and none of the sync's extracts, else the
-    sync: it rebuilt the core tables."""
-    if job_name in (SYNC_JOB, INVENTORY_JOB):
-        return job_name
-    read = set(rebuilt)
-    return INVENTORY_JOB if read & INVENTORY_EXTRACTS and not read & SYNC_EXTRACTS else SYNC_JOB
 
 
 def refuse_a_partial_picture(rebuilt: Collection[dg.AssetKey], job_name: str) -> None:
