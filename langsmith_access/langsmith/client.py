@@ -13,8 +13,9 @@ HTTP only, no model logic (that lives in the extract and provisioning modules). 
   ``ListingRead`` summary returned), so a caller that stores the rows never holds them all.
 - Reads are retried on 429 (honouring ``Retry-After``), 408, 425, 5xx, timeouts and dropped
   connections, with bounded exponential backoff and jitter. Writes are retried only when the
-  request surely did not take effect (429, 408, 425, connect timeout); otherwise ``TransientError(maybe_applied=True)``
-  tells the caller to re-read before deciding anything.
+  request surely did not take effect (429, 408, 425, connect timeout, no connection made: DNS,
+  refused, an untrusted certificate); otherwise ``TransientError(maybe_applied=True)`` tells the
+  caller to re-read before deciding anything.
 - A shared limiter keeps the client under its requests-per-minute in every 60-second window;
   fan-out over workspaces and pages uses bounded thread pools.
 """
@@ -1078,12 +1079,14 @@ class LangSmithClient:
                 # included: a proxy cut or garbled it) is one to retry, never a crash.
                 self.stats.add(connection_errors=1)
                 kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "dropped"
-                problem, maybe_applied = f"the connection {kind}{where}", is_write
                 # Why, where the connection tells (DNS, refused, TLS, proxy): the fix differs.
                 cause, why = _connection_failure(exc, self._timeout)
-                if cause not in ("dropped", "read-timeout", "broken") and not is_write:
+                # A write that never left this machine is sent again, as after a connect timeout.
+                maybe_applied = is_write and cause not in NOT_SENT_CAUSES
+                problem = f"the connection {kind}{where}"
+                if cause not in ("dropped", "read-timeout", "broken") and not maybe_applied:
                     problem = f"no connection{where}: {why}"
-                if is_write:
+                if maybe_applied:
                     raise TransientError(
                         f"{problem}; the write may or may not have been applied: re-read "
                         "before retrying",
@@ -1346,6 +1349,12 @@ def _unique_by_id(records: list[R], path: str) -> list[R]:
     for record in records:
         seen.setdefault(record.id, record)
     return list(seen.values())
+
+
+# Connection failures before a byte of the request was sent: the host name did not resolve,
+# nothing listened, or this machine refused the server's certificate in the handshake. (Another
+# TLS failure, or a proxy's, may come after the request went out.)
+NOT_SENT_CAUSES = frozenset({"dns", "refused", "tls-untrusted"})
 
 
 def _connection_failure(exc: requests.exceptions.RequestException,

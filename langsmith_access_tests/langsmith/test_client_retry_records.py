@@ -141,6 +141,30 @@ def test_a_read_that_found_nothing_listening_says_the_connection_was_refused():
         assert "attempts" not in str(once)
 
 
+def test_a_write_that_found_nothing_listening_is_sent_again_and_said_unsent():
+    # Refused at connect: no byte of the write left this machine, so it is retried as after a
+    # connect timeout, and the caller is told nothing was applied (no re-read needed).
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    key = "lsv2_sk_" + "d" * 32
+    settings = ClientSettings(
+        api_key=Secret(key), organization_id="00000000-0000-4000-8000-000000000001",
+        endpoint=f"http://127.0.0.1:{port}", connect_timeout_seconds=2.0, max_retries=1,
+    )
+    sleep = RecordingSleep()
+    workspace_id, identity_id, role_id = ("00000000-0000-4000-8000-00000000000" + n for n in "234")
+    with LangSmithClient(settings, sleep=sleep) as client:
+        error = expect_error(
+            TransientError,
+            lambda: client.add_workspace_member(workspace_id, org_identity_id=identity_id, role_id=role_id),
+            keys=[key], contains=["no connection (workspace", "connection refused", "gave up after 2 attempts"])
+        assert client.stats.connection_errors == 2 and len(sleep.waits) == 1
+    assert error.maybe_applied is False and error.method == "POST"
+    assert "may or may not" not in str(error)
+
+
 class _Jitter(random.Random):
     """Draws the jitter at one end of its span."""
 
