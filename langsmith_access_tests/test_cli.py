@@ -84,6 +84,23 @@ def test_a_shrink_share_outside_0_to_1_is_a_usage_error_before_anything_runs(tmp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command, option, left_out", [
+    (["access-at", "--time", "now", "--user"], "--user", "every user"),
+    (["access-at", "--time", "now", "--workspace"], "--workspace", "every workspace"),
+    (["review", "export", "--out", "review.csv", "--workspace"], "--workspace", "every workspace"),
+    (["review", "export", "--out", "review.duckdb", "--table"], "--table", "table grant_review"),
+])
+def test_an_empty_value_that_would_mean_all_is_a_usage_error(tmp_path, monkeypatch, command, option, left_out):
+    # `--user "$EMAIL"` with the variable unset: one user's access asked for, everyone's listed.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    for empty in ("", " "):
+        done = cli_in_this_process(*command, empty)
+        assert done.returncode == 2, done.stderr
+        assert f"argument {option}: empty: give " in done.stderr and f"leave the option out ({left_out})" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_path, monkeypatch):
     """Without an orgs file there are no "others" to have synced; a key's secret part never shows."""
     for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:

@@ -72,6 +72,18 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 count = whole_number(0)  # members, workspaces, invites
 
 
+def given(what: str, left_out: str) -> Callable[[str], str]:
+    """argparse type of an option whose empty value (an unset shell variable) would silently
+    mean what leaving it out means (``left_out``: every user, the default table): refused."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"empty: give {what}, or leave the option out ({left_out})")
+        return text
+
+    return parse
+
+
 def refuse_a_file_among_the_folders(option: str, path: Path) -> None:
     """``UsageError`` when a folder of ``path`` (an output the command creates, folders included)
     is a file: mkdir would say only "File exists" or "Not a directory", naming no fix."""

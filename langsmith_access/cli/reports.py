@@ -19,6 +19,7 @@ from langsmith_access.cli.common import (
     UsageError,
     add_org_argument,
     analysts_database,
+    given,
     print_table,
     refuse_a_file_among_the_folders,
     selected_org,
@@ -47,10 +48,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="ISO 8601 date or date-time, e.g. 2026-11-01, 2026-11-01T12:00, "
         "2026-11-01T12:00:00+02:00; without an offset it is UTC ('now' for the latest state)",
     )
-    access_at.add_argument("--user", metavar="U", help="only this user: email (any case) or user id")
+    access_at.add_argument("--user", metavar="U", type=given("an email or user id", "every user"),
+                           help="only this user: email (any case) or user id")
     access_at.add_argument(
         "--workspace",
         metavar="W",
+        type=given("a workspace name or id", "every workspace"),
         help="only the grants in this workspace: its name or id (organization roles are left out)",
     )
     access_at.add_argument(

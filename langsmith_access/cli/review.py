@@ -24,6 +24,7 @@ from langsmith_access.cli.common import (
     add_org_argument,
     analysts_database,
     another_orgs_database,
+    given,
     in_org_terms,
     org_terms,
     refuse_a_file_among_the_folders,
@@ -64,10 +65,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--out", required=True, type=_sheet_file, metavar="FILE",
                         help="review.csv, or review.duckdb for a table in your own DuckDB file")
-    export.add_argument("--workspace", metavar="W", help="only this workspace (name or id)")
+    export.add_argument("--workspace", metavar="W", type=given("a workspace name or id", "every workspace"),
+                        help="only this workspace (name or id)")
     export.add_argument("--include-org-roles", action="store_true",
                         help="list organization roles too (for the record: they cannot be revoked here)")
-    export.add_argument("--table", default=None, metavar="T",
+    export.add_argument("--table", default=None, metavar="T", type=given("a table name", f"table {DEFAULT_TABLE}"),
                         help="table to create when OUT is a DuckDB file (default grant_review)")
     export.add_argument("--force", action="store_true", help="replace an existing sheet or table")
     add_org_argument(export)
