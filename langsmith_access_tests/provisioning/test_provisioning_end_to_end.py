@@ -72,13 +72,9 @@ def test_grant_change_and_revoke_closed_loop(env):
 
     outcome = provision()
     assert outcome.success, outcome.failure
-    assert {r["request_id"]: r["status"] for r in list_requests()} == {
-        added.request_id: "applied", changed.request_id: "applied", revoked.request_id: "applied"}
     # Exactly one write per needed change, and LangSmith now has the result.
-    assert [w.method for w in writes(sandbox)] == ["POST", "PATCH", "DELETE"]
-    assert org.membership(workspace.id, outsider.ls_user_id).role_id == roles["Viewer"]
-    assert org.membership(workspace.id, changer.ls_user_id).role_id == roles[new_role]
-    assert org.membership(workspace.id, leaver.ls_user_id) is None
+    assert_applied_with_one_write_each(sandbox, org, workspace, [added, changed, revoked], {
+        outsider.ls_user_id: roles["Viewer"], changer.ls_user_id: roles[new_role], leaver.ls_user_id: None})
 
     # grants and grant_history changed at once, without a sync.
     current = set(query(database.path,
@@ -145,13 +141,19 @@ def test_ids_the_api_spells_in_capitals_are_synced_and_provisioned_in_one_spelli
     assert added.accepted and changed.accepted and revoked.accepted, (added, changed, revoked)
     outcome = provision()
     assert outcome.success, outcome.failure
-    assert {r["request_id"]: r["status"] for r in list_requests()} == {
-        added.request_id: "applied", changed.request_id: "applied", revoked.request_id: "applied"}
-    assert [w.method for w in writes(sandbox)] == ["POST", "PATCH", "DELETE"]
-    assert org.membership(workspace.id, outsider.ls_user_id).role_id == roles["Viewer"]
-    assert org.membership(workspace.id, changer.ls_user_id).role_id == roles[new_role]
-    assert org.membership(workspace.id, leaver.ls_user_id) is None
+    assert_applied_with_one_write_each(sandbox, org, workspace, [added, changed, revoked], {
+        outsider.ls_user_id: roles["Viewer"], changer.ls_user_id: roles[new_role], leaver.ls_user_id: None})
     assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
+
+
+def assert_applied_with_one_write_each(sandbox, org, workspace, requested, roles_now):
+    """An add, a role change and a removal (``requested``, in that order) all applied with one
+    POST, PATCH and DELETE; ``roles_now``: each user's role in ``workspace`` now (None: none)."""
+    assert {r["request_id"]: r["status"] for r in list_requests()} == {r.request_id: "applied" for r in requested}
+    assert [w.method for w in writes(sandbox)] == ["POST", "PATCH", "DELETE"]
+    for user_id, role_id in roles_now.items():
+        membership = org.membership(workspace.id, user_id)
+        assert (membership.role_id if membership else None) == role_id, user_id
 
 
 def test_the_last_word_on_a_membership_is_never_merged_into_an_earlier_request(env):
