@@ -25,6 +25,9 @@ from typing import Any
 
 from langsmith_access.sandbox import access_payloads
 from langsmith_access.sandbox.access_records import (
+    ABAC_ATTRIBUTE_NAMES,
+    ABAC_OPERATORS,
+    ABAC_PERMISSIONS,
     PERSONAL_ACCESS_TOKEN,
     SERVICE_KEY,
     TAG_RESOURCE_TYPES,
@@ -645,19 +648,29 @@ def _condition_groups(raw: Any) -> list[PolicyConditionGroup]:
         if not isinstance(conditions, list) or not all(isinstance(c, dict) for c in conditions):
             raise ApiError(400, {"error": "each condition group needs permission, resource_type, conditions"})
         groups.append(PolicyConditionGroup(
-            _platform_str(group, "permission", ""),
+            _platform_choice(group, "permission", ABAC_PERMISSIONS),
             _platform_str(group, "resource_type", ""),
             [
                 PolicyCondition(
                     attribute_key=_platform_str(c, "attribute_key", ""),
-                    operator=_platform_str(c, "operator", ""),
+                    operator=_platform_choice(c, "operator", ABAC_OPERATORS),
                     attribute_value=_platform_str(c, "attribute_value", ""),
-                    attribute_name=_platform_str(c, "attribute_name", "resource_tag_key"),
+                    attribute_name=_platform_choice(c, "attribute_name", ABAC_ATTRIBUTE_NAMES, "resource_tag_key"),
                 )
                 for c in conditions
             ],
         ))
     return groups
+
+
+def _platform_choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str = "") -> str:
+    """A field the policy serves as one of the spec's enum values (``allowed``): another value,
+    or none without a ``default``, is the body's 400 ``{"error": ...}``, never a policy whose
+    every later answer falls outside ``authz_internal.AccessPolicy``."""
+    value = _platform_str(body, name, default)
+    if value not in allowed:
+        raise ApiError(400, {"error": f"{name} {value!r} is not one of the documented values"})
+    return value
 
 
 def _platform_str(body: dict[str, Any], name: str, default: str) -> str:

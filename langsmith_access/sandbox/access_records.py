@@ -164,6 +164,36 @@ class AccessPolicy:
     updated_at: str
 
 
+# What a policy's conditions and condition groups may name, as authz_internal.AccessPolicy
+# serves them (the enums AbacOperator, AbacAttributeName and Permission of the official spec).
+ABAC_OPERATORS = (
+    "equals", "not_equals", "equals_ignore_case", "not_equals_ignore_case", "matches", "not_matches",
+    "equals_if_exists", "not_equals_if_exists", "equals_ignore_case_if_exists",
+    "not_equals_ignore_case_if_exists", "matches_if_exists", "not_matches_if_exists",
+)
+ABAC_ATTRIBUTE_NAMES = ("resource_tag_key",)
+ABAC_PERMISSIONS = (
+    "annotation-queues:create", "annotation-queues:delete", "annotation-queues:read", "annotation-queues:update",
+    "charts:create", "charts:delete", "charts:read", "charts:update",
+    "datasets:create", "datasets:delete", "datasets:read", "datasets:share", "datasets:update",
+    "deployments:create", "deployments:delete", "deployments:read", "deployments:update",
+    "feedback:create", "feedback:delete", "feedback:read", "feedback:update", "experiments:run",
+    "issues:create", "issues:delete", "issues:read", "issues:update",
+    "projects:create", "projects:delete", "projects:read", "projects:update",
+    "projects:increase-trace-tier", "projects:decrease-trace-tier",
+    "prompts:create", "prompts:delete", "prompts:read", "prompts:update", "prompts:share",
+    "rules:create", "rules:delete", "rules:read", "rules:update",
+    "runs:create", "runs:read", "runs:share", "runs:delete",
+    "sandboxes:create", "sandboxes:delete", "sandboxes:read", "sandboxes:update", "sandboxes:exec",
+    "workspaces:manage-members", "workspaces:manage-secrets", "workspaces:manage",
+    "workspaces:manage-model-configs", "workspaces:read",
+    "alerts:create", "alerts:update", "alerts:delete", "alerts:read", "bulk-exports:read", "bulk-exports:manage",
+    "mcp-servers:create", "mcp-servers:delete", "mcp-servers:invoke", "mcp-servers:read", "mcp-servers:update",
+    "gateway:invoke", "fleet:read-admin-config", "fleet:write-admin-config",
+    "organization:pats:create", "organization:read", "organization:manage",
+)
+
+
 # Resource types a tag may be put on (ResourceType) and the bucket of TaggingsByResourceType
 # that lists them; ``evaluator`` has no bucket in the official schema.
 TAG_RESOURCE_TYPES = (

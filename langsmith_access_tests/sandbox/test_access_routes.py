@@ -370,6 +370,36 @@ def test_an_access_policy_body_of_the_wrong_shape_is_a_bad_request(start):
     assert caller.post(POLICIES, json={**good, "description": None}).status_code == 201  # null: the zero value
 
 
+def test_an_access_policy_names_only_the_specs_operators_attributes_and_permissions(start):
+    # authz_internal.AccessPolicy serves each condition's operator as an AbacOperator, its
+    # attribute_name as an AbacAttributeName and each group's permission as a Permission (enums):
+    # a creation with another value (or none) is the 400 "Bad request", never a policy that every
+    # later GET of it, and of the listing, would serve outside the schema (the caller checks both).
+    sandbox, caller = start()
+    group = {"permission": "datasets:delete", "resource_type": "dataset", "conditions": [
+        {"attribute_name": "resource_tag_key", "attribute_key": "env", "operator": "equals",
+         "attribute_value": "staging"}]}
+    condition = group["conditions"][0]
+    before = set(sandbox.org.access_policies)
+    for wrong_group in (
+        {**group, "conditions": [{**condition, "operator": "contains"}]},
+        {**group, "conditions": [{**condition, "attribute_name": "resource_name"}]},
+        {**group, "conditions": [{key: value for key, value in condition.items() if key != "operator"}]},
+        {**group, "permission": "datasets:destroy"},
+        {key: value for key, value in group.items() if key != "permission"},
+    ):
+        refused = caller.post(POLICIES, json={"name": "x", "effect": "deny", "condition_groups": [wrong_group]})
+        assert refused.status_code == 400, (wrong_group, refused.text)
+        assert set(refused.json()) == {"error"}
+    assert set(sandbox.org.access_policies) == before
+    assert caller.get(POLICIES).status_code == 200
+    kept = caller.post(POLICIES, json={"name": "x", "effect": "deny", "condition_groups": [
+        {**group, "conditions": [{key: value for key, value in condition.items() if key != "attribute_name"}]}]})
+    assert kept.status_code == 201, kept.text  # attribute_name's one value is the default
+    served = caller.get(f"{POLICIES}/{kept.json()['id']}").json()
+    assert served["condition_groups"][0]["conditions"][0]["attribute_name"] == "resource_tag_key"
+
+
 TAGS = "/api/v1/workspaces/current/tags"
 TAGGINGS = "/api/v1/workspaces/current/taggings"
 RESOURCE_TAGS = "/api/v1/workspaces/current/tags/resource"
