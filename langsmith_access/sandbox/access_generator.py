@@ -353,6 +353,11 @@ class _Picture:
                 key.expires_at = format_timestamp(created + self.rng.choice(EXPIRY_DAYS) * DAY)
             if revoked:
                 key.revoked_at = format_timestamp(self.between(created + 1, self.now))
+            # LangSmith refuses a revoked or expired key, so its last use comes before either
+            # end (clamped, not redrawn: the draws that follow stay the same).
+            ends = [end for end in (key.revoked_at, key.expires_at) if end is not None]
+            if key.last_used_at is not None and ends:
+                key.last_used_at = min(key.last_used_at, *ends)
 
     # ------------------------------------------------------------------ access policies
 

@@ -67,6 +67,17 @@ def test_credentials_of_every_kind_with_every_kind_of_trouble(org):
     assert any(k.workspace_ids is None for k in keys if k.kind == SERVICE_KEY), "an org-wide key"
 
 
+@pytest.mark.parametrize("seed", [1, 7, 13])
+def test_no_credential_is_used_after_it_was_revoked_or_expired(seed):
+    # LangSmith refuses a revoked or expired key: its last use comes before either end.
+    org = generate_org(seed=seed, members=120, workspaces=8)
+    used = [k for k in org.api_keys.values() if k.last_used_at is not None]
+    assert any(k.revoked_at for k in used) and any(k.expires_at for k in used)
+    for key in used:
+        assert key.revoked_at is None or key.last_used_at <= key.revoked_at, key
+        assert key.expires_at is None or key.last_used_at <= key.expires_at, key
+
+
 def test_member_origins_and_scim_groups_follow_langsmiths_rule(org):
     separator = org.settings.scim_group_name_separator
     methods = {
