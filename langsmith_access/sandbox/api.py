@@ -424,6 +424,15 @@ class SandboxApi(AccessRoutes):
         if not (is_org_key or is_workspace_key):
             raise route_error(request.path, 401, "Invalid token")
         key_id = self._key_ids[self.api_key if is_org_key else str(self.workspace_scoped_key)]
+        with self.state.lock:
+            record = self.state.api_keys.get(key_id)
+            # A revoked key stays listed but is a bad key, and so is one past its expires_at
+            # (fixed-shape timestamps compare as strings).
+            if record is not None and (
+                record.revoked_at is not None
+                or (record.expires_at is not None and record.expires_at <= self.state.now())
+            ):
+                raise route_error(request.path, 401, "Invalid token")
         self.state.mark_key_used(key_id)
         if is_org_key and self.key_role == "workspace":
             return True, key_id

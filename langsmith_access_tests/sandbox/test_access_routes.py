@@ -162,6 +162,24 @@ def test_the_sandboxs_own_key_is_a_listed_service_key_whose_use_shows(start):
     assert row["last_used_at"] == "2030-03-17T17:46:40Z"
 
 
+def test_a_revoked_or_expired_key_is_refused_as_a_bad_key(start):
+    # langsmith-api.md: 401 for a bad key; a revoked key stays listed (with revoked_at) but no
+    # longer authenticates, and neither does one past its expires_at.
+    sandbox, caller = start()
+    org = sandbox.org
+    own = org.api_key_by_secret(sandbox.api_key)
+    assert caller.get(SERVICE_KEYS).status_code == 200
+    own.expires_at = format_timestamp(int(org.clock()) - 1)
+    expired = caller.get(SERVICE_KEYS)
+    assert expired.status_code == 401 and "detail" in expired.json(), expired.text
+    own.expires_at = None
+    assert caller.delete(f"{SERVICE_KEYS}/{own.id}").status_code == 200  # the last thing it does
+    for path in (SERVICE_KEYS, POLICIES, "/api/v1/orgs/current/info"):
+        refused = caller.get(path)  # the caller checks the 401's shape: {"error"} on the platform
+        assert refused.status_code == 401, (path, refused.text)
+    assert org.api_keys[own.id].last_used_at is not None and org.api_keys[own.id].revoked_at is not None
+
+
 def test_the_leak_fault_puts_full_secrets_in_listings(start):
     sandbox, caller = start(faults=FaultConfig(leak_full_keys=True))
     org = sandbox.org
