@@ -204,3 +204,45 @@ def test_the_ocsf_time_wins_over_the_original_request_time_and_an_org_wide_key_n
 
 def test_a_plan_tier_that_is_not_text_is_not_said():
     assert OrganizationInfo.from_api({"id": "o", "config": {"plan_tier": 3}}).plan_tier is None
+
+
+def test_a_keys_scope_a_policys_description_and_the_sso_metadata_url_reach_their_tables():
+    key = Credential.from_api({"id": "k1", "short_key": "lsv2_sk_...a1b2", "description": "ci",
+                               "access_scope": "workspace"}, SERVICE_KEY)
+    pat = Credential.from_api({"id": "k2", "short_key": "lsv2_pt_...c3d4", "description": "",
+                               "access_scope": None}, "personal_access_token")
+    rows = {row["credential_id"]: row for row in transform_credentials([key, pat], "sync-1", NOW)}
+    assert (rows["k1"]["access_scope"], rows["k2"]["access_scope"]) == ("workspace", None)
+    policy = AccessPolicy.from_api({"id": "a1", "name": "No prod prompts", "description": "Viewers read staging only."})
+    [policy_row] = transform_access_policies([policy], "sync-1", NOW)
+    assert (policy_row["name"], policy_row["description"]) == ("No prod prompts", "Viewers read staging only.")
+    sso = SsoProvider.from_api({"id": "p1", "metadata_url": "https://idp.example.com/app/saml/metadata"})
+    [sso_row] = transform_sso_settings([sso], "sync-1", NOW)
+    assert sso_row["metadata_url"] == "https://idp.example.com/app/saml/metadata"
+
+
+def test_org_info_keeps_only_the_settings_its_answer_holds():
+    # An older or leaner answer leaves settings out: no row claims them unset.
+    info = OrganizationInfo.from_api({"id": "o", "tier": "enterprise", "sso_only": False,
+                                      "max_pat_expiry_days": None, "config": {"can_use_abac": True}})
+    assert info.settings == {"sso_only": False, "max_pat_expiry_days": None}
+    assert dict(info.setting_rows()) == {"sso_only": "false", "max_pat_expiry_days": None,
+                                         "tier": "enterprise", "config.can_use_abac": "true"}
+
+
+def test_an_audit_events_ocsf_fields_win_over_its_original_record_and_odd_parts_are_left_out():
+    original = {"id": "evt-original", "operation_name": "delete_api_key", "api_key_id": "key-original",
+                "request_time": "2026-11-29T11:00:00Z"}
+    event = AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "evt-ocsf"},
+                                 "api": {"operation": "create_api_key"},
+                                 "actor": {"user": {"credential_uid": "key-ocsf"}},
+                                 "unmapped": {"original_audit_log": original}})
+    assert (event.event_id, event.operation, event.credential_id) == ("evt-ocsf", "create_api_key", "key-ocsf")
+    # Parts of another type than the schema's object are absent, not a crash.
+    odd = AuditEvent.from_api({"metadata": "evt-ocsf", "api": ["create_api_key"], "actor": "someone",
+                               "http_request": 7, "src_endpoint": [], "unmapped": {"original_audit_log": original}})
+    assert (odd.event_id, odd.operation, odd.actor_user_id, odd.credential_id, odd.http_method, odd.source_ip) == (
+        "evt-original", "delete_api_key", None, "key-original", None, None)
+    with pytest.raises(UnexpectedResponseError, match="api.operation: missing"):
+        AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "evt-6"}, "api": {"operation": ""},
+                             "unmapped": {"original_audit_log": {"operation_name": ""}}})
