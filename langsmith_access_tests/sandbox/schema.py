@@ -10,7 +10,8 @@ Statuses the spec does not document for a route (most 4xx and 5xx) are checked a
 ``UNDOCUMENTED_ERROR_SCHEMA``: LangSmith's error bodies carry a string ``detail``, and the 403
 for a missing ``X-Tenant-Id`` also carries ``error``. The Go platform routes (``/v1/platform/``)
 refuse a key or an organization (401, 403) with a string ``error`` instead
-(``PLATFORM_REFUSAL_SCHEMA``). A 204 must have no body.
+(``PLATFORM_REFUSAL_SCHEMA``), and answer their other undocumented statuses with a string
+``error`` or ``detail``. A 204 must have no body.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ PLATFORM_REFUSAL_SCHEMA = {
     "required": ["error"],
     "properties": {"error": {"type": "string"}},
 }
+# A status the spec leaves out on a Go platform route (a SCIM-token body it cannot read, an
+# install without the route): the Go service's {"error": ...} or the router's {"detail": ...}.
+PLATFORM_UNDOCUMENTED_ERROR_SCHEMA = {"anyOf": [PLATFORM_REFUSAL_SCHEMA, UNDOCUMENTED_ERROR_SCHEMA]}
 PLATFORM_PREFIX = "/v1/platform/"
 PLATFORM_REFUSALS = (401, 403)
 # FastAPI's validation errors, for routes whose 422 the spec leaves out (they take no params).
@@ -63,6 +67,8 @@ def response_schema(path_template: str, method: str, status: int) -> dict | None
         return VALIDATION_ERROR_SCHEMA
     if path_template.startswith(PLATFORM_PREFIX) and status in PLATFORM_REFUSALS:
         return PLATFORM_REFUSAL_SCHEMA
+    if path_template.startswith(PLATFORM_PREFIX):
+        return PLATFORM_UNDOCUMENTED_ERROR_SCHEMA
     return UNDOCUMENTED_ERROR_SCHEMA
 
 

@@ -64,6 +64,11 @@ def test_documented_and_undocumented_errors():
     validate_response("/v1/platform/orgs/current/members", "GET", 403, {"error": "Forbidden"})
     with pytest.raises(jsonschema.ValidationError):
         validate_response("/v1/platform/orgs/current/members", "GET", 403, {"detail": "Forbidden"})
+    # ...and their other undocumented statuses a string error (or detail), nothing else.
+    validate_response("/v1/platform/orgs/current/scim/tokens", "POST", 400, {"error": "invalid JSON body"})
+    validate_response("/v1/platform/orgs/current/scim/tokens", "GET", 404, {"detail": "Not Found"})
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response("/v1/platform/orgs/current/scim/tokens", "POST", 400, {"message": "bad"})
 
 
 def test_no_content_has_no_body():
