@@ -371,10 +371,14 @@ def test_a_working_file_holding_another_orgs_data_is_refused_naming_the_database
 def test_an_analysts_copy_that_is_no_database_leaves_no_working_file_behind(tmp_path):
     database = AccessDatabase(tmp_path / "access.duckdb")
     database.path.write_bytes(b"not a database" * 300)
-    with database.writer_lease("a sync"), pytest.raises(DatabaseUnusableError):
+    with database.writer_lease("a sync"), pytest.raises(DatabaseUnusableError) as refused:
         database.ensure_working()
     assert not database.working_path.exists()
     assert database.path.read_bytes() == b"not a database" * 300
+    # The error names the file to move aside (the analysts' copy), not the copy made of it, now gone.
+    assert type(refused.value) is DatabaseUnusableError
+    assert f"could not open {database.path}: " in str(refused.value)
+    assert str(database.working_path) not in str(refused.value)
 
 
 def test_a_scratch_copy_holds_what_the_working_files_log_still_held(tmp_path):
@@ -404,6 +408,20 @@ def test_the_holder_named_is_the_latest_one_not_a_longer_earlier_ones_leftovers(
         with database.writer_lease("queue a request", timeout_seconds=0.1):
             pass
     assert f"could not queue a request: sync (pid {os.getpid()}, since " in str(busy.value)
+
+
+def test_a_key_pasted_into_a_writers_purpose_is_never_written_to_the_lock_file_nor_told_to_other_writers(tmp_path):
+    # The purpose names what a writer does, with a request id someone typed: a key pasted there
+    # must reach neither the lock file (on disk, readable by every writer) nor their messages.
+    key = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0123456789"
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with lease_held_elsewhere(database, f"record a decision on request {key}"):
+        assert key not in database.lock_path.read_text()
+        assert "record a decision on request lsv2_***" in database.lock_path.read_text()
+        with pytest.raises(DatabaseBusyError) as busy, database.writer_lease(f"approve {key}", timeout_seconds=0.1):
+            pass
+    assert key not in str(busy.value) and "0123456789abcdef" not in str(busy.value)
+    assert str(busy.value).startswith("could not approve lsv2_***: record a decision on request lsv2_*** (pid ")
 
 
 def test_a_lock_file_that_is_no_holder_record_says_another_writer(tmp_path):
