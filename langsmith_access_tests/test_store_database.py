@@ -424,6 +424,24 @@ def test_a_key_pasted_into_a_writers_purpose_is_never_written_to_the_lock_file_n
     assert str(busy.value).startswith("could not approve lsv2_***: record a decision on request lsv2_*** (pid ")
 
 
+def test_a_lease_whose_holder_record_could_not_be_written_is_let_go(tmp_path, monkeypatch):
+    # The flock is taken, then writing who holds it fails (a full disk, a quota): the lease must be
+    # let go, or this process (a code server, the daemon) keeps every later writer out until it ends.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    real_pwrite = os.pwrite
+
+    def disk_full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", disk_full)
+    with pytest.raises(OSError, match="No space left"), database.writer_lease("a sync", timeout_seconds=0.2):
+        pass
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert not database.is_busy()
+    with database.writer_lease("the next sync", timeout_seconds=0.2):
+        assert database.is_busy()
+
+
 def test_a_lock_file_that_is_no_holder_record_says_another_writer(tmp_path):
     database = AccessDatabase(tmp_path / "access.duckdb")
     database.path.parent.mkdir(parents=True, exist_ok=True)

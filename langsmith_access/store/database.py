@@ -253,27 +253,32 @@ class AccessDatabase:
 
     def _flock(self, purpose: str, deadline: float, timeout_seconds: float) -> int:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        said_waiting = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise DatabaseBusyError(self._busy_message(purpose, timeout_seconds)) from None
-                if not said_waiting:  # a wait of minutes must not look like a hang
-                    logger.warning("waiting to %s: %s (up to %g s)", purpose,
-                                   self._holder_text(), timeout_seconds)
-                    said_waiting = True
-                time.sleep(0.05)
-        holder = {
-            "pid": os.getpid(),
-            "purpose": purpose,
-            "since": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:
+            said_waiting = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DatabaseBusyError(self._busy_message(purpose, timeout_seconds)) from None
+                    if not said_waiting:  # a wait of minutes must not look like a hang
+                        logger.warning("waiting to %s: %s (up to %g s)", purpose,
+                                       self._holder_text(), timeout_seconds)
+                        said_waiting = True
+                    time.sleep(0.05)
+            holder = {
+                "pid": os.getpid(),
+                "purpose": purpose,
+                "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+        except BaseException:
+            # Closing lets go of the flock too: a lease whose holder record could not be written
+            # (a full disk), or a wait cut short, must not keep this process's other writers out.
+            os.close(fd)
+            raise
         return fd
 
     def _holder_text(self) -> str:
