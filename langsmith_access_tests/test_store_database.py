@@ -86,6 +86,24 @@ def test_a_damaged_file_is_unusable_at_once_whatever_its_folder_is_called(tmp_pa
         pass
 
 
+def test_a_file_whose_checksum_fails_is_unusable_at_once_and_no_working_file_is_made_of_it(tmp_path):
+    # A bad disk block, or a copy another tool cut short: DuckDB refuses the file with "Corrupt
+    # database file" (no IOException), which waiting cannot cure and which the fix must follow.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    duckdb.connect(str(database.path)).execute("CREATE TABLE main.kept AS SELECT 42 AS x").close()
+    with open(database.path, "r+b") as handle:  # inside the checksummed part of the file's header
+        handle.seek(100)
+        handle.write(b"\xff" * 64)
+    damaged = database.path.read_bytes()
+    with pytest.raises(DatabaseUnusableError, match=f"could not open {database.path}: .*Corrupt database file"):
+        with database.read_published(timeout_seconds=30):
+            pass
+    with database.writer_lease("a sync"), pytest.raises(DatabaseUnusableError) as refused:
+        database.ensure_working()
+    assert f"could not open {database.path}: " in str(refused.value)
+    assert not database.working_path.exists() and database.path.read_bytes() == damaged
+
+
 def test_a_session_that_wrote_to_the_analysts_copy_never_makes_it_unreadable(tmp_path):
     # An analyst opened the published file read-write and made a table: DuckDB keeps the write in
     # `<file>.wal` while the session is open, and a log beside a replaced file stops every open.

@@ -524,3 +524,9 @@ def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duc
                 said_waiting = True
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+        except duckdb.Error as exc:
+            # A file whose blocks fail their checksum (a bad disk block, a copy cut short by
+            # another tool): DuckDB raises no IOException for it, and waiting cannot help.
+            if "Corrupt database file" not in str(exc):
+                raise
+            raise DatabaseUnusableError(f"could not open {path}: {exc}") from None
