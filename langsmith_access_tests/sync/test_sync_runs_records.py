@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
+from langsmith_access.settings import SettingsError
 from langsmith_access.store.schema import ensure_schema, record_membership_read
 from langsmith_access.store.sync_runs import (
     COUNTED_TABLES,
@@ -186,3 +187,46 @@ def test_a_draft_younger_than_the_cutoff_may_be_another_runs_about_to_be_renamed
     young.write_text("{")
     assert remove_abandoned_drafts(directory) == []
     assert young.exists()
+
+
+def test_a_runs_api_use_and_duration_are_recorded_each_in_its_column(tmp_path):
+    stats = {"calls": 41, "retries": 3, "rate_limited": 2, "wait_seconds": 7.25}
+    columns = ("api_calls", "api_retries", "api_rate_limited", "api_wait_seconds", "duration_seconds")
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        _published(conn)
+        record_sync_run(conn, sync_id="s1", started_at=AT, finished_at=AT + timedelta(seconds=2.5), api_stats=stats)
+        record_failed_run(conn, sync_id="f1", started_at=AT, finished_at=AT + timedelta(seconds=1.25),
+                          api_stats=stats, job=SYNC_JOB, failure="members: 503 after 5 tries")
+        succeeded, failed = recorded_sync_run(conn, "s1"), recorded_sync_run(conn, "f1")
+    assert succeeded is not None and failed is not None
+    assert [succeeded[c] for c in columns] == [41, 3, 2, 7.25, 2.5]
+    assert [failed[c] for c in columns] == [41, 3, 2, 7.25, 1.25]
+
+
+def test_a_later_run_that_named_no_organization_leaves_the_database_to_the_one_named_before(tmp_path):
+    # A row without an organization (one an older release wrote) says nothing of whose data it is:
+    # neither it nor a workspace row without one hides the organization that is named.
+    ours = "0a1b2c3d-0000-4000-8000-00000000cafe"
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        _published(conn)
+        conn.execute("CREATE OR REPLACE TABLE main.workspaces (organization_id VARCHAR)")
+        conn.execute("INSERT INTO main.workspaces VALUES (NULL), (?)", [ours])
+        assert organization_of(conn) == ours
+        record_sync_run(conn, sync_id="s1", started_at=AT, finished_at=AT, api_stats={}, organization_id=ours)
+        record_sync_run(conn, sync_id="s2", started_at=AT, finished_at=AT + timedelta(hours=1), api_stats={})
+        conn.execute("DELETE FROM main.workspaces")
+        assert organization_of(conn) == ours
+
+
+def test_an_organization_id_that_is_a_pasted_key_is_refused_as_no_uuid_and_never_quoted(tmp_path):
+    # Commands that call no API leave LANGSMITH_ORGANIZATION_ID unchecked: a key pasted there must
+    # not be printed as "not organization lsv2_sk_...'s" by the refusal of another org's database.
+    key = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0123456789"
+    path = tmp_path / "access.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        _published(conn)
+        record_sync_run(conn, sync_id="s1", started_at=AT, finished_at=AT, api_stats={},
+                        organization_id="0a1b2c3d-0000-4000-8000-00000000cafe")
+        with pytest.raises(SettingsError, match="LANGSMITH_ORGANIZATION_ID must be the organization's UUID") as refused:
+            check_organization(conn, path, key)
+    assert "0123456789abcdef" not in str(refused.value)
