@@ -22,11 +22,13 @@ import pytest
 
 from langsmith_access.store import export
 from langsmith_access.store.database import (
+    UNWRITABLE_FOLDER_FIX,
     AccessDatabase,
     DatabaseBusyError,
     DatabaseNotReadyError,
     DatabaseUnusableError,
     LeftoverWalError,
+    unwritable_fix,
 )
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sync_runs import OtherOrganizationError, has_published_sync, record_failed_run
@@ -553,6 +555,18 @@ def test_a_scratch_copy_starts_clean_of_what_dead_runs_left_and_its_discard_leav
         scratch.with_name(scratch.name + ".wal").write_bytes(b"log")  # a run that died mid-write
         database.discard_scratch(scratch)
     assert sorted(p.name for p in tmp_path.iterdir() if ".sync-" in p.name) == []
+
+
+def test_the_database_folder_that_cannot_be_made_or_written_gets_the_folders_fix(tmp_path):
+    # Making the folder itself fails naming it (mkdir /srv/access): that is the database's folder,
+    # fixed by pointing LANGSMITH_ACCESS_DUCKDB elsewhere, like a file in it; any other path has its own fix.
+    database = Path("/srv/access/langsmith_access.duckdb")
+    for path in ("/srv/access", "/srv/access/langsmith_access.lock", "/srv/access/langsmith_access_parquet/x"):
+        assert unwritable_fix(path, database) == UNWRITABLE_FOLDER_FIX, path
+    assert unwritable_fix("/srv/exports", database) == (
+        "this user may not write /srv/exports: choose a path in a folder this user may write")
+    assert unwritable_fix("/srv/exports", None).startswith("this user may not write /srv/exports")
+    assert unwritable_fix(None, database) == UNWRITABLE_FOLDER_FIX
 
 
 def test_the_lock_file_logs_and_deferred_runs_are_the_databases_own_files(tmp_path):
