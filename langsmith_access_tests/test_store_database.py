@@ -179,6 +179,33 @@ def test_a_scratch_copy_cut_short_by_a_full_disk_is_removed(tmp_path, monkeypatc
     assert database.working_path.exists()
 
 
+def test_a_working_file_copy_cut_short_by_a_full_disk_is_removed_and_the_next_run_copies_again(tmp_path, monkeypatch):
+    # The working file was moved aside (damaged), so ensure_working starts again from the analysts'
+    # copy; a copy cut short would be taken for a damaged working file by every run after it.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute("CREATE TABLE main.kept AS SELECT 42 AS x")
+        database.publish()
+    database.working_path.unlink()
+    real_copyfile = shutil.copyfile
+
+    def disk_full(source, destination):
+        Path(destination).write_bytes(b"the first megabytes")
+        raise OSError(errno.ENOSPC, "No space left on device", str(destination))
+
+    monkeypatch.setattr(shutil, "copyfile", disk_full)
+    with database.writer_lease("a sync"), pytest.raises(OSError, match="No space left"):
+        database.ensure_working()
+    assert not database.working_path.exists()
+    monkeypatch.setattr(shutil, "copyfile", real_copyfile)
+    with database.writer_lease("the next sync"):
+        database.ensure_working()
+        with database.connect() as conn:
+            assert conn.execute("SELECT x FROM main.kept").fetchall() == [(42,)]
+
+
 def test_a_publish_removes_the_copy_a_publish_killed_while_staging_left(tmp_path):
     # A publish killed (kill -9, an OOM kill) between copying the working file and renaming the
     # copy leaves `.<file>.publish-<its pid>.tmp`, as large as the database.

@@ -405,7 +405,13 @@ class AccessDatabase:
         copied = not self.working_path.exists() and self.path.exists()
         if copied:
             self._set_aside_orphaned_log()
-            shutil.copyfile(self.path, self.working_path)
+            try:
+                shutil.copyfile(self.path, self.working_path)
+            except BaseException:
+                # A copy cut short (a full disk) would pass for a damaged working file to every
+                # later run, which would then refuse it rather than copy again.
+                self.working_path.unlink(missing_ok=True)
+                raise
         try:
             with self.connect() as conn:
                 ensure_schema(conn)
