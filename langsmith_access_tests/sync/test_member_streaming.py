@@ -210,7 +210,7 @@ def test_a_listing_read_again_takes_back_only_its_own_rows(tmp_path):
     rows stay."""
     with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
-        memberships = RawTableAppender(conn, "workspace_memberships", batch_rows=3)
+        memberships = RawTableAppender(conn, "workspace_memberships", batch_rows=4)
 
         def rows(workspace: str, count: int) -> list[dict]:
             return [{"workspace_id": workspace, "ls_user_id": f"{workspace}-user-{n}"} for n in range(count)]
@@ -218,6 +218,7 @@ def test_a_listing_read_again_takes_back_only_its_own_rows(tmp_path):
         memberships.add(rows("ws-a", 4))  # written: over the batch size
         memberships.add(rows("ws-b", 2))  # held
         memberships.add(rows("ws-a", 1))  # held
+        assert conn.execute("SELECT count(*) FROM raw.workspace_memberships").fetchone() == (4,)
         memberships.discard("workspace_id", "ws-a")  # ws-a's listing moved: read again
         memberships.add(rows("ws-a", 2))
         memberships.flush()
