@@ -106,6 +106,26 @@ def test_a_file_whose_checksum_fails_is_unusable_at_once_and_no_working_file_is_
     assert not database.working_path.exists() and database.path.read_bytes() == damaged
 
 
+def test_an_error_of_this_process_own_making_is_not_called_a_damaged_file(tmp_path):
+    # Only "Corrupt database file" is a damaged file: a second connection of this process with
+    # another configuration is refused by DuckDB as it is, not with a fix to move the file aside.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("a sync"):
+        database.ensure_working()
+        with database.connect(), pytest.raises(duckdb.ConnectionException) as refused:
+            with database.connect(read_only=True):
+                pass
+    assert not isinstance(refused.value, DatabaseUnusableError)
+
+
+def test_a_writer_makes_the_database_folder_when_there_is_none_yet(tmp_path):
+    # Queueing a request before the first sync: nothing has made the folder yet.
+    database = AccessDatabase(tmp_path / "data" / "org" / "access.duckdb")
+    with database.writer_lease("queue a provisioning request", timeout_seconds=1):
+        database.ensure_working()
+    assert database.lock_path.is_file() and database.working_path.is_file()
+
+
 def test_a_session_that_wrote_to_the_analysts_copy_never_makes_it_unreadable(tmp_path):
     # An analyst opened the published file read-write and made a table: DuckDB keeps the write in
     # `<file>.wal` while the session is open, and a log beside a replaced file stops every open.
@@ -516,7 +536,7 @@ def test_a_damaged_working_file_is_refused_and_left_where_it_is(tmp_path):
     assert database.working_path.read_bytes() == b"not a database" * 300
 
 
-def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path):
+def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path, caplog):
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
         database.ensure_working()
@@ -530,8 +550,12 @@ def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path):
         with pytest.raises(DatabaseBusyError, match="could not open access.working.duckdb read-only: "):
             with database.connect(read_only=True, timeout_seconds=0.2):
                 pass
-        with database.connect(timeout_seconds=30) as conn:  # the writer closes within 3 s
-            assert conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone() == (0,)
+        with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):
+            with database.connect(timeout_seconds=30) as conn:  # the writer closes within 3 s
+                assert conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone() == (0,)
+        # A wait of seconds (or minutes) says so, once: it must not look like a hang.
+        [waiting] = [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"]
+        assert waiting.startswith("waiting for access.working.duckdb: ") and waiting.endswith("(up to 30 s)")
     finally:
         writer.kill()
         writer.wait()
