@@ -199,7 +199,7 @@ def test_a_scratch_copy_cut_short_by_a_full_disk_is_removed(tmp_path, monkeypatc
     assert database.working_path.exists()
 
 
-def test_a_working_file_copy_cut_short_by_a_full_disk_is_removed_and_the_next_run_copies_again(tmp_path, monkeypatch):
+def test_a_working_file_copy_cut_short_by_a_full_disk_or_a_kill_never_passes_for_the_working_file(tmp_path, monkeypatch):
     # The working file was moved aside (damaged), so ensure_working starts again from the analysts'
     # copy; a copy cut short would be taken for a damaged working file by every run after it.
     database = AccessDatabase(tmp_path / "access.duckdb")
@@ -219,11 +219,26 @@ def test_a_working_file_copy_cut_short_by_a_full_disk_is_removed_and_the_next_ru
     with database.writer_lease("a sync"), pytest.raises(OSError, match="No space left"):
         database.ensure_working()
     assert not database.working_path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if "copy" in p.name) == []
+
+    # Killed mid-copy (kill -9: nothing cleans up): the part copied never has the working file's
+    # name, and the next run removes it and copies again.
+    def killed(source, destination):
+        Path(destination).write_bytes(b"the first megabytes")
+        assert not database.working_path.exists()
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(shutil, "copyfile", killed)
+    with database.writer_lease("a sync"), pytest.raises(SystemExit):
+        database.ensure_working()
+    left = tmp_path / f".{database.working_path.name}.copy-4242.tmp"
+    left.write_bytes(b"the first megabytes")  # as a killed process's copy stays
     monkeypatch.setattr(shutil, "copyfile", real_copyfile)
     with database.writer_lease("the next sync"):
         database.ensure_working()
         with database.connect() as conn:
             assert conn.execute("SELECT x FROM main.kept").fetchall() == [(42,)]
+    assert not left.exists()
 
 
 def test_a_publish_removes_the_copy_a_publish_killed_while_staging_left(tmp_path):

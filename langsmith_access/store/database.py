@@ -405,12 +405,17 @@ class AccessDatabase:
         copied = not self.working_path.exists() and self.path.exists()
         if copied:
             self._set_aside_orphaned_log()
+            # Copied aside and renamed: a copy cut short (a full disk, a kill -9) would pass for a
+            # damaged working file to every later run, which would refuse it rather than copy
+            # again. A killed copy's leftover is removed here (the caller holds the lease).
+            for stale in self.path.parent.glob(f".{glob.escape(self.working_path.name)}.copy-*.tmp"):
+                stale.unlink(missing_ok=True)
+            copy = self.working_path.with_name(f".{self.working_path.name}.copy-{os.getpid()}.tmp")
             try:
-                shutil.copyfile(self.path, self.working_path)
+                shutil.copyfile(self.path, copy)
+                os.replace(copy, self.working_path)
             except BaseException:
-                # A copy cut short (a full disk) would pass for a damaged working file to every
-                # later run, which would then refuse it rather than copy again.
-                self.working_path.unlink(missing_ok=True)
+                copy.unlink(missing_ok=True)
                 raise
         try:
             with self.connect() as conn:
