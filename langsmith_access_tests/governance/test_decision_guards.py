@@ -402,3 +402,27 @@ def test_a_grant_a_changed_policy_sends_for_approval_waits_its_full_wait_from_th
     assert (row["status"], row["approval_deadline"]) == ("awaiting_approval", at + timedelta(hours=48))
     assert overdue_requests(conn, at + timedelta(hours=47)) == []
     assert fetch_requests(conn, "request_id = 'ended'")[0]["status"] == "pending"
+
+
+def test_an_approved_grant_waiting_for_its_run_is_not_sent_for_approval_again(tmp_path):
+    # Approved, then pending until a run takes it: the run measures it against the policy
+    # (``govern_pending_grants``), which still sends Admin grants for approval. The approval it
+    # already has stands: it stays pending, with no second deadline and no second notification.
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
+    conn = hand_synced()
+    conn.execute(
+        "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
+        "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
+        "('waiting', 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'awaiting_approval', "
+        "'ops@example.com', ?, ?)", [GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+    approved = decide_on(conn, "waiting", "approved", COMPOSED_APPROVER, policy_path=policy, now=at)
+    assert (approved.recorded, approved.status) == (True, "pending"), approved
+
+    changes = govern_pending_grants(conn, at + timedelta(minutes=5), policy, Notifier("acme", enabled=True))
+
+    assert changes == []
+    [row] = fetch_requests(conn, "request_id = 'waiting'")
+    assert (row["status"], row["approved_by"]) == ("pending", COMPOSED_APPROVER)
+    assert conn.execute("SELECT count(*) FROM main.notifications").fetchone() == (0,)
