@@ -15,13 +15,14 @@ import pytest
 
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.expiry import (
+    due_grants,
     end_changes_access,
     extends_a_time_bound_grant,
     successor,
     to_warn,
     warn_expiring,
 )
-from langsmith_access.provisioning.queue import fetch_requests
+from langsmith_access.provisioning.queue import fetch_requests, record_event
 from langsmith_access.store.schema import ensure_schema
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -205,3 +206,36 @@ def test_the_successor_is_the_request_that_settled_first_not_the_one_queued_firs
     settled_next = settle("r3", "Viewer", "Editor", 4, NOW + HOUR)
     assert [successor(conn, grant) for grant in (first, settled_next, settled_last)] == [
         settled_next, settled_last, None]
+
+
+def test_a_grants_own_queue_and_apply_events_do_not_count_as_its_warning(membership):
+    # Every applied grant has events ('queued', 'applied'): only 'expiry_warned' marks it warned.
+    conn, settle = membership
+    settle("r1", "Editor", None, 2, NOW)
+    for kind in ("queued", "applied"):
+        record_event(conn, "r1", kind, {}, at=NOW - HOUR)
+    notifier = Notifier("default", enabled=True)
+    assert warn_expiring(conn, NOW, 3 * HOUR, notifier) == ["r1"]
+    assert warn_expiring(conn, NOW + HOUR, 3 * HOUR, notifier) == []
+
+
+def test_a_grant_is_due_to_end_at_its_expires_at_not_after(membership):
+    # DESIGN.md section 10: "At expires_at the system queues a revoke".
+    conn, settle = membership
+    settle("r1", "Editor", None, 2, NOW)
+    ends = NOW + 2 * HOUR
+    assert due_grants(conn, ends - timedelta(microseconds=1)) == []
+    assert [g["request_id"] for g in due_grants(conn, ends)] == ["r1"]
+
+
+def test_a_grant_whose_end_found_nothing_to_undo_is_extended_by_nothing(membership):
+    # r1's end found Editor gone already (already_satisfied): r1 is over, and an Editor grant
+    # that finds the role later (given by hand since) extends nothing: it holds on with no end.
+    conn, settle = membership
+    settle("r1", "Editor", None, 2, NOW)
+    conn.execute(
+        "INSERT INTO main.provisioning_requests (request_id, action, user_id, workspace_id, role_id, status, "
+        "requested_at, updated_at, parent_request_id) VALUES ('r1-end', 'revoke', 'u', 'w', 'Editor', "
+        "'already_satisfied', ?, ?, 'r1')", [NOW + 2 * HOUR, NOW + 2 * HOUR])
+    found = settle("r2", "Editor", "Editor", None, NOW + 3 * HOUR, status="already_satisfied")
+    assert not extends_a_time_bound_grant(conn, found)
