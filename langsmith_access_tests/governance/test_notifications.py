@@ -338,6 +338,8 @@ def test_without_a_webhook_nothing_is_enqueued(database):
     ("request.exploded", None, "unknown notification event 'request.exploded'"),
     ("request.applied", {**notification("request.applied", at=T0, org="acme"), "api_key": "lsv2_sk_x"},
      "exactly the keys"),
+    ("request.applied", {key: value for key, value in notification("request.applied", at=T0, org="acme").items()
+                         if key != "detail"}, "exactly the keys"),
     ("request.applied", notification("request.failed", at=T0, org="acme"), "is for 'request.failed'"),
     ("request.applied", {**notification("request.applied", at=T0, org="acme"), "detail": {"nested": 1}},
      "must be text or null"),
