@@ -413,3 +413,18 @@ def test_a_shrink_names_five_workspaces_gone_and_counts_the_rest():
     six = [(f"ws{n}", 10) for n in range(6)]
     named = check_shrink(previous, 100, 500, workspaces_gone=six).description
     assert "'ws4' (10 grants) and 1 more)" in named and "'ws5'" not in named
+
+
+def test_the_share_lost_is_counted_against_the_previous_count_itself():
+    # A small org: 9 members to 7 is 22% lost, over the default 20%; 5 to 4 is exactly 20%.
+    previous = {"sync_id": "s1", "users": 9, "workspace_grants": 5}
+    blocked = check_shrink(previous, 7, 4)
+    assert not blocked.passed and "users fell from 9 to 7 (22%)" in blocked.description
+    assert "workspace_grants" not in blocked.description.split(", more than")[0]
+
+
+def test_a_drop_of_workspace_grants_with_no_workspace_gone_names_none():
+    previous = {"sync_id": "s1", "users": 100, "workspace_grants": 1000}
+    blocked = check_shrink(previous, 100, 500)
+    assert not blocked.passed and "workspace(s)" not in blocked.description
+    assert "workspaces_gone" not in blocked.metadata
