@@ -1,0 +1,34 @@
+"""Which inventory models a core sync's build leaves out, decided from the manifest and the file
+(``transform/selection.py``), without dbt: the end-to-end runs are in
+sync/test_core_sync_leaves_inventory_tables.py."""
+
+import duckdb
+
+from langsmith_access.transform.selection import INVENTORY_SELECTOR, core_sync_exclusions, inventory_models
+
+MANIFEST = {"nodes": {
+    "model.p.credentials": {"resource_type": "model", "schema": "main", "alias": "credentials",
+                            "tags": ["inventory"], "columns": {"credential_id": {}, "kind": {}}},
+    "test.p.credentials_key": {"resource_type": "test", "schema": "main", "alias": "credentials_key",
+                               "tags": ["inventory"], "columns": {}},
+    "model.p.grants": {"resource_type": "model", "schema": "main", "alias": "grants", "tags": [],
+                       "columns": {"grant_id": {}}},
+}}
+
+
+def test_only_inventory_models_held_exactly_as_their_contract_says_are_left_out(tmp_path):
+    assert inventory_models(MANIFEST) == {("main", "credentials"): ["credential_id", "kind"]}
+    database = tmp_path / "working.duckdb"
+    assert core_sync_exclusions(MANIFEST, database) == []  # no file yet: build them
+    for columns, left_out in (("credential_id VARCHAR, kind VARCHAR", True),
+                              ("kind VARCHAR, credential_id VARCHAR", False),  # another order
+                              ("credential_id VARCHAR", False),
+                              ("credential_id VARCHAR, kind VARCHAR, short_key VARCHAR", False)):
+        with duckdb.connect(str(database)) as connection:
+            connection.execute(f"CREATE OR REPLACE TABLE main.credentials ({columns})")
+        assert core_sync_exclusions(MANIFEST, database) == ([INVENTORY_SELECTOR] if left_out else []), columns
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("DROP TABLE main.credentials")
+        connection.execute("CREATE SCHEMA other")
+        connection.execute("CREATE TABLE other.credentials (credential_id VARCHAR, kind VARCHAR)")
+    assert core_sync_exclusions(MANIFEST, database) == []  # in another schema: not the model's table
