@@ -1,0 +1,79 @@
+"""The manifest cache (transform/manifest.py): parsed once per version of the project into a
+directory named after its hash, safely when several processes start at once. dbt's parse is
+stood in for: what is tested is where its output lands and when it is made."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from langsmith_access.transform import cache as cache_module
+from langsmith_access.transform import manifest, project_hash
+
+
+class FakeParse:
+    """Stands in for ``run_dbt(["parse", ...])``: writes a manifest naming its run into dbt_dir."""
+
+    def __init__(self, before_returning=None, writes=True):
+        self.runs: list[Path] = []
+        self.before_returning = before_returning
+        self.writes = writes
+
+    def __call__(self, args, *, database_file, dbt_dir):
+        assert args[0] == "parse" and database_file == ":memory:"
+        dbt_dir = Path(dbt_dir)
+        dbt_dir.mkdir(parents=True)
+        self.runs.append(dbt_dir)
+        if self.writes:
+            (dbt_dir / manifest.MANIFEST_FILE).write_text(json.dumps({"run": len(self.runs)}))
+        if self.before_returning:
+            self.before_returning()
+        return self
+
+    def raise_on_failure(self):
+        return self
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANGSMITH_ACCESS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_the_manifest_is_parsed_once_per_project_version_into_its_hash_directory(cache, monkeypatch):
+    parse = FakeParse()
+    monkeypatch.setattr(manifest, "run_dbt", parse)
+    path = manifest.prepare_manifest()
+    assert path == cache / f"dbt-{project_hash()}" / manifest.MANIFEST_FILE
+    assert json.loads(path.read_text()) == {"run": 1}
+    assert manifest.prepare_manifest() == path and len(parse.runs) == 1  # cached: not parsed again
+    assert [entry.name for entry in cache.iterdir()] == [f"dbt-{project_hash()}"]  # nothing staged left
+    assert manifest.prepare_manifest(force=True) == path and len(parse.runs) == 2
+    assert json.loads(path.read_text()) == {"run": 2}
+    assert [entry.name for entry in cache.iterdir()] == [f"dbt-{project_hash()}"]
+    # A changed model or another dbt is another hash: parsed again, beside the old one.
+    monkeypatch.setattr(cache_module, "project_hash", lambda: "another-version")
+    assert manifest.prepare_manifest() == cache / "dbt-another-version" / manifest.MANIFEST_FILE
+    assert len(parse.runs) == 3
+
+
+def test_a_process_that_parsed_second_keeps_the_first_ones_manifest(cache, monkeypatch):
+    directory = cache / f"dbt-{project_hash()}"
+
+    def another_process_finishes_first():
+        directory.mkdir(parents=True)
+        (directory / manifest.MANIFEST_FILE).write_text('{"run": "the other process"}')
+
+    monkeypatch.setattr(manifest, "run_dbt", FakeParse(before_returning=another_process_finishes_first))
+    path = manifest.prepare_manifest()
+    assert json.loads(path.read_text()) == {"run": "the other process"}
+    assert [entry.name for entry in cache.iterdir()] == [directory.name]
+
+
+def test_a_parse_that_wrote_no_manifest_fails_saying_so_and_leaves_nothing(cache, monkeypatch):
+    monkeypatch.setattr(manifest, "run_dbt", FakeParse(writes=False))
+    with pytest.raises(RuntimeError, match="dbt parse wrote no manifest.json"):
+        manifest.prepare_manifest()
+    assert list(cache.iterdir()) == []
