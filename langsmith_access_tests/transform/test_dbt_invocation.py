@@ -5,9 +5,11 @@ import os
 
 import duckdb
 import pytest
+from dbt.cli.main import dbtRunner
 
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.transform import DbtRunError, build, project_hash, run_dbt, write_profile
+from langsmith_access.transform import DbtRunError, build, build_selection, project_hash, run_dbt, write_profile
+from langsmith_access.transform.invocation import dbt_command
 from langsmith_access.transform.project import PROFILES_FILE, built_by_this_project
 
 
@@ -48,6 +50,8 @@ def test_a_failing_test_is_reported_with_its_node_status_and_message(tmp_path, m
     skipped = {result.name for result in invocation.results if result.status == "skipped"}
     assert {"roles", "grants", "grant_history"} <= skipped
     message = invocation.failure_message()
+    assert message.startswith(f"dbt build --exclude-resource-type unit_test --no-write-json failed (exit 1): "
+                              f"1 node(s) failed, {len(skipped)} skipped\n"), message
     assert "FAIL test primary_key_stg_langsmith__roles_role_id (1 rows)" in message
     assert "configured to fail if != 0" in message
     # dbt keeps one connection for the whole invocation; a failed one lets go of the file too.
@@ -236,3 +240,22 @@ def test_a_build_past_its_timeout_stops_at_once_fails_and_frees_the_file(tmp_pat
     # Neither dbt's thread nor the timer's is left (threads of earlier tests may have ended meanwhile).
     assert set(threading.enumerate()) - threads_before == set()
     assert _open_for_writing_in_another_process(database) == "ok"
+
+
+def test_a_build_selects_and_excludes_every_node_it_is_given(tmp_path):
+    """Each of several selectors counts (a subset launched from the UI, the refresh's two), and so
+    does each exclusion (the core sync's inventory models)."""
+    dbt_dir = tmp_path / "ls.dbt"
+    write_profile(dbt_dir, tmp_path / "x.duckdb")
+
+    def models(*selection: str) -> set[str]:
+        done = dbtRunner().invoke(dbt_command(["ls", *selection, "--resource-type", "model", "--output", "name"],
+                                              dbt_dir))
+        assert done.success, done.exception
+        return set(done.result)
+
+    assert models(*build_selection(["roles", "workspaces"])) == {"roles", "workspaces"}
+    everything = models(*build_selection())
+    assert {"credentials", "grants", "roles"} <= everything
+    assert models(*build_selection(exclude=["tag:inventory", "grants"])) == everything - {
+        "access_policies", "audit_events", "credentials", "service_accounts", "sso_settings", "grants"}
