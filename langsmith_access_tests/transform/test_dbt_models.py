@@ -175,6 +175,8 @@ MEMBERSHIPS_SYNC_1 = [
     membership(RESEARCH_TWO, BOB, WS_AUDITOR, None, "enriched_members"),
     membership(PERSONAL, ADA, WS_ADMIN, "ws-identity-personal-ada"),
     membership(DELETED, BOB, WS_EDITOR, "ws-identity-deleted-bob"),
+    # a pending identity listed as a member (no ls_user_id yet): an invite, never a grant
+    membership(RESEARCH, None, WS_VIEWER, "ws-identity-research-pending"),
 ]
 
 # sync 2: Bob's role in Research changes, Cy is removed from Research, Ada joins Research Two.
@@ -761,12 +763,14 @@ def test_grant_history_across_syncs(first_sync):
 
 
 STRANGER = "user-stranger"  # listed in a workspace, but not an active org member
+UNLISTED = "ws-unlisted"  # a workspace with members that the workspace listing did not return
 
-# Two independent integrity errors in one sync (one dbt build for both, to keep the module fast);
-# each must fail its own check, with exactly one failing row.
+# Three independent integrity errors in one sync (one dbt build for all, to keep the module fast);
+# each must fail its own check, with exactly one failing row (the unlisted workspace fails two).
 BROKEN_MEMBERSHIPS = [
     membership(RESEARCH, STRANGER, WS_EDITOR, "ws-identity-stranger"),
     membership(RESEARCH, BOB, WS_ADMIN, "ws-identity-bob-2"),  # Bob is already Editor there
+    membership(UNLISTED, ADA, WS_VIEWER, "ws-identity-unlisted-ada"),  # a workspace the listing lacks
 ]
 
 
@@ -793,6 +797,8 @@ def test_a_broken_sync_fails_the_build_and_leaves_history_untouched(first_sync, 
     assert failed_nodes(result) == {
         "grants_user_id_is_an_active_org_member",
         "one_role_per_user_and_workspace_grants_",
+        "grants_workspace_id_is_a_shared_workspace",
+        "grants_entitlement_id_is_a_known_entitlement",  # the unlisted workspace's, again
     }
     # the snapshot runs only after grants passed its checks
     assert result.results["grants"] == "success"
@@ -822,6 +828,16 @@ def test_two_roles_for_one_user_in_one_workspace_fail_the_build(broken_sync):
         SELECT role_id FROM main.grants WHERE user_id = ? AND workspace_id = ? ORDER BY 1""",
         [BOB, RESEARCH])
     assert bob_in_research == [{"role_id": WS_ADMIN}, {"role_id": WS_EDITOR}]
+
+
+def test_a_membership_in_a_workspace_the_listing_lacks_fails_the_build(broken_sync):
+    # Neither shared nor known to be personal or deleted: kept, so that the check sees it.
+    result = broken_sync.result
+    assert result.results["grants_workspace_id_is_a_shared_workspace"] == "fail"
+    assert result.failures["grants_workspace_id_is_a_shared_workspace"] == 1
+    assert result.failures["grants_entitlement_id_is_a_known_entitlement"] == 1
+    assert query(broken_sync.db_path, "SELECT grant_id FROM main.grants WHERE workspace_id = ?", [UNLISTED]) == [
+        {"grant_id": ws_grant(UNLISTED, WS_VIEWER, ADA)}]
 
 
 def test_a_table_rebuilt_in_place_keeps_its_rows_when_the_rebuild_fails(first_sync, tmp_path):
