@@ -53,6 +53,16 @@ def check_completeness(
     )
 
 
+def _percent(share: float, *, above: float | None = None) -> str:
+    """``share`` as a percentage: whole where that is exact enough, else with the decimals that
+    show it (the allowed 12.5%; a drop of 20.1% over an allowed 20%, which 0 decimals round to it)."""
+    for digits in range(4):
+        shown = round(share * 100, digits)
+        if (shown > above * 100) if above is not None else (shown == round(share * 100, 6)):
+            break
+    return f"{shown:.{digits}f}%"
+
+
 def check_shrink(
     previous: dict | None,
     users: int,
@@ -80,12 +90,13 @@ def check_shrink(
         before = previous.get(name) or 0
         metadata[f"previous_{name}"] = before
         if before > 0 and (before - now) / before > max_shrink_share:
-            drops.append(f"{name} fell from {before} to {now} ({(before - now) / before:.0%})")
+            dropped = _percent((before - now) / before, above=max_shrink_share)
+            drops.append(f"{name} fell from {before} to {now} ({dropped})")
     if not drops:
         return GuardResult(True, "No shrink beyond the allowed share", metadata)
     message = (
         "; ".join(drops)
-        + f", more than the allowed {max_shrink_share:.0%} since sync {previous.get('sync_id')}"
+        + f", more than the allowed {_percent(max_shrink_share)} since sync {previous.get('sync_id')}"
     )
     if workspaces_gone and any(drop.startswith("workspace_grants") for drop in drops):
         metadata["workspaces_gone"] = [name for name, _ in workspaces_gone]

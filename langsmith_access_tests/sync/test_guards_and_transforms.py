@@ -47,6 +47,10 @@ def test_shrink_guard():
     assert not check_shrink(previous, 100, 0).passed  # an emptied org is the outage case
     assert check_shrink(previous, 100, 0, accept_shrink=True).passed
     assert check_shrink(previous, 50, 1000, max_shrink_share=0.6).passed
+    # Never rounded down to the allowed share, which is shown as set.
+    just_over = check_shrink(previous, 100, 799)
+    assert "fell from 1000 to 799 (20.1%), more than the allowed 20% since" in just_over.description
+    assert "(25%), more than the allowed 12.5% " in check_shrink(previous, 75, 1000, max_shrink_share=0.125).description
     with pytest.raises(ValueError):
         check_shrink(previous, 1, 1, max_shrink_share=2)
     # Workspaces no longer listed as shared are named where the workspace grants dropped.
