@@ -303,7 +303,9 @@ def _failure_summary(result, database: Path | None = None) -> tuple[str, list[st
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
-            if not evaluation.passed:
+            # A check that only warns (the drift check) withholds nothing: it is no failed check,
+            # as the run's recorded failure (``defs/resources.py``) counts only ERROR ones.
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
                 description = evaluation.description or ""
                 failed_checks.append(
                     f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
+import dagster as dg
+
 from langsmith_access import runner
+from langsmith_access.langsmith import errors
 from langsmith_access.names import MEMBERS_OP
 from langsmith_access.settings import Settings
 
@@ -29,3 +34,52 @@ def test_runs_land_in_dagster_homes_instance_when_it_is_set(monkeypatch, tmp_pat
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with runner.instance() as persistent:
         assert persistent.is_persistent and persistent.root_directory == str(tmp_path)
+
+
+@dg.asset(check_specs=[dg.AssetCheckSpec("complete", asset="members"), dg.AssetCheckSpec("drift", asset="members"),
+                       dg.AssetCheckSpec("unique", asset="members")])
+def members():
+    yield dg.Output(1)
+    yield dg.AssetCheckResult(check_name="complete", passed=False, description="2 of 5 members missing")
+    yield dg.AssetCheckResult(check_name="drift", passed=False, severity=dg.AssetCheckSeverity.WARN,
+                              description="1 change no request explains")
+    yield dg.AssetCheckResult(check_name="unique", passed=True)
+
+
+@dg.asset
+def roles() -> int:
+    raise errors.AuthenticationError("the key was refused", method="GET", path="/orgs/current/roles",
+                                     status_code=401)
+
+
+@dg.asset(deps=[members])
+def zz_workspaces() -> int:
+    raise errors.PermissionDeniedError("not allowed", status_code=403)
+
+
+FAILING_SYNC = dg.Definitions(assets=[members, roles, zz_workspaces],
+                              jobs=[dg.define_asset_job("failing_sync")]).resolve_job_def("failing_sync")
+
+
+def test_a_failed_runs_summary_is_its_first_error_the_checks_that_failed_and_that_errors_fix():
+    # What `sync` prints under "failed:": the first step's error without its type's name, each
+    # check that failed ("failed check ..."), not one that only warns (the drift check: it never
+    # withholds a sync), and the fix of the first error whose type names one.
+    with runner.ephemeral_instance() as instance:
+        result = FAILING_SYNC.execute_in_process(instance=instance, raise_on_error=False)
+        failure, failed_checks, dbt_errors, fix = runner._failure_summary(result)
+    assert not result.success
+    assert failure == "roles: GET /orgs/current/roles -> 401: the key was refused"
+    assert failed_checks == ["members:complete: 2 of 5 members missing"]
+    assert dbt_errors == []
+    assert fix == errors.AuthenticationError.fix
+
+
+def test_progress_lines_say_which_steps_ran_and_which_checks_failed_or_only_warn():
+    heard: list[str] = []
+    with runner.ephemeral_instance() as instance:
+        run_id = str(uuid.uuid4())
+        instance.add_event_listener(run_id, lambda event: runner._report(event, heard.append))
+        FAILING_SYNC.execute_in_process(instance=instance, run_id=run_id, raise_on_error=False)
+    assert heard == ["  … members", "  ✗ check members:complete failed", "  ! check members:drift warns",
+                     "  ✓ members", "  … roles", "  ✗ roles", "  … zz_workspaces", "  ✗ zz_workspaces"]
