@@ -4,6 +4,8 @@ against the synced env, in this process."""
 
 import getpass
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -120,6 +122,9 @@ def test_a_failed_provisioning_run_exits_1_and_shows_its_traces_only_with_verbos
         assert "Provisioning run failed: " in done.stderr and str(policy) in done.stderr, done.stderr
         assert "no pending requests" not in done.stderr
         assert ("Stack Trace" in done.stderr) == bool(extra), (extra, done.stderr)
+        # The traces are always in the log file the summary names, beside the database.
+        [log] = re.findall(r"details \(stack traces\): (\S+) \(or run again with --verbose\)", done.stderr)
+        assert Path(log).parent == database.logs_path and "Stack Trace" in Path(log).read_text(encoding="utf-8")
 
 
 def test_a_revoke_from_python_into_another_orgs_database_file_is_refused_like_a_grant(env, monkeypatch):
