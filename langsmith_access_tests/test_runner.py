@@ -9,7 +9,8 @@ import dagster as dg
 from langsmith_access import runner
 from langsmith_access.langsmith import errors
 from langsmith_access.names import MEMBERS_OP
-from langsmith_access.settings import Settings
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.settings import Settings, load_orgs
 
 
 def test_the_syncs_shrink_share_is_the_settings_unless_one_is_given(monkeypatch):
@@ -31,19 +32,23 @@ def test_runs_land_in_dagster_homes_instance_when_it_is_set(monkeypatch, tmp_pat
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with runner.instance() as ephemeral:
         assert not ephemeral.is_persistent
+    monkeypatch.setenv("DAGSTER_HOME", "")  # `export DAGSTER_HOME=`: unset, not Dagster's error
+    with runner.instance() as ephemeral:
+        assert not ephemeral.is_persistent
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with runner.instance() as persistent:
         assert persistent.is_persistent and persistent.root_directory == str(tmp_path)
 
 
 @dg.asset(check_specs=[dg.AssetCheckSpec("complete", asset="members"), dg.AssetCheckSpec("drift", asset="members"),
-                       dg.AssetCheckSpec("unique", asset="members")])
+                       dg.AssetCheckSpec("unique", asset="members"), dg.AssetCheckSpec("fresh", asset="members")])
 def members():
     yield dg.Output(1)
     yield dg.AssetCheckResult(check_name="complete", passed=False, description="2 of 5 members missing")
     yield dg.AssetCheckResult(check_name="drift", passed=False, severity=dg.AssetCheckSeverity.WARN,
                               description="1 change no request explains")
     yield dg.AssetCheckResult(check_name="unique", passed=True)
+    yield dg.AssetCheckResult(check_name="fresh", passed=True, severity=dg.AssetCheckSeverity.WARN)
 
 
 @dg.asset
@@ -83,3 +88,12 @@ def test_progress_lines_say_which_steps_ran_and_which_checks_failed_or_only_warn
         FAILING_SYNC.execute_in_process(instance=instance, run_id=run_id, raise_on_error=False)
     assert heard == ["  … members", "  ✗ check members:complete failed", "  ! check members:drift warns",
                      "  ✓ members", "  … roles", "  ✗ roles", "  … zz_workspaces", "  ✗ zz_workspaces"]
+
+
+def test_a_run_that_succeeds_writes_no_failure_log(tmp_path):
+    # log_dir is where a *failed* run's events go (RunOutcome.log_path): a good run leaves no file.
+    with SandboxServer(generate_org(seed=3, members=5, workspaces=1)) as sandbox:
+        org = load_orgs(sandbox.environment(tmp_path / "access.duckdb")).get()
+        outcome = runner.run_job("check_langsmith_connection", {}, org=org, log_dir=tmp_path / "logs")
+    assert outcome.success, outcome.failure
+    assert outcome.log_path is None and not (tmp_path / "logs").exists()
