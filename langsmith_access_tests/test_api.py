@@ -27,3 +27,18 @@ def test_provision_refuses_a_missing_or_personal_key_before_any_run(key, monkeyp
         api.provision()
     assert runs == []
     assert key is None or key not in str(refused.value)
+
+
+def test_an_org_whose_key_variable_is_unset_can_still_queue_and_list(monkeypatch, tmp_path):
+    # An org added to the orgs file before its key is set: from Python, as from the CLI, its
+    # queue is readable and writable (no request needs the key); only provision() refuses.
+    orgs = tmp_path / "orgs.yaml"
+    orgs.write_text(f"- slug: eu\n  organization_id: {ORGANIZATION_ID}\n"
+                    "  endpoint: https://eu.api.smith.langchain.com\n  api_key_env: LANGSMITH_API_KEY_EU\n")
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(orgs))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    monkeypatch.delenv("LANGSMITH_API_KEY_EU", raising=False)
+    assert api.resolve_org("eu").settings.organization_id == ORGANIZATION_ID
+    assert api.list_requests(org="eu") == []
+    with pytest.raises(SettingsError, match="LANGSMITH_API_KEY_EU named by api_key_env is not set"):
+        api.provision(org="eu")
