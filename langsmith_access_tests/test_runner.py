@@ -10,7 +10,8 @@ from langsmith_access import runner
 from langsmith_access.langsmith import errors
 from langsmith_access.names import MEMBERS_OP
 from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access.settings import Settings, load_orgs
+from langsmith_access.settings import Settings, SettingsError, load_orgs
+from langsmith_access.transform import DBT_FAILURES_METADATA
 
 
 def test_the_syncs_shrink_share_is_the_settings_unless_one_is_given(monkeypatch):
@@ -97,3 +98,34 @@ def test_a_run_that_succeeds_writes_no_failure_log(tmp_path):
         outcome = runner.run_job("check_langsmith_connection", {}, org=org, log_dir=tmp_path / "logs")
     assert outcome.success, outcome.failure
     assert outcome.log_path is None and not (tmp_path / "logs").exists()
+
+
+DBT_NODES = [{"unique_id": f"test.x.not_null_users_{n}", "resource_type": "test", "name": f"not_null_users_{n}",
+              "status": "fail", "message": "Got 3 results, configured to fail if != 0", "failures": 3}
+             for n in range(21)]
+
+
+@dg.asset
+def access_tables() -> int:
+    raise dg.Failure(description="dbt build: 22 node(s) failed", metadata={DBT_FAILURES_METADATA: dg.MetadataValue.json(
+        [{"unique_id": "model.x.users", "resource_type": "model", "name": "users", "status": "error",
+          "message": "Binder Error: no column role_id", "failures": None}, *DBT_NODES])})
+
+
+@dg.asset
+def organization() -> int:
+    raise SettingsError("LANGSMITH_ORGANIZATION_ID must be a UUID, got 'acme'")
+
+
+def test_a_failed_builds_summary_lists_its_dbt_nodes_and_a_settings_error_gets_the_doctors_fix():
+    with runner.ephemeral_instance() as instance:
+        built = dg.materialize([access_tables], instance=instance, raise_on_error=False)
+        configured = dg.materialize([organization], instance=instance, raise_on_error=False)
+        failure, _, dbt_errors, fix = runner._failure_summary(built)
+        settings_failure, _, _, settings_fix = runner._failure_summary(configured)
+    assert failure == "access_tables: dbt build: 22 node(s) failed" and fix is None
+    # One line per node, as `sync` prints them after "dbt: ", the first 20 of them.
+    assert dbt_errors == ["ERROR model users: Binder Error: no column role_id"] + [
+        f"FAIL test not_null_users_{n} (3 rows): Got 3 results, configured to fail if != 0" for n in range(19)]
+    assert settings_failure == "organization: LANGSMITH_ORGANIZATION_ID must be a UUID, got 'acme'"
+    assert settings_fix == "set LANGSMITH_ORGANIZATION_ID to your organization's UUID (Settings > Organization)"
