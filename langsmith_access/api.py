@@ -125,7 +125,10 @@ def provision(*, dry_run: bool = False, request_ids: list[str] | None = None,
     ``request_ids=None`` (the default) applies every pending request; a list applies only those.
     An empty list names no request and raises ``ValueError`` before anything runs: it is never
     taken for "every pending request" (a selection that came out empty must not apply the
-    whole queue)."""
+    whole queue). One id as a plain string raises ``ValueError`` too (it is no list of ids)."""
+    if isinstance(request_ids, str):
+        raise ValueError(f"provision(request_ids={request_ids!r}) is a string, not a list of request ids: "
+                         f"pass request_ids=[{request_ids!r}]")
     ids = list(request_ids) if request_ids is not None else None
     if ids is not None and not ids:
         raise ValueError("provision(request_ids=[]) names no request, so nothing was run: pass the ids "

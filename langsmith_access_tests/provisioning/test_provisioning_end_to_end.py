@@ -311,7 +311,7 @@ def test_named_requests_that_are_not_pending_are_named_with_their_status(env):
     assert "`langsmith-access requests`" in unknown.failure
 
 
-def test_provision_with_an_empty_list_of_request_ids_applies_nothing(env):
+def test_provision_with_an_empty_list_of_request_ids_or_one_id_unlisted_applies_nothing(env):
     """``provision(request_ids=[])`` (a selection that came out empty) is refused before any run:
     it is never taken for "every pending request"."""
     sandbox, org, database = env
@@ -319,6 +319,10 @@ def test_provision_with_an_empty_list_of_request_ids_applies_nothing(env):
     waiting = request_grant(outsider.email, workspace.id, "Editor")
     with pytest.raises(ValueError, match=r"names no request, so nothing was run"):
         provision(request_ids=[])
+    # One id not in a list: its characters would be taken for ids.
+    listed = rf"is a string, not a list of request ids: pass request_ids=\['{waiting.request_id}'\]"
+    with pytest.raises(ValueError, match=listed):
+        provision(request_ids=waiting.request_id)
     assert writes(sandbox) == []
     assert [(r["request_id"], r["status"]) for r in list_requests()] == [(waiting.request_id, "pending")]
 
