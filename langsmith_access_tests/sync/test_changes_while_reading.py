@@ -143,7 +143,8 @@ def test_a_workspace_the_listing_lacks_even_read_again_is_named(tmp_path):
     message = str(refused.value)
     assert (f"members belong to 1 workspace(s) the workspace listing does not have, even read again: "
             f"workspace {hidden.id}, {len(hidden.memberships)} member(s)") in message
-    assert "Give the key access to every workspace" in message
+    assert ("Give the key access to every workspace (an organization-scoped key; see `langsmith-access doctor`)"
+            in message)
 
 
 def test_a_role_created_and_given_while_the_members_are_read_is_named_and_left_to_the_next_sync(tmp_path):
@@ -472,7 +473,11 @@ def test_each_route_writes_what_its_listings_say_of_members_and_invites(tmp_path
         invites = conn.execute("SELECT invite_id, email, org_role_id, workspace_ids, workspace_role_id "
                                "FROM raw.pending_invites").fetchall()
         sources = conn.execute("SELECT DISTINCT source FROM raw.workspace_memberships").fetchall()
+        # SCIM groups come with the enriched route only: elsewhere not said (null), never "none" ([]).
+        [(groups_not_said,)] = conn.execute("SELECT count(*) FILTER (WHERE scim_groups IS NULL) "
+                                            "FROM raw.org_members").fetchall()
     each = route == PER_WORKSPACE_ROUTE
+    assert groups_not_said == (len(members) if each else 0)
     assert read.route == route and sources == [(route,)]
     assert read.route_reason == "asked for by the run (membership_route)"
     assert sorted(members) == sorted(

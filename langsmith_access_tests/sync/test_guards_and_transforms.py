@@ -233,8 +233,11 @@ def test_an_enriched_page_that_says_it_lists_only_some_workspaces_is_refused_how
         def organization_info(self):
             raise AssertionError("the org info was read although the header said")
 
-    with pytest.raises(NotEveryWorkspaceListed):
+    with pytest.raises(NotEveryWorkspaceListed) as refused:
         require_every_workspace_listed({LISTS_ALL_WORKSPACES_HEADER: said}, NoOrgInfo())  # type: ignore[arg-type]
+    # The message says what to fix: it is the sync's error where the run asked for this route.
+    assert str(refused.value).endswith(
+        "the key lacks organization:manage; give it the Organization Admin role to read every workspace in one listing")
     require_every_workspace_listed({LISTS_ALL_WORKSPACES_HEADER: " True"}, NoOrgInfo())  # type: ignore[arg-type]
 
 
@@ -266,6 +269,7 @@ def test_an_enriched_page_without_the_header_is_trusted_only_for_a_key_with_orga
     with pytest.raises(NotEveryWorkspaceListed) as refused:
         require_every_workspace_listed({}, client)  # type: ignore[arg-type]
     assert ("does not say whether" in refused.value.why) is (permissions is None)
+    assert str(refused.value).endswith("give it the Organization Admin role to read every workspace in one listing")
 
 
 def test_completeness_metadata_counts_the_pages_and_the_scans_read_again():
