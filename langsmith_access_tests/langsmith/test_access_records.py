@@ -19,7 +19,7 @@ from langsmith_access.langsmith import (
     SsoProvider,
     UnexpectedResponseError,
 )
-from langsmith_access.langsmith.access_records import SERVICE_KEY, redact_short_key
+from langsmith_access.langsmith.access_records import SERVICE_KEY, WORKSPACE_SERVICE_KEY, redact_short_key
 from langsmith_access.sync.inventory import (
     transform_access_policies,
     transform_audit_events,
@@ -208,11 +208,13 @@ def test_a_plan_tier_that_is_not_text_is_not_said():
 
 def test_a_keys_scope_a_policys_description_and_the_sso_metadata_url_reach_their_tables():
     key = Credential.from_api({"id": "k1", "short_key": "lsv2_sk_...a1b2", "description": "ci",
-                               "access_scope": "workspace"}, SERVICE_KEY)
+                               "access_scope": "workspace"}, WORKSPACE_SERVICE_KEY, workspace_id="w1")
     pat = Credential.from_api({"id": "k2", "short_key": "lsv2_pt_...c3d4", "description": "",
                                "access_scope": None}, "personal_access_token")
     rows = {row["credential_id"]: row for row in transform_credentials([key, pat], "sync-1", NOW)}
     assert (rows["k1"]["access_scope"], rows["k2"]["access_scope"]) == ("workspace", None)
+    # The workspace whose key listing had it (null for an org-wide listing's).
+    assert (rows["k1"]["listed_in_workspace_id"], rows["k2"]["listed_in_workspace_id"]) == ("w1", None)
     policy = AccessPolicy.from_api({"id": "a1", "name": "No prod prompts", "description": "Viewers read staging only."})
     [policy_row] = transform_access_policies([policy], "sync-1", NOW)
     assert (policy_row["name"], policy_row["description"]) == ("No prod prompts", "Viewers read staging only.")
@@ -246,3 +248,44 @@ def test_an_audit_events_ocsf_fields_win_over_its_original_record_and_odd_parts_
     with pytest.raises(UnexpectedResponseError, match="api.operation: missing"):
         AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "evt-6"}, "api": {"operation": ""},
                              "unmapped": {"original_audit_log": {"operation_name": ""}}})
+
+
+def test_a_whole_key_in_any_text_an_inventory_row_keeps_is_cut_to_its_short_form():
+    """Every free text a policy, a service account, SSO settings or an audit event carries may
+    hold a pasted key: each one's row keeps only its prefix and last four characters."""
+    secret = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0a1b2c3d4e"
+    cut = "lsv2_sk_...3d4e"
+    policy = AccessPolicy.from_api({
+        "id": "a1", "name": f"n {secret}", "description": f"d {secret}", "effect": f"e {secret}",
+        "condition_groups": [{"permission": "prompts:read", "conditions": [
+            {"attribute_name": "resource_tag_key", "operator": "equals", "attribute_value": secret}]}]})
+    scim_token = "lsv2_scim_" + "0123456789abcdef" * 2  # a longer prefix: cut all the same
+    account = ServiceAccount.from_api({"id": "s1", "name": f"bot {secret} {scim_token}"})
+    key = Credential.from_api({"id": "k1", "short_key": "lsv2_sk_...a1b2", "description": f"ci {secret}"},
+                              "service_key")
+    sso = SsoProvider.from_api({"id": "p1", "metadata_url": "https://saml:hunter2@idp.example.com/m.xml?sig=0a1b2c",
+                                "sso_groups_claim_field": f"g {secret}"})
+    event = AuditEvent.from_api({
+        "time": 1_900_000_000_000, "metadata": {"uid": f"evt {secret}"}, "api": {"operation": f"op {secret}"},
+        "actor": {"user": {"uid": f"u {secret}", "credential_uid": f"c {secret}"}},
+        "src_endpoint": {"ip": f"ip {secret}"},
+        "http_request": {"http_method": f"m {secret}", "url": {"path": f"/p/{secret}"}},
+        "unmapped": {"original_audit_log": {"workspace_id": f"w {secret}"}}})
+    [policy_row] = transform_access_policies([policy], "sync-1", NOW)
+    [account_row] = transform_service_accounts([account], "sync-1", NOW)
+    [key_row] = transform_credentials([key], "sync-1", NOW)
+    [sso_row] = transform_sso_settings([sso], "sync-1", NOW)
+    [event_row] = transform_audit_events([event], "sync-1", NOW)
+    assert (policy_row["name"], policy_row["description"], policy_row["effect"]) == (
+        f"n {cut}", f"d {cut}", f"e {cut}")
+    assert json.loads(policy_row["condition_groups"])[0]["conditions"][0]["attribute_value"] == cut
+    assert (account_row["name"], key_row["description"]) == (f"bot {cut} lsv2_scim_...cdef", f"ci {cut}")
+    assert (sso_row["sso_groups_claim_field"], sso_row["metadata_url"]) == (
+        f"g {cut}", "https://<credentials>@idp.example.com/m.xml?<query>")
+    assert {name: event_row[name] for name in (
+        "event_id", "operation", "actor_user_id", "credential_id", "workspace_id", "source_ip", "http_method", "path",
+    )} == {"event_id": f"evt {cut}", "operation": f"op {cut}", "actor_user_id": f"u {cut}",
+           "credential_id": f"c {cut}", "workspace_id": f"w {cut}", "source_ip": f"ip {cut}",
+           "http_method": f"m {cut}", "path": f"/p/{cut}"}
+    assert secret not in event_row["detail"] and cut in event_row["detail"]
+    assert all(secret not in repr(row) for row in (policy_row, account_row, key_row, sso_row, event_row))
