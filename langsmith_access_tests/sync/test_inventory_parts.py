@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import duckdb
 import pytest
 
 from langsmith_access.defs.inventory.definitions import waits_for_first_sync
-from langsmith_access.langsmith import Credential, OrganizationInfo
+from langsmith_access.langsmith import (
+    AuditEvent,
+    AuditWindow,
+    Credential,
+    OrganizationInfo,
+    SectionPlan,
+    SectionUnavailableError,
+)
 from langsmith_access.settings import Org, Settings, SettingsError
 from langsmith_access.store.raw_tables import RAW_SCHEMA
 from langsmith_access.store.schema import ensure_schema
@@ -31,6 +39,8 @@ from langsmith_access.sync.inventory import (
     TABLE_SECTIONS,
     TABLE_TRANSFORMS,
     audit_windows,
+    get_inventory,
+    read_audit_log,
     scrub_secrets,
     transform_credentials,
 )
@@ -275,3 +285,74 @@ def test_the_inventory_schedule_waits_for_a_missing_file_but_not_for_one_it_cann
     database.parent.mkdir()
     database.write_bytes(b"not a database" * 300)
     assert waits_for_first_sync(org) is None
+
+
+def test_each_audit_window_is_recorded_with_its_counts_and_a_run_counts_only_the_events_new_to_it():
+    logged = {"e1": NOW - timedelta(hours=36), "e2": NOW - timedelta(minutes=30)}
+
+    class AuditLog:  # the route: the events logged in a window (both ends inclusive), two pages a call
+        def __init__(self) -> None:
+            self.asked: list[tuple[datetime, datetime]] = []
+
+        def list_audit_events(self, start, end):
+            self.asked.append((start, end))
+            events = tuple(AuditEvent.from_api({"time": int(at.timestamp() * 1000), "metadata": {"uid": uid},
+                                                "api": {"operation": "login"}})
+                           for uid, at in logged.items() if start <= at <= end)
+            return AuditWindow(start, end, events, 2)
+
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    plan = SectionPlan(read=("audit_events",))
+    log = AuditLog()
+
+    def run(sync_id: str, now: datetime, unused_days: int):
+        log.asked.clear()
+        return read_audit_log(log, conn, plan, sync_id=sync_id, now=now,  # type: ignore[arg-type]
+                              unused_days=unused_days, fetched_at=now)
+
+    def windows(sync_id: str) -> list[tuple]:
+        return conn.execute("SELECT window_start, window_end, events_read, events_new, pages FROM raw.audit_windows "
+                            "WHERE sync_id = ? ORDER BY window_start", [sync_id]).fetchall()
+
+    # The first load: two days back, a day at a time.
+    read, load = run("s1", NOW, 2)
+    day = timedelta(days=1)
+    assert log.asked == [(NOW - 2 * day, NOW - day), (NOW - day, NOW)]
+    assert load is not None and (load.start, load.end, load.windows, load.pages, load.events_read, load.events_new) == (
+        NOW - 2 * day, NOW, 2, 4, 2, 2)
+    assert read == SectionRead.read("audit_events", 2)
+    assert windows("s1") == [(NOW - 2 * day, NOW - day, 1, 1, 2), (NOW - day, NOW, 1, 1, 2)]
+    # An hour later: from an hour before where it stopped; e2 is read again, and is not new.
+    later = NOW + timedelta(hours=1)
+    read, load = run("s2", later, 2)
+    assert log.asked == [(NOW - AUDIT_OVERLAP, later)]
+    assert load is not None and (load.start, load.events_read, load.events_new) == (NOW - AUDIT_OVERLAP, 1, 0)
+    assert read == SectionRead.read("audit_events", 0)
+    assert windows("s2") == [(NOW - AUDIT_OVERLAP, later, 1, 0, 2)]
+    # The setting raised to three days: the day before the loaded log is read first, up to where it starts.
+    read, load = run("s3", later, 3)
+    assert log.asked == [(later - 3 * day, NOW - 2 * day), (later - AUDIT_OVERLAP, later)]
+    assert conn.execute("SELECT count(*) FROM raw.audit_events").fetchone() == (2,)
+
+
+def test_the_inventory_asks_nothing_of_a_section_its_plan_skips_and_a_refused_section_is_skipped_too():
+    def not_asked(*_args, **_kwargs):
+        raise AssertionError("a section the plan skips was read")
+
+    def refused():
+        raise SectionUnavailableError("404", section="personal_access_tokens", reason="route missing: older install")
+
+    client = SimpleNamespace(
+        list_access_policies=not_asked, list_sso_settings=not_asked, list_personal_access_tokens=refused,
+        list_service_keys=list, list_scim_tokens=list, list_service_accounts=list,
+        list_service_keys_of_workspaces=lambda ids, skip_gone: {})
+    plan = SectionPlan(read=("service_keys", "personal_access_tokens", "workspace_service_keys", "scim_tokens",
+                             "service_accounts"),
+                       skipped={"access_policies": "plan: no ABAC", "sso_settings": "plan: no SAML SSO"})
+    inventory = get_inventory(client, plan, [])  # type: ignore[arg-type]
+    assert inventory.reads == [
+        SectionRead.skipped("access_policies", "plan: no ABAC"), SectionRead.read("service_keys", 0),
+        SectionRead.skipped("personal_access_tokens", "route missing: older install"),
+        SectionRead.read("workspace_service_keys", 0), SectionRead.read("scim_tokens", 0),
+        SectionRead.read("service_accounts", 0), SectionRead.skipped("sso_settings", "plan: no SAML SSO")]
