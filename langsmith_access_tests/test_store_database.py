@@ -183,16 +183,18 @@ def test_a_working_file_put_back_beside_another_files_log_says_to_move_the_log_a
         assert conn.execute("SELECT x FROM main.restored").fetchall() == [(1,)]
 
 
+def copy_cut_short_by_a_full_disk(source, destination):
+    """``shutil.copyfile`` on a disk that fills up: part of the copy written, then ENOSPC."""
+    Path(destination).write_bytes(b"the first megabytes")
+    raise OSError(errno.ENOSPC, "No space left on device", str(destination))
+
+
 def test_a_scratch_copy_cut_short_by_a_full_disk_is_removed(tmp_path, monkeypatch):
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
         database.ensure_working()
 
-    def disk_full(source, destination):
-        Path(destination).write_bytes(b"the first megabytes")
-        raise OSError(errno.ENOSPC, "No space left on device", str(destination))
-
-    monkeypatch.setattr(shutil, "copyfile", disk_full)
+    monkeypatch.setattr(shutil, "copyfile", copy_cut_short_by_a_full_disk)
     with database.writer_lease("a sync"), pytest.raises(OSError, match="No space left"):
         database.begin_scratch()
     assert not database.scratch_path.exists()
@@ -211,11 +213,7 @@ def test_a_working_file_copy_cut_short_by_a_full_disk_or_a_kill_never_passes_for
     database.working_path.unlink()
     real_copyfile = shutil.copyfile
 
-    def disk_full(source, destination):
-        Path(destination).write_bytes(b"the first megabytes")
-        raise OSError(errno.ENOSPC, "No space left on device", str(destination))
-
-    monkeypatch.setattr(shutil, "copyfile", disk_full)
+    monkeypatch.setattr(shutil, "copyfile", copy_cut_short_by_a_full_disk)
     with database.writer_lease("a sync"), pytest.raises(OSError, match="No space left"):
         database.ensure_working()
     assert not database.working_path.exists()

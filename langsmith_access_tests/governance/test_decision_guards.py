@@ -317,9 +317,9 @@ def test_a_grant_asked_by_its_only_approver_whose_email_langsmith_sent_decompose
     assert f"self-approval: {DECOMPOSED_APPROVER} asked for this request" in queued.message, queued.message
 
 
-def test_a_run_launched_by_the_approver_with_the_email_spelt_decomposed_decides_as_them(tmp_path):
-    # Dagster tags the launcher's email as the identity provider spells it, which may be
-    # decomposed where the approver typed --by composed: the same person, not someone else.
+def an_admin_grant_awaiting_approval(tmp_path):
+    """A hand-synced org whose policy sends Admin grants for approval by workspace Admins, and
+    request ``waiting`` (Admin in Production for Ada, asked by ops) awaiting it since ``at``."""
     at = datetime(2026, 6, 1, 12, tzinfo=UTC)
     policy = tmp_path / "policy.yaml"
     policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
@@ -329,6 +329,13 @@ def test_a_run_launched_by_the_approver_with_the_email_spelt_decomposed_decides_
         "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
         "('waiting', 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'awaiting_approval', "
         "'ops@example.com', ?, ?)", [GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+    return conn, policy, at
+
+
+def test_a_run_launched_by_the_approver_with_the_email_spelt_decomposed_decides_as_them(tmp_path):
+    # Dagster tags the launcher's email as the identity provider spells it, which may be
+    # decomposed where the approver typed --by composed: the same person, not someone else.
+    conn, policy, at = an_admin_grant_awaiting_approval(tmp_path)
 
     approved = decide_on(conn, "waiting", "approved", COMPOSED_APPROVER, policy_path=policy, now=at,
                          launched_by=DECOMPOSED_APPROVER)
@@ -408,15 +415,7 @@ def test_an_approved_grant_waiting_for_its_run_is_not_sent_for_approval_again(tm
     # Approved, then pending until a run takes it: the run measures it against the policy
     # (``govern_pending_grants``), which still sends Admin grants for approval. The approval it
     # already has stands: it stays pending, with no second deadline and no second notification.
-    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
-    conn = hand_synced()
-    conn.execute(
-        "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
-        "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
-        "('waiting', 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'awaiting_approval', "
-        "'ops@example.com', ?, ?)", [GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+    conn, policy, at = an_admin_grant_awaiting_approval(tmp_path)
     approved = decide_on(conn, "waiting", "approved", COMPOSED_APPROVER, policy_path=policy, now=at)
     assert (approved.recorded, approved.status) == (True, "pending"), approved
 
