@@ -45,7 +45,7 @@ from langsmith_access.provisioning.queue import (
 from langsmith_access.settings import mask_keys
 from langsmith_access.store import directory
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.queries import typed_email
+from langsmith_access.store.queries import as_uuid, typed_email
 
 APPROVED, DENIED = "approved", "denied"
 
@@ -127,6 +127,8 @@ def decide_on(
         comment = check_text(comment, "--comment", required=False, limit=MAX_TEXT_CHARS)
     except RequestRejected as error:
         return refuse(str(error))
+    # The queue writes ids as lower-case UUIDs: one typed in capitals (or braces) is the same request.
+    request_id = shown_id = as_uuid(request_id) or request_id
     if "@" not in approver:
         return refuse(f"--by must be the approver's email as LangSmith knows it, got {approver!r}.")
     if launched_by and "@" in launched_by and typed_email(launched_by) != typed_email(approver):

@@ -287,6 +287,30 @@ def test_an_approver_langsmith_sent_decomposed_decides_with_the_email_typed_comp
     assert (denied.recorded, denied.status) == (True, "denied"), denied
 
 
+def test_a_request_id_typed_in_capitals_or_braces_names_the_request(tmp_path):
+    # Ids are written as lower-case UUIDs; one copied from a sheet in capitals is the same request.
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
+    conn = hand_synced()
+    ids = {"approved": "5c2e4ff0-7067-4493-b02b-f2dbc07ddd63", "denied": "6d3f5001-8178-45a4-8c13-03cd18eee074"}
+    for request_id in ids.values():
+        conn.execute(
+            "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
+            "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
+            "(?, 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'awaiting_approval', "
+            "'ops@example.com', ?, ?)", [request_id, GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+
+    approved = decide_on(conn, ids["approved"].upper(), "approved", COMPOSED_APPROVER, policy_path=policy, now=at)
+    denied = decide_on(conn, "{" + ids["denied"].upper() + "}", "denied", COMPOSED_APPROVER, policy_path=policy,
+                       now=at)
+
+    assert (approved.recorded, approved.request_id, approved.status) == (True, ids["approved"], "pending"), approved
+    assert (denied.recorded, denied.request_id, denied.status) == (True, ids["denied"], "denied"), denied
+    assert conn.execute("SELECT request_id, decision FROM main.provisioning_approvals ORDER BY decision").fetchall() \
+        == [(ids["approved"], "approved"), (ids["denied"], "denied")]
+
+
 def test_a_named_approver_langsmith_sent_decomposed_is_an_active_member_when_named_composed(tmp_path):
     # The policy names the approver as a person types the email (composed): a grant needing them
     # waits for their decision, not refused as if nobody could approve it.
