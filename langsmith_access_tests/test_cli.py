@@ -101,6 +101,23 @@ def test_an_empty_value_that_would_mean_all_is_a_usage_error(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_option_given_twice_with_different_values_is_a_usage_error_and_queues_nothing(tmp_path, monkeypatch):
+    # argparse keeps the last value: `--user alice ... --user bob` would queue bob's grant.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    key = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0123456789"
+    done = cli_in_this_process("request", "grant", "--user", "alice@example.com", "--workspace", "Platform",
+                               "--role", "Editor", "--user", "bob@example.com")
+    assert done.returncode == 2, done.stderr
+    assert "argument --user: given twice, as 'alice@example.com' and 'bob@example.com': give it once" in done.stderr
+    pasted = cli_in_this_process("approve", "some-request", "--by", "ops@example.com", "--by", key)
+    assert pasted.returncode == 2 and "argument --by: given twice" in pasted.stderr and key not in pasted.stderr
+    # The same value twice says the same thing: not refused (a ready command line with the option repeated).
+    same = cli_in_this_process("requests", "--status", "pending", "--status", "PENDING")
+    assert same.returncode == 0, same.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_path, monkeypatch):
     """Without an orgs file there are no "others" to have synced; a key's secret part never shows."""
     for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:

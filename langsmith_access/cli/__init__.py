@@ -30,9 +30,29 @@ from langsmith_access.settings import mask_keys
 COMMAND_MODULES = (sandbox, sync, provisioning, approvals, doctor, demo, reports, review)
 
 
+class _StoreOnce(argparse._StoreAction):
+    """argparse's ``store``, refusing an option given twice with different values: argparse
+    keeps the last, so ``request grant --user alice ... --user bob`` would queue bob's grant."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        given = namespace.__dict__.setdefault("_options_given", {})
+        if self.dest in given and given[self.dest] != values:
+            raise argparse.ArgumentError(
+                self, f"given twice, as {given[self.dest]!r} and {values!r}: give it once, with the value you mean"
+            )
+        given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, whose usage errors (``invalid choice: '<what was typed>'``) never echo
-    a key pasted where an option's value belongs. Its subcommands' parsers are of this class too."""
+    a key pasted where an option's value belongs, and which refuses an option given twice with
+    different values (``_StoreOnce``). Its subcommands' parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
 
     def error(self, message: str) -> NoReturn:
         super().error(mask_keys(message))
