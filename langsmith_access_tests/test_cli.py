@@ -118,6 +118,18 @@ def test_an_option_given_twice_with_different_values_is_a_usage_error_and_queues
     assert list(tmp_path.iterdir()) == []
 
 
+def test_review_export_to_a_directory_says_so_without_sending_the_user_to_force(tmp_path, monkeypatch):
+    # "exists: ... Pass --force" sent the user to a --force that is refused for a directory too.
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    (tmp_path / "reviews").mkdir()
+    for force in ([], ["--force"]):
+        done = cli_in_this_process("review", "export", "--out", str(tmp_path / "reviews"), *force)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == (f"error: {tmp_path / 'reviews'} is a directory; give a file name "
+                               "(review.csv or review.duckdb).\n")
+    assert [path.name for path in tmp_path.iterdir()] == ["reviews"]
+
+
 def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_path, monkeypatch):
     """Without an orgs file there are no "others" to have synced; a key's secret part never shows."""
     for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:

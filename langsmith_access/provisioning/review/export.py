@@ -73,12 +73,13 @@ def export_review_sheet(
             f"{out.suffix}: name it {out.with_suffix('.csv').name}; any spreadsheet opens it."
         )
     to_duckdb = out.suffix.lower() in DUCKDB_SUFFIXES
+    # First: "exists ... Pass --force" would send the user to a --force that refuses a directory too.
+    if out.is_dir():
+        raise ReviewError(f"{out} is a directory; give a file name (review.csv or review.duckdb).")
     if to_duckdb:
         check_table_name(table)
     elif out.exists() and not force:
         raise ReviewError(f"{out} exists: a reviewer's marks may be in it. Pass --force to replace it.")
-    if out.exists() and out.is_dir():
-        raise ReviewError(f"{out} is a directory; give a file name (review.csv or review.duckdb).")
     if database.owns(out):
         raise ReviewError(
             f"{out} is one of langsmith-access's own database files, which every sync and request "
