@@ -451,6 +451,9 @@ def serve_from_cli(args) -> int:
         print(f"langsmith-access sandbox: {message}", file=sys.stderr)
         return 2
 
+    if not args.host.strip():
+        # Python would listen on every interface, and the first line's url would be http://:PORT.
+        return refuse("--host is empty: give the address to listen on, e.g. 127.0.0.1 (0.0.0.0: every interface)")
     organization_id = args.organization_id
     if organization_id is not None:
         try:

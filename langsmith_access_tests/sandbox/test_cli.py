@@ -168,6 +168,14 @@ def test_a_number_that_is_no_finite_amount_is_refused(flag, value):
     assert flag in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("host", ["", "  "])
+def test_an_empty_host_is_refused(host):
+    # Served on every interface, with http://:PORT as the url to put in LANGSMITH_ENDPOINT.
+    result = run_cli("--host", host)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "--host is empty: give the address to listen on" in result.stderr
+
+
 def test_a_port_in_use_is_named_with_the_fix():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
