@@ -130,6 +130,13 @@ def test_review_export_to_a_directory_says_so_without_sending_the_user_to_force(
     assert [path.name for path in tmp_path.iterdir()] == ["reviews"]
 
 
+def test_requests_status_with_spaces_around_is_the_status(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    done = cli_in_this_process("requests", "--status", " Pending ")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("no requests: there is no database at")
+
+
 def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_path, monkeypatch):
     """Without an orgs file there are no "others" to have synced; a key's secret part never shows."""
     for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:

@@ -58,8 +58,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     listing = commands.add_parser("requests", help="list provisioning requests and their status")
     listing.add_argument(
-        # Any case: `--status PENDING` is the same question.
-        "--status", default=None, choices=STATUSES, metavar="S", type=str.lower,
+        # Any case, spaces around: `--status " PENDING"` is the same question.
+        "--status", default=None, choices=STATUSES, metavar="S", type=_status,
         help="only the requests in this status: awaiting_approval, pending, in_progress, applied, "
              "already_satisfied, rejected, failed, denied or approval_expired",
     )
@@ -76,6 +76,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     add_org_argument(provision)
     provision.set_defaults(handler=provision_now)
+
+
+def _status(text: str) -> str:
+    return text.strip().lower()
 
 
 def queue_request(args: argparse.Namespace) -> int:
