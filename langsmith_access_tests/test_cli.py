@@ -137,6 +137,18 @@ def test_requests_status_with_spaces_around_is_the_status(tmp_path, monkeypatch)
     assert done.stderr.startswith("no requests: there is no database at")
 
 
+@pytest.mark.parametrize("source", [["--file"], ["--table", "grant_review", "--review-db"]])
+def test_an_empty_review_sheet_to_read_is_a_usage_error_naming_it(tmp_path, monkeypatch, source):
+    # An unset shell variable: read as ".", which "is a directory" or "no such DuckDB file".
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    for empty in ("", " "):
+        done = cli_in_this_process("review", "queue-revokes", *source, empty)
+        assert done.returncode == 2, done.stderr
+        assert f"argument {source[-1]}: empty: name " in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_path, monkeypatch):
     """Without an orgs file there are no "others" to have synced; a key's secret part never shows."""
     for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:

@@ -85,10 +85,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "`langsmith-access provision`) applies them.",
     )
     source = revokes.add_mutually_exclusive_group(required=True)
-    source.add_argument("--file", type=Path, metavar="F", help="the review sheet, CSV")
+    source.add_argument("--file", type=_named("the review sheet's CSV file, e.g. --file review.csv"), metavar="F",
+                        help="the review sheet, CSV")
     source.add_argument("--table", metavar="T",
                         help="a table (or view) in the DuckDB file given with --review-db")
-    revokes.add_argument("--review-db", type=Path, metavar="FILE",
+    revokes.add_argument("--review-db", type=_named("your DuckDB file, e.g. --review-db review.duckdb"), metavar="FILE",
                          help="the reviewer's own DuckDB file holding --table (never the analysts' database)")
     revokes.add_argument("--reviewer", default=None, metavar="NAME",
                          help="who reviewed, for rows without a reviewer (default: your OS user name)")
@@ -99,6 +100,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     revokes.add_argument("--json", action="store_true", help="print a JSON summary")
     add_org_argument(revokes)
     revokes.set_defaults(handler=queue_marked_revokes)
+
+
+def _named(what: str):
+    """argparse type of a file to read; an empty value (an unset shell variable) would be the
+    current directory ("." is a directory): refused, naming what to give."""
+
+    def parse(text: str) -> Path:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"empty: name {what}")
+        return Path(text)
+
+    return parse
 
 
 def _sheet_file(text: str) -> Path:
