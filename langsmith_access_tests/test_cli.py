@@ -113,6 +113,8 @@ def test_an_option_given_twice_with_different_values_is_a_usage_error_and_queues
     pasted = cli_in_this_process("approve", "some-request", "--by", "ops@example.com", "--by", key)
     assert pasted.returncode == 2 and "argument --by: given twice" in pasted.stderr and key not in pasted.stderr
     # The same value twice says the same thing: not refused (a ready command line with the option repeated).
+    paths = cli_in_this_process("export", "--format", "csv", "--out", "one", "--out", "two")
+    assert paths.returncode == 2 and "argument --out: given twice, as 'one' and 'two'" in paths.stderr, paths.stderr
     same = cli_in_this_process("requests", "--status", "pending", "--status", "PENDING")
     assert same.returncode == 0, same.stderr
     assert list(tmp_path.iterdir()) == []

@@ -38,7 +38,8 @@ class _StoreOnce(argparse._StoreAction):
         given = namespace.__dict__.setdefault("_options_given", {})
         if self.dest in given and given[self.dest] != values:
             raise argparse.ArgumentError(
-                self, f"given twice, as {given[self.dest]!r} and {values!r}: give it once, with the value you mean"
+                self, f"given twice, as {str(given[self.dest])!r} and {str(values)!r}: give it once, with the value "
+                "you mean"
             )
         given[self.dest] = values
         super().__call__(parser, namespace, values, option_string)
