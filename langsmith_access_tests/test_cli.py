@@ -151,6 +151,16 @@ def test_an_empty_review_sheet_to_read_is_a_usage_error_naming_it(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_review_db_that_is_a_directory_is_named_as_one(tmp_path, monkeypatch):
+    # It said "no such DuckDB file" of a path that exists.
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    (tmp_path / "reviews").mkdir()
+    done = cli_in_this_process("review", "queue-revokes", "--table", "grant_review",
+                               "--review-db", str(tmp_path / "reviews"))
+    assert done.returncode == 2, done.stderr
+    assert f"error: {tmp_path / 'reviews'} is a directory: give your DuckDB file" in done.stderr, done.stderr
+
+
 def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_path, monkeypatch):
     """Without an orgs file there are no "others" to have synced; a key's secret part never shows."""
     for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:

@@ -121,6 +121,8 @@ def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
     """The rows of a review table in the reviewer's own DuckDB file marked for revocation."""
     review_db = Path(review_db).expanduser()
     check_table_name(table)
+    if review_db.is_dir():
+        raise ReviewError(f"{review_db} is a directory: give your DuckDB file that holds the table (review.duckdb).")
     if not review_db.is_file():
         raise ReviewError(f"{review_db}: no such DuckDB file.")
     if review_db.suffix.lower() not in DUCKDB_SUFFIXES:
