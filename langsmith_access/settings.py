@@ -385,7 +385,16 @@ class ClientSettings:
 
 def _path(name: str, raw: str) -> Path:
     _refuse_a_pasted_key(name, raw)
-    return Path(raw)
+    return Path(_path_text(name, raw))
+
+
+def _path_text(name: str, raw: str) -> str:
+    """A path variable's text without the spaces or newline an env file leaves around it (read
+    as typed, " data/x.duckdb" is a folder named " data" and a database nobody else opens)."""
+    text = raw.strip()
+    if not text:
+        raise SettingsError(f"{name} is blank: set it to a file's path, or unset it for the default.")
+    return text
 
 
 def _refuse_a_pasted_key(name: str, raw: str) -> None:
@@ -412,7 +421,7 @@ def _database_path(name: str, raw: str) -> Path:
     """The analysts' database file: refused, before anything is created beside it, when it is a
     directory or lies under a file."""
     _refuse_a_pasted_key(name, raw)
-    path = Path(raw)
+    path = Path(_path_text(name, raw))
     if path.is_dir():
         raise SettingsError(
             f"{name} names the directory {path}: point it at the database file in it, like "

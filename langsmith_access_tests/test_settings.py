@@ -92,6 +92,16 @@ def test_seconds_may_be_a_fraction_but_are_positive_and_finite(variable):
             Settings.from_env({variable: bad})
 
 
+@pytest.mark.parametrize("variable, field", [("LANGSMITH_ACCESS_DUCKDB", "duckdb_path"),
+                                             ("LANGSMITH_ACCESS_POLICY", "policy_path")])
+def test_a_path_with_spaces_or_a_newline_around_it_is_the_path(tmp_path, variable, field):
+    # Read as typed, " /x/a.duckdb\n" was a relative folder named " " and a database nobody opens.
+    path = tmp_path / "a.file"
+    assert getattr(Settings.from_env({variable: f"  {path}\n"}), field) == path
+    with pytest.raises(SettingsError, match=f"{variable} is blank"):
+        Settings.from_env({variable: " \n"})
+
+
 def test_a_shrink_share_of_exactly_0_or_1_is_allowed():
     assert Settings.from_env({"LANGSMITH_ACCESS_MAX_SHRINK_SHARE": "0"}).max_shrink_share == 0.0
     assert Settings.from_env({"LANGSMITH_ACCESS_MAX_SHRINK_SHARE": "1"}).max_shrink_share == 1.0
