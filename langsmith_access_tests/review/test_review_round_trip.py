@@ -166,6 +166,7 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     first["decision"] = "revoke"
     second["decision"] = "REVOKE"
     second["reviewer"], second["reason"] = "alice@sec", "left the team"
+    second["grant_id"] = second["grant_id"].upper()  # retyped in the sheet: the same UUIDs
     kept["decision"] = "keep"
     write_sheet(sheet, rows)
 
@@ -206,7 +207,7 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     assert org.membership(workspace.id, second["user_id"]) is None
     assert org.membership(workspace.id, kept["user_id"]) is not None
     current = {g for (g,) in query(database.path, "SELECT grant_id FROM main.grants")}
-    assert first["grant_id"] not in current and second["grant_id"] not in current
+    assert first["grant_id"] not in current and second["grant_id"].lower() not in current
     assert kept["grant_id"] in current
 
     # The same sheet after provisioning: those grants are gone because their revokes were
@@ -231,7 +232,7 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
                      [by_user[first["user_id"]]["request_id"]])
         conn.execute("INSERT INTO main.grant_history SELECT * REPLACE (valid_to + INTERVAL 1 HOUR AS valid_from, "
                      "valid_to + INTERVAL 2 HOUR AS valid_to) FROM main.grant_history WHERE grant_id = ? "
-                     "ORDER BY valid_from DESC LIMIT 1", [second["grant_id"]])
+                     "ORDER BY valid_from DESC LIMIT 1", [second["grant_id"].lower()])
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
     assert code == 2 and stdout.count("unknown grant id") == 3 and "already revoked" not in stdout, stdout
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -101,7 +101,7 @@ def queue_revokes(
             _require_this_organization(conn, sheet, database)
             seen: dict[tuple, str] = {}
             for row in sheet.marked:
-                result.outcomes.append(_check_row(conn, row, reviewer, reason, seen))
+                result.outcomes.append(_check_row(conn, _as_recorded(conn, row), reviewer, reason, seen))
         return result
     with database.writer_lease("queue the revokes of an access review", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
@@ -109,9 +109,19 @@ def queue_revokes(
             require_tables(conn, "grants", "users", "workspaces", "grant_history")
             _require_this_organization(conn, sheet, database)
             for row in sheet.marked:
-                result.outcomes.append(_queue_row(conn, row, reviewer, reason))
+                result.outcomes.append(_queue_row(conn, _as_recorded(conn, row), reviewer, reason))
         database.publish()
     return result
+
+
+def _as_recorded(conn, row: MarkedRow) -> MarkedRow:
+    """``row`` with its grant_id spelt as the tables spell it: a sheet whose ids were retyped in
+    capitals names the same grants (the ids are UUIDs). Unchanged when no grant ever had it."""
+    if not row.grant_id:
+        return row
+    recorded = first_row(conn, "SELECT grant_id FROM main.grant_history WHERE lower(grant_id) = lower(?) LIMIT 1",
+                         [row.grant_id])
+    return replace(row, grant_id=recorded[0]) if recorded is not None else row
 
 
 def _require_this_organization(conn, sheet: ReviewSheet, database: AccessDatabase) -> None:
