@@ -204,13 +204,7 @@ def test_a_scratch_copy_cut_short_by_a_full_disk_is_removed(tmp_path, monkeypatc
 def test_a_working_file_copy_cut_short_by_a_full_disk_or_a_kill_never_passes_for_the_working_file(tmp_path, monkeypatch):
     # The working file was moved aside (damaged), so ensure_working starts again from the analysts'
     # copy; a copy cut short would be taken for a damaged working file by every run after it.
-    database = AccessDatabase(tmp_path / "access.duckdb")
-    with database.writer_lease("test set-up"):
-        database.ensure_working()
-        with database.connect() as conn:
-            conn.execute("CREATE TABLE main.kept AS SELECT 42 AS x")
-        database.publish()
-    database.working_path.unlink()
+    database = published_then_working_file_removed(tmp_path)
     real_copyfile = shutil.copyfile
 
     monkeypatch.setattr(shutil, "copyfile", copy_cut_short_by_a_full_disk)
@@ -391,7 +385,8 @@ def test_a_writer_that_gave_up_waiting_can_take_the_lease_once_it_is_free(tmp_pa
         assert database.is_busy()
 
 
-def test_a_removed_working_file_starts_again_from_the_analysts_copy(tmp_path):
+def published_then_working_file_removed(tmp_path) -> AccessDatabase:
+    """A database whose analysts' copy holds main.kept (42) and whose working file is gone."""
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
         database.ensure_working()
@@ -399,6 +394,11 @@ def test_a_removed_working_file_starts_again_from_the_analysts_copy(tmp_path):
             conn.execute("CREATE TABLE main.kept AS SELECT 42 AS x")
         database.publish()
     database.working_path.unlink()
+    return database
+
+
+def test_a_removed_working_file_starts_again_from_the_analysts_copy(tmp_path):
+    database = published_then_working_file_removed(tmp_path)
     with database.writer_lease("the next run"):
         database.ensure_working()
         with database.connect() as conn:
