@@ -84,6 +84,18 @@ def given(what: str, left_out: str) -> Callable[[str], str]:
     return parse
 
 
+def named_path(what: str) -> Callable[[str], Path]:
+    """argparse type of a file or folder to read or write; an empty value (an unset shell
+    variable) would be the current directory: refused, naming ``what`` to give."""
+
+    def parse(text: str) -> Path:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"empty: name {what}")
+        return Path(text)
+
+    return parse
+
+
 def refuse_a_file_among_the_folders(option: str, path: Path) -> None:
     """``UsageError`` when a folder of ``path`` (an output the command creates, folders included)
     is a file: mkdir would say only "File exists" or "Not a directory", naming no fix."""

@@ -20,6 +20,7 @@ from langsmith_access.cli.common import (
     add_org_argument,
     analysts_database,
     given,
+    named_path,
     print_table,
     refuse_a_file_among_the_folders,
     selected_org,
@@ -92,7 +93,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="file_format",
                         help="file format: one file per table (CSV: text that starts like a formula, "
                              "=, +, -, @, gets a leading apostrophe; Parquet keeps values exactly)")
-    export.add_argument("--out", required=True, metavar="DIR", type=_directory, help="directory to write into")
+    export.add_argument("--out", required=True, metavar="DIR",
+                        type=named_path("the directory to write into (e.g. --out exports)"),
+                        help="directory to write into")
     add_org_argument(export)
     export.set_defaults(handler=export_files)
 
@@ -260,13 +263,6 @@ def _held_heading(held: list[queries.HeldGrant], at: datetime, args: argparse.Na
 
 
 # --------------------------------------------------------------------------------------- export
-
-
-def _directory(text: str) -> Path:
-    # An empty --out (an unset shell variable) would be the current directory: refuse it.
-    if not text.strip():
-        raise argparse.ArgumentTypeError("empty: name the directory to write into (e.g. --out exports)")
-    return Path(text)
 
 
 def export_files(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from langsmith_access.cli.common import (
     another_orgs_database,
     given,
     in_org_terms,
+    named_path,
     org_terms,
     refuse_a_file_among_the_folders,
 )
@@ -85,11 +86,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "`langsmith-access provision`) applies them.",
     )
     source = revokes.add_mutually_exclusive_group(required=True)
-    source.add_argument("--file", type=_named("the review sheet's CSV file, e.g. --file review.csv"), metavar="F",
+    source.add_argument("--file", type=named_path("the review sheet's CSV file, e.g. --file review.csv"), metavar="F",
                         help="the review sheet, CSV")
     source.add_argument("--table", metavar="T",
                         help="a table (or view) in the DuckDB file given with --review-db")
-    revokes.add_argument("--review-db", type=_named("your DuckDB file, e.g. --review-db review.duckdb"), metavar="FILE",
+    revokes.add_argument("--review-db", metavar="FILE",
+                         type=named_path("your DuckDB file, e.g. --review-db review.duckdb"),
                          help="the reviewer's own DuckDB file holding --table (never the analysts' database)")
     revokes.add_argument("--reviewer", default=None, metavar="NAME",
                          help="who reviewed, for rows without a reviewer (default: your OS user name)")
@@ -100,18 +102,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     revokes.add_argument("--json", action="store_true", help="print a JSON summary")
     add_org_argument(revokes)
     revokes.set_defaults(handler=queue_marked_revokes)
-
-
-def _named(what: str):
-    """argparse type of a file to read; an empty value (an unset shell variable) would be the
-    current directory ("." is a directory): refused, naming what to give."""
-
-    def parse(text: str) -> Path:
-        if not text.strip():
-            raise argparse.ArgumentTypeError(f"empty: name {what}")
-        return Path(text)
-
-    return parse
 
 
 def _sheet_file(text: str) -> Path:
