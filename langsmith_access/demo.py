@@ -25,7 +25,7 @@ from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.queue import ChangeRequest, submit
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.org_state import OrgMember, OrgState, Workspace, WorkspaceMembership
-from langsmith_access.settings import DEFAULT_ORG_SLUG, ORGS_FILE_VARIABLE, Org, Secret, Settings
+from langsmith_access.settings import DEFAULT_ORG_SLUG, ORGS_FILE_VARIABLE, Org, Secret, Settings, named
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import quote_identifier, scalar
 from langsmith_access.store.sync_runs import organization_of, succeeded_sync_run
@@ -81,7 +81,7 @@ def run_demo(seed: int = 42, members: int = 50, workspaces: int = 8) -> int:
         # A deployment's shell: the definitions the demo's runs load are partitioned by that
         # file's slugs and would refuse the demo's own org. Said before anything starts; the
         # environment is the user's, never changed here (not even for the demo's length).
-        print(f"error: {ORGS_FILE_VARIABLE} is set ({os.environ[ORGS_FILE_VARIABLE]}): the demo runs "
+        print(f"error: {ORGS_FILE_VARIABLE} is set ({named(os.environ[ORGS_FILE_VARIABLE].strip())}): the demo runs "
               "its own generated org, which that file's orgs are not.\n  fix: run it without the "
               f"file: env -u {ORGS_FILE_VARIABLE} langsmith-access demo", file=sys.stderr)
         return 1

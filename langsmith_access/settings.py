@@ -355,8 +355,8 @@ def cache_directory(environ: Mapping[str, str] | None = None) -> Path:
     installed project): ``LANGSMITH_ACCESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/langsmith-access``,
     else ``~/.cache/langsmith-access``. Never inside the package, which may be read-only."""
     env = os.environ if environ is None else environ
-    if env.get("LANGSMITH_ACCESS_CACHE_DIR"):
-        return Path(env["LANGSMITH_ACCESS_CACHE_DIR"]).expanduser().absolute()
+    if (env.get("LANGSMITH_ACCESS_CACHE_DIR") or "").strip():
+        return Path(env["LANGSMITH_ACCESS_CACHE_DIR"].strip()).expanduser().absolute()
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser().absolute() / "langsmith-access"
 
@@ -825,7 +825,7 @@ def load_orgs(environ: Mapping[str, str] | None = None, *, refuse_unusable_keys:
     org of the variables gets its ``key_problem`` alike, where they cannot reach the API."""
     env = os.environ if environ is None else environ
     shared = Settings.from_env(env)
-    default_policy = Path(env[POLICY_VARIABLE]) if env.get(POLICY_VARIABLE) else None
+    default_policy = shared.policy_path  # read as the variables are: without the spaces around it
     if not env.get(ORGS_FILE_VARIABLE):
         key_problem = None
         if not refuse_unusable_keys:  # (the CLI says so when a command needs the API)
@@ -834,7 +834,7 @@ def load_orgs(environ: Mapping[str, str] | None = None, *, refuse_unusable_keys:
             except SettingsError as problem:
                 key_problem = str(problem)
         return Orgs((Org(DEFAULT_ORG_SLUG, shared, SINGLE_ORG_KEY_VARIABLE, default_policy, key_problem=key_problem),))
-    path = Path(env[ORGS_FILE_VARIABLE])
+    path = Path(_path_text(ORGS_FILE_VARIABLE, env[ORGS_FILE_VARIABLE]))
     return Orgs(_read_orgs_file(path, shared, env, default_policy, refuse_unusable_keys), source=path)
 
 

@@ -413,6 +413,16 @@ def test_the_demo_beside_an_exported_orgs_file_says_how_to_run_it(tmp_path, monk
     assert os.environ["LANGSMITH_ACCESS_ORGS_FILE"] == str(orgs_file)
 
 
+def test_the_demo_does_not_echo_a_key_pasted_into_the_orgs_file_variable(tmp_path, monkeypatch):
+    key = "lsv2_sk_" + "c" * 32 + "_pasted"
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", key)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "demo" / "langsmith_access.duckdb"))
+    done = cli_in_this_process("demo", "--members", "3", "--workspaces", "1")
+    assert done.returncode == 1
+    assert "LANGSMITH_ACCESS_ORGS_FILE is set (" in done.stderr
+    assert key not in done.stderr + done.stdout
+
+
 def test_the_demo_on_an_org_too_small_for_its_stories_says_so_before_it_starts(tmp_path, monkeypatch):
     # Its stories need a workspace with members to change and people to approve: a small
     # generated org has none (it stopped with a traceback half-way through before).

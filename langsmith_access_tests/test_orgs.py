@@ -152,6 +152,19 @@ def test_a_policy_path_is_kept_per_org_relative_to_the_orgs_file(tmp_path):
     assert orgs.get("us").policy_path == Path("/etc/langsmith-access/policy.yaml")
 
 
+def test_the_orgs_file_and_default_policy_are_read_without_the_spaces_or_newline_around_them(tmp_path):
+    # As LANGSMITH_ACCESS_DUCKDB is: an env file's " /etc/orgs.yaml\n" names the file, not a relative
+    # folder named " " (the orgs file "could not be read"; the policy was one nobody wrote).
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(TWO_ORGS, encoding="utf-8")
+    orgs = load_orgs({ORGS_FILE_VARIABLE: f"  {orgs_file}\n", "LANGSMITH_ACCESS_POLICY": " /etc/policy.yaml\n",
+                      "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "access.duckdb"), **KEYS})
+    assert orgs.source == orgs_file
+    assert orgs.get("us").policy_path == Path("/etc/policy.yaml")
+    with pytest.raises(SettingsError, match=f"{ORGS_FILE_VARIABLE} is blank"):
+        load_orgs({ORGS_FILE_VARIABLE: " \n", **KEYS})
+
+
 def test_no_repr_shows_a_key(tmp_path):
     orgs = orgs_from(tmp_path, TWO_ORGS)
     for text in (repr(orgs), str(orgs), repr(orgs.get("us")), f"{orgs.get('eu')}", repr(orgs.get("us").settings)):

@@ -438,6 +438,10 @@ def test_the_cache_directory_is_its_variable_else_xdg_cache_home_else_home(tmp_p
     both = {"XDG_CACHE_HOME": str(tmp_path), "LANGSMITH_ACCESS_CACHE_DIR": str(tmp_path / "mine")}
     assert cache_directory(both) == tmp_path / "mine"
     assert cache_directory({}) == Path.home().absolute() / ".cache" / "langsmith-access"
+    # An env file's spaces and newline are not the folder's name; spaces alone are no folder at all.
+    assert cache_directory({"LANGSMITH_ACCESS_CACHE_DIR": f" {tmp_path / 'mine'}\n"}) == tmp_path / "mine"
+    assert cache_directory({"XDG_CACHE_HOME": str(tmp_path), "LANGSMITH_ACCESS_CACHE_DIR": " "}) == (
+        tmp_path / "langsmith-access")
 
 
 def test_of_several_bad_variables_the_first_is_raised_and_the_doctor_lists_all():
