@@ -89,6 +89,9 @@ def test_a_key_pasted_as_an_option_value_or_a_path_is_never_echoed(env, tmp_path
     done = cli_in_this_process("export", "--format", "csv", "--out", str(tmp_path / (key + "x" * 300)))
     assert done.returncode == 1 and "File name too long" in done.stderr and "lsv2_***" in done.stderr, done.stderr
     assert key not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    # Said as mkdir says it, "<path>: <what happened>", not as Python's "[Errno 36] ...: '<path>'".
+    assert done.stderr.startswith(f"error: {tmp_path}/lsv2_***") and "Errno" not in done.stderr, done.stderr
+    assert done.stderr.rstrip().endswith(": File name too long"), done.stderr
 
 
 def test_an_output_path_under_a_file_is_refused_naming_that_file(env, tmp_path):

@@ -147,7 +147,7 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
             "table the commands read")
         return 1
     except OSError as error:
-        say(f"error: {error}{_unwritable_fix(error, args)}")
+        say(f"error: {os_error_text(error)}{_unwritable_fix(error, args)}")
         return 1
     except DatabaseBusyError as error:
         say(f"error: {error}\n  fix: {error.fix}")
@@ -190,6 +190,15 @@ class ReaderMayLeave:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def os_error_text(error: OSError) -> str:
+    """An OS error as ``<path>: <what happened>``, the way mkdir and cp say it (Python's
+    "[Errno 2] No such file or directory: '/x'" reads as a crash report)."""
+    if not error.strerror:
+        return str(error)
+    paths = " -> ".join(str(path) for path in (error.filename, error.filename2) if path is not None)
+    return f"{paths}: {error.strerror}" if paths else error.strerror
 
 
 def _unwritable_fix(error: OSError, args: argparse.Namespace) -> str:

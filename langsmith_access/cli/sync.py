@@ -14,6 +14,7 @@ from langsmith_access.cli.common import (
     add_org_argument,
     choose_org,
     failure_log_directory,
+    os_error_text,
     print_fix_and_log,
 )
 from langsmith_access.governance.drift import unexplained_changes
@@ -86,7 +87,8 @@ def run_sync(args: argparse.Namespace) -> int:
             synced = sync_org(org, args, named=True)
         except (SettingsError, DatabaseBusyError, duckdb.Error, OSError) as error:
             # This org's trouble only (its key, its database): the others still sync.
-            print(f"[{org.slug}] error: {mask_key_fragments(str(error))}", file=sys.stderr)
+            text = os_error_text(error) if isinstance(error, OSError) else str(error)
+            print(f"[{org.slug}] error: {mask_key_fragments(text)}", file=sys.stderr)
             synced = False
         if not synced:
             failed.append(org.slug)
