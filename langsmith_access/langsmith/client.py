@@ -264,6 +264,7 @@ class LangSmithClient:
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
         self._organization_info: dict[str, Any] | None = None
+        self._retried_lock = threading.Lock()
 
     def __enter__(self) -> LangSmithClient:
         return self
@@ -279,9 +280,35 @@ class LangSmithClient:
         read, a connection that failed), oldest first, each with its status (None: no answer),
         the problem and the wait before the next attempt; then forgets them. For an audit that
         records every call a request made, retries included."""
-        retried = getattr(self._local, "retried", None) or []
-        self._local.retried = []
+        retried = self._retried_here()
+        with self._retried_lock:  # a page read ahead for this thread may be adding to it
+            taken = list(retried)
+            retried.clear()
+        return taken
+
+    def _retried_here(self) -> list[dict[str, Any]]:
+        """This thread's record of retried attempts (see ``take_retried_attempts``)."""
+        retried = getattr(self._local, "retried", None)
+        if retried is None:
+            retried = self._local.retried = []
         return retried
+
+    def _retry_record(self) -> list[dict[str, Any]]:
+        """Where this thread's retries are recorded: its own record, or, in a pool thread, the
+        record of the thread it works for."""
+        record = getattr(self._local, "retries_recorded_in", None)
+        return self._retried_here() if record is None else record
+
+    def _on_behalf_of_this_thread(self, read: Callable[..., T]) -> Callable[..., T]:
+        """``read`` for a pool thread working for this one: its retries go to this thread's
+        record, so the audit of the call that started the reads has every attempt they made."""
+        record = self._retry_record()
+
+        def read_for_the_caller(*args: Any) -> T:
+            self._local.retries_recorded_in = record
+            return read(*args)
+
+        return read_for_the_caller
 
     def close(self) -> None:
         with self._sessions_lock:
@@ -464,7 +491,8 @@ class LangSmithClient:
             max_workers=min(self.settings.max_concurrency, len(ids)),
             thread_name_prefix=thread_name_prefix,
         ) as pool:
-            futures = {pool.submit(read, w): w for w in ids}
+            read_for_the_caller = self._on_behalf_of_this_thread(read)
+            futures = {pool.submit(read_for_the_caller, w): w for w in ids}
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
                 future.cancel()
@@ -996,10 +1024,11 @@ class LangSmithClient:
                 max_workers=concurrency, thread_name_prefix="langsmith-pages"
             ) as pool:
                 in_flight: collections.deque = collections.deque()
+                read_for_the_caller = self._on_behalf_of_this_thread(read)
                 try:
                     while True:
                         while len(in_flight) < concurrency and offset <= planned_end:
-                            in_flight.append(pool.submit(read, offset))
+                            in_flight.append(pool.submit(read_for_the_caller, offset))
                             offset += PAGE_SIZE
                         if not in_flight:
                             break
@@ -1133,12 +1162,11 @@ class LangSmithClient:
             attempt += 1
             delay = retry_after if retry_after is not None else self._backoff(attempt)
             self.stats.add(retries=1, wait_seconds=delay)
-            if not hasattr(self._local, "retried"):
-                self._local.retried = []
-            self._local.retried.append({
-                "method": method, "path": path, "status_code": status,
-                "problem": problem, "waited_seconds": round(delay, 3),
-            })
+            with self._retried_lock:
+                self._retry_record().append({
+                    "method": method, "path": path, "status_code": status,
+                    "problem": problem, "waited_seconds": round(delay, 3),
+                })
             self._sleep(delay)
 
     def _backoff(self, attempt: int) -> float:

@@ -25,7 +25,9 @@ from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access_tests.langsmith.sandbox_client_support import (
+    ACTIVE,
     ROLES,
+    WS_ACTIVE,
     WS_MEMBERS,
     RecordingSleep,
     client_for,
@@ -66,6 +68,32 @@ def test_each_retried_attempt_is_recorded_once_with_its_status_problem_and_wait(
             # Taken: the next request that needs no retry has none to tell.
             assert client.list_roles()
             assert client.take_retried_attempts() == []
+
+
+def test_the_retries_of_pages_and_workspaces_read_in_pool_threads_are_the_callers():
+    """A listing's later pages are read ahead, and each workspace's members read, in pool
+    threads: their retries belong to the call that started them (the audit of a provisioning
+    request records every attempt its reads made), not to threads that are gone."""
+    org = generate_org(seed=7, members=1200, workspaces=3)
+    with SandboxServer(org) as sandbox:
+        refused: set[str] = set()
+
+        def refuse_once_each(respond, request):
+            offset = request.query.get("offset", ["0"])[0]
+            key = request.path if request.path == WS_ACTIVE else f"{request.path}@{offset}"
+            if key in (f"{ACTIVE}@500", f"{ACTIVE}@1000", WS_ACTIVE) and key not in refused:
+                refused.add(key)
+                return ApiResponse(503, {"detail": "Service Unavailable"}, {"Retry-After": "1"})
+            return respond(request)
+
+        wrap_respond(sandbox, refuse_once_each)
+        with client_for(sandbox, sleep=RecordingSleep(), max_concurrency=4) as client:
+            assert len(client.list_org_members().items) == len(org.active_members())
+            retried = client.take_retried_attempts()
+            assert [(r["path"], r["status_code"]) for r in retried] == [(ACTIVE, 503), (ACTIVE, 503)]
+            assert client.take_retried_attempts() == []
+            client.list_members_of_workspaces([w.id for w in org.shared_workspaces()[:2]])
+            assert [(r["path"], r["status_code"]) for r in client.take_retried_attempts()] == [(WS_ACTIVE, 503)]
 
 
 def test_an_attempt_that_got_no_answer_is_recorded_without_a_status():
