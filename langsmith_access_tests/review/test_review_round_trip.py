@@ -569,6 +569,27 @@ def test_a_dry_run_refuses_a_reason_the_queue_refuses(env, tmp_path, capsys):
     assert len(list_requests("rejected")) == 1 and not list_requests("pending")
 
 
+@pytest.mark.parametrize(("option", "value", "said"), [
+    ("--reason", "bad\x07reason", "the reason for rows without one (--reason) contains control"),
+    ("--reason", "x" * 2001, "the reason for rows without one (--reason) is 2001 characters long"),
+    ("--reviewer", "bo\x1bb", "the reviewer for rows without one (--reviewer) contains control"),
+])
+def test_a_reason_or_reviewer_option_the_queue_refuses_is_refused_once_and_queues_nothing(
+        env, tmp_path, capsys, option, value, said):
+    # Not one recorded rejection per marked row: the option is the command's, not a row's.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    for row in active_rows(rows)[:2]:
+        row.update(decision="revoke")
+    write_sheet(sheet, rows)
+    for dry_run in (["--dry-run"], []):
+        code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, option, value, *dry_run)
+        assert code == 2 and said in err and "Nothing was queued" in err, (stdout, err)
+    assert not list_requests("rejected") and not list_requests("pending")
+
+
 def test_a_database_whose_sync_built_no_grant_history_asks_for_a_sync(env, tmp_path, capsys):
     sandbox, org, database = env
     with duckdb.connect(str(database.path)) as conn:  # as a sync that stopped before dbt built it

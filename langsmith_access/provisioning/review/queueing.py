@@ -90,6 +90,13 @@ def queue_revokes(
     """
     reviewer = reviewer or getpass.getuser()
     reason = reason or f"access review ({Path(sheet.source.split(':')[0]).name})"
+    # Checked once, as the queue checks each row's: a typo in one of these would otherwise be
+    # every marked row's rejection, each recorded in the queue.
+    try:
+        queue.check_text(reviewer, "the reviewer for rows without one (--reviewer)")
+        queue.check_text(reason, "the reason for rows without one (--reason)", limit=queue.MAX_TEXT_CHARS)
+    except queue.RequestRejected as error:
+        raise ReviewError(f"{error} Nothing was queued.") from None
     result = ReviewResult(sheet.source, sheet.rows, dry_run)
     if not database.path.exists():
         raise DatabaseNotReadyError(f"{database.path} does not exist yet: run `langsmith-access sync` first.")
