@@ -223,12 +223,13 @@ def require_every_workspace_listed(headers: Mapping[str, str], client: LangSmith
     """Raise ``NotEveryWorkspaceListed`` unless a page of the enriched members route lists every
     workspace: its header says so, or (an install that sends no header) the key has
     organization:manage according to the org info (read once per client)."""
-    said = headers.get(LISTS_ALL_WORKSPACES_HEADER)
+    said = (headers.get(LISTS_ALL_WORKSPACES_HEADER) or "").strip().lower()
     restricted = answers_anonymity_restricted(headers)
-    if said is not None:
-        if said.strip().lower() == "false":
-            raise NotEveryWorkspaceListed(restricted)
+    if said == "true":
         return
+    if said == "false":
+        raise NotEveryWorkspaceListed(restricted)
+    # Absent, or a value the spec does not use ("", "1", "yes"): as good as not said.
     permissions = client.organization_info().permissions
     if permissions is None or ORG_MANAGE not in permissions:
         raise NotEveryWorkspaceListed(restricted, header_missing=True,

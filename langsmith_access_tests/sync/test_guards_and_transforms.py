@@ -251,23 +251,28 @@ def test_an_anonymity_restricted_answer_is_recognised_however_spelled(said, rest
     assert answers_anonymity_restricted(headers) is restricted
 
 
+@pytest.mark.parametrize("headers", [{}, {"X-Members-List-All-Workspaces": ""},
+                                     {"X-Members-List-All-Workspaces": "1"},
+                                     {"X-Members-List-All-Workspaces": "yes"}])
 @pytest.mark.parametrize(("permissions", "trusted"), [
     (("organization:manage", "organization:read"), True),
     (("organization:read",), False),
     (None, False),  # the org info does not say: not trusted either
 ])
 def test_an_enriched_page_without_the_header_is_trusted_only_for_a_key_with_organization_manage(
-        permissions, trusted):
+        permissions, trusted, headers):
+    # A value other than true or false (the spec's header is "true if caller has
+    # organization:manage") says nothing either: it is not taken for true.
     from types import SimpleNamespace
 
     from langsmith_access.sync.extract import NotEveryWorkspaceListed, require_every_workspace_listed
 
     client = SimpleNamespace(organization_info=lambda: SimpleNamespace(permissions=permissions))
     if trusted:
-        require_every_workspace_listed({}, client)  # type: ignore[arg-type]
+        require_every_workspace_listed(headers, client)  # type: ignore[arg-type]
         return
     with pytest.raises(NotEveryWorkspaceListed) as refused:
-        require_every_workspace_listed({}, client)  # type: ignore[arg-type]
+        require_every_workspace_listed(headers, client)  # type: ignore[arg-type]
     assert ("does not say whether" in refused.value.why) is (permissions is None)
     assert str(refused.value).endswith("give it the Organization Admin role to read every workspace in one listing")
 
