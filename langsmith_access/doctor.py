@@ -77,6 +77,13 @@ ENDPOINT_PATH_FIX = (
     f"it has one), or that with a trailing /api/v1: {DEFAULT_ENDPOINT} or "
     f"{DEFAULT_ENDPOINT}/api/v1 (US), https://<your-host>/api/v1 (self-hosted); no other path"
 )
+# A 404 on a read after the organization info answered at the same endpoint (every read the
+# checks make after it): the base path is proven, so the route itself is missing behind it.
+ROUTE_MISSING_FIX = (
+    "LANGSMITH_ENDPOINT is right (the organization info answers there), but this route is not "
+    "served behind it: let every /api/v1/ path through any proxy or ingress in front of LangSmith, "
+    "or upgrade a self-hosted install too old to have the route"
+)
 TRANSIENT_FIX = (
     "run the doctor again in a minute; if it persists, check that LANGSMITH_ENDPOINT is reachable "
     "from here and LangSmith's status"
@@ -730,7 +737,9 @@ def _fix_for(error: LangSmithError, *, refused: str) -> str:
     if isinstance(error, PermissionDeniedError):
         return refused
     if isinstance(error, NotFoundError):
-        return ENDPOINT_PATH_FIX  # a route every LangSmith serves is missing at this base path
+        # The checks read only after the organization info answered at this endpoint (a 404 there
+        # fails the endpoint check): the base path is right, so no new endpoint fixes this.
+        return ROUTE_MISSING_FIX
     if isinstance(error, NotLangSmithAPIError):
         return error.fix
     if isinstance(error, UnexpectedResponseError):

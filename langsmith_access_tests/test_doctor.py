@@ -24,6 +24,7 @@ from langsmith_access.doctor import (
     ENDPOINT_PATH_FIX,
     GARBLED_FIX,
     ORG_SELECTION_FIX,
+    ROUTE_MISSING_FIX,
     TRANSIENT_FIX,
     _in_the_clear,
     run_checks,
@@ -428,10 +429,15 @@ def test_a_wrong_base_path_fails_the_endpoint_and_names_langsmith_endpoint(sandb
     ("read_roles", ROLES, web_page, NotLangSmithAPIError.fix),
     ("read_roles", ROLES, garbled, NotLangSmithAPIError.fix),  # rule 3: a body that does not parse
     ("read_roles", ROLES, unavailable, TRANSIENT_FIX),
-    ("read_roles", ROLES, missing, ENDPOINT_PATH_FIX),
+    # The organization info answered at this endpoint: a 404 later is a route missing behind a
+    # right base path, so changing LANGSMITH_ENDPOINT is not the fix.
+    ("read_roles", ROLES, missing, ROUTE_MISSING_FIX),
     ("read_members", ACTIVE, web_page, NotLangSmithAPIError.fix),
     ("read_members", ACTIVE, garbled, NotLangSmithAPIError.fix),  # rule 3: a body that does not parse
-], ids=["roles-html", "roles-garbled", "roles-503", "roles-404", "members-html", "members-garbled"])
+    ("read_members", ACTIVE, missing, ROUTE_MISSING_FIX),
+    ("read_all_workspaces", "/api/v1/workspaces", missing, ROUTE_MISSING_FIX),
+], ids=["roles-html", "roles-garbled", "roles-503", "roles-404", "members-html", "members-garbled", "members-404",
+        "workspaces-404"])
 def test_a_read_that_fails_for_another_reason_than_permission_gets_that_fix(sandbox_env, check, path,
                                                                             tamper, fix):
     sandbox, environ = sandbox_env()
