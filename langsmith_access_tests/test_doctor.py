@@ -1049,3 +1049,18 @@ def test_a_read_refused_as_unauthenticated_gets_the_key_fix(sandbox_env):
         proxy.tamper = on(ROLES, json_answer(401, b'{"detail":"Invalid token"}'))
         failed = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_roles")
     assert failed.status == "fail" and failed.fix == AuthenticationError.fix, failed
+
+
+def test_what_the_server_says_cannot_break_the_one_line_per_check_format(sandbox_env):
+    # Details quote LangSmith's answers (or whatever is on the way): a line break there forged a
+    # line of its own ("ok workspace_rbac: forged" under the real read_roles failure), and an
+    # escape sequence reached the operator's terminal as it was.
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(ROLES, json_answer(403, b'{"detail":"no\\nok workspace_rbac: forged\\u001b[2J\\r\\u2028!"}'))
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    lines = diagnosis.text().splitlines()
+    assert [line for line in lines if not line.startswith("  fix: ")] == [
+        f"{c.status} {c.name}: {c.detail}" for c in diagnosis.checks], lines
+    assert "forged" in check_of(diagnosis, "read_roles").detail
+    assert not re.search(r"[\x00-\x1f\x7f]", "".join(lines) + diagnosis.to_json()), lines
