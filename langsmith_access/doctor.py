@@ -117,6 +117,15 @@ CONNECTION_FIXES = {
     "broken": GARBLED_FIX,
 }
 ORG_SELECTION_FIX = "name one of them with --org SLUG"
+ORG_READ = "organization:read"  # all an organization read needs (langsmith-api.md)
+# LangSmith refused an organization read although the organization info lists organization:read
+# among the key's permissions: a role with it is no fix, the key has one.
+HELD_PERMISSION_REFUSED_FIX = (
+    f"nothing to change in the key's roles: the organization info says it holds {ORG_READ}, which "
+    "this route needs; let this path through any proxy or firewall in front of LangSmith that "
+    "refuses it, then run the doctor again, and if LangSmith itself still refuses, report the "
+    "detail to LangSmith support"
+)
 
 
 def key_fix(variable: str = SINGLE_ORG_KEY_VARIABLE) -> str:
@@ -246,6 +255,15 @@ class _Doctor:
         # The fix when organization routes refuse the key (None: they did not): a refusal of the
         # member listing then has the same cause, not a missing role.
         self.organization_refused: str | None = None
+
+    def refusal_fix(self, fix: str) -> str:
+        """``fix`` (give the key a role with organization:read) for an organization read
+        LangSmith refused, unless the organization info says the key holds organization:read
+        already: then its roles are not the cause."""
+        permissions = (self.org_info or {}).get("permissions")
+        if isinstance(permissions, list) and ORG_READ in permissions:
+            return HELD_PERMISSION_REFUSED_FIX
+        return fix
 
     def add(self, name: str, status: str, detail: str, fix: str | None = None) -> None:
         # Details quote what the server answered (headers, bodies, where it redirects): a key it
@@ -446,8 +464,8 @@ class _Doctor:
                 _fix_for(
                     error,
                     refused=self.organization_refused
-                    or "give the key a role with organization:read (any organization role), "
-                    "on an organization-scoped service key",
+                    or self.refusal_fix("give the key a role with organization:read (any organization "
+                                        "role), on an organization-scoped service key"),
                 ),
             )
             return False
@@ -473,7 +491,8 @@ class _Doctor:
                 "read_all_workspaces",
                 FAIL,
                 f"cannot list workspaces, which every sync reads: {error}",
-                _fix_for(error, refused="give the key a role with organization:read (any organization role)"),
+                _fix_for(error, refused=self.refusal_fix(
+                    "give the key a role with organization:read (any organization role)")),
             )
             return
         try:
@@ -500,8 +519,9 @@ class _Doctor:
                     f"the enriched members route failed, and the sync fails with it: {error}",
                     _fix_for(
                         error,
-                        refused="give the key a role with organization:read (Organization Admin "
-                        "to list every workspace at once), on an organization-scoped service key",
+                        refused=self.refusal_fix(
+                            "give the key a role with organization:read (Organization Admin to list "
+                            "every workspace at once), on an organization-scoped service key"),
                     ),
                 )
             else:
@@ -561,7 +581,8 @@ class _Doctor:
                 FAIL,
                 f"cannot list roles: {error}",
                 _fix_for(
-                    error, refused="give the key a role with organization:read (any organization role)"
+                    error, refused=self.refusal_fix(
+                        "give the key a role with organization:read (any organization role)")
                 ),
             )
             return
@@ -589,7 +610,7 @@ class _Doctor:
                 "manage_workspace_members",
                 FAIL,
                 f"cannot list workspaces: {error}",
-                _fix_for(error, refused="give the key a role with organization:read"),
+                _fix_for(error, refused=self.refusal_fix("give the key a role with organization:read")),
             )
             return
         if not workspaces:

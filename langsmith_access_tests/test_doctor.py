@@ -23,6 +23,7 @@ from langsmith_access.doctor import (
     ENDPOINT_FIX,
     ENDPOINT_PATH_FIX,
     GARBLED_FIX,
+    HELD_PERMISSION_REFUSED_FIX,
     ORG_SELECTION_FIX,
     ROUTE_MISSING_FIX,
     TRANSIENT_FIX,
@@ -1064,3 +1065,26 @@ def test_what_the_server_says_cannot_break_the_one_line_per_check_format(sandbox
         f"{c.status} {c.name}: {c.detail}" for c in diagnosis.checks], lines
     assert "forged" in check_of(diagnosis, "read_roles").detail
     assert not re.search(r"[\x00-\x1f\x7f]", "".join(lines) + diagnosis.to_json()), lines
+
+
+@pytest.mark.parametrize("check, path", [("read_roles", ROLES), ("read_members", ACTIVE),
+                                         ("read_all_workspaces", "/api/v1/workspaces"),
+                                         ("read_all_workspaces", ENRICHED)])
+def test_a_refusal_the_key_s_permissions_do_not_explain_is_not_blamed_on_its_roles(sandbox_env, check, path):
+    # The organization info answered and lists organization:read among the key's permissions:
+    # all these reads need (langsmith-api.md). "Give the key a role with organization:read" is
+    # then no fix, the key has one; where the info does not list it, that is the fix.
+    sandbox, environ = sandbox_env()
+
+    def without_organization_read(answer: Answer) -> Answer:
+        if answer.path == "/api/v1/orgs/current/info":
+            return answer.with_json({**answer.json(), "permissions": ["organization:pats:create"]})
+        return refused(answer) if answer.path == path else answer
+
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(path, refused)
+        held = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), check)
+        proxy.tamper = without_organization_read
+        lacking = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), check)
+    assert held.status == "fail" and held.fix == HELD_PERMISSION_REFUSED_FIX, held
+    assert lacking.status == "fail" and lacking.fix.startswith("give the key a role with organization:read"), lacking
