@@ -73,9 +73,11 @@ ENDPOINT_FIX = (
 )
 # A 404 on a route every LangSmith serves: the endpoint's path is wrong, not the key.
 ENDPOINT_PATH_FIX = (
-    "set LANGSMITH_ENDPOINT to the LangSmith host root (with a self-hosted install's base path, if "
-    f"it has one), or that with a trailing /api/v1: {DEFAULT_ENDPOINT} or "
-    f"{DEFAULT_ENDPOINT}/api/v1 (US), https://<your-host>/api/v1 (self-hosted); no other path"
+    "set LANGSMITH_ENDPOINT to the LangSmith API's host root (with a self-hosted install's base "
+    "path, if it has one), or that with a trailing /api/v1 (or /api), and no other path: "
+    f"{DEFAULT_ENDPOINT} (US), https://eu.api.smith.langchain.com (EU), "
+    "https://langsmith.example.com/api/v1 (self-hosted; https://example.com/<basePath>/api/v1 with a "
+    "base path)"
 )
 # A 404 on a read after the organization info answered at the same endpoint (every read the
 # checks make after it): the base path is proven, so the route itself is missing behind it.

@@ -421,6 +421,11 @@ def test_a_wrong_base_path_fails_the_endpoint_and_names_langsmith_endpoint(sandb
     assert "404" in endpoint.detail and sandbox.url + "/foo" in endpoint.detail
     assert endpoint.fix == ENDPOINT_PATH_FIX
     assert "LANGSMITH_ENDPOINT" in endpoint.fix and "/api/v1" in endpoint.fix
+    # Beside the US host: the EU one (an EU org's key works only there) and a self-hosted install's
+    # address, with and without a base path; and /api, which is accepted below, is not "no other path".
+    for example in ("https://api.smith.langchain.com (US)", "https://eu.api.smith.langchain.com (EU)",
+                    "https://langsmith.example.com/api/v1", "https://example.com/<basePath>/api/v1", "(or /api)"):
+        assert example in endpoint.fix, endpoint.fix
     # The accepted forms still pass: the host root and the root with /api/v1 or /api, slash or not.
     for accepted in (sandbox.url, sandbox.url + "/api/v1/", sandbox.url + "/api"):
         assert check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": accepted}), "endpoint").status == "ok"
