@@ -495,7 +495,8 @@ def test_a_piece_of_the_key_quoted_without_its_prefix_never_reaches_the_doctors_
     # piece of the key all the same.
     sandbox, environ = sandbox_env()
     secret = sandbox.api_key.removeprefix("lsv2_sk_")
-    for piece in (secret[:32], secret[-20:]):
+    # The last: 12 characters, the shortest run cut (shorter ones occur by chance in ids).
+    for piece in (secret[:32], secret[-20:], secret[7:19]):
         with TamperingProxy(sandbox.url) as proxy:
             proxy.tamper = on("/api/v1/orgs/current/info",
                               lambda answer, piece=piece: answer.with_json({**answer.json(),
@@ -1093,3 +1094,30 @@ def test_a_refusal_the_key_s_permissions_do_not_explain_is_not_blamed_on_its_rol
         lacking = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), check)
     assert held.status == "fail" and held.fix == HELD_PERMISSION_REFUSED_FIX, held
     assert lacking.status == "fail" and lacking.fix.startswith("give the key a role with organization:read"), lacking
+
+
+def test_roles_are_counted_with_the_workspace_roles_among_them(sandbox_env):
+    sandbox, environ = sandbox_env()
+    roles = sandbox.org.roles.values()
+    workspace_roles = [r for r in roles if r.access_scope == "workspace"]
+    assert 0 < len(workspace_roles) < len(roles)
+    assert check_of(run_checks(environ), "read_roles").detail == (
+        f"{len(roles)} roles ({len(workspace_roles)} workspace roles)")
+
+
+def test_a_members_route_failure_that_fails_the_sync_is_not_told_as_reading_each_workspace(sandbox_env):
+    # A 503 on the members route fails the sync (no fallback): a workspace the key may not read
+    # does not change that, and the check must not say the sync reads each workspace.
+    sandbox, environ = sandbox_env(key_role="org-user")
+    hidden = sandbox.org.shared_workspaces()[0]
+
+    def tamper(answer: Answer) -> Answer:
+        if answer.path == "/api/v1/workspaces":
+            return answer.with_json([{**w, "permissions": []} if w["id"] == hidden.id else w for w in answer.json()])
+        return unavailable(answer) if answer.path == ENRICHED else answer
+
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = tamper
+        check = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_all_workspaces")
+    assert check.status == "fail" and "the sync fails with it" in check.detail, check
+    assert "reads each workspace" not in check.detail and check.fix == TRANSIENT_FIX, check
