@@ -4,6 +4,7 @@ as the op job ``check_langsmith_connection`` executed in-process."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -1121,3 +1122,32 @@ def test_a_members_route_failure_that_fails_the_sync_is_not_told_as_reading_each
         check = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_all_workspaces")
     assert check.status == "fail" and "the sync fails with it" in check.detail, check
     assert "reads each workspace" not in check.detail and check.fix == TRANSIENT_FIX, check
+
+
+def test_the_op_job_logs_each_check_at_its_level_and_keeps_the_report_a_table(sandbox_env, monkeypatch):
+    # From the UI the log level is what an operator filters on, and the report is a markdown
+    # table: a "|" in what LangSmith names (here the org's name) must not add a column.
+    from langsmith_access.definitions import defs
+
+    sandbox, environ = sandbox_env(key_role="org-user")  # read_all_workspaces warns
+    job = defs().resolve_job_def("check_langsmith_connection")
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = lambda answer: (
+            answer.with_json({**answer.json(), "display_name": "Acme | Ops"})
+            if answer.path == "/api/v1/orgs/current/info" else refused(answer) if answer.path == ROLES else answer)
+        for name, value in {**environ, "LANGSMITH_ENDPOINT": proxy.url}.items():
+            monkeypatch.setenv(name, value)
+        instance = dg.DagsterInstance.ephemeral()
+        failed = job.execute_in_process(instance=instance, raise_on_error=False, partition_key="default")
+    assert not failed.success
+    levels = {entry.user_message.split(":")[0]: entry.level for entry in instance.all_logs(failed.run_id)
+              if entry.user_message.startswith(("ok ", "warn ", "fail ", "skip "))}
+    assert levels["fail read_roles"] == logging.ERROR, levels
+    assert levels["warn read_all_workspaces"] == logging.WARNING, levels
+    assert levels["ok organization"] == logging.INFO, levels
+    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    report = failure.step_failure_data.user_failure_data.metadata["report"].value
+    rows = report.splitlines()
+    assert len(rows) == 2 + len(CHECK_NAMES), rows
+    assert all(len(re.split(r"(?<!\\)\|", row)) == 6 for row in rows), rows  # 4 cells between 5 bars
+    assert "Acme \\| Ops" in report
