@@ -9,6 +9,7 @@ import base64
 import json
 import logging
 import os
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -619,3 +620,39 @@ def test_a_blank_secret_or_a_detail_of_exactly_the_limit_is_left_as_it_is():
     # At most DETAIL_MAX_CHARS: a detail of exactly that many is whole, one more is cut.
     assert without_secrets("x" * DETAIL_MAX_CHARS) == "x" * DETAIL_MAX_CHARS
     assert without_secrets("x" * (DETAIL_MAX_CHARS + 1)) == "x" * (DETAIL_MAX_CHARS - 1) + "…"
+
+
+def test_a_delivery_posts_only_what_is_due_not_what_was_delivered_or_waits_its_retry(database):
+    # Something new is due: the delivery takes it alone, not a row delivered before (its claim
+    # long past) nor one whose retry is not due yet (each would be posted twice, or early).
+    delivered = add(database, "request.applied", request_id="r-delivered")
+    with WebhookReceiver() as receiver:
+        assert deliver_due(database, webhook(receiver), now=T0).delivered == [delivered]
+        receiver.status, receiver.retry_after = 503, "3600"
+        waiting = add(database, "request.failed", request_id="r-waiting", at=T0 + timedelta(seconds=1))
+        assert list(deliver_due(database, webhook(receiver), now=T0 + timedelta(seconds=1)).failed) == [waiting]
+        receiver.status, receiver.retry_after = 200, None
+        later = T0 + CLAIM_WINDOW + timedelta(minutes=1)  # the retry is due an hour after T0 + 1 s
+        fresh = add(database, "request.denied", request_id="r-fresh", at=later)
+        report = deliver_due(database, webhook(receiver), now=later)
+    assert (report.delivered, report.failed) == ([fresh], {})
+    assert [b["request_id"] for b in receiver.bodies()] == ["r-delivered", "r-fresh"]
+    assert [(r["status"], r["attempts"]) for r in rows(database)] == [
+        ("delivered", 1), ("pending", 1), ("delivered", 1)]
+
+
+def test_the_same_thing_raised_as_two_events_is_two_notifications(database):
+    # ``once_for`` makes one notification per event about a thing, not one per thing.
+    notifier = Notifier("acme", enabled=True)
+    with database.writer_lease("test"), database.connect() as conn:
+        failed = notifier.notify(conn, "sync.failed", at=T0, once_for="run-1")
+        unexplained = notifier.notify(conn, "change.unexplained", at=T0, once_for="run-1")
+    assert failed is not None and unexplained is not None and failed != unexplained
+    assert [r["event"] for r in rows(database)] == ["sync.failed", "change.unexplained"]
+
+
+def test_a_host_name_that_does_not_resolve_is_said_so_and_holds_the_rest_back():
+    # (Tests make no DNS look-ups: the failure urllib reports for such a host is given directly.)
+    answer = notifications._Answer(notifications._network_failure(socket.gaierror(-2, "Name or service not known"), 10))
+    assert answer.failure == "could not connect: the receiver's host name does not resolve"
+    assert answer.stops_delivery
