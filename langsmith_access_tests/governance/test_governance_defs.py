@@ -67,6 +67,10 @@ def test_decide_access_request_records_a_decision_or_fails_saying_why(governed):
     # The table's word (provisioning_approvals.decision) is taken as well as the command's.
     assert decide(second.request_id, "Denied", people.admin.email).success
     assert request_row(database, second.request_id)["status"] == "denied"
+    # The command's verb, as typed in the Launchpad (any case, stray spaces): a deny never approves.
+    third = request_grant(people.outsiders[2].email, WORKSPACE, "Admin")
+    assert decide(third.request_id, " Deny ", people.admin.email).success
+    assert request_row(database, third.request_id)["status"] == "denied"
     assert "must be 'approve' or 'deny'" in decide(second.request_id, "maybe", people.admin.email).failure
 
 
