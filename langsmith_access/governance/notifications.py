@@ -360,6 +360,8 @@ def _post(webhook: Webhook, payload: Mapping, notification_id: str | None) -> _A
         return _Answer(_network_failure(error, webhook.timeout_seconds))
     except ValueError as error:
         return _Answer(f"could not send ({type(error).__name__}: check LANGSMITH_ACCESS_WEBHOOK_URL)")
+    except Exception as error:  # a row no receiver can be sent (edited by hand): that row's failure only
+        return _Answer(f"could not send this notification ({type(error).__name__})")
     if not 200 <= status < 300:
         return _Answer(f"the receiver answered HTTP {status}")
     return _Answer(None)

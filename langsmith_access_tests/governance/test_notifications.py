@@ -656,3 +656,16 @@ def test_a_host_name_that_does_not_resolve_is_said_so_and_holds_the_rest_back():
     answer = notifications._Answer(notifications._network_failure(socket.gaierror(-2, "Name or service not known"), 10))
     assert answer.failure == "could not connect: the receiver's host name does not resolve"
     assert answer.stops_delivery
+
+
+def test_a_row_no_receiver_can_be_sent_fails_alone_and_holds_nothing_back(database, capfd):
+    # A payload edited by hand into something that is no JSON object: it raised in the posting
+    # thread (a traceback on stderr), read as the receiver not answering, and, first in line,
+    # held every later notification back at each delivery.
+    broken, fine = add(database, "request.applied"), add(database, "request.failed")
+    with database.writer_lease("test: a row edited by hand"), database.connect() as conn:
+        conn.execute("UPDATE main.notifications SET payload = '5' WHERE notification_id = ?", [broken])
+    with WebhookReceiver() as receiver:
+        report = deliver_due(database, webhook(receiver), now=T0)
+    assert report.failed == {broken: "could not send this notification (TypeError)"}
+    assert report.delivered == [fine] and "Traceback" not in capfd.readouterr().err
