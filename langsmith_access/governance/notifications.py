@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
 
@@ -336,6 +337,8 @@ def _post_within_timeout(webhook: Webhook, payload: Mapping, notification_id: st
 
 
 def _post(webhook: Webhook, payload: Mapping, notification_id: str | None) -> _Answer:
+    if not isinstance(payload, Mapping):  # enqueue stores objects only: this row was edited by hand
+        return _Answer("could not send this notification: its stored payload is not a JSON object")
     headers = {"Content-Type": "application/json", "User-Agent": "langsmith-access"}
     if notification_id is not None:
         headers["Idempotency-Key"] = notification_id
@@ -360,7 +363,7 @@ def _post(webhook: Webhook, payload: Mapping, notification_id: str | None) -> _A
         return _Answer(_network_failure(error, webhook.timeout_seconds))
     except ValueError as error:
         return _Answer(f"could not send ({type(error).__name__}: check LANGSMITH_ACCESS_WEBHOOK_URL)")
-    except Exception as error:  # a row no receiver can be sent (edited by hand): that row's failure only
+    except Exception as error:  # an object edited by hand that cannot be worded: that row's failure only
         return _Answer(f"could not send this notification ({type(error).__name__})")
     if not 200 <= status < 300:
         return _Answer(f"the receiver answered HTTP {status}")
@@ -522,7 +525,17 @@ def _claim_due(
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-    return [(row_id, attempts, json.loads(payload)) for row_id, attempts, payload in rows]
+    return [(row_id, attempts, _stored_payload(payload)) for row_id, attempts, payload in rows]
+
+
+def _stored_payload(text: str) -> Any:
+    """A claimed row's payload. Text that is no JSON (a row edited by hand) is kept as it is:
+    it fails alone when sent, where raising here would fail every row claimed with it, at
+    every delivery."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _record(database: AccessDatabase, now: datetime, outcomes: list[_Attempt], lease_timeout_seconds: float) -> None:

@@ -662,10 +662,26 @@ def test_a_row_no_receiver_can_be_sent_fails_alone_and_holds_nothing_back(databa
     # A payload edited by hand into something that is no JSON object: it raised in the posting
     # thread (a traceback on stderr), read as the receiver not answering, and, first in line,
     # held every later notification back at each delivery.
-    broken, fine = add(database, "request.applied"), add(database, "request.failed")
+    # Text that is no JSON at all failed the claim itself: every row claimed with it, every time.
+    number, garbled, fine = (add(database, "request.applied"), add(database, "request.denied"),
+                             add(database, "request.failed"))
     with database.writer_lease("test: a row edited by hand"), database.connect() as conn:
-        conn.execute("UPDATE main.notifications SET payload = '5' WHERE notification_id = ?", [broken])
+        conn.execute("UPDATE main.notifications SET payload = '5' WHERE notification_id = ?", [number])
+        conn.execute("UPDATE main.notifications SET payload = '{\"event\": ' WHERE notification_id = ?", [garbled])
     with WebhookReceiver() as receiver:
         report = deliver_due(database, webhook(receiver), now=T0)
-    assert report.failed == {broken: "could not send this notification (TypeError)"}
+    said = "could not send this notification: its stored payload is not a JSON object"
+    assert report.failed == {number: said, garbled: said}
+    assert report.delivered == [fine] and "Traceback" not in capfd.readouterr().err
+
+
+def test_a_hand_edited_object_slack_cannot_word_fails_alone(database, capfd):
+    # A JSON object, but a role that is a number: the Slack line cannot be written from it.
+    odd, fine = add(database, "request.applied"), add(database, "request.failed")
+    with database.writer_lease("test: a row edited by hand"), database.connect() as conn:
+        conn.execute("UPDATE main.notifications SET payload = '{\"event\": \"request.applied\", \"role\": 5}' "
+                     "WHERE notification_id = ?", [odd])
+    with WebhookReceiver() as receiver:
+        report = deliver_due(database, webhook(receiver, "slack"), now=T0)
+    assert report.failed == {odd: "could not send this notification (TypeError)"}
     assert report.delivered == [fine] and "Traceback" not in capfd.readouterr().err
