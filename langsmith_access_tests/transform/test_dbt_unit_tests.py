@@ -27,6 +27,7 @@ UNIT_TESTS = {
     "grant_history_names_the_request_that_opened_each_interval",
     "grant_history_keeps_roles_provisioning_gave_and_took_within_one_run",
     "effective_permissions_gives_each_permission_once_with_every_path_to_it",
+    "user_scim_groups_reads_what_each_group_name_grants",
     "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
     "report_grant_changes_after_the_first_sync_lists_only_provisioning",
     "report_grant_changes_pairs_a_closing_and_an_opening_of_one_user_and_scope",

@@ -66,6 +66,11 @@ workspace_group_names as (
     inner join roles as workspace_roles
         on workspace_roles.access_scope = 'workspace'
         and ends_with(groups.group_key, separator.sep || workspace_roles.name_key)
+    -- a workspace between the two: "LS:Organization User:Editor" names none (the org role's
+    -- separator and the workspace role's are one and the same character)
+    where strpos(groups.group_key, org_roles.name_key || separator.sep)
+            + length(org_roles.name_key || separator.sep) + length(separator.sep || workspace_roles.name_key)
+        <= length(groups.group_key)
     qualify row_number() over (
         partition by groups.user_id, groups.scim_group
         order by strpos(groups.group_key, org_roles.name_key || separator.sep),
