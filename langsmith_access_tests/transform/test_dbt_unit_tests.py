@@ -36,6 +36,8 @@ UNIT_TESTS = {
     "review_sheet_lists_the_deny_policies_of_each_grants_role",
     "report_privileged_access_lists_the_deny_policies_of_the_admin_role",
     "report_custom_role_holders_lists_the_deny_policies_of_each_custom_role",
+    "report_credential_hygiene_holds_each_kind_to_its_own_maximum",
+    "report_unused_access_lists_workspace_grants_unused_for_the_whole_period",
 }
 
 
