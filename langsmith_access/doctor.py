@@ -36,6 +36,7 @@ from langsmith_access.langsmith.client import (
     MAX_RETRY_AFTER_SECONDS,
     ORGANIZATION_INFO_PATH,
 )
+from langsmith_access.langsmith.errors import one_line
 from langsmith_access.langsmith.refusals import MANAGE_MEMBERS, WORKSPACE_ADMIN, WORKSPACES_READ, workspace_rbac
 from langsmith_access.settings import (
     DEFAULT_ENDPOINT,
@@ -272,7 +273,7 @@ class _Doctor:
         # echoed, whole or in part, never reaches the output.
         # A line break (or a terminal's control sequence) in what the server said would forge a
         # check line of its own: one line per check.
-        detail = _without_runs_of(self.key, mask_key_fragments(_one_line(detail)))
+        detail = _without_runs_of(self.key, mask_key_fragments(one_line(detail)))
         self.checks.append(Check(name, status, detail, fix))
 
     def finish(self) -> Diagnosis:
@@ -743,15 +744,6 @@ def _without_runs_of(key: str, text: str) -> str:
             at = text.find(piece, at + 1)
     return "".join("***" if hide else "".join(char for char, _ in run)
                    for hide, run in itertools.groupby(zip(text, hidden, strict=True), key=lambda pair: pair[1]))
-
-
-# Control characters (line breaks, ESC, ...) and the Unicode line and paragraph separators.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-
-
-def _one_line(text: str) -> str:
-    """``text`` with every run of control characters (a line break included) cut to one space."""
-    return _CONTROL_CHARACTERS.sub(" ", text)
 
 
 def _anonymity_note(restricted: bool) -> str:

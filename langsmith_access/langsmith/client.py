@@ -72,6 +72,7 @@ from langsmith_access.langsmith.errors import (
     TransientError,
     UnexpectedResponseError,
     WorkspaceGoneError,
+    one_line,
 )
 from langsmith_access.langsmith.pacing import CallStats, RateLimiter, retry_after_seconds
 from langsmith_access.langsmith.records import (
@@ -1208,6 +1209,7 @@ class LangSmithClient:
                     for item in detail
                 )
             text = detail if isinstance(detail, str) else json.dumps(detail)
+        text = one_line(text).strip() or "(empty body)"
         text = text.replace(self._api_key, "***")
         if len(text) > ERROR_DETAIL_MAX_CHARS:
             text = text[:ERROR_DETAIL_MAX_CHARS] + "…"

@@ -9,7 +9,19 @@ failure (``runner.RunOutcome.fix``).
 
 from __future__ import annotations
 
+import re
+
 from langsmith_access.settings import mask_keys
+
+# Control characters (line breaks, ESC, ...) and the Unicode line and paragraph separators.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of control characters (a line break included) cut to one space:
+    what a server said, quoted in a message, forges no line of its own and sends the terminal
+    no escape sequence."""
+    return _CONTROL_CHARACTERS.sub(" ", text)
 
 
 class LangSmithError(Exception):

@@ -998,6 +998,10 @@ def test_each_error_form_langsmith_uses_is_shown_by_its_message(sandbox, body, s
     (HtmlPage(text="", content_type="text/plain"), "(empty body)"),
     ({"detail": [{"loc": ["query", "limit"], "msg": "too large", "type": "x"}, "and more"]},
      "query.limit: too large; and more"),  # 422's list of problems, one by one
+    # One line, no terminal escapes: quoted in a sync's failure, a line break forged a line of
+    # output of its own and an ESC sequence reached the terminal.
+    ({"detail": "no\nok: forged\x1b[2J\r\n"}, "no ok: forged [2J"),
+    ({"detail": "\n\t"}, "(empty body)"),
 ])
 def test_an_error_detail_is_shortened_and_never_empty(sandbox, body, detail):
     wrap_respond(sandbox, lambda respond, request: ApiResponse(400, body))
