@@ -94,6 +94,19 @@ def test_a_key_pasted_as_an_option_value_or_a_path_is_never_echoed(env, tmp_path
     assert done.stderr.rstrip().endswith(": File name too long"), done.stderr
 
 
+def test_text_a_command_prints_carries_no_terminal_control_character(env, tmp_path):
+    # A name quoted back (here a sheet's; a workspace's or member's from LangSmith alike) with an
+    # ESC sequence in it recoloured the terminal; each control character shows as '?'.
+    email = query(env[2].path, "SELECT email FROM main.users WHERE NOT is_disabled LIMIT 1")[0][0]
+    sheet = tmp_path / "review.csv"
+    sheet.write_text(f"grant_id,user,workspace,role,decision\n,{email},Gr\x1b[31mowth\x07,Viewer,revoke\n",
+                     encoding="utf-8")
+    done = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), "--dry-run")
+    assert done.returncode == 2, done
+    assert f"Viewer in Gr?[31mowth? for {email}" in done.stdout, done.stdout
+    assert not any(c in done.stdout + done.stderr for c in "\x1b\x07\r"), (done.stdout, done.stderr)
+
+
 def test_an_output_path_under_a_file_is_refused_naming_that_file(env, tmp_path):
     """mkdir said only "[Errno 17] File exists: '<the file>'": which path, and what to do."""
     in_the_way = tmp_path / "notes.txt"

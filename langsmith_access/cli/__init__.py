@@ -23,7 +23,7 @@ from typing import NoReturn
 
 from langsmith_access import garbage_collector
 from langsmith_access.cli import approvals, demo, doctor, provisioning, reports, review, sandbox, sync
-from langsmith_access.cli.common import INTERRUPTED, deliver_notifications, run_handler
+from langsmith_access.cli.common import INTERRUPTED, deliver_notifications, printable_output, run_handler
 from langsmith_access.settings import mask_keys
 
 # In the order `langsmith-access --help` lists them.
@@ -103,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         print(misplaced, file=sys.stderr)
         return 2
     args = build_parser().parse_args(_joined(argv))
-    code = run_handler(args.handler, args)
-    if getattr(args, "delivers_notifications", False) and code != INTERRUPTED:
-        # Every command that serves an org then POSTs what is due (never changes the exit code).
-        deliver_notifications(args)
+    with printable_output():  # names LangSmith sent are printed, and may hold escape sequences
+        code = run_handler(args.handler, args)
+        if getattr(args, "delivers_notifications", False) and code != INTERRUPTED:
+            # Every command that serves an org then POSTs what is due (never changes the exit code).
+            deliver_notifications(args)
     return code
 
 

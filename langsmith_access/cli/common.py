@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -159,6 +160,33 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         say("interrupted: a sync that had not published left the databases as they were, and "
             "requests a provisioning run did not settle are settled by the next one")
         return INTERRUPTED
+
+
+# C0 controls but tab and line feed, DEL and C1: a name LangSmith sent (a workspace's, a
+# member's) that holds one would move the cursor, rewrite a line or recolour the terminal.
+_TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class PrintableOnly:
+    """A text stream that writes each terminal control character as ``?`` (one for one, so
+    lengths hold). JSON output is unaffected: json.dumps escapes them all."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(_TERMINAL_CONTROLS.sub("?", text))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def printable_output() -> Iterator[None]:
+    """stdout and stderr as ``PrintableOnly`` for the duration of a command."""
+    with contextlib.redirect_stdout(PrintableOnly(sys.stdout)), \
+            contextlib.redirect_stderr(PrintableOnly(sys.stderr)):
+        yield
 
 
 def _drop_stdout() -> None:
