@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import io
+import json
 import os
 
 import pytest
@@ -96,15 +97,19 @@ def test_a_key_pasted_as_an_option_value_or_a_path_is_never_echoed(env, tmp_path
 
 def test_text_a_command_prints_carries_no_terminal_control_character(env, tmp_path):
     # A name quoted back (here a sheet's; a workspace's or member's from LangSmith alike) with an
-    # ESC sequence in it recoloured the terminal; each control character shows as '?'.
+    # ESC sequence in it recoloured the terminal; each control character shows as its escape, and
+    # JSON output still holds the very name.
     email = query(env[2].path, "SELECT email FROM main.users WHERE NOT is_disabled LIMIT 1")[0][0]
+    name = "Gr\x1b[31mowth\x07\x9b2J\x7f"
     sheet = tmp_path / "review.csv"
-    sheet.write_text(f"grant_id,user,workspace,role,decision\n,{email},Gr\x1b[31mowth\x07,Viewer,revoke\n",
-                     encoding="utf-8")
+    sheet.write_text(f"grant_id,user,workspace,role,decision\n,{email},{name},Viewer,revoke\n", encoding="utf-8")
     done = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), "--dry-run")
     assert done.returncode == 2, done
-    assert f"Viewer in Gr?[31mowth? for {email}" in done.stdout, done.stdout
-    assert not any(c in done.stdout + done.stderr for c in "\x1b\x07\r"), (done.stdout, done.stderr)
+    assert f"Viewer in Gr\\u001b[31mowth\\u0007\\u009b2J\\u007f for {email}" in done.stdout, done.stdout
+    as_json = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), "--dry-run", "--json")
+    assert json.loads(as_json.stdout)["outcomes"][0]["workspace"] == name, as_json.stdout
+    for output in (done, as_json):
+        assert not any(c in output.stdout + output.stderr for c in "\x1b\x07\x9b\x7f\r"), output
 
 
 def test_an_output_path_under_a_file_is_refused_naming_that_file(env, tmp_path):

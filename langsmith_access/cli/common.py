@@ -168,14 +168,16 @@ _TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class PrintableOnly:
-    """A text stream that writes each terminal control character as ``?`` (one for one, so
-    lengths hold). JSON output is unaffected: json.dumps escapes them all."""
+    """A text stream that writes each terminal control character as its JSON escape (``\\u001b``):
+    seen in plain text, and the same character again in JSON output (json.dumps escapes C0 itself,
+    but with ensure_ascii=False not DEL or C1)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        return self._stream.write(_TERMINAL_CONTROLS.sub("?", text))
+        self._stream.write(_TERMINAL_CONTROLS.sub(lambda control: f"\\u{ord(control.group()):04x}", text))
+        return len(text)
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
