@@ -48,7 +48,9 @@ def _database(path: str | Path | None, org: str | Org | None) -> AccessDatabase:
     if path and org is None:
         return AccessDatabase(Path(path))
     the_org = resolve_org(org)
-    return AccessDatabase(Path(path) if path else the_org.duckdb_path, the_org.settings.organization_id)
+    if path:
+        return AccessDatabase(Path(path), the_org.settings.organization_id)
+    return AccessDatabase(the_org.duckdb_path, the_org.settings.organization_id, the_org.orgs_root)
 
 
 def request_grant(user: str, workspace: str, role: str, *, reason: str | None = None,

@@ -778,6 +778,11 @@ class Org:
     def duckdb_path(self) -> Path:
         return self.settings.duckdb_path
 
+    @property
+    def orgs_root(self) -> Path | None:
+        """With an orgs file, the directory that holds every org's folder; None otherwise."""
+        return self.duckdb_path.parent.parent if self.orgs_file is not None else None
+
 
 @dataclass(frozen=True)
 class Orgs:

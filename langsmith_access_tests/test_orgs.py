@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from langsmith_access.doctor import run_checks
@@ -21,6 +22,7 @@ from langsmith_access.settings import (
     SettingsError,
     load_orgs,
 )
+from langsmith_access_tests.helpers import cli_in_this_process
 
 US_ID = "00000000-0000-4000-8000-0000000000aa"
 EU_ID = "00000000-0000-4000-8000-0000000000bb"
@@ -446,3 +448,30 @@ def test_an_entry_may_take_shared_keys_from_a_yaml_merge_key_and_override_them(t
     message = refusal(tmp_path, TWO_ORGS.replace("- slug: us", "- &us\n  slug: us")
                       + "- <<: *us\n  slug: ap\n  slug: apac\n")
     assert "entry 3 (line 11) gives slug more than once" in message
+
+
+def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_the_org(tmp_path, monkeypatch):
+    # 'us' was 'us-old' until the file was edited: data/us-old/ holds the org's queue and history
+    # (time-bound grants still to end among them). A new, empty data/us/ would be a second queue
+    # of the same org, and nothing would ever settle the old one.
+    data = tmp_path / "data"
+    (data / "us-old").mkdir(parents=True)
+    with duckdb.connect(str(data / "us-old" / "langsmith_access.duckdb")) as conn:
+        conn.execute("CREATE TABLE main.sync_runs (status VARCHAR, organization_id VARCHAR, finished_at TIMESTAMPTZ)")
+        conn.execute("INSERT INTO main.sync_runs VALUES ('succeeded', ?, now())", [US_ID.upper()])
+    (tmp_path / "orgs.yaml").write_text(TWO_ORGS, encoding="utf-8")
+    monkeypatch.setenv(ORGS_FILE_VARIABLE, str(tmp_path / "orgs.yaml"))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
+    for name, key in KEYS.items():
+        monkeypatch.setenv(name, key)
+    grant = ("request", "grant", "--user", "ada@example.com", "--workspace", "Platform", "--role", "Editor")
+
+    refused = cli_in_this_process(*grant, "--org", "us")
+    assert refused.returncode == 1, refused
+    assert (f"{data / 'us' / 'langsmith_access.duckdb'} does not exist yet, but "
+            f"{data / 'us-old' / 'langsmith_access.duckdb'} holds this organization's data") in refused.stderr
+    assert f"move the files of {data / 'us-old'}" in refused.stderr and US_KEY not in refused.stderr
+    assert not list((data / "us").glob("langsmith_access*.duckdb"))  # nothing created, nothing queued
+    # The other org, whose data is nowhere else, starts its database as before (no sync yet: rejected).
+    assert cli_in_this_process(*grant, "--org", "eu").returncode == 2
+    assert (data / "eu" / "langsmith_access.working.duckdb").exists()

@@ -335,7 +335,7 @@ def analysts_database(args: argparse.Namespace) -> AccessDatabase:
     """The analysts' database of the org ``--org`` names (``LANGSMITH_ACCESS_DUCKDB`` for the
     single org)."""
     org = selected_org(args)
-    return AccessDatabase(org.duckdb_path, org.settings.organization_id)
+    return AccessDatabase(org.duckdb_path, org.settings.organization_id, org.orgs_root)
 
 
 def another_orgs_database(args: argparse.Namespace, path: Path | str) -> str | None:

@@ -115,8 +115,9 @@ class SyncDatabase(OrgScopedResource):
 
     @property
     def database(self) -> AccessDatabase:
-        return AccessDatabase(Path(self.duckdb_path) if self.duckdb_path else self.org.duckdb_path,
-                              self.org.settings.organization_id)
+        if self.duckdb_path:
+            return AccessDatabase(Path(self.duckdb_path), self.org.settings.organization_id)
+        return AccessDatabase(self.org.duckdb_path, self.org.settings.organization_id, self.org.orgs_root)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.take_org_of_run(context)
@@ -315,8 +316,9 @@ class ProvisioningDatabase(OrgScopedResource):
 
     @property
     def database(self) -> AccessDatabase:
-        return AccessDatabase(Path(self.duckdb_path) if self.duckdb_path else self.org.duckdb_path,
-                              self.org.settings.organization_id)
+        if self.duckdb_path:
+            return AccessDatabase(Path(self.duckdb_path), self.org.settings.organization_id)
+        return AccessDatabase(self.org.duckdb_path, self.org.settings.organization_id, self.org.orgs_root)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.take_org_of_run(context)

@@ -46,7 +46,7 @@ import duckdb
 from langsmith_access.settings import mask_keys
 from langsmith_access.store import export
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.store.sync_runs import check_organization
+from langsmith_access.store.sync_runs import check_not_elsewhere, check_organization
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,9 @@ class AccessDatabase:
 
     path: Path
     organization_id: str | None = None
+    # An org of an orgs file: the directory of every org's folder (``<root>/<slug>/``). Creating
+    # the database is refused while another folder there holds the same org's data.
+    orgs_root: Path | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path).expanduser().absolute())
@@ -402,6 +405,8 @@ class AccessDatabase:
 
         If only the analysts' copy exists (the working file was removed), start again from it.
         """
+        if self.organization_id and self.orgs_root and not self.working_path.exists() and not self.path.exists():
+            check_not_elsewhere(self.path, Path(self.orgs_root), self.organization_id)
         copied = not self.working_path.exists() and self.path.exists()
         if copied:
             self._set_aside_orphaned_log()

@@ -9,6 +9,7 @@ reaches the analysts' copy with the next run that publishes. A run that never go
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import time
@@ -129,6 +130,43 @@ class OtherOrganizationError(RuntimeError):
             "organization's requests with the other's key. Nothing was asked of LangSmith and no data "
             f"was changed. Fix: {self.fix}"
         )
+
+
+class OrganizationElsewhereError(OtherOrganizationError):
+    """A new database for an org of the orgs file while another org folder beside it holds that
+    organization's data: a slug renamed in the orgs file (or the same org under a second slug)."""
+
+    def __init__(self, path: Path, other: Path, held: str):
+        root = path.parent.parent
+        self.fix = (
+            f"to keep its queue and history, move the files of {other.parent} (everything named "
+            f"langsmith_access* and logs/) into {path.parent}; to start afresh, move {other.parent} "
+            f"out of {root}"
+        )
+        RuntimeError.__init__(
+            self,
+            f"{path} does not exist yet, but {other} holds this organization's data ({held}, its last "
+            "sync): one organization in two databases would have two histories and two queues, and "
+            "the requests and time-bound grants left in the other one would never be settled (a slug "
+            "renamed in the orgs file leaves its old folder behind). Nothing was asked of LangSmith "
+            f"and no data was changed. Fix: {self.fix}",
+        )
+
+
+def check_not_elsewhere(path: Path, root: Path, organization_id: str) -> None:
+    """Refuse (``OrganizationElsewhereError``) to create ``path``, an org's new database under
+    ``root`` (``<root>/<slug>/<file>``, an orgs file's layout), while another folder of ``root``
+    holds a database of the same organization. A file that cannot be read is left out."""
+    for other in sorted(root.glob(f"*/{glob.escape(path.name)}")):
+        if other.parent.resolve() == path.parent.resolve():
+            continue
+        try:
+            with duckdb.connect(str(other), read_only=True) as conn:
+                held = organization_of(conn)
+        except duckdb.Error:
+            continue
+        if held is not None and same_organization(held, organization_id):
+            raise OrganizationElsewhereError(path, other, held)
 
 
 def organization_of(conn: duckdb.DuckDBPyConnection) -> str | None:
