@@ -616,6 +616,20 @@ def test_a_review_sheets_advice_carries_its_org_in_text_and_json(org_environment
     assert done.returncode == 2 and advice in outcome["message"], outcome
 
 
+def test_another_orgs_review_sheet_is_refused_naming_the_slug_it_came_from(org_environment, synced, tmp_path):
+    # The refusal's fix must be the command that works: the sheet's org by the slug --org takes,
+    # not a UUID the operator has to look up in the orgs file.
+    sheet = tmp_path / "us-review.csv"
+    exported = cli_in_this_process("review", "export", "--org", "us", "--out", str(sheet))
+    assert exported.returncode == 0, exported.stderr
+    header, first, *_ = sheet.read_text(encoding="utf-8").splitlines()
+    assert header.endswith(",decision,reviewer,reason") and first.endswith(",,,")
+    sheet.write_text(f"{header}\n{first[:-3]},revoke,,\n", encoding="utf-8")
+    queued = cli_in_this_process("review", "queue-revokes", "--org", "eu", "--file", str(sheet), "--dry-run")
+    assert queued.returncode == 2, queued.stdout + queued.stderr
+    assert "nothing was queued. Queue it for the org it came from (--org us)." in queued.stderr, queued.stderr
+
+
 def test_an_export_never_goes_into_another_orgs_published_copies(org_environment, synced):
     """``export --org us`` into eu's Parquet copy would give eu's analysts us's grants."""
     two_orgs = org_environment

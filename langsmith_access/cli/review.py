@@ -36,12 +36,15 @@ from langsmith_access.provisioning.review import (
     SCIM_NOTE,
     ReviewError,
     ReviewResult,
+    SheetOfAnotherOrganization,
     export_review_sheet,
     organization_admins_left_out,
     queue_revokes,
     read_csv_sheet,
     read_table_sheet,
 )
+from langsmith_access.settings import load_orgs
+from langsmith_access.store.sync_runs import same_organization
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -164,7 +167,17 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
             raise ReviewError("--review-db goes with --table, not with --file.")
         sheet = read_csv_sheet(args.file)
     reviewer = (args.reviewer or "").strip() or getpass.getuser()  # blank is not given
-    result = queue_revokes(analysts_database(args), sheet, reviewer=reviewer, reason=args.reason, dry_run=args.dry_run)
+    try:
+        result = queue_revokes(analysts_database(args), sheet, reviewer=reviewer, reason=args.reason,
+                               dry_run=args.dry_run)
+    except SheetOfAnotherOrganization as error:
+        # The org it came from, by the slug the command wants, where the orgs file lists it.
+        slugs = [org.slug for org in load_orgs(refuse_unusable_keys=False) if org.organization_id and any(
+            same_organization(org.organization_id, other) for other in error.organizations)]
+        if not slugs:
+            raise
+        raise ReviewError(str(error).replace(
+            SheetOfAnotherOrganization.WHERE, f"(--org {' or --org '.join(slugs)})")) from None
     if args.json:
         report, own_terms = result.to_json(), org_terms(args)
         for outcome in report["outcomes"]:

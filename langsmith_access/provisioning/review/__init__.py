@@ -25,7 +25,13 @@ from langsmith_access.provisioning.review.format import (
     SHEET_COLUMNS,
     ReviewError,
 )
-from langsmith_access.provisioning.review.queueing import SCIM_NOTE, ReviewResult, RowOutcome, queue_revokes
+from langsmith_access.provisioning.review.queueing import (
+    SCIM_NOTE,
+    ReviewResult,
+    RowOutcome,
+    SheetOfAnotherOrganization,
+    queue_revokes,
+)
 from langsmith_access.provisioning.review.sheet import (
     MarkedRow,
     ReviewSheet,
@@ -43,6 +49,7 @@ __all__ = [
     "ReviewResult",
     "ReviewSheet",
     "RowOutcome",
+    "SheetOfAnotherOrganization",
     "export_review_sheet",
     "organization_admins_left_out",
     "queue_revokes",

@@ -141,11 +141,22 @@ def _require_this_organization(conn, sheet: ReviewSheet, database: AccessDatabas
     others = sorted({row.organization_id for row in sheet.marked
                      if row.organization_id and not same_organization(row.organization_id, held)})
     if others:
-        raise ReviewError(
+        raise SheetOfAnotherOrganization(
             f"{sheet.source} was exported from organization {', '.join(others)} (its organization_id "
             f"column), but {database.path} holds organization {held}: nothing was queued. Queue it "
-            "for the org it came from (`--org SLUG` with an orgs file)."
+            f"for the org it came from {SheetOfAnotherOrganization.WHERE}.",
+            others,
         )
+
+
+class SheetOfAnotherOrganization(ReviewError):
+    """A sheet whose rows say they come from ``organizations``, not the database's own org."""
+
+    WHERE = "(`--org SLUG` with an orgs file)"
+
+    def __init__(self, message: str, organizations: list[str]):
+        super().__init__(message)
+        self.organizations = organizations
 
 
 def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue.ChangeRequest, str | None]:
