@@ -642,6 +642,24 @@ def test_an_export_never_goes_into_another_orgs_published_copies(org_environment
         assert sorted((p.name, p.read_bytes()) for p in published.rglob("*") if p.is_file()) == before
 
 
+def test_an_export_or_sheet_never_goes_into_another_orgs_folder(org_environment, synced):
+    """``export --org us --out data/eu`` put us's grants and users beside eu's database, where they
+    pass for eu's; its own folder and a directory of its own are fine."""
+    two_orgs = org_environment
+    eu_folder = two_orgs.database("eu").parent
+    before = sorted(p.name for p in eu_folder.iterdir())
+    for command in (("export", "--format", "csv", "--out", str(eu_folder)),
+                    ("export", "--format", "parquet", "--out", str(eu_folder / "exports")),
+                    ("review", "export", "--out", str(eu_folder / "review.csv"))):
+        refused = cli_in_this_process(*command[:-2], "--org", "us", *command[-2:])
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "the folder of org 'eu': the data of org 'us' there would pass for that org's" in refused.stderr
+    assert sorted(p.name for p in eu_folder.iterdir()) == before
+    own = two_orgs.database("us").parent / "review.csv"
+    assert cli_in_this_process("review", "export", "--org", "us", "--out", str(own)).returncode == 0
+    own.unlink()
+
+
 def test_a_failed_runs_summary_and_fix_name_its_orgs_own_key_variable(org_environment, monkeypatch, tmp_path):
     # What `sync --org eu` prints under a failed run: the fix comes from the error's type, in
     # single-org words (LANGSMITH_API_KEY), and must name eu's variable, which is what is read.

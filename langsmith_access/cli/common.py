@@ -338,6 +338,22 @@ def analysts_database(args: argparse.Namespace) -> AccessDatabase:
     return AccessDatabase(org.duckdb_path, org.settings.organization_id, org.orgs_root)
 
 
+def refuse_another_orgs_folder(args: argparse.Namespace, option: str, path: Path | str) -> None:
+    """``UsageError`` when ``path`` (an output) is in the folder of another org of the orgs file
+    (``<dir>/<slug>/``, not the one ``--org`` names): this org's tables or sheet there would pass
+    for that org's."""
+    selected = selected_org(args).slug
+    resolved = Path(path).expanduser().resolve()
+    for org in load_orgs(refuse_unusable_keys=False):
+        folder = org.duckdb_path.parent
+        if org.slug != selected and org.orgs_file is not None and resolved.is_relative_to(folder.resolve()):
+            raise UsageError(
+                f"{option} {path} is in {folder}, the folder of org {org.slug!r}: the data of org "
+                f"{selected!r} there would pass for that org's. Write it to a directory of your own "
+                f"(e.g. {option} exports/{selected})."
+            )
+
+
 def another_orgs_database(args: argparse.Namespace, path: Path | str) -> str | None:
     """The slug of the other configured org (not the one ``--org`` names) one of whose database
     files ``path`` is, else None: a command of one org never writes into another's files."""

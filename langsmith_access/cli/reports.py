@@ -23,6 +23,7 @@ from langsmith_access.cli.common import (
     named_path,
     print_table,
     refuse_a_file_among_the_folders,
+    refuse_another_orgs_folder,
     selected_org,
 )
 from langsmith_access.settings import load_orgs
@@ -284,6 +285,7 @@ def export_files(args: argparse.Namespace) -> int:
                     f"--out {out_dir} is inside {published}{owner}, which every publish replaces: "
                     "export into a directory of your own (e.g. --out exports)."
                 )
+    refuse_another_orgs_folder(args, "--out", out_dir)
     with database.read_published() as conn:
         require_synced(conn, database.path)
         written = export_tables(conn, out_dir, args.file_format)

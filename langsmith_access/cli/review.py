@@ -29,6 +29,7 @@ from langsmith_access.cli.common import (
     named_path,
     org_terms,
     refuse_a_file_among_the_folders,
+    refuse_another_orgs_folder,
 )
 from langsmith_access.provisioning.review import (
     DEFAULT_TABLE,
@@ -121,6 +122,7 @@ def export_sheet(args: argparse.Namespace) -> int:
     if args.table and not to_duckdb:
         raise ReviewError("--table applies to a DuckDB file only (--out review.duckdb).")
     _refuse_another_orgs_database(args, args.out, "--out")
+    refuse_another_orgs_folder(args, "--out", args.out)
     refuse_a_file_among_the_folders("--out", args.out)
     path, count = export_review_sheet(
         analysts_database(args), args.out, workspace=args.workspace, include_org_roles=args.include_org_roles,
