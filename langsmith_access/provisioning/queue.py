@@ -106,8 +106,11 @@ def now_utc() -> datetime:
 
 
 def iso_minutes(moment: datetime) -> str:
-    """``2026-12-01T18:00Z``: a time as messages show it."""
-    return moment.astimezone(UTC).isoformat(timespec="minutes").replace("+00:00", "Z")
+    """``2026-12-01T18:00Z``: a time as messages show it; with its seconds when it has any
+    (``18:00:49Z``: cut to the minute, a grant's end would read earlier than it is)."""
+    moment = moment.astimezone(UTC)
+    timespec = "seconds" if moment.second or moment.microsecond else "minutes"
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def new_id() -> str:

@@ -418,6 +418,7 @@ def test_unknown_action_is_refused():
 def test_a_time_in_a_message_is_shown_in_utc_whatever_zone_it_came_in():
     # DuckDB hands a TIMESTAMPTZ back in the session's zone; messages always say UTC.
     assert iso_minutes(datetime(2026, 12, 1, 19, 0, tzinfo=timezone(timedelta(hours=1)))) == "2026-12-01T18:00Z"
+    assert iso_minutes(datetime(2026, 12, 1, 18, 0, 49, 5, tzinfo=UTC)) == "2026-12-01T18:00:49Z"
 
 
 def test_an_ambiguous_email_names_every_member_in_id_order(conn):
