@@ -150,14 +150,16 @@ def canonical_uuid(value: str) -> str:
 
 
 def parse_timestamp(value: str, what: str) -> datetime:
-    """ISO 8601 (``Z`` or an offset; naive means UTC) to an aware UTC datetime."""
+    """ISO 8601 (``Z`` or an offset; naive means UTC) to an aware UTC datetime. A moment that is
+    no date-time in UTC (``0001-01-01T00:00:00+01:00``: before year 1 there) is refused as any
+    other bad date-time, not raised as Python's ``OverflowError``."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise UnexpectedResponseError(f"{what}: {value!r} is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 ORGANIZATION_SCOPE = "organization"

@@ -157,6 +157,16 @@ def test_timestamps_are_read_as_utc_and_an_empty_optional_one_as_not_said():
         OrgMember.from_api({**ORG_MEMBER, "created_at": ""})
 
 
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_a_timestamp_that_is_no_moment_in_utc_is_refused_naming_the_field(moment):
+    """Go's zero time in a zone east of UTC (or the last day of year 9999 west of it) is no
+    date-time in UTC: refused as a bad answer, never Python's OverflowError out of the parser."""
+    with pytest.raises(UnexpectedResponseError, match="OrgMemberIdentity.created_at: .* is not an ISO 8601"):
+        OrgMember.from_api({**ORG_MEMBER, "created_at": moment})
+    with pytest.raises(UnexpectedResponseError, match="orgs.OrgMemberEnriched.created_at"):
+        EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "created_at": moment})
+
+
 def test_login_methods_read_either_name_of_the_provisioning_method_and_empty_values_as_none():
     member = OrgMember.from_api({**ORG_MEMBER, "linked_login_methods": [
         {"provider": "supabase:sso", "provisioning_method": "saml:jit"},
