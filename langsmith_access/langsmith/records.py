@@ -150,11 +150,12 @@ def canonical_uuid(value: str) -> str:
 
 
 def parse_timestamp(value: str, what: str) -> datetime:
-    """ISO 8601 (``Z`` or an offset; naive means UTC) to an aware UTC datetime. A moment that is
+    """ISO 8601 (``Z``, ``z`` or an offset; naive means UTC) to an aware UTC datetime. A moment that is
     no date-time in UTC (``0001-01-01T00:00:00+01:00``: before year 1 there) is refused as any
     other bad date-time, not raised as Python's ``OverflowError``."""
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # RFC 3339 (the spec's date-time) allows a small "z" as it does a small "t".
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.astimezone(UTC)

@@ -150,7 +150,10 @@ def test_a_string_field_of_another_type_or_an_empty_id_is_refused_naming_field_a
 def test_timestamps_are_read_as_utc_and_an_empty_optional_one_as_not_said():
     east = OrgMember.from_api({**ORG_MEMBER, "created_at": "2026-01-04T12:00:00+02:00"}).created_at
     naive = OrgMember.from_api({**ORG_MEMBER, "created_at": "2026-01-04T10:00:00"}).created_at
-    for at in (east, naive):
+    # RFC 3339, the spec's date-time: "t" and "z" may be small letters; fractions of any length.
+    small = OrgMember.from_api({**ORG_MEMBER, "created_at": "2026-01-04t10:00:00z"}).created_at
+    nanos = OrgMember.from_api({**ORG_MEMBER, "created_at": "2026-01-04T10:00:00.000000999Z"}).created_at
+    for at in (east, naive, small, nanos):
         assert at == datetime(2026, 1, 4, 10, tzinfo=timezone.utc) and at.utcoffset() == timedelta(0)
     assert ScimGroup.from_api({"name": "LS:Research", "created_at": ""}).created_at is None
     with pytest.raises(UnexpectedResponseError, match="OrgMemberIdentity.created_at: expected an ISO 8601"):
