@@ -441,9 +441,6 @@ class EnrichedMember:
                 f"orgs.OrgMemberEnriched.ls_user_id: missing on an active member "
                 f"(record id {data.get('id')!r})"
             )
-        memberships = data.get("workspace_memberships") or []
-        if not isinstance(memberships, list):
-            raise f._bad("workspace_memberships", "a list")
         return cls(
             id=f.uuid("id", required=True),
             ls_user_id=ls_user_id,
@@ -456,7 +453,7 @@ class EnrichedMember:
             role_id=f.uuid("role_id") or None,
             role_name=f.str("role_name"),
             created_at=f.timestamp("created_at"),
-            workspace_memberships=tuple(WorkspaceMembership.from_api(m) for m in memberships),
+            workspace_memberships=_objects(f, "workspace_memberships", WorkspaceMembership.from_api),
             login_methods=_objects(f, "linked_login_methods", LoginMethod.from_api),
             scim_groups=_objects(f, "scim_groups", ScimGroup.from_api),
         )

@@ -437,9 +437,13 @@ def test_each_record_keeps_its_documented_fields_and_refuses_rows_without_requir
         "workspace_memberships": [{"workspace_id": "ws-1", "workspace_name": "Alpha"}]})
     assert enriched.created_at == datetime(2026, 1, 4, 10, tzinfo=timezone.utc)
     assert enriched.workspace_memberships[0].workspace_name == "Alpha"
-    with pytest.raises(UnexpectedResponseError,
-                       match="orgs.OrgMemberEnriched.workspace_memberships: expected a list"):
-        EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "workspace_memberships": {"workspace_id": "ws-1"}})
+    # Any other type is refused, an empty one too: never read as "in no workspace".
+    for not_a_list in ({"workspace_id": "ws-1"}, {}, "", 0, False):
+        with pytest.raises(UnexpectedResponseError,
+                           match="orgs.OrgMemberEnriched.workspace_memberships: expected a list"):
+            EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "workspace_memberships": not_a_list})
+    assert EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "workspace_memberships": None}
+                                   ).workspace_memberships == ()
     with pytest.raises(UnexpectedResponseError, match="orgs.SCIMGroup.name: expected a string"):
         ScimGroup.from_api({"created_at": "2026-01-04T10:00:00Z"})
     with pytest.raises(UnexpectedResponseError, match="OrgPendingIdentity.email: expected a string"):
