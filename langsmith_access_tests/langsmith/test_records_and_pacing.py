@@ -448,3 +448,53 @@ def test_each_record_keeps_its_documented_fields_and_refuses_rows_without_requir
         ScimGroup.from_api({"created_at": "2026-01-04T10:00:00Z"})
     with pytest.raises(UnexpectedResponseError, match="OrgPendingIdentity.email: expected a string"):
         PendingInvite.from_api({"id": "e1", "created_at": "2026-01-08T10:00:00Z"})
+
+
+ROLE = {"id": "33333333-3333-4333-8333-333333333333", "name": "CUSTOM", "display_name": "Deployment Auditor",
+        "description": "Reads deployments.", "permissions": ["workspaces:read"]}
+WORKSPACE = {"id": "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa", "created_at": "2026-01-01T00:00:00Z", "display_name": "W",
+             "is_personal": False, "is_deleted": False}
+INVITE = {"id": "e1e1e1e1-0009-4009-8009-e1e1e1e1e1e1", "email": "new@example.com",
+          "created_at": "2026-01-08T10:00:00Z"}
+WORKSPACE_ROW = {"id": "f1f1f1f1-0001-4001-8001-f1f1f1f1f1f1", "ls_user_id": "c2c2c2c2-0002-4002-8002-c2c2c2c2c2c2",
+                 "created_at": "2026-01-04T10:00:00Z"}
+
+
+@pytest.mark.parametrize(("parse", "payload", "field", "record"), [
+    (Role.from_api, ROLE, "display_name", "Role"),
+    (Role.from_api, ROLE, "permissions", "Role"),
+    (Workspace.from_api, WORKSPACE, "display_name", "TenantForUser"),
+    (Workspace.from_api, WORKSPACE, "created_at", "TenantForUser"),
+    (Workspace.from_api, WORKSPACE, "is_personal", "TenantForUser"),
+    (PendingInvite.from_api, INVITE, "created_at", "OrgPendingIdentity"),
+    (lambda row: WorkspaceMember.from_api(row, "w"), WORKSPACE_ROW, "created_at", "MemberIdentity"),
+    (lambda row: WorkspaceMember.from_api(row, "w"), WORKSPACE_ROW, "ls_user_id", "MemberIdentity"),
+])
+def test_a_field_the_spec_requires_is_refused_when_left_out_or_null(parse, payload, field, record):
+    """The spec's required fields (langsmith-openapi-subset.json): a row without one is no row of
+    that record, refused naming it, never read with a made-up value ("", False, now)."""
+    parse(payload)
+    for missing in ({k: v for k, v in payload.items() if k != field}, {**payload, field: None}):
+        with pytest.raises(UnexpectedResponseError, match=rf"^{record}\.{field}: expected"):
+            parse(missing)
+
+
+def test_every_optional_field_a_record_keeps_is_read_as_sent():
+    role = Role.from_api({**ROLE, "is_restricted": True})
+    assert role.is_restricted is True
+    assert Role.from_api({**ROLE, "is_restricted": False}).is_restricted is False
+    assert Role.from_api(ROLE).is_restricted is None  # older LangSmith: not said, not "unrestricted"
+    assert Workspace.from_api({**WORKSPACE, "tenant_handle": "alpha"}).tenant_handle == "alpha"
+    assert OrgMember.from_api(ORG_MEMBER).display_name == "Ada Lovelace"
+    row = WorkspaceMember.from_api({**WORKSPACE_ROW, "email": "ada@example.com", "full_name": "Ada Lovelace",
+                                    "role_name": "Deployment Auditor"}, "w")
+    assert (row.email, row.full_name, row.role_name) == ("ada@example.com", "Ada Lovelace", "Deployment Auditor")
+    enriched = EnrichedMember.from_api({
+        "id": "a", "ls_user_id": "u", "is_disabled": True, "role_name": "Organization User",
+        "workspace_memberships": [{"workspace_id": "ws-1", "role_name": "Editor"}],
+        "linked_login_methods": [{"provider": "oidc", "provisioning": "scim"}],
+        "scim_groups": [{"name": "LS:Research", "created_at": "2026-01-04T10:00:00Z"}]})
+    assert (enriched.is_disabled, enriched.role_name) == (True, "Organization User")
+    assert enriched.workspace_memberships[0].role_name == "Editor"
+    assert enriched.login_methods == (LoginMethod("oidc", "scim"),)
+    assert enriched.scim_groups == (ScimGroup("LS:Research", datetime(2026, 1, 4, 10, tzinfo=timezone.utc)),)
