@@ -232,3 +232,15 @@ def test_of_two_restricted_roles_the_one_the_write_gives_is_named():
                       permissions=("workspaces:manage-members",))
     text = explain_write_refusal(refused(), role=auditor, held_role=owner, org_info=None, key_role_there=manager)
     assert text.startswith("restricted role: 'Auditor'"), text
+
+
+def test_a_refusal_the_server_gave_no_words_for_quotes_the_error_and_never_a_key():
+    key = "lsv2_sk_" + "0123456789abcdef" * 2
+    silent = PermissionDeniedError(f"refused {key}", method="POST", path="/api/v1/workspaces/current/members",
+                                   status_code=403, detail="")
+    text = explain_write_refusal(silent, role=EDITOR, org_info=None)
+    assert text.endswith("(LangSmith answered 403: POST /api/v1/workspaces/current/members -> 403: refused lsv2_***)")
+    echoed = PermissionDeniedError("refused", method="PATCH", path="/api/v1/workspaces/current/members/m",
+                                   status_code=403, detail=f"key {key} lacks permission")
+    text = explain_write_refusal(echoed, role=EDITOR, org_info=None)
+    assert text.endswith("(LangSmith answered 403: key lsv2_*** lacks permission)") and key not in text

@@ -100,6 +100,10 @@ def test_what_an_error_keeps_for_the_operator_never_holds_a_key_and_says_why():
     assert RouteNotAvailableError("x", reason="a UI page answered").reason == "a UI page answered"
     skip = SectionUnavailableError("x", section="audit_events", reason="not in plan")
     assert (skip.section, skip.reason) == ("audit_events", "not in plan")
+    # What each kind names for the operator's fix is kept as given.
+    assert ConnectionFailedError("x", cause="tls-untrusted").cause == "tls-untrusted"
+    assert NotLangSmithAPIError("x", answer="text/html, 2 kB").answer == "text/html, 2 kB"
+    assert WorkspaceGoneError("x", workspace_id="w1").workspace_id == "w1"
 
 
 @pytest.mark.parametrize(("error", "not_caught_as"), [

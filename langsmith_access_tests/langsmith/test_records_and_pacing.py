@@ -326,6 +326,13 @@ def test_rate_limiter_never_exceeds_the_rate_in_any_minute_or_any_ten_seconds():
     assert sum(waited) == sum(later - earlier for earlier, later in zip([0.0, *sent], sent))
 
 
+@pytest.mark.parametrize("rate", [0, -1])
+def test_a_rate_limiter_without_a_positive_rate_is_refused(rate):
+    """Never read as "one request a minute": a rate of 0 or less is a mistake, said at once."""
+    with pytest.raises(ValueError, match="requests_per_minute must be positive"):
+        RateLimiter(rate)
+
+
 def test_secret_never_shows_itself():
     secret = Secret("lsv2_sk_supersecret")
     assert "supersecret" not in repr(secret) + str(secret) + f"{secret}" + repr([secret])
