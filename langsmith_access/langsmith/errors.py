@@ -42,7 +42,7 @@ class LangSmithError(Exception):
         code = f" -> {status_code}" if status_code is not None else ""
         super().__init__(mask_keys(f"{where}{code}: {message}" if where else message))
         self.method = method
-        self.path = path
+        self.path = mask_keys(path) if path is not None else None
         self.status_code = status_code
         self.detail = mask_keys(detail) if isinstance(detail, str) else detail
 
@@ -173,7 +173,7 @@ class RouteNotAvailableError(NotFoundError):
 
     def __init__(self, message: str, *, reason: str, **kwargs):
         super().__init__(message, **kwargs)
-        self.reason = reason
+        self.reason = mask_keys(reason)
 
 
 class WorkspaceGoneError(NotFoundError):
@@ -223,4 +223,4 @@ class SectionUnavailableError(LangSmithError):
     def __init__(self, message: str, *, section: str, reason: str, **kwargs):
         super().__init__(message, **kwargs)
         self.section = section
-        self.reason = reason
+        self.reason = mask_keys(reason)  # stored in sync_runs.skipped_sections

@@ -100,6 +100,12 @@ def test_what_an_error_keeps_for_the_operator_never_holds_a_key_and_says_why():
     assert RouteNotAvailableError("x", reason="a UI page answered").reason == "a UI page answered"
     skip = SectionUnavailableError("x", section="audit_events", reason="not in plan")
     assert (skip.section, skip.reason) == ("audit_events", "not in plan")
+    # A key in the request's path or a reason (built from the path and the server's words, and
+    # stored in sync_runs.skipped_sections) is cut as it is in the message.
+    assert NotFoundError("x", method="GET", path=f"/api/v1/x/{KEY}").path == "/api/v1/x/lsv2_***"
+    assert RouteNotAvailableError("x", reason=f"GET /api/v1/{KEY} answered 404").reason == (
+        "GET /api/v1/lsv2_*** answered 404")
+    assert SectionUnavailableError("x", section="s", reason=f"refused ({KEY})").reason == "refused (lsv2_***)"
     # What each kind names for the operator's fix is kept as given.
     assert ConnectionFailedError("x", cause="tls-untrusted").cause == "tls-untrusted"
     assert NotLangSmithAPIError("x", answer="text/html, 2 kB").answer == "text/html, 2 kB"
