@@ -15,7 +15,8 @@ The rules (``langsmith-api.md``, "Key permissions and plan limits"):
 - The key: every section needs ``organization:read``; the audit log ``organization:manage``
   (Organization Admin or Operator); the personal access token listing is refused to
   Organization Viewers, taken here as a key whose permissions are all ``...:read``. A key
-  whose permissions the answer leaves out is not ruled out. Workspace service keys are read
+  whose permissions the answer leaves out (or sends as the schema's default, an empty list) is
+  not ruled out. Workspace service keys are read
   per workspace with the key's role there, which the org info does not tell: never ruled out.
 - SCIM groups come only with the enriched members route: when the sync read members
   workspace by workspace, ``scim_groups`` is skipped.
@@ -130,7 +131,9 @@ def skip_reason(section: str, org_info: OrganizationInfo | Mapping[str, Any] | N
     if rule.flag is not None and info.flag(rule.flag) is False:
         return f"not in plan: config.{rule.flag} is false ({rule.feature}), so there are no {rule.what} to read"
     permissions = info.permissions
-    if permissions is None or not rule.org_scoped:
+    # An empty list is the schema's default (``permissions: []``), not a key's role: every org
+    # role has organization:read, which the org info answer itself needs. Not said, like None.
+    if not permissions or not rule.org_scoped:
         return None
     if not any(p in permissions for p in rule.permissions):
         needs = " or ".join(rule.permissions)

@@ -65,6 +65,9 @@ def test_the_keys_role_decides_the_audit_log_and_personal_access_tokens():
 
 def test_what_the_answer_leaves_out_rules_nothing_out():
     assert plan_sections(info(permissions=None, config={})).read == SECTIONS
+    # OrganizationInfo.permissions defaults to []: no org role has none (each has
+    # organization:read, which reading the org info needs), so an empty list says nothing either.
+    assert plan_sections(info(permissions=[], config={})).read == SECTIONS
     assert plan_sections(None).read == SECTIONS
     assert plan_sections({"config": {"can_use_abac": False}}).skipped.keys() == {"access_policies"}
 
