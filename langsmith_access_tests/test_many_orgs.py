@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,6 +167,13 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
     assert "`langsmith-access sync --org us` first" in listed["status_detail"], listed
     shown = cli_in_this_process("requests", "--org", "us").stdout
     assert "`langsmith-access sync --org us` first" in shown, shown
+    # An id of another org's queue: refused in this org, naming the org that holds it.
+    for verb in ("approve", "deny"):
+        elsewhere = cli_in_this_process(verb, listed["request_id"], "--by", "ana@example.com", "--org", "eu")
+        assert elsewhere.returncode == 2, elsewhere.stderr
+        assert f"It is a request of org 'us': {verb} it with --org us." in elsewhere.stderr, elsewhere.stderr
+    nowhere = cli_in_this_process("approve", str(uuid.uuid4()), "--by", "ana@example.com", "--org", "eu")
+    assert nowhere.returncode == 2 and "It is a request of org" not in nowhere.stderr, nowhere.stderr
 
 
 def shrunk_since_the_last_sync(two_orgs: TwoOrgs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
+
+import duckdb
 
 from langsmith_access import api
 from langsmith_access.cli.common import add_org_argument, in_org_terms, selected_org
+from langsmith_access.provisioning.approvals import UNKNOWN_REQUEST
+from langsmith_access.settings import load_orgs
+from langsmith_access.store.database import DatabaseBusyError
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -29,6 +35,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def decide(args: argparse.Namespace) -> int:
     record = api.approve if args.decision == "approve" else api.deny
     result = record(args.request_id, by=args.by, comment=args.comment, org=selected_org(args))
+    if not result.recorded and result.message.startswith(UNKNOWN_REQUEST):
+        holder = _other_org_holding(args, result.request_id)
+        if holder is not None:  # `approve --org beta` with alpha's id: say whose it is
+            result = replace(result, message=f"{result.message} It is a request of org {holder!r}: "
+                             f"{args.decision} it with --org {holder}.")
     if args.json:
         print(json.dumps({"request_id": result.request_id, "decision": result.decision,
                           "recorded": result.recorded, "status": result.status,
@@ -38,3 +49,17 @@ def decide(args: argparse.Namespace) -> int:
     else:
         print(f"refused: {in_org_terms(args, result.message)}", file=sys.stderr)
     return 0 if result.recorded else 2
+
+
+def _other_org_holding(args: argparse.Namespace, request_id: str) -> str | None:
+    """The slug of another configured org whose queue (its analysts' copy) holds ``request_id``."""
+    selected = selected_org(args).slug
+    for org in load_orgs(refuse_unusable_keys=False):
+        if org.slug == selected:
+            continue
+        try:
+            if any(request["request_id"] == request_id for request in api.list_requests(org=org)):
+                return org.slug
+        except (DatabaseBusyError, duckdb.Error, OSError):  # that org's copy cannot be read now
+            continue
+    return None

@@ -50,6 +50,10 @@ from langsmith_access.store.queries import as_uuid, typed_email
 APPROVED, DENIED = "approved", "denied"
 
 
+# How a refusal for an id this org's queue does not hold begins (the CLI then looks in the others).
+UNKNOWN_REQUEST = "unknown request id"
+
+
 @dataclass(frozen=True)
 class DecisionResult:
     request_id: str
@@ -138,7 +142,7 @@ def decide_on(
                       f"to {launched_by.strip()}, or have {approver} launch it.")
     found = fetch_requests(conn, "request_id = ?", [request_id])
     if not found:
-        return refuse(f"unknown request id {request_id}: `langsmith-access requests --status {AWAITING_APPROVAL}` "
+        return refuse(f"{UNKNOWN_REQUEST} {request_id}: `langsmith-access requests --status {AWAITING_APPROVAL}` "
                       "lists the requests awaiting a decision.")
     request = found[0]
     status = request["status"]
