@@ -50,7 +50,7 @@ def _database(path: str | Path | None, org: str | Org | None) -> AccessDatabase:
     the_org = resolve_org(org)
     if path:
         return AccessDatabase(Path(path), the_org.settings.organization_id)
-    return AccessDatabase(the_org.duckdb_path, the_org.settings.organization_id, the_org.orgs_root)
+    return AccessDatabase.of_org(the_org)
 
 
 def request_grant(user: str, workspace: str, role: str, *, reason: str | None = None,

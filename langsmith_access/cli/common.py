@@ -334,8 +334,7 @@ def print_fix_and_log(outcome) -> None:
 def analysts_database(args: argparse.Namespace) -> AccessDatabase:
     """The analysts' database of the org ``--org`` names (``LANGSMITH_ACCESS_DUCKDB`` for the
     single org)."""
-    org = selected_org(args)
-    return AccessDatabase(org.duckdb_path, org.settings.organization_id, org.orgs_root)
+    return AccessDatabase.of_org(selected_org(args))
 
 
 def refuse_another_orgs_folder(args: argparse.Namespace, option: str, path: Path | str) -> None:

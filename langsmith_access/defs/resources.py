@@ -117,7 +117,7 @@ class SyncDatabase(OrgScopedResource):
     def database(self) -> AccessDatabase:
         if self.duckdb_path:
             return AccessDatabase(Path(self.duckdb_path), self.org.settings.organization_id)
-        return AccessDatabase(self.org.duckdb_path, self.org.settings.organization_id, self.org.orgs_root)
+        return AccessDatabase.of_org(self.org)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.take_org_of_run(context)
@@ -318,7 +318,7 @@ class ProvisioningDatabase(OrgScopedResource):
     def database(self) -> AccessDatabase:
         if self.duckdb_path:
             return AccessDatabase(Path(self.duckdb_path), self.org.settings.organization_id)
-        return AccessDatabase(self.org.duckdb_path, self.org.settings.organization_id, self.org.orgs_root)
+        return AccessDatabase.of_org(self.org)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.take_org_of_run(context)

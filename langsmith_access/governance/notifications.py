@@ -452,7 +452,7 @@ def deliver_due_for_orgs(orgs: Iterable[Org], **options) -> dict[str, DeliveryRe
         webhook = Webhook.from_settings(org.settings)
         reports[org.slug] = None
         if webhook is not None:
-            deliveries.append((org.slug, AccessDatabase(org.duckdb_path, org.settings.organization_id), webhook))
+            deliveries.append((org.slug, AccessDatabase.of_org(org), webhook))
 
     def deliver(delivery: tuple[str, AccessDatabase, Webhook]) -> DeliveryReport:
         _, database, webhook = delivery

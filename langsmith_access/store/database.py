@@ -43,7 +43,7 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.settings import mask_keys
+from langsmith_access.settings import Org, mask_keys
 from langsmith_access.store import export
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sync_runs import check_not_elsewhere, check_organization
@@ -153,6 +153,12 @@ class AccessDatabase:
     # An org of an orgs file: the directory of every org's folder (``<root>/<slug>/``). Creating
     # the database is refused while another folder there holds the same org's data.
     orgs_root: Path | None = None
+
+    @classmethod
+    def of_org(cls, org: Org) -> AccessDatabase:
+        """``org``'s own database: its file, the organization it must hold and, with an orgs
+        file, the folder of every org's (where no other folder may hold the same org)."""
+        return cls(org.duckdb_path, org.settings.organization_id, org.orgs_root)
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path).expanduser().absolute())
