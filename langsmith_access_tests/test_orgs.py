@@ -475,3 +475,45 @@ def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_t
     # The other org, whose data is nowhere else, starts its database as before (no sync yet: rejected).
     assert cli_in_this_process(*grant, "--org", "eu").returncode == 2
     assert (data / "eu" / "langsmith_access.working.duckdb").exists()
+
+
+def test_two_swapped_slugs_are_refused_naming_the_slug_that_holds_the_org(tmp_path, monkeypatch):
+    # data/us/ holds the eu org's data and data/eu/ the us org's: the orgs file's two slugs were
+    # swapped. The refusal names the slug whose folder holds the org, not "a new path" (which
+    # would only start a second database of the org).
+    data = tmp_path / "data"
+    for slug, held in (("us", EU_ID), ("eu", US_ID)):
+        (data / slug).mkdir(parents=True)
+        with duckdb.connect(str(data / slug / "langsmith_access.duckdb")) as conn:
+            conn.execute("CREATE TABLE main.sync_runs (status VARCHAR, organization_id VARCHAR, "
+                         "finished_at TIMESTAMPTZ)")
+            conn.execute("INSERT INTO main.sync_runs VALUES ('succeeded', ?, now())", [held])
+    (tmp_path / "orgs.yaml").write_text(TWO_ORGS, encoding="utf-8")
+    monkeypatch.setenv(ORGS_FILE_VARIABLE, str(tmp_path / "orgs.yaml"))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
+    for name, key in KEYS.items():
+        monkeypatch.setenv(name, key)
+    grant = ("request", "grant", "--user", "ada@example.com", "--workspace", "Platform", "--role", "Editor")
+
+    for slug, other, held in (("us", "eu", EU_ID), ("eu", "us", US_ID)):
+        refused = cli_in_this_process(*grant, "--org", slug)
+        assert refused.returncode == 1, refused
+        assert f"holds organization {held}'s data" in refused.stderr, refused.stderr
+        assert (f"{data / other / 'langsmith_access.duckdb'} holds organization "
+                f"{US_ID if slug == 'us' else EU_ID}'s data: give this org the slug '{other}'") in refused.stderr
+        assert "a path that does not exist yet" not in refused.stderr
+        assert US_KEY not in refused.stderr and EU_KEY not in refused.stderr
+
+
+def test_a_changed_org_id_without_an_orgs_file_still_names_a_new_path_as_the_fix(tmp_path, monkeypatch):
+    database = tmp_path / "access.duckdb"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("CREATE TABLE main.sync_runs (status VARCHAR, organization_id VARCHAR, finished_at TIMESTAMPTZ)")
+        conn.execute("INSERT INTO main.sync_runs VALUES ('succeeded', ?, now())", [EU_ID])
+    monkeypatch.delenv(ORGS_FILE_VARIABLE, raising=False)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", US_ID)
+    refused = cli_in_this_process("request", "grant", "--user", "ada@example.com", "--workspace", "Platform",
+                                  "--role", "Editor")
+    assert refused.returncode == 1, refused
+    assert "point LANGSMITH_ACCESS_DUCKDB" in refused.stderr and "a path that does not exist yet" in refused.stderr

@@ -432,7 +432,8 @@ class AccessDatabase:
             with self.connect() as conn:
                 ensure_schema(conn)
                 if self.organization_id:
-                    check_organization(conn, self.path, self.organization_id)
+                    check_organization(conn, self.path, self.organization_id,
+                                       Path(self.orgs_root) if self.orgs_root else None)
         except DatabaseUnusableError as error:
             if not copied:
                 raise

@@ -118,12 +118,21 @@ def record_failed_run(
 class OtherOrganizationError(RuntimeError):
     """The database holds another LangSmith organization's data than the run is for."""
 
-    def __init__(self, path: Path, held: str, configured: str):
-        self.fix = (
-            f"point LANGSMITH_ACCESS_DUCKDB (or the org's slug in LANGSMITH_ACCESS_ORGS_FILE) at "
-            f"organization {configured}'s own database (a path that does not exist yet is created "
-            f"by the first sync), or correct the organization id if {held} is the org you meant"
-        )
+    def __init__(self, path: Path, held: str, configured: str, found: Path | None = None):
+        if found is not None:
+            # Another folder of the orgs file's layout holds the configured org: two slugs swapped
+            # (or one renamed onto another org's folder); a new path would only start a second database.
+            self.fix = (
+                f"{found} holds organization {configured}'s data: give this org the slug "
+                f"{found.parent.name!r} in LANGSMITH_ACCESS_ORGS_FILE (if two slugs were swapped, swap "
+                f"them back), or correct the organization id if {held} is the org you meant"
+            )
+        else:
+            self.fix = (
+                f"point LANGSMITH_ACCESS_DUCKDB (or the org's slug in LANGSMITH_ACCESS_ORGS_FILE) at "
+                f"organization {configured}'s own database (a path that does not exist yet is created "
+                f"by the first sync), or correct the organization id if {held} is the org you meant"
+            )
         super().__init__(
             f"{path} holds organization {held}'s data (its last sync), not organization {configured}'s, "
             "the one configured here: writing it would mix two organizations' history and apply one "
@@ -157,6 +166,15 @@ def check_not_elsewhere(path: Path, root: Path, organization_id: str) -> None:
     """Refuse (``OrganizationElsewhereError``) to create ``path``, an org's new database under
     ``root`` (``<root>/<slug>/<file>``, an orgs file's layout), while another folder of ``root``
     holds a database of the same organization. A file that cannot be read is left out."""
+    other = database_elsewhere(path, root, organization_id)
+    if other is not None:
+        raise OrganizationElsewhereError(path, other[0], other[1])
+
+
+def database_elsewhere(path: Path, root: Path, organization_id: str) -> tuple[Path, str] | None:
+    """The database of the same name as ``path`` in another folder of ``root`` (an orgs file's
+    layout) that holds ``organization_id``'s data, with the id as it holds it; None if none does.
+    A file that cannot be read (another process writing it, no database) is left out."""
     for other in sorted(root.glob(f"*/{glob.escape(path.name)}")):
         if other.parent.resolve() == path.parent.resolve():
             continue
@@ -166,7 +184,8 @@ def check_not_elsewhere(path: Path, root: Path, organization_id: str) -> None:
         except duckdb.Error:
             continue
         if held is not None and same_organization(held, organization_id):
-            raise OrganizationElsewhereError(path, other, held)
+            return other, held
+    return None
 
 
 def organization_of(conn: duckdb.DuckDBPyConnection) -> str | None:
@@ -190,17 +209,20 @@ def organization_of(conn: duckdb.DuckDBPyConnection) -> str | None:
     return None
 
 
-def check_organization(conn: duckdb.DuckDBPyConnection, path: Path, organization_id: str) -> None:
+def check_organization(conn: duckdb.DuckDBPyConnection, path: Path, organization_id: str,
+                       orgs_root: Path | None = None) -> None:
     """Refuse (``OtherOrganizationError``) a run for ``organization_id`` on a database that
     holds another organization's data: a changed LANGSMITH_ORGANIZATION_ID, or two orgs' slugs
-    swapped in the orgs file, would otherwise sync one org over the other's history."""
+    swapped in the orgs file, would otherwise sync one org over the other's history. Under an
+    orgs file's ``orgs_root`` the refusal names the folder that holds ``organization_id``'s data."""
     held = organization_of(conn)
     if held is not None and not same_organization(held, organization_id):
         # An id that is no UUID (orgs-file ids are checked on load, so LANGSMITH_ORGANIZATION_ID,
         # which commands that call no API leave unchecked): that is the fix, and the value may be
         # a key pasted into the wrong variable, which the message below would print.
         check_organization_id(organization_id)
-        raise OtherOrganizationError(path, held, organization_id)
+        found = database_elsewhere(path, orgs_root, organization_id) if orgs_root is not None else None
+        raise OtherOrganizationError(path, held, organization_id, found[0] if found else None)
 
 
 def same_organization(one: str, other: str) -> bool:
