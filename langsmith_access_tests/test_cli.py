@@ -17,7 +17,7 @@ from langsmith_access import runner
 from langsmith_access.cli import sync as sync_command
 from langsmith_access.cli.common import INTERRUPTED, count, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX, LeftoverWalError
+from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX, AccessDatabase, LeftoverWalError
 from langsmith_access_tests.helpers import cli_in_this_process, query
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -195,6 +195,48 @@ def test_sync_all_orgs_never_shows_a_key_one_orgs_error_quotes(tmp_path, monkeyp
     assert f"[default] error: {tmp_path}/lsv2_***" in done.stderr and ": File name too long" in done.stderr
     assert "Errno" not in done.stderr
     assert secret not in done.stdout + done.stderr
+
+
+def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with_work_left(tmp_path, monkeypatch):
+    # 'old' was removed from the orgs file while its queue held a time-bound grant still in force
+    # and a pending request: no run settles them any more, so the grant's access would never end.
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    data = tmp_path / "data"
+    (tmp_path / "orgs.yaml").write_text(
+        "- slug: us\n  organization_id: 00000000-0000-4000-8000-0000000000aa\n  api_key_env: KEY_US\n"
+        "  endpoint: https://api.smith.langchain.com\n",
+        encoding="utf-8")
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(tmp_path / "orgs.yaml"))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
+    monkeypatch.setenv("KEY_US", "lsv2_sk_" + "a" * 32 + "_secret")
+    monkeypatch.setattr(sync_command, "sync_org", lambda org, args, *, named: True)
+    old_org = "00000000-0000-4000-8000-0000000000cc"
+    row = ("INSERT INTO main.provisioning_requests (request_id, action, status, requested_at, updated_at, "
+           "expires_at, parent_request_id) VALUES (?, ?, ?, now(), now(), ?, NULL)")
+    settled_only = data / "settled" / "langsmith_access.working.duckdb"
+    for folder, rows in (("old", [("g1", "grant", "applied", "2099-01-01"), ("p1", "grant", "pending", None)]),
+                         ("settled", [("g2", "grant", "applied", None), ("r1", "revoke", "failed", None)])):
+        database = AccessDatabase(data / folder / "langsmith_access.duckdb")
+        database.path.parent.mkdir(parents=True)
+        database.ensure_working()
+        with duckdb.connect(str(database.working_path)) as conn:
+            conn.executemany(row, rows)
+            conn.execute("INSERT INTO main.sync_runs (sync_id, job, status, started_at, finished_at, "
+                         "organization_id) VALUES ('s', 'sync', 'succeeded', now(), now(), ?)", [old_org])
+    (data / "no-database").mkdir()
+    (data / "us").mkdir()
+
+    done = cli_in_this_process("sync", "--all-orgs")
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {data / 'old'} holds organization {old_org}'s database, which no entry of "
+        f"{tmp_path / 'orgs.yaml'} names, with 1 open request and 1 time-bound grant still to end: no run "
+        "settles them now (a time-bound grant's access does not end). Fix: give that org its entry back with "
+        f"slug 'old' (then run `langsmith-access provision --org old`), or, if it was renamed, move "
+        f"{data / 'old'}'s files into its new slug's folder."], done.stderr
+    assert settled_only.exists()  # a folder whose work is all settled is not worth a warning
 
 
 def _closed_port() -> int:

@@ -16,6 +16,7 @@ from langsmith_access.cli.common import (
     failure_log_directory,
     os_error_text,
     print_fix_and_log,
+    unlisted_org_warnings,
 )
 from langsmith_access.governance.drift import unexplained_changes
 from langsmith_access.names import INVENTORY_JOB
@@ -93,6 +94,9 @@ def run_sync(args: argparse.Namespace) -> int:
         if not synced:
             failed.append(org.slug)
     count = f"{len(orgs)} org" + ("s" if len(orgs) != 1 else "")
+    # Last, where the operator reads the outcome: an org the file no longer names.
+    for warning in unlisted_org_warnings(orgs):
+        print(warning, file=sys.stderr)
     if failed:
         others = "the others synced" if len(failed) < len(orgs) else "none synced"
         print(f"Sync failed for {len(failed)} of {count}: {', '.join(failed)} "

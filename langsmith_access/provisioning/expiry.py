@@ -28,6 +28,7 @@ then 10, 20, ... at most 6 hours apart: the access must end.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import duckdb
 
@@ -35,6 +36,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.approvals import overdue_requests
 from langsmith_access.provisioning.queue import (
     EXPIRED_REASON,
+    OPEN_STATUSES,
     REQUEST_COLUMNS,
     SYSTEM_REQUESTER,
     fetch_requests,
@@ -42,9 +44,11 @@ from langsmith_access.provisioning.queue import (
     new_id,
     record_event,
 )
-from langsmith_access.store.sql import column_names
+from langsmith_access.store.sql import column_names, scalar, table_exists
+from langsmith_access.store.sync_runs import organization_of
 
 _REQUESTS = "main.provisioning_requests"  # a grant's own row, in the conditions below
+_OPEN_LIST = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
 
 
 def _in_force(row: str, requests: str = _REQUESTS) -> str:
@@ -164,6 +168,24 @@ def extends_a_time_bound_grant(conn: duckdb.DuckDBPyConnection, request: dict) -
         f"AND {_in_force('provisioning_requests', 'membership')}",
         [request["role_id"], request["request_id"]],
     ))
+
+
+def unsettled_in(path: Path) -> tuple[str | None, int, int]:
+    """The organization a database file holds (``organization_of``) and its ``unsettled_work``,
+    read with a short read-only connection. Raises ``duckdb.Error`` for a file that cannot be
+    read (another process writing it, no database, one from before these columns)."""
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return (organization_of(conn), *unsettled_work(conn))
+
+
+def unsettled_work(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(requests still open, time-bound grants whose end is still to be applied) in a database:
+    what only a provisioning run of its org settles."""
+    if not table_exists(conn, "main", "provisioning_requests"):
+        return 0, 0
+    open_requests = scalar(conn, f"SELECT count(*) FROM {_REQUESTS} WHERE status IN ({_OPEN_LIST})")
+    time_bound = scalar(conn, f"SELECT count(*) FROM {_REQUESTS} WHERE {_LIVE_TIME_BOUND}")
+    return int(open_requests or 0), int(time_bound or 0)
 
 
 def due_grants(conn: duckdb.DuckDBPyConnection, now: datetime) -> list[dict]:
