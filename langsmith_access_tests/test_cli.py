@@ -3,6 +3,7 @@
 import argparse
 import errno
 import getpass
+import json
 import os
 import re
 import subprocess
@@ -205,7 +206,7 @@ def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with
     data = tmp_path / "data"
     (tmp_path / "orgs.yaml").write_text(
         "- slug: us\n  organization_id: 00000000-0000-4000-8000-0000000000aa\n  api_key_env: KEY_US\n"
-        "  endpoint: https://api.smith.langchain.com\n",
+        f"  endpoint: http://127.0.0.1:{_closed_port()}\n",
         encoding="utf-8")
     monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(tmp_path / "orgs.yaml"))
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
@@ -237,6 +238,13 @@ def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with
         f"slug 'old' (then run `langsmith-access provision --org old`), or, if it was renamed, move "
         f"{data / 'old'}'s files into its new slug's folder."], done.stderr
     assert settled_only.exists()  # a folder whose work is all settled is not worth a warning
+
+    # The doctor says it too, under its checks (nothing answers at the endpoint: it fails).
+    doctor = cli_in_this_process("doctor")
+    assert doctor.returncode == 1 and "fail endpoint" in doctor.stdout, doctor
+    assert [line for line in doctor.stderr.splitlines() if line.startswith("warning:")] == warnings
+    doctor = cli_in_this_process("doctor", "--json")
+    assert json.loads(doctor.stdout)["warnings"] == [warning.removeprefix("warning: ") for warning in warnings]
 
 
 def _closed_port() -> int:

@@ -319,9 +319,10 @@ def deliver_notifications(args: argparse.Namespace) -> None:
 
 
 def unlisted_org_warnings(orgs: Orgs) -> list[str]:
-    """A warning for each folder beside the orgs file's org folders that no entry names (an org
-    removed from the file, or a slug renamed) whose database still holds open requests or
-    time-bound grants to end: no run settles them any more, so that access never ends."""
+    """A warning (printed after ``warning: ``) for each folder beside the orgs file's org
+    folders that no entry names (an org removed from the file, or a slug renamed) whose database
+    still holds open requests or time-bound grants to end: no run settles them any more, so
+    that access never ends."""
     if orgs.source is None or not orgs.orgs:
         return []
     first = orgs.orgs[0]
@@ -344,7 +345,7 @@ def unlisted_org_warnings(orgs: Orgs) -> list[str]:
             [f"{_counted(time_bound, 'time-bound grant')} still to end"] if time_bound else [])
         work = " and ".join(parts)
         warnings.append(
-            f"warning: {folder} holds organization {held or '(unknown)'}'s database, which no entry of "
+            f"{folder} holds organization {held or '(unknown)'}'s database, which no entry of "
             f"{orgs.source} names, with {work}: no run settles them now (a time-bound grant's access "
             f"does not end). Fix: give that org its entry back with slug {folder.name!r} (then run "
             f"`langsmith-access provision --org {folder.name}`), or, if it was renamed, move "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 
-from langsmith_access.cli.common import UsageError, add_org_argument, selected_org
+from langsmith_access.cli.common import UsageError, add_org_argument, choose_org, unlisted_org_warnings
 from langsmith_access.doctor import ORG_SELECTION_FIX, configuration_failure, run_checks
-from langsmith_access.settings import ORGS_FILE_VARIABLE, SettingsError
+from langsmith_access.settings import ORGS_FILE_VARIABLE, SettingsError, load_orgs
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -22,8 +24,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def run_doctor(args: argparse.Namespace) -> int:
     # A bad orgs file, an unknown --org or none among several: the configuration check fails
     # (exit 1, JSON with --json), as DESIGN.md section 8 promises for any bad configuration.
+    warnings: list[str] = []
     try:
-        org = selected_org(args)
+        orgs = load_orgs(refuse_unusable_keys=False)
+        org = choose_org(orgs, args.org)
     except SettingsError as error:
         # The single-org variables: run_checks names every problem of them, not only the first.
         diagnosis = configuration_failure(str(error)) if os.environ.get(ORGS_FILE_VARIABLE) else run_checks()
@@ -31,5 +35,12 @@ def run_doctor(args: argparse.Namespace) -> int:
         diagnosis = configuration_failure(str(error), fix=ORG_SELECTION_FIX)
     else:
         diagnosis = run_checks(org=org)
-    print(diagnosis.to_json() if args.json else diagnosis.text())
+        # Not a check of the connection, but what the operator must fix in this deployment.
+        warnings = unlisted_org_warnings(orgs)
+    if args.json:
+        print(json.dumps({**diagnosis.to_dict(), "warnings": warnings}))
+    else:
+        print(diagnosis.text())
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     return 0 if diagnosis.ok else 1

@@ -96,7 +96,7 @@ def run_sync(args: argparse.Namespace) -> int:
     count = f"{len(orgs)} org" + ("s" if len(orgs) != 1 else "")
     # Last, where the operator reads the outcome: an org the file no longer names.
     for warning in unlisted_org_warnings(orgs):
-        print(warning, file=sys.stderr)
+        print(f"warning: {warning}", file=sys.stderr)
     if failed:
         others = "the others synced" if len(failed) < len(orgs) else "none synced"
         print(f"Sync failed for {len(failed)} of {count}: {', '.join(failed)} "
