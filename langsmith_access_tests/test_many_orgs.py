@@ -303,10 +303,23 @@ def test_a_run_uses_the_org_it_is_handed_not_the_environment(org_environment, mo
     environment = dict(os.environ)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        outcome = runner.run_job("check_langsmith_connection", {}, org=us, dagster_instance=instance)
-        assert outcome.success, outcome.failure
-        run = instance.get_run_by_id(outcome.run_id)
+    # An org removed from the orgs file left a pending request behind: the doctor's run says so.
+    gone = AccessDatabase(two_orgs.data / "gone" / "langsmith_access.duckdb")
+    gone.path.parent.mkdir(parents=True)
+    try:
+        gone.ensure_working()
+        with duckdb.connect(str(gone.working_path)) as conn:
+            conn.execute("INSERT INTO main.provisioning_requests (request_id, action, status, requested_at, "
+                         "updated_at) VALUES ('r', 'grant', 'pending', now(), now())")
+        with dg.instance_for_test(temp_dir=str(home)) as instance:
+            outcome = runner.run_job("check_langsmith_connection", {}, org=us, dagster_instance=instance)
+            assert outcome.success, outcome.failure
+            run = instance.get_run_by_id(outcome.run_id)
+            said = [entry.user_message for entry in instance.all_logs(outcome.run_id)]
+    finally:
+        shutil.rmtree(gone.path.parent)
+    assert any(message.startswith(f"warning: {gone.path.parent} holds organization (unknown)'s database")
+               and "1 open request:" in message for message in said), said
     assert run.tags[ORG_TAG] == "us" and run.tags["dagster/partition"] == "us"
     assert dict(os.environ) == environment  # nothing was written there
     # An org the definitions do not serve is refused before any run.

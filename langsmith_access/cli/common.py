@@ -15,7 +15,6 @@ from typing import TextIO
 import duckdb
 
 from langsmith_access.governance.notifications import deliver_due_for_orgs
-from langsmith_access.provisioning.expiry import unsettled_in
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
 from langsmith_access.settings import (
@@ -316,45 +315,6 @@ def deliver_notifications(args: argparse.Namespace) -> None:
             reasons = sorted(set(report.failed.values()))
             print(f"{lead}notifications: {len(report.failed)} not delivered yet ({'; '.join(reasons)}); "
                   f"{len(report.delivered)} delivered. Retried later, with backoff.", file=sys.stderr)
-
-
-def unlisted_org_warnings(orgs: Orgs) -> list[str]:
-    """A warning (printed after ``warning: ``) for each folder beside the orgs file's org
-    folders that no entry names (an org removed from the file, or a slug renamed) whose database
-    still holds open requests or time-bound grants to end: no run settles them any more, so
-    that access never ends."""
-    if orgs.source is None or not orgs.orgs:
-        return []
-    first = orgs.orgs[0]
-    root, name = first.orgs_root, first.duckdb_path.name
-    if root is None or not root.is_dir():
-        return []
-    warnings = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in orgs.slugs):
-        database = AccessDatabase(folder / name)
-        path = database.working_path if database.working_path.exists() else database.path
-        if not path.exists():
-            continue
-        try:
-            held, open_requests, time_bound = unsettled_in(path)
-        except duckdb.Error:
-            continue  # not one of ours, or busy: nothing to say of it
-        if not open_requests and not time_bound:
-            continue
-        parts = ([_counted(open_requests, "open request")] if open_requests else []) + (
-            [f"{_counted(time_bound, 'time-bound grant')} still to end"] if time_bound else [])
-        work = " and ".join(parts)
-        warnings.append(
-            f"{folder} holds organization {held or '(unknown)'}'s database, which no entry of "
-            f"{orgs.source} names, with {work}: no run settles them now (a time-bound grant's access "
-            f"does not end). Fix: give that org its entry back with slug {folder.name!r} (then run "
-            f"`langsmith-access provision --org {folder.name}`), or, if it was renamed, move "
-            f"{folder}'s files into its new slug's folder.")
-    return warnings
-
-
-def _counted(count: int, thing: str) -> str:
-    return f"{count} {thing}{'' if count == 1 else 's'}"
 
 
 def failure_log_directory(settings: Settings) -> Path:

@@ -7,8 +7,9 @@ import json
 import os
 import sys
 
-from langsmith_access.cli.common import UsageError, add_org_argument, choose_org, unlisted_org_warnings
+from langsmith_access.cli.common import UsageError, add_org_argument, choose_org
 from langsmith_access.doctor import ORG_SELECTION_FIX, configuration_failure, run_checks
+from langsmith_access.provisioning.expiry import unlisted_org_warnings
 from langsmith_access.settings import ORGS_FILE_VARIABLE, SettingsError, load_orgs
 
 

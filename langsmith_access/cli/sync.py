@@ -16,10 +16,10 @@ from langsmith_access.cli.common import (
     failure_log_directory,
     os_error_text,
     print_fix_and_log,
-    unlisted_org_warnings,
 )
 from langsmith_access.governance.drift import unexplained_changes
 from langsmith_access.names import INVENTORY_JOB
+from langsmith_access.provisioning.expiry import unlisted_org_warnings
 from langsmith_access.settings import Org, Settings, SettingsError, load_orgs, mask_key_fragments
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseUnusableError
 from langsmith_access.store.sections import section_reads

@@ -44,6 +44,8 @@ from langsmith_access.provisioning.queue import (
     new_id,
     record_event,
 )
+from langsmith_access.settings import Orgs
+from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import column_names, scalar, table_exists
 from langsmith_access.store.sync_runs import organization_of
 
@@ -263,3 +265,42 @@ def expiry_work_due(conn: duckdb.DuckDBPyConnection, now: datetime, warning: tim
     if warning is not None:
         due += [r["request_id"] for r in to_warn(conn, now, warning)]
     return due
+
+
+def unlisted_org_warnings(orgs: Orgs) -> list[str]:
+    """A warning (printed after ``warning: ``) for each folder beside the orgs file's org
+    folders that no entry names (an org removed from the file, or a slug renamed) whose database
+    still holds open requests or time-bound grants to end: no run settles them any more, so
+    that access never ends."""
+    if orgs.source is None or not orgs.orgs:
+        return []
+    first = orgs.orgs[0]
+    root, name = first.orgs_root, first.duckdb_path.name
+    if root is None or not root.is_dir():
+        return []
+    warnings = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in orgs.slugs):
+        database = AccessDatabase(folder / name)
+        path = database.working_path if database.working_path.exists() else database.path
+        if not path.exists():
+            continue
+        try:
+            held, open_requests, time_bound = unsettled_in(path)
+        except duckdb.Error:
+            continue  # not one of ours, or busy: nothing to say of it
+        if not open_requests and not time_bound:
+            continue
+        parts = ([_counted(open_requests, "open request")] if open_requests else []) + (
+            [f"{_counted(time_bound, 'time-bound grant')} still to end"] if time_bound else [])
+        work = " and ".join(parts)
+        warnings.append(
+            f"{folder} holds organization {held or '(unknown)'}'s database, which no entry of "
+            f"{orgs.source} names, with {work}: no run settles them now (a time-bound grant's access "
+            f"does not end). Fix: give that org its entry back with slug {folder.name!r} (then run "
+            f"`langsmith-access provision --org {folder.name}`), or, if it was renamed, move "
+            f"{folder}'s files into its new slug's folder.")
+    return warnings
+
+
+def _counted(count: int, thing: str) -> str:
+    return f"{count} {thing}{'' if count == 1 else 's'}"

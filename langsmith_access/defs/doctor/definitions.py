@@ -6,9 +6,11 @@ partition). Its output metadata shows each check; the run fails when a check fai
 
 import dagster as dg
 
-from langsmith_access.defs.orgs import RunOrganization, org_run_config
+from langsmith_access.defs.orgs import RunOrganization, deployment_orgs, org_run_config
 from langsmith_access.doctor import run_checks
 from langsmith_access.names import RUN_TIME_LIMIT_TAGS
+from langsmith_access.provisioning.expiry import unlisted_org_warnings
+from langsmith_access.settings import SettingsError
 
 JOB_NAME = "check_langsmith_connection"
 
@@ -24,6 +26,13 @@ def check_connection(context: dg.OpExecutionContext, organization: RunOrganizati
             context.log.warning(line)
         else:
             context.log.info(line)
+    # Beside the connection: an org folder the orgs file no longer names that still holds work.
+    try:
+        warnings = unlisted_org_warnings(deployment_orgs())
+    except SettingsError:  # the orgs file broke since the definitions loaded: this run's org is checked
+        warnings = []
+    for warning in warnings:
+        context.log.warning(f"warning: {warning}")
     metadata: dict[str, dg.MetadataValue | str | bool] = {
         "ok": diagnosis.ok,
         "report": dg.MetadataValue.md(
@@ -34,13 +43,14 @@ def check_connection(context: dg.OpExecutionContext, organization: RunOrganizati
             )
         ),
         **{f"check/{c.name}": f"{c.status}: {c.detail}" for c in diagnosis.checks},
+        **({"warnings": dg.MetadataValue.md("\n".join(f"- {_cell(w)}" for w in warnings))} if warnings else {}),
     }
     if not diagnosis.ok:
         failed = [c.name for c in diagnosis.checks if c.status == "fail"]
         raise dg.Failure(
             description=f"connection checks failed: {', '.join(failed)}", metadata=metadata
         )
-    return dg.Output(diagnosis.to_dict(), metadata=metadata)
+    return dg.Output({**diagnosis.to_dict(), "warnings": warnings}, metadata=metadata)
 
 
 def _cell(text: str) -> str:
