@@ -472,6 +472,13 @@ def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_t
             f"{data / 'us-old' / 'langsmith_access.duckdb'} holds this organization's data") in refused.stderr
     assert f"move the files of {data / 'us-old'}" in refused.stderr and US_KEY not in refused.stderr
     assert not list((data / "us").glob("langsmith_access*.duckdb"))  # nothing created, nothing queued
+    # A command that only reads says the same, not "run sync first" (which the refusal above stops).
+    for reads in (("requests", "--org", "us"), ("requests", "--org", "us", "--json"),
+                  ("access-at", "--org", "us", "--time", "now")):
+        done = cli_in_this_process(*reads)
+        assert done.returncode == 1, done
+        assert f"{data / 'us-old' / 'langsmith_access.duckdb'} holds this organization's data" in done.stderr, done
+        assert "run langsmith-access sync first" not in done.stderr
     # The other org, whose data is nowhere else, starts its database as before (no sync yet: rejected).
     assert cli_in_this_process(*grant, "--org", "eu").returncode == 2
     assert (data / "eu" / "langsmith_access.working.duckdb").exists()

@@ -37,7 +37,12 @@ from langsmith_access.store.database import (
     unwritable_fix,
 )
 from langsmith_access.store.queries import LookupFailed
-from langsmith_access.store.sync_runs import NoPublishedSyncError, OtherOrganizationError
+from langsmith_access.store.sync_runs import (
+    NoPublishedSyncError,
+    OrganizationElsewhereError,
+    OtherOrganizationError,
+    database_elsewhere,
+)
 
 # DuckDB draws at most this many rows in one box; longer tables are drawn in several.
 BOX_ROWS = 10_000
@@ -124,8 +129,10 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         say(f"error: {mask_key_fragments(str(error))}")
         return 1
     except DatabaseNotReadyError:
-        say(f"error: the analysts' database {selected_org(args).duckdb_path} does not exist yet: "
-            "run langsmith-access sync first.")
+        org = selected_org(args)
+        elsewhere = renamed_slug_refusal(org)
+        say(f"error: {elsewhere}" if elsewhere else f"error: the analysts' database {org.duckdb_path} does not "
+            "exist yet: run langsmith-access sync first.")
         return 1
     except NoPublishedSyncError as error:
         say(f"error: {error}.")
@@ -271,6 +278,17 @@ def add_org_argument(parser: argparse.ArgumentParser) -> None:
         "without an orgs file the single-org variables are the org 'default')",
     )
     parser.set_defaults(delivers_notifications=True)
+
+
+def renamed_slug_refusal(org: Org) -> OrganizationElsewhereError | None:
+    """For an org of an orgs file whose database does not exist: the refusal naming the other
+    folder that holds its data (a slug renamed in the file), where one does; "run sync first"
+    would start a second database of the org."""
+    if org.orgs_root is None or not org.organization_id:
+        return None
+    path = AccessDatabase.of_org(org).path
+    found = database_elsewhere(path, org.orgs_root, org.organization_id)
+    return OrganizationElsewhereError(path, *found) if found else None
 
 
 def selected_org(args: argparse.Namespace) -> Org:

@@ -15,6 +15,7 @@ from langsmith_access.cli.common import (
     failure_log_directory,
     in_org_terms,
     print_fix_and_log,
+    renamed_slug_refusal,
     selected_org,
 )
 from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
@@ -106,6 +107,9 @@ def queue_request(args: argparse.Namespace) -> int:
 def list_requests(args: argparse.Namespace) -> int:
     org = selected_org(args)
     rows = api.list_requests(args.status, org=org)  # an unknown status: RequestRejected, exit 2
+    elsewhere = None if rows or analysts_database(args).path.exists() else renamed_slug_refusal(org)
+    if elsewhere is not None:  # not an empty queue: the org's queue is in the folder of its old slug
+        raise elsewhere
     for row in rows:  # a recorded fix ("... `langsmith-access review export`") as this org runs it
         if row.get("status_detail"):
             row["status_detail"] = org.in_its_own_terms(row["status_detail"])
