@@ -450,23 +450,34 @@ def test_an_entry_may_take_shared_keys_from_a_yaml_merge_key_and_override_them(t
     assert "entry 3 (line 11) gives slug more than once" in message
 
 
-def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_the_org(tmp_path, monkeypatch):
-    # 'us' was 'us-old' until the file was edited: data/us-old/ holds the org's queue and history
-    # (time-bound grants still to end among them). A new, empty data/us/ would be a second queue
-    # of the same org, and nothing would ever settle the old one.
+GRANT = ("request", "grant", "--user", "ada@example.com", "--workspace", "Platform", "--role", "Editor")
+
+
+def two_org_folders(tmp_path: Path, monkeypatch, holding: dict[str, str]) -> Path:
+    """TWO_ORGS in use, with a folder of data/ for each slug of ``holding`` whose database's last
+    sync was for the org id given; returns data/."""
     data = tmp_path / "data"
-    (data / "us-old").mkdir(parents=True)
-    with duckdb.connect(str(data / "us-old" / "langsmith_access.duckdb")) as conn:
-        conn.execute("CREATE TABLE main.sync_runs (status VARCHAR, organization_id VARCHAR, finished_at TIMESTAMPTZ)")
-        conn.execute("INSERT INTO main.sync_runs VALUES ('succeeded', ?, now())", [US_ID.upper()])
+    for slug, held in holding.items():
+        (data / slug).mkdir(parents=True)
+        with duckdb.connect(str(data / slug / "langsmith_access.duckdb")) as conn:
+            conn.execute("CREATE TABLE main.sync_runs (status VARCHAR, organization_id VARCHAR, "
+                         "finished_at TIMESTAMPTZ)")
+            conn.execute("INSERT INTO main.sync_runs VALUES ('succeeded', ?, now())", [held])
     (tmp_path / "orgs.yaml").write_text(TWO_ORGS, encoding="utf-8")
     monkeypatch.setenv(ORGS_FILE_VARIABLE, str(tmp_path / "orgs.yaml"))
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
     for name, key in KEYS.items():
         monkeypatch.setenv(name, key)
-    grant = ("request", "grant", "--user", "ada@example.com", "--workspace", "Platform", "--role", "Editor")
+    return data
 
-    refused = cli_in_this_process(*grant, "--org", "us")
+
+def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_the_org(tmp_path, monkeypatch):
+    # 'us' was 'us-old' until the file was edited: data/us-old/ holds the org's queue and history
+    # (time-bound grants still to end among them). A new, empty data/us/ would be a second queue
+    # of the same org, and nothing would ever settle the old one.
+    data = two_org_folders(tmp_path, monkeypatch, {"us-old": US_ID.upper()})
+
+    refused = cli_in_this_process(*GRANT, "--org", "us")
     assert refused.returncode == 1, refused
     assert (f"{data / 'us' / 'langsmith_access.duckdb'} does not exist yet, but "
             f"{data / 'us-old' / 'langsmith_access.duckdb'} holds this organization's data") in refused.stderr
@@ -480,7 +491,7 @@ def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_t
         assert f"{data / 'us-old' / 'langsmith_access.duckdb'} holds this organization's data" in done.stderr, done
         assert "run langsmith-access sync first" not in done.stderr
     # The other org, whose data is nowhere else, starts its database as before (no sync yet: rejected).
-    assert cli_in_this_process(*grant, "--org", "eu").returncode == 2
+    assert cli_in_this_process(*GRANT, "--org", "eu").returncode == 2
     assert (data / "eu" / "langsmith_access.working.duckdb").exists()
 
 
@@ -488,22 +499,10 @@ def test_two_swapped_slugs_are_refused_naming_the_slug_that_holds_the_org(tmp_pa
     # data/us/ holds the eu org's data and data/eu/ the us org's: the orgs file's two slugs were
     # swapped. The refusal names the slug whose folder holds the org, not "a new path" (which
     # would only start a second database of the org).
-    data = tmp_path / "data"
-    for slug, held in (("us", EU_ID), ("eu", US_ID)):
-        (data / slug).mkdir(parents=True)
-        with duckdb.connect(str(data / slug / "langsmith_access.duckdb")) as conn:
-            conn.execute("CREATE TABLE main.sync_runs (status VARCHAR, organization_id VARCHAR, "
-                         "finished_at TIMESTAMPTZ)")
-            conn.execute("INSERT INTO main.sync_runs VALUES ('succeeded', ?, now())", [held])
-    (tmp_path / "orgs.yaml").write_text(TWO_ORGS, encoding="utf-8")
-    monkeypatch.setenv(ORGS_FILE_VARIABLE, str(tmp_path / "orgs.yaml"))
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
-    for name, key in KEYS.items():
-        monkeypatch.setenv(name, key)
-    grant = ("request", "grant", "--user", "ada@example.com", "--workspace", "Platform", "--role", "Editor")
+    data = two_org_folders(tmp_path, monkeypatch, {"us": EU_ID, "eu": US_ID})
 
     for slug, other, held in (("us", "eu", EU_ID), ("eu", "us", US_ID)):
-        refused = cli_in_this_process(*grant, "--org", slug)
+        refused = cli_in_this_process(*GRANT, "--org", slug)
         assert refused.returncode == 1, refused
         assert f"holds organization {held}'s data" in refused.stderr, refused.stderr
         assert (f"{data / other / 'langsmith_access.duckdb'} holds organization "
