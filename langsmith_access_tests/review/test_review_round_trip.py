@@ -16,6 +16,7 @@ import pytest
 
 from langsmith_access import cli
 from langsmith_access.api import list_requests, provision, request_revoke
+from langsmith_access.provisioning.review import export as review_export
 from langsmith_access_tests.helpers import query
 
 
@@ -85,6 +86,35 @@ def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     assert {r["user_id"] for r in sheet if r["entitlement_type"] == "organization_role"} == listed | org_admins
     code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "x.csv", "--workspace", "No Such Team")
     assert code == 2 and "no workspace" in err
+
+
+def test_a_sheet_of_the_longest_name_a_file_may_have_is_written_and_a_failed_write_leaves_nothing(
+        env, tmp_path, capsys, monkeypatch):
+    # 255 bytes is the limit of a file name: the sheet's own name may use all of it (the file it
+    # is written to first, aside, must not need more).
+    out = tmp_path / ("r" * 251 + ".csv")
+    code, _, err = run_cli(capsys, "review", "export", "--out", out)
+    assert code == 0, err
+    assert read_sheet(out) and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+    # A write that fails half way (a full disk) leaves the old sheet as it was, and nothing aside.
+    before = out.read_bytes()
+
+    real_open = open
+
+    def failing_open(path, *args, **kwargs):
+        handle = real_open(path, *args, **kwargs)
+        if str(path).endswith(".tmp"):
+            handle.write("half a sheet")
+            handle.close()
+            raise OSError(28, "No space left on device")
+        return handle
+
+    with monkeypatch.context() as patch:
+        patch.setattr(review_export, "open", failing_open, raising=False)  # that module's open only
+        code, _, err = run_cli(capsys, "review", "export", "--out", out, "--force")
+    assert code == 1 and "No space left on device" in err, err
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
 
 
 def test_a_workspace_sheet_shows_the_organization_admins_whose_admin_no_member_list_shows(env, tmp_path, capsys):

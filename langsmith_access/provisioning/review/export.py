@@ -4,6 +4,7 @@ DuckDB file, with empty reviewer columns."""
 from __future__ import annotations
 
 import csv
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -123,14 +124,22 @@ def _workspace_id(conn, workspace: str | None) -> str | None:
 
 
 def _write_csv(out: Path, rows: list[tuple]) -> None:
-    """Written aside and renamed, so a reader never sees half a sheet."""
+    """Written aside and renamed, so a reader never sees half a sheet. The file aside is this
+    process's own (two exports at once each rename a whole sheet), is removed when the write
+    fails (a full disk), and its name stays within the 255 bytes a file name may have whatever
+    the sheet's own name."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(SHEET_COLUMNS)
-        writer.writerows([_csv_cell(value) for value in row] for row in rows)
-    temporary.replace(out)
+    stem = out.name.encode("utf-8")[:200].decode("utf-8", "ignore")
+    temporary = out.with_name(f".{stem}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(SHEET_COLUMNS)
+            writer.writerows([_csv_cell(value) for value in row] for row in rows)
+        temporary.replace(out)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _write_duckdb_table(database: AccessDatabase, out: Path, table: str, parameters: dict, force: bool) -> int:
