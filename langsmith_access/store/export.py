@@ -25,6 +25,7 @@ import errno
 import glob
 import os
 import shutil
+import socket
 import stat
 import sys
 import threading
@@ -47,6 +48,9 @@ _DBT_WORK_SUFFIXES = ("__dbt_tmp", "__dbt_backup")
 # Such text is written with a leading apostrophe, which spreadsheets show as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _TEXT_TYPES = ("VARCHAR", "JSON")
+# The hidden directory an export writes into before renaming its files into place:
+# ``<out_dir>/.langsmith-access-export.<host>.<pid>.<random>``.
+_EXPORT_STAGING = ".langsmith-access-export"
 
 
 def analysts_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
@@ -71,6 +75,13 @@ def export_tables(
     """Write every analysts' table to ``out_dir/<table>.<format>``; returns rows per table.
 
     Existing files of the same names are replaced; other files in ``out_dir`` are left alone.
+
+    All or nothing: the tables are written into a hidden directory inside ``out_dir`` first and
+    renamed into place once every one is written, so an export that fails or is killed leaves the
+    files as they were (never a truncated file under a table's name, nor some tables of this
+    export beside others of the last one). A killed export's hidden directory is removed by the
+    next export on the same host.
+
     Timestamps are written as UTC instants (CSV: ``2026-11-01 12:00:00+00``). In CSV, text that
     starts like a formula gets a leading apostrophe (``FORMULA_STARTS``); Parquet keeps every
     value as it is.
@@ -83,9 +94,57 @@ def export_tables(
         raise ValueError(f"unknown export format {file_format!r}; use one of {', '.join(EXPORT_FORMATS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tables = analysts_tables(conn)
+    for table in tables:  # refused before anything is written, not after
+        if (out_dir / f"{table}.{file_format}").is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a directory, where this export writes a file",
+                                    str(out_dir / f"{table}.{file_format}"))
+    _remove_killed_exports(out_dir)
+    staged = out_dir / f"{_EXPORT_STAGING}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    staged.mkdir()
+    try:
+        written = _write_tables(conn, tables, staged, file_format, parallel)
+        for table in written:
+            name = f"{table}.{file_format}"
+            keep_permissions(out_dir / name, staged / name)
+            os.replace(staged / name, out_dir / name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return written
+
+
+def _remove_killed_exports(out_dir: Path) -> None:
+    """Remove the hidden directories of exports into ``out_dir`` that were killed: only this
+    host's, and only those whose process is gone (another export may be writing its own)."""
+    host = socket.gethostname()
+    for leftover in out_dir.glob(f"{glob.escape(_EXPORT_STAGING)}.*"):
+        try:
+            leftover_host, pid, _ = leftover.name.removeprefix(f"{_EXPORT_STAGING}.").rsplit(".", 2)
+            if leftover_host != host or not leftover.is_dir() or leftover.is_symlink() or _is_running(int(pid)):
+                continue
+        except ValueError:
+            continue  # not a name an export gave
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _write_tables(
+    conn: duckdb.DuckDBPyConnection, tables: list[str], out_dir: Path, file_format: str, parallel: int
+) -> dict[str, int]:
+    """``export_tables``' writing: each of ``tables``, in that order, straight into ``out_dir``
+    (a new, empty directory)."""
     conn.execute("SET TimeZone = 'UTC'")
     options = "FORMAT parquet, COMPRESSION zstd" if file_format == "parquet" else "FORMAT csv, HEADER"
-    pending = collections.deque(analysts_tables(conn))
+    pending = collections.deque(tables)
     pending_lock = threading.Lock()
     written: dict[str, int] = {}
 
