@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,21 @@ def test_an_export_that_fails_half_way_leaves_every_file_as_it_was(tmp_path):
     # Not a_roles of this export beside users of the last one: the last export, whole.
     assert _visible(out) == old
     assert sorted(path.name for path in out.iterdir()) == sorted(old)  # nothing hidden left either
+
+
+def test_a_file_an_export_replaces_keeps_the_mode_it_was_given(tmp_path):
+    # An operator who made an export readable by the owner only must not find the next one
+    # world-readable: a file renamed into place would have the umask's mode.
+    out = tmp_path / "exports"
+    with duckdb.connect() as conn:
+        conn.execute("CREATE TABLE main.users AS SELECT 1 AS n")
+        conn.execute("CREATE TABLE main.roles AS SELECT 1 AS n")
+        export.export_tables(conn, out, "csv")
+        os.chmod(out / "users.csv", 0o600)
+        umask_mode = stat.S_IMODE((out / "roles.csv").stat().st_mode)
+        assert umask_mode != 0o600
+        conn.execute("INSERT INTO main.users VALUES (2)")
+        export.export_tables(conn, out, "csv")
+    assert (out / "users.csv").read_text() == "n\n1\n2\n"
+    assert stat.S_IMODE((out / "users.csv").stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "roles.csv").stat().st_mode) == umask_mode
