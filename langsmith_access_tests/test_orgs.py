@@ -116,6 +116,14 @@ def test_each_org_gets_its_endpoint_key_id_and_own_database(tmp_path):
     assert eu.settings.client().organization_id == EU_ID
 
 
+def test_a_key_variable_is_read_without_the_spaces_or_newline_an_env_file_leaves_around_it(tmp_path):
+    # As LANGSMITH_API_KEY is: the edges' whitespace is not the key's (sent as it is, it would
+    # make every request of that org fail).
+    orgs = orgs_from(tmp_path, TWO_ORGS, LANGSMITH_API_KEY_US=f"  {US_KEY}\n", LANGSMITH_API_KEY_EU=f"{EU_KEY}\r\n")
+    assert orgs.get("us").client().api_key.reveal() == US_KEY
+    assert orgs.get("eu").client().api_key.reveal() == EU_KEY
+
+
 def test_messages_for_an_org_name_its_own_key_variable_and_its_entry(tmp_path):
     orgs = orgs_from(tmp_path, TWO_ORGS)
     fix = ("set LANGSMITH_API_KEY to a valid key for LANGSMITH_ENDPOINT; check LANGSMITH_ORGANIZATION_ID "
