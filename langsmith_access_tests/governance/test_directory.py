@@ -95,3 +95,15 @@ def test_roles_of_both_scopes_are_listed_and_a_missing_table_is_not_synced(direc
     assert is_synced(conn)
     conn.execute("DROP TABLE main.grants")
     assert not is_synced(conn)
+
+
+def test_an_admin_without_an_email_is_named_by_no_one(directory):
+    # An account LangSmith lists without an email (a service account, say) cannot approve by
+    # email: no None among the approvers' emails.
+    conn, org, workspace, role_name = directory
+    org_admin = next(m for m in org.active_members() if not m.is_disabled
+                     and role_name[m.org_role_id] == "ORGANIZATION_ADMIN")
+    conn.execute("UPDATE main.users SET email = NULL WHERE user_id = ?", [org_admin.ls_user_id])
+    emails = admin_emails(conn, workspace.id)
+    assert None not in emails and org_admin.email not in emails
+    assert emails == [email for email in _admins(org, workspace, role_name) if email != org_admin.email]
