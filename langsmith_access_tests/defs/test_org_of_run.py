@@ -5,7 +5,7 @@ Dagster's implicit asset job, which carries Dagster's partition tag and none of 
 import dagster as dg
 import pytest
 
-from langsmith_access.defs.orgs import RunWithoutOrg, org_of_run, org_tags
+from langsmith_access.defs.orgs import RunWithoutOrg, org_of_run, org_tags, skip_reasons
 from langsmith_access.settings import Org, Orgs, Settings
 
 ORGS = Orgs(tuple(Org(slug, Settings.from_env({})) for slug in ("us", "eu")))
@@ -28,3 +28,9 @@ def test_a_run_without_a_partition_is_refused_where_several_orgs_are_configured(
     [us] = [org for org in ORGS if org.slug == "us"]
     assert org_of_run(run("__ASSET_JOB", {}), Orgs((us,))) is us
     assert org_of_run(None, Orgs((us,))) is us
+
+
+def test_a_skip_reason_names_each_org_only_where_several_are_waiting():
+    # One org (the single-org variables' default among them): its reason as it is, no slug.
+    assert skip_reasons([("default", "No sync has succeeded yet.")]) == "No sync has succeeded yet."
+    assert skip_reasons([("us", "No sync yet."), ("eu", "No key.")]) == "us: No sync yet; eu: No key."
