@@ -4,6 +4,7 @@ table's entries. api.py and access_api.py build their handlers from these."""
 
 from __future__ import annotations
 
+import email.message
 import json
 import re
 import uuid
@@ -171,9 +172,34 @@ def path_uuid(value: str, name: str) -> str:
     return parsed
 
 
-def json_object_body(request: ApiRequest) -> dict:
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body sent with this ``Content-Type`` as JSON: none given,
+    ``application/json`` or ``application/*+json`` (parameters such as charset aside)."""
+    if not content_type:
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def json_object_body(request: ApiRequest, *, required: bool = True) -> dict:
+    """The JSON object a route's body model reads, as FastAPI hands it over: an empty body is no
+    body ("Field required" at ["body"], or ``{}`` where the spec makes the body optional), a
+    body sent under another media type stays bytes that no model accepts, malformed JSON is a
+    decode error."""
+    if not request.body:
+        if required:
+            raise validation_error(["body"], "Field required", "missing")
+        return {}
+    if not is_json_media_type(request.headers.get("Content-Type")):
+        raise validation_error(
+            ["body"],
+            "Input should be a valid dictionary or object to extract fields from",
+            "model_attributes_type",
+        )
     try:
-        body = json.loads(request.body or b"")
+        body = json.loads(request.body)
     except ValueError:
         raise validation_error(["body", 0], "JSON decode error", "json_invalid") from None
     if not isinstance(body, dict):

@@ -191,6 +191,46 @@ def test_add_member_malformed_is_422(caller, org, workspace, outsider, payload, 
     assert_422_at(response, loc)
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_not_sent_as_json_is_a_422_and_changes_nothing(caller, org, workspace, outsider, insider,
+                                                               content_type):
+    # FastAPI reads a model body as JSON only under application/json (or application/*+json);
+    # any other Content-Type leaves it raw bytes, which the model refuses at ["body"].
+    viewer = role_id(org, "Viewer")
+    sent = {"Content-Type": content_type}
+    added = caller.post(MEMBERS, tenant_id=workspace.id, headers=sent,
+                        data=f'{{"org_identity_id": "{outsider.id}", "role_id": "{viewer}"}}')
+    assert_422_at(added, ["body"])
+    assert added.json()["detail"][0]["type"] == "model_attributes_type"
+    assert outsider.ls_user_id not in workspace.memberships
+    _, membership = insider
+    before = membership.role_id
+    patched = caller.patch(f"{MEMBERS}/{membership.id}", tenant_id=workspace.id, headers=sent,
+                           data=f'{{"role_id": "{viewer if before != viewer else role_id(org, "Admin")}"}}')
+    assert_422_at(patched, ["body"])
+    assert membership.role_id == before
+
+
+def test_json_media_types_with_parameters_or_suffixes_are_read_as_json(caller, org, workspace, outsider):
+    body = f'{{"org_identity_id": "{outsider.id}", "role_id": "{role_id(org, "Viewer")}"}}'
+    added = caller.post(MEMBERS, tenant_id=workspace.id, data=body,
+                        headers={"Content-Type": "application/json; charset=utf-8"})
+    assert added.status_code == 200, added.text
+    other = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    also = caller.post(MEMBERS, tenant_id=workspace.id, json={"org_identity_id": other.id},
+                       headers={"Content-Type": "application/vnd.api+json"})
+    assert also.status_code == 200, also.text
+
+
+def test_a_write_without_a_body_is_field_required(caller, org, workspace, insider):
+    # An empty body is no body: FastAPI's "Field required" at ["body"], not a JSON decode error.
+    missing = caller.post(MEMBERS, tenant_id=workspace.id)
+    assert_422_at(missing, ["body"])
+    assert missing.json()["detail"][0]["type"] == "missing"
+    _, membership = insider
+    assert_422_at(caller.patch(f"{MEMBERS}/{membership.id}", tenant_id=workspace.id), ["body"])
+
+
 def test_add_member_to_personal_workspace_is_400(caller, org):
     personal = next(ws for ws in org.workspaces.values() if ws.is_personal)
     other = next(m for m in org.members.values() if m.ls_user_id != personal.owner_ls_user_id)
