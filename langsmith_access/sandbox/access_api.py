@@ -369,8 +369,8 @@ class AccessRoutes:
         return self._create_key(request, WORKSPACE_SERVICE_KEY, workspace)
 
     def _create_key(self, request: ApiRequest, kind: str, workspace: Workspace | None) -> ApiResponse:
-
-        body = json_object_body(request)
+        # The spec makes only the workspace route's body optional (its defaults: below).
+        body = json_object_body(request, required=workspace is None)
         description = body_str(body, "description", "Default API key")
         read_only = body_bool(body, "read_only", False)
         role_id = body_uuid(body, "role_id", required=False)

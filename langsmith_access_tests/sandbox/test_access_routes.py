@@ -301,6 +301,20 @@ def test_workspace_keys_are_created_and_revoked_in_their_workspace(start):
     assert event.operation == "delete_api_key" and event.workspace_id == workspace.id
 
 
+def test_a_workspace_key_created_without_a_body_takes_the_specs_defaults(start):
+    # POST /api/v1/api-key's body is optional in the spec (default {"description": "Default API
+    # key", ...}): no body is a key with those defaults, not a 422. The org route's body is required.
+    sandbox, caller = start()
+    sandbox.org.settings.max_api_key_expiry_days = None  # the default body sets no expiry
+    workspace = sandbox.org.shared_workspaces()[0]
+    created = caller.post(WORKSPACE_KEYS, tenant_id=workspace.id)
+    assert created.status_code == 200, created.text
+    assert created.json()["description"] == "Default API key"
+    assert created.json()["id"] in {r["id"] for r in caller.get(WORKSPACE_KEYS, tenant_id=workspace.id).json()}
+    refused = caller.post(SERVICE_KEYS)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body"]
+
+
 def test_revoking_a_personal_access_token_answers_as_the_spec_names_it(start):
     # DELETE /api/v1/orgs/current/personal-access-tokens/{pat_id}: 200 with the revoked row (the
     # caller checks it against APIKeyGetResponse), 404 for no such token, and FastAPI's 422 for a
