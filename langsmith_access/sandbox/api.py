@@ -386,10 +386,8 @@ class SandboxApi(AccessRoutes):
         """Self-hosted nginx sends /api/X (other than /api/v1/ and /api/v2/) to /api/v1/X."""
         path = request.path
         if path.startswith("/api/") and not path.startswith(("/api/v1/", "/api/v2/")):
-            return ApiRequest(
-                request.method, "/api/v1/" + path[len("/api/") :], request.query,
-                request.headers, request.body,
-            )
+            # Only the path changes: who sent it (client_ip) stays, as nginx passes it on.
+            return replace(request, path="/api/v1/" + path[len("/api/") :])
         return request
 
     def _route(self, request: ApiRequest) -> tuple[Route, dict[str, str]]:

@@ -10,8 +10,11 @@ import subprocess
 
 import pytest
 import requests
+from requests.structures import CaseInsensitiveDict
 
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
+from langsmith_access.sandbox.api import SandboxApi
+from langsmith_access.sandbox.routing import ApiRequest
 from langsmith_access_tests.sandbox.conftest import SandboxCaller
 from langsmith_access_tests.sandbox.schema import validate_response
 from langsmith_access_tests.sandbox.test_cli import CLI
@@ -75,6 +78,25 @@ def test_self_hosted_has_no_platform_routes_under_the_short_api_prefix(running):
         response = caller.get(path)
         assert response.status_code == 404, path
         assert response.json() == {"detail": "Not Found"}
+
+
+@pytest.mark.parametrize("path", ["/api/workspaces/current/members", "/api/v1/workspaces/current/members"])
+def test_self_hosted_short_api_paths_keep_who_sent_the_request(path):
+    # nginx rewrites /api/X to /api/v1/X and nothing else: the client's address is still what
+    # the audit log records as the change's source, as for the long form.
+    org = generate_org(seed=11, members=30, workspaces=6)
+    api = SandboxApi(org, api_key="lsv2_sk_" + "a" * 32 + "_" + "b" * 10, deployment="self-hosted")
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    headers = CaseInsensitiveDict({"X-API-Key": api.api_key, "X-Organization-Id": org.organization_id,
+                                   "X-Tenant-Id": workspace.id, "Content-Type": "application/json"})
+    body = json.dumps({"org_identity_id": outsider.id, "role_id": org.role_by_name("WORKSPACE_VIEWER").id})
+    response = api.handle(ApiRequest("POST", path, {}, headers, body.encode(), client_ip="203.0.113.9"),
+                          FaultConfig())
+    assert response.status == 200, response.body
+    event = org.audit_log.events()[-1]
+    assert event.operation == "add_member_to_workspace"
+    assert event.actor.ip == "203.0.113.9"
 
 
 def test_org_user_key_sees_partial_memberships_and_lacks_organization_manage(running):
