@@ -300,7 +300,7 @@ class AccessRoutes:
     def create_scim_token(self, request, faults) -> ApiResponse:
 
         self._gate(request, "scim_tokens", "organization:manage", "create SCIM tokens")
-        description = str(_platform_json_object(request).get("description") or "")
+        description = _platform_str(_platform_json_object(request), "description", "")
         with self.state.lock:
             token = self.state.create_scim_token(description, actor=self._actor(request))
             return ApiResponse(201, access_payloads.scim_token_created_json(token))
@@ -308,10 +308,12 @@ class AccessRoutes:
     def patch_scim_token(self, request, faults, scim_token_id: str) -> ApiResponse:
 
         self._gate(request, "scim_tokens", "organization:manage", "update SCIM tokens")
-        description = _platform_json_object(request).get("description")
+        body = _platform_json_object(request)
+        # Only the description can change; null or absent leaves it, another type is a 400.
+        description = _platform_str(body, "description", "") if body.get("description") is not None else None
         with self.state.lock:
             token = self._scim_token(scim_token_id)
-            if isinstance(description, str):  # only the description can change
+            if description is not None:
                 token.description = description
                 token.updated_at = self.state.now()
                 self.state.record("update_scim_token", actor=self._actor(request),

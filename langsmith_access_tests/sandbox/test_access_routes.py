@@ -521,6 +521,23 @@ def test_scim_token_routes(start):
     assert set(sandbox.org.scim_tokens) == before
 
 
+def test_a_scim_token_description_that_is_no_string_is_a_bad_request(start):
+    # scim.CreateScimTokenPayload / UpdateScimTokenPayload type description as a string: Go's
+    # decoder refuses another JSON type (400), where the sandbox used to store str(value) or
+    # drop it and answer 200.
+    sandbox, caller = start()
+    before = set(sandbox.org.scim_tokens)
+    for description in (42, {"team": "okta"}, ["okta"], True):
+        made = caller.post(SCIM_TOKENS, json={"description": description})
+        assert made.status_code == 400 and set(made.json()) == {"error"}, made.text
+    assert set(sandbox.org.scim_tokens) == before
+    token = caller.post(SCIM_TOKENS, json={"description": "Okta"}).json()
+    changed = caller.patch(f"{SCIM_TOKENS}/{token['id']}", json={"description": 7})
+    assert changed.status_code == 400 and set(changed.json()) == {"error"}, changed.text
+    assert sandbox.org.scim_tokens[token["id"]].description == "Okta"
+    assert caller.post(SCIM_TOKENS, json={"description": None}).status_code == 201  # null: Go's zero value
+
+
 def test_service_accounts_are_listed_only(start):
     """langsmith-api.md documents the listing only (DESIGN 6: the sandbox serves only documented
     routes): creating and deleting are not served; the org state still changes them for tests."""
