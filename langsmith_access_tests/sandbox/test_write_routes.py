@@ -220,6 +220,11 @@ def test_json_media_types_with_parameters_or_suffixes_are_read_as_json(caller, o
     also = caller.post(MEMBERS, tenant_id=workspace.id, json={"org_identity_id": other.id},
                        headers={"Content-Type": "application/vnd.api+json"})
     assert also.status_code == 200, also.text
+    # No Content-Type at all: FastAPI (without strict_content_type) still reads the body as JSON.
+    third = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    untyped = caller.post(MEMBERS, tenant_id=workspace.id, data=f'{{"org_identity_id": "{third.id}"}}')
+    assert "Content-Type" not in untyped.request.headers
+    assert untyped.status_code == 200, untyped.text
 
 
 def test_a_write_without_a_body_is_field_required(caller, org, workspace, insider):
