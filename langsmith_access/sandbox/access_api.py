@@ -20,7 +20,7 @@ misbehave; creations answer the secret once, as LangSmith does.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from langsmith_access.sandbox import access_payloads
@@ -90,6 +90,7 @@ PLATFORM = "/v1/platform/orgs/current"
 AUDIT_MAX_PAGE = 100
 AUDIT_DEFAULT_PAGE = 10
 ABAC_EFFECTS = ("allow", "deny")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class AccessRoutes:
@@ -571,8 +572,8 @@ class AccessRoutes:
     def list_audit_logs(self, request, faults) -> ApiResponse:
 
         query = request.query
-        start = _query_datetime(query, "start_time")
-        end = _query_datetime(query, "end_time")
+        start_us = _query_datetime(query, "start_time")
+        end_us = _query_datetime(query, "end_time")
         limit = query_int(query, "limit", AUDIT_DEFAULT_PAGE, 1, AUDIT_MAX_PAGE)
         workspace_id = None
         if query.get("workspace_id"):
@@ -583,9 +584,11 @@ class AccessRoutes:
         operations = operations_filter(query.get("operations", []))
         cursor = query.get("cursor", [None])[-1]
         self._gate(request, "audit_events", "organization:manage", "read the audit log")
-        if start > end:
+        if start_us > end_us:
             raise validation_error(["query", "start_time"], "start_time must not be after end_time",
                                    "value_error")
+        # Events carry whole milliseconds: those within the inclusive bounds as given.
+        start, end = -(-start_us // 1000), end_us // 1000
         after = None
         if cursor:
             try:
@@ -695,7 +698,8 @@ def _parse_datetime(raw: str) -> datetime | None:
 
 
 def _query_datetime(query: dict[str, list[str]], name: str) -> int:
-    """A required ISO 8601 query parameter, as epoch milliseconds (FastAPI's 422s otherwise)."""
+    """A required ISO 8601 query parameter, as epoch microseconds, exactly (FastAPI's 422s
+    otherwise)."""
 
     values = query.get(name)
     if not values:
@@ -704,7 +708,7 @@ def _query_datetime(query: dict[str, list[str]], name: str) -> int:
     if parsed is None:
         raise validation_error(["query", name], "Input should be a valid datetime",
                                "datetime_from_date_parsing")
-    return int(parsed.timestamp() * 1000)
+    return (parsed - _EPOCH) // timedelta(microseconds=1)  # no float on the way
 
 
 def _body_datetime(body: dict[str, Any], name: str) -> str | None:

@@ -127,6 +127,21 @@ def test_a_window_includes_both_ends_and_pages_cover_it_once_newest_first(sandbo
     assert rest["cursor"] is None
 
 
+def test_window_bounds_finer_than_a_millisecond_stay_inclusive_and_exact(sandbox, caller):
+    # Events carry whole milliseconds; a bound given in microseconds keeps what lies within it
+    # and nothing before its start (the start used to be truncated to the millisecond below).
+    org = sandbox.org
+    member = org.active_members()[0]
+    for offset in range(3):
+        org.record_login(member.ls_user_id, time_ms=T0 + offset)
+    half_past = lambda ms: iso(ms)[:-1] + "500Z"  # noqa: E731 - ms + 0.5 ms
+    body = caller.get(AUDIT, params={"start_time": half_past(T0), "end_time": half_past(T0 + 1)}).json()
+    assert [item["time"] for item in body["items"]] == [T0 + 1]
+    # A window inside one millisecond holds no whole millisecond: empty, and no 422 for it.
+    inside = caller.get(AUDIT, params={"start_time": iso(T0)[:-1] + "200Z", "end_time": half_past(T0)})
+    assert inside.status_code == 200 and inside.json()["items"] == [], inside.text
+
+
 def test_filters_by_operation_and_workspace(sandbox, caller):
     org = sandbox.org
     workspace, other = org.shared_workspaces()[:2]
