@@ -381,9 +381,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        if len(body) < length:
+        body = self._read_body()
+        if body is None:
             # The client went away before its body arrived (killed mid-send): a real server never
             # hands such a request to the API, so nothing answers, logs or applies it.
             self.close_connection = True
@@ -414,6 +413,29 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self._write(response)
+
+    def _read_body(self) -> bytes | None:
+        """The request's body, by Content-Length or in chunks (``Transfer-Encoding: chunked``,
+        which takes precedence, RFC 9112 6.3); None when it did not arrive whole."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size_line = self.rfile.readline(65537)
+                try:
+                    size = int(size_line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    return None  # cut short (no line) or not chunked as announced
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailer fields: nothing here reads them
+                    return b"".join(chunks)
+                chunk = self.rfile.read(size)
+                if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                    return None
+                chunks.append(chunk)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        return body if len(body) == length or length < 0 else None
 
     def _write(self, response: ApiResponse) -> None:
         self.send_response(response.status)

@@ -253,16 +253,18 @@ def test_fail_writes_after_apply_skips_reads_and_rejected_writes(sandbox, caller
     assert sandbox.faults.fail_writes_after_apply == 1
 
 
-def test_a_write_whose_body_never_fully_arrives_is_not_served(sandbox, caller, org):
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_write_whose_body_never_fully_arrives_is_not_served(sandbox, caller, org, framing):
     """A client killed while sending its body: a real server never hands the request to the API,
     so nothing is applied, answered or logged (the sandbox once answered it 422)."""
     workspace = org.shared_workspaces()[0]
     outsider = next(m for m in org.members.values() if m.ls_user_id not in workspace.memberships)
     body = json.dumps({"org_identity_id": outsider.id, "role_id": org.role_by_name("Viewer").id}).encode()
     url = urlsplit(sandbox.url)
+    framed = (f"Content-Length: {len(body)}\r\n\r\n" if framing == "content-length"
+              else f"Transfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n")
     head = (f"POST {MEMBERS} HTTP/1.1\r\nHost: {url.netloc}\r\nX-API-Key: {sandbox.api_key}\r\n"
-            f"X-Tenant-Id: {workspace.id}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+            f"X-Tenant-Id: {workspace.id}\r\nContent-Type: application/json\r\n{framed}").encode()
     logged_before = len(sandbox.request_log)
     with socket.create_connection((url.hostname, url.port), timeout=30) as client:
         client.sendall(head + body[:10])

@@ -227,6 +227,19 @@ def test_json_media_types_with_parameters_or_suffixes_are_read_as_json(caller, o
     assert untyped.status_code == 200, untyped.text
 
 
+def test_a_chunked_body_is_read_whole_and_the_connection_stays_usable(caller, org, workspace, outsider):
+    # HTTP/1.1 lets a client send its body in chunks, without Content-Length (requests does for
+    # an iterable body): the sandbox reads it as LangSmith's server would, instead of serving an
+    # empty body and then reading the chunks as the next request on the connection.
+    body = f'{{"org_identity_id": "{outsider.id}", "role_id": "{role_id(org, "Viewer")}"}}'.encode()
+    added = caller.post(MEMBERS, tenant_id=workspace.id, data=iter([body[:20], body[20:]]),
+                        headers={"Content-Type": "application/json"})
+    assert added.request.headers.get("Transfer-Encoding") == "chunked"
+    assert added.status_code == 200, added.text
+    assert org.membership(workspace.id, outsider.ls_user_id).role_id == role_id(org, "Viewer")
+    assert caller.get("/api/v1/orgs/current/info").status_code == 200  # same keep-alive connection
+
+
 def test_a_write_without_a_body_is_field_required(caller, org, workspace, insider):
     # An empty body is no body: FastAPI's "Field required" at ["body"], not a JSON decode error.
     missing = caller.post(MEMBERS, tenant_id=workspace.id)
