@@ -361,6 +361,10 @@ class _HttpServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+class _UnreadableBody(Exception):
+    """A request whose body cannot be framed (its Content-Length or a chunk size is no number)."""
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every response sends Content-Length
     disable_nagle_algorithm = True  # headers and body go out as separate writes
@@ -381,7 +385,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         url = urlsplit(self.path)
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except _UnreadableBody:
+            # What uvicorn answers a request it cannot frame; the API never sees it.
+            self.close_connection = True
+            self._write(ApiResponse(400, HtmlPage("Invalid HTTP request received.", "text/plain")))
+            return
         if body is None:
             # The client went away before its body arrived (killed mid-send): a real server never
             # hands such a request to the API, so nothing answers, logs or applies it.
@@ -416,15 +426,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         """The request's body, by Content-Length or in chunks (``Transfer-Encoding: chunked``,
-        which takes precedence, RFC 9112 6.3); None when it did not arrive whole."""
+        which takes precedence, RFC 9112 6.3); None when it did not arrive whole.
+        ``_UnreadableBody`` when its length or a chunk's size is no number."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             chunks: list[bytes] = []
             while True:
                 size_line = self.rfile.readline(65537)
+                if not size_line.endswith(b"\n"):
+                    return None  # cut short
                 try:
                     size = int(size_line.split(b";", 1)[0].strip(), 16)
                 except ValueError:
-                    return None  # cut short (no line) or not chunked as announced
+                    raise _UnreadableBody from None
                 if size == 0:
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass  # trailer fields: nothing here reads them
@@ -433,7 +446,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
                     return None
                 chunks.append(chunk)
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise _UnreadableBody from None
         body = self.rfile.read(length) if length > 0 else b""
         return body if len(body) == length or length < 0 else None
 

@@ -274,3 +274,24 @@ def test_a_write_whose_body_never_fully_arrives_is_not_served(sandbox, caller, o
     assert org.membership(workspace.id, outsider.ls_user_id) is None
     # The whole body on a fresh connection is applied as usual.
     assert caller.post(MEMBERS, tenant_id=workspace.id, json=json.loads(body)).status_code == 200
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: abc\r\n\r\n", "Transfer-Encoding: chunked\r\n\r\nzz\r\n"])
+def test_a_body_framed_unreadably_is_a_400_that_reaches_no_route(sandbox, org, framing):
+    """A Content-Length or chunk size that is no number: the HTTP server answers 400 (not JSON:
+    it never reached the API) and closes the connection, as uvicorn does; nothing is applied or
+    logged. (The sandbox's handler used to crash on it and close without an answer.)"""
+    url = urlsplit(sandbox.url)
+    head = (f"POST {MEMBERS} HTTP/1.1\r\nHost: {url.netloc}\r\nX-API-Key: {sandbox.api_key}\r\n"
+            f"X-Tenant-Id: {org.shared_workspaces()[0].id}\r\nContent-Type: application/json\r\n{framing}")
+    logged_before, members_before = len(sandbox.request_log), org.membership_count()
+    with socket.create_connection((url.hostname, url.port), timeout=30) as client:
+        client.sendall(head.encode())
+        answer = b""
+        while chunk := client.recv(4096):  # the server closes the connection after answering
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400"), answer
+    assert b"content-type: text/plain" in rest.lower()
+    assert len(sandbox.request_log) == logged_before and org.membership_count() == members_before
+
