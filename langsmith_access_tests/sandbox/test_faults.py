@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -294,4 +295,27 @@ def test_a_body_framed_unreadably_is_a_400_that_reaches_no_route(sandbox, org, f
     assert status_line.startswith(b"HTTP/1.1 400"), answer
     assert b"content-type: text/plain" in rest.lower()
     assert len(sandbox.request_log) == logged_before and org.membership_count() == members_before
+
+
+def test_a_chunked_body_with_trailer_fields_leaves_the_next_request_intact(sandbox, org):
+    """The trailer section after the last chunk belongs to the request: read past it, the next
+    request on the connection is served as sent (not read from the trailer's lines)."""
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.members.values() if m.ls_user_id not in workspace.memberships)
+    body = json.dumps({"org_identity_id": outsider.id, "role_id": org.role_by_name("Viewer").id}).encode()
+    url = urlsplit(sandbox.url)
+    first = (f"POST {MEMBERS} HTTP/1.1\r\nHost: {url.netloc}\r\nX-API-Key: {sandbox.api_key}\r\n"
+             f"X-Tenant-Id: {workspace.id}\r\nContent-Type: application/json\r\n"
+             f"Transfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n").encode() + body + b"\r\n0\r\nX-Checksum: 1\r\n\r\n"
+    second = (f"GET /api/v1/orgs/current/info HTTP/1.1\r\nHost: {url.netloc}\r\nX-API-Key: {sandbox.api_key}\r\n"
+              f"X-Organization-Id: {org.organization_id}\r\n\r\n").encode()
+    with socket.create_connection((url.hostname, url.port), timeout=30) as client:
+        client.sendall(first + second)
+        client.shutdown(socket.SHUT_WR)
+        answers = b""
+        while chunk := client.recv(65536):
+            answers += chunk
+    # Each answer's status line follows the previous answer's body (JSON without a line end).
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"200"], answers
+    assert org.membership(workspace.id, outsider.ls_user_id) is not None
 
