@@ -587,11 +587,13 @@ def _masked(change: ChangeRequest) -> ChangeRequest:
                               if isinstance(value := getattr(change, name), str)})
 
 
-def _clip(value: Any) -> str | None:
+def _clip(value: Any, limit: int = 1000) -> str | None:
+    """``value`` as recorded: whole up to ``limit`` characters (what validation accepts is kept
+    whole), an overlong one (only ever rejected) cut there."""
     if value is None:
         return None
     text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= 1000 else text[:1000] + "…"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, status, detail, at,
@@ -612,7 +614,7 @@ def _insert_request(conn, request_id, change, resolved: ResolvedChange | None, s
             resolved and resolved.role_name,
             status,
             detail if detail is None else mask_keys(detail),
-            _clip(change.reason),
+            _clip(change.reason, MAX_TEXT_CHARS),
             _clip(change.requested_by),
             at,
             at,

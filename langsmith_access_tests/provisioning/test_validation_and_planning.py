@@ -528,3 +528,13 @@ def test_org_admins_approve_alone_even_where_a_workspace_admin_could_otherwise(c
         "nobody could approve this request (an Organization Admin): self-approval: the request is for "
         "Ada@Example.com, and the policy does not allow self-approval. Have someone else ask for it, or fix "
         "approval.approvers (or approval.self_approval) in the policy file.")
+
+
+def test_an_accepted_reason_is_recorded_whole(conn):
+    reason = "Needs access for the Q3 audit. " * 50  # 1,550 characters: within the 2,000 allowed
+    queued = submit_on(conn, replace(change(), reason=reason.strip()))
+    assert queued.status == "pending"
+    [row] = fetch_requests(conn, "request_id = ?", [queued.request_id])
+    assert row["reason"] == reason.strip()
+    again = submit_on(conn, replace(change(), reason=reason.strip()))
+    assert again.duplicate_of == queued.request_id and "reason stays" not in again.message
