@@ -341,9 +341,10 @@ def _subclasses(cls: type[T]) -> list[type[T]]:
     return [cls] + [sub for child in cls.__subclasses__() for sub in _subclasses(child)]
 
 
-# Exception types whose ``fix`` an operator should see, by the class name Dagster records.
+# Exception types whose ``fix`` an operator should see, by the class name Dagster records (which
+# names the raised class: a subclass, such as LeftoverWalError, is looked up as itself).
 _ADVISED_TYPES: tuple[type[_Advised], ...] = (
-    SettingsError, DatabaseBusyError, DatabaseUnusableError, NoPublishedSyncError,
+    *_subclasses(SettingsError), DatabaseBusyError, *_subclasses(DatabaseUnusableError), NoPublishedSyncError,
     *_subclasses(errors.LangSmithError),
 )
 _ADVISED_ERRORS = {cls.__name__: cls for cls in _ADVISED_TYPES}

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import dagster as dg
 
 from langsmith_access import runner
+from langsmith_access.defs.orgs import RunWithoutOrg
 from langsmith_access.langsmith import errors
 from langsmith_access.names import MEMBERS_OP
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import Settings, SettingsError, load_orgs
+from langsmith_access.store.database import DatabaseUnusableError, LeftoverWalError
 from langsmith_access.transform import DBT_FAILURES_METADATA
 
 
@@ -129,3 +132,28 @@ def test_a_failed_builds_summary_lists_its_dbt_nodes_and_a_settings_error_gets_t
         f"FAIL test not_null_users_{n} (3 rows): Got 3 results, configured to fail if != 0" for n in range(19)]
     assert settings_failure == "organization: LANGSMITH_ORGANIZATION_ID must be a UUID, got 'acme'"
     assert settings_fix == "set LANGSMITH_ORGANIZATION_ID to your organization's UUID (Settings > Organization)"
+
+
+@dg.asset
+def working_copy() -> int:
+    raise LeftoverWalError(Path("/data/langsmith_access.working.duckdb"), "WAL does not match database file",
+                           analysts_copy=False)
+
+
+@dg.asset
+def run_without_org() -> int:
+    raise RunWithoutOrg("Run r1 of provision_workspace_roles names no org, and 2 are configured (acme, beta)")
+
+
+def test_a_failure_of_a_subclass_of_an_advised_error_gets_its_own_fix_not_none():
+    # A leftover DuckDB log beside the working file fails a run as LeftoverWalError (a
+    # DatabaseUnusableError): the operator is told to move the log aside, not left without a fix,
+    # nor told to move the database itself aside.
+    with runner.ephemeral_instance() as instance:
+        wal = dg.materialize([working_copy], instance=instance, raise_on_error=False)
+        orgless = dg.materialize([run_without_org], instance=instance, raise_on_error=False)
+        _, _, _, wal_fix = runner._failure_summary(wal)
+        _, _, _, orgless_fix = runner._failure_summary(orgless)
+    assert wal_fix is not None and "move" in wal_fix and ".wal" in wal_fix, wal_fix
+    assert wal_fix != DatabaseUnusableError.fix
+    assert orgless_fix == RunWithoutOrg.fix

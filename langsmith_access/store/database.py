@@ -99,6 +99,14 @@ class LeftoverWalError(DatabaseUnusableError):
     wrote to it (only publishing should), and the next publish removes the log. Beside the working
     file (put back by hand): nothing removes it (``analysts_copy=False``)."""
 
+    # Where only the class is known (a run's failure, as Dagster records it): the instance's own
+    # ``fix`` names the file.
+    fix = (
+        "move the DuckDB log (the .wal file the error names) aside: it belongs to the file this one "
+        "replaced (a session that wrote to the analysts' copy, which is replaced at every publish, "
+        "left it: close that session first), then run again"
+    )
+
     def __init__(self, path: Path, detail: str, *, analysts_copy: bool = True):
         wal = wal_path(path)
         self.detail = detail
