@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from langsmith_access.provisioning import queue
+from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.planner import (
     ADD,
     CHANGE_ROLE,
@@ -538,3 +539,15 @@ def test_an_accepted_reason_is_recorded_whole(conn):
     assert row["reason"] == reason.strip()
     again = submit_on(conn, replace(change(), reason=reason.strip()))
     assert again.duplicate_of == queued.request_id and "reason stays" not in again.message
+
+
+def test_a_revoke_asked_while_a_grants_end_is_queued_is_its_own_request(conn):
+    # The revoke that ends a time-bound grant undoes only what the grant did (maybe nothing):
+    # a person's revoke of the role, asked meanwhile, is not folded into it.
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    grant = submit_on(conn, ChangeRequest("grant", "ada@example.com", "Platform", "Editor", duration="1h"), now=at)
+    set_statuses(conn, [(grant.request_id, "applied", "added")], "run-1")
+    queue.set_grant_terms(conn, [(grant.request_id, None, at + timedelta(hours=1))])  # it added Ada
+    [end] = queue_due_expiries(conn, at + timedelta(hours=1))
+    revoke = submit_on(conn, change(action="revoke"), now=at + timedelta(hours=1))
+    assert (revoke.status, revoke.duplicate_of) == ("pending", None) and revoke.request_id != end, revoke

@@ -1,0 +1,102 @@
+"""The rules ``expiry`` reads off the queue, on the queue alone, in memory: when a time-bound
+grant is due (at its end, not before; a failed end again 5 minutes later), which grants are
+warned of, which one extends another, and which later request took a grant over."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pytest
+
+from langsmith_access.provisioning import queue
+from langsmith_access.provisioning.expiry import due_grants, extends_a_time_bound_grant, successor, to_warn
+from langsmith_access.store.schema import ensure_schema
+
+ENDS = datetime(2026, 1, 1, 12, tzinfo=UTC)
+EDITOR, ADMIN = "role-editor", "role-admin"
+TICK = timedelta(microseconds=1)
+
+
+@pytest.fixture
+def conn():
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    yield conn
+    conn.close()
+
+
+def insert(conn, status, updated_at, **columns) -> dict:
+    """One request of Ada's membership of one workspace; the row as the queue reads it."""
+    request_id = queue.new_id()
+    values = {"request_id": request_id, "action": "grant", "user_id": "ada", "workspace_id": "ws",
+              "role_id": EDITOR, "status": status, "requested_at": updated_at, "updated_at": updated_at, **columns}
+    conn.execute(f"INSERT INTO main.provisioning_requests ({', '.join(values)}) "
+                 f"VALUES ({', '.join('?' for _ in values)})", list(values.values()))
+    [row] = queue.fetch_requests(conn, "request_id = ?", [request_id])
+    return row
+
+
+def due(conn, at) -> list[str]:
+    return [g["request_id"] for g in due_grants(conn, at)]
+
+
+def test_a_grant_is_due_at_its_end_not_before_and_a_failed_end_again_five_minutes_later(conn):
+    grant = insert(conn, "applied", ENDS - timedelta(hours=1), expires_at=ENDS)["request_id"]
+    assert due(conn, ENDS - TICK) == [] and due(conn, ENDS) == [grant]
+
+    failed_at = ENDS + timedelta(minutes=1)
+    insert(conn, "failed", failed_at, action="revoke", parent_request_id=grant)
+    assert due(conn, failed_at + timedelta(minutes=5) - TICK) == []
+    assert due(conn, failed_at + timedelta(minutes=5)) == [grant]
+
+
+def test_a_time_bound_grant_found_already_satisfied_is_due_at_its_end(conn):
+    # It extended a time-bound grant of its role: its own end is queued too.
+    extension = insert(conn, "already_satisfied", ENDS - timedelta(hours=1), expires_at=ENDS, prior_role_id=EDITOR)
+    assert due(conn, ENDS) == [extension["request_id"]]
+
+
+def test_a_grant_ending_now_is_due_not_warned_of(conn):
+    grant = insert(conn, "applied", ENDS - timedelta(hours=8), expires_at=ENDS)
+    assert [g["request_id"] for g in to_warn(conn, ENDS - timedelta(hours=1), timedelta(hours=2))] == [
+        grant["request_id"]]
+    assert to_warn(conn, ENDS, timedelta(hours=2)) == []
+
+
+def test_the_end_of_a_grant_that_extended_a_longer_one_is_not_warned_of(conn):
+    # Editor for 8 hours (it added Ada), then Editor for 1 hour (found her Editor already): the
+    # hour's end changes nothing, as the first grant holds on; the first's end is warned of.
+    first = insert(conn, "applied", ENDS - timedelta(hours=8), expires_at=ENDS + timedelta(hours=7))
+    insert(conn, "already_satisfied", ENDS - timedelta(hours=7), expires_at=ENDS, prior_role_id=EDITOR)
+    assert to_warn(conn, ENDS - timedelta(minutes=30), timedelta(hours=1)) == []
+    assert [g["request_id"] for g in to_warn(conn, ENDS, timedelta(hours=8))] == [first["request_id"]]
+
+
+def test_only_a_grant_of_the_role_with_an_end_is_extended(conn):
+    asked = insert(conn, "pending", ENDS, expires_at=None)
+    insert(conn, "applied", ENDS - timedelta(hours=2), expires_at=None)  # Editor with no end
+    insert(conn, "applied", ENDS - timedelta(hours=1), role_id=ADMIN, expires_at=ENDS + timedelta(hours=1))
+    assert not extends_a_time_bound_grant(conn, asked)
+    insert(conn, "applied", ENDS - timedelta(minutes=30), expires_at=ENDS + timedelta(hours=1))
+    assert extends_a_time_bound_grant(conn, asked)
+
+
+def test_a_grant_is_not_its_own_successor_and_one_settled_with_it_later_in_the_queue_is(conn):
+    # One batch settles in queue order at one time: the later request in the queue came after.
+    first = insert(conn, "applied", ENDS)
+    assert successor(conn, first) is None
+    second = insert(conn, "applied", ENDS, role_id=ADMIN)
+    assert successor(conn, first)["request_id"] == second["request_id"]
+    assert successor(conn, second) is None
+
+
+def test_a_later_grant_whose_own_end_found_nothing_to_undo_took_nothing_over(conn):
+    # Editor, then Admin for an hour; Admin's end found the membership changed by hand and
+    # left it alone (already_satisfied): Admin is not in force, so nothing took Editor over.
+    first = insert(conn, "applied", ENDS - timedelta(hours=2))
+    admin = insert(conn, "applied", ENDS - timedelta(hours=1), role_id=ADMIN, expires_at=ENDS, prior_role_id=EDITOR)
+    assert successor(conn, first)["request_id"] == admin["request_id"]
+    insert(conn, "already_satisfied", ENDS + timedelta(minutes=1), action="revoke", role_id=ADMIN,
+           parent_request_id=admin["request_id"])
+    assert successor(conn, first) is None
