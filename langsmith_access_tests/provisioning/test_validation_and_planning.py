@@ -551,3 +551,28 @@ def test_a_revoke_asked_while_a_grants_end_is_queued_is_its_own_request(conn):
     [end] = queue_due_expiries(conn, at + timedelta(hours=1))
     revoke = submit_on(conn, change(action="revoke"), now=at + timedelta(hours=1))
     assert (revoke.status, revoke.duplicate_of) == ("pending", None) and revoke.request_id != end, revoke
+
+
+def test_a_change_asked_again_after_one_that_overturns_it_is_queued_again(conn):
+    # Grant, revoke, grant: the last grant is the last word, not a duplicate of the first (folded
+    # into it, the revoke queued after it would run last).
+    first = submit_on(conn, change())
+    revoke = submit_on(conn, change(action="revoke"))
+    again = submit_on(conn, change())
+    assert (first.status, revoke.status, again.status) == ("pending", "pending", "pending")
+    assert again.duplicate_of is None and again.request_id != first.request_id, again
+    assert submit_on(conn, change()).duplicate_of == again.request_id
+
+
+def test_a_run_takes_over_what_a_dead_run_left_in_progress_but_never_its_own(conn):
+    first, second = submit_on(conn, change()), submit_on(conn, change(user=BOB))
+    assert [r["request_id"] for r in claim(conn, "run-1", None)] == [first.request_id, second.request_id]
+    assert claim(conn, "run-1", None) == [] and claim(conn, "run-1", [first.request_id]) == []
+    # run-1 died: the next run takes them, named or not, and says it recovered them.
+    assert [r["request_id"] for r in claim(conn, "run-2", [second.request_id])] == [second.request_id]
+    assert [r["request_id"] for r in claim(conn, "run-3", None)] == [first.request_id, second.request_id]
+    recovered = conn.execute("SELECT request_id, detail FROM main.provisioning_events WHERE kind = 'recovered' "
+                             "ORDER BY \"at\", request_id").fetchall()
+    assert sorted((rid, json.loads(detail)["previous_run_id"]) for rid, detail in recovered) == sorted(
+        [(second.request_id, "run-1"), (first.request_id, "run-1"), (second.request_id, "run-2")])
+    assert {r[0] for r in conn.execute("SELECT run_id FROM main.provisioning_requests").fetchall()} == {"run-3"}
