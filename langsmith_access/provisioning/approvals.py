@@ -240,10 +240,17 @@ def _terms_reason(policy: Policy, request: dict, at: datetime) -> str | None:
 
 
 def pending_grants(conn: duckdb.DuckDBPyConnection, request_ids: list[str] | None = None) -> list[dict]:
-    """The grants no run has claimed yet (all, or those of ``request_ids``): what
-    ``govern_pending_grants`` measures against the policy."""
-    return fetch_requests(conn, "status = 'pending' AND action = 'grant' AND (? OR list_contains(?, request_id))",
-                          [request_ids is None, request_ids or []])
+    """The grants no run has applied anything of yet (all, or those of ``request_ids``): pending
+    ones, and those a run that died claimed but sent no write for (the next run takes them as it
+    takes pending ones, ``queue.claim``; the caller holds the writer lease, so no live run holds
+    them). What ``govern_pending_grants`` measures against the policy. One with a write out is
+    not: LangSmith may have it already, and the run settles it from live state."""
+    return fetch_requests(
+        conn,
+        "action = 'grant' AND (status = 'pending' OR (status = 'in_progress' AND NOT EXISTS (SELECT 1 FROM "
+        "main.provisioning_events AS e WHERE e.request_id = provisioning_requests.request_id "
+        "AND e.kind = 'write_sent'))) AND (? OR list_contains(?, request_id))",
+        [request_ids is None, request_ids or []])
 
 
 @dataclass(frozen=True)
@@ -265,7 +272,7 @@ def govern_pending_grants(
     dry_run: bool = False,
     run_id: str | None = None,
 ) -> list[PolicyChange]:
-    """The grants waiting in the queue (pending: no run has claimed them), or those of
+    """The grants waiting in the queue (``pending_grants``: no run has written for them), or those of
     ``request_ids``, measured against the access policy as it is now, which may have changed
     since they were queued or approved: a run applies what the policy allows when it applies.
 

@@ -449,3 +449,30 @@ def test_an_approved_grant_waiting_for_its_run_is_not_sent_for_approval_again(tm
     [row] = fetch_requests(conn, "request_id = 'waiting'")
     assert (row["status"], row["approved_by"]) == ("pending", COMPOSED_APPROVER)
     assert conn.execute("SELECT count(*) FROM main.notifications").fetchone() == (0,)
+
+
+def test_a_grant_a_dead_run_claimed_but_never_wrote_is_measured_against_the_policy_as_a_pending_one(tmp_path):
+    # Claimed by a run that died before sending its write, then the policy sent Admin grants for
+    # approval: the next run takes it as pending again (queue.claim), so the policy as it is now
+    # holds it for an approver, as it holds a pending one; one whose write went out is not held
+    # (LangSmith may have it already: the run settles it from live state).
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
+    conn = hand_synced()
+    for request_id in ("claimed", "written"):
+        conn.execute(
+            "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
+            "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at, run_id) VALUES "
+            "(?, 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'in_progress', 'ops@example.com', "
+            "?, ?, 'dead-run')", [request_id, GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+    conn.execute("INSERT INTO main.provisioning_events (event_id, request_id, \"at\", kind, detail) "
+                 "VALUES ('e1', 'written', ?, 'write_sent', '{}')", [at])
+
+    assert [(c.request_id, c.status) for c in govern_pending_grants(conn, at, policy, dry_run=True)] == [
+        ("claimed", "awaiting_approval")]
+    changes = govern_pending_grants(conn, at, policy, request_ids=["claimed", "written"])
+
+    assert [(c.request_id, c.status) for c in changes] == [("claimed", "awaiting_approval")]
+    statuses = dict(conn.execute("SELECT request_id, status FROM main.provisioning_requests").fetchall())
+    assert statuses == {"claimed": "awaiting_approval", "written": "in_progress"}
