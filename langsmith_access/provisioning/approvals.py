@@ -40,6 +40,7 @@ from langsmith_access.provisioning.queue import (
     new_id,
     now_utc,
     record_event,
+    storable,
     terms_of,
 )
 from langsmith_access.settings import mask_keys
@@ -116,7 +117,7 @@ def decide_on(
     request_id = mask_keys(request_id) if isinstance(request_id, str) else request_id
     by = mask_keys(by) if isinstance(by, str) else by
     comment = mask_keys(comment) if isinstance(comment, str) else comment
-    shown_id = request_id.strip() if isinstance(request_id, str) and request_id.strip() else "(none)"
+    shown_id = storable(request_id.strip()) if isinstance(request_id, str) and request_id.strip() else "(none)"
     launcher = {"launched_by": mask_keys(launched_by)} if launched_by else {}
 
     def refuse(reason: str, status: str | None = None) -> DecisionResult:

@@ -137,6 +137,8 @@ def check_text(value: Any, what: str, *, required: bool = True, limit: int = MAX
     value = typed_name(value)
     if len(value) > limit:
         raise RequestRejected(f"{what} is {len(value)} characters long; at most {limit} are allowed.")
+    if any(unicodedata.category(ch) == "Cs" for ch in value):
+        raise RequestRejected(f"{what} holds bytes that are not UTF-8 text: type it again plainly.")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
         raise RequestRejected(f"{what} contains control or invisible characters: type it again plainly.")
     return value
@@ -587,12 +589,21 @@ def _masked(change: ChangeRequest) -> ChangeRequest:
                               if isinstance(value := getattr(change, name), str)})
 
 
+def storable(text: str) -> str:
+    """``text`` as DuckDB can store it: bytes that were not UTF-8 (lone surrogates, as Python
+    decodes such arguments) shown as ``\\xff`` escapes, rather than refused by DuckDB."""
+    if not any("\ud800" <= ch <= "\udfff" for ch in text):
+        return text
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff"  # a byte os.fsdecode escaped
+                   else f"\\u{ord(ch):04x}" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+
+
 def _clip(value: Any, limit: int = 1000) -> str | None:
     """``value`` as recorded: whole up to ``limit`` characters (what validation accepts is kept
     whole), an overlong one (only ever rejected) cut there."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else repr(value)
+    text = storable(value if isinstance(value, str) else repr(value))
     return text if len(text) <= limit else text[:limit] + "…"
 
 

@@ -476,3 +476,13 @@ def test_a_grant_a_dead_run_claimed_but_never_wrote_is_measured_against_the_poli
     assert [(c.request_id, c.status) for c in changes] == [("claimed", "awaiting_approval")]
     statuses = dict(conn.execute("SELECT request_id, status FROM main.provisioning_requests").fetchall())
     assert statuses == {"claimed": "awaiting_approval", "written": "in_progress"}
+
+
+def test_a_decision_typed_with_bytes_that_are_not_utf8_is_refused_and_recorded(tmp_path):
+    conn, policy, at = an_admin_grant_awaiting_approval(tmp_path)
+    for request_id, by in (("waiting\udcff", COMPOSED_APPROVER), ("waiting", "ren\udce9@example.com")):
+        refused = decide_on(conn, request_id, "approved", by, policy_path=policy, now=at)
+        assert not refused.recorded and "not UTF-8" in refused.message, refused
+    assert conn.execute("SELECT request_id FROM main.provisioning_events WHERE kind = 'decision_refused' "
+                        "ORDER BY request_id").fetchall() == [("waiting",), ("waiting\\xff",)]
+    assert fetch_requests(conn, "request_id = 'waiting'")[0]["status"] == "awaiting_approval"

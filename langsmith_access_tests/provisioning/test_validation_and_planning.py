@@ -576,3 +576,16 @@ def test_a_run_takes_over_what_a_dead_run_left_in_progress_but_never_its_own(con
     assert sorted((rid, json.loads(detail)["previous_run_id"]) for rid, detail in recovered) == sorted(
         [(second.request_id, "run-1"), (first.request_id, "run-1"), (second.request_id, "run-2")])
     assert {r[0] for r in conn.execute("SELECT run_id FROM main.provisioning_requests").fetchall()} == {"run-3"}
+
+
+def test_an_argument_whose_bytes_are_not_utf8_is_refused_and_its_rejection_recorded(conn):
+    # Python hands a command an argument's bytes that are not UTF-8 as lone surrogates
+    # (os.fsdecode): refused, saying so, and recorded with the bytes shown, never a crash.
+    typed = {"user": "ada\udcff@example.com", "reason": "ticket \udcff", "requested_by": "ops\udcff"}
+    for field, value in typed.items():
+        rejected = submit_on(conn, replace(change(), **{field: value}))
+        assert rejected.status == "rejected" and "not UTF-8" in rejected.message, rejected
+    rows = conn.execute("SELECT requested_user, reason, requested_by FROM main.provisioning_requests "
+                        "ORDER BY request_seq").fetchall()
+    assert rows == [("ada\\xff@example.com", None, None), ("ada@example.com", "ticket \\xff", None),
+                    ("ada@example.com", None, "ops\\xff")]
