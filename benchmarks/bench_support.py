@@ -185,9 +185,16 @@ def run_cli(
     )
     sampler = _TreeRssSampler(process.pid, started)
     sampler.start()
-    stdout, stderr_lines = _communicate_and_wait4(process, started)
+    try:
+        stdout, stderr_lines = _communicate_and_wait4(process, started)
+    except BaseException:
+        # Stopped while the CLI runs (SIGTERM from `kill`, which reaches this process only; an
+        # error): the CLI must not go on syncing into the directory the caller's finally removes.
+        stop_process(process)
+        raise
+    finally:
+        sampler.stop()
     wall = time.perf_counter() - started
-    sampler.stop()
     usage = process.rusage
     logged = sandbox.request_log.snapshot()
     return CliRun(
@@ -232,11 +239,24 @@ def _communicate_and_wait4(
     for reader in readers:
         reader.start()
     _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped: nothing left to stop
+    process.rusage = usage  # type: ignore[attr-defined]
     for reader in readers:
         reader.join()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    process.rusage = usage  # type: ignore[attr-defined]
     return "".join(out), err
+
+
+def stop_process(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+    """End a child this benchmark started and has not reaped, by its pid: SIGTERM, then SIGKILL
+    if it is still there after ``grace_seconds``."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class _TreeRssSampler(threading.Thread):

@@ -30,7 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import CLI, machine_line, markdown_table, median, settings_left_out, start_sandbox, temporary_workdir
+from bench_support import (
+    CLI,
+    machine_line,
+    markdown_table,
+    median,
+    settings_left_out,
+    start_sandbox,
+    stop_process,
+    temporary_workdir,
+)
 
 SLUGS = ("us", "eu")
 MODES = ("one after the other", "one after the other, one process each", "side by side")
@@ -103,11 +112,18 @@ def run_round(mode: str, env: dict[str, str], sandboxes: dict) -> dict:
     else:
         batches = [[[CLI, "sync", "--org", slug, "--quiet"]] for slug in SLUGS]
     for batch in batches:  # the commands of a batch run at once; batches one after the other
-        processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                     for command in batch]
-        # Every process of the batch ends before a failure is raised: one left running would go on
-        # syncing after this script exits, in a directory it removes.
-        outputs = [process.communicate() for process in processes]
+        processes: list[subprocess.Popen] = []
+        try:
+            for command in batch:
+                processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                                  stderr=subprocess.PIPE, text=True))
+            # Every process of the batch ends before a failure is raised: one left running would go
+            # on syncing after this script exits, in a directory it removes.
+            outputs = [process.communicate() for process in processes]
+        except BaseException:  # stopped (SIGTERM, Ctrl-C) while they run: they stop too
+            for process in processes:
+                stop_process(process)
+            raise
         for process, (out, err) in zip(processes, outputs, strict=True):
             if process.returncode != 0:
                 raise SystemExit(f"{' '.join(process.args)} failed ({process.returncode}):\n{out}\n{err}")

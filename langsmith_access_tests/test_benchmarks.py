@@ -6,12 +6,13 @@ anything: this only finds a renamed or removed name before someone reproducing a
 import ast
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -96,3 +97,64 @@ def test_the_directory_a_killed_benchmark_left_is_removed_by_the_next_one(tmp_pa
         (path / "db").mkdir(parents=True)
     assert bench_support.remove_left_by_dead_runs("langsmith-access-sync-bench-") == [killed]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (running, other_kind, not_ours))
+
+
+def a_cli_that_runs_a_minute(tmp_path: Path) -> Path:
+    cli = tmp_path / "langsmith-access"
+    cli.write_text(f"#!/bin/sh\nexec {shutil.which('sleep')} 60\n")
+    cli.chmod(0o755)
+    return cli
+
+
+def test_a_benchmark_stopped_while_the_cli_runs_stops_the_cli(tmp_path, monkeypatch):
+    # `kill PID` sends SIGTERM to the benchmark alone: its handler's SystemExit (or a Ctrl-C, an
+    # error) arrives while run_cli waits, and the CLI must not go on syncing into the directory
+    # the benchmark's finally removes.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_support = importlib.import_module("bench_support")
+    monkeypatch.setattr(bench_support, "CLI", str(a_cli_that_runs_a_minute(tmp_path)))
+    started: list[subprocess.Popen] = []
+
+    def stopped_while_waiting(process, since):
+        started.append(process)
+        raise SystemExit(128 + signal.SIGTERM)
+
+    monkeypatch.setattr(bench_support, "_communicate_and_wait4", stopped_while_waiting)
+    try:
+        with pytest.raises(SystemExit):
+            bench_support.run_cli(["sync"], {}, SimpleNamespace(reset_log=lambda: None))
+        [cli] = started
+        assert cli.poll() == -signal.SIGTERM  # ended and reaped
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_orgs_bench_stopped_while_its_syncs_run_stops_them(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    orgs_bench = importlib.import_module("orgs_bench")
+    monkeypatch.setattr(orgs_bench, "CLI", str(a_cli_that_runs_a_minute(tmp_path)))
+    started: list[subprocess.Popen] = []
+
+    class StoppedWhileWaiting(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+        def communicate(self, *args, **kwargs):
+            raise SystemExit(128 + signal.SIGTERM)
+
+    monkeypatch.setattr(subprocess, "Popen", StoppedWhileWaiting)
+    sandboxes = {slug: SimpleNamespace(reset_log=lambda: None) for slug in orgs_bench.SLUGS}
+    try:
+        with pytest.raises(SystemExit):
+            orgs_bench.run_round("side by side", {}, sandboxes)
+        assert len(started) == 2  # both orgs' syncs, started together
+        assert [process.poll() for process in started] == [-signal.SIGTERM] * 2
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
