@@ -36,8 +36,17 @@ PENDING = "/api/v1/orgs/current/members/pending"
 WORKSPACES = "/api/v1/workspaces"
 ROLES = "/api/v1/orgs/current/roles"
 WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
-# argparse type of ``--repeat``: at least one round (a median of none is no figure).
-rounds = whole_number(1)
+# argparse types, so that a bad value is refused before any work: a negative size failed in the
+# sandbox's generator with a traceback, and ``--runs 0`` or ``--requests 0`` only after the syncs
+# (the median or the share of nothing).
+rounds = whole_number(1)  # --repeat, --runs, --samples: a median of none is no figure
+size = whole_number(0)  # members, workspaces, invites, requests
+per_minute = whole_number(1)  # a rate limit of 0 would answer every request 429
+
+
+def sizes(text: str) -> list[int]:
+    """argparse type of a comma-separated list of sizes (``--growth 1000,5000``; '' for none)."""
+    return [size(part.strip()) for part in text.split(",") if part.strip()]
 
 
 def temporary_workdir(prefix: str) -> Path:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, rounds, run_cli, start_sandbox, temporary_workdir
+from bench_support import cli_env, machine_line, rounds, run_cli, size, start_sandbox, temporary_workdir
 
 from langsmith_access.transform import invocation, project
 from langsmith_access.transform.selection import INVENTORY_SELECTOR
@@ -38,8 +38,8 @@ from langsmith_access.transform.selection import INVENTORY_SELECTOR
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=20_000)
-    parser.add_argument("--workspaces", type=int, default=1_000)
+    parser.add_argument("--members", type=size, default=20_000)
+    parser.add_argument("--workspaces", type=size, default=1_000)
     parser.add_argument("--repeat", type=rounds, default=5, help="counted builds of each variant")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=CHANGE")
     parser.add_argument("--sql-time", action="store_true")

@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import machine_line, rounds, start_sandbox, temporary_workdir, use_sandbox_environment
+from bench_support import machine_line, rounds, size, start_sandbox, temporary_workdir, use_sandbox_environment
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=rounds, default=3)
-    parser.add_argument("--top", type=int, default=0, help="print the profile's top N functions")
+    parser.add_argument("--top", type=size, default=0, help="print the profile's top N functions")
     args = parser.parse_args()
     print(f"Machine: {machine_line()}", flush=True)
     sandbox = start_sandbox(members=30, workspaces=4, pending_invites=2, latency_ms=0.0,

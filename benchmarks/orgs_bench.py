@@ -35,7 +35,9 @@ from bench_support import (
     machine_line,
     markdown_table,
     median,
+    per_minute,
     settings_left_out,
+    size,
     start_sandbox,
     stop_process,
     temporary_workdir,
@@ -47,11 +49,11 @@ MODES = ("one after the other", "one after the other, one process each", "side b
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=5_000, help="active members per org")
-    parser.add_argument("--workspaces", type=int, default=200, help="shared workspaces per org")
+    parser.add_argument("--members", type=size, default=5_000, help="active members per org")
+    parser.add_argument("--workspaces", type=size, default=200, help="shared workspaces per org")
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--rate-limit-per-minute", type=int, default=2_000)
-    parser.add_argument("--repeats", type=int, default=3, help="warm rounds of each mode")
+    parser.add_argument("--rate-limit-per-minute", type=per_minute, default=2_000)
+    parser.add_argument("--repeats", type=size, default=3, help="warm rounds of each mode")
     args = parser.parse_args()
 
     sandboxes = {

@@ -30,18 +30,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import start_sandbox, temporary_workdir, use_sandbox_environment
+from bench_support import rounds, size, start_sandbox, temporary_workdir, use_sandbox_environment
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=3_000)
-    parser.add_argument("--workspaces", type=int, default=150)
-    parser.add_argument("--pending-invites", type=int, default=75)
-    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--members", type=size, default=3_000)
+    parser.add_argument("--workspaces", type=size, default=150)
+    parser.add_argument("--pending-invites", type=size, default=75)
+    parser.add_argument("--top", type=size, default=40)
     parser.add_argument("--cprofile", action="store_true",
                         help="also cProfile the warm sync (Dagster's thread; dbt's invoking thread)")
-    parser.add_argument("--compare", type=int, metavar="N",
+    parser.add_argument("--compare", type=rounds, metavar="N",
                         help="N warm syncs with each Dagster instance (stock ephemeral, the runner's), "
                         "alternating, instead of the profile")
     parser.add_argument("--out", type=Path, help="write the two profiles here (.main/.dbt suffixes)")

@@ -37,7 +37,10 @@ from bench_support import (
     cli_env,
     machine_line,
     markdown_table,
+    per_minute,
+    rounds,
     run_cli,
+    size,
     start_sandbox,
     temporary_workdir,
 )
@@ -53,18 +56,20 @@ WORKSPACE_MEMBERS = "/api/v1/workspaces/current/members"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=20_000)
-    parser.add_argument("--workspaces", type=int, default=1_000)
-    parser.add_argument("--pending-invites", type=int, default=500)
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--workspaces-hit", type=int, default=0,
+    parser.add_argument("--members", type=size, default=20_000)
+    parser.add_argument("--workspaces", type=size, default=1_000)
+    parser.add_argument("--pending-invites", type=size, default=500)
+    parser.add_argument("--requests", type=rounds, default=500)
+    parser.add_argument("--workspaces-hit", type=size, default=0,
                         help="confine the requests to this many workspaces (0: spread)")
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--rate-limit-per-minute", type=int, default=2_000)
+    parser.add_argument("--rate-limit-per-minute", type=per_minute, default=2_000)
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the database (path printed)")
     args = parser.parse_args()
+    if args.workspaces_hit > args.workspaces:
+        parser.error(f"--workspaces-hit {args.workspaces_hit}: the org has {args.workspaces} workspaces")
 
     print(f"Machine: {machine_line()}")
     print(f"Sandbox: {args.latency_ms:g} ms latency per request, "

@@ -30,7 +30,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, markdown_table, rounds, run_cli, start_sandbox, temporary_workdir
+from bench_support import (
+    cli_env,
+    machine_line,
+    markdown_table,
+    per_minute,
+    rounds,
+    run_cli,
+    size,
+    start_sandbox,
+    temporary_workdir,
+)
 
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
@@ -41,11 +51,11 @@ REFRESH_STEP = "refresh_access_history"  # the op that rebuilds grants, reports 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=20_000)
-    parser.add_argument("--workspaces", type=int, default=1_000)
+    parser.add_argument("--members", type=size, default=20_000)
+    parser.add_argument("--workspaces", type=size, default=1_000)
     parser.add_argument("--repeat", type=rounds, default=5)
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--rate-limit-per-minute", type=int, default=2_000)
+    parser.add_argument("--rate-limit-per-minute", type=per_minute, default=2_000)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 

@@ -13,13 +13,14 @@ import time
 
 import requests
 
+from langsmith_access.cli.common import count as size
 from langsmith_access.sandbox import SandboxServer, generate_org
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--members", type=int, default=20_000)
-    parser.add_argument("--workspaces", type=int, default=1_000)
+    parser.add_argument("--members", type=size, default=20_000)
+    parser.add_argument("--workspaces", type=size, default=1_000)
     args = parser.parse_args()
 
     started = time.perf_counter()

@@ -43,9 +43,12 @@ from bench_support import (
     machine_line,
     markdown_table,
     median,
+    per_minute,
     rounds,
     run_cli,
     run_naive_read,
+    size,
+    sizes,
     start_sandbox,
     temporary_workdir,
 )
@@ -64,14 +67,14 @@ COLUMNS = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=MAIN_SCENARIO_MEMBERS)
-    parser.add_argument("--workspaces", type=int, default=1_000)
-    parser.add_argument("--pending-invites", type=int, default=500)
+    parser.add_argument("--members", type=size, default=MAIN_SCENARIO_MEMBERS)
+    parser.add_argument("--workspaces", type=size, default=1_000)
+    parser.add_argument("--pending-invites", type=size, default=500)
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--rate-limit-per-minute", type=int, default=2_000)
+    parser.add_argument("--rate-limit-per-minute", type=per_minute, default=2_000)
     parser.add_argument("--repeat", type=rounds, default=5,
                         help="syncs of the main scenario (the first is cold)")
-    parser.add_argument("--growth", default="1000,5000,20000,50000",
+    parser.add_argument("--growth", type=sizes, default="1000,5000,20000,50000",
                         help="member counts for the growth table ('' to skip)")
     parser.add_argument("--no-per-workspace", action="store_true")
     parser.add_argument("--no-naive", action="store_true")
@@ -79,12 +82,12 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true",
                         help="only the memory scenario: a cold and a warm sync at each size of "
                         "--memory-sizes (no naive read)")
-    parser.add_argument("--memory-sizes", default="20000,50000",
+    parser.add_argument("--memory-sizes", type=sizes, default="20000,50000",
                         help="member counts of the memory scenario")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if args.quick:
-        args.growth, args.no_per_workspace = "", True
+        args.growth, args.no_per_workspace = [], True
 
     print(f"Machine: {machine_line()}")
     print(f"Sandbox: {args.latency_ms:g} ms latency per request, "
@@ -122,7 +125,7 @@ def main() -> int:
             print_phases("per-workspace route, next window", rows, runs=["warm, next window"])
         if args.growth:
             rows = []
-            for members in [int(m) for m in args.growth.split(",") if m.strip()]:
+            for members in args.growth:
                 rows += scenario(
                     f"{members:,} members", args, workdir, members=members, pending=members // 40,
                     route="enriched_members", repeat=2,
@@ -193,7 +196,7 @@ def memory_scenario(args, workdir: Path) -> list[dict]:
     40 invites); prints their peak memory and API calls."""
     args.no_naive = True
     rows = []
-    for members in [int(m) for m in args.memory_sizes.split(",") if m.strip()]:
+    for members in args.memory_sizes:
         rows += scenario(
             f"{members:,} members", args, workdir, members=members, pending=members // 40,
             route="enriched_members", repeat=2,

@@ -158,3 +158,40 @@ def test_orgs_bench_stopped_while_its_syncs_run_stops_them(tmp_path, monkeypatch
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+BAD_ARGUMENTS = [
+    ("sync_bench", ["--members", "-5"]),
+    ("sync_bench", ["--growth", "1000,many"]),
+    ("sync_bench", ["--rate-limit-per-minute", "0"]),
+    ("provision_bench", ["--requests", "0"]),
+    ("provision_bench", ["--workspaces", "10", "--workspaces-hit", "11"]),
+    ("provision_one", ["--workspaces", "-1"]),
+    ("fixed_cost", ["--runs", "0"]),
+    ("orgs_bench", ["--repeats", "-1"]),
+    ("time_to_access", ["--samples", "0"]),
+    ("refresh_bench", ["--changed-users", "-1"]),
+    ("profile_sync", ["--compare", "0"]),
+    ("sandbox_scale", ["--members", "-5"]),
+]
+
+
+@pytest.mark.parametrize(("script", "arguments"), BAD_ARGUMENTS, ids=lambda value: " ".join(value)
+                         if isinstance(value, list) else value)
+def test_a_benchmark_refuses_a_bad_argument_before_any_work(script, arguments, monkeypatch, capsys):
+    # argparse's usage error (exit 2), not a traceback from the sandbox's generator, nor one after
+    # minutes of syncs (the median of no run, the calls per request of none).
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(script)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError(f"{script} {' '.join(arguments)} started its work")
+
+    for name in ("start_sandbox", "generate_org", "temporary_workdir", "sync_once"):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, no_work)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *arguments])
+    with pytest.raises(SystemExit) as exited:
+        module.main()
+    assert exited.value.code == 2
+    assert arguments[-2] in capsys.readouterr().err
