@@ -49,6 +49,8 @@ def main() -> int:
         name, _, change = spec.partition("=")
         if not name or not change:
             parser.error(f"--variant {spec!r}: write NAME=CHANGE, e.g. threads1='--threads 1'")
+        if name in variants:  # would replace it: base is the packaged profile, always run
+            parser.error(f"--variant {spec!r}: {name!r} is taken; give each variant its own name")
         variants[name] = change
 
     print(f"Machine: {machine_line()}", flush=True)

@@ -64,6 +64,9 @@ def main() -> int:
         # would compare it with itself.
         if len(spec) != 2 or not (HERE if spec[1] == "." else Path(spec[1]) / "langsmith_access").is_dir():
             parser.error(f"--variant {'='.join(spec)!r}: write NAME=DIR, DIR holding a langsmith_access package")
+    names = [name for name, _ in variants]
+    if len(set(names)) < len(names):  # one database and one set of figures for two versions
+        parser.error(f"--variant: give each variant its own name (given: {', '.join(names)})")
     sandbox = start_sandbox(
         members=args.members, workspaces=args.workspaces, pending_invites=args.pending_invites,
         latency_ms=args.latency_ms, rate_limit_per_minute=None,
