@@ -175,6 +175,7 @@ BAD_ARGUMENTS = [
     ("time_to_access", ["--samples", "0"]),
     ("refresh_bench", ["--changed-users", "-1"]),
     ("profile_sync", ["--compare", "0"]),
+    ("profile_sync", ["--out", "sync.prof"]),  # it writes only what --cprofile profiles
     ("sandbox_scale", ["--members", "-5"]),
 ]
 
@@ -198,3 +199,4 @@ def test_a_benchmark_refuses_a_bad_argument_before_any_work(script, arguments, m
         module.main()
     assert exited.value.code == 2
     assert arguments[-2] in capsys.readouterr().err
+
