@@ -353,16 +353,35 @@ def _idle_cpu_per_minute(pgid: int, seconds: float) -> float:
     return (_tree_cpu_seconds(pgid) - start) / seconds * 60
 
 
-def _stop(daemon: subprocess.Popen) -> None:
-    """Stop the daemon's process group (the daemon, its code server, any run worker) by its id."""
-    try:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait(timeout=30)
-    except ProcessLookupError:
-        pass
+def _stop(daemon: subprocess.Popen, grace_seconds: float = 30.0) -> None:
+    """Stop the daemon's process group (the daemon, its code server, any run worker) by its id,
+    and wait until every process of it has ended, not only the daemon: a code server or a run
+    worker still writing its last events into ``DAGSTER_HOME`` after SIGTERM left files behind
+    the caller's ``rmtree``. SIGKILL for what is left after ``grace_seconds``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(daemon.pid, sig)
+        except ProcessLookupError:  # the group is gone
+            pass
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            if daemon.poll() is not None and not _live_group_pids(daemon.pid):
+                return
+            time.sleep(0.05)
+    daemon.wait(timeout=grace_seconds)
+
+
+def _live_group_pids(pgid: int) -> list[int]:
+    """The processes of the group that have not ended (a zombie, waiting to be reaped, has)."""
+    live = []
+    for pid in _group_pids(pgid):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            live.append(pid)
+    return live
 
 
 if __name__ == "__main__":

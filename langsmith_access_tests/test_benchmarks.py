@@ -200,3 +200,26 @@ def test_a_benchmark_refuses_a_bad_argument_before_any_work(script, arguments, m
     assert exited.value.code == 2
     assert arguments[-2] in capsys.readouterr().err
 
+
+def test_time_to_access_waits_for_the_daemons_whole_process_group(tmp_path, monkeypatch):
+    # The daemon ends at once on SIGTERM; its code server and run workers may still be writing
+    # into DAGSTER_HOME, which the benchmark removes next: _stop returns once none is left.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    time_to_access = importlib.import_module("time_to_access")
+    ready = tmp_path / "worker-ready"
+    worker = f'trap "sleep 1; exit 0" TERM; touch {ready}; while :; do sleep 0.1; done'
+    daemon = subprocess.Popen(["sh", "-c", f"sh -c '{worker}' & exec sleep 60"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.02)
+        time_to_access._stop(daemon)
+        assert daemon.returncode == -signal.SIGTERM
+        assert time_to_access._live_group_pids(daemon.pid) == []
+    finally:
+        try:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        daemon.wait()
