@@ -131,7 +131,7 @@ def main() -> int:
                     route="enriched_members", repeat=2,
                 )
             results["growth"] = rows
-            print_table("Growth (enriched route, 1,000 workspaces)", rows)
+            print_table(f"Growth (enriched route, {args.workspaces:,} workspaces)", rows)
             print_growth(rows)
             print_memory([r for r in rows if org_size(r) in MEMORY_TARGETS_MB])
         verdict(results.get("main", []), members=args.members)
