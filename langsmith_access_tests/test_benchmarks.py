@@ -3,6 +3,7 @@ from ``langsmith_access`` (at its top or inside a function, and ``module.name`` 
 import) exists. Running them is minutes each (BENCHMARKS.md "Reproduce") and nothing here times
 anything: this only finds a renamed or removed name before someone reproducing a figure does."""
 
+import argparse
 import ast
 import importlib
 import os
@@ -223,3 +224,32 @@ def test_time_to_access_waits_for_the_daemons_whole_process_group(tmp_path, monk
         except ProcessLookupError:
             pass
         daemon.wait()
+
+
+def test_sizes_reads_a_comma_separated_list_of_sizes(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_support = importlib.import_module("bench_support")
+    assert bench_support.sizes("1000, 5000,0") == [1000, 5000, 0]
+    assert bench_support.sizes("") == []  # --growth '': no growth table
+    for bad in ("1000,-1", "1000,many"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench_support.sizes(bad)
+
+
+@pytest.mark.parametrize(("script", "arguments"), [
+    ("provision_bench", ["--workspaces", "10", "--workspaces-hit", "10", "--requests", "1"]),
+    ("sync_bench", ["--members", "0", "--growth", "", "--repeat", "1"]),
+    ("orgs_bench", ["--repeats", "0"]),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else value)
+def test_a_benchmark_takes_the_smallest_good_arguments(script, arguments, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(script)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("started its work")
+
+    for name in ("start_sandbox", "temporary_workdir"):
+        monkeypatch.setattr(module, name, no_work)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *arguments])
+    with pytest.raises(AssertionError, match="started its work"):
+        module.main()
