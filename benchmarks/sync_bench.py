@@ -54,6 +54,8 @@ from bench_support import (
 )
 
 MAIN_SCENARIO_MEMBERS = 20_000  # the org the main scenario's targets are set for
+MAIN_SCENARIO_WORKSPACES = 1_000
+MAIN_SCENARIO_INVITES = 500
 TARGET_SECONDS = 20.0
 TARGET_CALL_RATIO = 1.2
 # Peak memory of a sync (the CLI, dbt inside it, and its children) by org size: issue 13's targets.
@@ -68,8 +70,8 @@ COLUMNS = [
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=size, default=MAIN_SCENARIO_MEMBERS)
-    parser.add_argument("--workspaces", type=size, default=1_000)
-    parser.add_argument("--pending-invites", type=size, default=500)
+    parser.add_argument("--workspaces", type=size, default=MAIN_SCENARIO_WORKSPACES)
+    parser.add_argument("--pending-invites", type=size, default=MAIN_SCENARIO_INVITES)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--rate-limit-per-minute", type=per_minute, default=2_000)
     parser.add_argument("--repeat", type=rounds, default=5,
@@ -133,8 +135,9 @@ def main() -> int:
             results["growth"] = rows
             print_table(f"Growth (enriched route, {args.workspaces:,} workspaces)", rows)
             print_growth(rows)
-            print_memory([r for r in rows if org_size(r) in MEMORY_TARGETS_MB])
-        verdict(results.get("main", []), members=args.members)
+            print_memory([r for r in rows if org_size(r) in MEMORY_TARGETS_MB], args.workspaces)
+        verdict(results.get("main", []), members=args.members, workspaces=args.workspaces,
+                pending_invites=args.pending_invites)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
@@ -201,7 +204,7 @@ def memory_scenario(args, workdir: Path) -> list[dict]:
             f"{members:,} members", args, workdir, members=members, pending=members // 40,
             route="enriched_members", repeat=2,
         )
-    print_memory(rows)
+    print_memory(rows, args.workspaces)
     return rows
 
 
@@ -209,7 +212,7 @@ def org_size(row: dict) -> int:
     return int(row["scenario"].split()[0].replace(",", ""))
 
 
-def print_memory(rows: list[dict]) -> None:
+def print_memory(rows: list[dict], workspaces: int) -> None:
     """Peak memory of each sync: the CLI and its children together (sampled), and each process's own
     high-water mark; with the API calls against the lower bound and the targets."""
     if not rows:
@@ -217,7 +220,8 @@ def print_memory(rows: list[dict]) -> None:
     print("\n### Peak memory by org size (enriched route)\n")
     lines = []
     for r in rows:
-        target = MEMORY_TARGETS_MB.get(org_size(r))
+        # issue 13's targets, for orgs of 1,000 workspaces
+        target = MEMORY_TARGETS_MB.get(org_size(r)) if workspaces == MAIN_SCENARIO_WORKSPACES else None
         verdict = "-" if target is None else (
             f"< {target:,.0f}: {'met' if r['peak_rss_mb'] < target else 'NOT met'}")
         lines.append([r["scenario"], r["run"], r["peak_rss_mb"], r["peak_cli_rss_mb"],
@@ -390,7 +394,7 @@ def print_growth(rows: list[dict]) -> None:
     print(flush=True)
 
 
-def verdict(rows: list[dict], *, members: int) -> None:
+def verdict(rows: list[dict], *, members: int, workspaces: int, pending_invites: int) -> None:
     if not rows:
         return
     warm = [r for r in rows if r["run"] != "cold"]
@@ -401,20 +405,24 @@ def verdict(rows: list[dict], *, members: int) -> None:
     # The time and memory targets are set for orgs of given sizes: a smaller org meets them
     # whatever the code does. The call ratio holds at any size.
     print(f"Targets (main scenario, {kind}):")
-    if members == MAIN_SCENARIO_MEMBERS:
+    if (members, workspaces, pending_invites) == (
+            MAIN_SCENARIO_MEMBERS, MAIN_SCENARIO_WORKSPACES, MAIN_SCENARIO_INVITES):
         print(f"  wall time  {wall:6.1f} s   target <= {TARGET_SECONDS:g} s   "
               f"{'met' if wall <= TARGET_SECONDS else 'NOT met'}")
     else:
-        print(f"  wall time  {wall:6.1f} s   not judged: the target is for {MAIN_SCENARIO_MEMBERS:,} members")
+        print(f"  wall time  {wall:6.1f} s   not judged: the target is for {MAIN_SCENARIO_MEMBERS:,} members, "
+              f"{MAIN_SCENARIO_WORKSPACES:,} workspaces, {MAIN_SCENARIO_INVITES} invites")
     print(f"  API calls  {ratio:6.2f} x   target <= {TARGET_CALL_RATIO:g} x the lower bound   "
           f"{'met' if ratio <= TARGET_CALL_RATIO else 'NOT met'}")
-    memory_target = MEMORY_TARGETS_MB.get(members)  # issue 13's, for the sizes it names
+    # issue 13's, for the sizes it names (the workspaces hold most of the rows)
+    memory_target = MEMORY_TARGETS_MB.get(members) if workspaces == MAIN_SCENARIO_WORKSPACES else None
     if memory_target is not None:
         print(f"  memory     {memory:6.0f} MB  target < {memory_target:g} MB   "
               f"{'met' if memory < memory_target else 'NOT met'}")
     else:
         print(f"  memory     {memory:6.0f} MB  not judged: the targets are for "
-              f"{' and '.join(f'{size:,}' for size in MEMORY_TARGETS_MB)} members")
+              f"{' and '.join(f'{size:,}' for size in MEMORY_TARGETS_MB)} members, "
+              f"{MAIN_SCENARIO_WORKSPACES:,} workspaces")
 
 
 if __name__ == "__main__":

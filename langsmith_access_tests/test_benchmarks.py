@@ -253,3 +253,35 @@ def test_a_benchmark_takes_the_smallest_good_arguments(script, arguments, monkey
     monkeypatch.setattr(sys, "argv", [f"{script}.py", *arguments])
     with pytest.raises(AssertionError, match="started its work"):
         module.main()
+
+
+@pytest.mark.parametrize(("org", "time_judged", "memory_judged"), [
+    ({"members": 20_000, "workspaces": 1_000, "pending_invites": 500}, True, True),
+    ({"members": 20_000, "workspaces": 10, "pending_invites": 500}, False, False),  # an easier org
+    # the memory targets are for 20,000 and 50,000 members (the memory scenario's members / 40 invites)
+    ({"members": 20_000, "workspaces": 1_000, "pending_invites": 0}, False, True),
+    ({"members": 50_000, "workspaces": 1_000, "pending_invites": 1_250}, False, True),
+    ({"members": 200, "workspaces": 1_000, "pending_invites": 500}, False, False),
+])
+def test_sync_bench_judges_the_time_and_memory_targets_only_for_the_org_they_are_set_for(
+        org, time_judged, memory_judged, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    sync_bench = importlib.import_module("sync_bench")
+    row = {"run": "warm 1", "wall_seconds": 1.0, "call_ratio": 1.0, "peak_rss_mb": 100}
+    sync_bench.verdict([row], **org)
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines["wall"].endswith(" met") if time_judged else "not judged" in lines["wall"]
+    assert lines["memory"].endswith(" met") if memory_judged else "not judged" in lines["memory"]
+    assert lines["API"].endswith(" met")  # the call ratio holds at any size
+
+
+@pytest.mark.parametrize(("workspaces", "target"), [(1_000, "< 800: met"), (10, "| - |")])
+def test_sync_bench_memory_table_judges_only_orgs_of_the_targets_workspaces(workspaces, target, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    sync_bench = importlib.import_module("sync_bench")
+    row = {"scenario": "20,000 members", "run": "warm 1", "peak_rss_mb": 100, "peak_cli_rss_mb": 90,
+           "peak_dbt_rss_mb": 10, "api_calls": 45, "lower_bound": 44, "call_ratio": 1.02, "wall_seconds": 1.0,
+           "load": 0.5}
+    sync_bench.print_memory([row], workspaces)
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 20,000 members")]
+    assert target in line
