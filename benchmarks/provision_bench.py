@@ -49,6 +49,8 @@ from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
 
 TARGET_SECONDS = 60.0
+# The org and the queue the target is set for (issue 13): 500 requests, the 20,000-member org.
+TARGET_REQUESTS, TARGET_MEMBERS, TARGET_WORKSPACES = 500, 20_000, 1_000
 KINDS = ("add", "change_role", "remove", "nothing_to_do")
 ACTIVE = "/api/v1/orgs/current/members/active"
 WORKSPACE_MEMBERS = "/api/v1/workspaces/current/members"
@@ -148,12 +150,24 @@ def main() -> int:
           f"{row['naive_ratio']}x" if naive else "-"]],
     ))
     ok = row["final"] and row["one_write_each"] and row["live_state_matches"]
-    met = ok and row["wall_seconds"] <= TARGET_SECONDS
-    print(f"\nTarget: all {len(queued)} final within {TARGET_SECONDS:g} s, exactly one write per "
-          f"needed change: {'met' if met else 'NOT met'} ({row['wall_seconds']:.1f} s)")
+    print("\n" + verdict(row, ok, members=args.members, workspaces=args.workspaces))
     if args.json:
         args.json.write_text(json.dumps(row, indent=2))
     return 0 if ok else 1
+
+
+def verdict(row: dict, ok: bool, *, members: int, workspaces: int) -> str:
+    """The target's line: every request final with one write per needed change, at any size;
+    within TARGET_SECONDS only for the queue and org it is set for (a smaller one meets it
+    whatever the code does)."""
+    requests = row["requests"]
+    if (requests, members, workspaces) != (TARGET_REQUESTS, TARGET_MEMBERS, TARGET_WORKSPACES):
+        return (f"All {requests} final, exactly one write per needed change: {'yes' if ok else 'NO'} "
+                f"({row['wall_seconds']:.1f} s; the {TARGET_SECONDS:g} s target, for {TARGET_REQUESTS} requests "
+                f"on {TARGET_MEMBERS:,} members and {TARGET_WORKSPACES:,} workspaces, is not judged)")
+    met = ok and row["wall_seconds"] <= TARGET_SECONDS
+    return (f"Target: all {requests} final within {TARGET_SECONDS:g} s, exactly one write per "
+            f"needed change: {'met' if met else 'NOT met'} ({row['wall_seconds']:.1f} s)")
 
 
 def plan_requests(database: AccessDatabase, count: int, workspaces_hit: int) -> list[dict]:

@@ -285,3 +285,22 @@ def test_sync_bench_memory_table_judges_only_orgs_of_the_targets_workspaces(work
     sync_bench.print_memory([row], workspaces)
     [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 20,000 members")]
     assert target in line
+
+
+@pytest.mark.parametrize(("requests", "members", "workspaces", "ok", "wall", "expected"), [
+    (500, 20_000, 1_000, True, 19.8, ["Target: all 500 final within 60 s, exactly one write per needed change: met"]),
+    (500, 20_000, 1_000, True, 61.0, ["NOT met"]),
+    (500, 20_000, 1_000, False, 19.8, ["NOT met"]),
+    # a smaller queue or org meets the time target whatever the code does; the writes still count
+    (30, 300, 20, True, 18.9, ["one write per needed change: yes", "not judged"]),
+    (30, 300, 20, False, 18.9, ["one write per needed change: NO", "not judged"]),
+    (500, 2_000, 1_000, True, 18.9, ["not judged"]),
+])
+def test_provision_bench_judges_the_time_target_only_for_the_queue_and_org_it_is_set_for(
+        requests, members, workspaces, ok, wall, expected, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    provision_bench = importlib.import_module("provision_bench")
+    line = provision_bench.verdict({"requests": requests, "wall_seconds": wall}, ok, members=members,
+                                   workspaces=workspaces)
+    assert all(part in line for part in expected), line
+    assert ("not judged" in line) is ("not judged" in expected)
