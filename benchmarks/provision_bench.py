@@ -76,11 +76,13 @@ def main() -> int:
     print(f"Machine: {machine_line()}")
     print(f"Sandbox: {args.latency_ms:g} ms latency per request, "
           f"{args.rate_limit_per_minute} requests/min per key\n", flush=True)
-    workdir = temporary_workdir("langsmith-access-provision-bench-")
     sandbox = start_sandbox(
         members=args.members, workspaces=args.workspaces, pending_invites=args.pending_invites,
         latency_ms=args.latency_ms, rate_limit_per_minute=args.rate_limit_per_minute,
     )
+    # Made right before the try that removes it: a SIGTERM while the org was generated (seconds
+    # at 20,000 members) left it behind.
+    workdir = temporary_workdir("langsmith-access-provision-bench-")
     try:
         database = AccessDatabase(workdir / "access.duckdb")
         env = cli_env(sandbox, database.path)

@@ -60,12 +60,12 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"Machine: {machine_line()}", flush=True)
-    workdir = temporary_workdir("langsmith-access-provision-one-")
     sandbox = start_sandbox(
         members=args.members, workspaces=args.workspaces, pending_invites=args.members // 40,
         latency_ms=args.latency_ms, rate_limit_per_minute=args.rate_limit_per_minute,
     )
     rows = []
+    workdir = temporary_workdir("langsmith-access-provision-one-")  # right before the try that removes it
     try:
         database = AccessDatabase(workdir / "access.duckdb")
         dagster_home = workdir / "dagster_home"

@@ -85,10 +85,10 @@ def main() -> int:
     interval = args.interval or Settings().provisioning_interval_seconds
     print(f"Machine: {machine_line()}", flush=True)
     print(f"Sensor interval: {interval} s ({'--interval' if args.interval else 'the default'})", flush=True)
-    workdir = temporary_workdir("langsmith-access-time-to-access-")
     sandbox = start_sandbox(members=args.members, workspaces=args.workspaces,
                             pending_invites=args.members // 40, latency_ms=args.latency_ms,
                             rate_limit_per_minute=2_000)
+    workdir = temporary_workdir("langsmith-access-time-to-access-")  # right before the try that removes it
     daemon = None
     daemon_log = workdir / "daemon.log"
     samples: list[dict] = []

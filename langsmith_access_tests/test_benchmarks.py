@@ -304,3 +304,22 @@ def test_provision_bench_judges_the_time_target_only_for_the_queue_and_org_it_is
                                    workspaces=workspaces)
     assert all(part in line for part in expected), line
     assert ("not judged" in line) is ("not judged" in expected)
+
+
+@pytest.mark.parametrize("script", ["provision_bench", "provision_one", "time_to_access"])
+def test_a_benchmark_stopped_while_its_org_is_generated_has_made_no_directory(script, monkeypatch):
+    # The directory is made right before the try whose finally removes it: a SIGTERM while the
+    # sandbox's org was generated (seconds at 20,000 members) left it behind.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(script)
+    made = []
+
+    def stopped(**kwargs):
+        raise SystemExit(128 + signal.SIGTERM)
+
+    monkeypatch.setattr(module, "start_sandbox", stopped)
+    monkeypatch.setattr(module, "temporary_workdir", made.append)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py"])
+    with pytest.raises(SystemExit):
+        module.main()
+    assert made == []
