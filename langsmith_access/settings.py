@@ -990,6 +990,16 @@ def _read_org_entry(
             f"{where}: slug {slug!r} must match {ORG_SLUG_PATTERN.pattern}: 1 to 32 lowercase letters, "
             "digits, '-' or '_', starting with a letter or digit (like 'us' or 'eu-prod')."
         )
+    # The folders a single-org database keeps beside its file (logs/, <stem>_parquet/,
+    # <stem>_docs/) share the directory the org folders go in: an org there would be written
+    # into, or replaced by, a publish of the database the orgs file replaced.
+    stem = shared.duckdb_path.stem
+    if slug in ("logs", f"{stem}_parquet", f"{stem}_docs"):
+        raise SettingsError(
+            f"{where}: slug {slug!r} is the name of a folder a single-org database keeps beside "
+            f"{shared.duckdb_path.name} in {shared.duckdb_path.parent}, where each org's folder goes: "
+            "choose another slug (like 'us' or 'eu-prod')."
+        )
     where = f"{where}, slug {slug!r}"
     organization_id = check_organization_id(entry["organization_id"], name=f"{where}: organization_id")
     endpoint = check_endpoint(entry["endpoint"], name=f"{where}: endpoint")

@@ -300,6 +300,18 @@ def test_a_slug_with_path_characters(tmp_path, slug):
     assert "entry 2 (line 5)" in message and "has path characters" in message
 
 
+@pytest.mark.parametrize("slug", ["logs", "access_parquet", "access_docs"])
+def test_a_slug_naming_a_folder_the_single_org_database_keeps_beside_it(tmp_path, slug):
+    # LANGSMITH_ACCESS_DUCKDB is data/access.duckdb: its logs/, access_parquet/ and access_docs/
+    # are in data/, where the org folders go (a deployment that moved from one org to several).
+    message = refusal(tmp_path, TWO_ORGS.replace("slug: eu", f"slug: {slug}"))
+    assert f"entry 2 (line 5): slug {slug!r} is the name of a folder a single-org database keeps" in message
+    assert "choose another slug" in message
+    # Another database file name, other names: a slug that is only like them is fine.
+    assert orgs_from(tmp_path, TWO_ORGS.replace("slug: eu", "slug: langsmith_access_parquet")).get(
+        "langsmith_access_parquet")
+
+
 @pytest.mark.parametrize("slug", ["EU", "-eu", "eu prod", "e" * 33, "eu.prod", "é"])
 def test_a_slug_not_matching_the_pattern(tmp_path, slug):
     message = refusal(tmp_path, TWO_ORGS.replace("slug: eu", f'slug: "{slug}"'))
