@@ -283,6 +283,30 @@ def test_a_publish_keeps_the_permissions_the_operator_gave_the_published_files(t
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_parquet_copy_linked_to_another_directory_stays_linked_and_that_directory_is_published(tmp_path):
+    # The operator put the Parquet copy on a share: access_parquet is a symlink to it. Each
+    # publish must replace the share's files, not the link with a local directory (the share
+    # would silently stop changing).
+    share = tmp_path / "share" / "parquet"
+    share.mkdir(parents=True)
+    database = AccessDatabase(tmp_path / "data" / "access.duckdb")
+    database.path.parent.mkdir()
+    link = database.path.with_name("access_parquet")
+    link.symlink_to(share, target_is_directory=True)
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    assert link.is_symlink() and link.resolve() == share.resolve()
+    first = sorted(p.name for p in share.iterdir())
+    assert "sync_runs.parquet" in first
+    (share / "sync_runs.parquet").write_bytes(b"stale")
+    with database.writer_lease("the next run"):
+        database.publish()
+    assert link.is_symlink() and (share / "sync_runs.parquet").read_bytes() != b"stale"
+    assert sorted(p.name for p in share.iterdir()) == first
+    assert not [p for p in (*database.path.parent.iterdir(), *share.parent.iterdir()) if p.name.startswith(".")]
+
+
 def test_leftovers_are_found_by_the_exact_name_whatever_characters_it_holds(tmp_path):
     # "[eu]" in a file name is no character class: the leftovers of this database are removed,
     # and those of "accesse.duckdb" beside it (which "access[eu]" would match) are not touched.

@@ -217,17 +217,28 @@ def export_database(database_file: Path, out_dir: Path, file_format: str) -> dic
 
 
 def parquet_directory(analysts_path: Path) -> Path:
-    """Where publishing writes the Parquet copy: ``<db stem>_parquet/`` beside the database."""
+    """Where publishing writes the Parquet copy: ``<db stem>_parquet/`` beside the database
+    (``_followed``: the directory a symlink there points to)."""
     analysts_path = Path(analysts_path)
     stem = analysts_path.name.removesuffix(".duckdb")
-    return analysts_path.with_name(f"{stem}_parquet")
+    return _followed(analysts_path.with_name(f"{stem}_parquet"))
 
 
 def docs_directory(analysts_path: Path) -> Path:
-    """Where a sync publishes the dbt docs site: ``<db stem>_docs/`` beside the database."""
+    """Where a sync publishes the dbt docs site: ``<db stem>_docs/`` beside the database
+    (``_followed``: the directory a symlink there points to)."""
     analysts_path = Path(analysts_path)
     stem = analysts_path.name.removesuffix(".duckdb")
-    return analysts_path.with_name(f"{stem}_docs")
+    return _followed(analysts_path.with_name(f"{stem}_docs"))
+
+
+def _followed(path: Path) -> Path:
+    """``path``, or the directory it points to when it is a symlink to one: an operator who
+    linked the Parquet copy to a share keeps the link (a publish stages beside the directory it
+    replaces, on its file system, and swaps that one; it would otherwise replace the link with a
+    local directory, and the share would silently stop changing). A link to nothing stays as it
+    is, replaced like a missing directory."""
+    return path.resolve() if path.is_symlink() and path.is_dir() else path
 
 
 def stage_parquet_directory(database_file: Path, target: Path) -> Path:
