@@ -32,7 +32,7 @@ from langsmith_access.store.database import (
 )
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sync_runs import OtherOrganizationError, has_published_sync, record_failed_run
-from langsmith_access_tests.helpers import lease_held_elsewhere
+from langsmith_access_tests.helpers import lease_held_elsewhere, query
 
 
 def write_and_die(path: Path, table: str, value: int = 7) -> None:
@@ -281,6 +281,27 @@ def test_a_publish_keeps_the_permissions_the_operator_gave_the_published_files(t
     if group is not None:
         assert database.path.stat().st_gid == group
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_an_analysts_copy_linked_to_a_file_elsewhere_stays_linked_and_that_file_is_published(tmp_path):
+    # The analysts' file is a symlink to a share the BI tools read: a publish replaces the share's
+    # file, never the link with a local file.
+    share = tmp_path / "share"
+    share.mkdir()
+    database = AccessDatabase(tmp_path / "data" / "access.duckdb")
+    database.path.parent.mkdir()
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    os.replace(database.path, share / "access.duckdb")
+    database.path.symlink_to(share / "access.duckdb")
+    with database.connect() as conn:
+        conn.execute("CREATE TABLE main.published_now AS SELECT 1 AS x")
+    with database.writer_lease("the next run"):
+        database.publish()
+    assert database.path.is_symlink() and database.path.resolve() == (share / "access.duckdb").resolve()
+    assert query(share / "access.duckdb", "SELECT x FROM main.published_now") == [(1,)]
+    assert not [p for p in (*database.path.parent.iterdir(), *share.iterdir()) if p.name.startswith(".")]
 
 
 def test_a_parquet_copy_linked_to_another_directory_stays_linked_and_that_directory_is_published(tmp_path):

@@ -368,6 +368,13 @@ class AccessDatabase:
         analysts' file)."""
         return self.path.parent / "logs"
 
+    @property
+    def published_file(self) -> Path:
+        """The file a publish replaces: the analysts' copy, or the file it points to when it is
+        a symlink to one (an operator who put it on a share keeps the link: the copy is written
+        beside that file, on its file system, and renamed over it)."""
+        return self.path.resolve() if self.path.is_symlink() and self.path.is_file() else self.path
+
     def publish(self, *, docs_site: Path | None = None) -> None:
         """Make the analysts' copy equal the working file, atomically. Caller holds the lease.
 
@@ -384,9 +391,10 @@ class AccessDatabase:
         # A publish killed while staging left its copy (as large as the database) under its own
         # PID, which no later process would reuse: every publish holds the lease, so it is dead.
         # (Names are escaped in every pattern here: "access [eu].duckdb" is a name, not a class.)
-        for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.publish-*.tmp"):
+        published = self.published_file
+        for stale in published.parent.glob(f".{glob.escape(published.name)}.publish-*.tmp"):
             stale.unlink(missing_ok=True)
-        staged = StagedPublish(self.path.with_name(f".{self.path.name}.publish-{os.getpid()}.tmp"))
+        staged = StagedPublish(published.with_name(f".{published.name}.publish-{os.getpid()}.tmp"))
         try:
             shutil.copyfile(source, staged.copy)
             with open(staged.copy, "rb") as handle:
@@ -399,13 +407,14 @@ class AccessDatabase:
 
     def swap_in(self, staged: StagedPublish, *, docs_site: Path | None = None) -> None:
         """Publish what ``stage_publish`` wrote: renames only."""
+        published = self.published_file
         try:
             # A log beside the analysts' copy is a session's that wrote to it (only publishing
             # should): it belongs to the file replaced here, and would make DuckDB refuse the new one.
-            wal_path(self.path).unlink(missing_ok=True)
-            export.keep_permissions(self.path, staged.copy)
-            os.replace(staged.copy, self.path)
-            wal_path(self.path).unlink(missing_ok=True)
+            wal_path(published).unlink(missing_ok=True)
+            export.keep_permissions(published, staged.copy)
+            os.replace(staged.copy, published)
+            wal_path(published).unlink(missing_ok=True)
             if staged.parquet is not None:
                 export.replace_directory(staged.parquet, self.parquet_path)
             if docs_site is not None:
