@@ -309,6 +309,42 @@ def test_only_the_code_server_unit_gets_the_langsmith_keys():
         assert unit(name)["Install"]["WantedBy"] == ["multi-user.target"], name
 
 
+def test_the_ui_and_the_code_server_listen_on_this_host_only():
+    """Neither the UI nor the code server asks who calls: whoever reaches the code server's gRPC
+    port can launch runs, which hold the LangSmith keys, and whoever reaches the UI can launch
+    them too. So both listen on the loopback interface only (the README sends remote users
+    through an SSH tunnel or an authenticating proxy), at the address the README gives."""
+    webserver = code_server_arguments(exec_start("webserver"))
+    assert webserver["--host"] == "127.0.0.1", webserver
+    assert f"The UI listens on `{webserver['--host']}:{webserver['--port']}`" in readme_section(
+        "### One host, with systemd").replace("\n", " ")
+    assert code_server_arguments(exec_start("code-server"))["--host"] == "127.0.0.1"
+
+
+def under(path: Path, directories: list[str]) -> bool:
+    return any(path == Path(directory) or path.is_relative_to(directory) for directory in directories)
+
+
+def test_every_unit_can_write_where_it_writes():
+    """``ProtectSystem=strict`` makes the whole file system read-only for a unit but its
+    ``ReadWritePaths``: the Dagster instance's directory (every unit: the daemon's and the
+    webserver's state, the runs' local artifacts and compute logs), and for the code server and
+    its runs the databases' folder and the cache (dbt's manifest) that langsmith.env names.
+    A path outside them fails at the first write, after ``systemd-analyze verify`` passed."""
+    settings = environment_file(UNITS / "langsmith.env.example")
+    for name in ("code-server", "daemon", "webserver"):
+        service = unit(name)["Service"]
+        if service.get("ProtectSystem") != ["strict"]:
+            continue
+        writable = service.get("ReadWritePaths", [])
+        environment = dict(entry.split("=", 1) for entry in service["Environment"])
+        written = [Path(environment["DAGSTER_HOME"])]
+        if name == "code-server":
+            written += [Path(settings["LANGSMITH_ACCESS_DUCKDB"]).parent, Path(settings["LANGSMITH_ACCESS_CACHE_DIR"])]
+        for path in written:
+            assert path.is_absolute() and under(path, writable), f"{name}: {path} is not in ReadWritePaths {writable}"
+
+
 def test_systemd_analyze_verifies_the_units_against_an_installed_product(tmp_path):
     """``systemd-analyze verify`` where systemd is installed (it checks each unit's syntax and
     that its commands exist): the units' install prefix is pointed at this test's virtualenv,
