@@ -29,6 +29,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from dagster._cli import cli as dagster_cli
 from dagster._config import process_config
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config
@@ -683,6 +684,38 @@ def test_the_kubernetes_setup_ships_every_policy_file_the_example_orgs_file_name
     secrets = {words[4]: words[5:] for words in commands if words[:4] == ["kubectl", "create", "secret", "generic"]}
     assert any(word.startswith("--from-literal=LANGSMITH_ACCESS_WEBHOOK_URL=")
                for word in secrets[deployment["envSecrets"][0]["name"]])
+
+
+def test_the_upgrade_instructions_cover_a_release_that_pins_a_newer_dagster():
+    """A new release may pin a newer Dagster (pyproject.toml). The daemon and the webserver run
+    from the code server's virtualenv: restarting the code server alone leaves them running the
+    old Dagster, importing the new one's modules on demand beside it. And a newer Dagster may
+    change the schema of its Postgres storage, which only ``dagster instance migrate`` upgrades
+    (its storages refuse to work on an outdated schema, naming that command). So the README's
+    upgrade, on one host, stops all three units, migrates the instance as the units see it
+    (their DAGSTER_HOME and Postgres variables), then starts them; on Kubernetes, the chart's
+    migration job runs."""
+    upgrading = readme_section("### Upgrading")
+    commands = readme_commands(upgrading)
+    units = {f"langsmith-access-{name}" for name in ("code-server", "daemon", "webserver")}
+    stopped = [index for index, words in enumerate(commands) if words[:3] == ["sudo", "systemctl", "stop"]
+               and units <= set(words[3:])]
+    started = [index for index, words in enumerate(commands) if words[:3] == ["sudo", "systemctl", "start"]
+               and units <= set(words[3:])]
+    installs = [index for index, words in enumerate(commands) if words[-2:] == ["install", "."]]
+    as_the_units = ["sudo", "-u", "langsmith-access", "sh", "-c"]
+    migrations = [index for index, words in enumerate(commands) if words[:5] == as_the_units
+                  and f"{INSTALL_PREFIX}/bin/dagster instance migrate" in words[5]]
+    assert stopped and installs and migrations and started, commands
+    assert stopped[0] < installs[0] < migrations[0] < started[0], commands
+    script = commands[migrations[0]][5]
+    service = unit("daemon")["Service"]
+    for path in service["EnvironmentFile"]:
+        assert re.search(rf"(^|;)\s*\.\s+{re.escape(path)}\s*;", script), (script, path)
+    assert re.search(rf"(^|[;\s]){re.escape(service['Environment'][0])}\s", script), script
+    assert "instance" in dagster_cli.commands and "migrate" in dagster_cli.commands["instance"].commands
+    kubernetes = readme_section("### Kubernetes, with Dagster's Helm chart") + upgrading
+    assert "migrate.enabled=true" in kubernetes
 
 
 def environment_file(path: Path) -> dict[str, str]:
