@@ -27,6 +27,7 @@ import tomllib
 from pathlib import Path
 
 import jsonschema
+import kubernetes
 import pytest
 import yaml
 from dagster._cli import cli as dagster_cli
@@ -38,6 +39,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.workspace.config_schema import process_workspace_config
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster._utils.tags import TagConcurrencyLimitsCounter
+from dagster_k8s.models import k8s_snake_case_dict
 
 from langsmith_access.names import ORG_TAG
 from langsmith_access.settings import load_orgs
@@ -468,6 +470,58 @@ def test_every_helm_value_is_a_key_of_the_official_chart():
     values = load_yaml(DEPLOY / "helm" / "values.yaml")
     assert helm_errors(values) == []
     assert set(values["dagsterDaemon"]["runMonitoring"]) <= CHART_RUN_MONITORING_KEYS
+
+
+# The Kubernetes objects the Helm values may hold, by key: the chart's values schema takes them as
+# they are, so the Kubernetes client's models check them (kubernetes.client, as dagster-k8s does).
+KUBERNETES_DEPLOYMENT_OBJECTS = {
+    "volumes": [kubernetes.client.V1Volume], "volumeMounts": [kubernetes.client.V1VolumeMount],
+    "podSecurityContext": kubernetes.client.V1PodSecurityContext,
+    "securityContext": kubernetes.client.V1SecurityContext, "resources": kubernetes.client.V1ResourceRequirements,
+    "affinity": kubernetes.client.V1Affinity, "tolerations": [kubernetes.client.V1Toleration],
+    "initContainers": [kubernetes.client.V1Container], "sidecarContainers": [kubernetes.client.V1Container],
+}
+KUBERNETES_RUN_OBJECTS = {  # runLauncher.config.k8sRunLauncher.runK8sConfig (dagster-k8s's run_k8s_config)
+    "containerConfig": kubernetes.client.V1Container, "podSpecConfig": kubernetes.client.V1PodSpec,
+    "podTemplateSpecMetadata": kubernetes.client.V1ObjectMeta, "jobConfig": kubernetes.client.V1Job,
+    "jobMetadata": kubernetes.client.V1ObjectMeta, "jobSpecConfig": kubernetes.client.V1JobSpec,
+}
+
+
+def kubernetes_errors(values: dict) -> list[str]:
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    run_k8s_config = values["runLauncher"]["config"]["k8sRunLauncher"].get("runK8sConfig", {})
+    assert set(run_k8s_config) <= set(KUBERNETES_RUN_OBJECTS), sorted(run_k8s_config)
+    objects = [(key, KUBERNETES_DEPLOYMENT_OBJECTS[key], deployment[key])
+               for key in KUBERNETES_DEPLOYMENT_OBJECTS if key in deployment]
+    objects += [(key, KUBERNETES_RUN_OBJECTS[key], value) for key, value in run_k8s_config.items()]
+    errors = []
+    for key, model, value in objects:
+        for item in value if isinstance(model, list) else [value]:
+            try:
+                k8s_snake_case_dict(model[0] if isinstance(model, list) else model, item)
+            except Exception as error:  # dagster-k8s raises a bare Exception naming the keys
+                errors.append(f"{key}: {error}")
+    return errors
+
+
+def test_every_kubernetes_object_in_the_helm_values_has_only_kubernetes_keys():
+    """The chart's values schema takes the Kubernetes objects of the values (volumes, mounts,
+    security contexts, the run pods' spec) as they are, and Kubernetes drops a field it does not
+    know with a warning at most: a misspelt ``readOnly`` would mount the orgs file writable, a
+    misspelt ``fsGroup`` would leave the data volume unwritable for the runs, without a word. So
+    each one is read with the Kubernetes client's own models, as dagster-k8s reads those it passes
+    on to the run pods (an unknown key at any depth is an error)."""
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    assert kubernetes_errors(values) == []
+    misspelt = copy.deepcopy(values)
+    mount = misspelt["dagster-user-deployments"]["deployments"][0]["volumeMounts"][1]
+    mount["readonly"] = mount.pop("readOnly")
+    assert any("readonly" in error for error in kubernetes_errors(misspelt))
+    misspelt = copy.deepcopy(values)
+    misspelt["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]["securityContext"] = {
+        "fsgroup": 10001}
+    assert any("fsgroup" in error for error in kubernetes_errors(misspelt))
 
 
 def test_a_misspelt_helm_key_is_caught():
