@@ -430,6 +430,24 @@ def test_the_image_runs_as_a_numeric_non_root_user_and_checks_its_code_server():
     assert "--format docker" in readme_section("### The container image")  # podman's OCI format drops it
 
 
+def test_the_images_instance_is_in_its_dagster_home_and_its_databases_on_its_volume():
+    """The image's ENV, COPY and VOLUME agree: ``deploy/dagster.yaml`` is copied into the
+    ``DAGSTER_HOME`` the image sets (elsewhere, Dagster would find no instance there and keep
+    runs in a SQLite database inside the container, without a word), and the databases'
+    folder (``LANGSMITH_ACCESS_DUCKDB``'s) is on the declared volume (else every org's database
+    would live in the container's own layer, and go with it)."""
+    instructions = containerfile_instructions(DEPLOY / "Containerfile")
+    environment = dict(word.split("=", 1) for kind, arguments in instructions if kind == "ENV"
+                       for word in shlex.split(arguments))
+    copies = {Path(arguments.split()[-1]) for kind, arguments in instructions
+              if kind == "COPY" and arguments.split()[0] == "deploy/dagster.yaml"}
+    assert copies == {Path(environment["DAGSTER_HOME"]) / "dagster.yaml"}, (copies, environment["DAGSTER_HOME"])
+    volumes = [Path(path) for kind, arguments in instructions if kind == "VOLUME" for path in json.loads(arguments)]
+    database = Path(environment["LANGSMITH_ACCESS_DUCKDB"])
+    assert any(database.parent == volume or database.parent.is_relative_to(volume) for volume in volumes), (
+        database, volumes)
+
+
 # ------------------------------------------------------------------ the Helm values
 
 
