@@ -42,7 +42,14 @@ from dagster._utils.tags import TagConcurrencyLimitsCounter
 from dagster_k8s.models import k8s_snake_case_dict
 
 from langsmith_access.names import ORG_TAG
-from langsmith_access.settings import load_orgs
+from langsmith_access.settings import (
+    ENVIRONMENT,
+    FALLBACK_VARIABLES,
+    ORGS_FILE_VARIABLE,
+    POLICY_VARIABLE,
+    cache_directory,
+    load_orgs,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -678,6 +685,23 @@ def test_no_deploy_file_holds_a_key():
     for path in DEPLOY.rglob("*"):
         if path.is_file():
             assert not re.search(r"lsv2_(sk|pt)_\w{4,}", path.read_text(encoding="utf-8")), path
+
+
+def test_every_variable_a_deploy_file_names_is_one_the_product_reads():
+    """Every LANGSMITH_*/LANGCHAIN_* variable deploy/ sets or names (the environment files, the
+    Helm values' env and their comments, the image's ENV) is one langsmith_access.settings reads,
+    or an org's key variable the example orgs file names: a misspelt name (a
+    LANGSMITH_ACCESS_POLICY_FILE) would be set, ignored, and the default used without a word."""
+    read = {variable for _field, variable, _parse in ENVIRONMENT} | set(FALLBACK_VARIABLES.values())
+    read |= {ORGS_FILE_VARIABLE, POLICY_VARIABLE}
+    # The cache's variable, read by cache_directory rather than through ENVIRONMENT.
+    assert cache_directory({"LANGSMITH_ACCESS_CACHE_DIR": "/srv/cache"}) == Path("/srv/cache")
+    read.add("LANGSMITH_ACCESS_CACHE_DIR")
+    keys = {org.api_key_env for org in example_orgs()}
+    for path in sorted(DEPLOY.rglob("*")):
+        if path.is_file():
+            named = set(re.findall(r"\b(LANG(?:SMITH|CHAIN)_[A-Z0-9_]+)\b", path.read_text(encoding="utf-8")))
+            assert named <= read | keys, f"{path.relative_to(REPO)}: {sorted(named - read - keys)} read by nothing"
 
 
 def example_orgs():
