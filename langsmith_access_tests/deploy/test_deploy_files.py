@@ -681,6 +681,25 @@ def test_helm_values_take_the_keys_from_secrets_and_mount_the_data_volume():
         if option in ("--module-name", "--attribute", "--location-name")}
 
 
+def test_helm_values_use_the_operators_postgres_through_the_secret_the_readme_creates():
+    """The chart's own Postgres and its own password secret are both off: with
+    ``postgresql.enabled`` the chart deploys a database of its own beside the one the values name;
+    with ``generatePostgresqlPasswordSecret`` it writes the secret itself from
+    ``postgresql.postgresqlPassword`` (the chart's placeholder), over the one the README creates.
+    The secret the values name is the one the README creates, with the key the chart reads
+    (``postgresql-password``); and the instance the chart writes sends no telemetry, as
+    deploy/dagster.yaml."""
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
+    assert values["postgresql"]["postgresqlHost"] and "postgresqlPassword" not in values["postgresql"]
+    commands = readme_commands(readme_section("### Kubernetes, with Dagster's Helm chart"))
+    secrets = {words[4]: words[5:] for words in commands if words[:4] == ["kubectl", "create", "secret", "generic"]}
+    name = values["global"]["postgresqlSecretName"]
+    assert name in secrets, f"the README never creates secret {name}"
+    assert any(word.startswith("--from-literal=postgresql-password=") for word in secrets[name]), secrets[name]
+    assert values["telemetry"]["enabled"] is load_yaml(DEPLOY / "dagster.yaml")["telemetry"]["enabled"] is False
+
+
 def test_no_deploy_file_holds_a_key():
     for path in DEPLOY.rglob("*"):
         if path.is_file():
