@@ -170,7 +170,7 @@ def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) ->
             print(f"{'would expire':<17} {request_id}  its end is due: the real run queues the revoke "
                   "that ends it, first")
         for request_id in ahead.get("approvals_overdue", []):
-            print(f"{'would expire':<17} {request_id}  past its approval deadline: approval_expired")
+            print(f"{'would expire':<17} {request_id}  past its approval deadline or its --until: approval_expired")
         for request_id in ahead.get("expiry_warnings_due", []):
             print(f"{'would warn':<17} {request_id}  its end is near (LANGSMITH_ACCESS_EXPIRY_WARNING): "
                   "access.expiring")

@@ -1,4 +1,5 @@
-"""Deciding requests that await approval: approve, deny, and expire the ones left too long.
+"""Deciding requests that await approval: approve, deny, and expire the ones left too long (past
+their approval deadline, or past the ``--until`` they asked for: approved then, they would give nothing).
 
 A decision is recorded (exit 0 on the command line) as a row of ``provisioning_approvals``, an
 event (``approved`` / ``denied``) and the request's new status (``pending``, which the next
@@ -149,15 +150,10 @@ def decide_on(
     status = request["status"]
     if status != AWAITING_APPROVAL:
         return refuse(_not_awaiting(request), status)
-    deadline = request["approval_deadline"]
-    if deadline is not None and at >= deadline:
+    if is_overdue(request, at):
         expire(conn, request, at, notifier)
-        return refuse(f"request {request_id} waited past its approval deadline ({iso_minutes(deadline)}) and is "
-                      "now approval_expired: ask for it again.", "approval_expired")
-    until = request["access_until"]
-    if decision == APPROVED and until is not None and until <= at:
-        return refuse(f"request {request_id} asked for access until {iso_minutes(until)}, which has passed: deny "
-                      "it, and ask again with a later --until.", status)
+        return refuse(f"request {request_id} {_why_expired(request, at)} and is now approval_expired: ask for it "
+                      "again" + (" with a later --until." if _until_passed(request, at) else "."), "approval_expired")
     later = _revoked_since(conn, request) if decision == APPROVED else None
     if later is not None:
         # The queue applies requests in the order they were asked: the revoke, asked later, is
@@ -347,27 +343,58 @@ def _not_awaiting(request: dict) -> str:
             "approval wait for a decision.")
 
 
+def _until_passed(request: dict, at: datetime) -> bool:
+    """The end the grant asked for (``--until``) has come: approved now, it would give nothing."""
+    return request["access_until"] is not None and request["access_until"] <= at
+
+
+def is_overdue(request: dict, at: datetime) -> bool:
+    """A request awaiting approval at ``at`` is over: its approval deadline, or the end of the
+    access it asked for (``--until``), has come (with no ``wait_at_most`` only the latter ends it)."""
+    deadline = request["approval_deadline"]
+    return (deadline is not None and deadline <= at) or _until_passed(request, at)
+
+
+def _ended_by_until(request: dict, at: datetime) -> bool:
+    """An overdue request's --until came no later than its deadline: that is what ended it."""
+    deadline = request["approval_deadline"]
+    return _until_passed(request, at) and (deadline is None or request["access_until"] <= deadline)
+
+
+def _why_expired(request: dict, at: datetime) -> str:
+    if _ended_by_until(request, at):
+        return f"asked for access until {iso_minutes(request['access_until'])}, which passed before it was approved,"
+    return f"waited past its approval deadline ({iso_minutes(request['approval_deadline'])})"
+
+
 def expire(conn: duckdb.DuckDBPyConnection, request: dict, at: datetime, notifier: Notifier) -> None:
-    """End one request that waited past its approval deadline."""
-    detail = f"no decision before {iso_minutes(request['approval_deadline'])}"
+    """End one request that waited past its approval deadline, or past the end it asked for."""
+    deadline, until = request["approval_deadline"], request["access_until"]
+    if _ended_by_until(request, at):
+        detail = f"its requested end (--until {iso_minutes(until)}) passed before it was approved"
+    else:
+        detail = f"no decision before {iso_minutes(deadline)}"
     conn.execute(
         "UPDATE main.provisioning_requests SET status = 'approval_expired', status_detail = ?, updated_at = ? "
         "WHERE request_id = ? AND status = ?",
         [detail, at, request["request_id"], AWAITING_APPROVAL],
     )
-    record_event(conn, request["request_id"], "approval_expired", {"deadline": request["approval_deadline"]}, at=at)
+    record_event(conn, request["request_id"], "approval_expired",
+                 {"deadline": deadline, **({"access_until": until} if until is not None else {})}, at=at)
     notifier.notify(conn, "request.approval_expired", at=at, request_id=request["request_id"],
                     user=request["user_email"] or request["user_id"], workspace=request["workspace_name"],
                     role=request["role_name"], detail=detail)
 
 
 def overdue_requests(conn: duckdb.DuckDBPyConnection, now: datetime) -> list[dict]:
-    """The requests awaiting approval past their deadline at ``now`` (read-only)."""
-    return fetch_requests(conn, "status = ? AND approval_deadline <= ?", [AWAITING_APPROVAL, now])
+    """The requests awaiting approval past their deadline, or past the end they asked for
+    (``--until``), at ``now`` (read-only): ``is_overdue``."""
+    return fetch_requests(conn, "status = ? AND (approval_deadline <= ? OR access_until <= ?)",
+                          [AWAITING_APPROVAL, now, now])
 
 
 def expire_overdue(conn: duckdb.DuckDBPyConnection, now: datetime, notifier: Notifier | None = None) -> list[str]:
-    """Move every request awaiting approval past its deadline to ``approval_expired``; their ids.
+    """Move every request awaiting approval past its deadline or its --until to ``approval_expired``; their ids.
     In one transaction (the caller holds the writer lease)."""
     overdue = overdue_requests(conn, now)
     if not overdue:

@@ -4,6 +4,7 @@ later revokes have (and have not) the last word over a grant awaiting approval."
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,9 @@ from langsmith_access.store.schema import ensure_schema
 from langsmith_access_tests.governance.support import POLICY, WORKSPACE, cli, events, request_row, writes
 
 
-def test_an_approval_after_the_grants_until_has_passed_is_refused_and_a_denial_is_taken(governed):
+def test_a_grant_whose_until_passed_while_it_awaited_approval_ends_approval_expired(governed):
+    # Approved now, it would give nothing: the end it asked for came before its deadline. It
+    # ends as a deadline ends a request (a decision after it is refused), saying why.
     sandbox, org, database, people, receiver = governed
     three_hours_ago = datetime.now(UTC) - timedelta(hours=3)
     with database.writer_lease("test: a request that has waited"), database.connect() as conn:
@@ -38,10 +41,44 @@ def test_an_approval_after_the_grants_until_has_passed_is_refused_and_a_denial_i
 
     refused = approve(waited.request_id, by=people.admin.email)
 
-    assert not refused.recorded and refused.status == "awaiting_approval", refused
-    assert "which has passed: deny it, and ask again with a later --until" in refused.message
-    assert request_row(database, waited.request_id)["status"] == "awaiting_approval"
-    assert deny(waited.request_id, by=people.admin.email).recorded
+    assert not refused.recorded and refused.status == "approval_expired", refused
+    assert "which passed before it was approved, and is now approval_expired: ask for it again with a later --until" \
+        in refused.message
+    row = request_row(database, waited.request_id)
+    assert row["status"] == "approval_expired"
+    assert "its requested end (--until" in row["status_detail"] and "passed before it was approved" in row[
+        "status_detail"]
+    assert not deny(waited.request_id, by=people.admin.email).recorded
+    deliver_notifications()
+    [expired] = [b for b in receiver.bodies() if b["event"] == "request.approval_expired"]
+    assert (expired["request_id"], expired["detail"]) == (waited.request_id, row["status_detail"])
+
+
+def test_without_a_deadline_a_grant_awaiting_approval_ends_when_its_until_passes():
+    # No ``wait_at_most``: the run ends it (``expire_overdue``) once the end it asked for has
+    # come, saying so, with the usual event and notification; the expiry sensor wakes for it.
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    for request_id, until in (("ends", at), ("later", at + timedelta(hours=1)), ("open", None)):
+        conn.execute(
+            "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
+            "workspace_name, role_id, role_name, status, requested_at, updated_at, access_until) "
+            "VALUES (?, 'grant', 'u', 'ada@example.com', 'w', 'Production', 'r', 'Admin', 'awaiting_approval', "
+            "?, ?, ?)", [request_id, at - timedelta(days=3), at - timedelta(days=3), until])
+
+    assert [r["request_id"] for r in overdue_requests(conn, at - timedelta(microseconds=1))] == []
+    assert expiry_work_due(conn, at, None) == ["ends"]
+    assert expire_overdue(conn, at, Notifier("acme", enabled=True)) == ["ends"]
+
+    statuses = dict(conn.execute("SELECT request_id, status FROM main.provisioning_requests").fetchall())
+    assert statuses == {"ends": "approval_expired", "later": "awaiting_approval", "open": "awaiting_approval"}
+    [detail] = [r["status_detail"] for r in fetch_requests(conn, "request_id = 'ends'")]
+    assert detail == "its requested end (--until 2026-06-01T12:00Z) passed before it was approved"
+    assert [kind for _, kind in conn.execute("SELECT request_id, kind FROM main.provisioning_events").fetchall()] == [
+        "approval_expired"]
+    [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
+    assert event == "request.approval_expired" and json.loads(payload)["detail"] == detail
 
 
 def test_an_approver_named_by_anything_but_an_email_is_refused(governed):
@@ -143,12 +180,14 @@ def test_at_its_deadline_or_its_until_a_request_is_past_them():
             [request_id, at - timedelta(hours=72), at - timedelta(hours=72), deadline, until])
 
     assert overdue_requests(conn, at - timedelta(microseconds=1)) == []
-    assert [r["request_id"] for r in overdue_requests(conn, at)] == ["waited"]
-    assert expiry_work_due(conn, at, None) == ["waited"]  # what wakes the expiry sensor and a dry run
+    assert [r["request_id"] for r in overdue_requests(conn, at)] == ["waited", "ends"]
+    # What wakes the expiry sensor and a dry run.
+    assert expiry_work_due(conn, at, None) == ["waited", "ends"]
     waited = decide_on(conn, "waited", "approved", "ada@example.com", now=at)
     assert (waited.recorded, waited.status) == (False, "approval_expired"), waited
     ends = decide_on(conn, "ends", "approved", "ada@example.com", now=at)
-    assert not ends.recorded and "which has passed" in ends.message, ends
+    assert (ends.recorded, ends.status) == (False, "approval_expired"), ends
+    assert "which passed before it was approved" in ends.message
 
 
 

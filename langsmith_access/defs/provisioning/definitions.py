@@ -192,7 +192,7 @@ def select_requests(
             expired = approvals.expire_overdue(conn, now, notifier)
             warned = expiry.warn_expiring(conn, now, org.settings.expiry_warning, notifier)
             revokes = expiry.queue_due_expiries(conn, now)
-            for count, what in ((len(expired), "request(s) waited too long for approval: approval_expired"),
+            for count, what in ((len(expired), "request(s) past their approval deadline or --until: approval_expired"),
                                 (len(warned), "time-bound grant(s) end soon: access.expiring sent"),
                                 (len(revokes), "time-bound grant(s) expired: revoke(s) queued")):
                 if count:
