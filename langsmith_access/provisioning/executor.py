@@ -661,9 +661,11 @@ class Provisioner:
                 self._event(request_id, "scim_warning", {"detail": SCIM_WARNING})
             if not plan.needs_write:
                 if earlier_writes or attempt > 1:
-                    # Our own earlier write (whose answer was lost) is what made it so.
+                    # Our own earlier write (whose answer was lost, or whose run died) is what made
+                    # it so: said as that write's plan, not as a change someone else made.
                     self._observe(request, live)
-                    return Outcome(request_id, "applied", f"verified: {plan.explanation}", plan,
+                    explanation = self._own_write_explanation(request_id, live) or plan.explanation
+                    return Outcome(request_id, "applied", f"verified: {explanation}", plan,
                                    writes=earlier_writes + attempt - 1)
                 if self._recorded_role_differs(request, live):
                     # Changed in LangSmith since what grants shows (by hand, by SCIM): recorded,
@@ -945,6 +947,27 @@ class Provisioner:
                 'SELECT min("at") FROM main.provisioning_events WHERE request_id = ? AND kind = \'write_sent\'',
                 [request_id],
             )
+
+    def _own_write_explanation(self, request_id: str, live: Live | None) -> str | None:
+        """The plan of the last write sent for ``request_id`` (this run's or a dead run's, from
+        its ``planned`` and ``write_sent`` events) when the member's live role is the one that
+        write leaves; None when it is not (someone changed it since) or nothing was sent."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT kind, detail FROM main.provisioning_events WHERE request_id = ? "
+                "AND kind IN ('planned', 'write_sent') ORDER BY \"at\", event_id",
+                [request_id],
+            ).fetchall()
+        planned, written = None, None
+        for kind, detail in rows:
+            event = json.loads(detail)
+            if kind == "planned":
+                planned = event
+            elif planned is not None and planned.get("plan") == event.get("plan"):
+                written = (planned.get("explanation"), event.get("role_id"))
+        if written is None or written[1] != (live.role_id if live else None):
+            return None
+        return written[0]
 
     def _count_earlier_writes(self, request_ids: list[str]) -> dict[str, int]:
         """Writes sent for each of ``request_ids`` so far (0 for most), in one query."""

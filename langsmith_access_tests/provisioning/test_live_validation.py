@@ -808,3 +808,88 @@ def test_a_grant_langsmith_answered_but_did_not_keep_fails_verification(live):
     assert "the live role is none (not a member)" in outcome.detail
     assert status_of(conn, request["request_id"])[0] == "failed"
     assert observations(conn, request["request_id"]) == []
+
+
+@pytest.mark.parametrize("grant_did", ["added", "replaced"])
+@pytest.mark.parametrize("lost", ["the run died", "the answer was lost"])
+def test_the_end_of_a_grant_that_our_own_earlier_write_made_says_so(live, monkeypatch, grant_did, lost):
+    """The revoke ending an hour of Editor sends its write (removing the member the grant added,
+    or giving back the Viewer it replaced); the run dies, or LangSmith's answer is lost. Read
+    again, the member holds what that write left: applied, and said as that write, not as a
+    change someone made "since the grant" and "left alone"."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    editor, viewer = workspace_role(org, "Editor"), workspace_role(org, "Viewer")
+    now = queue.now_utc()
+    hour = queued(conn, "grant", member, workspace, editor, status="applied",
+                  prior_role_id=viewer.id if grant_did == "replaced" else None,
+                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=editor.id)
+    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+    if lost == "the run died":
+        write = "remove_workspace_member" if grant_did == "added" else "set_workspace_member_role"
+        real_write = getattr(LangSmithClient, write)
+
+        def write_then_die(self, *args, **kwargs):
+            real_write(self, *args, **kwargs)
+            raise RuntimeError("simulated crash after the write, before its answer was recorded")
+
+        monkeypatch.setattr(LangSmithClient, write, write_then_die)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            provision(sandbox, conn, end)
+        monkeypatch.undo()
+    else:
+        answered = []
+
+        def apply_the_first_write_and_lose_its_answer(respond, r):
+            if r.method not in WRITES or answered:
+                return respond(r)
+            answered.append(respond(r))
+            return ApiResponse(502, {"detail": "bad gateway"})
+
+        wrap_respond(sandbox, apply_the_first_write_and_lose_its_answer)
+
+    outcome = provision(sandbox, conn, end, notifier=Notifier(org="acme", enabled=True))[end["request_id"]]
+
+    assert outcome.status == "applied" and len(writes(sandbox)) == 1, outcome
+    assert outcome.detail == (
+        "verified: remove Editor from the workspace (the grant added them)" if grant_did == "added"
+        else "verified: restore Viewer, the role before the grant of Editor"), outcome
+    live_role = org.membership(workspace.id, member.ls_user_id)
+    assert (live_role.role_id if live_role else None) == (viewer.id if grant_did == "replaced" else None)
+    [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
+    assert (event, json.loads(payload)["detail"]) == (
+        "access.expired", f"{outcome.detail} (revoke {end['request_id']})")
+
+
+def test_the_end_of_a_grant_changed_by_hand_after_our_own_earlier_write_says_someone_changed_it(live, monkeypatch):
+    """The revoke ending an hour of Editor removed the member, and its run died; someone then
+    added them back as Viewer by hand. What the member holds is not what our write left: the
+    end says someone changed it, and does not claim the removal."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    editor, viewer = workspace_role(org, "Editor"), workspace_role(org, "Viewer")
+    now = queue.now_utc()
+    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
+                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=editor.id)
+    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+    real_remove = LangSmithClient.remove_workspace_member
+
+    def remove_then_die(self, *args, **kwargs):
+        real_remove(self, *args, **kwargs)
+        raise RuntimeError("simulated crash after the write, before its answer was recorded")
+
+    monkeypatch.setattr(LangSmithClient, "remove_workspace_member", remove_then_die)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        provision(sandbox, conn, end)
+    monkeypatch.undo()
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
+
+    outcome = provision(sandbox, conn, end)[end["request_id"]]
+
+    assert outcome.detail == ("verified: holds Viewer, not the granted Editor: changed by someone since the grant; "
+                              "left alone"), outcome
+    assert org.membership(workspace.id, member.ls_user_id).role_id == viewer.id
