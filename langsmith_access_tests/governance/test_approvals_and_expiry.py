@@ -514,12 +514,12 @@ def test_a_policy_that_cannot_be_read_holds_the_grants_and_lets_revokes_through(
     assert revoke.status == "pending"
 
     named = provision(request_ids=[grant.request_id])  # named by hand: held all the same
-    assert not named.success and "left pending, not applied" in named.failure
+    assert not named.success and "1 grant(s) not applied (1 left pending)" in named.failure
     assert request_row(database, grant.request_id)["status"] == "pending" and writes(sandbox) == []
 
     outcome = provision()
     assert not outcome.success
-    assert "1 pending grant(s) left pending, not applied: the access policy cannot be read" in outcome.failure
+    assert "1 grant(s) not applied (1 left pending): the access policy cannot be read" in outcome.failure
     assert str(policy) in outcome.failure
     assert request_row(database, grant.request_id)["status"] == "pending"
     assert request_row(database, revoke.request_id)["status"] == "applied"
@@ -545,7 +545,37 @@ def test_a_request_a_dead_run_left_in_progress_is_taken_while_the_policy_holds_g
     Path(os.environ["LANGSMITH_ACCESS_POLICY"]).write_text("approval: [unclosed\n")
 
     outcome = provision()
-    assert not outcome.success and "1 pending grant(s) left pending, not applied" in outcome.failure
+    assert not outcome.success and "1 grant(s) not applied (1 left pending)" in outcome.failure
     assert request_row(database, grant.request_id)["status"] == "pending"
     assert request_row(database, revoke.request_id)["status"] == "applied"
     assert org.membership(people.workspace.id, revoked.ls_user_id) is None
+
+
+def test_a_grant_a_dead_run_claimed_is_said_to_stay_in_progress_while_the_policy_cannot_be_read(governed):
+    # A run died after claiming a grant, before sending its write; the policy then cannot be
+    # read. The grant is held as it is (in_progress, for the next run to take), and the run's
+    # failure says so: not that it was left pending.
+    sandbox, org, database, people, receiver = governed
+    claimed, waiting = people.outsiders[:2]
+    dead = request_grant(claimed.email, WORKSPACE, "Editor")
+    grant = request_grant(waiting.email, WORKSPACE, "Editor")
+    with database.writer_lease("test"), database.connect() as conn:  # claimed by a run that died
+        conn.execute("UPDATE main.provisioning_requests SET status = 'in_progress', run_id = 'a-dead-run' "
+                     "WHERE request_id = ?", [dead.request_id])
+    database.publish()
+    policy = Path(os.environ["LANGSMITH_ACCESS_POLICY"])
+    policy.write_text("approval: [unclosed\n")
+
+    outcome = provision()
+
+    assert not outcome.success
+    assert ("2 grant(s) not applied (1 left pending, 1 left in_progress (claimed by a run that died before "
+            "sending its write)): the access policy cannot be read") in outcome.failure
+    assert request_row(database, dead.request_id)["status"] == "in_progress"
+    assert request_row(database, grant.request_id)["status"] == "pending"
+    assert writes(sandbox) == []
+
+    policy.write_text(POLICY)  # fixed: the next run applies both
+    assert provision().success
+    assert request_row(database, dead.request_id)["status"] == "applied"
+    assert request_row(database, grant.request_id)["status"] == "applied"

@@ -220,7 +220,7 @@ class _Governed:
     """What the access policy, as it is now, made of the pending grants before the run takes them."""
 
     changes: list[approvals.PolicyChange]
-    held: list[str]  # grants left pending because the policy cannot be read
+    held: list[str]  # grants left as they are (pending or in_progress) because the policy cannot be read
     policy_error: str | None
 
     @property
@@ -245,16 +245,22 @@ def _pending_except(conn: duckdb.DuckDBPyConnection, settled: set[str]) -> list[
 def _govern_pending_grants(context: dg.OpExecutionContext, org: Org, conn: duckdb.DuckDBPyConnection,
                            request_ids: list[str] | None, dry_run: bool) -> _Governed:
     """The pending grants against the access policy as it is now (``approvals.govern_pending_grants``).
-    A policy that cannot be read applies no grant: they stay pending, the revokes go ahead, and
-    the run fails once it has applied them (``refresh_access_history``), saying why."""
+    A policy that cannot be read applies no grant: each stays as it is (pending, or in_progress
+    where a run that died claimed it before sending its write), the revokes go ahead, and the run
+    fails once it has applied them (``refresh_access_history``), saying why."""
     try:
         changes = approvals.govern_pending_grants(conn, queue.now_utc(), org.policy_path, _notifier(org),
                                                   request_ids=request_ids, dry_run=dry_run,
                                                   run_id=context.run.run_id)
     except PolicyError as error:
-        held = [r["request_id"] for r in approvals.pending_grants(conn, request_ids)]
+        grants = approvals.pending_grants(conn, request_ids)
+        held = [r["request_id"] for r in grants]
+        claimed = sum(r["status"] == "in_progress" for r in grants)
+        left = [f"{len(held) - claimed} left pending"] if len(held) > claimed else []
+        if claimed:
+            left.append(f"{claimed} left in_progress (claimed by a run that died before sending its write)")
         message = org.in_its_own_terms(
-            f"{len(held)} pending grant(s) left pending, not applied: the access policy cannot be read "
+            f"{len(held)} grant(s) not applied ({', '.join(left)}): the access policy cannot be read "
             f"({mask_keys(str(error))}). Fix the policy file; the next run applies them."
         )
         if held:
