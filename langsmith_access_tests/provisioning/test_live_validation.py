@@ -893,3 +893,32 @@ def test_the_end_of_a_grant_changed_by_hand_after_our_own_earlier_write_says_som
     assert outcome.detail == ("verified: holds Viewer, not the granted Editor: changed by someone since the grant; "
                               "left alone"), outcome
     assert org.membership(workspace.id, member.ls_user_id).role_id == viewer.id
+
+
+@pytest.mark.parametrize("gone", ["workspace deleted", "member left"])
+def test_the_end_of_a_grant_whose_workspace_or_member_is_gone_settles_as_ended(live, gone):
+    """An hour of Editor ends after its workspace was deleted, or after the member left the
+    org: the access ended with them. Nothing to undo (not ``rejected``), and the grant's end is
+    reported as ``access.expired``, not as ``request.failed``."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    editor = workspace_role(org, "Editor")
+    now = queue.now_utc()
+    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
+                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=editor.id)
+    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+    if gone == "workspace deleted":
+        org.delete_workspace(workspace.id)
+    else:
+        org.remove_member(member.ls_user_id)
+
+    outcome = provision(sandbox, conn, end, notifier=Notifier(org="acme", enabled=True))[end["request_id"]]
+
+    says = "is deleted now" if gone == "workspace deleted" else "is not an active org member any more"
+    assert outcome.status == "already_satisfied" and outcome.detail.endswith(f"{says}: nothing to undo"), outcome
+    assert status_of(conn, end["request_id"]) == ("already_satisfied", outcome.detail)
+    assert writes(sandbox) == []
+    [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
+    assert (event, json.loads(payload)["request_id"]) == ("access.expired", hour["request_id"])
