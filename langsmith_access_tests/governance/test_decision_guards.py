@@ -183,11 +183,20 @@ def test_at_its_deadline_or_its_until_a_request_is_past_them():
     assert [r["request_id"] for r in overdue_requests(conn, at)] == ["waited", "ends"]
     # What wakes the expiry sensor and a dry run.
     assert expiry_work_due(conn, at, None) == ["waited", "ends"]
+    # Each ends for what came first: the deadline, or the end the grant asked for.
+    conn.execute("UPDATE main.provisioning_requests SET access_until = ? WHERE request_id = 'waited'",
+                 [at - timedelta(minutes=1)])
+    conn.execute("UPDATE main.provisioning_requests SET approval_deadline = ? WHERE request_id = 'ends'",
+                 [at - timedelta(minutes=1)])
     waited = decide_on(conn, "waited", "approved", "ada@example.com", now=at)
     assert (waited.recorded, waited.status) == (False, "approval_expired"), waited
     ends = decide_on(conn, "ends", "approved", "ada@example.com", now=at)
     assert (ends.recorded, ends.status) == (False, "approval_expired"), ends
-    assert "which passed before it was approved" in ends.message
+    assert "waited past its approval deadline (2026-06-01T11:59Z)" in ends.message
+    assert "which passed before it was approved" in waited.message
+    details = dict(conn.execute("SELECT request_id, status_detail FROM main.provisioning_requests").fetchall())
+    assert details == {"waited": "its requested end (--until 2026-06-01T11:59Z) passed before it was approved",
+                       "ends": "no decision before 2026-06-01T11:59Z"}
 
 
 
