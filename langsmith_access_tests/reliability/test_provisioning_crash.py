@@ -402,6 +402,8 @@ def test_kill_9_between_queuing_expiry_revokes_and_applying_them_revokes_each_on
     held_user = identity_owner[killed.held[0][1].rsplit("/", 1)[1]]
     [held_revoke] = [r for r in revokes if r["user_id"] == held_user]
     assert held_revoke["status_detail"].startswith("verified")  # settled by reading, not re-sent
+    # Said as the write the killed run sent, not as a change someone made since the grant.
+    assert held_revoke["status_detail"].startswith(("verified: remove ", "verified: restore ")), held_revoke
 
     # LangSmith got one write per expired grant: a removal or the role restored.
     per_user = Counter(identity_owner[path.rsplit("/", 1)[1]] for _, path, _, _ in gate.applied)
