@@ -1,6 +1,7 @@
 """The Dagster definitions load and carry the public names of DESIGN.md section 3."""
 
 import itertools
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -299,3 +300,18 @@ def test_a_bad_variable_stops_the_load_with_its_own_message_first(monkeypatch, v
     with pytest.raises(SettingsError) as refused:
         defs()
     assert str(refused.value).startswith(variable)
+
+
+def test_the_readme_dagster_section_names_every_snapshot_and_raw_asset():
+    # README "## Dagster" lists the asset groups' assets by key: the snapshots in `transform`, the
+    # raw tables of `extract`, `inventory` and `records`. A key added to the catalog must be there.
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Dagster\n")
+    section = text[start:text.index("\n## ", start + 1)]
+    named = set(re.findall(r"`((?:raw|snapshots|main)/[a-z_]+)`", section))
+    graph = defs().resolve_asset_graph()
+    catalog = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    listed = {key for key, group in catalog.items()
+              if key.startswith("snapshots/") or group in ("extract", "inventory", "records")}
+    assert listed - named == set()
+    assert {key for key in named if key.startswith("snapshots/")} <= set(catalog)
