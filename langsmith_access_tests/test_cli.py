@@ -15,6 +15,7 @@ import pytest
 from dagster_shared.error import SerializableErrorInfo
 
 from langsmith_access import runner
+from langsmith_access.cli import build_parser
 from langsmith_access.cli import sync as sync_command
 from langsmith_access.cli.common import INTERRUPTED, count, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
@@ -525,3 +526,42 @@ def test_a_published_sync_whose_summary_cannot_be_read_still_exits_0(tmp_path, m
     assert "summary could not be read there" in done.stderr and "fix: close the session" in done.stderr
     assert "Syncing " not in done.stderr and "✓" not in done.stderr  # --quiet: no progress lines
     assert query(database, "SELECT count(*) FROM main.users")[0][0] == 5
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((action.choices for action in parser._actions if isinstance(action, argparse._SubParsersAction)), {})
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")} - {"--help"}
+
+
+def test_the_readme_command_line_synopsis_is_the_parsers():
+    """README "## Command line": its block names every command, and each command's options
+    exactly as `--help` has them (the review commands' in "Access reviews": only a subset here)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Command line\n")
+    block = re.search(r"```sh\n(.*?)```", text[start:], re.S).group(1)
+    lines: list[str] = []
+    for line in block.splitlines():
+        if line.startswith("langsmith-access "):
+            lines.append(line)
+        else:  # a continuation line of the command above
+            lines[-1] += " " + line
+    parsers = _subcommands(build_parser())
+    documented: set[str] = set()
+    for line in lines:
+        words = line.split("#")[0].replace("\\", " ").split()
+        flags = set(re.findall(r"--[a-z][a-z0-9-]*", " ".join(words)))
+        for name in words[1].split("|"):
+            documented.add(name)
+            subcommands = _subcommands(parsers[name])
+            for sub in (words[2].split("|") if subcommands else []):
+                assert sub in subcommands, f"README: no command `{name} {sub}`"
+                options = _options(subcommands[sub])
+                assert flags <= options, (name, sub, flags - options)
+                if name != "review":
+                    assert options <= flags, (name, sub, options - flags)
+            if not subcommands:
+                assert flags == _options(parsers[name]), (name, flags ^ _options(parsers[name]))
+    assert documented == set(parsers)
