@@ -1,5 +1,6 @@
 """The README's analyst guide runs: every ```sql block of its "## Analyst guide" section runs
-against a synced database, and returns rows unless it says it may not."""
+against a synced database, and returns rows unless it says it may not; so do the README's other
+one-org SQL ("Tables", "Drift") and the snippets that attach the database to a file of one's own."""
 
 import re
 import shutil
@@ -83,3 +84,49 @@ def test_the_parquet_copy_is_where_the_guide_says(template):
     with duckdb.connect() as conn:
         (rows,) = conn.execute(f"SELECT count(*) FROM read_parquet('{parquet / 'grants.parquet'}')").fetchone()
     assert rows > 0
+
+
+def section(heading: str) -> str:
+    """The README's text under ``heading`` up to the next heading of its level or above (a line
+    starting with ``#`` inside a code block is no heading)."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index(heading)
+    level = len(heading.split(" ")[0])
+    fenced = False
+    for end in range(start + 1, len(lines)):
+        fenced ^= lines[end].lstrip().startswith("```")
+        if not fenced and re.match(rf"#{{1,{level}}} ", lines[end]):
+            break
+    else:
+        end = len(lines)
+    return "\n".join(lines[start:end]) + "\n"
+
+
+def test_the_other_sql_of_the_readme_runs_against_a_synced_database(whole_picture):
+    # The ```sql blocks outside the analyst guide that read one org's database: "Tables" (who had
+    # access at a time; everyone in the generated org's two 'Platform's) and "Drift".
+    tables = blocks(section("## Tables"), "sql")
+    drift = [sql for sql in blocks(section("## Governing access"), "sql") if "report_unexplained_changes" in sql]
+    assert len(tables) == 2 and len(drift) == 1
+    with duckdb.connect(str(whole_picture.path), read_only=True) as conn:
+        for sql in tables + drift:
+            try:
+                rows = conn.execute(sql).fetchall()
+            except duckdb.Error as error:
+                raise AssertionError(f"fails: {error}\n{sql}") from None
+            if "'Platform'" in sql:
+                assert len({row[0] for row in rows}) == 2, "the two 'Platform' workspaces, told apart by id"
+
+
+def test_the_readme_snippets_that_attach_the_database_run(template, tmp_path):
+    # The analyst guide's own table beside the database, and the review's table of revokes: each
+    # in a DuckDB file of one's own, with the analysts' database attached read-only.
+    [own] = [b for b in blocks(analyst_guide(), "sh") if "ATTACH" in b]
+    [to_revoke] = re.findall(r"`(ATTACH [^`]*to_revoke[^`]*)`", section("## Access reviews"))
+    for snippet in (re.search(r'-c "(.*)"', own, re.S).group(1), to_revoke):
+        sql = snippet.replace("'data/langsmith_access.duckdb'", repr(str(template.path)))
+        assert sql != snippet
+        with duckdb.connect(str(tmp_path / "my_analysis.duckdb")) as conn:
+            conn.execute(sql)
+            table = re.search(r"CREATE (?:OR REPLACE )?TABLE (\w+)", sql).group(1)
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
