@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from langsmith_access import runner
 from langsmith_access.names import INVENTORY_JOB
@@ -130,3 +131,22 @@ def test_the_readme_snippets_that_attach_the_database_run(template, tmp_path):
             conn.execute(sql)
             table = re.search(r"CREATE (?:OR REPLACE )?TABLE (\w+)", sql).group(1)
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+
+
+def test_the_table_reference_names_the_files_that_describe_every_column(whole_picture):
+    # "Table reference": every column of every table of schema main is described in the files it names.
+    text = section("### Table reference")
+    files = re.findall(r"`(langsmith_access/dbt_project/models/[\w/]+[.]yml)`", text)
+    described: dict[str, set[str]] = {}
+    for name in files:
+        document = yaml.safe_load((README.parent / name).read_text(encoding="utf-8"))
+        tables = document.get("models", []) + [table for source in document.get("sources", [])
+                                                if source["name"] == "main" for table in source["tables"]]
+        for table in tables:
+            described.setdefault(table["name"], set()).update(
+                column["name"] for column in table.get("columns", []) if column.get("description"))
+    with duckdb.connect(str(whole_picture.path), read_only=True) as conn:
+        columns = conn.execute("SELECT table_name, column_name FROM information_schema.columns "
+                               "WHERE table_schema = 'main'").fetchall()
+    undescribed = sorted(f"{table}.{column}" for table, column in columns if column not in described.get(table, ()))
+    assert undescribed == [], f"README's Table reference names no file describing {undescribed}"
