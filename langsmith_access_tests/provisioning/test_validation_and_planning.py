@@ -1,12 +1,14 @@
 """Queue-time validation (against a hand-made synced database) and every plan branch."""
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.expiry import queue_due_expiries
@@ -589,3 +591,23 @@ def test_an_argument_whose_bytes_are_not_utf8_is_refused_and_its_rejection_recor
                         "ORDER BY request_seq").fetchall()
     assert rows == [("ada\\xff@example.com", None, None), ("ada@example.com", "ticket \\xff", None),
                     ("ada@example.com", None, "ops\\xff")]
+
+
+def test_every_kind_of_audit_event_a_run_records_is_documented(conn):
+    # README's `provisioning_events` row and the column's description in the dbt sources list the
+    # kinds an analyst filters on: a request taken over from a dead run is `recovered`.
+    submit_on(conn, change())
+    claim(conn, "run-1", None)
+    claim(conn, "run-2", None)  # run-1 died
+    kinds = {kind for (kind,) in conn.execute("SELECT DISTINCT kind FROM main.provisioning_events").fetchall()}
+    assert kinds == {"queued", "claimed", "recovered"}
+    root = Path(__file__).resolve().parents[2]
+    [row] = [line for line in (root / "README.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("| `provisioning_events` |")]
+    in_readme = set(re.findall(r"`([a-z_]+)`", row.split("Kinds:")[1]))
+    sources = yaml.safe_load((root / "langsmith_access/dbt_project/models/staging/sources.yml").read_text())
+    [events] = [t for s in sources["sources"] if s["name"] == "main" for t in s["tables"]
+                if t["name"] == "provisioning_events"]
+    [kind] = [column for column in events["columns"] if column["name"] == "kind"]
+    in_sources = set(re.findall(r"[a-z_]+", kind["description"])) - {"or"}
+    assert kinds <= in_readme and in_readme == in_sources, (kinds - in_readme, in_readme ^ in_sources)
