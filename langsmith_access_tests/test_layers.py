@@ -170,3 +170,12 @@ def test_the_checks_catch_an_upward_import(tmp_path):
                              "langsmith_access.sync.guards", path_entry=tmp_path)
     assert "dagster" in together
     assert loaded_upward("langsmith_access.store.queries", "langsmith_access.sync.guards") == []
+
+
+def test_the_command_line_loads_no_dagster_until_a_command_runs_a_job():
+    # README "How it fits together": Dagster and dbt take seconds to import, and `langsmith-access
+    # requests` (or `request`, `approve`) should not wait for them: the console script's module,
+    # with every command's parser, loads neither; a command that runs a job imports them then.
+    loaded = [name for name in loaded_upward("langsmith_access.cli")
+              if name.startswith(("dagster", "langsmith_access.runner", "langsmith_access.defs"))]
+    assert loaded == []

@@ -7,6 +7,7 @@ import getpass
 import json
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from langsmith_access import api
 from langsmith_access.cli.common import (
@@ -20,8 +21,10 @@ from langsmith_access.cli.common import (
 )
 from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
 from langsmith_access.provisioning.queue import FINAL_STATUSES, STATUSES, iso_minutes
-from langsmith_access.runner import RunOutcome
 from langsmith_access.store.queries import iso_utc
+
+if TYPE_CHECKING:  # the runner imports Dagster (seconds): `requests` and `request` never need it
+    from langsmith_access.runner import RunOutcome
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
