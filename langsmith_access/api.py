@@ -23,7 +23,7 @@ from langsmith_access.provisioning.approvals import APPROVED, DENIED, DecisionRe
 from langsmith_access.provisioning.queue import ChangeRequest, QueueResult, submit
 from langsmith_access.provisioning.queue import list_requests as _list
 from langsmith_access.settings import Org, load_orgs
-from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 
 __all__ = [
     "PROVISION_JOB", "approve", "deliver_notifications", "deny", "list_requests", "provision", "request_grant",
@@ -137,6 +137,11 @@ def provision(*, dry_run: bool = False, request_ids: list[str] | None = None,
                          "to apply, or leave request_ids out to apply every pending request")
     the_org = resolve_org(org)
     the_org.client()  # a missing or unusable key: SettingsError naming it, before anything starts
+    database = AccessDatabase.of_org(the_org)
+    if dry_run and not database.working_path.exists() and not database.path.exists():
+        # A dry run writes nothing: a run would create the database (and its folder) just to
+        # find no queue in it.
+        raise DatabaseNotReadyError(f"{database.path} does not exist yet: run `langsmith-access sync` first.")
     # Deferred on purpose: the runner loads Dagster (seconds); queueing and listing need none of it.
     from langsmith_access import runner
 

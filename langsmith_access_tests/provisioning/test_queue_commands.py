@@ -79,6 +79,20 @@ def test_provision_with_nothing_pending_exits_0_and_says_so(env):
     assert (said.returncode, said.stdout, said.stderr) == (0, "", "no pending requests\n")
 
 
+def test_a_dry_run_where_there_is_no_database_yet_creates_nothing_and_says_so(tmp_path, monkeypatch):
+    database = tmp_path / "data" / "access.duckdb"
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "a" * 32)
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", "http://127.0.0.1:9")  # never asked: nothing runs
+    for command in (("provision", "--dry-run"), ("provision", "--dry-run", "--json")):
+        done = cli_in_this_process(*command)
+        assert done.returncode == 1, done
+        assert f"the analysts' database {database} does not exist yet: run langsmith-access sync first" in (
+            done.stderr), done.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_provision_says_the_drift_it_found_in_json_as_in_text(capsys):
     """The counts of changes made outside langsmith-access that a run's requests found reach
     both outputs (here from a finished run's op outputs, as api.provision returns them)."""
