@@ -418,6 +418,21 @@ def test_only_a_settled_revoke_of_an_organization_admins_role_says_admin_access_
         assert ADMIN_ACCESS_REMAINS not in status_of(conn, request["request_id"])[1]
 
 
+def provision_dying_after_the_write(monkeypatch, write: str, sandbox, conn, request) -> None:
+    """Provision ``request`` in a run that dies right after ``LangSmithClient.<write>`` reached
+    LangSmith, before its answer was recorded (a kill -9 there)."""
+    real_write = getattr(LangSmithClient, write)
+
+    def write_then_die(self, *args, **kwargs):
+        real_write(self, *args, **kwargs)
+        raise RuntimeError("simulated crash after the write, before its answer was recorded")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LangSmithClient, write, write_then_die)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            provision(sandbox, conn, request)
+
+
 def grant_a_dead_run_wrote(live, monkeypatch):
     """A time-bound grant of another role to a member of the first shared workspace, whose run
     died right after its role change reached LangSmith: (workspace, member, the role held before,
@@ -428,16 +443,7 @@ def grant_a_dead_run_wrote(live, monkeypatch):
     member, held_role_id = org.members[held.ls_user_id], held.role_id
     role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held_role_id)
     request = queued(conn, "grant", member, workspace, role, access_duration_seconds=3600)
-    real_set = LangSmithClient.set_workspace_member_role
-
-    def set_then_die(self, *args, **kwargs):
-        real_set(self, *args, **kwargs)
-        raise RuntimeError("simulated crash after the write, before it was recorded")
-
-    monkeypatch.setattr(LangSmithClient, "set_workspace_member_role", set_then_die)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        provision(sandbox, conn, request)
-    monkeypatch.undo()
+    provision_dying_after_the_write(monkeypatch, "set_workspace_member_role", sandbox, conn, request)
     return workspace, member, held_role_id, role, request
 
 
@@ -829,16 +835,7 @@ def test_the_end_of_a_grant_that_our_own_earlier_write_made_says_so(live, monkey
                  requested_by="langsmith-access", reason="expired")
     if lost == "the run died":
         write = "remove_workspace_member" if grant_did == "added" else "set_workspace_member_role"
-        real_write = getattr(LangSmithClient, write)
-
-        def write_then_die(self, *args, **kwargs):
-            real_write(self, *args, **kwargs)
-            raise RuntimeError("simulated crash after the write, before its answer was recorded")
-
-        monkeypatch.setattr(LangSmithClient, write, write_then_die)
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            provision(sandbox, conn, end)
-        monkeypatch.undo()
+        provision_dying_after_the_write(monkeypatch, write, sandbox, conn, end)
     else:
         answered = []
 
@@ -876,16 +873,7 @@ def test_the_end_of_a_grant_changed_by_hand_after_our_own_earlier_write_says_som
     org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=editor.id)
     end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
                  requested_by="langsmith-access", reason="expired")
-    real_remove = LangSmithClient.remove_workspace_member
-
-    def remove_then_die(self, *args, **kwargs):
-        real_remove(self, *args, **kwargs)
-        raise RuntimeError("simulated crash after the write, before its answer was recorded")
-
-    monkeypatch.setattr(LangSmithClient, "remove_workspace_member", remove_then_die)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        provision(sandbox, conn, end)
-    monkeypatch.undo()
+    provision_dying_after_the_write(monkeypatch, "remove_workspace_member", sandbox, conn, end)
     org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
 
     outcome = provision(sandbox, conn, end)[end["request_id"]]
