@@ -100,6 +100,25 @@ def test_the_directory_a_killed_benchmark_left_is_removed_by_the_next_one(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (running, other_kind, not_ours))
 
 
+@pytest.fixture
+def sigterm_reaches_children():
+    """SIGTERM as a shell gives it to a benchmark's children: delivered, default action. A
+    disposition of SIG_IGN, and a blocked SIGTERM, pass from this process to every child it
+    starts; a run executed in-process earlier in this worker may have left either (Dagster maps
+    SIGTERM to SIGINT's handler, which is SIG_IGN in a process started in the background), and the
+    children would then outlive their SIGTERM."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    unblocked = signal.SIGTERM in signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if unblocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
 def a_cli_that_runs_a_minute(tmp_path: Path) -> Path:
     cli = tmp_path / "langsmith-access"
     cli.write_text(f"#!/bin/sh\nexec {shutil.which('sleep')} 60\n")
@@ -107,7 +126,7 @@ def a_cli_that_runs_a_minute(tmp_path: Path) -> Path:
     return cli
 
 
-def test_a_benchmark_stopped_while_the_cli_runs_stops_the_cli(tmp_path, monkeypatch):
+def test_a_benchmark_stopped_while_the_cli_runs_stops_the_cli(tmp_path, monkeypatch, sigterm_reaches_children):
     # `kill PID` sends SIGTERM to the benchmark alone: its handler's SystemExit (or a Ctrl-C, an
     # error) arrives while run_cli waits, and the CLI must not go on syncing into the directory
     # the benchmark's finally removes.
@@ -133,7 +152,7 @@ def test_a_benchmark_stopped_while_the_cli_runs_stops_the_cli(tmp_path, monkeypa
                 process.wait()
 
 
-def test_orgs_bench_stopped_while_its_syncs_run_stops_them(tmp_path, monkeypatch):
+def test_orgs_bench_stopped_while_its_syncs_run_stops_them(tmp_path, monkeypatch, sigterm_reaches_children):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     orgs_bench = importlib.import_module("orgs_bench")
     monkeypatch.setattr(orgs_bench, "CLI", str(a_cli_that_runs_a_minute(tmp_path)))
@@ -202,7 +221,7 @@ def test_a_benchmark_refuses_a_bad_argument_before_any_work(script, arguments, m
     assert arguments[-2] in capsys.readouterr().err
 
 
-def test_time_to_access_waits_for_the_daemons_whole_process_group(tmp_path, monkeypatch):
+def test_time_to_access_waits_for_the_daemons_whole_process_group(tmp_path, monkeypatch, sigterm_reaches_children):
     # The daemon ends at once on SIGTERM; its code server and run workers may still be writing
     # into DAGSTER_HOME, which the benchmark removes next: _stop returns once none is left.
     monkeypatch.syspath_prepend(str(BENCHMARKS))
