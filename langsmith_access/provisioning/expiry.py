@@ -36,7 +36,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.approvals import overdue_requests
 from langsmith_access.provisioning.queue import (
     EXPIRED_REASON,
-    OPEN_STATUSES,
+    OPEN_STATUSES_SQL,
     REQUEST_COLUMNS,
     SYSTEM_REQUESTER,
     fetch_requests,
@@ -50,7 +50,6 @@ from langsmith_access.store.sql import column_names, scalar, table_exists
 from langsmith_access.store.sync_runs import organization_of
 
 _REQUESTS = "main.provisioning_requests"  # a grant's own row, in the conditions below
-_OPEN_LIST = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
 
 
 def _in_force(row: str, requests: str = _REQUESTS) -> str:
@@ -185,7 +184,7 @@ def unsettled_work(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     what only a provisioning run of its org settles."""
     if not table_exists(conn, "main", "provisioning_requests"):
         return 0, 0
-    open_requests = scalar(conn, f"SELECT count(*) FROM {_REQUESTS} WHERE status IN ({_OPEN_LIST})")
+    open_requests = scalar(conn, f"SELECT count(*) FROM {_REQUESTS} WHERE status IN ({OPEN_STATUSES_SQL})")
     time_bound = scalar(conn, f"SELECT count(*) FROM {_REQUESTS} WHERE {_LIVE_TIME_BOUND}")
     return int(open_requests or 0), int(time_bound or 0)
 

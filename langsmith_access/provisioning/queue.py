@@ -572,7 +572,7 @@ def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange)
     row = first_row(
         conn,
         f"SELECT request_id, action, role_id, parent_request_id FROM main.provisioning_requests "
-        f"WHERE status IN ({_OPEN}) AND user_id = ? AND workspace_id = ? ORDER BY request_seq DESC LIMIT 1",
+        f"WHERE status IN ({OPEN_STATUSES_SQL}) AND user_id = ? AND workspace_id = ? ORDER BY request_seq DESC LIMIT 1",
         [resolved.user_id, resolved.workspace_id],
     )
     if row is None or (row[1], row[2]) != (resolved.action, resolved.role_id) or row[3] is not None:
@@ -580,7 +580,7 @@ def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange)
     return row[0]
 
 
-_OPEN = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
+OPEN_STATUSES_SQL = ", ".join(f"'{status}'" for status in OPEN_STATUSES)  # for IN (...)
 
 
 def _masked(change: ChangeRequest) -> ChangeRequest:
