@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -199,10 +200,28 @@ def run_job(
         # project fixes its own uses of deprecated APIs instead of hiding them.
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        outcome = _run_job(job_name, run_config, org, progress, dagster_instance, started, verbose)
+        with _termination_signal_kept():
+            outcome = _run_job(job_name, run_config, org, progress, dagster_instance, started, verbose)
     if not outcome.success and log_dir is not None:
         outcome.log_path = _write_failure_log(log_dir, job_name, outcome)
     return outcome
+
+
+@contextmanager
+def _termination_signal_kept():
+    """Give SIGTERM back the handler it had before the run. Dagster's in-process execution maps
+    SIGTERM to SIGINT's handler (for Kubernetes) and leaves it so: after one run, ``kill`` of a
+    process started in the background (SIGINT ignored) did nothing, and a terminal's became a
+    KeyboardInterrupt. During the run SIGTERM still stops it as interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; Dagster leaves them alone here too
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if before is not None:  # None: a handler set outside Python, which cannot be restored
+            signal.signal(signal.SIGTERM, before)
 
 
 def job_definition(job_name: str) -> dg.JobDefinition:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from pathlib import Path
 
@@ -157,3 +158,24 @@ def test_a_failure_of_a_subclass_of_an_advised_error_gets_its_own_fix_not_none()
     assert wal_fix is not None and "move" in wal_fix and ".wal" in wal_fix, wal_fix
     assert wal_fix != DatabaseUnusableError.fix
     assert orgless_fix == RunWithoutOrg.fix
+
+
+def test_a_run_gives_sigterm_back_the_handler_it_had(tmp_path):
+    # Dagster maps SIGTERM to SIGINT's handler for a run and leaves it so: in a process started in
+    # the background (SIGINT ignored) a `kill` after the first run did nothing.
+    def on_sigterm(signum, frame):
+        raise SystemExit(143)
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, on_sigterm)
+        with SandboxServer(generate_org(seed=3, members=5, workspaces=1)) as sandbox:
+            org = load_orgs(sandbox.environment(tmp_path / "access.duckdb")).get()
+            outcome = runner.run_job("check_langsmith_connection", {}, org=org)
+        assert outcome.success, outcome.failure
+        assert signal.getsignal(signal.SIGTERM) is on_sigterm
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
