@@ -8,6 +8,7 @@ instance, as a plain ``langsmith-access sync`` does).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -42,6 +43,19 @@ WORKSPACE_ACTIVE = "/api/v1/workspaces/current/members/active"
 rounds = whole_number(1)  # --repeat, --runs, --samples: a median of none is no figure
 size = whole_number(0)  # members, workspaces, invites, requests
 per_minute = whole_number(1)  # a rate limit of 0 would answer every request 429
+
+
+def duration(text: str) -> float:
+    """argparse type of a duration, 0 or more (--latency-ms, --idle-seconds): a negative one was
+    taken as none and printed beside the figures as if it had been simulated, and 'nan' failed in
+    the sandbox's threads."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a duration: give 0 or more")
+    return value
 
 
 def sizes(text: str) -> list[int]:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, median, rounds, run_cli, size, start_sandbox, temporary_workdir
+from bench_support import cli_env, duration, median, rounds, run_cli, size, start_sandbox, temporary_workdir
 from sync_bench import PHASES, phase_spans
 
 HERE = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--members", type=size, default=3_000)
     parser.add_argument("--workspaces", type=size, default=150)
     parser.add_argument("--pending-invites", type=size, default=75)
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--latency-ms", type=duration, default=20.0)
     parser.add_argument("--runs", type=rounds, default=5, help="warm syncs per variant")
     parser.add_argument("--all-sections", action="store_true",
                         help="the cold sync also runs the inventory (its tables exist, as in production)")

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_support import (
     CLI,
+    duration,
     machine_line,
     markdown_table,
     median,
@@ -51,7 +52,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=size, default=5_000, help="active members per org")
     parser.add_argument("--workspaces", type=size, default=200, help="shared workspaces per org")
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--latency-ms", type=duration, default=20.0)
     parser.add_argument("--rate-limit-per-minute", type=per_minute, default=2_000)
     parser.add_argument("--repeats", type=size, default=3, help="warm rounds of each mode")
     args = parser.parse_args()

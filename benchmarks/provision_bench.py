@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import requests
 from bench_support import (
     cli_env,
+    duration,
     machine_line,
     markdown_table,
     per_minute,
@@ -64,7 +65,7 @@ def main() -> int:
     parser.add_argument("--requests", type=rounds, default=500)
     parser.add_argument("--workspaces-hit", type=size, default=0,
                         help="confine the requests to this many workspaces (0: spread)")
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--latency-ms", type=duration, default=20.0)
     parser.add_argument("--rate-limit-per-minute", type=per_minute, default=2_000)
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--json", type=Path, default=None)

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_support import (
     cli_env,
+    duration,
     machine_line,
     markdown_table,
     per_minute,
@@ -54,7 +55,7 @@ def main() -> int:
     parser.add_argument("--members", type=size, default=20_000)
     parser.add_argument("--workspaces", type=size, default=1_000)
     parser.add_argument("--repeat", type=rounds, default=5)
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--latency-ms", type=duration, default=20.0)
     parser.add_argument("--rate-limit-per-minute", type=per_minute, default=2_000)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

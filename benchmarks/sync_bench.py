@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_support import (
     CliRun,
     cli_env,
+    duration,
     lower_bound_calls,
     machine_line,
     markdown_table,
@@ -72,7 +73,7 @@ def main() -> int:
     parser.add_argument("--members", type=size, default=MAIN_SCENARIO_MEMBERS)
     parser.add_argument("--workspaces", type=size, default=MAIN_SCENARIO_WORKSPACES)
     parser.add_argument("--pending-invites", type=size, default=MAIN_SCENARIO_INVITES)
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--latency-ms", type=duration, default=20.0)
     parser.add_argument("--rate-limit-per-minute", type=per_minute, default=2_000)
     parser.add_argument("--repeat", type=rounds, default=5,
                         help="syncs of the main scenario (the first is cold)")

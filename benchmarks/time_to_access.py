@@ -49,7 +49,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, markdown_table, rounds, run_cli, size, start_sandbox, temporary_workdir
+from bench_support import (
+    cli_env,
+    duration,
+    machine_line,
+    markdown_table,
+    rounds,
+    run_cli,
+    size,
+    start_sandbox,
+    temporary_workdir,
+)
 
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import approvals, queue
@@ -73,11 +83,11 @@ def main() -> int:
     parser.add_argument("--samples", type=rounds, default=10, help="samples of each kind (queued, approved)")
     parser.add_argument("--members", type=size, default=400)
     parser.add_argument("--workspaces", type=size, default=20)
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--latency-ms", type=duration, default=20.0)
     parser.add_argument("--interval", type=rounds, default=None,
                         help="LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS for the daemon "
                         f"(default: unset, i.e. settings.py's {Settings().provisioning_interval_seconds})")
-    parser.add_argument("--idle-seconds", type=float, default=60.0,
+    parser.add_argument("--idle-seconds", type=duration, default=60.0,
                         help="how long to watch the idle daemon's CPU before the samples")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

@@ -197,6 +197,12 @@ BAD_ARGUMENTS = [
     ("profile_sync", ["--compare", "0"]),
     ("profile_sync", ["--out", "sync.prof"]),  # it writes only what --cprofile profiles
     ("sandbox_scale", ["--members", "-5"]),
+    ("sync_bench", ["--latency-ms", "-20"]),  # taken as none, and printed beside the figures as -20 ms
+    ("provision_bench", ["--latency-ms", "nan"]),
+    ("fixed_cost", ["--latency-ms", "inf"]),
+    ("orgs_bench", ["--latency-ms", "-1"]),
+    ("provision_one", ["--latency-ms", "-1"]),
+    ("time_to_access", ["--idle-seconds", "-60"]),
 ]
 
 
