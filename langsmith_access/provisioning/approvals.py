@@ -154,14 +154,11 @@ def decide_on(
         expire(conn, request, at, notifier)
         return refuse(f"request {request_id} {_why_expired(request, at)} and is now approval_expired: ask for it "
                       "again" + (" with a later --until." if _until_passed(request, at) else "."), "approval_expired")
-    later = _revoked_since(conn, request) if decision == APPROVED else None
+    later = _overtaken_by(conn, request, at) if decision == APPROVED else None
     if later is not None:
-        # The queue applies requests in the order they were asked: the revoke, asked later, is
-        # the last word on this role, and an approval would give the role back after it.
-        return refuse(f"a revoke of {request['role_name']} in {request['workspace_name']} for "
-                      f"{request['user_email'] or request['user_id']} was asked after this grant (request "
-                      f"{later[0]}, {later[1]}): deny this one, and ask again if the access is still wanted.",
-                      status)
+        # The queue applies requests in the order they were asked: the request asked later is
+        # the last word on this membership, and an approval would overturn it.
+        return refuse(f"{later}: deny this one, and ask again if the access is still wanted.", status)
     try:
         policy = governing_policy(policy_path, conn)
     except PolicyError as error:
@@ -201,17 +198,28 @@ def decide_on(
     return DecisionResult(request_id, decision, True, f"denied: {target}.", "denied")
 
 
-def _revoked_since(conn: duckdb.DuckDBPyConnection, request: dict) -> tuple[str, str] | None:
-    """A revoke of the grant's role for the same member and workspace that someone asked for
-    after the grant, in the queue's order (request id, status), or None. An expiry revoke (of an
-    earlier time-bound grant) is no one's word on this grant, and a rejected revoke changed
-    nothing."""
+def _overtaken_by(conn: duckdb.DuckDBPyConnection, request: dict, at: datetime) -> str | None:
+    """The request someone asked after the grant that an approval now would overturn, in words
+    (naming it and its status), or None. In the order asked, the grant would have run first and
+    the later request after it: a revoke of the grant's role (unless rejected: it changed
+    nothing), or a grant of another role on the same membership that has taken effect and not
+    yet ended (a pending one still runs after the approved grant, the last word as asked). An
+    expiry revoke (of an earlier time-bound grant) is no one's word on this grant."""
     later = fetch_requests(
-        conn, "action = 'revoke' AND user_id = ? AND workspace_id = ? AND role_id = ? AND request_seq > ? "
-        "AND parent_request_id IS NULL AND status <> 'rejected'",
-        [request["user_id"], request["workspace_id"], request["role_id"], request["request_seq"]],
+        conn, "user_id = ? AND workspace_id = ? AND request_seq > ? AND parent_request_id IS NULL AND ("
+        "(action = 'revoke' AND role_id = ? AND status <> 'rejected') OR (action = 'grant' AND role_id <> ? "
+        "AND status IN ('applied', 'already_satisfied', 'in_progress') AND coalesce(expires_at > ?, TRUE)))",
+        [request["user_id"], request["workspace_id"], request["request_seq"], request["role_id"],
+         request["role_id"], at],
     )
-    return (later[0]["request_id"], later[0]["status"]) if later else None
+    if not later:
+        return None
+    first, whom = later[0], request["user_email"] or request["user_id"]
+    if first["action"] == "revoke":
+        what = f"a revoke of {request['role_name']} in {request['workspace_name']} for {whom}"
+    else:
+        what = f"a grant of {first['role_name']} in {request['workspace_name']} to {whom}"
+    return f"{what} was asked after this grant (request {first['request_id']}, {first['status']})"
 
 
 def _terms_refusal(policy: Policy, request: dict, at: datetime) -> str | None:

@@ -424,6 +424,39 @@ def test_a_revoke_asked_after_a_grant_awaiting_approval_has_the_last_word(govern
     assert org.membership(people.workspace.id, grantee.ls_user_id) is None
 
 
+def test_a_grant_of_another_role_asked_later_and_applied_has_the_last_word(governed):
+    # Grant Admin (awaiting approval), then grant Viewer (no approval needed), applied. In the
+    # order asked, Viewer is what the member ends with: approving Admin now would overturn it, so
+    # the approval is refused, naming the Viewer grant. Still pending, the later grant would run
+    # after the approved one (the last word as asked): no refusal; nor once its time has ended.
+    sandbox, org, database, people, receiver = governed
+    overtaken, still_pending, ended = people.outsiders[0], people.outsiders[1], people.outsiders[2]
+    admin = {grantee.email: request_grant(grantee.email, WORKSPACE, "Admin")
+             for grantee in (overtaken, still_pending, ended)}
+    assert {grant.status for grant in admin.values()} == {"awaiting_approval"}
+    viewer = request_grant(overtaken.email, WORKSPACE, "Viewer")
+    bounded = request_grant(ended.email, WORKSPACE, "Viewer", duration="1h")
+    assert provision().success
+    assert request_row(database, viewer.request_id)["status"] == "applied"
+    request_grant(still_pending.email, WORKSPACE, "Viewer")
+    with database.writer_lease("test: the Viewer hour has passed"), database.connect() as conn:
+        conn.execute("UPDATE main.provisioning_requests SET expires_at = now() - INTERVAL 1 MINUTE "
+                     "WHERE request_id = ?", [bounded.request_id])
+    database.publish()
+
+    refused = approve(admin[overtaken.email].request_id, by=people.admin.email)
+    assert not refused.recorded and refused.status == "awaiting_approval", refused
+    assert refused.message == (
+        f"a grant of Viewer in {WORKSPACE} to {overtaken.email} was asked after this grant (request "
+        f"{viewer.request_id}, applied): deny this one, and ask again if the access is still wanted.")
+    for grantee in (still_pending, ended):
+        approved = approve(admin[grantee.email].request_id, by=people.admin.email)
+        assert approved.recorded and approved.status == "pending", (grantee.email, approved)
+    assert provision().success
+    assert org.membership(people.workspace.id, overtaken.ls_user_id).role_id == people.roles["Viewer"]
+    assert org.membership(people.workspace.id, ended.ls_user_id).role_id == people.roles["Admin"]
+
+
 def test_the_requests_listing_says_when_a_time_bound_grant_ends(governed):
     sandbox, org, database, people, receiver = governed
     queued = cli("request", "grant", "--user", people.outsiders[0].email, "--workspace", WORKSPACE,
