@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from dagster_shared.error import SerializableErrorInfo
 
-from langsmith_access import runner
+from langsmith_access import console, runner
 from langsmith_access.cli import build_parser
 from langsmith_access.cli import sync as sync_command
 from langsmith_access.cli.common import INTERRUPTED, count, run_handler
@@ -362,6 +362,35 @@ def test_ctrl_c_ends_a_command_with_130_and_a_sentence_not_a_traceback(capsys):
     assert run_handler(interrupted, argparse.Namespace()) == INTERRUPTED == 130
     err = capsys.readouterr().err
     assert err.startswith("interrupted: ") and "Traceback" not in err
+
+
+# Ctrl-C while the command line is still being imported, made certain: the import of one of its
+# modules raises KeyboardInterrupt, as the signal does wherever it lands.
+_CTRL_C_DURING_IMPORT = """
+import sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "langsmith_access.cli.sync":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+from langsmith_access.console import run
+run()
+"""
+
+
+def test_ctrl_c_while_the_console_script_imports_ends_with_130_and_a_sentence_not_a_traceback():
+    ended = subprocess.run([sys.executable, "-c", _CTRL_C_DURING_IMPORT, "requests"], capture_output=True,
+                           text=True, timeout=60)
+    assert ended.returncode == INTERRUPTED == console.INTERRUPTED, ended.stderr
+    assert ended.stderr == "interrupted before the command started: nothing was read or changed\n"
+
+
+def test_the_console_script_runs_the_command_line():
+    # The installed `langsmith-access` is console.run (pyproject.toml): the whole CLI behind the guard.
+    script = Path(sys.executable).with_name("langsmith-access")
+    assert "from langsmith_access.console import run" in script.read_text(encoding="utf-8")
+    shown = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "request" in shown.stdout, shown.stderr
 
 
 def test_a_run_interrupted_under_way_fails_with_the_interrupted_fix():

@@ -32,7 +32,7 @@ FORBIDDEN = (
     "langsmith_access.api",
 )
 # Modules above the domain packages, where an import may be deferred for start-up time.
-TOP_LAYER = ("langsmith_access.cli", "langsmith_access.api", "langsmith_access.demo")
+TOP_LAYER = ("langsmith_access.cli", "langsmith_access.api", "langsmith_access.demo", "langsmith_access.console")
 DEFERRED_COMMENT = "Deferred on purpose"
 
 

@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The ``langsmith-access`` console script: ``main()``, then exit without tearing the
-    interpreter down.
+    """The ``langsmith-access`` console script (through ``langsmith_access.console``, which guards
+    this package's import): ``main()``, then exit without tearing the interpreter down.
 
     A run leaves Dagster's and dbt's modules (hundreds of MB of objects) in memory, and freeing
     them one by one at interpreter exit takes over a second. By the time ``main()`` returns,
