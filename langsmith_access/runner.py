@@ -79,6 +79,7 @@ class RunOutcome:
     fix: str | None = None  # the one line an operator needs, from the failure's exception type
     log_path: Path | None = None  # a failed run's events, stack traces included
     events: Sequence[dg.DagsterEvent] = field(default_factory=list, repr=False)  # a failed run's Dagster events
+    interrupted: bool = False  # failed because Ctrl-C (or a signal) stopped it under way
 
 
 def instance() -> dg.DagsterInstance:
@@ -280,7 +281,20 @@ def _run_job(job_name, run_config, org: Org, progress, dagster_instance, started
         outcome.failed_checks = [org.in_its_own_terms(check) for check in outcome.failed_checks]
         outcome.fix = org.in_its_own_terms(fix) if fix else None
         outcome.events = result.all_events
+        outcome.interrupted = _interrupted(result.all_events)
     return outcome
+
+
+def _interrupted(events: Sequence[dg.DagsterEvent]) -> bool:
+    """Whether Ctrl-C (or a signal) stopped the run: Dagster takes the interrupt and fails the
+    run, and ``execute_in_process`` returns as for any failure."""
+    for event in events:
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None:
+            if error.cls_name in _INTERRUPTIONS:
+                return True
+            error = error.cause
+    return False
 
 
 def _report(event, progress: Callable[[str], None]) -> None:
@@ -369,6 +383,9 @@ _ADVISED_TYPES: tuple[type[_Advised], ...] = (
 _ADVISED_ERRORS = {cls.__name__: cls for cls in _ADVISED_TYPES}
 
 
+# What Dagster records for a run stopped under way: its interruption at a step's checkpoint, or
+# the KeyboardInterrupt itself where it landed in our code.
+_INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 # A run stopped by Ctrl-C (or a signal) while its steps ran: Dagster fails it as interrupted.
 INTERRUPTED_FIX = (
     "the run was interrupted (Ctrl-C or a signal): a sync published nothing, and requests a "
@@ -381,7 +398,7 @@ _UNWRITABLE = re.compile(rf"\[Errno (?:{'|'.join(str(n) for n in UNWRITABLE_ERRN
 def _without_type_name(error) -> str:
     """The error's message without the ``package.module.ClassName: `` Python puts before it
     (an error with no message of its own, Dagster's interruption, said in words)."""
-    if error.cls_name == "DagsterExecutionInterruptedError":
+    if error.cls_name in _INTERRUPTIONS:
         return "interrupted (Ctrl-C or a signal) before it finished"
     return re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
 
@@ -395,7 +412,7 @@ def _fix_for(error, database: Path | None = None) -> str | None:
             return configuration_fix(_without_type_name(error))
         if advised is not None:
             return advised.fix
-        if error.cls_name == "DagsterExecutionInterruptedError":
+        if error.cls_name in _INTERRUPTIONS:
             return INTERRUPTED_FIX
         unwritable = _UNWRITABLE.match(_without_type_name(error))
         if unwritable:

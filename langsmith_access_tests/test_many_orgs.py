@@ -25,6 +25,7 @@ import duckdb
 import pytest
 
 from langsmith_access.governance.notifications import Notifier
+from langsmith_access.langsmith.client import LangSmithClient
 from langsmith_access.names import ORG_TAG
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ORGS_FILE_VARIABLE, Org, SettingsError, load_orgs
@@ -270,6 +271,30 @@ def test_sync_all_orgs_goes_on_past_a_refused_key_and_names_the_org(two_orgs, sy
     eu_org = two_orgs.sandboxes["eu"].org
     emails = {row[0] for row in query(two_orgs.database("eu"), "SELECT email FROM main.users")}
     assert emails == {m.email for m in eu_org.active_members()}
+
+
+def test_ctrl_c_during_one_orgs_sync_stops_sync_all_orgs(two_orgs, monkeypatch, tmp_path):
+    # Dagster takes the interrupt and fails the run like any other failure: `sync --all-orgs` went
+    # on to sync the next org, though Ctrl-C (or a `kill`) was meant for the whole command.
+    us_url = two_orgs.sandboxes["us"].url
+    request = LangSmithClient._request
+
+    def interrupted_in_us(client, method, path, **kwargs):
+        if client.endpoint == us_url and "members" in path:
+            raise KeyboardInterrupt  # as Ctrl-C does, where it lands
+        return request(client, method, path, **kwargs)
+
+    monkeypatch.setattr(LangSmithClient, "_request", interrupted_in_us)
+    eu_requests_before = len(two_orgs.sandboxes["eu"].request_log)
+    stopped = sync_in_this_process(two_orgs, "sync", "--all-orgs", "--quiet",
+                                   LANGSMITH_ACCESS_DUCKDB=str(tmp_path / "data" / "langsmith_access.duckdb"))
+    assert stopped.returncode == 1, stopped.stderr
+    assert "[us] Sync failed: raw_members: interrupted (Ctrl-C or a signal) before it finished" in stopped.stderr
+    assert "fix: the run was interrupted (Ctrl-C or a signal)" in stopped.stderr, stopped.stderr
+    assert "Interrupted while syncing us; not synced: eu. Each org's database was left as its last finished " \
+           "sync published it." in stopped.stderr, stopped.stderr
+    assert len(two_orgs.sandboxes["eu"].request_log) == eu_requests_before  # not one request to eu
+    assert not (tmp_path / "data" / "eu").exists()
 
 
 def test_an_unset_key_variable_stops_only_what_needs_that_orgs_key(two_orgs, synced):

@@ -80,9 +80,12 @@ def run_sync(args: argparse.Namespace) -> int:
     if not args.all_orgs:
         org = choose_org(orgs, args.org)
         org.client()  # refuse a missing or unusable key before starting anything
-        return 0 if sync_org(org, args, named=orgs.source is not None) else 1
+        try:
+            return 0 if sync_org(org, args, named=orgs.source is not None) else 1
+        except _Interrupted:
+            return 1
     failed: list[str] = []
-    for org in orgs:
+    for position, org in enumerate(orgs):
         try:
             org.client()
             synced = sync_org(org, args, named=True)
@@ -91,6 +94,13 @@ def run_sync(args: argparse.Namespace) -> int:
             text = os_error_text(error) if isinstance(error, OSError) else str(error)
             print(f"[{org.slug}] error: {mask_key_fragments(text)}", file=sys.stderr)
             synced = False
+        except _Interrupted:
+            # Ctrl-C (or a signal) stopped this org's run: it stops the command, not only this org.
+            left = [other.slug for other in list(orgs)[position + 1:]]
+            print(f"Interrupted while syncing {org.slug}" + (f"; not synced: {', '.join(left)}" if left else "")
+                  + (f"; failed before: {', '.join(failed)}" if failed else "")
+                  + ". Each org's database was left as its last finished sync published it.", file=sys.stderr)
+            return 1
         if not synced:
             failed.append(org.slug)
     count = f"{len(orgs)} org" + ("s" if len(orgs) != 1 else "")
@@ -104,6 +114,11 @@ def run_sync(args: argparse.Namespace) -> int:
         return 1
     print(f"{'All ' if len(orgs) != 1 else ''}{count} synced: {', '.join(orgs.slugs)}.", file=sys.stderr)
     return 0
+
+
+class _Interrupted(Exception):
+    """A run that Ctrl-C (or a signal) stopped under way, its failure already printed: it ends the
+    command, where another failure of one org (``sync --all-orgs``) lets the others sync."""
 
 
 def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
@@ -137,6 +152,8 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
             print("The analysts' database and its history were left as they were.", file=sys.stderr)
         else:
             print("Nothing was published: there is no analysts' database yet.", file=sys.stderr)
+        if outcome.interrupted:
+            raise _Interrupted
         return False
     try:
         with AccessDatabase(settings.duckdb_path).read_published() as conn:
@@ -205,6 +222,8 @@ def run_inventory(org: Org, args: argparse.Namespace, lead: str) -> bool:
             "inventory published them.",
             file=sys.stderr,
         )
+        if outcome.interrupted:
+            raise _Interrupted
         return False
     try:
         with AccessDatabase(settings.duckdb_path).read_published() as conn:
