@@ -124,3 +124,37 @@ def test_the_inventory_waits_for_this_versions_first_sync(tmp_path, monkeypatch)
         assert waits_for_first_sync(resolve_org()) is None
         inventory = runner.run_job(INVENTORY_JOB, {})
     assert inventory.success, inventory.failure
+
+
+def test_what_a_release_before_observations_provisioned_after_its_last_sync_stays_granted(tmp_path, monkeypatch):
+    # 36525be wrote provisioning's changes into main.grants itself (no raw.provisioning_observations):
+    # after its sync it added fatima.schroder as Viewer and removed lukasz.nowak's Editor in one
+    # workspace, and left a grant pending. This version's first write is a provisioning run, whose
+    # rebuild lays observations over the sync's listing: without the changes that release made
+    # since, fatima's grant was taken away and lukasz's given back, both closed and reopened in
+    # grant_history and listed as drift.
+    database = exported_database("36525be", tmp_path / "langsmith_access.duckdb")
+    workspace = "c30d8b76-28db-425e-a3b2-29f1c4069545"
+    held = """SELECT g.email, g.role_id FROM main.grants AS g WHERE g.workspace_id = ? ORDER BY 1"""
+    history = "SELECT grant_id, valid_from FROM main.grant_history WHERE valid_to IS NULL ORDER BY 1"
+    before = query(database, held, [workspace])
+    with duckdb.connect(str(database), read_only=True) as conn:
+        opened = sorted(conn.execute("SELECT grant_id, dbt_valid_from FROM snapshots.grants_snapshot "
+                                     "WHERE dbt_valid_to IS NULL").fetchall())
+    with SandboxServer(generate_org(seed=5, members=4, workspaces=2)) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        outcome = provision()
+    assert outcome.success, outcome.failure
+    assert query(database, "SELECT status FROM main.provisioning_requests ORDER BY request_seq") == [
+        ("applied",), ("applied",), ("applied",)]
+    after = dict(query(database, held, [workspace]))
+    assert after.pop("milosz.nowak@Example.com") != dict(before)["milosz.nowak@Example.com"]  # the new grant
+    assert after == {email: role for email, role in before if email != "milosz.nowak@Example.com"}
+    assert "fatima.schroder@corp.example.net" in after and "lukasz.nowak@corp.example.net" not in after
+    # Every interval that was open stays open, from when it opened; only milosz's in that workspace changed.
+    def not_milosz(rows):
+        return [(grant_id, at) for grant_id, at in rows if not (
+            grant_id.startswith(f"workspace_role:{workspace}:") and grant_id.endswith(milosz))]
+    milosz = "f129c8c6-d1ca-4dc4-adfd-e4163eff8b3f"
+    assert not_milosz(query(database, history)) == not_milosz(opened)
+    assert query(database, "SELECT count(*) FROM main.report_unexplained_changes") == [(0,)]

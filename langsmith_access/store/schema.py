@@ -167,6 +167,8 @@ CREATE TABLE IF NOT EXISTS main.notifications (
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create every Python-owned table that does not exist yet (idempotent)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    if not table_exists(conn, RAW_SCHEMA, OBSERVATIONS):
+        _create_observations_of_an_older_release(conn)
     for table in RAW_TABLES:
         conn.execute(create_table_sql(table))
     _add_missing_raw_columns(conn)
@@ -181,6 +183,63 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(PROVISIONING_APPROVALS_DDL)
     conn.execute(PROVISIONING_EVENTS_DDL)
     conn.execute(NOTIFICATIONS_DDL)
+
+
+OBSERVATIONS = "provisioning_observations"
+
+# What a release from before raw.provisioning_observations (before 7814239) provisioned since its
+# last sync: it wrote each change into main.grants itself, so a membership provisioning settled
+# after that sync's listing whose grant differs from the listing is one it verified, dated when
+# its request settled. Without these, the first rebuild (a provisioning run before this version's
+# first sync) lays no change over the listing: a grant that release added is taken away, one it
+# removed given back, each closed and reopened in grant_history and listed as drift.
+_OLDER_RELEASE_OBSERVATIONS_SQL = f"""
+INSERT INTO {RAW_SCHEMA}.{OBSERVATIONS}
+    (observation_id, request_id, run_id, verified_at, workspace_id, ls_user_id, role_id,
+     workspace_identity_id, observed)
+WITH listed AS (
+    SELECT ls_user_id AS user_id, workspace_id, any_value(role_id) AS role_id
+    FROM {RAW_SCHEMA}.workspace_memberships WHERE ls_user_id IS NOT NULL
+    GROUP BY ALL
+),
+granted AS (
+    SELECT user_id, workspace_id, any_value(role_id) AS role_id,
+        any_value(workspace_identity_id) AS workspace_identity_id
+    FROM main.grants WHERE entitlement_type = 'workspace_role'
+    GROUP BY ALL
+),
+settled AS (
+    SELECT request_id, run_id, status, updated_at, user_id, workspace_id
+    FROM main.provisioning_requests
+    WHERE status IN ('applied', 'already_satisfied') AND user_id IS NOT NULL AND workspace_id IS NOT NULL
+        AND updated_at > (SELECT max(fetched_at) FROM {RAW_SCHEMA}.workspace_memberships)
+    QUALIFY row_number() OVER (PARTITION BY user_id, workspace_id ORDER BY updated_at DESC, request_seq DESC) = 1
+)
+SELECT 'upgrade:' || settled.request_id, settled.request_id, settled.run_id, settled.updated_at,
+    settled.workspace_id, settled.user_id, granted.role_id, granted.workspace_identity_id,
+    CASE settled.status WHEN 'applied' THEN 'verified' ELSE 'found' END
+FROM settled
+LEFT JOIN granted ON granted.user_id = settled.user_id AND granted.workspace_id = settled.workspace_id
+LEFT JOIN listed ON listed.user_id = settled.user_id AND listed.workspace_id = settled.workspace_id
+WHERE granted.role_id IS DISTINCT FROM listed.role_id
+"""
+
+
+def _create_observations_of_an_older_release(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create ``raw.provisioning_observations`` and, in a database an older release published
+    (``main.grants`` written by its provisioning), record in it what that release provisioned
+    since its last sync. One transaction: a run killed half-way leaves no table, and the next
+    run does it all again (a table without those rows would never get them)."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute(create_table_sql(OBSERVATIONS))
+        if all(table_exists(conn, schema, table) for schema, table in (
+                ("main", "grants"), ("main", "provisioning_requests"), (RAW_SCHEMA, "workspace_memberships"))):
+            conn.execute(_OLDER_RELEASE_OBSERVATIONS_SQL)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _add_missing_raw_columns(conn: duckdb.DuckDBPyConnection) -> None:

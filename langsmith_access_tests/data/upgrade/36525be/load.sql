@@ -1,0 +1,18 @@
+COPY grants FROM 'grants.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY provisioning_events FROM 'provisioning_events.csv' (FORMAT 'csv', allow_quoted_nulls false, force_not_null ('request_id', 'at', 'kind', 'event_id'), quote '"', delimiter ',', header 1);
+COPY provisioning_requests FROM 'provisioning_requests.csv' (FORMAT 'csv', allow_quoted_nulls false, force_not_null ('request_seq', 'action', 'status', 'requested_at', 'updated_at', 'request_id'), quote '"', delimiter ',', header 1);
+COPY roles FROM 'roles.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY sync_runs FROM 'sync_runs.csv' (FORMAT 'csv', allow_quoted_nulls false, force_not_null ('started_at', 'finished_at', 'status', 'sync_id'), quote '"', delimiter ',', header 1);
+COPY users FROM 'users.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY workspaces FROM 'workspaces.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY raw.org_members FROM 'raw_org_members.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY raw.pending_invites FROM 'raw_pending_invites.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY raw.roles FROM 'raw_roles.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY raw.workspaces FROM 'raw_workspaces.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY raw.workspace_memberships FROM 'raw_workspace_memberships.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY snapshots.grants_snapshot FROM 'snapshots_grants_snapshot.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY staging.stg_langsmith__org_members FROM 'staging_stg_langsmith__org_members.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY staging.stg_langsmith__pending_invites FROM 'staging_stg_langsmith__pending_invites.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY staging.stg_langsmith__roles FROM 'staging_stg_langsmith__roles.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY staging.stg_langsmith__workspaces FROM 'staging_stg_langsmith__workspaces.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
+COPY staging.stg_langsmith__workspace_memberships FROM 'staging_stg_langsmith__workspace_memberships.csv' (FORMAT 'csv', allow_quoted_nulls false, quote '"', delimiter ',', header 1);
