@@ -16,6 +16,7 @@ from langsmith_access.provisioning.queue import ChangeRequest, submit
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.schema import ensure_schema, previous_sync
+from langsmith_access.store.sync_runs import database_elsewhere, organization_of
 from langsmith_access_tests.helpers import cli_in_this_process, point_at, query
 
 UPGRADE_DATA = Path(__file__).parent / "data" / "upgrade"
@@ -158,3 +159,17 @@ def test_what_a_release_before_observations_provisioned_after_its_last_sync_stay
     milosz = "f129c8c6-d1ca-4dc4-adfd-e4163eff8b3f"
     assert not_milosz(query(database, history)) == not_milosz(opened)
     assert query(database, "SELECT count(*) FROM main.report_unexplained_changes") == [(0,)]
+
+
+def test_a_database_from_before_runs_recorded_their_org_is_known_by_its_workspaces_read_only(tmp_path):
+    # 36525be's sync_runs has no organization_id column. Read as it is (another org folder of an
+    # orgs file, which nothing here writes), it is known by its workspaces, like one whose column
+    # is null: the query of the column failed, and a slug renamed after the upgrade started a
+    # second, empty database of the org beside the old folder's queue and history.
+    organization = "5bc8fbbc-bde5-4099-8164-d8399f767c45"
+    (tmp_path / "us-old").mkdir()
+    old = exported_database("36525be", tmp_path / "us-old" / "langsmith_access.duckdb")
+    with duckdb.connect(str(old), read_only=True) as conn:
+        assert organization_of(conn) == organization
+    assert database_elsewhere(tmp_path / "us" / "langsmith_access.duckdb", tmp_path, organization.upper()) == (
+        old, organization)

@@ -22,7 +22,7 @@ import duckdb
 from langsmith_access.names import SYNC_JOB
 from langsmith_access.settings import check_organization_id
 from langsmith_access.store.sections import section_reads, section_rows_json, skipped_sections_json
-from langsmith_access.store.sql import first_row, scalar, table_exists
+from langsmith_access.store.sql import column_names, first_row, scalar, table_exists
 
 SUCCEEDED, FAILED = "succeeded", "failed"
 COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
@@ -191,8 +191,9 @@ def database_elsewhere(path: Path, root: Path, organization_id: str) -> tuple[Pa
 def organization_of(conn: duckdb.DuckDBPyConnection) -> str | None:
     """The LangSmith organization whose data the database holds: the one its latest successful
     run was for, or, in a database from before runs recorded it, its workspaces' organization;
-    None for a database no run has filled (or whose workspaces do not say)."""
-    if table_exists(conn, "main", "sync_runs"):
+    None for a database no run has filled (or whose workspaces do not say). A file read as an
+    older release left it (read-only: another org folder's) may have no such column at all."""
+    if "organization_id" in column_names(conn, "main", "sync_runs"):
         recorded = first_row(
             conn,
             "SELECT organization_id FROM main.sync_runs WHERE status = ? AND organization_id IS NOT NULL "
