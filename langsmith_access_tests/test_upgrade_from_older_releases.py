@@ -7,6 +7,7 @@ data/upgrade/<release>/ (DDL and a few of the rows it wrote), loaded into a fres
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, resolve_org
@@ -14,6 +15,7 @@ from langsmith_access.defs.inventory.definitions import waits_for_first_sync
 from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
 from langsmith_access.provisioning.queue import ChangeRequest, submit
 from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.store import schema
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.schema import ensure_schema, previous_sync
 from langsmith_access.store.sync_runs import database_elsewhere, organization_of
@@ -173,3 +175,28 @@ def test_a_database_from_before_runs_recorded_their_org_is_known_by_its_workspac
         assert organization_of(conn) == organization
     assert database_elsewhere(tmp_path / "us" / "langsmith_access.duckdb", tmp_path, organization.upper()) == (
         old, organization)
+
+
+def test_what_a_release_before_observations_provisioned_is_recorded_whole_or_not_at_all(tmp_path, monkeypatch):
+    # The observations of 36525be's changes are recorded with the table that holds them: a first
+    # write cut short half-way (here an error on the first row) leaves no table, so the next write
+    # records them all (a table left without them would never get them).
+    database = exported_database("36525be", tmp_path / "langsmith_access.duckdb")
+    monkeypatch.setattr(schema, "_OLDER_RELEASE_OBSERVATIONS_SQL",
+                        schema._OLDER_RELEASE_OBSERVATIONS_SQL + " AND error('cut short')")
+    with duckdb.connect(str(database)) as conn, pytest.raises(duckdb.Error, match="cut short"):
+        ensure_schema(conn)
+    assert query(database, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'provisioning_observations'") == [
+        (0,)]
+    monkeypatch.undo()
+    with duckdb.connect(str(database)) as conn:
+        ensure_schema(conn)
+        ensure_schema(conn)  # once only
+    # fatima.schroder added as Viewer, lukasz.nowak's Editor removed: each the request's own write.
+    assert query(database, """
+        SELECT o.request_id, o.ls_user_id, o.role_id, o.observed, o.verified_at = r.updated_at
+        FROM raw.provisioning_observations AS o JOIN main.provisioning_requests AS r USING (request_id)
+        ORDER BY r.request_seq""") == [
+        ("38c11342-b51b-4add-ac05-f02c15bb8532", "04a012e8-677f-4139-984a-1d3a5b8e8fb2",
+         "3fd42359-92ed-4f45-9a1a-fe878b33e968", "verified", True),
+        ("e5aca80f-68ce-4639-9ca2-29b9934d6d48", "2e81d66d-346c-4e2b-a02f-daa1ad864c44", None, "verified", True)]
