@@ -421,10 +421,11 @@ def deliver_due(
     rest stay due, as they were."""
     report = DeliveryReport()
     at = now or datetime.now(UTC)
-    if webhook is None or not database.working_path.exists():
+    if webhook is None:
         return report
     try:
-        if not _any_due(database, at):
+        # Inside: a folder that cannot be looked at (no permission) is this org's problem to report.
+        if not database.working_path.exists() or not _any_due(database, at):
             return report
         due = _claim_due(database, at, limit, lease_timeout_seconds)
         outcomes = _post_while_worthwhile(webhook, due, budget_seconds)

@@ -200,7 +200,8 @@ def waits_for_first_sync(org: Org) -> str | None:
             return None
     except DatabaseNotReadyError:
         pass
-    except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error):  # the run reports it
+    # (OSError: its folder cannot even be looked at, e.g. no permission: one org's trouble, not the tick's.)
+    except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error, OSError):  # the run reports it
         return None
     return org.in_its_own_terms(
         "no sync published yet: the inventory waits for the first one (the sync schedule, or "

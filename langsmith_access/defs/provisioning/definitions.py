@@ -507,6 +507,8 @@ def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, s
         return f"Database busy, trying again next tick: {error}"
     except DatabaseUnusableError as error:  # this org's trouble only: the others' ticks go on
         return f"Database unusable, trying again next tick: {error}: {error.fix}."
+    except OSError as error:  # its folder cannot even be looked at (no permission, a stale NFS handle)
+        return f"Database unreadable, trying again next tick: {error}."
     return (pending + stuck) or "No pending requests."
 
 

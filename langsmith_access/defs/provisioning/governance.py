@@ -113,6 +113,8 @@ def expiry_work_of(context: dg.SensorEvaluationContext, org: Org) -> list[str] |
         return f"Database busy, trying again next tick: {error}"
     except DatabaseUnusableError as error:  # this org's trouble only: the others' ticks go on
         return f"Database unusable, trying again next tick: {error}: {error.fix}."
+    except OSError as error:  # its folder cannot even be looked at (no permission, a stale NFS handle)
+        return f"Database unreadable, trying again next tick: {error}."
     return due or "No access due to end, approval overdue or expiry warning due."
 
 
