@@ -19,7 +19,7 @@ from langsmith_access.settings import Orgs, load_orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.governance.support import WORKSPACE, events, request_row
-from langsmith_access_tests.helpers import query, tick_sensor
+from langsmith_access_tests.helpers import lease_held_elsewhere, query, tick_sensor
 
 DAY = timedelta(days=1)
 
@@ -208,6 +208,25 @@ def test_the_outbox_sensor_says_why_it_could_not_deliver(database, instance, mon
     said = tick(instance, "notification_outbox_sensor")[0].skip_message
     assert said.startswith("notifications not delivered this time: "), said
     assert "hook-path-not-said" not in said
+
+
+def test_the_outbox_tick_gives_up_on_a_lease_a_run_holds_within_seconds(database, instance, monkeypatch):
+    # A sync holds the writer lease for its whole run (minutes): with a notification due, each
+    # tick waits for the lease a short while only, says so and ends, well inside Dagster's 60-s
+    # sensor timeout, not one failed tick after another for as long as the sync runs.
+    with database.writer_lease("test"):
+        database.ensure_working()
+        with database.connect() as conn:
+            Notifier("default", enabled=True).notify(conn, "access.expiring", at=datetime.now(UTC),
+                                                     request_id="r-1", detail="expires soon")
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", "http://127.0.0.1:9/hook")
+    definitions = defs()
+    with lease_held_elsewhere(database, "a long sync"):
+        started = time.monotonic()
+        said = tick_sensor("notification_outbox_sensor", instance, definitions=definitions)[0].skip_message
+        assert time.monotonic() - started < 12
+    assert said.startswith("notifications not delivered this time: DatabaseBusyError"), said
+    assert "a long sync" in said
 
 
 def test_a_slow_receiver_costs_the_outbox_tick_one_delivery_budget_however_many_orgs(tmp_path):
