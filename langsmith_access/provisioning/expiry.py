@@ -278,11 +278,16 @@ def unlisted_org_warnings(orgs: Orgs) -> list[str]:
     if root is None or not root.is_dir():
         return []
     warnings = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in orgs.slugs):
+    for folder in sorted(p for p in root.iterdir() if p.name not in orgs.slugs):
         database = AccessDatabase(folder / name)
-        path = database.working_path if database.working_path.exists() else database.path
-        if not path.exists():
-            continue
+        try:
+            if not folder.is_dir():
+                continue
+            path = database.working_path if database.working_path.exists() else database.path
+            if not path.exists():
+                continue
+        except OSError:
+            continue  # a folder that cannot be looked at (no permission): nothing to say of it
         try:
             held, open_requests, time_bound = unsettled_in(path)
         except duckdb.Error:

@@ -9,7 +9,8 @@ import pytest
 from langsmith_access.definitions import defs
 from langsmith_access.names import ORG_TAG
 from langsmith_access.provisioning import queue
-from langsmith_access.settings import ORGS_FILE_VARIABLE
+from langsmith_access.provisioning.expiry import unlisted_org_warnings
+from langsmith_access.settings import ORGS_FILE_VARIABLE, load_orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import tick_sensor
 
@@ -65,3 +66,12 @@ def test_an_org_folder_that_cannot_be_looked_at_holds_no_other_org_back(one_org_
     with dg.build_schedule_context(repository_def=definitions.get_repository_def()) as context:
         tick = definitions.resolve_schedule_def("langsmith_access_inventory_schedule").evaluate_tick(context)
     assert [r.partition_key for r in tick.run_requests] == ["bad"]
+
+
+def test_the_look_for_unlisted_org_folders_passes_over_one_it_cannot_look_at(one_org_unreadable, tmp_path):
+    # The doctor job (check_langsmith_connection) of every org, and `sync --all-orgs` after
+    # syncing each, look beside the orgs' folders for one the orgs file no longer names: a listed
+    # org's folder it cannot look at is not one, an unlisted one is passed over, and neither
+    # fails the other orgs' runs.
+    (one_org_unreadable / "gone").symlink_to(tmp_path / ("y" * 300))
+    assert unlisted_org_warnings(load_orgs(refuse_unusable_keys=False)) == []
