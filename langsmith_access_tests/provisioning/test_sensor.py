@@ -266,6 +266,19 @@ def test_a_cleared_cursor_launches_at_once(database, instance):
     assert json.loads(cursor) == {"launches": {"default": 4}}
 
 
+@pytest.mark.parametrize("cursor", ["0", "reset", "[]", '{"launches": 3}', '{"launches": {"default": "x"}}'])
+def test_a_cursor_set_by_hand_that_it_cannot_read_is_a_cleared_one(database, instance, cursor):
+    """The Dagster UI lets an operator set a sensor's cursor to anything ("0" to reset it): the
+    tick launches as after a cleared cursor, rather than failing on every tick until it is fixed."""
+    queue_rows(database, 1)
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.SUCCESS,
+                        tags={"langsmith_access/org": "default"})
+    result, after = evaluate(instance, cursor=cursor)
+    [run_request] = result.run_requests
+    assert run_request.run_key.startswith("provision-default-2-")
+    assert json.loads(after) == {"launches": {"default": 2}}
+
+
 @pytest.mark.parametrize("status", [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
                                     dg.DagsterRunStatus.STARTING])
 def test_a_run_queued_or_starting_is_in_flight(database, instance, status):

@@ -527,9 +527,7 @@ def launch_per_org(
     # The cursor counts each org's launches; it never filters work (a run takes everything due
     # when it starts), so it cannot skip any. The run key makes a re-evaluated tick launch
     # nothing twice. After failed runs the org waits (failed_runs_backoff).
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    launches = cursor.get("launches")
-    launches = launches if isinstance(launches, dict) else {}
+    launches = _launches_of(context.cursor)
     run_requests, skipped = [], []
     for org in orgs:
         work = no_key_reason(org) or failed_runs_backoff(context.instance, org.slug) or work_of(org)
@@ -552,6 +550,18 @@ def launch_per_org(
             context.log.info(f"{slug}: {reason}")
         return run_requests
     return dg.SkipReason(skip_reasons(skipped))
+
+
+def _launches_of(cursor: str | None) -> dict[str, int]:
+    """Each org's launch count in the cursor; none (as after a cleared cursor) where it cannot
+    be read: the Dagster UI lets an operator set a cursor to anything ("0" to reset it)."""
+    try:
+        launches = json.loads(cursor).get("launches") if cursor else None
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(launches, dict):
+        return {}
+    return {slug: count for slug, count in launches.items() if isinstance(count, int)}
 
 
 def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs):
