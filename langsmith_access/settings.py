@@ -473,9 +473,9 @@ def _positive_int(name: str, raw: str) -> int:
     return _whole_number(name, raw, 1, "a positive whole number")
 
 
-# Ten years: LangSmith keeps audit logs up to 400 days, the audit log's first load reads one
-# window a day back this far (one request each), and a count past INT32 made every sync fail in
-# dbt's day arithmetic, naming no variable.
+# Ten years: LangSmith keeps audit logs up to 400 days (the audit log's first load reads one
+# window a day back that far at most, one request each; the log kept grows older by itself), and
+# a count past INT32 made every sync fail in dbt's day arithmetic, naming no variable.
 MAX_UNUSED_DAYS = 3_650
 
 

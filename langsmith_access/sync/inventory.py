@@ -12,11 +12,11 @@ any section fails the run, so the previous inventory stays published whole.
 
 The audit log is read incrementally, by time window (both ends inclusive, as the route reads
 them). The first load reaches back ``LANGSMITH_ACCESS_UNUSED_DAYS`` (and a later one further, when
-the setting was raised since); each later run starts an hour before the end of the last window
-it read completely, so an event logged late is still found, and events are kept once by event
-id. Where the load stands (``raw.audit_windows``) is written with the events, in the run's
-scratch copy: a window that fails takes its run down with it, nothing of the run is published,
-and the next run reads that window again.
+the setting was raised since), never past the 400 days LangSmith keeps; each later run starts
+an hour before the end of the last window it read completely, so an event logged late is still
+found, and events are kept once by event id. Where the load stands (``raw.audit_windows``) is
+written with the events, in the run's scratch copy: a window that fails takes its run down with
+it, nothing of the run is published, and the next run reads that window again.
 """
 
 from __future__ import annotations
@@ -118,6 +118,11 @@ AUDIT_OVERLAP = timedelta(hours=1)
 # Longest window one read covers: a first load of 90 days is read a day at a time, so no more
 # than a day's events are held at once.
 AUDIT_WINDOW_LENGTH = timedelta(days=1)
+# LangSmith keeps audit logs up to 400 days (langsmith-api.md, "Audit logs"): no load reaches
+# back further, whatever LANGSMITH_ACCESS_UNUSED_DAYS says. Windows before it would come back
+# empty yet count as read (``user_activity.activity_known_since``), and report_unused_access
+# would then call a member who logged in 450 days ago unused for 500.
+AUDIT_RETENTION = timedelta(days=400)
 
 # A whole secret inside an audit event (a misbehaving server): a key prefix and 20 or more
 # characters of key material.
@@ -338,13 +343,16 @@ def audit_windows(
     resume_from: datetime | None, now: datetime, unused_days: int, known_since: datetime | None = None
 ) -> Iterator[tuple[datetime, datetime]]:
     """The windows to read, oldest first: from ``AUDIT_OVERLAP`` before ``resume_from`` (the end
-    of the last window read; None: never read, then ``unused_days`` back) up to ``now``, each at
-    most ``AUDIT_WINDOW_LENGTH`` long. Consecutive windows share their boundary instant.
+    of the last window read; None: never read, then ``unused_days`` back, at most
+    ``AUDIT_RETENTION``) up to ``now``, each at most ``AUDIT_WINDOW_LENGTH`` long. Consecutive
+    windows share their boundary instant.
 
     ``known_since``: where the loaded log starts. Later than ``unused_days`` back (the setting
-    was raised since the first load), the days before it are read first, up to it: otherwise
-    ``report_unused_access`` would stay empty until the log had grown that long by itself."""
-    reach_back = now - timedelta(days=unused_days)
+    was raised since the first load), the days before it are read first, up to it (and back to
+    ``AUDIT_RETENTION`` at most): otherwise ``report_unused_access`` would stay empty until the
+    log had grown that long by itself. Beyond the retention it does grow by itself: the events
+    loaded are kept."""
+    reach_back = now - min(timedelta(days=unused_days), AUDIT_RETENTION)
     if resume_from is not None and known_since is not None and reach_back < known_since:
         yield from _day_windows(reach_back, min(known_since, now))
     start = reach_back if resume_from is None else resume_from - AUDIT_OVERLAP

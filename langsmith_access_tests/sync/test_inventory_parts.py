@@ -35,6 +35,7 @@ from langsmith_access.store.sections import (
 )
 from langsmith_access.sync.inventory import (
     AUDIT_OVERLAP,
+    AUDIT_RETENTION,
     INVENTORY_SECTIONS,
     TABLE_SECTIONS,
     TABLE_TRANSFORMS,
@@ -81,6 +82,21 @@ def test_a_later_load_first_reads_the_days_a_raised_unused_days_adds():
     # The log reaching back far enough (or further: the setting was lowered): nothing more.
     assert list(audit_windows(last_end, NOW, 30, known_since)) == [(last_end - AUDIT_OVERLAP, NOW)]
     assert list(audit_windows(last_end, NOW, 10, known_since)) == [(last_end - AUDIT_OVERLAP, NOW)]
+
+
+def test_no_load_reaches_back_past_the_400_days_langsmith_keeps_its_audit_log():
+    # LANGSMITH_ACCESS_UNUSED_DAYS=500: a window before LangSmith's retention comes back empty,
+    # yet would be recorded as read, and user_activity would claim 500 days of activity known.
+    assert AUDIT_RETENTION == timedelta(days=400)
+    first = list(audit_windows(None, NOW, 500))
+    assert first[0][0] == NOW - AUDIT_RETENTION and first[-1][1] == NOW and len(first) == 400
+    # The next run (loaded back to the retention): nothing more to read back, only on from
+    # where the last load stopped; the kept log grows past the retention by itself.
+    last_end, known_since = NOW - timedelta(minutes=70), NOW - timedelta(hours=2) - AUDIT_RETENTION
+    assert list(audit_windows(last_end, NOW, 500, known_since)) == [(last_end - AUDIT_OVERLAP, NOW)]
+    # Raised from 90 to 500: the days before the loaded log are read back to the retention only.
+    raised = list(audit_windows(last_end, NOW, 500, NOW - timedelta(days=90)))
+    assert raised[0][0] == NOW - AUDIT_RETENTION and raised[-1] == (last_end - AUDIT_OVERLAP, NOW)
 
 
 def test_every_section_is_read_in_order_into_a_table_that_has_a_transform():
