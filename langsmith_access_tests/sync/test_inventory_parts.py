@@ -67,8 +67,15 @@ def test_a_later_load_starts_an_hour_before_where_the_last_one_stopped():
     # Far behind (the inventory did not run for days): still from where it stopped, day by day.
     behind = list(audit_windows(NOW - timedelta(days=3), NOW, 90))
     assert behind[0][0] == NOW - timedelta(days=3) - AUDIT_OVERLAP and behind[-1][1] == NOW
+    # Behind by more than the unused days: still from where it stopped, not from the unused days
+    # back, or the loaded log would have a hole that activity_known_since says it has not.
+    longer = list(audit_windows(NOW - timedelta(days=100), NOW, 90, NOW - timedelta(days=200)))
+    assert longer[0][0] == NOW - timedelta(days=100) - AUDIT_OVERLAP and longer[-1][1] == NOW
     # A clock that went back: one window ending now, never a window that ends before it starts.
     assert list(audit_windows(NOW + timedelta(hours=5), NOW, 90)) == [(NOW, NOW)]
+    # ...nor one that ends after now, when the whole loaded log lies ahead of the clock.
+    ahead = list(audit_windows(NOW + timedelta(days=2), NOW, 90, NOW + timedelta(days=1)))
+    assert ahead[0][0] == NOW - timedelta(days=90) and max(end for _, end in ahead) == NOW
 
 
 def test_a_later_load_first_reads_the_days_a_raised_unused_days_adds():
