@@ -11,7 +11,7 @@ import json
 import pytest
 
 from langsmith_access.doctor import run_checks
-from langsmith_access.langsmith import EndpointRedirectError, UnexpectedResponseError
+from langsmith_access.langsmith import EndpointRedirectError, LangSmithError, UnexpectedResponseError
 from langsmith_access_tests.langsmith.test_redirects import KEY, ORG_ID, _client, _Server
 
 
@@ -70,3 +70,26 @@ def test_the_doctor_never_prints_an_echoed_key(echoing):
     text = diagnosis.text() + json.dumps(diagnosis.to_dict())
     assert "redirect to https://sso.example.invalid/auth/lsv2_***/start" in text, text
     assert leaked(text) == [], text
+
+
+OTHER_KEY = "lsv2_sk_" + "q" * 32  # a key the client never sent: another service key of the org (errors mask any key)
+
+
+def test_a_key_a_server_quotes_in_an_error_is_cut_to_its_prefix_even_one_it_was_not_sent():
+    def answer(handler) -> None:
+        body = json.dumps({"detail": f"service key {OTHER_KEY} may not list members"}).encode()
+        handler.send_response(403)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    server = _Server(answer)
+    try:
+        with _client(server.url) as client, pytest.raises(LangSmithError) as refused:
+            list(client.list_org_members())
+    finally:
+        server.stop()
+    shown = f"{refused.value} {refused.value.detail}"
+    assert "q" * 16 not in shown, shown
+    assert "service key lsv2_*** may not list members" in refused.value.detail
