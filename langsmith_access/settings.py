@@ -486,14 +486,26 @@ def _unused_days(name: str, raw: str) -> int:
     return value
 
 
+# An hour: a read timeout or a rate-limit window longer than that is a mistake (milliseconds
+# written as seconds, or "never" as 9999999999), and past ~9.2e9 s every request failed in the
+# socket layer ("OverflowError: timestamp out of range for platform time_t"), naming no
+# variable, while the doctor, which caps its own timeout, said all was well.
+MAX_SECONDS = 3_600
+
+
 def _positive_seconds(name: str, raw: str) -> float:
-    """A positive, finite number of seconds; a fraction is fine (2.5)."""
+    """A positive, finite number of seconds up to ``MAX_SECONDS``; a fraction is fine (2.5)."""
     try:
         value = float(raw)
     except ValueError:
         value = 0.0
     if not (math.isfinite(value) and value > 0):
         raise SettingsError(f"{name} must be a positive number of seconds (such as 30 or 2.5), got {shown(raw)}.")
+    if value > MAX_SECONDS:
+        raise SettingsError(
+            f"{name} must be a number of seconds from more than 0 to {MAX_SECONDS} (an hour), got "
+            f"{shown(raw)}: write it in seconds (30, not 30000)."
+        )
     return value
 
 

@@ -467,3 +467,13 @@ def test_a_host_named_api_is_a_host_not_the_api_suffix(written, origin):
 def test_a_path_that_merely_mentions_a_key_prefix_is_a_path(path):
     settings = Settings.from_env({"LANGSMITH_ACCESS_DUCKDB": path, "LANGSMITH_ACCESS_POLICY": path})
     assert settings.duckdb_path == settings.policy_path == Path(path)
+
+
+@pytest.mark.parametrize("variable", ["LANGSMITH_ACCESS_TIMEOUT_SECONDS", "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS"])
+def test_seconds_past_an_hour_are_refused_naming_the_variable(variable):
+    # 9999999999 ("never") was taken, then every request failed in the socket layer with an
+    # OverflowError naming no variable, while the doctor (its own timeout capped) said all was ok.
+    assert Settings.from_env({variable: "3600"}) == Settings.from_env({variable: "3600.0"})
+    for bad in ("3600.5", "30000", "9999999999", "1e300"):
+        with pytest.raises(SettingsError, match=f"^{variable} must be a number of seconds from more than 0 to 3600"):
+            Settings.from_env({variable: bad})
