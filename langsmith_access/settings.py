@@ -389,9 +389,10 @@ def _path(name: str, raw: str) -> Path:
 
 
 def _path_text(name: str, raw: str) -> str:
-    """A path variable's text without the spaces or newline an env file leaves around it (read
-    as typed, " data/x.duckdb" is a folder named " data" and a database nobody else opens)."""
-    text = raw.strip()
+    """A path variable's text without the spaces, newline or quotes an env file leaves around it
+    (read as typed, " data/x.duckdb" is a folder named " data", and '"data/x.duckdb"' one named
+    '"data', as `docker run --env-file` passes it: a database nobody else opens)."""
+    text = _unquoted(raw)
     if not text:
         raise SettingsError(f"{name} is blank: set it to a file's path, or unset it for the default.")
     return text
@@ -514,13 +515,15 @@ def _non_negative_int(name: str, raw: str) -> int:
 
 
 def _webhook_url(name: str, raw: str) -> Secret:
-    # The URL is a secret: errors describe it without showing it.
+    # The URL is a secret: errors describe it without showing it. Quotes an env file kept around
+    # it are not the URL's (refused, the message could not say why, as it cannot show the value).
+    url = _unquoted(raw)
     try:
-        parts = urlsplit(raw.strip())
+        parts = urlsplit(url)
         # .port raises on a port that is no number from 0 to 65535; http.client refuses
         # whitespace and control characters in a URL: refused now, not at every delivery.
         usable = (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-                  and not any(c.isspace() or not c.isprintable() for c in raw.strip()))
+                  and not any(c.isspace() or not c.isprintable() for c in url))
     except ValueError:  # e.g. a malformed IPv6 host or port; its message would show the URL
         usable = False
     if not usable:
@@ -528,7 +531,7 @@ def _webhook_url(name: str, raw: str) -> Secret:
             f"{name} must be an http(s) URL (such as a Slack incoming-webhook URL); the value set "
             "is not one (not shown: the URL is a secret)."
         )
-    return Secret(raw.strip())
+    return Secret(url)
 
 
 def _webhook_format(name: str, raw: str) -> str:

@@ -477,3 +477,25 @@ def test_seconds_past_an_hour_are_refused_naming_the_variable(variable):
     for bad in ("3600.5", "30000", "9999999999", "1e300"):
         with pytest.raises(SettingsError, match=f"^{variable} must be a number of seconds from more than 0 to 3600"):
             Settings.from_env({variable: bad})
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_quotes_an_env_file_kept_around_a_path_or_the_webhook_url_are_not_part_of_it(tmp_path, quote):
+    # `docker run --env-file` passes LANGSMITH_ACCESS_DUCKDB="data/x.duckdb" with its quotes: read
+    # as typed, the sync wrote a database under a folder named '"data' that no analyst opens, and
+    # a quoted webhook URL was refused as "not an http(s) URL" without a word about the quotes.
+    database, policy, url = tmp_path / "a.duckdb", tmp_path / "policy.yaml", "https://hooks.example.com/T0/B0/x"
+    settings = Settings.from_env({
+        "LANGSMITH_ACCESS_DUCKDB": f"{quote}{database}{quote}", "LANGSMITH_ACCESS_POLICY": f" {quote}{policy}{quote}\n",
+        "LANGSMITH_ACCESS_WEBHOOK_URL": f"{quote}{url}{quote}",
+    })
+    assert (settings.duckdb_path, settings.policy_path) == (database, policy)
+    assert settings.webhook_url == Secret(url)
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text("- slug: us\n  organization_id: 00000000-0000-4000-8000-000000000001\n"
+                         "  endpoint: https://api.smith.langchain.com\n  api_key_env: KEY_US\n", encoding="utf-8")
+    orgs = load_orgs({"LANGSMITH_ACCESS_ORGS_FILE": f"{quote}{orgs_file}{quote}", "KEY_US": "lsv2_sk_" + "a" * 20,
+                      "LANGSMITH_ACCESS_DUCKDB": str(database)})
+    assert orgs.source == orgs_file and orgs.slugs == ("us",)
+    with pytest.raises(SettingsError, match="LANGSMITH_ACCESS_DUCKDB is blank"):
+        Settings.from_env({"LANGSMITH_ACCESS_DUCKDB": f"{quote}{quote}"})
