@@ -931,6 +931,17 @@ def _read_orgs_file(
                 f"{org.organization_id}) as {earlier_slug!r}, {where_else}: list each org once "
                 "(two entries would sync it twice, into two databases, and provision it from two queues)."
             )
+        # A service key belongs to one organization: under two orgs' entries, it is the wrong
+        # key for one of them, whose every run would fail (or read the other org, were the id
+        # a mistake too).
+        sharing = next((earlier.slug for earlier in orgs if earlier.api_key_env == org.api_key_env), None)
+        if sharing is not None:
+            raise SettingsError(
+                f"{where}: org {org.slug!r} names api_key_env {org.api_key_env}, the key variable of "
+                f"{sharing!r} too: a service key belongs to one organization, so give each org its own "
+                f"variable (like LANGSMITH_API_KEY_{org.slug.upper().replace('-', '_')}) holding that "
+                "org's organization-scoped service key."
+            )
         if org.organization_id:
             seen[org.organization_id] = (org.endpoint, org.slug)
         orgs.append(org)

@@ -245,6 +245,26 @@ def test_the_same_org_id_through_another_endpoint(tmp_path):
     assert "reached through another endpoint (https://eu.api.smith.langchain.com" in message
 
 
+def test_two_orgs_naming_the_same_key_variable(tmp_path):
+    """A service key belongs to one organization: two orgs under one key variable was taken, and
+    one of them failed every run (or, with its id mistaken too, read the other org)."""
+    text = TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", "api_key_env: LANGSMITH_API_KEY_US")
+    for refuse_unusable_keys in (True, False):  # the Dagster definitions too
+        with pytest.raises(SettingsError) as error:
+            load_orgs({ORGS_FILE_VARIABLE: str(_written(tmp_path, text)), "LANGSMITH_API_KEY_US": US_KEY},
+                      refuse_unusable_keys=refuse_unusable_keys)
+        message = str(error.value)
+        assert "entry 2 (line 5): org 'eu' names" in message and US_KEY not in message
+        assert "api_key_env LANGSMITH_API_KEY_US, the key variable of 'us' too" in message
+        assert "give each org its own variable (like LANGSMITH_API_KEY_EU)" in message
+
+
+def _written(tmp_path: Path, text: str) -> Path:
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(text, encoding="utf-8")
+    return orgs_file
+
+
 def test_a_missing_key_variable(tmp_path):
     with pytest.raises(SettingsError) as error:
         orgs_from(tmp_path, TWO_ORGS, LANGSMITH_API_KEY_EU="")
