@@ -499,3 +499,17 @@ def test_quotes_an_env_file_kept_around_a_path_or_the_webhook_url_are_not_part_o
     assert orgs.source == orgs_file and orgs.slugs == ("us",)
     with pytest.raises(SettingsError, match="LANGSMITH_ACCESS_DUCKDB is blank"):
         Settings.from_env({"LANGSMITH_ACCESS_DUCKDB": f"{quote}{quote}"})
+
+
+def test_a_cache_directory_under_home_written_with_a_tilde_is_under_home(monkeypatch, tmp_path):
+    # An env file or a systemd unit does not expand "~": read as typed it is a folder named "~"
+    # in whatever directory the process runs in.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_directory({"LANGSMITH_ACCESS_CACHE_DIR": "~/cache"}) == tmp_path / "cache"
+
+
+def test_settings_made_in_code_send_the_organization_id_in_its_canonical_form():
+    # from_env canonicalizes; settings another caller builds (the runner, a script) go through
+    # client() all the same.
+    settings = Settings(api_key=Secret("lsv2_sk_" + "0" * 32), organization_id="{" + ORG.upper() + "}")
+    assert settings.client().organization_id == ORG
