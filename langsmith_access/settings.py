@@ -391,11 +391,14 @@ def _path(name: str, raw: str) -> Path:
 def _path_text(name: str, raw: str) -> str:
     """A path variable's text without the spaces, newline or quotes an env file leaves around it
     (read as typed, " data/x.duckdb" is a folder named " data", and '"data/x.duckdb"' one named
-    '"data', as `docker run --env-file` passes it: a database nobody else opens)."""
+    '"data', as `docker run --env-file` passes it: a database nobody else opens), and with a
+    leading ``~`` made the home directory, as LANGSMITH_ACCESS_CACHE_DIR's (an env file or a
+    systemd unit does not expand it: "~/data/x.duckdb" was a folder named "~" in the working
+    directory)."""
     text = _unquoted(raw)
     if not text:
         raise SettingsError(f"{name} is blank: set it to a file's path, or unset it for the default.")
-    return text
+    return os.path.expanduser(text)
 
 
 def _refuse_a_pasted_key(name: str, raw: str) -> None:
@@ -1054,7 +1057,9 @@ def _read_org_entry(
     policy = entry.get("policy")
     if policy:
         # Relative to the orgs file, so the file and its policies can move together.
-        policy_path: Path | None = Path(policy) if Path(policy).is_absolute() else path.parent / policy
+        # "~/..." is under the home directory, as in the path variables.
+        written = Path(policy).expanduser()
+        policy_path: Path | None = written if written.is_absolute() else path.parent / written
     else:
         policy_path = default_policy
     settings = replace(

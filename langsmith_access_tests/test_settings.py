@@ -513,3 +513,22 @@ def test_settings_made_in_code_send_the_organization_id_in_its_canonical_form():
     # client() all the same.
     settings = Settings(api_key=Secret("lsv2_sk_" + "0" * 32), organization_id="{" + ORG.upper() + "}")
     assert settings.client().organization_id == ORG
+
+
+def test_a_path_variable_or_an_orgs_policy_written_with_a_tilde_is_under_home(monkeypatch, tmp_path):
+    # As LANGSMITH_ACCESS_CACHE_DIR: an env file or a systemd unit does not expand "~", and read
+    # as typed the sync wrote its database under a folder named "~" in the working directory.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    settings = Settings.from_env({"LANGSMITH_ACCESS_DUCKDB": "~/data/a.duckdb", "LANGSMITH_ACCESS_POLICY": "~/p.yaml"})
+    assert (settings.duckdb_path, settings.policy_path) == (home / "data" / "a.duckdb", home / "p.yaml")
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text("- slug: us\n  organization_id: 00000000-0000-4000-8000-000000000001\n"
+                         "  endpoint: https://api.smith.langchain.com\n  api_key_env: KEY_US\n  policy: ~/us.yaml\n",
+                         encoding="utf-8")
+    orgs = load_orgs({"LANGSMITH_ACCESS_ORGS_FILE": "~/../orgs.yaml", "KEY_US": "lsv2_sk_" + "a" * 20,
+                      "LANGSMITH_ACCESS_DUCKDB": "~/data/a.duckdb"})
+    assert orgs.source == home / ".." / "orgs.yaml"
+    assert orgs.get("us").policy_path == home / "us.yaml"
+    assert orgs.get("us").duckdb_path == home / "data" / "us" / "langsmith_access.duckdb"
