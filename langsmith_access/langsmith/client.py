@@ -1171,8 +1171,10 @@ class LangSmithClient:
             self._sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter: half fixed, half random, capped."""
-        ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+        """Exponential backoff with jitter: half fixed, half random, capped. (The exponent is
+        capped too: past 2**1023 the float product overflowed, and a LANGSMITH_ACCESS_MAX_RETRIES
+        above 1024 ended a long outage's retries in an OverflowError.)"""
+        ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt - 1, 64))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
     def _retry_wait(self, response: requests.Response, sent_at: float) -> float | None:

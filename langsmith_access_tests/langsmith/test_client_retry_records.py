@@ -274,3 +274,12 @@ def test_retries_exhausted_keep_the_last_answers_status(status, method):
             with pytest.raises(TransientError, match="gave up after 2 attempts") as raised:
                 call()
     assert raised.value.status_code == status and raised.value.maybe_applied is False
+
+
+def test_the_backoff_of_a_late_retry_is_the_cap_not_an_overflow():
+    # LANGSMITH_ACCESS_MAX_RETRIES takes any whole number: the 1025th retry of a long outage
+    # raised OverflowError (0.5 * 2**1024 as a float) instead of waiting the 30 s cap.
+    settings = ClientSettings(api_key=Secret("lsv2_sk_" + "0" * 32), organization_id="00000000-0000-4000-8000-000000000001",
+                              endpoint="http://127.0.0.1:9", max_retries=100_000)
+    with LangSmithClient(settings, rng=_Jitter(at_top=True)) as client:
+        assert [client._backoff(attempt) for attempt in (1, 7, 1025, 100_000)] == [0.5, 30.0, 30.0, 30.0]
