@@ -1054,7 +1054,9 @@ def _read_org_entry(
             raise
         key_problem = str(problem)
 
-    policy = entry.get("policy")
+    # Without the spaces or quotes around it (read as typed, " eu.yaml" named a file nobody
+    # wrote, and the org's requests were refused for a missing policy); blank: no policy of its own.
+    policy = _unquoted(entry.get("policy") or "")
     if policy:
         # Relative to the orgs file, so the file and its policies can move together.
         # "~/..." is under the home directory, as in the path variables.

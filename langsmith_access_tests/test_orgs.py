@@ -162,6 +162,15 @@ def test_a_policy_path_is_kept_per_org_relative_to_the_orgs_file(tmp_path):
     assert orgs.get("us").policy_path == Path("/etc/langsmith-access/policy.yaml")
 
 
+@pytest.mark.parametrize("written, own", [("' policies/eu.yaml '", True), ("'\"policies/eu.yaml\"'", True),
+                                          ("'  '", False)])
+def test_an_orgs_policy_is_read_without_the_spaces_or_quotes_around_it(tmp_path, written, own):
+    # Read as typed, " policies/eu.yaml " named a file nobody wrote; blank is no policy of its own.
+    orgs = orgs_from(tmp_path, TWO_ORGS.replace("policy: policies/eu.yaml", f"policy: {written}"),
+                     LANGSMITH_ACCESS_POLICY="/etc/policy.yaml")
+    assert orgs.get("eu").policy_path == (tmp_path / "policies" / "eu.yaml" if own else Path("/etc/policy.yaml"))
+
+
 def test_the_orgs_file_and_default_policy_are_read_without_the_spaces_or_newline_around_them(tmp_path):
     # As LANGSMITH_ACCESS_DUCKDB is: an env file's " /etc/orgs.yaml\n" names the file, not a relative
     # folder named " " (the orgs file "could not be read"; the policy was one nobody wrote).
