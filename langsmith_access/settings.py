@@ -355,8 +355,9 @@ def cache_directory(environ: Mapping[str, str] | None = None) -> Path:
     installed project): ``LANGSMITH_ACCESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/langsmith-access``,
     else ``~/.cache/langsmith-access``. Never inside the package, which may be read-only."""
     env = os.environ if environ is None else environ
-    if (env.get("LANGSMITH_ACCESS_CACHE_DIR") or "").strip():
-        return Path(env["LANGSMITH_ACCESS_CACHE_DIR"].strip()).expanduser().absolute()
+    chosen = _unquoted(env.get("LANGSMITH_ACCESS_CACHE_DIR") or "")  # as the path variables are read
+    if chosen:
+        return Path(chosen).expanduser().absolute()
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser().absolute() / "langsmith-access"
 

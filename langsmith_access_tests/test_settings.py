@@ -508,6 +508,15 @@ def test_a_cache_directory_under_home_written_with_a_tilde_is_under_home(monkeyp
     assert cache_directory({"LANGSMITH_ACCESS_CACHE_DIR": "~/cache"}) == tmp_path / "cache"
 
 
+def test_quotes_an_env_file_kept_around_the_cache_directory_are_not_part_of_it(tmp_path):
+    # As in the path variables: read as typed, '"/srv/cache"' was a folder named '"' in the
+    # working directory, and dbt's manifest was rebuilt there.
+    for written in (f'"{tmp_path}/cache"', f"'{tmp_path}/cache'\n"):
+        assert cache_directory({"LANGSMITH_ACCESS_CACHE_DIR": written}) == tmp_path / "cache"
+    assert cache_directory({"XDG_CACHE_HOME": str(tmp_path), "LANGSMITH_ACCESS_CACHE_DIR": '""'}) == (
+        tmp_path / "langsmith-access")
+
+
 def test_settings_made_in_code_send_the_organization_id_in_its_canonical_form():
     # from_env canonicalizes; settings another caller builds (the runner, a script) go through
     # client() all the same.
