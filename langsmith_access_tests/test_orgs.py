@@ -199,6 +199,16 @@ def test_several_orgs_need_a_slug_and_an_unknown_slug_names_the_known_ones(tmp_p
         orgs.get("apac")
     with pytest.raises(SettingsError, match=r"Unknown org 'us'.*single-org variables are default"):
         load_orgs({}).get("us")
+    for near in ("u", "US", "us "):  # a slug is named whole: --org u is no org, not "us"
+        with pytest.raises(SettingsError, match=r"Unknown org .*are us, eu"):
+            orgs.get(near)
+
+
+def test_with_an_orgs_file_the_doctor_lists_only_the_variables_problems():
+    # Each org's key and id are its entry's: "LANGSMITH_API_KEY is not set" would send the
+    # operator to a variable the orgs file makes unused.
+    problems = Settings.problems_of_env({ORGS_FILE_VARIABLE: "orgs.yaml", "LANGSMITH_ACCESS_MAX_RETRIES": "-1"})
+    assert len(problems) == 1 and problems[0].startswith("LANGSMITH_ACCESS_MAX_RETRIES must be")
 
 
 # ------------------------------------------------------------------ refusals
@@ -450,6 +460,9 @@ def test_with_an_orgs_file_the_single_org_variables_are_not_read(tmp_path):
 def test_a_key_variable_name_that_is_not_a_variable_name(tmp_path):
     message = refusal(tmp_path, TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", "api_key_env: eu key"))
     assert "api_key_env must be the name of an environment variable" in message and "'eu key'" in message
+    # No shell can export a name that starts with a digit.
+    message = refusal(tmp_path, TWO_ORGS.replace("api_key_env: LANGSMITH_API_KEY_EU", "api_key_env: '2KEY'"))
+    assert "api_key_env must be the name of an environment variable" in message and "'2KEY'" in message
 
 
 def test_a_value_that_is_not_text(tmp_path):
