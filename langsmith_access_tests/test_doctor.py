@@ -40,7 +40,7 @@ from langsmith_access.langsmith import (
 )
 from langsmith_access.provisioning.executor import OrgSnapshot
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
-from langsmith_access.settings import ORGS_FILE_VARIABLE, ClientSettings, Secret
+from langsmith_access.settings import ORGS_FILE_VARIABLE, ClientSettings, Secret, load_orgs
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.sync.extract import ENRICHED_ROUTE, PER_WORKSPACE_ROUTE, load_members
 from langsmith_access_tests.helpers import cli_in_this_process, listings_read_before_the_members
@@ -219,6 +219,10 @@ def test_the_doctor_answers_promptly_whatever_the_sync_waits(monkeypatch):
     with pytest.raises(RuntimeError, match="no call needed"):
         run_checks(environ, client_factory=factory)
     assert (seen[0].read_timeout_seconds, seen[0].max_retries) == (10.0, 1)
+    # A shorter timeout is kept: a server slower than it fails the sync, so the doctor must see it fail.
+    with pytest.raises(RuntimeError, match="no call needed"):
+        run_checks({**environ, "LANGSMITH_ACCESS_TIMEOUT_SECONDS": "2.5"}, client_factory=factory)
+    assert seen[1].read_timeout_seconds == 2.5
 
 
 @pytest.mark.parametrize(("endpoint", "warned"), [
@@ -1151,3 +1155,14 @@ def test_the_op_job_logs_each_check_at_its_level_and_keeps_the_report_a_table(sa
     assert len(rows) == 2 + len(CHECK_NAMES), rows
     assert all(len(re.split(r"(?<!\\)\|", row)) == 6 for row in rows), rows  # 4 cells between 5 bars
     assert "Acme \\| Ops" in report
+
+
+def test_the_default_org_without_key_or_id_names_both_with_their_fixes():
+    # As loaded for the Dagster definitions (the op job check_langsmith_connection): one round
+    # of fixes, not the key first and the org id on the next run.
+    org = load_orgs({}, refuse_unusable_keys=False).get()
+    configuration = run_checks(org=org).checks[0]
+    assert configuration.status == "fail"
+    assert "LANGSMITH_API_KEY is not set" in configuration.detail
+    assert "LANGSMITH_ORGANIZATION_ID is not set" in configuration.detail
+    assert "set LANGSMITH_ORGANIZATION_ID to your organization's UUID" in configuration.fix
