@@ -522,6 +522,11 @@ def _webhook_url(name: str, raw: str) -> Secret:
     # The URL is a secret: errors describe it without showing it. Quotes an env file kept around
     # it are not the URL's (refused, the message could not say why, as it cannot show the value).
     url = _unquoted(raw)
+    if not url:  # said so: "not an http(s) URL (not shown)" left nothing to see
+        raise SettingsError(
+            f"{name} is blank (only spaces or quotes): set it to the receiver's http(s) URL, or unset "
+            "it for no notifications."
+        )
     try:
         parts = urlsplit(url)
         # .port raises on a port that is no number from 0 to 65535; http.client refuses

@@ -140,6 +140,9 @@ def test_governance_settings():
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com/s3cret token", "must be an http(s) URL"),
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com:0/s3cret", "must be an http(s) URL"),
     ("LANGSMITH_ACCESS_WEBHOOK_URL", "https://hooks.example.com/s3cret\x07", "must be an http(s) URL"),
+    # A blank value was "not an http(s) URL (not shown)": nothing to see, so nothing to fix.
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", " \n", "is blank (only spaces or quotes): set it to the receiver's http(s) URL, or unset"),
+    ("LANGSMITH_ACCESS_WEBHOOK_URL", '""', "is blank (only spaces or quotes)"),
     ("LANGSMITH_ACCESS_WEBHOOK_FORMAT", "teams", "must be one of json, slack"),
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", "0s", "is zero"),
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", "1 day", "is not a duration"),
