@@ -445,10 +445,14 @@ def _organization_id(name: str, raw: str) -> str:
     """The org id in its canonical form where it is a UUID (a newline, quotes, capitals or braces
     around it): every copy of it (``sync_runs``, the database's owner, review sheets) is then the
     one LangSmith writes. Anything else is kept as set and refused, naming the variable, when a
-    client is made from the settings (commands that call no API do not need it)."""
+    client is made from the settings (commands that call no API do not need it); but a key pasted
+    here is refused now, as in a path variable: kept, it was in every repr of the settings and of
+    their org."""
     try:
         return check_organization_id(raw, name)
     except SettingsError:
+        if _holds_key(raw):
+            raise
         return raw
 
 

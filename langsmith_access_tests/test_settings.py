@@ -544,3 +544,13 @@ def test_a_path_variable_or_an_orgs_policy_written_with_a_tilde_is_under_home(mo
     assert orgs.source == home / ".." / "orgs.yaml"
     assert orgs.get("us").policy_path == home / "us.yaml"
     assert orgs.get("us").duckdb_path == home / "data" / "us" / "langsmith_access.duckdb"
+
+
+@pytest.mark.parametrize("pasted", [PASTED_KEY, "5ec2e7" * 5 + "5e_5ec2e75ec2"])
+def test_a_key_pasted_into_the_organization_id_is_refused_when_read_not_kept(pasted):
+    # Kept as set until a client was made, it was in the repr of the settings and of their org.
+    with pytest.raises(SettingsError, match="^LANGSMITH_ORGANIZATION_ID must be the organization's UUID") as error:
+        Settings.from_env({"LANGSMITH_ORGANIZATION_ID": pasted})
+    assert "5ec2e7" not in str(error.value)
+    # Anything else that is no UUID is still kept, for commands that call no API.
+    assert Settings.from_env({"LANGSMITH_ORGANIZATION_ID": "my-org"}).organization_id == "my-org"
