@@ -333,6 +333,13 @@ class _Reader:
                 # An empty list would need approval nowhere: say so rather than guess.
                 self.problem(keys["workspaces"], "approval.workspaces lists no workspace: list the workspaces whose "
                                                  "grants need approval, or remove the key for every workspace")
+            elif "required" not in keys or _empty(keys["required"]):
+                # Approval is for the roles `required` names: with none, the workspaces listed would
+                # need approval for no grant at all, the opposite of what the key reads as.
+                self.problem(keys["workspaces"], "approval.workspaces lists where grants need approval, but "
+                                                 "approval.required names no role, so no grant there would: list the "
+                                                 'roles in approval.required ("*" for every role), or remove '
+                                                 "approval.workspaces")
         if "approvers" in keys:
             values.update(self.approvers(keys["approvers"]))
         if "self_approval" in keys:
@@ -392,6 +399,12 @@ class _Reader:
                     pairs.append((Named(role, _line(key_node)), longest))
             values["max_durations"] = tuple(pairs)
         return values
+
+
+def _empty(node: yaml.Node) -> bool:
+    """A value that lists nothing: null, or an empty list."""
+    return (isinstance(node, yaml.ScalarNode) and node.tag == _NULL) or (
+        isinstance(node, yaml.SequenceNode) and not node.value)
 
 
 def _shown(node: yaml.Node) -> str:

@@ -147,6 +147,12 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     ("duration:\n  max:\n    <<: {Admin: 8h}\n", 3, "a YAML merge key (<<) in duration.max is not read"),
     ("approval:\n  workspaces: []\n", 2, "approval.workspaces lists no workspace: list the workspaces whose grants "
      "need approval, or remove the key for every workspace"),
+    # Approval is for the roles `required` names: workspaces without them would need it for no grant.
+    ("approval:\n  workspaces: [Production]\n  approvers: org_admins\n", 2, "approval.workspaces lists where "
+     'grants need approval, but approval.required names no role, so no grant there would: list the roles in '
+     'approval.required ("*" for every role), or remove approval.workspaces'),
+    ("approval:\n  required: []\n  workspaces: [Production]\n", 3, "approval.required names no role"),
+    ("approval:\n  required:\n  workspaces: [Production]\n", 3, "approval.required names no role"),
     # A blank name names no role, and a duration or a max of the wrong shape is no duration.
     ("approval:\n  required: [Admin, '  ']\n", 2, "approval.required must list roles (or \"*\") as text, got '  '"),
     ("approval:\n  wait_at_most: [72h]\n", 2, "approval.wait_at_most must be a duration like 8h or 90d, got a list"),
