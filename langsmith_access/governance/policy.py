@@ -302,7 +302,7 @@ class _Reader:
         names = []
         for item in items:
             if not isinstance(item, yaml.ScalarNode) or item.tag in (_NULL, _BOOL) or not item.value.strip():
-                self.problem(item, f"{where} must list {what} as text, got {_shown(item)}")
+                self.problem(item, f"{where} must list {what} as text, got {_shown(item)}{_quote_hint(item)}")
                 continue
             names.append(Named(typed_name(item.value), _line(item)))  # NFC, as a request's names are
         return tuple(names)
@@ -363,8 +363,13 @@ class _Reader:
             if not node.value:
                 self.problem(node, "approval.approvers is an empty list: nobody could approve")
             return {"approvers": NAMED_EMAILS, "approver_emails": emails}
+        hint = ""
+        if isinstance(node, yaml.ScalarNode) and "@" in node.value:
+            hint = f": one approver is a list of one, [{node.value}]"
+        elif isinstance(node, yaml.ScalarNode) and node.value.strip().lower() == NAMED_EMAILS:
+            hint = ": list the approvers' emails themselves, e.g. [security@example.com, ops@example.com]"
         self.problem(node, f"approval.approvers must be {WORKSPACE_ADMINS}, {ORG_ADMINS} or a list of "
-                           f"emails, got {_shown(node)}")
+                           f"emails, got {_shown(node)}{hint}")
         return {}
 
     def duration(self, node: yaml.Node) -> dict:
@@ -388,7 +393,8 @@ class _Reader:
                                            "in full")
                     continue
                 if not role or key_node.tag in (_NULL, _BOOL):
-                    self.problem(key_node, f"duration.max keys must be role names (or \"*\"), got {_shown(key_node)}")
+                    self.problem(key_node, f"duration.max keys must be role names (or \"*\"), got "
+                                           f"{_shown(key_node)}{_quote_hint(key_node)}")
                     continue
                 if role in seen:
                     self.problem(key_node, f"duration.max gives {role!r} twice (first on line {seen[role]})")
@@ -399,6 +405,13 @@ class _Reader:
                     pairs.append((Named(role, _line(key_node)), longest))
             values["max_durations"] = tuple(pairs)
         return values
+
+
+def _quote_hint(node: yaml.Node) -> str:
+    """How to write a name YAML reads as a boolean (a role named Yes, No, On or Off): quoted."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+        return ""
+    return f", which YAML reads as true or false: if it is a name, quote it (\"{node.value}\")"
 
 
 def _empty(node: yaml.Node) -> bool:
@@ -470,5 +483,8 @@ def _match_workspace(text: str, workspaces: list[WorkspaceEntry]) -> tuple[str |
         ids = ", ".join(w.workspace_id for w in matches)
         return None, f"ambiguous workspace {text!r}: {len(matches)} workspaces have that name ({ids}); give its id"
     available = _listing(w.display_name for w in workspaces)
+    if text == ANY_ROLE:  # "*" is for roles: every workspace is what leaving the key out says
+        return None, ('"*" names no workspace: to need approval in every workspace, remove approval.workspaces '
+                      f"(workspaces: {available})")
     return None, (f"unknown workspace {text!r}: the latest sync has no shared workspace by that name or id "
                   f"(workspaces: {available})")

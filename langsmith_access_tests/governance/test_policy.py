@@ -132,6 +132,11 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     ("approval:\n  approvers: workspace_admin\n", 2,
      "approval.approvers must be workspace_admins, org_admins or a list of emails, got 'workspace_admin'"),
     ("approval:\n  approvers: [sec@example.com, not-an-email]\n", 2, "approval.approvers: 'not-an-email' is not an email"),
+    # DESIGN writes the choice as `emails`: the refusal says it means a list of them.
+    ("approval:\n  approvers: sec@example.com\n", 2, "approval.approvers must be workspace_admins, org_admins or a "
+     "list of emails, got 'sec@example.com': one approver is a list of one, [sec@example.com]"),
+    ("approval:\n  approvers: emails\n", 2, "got 'emails': list the approvers' emails themselves, e.g. "
+     "[security@example.com, ops@example.com]"),
     ("approval:\n  approvers: []\n", 2, "approval.approvers is an empty list: nobody could approve"),
     ("approval:\n  required: [Admin, [Editor]]\n", 2, "approval.required must list roles"),
     ("approval:\n  required: [Admin, yes]\n", 2, "approval.required must list roles (or \"*\") as text, got 'yes'"),
@@ -142,6 +147,11 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     ("approval:\n  required: [Admin]\napproval:\n  required: [Editor]\n", 3, "approval is given twice (first on line 1)"),
     ("duration:\n  max: {Admin: 8h, Admin: 9h}\n", 2, "duration.max gives 'Admin' twice"),
     ("duration:\n  max:\n    yes: 8h\n", 3, "duration.max keys must be role names (or \"*\"), got 'yes'"),
+    # A role named Yes, No, On or Off reads as a boolean unless quoted: the refusal says how to write it.
+    ("approval:\n  required: [Admin, No]\n", 2, "approval.required must list roles (or \"*\") as text, got 'No', "
+     "which YAML reads as true or false: if it is a name, quote it (\"No\")"),
+    ("duration:\n  max:\n    On: 8h\n", 3, "duration.max keys must be role names (or \"*\"), got 'On', which YAML "
+     "reads as true or false: if it is a name, quote it (\"On\")"),
     ("approval: &shared\n  required: [Admin]\nduration:\n  <<: *shared\n", 4,
      "a YAML merge key (<<) in duration is not read: write its keys out in full"),
     ("duration:\n  max:\n    <<: {Admin: 8h}\n", 3, "a YAML merge key (<<) in duration.max is not read"),
@@ -328,6 +338,14 @@ def test_a_workspace_name_matches_exactly_before_it_matches_in_any_case(tmp_path
     assert resolved(tmp_path, [], workspaces, workspace_names=["STAGING"]).approval_workspace_ids == {"w-3"}
     with pytest.raises(PolicyError, match="ambiguous workspace 'PROD': 2 workspaces"):
         resolved(tmp_path, [], workspaces, workspace_names=["PROD"])
+
+
+def test_a_star_among_the_workspaces_says_that_leaving_them_out_means_every_workspace(tmp_path):
+    workspaces = [WorkspaceEntry("w-1", "Prod"), WorkspaceEntry("w-2", "Staging")]
+    with pytest.raises(PolicyError) as error:
+        resolved(tmp_path, [], workspaces, workspace_names=["*"])
+    assert error.value.problems == [(2, 'approval.workspaces: "*" names no workspace: to need approval in every '
+                                        "workspace, remove approval.workspaces (workspaces: Prod, Staging)")]
 
 
 def test_an_unknown_name_lists_a_dozen_of_the_known_ones_and_counts_the_rest(tmp_path):
