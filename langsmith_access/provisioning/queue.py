@@ -37,7 +37,7 @@ from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, Policy,
 from langsmith_access.settings import mask_keys
 from langsmith_access.store import directory
 from langsmith_access.store.database import AccessDatabase
-from langsmith_access.store.queries import as_uuid, typed_name
+from langsmith_access.store.queries import as_uuid, typed_email, typed_name
 from langsmith_access.store.sql import column_names, email_key, first_row, table_exists
 
 ACTIONS = ("grant", "revoke")
@@ -369,10 +369,13 @@ def submit_on(
     notifier: Notifier | None = None,
     now: datetime | None = None,
     run_id: str | None = None,
+    launched_by: str | None = None,
 ) -> QueueResult:
     """``submit`` on an open working-database connection (the caller holds the writer lease).
     ``run_id``: the Dagster run the change was typed into (the Launchpad), kept on the request
-    and its events."""
+    and its events; ``launched_by``: who launched that run, as Dagster tags it. The launcher is
+    the one asking: a run launched by one person asking in another's name (``requested_by``) is
+    rejected, as a decision taken in another's name is (``approvals.decide_on``)."""
     change = _masked(change)
     request_id = new_id()
     at = now or now_utc()
@@ -380,6 +383,9 @@ def submit_on(
     try:
         reason = check_text(change.reason, "reason", required=False, limit=MAX_TEXT_CHARS)
         requested_by = check_text(change.requested_by, "requested_by", required=False)
+        impersonated = launcher_refusal(requested_by, mask_keys(launched_by) if launched_by else None)
+        if impersonated is not None:
+            raise RequestRejected(impersonated)
         resolved = resolve_change(conn, change)
         if resolved.action == "grant":
             governed = _govern(conn, change, resolved, policy_path, at)
@@ -449,6 +455,18 @@ def submit_on(
             f"`langsmith-access approve {request_id} --by EMAIL` (or deny){waits}.{disabled_note}",
         )
     return QueueResult(request_id, "pending", f"queued: {target}{terms_text}{'.' + disabled_note if disabled else ''}")
+
+
+def launcher_refusal(requested_by: str | None, launched_by: str | None) -> str | None:
+    """Why a run launched by ``launched_by`` (an email, as Dagster tags the launcher) may not queue a
+    change asked by ``requested_by``, or None. Self-approval is judged against the requester: one
+    named freely by whoever launched the run would let the launcher approve their own request."""
+    if not launched_by or "@" not in launched_by or not requested_by:
+        return None
+    if typed_email(requested_by) == typed_email(launched_by):
+        return None
+    return (f"this run was launched by {launched_by.strip()}, who asks only as themself: leave requested_by out "
+            f"(the launcher is then the requester), or set it to {launched_by.strip()}.")
 
 
 def _is_disabled(conn: duckdb.DuckDBPyConnection, user_id: str | None) -> bool:

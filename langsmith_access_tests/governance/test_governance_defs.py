@@ -106,6 +106,48 @@ def test_a_launchpad_decision_is_the_launchers_and_its_events_name_the_run(gover
     assert run_ids == {"decision_refused": impersonated.run_id, "approved": approved.run_id}
 
 
+def test_a_launchpad_request_is_the_launchers_so_they_cannot_approve_it_as_someone_elses(governed, instance):
+    """A grant typed in the Launchpad is asked by whoever launched the run: with a launcher Dagster
+    tagged, a ``requested_by`` naming someone else is rejected (recorded, saying why), since the
+    launcher, an approver, could otherwise approve the grant they asked for as though another had."""
+    _, _, database, people, _ = governed
+    org = load_orgs().get()
+    job = defs().resolve_job_def("provision_workspace_roles")
+    launcher = people.admin.email
+    change = {"action": "grant", "user": people.outsiders[0].email, "workspace": WORKSPACE, "role": "Admin"}
+
+    def launch(dry_run: bool = False, **fields):
+        config = {"change": {**change, **fields}, **({"dry_run": True} if dry_run else {})}
+        return job.execute_in_process(
+            run_config={"ops": {"select_requests": {"config": config}}},
+            instance=instance, raise_on_error=False, partition_key=org.slug,
+            tags={**org_tags(org.slug), "dagster/user": launcher}, resources=org_resources(Orgs((org,))))
+
+    def latest() -> tuple:
+        return query(database.path, "SELECT request_id, status, status_detail, requested_by FROM "
+                                    "main.provisioning_requests ORDER BY requested_at DESC LIMIT 1")[0]
+
+    def queued() -> int:
+        return query(database.path, "SELECT count(*) FROM main.provisioning_requests")[0][0]
+
+    before = queued()
+    assert not launch(dry_run=True, requested_by=people.editors[0].email).success  # a dry run says so, queues nothing
+    assert queued() == before
+    in_anothers_name = launch(requested_by=people.editors[0].email)
+    assert not in_anothers_name.success
+    request_id, status, detail, _ = latest()
+    assert status == "rejected" and detail.startswith(f"this run was launched by {launcher}, who asks only as themself")
+    assert [kind for kind, _ in events(database, request_id)] == ["rejected"]
+
+    # As themself (any case), or leaving requested_by out: queued, and the launcher cannot approve it.
+    for fields in ({"requested_by": launcher.upper()}, {}):
+        assert launch(**fields).success
+        request_id, status, _, requested_by = latest()
+        assert status == "awaiting_approval" and requested_by.lower() == launcher.lower()
+        assert "self-approval" in decide(request_id, "approve", launcher).failure
+        assert decide(request_id, "deny", launcher).success
+
+
 # ------------------------------------------------------------------ the sensors
 
 

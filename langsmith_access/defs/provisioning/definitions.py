@@ -157,6 +157,9 @@ def select_requests(
                 # where Dagster tags runs with one), so a Launchpad request is never anonymous.
                 change = replace(change, requested_by=run_launcher(context) or f"dagster run {context.run.run_id}")
             if config.dry_run:
+                impersonated = queue.launcher_refusal(change.requested_by, run_launcher(context))
+                if impersonated is not None:
+                    raise refused_input(context, in_launchpad_terms(f"The change would be rejected: {impersonated}"))
                 try:
                     resolved = queue.resolve_change(conn, change)
                 except queue.RequestRejected as rejection:
@@ -164,7 +167,7 @@ def select_requests(
                         context, in_launchpad_terms(f"The change would be rejected: {rejection}")) from None
                 return {"request_ids": [], "adhoc": resolved.__dict__, "dry_run": True}
             result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=_notifier(org),
-                                     run_id=context.run.run_id)
+                                     run_id=context.run.run_id, launched_by=run_launcher(context))
             if not result.accepted:
                 raise refused_input(
                     context, in_launchpad_terms(f"Request {result.request_id} rejected: {result.message}"),
