@@ -107,3 +107,19 @@ def test_an_admin_without_an_email_is_named_by_no_one(directory):
     emails = admin_emails(conn, workspace.id)
     assert None not in emails and org_admin.email not in emails
     assert emails == [email for email in _admins(org, workspace, role_name) if email != org_admin.email]
+
+
+def test_an_admin_of_another_workspace_only_is_no_workspace_admin_here(directory):
+    # Workspace Admin is per workspace: Admin elsewhere gives no say over this one's grants.
+    conn, org, workspace, role_name = directory
+    org_admins = {m.ls_user_id for m in org.active_members() if role_name[m.org_role_id] == "ORGANIZATION_ADMIN"}
+    elsewhere, there = next(
+        (m, w) for w in org.shared_workspaces() if w.id != workspace.id
+        for m in org.active_members() if not m.is_disabled and m.email and m.ls_user_id not in org_admins
+        and m.ls_user_id in w.memberships and role_name[w.memberships[m.ls_user_id].role_id] == "WORKSPACE_ADMIN"
+        and not (m.ls_user_id in workspace.memberships
+                 and role_name[workspace.memberships[m.ls_user_id].role_id] == "WORKSPACE_ADMIN")
+        and len([o for o in org.active_members() if o.email == m.email]) == 1)
+    assert member_standing(conn, elsewhere.email, there.id).workspace_admin
+    here = member_standing(conn, elsewhere.email, workspace.id)
+    assert here.is_member and not here.workspace_admin and not here.org_admin
