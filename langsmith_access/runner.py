@@ -291,7 +291,7 @@ def _interrupted(events: Sequence[dg.DagsterEvent]) -> bool:
     for event in events:
         error = getattr(event.event_specific_data, "error", None)
         while error is not None:
-            if error.cls_name in _INTERRUPTIONS:
+            if _is_interruption(error):
                 return True
             error = error.cause
     return False
@@ -386,6 +386,9 @@ _ADVISED_ERRORS = {cls.__name__: cls for cls in _ADVISED_TYPES}
 # What Dagster records for a run stopped under way: its interruption at a step's checkpoint, or
 # the KeyboardInterrupt itself where it landed in our code.
 _INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+# And where it landed in a DuckDB query: DuckDB takes the exception the signal handler raised and
+# raises this instead (a query stopped by ``interrupt()`` is an InterruptException, not this).
+_INTERRUPTED_QUERY = ("RuntimeError", "Query interrupted")
 # A run stopped by Ctrl-C (or a signal) while its steps ran: Dagster fails it as interrupted.
 INTERRUPTED_FIX = (
     "the run was interrupted (Ctrl-C or a signal): a sync published nothing, and requests a "
@@ -398,9 +401,18 @@ _UNWRITABLE = re.compile(rf"\[Errno (?:{'|'.join(str(n) for n in UNWRITABLE_ERRN
 def _without_type_name(error) -> str:
     """The error's message without the ``package.module.ClassName: `` Python puts before it
     (an error with no message of its own, Dagster's interruption, said in words)."""
-    if error.cls_name in _INTERRUPTIONS:
+    if _is_interruption(error):
         return "interrupted (Ctrl-C or a signal) before it finished"
+    return _stated(error)
+
+
+def _stated(error) -> str:
     return re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
+
+
+def _is_interruption(error) -> bool:
+    """Whether the recorded ``error`` is Ctrl-C (or a signal) stopping the run."""
+    return error.cls_name in _INTERRUPTIONS or (error.cls_name, _stated(error)) == _INTERRUPTED_QUERY
 
 
 def _fix_for(error, database: Path | None = None) -> str | None:
@@ -412,7 +424,7 @@ def _fix_for(error, database: Path | None = None) -> str | None:
             return configuration_fix(_without_type_name(error))
         if advised is not None:
             return advised.fix
-        if error.cls_name in _INTERRUPTIONS:
+        if _is_interruption(error):
             return INTERRUPTED_FIX
         unwritable = _UNWRITABLE.match(_without_type_name(error))
         if unwritable:

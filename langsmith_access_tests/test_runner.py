@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import uuid
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from langsmith_access import runner
 from langsmith_access.defs.orgs import RunWithoutOrg
@@ -159,6 +162,26 @@ def test_a_failure_of_a_subclass_of_an_advised_error_gets_its_own_fix_not_none()
     assert wal_fix != DatabaseUnusableError.fix
     assert orgless_fix == RunWithoutOrg.fix
 
+
+@dg.asset
+def long_query() -> int:
+    # Rows enough to run for a long while: the signal lands while DuckDB computes them.
+    with duckdb.connect() as conn:
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return conn.execute("SELECT count(*) FROM range(10000000000) AS t(a) WHERE a % 7 = 3").fetchone()[0]
+
+
+def test_ctrl_c_that_lands_in_a_duckdb_query_is_an_interruption():
+    # DuckDB takes the exception Dagster's SIGINT handler raises and fails the query with its own
+    # RuntimeError("Query interrupted"): the run was not taken as interrupted, so `sync --all-orgs`
+    # went on to the next org, and the failure read "Query interrupted" with no fix.
+    with runner.ephemeral_instance() as instance:
+        stopped = dg.materialize([long_query], instance=instance, raise_on_error=False)
+    assert not stopped.success
+    assert runner._interrupted(stopped.all_events)
+    message, _, _, fix = runner._failure_summary(stopped)
+    assert message == "long_query: interrupted (Ctrl-C or a signal) before it finished", message
+    assert fix == runner.INTERRUPTED_FIX
 
 def test_a_run_gives_sigterm_back_the_handler_it_had(tmp_path):
     # Dagster maps SIGTERM to SIGINT's handler for a run and leaves it so: in a process started in
