@@ -202,3 +202,25 @@ def test_a_run_gives_sigterm_back_the_handler_it_had(tmp_path):
     finally:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
+
+
+def test_a_run_on_another_thread_leaves_signal_handlers_alone(tmp_path):
+    # Only the main thread may set a signal handler: a run from any other thread (a Python
+    # caller's worker) must neither touch SIGTERM's nor fail trying to give it back.
+    before = signal.getsignal(signal.SIGTERM)
+    ended: list = []
+
+    def run(org):
+        try:
+            ended.append(runner.run_job("check_langsmith_connection", {}, org=org))
+        except BaseException as error:
+            ended.append(error)
+
+    with SandboxServer(generate_org(seed=3, members=5, workspaces=1)) as sandbox:
+        org = load_orgs(sandbox.environment(tmp_path / "access.duckdb")).get()
+        worker = threading.Thread(target=run, args=(org,))
+        worker.start()
+        worker.join()
+    [outcome] = ended
+    assert isinstance(outcome, runner.RunOutcome) and outcome.success, outcome
+    assert signal.getsignal(signal.SIGTERM) is before
