@@ -297,6 +297,29 @@ def test_ctrl_c_during_one_orgs_sync_stops_sync_all_orgs(two_orgs, monkeypatch, 
     assert not (tmp_path / "data" / "eu").exists()
 
 
+def test_ctrl_c_during_one_orgs_inventory_stops_sync_all_orgs_all_sections(two_orgs, monkeypatch, tmp_path):
+    # The same for the inventory that --all-sections runs after an org's sync: the sync stays
+    # published, and the next org is not started.
+    us_url = two_orgs.sandboxes["us"].url
+    request = LangSmithClient._request
+
+    def interrupted_in_us_inventory(client, method, path, **kwargs):
+        if client.endpoint == us_url and "service-accounts" in path:
+            raise KeyboardInterrupt  # as Ctrl-C does, where it lands
+        return request(client, method, path, **kwargs)
+
+    monkeypatch.setattr(LangSmithClient, "_request", interrupted_in_us_inventory)
+    eu_requests_before = len(two_orgs.sandboxes["eu"].request_log)
+    data = tmp_path / "data"
+    stopped = sync_in_this_process(two_orgs, "sync", "--all-orgs", "--all-sections", "--quiet",
+                                   LANGSMITH_ACCESS_DUCKDB=str(data / "langsmith_access.duckdb"))
+    assert stopped.returncode == 1, stopped.stderr
+    assert "[us] Sync " in stopped.stdout and "succeeded" in stopped.stdout, stopped.stdout
+    assert "[us] Inventory failed: " in stopped.stderr and "interrupted (Ctrl-C or a signal)" in stopped.stderr
+    assert "Interrupted while syncing us; not synced: eu." in stopped.stderr, stopped.stderr
+    assert len(two_orgs.sandboxes["eu"].request_log) == eu_requests_before  # not one request to eu
+    assert not (data / "eu").exists()
+
 def test_an_unset_key_variable_stops_only_what_needs_that_orgs_key(two_orgs, synced):
     # An org added to the orgs file before its key: the other org syncs, provisions and reads as
     # usual, `sync --all-orgs` syncs it and names the one it could not, and that org's own queue
