@@ -119,6 +119,32 @@ def test_a_later_revoke_that_was_rejected_or_ends_another_grant_does_not_block_a
         assert approved.recorded and approved.status == "pending", (grantee.email, approved)
 
 
+def test_a_later_grant_of_another_role_blocks_an_approval_while_it_holds_however_it_was_settled(governed):
+    # Asked after the grant awaiting approval, a grant of another role that took effect is the
+    # last word while it holds: found already given (already_satisfied), being applied (a run
+    # took it), or given with no end (no policy max) as much as applied with an end to come.
+    sandbox, org, database, people, receiver = governed
+    found, applying, endless = people.outsiders[:3]
+    admin = {grantee.email: request_grant(grantee.email, WORKSPACE, "Admin")
+             for grantee in (found, applying, endless)}
+    assert {grant.status for grant in admin.values()} == {"awaiting_approval"}
+    viewer = {grantee.email: request_grant(grantee.email, WORKSPACE, "Viewer")
+              for grantee in (found, applying, endless)}
+    assert provision().success
+    with database.writer_lease("test: how the later grants were settled"), database.connect() as conn:
+        for grantee, settled in ((found, "status = 'already_satisfied'"),
+                                 (applying, "status = 'in_progress', expires_at = NULL"),
+                                 (endless, "expires_at = NULL")):
+            conn.execute(f"UPDATE main.provisioning_requests SET {settled} WHERE request_id = ?",
+                         [viewer[grantee.email].request_id])
+    database.publish()
+
+    for grantee in (found, applying, endless):
+        refused = approve(admin[grantee.email].request_id, by=people.admin.email)
+        assert not refused.recorded and refused.status == "awaiting_approval", (grantee.email, refused)
+        assert f"a grant of Viewer in {WORKSPACE} to {grantee.email} was asked after this grant (request " \
+               f"{viewer[grantee.email].request_id}, " in refused.message, refused.message
+
 def test_a_revoke_asked_before_the_grant_does_not_block_its_approval(governed):
     # Revoke, then grant: the grant is the last word, and approving it gives the role.
     sandbox, org, database, people, receiver = governed
