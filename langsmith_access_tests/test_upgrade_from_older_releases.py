@@ -200,3 +200,24 @@ def test_what_a_release_before_observations_provisioned_is_recorded_whole_or_not
         ("38c11342-b51b-4add-ac05-f02c15bb8532", "04a012e8-677f-4139-984a-1d3a5b8e8fb2",
          "3fd42359-92ed-4f45-9a1a-fe878b33e968", "verified", True),
         ("e5aca80f-68ce-4639-9ca2-29b9934d6d48", "2e81d66d-346c-4e2b-a02f-daa1ad864c44", None, "verified", True)]
+
+
+def test_a_grant_asked_again_after_the_older_release_applied_it_leaves_the_grant_that_releases_own_write(tmp_path):
+    # 36525be added fatima.schroder as Viewer after its sync; someone then asked for the same grant
+    # again, which found it done (already_satisfied). The change since the listing is the first
+    # request's own write: recorded as the second's finding ('found'), main.grants said a change
+    # made outside langsmith-access had been found, and drift could not be told from it.
+    database = exported_database("36525be", tmp_path / "langsmith_access.duckdb")
+    with duckdb.connect(str(database)) as conn:
+        [(applied, fatima)] = conn.execute(
+            "SELECT request_id, user_id FROM main.provisioning_requests WHERE request_seq = 1").fetchall()
+        conn.execute("""
+            INSERT INTO main.provisioning_requests SELECT * REPLACE (
+                'a5a1e4d5-0000-4000-8000-000000000004' AS request_id, 4 AS request_seq,
+                'already_satisfied' AS status, requested_at + INTERVAL 10 SECOND AS requested_at,
+                updated_at + INTERVAL 4 SECOND AS updated_at)
+            FROM main.provisioning_requests WHERE request_seq = 1""")
+        ensure_schema(conn)
+        recorded = conn.execute("SELECT request_id, observed FROM raw.provisioning_observations WHERE ls_user_id = ?",
+                                [fatima]).fetchall()
+    assert recorded == [(applied, "verified")]

@@ -208,11 +208,22 @@ granted AS (
     FROM main.grants WHERE entitlement_type = 'workspace_role'
     GROUP BY ALL
 ),
-settled AS (
-    SELECT request_id, run_id, status, updated_at, user_id, workspace_id
+since_sync AS (
+    SELECT request_id, run_id, status, updated_at, user_id, workspace_id, request_seq,
+        action || ':' || coalesce(role_id, '') AS change,
+        -- The change the last request applied before this one on the membership made.
+        last_value(CASE WHEN status = 'applied' THEN action || ':' || coalesce(role_id, '') END IGNORE NULLS) OVER (
+            PARTITION BY user_id, workspace_id ORDER BY request_seq
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS applied_before
     FROM main.provisioning_requests
     WHERE status IN ('applied', 'already_satisfied') AND user_id IS NOT NULL AND workspace_id IS NOT NULL
         AND updated_at > (SELECT max(fetched_at) FROM {RAW_SCHEMA}.workspace_memberships)
+),
+settled AS (
+    -- A request that found done what the one applied before it did (asked again) is not the
+    -- last word on the membership: that one's own write is.
+    SELECT * FROM since_sync
+    WHERE NOT (status = 'already_satisfied' AND change IS NOT DISTINCT FROM applied_before)
     QUALIFY row_number() OVER (PARTITION BY user_id, workspace_id ORDER BY updated_at DESC, request_seq DESC) = 1
 )
 SELECT 'upgrade:' || settled.request_id, settled.request_id, settled.run_id, settled.updated_at,
