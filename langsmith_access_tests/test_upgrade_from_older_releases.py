@@ -221,3 +221,40 @@ def test_a_grant_asked_again_after_the_older_release_applied_it_leaves_the_grant
         recorded = conn.execute("SELECT request_id, observed FROM raw.provisioning_observations WHERE ls_user_id = ?",
                                 [fatima]).fetchall()
     assert recorded == [(applied, "verified")]
+
+
+def test_of_several_changes_an_older_release_made_to_one_membership_the_last_is_recorded(tmp_path):
+    # 36525be added fatima.schroder as Viewer after its sync, then changed her to Editor (each
+    # written into main.grants): what the listing lacks is the last change, the Editor grant's
+    # own write, recorded once (not the Viewer grant's, nor both with the Editor role).
+    database = exported_database("36525be", tmp_path / "langsmith_access.duckdb")
+    editor = "617959ce-3f1f-45a8-9e52-71007814e8a2"
+    with duckdb.connect(str(database)) as conn:
+        [(fatima, workspace)] = conn.execute(
+            "SELECT user_id, workspace_id FROM main.provisioning_requests WHERE request_seq = 1").fetchall()
+        conn.execute("""
+            INSERT INTO main.provisioning_requests SELECT * REPLACE (
+                'a5a1e4d5-0000-4000-8000-000000000005' AS request_id, 4 AS request_seq, ? AS role_id,
+                'Editor' AS role_name, requested_at + INTERVAL 10 SECOND AS requested_at,
+                updated_at + INTERVAL 4 SECOND AS updated_at)
+            FROM main.provisioning_requests WHERE request_seq = 1""", [editor])
+        conn.execute("UPDATE main.grants SET role_id = ? WHERE user_id = ? AND workspace_id = ?",
+                     [editor, fatima, workspace])
+        ensure_schema(conn)
+        recorded = conn.execute("SELECT request_id, role_id, observed FROM raw.provisioning_observations "
+                                "WHERE ls_user_id = ?", [fatima]).fetchall()
+    assert recorded == [("a5a1e4d5-0000-4000-8000-000000000005", editor, "verified")]
+
+
+def test_a_change_an_older_releases_request_found_made_by_hand_is_recorded_as_found(tmp_path):
+    # The request found fatima.schroder already Viewer (given by hand after the sync): no write
+    # of langsmith-access made it, so it is recorded as found, and drift can still list it.
+    database = exported_database("36525be", tmp_path / "langsmith_access.duckdb")
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("UPDATE main.provisioning_requests SET status = 'already_satisfied' WHERE request_seq = 1")
+        [(found, fatima)] = conn.execute(
+            "SELECT request_id, user_id FROM main.provisioning_requests WHERE request_seq = 1").fetchall()
+        ensure_schema(conn)
+        recorded = conn.execute("SELECT request_id, observed FROM raw.provisioning_observations WHERE ls_user_id = ?",
+                                [fatima]).fetchall()
+    assert recorded == [(found, "found")]
