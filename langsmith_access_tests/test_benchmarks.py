@@ -227,6 +227,12 @@ def test_a_benchmark_refuses_a_bad_argument_before_any_work(script, arguments, m
     assert arguments[-2] in capsys.readouterr().err
 
 
+def test_a_duration_of_zero_is_taken_as_none_simulated(monkeypatch):
+    # --latency-ms 0 (an answer as fast as the sandbox gives it) and --idle-seconds 0 are durations.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_support = importlib.import_module("bench_support")
+    assert [bench_support.duration(text) for text in ("0", "0.0", "-0", "2.5")] == [0.0, 0.0, 0.0, 2.5]
+
 def test_time_to_access_waits_for_the_daemons_whole_process_group(tmp_path, monkeypatch, sigterm_reaches_children):
     # The daemon ends at once on SIGTERM; its code server and run workers may still be writing
     # into DAGSTER_HOME, which the benchmark removes next: _stop returns once none is left.
