@@ -320,6 +320,25 @@ def test_ctrl_c_during_one_orgs_inventory_stops_sync_all_orgs_all_sections(two_o
     assert len(two_orgs.sandboxes["eu"].request_log) == eu_requests_before  # not one request to eu
     assert not (data / "eu").exists()
 
+def test_ctrl_c_during_a_single_orgs_sync_ends_it_with_the_interrupted_fix(two_orgs, monkeypatch, tmp_path):
+    # `sync --org us` (one org): the interrupted run's failure and fix, exit 1, nothing else.
+    us_url = two_orgs.sandboxes["us"].url
+    request = LangSmithClient._request
+
+    def interrupted_in_us(client, method, path, **kwargs):
+        if client.endpoint == us_url and "members" in path:
+            raise KeyboardInterrupt  # as Ctrl-C does, where it lands
+        return request(client, method, path, **kwargs)
+
+    monkeypatch.setattr(LangSmithClient, "_request", interrupted_in_us)
+    stopped = sync_in_this_process(two_orgs, "sync", "--org", "us", "--quiet",
+                                   LANGSMITH_ACCESS_DUCKDB=str(tmp_path / "data" / "langsmith_access.duckdb"))
+    assert stopped.returncode == 1, stopped.stderr
+    assert stopped.stderr.startswith(
+        "[us] Sync failed: raw_members: interrupted (Ctrl-C or a signal) before it finished\n"), stopped.stderr
+    assert "fix: the run was interrupted (Ctrl-C or a signal)" in stopped.stderr, stopped.stderr
+    assert stopped.stderr.endswith("Nothing was published: there is no analysts' database yet.\n"), stopped.stderr
+
 def test_an_unset_key_variable_stops_only_what_needs_that_orgs_key(two_orgs, synced):
     # An org added to the orgs file before its key: the other org syncs, provisions and reads as
     # usual, `sync --all-orgs` syncs it and names the one it could not, and that org's own queue
