@@ -275,10 +275,14 @@ def unlisted_org_warnings(orgs: Orgs) -> list[str]:
         return []
     first = orgs.orgs[0]
     root, name = first.orgs_root, first.duckdb_path.name
-    if root is None or not root.is_dir():
-        return []
+    try:
+        if root is None or not root.is_dir():
+            return []
+        folders = sorted(p for p in root.iterdir() if p.name not in orgs.slugs)
+    except OSError:
+        return []  # the orgs' folder cannot be looked at: each org's own run says so
     warnings = []
-    for folder in sorted(p for p in root.iterdir() if p.name not in orgs.slugs):
+    for folder in folders:
         database = AccessDatabase(folder / name)
         try:
             if not folder.is_dir():

@@ -75,3 +75,20 @@ def test_the_look_for_unlisted_org_folders_passes_over_one_it_cannot_look_at(one
     # fails the other orgs' runs.
     (one_org_unreadable / "gone").symlink_to(tmp_path / ("y" * 300))
     assert unlisted_org_warnings(load_orgs(refuse_unusable_keys=False)) == []
+
+
+def test_the_look_for_unlisted_org_folders_passes_over_an_orgs_root_it_cannot_look_at(tmp_path, monkeypatch):
+    # The folder of every org's folder cannot be looked at (a stale NFS handle): the runs that
+    # need it say so themselves; the look beside them says nothing, rather than failing every
+    # org's doctor job and `sync --all-orgs` after its syncs.
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text("".join(
+        f"- slug: {slug}\n  organization_id: {org_id}\n  endpoint: http://127.0.0.1:9\n"
+        f"  api_key_env: LANGSMITH_API_KEY_{slug.upper()}\n" for slug, org_id in ORGS.items()))
+    monkeypatch.setenv(ORGS_FILE_VARIABLE, str(orgs_file))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    orgs = load_orgs(refuse_unusable_keys=False)
+    (tmp_path / "data").symlink_to(tmp_path / ("x" * 300))  # since: stat gives ENAMETOOLONG, root or not
+    with pytest.raises(OSError):
+        (tmp_path / "data").is_dir()
+    assert unlisted_org_warnings(orgs) == []
