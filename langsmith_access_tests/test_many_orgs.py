@@ -273,18 +273,23 @@ def test_sync_all_orgs_goes_on_past_a_refused_key_and_names_the_org(two_orgs, sy
     assert emails == {m.email for m in eu_org.active_members()}
 
 
+def ctrl_c_in_requests_to(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, path_part: str) -> None:
+    """A KeyboardInterrupt, as Ctrl-C raises wherever it lands, in every request to ``sandbox``
+    whose path holds ``path_part``."""
+    request = LangSmithClient._request
+
+    def interrupted(client, method, path, **kwargs):
+        if client.endpoint == sandbox.url and path_part in path:
+            raise KeyboardInterrupt
+        return request(client, method, path, **kwargs)
+
+    monkeypatch.setattr(LangSmithClient, "_request", interrupted)
+
+
 def test_ctrl_c_during_one_orgs_sync_stops_sync_all_orgs(two_orgs, monkeypatch, tmp_path):
     # Dagster takes the interrupt and fails the run like any other failure: `sync --all-orgs` went
     # on to sync the next org, though Ctrl-C (or a `kill`) was meant for the whole command.
-    us_url = two_orgs.sandboxes["us"].url
-    request = LangSmithClient._request
-
-    def interrupted_in_us(client, method, path, **kwargs):
-        if client.endpoint == us_url and "members" in path:
-            raise KeyboardInterrupt  # as Ctrl-C does, where it lands
-        return request(client, method, path, **kwargs)
-
-    monkeypatch.setattr(LangSmithClient, "_request", interrupted_in_us)
+    ctrl_c_in_requests_to(monkeypatch, two_orgs.sandboxes["us"], "members")
     eu_requests_before = len(two_orgs.sandboxes["eu"].request_log)
     stopped = sync_in_this_process(two_orgs, "sync", "--all-orgs", "--quiet",
                                    LANGSMITH_ACCESS_DUCKDB=str(tmp_path / "data" / "langsmith_access.duckdb"))
@@ -300,15 +305,7 @@ def test_ctrl_c_during_one_orgs_sync_stops_sync_all_orgs(two_orgs, monkeypatch, 
 def test_ctrl_c_during_one_orgs_inventory_stops_sync_all_orgs_all_sections(two_orgs, monkeypatch, tmp_path):
     # The same for the inventory that --all-sections runs after an org's sync: the sync stays
     # published, and the next org is not started.
-    us_url = two_orgs.sandboxes["us"].url
-    request = LangSmithClient._request
-
-    def interrupted_in_us_inventory(client, method, path, **kwargs):
-        if client.endpoint == us_url and "service-accounts" in path:
-            raise KeyboardInterrupt  # as Ctrl-C does, where it lands
-        return request(client, method, path, **kwargs)
-
-    monkeypatch.setattr(LangSmithClient, "_request", interrupted_in_us_inventory)
+    ctrl_c_in_requests_to(monkeypatch, two_orgs.sandboxes["us"], "service-accounts")
     eu_requests_before = len(two_orgs.sandboxes["eu"].request_log)
     data = tmp_path / "data"
     stopped = sync_in_this_process(two_orgs, "sync", "--all-orgs", "--all-sections", "--quiet",
@@ -320,17 +317,10 @@ def test_ctrl_c_during_one_orgs_inventory_stops_sync_all_orgs_all_sections(two_o
     assert len(two_orgs.sandboxes["eu"].request_log) == eu_requests_before  # not one request to eu
     assert not (data / "eu").exists()
 
+
 def test_ctrl_c_during_a_single_orgs_sync_ends_it_with_the_interrupted_fix(two_orgs, monkeypatch, tmp_path):
     # `sync --org us` (one org): the interrupted run's failure and fix, exit 1, nothing else.
-    us_url = two_orgs.sandboxes["us"].url
-    request = LangSmithClient._request
-
-    def interrupted_in_us(client, method, path, **kwargs):
-        if client.endpoint == us_url and "members" in path:
-            raise KeyboardInterrupt  # as Ctrl-C does, where it lands
-        return request(client, method, path, **kwargs)
-
-    monkeypatch.setattr(LangSmithClient, "_request", interrupted_in_us)
+    ctrl_c_in_requests_to(monkeypatch, two_orgs.sandboxes["us"], "members")
     stopped = sync_in_this_process(two_orgs, "sync", "--org", "us", "--quiet",
                                    LANGSMITH_ACCESS_DUCKDB=str(tmp_path / "data" / "langsmith_access.duckdb"))
     assert stopped.returncode == 1, stopped.stderr
@@ -338,6 +328,7 @@ def test_ctrl_c_during_a_single_orgs_sync_ends_it_with_the_interrupted_fix(two_o
         "[us] Sync failed: raw_members: interrupted (Ctrl-C or a signal) before it finished\n"), stopped.stderr
     assert "fix: the run was interrupted (Ctrl-C or a signal)" in stopped.stderr, stopped.stderr
     assert stopped.stderr.endswith("Nothing was published: there is no analysts' database yet.\n"), stopped.stderr
+
 
 def test_an_unset_key_variable_stops_only_what_needs_that_orgs_key(two_orgs, synced):
     # An org added to the orgs file before its key: the other org syncs, provisions and reads as
