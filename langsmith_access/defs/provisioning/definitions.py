@@ -498,21 +498,27 @@ def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, s
     there is nothing to launch for it now."""
     if provisioning_run_in_flight(instance, slug):
         return "A provisioning run is in progress; the next tick takes what is left."
+    # Pending, and in progress where a run died.
+    due = read_for_tick(database, lambda conn: queue.request_ids_with_status(conn, "pending")
+                        + queue.request_ids_with_status(conn, "in_progress"))
+    return due or "No pending requests."
+
+
+def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConnection], list[str]]) -> list[str] | str:
+    """``read`` of an org's analysts' copy for one sensor tick, or why it cannot be read now
+    (this org's skip reason: the other orgs' ticks go on). The copy, for two seconds at most:
+    runs never hold it, so this cannot block on a sync, and a tick never holds the database."""
     try:
-        # The analysts' copy, for two seconds at most: runs never hold it, so this cannot block
-        # on a sync, and a tick never holds the database.
         with database.read_published(timeout_seconds=2) as conn:
-            pending = queue.request_ids_with_status(conn, "pending")
-            stuck = queue.request_ids_with_status(conn, "in_progress")
+            return read(conn)
     except DatabaseNotReadyError:
         return "No analysts' database yet: nothing has been synced or queued."
     except (DatabaseBusyError, duckdb.Error) as error:
         return f"Database busy, trying again next tick: {error}"
-    except DatabaseUnusableError as error:  # this org's trouble only: the others' ticks go on
+    except DatabaseUnusableError as error:
         return f"Database unusable, trying again next tick: {error}: {error.fix}."
     except OSError as error:  # its folder cannot even be looked at (no permission, a stale NFS handle)
         return f"Database unreadable, trying again next tick: {error}."
-    return (pending + stuck) or "No pending requests."
 
 
 def launch_per_org(

@@ -10,7 +10,6 @@ org's partition; each sensor tick looks at every org.
 
 
 import dagster as dg
-import duckdb
 from pydantic import Field
 
 from langsmith_access import names
@@ -18,6 +17,7 @@ from langsmith_access.defs.orgs import deployment_orgs, org_run_config, skip_rea
 from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
     provisioning_run_in_flight,
+    read_for_tick,
     refuse_environment_references,
     run_launcher,
 )
@@ -27,9 +27,6 @@ from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.settings import Org, Orgs, Settings
 from langsmith_access.store.database import (
     AccessDatabase,
-    DatabaseBusyError,
-    DatabaseNotReadyError,
-    DatabaseUnusableError,
 )
 
 # The verbs of `langsmith-access approve|deny`, and provisioning_approvals.decision's own words.
@@ -103,18 +100,8 @@ def expiry_work_of(context: dg.SensorEvaluationContext, org: Org) -> list[str] |
         return "A provisioning run is in progress; it handles what is due."
     settings = org.settings
     warning = settings.expiry_warning if settings.webhook_url is not None else None
-    try:
-        # The analysts' copy: runs never hold it, so this cannot block on a sync.
-        with AccessDatabase(org.duckdb_path).read_published(timeout_seconds=2) as conn:
-            due = expiry.expiry_work_due(conn, queue.now_utc(), warning)
-    except DatabaseNotReadyError:
-        return "No analysts' database yet: nothing has been synced or queued."
-    except (DatabaseBusyError, duckdb.Error) as error:
-        return f"Database busy, trying again next tick: {error}"
-    except DatabaseUnusableError as error:  # this org's trouble only: the others' ticks go on
-        return f"Database unusable, trying again next tick: {error}: {error.fix}."
-    except OSError as error:  # its folder cannot even be looked at (no permission, a stale NFS handle)
-        return f"Database unreadable, trying again next tick: {error}."
+    due = read_for_tick(AccessDatabase(org.duckdb_path),
+                        lambda conn: expiry.expiry_work_due(conn, queue.now_utc(), warning))
     return due or "No access due to end, approval overdue or expiry warning due."
 
 
