@@ -132,8 +132,8 @@ sys.stdin.readline()
 
 
 # How long a tick may take while the analysts' copy is held: the sensors give up on it after 2 s
-# (a tick runs inside Dagster's 60-s sensor timeout, once per org), the rest is slack for a busy
-# machine. Both sensors that read it hold to it.
+# (a tick runs inside Dagster's 60-s sensor timeout, and reads 16 orgs' copies at a time), the rest
+# is slack for a busy machine. Both sensors that read it hold to it.
 BUSY_TICK_SECONDS = 12
 
 
@@ -345,3 +345,57 @@ def test_a_cancelled_run_ends_the_failures_in_a_row(database, instance):
     create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.CANCELED,
                         tags={"langsmith_access/org": "default"})
     assert failed_runs_backoff(instance, "default") is None
+
+
+HOLD_MANY_READ_WRITE = """
+import sys, duckdb
+held = [duckdb.connect(path) for path in sys.argv[1:]]  # read-write, as an analyst's session would
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+# Dagster's daemon gives a sensor tick 60 s; one that takes longer fails, for every org.
+SENSOR_TIMEOUT_SECONDS = 60
+
+
+def test_a_tick_with_many_orgs_held_busy_stays_inside_the_sensor_timeout(tmp_path, monkeypatch):
+    # 31 orgs whose analysts' copies are held read-write (each read gives up after 2 s: one
+    # after the other they took over 60 s) and one org with a pending request: each sensor's
+    # tick ends inside the timeout, says which orgs were busy, and launches the free org's run.
+    busy = [f"busy-{number:02d}" for number in range(31)]
+    data = tmp_path / "data"
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text("".join(
+        f"- slug: {slug}\n  organization_id: 00000000-0000-4000-8000-{number:012d}\n"
+        f"  endpoint: http://127.0.0.1:9\n  api_key_env: KEY_{number}\n"
+        for number, slug in enumerate([*busy, "free"])))
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(orgs_file))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
+    for number in range(len(busy) + 1):
+        monkeypatch.setenv(f"KEY_{number}", "lsv2_sk_" + "0" * 32 + f"_{number}")
+    free = AccessDatabase(data / "free" / "langsmith_access.duckdb")
+    [pending] = queue_rows(free, 1)
+    held = [data / slug / "langsmith_access.duckdb" for slug in busy]
+    for path in held:
+        path.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_MANY_READ_WRITE, *map(str, held)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    definitions = defs()
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with dg.instance_for_test() as instance:
+            took, ticks = {}, {}
+            for sensor in ("provisioning_queue_sensor", "access_expiry_sensor"):
+                started = time.monotonic()
+                ticks[sensor], _ = tick_sensor(sensor, instance, definitions=definitions)
+                took[sensor] = time.monotonic() - started
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert max(took.values()) < SENSOR_TIMEOUT_SECONDS, took
+    provisioning, expiry = ticks["provisioning_queue_sensor"], ticks["access_expiry_sensor"]
+    [launched] = provisioning.run_requests
+    assert launched.partition_key == "free" and launched.tags["langsmith_access/requests"] == "1"
+    assert not expiry.run_requests
+    said = dict(reason.split(": ", 1) for reason in expiry.skip_message.split("; ") if ": " in reason)
+    assert [slug for slug in busy if said.get(slug, "").startswith("Database busy")] == busy, expiry.skip_message
+    assert said["free"].startswith("No access due to end")

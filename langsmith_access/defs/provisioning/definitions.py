@@ -9,6 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, TypedDict
@@ -493,15 +494,17 @@ def runs_launched_before(instance: dg.DagsterInstance, slug: str) -> int:
     return instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, tags=org_tags(slug)))
 
 
-def requests_to_launch(instance: dg.DagsterInstance, database: AccessDatabase, slug: str) -> list[str] | str:
-    """One org's request ids for a new run (pending, and in progress where a run died), or why
-    there is nothing to launch for it now."""
+def pending_request_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """What a provisioning run of the org would take: pending requests, and those in progress
+    where a run died."""
+    return queue.request_ids_with_status(conn, "pending") + queue.request_ids_with_status(conn, "in_progress")
+
+
+def provisioning_run_in_progress(instance: dg.DagsterInstance, slug: str) -> str | None:
+    """Why the queue sensor launches nothing for org ``slug`` now (its run is in flight), or None."""
     if provisioning_run_in_flight(instance, slug):
         return "A provisioning run is in progress; the next tick takes what is left."
-    # Pending, and in progress where a run died.
-    due = read_for_tick(database, lambda conn: queue.request_ids_with_status(conn, "pending")
-                        + queue.request_ids_with_status(conn, "in_progress"))
-    return due or "No pending requests."
+    return None
 
 
 def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConnection], list[str]]) -> list[str] | str:
@@ -509,7 +512,7 @@ def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConne
     (this org's skip reason: the other orgs' ticks go on). The copy, for two seconds at most:
     runs never hold it, so this cannot block on a sync, and a tick never holds the database."""
     try:
-        with database.read_published(timeout_seconds=2) as conn:
+        with database.read_published(timeout_seconds=READ_TIMEOUT_SECONDS) as conn:
             return read(conn)
     except DatabaseNotReadyError:
         return "No analysts' database yet: nothing has been synced or queued."
@@ -521,25 +524,53 @@ def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConne
         return f"Database unreadable, trying again next tick: {error}."
 
 
+# A tick reads the orgs' analysts' copies side by side, this many at once: an org whose copy an
+# analyst holds read-write costs its reader READ_TIMEOUT_SECONDS, so a tick where every copy is
+# held takes about that times orgs / TICK_READERS (200 orgs: ~26 s), inside Dagster's 60-s sensor
+# timeout; read one after the other, 30 such orgs reached it and the tick failed for every org.
+READ_TIMEOUT_SECONDS = 2.0
+TICK_READERS = 16
+
+
+def read_each_for_tick(
+    orgs: list[Org], read: Callable[[Org, duckdb.DuckDBPyConnection], list[str]]
+) -> dict[str, list[str] | str]:
+    """``read_for_tick`` of each org's analysts' copy, side by side, by slug."""
+    def read_one(org: Org) -> list[str] | str:
+        return read_for_tick(AccessDatabase(org.duckdb_path), lambda conn: read(org, conn))
+
+    if len(orgs) <= 1:
+        return {org.slug: read_one(org) for org in orgs}
+    with ThreadPoolExecutor(max_workers=min(len(orgs), TICK_READERS), thread_name_prefix="tick-read") as pool:
+        return dict(zip([org.slug for org in orgs], pool.map(read_one, orgs), strict=True))
+
+
 def launch_per_org(
     context: dg.SensorEvaluationContext,
     orgs: Orgs,
-    work_of: Callable[[Org], list[str] | str],
     *,
+    waits: Callable[[Org], str | None],
+    read_due: Callable[[Org, duckdb.DuckDBPyConnection], list[str]],
+    nothing_due: str,
     run_key_prefix: str,
     count_tag: str,
 ):
     """One tick of a sensor that launches ``provision_workspace_roles`` per org: for each org,
-    ``work_of(org)`` gives the ids of what is to do (a run for that org's partition, its count in
-    the tag ``count_tag``) or why nothing is (a skip reason). One org's trouble (a busy, missing
-    or damaged database, no usable key) never holds another's work back."""
+    ``read_due`` of its analysts' copy gives the ids of what is to do (a run for that org's
+    partition, its count in the tag ``count_tag``), unless the org waits (no usable key, the
+    wait after failed runs, ``waits``: a reason read from the Dagster instance). A skip reason
+    says why nothing is launched for an org (``nothing_due`` when nothing is due). One org's
+    trouble (a busy, missing or damaged database, no usable key) never holds another's work back."""
     # The cursor counts each org's launches; it never filters work (a run takes everything due
     # when it starts), so it cannot skip any. The run key makes a re-evaluated tick launch
     # nothing twice. After failed runs the org waits (failed_runs_backoff).
+    waiting = {org.slug: reason for org in orgs
+               if (reason := no_key_reason(org) or failed_runs_backoff(context.instance, org.slug) or waits(org))}
+    due = read_each_for_tick([org for org in orgs if org.slug not in waiting], read_due)
     launches = _launches_of(context.cursor)
     run_requests, skipped = [], []
     for org in orgs:
-        work = no_key_reason(org) or failed_runs_backoff(context.instance, org.slug) or work_of(org)
+        work = waiting.get(org.slug) or due[org.slug] or nothing_due
         if isinstance(work, str):
             skipped.append((org.slug, work))
             continue
@@ -577,7 +608,9 @@ def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs):
     """One tick: for each org, a run for every pending request, or a reason to wait."""
     return launch_per_org(
         context, orgs,
-        lambda org: requests_to_launch(context.instance, AccessDatabase(org.duckdb_path), org.slug),
+        waits=lambda org: provisioning_run_in_progress(context.instance, org.slug),
+        read_due=lambda org, conn: pending_request_ids(conn),
+        nothing_due="No pending requests.",
         run_key_prefix="provision", count_tag="langsmith_access/requests",
     )
 

@@ -10,6 +10,7 @@ org's partition; each sensor tick looks at every org.
 
 
 import dagster as dg
+import duckdb
 from pydantic import Field
 
 from langsmith_access import names
@@ -17,7 +18,6 @@ from langsmith_access.defs.orgs import deployment_orgs, org_run_config, skip_rea
 from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
     provisioning_run_in_flight,
-    read_for_tick,
     refuse_environment_references,
     run_launcher,
 )
@@ -25,9 +25,6 @@ from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningData
 from langsmith_access.governance.notifications import DELIVERY_BUDGET_SECONDS, Notifier, deliver_due_for_orgs
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.settings import Org, Orgs, Settings
-from langsmith_access.store.database import (
-    AccessDatabase,
-)
 
 # The verbs of `langsmith-access approve|deny`, and provisioning_approvals.decision's own words.
 DECISIONS = {"approve": approvals.APPROVED, "deny": approvals.DENIED,
@@ -93,24 +90,26 @@ def decide_job(orgs: Orgs) -> dg.JobDefinition:
     )
 
 
-def expiry_work_of(context: dg.SensorEvaluationContext, org: Org) -> list[str] | str:
-    """What is due in one org (access to end, approvals overdue, expiry warnings), or why there
-    is nothing to launch for it now."""
-    if provisioning_run_in_flight(context.instance, org.slug):
-        return "A provisioning run is in progress; it handles what is due."
+def expiry_due(org: Org, conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """What is due in one org (access to end, approvals overdue, expiry warnings): warnings only
+    where it has a webhook to send them to."""
     settings = org.settings
     warning = settings.expiry_warning if settings.webhook_url is not None else None
-    due = read_for_tick(AccessDatabase(org.duckdb_path),
-                        lambda conn: expiry.expiry_work_due(conn, queue.now_utc(), warning))
-    return due or "No access due to end, approval overdue or expiry warning due."
+    return expiry.expiry_work_due(conn, queue.now_utc(), warning)
 
 
 def evaluate_expiries(context: dg.SensorEvaluationContext, orgs: Orgs):
     """One tick: a provisioning run for each org where access is due to end, an approval is
     overdue or an expiry warning is due (the run does each before taking the queue), else why
     not."""
-    return launch_per_org(context, orgs, lambda org: expiry_work_of(context, org),
-                          run_key_prefix="expiry", count_tag="langsmith_access/due")
+    return launch_per_org(
+        context, orgs,
+        waits=lambda org: ("A provisioning run is in progress; it handles what is due."
+                           if provisioning_run_in_flight(context.instance, org.slug) else None),
+        read_due=expiry_due,
+        nothing_due="No access due to end, approval overdue or expiry warning due.",
+        run_key_prefix="expiry", count_tag="langsmith_access/due",
+    )
 
 
 def evaluate_outbox(orgs: Orgs, *, budget_seconds: float = DELIVERY_BUDGET_SECONDS) -> dg.SkipReason:
