@@ -16,7 +16,7 @@ from pydantic import Field
 
 from langsmith_access import names
 from langsmith_access.defs.extract.keys import INVENTORY_KEYS
-from langsmith_access.defs.orgs import deployment_orgs, org_run_config, schedule_tick
+from langsmith_access.defs.orgs import TICK_READ_TIMEOUT_SECONDS, deployment_orgs, org_run_config, schedule_tick
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, SyncDatabase
 from langsmith_access.settings import MAX_UNUSED_DAYS, Org, Settings, cron_field_values
 from langsmith_access.store.database import (
@@ -186,7 +186,7 @@ def waits_for_first_sync(org: Org) -> str | None:
     then checks for itself, under the writer lease."""
     try:
         # The analysts' copy, for two seconds at most: runs never hold it.
-        with AccessDatabase(org.duckdb_path).read_published(timeout_seconds=2) as conn:
+        with AccessDatabase(org.duckdb_path).read_published(timeout_seconds=TICK_READ_TIMEOUT_SECONDS) as conn:
             if not has_published_sync(conn):
                 return org.in_its_own_terms(
                     "no sync published yet: the inventory waits for the first one (the sync schedule, or "

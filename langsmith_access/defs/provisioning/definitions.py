@@ -9,7 +9,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, TypedDict
@@ -19,7 +18,15 @@ import duckdb
 from pydantic import Field
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import deployment_orgs, no_key_reason, org_run_config, org_tags, skip_reasons
+from langsmith_access.defs.orgs import (
+    TICK_READ_TIMEOUT_SECONDS,
+    deployment_orgs,
+    each_org_side_by_side,
+    no_key_reason,
+    org_run_config,
+    org_tags,
+    skip_reasons,
+)
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.governance.drift import UnexplainedChange
 from langsmith_access.governance.notifications import Notifier
@@ -512,7 +519,7 @@ def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConne
     (this org's skip reason: the other orgs' ticks go on). The copy, for two seconds at most:
     runs never hold it, so this cannot block on a sync, and a tick never holds the database."""
     try:
-        with database.read_published(timeout_seconds=READ_TIMEOUT_SECONDS) as conn:
+        with database.read_published(timeout_seconds=TICK_READ_TIMEOUT_SECONDS) as conn:
             return read(conn)
     except DatabaseNotReadyError:
         return "No analysts' database yet: nothing has been synced or queued."
@@ -524,25 +531,12 @@ def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConne
         return f"Database unreadable, trying again next tick: {error}."
 
 
-# A tick reads the orgs' analysts' copies side by side, this many at once: an org whose copy an
-# analyst holds read-write costs its reader READ_TIMEOUT_SECONDS, so a tick where every copy is
-# held takes about that times orgs / TICK_READERS (200 orgs: ~26 s), inside Dagster's 60-s sensor
-# timeout; read one after the other, 30 such orgs reached it and the tick failed for every org.
-READ_TIMEOUT_SECONDS = 2.0
-TICK_READERS = 16
-
-
 def read_each_for_tick(
     orgs: list[Org], read: Callable[[Org, duckdb.DuckDBPyConnection], list[str]]
 ) -> dict[str, list[str] | str]:
-    """``read_for_tick`` of each org's analysts' copy, side by side, by slug."""
-    def read_one(org: Org) -> list[str] | str:
-        return read_for_tick(AccessDatabase(org.duckdb_path), lambda conn: read(org, conn))
-
-    if len(orgs) <= 1:
-        return {org.slug: read_one(org) for org in orgs}
-    with ThreadPoolExecutor(max_workers=min(len(orgs), TICK_READERS), thread_name_prefix="tick-read") as pool:
-        return dict(zip([org.slug for org in orgs], pool.map(read_one, orgs), strict=True))
+    """``read_for_tick`` of each org's analysts' copy, side by side (``each_org_side_by_side``), by slug."""
+    return each_org_side_by_side(
+        orgs, lambda org: read_for_tick(AccessDatabase(org.duckdb_path), lambda conn: read(org, conn)))
 
 
 def launch_per_org(
