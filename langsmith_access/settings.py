@@ -308,7 +308,9 @@ class Settings:
                 raw = env[variable]
             if raw:  # unset or empty: the default
                 try:
-                    values[name] = parse(variable, raw)
+                    # Without the quotes a .env loader or `docker run --env-file` kept around the
+                    # value ("90", '0 * * * *'), as for a path: every parser reads the value inside.
+                    values[name] = parse(variable, _unquoted(raw))
                 except SettingsError as problem:
                     problems.append((name, problem))
         return cls(**values), problems
@@ -457,9 +459,10 @@ def _organization_id(name: str, raw: str) -> str:
 
 
 def _secret(name: str, raw: str) -> Secret:
-    # Spaces and a newline around the value are the shell's or the secret file's, not the
-    # key's (a Kubernetes secret made with `echo` ends in one): the key inside is used.
-    return Secret(raw.strip())
+    # ``raw`` comes without the spaces, newline and quotes around the value (``_read``): they are
+    # the shell's, the secret file's or the .env file's, not the key's (a Kubernetes secret made
+    # with `echo` ends in a newline).
+    return Secret(raw)
 
 
 def _endpoint(name: str, raw: str) -> str:
@@ -1049,7 +1052,7 @@ def _read_org_entry(
             f"{where}: api_key_env must be the name of an environment variable (letters, digits and "
             f"'_', like LANGSMITH_API_KEY_{slug.upper().replace('-', '_')}), got {shown(variable)}."
         )
-    api_key = (env.get(variable) or "").strip() or None  # as _secret: the edges' whitespace is not the key's
+    api_key = _unquoted(env.get(variable) or "") or None  # as _secret: the edges' spaces and quotes are not the key's
     key_problem = None
     try:
         if not api_key:

@@ -554,3 +554,44 @@ def test_a_key_pasted_into_the_organization_id_is_refused_when_read_not_kept(pas
     assert "5ec2e7" not in str(error.value)
     # Anything else that is no UUID is still kept, for commands that call no API.
     assert Settings.from_env({"LANGSMITH_ORGANIZATION_ID": "my-org"}).organization_id == "my-org"
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_every_variable_reads_the_value_inside_one_pair_of_quotes(tmp_path, quote):
+    # Some .env loaders (and `docker run --env-file`) keep the quotes: LANGSMITH_ACCESS_UNUSED_DAYS="90"
+    # was refused as "not a positive whole number", while a quoted path was read as the path.
+    written = {
+        "LANGSMITH_ENDPOINT": "https://eu.api.smith.langchain.com",
+        "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "a.duckdb"),
+        "LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32,
+        "LANGSMITH_ORGANIZATION_ID": ORG,
+        "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE": "600",
+        "LANGSMITH_ACCESS_MAX_CONCURRENCY": "4",
+        "LANGSMITH_ACCESS_TIMEOUT_SECONDS": "12.5",
+        "LANGSMITH_ACCESS_MAX_RETRIES": "2",
+        "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS": "30",
+        "LANGSMITH_ACCESS_SYNC_CRON": "15 */2 * * *",
+        "LANGSMITH_ACCESS_INVENTORY_CRON": "@daily",
+        "LANGSMITH_ACCESS_MAX_SHRINK_SHARE": "0.5",
+        "LANGSMITH_ACCESS_UNUSED_DAYS": "30",
+        "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS": "10",
+        "LANGSMITH_ACCESS_POLICY": str(tmp_path / "policy.yaml"),
+        "LANGSMITH_ACCESS_WEBHOOK_URL": "https://hooks.example.com/T0/B0/x",
+        "LANGSMITH_ACCESS_WEBHOOK_FORMAT": "slack",
+        "LANGSMITH_ACCESS_EXPIRY_WARNING": "2h",
+    }
+    assert set(written) == {variable for _, variable, _ in ENVIRONMENT}
+    plain = Settings.from_env(written)
+    for field in dataclasses.fields(Settings):  # each value read, not a default that matched
+        assert getattr(plain, field.name) != getattr(Settings(), field.name), field.name
+    assert Settings.from_env({variable: f"{quote}{value}{quote}" for variable, value in written.items()}) == plain
+    assert Settings.from_env({variable: f" {quote}{value}{quote}\n" for variable, value in written.items()}) == plain
+    # An orgs file's key variable alike; a key is still never shown when a quoted value is refused.
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(f"- slug: us\n  organization_id: {ORG}\n  endpoint: https://api.smith.langchain.com\n"
+                         "  api_key_env: KEY_US\n", encoding="utf-8")
+    [org] = load_orgs({"LANGSMITH_ACCESS_ORGS_FILE": str(orgs_file), "KEY_US": f"{quote}{written['LANGSMITH_API_KEY']}{quote}"})
+    assert org.settings.api_key == plain.api_key
+    with pytest.raises(SettingsError, match="^LANGSMITH_ACCESS_UNUSED_DAYS must be a positive whole number") as error:
+        Settings.from_env({"LANGSMITH_ACCESS_UNUSED_DAYS": f"{quote}{written['LANGSMITH_API_KEY']}{quote}"})
+    assert "0" * 32 not in str(error.value)
