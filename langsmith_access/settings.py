@@ -521,6 +521,24 @@ def _positive_seconds(name: str, raw: str) -> float:
     return value
 
 
+# LangSmith answers at most 1000 requests per 10 s per key on Cloud (langsmith-api.md, "Rate
+# limits"), 100 a second: 100 calls in flight keep that busy even at a second per call. More only
+# wait on the rate limit, each holding a thread and a connection (and 10000 started 10000 threads).
+MAX_CONCURRENCY = 100
+
+
+def _concurrency(name: str, raw: str) -> int:
+    value = _whole_number(name, raw, 1, f"a whole number from 1 to {MAX_CONCURRENCY}")
+    if value > MAX_CONCURRENCY:
+        raise SettingsError(
+            f"{name} must be a whole number from 1 to {MAX_CONCURRENCY}, got {shown(raw)}: LangSmith "
+            f"answers at most 1000 requests per 10 seconds per key, which {MAX_CONCURRENCY} parallel calls "
+            f"already keep busy; set it to {MAX_CONCURRENCY} or less, or unset it for the default "
+            f"({Settings.max_concurrency})."
+        )
+    return value
+
+
 def _non_negative_int(name: str, raw: str) -> int:
     return _whole_number(name, raw, 0, "a whole number, 0 or more")
 
@@ -677,7 +695,7 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("api_key", "LANGSMITH_API_KEY", _secret),
     ("organization_id", "LANGSMITH_ORGANIZATION_ID", _organization_id),
     ("requests_per_minute", "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", _positive_int),
-    ("max_concurrency", "LANGSMITH_ACCESS_MAX_CONCURRENCY", _positive_int),
+    ("max_concurrency", "LANGSMITH_ACCESS_MAX_CONCURRENCY", _concurrency),
     ("read_timeout_seconds", "LANGSMITH_ACCESS_TIMEOUT_SECONDS", _positive_seconds),
     ("max_retries", "LANGSMITH_ACCESS_MAX_RETRIES", _non_negative_int),
     ("rate_limit_window_seconds", "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS", _positive_seconds),

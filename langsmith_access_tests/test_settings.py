@@ -595,3 +595,20 @@ def test_every_variable_reads_the_value_inside_one_pair_of_quotes(tmp_path, quot
     with pytest.raises(SettingsError, match="^LANGSMITH_ACCESS_UNUSED_DAYS must be a positive whole number") as error:
         Settings.from_env({"LANGSMITH_ACCESS_UNUSED_DAYS": f"{quote}{written['LANGSMITH_API_KEY']}{quote}"})
     assert "0" * 32 not in str(error.value)
+
+
+def test_max_concurrency_is_1_to_100_as_documented():
+    # Unbounded, 10000 started 10000 threads and connections to wait on a rate limit that 100
+    # calls in flight already reach (1000 requests per 10 s per key).
+    variable = "LANGSMITH_ACCESS_MAX_CONCURRENCY"
+    assert Settings.from_env({variable: "100"}).max_concurrency == 100
+    assert Settings.from_env({variable: "1"}).max_concurrency == 1
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({variable: "101"})
+    assert str(error.value).startswith(f"{variable} must be a whole number from 1 to 100, got '101': ")
+    assert "set it to 100 or less, or unset it for the default (8)" in str(error.value)
+    for bad in ("0", "-1", "10000", "eight"):
+        with pytest.raises(SettingsError, match=f"^{variable} must be a whole number from 1 to 100, got '{bad}'"):
+            Settings.from_env({variable: bad})
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"| `{variable}` | parallel calls when reading workspace by workspace (1 to 100:" in readme
