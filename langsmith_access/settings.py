@@ -429,12 +429,21 @@ def _database_path(name: str, raw: str) -> Path:
     directory or lies under a file."""
     _refuse_a_pasted_key(name, raw)
     path = Path(_path_text(name, raw))
-    if path.is_dir():
+    try:
+        is_dir, folder = path.is_dir(), file_among_the_folders(path)
+    except OSError as error:
+        # A name longer than the file system takes (or a symlink to one: ENAMETOOLONG), a folder
+        # this user may not enter: a bare OSError, naming no variable, stopped every command.
+        raise SettingsError(
+            f"{name} is {named(str(path))}, which cannot be looked at ({error.strerror}): point it at "
+            "a database file in a folder this user can enter, through no name (or symlink target) "
+            "longer than the file system allows, like data/langsmith_access.duckdb."
+        ) from None
+    if is_dir:
         raise SettingsError(
             f"{name} names the directory {path}: point it at the database file in it, like "
             f"{path / 'langsmith_access.duckdb'}."
         )
-    folder = file_among_the_folders(path)
     if folder is not None:
         raise SettingsError(
             f"{name} is {path}, but {folder} is a file, not a directory: point it at a file "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -612,3 +613,18 @@ def test_max_concurrency_is_1_to_100_as_documented():
             Settings.from_env({variable: bad})
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     assert f"| `{variable}` | parallel calls when reading workspace by workspace (1 to 100:" in readme
+
+
+@pytest.mark.parametrize("written", ["{long}", "{link}", "{link}/a.duckdb"])
+def test_a_database_path_that_cannot_be_looked_at_names_the_variable(tmp_path, written):
+    # A name past the file system's 255 bytes, or a symlink to one (ENAMETOOLONG): a bare OSError,
+    # naming no variable, stopped every command, and the doctor too.
+    (tmp_path / "link").symlink_to("a" * 300)
+    path = written.format(long=tmp_path / ("b" * 300), link=tmp_path / "link")
+    variable = "LANGSMITH_ACCESS_DUCKDB"
+    expected = f"^{variable} is {re.escape(path)}, which cannot be looked at \\(.+\\): point it at a database file"
+    with pytest.raises(SettingsError, match=expected):
+        Settings.from_env({variable: path})
+    [problem] = Settings.problems_of_env({variable: path, "LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32,
+                                          "LANGSMITH_ORGANIZATION_ID": ORG})
+    assert re.match(expected, problem)
