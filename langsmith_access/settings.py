@@ -186,7 +186,8 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
     ``https://<host>/api``) and Cloud users the bare host or the host with ``/api/v1``; every
     request path here starts with ``/api/v1``. So, as LangChain's Go SDK and Terraform provider
     do: trim spaces, quotes and trailing ``/``, then strip one trailing ``/api/v1`` or ``/api``
-    (a bare ``/v1`` stays: it may be part of a basePath).
+    (a bare ``/v1`` stays: it may be part of a basePath). One ending in the platform routes'
+    prefix (``/api/v1/platform``, ``/v1/platform``) is refused, naming the value to set.
     """
     raw = endpoint
     endpoint = _unquoted(endpoint).rstrip("/")
@@ -223,7 +224,24 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
         usable_port = False
     if not usable_port:
         raise SettingsError(f"{name} has an invalid port: {shown(raw)}.")
+    # The prefix of the platform routes, copied from a request's URL: kept as a basePath, every
+    # request went to <it>/api/v1/... and was answered 404 (or a self-hosted UI's page),
+    # and LangChain's SDKs, which read the same variable, fail on it alike. Said here, with the
+    # value to set, rather than guessed: no LangChain client documents this form.
+    platform = next((suffix for suffix in _PLATFORM_PREFIXES if parts.path.lower().endswith(suffix)), None)
+    if platform is not None:
+        base = endpoint[: -len(platform)].rstrip("/")
+        raise SettingsError(
+            f"{name} ends in {platform}, the prefix of LangSmith's platform routes, not the API's base "
+            f"URL (every request would miss the API: a 404, or a web page): set it to {named(base)} or "
+            f"{named(base + '/api/v1')}, as for LangChain's SDKs; the platform routes are found from there."
+        )
     return endpoint
+
+
+# The prefixes of the platform routes (``langsmith-api.md``, "Deployments and base URLs"): the
+# API's base URL never ends in one.
+_PLATFORM_PREFIXES = ("/api/v1/platform", "/v1/platform")
 
 
 @dataclass(frozen=True)

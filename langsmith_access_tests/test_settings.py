@@ -628,3 +628,33 @@ def test_a_database_path_that_cannot_be_looked_at_names_the_variable(tmp_path, w
     [problem] = Settings.problems_of_env({variable: path, "LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32,
                                           "LANGSMITH_ORGANIZATION_ID": ORG})
     assert re.match(expected, problem)
+
+
+@pytest.mark.parametrize(("written", "suffix", "base"), [
+    ("https://api.smith.langchain.com/api/v1/platform", "/api/v1/platform", "https://api.smith.langchain.com"),
+    ("https://eu.api.smith.langchain.com/api/v1/platform/", "/api/v1/platform", "https://eu.api.smith.langchain.com"),
+    (" https://api.smith.langchain.com/v1/platform\n", "/v1/platform", "https://api.smith.langchain.com"),
+    ("https://example.com/ls/API/v1/Platform", "/api/v1/platform", "https://example.com/ls"),
+])
+def test_an_endpoint_ending_in_the_platform_routes_prefix_is_refused_with_the_value_to_set(tmp_path, written,
+                                                                                        suffix, base):
+    # Kept as a base path, every request went to .../platform/api/v1/... and missed the API (a
+    # 404, or a self-hosted UI's page), however the doctor worded it.
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"LANGSMITH_ENDPOINT": written})
+    assert str(error.value).startswith(f"LANGSMITH_ENDPOINT ends in {suffix}, the prefix of LangSmith's platform routes")
+    assert f"set it to {base} or {base}/api/v1, as for LangChain's SDKs" in str(error.value)
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(f"- slug: us\n  organization_id: {ORG}\n  endpoint: {written.strip()}\n"
+                         "  api_key_env: KEY_US\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=f"slug 'us': endpoint ends in {suffix}"):
+        load_orgs({"LANGSMITH_ACCESS_ORGS_FILE": str(orgs_file), "KEY_US": "lsv2_sk_" + "0" * 32})
+    # The API's own base (and a host or base path merely named "platform") is still taken.
+    assert Settings.from_env({"LANGSMITH_ENDPOINT": f"{base}/api/v1"}).endpoint == base
+    assert Settings.from_env({"LANGSMITH_ENDPOINT": "http://platform/platform"}).endpoint == "http://platform/platform"
+
+
+def test_an_endpoint_ending_in_the_platform_prefix_never_shows_a_key_in_the_value_to_set():
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"LANGSMITH_ENDPOINT": f"https://example.com/{PASTED_KEY}/api/v1/platform"})
+    assert PASTED_KEY[8:20] not in str(error.value) and "(not shown)" in str(error.value)
