@@ -41,6 +41,7 @@ from langsmith_access.store.sync_runs import (
     NoPublishedSyncError,
     OrganizationElsewhereError,
     OtherOrganizationError,
+    PredatesTablesError,
     database_elsewhere,
 )
 
@@ -148,11 +149,13 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except OtherOrganizationError as error:  # its message ends with the fix
         say(f"error: {error}")
         return 1
+    except PredatesTablesError as error:  # a command that checks the tables it reads: said plainly
+        say(f"error: {error}.\n  fix: {error.fix}")
+        return 1
     except duckdb.CatalogException as error:
         # A table the command reads is missing: a database no sync has built yet (queueing a
         # request creates the file), or one an older version built.
-        say(f"error: {first_line(str(error))}\n  fix: run langsmith-access sync: it builds every "
-            "table the commands read")
+        say(f"error: {first_line(str(error))}\n  fix: {PredatesTablesError.fix}")
         return 1
     except OSError as error:
         say(f"error: {os_error_text(error)}{_unwritable_fix(error, args)}")

@@ -30,7 +30,7 @@ from langsmith_access.settings import load_orgs
 from langsmith_access.store import queries
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.export import EXPORT_FORMATS, export_tables
-from langsmith_access.store.sync_runs import require_synced
+from langsmith_access.store.sync_runs import require_synced, require_tables
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -152,12 +152,19 @@ ORDER BY "EMAIL", "SCOPE" = 'organization' DESC, "SCOPE", "VIA"
 """
 
 
+# What --credentials and --settings read besides the grants: tables a release added, which an
+# analysts' copy an older release published lacks until this release syncs it.
+EXTRA_TABLES = {"credentials": "credentials", "settings": "org_settings_history"}
+
+
 def access_at_time(args: argparse.Namespace) -> int:
     at = parse_time(args.time)
     extended = args.effective or args.credentials or args.settings
     database = analysts_database(args)
     with database.read_published() as conn:
         require_synced(conn, database.path)
+        require_tables(conn, database.path, {f"--{option}": table for option, table in EXTRA_TABLES.items()
+                                             if getattr(args, option)})
         user_ids = queries.resolve_user(conn, args.user) if args.user else None
         workspace_id = (queries.resolve_workspace(conn, args.workspace, past_names=True, at=at)
                         if args.workspace else None)

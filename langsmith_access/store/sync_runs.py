@@ -338,6 +338,27 @@ def has_published_sync(conn: duckdb.DuckDBPyConnection) -> bool:
     return syncs > 0
 
 
+class PredatesTablesError(RuntimeError):
+    """A command reads a table a later release added, from a database an older release published
+    and this release has not synced since."""
+
+    fix = "run langsmith-access sync: it builds every table the commands read"
+
+
+def require_tables(conn: duckdb.DuckDBPyConnection, path: object, tables: dict[str, str]) -> None:
+    """For a command that reads tables a later release added (``tables``: what asks for each, an
+    option, -> the table in schema ``main``), once ``require_synced``: raise ``PredatesTablesError``
+    naming those this database (``path``, for the message) lacks, in plain words. DuckDB's own
+    words were "Catalog Error: Table with name ... does not exist! Did you mean ...?"."""
+    missing = {asker: table for asker, table in tables.items() if not table_exists(conn, "main", table)}
+    if missing:
+        raise PredatesTablesError(
+            f"the analysts' database {path} predates {' and '.join(f'main.{t}' for t in missing.values())}, "
+            f"which {' and '.join(missing)} read{'s' * (len(missing) == 1)}: an older release of "
+            "langsmith-access published it, and this release has not synced it since"
+        )
+
+
 def require_synced(conn: duckdb.DuckDBPyConnection, path: object) -> None:
     """For a command that reads what syncs build: raise ``NoPublishedSyncError`` unless a sync
     has been published to this database (``path``, for the message). Queueing a request before

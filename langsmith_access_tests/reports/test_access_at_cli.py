@@ -396,6 +396,27 @@ def test_credentials_and_settings_are_those_of_the_time_asked(history, tmp_path)
     assert set(settings_at_noon) == {"grants", "settings"} and settings_at_noon["settings"]
 
 
+@pytest.mark.parametrize(("option", "table"), [("--credentials", "credentials"),
+                                             ("--settings", "org_settings_history")])
+def test_credentials_or_settings_of_a_database_that_predates_them_say_so_in_plain_words(history, tmp_path,
+                                                                                       option, table):
+    # An analysts' copy an older release published, not synced by this one since: DuckDB's raw
+    # "Catalog Error: Table with name credentials does not exist! Did you mean ...?" was printed.
+    older = tmp_path / "older.duckdb"
+    shutil.copyfile(history.database, older)
+    with duckdb.connect(str(older)) as conn:
+        conn.execute(f"DROP TABLE main.{table}")
+    for args in ([], ["--json"]):
+        done = access_at(older, "--time", "now", option, *args)
+        assert (done.returncode, done.stdout) == (1, ""), done
+        assert done.stderr == (
+            f"error: the analysts' database {older} predates main.{table}, which {option} reads: an older "
+            "release of langsmith-access published it, and this release has not synced it since.\n"
+            "  fix: run langsmith-access sync: it builds every table the commands read\n"), done.stderr
+    # The grants alone are still answered from it.
+    assert access_at(older, "--time", "now", "--json").returncode == 0
+
+
 def test_the_effective_table_marks_implicit_rows_and_lists_the_organization_role_first(history):
     admin = _steady_org_admin(history)
     expected = _effective(history.database, "--time", "now", "--user", admin)
