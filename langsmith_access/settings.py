@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -570,6 +570,42 @@ def _non_negative_int(name: str, raw: str) -> int:
     return _whole_number(name, raw, 0, "a whole number, 0 or more")
 
 
+def _whole_number_up_to(name: str, raw: str, least: Literal[0, 1], most: int, why: str) -> int:
+    """``raw`` as a whole number from ``least`` (0 or 1) to ``most``; ``why`` says why not more."""
+    value = _positive_int(name, raw) if least == 1 else _non_negative_int(name, raw)
+    if value > most:
+        raise SettingsError(f"{name} must be a whole number from {least} to {most}, got {shown(raw)}: {why}.")
+    return value
+
+
+# Past these a number can only be a mistake, and some broke far from the variable: a
+# requests-per-minute of 401 digits overflowed the client's pacer (OverflowError, naming no
+# variable). A million a minute is past any install's rate limit (Cloud: ~2000 per key).
+MAX_REQUESTS_PER_MINUTE = 1_000_000
+MAX_RETRIES = 100
+MAX_PROVISIONING_INTERVAL_SECONDS = 86_400
+
+
+def _requests_per_minute(name: str, raw: str) -> int:
+    return _whole_number_up_to(
+        name, raw, 1, MAX_REQUESTS_PER_MINUTE,
+        "LangSmith Cloud answers about 2000 requests a minute per key; set what your install allows, "
+        f"or unset it for the default ({Settings.requests_per_minute})")
+
+
+def _retries(name: str, raw: str) -> int:
+    return _whole_number_up_to(
+        name, raw, 0, MAX_RETRIES,
+        f"each retry waits longer than the one before; unset it for the default ({Settings.max_retries})")
+
+
+def _provisioning_interval(name: str, raw: str) -> int:
+    return _whole_number_up_to(
+        name, raw, 1, MAX_PROVISIONING_INTERVAL_SECONDS,
+        "a queued grant would wait longer than a day for its run; write it in seconds (4, the default, "
+        "looks on every loop of Dagster's sensor daemon)")
+
+
 def _webhook_url(name: str, raw: str) -> Secret:
     # The URL is a secret: errors describe it without showing it. Quotes an env file kept around
     # it are not the URL's (refused, the message could not say why, as it cannot show the value).
@@ -721,16 +757,16 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
     ("duckdb_path", "LANGSMITH_ACCESS_DUCKDB", _database_path),
     ("api_key", "LANGSMITH_API_KEY", _secret),
     ("organization_id", "LANGSMITH_ORGANIZATION_ID", _organization_id),
-    ("requests_per_minute", "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", _positive_int),
+    ("requests_per_minute", "LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", _requests_per_minute),
     ("max_concurrency", "LANGSMITH_ACCESS_MAX_CONCURRENCY", _concurrency),
     ("read_timeout_seconds", "LANGSMITH_ACCESS_TIMEOUT_SECONDS", _positive_seconds),
-    ("max_retries", "LANGSMITH_ACCESS_MAX_RETRIES", _non_negative_int),
+    ("max_retries", "LANGSMITH_ACCESS_MAX_RETRIES", _retries),
     ("rate_limit_window_seconds", "LANGSMITH_ACCESS_RATE_LIMIT_WINDOW_SECONDS", _positive_seconds),
     ("sync_cron", "LANGSMITH_ACCESS_SYNC_CRON", _cron),
     ("inventory_cron", "LANGSMITH_ACCESS_INVENTORY_CRON", _cron),
     ("max_shrink_share", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE", _share),
     ("unused_days", "LANGSMITH_ACCESS_UNUSED_DAYS", _unused_days),
-    ("provisioning_interval_seconds", "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", _positive_int),
+    ("provisioning_interval_seconds", "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", _provisioning_interval),
     ("policy_path", "LANGSMITH_ACCESS_POLICY", _path),
     ("webhook_url", "LANGSMITH_ACCESS_WEBHOOK_URL", _webhook_url),
     ("webhook_format", "LANGSMITH_ACCESS_WEBHOOK_FORMAT", _webhook_format),

@@ -658,3 +658,20 @@ def test_an_endpoint_ending_in_the_platform_prefix_never_shows_a_key_in_the_valu
     with pytest.raises(SettingsError) as error:
         Settings.from_env({"LANGSMITH_ENDPOINT": f"https://example.com/{PASTED_KEY}/api/v1/platform"})
     assert PASTED_KEY[8:20] not in str(error.value) and "(not shown)" in str(error.value)
+
+
+@pytest.mark.parametrize(("variable", "most", "field"), [
+    ("LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", 1_000_000, "requests_per_minute"),
+    ("LANGSMITH_ACCESS_MAX_RETRIES", 100, "max_retries"),
+    ("LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", 86_400, "provisioning_interval_seconds"),
+])
+def test_whole_numbers_past_any_sensible_value_are_refused_naming_the_variable(variable, most, field):
+    # Unbounded, a requests-per-minute of 401 digits loaded and then overflowed the client's pacer
+    # (OverflowError, naming no variable); 10**30 retries or a sensor interval of 10**30 seconds
+    # loaded as if meant.
+    assert getattr(Settings.from_env({variable: str(most)}), field) == most
+    for bad in (str(most + 1), "1" * 401):
+        with pytest.raises(SettingsError) as error:
+            Settings.from_env({variable: bad})
+        message = str(error.value)
+        assert message.startswith(f"{variable} must be a whole number from ") and f" to {most}, got " in message
