@@ -266,6 +266,19 @@ def test_a_cleared_cursor_launches_at_once(database, instance):
     assert json.loads(cursor) == {"launches": {"default": 4}}
 
 
+def test_a_cursor_lowered_by_hand_launches_at_once(database, instance):
+    """A launch count set lower in the UI than the org's runs: its next run keys were used
+    already, and Dagster launched nothing for them until the count passed them."""
+    queue_rows(database, 1)
+    for _ in range(3):
+        create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.SUCCESS,
+                            tags={"langsmith_access/org": "default"})
+    result, cursor = evaluate(instance, cursor=json.dumps({"launches": {"default": 1}}))
+    [run_request] = result.run_requests
+    assert run_request.run_key.startswith("provision-default-4-")
+    assert json.loads(cursor) == {"launches": {"default": 4}}
+
+
 @pytest.mark.parametrize("cursor", ["0", "reset", "[]", '{"launches": 3}', '{"launches": {"default": "x"}}'])
 def test_a_cursor_set_by_hand_that_it_cannot_read_is_a_cleared_one(database, instance, cursor):
     """The Dagster UI lets an operator set a sensor's cursor to anything ("0" to reset it): the

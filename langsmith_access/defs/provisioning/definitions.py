@@ -555,8 +555,8 @@ def launch_per_org(
     wait after failed runs, ``waits``: a reason read from the Dagster instance). A skip reason
     says why nothing is launched for an org (``nothing_due`` when nothing is due). One org's
     trouble (a busy, missing or damaged database, no usable key) never holds another's work back."""
-    # The cursor counts each org's launches; it never filters work (a run takes everything due
-    # when it starts), so it cannot skip any. The run key makes a re-evaluated tick launch
+    # The cursor counts each org's launches (at least its runs); it never filters work (a run
+    # takes everything due when it starts), so it cannot skip any. The run key makes a re-evaluated tick launch
     # nothing twice. After failed runs the org waits (failed_runs_backoff).
     waiting = {org.slug: reason for org in orgs
                if (reason := no_key_reason(org) or failed_runs_backoff(context.instance, org.slug) or waits(org))}
@@ -568,9 +568,9 @@ def launch_per_org(
         if isinstance(work, str):
             skipped.append((org.slug, work))
             continue
-        if org.slug not in launches:
-            launches[org.slug] = runs_launched_before(context.instance, org.slug)
-        launches[org.slug] += 1
+        # Never below the org's runs: a count lowered by hand in the UI would reuse run keys,
+        # and Dagster launches nothing for a used one.
+        launches[org.slug] = max(launches.get(org.slug, 0), runs_launched_before(context.instance, org.slug)) + 1
         digest = hashlib.sha256("\n".join(sorted(work)).encode()).hexdigest()[:12]
         run_requests.append(dg.RunRequest(
             run_key=f"{run_key_prefix}-{org.slug}-{launches[org.slug]}-{digest}",
