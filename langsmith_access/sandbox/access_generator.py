@@ -43,6 +43,7 @@ from langsmith_access.sandbox.access_records import (
     ServiceAccount,
     SsoProvider,
 )
+from langsmith_access.sandbox.audit_log import AUDIT_RETENTION_DAYS
 from langsmith_access.sandbox.org_state import (
     WORKSPACE_SCOPE,
     OrgMember,
@@ -56,7 +57,6 @@ DAY = 86400
 # When a generated org is "seen" unless told otherwise: two months after its newest member.
 ACTIVITY_REFERENCE = 1788220800  # 2026-09-01T00:00:00Z
 EARLIEST_ACTIVITY_REFERENCE = 1782864000 + DAY  # after every generated member (2026-07-01)
-AUDIT_RETENTION_DAYS = 400  # LangSmith keeps audit logs up to 400 days
 SCIM_GROUP_PREFIX = "LS"
 SCIM_GROUP_SEPARATORS = (":", "-", "_", " ", "&")  # what LangSmith accepts
 PLANS = ("enterprise", "plus")

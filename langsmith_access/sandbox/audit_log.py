@@ -5,6 +5,8 @@ an opaque ``cursor`` (base64 JSON, sent back as given). LangSmith documents neit
 nor how the cursor ends (``langsmith-api.md``, "Audit logs"); the sandbox answers newest first
 and ends with a null cursor, and clients must not rely on either. Its cursor marks a position
 (``time_ms``, ``id``), so events recorded while a client pages do not shift the pages after it.
+The route serves only events of the last 400 days by the org's clock (LangSmith's retention);
+the org keeps the older ones.
 """
 
 from __future__ import annotations
@@ -114,6 +116,17 @@ AUDIT_LOG_OPERATIONS = (
 )
 
 Position = tuple[int, str]  # (time_ms, event id): the log's order
+
+# LangSmith keeps audit events "up to 400 days" (langsmith-api.md, "Audit logs"): the route
+# never serves an older one. Kept here, not where the log is generated, so the route and the
+# generated history share it.
+AUDIT_RETENTION_DAYS = 400
+AUDIT_RETENTION_MS = AUDIT_RETENTION_DAYS * 86_400_000
+
+
+def oldest_served_ms(now_ms: int) -> int:
+    """The time of the oldest event still served at ``now_ms``: one exactly 400 days old is."""
+    return now_ms - AUDIT_RETENTION_MS
 
 
 def _position(event: AuditEvent) -> Position:

@@ -55,7 +55,8 @@ def serve():
     started = []
 
     def make(plan: str = "enterprise", *, members: int = 40, sleep=None, **options):
-        org = generate_org(seed=7, members=members, workspaces=5, plan=plan)
+        # Seen a second before T0, so its audit history is still kept (400 days) at T0.
+        org = generate_org(seed=7, members=members, workspaces=5, plan=plan, now=T0 - 1)
         org.clock = lambda: T0
         server = SandboxServer(org, plan=plan, **options).start()
         client = client_for(server, sleep=sleep or RecordingSleep())
@@ -202,7 +203,8 @@ def test_the_generated_history_reads_back_whole(serve):
 
 
 def test_an_audit_log_whose_pages_do_not_move_on_stops_instead_of_looping(serve):
-    sandbox, client = serve()
+    sandbox, client = serve(members=80)
+    assert len(sandbox.org.audit_log) > 100  # more than one page: the first one has a cursor
 
     first_cursor: list[str] = []
 

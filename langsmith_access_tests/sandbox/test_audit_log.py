@@ -12,6 +12,7 @@ from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.access_records import PERSONAL_ACCESS_TOKEN, AuditActor, AuditEvent
 from langsmith_access.sandbox.audit_log import (
     AUDIT_LOG_OPERATIONS,
+    AUDIT_RETENTION_MS,
     NEWER_AUDIT_LOG_OPERATIONS,
     AuditLog,
     decode_cursor,
@@ -32,7 +33,8 @@ def iso(ms: int) -> str:
 
 @pytest.fixture
 def sandbox():
-    org = generate_org(seed=7, members=40, workspaces=5)
+    # Seen a second before T0, so its audit history is still kept (400 days) at T0.
+    org = generate_org(seed=7, members=40, workspaces=5, now=T0 // 1000 - 1)
     org.clock = lambda: T0 / 1000  # what happens from now on happens at T0
     with SandboxServer(org) as server:
         yield server
@@ -204,6 +206,23 @@ def test_the_default_page_is_ten_and_the_generated_history_is_served(caller, san
     assert len(page["items"]) == 10 and page["cursor"]
     everything = window(caller, 0, T0, limit=100)
     assert {i["metadata"]["uid"] for i in everything} == {e.id for e in history}
+
+
+def test_events_older_than_the_400_days_kept_are_not_served(sandbox, caller):
+    # langsmith-api.md, "Audit logs": retention up to 400 days, counted from the sandbox's clock.
+    org = sandbox.org
+    assert AUDIT_RETENTION_MS == 400 * 86_400_000
+    edge = T0 - AUDIT_RETENTION_MS
+    member = org.active_members()[0].ls_user_id
+    older, at_edge, inside = (org.record_login(member, time_ms=edge + offset) for offset in (-1, 0, 1))
+    # A window reaching past the retention answers what is kept (and is no error).
+    served = {item["metadata"]["uid"] for item in window(caller, edge - 100 * 86_400_000, edge + 1)}
+    assert served == {at_edge.id, inside.id}
+    # One wholly past it answers nothing, though the org still holds the event.
+    assert window(caller, edge - 1, edge - 1) == [] and older in org.audit_log.events()
+    # The edge moves with the clock: a millisecond later, the event 400 days old is gone too.
+    org.clock = lambda: (T0 + 1) / 1000
+    assert [item["metadata"]["uid"] for item in window(caller, edge - 1, edge + 1)] == [inside.id]
 
 
 def test_the_log_and_its_cursor_on_their_own():
