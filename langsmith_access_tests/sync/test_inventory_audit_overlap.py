@@ -13,11 +13,15 @@ import duckdb
 from langsmith_access.langsmith import SectionPlan
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.store.sections import SectionRead
+from langsmith_access.store.sections import SectionRead, earliest_audit_window_start
 from langsmith_access.sync.inventory import AuditLoad, read_audit_log
 from langsmith_access_tests.langsmith.sandbox_client_support import RecordingSleep, client_for
 
 T0 = 1_900_000_000  # 2030-03-17T17:46:40Z: after every generated event
+
+
+def at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def test_an_event_logged_late_is_found_by_the_next_run():
@@ -50,3 +54,24 @@ def test_an_event_logged_late_is_found_by_the_next_run():
         assert read == SectionRead.read("audit_events", 1)
         assert conn.execute("SELECT events_read, events_new, pages FROM raw.audit_windows "
                             "WHERE sync_id = 's2' ORDER BY window_start").fetchall() == [(2, 1, 1), (0, 0, 1)]
+
+
+def test_a_first_load_past_the_retention_reads_exactly_what_the_sandbox_still_keeps():
+    # LANGSMITH_ACCESS_UNUSED_DAYS=500: the load reaches back 400 days (inventory.AUDIT_RETENTION),
+    # where the sandbox's retention starts, both counted from the same clock. Every event kept is
+    # loaded, and the log is not said to be known from before what the sandbox can still serve.
+    org = generate_org(seed=7, members=20, workspaces=3, now=T0 - 1)
+    org.clock = lambda: T0
+    now = datetime.fromtimestamp(T0, tz=UTC)
+    edge_ms = (T0 - 400 * 86_400) * 1000
+    member = org.active_members()[0]
+    older, at_edge, inside = (org.record_login(member.ls_user_id, time_ms=edge_ms + offset) for offset in (-1, 0, 1))
+    with SandboxServer(org) as sandbox, client_for(sandbox, sleep=RecordingSleep()) as client:
+        conn = duckdb.connect()
+        ensure_schema(conn)
+        read_audit_log(client, conn, SectionPlan(read=("audit_events",)), sync_id="s1", now=now,
+                       unused_days=500, fetched_at=now)
+    loaded = {event_id for (event_id,) in conn.execute("SELECT event_id FROM raw.audit_events").fetchall()}
+    assert {at_edge.id, inside.id} <= loaded and older.id not in loaded
+    assert loaded == {e.id for e in org.audit_log.events() if e.time_ms >= edge_ms}
+    assert earliest_audit_window_start(conn) == at(edge_ms)
