@@ -155,7 +155,11 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except duckdb.CatalogException as error:
         # A table the command reads is missing: a database no sync has built yet (queueing a
         # request creates the file), or one an older version built.
-        say(f"error: {first_line(str(error))}\n  fix: {PredatesTablesError.fix}")
+        missing = re.match(r"Catalog Error: Table with name (\S+) does not exist", str(error))
+        said = (f"the database has no table {missing[1]}, which this command reads: no sync of this release "
+                "has built it (an older release's database, or one a request was queued in before any sync)"
+                if missing else first_line(str(error)))  # (DuckDB's "Did you mean" names a system table)
+        say(f"error: {said}\n  fix: {PredatesTablesError.fix}")
         return 1
     except OSError as error:
         say(f"error: {os_error_text(error)}{_unwritable_fix(error, args)}")
