@@ -563,6 +563,31 @@ def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
     assert len(list_requests("rejected")) == 4
 
 
+def test_a_row_without_grant_id_whose_cells_name_different_roles_is_rejected_not_guessed(env, tmp_path, capsys):
+    """An exported row whose grant_id was cleared (as the message about an edited row suggests)
+    after another role was typed over its role_name: the role_id still names the exported role.
+    Revoking by the first cell would take away a role the row's other cell says is not meant."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    row, agreeing = active_rows(rows)[:2]
+    typed_over = next(r.display_name for r in org.roles_by_scope("workspace") if r.display_name != row["role_name"])
+    row.update(grant_id="", role_name=typed_over, decision="revoke")
+    agreeing.update(grant_id="", decision="revoke")  # cleared, every cell as exported: queued
+    write_sheet(sheet, rows)
+    for dry_run in (["--dry-run"], []):
+        code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--json", *dry_run)
+        outcomes = {o["where"]: o for o in json.loads(stdout)["outcomes"]}
+        disagreeing = outcomes[f"line {rows.index(row) + 2}"]
+        assert code == 2 and disagreeing["status"] == "rejected", stdout
+        assert f"role_name {typed_over!r}" in disagreeing["message"] and "disagree" in disagreeing["message"]
+        assert outcomes[f"line {rows.index(agreeing) + 2}"]["status"] in ("would_queue", "queued"), stdout
+    [pending] = list_requests("pending")
+    assert (pending["user_id"], pending["role_id"]) == (agreeing["user_id"], agreeing["role_id"])
+    assert len(list_requests("rejected")) == 1
+
+
 def test_beside_a_grant_id_cells_may_name_the_grant_by_ids_or_role_names(env, tmp_path, capsys):
     """A sheet built by hand or from another table: beside the grant_id, `user` may hold the user
     id, `workspace` the workspace id, `role` the role id or the role's name (as `role_name` may):

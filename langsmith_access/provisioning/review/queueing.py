@@ -10,7 +10,13 @@ from pathlib import Path
 
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.review.format import READ_ONLY_REASON, ReviewError, require_tables
-from langsmith_access.provisioning.review.sheet import MarkedRow, ReviewSheet
+from langsmith_access.provisioning.review.sheet import (
+    ROLE_COLUMNS,
+    USER_COLUMNS,
+    WORKSPACE_COLUMNS,
+    MarkedRow,
+    ReviewSheet,
+)
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 from langsmith_access.store.queries import typed_name
 from langsmith_access.store.sql import first_row, scalar, table_exists
@@ -166,7 +172,7 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
     if not row.grant_id:
         # The sheet keeps such a row only with all three named; empty would be rejected as such.
         change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "", why, requested_by)
-        return change, _not_held(conn, change)
+        return change, _disagreeing_cells(conn, row, change) or _not_held(conn, change)
     grant = first_row(
         conn,
         "SELECT g.entitlement_type, g.user_id, g.workspace_id, g.role_id, g.role_name, "
@@ -197,21 +203,12 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
             f"grant {row.grant_id} is the organization role {role_name!r} of {who}. {READ_ONLY_REASON}"
         )
     change = queue.ChangeRequest("revoke", user_id, workspace_id, role_id, why, requested_by)
-    describes = {
-        "user_id": {user_id}, "email": {email}, "user": {user_id, email},
-        "workspace_id": {workspace_id}, "workspace_name": {workspace_name},
-        "workspace": {workspace_id, workspace_name},
-        "role_id": {role_id}, "role_name": {role_name, role_key}, "role": {role_id, role_name, role_key},
-    }
     # The row's other cells must still describe this grant: an edited row (another role typed
-    # over the exported one) is not read as the grant its grant_id names. Compared as the queue
-    # matches names (NFC, any case): a cell composed where LangSmith sent the name decomposed is
-    # no edit. A workspace renamed or an email changed since the export reads as an edit (a new
-    # export fixes it).
-    edited = [
-        f"{column} {given!r}" for column, given in row.named
-        if typed_name(given).lower() not in {typed_name(value).lower() for value in describes[column] if value}
-    ]
+    # over the exported one) is not read as the grant its grant_id names. A workspace renamed or
+    # an email changed since the export reads as an edit (a new export fixes it).
+    edited = _not_describing(
+        row.named, _describes(user_id, email, workspace_id, workspace_name, role_id, role_name, role_key)
+    )
     if not edited:
         return change, _granted_again_since(conn, row, f"{role_name} in {workspace_name or workspace_id} for {who}")
     return change, (
@@ -219,6 +216,55 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
         f"the row says {', '.join(edited)}: the grant_id decides what is revoked, so an edited row "
         "is not queued. Put the row back as exported, or clear its grant_id to revoke by user, "
         "workspace and role."
+    )
+
+
+def _describes(user_id, email, workspace_id, workspace_name, role_id, role_name, role_key) -> dict[str, set]:
+    """What each user, workspace and role column of a sheet may hold for this grant."""
+    return {
+        "user_id": {user_id}, "email": {email}, "user": {user_id, email},
+        "workspace_id": {workspace_id}, "workspace_name": {workspace_name},
+        "workspace": {workspace_id, workspace_name},
+        "role_id": {role_id}, "role_name": {role_name, role_key}, "role": {role_id, role_name, role_key},
+    }
+
+
+def _not_describing(named: tuple[tuple[str, str], ...], describes: dict[str, set]) -> list[str]:
+    """The cells (``column 'value'``) that do not describe the grant ``describes`` gives. Compared
+    as the queue matches names (NFC, any case): a cell composed where LangSmith sent the name
+    decomposed is no edit."""
+    return [
+        f"{column} {given!r}" for column, given in named
+        if typed_name(given).lower() not in {typed_name(value).lower() for value in describes[column] if value}
+    ]
+
+
+def _disagreeing_cells(conn, row: MarkedRow, change: queue.ChangeRequest) -> str | None:
+    """A rejection for a row named by user, workspace and role whose cells name different ones
+    (the role_id of one role beside the role_name of another, as an exported row whose grant_id
+    was cleared after its role was typed over): which one the reviewer meant is not guessed, and
+    the first cell alone would revoke a role the row's other cell says is not the one. None when
+    every cell describes what the row resolves to (or the queue's own checks will reject it)."""
+    try:
+        resolved = queue.resolve_change(conn, change)
+    except queue.RequestRejected:
+        return None
+    role_key = scalar(conn, "SELECT name FROM main.roles WHERE role_id = ?", [resolved.role_id])
+    describes = _describes(resolved.user_id, resolved.user_email, resolved.workspace_id, resolved.workspace_name,
+                           resolved.role_id, resolved.role_name, role_key)
+    # The cell each group was resolved by names what it resolved to (an org identity id too).
+    resolving = {(column, given) for column, given in row.named
+                 for columns, used in ((USER_COLUMNS, row.user), (WORKSPACE_COLUMNS, row.workspace),
+                                       (ROLE_COLUMNS, row.role))
+                 if column in columns and given == used}
+    disagreeing = _not_describing(tuple(cell for cell in row.named if cell not in resolving), describes)
+    if not disagreeing:
+        return None
+    return (
+        f"the row names {resolved.role_name} in {resolved.workspace_name} for "
+        f"{resolved.user_email or resolved.user_id}, but also says {', '.join(disagreeing)}: its cells "
+        "disagree, so it is not queued. Make them name one grant (or mark the row of a sheet exported "
+        "with `langsmith-access review export`)."
     )
 
 

@@ -10,7 +10,8 @@ case-insensitive):
   columns (``user_id``/``email``/``user``; ``workspace_id``/``workspace_name``/``workspace``;
   ``role_id``/``role_name``/``role``). When a row has a ``grant_id``, it decides; the row's
   other user, workspace and role cells must then still describe that grant (an edited row is
-  rejected, not read as the grant it names).
+  rejected, not read as the grant it names). Without a ``grant_id``, the first filled column of
+  each group names it, and the others must agree (``queueing`` rejects a row whose cells differ).
 - optional ``reviewer`` (or ``requested_by``) and ``reason``; the caller's values fill in the
   empty ones.
 
