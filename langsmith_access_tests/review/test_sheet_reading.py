@@ -111,3 +111,19 @@ def test_a_reviewers_file_open_elsewhere(tmp_path):
         finally:
             holder.kill()
             holder.wait()
+
+
+def test_a_view_over_a_database_no_longer_attached_says_so_not_run_a_sync(tmp_path):
+    """README's example attaches the analysts' database to build the reviewer's table: made a
+    view instead, it cannot run in a later session. The error names the view and the fix (a
+    table), not DuckDB's catalog error, which the command would answer with "run a sync"."""
+    analysts = tmp_path / "analysts.duckdb"
+    with duckdb.connect(str(analysts)) as conn:
+        conn.execute("CREATE TABLE disabled_grants AS SELECT 'g1' AS grant_id")
+    review_db = tmp_path / "review.duckdb"
+    with duckdb.connect(str(review_db)) as conn:
+        conn.execute(f"ATTACH '{analysts}' AS access (READ_ONLY)")
+        conn.execute("CREATE VIEW to_revoke AS SELECT grant_id, 'revoke' AS decision FROM access.main.disabled_grants")
+        assert conn.execute("SELECT grant_id FROM to_revoke").fetchall() == [("g1",)]
+    with pytest.raises(ReviewError, match=r"to_revoke in .*review.duckdb cannot be read: .*make it a table"):
+        read_table_sheet(review_db, "to_revoke")

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from langsmith_access.provisioning.review.format import (
     DUCKDB_SUFFIXES,
     ORGANIZATION_COLUMN,
@@ -137,9 +139,18 @@ def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
             raise ReviewError(
                 f"no table {table} in {review_db}; it has: {', '.join(tables) or 'no tables'}."
             )
-        cursor = conn.execute(f"SELECT * FROM {quoted_table(table)}")
-        header = [d[0] for d in cursor.description]
-        data = cursor.fetchall()
+        try:
+            cursor = conn.execute(f"SELECT * FROM {quoted_table(table)}")
+            header = [d[0] for d in cursor.description]
+            data = cursor.fetchall()
+        except duckdb.Error as error:
+            # A view over a database attached when it was made (the analysts', say) is not
+            # attached in a new session: the error is the reviewer's file's, not a sync's to fix.
+            raise ReviewError(
+                f"{table} in {review_db} cannot be read: {str(error).splitlines()[0]} "
+                "(a view over another database works only while that database is attached: make it "
+                f"a table, CREATE TABLE ... AS SELECT, in {review_db.name})."
+            ) from None
 
     def records() -> Iterator[tuple[str, list[str]]]:
         yield "header", header
