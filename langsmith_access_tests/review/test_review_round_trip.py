@@ -588,6 +588,27 @@ def test_a_row_without_grant_id_whose_cells_name_different_roles_is_rejected_not
     assert len(list_requests("rejected")) == 1
 
 
+def test_a_sheet_named_by_user_workspace_and_role_imported_again_after_provisioning_is_done(env, tmp_path, capsys):
+    """As a sheet of grant_ids: once its revokes were applied, the same sheet queues nothing and
+    records nothing (no rejection per row and run, exit 0): its grants are gone because of them."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    row = active_rows(rows)[0]
+    row.update(grant_id="", decision="revoke")
+    write_sheet(sheet, rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
+    assert code == 0 and "1 queued" in stdout, stdout
+    assert provision().success
+    assert org.membership(row["workspace_id"], row["user_id"]) is None
+    for dry_run in (["--dry-run"], []):
+        code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, *dry_run)
+        assert code == 0 and "already revoked: request " in stdout, stdout
+        assert "0 queued" in stdout or "0 would queue" in stdout
+    assert [r["status"] for r in list_requests()] == ["applied"]
+
+
 def test_beside_a_grant_id_cells_may_name_the_grant_by_ids_or_role_names(env, tmp_path, capsys):
     """A sheet built by hand or from another table: beside the grant_id, `user` may hold the user
     id, `workspace` the workspace id, `role` the role id or the role's name (as `role_name` may):

@@ -337,26 +337,42 @@ def _parse_time(text: str | None) -> datetime | None:
 
 def _already_revoked(conn, row: MarkedRow) -> RowOutcome | None:
     """The row's grant is gone because a revoke was applied since the grant was last given (this
-    sheet imported again after provisioning): done, not a mistyped or stale row."""
-    if not row.grant_id or not table_exists(conn, "main", "provisioning_requests"):
+    sheet imported again after provisioning): done, not a mistyped or stale row. A row named by
+    user, workspace and role is that grant too (once its cells agree on which it is)."""
+    if not table_exists(conn, "main", "provisioning_requests"):
         return None
+    if row.grant_id:
+        which, parameters = "grant_id = ?", [row.grant_id]
+    else:
+        change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "")
+        try:
+            resolved = queue.resolve_change(conn, change)
+        except queue.RequestRejected:
+            return None
+        if _disagreeing_cells(conn, row, change) is not None:
+            return None
+        which, parameters = "user_id = ? AND workspace_id = ? AND role_id = ?", [
+            resolved.user_id, resolved.workspace_id, resolved.role_id]
     done = first_row(
         conn,
-        """
+        f"""
         SELECT request.request_id, request.updated_at
         FROM main.provisioning_requests AS request
         JOIN (SELECT user_id, workspace_id, role_id, max(valid_from) AS given
               FROM main.grant_history
-              WHERE grant_id = ? AND entitlement_type = 'workspace_role'
+              WHERE {which} AND entitlement_type = 'workspace_role'
               GROUP BY ALL) AS grant_given
             ON request.user_id = grant_given.user_id AND request.workspace_id = grant_given.workspace_id
             AND request.role_id = grant_given.role_id
         WHERE request.action = 'revoke' AND request.status = 'applied' AND request.updated_at >= grant_given.given
-            AND NOT EXISTS (SELECT 1 FROM main.grants WHERE grants.grant_id = ?)
+            AND NOT EXISTS (SELECT 1 FROM main.grants WHERE grants.entitlement_type = 'workspace_role'
+                            AND grants.user_id = grant_given.user_id
+                            AND grants.workspace_id = grant_given.workspace_id
+                            AND grants.role_id = grant_given.role_id)
         ORDER BY request.updated_at DESC
         LIMIT 1
         """,
-        [row.grant_id, row.grant_id],
+        parameters,
     )
     if done is None:
         return None
