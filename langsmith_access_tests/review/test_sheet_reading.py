@@ -127,3 +127,13 @@ def test_a_view_over_a_database_no_longer_attached_says_so_not_run_a_sync(tmp_pa
         assert conn.execute("SELECT grant_id FROM to_revoke").fetchall() == [("g1",)]
     with pytest.raises(ReviewError, match=r"to_revoke in .*review.duckdb cannot be read: .*make it a table"):
         read_table_sheet(review_db, "to_revoke")
+
+
+@pytest.mark.parametrize("name", ["grant_review\n", "grant_review\n; DROP TABLE x", 'a"b', "a.b.c", ""])
+def test_a_table_name_that_is_not_plain_is_refused_whole(tmp_path, name):
+    # A name with a trailing newline is no plain name either (a regex's "$" matches before one).
+    review_db = tmp_path / "review.duckdb"
+    with duckdb.connect(str(review_db)) as conn:
+        conn.execute("CREATE TABLE grant_review AS SELECT 'g1' AS grant_id, 'revoke' AS decision")
+    with pytest.raises(ReviewError, match="is not a plain name"):
+        read_table_sheet(review_db, name)

@@ -14,7 +14,7 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
 def check_table_name(table: str) -> None:
-    if not _TABLE_NAME.match(table or ""):
+    if not _TABLE_NAME.fullmatch(table or ""):  # match() would let "$" pass a trailing newline
         raise ReviewError(
             f"table name {table!r} is not a plain name: use letters, digits and _ "
             "(optionally schema.table)."
