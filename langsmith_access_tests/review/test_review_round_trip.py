@@ -354,6 +354,34 @@ def test_a_row_edited_against_its_grant_id_is_rejected_and_names_what_differs(en
     assert all(r["workspace_name"] and r["role_name"] for r in rejected), rejected
 
 
+def test_a_row_whose_workspace_was_renamed_since_the_export_is_not_called_edited(env, tmp_path, capsys):
+    """The row is as exported; the workspace's name changed since (a review takes weeks). Still
+    not queued, but the message says so and how to fix it, not "put the row back as exported"."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    renamed, edited = active_rows(rows)[0], active_rows(rows)[-1]
+    assert renamed["workspace_id"] != edited["workspace_id"]
+    renamed["decision"] = "revoke"
+    edited.update(decision="revoke", workspace_name="Typed Over")
+    write_sheet(sheet, rows)
+    with duckdb.connect(str(database.path)) as conn:  # as a sync after the rename records it
+        conn.execute("UPDATE main.workspaces SET display_name = 'Platform 2' WHERE workspace_id = ?",
+                     [renamed["workspace_id"]])
+        conn.execute("INSERT INTO main.workspace_history SELECT * REPLACE ('Platform 2' AS display_name, "
+                     "now() AS valid_from, NULL AS valid_to) FROM main.workspace_history WHERE workspace_id = ? "
+                     "ORDER BY valid_from DESC LIMIT 1", [renamed["workspace_id"]])
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    outcomes = {o["where"]: o for o in json.loads(stdout)["outcomes"]}
+    was_renamed = outcomes[f"line {rows.index(renamed) + 2}"]
+    assert code == 2 and was_renamed["status"] == "rejected", stdout
+    assert f"workspace_name {renamed['workspace_name']!r}: renamed since" in was_renamed["message"]
+    assert "Export a new sheet" in was_renamed["message"] and "Put the row back" not in was_renamed["message"]
+    # A name typed over is still an edit.
+    assert "Put the row back as exported" in outcomes[f"line {rows.index(edited) + 2}"]["message"]
+
+
 def test_a_grant_revoked_and_granted_again_since_the_export_is_not_revoked_by_the_old_sheet(env, tmp_path, capsys):
     """A grant's id is its user, workspace and role: taken away and given back after the export,
     it has the same id, and the reviewer judged the earlier one. The sheet's held_since tells

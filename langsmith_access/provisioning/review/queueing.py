@@ -211,12 +211,47 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str) -> tuple[queue
     )
     if not edited:
         return change, _granted_again_since(conn, row, f"{role_name} in {workspace_name or workspace_id} for {who}")
+    if all(_former_name(conn, column, given, user_id, workspace_id, row.grant_id)
+           for column, given in _cells(row, edited)):
+        # The row is as exported: the names changed since. Still not queued (the reviewer saw
+        # names that are no longer the grant's), but not called an edit with an impossible fix.
+        return change, (
+            f"grant {row.grant_id} is {role_name} in {workspace_name or workspace_id} for {who} now, "
+            f"but the row names it as it was named when the sheet was exported ({', '.join(edited)}: "
+            "renamed since), so it is not queued. Export a new sheet with `langsmith-access review "
+            "export` and mark it again."
+        )
     return change, (
         f"grant {row.grant_id} is {role_name} in {workspace_name or workspace_id} for {who}, but "
         f"the row says {', '.join(edited)}: the grant_id decides what is revoked, so an edited row "
         "is not queued. Put the row back as exported, or clear its grant_id to revoke by user, "
         "workspace and role."
     )
+
+
+def _cells(row: MarkedRow, shown: list[str]) -> list[tuple[str, str]]:
+    """The row's (column, value) cells that ``_not_describing`` listed as ``shown``."""
+    return [(column, given) for column, given in row.named if f"{column} {given!r}" in shown]
+
+
+def _former_name(conn, column: str, given: str, user_id: str, workspace_id: str, grant_id: str) -> bool:
+    """Whether ``given`` is a name the grant's workspace, holder or role had before (the history
+    tables keep them): a cell that matched when the sheet was exported."""
+    sources = {
+        "workspace_name": ("workspace_history", "display_name", "workspace_id", workspace_id),
+        "workspace": ("workspace_history", "display_name", "workspace_id", workspace_id),
+        "email": ("user_history", "email", "user_id", user_id),
+        "user": ("user_history", "email", "user_id", user_id),
+        "role_name": ("grant_history", "role_name", "grant_id", grant_id),
+        "role": ("grant_history", "role_name", "grant_id", grant_id),
+    }
+    if column not in sources or not table_exists(conn, "main", sources[column][0]):
+        return False
+    table, name, key, value = sources[column]
+    return bool(scalar(
+        conn, f"SELECT count(*) FROM main.{table} WHERE {key} = ? AND lower(nfc_normalize({name})) = ?",
+        [value, typed_name(given).lower()],
+    ))
 
 
 def _describes(user_id, email, workspace_id, workspace_name, role_id, role_name, role_key) -> dict[str, set]:
