@@ -441,25 +441,37 @@ def test_a_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text_and_read
         conn.execute("UPDATE main.review_sheet SET workspace_name = ? WHERE workspace_id = ?",
                      ["'s-Hertogenbosch", dutch.id])
         conn.execute("UPDATE main.review_sheet SET full_name = ?", [formula])
-        # Every character a spreadsheet starts a formula with (or skips before one), not only '='.
-        others = ["+1+1", "-1+1", "@SUM(1,1)", "\t=1+1", "\r=1+1"]
+        # Every character a spreadsheet starts a formula with (or skips before one), not only '=';
+        # and where a cell starts inside the value: Excel in a locale whose list separator is ';'
+        # splits the line at every ';' (quoted or not), and a line break then ends the row.
+        others = {"+1+1": "'+1+1", "-1+1": "'-1+1", "@SUM(1,1)": "'@SUM(1,1)", "\t=1+1": "'\t'=1+1",
+                  "\r=1+1": "'\r'=1+1", "Ada;=1+1;": "Ada;'=1+1;", 'Ada "x";@SUM(1)': 'Ada "x";\'@SUM(1)',
+                  "Ada\n-2+3": "Ada\n'-2+3", "'=own apostrophe": "''=own apostrophe"}
         user_ids = [u for (u,) in conn.execute("SELECT DISTINCT user_id FROM main.review_sheet ORDER BY 1").fetchall()]
         for user_id, name in zip(user_ids, others, strict=False):
             conn.execute("UPDATE main.review_sheet SET full_name = ? WHERE user_id = ?", [name, user_id])
+        semicolon = org.shared_workspaces()[2]
+        for table, column in (("workspaces", "display_name"), ("review_sheet", "workspace_name")):
+            conn.execute(f"UPDATE main.{table} SET {column} = 'R&D;=1+1' WHERE workspace_id = ?", [semicolon.id])
     sheet = tmp_path / "review.csv"
     assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
     rows = read_sheet(sheet)
-    assert {r["full_name"] for r in rows} == {"'" + name for name in [formula, *others]}
+    assert {r["full_name"] for r in rows} == {"'" + formula, *others.values()}
+    for line in sheet.read_text(encoding="utf-8").replace("\r", "\n").split("\n"):
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in line.split(";")), line
     marked = active_rows(rows, workspace.id)[0]
     assert marked["workspace_name"] == "'-Ops"
     marked["decision"] = "revoke"
     other = active_rows(rows, dutch.id)[0]
     assert other["workspace_name"] == "'s-Hertogenbosch"
     other["decision"] = "revoke"
+    third = active_rows(rows, semicolon.id)[0]
+    assert third["workspace_name"] == "R&D;'=1+1"
+    third["decision"] = "revoke"
     write_sheet(sheet, rows)
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
     assert code == 0, stdout
-    assert [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue", "would_queue"], stdout
+    assert [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue"] * 3, stdout
 
 
 def test_names_holding_unicode_line_breaks_read_back_from_the_exported_sheet(env, tmp_path, capsys):

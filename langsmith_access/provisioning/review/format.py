@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 # A cell that starts like a formula is written with a leading apostrophe (as `export --format
-# csv` writes it), which spreadsheets show as text; the sheet is read back without it.
+# csv` writes it; the sheet also guards each place a ';' or a line break starts a cell, below),
+# which spreadsheets show as text; the sheet is read back without it.
 from langsmith_access.store.export import FORMULA_STARTS
 from langsmith_access.store.sql import column_names
 
@@ -32,14 +35,26 @@ READ_ONLY_REASON = (
 )
 
 
+# Where a spreadsheet may start a cell inside a value: at its start, and after a ';' (Excel in a
+# locale whose list separator is ';' splits a .csv there, quotes or not, since the line does not
+# start its field with one), a line break (which then ends the row) or a tab. An apostrophe goes
+# at each such place where a formula would start (after any apostrophes already there, so that
+# a name starting with its own "'=" reads back as it was): ``from_text_cell`` takes one away.
+_CELL_STARTS = r"(?:^|(?<=[;\t\r\n]))"
+_FORMULA_AHEAD = "(?='*[" + re.escape("".join(FORMULA_STARTS)) + "])"
+_UNSAFE = re.compile(_CELL_STARTS + _FORMULA_AHEAD)
+_GUARD = re.compile(_CELL_STARTS + "'" + _FORMULA_AHEAD)
+
+
 def as_text_cell(value: str) -> str:
-    """``value`` as a spreadsheet shows it as text, never runs it (``FORMULA_STARTS``)."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    """``value`` as a spreadsheet shows it as text, never runs it (``FORMULA_STARTS``), in any
+    locale's split of the line."""
+    return _UNSAFE.sub("'", value)
 
 
 def from_text_cell(cell: str) -> str:
     """A cell ``as_text_cell`` wrote, as it was."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+    return _GUARD.sub("", cell)
 
 
 class ReviewError(ValueError):
