@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from langsmith_access import cli
-from langsmith_access.api import list_requests, provision, request_revoke
+from langsmith_access.api import list_requests, provision, request_grant, request_revoke
 from langsmith_access.provisioning.review import export as review_export
 from langsmith_access_tests.helpers import query
 
@@ -403,6 +403,30 @@ def test_a_grant_revoked_and_granted_again_since_the_export_is_not_revoked_by_th
     rejected = outcomes[regranted["grant_id"]]
     assert rejected["status"] == "rejected" and "was granted again at" in rejected["message"], rejected
     assert "held since 2020-01-01T00:00:00Z" in rejected["message"] and "Export a new sheet" in rejected["message"]
+
+
+def test_a_grant_provisioning_took_away_and_gave_back_after_the_export_is_not_revoked(env, tmp_path, capsys):
+    """The real sequence, not a backdated cell: export, revoke applied, grant applied again. The
+    grant has its old closed interval and a new open one; the sheet's row judged the old one."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    row = next(r for r in active_rows(rows) if r["is_scim_managed"] == "false")
+    row["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    request_revoke(row["user_id"], row["workspace_id"], row["role_id"], reason="moved team")
+    assert provision().success
+    request_grant(row["user_id"], row["workspace_id"], row["role_id"], reason="moved back")
+    assert provision().success
+    intervals = query(database.path, "SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL) "
+                                     "FROM main.grant_history WHERE grant_id = ?", [row["grant_id"]])
+    assert intervals == [(2, 1)]
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--json")
+    [outcome] = json.loads(stdout)["outcomes"]
+    assert code == 2 and outcome["status"] == "rejected" and "was granted again at" in outcome["message"], outcome
+    assert org.membership(row["workspace_id"], row["user_id"]) is not None
+    assert not list_requests("pending")
 
 
 def test_a_held_since_a_spreadsheet_cut_to_the_minute_or_the_day_is_the_same_grant(env, tmp_path, capsys):
