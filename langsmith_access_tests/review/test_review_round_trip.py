@@ -378,8 +378,14 @@ def test_a_row_whose_workspace_was_renamed_since_the_export_is_not_called_edited
     assert code == 2 and was_renamed["status"] == "rejected", stdout
     assert f"workspace_name {renamed['workspace_name']!r}: renamed since" in was_renamed["message"]
     assert "Export a new sheet" in was_renamed["message"] and "Put the row back" not in was_renamed["message"]
-    # A name typed over is still an edit.
+    # A name typed over is still an edit, beside a renamed one too.
     assert "Put the row back as exported" in outcomes[f"line {rows.index(edited) + 2}"]["message"]
+    renamed["role_name"] = "Typed Over"
+    write_sheet(sheet, rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    where = f"line {rows.index(renamed) + 2}"
+    [message] = [o["message"] for o in json.loads(stdout)["outcomes"] if o["where"] == where]
+    assert "Put the row back as exported" in message and "renamed since" not in message, message
 
 
 def test_a_grant_revoked_and_granted_again_since_the_export_is_not_revoked_by_the_old_sheet(env, tmp_path, capsys):
@@ -671,6 +677,12 @@ def test_a_sheet_named_by_user_workspace_and_role_imported_again_after_provision
         assert code == 0 and "already revoked: request " in stdout, stdout
         assert "0 queued" in stdout or "0 would queue" in stdout
     assert [r["status"] for r in list_requests()] == ["applied"]
+    # Not when its cells disagree on which grant it is: that is rejected, not taken for done.
+    row["role_name"] = next(r.display_name for r in org.roles_by_scope("workspace")
+                            if r.display_name != row["role_name"])
+    write_sheet(sheet, rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 2 and "disagree" in stdout and "already revoked" not in stdout, stdout
 
 
 def test_beside_a_grant_id_cells_may_name_the_grant_by_ids_or_role_names(env, tmp_path, capsys):
