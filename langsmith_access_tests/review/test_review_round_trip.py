@@ -582,7 +582,9 @@ def test_a_blank_reviewer_is_no_reviewer(env, tmp_path, capsys):
     rows = read_sheet(sheet)
     active_rows(rows)[0]["decision"] = "revoke"
     write_sheet(sheet, rows)
-    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--reviewer", "   ")
+    # A blank --reason ("--reason $REASON", the variable blank) is no reason either: the default.
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--reviewer", "   ",
+                                "--reason", " ")
     assert code == 0, (stdout, err)
     [pending] = list_requests("pending")
     assert pending["requested_by"] == getpass.getuser()

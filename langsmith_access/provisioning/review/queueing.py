@@ -94,8 +94,9 @@ def queue_revokes(
     All rows go in under one writer lease and one publish. With ``dry_run`` the rows are only
     checked against the latest sync (the analysts' copy, read-only) and nothing is recorded.
     """
-    reviewer = reviewer or getpass.getuser()
-    reason = reason or f"access review ({Path(sheet.source.split(':')[0]).name})"
+    # Blank is not given ("--reason $REASON" with the variable blank), as for a row's own cells.
+    reviewer = (reviewer or "").strip() or getpass.getuser()
+    reason = (reason or "").strip() or f"access review ({Path(sheet.source.split(':')[0]).name})"
     # Checked once, as the queue checks each row's: a typo in one of these would otherwise be
     # every marked row's rejection, each recorded in the queue.
     try:
