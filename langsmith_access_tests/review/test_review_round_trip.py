@@ -504,6 +504,27 @@ def test_a_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text_and_read
     assert [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue"] * 3, stdout
 
 
+def test_a_review_table_holds_names_exactly_and_is_read_back_exactly(env, tmp_path, capsys):
+    """Only the CSV sheet guards formulas with apostrophes; a DuckDB table holds each name as it
+    is, so none is taken away when it is read back: a name's own "'=" or ";'-" still matches."""
+    sandbox, org, database = env
+    workspace, other = org.shared_workspaces()[:2]
+    with duckdb.connect(str(database.path)) as conn:  # as if LangSmith had listed these names
+        for workspace_id, name in ((workspace.id, "'=Ops"), (other.id, "R&D;'-1")):
+            conn.execute("UPDATE main.workspaces SET display_name = ? WHERE workspace_id = ?", [name, workspace_id])
+            conn.execute("UPDATE main.review_sheet SET workspace_name = ? WHERE workspace_id = ?", [name, workspace_id])
+    review_db = tmp_path / "review.duckdb"
+    assert run_cli(capsys, "review", "export", "--out", review_db)[0] == 0
+    with duckdb.connect(str(review_db)) as conn:
+        assert {n for (n,) in conn.execute("SELECT DISTINCT workspace_name FROM grant_review").fetchall()} >= {
+            "'=Ops", "R&D;'-1"}
+        conn.execute("UPDATE grant_review SET decision = 'revoke' WHERE grant_id IN (SELECT min(grant_id) "
+                     "FROM grant_review WHERE workspace_id IN (?, ?) GROUP BY workspace_id)", [workspace.id, other.id])
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--review-db", review_db, "--table", "grant_review",
+                              "--dry-run", "--json")
+    assert code == 0 and [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue"] * 2, stdout
+
+
 def test_names_holding_unicode_line_breaks_read_back_from_the_exported_sheet(env, tmp_path, capsys):
     """Members choose their names: one holding a line separator, a NEL or a form feed (which CSV
     writes unquoted) must not split its row when the sheet is read back, and so keep every

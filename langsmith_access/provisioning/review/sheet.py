@@ -117,7 +117,7 @@ def read_csv_sheet(path: Path) -> ReviewSheet:
         except csv.Error as error:
             raise ReviewError(f"{path} line {reader.line_num}: not valid CSV ({error}).") from None
 
-    return _marked_rows(str(path), records())
+    return _marked_rows(str(path), records(), guarded=True)
 
 
 def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
@@ -157,7 +157,7 @@ def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
         for number, values in enumerate(data, start=1):
             yield f"row {number}", [_table_cell(value) for value in values]
 
-    return _marked_rows(f"{review_db}:{table}", records())
+    return _marked_rows(f"{review_db}:{table}", records(), guarded=False)
 
 
 def _table_cell(value) -> str:
@@ -172,8 +172,11 @@ def _normalize(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
-def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]]) -> ReviewSheet:
+def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]], *, guarded: bool) -> ReviewSheet:
+    """``guarded``: the cells are a CSV sheet's, with the apostrophes ``as_text_cell`` puts before
+    formulas (a table holds every name exactly, its own apostrophes included)."""
     records = iter(records)
+    unguarded = from_text_cell if guarded else str
     header = None
     for _, cells in records:
         if any(cell.strip() for cell in cells):
@@ -206,7 +209,7 @@ def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]]) -> Revie
     def value(cells: list[str], *names: str) -> str | None:
         for name in names:
             if name in columns and cells[columns[name]].strip():
-                return from_text_cell(cells[columns[name]].strip())
+                return unguarded(cells[columns[name]].strip())
         return None
 
     problems: list[str] = []
