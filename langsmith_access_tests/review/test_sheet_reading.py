@@ -1,6 +1,7 @@
 """Reading a marked review sheet back (``read_csv_sheet``, ``read_table_sheet``): the shapes
 spreadsheets and reviewers' own DuckDB files really come in, read without a synced database."""
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import duckdb
 import pytest
 
 from langsmith_access.provisioning.review import ReviewError, read_csv_sheet, read_table_sheet
+from langsmith_access.provisioning.review.format import as_text_cell, from_text_cell
 
 
 def csv_sheet(tmp_path: Path, content: str | bytes) -> Path:
@@ -137,3 +139,23 @@ def test_a_table_name_that_is_not_plain_is_refused_whole(tmp_path, name):
         conn.execute("CREATE TABLE grant_review AS SELECT 'g1' AS grant_id, 'revoke' AS decision")
     with pytest.raises(ReviewError, match="is not a plain name"):
         read_table_sheet(review_db, name)
+
+
+NAMES = ["Ada", "=1+1", "-1", "@x", "\t=1", "\r=1", "x;=1+1;", "Team\n=1", "'s-Hertogenbosch", "'=own", "''=x",
+         ";\t=1", "a;b", "x;'=y", "';=", "'", ""]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_guarded_cell_starts_no_formula_wherever_a_spreadsheet_splits_it_and_reads_back_exactly(tmp_path, name):
+    cell = as_text_cell(name)
+    pieces = [piece for line in cell.replace("\r", "\n").split("\n") for part in line.split(";")
+              for piece in part.split("\t")]
+    assert not any(piece.startswith(("=", "+", "-", "@")) for piece in pieces), cell
+    assert from_text_cell(cell) == name
+    # And through a sheet, as a workspace's name: a name's own apostrophes stay.
+    if name.strip() == name and name:
+        path = tmp_path / "sheet.csv"
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([["user", "workspace", "role", "decision"],
+                                          ["a@b.c", cell, "Editor", "revoke"]])
+        assert read_csv_sheet(path).marked[0].workspace == name
