@@ -159,3 +159,15 @@ def test_a_guarded_cell_starts_no_formula_wherever_a_spreadsheet_splits_it_and_r
             csv.writer(handle).writerows([["user", "workspace", "role", "decision"],
                                           ["a@b.c", cell, "Editor", "revoke"]])
         assert read_csv_sheet(path).marked[0].workspace == name
+
+
+@pytest.mark.parametrize("name", ["review.duckdb", "review.csv"])
+def test_a_duckdb_file_given_as_the_csv_sheet_points_to_review_db(tmp_path, name):
+    # `review export --out review.duckdb`, then `--file review.duckdb`: not "save it as CSV UTF-8".
+    # Known by its content, whatever it is called.
+    path = tmp_path / name
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE grant_review AS SELECT 'g1' AS grant_id, 'revoke' AS decision")
+    with pytest.raises(ReviewError, match=f"is a DuckDB file, not a CSV sheet: queue from its table with --review-db "
+                                          f".*{name} --table grant_review"):
+        read_csv_sheet(path)

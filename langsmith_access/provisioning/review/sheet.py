@@ -32,6 +32,7 @@ from pathlib import Path
 import duckdb
 
 from langsmith_access.provisioning.review.format import (
+    DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
     ORGANIZATION_COLUMN,
     ReviewError,
@@ -96,6 +97,14 @@ def read_csv_sheet(path: Path) -> ReviewSheet:
         raise ReviewError(f"{path} is a directory: give the review sheet's CSV file.")
     if not path.is_file():
         raise ReviewError(f"{path}: no such file.")
+    with open(path, "rb") as handle:
+        start = handle.read(12)
+    if start[8:12] == b"DUCK":  # where every DuckDB file says what it is
+        # `review export --out review.duckdb` wrote a table: "save it as CSV" would be no fix.
+        raise ReviewError(
+            f"{path} is a DuckDB file, not a CSV sheet: queue from its table with --review-db {path} "
+            f"--table {DEFAULT_TABLE} (or the table you named)."
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
