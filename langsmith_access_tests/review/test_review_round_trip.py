@@ -708,6 +708,24 @@ def test_a_sheet_named_by_user_workspace_and_role_imported_again_after_provision
     assert code == 2 and "disagree" in stdout and "already revoked" not in stdout, stdout
 
 
+def test_a_member_named_by_their_org_identity_id_is_no_disagreement(env, tmp_path, capsys):
+    """The queue takes a member's org identity id for the member: the cell that named the row's
+    user is what it resolved to, whatever form it has; only the row's other cells must agree."""
+    sandbox, org, database = env
+    (identity, email, workspace_id, role_name), = query(
+        database.path,
+        "SELECT u.org_identity_id, g.email, g.workspace_id, g.role_name FROM main.grants AS g "
+        "JOIN main.users AS u USING (user_id) WHERE g.entitlement_type = 'workspace_role' "
+        "AND u.org_identity_id IS NOT NULL AND u.org_identity_id <> u.user_id AND NOT u.is_disabled "
+        "ORDER BY g.grant_id LIMIT 1",
+    )
+    sheet = tmp_path / "by_identity.csv"
+    sheet.write_text(f"user,workspace_id,role_id,role_name,decision\n{identity},{workspace_id},,{role_name},revoke\n",
+                     encoding="utf-8")
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 0 and "1 would queue" in stdout and email.lower() in stdout.lower(), stdout
+
+
 def test_beside_a_grant_id_cells_may_name_the_grant_by_ids_or_role_names(env, tmp_path, capsys):
     """A sheet built by hand or from another table: beside the grant_id, `user` may hold the user
     id, `workspace` the workspace id, `role` the role id or the role's name (as `role_name` may):
