@@ -363,7 +363,9 @@ def test_a_row_whose_workspace_was_renamed_since_the_export_is_not_called_edited
     rows = read_sheet(sheet)
     renamed, edited = active_rows(rows)[0], active_rows(rows)[-1]
     assert renamed["workspace_id"] != edited["workspace_id"]
-    renamed["decision"] = "revoke"
+    new_email = next(r for r in active_rows(rows) if r["workspace_id"] not in (
+        renamed["workspace_id"], edited["workspace_id"]))
+    renamed["decision"] = new_email["decision"] = "revoke"
     edited.update(decision="revoke", workspace_name="Typed Over")
     write_sheet(sheet, rows)
     with duckdb.connect(str(database.path)) as conn:  # as a sync after the rename records it
@@ -372,12 +374,21 @@ def test_a_row_whose_workspace_was_renamed_since_the_export_is_not_called_edited
         conn.execute("INSERT INTO main.workspace_history SELECT * REPLACE ('Platform 2' AS display_name, "
                      "now() AS valid_from, NULL AS valid_to) FROM main.workspace_history WHERE workspace_id = ? "
                      "ORDER BY valid_from DESC LIMIT 1", [renamed["workspace_id"]])
+        # A member whose email changed since the export, likewise.
+        for table in ("users", "grants"):
+            conn.execute(f"UPDATE main.{table} SET email = 'renamed@example.com' WHERE user_id = ?",
+                         [new_email["user_id"]])
+        conn.execute("INSERT INTO main.user_history SELECT * REPLACE ('renamed@example.com' AS email, "
+                     "now() AS valid_from, NULL AS valid_to) FROM main.user_history WHERE user_id = ? "
+                     "ORDER BY valid_from DESC LIMIT 1", [new_email["user_id"]])
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
     outcomes = {o["where"]: o for o in json.loads(stdout)["outcomes"]}
     was_renamed = outcomes[f"line {rows.index(renamed) + 2}"]
     assert code == 2 and was_renamed["status"] == "rejected", stdout
     assert f"workspace_name {renamed['workspace_name']!r}: renamed since" in was_renamed["message"]
     assert "Export a new sheet" in was_renamed["message"] and "Put the row back" not in was_renamed["message"]
+    email_changed = outcomes[f"line {rows.index(new_email) + 2}"]
+    assert f"email {new_email['email']!r}: renamed since" in email_changed["message"], email_changed
     # A name typed over is still an edit, beside a renamed one too.
     assert "Put the row back as exported" in outcomes[f"line {rows.index(edited) + 2}"]["message"]
     renamed["role_name"] = "Typed Over"
