@@ -24,6 +24,7 @@ import ctypes
 import errno
 import glob
 import os
+import re
 import shutil
 import socket
 import stat
@@ -196,11 +197,28 @@ def _csv_source(conn: duckdb.DuckDBPyConnection, table: str) -> str:
     selected = []
     for name, data_type in columns:
         column = quote_identifier(name)
-        if data_type in _TEXT_TYPES:
-            text = f"CAST({column} AS VARCHAR)"  # JSON too: '-5 with an apostrophe is no JSON
-            column = f"CASE WHEN left({text}, 1) IN ({starts}) THEN '''' || {text} ELSE {text} END AS {column}"
+        if data_type in _TEXT_TYPES or data_type.endswith("]") or data_type.startswith(_NESTED_TYPES):
+            # JSON too: '-5 with an apostrophe is no JSON. A list or a struct is written as its
+            # text, which starts with its bracket: only its inside needs the guard.
+            text = _guarded_inside(f"CAST({column} AS VARCHAR)")
+            column = (f"CASE WHEN left({text}, 1) IN ({starts}) THEN '''' || {text} ELSE {text} END AS {column}"
+                      if data_type in _TEXT_TYPES else f"{text} AS {column}")
         selected.append(column)
     return f"(SELECT {', '.join(selected)} FROM {_qualified(table)})"
+
+
+# Excel in a locale whose list separator is ';' (much of Europe) splits a .csv line at every ';',
+# quoted or not, and a line break ends a row: a cell starts there too ("x;=HYPERLINK(...)" ran).
+_CELL_SEPARATORS = ";\t\r\n"
+_NESTED_TYPES = ("STRUCT", "MAP", "UNION")
+
+
+def _guarded_inside(text: str) -> str:
+    """SQL of ``text`` with an apostrophe after each separator a formula follows (a tab or a
+    carriage return is a separator there; the cell after it starts with what follows)."""
+    formula = "".join(start for start in FORMULA_STARTS if start not in _CELL_SEPARATORS)
+    pattern = f"([{_CELL_SEPARATORS}])('*[{re.escape(formula)}])"
+    return rf"regexp_replace({text}, {quote_literal(pattern)}, '\1''\2', 'g')"
 
 
 def export_database(database_file: Path, out_dir: Path, file_format: str) -> dict[str, int]:

@@ -363,3 +363,21 @@ def test_only_the_connections_own_tables_are_exported_and_listed_by_name(tmp_pat
     # The command prints one line per table in this order: by name, not by size.
     assert list(written) == ["big", "grants", "roles", "sync_runs", "users", "workspaces"]
     assert sorted(p.stem for p in tmp_path.iterdir()) == list(written)
+
+
+def test_csv_guards_each_place_a_semicolon_locale_starts_a_cell(tmp_path):
+    # Excel in a locale whose list separator is ';' splits a .csv line at every ';', quoted or
+    # not, and a line break ends the row: "x;=HYPERLINK(...)" made a formula cell of its own, in a
+    # text cell and inside a list or a struct cell alike. The apostrophe goes after the separator.
+    with duckdb.connect() as conn:
+        conn.execute("CREATE TABLE main.t (name VARCHAR, tags VARCHAR[], info STRUCT(note VARCHAR), n INTEGER)")
+        conn.execute("INSERT INTO main.t VALUES (?, ?, ?, -1)",
+                     ["x;=HYPERLINK(1);\t+2\n@3;'=4;-5;a=b", ["q;=SUM(1)", "ok"], {"note": "r;+1"}])
+        conn.execute("INSERT INTO main.t VALUES ('=start;=mid', [], NULL, 2)")
+        export.export_tables(conn, tmp_path, "csv")
+    with open(tmp_path / "t.csv", newline="", encoding="utf-8") as handle:
+        written = list(csv.reader(handle))[1:]
+    assert written == [
+        ["x;'=HYPERLINK(1);\t'+2\n'@3;''=4;'-5;a=b", "['q;'=SUM(1)', ok]", "{'note': r;'+1}", "-1"],
+        ["'=start;'=mid", "[]", "", "2"],
+    ]
