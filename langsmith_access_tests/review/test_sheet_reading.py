@@ -40,6 +40,17 @@ def test_blank_lines_tabs_and_spreadsheet_style_headers_are_read(tmp_path):
     assert sheet.marked[0].where == "line 5"
 
 
+@pytest.mark.parametrize("separator", [";", ",", "\t"])
+def test_excels_separator_line_names_the_delimiter_and_is_no_header(tmp_path, separator):
+    # "sep=;" as the first line makes Excel split the file right in any locale: it was read as the
+    # header (no grant_id column), and its ';' as the delimiter of a ',' sheet.
+    rows = ["grant_id,email;x,decision", "g1,ada@example.com;x,revoke", "g2,bo@example.com;x,"]
+    text = f"\ufeffsep={separator}\r\n" + "\r\n".join(row.replace(",", separator) for row in rows) + "\r\n"
+    sheet = read_csv_sheet(csv_sheet(tmp_path, text.encode()))
+    assert marked_ids(sheet) == ["g1"] and sheet.rows == 2
+    assert sheet.marked[0].where == "line 3"
+
+
 def test_empty_trailing_columns_a_spreadsheet_adds_are_no_repeated_column(tmp_path):
     sheet = read_csv_sheet(csv_sheet(tmp_path, "grant_id,decision,,\ng1,revoke,,\ng2,,,\n"))
     assert marked_ids(sheet) == ["g1"]

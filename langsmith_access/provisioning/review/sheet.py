@@ -115,13 +115,22 @@ def read_csv_sheet(path: Path) -> ReviewSheet:
         raise ReviewError(f"{path} is not a CSV file (it contains NUL bytes).")
     first_line = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = max((",", ";", "\t"), key=first_line.count) if first_line else ","
+    # Excel's own first line naming the separator ("sep=;"), which some reviewers add so that
+    # Excel splits the file right in any locale: it names the delimiter and is no header.
+    separator_hint = re.fullmatch(r"sep=([,;\t|])", first_line.strip(" \r\n"))
+    if separator_hint:
+        delimiter = separator_hint[1]
     # Rows end at \n, \r\n or \r only, as CSV writes them (newline=""): str.splitlines would also
     # end one at a U+2028, a form feed or a NEL inside a member's name, which CSV leaves unquoted.
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
 
     def records() -> Iterator[tuple[str, list[str]]]:
+        hint_left = bool(separator_hint)
         try:
             for cells in reader:
+                if hint_left and any(cell.strip() for cell in cells):  # the first line that is not blank
+                    hint_left = False
+                    continue
                 yield f"line {reader.line_num}", cells
         except csv.Error as error:
             raise ReviewError(f"{path} line {reader.line_num}: not valid CSV ({error}).") from None
