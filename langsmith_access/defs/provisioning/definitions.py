@@ -556,8 +556,8 @@ def launch_per_org(
     says why nothing is launched for an org (``nothing_due`` when nothing is due). One org's
     trouble (a busy, missing or damaged database, no usable key) never holds another's work back."""
     # The cursor counts each org's launches (at least its runs); it never filters work (a run
-    # takes everything due when it starts), so it cannot skip any. The run key makes a re-evaluated tick launch
-    # nothing twice. After failed runs the org waits (failed_runs_backoff).
+    # takes everything due when it starts), so it cannot skip any. The run key makes a
+    # re-evaluated tick launch nothing twice. After failed runs the org waits (failed_runs_backoff).
     waiting = {org.slug: reason for org in orgs
                if (reason := no_key_reason(org) or failed_runs_backoff(context.instance, org.slug) or waits(org))}
     due = read_each_for_tick([org for org in orgs if org.slug not in waiting], read_due)
