@@ -910,3 +910,63 @@ def test_the_end_of_a_grant_whose_workspace_or_member_is_gone_settles_as_ended(l
     assert writes(sandbox) == []
     [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
     assert (event, json.loads(payload)["request_id"]) == ("access.expired", hour["request_id"])
+
+
+# ---- mutation survivors of executor.py: behaviour no test above pinned down
+
+
+def test_a_grant_then_a_revoke_of_one_membership_in_a_listed_batch_each_read_live(live):
+    """The org listing of a big batch is taken before any write: a revoke queued after a grant
+    of the same membership must not plan from it (there it would find no member, settle
+    'already satisfied', and leave the role the grant gave). Each is read live, in order."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    viewer = workspace_role(org, "Viewer")
+    grant = queued(conn, "grant", member, workspace, viewer)
+    revoke = queued(conn, "revoke", member, workspace, viewer)
+
+    outcomes = provision_by_listing(sandbox, conn, grant, revoke)
+
+    assert {o.request_id: o.status for o in outcomes.values()} == {
+        grant["request_id"]: "applied", revoke["request_id"]: "applied"}, outcomes
+    assert [r.method for r in writes(sandbox)] == ["POST", "DELETE"]
+    assert org.membership(workspace.id, member.ls_user_id) is None
+    assert [d["path"] for kind, d in events(conn, revoke["request_id"]) if kind == "read_live"] == [
+        WORKSPACE_MEMBERS_PATH]
+
+
+def test_a_revoke_an_organization_admin_needs_nothing_for_still_says_admin_access_remains(live):
+    """Asked to revoke a role the Organization Admin does not hold there, nothing is written,
+    and the requester is told all the same that Admin access remains through the org role."""
+    sandbox, org, conn = live
+    admin, workspace = organization_admin_in_a_shared_workspace(org)
+    held = workspace.memberships[admin.ls_user_id].role_id
+    other = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held)
+    revoke = queued(conn, "revoke", admin, workspace, other)
+
+    outcome = provision(sandbox, conn, revoke)[revoke["request_id"]]
+
+    assert outcome.status == "already_satisfied", outcome
+    assert outcome.detail.endswith(ADMIN_ACCESS_REMAINS) and "nothing to remove" in outcome.detail, outcome
+    assert status_of(conn, revoke["request_id"]) == ("already_satisfied", outcome.detail)
+    assert writes(sandbox) == []
+
+
+def test_a_grant_past_its_until_is_rejected_before_reading_even_where_the_member_holds_the_role(live):
+    """Approved or claimed after its --until: refused by live validation, before any call.
+    Found held, it must not settle 'already satisfied' (with terms that would make it the grant
+    in force) on access whose window is over."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    holder_id, membership = next((uid, m) for uid, m in workspace.memberships.items()
+                                 if not org.members[uid].is_disabled)
+    holder, role = org.members[holder_id], org.role(membership.role_id)
+    request = queued(conn, "grant", holder, workspace, role, access_until=queue.now_utc() - timedelta(minutes=1))
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "rejected" and "has passed: nothing applied" in outcome.detail, outcome
+    assert [kind for kind, _ in events(conn, request["request_id"])] == ["settled"]  # no lookup, no read
+    assert conn.execute("SELECT prior_role_id, expires_at FROM main.provisioning_requests WHERE request_id = ?",
+                        [request["request_id"]]).fetchone() == (None, None)
+    assert writes(sandbox) == []
