@@ -611,3 +611,14 @@ def test_every_kind_of_audit_event_a_run_records_is_documented(conn):
     [kind] = [column for column in events["columns"] if column["name"] == "kind"]
     in_sources = set(re.findall(r"[a-z_]+", kind["description"])) - {"or"}
     assert kinds <= in_readme and in_readme == in_sources, (kinds - in_readme, in_readme ^ in_sources)
+
+
+@pytest.mark.parametrize("settled", ["applied", "already_satisfied", "failed"])
+def test_a_change_asked_again_after_the_first_one_settled_is_queued_anew(conn, settled):
+    # Only a request still to happen absorbs the same change: once the first one has settled,
+    # asking again (the role was taken away by hand since, or the first one failed) must queue.
+    first = submit_on(conn, change())
+    set_statuses(conn, [(first.request_id, settled, "done")], "run-1")
+    again = submit_on(conn, change())
+    assert (again.status, again.duplicate_of) == ("pending", None) and again.request_id != first.request_id, again
+    assert [r["status"] for r in fetch_requests(conn)] == [settled, "pending"]
