@@ -970,3 +970,22 @@ def test_a_grant_past_its_until_is_rejected_before_reading_even_where_the_member
     assert conn.execute("SELECT prior_role_id, expires_at FROM main.provisioning_requests WHERE request_id = ?",
                         [request["request_id"]]).fetchone() == (None, None)
     assert writes(sandbox) == []
+
+
+def test_a_listing_that_leaves_out_some_workspaces_is_not_used_and_a_revoke_there_removes_the_role(live):
+    """A key without organization:manage gets an enriched listing of only some workspaces'
+    memberships (``X-Members-List-All-Workspaces: false``). Planned from it, a revoke in a
+    workspace it leaves out would find no member and settle with the role still held."""
+    sandbox, org, conn = live
+    sandbox.api.key_role = "org-user"  # default roles: Workspace Admin everywhere, no organization:manage
+    listed = {w.id for w in sorted(org.all_workspaces(), key=lambda w: w.id)[::2]}  # as the sandbox lists them
+    workspace, membership = next((w, m) for w in org.shared_workspaces() if w.id not in listed
+                                 for m in w.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    revoke = queued(conn, "revoke", org.members[membership.ls_user_id], workspace, org.role(membership.role_id))
+    client = client_for(sandbox)
+
+    assert OrgSnapshot.read(client) is None
+    outcome = Provisioner(client, conn, run_id="run-1", snapshot=OrgSnapshot.read(client)).process_all([revoke])
+
+    assert [(o.request_id, o.status) for o in outcome] == [(revoke["request_id"], "applied")], outcome
+    assert org.membership(workspace.id, membership.ls_user_id) is None
