@@ -622,3 +622,15 @@ def test_a_change_asked_again_after_the_first_one_settled_is_queued_anew(conn, s
     again = submit_on(conn, change())
     assert (again.status, again.duplicate_of) == ("pending", None) and again.request_id != first.request_id, again
     assert [r["status"] for r in fetch_requests(conn)] == [settled, "pending"]
+
+
+def test_a_run_never_takes_a_request_awaiting_approval_nor_one_that_ended(conn, policy_of):
+    # Only approval moves a request to pending: a run claiming all (or naming it) leaves it alone.
+    waiting = submit_on(conn, change(role="Admin"), policy_path=policy_of("[carol@example.com]"))
+    denied = submit_on(conn, change(user=BOB, role="Admin"), policy_path=policy_of("[carol@example.com]"))
+    set_statuses(conn, [(denied.request_id, "denied", "no")], "run-0")
+    pending = submit_on(conn, change(user=BOB))
+    assert (waiting.status, pending.status) == ("awaiting_approval", "pending")
+    assert claim(conn, "run-1", [waiting.request_id, denied.request_id]) == []
+    assert [r["request_id"] for r in claim(conn, "run-2", None)] == [pending.request_id]
+    assert [r["status"] for r in fetch_requests(conn)] == ["awaiting_approval", "denied", "in_progress"]
