@@ -989,3 +989,19 @@ def test_a_listing_that_leaves_out_some_workspaces_is_not_used_and_a_revoke_ther
 
     assert [(o.request_id, o.status) for o in outcome] == [(revoke["request_id"], "applied")], outcome
     assert org.membership(workspace.id, membership.ls_user_id) is None
+
+
+def test_every_event_a_run_records_names_that_run(live):
+    """The audit ties each step to the Dagster run that took it (a request a dead run left is
+    finished by another: its events say which did what)."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+
+    assert provision(sandbox, conn, request)[request["request_id"]].status == "applied"
+
+    recorded = conn.execute("SELECT kind, run_id FROM main.provisioning_events WHERE request_id = ? ORDER BY \"at\"",
+                            [request["request_id"]]).fetchall()
+    assert [kind for kind, _ in recorded] == [
+        "validated_live", "read_live", "planned", "write_sent", "write_answered", "verified", "settled"]
+    assert {run_id for _, run_id in recorded} == {"run-1"}
