@@ -6,6 +6,7 @@ Uses the shared ``env`` fixture (``langsmith_access_tests/synced.py``): a copy o
 template database and a fresh sandbox serving the same org.
 """
 
+import codecs
 import csv
 import getpass
 import json
@@ -27,7 +28,7 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def read_sheet(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # the sheet starts with a byte order mark
         return list(csv.DictReader(handle))
 
 
@@ -86,6 +87,33 @@ def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     assert {r["user_id"] for r in sheet if r["entitlement_type"] == "organization_role"} == listed | org_admins
     code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "x.csv", "--workspace", "No Such Team")
     assert code == 2 and "no workspace" in err
+
+
+def test_the_sheet_is_excels_csv_utf8_so_accented_names_survive_a_round_trip_through_excel(env, tmp_path, capsys):
+    # Without a byte order mark Excel reads a .csv in the machine's ANSI code page: "José" showed
+    # as "JosÃ©", and saving the sheet again wrote that into the row, refused as edited.
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    with duckdb.connect(str(database.path)) as conn:  # as if LangSmith had listed these names
+        conn.execute("UPDATE main.review_sheet SET full_name = 'José Núñez', workspace_name = 'Équipe Ω' "
+                     "WHERE workspace_id = ?", [workspace.id])
+        conn.execute("UPDATE main.workspaces SET display_name = 'Équipe Ω' WHERE workspace_id = ?", [workspace.id])
+    out = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", out)[0] == 0
+    written = out.read_bytes()
+    assert written.startswith(codecs.BOM_UTF8 + b"grant_id,"), written[:20]
+    rows = read_sheet(out)
+    [marked, *_] = active_rows(rows, workspace.id)
+    assert (marked["full_name"], marked["workspace_name"]) == ("José Núñez", "Équipe Ω")
+    marked["decision"] = "revoke"
+    with open(out, "w", newline="", encoding="utf-8-sig") as handle:  # saved again as "CSV UTF-8"
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", out, "--dry-run", "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert (summary["marked"], summary["queued"], summary["rejected"]) == (1, 1, 0), summary
 
 
 def test_a_sheet_of_the_longest_name_a_file_may_have_is_written_and_a_failed_write_leaves_nothing(

@@ -132,7 +132,10 @@ def _write_csv(out: Path, rows: list[tuple]) -> None:
     stem = out.name.encode("utf-8")[:200].decode("utf-8", "ignore")
     temporary = out.with_name(f".{stem}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        # With a byte order mark, as Excel's own "CSV UTF-8" is: without one, Excel opens the file
+        # as the machine's ANSI code page, "José" shows as "JosÃ©", and saving it again wrote
+        # that into the row, which queue-revokes then refused as edited.
+        with open(temporary, "w", newline="", encoding="utf-8-sig") as handle:
             writer = csv.writer(handle)
             writer.writerow(SHEET_COLUMNS)
             writer.writerows([_csv_cell(value) for value in row] for row in rows)
