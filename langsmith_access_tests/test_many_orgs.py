@@ -701,7 +701,7 @@ def test_another_orgs_review_sheet_is_refused_naming_the_slug_it_came_from(org_e
     sheet = tmp_path / "us-review.csv"
     exported = cli_in_this_process("review", "export", "--org", "us", "--out", str(sheet))
     assert exported.returncode == 0, exported.stderr
-    header, first, *_ = sheet.read_text(encoding="utf-8").splitlines()
+    header, first, *_ = sheet.read_text(encoding="utf-8-sig").splitlines()
     assert header.endswith(",decision,reviewer,reason") and first.endswith(",,,")
     sheet.write_text(f"{header}\n{first[:-3]},revoke,,\n", encoding="utf-8")
     queued = cli_in_this_process("review", "queue-revokes", "--org", "eu", "--file", str(sheet), "--dry-run")

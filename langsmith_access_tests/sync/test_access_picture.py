@@ -459,7 +459,7 @@ def test_reports_flag_the_roles_that_carry_deny_policies(enterprise, tmp_path, m
     point_at(monkeypatch, enterprise.sandbox, db)
     sheet = tmp_path / "review.csv"
     assert cli.main(["review", "export", "--out", str(sheet)]) == 0
-    with open(sheet, newline="", encoding="utf-8") as handle:
+    with open(sheet, newline="", encoding="utf-8-sig") as handle:
         exported = list(csv.DictReader(handle))
     assert list(exported[0])[-6:] == ["deny_policy_names", "is_scim_managed", "organization_id",
                                       "decision", "reviewer", "reason"]
