@@ -32,6 +32,7 @@ from langsmith_access.cli.common import (
     refuse_another_orgs_folder,
 )
 from langsmith_access.provisioning.review import (
+    ADMIN_NOTE,
     DEFAULT_TABLE,
     DUCKDB_SUFFIXES,
     SCIM_NOTE,
@@ -212,6 +213,8 @@ def _print_result(result: ReviewResult, args: argparse.Namespace) -> None:
             print(f"{head} {what}" + (f"  [{outcome.request_id}]" if outcome.request_id else ""))
             if outcome.scim_managed:
                 print(f"{'':<22}note: {SCIM_NOTE}.")
+            if outcome.admin_access_remains:
+                print(f"{'':<22}note: {ADMIN_NOTE}.")
         elif outcome.status == "duplicate":
             print(f"{head} {outcome.row.target()}: {own_terms(outcome.message)}")
         else:

@@ -929,3 +929,27 @@ def test_a_cell_typed_composed_still_describes_a_name_langsmith_sent_decomposed(
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
 
     assert code == 0 and "1 would queue, 0 already queued or done, 0 rejected" in stdout, stdout
+
+
+def test_a_revoke_of_an_organization_admins_workspace_role_says_admin_access_remains(env, tmp_path, capsys):
+    # The revoke takes the workspace role away, not the member's access: an Organization Admin is
+    # an implicit Admin of every workspace. Said when the row is queued (and in a dry run), not
+    # only once the provisioning run has settled it.
+    sandbox, org, database = env
+    out = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", out)[0] == 0
+    rows = read_sheet(out)
+    admins = {u for (u,) in query(database.path, "SELECT user_id FROM main.users u JOIN main.roles r "
+                                  "ON r.role_id = u.org_role_id WHERE r.name = 'ORGANIZATION_ADMIN'")}
+    admin_row = next(r for r in active_rows(rows) if r["user_id"] in admins)
+    member_row = next(r for r in active_rows(rows) if r["user_id"] not in admins)
+    admin_row["decision"] = member_row["decision"] = "revoke"
+    write_sheet(out, rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", out, "--dry-run", "--json")
+    flagged = {o["grant_id"]: o["admin_access_remains"] for o in json.loads(stdout)["outcomes"]}
+    assert flagged == {admin_row["grant_id"]: True, member_row["grant_id"]: False}
+    note = "note: Admin access to this workspace remains through the organization role"
+    for dry_run in (["--dry-run"], []):
+        code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", out, *dry_run)
+        assert code == 0, err
+        assert stdout.count(note) == 1 and "2 marked revoke: 2 " in stdout, stdout

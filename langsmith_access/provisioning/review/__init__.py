@@ -26,6 +26,7 @@ from langsmith_access.provisioning.review.format import (
     ReviewError,
 )
 from langsmith_access.provisioning.review.queueing import (
+    ADMIN_NOTE,
     SCIM_NOTE,
     ReviewResult,
     RowOutcome,
@@ -40,6 +41,7 @@ from langsmith_access.provisioning.review.sheet import (
 )
 
 __all__ = [
+    "ADMIN_NOTE",
     "DEFAULT_TABLE",
     "DUCKDB_SUFFIXES",
     "SCIM_NOTE",

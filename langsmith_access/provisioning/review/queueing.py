@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from langsmith_access.provisioning import queue
+from langsmith_access.provisioning.executor import ADMIN_ACCESS_REMAINS, ORGANIZATION_ADMIN
 from langsmith_access.provisioning.review.format import READ_ONLY_REASON, ReviewError, require_tables
 from langsmith_access.provisioning.review.sheet import (
     ROLE_COLUMNS,
@@ -26,6 +27,9 @@ SCIM_NOTE = (
     "SCIM manages this grant: the identity provider may give it back at its next push unless the "
     "member also leaves the SCIM group that names this workspace and role"
 )
+# The member is an Organization Admin: the revoke takes the workspace role away, not their
+# access (as the provisioning run says again when it settles the revoke).
+ADMIN_NOTE = ADMIN_ACCESS_REMAINS
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class RowOutcome:
     duplicate_of: str | None = None
     # SCIM manages the grant queued for revoke: the identity provider may give it back.
     scim_managed: bool = False
+    # The member is an Organization Admin: Admin access to the workspace remains (ADMIN_NOTE).
+    admin_access_remains: bool = False
 
     def to_json(self) -> dict:
         return {
@@ -50,6 +56,7 @@ class RowOutcome:
             "duplicate_of": self.duplicate_of,
             "message": self.message,
             "scim_managed": self.scim_managed,
+            "admin_access_remains": self.admin_access_remains,
         }
 
 
@@ -434,8 +441,10 @@ def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str) -> RowOutcome:
     if result.duplicate_of:
         return RowOutcome(row, "duplicate", result.message, request_id=result.request_id,
                           duplicate_of=result.duplicate_of)
+    resolved = queue.resolve_change(conn, change)
     return RowOutcome(row, "queued", result.message, request_id=result.request_id,
-                      scim_managed=_scim_managed(conn, queue.resolve_change(conn, change)))
+                      scim_managed=_scim_managed(conn, resolved),
+                      admin_access_remains=_organization_admin(conn, resolved))
 
 
 def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tuple, str]) -> RowOutcome:
@@ -464,7 +473,18 @@ def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tupl
         f"would queue: revoke {resolved.role_name} in {resolved.workspace_name} for "
         f"{resolved.user_email or resolved.user_id}",
         scim_managed=_scim_managed(conn, resolved),
+        admin_access_remains=_organization_admin(conn, resolved),
     )
+
+
+def _organization_admin(conn, resolved: queue.ResolvedChange) -> bool:
+    """Whether the member of a revoke is an Organization Admin (in the latest sync)."""
+    return bool(scalar(
+        conn,
+        "SELECT count(*) FROM main.users JOIN main.roles ON roles.role_id = users.org_role_id "
+        "WHERE users.user_id = ? AND roles.name = ?",
+        [resolved.user_id, ORGANIZATION_ADMIN],
+    ))
 
 
 def _scim_managed(conn, resolved: queue.ResolvedChange) -> bool:
