@@ -230,6 +230,33 @@ def test_a_bad_orgs_file_stops_every_command_before_any_request(two_orgs, tmp_pa
     assert (sorted(two_orgs.data.rglob("*")) if two_orgs.data.exists() else []) == files_before
 
 
+def test_doctor_all_orgs_checks_each_org_and_names_those_that_failed(two_orgs, tmp_path):
+    # An operator of many orgs asks once, not once per --org; a bad orgs file still fails the
+    # configuration check, and --org goes with it no more than with sync --all-orgs.
+    checked = sync_in_this_process(two_orgs, "doctor", "--all-orgs", LANGSMITH_API_KEY_EU=REFUSED_KEY)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    us_part, eu_part = checked.stdout.split("== eu ==\n")
+    assert us_part.startswith("== us ==\nok configuration") and "\nfail " not in us_part, us_part
+    assert "\nok authentication" in us_part and "fail authentication" in eu_part, eu_part
+    assert "LANGSMITH_API_KEY_EU" in eu_part and REFUSED_KEY not in checked.stdout + checked.stderr
+    assert checked.stderr.strip().endswith("A check failed for 1 of 2 orgs: eu."), checked.stderr
+
+    shown = sync_in_this_process(two_orgs, "doctor", "--all-orgs", "--json", LANGSMITH_API_KEY_EU=REFUSED_KEY)
+    report = json.loads(shown.stdout)
+    assert shown.returncode == 1 and report["ok"] is False
+    assert [(org["org"], org["ok"]) for org in report["orgs"]] == [("us", True), ("eu", False)]
+    assert {check["name"] for check in report["orgs"][0]["checks"]} >= {"configuration", "authentication"}
+
+    healthy = sync_in_this_process(two_orgs, "doctor", "--all-orgs")
+    assert healthy.returncode == 0 and "No check failed for any of the 2 orgs." in healthy.stderr, healthy.stderr
+    both = sync_in_this_process(two_orgs, "doctor", "--all-orgs", "--org", "us")
+    assert both.returncode == 2 and "--org and --all-orgs do not go together" in both.stderr
+    broken = tmp_path / "orgs.yaml"
+    broken.write_text(two_orgs.orgs_file.read_text().replace(two_orgs.sandboxes["eu"].organization_id, "eu-org-id"))
+    refused = sync_in_this_process(two_orgs, "doctor", "--all-orgs", **{ORGS_FILE_VARIABLE: str(broken)})
+    assert refused.returncode == 1 and refused.stdout.startswith("fail configuration"), refused.stdout
+
+
 def sync_in_this_process(two_orgs: TwoOrgs, *args: str, **overrides: str) -> subprocess.CompletedProcess:
     """``TwoOrgs.cli`` run in this process (``cli_in_this_process``), with the same environment."""
     # A module-scoped fixture (``synced``) calls this: it cannot use ``org_environment``.
