@@ -555,24 +555,25 @@ MAX_CONCURRENCY = 100
 
 
 def _concurrency(name: str, raw: str) -> int:
-    value = _whole_number(name, raw, 1, f"a whole number from 1 to {MAX_CONCURRENCY}")
-    if value > MAX_CONCURRENCY:
-        raise SettingsError(
-            f"{name} must be a whole number from 1 to {MAX_CONCURRENCY}, got {shown(raw)}: LangSmith "
-            f"answers at most 1000 requests per 10 seconds per key, which {MAX_CONCURRENCY} parallel calls "
-            f"already keep busy; set it to {MAX_CONCURRENCY} or less, or unset it for the default "
-            f"({Settings.max_concurrency})."
-        )
-    return value
+    return _whole_number_up_to(
+        name, raw, 1, MAX_CONCURRENCY,
+        f"LangSmith answers at most 1000 requests per 10 seconds per key, which {MAX_CONCURRENCY} parallel "
+        f"calls already keep busy; set it to {MAX_CONCURRENCY} or less, or unset it for the default "
+        f"({Settings.max_concurrency})",
+        wanted=f"a whole number from 1 to {MAX_CONCURRENCY}")
 
 
 def _non_negative_int(name: str, raw: str) -> int:
     return _whole_number(name, raw, 0, "a whole number, 0 or more")
 
 
-def _whole_number_up_to(name: str, raw: str, least: Literal[0, 1], most: int, why: str) -> int:
-    """``raw`` as a whole number from ``least`` (0 or 1) to ``most``; ``why`` says why not more."""
-    value = _positive_int(name, raw) if least == 1 else _non_negative_int(name, raw)
+def _whole_number_up_to(name: str, raw: str, least: Literal[0, 1], most: int, why: str, *,
+                        wanted: str | None = None) -> int:
+    """``raw`` as a whole number from ``least`` (0 or 1) to ``most``; ``why`` says why not more,
+    ``wanted`` what a value below ``least`` or no number is told it must be (by default, a
+    positive whole number, or one of 0 or more)."""
+    wanted = wanted or ("a positive whole number" if least == 1 else "a whole number, 0 or more")
+    value = _whole_number(name, raw, least, wanted)
     if value > most:
         raise SettingsError(f"{name} must be a whole number from {least} to {most}, got {shown(raw)}: {why}.")
     return value
@@ -607,9 +608,10 @@ def _provisioning_interval(name: str, raw: str) -> int:
 
 
 def _webhook_url(name: str, raw: str) -> Secret:
-    # The URL is a secret: errors describe it without showing it. Quotes an env file kept around
-    # it are not the URL's (refused, the message could not say why, as it cannot show the value).
-    url = _unquoted(raw)
+    # The URL is a secret: errors describe it without showing it. ``raw`` comes without the quotes
+    # an env file kept around it (``_read``): only quotes is blank, said so (refused as no URL, the
+    # message could not say why, as it cannot show the value).
+    url = raw
     if not url:  # said so: "not an http(s) URL (not shown)" left nothing to see
         raise SettingsError(
             f"{name} is blank (only spaces or quotes): set it to the receiver's http(s) URL, or unset "
