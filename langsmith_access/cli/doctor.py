@@ -6,12 +6,12 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 from langsmith_access.cli.common import UsageError, add_org_argument, choose_org
 from langsmith_access.doctor import ORG_SELECTION_FIX, Diagnosis, configuration_failure, run_checks
 from langsmith_access.provisioning.expiry import unlisted_org_warnings
 from langsmith_access.settings import ORGS_FILE_VARIABLE, Orgs, SettingsError, load_orgs
+from langsmith_access.side_by_side import each_org_side_by_side
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -64,8 +64,8 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 def _check_every_org(orgs: Orgs, args: argparse.Namespace) -> int:
     """``doctor --all-orgs``: each org's checks, in the orgs file's order, then which failed."""
-    with ThreadPoolExecutor(max_workers=min(len(orgs), DOCTORS_AT_ONCE), thread_name_prefix="doctor") as pool:
-        diagnoses: list[Diagnosis] = list(pool.map(lambda org: run_checks(org=org), orgs))
+    diagnoses: list[Diagnosis] = list(
+        each_org_side_by_side(list(orgs), lambda org: run_checks(org=org), at_once=DOCTORS_AT_ONCE).values())
     warnings = unlisted_org_warnings(orgs)
     failed = [org.slug for org, diagnosis in zip(orgs, diagnoses, strict=True) if not diagnosis.ok]
     if args.json:

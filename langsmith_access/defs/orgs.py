@@ -23,7 +23,6 @@ launch it per org with ``org_run_requests`` (a schedule) or ``RunRequest(partiti
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -32,6 +31,7 @@ from pydantic import PrivateAttr
 from langsmith_access.langsmith import LangSmithError
 from langsmith_access.names import ORG_TAG
 from langsmith_access.settings import Org, Orgs, SettingsError, load_orgs
+from langsmith_access.side_by_side import each_org_side_by_side
 
 # The tag Dagster gives a run of one partition (dagster._core.storage.tags.PARTITION_NAME_TAG).
 PARTITION_TAG = "dagster/partition"
@@ -115,22 +115,20 @@ TICK_READ_TIMEOUT_SECONDS = 2.0
 TICK_READERS = 16
 
 
-def each_org_side_by_side(orgs: Sequence[Org], look: Callable[[Org], T]) -> dict[str, T]:
-    """``look(org)`` of each org, by slug in the orgs' order, TICK_READERS threads at a time.
-    ``look`` reads only the org's own files (a Dagster instance is not shared across threads)."""
-    if len(orgs) <= 1:
-        return {org.slug: look(org) for org in orgs}
-    with ThreadPoolExecutor(max_workers=min(len(orgs), TICK_READERS), thread_name_prefix="tick-look") as pool:
-        return dict(zip([org.slug for org in orgs], pool.map(look, orgs), strict=True))
+def look_at_each_org(orgs: Sequence[Org], look: Callable[[Org], T]) -> dict[str, T]:
+    """``look(org)`` of each org for a tick, by slug in the orgs' order, TICK_READERS at a time
+    (``each_org_side_by_side``). ``look`` reads only the org's own files: a Dagster instance is
+    not shared across threads."""
+    return each_org_side_by_side(orgs, look, at_once=TICK_READERS)
 
 
 def schedule_tick(context: dg.ScheduleEvaluationContext, orgs: Orgs,
                   waits: Callable[[Org], str | None] = lambda org: None):
     """One tick of a schedule: a run per org (``org_run_requests``), but none for an org with no
     usable key (its run would fail at its start, every tick) or one ``waits`` gives a reason for
-    (looked at side by side: ``each_org_side_by_side``); those are named with why (logged beside
+    (looked at side by side: ``look_at_each_org``); those are named with why (logged beside
     the runs, or the tick's skip reason)."""
-    waits_for = each_org_side_by_side(list(orgs), lambda org: no_key_reason(org) or waits(org))
+    waits_for = look_at_each_org(list(orgs), lambda org: no_key_reason(org) or waits(org))
     waiting = [(slug, reason) for slug, reason in waits_for.items() if reason]
     waits_now = {slug for slug, _ in waiting}
     requests = [request for request in org_run_requests(orgs) if request.partition_key not in waits_now]

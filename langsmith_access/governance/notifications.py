@@ -36,7 +36,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +44,7 @@ import duckdb
 
 from langsmith_access.langsmith.pacing import retry_after_seconds
 from langsmith_access.settings import KEY_PREFIXES, Org, Secret, Settings, mask_keys, mask_url_credentials
+from langsmith_access.side_by_side import each_org_side_by_side
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.sql import scalar
 
@@ -447,24 +447,13 @@ def deliver_due_for_orgs(orgs: Iterable[Org], **options) -> dict[str, DeliveryRe
     at once (a thread each): one delivery's time budget bounds them all, however many orgs
     there are, so the outbox sensor's tick stays within Dagster's sensor timeout (60 s) and
     never holds up the other sensors, and ``sync --all-orgs`` waits one budget."""
-    reports: dict[str, DeliveryReport | None] = {}
-    deliveries = []
-    for org in orgs:
-        webhook = Webhook.from_settings(org.settings)
-        reports[org.slug] = None
-        if webhook is not None:
-            deliveries.append((org.slug, AccessDatabase.of_org(org), webhook))
-
-    def deliver(delivery: tuple[str, AccessDatabase, Webhook]) -> DeliveryReport:
-        _, database, webhook = delivery
-        return deliver_due(database, webhook, **options)
-
-    if len(deliveries) <= 1:
-        delivered = [deliver(delivery) for delivery in deliveries]
-    else:
-        with ThreadPoolExecutor(max_workers=len(deliveries), thread_name_prefix="deliver-due") as pool:
-            delivered = list(pool.map(deliver, deliveries))
-    reports.update((slug, report) for (slug, _, _), report in zip(deliveries, delivered, strict=True))
+    orgs = list(orgs)
+    webhooks = {org.slug: Webhook.from_settings(org.settings) for org in orgs}
+    reports: dict[str, DeliveryReport | None] = dict.fromkeys(webhooks)
+    delivering = [org for org in orgs if webhooks[org.slug] is not None]
+    reports.update(each_org_side_by_side(
+        delivering, lambda org: deliver_due(AccessDatabase.of_org(org), webhooks[org.slug], **options),
+        at_once=len(delivering)))
     return reports
 
 

@@ -21,7 +21,7 @@ from langsmith_access import names
 from langsmith_access.defs.orgs import (
     TICK_READ_TIMEOUT_SECONDS,
     deployment_orgs,
-    each_org_side_by_side,
+    look_at_each_org,
     no_key_reason,
     org_run_config,
     org_tags,
@@ -534,8 +534,8 @@ def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConne
 def read_each_for_tick(
     orgs: list[Org], read: Callable[[Org, duckdb.DuckDBPyConnection], list[str]]
 ) -> dict[str, list[str] | str]:
-    """``read_for_tick`` of each org's analysts' copy, side by side (``each_org_side_by_side``), by slug."""
-    return each_org_side_by_side(
+    """``read_for_tick`` of each org's analysts' copy, side by side (``look_at_each_org``), by slug."""
+    return look_at_each_org(
         orgs, lambda org: read_for_tick(AccessDatabase(org.duckdb_path), lambda conn: read(org, conn)))
 
 
