@@ -253,30 +253,19 @@ def test_a_run_that_refused_its_input_holds_no_org_back(database, instance):
     assert "The last 1 provisioning run(s)" in failed_runs_backoff(instance, "default")
 
 
-def test_a_cleared_cursor_launches_at_once(database, instance):
-    """The launch count restarts from the org's runs, not from 1: a run key already used would
-    make Dagster launch nothing until the count passed it."""
+@pytest.mark.parametrize("cursor", [None, json.dumps({"launches": {"default": 1}})], ids=["cleared", "lowered"])
+def test_a_cleared_or_lowered_cursor_launches_at_once(database, instance, cursor):
+    """The launch count restarts from the org's runs, not from 1 (a cleared cursor), and a count
+    set lower in the UI than the org's runs is raised to them: a run key already used would make
+    Dagster launch nothing until the count passed it."""
     queue_rows(database, 1)
     for _ in range(3):
         create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.SUCCESS,
                             tags={"langsmith_access/org": "default"})
-    result, cursor = evaluate(instance, cursor=None)
+    result, after = evaluate(instance, cursor=cursor)
     [run_request] = result.run_requests
     assert run_request.run_key.startswith("provision-default-4-")
-    assert json.loads(cursor) == {"launches": {"default": 4}}
-
-
-def test_a_cursor_lowered_by_hand_launches_at_once(database, instance):
-    """A launch count set lower in the UI than the org's runs: its next run keys were used
-    already, and Dagster launched nothing for them until the count passed them."""
-    queue_rows(database, 1)
-    for _ in range(3):
-        create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.SUCCESS,
-                            tags={"langsmith_access/org": "default"})
-    result, cursor = evaluate(instance, cursor=json.dumps({"launches": {"default": 1}}))
-    [run_request] = result.run_requests
-    assert run_request.run_key.startswith("provision-default-4-")
-    assert json.loads(cursor) == {"launches": {"default": 4}}
+    assert json.loads(after) == {"launches": {"default": 4}}
 
 
 @pytest.mark.parametrize("cursor", ["0", "reset", "[]", '{"launches": 3}', '{"launches": {"default": "x"}}'])
