@@ -15,7 +15,8 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from langsmith_access import runner
 from langsmith_access.definitions import defs
-from langsmith_access.defs.provisioning.definitions import REFUSED_INPUT_TAG, failed_runs_backoff
+from langsmith_access.defs.provisioning import definitions as provisioning_definitions
+from langsmith_access.defs.provisioning.definitions import REFUSED_INPUT_TAG, failed_runs_backoff, failed_runs_backoffs
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import tick_sensor
@@ -303,6 +304,9 @@ def test_only_a_provisioning_run_in_flight_holds_the_queue_back(database, instan
     queue_rows(database, 1)
     create_run_for_test(instance, job_name="langsmith_access_sync", status=dg.DagsterRunStatus.STARTED,
                         tags={"langsmith_access/org": "default"})
+    # Nor another org's provisioning run.
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.STARTED,
+                        tags={"langsmith_access/org": "another-org"})
     assert len(evaluate(instance)[0].run_requests) == 1
 
 
@@ -337,6 +341,34 @@ def test_the_wait_stops_doubling_at_30_minutes(database, instance):
     ended = record.end_time or record.update_timestamp.timestamp()
     assert "The last 8 provisioning run(s)" in failed_runs_backoff(instance, "default", now=ended + 1799)
     assert failed_runs_backoff(instance, "default", now=ended + 1800) is None
+
+
+def test_every_orgs_wait_is_read_with_one_query_while_none_can_be_waiting(instance, monkeypatch):
+    """A tick reads the waits of all its orgs at once: the same waits as one org at a time, up to
+    the 30-minute longest, and no query of its own for an org whose last run ended before that
+    (a query an org cost a tick of 300 orgs ~6 s)."""
+    for _ in range(8):
+        last = create_run_for_test(instance, job_name="provision_workspace_roles",
+                                   status=dg.DagsterRunStatus.FAILURE, tags={"langsmith_access/org": "default"})
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                        tags={"langsmith_access/org": "another-org"})
+    [record] = instance.get_run_records(dg.RunsFilter(run_ids=[last.run_id]))
+    ended = record.end_time or record.update_timestamp.timestamp()
+    slugs = ["default", "another-org", "no-runs"]
+    for now in (ended + 1, ended + 29, ended + 31, ended + 1799, ended + 1800):
+        assert failed_runs_backoffs(instance, slugs, now=now) == {
+            slug: failed_runs_backoff(instance, slug, now=now) for slug in slugs}
+    waits = failed_runs_backoffs(instance, slugs, now=ended + 1799)
+    assert "The last 8 provisioning run(s)" in waits["default"] and waits["another-org"] is None
+
+    looked_at_alone = []
+    monkeypatch.setattr(provisioning_definitions, "failed_runs_backoff",
+                        lambda instance, slug, now=None: looked_at_alone.append(slug))
+    failed_runs_backoffs(instance, slugs, now=ended + 29)
+    assert sorted(looked_at_alone) == ["another-org", "default"]
+    looked_at_alone.clear()
+    assert failed_runs_backoffs(instance, slugs, now=ended + 3600) == dict.fromkeys(slugs)
+    assert looked_at_alone == []
 
 
 def test_a_cancelled_run_ends_the_failures_in_a_row(database, instance):

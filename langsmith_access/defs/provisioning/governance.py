@@ -17,7 +17,6 @@ from langsmith_access import names
 from langsmith_access.defs.orgs import deployment_orgs, org_run_config, skip_reasons
 from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
-    provisioning_run_in_flight,
     refuse_environment_references,
     run_launcher,
 )
@@ -104,8 +103,7 @@ def evaluate_expiries(context: dg.SensorEvaluationContext, orgs: Orgs):
     not."""
     return launch_per_org(
         context, orgs,
-        waits=lambda org: ("A provisioning run is in progress; it handles what is due."
-                           if provisioning_run_in_flight(context.instance, org.slug) else None),
+        in_flight_reason="A provisioning run is in progress; it handles what is due.",
         read_due=expiry_due,
         nothing_due="No access due to end, approval overdue or expiry warning due.",
         run_key_prefix="expiry", count_tag="langsmith_access/due",
