@@ -442,6 +442,15 @@ def file_among_the_folders(path: Path) -> Path | None:
     return None
 
 
+def _stat_unless_missing(path: Path) -> None:
+    """``os.stat(path)``: raises what stops looking at it, but not that it (or a folder above
+    it) does not exist yet, nor that a folder above it is a file (said in the caller's words)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+
+
 def _database_path(name: str, raw: str) -> Path:
     """The analysts' database file: refused, before anything is created beside it, when it is a
     directory or lies under a file."""
@@ -449,13 +458,16 @@ def _database_path(name: str, raw: str) -> Path:
     path = Path(_path_text(name, raw))
     try:
         is_dir, folder = path.is_dir(), file_among_the_folders(path)
+        _stat_unless_missing(path)
     except OSError as error:
         # A name longer than the file system takes (or a symlink to one: ENAMETOOLONG), a folder
-        # this user may not enter: a bare OSError, naming no variable, stopped every command.
+        # this user may not enter, symlinks that lead round to each other (ELOOP: is_dir says
+        # False): a bare OSError, naming no variable, stopped every command, or the database
+        # was said not to exist yet.
         raise SettingsError(
             f"{name} is {named(str(path))}, which cannot be looked at ({error.strerror}): point it at "
             "a database file in a folder this user can enter, through no name (or symlink target) "
-            "longer than the file system allows, like data/langsmith_access.duckdb."
+            "longer than the file system allows and no loop of symlinks, like data/langsmith_access.duckdb."
         ) from None
     if is_dir:
         raise SettingsError(

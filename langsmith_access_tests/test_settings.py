@@ -615,12 +615,15 @@ def test_max_concurrency_is_1_to_100_as_documented():
     assert f"| `{variable}` | parallel calls when reading workspace by workspace (1 to 100:" in readme
 
 
-@pytest.mark.parametrize("written", ["{long}", "{link}", "{link}/a.duckdb"])
+@pytest.mark.parametrize("written", ["{long}", "{link}", "{link}/a.duckdb", "{loop}", "{loop}/a.duckdb"])
 def test_a_database_path_that_cannot_be_looked_at_names_the_variable(tmp_path, written):
     # A name past the file system's 255 bytes, or a symlink to one (ENAMETOOLONG): a bare OSError,
-    # naming no variable, stopped every command, and the doctor too.
+    # naming no variable, stopped every command, and the doctor too. Two symlinks to each other
+    # (ELOOP): `requests` said no database was there yet, `request grant` printed the OSError.
     (tmp_path / "link").symlink_to("a" * 300)
-    path = written.format(long=tmp_path / ("b" * 300), link=tmp_path / "link")
+    (tmp_path / "loop").symlink_to(tmp_path / "back")
+    (tmp_path / "back").symlink_to(tmp_path / "loop")
+    path = written.format(long=tmp_path / ("b" * 300), link=tmp_path / "link", loop=tmp_path / "loop")
     variable = "LANGSMITH_ACCESS_DUCKDB"
     expected = f"^{variable} is {re.escape(path)}, which cannot be looked at \\(.+\\): point it at a database file"
     with pytest.raises(SettingsError, match=expected):
