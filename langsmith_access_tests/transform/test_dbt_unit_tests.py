@@ -38,6 +38,11 @@ UNIT_TESTS = {
     "report_custom_role_holders_lists_the_deny_policies_of_each_custom_role",
     "report_credential_hygiene_holds_each_kind_to_its_own_maximum",
     "report_unused_access_lists_workspace_grants_unused_for_the_whole_period",
+    "report_workspaces_without_admin_counts_only_listed_workspace_admins",
+    "report_members_without_workspace_lists_enabled_members_in_no_workspace",
+    "report_stale_pending_invites_lists_invites_older_than_the_threshold",
+    "report_credential_hygiene_flags_each_problem_alone",
+    "review_sheet_holds_each_grant_since_its_current_interval_began",
 }
 
 
