@@ -352,9 +352,14 @@ def test_every_orgs_wait_is_read_with_one_query_while_none_can_be_waiting(instan
                                    status=dg.DagsterRunStatus.FAILURE, tags={"langsmith_access/org": "default"})
     create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
                         tags={"langsmith_access/org": "another-org"})
+    for status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS):  # a failure ended by a success
+        create_run_for_test(instance, job_name="provision_workspace_roles", status=status,
+                            tags={"langsmith_access/org": "recovered"})
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.SUCCESS,
+                        tags={"langsmith_access/org": "busy"})
     [record] = instance.get_run_records(dg.RunsFilter(run_ids=[last.run_id]))
     ended = record.end_time or record.update_timestamp.timestamp()
-    slugs = ["default", "another-org", "no-runs"]
+    slugs = ["default", "another-org", "recovered", "busy", "no-runs"]
     for now in (ended + 1, ended + 29, ended + 31, ended + 1799, ended + 1800):
         assert failed_runs_backoffs(instance, slugs, now=now) == {
             slug: failed_runs_backoff(instance, slug, now=now) for slug in slugs}
@@ -365,7 +370,7 @@ def test_every_orgs_wait_is_read_with_one_query_while_none_can_be_waiting(instan
     monkeypatch.setattr(provisioning_definitions, "failed_runs_backoff",
                         lambda instance, slug, now=None: looked_at_alone.append(slug))
     failed_runs_backoffs(instance, slugs, now=ended + 29)
-    assert sorted(looked_at_alone) == ["another-org", "default"]
+    assert sorted(looked_at_alone) == ["another-org", "default", "recovered"]  # not "busy": no failure
     looked_at_alone.clear()
     assert failed_runs_backoffs(instance, slugs, now=ended + 3600) == dict.fromkeys(slugs)
     assert looked_at_alone == []
