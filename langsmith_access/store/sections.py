@@ -134,6 +134,13 @@ def forget_audit_log(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"DELETE FROM {RAW_SCHEMA}.audit_windows")
 
 
+def forget_audit_windows(conn: duckdb.DuckDBPyConnection) -> None:
+    """Forget where the audit log's load stood, keeping the events loaded: the log read no longer
+    runs unbroken from its first window (LangSmith deleted what came after the last one before
+    it was read), so the next load starts again as a first one."""
+    conn.execute(f"DELETE FROM {RAW_SCHEMA}.audit_windows")
+
+
 def record_audit_window(
     conn: duckdb.DuckDBPyConnection,
     *,

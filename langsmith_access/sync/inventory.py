@@ -14,13 +14,16 @@ The audit log is read incrementally, by time window (both ends inclusive, as the
 them). The first load reaches back ``LANGSMITH_ACCESS_UNUSED_DAYS`` (and a later one further, when
 the setting was raised since), never past the 400 days LangSmith keeps; each later run starts
 an hour before the end of the last window it read completely, so an event logged late is still
-found, and events are kept once by event id. Where the load stands (``raw.audit_windows``) is
-written with the events, in the run's scratch copy: a window that fails takes its run down with
-it, nothing of the run is published, and the next run reads that window again.
+found, and events are kept once by event id (a run that finds the last window older than the
+retention starts again as a first load: the days between were deleted unread). Where the load
+stands (``raw.audit_windows``) is written with the events, in the run's scratch copy: a window
+that fails takes its run down with it, nothing of the run is published, and the next run reads
+that window again.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,12 +50,15 @@ from langsmith_access.store.sections import (
     SectionRead,
     earliest_audit_window_start,
     forget_audit_log,
+    forget_audit_windows,
     latest_audit_window_end,
     record_audit_window,
 )
 from langsmith_access.sync.extract import a_few, load_raw
 
 Row = dict[str, Any]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -384,6 +390,16 @@ def load_audit_events(
     audit log; any other failure propagates, with the run's earlier windows in its scratch copy
     only."""
     resume_from = latest_audit_window_end(conn)
+    if resume_from is not None and resume_from < now - AUDIT_RETENTION:
+        # Stopped for longer than LangSmith keeps its log: what was logged after the last window
+        # and before the retention's edge is gone. Read on from there, the log would have a hole
+        # that activity_known_since (the first window) says it has not: start again as a first
+        # load, keeping the events loaded.
+        logger.warning("the audit log was last read up to %s, more than %s days ago: what LangSmith logged "
+                       "after that and has deleted since is lost; loading it again as a first load",
+                       resume_from.isoformat(), AUDIT_RETENTION.days)
+        forget_audit_windows(conn)
+        resume_from = None
     windows = list(audit_windows(resume_from, now, unused_days, earliest_audit_window_start(conn)))
     pages = read = new = 0
     for start, end in windows:

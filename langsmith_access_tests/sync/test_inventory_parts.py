@@ -39,6 +39,7 @@ from langsmith_access.sync.inventory import (
     INVENTORY_SECTIONS,
     TABLE_SECTIONS,
     TABLE_TRANSFORMS,
+    append_new_events,
     audit_windows,
     get_inventory,
     read_audit_log,
@@ -379,3 +380,32 @@ def test_the_inventory_asks_nothing_of_a_section_its_plan_skips_and_a_refused_se
         SectionRead.skipped("personal_access_tokens", "route missing: older install"),
         SectionRead.read("workspace_service_keys", 0), SectionRead.read("scim_tokens", 0),
         SectionRead.read("service_accounts", 0), SectionRead.skipped("sso_settings", "plan: no SAML SSO")]
+
+
+def test_a_load_resumed_after_the_retention_ran_out_never_claims_the_days_langsmith_deleted_meanwhile():
+    # The inventory stopped (a paused schedule) for longer than LangSmith keeps its audit log:
+    # what was logged between where it stopped and the retention's edge is gone for good.
+    # Windows there would come back empty yet be recorded as read, and user_activity would go
+    # on saying the log is known since the first load (a login in the hole: "never logged in").
+    asked: list[tuple[datetime, datetime]] = []
+
+    class KeepsTheRetention:
+        def list_audit_events(self, start, end):
+            asked.append((start, end))
+            return AuditWindow(start, end, (), 1)
+
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    stopped = NOW - AUDIT_RETENTION - timedelta(days=20)
+    record_audit_window(conn, sync_id="s0", window_start=stopped - timedelta(days=90), window_end=stopped,
+                        events_read=1, events_new=1, pages=1)
+    append_new_events(conn, [{"sync_id": "s0", "fetched_at": stopped, "event_id": "e1", "at": stopped,
+                              "operation": "login", "succeeded": True, "target_ids": [], "detail": "{}"}])
+    read_audit_log(KeepsTheRetention(), conn, SectionPlan(read=("audit_events",)),  # type: ignore[arg-type]
+                   sync_id="s1", now=NOW, unused_days=90, fetched_at=NOW)
+    # Read again as a first load (the unused days back), and known from there only.
+    assert asked[0][0] == NOW - timedelta(days=90) and asked[-1][1] == NOW
+    assert earliest_audit_window_start(conn) == NOW - timedelta(days=90)
+    assert latest_audit_window_end(conn) == NOW
+    # The events loaded before stay: what they say is still true.
+    assert conn.execute("SELECT event_id FROM raw.audit_events").fetchall() == [("e1",)]
