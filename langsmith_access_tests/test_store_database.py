@@ -304,6 +304,25 @@ def test_an_analysts_copy_linked_to_a_file_elsewhere_stays_linked_and_that_file_
     assert not [p for p in (*database.path.parent.iterdir(), *share.iterdir()) if p.name.startswith(".")]
 
 
+def test_an_analysts_copy_linked_to_a_share_before_the_first_sync_is_published_there(tmp_path):
+    # The operator links the analysts' path to the share's file before anything was published:
+    # the link points to no file yet. The first publish must create the share's file, never
+    # replace the link with a local file (the share would never change, and nothing would say so).
+    share = tmp_path / "share"
+    share.mkdir()
+    database = AccessDatabase(tmp_path / "data" / "access.duckdb")
+    database.path.parent.mkdir()
+    database.path.symlink_to(share / "access.duckdb")
+    with database.writer_lease("the first run"):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute("CREATE TABLE main.published_now AS SELECT 1 AS x")
+        database.publish()
+    assert database.path.is_symlink() and database.path.resolve() == (share / "access.duckdb").resolve()
+    assert query(share / "access.duckdb", "SELECT x FROM main.published_now") == [(1,)]
+    assert not [p for p in (*database.path.parent.iterdir(), *share.iterdir()) if p.name.startswith(".")]
+
+
 def test_a_parquet_copy_linked_to_another_directory_stays_linked_and_that_directory_is_published(tmp_path):
     # The operator put the Parquet copy on a share: access_parquet is a symlink to it. Each
     # publish must replace the share's files, not the link with a local directory (the share
