@@ -665,6 +665,35 @@ def test_a_publish_that_fails_while_staging_leaves_no_copy_and_the_analysts_file
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_publish_whose_renames_fail_leaves_no_copy_beside_the_analysts_file(tmp_path, monkeypatch):
+    # Staged whole, then a rename fails (the folder turned read-only, a share that went away):
+    # the copy (as large as the database) and the staged Parquet directory must not stay behind
+    # in the analysts' folder, hidden, until some later publish happens to remove them.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    before = database.path.read_bytes()
+
+    def read_only(*_args):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with database.writer_lease("a run"):
+        staged = database.stage_publish(database.working_path)
+        monkeypatch.setattr(os, "replace", read_only)
+        with pytest.raises(OSError, match="Read-only"):
+            database.swap_in(staged)
+        monkeypatch.undo()
+        assert database.path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+        # The analysts' file replaced, then the Parquet copy's swap fails: its staged directory goes too.
+        staged = database.stage_publish(database.working_path)
+        monkeypatch.setattr(export, "replace_directory", read_only)
+        with pytest.raises(OSError, match="Read-only"):
+            database.swap_in(staged)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_a_scratch_copy_starts_clean_of_what_dead_runs_left_and_its_discard_leaves_nothing(tmp_path):
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
