@@ -347,6 +347,22 @@ def test_a_parquet_copy_linked_to_another_directory_stays_linked_and_that_direct
     assert not [p for p in (*database.path.parent.iterdir(), *share.parent.iterdir()) if p.name.startswith(".")]
 
 
+def test_a_parquet_copy_linked_to_a_share_before_the_first_sync_is_published_there(tmp_path):
+    # Linked before anything was published: the link points to no directory yet. The first
+    # publish must create it on the share, not replace the link with a local directory.
+    share = tmp_path / "share"
+    share.mkdir()
+    database = AccessDatabase(tmp_path / "data" / "access.duckdb")
+    database.path.parent.mkdir()
+    link = database.path.with_name("access_parquet")
+    link.symlink_to(share / "parquet", target_is_directory=True)
+    with database.writer_lease("the first run"):
+        database.ensure_working()
+        database.publish()
+    assert link.is_symlink() and "sync_runs.parquet" in [p.name for p in (share / "parquet").iterdir()]
+    assert not [p for p in (*database.path.parent.iterdir(), *share.iterdir()) if p.name.startswith(".")]
+
+
 def test_leftovers_are_found_by_the_exact_name_whatever_characters_it_holds(tmp_path):
     # "[eu]" in a file name is no character class: the leftovers of this database are removed,
     # and those of "accesse.duckdb" beside it (which "access[eu]" would match) are not touched.

@@ -254,9 +254,16 @@ def _followed(path: Path) -> Path:
     """``path``, or the directory it points to when it is a symlink to one: an operator who
     linked the Parquet copy to a share keeps the link (a publish stages beside the directory it
     replaces, on its file system, and swaps that one; it would otherwise replace the link with a
-    local directory, and the share would silently stop changing). A link to nothing stays as it
-    is, replaced like a missing directory."""
-    return path.resolve() if path.is_symlink() and path.is_dir() else path
+    local directory, and the share would silently stop changing). A link to nothing yet (made
+    before the first publish) is followed too: that directory is created, the link kept (a
+    directory cannot be renamed over a link: every publish failed there, after the database's)."""
+    if not path.is_symlink():
+        return path
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a loop of links: nothing to follow
+        return path
+    return target if target.is_dir() or not target.exists() else path
 
 
 def stage_parquet_directory(database_file: Path, target: Path) -> Path:
