@@ -381,3 +381,14 @@ def test_csv_guards_each_place_a_semicolon_locale_starts_a_cell(tmp_path):
         ["x;'=HYPERLINK(1);\t'+2\n'@3;''=4;'-5;a=b", "['q;'=SUM(1)', ok]", "{'note': r;'+1}", "-1"],
         ["'=start;'=mid", "[]", "", "2"],
     ]
+
+
+def test_csv_guards_the_inside_of_a_map_cell_as_of_a_list_or_a_struct(tmp_path):
+    # A MAP is written as its text ("{k=v}"), which starts with its brace: only its inside, after
+    # a separator, can start a formula cell.
+    with duckdb.connect() as conn:
+        conn.execute("CREATE TABLE main.t (labels MAP(VARCHAR, VARCHAR))")
+        conn.execute("INSERT INTO main.t VALUES (MAP {'team': 'x;=HYPERLINK(1)'})")
+        export.export_tables(conn, tmp_path, "csv")
+    with open(tmp_path / "t.csv", newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle))[1:] == [["{team='x;'=HYPERLINK(1)'}"]]
