@@ -409,3 +409,25 @@ def test_a_load_resumed_after_the_retention_ran_out_never_claims_the_days_langsm
     assert latest_audit_window_end(conn) == NOW
     # The events loaded before stay: what they say is still true.
     assert conn.execute("SELECT event_id FROM raw.audit_events").fetchall() == [("e1",)]
+
+
+@pytest.mark.parametrize(("stopped_before_the_edge", "starts_again"),
+                         [(timedelta(minutes=1), True), (timedelta(minutes=-1), False)])
+def test_only_a_load_that_stopped_before_the_retentions_edge_starts_again(stopped_before_the_edge, starts_again):
+    # A minute inside the retention, nothing was deleted unread: on from an hour before, as always.
+    asked: list[datetime] = []
+
+    class KeepsTheRetention:
+        def list_audit_events(self, start, end):
+            asked.append(start)
+            return AuditWindow(start, end, (), 1)
+
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    stopped = NOW - AUDIT_RETENTION - stopped_before_the_edge
+    record_audit_window(conn, sync_id="s0", window_start=stopped - timedelta(days=1), window_end=stopped,
+                        events_read=0, events_new=0, pages=1)
+    read_audit_log(KeepsTheRetention(), conn, SectionPlan(read=("audit_events",)),  # type: ignore[arg-type]
+                   sync_id="s1", now=NOW, unused_days=90, fetched_at=NOW)
+    assert asked[0] == (NOW - timedelta(days=90) if starts_again else stopped - AUDIT_OVERLAP)
+    assert earliest_audit_window_start(conn) == (NOW - timedelta(days=90) if starts_again else stopped - timedelta(days=1))
