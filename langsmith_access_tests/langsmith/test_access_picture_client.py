@@ -163,6 +163,20 @@ def test_the_audit_window_is_inclusive_ordered_and_paged(serve):
     assert len(overlap) == 6 and len(earlier) == 12
 
 
+def test_events_of_one_millisecond_across_a_page_boundary_are_each_read_once(serve):
+    # 150 logins in the same millisecond: the first page ends among them, and the next must start
+    # right after the last one read (the order is time, then id), neither repeating nor skipping.
+    sandbox, client = serve()
+    org = sandbox.org
+    members = org.active_members()
+    same_ms = T0 * 1000 - 500
+    logged = {org.record_login(members[n % len(members)].ls_user_id, time_ms=same_ms).id for n in range(150)}
+    sandbox.reset_log()
+    window = client.list_audit_events(at(same_ms), at(same_ms))
+    assert window.pages == 2 and len(window.events) == 150
+    assert {e.event_id for e in window.events} == logged
+
+
 def member_added_who_then_logged_in(sandbox, client):
     """Through ``client``, a member added to the first shared workspace as Viewer, who then logs
     in: two audit events at T0. Returns (the workspace, T0 as a datetime)."""
