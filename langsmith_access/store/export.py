@@ -197,12 +197,14 @@ def _csv_source(conn: duckdb.DuckDBPyConnection, table: str) -> str:
     selected = []
     for name, data_type in columns:
         column = quote_identifier(name)
-        if data_type in _TEXT_TYPES or data_type.endswith("]") or data_type.startswith(_NESTED_TYPES):
+        # An ENUM's values are text too (``ENUM('a', 'b')``; a list of them ends with "]").
+        is_text = data_type in _TEXT_TYPES or (data_type.startswith("ENUM(") and not data_type.endswith("]"))
+        if is_text or data_type.endswith("]") or data_type.startswith(_NESTED_TYPES):
             # JSON too: '-5 with an apostrophe is no JSON. A list or a struct is written as its
             # text, which starts with its bracket: only its inside needs the guard.
             text = _guarded_inside(f"CAST({column} AS VARCHAR)")
             column = (f"CASE WHEN left({text}, 1) IN ({starts}) THEN '''' || {text} ELSE {text} END AS {column}"
-                      if data_type in _TEXT_TYPES else f"{text} AS {column}")
+                      if is_text else f"{text} AS {column}")
         selected.append(column)
     return f"(SELECT {', '.join(selected)} FROM {_qualified(table)})"
 

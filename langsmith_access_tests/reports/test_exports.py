@@ -392,3 +392,15 @@ def test_csv_guards_the_inside_of_a_map_cell_as_of_a_list_or_a_struct(tmp_path):
         export.export_tables(conn, tmp_path, "csv")
     with open(tmp_path / "t.csv", newline="", encoding="utf-8") as handle:
         assert list(csv.reader(handle))[1:] == [["{team='x;'=HYPERLINK(1)'}"]]
+
+
+def test_csv_guards_an_enum_cell_that_starts_like_a_formula(tmp_path):
+    # An ENUM's values are text a model chose (a CASE ... ::ENUM of names): written as text, they
+    # start a formula cell as a VARCHAR's would.
+    with duckdb.connect() as conn:
+        conn.execute("CREATE TYPE main.kind AS ENUM ('=HYPERLINK(1)', 'plain')")
+        conn.execute("CREATE TABLE main.t (k main.kind)")
+        conn.execute("INSERT INTO main.t VALUES ('=HYPERLINK(1)'), ('plain')")
+        export.export_tables(conn, tmp_path, "csv")
+    with open(tmp_path / "t.csv", newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle))[1:] == [["'=HYPERLINK(1)"], ["plain"]]
