@@ -468,6 +468,21 @@ def test_login_methods_scim_groups_and_effective_access(first_sync):
         (CY, RESEARCH, WS_VIEWER, "direct"), (BOB, RESEARCH_TWO, WS_AUDITOR, "direct"),
         (ADA, RESEARCH, WS_ADMIN, "organization_admin"), (ADA, RESEARCH_TWO, WS_ADMIN, "organization_admin"),
     }
+    # Each path names its member (Cy, disabled, flagged), workspace and role, and says how it is held.
+    listed = "listed member of the workspace"
+    implicit = "implicit Admin of an Organization Admin (organization role Organization Admin)"
+    assert {r["effective_access_id"]: (r["email"], r["is_disabled"], r["workspace_display_name"], r["role_name"],
+                                       r["source_detail"])
+            for r in query(db, "SELECT * FROM main.effective_access")} == {
+        f"{ADA}:{RESEARCH}:{WS_ADMIN}:direct": ("ada@example.com", False, "Research", "Admin", listed),
+        f"{BOB}:{RESEARCH}:{WS_EDITOR}:direct": ("bob@example.com", False, "Research", "Editor", listed),
+        f"{CY}:{RESEARCH}:{WS_VIEWER}:direct": ("cy@example.com", True, "Research", "Viewer", listed),
+        f"{BOB}:{RESEARCH_TWO}:{WS_AUDITOR}:direct": ("bob@example.com", False, "Research", "Deployment Auditor",
+                                                      listed),
+        f"{ADA}:{RESEARCH}:{WS_ADMIN}:organization_admin": ("ada@example.com", False, "Research", "Admin", implicit),
+        f"{ADA}:{RESEARCH_TWO}:{WS_ADMIN}:organization_admin": ("ada@example.com", False, "Research", "Admin",
+                                                                implicit),
+    }
     assert [(r["user_id"], r["workspace_id"]) for r in query(db, "SELECT * FROM main.report_implicit_admins")] == [
         (ADA, RESEARCH_TWO)]
     permissions = {(r["user_id"], r["workspace_id"], r["permission"]): sorted(r["sources"])
