@@ -26,6 +26,8 @@ UNIT_TESTS = {
     "grant_history_ends_provisioned_removals_when_they_were_verified",
     "grant_history_names_the_request_that_opened_each_interval",
     "grant_history_keeps_roles_provisioning_gave_and_took_within_one_run",
+    "user_history_keeps_each_interval_open_until_a_sync_saw_the_member_change_or_leave",
+    "workspace_history_keeps_each_interval_open_until_a_sync_saw_the_workspace_renamed_or_gone",
     "effective_permissions_gives_each_permission_once_with_every_path_to_it",
     "user_scim_groups_reads_what_each_group_name_grants",
     "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
