@@ -23,6 +23,7 @@ UNIT_TESTS = {
     "grants_lay_changes_verified_after_the_sync_over_its_listing",
     "grants_of_a_sync_after_the_observations_are_its_listing_alone",
     "grants_keep_observations_made_after_the_memberships_were_read",
+    "grants_of_a_sync_that_listed_no_membership_keep_later_observations",
     "grant_history_ends_provisioned_removals_when_they_were_verified",
     "grant_history_names_the_request_that_opened_each_interval",
     "grant_history_keeps_roles_provisioning_gave_and_took_within_one_run",
