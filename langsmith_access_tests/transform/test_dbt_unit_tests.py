@@ -20,6 +20,7 @@ from langsmith_access.transform.project import write_profile
 
 # Every unit test of the project: a new one is added here, so none is silently skipped.
 UNIT_TESTS = {
+    "users_take_the_provisioning_method_that_ranks_first",
     "grants_lay_changes_verified_after_the_sync_over_its_listing",
     "grants_of_a_sync_after_the_observations_are_its_listing_alone",
     "grants_keep_observations_made_after_the_memberships_were_read",
