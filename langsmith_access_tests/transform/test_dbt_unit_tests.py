@@ -32,6 +32,7 @@ UNIT_TESTS = {
     "workspace_history_keeps_each_interval_open_until_a_sync_saw_the_workspace_renamed_or_gone",
     "effective_permissions_gives_each_permission_once_with_every_path_to_it",
     "user_scim_groups_reads_what_each_group_name_grants",
+    "user_scim_groups_reads_names_whose_roles_and_workspaces_hold_the_separator",
     "user_activity_dates_each_members_last_login_and_last_audited_action",
     "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
     "report_grant_changes_after_the_first_sync_lists_only_provisioning",
