@@ -95,6 +95,8 @@ class QueueResult:
     status: str  # 'pending', 'awaiting_approval' or 'rejected' (a duplicate: the first one's status)
     message: str
     duplicate_of: str | None = None
+    # A request queued here: what it resolved to (a review's import asks no second time).
+    resolved: ResolvedChange | None = None
 
     @property
     def accepted(self) -> bool:
@@ -453,8 +455,10 @@ def submit_on(
             request_id, AWAITING_APPROVAL,
             f"awaiting approval: {target}{terms_text}. Approvers ({governed.approvers}) decide with "
             f"`langsmith-access approve {request_id} --by EMAIL` (or deny){waits}.{disabled_note}",
+            resolved=resolved,
         )
-    return QueueResult(request_id, "pending", f"queued: {target}{terms_text}{'.' + disabled_note if disabled else ''}")
+    return QueueResult(request_id, "pending", f"queued: {target}{terms_text}{'.' + disabled_note if disabled else ''}",
+                       resolved=resolved)
 
 
 def launcher_refusal(requested_by: str | None, launched_by: str | None) -> str | None:

@@ -18,6 +18,7 @@ import pytest
 
 from langsmith_access import cli
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
+from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.review import export as review_export
 from langsmith_access.provisioning.review import queue_revokes, read_csv_sheet
 from langsmith_access.store.database import AccessDatabase
@@ -1003,3 +1004,31 @@ def test_the_grants_of_a_sheet_are_read_once_not_once_per_marked_row(env, tmp_pa
     few = history_reads(2, dry_run=True)
     assert history_reads(8, dry_run=True) == few
     assert history_reads(8, dry_run=False) == few
+
+
+def test_a_queued_row_runs_no_more_statements_than_queueing_its_revoke_alone(env, tmp_path, capsys):
+    # What a queued row is noted with (SCIM, Organization Admin) comes from the sheet's facts and
+    # what the queue resolved: no statement of its own per row beside the queue's.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    exported = read_sheet(sheet)
+    active = active_rows(exported)
+    counting = _CountingDatabase(database.path)
+
+    def import_statements(marked: list[dict]) -> int:
+        rows = [dict(row, decision="revoke") if row in marked else row for row in exported]
+        write_sheet(sheet, rows)
+        counting.statements.clear()
+        result = queue_revokes(counting, read_csv_sheet(sheet), reviewer="ada@example.com")
+        assert len(result.with_status("queued")) == len(marked)
+        return len(counting.statements)
+
+    per_row = (import_statements(active[2:8]) - import_statements(active[:2])) / 4
+    alone = active[8]
+    with counting.writer_lease("test"), counting.connect() as conn:
+        counting.statements.clear()
+        queued = queue.submit_on(conn, queue.ChangeRequest(
+            "revoke", alone["user_id"], alone["workspace_id"], alone["role_id"], "review", "ada@example.com"))
+        assert queued.status == "pending"
+    assert per_row == len(counting.statements)

@@ -150,6 +150,10 @@ class _GrantFacts:
     organization_roles: set[str]  # grant_ids grant_history has as organization roles
     current_since: dict[str, datetime]  # grant_id -> when its current interval started
     applied_revokes: dict[str, tuple[str, datetime]]  # grant_id -> (request_id, applied at)
+    # The org's Organization Admins, and the workspace grants (user, workspace, role) SCIM manages:
+    # what each queued revoke is noted with.
+    organization_admins: set[str]
+    scim_managed: set[tuple[str, str, str]]
 
     @classmethod
     def of(cls, conn, rows: list[MarkedRow]) -> _GrantFacts:
@@ -171,6 +175,12 @@ class _GrantFacts:
             {grant_id: (request_id, applied_at) for grant_id, request_id, applied_at in conn.execute(
                 _APPLIED_REVOKES_SQL.format(which="grant_id IN (SELECT unnest($ids))"), {"ids": ids}).fetchall()}
             if table_exists(conn, "main", "provisioning_requests") else {},
+            {user_id for (user_id,) in conn.execute(
+                "SELECT users.user_id FROM main.users JOIN main.roles ON roles.role_id = users.org_role_id "
+                "WHERE roles.name = ?", [ORGANIZATION_ADMIN]).fetchall()},
+            set(conn.execute(
+                "SELECT DISTINCT user_id, workspace_id, role_id FROM main.grants "
+                "WHERE entitlement_type = 'workspace_role' AND is_scim_managed").fetchall()),
         )
 
     def as_recorded(self, row: MarkedRow) -> MarkedRow:
@@ -179,6 +189,14 @@ class _GrantFacts:
         if not row.grant_id or row.grant_id.lower() not in self.recorded:
             return row
         return replace(row, grant_id=self.recorded[row.grant_id.lower()])
+
+    def organization_admin(self, resolved: queue.ResolvedChange) -> bool:
+        """Whether the member of a revoke is an Organization Admin (in the latest sync)."""
+        return resolved.user_id in self.organization_admins
+
+    def scim_manages(self, resolved: queue.ResolvedChange) -> bool:
+        """Whether SCIM manages the workspace grant a revoke takes away (grants.is_scim_managed)."""
+        return (resolved.user_id, resolved.workspace_id, resolved.role_id) in self.scim_managed
 
 
 # A grant by id, with its holder's, workspace's and role's names.
@@ -482,10 +500,10 @@ def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantFa
     if result.duplicate_of:
         return RowOutcome(row, "duplicate", result.message, request_id=result.request_id,
                           duplicate_of=result.duplicate_of)
-    resolved = queue.resolve_change(conn, change)
+    resolved = result.resolved or queue.resolve_change(conn, change)
     return RowOutcome(row, "queued", result.message, request_id=result.request_id,
-                      scim_managed=_scim_managed(conn, resolved),
-                      admin_access_remains=_organization_admin(conn, resolved))
+                      scim_managed=facts.scim_manages(resolved),
+                      admin_access_remains=facts.organization_admin(resolved))
 
 
 def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tuple, str],
@@ -514,26 +532,6 @@ def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tupl
         row, "would_queue",
         f"would queue: revoke {resolved.role_name} in {resolved.workspace_name} for "
         f"{resolved.user_email or resolved.user_id}",
-        scim_managed=_scim_managed(conn, resolved),
-        admin_access_remains=_organization_admin(conn, resolved),
+        scim_managed=facts.scim_manages(resolved),
+        admin_access_remains=facts.organization_admin(resolved),
     )
-
-
-def _organization_admin(conn, resolved: queue.ResolvedChange) -> bool:
-    """Whether the member of a revoke is an Organization Admin (in the latest sync)."""
-    return bool(scalar(
-        conn,
-        "SELECT count(*) FROM main.users JOIN main.roles ON roles.role_id = users.org_role_id "
-        "WHERE users.user_id = ? AND roles.name = ?",
-        [resolved.user_id, ORGANIZATION_ADMIN],
-    ))
-
-
-def _scim_managed(conn, resolved: queue.ResolvedChange) -> bool:
-    """Whether SCIM manages the workspace grant a revoke takes away (grants.is_scim_managed)."""
-    return bool(scalar(
-        conn,
-        "SELECT coalesce(bool_or(is_scim_managed), false) FROM main.grants WHERE entitlement_type = "
-        "'workspace_role' AND user_id = ? AND workspace_id = ? AND role_id = ?",
-        [resolved.user_id, resolved.workspace_id, resolved.role_id],
-    ))
