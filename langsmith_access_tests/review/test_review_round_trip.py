@@ -1032,3 +1032,24 @@ def test_a_queued_row_runs_no_more_statements_than_queueing_its_revoke_alone(env
             "revoke", alone["user_id"], alone["workspace_id"], alone["role_id"], "review", "ada@example.com"))
         assert queued.status == "pending"
     assert per_row == len(counting.statements)
+
+
+def test_a_grant_revoked_twice_since_it_was_given_is_done_by_the_latest_revoke(env, tmp_path, capsys):
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    active_rows(rows)[0]["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    assert run_cli(capsys, "review", "queue-revokes", "--file", sheet)[0] == 0
+    assert provision().success
+    [applied] = list_requests("applied")
+    # A second applied revoke of the grant, later (as a run whose answer was lost, applied again).
+    with duckdb.connect(str(database.path)) as conn:
+        conn.execute("INSERT INTO main.provisioning_requests SELECT * REPLACE ('later-revoke' AS request_id, "
+                     "updated_at + INTERVAL 1 MINUTE AS updated_at) FROM main.provisioning_requests "
+                     "WHERE request_id = ?", [applied["request_id"]])
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert code == 0, stdout
+    [outcome] = json.loads(stdout)["outcomes"]
+    assert outcome["status"] == "duplicate" and outcome["duplicate_of"] == "later-revoke", outcome
