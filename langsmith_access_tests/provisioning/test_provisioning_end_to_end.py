@@ -327,6 +327,28 @@ def test_provision_with_an_empty_list_of_request_ids_or_one_id_unlisted_applies_
     assert [(r["request_id"], r["status"]) for r in list_requests()] == [(waiting.request_id, "pending")]
 
 
+def test_request_ids_are_taken_as_typed_in_the_launchpad_and_a_blank_one_is_named(env):
+    """An id pasted in capitals, with spaces around it or twice is the same request (as the
+    decision job takes it); a blank entry is refused naming its place, and nothing is claimed."""
+    sandbox, org, database = env
+    workspace, outsider, member, _, _ = pick(org)
+    grant = request_grant(outsider.email, workspace.id, "Editor")
+    revoke = request_revoke(member.ls_user_id, workspace.id, member.role_id)
+
+    def launch(**config):
+        return runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": config}}})
+
+    blank = launch(request_ids=[grant.request_id, "  "])
+    assert not blank.success and "request_ids[1] is empty" in blank.failure
+    assert writes(sandbox) == []
+    assert {r["status"] for r in list_requests()} == {"pending"}
+    typed = launch(request_ids=[f" {grant.request_id.upper()} ", grant.request_id, f"{{{revoke.request_id}}}"])
+    assert typed.success, typed.failure
+    assert [(o["request_id"], o["status"]) for o in typed.outputs["apply_requests"]["outcomes"]] == [
+        (grant.request_id, "applied"), (revoke.request_id, "applied")]
+    assert [w.method for w in writes(sandbox)] == ["POST", "DELETE"]
+
+
 def test_a_named_request_a_dead_run_left_in_progress_is_applied(env):
     """The Launchpad's request_ids take a request a run that died left in progress, as a run that
     names none does: it is not refused as settled."""

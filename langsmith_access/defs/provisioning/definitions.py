@@ -41,6 +41,7 @@ from langsmith_access.store.database import (
     DatabaseNotReadyError,
     DatabaseUnusableError,
 )
+from langsmith_access.store.queries import as_uuid
 from langsmith_access.transform.history import rebuild_history, unbuilt_observations
 
 JOB_NAME = names.PROVISION_JOB
@@ -186,15 +187,16 @@ def select_requests(
                 return {"request_ids": [], "dry_run": False}
             return {"request_ids": [result.request_id], "dry_run": False}
         if config.request_ids:
-            unknown = queue.unknown_request_ids(conn, config.request_ids)
+            request_ids = _typed_request_ids(context, config.request_ids)
+            unknown = queue.unknown_request_ids(conn, request_ids)
             if unknown:
                 raise refused_input(context, org.in_its_own_terms(
                     f"Unknown request ids in the queue of org {org.slug!r} (this run's partition): "
                     f"{', '.join(unknown)}. List them with `langsmith-access requests`; a request of "
                     "another org runs in that org's partition."))
-            governed = _govern_pending_grants(context, org, conn, list(config.request_ids), config.dry_run)
+            governed = _govern_pending_grants(context, org, conn, request_ids, config.dry_run)
             # Those the policy now rejects or sends for approval are said by the run's policy_changes.
-            runnable = _runnable(context, org, conn, [r for r in config.request_ids if r not in governed.settled])
+            runnable = _runnable(context, org, conn, [r for r in request_ids if r not in governed.settled])
             return {"request_ids": runnable, "dry_run": config.dry_run, **governed.said()}
         if not config.dry_run:
             # Before taking every pending request: end approvals left too long, warn of access
@@ -224,6 +226,19 @@ def select_requests(
             return {"request_ids": _pending_except(conn, governed.settled), "dry_run": True, "ahead": ahead,
                     **governed.said()}
     return {"request_ids": None, "dry_run": config.dry_run}
+
+
+def _typed_request_ids(context: dg.OpExecutionContext, typed: list[str]) -> list[str]:
+    """The Launchpad's request ids as the queue writes them (``as_uuid``, the rule the decision
+    job and every typed id follow: capitals, braces, spaces around it), each once; a blank one
+    refuses the run, naming its place, before anything is claimed."""
+    blank = [f"request_ids[{i}]" for i, request_id in enumerate(typed) if not request_id.strip()]
+    if blank:
+        raise refused_input(
+            context, f"{', '.join(blank)} {'is' if len(blank) == 1 else 'are'} empty: give a request id "
+            "(`langsmith-access requests` lists them), or leave request_ids empty to apply every pending "
+            "request. Nothing was claimed.")
+    return list(dict.fromkeys(as_uuid(request_id.strip()) or request_id.strip() for request_id in typed))
 
 
 @dataclass(frozen=True)
