@@ -74,6 +74,22 @@ def test_decide_access_request_records_a_decision_or_fails_saying_why(governed):
     assert "must be 'approve' or 'deny'" in decide(second.request_id, "maybe", people.admin.email).failure
 
 
+def test_a_launchpad_decision_refused_names_the_launchpads_fields_not_the_commands_flags(governed):
+    """The Launchpad has fields ``by`` and ``comment``; a refusal naming ``--by`` sends the operator
+    looking for a flag the form does not have."""
+    _, _, database, people, _ = governed
+    waiting = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", requested_by="ops@example.com")
+    for by, comment, says in (
+        ("  ", None, "by (the approver's email) is empty"),
+        ("ops", None, "by must be the approver's email as LangSmith knows it, got 'ops'"),
+        (people.admin.email, "x" * 5000, "comment is 5000 characters long"),
+    ):
+        refused = decide(waiting.request_id, "approve", by, comment)
+        assert not refused.success and says in refused.failure, refused.failure
+        assert "--" not in refused.failure
+    assert request_row(database, waiting.request_id)["status"] == "awaiting_approval"
+
+
 def test_a_launchpad_decision_is_the_launchers_and_its_events_name_the_run(governed, instance):
     """Anyone who can launch the job types ``by``: a run whose launcher Dagster tagged (Dagster+
     tags ``dagster/user``) decides only as that launcher, so a requester cannot approve their own

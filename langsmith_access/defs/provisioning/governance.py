@@ -9,6 +9,8 @@ org's partition; each sensor tick looks at every org.
 """
 
 
+import re
+
 import dagster as dg
 import duckdb
 from pydantic import Field
@@ -42,6 +44,12 @@ class DecisionConfig(dg.Config):
     comment: str | None = Field(default=None, description="Kept with the decision and its audit.")
 
 
+def in_decision_terms(text: str) -> str:
+    """A refusal written for ``langsmith-access approve|deny`` (``--by is empty``) naming the
+    Launchpad's own fields instead (``by``, ``comment``), as the operator typed them."""
+    return re.sub(r"--(by|comment)\b", r"\1", text)
+
+
 @dg.op(name=names.DECIDE_OP, pool=DUCKDB_WRITER_POOL,
        description="Approve or deny a request awaiting approval; a refusal fails the run and is recorded.")
 def decide_request(
@@ -64,10 +72,11 @@ def decide_request(
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    metadata = {"request_id": result.request_id, "status": str(result.status), "message": result.message}
+    message = in_decision_terms(result.message)
+    metadata = {"request_id": result.request_id, "status": str(result.status), "message": message}
     if not result.recorded:  # the refusal is recorded (decision_refused); the run says why
         # The commands it suggests carry this org's --org (several orgs: none works without it).
-        raise dg.Failure(f"Refused: {org.in_its_own_terms(result.message)}", metadata=metadata)
+        raise dg.Failure(f"Refused: {org.in_its_own_terms(message)}", metadata=metadata)
     context.log.info(result.message)
     context.add_output_metadata(metadata)
     return {"request_id": result.request_id, "decision": result.decision, "status": result.status}
