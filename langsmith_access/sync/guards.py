@@ -45,7 +45,14 @@ def check_completeness(
         "workspaces_read": workspaces_read,
     }
     if problems:
-        return GuardResult(False, "Incomplete read: " + "; ".join(problems[:10]), metadata)
+        return GuardResult(
+            False,
+            "Incomplete read: " + "; ".join(problems[:10]) + ". Nothing of this read is published: the "
+            "previous tables are kept. A listing that changed while it was read settles: run the sync "
+            "again; if it fails the same way, `langsmith-access doctor` says whether the key reads every "
+            "member and workspace.",
+            metadata,
+        )
     return GuardResult(
         True,
         f"All {len(listings)} listings read completely ({metadata['pages']} pages)",

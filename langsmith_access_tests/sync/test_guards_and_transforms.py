@@ -294,6 +294,15 @@ def test_an_incomplete_read_names_at_most_ten_problems():
     assert "ws-09" in result.description and "ws-10" not in result.description
 
 
+def test_an_incomplete_read_says_what_to_do_about_it():
+    """The failed check, as the Dagster UI shows it: what is wrong, then what the operator does."""
+    listings = [ListingReport("org_members", 99, 100, 1, 2)]
+    for result in (check_completeness(listings, 1, 1), check_completeness([], 3, 2)):
+        assert not result.passed
+        assert "previous tables are kept" in result.description
+        assert "run the sync again" in result.description and "langsmith-access doctor" in result.description
+
+
 def test_the_shrink_guard_names_the_previous_sync_and_says_when_the_run_accepted_the_drop():
     previous = {"sync_id": "s1", "users": 100, "workspace_grants": 1000}
     blocked = check_shrink(previous, 50, 1000)
