@@ -80,14 +80,24 @@ def test_a_launchpad_decision_refused_names_the_launchpads_fields_not_the_comman
     _, _, database, people, _ = governed
     waiting = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", requested_by="ops@example.com")
     for by, comment, says in (
-        ("  ", None, "by (the approver's email) is empty"),
+        ("  ", None, "by is empty: fill it in"),
         ("ops", None, "by must be the approver's email as LangSmith knows it, got 'ops'"),
         (people.admin.email, "x" * 5000, "comment is 5000 characters long"),
     ):
         refused = decide(waiting.request_id, "approve", by, comment)
         assert not refused.success and says in refused.failure, refused.failure
-        assert "--" not in refused.failure
+        assert "--by" not in refused.failure and "--comment" not in refused.failure
     assert request_row(database, waiting.request_id)["status"] == "awaiting_approval"
+
+
+def test_a_decision_launched_with_the_launchpads_scaffold_names_every_field_to_fill_in(governed):
+    """The Launchpad scaffolds the required fields as empty text: one run names them all (not one
+    per run), and records nothing, as for a field left out of the config."""
+    _, _, database, people, _ = governed
+    blank = decide("", " ", "")
+    assert not blank.success
+    assert "request_id, decision, by are empty" in blank.failure, blank.failure
+    assert query(database.path, "SELECT count(*) FROM main.provisioning_events") == [(0,)]
 
 
 def test_a_launchpad_decision_is_the_launchers_and_its_events_name_the_run(governed, instance):

@@ -56,6 +56,13 @@ def decide_request(
     context: dg.OpExecutionContext, config: DecisionConfig, provisioning_database: ProvisioningDatabase
 ) -> dict:
     refuse_environment_references(context, names.DECIDE_OP)
+    # The Launchpad scaffolds the required fields as empty text: name every one left so at once.
+    blank = [name for name in ("request_id", "decision", "by") if not getattr(config, name).strip()]
+    if blank:
+        raise dg.Failure(f"{', '.join(blank)} {'is' if len(blank) == 1 else 'are'} empty: fill "
+                         f"{'it' if len(blank) == 1 else 'them'} in (request_id: `langsmith-access requests "
+                         "--status awaiting_approval` lists them; decision: approve or deny; by: the approver's "
+                         "email). Nothing was recorded.")
     decision = DECISIONS.get(config.decision.strip().lower())
     if decision is None:
         raise dg.Failure(f"decision must be 'approve' or 'deny', got {config.decision!r}.")
