@@ -257,6 +257,19 @@ def test_adhoc_change_from_run_config_is_queued_and_audited(env):
                  [rejected_id]) == [("rejected", bad.run_id)]
 
 
+def test_a_change_with_its_fields_left_empty_names_each_and_queues_nothing(env):
+    """``change`` typed in the Launchpad with user, workspace and role left empty: one run names
+    every one to fill in, and no rejected request is queued for what is a form left blank."""
+    sandbox, org, database = env
+    blank = {"action": "grant", "user": "", "workspace": " ", "role": ""}
+    for dry_run in (False, True):
+        refused = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {
+            "change": blank, "dry_run": dry_run}}}})
+        assert not refused.success
+        assert "change.user, change.workspace, change.role are empty" in refused.failure, refused.failure
+    assert list_requests() == []
+
+
 def test_run_config_reading_the_environment_is_refused_before_anything_is_recorded(env, monkeypatch):
     """{env: VAR} would copy a variable of the run worker (the webhook URL, a database password)
     into the queue, its audit and a refusal: both Launchpad jobs refuse it, naming the fields."""

@@ -157,6 +157,15 @@ def select_requests(
     refuse_environment_references(context, names.SELECT_REQUESTS_OP)
     if config.change is not None and config.request_ids:
         raise refused_input(context, "Give either request_ids or one change in the run config, not both.")
+    if config.change is not None:
+        # Left empty in the form: named at once, and no rejected request queued for it.
+        blank = [f"change.{name}" for name in ("user", "workspace", "role")
+                 if not getattr(config.change, name).strip()]
+        if blank:
+            raise refused_input(
+                context, f"{', '.join(blank)} {'is' if len(blank) == 1 else 'are'} empty: fill "
+                f"{'it' if len(blank) == 1 else 'them'} in (user: an email or user id; workspace: a name or id; "
+                "role: a workspace role's name or id). Nothing was queued.")
     org = provisioning_database.org
     with provisioning_database.connect() as conn:
         if config.change is not None:
