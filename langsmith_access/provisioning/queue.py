@@ -381,23 +381,14 @@ def submit_on(
     change = _masked(change)
     request_id = new_id()
     at = now or now_utc()
-    governed: _Governed | None = None
     try:
-        reason = check_text(change.reason, "reason", required=False, limit=MAX_TEXT_CHARS)
-        requested_by = check_text(change.requested_by, "requested_by", required=False)
-        impersonated = launcher_refusal(requested_by, mask_keys(launched_by) if launched_by else None)
-        if impersonated is not None:
-            raise RequestRejected(impersonated)
-        resolved = resolve_change(conn, change)
-        if resolved.action == "grant":
-            governed = _govern(conn, change, resolved, policy_path, at)
-        elif change.duration is not None or change.until is not None:
-            raise RequestRejected("--duration and --until are for grants: a revoke takes effect when applied.")
+        checked = _check(conn, change, policy_path, at, launched_by)
     except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
         refusal = mask_keys(str(rejection))  # may quote the policy file, which may hold a pasted key
         _insert_request(conn, request_id, change, None, "rejected", refusal, at, run_id)
         record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at, run_id=run_id)
         return QueueResult(request_id, "rejected", refusal)
+    reason, requested_by, resolved, governed = checked
     duplicate = pending_duplicate(conn, resolved)
     if duplicate:
         [first] = fetch_requests(conn, "request_id = ?", [duplicate])
@@ -459,6 +450,49 @@ def submit_on(
         )
     return QueueResult(request_id, "pending", f"queued: {target}{terms_text}{'.' + disabled_note if disabled else ''}",
                        resolved=resolved)
+
+
+def _check(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, policy_path: Path | None, at: datetime,
+           launched_by: str | None) -> tuple[str | None, str | None, ResolvedChange, _Governed | None]:
+    """What ``submit_on`` checks before it queues a (masked) change: its reason and requester as
+    kept, its resolution and the policy's say on a grant. Raises ``RequestRejected``,
+    ``PolicyError`` or ``AccessTermsRefused``."""
+    reason = check_text(change.reason, "reason", required=False, limit=MAX_TEXT_CHARS)
+    requested_by = check_text(change.requested_by, "requested_by", required=False)
+    impersonated = launcher_refusal(requested_by, mask_keys(launched_by) if launched_by else None)
+    if impersonated is not None:
+        raise RequestRejected(impersonated)
+    resolved = resolve_change(conn, change)
+    if resolved.action == "grant":
+        return reason, requested_by, resolved, _govern(conn, change, resolved, policy_path, at)
+    if change.duration is not None or change.until is not None:
+        raise RequestRejected("--duration and --until are for grants: a revoke takes effect when applied.")
+    return reason, requested_by, resolved, None
+
+
+@dataclass(frozen=True)
+class ChangeCheck:
+    """What queueing a change would do, as ``check_change`` found it without queueing it."""
+
+    resolved: ResolvedChange
+    needs_approval: bool
+    approvers: str | None  # who may approve, in words (None: no approval needed)
+    terms: str | None  # how long the access lasts, in words (None: a revoke)
+
+
+def check_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, *, policy_path: Path | None = None,
+                 now: datetime | None = None, launched_by: str | None = None) -> ChangeCheck:
+    """``submit_on``'s checks of ``change``, with nothing queued or recorded (a dry run): what it
+    would resolve to and whether it would await approval, or ``RequestRejected`` saying why it
+    would be rejected (in the words ``submit_on`` records, keys masked)."""
+    try:
+        _, _, resolved, governed = _check(conn, _masked(change), policy_path, now or now_utc(), launched_by)
+    except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
+        raise RequestRejected(mask_keys(str(rejection))) from None
+    if governed is None:
+        return ChangeCheck(resolved, False, None, None)
+    return ChangeCheck(resolved, governed.needs_approval, governed.approvers if governed.needs_approval else None,
+                       governed.terms.describe())
 
 
 def launcher_refusal(requested_by: str | None, launched_by: str | None) -> str | None:

@@ -100,6 +100,31 @@ def test_a_decision_launched_with_the_launchpads_scaffold_names_every_field_to_f
     assert query(database.path, "SELECT count(*) FROM main.provisioning_events") == [(0,)]
 
 
+def test_a_dry_run_of_a_launchpad_change_says_what_the_policy_would_make_of_it(governed):
+    """A dry run of ``change`` says what the real run would do: a grant the policy sends for
+    approval is not planned as applied, and one the policy refuses fails as the real run would,
+    naming the Launchpad's field; nothing is queued or written either way."""
+    sandbox, org, database, people, _ = governed
+
+    def dry(**fields):
+        change = {"action": "grant", "user": people.outsiders[0].email, "workspace": WORKSPACE, **fields}
+        return runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {
+            "change": change, "dry_run": True}}}})
+
+    awaiting = dry(role="Admin")
+    assert awaiting.success, awaiting.failure
+    result = awaiting.outputs["apply_requests"]
+    assert result["outcomes"] == []
+    [said] = result["policy_changes"]
+    assert said["status"] == "awaiting_approval" and "approv" in said["detail"], said
+    too_long = dry(role="Editor", duration="400d")
+    assert not too_long.success and "The change would be rejected: change.duration" in too_long.failure, \
+        too_long.failure
+    assert dry(role="Editor").outputs["apply_requests"]["outcomes"][0]["status"] == "planned"
+    assert query(database.path, "SELECT count(*) FROM main.provisioning_requests") == [(0,)]
+    assert [r for r in sandbox.request_log.snapshot() if r.method in ("POST", "PATCH", "DELETE")] == []
+
+
 def test_a_launchpad_decision_is_the_launchers_and_its_events_name_the_run(governed, instance):
     """Anyone who can launch the job types ``by``: a run whose launcher Dagster tagged (Dagster+
     tags ``dagster/user``) decides only as that launcher, so a requester cannot approve their own

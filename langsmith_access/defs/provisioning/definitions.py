@@ -175,15 +175,22 @@ def select_requests(
                 # where Dagster tags runs with one), so a Launchpad request is never anonymous.
                 change = replace(change, requested_by=run_launcher(context) or f"dagster run {context.run.run_id}")
             if config.dry_run:
-                impersonated = queue.launcher_refusal(change.requested_by, run_launcher(context))
-                if impersonated is not None:
-                    raise refused_input(context, in_launchpad_terms(f"The change would be rejected: {impersonated}"))
+                # Every check the real run's queueing makes (the policy's included), nothing queued.
                 try:
-                    resolved = queue.resolve_change(conn, change)
+                    checked = queue.check_change(conn, change, policy_path=org.policy_path,
+                                                 launched_by=run_launcher(context))
                 except queue.RequestRejected as rejection:
                     raise refused_input(
                         context, in_launchpad_terms(f"The change would be rejected: {rejection}")) from None
-                return {"request_ids": [], "adhoc": resolved.__dict__, "dry_run": True}
+                if checked.needs_approval:  # the real run queues it and applies nothing until approved
+                    said = approvals.PolicyChange(
+                        "(ad-hoc)", queue.AWAITING_APPROVAL,
+                        f"would await approval by {checked.approvers} ({checked.terms}): nothing is applied "
+                        "until it is approved")
+                    context.log.warning(f"(ad-hoc): {said.detail}")
+                    return {"request_ids": [], "dry_run": True, "policy_changes": [asdict(said)],
+                            "policy_error": None}
+                return {"request_ids": [], "adhoc": checked.resolved.__dict__, "dry_run": True}
             result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=_notifier(org),
                                      run_id=context.run.run_id, launched_by=run_launcher(context))
             if not result.accepted:
