@@ -6,6 +6,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
@@ -13,6 +14,7 @@ from dagster._utils.schedules import cron_string_iterator
 
 from langsmith_access.definitions import defs
 from langsmith_access.defs.inventory.definitions import longest_cron_interval
+from langsmith_access.defs.provisioning.definitions import run_launcher
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, org_resources
 from langsmith_access.settings import SettingsError
 
@@ -315,3 +317,14 @@ def test_the_readme_dagster_section_names_every_snapshot_and_raw_asset():
               if key.startswith("snapshots/") or group in ("extract", "inventory", "records")}
     assert listed - named == set()
     assert {key for key in named if key.startswith("snapshots/")} <= set(catalog)
+
+
+@pytest.mark.parametrize("tags, launcher", [
+    ({"user": "ada@example.com"}, "ada@example.com"),
+    ({"dagster/user": "bob@example.com"}, "bob@example.com"),
+    ({"user": "ada@example.com", "dagster/user": "bob@example.com"}, "ada@example.com"),
+    ({}, None),
+])
+def test_the_launcher_of_a_run_is_read_from_either_tag_deployments_give_it(tags, launcher):
+    # Who asks and who decides in a Launchpad run: a deployment tagging "user" is held to it too.
+    assert run_launcher(SimpleNamespace(run=SimpleNamespace(tags=tags))) == launcher

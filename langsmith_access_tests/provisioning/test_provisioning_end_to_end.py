@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -270,6 +271,18 @@ def test_a_change_with_its_fields_left_empty_names_each_and_queues_nothing(env):
     assert list_requests() == []
 
 
+def test_a_launchpad_change_with_requested_by_left_blank_names_its_run(env):
+    """requested_by typed as spaces is left out, not an anonymous request: the run is named."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    outcome = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {"change": {
+        "action": "grant", "user": outsider.email, "workspace": workspace.id, "role": "Editor",
+        "requested_by": "   "}}}}})
+    assert outcome.success, outcome.failure
+    [request] = list_requests()
+    assert request["requested_by"] == f"dagster run {outcome.run_id}"
+
+
 def test_run_config_reading_the_environment_is_refused_before_anything_is_recorded(env, monkeypatch):
     """{env: VAR} would copy a variable of the run worker (the webhook URL, a database password)
     into the queue, its audit and a refusal: both Launchpad jobs refuse it, naming the fields."""
@@ -295,6 +308,16 @@ def test_run_config_reading_the_environment_is_refused_before_anything_is_record
         [(rows,)] = query(database.path, f"SELECT count(*) FROM main.{table} AS row WHERE CAST(row AS VARCHAR) "
                           "LIKE '%T0-not-for-the-queue%'")
         assert rows == 0, table
+
+
+def test_a_request_id_read_from_the_environment_is_refused_and_never_echoed(env, monkeypatch):
+    """request_ids is a list: an {env: VAR} entry would otherwise be echoed back as an unknown id."""
+    secret = "https://hooks.example.com/T0-not-for-the-queue"
+    monkeypatch.setenv("DEPLOYMENT_SECRET_FOR_TEST", secret)
+    refused = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {
+        "request_ids": [str(uuid.uuid4()), {"env": "DEPLOYMENT_SECRET_FOR_TEST"}]}}}})
+    assert not refused.success and "reads request_ids[1] from the environment" in refused.failure, refused.failure
+    assert secret not in refused.failure
 
 
 def test_named_requests_that_are_not_pending_are_named_with_their_status(env):
