@@ -158,6 +158,13 @@ class RunWithoutOrg(SettingsError):
     fix = "launch the run again with one org's slug as its partition"
 
 
+class RunOfUnlistedOrg(SettingsError):
+    """A run for an org the orgs file no longer lists (removed or renamed since it was launched)."""
+
+    fix = ("launch the run again for one of the orgs it lists, or add it back to the orgs file "
+           "(LANGSMITH_ACCESS_ORGS_FILE) and reload the code location")
+
+
 def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
     """The org a run serves: the one its partition key names. ``orgs``: the orgs the caller
     handed in; None reads them from the environment (the orgs file, else one org ``default``).
@@ -170,6 +177,13 @@ def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
             f"Run {run.run_id} of {run.job_name} names no org, and {len(orgs)} are configured "
             f"({', '.join(orgs.slugs)}): launch one run per org, each with its org's slug as the "
             "partition (the Launchpad's partition picker, or a backfill of one run per partition)."
+        )
+    if run is not None and slug is not None and slug not in orgs.slugs:
+        where = f"the orgs file {orgs.source}" if orgs.source else "the single-org variables"
+        raise RunOfUnlistedOrg(
+            f"Run {run.run_id} of {run.job_name} is for org {slug!r}, which is not one of the orgs "
+            f"configured in {where} ({', '.join(orgs.slugs)}): "
+            "it was removed or renamed since the run was launched. Nothing was read or written."
         )
     return orgs.get(slug)
 

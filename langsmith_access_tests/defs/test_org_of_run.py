@@ -5,7 +5,7 @@ Dagster's implicit asset job, which carries Dagster's partition tag and none of 
 import dagster as dg
 import pytest
 
-from langsmith_access.defs.orgs import RunWithoutOrg, org_of_run, org_tags, skip_reasons
+from langsmith_access.defs.orgs import RunOfUnlistedOrg, RunWithoutOrg, org_of_run, org_tags, skip_reasons
 from langsmith_access.settings import Org, Orgs, Settings
 
 ORGS = Orgs(tuple(Org(slug, Settings.from_env({})) for slug in ("us", "eu")))
@@ -28,6 +28,15 @@ def test_a_run_without_a_partition_is_refused_where_several_orgs_are_configured(
     [us] = [org for org in ORGS if org.slug == "us"]
     assert org_of_run(run("__ASSET_JOB", {}), Orgs((us,))) is us
     assert org_of_run(None, Orgs((us,))) is us
+
+
+def test_a_run_of_an_org_the_orgs_file_no_longer_lists_says_so_and_what_to_do():
+    # Launched (or re-executed from its run page) for an org removed from the orgs file since:
+    # the fix is the org's, not "correct the variable the message names" (none is named).
+    with pytest.raises(RunOfUnlistedOrg, match=r"is for org 'apac', which is not one of the orgs configured in .* \(us, eu\)") as refused:
+        org_of_run(run("provision_workspace_roles", {"dagster/partition": "apac", **org_tags("apac")}), ORGS)
+    assert "variable" not in refused.value.fix
+    assert "add it back to the orgs file" in refused.value.fix and "one of the orgs it lists" in refused.value.fix
 
 
 def test_a_skip_reason_names_each_org_only_where_several_are_waiting():
