@@ -301,6 +301,9 @@ def test_the_op_job_runs_the_checks_and_fails_when_one_fails(sandbox_env, monkey
     [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "endpoint" in failure.event_specific_data.error.message
     assert environ["LANGSMITH_API_KEY"] not in str([e.message for e in failed.all_events])
+    # The run page's failure says what failed and what to do, not only the check's name.
+    described = failure.event_specific_data.user_failure_data.description
+    assert "127.0.0.1:9" in described and "Fix: " in described, described
 
 
 # ------------------------------------------------------------------ answers a proxy puts in place

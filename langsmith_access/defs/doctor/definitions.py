@@ -46,9 +46,13 @@ def check_connection(context: dg.OpExecutionContext, organization: RunOrganizati
         **({"warnings": dg.MetadataValue.md("\n".join(f"- {_cell(w)}" for w in warnings))} if warnings else {}),
     }
     if not diagnosis.ok:
-        failed = [c.name for c in diagnosis.checks if c.status == "fail"]
+        failed = [c for c in diagnosis.checks if c.status == "fail"]
+        # The run page shows this first: what failed and what to do, each check's as the CLI says it.
         raise dg.Failure(
-            description=f"connection checks failed: {', '.join(failed)}", metadata=metadata
+            description=f"connection checks failed: {', '.join(c.name for c in failed)}. "
+            + " ".join(f"{c.name}: {c.detail.rstrip('.')}." + (f" Fix: {c.fix.rstrip('.')}." if c.fix else "")
+                       for c in failed),
+            metadata=metadata,
         )
     return dg.Output({**diagnosis.to_dict(), "warnings": warnings}, metadata=metadata)
 
