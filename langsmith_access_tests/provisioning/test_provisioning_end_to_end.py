@@ -320,6 +320,16 @@ def test_a_request_id_read_from_the_environment_is_refused_and_never_echoed(env,
     assert secret not in refused.failure
 
 
+def test_a_key_pasted_into_request_ids_is_not_echoed_in_the_refusal(env):
+    """The failure goes into Dagster's event log, where no key may be (DESIGN.md section 1): a key
+    pasted where an id belongs is named by its prefix only, as the decision job names it."""
+    pasted = "lsv2_sk_" + "0123456789abcdef" * 2 + "_pastedhere"
+    refused = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {
+        "request_ids": [pasted]}}}})
+    assert not refused.success and "Unknown request ids" in refused.failure
+    assert "0123456789abcdef" not in refused.failure and "lsv2_" in refused.failure, refused.failure
+
+
 def test_named_requests_that_are_not_pending_are_named_with_their_status(env):
     """The Launchpad's request_ids: a settled request is said to be so (it was skipped with no
     word), a dry run plans only what the real run would take, and an unknown id names the org."""
