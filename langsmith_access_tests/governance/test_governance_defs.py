@@ -125,6 +125,13 @@ def test_a_dry_run_of_a_launchpad_change_says_what_the_policy_would_make_of_it(g
     assert [r for r in sandbox.request_log.snapshot() if r.method in ("POST", "PATCH", "DELETE")] == []
 
 
+def test_a_key_pasted_into_the_decision_field_is_not_echoed(governed):
+    pasted = "lsv2_sk_" + "0123456789abcdef" * 2 + "_pastedhere"
+    refused = decide("a-request", pasted, "ops@example.com")
+    assert not refused.success and "decision must be 'approve' or 'deny'" in refused.failure
+    assert "0123456789abcdef" not in refused.failure, refused.failure
+
+
 def test_a_launchpad_decision_is_the_launchers_and_its_events_name_the_run(governed, instance):
     """Anyone who can launch the job types ``by``: a run whose launcher Dagster tagged (Dagster+
     tags ``dagster/user``) decides only as that launcher, so a requester cannot approve their own

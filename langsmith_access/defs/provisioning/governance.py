@@ -25,7 +25,7 @@ from langsmith_access.defs.provisioning.definitions import (
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningDatabase
 from langsmith_access.governance.notifications import DELIVERY_BUDGET_SECONDS, Notifier, deliver_due_for_orgs
 from langsmith_access.provisioning import approvals, expiry, queue
-from langsmith_access.settings import Org, Orgs, Settings
+from langsmith_access.settings import Org, Orgs, Settings, mask_keys
 
 # The verbs of `langsmith-access approve|deny`, and provisioning_approvals.decision's own words.
 DECISIONS = {"approve": approvals.APPROVED, "deny": approvals.DENIED,
@@ -65,7 +65,7 @@ def decide_request(
                          "email). Nothing was recorded.")
     decision = DECISIONS.get(config.decision.strip().lower())
     if decision is None:
-        raise dg.Failure(f"decision must be 'approve' or 'deny', got {config.decision!r}.")
+        raise dg.Failure(f"decision must be 'approve' or 'deny', got {mask_keys(config.decision)!r}.")
     org = provisioning_database.org
     with provisioning_database.connect() as conn:
         conn.execute("BEGIN")
