@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from langsmith_access.names import MEMBERS_OP
 from langsmith_access.settings import Settings
 from langsmith_access.sync.extract import ListingReport
 
@@ -118,6 +119,7 @@ def check_shrink(
     return GuardResult(
         False,
         f"Shrink guard: {message}. If this is real, run the sync again with accept_shrink "
-        "(`langsmith-access sync --accept-shrink`); otherwise check the API key's scope.",
+        f"(`langsmith-access sync --accept-shrink`, or in the Launchpad ops.{MEMBERS_OP}.config.accept_shrink: "
+        "true); otherwise check the API key's scope.",
         metadata,
     )

@@ -44,6 +44,8 @@ def test_shrink_guard():
     blocked = check_shrink(previous, 79, 1000)
     assert not blocked.passed
     assert "users fell from 100 to 79 (21%)" in blocked.description and "--accept-shrink" in blocked.description
+    # The operator in the Dagster UI sets it in the Launchpad, where the CLI's flag is no help.
+    assert "in the Launchpad ops.raw_members.config.accept_shrink: true" in blocked.description
     assert not check_shrink(previous, 100, 0).passed  # an emptied org is the outage case
     assert check_shrink(previous, 100, 0, accept_shrink=True).passed
     assert check_shrink(previous, 50, 1000, max_shrink_share=0.6).passed
