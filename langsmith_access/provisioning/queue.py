@@ -395,9 +395,7 @@ def submit_on(
         differences = _other_terms(first, governed)
         if differences:
             # Folding it into the queued one would drop what this one asks for: refused, recorded.
-            refusal = (f"the same change is already queued as {duplicate} ({first['status']}) with other "
-                       f"terms: {differences}. Wait for it (or deny it while it awaits approval, or revoke "
-                       "it once applied), then ask again with these terms.")
+            refusal = _queued_with_other_terms(duplicate, first, differences)
             _insert_request(conn, request_id, change, resolved, "rejected", refusal, at, run_id)
             record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at, run_id=run_id)
             return QueueResult(request_id, "rejected", refusal, duplicate_of=duplicate)
@@ -478,6 +476,8 @@ class ChangeCheck:
     needs_approval: bool
     approvers: str | None  # who may approve, in words (None: no approval needed)
     terms: str | None  # how long the access lasts, in words (None: a revoke)
+    # The same change already queued, which queueing folds it into: (its id, its status).
+    queued_as: tuple[str, str] | None = None
 
 
 def check_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, *, policy_path: Path | None = None,
@@ -489,6 +489,14 @@ def check_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, *, poli
         _, _, resolved, governed = _check(conn, _masked(change), policy_path, now or now_utc(), launched_by)
     except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
         raise RequestRejected(mask_keys(str(rejection))) from None
+    duplicate = pending_duplicate(conn, resolved)
+    if duplicate:  # as submit_on takes it: folded into the queued one, or refused for other terms
+        [first] = fetch_requests(conn, "request_id = ?", [duplicate])
+        differences = _other_terms(first, governed)
+        if differences:
+            raise RequestRejected(_queued_with_other_terms(duplicate, first, differences))
+        return ChangeCheck(resolved, first["status"] == AWAITING_APPROVAL, None, None,
+                           queued_as=(duplicate, first["status"]))
     if governed is None:
         return ChangeCheck(resolved, False, None, None)
     return ChangeCheck(resolved, governed.needs_approval, governed.approvers if governed.needs_approval else None,
@@ -511,6 +519,12 @@ def _is_disabled(conn: duckdb.DuckDBPyConnection, user_id: str | None) -> bool:
     """Whether the latest sync saw this member disabled."""
     row = conn.execute("SELECT is_disabled FROM main.users WHERE user_id = ?", [user_id]).fetchone()
     return bool(row and row[0])
+
+
+def _queued_with_other_terms(duplicate: str, first: dict, differences: str) -> str:
+    return (f"the same change is already queued as {duplicate} ({first['status']}) with other "
+            f"terms: {differences}. Wait for it (or deny it while it awaits approval, or revoke "
+            "it once applied), then ask again with these terms.")
 
 
 def _other_terms(queued: dict, governed: _Governed | None) -> str:

@@ -132,6 +132,34 @@ def test_a_key_pasted_into_the_decision_field_is_not_echoed(governed):
     assert "0123456789abcdef" not in refused.failure, refused.failure
 
 
+def test_a_dry_run_of_a_change_already_queued_says_what_the_real_run_makes_of_it(governed):
+    """The real run folds a change already queued into that request (awaiting approval: nothing
+    applied), or refuses it when it asks other terms; its dry run says the same, not "planned"."""
+    sandbox, org, database, people, _ = governed
+
+    def launch(dry_run, **fields):
+        change = {"action": "grant", "user": people.outsiders[0].email, "workspace": WORKSPACE, "role": "Admin",
+                  **fields}
+        return runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {
+            "change": change, "dry_run": dry_run}}}})
+
+    assert launch(False).success
+    [(request_id, status)] = query(database.path, "SELECT request_id, status FROM main.provisioning_requests")
+    assert status == "awaiting_approval"
+    again = launch(True)
+    assert again.success, again.failure
+    assert again.outputs["apply_requests"]["outcomes"] == []
+    [said] = again.outputs["apply_requests"]["policy_changes"]
+    assert said["status"] == "awaiting_approval", said
+    assert f"already queued as {request_id} (awaiting_approval): nothing is applied" in said["detail"], said
+    other_terms = launch(True, duration="2h")  # the queued grant lasts the policy's 8 hours
+    assert not other_terms.success
+    assert f"The change would be rejected: the same change is already queued as {request_id}" in other_terms.failure
+    assert "with other terms" in other_terms.failure, other_terms.failure
+    assert query(database.path, "SELECT count(*) FROM main.provisioning_requests") == [(1,)]
+    assert [r for r in sandbox.request_log.snapshot() if r.method in ("POST", "PATCH", "DELETE")] == []
+
+
 def test_a_launchpad_decision_is_the_launchers_and_its_events_name_the_run(governed, instance):
     """Anyone who can launch the job types ``by``: a run whose launcher Dagster tagged (Dagster+
     tags ``dagster/user``) decides only as that launcher, so a requester cannot approve their own

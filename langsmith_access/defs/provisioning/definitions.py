@@ -182,14 +182,19 @@ def select_requests(
                 except queue.RequestRejected as rejection:
                     raise refused_input(
                         context, in_launchpad_terms(f"The change would be rejected: {rejection}")) from None
+                # The real run folds a change already queued into that request, as submit_on does.
+                queued = (f"the same change is already queued as {checked.queued_as[0]} ({checked.queued_as[1]})"
+                          if checked.queued_as else None)
                 if checked.needs_approval:  # the real run queues it and applies nothing until approved
                     said = approvals.PolicyChange(
                         "(ad-hoc)", queue.AWAITING_APPROVAL,
-                        f"would await approval by {checked.approvers} ({checked.terms}): nothing is applied "
-                        "until it is approved")
+                        f"{queued or f'would await approval by {checked.approvers} ({checked.terms})'}: "
+                        "nothing is applied until it is approved")
                     context.log.warning(f"(ad-hoc): {said.detail}")
                     return {"request_ids": [], "dry_run": True, "policy_changes": [asdict(said)],
                             "policy_error": None}
+                if queued:
+                    context.log.info(f"(ad-hoc): {queued}: the run would apply that request, not queue another")
                 return {"request_ids": [], "adhoc": checked.resolved.__dict__, "dry_run": True}
             result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=_notifier(org),
                                      run_id=context.run.run_id, launched_by=run_launcher(context))
