@@ -374,13 +374,7 @@ class AccessDatabase:
         a symlink to one (an operator who put it on a share keeps the link: the copy is written
         beside that file, on its file system, and renamed over it). A link to no file yet (made
         before the first sync) is followed too: that file is created, the link kept."""
-        if not self.path.is_symlink():
-            return self.path
-        try:
-            target = self.path.resolve()
-        except (OSError, RuntimeError):  # a loop of links: nothing to follow
-            return self.path
-        return target if target.is_file() or not target.exists() else self.path
+        return export.followed_link(self.path, Path.is_file)
 
     def publish(self, *, docs_site: Path | None = None) -> None:
         """Make the analysts' copy equal the working file, atomically. Caller holds the lease.

@@ -31,6 +31,7 @@ import stat
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -259,13 +260,21 @@ def _followed(path: Path) -> Path:
     local directory, and the share would silently stop changing). A link to nothing yet (made
     before the first publish) is followed too: that directory is created, the link kept (a
     directory cannot be renamed over a link: every publish failed there, after the database's)."""
+    return followed_link(path, Path.is_dir)
+
+
+def followed_link(path: Path, is_kind: Callable[[Path], bool]) -> Path:
+    """Where the symlink ``path`` points, when that is ``is_kind`` (``Path.is_file``,
+    ``Path.is_dir``) or nothing yet; ``path`` itself when it is no link, a link to something
+    else, or a loop of links (nothing to follow). What a publish replaces: the analysts' file,
+    its Parquet and docs directories."""
     if not path.is_symlink():
         return path
     try:
         target = path.resolve()
-    except (OSError, RuntimeError):  # a loop of links: nothing to follow
+    except (OSError, RuntimeError):  # a loop of links (RuntimeError before Python 3.13)
         return path
-    return target if target.is_dir() or not target.exists() else path
+    return target if is_kind(target) or not target.exists() else path
 
 
 def stage_parquet_directory(database_file: Path, target: Path) -> Path:
