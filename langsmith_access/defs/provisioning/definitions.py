@@ -534,8 +534,9 @@ def failed_runs_backoffs(
     """``failed_runs_backoff`` of each org, by slug, with one query for the orgs that cannot be
     waiting: a wait ends at most BACKOFF_MAX_SECONDS after the failed run that began it ended, so
     an org with no run failed since then waits for nothing. Only the orgs with one are looked at
-    one by one (a query an org cost a tick of 300 orgs ~6 s). Failed runs only: a busy org's
-    successes would be read every tick, and the backoff bounds an org's failures in the window."""
+    one by one (a query an org: a tick's cost grew with the orgs and their runs' history). Failed
+    runs only: a busy org's successes would be read every tick, and the backoff bounds an org's
+    failures in the window."""
     now = time.time() if now is None else now
     # The minute beyond: a run's end time and its record's update time are two clock readings.
     since = datetime.fromtimestamp(now - BACKOFF_MAX_SECONDS - 60, UTC)
