@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypedDict, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar, cast
 
 import orjson
 import requests
@@ -487,13 +487,26 @@ class LangSmithClient:
         ids = list(dict.fromkeys(_uuid(w, "workspace_id") for w in workspace_ids))
         if not ids:
             return {}
-        results: dict[str, T] = {}
+        read_for_the_caller = self._on_behalf_of_this_thread(read)
+        # Set by the failing worker before it returns: a worker that is free again skips the
+        # reads it picks up after that, even before this thread wakes to cancel them (on a
+        # busy machine a lone worker read three more workspaces in that gap).
+        failed = threading.Event()
+
+        def read_unless_failed(workspace_id: str) -> T | None:
+            if failed.is_set():
+                return None
+            try:
+                return read_for_the_caller(workspace_id)
+            except BaseException:
+                failed.set()
+                raise
+
         with ThreadPoolExecutor(
             max_workers=min(self.settings.max_concurrency, len(ids)),
             thread_name_prefix=thread_name_prefix,
         ) as pool:
-            read_for_the_caller = self._on_behalf_of_this_thread(read)
-            futures = {pool.submit(read_for_the_caller, w): w for w in ids}
+            futures = {pool.submit(read_unless_failed, w): w for w in ids}
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
                 future.cancel()
@@ -501,8 +514,8 @@ class LangSmithClient:
                 error = future.exception()
                 if error is not None:
                     raise error
-                results[futures[future]] = future.result()
-            # Cancelled futures mean an error was raised above; reaching here means all done.
+            # No error: no read was skipped or cancelled, every one is done and returned a T.
+            results = {futures[f]: cast(T, f.result()) for f in done}
         return {w: results[w] for w in ids}
 
     def find_org_member(
