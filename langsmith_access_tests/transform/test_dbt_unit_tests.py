@@ -49,6 +49,7 @@ UNIT_TESTS = {
     "report_stale_pending_invites_lists_invites_older_than_the_threshold",
     "report_credential_hygiene_flags_each_problem_alone",
     "review_sheet_holds_each_grant_since_its_current_interval_began",
+    "access_policies_names_each_attached_role_in_role_ids_order",
 }
 
 

@@ -27,11 +27,12 @@ roles as (
     select * from {{ ref('stg_langsmith__roles') }}
 ),
 
+-- role_names[i] names role_ids[i]: kept in the API's order, a repeated id named each time.
 role_names as (
     select
         policies.policy_id,
-        list(coalesce(roles.display_name, role_id) order by role_id) as role_names
-    from policies, unnest(policies.role_ids) as attached(role_id)
+        list(coalesce(roles.display_name, role_id) order by attached.position) as role_names
+    from policies, unnest(policies.role_ids) with ordinality as attached(role_id, position)
     left join roles using (role_id)
     group by policies.policy_id
 )
