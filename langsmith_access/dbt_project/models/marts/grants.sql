@@ -44,14 +44,15 @@ scim_groups_read as (
 -- provisioning verified (a run of some of the sync's assets may read roles or workspaces again
 -- and not the memberships). Syncs and provisioning runs take turns under the writer lease, so
 -- every observation was made either before that read or after it. With no membership listed
--- at all, the latest read of any listing.
+-- at all, the member listing's read: the same asset reads both at once and tags them alike
+-- (not the roles' or workspaces' read, which a later partial run may have made after
+-- provisioning verified a change). With no member either, the latest read of any listing.
 latest_sync as (
     select coalesce(
         (select max(fetched_at) from memberships),
+        (select max(synced_at) from users),
         (select max(read_at) from (
-            select synced_at as read_at from users
-            union all
-            select synced_at from roles
+            select synced_at as read_at from roles
             union all
             select fetched_at from all_workspaces
         ))
