@@ -164,12 +164,22 @@ unbuilt_intervals as (
         unbuilt_spans.entitlement_id,
         'workspace_role' as entitlement_type,
         unbuilt_spans.ls_user_id as user_id,
-        -- The names as the latest interval recorded before it had them.
-        (
-            select arg_max(recorded.email, recorded.valid_from)
-            from recorded_intervals as recorded
-            where recorded.user_id = unbuilt_spans.ls_user_id
-                and recorded.valid_from <= unbuilt_spans.held_from
+        -- The names as the latest interval recorded before it had them; with none before it,
+        -- the first one recorded after it (nearer in time than today's names, which a rename
+        -- or an email change since may have moved).
+        coalesce(
+            (
+                select arg_max(recorded.email, recorded.valid_from)
+                from recorded_intervals as recorded
+                where recorded.user_id = unbuilt_spans.ls_user_id
+                    and recorded.valid_from <= unbuilt_spans.held_from
+            ),
+            (
+                select arg_min(recorded.email, recorded.valid_from)
+                from recorded_intervals as recorded
+                where recorded.user_id = unbuilt_spans.ls_user_id
+                    and recorded.valid_from > unbuilt_spans.held_from
+            )
         ) as email,
         unbuilt_spans.workspace_id,
         unbuilt_spans.role_id,
@@ -179,6 +189,12 @@ unbuilt_intervals as (
                 from recorded_intervals as recorded
                 where recorded.role_id = unbuilt_spans.role_id
                     and recorded.valid_from <= unbuilt_spans.held_from
+            ),
+            (
+                select arg_min(recorded.role_name, recorded.valid_from)
+                from recorded_intervals as recorded
+                where recorded.role_id = unbuilt_spans.role_id
+                    and recorded.valid_from > unbuilt_spans.held_from
             ),
             (select roles.display_name from {{ ref('stg_langsmith__roles') }} as roles
              where roles.role_id = unbuilt_spans.role_id)
