@@ -283,6 +283,29 @@ def test_a_publish_keeps_the_permissions_the_operator_gave_the_published_files(t
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_parquet_file_new_to_a_publish_is_no_more_readable_than_the_files_the_operator_restricted(
+    tmp_path
+):
+    # An upgrade adds a table: its Parquet file has no published file to take the mode from, and
+    # the umask's mode (0644 here) would make it world-readable beside the operator's files.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    for path in database.parquet_path.iterdir():
+        os.chmod(path, 0o640)
+    sorted(database.parquet_path.iterdir())[0].chmod(0o600)  # one stricter still: 0640 & 0600
+    with database.connect() as conn:
+        conn.execute("CREATE TABLE main.added_by_an_upgrade AS SELECT 1 AS x")
+    old_umask = os.umask(0o022)
+    try:
+        with database.writer_lease("the next run"):
+            database.publish()
+    finally:
+        os.umask(old_umask)
+    assert (database.parquet_path / "added_by_an_upgrade.parquet").stat().st_mode & 0o777 == 0o600
+
+
 def test_an_analysts_copy_linked_to_a_file_elsewhere_stays_linked_and_that_file_is_published(tmp_path):
     # The analysts' file is a symlink to a share the BI tools read: a publish replaces the share's
     # file, never the link with a local file.

@@ -22,7 +22,9 @@ import concurrent.futures
 import contextlib
 import ctypes
 import errno
+import functools
 import glob
+import operator
 import os
 import re
 import shutil
@@ -309,8 +311,14 @@ def replace_directory(staged: Path, target: Path) -> None:
         os.rename(staged, target)
         return
     keep_permissions(target, staged)
+    like_the_others = _strictest_file_status(target)
     for path in staged.iterdir():
-        keep_permissions(target / path.name, path)
+        if (target / path.name).exists() or like_the_others is None or not path.is_file():
+            keep_permissions(target / path.name, path)
+        else:
+            # New to this publish (a table an upgrade added): no more readable than any file
+            # the operator already restricted there, not the umask's mode.
+            _give_status(path, *like_the_others)
     if _exchange(staged, target):
         shutil.rmtree(staged, ignore_errors=True)  # now holds the old files
         return
@@ -338,6 +346,25 @@ def keep_permissions(published: Path, replacement: Path) -> None:
     if os.stat(replacement).st_gid != status.st_gid:
         with contextlib.suppress(PermissionError):
             os.chown(replacement, -1, status.st_gid)
+
+
+def _strictest_file_status(directory: Path) -> tuple[int, int] | None:
+    """The mode every file directly in ``directory`` allows (the AND of their modes) and their
+    group (the directory's when they differ); None when it holds no file."""
+    files = [p.stat() for p in directory.iterdir() if p.is_file() and not p.is_symlink()]
+    if not files:
+        return None
+    mode = functools.reduce(operator.and_, (stat.S_IMODE(f.st_mode) for f in files))
+    groups = {f.st_gid for f in files}
+    return mode, groups.pop() if len(groups) == 1 else directory.stat().st_gid
+
+
+def _give_status(path: Path, mode: int, gid: int) -> None:
+    with contextlib.suppress(PermissionError):
+        os.chmod(path, mode)
+    if os.stat(path).st_gid != gid:
+        with contextlib.suppress(PermissionError):
+            os.chown(path, -1, gid)
 
 
 _AT_FDCWD = -100
