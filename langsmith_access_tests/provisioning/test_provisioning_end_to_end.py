@@ -352,9 +352,12 @@ def test_named_requests_that_are_not_pending_are_named_with_their_status(env):
     assert applied.success, applied.failure
     assert [(o["request_id"], o["status"]) for o in applied.outputs["apply_requests"]["outcomes"]] == [
         (waiting.request_id, "applied")]
-    unknown = launch(request_ids=["no-such-request"])
+    unknown = launch(request_ids=["no-such-request", "pasted\x1b[2J\nover two lines"])
     assert "Unknown request ids in the queue of org 'default'" in unknown.failure
     assert "`langsmith-access requests`" in unknown.failure
+    # Each shown quoted, a control character escaped: not obeyed by the terminal or the log's lines.
+    assert "'no-such-request', 'pasted\\x1b[2J\\nover two lines'." in unknown.failure
+    assert "\x1b" not in unknown.failure and "pasted\n" not in unknown.failure
 
 
 def test_provision_with_an_empty_list_of_request_ids_or_one_id_unlisted_applies_nothing(env):

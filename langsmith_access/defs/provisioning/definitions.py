@@ -213,7 +213,8 @@ def select_requests(
             if unknown:
                 raise refused_input(context, org.in_its_own_terms(
                     f"Unknown request ids in the queue of org {org.slug!r} (this run's partition): "
-                    f"{', '.join(mask_keys(r) for r in unknown)}. List them with `langsmith-access requests`; "
+                    # Quoted with escapes: a pasted newline or terminal escape is shown, not obeyed.
+                    f"{', '.join(repr(mask_keys(r)) for r in unknown)}. List them with `langsmith-access requests`; "
                     "a request of another org runs in that org's partition."))
             governed = _govern_pending_grants(context, org, conn, request_ids, config.dry_run)
             # Those the policy now rejects or sends for approval are said by the run's policy_changes.
