@@ -122,6 +122,22 @@ def test_an_option_given_twice_with_different_values_is_a_usage_error_and_queues
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [
+    ("request", "--org", "apac", "grant", "--user", "a@example.com", "--workspace", "Platform", "--role", "Editor"),
+    ("request", "--org=apac", "revoke", "--user", "a@example.com", "--workspace", "Platform", "--role", "Editor"),
+    ("review", "--org", "apac", "export", "--out", "sheet.csv"),
+])
+def test_org_right_after_a_command_with_actions_is_its_org(tmp_path, monkeypatch, command):
+    # DESIGN.md section 11: every command takes --org SLUG after the command's name; for
+    # `request` and `review` that is before their action too (argparse called the slug an action).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    done = cli_in_this_process(*command)
+    assert done.returncode == 2, done.stderr
+    assert "unknown org 'apac'" in done.stderr and "are default" in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_review_export_to_a_directory_says_so_without_sending_the_user_to_force(tmp_path, monkeypatch):
     # "exists: ... Pass --force" sent the user to a --force that is refused for a directory too.
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))

@@ -96,13 +96,31 @@ def _org_before_the_command(argv: list[str]) -> str | None:
     return f"error: --org goes after the command's name (DESIGN.md section 11): {mask_keys(meant)}"
 
 
+# Commands whose parser only chooses an action (``request grant``, ``review export``): each
+# action takes ``--org``, the command itself none.
+_COMMANDS_WITH_ACTIONS = ("request", "review")
+
+
+def _org_after_the_action(argv: list[str]) -> list[str]:
+    """``request --org SLUG grant ...`` as ``request grant ... --org SLUG``: ``--org`` right
+    after the command's name (DESIGN.md section 11) belongs to its action, where argparse looks
+    for it (it would call the slug an invalid action)."""
+    if len(argv) < 2 or argv[0] not in _COMMANDS_WITH_ACTIONS:
+        return argv
+    if argv[1] == "--org" and len(argv) >= 3:
+        return [argv[0], *argv[3:], *argv[1:3]]
+    if argv[1].startswith("--org="):
+        return [argv[0], *argv[2:], argv[1]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     misplaced = _org_before_the_command(argv)
     if misplaced is not None:
         print(misplaced, file=sys.stderr)
         return 2
-    args = build_parser().parse_args(_joined(argv))
+    args = build_parser().parse_args(_joined(_org_after_the_action(argv)))
     with printable_output():  # names LangSmith sent are printed, and may hold escape sequences
         code = run_handler(args.handler, args)
         if getattr(args, "delivers_notifications", False) and code != INTERRUPTED:
