@@ -138,6 +138,15 @@ def test_org_right_after_a_command_with_actions_is_its_org(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_option_is_never_taken_for_the_start_of_another_ones_name(tmp_path, monkeypatch):
+    # `sandbox` serves no org and takes no --org: argparse read it as --organization-id, and the
+    # slug was refused as "not a UUID", naming an option the user never typed.
+    monkeypatch.chdir(tmp_path)
+    done = cli_in_this_process("sandbox", "--org", "apac")
+    assert done.returncode == 2
+    assert "unrecognized arguments: --org apac" in done.stderr and "organization" not in done.stderr, done.stderr
+
+
 def test_review_export_to_a_directory_says_so_without_sending_the_user_to_force(tmp_path, monkeypatch):
     # "exists: ... Pass --force" sent the user to a --force that is refused for a directory too.
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))

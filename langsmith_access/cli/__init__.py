@@ -48,9 +48,12 @@ class _StoreOnce(argparse._StoreAction):
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, whose usage errors (``invalid choice: '<what was typed>'``) never echo
     a key pasted where an option's value belongs, and which refuses an option given twice with
-    different values (``_StoreOnce``). Its subcommands' parsers are of this class too."""
+    different values (``_StoreOnce``), nor takes an option for the start of another's name
+    (``sandbox --org X`` was read as ``--organization-id X``). Its subcommands' parsers are of
+    this class too."""
 
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.register("action", None, _StoreOnce)
         self.register("action", "store", _StoreOnce)
