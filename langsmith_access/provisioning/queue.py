@@ -152,21 +152,28 @@ def _listing(rows: list[tuple], limit: int = 10) -> str:
     return shown + more
 
 
-def resolve_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest) -> ResolvedChange:
-    """Resolve a request against the latest sync's tables, or raise ``RequestRejected``."""
+def resolve_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, *,
+                   batch: SubmitBatch | None = None) -> ResolvedChange:
+    """Resolve a request against the latest sync's tables, or raise ``RequestRejected``.
+    ``batch``: what a batch of requests read once (the same answers, fewer statements)."""
     action = check_text(change.action, "action")
     if action not in ACTIONS:
         raise RequestRejected(f"action must be 'grant' or 'revoke', got {action!r}.")
     user = check_text(change.user, "user")
     workspace = check_text(change.workspace, "workspace")
     role = check_text(change.role, "role")
-    if not _synced(conn):
+    if not (batch.synced if batch is not None else _synced(conn)):
         raise RequestRejected(
             "there is no synced data to check the request against: run `langsmith-access sync` first."
         )
-    user_id, email = _resolve_user(conn, user)
-    workspace_id, workspace_name = _resolve_workspace(conn, workspace)
-    role_id, role_name = _resolve_role(conn, role)
+    if batch is None:
+        user_id, email = _resolve_user(conn, user)
+        workspace_id, workspace_name = _resolve_workspace(conn, workspace)
+        role_id, role_name = _resolve_role(conn, role)
+    else:
+        user_id, email = batch.resolved(conn, _resolve_user, user)
+        workspace_id, workspace_name = batch.resolved(conn, _resolve_workspace, workspace)
+        role_id, role_name = batch.resolved(conn, _resolve_role, role)
     return ResolvedChange(action, user_id, email, workspace_id, workspace_name, role_id, role_name)
 
 
@@ -353,6 +360,61 @@ def submit(
     return result
 
 
+class SubmitBatch:
+    """What ``submit_on`` reads that stays the same from one request to the next of a batch,
+    read once: a caller queueing many requests on one connection, all under one writer lease (a
+    review's import), passes one to each of its ``submit_on`` calls (``batch=``). The answers are
+    the ones the per-request statements give; each of those statements cost ~4-6 ms (DuckDB's
+    planning and its catalog), most of a queued row's time.
+
+    Kept: whether the sync's tables are there; what each typed user, workspace and role resolved
+    to (or why not); and the latest open request of each membership (``pending_duplicate``). They
+    stay true because every writer of the working file holds the writer lease (sync, provisioning,
+    queueing, decisions; ``AccessDatabase.writer_lease``) and DuckDB lets one process at a time
+    open the file for writing: while the caller holds the lease and its connection, the synced
+    tables do not change (only a sync writes them) and the queue changes only through this
+    batch's own ``submit_on`` calls, which record here each open request they insert. Not for a
+    caller that lets go of the lease between requests, or that changes the queue in between
+    otherwise (``claim``, an approval, an expiry)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection):
+        self.synced = _synced(conn)
+        # (kind of lookup, typed value) -> what it resolved to, or the rejection's message.
+        self._resolutions: dict[tuple[str, str], tuple[Any, Any] | str] = {}
+        # (user_id, workspace_id) -> (request_id, action, role_id, parent_request_id) of the
+        # membership's latest open request (pending_duplicate's query, for every membership).
+        self._open: dict[tuple[str, str], tuple[str, str, str, str | None]] = {}
+        if _has_queue(conn):
+            for user_id, workspace_id, *latest in conn.execute(
+                f"SELECT user_id, workspace_id, request_id, action, role_id, parent_request_id "
+                f"FROM main.provisioning_requests WHERE status IN ({OPEN_STATUSES_SQL}) "
+                "QUALIFY row_number() OVER (PARTITION BY user_id, workspace_id ORDER BY request_seq DESC) = 1"
+            ).fetchall():
+                self._open[(user_id, workspace_id)] = tuple(latest)
+
+    def resolved(self, conn: duckdb.DuckDBPyConnection, lookup, typed: str) -> tuple[Any, Any]:
+        """``lookup(conn, typed)`` (a ``_resolve_*``), asked once per typed value: raises the same
+        ``RequestRejected`` each time it is asked again."""
+        key = (lookup.__name__, typed)
+        if key not in self._resolutions:
+            try:
+                self._resolutions[key] = lookup(conn, typed)
+            except RequestRejected as rejection:
+                self._resolutions[key] = str(rejection)
+        answer = self._resolutions[key]
+        if isinstance(answer, str):
+            raise RequestRejected(answer)
+        return answer
+
+    def latest_open(self, user_id: str, workspace_id: str) -> tuple[str, str, str, str | None] | None:
+        return self._open.get((user_id, workspace_id))
+
+    def queued(self, request_id: str, resolved: ResolvedChange) -> None:
+        """A request ``submit_on`` just inserted open: the membership's latest open request now."""
+        self._open[(resolved.user_id, resolved.workspace_id)] = (
+            request_id, resolved.action, resolved.role_id, None)
+
+
 @dataclass(frozen=True)
 class _Governed:
     """What the policy decided about a grant when it was queued."""
@@ -372,8 +434,10 @@ def submit_on(
     now: datetime | None = None,
     run_id: str | None = None,
     launched_by: str | None = None,
+    batch: SubmitBatch | None = None,
 ) -> QueueResult:
     """``submit`` on an open working-database connection (the caller holds the writer lease).
+    ``batch``: shared by the requests one caller queues in a row under one lease (``SubmitBatch``).
     ``run_id``: the Dagster run the change was typed into (the Launchpad), kept on the request
     and its events; ``launched_by``: who launched that run, as Dagster tags it. The launcher is
     the one asking: a run launched by one person asking in another's name (``requested_by``) is
@@ -382,14 +446,14 @@ def submit_on(
     request_id = new_id()
     at = now or now_utc()
     try:
-        checked = _check(conn, change, policy_path, at, launched_by)
+        checked = _check(conn, change, policy_path, at, launched_by, batch)
     except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
         refusal = mask_keys(str(rejection))  # may quote the policy file, which may hold a pasted key
         _insert_request(conn, request_id, change, None, "rejected", refusal, at, run_id)
         record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at, run_id=run_id)
         return QueueResult(request_id, "rejected", refusal)
     reason, requested_by, resolved, governed = checked
-    duplicate = pending_duplicate(conn, resolved)
+    duplicate = pending_duplicate(conn, resolved, batch=batch)
     if duplicate:
         [first] = fetch_requests(conn, "request_id = ?", [duplicate])
         differences = _other_terms(first, governed)
@@ -411,6 +475,8 @@ def submit_on(
     change = ChangeRequest(change.action, change.user, change.workspace, change.role, reason, requested_by)
     status = AWAITING_APPROVAL if governed is not None and governed.needs_approval else "pending"
     _insert_request(conn, request_id, change, resolved, status, None, at, run_id)
+    if batch is not None:
+        batch.queued(request_id, resolved)
     if governed is not None:
         _record_terms(conn, request_id, governed)
     target = (f"{resolved.action} {resolved.role_name} in {resolved.workspace_name} "
@@ -451,7 +517,8 @@ def submit_on(
 
 
 def _check(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, policy_path: Path | None, at: datetime,
-           launched_by: str | None) -> tuple[str | None, str | None, ResolvedChange, _Governed | None]:
+           launched_by: str | None, batch: SubmitBatch | None = None,
+           ) -> tuple[str | None, str | None, ResolvedChange, _Governed | None]:
     """What ``submit_on`` checks before it queues a (masked) change: its reason and requester as
     kept, its resolution and the policy's say on a grant. Raises ``RequestRejected``,
     ``PolicyError`` or ``AccessTermsRefused``."""
@@ -460,7 +527,7 @@ def _check(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, policy_path: 
     impersonated = launcher_refusal(requested_by, mask_keys(launched_by) if launched_by else None)
     if impersonated is not None:
         raise RequestRejected(impersonated)
-    resolved = resolve_change(conn, change)
+    resolved = resolve_change(conn, change, batch=batch)
     if resolved.action == "grant":
         return reason, requested_by, resolved, _govern(conn, change, resolved, policy_path, at)
     if change.duration is not None or change.until is not None:
@@ -615,14 +682,15 @@ def terms_of(request: dict) -> AccessTerms:
     return AccessTerms(duration=timedelta(seconds=seconds) if seconds is not None else None, until=until)
 
 
-def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, message: str) -> QueueResult:
+def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, message: str, *,
+                     batch: SubmitBatch | None = None) -> QueueResult:
     """Record a request refused before it could be resolved (e.g. a review sheet naming a grant
     that no longer exists), exactly as ``submit_on`` records its own rejections."""
     change, message = _masked(change), mask_keys(message)  # a sheet's cells are typed, as fields are
     request_id = new_id()
     at = now_utc()
     try:  # what the change names, where it names something that exists: `requests` shows whom
-        resolved: ResolvedChange | None = resolve_change(conn, change)
+        resolved: ResolvedChange | None = resolve_change(conn, change, batch=batch)
     except RequestRejected:
         resolved = None
     _insert_request(conn, request_id, change, resolved, "rejected", message, at)
@@ -630,21 +698,26 @@ def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, mes
     return QueueResult(request_id, "rejected", message)
 
 
-def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange) -> str | None:
+def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange, *,
+                      batch: SubmitBatch | None = None) -> str | None:
     """The id of a request for the same change that is still to happen (awaiting approval,
     pending or in progress), if there is one: the latest open request on the membership (the
     user in the workspace), when it asks for this same change. An open request for another change
     queued after an identical one (revoke, grant, revoke) is not a duplicate: merged into the
     first, the last word would run before the request it overturns. Nor is the revoke that ends
     a time-bound grant: it undoes only what that grant did (maybe nothing), not the role."""
-    if not _has_queue(conn):
+    if batch is not None:
+        row = batch.latest_open(resolved.user_id, resolved.workspace_id)
+    elif not _has_queue(conn):
         return None
-    row = first_row(
-        conn,
-        f"SELECT request_id, action, role_id, parent_request_id FROM main.provisioning_requests "
-        f"WHERE status IN ({OPEN_STATUSES_SQL}) AND user_id = ? AND workspace_id = ? ORDER BY request_seq DESC LIMIT 1",
-        [resolved.user_id, resolved.workspace_id],
-    )
+    else:
+        row = first_row(
+            conn,
+            f"SELECT request_id, action, role_id, parent_request_id FROM main.provisioning_requests "
+            f"WHERE status IN ({OPEN_STATUSES_SQL}) AND user_id = ? AND workspace_id = ? "
+            "ORDER BY request_seq DESC LIMIT 1",
+            [resolved.user_id, resolved.workspace_id],
+        )
     if row is None or (row[1], row[2]) != (resolved.action, resolved.role_id) or row[3] is not None:
         return None
     return row[0]

@@ -1031,7 +1031,7 @@ def test_a_queued_row_runs_no_more_statements_than_queueing_its_revoke_alone(env
         queued = queue.submit_on(conn, queue.ChangeRequest(
             "revoke", alone["user_id"], alone["workspace_id"], alone["role_id"], "review", "ada@example.com"))
         assert queued.status == "pending"
-    assert per_row == len(counting.statements)
+    assert per_row <= len(counting.statements)
 
 
 def test_a_grant_revoked_twice_since_it_was_given_is_done_by_the_latest_revoke(env, tmp_path, capsys):

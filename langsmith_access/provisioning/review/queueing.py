@@ -122,8 +122,9 @@ def queue_revokes(
             _require_this_organization(conn, sheet, database)
             seen: dict[tuple, str] = {}
             facts = _GrantFacts.of(conn, sheet.marked)
+            batch = queue.SubmitBatch(conn)  # a read-only copy: nothing changes under it
             for row in sheet.marked:
-                result.outcomes.append(_check_row(conn, facts.as_recorded(row), reviewer, reason, seen, facts))
+                result.outcomes.append(_check_row(conn, facts.as_recorded(row), reviewer, reason, seen, facts, batch))
         return result
     with database.writer_lease("queue the revokes of an access review", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
@@ -131,8 +132,11 @@ def queue_revokes(
             require_tables(conn, "grants", "users", "workspaces", "grant_history")
             _require_this_organization(conn, sheet, database)
             facts = _GrantFacts.of(conn, sheet.marked)
+            # One batch for every row: the lease and this connection are held until the last
+            # row is queued, so the queue changes only through these rows (queue.SubmitBatch).
+            batch = queue.SubmitBatch(conn)
             for row in sheet.marked:
-                result.outcomes.append(_queue_row(conn, facts.as_recorded(row), reviewer, reason, facts))
+                result.outcomes.append(_queue_row(conn, facts.as_recorded(row), reviewer, reason, facts, batch))
         database.publish()
     return result
 
@@ -255,15 +259,15 @@ class SheetOfAnotherOrganization(ReviewError):
         self.organizations = organizations
 
 
-def _change_for(conn, row: MarkedRow, reviewer: str, reason: str,
-                facts: _GrantFacts) -> tuple[queue.ChangeRequest, str | None]:
+def _change_for(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantFacts,
+                batch: queue.SubmitBatch) -> tuple[queue.ChangeRequest, str | None]:
     """The revoke a row asks for, and a rejection message when it cannot be asked at all."""
     requested_by = row.reviewer or reviewer
     why = row.reason or reason
     if not row.grant_id:
         # The sheet keeps such a row only with all three named; empty would be rejected as such.
         change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "", why, requested_by)
-        return change, _disagreeing_cells(conn, row, change) or _not_held(conn, change)
+        return change, _disagreeing_cells(conn, row, change, batch) or _not_held(conn, change, batch)
     grant = facts.current.get(row.grant_id)
     if grant is None:
         change = queue.ChangeRequest(
@@ -356,14 +360,14 @@ def _not_describing(named: tuple[tuple[str, str], ...], describes: dict[str, set
     ]
 
 
-def _disagreeing_cells(conn, row: MarkedRow, change: queue.ChangeRequest) -> str | None:
+def _disagreeing_cells(conn, row: MarkedRow, change: queue.ChangeRequest, batch: queue.SubmitBatch) -> str | None:
     """A rejection for a row named by user, workspace and role whose cells name different ones
     (the role_id of one role beside the role_name of another, as an exported row whose grant_id
     was cleared after its role was typed over): which one the reviewer meant is not guessed, and
     the first cell alone would revoke a role the row's other cell says is not the one. None when
     every cell describes what the row resolves to (or the queue's own checks will reject it)."""
     try:
-        resolved = queue.resolve_change(conn, change)
+        resolved = queue.resolve_change(conn, change, batch=batch)
     except queue.RequestRejected:
         return None
     role_key = scalar(conn, "SELECT name FROM main.roles WHERE role_id = ?", [resolved.role_id])
@@ -385,13 +389,13 @@ def _disagreeing_cells(conn, row: MarkedRow, change: queue.ChangeRequest) -> str
     )
 
 
-def _not_held(conn, change: queue.ChangeRequest) -> str | None:
+def _not_held(conn, change: queue.ChangeRequest, batch: queue.SubmitBatch) -> str | None:
     """A rejection for a row named by user, workspace and role whose role the latest sync does
     not show the member holding there: queued, it would end "already satisfied" and remove
     nothing, while the member keeps the role they do hold. None when held (or when the queue's
     own checks will reject the row, saying why)."""
     try:
-        resolved = queue.resolve_change(conn, change)
+        resolved = queue.resolve_change(conn, change, batch=batch)
     except queue.RequestRejected:
         return None
     held = conn.execute(
@@ -448,14 +452,14 @@ def _parse_time(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _already_revoked(conn, row: MarkedRow, facts: _GrantFacts) -> RowOutcome | None:
+def _already_revoked(conn, row: MarkedRow, facts: _GrantFacts, batch: queue.SubmitBatch) -> RowOutcome | None:
     """The row's grant is gone because a revoke was applied since the grant was last given (this
     sheet imported again after provisioning): done, not a mistyped or stale row. A row named by
     user, workspace and role is that grant too (once its cells agree on which it is)."""
     if row.grant_id:
         done = facts.applied_revokes.get(row.grant_id)
     else:
-        done = _applied_revoke_by_names(conn, row)
+        done = _applied_revoke_by_names(conn, row, batch)
     if done is None:
         return None
     request_id, applied_at = done
@@ -466,16 +470,16 @@ def _already_revoked(conn, row: MarkedRow, facts: _GrantFacts) -> RowOutcome | N
     )
 
 
-def _applied_revoke_by_names(conn, row: MarkedRow) -> tuple[str, datetime] | None:
+def _applied_revoke_by_names(conn, row: MarkedRow, batch: queue.SubmitBatch) -> tuple[str, datetime] | None:
     """``_GrantFacts.applied_revokes`` for a row named by user, workspace and role."""
     if not table_exists(conn, "main", "provisioning_requests"):
         return None
     change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "")
     try:
-        resolved = queue.resolve_change(conn, change)
+        resolved = queue.resolve_change(conn, change, batch=batch)
     except queue.RequestRejected:
         return None
-    if _disagreeing_cells(conn, row, change) is not None:
+    if _disagreeing_cells(conn, row, change, batch) is not None:
         return None
     done = first_row(
         conn,
@@ -486,42 +490,43 @@ def _applied_revoke_by_names(conn, row: MarkedRow) -> tuple[str, datetime] | Non
     return (done[1], done[2]) if done is not None else None
 
 
-def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantFacts) -> RowOutcome:
-    done = _already_revoked(conn, row, facts)
+def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantFacts,
+               batch: queue.SubmitBatch) -> RowOutcome:
+    done = _already_revoked(conn, row, facts, batch)
     if done is not None:
         return done
-    change, rejection = _change_for(conn, row, reviewer, reason, facts)
+    change, rejection = _change_for(conn, row, reviewer, reason, facts, batch)
     if rejection is not None:
-        result = queue.record_rejection(conn, change, rejection)
+        result = queue.record_rejection(conn, change, rejection, batch=batch)
     else:
-        result = queue.submit_on(conn, change)
+        result = queue.submit_on(conn, change, batch=batch)
     if not result.accepted:
         return RowOutcome(row, "rejected", result.message, request_id=result.request_id)
     if result.duplicate_of:
         return RowOutcome(row, "duplicate", result.message, request_id=result.request_id,
                           duplicate_of=result.duplicate_of)
-    resolved = result.resolved or queue.resolve_change(conn, change)
+    resolved = result.resolved or queue.resolve_change(conn, change, batch=batch)
     return RowOutcome(row, "queued", result.message, request_id=result.request_id,
                       scim_managed=facts.scim_manages(resolved),
                       admin_access_remains=facts.organization_admin(resolved))
 
 
 def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tuple, str],
-               facts: _GrantFacts) -> RowOutcome:
-    done = _already_revoked(conn, row, facts)
+               facts: _GrantFacts, batch: queue.SubmitBatch) -> RowOutcome:
+    done = _already_revoked(conn, row, facts, batch)
     if done is not None:
         return done
-    change, rejection = _change_for(conn, row, reviewer, reason, facts)
+    change, rejection = _change_for(conn, row, reviewer, reason, facts, batch)
     try:
         if rejection is not None:
             raise queue.RequestRejected(rejection)
         queue.check_text(change.reason, "reason", required=False, limit=queue.MAX_TEXT_CHARS)
         queue.check_text(change.requested_by, "requested_by", required=False)
-        resolved = queue.resolve_change(conn, change)
+        resolved = queue.resolve_change(conn, change, batch=batch)
     except queue.RequestRejected as error:
         return RowOutcome(row, "rejected", str(error))
     key = (resolved.action, resolved.user_id, resolved.workspace_id, resolved.role_id)
-    duplicate = queue.pending_duplicate(conn, resolved)
+    duplicate = queue.pending_duplicate(conn, resolved, batch=batch)
     if duplicate:
         return RowOutcome(row, "duplicate", f"the same change is already queued as {duplicate}",
                           duplicate_of=duplicate)

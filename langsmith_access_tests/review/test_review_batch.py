@@ -1,0 +1,127 @@
+"""A review's import queues its rows as one batch (``queue.SubmitBatch``): each row gets exactly
+what it got when every row was queued on its own (``submit_on`` without a batch), with fewer
+statements a row, and none that grows with the queue."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from langsmith_access.api import request_grant, request_revoke
+from langsmith_access.provisioning import queue
+from langsmith_access.provisioning.review import queue_revokes, read_csv_sheet
+from langsmith_access.store.database import AccessDatabase
+from langsmith_access_tests.governance.support import POLICY, WORKSPACE
+from langsmith_access_tests.review.test_review_round_trip import (
+    _CountingDatabase,
+    active_rows,
+    read_sheet,
+    run_cli,
+    write_sheet,
+)
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def copy_of(database: AccessDatabase, where: Path) -> AccessDatabase:
+    where.mkdir()
+    copy = AccessDatabase(where / database.path.name)
+    shutil.copyfile(database.path, copy.path)
+    shutil.copyfile(database.working_path, copy.working_path)
+    return copy
+
+
+def imported(database: AccessDatabase, sheet: Path) -> tuple:
+    """The dry run's and the import's outcomes, and the requests and events recorded, request ids
+    written as their place in the queue (R1, R2...)."""
+    dry = queue_revokes(database, read_csv_sheet(sheet), reviewer="ada@example.com", dry_run=True)
+    real = queue_revokes(database, read_csv_sheet(sheet), reviewer="ada@example.com")
+    with database.connect() as conn:
+        order = [r for (r,) in conn.execute(
+            "SELECT request_id FROM main.provisioning_requests ORDER BY request_seq").fetchall()]
+        requests = conn.execute(
+            "SELECT * EXCLUDE (request_id, requested_at, updated_at) FROM main.provisioning_requests "
+            "ORDER BY request_seq").fetchall()
+        events = conn.execute(
+            "SELECT e.request_id, e.kind, e.detail FROM main.provisioning_events AS e "
+            "JOIN main.provisioning_requests AS r USING (request_id) ORDER BY r.request_seq, e.kind").fetchall()
+    labels = {request_id: f"R{n}" for n, request_id in enumerate(order, 1)}
+
+    def named(value):
+        return UUID.sub(lambda m: labels.get(m.group(), m.group()), value) if isinstance(value, str) else value
+
+    outcomes = [[{key: named(value) for key, value in outcome.to_json().items()} for outcome in result.outcomes]
+                for result in (dry, real)]
+    return (outcomes, [tuple(named(v) for v in request) for request in requests],
+            [tuple(named(v) for v in event) for event in events])
+
+
+def test_a_batched_import_gives_every_row_what_queueing_it_alone_gives(env, tmp_path, capsys, monkeypatch):
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    workspace = next(w for w in org.shared_workspaces() if w.display_name == WORKSPACE)
+    here = [row for row in active_rows(rows, workspace.id) if row["role_name"] != "Admin"]
+    first, queued_before, by_name, awaiting = here[:4]
+    # Queued before the import: the revoke of one row, and a grant awaiting approval (the policy
+    # sends Admin here for approval) on the membership of another, which is another change.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(policy))
+    assert request_revoke(queued_before["user_id"], workspace.id, queued_before["role_id"]).status == "pending"
+    waiting = request_grant(awaiting["user_id"], workspace.id, "Admin", requested_by="someone@example.com")
+    assert waiting.status == "awaiting_approval", waiting
+    for row in (first, queued_before, by_name, awaiting):
+        row["decision"] = "revoke"
+    by_name["grant_id"] = ""
+    twice = dict(first)  # the same grant on two lines
+    first_by_names = dict(first, grant_id="", reason="by name")  # and named by user, workspace and role
+    unknown_grant = dict(here[4], decision="revoke", grant_id=here[4]["grant_id"][:-1] + "0")
+    unknown_user = dict(here[5], decision="revoke", grant_id="", user_id="", email="nobody@nowhere.example")
+    write_sheet(sheet, [*rows, twice, first_by_names, unknown_grant, unknown_user])
+
+    batched = imported(copy_of(database, tmp_path / "batched"), sheet)
+    monkeypatch.setattr(queue, "SubmitBatch", lambda conn: None)  # every row on its own, as before batches
+    one_by_one = imported(copy_of(database, tmp_path / "one-by-one"), sheet)
+    assert batched == one_by_one
+    [dry, real] = batched[0]
+    assert [o["status"] for o in real] == ["queued", "duplicate", "queued", "queued", "duplicate", "duplicate",
+                                           "rejected", "rejected"], real
+    assert [o["status"] for o in dry] == ["would_queue", "duplicate", "would_queue", "would_queue", "duplicate",
+                                          "duplicate", "rejected", "rejected"], dry
+    assert real[1]["duplicate_of"] == "R1" and real[4]["duplicate_of"] == real[5]["duplicate_of"] == real[0]["request_id"]
+    assert "unknown grant id" in real[6]["message"] and "unknown user" in real[7]["message"]
+
+
+def test_a_queued_rows_statements_are_fewer_than_queueing_it_alone_and_read_no_catalog(env, tmp_path, capsys):
+    # A statement costs ~4-6 ms of DuckDB's planning whatever it reads: per row, the queue's
+    # catalog checks (are the synced tables and the queue there?) and its look for an open
+    # request of the membership (over a queue that grows by a row each time) were most of a
+    # queued row's time. The batch reads them once per import.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    exported = read_sheet(sheet)
+    active = active_rows(exported)
+    counting = _CountingDatabase(database.path)
+
+    def import_statements(marked: list[dict]) -> list[str]:
+        rows = [dict(row, decision="revoke") if row in marked else row for row in exported]
+        write_sheet(sheet, rows)
+        counting.statements.clear()
+        result = queue_revokes(counting, read_csv_sheet(sheet), reviewer="ada@example.com")
+        assert len(result.with_status("queued")) == len(marked)
+        return list(counting.statements)
+
+    few, many = import_statements(active[:2]), import_statements(active[2:12])
+    for per_import in ("duckdb_tables()", "FROM main.provisioning_requests WHERE status IN"):
+        assert sum(per_import in s for s in many) == sum(per_import in s for s in few), per_import
+    alone = active[12]
+    with counting.writer_lease("test"), counting.connect() as conn:
+        counting.statements.clear()
+        queue.submit_on(conn, queue.ChangeRequest(
+            "revoke", alone["user_id"], alone["workspace_id"], alone["role_id"], "review", "ada@example.com"))
+    # At most the member, workspace and role looked up, the request and its event inserted.
+    assert (len(many) - len(few)) / 10 <= 5 < len(counting.statements)
