@@ -158,6 +158,10 @@ class _GrantFacts:
     # what each queued revoke is noted with.
     organization_admins: set[str]
     scim_managed: set[tuple[str, str, str]]
+    # For rows named by user, workspace and role: whether the queue is there (its applied revokes
+    # are), and each role's name (role_id -> roles.name) beside its display name.
+    has_queue: bool
+    role_keys: dict[str, str]
 
     @classmethod
     def of(cls, conn, rows: list[MarkedRow]) -> _GrantFacts:
@@ -167,6 +171,7 @@ class _GrantFacts:
             "WHERE lower(grant_id) IN (SELECT unnest($ids)) GROUP BY ALL", {"ids": typed}).fetchall())
         # Each row's grant_id as _as_recorded gives it (the typed spelling when none is recorded).
         ids = sorted({recorded.get(row.grant_id.lower(), row.grant_id) for row in rows if row.grant_id})
+        has_queue = table_exists(conn, "main", "provisioning_requests")
         return cls(
             recorded,
             {grant[0]: grant[1:] for grant in conn.execute(_GRANT_SQL, {"ids": ids}).fetchall()},
@@ -178,13 +183,15 @@ class _GrantFacts:
                 "AND valid_to IS NULL GROUP BY ALL", {"ids": ids}).fetchall()),
             {grant_id: (request_id, applied_at) for grant_id, request_id, applied_at in conn.execute(
                 _APPLIED_REVOKES_SQL.format(which="grant_id IN (SELECT unnest($ids))"), {"ids": ids}).fetchall()}
-            if table_exists(conn, "main", "provisioning_requests") else {},
+            if has_queue else {},
             {user_id for (user_id,) in conn.execute(
                 "SELECT users.user_id FROM main.users JOIN main.roles ON roles.role_id = users.org_role_id "
                 "WHERE roles.name = ?", [ORGANIZATION_ADMIN]).fetchall()},
             set(conn.execute(
                 "SELECT DISTINCT user_id, workspace_id, role_id FROM main.grants "
                 "WHERE entitlement_type = 'workspace_role' AND is_scim_managed").fetchall()),
+            has_queue,
+            dict(conn.execute("SELECT role_id, name FROM main.roles").fetchall()),
         )
 
     def as_recorded(self, row: MarkedRow) -> MarkedRow:
@@ -267,7 +274,7 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantF
     if not row.grant_id:
         # The sheet keeps such a row only with all three named; empty would be rejected as such.
         change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "", why, requested_by)
-        return change, _disagreeing_cells(conn, row, change, batch) or _not_held(conn, change, batch)
+        return change, _disagreeing_cells(conn, row, change, facts, batch) or _not_held(conn, change, batch)
     grant = facts.current.get(row.grant_id)
     if grant is None:
         change = queue.ChangeRequest(
@@ -360,7 +367,8 @@ def _not_describing(named: tuple[tuple[str, str], ...], describes: dict[str, set
     ]
 
 
-def _disagreeing_cells(conn, row: MarkedRow, change: queue.ChangeRequest, batch: queue.SubmitBatch) -> str | None:
+def _disagreeing_cells(conn, row: MarkedRow, change: queue.ChangeRequest, facts: _GrantFacts,
+                       batch: queue.SubmitBatch) -> str | None:
     """A rejection for a row named by user, workspace and role whose cells name different ones
     (the role_id of one role beside the role_name of another, as an exported row whose grant_id
     was cleared after its role was typed over): which one the reviewer meant is not guessed, and
@@ -370,7 +378,7 @@ def _disagreeing_cells(conn, row: MarkedRow, change: queue.ChangeRequest, batch:
         resolved = queue.resolve_change(conn, change, batch=batch)
     except queue.RequestRejected:
         return None
-    role_key = scalar(conn, "SELECT name FROM main.roles WHERE role_id = ?", [resolved.role_id])
+    role_key = facts.role_keys[resolved.role_id]
     describes = _describes(resolved.user_id, resolved.user_email, resolved.workspace_id, resolved.workspace_name,
                            resolved.role_id, resolved.role_name, role_key)
     # The cell each group was resolved by names what it resolved to (an org identity id too).
@@ -459,7 +467,7 @@ def _already_revoked(conn, row: MarkedRow, facts: _GrantFacts, batch: queue.Subm
     if row.grant_id:
         done = facts.applied_revokes.get(row.grant_id)
     else:
-        done = _applied_revoke_by_names(conn, row, batch)
+        done = _applied_revoke_by_names(conn, row, facts, batch)
     if done is None:
         return None
     request_id, applied_at = done
@@ -470,16 +478,17 @@ def _already_revoked(conn, row: MarkedRow, facts: _GrantFacts, batch: queue.Subm
     )
 
 
-def _applied_revoke_by_names(conn, row: MarkedRow, batch: queue.SubmitBatch) -> tuple[str, datetime] | None:
+def _applied_revoke_by_names(conn, row: MarkedRow, facts: _GrantFacts,
+                             batch: queue.SubmitBatch) -> tuple[str, datetime] | None:
     """``_GrantFacts.applied_revokes`` for a row named by user, workspace and role."""
-    if not table_exists(conn, "main", "provisioning_requests"):
+    if not facts.has_queue:
         return None
     change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "")
     try:
         resolved = queue.resolve_change(conn, change, batch=batch)
     except queue.RequestRejected:
         return None
-    if _disagreeing_cells(conn, row, change, batch) is not None:
+    if _disagreeing_cells(conn, row, change, facts, batch) is not None:
         return None
     done = first_row(
         conn,
