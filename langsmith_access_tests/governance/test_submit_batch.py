@@ -87,6 +87,8 @@ def test_a_batch_queues_exactly_what_the_same_requests_queued_one_by_one_do(gove
         ChangeRequest("revoke", outsider.email, WORKSPACE, "Viewer", duration="8h"),
         ChangeRequest("revoke", later.ls_user_id, WORKSPACE, "Admin"),
         ChangeRequest("grant", later.email, WORKSPACE, "Admin", requested_by=editor.email),
+        # Typed as a role above, here as a workspace: what a role resolved to is no workspace.
+        ChangeRequest("revoke", outsider.email, "Viewer", "Viewer"),
     ]
     one_by_one = queued(copy_of(database, tmp_path / "one-by-one"), changes, policy, batched=False)
     batched = queued(copy_of(database, tmp_path / "batched"), changes, policy, batched=True)
@@ -94,8 +96,9 @@ def test_a_batch_queues_exactly_what_the_same_requests_queued_one_by_one_do(gove
     statuses = [answer[1] for answer in batched[0]]
     assert statuses == ["pending", "pending", "pending", "awaiting_approval", "awaiting_approval", "rejected",
                         "pending", "awaiting_approval", "pending", "rejected", "rejected", "rejected", "rejected",
-                        "rejected", "pending", "awaiting_approval"], batched[0]
+                        "rejected", "pending", "awaiting_approval", "rejected"], batched[0]
     answers = batched[0]
     assert answers[0][3] == "R1" and answers[2][3] == answers[1][0] and answers[4][3] == answers[3][0]
     assert answers[5][3] == answers[3][0] and answers[7][3] is None
     assert answers[14][3] == "R4" and answers[15][3] is None  # the revoke queued last, not the grant before it
+    assert answers[16][2].startswith("unknown workspace"), answers[16]

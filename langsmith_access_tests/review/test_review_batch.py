@@ -151,3 +151,20 @@ def test_a_row_named_by_user_workspace_and_role_resolves_once_and_reads_no_catal
     for per_sheet in ("duckdb_tables()", "SELECT name FROM main.roles WHERE role_id = ?"):
         assert sum(per_sheet in s for s in many) == sum(per_sheet in s for s in few), per_sheet
     assert (len(many) - len(few)) / 10 <= 7
+
+
+def test_a_row_named_by_user_workspace_and_role_may_give_the_roles_name_beside_its_id(env, tmp_path, capsys):
+    # As beside a grant_id: LangSmith's name of the role (WORKSPACE_USER) describes it as well as
+    # its display name (Editor) does; the role resolved is the role_id's.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    row = next(r for r in active_rows(rows) if org.role(r["role_id"]).name != "CUSTOM")
+    row.update(grant_id="", decision="revoke", role_name=org.role(row["role_id"]).name)
+    assert row["role_name"] != org.role(row["role_id"]).display_name
+    write_sheet(sheet, rows)
+    for dry_run in (True, False):
+        [outcome] = queue_revokes(database, read_csv_sheet(sheet), reviewer="ada@example.com",
+                                  dry_run=dry_run).outcomes
+        assert outcome.status == ("would_queue" if dry_run else "queued"), outcome.message
