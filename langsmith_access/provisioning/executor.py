@@ -373,8 +373,14 @@ class Provisioner:
         return self.outcomes
 
     def _process_chain(self, requests: list[dict]) -> None:
-        for request in requests:
-            self.process(request)
+        try:
+            for request in requests:
+                self.process(request)
+        except BaseException:
+            # Stop the run from here, before this thread takes another chain: the calling thread
+            # may wake to stop it well after (a busy machine), the other threads going on meanwhile.
+            self._stopping = True
+            raise
 
     def _emit_logs(self) -> None:
         """Log settled outcomes from the calling (main) thread."""

@@ -21,7 +21,8 @@ import pytest
 from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
 from langsmith_access.langsmith import LangSmithClient, ProvisioningInterruptedError
-from langsmith_access.provisioning import queue
+from langsmith_access.provisioning import executor, queue
+from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.store.queries import grants_held_at
 from langsmith_access_tests.helpers import (
@@ -644,6 +645,30 @@ def test_a_time_bound_grant_a_dead_run_wrote_runs_from_that_write(env, monkeypat
     assert [w.method for w in writes(sandbox)] == ["POST", "DELETE"]
 
 
+def chain_failures(monkeypatch) -> threading.Event:
+    """Set once a provisioning thread's chain of requests ended in an error. The calling thread
+    wakes late to stop the run, as on a busy machine (where CI saw the workspaces' fan-out read
+    on meanwhile): only what the failing thread itself does keeps the others from going on."""
+    failed = threading.Event()
+    real_chain, real_as_completed = Provisioner._process_chain, executor.as_completed
+
+    def chain_telling_its_failure(self, requests):
+        try:
+            return real_chain(self, requests)
+        except BaseException:
+            failed.set()
+            raise
+
+    def as_completed_waking_late(futures):
+        for future in real_as_completed(futures):
+            time.sleep(0.5)  # a delay the run must not depend on, not a wait for anything
+            yield future
+
+    monkeypatch.setattr(Provisioner, "_process_chain", chain_telling_its_failure)
+    monkeypatch.setattr(executor, "as_completed", as_completed_waking_late)
+    return failed
+
+
 def test_a_run_stopping_mid_batch_starts_no_further_request(env, monkeypatch):
     """A batch big enough for several threads stops (an unexpected error here; a cancel from the
     Dagster UI or Ctrl-C alike) at its first write: the requests under way finish, no other
@@ -658,12 +683,14 @@ def test_a_run_stopping_mid_batch_starts_no_further_request(env, monkeypatch):
         assert request_grant(user_id, workspace_id, "Viewer").accepted
     real_add = LangSmithClient.add_workspace_member
     calls = []
+    failed = chain_failures(monkeypatch)
 
     def first_add_fails(self, *args, **kwargs):
         calls.append(args)
         if len(calls) == 1:
             raise RuntimeError("simulated unexpected error")
-        time.sleep(0.3)  # the other thread's writes take a while: the run has stopped long before
+        # The other thread's write under way when the first failed: it goes out after the failure.
+        assert failed.wait(60), "the failing thread never ended"
         return real_add(self, *args, **kwargs)
 
     monkeypatch.setattr(LangSmithClient, "add_workspace_member", first_add_fails)
@@ -696,14 +723,13 @@ def test_a_run_stopping_mid_batch_takes_no_further_request_of_a_chain_under_way(
     for member, workspace in others:
         assert request_grant(member.ls_user_id, workspace.id, "Viewer").accepted
     real_add = LangSmithClient.add_workspace_member
-    failed = threading.Event()
+    failed, raised = chain_failures(monkeypatch), threading.Event()
 
     def the_other_thread_fails_while_the_chain_writes(self, workspace_id, *, org_identity_id, role_id):
         if (workspace_id, org_identity_id) == (chain_workspace.id, chained.id):
-            assert failed.wait(10), "the other thread never failed"
-            time.sleep(0.5)  # the run has stopped by the time this write returns
-        elif not failed.is_set():
-            failed.set()
+            assert failed.wait(60), "the other thread never failed"  # this write returns after that
+        elif not raised.is_set():
+            raised.set()
             raise RuntimeError("simulated unexpected error")
         return real_add(self, workspace_id, org_identity_id=org_identity_id, role_id=role_id)
 
