@@ -656,23 +656,37 @@ def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path, caplo
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
         database.ensure_working()
-    # Another process writing the file (a program an operator left open) for 3 s: DuckDB refuses
-    # every other process meanwhile, and a writer waits for it rather than failing at once.
+    # Another process writing the file (a program an operator left open) until the writer here
+    # says it is waiting for it: DuckDB refuses every other process meanwhile, and a writer waits
+    # for it rather than failing at once. (It used to close after 3 s of its own: a pause of this
+    # process that long, on a busy machine, left nothing to wait for.)
     writer = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
-         "time.sleep(3); c.close()", str(database.working_path)], stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
+         "sys.stdin.readline(); c.close()", str(database.working_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    class LetGoOnceWaitedFor(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("waiting for "):
+                writer.stdin.write("close\n")
+                writer.stdin.flush()
+
+    logger = logging.getLogger("langsmith_access.store.database")
+    let_go = LetGoOnceWaitedFor()
+    logger.addHandler(let_go)
     try:
         assert writer.stdout.readline().strip() == "open"
         with pytest.raises(DatabaseBusyError, match="could not open access.working.duckdb read-only: "):
             with database.connect(read_only=True, timeout_seconds=0.2):
                 pass
         with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):
-            with database.connect(timeout_seconds=30) as conn:  # the writer closes within 3 s
+            with database.connect(timeout_seconds=30) as conn:  # the writer closes once waited for
                 assert conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone() == (0,)
         # A wait of seconds (or minutes) says so, once: it must not look like a hang.
         [waiting] = [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"]
         assert waiting.startswith("waiting for access.working.duckdb: ") and waiting.endswith("(up to 30 s)")
     finally:
+        logger.removeHandler(let_go)
         writer.kill()
         writer.wait()
 
