@@ -4,6 +4,7 @@ what each leaves behind when it fails. And when a database counts as synced."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +43,24 @@ def write_and_die(path: Path, table: str, value: int = 7) -> None:
     subprocess.run([sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
                     f"c.execute('CREATE TABLE main.{table} AS SELECT {value} AS x'); os._exit(0)", str(path)],
                    check=True)
+
+
+@contextlib.contextmanager
+def on_message(start: str, do: Callable[[], object]) -> Iterator[None]:
+    """``do()`` when the database module logs a message beginning with ``start``: another process
+    answering a writer's wait as soon as the writer says it waits, on no timer of its own."""
+
+    class Doing(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith(start):
+                do()
+
+    logger, handler = logging.getLogger("langsmith_access.store.database"), Doing()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def test_a_writer_kept_waiting_says_who_holds_the_lease_then_gives_up_naming_them(tmp_path, caplog):
@@ -460,14 +480,18 @@ def test_a_writer_kept_waiting_by_another_process_takes_the_lease_once_it_lets_g
     database.path.parent.mkdir(parents=True, exist_ok=True)
     held = os.open(database.lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # another process's lease
     fcntl.flock(held, fcntl.LOCK_EX)
-    letting_go = threading.Timer(0.3, os.close, [held])
-    letting_go.start()
+    # It lets go once the writer says it waits (not after a fixed 0.3 s: a pause of the writer's
+    # process that long, on a busy machine, found the lease free and nothing to wait for).
+    closed = []
     try:
-        with caplog.at_level(logging.WARNING), database.writer_lease("a sync", timeout_seconds=10):
-            assert database.is_busy()
+        with caplog.at_level(logging.WARNING), on_message("waiting to a sync", lambda: closed.append(os.close(held))):
+            with database.writer_lease("a sync", timeout_seconds=30):
+                assert database.is_busy()
     finally:
-        letting_go.join()
-    assert any(r.getMessage().startswith("waiting to a sync") for r in caplog.records)  # it waited, and said so
+        if not closed:
+            os.close(held)
+    # It waited, and said so.
+    assert closed and any(r.getMessage().startswith("waiting to a sync") for r in caplog.records)
 
 
 def test_a_writer_that_gave_up_waiting_can_take_the_lease_once_it_is_free(tmp_path):
@@ -665,28 +689,22 @@ def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path, caplo
          "sys.stdin.readline(); c.close()", str(database.working_path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    class LetGoOnceWaitedFor(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("waiting for "):
-                writer.stdin.write("close\n")
-                writer.stdin.flush()
+    def let_go() -> None:
+        writer.stdin.write("close\n")
+        writer.stdin.flush()
 
-    logger = logging.getLogger("langsmith_access.store.database")
-    let_go = LetGoOnceWaitedFor()
-    logger.addHandler(let_go)
     try:
         assert writer.stdout.readline().strip() == "open"
         with pytest.raises(DatabaseBusyError, match="could not open access.working.duckdb read-only: "):
             with database.connect(read_only=True, timeout_seconds=0.2):
                 pass
         with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):
-            with database.connect(timeout_seconds=30) as conn:  # the writer closes once waited for
+            with on_message("waiting for ", let_go), database.connect(timeout_seconds=30) as conn:
                 assert conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone() == (0,)
         # A wait of seconds (or minutes) says so, once: it must not look like a hang.
         [waiting] = [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"]
         assert waiting.startswith("waiting for access.working.duckdb: ") and waiting.endswith("(up to 30 s)")
     finally:
-        logger.removeHandler(let_go)
         writer.kill()
         writer.wait()
 
