@@ -33,7 +33,11 @@ WRITES = ("POST", "PATCH", "DELETE")
 # The faulty sync: ~10% random 5xx, 3% hangs, 3% dropped connections, bursts of 429 from a
 # per-key rate limit, and members joining while the member listing is paged.
 ERROR_RATE, HANG_RATE, DROP_RATE = 0.10, 0.03, 0.03
-HANG_SECONDS = 20  # far beyond the client's 1 s read timeout: only the timeout can end a hang
+# The client's read timeout: what ends a hang. Each fault must cost exactly one retry, so every
+# other answer must come within it, however busy the machine (at 1 s, one answer held 1.5 s
+# cost a retry of its own).
+READ_TIMEOUT_SECONDS = 3
+HANG_SECONDS = 20  # far beyond the client's read timeout: only the timeout can end a hang
 RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_SECONDS = 20, 2  # bursts: >20 requests in 2 s get 429s
 PAGE_DRIFT_MEMBERS = 2
 
@@ -128,7 +132,7 @@ def fault_run(tmp_path_factory) -> FaultRun:
         monkeypatch.setattr(sandbox_faults, "RATE_LIMIT_WINDOW_SECONDS", RATE_LIMIT_WINDOW_SECONDS)
         with SandboxServer(org, api_key=API_KEY, enriched_route=False, faults=faults) as sandbox:
             point_at(monkeypatch, sandbox, faulty_path)
-            monkeypatch.setenv("LANGSMITH_ACCESS_TIMEOUT_SECONDS", "1")
+            monkeypatch.setenv("LANGSMITH_ACCESS_TIMEOUT_SECONDS", str(READ_TIMEOUT_SECONDS))
             monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "8")
             faulty = run_sync()
         # Stopping the sandbox ends the hung requests; every request is in the log now.

@@ -77,7 +77,7 @@ def test_every_injected_fault_was_retried_and_counted_in_sync_runs(fault_run: Fa
     assert route == "workspace_members"
     # Each fault cost exactly one retry: none was missed, none was counted twice. A hung
     # request answers (200) only after 20 s: had the client waited one out instead of cutting
-    # it at its 1 s read timeout, that fault would have cost no retry and this would be short.
+    # it at its read timeout (3 s), that fault would have cost no retry and this would be short.
     assert retries == faults
     assert rate_limited == throttled
     assert calls == fault_run.requests_logged
