@@ -4,6 +4,9 @@ It records every POST (path, headers, JSON body) and answers with the status the
 (with a ``Location`` header when ``location`` is set), after ``delay_seconds`` (a slow receiver), or one byte of its answer every ``trickle_seconds``
 (a receiver that never quite times out a read). It can be stopped and started again on the
 same port: a receiver that is down for a while. A GET (a redirect followed) is recorded in ``gets``.
+``peak_in_flight`` is the most POSTs it was answering at once; with ``hold_until_in_flight`` = N, each
+POST waits (a minute at most) until N have been in at once before its delay: senders that
+post side by side are seen to, whatever a busy machine does to their timing.
 """
 
 from __future__ import annotations
@@ -43,7 +46,10 @@ class WebhookReceiver:
         self.posts = 0  # every POST it answered, refused ones included
         self.received: list[Received] = []
         self.gets: list[tuple[str, str | None]] = []  # (path, Authorization)
+        self.hold_until_in_flight: int | None = None
+        self.in_flight = self.peak_in_flight = 0
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -58,13 +64,26 @@ class WebhookReceiver:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
-                with receiver._lock:
+                with receiver._arrived:
                     status, delay, trickle = receiver.status, receiver.delay_seconds, receiver.trickle_seconds
                     receiver.posts += 1
                     if status < 300:  # what a receiver accepted is what it received
                         receiver.received.append(Received(self.path, self.headers.get("Content-Type"), body,
                                                           self.headers.get("Authorization"),
                                                           self.headers.get("Idempotency-Key")))
+                    receiver.in_flight += 1
+                    receiver.peak_in_flight = max(receiver.peak_in_flight, receiver.in_flight)
+                    receiver._arrived.notify_all()
+                    if receiver.hold_until_in_flight is not None:
+                        wanted = receiver.hold_until_in_flight
+                        receiver._arrived.wait_for(lambda: receiver.peak_in_flight >= wanted, timeout=60)
+                try:
+                    self._answer(status, delay, trickle)
+                finally:
+                    with receiver._lock:
+                        receiver.in_flight -= 1
+
+            def _answer(self, status: int, delay: float, trickle: float) -> None:
                 time.sleep(delay)
                 if trickle:
                     answer = f"HTTP/1.1 {status} OK\r\nContent-Length: 0\r\n\r\n".encode()
