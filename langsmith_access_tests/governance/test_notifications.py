@@ -235,18 +235,18 @@ def test_a_slow_or_trickling_receiver_is_cut_off_and_the_rest_wait_their_turn(da
     with WebhookReceiver() as receiver:
         hook = Webhook(url=Secret(receiver.url), timeout_seconds=1)
         receiver.delay_seconds = 3.0
-        started = time.monotonic()
         slow = deliver_due(database, hook, now=T0)
-        # One timeout, not one per row (8 s): the margin is for a slow CI machine.
-        assert time.monotonic() - started < 5
+        # One timeout, not one per row: no second POST (the first may still be on its way in).
+        # A stopwatch of 5 s here failed when the database work took 4 s longer on a busy machine.
+        assert receiver.posts <= 1
         assert [slow.failed[i] for i in ids] == ["the receiver did not answer within 1 s"] + [NOT_TRIED] * 7
         assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, T0 + retry_delay(1))] + [
             (0, T0 + retry_delay(1))] * 7
-        # One byte of the answer every 0.3 s: no read ever waits a second, the whole takes ~12 s.
+        # One byte of the answer every 0.3 s: no read ever waits a second, the whole takes ~11 s.
         receiver.delay_seconds, receiver.trickle_seconds = 0.0, 0.3
         started = time.monotonic()
         assert post(hook, {"event": "sync.failed"}) == "the receiver did not answer within 1 s"
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 9  # cut at 1 s, not read to its end (slack for a busy machine)
 
 
 def test_a_delivery_stops_when_its_time_is_spent_and_the_rest_stay_due(database):
