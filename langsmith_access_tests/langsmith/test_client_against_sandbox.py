@@ -12,6 +12,7 @@ Waits are recorded with a fake ``sleep`` (``RecordingSleep``) unless a test is a
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -531,13 +532,17 @@ def test_429_waits_the_retry_after_seconds(sandbox):
 def test_429_retry_after_as_http_date(sandbox):
     sandbox.faults = FaultConfig(throttle_rate=1.0, retry_after_seconds=5, retry_after_as_http_date=True)
     sleep = heal_after(sandbox, 1, throttle_rate=0.0)
+    before = time.time()
     with client_for(sandbox, sleep=sleep) as client:
         members = client.list_org_members()
         assert client.stats.rate_limited == 1
+    after = time.time()
     assert {m.id for m in members} == set(m.id for m in sandbox.org.active_members())
     assert len(sleep.waits) == 1
-    # The date is rounded up to a whole second: the wait is between 5 and 6 seconds.
-    assert 4.5 <= sleep.waits[0] <= 6.0
+    # The date is 5 s after the server's clock, rounded up to a whole second; the wait runs from
+    # when the client read it, both between `before` and `after` (a busy machine can hold an
+    # answer a second and more: a fixed 4.5 s floor failed then).
+    assert math.ceil(before) + 5 - after <= sleep.waits[0] <= math.ceil(after) + 5 - before
 
 
 def test_a_huge_retry_after_is_capped(sandbox):
