@@ -21,8 +21,9 @@ launch it per org with ``org_run_requests`` (a schedule) or ``RunRequest(partiti
 
 
 import contextlib
+import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -113,29 +114,79 @@ T = TypeVar("T")
 # took it past the timeout, and the tick failed for every org.
 TICK_READ_TIMEOUT_SECONDS = 2.0
 TICK_READERS = 16
+# The most one look takes: its read's wait, the last retry's sleep past it (store.database's
+# retries sleep up to 0.5 s) and the read itself. A look starts only while it can end by the
+# tick's deadline.
+TICK_LOOK_SECONDS = TICK_READ_TIMEOUT_SECONDS + 1.0
+# How long a sensor's or schedule's tick may spend on its orgs, whatever their number: Dagster's
+# daemon fails a tick past 60 s, for every org, and a tick where every copy is held costs
+# TICK_READ_TIMEOUT_SECONDS per TICK_READERS orgs (some 430 orgs fill 60 s). The orgs a tick
+# cannot look at by then wait for the next tick, which starts with them; the 20 s left are for
+# what a tick does before and after its looks (the instance's queries, the run requests) on a
+# loaded machine.
+TICK_BUDGET_SECONDS = 40.0
 
 
-def look_at_each_org(orgs: Sequence[Org], look: Callable[[Org], T]) -> dict[str, T]:
+def tick_deadline(budget_seconds: float = TICK_BUDGET_SECONDS) -> float:
+    """The ``time.monotonic()`` reading by which a tick begun now stops looking at orgs."""
+    return time.monotonic() + budget_seconds
+
+
+def look_at_each_org(
+    orgs: Sequence[Org], look: Callable[[Org], T], *, deadline: float | None = None
+) -> dict[str, T]:
     """``look(org)`` of each org for a tick, by slug in the orgs' order, TICK_READERS at a time
     (``each_org_side_by_side``). ``look`` reads only the org's own files: a Dagster instance is
-    not shared across threads."""
-    return each_org_side_by_side(orgs, look, at_once=TICK_READERS)
+    not shared across threads. ``deadline`` (``tick_deadline``): no look starts that could end
+    past it; the orgs not looked at are left out of the results."""
+    start_by = None if deadline is None else deadline - TICK_LOOK_SECONDS
+    return each_org_side_by_side(orgs, look, at_once=TICK_READERS, start_by=start_by)
+
+
+def starting_with(orgs: Sequence[Org], slug: str | None) -> list[Org]:
+    """``orgs`` in their order, but starting with org ``slug`` (those before it come last): the
+    order of a tick that left that org and those after it to this one. The orgs' own order when
+    ``slug`` is None or names none of them (removed from the orgs file since)."""
+    start = next((index for index, org in enumerate(orgs) if org.slug == slug), 0)
+    return [*orgs[start:], *orgs[:start]]
+
+
+def first_left(order: Sequence[Org], left: Collection[str]) -> str | None:
+    """The org the next tick starts with: the first in this tick's ``order`` that it ``left``
+    (did not get to within its budget), or None when it left none."""
+    return next((org.slug for org in order if org.slug in left), None)
+
+
+def not_looked_at(left: Sequence[str], budget_seconds: float, then: str) -> str:
+    """What a tick says of the orgs it left: how many, which, and what ``then`` happens to them."""
+    return (f"{len(left)} org(s) not reached within the tick's {budget_seconds:g}-s budget ({TICK_READERS} copies "
+            f"read at once, each copy an analyst's session holds costing {TICK_READ_TIMEOUT_SECONDS:g} s); "
+            f"{then}: {', '.join(left)}.")
 
 
 def schedule_tick(context: dg.ScheduleEvaluationContext, orgs: Orgs,
-                  waits: Callable[[Org], str | None] = lambda org: None):
+                  waits: Callable[[Org], str | None] = lambda org: None,
+                  budget_seconds: float = TICK_BUDGET_SECONDS):
     """One tick of a schedule: a run per org (``org_run_requests``), but none for an org with no
     usable key (its run would fail at its start, every tick) or one ``waits`` gives a reason for
     (looked at side by side: ``look_at_each_org``); those are named with why (logged beside
-    the runs, or the tick's skip reason)."""
-    waits_for = look_at_each_org(list(orgs), lambda org: no_key_reason(org) or waits(org))
-    waiting = [(slug, reason) for slug, reason in waits_for.items() if reason]
+    the runs, or the tick's skip reason). An org the tick could not look at within
+    ``budget_seconds`` is launched, as one whose copy cannot be read now: its run checks for
+    itself (a schedule keeps no cursor to start its next tick with it, which may be an hour
+    away); the tick names those orgs."""
+    deadline = tick_deadline(budget_seconds)
+    no_key = {org.slug: reason for org in orgs if (reason := no_key_reason(org))}
+    looked = look_at_each_org([org for org in orgs if org.slug not in no_key], waits, deadline=deadline)
+    left = [org.slug for org in orgs if org.slug not in no_key and org.slug not in looked]
+    waiting = [(slug, reason) for slug in orgs.slugs if (reason := no_key.get(slug) or looked.get(slug))]
     waits_now = {slug for slug, _ in waiting}
     requests = [request for request in org_run_requests(orgs) if request.partition_key not in waits_now]
     if not requests:
         return dg.SkipReason(skip_reasons(waiting))
     for slug, reason in waiting:
         context.log.info(f"{slug}: {reason}")
+    if left:
+        context.log.warning(not_looked_at(left, budget_seconds, "launched, each run checks for itself"))
     return requests
 
 

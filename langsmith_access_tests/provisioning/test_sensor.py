@@ -1,7 +1,9 @@
 """provisioning_queue_sensor against a real Dagster instance (and, once, a real daemon)."""
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,8 +17,15 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from langsmith_access import runner
 from langsmith_access.definitions import defs
+from langsmith_access.defs.inventory.definitions import waits_for_first_sync
+from langsmith_access.defs.orgs import TICK_LOOK_SECONDS, TICK_READERS, deployment_orgs, schedule_tick, starting_with
 from langsmith_access.defs.provisioning import definitions as provisioning_definitions
-from langsmith_access.defs.provisioning.definitions import REFUSED_INPUT_TAG, failed_runs_backoff, failed_runs_backoffs
+from langsmith_access.defs.provisioning.definitions import (
+    REFUSED_INPUT_TAG,
+    evaluate_queue,
+    failed_runs_backoff,
+    failed_runs_backoffs,
+)
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import tick_sensor
@@ -445,3 +454,147 @@ def test_a_tick_with_many_orgs_held_busy_stays_inside_the_tick_timeout(tmp_path,
     assert [slug for slug in busy if said.get(slug, "").startswith("Database busy")] == busy, expiry.skip_message
     assert said["free"].startswith("No access due to end")
     assert [request.partition_key for request in inventory.run_requests] == busy
+
+
+def orgs_holding(tmp_path, monkeypatch, slugs: list[str]):
+    """An orgs file of ``slugs`` (each with a key), the environment pointed at it: its orgs."""
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text("".join(
+        f"- slug: {slug}\n  organization_id: 00000000-0000-4000-8000-{number:012d}\n"
+        f"  endpoint: http://127.0.0.1:9\n  api_key_env: KEY_{number}\n"
+        for number, slug in enumerate(slugs)))
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(orgs_file))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    for number in range(len(slugs)):
+        monkeypatch.setenv(f"KEY_{number}", "lsv2_sk_" + "0" * 32 + f"_{number}")
+    return deployment_orgs()
+
+
+@contextlib.contextmanager
+def held_read_write(paths: list[Path]):
+    """An analyst's session in another process holding each of ``paths`` read-write."""
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_MANY_READ_WRITE, *map(str, paths)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        yield
+    finally:
+        holder.communicate("\n", timeout=30)
+
+
+# A budget that lets one round of TICK_READERS looks start and no second one: a held copy's look
+# takes TICK_READ_TIMEOUT_SECONDS, more than the 1.5 s in which looks may start.
+ONE_ROUND_BUDGET = TICK_LOOK_SECONDS + 1.5
+# What a tick may take past its budget: the skip reasons, on a loaded machine.
+SLACK_SECONDS = 3
+
+
+def left_said(said: str) -> list[str]:
+    """The orgs a tick's skip reason or log line says it did not reach, in its words' order."""
+    found = re.search(r"(\d+) org\(s\) not reached within the tick's [\d.]+-s budget .*?: (.*)\.$", said)
+    assert found, said
+    left = found.group(2).split(", ")
+    assert int(found.group(1)) == len(left)
+    return left
+
+
+def test_a_tick_past_its_budget_leaves_the_orgs_it_did_not_reach_to_the_next_which_starts_with_them(
+        tmp_path, monkeypatch):
+    # 20 held copies, then one org with a pending request: a tick reads one round of copies
+    # within its budget and names the orgs it left, the next tick starts with those (the free
+    # org's run is launched), and the tick after goes on from where that one stopped.
+    busy = [f"busy-{number:02d}" for number in range(20)]
+    orgs = orgs_holding(tmp_path, monkeypatch, [*busy, "free"])
+    queue_rows(AccessDatabase(orgs.get("free").duckdb_path), 1)
+    with held_read_write([orgs.get(slug).duckdb_path for slug in busy]), dg.instance_for_test() as instance:
+        ticks, cursors, took = [], [None], []
+        for _ in range(3):
+            context = dg.build_sensor_context(instance=instance, cursor=cursors[-1])
+            started = time.monotonic()
+            ticks.append(evaluate_queue(context, orgs, budget_seconds=ONE_ROUND_BUDGET))
+            took.append(time.monotonic() - started)
+            cursors.append(context.cursor)
+    assert max(took) < ONE_ROUND_BUDGET + SLACK_SECONDS, took
+    first, second, third = ticks
+    # The first tick, in the orgs file's order: one round of copies read (held), the rest left.
+    assert isinstance(first, dg.SkipReason)
+    assert left_said(first.skip_message) == [*busy[TICK_READERS:], "free"]
+    said = dict(reason.split(": ", 1) for reason in first.skip_message.split("; "))
+    assert [slug for slug in busy if said.get(slug, "").startswith("Database busy")] == busy[:TICK_READERS]
+    assert json.loads(cursors[1])["start"] == busy[TICK_READERS]
+    # The second starts with them, so the free org's run is launched, and leaves the last of its
+    # order (a round read at least) to the third, which starts with those and leaves the last of
+    # its own: no org is left behind however long the copies stay held.
+    [launched] = second
+    assert launched.partition_key == "free" and launched.tags["langsmith_access/requests"] == "1"
+    start = json.loads(cursors[2])["start"]
+    assert json.loads(cursors[2])["launches"] == {"free": 1}
+    assert [org.slug for org in starting_with(list(orgs), busy[TICK_READERS])].index(start) >= TICK_READERS
+    order = [org.slug for org in starting_with(list(orgs), start)]
+    assert [request.partition_key for request in third] == ["free"]  # (its request is still pending)
+    assert order.index(json.loads(cursors[3])["start"]) >= TICK_READERS
+
+
+def test_a_tick_that_reaches_every_org_starts_the_next_in_the_orgs_order(database, instance):
+    # The cursor's start is dropped once a tick reaches every org; one naming an org the orgs
+    # file no longer lists (or set by hand to anything) starts with the first org.
+    queue_rows(database, 1)
+    for cursor in ('{"launches": {}, "start": "default"}', '{"launches": {}, "start": "gone"}', '{"start": 3}'):
+        result, after = evaluate(instance, cursor)
+        assert len(result.run_requests) == 1, cursor
+        assert json.loads(after) == {"launches": {"default": 1}}
+
+
+def test_orgs_whose_runs_cannot_be_counted_within_the_budget_wait_for_the_next_tick(tmp_path, monkeypatch):
+    # Copies read in time, but the instance answers the launch count's query slowly: the orgs
+    # not counted by the deadline are launched by the next tick, first.
+    slugs = [f"org-{number}" for number in range(6)]
+    orgs = orgs_holding(tmp_path, monkeypatch, slugs)
+    for org in orgs:
+        queue_rows(AccessDatabase(org.duckdb_path), 1)
+    count_runs = provisioning_definitions.runs_launched_before
+    deadline = {}
+
+    def counted_past_the_deadline(instance, slug):
+        if slug == "org-2":  # the instance answers its query once the tick's deadline has passed
+            deadline["now"] = time.monotonic()
+            while time.monotonic() <= deadline["tick"]:
+                time.sleep(0.05)
+        return count_runs(instance, slug)
+
+    real_deadline = provisioning_definitions.tick_deadline
+
+    def recorded_deadline(budget_seconds):
+        deadline["tick"] = real_deadline(budget_seconds)
+        return deadline["tick"]
+
+    monkeypatch.setattr(provisioning_definitions, "runs_launched_before", counted_past_the_deadline)
+    monkeypatch.setattr(provisioning_definitions, "tick_deadline", recorded_deadline)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance)
+        first = evaluate_queue(context, orgs, budget_seconds=TICK_LOOK_SECONDS + 1)
+        assert [request.partition_key for request in first] == slugs[:3]
+        assert json.loads(context.cursor)["start"] == "org-3"
+        monkeypatch.setattr(provisioning_definitions, "runs_launched_before", count_runs)
+        second = evaluate_queue(dg.build_sensor_context(instance=instance, cursor=context.cursor), orgs)
+    assert {request.partition_key for request in second} == set(slugs)
+
+
+def test_the_inventory_schedule_launches_the_orgs_it_could_not_look_at_in_time(tmp_path, monkeypatch, capfd):
+    # A schedule keeps no cursor, and its rule for a copy it cannot read is to launch the run,
+    # which checks for itself: an org it had no time to look at is launched the same way, named.
+    # The orgs it looked at still wait for their first sync.
+    busy = [f"busy-{number:02d}" for number in range(TICK_READERS)]
+    orgs = orgs_holding(tmp_path, monkeypatch, ["unsynced", *busy, "late"])
+    with held_read_write([orgs.get(slug).duckdb_path for slug in busy]):
+        with dg.build_schedule_context() as context:
+            started = time.monotonic()
+            requests = schedule_tick(context, orgs, waits=waits_for_first_sync, budget_seconds=ONE_ROUND_BUDGET)
+            took = time.monotonic() - started
+    assert took < ONE_ROUND_BUDGET + SLACK_SECONDS
+    # ("unsynced" took no time to look at, no file: its reader went on to the last busy copy.)
+    assert [request.partition_key for request in requests] == [*busy, "late"]
+    [warning] = [line for line in capfd.readouterr().err.splitlines() if "not reached" in line]  # its log
+    assert left_said(warning) == ["late"] and "launched, each run checks for itself" in warning

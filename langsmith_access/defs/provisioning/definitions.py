@@ -19,13 +19,18 @@ from pydantic import Field
 
 from langsmith_access import names
 from langsmith_access.defs.orgs import (
+    TICK_BUDGET_SECONDS,
     TICK_READ_TIMEOUT_SECONDS,
     deployment_orgs,
+    first_left,
     look_at_each_org,
     no_key_reason,
+    not_looked_at,
     org_run_config,
     org_tags,
     skip_reasons,
+    starting_with,
+    tick_deadline,
 )
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, LangSmithAPI, ProvisioningDatabase
 from langsmith_access.governance.drift import UnexplainedChange
@@ -578,11 +583,13 @@ def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConne
 
 
 def read_each_for_tick(
-    orgs: list[Org], read: Callable[[Org, duckdb.DuckDBPyConnection], list[str]]
+    orgs: list[Org], read: Callable[[Org, duckdb.DuckDBPyConnection], list[str]], *, deadline: float | None = None
 ) -> dict[str, list[str] | str]:
-    """``read_for_tick`` of each org's analysts' copy, side by side (``look_at_each_org``), by slug."""
+    """``read_for_tick`` of each org's analysts' copy, side by side (``look_at_each_org``), by slug;
+    without the orgs it could not read by ``deadline``."""
     return look_at_each_org(
-        orgs, lambda org: read_for_tick(AccessDatabase(org.duckdb_path), lambda conn: read(org, conn)))
+        orgs, lambda org: read_for_tick(AccessDatabase(org.duckdb_path), lambda conn: read(org, conn)),
+        deadline=deadline)
 
 
 def launch_per_org(
@@ -594,28 +601,41 @@ def launch_per_org(
     nothing_due: str,
     run_key_prefix: str,
     count_tag: str,
+    budget_seconds: float = TICK_BUDGET_SECONDS,
 ):
     """One tick of a sensor that launches ``provision_workspace_roles`` per org: for each org,
     ``read_due`` of its analysts' copy gives the ids of what is to do (a run for that org's
     partition, its count in the tag ``count_tag``), unless the org waits (no usable key, the
     wait after failed runs, its provisioning run in flight: ``in_flight_reason``). A skip reason
     says why nothing is launched for an org (``nothing_due`` when nothing is due). One org's
-    trouble (a busy, missing or damaged database, no usable key) never holds another's work back."""
+    trouble (a busy, missing or damaged database, no usable key) never holds another's work back.
+
+    The tick ends within ``budget_seconds`` whatever the number of orgs: those it did not get to
+    (their copies not read, or their runs not counted, by then) are named and left to the next
+    tick, which starts with them (the cursor's ``start``), so held copies cannot starve an org."""
     # The cursor counts each org's launches (at least its runs); it never filters work (a run
     # takes everything due when it starts), so it cannot skip any. The run key makes a
     # re-evaluated tick launch nothing twice. After failed runs the org waits (failed_runs_backoff).
+    deadline = tick_deadline(budget_seconds)
+    launches, start = _launches_of(context.cursor), _start_of(context.cursor)
+    order = starting_with(list(orgs), start)
     in_flight = orgs_with_provisioning_run_in_flight(context.instance)
     backoffs = failed_runs_backoffs(context.instance, list(orgs.slugs))
     waiting = {org.slug: reason for org in orgs
                if (reason := no_key_reason(org) or backoffs[org.slug]
                    or (in_flight_reason if org.slug in in_flight else None))}
-    due = read_each_for_tick([org for org in orgs if org.slug not in waiting], read_due)
-    launches = _launches_of(context.cursor)
+    due = read_each_for_tick([org for org in order if org.slug not in waiting], read_due, deadline=deadline)
+    left = {org.slug for org in orgs if org.slug not in waiting and org.slug not in due}
     run_requests, skipped = [], []
-    for org in orgs:
+    for org in order:
+        if org.slug in left:
+            continue
         work = waiting.get(org.slug) or due[org.slug] or nothing_due
         if isinstance(work, str):
             skipped.append((org.slug, work))
+            continue
+        if time.monotonic() > deadline:  # its launch count is one query more: the next tick's
+            left.add(org.slug)
             continue
         # Never below the org's runs: a count lowered by hand in the UI would reuse run keys,
         # and Dagster launches nothing for a used one.
@@ -627,12 +647,22 @@ def launch_per_org(
             partition_key=org.slug,
             tags={**org_tags(org.slug), count_tag: str(len(work))},
         ))
+    next_start = first_left(order, left)
+    if run_requests or next_start != start:
+        context.update_cursor(json.dumps({"launches": launches} | ({"start": next_start} if next_start else {})))
+    position = {slug: index for index, slug in enumerate(orgs.slugs)}  # said in the orgs' order
+    skipped.sort(key=lambda said: position[said[0]])
+    run_requests.sort(key=lambda request: position[str(request.partition_key)])
+    left_said = not_looked_at([org.slug for org in order if org.slug in left], budget_seconds,
+                              "the next tick starts with them") if left else None
     if run_requests:
-        context.update_cursor(json.dumps({"launches": launches}))
         for slug, reason in skipped:
             context.log.info(f"{slug}: {reason}")
+        if left_said:
+            context.log.warning(left_said)
         return run_requests
-    return dg.SkipReason(skip_reasons(skipped))
+    said = [skip_reasons(skipped)] if skipped else []
+    return dg.SkipReason(" ".join([*said, left_said]) if left_said else skip_reasons(skipped))
 
 
 def _launches_of(cursor: str | None) -> dict[str, int]:
@@ -647,14 +677,25 @@ def _launches_of(cursor: str | None) -> dict[str, int]:
     return {slug: count for slug, count in launches.items() if isinstance(count, int)}
 
 
-def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs):
+def _start_of(cursor: str | None) -> str | None:
+    """The org the last tick left first, to start this one with; None (the orgs' order) where
+    the cursor names none or cannot be read."""
+    try:
+        start = json.loads(cursor).get("start") if cursor else None
+    except (ValueError, AttributeError):
+        return None
+    return start if isinstance(start, str) else None
+
+
+def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs, *,
+                   budget_seconds: float = TICK_BUDGET_SECONDS):
     """One tick: for each org, a run for every pending request, or a reason to wait."""
     return launch_per_org(
         context, orgs,
         in_flight_reason="A provisioning run is in progress; the next tick takes what is left.",
         read_due=lambda org, conn: pending_request_ids(conn),
         nothing_due="No pending requests.",
-        run_key_prefix="provision", count_tag="langsmith_access/requests",
+        run_key_prefix="provision", count_tag="langsmith_access/requests", budget_seconds=budget_seconds,
     )
 
 

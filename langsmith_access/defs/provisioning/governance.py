@@ -16,7 +16,7 @@ import duckdb
 from pydantic import Field
 
 from langsmith_access import names
-from langsmith_access.defs.orgs import deployment_orgs, org_run_config, skip_reasons
+from langsmith_access.defs.orgs import TICK_BUDGET_SECONDS, deployment_orgs, org_run_config, skip_reasons
 from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
     refuse_environment_references,
@@ -113,7 +113,8 @@ def expiry_due(org: Org, conn: duckdb.DuckDBPyConnection) -> list[str]:
     return expiry.expiry_work_due(conn, queue.now_utc(), warning)
 
 
-def evaluate_expiries(context: dg.SensorEvaluationContext, orgs: Orgs):
+def evaluate_expiries(context: dg.SensorEvaluationContext, orgs: Orgs, *,
+                      budget_seconds: float = TICK_BUDGET_SECONDS):
     """One tick: a provisioning run for each org where access is due to end, an approval is
     overdue or an expiry warning is due (the run does each before taking the queue), else why
     not."""
@@ -122,7 +123,7 @@ def evaluate_expiries(context: dg.SensorEvaluationContext, orgs: Orgs):
         in_flight_reason="A provisioning run is in progress; it handles what is due.",
         read_due=expiry_due,
         nothing_due="No access due to end, approval overdue or expiry warning due.",
-        run_key_prefix="expiry", count_tag="langsmith_access/due",
+        run_key_prefix="expiry", count_tag="langsmith_access/due", budget_seconds=budget_seconds,
     )
 
 
