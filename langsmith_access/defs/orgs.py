@@ -70,9 +70,9 @@ def org_run_config(
     )
 
 
-def skip_reasons(by_org: list[tuple[str, str]]) -> str:
-    """One org: its reason as it is; several: each led by its slug."""
-    if len(by_org) == 1:
+def skip_reasons(by_org: list[tuple[str, str]], *, named: bool = False) -> str:
+    """One org: its reason as it is (``named``: led by its slug too); several: each led by its slug."""
+    if len(by_org) == 1 and not named:
         return by_org[0][1]
     return "; ".join(f"{slug}: {reason.rstrip('.')}" for slug, reason in by_org) + "."
 

@@ -661,8 +661,10 @@ def launch_per_org(
         if left_said:
             context.log.warning(left_said)
         return run_requests
-    said = [skip_reasons(skipped)] if skipped else []
-    return dg.SkipReason(" ".join([*said, left_said]) if left_said else skip_reasons(skipped))
+    if not left_said:
+        return dg.SkipReason(skip_reasons(skipped))
+    # Each reason led by its org's slug, even a single one: other orgs are named after it.
+    return dg.SkipReason(" ".join([skip_reasons(skipped, named=True), left_said] if skipped else [left_said]))
 
 
 def _launches_of(cursor: str | None) -> dict[str, int]:
