@@ -109,21 +109,23 @@ T = TypeVar("T")
 
 # Sensors and schedules look at the orgs' analysts' copies side by side, this many at once: a
 # copy an analyst holds read-write costs its look TICK_READ_TIMEOUT_SECONDS, so a tick where
-# every copy is held takes about that times orgs / TICK_READERS (200 orgs: ~26 s), inside
-# Dagster's 60-s timeout for a sensor's or schedule's tick; one after the other, 31 such orgs
-# took it past the timeout, and the tick failed for every org.
+# every copy is held takes about that times orgs / TICK_READERS; one after the other, 31 such
+# orgs took it past Dagster's 60-s timeout, and the tick failed for every org. A reader waiting
+# on a held copy sleeps between its tries (a try every 0.5 s at most), so 64 cost the 2 cores
+# little: 600 held orgs were all looked at in 25 s, against 262 of them in 39 s with 16 readers
+# (128 readers: 21 s; BENCHMARKS.md "Sensor ticks with many orgs").
 TICK_READ_TIMEOUT_SECONDS = 2.0
-TICK_READERS = 16
+TICK_READERS = 64
 # The most one look takes: its read's wait, the last retry's sleep past it (store.database's
 # retries sleep up to 0.5 s) and the read itself. A look starts only while it can end by the
 # tick's deadline.
 TICK_LOOK_SECONDS = TICK_READ_TIMEOUT_SECONDS + 1.0
 # How long a sensor's or schedule's tick may spend on its orgs, whatever their number: Dagster's
 # daemon fails a tick past 60 s, for every org, and a tick where every copy is held costs
-# TICK_READ_TIMEOUT_SECONDS per TICK_READERS orgs (some 430 orgs fill 60 s). The orgs a tick
-# cannot look at by then wait for the next tick, which starts with them; the 20 s left are for
-# what a tick does before and after its looks (the instance's queries, the run requests) on a
-# loaded machine.
+# TICK_READ_TIMEOUT_SECONDS and a little more per TICK_READERS orgs (600 orgs: 25 s). The orgs a
+# tick cannot look at by then wait for the next tick, which starts with them; the 20 s left are
+# for what a tick does before and after its looks (the instance's queries, the run requests) on
+# a loaded machine.
 TICK_BUDGET_SECONDS = 40.0
 
 

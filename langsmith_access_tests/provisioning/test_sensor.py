@@ -1,6 +1,7 @@
 """provisioning_queue_sensor against a real Dagster instance (and, once, a real daemon)."""
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -142,8 +143,8 @@ sys.stdin.readline()
 
 
 # How long a tick may take while the analysts' copy is held: the sensors give up on it after 2 s
-# (a tick runs inside Dagster's 60-s sensor timeout, and reads 16 orgs' copies at a time), the rest
-# is slack for a busy machine. Both sensors that read it hold to it.
+# (a tick runs inside Dagster's 60-s sensor timeout, and reads TICK_READERS orgs' copies at a
+# time), the rest is slack for a busy machine. Both sensors that read it hold to it.
 BUSY_TICK_SECONDS = 12
 
 
@@ -484,9 +485,9 @@ def held_read_write(paths: list[Path]):
         holder.communicate("\n", timeout=30)
 
 
-# A budget that lets one round of TICK_READERS looks start and no second one: a held copy's look
-# takes TICK_READ_TIMEOUT_SECONDS, more than the 1.5 s in which looks may start.
-ONE_ROUND_BUDGET = TICK_LOOK_SECONDS + 1.5
+# A budget in which looks may start for 1.9 s: less than a held copy's look takes (its 2 s), so
+# no reader gets to a second held copy, and at most TICK_READERS held copies are looked at.
+ONE_ROUND_BUDGET = TICK_LOOK_SECONDS + 1.9
 # What a tick may take past its budget: the skip reasons, on a loaded machine.
 SLACK_SECONDS = 3
 
@@ -502,39 +503,38 @@ def left_said(said: str) -> list[str]:
 
 def test_a_tick_past_its_budget_leaves_the_orgs_it_did_not_reach_to_the_next_which_starts_with_them(
         tmp_path, monkeypatch):
-    # 20 held copies, then one org with a pending request: a tick reads one round of copies
-    # within its budget and names the orgs it left, the next tick starts with those (the free
-    # org's run is launched), and the tick after goes on from where that one stopped.
-    busy = [f"busy-{number:02d}" for number in range(20)]
+    # More held copies than readers, then one org with a pending request: a tick reads at most a
+    # round of copies within its budget and names the orgs it left, the next tick starts with
+    # those, and so on, until the free org's run is launched: held copies starve no org.
+    busy = [f"busy-{number:03d}" for number in range(TICK_READERS + 4)]
     orgs = orgs_holding(tmp_path, monkeypatch, [*busy, "free"])
     queue_rows(AccessDatabase(orgs.get("free").duckdb_path), 1)
+    ticks, cursors, took = [], [None], []
     with held_read_write([orgs.get(slug).duckdb_path for slug in busy]), dg.instance_for_test() as instance:
-        ticks, cursors, took = [], [None], []
-        for _ in range(3):
+        while len(ticks) < 4 and not any(isinstance(tick, list) for tick in ticks):
             context = dg.build_sensor_context(instance=instance, cursor=cursors[-1])
             started = time.monotonic()
             ticks.append(evaluate_queue(context, orgs, budget_seconds=ONE_ROUND_BUDGET))
             took.append(time.monotonic() - started)
             cursors.append(context.cursor)
     assert max(took) < ONE_ROUND_BUDGET + SLACK_SECONDS, took
-    first, second, third = ticks
-    # The first tick, in the orgs file's order: one round of copies read (held), the rest left.
+    # The first tick, in the orgs file's order: the copies it reached said busy, the rest left.
+    first = ticks[0]
     assert isinstance(first, dg.SkipReason)
-    assert left_said(first.skip_message) == [*busy[TICK_READERS:], "free"]
+    left = left_said(first.skip_message)
+    assert left[-5:] == [*busy[TICK_READERS:], "free"]
     said = dict(reason.split(": ", 1) for reason in first.skip_message.split("; "))
-    assert [slug for slug in busy if said.get(slug, "").startswith("Database busy")] == busy[:TICK_READERS]
-    assert json.loads(cursors[1])["start"] == busy[TICK_READERS]
-    # The second starts with them, so the free org's run is launched, and leaves the last of its
-    # order (a round read at least) to the third, which starts with those and leaves the last of
-    # its own: no org is left behind however long the copies stay held.
-    [launched] = second
-    assert launched.partition_key == "free" and launched.tags["langsmith_access/requests"] == "1"
-    start = json.loads(cursors[2])["start"]
-    assert json.loads(cursors[2])["launches"] == {"free": 1}
-    assert [org.slug for org in starting_with(list(orgs), busy[TICK_READERS])].index(start) >= TICK_READERS
-    order = [org.slug for org in starting_with(list(orgs), start)]
-    assert [request.partition_key for request in third] == ["free"]  # (its request is still pending)
-    assert order.index(json.loads(cursors[3])["start"]) >= TICK_READERS
+    assert [slug for slug in busy if said.get(slug, "").startswith("Database busy")] == busy[:-len(left) + 1]
+    assert json.loads(cursors[1]) == {"launches": {}, "start": left[0]}
+    # Each next tick starts with the first org the last one left, and gets further round the orgs,
+    # until the free org's run is launched (the second tick, unless a round of looks starts slowly).
+    *skipped, launched = ticks
+    assert all(isinstance(tick, dg.SkipReason) for tick in skipped)
+    for before, after in itertools.pairwise(cursors[1:]):
+        order = [org.slug for org in starting_with(list(orgs), json.loads(before)["start"])]
+        assert order.index(json.loads(after)["start"]) > 0
+    assert [(run.partition_key, run.tags["langsmith_access/requests"]) for run in launched] == [("free", "1")]
+    assert json.loads(cursors[-1])["launches"] == {"free": 1}
 
 
 def test_a_tick_that_reaches_every_org_starts_the_next_in_the_orgs_order(database, instance):
@@ -600,7 +600,7 @@ def test_the_inventory_schedule_launches_the_orgs_it_could_not_look_at_in_time(t
     # A schedule keeps no cursor, and its rule for a copy it cannot read is to launch the run,
     # which checks for itself: an org it had no time to look at is launched the same way, named.
     # The orgs it looked at still wait for their first sync.
-    busy = [f"busy-{number:02d}" for number in range(TICK_READERS)]
+    busy = [f"busy-{number:03d}" for number in range(TICK_READERS)]
     orgs = orgs_holding(tmp_path, monkeypatch, ["unsynced", *busy, "late"])
     with held_read_write([orgs.get(slug).duckdb_path for slug in busy]):
         with dg.build_schedule_context() as context:
@@ -608,7 +608,10 @@ def test_the_inventory_schedule_launches_the_orgs_it_could_not_look_at_in_time(t
             requests = schedule_tick(context, orgs, waits=waits_for_first_sync, budget_seconds=ONE_ROUND_BUDGET)
             took = time.monotonic() - started
     assert took < ONE_ROUND_BUDGET + SLACK_SECONDS
-    # ("unsynced" took no time to look at, no file: its reader went on to the last busy copy.)
+    # The busy copies, looked at or not, and "late", never looked at: a round of held copies
+    # is before it ("unsynced" took no time to look at, no file: its reader went on to the next).
     assert [request.partition_key for request in requests] == [*busy, "late"]
     [warning] = [line for line in capfd.readouterr().err.splitlines() if "not reached" in line]  # its log
-    assert left_said(warning) == ["late"] and "launched, each run checks for itself" in warning
+    left = left_said(warning)
+    assert left[-1] == "late" and left[:-1] == busy[len(busy) - len(left) + 1:]
+    assert "launched, each run checks for itself" in warning
