@@ -27,6 +27,7 @@ from langsmith_access.defs.provisioning.definitions import (
     failed_runs_backoff,
     failed_runs_backoffs,
 )
+from langsmith_access.defs.provisioning.governance import evaluate_expiries
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import tick_sensor
@@ -547,15 +548,16 @@ def test_a_tick_that_reaches_every_org_starts_the_next_in_the_orgs_order(databas
         assert json.loads(after) == {"launches": {"default": 1}}
 
 
-def test_a_tick_that_reaches_only_some_orgs_names_the_org_of_each_reason(tmp_path, monkeypatch):
-    # No budget at all: no copy is read. The org without a key needs no read, and its reason
-    # is led by its slug, as the orgs not reached are named after it.
+@pytest.mark.parametrize("evaluate_tick", [evaluate_queue, evaluate_expiries])
+def test_a_tick_that_reaches_only_some_orgs_names_the_org_of_each_reason(tmp_path, monkeypatch, evaluate_tick):
+    # No budget at all: no copy is read, by either sensor. The org without a key needs no read,
+    # and its reason is led by its slug, as the orgs not reached are named after it.
     orgs_holding(tmp_path, monkeypatch, ["keyless", "eu", "us"])
     monkeypatch.delenv("KEY_0")
     orgs = deployment_orgs()
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance)
-        result = evaluate_queue(context, orgs, budget_seconds=0)
+        result = evaluate_tick(context, orgs, budget_seconds=0)
     assert result.skip_message.startswith("keyless: ") and "KEY_0" in result.skip_message
     assert left_said(result.skip_message) == ["eu", "us"]
     assert json.loads(context.cursor) == {"launches": {}, "start": "eu"}
