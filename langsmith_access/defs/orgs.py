@@ -111,7 +111,7 @@ T = TypeVar("T")
 # copy an analyst holds read-write costs its look TICK_READ_TIMEOUT_SECONDS, so a tick where
 # every copy is held takes about that times orgs / TICK_READERS; one after the other, 31 such
 # orgs took it past Dagster's 60-s timeout, and the tick failed for every org. A reader waiting
-# on a held copy sleeps between its tries (a try every 0.5 s at most), so 64 cost the 2 cores
+# on a held copy sleeps between its tries (9 tries in its 2 s), so 64 cost the 2 cores
 # little: 600 held orgs were all looked at in 25 s, against 262 of them in 39 s with 16 readers
 # (128 readers: 21 s; BENCHMARKS.md "Sensor ticks with many orgs").
 TICK_READ_TIMEOUT_SECONDS = 2.0
