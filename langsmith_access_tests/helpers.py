@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -87,6 +89,25 @@ def copy_synced_database(source: Path, destination: Path) -> Path:
     shutil.copyfile(source_files.path, destination_files.path)
     shutil.copyfile(source_files.working_path, destination_files.working_path)
     return destination
+
+
+def copy_of(database: AccessDatabase, where: Path) -> AccessDatabase:
+    """``copy_synced_database`` of ``database`` into folder ``where``, as an AccessDatabase."""
+    return AccessDatabase(copy_synced_database(database.path, where / database.path.name))
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def by_queue_place(order: list[str]) -> Callable[[object], object]:
+    """A function that writes each request id of ``order`` (the queue's, oldest first) in a value
+    as its place there (R1, R2...): what two queues recorded compared, whatever ids they drew."""
+    labels = {request_id: f"R{n}" for n, request_id in enumerate(order, 1)}
+
+    def named(value):
+        return _UUID.sub(lambda m: labels.get(m.group(), m.group()), value) if isinstance(value, str) else value
+
+    return named
 
 
 def query(database: Path, sql: str, params=None) -> list[tuple]:

@@ -5,8 +5,6 @@ the policy (``governed``), with the same clock."""
 
 from __future__ import annotations
 
-import re
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,17 +13,9 @@ from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.queue import ChangeRequest
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.support import WORKSPACE
+from langsmith_access_tests.helpers import by_queue_place, copy_of
 
 AT = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def copy_of(database: AccessDatabase, where: Path) -> AccessDatabase:
-    where.mkdir()
-    copy = AccessDatabase(where / database.path.name)
-    shutil.copyfile(database.path, copy.path)
-    shutil.copyfile(database.working_path, copy.working_path)
-    return copy
 
 
 def queued(database: AccessDatabase, changes: list[ChangeRequest], policy: Path, *, batched: bool) -> tuple:
@@ -41,10 +31,7 @@ def queued(database: AccessDatabase, changes: list[ChangeRequest], policy: Path,
         events = conn.execute(
             "SELECT e.request_id, e.kind, e.detail, e.at FROM main.provisioning_events AS e "
             "JOIN main.provisioning_requests AS r USING (request_id) ORDER BY r.request_seq, e.kind").fetchall()
-    labels = {request_id: f"R{n}" for n, request_id in enumerate(order, 1)}
-
-    def named(value):
-        return UUID.sub(lambda m: labels.get(m.group(), m.group()), value) if isinstance(value, str) else value
+    named = by_queue_place(order)
 
     answers = [(named(r.request_id), r.status, named(r.message), named(r.duplicate_of), r.resolved) for r in results]
     return (answers, [tuple(named(v) for v in request) for request in requests],

@@ -4,8 +4,6 @@ statements a row, and none that grows with the queue."""
 
 from __future__ import annotations
 
-import re
-import shutil
 from pathlib import Path
 
 from langsmith_access.api import request_grant, request_revoke
@@ -13,6 +11,7 @@ from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.review import queue_revokes, read_csv_sheet
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.support import POLICY, WORKSPACE
+from langsmith_access_tests.helpers import by_queue_place, copy_of
 from langsmith_access_tests.review.test_review_round_trip import (
     _CountingDatabase,
     active_rows,
@@ -20,16 +19,6 @@ from langsmith_access_tests.review.test_review_round_trip import (
     run_cli,
     write_sheet,
 )
-
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def copy_of(database: AccessDatabase, where: Path) -> AccessDatabase:
-    where.mkdir()
-    copy = AccessDatabase(where / database.path.name)
-    shutil.copyfile(database.path, copy.path)
-    shutil.copyfile(database.working_path, copy.working_path)
-    return copy
 
 
 def imported(database: AccessDatabase, sheet: Path) -> tuple:
@@ -46,10 +35,7 @@ def imported(database: AccessDatabase, sheet: Path) -> tuple:
         events = conn.execute(
             "SELECT e.request_id, e.kind, e.detail FROM main.provisioning_events AS e "
             "JOIN main.provisioning_requests AS r USING (request_id) ORDER BY r.request_seq, e.kind").fetchall()
-    labels = {request_id: f"R{n}" for n, request_id in enumerate(order, 1)}
-
-    def named(value):
-        return UUID.sub(lambda m: labels.get(m.group(), m.group()), value) if isinstance(value, str) else value
+    named = by_queue_place(order)
 
     outcomes = [[{key: named(value) for key, value in outcome.to_json().items()} for outcome in result.outcomes]
                 for result in (dry, real)]
