@@ -210,7 +210,7 @@ def test_bad_values_in_run_config_fail_the_run_with_the_reason(start_env):
     member = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
     cases = [
         ({"request_ids": [str(uuid.uuid4())]}, "Unknown request ids"),
-        ({"request_ids": ["x' OR '1'='1"]}, "(this run's partition): x' OR '1'='1"),
+        ({"request_ids": ["x' OR '1'='1"]}, """(this run's partition): "x' OR '1'='1"."""),  # quoted as typed
         ({"request_ids": ["a"], "change": {"action": "grant", "user": member.email, "workspace": workspace.id,
                                             "role": "Editor"}}, "either request_ids or one change"),
         ({"change": {"action": "grant", "user": member.email, "workspace": workspace.id,
