@@ -719,6 +719,11 @@ def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path, caplo
             with database.connect(read_only=True, timeout_seconds=0.2):
                 pass
         with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):
+            # A sensor's look (2 s) gives up saying why itself: no warning of its own, 600 a tick
+            # where every org's copy is held.
+            with pytest.raises(DatabaseBusyError), database.connect(read_only=True, timeout_seconds=2.0):
+                pass
+            assert [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"] == []
             with on_message("waiting for ", let_go), database.connect(timeout_seconds=30) as conn:
                 assert conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone() == (0,)
         # A wait of seconds (or minutes) says so, once: it must not look like a hang.
