@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Literal, TypedDict
 
 import dagster as dg
@@ -575,11 +576,19 @@ def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConne
     except DatabaseNotReadyError:
         return "No analysts' database yet: nothing has been synced or queued."
     except (DatabaseBusyError, duckdb.Error) as error:
-        return f"Database busy, trying again next tick: {error}"
+        return f"Database busy, trying again next tick: {_briefly(str(error))}"
     except DatabaseUnusableError as error:
         return f"Database unusable, trying again next tick: {error}: {error.fix}."
     except OSError as error:  # its folder cannot even be looked at (no permission, a stale NFS handle)
         return f"Database unreadable, trying again next tick: {error}."
+
+
+def _briefly(busy: str) -> str:
+    """DuckDB's lock message without its documentation link and with the file's name for its
+    path: a tick's skip reason names every held org's (600 held: over 100 KB), and the holder's
+    PID and program are what an operator acts on."""
+    busy = re.sub(r"\s*See also https?://\S+", "", busy)
+    return re.sub(r'lock on file "([^"]*)"', lambda m: f'lock on file "{PurePath(m.group(1)).name}"', busy)
 
 
 def read_each_for_tick(
