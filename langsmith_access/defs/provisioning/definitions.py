@@ -676,13 +676,19 @@ def launch_per_org(
     return dg.SkipReason(" ".join([skip_reasons(skipped, named=True), left_said] if skipped else [left_said]))
 
 
+def _cursor_field(cursor: str | None, name: str) -> object:
+    """Field ``name`` of the sensor's cursor, or None where the cursor cannot be read: the Dagster
+    UI lets an operator set a cursor to anything ("0" to reset it)."""
+    try:
+        return json.loads(cursor).get(name) if cursor else None
+    except (ValueError, AttributeError):
+        return None
+
+
 def _launches_of(cursor: str | None) -> dict[str, int]:
     """Each org's launch count in the cursor; none (as after a cleared cursor) where it cannot
-    be read: the Dagster UI lets an operator set a cursor to anything ("0" to reset it)."""
-    try:
-        launches = json.loads(cursor).get("launches") if cursor else None
-    except (ValueError, AttributeError):
-        return {}
+    be read."""
+    launches = _cursor_field(cursor, "launches")
     if not isinstance(launches, dict):
         return {}
     return {slug: count for slug, count in launches.items() if isinstance(count, int)}
@@ -691,10 +697,7 @@ def _launches_of(cursor: str | None) -> dict[str, int]:
 def _start_of(cursor: str | None) -> str | None:
     """The org the last tick left first, to start this one with; None (the orgs' order) where
     the cursor names none or cannot be read."""
-    try:
-        start = json.loads(cursor).get("start") if cursor else None
-    except (ValueError, AttributeError):
-        return None
+    start = _cursor_field(cursor, "start")
     return start if isinstance(start, str) else None
 
 
