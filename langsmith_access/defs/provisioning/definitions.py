@@ -82,6 +82,14 @@ def refused_input(context: dg.OpExecutionContext, description: str, **kwargs) ->
     return dg.Failure(description, **kwargs)
 
 
+def left_empty(fields: list[str], then: str | None = None) -> str:
+    """``fields`` of a Launchpad form left empty, said in one sentence: "by is empty: fill it in",
+    "user, role are empty: fill them in" (``then``: what to do instead of filling them in)."""
+    one = len(fields) == 1
+    then = then or ("fill it in" if one else "fill them in")
+    return f"{', '.join(fields)} {'is' if one else 'are'} empty: {then}"
+
+
 def run_launcher(context: dg.OpExecutionContext) -> str | None:
     """Who launched the run, where Dagster tags runs with one (Dagster+ and some deployments do)."""
     return context.run.tags.get("user") or context.run.tags.get("dagster/user")
@@ -169,8 +177,7 @@ def select_requests(
                  if not getattr(config.change, name).strip()]
         if blank:
             raise refused_input(
-                context, f"{', '.join(blank)} {'is' if len(blank) == 1 else 'are'} empty: fill "
-                f"{'it' if len(blank) == 1 else 'them'} in (user: an email or user id; workspace: a name or id; "
+                context, f"{left_empty(blank)} (user: an email or user id; workspace: a name or id; "
                 "role: a workspace role's name or id). Nothing was queued.")
     org = provisioning_database.org
     with provisioning_database.connect() as conn:
@@ -263,7 +270,7 @@ def _typed_request_ids(context: dg.OpExecutionContext, typed: list[str]) -> list
     blank = [f"request_ids[{i}]" for i, request_id in enumerate(typed) if not request_id.strip()]
     if blank:
         raise refused_input(
-            context, f"{', '.join(blank)} {'is' if len(blank) == 1 else 'are'} empty: give a request id "
+            context, f"{left_empty(blank, 'give a request id')} "
             "(`langsmith-access requests` lists them), or leave request_ids empty to apply every pending "
             "request. Nothing was claimed.")
     return list(dict.fromkeys(as_uuid(request_id.strip()) or request_id.strip() for request_id in typed))

@@ -19,6 +19,7 @@ from langsmith_access import names
 from langsmith_access.defs.orgs import TICK_BUDGET_SECONDS, deployment_orgs, org_run_config, skip_reasons
 from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
+    left_empty,
     refuse_environment_references,
     run_launcher,
 )
@@ -59,8 +60,7 @@ def decide_request(
     # The Launchpad scaffolds the required fields as empty text: name every one left so at once.
     blank = [name for name in ("request_id", "decision", "by") if not getattr(config, name).strip()]
     if blank:
-        raise dg.Failure(f"{', '.join(blank)} {'is' if len(blank) == 1 else 'are'} empty: fill "
-                         f"{'it' if len(blank) == 1 else 'them'} in (request_id: `langsmith-access requests "
+        raise dg.Failure(f"{left_empty(blank)} (request_id: `langsmith-access requests "
                          "--status awaiting_approval` lists them; decision: approve or deny; by: the approver's "
                          "email). Nothing was recorded.")
     decision = DECISIONS.get(config.decision.strip().lower())
