@@ -340,12 +340,7 @@ def keep_permissions(published: Path, replacement: Path) -> None:
         return
     mode = stat.S_IMODE(status.st_mode)
     # A directory stays the owner's to empty: the next publish removes the copy it replaces.
-    # A mount that refuses chmod (some network shares) publishes with the mode it gives.
-    with contextlib.suppress(PermissionError):
-        os.chmod(replacement, mode | stat.S_IRWXU if stat.S_ISDIR(status.st_mode) else mode)
-    if os.stat(replacement).st_gid != status.st_gid:
-        with contextlib.suppress(PermissionError):
-            os.chown(replacement, -1, status.st_gid)
+    _give_status(replacement, mode | stat.S_IRWXU if stat.S_ISDIR(status.st_mode) else mode, status.st_gid)
 
 
 def _strictest_file_status(directory: Path) -> tuple[int, int] | None:
@@ -360,6 +355,9 @@ def _strictest_file_status(directory: Path) -> tuple[int, int] | None:
 
 
 def _give_status(path: Path, mode: int, gid: int) -> None:
+    """Mode ``mode`` and group ``gid`` for ``path``, as far as this user may set them: a mount that
+    refuses chmod (some network shares) publishes with the mode it gives, and a group is kept
+    only where this user may set it."""
     with contextlib.suppress(PermissionError):
         os.chmod(path, mode)
     if os.stat(path).st_gid != gid:
