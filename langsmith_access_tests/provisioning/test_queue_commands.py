@@ -14,7 +14,7 @@ from langsmith_access.cli.provisioning import report_provisioning
 from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
 from langsmith_access.runner import RunOutcome
 from langsmith_access.store.sync_runs import OtherOrganizationError
-from langsmith_access_tests.helpers import cli_in_this_process, query
+from langsmith_access_tests.helpers import cli_in_this_process, copy_synced_database, query
 
 
 def _outsider_and_member(org):
@@ -191,3 +191,53 @@ def test_a_recorded_decision_exits_0_and_says_so_on_stdout(env, tmp_path, monkey
     assert denied.stdout.startswith(f"denied: Admin in {workspace.display_name} for "), denied.stdout
     assert dict(query(database.path, "SELECT request_id, status FROM main.provisioning_requests")) == {
         waiting[outsider.ls_user_id]: "pending", waiting[other.ls_user_id]: "denied"}
+
+
+def test_a_request_that_ends_failed_is_final_so_provision_exits_0_and_the_run_is_recorded_on_each(env):
+    # DESIGN.md section 2: `provision` exits 0 when every request reached a final status, and
+    # `failed` is one; section 4: each request names the run that settled it, and when.
+    sandbox, org, database = env
+    sandbox.api.plan = "plus"  # no workspace RBAC: Editor is refused, Admin is granted
+    workspace, outsider, _ = _outsider_and_member(org)
+    other = next(m for m in org.active_members() if not m.is_disabled and m.ls_user_id not in workspace.memberships
+                 and m.ls_user_id != outsider.ls_user_id)
+    queued = {}
+    for grantee, role in ((outsider, "Editor"), (other, "Admin")):
+        done = cli_in_this_process("request", "grant", "--user", grantee.email, "--workspace", workspace.id,
+                                   "--role", role, "--json")
+        assert done.returncode == 0, done.stderr
+        queued[role] = json.loads(done.stdout)["request_id"]
+    run = cli_in_this_process("provision", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    answer = json.loads(run.stdout)
+    assert {item["request_id"]: item["status"] for item in answer["requests"]} == {
+        queued["Editor"]: "failed", queued["Admin"]: "applied"}
+    rows = query(database.path, "SELECT request_id, status, run_id, updated_at >= requested_at "
+                                "FROM main.provisioning_requests")
+    assert set(rows) == {(queued["Editor"], "failed", answer["run_id"], True),
+                         (queued["Admin"], "applied", answer["run_id"], True)}
+
+
+def test_without_langsmith_access_duckdb_every_command_uses_data_langsmith_access_duckdb_here(
+        env, tmp_path, monkeypatch):
+    # DESIGN.md section 1: the analysts' database defaults to data/langsmith_access.duckdb,
+    # relative to the working directory: queued, listed, provisioned (its Dagster run and dbt
+    # refresh included) and read back there, nowhere else.
+    sandbox, org, database = env
+    monkeypatch.delenv("LANGSMITH_ACCESS_DUCKDB")
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / "data" / "langsmith_access.duckdb"
+    copy_synced_database(database.path, default)
+    workspace, outsider, _ = _outsider_and_member(org)
+    queued = cli_in_this_process("request", "grant", "--user", outsider.email, "--workspace", workspace.id,
+                                 "--role", "Viewer")
+    assert queued.returncode == 0, queued.stderr
+    request_id = queued.stdout.strip()
+    listed = cli_in_this_process("requests", "--json")
+    assert [row["request_id"] for row in json.loads(listed.stdout)] == [request_id]
+    provisioned = cli_in_this_process("provision", "--json")
+    assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
+    assert query(default, "SELECT status FROM main.provisioning_requests") == [("applied",)]
+    assert query(default, "SELECT role_id FROM main.grants WHERE user_id = ? AND workspace_id = ?",
+                 [outsider.ls_user_id, workspace.id]) == [(org.role_by_name("WORKSPACE_VIEWER").id,)]
+    assert query(database.path, "SELECT count(*) FROM main.provisioning_requests") == [(0,)]
