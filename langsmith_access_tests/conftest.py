@@ -9,7 +9,15 @@ from langsmith_access_tests.dagster_fixtures import database, instance  # noqa: 
 
 # One synced template database per session and the per-test `env` (sandbox + database copy),
 # shared by the provisioning, review and UI tests.
+from langsmith_access_tests.helpers import refused_port as _refused_port
 from langsmith_access_tests.synced import env, template  # noqa: F401
+
+
+@pytest.fixture
+def refused_port():
+    """A port on 127.0.0.1 that refuses connections for the whole test (helpers.refused_port)."""
+    with _refused_port() as port:
+        yield port
 
 
 def pytest_sessionstart(session):

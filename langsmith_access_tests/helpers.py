@@ -7,9 +7,10 @@ import hashlib
 import io
 import re
 import shutil
+import socket
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -39,6 +40,17 @@ def lease_held_elsewhere(database: AccessDatabase, purpose: str):
     finally:
         release.set()
         thread.join()
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where a connection is refused for the ``with`` block. A socket stays
+    bound to it without listening: Linux refuses a connect to it, and no other process (another
+    xdist worker's server, an outgoing connection's ephemeral port) is given the port meanwhile,
+    as it could be between closing a probe socket and the test's connect."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
 
 
 def point_at(monkeypatch, sandbox: SandboxServer, database: Path) -> None:

@@ -224,7 +224,8 @@ def test_sync_all_orgs_never_shows_a_key_one_orgs_error_quotes(tmp_path, monkeyp
     assert secret not in done.stdout + done.stderr
 
 
-def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with_work_left(tmp_path, monkeypatch):
+def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with_work_left(tmp_path, monkeypatch,
+                                                                                            refused_port):
     # 'old' was removed from the orgs file while its queue held a time-bound grant still in force
     # and a pending request: no run settles them any more, so the grant's access would never end.
     for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
@@ -232,7 +233,7 @@ def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with
     data = tmp_path / "data"
     (tmp_path / "orgs.yaml").write_text(
         "- slug: us\n  organization_id: 00000000-0000-4000-8000-0000000000aa\n  api_key_env: KEY_US\n"
-        f"  endpoint: http://127.0.0.1:{_closed_port()}\n",
+        f"  endpoint: http://127.0.0.1:{refused_port}\n",
         encoding="utf-8")
     monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(tmp_path / "orgs.yaml"))
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(data / "langsmith_access.duckdb"))
@@ -273,21 +274,13 @@ def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with
     assert json.loads(doctor.stdout)["warnings"] == [warning.removeprefix("warning: ") for warning in warnings]
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # closed when the block ends: nothing answers there
-
-
-def test_an_expected_failure_reads_like_advice_and_the_traces_go_to_a_log_file(tmp_path, monkeypatch):
+def test_an_expected_failure_reads_like_advice_and_the_traces_go_to_a_log_file(tmp_path, monkeypatch, refused_port):
     database = tmp_path / "access.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "DAGSTER_"))}
     env.update(
         LANGSMITH_API_KEY="lsv2_sk_" + "b" * 32,
         LANGSMITH_ORGANIZATION_ID="00000000-0000-4000-8000-000000000001",
-        LANGSMITH_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+        LANGSMITH_ENDPOINT=f"http://127.0.0.1:{refused_port}",
         LANGSMITH_ACCESS_DUCKDB=str(database),
         LANGSMITH_ACCESS_MAX_RETRIES="0",
     )

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -130,16 +129,13 @@ def test_a_workspace_scoped_key_fails_organization_and_members(sandbox_env):
     assert skipped == {"not run: organization failed"}
 
 
-def test_a_wrong_endpoint_fails_endpoint_and_skips_the_rest(sandbox_env):
+def test_a_wrong_endpoint_fails_endpoint_and_skips_the_rest(sandbox_env, refused_port):
     sandbox, environ = sandbox_env(deployment="self-hosted")
     environ["LANGSMITH_ENDPOINT"] = sandbox.url + "/settings"  # the web UI: HTML with 200
     result = statuses(environ)
     assert result["configuration"] == "ok" and result["endpoint"] == "fail"
     assert {result[n] for n in CHECK_NAMES[2:]} == {"skip"}
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    environ["LANGSMITH_ENDPOINT"] = f"http://127.0.0.1:{closed}"
+    environ["LANGSMITH_ENDPOINT"] = f"http://127.0.0.1:{refused_port}"
     diagnosis = run_checks(environ)
     assert check_of(diagnosis, "endpoint").status == "fail"
     # Each skipped check says which failure it waits on.
@@ -697,12 +693,9 @@ def test_a_proxy_refusal_gets_the_proxy_fix_not_the_keys_roles(sandbox_env):
     assert PERMISSION_FIX_WORDS not in failed.fix
 
 
-def test_an_orgs_unreachable_endpoint_is_named_as_its_entry(orgs_file):
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+def test_an_orgs_unreachable_endpoint_is_named_as_its_entry(orgs_file, refused_port):
     us, eu = orgs_file.read_text().split("- slug: eu")
-    eu = re.sub(r"endpoint: \S+", f"endpoint: http://127.0.0.1:{closed}", eu)
+    eu = re.sub(r"endpoint: \S+", f"endpoint: http://127.0.0.1:{refused_port}", eu)
     orgs_file.write_text(f"{us}- slug: eu{eu}")
     done = cli_in_this_process("doctor", "--org", "eu")
     assert done.returncode == 1 and done.stdout.startswith("ok configuration"), done.stdout + done.stderr
@@ -810,12 +803,6 @@ def test_a_key_that_may_manage_members_nowhere_fails_and_one_not_told_warns(sand
 
 # ------------------------------------------------------------------ connections that get no answer
 
-def closed_port() -> int:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def self_signed_https(tmp_path):
     """An https server on 127.0.0.1 whose certificate nothing trusts (an install with a private
@@ -849,13 +836,13 @@ def self_signed_https(tmp_path):
     server.server_close()
 
 
-def test_an_endpoint_that_gets_no_answer_says_why_and_what_to_change(sandbox_env, self_signed_https):
+def test_an_endpoint_that_gets_no_answer_says_why_and_what_to_change(sandbox_env, self_signed_https, refused_port):
     # A refused port, a name that does not resolve, https:// to a plain http port and a
     # certificate this machine does not trust each need their own change; "set LANGSMITH_ENDPOINT
     # to your LangSmith API" is wrong for a private CA, where the endpoint is right.
     sandbox, environ = sandbox_env()
     cases = {
-        f"http://127.0.0.1:{closed_port()}": ("connection refused", "host and port"),
+        f"http://127.0.0.1:{refused_port}": ("connection refused", "host and port"),
         "https://langsmith.example.invalid": ("does not resolve", "host name"),
         sandbox.url.replace("http://", "https://"): ("TLS handshake failed", "scheme and port"),
         self_signed_https: ("certificate is not trusted", "REQUESTS_CA_BUNDLE"),

@@ -2,17 +2,19 @@
 
 It records every POST (path, headers, JSON body) and answers with the status the test sets
 (with a ``Location`` header when ``location`` is set), after ``delay_seconds`` (a slow receiver), or one byte of its answer every ``trickle_seconds``
-(a receiver that never quite times out a read). It can be stopped and started again on the
-same port: a receiver that is down for a while. A GET (a redirect followed) is recorded in ``gets``.
+(a receiver that never quite times out a read). A GET (a redirect followed) is recorded in ``gets``.
 ``peak_in_flight`` is the most POSTs it was answering at once; with ``hold_until_in_flight`` = N, each
 POST waits (a minute at most) until N have been in at once before its delay: senders that
 post side by side are seen to, whatever a busy machine does to their timing.
+
+Its port is bound from the moment it is made and refuses connections until ``start()``: a
+receiver that is down for a while, then up on that port (bound all along, no other process can
+take the port meanwhile). Once stopped, it stays down.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -28,15 +30,8 @@ class Received:
     idempotency_key: str | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class WebhookReceiver:
-    def __init__(self, path: str = "/hooks/T000/B000/s3cr3t-token", port: int | None = None):
-        self.port = port or free_port()
+    def __init__(self, path: str = "/hooks/T000/B000/s3cr3t-token"):
         self.path = path
         self.status = 200
         self.delay_seconds = 0.0
@@ -50,7 +45,12 @@ class WebhookReceiver:
         self.in_flight = self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
-        self._server: ThreadingHTTPServer | None = None
+        # Bound, not listening: connections are refused until start() listens. Without
+        # SO_REUSEADDR, which would let another socket bind the port while it does not listen.
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(), bind_and_activate=False)
+        self._server.allow_reuse_address = False
+        self._server.server_bind()
+        self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
 
     @property
@@ -58,6 +58,12 @@ class WebhookReceiver:
         return f"http://127.0.0.1:{self.port}{self.path}"
 
     def start(self) -> WebhookReceiver:
+        self._server.server_activate()
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -114,19 +120,14 @@ class WebhookReceiver:
             def log_message(self, *args):  # quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
+        return Handler
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
         if self._thread is not None:
+            self._server.shutdown()
             self._thread.join()
             self._thread = None
+        self._server.server_close()
 
     def bodies(self) -> list[dict]:
         with self._lock:

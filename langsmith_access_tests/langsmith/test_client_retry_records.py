@@ -146,15 +146,11 @@ def test_a_write_whose_connection_timed_out_is_retried_and_applied_once():
     assert org.membership(workspace.id, outsider.ls_user_id).id == created.id
 
 
-def test_a_read_that_found_nothing_listening_says_the_connection_was_refused():
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()  # nothing listens there now
+def test_a_read_that_found_nothing_listening_says_the_connection_was_refused(refused_port):
     key = "lsv2_sk_" + "c" * 32
     settings = ClientSettings(
         api_key=Secret(key), organization_id="00000000-0000-4000-8000-000000000001",
-        endpoint=f"http://127.0.0.1:{port}", connect_timeout_seconds=2.0, max_retries=1,
+        endpoint=f"http://127.0.0.1:{refused_port}", connect_timeout_seconds=2.0, max_retries=1,
     )
     sleep = RecordingSleep()
     with LangSmithClient(settings, sleep=sleep) as client:
@@ -169,17 +165,13 @@ def test_a_read_that_found_nothing_listening_says_the_connection_was_refused():
         assert "attempts" not in str(once)
 
 
-def test_a_write_that_found_nothing_listening_is_sent_again_and_said_unsent():
+def test_a_write_that_found_nothing_listening_is_sent_again_and_said_unsent(refused_port):
     # Refused at connect: no byte of the write left this machine, so it is retried as after a
     # connect timeout, and the caller is told nothing was applied (no re-read needed).
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
     key = "lsv2_sk_" + "d" * 32
     settings = ClientSettings(
         api_key=Secret(key), organization_id="00000000-0000-4000-8000-000000000001",
-        endpoint=f"http://127.0.0.1:{port}", connect_timeout_seconds=2.0, max_retries=1,
+        endpoint=f"http://127.0.0.1:{refused_port}", connect_timeout_seconds=2.0, max_retries=1,
     )
     sleep = RecordingSleep()
     workspace_id, identity_id, role_id = ("00000000-0000-4000-8000-00000000000" + n for n in "234")
