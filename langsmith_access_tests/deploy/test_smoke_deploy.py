@@ -28,12 +28,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,6 +47,7 @@ from langsmith_access.names import ORG_TAG, PROVISION_JOB, PROVISIONING_SENSOR, 
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import load_orgs
 from langsmith_access_tests.deploy.conftest import free_port
+from langsmith_access_tests.services import Service, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -85,72 +82,6 @@ LOCATION_STATUS = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
-
-
-@dataclass
-class Service:
-    """One process of the deployment, in its own process group, its output in a log file."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen | None = field(default=None, repr=False)
-
-    def start(self) -> Service:
-        with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.log_path.parent, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return f"--- {self.name} ({self.log_path}):\n" + "\n".join(text.splitlines()[-lines:])
-
-    def kill_hard(self) -> None:
-        """``kill -9`` of the process itself, then of anything it left in its group."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        _signal_group(self.process.pid, signal.SIGKILL)
-
-    def stop(self) -> None:
-        """Stop the process and its group (children: the code server's gRPC server and runs)."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
-        _signal_group(self.process.pid, signal.SIGKILL)  # children that outlived it
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def wait_for(what: str, condition: Callable[[], object], services: list[Service], timeout: float):
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` (with the
-    services' logs) when a service died or the bound passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        dead = [s for s in services if not s.running()]
-        if dead or time.monotonic() > deadline:
-            reason = f"{', '.join(s.name for s in dead)} exited" if dead else f"not within {timeout:.0f} s"
-            pytest.fail(f"waiting for {what}: {reason}\n" + "\n".join(s.log_tail() for s in services))
-        time.sleep(0.5)
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:

@@ -31,6 +31,7 @@ from langsmith_access.defs.provisioning.governance import evaluate_expiries
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import tick_sensor
+from langsmith_access_tests.services import Service, wait_for
 
 
 def queue_rows(database: AccessDatabase, count: int, status: str = "pending") -> list[str]:
@@ -172,6 +173,7 @@ def test_skips_not_crashes_when_the_database_is_busy(database, instance):
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DAEMON_WAIT_SECONDS = 240  # bounds a hang only: each wait ends when its condition holds (~30 s here)
 
 
 def test_the_daemon_runs_the_sensor_which_launches_the_job(env, tmp_path):
@@ -189,35 +191,26 @@ def test_the_daemon_runs_the_sensor_which_launches_the_job(env, tmp_path):
     home.mkdir()
     environment = {**os.environ, "DAGSTER_HOME": str(home),
                    "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS": "2"}
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,  # its own process group: we stop exactly what we started
-    )
+    daemon = Service("daemon", [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
+                     environment, tmp_path / "daemon.log", cwd=PROJECT_ROOT).start()
     try:
-        deadline = time.monotonic() + 240
-        status = None
-        while time.monotonic() < deadline:
+        def settled() -> str | None:
             status = {r["request_id"]: r["status"] for r in list_requests()}.get(request.request_id)
-            if status in queue.FINAL_STATUSES:
-                break
-            assert daemon.poll() is None, daemon.stderr.read()
-            time.sleep(2)
+            return status if status in queue.FINAL_STATUSES else None
+
+        # Each wait has its own bound (one shared bound left the second none when the first was
+        # slow: it gave up silently and the daemon was stopped under the run).
+        status = wait_for("the daemon's sensor to launch a run that settles the request", settled, [daemon],
+                          DAEMON_WAIT_SECONDS, every=2)
         assert status == "applied"
         assert org.membership(workspace.id, outsider.ls_user_id) is not None
         # The request reads "applied" before the run's last steps end, and the run's process
         # is in the daemon's process group: stopping the daemon now would interrupt the run.
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            while not all(run.is_finished for run in instance.get_runs()) and time.monotonic() < deadline:
-                assert daemon.poll() is None, daemon.stderr.read()
-                time.sleep(1)
+            wait_for("the provisioning run to end", lambda: all(run.is_finished for run in instance.get_runs()),
+                     [daemon], DAEMON_WAIT_SECONDS)
     finally:
-        os.killpg(daemon.pid, 15)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, 9)
-            daemon.wait(timeout=30)
+        daemon.stop()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(job_name="provision_workspace_roles"))
         assert runs and runs[0].status == dg.DagsterRunStatus.SUCCESS
