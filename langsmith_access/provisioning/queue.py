@@ -455,23 +455,14 @@ def submit_on(
     reason, requested_by, resolved, governed = checked
     duplicate = pending_duplicate(conn, resolved, batch=batch)
     if duplicate:
-        [first] = fetch_requests(conn, "request_id = ?", [duplicate])
-        differences = _other_terms(first, governed)
-        if differences:
-            # Folding it into the queued one would drop what this one asks for: refused, recorded.
-            refusal = _queued_with_other_terms(duplicate, first, differences)
+        try:
+            status, folded = _folded(conn, duplicate, reason, governed)
+        except RequestRejected as rejection:
+            refusal = str(rejection)
             _insert_request(conn, request_id, change, resolved, "rejected", refusal, at, run_id)
             record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at, run_id=run_id)
             return QueueResult(request_id, "rejected", refusal, duplicate_of=duplicate)
-        # The same access either way; only a reason of its own is not kept: say so.
-        kept = ("" if reason is None or reason == first["reason"]
-                else f"; its reason stays {first['reason']!r}" if first["reason"] is not None
-                else "; it has no reason, and yours is not added to it")
-        return QueueResult(
-            duplicate, first["status"],
-            f"the same change is already queued as {duplicate} ({first['status']}){kept}",
-            duplicate_of=duplicate,
-        )
+        return QueueResult(duplicate, status, folded, duplicate_of=duplicate)
     change = ChangeRequest(change.action, change.user, change.workspace, change.role, reason, requested_by)
     status = AWAITING_APPROVAL if governed is not None and governed.needs_approval else "pending"
     _insert_request(conn, request_id, change, resolved, status, None, at, run_id)
@@ -545,25 +536,28 @@ class ChangeCheck:
     terms: str | None  # how long the access lasts, in words (None: a revoke)
     # The same change already queued, which queueing folds it into: (its id, its status).
     queued_as: tuple[str, str] | None = None
+    # What queueing says of it then (``submit_on``'s message, with what of this one is not kept).
+    folded: str | None = None
 
 
 def check_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, *, policy_path: Path | None = None,
-                 now: datetime | None = None, launched_by: str | None = None) -> ChangeCheck:
+                 now: datetime | None = None, launched_by: str | None = None,
+                 batch: SubmitBatch | None = None) -> ChangeCheck:
     """``submit_on``'s checks of ``change``, with nothing queued or recorded (a dry run): what it
     would resolve to and whether it would await approval, or ``RequestRejected`` saying why it
-    would be rejected (in the words ``submit_on`` records, keys masked)."""
+    would be rejected (in the words ``submit_on`` records, keys masked). ``batch``: as for
+    ``submit_on``, over a connection nothing else changes (a dry run of many changes)."""
     try:
-        _, _, resolved, governed = _check(conn, _masked(change), policy_path, now or now_utc(), launched_by)
+        reason, _, resolved, governed = _check(conn, _masked(change), policy_path, now or now_utc(), launched_by,
+                                               batch)
     except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
         raise RequestRejected(mask_keys(str(rejection))) from None
-    duplicate = pending_duplicate(conn, resolved)
+    duplicate = pending_duplicate(conn, resolved, batch=batch)
     if duplicate:  # as submit_on takes it: folded into the queued one, or refused for other terms
-        [first] = fetch_requests(conn, "request_id = ?", [duplicate])
-        differences = _other_terms(first, governed)
-        if differences:
-            raise RequestRejected(_queued_with_other_terms(duplicate, first, differences))
-        return ChangeCheck(resolved, first["status"] == AWAITING_APPROVAL, None, None,
-                           queued_as=(duplicate, first["status"]))
+        # The analysts' copy an older version published may lack columns added since.
+        status, folded = _folded(conn, duplicate, reason, governed, select=_published_select(conn))
+        return ChangeCheck(resolved, status == AWAITING_APPROVAL, None, None, queued_as=(duplicate, status),
+                           folded=folded)
     if governed is None:
         return ChangeCheck(resolved, False, None, None)
     return ChangeCheck(resolved, governed.needs_approval, governed.approvers if governed.needs_approval else None,
@@ -586,6 +580,22 @@ def _is_disabled(conn: duckdb.DuckDBPyConnection, user_id: str | None) -> bool:
     """Whether the latest sync saw this member disabled."""
     row = conn.execute("SELECT is_disabled FROM main.users WHERE user_id = ?", [user_id]).fetchone()
     return bool(row and row[0])
+
+
+def _folded(conn: duckdb.DuckDBPyConnection, duplicate: str, reason: str | None, governed: _Governed | None, *,
+            select: str | None = None) -> tuple[str, str]:
+    """A change asked again while ``duplicate`` is queued for it: that request's status and what
+    queueing says (the change is folded into it), or ``RequestRejected`` when folding it would
+    drop what this one asks for (other terms). ``select``: the columns to read (all by default)."""
+    [first] = fetch_requests(conn, "request_id = ?", [duplicate], select=select or ", ".join(REQUEST_COLUMNS))
+    differences = _other_terms(first, governed)
+    if differences:
+        raise RequestRejected(_queued_with_other_terms(duplicate, first, differences))
+    # The same access either way; only a reason of its own is not kept: say so.
+    kept = ("" if reason is None or reason == first["reason"]
+            else f"; its reason stays {first['reason']!r}" if first["reason"] is not None
+            else "; it has no reason, and yours is not added to it")
+    return first["status"], f"the same change is already queued as {duplicate} ({first['status']}){kept}"
 
 
 def _queued_with_other_terms(duplicate: str, first: dict, differences: str) -> str:

@@ -18,6 +18,7 @@ from langsmith_access.provisioning.review.sheet import (
     MarkedRow,
     ReviewSheet,
 )
+from langsmith_access.settings import mask_keys
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 from langsmith_access.store.queries import typed_name
 from langsmith_access.store.sql import first_row, scalar, table_exists
@@ -522,23 +523,23 @@ def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantFa
 
 def _check_row(conn, row: MarkedRow, reviewer: str, reason: str, seen: dict[tuple, str],
                facts: _GrantFacts, batch: queue.SubmitBatch) -> RowOutcome:
+    """What ``_queue_row`` would do with the row, with nothing recorded: the queue's own checks
+    (``queue.check_change``), in the words the import records (keys masked)."""
     done = _already_revoked(conn, row, facts, batch)
     if done is not None:
         return done
     change, rejection = _change_for(conn, row, reviewer, reason, facts, batch)
     try:
         if rejection is not None:
-            raise queue.RequestRejected(rejection)
-        queue.check_text(change.reason, "reason", required=False, limit=queue.MAX_TEXT_CHARS)
-        queue.check_text(change.requested_by, "requested_by", required=False)
-        resolved = queue.resolve_change(conn, change, batch=batch)
+            raise queue.RequestRejected(mask_keys(rejection))  # as queue.record_rejection records it
+        checked = queue.check_change(conn, change, batch=batch)
     except queue.RequestRejected as error:
         return RowOutcome(row, "rejected", str(error))
+    resolved = checked.resolved
+    if checked.queued_as is not None:
+        return RowOutcome(row, "duplicate", checked.folded or "", duplicate_of=checked.queued_as[0])
+    # Nothing is queued here, so the batch does not know the rows before this one would be.
     key = (resolved.action, resolved.user_id, resolved.workspace_id, resolved.role_id)
-    duplicate = queue.pending_duplicate(conn, resolved, batch=batch)
-    if duplicate:
-        return RowOutcome(row, "duplicate", f"the same change is already queued as {duplicate}",
-                          duplicate_of=duplicate)
     if key in seen:
         return RowOutcome(row, "duplicate", f"the same change as {seen[key]} of this sheet")
     seen[key] = row.where
