@@ -192,3 +192,21 @@ def test_a_dry_run_says_of_each_refused_row_what_the_import_records_and_never_ec
     for outcome in (*dry, *real):
         assert not any(secret in outcome["message"] for secret in (_TOKEN[8:], _SERVICE_KEY[8:])), outcome
     assert sum("lsv2_***" in o["message"] for o in dry) == 3, dry
+
+
+def test_a_key_typed_into_a_sheets_cell_is_never_shown_by_the_import_or_its_dry_run(env, tmp_path, capsys):
+    # The outcome of a row names it by its cells (grant_id, user, workspace, role, its label):
+    # a key pasted into one is shown as the queue records it, lsv2_***.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    by_grant_id, by_names = (dict(row, decision="revoke") for row in active_rows(rows)[:2])
+    by_grant_id["grant_id"] = _TOKEN
+    by_names.update(grant_id="", user_id="", email=_SERVICE_KEY)
+    write_sheet(sheet, [*rows, by_grant_id, by_names])
+    for options in (["--dry-run"], ["--dry-run", "--json"], ["--json"], []):
+        code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, *options)
+        assert code == 2 and stdout.count("lsv2_***") >= 2, (options, stdout, err)
+        shown = stdout + err
+        assert not any(secret in shown for secret in (_TOKEN[8:], _SERVICE_KEY[8:])), (options, shown)

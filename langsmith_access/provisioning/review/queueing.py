@@ -48,10 +48,10 @@ class RowOutcome:
     def to_json(self) -> dict:
         return {
             "where": self.row.where,
-            "grant_id": self.row.grant_id,
-            "user": self.row.user,
-            "workspace": self.row.workspace,
-            "role": self.row.role,
+            # The row's cells, a key typed into one shown as the queue records it (lsv2_***).
+            **{name: mask_keys(cell) if cell is not None else None for name, cell in (
+                ("grant_id", self.row.grant_id), ("user", self.row.user), ("workspace", self.row.workspace),
+                ("role", self.row.role))},
             "status": self.status,
             "request_id": self.request_id,
             "duplicate_of": self.duplicate_of,

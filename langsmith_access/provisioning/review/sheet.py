@@ -45,6 +45,7 @@ from langsmith_access.provisioning.review.reviewer_db import (
     table_exists,
     table_names,
 )
+from langsmith_access.settings import mask_keys
 
 DECISION_COLUMNS = ("decision", "revoke")
 REVOKE_DECISIONS = {"revoke"}
@@ -80,7 +81,8 @@ class MarkedRow:
     organization_id: str | None = None
 
     def target(self) -> str:
-        return self.label or self.grant_id or f"{self.role} in {self.workspace} for {self.user}"
+        """The row for people; a key typed into a cell shown as the queue records it (lsv2_***)."""
+        return mask_keys(self.label or self.grant_id or f"{self.role} in {self.workspace} for {self.user}")
 
 
 @dataclass(frozen=True)
