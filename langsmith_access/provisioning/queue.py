@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -368,16 +368,18 @@ class SubmitBatch:
     planning and its catalog), most of a queued row's time.
 
     Kept: whether the sync's tables are there; what each typed user, workspace and role resolved
-    to (or why not); and the latest open request of each membership (``pending_duplicate``). They
-    stay true because every writer of the working file holds the writer lease (sync, provisioning,
-    queueing, decisions; ``AccessDatabase.writer_lease``) and DuckDB lets one process at a time
-    open the file for writing: while the caller holds the lease and its connection, the synced
-    tables do not change (only a sync writes them) and the queue changes only through this
-    batch's own ``submit_on`` calls, which record here each open request they insert. Not for a
-    caller that lets go of the lease between requests, or that changes the queue in between
-    otherwise (``claim``, an approval, an expiry)."""
+    to (or why not), the users the caller names up front (``users``) looked up together; and the
+    latest open request of each membership (``pending_duplicate``). They stay true because every
+    writer of the working file holds the writer lease (sync, provisioning, queueing, decisions;
+    ``AccessDatabase.writer_lease``) and DuckDB lets one process at a time open the file for
+    writing: while the caller holds the lease and its connection, the synced tables do not change
+    (only a sync writes them) and the queue changes only through this batch's own ``submit_on``
+    calls, which record here each open request they insert. Not for a caller that lets go of the
+    lease between requests, or that changes the queue in between otherwise (``claim``, an
+    approval, an expiry)."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection):
+    def __init__(self, conn: duckdb.DuckDBPyConnection, *, users: Iterable[str] = ()):
+        """``users``: as the batch's requests will name them (``_look_up_users``)."""
         self.synced = _synced(conn)
         # (kind of lookup, typed value) -> what it resolved to, or the rejection's message.
         self._resolutions: dict[tuple[str, str], tuple[Any, Any] | str] = {}
@@ -391,6 +393,8 @@ class SubmitBatch:
                 "QUALIFY row_number() OVER (PARTITION BY user_id, workspace_id ORDER BY request_seq DESC) = 1"
             ).fetchall():
                 self._open[(user_id, workspace_id)] = tuple(latest)
+        if self.synced:
+            self._look_up_users(conn, users)
 
     def resolved(self, conn: duckdb.DuckDBPyConnection, lookup, typed: str) -> tuple[Any, Any]:
         """``lookup(conn, typed)`` (a ``_resolve_*``), asked once per typed value: raises the same
@@ -405,6 +409,39 @@ class SubmitBatch:
         if isinstance(answer, str):
             raise RequestRejected(answer)
         return answer
+
+    def _look_up_users(self, conn: duckdb.DuckDBPyConnection, typed: Iterable[str]) -> None:
+        """What ``_resolve_user`` answers for each of the users the batch's requests will name, in
+        two statements rather than one a user (~3 ms each): kept where one member has the id or
+        the email, as ``_resolve_user`` finds them. Any other answer (none, several: a rejection
+        to word) is left to ``_resolve_user`` when asked."""
+        values = set()  # as resolve_change passes them to _resolve_user
+        for value in typed:
+            try:
+                values.add(check_text(value, "user"))
+            except RequestRejected:
+                continue
+        by_id = {value: as_uuid(value) for value in values}
+        ids = sorted({found for found in by_id.values() if found is not None})
+        emails = sorted({value for value, found in by_id.items() if found is None})
+        found: dict[str, list[tuple[str, str | None]]] = {}
+        if ids:
+            # Matched by user_id or by org identity id, each member once (as the one query's OR).
+            for looked_up, user_id, email in conn.execute(
+                "SELECT DISTINCT typed, user_id, email FROM ("
+                "SELECT typed, user_id, email FROM unnest($ids) AS t(typed) JOIN main.users ON user_id = typed "
+                "UNION ALL SELECT typed, user_id, email FROM unnest($ids) AS t(typed) "
+                "JOIN main.users ON org_identity_id = typed)", {"ids": ids}).fetchall():
+                found.setdefault(looked_up, []).append((user_id, email))
+        if emails:
+            for looked_up, user_id, email in conn.execute(
+                f"SELECT typed, user_id, email FROM unnest($emails) AS t(typed) JOIN main.users "
+                f"ON {email_key('email')} = {email_key('typed')}", {"emails": emails}).fetchall():
+                found.setdefault(looked_up, []).append((user_id, email))
+        for value, user_uuid in by_id.items():
+            members = found.get(user_uuid if user_uuid is not None else value, [])
+            if len(members) == 1:
+                self._resolutions[(_resolve_user.__name__, value)] = members[0]
 
     def latest_open(self, user_id: str, workspace_id: str) -> tuple[str, str, str, str | None] | None:
         return self._open.get((user_id, workspace_id))

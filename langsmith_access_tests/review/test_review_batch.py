@@ -4,7 +4,10 @@ statements a row, and none that grows with the queue."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+
+import duckdb
 
 from langsmith_access.api import request_grant, request_revoke
 from langsmith_access.provisioning import queue
@@ -13,6 +16,7 @@ from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.support import POLICY, WORKSPACE
 from langsmith_access_tests.helpers import by_queue_place, copy_of
 from langsmith_access_tests.review.test_review_round_trip import (
+    _CountingConnection,
     _CountingDatabase,
     active_rows,
     read_sheet,
@@ -69,7 +73,7 @@ def test_a_batched_import_gives_every_row_what_queueing_it_alone_gives(env, tmp_
     write_sheet(sheet, [*rows, twice, first_by_names, unknown_grant, unknown_user])
 
     batched = imported(copy_of(database, tmp_path / "batched"), sheet)
-    monkeypatch.setattr(queue, "SubmitBatch", lambda conn: None)  # every row on its own, as before batches
+    monkeypatch.setattr(queue, "SubmitBatch", lambda conn, **_: None)  # every row on its own, as before batches
     one_by_one = imported(copy_of(database, tmp_path / "one-by-one"), sheet)
     assert batched == one_by_one
     [dry, real] = batched[0]
@@ -210,3 +214,42 @@ def test_a_key_typed_into_a_sheets_cell_is_never_shown_by_the_import_or_its_dry_
         assert code == 2 and stdout.count("lsv2_***") >= 2, (options, stdout, err)
         shown = stdout + err
         assert not any(secret in shown for secret in (_TOKEN[8:], _SERVICE_KEY[8:])), (options, shown)
+
+
+def test_the_batchs_users_looked_up_together_are_what_each_looked_up_alone_gives(env, tmp_path):
+    # SubmitBatch(users=...): two statements for a sheet's members instead of one a row; each
+    # typed user resolves (or is refused) exactly as _resolve_user alone resolves it.
+    sandbox, org, database = env
+    copy = copy_of(database, tmp_path / "copy")
+    with duckdb.connect(str(copy.path)) as conn:
+        members = conn.execute("SELECT user_id, org_identity_id, email FROM main.users ORDER BY user_id").fetchall()
+        (a, _, a_email), (b, *_), (c, *_), (d, *_) = members[:4]
+        conn.execute("UPDATE main.users SET email = ? WHERE user_id = ?", [a_email.upper(), b])  # ambiguous email
+        conn.execute("UPDATE main.users SET org_identity_id = ? WHERE user_id = ?", [d, c])  # an id two answer to
+        invited = conn.execute("SELECT email FROM main.pending_invites LIMIT 1").fetchall()
+        typed = [value for user_id, identity, email in members[:8]
+                 for value in (user_id, user_id.upper(), identity, f" {email.upper()} ")]
+        typed += [a_email, d, "nobody@nowhere.example", str(uuid.uuid4()), "not-an-email", _SERVICE_KEY,
+                  "ad\x07a@example.com", "", *(email for (email,) in invited)]
+
+        def answers(batch: queue.SubmitBatch | None) -> list:
+            said = []
+            for value in typed:
+                try:
+                    user = queue.check_text(value, "user")
+                    said.append(batch.resolved(conn, queue._resolve_user, user) if batch is not None
+                                else queue._resolve_user(conn, user))
+                except queue.RequestRejected as rejection:
+                    said.append(str(rejection))
+            return said
+
+        counting = _CountingConnection(conn, [])
+        together = queue.SubmitBatch(counting, users=typed)
+        assert sum("main.users" in statement for statement in counting._statements) == 2, counting._statements
+        # What one member answers to (their id, org identity id, email) is not looked up again.
+        counting._statements.clear()
+        for user_id, identity, email in members[4:8]:
+            for value in (user_id, identity, queue.check_text(f" {email.upper()} ", "user")):
+                together.resolved(counting, queue._resolve_user, value)
+        assert counting._statements == []
+        assert answers(together) == answers(None)

@@ -123,7 +123,8 @@ def queue_revokes(
             _require_this_organization(conn, sheet, database)
             seen: dict[tuple, str] = {}
             facts = _GrantFacts.of(conn, sheet.marked)
-            batch = queue.SubmitBatch(conn)  # a read-only copy: nothing changes under it
+            # A read-only copy: nothing changes under the batch.
+            batch = queue.SubmitBatch(conn, users=facts.users_named(sheet.marked))
             for row in sheet.marked:
                 result.outcomes.append(_check_row(conn, facts.as_recorded(row), reviewer, reason, seen, facts, batch))
         return result
@@ -135,7 +136,7 @@ def queue_revokes(
             facts = _GrantFacts.of(conn, sheet.marked)
             # One batch for every row: the lease and this connection are held until the last
             # row is queued, so the queue changes only through these rows (queue.SubmitBatch).
-            batch = queue.SubmitBatch(conn)
+            batch = queue.SubmitBatch(conn, users=facts.users_named(sheet.marked))
             for row in sheet.marked:
                 result.outcomes.append(_queue_row(conn, facts.as_recorded(row), reviewer, reason, facts, batch))
         database.publish()
@@ -201,6 +202,17 @@ class _GrantFacts:
         if not row.grant_id or row.grant_id.lower() not in self.recorded:
             return row
         return replace(row, grant_id=self.recorded[row.grant_id.lower()])
+
+    def users_named(self, rows: list[MarkedRow]) -> list[str]:
+        """The users the rows' requests name: the holder of the grant a grant_id names, else the
+        row's user cell."""
+        users = []
+        for row in rows:
+            grant = self.current.get(self.as_recorded(row).grant_id or "")
+            user = grant[1] if grant is not None else row.user
+            if user:
+                users.append(user)
+        return users
 
     def organization_admin(self, resolved: queue.ResolvedChange) -> bool:
         """Whether the member of a revoke is an Organization Admin (in the latest sync)."""
