@@ -9,9 +9,9 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.api import request_grant, request_revoke
+from langsmith_access.api import provision, request_grant, request_revoke
 from langsmith_access.provisioning import queue
-from langsmith_access.provisioning.review import queue_revokes, read_csv_sheet
+from langsmith_access.provisioning.review import queue_revokes, queueing, read_csv_sheet
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.support import POLICY, WORKSPACE
 from langsmith_access_tests.helpers import by_queue_place, copy_of
@@ -119,9 +119,9 @@ def test_a_queued_rows_statements_are_fewer_than_queueing_it_alone_and_read_no_c
 
 def test_a_row_named_by_user_workspace_and_role_resolves_once_and_reads_no_catalog(env, tmp_path, capsys):
     # Such a row is resolved for its "already revoked" check, its cells' agreement, the role it
-    # holds and by the queue: once, with the batch. Per row are left the member, workspace and
-    # role looked up (the first time each is seen), its applied revokes and the roles it holds
-    # there, and the request and its event inserted.
+    # holds and by the queue: once, with the batch. The members, the roles they hold there and
+    # their applied revokes are read for the sheet; per row are left the workspace and role looked
+    # up (the first time each is seen), and the request and its event inserted.
     sandbox, org, database = env
     sheet = tmp_path / "review.csv"
     assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
@@ -138,9 +138,10 @@ def test_a_row_named_by_user_workspace_and_role_resolves_once_and_reads_no_catal
         return list(counting.statements)
 
     few, many = import_statements(active[:2]), import_statements(active[2:12])
-    for per_sheet in ("duckdb_tables()", "SELECT name FROM main.roles WHERE role_id = ?"):
+    for per_sheet in ("duckdb_tables()", "SELECT name FROM main.roles WHERE role_id = ?", "FROM main.grants",
+                      "FROM main.provisioning_requests", "FROM main.users"):
         assert sum(per_sheet in s for s in many) == sum(per_sheet in s for s in few), per_sheet
-    assert (len(many) - len(few)) / 10 <= 7
+    assert (len(many) - len(few)) / 10 <= 2  # the request and its event inserted
 
 
 def test_a_row_named_by_user_workspace_and_role_may_give_the_roles_name_beside_its_id(env, tmp_path, capsys):
@@ -253,3 +254,29 @@ def test_the_batchs_users_looked_up_together_are_what_each_looked_up_alone_gives
                 together.resolved(counting, queue._resolve_user, value)
         assert counting._statements == []
         assert answers(together) == answers(None)
+
+
+def test_rows_named_by_user_workspace_and_role_read_their_roles_and_revokes_for_the_sheet_as_alone(
+        env, tmp_path, capsys, monkeypatch):
+    # The roles each such row's member holds in its workspace and its applied revokes are read
+    # for the whole sheet (_Memberships): each row gets what reading its own alone gives.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    done_a, done_b, queued, not_held, *_ = (dict(row, decision="revoke", grant_id="") for row in active_rows(rows))
+    write_sheet(sheet, [*rows, done_a, done_b])
+    assert run_cli(capsys, "review", "queue-revokes", "--file", sheet)[0] == 0
+    assert provision().success
+    not_held["role_name"] = not_held["role_id"] = next(
+        r.display_name for r in org.roles_by_scope("workspace") if r.display_name != not_held["role_name"])
+    write_sheet(sheet, [*rows, done_a, done_b, queued, not_held, done_a])
+
+    batched = imported(copy_of(database, tmp_path / "batched"), sheet)
+    monkeypatch.setattr(queueing._GrantFacts, "read_memberships", lambda *_: None)  # each row reads its own
+    one_by_one = imported(copy_of(database, tmp_path / "one-by-one"), sheet)
+    assert batched == one_by_one
+    [dry, real] = batched[0]
+    assert [o["status"] for o in real] == ["duplicate", "duplicate", "queued", "rejected", "duplicate"], real
+    assert "already revoked" in real[0]["message"] and "holding" in real[3]["message"], real
+    assert [o["status"] for o in dry] == ["duplicate", "duplicate", "would_queue", "rejected", "duplicate"], dry

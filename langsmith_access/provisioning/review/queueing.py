@@ -21,7 +21,7 @@ from langsmith_access.provisioning.review.sheet import (
 from langsmith_access.settings import mask_keys
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 from langsmith_access.store.queries import typed_name
-from langsmith_access.store.sql import first_row, scalar, table_exists
+from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.store.sync_runs import organization_of, same_organization
 
 SCIM_NOTE = (
@@ -125,6 +125,7 @@ def queue_revokes(
             facts = _GrantFacts.of(conn, sheet.marked)
             # A read-only copy: nothing changes under the batch.
             batch = queue.SubmitBatch(conn, users=facts.users_named(sheet.marked))
+            facts.read_memberships(conn, sheet.marked, batch)
             for row in sheet.marked:
                 result.outcomes.append(_check_row(conn, facts.as_recorded(row), reviewer, reason, seen, facts, batch))
         return result
@@ -137,6 +138,7 @@ def queue_revokes(
             # One batch for every row: the lease and this connection are held until the last
             # row is queued, so the queue changes only through these rows (queue.SubmitBatch).
             batch = queue.SubmitBatch(conn, users=facts.users_named(sheet.marked))
+            facts.read_memberships(conn, sheet.marked, batch)
             for row in sheet.marked:
                 result.outcomes.append(_queue_row(conn, facts.as_recorded(row), reviewer, reason, facts, batch))
         database.publish()
@@ -164,6 +166,8 @@ class _GrantFacts:
     # are), and each role's name (role_id -> roles.name) beside its display name.
     has_queue: bool
     role_keys: dict[str, str]
+    # And what they hold and had revoked, read once the batch resolves them (_Memberships).
+    memberships: _Memberships = field(default_factory=lambda: _Memberships({}, {}))
 
     @classmethod
     def of(cls, conn, rows: list[MarkedRow]) -> _GrantFacts:
@@ -184,7 +188,8 @@ class _GrantFacts:
                 "SELECT grant_id, min(valid_from) FROM main.grant_history WHERE grant_id IN (SELECT unnest($ids)) "
                 "AND valid_to IS NULL GROUP BY ALL", {"ids": ids}).fetchall()),
             {grant_id: (request_id, applied_at) for grant_id, request_id, applied_at in conn.execute(
-                _APPLIED_REVOKES_SQL.format(which="grant_id IN (SELECT unnest($ids))"), {"ids": ids}).fetchall()}
+                _APPLIED_REVOKES_SQL.format(key=_BY_GRANT_ID, which="grant_id IN (SELECT unnest($ids))"),
+                {"ids": ids}).fetchall()}
             if has_queue else {},
             {user_id for (user_id,) in conn.execute(
                 "SELECT users.user_id FROM main.users JOIN main.roles ON roles.role_id = users.org_role_id "
@@ -202,6 +207,20 @@ class _GrantFacts:
         if not row.grant_id or row.grant_id.lower() not in self.recorded:
             return row
         return replace(row, grant_id=self.recorded[row.grant_id.lower()])
+
+    def read_memberships(self, conn, rows: list[MarkedRow], batch: queue.SubmitBatch) -> None:
+        """Read what the rows named by user, workspace and role hold and had revoked, for all of
+        them at once (once the batch knows their users: it resolves each here)."""
+        named = set()
+        for row in rows:
+            if row.grant_id:
+                continue
+            try:
+                resolved = queue.resolve_change(conn, _by_names(row), batch=batch)
+            except queue.RequestRejected:
+                continue
+            named.add((resolved.user_id, resolved.workspace_id, resolved.role_id))
+        self.memberships.read(conn, named, has_queue=self.has_queue)
 
     def users_named(self, rows: list[MarkedRow]) -> list[str]:
         """The users the rows' requests name: the holder of the grant a grant_id names, else the
@@ -232,9 +251,10 @@ _GRANT_SQL = (
 )
 
 # The latest applied revoke of each grant ``which`` picks, applied since it was last given and
-# not given again since: (grant_id, request_id, applied at).
+# not given again since: (``key``, request_id, applied at), ``key`` the grant's grant_id, or its
+# user_id, workspace_id, role_id.
 _APPLIED_REVOKES_SQL = """
-SELECT grant_given.grant_id, arg_max(request.request_id, request.updated_at), max(request.updated_at)
+SELECT {key}, arg_max(request.request_id, request.updated_at), max(request.updated_at)
 FROM main.provisioning_requests AS request
 JOIN (SELECT grant_id, user_id, workspace_id, role_id, max(valid_from) AS given
       FROM main.grant_history
@@ -247,8 +267,68 @@ WHERE request.action = 'revoke' AND request.status = 'applied' AND request.updat
                     AND grants.user_id = grant_given.user_id
                     AND grants.workspace_id = grant_given.workspace_id
                     AND grants.role_id = grant_given.role_id)
-GROUP BY grant_given.grant_id
+GROUP BY {key}
 """
+_BY_GRANT_ID = "grant_given.grant_id"
+_BY_NAMES = "grant_given.user_id, grant_given.workspace_id, grant_given.role_id"
+
+
+@dataclass(frozen=True)
+class _Memberships:
+    """For rows named by user, workspace and role: the workspace roles each member holds there
+    ((user_id, workspace_id) -> [(role_id, name)]) and the latest applied revoke of each
+    (user_id, workspace_id, role_id), read for the sheet's rows in two queries rather than one
+    each per row. One not read with the sheet is read when asked, by the same queries."""
+
+    held: dict[tuple[str, str], list[tuple[str, str]]]
+    applied: dict[tuple[str, str, str], tuple[str, datetime] | None]
+
+    def read(self, conn, keys: set[tuple[str, str, str]], *, has_queue: bool) -> None:
+        self._read_held(conn, {(user_id, workspace_id) for user_id, workspace_id, _ in keys})
+        self._read_applied(conn, keys, has_queue)
+
+    def held_roles(self, conn, user_id: str, workspace_id: str) -> list[tuple[str, str]]:
+        self._read_held(conn, {(user_id, workspace_id)})
+        return self.held[(user_id, workspace_id)]
+
+    def applied_revoke(self, conn, key: tuple[str, str, str], *, has_queue: bool) -> tuple[str, datetime] | None:
+        self._read_applied(conn, {key}, has_queue)
+        return self.applied[key]
+
+    def _read_held(self, conn, memberships: set[tuple[str, str]]) -> None:
+        unread = sorted(memberships - self.held.keys())
+        if not unread:
+            return
+        users, workspaces = (list(column) for column in zip(*unread, strict=True))
+        self.held.update({membership: [] for membership in unread})
+        for user_id, workspace_id, role_id, name in conn.execute(
+            "SELECT user_id, workspace_id, role_id, coalesce(role_name, role_id) FROM main.grants "
+            "SEMI JOIN (SELECT unnest($users) AS user_id, unnest($workspaces) AS workspace_id) "
+            "USING (user_id, workspace_id) WHERE entitlement_type = 'workspace_role' ORDER BY ALL",
+            {"users": users, "workspaces": workspaces},
+        ).fetchall():
+            self.held[(user_id, workspace_id)].append((role_id, name))
+
+    def _read_applied(self, conn, keys: set[tuple[str, str, str]], has_queue: bool) -> None:
+        unread = sorted(keys - self.applied.keys())
+        if not unread:
+            return
+        self.applied.update({key: None for key in unread})
+        if not has_queue:
+            return
+        users, workspaces, roles = (list(column) for column in zip(*unread, strict=True))
+        which = "(user_id, workspace_id, role_id) IN (SELECT (unnest($users), unnest($workspaces), unnest($roles)))"
+        for user_id, workspace_id, role_id, request_id, applied_at in conn.execute(
+            _APPLIED_REVOKES_SQL.format(key=_BY_NAMES, which=which),
+            {"users": users, "workspaces": workspaces, "roles": roles},
+        ).fetchall():
+            self.applied[(user_id, workspace_id, role_id)] = (request_id, applied_at)
+
+
+def _by_names(row: MarkedRow, reason: str | None = None, requested_by: str | None = None) -> queue.ChangeRequest:
+    """The revoke a row without grant_id asks for (the sheet keeps such a row only with all
+    three named; empty would be rejected as such)."""
+    return queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "", reason, requested_by)
 
 
 def _require_this_organization(conn, sheet: ReviewSheet, database: AccessDatabase) -> None:
@@ -285,9 +365,8 @@ def _change_for(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantF
     requested_by = row.reviewer or reviewer
     why = row.reason or reason
     if not row.grant_id:
-        # The sheet keeps such a row only with all three named; empty would be rejected as such.
-        change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "", why, requested_by)
-        return change, _disagreeing_cells(conn, row, change, facts, batch) or _not_held(conn, change, batch)
+        change = _by_names(row, why, requested_by)
+        return change, _disagreeing_cells(conn, row, change, facts, batch) or _not_held(conn, change, facts, batch)
     grant = facts.current.get(row.grant_id)
     if grant is None:
         change = queue.ChangeRequest(
@@ -410,7 +489,7 @@ def _disagreeing_cells(conn, row: MarkedRow, change: queue.ChangeRequest, facts:
     )
 
 
-def _not_held(conn, change: queue.ChangeRequest, batch: queue.SubmitBatch) -> str | None:
+def _not_held(conn, change: queue.ChangeRequest, facts: _GrantFacts, batch: queue.SubmitBatch) -> str | None:
     """A rejection for a row named by user, workspace and role whose role the latest sync does
     not show the member holding there: queued, it would end "already satisfied" and remove
     nothing, while the member keeps the role they do hold. None when held (or when the queue's
@@ -419,11 +498,7 @@ def _not_held(conn, change: queue.ChangeRequest, batch: queue.SubmitBatch) -> st
         resolved = queue.resolve_change(conn, change, batch=batch)
     except queue.RequestRejected:
         return None
-    held = conn.execute(
-        "SELECT role_id, coalesce(role_name, role_id) FROM main.grants "
-        "WHERE entitlement_type = 'workspace_role' AND user_id = ? AND workspace_id = ?",
-        [resolved.user_id, resolved.workspace_id],
-    ).fetchall()
+    held = facts.memberships.held_roles(conn, resolved.user_id, resolved.workspace_id)
     if any(role_id == resolved.role_id for role_id, _ in held):
         return None
     holding = f"holding {' and '.join(repr(name) for _, name in held)}" if held else "holding no role"
@@ -496,20 +571,15 @@ def _applied_revoke_by_names(conn, row: MarkedRow, facts: _GrantFacts,
     """``_GrantFacts.applied_revokes`` for a row named by user, workspace and role."""
     if not facts.has_queue:
         return None
-    change = queue.ChangeRequest("revoke", row.user or "", row.workspace or "", row.role or "")
+    change = _by_names(row)
     try:
         resolved = queue.resolve_change(conn, change, batch=batch)
     except queue.RequestRejected:
         return None
     if _disagreeing_cells(conn, row, change, facts, batch) is not None:
         return None
-    done = first_row(
-        conn,
-        _APPLIED_REVOKES_SQL.format(which="user_id = ? AND workspace_id = ? AND role_id = ?")
-        + " ORDER BY 3 DESC LIMIT 1",
-        [resolved.user_id, resolved.workspace_id, resolved.role_id],
-    )
-    return (done[1], done[2]) if done is not None else None
+    return facts.memberships.applied_revoke(conn, (resolved.user_id, resolved.workspace_id, resolved.role_id),
+                                            has_queue=facts.has_queue)
 
 
 def _queue_row(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantFacts,
