@@ -810,8 +810,9 @@ ORG_ENTRY_KEYS = ("slug", "organization_id", "endpoint", "api_key_env", "policy"
 # What LangSmith keys start with (service keys, personal tokens, legacy keys): a value like
 # this in the orgs file is a pasted key.
 KEY_PREFIXES = ("lsv2_", "ls__")
-# What looks like an API key inside a text (mask_keys): a prefix and the characters of a key.
-_KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]*")
+# What looks like an API key inside a text (mask_keys): a prefix and the characters of a key,
+# and the stars of an earlier mask (a message masked again stays lsv2_***, not lsv2_******).
+_KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]*(?:\\*\\*\\*)?")
 # A key, or a fragment of one long enough to matter (a server can quote part of a key it was
 # sent): a prefix and at least 12 more characters. "lsv2_sk_..." in the product's own help
 # text is shorter and stays.

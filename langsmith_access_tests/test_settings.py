@@ -285,6 +285,8 @@ def test_keys_and_their_fragments_are_cut_from_text():
     key = "lsv2_sk_" + KEY_BODY
     assert mask_keys(f"user {key} here") == "user lsv2_*** here"
     assert mask_keys(f"legacy ls__{'ab' * 16}.") == "legacy ls__***."
+    # A message masked where it is made and again where it is shown: the same mask.
+    assert mask_keys(mask_keys(f"user {key} and ls__{'ab' * 16}")) == "user lsv2_*** and ls__***"
     # Pasted without its prefix, in either case, it is still the key.
     assert mask_keys(f"reason: {KEY_BODY}") == mask_keys(f"reason: {KEY_BODY.upper()}") == "reason: ***"
     # The doctor's text names the prefix itself (lsv2_sk_...): kept; a server quoting a piece of
