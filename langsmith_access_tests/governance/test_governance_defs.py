@@ -152,6 +152,10 @@ def test_a_dry_run_of_a_change_already_queued_says_what_the_real_run_makes_of_it
     [said] = again.outputs["apply_requests"]["policy_changes"]
     assert said["status"] == "awaiting_approval", said
     assert f"already queued as {request_id} (awaiting_approval): nothing is applied" in said["detail"], said
+    # A reason of its own would not be kept: the dry run says so, as the real run's queueing does.
+    [said] = launch(True, reason="quarterly audit").outputs["apply_requests"]["policy_changes"]
+    assert (f"already queued as {request_id} (awaiting_approval); it has no reason, and yours is not added to "
+            "it: nothing is applied") in said["detail"], said
     other_terms = launch(True, duration="2h")  # the queued grant lasts the policy's 8 hours
     assert not other_terms.success
     assert f"The change would be rejected: the same change is already queued as {request_id}" in other_terms.failure

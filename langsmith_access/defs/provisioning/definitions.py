@@ -195,9 +195,8 @@ def select_requests(
                 except queue.RequestRejected as rejection:
                     raise refused_input(
                         context, in_launchpad_terms(f"The change would be rejected: {rejection}")) from None
-                # The real run folds a change already queued into that request, as submit_on does.
-                queued = (f"the same change is already queued as {checked.queued_as[0]} ({checked.queued_as[1]})"
-                          if checked.queued_as else None)
+                # The real run folds a change already queued into that request, in submit_on's words.
+                queued = checked.folded if checked.queued_as else None
                 if checked.needs_approval:  # the real run queues it and applies nothing until approved
                     said = approvals.PolicyChange(
                         "(ad-hoc)", queue.AWAITING_APPROVAL,
