@@ -16,8 +16,22 @@ ORG_ROUTES = [
     "/v1/platform/orgs/current/members",
     "/api/v1/platform/orgs/current/members",
     "/api/v1/platform/orgs/current/info",
+    # The access picture's org routes (DESIGN.md section 9): the key and org checks come before
+    # the plan's and the role's (so the audit log's missing window is no 422 here).
+    "/api/v1/orgs/current/service-keys",
+    "/api/v1/orgs/current/personal-access-tokens",
+    "/api/v1/service-accounts",
+    "/api/v1/orgs/current/sso-settings",
+    "/api/v1/audit-logs",
+    "/v1/platform/orgs/current/access-policies",
+    "/api/v1/platform/orgs/current/access-policies",
+    "/v1/platform/orgs/current/scim/tokens",
+    "/api/v1/platform/orgs/current/scim/tokens",
 ]
 WORKSPACE_MEMBERS = "/api/v1/workspaces/current/members"
+# Workspace routes (X-Tenant-Id) other than the member listings.
+WORKSPACE_KEYS = "/api/v1/api-key"
+WORKSPACE_TAGS = "/api/v1/workspaces/current/tags"
 # Platform routes refuse with {"error": ...}, the others with {"detail": ...} (langsmith-api.md,
 # "Hosts, headers, errors").
 PLATFORM_ROUTES = [
@@ -26,6 +40,9 @@ PLATFORM_ROUTES = [
     "/v1/platform/orgs/current/info",
     "/api/v1/platform/orgs/current/info",
     "/api/v1/platform/orgs/current/access-policies",
+    "/v1/platform/orgs/current/access-policies",
+    "/v1/platform/orgs/current/scim/tokens",
+    "/api/v1/platform/orgs/current/scim/tokens",
 ]
 
 
@@ -34,7 +51,7 @@ def refusal_key(path: str) -> str:
     return "error" if path.startswith(("/v1/platform/", "/api/v1/platform/")) else "detail"
 
 
-@pytest.mark.parametrize("path", ORG_ROUTES + [WORKSPACE_MEMBERS])
+@pytest.mark.parametrize("path", ORG_ROUTES + [WORKSPACE_MEMBERS, WORKSPACE_KEYS, WORKSPACE_TAGS])
 def test_missing_or_wrong_key_is_401(caller, org, path):
     tenant_id = org.shared_workspaces()[0].id
     missing = caller.get(path, tenant_id=tenant_id, omit=("X-API-Key",))
@@ -108,8 +125,9 @@ def test_a_workspace_scoped_key_reaches_its_own_workspace_only(make_sandbox):
     assert defaulted.json()["tenant_id"] == own
 
 
-def test_workspace_routes_need_x_tenant_id(caller):
-    response = caller.get(WORKSPACE_MEMBERS)
+@pytest.mark.parametrize("path", [WORKSPACE_MEMBERS, WORKSPACE_KEYS, WORKSPACE_TAGS])
+def test_workspace_routes_need_x_tenant_id(caller, path):
+    response = caller.get(path)
     assert response.status_code == 403
     body = response.json()
     assert body["error"] == "org_scoped_key_requires_workspace"
@@ -123,19 +141,21 @@ def test_unknown_or_deleted_workspace_is_404(caller, org, tenant):
         "deleted": next(ws.id for ws in org.workspaces.values() if ws.is_deleted),
         "not-a-uuid": "workspace-1",
     }[tenant]
-    for path in (WORKSPACE_MEMBERS, WORKSPACE_MEMBERS + "/active"):
+    for path in (WORKSPACE_MEMBERS, WORKSPACE_MEMBERS + "/active", WORKSPACE_KEYS, WORKSPACE_TAGS):
         response = caller.get(path, tenant_id=tenant_id)
         assert response.status_code == 404
         assert response.json() == {"detail": "Workspace not found"}
 
 
-def test_workspace_routes_refuse_another_org_header(caller, org):
+@pytest.mark.parametrize("path", [WORKSPACE_MEMBERS, WORKSPACE_KEYS, WORKSPACE_TAGS])
+def test_workspace_routes_refuse_another_org_header(caller, org, path):
     response = caller.get(
-        WORKSPACE_MEMBERS,
+        path,
         tenant_id=org.shared_workspaces()[0].id,
         headers={"X-Organization-Id": str(uuid.uuid4())},
     )
     assert response.status_code == 403
+    assert list(response.json()) == ["detail"]
 
 
 def test_workspace_routes_work_without_org_header(caller, org):
