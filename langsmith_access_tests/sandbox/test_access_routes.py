@@ -632,3 +632,50 @@ def test_cli_plays_missing_sections_leaks_and_read_only_keys():
     refused = subprocess.run([CLI, "sandbox", "--missing-sections", "groups"], capture_output=True,
                              text=True, timeout=60)
     assert refused.returncode == 2 and "--missing-sections" in refused.stderr and "groups" in refused.stderr
+
+
+def test_the_platform_write_routes_documented_refusals(start):
+    # Every refusal the spec documents for the access-policy and SCIM-token routes (403, 404,
+    # 401), each checked against its schema by the caller. Those schemas (abac.ErrorResponse,
+    # scim.ErrorResponse) require nothing, so the Go service's {"error": ...} is asserted here.
+    sandbox, caller = start()
+    org = sandbox.org
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    unknown = "0f0f0f0f-0000-4000-8000-00000000abcd"
+    policy = {"name": "Read prod only", "effect": "allow", "role_ids": [viewer], "condition_groups": []}
+    policy_id = caller.post(POLICIES, json=policy).json()["id"]
+    token_id = caller.post(SCIM_TOKENS, json={"description": "Okta"}).json()["id"]
+    not_found = [
+        caller.post(POLICIES, json={**policy, "role_ids": [unknown]}),
+        caller.post(f"{POLICIES}/roles/{unknown}/access-policies", json={"access_policy_ids": [policy_id]}),
+        caller.post(f"{POLICIES}/roles/{viewer}/access-policies", json={"access_policy_ids": [unknown]}),
+        caller.get(f"{SCIM_TOKENS}/{unknown}"),
+        caller.patch(f"{SCIM_TOKENS}/{unknown}", json={"description": "x"}),
+        caller.delete(f"{SCIM_TOKENS}/{unknown}"),
+    ]
+    # An org-wide key with default roles (Organization User) reads them but may not change them.
+    sandbox.api.key_role = "org-user"
+    forbidden = [
+        caller.post(POLICIES, json=policy),
+        caller.delete(f"{POLICIES}/{policy_id}"),
+        caller.post(f"{POLICIES}/roles/{viewer}/access-policies", json={"access_policy_ids": [policy_id]}),
+        caller.post(SCIM_TOKENS, json={"description": "x"}),
+        caller.patch(f"{SCIM_TOKENS}/{token_id}", json={"description": "x"}),
+        caller.delete(f"{SCIM_TOKENS}/{token_id}"),
+    ]
+    assert caller.get(f"{POLICIES}/{policy_id}").status_code == 200
+    assert caller.get(f"{SCIM_TOKENS}/{token_id}").status_code == 200
+    bad_key = {"X-API-Key": "lsv2_sk_wrong"}
+    unauthorized = [
+        caller.request(method, path, json=body, headers=bad_key)
+        for method, path, body in (("GET", SCIM_TOKENS, None), ("POST", SCIM_TOKENS, {}),
+                                   ("GET", f"{SCIM_TOKENS}/{token_id}", None),
+                                   ("PATCH", f"{SCIM_TOKENS}/{token_id}", {"description": "x"}),
+                                   ("DELETE", f"{SCIM_TOKENS}/{token_id}", None))
+    ]
+    for status, responses in ((404, not_found), (403, forbidden), (401, unauthorized)):
+        for response in responses:
+            assert response.status_code == status, (response.request.method, response.request.url, response.text)
+            assert list(response.json()) == ["error"] and response.json()["error"], response.text
+    assert policy_id in org.access_policies and token_id in org.scim_tokens
+    assert org.access_policies[policy_id].role_ids == [viewer]
