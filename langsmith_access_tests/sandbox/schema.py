@@ -11,7 +11,8 @@ Statuses the spec does not document for a route (most 4xx and 5xx) are checked a
 for a missing ``X-Tenant-Id`` also carries ``error``. The Go platform routes (``/v1/platform/``)
 refuse a key or an organization (401, 403) with a string ``error`` instead
 (``PLATFORM_REFUSAL_SCHEMA``), and answer their other undocumented statuses with a string
-``error`` or ``detail``. A 204 must have no body.
+``error`` or ``detail``; their documented errors, whose schemas require no field, are held to
+the same. A 204 must have no body.
 """
 
 from __future__ import annotations
@@ -62,7 +63,14 @@ def response_schema(path_template: str, method: str, status: int) -> dict | None
         return None
     documented = operation.get("responses", {}).get(str(status))
     if documented is not None:
-        return documented.get("content", {}).get("application/json", {}).get("schema", {})
+        schema = documented.get("content", {}).get("application/json", {}).get("schema", {})
+        if path_template.startswith(PLATFORM_PREFIX) and status >= 400:
+            # The platform routes document their errors as abac.ErrorResponse,
+            # scim.ErrorResponse or a map of strings, none of which requires a field: {} or
+            # {"message": ...} would pass. Hold them to what the undocumented ones must carry.
+            carries = PLATFORM_REFUSAL_SCHEMA if status in PLATFORM_REFUSALS else PLATFORM_UNDOCUMENTED_ERROR_SCHEMA
+            return {"allOf": [schema, carries]}
+        return schema
     if status == 422:
         return VALIDATION_ERROR_SCHEMA
     if path_template.startswith(PLATFORM_PREFIX) and status in PLATFORM_REFUSALS:

@@ -69,6 +69,17 @@ def test_documented_and_undocumented_errors():
     validate_response("/v1/platform/orgs/current/scim/tokens", "GET", 404, {"detail": "Not Found"})
     with pytest.raises(jsonschema.ValidationError):
         validate_response("/v1/platform/orgs/current/scim/tokens", "POST", 400, {"message": "bad"})
+    # Their documented errors too: the spec's schemas for them require no field.
+    validate_response("/v1/platform/orgs/current/access-policies", "GET", 403, {"error": "Forbidden"})
+    validate_response("/v1/platform/orgs/current/scim/tokens/{scim_token_id}", "GET", 404, {"error": "not found"})
+    validate_response("/v1/platform/orgs/current/scim/tokens", "GET", 503, {"detail": "Service Unavailable"})
+    for status, body in ((403, {}), (403, {"message": "Forbidden"}), (403, {"detail": "Forbidden"}),
+                         (404, {"message": "not found"}), (500, {})):
+        path = "/v1/platform/orgs/current/access-policies/{access_policy_id}"
+        with pytest.raises(jsonschema.ValidationError):
+            validate_response(path, "GET", status, body)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response("/v1/platform/orgs/current/members", "GET", 401, {"message": "Unauthorized"})
 
 
 def test_no_content_has_no_body():
