@@ -17,8 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -271,11 +273,13 @@ class DbtResult:
 
 
 def dbt_build(
-    db_path: Path, work_dir: Path, command: tuple[str, ...] = ("build",), *, by_hand: bool = False
+    db_path: Path, work_dir: Path, command: tuple[str, ...] = ("build",), *, by_hand: bool = False,
+    on_event: Callable[[Any], None] | None = None,
 ) -> DbtResult:
     """Run a real `dbt build` (or ``command``) against db_path, with ``work_dir/target`` as its
     target directory; runs with the same db_path share work_dir. ``by_hand``: the dbt command
-    line with the packaged profile, as a developer runs it; otherwise the product's runner."""
+    line with the packaged profile, as a developer runs it; otherwise the product's runner.
+    ``on_event`` (by hand only): called with each of dbt's events."""
     if not by_hand:
         with run_dbt(list(command), database_file=db_path, dbt_dir=work_dir / "target") as invocation:
             invocation.wait()
@@ -293,7 +297,7 @@ def dbt_build(
         monkeypatch.setenv("LANGSMITH_ACCESS_DBT_DUCKDB_PATH", str(db_path))
         monkeypatch.chdir(work_dir)
         try:
-            outcome = dbtRunner().invoke([
+            outcome = dbtRunner(callbacks=[on_event] if on_event else []).invoke([
                 *command,
                 "--project-dir", str(DBT_PROJECT_DIR),
                 "--profiles-dir", str(DBT_PROJECT_DIR),
@@ -874,6 +878,40 @@ def test_a_table_rebuilt_in_place_keeps_its_rows_when_the_rebuild_fails(first_sy
     assert query(db_path, "SELECT * FROM staging.stg_langsmith__org_members ORDER BY ls_user_id") == before
     assert query(db_path, "SELECT table_schema, table_name FROM information_schema.tables "
                           "WHERE table_name LIKE '%__dbt_%'") == []
+
+
+def test_a_view_is_rebuilt_in_one_statement_and_a_failed_rebuild_keeps_the_old_one(first_sync, tmp_path):
+    """The project's own `view` materialization (macros/materialization_view.sql) drops the old
+    view and creates the new one in one transaction, with no work or backup relation (dbt's own
+    creates `<model>__dbt_tmp` and renames twice); a rebuild that fails rolls back to the old view."""
+    db_path = tmp_path / "working.duckdb"
+    copy_database(first_sync.baseline, db_path)
+    work_dir = tmp_path / "dbt"
+    work_dir.mkdir()
+    sql: list[str] = []
+
+    def keep_sql(event) -> None:
+        if event.info.name == "SQLQuery" and event.data.node_info.node_name == "effective_permissions":
+            sql.append(event.data.sql)
+
+    result = dbt_build(db_path, work_dir, ("run", "--select", "effective_permissions"), by_hand=True,
+                       on_event=keep_sql)
+
+    assert result.results == {"effective_permissions": "success"}, result.output
+    assert [s for s in sql if "effective_permissions__dbt_" in s or "rename" in s.lower()] == []
+    assert any("create view" in s for s in sql), sql
+    permissions = "SELECT * FROM main.effective_permissions ORDER BY ALL"
+    assert query(db_path, permissions) == query(first_sync.baseline, permissions)
+    views = ("SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW' "
+             "OR table_name LIKE '%__dbt_%' ORDER BY 1")
+    assert query(db_path, views) == [{"table_name": "effective_permissions"}]
+
+    with duckdb.connect(str(db_path)) as con:  # the view's query no longer binds: its rebuild fails
+        con.execute("ALTER TABLE main.role_permissions RENAME COLUMN permission TO renamed")
+    failed = dbt_build(db_path, work_dir, ("run", "--select", "effective_permissions"), by_hand=True)
+
+    assert failed.results == {"effective_permissions": "error"}, failed.output
+    assert query(db_path, views) == [{"table_name": "effective_permissions"}]
 
 
 def test_a_repeated_or_missing_key_and_a_missing_required_value_fail_their_checks(
