@@ -27,7 +27,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.store.raw_tables import BUILT_OBSERVATIONS, RAW_SCHEMA, unbuilt_observations_query
 from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.transform.invocation import build
-from langsmith_access.transform.project import built_by_this_project, dbt_vars
+from langsmith_access.transform.project import built_by_this_project, dbt_vars, write_project_hash
 
 # The observations' staging, grants and every model downstream of it, each with its tests.
 # dbt's unit tests are not part of any run (make test runs them).
@@ -61,8 +61,10 @@ def rebuild_history(
         # columns, in a file another version of the project built last (an older release's,
         # not synced since the upgrade): build the whole project over its latest listings then.
         select = REFRESH_SELECT if built_by_this_project(conn) else []
+        # What the build records first, written here: one opening of the file less.
+        write_project_hash(conn)
     with build(database_file, target, select=select, timeout_seconds=timeout_seconds,
-               variables=dbt_vars(unused_days=unused_days)) as invocation:
+               variables=dbt_vars(unused_days=unused_days), project_hash_written=True) as invocation:
         invocation.raise_on_failure()
     with duckdb.connect(str(database_file)) as conn:
         if scoped:

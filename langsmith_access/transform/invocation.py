@@ -272,6 +272,7 @@ def build(
     timeout_seconds: float | None = None,
     variables: Mapping[str, Any] | None = None,
     write_json: bool = False,
+    project_hash_written: bool = False,
 ) -> DbtInvocation:
     """``dbt build`` of the project (or of ``select``): models, snapshots and data tests, in
     dependency order; a failing test stops everything downstream of it. ``variables``: dbt vars
@@ -281,8 +282,10 @@ def build(
     and CI, and say nothing about the data of a sync. manifest.json and run_results.json are
     written only with ``write_json`` (results come as events; writing them costs most of a
     second per build): the docs site reads the manifest the build compiled (``docs_site``).
+    ``project_hash_written``: the caller wrote ``raw.dbt_project`` on its own connection
+    (``project.write_project_hash``); otherwise the build records it first.
     """
-    if str(database_file) != ":memory:":
+    if str(database_file) != ":memory:" and not project_hash_written:
         record_project_hash(Path(database_file))
     args = ["build", *build_selection(select, exclude, indirect_selection)]
     if not write_json:
