@@ -405,6 +405,9 @@ def apply_requests(
             if warned:
                 context.log.info(f"{len(warned)} grant(s) applied end within the warning window: "
                                  "access.expiring sent")
+        # This run's changes, and any an earlier run recorded but died before rebuilding: counted
+        # on this connection (the lease holds the file until the refresh), not on one of its own.
+        unbuilt = 0 if dry_run else unbuilt_observations(conn)
     outcomes = [
         _OutcomeRow(request_id=o.request_id, status=o.status, detail=o.detail,
                     plan=o.plan.kind if o.plan else None, writes=o.writes)
@@ -422,7 +425,7 @@ def apply_requests(
          "api_calls": langsmith.client.stats.calls, "outcomes": dg.MetadataValue.md("\n".join(table))}
     )
     # An interrupted run still rebuilds what it changed (refresh_access_history), then fails.
-    return {"dry_run": dry_run, "outcomes": outcomes, "interrupted": interrupted,
+    return {"dry_run": dry_run, "outcomes": outcomes, "interrupted": interrupted, "unbuilt_observations": unbuilt,
             "ahead": selection.get("ahead"), "policy_changes": selection.get("policy_changes", []),
             "policy_error": selection.get("policy_error")}
 
@@ -432,7 +435,7 @@ def apply_requests(
 def refresh_access_history(
     context: dg.OpExecutionContext, result: dict, provisioning_database: ProvisioningDatabase
 ) -> dict:
-    drift = [] if result["dry_run"] else _rebuild(context, provisioning_database)
+    drift = [] if result["dry_run"] else _rebuild(context, provisioning_database, result["unbuilt_observations"])
     if result.get("interrupted"):
         with provisioning_database.failures_in_its_orgs_terms():
             raise ProvisioningInterruptedError(result["interrupted"])
@@ -442,10 +445,8 @@ def refresh_access_history(
             "privileged_unexplained_changes": sum(change.is_privileged for change in drift)}
 
 
-def _rebuild(context: dg.OpExecutionContext, provisioning_database: ProvisioningDatabase) -> list[UnexplainedChange]:
-    with provisioning_database.connect() as conn:
-        # This run's changes, and any an earlier run recorded but died before rebuilding.
-        unbuilt = unbuilt_observations(conn)
+def _rebuild(context: dg.OpExecutionContext, provisioning_database: ProvisioningDatabase,
+             unbuilt: int) -> list[UnexplainedChange]:
     if not unbuilt:
         context.log.info("No grant changed: nothing to rebuild.")
         return []
