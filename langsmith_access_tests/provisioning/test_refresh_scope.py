@@ -17,7 +17,7 @@ from langsmith_access.defs.resources import org_resources
 from langsmith_access.settings import Orgs, load_orgs
 from langsmith_access.transform.history import REFRESH_SELECT
 from langsmith_access.transform.invocation import build
-from langsmith_access_tests.helpers import query
+from langsmith_access_tests.helpers import duckdb_openings, query
 
 SCOPED = ("grants", "effective_access", "report_implicit_admins", "review_sheet")
 # Every table the refresh rebuilds, scoped or whole, compared with a whole rebuild (and the view
@@ -304,25 +304,15 @@ def test_a_partial_sync_that_reads_the_roles_again_keeps_what_provisioning_verif
                      [outsider.ls_user_id]) == [(0,)]
 
 
-def test_a_provisioning_run_opens_the_working_file_once_per_op_and_counts_its_changes_on_the_applying_one(
-    env, monkeypatch
-):
+def test_a_provisioning_run_opens_the_working_file_once_per_op_and_counts_its_changes_on_the_applying_one(env):
     # Each opening of a synced file reads its catalog (~20 ms of CPU at 2,000 members): the
     # refresh counts the changes to build on apply_requests' connection, not on one of its own.
     sandbox, org, database = env
     workspace = org.shared_workspaces()[0]
     outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships and not m.is_disabled)
     assert request_grant(outsider.ls_user_id, workspace.id, "Viewer").accepted
-    opened: list[str] = []
-    connect = duckdb.connect
-
-    def counted(path=":memory:", *args, **kwargs):
-        opened.append(str(path))
-        return connect(path, *args, **kwargs)
-
-    monkeypatch.setattr(duckdb, "connect", counted)
-    outcome = provision()
-    monkeypatch.undo()
+    with duckdb_openings() as opened:
+        outcome = provision()
 
     assert outcome.success, outcome.failure
     assert [o["status"] for o in outcome.outputs["apply_requests"]["outcomes"]] == ["applied"]

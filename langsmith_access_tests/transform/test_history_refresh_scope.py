@@ -12,6 +12,7 @@ import pytest
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.transform import DbtRunError, history
 from langsmith_access.transform.project import built_by_this_project
+from langsmith_access_tests.helpers import duckdb_openings
 from langsmith_access_tests.transform.test_dbt_invocation import _raw_database
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -82,21 +83,13 @@ def test_a_rebuild_whose_dbt_build_fails_raises_naming_what_failed(tmp_path):
         history.rebuild_history(database, tmp_path / "access.dbt", unused_days=90)
 
 
-def test_a_rebuild_opens_the_file_once_before_dbt_and_once_after_and_records_the_project(tmp_path, monkeypatch):
+def test_a_rebuild_opens_the_file_once_before_dbt_and_once_after_and_records_the_project(tmp_path):
     # Each opening of a synced file reads its catalog (~20 ms of CPU at 2,000 members): the
     # project's hash, which the build records first, is written on the refresh's own connection.
     database = tmp_path / "access.sync-scratch.duckdb"
     _raw_database(database, duplicate_role=False)
-    opened: list[str] = []
-    connect = duckdb.connect
-
-    def counted(path=":memory:", *args, **kwargs):
-        opened.append(str(path))
-        return connect(path, *args, **kwargs)
-
-    monkeypatch.setattr(duckdb, "connect", counted)
-    history.rebuild_history(database, tmp_path / "access.dbt", unused_days=90)
-    monkeypatch.undo()
+    with duckdb_openings() as opened:
+        history.rebuild_history(database, tmp_path / "access.dbt", unused_days=90)
 
     # the refresh's scope and drift before and after dbt, and dbt's own connection
     assert [path for path in opened if Path(path).resolve() == database.resolve()] == [str(database)] * 3, opened
