@@ -1,12 +1,18 @@
 """The test helpers that other tests' verdicts rest on."""
 
 import errno
+import os
 import socket
+import sys
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
+from langsmith_access_tests import services
 from langsmith_access_tests.governance.receiver import WebhookReceiver
+from langsmith_access_tests.services import Service, start_on_a_free_port
 
 
 def assert_refused_and_not_taken(port: int) -> None:
@@ -35,3 +41,76 @@ def test_a_receiver_not_started_yet_keeps_its_port_and_answers_there_once_starte
     assert receiver.bodies() == [{}]
     with pytest.raises(ConnectionRefusedError):  # stopped: down again
         socket.create_connection(("127.0.0.1", receiver.port), timeout=5).close()
+
+
+def _answers(port: int) -> bool:
+    """Any HTTP answer: as little as the real waits know (a gRPC ping any code server answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def _http_server_on(tmp_path: Path, started: list[Service]):
+    """A tiny server a test starts: ``python -m http.server`` serving ``tmp_path``."""
+    def service_on(port: int) -> Service:
+        started.append(Service(f"http.server {port}", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                                                       str(port)], dict(os.environ), tmp_path / "server.log"))
+        return started[-1]
+    return service_on
+
+
+@pytest.fixture
+def first_port_taken(monkeypatch):
+    """The first port chosen is already taken, by a server that answers any GET (another worker's
+    server given the port between the choice and the program's bind); free ones after it."""
+    with WebhookReceiver() as thief:
+        chosen = iter([thief.port])
+        monkeypatch.setattr(services, "free_port", lambda real=services.free_port: next(chosen, None) or real())
+        yield thief
+
+
+def test_a_service_whose_port_was_taken_starts_again_on_another_port(first_port_taken, tmp_path):
+    (tmp_path / "marker.txt").write_text("the service's own")
+    started: list[Service] = []
+    service, port = start_on_a_free_port("the http.server", _http_server_on(tmp_path, started), _answers, 60)
+    try:
+        assert port != first_port_taken.port and len(started) == 2
+        assert "Address already in use" in started[0].output_since_start()
+        assert not started[0].running()
+        assert "Address already in use" not in service.output_since_start()  # its own log's part
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/marker.txt", timeout=10) as answer:
+            assert answer.read() == b"the service's own"
+        assert first_port_taken.gets == []  # the taken port's server was never taken for the service
+    finally:
+        service.stop()
+
+
+def test_a_service_whose_every_port_was_taken_fails_naming_it(first_port_taken, tmp_path):
+    started: list[Service] = []
+    with pytest.raises(pytest.fail.Exception, match="port was taken 1 times") as failed:
+        start_on_a_free_port("the http.server", _http_server_on(tmp_path, started), _answers, 60, attempts=1)
+    assert "Address already in use" in str(failed.value) and len(started) == 1
+
+
+def test_a_service_that_fails_for_another_reason_is_not_started_again(tmp_path):
+    started: list[Service] = []
+
+    def service_on(port: int) -> Service:
+        started.append(Service("a broken server", [sys.executable, "-c", "raise SystemExit('no such settings')"],
+                               dict(os.environ), tmp_path / "broken.log"))
+        return started[-1]
+
+    with pytest.raises(pytest.fail.Exception, match="a broken server exited") as failed:
+        start_on_a_free_port("the broken server", service_on, _answers, 60)
+    assert "no such settings" in str(failed.value) and len(started) == 1
+
+
+def test_a_service_given_up_on_is_stopped(tmp_path):
+    started: list[Service] = []
+    with pytest.raises(pytest.fail.Exception, match="not within 1 s"):
+        start_on_a_free_port("an answer that never comes", _http_server_on(tmp_path, started), lambda port: False, 1)
+    assert len(started) == 1 and not started[0].running()
