@@ -1,5 +1,6 @@
 """PostgreSQL for real: Debian's server (``make postgres`` installs it), a cluster initialised
-under a temporary directory, listening on 127.0.0.1 on a free port, stopped by its pid.
+under a temporary directory, listening on 127.0.0.1 on a free port (another one when a process
+took it first), stopped by its pid.
 
 The server refuses to run as root, so when the tests run as root it runs as the ``postgres``
 account Debian's package creates (the directory is handed to that account).
@@ -13,16 +14,16 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
 import pytest
+
+from langsmith_access_tests.services import Service, start_on_a_free_port
 
 INSTALL_HINT = (
     "`make postgres` (part of `make test`) installs Debian's PostgreSQL: "
@@ -72,12 +73,6 @@ def postgres_bin_dir() -> Path:
     return max(found, key=lambda path: int(path.parent.name))
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _as_server_account() -> dict:
     """Popen arguments that run a command as the account the server may run as."""
     if os.geteuid() != 0:
@@ -111,16 +106,21 @@ def postgres() -> Iterator[Postgres]:
     )
     password_file.unlink()
     assert init.returncode == 0, init.stdout + init.stderr
-    port = free_port()
-    with open(log, "w") as log_file:
-        server = subprocess.Popen(
-            [str(bin_dir / "postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1", "-p", str(port),
-             "-c", f"unix_socket_directories={root}", "-c", "fsync=off"],
-            stdout=log_file, stderr=subprocess.STDOUT, cwd=root, **account,
-        )
+
+    def server_on(port: int) -> Service:
+        return Service("PostgreSQL", [str(bin_dir / "postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1",
+                                      "-p", str(port), "-c", f"unix_socket_directories={root}", "-c", "fsync=off"],
+                       dict(os.environ), log, cwd=root, popen_options=account,
+                       stop_signal=signal.SIGINT)  # fast shutdown: disconnect clients, then exit
+
+    def server_info_on(port: int) -> Postgres:
+        return Postgres("127.0.0.1", port, "dagster", password, "dagster", bin_dir)
+
+    server, port = start_on_a_free_port("PostgreSQL to accept connections", server_on,
+                                        lambda port: _accepts_connections(server_info_on(port)),
+                                        START_TIMEOUT_SECONDS, every=0.1)
     try:
-        server_info = Postgres("127.0.0.1", port, "dagster", password, "dagster", bin_dir)
-        _wait_until_ready(server, server_info, log)
+        server_info = server_info_on(port)
         connection = server_info.connect("postgres")
         try:
             connection.autocommit = True  # CREATE DATABASE runs outside a transaction
@@ -130,26 +130,13 @@ def postgres() -> Iterator[Postgres]:
             connection.close()
         yield server_info
     finally:
-        server.send_signal(signal.SIGINT)  # fast shutdown: disconnect clients, then exit
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _wait_until_ready(server: subprocess.Popen, info: Postgres, log: Path) -> None:
-    """Until the server accepts a connection (it is starting), or fails naming its log."""
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while True:
-        if server.poll() is not None:
-            pytest.fail(f"PostgreSQL exited with {server.returncode} while starting:\n{log.read_text()}")
-        try:
-            info.connect("postgres").close()
-            return
-        except psycopg2.OperationalError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"PostgreSQL did not accept connections within {START_TIMEOUT_SECONDS} s:\n"
-                            f"{log.read_text()}")
-            time.sleep(0.1)
+def _accepts_connections(info: Postgres) -> bool:
+    try:
+        info.connect("postgres").close()
+        return True
+    except psycopg2.OperationalError:  # starting (or another server given the port meanwhile)
+        return False
