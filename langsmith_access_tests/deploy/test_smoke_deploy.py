@@ -46,8 +46,7 @@ from langsmith_access.api import list_requests, request_grant
 from langsmith_access.names import ORG_TAG, PROVISION_JOB, PROVISIONING_SENSOR, SYNC_JOB, SYNC_SCHEDULE
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import load_orgs
-from langsmith_access_tests.deploy.conftest import free_port
-from langsmith_access_tests.services import Service, wait_for
+from langsmith_access_tests.services import Service, start_on_a_free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -156,11 +155,9 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copyfile(DEPLOY / "dagster.yaml", home / "dagster.yaml")  # as the operator installs it
-    code_port, web_port = free_port(), free_port()
     workspace_text = (DEPLOY / "workspace.yaml").read_text()
     assert "port: 4266" in workspace_text
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(workspace_text.replace("port: 4266", f"port: {code_port}"))
+    workspace = tmp_path / "workspace.yaml"  # written once the code server's port is known
     data = tmp_path / "data"
     orgs_file = tmp_path / "orgs.yaml"
     orgs_file.write_text("".join(
@@ -185,17 +182,21 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
         "LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS": "2",
         "LANGSMITH_ACCESS_TIMEOUT_SECONDS": "10",
     }
-    code_server = Service("code server", [
-        str(BIN / "dagster"), "code-server", "start", "--host", "127.0.0.1", "--port", str(code_port),
-        "--module-name", "langsmith_access.definitions", "--attribute", "defs", "--location-name", LOCATION,
-    ], code_env, tmp_path / "code-server.log")
+
+    def code_server_on(port: int) -> Service:
+        return Service("code server", [
+            str(BIN / "dagster"), "code-server", "start", "--host", "127.0.0.1", "--port", str(port),
+            "--module-name", "langsmith_access.definitions", "--attribute", "defs", "--location-name", LOCATION,
+        ], code_env, tmp_path / "code-server.log")
+
+    def webserver_on(port: int) -> Service:
+        return Service("webserver", [
+            str(BIN / "dagster-webserver"), "--host", "127.0.0.1", "--port", str(port), "--workspace", str(workspace),
+        ], dagster_env, tmp_path / "webserver.log")
+
     daemon = Service("daemon", [str(BIN / "dagster-daemon"), "run", "--workspace", str(workspace)],
                      dagster_env, tmp_path / "daemon.log")
-    webserver = Service("webserver", [
-        str(BIN / "dagster-webserver"), "--host", "127.0.0.1", "--port", str(web_port), "--workspace", str(workspace),
-    ], dagster_env, tmp_path / "webserver.log")
-    url = f"http://127.0.0.1:{web_port}"
-    services = [code_server, daemon, webserver]
+    services: list[Service] = []  # those started, stopped at the end
 
     # This process reads the same Postgres, as an operator's tools would.
     for name, value in postgres.environment().items():
@@ -205,13 +206,17 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
         # the webserver's first load fails and its reload makes the code server start a second
         # process: ~5 s of CPU for nothing); the daemon once the definitions are served, so its
         # first look at the workspace finds the schedule and the sensor.
-        code_server.start()
-        wait_for("the code server to answer", lambda: _answers(code_port), [code_server], START_SECONDS)
-        webserver.start()
+        code_server, code_port = start_on_a_free_port("the code server to answer", code_server_on, _answers,
+                                                      START_SECONDS)
+        services.append(code_server)
+        workspace.write_text(workspace_text.replace("port: 4266", f"port: {code_port}"))
+        webserver, web_port = start_on_a_free_port(
+            "the webserver to load the code location", webserver_on,
+            lambda port: location_loaded(f"http://127.0.0.1:{port}"), START_SECONDS, others=[code_server])
+        services += [daemon, webserver]
+        url = f"http://127.0.0.1:{web_port}"
+        loaded_at = time.monotonic() - started
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            wait_for("the webserver to load the code location", lambda: location_loaded(url),
-                     [code_server, webserver], START_SECONDS)
-            loaded_at = time.monotonic() - started
             # The schedule's first tick is the next minute boundary after the daemon starts.
             # Until DAEMON_LEAD_SECONDS before it, the daemon would only evaluate the sensors
             # (CPU the rest of the suite needs): start it then. Started later than the

@@ -18,9 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +27,7 @@ import requests
 
 from langsmith_access.api import list_requests
 from langsmith_access_tests.helpers import query
+from langsmith_access_tests.services import Service, start_on_a_free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -66,30 +64,12 @@ query RunStatus($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=10)
     response.raise_for_status()
     body = response.json()
     assert "errors" not in body, body["errors"]
     return body["data"]
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop exactly the process group this test started."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -99,42 +79,33 @@ def webserver(env, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "webserver.log"
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
 
-    def log_tail() -> str:
-        return "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+    def webserver_on(port: int) -> Service:
+        return Service("dagster-webserver", [str(Path(sys.executable).with_name("dagster-webserver")), "-w",
+                                             "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                       {**os.environ, "DAGSTER_HOME": str(home)}, tmp_path / "webserver.log", cwd=PROJECT_ROOT)
 
+    process, port = start_on_a_free_port(f"dagster-webserver to load {LOCATION}", webserver_on, location_loaded,
+                                         STARTUP_SECONDS, every=1)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        status = None
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"dagster-webserver exited:\n{log_tail()}"
-            try:
-                entries = graphql(url, LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
-                status = {e["name"]: e for e in entries}.get(LOCATION)
-            except (requests.RequestException, ValueError):
-                status = None
-            if status and status["loadStatus"] == "LOADED":
-                break
-            time.sleep(1)
-        else:
-            pytest.fail(f"dagster-webserver did not load {LOCATION} in {STARTUP_SECONDS} s "
-                        f"({status}):\n{log_tail()}")
+        url = f"http://127.0.0.1:{port}"
+        status = location_loaded(port)
+        assert status is not None, f"dagster-webserver stopped answering once it had loaded {LOCATION}"
         error = status["locationOrLoadError"]
         assert error["__typename"] == "RepositoryLocation", f"{LOCATION} failed to load: {error}"
         yield url
     finally:
-        stop(process)
-        log.close()
+        process.stop()
+
+
+def location_loaded(port: int) -> dict | None:
+    """The location's entry once the webserver has loaded it (with its definitions or its error)."""
+    try:
+        entries = graphql(f"http://127.0.0.1:{port}", LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
+    except (requests.RequestException, ValueError):
+        return None
+    status = {e["name"]: e for e in entries}.get(LOCATION)
+    return status if status and status["loadStatus"] == "LOADED" else None
 
 
 @pytest.fixture
