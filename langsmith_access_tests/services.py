@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -83,9 +84,10 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def wait_for(what: str, condition: Callable[[], object], services: list[Service], timeout: float,
-             every: float = 0.5):
+             every: float = 0.5, shown: list[Service] | None = None):
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` (with the
-    services' logs) when a service died or the bound passed. Looks every ``every`` seconds."""
+    services' logs, and those of ``shown``) when a service died or the bound passed. Looks every
+    ``every`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -93,9 +95,13 @@ def wait_for(what: str, condition: Callable[[], object], services: list[Service]
             return value
         dead = [s for s in services if not s.running()]
         if dead or time.monotonic() > deadline:
-            reason = f"{', '.join(s.name for s in dead)} exited" if dead else f"not within {timeout:.0f} s"
-            pytest.fail(f"waiting for {what}: {reason}\n" + "\n".join(s.log_tail() for s in services))
+            _fail(what, f"{', '.join(s.name for s in dead)} exited" if dead else f"not within {timeout:.0f} s",
+                  [*(shown or []), *services])
         time.sleep(every)
+
+
+def _fail(what: str, reason: str, services: list[Service]) -> NoReturn:
+    pytest.fail(f"waiting for {what}: {reason}\n" + "\n".join(s.log_tail() for s in services))
 
 
 # How a server says its port was taken: Python's and PostgreSQL's "Address already in use",
@@ -126,20 +132,23 @@ def start_on_a_free_port(what: str, service_on: Callable[[int], Service], ready:
         service = service_on(port).start()
 
         def started(service: Service = service, port: int = port) -> str | None:
+            # Its exit is looked at here, not by wait_for: one that exits on a taken port just
+            # after a probe (PostgreSQL does within milliseconds) is started again.
             if not service.running():
-                # None: wait_for fails naming the exit
-                return "taken" if PORT_TAKEN.search(service.output_since_start()) else None
+                if PORT_TAKEN.search(service.output_since_start()):
+                    return "taken"
+                _fail(what, f"{service.name} exited", [service, *(others or [])])
             return "ready" if _listens(service, port) and ready(port) else None
 
         outcome = None
         try:
-            outcome = wait_for(what, started, [service, *(others or [])], timeout, every)
+            outcome = wait_for(what, started, others or [], timeout, every, shown=[service])
         finally:
             if outcome != "ready":
                 service.stop()  # given up on (the caller never gets it), or what it left in its group
         if outcome == "ready":
             return service, port
-    pytest.fail(f"waiting for {what}: its port was taken {attempts} times\n{service.log_tail()}")
+    _fail(what, f"its port was taken {attempts} times", [service])
 
 
 def _listens(service: Service, port: int) -> bool:

@@ -111,6 +111,27 @@ def test_a_service_that_fails_for_another_reason_is_not_started_again(tmp_path):
 
 def test_a_service_given_up_on_is_stopped(tmp_path):
     started: list[Service] = []
-    with pytest.raises(pytest.fail.Exception, match="not within 1 s"):
+    with pytest.raises(pytest.fail.Exception, match="not within 1 s") as failed:
         start_on_a_free_port("an answer that never comes", _http_server_on(tmp_path, started), lambda port: False, 1)
     assert len(started) == 1 and not started[0].running()
+    assert f"--- {started[0].name} (" in str(failed.value)  # its log
+
+
+def test_a_service_that_exits_on_its_taken_port_while_it_is_probed_is_started_again(first_port_taken, tmp_path,
+                                                                                    monkeypatch):
+    # PostgreSQL exits within milliseconds of a failed bind: between a poll's probe and the look
+    # at which services died (seen: the fixture failed with "PostgreSQL exited").
+    real_listens = services._listens
+
+    def listens_as_it_exits(service: Service, port: int) -> bool:
+        if port == first_port_taken.port:
+            assert service.process is not None
+            service.process.wait(timeout=30)
+            return False
+        return real_listens(service, port)
+
+    monkeypatch.setattr(services, "_listens", listens_as_it_exits)
+    started: list[Service] = []
+    service, port = start_on_a_free_port("the http.server", _http_server_on(tmp_path, started), _answers, 60)
+    service.stop()
+    assert port != first_port_taken.port and len(started) == 2
