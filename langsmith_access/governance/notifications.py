@@ -14,7 +14,9 @@ transaction as the change it reports. ``deliver_due`` POSTs what is due and reco
 - Rows are claimed under the writer lease (``next_attempt_at`` moved past the claim window) and
   POSTed after the lease is released, so a slow receiver never holds up a sync. A process that
   dies between claiming and recording sends those rows again after the claim window: at least
-  once, never lost.
+  once, never lost. A run that takes the lease while the receiver answers (and keeps it past the
+  wait) does not make the receiver get them twice: what it accepted is left beside the file
+  (``AccessDatabase.unrecorded_deliveries_path``) and recorded by the next claim.
 
 The webhook URL is a secret (a Slack incoming-webhook URL is its own credential): it is held
 as a ``Secret``, never written to the table, never logged, never in an error (errors name the
@@ -26,6 +28,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import re
 import socket
 import ssl
@@ -38,6 +41,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -45,8 +49,9 @@ import duckdb
 from langsmith_access.langsmith.pacing import retry_after_seconds
 from langsmith_access.settings import KEY_PREFIXES, Org, Secret, Settings, mask_keys, mask_url_credentials
 from langsmith_access.side_by_side import each_org_side_by_side
-from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.store.sql import scalar
+from langsmith_access.store.sync_runs import remove_abandoned_drafts
 
 # Every event a notification may report (DESIGN.md section 10).
 EVENTS = (
@@ -429,7 +434,7 @@ def deliver_due(
             return report
         due = _claim_due(database, at, limit, lease_timeout_seconds)
         outcomes = _post_while_worthwhile(webhook, due, budget_seconds)
-        _record(database, at, outcomes, lease_timeout_seconds)
+        _record_or_leave(database, at, outcomes, lease_timeout_seconds)
     except Exception as error:  # never into the caller: report it; the rows are retried later
         report.problem = f"notifications not delivered this time: {type(error).__name__}: {error}"
         report.problem = report.problem.replace(webhook.url.reveal(), "<webhook URL>")
@@ -497,9 +502,16 @@ def _claim_due(
     """(id, attempts including this one, payload) of each due row, claimed for this attempt."""
     with database.writer_lease("claim due notifications", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
+        left = _left_delivered(database.unrecorded_deliveries_path)
         with database.connect() as conn:
             conn.execute("BEGIN")
             try:
+                for _, delivered_at, row_ids in left:  # before the claim: none of them is sent again
+                    conn.executemany(
+                        "UPDATE main.notifications SET status = ?, delivered_at = ?, last_error = NULL "
+                        "WHERE notification_id = ? AND status = ?",
+                        [[DELIVERED, delivered_at, row_id, PENDING] for row_id in row_ids],
+                    )
                 rows = conn.execute(
                     "SELECT notification_id, attempts + 1, payload FROM main.notifications "
                     "WHERE status = ? AND next_attempt_at <= ? ORDER BY notification_seq LIMIT ?",
@@ -515,7 +527,34 @@ def _claim_due(
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+    for path, _, _ in left:  # recorded: a second recording would change nothing, so gone after the commit
+        path.unlink(missing_ok=True)
     return [(row_id, attempts, _stored_payload(payload)) for row_id, attempts, payload in rows]
+
+
+def _leave_delivered(directory: Path, row_ids: list[str], delivered_at: datetime) -> None:
+    """Leave the ids of rows the receiver accepted, and when, in ``directory`` (one JSON file,
+    written aside and renamed) for the next claim to record; for a delivery the lease kept from
+    recording them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = uuid.uuid4().hex
+    aside = directory / f".{name}.tmp"
+    aside.write_text(json.dumps({"delivered_at": iso(delivered_at), "delivered": row_ids}), encoding="utf-8")
+    os.replace(aside, directory / f"{name}.json")
+
+
+def _left_delivered(directory: Path) -> list[tuple[Path, datetime, list[str]]]:
+    """What ``_leave_delivered`` left: (its file, when delivered, the ids). A file that cannot be
+    read is skipped and stays (its rows are sent again: at least once)."""
+    remove_abandoned_drafts(directory)
+    found = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            text = json.loads(path.read_text(encoding="utf-8"))
+            found.append((path, datetime.fromisoformat(text["delivered_at"]), [str(i) for i in text["delivered"]]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 def _stored_payload(text: str) -> Any:
@@ -526,6 +565,21 @@ def _stored_payload(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _record_or_leave(
+    database: AccessDatabase, now: datetime, outcomes: list[_Attempt], lease_timeout_seconds: float
+) -> None:
+    """``_record``, or, when a run holds the writer lease past the wait (it took it while the
+    receiver answered), the ids the receiver accepted left for the next claim to record: their
+    claim lapses meanwhile, and sending them again would be a second Slack message per row. The
+    rest are retried when their claim lapses, as after a process that died."""
+    try:
+        _record(database, now, outcomes, lease_timeout_seconds)
+    except DatabaseBusyError:
+        delivered = [outcome.row_id for outcome in outcomes if outcome.failure is None]
+        if delivered:
+            _leave_delivered(database.unrecorded_deliveries_path, delivered, now)
 
 
 def _record(database: AccessDatabase, now: datetime, outcomes: list[_Attempt], lease_timeout_seconds: float) -> None:

@@ -189,17 +189,24 @@ class AccessDatabase:
         (``store.sync_runs.defer_failed_run``) for the next run to record."""
         return self.path.with_name(f"{self._stem}.unrecorded-runs")
 
+    @property
+    def unrecorded_deliveries_path(self) -> Path:
+        """Where a notification delivery that could not take the writer lease to record what the
+        receiver accepted leaves those ids (``governance.notifications``) for the next claim."""
+        return self.path.with_name(f"{self._stem}.unrecorded-deliveries")
+
     def owns(self, path: Path | str) -> bool:
         """Whether ``path`` is one of this database's own files (the analysts' copy, the
-        working file, a run's scratch copy, their DuckDB logs, the lock, the deferred runs),
-        which nothing else may write."""
+        working file, a run's scratch copy, their DuckDB logs, the lock, the deferred runs and
+        deliveries), which nothing else may write."""
         resolved = Path(path).expanduser().resolve()
         databases = (self.path, self.working_path, self.scratch_path)
         # DuckDB replays a file's log (``<file>.wal``) when it opens the file: a sheet written
         # there would break the next open as surely as one written over the file.
         logs = tuple(database.with_name(database.name + ".wal") for database in databases)
         return resolved in {own.resolve() for own in
-                            (*databases, *logs, self.lock_path, self.deferred_runs_path)}
+                            (*databases, *logs, self.lock_path, self.deferred_runs_path,
+                             self.unrecorded_deliveries_path)}
 
     @property
     def dbt_target_path(self) -> Path:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -685,3 +686,40 @@ def test_a_hand_edited_object_slack_cannot_word_fails_alone(database, capfd):
         report = deliver_due(database, webhook(receiver, "slack"), now=T0)
     assert report.failed == {odd: "could not send this notification (TypeError)"}
     assert report.delivered == [fine] and "Traceback" not in capfd.readouterr().err
+
+
+def test_a_delivery_a_run_keeps_from_being_recorded_is_not_sent_again(database, monkeypatch):
+    # A provisioning run or a sync takes the writer lease while the receiver is answering, and
+    # holds it past the delivery's wait: the receiver has the notification, so it is recorded
+    # as delivered by the next delivery, never sent again once its claim lapses.
+    row = add(database)
+    posted, held, release = threading.Event(), threading.Event(), threading.Event()
+    real_post = notifications._post_within_timeout
+
+    def post_then_a_run_starts(webhook, payload, notification_id):
+        answer = real_post(webhook, payload, notification_id)
+        posted.set()
+        assert held.wait(timeout=60), "the run never took the lease"
+        return answer
+
+    def a_run():
+        posted.wait(timeout=60)
+        with database.writer_lease("a provisioning run"):
+            held.set()
+            release.wait(timeout=120)
+
+    monkeypatch.setattr(notifications, "_post_within_timeout", post_then_a_run_starts)
+    run = threading.Thread(target=a_run)
+    run.start()
+    with WebhookReceiver() as receiver:
+        try:
+            report = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
+        finally:
+            release.set()
+            run.join()
+        monkeypatch.setattr(notifications, "_post_within_timeout", real_post)
+        later = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW + timedelta(hours=2))
+    assert report.delivered == [row] and report.failed == {}, report
+    assert len(receiver.bodies()) == 1, "sent again though the receiver had it"
+    assert later.attempted == 0 and later.problem is None, later
+    assert [(r["status"], r["attempts"]) for r in rows(database)] == [("delivered", 1)]
