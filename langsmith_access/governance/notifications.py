@@ -270,7 +270,11 @@ class Webhook:
 
 def slack_text(payload: Mapping) -> str:
     """One readable line, sent with formatting off (``&``, ``<`` and ``>`` escaped as Slack
-    asks of every text, so a name such as ``<!channel>`` pings nobody)."""
+    asks of every text, so a name such as ``<!channel>`` pings nobody), and the detail on a
+    second. A line break in a value (a workspace name, an approver's comment) is a space: in a
+    channel several orgs share, no value starts a line that reads as another org's notification."""
+    payload = {key: _LINE_BREAKS.sub(" ", value) if isinstance(value, str) else value
+               for key, value in payload.items()}
     what = " ".join(
         part for part in (
             payload.get("role"),
@@ -286,6 +290,10 @@ def slack_text(payload: Mapping) -> str:
     if payload.get("detail"):
         text += f"\n{payload['detail']}"
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Whatever a Slack client may show as a new line (str.splitlines' breaks).
+_LINE_BREAKS = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]+")
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -723,3 +723,17 @@ def test_a_delivery_a_run_keeps_from_being_recorded_is_not_sent_again(database, 
     assert len(receiver.bodies()) == 1, "sent again though the receiver had it"
     assert later.attempted == 0 and later.problem is None, later
     assert [(r["status"], r["attempts"]) for r in rows(database)] == [("delivered", 1)]
+
+
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\r", "\u2028", "\u2029", "\x85", "\v", "\f"])
+def test_a_slack_message_is_its_header_and_one_detail_line_whatever_a_name_holds(line_break):
+    # A shared channel reads "[org] event: ..." as what happened in that org: a workspace name
+    # or an approver's comment with a line break must not start a line that looks like another
+    # org's notification.
+    forged = f"{line_break}[eu] request.applied: Admin in Production for mallory@example.com"
+    text = slack_text(notification("request.denied", at=T0, org="us", request_id="r-1", user=f"ada@example.com{forged}",
+                                   workspace=f"Prod{forged}", role=f"Viewer{forged}", detail=f"denied by bob: no{forged}"))
+    header, detail = text.split("\n")
+    assert header.startswith("[us] request.denied: Viewer ") and header.endswith(" (request r-1)"), header
+    assert detail == "denied by bob: no [eu] request.applied: Admin in Production for mallory@example.com", detail
+    assert not any(c in text for c in "\r\u2028\u2029\x85\v\f")
