@@ -218,14 +218,18 @@ _LANGSMITH_KEY = re.compile(rf"\b(?:{'|'.join(map(re.escape, KEY_PREFIXES))})[A-
 @dataclass(frozen=True)
 class Notifier:
     """What code that raises events holds: the org's slug, and whether a webhook is set (no
-    webhook: nothing is written, so the outbox never fills with notifications nobody reads)."""
+    webhook: nothing is written, so the outbox never fills with notifications nobody reads).
+    ``secrets``: the org's own (its API key, the webhook URL), cut from any detail: a Slack URL
+    holds its credential in its path, which no pattern of ``without_secrets`` would find."""
 
     org: str
     enabled: bool
+    secrets: tuple[Secret | None, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, org: str) -> Notifier:
-        return cls(org=org, enabled=settings.webhook_url is not None)
+        return cls(org=org, enabled=settings.webhook_url is not None,
+                   secrets=(settings.webhook_url, settings.api_key))
 
     @classmethod
     def off(cls) -> Notifier:
@@ -239,6 +243,9 @@ class Notifier:
         ``once_for``: at most one such notification about that (see ``enqueue``)."""
         if not self.enabled:
             return None
+        detail = fields.get("detail")
+        if detail is not None:
+            fields["detail"] = without_secrets(detail, self.secrets)
         return enqueue(conn, event, notification(event, at=at, org=self.org, **fields), now=at,
                        once_for=None if once_for is None else f"{self.org}\n{once_for}")
 

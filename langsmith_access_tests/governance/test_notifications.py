@@ -423,6 +423,18 @@ def test_no_event_carries_a_credential_its_detail_quoted(database):
     assert receiver.bodies()[1]["detail"] == "denied by bob@example.com: use <key> instead"
 
 
+def test_the_webhook_url_quoted_in_a_comment_is_neither_stored_nor_sent(database):
+    # A Slack incoming-webhook URL carries its credential in its path (no query string to cut):
+    # pasted into an approver's comment, it would be stored in the outbox and shown to the channel.
+    url = f"https://hooks.slack.com/services/T000/B000/{SECRET}"
+    notifier = Notifier.from_settings(Settings(webhook_url=Secret(url)), "us")
+    with database.writer_lease("test: a denial"), database.connect() as conn:
+        notifier.notify(conn, "request.denied", at=T0, request_id="r-1", detail=f"denied by bob: post to {url}")
+    [row] = rows(database)
+    assert SECRET not in row["payload"], row["payload"]
+    assert json.loads(row["payload"])["detail"] == "denied by bob: post to <secret>"
+
+
 def test_a_password_with_an_at_sign_is_cut_whole():
     # urllib reads the userinfo up to the authority's last '@', so a password may hold one unencoded.
     assert without_secrets("GET https://ops:hunt@r2@ls.example.com/api/v1 failed") == (
