@@ -522,6 +522,8 @@ def _claim_due(
             conn.execute("BEGIN")
             try:
                 for _, delivered_at, row_ids in left:  # before the claim: none of them is sent again
+                    if not row_ids:  # DuckDB refuses an executemany of nothing
+                        continue
                     conn.executemany(
                         "UPDATE main.notifications SET status = ?, delivered_at = ?, last_error = NULL "
                         "WHERE notification_id = ? AND status = ?",
@@ -566,7 +568,10 @@ def _left_delivered(directory: Path) -> list[tuple[Path, datetime, list[str]]]:
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         try:
             text = json.loads(path.read_text(encoding="utf-8"))
-            found.append((path, datetime.fromisoformat(text["delivered_at"]), [str(i) for i in text["delivered"]]))
+            row_ids = text["delivered"]
+            if not isinstance(row_ids, list):
+                raise TypeError("not a list of ids")
+            found.append((path, datetime.fromisoformat(text["delivered_at"]), [str(i) for i in row_ids]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return found

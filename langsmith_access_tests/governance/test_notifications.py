@@ -749,3 +749,16 @@ def test_a_slack_message_is_its_header_and_one_detail_line_whatever_a_name_holds
     assert header.startswith("[us] request.denied: Viewer ") and header.endswith(" (request r-1)"), header
     assert detail == "denied by bob: no [eu] request.applied: Admin in Production for mallory@example.com", detail
     assert not any(c in text for c in "\r\u2028\u2029\x85\v\f")
+
+
+def test_what_a_delivery_left_unrecorded_never_stops_the_next_claim(database):
+    # A file left beside the database that is empty, not ours or half-written holds nothing back.
+    row = add(database)
+    left = database.unrecorded_deliveries_path
+    left.mkdir()
+    (left / "empty.json").write_text(json.dumps({"delivered_at": "2026-11-29T09:00:00Z", "delivered": []}))
+    (left / "text.json").write_text(json.dumps({"delivered_at": "2026-11-29T09:00:00Z", "delivered": "abc"}))
+    (left / "cut.json").write_text('{"delivered_at": "2026-11-29T09:00:00Z", "deliv')
+    with WebhookReceiver() as receiver:
+        report = deliver_due(database, webhook(receiver), now=T0)
+    assert report.delivered == [row] and report.problem is None, report
