@@ -200,13 +200,17 @@ def without_secrets(text: str, secrets: Iterable[Secret | None] = ()) -> str:
     the webhook URL; the client's messages never hold the key, this is a second line of
     defence), credentials and query strings cut from URLs, LangSmith key shapes cut to a
     marker, and at most ``DETAIL_MAX_CHARS`` characters."""
-    for secret in secrets:
-        if secret is not None and secret.reveal():
-            text = text.replace(secret.reveal(), "<secret>")
-    text = mask_url_credentials(text)
+    text = mask_url_credentials(_replaced(text, secrets))
     text = mask_keys(_LANGSMITH_KEY.sub("<key>", text))
     if len(text) > DETAIL_MAX_CHARS:
         text = text[: DETAIL_MAX_CHARS - 1] + "…"
+    return text
+
+
+def _replaced(text: str, secrets: Iterable[Secret | None]) -> str:
+    for secret in secrets:
+        if secret is not None and secret.reveal():
+            text = text.replace(secret.reveal(), "<secret>")
     return text
 
 
@@ -230,6 +234,11 @@ class Notifier:
     def from_settings(cls, settings: Settings, org: str) -> Notifier:
         return cls(org=org, enabled=settings.webhook_url is not None,
                    secrets=(settings.webhook_url, settings.api_key))
+
+    def hidden(self, text: str) -> str:
+        """``text`` typed by a person (a reason, a decision's comment) with the org's own secrets
+        replaced, before it is stored, shown or sent: no key shape finds a pasted webhook URL."""
+        return _replaced(text, self.secrets)
 
     @classmethod
     def off(cls) -> Notifier:

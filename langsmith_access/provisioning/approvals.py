@@ -117,7 +117,7 @@ def decide_on(
     # (Python callers may pass anything: what is not text is refused below, as before.)
     request_id = mask_keys(request_id) if isinstance(request_id, str) else request_id
     by = mask_keys(by) if isinstance(by, str) else by
-    comment = mask_keys(comment) if isinstance(comment, str) else comment
+    comment = notifier.hidden(mask_keys(comment)) if isinstance(comment, str) else comment
     shown_id = storable(request_id.strip()) if isinstance(request_id, str) and request_id.strip() else "(none)"
     launcher = {"launched_by": mask_keys(launched_by)} if launched_by else {}
 

@@ -479,7 +479,7 @@ def submit_on(
     and its events; ``launched_by``: who launched that run, as Dagster tags it. The launcher is
     the one asking: a run launched by one person asking in another's name (``requested_by``) is
     rejected, as a decision taken in another's name is (``approvals.decide_on``)."""
-    change = _masked(change)
+    change = _masked(change, notifier)
     request_id = new_id()
     at = now or now_utc()
     try:
@@ -773,9 +773,11 @@ def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange,
 OPEN_STATUSES_SQL = ", ".join(f"'{status}'" for status in OPEN_STATUSES)  # for IN (...)
 
 
-def _masked(change: ChangeRequest) -> ChangeRequest:
-    """A key typed or pasted into a field is kept, echoed and recorded only as its prefix."""
-    return replace(change, **{name: mask_keys(value) for name in _TYPED_FIELDS
+def _masked(change: ChangeRequest, notifier: Notifier | None = None) -> ChangeRequest:
+    """A key typed or pasted into a field is kept, echoed and recorded only as its prefix, and the
+    org's own secrets ``notifier`` knows (the webhook URL) not at all."""
+    hidden = notifier.hidden if notifier is not None else str
+    return replace(change, **{name: hidden(mask_keys(value)) for name in _TYPED_FIELDS
                               if isinstance(value := getattr(change, name), str)})
 
 

@@ -359,6 +359,28 @@ def test_a_key_typed_into_a_field_is_never_echoed_or_stored(governed):
     assert [f for f in files if b"7e57ab1e" in f.read_bytes() or b"5ec2e7ab" in f.read_bytes()] == []
 
 
+def test_the_webhook_url_typed_into_a_reason_or_a_comment_is_never_stored(governed):
+    """A Slack webhook URL is its own credential, in its path (no key shape or query string to
+    cut): pasted into a reason or an approver's comment, it is replaced before it is kept."""
+    sandbox, org, database, people, receiver = governed
+    url = receiver.url
+    queued = cli("request", "grant", "--user", people.outsiders[0].email, "--workspace", WORKSPACE, "--role",
+                 "Admin", "--duration", "8h", "--requested-by", people.editors[0].email,
+                 "--reason", f"ticket 9, post to {url}", "--json")
+    assert queued.returncode == 0, queued.stderr
+    request_id = json.loads(queued.stdout)["request_id"]
+    denied = cli("deny", request_id, "--by", people.admin.email, "--comment", f"use {url} instead")
+    assert denied.returncode == 0, denied.stderr
+    assert request_row(database, request_id)["reason"] == "ticket 9, post to <secret>"
+    assert query(database.working_path, "SELECT comment FROM main.provisioning_approvals WHERE request_id = ?",
+                 [request_id]) == [("use <secret> instead",)]
+    for run in (queued, denied):
+        assert url not in run.stdout + run.stderr, run
+    files = [f for f in database.path.parent.rglob("*") if f.is_file()]
+    assert database.working_path in files
+    assert [f for f in files if url.encode() in f.read_bytes()] == []
+
+
 def test_the_same_change_with_other_terms_is_refused_not_folded_into_the_queued_one(governed):
     sandbox, org, database, people, receiver = governed
     ask = ("request", "grant", "--user", people.outsiders[0].email, "--workspace", WORKSPACE, "--role", "Viewer")
