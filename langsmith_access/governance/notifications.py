@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import re
 import socket
 import ssl
@@ -51,7 +50,7 @@ from langsmith_access.settings import KEY_PREFIXES, Org, Secret, Settings, mask_
 from langsmith_access.side_by_side import each_org_side_by_side
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
 from langsmith_access.store.sql import scalar
-from langsmith_access.store.sync_runs import remove_abandoned_drafts
+from langsmith_access.store.sync_runs import leave_aside, left_aside, remove_abandoned_drafts
 
 # Every event a notification may report (DESIGN.md section 10).
 EVENTS = (
@@ -559,31 +558,22 @@ def _claim_due(
 
 
 def _leave_delivered(directory: Path, row_ids: list[str], delivered_at: datetime) -> None:
-    """Leave the ids of rows the receiver accepted, and when, in ``directory`` (one JSON file,
-    written aside and renamed) for the next claim to record; for a delivery the lease kept from
-    recording them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    name = uuid.uuid4().hex
-    aside = directory / f".{name}.tmp"
-    aside.write_text(json.dumps({"delivered_at": iso(delivered_at), "delivered": row_ids}), encoding="utf-8")
-    os.replace(aside, directory / f"{name}.json")
+    """Leave the ids of rows the receiver accepted, and when, in ``directory`` (``leave_aside``)
+    for the next claim to record; for a delivery the lease kept from recording them."""
+    leave_aside(directory, uuid.uuid4().hex, {"delivered_at": iso(delivered_at), "delivered": row_ids})
 
 
 def _left_delivered(directory: Path) -> list[tuple[Path, datetime, list[str]]]:
     """What ``_leave_delivered`` left: (its file, when delivered, the ids). A file that cannot be
     read is skipped and stays (its rows are sent again: at least once)."""
+    def delivered(text: Any) -> tuple[datetime, list[str]]:
+        row_ids = text["delivered"]
+        if not isinstance(row_ids, list):
+            raise TypeError("not a list of ids")
+        return datetime.fromisoformat(text["delivered_at"]), [str(i) for i in row_ids]
+
     remove_abandoned_drafts(directory)
-    found = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        try:
-            text = json.loads(path.read_text(encoding="utf-8"))
-            row_ids = text["delivered"]
-            if not isinstance(row_ids, list):
-                raise TypeError("not a list of ids")
-            found.append((path, datetime.fromisoformat(text["delivered_at"]), [str(i) for i in row_ids]))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return found
+    return [(path, at, row_ids) for path, (at, row_ids) in left_aside(directory, delivered)]
 
 
 def _stored_payload(text: str) -> Any:

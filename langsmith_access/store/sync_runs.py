@@ -14,8 +14,10 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -23,6 +25,8 @@ from langsmith_access.names import SYNC_JOB
 from langsmith_access.settings import check_organization_id
 from langsmith_access.store.sections import section_reads, section_rows_json, skipped_sections_json
 from langsmith_access.store.sql import column_names, first_row, scalar, table_exists
+
+Left = TypeVar("Left")
 
 SUCCEEDED, FAILED = "succeeded", "failed"
 COUNTED_TABLES = ("users", "pending_invites", "workspaces", "roles", "entitlements", "grants")
@@ -238,35 +242,49 @@ def _same_uuid(value: str) -> str:
         return value.strip().lower()
 
 
-def defer_failed_run(directory: Path, *, sync_id: str, started_at: datetime, finished_at: datetime,
-                     job: str, failure: str) -> Path:
-    """Leave a failed run's row in ``directory`` (one JSON file, written aside and renamed) for
-    the next run that holds the writer lease; for a run that could not take it."""
+def leave_aside(directory: Path, name: str, content: dict) -> Path:
+    """Leave ``content`` in ``directory`` as ``<name>.json`` (written aside and renamed: no reader
+    sees half of one) for the next process that holds the writer lease to record; for a process
+    that could not take it."""
     directory.mkdir(parents=True, exist_ok=True)
-    row = {"sync_id": sync_id, "started_at": started_at.isoformat(), "finished_at": finished_at.isoformat(),
-           "job": job, "failure": failure}
-    path = directory / f"{sync_id}.json"
-    aside = directory / f".{sync_id}.{uuid.uuid4().hex[:8]}.tmp"
-    aside.write_text(json.dumps(row), encoding="utf-8")
+    path = directory / f"{name}.json"
+    aside = directory / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+    aside.write_text(json.dumps(content), encoding="utf-8")
     os.replace(aside, path)
     return path
+
+
+def left_aside(directory: Path, read: Callable[[Any], Left]) -> list[tuple[Path, Left]]:
+    """Each file ``leave_aside`` left, in name order, with what ``read`` makes of its JSON (remove
+    the file once that is recorded). A file that is no JSON, or that ``read`` cannot make sense
+    of, is skipped and stays: not one of ours, never in the way of a run."""
+    found = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            found.append((path, read(json.loads(path.read_text(encoding="utf-8")))))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return found
+
+
+def defer_failed_run(directory: Path, *, sync_id: str, started_at: datetime, finished_at: datetime,
+                     job: str, failure: str) -> Path:
+    """Leave a failed run's row in ``directory`` (``leave_aside``) for the next run that holds
+    the writer lease; for a run that could not take it."""
+    return leave_aside(directory, sync_id, {"sync_id": sync_id, "started_at": started_at.isoformat(),
+                                            "finished_at": finished_at.isoformat(), "job": job, "failure": failure})
 
 
 def deferred_failed_runs(directory: Path) -> list[tuple[Path, dict]]:
     """The rows ``defer_failed_run`` left, oldest first, each with its file (remove it once the
     row is recorded: recording one twice replaces it, by ``sync_id``). Unreadable files are
     skipped, and stay."""
-    found = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        try:
-            text = json.loads(path.read_text(encoding="utf-8"))
-            row = {"sync_id": str(text["sync_id"]), "job": str(text["job"]), "failure": str(text["failure"]),
-                   "started_at": _aware(datetime.fromisoformat(text["started_at"])),
-                   "finished_at": _aware(datetime.fromisoformat(text["finished_at"]))}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue  # not one of ours: left alone, never in the way of a run
-        found.append((path, row))
-    return sorted(found, key=lambda item: item[1]["finished_at"])
+    def row(text: Any) -> dict:
+        return {"sync_id": str(text["sync_id"]), "job": str(text["job"]), "failure": str(text["failure"]),
+                "started_at": _aware(datetime.fromisoformat(text["started_at"])),
+                "finished_at": _aware(datetime.fromisoformat(text["finished_at"]))}
+
+    return sorted(left_aside(directory, row), key=lambda item: item[1]["finished_at"])
 
 
 # A row is written aside and renamed within milliseconds; one still aside after this long was
@@ -275,7 +293,7 @@ ABANDONED_DRAFT_SECONDS = 3600
 
 
 def remove_abandoned_drafts(directory: Path, *, older_than_seconds: float = ABANDONED_DRAFT_SECONDS) -> list[Path]:
-    """Remove the ``.<sync_id>.<suffix>.tmp`` files ``defer_failed_run`` writes aside, where a
+    """Remove the ``.<name>.<suffix>.tmp`` files ``leave_aside`` writes aside, where a
     process died before renaming one, once they are ``older_than_seconds`` old (a younger one
     may be another process's, about to be renamed). Returns what it removed; never raises."""
     removed = []
