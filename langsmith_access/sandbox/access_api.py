@@ -23,6 +23,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from langsmith_access.sandbox import access_payloads
 from langsmith_access.sandbox.access_records import (
     ABAC_ATTRIBUTE_NAMES,
@@ -331,7 +333,8 @@ class AccessRoutes:
 
     def _scim_token(self, scim_token_id: str):
 
-        token = self.state.scim_tokens.get(scim_token_id)
+        # The platform parses the id (any case, as Go's uuid.Parse does): a malformed one is its 400.
+        token = self.state.scim_tokens.get(_platform_uuid(scim_token_id, "SCIM token id"))
         if token is None:
             raise ApiError(404, {"error": "SCIM token not found"})
         return token
@@ -695,25 +698,29 @@ def _platform_str(body: dict[str, Any], name: str, default: str) -> str:
     return value
 
 
-def _parse_datetime(raw: str) -> datetime | None:
+# FastAPI reads a datetime parameter with pydantic's lax mode: RFC 3339 with or without a zone, a
+# date alone, or Unix time (seconds, or milliseconds past 2e10) as a number or a string of digits.
+_DATETIME = TypeAdapter(datetime)
+
+
+def _parse_datetime(raw: Any, loc: list) -> datetime:
+    """``raw`` as FastAPI reads it (a naive time is taken as UTC), or its 422 naming ``loc``."""
     try:
-        parsed = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
+        parsed = _DATETIME.validate_python(raw)
+    except ValidationError as invalid:
+        error = invalid.errors()[0]
+        raise validation_error(loc, error["msg"], error["type"]) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _query_datetime(query: dict[str, list[str]], name: str) -> int:
-    """A required ISO 8601 query parameter, as epoch microseconds, exactly (FastAPI's 422s
+    """A required datetime query parameter, as epoch microseconds, exactly (FastAPI's 422s
     otherwise)."""
 
     values = query.get(name)
     if not values:
         raise validation_error(["query", name], "Field required", "missing")
-    parsed = _parse_datetime(values[-1])
-    if parsed is None:
-        raise validation_error(["query", name], "Input should be a valid datetime",
-                               "datetime_from_date_parsing")
+    parsed = _parse_datetime(values[-1], ["query", name])
     return (parsed - _EPOCH) // timedelta(microseconds=1)  # no float on the way
 
 
@@ -722,11 +729,7 @@ def _body_datetime(body: dict[str, Any], name: str) -> str | None:
     raw = body.get(name)
     if raw is None:
         return None
-    parsed = _parse_datetime(raw) if isinstance(raw, str) else None
-    if parsed is None:
-        raise validation_error(["body", name], "Input should be a valid datetime",
-                               "datetime_from_date_parsing")
-    return format_timestamp(int(parsed.timestamp()))
+    return format_timestamp(int(_parse_datetime(raw, ["body", name]).timestamp()))
 
 
 def _body_uuid_list(body: dict[str, Any], name: str) -> list[str] | None:

@@ -287,6 +287,11 @@ def test_key_creation_follows_the_orgs_expiry_cap_and_the_plan(start):
     assert too_long.status_code == 400
     bad = caller.post(SERVICE_KEYS, json={"description": "x", "expires_at": "soon"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "expires_at"]
+    # pydantic's lax reading, as FastAPI's: Unix time as a JSON number is a datetime too.
+    in_a_week = int(sandbox.org.clock()) + 7 * 86400
+    as_number = caller.post(SERVICE_KEYS, json={"description": "unix", "expires_at": in_a_week})
+    assert as_number.status_code == 200, as_number.text
+    assert as_number.json()["expires_at"].startswith(format_timestamp(in_a_week)[:19])
     plus, plus_caller = start("plus")
     viewer = plus.org.role_by_name("WORKSPACE_VIEWER").id
     refused = plus_caller.post(SERVICE_KEYS, json={"description": "x", "role_id": viewer})
@@ -519,6 +524,12 @@ def test_scim_token_routes(start):
     renamed = caller.patch(f"{SCIM_TOKENS}/{token['id']}", json={"description": "Okta prod"})
     assert renamed.status_code == 200 and renamed.json()["description"] == "Okta prod"
     assert "last_used_at" not in renamed.json(), "a token never used has no last_used_at"
+    # The platform parses the id as Go's uuid.Parse does: any case finds the token; a malformed id
+    # is its 400 (as the access-policy routes answer), where the sandbox matched the text exactly.
+    upper = caller.get(f"{SCIM_TOKENS}/{token['id'].upper()}")
+    assert upper.status_code == 200 and upper.json()["id"] == token["id"], upper.text
+    malformed = caller.get(f"{SCIM_TOKENS}/not-a-uuid")
+    assert malformed.status_code == 400 and set(malformed.json()) == {"error"}, malformed.text
     assert caller.delete(f"{SCIM_TOKENS}/{token['id']}").status_code == 204
     assert caller.get(f"{SCIM_TOKENS}/{token['id']}").status_code == 404
     # A body the Go service cannot read is its 400 {"error": ...} (undocumented for these routes;

@@ -144,6 +144,24 @@ def test_window_bounds_finer_than_a_millisecond_stay_inclusive_and_exact(sandbox
     assert inside.status_code == 200 and inside.json()["items"] == [], inside.text
 
 
+def test_window_bounds_are_read_as_fastapi_reads_a_datetime(sandbox, caller):
+    # pydantic's lax mode: Unix time as digits (seconds; milliseconds past 2e10), a date alone and
+    # a time without a zone (UTC) are datetimes, where the sandbox answered 422 to each.
+    org = sandbox.org
+    org.record_login(org.active_members()[0].ls_user_id, time_ms=T0)
+    for start, end in [(str(T0 // 1000), str(T0 // 1000)), (str(T0), str(T0)),
+                       (iso(T0)[:-1], iso(T0)[:-1]), ("2030-03-17", "2030-03-18")]:
+        response = caller.get(AUDIT, params={"start_time": start, "end_time": end})
+        assert response.status_code == 200, (start, response.text)
+        assert [item["time"] for item in response.json()["items"]] == [T0], start
+    # What pydantic refuses is its 422, with its own message ("...valid datetime or date, ...").
+    refused = caller.get(AUDIT, params={"start_time": "2030-13-01", "end_time": "2030-03-18"})
+    assert refused.status_code == 422
+    [error] = refused.json()["detail"]
+    assert error["loc"] == ["query", "start_time"] and error["type"] == "datetime_from_date_parsing"
+    assert "month value is outside expected range" in error["msg"]
+
+
 def test_filters_by_operation_and_workspace(sandbox, caller):
     org = sandbox.org
     workspace, other = org.shared_workspaces()[:2]
