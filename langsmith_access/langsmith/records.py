@@ -179,6 +179,9 @@ class LoginMethod:
 
     provider: str | None
     provisioning_method: str | None
+    # The login's user name at its provider, where it has one (``ProviderUserSlim.username``): a
+    # key's ``created_by`` may name its creator so (langsmith-api.md leaves that format open).
+    username: str | None = None
 
     @classmethod
     def from_api(cls, data: Any) -> LoginMethod:
@@ -190,6 +193,7 @@ class LoginMethod:
         return cls(
             provider=_shared(f.str("provider") or None),
             provisioning_method=_shared(provisioning or None),
+            username=(f.str("username") or "").strip() or None,
         )
 
 

@@ -201,6 +201,9 @@ class _Picture:
                 provider_user_id=self.uuid() if sso else None,
                 saml_provider_id=self.saml_provider_id if sso else None,
                 email_confirmed_at=member.created_at if provider == "email" else None,
+                # Google and GitHub logins: a GitHub user name, made of the email's (no draw,
+                # so the rest of the org is what the seed always gave).
+                username=member.email.split("@")[0] if provider == "supabase:non-sso" else None,
             )
 
         if member is self.founder:

@@ -40,7 +40,8 @@ class LoginMethod:
     ``provider``: ``email``, ``supabase:non-sso`` (Google, GitHub), ``supabase:sso`` (SAML),
     ``oidc`` or ``custom-oidc``. ``provisioning_method``: ``scim``, ``saml:jit``, ``bootstrap``
     or None (signed up, or joined by invite). ``saml_provider_id`` is the SSO provider's
-    ``provider_id`` for SAML logins.
+    ``provider_id`` for SAML logins; ``username`` the login's user name at a provider that has
+    one (a GitHub login).
     """
 
     id: str
@@ -50,6 +51,7 @@ class LoginMethod:
     provider_user_id: str | None = None
     saml_provider_id: str | None = None
     email_confirmed_at: str | None = None
+    username: str | None = None
 
 
 @dataclass(slots=True)

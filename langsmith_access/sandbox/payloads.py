@@ -241,7 +241,7 @@ def login_method_json(member: OrgMember, method: LoginMethod) -> dict:
         "full_name": member.full_name,
         "first_name": None,
         "last_name": None,
-        "username": None,
+        "username": method.username,
         "is_disabled": member.is_disabled,
         "provisioning_method": method.provisioning_method,
         "email_confirmed_at": method.email_confirmed_at,

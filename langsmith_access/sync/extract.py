@@ -773,7 +773,8 @@ def _org_member_row(member: OrgMember, tag: Row) -> Row:
 def login_methods_json(methods: Iterable[LoginMethod]) -> str:
     """``raw.org_members.login_methods``: the member's login methods as JSON text."""
     return json.dumps(
-        [{"provider": m.provider, "provisioning_method": m.provisioning_method} for m in methods]
+        [{"provider": m.provider, "provisioning_method": m.provisioning_method, "username": m.username}
+         for m in methods]
     )
 
 

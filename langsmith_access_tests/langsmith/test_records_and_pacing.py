@@ -175,9 +175,12 @@ def test_login_methods_read_either_name_of_the_provisioning_method_and_empty_val
         {"provider": "supabase:sso", "provisioning_method": "saml:jit"},
         {"provider": "custom-oidc", "provisioning": "scim"},  # the enriched route's name for it
         {"provider": "", "provisioning_method": ""},
+        {"provider": "supabase:non-sso", "provisioning_method": None, "username": " octocat "},
+        {"provider": "email", "username": "  "},
     ]})
     assert member.login_methods == (LoginMethod("supabase:sso", "saml:jit"), LoginMethod("custom-oidc", "scim"),
-                                    LoginMethod(None, None))
+                                    LoginMethod(None, None), LoginMethod("supabase:non-sso", None, "octocat"),
+                                    LoginMethod("email", None))
 
 
 def test_a_pending_invite_reads_its_org_role_from_either_field():

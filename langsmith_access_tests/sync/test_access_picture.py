@@ -56,6 +56,18 @@ class Synced:
     finished: datetime
 
 
+def creator_of(org: OrgState, created_by: str | None, *, usernames: bool = False) -> str | None:
+    """The user id of the one current member ``created_by`` names, in any case: by user id,
+    identity id, legacy user id, email, or login user name where the members were read from a
+    route that sends those (``/orgs/current/members/active``; the enriched route, read when the
+    key may, sends none): credentials.created_by_user_id."""
+    def names(member):
+        logins = [lm.username for lm in member.linked_login_methods] if usernames else []
+        return {n.lower() for n in (member.ls_user_id, member.id, member.user_id, member.email, *logins) if n}
+    named = {m.ls_user_id for m in org.active_members() if (created_by or "").lower() in names(m)}
+    return named.pop() if len(named) == 1 else None
+
+
 def sync_all_sections(monkeypatch, sandbox, database) -> tuple[str, datetime, datetime]:
     """``langsmith-access sync --all-sections`` in this process; what it printed, and when."""
     point_at(monkeypatch, sandbox, database)
@@ -110,6 +122,21 @@ def enterprise(tmp_path_factory):
                       and parse_timestamp(m.created_at) * 1000 < long_ago)
     org.record_login(locked_out.ls_user_id, succeeded=False)
     next(k for k in org.api_keys.values() if k.kind == SERVICE_KEY and not k.revoked_at).read_only = True
+    # created_by in each format LangSmith may send (langsmith-api.md leaves it open): an email in
+    # capitals, an identity id, a GitHub user name (unknown here: the enriched members route sends
+    # none), something that names nobody; and a key made by a member disabled since
+    # (report_credential_hygiene's creator_inactive).
+    made = [k for k in org.api_keys.values() if k.kind in (SERVICE_KEY, WORKSPACE_SERVICE_KEY)
+            and not k.revoked_at and k.created_by]
+    members = [m for m in org.active_members() if not m.is_disabled and m not in (newcomer, locked_out, joined)
+               and m.ls_user_id not in {k.created_by for k in made}]
+    github = next(m for m in members if any(lm.username for lm in m.linked_login_methods))
+    made[0].created_by = members[0].email.upper()
+    made[1].created_by = members[1].id
+    made[2].created_by = next(lm.username for lm in github.linked_login_methods if lm.username)
+    made[3].created_by = "someone-langsmith-never-listed"
+    made[4].created_by = members[2].ls_user_id
+    org.set_disabled(members[2].ls_user_id, True)
     org.add_workspace_membership(org.shared_workspaces()[0].id, joined.ls_user_id,
                                  org.role_by_name("WORKSPACE_VIEWER").id)
     database = tmp_path_factory.mktemp("enterprise") / "data" / "access.duckdb"
@@ -276,6 +303,7 @@ def test_the_inventory_tables_carry_every_column_the_sandbox_implies(enterprise)
     org, db = enterprise.org, enterprise.database
     shared = {w.id for w in org.shared_workspaces()}
     email = {m.ls_user_id: m.email for m in org.active_members()}
+    assert len({creator_of(org, k.created_by) for k in org.api_keys.values()} - {None}) > 3
 
     def role_name(role_id):
         return None if role_id is None else org.role(role_id).display_name
@@ -295,17 +323,17 @@ def test_the_inventory_tables_carry_every_column_the_sandbox_implies(enterprise)
          k.workspace_ids[0] if k.kind == WORKSPACE_SERVICE_KEY else None,
          workspace_name(k.default_workspace_id),
          k.role_id, role_name(k.role_id), k.org_role_id, role_name(k.org_role_id),
-         k.created_by, email.get(k.created_by or ""), k.read_only,
+         k.created_by, creator_of(org, k.created_by), email.get(creator_of(org, k.created_by) or ""), k.read_only,
          "revoked" if k.revoked_at and epoch(k.revoked_at) <= now
          else "expired" if k.expires_at and epoch(k.expires_at) <= now else "active")
         for k in keys
     }
-    expected |= {(t.id, t.description or None, None, False, None, None, None, None, None, None, None, None,
+    expected |= {(t.id, t.description or None, None, False, None, None, None, None, None, None, None, None, None,
                   False, "active") for t in org.scim_tokens.values()}
     actual = {(cid, text, None if names is None else tuple(names), *rest) for cid, text, names, *rest in query(
         db, "SELECT credential_id, description, workspace_names, is_org_wide, listed_in_workspace_id, "
             "default_workspace_name, role_id, role_name, org_role_id, org_role_name, created_by, "
-            "created_by_email, read_only, status FROM main.credentials")}
+            "created_by_user_id, created_by_email, read_only, status FROM main.credentials")}
     assert actual == expected
     # Each column tells keys apart: none is the same for every key.
     for column in zip(*expected, strict=True):
@@ -389,18 +417,22 @@ def test_credential_hygiene_flags_what_the_org_holds(enterprise):
         if (revoked and revoked <= now) or (expires and expires <= now):
             continue
         cap = caps[key.kind]
+        creator = org.members.get(creator_of(org, key.created_by) or "")
         flags = (used is None, used is not None and used < now - UNUSED_DAYS * DAY, expires is None,
-                 cap is not None and (expires is None or expires > epoch(key.created_at) + cap * DAY))
+                 cap is not None and (expires is None or expires > epoch(key.created_at) + cap * DAY),
+                 key.kind != PERSONAL_ACCESS_TOKEN and creator is not None and creator.is_disabled)
         if any(flags):
             expected[key.id] = flags
     for token in org.scim_tokens.values():
         used = epoch(token.last_used_at)
-        flags = (used is None, used is not None and used < now - UNUSED_DAYS * DAY, False, False)
+        flags = (used is None, used is not None and used < now - UNUSED_DAYS * DAY, False, False, False)
         if any(flags):
             expected[token.id] = flags
     assert any(f[0] for f in expected.values()) and any(f[2] for f in expected.values())
-    actual = {cid: (never, unused, no_expiry, beyond) for cid, never, unused, no_expiry, beyond in query(
-        db, "SELECT credential_id, never_used, unused, no_expiry, beyond_max_expiry FROM main.report_credential_hygiene")}
+    assert any(f[4] for f in expected.values()), "the fixture disables a key's creator"
+    actual = {cid: tuple(flags) for cid, *flags in query(
+        db, "SELECT credential_id, never_used, unused, no_expiry, beyond_max_expiry, creator_inactive "
+            "FROM main.report_credential_hygiene")}
     assert actual == expected
 
 
@@ -558,10 +590,19 @@ def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # a real instance: the run metadata is read back
     database = tmp_path / "data" / "access.duckdb"
+    # A key whose created_by is its creator's GitHub user name: the members are read from the
+    # route that sends login user names here (the key sees only part of the enriched route).
+    github = next(m for m in org.active_members() if any(lm.username for lm in m.linked_login_methods))
+    made = next(k for k in org.api_keys.values() if k.kind == SERVICE_KEY and not k.revoked_at)
+    made.created_by = next(lm.username for lm in github.linked_login_methods if lm.username).upper()
     with SandboxServer(org, key_role="org-user", missing_sections=("access_policies",),
                        faults=FaultConfig(leak_full_keys=True)) as sandbox:
         output, *_ = sync_all_sections(monkeypatch, sandbox, database)
         served = [r.path for r in sandbox.request_log]
+    assert "/api/v1/orgs/current/members/active" in served
+    assert query(database, "SELECT created_by_user_id, created_by_email FROM main.credentials "
+                           f"WHERE credential_id = '{made.id}'") == [(github.ls_user_id, github.email)]
+    assert creator_of(org, made.created_by, usernames=True) == github.ls_user_id
     assert "/api/v1/api-key" in served  # the leaking listings were read
     skipped = {}
     for (text,) in query(database, "SELECT skipped_sections FROM main.sync_runs"):

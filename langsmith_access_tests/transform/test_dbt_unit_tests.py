@@ -48,6 +48,8 @@ UNIT_TESTS = {
     "report_members_without_workspace_lists_enabled_members_in_no_workspace",
     "report_stale_pending_invites_lists_invites_older_than_the_threshold",
     "report_credential_hygiene_flags_each_problem_alone",
+    "report_credential_hygiene_flags_service_keys_whose_creator_is_no_longer_an_enabled_member",
+    "credentials_finds_the_one_person_created_by_names_whatever_its_format",
     "review_sheet_holds_each_grant_since_its_current_interval_began",
     "access_policies_names_each_attached_role_in_role_ids_order",
 }

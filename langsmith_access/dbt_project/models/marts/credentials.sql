@@ -37,6 +37,58 @@ roles as (
 
 users as (
     select * from {{ ref('stg_langsmith__org_members') }}
+),
+
+-- Each name a credential's created_by may give its creator, compared without case: LangSmith
+-- leaves its format open (langsmith-api.md; Terraform reads it as text, cartography matches user
+-- ids, identity ids, emails and login user names). A current member's names first (rank 1), then
+-- a former member's user id and every email they had (rank 2: user_history keeps those who left).
+creator_names as (
+    select lower(ls_user_id) as name, ls_user_id as user_id, email, 1 as rank from users
+    union all
+    select lower(org_identity_id), ls_user_id, email, 1 from users where org_identity_id is not null
+    union all
+    select lower(legacy_user_id), ls_user_id, email, 1 from users where legacy_user_id is not null
+    union all
+    select lower(email), ls_user_id, email, 1 from users where email is not null
+    union all
+    select lower(login.method.username), users.ls_user_id, users.email, 1
+    from users, unnest(users.login_methods) as login(method)
+    where login.method.username is not null
+    union all
+    select lower(named.name), former.user_id, former.last_email, 2
+    from (
+        select
+            user_id,
+            list(distinct email) filter (where email is not null) as emails,
+            arg_max(email, valid_from) as last_email
+        from {{ ref('user_history') }}
+        group by user_id
+    ) as former, unnest(list_prepend(former.user_id, former.emails)) as named(name)
+),
+
+-- The names created_by matches, of its best rank only.
+creator_matches as (
+    select distinct
+        credentials.created_by,
+        creator_names.user_id,
+        creator_names.email
+    from (select distinct created_by from credentials where created_by is not null) as credentials
+    inner join creator_names
+        on creator_names.name = lower(credentials.created_by)
+    qualify creator_names.rank = min(creator_names.rank) over (partition by credentials.created_by)
+),
+
+-- created_by's person: the one person its names point to; none when they point to several (a
+-- user name two members share) or to nobody (a format not listed above).
+creators as (
+    select
+        created_by,
+        any_value(user_id) as user_id,
+        any_value(email) as email
+    from creator_matches
+    group by created_by
+    having count(distinct user_id) = 1
 )
 
 select
@@ -54,6 +106,7 @@ select
     org_roles.display_name as org_role_name,
     credentials.access_scope,
     credentials.created_by,
+    creators.user_id as created_by_user_id,
     creators.email as created_by_email,
     credentials.read_only,
     credentials.created_at,
@@ -74,5 +127,5 @@ left join roles as workspace_roles
     on workspace_roles.role_id = credentials.role_id
 left join roles as org_roles
     on org_roles.role_id = credentials.org_role_id
-left join users as creators
-    on creators.ls_user_id = credentials.created_by
+left join creators
+    on creators.created_by = credentials.created_by

@@ -7,10 +7,19 @@
 --   beyond_max_expiry  lives longer than the org's maximum for its kind
 --                      (max_service_key_expiry_days, max_pat_expiry_days,
 --                      max_api_key_expiry_days for workspace keys; no maximum set: never),
---                      a key without expiry included.
+--                      a key without expiry included;
+--   creator_inactive   a service key (org or workspace) whose creator is no longer an enabled
+--                      member: removed from the org (known from user_history) or disabled. The
+--                      key acts for a service account and outlives them; a personal access
+--                      token dies with its user, and a creator created_by does not name
+--                      (credentials.created_by_user_id null) is not flagged.
 {% set unused_days = var('unused_days', 90) | int %}
 with credentials as (
     select * from {{ ref('credentials') }}
+),
+
+users as (
+    select * from {{ ref('users') }}
 ),
 
 settings as (
@@ -42,10 +51,15 @@ flagged as (
             and (credentials.expires_at is null
                  or credentials.expires_at
                      > credentials.created_at + to_days(maximum_days.max_expiry_days))
-            as beyond_max_expiry
+            as beyond_max_expiry,
+        credentials.kind in ('service_key', 'workspace_service_key')
+            and credentials.created_by_user_id is not null
+            and coalesce(creators.is_disabled, true) as creator_inactive
     from credentials
     inner join maximum_days
         on maximum_days.credential_id = credentials.credential_id
+    left join users as creators
+        on creators.user_id = credentials.created_by_user_id
     where credentials.status = 'active'
 )
 
@@ -58,6 +72,7 @@ select
     role_name,
     org_role_name,
     created_by_email,
+    created_by_user_id,
     created_at,
     last_used_at,
     expires_at,
@@ -66,15 +81,17 @@ select
     coalesce(unused, false) as unused,
     coalesce(no_expiry, false) as no_expiry,
     coalesce(beyond_max_expiry, false) as beyond_max_expiry,
+    coalesce(creator_inactive, false) as creator_inactive,
     list_filter(
         [
             case when never_used then 'never_used' end,
             case when unused then 'unused' end,
             case when no_expiry then 'no_expiry' end,
-            case when beyond_max_expiry then 'beyond_max_expiry' end
+            case when beyond_max_expiry then 'beyond_max_expiry' end,
+            case when creator_inactive then 'creator_inactive' end
         ],
         lambda problem: problem is not null
     ) as problems,
     {{ unused_days }} as unused_after_days
 from flagged
-where never_used or unused or no_expiry or beyond_max_expiry
+where never_used or unused or no_expiry or beyond_max_expiry or creator_inactive

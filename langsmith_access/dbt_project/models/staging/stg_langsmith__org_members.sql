@@ -26,10 +26,12 @@ select
     nullif(trim(org_role_name), '') as org_role_name,
     cast(created_at as timestamptz) as created_at,
     -- Login methods (JSON text in the raw row), parsed; provider and provisioning method kept
-    -- as sent (LangSmith adds values). An unreadable value stops the build.
+    -- as sent (LangSmith adds values), with the login's user name (null before it was kept).
+    -- An unreadable value stops the build.
     coalesce(
         from_json(
-            login_methods, '[{"provider": "VARCHAR", "provisioning_method": "VARCHAR"}]'
+            login_methods,
+            '[{"provider": "VARCHAR", "provisioning_method": "VARCHAR", "username": "VARCHAR"}]'
         ),
         []
     ) as login_methods,
