@@ -44,10 +44,12 @@ def test_the_published_pictures_numbers_count_what_its_tables_hold():
         conn.execute("CREATE TABLE main.report_implicit_admins AS SELECT * FROM (VALUES ('ann', 'ws-1'), "
                      "('ann', 'ws-2')) AS t(user_id, workspace_id)")
         conn.execute("CREATE TABLE main.report_credential_hygiene AS SELECT * FROM (VALUES "
-                     "(true, false, false), (false, true, false), (false, false, true), (false, false, false)) "
-                     "AS t(no_expiry, never_used, unused)")
+                     "(true, false, false, false), (false, true, false, false), (false, false, true, true), "
+                     "(false, false, false, true), (false, false, false, false)) "
+                     "AS t(no_expiry, never_used, unused, creator_inactive)")
         recorded = {"skipped_sections": json.dumps({"scim_groups": "not on this plan", "audit_events": "key"})}
         assert picture_metrics(conn, recorded) == {
             "members": 3, "organization_admins": 1, "workspace_admins": 1, "grants": 6, "implicit_admins": 2,
-            "credentials_without_expiry": 1, "unused_credentials": 2, "skipped_sections": 2}
+            "credentials_without_expiry": 1, "unused_credentials": 2, "keys_of_inactive_creators": 2,
+            "skipped_sections": 2}
         assert picture_metrics(conn, {"skipped_sections": None})["skipped_sections"] == 0

@@ -658,6 +658,7 @@ def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_
         "implicit_admins": "SELECT count(*) FROM main.report_implicit_admins",
         "credentials_without_expiry": "SELECT count(*) FROM main.report_credential_hygiene WHERE no_expiry",
         "unused_credentials": "SELECT count(*) FROM main.report_credential_hygiene WHERE never_used OR unused",
+        "keys_of_inactive_creators": "SELECT count(*) FROM main.report_credential_hygiene WHERE creator_inactive",
     }
     for name, sql in expected.items():
         [(count,)] = query(database, sql)
