@@ -127,6 +127,11 @@ def test_the_inventory_waits_for_this_versions_first_sync(tmp_path, monkeypatch)
         assert waits_for_first_sync(resolve_org()) is None
         inventory = runner.run_job(INVENTORY_JOB, {})
     assert inventory.success, inventory.failure
+    # Its raw SSO settings lacked the columns a later version added: added in place, and filled.
+    [(raw_columns,)] = query(database, "SELECT list(column_name) FROM information_schema.columns "
+                                       "WHERE table_schema = 'raw' AND table_name = 'sso_settings'")
+    assert {"has_metadata_xml", "attribute_mapping_load_error"} <= set(raw_columns)
+    assert query(database, "SELECT count(*) FROM raw.sso_settings WHERE has_metadata_xml IS NOT NULL") != [(0,)]
 
 
 def test_what_a_release_before_observations_provisioned_after_its_last_sync_stays_granted(tmp_path, monkeypatch):

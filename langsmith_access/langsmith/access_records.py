@@ -320,7 +320,13 @@ class AccessPolicy:
 @dataclass(frozen=True, slots=True)
 class SsoProvider:
     """A SAML SSO configuration: just-in-time provisioning puts new users in
-    ``default_workspace_ids`` with ``default_workspace_role_id``."""
+    ``default_workspace_ids`` with ``default_workspace_role_id``.
+
+    ``has_metadata_xml``: the identity provider's metadata was pasted as XML (``metadata_xml``)
+    instead of given by URL; the XML itself is never kept. ``attribute_mapping_load_error``:
+    why LangSmith could not load the attribute mapping (a misconfigured SSO), as sent. Older
+    versions send neither: False and None.
+    """
 
     id: str
     provider_id: str | None
@@ -332,6 +338,8 @@ class SsoProvider:
     sso_groups_required: bool
     sso_groups_role_sync_enabled: bool
     attribute_mapping_keys: tuple[str, ...]
+    has_metadata_xml: bool
+    attribute_mapping_load_error: str | None
 
     @classmethod
     def from_api(cls, data: Any) -> SsoProvider:
@@ -350,6 +358,9 @@ class SsoProvider:
             sso_groups_required=f.bool("sso_groups_required", default=False),
             sso_groups_role_sync_enabled=f.bool("sso_groups_role_sync_enabled", default=True),
             attribute_mapping_keys=tuple(sorted(keys)) if isinstance(keys, dict) else (),
+            # Read only to know it is there: the XML (certificates, endpoints) is not kept.
+            has_metadata_xml=bool((f.str("metadata_xml") or "").strip()),
+            attribute_mapping_load_error=f.str("attribute_mapping_load_error"),
         )
 
 

@@ -186,6 +186,8 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("sso_groups_required", "BOOLEAN"),
         ("sso_groups_role_sync_enabled", "BOOLEAN"),
         ("attribute_mapping_keys", "VARCHAR[]"),
+        ("has_metadata_xml", "BOOLEAN"),  # the metadata pasted as XML (never kept) instead of a URL
+        ("attribute_mapping_load_error", "VARCHAR"),
     ),
     # The audit log, loaded incrementally: each inventory run appends the events of its time
     # window it did not have yet (by event id) and never replaces the others.

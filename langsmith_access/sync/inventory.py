@@ -267,6 +267,12 @@ def transform_sso_settings(providers: Iterable[SsoProvider], sync_id: str, fetch
             "sso_groups_required": p.sso_groups_required,
             "sso_groups_role_sync_enabled": p.sso_groups_role_sync_enabled,
             "attribute_mapping_keys": [scrub_secrets(k) for k in p.attribute_mapping_keys],
+            "has_metadata_xml": p.has_metadata_xml,
+            # Free text LangSmith or the identity provider wrote: it may quote what it failed on
+            # (a pasted key, the metadata URL with its password or signed link), cut as above.
+            "attribute_mapping_load_error": _scrubbed(
+                None if p.attribute_mapping_load_error is None else mask_url_credentials(p.attribute_mapping_load_error)
+            ),
         }
         for p in providers
     ]

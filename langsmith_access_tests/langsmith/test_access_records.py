@@ -289,3 +289,32 @@ def test_a_whole_key_in_any_text_an_inventory_row_keeps_is_cut_to_its_short_form
            "http_method": f"m {cut}", "path": f"/p/{cut}"}
     assert secret not in event_row["detail"] and cut in event_row["detail"]
     assert all(secret not in repr(row) for row in (policy_row, account_row, key_row, sso_row, event_row))
+
+
+def test_sso_settings_say_whether_the_metadata_was_pasted_as_xml_and_why_the_mapping_did_not_load():
+    xml = '<EntityDescriptor entityID="urn:idp"><X509Certificate>MIIC-planted-cert</X509Certificate></EntityDescriptor>'
+    pasted = SsoProvider.from_api({"id": "p1", "metadata_xml": xml, "metadata_url": None,
+                                   "attribute_mapping_load_error": "claim 'groups' is not in the assertion"})
+    by_url = SsoProvider.from_api({"id": "p2", "metadata_url": "https://idp.example.com/m.xml", "metadata_xml": "",
+                                   "attribute_mapping_load_error": None})
+    older = SsoProvider.from_api({"id": "p3"})  # a version that sends neither field
+    blank = SsoProvider.from_api({"id": "p4", "metadata_xml": "  \n"})
+    assert [(p.has_metadata_xml, p.attribute_mapping_load_error) for p in (pasted, by_url, older, blank)] == [
+        (True, "claim 'groups' is not in the assertion"), (False, None), (False, None), (False, None)]
+    rows = transform_sso_settings([pasted, by_url, older], "sync-1", NOW)
+    assert [(r["has_metadata_xml"], r["attribute_mapping_load_error"]) for r in rows] == [
+        (True, "claim 'groups' is not in the assertion"), (False, None), (False, None)]
+    # Only whether it was there: neither the record nor its row keeps the XML.
+    assert all("planted-cert" not in repr(kept) for kept in (pasted, *rows))
+    with pytest.raises(UnexpectedResponseError, match=r"SSOProvider.metadata_xml: expected a string, got int"):
+        SsoProvider.from_api({"id": "p5", "metadata_xml": 7})
+
+
+def test_the_sso_attribute_mapping_load_error_is_stored_without_a_key_or_a_urls_secrets():
+    secret = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0a1b2c3d4e"
+    sso = SsoProvider.from_api({"id": "p1", "attribute_mapping_load_error": (
+        f"could not load https://saml:hunter2@idp.example.com/m.xml?sig=0a1b2c with {secret}")})
+    [row] = transform_sso_settings([sso], "sync-1", NOW)
+    assert row["attribute_mapping_load_error"] == (
+        "could not load https://<credentials>@idp.example.com/m.xml?<query> with lsv2_sk_...3d4e")
+    assert secret not in repr(row) and "hunter2" not in repr(row) and "0a1b2c" not in repr(row)
