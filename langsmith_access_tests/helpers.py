@@ -145,6 +145,22 @@ def query(database: Path, sql: str, params=None) -> list[tuple]:
         return conn.execute(sql, params or []).fetchall()
 
 
+def tables_holding(database: Path, text: str) -> list[str]:
+    """Every ``schema.table.column`` of ``database`` (tables and views, every schema) whose value,
+    as text, holds ``text``: a byte search of the file misses what DuckDB stored compressed."""
+    found = []
+    with duckdb.connect(str(database), read_only=True) as conn:
+        columns = conn.execute("SELECT table_schema, table_name, column_name FROM information_schema.columns "
+                               "ORDER BY ALL").fetchall()
+        for schema, table, column in columns:
+            [(hits,)] = conn.execute(
+                f'SELECT count(*) FROM "{schema}"."{table}" WHERE contains(CAST("{column}" AS VARCHAR), ?)',
+                [text]).fetchall()
+            if hits:
+                found.append(f"{schema}.{table}.{column}")
+    return found
+
+
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -2,8 +2,9 @@
 server that puts one in an audit event's path or ids, a service account's or access policy's
 name or effect, an SSO setting's groups claim) is stored cut to its prefix and last characters,
 as a whole key sent as ``short_key`` is; an SSO metadata URL is stored without its credentials
-and query string (a password for the metadata host, a signed link's token): never in the
-working file, the analysts' copy or the Parquet exports.
+and query string (a password for the metadata host, a signed link's token), and so is the
+text of an SSO attribute mapping's load error; IdP metadata pasted as XML is kept only as
+``has_metadata_xml``: never in the working file, the analysts' copy or the Parquet exports.
 
 The sandbox over HTTP, whose answers are changed on the way out; the sync in this process.
 """
@@ -21,7 +22,7 @@ from langsmith_access import cli
 from langsmith_access.langsmith.access_records import redact_short_key
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.routing import ApiResponse
-from langsmith_access_tests.helpers import point_at
+from langsmith_access_tests.helpers import point_at, tables_holding
 
 PASTED = f"lsv2_sk_{secrets.token_hex(16)}_{secrets.token_hex(5)}"
 # Where the server puts the key: (route, field) -> the field's value becomes "<value> <key>".
@@ -45,12 +46,20 @@ TAINTED = {
 URL_PASSWORD = secrets.token_hex(12)
 URL_TOKEN = secrets.token_hex(16)
 METADATA_URL = f"https://saml:{URL_PASSWORD}@idp.example.com/federation/metadata.xml?sv=2024&sig={URL_TOKEN}"
+# IdP metadata pasted as XML: only that it was pasted is kept, never the XML (its certificate).
+CERTIFICATE = secrets.token_hex(24)
+METADATA_XML = (f'<md:EntityDescriptor entityID="https://idp.example.com"><ds:X509Certificate>{CERTIFICATE}'
+                "</ds:X509Certificate></md:EntityDescriptor>")
+# Why the attribute mapping did not load, quoting the metadata URL it read (and a pasted key).
+LOAD_ERROR = f"attribute mapping not loaded from {METADATA_URL}"
 
 
 def _taint(value, route: str):
     if isinstance(value, dict):
         return {name: f"{item} {PASTED}" if (route, name) in TAINTED and isinstance(item, str)
                 else METADATA_URL if name == "metadata_url"
+                else METADATA_XML if name == "metadata_xml"
+                else f"{LOAD_ERROR} {PASTED}" if name == "attribute_mapping_load_error"
                 else _taint(item, route) for name, item in value.items()}
     if isinstance(value, list):
         return [_taint(item, route) for item in value]
@@ -88,14 +97,20 @@ def test_a_whole_key_in_an_inventory_text_field_is_stored_cut(tmp_path, monkeypa
         accounts = [n for (n,) in conn.execute("SELECT name FROM main.service_accounts").fetchall()]
         policies = conn.execute(
             "SELECT name, description, condition_groups, effect FROM main.access_policies").fetchall()
-        sso = conn.execute("SELECT metadata_url, sso_groups_claim_field FROM main.sso_settings").fetchall()
+        sso = conn.execute("SELECT metadata_url, sso_groups_claim_field, has_metadata_xml, attribute_mapping_load_error "
+                           "FROM main.sso_settings").fetchall()
     # The fields are there, the key cut to what a listing shows of one.
     cut = f"{PASTED[:8]}...{PASTED[-4:]}"
-    for texts in (descriptions, paths, accounts, *zip(*policies, strict=True), [claim for _, claim in sso]):
+    for texts in (descriptions, paths, accounts, *zip(*policies, strict=True), [claim for _, claim, *_ in sso]):
         assert texts and all(cut in (text or "") for text in texts), texts
-    # The URL keeps where it points, not what opens it.
-    assert sso and {url for url, _ in sso} == {"https://<credentials>@idp.example.com/federation/metadata.xml?<query>"}
-    for secret in (PASTED, URL_PASSWORD, URL_TOKEN):
+    # The URL keeps where it points, not what opens it, in its column and in the load error.
+    masked = "https://<credentials>@idp.example.com/federation/metadata.xml?<query>"
+    assert sso and {url for url, *_ in sso} == {masked}
+    assert {(xml, error) for *_, xml, error in sso} == {(True, f"attribute mapping not loaded from {masked} {cut}")}
+    # The XML was pasted: that much is kept, the XML itself nowhere (tables, Parquet, logs).
+    assert "main.sso_settings.metadata_url" in tables_holding(database, "idp.example.com/federation")  # it looks
+    assert tables_holding(database, CERTIFICATE) == [] and tables_holding(database, "EntityDescriptor") == []
+    for secret in (PASTED, URL_PASSWORD, URL_TOKEN, CERTIFICATE):
         leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
         assert leaked == [], secret
         assert secret not in out.getvalue() + err.getvalue()
