@@ -17,6 +17,8 @@ Mixes, chosen to exercise the reports (``report_unused_access``,
   the rest signed up by email or Google (no provisioning method); some have a second method.
   Plus plan: no SAML, no SCIM. SCIM members carry SCIM groups named by LangSmith's rule, most
   naming a workspace and role they hold (a few name a role they no longer hold).
+- SAML SSO (Enterprise): two identity providers, the one members sign in with (metadata by
+  URL) and one being set up (metadata pasted as XML, attribute mapping not loaded).
 - Credentials: some never used, some without expiry, some revoked, some expired (each at least
   once when there are four keys or more).
 - Audit log: about 12% of members never logged in, about 20% not in the last 90 days.
@@ -95,7 +97,7 @@ def add_access_picture(
         )
     picture = _Picture(state, random.Random(f"access:{seed}"), plan == "enterprise", now)
     picture.settings(scim_group_name_separator)
-    picture.sso()
+    picture.sso(random.Random(f"sso:{seed}"))
     picture.member_origins()
     picture.service_accounts_and_keys()
     picture.personal_access_tokens()
@@ -165,7 +167,10 @@ class _Picture:
             scim_group_name_separator=separator,
         )
 
-    def sso(self) -> None:
+    def sso(self, rng: random.Random) -> None:
+        """The identity provider members sign in with (metadata by URL), and a second one being
+        set up: its metadata pasted as XML, its attribute mapping not loaded. The second draws
+        from ``rng``, so the first and everything after keep the ids they had before it."""
         if not self.enterprise:
             return
         self.saml_provider_id = self.uuid()
@@ -178,6 +183,27 @@ class _Picture:
                 metadata_url="https://idp.example.com/app/langsmith/sso/saml/metadata",
                 sso_groups_enabled=self.rng.random() < 0.5,
                 attribute_mapping_keys={"groups": True},
+            )
+        )
+        entity = f"https://idp2.example.com/{random_uuid(rng)}"
+        certificate = f"MIIC{rng.getrandbits(384):096x}"
+        self.state.put_sso_provider(
+            SsoProvider(
+                id=random_uuid(rng),
+                provider_id=random_uuid(rng),
+                default_workspace_role_id=self.role["WORKSPACE_VIEWER"].id,
+                default_workspace_ids=[ws.id for ws in self.shared[-1:]],
+                metadata_xml=(
+                    '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+                    f'entityID="{entity}"><md:IDPSSODescriptor><md:KeyDescriptor use="signing">'
+                    '<ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data>'
+                    f"<ds:X509Certificate>{certificate}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"
+                    "</md:KeyDescriptor></md:IDPSSODescriptor></md:EntityDescriptor>"
+                ),
+                sso_groups_enabled=rng.random() < 0.5,
+                sso_groups_claim_field="memberOf",
+                attribute_mapping_keys={"memberOf": True},
+                attribute_mapping_load_error="attribute 'memberOf' not found in the identity provider's assertion",
             )
         )
 

@@ -135,7 +135,7 @@ def sso_provider_json(state: OrgState, provider: SsoProvider) -> dict:
         "default_workspace_role_id": provider.default_workspace_role_id,
         "default_workspace_ids": list(provider.default_workspace_ids),
         "metadata_url": provider.metadata_url,
-        "metadata_xml": None,
+        "metadata_xml": provider.metadata_xml,
         "sso_groups_enabled": provider.sso_groups_enabled,
         "sso_groups_claim_field": provider.sso_groups_claim_field,
         "sso_groups_required": provider.sso_groups_required,
@@ -145,7 +145,7 @@ def sso_provider_json(state: OrgState, provider: SsoProvider) -> dict:
             if mapping is None
             else {"keys": {name: {"name": name, "array": array} for name, array in mapping.items()}}
         ),
-        "attribute_mapping_load_error": None,
+        "attribute_mapping_load_error": provider.attribute_mapping_load_error,
     }
 
 

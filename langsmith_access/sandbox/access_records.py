@@ -246,18 +246,23 @@ class TagKey:
 @dataclass(slots=True)
 class SsoProvider:
     """A SAML SSO configuration: where just-in-time provisioning puts new users
-    (``default_workspace_ids`` with ``default_workspace_role_id``) and SSO Groups Sync."""
+    (``default_workspace_ids`` with ``default_workspace_role_id``) and SSO Groups Sync. The
+    identity provider's metadata is given by URL (``metadata_url``) or pasted as XML
+    (``metadata_xml``); ``attribute_mapping_load_error``: why LangSmith could not load the
+    attribute mapping (a misconfigured SSO), None when it loaded."""
 
     id: str
     provider_id: str
     default_workspace_role_id: str
     default_workspace_ids: list[str]
     metadata_url: str | None = None
+    metadata_xml: str | None = None
     sso_groups_enabled: bool = False
     sso_groups_claim_field: str = "groups"
     sso_groups_required: bool = False
     sso_groups_role_sync_enabled: bool = True
     attribute_mapping_keys: dict[str, bool] | None = None  # claim name -> is an array
+    attribute_mapping_load_error: str | None = None
 
 
 @dataclass(slots=True)

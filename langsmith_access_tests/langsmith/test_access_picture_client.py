@@ -93,7 +93,8 @@ def test_each_listing_is_the_sandboxs_records(serve):
     assert client.get_scim_token(scim[0].id) == scim[0]
     assert {a.id for a in client.list_service_accounts()} == set(org.service_accounts)
     sso = client.list_sso_settings()
-    assert [s.provider_id for s in sso] == [p.provider_id for p in org.sso_providers.values()]
+    assert sorted((s.id, s.provider_id, s.has_metadata_xml, s.attribute_mapping_load_error) for s in sso) == sorted(
+        (p.id, p.provider_id, bool(p.metadata_xml), p.attribute_mapping_load_error) for p in org.sso_providers.values())
     policies = {p.id: p for p in client.list_access_policies()}
     assert set(policies) == set(org.access_policies)
     for policy_id, policy in policies.items():

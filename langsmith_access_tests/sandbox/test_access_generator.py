@@ -118,6 +118,9 @@ def test_a_chosen_scim_separator_is_used_and_a_bad_one_refused():
 
 def test_enterprise_has_sso_scim_policies_and_plus_has_none(org, plus_org):
     assert org.sso_providers and org.scim_tokens and org.access_policies
+    # One identity provider by metadata URL, one pasted as XML whose attribute mapping did not load.
+    assert sorted((p.metadata_url is not None, p.metadata_xml is not None, p.attribute_mapping_load_error is not None)
+                  for p in org.sso_providers.values()) == [(False, True, True), (True, False, False)]
     assert {p.effect for p in org.access_policies.values()} == {"allow", "deny"}
     assert org.settings.max_pat_expiry_days is not None and org.settings.sso_login_slug
     assert not plus_org.sso_providers and not plus_org.scim_tokens and not plus_org.access_policies

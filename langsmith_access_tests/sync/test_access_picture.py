@@ -40,7 +40,7 @@ from langsmith_access.sandbox.access_records import (
     PolicyConditionGroup,
 )
 from langsmith_access.sandbox.org_state import parse_timestamp
-from langsmith_access_tests.helpers import file_digest, point_at, query
+from langsmith_access_tests.helpers import file_digest, point_at, query, tables_holding
 
 DAY = timedelta(days=1)
 UNUSED_DAYS = 90
@@ -357,13 +357,22 @@ def test_the_inventory_tables_carry_every_column_the_sandbox_implies(enterprise)
     assert any(workspace_name(a.default_workspace_id) for a in org.service_accounts.values())
     sso = {pid: (tuple(ids), *rest) for pid, ids, *rest in query(
         db, "SELECT sso_provider_id, default_workspace_ids, default_workspace_role_name, sso_groups_enabled, "
-            "sso_groups_claim_field, sso_groups_required, sso_groups_role_sync_enabled, attribute_mapping_keys "
-            "FROM main.sso_settings")}
+            "sso_groups_claim_field, sso_groups_required, sso_groups_role_sync_enabled, attribute_mapping_keys, "
+            "metadata_url, has_metadata_xml, attribute_mapping_load_error FROM main.sso_settings")}
     assert sso == {p.id: (tuple(p.default_workspace_ids), role_name(p.default_workspace_role_id), p.sso_groups_enabled,
                           p.sso_groups_claim_field, p.sso_groups_required, p.sso_groups_role_sync_enabled,
-                          sorted(p.attribute_mapping_keys or {}))
+                          sorted(p.attribute_mapping_keys or {}), p.metadata_url, bool(p.metadata_xml),
+                          p.attribute_mapping_load_error)
                    for p in org.sso_providers.values()}
     assert all(ids for ids, *_ in sso.values())
+    # Metadata by URL and pasted as XML, a mapping loaded and one not: both kinds reached the mart.
+    assert {(xml, error is None) for *_, xml, error in sso.values()} == {(False, True), (True, False)}
+    # That the XML was pasted is kept; the XML (its certificate) is in no table of the file.
+    for provider in org.sso_providers.values():
+        if provider.metadata_xml:
+            certificate = provider.metadata_xml.split("<ds:X509Certificate>")[1].split("<")[0]
+            assert len(certificate) > 40 and tables_holding(db, certificate) == []
+            assert tables_holding(db, "EntityDescriptor") == []
 
     [(start, end)] = query(db, "SELECT min(window_start), max(window_end) FROM raw.audit_windows")
     window = [e for e in org.audit_log.events() if start.timestamp() * 1000 <= e.time_ms <= end.timestamp() * 1000]
