@@ -34,7 +34,12 @@ from langsmith_access.store.database import (
     unwritable_fix,
 )
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.store.sync_runs import OtherOrganizationError, has_published_sync, record_failed_run
+from langsmith_access.store.sync_runs import (
+    OtherOrganizationError,
+    has_published_sync,
+    leave_aside,
+    record_failed_run,
+)
 from langsmith_access_tests.helpers import lease_held_elsewhere, query
 
 
@@ -916,3 +921,48 @@ def test_a_scratch_file_with_writes_still_in_its_log_becomes_the_working_file_wi
     assert not scratch.exists()
     with database.connect() as conn:
         assert conn.execute("SELECT x FROM main.in_the_log").fetchall() == [(7,)]
+
+
+def test_the_renames_that_keep_state_are_on_disk_before_they_return(tmp_path, monkeypatch):
+    # A power cut is not simulated (RELIABILITY.md); what makes a rename survive one is: the new
+    # file's data synced before it takes the name, the directory synced after. Checked here for
+    # each rename that keeps the org's state: the working file copied from the analysts' copy,
+    # a run's scratch file committed, a file left aside for the next lease holder, a publish.
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        events.append(("sync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        events.append(("rename", f"{source} -> {target}"))
+        real_replace(source, target)
+
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    database.working_path.unlink()  # the next run starts again from the analysts' copy
+
+    def renames_on_disk(target: Path) -> None:
+        [(at, (_, what))] = [(i, e) for i, e in enumerate(events) if e[0] == "rename" and e[1].endswith(f"-> {target}")]
+        source = what.split(" -> ")[0]
+        assert ("sync", source) in events[:at], f"{source} was not synced before it was renamed: {events}"
+        assert ("sync", str(target.parent)) in events[at + 1:], f"{target.parent} was not synced after: {events}"
+        events.clear()
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with database.writer_lease("a sync"):
+        database.ensure_working()
+        renames_on_disk(database.working_path)
+        scratch = database.begin_scratch()
+        with duckdb.connect(str(scratch)) as conn:
+            conn.execute("CREATE TABLE main.made_by_the_run AS SELECT 1 AS x")
+        database.commit_scratch(scratch)
+        renames_on_disk(database.working_path)
+        database.publish()
+        renames_on_disk(database.path)
+    left = leave_aside(tmp_path / "aside", "run-1", {"x": 1})
+    renames_on_disk(left)

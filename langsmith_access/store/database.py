@@ -45,6 +45,7 @@ import duckdb
 
 from langsmith_access.settings import Org, mask_keys
 from langsmith_access.store import export
+from langsmith_access.store.durable import replace_durably, sync_directory
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sync_runs import check_not_elsewhere, check_organization
 
@@ -421,8 +422,9 @@ class AccessDatabase:
             # should): it belongs to the file replaced here, and would make DuckDB refuse the new one.
             wal_path(published).unlink(missing_ok=True)
             export.keep_permissions(published, staged.copy)
-            os.replace(staged.copy, published)
+            os.replace(staged.copy, published)  # (stage_publish synced the copy)
             wal_path(published).unlink(missing_ok=True)
+            sync_directory(published.parent)
             if staged.parquet is not None:
                 export.replace_directory(staged.parquet, self.parquet_path)
             if docs_site is not None:
@@ -449,7 +451,7 @@ class AccessDatabase:
             copy = self.working_path.with_name(f".{self.working_path.name}.copy-{os.getpid()}.tmp")
             try:
                 shutil.copyfile(self.path, copy)
-                os.replace(copy, self.working_path)
+                replace_durably(copy, self.working_path)
             except BaseException:
                 copy.unlink(missing_ok=True)
                 raise
@@ -523,7 +525,7 @@ class AccessDatabase:
         if wal.exists() and wal.stat().st_size > 0:
             raise RuntimeError(f"{scratch.name} still has a write-ahead log after CHECKPOINT")
         wal.unlink(missing_ok=True)
-        os.replace(scratch, self.working_path)
+        replace_durably(scratch, self.working_path)
 
     def discard_scratch(self, scratch: Path) -> None:
         scratch.unlink(missing_ok=True)

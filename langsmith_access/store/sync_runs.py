@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import duckdb
 
 from langsmith_access.names import SYNC_JOB
 from langsmith_access.settings import check_organization_id
+from langsmith_access.store.durable import replace_durably
 from langsmith_access.store.sections import section_reads, section_rows_json, skipped_sections_json
 from langsmith_access.store.sql import column_names, first_row, scalar, table_exists
 
@@ -250,7 +250,7 @@ def leave_aside(directory: Path, name: str, content: dict) -> Path:
     path = directory / f"{name}.json"
     aside = directory / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
     aside.write_text(json.dumps(content), encoding="utf-8")
-    os.replace(aside, path)
+    replace_durably(aside, path)
     return path
 
 
