@@ -50,6 +50,7 @@ UNIT_TESTS = {
     "report_credential_hygiene_flags_each_problem_alone",
     "report_credential_hygiene_flags_service_keys_whose_creator_is_no_longer_an_enabled_member",
     "credentials_finds_the_one_person_created_by_names_whatever_its_format",
+    "sso_settings_reads_a_missing_metadata_flag_as_false_and_a_blank_load_error_as_none",
     "review_sheet_holds_each_grant_since_its_current_interval_began",
     "access_policies_names_each_attached_role_in_role_ids_order",
 }
