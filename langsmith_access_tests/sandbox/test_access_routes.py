@@ -7,6 +7,7 @@ misbehaves on purpose; creations answer the secret once and land in the audit lo
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -690,3 +691,23 @@ def test_the_platform_write_routes_documented_refusals(start):
             assert list(response.json()) == ["error"] and response.json()["error"], response.text
     assert policy_id in org.access_policies and token_id in org.scim_tokens
     assert org.access_policies[policy_id].role_ids == [viewer]
+
+
+def test_a_key_expiry_without_a_zone_is_utc_whatever_the_servers_zone(start):
+    # FastAPI reads a datetime without a zone as UTC; the sandbox must not take its host's zone.
+    sandbox, caller = start()
+    in_a_week = int(sandbox.org.clock()) + 7 * 86400
+    naive = format_timestamp(in_a_week)[:19]  # "YYYY-MM-DDTHH:MM:SS", no zone
+    host_zone = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        created = caller.post(SERVICE_KEYS, json={"description": "naive", "expires_at": naive})
+    finally:
+        if host_zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = host_zone
+        time.tzset()
+    assert created.status_code == 200, created.text
+    assert created.json()["expires_at"].startswith(naive)
