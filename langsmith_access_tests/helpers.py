@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import re
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,6 +59,23 @@ def duckdb_openings() -> Iterator[list[str]]:
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(duckdb, "connect", counted)
         yield opened
+
+
+@contextlib.contextmanager
+def in_time_zone(zone: str = "EST+5") -> Iterator[None]:
+    """This process's local time zone set to ``zone`` (default POSIX form: needs no tz database),
+    and back after: a naive time read as local would show. The whole process's (``TZ``)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
 
 
 @contextlib.contextmanager

@@ -1,8 +1,6 @@
 """Pure parts of the client: typed records, Retry-After, the rate limiter, settings."""
 
 import email.utils
-import os
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -21,6 +19,7 @@ from langsmith_access.langsmith import (
 from langsmith_access.langsmith.client import MAX_RETRY_AFTER_SECONDS
 from langsmith_access.langsmith.pacing import RateLimiter, retry_after_seconds
 from langsmith_access.settings import Secret, Settings, SettingsError, check_api_key
+from langsmith_access_tests.helpers import in_time_zone
 
 # The payloads of ../shared/langsmith-api.md's examples.
 ORG_MEMBER = {
@@ -418,17 +417,8 @@ def test_a_429_without_a_hint_waits_out_the_rest_of_the_window_the_request_fell_
 
 def test_a_timestamp_without_an_offset_is_utc_whatever_the_machines_time_zone():
     """Naive means UTC (records.py), not the local time of the machine the sync runs on."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "EST+5"  # POSIX form: needs no tz database
-    time.tzset()
-    try:
+    with in_time_zone():
         at = OrgMember.from_api({**ORG_MEMBER, "created_at": "2026-01-04T10:00:00"}).created_at
-    finally:
-        if saved is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
     assert at == datetime(2026, 1, 4, 10, tzinfo=timezone.utc)
 
 

@@ -7,7 +7,6 @@ misbehaves on purpose; creations answer the secret once and land in the audit lo
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -20,6 +19,7 @@ from langsmith_access.sandbox.access_api import ROUTED_SECTIONS
 from langsmith_access.sandbox.access_generator import ACTIVITY_REFERENCE
 from langsmith_access.sandbox.access_records import SERVICE_KEY, WORKSPACE_SERVICE_KEY
 from langsmith_access.sandbox.org_state import format_timestamp
+from langsmith_access_tests.helpers import in_time_zone
 from langsmith_access_tests.sandbox.conftest import SandboxCaller
 from langsmith_access_tests.sandbox.test_cli import CLI
 
@@ -698,16 +698,7 @@ def test_a_key_expiry_without_a_zone_is_utc_whatever_the_servers_zone(start):
     sandbox, caller = start()
     in_a_week = int(sandbox.org.clock()) + 7 * 86400
     naive = format_timestamp(in_a_week)[:19]  # "YYYY-MM-DDTHH:MM:SS", no zone
-    host_zone = os.environ.get("TZ")
-    os.environ["TZ"] = "America/New_York"
-    time.tzset()
-    try:
+    with in_time_zone():
         created = caller.post(SERVICE_KEYS, json={"description": "naive", "expires_at": naive})
-    finally:
-        if host_zone is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = host_zone
-        time.tzset()
     assert created.status_code == 200, created.text
     assert created.json()["expires_at"].startswith(naive)
