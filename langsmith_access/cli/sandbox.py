@@ -74,7 +74,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar="SECTION[,SECTION...]",
         help="sections whose routes answer 404, as an older self-hosted version without them "
         "(access_policies, audit_events, service_keys, personal_access_tokens, "
-        "workspace_service_keys, scim_tokens, service_accounts, sso_settings)",
+        "workspace_service_keys, scim_tokens, service_accounts, sso_settings, resource_tags)",
     )
     sandbox.add_argument(
         "--leak-full-keys",

@@ -5,6 +5,7 @@ from langsmith_access.langsmith.access_records import (
     AuditEvent,
     Credential,
     OrganizationInfo,
+    ResourceTagging,
     ServiceAccount,
     SsoProvider,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "ProxyRefusalError",
     "RateLimiter",
     "RequestRejectedError",
+    "ResourceTagging",
     "Role",
     "RouteNotAvailableError",
     "ScimGroup",

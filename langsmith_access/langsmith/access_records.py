@@ -317,6 +317,71 @@ class AccessPolicy:
         )
 
 
+# ``TaggingsResponse.resources``' buckets (plural) and the resource type each holds, as
+# ``ResourceType`` and the access policies' conditions name it. A bucket LangSmith adds later is
+# kept under its own name (an open set, like every other).
+TAGGING_BUCKET_TYPES = {
+    "alerts": "alert",
+    "dashboards": "dashboard",
+    "datasets": "dataset",
+    "deployments": "deployment",
+    "experiments": "experiment",
+    "fleet_integrations": "fleet_integration",
+    "mcp_servers": "mcp_server",
+    "projects": "project",
+    "prompts": "prompt",
+    "queues": "queue",
+    "sandboxes": "sandbox",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceTagging:
+    """One tag value on one resource of a workspace (``id``: the tagging's): what an access
+    policy's conditions are evaluated against (tags are per workspace)."""
+
+    id: str
+    workspace_id: str
+    tag_key_id: str
+    tag_key: str
+    tag_value_id: str
+    tag_value: str
+    resource_type: str
+    resource_id: str
+    resource_name: str
+
+    @classmethod
+    def from_taggings(cls, data: Any, workspace_id: str) -> list[ResourceTagging]:
+        """One ``TaggingsResponse`` (a tag value and the resources it is on, by resource type):
+        a record per resource."""
+        f = _Fields("TaggingsResponse", data)
+        key_id, key = f.uuid("tag_key_id", required=True), f.req_str("tag_key")
+        value_id, value = f.uuid("tag_value_id", required=True), f.req_str("tag_value")
+        buckets = f.object("resources")
+        taggings = []
+        for bucket, resources in buckets.items():
+            if resources is None:
+                continue
+            if not isinstance(resources, list):
+                raise f._bad("resources", f"a list of resources in {bucket!r}")
+            for resource in resources:
+                r = _Fields("Resource", resource)
+                taggings.append(
+                    cls(
+                        id=r.uuid("tagging_id", required=True),
+                        workspace_id=workspace_id,
+                        tag_key_id=key_id,
+                        tag_key=key,
+                        tag_value_id=value_id,
+                        tag_value=value,
+                        resource_type=TAGGING_BUCKET_TYPES.get(bucket, bucket),
+                        resource_id=r.uuid("resource_id", required=True),
+                        resource_name=r.str("resource_name", required=True) or "",
+                    )
+                )
+        return taggings
+
+
 @dataclass(frozen=True, slots=True)
 class SsoProvider:
     """A SAML SSO configuration: just-in-time provisioning puts new users in

@@ -51,6 +51,7 @@ from langsmith_access.langsmith.access_records import (
     AuditEvent,
     Credential,
     OrganizationInfo,
+    ResourceTagging,
     ServiceAccount,
     SsoProvider,
     redact_short_key,
@@ -122,6 +123,7 @@ SCIM_TOKENS_PATH = "/api/v1/platform/orgs/current/scim/tokens"
 SERVICE_KEYS_PATH = "/api/v1/orgs/current/service-keys"
 PERSONAL_ACCESS_TOKENS_PATH = "/api/v1/orgs/current/personal-access-tokens"
 WORKSPACE_KEYS_PATH = "/api/v1/api-key"
+TAGGINGS_PATH = "/api/v1/workspaces/current/taggings"
 SERVICE_ACCOUNTS_PATH = "/api/v1/service-accounts"
 SSO_SETTINGS_PATH = "/api/v1/orgs/current/sso-settings"
 AUDIT_LOGS_PATH = "/api/v1/audit-logs"
@@ -612,25 +614,49 @@ class LangSmithClient:
     def list_workspace_service_keys(self, workspace_id: str) -> list[Credential]:
         """One workspace's service keys (one call, with ``X-Tenant-Id``)."""
         workspace_id = _uuid(workspace_id, "workspace_id")
-
-        def read() -> list[Credential]:
-            return self._credentials(
+        return self._workspace_section(
+            "workspace_service_keys",
+            workspace_id,
+            lambda: self._credentials(
                 WORKSPACE_KEYS_PATH,
                 lambda row: Credential.from_api(row, WORKSPACE_SERVICE_KEY, workspace_id),
                 workspace_id=workspace_id,
-            )
+            ),
+        )
 
+    def list_resource_tags(self, workspace_id: str) -> list[ResourceTagging]:
+        """One workspace's tagged resources (one call, with ``X-Tenant-Id``): every tag value on
+        every resource, from ``/workspaces/current/taggings`` (``TaggingsResponse[]``, a tag
+        value with its resources by type). A tag value on no resource gives no record."""
+        workspace_id = _uuid(workspace_id, "workspace_id")
+
+        def read() -> list[ResourceTagging]:
+            rows = self._get_json(TAGGINGS_PATH, expect=list, workspace_id=workspace_id)
+            taggings = [
+                tagging
+                for row in rows
+                for tagging in _parse_record(
+                    lambda data: ResourceTagging.from_taggings(data, workspace_id), row, "GET", TAGGINGS_PATH,
+                    workspace_id,
+                )
+            ]
+            return _unique_by_id(taggings, TAGGINGS_PATH)
+
+        return self._workspace_section("resource_tags", workspace_id, read)
+
+    def _workspace_section(self, section: str, workspace_id: str, read: Callable[[], T]) -> T:
+        """``_section`` for a route read with a workspace's ``X-Tenant-Id``, which LangSmith may
+        answer with a 404 or a 403 for a workspace deleted since it was listed: then
+        ``WorkspaceGoneError``. For a workspace still listed, a 404 is an install without the
+        route (``SectionUnavailableError``) and a 403 the key's refusal there."""
         try:
-            return self._section("workspace_service_keys", read, unknown_id_is_404=True)
+            return self._section(section, read, unknown_id_is_404=True)
         except ProxyRefusalError:
             raise
         except (NotFoundError, PermissionDeniedError) as error:
-            # A 404 is an unknown workspace or an install without the route, a 403 the key's
-            # refusal; LangSmith may answer a workspace deleted since it was listed with either.
-            # The workspace listing tells which.
             if self._workspace_still_listed(workspace_id):
                 if isinstance(error, NotFoundError):
-                    raise _missing_route("workspace_service_keys", error) from None
+                    raise _missing_route(section, error) from None
                 raise
             raise WorkspaceGoneError(
                 f"workspace {workspace_id} is gone (deleted since it was listed): {error.detail}",
@@ -659,6 +685,23 @@ class LangSmithClient:
 
         by_workspace = self._for_each_workspace(workspace_ids, read, "langsmith-workspace-keys")
         return {workspace_id: keys for workspace_id, keys in by_workspace.items() if keys is not None}
+
+    def list_resource_tags_of_workspaces(
+        self, workspace_ids: Iterable[str], *, skip_gone: bool = False
+    ) -> dict[str, list[ResourceTagging]]:
+        """``list_resource_tags`` for many workspaces, as ``list_service_keys_of_workspaces``
+        reads their keys (``skip_gone``: a workspace deleted since it was listed is left out)."""
+
+        def read(workspace_id: str) -> list[ResourceTagging] | None:
+            try:
+                return self.list_resource_tags(workspace_id)
+            except WorkspaceGoneError:
+                if skip_gone:
+                    return None
+                raise
+
+        by_workspace = self._for_each_workspace(workspace_ids, read, "langsmith-workspace-tags")
+        return {workspace_id: tags for workspace_id, tags in by_workspace.items() if tags is not None}
 
     def list_scim_tokens(self) -> list[Credential]:
         """The org's SCIM bearer tokens (``short_token`` only), as credentials."""

@@ -16,8 +16,10 @@ The rules (``langsmith-api.md``, "Key permissions and plan limits"):
   (Organization Admin or Operator); the personal access token listing is refused to
   Organization Viewers, taken here as a key whose permissions are all ``...:read``. A key
   whose permissions the answer leaves out (or sends as the schema's default, an empty list) is
-  not ruled out. Workspace service keys are read
-  per workspace with the key's role there, which the org info does not tell: never ruled out.
+  not ruled out. Workspace service keys and resource tags are read per workspace with the
+  key's role there, which the org info does not tell: never ruled out by the key.
+- Resource tags decide access only through access policies: without ABAC they are not read
+  (and the inventory skips them too when the org has no access policy with a condition).
 - SCIM groups come only with the enriched members route: when the sync read members
   workspace by workspace, ``scim_groups`` is skipped.
 """
@@ -33,6 +35,7 @@ from langsmith_access.langsmith.access_records import OrganizationInfo
 
 SECTIONS = (
     "access_policies",
+    "resource_tags",
     "audit_events",
     "service_keys",
     "personal_access_tokens",
@@ -58,6 +61,12 @@ class _Rule:
 RULES: dict[str, _Rule] = {
     "access_policies": _Rule(
         "access policies", "can_use_abac", "access policies (ABAC) are an Enterprise feature"
+    ),
+    # Tags decide access only through access policies: read per workspace (``workspaces:read``
+    # there), where the plan has ABAC.
+    "resource_tags": _Rule(
+        "resource tags for access policies to match", "can_use_abac",
+        "access policies (ABAC), the only way tags decide access, are an Enterprise feature", org_scoped=False,
     ),
     "audit_events": _Rule(
         "audit events", "can_use_audit_logs", "audit logs are an Enterprise feature",

@@ -79,6 +79,7 @@ ROUTED_SECTIONS = (
     "scim_tokens",
     "service_accounts",
     "sso_settings",
+    "resource_tags",
 )
 # Plan flag each section needs (None: every plan has it). SCIM comes with SAML SSO (LangSmith
 # requires SAML SSO to be configurable for SCIM), which has no flag of its own.
@@ -159,9 +160,10 @@ class AccessRoutes:
             Route("GET", "/api/v1/orgs/current/sso-settings", self.list_sso_settings, org,
                   "sso_settings"),
             # Workspace tags, what ABAC conditions name (every plan has them).
-            Route("GET", "/api/v1/workspaces/current/tags", self.list_tags, ws),
-            Route("GET", "/api/v1/workspaces/current/taggings", self.list_taggings, ws),
-            Route("GET", "/api/v1/workspaces/current/tags/resource", self.list_tags_for_resource, ws),
+            Route("GET", "/api/v1/workspaces/current/tags", self.list_tags, ws, "resource_tags"),
+            Route("GET", "/api/v1/workspaces/current/taggings", self.list_taggings, ws, "resource_tags"),
+            Route("GET", "/api/v1/workspaces/current/tags/resource", self.list_tags_for_resource, ws,
+                  "resource_tags"),
         ]
 
     # -------------------------------------------------------------- gates

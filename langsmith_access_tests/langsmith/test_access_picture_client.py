@@ -124,6 +124,32 @@ def test_workspace_keys_take_one_call_per_workspace(serve):
     assert any(by_workspace.values())
 
 
+def test_resource_tags_are_every_tagging_of_each_workspace_in_one_call_each(serve):
+    """Every tag value on every resource, read from /taggings with each workspace's X-Tenant-Id:
+    the sandbox's taggings, but an evaluator's (``TaggingsByResourceType`` has no bucket for it,
+    and no access policy names that type), with the resource type as the policies name it."""
+    sandbox, client = serve()
+    org = sandbox.org
+    shared = [w.id for w in org.shared_workspaces()]
+    sandbox.reset_log()
+    by_workspace = client.list_resource_tags_of_workspaces(shared)
+    calls = sandbox.requests_matching("GET", "/api/v1/workspaces/current/taggings")
+    assert sorted(c.tenant_id for c in calls) == sorted(shared) and len(sandbox.request_log) == len(shared)
+    for workspace_id in shared:
+        expected = {
+            (tagging.id, key.id, key.key, value.id, value.value, tagging.resource_type, tagging.resource_id,
+             tagging.resource_name)
+            for key in org.workspaces[workspace_id].tag_keys.values()
+            for value in key.values.values()
+            for tagging in value.taggings.values()
+            if tagging.resource_type != "evaluator"
+        }
+        assert {(t.id, t.tag_key_id, t.tag_key, t.tag_value_id, t.tag_value, t.resource_type, t.resource_id,
+                 t.resource_name) for t in by_workspace[workspace_id]} == expected
+        assert all(t.workspace_id == workspace_id for t in by_workspace[workspace_id])
+    assert sum(map(len, by_workspace.values())) > 5
+
+
 def test_login_methods_and_scim_groups_reach_the_member_records(serve):
     sandbox, client = serve()
     org = sandbox.org
@@ -269,6 +295,7 @@ def test_a_403_the_plan_or_key_explains_is_a_skip_with_its_reason(serve, plan, k
         ("scim_tokens", lambda c, w: c.list_scim_tokens()),
         ("service_accounts", lambda c, w: c.list_service_accounts()),
         ("sso_settings", lambda c, w: c.list_sso_settings()),
+        ("resource_tags", lambda c, w: c.list_resource_tags_of_workspaces(w)),
     ],
 )
 def test_a_section_an_older_install_lacks_is_a_skip(serve, section, read):
@@ -414,7 +441,8 @@ def test_the_section_plan_comes_from_the_org_info_once(serve):
     plan = client.section_plan(membership_route="workspace_members")
     again = client.section_plan()
     assert len(sandbox.requests_matching("GET", "/api/v1/orgs/current/info")) == 1
-    assert set(plan.skipped) == {"access_policies", "audit_events", "scim_tokens", "sso_settings", "scim_groups"}
+    assert set(plan.skipped) == {"access_policies", "resource_tags", "audit_events", "scim_tokens", "sso_settings",
+                                 "scim_groups"}
     assert "scim_groups" in again.skipped  # the plan already rules it out, whatever the route
     info = client.organization_info()
     assert info.flag("can_use_rbac") is False and "organization:manage" not in (info.permissions or ())

@@ -13,6 +13,7 @@ from langsmith_access.langsmith.access_records import (
     AccessPolicy,
     AuditEvent,
     Credential,
+    ResourceTagging,
     redact_short_key,
 )
 from langsmith_access.langsmith.errors import UnexpectedResponseError
@@ -41,8 +42,12 @@ def test_an_enterprise_admin_key_reads_every_section():
 def test_the_plus_plan_skips_what_it_lacks_with_the_flag_in_the_reason():
     plan = plan_sections(info(config=PLUS))
     assert plan.read == ("service_keys", "personal_access_tokens", "workspace_service_keys", "service_accounts")
-    assert set(plan.skipped) == {"access_policies", "audit_events", "scim_tokens", "sso_settings", "scim_groups"}
+    assert set(plan.skipped) == {
+        "access_policies", "resource_tags", "audit_events", "scim_tokens", "sso_settings", "scim_groups"}
     assert "config.can_use_abac is false" in plan.skipped["access_policies"]
+    assert plan.skipped["resource_tags"] == (
+        "not in plan: config.can_use_abac is false (access policies (ABAC), the only way tags decide access, are "
+        "an Enterprise feature), so there are no resource tags for access policies to match to read")
     assert "config.can_use_audit_logs is false" in plan.skipped["audit_events"]
     for section in ("scim_tokens", "sso_settings", "scim_groups"):
         assert plan.skipped[section].startswith("not in plan: config.can_use_saml_sso is false")
@@ -57,7 +62,8 @@ def test_the_keys_role_decides_the_audit_log_and_personal_access_tokens():
     assert set(viewer.skipped) == {"audit_events", "personal_access_tokens"}
     assert "read-only" in viewer.skipped["personal_access_tokens"]
     no_read = plan_sections(info(permissions=["workspaces:read"]))
-    assert set(no_read.skipped) == set(SECTIONS) - {"workspace_service_keys"}
+    # Workspace keys and tags are read with the key's role in each workspace, which the org info does not tell.
+    assert set(no_read.skipped) == set(SECTIONS) - {"workspace_service_keys", "resource_tags"}
     assert all("organization:read" in r for s, r in no_read.skipped.items() if s != "audit_events")
     # The plan is named first: a plus org's audit log is skipped for the plan, not the key.
     assert skip_reason("audit_events", info(permissions=USER, config=PLUS)).startswith("not in plan")
@@ -69,7 +75,7 @@ def test_what_the_answer_leaves_out_rules_nothing_out():
     # organization:read, which reading the org info needs), so an empty list says nothing either.
     assert plan_sections(info(permissions=[], config={})).read == SECTIONS
     assert plan_sections(None).read == SECTIONS
-    assert plan_sections({"config": {"can_use_abac": False}}).skipped.keys() == {"access_policies"}
+    assert plan_sections({"config": {"can_use_abac": False}}).skipped.keys() == {"access_policies", "resource_tags"}
 
 
 def test_scim_groups_need_the_enriched_members_route():
@@ -170,3 +176,28 @@ def test_access_policies_keep_their_conditions_as_json():
     assert policy.effect == "deny" and policy.condition_groups[0].conditions[0].operator == "equals_if_exists"
     groups = json.loads(policy.condition_groups_json())
     assert groups[0]["conditions"][0]["attribute_value"] == "prod"
+
+
+def test_taggings_become_one_record_per_resource_with_the_type_access_policies_name():
+    """A ``TaggingsResponse`` is a tag value with the resources it is on, by plural bucket: each
+    resource is a record, its type as ``ResourceType`` and the conditions name it (a bucket
+    LangSmith adds later kept as sent), ids in their one spelling; an empty or null bucket gives
+    none; a resource without its tagging id is an unexpected answer, naming the field."""
+    value_id, key_id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "1f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    resource = {"tagging_id": "2F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0", "resource_id": "r-1", "resource_name": "router"}
+    taggings = ResourceTagging.from_taggings({
+        "tag_key": "env", "tag_key_id": key_id, "tag_value": "production", "tag_value_id": value_id,
+        "resources": {"prompts": [resource], "queues": [{**resource, "tagging_id": "t-2", "resource_id": "q-1"}],
+                      "agent_builders": [{**resource, "tagging_id": "t-3"}], "datasets": [], "projects": None},
+    }, "w-1")
+    assert [(t.id, t.resource_type, t.resource_id) for t in taggings] == [
+        ("2f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "prompt", "r-1"), ("t-2", "queue", "q-1"),
+        ("t-3", "agent_builders", "r-1")]
+    assert {(t.workspace_id, t.tag_key_id, t.tag_key, t.tag_value_id, t.tag_value) for t in taggings} == {
+        ("w-1", key_id, "env", value_id, "production")}
+    with pytest.raises(UnexpectedResponseError, match="Resource.tagging_id"):
+        ResourceTagging.from_taggings({"tag_key": "env", "tag_key_id": key_id, "tag_value": "x",
+                                       "tag_value_id": value_id, "resources": {"prompts": [{"resource_id": "r"}]}},
+                                      "w-1")
+    with pytest.raises(UnexpectedResponseError, match="TaggingsResponse.tag_value"):
+        ResourceTagging.from_taggings({"tag_key": "env", "tag_key_id": key_id, "tag_value_id": value_id}, "w-1")

@@ -31,6 +31,8 @@ PATS = "/api/v1/orgs/current/personal-access-tokens"
 WORKSPACE_KEYS = "/api/v1/api-key"
 SERVICE_ACCOUNTS = "/api/v1/service-accounts"
 SSO = "/api/v1/orgs/current/sso-settings"
+TAGS = "/api/v1/workspaces/current/tags"
+TAGGINGS = "/api/v1/workspaces/current/taggings"
 AUDIT = "/api/v1/audit-logs"
 PLATFORM_INFO = "/v1/platform/orgs/current/info"
 WINDOW = {"start_time": "2024-01-01T00:00:00Z", "end_time": "2030-01-01T00:00:00Z", "limit": 100}
@@ -48,6 +50,8 @@ READS = [
     ("service_accounts", SERVICE_ACCOUNTS, {}, False),
     ("sso_settings", SSO, {}, False),
     ("audit_events", AUDIT, WINDOW, False),
+    ("resource_tags", TAGS, {}, False),
+    ("resource_tags", TAGGINGS, {}, False),
 ]
 
 # What each mode may read: (plan, key_role) -> sections refused with 403.
@@ -86,7 +90,7 @@ def start():
 
 
 def read(caller: SandboxCaller, sandbox: SandboxServer, path: str, params: dict) -> requests.Response:
-    tenant = sandbox.org.shared_workspaces()[0].id if path == WORKSPACE_KEYS else None
+    tenant = sandbox.org.shared_workspaces()[0].id if path in (WORKSPACE_KEYS, TAGS, TAGGINGS) else None
     return caller.get(path, params=params, tenant_id=tenant)
 
 
@@ -138,7 +142,11 @@ def test_listings_are_the_orgs_records_with_short_keys_only(start):
         assert key.secret not in everything
     for token in org.scim_tokens.values():
         assert token.token not in everything
-    assert '"key"' not in everything and '"token"' not in everything
+    # (A tag listing's "key" is the tag's name, TagKeyWithValues.key: no secret field.)
+    credential_listings = "".join(
+        read(caller, sandbox, path, params).text for section, path, params, _ in READS if section != "resource_tags"
+    )
+    assert '"key"' not in credential_listings and '"token"' not in credential_listings
     policies = caller.get(POLICIES).json()["access_policies"]
     assert {p["id"] for p in policies} == set(org.access_policies)
     assert {a["id"] for a in caller.get(SERVICE_ACCOUNTS).json()} == set(org.service_accounts)
