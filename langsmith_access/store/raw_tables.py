@@ -7,7 +7,7 @@ exactly these columns, and ``dbt_project/models/staging/sources.yml`` declares t
   rows, so they always hold the latest complete sync, tagged with its ``sync_id`` (the Dagster
   run id) and the time it was fetched.
 - The rest of the access picture (DESIGN.md section 9): ``org_settings`` (read by the core sync
-  with the org info), and the inventory's ``access_policies``, ``credentials``,
+  with the org info), and the inventory's ``access_policies``, ``resource_tags``, ``credentials``,
   ``service_accounts``, ``sso_settings`` (each replaced by the inventory run that read it) and
   ``audit_events`` (appended to, window by window, de-duplicated by event id) with
   ``audit_windows`` (where that load stands). Login methods and SCIM groups are columns of
@@ -161,6 +161,21 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("last_used_at", "TIMESTAMPTZ"),
         ("expires_at", "TIMESTAMPTZ"),
         ("revoked_at", "TIMESTAMPTZ"),
+    ),
+    # Every tag value on a resource of a shared workspace (tags are per workspace): what access
+    # policies' conditions are evaluated against.
+    "resource_tags": (
+        ("sync_id", "VARCHAR"),
+        ("fetched_at", "TIMESTAMPTZ"),
+        ("tagging_id", "VARCHAR"),
+        ("workspace_id", "VARCHAR"),
+        ("tag_key_id", "VARCHAR"),
+        ("tag_key", "VARCHAR"),
+        ("tag_value_id", "VARCHAR"),
+        ("tag_value", "VARCHAR"),
+        ("resource_type", "VARCHAR"),  # project, prompt, dataset, ...: an open set
+        ("resource_id", "VARCHAR"),
+        ("resource_name", "VARCHAR"),
     ),
     "service_accounts": (
         ("sync_id", "VARCHAR"),

@@ -403,13 +403,18 @@ PICTURE_METRICS_SQL = {
     "credentials_without_expiry": "SELECT count(*) FROM main.report_credential_hygiene WHERE no_expiry",
     "unused_credentials": "SELECT count(*) FROM main.report_credential_hygiene WHERE never_used OR unused",
     "keys_of_inactive_creators": "SELECT count(*) FROM main.report_credential_hygiene WHERE creator_inactive",
+    # Condition groups of attached access policies that, as tagged, apply to no resource.
+    "policy_groups_matching_nothing": (
+        "SELECT count(*) FROM main.report_access_policy_reach WHERE matches_nothing AND is_attached"
+    ),
 }
 
 
 def picture_metrics(conn: duckdb.DuckDBPyConnection, recorded: dict) -> dict[str, int]:
     """Counts of the published picture for a run's metadata: members, Organization Admins,
     workspace Admins, grants, implicit admins, credentials without expiry, unused credentials,
-    service keys whose creator is no longer an enabled member, and the sections the run skipped
+    service keys whose creator is no longer an enabled member, condition groups of attached access
+    policies that match no resource, and the sections the run skipped
     (from its ``sync_runs`` row, ``recorded``)."""
     metrics = {name: int(scalar(conn, sql)) for name, sql in PICTURE_METRICS_SQL.items()}
     metrics["skipped_sections"] = len(json.loads(recorded.get("skipped_sections") or "{}"))

@@ -1,5 +1,5 @@
-"""The inventory (DESIGN.md section 9): access policies, credentials of every kind, service
-accounts, SSO settings and the audit log, read on their own schedule by the asset job
+"""The inventory (DESIGN.md section 9): access policies and the resource tags they match,
+credentials of every kind, service accounts, SSO settings and the audit log, read on their own schedule by the asset job
 ``langsmith_access_inventory`` and published under the same all-or-nothing rules as the sync.
 
 Cartography's verbs again: ``get_*`` talk to the API only, ``transform_*`` are pure (records in,
@@ -38,6 +38,7 @@ from langsmith_access.langsmith import (
     AuditEvent,
     Credential,
     LangSmithClient,
+    ResourceTagging,
     SectionPlan,
     SectionUnavailableError,
     ServiceAccount,
@@ -47,6 +48,7 @@ from langsmith_access.langsmith.access_records import redact_short_key
 from langsmith_access.settings import mask_url_credentials
 from langsmith_access.store.raw_tables import RAW_SCHEMA, column_names
 from langsmith_access.store.sections import (
+    SKIPPED,
     SectionRead,
     earliest_audit_window_start,
     forget_audit_log,
@@ -70,19 +72,44 @@ class PartialRead:
     left_out: str
 
 
-def _workspace_service_keys(client: LangSmithClient, shared_workspace_ids: list[str]) -> list[Credential] | PartialRead:
-    """Every shared workspace's service keys (one call per workspace). A workspace deleted
-    since the workspaces were listed took its keys with it: it is left out and named, rather
-    than failing the inventory."""
-    by_workspace = client.list_service_keys_of_workspaces(shared_workspace_ids, skip_gone=True)
-    keys = [key for keys in by_workspace.values() for key in keys]
-    # The ids come from the workspace listing, whose records spell each UUID one way, as the answer does.
-    gone = [workspace_id for workspace_id in dict.fromkeys(shared_workspace_ids) if workspace_id not in by_workspace]
-    if not gone:
-        return keys
-    return PartialRead(
-        keys, f"{len(gone)} workspace(s) deleted since they were listed, their keys with them: {a_few(gone)}"
-    )
+def _per_workspace(
+    read_workspaces: Callable[[LangSmithClient, list[str]], dict[str, list[Any]]], what: str
+) -> Callable[[LangSmithClient, list[str]], list[Any] | PartialRead]:
+    """A section read one call per shared workspace (``read_workspaces``: the client's
+    ``..._of_workspaces`` with ``skip_gone``). A workspace deleted since the workspaces were
+    listed took ``what`` with it: it is left out and named, rather than failing the inventory."""
+
+    def read(client: LangSmithClient, shared_workspace_ids: list[str]) -> list[Any] | PartialRead:
+        by_workspace = read_workspaces(client, shared_workspace_ids)
+        records = [record for records in by_workspace.values() for record in records]
+        # The ids come from the workspace listing, whose records spell each UUID one way, as the answer does.
+        gone = [workspace for workspace in dict.fromkeys(shared_workspace_ids) if workspace not in by_workspace]
+        if not gone:
+            return records
+        return PartialRead(
+            records, f"{len(gone)} workspace(s) deleted since they were listed, {what} with them: {a_few(gone)}"
+        )
+
+    return read
+
+
+_workspace_service_keys = _per_workspace(
+    lambda client, ids: client.list_service_keys_of_workspaces(ids, skip_gone=True), "their keys"
+)
+_workspace_resource_tags = _per_workspace(
+    lambda client, ids: client.list_resource_tags_of_workspaces(ids, skip_gone=True), "their tags"
+)
+
+
+def _tags_decide_nothing(inventory: Inventory) -> str | None:
+    """Why reading resource tags would tell nothing about access (one call per workspace), or
+    None: tags decide access only through the conditions of access policies."""
+    policies_read = next((r for r in inventory.reads if r.section == "access_policies"), None)
+    if policies_read is not None and policies_read.status == SKIPPED:
+        return f"access policies were not read ({policies_read.reason}), and tags decide access only through them"
+    if not any(group.conditions for policy in inventory.of("access_policies") for group in policy.condition_groups):
+        return "no access policy has a condition: resource tags decide no one's access in this org"
+    return None
 
 
 @dataclass(frozen=True)
@@ -94,12 +121,15 @@ class InventorySection:
     name: str
     read: Callable[[LangSmithClient, list[str]], list[Any] | PartialRead]
     table: str
+    # Why the sections read before it make reading this one pointless (None: read it).
+    pointless: Callable[[Inventory], str | None] = lambda _: None
 
 
 # The sections, in the order they are read (``scim_groups`` is the core sync's: it comes with
 # the members). The four credential listings fill one table.
 SECTIONS = (
     InventorySection("access_policies", lambda client, _: client.list_access_policies(), "access_policies"),
+    InventorySection("resource_tags", _workspace_resource_tags, "resource_tags", pointless=_tags_decide_nothing),
     InventorySection("service_keys", lambda client, _: client.list_service_keys(), "credentials"),
     InventorySection(
         "personal_access_tokens", lambda client, _: client.list_personal_access_tokens(), "credentials"
@@ -152,6 +182,10 @@ def get_inventory(client: LangSmithClient, plan: SectionPlan, shared_workspace_i
     """Every inventory section but the audit log, each read or skipped with its reason."""
     inventory = Inventory()
     for section in SECTIONS:
+        pointless = section.pointless(inventory) if plan.should_read(section.name) else None
+        if pointless is not None:
+            inventory.reads.append(SectionRead.skipped(section.name, pointless))
+            continue
         records = _read_section(section, client, plan, shared_workspace_ids, inventory.reads)
         # One row per record, should a key ever be listed by two routes (the first one wins).
         by_id = inventory.records.setdefault(section.table, {})
@@ -204,6 +238,26 @@ def transform_access_policies(policies: Iterable[AccessPolicy], sync_id: str, fe
             "updated_at": p.updated_at,
         }
         for p in policies
+    ]
+
+
+def transform_resource_tags(taggings: Iterable[ResourceTagging], sync_id: str, fetched_at: datetime) -> list[Row]:
+    """One row per tag value on a resource. Keys, values and resource names are what people
+    typed: free text, cut like any other should a key be pasted in one."""
+    return [
+        {
+            **_tag(sync_id, fetched_at),
+            "tagging_id": t.id,
+            "workspace_id": t.workspace_id,
+            "tag_key_id": t.tag_key_id,
+            "tag_key": scrub_secrets(t.tag_key),
+            "tag_value_id": t.tag_value_id,
+            "tag_value": scrub_secrets(t.tag_value),
+            "resource_type": scrub_secrets(t.resource_type),
+            "resource_id": t.resource_id,
+            "resource_name": scrub_secrets(t.resource_name),
+        }
+        for t in taggings
     ]
 
 
@@ -315,6 +369,7 @@ def transform_audit_events(events: Iterable[AuditEvent], sync_id: str, fetched_a
 # How each raw table's rows are made from the records its sections read (TABLE_SECTIONS).
 TABLE_TRANSFORMS: dict[str, Callable[[list[Any], str, datetime], list[Row]]] = {
     "access_policies": transform_access_policies,
+    "resource_tags": transform_resource_tags,
     "credentials": transform_credentials,
     "service_accounts": transform_service_accounts,
     "sso_settings": transform_sso_settings,

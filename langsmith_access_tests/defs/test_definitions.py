@@ -121,10 +121,10 @@ def test_inventory_job_schedule_and_assets():
     assert schedule.cron_schedule == "30 * * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     keys = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
-    for raw in ("access_policies", "credentials", "service_accounts", "sso_settings", "audit_events"):
+    for raw in ("access_policies", "resource_tags", "credentials", "service_accounts", "sso_settings", "audit_events"):
         assert f"raw/{raw}" in keys
-    for table in ("access_policies", "credentials", "service_accounts", "sso_settings", "audit_events",
-                  "user_activity", "report_unused_access", "report_credential_hygiene",
+    for table in ("access_policies", "resource_tags", "access_policy_resources", "report_access_policy_reach",
+                  "credentials", "service_accounts", "sso_settings", "audit_events", "user_activity", "report_unused_access", "report_credential_hygiene",
                   # they flag the deny policies the inventory reads
                   "report_privileged_access", "review_sheet", "report_custom_role_holders"):
         assert f"main/{table}" in keys

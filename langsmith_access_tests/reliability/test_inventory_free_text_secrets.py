@@ -1,6 +1,7 @@
 """A whole key in a free-text field of the inventory (a key pasted as a key's description, a
 server that puts one in an audit event's path or ids, a service account's or access policy's
-name or effect, an SSO setting's groups claim) is stored cut to its prefix and last characters,
+name or effect, an SSO setting's groups claim, a resource tag's key or value or the name of a
+tagged resource) is stored cut to its prefix and last characters,
 as a whole key sent as ``short_key`` is; an SSO metadata URL is stored without its credentials
 and query string (a password for the metadata host, a signed link's token), and so is the
 text of an SSO attribute mapping's load error; IdP metadata pasted as XML is kept only as
@@ -41,6 +42,9 @@ TAINTED = {
     ("/api/v1/platform/orgs/current/access-policies", "attribute_value"),  # a resource tag's value
     ("/api/v1/platform/orgs/current/access-policies", "effect"),  # an open set, kept as sent
     ("/api/v1/orgs/current/sso-settings", "sso_groups_claim_field"),
+    ("/api/v1/workspaces/current/taggings", "tag_key"),  # tag keys, values, resource names: typed by people
+    ("/api/v1/workspaces/current/taggings", "tag_value"),
+    ("/api/v1/workspaces/current/taggings", "resource_name"),
 }
 # An SSO metadata URL with a password for its host and a signed link's token in its query.
 URL_PASSWORD = secrets.token_hex(12)
@@ -99,9 +103,11 @@ def test_a_whole_key_in_an_inventory_text_field_is_stored_cut(tmp_path, monkeypa
             "SELECT name, description, condition_groups, effect FROM main.access_policies").fetchall()
         sso = conn.execute("SELECT metadata_url, sso_groups_claim_field, has_metadata_xml, attribute_mapping_load_error "
                            "FROM main.sso_settings").fetchall()
+        tags = conn.execute("SELECT tag_key, tag_value, resource_name FROM main.resource_tags").fetchall()
     # The fields are there, the key cut to what a listing shows of one.
     cut = f"{PASTED[:8]}...{PASTED[-4:]}"
-    for texts in (descriptions, paths, accounts, *zip(*policies, strict=True), [claim for _, claim, *_ in sso]):
+    for texts in (descriptions, paths, accounts, *zip(*policies, strict=True), [claim for _, claim, *_ in sso],
+                  *zip(*tags, strict=True)):
         assert texts and all(cut in (text or "") for text in texts), texts
     # The URL keeps where it points, not what opens it, in its column and in the load error.
     masked = "https://<credentials>@idp.example.com/federation/metadata.xml?<query>"

@@ -47,9 +47,12 @@ def test_the_published_pictures_numbers_count_what_its_tables_hold():
                      "(true, false, false, false), (false, true, false, false), (false, false, true, true), "
                      "(false, false, false, true), (false, false, false, false)) "
                      "AS t(no_expiry, never_used, unused, creator_inactive)")
+        # One attached policy's group matches nothing; a draft's (attached to no role) does not count.
+        conn.execute("CREATE TABLE main.report_access_policy_reach AS SELECT * FROM (VALUES "
+                     "(true, true), (true, false), (false, true)) AS t(matches_nothing, is_attached)")
         recorded = {"skipped_sections": json.dumps({"scim_groups": "not on this plan", "audit_events": "key"})}
         assert picture_metrics(conn, recorded) == {
             "members": 3, "organization_admins": 1, "workspace_admins": 1, "grants": 6, "implicit_admins": 2,
             "credentials_without_expiry": 1, "unused_credentials": 2, "keys_of_inactive_creators": 2,
-            "skipped_sections": 2}
+            "policy_groups_matching_nothing": 1, "skipped_sections": 2}
         assert picture_metrics(conn, {"skipped_sections": None})["skipped_sections"] == 0

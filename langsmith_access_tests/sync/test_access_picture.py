@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fnmatch
 import io
 import json
 import shutil
@@ -95,15 +96,21 @@ def enterprise(tmp_path_factory):
     org.put_access_policy(AccessPolicy(
         id="4a0e1f6a-0000-4000-8000-00000000a0d1", name="Audit prompts", description="", effect="audit",
         role_ids=[viewer], condition_groups=[PolicyConditionGroup(
-            "prompts:read", "prompt", [PolicyCondition("resource_tag_key", "env", "equals", "prod")])],
+            "prompts:read", "prompt", [PolicyCondition("env", "equals", "prod")])],
         created_at=org.now(), updated_at=org.now()))
     held_custom = next(role for _ws, _user, _identity, role in org.workspace_membership_rows(shared_only=True)
                        if org.role(role).is_custom)
     org.put_access_policy(AccessPolicy(
         id="4a0e1f6a-0000-4000-8000-00000000a0d2", name="Legal holds stay", description="", effect="deny",
         role_ids=[org.role_by_name("WORKSPACE_ADMIN").id, held_custom], condition_groups=[PolicyConditionGroup(
-            "datasets:delete", "dataset", [PolicyCondition("resource_tag_key", "hold", "equals", "legal")])],
+            "datasets:delete", "dataset", [PolicyCondition("hold", "equals", "legal")])],
         created_at=org.now(), updated_at=org.now()))
+    # A dataset the policy just made protects, and a second value of a key on one resource.
+    legal_hold_in = org.shared_workspaces()[0].id
+    org.tag_resource(legal_hold_in, "hold", "legal", "dataset", "5d0e1f6a-0000-4000-8000-0000000000d1", "contracts")
+    org.tag_resource(legal_hold_in, "team", "growth", "project", "5d0e1f6a-0000-4000-8000-0000000000d2", "funnel")
+    org.tag_resource(legal_hold_in, "team", "search-ranking", "project", "5d0e1f6a-0000-4000-8000-0000000000d2",
+                     "funnel")
     # A policy attached to no role yet: it applies to no one.
     org.put_access_policy(AccessPolicy(
         id="4a0e1f6a-0000-4000-8000-00000000a0d3", name="Draft", description="", effect="allow", role_ids=[],
@@ -445,6 +452,65 @@ def test_credential_hygiene_flags_what_the_org_holds(enterprise):
     assert actual == expected
 
 
+def condition_holds(condition: PolicyCondition, values: set[str]) -> bool:
+    """langsmith-api.md's rule for one condition on a resource whose values of the condition's key
+    are ``values`` (empty: the resource lacks the key)."""
+    operator = condition.operator or ""
+    base = operator.removesuffix("_if_exists")
+    positive = {
+        "equals": lambda value: value == condition.attribute_value,
+        "equals_ignore_case": lambda value: value.lower() == (condition.attribute_value or "").lower(),
+        "matches": lambda value: fnmatch.fnmatchcase(value, condition.attribute_value or ""),
+    }.get(base.removeprefix("not_"))
+    if condition.attribute_name != "resource_tag_key" or positive is None:
+        return False
+    if not values:
+        return operator.endswith("_if_exists")
+    satisfied = any(positive(value) for value in values)
+    return not satisfied if base.startswith("not_") else satisfied
+
+
+def test_access_policy_resources_are_what_each_condition_group_matches_among_the_tagged_resources(enterprise):
+    """Every policy's every condition group evaluated here, in Python, over the sandbox's own
+    taggings (an evaluator's left out: the tag API lists none), against what dbt built; and the
+    reach report: the planted legal hold is matched, the generated `env = prod` policy matches
+    nothing (the org's env values are production, staging and dev)."""
+    org, db = enterprise.org, enterprise.database
+    shared = {w.id for w in org.shared_workspaces()}
+    values_of: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    type_of: dict[tuple[str, str], str] = {}
+    for workspace_id in shared:
+        for key in org.workspaces[workspace_id].tag_keys.values():
+            for value in key.values.values():
+                for tagging in value.taggings.values():
+                    if tagging.resource_type != "evaluator":
+                        values_of[workspace_id, tagging.resource_id][key.key].add(value.value)
+                        type_of[workspace_id, tagging.resource_id] = tagging.resource_type
+    expected = {
+        (policy.id, number, workspace_id, resource_id)
+        for policy in org.access_policies.values()
+        for number, group in enumerate(policy.condition_groups, start=1)
+        for (workspace_id, resource_id), values in values_of.items()
+        if (group.resource_type or "").replace("queues", "queue") in ("", type_of[workspace_id, resource_id])
+        and all(condition_holds(c, values.get(c.attribute_key or "", set())) for c in group.conditions)
+    }
+    built = rows(db, "SELECT policy_id, condition_group, workspace_id, resource_id FROM main.access_policy_resources")
+    assert built == expected
+    legal_hold = next(p.id for p in org.access_policies.values() if p.name == "Legal holds stay")
+    assert (legal_hold, 1, org.shared_workspaces()[0].id, "5d0e1f6a-0000-4000-8000-0000000000d1") in built
+    assert {p for p, *_ in built} >= {legal_hold} and len({p for p, *_ in built}) > 1
+    assert rows(db, "SELECT count(*) FROM main.resource_tags") == {(sum(
+        len(v) for values in values_of.values() for v in values.values()),)}
+
+    reach = {(name, group): (matched, nothing) for name, group, matched, nothing in query(
+        db, "SELECT policy_name, condition_group, resources_matched, matches_nothing "
+            "FROM main.report_access_policy_reach")}
+    assert reach[("Legal holds stay", 1)] == (1, False)
+    assert reach[("Audit prompts", 1)] == (0, True)
+    assert {key for key in reach} == {(p.name, n) for p in org.access_policies.values()
+                                      for n in range(1, len(p.condition_groups) + 1)}
+
+
 def test_sync_runs_and_the_summary_say_what_each_section_read(enterprise):
     db = enterprise.database
     runs = {job: (skipped, json.loads(read)) for job, skipped, read in query(
@@ -453,7 +519,7 @@ def test_sync_runs_and_the_summary_say_what_each_section_read(enterprise):
     assert runs[SYNC_JOB][0] == "{}" and set(runs[SYNC_JOB][1]) == {"scim_groups"}
     assert runs[INVENTORY_JOB][0] == "{}"
     assert set(runs[INVENTORY_JOB][1]) == {
-        "access_policies", "service_keys", "personal_access_tokens", "workspace_service_keys",
+        "access_policies", "resource_tags", "service_keys", "personal_access_tokens", "workspace_service_keys",
         "scim_tokens", "service_accounts", "sso_settings", "audit_events"}
     assert all(count > 0 for count in runs[INVENTORY_JOB][1].values())
     output = enterprise.output
@@ -466,6 +532,9 @@ def test_sync_runs_and_the_summary_say_what_each_section_read(enterprise):
     assert calls == 4  # roles, workspaces, one page of members, the org info
     workspace_key_calls = [r for r in enterprise.sandbox.request_log if r.path == "/api/v1/api-key"]
     assert len(workspace_key_calls) == len(enterprise.org.shared_workspaces())
+    # And the resource tags the same way (the org has access policies with conditions).
+    tag_calls = [r for r in enterprise.sandbox.request_log if r.path == "/api/v1/workspaces/current/taggings"]
+    assert sorted(r.tenant_id for r in tag_calls) == sorted(w.id for w in enterprise.org.shared_workspaces())
 
 
 def test_reports_flag_the_roles_that_carry_deny_policies(enterprise, tmp_path, monkeypatch, capsys):
@@ -557,14 +626,16 @@ def test_a_plus_plan_skips_what_it_lacks_with_reasons_and_reads_the_rest(tmp_pat
     skipped = {}
     for (text,) in query(database, "SELECT skipped_sections FROM main.sync_runs"):
         skipped.update(json.loads(text))
-    assert set(skipped) == {"scim_groups", "access_policies", "audit_events", "scim_tokens", "sso_settings"}
+    assert set(skipped) == {"scim_groups", "access_policies", "resource_tags", "audit_events", "scim_tokens",
+                            "sso_settings"}
     assert all(reason.startswith("not in plan: config.can_use_") for reason in skipped.values()), skipped
     for section, reason in skipped.items():
         assert f"{section}: skipped ({reason})" in output
     # The plan said so: their routes were never asked.
-    assert not asked & {"/api/v1/audit-logs", "/api/v1/orgs/current/sso-settings",
+    assert not asked & {"/api/v1/audit-logs", "/api/v1/orgs/current/sso-settings", "/api/v1/workspaces/current/taggings",
                         "/api/v1/platform/orgs/current/access-policies", "/api/v1/platform/orgs/current/scim/tokens"}
-    for table in ("access_policies", "audit_events", "sso_settings", "user_scim_groups", "report_unused_access"):
+    for table in ("access_policies", "resource_tags", "access_policy_resources", "report_access_policy_reach",
+                  "audit_events", "sso_settings", "user_scim_groups", "report_unused_access"):
         assert query(database, f"SELECT count(*) FROM main.{table}") == [(0,)]
     assert query(database, "SELECT count(*) FROM main.user_activity WHERE activity_known_since IS NOT NULL") == [(0,)]
     assert query(database, "SELECT count(*) FROM main.grants WHERE is_scim_managed") == [(0,)]
@@ -616,10 +687,13 @@ def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_
     skipped = {}
     for (text,) in query(database, "SELECT skipped_sections FROM main.sync_runs"):
         skipped.update(json.loads(text))
-    assert set(skipped) == {"scim_groups", "audit_events", "access_policies"}
+    assert set(skipped) == {"scim_groups", "audit_events", "access_policies", "resource_tags"}
     assert skipped["scim_groups"].startswith("membership route:")  # the key sees only part of the enriched route
     assert skipped["audit_events"].startswith("key permission:") and "organization:manage" in skipped["audit_events"]
     assert skipped["access_policies"].startswith("not available here:") and "404" in skipped["access_policies"]
+    # Tags decide access only through policies: not read (one call per workspace) when none was.
+    assert skipped["resource_tags"] == (
+        f"access policies were not read ({skipped['access_policies']}), and tags decide access only through them")
     assert query(database, "SELECT count(*) FROM main.credentials")[0][0] > 0
     # Read workspace by workspace, the SCIM-provisioned members' groups are unknown, and so is
     # whether SCIM manages their grants (null, not false); the others' grants are not.
@@ -668,13 +742,15 @@ def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_
         "credentials_without_expiry": "SELECT count(*) FROM main.report_credential_hygiene WHERE no_expiry",
         "unused_credentials": "SELECT count(*) FROM main.report_credential_hygiene WHERE never_used OR unused",
         "keys_of_inactive_creators": "SELECT count(*) FROM main.report_credential_hygiene WHERE creator_inactive",
+        "policy_groups_matching_nothing": (
+            "SELECT count(*) FROM main.report_access_policy_reach WHERE matches_nothing AND is_attached"),
     }
     for name, sql in expected.items():
         [(count,)] = query(database, sql)
         assert metadata[INVENTORY_JOB][name] == dg.IntMetadataValue(count), name
         assert isinstance(metadata[SYNC_JOB][name], dg.IntMetadataValue), name
     assert metadata[SYNC_JOB]["skipped_sections"] == dg.IntMetadataValue(1)
-    assert metadata[INVENTORY_JOB]["skipped_sections"] == dg.IntMetadataValue(2)
+    assert metadata[INVENTORY_JOB]["skipped_sections"] == dg.IntMetadataValue(3)
     # And why, as sync_runs.skipped_sections says it: the UI shows each run's reasons.
     reasons = {job: json.loads(text) for job, text in query(database, "SELECT job, skipped_sections FROM main.sync_runs")}
     for job in (SYNC_JOB, INVENTORY_JOB):

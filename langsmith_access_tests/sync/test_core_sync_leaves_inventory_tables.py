@@ -25,7 +25,8 @@ from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import copy_synced_database, point_at, query
 
-INVENTORY_TABLES = ("access_policies", "audit_events", "credentials", "service_accounts", "sso_settings")
+INVENTORY_TABLES = ("access_policies", "access_policy_resources", "audit_events", "credentials", "resource_tags",
+                    "service_accounts", "sso_settings")
 
 
 def run(job: str) -> tuple[runner.RunOutcome, set[str]]:
@@ -96,7 +97,7 @@ def test_core_syncs_leave_the_inventorys_tables_as_it_built_them(monkeypatch, or
     # The inventory fills them.
     assert {f"main/{table}" for table in INVENTORY_TABLES} <= synced_then_inventoried.inventory
     filled = synced_then_inventoried.filled
-    assert all(filled[table] for table in ("audit_events", "credentials", "service_accounts")), filled
+    assert all(filled[table] for table in ("audit_events", "credentials", "resource_tags", "service_accounts")), filled
     assert {table: table_rows(database, table) for table in INVENTORY_TABLES} == filled  # the copy holds them
 
     with SandboxServer(org) as sandbox:
@@ -109,7 +110,7 @@ def test_core_syncs_leave_the_inventorys_tables_as_it_built_them(monkeypatch, or
         assert not {f"main/{table}" for table in INVENTORY_TABLES} & core
         # ... while what reads them and changes with the core data is rebuilt.
         assert {"main/users", "main/grants", "main/user_activity",
-                "main/report_credential_hygiene", "main/report_unused_access"} <= core
+                "main/report_credential_hygiene", "main/report_unused_access", "main/report_access_policy_reach"} <= core
         assert {table: table_rows(database, table) for table in INVENTORY_TABLES} == filled
         assert query(database, "SELECT count(*) FROM main.users WHERE user_id = ?",
                      [member.ls_user_id]) == [(0,)]

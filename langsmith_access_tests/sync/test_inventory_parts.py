@@ -12,13 +12,17 @@ import pytest
 
 from langsmith_access.defs.inventory.definitions import waits_for_first_sync
 from langsmith_access.langsmith import (
+    SECTIONS,
+    AccessPolicy,
     AuditEvent,
     AuditWindow,
     Credential,
     OrganizationInfo,
+    ResourceTagging,
     SectionPlan,
     SectionUnavailableError,
 )
+from langsmith_access.langsmith.access_records import PolicyCondition, PolicyConditionGroup
 from langsmith_access.settings import Org, Settings, SettingsError
 from langsmith_access.store.raw_tables import RAW_SCHEMA
 from langsmith_access.store.schema import ensure_schema
@@ -109,10 +113,11 @@ def test_no_load_reaches_back_past_the_400_days_langsmith_keeps_its_audit_log():
 
 def test_every_section_is_read_in_order_into_a_table_that_has_a_transform():
     assert INVENTORY_SECTIONS == (
-        "access_policies", "service_keys", "personal_access_tokens", "workspace_service_keys",
+        "access_policies", "resource_tags", "service_keys", "personal_access_tokens", "workspace_service_keys",
         "scim_tokens", "service_accounts", "sso_settings", "audit_events")
     assert TABLE_SECTIONS == {
         "access_policies": ("access_policies",),
+        "resource_tags": ("resource_tags",),
         "credentials": ("service_keys", "personal_access_tokens", "workspace_service_keys", "scim_tokens"),
         "service_accounts": ("service_accounts",),
         "sso_settings": ("sso_settings",),
@@ -373,10 +378,12 @@ def test_the_inventory_asks_nothing_of_a_section_its_plan_skips_and_a_refused_se
         list_service_keys_of_workspaces=lambda ids, skip_gone: {})
     plan = SectionPlan(read=("service_keys", "personal_access_tokens", "workspace_service_keys", "scim_tokens",
                              "service_accounts"),
-                       skipped={"access_policies": "plan: no ABAC", "sso_settings": "plan: no SAML SSO"})
+                       skipped={"access_policies": "plan: no ABAC", "resource_tags": "plan: no ABAC",
+                                "sso_settings": "plan: no SAML SSO"})
     inventory = get_inventory(client, plan, [])  # type: ignore[arg-type]
     assert inventory.reads == [
-        SectionRead.skipped("access_policies", "plan: no ABAC"), SectionRead.read("service_keys", 0),
+        SectionRead.skipped("access_policies", "plan: no ABAC"), SectionRead.skipped("resource_tags", "plan: no ABAC"),
+        SectionRead.read("service_keys", 0),
         SectionRead.skipped("personal_access_tokens", "route missing: older install"),
         SectionRead.read("workspace_service_keys", 0), SectionRead.read("scim_tokens", 0),
         SectionRead.read("service_accounts", 0), SectionRead.skipped("sso_settings", "plan: no SAML SSO")]
@@ -431,3 +438,59 @@ def test_only_a_load_that_stopped_before_the_retentions_edge_starts_again(stoppe
                    sync_id="s1", now=NOW, unused_days=90, fetched_at=NOW)
     assert asked[0] == (NOW - timedelta(days=90) if starts_again else stopped - AUDIT_OVERLAP)
     assert earliest_audit_window_start(conn) == (NOW - timedelta(days=90) if starts_again else stopped - timedelta(days=1))
+
+
+def _policy(*conditions: PolicyCondition) -> AccessPolicy:
+    group = PolicyConditionGroup("prompts:read", "prompt", tuple(conditions))
+    return AccessPolicy("p-1", "Deny prod prompts", None, "deny", ("r-viewer",), (group,), None, None)
+
+
+ENV_IS_PRODUCTION = PolicyCondition("resource_tag_key", "env", "equals", "production")
+
+
+@pytest.mark.parametrize(
+    ("policies", "skipped_because"),
+    [
+        ([], "no access policy has a condition"),
+        ([_policy()], "no access policy has a condition"),
+        (SectionUnavailableError("404", section="access_policies", reason="route missing: older install"),
+         "access policies were not read (route missing: older install), and tags decide access only through them"),
+    ],
+)
+def test_resource_tags_are_read_only_where_an_access_policy_has_a_condition(policies, skipped_because):
+    """Tags decide access only through the conditions of access policies: without one, the call per
+    workspace would tell nothing, and is not made."""
+    def list_access_policies():
+        if isinstance(policies, Exception):
+            raise policies
+        return policies
+
+    def not_asked(*_args, **_kwargs):
+        raise AssertionError("resource tags were read although no policy can match them")
+
+    client = SimpleNamespace(list_access_policies=list_access_policies, list_resource_tags_of_workspaces=not_asked)
+    plan = SectionPlan(read=("access_policies", "resource_tags"),
+                       skipped={s: "not this test's" for s in SECTIONS if s not in ("access_policies", "resource_tags")})
+    inventory = get_inventory(client, plan, ["w-1"])  # type: ignore[arg-type]
+    [tags_read] = [r for r in inventory.reads if r.section == "resource_tags"]
+    assert tags_read.status == "skipped" and tags_read.reason.startswith(skipped_because), tags_read
+    assert inventory.of("resource_tags") == []
+
+
+def test_resource_tags_of_a_workspace_deleted_since_it_was_listed_are_left_out_and_named():
+    tagging = ResourceTagging("t-1", "w-1", "k-1", "env", "v-1", "production", "prompt", "pr-1", "router")
+    client = SimpleNamespace(
+        list_access_policies=lambda: [_policy(ENV_IS_PRODUCTION)],
+        list_resource_tags_of_workspaces=lambda ids, skip_gone: {"w-1": [tagging]} if skip_gone else None,
+    )
+    plan = SectionPlan(read=("access_policies", "resource_tags"),
+                       skipped={s: "not this test's" for s in SECTIONS if s not in ("access_policies", "resource_tags")})
+    inventory = get_inventory(client, plan, ["w-1", "w-gone"])  # type: ignore[arg-type]
+    assert inventory.of("resource_tags") == [tagging]
+    [tags_read] = [r for r in inventory.reads if r.section == "resource_tags"]
+    assert tags_read == SectionRead.read(
+        "resource_tags", 1, "1 workspace(s) deleted since they were listed, their tags with them: w-gone")
+    [row] = TABLE_TRANSFORMS["resource_tags"]([tagging], "sync-1", NOW)
+    assert row == {"sync_id": "sync-1", "fetched_at": NOW, "tagging_id": "t-1", "workspace_id": "w-1",
+                   "tag_key_id": "k-1", "tag_key": "env", "tag_value_id": "v-1", "tag_value": "production",
+                   "resource_type": "prompt", "resource_id": "pr-1", "resource_name": "router"}

@@ -258,4 +258,5 @@ def test_a_build_selects_and_excludes_every_node_it_is_given(tmp_path):
     everything = models(*build_selection())
     assert {"credentials", "grants", "roles"} <= everything
     assert models(*build_selection(exclude=["tag:inventory", "grants"])) == everything - {
-        "access_policies", "audit_events", "credentials", "service_accounts", "sso_settings", "grants"}
+        "access_policies", "access_policy_resources", "audit_events", "credentials", "resource_tags",
+        "service_accounts", "sso_settings", "grants"}

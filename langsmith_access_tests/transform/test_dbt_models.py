@@ -418,6 +418,7 @@ def test_tables_land_in_main_staging_and_snapshots_and_only_effective_permission
                                     "effective_access", "effective_permissions", "user_login_methods",
                                     "user_scim_groups", "org_settings", "org_settings_history",
                                     "access_policies", "credentials", "service_accounts", "sso_settings",
+                                    "resource_tags", "access_policy_resources", "report_access_policy_reach",
                                     "audit_events", "user_activity", "report_unused_access",
                                     "report_credential_hygiene", "report_implicit_admins",
                                     "report_unexplained_changes", "workspace_history", "user_history")

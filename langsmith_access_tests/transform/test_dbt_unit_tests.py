@@ -53,6 +53,8 @@ UNIT_TESTS = {
     "sso_settings_reads_a_missing_metadata_flag_as_false_and_a_blank_load_error_as_none",
     "review_sheet_holds_each_grant_since_its_current_interval_began",
     "access_policies_names_each_attached_role_in_role_ids_order",
+    "access_policy_resources_evaluate_each_operator_on_the_tags_of_each_resource",
+    "report_access_policy_reach_counts_what_each_group_matches_and_whom_it_acts_on",
 }
 
 

@@ -52,8 +52,8 @@ STARTUP_SECONDS = 120
 RUN_SECONDS = 120
 INVENTORY_RUN_SECONDS = 300  # the inventory reads the audit log a day at a time, then runs dbt
 # The inventory's raw assets (group `inventory`), each with a freshness policy.
-INVENTORY_ASSETS = ("raw/access_policies", "raw/credentials", "raw/service_accounts", "raw/sso_settings",
-                    "raw/audit_events")
+INVENTORY_ASSETS = ("raw/access_policies", "raw/resource_tags", "raw/credentials", "raw/service_accounts",
+                    "raw/sso_settings", "raw/audit_events")
 
 LOCATION_STATUS = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus

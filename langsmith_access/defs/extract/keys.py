@@ -19,7 +19,8 @@ RAW_ORG_SETTINGS = dg.AssetKey(["raw", "org_settings"])
 # What each job reads from LangSmith.
 SYNC_EXTRACTS = frozenset({RAW_ROLES, RAW_WORKSPACES, RAW_ORG_MEMBERS, RAW_PENDING_INVITES,
                            RAW_WORKSPACE_MEMBERSHIPS, RAW_ORG_SETTINGS})
-INVENTORY_TABLES = ("access_policies", "credentials", "service_accounts", "sso_settings", "audit_events")
+INVENTORY_TABLES = ("access_policies", "resource_tags", "credentials", "service_accounts", "sso_settings",
+                    "audit_events")
 INVENTORY_KEYS = {table: dg.AssetKey(["raw", table]) for table in INVENTORY_TABLES}
 INVENTORY_EXTRACTS = frozenset(INVENTORY_KEYS.values())
 

@@ -1,7 +1,7 @@
 """The inventory (DESIGN.md section 9): its extract asset, its job and its schedule.
 
-Thin wiring around ``langsmith_access.sync.inventory``. The job reads access policies,
-credentials of every kind, service accounts, SSO settings and the audit log, builds the dbt
+Thin wiring around ``langsmith_access.sync.inventory``. The job reads access policies and the
+resource tags they match, credentials of every kind, service accounts, SSO settings and the audit log, builds the dbt
 models downstream of them (with their tests, as asset checks) and publishes the analysts'
 database, on the sync's scratch-copy, writer-pool and ``sync_runs`` rules: all or nothing.
 """
@@ -34,6 +34,10 @@ from langsmith_access.transform.project import built_by_this_project
 GROUP = "inventory"
 TABLE_DESCRIPTIONS = {
     "access_policies": "Access policies (ABAC): allow or deny by resource tag, per workspace role.",
+    "resource_tags": (
+        "Every tag value on a resource of a shared workspace (one call per workspace), what access "
+        "policies match: read where some access policy has a condition."
+    ),
     "credentials": (
         "Service keys, workspace service keys (one call per workspace), personal access tokens "
         "the key can see, SCIM tokens: short keys only, never a secret."
@@ -223,7 +227,7 @@ def inventory_definitions() -> dg.Definitions:
         tags=names.RUN_TIME_LIMIT_TAGS,
         config=org_run_config(orgs=orgs),
         description=(
-            "Read one org's (the partition's) credentials, access policies, service accounts, SSO "
+            "Read one org's (the partition's) credentials, access policies and resource tags, service accounts, SSO "
             "settings and audit log, build the tables that use them, publish them atomically."
         ),
     )
