@@ -39,14 +39,16 @@ candidates as (
         or resources.resource_type = condition_groups.resource_type
 ),
 
--- For each candidate and condition: does the resource carry the key, and does one of its values
--- satisfy the condition's positive form (equals, equals_ignore_case, matches)?
+-- For each candidate and condition (by its number: two conditions may share everything else):
+-- does the resource carry the key, and does one of its values satisfy the condition's positive
+-- form (equals, equals_ignore_case, matches)?
 checked as (
     select
         candidates.policy_id,
         candidates.condition_group,
         candidates.workspace_id,
         candidates.resource_id,
+        conditions.condition_number,
         conditions.operator,
         conditions.holds_without_key,
         conditions.is_evaluable,
