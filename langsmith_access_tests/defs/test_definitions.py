@@ -124,7 +124,8 @@ def test_inventory_job_schedule_and_assets():
     for raw in ("access_policies", "resource_tags", "credentials", "service_accounts", "sso_settings", "audit_events"):
         assert f"raw/{raw}" in keys
     for table in ("access_policies", "resource_tags", "access_policy_resources", "report_access_policy_reach",
-                  "credentials", "service_accounts", "sso_settings", "audit_events", "user_activity", "report_unused_access", "report_credential_hygiene",
+                  "credentials", "service_accounts", "sso_settings", "audit_events", "user_activity",
+                  "report_unused_access", "report_credential_hygiene",
                   # they flag the deny policies the inventory reads
                   "report_privileged_access", "review_sheet", "report_custom_role_holders"):
         assert f"main/{table}" in keys

@@ -19,6 +19,7 @@ REPORTS = (
     "report_credential_hygiene",
     "report_implicit_admins",
     "report_unexplained_changes",
+    "report_access_policy_reach",
 )
 
 
