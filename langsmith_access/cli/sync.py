@@ -205,8 +205,8 @@ def run_inventory(org: Org, args: argparse.Namespace, lead: str) -> bool:
 
     settings = org.settings
     if not args.quiet:
-        print(f"{lead}Reading the inventory (credentials, access policies, service accounts, SSO, audit log)",
-              file=sys.stderr)
+        print(f"{lead}Reading the inventory (credentials, access policies and resource tags, service accounts, "
+              "SSO, audit log)", file=sys.stderr)
     outcome = runner.run_job(
         INVENTORY_JOB,
         {},
