@@ -321,13 +321,14 @@ def test_a_workspace_gone_since_it_was_listed_is_a_failure_not_a_skip(serve):
 def test_the_inventory_reads_past_a_workspace_deleted_since_it_was_listed(serve, answered):
     """Its keys went with it: the inventory reads the other workspaces' keys and goes on (it
     failed its run on this before; deleting a workspace is routine). LangSmith may answer the
-    deleted workspace's route with 404 (as the sandbox does) or 403."""
+    deleted workspace's route with 404 (as the sandbox does) or 403. Its resource tags too: the
+    others' are read, the section is not skipped for an install without the route."""
     sandbox, client = serve()
     org = sandbox.org
     if answered == 403:
         def forbidden_for_gone(original, request):
             response = original(request)
-            gone = request.path == "/api/v1/api-key" and response.status == 404
+            gone = request.path in ("/api/v1/api-key", "/api/v1/workspaces/current/taggings") and response.status == 404
             return ApiResponse(403, {"error": "Forbidden"}) if gone else response
 
         wrap_respond(sandbox, forbidden_for_gone)
@@ -349,6 +350,10 @@ def test_the_inventory_reads_past_a_workspace_deleted_since_it_was_listed(serve,
     # Each workspace's keys read once: the others were not read again without the deleted one.
     key_reads = [r for r in sandbox.request_log[logged:] if r.path == "/api/v1/api-key" and r.tenant_id]
     assert sorted(r.tenant_id for r in key_reads) == sorted(shared)
+    [tags_read] = [r for r in read.reads if r.section == "resource_tags"]
+    assert tags_read.status == "read" and tags_read.rows == len(read.of("resource_tags")) > 0
+    assert tags_read.reason == f"1 workspace(s) deleted since they were listed, their tags with them: {deleted}"
+    assert {t.workspace_id for t in read.of("resource_tags")} <= set(shared) - {deleted}
 
 
 def test_a_key_two_routes_list_is_one_credential_of_the_kind_its_own_route_gives(serve):
