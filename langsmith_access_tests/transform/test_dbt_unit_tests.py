@@ -55,6 +55,7 @@ UNIT_TESTS = {
     "access_policies_names_each_attached_role_in_role_ids_order",
     "access_policy_resources_evaluate_each_operator_on_the_tags_of_each_resource",
     "report_access_policy_reach_counts_what_each_group_matches_and_whom_it_acts_on",
+    "resource_tags_are_the_latest_inventorys_with_their_resource_type_in_lower_case",
 }
 
 
