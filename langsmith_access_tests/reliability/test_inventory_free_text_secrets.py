@@ -1,7 +1,7 @@
 """A whole key in a free-text field of the inventory (a key pasted as a key's description, a
 server that puts one in an audit event's path or ids, a service account's or access policy's
-name or effect, an SSO setting's groups claim, a resource tag's key or value or the name of a
-tagged resource) is stored cut to its prefix and last characters,
+name or effect, an SSO setting's groups claim, a resource tag's key or value, the name of a
+tagged resource or of its type's bucket) is stored cut to its prefix and last characters,
 as a whole key sent as ``short_key`` is; an SSO metadata URL is stored without its credentials
 and query string (a password for the metadata host, a signed link's token), and so is the
 text of an SSO attribute mapping's load error; IdP metadata pasted as XML is kept only as
@@ -46,6 +46,8 @@ TAINTED = {
     ("/api/v1/workspaces/current/taggings", "tag_value"),
     ("/api/v1/workspaces/current/taggings", "resource_name"),
 }
+# A bucket of ``TaggingsResponse.resources`` (a resource type) is a name the server sends: kept as sent when unknown.
+TAINTED_BUCKETS = "/api/v1/workspaces/current/taggings"
 # An SSO metadata URL with a password for its host and a signed link's token in its query.
 URL_PASSWORD = secrets.token_hex(12)
 URL_TOKEN = secrets.token_hex(16)
@@ -59,6 +61,8 @@ LOAD_ERROR = f"attribute mapping not loaded from {METADATA_URL}"
 
 
 def _taint(value, route: str):
+    if isinstance(value, dict) and route == TAINTED_BUCKETS and isinstance(value.get("resources"), dict):
+        value = {**value, "resources": {f"{bucket} {PASTED}": items for bucket, items in value["resources"].items()}}
     if isinstance(value, dict):
         return {name: f"{item} {PASTED}" if (route, name) in TAINTED and isinstance(item, str)
                 else METADATA_URL if name == "metadata_url"
@@ -103,7 +107,8 @@ def test_a_whole_key_in_an_inventory_text_field_is_stored_cut(tmp_path, monkeypa
             "SELECT name, description, condition_groups, effect FROM main.access_policies").fetchall()
         sso = conn.execute("SELECT metadata_url, sso_groups_claim_field, has_metadata_xml, attribute_mapping_load_error "
                            "FROM main.sso_settings").fetchall()
-        tags = conn.execute("SELECT tag_key, tag_value, resource_name FROM main.resource_tags").fetchall()
+        tags = conn.execute(
+            "SELECT tag_key, tag_value, resource_name, resource_type FROM main.resource_tags").fetchall()
     # The fields are there, the key cut to what a listing shows of one.
     cut = f"{PASTED[:8]}...{PASTED[-4:]}"
     for texts in (descriptions, paths, accounts, *zip(*policies, strict=True), [claim for _, claim, *_ in sso],
