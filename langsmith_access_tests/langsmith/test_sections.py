@@ -182,7 +182,7 @@ def test_taggings_become_one_record_per_resource_with_the_type_access_policies_n
     """A ``TaggingsResponse`` is a tag value with the resources it is on, by plural bucket: each
     resource is a record, its type as ``ResourceType`` and the conditions name it (a bucket
     LangSmith adds later kept as sent), ids in their one spelling; an empty or null bucket gives
-    none; a resource without its tagging id is an unexpected answer, naming the field."""
+    none; a resource without its tagging id or its name is an unexpected answer, naming the field."""
     value_id, key_id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "1f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
     resource = {"tagging_id": "2F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0", "resource_id": "r-1", "resource_name": "router"}
     taggings = ResourceTagging.from_taggings({
@@ -199,5 +199,9 @@ def test_taggings_become_one_record_per_resource_with_the_type_access_policies_n
         ResourceTagging.from_taggings({"tag_key": "env", "tag_key_id": key_id, "tag_value": "x",
                                        "tag_value_id": value_id, "resources": {"prompts": [{"resource_id": "r"}]}},
                                       "w-1")
+    with pytest.raises(UnexpectedResponseError, match="Resource.resource_name"):  # required in the spec
+        ResourceTagging.from_taggings({"tag_key": "env", "tag_key_id": key_id, "tag_value": "x",
+                                       "tag_value_id": value_id, "resources": {"prompts": [
+                                           {"tagging_id": "t-4", "resource_id": "r"}]}}, "w-1")
     with pytest.raises(UnexpectedResponseError, match="TaggingsResponse.tag_value"):
         ResourceTagging.from_taggings({"tag_key": "env", "tag_key_id": key_id, "tag_value_id": value_id}, "w-1")
