@@ -674,34 +674,32 @@ class LangSmithClient:
         once; all or nothing, like ``list_members_of_workspaces``. With ``skip_gone``, a
         workspace deleted since it was listed (``WorkspaceGoneError``) is left out of the answer
         instead: its keys went with it."""
-
-        def read(workspace_id: str) -> list[Credential] | None:
-            try:
-                return self.list_workspace_service_keys(workspace_id)
-            except WorkspaceGoneError:
-                if skip_gone:
-                    return None
-                raise
-
-        by_workspace = self._for_each_workspace(workspace_ids, read, "langsmith-workspace-keys")
-        return {workspace_id: keys for workspace_id, keys in by_workspace.items() if keys is not None}
+        return self._of_workspaces(workspace_ids, self.list_workspace_service_keys, skip_gone,
+                                   "langsmith-workspace-keys")
 
     def list_resource_tags_of_workspaces(
         self, workspace_ids: Iterable[str], *, skip_gone: bool = False
     ) -> dict[str, list[ResourceTagging]]:
         """``list_resource_tags`` for many workspaces, as ``list_service_keys_of_workspaces``
         reads their keys (``skip_gone``: a workspace deleted since it was listed is left out)."""
+        return self._of_workspaces(workspace_ids, self.list_resource_tags, skip_gone, "langsmith-workspace-tags")
 
-        def read(workspace_id: str) -> list[ResourceTagging] | None:
+    def _of_workspaces(
+        self, workspace_ids: Iterable[str], read_one: Callable[[str], list[R]], skip_gone: bool, thread_name: str
+    ) -> dict[str, list[R]]:
+        """``read_one(workspace_id)`` for each workspace (``_for_each_workspace``); with
+        ``skip_gone``, a workspace deleted since it was listed is left out of the answer."""
+
+        def read(workspace_id: str) -> list[R] | None:
             try:
-                return self.list_resource_tags(workspace_id)
+                return read_one(workspace_id)
             except WorkspaceGoneError:
                 if skip_gone:
                     return None
                 raise
 
-        by_workspace = self._for_each_workspace(workspace_ids, read, "langsmith-workspace-tags")
-        return {workspace_id: tags for workspace_id, tags in by_workspace.items() if tags is not None}
+        by_workspace = self._for_each_workspace(workspace_ids, read, thread_name)
+        return {workspace_id: records for workspace_id, records in by_workspace.items() if records is not None}
 
     def list_scim_tokens(self) -> list[Credential]:
         """The org's SCIM bearer tokens (``short_token`` only), as credentials."""
