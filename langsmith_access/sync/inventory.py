@@ -1,6 +1,7 @@
 """The inventory (DESIGN.md section 9): access policies and the resource tags they match,
-credentials of every kind, service accounts, SSO settings and the audit log, read on their own schedule by the asset job
-``langsmith_access_inventory`` and published under the same all-or-nothing rules as the sync.
+credentials of every kind, service accounts, SSO settings and the audit log, read on their own
+schedule by the asset job ``langsmith_access_inventory`` and published under the same
+all-or-nothing rules as the sync.
 
 Cartography's verbs again: ``get_*`` talk to the API only, ``transform_*`` are pure (records in,
 rows out), ``load_*`` write raw tables. Nothing here knows Dagster.

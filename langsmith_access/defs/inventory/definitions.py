@@ -1,9 +1,10 @@
 """The inventory (DESIGN.md section 9): its extract asset, its job and its schedule.
 
 Thin wiring around ``langsmith_access.sync.inventory``. The job reads access policies and the
-resource tags they match, credentials of every kind, service accounts, SSO settings and the audit log, builds the dbt
-models downstream of them (with their tests, as asset checks) and publishes the analysts'
-database, on the sync's scratch-copy, writer-pool and ``sync_runs`` rules: all or nothing.
+resource tags they match, credentials of every kind, service accounts, SSO settings and the
+audit log, builds the dbt models downstream of them (with their tests, as asset checks) and
+publishes the analysts' database, on the sync's scratch-copy, writer-pool and ``sync_runs``
+rules: all or nothing.
 """
 
 import itertools
@@ -227,8 +228,8 @@ def inventory_definitions() -> dg.Definitions:
         tags=names.RUN_TIME_LIMIT_TAGS,
         config=org_run_config(orgs=orgs),
         description=(
-            "Read one org's (the partition's) credentials, access policies and resource tags, service accounts, SSO "
-            "settings and audit log, build the tables that use them, publish them atomically."
+            "Read one org's (the partition's) credentials, access policies and resource tags, service "
+            "accounts, SSO settings and audit log, build the tables that use them, publish them atomically."
         ),
     )
 
