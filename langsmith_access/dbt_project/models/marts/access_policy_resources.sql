@@ -7,7 +7,8 @@
 --     the key on the resource is attribute_value (ignoring case) / matches the pattern;
 --   not_equals / not_equals_ignore_case / not_matches: the resource has the key, and none of
 --     its values is / matches it;
---   each with _if_exists: as above, and also when the resource does not have the key.
+--   each with _if_exists: as above, and also when the resource does not have the key (that these
+--     variants exist says the plain operators, not_equals included, need the key).
 -- A condition this cannot evaluate (another attribute_name, an operator LangSmith adds later, no
 -- key or value) holds for nothing here; report_access_policy_reach names it. Resources with no
 -- tag at all are not listed by LangSmith's tag API, so a group that also matches untagged
