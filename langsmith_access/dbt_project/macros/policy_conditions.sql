@@ -10,8 +10,9 @@
 
     policy_conditions(condition_groups): one row per condition of those groups, numbered from 1,
     with the tag key and value it names, its operator (trimmed, lower case), whether it also holds
-    for a resource without the key (an `_if_exists` operator) and whether it can be evaluated
-    here (attribute_name resource_tag_key, a key, a value, a known operator).
+    for a resource without the key (an `_if_exists` operator), its positive form (`equals`,
+    `equals_ignore_case` or `matches`) and whether it is negated (`not_...`), and whether it can
+    be evaluated here (attribute_name resource_tag_key, a key, a value, a known operator).
 #}
 {% macro policy_condition_groups(access_policies) -%}
     select
@@ -41,13 +42,14 @@
         tag_value,
         operator,
         operator like '%\_if\_exists' escape '\' as holds_without_key,
+        -- not_equals_if_exists: the positive form `equals`, negated.
+        regexp_replace(regexp_replace(operator, '_if_exists$', ''), '^not_', '') as positive_operator,
+        operator like 'not\_%' escape '\' as is_negated,
         coalesce(
             attribute_name = 'resource_tag_key'
             and tag_key is not null
             and tag_value is not null
-            and regexp_replace(operator, '_if_exists$', '') in (
-                'equals', 'not_equals', 'equals_ignore_case', 'not_equals_ignore_case', 'matches', 'not_matches'
-            ),
+            and positive_operator in ('equals', 'equals_ignore_case', 'matches'),
             false
         ) as is_evaluable
     from (

@@ -50,11 +50,11 @@ checked as (
         candidates.workspace_id,
         candidates.resource_id,
         conditions.condition_number,
-        conditions.operator,
+        conditions.is_negated,
         conditions.holds_without_key,
         conditions.is_evaluable,
         count(tags.tagging_id) > 0 as has_key,
-        coalesce(bool_or(case regexp_replace(regexp_replace(conditions.operator, '_if_exists$', ''), '^not_', '')
+        coalesce(bool_or(case conditions.positive_operator
             when 'equals' then tags.tag_value = conditions.tag_value
             when 'equals_ignore_case' then lower(tags.tag_value) = lower(conditions.tag_value)
             when 'matches' then tags.tag_value glob conditions.tag_value
@@ -77,7 +77,7 @@ failed as (
     where not (
         is_evaluable and case
             when not has_key then holds_without_key
-            when operator like 'not\_%' escape '\' then not some_value_satisfies
+            when is_negated then not some_value_satisfies
             else some_value_satisfies
         end
     )
