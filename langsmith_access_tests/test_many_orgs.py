@@ -538,6 +538,35 @@ def test_one_orgs_missing_key_stops_only_that_orgs_runs(org_environment, synced,
     assert len(two_orgs.sandboxes["eu"].request_log) == eu_requests_before  # refused before any request
 
 
+def test_a_scheduled_sync_an_orgs_missing_key_keeps_from_starting_raises_its_sync_failed(
+        org_environment, synced, monkeypatch, tmp_path):
+    # eu's secret is gone from the deployment: the schedule launches none of its runs, so no run
+    # fails and nothing would say its tables stopped changing. Each tick raises eu's sync.failed
+    # instead (once per tick), which the outbox sensor delivers under eu's slug.
+    from langsmith_access.definitions import defs
+
+    two_orgs = org_environment
+    copies_of_the_synced_databases(two_orgs, tmp_path, monkeypatch)
+    monkeypatch.delenv("LANGSMITH_API_KEY_EU")
+    with WebhookReceiver() as receiver:
+        monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", receiver.url)
+        definitions = defs()
+        schedule = definitions.resolve_schedule_def("langsmith_access_sync_schedule")
+        tick_at = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+        for _ in range(2):  # the same tick evaluated again raises nothing new
+            with dg.build_schedule_context(repository_def=definitions.get_repository_def(),
+                                           scheduled_execution_time=tick_at) as context:
+                assert [r.partition_key for r in schedule.evaluate_tick(context).run_requests] == ["us"]
+        with dg.instance_for_test() as instance:
+            said = tick_sensor("notification_outbox_sensor", instance, definitions=definitions)[0].skip_message
+        assert said == "us: No notification due; eu: Delivered 1 notification(s).", said
+        [body] = receiver.bodies()
+    assert (body["org"], body["event"]) == ("eu", "sync.failed")
+    assert "the sync scheduled for 2026-12-06T03:00:00Z was not started" in body["detail"], body["detail"]
+    assert "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set" in body["detail"], body["detail"]
+    assert receiver.path not in body["detail"]
+
+
 def readme_cross_org_queries() -> list[str]:
     text = README.read_text(encoding="utf-8")
     start = text.index("### One question across every org")

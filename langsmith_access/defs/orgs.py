@@ -168,16 +168,22 @@ def not_looked_at(left: Sequence[str], budget_seconds: float, then: str) -> str:
 
 def schedule_tick(context: dg.ScheduleEvaluationContext, orgs: Orgs,
                   waits: Callable[[Org], str | None] = lambda org: None,
-                  budget_seconds: float = TICK_BUDGET_SECONDS):
+                  budget_seconds: float = TICK_BUDGET_SECONDS,
+                  on_no_key: Callable[[Org, str], str | None] | None = None):
     """One tick of a schedule: a run per org (``org_run_requests``), but none for an org with no
     usable key (its run would fail at its start, every tick) or one ``waits`` gives a reason for
     (looked at side by side: ``look_at_each_org``); those are named with why (logged beside
-    the runs, or the tick's skip reason). An org the tick could not look at within
-    ``budget_seconds`` is launched, as one whose copy cannot be read now: its run checks for
-    itself (a schedule keeps no cursor to start its next tick with it, which may be an hour
-    away); the tick names those orgs."""
+    the runs, or the tick's skip reason). ``on_no_key(org, reason)`` is called for each org
+    without a usable key (side by side too); what it returns is said after that org's reason.
+    An org the tick could not look at within ``budget_seconds`` is launched, as one whose copy
+    cannot be read now: its run checks for itself (a schedule keeps no cursor to start its next
+    tick with it, which may be an hour away); the tick names those orgs."""
     deadline = tick_deadline(budget_seconds)
     no_key = {org.slug: reason for org in orgs if (reason := no_key_reason(org))}
+    if on_no_key is not None:
+        said = look_at_each_org([org for org in orgs if org.slug in no_key],
+                                lambda org: on_no_key(org, no_key[org.slug]), deadline=deadline)
+        no_key.update({slug: f"{no_key[slug]} {problem}" for slug, problem in said.items() if problem})
     looked = look_at_each_org([org for org in orgs if org.slug not in no_key], waits, deadline=deadline)
     left = [org.slug for org in orgs if org.slug not in no_key and org.slug not in looked]
     waiting = [(slug, reason) for slug in orgs.slugs if (reason := no_key.get(slug) or looked.get(slug))]

@@ -595,6 +595,30 @@ def test_orgs_whose_runs_cannot_be_counted_within_the_budget_wait_for_the_next_t
     assert {request.partition_key for request in second} == set(slugs)
 
 
+def test_a_schedule_says_what_on_no_key_returns_after_that_orgs_reason(tmp_path, monkeypatch):
+    # The sync schedule's sync.failed for an org without its key (governance.notifications):
+    # called for those orgs only, and what it could not do is said beside the org's reason.
+    orgs = orgs_holding(tmp_path, monkeypatch, ["keyed", "keyless", "also-keyless"])
+    monkeypatch.delenv("KEY_1")
+    monkeypatch.delenv("KEY_2")
+    orgs = deployment_orgs()
+    called = []
+
+    def on_no_key(org, reason):
+        called.append((org.slug, reason))
+        return "Its sync.failed is not recorded: busy." if org.slug == "keyless" else None
+
+    with dg.build_schedule_context() as context:
+        requests = schedule_tick(context, orgs, on_no_key=on_no_key)
+    assert [request.partition_key for request in requests] == ["keyed"]
+    assert sorted(slug for slug, _ in called) == ["also-keyless", "keyless"]
+    assert all("KEY_" in reason and reason.endswith("No run until then.") for _, reason in called)
+    monkeypatch.setenv("KEY_0", "")  # now no org has a key: the tick's skip reason says it all
+    with dg.build_schedule_context() as context:
+        said = schedule_tick(context, deployment_orgs(), on_no_key=on_no_key).skip_message
+    assert "keyless: " in said and "No run until then. Its sync.failed is not recorded: busy; also-keyless: " in said
+
+
 def test_the_inventory_schedule_launches_the_orgs_it_could_not_look_at_in_time(tmp_path, monkeypatch, capfd):
     # A schedule keeps no cursor, and its rule for a copy it cannot read is to launch the run,
     # which checks for itself: an org it had no time to look at is launched the same way, named.

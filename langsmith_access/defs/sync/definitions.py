@@ -1,6 +1,8 @@
 """The sync job and its schedule, partitioned by org (``defs/orgs.py``)."""
 
 
+from datetime import UTC, datetime
+
 import dagster as dg
 
 from langsmith_access import names
@@ -13,6 +15,7 @@ from langsmith_access.defs.extract.assets import (
 from langsmith_access.defs.orgs import deployment_orgs, org_run_config, schedule_tick
 from langsmith_access.defs.sync.publish import analysts_database
 from langsmith_access.defs.transform.assets import access_tables
+from langsmith_access.governance.notifications import notify_sync_not_started
 from langsmith_access.settings import Settings
 
 SYNC_JOB_NAME = names.SYNC_JOB
@@ -35,6 +38,15 @@ def sync_job(config: dg.PartitionedConfig):
     )
 
 
+def scheduled_time(context: dg.ScheduleEvaluationContext) -> datetime:
+    """The time the tick was scheduled for; now for a tick evaluated without one (Dagster's
+    property raises then: ``build_schedule_context()`` with no time)."""
+    try:
+        return context.scheduled_execution_time
+    except Exception:
+        return datetime.now(UTC)
+
+
 @dg.definitions
 def sync_definitions() -> dg.Definitions:
     orgs = deployment_orgs()
@@ -50,7 +62,11 @@ def sync_definitions() -> dg.Definitions:
     )
     def langsmith_access_sync_schedule(context: dg.ScheduleEvaluationContext):
         # The orgs of the definitions' load: a changed orgs file takes a code server reload.
-        return schedule_tick(context, orgs)
+        scheduled_at = scheduled_time(context)
+        # An org left without a usable key raises sync.failed on each tick, as a failing run
+        # would: its tables would otherwise go stale without a word.
+        return schedule_tick(context, orgs, on_no_key=lambda org, reason: notify_sync_not_started(
+            org, reason, scheduled_at=scheduled_at))
 
     # analysts_database itself comes from publish.py, like every other asset from its module.
     return dg.Definitions(jobs=[job], schedules=[langsmith_access_sync_schedule])
