@@ -64,7 +64,7 @@ def request_grant(user: str, workspace: str, role: str, *, reason: str | None = 
     the_org = resolve_org(org)
     change = ChangeRequest("grant", user, workspace, role, reason, requested_by, duration=duration, until=until)
     return submit(_database(database, the_org), change, policy_path=the_org.policy_path,
-                  notifier=Notifier.from_settings(the_org.settings, the_org.slug))
+                  notifier=Notifier.of_org(the_org))
 
 
 def request_revoke(user: str, workspace: str, role: str, *, reason: str | None = None,
@@ -98,15 +98,17 @@ def _decide(request_id: str, decision: str, by: str, comment: str | None,
             database: str | Path | None, org: str | Org | None) -> DecisionResult:
     the_org = resolve_org(org)
     return decide(_database(database, the_org), request_id, decision, by, comment,
-                  policy_path=the_org.policy_path, notifier=Notifier.from_settings(the_org.settings, the_org.slug))
+                  policy_path=the_org.policy_path, notifier=Notifier.of_org(the_org))
 
 
 def deliver_notifications(*, database: str | Path | None = None, lease_timeout_seconds: float = 5.0,
                           org: str | Org | None = None) -> DeliveryReport:
-    """POST ``org``'s notifications that are due to its webhook (``LANGSMITH_ACCESS_WEBHOOK_URL``;
-    nothing when it is unset). Never raises: what could not be delivered is retried later, with
-    backoff."""
+    """POST ``org``'s notifications that are due to its webhook (its orgs-file entry's
+    ``webhook_url_env``, else ``LANGSMITH_ACCESS_WEBHOOK_URL``; nothing when neither is set). Never
+    raises: what could not be delivered is retried later, with backoff."""
     the_org = resolve_org(org)
+    if the_org.webhook_problem:
+        return DeliveryReport(problem=the_org.webhook_problem)
     return deliver_due(_database(database, the_org), Webhook.from_settings(the_org.settings),
                        lease_timeout_seconds=lease_timeout_seconds)
 

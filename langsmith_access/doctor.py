@@ -189,6 +189,24 @@ class Diagnosis:
             for check in self.checks
         ])
 
+    def with_webhook_problem(self, problem: str | None) -> Diagnosis:
+        """An org's own webhook that cannot be used yet (``Org.webhook_problem``): LangSmith
+        works, but its notifications wait, so a passing configuration check warns, saying why."""
+        if not problem:
+            return self
+        return Diagnosis([
+            replace(check, status=WARN, detail=f"{check.detail}; but {problem}", fix=WEBHOOK_VARIABLE_FIX)
+            if check.name == "configuration" and check.status == OK else check
+            for check in self.checks
+        ])
+
+
+WEBHOOK_VARIABLE_FIX = (
+    "set the variable the org's webhook_url_env names to its webhook's http(s) URL in every process that "
+    "serves the org (then reload the code location), or remove webhook_url_env from its entry to use "
+    "LANGSMITH_ACCESS_WEBHOOK_URL"
+)
+
 
 def run_checks(
     environ: Mapping[str, str] | None = None,
@@ -206,7 +224,8 @@ def run_checks(
             problems = [str(problem) for _, problem in org.settings.client_problems()] or problems
         return configuration_failure(*problems)
     if org is not None:
-        return run_checks(settings=org.settings, client_factory=client_factory).worded_for(org)
+        diagnosis = run_checks(settings=org.settings, client_factory=client_factory).worded_for(org)
+        return diagnosis.with_webhook_problem(org.webhook_problem)
     doctor = _Doctor()
     try:
         from_environment = settings is None

@@ -805,8 +805,11 @@ SINGLE_ORG_KEY_VARIABLE = "LANGSMITH_API_KEY"
 # nothing a path could misread.
 ORG_SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 ORG_DATABASE_FILE = "langsmith_access.duckdb"
-# The keys of one entry of the orgs file; all but ``policy`` are required.
-ORG_ENTRY_KEYS = ("slug", "organization_id", "endpoint", "api_key_env", "policy")
+# The keys of one entry of the orgs file; all but ``ORG_ENTRY_OPTIONAL_KEYS`` are required.
+ORG_ENTRY_KEYS = ("slug", "organization_id", "endpoint", "api_key_env", "policy", "webhook_url_env", "webhook_format")
+# An org's own policy file, and its own webhook (the name of the variable holding its URL, and
+# its format): without them, LANGSMITH_ACCESS_POLICY and LANGSMITH_ACCESS_WEBHOOK_URL/_FORMAT.
+ORG_ENTRY_OPTIONAL_KEYS = ("policy", "webhook_url_env", "webhook_format")
 # What LangSmith keys start with (service keys, personal tokens, legacy keys): a value like
 # this in the orgs file is a pasted key.
 KEY_PREFIXES = ("lsv2_", "ls__")
@@ -867,6 +870,15 @@ class Org:
     # Why this org has no usable key (its variable unset, or not a service key), when it was
     # loaded with load_orgs(refuse_unusable_keys=False); None otherwise. client() raises it.
     key_problem: str | None = None
+    # Why the webhook its entry names (webhook_url_env) cannot be used (the variable unset, or not
+    # a URL), when loaded so: its notifications are still queued, and wait until it is fixed.
+    webhook_problem: str | None = None
+
+    @property
+    def notifies(self) -> bool:
+        """Whether events are queued for a webhook: one is set, or its own is named but cannot
+        be used yet (``webhook_problem``)."""
+        return self.settings.webhook_url is not None or self.webhook_problem is not None
 
     @property
     def organization_id(self) -> str | None:
@@ -954,7 +966,9 @@ def load_orgs(environ: Mapping[str, str] | None = None, *, refuse_unusable_keys:
     (the Dagster definitions, ``defs.orgs.deployment_orgs``): an entry whose key variable is unset
     or holds no service key is still an org, without a key; its ``key_problem`` says why, and
     ``Org.client()`` raises that, so one org's missing key stops only that org's runs. The single
-    org of the variables gets its ``key_problem`` alike, where they cannot reach the API."""
+    org of the variables gets its ``key_problem`` alike, where they cannot reach the API. An
+    entry's own webhook variable (``webhook_url_env``) unset or not a URL is its
+    ``webhook_problem`` so, its notifications queued and waiting."""
     env = os.environ if environ is None else environ
     shared = Settings.from_env(env)
     default_policy = shared.policy_path  # read as the variables are: without the spaces around it
@@ -1106,10 +1120,10 @@ def _read_org_entry(
     if unknown:
         raise SettingsError(
             f"{where} has unknown keys {', '.join(map(shown, unknown))}: the keys of an entry are "
-            f"{', '.join(ORG_ENTRY_KEYS)} (policy optional). An org's API key never goes in this "
-            "file: it stays in a variable, which api_key_env names."
+            f"{', '.join(ORG_ENTRY_KEYS)} ({', '.join(ORG_ENTRY_OPTIONAL_KEYS)} optional). An org's API key "
+            "never goes in this file: it stays in a variable, which api_key_env names."
         )
-    required = [name for name in ORG_ENTRY_KEYS if name != "policy"]
+    required = [name for name in ORG_ENTRY_KEYS if name not in ORG_ENTRY_OPTIONAL_KEYS]
     missing = [name for name in required if entry.get(name) in (None, "")]
     if missing:
         raise SettingsError(f"{where} lacks {', '.join(missing)}: every entry needs {', '.join(required)}.")
@@ -1180,4 +1194,46 @@ def _read_org_entry(
         organization_id=organization_id,
         duckdb_path=org_database_path(shared.duckdb_path, slug),
     )
-    return Org(slug, settings, variable, policy_path, orgs_file=path, key_problem=key_problem)
+    settings, webhook_problem = _own_webhook(settings, entry, where, slug, env, refuse_unusable_keys)
+    return Org(slug, settings, variable, policy_path, orgs_file=path, key_problem=key_problem,
+               webhook_problem=webhook_problem)
+
+
+def _own_webhook(settings: Settings, entry: Mapping[str, Any], where: str, slug: str, env: Mapping[str, str],
+                 refuse_unusable: bool) -> tuple[Settings, str | None]:
+    """``settings`` with the entry's own webhook (unchanged without one): the URL from the
+    variable ``webhook_url_env`` names (a secret, like the key: never in the file), and
+    ``webhook_format``; and the org's ``webhook_problem``. A variable unset or not a URL is
+    refused like an unusable key; loaded for a deployment, it is the problem instead, and the
+    shared webhook is not used (its notifications would reach another org's receiver)."""
+    own: dict[str, Any] = {}
+    written_format = _unquoted(entry.get("webhook_format") or "")
+    if written_format:
+        own["webhook_format"] = _webhook_format(f"{where}: webhook_format", written_format)
+    variable = _unquoted(entry.get("webhook_url_env") or "")
+    if not variable:
+        return replace(settings, **own), None
+    if not _VARIABLE_NAME.fullmatch(variable):
+        # Not shown: the value typed here is most likely the URL itself, a secret.
+        raise SettingsError(
+            f"{where}: webhook_url_env must be the name of an environment variable (letters, digits and "
+            f"'_', like LANGSMITH_ACCESS_WEBHOOK_URL_{slug.upper().replace('-', '_')}), and the value "
+            "given is not one (not shown: if it is the webhook's URL, it is a secret that never goes in "
+            "this file; put it in that variable, and revoke it if the file was shared)."
+        )
+    own["webhook_url"] = None
+    problem = None
+    try:
+        url = _unquoted(env.get(variable) or "")
+        if not url:
+            raise SettingsError(
+                f"{where}: the variable {variable} named by webhook_url_env is not set: set it to this "
+                "org's webhook URL in the environment of every process that serves the org, or remove "
+                "webhook_url_env from the entry to use LANGSMITH_ACCESS_WEBHOOK_URL."
+            )
+        own["webhook_url"] = _webhook_url(f"{where}: the variable {variable} named by webhook_url_env", url)
+    except SettingsError as unusable:
+        if refuse_unusable:
+            raise
+        problem = f"{unusable} Its notifications wait until then."
+    return replace(settings, **own), problem

@@ -24,6 +24,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from langsmith_access.doctor import run_checks
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith.client import LangSmithClient
 from langsmith_access.names import ORG_TAG
@@ -565,6 +566,66 @@ def test_a_scheduled_sync_an_orgs_missing_key_keeps_from_starting_raises_its_syn
     assert "the sync scheduled for 2026-12-06T03:00:00Z was not started" in body["detail"], body["detail"]
     assert "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set" in body["detail"], body["detail"]
     assert receiver.path not in body["detail"]
+
+
+def raise_an_event_in_each_org(orgs) -> None:
+    """An ``access.expiring`` in each org's outbox, written as its runs write them (its own
+    settings decide whether and for which webhook)."""
+    for org in orgs:
+        database = AccessDatabase.of_org(org)
+        with database.writer_lease("test"):
+            database.ensure_working()
+            with database.connect() as conn:
+                Notifier.of_org(org).notify(
+                    conn, "access.expiring", at=datetime.now(UTC), request_id=f"r-{org.slug}", detail="soon")
+
+
+def test_each_orgs_notifications_go_to_its_own_webhook_when_its_entry_names_one(
+        org_environment, synced, monkeypatch, tmp_path):
+    # eu's entry names its own webhook (its team's channel, in Slack's format); us keeps the shared one.
+    from langsmith_access.definitions import defs
+
+    two_orgs = org_environment
+    copies_of_the_synced_databases(two_orgs, tmp_path, monkeypatch)
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(two_orgs.orgs_file.read_text().replace(
+        "api_key_env: LANGSMITH_API_KEY_EU\n",
+        "api_key_env: LANGSMITH_API_KEY_EU\n  webhook_url_env: LANGSMITH_ACCESS_WEBHOOK_URL_EU\n"
+        "  webhook_format: slack\n"))
+    monkeypatch.setenv(ORGS_FILE_VARIABLE, str(orgs_file))
+    with WebhookReceiver() as shared, WebhookReceiver(path="/hooks/T000/B000/eu-own") as eu_own:
+        monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", shared.url)
+        monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL_EU", eu_own.url)
+        raise_an_event_in_each_org(load_orgs())
+        with dg.instance_for_test() as instance:
+            said = tick_sensor("notification_outbox_sensor", instance, definitions=defs())[0].skip_message
+        assert said == "us: Delivered 1 notification(s); eu: Delivered 1 notification(s).", said
+        assert [(b["org"], b["request_id"]) for b in shared.bodies()] == [("us", "r-us")]
+        [eu_body] = eu_own.bodies()
+    assert set(eu_body) == {"text", "mrkdwn"} and eu_body["text"].startswith("[eu] access.expiring")
+
+    # A deployment without eu's variable (its secret not there yet): eu's events wait, and
+    # never reach the shared webhook another team reads; the tick says why.
+    monkeypatch.delenv("LANGSMITH_ACCESS_WEBHOOK_URL_EU")
+    with WebhookReceiver() as shared:
+        monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", shared.url)
+        raise_an_event_in_each_org(load_orgs(refuse_unusable_keys=False))
+        with dg.instance_for_test() as instance:
+            said = tick_sensor("notification_outbox_sensor", instance, definitions=defs())[0].skip_message
+        assert said.startswith("us: Delivered 1 notification(s); eu: The orgs file "), said
+        assert "the variable LANGSMITH_ACCESS_WEBHOOK_URL_EU named by webhook_url_env is not set" in said
+        assert [b["org"] for b in shared.bodies()] == ["us"]
+    eu = load_orgs(refuse_unusable_keys=False).get("eu")
+    [(waiting,)] = query(AccessDatabase.of_org(eu).working_path,
+                         "SELECT count(*) FROM main.notifications WHERE status = 'pending'")
+    assert waiting == 1
+    # The doctor: LangSmith works for eu, so it passes, its configuration check warning why
+    # eu's notifications wait.
+    diagnosis = run_checks(org=eu)
+    assert diagnosis.ok and [c.status for c in diagnosis.checks] == ["warn"] + ["ok"] * 8, diagnosis.text()
+    [configuration] = [c for c in diagnosis.checks if c.name == "configuration"]
+    assert "LANGSMITH_ACCESS_WEBHOOK_URL_EU named by webhook_url_env is not set" in configuration.detail
+    assert "webhook_url_env" in configuration.fix
 
 
 def readme_cross_org_queries() -> list[str]:

@@ -319,6 +319,61 @@ def test_loaded_for_a_deployment_an_org_without_a_usable_key_stops_only_its_own_
         load_orgs({ORGS_FILE_VARIABLE: str(orgs_file), **KEYS}, refuse_unusable_keys=False)
 
 
+SHARED_HOOK = "https://hooks.example.com/shared/s3cr3t-shared"
+EU_HOOK = "https://hooks.slack.com/services/T0/B0/s3cr3t-eu"
+EU_OWN_WEBHOOK = TWO_ORGS + "  webhook_url_env: LANGSMITH_ACCESS_WEBHOOK_URL_EU\n  webhook_format: slack\n"
+
+
+def test_an_org_may_have_its_own_webhook_named_by_its_variable(tmp_path):
+    # eu's team reads its own channel: its notifications go there, in its format; us keeps the
+    # shared webhook of LANGSMITH_ACCESS_WEBHOOK_URL.
+    us, eu = orgs_from(tmp_path, EU_OWN_WEBHOOK, LANGSMITH_ACCESS_WEBHOOK_URL=SHARED_HOOK,
+                       LANGSMITH_ACCESS_WEBHOOK_URL_EU=f" {EU_HOOK}\n")
+    assert (us.settings.webhook_url.reveal(), us.settings.webhook_format) == (SHARED_HOOK, "json")
+    assert (eu.settings.webhook_url.reveal(), eu.settings.webhook_format) == (EU_HOOK, "slack")
+    assert us.notifies and eu.notifies and eu.webhook_problem is None
+    assert EU_HOOK not in repr(eu) and "s3cr3t" not in repr(eu)
+    # Without a shared one, only eu notifies.
+    us, eu = orgs_from(tmp_path, EU_OWN_WEBHOOK, LANGSMITH_ACCESS_WEBHOOK_URL_EU=EU_HOOK)
+    assert not us.notifies and eu.settings.webhook_url.reveal() == EU_HOOK
+
+
+@pytest.mark.parametrize("value, said", [
+    ("", "the variable LANGSMITH_ACCESS_WEBHOOK_URL_EU named by webhook_url_env is not set"),
+    ("hooks.slack.com/services/T0/B0/s3cr3t-eu", "the variable LANGSMITH_ACCESS_WEBHOOK_URL_EU named by "
+     "webhook_url_env must be an http(s) URL"),
+])
+def test_an_orgs_webhook_variable_unset_or_no_url_is_refused_or_its_problem_for_a_deployment(tmp_path, value, said):
+    message = refusal(tmp_path, EU_OWN_WEBHOOK, LANGSMITH_ACCESS_WEBHOOK_URL=SHARED_HOOK,
+                      LANGSMITH_ACCESS_WEBHOOK_URL_EU=value)
+    assert "entry 2 (line 5), slug 'eu'" in message and said in message, message
+    assert "s3cr3t" not in message
+    # Loaded for a deployment, eu's notifications are still queued (they wait), never sent to
+    # the shared webhook, which another team reads; us is untouched.
+    orgs_file = tmp_path / "orgs.yaml"
+    us, eu = load_orgs({ORGS_FILE_VARIABLE: str(orgs_file), **KEYS, "LANGSMITH_ACCESS_WEBHOOK_URL": SHARED_HOOK,
+                        "LANGSMITH_ACCESS_WEBHOOK_URL_EU": value}, refuse_unusable_keys=False)
+    assert us.settings.webhook_url.reveal() == SHARED_HOOK and us.webhook_problem is None
+    assert eu.settings.webhook_url is None and eu.notifies
+    assert said in eu.webhook_problem and eu.webhook_problem.endswith("wait until then.")
+    assert "s3cr3t" not in eu.webhook_problem
+
+
+@pytest.mark.parametrize("written", ["https://hooks.slack.com/services/T0/B0/s3cr3t-eu", "WEBHOOK-EU"])
+def test_a_webhook_variable_name_that_is_not_one_is_refused_without_being_shown(tmp_path, written):
+    message = refusal(tmp_path, TWO_ORGS + f"  webhook_url_env: {written}\n")
+    assert "webhook_url_env must be the name of an environment variable" in message
+    assert "LANGSMITH_ACCESS_WEBHOOK_URL_EU" in message and written not in message
+
+
+def test_an_orgs_webhook_format_must_be_one_of_the_formats(tmp_path):
+    message = refusal(tmp_path, TWO_ORGS + "  webhook_format: teams\n")
+    assert "slug 'eu': webhook_format must be one of json, slack" in message, message
+    # Its own format alone applies to the shared webhook.
+    _, eu = orgs_from(tmp_path, TWO_ORGS + "  webhook_format: ' Slack '\n", LANGSMITH_ACCESS_WEBHOOK_URL=SHARED_HOOK)
+    assert (eu.settings.webhook_url.reveal(), eu.settings.webhook_format) == (SHARED_HOOK, "slack")
+
+
 def test_a_key_variable_holding_a_personal_token_names_the_variable_not_the_token(tmp_path):
     token = "lsv2_pt_personal000000000000000000_secret"
     message = refusal(tmp_path, TWO_ORGS, LANGSMITH_API_KEY_US=token)
@@ -385,7 +440,8 @@ def test_a_missing_entry_key(tmp_path, without):
 def test_an_unknown_entry_key(tmp_path):
     message = refusal(tmp_path, TWO_ORGS.replace("  policy:", "  polcy:"))
     assert "entry 2 (line 5) has unknown keys 'polcy'" in message
-    assert "slug, organization_id, endpoint, api_key_env, policy" in message
+    assert "slug, organization_id, endpoint, api_key_env, policy, webhook_url_env, webhook_format (policy, " \
+        "webhook_url_env, webhook_format optional)" in message, message
 
 
 def test_a_key_pasted_into_the_file_is_refused_without_being_repeated(tmp_path):

@@ -160,7 +160,7 @@ class SyncDatabase(OrgScopedResource):
             return scratch
         try:
             rebuild_history(scratch, database.dbt_target_path, unused_days=self.org.settings.unused_days,
-                            notifier=Notifier.from_settings(self.org.settings, self.org.slug))
+                            notifier=Notifier.of_org(self.org))
         except Exception as error:
             # The run goes on as if nothing were unbuilt (its own build lays the changes over the
             # listings, dated at its build): a failure here must not stop every sync after it.
@@ -219,7 +219,7 @@ class SyncDatabase(OrgScopedResource):
         record_failed_run(conn, sync_id=sync_id, started_at=started_at, finished_at=finished_at,
                           api_stats=api_stats, job=job, failure=without_secrets(failure, secrets),
                           organization_id=org.settings.organization_id)
-        notifier = Notifier.from_settings(org.settings, org.slug)
+        notifier = Notifier.of_org(org)
         if notifier.enabled:
             detail = without_secrets(
                 f"{job} run {sync_id} failed and published nothing (the analysts' database is as "

@@ -231,8 +231,13 @@ class Notifier:
 
     @classmethod
     def from_settings(cls, settings: Settings, org: str) -> Notifier:
-        return cls(org=org, enabled=settings.webhook_url is not None,
-                   secrets=(settings.webhook_url, settings.api_key))
+        return cls(org=org, enabled=settings.webhook_url is not None, secrets=(settings.webhook_url, settings.api_key))
+
+    @classmethod
+    def of_org(cls, org: Org) -> Notifier:
+        """The org's notifier: on while it has a webhook, or names its own that cannot be used
+        yet (``Org.webhook_problem``: its notifications are queued and wait)."""
+        return cls(org=org.slug, enabled=org.notifies, secrets=(org.settings.webhook_url, org.settings.api_key))
 
     def hidden(self, text: str) -> str:
         """``text`` typed by a person (a reason, a decision's comment) with the org's own secrets
@@ -269,7 +274,7 @@ def notify_sync_not_started(org: Org, reason: str, *, scheduled_at: datetime, no
 
     The schedule's tick takes the org's writer lease briefly, as the outbox sensor does. Returns
     why the notification could not be recorded this tick (the next tick tries again), or None."""
-    notifier = Notifier.from_settings(org.settings, org.slug)
+    notifier = Notifier.of_org(org)
     database = AccessDatabase.of_org(org)
     try:
         # Inside: a folder that cannot be looked at is this org's to report, not the tick's.
@@ -511,7 +516,11 @@ def deliver_due_for_orgs(orgs: Iterable[Org], **options) -> dict[str, DeliveryRe
     never holds up the other sensors, and ``sync --all-orgs`` waits one budget."""
     orgs = list(orgs)
     webhooks = {org.slug: Webhook.from_settings(org.settings) for org in orgs}
-    reports: dict[str, DeliveryReport | None] = dict.fromkeys(webhooks)
+    reports: dict[str, DeliveryReport | None] = {
+        # An org whose own webhook cannot be used yet: its rows wait, and every delivery says why.
+        org.slug: DeliveryReport(problem=org.webhook_problem) if org.webhook_problem else None
+        for org in orgs
+    }
     delivering = [org for org in orgs if webhooks[org.slug] is not None]
     reports.update(each_org_side_by_side(
         delivering, lambda org: deliver_due(AccessDatabase.of_org(org), webhooks[org.slug], **options),

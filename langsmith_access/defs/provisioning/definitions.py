@@ -133,7 +133,7 @@ def in_launchpad_terms(text: str) -> str:
 
 def _notifier(org: Org) -> Notifier:
     """Notifications of the run's org: its webhook, its slug in every payload."""
-    return Notifier.from_settings(org.settings, org.slug)
+    return Notifier.of_org(org)
 
 
 class ProvisionConfig(dg.Config):

@@ -72,7 +72,7 @@ def decide_request(
         try:
             result = approvals.decide_on(
                 conn, config.request_id, decision, config.by, config.comment, policy_path=org.policy_path,
-                notifier=Notifier.from_settings(org.settings, org.slug), run_id=context.run.run_id,
+                notifier=Notifier.of_org(org), run_id=context.run.run_id,
                 launched_by=run_launcher(context),
             )
             conn.execute("COMMIT")
@@ -109,7 +109,7 @@ def expiry_due(org: Org, conn: duckdb.DuckDBPyConnection) -> list[str]:
     """What is due in one org (access to end, approvals overdue, expiry warnings): warnings only
     where it has a webhook to send them to."""
     settings = org.settings
-    warning = settings.expiry_warning if settings.webhook_url is not None else None
+    warning = settings.expiry_warning if org.notifies else None
     return expiry.expiry_work_due(conn, queue.now_utc(), warning)
 
 

@@ -76,7 +76,7 @@ def analysts_database(
         # notified exactly when published), once per change however often this runs.
         org = sync_database.org
         drift = unexplained_changes(conn, context.run.run_id)
-        notified = notify_unexplained_changes(conn, Notifier.from_settings(org.settings, org.slug), drift)
+        notified = notify_unexplained_changes(conn, Notifier.of_org(org), drift)
         if notified:
             context.log.info(f"{len(notified)} unexplained change(s): change.unexplained queued for the webhook.")
     if job == SYNC_JOB:  # the inventory rebuilds no grants: it sees no drift
