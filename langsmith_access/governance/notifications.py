@@ -230,10 +230,6 @@ class Notifier:
     secrets: tuple[Secret | None, ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, org: str) -> Notifier:
-        return cls(org=org, enabled=settings.webhook_url is not None, secrets=(settings.webhook_url, settings.api_key))
-
-    @classmethod
     def of_org(cls, org: Org) -> Notifier:
         """The org's notifier: on while it has a webhook, or names its own that cannot be used
         yet (``Org.webhook_problem``: its notifications are queued and wait)."""

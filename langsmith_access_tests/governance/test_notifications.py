@@ -35,7 +35,7 @@ from langsmith_access.governance.notifications import (
     slack_text,
     without_secrets,
 )
-from langsmith_access.settings import Secret, Settings
+from langsmith_access.settings import Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.helpers import cli_in_this_process, lease_held_elsewhere
@@ -329,11 +329,11 @@ def test_nothing_to_do_without_a_webhook_or_a_database(tmp_path, database):
 
 
 def test_without_a_webhook_nothing_is_enqueued(database):
-    notifier = Notifier.from_settings(Settings(), "default")
+    notifier = Notifier.of_org(Org("default", Settings()))
     with database.writer_lease("test"), database.connect() as conn:
         assert notifier.notify(conn, "request.applied", at=T0, request_id="r") is None
     assert rows(database) == []
-    assert Notifier.from_settings(Settings(webhook_url=Secret("http://127.0.0.1:9/h")), "default").enabled
+    assert Notifier.of_org(Org("default", Settings(webhook_url=Secret("http://127.0.0.1:9/h")))).enabled
 
 
 @pytest.mark.parametrize(("event", "payload", "message"), [
@@ -427,7 +427,7 @@ def test_the_webhook_url_quoted_in_a_comment_is_neither_stored_nor_sent(database
     # A Slack incoming-webhook URL carries its credential in its path (no query string to cut):
     # pasted into an approver's comment, it would be stored in the outbox and shown to the channel.
     url = f"https://hooks.slack.com/services/T000/B000/{SECRET}"
-    notifier = Notifier.from_settings(Settings(webhook_url=Secret(url)), "us")
+    notifier = Notifier.of_org(Org("us", Settings(webhook_url=Secret(url))))
     with database.writer_lease("test: a denial"), database.connect() as conn:
         notifier.notify(conn, "request.denied", at=T0, request_id="r-1", detail=f"denied by bob: post to {url}")
     [row] = rows(database)
