@@ -237,6 +237,8 @@ PASTED_KEY = "lsv2_sk_" + "5ec2e7" * 6
     ("LANGSMITH_ACCESS_DUCKDB", PASTED_KEY, "holds what looks like an API key"),
     ("LANGSMITH_ACCESS_DUCKDB", f"data/{PASTED_KEY}.duckdb", "holds what looks like an API key"),
     ("LANGSMITH_ACCESS_POLICY", PASTED_KEY, "holds what looks like an API key"),
+    # A key's body without its prefix in a path is the key all the same.
+    ("LANGSMITH_ACCESS_POLICY", "policies/" + "5ec2e7" * 5 + "5e_5ec2e75ec2.yaml", "holds what looks like an API key"),
 ])
 def test_a_value_that_holds_a_secret_is_refused_without_showing_it(variable, value, message):
     with pytest.raises(SettingsError, match=variable) as error:
@@ -459,6 +461,15 @@ def test_of_several_bad_variables_the_first_is_raised_and_the_doctor_lists_all()
     assert problems[1].startswith("LANGSMITH_ACCESS_MAX_RETRIES must be a whole number")
 
 
+def test_a_variable_refused_as_read_is_not_also_said_to_be_unset():
+    # A key pasted into the org id is refused when read; the doctor's list then said as well
+    # that LANGSMITH_ORGANIZATION_ID "is not set", which it is.
+    problems = Settings.problems_of_env({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32,
+                                         "LANGSMITH_ORGANIZATION_ID": PASTED_KEY})
+    assert len(problems) == 1 and problems[0].startswith("LANGSMITH_ORGANIZATION_ID must be the organization's UUID")
+    assert "5ec2e7" not in problems[0]
+
+
 @pytest.mark.parametrize(("written", "origin"), [
     ("http://api", "http://api"), ("http://api/", "http://api"), ("https://API", "https://API"),
     ("http://api/api/v1/", "http://api"), ("http://api:8080/api", "http://api:8080"),
@@ -466,6 +477,17 @@ def test_of_several_bad_variables_the_first_is_raised_and_the_doctor_lists_all()
 def test_a_host_named_api_is_a_host_not_the_api_suffix(written, origin):
     # DESIGN.md section 8: the host root is accepted as written; a self-hosted install reached by
     # its container's or service's name ("api") was refused as "no http(s) URL".
+    assert Settings.from_env({"LANGSMITH_ENDPOINT": written}).endpoint == origin
+
+
+@pytest.mark.parametrize(("written", "origin"), [
+    ("https://langsmith.example.com/API/V1", "https://langsmith.example.com"),
+    ("https://eu.api.smith.langchain.com/Api/v1/", "https://eu.api.smith.langchain.com"),
+    ("https://example.com/ls/API", "https://example.com/ls"),
+])
+def test_the_api_suffix_is_the_suffix_in_any_case(written, origin):
+    # Kept, a /API/V1 written in capitals became a base path: every request went to
+    # /API/V1/api/v1/... and missed the API.
     assert Settings.from_env({"LANGSMITH_ENDPOINT": written}).endpoint == origin
 
 
@@ -528,6 +550,9 @@ def test_settings_made_in_code_send_the_organization_id_in_its_canonical_form():
     # client() all the same.
     settings = Settings(api_key=Secret("lsv2_sk_" + "0" * 32), organization_id="{" + ORG.upper() + "}")
     assert settings.client().organization_id == ORG
+    # Quotes kept around it (copied from an env file): the UUID inside, as from_env reads it.
+    quoted = Settings(api_key=Secret("lsv2_sk_" + "0" * 32), organization_id=f"'{ORG}'\n")
+    assert quoted.client().organization_id == ORG
 
 
 def test_a_path_variable_or_an_orgs_policy_written_with_a_tilde_is_under_home(monkeypatch, tmp_path):
