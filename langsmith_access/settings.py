@@ -206,8 +206,9 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
             f"https://eu.api.smith.langchain.com (EU) or https://<your-host>/api/v1 (self-hosted), "
             f"got {shown(raw)}."
         )
-    # A query, a fragment or a user and password may hold a secret: refused, and not shown.
-    if parts.query or parts.fragment:
+    # A query, a fragment or a user and password may hold a secret: refused, and not shown. An
+    # empty one too ("...?" or "...#"): every request path is appended, and went into it.
+    if "?" in endpoint or "#" in endpoint:
         raise SettingsError(
             f"{name} must be the API's base URL without a query or fragment "
             f"(like {DEFAULT_ENDPOINT}); the value set has one (not shown)."

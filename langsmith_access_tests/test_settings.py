@@ -491,6 +491,15 @@ def test_the_api_suffix_is_the_suffix_in_any_case(written, origin):
     assert Settings.from_env({"LANGSMITH_ENDPOINT": written}).endpoint == origin
 
 
+@pytest.mark.parametrize("written", ["https://langsmith.example.com/api/v1?", "https://langsmith.example.com/api/v1#",
+                                     "https://langsmith.example.com?/api/v1"])
+def test_an_endpoint_with_an_empty_query_or_fragment_is_refused(written):
+    # Kept, every request went to <endpoint>?/api/v1/... (or #/api/v1/...): to the URL's path
+    # alone, the route in its query or fragment, so the checks blamed the wrong thing.
+    with pytest.raises(SettingsError, match="LANGSMITH_ENDPOINT must be the API's base URL without a query or fragment"):
+        Settings.from_env({"LANGSMITH_ENDPOINT": written})
+
+
 @pytest.mark.parametrize("path", ["ls__archive/langsmith_access.duckdb", "data/lsv2_notes.duckdb", "data/x.duckdb"])
 def test_a_path_that_merely_mentions_a_key_prefix_is_a_path(path):
     settings = Settings.from_env({"LANGSMITH_ACCESS_DUCKDB": path, "LANGSMITH_ACCESS_POLICY": path})
