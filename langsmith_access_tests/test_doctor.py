@@ -643,9 +643,9 @@ def test_an_orgs_file_error_gets_a_fix_naming_the_entry_or_the_org_s_key_variabl
     assert configuration_fix() == f"point {ORGS_FILE_VARIABLE} at the YAML list of your orgs, or unset it"
 
 
-@pytest.mark.parametrize("status, authentication", [(200, "ok"), (422, "skip"), (405, "skip")])
+@pytest.mark.parametrize("status, authentication", [(200, "ok"), (400, "skip"), (422, "skip"), (405, "skip")])
 def test_an_organization_info_that_is_no_refusal_does_not_blame_the_key(sandbox_env, status, authentication):
-    # A 200 that is no organization still accepted the key; a 422 or 405 neither accepts nor refuses it.
+    # A 200 that is no organization still accepted the key; a 400, 422 or 405 neither accepts nor refuses it.
     sandbox, environ = sandbox_env()
     with TamperingProxy(sandbox.url) as proxy:
         proxy.tamper = on("/api/v1/orgs/current/info", lambda answer: answer.with_json([]).replace(status=status))
@@ -1065,6 +1065,19 @@ def test_what_the_server_says_cannot_break_the_one_line_per_check_format(sandbox
     assert [line for line in lines if not line.startswith("  fix: ")] == [
         f"{c.status} {c.name}: {c.detail}" for c in diagnosis.checks], lines
     assert "forged" in check_of(diagnosis, "read_roles").detail
+    assert not re.search(r"[\x00-\x1f\x7f]", "".join(lines) + diagnosis.to_json()), lines
+
+
+def test_a_name_langsmith_answers_with_cannot_break_the_one_line_per_check_format(sandbox_env):
+    # Not only errors: the organization's own name goes into the organization check's detail.
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/orgs/current/info", lambda answer: answer.with_json(
+            {**answer.json(), "display_name": "Acme\nfail workspace_rbac: forged\u001b[2J"}))
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    lines = diagnosis.text().splitlines()
+    assert lines == [f"{c.status} {c.name}: {c.detail}" for c in diagnosis.checks], lines
+    assert diagnosis.ok and "forged" in check_of(diagnosis, "organization").detail
     assert not re.search(r"[\x00-\x1f\x7f]", "".join(lines) + diagnosis.to_json()), lines
 
 
