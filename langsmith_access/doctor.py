@@ -799,6 +799,9 @@ def _fix_for(error: LangSmithError, *, refused: str) -> str:
 # A settings message starts with what it is about: a variable, or an orgs file entry.
 _LEADING_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*\b")
 _UNSET_KEY_VARIABLE = re.compile(r"the variable (\w+) named by api_key_env is not set")
+# An org's key refused as read: "<its api_key_env> (the key of org 'eu' in <file>) is ...", the
+# variable named whatever the entry chose (not always LANGSMITH_API_KEY_<SLUG>).
+_ORG_KEY_VARIABLE = re.compile(r"(\w+) \(the key of org ")
 
 
 def configuration_fix(message: str) -> str:
@@ -810,6 +813,9 @@ def configuration_fix(message: str) -> str:
             return key_fix(unset.group(1)) + " (or name the right variable in that entry's api_key_env)"
         what = "that entry of the orgs file" if ", entry " in message else "the orgs file"
         return f"correct {what} as the message says ({ORGS_FILE_VARIABLE} names the file)"
+    own_key = _ORG_KEY_VARIABLE.match(message)
+    if own_key:
+        return key_fix(own_key.group(1))
     leading = _LEADING_VARIABLE.match(message)
     variable = leading.group() if leading else ""
     if variable == "LANGSMITH_ENDPOINT":

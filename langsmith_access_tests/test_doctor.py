@@ -1169,3 +1169,18 @@ def test_the_default_org_without_key_or_id_names_both_with_their_fixes():
     assert "LANGSMITH_API_KEY is not set" in configuration.detail
     assert "LANGSMITH_ORGANIZATION_ID is not set" in configuration.detail
     assert "set LANGSMITH_ORGANIZATION_ID to your organization's UUID" in configuration.fix
+
+
+@pytest.mark.parametrize("variable", ["LANGSMITH_API_KEY_EU", "EU_SERVICE_KEY", "eu_key"])
+@pytest.mark.parametrize("key", ["lsv2_pt_" + "0" * 32, "lsv2_sk_..."])
+def test_an_orgs_unusable_key_gets_the_key_fix_whatever_its_variable_is_called(tmp_path, variable, key):
+    # api_key_env may name any variable: the fix for a personal token (or a key's short form)
+    # in it was "correct EU_SERVICE_KEY as the message says" unless its name began with
+    # LANGSMITH_API_KEY.
+    orgs = tmp_path / "orgs.yaml"
+    orgs.write_text("- slug: eu\n  organization_id: 00000000-0000-4000-8000-000000000002\n"
+                    f"  endpoint: https://eu.api.smith.langchain.com\n  api_key_env: {variable}\n")
+    env = {ORGS_FILE_VARIABLE: str(orgs), "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "data" / "x.duckdb"), variable: key}
+    configuration = run_checks(org=load_orgs(env, refuse_unusable_keys=False).get("eu")).checks[0]
+    assert configuration.status == "fail" and configuration.detail.startswith(f"{variable} (the key of org 'eu'")
+    assert configuration.fix == doctor.key_fix(variable)
