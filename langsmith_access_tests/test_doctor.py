@@ -101,6 +101,15 @@ def test_self_hosted_through_api_v1_is_all_ok(sandbox_env):
     assert set(statuses(environ).values()) == {"ok"}
 
 
+def test_the_configuration_check_names_the_endpoint_it_reaches_as_normalised(sandbox_env):
+    # What the operator set (a trailing /api/v1/) is not what requests go to: the doctor says which.
+    sandbox, environ = sandbox_env(deployment="self-hosted")
+    configuration = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": sandbox.url + "/api/v1/"}), "configuration")
+    assert configuration.status == "ok", configuration
+    assert configuration.detail == (f"service key set (not shown), organization {sandbox.organization_id}, "
+                                    f"endpoint {sandbox.url}")
+
+
 def test_a_default_role_key_warns_read_all_workspaces(sandbox_env):
     _, environ = sandbox_env(key_role="org-user")
     result = statuses(environ)
@@ -273,6 +282,15 @@ def test_cli_lines_json_and_exit_codes(sandbox_env):
     assert json.loads(failing.stdout)["ok"] is False
     plus, plus_env = sandbox_env(plan="plus")
     assert run_cli(plus_env).returncode == 1
+
+
+def test_all_orgs_with_the_one_org_of_the_variables_counts_it_as_one(sandbox_env):
+    sandbox, environ = sandbox_env()
+    done = run_cli(environ, "--all-orgs")
+    assert done.returncode == 0 and done.stdout.startswith("== default ==\nok configuration: "), done
+    assert done.stderr.strip().endswith("No check failed for the 1 org."), done.stderr
+    failing = run_cli({**environ, "LANGSMITH_ORGANIZATION_ID": "nope"}, "--all-orgs")
+    assert failing.returncode == 1 and failing.stderr.strip().endswith("A check failed for 1 of 1 org: default.")
 
 
 def test_the_op_job_runs_the_checks_and_fails_when_one_fails(sandbox_env, monkeypatch):
