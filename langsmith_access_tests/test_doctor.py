@@ -630,6 +630,18 @@ def test_an_org_that_cannot_be_chosen_fails_configuration_as_json(orgs_file, org
     assert f"  fix: {ORG_SELECTION_FIX}" in lines.stdout.splitlines()
 
 
+def test_all_orgs_as_json_keeps_its_shape_when_the_orgs_file_is_refused(orgs_file):
+    # `doctor --all-orgs --json` promises {"ok", "orgs": [...]}: a file it cannot use lists no
+    # org, and its configuration check says why.
+    orgs_file.write_text(orgs_file.read_text().replace("slug: eu", "slug: us"))
+    done = cli_in_this_process("doctor", "--all-orgs", "--json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is False and report["orgs"] == []
+    [configuration, *_] = report["checks"]
+    assert configuration["status"] == "fail" and "already used" in configuration["detail"]
+
+
 def test_an_orgs_file_error_gets_a_fix_naming_the_entry_or_the_org_s_key_variable(orgs_file, monkeypatch):
     def configuration_fix(slug: str = "us") -> str:
         done = cli_in_this_process("doctor", "--json", "--org", slug)
