@@ -295,6 +295,18 @@ def test_bad_values_and_unknown_names_are_refused_together(tmp_path, synced):
     assert "'8x' is not a duration" in reasons and "unknown role 'Ghost'" in reasons
 
 
+def test_a_bad_value_is_refused_even_when_every_name_resolves(tmp_path, synced):
+    # Nothing is queued under a half-read policy: names that all resolve do not let a file
+    # whose values did not read through (its wait dropped, its default lost) be used.
+    conn, _, _ = synced
+    path = write(tmp_path, EXAMPLE.replace("wait_at_most: 72h", "wait_at_most: 0s").replace("default: null",
+                                                                                             "default: 30x"))
+    with pytest.raises(PolicyError) as error:
+        governing_policy(path, conn)
+    assert [line for line, _ in error.value.problems] == [6, 8], error.value.problems
+    assert "approval.wait_at_most '0s' is zero" in str(error.value) and str(path) in str(error.value)
+
+
 def test_no_file_means_no_policy(synced):
     conn, _, _ = synced
     assert governing_policy(None, conn) is NO_POLICY
