@@ -352,6 +352,19 @@ def test_enqueue_refuses_anything_but_the_documented_payload(database, event, pa
     assert rows(database) == []
 
 
+def test_enqueue_itself_cuts_credentials_from_a_detail(database):
+    # enqueue is the one way into the outbox: a payload built without a Notifier (which scrubs
+    # first) still loses a key or a URL's password before it is stored.
+    token = "lsv2_sk_0123456789abcdef0123456789abcdef"
+    payload = notification("sync.failed", at=T0, org="acme",
+                           detail=f"key {token} refused at https://ops:hunter2@proxy.example/x")
+    with database.writer_lease("test"), database.connect() as conn:
+        enqueue(conn, "sync.failed", payload, now=T0)
+    [row] = rows(database)
+    assert token not in row["payload"] and "hunter2" not in row["payload"], row["payload"]
+    assert json.loads(row["payload"])["detail"] == "key <key> refused at https://<credentials>@proxy.example/x"
+
+
 def test_the_documented_events_and_keys():
     assert EVENTS == ("request.awaiting_approval", "request.applied", "request.failed", "request.denied",
                       "request.approval_expired", "access.expiring", "access.expired", "change.unexplained",
