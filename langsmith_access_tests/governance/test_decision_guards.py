@@ -225,6 +225,20 @@ def test_at_its_deadline_or_its_until_a_request_is_past_them():
                        "ends": "no decision before 2026-06-01T11:59Z"}
 
 
+def test_a_decision_at_the_instant_of_the_deadline_alone_finds_the_request_expired():
+    # No --until to end it first: the deadline itself is what a decision at that very instant meets.
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    conn.execute(
+        "INSERT INTO main.provisioning_requests (request_id, action, user_id, workspace_id, role_id, status, "
+        "requested_at, updated_at, approval_deadline) VALUES ('due', 'grant', 'u', 'w', 'r', 'awaiting_approval', "
+        "?, ?, ?)", [at - timedelta(hours=72), at - timedelta(hours=72), at])
+    decided = decide_on(conn, "due", "approved", "ada@example.com", now=at)
+    assert (decided.recorded, decided.status) == (False, "approval_expired"), decided
+    assert "waited past its approval deadline (2026-06-01T12:00Z)" in decided.message
+
+
 
 def test_a_grant_only_its_requester_or_grantee_could_approve_is_refused_at_once(governed, tmp_path, monkeypatch):
     # Without self-approval, a grant whose only approvers are its requester or its grantee can
