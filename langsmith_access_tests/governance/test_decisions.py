@@ -56,6 +56,8 @@ def test_asked_terms_within_the_roles_max_are_kept_and_expire_from_when_applied(
     assert until.expires_at(applied) == datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
     assert terms(until="2026-11-29T19:00+02:00").until == datetime(2026, 11, 29, 17, 0, tzinfo=UTC)
     assert terms(until="2026-11-29T19:00+02:00").describe() == "until 2026-11-29T17:00:00Z"
+    # As --duration's text is: blanks around it (a pasted value, a Dagster config) are not part of it.
+    assert terms(until=" 2026-11-29T18:00Z\n").until == datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
     assert terms(duration="2h").describe() == "for 2h from when it is applied"
 
 
@@ -73,6 +75,8 @@ def test_asked_terms_within_the_roles_max_are_kept_and_expire_from_when_applied(
     ({"until": "2026-11-29T20:01Z"}, "longer than the policy's maximum for Admin (8h): give a time before 2026-11-29T20:00Z"),
     ({"until": "2026-11-30T20:00Z"}, "--until 2026-11-30T20:00Z is 32.0 hours from now, longer than"),
     ({"until": "2026-12-02T12:00Z"}, "--until 2026-12-02T12:00Z is 3 days from now, longer than"),
+    ({"until": "2026-12-01T12:00Z"}, "--until 2026-12-01T12:00Z is 2 days from now, longer than"),
+    ({"until": "2026-12-01T11:59Z"}, "--until 2026-12-01T11:59Z is 48.0 hours from now, longer than"),
     ({"until": "2026-11-29T18:00"}, "has no time zone"),
     ({"until": "tomorrow"}, "is not a time"),
     # ISO 8601 that UTC cannot hold: refused (and so recorded), not an OverflowError traceback.
