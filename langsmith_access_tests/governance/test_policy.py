@@ -182,6 +182,14 @@ def test_self_approval_true_is_read_as_allowed(tmp_path):
     assert load_policy(write(tmp_path, "approval:\n  self_approval: no\n")).self_approval is False
 
 
+def test_a_single_name_is_a_list_of_one(tmp_path):
+    # `required: Admin` (no brackets) must not read as no role at all: that would govern nothing.
+    assert [(n.text, n.line) for n in load_policy(write(tmp_path, "approval:\n  required: Admin\n")).required] == [
+        ("Admin", 2)]
+    written = load_policy(write(tmp_path, "approval:\n  required: '*'\n  workspaces: Search Relevance\n"))
+    assert [(n.text, n.line) for n in written.workspaces] == [("Search Relevance", 3)]
+
+
 def test_every_problem_of_a_file_is_listed(tmp_path):
     error = refusal(write(tmp_path, """\
         approval:
