@@ -6,6 +6,7 @@ code under test.
 """
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -223,6 +224,14 @@ def test_a_recorded_duration_of_zero_is_a_duration_not_no_expiry():
     applied = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     assert terms_of({"access_duration_seconds": 0, "access_until": None}).expires_at(applied) == applied
     assert terms_of({"access_duration_seconds": None, "access_until": None}).expires_at(applied) is None
+
+
+def test_a_recorded_end_read_in_another_time_zone_is_described_in_utc():
+    # DuckDB hands access_until back in the process's zone: a refusal quoting a stored request's
+    # terms (terms_of) reads the same in Paris as under the UTC daemon.
+    in_paris = datetime(2026, 11, 29, 18, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    described = terms_of({"access_duration_seconds": None, "access_until": in_paris}).describe()
+    assert described == "until 2026-11-29T17:00:00Z"
 
 
 def standing(email="ada@example.com", user_ids=("u-ada",), **facts) -> MemberStanding:
