@@ -239,7 +239,6 @@ def test_a_decision_at_the_instant_of_the_deadline_alone_finds_the_request_expir
     assert "waited past its approval deadline (2026-06-01T12:00Z)" in decided.message
 
 
-
 def test_a_grant_only_its_requester_or_grantee_could_approve_is_refused_at_once(governed, tmp_path, monkeypatch):
     # Without self-approval, a grant whose only approvers are its requester or its grantee can
     # never be approved: refused when asked (saying why and what to fix, and recorded), never
