@@ -146,6 +146,31 @@ def test_a_write_whose_connection_timed_out_is_retried_and_applied_once():
     assert org.membership(workspace.id, outsider.ls_user_id).id == created.id
 
 
+def test_a_write_whose_connection_timed_out_on_every_attempt_is_said_unsent():
+    # No connection was ever made (a full accept queue drops the SYN): no byte of the write left
+    # this machine, so the caller is told nothing was applied, with no re-read needed first.
+    jammed = socket.socket()
+    jammed.bind(("127.0.0.1", 0))
+    jammed.listen(0)
+    port = jammed.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))
+    settings = ClientSettings(
+        api_key=Secret("lsv2_sk_" + "e" * 32), organization_id="00000000-0000-4000-8000-000000000001",
+        endpoint=f"http://127.0.0.1:{port}", connect_timeout_seconds=0.3, read_timeout_seconds=5.0, max_retries=1,
+    )
+    workspace_id, identity_id, role_id = ("00000000-0000-4000-8000-00000000000" + n for n in "234")
+    try:
+        with LangSmithClient(settings, sleep=RecordingSleep()) as client:
+            with pytest.raises(TransientError, match="connection timed out") as raised:
+                client.add_workspace_member(workspace_id, org_identity_id=identity_id, role_id=role_id)
+            assert client.stats.connection_errors == 2 and client.stats.retries == 1
+    finally:
+        queued.close()
+        jammed.close()
+    assert raised.value.maybe_applied is False and "may or may not" not in str(raised.value)
+    assert raised.value.fix == TransientError.fix
+
+
 def test_a_read_that_found_nothing_listening_says_the_connection_was_refused(refused_port):
     key = "lsv2_sk_" + "c" * 32
     settings = ClientSettings(
