@@ -21,6 +21,8 @@ from dataclasses import replace
 import pytest
 
 from langsmith_access.langsmith import ConnectionFailedError, LangSmithClient, TransientError
+from langsmith_access.langsmith import client as client_module
+from langsmith_access.langsmith.pacing import RateLimiter
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.settings import ClientSettings, Secret
@@ -169,6 +171,29 @@ def test_a_write_whose_connection_timed_out_on_every_attempt_is_said_unsent():
         jammed.close()
     assert raised.value.maybe_applied is False and "may or may not" not in str(raised.value)
     assert raised.value.fix == TransientError.fix
+
+
+def test_every_attempt_a_retry_included_takes_a_slot_of_the_rate_limiter(monkeypatch):
+    # Requests stay under the org's rate limit: an attempt sent again after a 429 or a 5xx is a
+    # request like any other, and goes through the limiter too.
+    taken: list[float] = []
+
+    class CountingLimiter(RateLimiter):
+        def acquire(self) -> float:
+            taken.append(1.0)
+            return super().acquire()
+
+    monkeypatch.setattr(client_module, "RateLimiter", CountingLimiter)
+    with SandboxServer(generate_org(seed=7, members=40, workspaces=5)) as sandbox:
+        answers = [ApiResponse(429, {"detail": "Too many requests"}, {"Retry-After": "0"}),
+                   ApiResponse(503, {"detail": "Service Unavailable"}, {"Retry-After": "0"})]
+        wrap_respond(sandbox, lambda respond, request: answers.pop(0) if answers else respond(request))
+        with client_for(sandbox, sleep=RecordingSleep()) as client:
+            assert client.list_roles()
+            assert client.stats.retries == 2
+        sent = sandbox.requests_matching("GET", ROLES)
+    assert [e.status for e in sent] == [429, 503, 200]
+    assert len(taken) == len(sent) == client.stats.calls
 
 
 def test_a_read_that_found_nothing_listening_says_the_connection_was_refused(refused_port):
