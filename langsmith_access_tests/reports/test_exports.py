@@ -404,3 +404,28 @@ def test_csv_guards_an_enum_cell_that_starts_like_a_formula(tmp_path):
         export.export_tables(conn, tmp_path, "csv")
     with open(tmp_path / "t.csv", newline="", encoding="utf-8") as handle:
         assert list(csv.reader(handle))[1:] == [["'=HYPERLINK(1)"], ["plain"]]
+
+
+def test_replace_directory_never_leaves_the_target_missing_on_linux(tmp_path, monkeypatch):
+    # Analysts (and tools reading the Parquet copy) may list the directory at any moment of a
+    # publish: on Linux the old and new directories are exchanged in one step, so there is no
+    # instant at which the directory is missing (the rename-aside fallback has one).
+    target = tmp_path / "db_parquet"
+    target.mkdir()
+    (target / "users.parquet").write_text("old")
+    staged = tmp_path / ".db_parquet.new"
+    staged.mkdir()
+    (staged / "users.parquet").write_text("new")
+    missing_after: list[str] = []
+    real_rename = os.rename
+
+    def rename(source, destination):
+        real_rename(source, destination)
+        if not target.is_dir():
+            missing_after.append(f"{source} -> {destination}")
+
+    monkeypatch.setattr(os, "rename", rename)
+    export.replace_directory(staged, target)
+    assert missing_after == []
+    assert (target / "users.parquet").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db_parquet"]
