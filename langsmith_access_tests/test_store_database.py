@@ -966,3 +966,28 @@ def test_the_renames_that_keep_state_are_on_disk_before_they_return(tmp_path, mo
         renames_on_disk(database.path)
     left = leave_aside(tmp_path / "aside", "run-1", {"x": 1})
     renames_on_disk(left)
+
+
+def test_a_writer_in_another_process_keeps_this_one_out_until_it_lets_go(tmp_path):
+    # One writer at a time across processes: a sync in one process and a provisioning run in
+    # another never both hold the lease (DuckDB allows one writing process, and the working file
+    # is replaced by whoever commits: a second holder would lose the first one's writes).
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from langsmith_access.store.database import AccessDatabase\n"
+         "with AccessDatabase(sys.argv[1]).writer_lease('a provisioning run'):\n"
+         "    print('held', flush=True); sys.stdin.read()", str(database.path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})  # this checkout's code
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert database.is_busy()
+        with pytest.raises(DatabaseBusyError, match=r"a provisioning run \(pid \d+"):
+            with database.writer_lease("a sync", timeout_seconds=0.3):
+                pass
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+    with database.writer_lease("a sync", timeout_seconds=5):
+        assert database.is_busy()
