@@ -991,3 +991,22 @@ def test_a_writer_in_another_process_keeps_this_one_out_until_it_lets_go(tmp_pat
         assert holder.wait(timeout=30) == 0
     with database.writer_lease("a sync", timeout_seconds=5):
         assert database.is_busy()
+
+
+def test_a_publish_never_publishes_what_a_dead_run_left_in_its_scratch_file(tmp_path):
+    # A sync killed mid-build leaves its scratch file; a publish without a run of its own (a
+    # request queued) publishes the working file, never what that run had written.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute("CREATE TABLE main.kept AS SELECT 1 AS x")
+    with database.writer_lease("a sync that dies"):
+        scratch = database.begin_scratch()
+        with duckdb.connect(str(scratch)) as conn:
+            conn.execute("CREATE TABLE main.half_built AS SELECT 2 AS x")
+    assert scratch.exists()
+    with database.writer_lease("queue a request"):
+        database.publish()
+    tables = query(database.path, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")
+    assert ("kept",) in tables and ("half_built",) not in tables
