@@ -328,6 +328,21 @@ def test_rate_limiter_never_exceeds_the_rate_in_any_minute_or_any_ten_seconds():
     assert sum(waited) == sum(later - earlier for earlier, later in zip([0.0, *sent], sent))
 
 
+def test_a_rate_limiter_of_one_request_a_minute_sends_one_a_minute():
+    # The smallest budget LANGSMITH_ACCESS_REQUESTS_PER_MINUTE takes is kept to the letter.
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    limiter = RateLimiter(1, clock=lambda: now[0], sleep=sleep)
+    sent = []
+    for _ in range(3):
+        limiter.acquire()
+        sent.append(now[0])
+    assert sent == [0.0, 60.0, 120.0]
+
+
 @pytest.mark.parametrize("rate", [0, -1])
 def test_a_rate_limiter_without_a_positive_rate_is_refused(rate):
     """Never read as "one request a minute": a rate of 0 or less is a mistake, said at once."""
