@@ -17,7 +17,7 @@ from langsmith_access.langsmith import (
     WorkspaceMember,
 )
 from langsmith_access.langsmith.client import MAX_RETRY_AFTER_SECONDS
-from langsmith_access.langsmith.pacing import RateLimiter, retry_after_seconds
+from langsmith_access.langsmith.pacing import CallStats, RateLimiter, retry_after_seconds
 from langsmith_access.settings import Secret, Settings, SettingsError, check_api_key
 from langsmith_access_tests.helpers import in_time_zone
 
@@ -341,6 +341,16 @@ def test_a_rate_limiter_of_one_request_a_minute_sends_one_a_minute():
         limiter.acquire()
         sent.append(now[0])
     assert sent == [0.0, 60.0, 120.0]
+
+
+def test_the_time_waited_is_reported_to_the_millisecond():
+    # sync_runs records wait_seconds from the snapshot: a run that waited 0.25 s in backoff and
+    # 1.0004 s for the limiter waited 1.25 s, not "1" nor "0".
+    stats = CallStats()
+    stats.add(wait_seconds=0.25, retries=1)
+    stats.add(wait_seconds=1.0004, calls=2)
+    assert stats.snapshot() == {"calls": 2, "retries": 1, "rate_limited": 0, "server_errors": 0,
+                                "connection_errors": 0, "wait_seconds": 1.25}
 
 
 @pytest.mark.parametrize("rate", [0, -1])
