@@ -110,16 +110,24 @@ def test_an_attempt_that_got_no_answer_is_recorded_without_a_status():
     assert retried["waited_seconds"] == round(sleep.waits[0], 3) > 0
 
 
+def a_port_that_accepts_no_connection() -> tuple[socket.socket, socket.socket, int]:
+    """A listener on 127.0.0.1 whose accept queue is full (one connection queued, never
+    accepted): a connection to its port times out before anything is sent, as when a firewall
+    drops the SYN. Returns the listener, the queued connection (close both to free the port) and
+    the port."""
+    jammed = socket.socket()
+    jammed.bind(("127.0.0.1", 0))
+    jammed.listen(0)
+    port = jammed.getsockname()[1]
+    return jammed, socket.create_connection(("127.0.0.1", port)), port
+
+
 def test_a_write_whose_connection_timed_out_is_retried_and_applied_once():
     """The endpoint's accept queue is full, so the first attempt's connection is never made (a
     connect timeout: nothing was sent); then the sandbox starts on that port and the retry
     reaches it."""
     org, workspace, outsider, role = org_with_an_outsider()
-    jammed = socket.socket()
-    jammed.bind(("127.0.0.1", 0))
-    jammed.listen(0)
-    port = jammed.getsockname()[1]
-    queued = socket.create_connection(("127.0.0.1", port))  # fills the queue: later SYNs are dropped
+    jammed, queued, port = a_port_that_accepts_no_connection()
     sandbox = SandboxServer(org, port=port)
 
     def open_the_endpoint(waits: int) -> None:
@@ -151,11 +159,7 @@ def test_a_write_whose_connection_timed_out_is_retried_and_applied_once():
 def test_a_write_whose_connection_timed_out_on_every_attempt_is_said_unsent():
     # No connection was ever made (a full accept queue drops the SYN): no byte of the write left
     # this machine, so the caller is told nothing was applied, with no re-read needed first.
-    jammed = socket.socket()
-    jammed.bind(("127.0.0.1", 0))
-    jammed.listen(0)
-    port = jammed.getsockname()[1]
-    queued = socket.create_connection(("127.0.0.1", port))
+    jammed, queued, port = a_port_that_accepts_no_connection()
     settings = ClientSettings(
         api_key=Secret("lsv2_sk_" + "e" * 32), organization_id="00000000-0000-4000-8000-000000000001",
         endpoint=f"http://127.0.0.1:{port}", connect_timeout_seconds=0.3, read_timeout_seconds=5.0, max_retries=1,
@@ -307,11 +311,7 @@ def test_a_write_the_server_did_not_take_on_every_attempt_surely_was_not_applied
 def test_a_probe_whose_connection_was_never_made_says_connect_timeout_not_read_timeout():
     # A full accept queue drops the SYN: the connection times out before anything is sent.
     # Its fix (a firewall, a wrong host) differs from a server that took too long to answer.
-    jammed = socket.socket()
-    jammed.bind(("127.0.0.1", 0))
-    jammed.listen(0)
-    port = jammed.getsockname()[1]
-    queued = socket.create_connection(("127.0.0.1", port))
+    jammed, queued, port = a_port_that_accepts_no_connection()
     settings = ClientSettings(
         api_key=Secret("lsv2_sk_" + "c" * 32), organization_id="00000000-0000-4000-8000-000000000001",
         endpoint=f"http://127.0.0.1:{port}", connect_timeout_seconds=0.3, read_timeout_seconds=5.0,
