@@ -6,11 +6,13 @@ took its port first."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ class Service:
     log_start: int = field(default=0, repr=False)  # the log's size when last started
 
     def start(self) -> Service:
-        with open(self.log_path, "a") as log:
+        with open(self.log_path, "a") as log, _terminable_children():
             self.log_start = log.tell()
             self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd or self.log_path.parent, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True, **self.popen_options)
@@ -74,6 +76,22 @@ class Service:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
         _signal_group(self.process.pid, signal.SIGKILL)  # children that outlived it
+
+
+@contextlib.contextmanager
+def _terminable_children():
+    """SIGTERM at its default action while a child is started: an ignored signal is inherited
+    through exec, and a Dagster run in this process leaves SIGTERM with SIGINT's handler, which
+    is SIG_IGN in a test run started in the background (CI's). ``stop`` then waited 60 s for a
+    child that ignored its SIGTERM (``python -m http.server``) before it killed it."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -2,12 +2,14 @@
 
 import errno
 import os
+import signal
 import socket
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from langsmith_access_tests import services
@@ -135,3 +137,31 @@ def test_a_service_that_exits_on_its_taken_port_while_it_is_probed_is_started_ag
     service, port = start_on_a_free_port("the http.server", _http_server_on(tmp_path, started), _answers, 60)
     service.stop()
     assert port != first_port_taken.port and len(started) == 2
+
+
+@dg.op
+def _nothing() -> None:
+    pass
+
+
+@dg.job
+def _a_job() -> None:
+    _nothing()
+
+
+def test_a_service_started_after_a_dagster_run_in_the_background_stops_on_its_sigterm(tmp_path):
+    # A test run started in the background (CI's) ignores SIGINT; a Dagster run in this process
+    # then leaves SIGTERM with SIGINT's handler (ignored), which every child inherited: stopping
+    # one that keeps the default action (http.server) waited 60 s, then killed it.
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert _a_job.execute_in_process().success
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # what Dagster leaves
+        service, _port = start_on_a_free_port("the http.server", _http_server_on(tmp_path, []), _answers, 60)
+        service.stop()
+        assert service.process is not None and service.process.returncode == -signal.SIGTERM  # not SIGKILL
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # this process's own left as it was
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
