@@ -599,7 +599,7 @@ def test_each_orgs_notifications_go_to_its_own_webhook_when_its_entry_names_one(
         raise_an_event_in_each_org(load_orgs())
         with dg.instance_for_test() as instance:
             said = tick_sensor("notification_outbox_sensor", instance, definitions=defs())[0].skip_message
-        assert said == "us: Delivered 1 notification(s); eu: Delivered 1 notification(s).", said
+        assert said == "us, eu: Delivered 1 notification(s).", said
         assert [(b["org"], b["request_id"]) for b in shared.bodies()] == [("us", "r-us")]
         [eu_body] = eu_own.bodies()
     assert set(eu_body) == {"text", "mrkdwn"} and eu_body["text"].startswith("[eu] access.expiring")
@@ -694,7 +694,7 @@ def test_each_org_has_its_own_policy_and_notifications_under_its_slug(org_enviro
     # One tick of the outbox sensor delivers both orgs' notifications, each under its slug.
     with receiver, dg.instance_for_test() as instance:
         said = tick_sensor("notification_outbox_sensor", instance)[0].skip_message
-    assert said == "us: Delivered 1 notification(s); eu: Delivered 1 notification(s).", said
+    assert said == "us, eu: Delivered 1 notification(s).", said
     delivered = {(b["org"], b["event"], b["request_id"]) for b in receiver.bodies()}
     assert delivered == {("us", "access.expiring", "r-us"),
                          ("eu", "request.awaiting_approval", queued["eu"].request_id)}

@@ -71,10 +71,15 @@ def org_run_config(
 
 
 def skip_reasons(by_org: list[tuple[str, str]], *, named: bool = False) -> str:
-    """One org: its reason as it is (``named``: led by its slug too); several: each led by its slug."""
+    """One org: its reason as it is (``named``: led by its slug too); several: each reason once,
+    led by the slugs of the orgs it is theirs (in the order given): a tick of fifty orgs with
+    nothing due says so once, and the one org that differs stands out."""
     if len(by_org) == 1 and not named:
         return by_org[0][1]
-    return "; ".join(f"{slug}: {reason.rstrip('.')}" for slug, reason in by_org) + "."
+    slugs_by_reason: dict[str, list[str]] = {}
+    for slug, reason in by_org:
+        slugs_by_reason.setdefault(reason.rstrip("."), []).append(slug)
+    return "; ".join(f"{', '.join(slugs)}: {reason}" for reason, slugs in slugs_by_reason.items()) + "."
 
 
 def partition_assets_by_org(defs: dg.Definitions, orgs: Orgs | None = None) -> dg.Definitions:

@@ -43,3 +43,12 @@ def test_a_skip_reason_names_each_org_only_where_several_are_waiting():
     # One org (the single-org variables' default among them): its reason as it is, no slug.
     assert skip_reasons([("default", "No sync has succeeded yet.")]) == "No sync has succeeded yet."
     assert skip_reasons([("us", "No sync yet."), ("eu", "No key.")]) == "us: No sync yet; eu: No key."
+    assert skip_reasons([("default", "No key.")], named=True) == "default: No key."
+
+
+def test_a_skip_reason_says_a_reason_several_orgs_share_once():
+    # Fifty orgs with nothing due: one reason, not fifty; the one that differs stands out.
+    said = [("us", "No notification due."), ("eu", "Delivered 1 notification(s)."), ("apac", "No notification due.")]
+    assert skip_reasons(said) == "us, apac: No notification due; eu: Delivered 1 notification(s)."
+    many = [(f"org{i}", "No notification due.") for i in range(50)]
+    assert skip_reasons(many) == ", ".join(f"org{i}" for i in range(50)) + ": No notification due."
