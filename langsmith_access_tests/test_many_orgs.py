@@ -359,20 +359,30 @@ def test_ctrl_c_during_a_single_orgs_sync_ends_it_with_the_interrupted_fix(two_o
 
 
 def test_an_unset_key_variable_stops_only_what_needs_that_orgs_key(two_orgs, synced):
-    # An org added to the orgs file before its key: the other org syncs, provisions and reads as
-    # usual, `sync --all-orgs` syncs it and names the one it could not, and that org's own queue
-    # and reports stay readable; only what needs its key stops, naming the variable.
-    unset = {"LANGSMITH_API_KEY_EU": ""}
+    # An org added to the orgs file before its key (or whose key went missing): the other org
+    # syncs, provisions and reads as usual, `sync --all-orgs` syncs it and names the one it could
+    # not, and that org's own queue and reports stay readable; only what needs its key stops,
+    # naming the variable. A sync not started raises the org's sync.failed, as the schedule's tick
+    # does: a cron running the CLI is the schedule of an install without Dagster's daemon.
     missing = "the variable LANGSMITH_API_KEY_EU named by api_key_env is not set"
     eu_requests_before = len(two_orgs.sandboxes["eu"].request_log)
-    every = sync_in_this_process(two_orgs, "sync", "--all-orgs", "--quiet", **unset)
-    assert every.returncode == 1, every.stderr
-    assert "[us] Sync " in every.stdout and "succeeded" in every.stdout, every.stdout
-    assert f"[eu] error: The orgs file {two_orgs.orgs_file}" in every.stderr and missing in every.stderr
-    assert "Sync failed for 1 of 2 orgs: eu" in every.stderr
-    for command in (["sync", "--org", "eu"], ["provision", "--org", "eu"]):
-        refused = sync_in_this_process(two_orgs, *command, **unset)
-        assert refused.returncode == 1 and missing in refused.stderr, (command, refused.stderr)
+    unset = {"LANGSMITH_API_KEY_EU": ""}
+    with WebhookReceiver() as receiver:
+        watched = {**unset, "LANGSMITH_ACCESS_WEBHOOK_URL": receiver.url}
+        every = sync_in_this_process(two_orgs, "sync", "--all-orgs", "--quiet", **watched)
+        assert every.returncode == 1, every.stderr
+        assert "[us] Sync " in every.stdout and "succeeded" in every.stdout, every.stdout
+        assert f"[eu] error: The orgs file {two_orgs.orgs_file}" in every.stderr and missing in every.stderr
+        assert "Sync failed for 1 of 2 orgs: eu" in every.stderr
+        for command in (["sync", "--org", "eu"], ["provision", "--org", "eu"]):
+            refused = sync_in_this_process(two_orgs, *command, **watched)
+            assert refused.returncode == 1 and missing in refused.stderr, (command, refused.stderr)
+        not_started = [body for body in receiver.bodies() if body["event"] == "sync.failed"]
+    # One per sync asked for (`sync --all-orgs`, `sync --org eu`); provisioning raises none.
+    assert [body["org"] for body in not_started] == ["eu", "eu"], not_started
+    for body in not_started:
+        assert "the sync asked for by `langsmith-access sync` at " in body["detail"], body["detail"]
+        assert "was not started" in body["detail"] and missing in body["detail"], body["detail"]
     for command in (["requests", "--org", "eu"], ["requests", "--org", "us"], ["provision", "--org", "us"]):
         fine = sync_in_this_process(two_orgs, *command, **unset)
         assert fine.returncode == 0, (command, fine.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,7 @@ from langsmith_access.cli.common import (
     print_fix_and_log,
 )
 from langsmith_access.governance.drift import unexplained_changes
+from langsmith_access.governance.notifications import notify_sync_not_started
 from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.provisioning.expiry import unlisted_org_warnings
 from langsmith_access.settings import Org, Settings, SettingsError, load_orgs, mask_key_fragments
@@ -79,7 +81,7 @@ def run_sync(args: argparse.Namespace) -> int:
     orgs = load_orgs(refuse_unusable_keys=False)
     if not args.all_orgs:
         org = choose_org(orgs, args.org)
-        org.client()  # refuse a missing or unusable key before starting anything
+        refuse_a_keyless_org(org, lead="")  # before starting anything
         try:
             return 0 if sync_org(org, args, named=orgs.source is not None) else 1
         except _Interrupted:
@@ -87,7 +89,7 @@ def run_sync(args: argparse.Namespace) -> int:
     failed: list[str] = []
     for position, org in enumerate(orgs):
         try:
-            org.client()
+            refuse_a_keyless_org(org, lead=f"[{org.slug}] ")
             synced = sync_org(org, args, named=True)
         except (SettingsError, DatabaseBusyError, duckdb.Error, OSError) as error:
             # This org's trouble only (its key, its database): the others still sync.
@@ -114,6 +116,21 @@ def run_sync(args: argparse.Namespace) -> int:
         return 1
     print(f"{'All ' if len(orgs) != 1 else ''}{count} synced: {', '.join(orgs.slugs)}.", file=sys.stderr)
     return 0
+
+
+def refuse_a_keyless_org(org: Org, *, lead: str) -> None:
+    """Raise ``SettingsError`` (what ``org.client()`` says) when ``org`` has no usable key. Its
+    ``sync.failed`` is recorded first, as the sync schedule's tick records it: a cron running this
+    command is the schedule of an install without Dagster's daemon, and a key gone from it would
+    otherwise leave the org's tables, and the alerts they drive, silently as they were."""
+    try:
+        org.client()
+    except SettingsError as problem:
+        unrecorded = notify_sync_not_started(org, str(problem), scheduled_at=datetime.now(UTC),
+                                             asked="asked for by `langsmith-access sync` at")
+        if unrecorded:
+            print(f"{lead}{unrecorded}", file=sys.stderr)
+        raise
 
 
 class _Interrupted(Exception):

@@ -260,16 +260,19 @@ class Notifier:
 
 
 def notify_sync_not_started(org: Org, reason: str, *, scheduled_at: datetime, now: datetime | None = None,
-                            lease_timeout_seconds: float = 1.0) -> str | None:
+                            lease_timeout_seconds: float = 1.0, asked: str = "scheduled for") -> str | None:
     """``sync.failed`` for a scheduled sync of ``org`` that was not launched because the org has
     no usable key (``reason``, the org's ``key_problem``): without it a key gone from the
     deployment (a Kubernetes secret deleted) would leave the org's tables, and the drift and
     expiry alerts they drive, silently as they were. Once per ``scheduled_at`` (a tick evaluated
     again raises nothing new). Nothing for an org without a webhook, or without a database yet:
     an org added before its key has nothing gone stale, and the tick says why it waits.
+    ``asked``: how the detail says the sync was asked for ("the sync <asked> <time>"); the CLI's
+    ``sync`` (a cron's) raises it too.
 
     The schedule's tick takes the org's writer lease briefly, as the outbox sensor does. Returns
-    why the notification could not be recorded this tick (the next tick tries again), or None."""
+    why the notification could not be recorded this time (the next tick, or command, tries again),
+    or None."""
     notifier = Notifier.of_org(org)
     database = AccessDatabase.of_org(org)
     try:
@@ -282,11 +285,12 @@ def notify_sync_not_started(org: Org, reason: str, *, scheduled_at: datetime, no
             with database.connect() as conn:
                 notifier.notify(
                     conn, "sync.failed", at=now or datetime.now(UTC), once_for=f"not started\n{iso(scheduled_at)}",
-                    detail=f"the sync scheduled for {iso(scheduled_at)} was not started (the analysts' "
+                    detail=f"the sync {asked} {iso(scheduled_at)} was not started (the analysts' "
                     f"database is as the last good run left it): {reason}",
                 )
     except DatabaseBusyError:
-        return "Its sync.failed is not recorded: another process writes its database; the next tick tries again."
+        return ("Its sync.failed is not recorded: another process writes its database; the next sync asked for "
+                "tries again.")
     except Exception as error:
         text = without_secrets(str(error), notifier.secrets)
         return f"Its sync.failed is not recorded ({type(error).__name__}: {text})."
