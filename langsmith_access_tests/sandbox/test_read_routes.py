@@ -140,6 +140,13 @@ def test_active_member_filters(caller, org):
     assert bad.json()["detail"][0]["loc"] == ["query", "ls_user_ids", 0]
 
 
+def test_emails_filter_ignores_case_on_both_sides(caller, org):
+    # Emails are matched whatever their case, the member's stored one included: a member
+    # recorded as "Ada@Example.com" is found by "ada@example.com".
+    member = next(m for m in org.active_members() if m.email != m.email.lower())
+    found = caller.get(ACTIVE, params={"emails": member.email.lower()}).json()
+    assert [row["id"] for row in found] == [member.id]
+
 def test_active_members_sort_by_email_ascending(caller, org):
     rows = caller.get(
         ACTIVE, params={"sort_by": "email", "sort_by_desc": "false", "limit": 500}
@@ -161,6 +168,20 @@ def test_pending_members_paged(caller, org):
     assert caller.get(PENDING, params={"limit": 501}).status_code == 422
     assert caller.get(PENDING, params={"limit": 0}).status_code == 422
 
+
+def test_pending_members_filter_by_emails_and_q(caller, org):
+    # The spec gives /members/pending the `emails` (repeat the key) and `q` ("Search query for
+    # email or name") filters of /active: each keeps only the invites it names.
+    invites = org.pending_org_invites()
+    first, second = invites[0], invites[-1]
+    by_email = caller.get(PENDING, params={"emails": [first.email.upper(), second.email], "limit": 500})
+    assert {row["id"] for row in by_email.json()} == {first.id, second.id}
+    assert by_email.headers["X-Pagination-Total"] == "2"
+    word = first.email.split("@")[0].casefold()
+    searched = caller.get(PENDING, params={"q": word.upper(), "limit": 500}).json()
+    assert first.id in {row["id"] for row in searched}
+    assert {row["id"] for row in searched} == {i.id for i in invites if word in i.email.casefold()}
+    assert len(searched) < len(invites)
 
 def test_pending_members_sort_like_active_ones(caller, org):
     # The route takes sort_by and sort_by_desc as /active does (MemberSortField, a boolean):
@@ -313,3 +334,18 @@ def test_unknown_route_and_wrong_method(caller):
     assert response.headers["Allow"] == "GET"  # a 405 names the methods the path takes
     members = caller.request("PUT", "/api/v1/workspaces/current/members")
     assert members.status_code == 405 and members.headers["Allow"] == "GET, POST"
+
+
+def test_active_members_q_searches_names_as_well_as_emails(caller, org):
+    # The spec's `q`: "Search query for email or name". A name that is nowhere in the email is
+    # found by it, and so is an email that is nowhere in the name; case does not matter.
+    named = org.add_member("qx-7741@example.com", "Philippa Marvolo-Sandon")
+    mailed = org.add_member("ursula.brackenridge@example.com", "Ulla B")
+    by_name = caller.get(ACTIVE, params={"q": "MARVOLO", "limit": 500}).json()
+    assert [row["id"] for row in by_name] == [named.id]
+    by_email = caller.get(ACTIVE, params={"q": "brackenridge", "limit": 500}).json()
+    assert [row["id"] for row in by_email] == [mailed.id]
+    workspace = busiest_workspace(org)
+    org.add_workspace_membership(workspace.id, named.ls_user_id, org.role_by_name("Viewer").id)
+    in_workspace = caller.get(WORKSPACE_ACTIVE, tenant_id=workspace.id, params={"q": "marvolo"}).json()
+    assert [row["ls_user_id"] for row in in_workspace] == [named.ls_user_id]
