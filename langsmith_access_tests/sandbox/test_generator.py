@@ -259,6 +259,18 @@ def test_workspace_membership_changes(org):
     assert workspace.id not in {m.workspace_id for m in org.memberships_of(outsider.ls_user_id)}
 
 
+def test_org_role_changes_take_only_organization_roles(org):
+    # "A user holds one org role" (langsmith-api.md): a workspace role is no org role, and the
+    # member keeps the one they had.
+    member = org.active_members()[0]
+    before = member.org_role_id
+    with pytest.raises(ValueError):
+        org.set_org_role(member.ls_user_id, org.role_by_name("WORKSPACE_ADMIN").id)
+    assert org.members[member.ls_user_id].org_role_id == before
+    operator = org.role_by_name("ORGANIZATION_OPERATOR").id
+    org.set_org_role(member.ls_user_id, operator)
+    assert org.members[member.ls_user_id].org_role_id == operator
+
 def test_workspace_lifecycle(org):
     owner = org.active_members()[0]
     added = org.add_workspace("Nouvel Espace")
