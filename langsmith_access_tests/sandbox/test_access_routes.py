@@ -710,3 +710,32 @@ def test_a_key_expiry_without_a_zone_is_utc_whatever_the_servers_zone(start):
         created = caller.post(SERVICE_KEYS, json={"description": "naive", "expires_at": naive})
     assert created.status_code == 200, created.text
     assert created.json()["expires_at"].startswith(naive)
+
+
+def test_attaching_a_policy_again_leaves_its_roles_as_they_were(start):
+    # POST .../roles/{role_id}/access-policies answers 204 each time; a policy already attached
+    # to the role stays attached once, not twice.
+    sandbox, caller = start()
+    org = sandbox.org
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    created = caller.post(POLICIES, json={"name": "Twice", "effect": "allow", "role_ids": [], "condition_groups": []})
+    policy_id = created.json()["id"]
+    for _ in range(2):
+        attached = caller.post(f"{POLICIES}/roles/{viewer}/access-policies", json={"access_policy_ids": [policy_id]})
+        assert attached.status_code == 204, attached.text
+    assert caller.get(f"{POLICIES}/{policy_id}").json()["role_ids"] == [viewer]
+
+
+def test_revoking_a_key_again_keeps_the_time_it_was_revoked(start):
+    # A revoked key stays listed with the time it was revoked; a second DELETE does not move it.
+    sandbox, caller = start()
+    org = sandbox.org
+    pat = next(k for k in org.api_keys.values() if k.kind == "personal_access_token" and k.revoked_at is None)
+    first = caller.delete(f"{PATS}/{pat.id}")
+    assert first.status_code == 200, first.text
+    revoked_at = first.json()["revoked_at"]
+    clock = org.clock
+    org.clock = lambda: clock() + 3600
+    again = caller.delete(f"{PATS}/{pat.id}")
+    assert again.status_code == 200 and again.json()["revoked_at"] == revoked_at
+    assert org.api_keys[pat.id].revoked_at == revoked_at
