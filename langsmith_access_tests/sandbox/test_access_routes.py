@@ -739,3 +739,51 @@ def test_revoking_a_key_again_keeps_the_time_it_was_revoked(start):
     again = caller.delete(f"{PATS}/{pat.id}")
     assert again.status_code == 200 and again.json()["revoked_at"] == revoked_at
     assert org.api_keys[pat.id].revoked_at == revoked_at
+
+
+def test_a_service_key_takes_the_default_org_role_and_unknown_ids_are_404(start):
+    # langsmith-api.md: an org-scoped service key created without roles has Organization User
+    # (APIKeyCreateRequest); an unknown workspace id is a 404; a revoked key (still listed, with
+    # revoked_at) is no longer a key whose roles change: 404 there too.
+    sandbox, caller = start()
+    org = sandbox.org
+    made = caller.post(SERVICE_KEYS, json={"description": "defaults"})
+    assert made.status_code == 200, made.text
+    assert made.json()["org_role_id"] == org.role_by_name("ORGANIZATION_USER").id
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    nowhere = caller.post(SERVICE_KEYS, json={"description": "nowhere", "workspaces": [viewer]})  # no workspace id
+    assert nowhere.status_code == 404 and "detail" in nowhere.json(), nowhere.text
+    assert caller.delete(f"{SERVICE_KEYS}/{made.json()['id']}").status_code == 200
+    gone = caller.patch(f"{SERVICE_KEYS}/{made.json()['id']}", json={"role_id": viewer})
+    assert gone.status_code == 404, gone.text
+    assert org.api_keys[made.json()["id"]].role_id == made.json()["role_id"]
+
+
+def test_a_key_may_expire_exactly_at_the_orgs_cap(start):
+    # max_service_key_expiry_days caps a key's life: an expiry that many days away is within
+    # the cap, one second more is not.
+    sandbox, caller = start()
+    org = sandbox.org
+    now = int(org.clock())
+    org.clock = lambda: now  # the cap is counted from the same second the test counts from
+    org.settings.max_service_key_expiry_days = 30
+    cap = now + 30 * 86400
+    at_cap = caller.post(SERVICE_KEYS, json={"description": "cap", "expires_at": format_timestamp(cap)})
+    assert at_cap.status_code == 200, at_cap.text
+    beyond = caller.post(SERVICE_KEYS, json={"description": "over", "expires_at": format_timestamp(cap + 1)})
+    assert beyond.status_code == 400, beyond.text
+
+
+def test_an_access_policy_applies_to_workspace_roles_only(start):
+    # AccessPolicy.role_ids are "the workspace roles it applies to": an organization role there
+    # is a role the route does not find (404, {"error": ...}), and no policy is made.
+    sandbox, caller = start()
+    org = sandbox.org
+    org_role = org.role_by_name("ORGANIZATION_VIEWER").id
+    before = set(org.access_policies)
+    refused = caller.post(POLICIES, json={"name": "Org", "effect": "allow", "role_ids": [org_role],
+                                          "condition_groups": []})
+    assert refused.status_code == 404 and "error" in refused.json(), refused.text
+    assert set(org.access_policies) == before
+    attach = caller.post(f"{POLICIES}/roles/{org_role}/access-policies", json={"access_policy_ids": []})
+    assert attach.status_code == 404 and "error" in attach.json(), attach.text
