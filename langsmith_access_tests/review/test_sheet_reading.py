@@ -182,3 +182,15 @@ def test_a_duckdb_file_given_as_the_csv_sheet_points_to_review_db(tmp_path, name
     with pytest.raises(ReviewError, match=f"is a DuckDB file, not a CSV sheet: queue from its table with --review-db "
                                           f".*{name} --table grant_review"):
         read_csv_sheet(path)
+
+
+def test_a_quote_left_open_is_reported_at_the_line_it_opens_on(tmp_path):
+    # The open quote swallows the lines after it: csv stops at the end of the file, two lines on
+    # from the row to fix.
+    path = csv_sheet(tmp_path, 'grant_id,decision\ng1,keep\ng2,keep\n"g3,revoke\ng4,keep\ng5,keep\n')
+    with pytest.raises(ReviewError, match=r"line 4: not valid CSV \(unexpected end of data\)\. Check the quotes"):
+        read_csv_sheet(path)
+    # A quote inside a cell that is not quoted whole: the line of that row.
+    path = csv_sheet(tmp_path, 'grant_id,decision\ng1,keep\n"g2"x,revoke\ng3,keep\n')
+    with pytest.raises(ReviewError, match=r"line 3: not valid CSV"):
+        read_csv_sheet(path)

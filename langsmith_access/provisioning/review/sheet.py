@@ -128,14 +128,21 @@ def read_csv_sheet(path: Path) -> ReviewSheet:
 
     def records() -> Iterator[tuple[str, list[str]]]:
         hint_left = bool(separator_hint)
+        # Where the row being read starts: a quote left open runs it on to the end of the file,
+        # where reader.line_num then is.
+        start = 1
         try:
             for cells in reader:
                 if hint_left and any(cell.strip() for cell in cells):  # the first line that is not blank
                     hint_left = False
-                    continue
-                yield f"line {reader.line_num}", cells
+                else:
+                    yield f"line {reader.line_num}", cells
+                start = reader.line_num + 1
         except csv.Error as error:
-            raise ReviewError(f"{path} line {reader.line_num}: not valid CSV ({error}).") from None
+            raise ReviewError(
+                f"{path} line {start}: not valid CSV ({error}). Check the quotes from there: a cell with "
+                'a quote (") in it is quoted whole, each of its own quotes doubled ("").'
+            ) from None
 
     return _marked_rows(str(path), records(), guarded=True)
 
