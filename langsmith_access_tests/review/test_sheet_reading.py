@@ -40,7 +40,7 @@ def test_blank_lines_tabs_and_spreadsheet_style_headers_are_read(tmp_path):
     assert sheet.marked[0].where == "line 5"
 
 
-@pytest.mark.parametrize("separator", [";", ",", "\t"])
+@pytest.mark.parametrize("separator", [";", ",", "\t", "|"])
 def test_excels_separator_line_names_the_delimiter_and_is_no_header(tmp_path, separator):
     # "sep=;" as the first line makes Excel split the file right in any locale: it was read as the
     # header (no grant_id column), and its ';' as the delimiter of a ',' sheet.
@@ -194,3 +194,53 @@ def test_a_quote_left_open_is_reported_at_the_line_it_opens_on(tmp_path):
     path = csv_sheet(tmp_path, 'grant_id,decision\ng1,keep\n"g2"x,revoke\ng3,keep\n')
     with pytest.raises(ReviewError, match=r"line 3: not valid CSV"):
         read_csv_sheet(path)
+
+
+@pytest.mark.parametrize(("flag", "marked"), [
+    *[(flag, True) for flag in ("revoke", "yes", "y", "true", "1", "x", "YES", "True", "X")],
+    *[(flag, False) for flag in ("", "keep", "no", "n", "false", "0", "NO", "False")],
+])
+def test_every_revoke_flag_marks_and_every_keep_flag_keeps(tmp_path, flag, marked):
+    sheet = read_csv_sheet(csv_sheet(tmp_path, f"grant_id,revoke\ng1,{flag}\n"))
+    assert marked_ids(sheet) == (["g1"] if marked else []) and sheet.rows == 1
+
+
+@pytest.mark.parametrize("decision", ["revoke ", " revoke", " REVOKE\t", "keep ", "  "])
+def test_spaces_around_a_decision_a_spreadsheet_kept_are_no_other_decision(tmp_path, decision):
+    sheet = read_csv_sheet(csv_sheet(tmp_path, f'grant_id,decision\ng1,"{decision}"\n'))
+    assert marked_ids(sheet) == (["g1"] if "revoke" in decision.lower() else [])
+
+
+def test_a_cell_of_spaces_falls_back_to_the_next_column_naming_the_user(tmp_path):
+    # A space typed over a cleared user_id is no user id: the email names the member.
+    text = 'user_id,email,workspace_id,workspace,role,revoke\n" ",ada@example.com,"  ",Platform,Editor,yes\n'
+    [row] = read_csv_sheet(csv_sheet(tmp_path, text)).marked
+    assert (row.user, row.workspace, row.role) == ("ada@example.com", "Platform", "Editor")
+    assert row.named == (("email", "ada@example.com"), ("workspace", "Platform"), ("role", "Editor"))
+
+
+def test_a_requested_by_column_is_the_rows_reviewer(tmp_path):
+    text = "grant_id,requested_by,decision\ng1,alice@sec,revoke\n"
+    assert [row.reviewer for row in read_csv_sheet(csv_sheet(tmp_path, text)).marked] == ["alice@sec"]
+
+
+def test_a_row_is_shown_by_the_names_the_sheet_gives_else_by_its_grant_id(tmp_path):
+    # An exported row names its grant with ids beside the names: people read the names.
+    text = ("grant_id,email,user_id,workspace_name,workspace_id,role_name,role_id,decision\n"
+            "g1,ada@example.com,u1,Platform,w1,Editor,r1,revoke\n")
+    assert [row.target() for row in read_csv_sheet(csv_sheet(tmp_path, text)).marked] == [
+        "Editor in Platform for ada@example.com"]
+    # A row that does not name all three is shown by its grant_id, not as "... for None".
+    text = "grant_id,workspace,role,decision\ng1,Platform,Editor,revoke\n"
+    assert [row.target() for row in read_csv_sheet(csv_sheet(tmp_path, text)).marked] == ["g1"]
+
+
+def test_twenty_bad_lines_are_all_listed_with_nothing_said_of_more(tmp_path):
+    rows = "".join(f"g{n},revok\n" for n in range(20))
+    with pytest.raises(ReviewError) as error:
+        read_csv_sheet(csv_sheet(tmp_path, "grant_id,decision\n" + rows))
+    message = str(error.value)
+    assert "20 rows cannot be read" in message and "line 21: decision 'revok'" in message
+    assert "more" not in message, message
+    with pytest.raises(ReviewError, match=r": 1 row cannot be read, so nothing was queued"):
+        read_csv_sheet(csv_sheet(tmp_path, "grant_id,decision\ng1,revok\n"))
