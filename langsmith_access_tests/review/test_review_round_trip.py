@@ -11,6 +11,7 @@ import contextlib
 import csv
 import getpass
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -1053,3 +1054,34 @@ def test_a_grant_revoked_twice_since_it_was_given_is_done_by_the_latest_revoke(e
     assert code == 0, stdout
     [outcome] = json.loads(stdout)["outcomes"]
     assert outcome["status"] == "duplicate" and outcome["duplicate_of"] == "later-revoke", outcome
+
+
+def test_a_grant_given_again_right_after_the_time_the_sheet_kept_is_a_later_grant(env, tmp_path, capsys):
+    """held_since cut to the second, minute or day says the exported grant started within that
+    second, minute or day: a grant whose start is the first moment after it was given again.
+    A time written in another offset is the same time."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    second, minute, day, same_day, offset = active_rows(rows)[:5]
+    written = {second["grant_id"]: "2026-11-01T23:59:59Z", minute["grant_id"]: "2026-11-01 23:59",
+               day["grant_id"]: "2026-11-01", same_day["grant_id"]: "2026-11-02"}
+    with duckdb.connect(str(database.path)) as conn:  # as a sync after the grants were given again
+        for grant_id in written:
+            conn.execute("UPDATE main.grant_history SET valid_from = TIMESTAMPTZ '2026-11-02 00:00:00+00' "
+                         "WHERE grant_id = ? AND valid_to IS NULL", [grant_id])
+    for row in (second, minute, day, same_day):
+        row.update(decision="revoke", held_since=written[row["grant_id"]])
+    # The export's 07:07:07Z as 02:07:07-05:00.
+    exported = datetime.fromisoformat(offset["held_since"].replace("Z", "+00:00"))
+    offset.update(decision="revoke", held_since=exported.astimezone(timezone(timedelta(hours=-5))).isoformat())
+    write_sheet(sheet, rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert code == 2
+    outcomes = {o["grant_id"]: o for o in json.loads(stdout)["outcomes"]}
+    for row in (second, minute, day):
+        assert outcomes[row["grant_id"]]["status"] == "rejected", outcomes[row["grant_id"]]
+        assert "was granted again at 2026-11-02T00:00:00Z" in outcomes[row["grant_id"]]["message"]
+    assert outcomes[same_day["grant_id"]]["status"] == "would_queue", outcomes[same_day["grant_id"]]
+    assert outcomes[offset["grant_id"]]["status"] == "would_queue", outcomes[offset["grant_id"]]

@@ -517,7 +517,9 @@ def _granted_again_since(row: MarkedRow, grant: str, current_since: datetime | N
     exported = _parse_time(row.held_since)
     if exported is None:
         return None
-    if current_since is None or current_since <= exported + _written_precision(row.held_since or ""):
+    # The cell says the exported grant started within [exported, exported + precision): a start
+    # at its end (a day cut to "2026-11-01", the grant given again at midnight) is a later grant.
+    if current_since is None or current_since < exported + _written_precision(row.held_since or ""):
         return None
     since = current_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
