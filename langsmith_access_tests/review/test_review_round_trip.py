@@ -1056,6 +1056,51 @@ def test_a_grant_revoked_twice_since_it_was_given_is_done_by_the_latest_revoke(e
     assert outcome["status"] == "duplicate" and outcome["duplicate_of"] == "later-revoke", outcome
 
 
+def test_a_sheet_with_no_row_marked_records_nothing_and_leaves_the_database_as_it_was(env, tmp_path, capsys):
+    # A sheet sent back unmarked (or imported before anyone marked it): nothing to queue, so no
+    # writer lease and no publish that would replace the analysts' copy under their queries.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    before = database.path.stat()
+    for dry_run in (["--dry-run"], []):
+        code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, *dry_run)
+        assert code == 0 and ", 0 marked revoke: 0 " in stdout, (stdout, err)
+        assert "No row is marked revoke: nothing to queue." in err, err
+    after = database.path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert request_count(database) == 0
+
+
+def test_a_blank_reviewer_or_reason_given_to_queue_revokes_is_none_given(env, tmp_path, capsys):
+    # As the command line's blank --reviewer and --reason: the API's callers get the defaults too.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    active_rows(rows)[0]["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    result = queue_revokes(database, read_csv_sheet(sheet), reviewer=" \t", reason="  ")
+    assert [outcome.status for outcome in result.outcomes] == ["queued"]
+    [pending] = list_requests("pending")
+    assert (pending["requested_by"], pending["reason"]) == (getpass.getuser(), "access review (review.csv)")
+
+
+def test_the_longest_reason_a_request_takes_may_be_given_with_reason(env, tmp_path, capsys):
+    # --reason is checked as a request's reason is, not as a name (which may be far shorter).
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    active_rows(rows)[0]["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    reason = "r" * queue.MAX_TEXT_CHARS
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--reason", reason)
+    assert code == 0, (stdout, err)
+    [pending] = list_requests("pending")
+    assert pending["reason"] == reason
+
+
 def test_a_grant_given_again_right_after_the_time_the_sheet_kept_is_a_later_grant(env, tmp_path, capsys):
     """held_since cut to the second, minute or day says the exported grant started within that
     second, minute or day: a grant whose start is the first moment after it was given again.
@@ -1085,3 +1130,29 @@ def test_a_grant_given_again_right_after_the_time_the_sheet_kept_is_a_later_gran
         assert "was granted again at 2026-11-02T00:00:00Z" in outcomes[row["grant_id"]]["message"]
     assert outcomes[same_day["grant_id"]]["status"] == "would_queue", outcomes[same_day["grant_id"]]
     assert outcomes[offset["grant_id"]]["status"] == "would_queue", outcomes[offset["grant_id"]]
+
+
+def test_a_workspace_renamed_from_a_name_langsmith_sent_decomposed_is_renamed_not_edited(env, tmp_path, capsys):
+    # The former name is compared as the current one is (NFC, any case): the row as exported is
+    # "renamed since", not an edit to put back.
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    decomposed = f"E\u0301quipe {workspace.display_name}"
+    with duckdb.connect(str(database.path)) as conn:  # the sync stored the name as LangSmith sent it
+        for table in ("workspaces", "workspace_history"):
+            conn.execute(f"UPDATE main.{table} SET display_name = ? WHERE workspace_id = ?", [decomposed, workspace.id])
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    row = active_rows(rows, workspace.id)[0]
+    row.update(decision="revoke", workspace_name=decomposed)
+    write_sheet(sheet, rows)
+    with duckdb.connect(str(database.path)) as conn:  # renamed since, as a sync records it
+        conn.execute("UPDATE main.workspaces SET display_name = 'Platform 2' WHERE workspace_id = ?", [workspace.id])
+        conn.execute("INSERT INTO main.workspace_history SELECT * REPLACE ('Platform 2' AS display_name, "
+                     "now() AS valid_from, NULL AS valid_to) FROM main.workspace_history WHERE workspace_id = ? "
+                     "ORDER BY valid_from DESC LIMIT 1", [workspace.id])
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    [outcome] = json.loads(stdout)["outcomes"]
+    assert code == 2 and outcome["status"] == "rejected", outcome
+    assert "renamed since" in outcome["message"] and "Put the row back" not in outcome["message"], outcome
