@@ -189,6 +189,26 @@ def test_a_workspace_sheet_shows_the_organization_admins_whose_admin_no_member_l
     count = len(set(implicit))
     assert f"Not on the sheet: {count} Organization Admin{'s' * (count != 1)} with Admin there" in err, err
     assert "--include-org-roles" in err and "report_implicit_admins" in err
+    # The whole org's sheet counts each of them once, however many workspaces they hold Admin in.
+    with duckdb.connect(str(database.path)) as conn:  # as if they were off a second member list too
+        conn.execute("INSERT INTO main.report_implicit_admins SELECT * REPLACE ('another-workspace' AS workspace_id) "
+                     "FROM main.report_implicit_admins WHERE user_id = ? LIMIT 1", [user_id])
+    code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "all.csv")
+    assert code == 0 and f"Not on the sheet: {count} Organization Admin{'s' * (count != 1)} with Admin in " \
+        "workspaces" in err, err
+
+
+def test_the_sheet_lists_workspace_roles_by_workspace_then_email_and_organization_roles_last(env, tmp_path, capsys):
+    # As SHEET_SQL orders it: one workspace at a time, by email, organization roles last.
+    sandbox, org, database = env
+    out = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", out, "--include-org-roles")[0] == 0
+    rows = read_sheet(out)
+    kinds = [row["entitlement_type"] for row in rows]
+    assert kinds == sorted(kinds, key=lambda kind: kind != "workspace_role") and "organization_role" in kinds
+    workspace_rows = [row for row in rows if row["entitlement_type"] == "workspace_role"]
+    assert workspace_rows == sorted(workspace_rows, key=lambda row: (
+        row["workspace_name"], row["workspace_id"], row["email"].lower(), row["user_id"]))
 
 
 def test_an_export_path_that_names_a_directory_is_refused(env, tmp_path, capsys):
@@ -1156,3 +1176,28 @@ def test_a_workspace_renamed_from_a_name_langsmith_sent_decomposed_is_renamed_no
     [outcome] = json.loads(stdout)["outcomes"]
     assert code == 2 and outcome["status"] == "rejected", outcome
     assert "renamed since" in outcome["message"] and "Put the row back" not in outcome["message"], outcome
+
+
+def test_a_deny_policy_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text(env, tmp_path, capsys):
+    # deny_policy_names is a list written in one cell: a name an admin chose guarded as any other.
+    sandbox, org, database = env
+    with duckdb.connect(str(database.path)) as conn:  # as if an inventory had listed these policies
+        conn.execute("UPDATE main.review_sheet SET deny_policy_names = ['=HYPERLINK(\"http://evil.example\")', "
+                     "'No prod;@SUM(1)']")
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    assert {row["deny_policy_names"] for row in read_sheet(sheet)} == {
+        '\'=HYPERLINK("http://evil.example"); No prod;\'@SUM(1)'}
+
+
+def test_a_sheet_exported_to_a_table_in_a_schema_of_its_own_is_queued_from_there(env, tmp_path, capsys):
+    sandbox, org, database = env
+    review_db = tmp_path / "review.duckdb"
+    code, stdout, err = run_cli(capsys, "review", "export", "--out", review_db, "--table", "q4.review")
+    assert code == 0 and f"table q4.review in {review_db}" in stdout, (stdout, err)
+    with duckdb.connect(str(review_db)) as conn:
+        conn.execute("UPDATE q4.review SET decision = 'revoke' WHERE grant_id = (SELECT min(grant_id) FROM q4.review "
+                     "WHERE NOT is_disabled)")
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--review-db", review_db, "--table", "q4.review",
+                                "--dry-run")
+    assert code == 0 and "1 marked revoke: 1 would queue" in stdout, (stdout, err)
