@@ -1201,3 +1201,24 @@ def test_a_sheet_exported_to_a_table_in_a_schema_of_its_own_is_queued_from_there
     code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--review-db", review_db, "--table", "q4.review",
                                 "--dry-run")
     assert code == 0 and "1 marked revoke: 1 would queue" in stdout, (stdout, err)
+
+
+def test_the_text_report_gives_each_queued_and_each_recorded_rejection_its_request_id(env, tmp_path, capsys):
+    # The ids to look up or cancel with `langsmith-access requests`: a dry run records none.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    queued, mistyped = active_rows(rows)[:2]
+    queued["decision"] = "revoke"
+    mistyped.update(decision="revoke", grant_id="no-such-grant")
+    write_sheet(sheet, rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 2 and "[" not in stdout, stdout
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
+    assert code == 2
+    [pending], [rejected] = list_requests("pending"), list_requests("rejected")
+    lines = stdout.splitlines()
+    assert any(line.startswith("queued") and line.endswith(f"  [{pending['request_id']}]") for line in lines), stdout
+    assert any(line.startswith("rejected") and line.endswith(f"  [recorded as {rejected['request_id']}]")
+               for line in lines), stdout
