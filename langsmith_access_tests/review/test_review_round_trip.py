@@ -221,9 +221,10 @@ def test_an_export_path_that_names_a_directory_is_refused(env, tmp_path, capsys)
 
 def test_an_export_named_as_another_spreadsheet_format_is_refused(env, tmp_path, capsys):
     # CSV text in review.xlsx: Excel refuses the file (its content does not match its name).
-    code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "review.xlsx")
-    assert code == 2 and "written as CSV" in err and "review.csv" in err, err
-    assert not (tmp_path / "review.xlsx").exists()
+    for name in ("review.xlsx", "Q4 Review.XLSX"):  # named in any case
+        code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / name)
+        assert code == 2 and "written as CSV" in err and f"{Path(name).stem}.csv" in err, err
+        assert not (tmp_path / name).exists()
     # A table name goes with a DuckDB file only: never silently dropped for a CSV sheet.
     code, _, err = run_cli(capsys, "review", "export", "--out", tmp_path / "review.csv", "--table", "q4")
     assert code == 2 and "--table applies to a DuckDB file only" in err, err
@@ -1203,8 +1204,9 @@ def test_a_sheet_exported_to_a_table_in_a_schema_of_its_own_is_queued_from_there
     assert code == 0 and "1 marked revoke: 1 would queue" in stdout, (stdout, err)
 
 
-def test_the_text_report_gives_each_queued_and_each_recorded_rejection_its_request_id(env, tmp_path, capsys):
-    # The ids to look up or cancel with `langsmith-access requests`: a dry run records none.
+def test_the_text_report_gives_request_ids_and_says_a_dry_run_recorded_nothing(env, tmp_path, capsys):
+    # The ids to look up or cancel with `langsmith-access requests`; a dry run records none and
+    # says so, never that its rejections were recorded.
     sandbox, org, database = env
     sheet = tmp_path / "review.csv"
     assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
@@ -1213,10 +1215,11 @@ def test_the_text_report_gives_each_queued_and_each_recorded_rejection_its_reque
     queued["decision"] = "revoke"
     mistyped.update(decision="revoke", grant_id="no-such-grant")
     write_sheet(sheet, rows)
-    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
-    assert code == 2 and "[" not in stdout, stdout
-    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
-    assert code == 2
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
+    assert code == 2 and "[" not in stdout and stdout.rstrip().endswith("1 rejected (dry run: nothing recorded)"), stdout
+    assert "Rejected rows are recorded" not in err, err  # nothing was
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
+    assert code == 2 and stdout.rstrip().endswith("1 rejected") and "Rejected rows are recorded" in err, (stdout, err)
     [pending], [rejected] = list_requests("pending"), list_requests("rejected")
     lines = stdout.splitlines()
     assert any(line.startswith("queued") and line.endswith(f"  [{pending['request_id']}]") for line in lines), stdout
