@@ -1225,3 +1225,26 @@ def test_the_text_report_gives_request_ids_and_says_a_dry_run_recorded_nothing(e
     assert any(line.startswith("queued") and line.endswith(f"  [{pending['request_id']}]") for line in lines), stdout
     assert any(line.startswith("rejected") and line.endswith(f"  [recorded as {rejected['request_id']}]")
                for line in lines), stdout
+
+
+def test_a_grant_is_already_revoked_when_its_revoke_was_applied_and_the_sync_shows_it_gone(env, tmp_path, capsys):
+    # A sheet of grant_ids alone (no user, workspace or role cells) is done once provisioning took
+    # them away. A grant the latest sync still shows is not done, whatever the queue says of it
+    # (given back before the sync ran): its revoke would be queued again.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    gone, held = active_rows(read_sheet(sheet))[:2]
+    sheet.write_text(f"grant_id,decision\n{gone['grant_id']},revoke\n{held['grant_id']},revoke\n", encoding="utf-8")
+    request_revoke(gone["user_id"], gone["workspace_id"], gone["role_id"], reason="left")
+    assert provision().success
+    request_revoke(held["user_id"], held["workspace_id"], held["role_id"], reason="left")
+    with duckdb.connect(str(database.path)) as conn:
+        conn.execute("UPDATE main.provisioning_requests SET status = 'applied', updated_at = now() "
+                     "WHERE status = 'pending'")
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    outcomes = {o["grant_id"]: o for o in json.loads(stdout)["outcomes"]}
+    assert code == 0, stdout
+    assert outcomes[gone["grant_id"]]["status"] == "duplicate", outcomes[gone["grant_id"]]
+    assert outcomes[gone["grant_id"]]["message"].startswith("already revoked: request ")
+    assert outcomes[held["grant_id"]]["status"] == "would_queue", outcomes[held["grant_id"]]
