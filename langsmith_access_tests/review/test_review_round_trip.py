@@ -11,6 +11,7 @@ import contextlib
 import csv
 import getpass
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -1248,3 +1249,22 @@ def test_a_grant_is_already_revoked_when_its_revoke_was_applied_and_the_sync_sho
     assert outcomes[gone["grant_id"]]["status"] == "duplicate", outcomes[gone["grant_id"]]
     assert outcomes[gone["grant_id"]]["message"].startswith("already revoked: request ")
     assert outcomes[held["grant_id"]]["status"] == "would_queue", outcomes[held["grant_id"]]
+
+
+def test_held_since_is_written_in_utc_whatever_the_machines_time_zone(env, tmp_path, capsys, monkeypatch):
+    # DuckDB hands a TIMESTAMPTZ over in the session's (the machine's) zone: the sheet says 'Z'.
+    sandbox, org, database = env
+    out = tmp_path / "review.csv"
+    try:
+        with monkeypatch.context() as patch:
+            patch.setenv("TZ", "America/New_York")
+            time.tzset()
+            assert run_cli(capsys, "review", "export", "--out", out)[0] == 0
+    finally:
+        time.tzset()
+    started = dict(query(database.path, "SELECT grant_id, strftime(min(valid_from) AT TIME ZONE 'UTC', "
+                                        "'%Y-%m-%dT%H:%M:%SZ') FROM main.grant_history "
+                                        "WHERE valid_to IS NULL GROUP BY ALL"))
+    rows = read_sheet(out)
+    wrong = [(row["held_since"], started[row["grant_id"]]) for row in rows if row["held_since"] != started[row["grant_id"]]]
+    assert rows and not wrong, wrong[:3]
