@@ -1217,7 +1217,8 @@ def test_the_text_report_gives_request_ids_and_says_a_dry_run_recorded_nothing(e
     mistyped.update(decision="revoke", grant_id="no-such-grant")
     write_sheet(sheet, rows)
     code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
-    assert code == 2 and "[" not in stdout and stdout.rstrip().endswith("1 rejected (dry run: nothing recorded)"), stdout
+    assert code == 2 and "[" not in stdout, stdout
+    assert stdout.rstrip().endswith("1 rejected (dry run: nothing recorded)"), stdout
     assert "Rejected rows are recorded" not in err, err  # nothing was
     code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
     assert code == 2 and stdout.rstrip().endswith("1 rejected") and "Rejected rows are recorded" in err, (stdout, err)
@@ -1266,5 +1267,6 @@ def test_held_since_is_written_in_utc_whatever_the_machines_time_zone(env, tmp_p
                                         "'%Y-%m-%dT%H:%M:%SZ') FROM main.grant_history "
                                         "WHERE valid_to IS NULL GROUP BY ALL"))
     rows = read_sheet(out)
-    wrong = [(row["held_since"], started[row["grant_id"]]) for row in rows if row["held_since"] != started[row["grant_id"]]]
+    wrong = [(row["held_since"], started[row["grant_id"]]) for row in rows
+             if row["held_since"] != started[row["grant_id"]]]
     assert rows and not wrong, wrong[:3]
