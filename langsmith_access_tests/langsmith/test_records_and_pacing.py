@@ -523,3 +523,47 @@ def test_every_optional_field_a_record_keeps_is_read_as_sent():
     assert enriched.workspace_memberships[0].role_name == "Editor"
     assert enriched.login_methods == (LoginMethod("oidc", "scim"),)
     assert enriched.scim_groups == (ScimGroup("LS:Research", datetime(2026, 1, 4, 10, tzinfo=timezone.utc)),)
+
+
+def test_an_answer_that_is_no_json_object_is_refused_naming_the_record_it_should_be():
+    with pytest.raises(UnexpectedResponseError, match=r"^expected a JSON object for OrgMemberIdentity, got list$"):
+        OrgMember.from_api([ORG_MEMBER])
+    with pytest.raises(UnexpectedResponseError,
+                       match=r"^expected a JSON object for orgs.WorkspaceMembership, got str$"):
+        EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "workspace_memberships": ["ws-1"]})
+
+
+def test_a_role_keeps_its_organization_and_an_unknown_scope_is_refused_showing_it():
+    custom = Role.from_api({**ROLE, "organization_id": ORG_MEMBER["organization_id"]})
+    assert custom.organization_id == ORG_MEMBER["organization_id"]
+    assert Role.from_api({**ROLE, "organization_id": None}).organization_id is None  # a built-in role
+    with pytest.raises(UnexpectedResponseError,
+                       match=r"^Role.access_scope: expected 'organization' or 'workspace', got 'tenant'$"):
+        Role.from_api({**ROLE, "access_scope": "tenant"})
+
+
+def test_a_member_rows_email_and_name_are_read_each_from_its_own_field():
+    member = OrgMember.from_api({**ORG_MEMBER, "full_name": "Augusta Ada King", "display_name": "Ada"})
+    assert (member.email, member.full_name, member.display_name) == ("ada@example.com", "Augusta Ada King", "Ada")
+
+
+def test_a_workspace_member_row_that_does_not_say_whether_it_is_disabled_is_not():
+    assert WorkspaceMember.from_api(WORKSPACE_ROW, "w").is_disabled is False
+    assert WorkspaceMember.from_api({**WORKSPACE_ROW, "is_disabled": True}, "w").is_disabled is True
+
+
+def test_an_id_that_is_no_uuid_is_kept_as_sent_capitals_and_all():
+    assert Workspace.from_api({**WORKSPACE, "id": "WS-Alpha"}).id == "WS-Alpha"
+    assert Role.from_api({**ROLE, "id": "Role-X"}).id == "Role-X"
+
+
+def test_an_enriched_row_is_an_active_member_unless_it_says_it_is_pending():
+    active = EnrichedMember.from_api({"id": "a", "ls_user_id": "u"})
+    assert active.is_pending is False
+    # An active row without its user key names the row it came from.
+    with pytest.raises(UnexpectedResponseError,
+                       match=r"^orgs.OrgMemberEnriched.ls_user_id: missing on an active member \(record id 'a'\)$"):
+        EnrichedMember.from_api({"id": "a", "email": "a@example.com"})
+    # A membership without its workspace is no grant: refused, never read as a workspace "".
+    with pytest.raises(UnexpectedResponseError, match=r"^orgs.WorkspaceMembership.workspace_id: expected a string"):
+        EnrichedMember.from_api({"id": "a", "ls_user_id": "u", "workspace_memberships": [{"role_id": "r"}]})
