@@ -318,3 +318,58 @@ def test_the_sso_attribute_mapping_load_error_is_stored_without_a_key_or_a_urls_
     assert row["attribute_mapping_load_error"] == (
         "could not load https://<credentials>@idp.example.com/m.xml?<query> with lsv2_sk_...3d4e")
     assert secret not in repr(row) and "hunter2" not in repr(row) and "0a1b2c" not in repr(row)
+
+
+def test_a_short_key_masked_with_many_stars_is_no_whole_secret():
+    """Only letters and digits are key material: a listing that masks the middle of a key
+    with stars shows a redacted key however long the mask."""
+    masked = "lsv2_sk_" + "*" * 24 + "a1b2"
+    assert redact_short_key(masked) == (masked, False)
+
+
+def test_a_scim_token_listing_that_sends_a_whole_token_keeps_only_its_short_form():
+    token = "lsv2_scim_" + "0123456789abcdef" * 2
+    scim = Credential.from_scim_token({"id": "t1", "short_token": token})
+    assert (scim.short_key, scim.secret_redacted) == ("lsv2_scim_...cdef", True)
+    assert token not in repr(scim)
+
+
+def test_a_key_keeps_when_it_expires_and_its_org_role_apart_from_its_last_use_and_workspace_role():
+    key = Credential.from_api({"id": "k1", "short_key": "lsv2_sk_...a1b2", "description": "ci",
+                               "last_used_at": "2026-11-28T10:00:00Z", "expires_at": "2027-01-01T00:00:00Z",
+                               "role_id": "r-workspace", "org_role_id": "r-org"}, SERVICE_KEY)
+    assert (key.last_used_at, key.expires_at) == (
+        datetime(2026, 11, 28, 10, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    assert (key.role_id, key.org_role_id) == ("r-workspace", "r-org")
+
+
+def test_org_settings_and_policy_conditions_are_stored_as_json_text_with_sorted_keys():
+    """The same setting or policy gives the same text, whatever order the answer put its keys in."""
+    info = OrganizationInfo.from_api({"id": "o", "ip_allowlist": [{"description": "office", "cidr": "10.0.0.0/8"}]})
+    assert dict(info.setting_rows())["ip_allowlist"] == '[{"cidr": "10.0.0.0/8", "description": "office"}]'
+    policy = AccessPolicy.from_api({"id": "a1", "condition_groups": [
+        {"resource_type": "prompt", "permission": "prompts:read", "conditions": []}]})
+    assert policy.condition_groups_json() == (
+        '[{"conditions": [], "permission": "prompts:read", "resource_type": "prompt"}]')
+
+
+def test_an_audit_event_keeps_its_whole_answer_as_compact_json_with_sorted_keys():
+    event = AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "e1"}, "api": {"operation": "login"}})
+    assert event.detail == '{"api":{"operation":"login"},"metadata":{"uid":"e1"},"time":1900000000000}'
+
+
+def test_an_ocsf_time_in_milliseconds_is_read_so_from_the_first_day_of_1973_on():
+    """The boundary the docstring names: 1e11 is a time in milliseconds (March 1973), not one in
+    seconds (the year 5138)."""
+    event = AuditEvent.from_api({"time": 100_000_000_000, "metadata": {"uid": "e1"}, "api": {"operation": "login"}})
+    assert event.at == datetime(1973, 3, 3, 9, 46, 40, tzinfo=UTC)
+
+
+def test_an_audit_event_without_an_id_an_operation_or_a_time_is_refused_naming_what_is_missing():
+    with pytest.raises(UnexpectedResponseError, match="OCSFApiActivity.metadata.uid: expected an event id"):
+        AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": ""}, "api": {"operation": "login"},
+                             "unmapped": {"original_audit_log": {"id": ""}}})
+    with pytest.raises(UnexpectedResponseError, match=r"^OCSFApiActivity.api.operation: missing \(event 'e1'\)$"):
+        AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "e1"}})
+    with pytest.raises(UnexpectedResponseError, match=r"^OCSFApiActivity.time: missing \(event 'e1'\)$"):
+        AuditEvent.from_api({"metadata": {"uid": "e1"}, "api": {"operation": "login"}})

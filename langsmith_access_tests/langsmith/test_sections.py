@@ -205,3 +205,10 @@ def test_taggings_become_one_record_per_resource_with_the_type_access_policies_n
                                            {"tagging_id": "t-4", "resource_id": "r"}]}}, "w-1")
     with pytest.raises(UnexpectedResponseError, match="TaggingsResponse.tag_value"):
         ResourceTagging.from_taggings({"tag_key": "env", "tag_key_id": key_id, "tag_value_id": value_id}, "w-1")
+
+
+def test_the_skipped_sections_are_stored_as_json_text_with_sorted_keys():
+    """``sync_runs.skipped_sections``: the same plan gives the same text, in alphabetical order,
+    not in ``SECTIONS`` order (resource_tags comes before audit_events there)."""
+    plan = plan_sections({"config": {"can_use_abac": False, "can_use_audit_logs": False}})
+    assert list(json.loads(plan.skipped_sections_json())) == ["access_policies", "audit_events", "resource_tags"]
