@@ -497,7 +497,12 @@ class AuditEvent:
     def _time(f: _Fields, original: dict, event_id: str) -> datetime:
         value = f.data.get("time")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return _epoch_to_datetime(value)
+            try:
+                return _epoch_to_datetime(value)
+            except (ValueError, OverflowError, OSError):  # NaN, or no moment the platform can hold
+                raise UnexpectedResponseError(
+                    f"OCSFApiActivity.time: {value!r} is no moment (event {event_id!r})"
+                ) from None
         request_time = original.get("request_time")
         if isinstance(request_time, str) and request_time:
             return parse_timestamp(request_time, "OCSFApiActivity.unmapped.original_audit_log.request_time")

@@ -373,3 +373,11 @@ def test_an_audit_event_without_an_id_an_operation_or_a_time_is_refused_naming_w
         AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "e1"}})
     with pytest.raises(UnexpectedResponseError, match=r"^OCSFApiActivity.time: missing \(event 'e1'\)$"):
         AuditEvent.from_api({"metadata": {"uid": "e1"}, "api": {"operation": "login"}})
+
+
+@pytest.mark.parametrize("time", [1e20, 10**30, -1e16, float("inf"), float("nan")])
+def test_an_ocsf_time_that_is_no_moment_is_refused_naming_the_field_and_the_event(time):
+    """As a date-time string that is no moment in UTC (records.parse_timestamp): a clear error,
+    never Python's OverflowError, OSError or ValueError from deep in the parse."""
+    with pytest.raises(UnexpectedResponseError, match=r"^OCSFApiActivity.time: .* is no moment \(event 'e1'\)$"):
+        AuditEvent.from_api({"time": time, "metadata": {"uid": "e1"}, "api": {"operation": "login"}})
