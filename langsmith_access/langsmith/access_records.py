@@ -357,13 +357,18 @@ class ResourceTagging:
         f = _Fields("TaggingsResponse", data)
         key_id, key = f.uuid("tag_key_id", required=True), f.req_str("tag_key")
         value_id, value = f.uuid("tag_value_id", required=True), f.req_str("tag_value")
+        if data.get("resources") is None:  # required: never read as "on no resource"
+            raise f._bad("resources", "an object")
         buckets = f.object("resources")
         taggings = []
         for bucket, resources in buckets.items():
             if resources is None:
                 continue
             if not isinstance(resources, list):
-                raise f._bad("resources", f"a list of resources in {bucket!r}")
+                raise UnexpectedResponseError(  # the bucket's type, not the resources object's
+                    f"TaggingsResponse.resources: expected a list of resources in {bucket!r}, "
+                    f"got {type(resources).__name__}"
+                )
             for resource in resources:
                 r = _Fields("Resource", resource)
                 taggings.append(

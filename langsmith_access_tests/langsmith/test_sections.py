@@ -212,3 +212,18 @@ def test_the_skipped_sections_are_stored_as_json_text_with_sorted_keys():
     not in ``SECTIONS`` order (resource_tags comes before audit_events there)."""
     plan = plan_sections({"config": {"can_use_abac": False, "can_use_audit_logs": False}})
     assert list(json.loads(plan.skipped_sections_json())) == ["access_policies", "audit_events", "resource_tags"]
+
+
+def test_a_taggings_answer_without_its_resources_is_refused_not_read_as_tagging_nothing():
+    """``resources`` is required (``TaggingsResponse``): an answer without it is no tag value on no
+    resource, which would let an access policy's conditions match nothing. A bucket of another
+    type than a list is refused too."""
+    value_id, key_id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "1f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    answer = {"tag_key": "env", "tag_key_id": key_id, "tag_value": "production", "tag_value_id": value_id}
+    assert ResourceTagging.from_taggings({**answer, "resources": {}}, "w-1") == []
+    for missing in (answer, {**answer, "resources": None}):
+        with pytest.raises(UnexpectedResponseError, match=r"^TaggingsResponse.resources: expected an object"):
+            ResourceTagging.from_taggings(missing, "w-1")
+    with pytest.raises(UnexpectedResponseError,
+                       match=r"^TaggingsResponse.resources: expected a list of resources in 'prompts', got int"):
+        ResourceTagging.from_taggings({**answer, "resources": {"prompts": 7}}, "w-1")
