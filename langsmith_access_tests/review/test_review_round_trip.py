@@ -59,6 +59,16 @@ def active_rows(rows: list[dict], workspace_id: str | None = None) -> list[dict]
             and (workspace_id is None or r["workspace_id"] == workspace_id)]
 
 
+def exported_with_one_revoke(capsys, tmp_path: Path) -> Path:
+    """``review export`` into ``review.csv``, the first active grant's row marked revoke."""
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    active_rows(rows)[0]["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    return sheet
+
+
 def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     sandbox, org, database = env
     out = tmp_path / "review.csv"
@@ -664,11 +674,7 @@ def test_a_former_organization_role_on_a_sheet_is_refused_as_read_only_not_as_un
 def test_a_blank_reviewer_is_no_reviewer(env, tmp_path, capsys):
     # "--reviewer $REVIEWER" with the variable blank: the OS user name is recorded, not spaces.
     sandbox, org, database = env
-    sheet = tmp_path / "review.csv"
-    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
-    rows = read_sheet(sheet)
-    active_rows(rows)[0]["decision"] = "revoke"
-    write_sheet(sheet, rows)
+    sheet = exported_with_one_revoke(capsys, tmp_path)
     # A blank --reason ("--reason $REASON", the variable blank) is no reason either: the default.
     code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--reviewer", "   ",
                                 "--reason", " ")
@@ -1059,11 +1065,7 @@ def test_a_queued_row_runs_no_more_statements_than_queueing_its_revoke_alone(env
 
 def test_a_grant_revoked_twice_since_it_was_given_is_done_by_the_latest_revoke(env, tmp_path, capsys):
     sandbox, org, database = env
-    sheet = tmp_path / "review.csv"
-    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
-    rows = read_sheet(sheet)
-    active_rows(rows)[0]["decision"] = "revoke"
-    write_sheet(sheet, rows)
+    sheet = exported_with_one_revoke(capsys, tmp_path)
     assert run_cli(capsys, "review", "queue-revokes", "--file", sheet)[0] == 0
     assert provision().success
     [applied] = list_requests("applied")
@@ -1097,11 +1099,7 @@ def test_a_sheet_with_no_row_marked_records_nothing_and_leaves_the_database_as_i
 def test_a_blank_reviewer_or_reason_given_to_queue_revokes_is_none_given(env, tmp_path, capsys):
     # As the command line's blank --reviewer and --reason: the API's callers get the defaults too.
     sandbox, org, database = env
-    sheet = tmp_path / "review.csv"
-    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
-    rows = read_sheet(sheet)
-    active_rows(rows)[0]["decision"] = "revoke"
-    write_sheet(sheet, rows)
+    sheet = exported_with_one_revoke(capsys, tmp_path)
     result = queue_revokes(database, read_csv_sheet(sheet), reviewer=" \t", reason="  ")
     assert [outcome.status for outcome in result.outcomes] == ["queued"]
     [pending] = list_requests("pending")
@@ -1111,11 +1109,7 @@ def test_a_blank_reviewer_or_reason_given_to_queue_revokes_is_none_given(env, tm
 def test_the_longest_reason_a_request_takes_may_be_given_with_reason(env, tmp_path, capsys):
     # --reason is checked as a request's reason is, not as a name (which may be far shorter).
     sandbox, org, database = env
-    sheet = tmp_path / "review.csv"
-    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
-    rows = read_sheet(sheet)
-    active_rows(rows)[0]["decision"] = "revoke"
-    write_sheet(sheet, rows)
+    sheet = exported_with_one_revoke(capsys, tmp_path)
     reason = "r" * queue.MAX_TEXT_CHARS
     code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--reason", reason)
     assert code == 0, (stdout, err)
