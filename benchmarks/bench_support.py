@@ -9,6 +9,7 @@ instance, as a plain ``langsmith-access sync`` does).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,10 +71,28 @@ def temporary_workdir(prefix: str) -> Path:
     as Ctrl-C does: Python's default ends the process where it stands, which left a 20,000-member
     run's databases (gigabytes) in the temporary directory. A SIGKILL (``kill -9``, the OOM
     killer) runs no ``finally``: its name carries the process id, so the next run of any
-    benchmark with that prefix removes it (``remove_left_by_dead_runs``)."""
+    benchmark with that prefix removes it (``remove_left_by_dead_runs``).
+
+    A SIGTERM between the directory's creation and the caller's ``try`` (the moment a test that
+    waits for the directory to appear sends it; seen in CI) would skip those ``finally`` blocks:
+    every directory made here is listed before it exists and removed at exit too."""
     remove_left_by_dead_runs(prefix)
     signal.signal(signal.SIGTERM, _exit_through_finally)
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}pid{os.getpid()}-"))
+    if not _WORKDIRS:
+        atexit.register(_remove_workdirs)
+    path = Path(tempfile.gettempdir()) / f"{prefix}pid{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    _WORKDIRS.append(path)  # before it exists: a SIGTERM from here on finds it listed
+    path.mkdir(mode=0o700)  # as tempfile.mkdtemp: this user's only
+    return path
+
+
+# The directories temporary_workdir made in this process, removed at its exit.
+_WORKDIRS: list[Path] = []
+
+
+def _remove_workdirs() -> None:
+    for path in _WORKDIRS:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_left_by_dead_runs(prefix: str) -> list[Path]:

@@ -82,6 +82,24 @@ def test_a_benchmark_stopped_with_sigterm_removes_its_temporary_directory(tmp_pa
     assert list(tmp_path.glob("langsmith-access-event-log-*")) == [], stderr
 
 
+def test_a_sigterm_before_the_benchmarks_try_still_removes_its_temporary_directory(tmp_path):
+    # The test above sends SIGTERM as soon as the directory appears: once in CI it landed between
+    # the directory's creation and the `try` whose `finally` removes it, and the directory stayed.
+    script = ("import os, signal, sys\n"
+              f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
+              "from bench_support import temporary_workdir\n"
+              "workdir = temporary_workdir('langsmith-access-window-')\n"
+              "print(workdir, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGTERM)  # before any try\n"
+              "signal.pause()\n")
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "TMPDIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    workdir = Path(done.stdout.strip())
+    assert workdir.parent == tmp_path and workdir.name.startswith("langsmith-access-window-pid"), done.stdout
+    assert list(tmp_path.iterdir()) == [], done.stderr
+
+
 def test_the_directory_a_killed_benchmark_left_is_removed_by_the_next_one(tmp_path, monkeypatch):
     # SIGKILL runs no finally: the directory's name says whose it was, and the next benchmark
     # removes it once that process is gone, never one of a benchmark still running.
