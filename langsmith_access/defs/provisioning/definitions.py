@@ -131,11 +131,6 @@ def in_launchpad_terms(text: str) -> str:
     return re.sub(r"--(duration|until)\b", r"change.\1", text)
 
 
-def _notifier(org: Org) -> Notifier:
-    """Notifications of the run's org: its webhook, its slug in every payload."""
-    return Notifier.of_org(org)
-
-
 class ProvisionConfig(dg.Config):
     """Leave both empty to apply every pending request (what the sensor does)."""
 
@@ -208,7 +203,7 @@ def select_requests(
                 if queued:
                     context.log.info(f"(ad-hoc): {queued}: the run would apply that request, not queue another")
                 return {"request_ids": [], "adhoc": checked.resolved.__dict__, "dry_run": True}
-            result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=_notifier(org),
+            result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=Notifier.of_org(org),
                                      run_id=context.run.run_id, launched_by=run_launcher(context))
             if not result.accepted:
                 raise refused_input(
@@ -235,7 +230,7 @@ def select_requests(
         if not config.dry_run:
             # Before taking every pending request: end approvals left too long, warn of access
             # about to end, and queue the revokes of time-bound grants that are due.
-            now, notifier = queue.now_utc(), _notifier(org)
+            now, notifier = queue.now_utc(), Notifier.of_org(org)
             expired = approvals.expire_overdue(conn, now, notifier)
             warned = expiry.warn_expiring(conn, now, org.settings.expiry_warning, notifier)
             revokes = expiry.queue_due_expiries(conn, now)
@@ -254,7 +249,7 @@ def select_requests(
                 "approvals_overdue": [r["request_id"] for r in approvals.overdue_requests(conn, now)],
                 # access.expiring goes out only through a webhook: without one, nothing to warn.
                 "expiry_warnings_due": [r["request_id"] for r in expiry.to_warn(conn, now, org.settings.expiry_warning)]
-                if _notifier(org).enabled else [],
+                if org.notifies else [],
             }
             governed = _govern_pending_grants(context, org, conn, None, dry_run=True)
             return {"request_ids": _pending_except(conn, governed.settled), "dry_run": True, "ahead": ahead,
@@ -309,7 +304,7 @@ def _govern_pending_grants(context: dg.OpExecutionContext, org: Org, conn: duckd
     where a run that died claimed it before sending its write), the revokes go ahead, and the run
     fails once it has applied them (``refresh_access_history``), saying why."""
     try:
-        changes = approvals.govern_pending_grants(conn, queue.now_utc(), org.policy_path, _notifier(org),
+        changes = approvals.govern_pending_grants(conn, queue.now_utc(), org.policy_path, Notifier.of_org(org),
                                                   request_ids=request_ids, dry_run=dry_run,
                                                   run_id=context.run.run_id)
     except PolicyError as error:
@@ -365,7 +360,7 @@ def apply_requests(
 ) -> dict:
     run_id = context.run.run_id
     dry_run = selection["dry_run"]
-    org, notifier = provisioning_database.org, _notifier(provisioning_database.org)
+    org, notifier = provisioning_database.org, Notifier.of_org(provisioning_database.org)
     with langsmith.failures_in_its_orgs_terms(), provisioning_database.connect() as conn:
         provisioner = Provisioner(langsmith.client, conn, run_id, dry_run=dry_run, log=context.log.info,
                                   notifier=notifier)
@@ -457,7 +452,7 @@ def _rebuild(context: dg.OpExecutionContext, provisioning_database: Provisioning
     # included. It builds a scratch copy that replaces the working file only if every model
     # and test passed, and the same file name as a sync's, so it reuses the sync's parse of
     # the project.
-    database, notifier = provisioning_database.database, _notifier(provisioning_database.org)
+    database, notifier = provisioning_database.database, Notifier.of_org(provisioning_database.org)
     scratch = database.begin_scratch()
     try:
         drift = rebuild_history(scratch, database.dbt_target_path,
