@@ -165,8 +165,10 @@ def test_a_failure_of_a_subclass_of_an_advised_error_gets_its_own_fix_not_none()
 
 @dg.asset
 def long_query() -> int:
-    # Rows enough to run for a long while: the signal lands while DuckDB computes them.
-    with duckdb.connect() as conn:
+    # Rows enough to run for a long while: the signal lands while DuckDB computes them. One thread:
+    # with more, a worker thread could take the whole scan as one task and the main thread, the one
+    # that checks for signals, would see the Ctrl-C only when the query ended, a minute later.
+    with duckdb.connect(config={"threads": 1}) as conn:
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
         return conn.execute("SELECT count(*) FROM range(10000000000) AS t(a) WHERE a % 7 = 3").fetchone()[0]
 
@@ -182,6 +184,7 @@ def test_ctrl_c_that_lands_in_a_duckdb_query_is_an_interruption():
     message, _, _, fix = runner._failure_summary(stopped)
     assert message == "long_query: interrupted (Ctrl-C or a signal) before it finished", message
     assert fix == runner.INTERRUPTED_FIX
+
 
 def test_a_run_gives_sigterm_back_the_handler_it_had(tmp_path):
     # Dagster maps SIGTERM to SIGINT's handler for a run and leaves it so: in a process started in
