@@ -262,6 +262,35 @@ def test_a_run_that_refused_its_input_holds_no_org_back(database, instance):
     assert "The last 1 provisioning run(s)" in failed_runs_backoff(instance, "default")
 
 
+# A change the queue rejects without asking LangSmith: nothing was synced, so no such member.
+UNKNOWN_CHANGE = {"action": "grant", "user": "nobody@example.com", "workspace": "Platform", "role": "Editor"}
+
+
+@pytest.mark.parametrize("config, says", [
+    ({"request_ids": ["SETTLED"], "change": UNKNOWN_CHANGE}, "either request_ids or one change"),
+    ({"change": {**UNKNOWN_CHANGE, "user": " "}}, "change.user is empty"),
+    ({"change": {**UNKNOWN_CHANGE, "reason": {"env": "HOME"}}}, "reads change.reason from the environment"),
+    ({"request_ids": ["  "]}, "request_ids[0] is empty"),
+    ({"request_ids": ["SETTLED"]}, "Nothing to apply"),
+    ({"change": UNKNOWN_CHANGE}, "rejected"),
+    ({"change": UNKNOWN_CHANGE, "dry_run": True}, "The change would be rejected"),
+], ids=["ids-and-change", "blank-field", "env-reference", "blank-id", "settled-id", "rejected-change",
+        "rejected-dry-run"])
+def test_every_refusal_of_launchpad_input_holds_no_org_back(database, instance, config, says):
+    """Whatever a Launchpad run refuses in its input (a form left blank, an {env: ...} field, ids
+    unknown or settled, a change the queue rejects), it is tagged as such: the sensors' wait
+    after failed runs does not count it (a mistyped form says nothing about LangSmith or the key)."""
+    [settled] = queue_rows(database, 1, status="applied")
+    queue_rows(database, 1)
+    if config.get("request_ids") and config["request_ids"][0] == "SETTLED":
+        config = {**config, "request_ids": [settled]}
+    refused = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": config}}},
+                             dagster_instance=instance)
+    assert not refused.success and says in refused.failure, refused.failure
+    assert instance.get_run_by_id(refused.run_id).tags.get(REFUSED_INPUT_TAG) == "true"
+    assert failed_runs_backoff(instance, "default") is None
+
+
 @pytest.mark.parametrize("cursor", [None, json.dumps({"launches": {"default": 1}})], ids=["cleared", "lowered"])
 def test_a_cleared_or_lowered_cursor_launches_at_once(database, instance, cursor):
     """The launch count restarts from the org's runs, not from 1 (a cleared cursor), and a count
