@@ -585,6 +585,20 @@ def test_a_tick_that_reaches_every_org_starts_the_next_in_the_orgs_order(databas
         assert json.loads(after) == {"launches": {"default": 1}}
 
 
+def test_a_tick_that_starts_past_the_first_org_says_the_orgs_reasons_in_the_orgs_order(tmp_path, monkeypatch):
+    # The cursor's start (the org the last tick left first) changes where a tick begins, not the
+    # order its skip reason names the orgs in: the orgs file's, as every other tick says them.
+    orgs_holding(tmp_path, monkeypatch, ["eu", "us", "ap"])
+    for number in range(3):
+        monkeypatch.delenv(f"KEY_{number}")
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=json.dumps({"launches": {}, "start": "ap"}))
+        result = evaluate_queue(context, deployment_orgs())
+    said = said_of_each_org(result.skip_message)
+    assert list(said) == ["eu", "us", "ap"], result.skip_message
+    assert [f"KEY_{number}" in said[slug] for number, slug in enumerate(said)] == [True] * 3, said
+
+
 @pytest.mark.parametrize("evaluate_tick", [evaluate_queue, evaluate_expiries])
 def test_a_tick_that_reaches_only_some_orgs_names_the_org_of_each_reason(tmp_path, monkeypatch, evaluate_tick):
     # No budget at all: no copy is read, by either sensor. The org without a key needs no read,
