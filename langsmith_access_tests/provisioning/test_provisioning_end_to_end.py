@@ -362,6 +362,36 @@ def test_named_requests_that_are_not_pending_are_named_with_their_status(env):
     assert "\x1b" not in unknown.failure and "pasted\n" not in unknown.failure
 
 
+def test_a_policy_that_cannot_be_read_holds_grants_only_and_a_dry_run_plans_what_the_run_would_take(
+        env, tmp_path, monkeypatch):
+    """Only grants wait for the access policy: a run of revokes alone applies them and succeeds
+    while the policy cannot be read (a failed run would make the sensors wait after it, for a
+    policy none of its requests needed); a dry run then plans the revokes, not the grants held."""
+    sandbox, org, database = env
+    workspace, outsider, member, other, _ = pick(org)
+    revoke = request_revoke(member.ls_user_id, workspace.id, member.role_id)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("approval: [unclosed\n")
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(policy))
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert [(r["request_id"], r["status"]) for r in list_requests()] == [(revoke.request_id, "applied")]
+    assert org.membership(workspace.id, member.ls_user_id) is None
+
+    policy.unlink()  # queued with no policy to go by, then one that cannot be read
+    monkeypatch.delenv("LANGSMITH_ACCESS_POLICY")
+    grant = request_grant(outsider.email, workspace.id, "Editor")
+    second = request_revoke(other.ls_user_id, workspace.id, other.role_id)
+    policy.write_text("approval: [unclosed\n")
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(policy))
+    written = len(writes(sandbox))
+    planned = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {"dry_run": True}}}})
+    assert not planned.success and "1 grant(s) not applied (1 left pending)" in planned.failure, planned.failure
+    assert [o["request_id"] for o in planned.outputs["apply_requests"]["outcomes"]] == [second.request_id]
+    assert {r["request_id"]: r["status"] for r in list_requests()}[grant.request_id] == "pending"
+    assert len(writes(sandbox)) == written
+
+
 def test_provision_with_an_empty_list_of_request_ids_or_one_id_unlisted_applies_nothing(env):
     """``provision(request_ids=[])`` (a selection that came out empty) is refused before any run:
     it is never taken for "every pending request"."""
