@@ -154,6 +154,30 @@ def test_a_disk_that_fills_up_while_publishing_fails_the_sync_and_commits_nothin
     assert actual_workspace_grants(database.path) == expected_workspace_grants(org)
 
 
+def test_a_failed_syncs_row_and_alert_carry_no_secret_its_error_quoted(start_env, monkeypatch):
+    # A failure's text is its error's own, and an error may quote what it was handed (a URL, a
+    # variable): the failed run's sync_runs row and its sync.failed leave out the org's key and
+    # webhook URL whatever the error said.
+    sandbox, org, database = start_env()
+    webhook = "http://127.0.0.1:9/services/T0-not-for-the-row"
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", webhook)  # recorded, not delivered here
+    key = load_orgs().get().settings.api_key.reveal()
+
+    def quoting(*args, **kwargs):
+        raise OSError(errno.EIO, f"Input/output error sending {key} to {webhook}")
+
+    monkeypatch.setattr(export, "stage_parquet_directory", quoting)
+    failed = run_sync()
+    assert not failed.success and "Input/output error" in failed.failure
+    [(failure,)] = query(database.working_path, "SELECT failure FROM main.sync_runs WHERE sync_id = ?",
+                         [failed.run_id])
+    payloads = [p for (p,) in query(database.working_path, "SELECT payload FROM main.notifications "
+                                    "WHERE event = 'sync.failed'") if failed.run_id in p]
+    assert "Input/output error sending" in failure and payloads, (failure, payloads)
+    for said in (failure, *payloads):
+        assert "T0-not-for-the-row" not in said and key not in said, said
+
+
 def test_a_commit_that_fails_after_the_copy_was_staged_publishes_nothing_and_leaves_no_copy(start_env, monkeypatch):
     # The analysts' copy is staged before the scratch file is committed: a commit that fails
     # then (an I/O error) must not leave that copy, as large as the database, beside it.
