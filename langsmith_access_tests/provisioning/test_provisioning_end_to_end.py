@@ -29,6 +29,7 @@ from langsmith_access.store.queries import grants_held_at
 from langsmith_access_tests.helpers import (
     actual_org_grants,
     actual_workspace_grants,
+    copy_of,
     expected_org_grants,
     expected_workspace_grants,
     query,
@@ -390,6 +391,22 @@ def test_a_policy_that_cannot_be_read_holds_grants_only_and_a_dry_run_plans_what
     assert [o["request_id"] for o in planned.outputs["apply_requests"]["outcomes"]] == [second.request_id]
     assert {r["request_id"]: r["status"] for r in list_requests()}[grant.request_id] == "pending"
     assert len(writes(sandbox)) == written
+
+
+def test_a_run_given_another_database_file_in_the_launchpad_applies_that_files_queue(env, tmp_path):
+    """The Launchpad's resources.provisioning_database.config.duckdb_path: the run takes the queue
+    of that file and publishes it there; the org's own file is left as it was."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    request = request_grant(outsider.email, workspace.id, "Editor")
+    elsewhere = copy_of(database, tmp_path / "elsewhere")
+    outcome = runner.run_job("provision_workspace_roles", {"resources": {"provisioning_database": {
+        "config": {"duckdb_path": str(elsewhere.path)}}}})
+    assert outcome.success, outcome.failure
+    assert query(elsewhere.path, "SELECT status FROM main.provisioning_requests WHERE request_id = ?",
+                 [request.request_id]) == [("applied",)]
+    assert org.membership(workspace.id, outsider.ls_user_id) is not None
+    assert [(r["request_id"], r["status"]) for r in list_requests()] == [(request.request_id, "pending")]
 
 
 def test_provision_with_an_empty_list_of_request_ids_or_one_id_unlisted_applies_nothing(env):
