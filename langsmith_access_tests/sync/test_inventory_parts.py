@@ -21,6 +21,8 @@ from langsmith_access.langsmith import (
     ResourceTagging,
     SectionPlan,
     SectionUnavailableError,
+    ServiceAccount,
+    SsoProvider,
 )
 from langsmith_access.langsmith.access_records import PolicyCondition, PolicyConditionGroup
 from langsmith_access.settings import Org, Settings, SettingsError
@@ -40,6 +42,7 @@ from langsmith_access.store.sections import (
 from langsmith_access.sync.inventory import (
     AUDIT_OVERLAP,
     AUDIT_RETENTION,
+    CREDENTIAL_SECTIONS,
     INVENTORY_SECTIONS,
     TABLE_SECTIONS,
     TABLE_TRANSFORMS,
@@ -48,6 +51,7 @@ from langsmith_access.sync.inventory import (
     get_inventory,
     read_audit_log,
     scrub_secrets,
+    transform_audit_events,
     transform_credentials,
 )
 from langsmith_access.sync.org_info import scim_groups_read, transform_org_settings
@@ -148,6 +152,49 @@ def test_a_listing_that_sends_a_whole_key_is_stored_by_its_short_form():
     [row] = transform_credentials([credential], "sync-1", NOW)
     assert row["short_key"] == f"lsv2_sk_...{SECRET[-4:]}"
     assert SECRET not in repr(row)
+
+
+def test_no_free_text_a_server_sends_carries_a_whole_key_into_an_inventory_row():
+    """Every text people or the server wrote (names, descriptions, tags, a URL, an error, each of
+    an audit event's texts) is cut where a whole key was pasted into it, and a URL loses its
+    password and query string: what each inventory table would store holds no secret."""
+    text, short = f"pasted {SECRET} here", f"lsv2_sk_...{SECRET[-4:]}"
+    url = f"https://admin:{SECRET}@idp.example.com/saml/metadata?signature=signed-link-token"
+    uid = "0b6f1c2e-0000-4000-8000-000000000001"
+    records = {
+        "access_policies": [AccessPolicy(
+            id=uid, name=text, description=text, effect=text, role_ids=(uid,),
+            condition_groups=(PolicyConditionGroup(text, text, (PolicyCondition(text, text, text, text),)),),
+            created_at=NOW, updated_at=NOW)],
+        "resource_tags": [ResourceTagging(
+            id=uid, workspace_id=uid, tag_key_id=uid, tag_key=text, tag_value_id=uid, tag_value=text,
+            resource_type=text, resource_id=uid, resource_name=text)],
+        "credentials": [Credential(
+            id=uid, kind="service_key", short_key=short, description=text, created_at=NOW, last_used_at=None,
+            expires_at=None, revoked_at=None, workspace_names=(text,), default_workspace_name=text, role_id=uid,
+            org_role_id=None, access_scope="workspace", created_by=uid, read_only=False)],
+        "service_accounts": [ServiceAccount(id=uid, name=text, organization_id=uid, default_workspace_id=uid,
+                                            created_at=NOW, updated_at=NOW)],
+        "sso_settings": [SsoProvider(
+            id=uid, provider_id=text, default_workspace_role_id=uid, default_workspace_ids=(uid,), metadata_url=url,
+            sso_groups_enabled=True, sso_groups_claim_field=text, sso_groups_required=False,
+            sso_groups_role_sync_enabled=True, attribute_mapping_keys=(text,), has_metadata_xml=False,
+            attribute_mapping_load_error=f"could not load {url}: 403")],
+    }
+    assert list(records) == list(TABLE_TRANSFORMS)
+    event = AuditEvent(
+        event_id=text, at=NOW, operation=text, succeeded=True, actor_user_id=text, credential_id=text,
+        workspace_id=text, target_ids=(text,), source_ip=text, http_method=text, path=text, status_code=200,
+        detail=text)
+    tables = {table: transform(records[table], "sync-1", NOW) for table, transform in TABLE_TRANSFORMS.items()}
+    tables["audit_events"] = transform_audit_events([event], "sync-1", NOW)
+    for table, [row] in tables.items():
+        for column, value in row.items():
+            assert SECRET not in repr(value), (table, column)
+            assert "signed-link-token" not in repr(value), (table, column)
+    # Cut, not dropped: what was around the key, and the key's short form, stay.
+    assert tables["access_policies"][0]["description"] == f"pasted {short} here"
+    assert tables["sso_settings"][0]["metadata_url"] == "https://<credentials>@idp.example.com/saml/metadata?<query>"
 
 
 def test_the_core_sync_reads_scim_groups_only_where_the_plan_and_the_route_give_them():
@@ -387,6 +434,24 @@ def test_the_inventory_asks_nothing_of_a_section_its_plan_skips_and_a_refused_se
         SectionRead.skipped("personal_access_tokens", "route missing: older install"),
         SectionRead.read("workspace_service_keys", 0), SectionRead.read("scim_tokens", 0),
         SectionRead.read("service_accounts", 0), SectionRead.skipped("sso_settings", "plan: no SAML SSO")]
+
+
+def test_a_key_two_routes_list_is_one_credential_as_the_first_route_listed_it():
+    # A workspace's service key may be listed by the org's key listing and by the workspace's:
+    # one credential row (its id is the key), the kind and fields of the listing read first.
+    org_wide = Credential.from_api({"id": "0b6f1c2e-0000-4000-8000-0000000000c1", "short_key": "lsv2_sk_...a1b2",
+                                    "description": "ci"}, "service_key")
+    in_workspace = replace(org_wide, kind="workspace_service_key", description="ci (workspace)", workspace_id="w-1")
+    client = SimpleNamespace(
+        list_service_keys=lambda: [org_wide], list_personal_access_tokens=list, list_scim_tokens=list,
+        list_service_keys_of_workspaces=lambda ids, skip_gone: {"w-1": [in_workspace]})
+    plan = SectionPlan(read=CREDENTIAL_SECTIONS,
+                       skipped={s: "not this test's" for s in SECTIONS if s not in CREDENTIAL_SECTIONS})
+    inventory = get_inventory(client, plan, ["w-1"])  # type: ignore[arg-type]
+    assert inventory.of("credentials") == [org_wide]
+    # Each listing still says what it listed.
+    assert [r for r in inventory.reads if r.section in ("service_keys", "workspace_service_keys")] == [
+        SectionRead.read("service_keys", 1), SectionRead.read("workspace_service_keys", 1)]
 
 
 def test_a_load_resumed_after_the_retention_ran_out_never_claims_the_days_langsmith_deleted_meanwhile():
