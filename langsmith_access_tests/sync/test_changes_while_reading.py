@@ -17,6 +17,7 @@ from langsmith_access.sandbox.org_state import Role
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.sync.extract import ENRICHED_ROUTE, PER_WORKSPACE_ROUTE, load_members
+from langsmith_access.sync.guards import check_completeness
 from langsmith_access_tests.helpers import listings_read_before_the_members
 from langsmith_access_tests.reliability.tampering_proxy import Answer, TamperingProxy
 
@@ -479,6 +480,9 @@ def test_each_route_writes_what_its_listings_say_of_members_and_invites(tmp_path
     each = route == PER_WORKSPACE_ROUTE
     assert groups_not_said == (len(members) if each else 0)
     assert read.route == route and sources == [(route,)]
+    # Every shared workspace counts as read: one listing covers them all on the enriched route.
+    assert (read.workspaces_expected, read.workspaces_read) == (3, 3)
+    assert check_completeness(read.listings, read.workspaces_expected, read.workspaces_read).passed
     assert read.route_reason == "asked for by the run (membership_route)"
     assert sorted(members) == sorted(
         (m.ls_user_id, m.id, m.user_id if each else None, m.email, m.full_name if each else None, m.display_name,
