@@ -6,6 +6,7 @@ import duckdb
 import pytest
 
 from langsmith_access.langsmith import EnrichedMember, Role, Workspace
+from langsmith_access.langsmith.client import ANONYMITY_RESTRICTED_HEADER, LISTS_ALL_WORKSPACES_HEADER
 from langsmith_access.store.schema import (
     ensure_schema,
     previous_sync,
@@ -16,6 +17,7 @@ from langsmith_access.sync.extract import (
     ENRICHED_ROUTE,
     ListingReport,
     MemberCounts,
+    RawMemberTables,
     count_members,
     first_rows,
     load_raw,
@@ -224,6 +226,30 @@ def test_withheld_values_are_put_back_but_values_the_answer_gives_are_never_repl
         {"ls_user_id": "u1", "email": "ada@example.com", "full_name": "Ada Lovelace", "display_name": "Ada L."},
         {"ls_user_id": "u2", "email": "new@example.com", "full_name": None, "display_name": "Bob"},
     ]
+
+
+def test_an_enriched_listing_read_again_says_what_its_last_scan_said_of_anonymity(tmp_path):
+    """The enriched listing moved while it was read and is read again: its first scan's
+    restricted answer is taken back with that scan's rows, so the sync records what the scan it
+    kept said (not restricted: no value was withheld, none was put back)."""
+    person = EnrichedMember.from_api({
+        "id": "org-identity-1", "ls_user_id": "user-1", "email": None, "display_name": None, "is_pending": False,
+        "is_disabled": False, "role_id": "org-user", "created_at": "2026-01-01T00:00:00Z",
+        "workspace_memberships": []})
+    with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        conn.execute("CREATE TABLE main.users AS SELECT 'user-1' AS user_id, 'ada@example.com' AS email, "
+                     "'Ada Lovelace' AS full_name, 'Ada' AS display_name")
+        tables = RawMemberTables(conn, "sync-1", AT)
+        sink = tables.enriched_sink(None)  # type: ignore[arg-type]  # the header says: no org info asked
+        sink.begin_scan()
+        sink.add_page([person], {LISTS_ALL_WORKSPACES_HEADER: "true", ANONYMITY_RESTRICTED_HEADER: "true"})
+        assert (tables.anonymity_restricted, tables.withheld_values_kept) == (True, 3)
+        sink.begin_scan()
+        sink.add_page([person], {LISTS_ALL_WORKSPACES_HEADER: "true"})
+        tables.flush()
+        assert (tables.anonymity_restricted, tables.withheld_values_kept) == (False, 0)
+        assert conn.execute("SELECT ls_user_id, email FROM raw.org_members").fetchall() == [("user-1", None)]
 
 
 @pytest.mark.parametrize("said", ["false", "False", " FALSE "])
