@@ -1,11 +1,12 @@
 """Pure parts of the sync: the guards, and the transforms on recorded payloads."""
 
+import json
 from datetime import datetime, timezone
 
 import duckdb
 import pytest
 
-from langsmith_access.langsmith import EnrichedMember, Role, Workspace
+from langsmith_access.langsmith import EnrichedMember, LoginMethod, Role, Workspace
 from langsmith_access.langsmith.client import ANONYMITY_RESTRICTED_HEADER, LISTS_ALL_WORKSPACES_HEADER
 from langsmith_access.store.schema import (
     ensure_schema,
@@ -21,6 +22,7 @@ from langsmith_access.sync.extract import (
     count_members,
     first_rows,
     load_raw,
+    login_methods_json,
     transform_enriched_members,
     transform_roles,
     transform_workspaces,
@@ -439,6 +441,16 @@ def test_a_pending_invite_offers_the_first_workspace_role_it_names():
     })
     [row] = transform_enriched_members([invite], "sync-1", AT).pending_invites
     assert (row["workspace_ids"], row["workspace_role_id"]) == (["ws-1", "ws-2"], "viewer")
+
+
+def test_login_methods_keep_the_user_name_a_keys_creator_may_be_named_by():
+    # credentials.created_by may be a login's user name at its provider (a GitHub handle): the
+    # credentials model matches it against raw.org_members.login_methods.
+    methods = [LoginMethod("supabase:non-sso", None, "AdaGH"), LoginMethod("email", "scim")]
+    assert json.loads(login_methods_json(methods)) == [
+        {"provider": "supabase:non-sso", "provisioning_method": None, "username": "AdaGH"},
+        {"provider": "email", "provisioning_method": "scim", "username": None},
+    ]
 
 
 def test_a_lone_member_or_grant_lost_is_a_shrink_too():
