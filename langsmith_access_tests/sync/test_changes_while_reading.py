@@ -221,7 +221,8 @@ def test_a_workspace_member_who_is_no_org_member_is_refused_by_name(tmp_path):
     assert "Remove them from those workspaces in LangSmith" in message
 
 
-def test_a_workspace_deleted_while_the_members_are_read_is_named_as_such(tmp_path):
+@pytest.mark.parametrize("status", [404, 403])
+def test_a_workspace_deleted_while_the_members_are_read_is_named_as_such(tmp_path, status):
     """Per-workspace route: a workspace deleted after the workspace listing was read answers its
     member listing with 404 (or 403), as a key without the permission would be answered. Read
     again, the workspace listing tells which: the refusal names the deleted workspace and asks
@@ -229,15 +230,23 @@ def test_a_workspace_deleted_while_the_members_are_read_is_named_as_such(tmp_pat
     org = generate_org(seed=5, members=12, workspaces=3)
     deleted = org.shared_workspaces()[-1]
 
-    with SandboxServer(org) as sandbox, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+    def answered_with_status(answer: Answer) -> Answer:
+        if answer.path == WORKSPACE_ACTIVE and answer.tenant_id == deleted.id and answer.status == 404:
+            return answer.replace(status=status).with_json({"detail": "Forbidden" if status == 403 else "Not Found"})
+        return answer
+
+    with SandboxServer(org) as sandbox, TamperingProxy(sandbox.url) as proxy, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
         listings_read_before_the_members(conn, org)
         # Deleted when the org member listing, read before the workspaces', is first asked for:
         # on the first request of the workspaces' own route, the sandbox has looked the
         # workspace up before the change, and that request may be the deleted workspace's.
         before_first_request(sandbox, "/orgs/current/members/active", lambda: org.delete_workspace(deleted.id))
+        proxy.tamper = answered_with_status
         with pytest.raises(ListingsDisagreeError) as refused:
-            load(sandbox, org, conn, PER_WORKSPACE_ROUTE)
+            load(sandbox, org, conn, PER_WORKSPACE_ROUTE, endpoint=proxy.url)
+        assert [a.status for a in proxy.tampered] == [status]
         assert conn.execute("SELECT count(*) FROM raw.workspace_memberships").fetchone() == (0,)
     message = str(refused.value)
     assert f"1 workspace(s) were deleted while the sync read the members: {deleted.id} (nothing is wrong" in message
