@@ -484,9 +484,10 @@ def test_a_load_resumed_after_the_retention_ran_out_never_claims_the_days_langsm
 
 
 @pytest.mark.parametrize(("stopped_before_the_edge", "starts_again"),
-                         [(timedelta(minutes=1), True), (timedelta(minutes=-1), False)])
+                         [(timedelta(minutes=1), True), (timedelta(0), False), (timedelta(minutes=-1), False)])
 def test_only_a_load_that_stopped_before_the_retentions_edge_starts_again(stopped_before_the_edge, starts_again):
-    # A minute inside the retention, nothing was deleted unread: on from an hour before, as always.
+    # A minute inside the retention, or right on its edge, nothing after where it stopped was
+    # deleted unread: on from an hour before, as always.
     asked: list[datetime] = []
 
     class KeepsTheRetention:
