@@ -545,17 +545,21 @@ def test_resource_tags_are_read_only_where_an_access_policy_has_a_condition(poli
 
 def test_resource_tags_of_a_workspace_deleted_since_it_was_listed_are_left_out_and_named():
     tagging = ResourceTagging("t-1", "w-1", "k-1", "env", "v-1", "production", "prompt", "pr-1", "router")
+    # Every tagging of each workspace read is kept, not only the first.
+    second = replace(tagging, id="t-2", resource_id="pr-2", resource_name="ranker")
+    other = replace(tagging, id="t-3", workspace_id="w-2")
     client = SimpleNamespace(
         list_access_policies=lambda: [_policy(ENV_IS_PRODUCTION)],
-        list_resource_tags_of_workspaces=lambda ids, skip_gone: {"w-1": [tagging]} if skip_gone else None,
+        list_resource_tags_of_workspaces=lambda ids, skip_gone: (
+            {"w-1": [tagging, second], "w-2": [other]} if skip_gone else None),
     )
     plan = SectionPlan(read=("access_policies", "resource_tags"),
                        skipped={s: "not this test's" for s in SECTIONS if s not in ("access_policies", "resource_tags")})
-    inventory = get_inventory(client, plan, ["w-1", "w-gone"])  # type: ignore[arg-type]
-    assert inventory.of("resource_tags") == [tagging]
+    inventory = get_inventory(client, plan, ["w-1", "w-gone", "w-2"])  # type: ignore[arg-type]
+    assert inventory.of("resource_tags") == [tagging, second, other]
     [tags_read] = [r for r in inventory.reads if r.section == "resource_tags"]
     assert tags_read == SectionRead.read(
-        "resource_tags", 1, "1 workspace(s) deleted since they were listed, their tags with them: w-gone")
+        "resource_tags", 3, "1 workspace(s) deleted since they were listed, their tags with them: w-gone")
     [row] = TABLE_TRANSFORMS["resource_tags"]([tagging], "sync-1", NOW)
     assert row == {"sync_id": "sync-1", "fetched_at": NOW, "tagging_id": "t-1", "workspace_id": "w-1",
                    "tag_key_id": "k-1", "tag_key": "env", "tag_value_id": "v-1", "tag_value": "production",
