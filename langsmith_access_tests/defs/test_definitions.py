@@ -141,7 +141,8 @@ def test_inventory_job_schedule_and_assets():
 
 
 @pytest.mark.parametrize("cron", ["30 * * * *", "15 4 * * 1-5", "0 * * * 1-5", "*/15 * * * 1-5", "@monthly",
-                                  "0 3,21 * * *", "0 0 31 * *", "0 0 13 * fri", "45 23 * * sat,sun", "0 12 * 2 *"])
+                                  "0 3,21 * * *", "0 0 31 * *", "0 0 13 * fri", "45 23 * * sat,sun", "0 12 * 2 *",
+                                  "30 6 * * 6,7"])  # 7: Sunday too
 def test_the_freshness_interval_is_the_crons_longest_gap_whenever_the_definitions_load(cron):
     # Dagster's own ticks over two years from a fixed Monday (a month for the frequent ones):
     # the longest gap between two of them is what the freshness windows follow.
