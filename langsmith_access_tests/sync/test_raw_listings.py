@@ -132,7 +132,7 @@ def test_the_per_workspace_route_asked_for_replaces_every_membership_of_the_prev
 def test_a_sync_through_dagster_records_that_the_members_answer_was_anonymity_restricted(tmp_path, monkeypatch):
     """What the members' step read reaches the run's sync_runs row (the route, and whether the
     answer withheld emails and names) and its assets' metadata (each raw table's row count)."""
-    org = generate_org(seed=7, members=10, workspaces=2)
+    org = generate_org(seed=7, members=10, workspaces=2, personal_workspaces=1, deleted_workspaces=1)
     database = tmp_path / "access.duckdb"
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -149,6 +149,15 @@ def test_a_sync_through_dagster_records_that_the_members_answer_was_anonymity_re
         [latest] = instance.fetch_materializations(dg.AssetKey(["raw", table]), limit=1).records
         [(rows,)] = query(database, f"SELECT count(*) FROM raw.{table}")
         assert latest.asset_materialization.metadata["dagster/row_count"] == dg.IntMetadataValue(rows), table
+    # The workspace listing's asset says how many it keeps: shared ones apart from personal and deleted.
+    [latest] = instance.fetch_materializations(dg.AssetKey(["raw", "workspaces"]), limit=1).records
+    metadata = latest.asset_materialization.metadata
+    assert {kind: metadata[kind] for kind in ("shared", "personal", "deleted")} == {
+        "shared": dg.IntMetadataValue(len(org.shared_workspaces())),
+        "personal": dg.IntMetadataValue(sum(w.is_personal for w in org.all_workspaces())),
+        "deleted": dg.IntMetadataValue(sum(w.is_deleted for w in org.all_workspaces())),
+    }
+    assert len(org.shared_workspaces()) == 2 < len(org.all_workspaces())
 
 
 def test_a_sync_through_dagster_takes_the_membership_route_its_run_config_asks_for(tmp_path, monkeypatch):
