@@ -79,9 +79,11 @@ def load_org_info(
     (after the members were read: it depends on the route they were read by)."""
     info = get_org_info(client)
     rows = transform_org_settings(info, sync_id, fetched_at)
+    # The route of the members on file (one row, replaced by each members read), whichever sync
+    # read them: a run reading the org info alone (a partial run) judges the groups those
+    # members' rows carry, as scim_group_rows counts them.
     rows_read = conn.execute(
-        f"SELECT membership_route, route_reason FROM {RAW_SCHEMA}.membership_read WHERE sync_id = ?",
-        [sync_id],
+        f"SELECT membership_route, route_reason FROM {RAW_SCHEMA}.membership_read"
     ).fetchall()
     membership = rows_read[0] if rows_read else None
     scim_group_rows = scalar(

@@ -63,8 +63,9 @@ def test_deleted_and_personal_workspaces_are_read_and_their_memberships_are_no_g
     assert counts.workspace_grants == grants < counts.workspace_memberships
 
 
-def org_info_read(tmp_path, org, route: str, route_reason: str):
-    """``load_org_info`` after the members were read by ``route`` (and recorded so)."""
+def org_info_read(tmp_path, org, route: str, route_reason: str, sync_id: str = "sync-1"):
+    """``load_org_info`` in sync ``sync_id`` after the members were read by ``route`` (and
+    recorded so) in sync ``sync-1``."""
     with SandboxServer(org) as sandbox, client_of(sandbox) as client, \
             duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
         ensure_schema(conn)
@@ -75,9 +76,9 @@ def org_info_read(tmp_path, org, route: str, route_reason: str):
                      shared_workspace_ids=[w.id for w in org.shared_workspaces()])
         record_membership_read(conn, sync_id="sync-1", membership_route=route, route_reason=route_reason,
                                anonymity_restricted=False, withheld_values_kept=0)
-        read = load_org_info(client, conn, sync_id="sync-1", job="sync", fetched_at=AT)
+        read = load_org_info(client, conn, sync_id=sync_id, job="sync", fetched_at=AT)
         settings = dict(conn.execute("SELECT setting, value FROM raw.org_settings").fetchall())
-        return read, settings, section_reads(conn, "sync-1")
+        return read, settings, section_reads(conn, sync_id)
 
 
 @pytest.mark.parametrize("route", [ENRICHED_ROUTE, PER_WORKSPACE_ROUTE])
@@ -95,6 +96,17 @@ def test_the_org_info_loads_the_settings_and_says_what_became_of_scim_groups(tmp
     else:
         assert read.scim_groups.status == "skipped"
         assert "workspace_members route (asked for by the test)" in read.scim_groups.reason
+
+
+def test_a_run_reading_the_org_info_alone_judges_scim_groups_by_the_route_of_the_members_on_file(tmp_path):
+    # A run that materializes raw/org_settings without raw/org_members (a partial run) reads no
+    # members: the members on file, and the route they were read by, are an earlier sync's.
+    # Their per-workspace rows carry no groups, so the section was not read, not "read, 0 rows".
+    org = generate_org(seed=8, members=15, workspaces=3)
+    read, _, recorded = org_info_read(tmp_path, org, PER_WORKSPACE_ROUTE, "asked for by the test", sync_id="sync-2")
+    assert recorded == [read.scim_groups]
+    assert read.scim_groups.status == "skipped", read.scim_groups
+    assert "workspace_members route (asked for by the test)" in read.scim_groups.reason
 
 
 @pytest.mark.parametrize("restricted", [True, False])
