@@ -86,7 +86,13 @@ from langsmith_access.langsmith.records import (
 )
 from langsmith_access.langsmith.refusals import MANAGE_MEMBERS, WORKSPACES_READ
 from langsmith_access.langsmith.sections import SectionPlan, plan_sections, skip_reason
-from langsmith_access.settings import ClientSettings, check_api_key, check_endpoint, check_organization_id
+from langsmith_access.settings import (
+    ClientSettings,
+    check_api_key,
+    check_endpoint,
+    check_organization_id,
+    mask_keys,
+)
 
 T = TypeVar("T")
 
@@ -356,15 +362,18 @@ class LangSmithClient:
             ) from None
         if 300 <= response.status_code < 400:
             raise _redirected(response, "GET", path)
+        detail = self._detail(response) if response.status_code >= 400 else ""
         content_type = response.headers.get("Content-Type") or ""
         body = None
         if _is_json_type(content_type) or not content_type:
-            body = _json_or_none(response)
+            # The body is kept (the doctor shows the org's name): a key the server echoed into it
+            # is cut to its prefix, as in the client's errors.
+            body = _json_or_none(_without_key(response, self._api_key, shown_as=mask_keys(self._api_key)))
         return Probe(
             status_code=response.status_code,
             content_type=content_type,
             body=body,
-            detail=self._detail(response) if response.status_code >= 400 else "",
+            detail=detail,
             retry_after=self._retry_wait(response, sent_at),
         )
 
@@ -1478,15 +1487,17 @@ def _connection_failure(exc: requests.exceptions.RequestException,
     return "dropped", "the connection closed without an answer"
 
 
-def _without_key(response: requests.Response, api_key: str) -> requests.Response:
+def _without_key(response: requests.Response, api_key: str, *, shown_as: str | None = None) -> requests.Response:
     """``response`` with the key cut from its body, should the server have echoed it into its
     data (a name, an id): nothing read from an answer may carry it to a table, a log or Dagster's
-    metadata. One scan of the body's bytes; the body is read here, as every caller reads it."""
+    metadata. One scan of the body's bytes; the body is read here, as every caller reads it.
+    ``shown_as``: what stands in its place (by default as LangSmith shows a key)."""
     key = api_key.encode()
     if key and key in response.content:
         # As LangSmith shows a key (its prefix and last four): a listing that names this key
         # (the service keys) reads as it would have, had the server not leaked it.
-        response._content = response.content.replace(key, redact_short_key(api_key)[0].encode())
+        shown = redact_short_key(api_key)[0] if shown_as is None else shown_as
+        response._content = response.content.replace(key, shown.encode())
     return response
 
 

@@ -1125,6 +1125,22 @@ def test_a_key_echoed_into_a_probes_error_detail_is_scrubbed(sandbox):
     assert refused.detail == "bad key ***"
 
 
+def test_a_key_echoed_into_a_probes_answer_is_cut_from_its_body(sandbox):
+    """The doctor keeps a probe's body (the org info) and shows its name: a server that put the
+    key it was sent there hands it to nobody, as for every other answer the client reads."""
+
+    def echo(respond, request):
+        response = respond(request)
+        return ApiResponse(response.status, {**response.body, "display_name": f"org of {request.headers.get('X-API-Key')}"})
+
+    wrap_respond(sandbox, echo)
+    with client_for(sandbox) as client:
+        answered = client.probe()
+    assert sandbox.api_key[len("lsv2_sk_"):] not in json.dumps(answered.body)
+    assert answered.body["id"] == sandbox.organization_id
+    assert answered.body["display_name"] == "org of lsv2_***"
+
+
 def test_a_blank_total_is_no_total(sandbox):
     def blank_total(respond, request):
         response = respond(request)
