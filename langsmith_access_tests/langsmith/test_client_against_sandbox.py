@@ -1013,6 +1013,8 @@ def test_each_error_form_langsmith_uses_is_shown_by_its_message(sandbox, body, s
 @pytest.mark.parametrize("body, detail", [
     ({"detail": "x" * 1000}, "x" * 300 + "…"),  # a page of HTML, a stack trace: shortened
     (HtmlPage(text="", content_type="text/plain"), "(empty body)"),
+    # A proxy's or gateway's words in plain text are the detail (not JSON, still what it said).
+    (HtmlPage(text="  upstream connect error\n", content_type="text/plain"), "upstream connect error"),
     ({"detail": [{"loc": ["query", "limit"], "msg": "too large", "type": "x"}, "and more"]},
      "query.limit: too large; and more"),  # 422's list of problems, one by one
     # One line, no terminal escapes: quoted in a sync's failure, a line break forged a line of
