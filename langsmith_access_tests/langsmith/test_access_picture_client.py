@@ -574,3 +574,15 @@ def test_an_audit_page_whose_items_are_no_list_is_an_unexpected_answer_not_an_em
         ApiResponse(200, {"items": items, "cursor": None}) if request.path == AUDIT else original(request)))
     with pytest.raises(UnexpectedResponseError, match="items: expected a list"):
         client.list_audit_events(*EVERYTHING)
+
+
+@pytest.mark.parametrize("cursor", [7, {"page": 2}, ["next"]])
+def test_an_audit_cursor_that_is_no_string_is_an_unexpected_answer_never_sent_back(serve, cursor):
+    # The cursor is opaque base64 text (langsmith-api.md): anything else is not LangSmith's
+    # answer, and sent back as a query parameter it would ask for a page nobody issued.
+    sandbox, client = serve()
+    wrap_respond(sandbox, lambda original, request: (
+        ApiResponse(200, {"items": [], "cursor": cursor}) if request.path == AUDIT else original(request)))
+    with pytest.raises(UnexpectedResponseError, match="cursor: expected a string or null"):
+        client.list_audit_events(*EVERYTHING)
+    assert len(sandbox.requests_matching("GET", AUDIT)) == 1
