@@ -30,6 +30,7 @@ from langsmith_access.langsmith import (
     PermissionDeniedError,
     ProxyRefusalError,
     RequestRejectedError,
+    RouteNotAvailableError,
     TransientError,
     pacing,
 )
@@ -1034,6 +1035,8 @@ def test_enriched_route_missing_is_not_found(start_sandbox):
     with client_for(sb) as client:
         error = expect_error(NotFoundError, client.list_enriched_members, keys=[sb.api_key], contains=[ENRICHED])
         assert error.status_code == 404
+        # The sync's cue to read each workspace instead (extract.enriched_route_fallback), with why.
+        assert isinstance(error, RouteNotAvailableError) and "answered 404" in error.reason
         assert client.stats.retries == 0
         assert len(client.list_org_members()) == 40  # the other routes are there
 
