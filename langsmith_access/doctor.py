@@ -9,7 +9,6 @@ fail, a one-line fix. Plain Python: the CLI (``langsmith-access doctor``) and th
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import json
 import re
 import time
@@ -46,6 +45,7 @@ from langsmith_access.settings import (
     Settings,
     SettingsError,
     mask_key_fragments,
+    without_runs_of,
 )
 from langsmith_access.sync.extract import (
     ORG_MANAGE,
@@ -292,7 +292,7 @@ class _Doctor:
         # echoed, whole or in part, never reaches the output.
         # A line break (or a terminal's control sequence) in what the server said would forge a
         # check line of its own: one line per check.
-        detail = _without_runs_of(self.key, mask_key_fragments(one_line(detail)))
+        detail = without_runs_of(self.key, mask_key_fragments(one_line(detail)))
         self.checks.append(Check(name, status, detail, fix))
 
     def finish(self) -> Diagnosis:
@@ -744,25 +744,6 @@ def _in_the_clear(endpoint: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name
         return True
-
-
-# The shortest run of the key's characters cut from a detail: shorter ones occur by chance (in
-# ids and hashes); any longer is a piece of the key, with or without its prefix.
-KEY_RUN_CHARACTERS = 12
-
-
-def _without_runs_of(key: str, text: str) -> str:
-    """``text`` with every run of at least ``KEY_RUN_CHARACTERS`` characters of ``key`` cut to
-    ``***`` (the prefix-based masking misses a piece of the key's secret quoted without it)."""
-    hidden = [False] * len(text)
-    for start in range(len(key) - KEY_RUN_CHARACTERS + 1):
-        piece = key[start:start + KEY_RUN_CHARACTERS]
-        at = text.find(piece)
-        while at != -1:
-            hidden[at:at + KEY_RUN_CHARACTERS] = [True] * KEY_RUN_CHARACTERS
-            at = text.find(piece, at + 1)
-    return "".join("***" if hide else "".join(char for char, _ in run)
-                   for hide, run in itertools.groupby(zip(text, hidden, strict=True), key=lambda pair: pair[1]))
 
 
 def _anonymity_note(restricted: bool) -> str:

@@ -7,6 +7,7 @@ settings object can never show it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -119,6 +120,25 @@ def mask_keys(text: str) -> str:
     """``text`` with anything that looks like an API key cut to its prefix (``lsv2_***``): a key
     typed or pasted where a name, an email or a reason belongs is never echoed or stored."""
     return _KEY_BODY.sub("***", _KEY_LIKE.sub(lambda match: match.group(1) + "***", text))
+
+
+# The shortest run of the key's characters cut from a text: shorter ones occur by chance (in
+# ids and hashes); any longer is a piece of the key, with or without its prefix.
+KEY_RUN_CHARACTERS = 12
+
+
+def without_runs_of(key: str, text: str) -> str:
+    """``text`` with every run of at least ``KEY_RUN_CHARACTERS`` characters of ``key`` cut to
+    ``***`` (the prefix-based masking misses a piece of the key's secret quoted without it)."""
+    hidden = [False] * len(text)
+    for start in range(len(key) - KEY_RUN_CHARACTERS + 1):
+        piece = key[start:start + KEY_RUN_CHARACTERS]
+        at = text.find(piece)
+        while at != -1:
+            hidden[at:at + KEY_RUN_CHARACTERS] = [True] * KEY_RUN_CHARACTERS
+            at = text.find(piece, at + 1)
+    return "".join("***" if hide else "".join(char for char, _ in run)
+                   for hide, run in itertools.groupby(zip(text, hidden, strict=True), key=lambda pair: pair[1]))
 
 
 def mask_url_credentials(text: str) -> str:

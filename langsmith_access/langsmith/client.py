@@ -92,6 +92,7 @@ from langsmith_access.settings import (
     check_endpoint,
     check_organization_id,
     mask_keys,
+    without_runs_of,
 )
 
 T = TypeVar("T")
@@ -1275,7 +1276,8 @@ class LangSmithClient:
                 )
             text = detail if isinstance(detail, str) else json.dumps(detail)
         text = one_line(text).strip() or "(empty body)"
-        text = text.replace(self._api_key, "***")
+        # The key, or any piece of it (its secret quoted without its prefix escapes mask_keys).
+        text = without_runs_of(self._api_key, text)
         if len(text) > ERROR_DETAIL_MAX_CHARS:
             text = text[:ERROR_DETAIL_MAX_CHARS] + "…"
         return text

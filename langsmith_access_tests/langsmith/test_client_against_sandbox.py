@@ -997,6 +997,22 @@ def test_a_key_echoed_by_the_server_is_scrubbed(sandbox):
     assert error.status_code == 400
 
 
+def test_a_piece_of_the_key_quoted_without_its_prefix_is_cut_from_the_error(sandbox):
+    # The key's secret part, or a piece of it, has no prefix to be recognised by: the client,
+    # which knows its key, cuts any run of 12 of its characters (as the doctor does) from what
+    # the server said, before it reaches a sync's failure, a log or Dagster.
+    secret = sandbox.api_key.removeprefix("lsv2_sk_")
+    for piece in (secret[:32], secret[-20:], secret[7:19]):
+        wrap_respond(sandbox, lambda respond, request, piece=piece: ApiResponse(
+            400, {"detail": f"no key {piece} here"}))
+        with client_for(sandbox) as client:
+            error = expect_error(RequestRejectedError, client.list_roles, keys=[sandbox.api_key])
+        shown = f"{error} {error.detail}"
+        assert piece[:12] not in shown and piece[-12:] not in shown, shown
+        assert error.detail == "no key *** here"
+        sandbox.respond = type(sandbox).respond.__get__(sandbox)
+
+
 @pytest.mark.parametrize("body, shown", [
     ({"detail": "bad filter"}, "bad filter"),
     ({"error": "unauthorized"}, "unauthorized"),  # the platform routes' form
