@@ -37,6 +37,7 @@ from langsmith_access_tests.langsmith.sandbox_client_support import (
     heal_after,
     wrap_respond,
 )
+from langsmith_access_tests.langsmith.test_redirects import _Server
 
 
 def org_with_an_outsider():
@@ -350,3 +351,48 @@ def test_the_backoff_of_a_late_retry_is_the_cap_not_an_overflow():
                               endpoint="http://127.0.0.1:9", max_retries=100_000)
     with LangSmithClient(settings, rng=_Jitter(at_top=True)) as client:
         assert [client._backoff(attempt) for attempt in (1, 7, 1025, 100_000)] == [0.5, 30.0, 30.0, 30.0]
+
+
+def _probe_settings(endpoint: str) -> ClientSettings:
+    return ClientSettings(
+        api_key=Secret("lsv2_sk_" + "e" * 32), organization_id="00000000-0000-4000-8000-000000000001",
+        endpoint=endpoint, connect_timeout_seconds=2.0, read_timeout_seconds=2.0, max_retries=0,
+    )
+
+
+def test_an_answer_cut_short_is_told_apart_from_a_dropped_connection():
+    # A body shorter than its Content-Length: something on the way cut it (the doctor's fix for
+    # "broken" points at a proxy), not a connection that closed before any answer.
+    def cut_short(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "100")
+        handler.end_headers()
+        handler.wfile.write(b'{"id": "')
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    server = _Server(cut_short)
+    try:
+        with LangSmithClient(_probe_settings(server.url)) as client, \
+                pytest.raises(ConnectionFailedError) as failed:
+            client.probe()
+    finally:
+        server.stop()
+    assert failed.value.cause == "broken", failed.value
+    assert "broke off" in str(failed.value)
+
+
+def test_a_proxy_that_fails_is_named_not_the_endpoints_host(refused_port, monkeypatch):
+    # HTTP_PROXY set, and nothing listens there: the fix is the proxy setting, not the endpoint
+    # ("connection refused: nothing listens at that host and port" would send the operator to
+    # LANGSMITH_ENDPOINT, which is right).
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{refused_port}")
+    with LangSmithClient(_probe_settings("http://langsmith.example.com")) as client, \
+            pytest.raises(ConnectionFailedError) as failed:
+        client.probe()
+    assert failed.value.cause == "proxy", failed.value
+    assert "HTTPS_PROXY / HTTP_PROXY" in str(failed.value)
