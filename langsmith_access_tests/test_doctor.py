@@ -36,6 +36,7 @@ from langsmith_access.langsmith import (
     LangSmithError,
     NotLangSmithAPIError,
     ProxyRefusalError,
+    TransientError,
 )
 from langsmith_access.provisioning.executor import OrgSnapshot
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
@@ -883,6 +884,21 @@ def test_an_endpoint_that_gets_no_answer_says_why_and_what_to_change(sandbox_env
         assert check.status == "fail" and detail_says in check.detail, (endpoint, check)
         assert fix_says in check.fix, (endpoint, check)
         assert {c.status for c in diagnosis.checks[2:]} == {"skip"}
+
+
+def test_a_write_refused_at_the_tls_handshake_is_sent_again_and_said_unsent(self_signed_https):
+    # This machine refused the certificate before a byte of the request went out: nothing can
+    # have been applied, so the write is retried like one refused at connect, and the caller is
+    # not told to re-read before retrying.
+    settings = ClientSettings(api_key=Secret("lsv2_sk_" + "f" * 32),
+                              organization_id="00000000-0000-4000-8000-000000000001",
+                              endpoint=self_signed_https, connect_timeout_seconds=2.0, max_retries=1)
+    waits: list[float] = []
+    workspace_id, identity_id, role_id = ("00000000-0000-4000-8000-00000000000" + n for n in "234")
+    with LangSmithClient(settings, sleep=waits.append) as client, pytest.raises(TransientError) as failed:
+        client.add_workspace_member(workspace_id, org_identity_id=identity_id, role_id=role_id)
+    assert failed.value.maybe_applied is False and len(waits) == 1, failed.value
+    assert "certificate is not trusted" in str(failed.value) and "may or may not" not in str(failed.value)
 
 
 def test_a_private_cas_fix_keeps_the_roots_every_other_org_needs(sandbox_env, self_signed_https):
