@@ -362,7 +362,7 @@ class LangSmithClient:
                 f"the connection to {self.endpoint} failed: {why}", cause=cause, method="GET", path=path
             ) from None
         if 300 <= response.status_code < 400:
-            raise _redirected(response, "GET", path)
+            raise _redirected(response, "GET", path, self._api_key)
         detail = self._detail(response) if response.status_code >= 400 else ""
         content_type = response.headers.get("Content-Type") or ""
         body = None
@@ -929,7 +929,8 @@ class LangSmithClient:
     def _first_page(self, path: str, parse: Callable[[Any], T], limit: int = 1) -> Listing[T]:
         response = self._request("GET", path, params={"limit": limit, "offset": 0})
         records = [_parse_record(parse, row, "GET", path) for row in _json_list(response, path)]
-        return Listing(records, 1, _pagination_total(response, path), 1, _listing_headers(response))
+        return Listing(records, 1, _pagination_total(response, path, self._api_key), 1,
+                       _listing_headers(response))
 
     def _find_one(self, path, params, parse, matches, *, workspace_id=None):
         response = self._request(
@@ -1067,7 +1068,7 @@ class LangSmithClient:
             page = _json_list(response, path)
             records = [_parse_record(parse, item, "GET", path, workspace_id) for item in page]
             return _Page(
-                _pagination_total(response, path), records, len(page), _listing_headers(response),
+                _pagination_total(response, path, self._api_key), records, len(page), _listing_headers(response),
                 overlapping,
             )
 
@@ -1190,7 +1191,7 @@ class LangSmithClient:
             else:
                 status = response.status_code
                 if 300 <= status < 400:
-                    raise _redirected(response, method, path)
+                    raise _redirected(response, method, path, self._api_key)
                 if status < 400:
                     return _without_key(response, self._api_key)
                 retry_after = self._retry_wait(response, sent_at)
@@ -1577,10 +1578,11 @@ def _shown_location(base: str, location: str) -> str:
     return f"{target.scheme}://{host}{port}{target.path}"
 
 
-def _redirected(response: requests.Response, method: str, path: str) -> EndpointRedirectError:
+def _redirected(response: requests.Response, method: str, path: str, api_key: str) -> EndpointRedirectError:
     """A 3xx answer, never followed. Where it points is shown as scheme, host and path: a query
-    or user name in a ``Location`` is nobody's business in a log."""
+    or user name in a ``Location`` is nobody's business in a log, nor any piece of the key."""
     location = _shown_location(response.url, response.headers.get("Location", ""))
+    location = without_runs_of(api_key, mask_keys(location))  # mask_keys: as "lsv2_***", as elsewhere
     return EndpointRedirectError(
         f"LANGSMITH_ENDPOINT answered with a redirect to {location}: requests are never followed "
         "to another address (a write would arrive as a read, and the key would go along)",
@@ -1600,7 +1602,7 @@ def _json_list(response: requests.Response, path: str) -> list[Any]:
     return body
 
 
-def _pagination_total(response: requests.Response, path: str) -> int | None:
+def _pagination_total(response: requests.Response, path: str, api_key: str) -> int | None:
     raw = response.headers.get("X-Pagination-Total")
     if raw is None or raw.strip() == "":
         return None
@@ -1608,7 +1610,9 @@ def _pagination_total(response: requests.Response, path: str) -> int | None:
         return int(raw)
     except ValueError:
         raise UnexpectedResponseError(
-            f"X-Pagination-Total is not a number: {raw[:40]!r}", method="GET", path=path
+            f"X-Pagination-Total is not a number: {without_runs_of(api_key, mask_keys(raw[:40]))!r}",
+            method="GET",
+            path=path,
         ) from None
 
 

@@ -93,3 +93,38 @@ def test_a_key_a_server_quotes_in_an_error_is_cut_to_its_prefix_even_one_it_was_
     shown = f"{refused.value} {refused.value.detail}"
     assert "q" * 16 not in shown, shown
     assert "service key lsv2_*** may not list members" in refused.value.detail
+
+
+def test_the_keys_secret_echoed_without_its_prefix_is_cut_from_the_clients_errors():
+    # Its prefix is how mask_keys knows a key: the secret alone, in a redirect's path or as
+    # X-Pagination-Total, is cut by the client, which knows its key.
+    def answer(handler) -> None:
+        secret = (handler.headers.get("X-API-Key") or "").removeprefix("lsv2_sk_")
+        if handler.path.startswith("/api/v1/orgs/current/info"):
+            handler.send_response(307)
+            handler.send_header("Location", f"https://sso.example.invalid/auth/{secret}/start")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        body = json.dumps([]).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("X-Pagination-Total", secret)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    server = _Server(answer)
+    try:
+        with _client(server.url) as client:
+            with pytest.raises(EndpointRedirectError) as redirected:
+                client.organization_info()
+            with pytest.raises(UnexpectedResponseError) as garbled:
+                list(client.list_org_members())
+    finally:
+        server.stop()
+    for error in (redirected.value, garbled.value):
+        shown = " ".join(str(part) for part in (error, error.detail, getattr(error, "location", "")))
+        assert leaked(shown) == [], shown
+    assert "sso.example.invalid/auth/***/start" in str(redirected.value)
+    assert "X-Pagination-Total is not a number" in str(garbled.value)
