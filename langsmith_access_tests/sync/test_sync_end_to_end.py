@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from langsmith_access import runner
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import (
@@ -175,6 +176,25 @@ def test_failed_sync_leaves_data_and_history_untouched_then_recovers(monkeypatch
     # The good sync's row, and the failed one's, published with it.
     runs = query(database, "SELECT sync_id, status FROM main.sync_runs")
     assert len(runs) == 3 and (failed.run_id, "failed") in runs
+
+
+def test_a_sync_given_another_database_file_in_the_launchpad_writes_that_file(monkeypatch, org, database, tmp_path):
+    """The Launchpad's resources.sync_database.config.duckdb_path: the sync builds and publishes
+    that file; the org's own file is left as it was."""
+    elsewhere = copy_synced_database(database, tmp_path / "elsewhere" / "access.duckdb")
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        before = file_digest(database)
+        gone = org.active_members()[0]
+        org.remove_member(gone.ls_user_id)
+        config = {**runner.sync_run_config(),
+                  "resources": {"sync_database": {"config": {"duckdb_path": str(elsewhere)}}}}
+        outcome = runner.run_job(runner.SYNC_JOB, config)
+        assert outcome.success, outcome.failure
+    assert file_digest(database) == before
+    assert {r[0] for r in query(elsewhere, "SELECT user_id FROM main.users")} == {
+        m.ls_user_id for m in org.active_members()}
+    assert gone.ls_user_id in {r[0] for r in query(database, "SELECT user_id FROM main.users")}
 
 
 def test_shrink_guard_stops_a_large_drop_unless_accepted(monkeypatch, org, database):
