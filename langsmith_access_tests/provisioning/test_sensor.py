@@ -575,6 +575,24 @@ def test_a_tick_past_its_budget_leaves_the_orgs_it_did_not_reach_to_the_next_whi
     assert json.loads(cursors[-1])["launches"] == {"free": 1}
 
 
+def test_a_tick_that_launches_a_run_and_leaves_orgs_names_them_in_its_log(tmp_path, monkeypatch, caplog):
+    # A tick that launches runs returns them, not a skip reason: the orgs it did not reach within
+    # its budget are named in its log, and the next tick starts with them.
+    busy = [f"busy-{number:03d}" for number in range(TICK_READERS + 2)]
+    orgs = orgs_holding(tmp_path, monkeypatch, ["free", *busy])
+    queue_rows(AccessDatabase(orgs.get("free").duckdb_path), 1)
+    with held_read_write([orgs.get(slug).duckdb_path for slug in busy]), dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance)
+        context.log.addHandler(caplog.handler)  # a tick's logger is Dagster's own, under no other
+        launched = evaluate_queue(context, orgs, budget_seconds=ONE_ROUND_BUDGET)
+    assert [run.partition_key for run in launched] == ["free"]
+    warned = [record.getMessage() for record in caplog.records if "not reached within" in record.getMessage()]
+    assert len(warned) == 1, caplog.text
+    left = left_said(warned[0])
+    assert left and left[-2:] == busy[-2:]
+    assert json.loads(context.cursor) == {"launches": {"free": 1}, "start": left[0]}
+
+
 def test_a_tick_that_reaches_every_org_starts_the_next_in_the_orgs_order(database, instance):
     # The cursor's start is dropped once a tick reaches every org; one naming an org the orgs
     # file no longer lists (or set by hand to anything) starts with the first org.
