@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from langsmith_access.doctor import run_checks
+from langsmith_access.provisioning.expiry import unlisted_org_warnings
 from langsmith_access.settings import (
     DEFAULT_ORG_SLUG,
     ORGS_FILE_VARIABLE,
@@ -587,6 +588,29 @@ def two_org_folders(tmp_path: Path, monkeypatch, holding: dict[str, str]) -> Pat
     for name, key in KEYS.items():
         monkeypatch.setenv(name, key)
     return data
+
+
+def test_only_an_unlisted_org_folder_with_work_left_is_warned_of_and_its_work_counted(tmp_path, monkeypatch):
+    # 'us' is listed: its own runs settle its open request. 'gone' holds nothing open, only a
+    # time-bound grant still to end (the access that would never end); 'older' two open requests.
+    gone_id, older_id = "00000000-0000-4000-8000-0000000000cc", "00000000-0000-4000-8000-0000000000dd"
+    data = two_org_folders(tmp_path, monkeypatch, {"us": US_ID, "gone": gone_id, "older": older_id})
+    rows = {"us": [("p", "grant", "pending", None)],
+            "gone": [("g", "grant", "applied", "2099-01-01"), ("x", "grant", "applied", None)],
+            "older": [("p1", "grant", "pending", None), ("p2", "revoke", "in_progress", None)]}
+    for slug, requests in rows.items():
+        with duckdb.connect(str(data / slug / "langsmith_access.duckdb")) as conn:
+            conn.execute("CREATE TABLE main.provisioning_requests (request_id VARCHAR, action VARCHAR, "
+                         "status VARCHAR, expires_at TIMESTAMPTZ, parent_request_id VARCHAR)")
+            conn.executemany("INSERT INTO main.provisioning_requests VALUES (?, ?, ?, ?, NULL)", requests)
+
+    warnings = unlisted_org_warnings(load_orgs(refuse_unusable_keys=False))
+    assert [w.split(", which no entry")[0] for w in warnings] == [
+        f"{data / 'gone'} holds organization {gone_id}'s database", f"{data / 'older'} holds organization "
+        f"{older_id}'s database"], warnings
+    assert ", with 1 time-bound grant still to end: no run settles them now" in warnings[0]
+    assert ", with 2 open requests: no run settles them now" in warnings[1]
+    assert "provision --org gone`" in warnings[0] and "provision --org older`" in warnings[1]
 
 
 def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_the_org(tmp_path, monkeypatch):
