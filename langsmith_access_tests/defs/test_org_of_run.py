@@ -2,10 +2,19 @@
 launched. A run from the asset catalog ("Materialize" on an org's partition, a backfill) runs
 Dagster's implicit asset job, which carries Dagster's partition tag and none of ours."""
 
+from types import SimpleNamespace
+
 import dagster as dg
 import pytest
 
-from langsmith_access.defs.orgs import RunOfUnlistedOrg, RunWithoutOrg, org_of_run, org_tags, skip_reasons
+from langsmith_access.defs.orgs import (
+    RunOfUnlistedOrg,
+    RunOrganization,
+    RunWithoutOrg,
+    org_of_run,
+    org_tags,
+    skip_reasons,
+)
 from langsmith_access.settings import Org, Orgs, Settings
 
 ORGS = Orgs(tuple(Org(slug, Settings.from_env({})) for slug in ("us", "eu")))
@@ -52,3 +61,12 @@ def test_a_skip_reason_says_a_reason_several_orgs_share_once():
     assert skip_reasons(said) == "us, apac: No notification due; eu: Delivered 1 notification(s)."
     many = [(f"org{i}", "No notification due.") for i in range(50)]
     assert skip_reasons(many) == ", ".join(f"org{i}" for i in range(50)) + ": No notification due."
+
+
+def test_a_resource_set_up_for_a_run_serves_its_partitions_org_each_time_it_is_asked():
+    # What ops read (``.org``) is the org the run's setup took, not the only org (several here).
+    context = SimpleNamespace(run=run("provision_workspace_roles", {"dagster/partition": "eu", **org_tags("eu")}),
+                              log=None)
+    resource = RunOrganization(orgs=ORGS)
+    resource.setup_for_execution(context)
+    assert resource.org.slug == "eu" and resource.org.slug == "eu"
