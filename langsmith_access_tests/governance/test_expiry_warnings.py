@@ -208,6 +208,21 @@ def test_the_successor_is_the_request_that_settled_first_not_the_one_queued_firs
         settled_next, settled_last, None]
 
 
+def test_a_grants_end_is_played_forward_in_the_order_the_membership_settled_not_the_queue_order(membership):
+    # Ada was Admin. r1 made her Editor for 1h; r3 (queued last, settled second) made her Admin
+    # again for 8h, built on r1's Editor; r2 (queued second, settled last, after an approval)
+    # made her Viewer for 2h, built on r3's Admin. r1's end is taken over by r3 (the first to
+    # settle after it), which inherits the Admin r1 replaced: r3's end gives back Admin, its own
+    # role, and changes nothing, so it is not warned of. Read in queue order, r2 would take r1
+    # over and r3's end would seem to restore Editor.
+    conn, settle = membership
+    settle("r1", "Editor", "Admin", 1, NOW)
+    settle("r2", "Viewer", "Admin", 2, NOW + 2 * timedelta(minutes=1))
+    admin = settle("r3", "Admin", "Editor", 8, NOW + timedelta(minutes=1))
+    assert not end_changes_access(conn, admin)
+    assert "r3" not in {g["request_id"] for g in to_warn(conn, NOW, 9 * HOUR)}
+
+
 def test_a_grants_own_queue_and_apply_events_do_not_count_as_its_warning(membership):
     # Every applied grant has events ('queued', 'applied'): only 'expiry_warned' marks it warned.
     conn, settle = membership
