@@ -100,3 +100,16 @@ def test_a_later_grant_whose_own_end_found_nothing_to_undo_took_nothing_over(con
     insert(conn, "already_satisfied", ENDS + timedelta(minutes=1), action="revoke", role_id=ADMIN,
            parent_request_id=admin["request_id"])
     assert successor(conn, first) is None
+
+
+def test_requests_on_the_members_other_workspaces_are_not_this_memberships(conn):
+    # Ada's Editor in ws, ending; later grants of hers in ws-2 (an Editor one, taken over there
+    # by Admin) take nothing over and extend nothing here: her Editor in ws ends, warned of.
+    grant = insert(conn, "applied", ENDS - timedelta(hours=3), expires_at=ENDS)
+    insert(conn, "applied", ENDS - timedelta(hours=2), workspace_id="ws-2", expires_at=ENDS + TICK)
+    insert(conn, "applied", ENDS - timedelta(hours=1), workspace_id="ws-2", role_id=ADMIN)
+    assert successor(conn, grant) is None
+    assert [g["request_id"] for g in to_warn(conn, ENDS - timedelta(hours=1), timedelta(hours=2))] == [
+        grant["request_id"]]
+    found = insert(conn, "already_satisfied", ENDS - timedelta(minutes=30), workspace_id="ws-3", expires_at=ENDS)
+    assert not extends_a_time_bound_grant(conn, found)
