@@ -2,6 +2,7 @@
 env and its policy), access_expiry_sensor and notification_outbox_sensor against a real Dagster
 instance, a real DuckDB file and a webhook receiver on 127.0.0.1."""
 
+import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -68,6 +69,9 @@ def test_decide_access_request_records_a_decision_or_fails_saying_why(governed):
     # The table's word (provisioning_approvals.decision) is taken as well as the command's.
     assert decide(second.request_id, "Denied", people.admin.email).success
     assert request_row(database, second.request_id)["status"] == "denied"
+    # The org's webhook is told, as for the command's deny.
+    assert [json.loads(payload)["request_id"] for (payload,) in query(
+        database.path, "SELECT payload FROM main.notifications WHERE event = 'request.denied'")] == [second.request_id]
     # The command's verb, as typed in the Launchpad (any case, stray spaces): a deny never approves.
     third = request_grant(people.outsiders[2].email, WORKSPACE, "Admin")
     assert decide(third.request_id, " Deny ", people.admin.email).success
