@@ -689,6 +689,8 @@ def test_a_schedule_says_what_on_no_key_returns_after_that_orgs_reason(tmp_path,
     with dg.build_schedule_context() as context:
         said = schedule_tick(context, deployment_orgs(), on_no_key=on_no_key).skip_message
     assert "keyless: " in said and "No run until then. Its sync.failed is not recorded: busy; also-keyless: " in said
+    # An org on_no_key had nothing more to say of: its reason alone.
+    assert "None" not in said and said.endswith("No run until then."), said
 
 
 def test_the_inventory_schedule_launches_the_orgs_it_could_not_look_at_in_time(tmp_path, monkeypatch, capfd):
