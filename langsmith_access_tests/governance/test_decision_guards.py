@@ -190,6 +190,10 @@ def test_a_grant_without_end_is_not_approved_once_the_policy_gives_its_role_a_ma
     assert not refused.recorded and refused.status == "awaiting_approval", refused
     assert ("it has no end, and the policy now gives Admin grants one: for 8h from when it is applied "
             "(the role's maximum)") in refused.message
+    # The refusal says to deny it: a deny is taken whatever the terms.
+    assert "deny it, and ask again within the policy" in refused.message
+    denied = deny(grant.request_id, by=people.admin.email)
+    assert denied.recorded and request_row(database, grant.request_id)["status"] == "denied", denied
 
 
 def test_at_its_deadline_or_its_until_a_request_is_past_them():
