@@ -526,6 +526,27 @@ def test_a_grant_a_changed_policy_sends_for_approval_waits_its_full_wait_from_th
     assert fetch_requests(conn, "request_id = 'ended'")[0]["status"] == "pending"
 
 
+def test_a_run_for_some_request_ids_measures_only_those_against_the_policy(tmp_path):
+    # A run launched for one request (the Launchpad's request_ids, or its dry run) governs that
+    # one: another pending grant the changed policy also catches waits for a run that takes it.
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('approval:\n  required: ["Admin"]\n  wait_at_most: 48h\n')
+    conn = hand_synced()
+    for request_id in ("asked", "other"):
+        conn.execute(
+            "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
+            "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
+            "(?, 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'pending', 'ops@example.com', ?, ?)",
+            [request_id, GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+
+    said = govern_pending_grants(conn, at, policy, request_ids=["asked"], dry_run=True)
+    assert [(c.request_id, c.status) for c in said] == [("asked", "awaiting_approval")]
+    changes = govern_pending_grants(conn, at, policy, request_ids=["asked"])
+    assert [(c.request_id, c.status) for c in changes] == [("asked", "awaiting_approval")]
+    assert fetch_requests(conn, "request_id = 'other'")[0]["status"] == "pending"
+
+
 def test_an_approved_grant_waiting_for_its_run_is_not_sent_for_approval_again(tmp_path):
     # Approved, then pending until a run takes it: the run measures it against the policy
     # (``govern_pending_grants``), which still sends Admin grants for approval. The approval it
