@@ -7,6 +7,7 @@ errors, not the doctor's lines.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -24,13 +25,12 @@ def leaked(text: str) -> list[str]:
     return [piece for piece in fragments_of(KEY) if piece in text]
 
 
-@pytest.fixture
-def echoing():
-    """A server that sends back the X-API-Key it received: in a redirect's path for the org
-    info, and as X-Pagination-Total on every other answer (a JSON list)."""
+def echoing_server(echoed: Callable[[str], str] = lambda key: key) -> _Server:
+    """A server that sends back ``echoed`` of the X-API-Key it received: in a redirect's path for
+    the org info, and as X-Pagination-Total on every other answer (a JSON list)."""
 
     def answer(handler) -> None:
-        presented = handler.headers.get("X-API-Key") or ""
+        presented = echoed(handler.headers.get("X-API-Key") or "")
         if handler.path.startswith("/api/v1/orgs/current/info"):
             handler.send_response(307)
             handler.send_header("Location", f"https://sso.example.invalid/auth/{presented}/start")
@@ -45,7 +45,13 @@ def echoing():
         handler.end_headers()
         handler.wfile.write(body)
 
-    server = _Server(answer)
+    return _Server(answer)
+
+
+@pytest.fixture
+def echoing():
+    """``echoing_server`` sending the key back whole."""
+    server = echoing_server()
     yield server
     server.stop()
 
@@ -98,23 +104,7 @@ def test_a_key_a_server_quotes_in_an_error_is_cut_to_its_prefix_even_one_it_was_
 def test_the_keys_secret_echoed_without_its_prefix_is_cut_from_the_clients_errors():
     # Its prefix is how mask_keys knows a key: the secret alone, in a redirect's path or as
     # X-Pagination-Total, is cut by the client, which knows its key.
-    def answer(handler) -> None:
-        secret = (handler.headers.get("X-API-Key") or "").removeprefix("lsv2_sk_")
-        if handler.path.startswith("/api/v1/orgs/current/info"):
-            handler.send_response(307)
-            handler.send_header("Location", f"https://sso.example.invalid/auth/{secret}/start")
-            handler.send_header("Content-Length", "0")
-            handler.end_headers()
-            return
-        body = json.dumps([]).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("X-Pagination-Total", secret)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    server = _Server(answer)
+    server = echoing_server(lambda key: key.removeprefix("lsv2_sk_"))
     try:
         with _client(server.url) as client:
             with pytest.raises(EndpointRedirectError) as redirected:
