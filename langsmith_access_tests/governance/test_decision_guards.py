@@ -357,17 +357,23 @@ def hand_synced() -> duckdb.DuckDBPyConnection:
     return conn
 
 
+def queue_admin_grant(conn: duckdb.DuckDBPyConnection, request_id: str, status: str, at: datetime, **more) -> None:
+    """A grant of Admin on Production to Ada, asked by ops@example.com at ``at``, in ``status``
+    (``more``: other columns of the queue, such as access_until or run_id)."""
+    columns = {"request_id": request_id, "action": "grant", "user_id": GRANTEE, "user_email": "ada@example.com",
+               "workspace_id": PROD_ID, "workspace_name": "Production", "role_id": ADMIN_ROLE, "role_name": "Admin",
+               "status": status, "requested_by": "ops@example.com", "requested_at": at, "updated_at": at, **more}
+    conn.execute(f"INSERT INTO main.provisioning_requests ({', '.join(columns)}) "
+                 f"VALUES ({', '.join('?' for _ in columns)})", list(columns.values()))
+
+
 def test_an_approver_langsmith_sent_decomposed_decides_with_the_email_typed_composed(tmp_path):
     at = datetime(2026, 6, 1, 12, tzinfo=UTC)
     policy = tmp_path / "policy.yaml"
     policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
     conn = hand_synced()
     for request_id in ("to-approve", "to-deny"):
-        conn.execute(
-            "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
-            "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
-            "(?, 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'awaiting_approval', "
-            "'ops@example.com', ?, ?)", [request_id, GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+        queue_admin_grant(conn, request_id, "awaiting_approval", at)
 
     # The invitee is known as one (and refused as one), not taken for a stranger.
     invitee = decide_on(conn, "to-deny", "denied", "zo\u00e9@example.com", policy_path=policy, now=at)
@@ -386,11 +392,7 @@ def test_a_request_id_typed_in_capitals_or_braces_names_the_request(tmp_path):
     conn = hand_synced()
     ids = {"approved": "5c2e4ff0-7067-4493-b02b-f2dbc07ddd63", "denied": "6d3f5001-8178-45a4-8c13-03cd18eee074"}
     for request_id in ids.values():
-        conn.execute(
-            "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
-            "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
-            "(?, 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'awaiting_approval', "
-            "'ops@example.com', ?, ?)", [request_id, GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+        queue_admin_grant(conn, request_id, "awaiting_approval", at)
 
     approved = decide_on(conn, ids["approved"].upper(), "approved", COMPOSED_APPROVER, policy_path=policy, now=at)
     denied = decide_on(conn, "{" + ids["denied"].upper() + "}", "denied", COMPOSED_APPROVER, policy_path=policy,
@@ -439,11 +441,7 @@ def an_admin_grant_awaiting_approval(tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
     conn = hand_synced()
-    conn.execute(
-        "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
-        "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
-        "('waiting', 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'awaiting_approval', "
-        "'ops@example.com', ?, ?)", [GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+    queue_admin_grant(conn, "waiting", "awaiting_approval", at)
     return conn, policy, at
 
 
@@ -505,17 +503,9 @@ def test_a_grant_a_changed_policy_sends_for_approval_waits_its_full_wait_from_th
     policy = tmp_path / "policy.yaml"
     policy.write_text('approval:\n  required: ["Admin"]\n  wait_at_most: 48h\n')
     conn = hand_synced()
-    conn.execute(
-        "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
-        "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
-        "('queued', 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'pending', 'ops@example.com', ?, ?)",
-        [GRANTEE, PROD_ID, ADMIN_ROLE, asked, asked])
+    queue_admin_grant(conn, "queued", "pending", asked)
     # One whose --until has passed is the run's to settle (it applies nothing), not the policy's.
-    conn.execute(
-        "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
-        "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at, access_until) VALUES "
-        "('ended', 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'pending', 'ops@example.com', ?, ?, ?)",
-        [GRANTEE, PROD_ID, ADMIN_ROLE, asked, asked, at])
+    queue_admin_grant(conn, "ended", "pending", asked, access_until=at)
 
     changes = govern_pending_grants(conn, at, policy)
 
@@ -534,11 +524,7 @@ def test_a_run_for_some_request_ids_measures_only_those_against_the_policy(tmp_p
     policy.write_text('approval:\n  required: ["Admin"]\n  wait_at_most: 48h\n')
     conn = hand_synced()
     for request_id in ("asked", "other"):
-        conn.execute(
-            "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
-            "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at) VALUES "
-            "(?, 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'pending', 'ops@example.com', ?, ?)",
-            [request_id, GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+        queue_admin_grant(conn, request_id, "pending", at)
 
     said = govern_pending_grants(conn, at, policy, request_ids=["asked"], dry_run=True)
     assert [(c.request_id, c.status) for c in said] == [("asked", "awaiting_approval")]
@@ -573,11 +559,7 @@ def test_a_grant_a_dead_run_claimed_but_never_wrote_is_measured_against_the_poli
     policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
     conn = hand_synced()
     for request_id in ("claimed", "written"):
-        conn.execute(
-            "INSERT INTO main.provisioning_requests (request_id, action, user_id, user_email, workspace_id, "
-            "workspace_name, role_id, role_name, status, requested_by, requested_at, updated_at, run_id) VALUES "
-            "(?, 'grant', ?, 'ada@example.com', ?, 'Production', ?, 'Admin', 'in_progress', 'ops@example.com', "
-            "?, ?, 'dead-run')", [request_id, GRANTEE, PROD_ID, ADMIN_ROLE, at, at])
+        queue_admin_grant(conn, request_id, "in_progress", at, run_id="dead-run")
     conn.execute("INSERT INTO main.provisioning_events (event_id, request_id, \"at\", kind, detail) "
                  "VALUES ('e1', 'written', ?, 'write_sent', '{}')", [at])
 
