@@ -4,9 +4,13 @@ session's synced org, who is who there, and reading the queue back."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
 
-from langsmith_access.api import list_requests
+import pytest
+
+from langsmith_access.api import list_requests, request_grant
 from langsmith_access_tests.helpers import cli_in_this_process, query
 from langsmith_access_tests.synced import WRITES
 
@@ -22,6 +26,19 @@ approval:
 duration:
   max: {{"Admin": 8h, "*": 90d}}
 """
+
+
+def queued_before_admin_had_a_max(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, email: str, **asked):
+    """A grant of Admin on WORKSPACE to ``email``, queued while the policy gave Admin no max (so
+    with no end), awaiting approval; the governing policy (Admin: 8h at most) in force again."""
+    governing = os.environ["LANGSMITH_ACCESS_POLICY"]
+    no_max = tmp_path / "no-max.yaml"
+    no_max.write_text(POLICY.replace('max: {"Admin": 8h, "*": 90d}', "max: {}"))
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(no_max))
+    grant = request_grant(email, WORKSPACE, "Admin", **asked)
+    assert grant.status == "awaiting_approval", grant
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", governing)
+    return grant
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

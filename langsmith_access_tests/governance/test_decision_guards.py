@@ -24,7 +24,15 @@ from langsmith_access.provisioning.approvals import (
 from langsmith_access.provisioning.expiry import expiry_work_due
 from langsmith_access.provisioning.queue import ChangeRequest, fetch_requests, submit_on
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access_tests.governance.support import POLICY, WORKSPACE, cli, events, request_row, writes
+from langsmith_access_tests.governance.support import (
+    POLICY,
+    WORKSPACE,
+    cli,
+    events,
+    queued_before_admin_had_a_max,
+    request_row,
+    writes,
+)
 
 
 def test_a_grant_whose_until_passed_while_it_awaited_approval_ends_approval_expired(governed):
@@ -177,13 +185,8 @@ def test_a_grant_without_end_is_not_approved_once_the_policy_gives_its_role_a_ma
     # Queued when Admin had no max (no end), approved after the policy gave Admin 8h: approving
     # it would grant for ever what the policy now allows for 8 hours.
     sandbox, org, database, people, receiver = governed
-    governing = os.environ["LANGSMITH_ACCESS_POLICY"]
-    no_max = tmp_path / "no-max.yaml"
-    no_max.write_text(POLICY.replace('max: {"Admin": 8h, "*": 90d}', "max: {}"))
-    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(no_max))
-    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Admin")
-    assert grant.status == "awaiting_approval" and request_row(database, grant.request_id)["expires_at"] is None
-    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", governing)
+    grant = queued_before_admin_had_a_max(tmp_path, monkeypatch, people.outsiders[0].email)
+    assert request_row(database, grant.request_id)["expires_at"] is None
 
     refused = approve(grant.request_id, by=people.admin.email)
 

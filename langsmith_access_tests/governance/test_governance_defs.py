@@ -3,7 +3,6 @@ env and its policy), access_expiry_sensor and notification_outbox_sensor against
 instance, a real DuckDB file and a webhook receiver on 127.0.0.1."""
 
 import json
-import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +19,12 @@ from langsmith_access.provisioning import queue
 from langsmith_access.settings import Orgs, load_orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
-from langsmith_access_tests.governance.support import POLICY, WORKSPACE, events, request_row
+from langsmith_access_tests.governance.support import (
+    WORKSPACE,
+    events,
+    queued_before_admin_had_a_max,
+    request_row,
+)
 from langsmith_access_tests.helpers import lease_held_elsewhere, query, tick_sensor
 
 DAY = timedelta(days=1)
@@ -83,13 +87,8 @@ def test_a_launchpad_decision_is_judged_by_the_orgs_policy(governed, tmp_path, m
     # Queued when Admin had no max (so with no end); the org's policy now gives Admin 8h: the
     # decision run reads that policy, as the command does, and refuses the approval.
     _, _, database, people, _ = governed
-    governing = os.environ["LANGSMITH_ACCESS_POLICY"]
-    no_max = tmp_path / "no-max.yaml"
-    no_max.write_text(POLICY.replace('max: {"Admin": 8h, "*": 90d}', "max: {}"))
-    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(no_max))
-    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", requested_by="ops@example.com")
-    assert grant.status == "awaiting_approval"
-    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", governing)
+    grant = queued_before_admin_had_a_max(tmp_path, monkeypatch, people.outsiders[0].email,
+                                          requested_by="ops@example.com")
 
     refused = decide(grant.request_id, "approve", people.admin.email)
     assert not refused.success and "the policy now gives Admin grants one" in refused.failure, refused.failure
