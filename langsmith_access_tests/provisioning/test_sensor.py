@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.test_utils import create_run_for_test
@@ -142,6 +143,19 @@ conn = duckdb.connect(sys.argv[1])  # read-write: other processes cannot even op
 print("holding", flush=True)
 sys.stdin.readline()
 """
+
+
+def test_a_copy_that_opens_but_cannot_be_read_is_said_unreadable_not_busy(database, instance):
+    # Not a lock, which passes: a copy whose queue lacks a column (a file put there by hand, or by
+    # another tool) stays so however many ticks wait on it; the operator is told what DuckDB said.
+    with duckdb.connect(str(database.path)) as conn:
+        conn.execute("CREATE TABLE main.provisioning_requests (request_id VARCHAR)")
+    result, _ = evaluate(instance)
+    assert not result.run_requests
+    assert result.skip_message.startswith("Database unreadable, trying again next tick: "), result.skip_message
+    # DuckDB's first line, which names what is wrong (not the query and candidates after it).
+    assert result.skip_message.endswith('Binder Error: Referenced column "status" not found in FROM clause!'), \
+        result.skip_message
 
 
 # How long a tick may take while the analysts' copy is held: the sensors give up on it after 2 s

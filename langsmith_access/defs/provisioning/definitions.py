@@ -577,8 +577,12 @@ def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConne
             return read(conn)
     except DatabaseNotReadyError:
         return "No analysts' database yet: nothing has been synced or queued."
-    except (DatabaseBusyError, duckdb.Error) as error:
+    except DatabaseBusyError as error:
         return f"Database busy, trying again next tick: {_briefly(str(error))}"
+    except duckdb.Error as error:
+        # Not a lock (that is DatabaseBusyError): a copy that would not open or be read (a file
+        # of a newer DuckDB, a queue without a column), which waiting alone does not mend.
+        return f"Database unreadable, trying again next tick: {str(error).strip().splitlines()[0]}"
     except DatabaseUnusableError as error:
         return f"Database unusable, trying again next tick: {error}: {error.fix}."
     except OSError as error:  # its folder cannot even be looked at (no permission, a stale NFS handle)
