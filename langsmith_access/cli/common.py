@@ -15,6 +15,7 @@ from typing import TextIO
 import duckdb
 
 from langsmith_access.governance.notifications import deliver_due_for_orgs
+from langsmith_access.langsmith.errors import first_line
 from langsmith_access.provisioning.queue import RequestRejected
 from langsmith_access.provisioning.review import ReviewError
 from langsmith_access.settings import (
@@ -269,10 +270,6 @@ def org_terms(args: argparse.Namespace) -> Callable[[str], str]:
         return selected_org(args).in_its_own_terms
     except (SettingsError, UsageError):
         return lambda text: text
-
-
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def add_org_argument(parser: argparse.ArgumentParser) -> None:

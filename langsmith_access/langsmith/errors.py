@@ -24,6 +24,12 @@ def one_line(text: str) -> str:
     return _CONTROL_CHARACTERS.sub(" ", text)
 
 
+def first_line(text: str) -> str:
+    """The first line of a multi-line message (DuckDB's names the problem, then the query, then
+    candidates); an empty text as it is."""
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
 class LangSmithError(Exception):
     """Base class. ``method``/``path``/``status_code`` say which call failed, when one did."""
 

@@ -38,6 +38,7 @@ from langsmith_access.governance.drift import UnexplainedChange
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.governance.policy import PolicyError
 from langsmith_access.langsmith import LangSmithError, ProvisioningInterruptedError
+from langsmith_access.langsmith.errors import first_line
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.settings import Org, Orgs, Settings, mask_keys
@@ -582,7 +583,7 @@ def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConne
     except duckdb.Error as error:
         # Not a lock (that is DatabaseBusyError): a copy that would not open or be read (a file
         # of a newer DuckDB, a queue without a column), which waiting alone does not mend.
-        return f"Database unreadable, trying again next tick: {str(error).strip().splitlines()[0]}"
+        return f"Database unreadable, trying again next tick: {first_line(str(error))}"
     except DatabaseUnusableError as error:
         return f"Database unusable, trying again next tick: {error}: {error.fix}."
     except OSError as error:  # its folder cannot even be looked at (no permission, a stale NFS handle)
