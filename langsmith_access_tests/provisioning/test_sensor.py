@@ -276,6 +276,23 @@ def test_a_run_that_refused_its_input_holds_no_org_back(database, instance):
     assert "The last 1 provisioning run(s)" in failed_runs_backoff(instance, "default")
 
 
+def test_a_dozen_refused_runs_do_not_hide_the_failure_before_them(database, instance):
+    """However many mistyped Launchpad forms follow a run that failed, the org still waits after
+    that failure (the wait once read only the 12 newest runs, all of them refused)."""
+    failed = create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                                 tags={"langsmith_access/org": "default"})
+    for _ in range(13):
+        create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                            tags={"langsmith_access/org": "default", REFUSED_INPUT_TAG: "true"})
+    said = failed_runs_backoff(instance, "default")
+    assert said is not None and "The last 1 provisioning run(s)" in said and failed.run_id in said
+    # The count stops at twelve: the wait is already its longest from the seventh.
+    for _ in range(13):
+        create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                            tags={"langsmith_access/org": "default"})
+    assert "The last 12 provisioning run(s)" in failed_runs_backoff(instance, "default")
+
+
 # A change the queue rejects without asking LangSmith: nothing was synced, so no such member.
 UNKNOWN_CHANGE = {"action": "grant", "user": "nobody@example.com", "workspace": "Platform", "role": "Editor"}
 

@@ -513,16 +513,7 @@ _FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagste
 def failed_runs_backoff(instance: dg.DagsterInstance, slug: str, now: float | None = None) -> str | None:
     """Why not to launch org ``slug``'s next provisioning run yet (its last runs failed and the
     wait after them is not over), or None."""
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=JOB_NAME, statuses=_FINISHED, tags=org_tags(slug)), limit=12
-    )
-    failures = []
-    for record in records:  # newest first
-        run = record.dagster_run
-        if run.status != dg.DagsterRunStatus.FAILURE:
-            break
-        if REFUSED_INPUT_TAG not in run.tags:
-            failures.append(record)
+    failures = _failures_in_a_row(instance, slug)
     if not failures:
         return None
     failed = len(failures)
@@ -536,6 +527,34 @@ def failed_runs_backoff(instance: dg.DagsterInstance, slug: str, now: float | No
             f"the next is launched from {datetime.fromtimestamp(resume, UTC):%H:%M:%S} UTC (the wait doubles "
             f"with each failure, {BACKOFF_MAX_SECONDS // 60} minutes at most). Fix what the run's failure "
             "names, or launch provision_workspace_roles from the Launchpad to try now.")
+
+
+# The failures in a row a wait counts (the longest wait is reached from the 7th).
+_FAILURES_COUNTED = 12
+
+
+def _failures_in_a_row(instance: dg.DagsterInstance, slug: str) -> list[dg.RunRecord]:
+    """Org ``slug``'s provisioning runs that failed since its last success or cancel, newest
+    first, at most _FAILURES_COUNTED; runs that refused their input are passed over, however
+    many (a dozen mistyped Launchpad forms must not hide the failure before them)."""
+    failures: list[dg.RunRecord] = []
+    cursor = None
+    while True:
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(job_name=JOB_NAME, statuses=_FINISHED, tags=org_tags(slug)),
+            limit=_FAILURES_COUNTED, cursor=cursor,
+        )
+        for record in records:  # newest first
+            run = record.dagster_run
+            if run.status != dg.DagsterRunStatus.FAILURE:
+                return failures
+            if REFUSED_INPUT_TAG not in run.tags:
+                failures.append(record)
+                if len(failures) == _FAILURES_COUNTED:
+                    return failures
+        if len(records) < _FAILURES_COUNTED:
+            return failures
+        cursor = records[-1].dagster_run.run_id
 
 
 def failed_runs_backoffs(
