@@ -279,8 +279,9 @@ def transform_credentials(credentials: Iterable[Credential], sync_id: str, fetch
             "default_workspace_name": _scrubbed(c.default_workspace_name),
             "role_id": c.role_id,
             "org_role_id": c.org_role_id,
-            "access_scope": c.access_scope,
-            "created_by": c.created_by,
+            # Both kept as sent (no schema names them): free text that is never a key.
+            "access_scope": _scrubbed(c.access_scope),
+            "created_by": _scrubbed(c.created_by),
             "read_only": c.read_only,
             "created_at": c.created_at,
             "last_used_at": c.last_used_at,

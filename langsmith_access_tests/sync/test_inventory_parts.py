@@ -172,7 +172,7 @@ def test_no_free_text_a_server_sends_carries_a_whole_key_into_an_inventory_row()
         "credentials": [Credential(
             id=uid, kind="service_key", short_key=short, description=text, created_at=NOW, last_used_at=None,
             expires_at=None, revoked_at=None, workspace_names=(text,), default_workspace_name=text, role_id=uid,
-            org_role_id=None, access_scope="workspace", created_by=uid, read_only=False)],
+            org_role_id=None, access_scope=text, created_by=text, read_only=False)],  # both as sent
         "service_accounts": [ServiceAccount(id=uid, name=text, organization_id=uid, default_workspace_id=uid,
                                             created_at=NOW, updated_at=NOW)],
         "sso_settings": [SsoProvider(
