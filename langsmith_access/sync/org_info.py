@@ -48,13 +48,20 @@ def scim_groups_read(
 ) -> SectionRead:
     """What the sync made of the ``scim_groups`` section: read (the enriched members route gave
     ``scim_group_rows`` (member, group) pairs), or skipped because the plan has no SAML SSO
-    (SCIM needs it) or the members were read workspace by workspace, whose rows have no groups."""
+    (SCIM needs it), the members were read workspace by workspace, whose rows have no groups, or
+    no read of them is on file (``membership_route`` None)."""
     plan = plan_sections(
         info, membership_route=membership_route, membership_route_reason=route_reason
     )
-    if plan.should_read("scim_groups"):
-        return SectionRead.read("scim_groups", scim_group_rows)
-    return SectionRead.skipped("scim_groups", plan.skipped["scim_groups"])
+    if not plan.should_read("scim_groups"):
+        return SectionRead.skipped("scim_groups", plan.skipped["scim_groups"])
+    if membership_route is None:
+        # A run reading the org info before any read of the members (a partial run on a new
+        # database): nothing was read, which "read, 0 rows" would not say.
+        return SectionRead.skipped(
+            "scim_groups", "membership route: no read of the members is on file, and SCIM groups come with "
+            "them; the next full sync reads both")
+    return SectionRead.read("scim_groups", scim_group_rows)
 
 
 @dataclass(frozen=True)

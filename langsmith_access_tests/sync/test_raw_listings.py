@@ -109,6 +109,22 @@ def test_a_run_reading_the_org_info_alone_judges_scim_groups_by_the_route_of_the
     assert "workspace_members route (asked for by the test)" in read.scim_groups.reason
 
 
+def test_a_run_reading_the_org_info_before_any_members_read_says_scim_groups_were_not_read(tmp_path):
+    # A partial run on a new database: no members, no route on file. "read, 0 rows" would say
+    # the org has no SCIM groups.
+    org = generate_org(seed=8, members=15, workspaces=3)
+    assert any(m.scim_groups for m in org.active_members())
+    with SandboxServer(org) as sandbox, client_of(sandbox) as client, \
+            duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        ensure_section_tables(conn)
+        read = load_org_info(client, conn, sync_id="sync-1", job="sync", fetched_at=AT)
+        recorded = section_reads(conn, "sync-1")
+    assert recorded == [read.scim_groups]
+    assert read.scim_groups.status == "skipped", read.scim_groups
+    assert "no read of the members is on file" in read.scim_groups.reason
+
+
 @pytest.mark.parametrize("restricted", [True, False])
 def test_a_restricted_partial_enriched_answer_is_recorded_on_the_per_workspace_read(tmp_path, restricted):
     """The enriched route's one page said both that it did not list every workspace and whether
