@@ -38,9 +38,9 @@ def test_a_request_keeps_its_reason_and_a_duplicate_names_the_queued_one_in_json
     revoke = cli_in_this_process("request", "revoke", "--user", member.email, "--workspace", workspace.id,
                                  "--role", role, "--reason", "left the team")
     assert revoke.returncode == 0, revoke.stderr
-    recorded = query(database.path, "SELECT request_id, reason, requested_by FROM main.provisioning_requests")
-    assert {r[0]: r[1:] for r in recorded} == {queued["request_id"]: ("on-call", getpass.getuser()),
-                                               revoke.stdout.strip(): ("left the team", getpass.getuser())}
+    recorded = query(database.path, "SELECT request_id, action, reason, requested_by FROM main.provisioning_requests")
+    assert {r[0]: r[1:] for r in recorded} == {queued["request_id"]: ("grant", "on-call", getpass.getuser()),
+                                               revoke.stdout.strip(): ("revoke", "left the team", getpass.getuser())}
 
     # The same grant again: one request, its id and status, and its id in duplicate_of.
     again = cli_in_this_process(*grant, "--json")
@@ -53,7 +53,8 @@ def test_a_request_keeps_its_reason_and_a_duplicate_names_the_queued_one_in_json
 def test_requests_lists_only_the_status_asked_for(env):
     sandbox, org, database = env
     workspace, outsider, _ = _outsider_and_member(org)
-    queued = cli_in_this_process("request", "grant", "--user", outsider.email, "--workspace", workspace.id,
+    # Asked by user id: the listing names the member by email, the workspace and role by name.
+    queued = cli_in_this_process("request", "grant", "--user", outsider.ls_user_id, "--workspace", workspace.id,
                                  "--role", "Viewer")
     rejected = cli_in_this_process("request", "grant", "--user", "nobody@nowhere.example", "--workspace",
                                    workspace.id, "--role", "Viewer", "--json")
@@ -62,8 +63,11 @@ def test_requests_lists_only_the_status_asked_for(env):
     listed = cli_in_this_process("requests", "--status", "REJECTED", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [(r["request_id"], r["status"]) for r in json.loads(listed.stdout)] == [(rejected_id, "rejected")]
+    # Times in UTC with a Z, as access-at prints them (not Python's "2026-12-01 10:00:00+00:00").
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", json.loads(listed.stdout)[0]["requested_at"])
     shown = cli_in_this_process("requests", "--status", "pending")
-    assert [line.split()[:2] for line in shown.stdout.splitlines()] == [[queued.stdout.strip(), "pending"]]
+    assert shown.stdout.splitlines() == [
+        f"{queued.stdout.strip()}  pending           grant  Viewer in {workspace.display_name} for {outsider.email}"]
 
 
 def test_provision_with_nothing_pending_exits_0_and_says_so(env):
@@ -120,6 +124,21 @@ def test_provision_says_the_drift_it_found_in_json_as_in_text(capsys):
     assert report_provisioning(outcome, dry_run=False, as_json=True) == 1
     assert report_provisioning(outcome, dry_run=True, as_json=True) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["before_the_queue"] == {}
+
+
+def test_a_dry_run_says_in_text_what_the_real_run_does_first_and_policy_changes_are_no_empty_queue(capsys):
+    ahead = {"expiries_due": ["g1"], "approvals_overdue": ["a1"], "expiry_warnings_due": ["w1"]}
+    changes = [{"request_id": "r2", "status": "awaiting_approval", "detail": "Admin needs approval"}]
+    outcome = RunOutcome(success=True, run_id="run-1", duration_seconds=1.0, outputs={
+        APPLY_REQUESTS_OP: {"outcomes": [], "policy_changes": changes, "ahead": ahead}})
+    assert report_provisioning(outcome, dry_run=True, as_json=False) == 0
+    said = capsys.readouterr()
+    assert said.out.splitlines() == [
+        "would expire      g1  its end is due: the real run queues the revoke that ends it, first",
+        "would expire      a1  past its approval deadline or its --until: approval_expired",
+        "would warn        w1  its end is near (LANGSMITH_ACCESS_EXPIRY_WARNING): access.expiring",
+        "would be awaiting_approval r2  Admin needs approval"]
+    assert said.err == ""  # the run had work (the policy's), so not "no pending requests"
 
 
 def test_a_failed_provisioning_run_exits_1_and_shows_its_traces_only_with_verbose(env, tmp_path, monkeypatch):
