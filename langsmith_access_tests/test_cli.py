@@ -9,15 +9,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
 from dagster_shared.error import SerializableErrorInfo
 
-from langsmith_access import console, runner
-from langsmith_access.cli import build_parser
+from langsmith_access import cli, console, runner
+from langsmith_access.cli import build_parser, common
 from langsmith_access.cli import sync as sync_command
-from langsmith_access.cli.common import INTERRUPTED, count, run_handler
+from langsmith_access.cli.common import INTERRUPTED, count, deliver_notifications, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX, AccessDatabase, LeftoverWalError
 from langsmith_access_tests.helpers import cli_in_this_process, query
@@ -84,6 +85,9 @@ def test_a_shrink_share_outside_0_to_1_is_a_usage_error_before_anything_runs(tmp
         assert done.returncode == 2, done.stderr
         assert done.stderr == "error: --max-shrink-share must be between 0 and 1 (0.2 = 20%)\n"
     assert list(tmp_path.iterdir()) == []
+    for edge in ("0", "1"):  # both ends are shares: the command goes on (to refuse the missing key)
+        done = cli_in_this_process("sync", "--max-shrink-share", edge)
+        assert done.returncode == 1 and "--max-shrink-share" not in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("command, option, left_out", [
@@ -199,6 +203,7 @@ def test_sync_all_orgs_with_the_one_default_org_failing_says_none_synced(tmp_pat
     done = cli_in_this_process("sync", "--all-orgs")
     assert done.returncode == 1
     assert "Sync failed for 1 of 1 org: default (none synced;" in done.stderr, done.stderr
+    assert "Syncing" not in done.stderr  # refused before its run started, as a single org's sync is
     assert "the others synced" not in done.stderr
     assert secret not in done.stdout + done.stderr
     assert not (tmp_path / "access.duckdb").exists()
@@ -614,3 +619,57 @@ def test_the_readme_command_line_synopsis_is_the_parsers():
             if not subcommands:
                 assert flags == _options(parsers[name]), (name, flags ^ _options(parsers[name]))
     assert documented == set(parsers)
+
+
+def test_a_command_delivers_notifications_when_it_ends_but_not_after_ctrl_c(monkeypatch):
+    # DESIGN.md section 10: each command that serves an org delivers what is due when it is done;
+    # after Ctrl-C the user asked to stop, so nothing more is sent (the next command sends it).
+    delivered = []
+    monkeypatch.setattr(cli, "deliver_notifications", lambda args: delivered.append(args.command))
+    for code in (0, 1, 2):
+        monkeypatch.setattr(cli, "run_handler", lambda handler, args, code=code: code)
+        assert cli.main(["requests"]) == code
+    assert delivered == ["requests"] * 3
+    monkeypatch.setattr(cli, "run_handler", lambda handler, args: INTERRUPTED)
+    assert cli.main(["requests"]) == INTERRUPTED
+    monkeypatch.setattr(cli, "run_handler", lambda handler, args: 0)
+    assert cli.main(["sandbox"]) == 0  # serves no org: nothing of an org's to deliver
+    assert delivered == ["requests"] * 3
+
+
+def test_org_before_the_command_never_echoes_a_key_in_the_command_line_it_suggests():
+    key = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0123456789"
+    done = cli_in_this_process("--org", "eu", "request", "grant", "--user", key, "--workspace", "W", "--role", "Editor")
+    assert done.returncode == 2
+    assert "--org goes after the command's name" in done.stderr and "--user lsv2_***" in done.stderr, done.stderr
+    assert key not in done.stdout + done.stderr
+
+
+def test_a_duckdb_error_is_exit_1_with_its_message(capsys):
+    def fails(args):
+        raise duckdb.IOException("IO Error: Could not read from file \"x.duckdb\": Input/output error")
+
+    assert run_handler(fails, argparse.Namespace()) == 1
+    assert capsys.readouterr().err == 'error: IO Error: Could not read from file "x.duckdb": Input/output error\n'
+
+
+def test_an_os_error_about_two_paths_names_both(capsys):
+    # A rename (publishing a copy, replacing an export) fails naming where from and where to.
+    def fails(args):
+        raise OSError(errno.EXDEV, "Invalid cross-device link", "/tmp/a.duckdb", None, "/mnt/b.duckdb")
+
+    assert run_handler(fails, argparse.Namespace()) == 1
+    assert capsys.readouterr().err == "error: /tmp/a.duckdb -> /mnt/b.duckdb: Invalid cross-device link\n"
+
+
+def test_notifications_that_cannot_go_now_are_said_on_stderr(tmp_path, monkeypatch, capsys):
+    # DESIGN.md section 10: a receiver or a database that holds them back delays notifications and
+    # never fails the command; the operator reads why, and that they go later.
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
+    held_back = SimpleNamespace(problem="the database is busy", failed={}, delivered=[])
+    monkeypatch.setattr(common, "deliver_due_for_orgs", lambda orgs, lease_timeout_seconds: {"default": held_back})
+    deliver_notifications(argparse.Namespace(org=None))
+    assert capsys.readouterr().err == (
+        "notifications: the database is busy (retried by the next command or the sensor)\n")
