@@ -632,7 +632,12 @@ def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_t
         assert done.returncode == 1, done
         assert f"{data / 'us-old' / 'langsmith_access.duckdb'} holds this organization's data" in done.stderr, done
         assert "run langsmith-access sync first" not in done.stderr
-    # The other org, whose data is nowhere else, starts its database as before (no sync yet: rejected).
+    # The other org, whose data is nowhere else, has no database yet: the fix names the command
+    # as that org runs it.
+    unsynced = cli_in_this_process("access-at", "--org", "eu", "--time", "now")
+    assert unsynced.returncode == 1 and unsynced.stderr.endswith(
+        "does not exist yet: run langsmith-access sync --org eu first.\n"), unsynced.stderr
+    # It starts its database as before (no sync yet: rejected).
     assert cli_in_this_process(*GRANT, "--org", "eu").returncode == 2
     assert (data / "eu" / "langsmith_access.working.duckdb").exists()
 
