@@ -453,7 +453,7 @@ def test_table_output(history):
     assert header == ["EMAIL", "SCOPE", "WORKSPACE ID", "ROLE", "SINCE", "UNTIL"]
     expected = [k for k in history.grants_first if k[1] == revoked_user]
     assert len(rows) == len(expected)
-    assert f"{len(expected)} grants" in lines[0]
+    assert lines[0].endswith(f": {len(expected)} grants, 1 user"), lines[0]  # counted, and "user" for one
     assert all(row[0] == email for row in rows)
     assert any(row[1] == "organization" and row[2] == "" for row in rows)
     revoked_row = next(row for row in rows if row[2] == revoked_ws)
