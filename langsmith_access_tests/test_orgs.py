@@ -642,6 +642,19 @@ def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_t
     assert (data / "eu" / "langsmith_access.working.duckdb").exists()
 
 
+def test_a_refused_decision_is_said_as_such_when_another_orgs_database_cannot_be_read(tmp_path, monkeypatch):
+    # `approve --org eu` with an id eu does not hold looks in the other orgs' queues to say whose
+    # it is: us's damaged database must not turn eu's refusal (exit 2) into us's error (exit 1).
+    data = two_org_folders(tmp_path, monkeypatch, {"us": US_ID, "eu": EU_ID})
+    damaged = data / "us" / "langsmith_access.duckdb"
+    damaged.write_bytes(b"not a DuckDB file" * 100)
+    for verb in ("approve", "deny"):
+        done = cli_in_this_process(verb, "no-such-request", "--by", "ops@example.com", "--org", "eu")
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("refused: unknown request id no-such-request") and str(damaged) not in (
+            done.stderr), done.stderr
+
+
 def test_two_swapped_slugs_are_refused_naming_the_slug_that_holds_the_org(tmp_path, monkeypatch):
     # data/us/ holds the eu org's data and data/eu/ the us org's: the orgs file's two slugs were
     # swapped. The refusal names the slug whose folder holds the org, not "a new path" (which

@@ -13,7 +13,7 @@ from langsmith_access import api
 from langsmith_access.cli.common import add_org_argument, in_org_terms, selected_org
 from langsmith_access.provisioning.approvals import UNKNOWN_REQUEST
 from langsmith_access.settings import load_orgs
-from langsmith_access.store.database import DatabaseBusyError
+from langsmith_access.store.database import DatabaseBusyError, DatabaseUnusableError
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -60,6 +60,6 @@ def _other_org_holding(args: argparse.Namespace, request_id: str) -> str | None:
         try:
             if any(request["request_id"] == request_id for request in api.list_requests(org=org)):
                 return org.slug
-        except (DatabaseBusyError, duckdb.Error, OSError):  # that org's copy cannot be read now
+        except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error, OSError):  # busy or damaged now
             continue
     return None
