@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -343,6 +343,9 @@ def test_without_a_webhook_nothing_is_enqueued(database):
     ("request.applied", {key: value for key, value in notification("request.applied", at=T0, org="acme").items()
                          if key != "detail"}, "exactly the keys"),
     ("request.applied", notification("request.failed", at=T0, org="acme"), "is for 'request.failed'"),
+    # The documented keys in another order: a receiver reads them in PAYLOAD_KEYS' order.
+    ("request.applied", dict(reversed(notification("request.applied", at=T0, org="acme").items())),
+     "exactly the keys"),
     ("request.applied", {**notification("request.applied", at=T0, org="acme"), "detail": {"nested": 1}},
      "must be text or null"),
 ])
@@ -370,6 +373,15 @@ def test_the_documented_events_and_keys():
                       "request.approval_expired", "access.expiring", "access.expired", "change.unexplained",
                       "sync.failed")
     assert PAYLOAD_KEYS == ("event", "at", "org", "request_id", "user", "workspace", "role", "detail")
+    with pytest.raises(ValueError, match=r"unknown notification event 'request\.exploded'"):
+        notification("request.exploded", at=T0, org="acme")
+
+
+def test_a_time_given_in_another_zone_is_written_as_the_same_instant_in_utc():
+    # A schedule's tick time comes in the schedule's own zone: the payload says the instant in UTC.
+    paris = timezone(timedelta(hours=1))
+    payload = notification("sync.failed", at=datetime(2026, 11, 29, 10, 0, tzinfo=paris), org="acme")
+    assert payload["at"] == "2026-11-29T09:00:00Z"
 
 
 def test_the_outbox_survives_a_sync_that_fails(database):
@@ -775,3 +787,5 @@ def test_what_a_delivery_left_unrecorded_never_stops_the_next_claim(database):
     with WebhookReceiver() as receiver:
         report = deliver_due(database, webhook(receiver), now=T0)
     assert report.delivered == [row] and report.problem is None, report
+    # The one recorded is gone; those that could not be read stay, as they were, and record nothing.
+    assert sorted(p.name for p in left.iterdir()) == ["cut.json", "text.json"]
