@@ -60,6 +60,10 @@ def test_an_org_never_synced_or_without_a_webhook_gets_nothing_and_no_file(tmp_p
     unwatched = keyless_org(tmp_path)
     database = synced_before(unwatched)
     assert notify_sync_not_started(unwatched, unwatched.key_problem, scheduled_at=TICK) is None
+    # Nor does it wait for a run that holds its database, to say it could record nothing.
+    with lease_held_elsewhere(database, "a request being queued"):
+        assert notify_sync_not_started(unwatched, unwatched.key_problem, scheduled_at=TICK,
+                                       lease_timeout_seconds=0.2) is None
     assert outbox(database) == []
 
 
@@ -84,3 +88,19 @@ def test_a_database_that_cannot_be_used_is_said_not_raised(tmp_path):
     said = notify_sync_not_started(org, org.key_problem, scheduled_at=TICK)
     assert said is not None and said.startswith("Its sync.failed is not recorded (")
     assert "s3cr3t" not in said
+
+
+def test_an_error_that_quotes_the_webhook_url_or_a_key_is_said_without_them(tmp_path, monkeypatch):
+    # Whatever raised while recording (a proxy's text, a driver's message quoting its settings):
+    # what the tick says loses the org's webhook URL (its token is in its path) and any key.
+    org = keyless_org(tmp_path, LANGSMITH_ACCESS_WEBHOOK_URL=WEBHOOK)
+    synced_before(org)
+    key = "lsv2_sk_0123456789abcdef0123456789abcdef_0123456789"
+
+    def failing(self):
+        raise RuntimeError(f"could not reach {WEBHOOK} with {key}")
+
+    monkeypatch.setattr(AccessDatabase, "ensure_working", failing)
+    said = notify_sync_not_started(org, org.key_problem, scheduled_at=TICK)
+    assert said is not None and said.startswith("Its sync.failed is not recorded (RuntimeError: could not reach ")
+    assert "s3cr3t" not in said and key not in said, said
