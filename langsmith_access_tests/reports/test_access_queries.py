@@ -113,6 +113,9 @@ def test_without_workspace_history_a_workspace_created_after_the_time_asked_did_
         assert {g.workspace_id for g in implicit_admin_access_at(conn, day(15))} == {
             "ws-a", "ws-e", "ws-lower", "ws-upper", "ws-back"}
         assert "ws-late" in {g.workspace_id for g in implicit_admin_access_at(conn, day(20))}
+        # A workspace whose creation time the listing did not give: taken to have existed.
+        conn.execute("UPDATE main.workspaces SET created_at = NULL WHERE workspace_id = 'ws-late'")
+        assert "ws-late" in {g.workspace_id for g in implicit_admin_access_at(conn, day(15))}
 
 
 def test_grants_carry_the_members_current_email_and_the_roles_current_name(conn):
@@ -151,6 +154,18 @@ def test_a_deleted_workspace_nobody_was_listed_in_is_found_by_its_id_among_past_
     assert resolve_workspace(conn, "ws-gone", past_names=True) == "ws-gone"
     with pytest.raises(LookupFailed, match="no workspace with the name or id 'ws-gone'"):
         resolve_workspace(conn, "ws-gone")
+
+
+def test_a_deleted_workspace_someone_held_access_in_is_found_by_its_id_without_past_names(tmp_path, database):
+    # Its grants are in grant_history: "who had access to <its id>" names it, history or not.
+    older = tmp_path / "older.duckdb"
+    shutil.copyfile(database, older)
+    with duckdb.connect(str(older)) as conn:
+        conn.execute("DROP TABLE main.workspace_history")
+        conn.execute("INSERT INTO main.grant_history VALUES ('g-old', 'workspace_role', 'bob', 'bob@example.com', "
+                     "'ws-old', 'editor', 'Editor', ?, ?)", [day(10), day(12)])
+        assert resolve_workspace(conn, "ws-old") == "ws-old"
+        assert resolve_workspace(conn, "ws-old", past_names=True) == "ws-old"
 
 
 def test_when_the_history_and_the_syncs_began_and_ended(conn):
