@@ -762,6 +762,45 @@ def test_a_delivery_a_run_keeps_from_being_recorded_is_not_sent_again(database, 
     assert [(r["status"], r["attempts"]) for r in rows(database)] == [("delivered", 1)]
 
 
+def test_a_refused_row_a_run_keeps_from_being_recorded_is_sent_again_not_taken_as_delivered(database, monkeypatch):
+    # As above, with the receiver refusing the second row: only what it accepted is left for the
+    # next claim to record; the refused row is retried once its claim lapses, never marked delivered.
+    accepted = add(database, request_id="r-accepted")
+    refused = add(database, request_id="r-refused")
+    posted, held, release = threading.Event(), threading.Event(), threading.Event()
+    real_post = notifications._post_within_timeout
+
+    def post_then_a_run_starts(webhook, payload, notification_id):
+        answer = real_post(webhook, payload, notification_id)
+        receiver.status = 500  # the rows after the first are refused
+        posted.set()
+        assert held.wait(timeout=60), "the run never took the lease"
+        return answer
+
+    def a_run():
+        posted.wait(timeout=60)
+        with database.writer_lease("a provisioning run"):
+            held.set()
+            release.wait(timeout=120)
+
+    monkeypatch.setattr(notifications, "_post_within_timeout", post_then_a_run_starts)
+    run = threading.Thread(target=a_run)
+    run.start()
+    with WebhookReceiver() as receiver:
+        try:
+            report = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
+        finally:
+            release.set()
+            run.join()
+        monkeypatch.setattr(notifications, "_post_within_timeout", real_post)
+        receiver.status = 200
+        later = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW + timedelta(hours=2))
+    assert report.delivered == [accepted] and report.failed == {refused: "the receiver answered HTTP 500"}, report
+    assert later.delivered == [refused] and later.failed == {}, later
+    assert [b["request_id"] for b in receiver.bodies()] == ["r-accepted", "r-refused"]
+    assert [(r["status"], r["attempts"]) for r in rows(database)] == [("delivered", 1), ("delivered", 2)]
+
+
 @pytest.mark.parametrize("line_break", ["\n", "\r\n", "\r", "\u2028", "\u2029", "\x85", "\v", "\f"])
 def test_a_slack_message_is_its_header_and_one_detail_line_whatever_a_name_holds(line_break):
     # A shared channel reads "[org] event: ..." as what happened in that org: a workspace name
