@@ -83,6 +83,26 @@ def test_an_export_removes_no_hidden_directory_another_export_may_still_be_writi
     assert all((out / name / "users.csv").read_text() == "kept" for name in kept)
 
 
+def test_an_export_removes_no_hidden_directory_of_another_users_running_export(tmp_path, monkeypatch):
+    # Signalling another user's process is refused (EPERM): it is running, and its export with it.
+    out = tmp_path / "exports"
+    theirs = out / f".langsmith-access-export.{socket.gethostname()}.{_a_finished_process()}.0000dddd"
+    theirs.mkdir(parents=True)
+    (theirs / "users.csv").write_text("theirs")
+    real_kill, other_user = os.kill, int(theirs.name.split(".")[-2])
+
+    def kill(pid, sig):
+        if pid == other_user:
+            raise PermissionError(1, "Operation not permitted")
+        return real_kill(pid, sig)
+
+    monkeypatch.setattr(os, "kill", kill)
+    with duckdb.connect() as conn:
+        conn.execute("CREATE TABLE main.users AS SELECT 1 AS n")
+        export.export_tables(conn, out, "csv")
+    assert (theirs / "users.csv").read_text() == "theirs"
+
+
 def _a_finished_process() -> int:
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True)
