@@ -340,6 +340,7 @@ def test_a_parquet_file_new_to_a_publish_is_no_more_readable_than_the_files_the_
     for path in database.parquet_path.iterdir():
         os.chmod(path, 0o640)
     sorted(database.parquet_path.iterdir())[0].chmod(0o600)  # one stricter still: 0640 & 0600
+    given = {path.name: path.stat().st_mode & 0o777 for path in database.parquet_path.iterdir()}
     with database.connect() as conn:
         conn.execute("CREATE TABLE main.added_by_an_upgrade AS SELECT 1 AS x")
     old_umask = os.umask(0o022)
@@ -349,6 +350,9 @@ def test_a_parquet_file_new_to_a_publish_is_no_more_readable_than_the_files_the_
     finally:
         os.umask(old_umask)
     assert (database.parquet_path / "added_by_an_upgrade.parquet").stat().st_mode & 0o777 == 0o600
+    # The files published before keep each the mode it was given, not the strictest of them.
+    assert {path.name: path.stat().st_mode & 0o777 for path in database.parquet_path.iterdir()
+            if path.name in given} == given
 
 
 def test_an_analysts_copy_linked_to_a_file_elsewhere_stays_linked_and_that_file_is_published(tmp_path):
