@@ -799,6 +799,10 @@ def test_a_refused_row_a_run_keeps_from_being_recorded_is_sent_again_not_taken_a
     assert later.delivered == [refused] and later.failed == {}, later
     assert [b["request_id"] for b in receiver.bodies()] == ["r-accepted", "r-refused"]
     assert [(r["status"], r["attempts"]) for r in rows(database)] == [("delivered", 1), ("delivered", 2)]
+    # Recorded late, dated when the receiver accepted it, not when the next claim recorded it.
+    with database.connect(read_only=True) as conn:
+        assert conn.execute("SELECT delivered_at FROM main.notifications WHERE notification_id = ?",
+                            [accepted]).fetchall() == [(T0,)]
 
 
 @pytest.mark.parametrize("line_break", ["\n", "\r\n", "\r", "\u2028", "\u2029", "\x85", "\v", "\f"])
