@@ -355,6 +355,26 @@ def test_a_parquet_file_new_to_a_publish_is_no_more_readable_than_the_files_the_
             if path.name in given} == given
 
 
+def test_a_parquet_file_new_to_a_publish_takes_the_group_the_operator_gave_the_others(tmp_path):
+    # The operator gave the Parquet files one group (readers of that group), not the directory's:
+    # a table an upgrade adds is published in that group too, where this user may set it.
+    group = next((g for g in os.getgroups() if g != os.getegid()), 1 if os.geteuid() == 0 else None)
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    if group is not None:
+        for path in database.parquet_path.iterdir():
+            os.chown(path, -1, group)
+    assert database.parquet_path.stat().st_gid == os.getegid()
+    with database.connect() as conn:
+        conn.execute("CREATE TABLE main.added_by_an_upgrade AS SELECT 1 AS x")
+    with database.writer_lease("the next run"):
+        database.publish()
+    expected = os.getegid() if group is None else group
+    assert {path.stat().st_gid for path in database.parquet_path.iterdir()} == {expected}
+
+
 def test_an_analysts_copy_linked_to_a_file_elsewhere_stays_linked_and_that_file_is_published(tmp_path):
     # The analysts' file is a symlink to a share the BI tools read: a publish replaces the share's
     # file, never the link with a local file.
