@@ -767,6 +767,9 @@ def test_a_refused_row_a_run_keeps_from_being_recorded_is_sent_again_not_taken_a
     # next claim to record; the refused row is retried once its claim lapses, never marked delivered.
     accepted = add(database, request_id="r-accepted")
     refused = add(database, request_id="r-refused")
+    with database.writer_lease("test: an earlier attempt failed"), database.connect() as conn:
+        conn.execute("UPDATE main.notifications SET last_error = 'the receiver answered HTTP 503' "
+                     "WHERE notification_id = ?", [accepted])
     posted, held, release = threading.Event(), threading.Event(), threading.Event()
     real_post = notifications._post_within_timeout
 
@@ -798,7 +801,8 @@ def test_a_refused_row_a_run_keeps_from_being_recorded_is_sent_again_not_taken_a
     assert report.delivered == [accepted] and report.failed == {refused: "the receiver answered HTTP 500"}, report
     assert later.delivered == [refused] and later.failed == {}, later
     assert [b["request_id"] for b in receiver.bodies()] == ["r-accepted", "r-refused"]
-    assert [(r["status"], r["attempts"]) for r in rows(database)] == [("delivered", 1), ("delivered", 2)]
+    assert [(r["status"], r["attempts"], r["last_error"]) for r in rows(database)] == [
+        ("delivered", 1, None), ("delivered", 2, None)]
     # Recorded late, dated when the receiver accepted it, not when the next claim recorded it.
     with database.connect(read_only=True) as conn:
         assert conn.execute("SELECT delivered_at FROM main.notifications WHERE notification_id = ?",
