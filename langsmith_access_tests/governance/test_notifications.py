@@ -803,6 +803,8 @@ def test_a_refused_row_a_run_keeps_from_being_recorded_is_sent_again_not_taken_a
     assert [b["request_id"] for b in receiver.bodies()] == ["r-accepted", "r-refused"]
     assert [(r["status"], r["attempts"], r["last_error"]) for r in rows(database)] == [
         ("delivered", 1, None), ("delivered", 2, None)]
+    # What was left aside is gone once recorded: not read again by every later claim.
+    assert list(database.unrecorded_deliveries_path.iterdir()) == []
     # Recorded late, dated when the receiver accepted it, not when the next claim recorded it.
     with database.connect(read_only=True) as conn:
         assert conn.execute("SELECT delivered_at FROM main.notifications WHERE notification_id = ?",
