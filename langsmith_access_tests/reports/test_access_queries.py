@@ -168,6 +168,17 @@ def test_a_deleted_workspace_someone_held_access_in_is_found_by_its_id_without_p
         assert resolve_workspace(conn, "ws-old", past_names=True) == "ws-old"
 
 
+def test_workspaces_sharing_a_name_are_listed_oldest_first(tmp_path, database):
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(database, copy)
+    with duckdb.connect(str(copy)) as conn:
+        conn.executemany("INSERT INTO main.workspaces VALUES (?, 'Dup', ?, ?)",
+                         [("ws-b", "newer", day(5)), ("ws-z", "older", day(1))])
+        with pytest.raises(LookupFailed) as refused:
+            resolve_workspace(conn, "Dup")
+    assert str(refused.value).splitlines()[1:] == ["  ws-z  Dup (older)", "  ws-b  Dup (newer)"]
+
+
 def test_when_the_history_and_the_syncs_began_and_ended(conn):
     assert first_recorded_at(conn) == day(10)
     assert user_history_began_at(conn) == day(10)  # bob's later interval is no beginning
