@@ -318,6 +318,12 @@ def test_with_nothing_due_a_busy_database_is_not_waited_for(database):
     assert (early.attempted, early.problem) == (0, None)
     assert "DatabaseBusyError" in (due.problem or "")  # something due: the lease decides, as before
     assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"
+    # Once it is delivered, nothing is due again: a later command does not wait for the lease either.
+    with WebhookReceiver() as receiver:
+        assert len(deliver_due(database, webhook(receiver), now=T0).delivered) == 1
+    with lease_held_elsewhere(database, "a long sync"), WebhookReceiver() as receiver:
+        later = deliver_due(database, webhook(receiver), now=T0 + timedelta(days=1), lease_timeout_seconds=0.05)
+    assert (later.attempted, later.problem) == (0, None)
 
 
 def test_nothing_to_do_without_a_webhook_or_a_database(tmp_path, database):
