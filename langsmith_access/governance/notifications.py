@@ -498,8 +498,9 @@ def deliver_due(
         outcomes = _post_while_worthwhile(webhook, due, budget_seconds)
         _record_or_leave(database, at, outcomes, lease_timeout_seconds)
     except Exception as error:  # never into the caller: report it; the rows are retried later
-        report.problem = f"notifications not delivered this time: {type(error).__name__}: {error}"
-        report.problem = report.problem.replace(webhook.url.reveal(), "<webhook URL>")
+        problem = f"notifications not delivered this time: {type(error).__name__}: {error}"
+        # Printed and logged: the URL by its name, and any other URL's credentials or key cut too.
+        report.problem = mask_keys(mask_url_credentials(problem.replace(webhook.url.reveal(), "<webhook URL>")))
         return report
     for outcome in outcomes:
         if outcome.failure is None:

@@ -509,6 +509,21 @@ def test_an_unexpected_error_is_reported_without_the_webhook_url(database, monke
     assert SECRET not in repr(report)
 
 
+def test_an_unexpected_error_quoting_another_secret_is_reported_without_it(database, monkeypatch):
+    # A key, or another URL's password, the error happens to quote.
+    add(database)
+    hook = Webhook(url=Secret("https://hooks.example.com/T0/B0/other"))
+    key = "lsv2_sk_0123456789abcdef0123456789abcdef"
+
+    def quoting(webhook, due, budget_seconds):
+        raise RuntimeError(f"proxy https://user:{SECRET}@proxy.example.com refused key {key}")
+
+    monkeypatch.setattr(notifications, "_post_while_worthwhile", quoting)
+    report = deliver_due(database, hook, now=T0)
+    assert SECRET not in repr(report) and key not in repr(report)
+    assert "proxy.example.com refused key" in report.problem
+
+
 def test_a_payload_refused_is_retried_alone_and_the_rest_are_still_posted(database):
     # An error answer is about one payload, not the receiver being away: the next rows are sent.
     ids = [add(database, "request.failed", request_id=f"r-{i}") for i in range(3)]
