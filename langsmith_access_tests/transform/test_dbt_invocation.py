@@ -64,6 +64,8 @@ def test_a_failing_test_is_reported_with_its_node_status_and_message(tmp_path, m
     assert "START sql table model staging.*****_invites" in log
     assert "stg_langsmith__pending" not in log
     assert "[debug]" not in log and "create or replace" not in log.lower()
+    # Each invocation's lines start under dbt's separator, as in dbt's own log.
+    assert log.index(f"\n\n{'=' * 30} ") < log.index("Running with dbt="), log[:300]
 
 
 def test_a_build_names_its_database_in_a_profile_of_its_own_and_skips_unit_tests(tmp_path):
@@ -137,14 +139,19 @@ def test_dbt_runs_in_this_process_and_lets_go_of_the_file_when_it_ends(tmp_path)
     assert _open_for_writing_in_another_process(database) == "ok"
 
 
-def test_leaving_a_build_early_waits_for_dbt_and_frees_the_file(tmp_path):
+def test_leaving_a_build_early_waits_for_dbt_and_frees_the_file(tmp_path, monkeypatch):
     """A caller that stops reading (its own error, Ctrl-C) leaves no dbt thread and no handle
     on the file behind, and the build never counts as a success."""
     import threading
 
+    from langsmith_access.transform import invocation as dbt_invocation
+
     database = tmp_path / "access.sync-scratch.duckdb"
     _raw_database(database, duplicate_role=False)
     threads_before = threading.active_count()
+    cancelled = []
+    cancel = dbt_invocation._cancel_queries
+    monkeypatch.setattr(dbt_invocation, "_cancel_queries", lambda: (cancelled.append(1), cancel()))
 
     with build(database, tmp_path / "access.dbt") as invocation:
         first = next(iter(invocation))
@@ -157,6 +164,9 @@ def test_leaving_a_build_early_waits_for_dbt_and_frees_the_file(tmp_path):
     assert not {"grants", "effective_access"} & built, built
     # Stopped at once: the nodes dbt started after the caller left failed before any query.
     assert "not run: the build was stopped" in (tmp_path / "access.dbt" / "dbt.log").read_text()
+    # And the queries running when the caller left were interrupted, not left to run to their end
+    # (a large org's model can take a minute).
+    assert cancelled
     assert threading.active_count() == threads_before
     assert _open_for_writing_in_another_process(database) == "ok"
     with build(database, tmp_path / "access.dbt") as whole:
@@ -196,6 +206,20 @@ def test_a_command_dbt_refuses_before_it_starts_is_a_failure_saying_why(tmp_path
     assert invocation.failure_message() == (
         "dbt build --no-such-flag failed (exit 1): 0 node(s) failed\n"
         "  DbtUsageException: No such option '--no-such-flag'.")
+
+
+def test_an_error_on_dbts_thread_after_dbt_returned_fails_the_run_saying_what(tmp_path, monkeypatch):
+    # dbt returns its own outcome; what fails around it on the worker thread (here: letting go of
+    # the file) must not be taken for a success.
+    from langsmith_access.transform import invocation as dbt_invocation
+
+    def cannot_close() -> None:
+        raise OSError("the file could not be closed")
+
+    monkeypatch.setattr(dbt_invocation, "close_dbt_connection", cannot_close)
+    invocation = run_dbt(["parse"], database_file=tmp_path / "access.duckdb", dbt_dir=tmp_path / "access.dbt").wait()
+    assert not invocation.success and invocation.returncode == 1
+    assert invocation.failure_message().endswith("\n  OSError: the file could not be closed"), invocation.failure_message()
 
 
 def test_a_model_that_errors_is_named_as_failed_with_dbts_message(tmp_path):
