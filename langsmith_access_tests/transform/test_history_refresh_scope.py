@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.transform import DbtRunError, history
+from langsmith_access.transform import DbtRunError, build, history
 from langsmith_access.transform.project import built_by_this_project
 from langsmith_access_tests.helpers import duckdb_openings
 from langsmith_access_tests.transform.test_dbt_invocation import _raw_database
@@ -95,3 +95,21 @@ def test_a_rebuild_opens_the_file_once_before_dbt_and_once_after_and_records_the
     assert [path for path in opened if Path(path).resolve() == database.resolve()] == [str(database)] * 3, opened
     with duckdb.connect(str(database)) as conn:
         assert built_by_this_project(conn)
+
+
+def test_a_rebuild_of_a_file_this_project_built_leaves_what_provisioning_cannot_change_as_it_is(tmp_path):
+    # A provisioning refresh builds what the verified changes reach (REFRESH_SELECT), not the whole
+    # project: a table upstream of grants (roles) keeps its rows, even one no query would give.
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=False)
+    with build(database, tmp_path / "access.dbt") as whole:
+        whole.raise_on_failure()
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("UPDATE main.roles SET display_name = 'kept by the refresh'")
+        conn.execute("DROP TABLE main.grants")
+
+    history.rebuild_history(database, tmp_path / "access.dbt", unused_days=90)
+
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT display_name FROM main.roles").fetchall() == [("kept by the refresh",)]
+        assert conn.execute("SELECT count(*) FROM main.grants").fetchone() == (0,)  # rebuilt (no listings)
