@@ -108,8 +108,11 @@ def test_a_rebuild_of_a_file_this_project_built_leaves_what_provisioning_cannot_
         conn.execute("UPDATE main.roles SET display_name = 'kept by the refresh'")
         conn.execute("DROP TABLE main.grants")
 
-    history.rebuild_history(database, tmp_path / "access.dbt", unused_days=90)
+    history.rebuild_history(database, tmp_path / "access.dbt", unused_days=30)
 
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("SELECT display_name FROM main.roles").fetchall() == [("kept by the refresh",)]
         assert conn.execute("SELECT count(*) FROM main.grants").fetchone() == (0,)  # rebuilt (no listings)
+    # With the org's LANGSMITH_ACCESS_UNUSED_DAYS, not the models' default of 90.
+    compiled = tmp_path / "access.dbt" / "run" / "langsmith_access" / "models" / "reports" / "report_unused_access.sql"
+    assert "30 as unused_after_days" in compiled.read_text()
