@@ -186,6 +186,23 @@ def test_ctrl_c_that_lands_in_a_duckdb_query_is_an_interruption():
     assert fix == runner.INTERRUPTED_FIX
 
 
+@dg.asset
+def stopped_in_our_code() -> int:
+    raise KeyboardInterrupt  # where Ctrl-C lands between Dagster's checkpoints, in plain Python
+
+
+def test_ctrl_c_that_lands_in_our_own_code_is_an_interruption():
+    # Dagster records the KeyboardInterrupt itself, not its own interruption error: the run is
+    # still taken as interrupted (`sync --all-orgs` stops there), said in words, with the fix.
+    with runner.ephemeral_instance() as instance:
+        stopped = dg.materialize([stopped_in_our_code], instance=instance, raise_on_error=False)
+    assert not stopped.success
+    assert runner._interrupted(stopped.all_events)
+    message, _, _, fix = runner._failure_summary(stopped)
+    assert message == "stopped_in_our_code: interrupted (Ctrl-C or a signal) before it finished", message
+    assert fix == runner.INTERRUPTED_FIX
+
+
 def test_a_run_gives_sigterm_back_the_handler_it_had(tmp_path):
     # Dagster maps SIGTERM to SIGINT's handler for a run and leaves it so: in a process started in
     # the background (SIGINT ignored) a `kill` after the first run did nothing.
