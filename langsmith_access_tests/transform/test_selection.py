@@ -32,3 +32,18 @@ def test_only_inventory_models_held_exactly_as_their_contract_says_are_left_out(
         connection.execute("CREATE SCHEMA other")
         connection.execute("CREATE TABLE other.credentials (credential_id VARCHAR, kind VARCHAR)")
     assert core_sync_exclusions(MANIFEST, database) == []  # in another schema: not the model's table
+
+
+def test_the_inventory_models_are_left_out_only_when_the_file_holds_every_one_of_them(tmp_path):
+    # One current table is not enough: a core sync leaving out a model whose table is missing would
+    # leave what reads it (user_activity, report_credential_hygiene) failing or stale.
+    manifest = {"nodes": {**MANIFEST["nodes"], "model.p.sso_settings": {
+        "resource_type": "model", "schema": "main", "alias": "sso_settings", "tags": ["inventory"],
+        "columns": {"setting": {}}}}}
+    database = tmp_path / "working.duckdb"
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("CREATE TABLE main.credentials (credential_id VARCHAR, kind VARCHAR)")
+    assert core_sync_exclusions(manifest, database) == []
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("CREATE TABLE main.sso_settings (setting VARCHAR)")
+    assert core_sync_exclusions(manifest, database) == [INVENTORY_SELECTOR]
