@@ -186,9 +186,11 @@ def test_ctrl_c_that_lands_in_a_duckdb_query_is_an_interruption():
     assert fix == runner.INTERRUPTED_FIX
 
 
-@dg.asset
-def stopped_in_our_code() -> int:
+def _stop() -> int:
     raise KeyboardInterrupt  # where Ctrl-C lands between Dagster's checkpoints, in plain Python
+
+
+stopped_in_our_code = dg.asset(name="stopped_in_our_code")(_stop)
 
 
 def test_ctrl_c_that_lands_in_our_own_code_is_an_interruption():
@@ -201,6 +203,26 @@ def test_ctrl_c_that_lands_in_our_own_code_is_an_interruption():
     message, _, _, fix = runner._failure_summary(stopped)
     assert message == "stopped_in_our_code: interrupted (Ctrl-C or a signal) before it finished", message
     assert fix == runner.INTERRUPTED_FIX
+
+
+def test_a_run_stopped_under_way_says_so_writes_its_log_and_gives_sigterm_back(tmp_path, monkeypatch):
+    # What `sync --all-orgs` reads to stop at the org Ctrl-C stopped (RunOutcome.interrupted), and
+    # what the operator reads: the fix, and the run's events with the interruption's traceback.
+    org = load_orgs({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": str(uuid.uuid4()),
+                     "LANGSMITH_ENDPOINT": "http://127.0.0.1:9", "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "a.duckdb")}).get()
+    partitions = dg.StaticPartitionsDefinition([org.slug])
+    stopped = dg.asset(name="stopped_in_our_code", partitions_def=partitions)(_stop)
+    job = dg.Definitions(assets=[stopped], jobs=[dg.define_asset_job("stopped_job")]).resolve_job_def("stopped_job")
+    monkeypatch.setattr(runner, "job_definition", lambda name: job)
+    before = signal.getsignal(signal.SIGTERM)
+
+    outcome = runner.run_job("stopped_job", {}, org=org, log_dir=tmp_path / "logs")
+
+    assert not outcome.success and outcome.interrupted
+    assert outcome.failure == "stopped_in_our_code: interrupted (Ctrl-C or a signal) before it finished"
+    assert outcome.fix == runner.INTERRUPTED_FIX
+    assert outcome.log_path is not None and "KeyboardInterrupt" in outcome.log_path.read_text()
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_run_gives_sigterm_back_the_handler_it_had(tmp_path):
