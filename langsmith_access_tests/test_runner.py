@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -215,6 +216,8 @@ def test_a_run_stopped_under_way_says_so_writes_its_log_and_gives_sigterm_back(t
     job = dg.Definitions(assets=[stopped], jobs=[dg.define_asset_job("stopped_job")]).resolve_job_def("stopped_job")
     monkeypatch.setattr(runner, "job_definition", lambda name: job)
     before = signal.getsignal(signal.SIGTERM)
+    # A Python caller's own logging of Dagster: quiet during the run only.
+    monkeypatch.setattr(logging.getLogger("dagster"), "level", logging.INFO)
 
     outcome = runner.run_job("stopped_job", {}, org=org, log_dir=tmp_path / "logs")
 
@@ -223,6 +226,7 @@ def test_a_run_stopped_under_way_says_so_writes_its_log_and_gives_sigterm_back(t
     assert outcome.fix == runner.INTERRUPTED_FIX
     assert outcome.log_path is not None and "KeyboardInterrupt" in outcome.log_path.read_text()
     assert signal.getsignal(signal.SIGTERM) is before
+    assert logging.getLogger("dagster").level == logging.INFO
 
 
 def test_a_run_gives_sigterm_back_the_handler_it_had(tmp_path):
