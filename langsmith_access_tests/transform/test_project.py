@@ -57,3 +57,13 @@ def test_a_file_is_built_by_this_project_only_when_its_last_build_recorded_this_
     with duckdb.connect(str(database), read_only=True) as conn:
         assert project.built_by_this_project(conn)
         assert conn.execute("SELECT count(*) FROM raw.dbt_project").fetchone() == (1,)
+
+
+def test_a_write_that_fails_leaves_no_half_written_file_beside_its_target(tmp_path):
+    # write_atomically writes a temporary file first (profiles.yml, a parse seed): a write that
+    # fails removes it, so nothing accumulates in a database's dbt directory.
+    target = tmp_path / "profiles.yml"
+    target.mkdir()  # a directory in the way: the rename fails
+    with pytest.raises(OSError):
+        project.write_atomically(target, b"profile")
+    assert [path.name for path in tmp_path.iterdir()] == ["profiles.yml"]
