@@ -115,6 +115,15 @@ def test_a_parse_kept_by_another_installation_is_not_used(cache, tmp_path, monke
     assert len(list(seeds_directory().iterdir())) == 2
 
 
+def test_a_kept_parse_is_not_written_again_by_every_run(kept_parse, cache):
+    # Every successful run offers its parse (megabytes): the first one kept for a key stays.
+    _, first, name = kept_parse
+    seed = seeds_directory() / name
+    kept = seed.stat()
+    assert not parse_seed.keep_parse(first / "dbt")
+    assert (seed.stat().st_ino, seed.stat().st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+
+
 def test_a_database_with_a_parse_of_its_own_keeps_it(cache, tmp_path):
     dbt_dir = write_profile(tmp_path / "dbt", tmp_path / "access.sync-scratch.duckdb")  # the kept parse's name
     own = dbt_dir / "partial_parse.msgpack"
