@@ -206,15 +206,39 @@ def test_ctrl_c_that_lands_in_our_own_code_is_an_interruption():
     assert fix == runner.INTERRUPTED_FIX
 
 
+def _serve_as_the_only_job(monkeypatch, org, name: str, compute) -> None:
+    """run_job of any job name runs one asset computed by ``compute``, partitioned by ``org``."""
+    asset = dg.asset(name=name, partitions_def=dg.StaticPartitionsDefinition([org.slug]))(compute)
+    job = dg.Definitions(assets=[asset], jobs=[dg.define_asset_job("only_job")]).resolve_job_def("only_job")
+    monkeypatch.setattr(runner, "job_definition", lambda job_name: job)
+
+
+def _endpoint_refused() -> int:
+    raise SettingsError("LANGSMITH_ENDPOINT must start with https://, got 'ftp://example.org'")
+
+
+def test_a_failure_of_an_org_of_the_orgs_file_names_its_entry_not_the_single_org_variables(tmp_path, monkeypatch):
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(f"- slug: eu\n  organization_id: {uuid.uuid4()}\n  endpoint: http://127.0.0.1:9\n"
+                         "  api_key_env: LANGSMITH_API_KEY_EU\n")
+    org = load_orgs({"LANGSMITH_ACCESS_ORGS_FILE": str(orgs_file), "LANGSMITH_API_KEY_EU": "lsv2_sk_" + "0" * 32,
+                     "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "a.duckdb")}).get("eu")
+    _serve_as_the_only_job(monkeypatch, org, "endpoint", _endpoint_refused)
+
+    outcome = runner.run_job("sync", {}, org=org)
+
+    assert not outcome.success
+    where = f"the endpoint of org 'eu' in {orgs_file}"
+    assert outcome.failure == f"endpoint: {where} must start with https://, got 'ftp://example.org'", outcome.failure
+    assert outcome.fix is not None and where in outcome.fix and "LANGSMITH_ENDPOINT" not in outcome.fix, outcome.fix
+
+
 def test_a_run_stopped_under_way_says_so_writes_its_log_and_gives_sigterm_back(tmp_path, monkeypatch):
     # What `sync --all-orgs` reads to stop at the org Ctrl-C stopped (RunOutcome.interrupted), and
     # what the operator reads: the fix, and the run's events with the interruption's traceback.
     org = load_orgs({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": str(uuid.uuid4()),
                      "LANGSMITH_ENDPOINT": "http://127.0.0.1:9", "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "a.duckdb")}).get()
-    partitions = dg.StaticPartitionsDefinition([org.slug])
-    stopped = dg.asset(name="stopped_in_our_code", partitions_def=partitions)(_stop)
-    job = dg.Definitions(assets=[stopped], jobs=[dg.define_asset_job("stopped_job")]).resolve_job_def("stopped_job")
-    monkeypatch.setattr(runner, "job_definition", lambda name: job)
+    _serve_as_the_only_job(monkeypatch, org, "stopped_in_our_code", _stop)
     before = signal.getsignal(signal.SIGTERM)
     # A Python caller's own logging of Dagster: quiet during the run only.
     monkeypatch.setattr(logging.getLogger("dagster"), "level", logging.INFO)
