@@ -233,6 +233,28 @@ def test_a_failure_of_an_org_of_the_orgs_file_names_its_entry_not_the_single_org
     assert outcome.fix is not None and where in outcome.fix and "LANGSMITH_ENDPOINT" not in outcome.fix, outcome.fix
 
 
+def _one() -> int:
+    return 1
+
+
+def test_a_progress_display_that_fails_never_fails_the_run(tmp_path, monkeypatch):
+    # The CLI prints progress to stderr: a closed pipe (`langsmith-access sync 2>&1 | head`) must
+    # not turn a sync that succeeded into a failure.
+    org = load_orgs({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": str(uuid.uuid4()),
+                     "LANGSMITH_ENDPOINT": "http://127.0.0.1:9", "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "a.duckdb")}).get()
+    _serve_as_the_only_job(monkeypatch, org, "one", _one)
+    shown: list[str] = []
+
+    def closed_pipe(line: str) -> None:
+        shown.append(line)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    outcome = runner.run_job("sync", {}, org=org, progress=closed_pipe)
+
+    assert outcome.success, outcome.failure
+    assert shown  # it was called, and failed
+
+
 def test_a_run_stopped_under_way_says_so_writes_its_log_and_gives_sigterm_back(tmp_path, monkeypatch):
     # What `sync --all-orgs` reads to stop at the org Ctrl-C stopped (RunOutcome.interrupted), and
     # what the operator reads: the fix, and the run's events with the interruption's traceback.
