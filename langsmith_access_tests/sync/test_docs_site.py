@@ -5,11 +5,12 @@ rebuilt when the site was made from another version of the project."""
 import json
 
 import duckdb
+import pytest
 
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.transform import docs_site, prepare_manifest, project_hash
+from langsmith_access.transform import DbtRunError, docs_site, prepare_manifest, project_hash
 from langsmith_access_tests.helpers import point_at, run_sync
 
 
@@ -76,3 +77,19 @@ def test_a_site_whose_page_was_removed_is_not_current(tmp_path):
     assert not docs_site.is_current(tmp_path)
     (tmp_path / docs_site.INDEX_FILE).write_text("<html></html>")
     assert docs_site.is_current(tmp_path)
+
+
+def test_a_staging_clears_what_an_earlier_one_left_and_a_failed_one_leaves_nothing(tmp_path):
+    # A run killed while it staged the site leaves a hidden directory beside the site: the next
+    # staging removes it, even one that fails itself (here: no manifest compiled to make a site from).
+    site = tmp_path / "access_docs"
+    leftover = tmp_path / ".access_docs.4242-0badcafe"
+    leftover.mkdir()
+    (leftover / docs_site.INDEX_FILE).write_text("half a site")
+    other = tmp_path / ".other_docs.4242-0badcafe"  # another database's: not this site's to remove
+    other.mkdir()
+
+    with pytest.raises(DbtRunError):
+        docs_site.stage(tmp_path / "access.duckdb", tmp_path / "access.dbt", site)
+
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == [other.name]
