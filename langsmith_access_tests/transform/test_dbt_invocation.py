@@ -272,8 +272,8 @@ def test_a_build_selects_and_excludes_every_node_it_is_given(tmp_path):
     dbt_dir = tmp_path / "ls.dbt"
     write_profile(dbt_dir, tmp_path / "x.duckdb")
 
-    def models(*selection: str) -> set[str]:
-        done = dbtRunner().invoke(dbt_command(["ls", *selection, "--resource-type", "model", "--output", "name"],
+    def models(*selection: str, resource_type: str = "model") -> set[str]:
+        done = dbtRunner().invoke(dbt_command(["ls", *selection, "--resource-type", resource_type, "--output", "name"],
                                               dbt_dir))
         assert done.success, done.exception
         return set(done.result)
@@ -284,3 +284,7 @@ def test_a_build_selects_and_excludes_every_node_it_is_given(tmp_path):
     assert models(*build_selection(exclude=["tag:inventory", "grants"])) == everything - {
         "access_policies", "access_policy_resources", "audit_events", "credentials", "resource_tags",
         "service_accounts", "sso_settings", "grants"}
+    # A subset launched without its checks (dagster-dbt's "empty" indirect selection) runs none of
+    # the selected models' tests; by default each selected model's tests run with it.
+    assert models(*build_selection(["roles"]), resource_type="test")
+    assert models(*build_selection(["roles"], indirect_selection="empty"), resource_type="test") == set()
