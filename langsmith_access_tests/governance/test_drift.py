@@ -329,6 +329,15 @@ def test_changes_made_by_hand_that_requests_find_made_are_recorded_and_are_drift
     deliver_notifications()
     assert len(bodies(receiver, "change.unexplained")) == 3
 
+    # A later provisioning run whose request finds nothing made by hand reports no drift: not the
+    # changes earlier runs found, which are still listed.
+    later = request_grant(kept_editor.email, workspace.id, "Viewer", requested_by="ops@example.com")
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert request_row(database, later.request_id)["status"] == "applied"
+    assert outcome.outputs["refresh_access_history"] == {"unexplained_changes": 0, "privileged_unexplained_changes": 0}
+    assert unexplained(database) == expected
+
 
 def test_one_change_in_each_of_two_workspaces_is_two_notifications(tmp_path):
     # The same person given Admin by hand in two workspaces, seen by one sync: each is its own
