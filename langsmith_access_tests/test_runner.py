@@ -89,6 +89,24 @@ def test_a_failed_runs_summary_is_its_first_error_the_checks_that_failed_and_tha
     assert fix == errors.AuthenticationError.fix
 
 
+@dg.resource
+def refused_api(_):
+    raise errors.AuthenticationError("the key was refused", method="GET", path="/orgs/current", status_code=401)
+
+
+@dg.asset(required_resource_keys={"api"})
+def needs_api() -> int:
+    return 1
+
+
+def test_a_resource_that_cannot_start_is_named_with_the_step_that_needed_it_and_its_fix():
+    with runner.ephemeral_instance() as instance:
+        result = dg.materialize([needs_api], resources={"api": refused_api}, instance=instance, raise_on_error=False)
+        failure, _, _, fix = runner._failure_summary(result)
+    assert failure == "needs_api: GET /orgs/current -> 401: the key was refused", failure
+    assert fix == errors.AuthenticationError.fix
+
+
 def test_progress_lines_say_which_steps_ran_and_which_checks_failed_or_only_warn():
     heard: list[str] = []
     with runner.ephemeral_instance() as instance:
