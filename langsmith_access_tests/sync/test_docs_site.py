@@ -10,8 +10,9 @@ import pytest
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.transform import DbtRunError, docs_site, prepare_manifest, project_hash
+from langsmith_access.transform import DbtRunError, build, docs_site, prepare_manifest, project_hash
 from langsmith_access_tests.helpers import point_at, run_sync
+from langsmith_access_tests.transform.test_dbt_invocation import _raw_database
 
 
 def test_the_docs_site_follows_the_dbt_project_not_every_sync(tmp_path, monkeypatch):
@@ -93,3 +94,20 @@ def test_a_staging_clears_what_an_earlier_one_left_and_a_failed_one_leaves_nothi
         docs_site.stage(tmp_path / "access.duckdb", tmp_path / "access.dbt", site)
 
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == [other.name]
+
+
+def test_a_staging_that_fails_after_it_made_its_directory_removes_it(tmp_path, monkeypatch):
+    database, dbt_dir = tmp_path / "access.duckdb", tmp_path / "access.dbt"
+    _raw_database(database, duplicate_role=False)
+    with build(database, dbt_dir, write_json=True) as built:  # the manifest the site is made from
+        built.raise_on_failure()
+
+    def unreadable_project() -> str:
+        raise OSError("the project could not be read")
+
+    monkeypatch.setattr(docs_site, "project_hash", unreadable_project)  # after the page was copied
+    with pytest.raises(OSError, match="the project could not be read"):
+        docs_site.stage(database, dbt_dir, tmp_path / "access_docs")
+
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+    assert not (dbt_dir / "static_index.html").exists()  # nor the inputs it was made from
