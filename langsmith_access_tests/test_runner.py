@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
 from langsmith_access import runner
 from langsmith_access.defs.orgs import RunWithoutOrg
@@ -192,19 +193,6 @@ def long_query() -> int:
         return conn.execute("SELECT count(*) FROM range(10000000000) AS t(a) WHERE a % 7 = 3").fetchone()[0]
 
 
-def test_ctrl_c_that_lands_in_a_duckdb_query_is_an_interruption():
-    # DuckDB takes the exception Dagster's SIGINT handler raises and fails the query with its own
-    # RuntimeError("Query interrupted"): the run was not taken as interrupted, so `sync --all-orgs`
-    # went on to the next org, and the failure read "Query interrupted" with no fix.
-    with runner.ephemeral_instance() as instance:
-        stopped = dg.materialize([long_query], instance=instance, raise_on_error=False)
-    assert not stopped.success
-    assert runner._interrupted(stopped.all_events)
-    message, _, _, fix = runner._failure_summary(stopped)
-    assert message == "long_query: interrupted (Ctrl-C or a signal) before it finished", message
-    assert fix == runner.INTERRUPTED_FIX
-
-
 def _stop() -> int:
     raise KeyboardInterrupt  # where Ctrl-C lands between Dagster's checkpoints, in plain Python
 
@@ -212,15 +200,20 @@ def _stop() -> int:
 stopped_in_our_code = dg.asset(name="stopped_in_our_code")(_stop)
 
 
-def test_ctrl_c_that_lands_in_our_own_code_is_an_interruption():
-    # Dagster records the KeyboardInterrupt itself, not its own interruption error: the run is
-    # still taken as interrupted (`sync --all-orgs` stops there), said in words, with the fix.
+# In a DuckDB query: DuckDB takes the exception Dagster's SIGINT handler raises and fails the
+# query with its own RuntimeError("Query interrupted"): the run was not taken as interrupted, so
+# `sync --all-orgs` went on to the next org, and the failure read "Query interrupted" with no fix.
+# In our own code: Dagster records the KeyboardInterrupt itself, not its own interruption error.
+@pytest.mark.parametrize("stopped_asset", [long_query, stopped_in_our_code], ids=["duckdb-query", "our-code"])
+def test_ctrl_c_is_an_interruption_wherever_it_lands(stopped_asset):
+    """The run is taken as interrupted (`sync --all-orgs` stops there), said in words, with the fix."""
     with runner.ephemeral_instance() as instance:
-        stopped = dg.materialize([stopped_in_our_code], instance=instance, raise_on_error=False)
+        stopped = dg.materialize([stopped_asset], instance=instance, raise_on_error=False)
     assert not stopped.success
     assert runner._interrupted(stopped.all_events)
     message, _, _, fix = runner._failure_summary(stopped)
-    assert message == "stopped_in_our_code: interrupted (Ctrl-C or a signal) before it finished", message
+    name = stopped_asset.key.to_user_string()
+    assert message == f"{name}: interrupted (Ctrl-C or a signal) before it finished", message
     assert fix == runner.INTERRUPTED_FIX
 
 

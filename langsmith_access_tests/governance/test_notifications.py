@@ -746,16 +746,15 @@ def test_a_hand_edited_object_slack_cannot_word_fails_alone(database, capfd):
     assert report.delivered == [fine] and "Traceback" not in capfd.readouterr().err
 
 
-def test_a_delivery_a_run_keeps_from_being_recorded_is_not_sent_again(database, monkeypatch):
-    # A provisioning run or a sync takes the writer lease while the receiver is answering, and
-    # holds it past the delivery's wait: the receiver has the notification, so it is recorded
-    # as delivered by the next delivery, never sent again once its claim lapses.
-    row = add(database)
+def delivered_while_a_run_takes_the_lease(database, monkeypatch, receiver, after_each_post=lambda: None):
+    """``deliver_due`` at T0 whose first post the receiver answers, after which a run takes the
+    writer lease and holds it past the delivery's wait (until the delivery has returned)."""
     posted, held, release = threading.Event(), threading.Event(), threading.Event()
     real_post = notifications._post_within_timeout
 
     def post_then_a_run_starts(webhook, payload, notification_id):
         answer = real_post(webhook, payload, notification_id)
+        after_each_post()
         posted.set()
         assert held.wait(timeout=60), "the run never took the lease"
         return answer
@@ -769,13 +768,21 @@ def test_a_delivery_a_run_keeps_from_being_recorded_is_not_sent_again(database, 
     monkeypatch.setattr(notifications, "_post_within_timeout", post_then_a_run_starts)
     run = threading.Thread(target=a_run)
     run.start()
-    with WebhookReceiver() as receiver:
-        try:
-            report = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
-        finally:
-            release.set()
-            run.join()
+    try:
+        return deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
+    finally:
+        release.set()
+        run.join()
         monkeypatch.setattr(notifications, "_post_within_timeout", real_post)
+
+
+def test_a_delivery_a_run_keeps_from_being_recorded_is_not_sent_again(database, monkeypatch):
+    # A provisioning run or a sync takes the writer lease while the receiver is answering, and
+    # holds it past the delivery's wait: the receiver has the notification, so it is recorded
+    # as delivered by the next delivery, never sent again once its claim lapses.
+    row = add(database)
+    with WebhookReceiver() as receiver:
+        report = delivered_while_a_run_takes_the_lease(database, monkeypatch, receiver)
         later = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW + timedelta(hours=2))
     assert report.delivered == [row] and report.failed == {}, report
     assert len(receiver.bodies()) == 1, "sent again though the receiver had it"
@@ -791,32 +798,10 @@ def test_a_refused_row_a_run_keeps_from_being_recorded_is_sent_again_not_taken_a
     with database.writer_lease("test: an earlier attempt failed"), database.connect() as conn:
         conn.execute("UPDATE main.notifications SET last_error = 'the receiver answered HTTP 503' "
                      "WHERE notification_id = ?", [accepted])
-    posted, held, release = threading.Event(), threading.Event(), threading.Event()
-    real_post = notifications._post_within_timeout
-
-    def post_then_a_run_starts(webhook, payload, notification_id):
-        answer = real_post(webhook, payload, notification_id)
-        receiver.status = 500  # the rows after the first are refused
-        posted.set()
-        assert held.wait(timeout=60), "the run never took the lease"
-        return answer
-
-    def a_run():
-        posted.wait(timeout=60)
-        with database.writer_lease("a provisioning run"):
-            held.set()
-            release.wait(timeout=120)
-
-    monkeypatch.setattr(notifications, "_post_within_timeout", post_then_a_run_starts)
-    run = threading.Thread(target=a_run)
-    run.start()
     with WebhookReceiver() as receiver:
-        try:
-            report = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
-        finally:
-            release.set()
-            run.join()
-        monkeypatch.setattr(notifications, "_post_within_timeout", real_post)
+        # The rows after the first are refused.
+        report = delivered_while_a_run_takes_the_lease(
+            database, monkeypatch, receiver, after_each_post=lambda: setattr(receiver, "status", 500))
         receiver.status = 200
         later = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW + timedelta(hours=2))
     assert report.delivered == [accepted] and report.failed == {refused: "the receiver answered HTTP 500"}, report
