@@ -14,6 +14,7 @@ import pytest
 from langsmith_access.names import INVENTORY_JOB, SYNC_JOB
 from langsmith_access.settings import SettingsError
 from langsmith_access.store.schema import ensure_schema, record_membership_read
+from langsmith_access.store.sections import SectionRead, record_section_reads
 from langsmith_access.store.sync_runs import (
     COUNTED_TABLES,
     OtherOrganizationError,
@@ -230,3 +231,17 @@ def test_an_organization_id_that_is_a_pasted_key_is_refused_as_no_uuid_and_never
         with pytest.raises(SettingsError, match="LANGSMITH_ORGANIZATION_ID must be the organization's UUID") as refused:
             check_organization(conn, path, key)
     assert "0123456789abcdef" not in str(refused.value)
+
+
+def test_a_runs_row_says_which_sections_it_skipped_and_what_it_read_of_the_others_and_only_its_own(tmp_path):
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        _published(conn)
+        record_section_reads(conn, sync_id="inv-1", job=INVENTORY_JOB, reads=[
+            SectionRead.read("credentials", 7), SectionRead.skipped("audit_events", "the plan has no audit log"),
+            SectionRead.read("access_policies", 0)])
+        # Another run's reads are not this run's.
+        record_section_reads(conn, sync_id="inv-0", job=INVENTORY_JOB, reads=[
+            SectionRead.skipped("sso_settings", "no SSO"), SectionRead.read("resource_tags", 3)])
+        run = _record(conn, "inv-1", job=INVENTORY_JOB)
+    assert json.loads(run["skipped_sections"]) == {"audit_events": "the plan has no audit log"}
+    assert json.loads(run["section_rows"]) == {"credentials": 7, "access_policies": 0}
