@@ -245,3 +245,22 @@ def test_a_runs_row_says_which_sections_it_skipped_and_what_it_read_of_the_other
         run = _record(conn, "inv-1", job=INVENTORY_JOB)
     assert json.loads(run["skipped_sections"]) == {"audit_events": "the plan has no audit log"}
     assert json.loads(run["section_rows"]) == {"credentials": 7, "access_policies": 0}
+
+
+def test_an_old_deferred_row_is_never_taken_for_an_abandoned_draft_nor_a_draft_for_a_deferred_row(tmp_path):
+    # A run deferred hours ago (the next writer has not come yet) keeps its row until recorded;
+    # a draft left aside is no deferred row, even one whose JSON is whole.
+    directory = tmp_path / "deferred"
+    deferred = defer_failed_run(directory, sync_id="r1", started_at=AT, finished_at=AT, job=SYNC_JOB,
+                                failure="busy")
+    draft = directory / ".r2.0a1b2c3d.tmp"
+    draft.write_text(deferred.read_text().replace("r1", "r2"))
+    os.utime(deferred, (0, 0))
+    assert [row["sync_id"] for _, row in deferred_failed_runs(directory)] == ["r1"]
+    # A row without its failure says nothing of why the run failed: not one of ours.
+    (directory / "no-failure.json").write_text(json.dumps(
+        {"sync_id": "r3", "job": SYNC_JOB, "started_at": AT.isoformat(), "finished_at": AT.isoformat()}))
+    assert [row["sync_id"] for _, row in deferred_failed_runs(directory)] == ["r1"]
+    os.utime(draft, (0, 0))
+    assert remove_abandoned_drafts(directory) == [draft]
+    assert deferred.exists()
