@@ -10,6 +10,7 @@ from langsmith_access.langsmith import EnrichedMember, LoginMethod, Role, Worksp
 from langsmith_access.langsmith.client import ANONYMITY_RESTRICTED_HEADER, LISTS_ALL_WORKSPACES_HEADER
 from langsmith_access.store.schema import (
     ensure_schema,
+    known_member_values,
     previous_sync,
     record_membership_read,
     workspaces_no_longer_shared,
@@ -208,6 +209,18 @@ def test_a_listing_longer_than_the_total_the_server_reported_is_incomplete_too()
     # More rows than reported: rows were read twice, or the listing moved; either way not trusted.
     longer = check_completeness([ListingReport("org_members", 1201, 1200, 3, 1)], 1, 1)
     assert not longer.passed and "read 1201 rows, server reported 1200" in longer.description
+
+
+def test_the_known_values_of_a_page_of_members_are_those_of_its_members_only():
+    # A page's members only: the members route is read page by page, never the whole org at once.
+    conn = duckdb.connect()
+    ensure_schema(conn)
+    assert known_member_values(conn) == {}  # before the first sync
+    conn.execute("CREATE TABLE main.users AS SELECT * FROM (VALUES ('u1', 'a@x.io', 'Ada', 'A'), "
+                 "('u2', 'b@x.io', NULL, 'B')) AS t(user_id, email, full_name, display_name)")
+    assert known_member_values(conn, ["u2", "u9"]) == {"u2": {"email": "b@x.io", "full_name": None, "display_name": "B"}}
+    assert known_member_values(conn, []) == {}
+    assert set(known_member_values(conn)) == {"u1", "u2"}
 
 
 def test_withheld_values_are_put_back_but_values_the_answer_gives_are_never_replaced():
