@@ -237,14 +237,16 @@ def test_a_runs_row_says_which_sections_it_skipped_and_what_it_read_of_the_other
     with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
         _published(conn)
         record_section_reads(conn, sync_id="inv-1", job=INVENTORY_JOB, reads=[
-            SectionRead.read("credentials", 7), SectionRead.skipped("audit_events", "the plan has no audit log"),
-            SectionRead.read("access_policies", 0)])
+            SectionRead.read("credentials", 7), SectionRead.skipped("sso_settings", "no SSO"),
+            SectionRead.skipped("audit_events", "the plan has no audit log"), SectionRead.read("access_policies", 0)])
         # Another run's reads are not this run's.
         record_section_reads(conn, sync_id="inv-0", job=INVENTORY_JOB, reads=[
             SectionRead.skipped("sso_settings", "no SSO"), SectionRead.read("resource_tags", 3)])
         run = _record(conn, "inv-1", job=INVENTORY_JOB)
-    assert json.loads(run["skipped_sections"]) == {"audit_events": "the plan has no audit log"}
-    assert json.loads(run["section_rows"]) == {"credentials": 7, "access_policies": 0}
+    # As JSON text with sorted keys: the same reads give the same text, run after run.
+    assert run["skipped_sections"] == json.dumps(
+        {"audit_events": "the plan has no audit log", "sso_settings": "no SSO"})
+    assert run["section_rows"] == json.dumps({"access_policies": 0, "credentials": 7})
 
 
 def test_an_old_deferred_row_is_never_taken_for_an_abandoned_draft_nor_a_draft_for_a_deferred_row(tmp_path):
