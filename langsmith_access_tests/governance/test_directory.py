@@ -123,3 +123,12 @@ def test_an_admin_of_another_workspace_only_is_no_workspace_admin_here(directory
     assert member_standing(conn, elsewhere.email, there.id).workspace_admin
     here = member_standing(conn, elsewhere.email, workspace.id)
     assert here.is_member and not here.workspace_admin and not here.org_admin
+
+
+def test_a_pending_invite_is_found_by_its_email_in_any_case(directory):
+    conn, _, workspace, _ = directory
+    [(email,)] = conn.execute("SELECT email FROM main.pending_invites WHERE email IS NOT NULL "
+                              "ORDER BY email LIMIT 1").fetchall()
+    for spelling in (email, email.upper()):
+        invited = member_standing(conn, spelling, workspace.id)
+        assert invited.pending_invite and not invited.is_member, spelling
