@@ -266,3 +266,20 @@ def test_an_old_deferred_row_is_never_taken_for_an_abandoned_draft_nor_a_draft_f
     os.utime(draft, (0, 0))
     assert remove_abandoned_drafts(directory) == [draft]
     assert deferred.exists()
+
+
+def test_ensuring_the_schema_again_keeps_every_run_and_every_raw_row(tmp_path):
+    # Every run starts with ensure_schema: the history it keeps is never replaced by it.
+    with duckdb.connect(str(tmp_path / "access.duckdb")) as conn:
+        ensure_schema(conn)
+        record_failed_run(conn, sync_id="r1", started_at=AT, finished_at=AT, api_stats=None, job=SYNC_JOB,
+                          failure="busy")
+        conn.execute("INSERT INTO raw.provisioning_observations (observation_id, ls_user_id) VALUES ('o1', 'u1')")
+        record_membership_read(conn, sync_id="s1", membership_route="enriched_members", route_reason=None,
+                               anonymity_restricted=False, withheld_values_kept=0)
+        record_section_reads(conn, sync_id="s1", job=SYNC_JOB, reads=[SectionRead.read("scim_groups", 2)])
+        ensure_schema(conn)
+        assert [r["failure"] for r in [recorded_sync_run(conn, "r1")] if r] == ["busy"]
+        assert conn.execute("SELECT observation_id FROM raw.provisioning_observations").fetchall() == [("o1",)]
+        assert conn.execute("SELECT sync_id FROM raw.membership_read").fetchall() == [("s1",)]
+        assert conn.execute("SELECT section, rows FROM raw.section_reads").fetchall() == [("scim_groups", 2)]
