@@ -66,6 +66,11 @@ def test_a_run_may_leave_the_inventorys_tables_but_not_what_also_reads_a_rebuilt
     # Left out too, the report would not: it reads the members (whose creators are gone), rebuilt.
     refused = refusal(rebuilt - keys("main/credentials", "main/report_credential_hygiene"))
     assert refused is not None and "main/report_credential_hygiene" in refused.description
+    # The inventory's extract alone: its tables stay as the last inventory built them, and the
+    # reports that read them (implicit admins, unused access...) read them as they are.
+    extract = {key for key in job_assets(names.INVENTORY_JOB) if key.path[0] == "raw"}
+    assert keys("raw/access_policies", "raw/audit_events") <= extract
+    assert refusal(extract | {ANALYSTS_DATABASE}, names.INVENTORY_JOB) is None
 
 
 PARTIAL = {
@@ -118,6 +123,11 @@ def test_a_run_that_left_a_table_behind_publishes_nothing_and_says_what_to_selec
     assert not left & {"main/credentials", "main/audit_events", "main/access_policies", "main/service_accounts",
                        "main/effective_permissions"}
     assert failure.description.startswith("Nothing published: this run rebuilt ")
+    # The tables it names, as the metadata lists them: the first six, then how many more.
+    tables = failure.metadata["left_behind"].data
+    assert tables == sorted(left)
+    more = f" and {len(tables) - 6} more" if len(tables) > 6 else ""
+    assert f"but not {len(tables)} table(s) that read them ({', '.join(tables[:6])}{more})" in failure.description
     assert f"launch the whole {job} job" in failure.description
     # What the failure tells the operator to select, parsed as the UI does, publishes.
     # Only the rebuilt assets nothing else rebuilt is upstream of.
