@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from langsmith_access import runner
+from langsmith_access.defs.extract import assets as extract_assets
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import (
@@ -212,6 +213,28 @@ def test_shrink_guard_stops_a_large_drop_unless_accepted(monkeypatch, org, datab
         accepted = run_sync(accept_shrink=True)
         assert accepted.success, accepted.failure
     assert query(database, "SELECT count(*) FROM main.users")[0][0] == len(org.active_members())
+
+
+def test_a_read_that_missed_a_workspace_fails_complete_read_on_both_tables_and_publishes_nothing(
+        monkeypatch, org, database):
+    # The client raises on a listing that does not hold together, so complete_read is the last
+    # line: the guard itself, told one shared workspace's memberships were not read, must stop
+    # the publish as the shrink guard does. (Only the count it is given is changed here.)
+    guard = extract_assets.check_completeness
+    monkeypatch.setattr(extract_assets, "check_completeness",
+                        lambda listings, expected, read: guard(listings, expected, read - 1))
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        before = file_digest(database)
+        outcome = run_sync()
+    assert not outcome.success
+    shared = len(org.shared_workspaces())
+    incomplete = [check for check in outcome.failed_checks if ":complete_read: Incomplete read" in check]
+    assert sorted(check.split(":complete_read")[0] for check in incomplete) == [
+        "raw/org_members", "raw/workspace_memberships"]
+    assert all(f"read the memberships of {shared - 1} of {shared} shared workspaces" in c for c in incomplete)
+    assert not [check for check in outcome.failed_checks if "shrink_guard" in check]
+    assert file_digest(database) == before
 
 
 def test_the_shrink_guard_names_the_workspaces_no_longer_listed_as_shared(monkeypatch, org, database):
