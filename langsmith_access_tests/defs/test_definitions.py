@@ -16,7 +16,7 @@ from langsmith_access.definitions import defs
 from langsmith_access.defs.inventory.definitions import longest_cron_interval
 from langsmith_access.defs.provisioning.definitions import run_launcher
 from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, org_resources
-from langsmith_access.settings import SettingsError
+from langsmith_access.settings import Settings, SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,6 +151,13 @@ def test_the_freshness_interval_is_the_crons_longest_gap_whenever_the_definition
     ticks = list(itertools.takewhile(lambda tick: tick <= end,
                                      cron_string_iterator(start.timestamp(), cron, "UTC")))
     assert longest_cron_interval(cron) == max(later - earlier for earlier, later in itertools.pairwise(ticks))
+
+
+def test_a_cron_of_29_february_alone_is_fresh_for_four_years_not_an_hour():
+    # A day only leap years have (the settings accept it): one tick every four years, which the
+    # freshness windows follow; an hour would show the inventory failing freshness all the time.
+    assert longest_cron_interval("0 0 29 2 *") == datetime(2028, 2, 29) - datetime(2024, 2, 29)
+    assert Settings.from_env({"LANGSMITH_ACCESS_INVENTORY_CRON": "0 0 29 2 *"}).inventory_cron == "0 0 29 2 *"
 
 
 def test_the_sync_reads_the_org_settings_and_builds_the_core_picture():

@@ -73,10 +73,11 @@ def freshness_policy(cron: str) -> dg.FreshnessPolicy:
 
 
 def longest_cron_interval(cron: str) -> timedelta:
-    """The longest time between two consecutive ticks of ``cron`` (UTC), over the four years from
-    2024 (every month length, a leap year): a weekend for a weekday cron, 31 days for a monthly
-    one, 18 h for ``0 3,21 * * *``. Worked out from the fields, not by iterating ticks from now,
-    so it is the same whenever the definitions load. An hour for a cron it cannot read."""
+    """The longest time between two consecutive ticks of ``cron`` (UTC), over the eight years from
+    2024 (every month length, two leap years): a weekend for a weekday cron, 31 days for a monthly
+    one, 18 h for ``0 3,21 * * *``, four years for ``0 0 29 2 *``. Worked out from the fields,
+    not by iterating ticks from now, so it is the same whenever the definitions load. An hour for
+    a cron it cannot read."""
     parsed = cron_field_values(cron)
     if parsed is None:
         return timedelta(hours=1)
@@ -88,8 +89,9 @@ def longest_cron_interval(cron: str) -> timedelta:
     # field matches every day).
     both_restricted = not (written[2] in ("*", "?") or written[4] in ("*", "?"))
     fire_days = []
+    # Two leap days: a cron of 29 February alone fires twice, four years apart.
     first = date(2024, 1, 1)
-    for offset in range(4 * 365 + 1):
+    for offset in range((date(2032, 1, 1) - first).days + 1):
         day = first + timedelta(days=offset)
         by_day, by_weekday = day.day in days, day.isoweekday() % 7 in weekdays
         if day.month in months and ((by_day or by_weekday) if both_restricted else (by_day and by_weekday)):
