@@ -26,7 +26,7 @@ from langsmith_access.sync.extract import (
     transform_workspaces,
 )
 from langsmith_access.sync.org_info import load_org_info
-from langsmith_access_tests.helpers import point_at, query, run_sync
+from langsmith_access_tests.helpers import expected_workspace_grants, point_at, query, run_sync
 
 AT = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -160,7 +160,7 @@ def test_the_per_workspace_route_asked_for_replaces_every_membership_of_the_prev
 def test_a_sync_through_dagster_records_that_the_members_answer_was_anonymity_restricted(tmp_path, monkeypatch):
     """What the members' step read reaches the run's sync_runs row (the route, and whether the
     answer withheld emails and names) and its assets' metadata (each raw table's row count)."""
-    org = generate_org(seed=7, members=10, workspaces=2, personal_workspaces=1, deleted_workspaces=1)
+    org = generate_org(seed=7, members=10, workspaces=2, personal_workspaces=2, deleted_workspaces=1)
     database = tmp_path / "access.duckdb"
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -186,6 +186,31 @@ def test_a_sync_through_dagster_records_that_the_members_answer_was_anonymity_re
         "deleted": dg.IntMetadataValue(sum(w.is_deleted for w in org.all_workspaces())),
     }
     assert len(org.shared_workspaces()) == 2 < len(org.all_workspaces())
+    assert metadata["personal"] != metadata["deleted"]  # told apart
+    # The members' three assets say how they were read; the members' and the memberships' what
+    # the shrink guard counts: the disabled members, the grants in shared workspaces.
+    [(route,)] = query(database, "SELECT membership_route FROM main.sync_runs")
+    for table in ("org_members", "pending_invites", "workspace_memberships"):
+        [latest] = instance.fetch_materializations(dg.AssetKey(["raw", table]), limit=1).records
+        metadata = latest.asset_materialization.metadata
+        assert metadata["membership_route"] == dg.TextMetadataValue(route), table
+        assert metadata["anonymity_restricted"] == dg.BoolMetadataValue(True), table
+    [latest] = instance.fetch_materializations(dg.AssetKey(["raw", "org_members"]), limit=1).records
+    disabled = sum(m.is_disabled for m in org.active_members())
+    assert disabled and latest.asset_materialization.metadata["disabled"] == dg.IntMetadataValue(disabled)
+    [latest] = instance.fetch_materializations(dg.AssetKey(["raw", "workspace_memberships"]), limit=1).records
+    grants = len(expected_workspace_grants(org))
+    [(memberships,)] = query(database, "SELECT count(*) FROM raw.workspace_memberships")
+    assert grants < memberships  # the personal and deleted workspaces' members are no grants
+    assert latest.asset_materialization.metadata["in_shared_workspaces"] == dg.IntMetadataValue(grants)
+    [latest] = instance.fetch_materializations(dg.AssetKey(["raw", "roles"]), limit=1).records
+    assert latest.asset_materialization.metadata["dagster/row_count"] == dg.IntMetadataValue(len(org.roles))
+    # The org info is the last request: its asset's API numbers are the run's, as sync_runs has them.
+    [latest] = instance.fetch_materializations(dg.AssetKey(["raw", "org_settings"]), limit=1).records
+    metadata = latest.asset_materialization.metadata
+    [(calls, retries)] = query(database, "SELECT api_calls, api_retries FROM main.sync_runs")
+    assert calls > 0 and (metadata["api_calls_so_far"], metadata["api_retries_so_far"]) == (
+        dg.IntMetadataValue(calls), dg.IntMetadataValue(retries))
 
 
 def test_a_sync_through_dagster_takes_the_membership_route_its_run_config_asks_for(tmp_path, monkeypatch):
