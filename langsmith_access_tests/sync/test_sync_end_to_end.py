@@ -96,6 +96,11 @@ def test_first_sync_builds_every_table_from_the_org(org, first_sync):
     assert runs == [(outcome.run_id, "succeeded", 4, "enriched_members", len(org.active_members()))]
     # The raw tables carry the sync id and the fetch time.
     assert query(database, "SELECT DISTINCT sync_id FROM raw.org_members") == [(outcome.run_id,)]
+    # The run's row spans its reads: started before the first listing was fetched (when the run
+    # started, not when it published), finished after the last.
+    assert query(database, "SELECT started_at <= (SELECT min(fetched_at) FROM raw.roles), "
+                           "finished_at >= (SELECT max(fetched_at) FROM raw.org_members) FROM main.sync_runs") == [
+        (True, True)]
 
 
 def test_second_sync_records_history_and_point_in_time(monkeypatch, org, database):
