@@ -866,6 +866,7 @@ def test_raising_the_unused_days_reads_the_audit_log_back_that_far(tmp_path, mon
     assert query(database, "SELECT count(*) FROM main.report_unused_access")[0][0] > 0
 
     # The Launchpad's reach, when given, is the one read: 120 days back, past the setting's 90.
+    [(before,)] = query(database, "SELECT count(*) FROM raw.audit_events")
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
         started = datetime.now(UTC)
@@ -878,4 +879,9 @@ def test_raising_the_unused_days_reads_the_audit_log_back_that_far(tmp_path, mon
     metadata = latest.asset_materialization.metadata
     [(total,)] = query(database, "SELECT count(*) FROM raw.audit_events")
     assert 0 < metadata["events_new"].value < total
+    # What that run added, of the events it read (the windows it read again, an hour back, too);
+    # the first window it read is where the log is now known from.
+    assert metadata["events_new"] == dg.IntMetadataValue(total - before)
+    assert metadata["events_read"].value >= total - before
+    assert metadata["window_start"] == dg.TextMetadataValue(known_since.isoformat())
     assert metadata["dagster/row_count"] == dg.IntMetadataValue(total)
