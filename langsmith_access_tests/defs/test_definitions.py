@@ -35,6 +35,15 @@ def test_sync_job_schedule_and_assets():
     for raw in ("roles", "workspaces", "org_members", "pending_invites", "workspace_memberships"):
         assert f"raw/{raw}" in keys
     assert "analysts_database" in keys
+    # One process for the whole run: it holds the writer lease and its scratch copy throughout.
+    assert job.executor_def is dg.in_process_executor
+    graph = definitions.resolve_asset_graph()
+    # The members step reads which workspaces are shared from the workspace listing of its run.
+    for raw in ("org_members", "pending_invites", "workspace_memberships"):
+        assert dg.AssetKey(["raw", "workspaces"]) in graph.get(dg.AssetKey(["raw", raw])).parent_keys, raw
+    # The access-review models (models/reports/) have a group of their own.
+    assert graph.get(dg.AssetKey(["main", "report_credential_hygiene"])).group_name == "reports"
+    assert graph.get(dg.AssetKey(["main", "users"])).group_name == "transform"
 
 
 def test_guards_are_blocking_checks_and_dbt_tests_are_checks():
