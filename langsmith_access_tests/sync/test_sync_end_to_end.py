@@ -9,10 +9,12 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
+import duckdb
 import pytest
 
 from langsmith_access import runner
 from langsmith_access.defs.extract import assets as extract_assets
+from langsmith_access.defs.transform import assets as transform_assets
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import (
@@ -341,3 +343,29 @@ def test_the_organization_id_is_recorded_as_langsmith_writes_it_however_it_was_s
     assert outcome.success, outcome.failure
     assert query(database, "SELECT DISTINCT organization_id FROM main.sync_runs") == [(sandbox.organization_id,)]
     assert query(database, "SELECT DISTINCT organization_id FROM main.workspaces") == [(sandbox.organization_id,)]
+
+
+def test_a_dbt_build_that_fails_in_a_sync_fails_the_run_and_publishes_nothing(monkeypatch, org, database):
+    # dbt failing a model inside the sync's transform step (here a raw table lost from the
+    # scratch copy before dbt starts): the step fails saying so, nothing is published, and the
+    # run's sync_runs row says why. Without the step's own failure, the run would read as a
+    # success while the analysts' tables silently stopped changing.
+    real_build = transform_assets.build
+
+    def build_after_losing_a_raw_table(scratch_path, *args, **kwargs):
+        with duckdb.connect(str(scratch_path)) as conn:
+            conn.execute("DROP TABLE raw.roles")
+        return real_build(scratch_path, *args, **kwargs)
+
+    with SandboxServer(org) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        before = file_digest(database)
+        monkeypatch.setattr(transform_assets, "build", build_after_losing_a_raw_table)
+        failed = run_sync()
+    assert not failed.success
+    assert failed.failure.startswith("access_tables: dbt build") and "1 node(s) failed" in failed.failure
+    assert any("raw.roles" in error or "roles does not exist" in error for error in failed.dbt_errors), failed
+    assert file_digest(database) == before
+    [(status, failure)] = query(AccessDatabase(database).working_path,
+                                "SELECT status, failure FROM main.sync_runs WHERE sync_id = ?", [failed.run_id])
+    assert status == "failed" and failure.startswith("access_tables: "), failure
