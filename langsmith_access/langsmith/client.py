@@ -1578,11 +1578,17 @@ def _shown_location(base: str, location: str) -> str:
     return f"{target.scheme}://{host}{port}{target.path}"
 
 
+def _keys_cut(api_key: str, header: str) -> str:
+    """A response header quoted in an error: any key in it cut to ``lsv2_***`` as elsewhere, and
+    any piece of our key (its secret without its prefix) to ``***``."""
+    return without_runs_of(api_key, mask_keys(header))
+
+
 def _redirected(response: requests.Response, method: str, path: str, api_key: str) -> EndpointRedirectError:
     """A 3xx answer, never followed. Where it points is shown as scheme, host and path: a query
     or user name in a ``Location`` is nobody's business in a log, nor any piece of the key."""
     location = _shown_location(response.url, response.headers.get("Location", ""))
-    location = without_runs_of(api_key, mask_keys(location))  # mask_keys: as "lsv2_***", as elsewhere
+    location = _keys_cut(api_key, location)
     return EndpointRedirectError(
         f"LANGSMITH_ENDPOINT answered with a redirect to {location}: requests are never followed "
         "to another address (a write would arrive as a read, and the key would go along)",
@@ -1610,7 +1616,7 @@ def _pagination_total(response: requests.Response, path: str, api_key: str) -> i
         return int(raw)
     except ValueError:
         raise UnexpectedResponseError(
-            f"X-Pagination-Total is not a number: {without_runs_of(api_key, mask_keys(raw[:40]))!r}",
+            f"X-Pagination-Total is not a number: {_keys_cut(api_key, raw[:40])!r}",
             method="GET",
             path=path,
         ) from None
