@@ -11,7 +11,8 @@ per event; in this process an invocation starts in ~0.1 s.
 What dbt keeps between invocations of one process, and why that is safe here:
 
 - dbt's flags, event manager and adapter registry are process-wide: one invocation at a time
-  (``_DBT_LOCK``; the writer pool already allows only one dbt build per database). Each
+  (``_DBT_LOCK``; the writer pool already allows only one dbt build per database). A build's
+  timeout runs from when it holds the lock, and it interrupts only its own queries. Each
   invocation sets them up again from its own arguments: a run's file and directories come from
   its command line and the ``profiles.yml`` written for it, never from earlier runs.
 - dbt's parse of the project is saved in the run's directory and reused by the next run there;
@@ -353,19 +354,38 @@ def _dbt_events(
 
     outcome: dict[str, Any] = {}
     finished = threading.Event()
+    # Set while this invocation holds _DBT_LOCK: the adapters' queries are then its own. Waiting
+    # for another invocation, there is nothing of ours to interrupt, and its queries are not ours.
+    running = threading.Event()
+    timed_out = threading.Event()
+    timer = None
+    if timeout_seconds is not None:
+        def time_out() -> None:
+            timed_out.set()
+            stopped.set()
+            _interrupt_until(finished, running)
+
+        timer = threading.Timer(timeout_seconds, time_out)
+        timer.daemon = True
 
     def work() -> None:
         try:
             with _DBT_LOCK:
-                _use_saved_parse(invocation)
+                running.set()
                 try:
-                    result = dbtRunner(callbacks=[on_event]).invoke(list(command))
+                    if timer is not None:
+                        timer.start()  # the deadline counts dbt's own time, not the wait for the lock
+                    _use_saved_parse(invocation)
+                    try:
+                        result = dbtRunner(callbacks=[on_event]).invoke(list(command))
+                    finally:
+                        close_dbt_connection()
+                        if log is not None:
+                            log.close()
+                    if result.success:
+                        _keep_parse(invocation)
                 finally:
-                    close_dbt_connection()
-                    if log is not None:
-                        log.close()
-                if result.success:
-                    _keep_parse(invocation)
+                    running.clear()
             outcome["success"] = result.success
             outcome["exception"] = result.exception
         except BaseException as error:  # never lose the sentinel: the reader would wait forever
@@ -376,31 +396,19 @@ def _dbt_events(
             events.put(_FINISHED)
 
     worker = threading.Thread(target=work, name="dbt", daemon=True)
-    timed_out = threading.Event()
-    timer = None
-    if timeout_seconds is not None:
-        def time_out() -> None:
-            timed_out.set()
-            stopped.set()
-            _interrupt_until(finished)
-
-        timer = threading.Timer(timeout_seconds, time_out)
-        timer.daemon = True
     worker.start()
-    if timer is not None:
-        timer.start()
     try:
         while (event := events.get()) is not _FINISHED:
             if isinstance(event, dict) and "info" in event:
                 yield event
     finally:
         if timer is not None:
-            timer.cancel()
+            timer.cancel()  # before the worker starts it, too: a cancelled timer never fires
         if worker.is_alive():
             stopped.set()
-            _interrupt_until(finished)  # the reader stopped early: stop dbt, then wait for it
+            _interrupt_until(finished, running)  # the reader stopped early: stop dbt, then wait for it
             worker.join()
-        if timer is not None:
+        if timer is not None and timer.ident is not None:
             timer.join()  # a timer that fired stops once dbt has finished
     # Reached only when dbt ran to its end with the reader still reading.
     invocation.returncode = 0 if outcome.get("success") else 1
@@ -463,11 +471,14 @@ def close_dbt_connection() -> None:
         environment.close()
 
 
-def _interrupt_until(finished: threading.Event) -> None:
+def _interrupt_until(finished: threading.Event, running: threading.Event) -> None:
     """Interrupt dbt's queries until it has finished: interrupting once stops only the query
-    running at that moment (if any), and dbt would start the next node's."""
+    running at that moment (if any), and dbt would start the next node's. Only while
+    ``running`` (this invocation holds the lock): the adapters are the process's, and another
+    invocation's queries are not ours to stop."""
     while True:
-        _cancel_queries()
+        if running.is_set():
+            _cancel_queries()
         if finished.wait(_CANCEL_INTERVAL_SECONDS):
             return
 

@@ -266,6 +266,41 @@ def test_a_build_past_its_timeout_stops_at_once_fails_and_frees_the_file(tmp_pat
     assert _open_for_writing_in_another_process(database) == "ok"
 
 
+def test_a_build_waiting_for_another_spends_none_of_its_timeout_and_never_stops_the_others_queries(
+        tmp_path, monkeypatch):
+    """dbt runs one invocation at a time per process, and its adapters are the process's: a build
+    queued behind another neither counts the wait against its deadline nor, when its deadline
+    passes, interrupts the other build's queries."""
+    import threading
+    import time
+
+    from langsmith_access.transform import invocation as dbt_invocation
+
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=False)
+    cancels: list[float] = []
+    monkeypatch.setattr(dbt_invocation, "_cancel_queries", lambda: cancels.append(time.monotonic()))
+    outcome: list = []
+
+    def queued_build() -> None:
+        with build(database, tmp_path / "access.dbt", timeout_seconds=0.3) as invocation:
+            invocation.wait()
+        outcome.append(invocation)
+
+    with dbt_invocation._DBT_LOCK:  # another invocation's build, as far as this one can tell
+        queued = threading.Thread(target=queued_build)
+        queued.start()
+        time.sleep(0.8)
+        released_at = time.monotonic()
+    queued.join(timeout=120)
+
+    (invocation,) = outcome
+    assert cancels, "the build's own deadline passed once dbt ran, and stopped it"
+    assert min(cancels) >= released_at + 0.3 - 0.05, (min(cancels) - released_at)
+    assert not invocation.success
+    assert "dbt was stopped at its timeout, after 0.3 s" in invocation.failure_message()
+
+
 def test_a_build_selects_and_excludes_every_node_it_is_given(tmp_path):
     """Each of several selectors counts (a subset launched from the UI, the refresh's two), and so
     does each exclusion (the core sync's inventory models)."""
