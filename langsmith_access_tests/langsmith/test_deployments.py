@@ -8,7 +8,9 @@ from dataclasses import replace
 import pytest
 
 from langsmith_access.langsmith import (
+    ConflictError,
     LangSmithClient,
+    NotFoundError,
     NotLangSmithAPIError,
     PermissionDeniedError,
     RequestRejectedError,
@@ -205,6 +207,20 @@ def test_a_refused_removal_or_admin_grant_is_the_keys_permissions_on_every_plan(
     # On Enterprise the plan is no possibility either.
     text = explain_write_refusal(refused(), role=EDITOR, org_info={"config": {"can_use_rbac": True}})
     assert "Enterprise" not in text, text
+
+
+@pytest.mark.parametrize("error", [
+    ConflictError("already a member", method="POST", path="/api/v1/workspaces/current/members", status_code=409),
+    NotFoundError("no such member", method="DELETE", path="/api/v1/workspaces/current/members/m", status_code=404),
+    TransientError("server error 502", method="PATCH", path="/api/v1/workspaces/current/members/m",
+                   status_code=502, maybe_applied=True),
+])
+def test_a_write_that_failed_for_another_reason_than_a_refusal_is_not_explained_as_one(error):
+    # A conflict, a missing id or a transient fault says what happened itself: explained as a
+    # refusal ("rejected: ... invalid", "permission: ..."), it would send the operator after
+    # the key's roles or the request's ids, and hide a write that may have been applied.
+    for org_info in (None, {"config": {"can_use_rbac": False}}, {"config": {"can_use_rbac": True}}):
+        assert explain_write_refusal(error, role=EDITOR, org_info=org_info) is None
 
 
 def test_the_plan_is_blamed_by_name_and_the_servers_words_are_quoted():
