@@ -10,6 +10,7 @@ from langsmith_access.langsmith import (
     ConflictError,
     ConnectionFailedError,
     EndpointRedirectError,
+    IncompleteListingError,
     LangSmithError,
     ListingsDisagreeError,
     NotFoundError,
@@ -120,6 +121,18 @@ def test_what_an_error_keeps_for_the_operator_never_holds_a_key_and_says_why():
     (NotFoundError("x"), TransientError),
     (PermissionDeniedError("x"), TransientError),
     (SectionUnavailableError("x", section="s", reason="r"), PermissionDeniedError),
+    (SectionUnavailableError("x", section="s", reason="r"), NotFoundError),
+    # A wrong key, a request LangSmith rejected, a conflict, an answer that is not the API's or
+    # a listing that does not hold together is no fault that passes: retried or said to have
+    # "changed nothing, run again", the run would only fail again the same way.
+    (AuthenticationError("x"), TransientError),
+    (RequestRejectedError("x"), TransientError),
+    (ConflictError("x"), TransientError),
+    (UnexpectedResponseError("x"), TransientError),
+    (NotLangSmithAPIError("x"), TransientError),
+    (EndpointRedirectError("x", location="https://example.com"), TransientError),
+    (IncompleteListingError("x"), TransientError),
+    (ListingsDisagreeError("x"), TransientError),
 ])
 def test_no_error_is_caught_as_another_kind(error, not_caught_as):
     assert not isinstance(error, not_caught_as)
