@@ -85,6 +85,11 @@ def test_scim_groups_need_the_enriched_members_route():
     assert set(plan.skipped) == {"scim_groups"}
     assert "enriched members route" in plan.skipped["scim_groups"]
     assert "the key lacks organization:manage" in plan.skipped["scim_groups"]
+    # Where the plan has no SAML SSO, the plan is the reason, whatever route the members came by:
+    # the route's reason would send the operator after the key's role, which fixes nothing.
+    plus = plan_sections(info(config=PLUS), membership_route="workspace_members",
+                         membership_route_reason="the key lacks organization:manage")
+    assert plus.skipped["scim_groups"].startswith("not in plan: config.can_use_saml_sso is false")
 
 
 def test_a_parsed_org_info_gives_the_same_plan_and_unknown_sections_are_refused():
