@@ -136,6 +136,30 @@ def test_a_run_that_left_a_table_behind_publishes_nothing_and_says_what_to_selec
     assert refusal(rebuilt | downstream_of(fix, job), job) is None
 
 
+# Reports that read grants and that no other table reads.
+GRANT_REPORTS = ["report_access_policy_reach", "report_custom_role_holders", "report_disabled_members_with_grants",
+                 "report_grant_changes", "report_implicit_admins", "report_members_without_workspace",
+                 "report_privileged_access", "report_unexplained_changes", "report_unused_access",
+                 "report_workspaces_without_admin"]
+
+
+@pytest.mark.parametrize("left_out", [2, 3, 4])
+def test_the_refusal_names_what_the_tables_left_behind_read_and_every_table_up_to_six_of_them(left_out):
+    # grants rebuilt, and all but some of the reports that read it: the failure names grants as
+    # what the run rebuilt (not the reports it rebuilt too, nor the publish), and lists the
+    # tables left behind whole up to six, then the first six "and N more": none goes unsaid.
+    rebuilt = keys("main/grants", *(f"main/{report}" for report in GRANT_REPORTS[left_out:])) | {ANALYSTS_DATABASE}
+    failure = refusal(rebuilt)
+    assert failure is not None
+    tables = failure.metadata["left_behind"].data
+    assert {f"main/{report}" for report in GRANT_REPORTS[:left_out]} <= set(tables)
+    assert len(tables) == 4 + left_out, tables  # and effective_access, grant_history, review_sheet, the snapshot
+    listed = ", ".join(tables) if len(tables) <= 6 else f"{', '.join(tables[:6])} and {len(tables) - 6} more"
+    assert failure.description.startswith(
+        f"Nothing published: this run rebuilt main/grants but not {len(tables)} table(s) that read them ({listed}), "
+    ), failure.description
+
+
 def test_a_run_of_dagsters_implicit_job_is_told_which_job_to_launch():
     # "Materialize" in the asset graph runs Dagster's own asset job, which nobody launches whole.
     job, rebuilt, _, _ = PARTIAL["users alone"]
@@ -156,6 +180,12 @@ def test_a_run_of_dagsters_implicit_job_is_recorded_as_the_job_whose_reads_it_ma
     assert job_of_run(implicit, downstream_of('key:"raw/credentials"+', names.INVENTORY_JOB)) == names.INVENTORY_JOB
     # Both jobs' reads in one run: it rebuilt the core tables, a sync.
     assert job_of_run(implicit, job_assets(names.SYNC_JOB) | job_assets(names.INVENTORY_JOB)) == names.SYNC_JOB
+    # The org info is one of the sync's reads: read with the inventory's, it is a sync too.
+    assert job_of_run(implicit, keys("raw/org_settings", "raw/credentials")) == names.SYNC_JOB
+    # A run that read nothing from LangSmith (dbt tables rebuilt, or the last sync published
+    # again) rebuilt the core tables from the sync's extracts: a sync, never the inventory.
+    assert job_of_run(implicit, {ANALYSTS_DATABASE}) == names.SYNC_JOB
+    assert job_of_run(implicit, downstream_of('key:"main/grants"+', names.SYNC_JOB)) == names.SYNC_JOB
 
 
 def failure_shown(job) -> str:
