@@ -133,6 +133,31 @@ def test_a_reviewers_file_open_elsewhere(tmp_path):
             holder.wait()
 
 
+def test_a_table_not_in_the_reviewers_file_is_refused_naming_every_table_and_view_it_has(tmp_path):
+    # The reviewer typed the name wrong: the message lists what the file has, as --table takes it
+    # (schema.name outside main), its views too, and none of DuckDB's own.
+    review_db = tmp_path / "review.duckdb"
+    with duckdb.connect(str(review_db)) as conn:
+        conn.execute("CREATE TABLE notes (text VARCHAR)")
+        conn.execute("CREATE SCHEMA q4")
+        conn.execute("CREATE TABLE q4.review AS SELECT 'g1' AS grant_id, 'revoke' AS decision")
+        conn.execute("CREATE VIEW marked AS SELECT * FROM q4.review")
+    with pytest.raises(ReviewError) as refused:
+        read_table_sheet(review_db, "grant_review")
+    assert str(refused.value) == f"no table grant_review in {review_db}; it has: notes, q4.review, marked."
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    with pytest.raises(ReviewError, match=r"; it has: no tables\.$"):
+        read_table_sheet(empty, "grant_review")
+
+
+def test_a_file_named_like_a_duckdb_file_that_is_none_is_refused_in_plain_words(tmp_path):
+    review_db = tmp_path / "review.duckdb"
+    review_db.write_text("grant_id,decision\ng1,revoke\n", encoding="utf-8")  # a CSV saved under that name
+    with pytest.raises(ReviewError, match=f"cannot open {review_db} as a DuckDB file: .*not a valid DuckDB"):
+        read_table_sheet(review_db, "grant_review")
+
+
 def test_a_view_over_a_database_no_longer_attached_says_so_not_run_a_sync(tmp_path):
     """README's example attaches the analysts' database to build the reviewer's table: made a
     view instead, it cannot run in a later session. The error names the view and the fix (a
