@@ -226,6 +226,9 @@ def test_a_write_that_failed_for_another_reason_than_a_refusal_is_not_explained_
 def test_the_plan_is_blamed_by_name_and_the_servers_words_are_quoted():
     text = explain_write_refusal(refused(), role=EDITOR, org_info={"config": {"can_use_rbac": False}})
     assert "such as 'Editor'" in text and text.endswith("(LangSmith answered 403: Forbidden)"), text
+    # The fix is the plan's or the request's: no role given to the key makes the plan grant it.
+    assert ("Fix: request the Admin role instead, or move the organization to the Enterprise plan." in text
+            and "service key" not in text), text
 
 
 @pytest.mark.parametrize("org_info", [{"config": {"can_use_rbac": "false"}}, {"config": ["can_use_rbac"]},
