@@ -84,6 +84,7 @@ def test_scim_groups_need_the_enriched_members_route():
                          membership_route_reason="the key lacks organization:manage")
     assert set(plan.skipped) == {"scim_groups"}
     assert "enriched members route" in plan.skipped["scim_groups"]
+    assert "read members by the workspace_members route" in plan.skipped["scim_groups"]
     assert "the key lacks organization:manage" in plan.skipped["scim_groups"]
     # Where the plan has no SAML SSO, the plan is the reason, whatever route the members came by:
     # the route's reason would send the operator after the key's role, which fixes nothing.
