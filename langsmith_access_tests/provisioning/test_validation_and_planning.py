@@ -10,6 +10,7 @@ import duckdb
 import pytest
 import yaml
 
+from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.planner import (
@@ -33,6 +34,7 @@ from langsmith_access.provisioning.queue import (
     set_statuses,
     submit_on,
 )
+from langsmith_access.settings import Secret
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.schema import ensure_schema
 
@@ -153,6 +155,26 @@ def test_a_name_or_id_that_matches_nothing_is_refused_with_what_to_give_instead(
         resolve_change(conn, change(user=legacy))
 
 
+def test_an_unknown_user_is_told_apart_from_a_value_that_is_no_email_nor_id(conn):
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(user="ada"))
+    assert str(caught.value).startswith("unknown user: 'ada' is neither an email address nor a user id (a UUID)")
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(user="nobody@example.com"))
+    assert str(caught.value) == ("unknown user: no active org member has the email 'nobody@example.com' in the "
+                                 "latest sync (check the spelling, or sync again if they joined recently).")
+
+
+def test_a_personal_workspace_since_deleted_is_refused_as_deleted(conn):
+    gone = "20000000-0000-4000-8000-0000000000e1"
+    conn.execute("INSERT INTO raw.workspaces (workspace_id, display_name, is_personal, is_deleted) VALUES "
+                 "(?, 'Gone', true, true)", [gone])
+    for typed in (gone, "gone"):
+        with pytest.raises(RequestRejected, match=f"workspace 'Gone' \\({gone}\\) is a deleted workspace: this tool "
+                                                  "provisions only shared, live workspaces."):
+            resolve_change(conn, change(workspace=typed))
+
+
 def test_rejections_are_recorded_and_duplicates_are_not_queued_twice(conn):
     rejected = submit_on(conn, change(role="Organization Admin"))
     assert rejected.status == "rejected"
@@ -269,6 +291,11 @@ def test_only_a_grant_to_a_disabled_member_is_queued_with_the_note(conn):
     queued = {rid: json.loads(detail) for rid, detail in conn.execute(
         "SELECT request_id, detail FROM main.provisioning_events WHERE kind = 'queued'").fetchall()}
     assert queued[grant.request_id]["member_disabled"] is True and "member_disabled" not in queued[revoke.request_id]
+    # What was queued, as the audit trail keeps it: the ids it resolved to, and a grant's terms.
+    assert queued[revoke.request_id] == {"action": "revoke", "user_id": BOB, "workspace_id": SHARED_A,
+                                         "role_id": VIEWER}
+    assert queued[grant.request_id] == {"action": "grant", "user_id": BOB, "workspace_id": PLATFORM,
+                                        "role_id": EDITOR, "terms": "with no expiry", "member_disabled": True}
 
 
 def test_a_rejected_requests_overlong_values_are_recorded_clipped(conn):
@@ -286,6 +313,23 @@ def test_listing_requests_by_an_unknown_status_is_refused_and_before_any_sync_fi
         list_requests(database, "done")
     assert list_requests(database) == list_requests(database, "pending") == []
     assert list(tmp_path.iterdir()) == []  # looking created nothing
+
+
+def test_requests_are_listed_by_status_oldest_first_even_from_a_copy_an_older_version_published(tmp_path):
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    database.ensure_working()
+    with database.connect() as conn:
+        conn.execute("INSERT INTO main.provisioning_requests (request_id, action, status, requested_at, updated_at) "
+                     "SELECT 'r' || i, 'grant', CASE WHEN i % 2 = 0 THEN 'pending' ELSE 'applied' END, now(), now() "
+                     "FROM range(6) t(i)")
+        assert queue.request_ids_with_status(conn, "pending") == ["r0", "r2", "r4"]
+        conn.execute("ALTER TABLE main.provisioning_requests DROP COLUMN approval_deadline")  # not there yet
+    database.publish()
+    pending = list_requests(database, "pending")
+    assert [(r["request_id"], r["approval_deadline"]) for r in pending] == [("r0", None), ("r2", None), ("r4", None)]
+    assert [r["request_id"] for r in list_requests(database)] == [f"r{i}" for i in range(6)]
+    with database.connect() as conn:
+        assert queue.unknown_request_ids(conn, ["r5", "nope", "r0"]) == ["nope"]
 
 
 def test_a_request_named_twice_when_statuses_are_set_ends_with_its_last(conn):
@@ -319,8 +363,18 @@ def policy_of(conn, tmp_path):
 ])
 def test_a_grant_for_approval_says_who_approves_and_how_long_it_waits(conn, policy_of, approvers, said):
     at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
-    waiting = submit_on(conn, change(role="Admin"), policy_path=policy_of(approvers), now=at)
+    waiting = submit_on(conn, change(role="Admin"), policy_path=policy_of(approvers), now=at,
+                        notifier=Notifier("acme", enabled=True))
+    notified = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
+    assert [(event, json.loads(payload)["request_id"]) for event, payload in notified] == [
+        ("request.awaiting_approval", waiting.request_id)]
     assert waiting.status == "awaiting_approval" and waiting.accepted, waiting
+    [(detail,)] = conn.execute("SELECT detail FROM main.provisioning_events WHERE request_id = ? AND "
+                               "kind = 'approval_requested'", [waiting.request_id]).fetchall()
+    assert json.loads(detail) == {"approvers": said, "deadline": "2026-12-04 09:30:00+00:00"}
+    [row] = fetch_requests(conn, "request_id = ?", [waiting.request_id])  # what expire_overdue reads
+    assert (row["approval_deadline"], row["access_until"], row["access_duration_seconds"]) == (
+        at + timedelta(hours=72), None, None)
     assert waiting.message == (
         f"awaiting approval: grant Admin in Platform for Ada@Example.com with no expiry. Approvers ({said}) decide "
         f"with `langsmith-access approve {waiting.request_id} --by EMAIL` (or deny); it waits until 2026-12-04T09:30Z.")
@@ -329,6 +383,25 @@ def test_a_grant_for_approval_says_who_approves_and_how_long_it_waits(conn, poli
 def test_a_grant_only_disabled_or_unknown_members_could_approve_is_refused_when_queued(conn, policy_of):
     refused = submit_on(conn, change(role="Admin"), policy_path=policy_of("[gus@example.com, nobody@example.com]"))
     assert refused.status == "rejected" and "are none of them active members of the org" in refused.message
+
+
+def test_a_policy_or_terms_refusing_a_grant_are_recorded_rejections_that_echo_no_key(conn, policy_of, tmp_path):
+    key = "lsv2_sk_" + "7e57ab1e" * 4 + "_0123456789"
+    unreadable = tmp_path / "pasted.yaml"
+    unreadable.write_text(f'approval:\n  required: ["{key}"]\n')
+    by_policy = submit_on(conn, change(), policy_path=unreadable)
+    by_terms = submit_on(conn, replace(change(), duration="forever"), policy_path=policy_of("org_admins"))
+    assert (by_policy.status, by_terms.status) == ("rejected", "rejected")
+    assert "lsv2_***" in by_policy.message and key not in by_policy.message, by_policy.message
+    assert "forever" in by_terms.message, by_terms.message
+    # A dry run says the same, in the same masked words.
+    for dry in (lambda: queue.check_change(conn, change(), policy_path=unreadable),
+                lambda: queue.check_change(conn, change(workspace=key))):
+        with pytest.raises(RequestRejected) as caught:
+            dry()
+        assert "lsv2_***" in str(caught.value) and key not in str(caught.value), caught.value
+    assert [(r["request_id"], r["status"]) for r in fetch_requests(conn)] == [
+        (by_policy.request_id, "rejected"), (by_terms.request_id, "rejected")]
 
 
 NAMES = {ADMIN: "Admin", EDITOR: "Editor", VIEWER: "Viewer"}
@@ -422,6 +495,8 @@ def test_a_time_in_a_message_is_shown_in_utc_whatever_zone_it_came_in():
     # DuckDB hands a TIMESTAMPTZ back in the session's zone; messages always say UTC.
     assert iso_minutes(datetime(2026, 12, 1, 19, 0, tzinfo=timezone(timedelta(hours=1)))) == "2026-12-01T18:00Z"
     assert iso_minutes(datetime(2026, 12, 1, 18, 0, 49, 5, tzinfo=UTC)) == "2026-12-01T18:00:49Z"
+    # Only a fraction of a second past the minute: not cut to the minute either (it would read earlier).
+    assert iso_minutes(datetime(2026, 12, 1, 18, 0, 0, 5, tzinfo=UTC)) == "2026-12-01T18:00:00Z"
 
 
 def test_an_ambiguous_email_names_every_member_in_id_order(conn):
@@ -497,6 +572,56 @@ def test_a_rejection_recorded_for_a_review_row_stores_no_key_and_names_whom_it_c
     assert key not in json.dumps(conn.execute("SELECT detail FROM main.provisioning_events").fetchall())
 
 
+WEBHOOK = "https://hooks.slack.com/services/T000/B000/s3cr3tPathToken"
+
+
+def test_the_orgs_webhook_url_pasted_into_a_field_is_never_stored_nor_echoed(conn):
+    # No key shape finds a Slack URL: the org's notifier knows it and cuts it from what was typed.
+    notifier = Notifier("acme", enabled=False, secrets=(Secret(WEBHOOK),))
+    key = "lsv2_sk_" + "7e57ab1e" * 4 + "_0123456789"
+    queued = submit_on(conn, replace(change(), reason=f"see {WEBHOOK} {key}", requested_by=WEBHOOK),
+                       notifier=notifier)
+    rejected = submit_on(conn, change(workspace=WEBHOOK), notifier=notifier)
+    assert queued.status == "pending" and rejected.status == "rejected"
+    assert WEBHOOK not in rejected.message and "<secret>" in rejected.message
+    stored = json.dumps([fetch_requests(conn), conn.execute("SELECT * FROM main.provisioning_events").fetchall()],
+                        default=str)
+    assert WEBHOOK not in stored and key not in stored and "see <secret> lsv2_***" in stored
+
+
+def test_a_run_launched_by_one_person_queues_only_in_their_name(conn):
+    # Dagster tags the launcher by email: asking in another's name is refused (and recorded);
+    # asking as themself, in any case, or a launcher that is no email (a schedule), is not.
+    refused = submit_on(conn, replace(change(), requested_by="carol@example.com"), launched_by="ada@example.com ",
+                        run_id="run-7")
+    assert (refused.status, refused.message) == ("rejected", (
+        "this run was launched by ada@example.com, who asks only as themself: leave requested_by out (the launcher "
+        "is then the requester), or set it to ada@example.com."))
+    [row] = fetch_requests(conn, "request_id = ?", [refused.request_id])
+    assert (row["status"], row["run_id"], row["requested_by"]) == ("rejected", "run-7", "carol@example.com")
+    as_themself = submit_on(conn, replace(change(), requested_by="Ada@Example.com"), launched_by="ada@example.com",
+                            run_id="run-8")
+    assert as_themself.status == "pending", as_themself
+    by_schedule = submit_on(conn, replace(change(user=BOB), requested_by="carol@example.com"), launched_by="scheduler")
+    assert by_schedule.accepted
+    assert submit_on(conn, change(user=BOB, role="Viewer"), launched_by="ada@example.com").accepted  # nobody named
+    # The run each was typed into is kept with the request and its events.
+    events = conn.execute("SELECT request_id, kind, run_id FROM main.provisioning_events WHERE request_id IN (?, ?) "
+                          "ORDER BY kind", [refused.request_id, as_themself.request_id]).fetchall()
+    assert events == [(as_themself.request_id, "queued", "run-8"), (refused.request_id, "rejected", "run-7")]
+    assert fetch_requests(conn, "request_id = ?", [as_themself.request_id])[0]["run_id"] == "run-8"
+
+
+def test_an_action_typed_with_blanks_is_recorded_as_the_action_and_no_event_stores_a_key(conn):
+    queued = submit_on(conn, ChangeRequest(" grant ", "ada@example.com", "Platform", "Editor"))
+    assert queued.status == "pending"  # the action is kept as the planner reads it
+    assert fetch_requests(conn, "request_id = ?", [queued.request_id])[0]["action"] == "grant"
+    key = "lsv2_sk_" + "7e57ab1e" * 4 + "_0123456789"
+    queue.record_event(conn, queued.request_id, "failed", {"error": f"401 for {key}"})
+    [(detail,)] = conn.execute("SELECT detail FROM main.provisioning_events WHERE kind = 'failed'").fetchall()
+    assert json.loads(detail) == {"error": "401 for lsv2_***"}
+
+
 def test_a_claim_that_fails_midway_takes_nothing_and_the_next_claim_takes_it(conn, monkeypatch):
     queued = submit_on(conn, change())
 
@@ -519,6 +644,39 @@ def test_a_grant_asked_again_while_it_awaits_approval_is_the_one_awaiting(conn, 
     assert (again.request_id, again.status, again.duplicate_of) == (waiting.request_id, "awaiting_approval",
                                                                     waiting.request_id)
     assert again.accepted and len(fetch_requests(conn)) == 1
+
+
+def test_a_grant_its_only_approver_asked_for_is_refused_when_queued_not_left_to_expire(conn, policy_of):
+    # Carol may not approve what she asked for: nobody else could, so it is refused at once.
+    policy = policy_of("[carol@example.com, carol@example.com]")  # named twice: said once
+    refused = submit_on(conn, replace(change(role="Admin"), requested_by=" Carol@example.com"), policy_path=policy)
+    assert (refused.status, refused.message) == ("rejected", (
+        "nobody could approve this request (one of carol@example.com, carol@example.com): self-approval: "
+        "carol@example.com asked for this request, and the policy does not allow self-approval. Have someone else "
+        "ask for it, or fix approval.approvers (or approval.self_approval) in the policy file."))
+    assert submit_on(conn, replace(change(role="Admin"), requested_by="ada@example.com"),
+                     policy_path=policy).status == "awaiting_approval"
+    # Carol is Admin of Platform, its only one: the workspace's admins could not approve it either.
+    conn.execute("INSERT INTO main.grants VALUES (?, ?, ?, 'workspace_role')", [CAROL, PLATFORM, ADMIN])
+    refused = submit_on(conn, replace(change(user=BOB, role="Admin"), requested_by="carol@example.com"),
+                        policy_path=policy_of("workspace_admins"))
+    assert refused.message.startswith("nobody could approve this request (an Admin of Platform or an Organization "
+                                      "Admin): self-approval: carol@example.com asked for this request"), refused
+
+
+def test_a_dry_run_says_what_queueing_would_do_and_records_nothing(conn, policy_of):
+    policy = policy_of("[carol@example.com]")
+    admin = queue.check_change(conn, change(role="Admin"), policy_path=policy)
+    assert (admin.needs_approval, admin.approvers, admin.terms, admin.queued_as) == (
+        True, "one of carol@example.com", "with no expiry", None)
+    editor = queue.check_change(conn, change(), policy_path=policy)
+    assert (editor.needs_approval, editor.approvers, editor.terms) == (False, None, "with no expiry")
+    assert fetch_requests(conn) == []
+    waiting = submit_on(conn, change(role="Admin"), policy_path=policy)
+    again = queue.check_change(conn, change(role="Admin"), policy_path=policy)
+    assert (again.needs_approval, again.queued_as, again.folded) == (
+        True, (waiting.request_id, "awaiting_approval"),
+        f"the same change is already queued as {waiting.request_id} (awaiting_approval)")
 
 
 def test_org_admins_approve_alone_even_where_a_workspace_admin_could_otherwise(conn, policy_of):
@@ -566,6 +724,19 @@ def test_a_change_asked_again_after_one_that_overturns_it_is_queued_again(conn):
     assert submit_on(conn, change()).duplicate_of == again.request_id
 
 
+def test_only_the_same_role_asked_again_is_folded_and_a_request_in_progress_still_takes_it(conn):
+    # Another role for the membership is another change, queued after the first (the last word).
+    editor = submit_on(conn, change())
+    viewer = submit_on(conn, change(role="Viewer"))
+    assert (viewer.status, viewer.duplicate_of) == ("pending", None) and viewer.request_id != editor.request_id
+    # A run has taken the Viewer grant: asked again meanwhile, it is that request, not a second one.
+    claim(conn, "run-1", [viewer.request_id])
+    again = submit_on(conn, change(role="viewer"))
+    assert (again.request_id, again.status, again.duplicate_of) == (viewer.request_id, "in_progress", viewer.request_id)
+    assert again.accepted and again.message == f"the same change is already queued as {viewer.request_id} (in_progress)"
+    assert len(fetch_requests(conn)) == 2
+
+
 def test_a_run_takes_over_what_a_dead_run_left_in_progress_but_never_its_own(conn):
     first, second = submit_on(conn, change()), submit_on(conn, change(user=BOB))
     assert [r["request_id"] for r in claim(conn, "run-1", None)] == [first.request_id, second.request_id]
@@ -578,6 +749,12 @@ def test_a_run_takes_over_what_a_dead_run_left_in_progress_but_never_its_own(con
     assert sorted((rid, json.loads(detail)["previous_run_id"]) for rid, detail in recovered) == sorted(
         [(second.request_id, "run-1"), (first.request_id, "run-1"), (second.request_id, "run-2")])
     assert {r[0] for r in conn.execute("SELECT run_id FROM main.provisioning_requests").fetchall()} == {"run-3"}
+    # What a run said of the request before (why a write is left to settle) stays with it when taken.
+    said = "a write went out before the run failed; the next provisioning run settles it from LangSmith's state"
+    set_statuses(conn, [(first.request_id, "in_progress", said)], "run-3")
+    claim(conn, "run-4", None)
+    assert [(r["status"], r["status_detail"]) for r in fetch_requests(conn)] == [("in_progress", said),
+                                                                                  ("in_progress", None)]
 
 
 def test_an_argument_whose_bytes_are_not_utf8_is_refused_and_its_rejection_recorded(conn):
@@ -591,6 +768,8 @@ def test_an_argument_whose_bytes_are_not_utf8_is_refused_and_its_rejection_recor
                         "ORDER BY request_seq").fetchall()
     assert rows == [("ada\\xff@example.com", None, None), ("ada@example.com", "ticket \\xff", None),
                     ("ada@example.com", None, "ops\\xff")]
+    # Every byte os.fsdecode escapes (0x80-0xff) is shown as itself; any other lone surrogate by its code.
+    assert queue.storable("\udc80\udcff\ud800 ok") == "\\x80\\xff\\ud800 ok"
 
 
 def test_every_kind_of_audit_event_a_run_records_is_documented(conn):
@@ -622,6 +801,36 @@ def test_a_change_asked_again_after_the_first_one_settled_is_queued_anew(conn, s
     again = submit_on(conn, change())
     assert (again.status, again.duplicate_of) == ("pending", None) and again.request_id != first.request_id, again
     assert [r["status"] for r in fetch_requests(conn)] == [settled, "pending"]
+
+
+def test_a_batch_folds_a_change_only_into_the_memberships_latest_open_request(conn):
+    # Settled, rejected or overturned requests for the same change are no place to fold it into:
+    # a batch (a review's import) queues what one-by-one queueing would, and its own requests count.
+    applied = submit_on(conn, change())
+    set_statuses(conn, [(applied.request_id, "applied", "added")], "run-1")
+    rejected = record_rejection(conn, change(user=BOB), "the sheet's grant is gone")  # names Bob: resolved
+    assert fetch_requests(conn, "request_id = ?", [rejected.request_id])[0]["user_id"] == BOB
+    [(detail,)] = conn.execute("SELECT detail FROM main.provisioning_events WHERE request_id = ? AND kind = 'rejected'",
+                               [rejected.request_id]).fetchall()
+    assert json.loads(detail) == {"stage": "queue", "reason": "the sheet's grant is gone"}
+    waiting_revoke = submit_on(conn, change(user=BOB, workspace=SHARED_A, action="revoke"))
+    # Looked up together up front: an email two members share (in any case) is still ambiguous.
+    batch = queue.SubmitBatch(conn, users=["ada@example.com", BOB, "twin@example.com", BOB_IDENTITY.upper()])
+    twins = submit_on(conn, change(user="twin@example.com"), batch=batch)
+    assert (twins.status, twins.message) == ("rejected", f"ambiguous user: 2 org members have the email "
+                                             f"'twin@example.com' ({TWIN1}, {TWIN2}): give the user id instead.")
+    ada = submit_on(conn, change(), batch=batch)
+    bob = submit_on(conn, change(user=BOB), batch=batch)
+    assert (ada.status, ada.duplicate_of, bob.status, bob.duplicate_of) == ("pending", None, "pending", None)
+    assert submit_on(conn, change(user=BOB, workspace=SHARED_A, action="revoke"), batch=batch).duplicate_of == \
+        waiting_revoke.request_id
+    assert submit_on(conn, change(user="ADA@example.com"), batch=batch).duplicate_of == ada.request_id
+    assert submit_on(conn, change(user=BOB, action="revoke"), batch=batch).duplicate_of is None
+    again = submit_on(conn, change(user=BOB), batch=batch)
+    assert (again.status, again.duplicate_of) == ("pending", None)  # after the revoke, the last word
+    assert submit_on(conn, change(user=BOB_IDENTITY.upper()), batch=batch).duplicate_of == again.request_id
+    assert [r["status"] for r in fetch_requests(conn)] == ["applied", "rejected", "pending", "rejected",
+                                                          "pending", "pending", "pending", "pending"]
 
 
 def test_a_run_never_takes_a_request_awaiting_approval_nor_one_that_ended(conn, policy_of):
