@@ -579,14 +579,15 @@ class ChangeCheck:
 
 def check_change(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, *, policy_path: Path | None = None,
                  now: datetime | None = None, launched_by: str | None = None,
-                 batch: SubmitBatch | None = None) -> ChangeCheck:
+                 batch: SubmitBatch | None = None, notifier: Notifier | None = None) -> ChangeCheck:
     """``submit_on``'s checks of ``change``, with nothing queued or recorded (a dry run): what it
     would resolve to and whether it would await approval, or ``RequestRejected`` saying why it
     would be rejected (in the words ``submit_on`` records, keys masked). ``batch``: as for
-    ``submit_on``, over a connection nothing else changes (a dry run of many changes)."""
+    ``submit_on``, over a connection nothing else changes (a dry run of many changes);
+    ``notifier``: as for ``submit_on``, the org's own secrets cut from what was typed."""
     try:
-        reason, _, resolved, governed = _check(conn, _masked(change), policy_path, now or now_utc(), launched_by,
-                                               batch)
+        reason, _, resolved, governed = _check(conn, _masked(change, notifier), policy_path, now or now_utc(),
+                                               launched_by, batch)
     except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
         raise RequestRejected(mask_keys(str(rejection))) from None
     duplicate = pending_duplicate(conn, resolved, batch=batch)

@@ -587,6 +587,10 @@ def test_the_orgs_webhook_url_pasted_into_a_field_is_never_stored_nor_echoed(con
     stored = json.dumps([fetch_requests(conn), conn.execute("SELECT * FROM main.provisioning_events").fetchall()],
                         default=str)
     assert WEBHOOK not in stored and key not in stored and "see <secret> lsv2_***" in stored
+    # A dry run (the Launchpad's) says what queueing would: the URL is not in its words either.
+    with pytest.raises(RequestRejected) as caught:
+        queue.check_change(conn, change(workspace=WEBHOOK), notifier=notifier)
+    assert str(caught.value) == rejected.message
 
 
 def test_a_run_launched_by_one_person_queues_only_in_their_name(conn):

@@ -187,7 +187,7 @@ def select_requests(
                 # Every check the real run's queueing makes (the policy's included), nothing queued.
                 try:
                     checked = queue.check_change(conn, change, policy_path=org.policy_path,
-                                                 launched_by=run_launcher(context))
+                                                 launched_by=run_launcher(context), notifier=Notifier.of_org(org))
                 except queue.RequestRejected as rejection:
                     raise refused_input(
                         context, in_launchpad_terms(f"The change would be rejected: {rejection}")) from None
