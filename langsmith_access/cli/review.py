@@ -30,7 +30,9 @@ from langsmith_access.cli.common import (
     org_terms,
     refuse_a_file_among_the_folders,
     refuse_another_orgs_folder,
+    selected_org,
 )
+from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.review import (
     ADMIN_NOTE,
     DEFAULT_TABLE,
@@ -172,7 +174,7 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
     reviewer = (args.reviewer or "").strip() or getpass.getuser()  # blank is not given
     try:
         result = queue_revokes(analysts_database(args), sheet, reviewer=reviewer, reason=args.reason,
-                               dry_run=args.dry_run)
+                               dry_run=args.dry_run, notifier=Notifier.of_org(selected_org(args)))
     except SheetOfAnotherOrganization as error:
         # The org it came from, by the slug the command wants, where the orgs file lists it.
         slugs = [org.slug for org in load_orgs(refuse_unusable_keys=False) if org.organization_id and any(

@@ -217,6 +217,33 @@ def test_a_key_typed_into_a_sheets_cell_is_never_shown_by_the_import_or_its_dry_
         assert not any(secret in shown for secret in (_TOKEN[8:], _SERVICE_KEY[8:])), (options, shown)
 
 
+def test_the_orgs_webhook_url_typed_into_a_cell_or_reason_is_never_shown_nor_recorded(
+        env, tmp_path, capsys, monkeypatch):
+    # No key shape finds a Slack URL: the org's notifier knows it, and the import cuts it from
+    # the sheet's cells and its options as queueing a request cuts it from a request's fields.
+    sandbox, org, database = env
+    webhook = "https://hooks.slack.com/services/T0AAAA/B0BBBB/" + "s3cr3tW3bh00k" * 2
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", webhook)
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    by_grant_id, by_names, with_reason = (dict(row, decision="revoke") for row in active_rows(rows)[:3])
+    by_grant_id["grant_id"] = webhook
+    by_names.update(grant_id="", user_id="", email=webhook)
+    with_reason["reason"] = f"see {webhook}"
+    write_sheet(sheet, [*rows, by_grant_id, by_names, with_reason])
+    for options in (["--dry-run"], ["--dry-run", "--json"], ["--json", "--reason", f"per {webhook}"]):
+        code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, *options)
+        assert code == 2 and stdout.count("<secret>") >= 2, (options, stdout, err)
+        assert "s3cr3tW3bh00k" not in stdout + err, (options, stdout + err)
+    with duckdb.connect(str(database.path), read_only=True) as conn:
+        recorded = str([conn.execute(f"SELECT * FROM main.{table}").fetchall()
+                        for table in ("provisioning_requests", "provisioning_events")])
+    assert "s3cr3tW3bh00k" not in recorded
+    assert "see <secret>" in recorded and "per <secret>" in recorded  # a row's own reason, and --reason
+    assert recorded.count("<secret>") >= 3, recorded
+
+
 def test_the_batchs_users_looked_up_together_are_what_each_looked_up_alone_gives(env, tmp_path):
     # SubmitBatch(users=...): two statements for a sheet's members instead of one a row; each
     # typed user resolves (or is refused) exactly as _resolve_user alone resolves it.

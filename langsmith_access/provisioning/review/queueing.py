@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import ADMIN_ACCESS_REMAINS, ORGANIZATION_ADMIN
 from langsmith_access.provisioning.review.format import READ_ONLY_REASON, ReviewError, require_tables
@@ -96,8 +97,11 @@ def queue_revokes(
     reason: str | None = None,
     dry_run: bool = False,
     lease_timeout_seconds: float = 600.0,
+    notifier: Notifier | None = None,
 ) -> ReviewResult:
     """Queue one revoke per marked row, with the row's reviewer and reason or these.
+    ``notifier``: the org's (``Notifier.of_org``); its secrets (the webhook URL, the key) pasted
+    into a cell or given as an option are cut before anything is checked, recorded or shown.
 
     All rows go in under one writer lease and one publish. With ``dry_run`` the rows are only
     checked against the latest sync (the analysts' copy, read-only) and nothing is recorded.
@@ -105,6 +109,9 @@ def queue_revokes(
     # Blank is not given ("--reason $REASON" with the variable blank), as for a row's own cells.
     reviewer = (reviewer or "").strip() or getpass.getuser()
     reason = (reason or "").strip() or f"access review ({Path(sheet.source.split(':')[0]).name})"
+    if notifier is not None:  # as queue.submit_on cuts them from a request's fields
+        reviewer, reason = notifier.hidden(reviewer), notifier.hidden(reason)
+        sheet = replace(sheet, marked=[row.with_text_cut(notifier.hidden) for row in sheet.marked])
     # Checked once, as the queue checks each row's: a typo in one of these would otherwise be
     # every marked row's rejection, each recorded in the queue.
     try:

@@ -25,7 +25,7 @@ import csv
 import dataclasses
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +83,14 @@ class MarkedRow:
     def target(self) -> str:
         """The row for people; a key typed into a cell shown as the queue records it (lsv2_***)."""
         return mask_keys(self.label or self.grant_id or f"{self.role} in {self.workspace} for {self.user}")
+
+    def with_text_cut(self, hide: Callable[[str], str]) -> MarkedRow:
+        """The row with ``hide`` applied to every cell read from the sheet (``Notifier.hidden``:
+        the org's own secrets, which no key shape finds, pasted into one): nothing queued,
+        recorded or shown from the row then holds them."""
+        cut = {field.name: hide(value) for field in dataclasses.fields(self)
+               if isinstance(value := getattr(self, field.name), str)}
+        return dataclasses.replace(self, **cut, named=tuple((column, hide(value)) for column, value in self.named))
 
 
 @dataclass(frozen=True)
