@@ -77,7 +77,8 @@ def request_revoke(user: str, workspace: str, role: str, *, reason: str | None =
     # The org resolved even with ``database`` given: a file of another org's data is refused, as for a grant.
     the_org = resolve_org(org)
     change = ChangeRequest("revoke", user, workspace, role, reason, requested_by, duration=duration, until=until)
-    return submit(_database(database, the_org), change)
+    # The notifier for what it hides: the org's webhook URL pasted into the reason is never stored.
+    return submit(_database(database, the_org), change, notifier=Notifier.of_org(the_org))
 
 
 def approve(request_id: str, *, by: str, comment: str | None = None,

@@ -371,10 +371,16 @@ def test_the_webhook_url_typed_into_a_reason_or_a_comment_is_never_stored(govern
     request_id = json.loads(queued.stdout)["request_id"]
     denied = cli("deny", request_id, "--by", people.admin.email, "--comment", f"use {url} instead")
     assert denied.returncode == 0, denied.stderr
+    # A revoke's reason too (a revoke consults no policy, but is typed by a person all the same).
+    member = people.editors[0]
+    revoked = cli("request", "revoke", "--user", member.email, "--workspace", WORKSPACE, "--role", "Editor",
+                  "--reason", f"left, see {url}", "--json")
+    assert revoked.returncode == 0, revoked.stderr
+    assert request_row(database, json.loads(revoked.stdout)["request_id"])["reason"] == "left, see <secret>"
     assert request_row(database, request_id)["reason"] == "ticket 9, post to <secret>"
     assert query(database.working_path, "SELECT comment FROM main.provisioning_approvals WHERE request_id = ?",
                  [request_id]) == [("use <secret> instead",)]
-    for run in (queued, denied):
+    for run in (queued, denied, revoked):
         assert url not in run.stdout + run.stderr, run
     files = [f for f in database.path.parent.rglob("*") if f.is_file()]
     assert database.working_path in files
