@@ -296,6 +296,8 @@ def _governance_story(org: OrgState, settings: Org, cast: _Cast) -> bool:
     print(f"\n{member.email} asks for Admin in {workspace.display_name!r} for 8 hours:")
     print(f"   {asked.request_id}  {asked.status}: {asked.message}")
     if asked.status != "awaiting_approval":
+        print(f"error: the demo's Admin grant was not sent for approval: it is {asked.status}: {asked.message}\n"
+              "  nothing was approved or provisioned", file=sys.stderr)
         return False
     own = decide(access, asked.request_id, APPROVED, member.email, policy_path=policy)
     print(f"   they try to approve it themselves: {'recorded' if own.recorded else 'refused'}: {own.message}")
@@ -311,10 +313,16 @@ def _governance_story(org: OrgState, settings: Org, cast: _Cast) -> bool:
     if not outcome.success:
         print(f"Provisioning failed: {outcome.failure}", file=sys.stderr)
         return False
-    for row in list_requests(database=database):
-        if row["request_id"] in revokes:
-            print(f"   {row['request_id']}  revoke by {row['requested_by']} ({row['reason']}): "
-                  f"{row['status']}, {row['status_detail']}")
+    revoked = [row for row in list_requests(database=database) if row["request_id"] in revokes]
+    for row in revoked:
+        print(f"   {row['request_id']}  revoke by {row['requested_by']} ({row['reason']}): "
+              f"{row['status']}, {row['status_detail']}")
+    if not revoked or any(row["status"] != "applied" for row in revoked):
+        # The member may still hold Admin: the story's last line would not be true.
+        why = "; ".join(f"revoke {row['request_id']} is {row['status']}, {row['status_detail']}" for row in revoked)
+        print(f"error: the expired Admin grant {asked.request_id} was not revoked: "
+              f"{why or 'no revoke was queued for it'}", file=sys.stderr)
+        return False
     role_now = org.membership(workspace.id, member.ls_user_id)
     print(f"   {member.email} is {org.role(role_now.role_id).display_name if role_now else 'not a member'} "
           f"in {workspace.display_name!r} again.")

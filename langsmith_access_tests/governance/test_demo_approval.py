@@ -1,7 +1,11 @@
 """The demo's approval step (``langsmith-access demo``, its access governance story) against the
 synced env: provisioning follows only an approval that was recorded, and says why it stops."""
 
-from langsmith_access.demo import DEMO_POLICY, _approve_and_apply, _cast
+from dataclasses import replace
+
+from langsmith_access import demo
+from langsmith_access.demo import DEMO_POLICY, _approve_and_apply, _cast, _governance_story
+from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.queue import ChangeRequest, submit
 from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Settings
 from langsmith_access_tests.helpers import query
@@ -60,3 +64,61 @@ def test_an_approved_grant_that_provisioning_does_not_apply_stops_the_demo_and_s
     assert not applied
     assert f"error: request {request_id} was approved but not applied: rejected, " in err, err
     assert _status(database, request_id) == "rejected"
+
+
+def test_the_governance_story_ends_with_the_member_back_in_the_role_they_had(env, capsys):
+    sandbox, org, database = env
+    cast = _cast(org)
+    assert cast is not None
+    before = org.role(org.membership(cast.workspace.id, cast.changer.ls_user_id).role_id).display_name
+    told = _governance_story(org, Org(DEFAULT_ORG_SLUG, Settings.from_env()), cast)
+    out, err = capsys.readouterr()
+    assert told, err
+    assert "they try to approve it themselves: refused: self-approval" in out
+    assert f"revoke by langsmith-access (expired): applied, restore {before}" in out, out
+    assert f"{cast.changer.email} is {before} in {cast.workspace.display_name!r} again." in out
+
+
+def test_an_expiry_revoke_that_provisioning_does_not_apply_stops_the_demo_and_says_why(env, capsys, monkeypatch):
+    # The workspace deleted in LangSmith while the grant ran: its revoke is not applied, and the
+    # demo must not say the member has their role back (nor end with success).
+    sandbox, org, database = env
+    cast = _cast(org)
+    assert cast is not None
+
+    def deleted_then_due(conn, now):
+        org.workspace(cast.workspace.id).is_deleted = True
+        return queue_due_expiries(conn, now)
+
+    monkeypatch.setattr(demo, "queue_due_expiries", deleted_then_due)
+    told = _governance_story(org, Org(DEFAULT_ORG_SLUG, Settings.from_env()), cast)
+    out, err = capsys.readouterr()
+    assert not told
+    assert "again." not in out
+    assert "error: the expired Admin grant " in err and " was not revoked: " in err, err
+
+
+def test_an_expiry_that_queues_no_revoke_stops_the_demo_and_says_why(env, capsys, monkeypatch):
+    sandbox, org, database = env
+    cast = _cast(org)
+    assert cast is not None
+    monkeypatch.setattr(demo, "queue_due_expiries", lambda conn, now: [])
+    told = _governance_story(org, Org(DEFAULT_ORG_SLUG, Settings.from_env()), cast)
+    out, err = capsys.readouterr()
+    assert not told
+    assert "again." not in out
+    assert "was not revoked: no revoke was queued for it" in err, err
+
+
+def test_a_grant_that_does_not_wait_for_approval_stops_the_demo_and_says_why(env, capsys):
+    # Here the requester is unknown to the org, so the grant is rejected when queued.
+    sandbox, org, database = env
+    cast = _cast(org)
+    assert cast is not None
+    stranger = replace(cast, changer=replace(cast.changer, email="stranger@example.com"))
+    sandbox.reset_log()
+    told = _governance_story(org, Org(DEFAULT_ORG_SLUG, Settings.from_env()), stranger)
+    err = capsys.readouterr().err
+    assert not told
+    assert "error: the demo's Admin grant was not sent for approval: it is rejected: " in err, err
+    assert not sandbox.request_log.snapshot()  # nothing provisioned
