@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from langsmith_access import doctor
+from langsmith_access.defs.doctor import definitions as doctor_definitions
 from langsmith_access.doctor import (
     CHECK_NAMES,
     ENDPOINT_FIX,
@@ -40,7 +41,7 @@ from langsmith_access.langsmith import (
 )
 from langsmith_access.provisioning.executor import OrgSnapshot
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
-from langsmith_access.settings import ORGS_FILE_VARIABLE, ClientSettings, Secret, load_orgs
+from langsmith_access.settings import ORGS_FILE_VARIABLE, ClientSettings, Secret, SettingsError, load_orgs
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.sync.extract import ENRICHED_ROUTE, PER_WORKSPACE_ROUTE, load_members
 from langsmith_access_tests.helpers import cli_in_this_process, listings_read_before_the_members
@@ -714,6 +715,44 @@ def test_the_op_job_names_the_partition_org_s_own_settings(orgs_file, monkeypatc
     assert not re.search(r"\bLANGSMITH_(API_KEY|ENDPOINT|ORGANIZATION_ID)\b", report), report
 
 
+def test_the_op_job_warns_of_an_org_folder_the_orgs_file_no_longer_names_that_holds_work(orgs_file, tmp_path,
+                                                                                       monkeypatch):
+    # data/gone/ holds an org's open request, and no entry of the orgs file names it: the doctor
+    # run of a listed org says so (a warning: the run's own org is fine, so the run succeeds).
+    from langsmith_access.definitions import defs
+
+    gone = tmp_path / "data" / "gone"
+    gone.mkdir(parents=True)
+    with duckdb.connect(str(gone / "langsmith_access.duckdb")) as conn:
+        conn.execute("CREATE TABLE main.sync_runs (status VARCHAR, organization_id VARCHAR, finished_at TIMESTAMPTZ)")
+        conn.execute("INSERT INTO main.sync_runs VALUES ('succeeded', '00000000-0000-4000-8000-0000000000cc', now())")
+        conn.execute("CREATE TABLE main.provisioning_requests (request_id VARCHAR, action VARCHAR, status VARCHAR, "
+                     "expires_at TIMESTAMPTZ, parent_request_id VARCHAR)")
+        conn.execute("INSERT INTO main.provisioning_requests VALUES ('p1', 'grant', 'pending', NULL, NULL)")
+    job = defs().resolve_job_def("check_langsmith_connection")
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(instance=instance, partition_key="us")
+    assert result.success
+    [warning] = result.output_for_node("check_connection")["warnings"]
+    assert warning.startswith(f"{gone} holds organization 00000000-0000-4000-8000-0000000000cc's database"), warning
+    assert "with 1 open request" in warning, warning
+    logged = [entry for entry in instance.all_logs(result.run_id) if entry.user_message == f"warning: {warning}"]
+    assert [entry.level for entry in logged] == [logging.WARNING]
+    [output_event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = output_event.event_specific_data.metadata
+    assert metadata["ok"].value is True
+    assert metadata["warnings"].value == f"- {warning}"
+
+    # The orgs file broken after the run took its org (between its resource and its op): the run's
+    # own org is still checked, and the look beside it is passed over.
+    def broken():
+        raise SettingsError(f"The orgs file {orgs_file} is not valid YAML")
+
+    monkeypatch.setattr(doctor_definitions, "deployment_orgs", broken)
+    again = job.execute_in_process(instance=instance, partition_key="us")
+    assert again.success and again.output_for_node("check_connection")["warnings"] == []
+
+
 def test_a_proxy_refusal_gets_the_proxy_fix_not_the_keys_roles(sandbox_env):
     sandbox, environ = sandbox_env()
     with TamperingProxy(sandbox.url) as proxy:
@@ -1186,7 +1225,7 @@ def test_the_op_job_logs_each_check_at_its_level_and_keeps_the_report_a_table(sa
     job = defs().resolve_job_def("check_langsmith_connection")
     with TamperingProxy(sandbox.url) as proxy:
         proxy.tamper = lambda answer: (
-            answer.with_json({**answer.json(), "display_name": "Acme | Ops"})
+            answer.with_json({**answer.json(), "display_name": "Acme | Ops\nEU"})
             if answer.path == "/api/v1/orgs/current/info" else refused(answer) if answer.path == ROLES else answer)
         for name, value in {**environ, "LANGSMITH_ENDPOINT": proxy.url}.items():
             monkeypatch.setenv(name, value)
@@ -1204,6 +1243,11 @@ def test_the_op_job_logs_each_check_at_its_level_and_keeps_the_report_a_table(sa
     assert len(rows) == 2 + len(CHECK_NAMES), rows
     assert all(len(re.split(r"(?<!\\)\|", row)) == 6 for row in rows), rows  # 4 cells between 5 bars
     assert "Acme \\| Ops" in report
+    # The run page's failure names the check that failed, not the one that only warned.
+    described = failure.step_failure_data.user_failure_data.description
+    assert described.startswith("connection checks failed: read_roles. read_roles: "), described
+    assert "read_all_workspaces" not in described, described
+    assert failure.step_failure_data.user_failure_data.metadata["ok"].value is False
 
 
 def test_the_default_org_without_key_or_id_names_both_with_their_fixes():
