@@ -1,0 +1,102 @@
+"""`langsmith-access demo`'s parts (langsmith_access/demo.py) against the synced env: who its
+stories are about, what it shows of a sync, the file it refuses to write over, and its
+provisioning story. The whole demo runs once, in test_installed_package.py; its approval and
+expiry story in governance/test_demo_approval.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from langsmith_access.demo import QUESTIONS, _cast, _provisioning_story, _show_sync, _synced_organization
+from langsmith_access.sandbox import generate_org
+from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Secret, Settings
+from langsmith_access.store.database import DatabaseUnusableError
+from langsmith_access_tests.helpers import query
+
+
+@pytest.mark.parametrize(("seed", "members", "workspaces"), [(42, 50, 8), (21, 30, 4), (7, 40, 6)])
+def test_the_cast_is_who_the_stories_need(seed, members, workspaces):
+    org = generate_org(seed=seed, members=members, workspaces=workspaces)
+    cast = _cast(org)
+    assert cast is not None
+    workspace = cast.workspace
+    assert workspace in org.shared_workspaces() and org.workspaces_named(workspace.display_name) == [workspace]
+    enabled = {m.ls_user_id for m in org.active_members() if not m.is_disabled}
+    # Given Viewer: an enabled member outside the workspace.
+    assert cast.newcomer.ls_user_id in enabled and cast.newcomer.ls_user_id not in workspace.memberships
+    # Made Editor (so not one already), then asks for Admin: an enabled member of it.
+    changer = workspace.memberships[cast.changer.ls_user_id]
+    assert cast.changer.ls_user_id in enabled and changer.role_id != org.role_by_name("Editor").id
+    # Loses their role: another enabled member of it.
+    assert cast.leaver.ls_user_id in enabled and cast.leaver.ls_user_id != cast.changer.ls_user_id
+    assert workspace.memberships[cast.leaver.ls_user_id] is cast.leaver
+    # Approves: an enabled Organization Admin who is not the requester.
+    assert cast.approver.ls_user_id in enabled and cast.approver.ls_user_id != cast.changer.ls_user_id
+    assert org.role(cast.approver.org_role_id).name == "ORGANIZATION_ADMIN"
+
+
+def test_an_org_too_small_for_the_stories_has_no_cast():
+    assert _cast(generate_org(seed=42, members=12, workspaces=2)) is None
+
+
+def test_the_sync_summary_answers_the_three_questions_from_the_synced_tables(env, capsys):
+    sandbox, org, database = env
+    [(run_id, users)] = query(database.path, "SELECT sync_id, users FROM main.sync_runs WHERE status = 'succeeded'")
+    _show_sync(database.path, run_id)
+    out = capsys.readouterr().out
+    assert f": {users} users, " in out and users == len(org.active_members())
+    for number, (question, sql) in enumerate(QUESTIONS, start=1):
+        assert f"\n{number}. {question}\n" in out
+        assert "   " + sql.replace("\n", "\n   ") in out
+    admins = query(database.path, "SELECT u.email FROM main.users u JOIN main.roles r ON r.role_id = u.org_role_id "
+                                  "WHERE r.name = 'ORGANIZATION_ADMIN'")
+    assert admins and all(email in out for (email,) in admins)
+    # A run that wrote no row is no summary to show.
+    with pytest.raises(RuntimeError, match="has no row"):
+        _show_sync(database.path, "no-such-run")
+
+
+def test_the_org_a_database_holds_is_read_and_a_new_file_holds_none(env, tmp_path):
+    sandbox, org, database = env
+    assert _synced_organization(database.path) == org.organization_id
+    assert _synced_organization(tmp_path / "new.duckdb") is None
+    # A file that is no DuckDB database is not taken for a new one (the demo would write over it):
+    # the CLI says it cannot open it, with the fix.
+    not_duckdb = tmp_path / "notes.duckdb"
+    not_duckdb.write_text("not a database")
+    with pytest.raises(DatabaseUnusableError, match="not a valid DuckDB database file"):
+        _synced_organization(not_duckdb)
+    assert not_duckdb.read_text() == "not a database"
+
+
+def test_the_provisioning_story_applies_its_three_requests_and_shows_the_audit(env, capsys):
+    sandbox, org, database = env
+    cast = _cast(org)
+    assert cast is not None
+    told = _provisioning_story(org, Org(DEFAULT_ORG_SLUG, Settings.from_env()), cast)
+    out, err = capsys.readouterr()
+    assert told, err
+    applied = query(database.path, "SELECT request_id FROM main.provisioning_requests WHERE status = 'applied'")
+    assert len(applied) == 3
+    for (request_id,) in applied:
+        assert f"   {request_id}  applied " in out
+    assert "Dry run (no writes):" in out and out.count("  would ") == 3
+    assert "Audit trail (provisioning_events):" in out
+    role = {m.ls_user_id: org.role(m.role_id).display_name for m in org.workspace(cast.workspace.id).memberships.values()}
+    assert role[cast.newcomer.ls_user_id] == "Viewer" and role[cast.changer.ls_user_id] == "Editor"
+    assert cast.leaver.ls_user_id not in role
+
+
+def test_a_provisioning_story_whose_run_fails_stops_the_demo_and_says_why(env, capsys):
+    # A key LangSmith refuses: the requests are queued (that needs no key), the runs fail.
+    sandbox, org, database = env
+    cast = _cast(org)
+    assert cast is not None
+    refused = Org(DEFAULT_ORG_SLUG, replace(Settings.from_env(), api_key=Secret("lsv2_sk_" + "0" * 32)))
+    told = _provisioning_story(org, refused, cast)
+    out, err = capsys.readouterr()
+    assert not told
+    assert "Provisioning failed: " in err, err
+    assert "Provisioned:" not in out and "Audit trail" not in out
