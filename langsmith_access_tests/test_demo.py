@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from langsmith_access import demo
 from langsmith_access.demo import QUESTIONS, _cast, _provisioning_story, _show_sync, _synced_organization
 from langsmith_access.sandbox import generate_org
 from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Secret, Settings
@@ -100,3 +101,30 @@ def test_a_provisioning_story_whose_run_fails_stops_the_demo_and_says_why(env, c
     assert not told
     assert "Provisioning failed: " in err, err
     assert "Provisioned:" not in out and "Audit trail" not in out
+
+
+@pytest.mark.parametrize(("provisioning", "governance", "code"), [
+    (True, True, 0), (False, True, 1), (True, False, 1),
+], ids=["both-told", "provisioning-stopped", "governance-stopped"])
+def test_the_demo_exits_1_when_a_story_stops_and_0_only_when_both_are_told(
+        provisioning, governance, code, tmp_path, monkeypatch, capsys):
+    # A real sandbox and sync (a small org that still has a cast); the stories stand in.
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    database = tmp_path / "demo" / "langsmith_access.duckdb"
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    told: list[str] = []
+
+    def story(name: str, ends: bool):
+        def tell(state, org, cast) -> bool:
+            assert org.duckdb_path == database and cast is not None
+            told.append(name)
+            return ends
+        return tell
+
+    monkeypatch.setattr(demo, "_provisioning_story", story("provisioning", provisioning))
+    monkeypatch.setattr(demo, "_governance_story", story("governance", governance))
+    assert demo.run_demo(seed=42, members=15, workspaces=3) == code
+    out = capsys.readouterr().out
+    assert told == (["provisioning"] if not provisioning else ["provisioning", "governance"])
+    assert ("Open it yourself: duckdb -readonly " in out) == (code == 0)
+    assert "\n1. Who holds an organization admin role?\n" in out  # the sync was shown first
