@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from dagster_shared.error import SerializableErrorInfo
 
-from langsmith_access import cli, console, runner
+from langsmith_access import cli, console, demo, runner
 from langsmith_access.cli import build_parser, common
 from langsmith_access.cli import sync as sync_command
 from langsmith_access.cli.common import INTERRUPTED, count, deliver_notifications, run_handler
@@ -543,6 +543,16 @@ def test_the_demo_on_an_org_too_small_for_its_stories_says_so_before_it_starts(t
     assert negative.returncode == 2
     assert "argument --members: -5 is below 0: give 0 or more" in negative.stderr
     assert "'many' is not a whole number" in cli_in_this_process("sandbox", "--workspaces", "many").stderr
+
+
+def test_the_demo_runs_the_org_its_options_name_and_the_readmes_defaults(monkeypatch):
+    # `make demo` and the README's story: seed 42, 50 members, 8 workspaces unless told otherwise;
+    # the demo's exit code is the command's.
+    asked: list[dict] = []
+    monkeypatch.setattr(demo, "run_demo", lambda **options: asked.append(options) or len(asked) - 1)
+    assert cli.main(["demo"]) == 0
+    assert cli.main(["demo", "--seed", "7", "--members", "20", "--workspaces", "3"]) == 1
+    assert asked == [{"seed": 42, "members": 50, "workspaces": 8}, {"seed": 7, "members": 20, "workspaces": 3}]
 
 
 def test_a_count_may_be_zero_and_no_less():
