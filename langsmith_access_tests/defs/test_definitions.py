@@ -359,3 +359,21 @@ def test_the_readme_dagster_section_names_every_snapshot_and_raw_asset():
 def test_the_launcher_of_a_run_is_read_from_either_tag_deployments_give_it(tags, launcher):
     # Who asks and who decides in a Launchpad run: a deployment tagging "user" is held to it too.
     assert run_launcher(SimpleNamespace(run=SimpleNamespace(tags=tags))) == launcher
+
+
+def test_the_jobs_schedules_sensors_and_ops_carry_the_names_design_and_the_readme_give():
+    # Public names (DESIGN.md section 3, the README's Launchpad config, deployments' run configs
+    # and alerts): names.py is where they are spelled, and the definitions must answer to them.
+    repository = defs().get_repository_def()
+    jobs = {job.name: {node.name for node in job.graph.nodes} for job in repository.get_all_jobs()
+            if not job.name.startswith("__")}
+    assert set(jobs) == {"langsmith_access_sync", "langsmith_access_inventory", "provision_workspace_roles",
+                         "decide_access_request", "check_langsmith_connection"}
+    assert "raw_members" in jobs["langsmith_access_sync"] and "raw_inventory" in jobs["langsmith_access_inventory"]
+    assert jobs["provision_workspace_roles"] == {"select_requests", "apply_requests", "refresh_access_history"}
+    assert jobs["decide_access_request"] == {"decide_request"}
+    assert {schedule.name: schedule.job_name for schedule in repository.schedule_defs} == {
+        "langsmith_access_sync_schedule": "langsmith_access_sync",
+        "langsmith_access_inventory_schedule": "langsmith_access_inventory"}
+    assert {sensor.name for sensor in repository.sensor_defs} == {
+        "provisioning_queue_sensor", "access_expiry_sensor", "notification_outbox_sensor"}
