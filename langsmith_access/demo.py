@@ -223,8 +223,17 @@ def _provisioning_story(org: OrgState, access: Org, cast: _Cast) -> bool:
         print(f"Provisioning failed: {outcome.failure}", file=sys.stderr)
         return False
     print("\nProvisioned:")
-    for item in outcome.outputs[APPLY_REQUESTS_OP]["outcomes"]:
+    outcomes = {item["request_id"]: item for item in outcome.outputs[APPLY_REQUESTS_OP]["outcomes"]}
+    for item in outcomes.values():
         print(f"   {item['request_id']}  {item['status']:<17} {item['detail']}")
+    # The stories go on from what these three did: one not applied (rejected when queued, or
+    # refused by LangSmith) stops the demo, said, rather than a re-sync and an exit 0.
+    unapplied = [f"{queued.request_id} {done['status']}, {done['detail']}" if (done := outcomes.get(queued.request_id))
+                 else f"{queued.request_id} {queued.status}, {queued.message}"
+                 for queued in requests if outcomes.get(queued.request_id, {}).get("status") != "applied"]
+    if unapplied:
+        print(f"error: the demo's requests were not all applied: {'; '.join(unapplied)}", file=sys.stderr)
+        return False
     print("\nSyncing again to confirm LangSmith agrees …")
     resync = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(settings=access.settings), org=access)
     if not resync.success:

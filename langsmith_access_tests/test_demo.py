@@ -128,3 +128,28 @@ def test_the_demo_exits_1_when_a_story_stops_and_0_only_when_both_are_told(
     assert told == (["provisioning"] if not provisioning else ["provisioning", "governance"])
     assert ("Open it yourself: duckdb -readonly " in out) == (code == 0)
     assert "\n1. Who holds an organization admin role?\n" in out  # the sync was shown first
+
+
+def test_a_provisioning_story_whose_requests_are_not_applied_stops_the_demo_and_says_why(env, capsys, monkeypatch):
+    # The newcomer removed from the org in LangSmith between the dry run and the run: the run
+    # succeeds, their grant is not applied, and the demo must not go on as if it were.
+    sandbox, org, database = env
+    cast = _cast(org)
+    assert cast is not None
+    real_provision = demo.provision
+
+    def deleted_before_the_run(**options):
+        if not options.get("dry_run"):
+            org.remove_member(cast.newcomer.ls_user_id)
+        return real_provision(**options)
+
+    monkeypatch.setattr(demo, "provision", deleted_before_the_run)
+    told = _provisioning_story(org, Org(DEFAULT_ORG_SLUG, Settings.from_env()), cast)
+    out, err = capsys.readouterr()
+    assert not told
+    assert "Provisioned:" in out  # what happened to each is shown, then why the demo stops
+    assert "error: the demo's requests were not all applied: " in err, err
+    [(request_id, status)] = query(database.path, "SELECT request_id, status FROM main.provisioning_requests "
+                                                  "WHERE user_id = ?", [cast.newcomer.ls_user_id])
+    assert status != "applied" and f"{request_id} {status}, " in err, err
+    assert "Syncing again" not in out
