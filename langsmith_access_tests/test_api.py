@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from langsmith_access import api, runner
-from langsmith_access.settings import SettingsError
+from langsmith_access.settings import Org, Settings, SettingsError
+from langsmith_access.store.database import DatabaseNotReadyError
 
 ORGANIZATION_ID = "00000000-0000-4000-8000-0000000000aa"
 
@@ -42,3 +43,65 @@ def test_an_org_whose_key_variable_is_unset_can_still_queue_and_list(monkeypatch
     assert api.list_requests(org="eu") == []
     with pytest.raises(SettingsError, match="LANGSMITH_API_KEY_EU named by api_key_env is not set"):
         api.provision(org="eu")
+
+
+SERVICE_KEY = "lsv2_sk_" + "0" * 32
+
+
+def _configured(monkeypatch, tmp_path) -> list[tuple]:
+    """One org from the single-org variables, a usable key; run_job recorded, not run."""
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", ORGANIZATION_ID)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    monkeypatch.setenv("LANGSMITH_API_KEY", SERVICE_KEY)
+    runs: list[tuple] = []
+    monkeypatch.setattr(runner, "run_job", lambda *args, **kwargs: runs.append((args, kwargs)) or "outcome")
+    return runs
+
+
+def test_provision_refuses_an_empty_selection_or_one_id_as_a_string_before_anything_runs(monkeypatch, tmp_path):
+    # An empty selection must never be taken for "every pending request" (the whole queue).
+    runs = _configured(monkeypatch, tmp_path)
+    with pytest.raises(ValueError, match=r"^provision\(request_ids=\[\]\) names no request, so nothing was run"):
+        api.provision(request_ids=[])
+    with pytest.raises(ValueError, match=r"is a string, not a list of request ids: pass request_ids=\['r-1'\]$"):
+        api.provision(request_ids="r-1")
+    assert runs == [] and list(tmp_path.iterdir()) == []
+
+
+def test_provision_hands_the_job_its_selection_dry_run_log_folder_and_verbosity(monkeypatch, tmp_path):
+    runs = _configured(monkeypatch, tmp_path)
+    assert api.provision(request_ids=(i for i in ("r-1", "r-2")), log_dir=str(tmp_path / "logs"),
+                         verbose=True) == "outcome"
+    assert api.provision() == "outcome"
+    [(selected_args, selected), (every_args, every)] = runs
+    assert selected_args[:1] == every_args[:1] == ("provision_workspace_roles",)
+    assert selected_args[1:] == ({"ops": {"select_requests": {"config": {"dry_run": False,
+                                                                         "request_ids": ["r-1", "r-2"]}}}},)
+    assert (selected["log_dir"], selected["verbose"]) == (tmp_path / "logs", True)
+    assert selected["org"].settings.organization_id == ORGANIZATION_ID
+    assert every_args[1:] == ({"ops": {"select_requests": {"config": {"dry_run": False}}}},)
+    assert (every["log_dir"], every["verbose"]) == (None, False)
+
+
+def test_a_dry_run_needs_a_database_and_is_handed_on_as_one(monkeypatch, tmp_path):
+    # A dry run writes nothing: without the database (analysts' copy or working file) it says
+    # to sync first rather than create one; with either file there, the run is a dry one.
+    runs = _configured(monkeypatch, tmp_path)
+    with pytest.raises(DatabaseNotReadyError, match="does not exist yet: run `langsmith-access sync` first"):
+        api.provision(dry_run=True)
+    assert runs == [] and list(tmp_path.iterdir()) == []
+    for present in ("access.working.duckdb", "access.duckdb"):
+        (tmp_path / present).touch()
+        api.provision(dry_run=True)
+        assert runs.pop()[0][1] == {"ops": {"select_requests": {"config": {"dry_run": True}}}}
+        (tmp_path / present).unlink()
+
+
+def test_notifications_for_an_org_whose_webhook_cannot_be_used_say_why_and_send_nothing(tmp_path):
+    problem = "LANGSMITH_ACCESS_WEBHOOK_URL_EU named by webhook_url_env is not set"
+    org = Org("eu", Settings(organization_id=ORGANIZATION_ID, duckdb_path=tmp_path / "access.duckdb"),
+              webhook_problem=problem)
+    report = api.deliver_notifications(org=org)
+    assert (report.problem, report.attempted) == (problem, 0)
+    assert list(tmp_path.iterdir()) == []
