@@ -414,6 +414,10 @@ def test_the_console_script_runs_the_command_line():
     assert "from langsmith_access.console import run" in script.read_text(encoding="utf-8")
     shown = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "request" in shown.stdout, shown.stderr
+    # The command's exit code is the script's: scripts and schedulers act on it.
+    misplaced = subprocess.run([str(script), "--org", "us", "requests"], capture_output=True, text=True, timeout=60)
+    assert misplaced.returncode == 2, (misplaced.stdout, misplaced.stderr)
+    assert "error: --org goes after the command's name" in misplaced.stderr
 
 
 def test_a_run_interrupted_under_way_fails_with_the_interrupted_fix():
