@@ -233,6 +233,10 @@ def test_dagster_yaml_limits_each_org_to_one_run_at_a_time(dagster_home):
 
     sync, from_catalog = (run_tags(name, "us") for name in ("langsmith_access_sync", "__ASSET_JOB"))
     assert sync[ORG_TAG] == "us" and ORG_TAG not in from_catalog
+    # Each limit dagster.yaml (and the README) names is on a tag the org's runs carry: no limit
+    # of a tag nobody sets (the README's `langsmith_access/org=<slug>` renamed in names.py, say).
+    assert {limit["key"] for limit in queue.tag_concurrency_limits} == {"langsmith_access/org", "dagster/partition"}
+    assert {"langsmith_access/org", "dagster/partition"} <= set(sync)
 
     def blocked(running: dict[str, str], queued: dict[str, str]) -> bool:
         counter = TagConcurrencyLimitsCounter(queue.tag_concurrency_limits, [_Tagged(running)])
