@@ -153,3 +153,18 @@ def test_a_provisioning_story_whose_requests_are_not_applied_stops_the_demo_and_
                                                   "WHERE user_id = ?", [cast.newcomer.ls_user_id])
     assert status != "applied" and f"{request_id} {status}, " in err, err
     assert "Syncing again" not in out
+
+
+def test_a_disabled_member_is_never_cast():
+    # Each person the first cast chose, disabled in turn: the next cast passes over them (a
+    # disabled member cannot sign in, approve, or show the story's effect).
+    org = generate_org(seed=42, members=50, workspaces=8)
+    first = _cast(org)
+    assert first is not None
+    for person in (first.newcomer.ls_user_id, first.changer.ls_user_id, first.leaver.ls_user_id,
+                   first.approver.ls_user_id):
+        org.set_disabled(person, True)
+        cast = _cast(org)
+        assert cast is not None
+        chosen = (cast.newcomer.ls_user_id, cast.changer.ls_user_id, cast.leaver.ls_user_id, cast.approver.ls_user_id)
+        assert not any(org.member(who).is_disabled for who in chosen), (person, chosen)
