@@ -168,3 +168,20 @@ def test_a_disabled_member_is_never_cast():
         assert cast is not None
         chosen = (cast.newcomer.ls_user_id, cast.changer.ls_user_id, cast.leaver.ls_user_id, cast.approver.ls_user_id)
         assert not any(org.member(who).is_disabled for who in chosen), (person, chosen)
+
+
+def test_the_approver_is_never_the_requester():
+    # The first cast's changer made the org's only enabled Organization Admin: the demo's request
+    # for Admin would need them to approve their own request, so another cast is chosen (or none).
+    org = generate_org(seed=42, members=50, workspaces=8)
+    first = _cast(org)
+    assert first is not None
+    admin_role = org.role_by_name("ORGANIZATION_ADMIN").id
+    org.set_org_role(first.changer.ls_user_id, admin_role)
+    for member in org.active_members():
+        if member.org_role_id == admin_role and member.ls_user_id != first.changer.ls_user_id:
+            org.set_disabled(member.ls_user_id, True)
+    cast = _cast(org)
+    if cast is not None:
+        assert cast.approver is not None and cast.approver.ls_user_id != cast.changer.ls_user_id
+        assert org.role(cast.approver.org_role_id).name == "ORGANIZATION_ADMIN"
