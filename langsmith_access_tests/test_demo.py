@@ -11,7 +11,8 @@ import pytest
 
 from langsmith_access import demo
 from langsmith_access.demo import QUESTIONS, _cast, _provisioning_story, _show_sync, _synced_organization
-from langsmith_access.sandbox import generate_org
+from langsmith_access.sandbox import SandboxServer, generate_org
+from langsmith_access.sandbox.server import generate_api_key
 from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Secret, Settings
 from langsmith_access.store.database import DatabaseUnusableError
 from langsmith_access_tests.helpers import query
@@ -185,3 +186,22 @@ def test_the_approver_is_never_the_requester():
     if cast is not None:
         assert cast.approver is not None and cast.approver.ls_user_id != cast.changer.ls_user_id
         assert org.role(cast.approver.org_role_id).name == "ORGANIZATION_ADMIN"
+
+
+def test_a_first_sync_that_fails_ends_the_demo_with_exit_1_and_says_why(tmp_path, monkeypatch, capsys):
+    # The demo handed a key its sandbox refuses: the sync fails, and nothing after it runs.
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "demo" / "langsmith_access.duckdb"))
+
+    class RefusingTheKeyItGives(SandboxServer):
+        def __enter__(self):
+            started = super().__enter__()
+            self.api_key = generate_api_key()  # what the demo reads: not the key the server accepts
+            return started
+
+    monkeypatch.setattr(demo, "SandboxServer", RefusingTheKeyItGives)
+    monkeypatch.setattr(demo, "_provisioning_story", lambda *args: pytest.fail("told after a failed sync"))
+    assert demo.run_demo(seed=42, members=15, workspaces=3) == 1
+    out, err = capsys.readouterr()
+    assert "Sync failed: " in err, err
+    assert "Synced in" not in out and "Open it yourself" not in out
