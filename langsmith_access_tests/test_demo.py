@@ -205,3 +205,24 @@ def test_a_first_sync_that_fails_ends_the_demo_with_exit_1_and_says_why(tmp_path
     out, err = capsys.readouterr()
     assert "Sync failed: " in err, err
     assert "Synced in" not in out and "Open it yourself" not in out
+
+
+def test_a_provisioning_story_whose_resync_fails_stops_the_demo_and_says_why(env, capsys, monkeypatch):
+    # The workspace deleted in LangSmith after provisioning: the re-sync's shrink guard stops it,
+    # and the story must not show the audit trail as if LangSmith agreed.
+    sandbox, org, database = env
+    cast = _cast(org)
+    assert cast is not None
+    real_run_job = demo.runner.run_job
+
+    def deleted_then_run(job_name, *args, **kwargs):
+        if job_name == demo.runner.SYNC_JOB:
+            org.workspace(cast.workspace.id).is_deleted = True
+        return real_run_job(job_name, *args, **kwargs)
+
+    monkeypatch.setattr(demo.runner, "run_job", deleted_then_run)
+    told = _provisioning_story(org, Org(DEFAULT_ORG_SLUG, Settings.from_env()), cast)
+    out, err = capsys.readouterr()
+    assert not told
+    assert "Syncing again to confirm LangSmith agrees" in out and "Sync failed: " in err, err
+    assert "Audit trail" not in out
