@@ -57,6 +57,9 @@ def test_built_in_and_custom_roles(org):
     assert len({role.display_name for role in custom}) == 2
     assert all(role.organization_id == org.organization_id for role in custom)
     assert all(role.access_scope == "workspace" and role.permissions for role in custom)
+    # Members hold custom roles too, not only the built-in ones.
+    held = {m.role_id for ws in org.workspaces.values() for m in ws.memberships.values()}
+    assert {role.id for role in custom} <= held
 
 
 def test_a_plus_org_has_no_custom_roles_and_only_admin_workspace_roles():
@@ -113,6 +116,14 @@ def test_workspaces_shared_personal_and_deleted(org):
     deleted = [ws for ws in org.workspaces.values() if ws.is_deleted]
     assert len(deleted) >= 1
     assert any(ws.memberships for ws in deleted), "deleted workspaces still hold memberships"
+    # Handles are slugs, also for a display name without ASCII letters (研究チーム).
+    for ws in org.workspaces.values():
+        assert re.match(r"^[a-z0-9]+(-[a-z0-9]+)+$", ws.tenant_handle), ws.tenant_handle
+
+
+def test_two_shared_workspaces_already_share_a_display_name():
+    shared = generate_org(seed=1, members=5, workspaces=2).shared_workspaces()
+    assert len(shared) == 2 and shared[0].display_name == shared[1].display_name
 
 
 def test_members(org):
@@ -124,6 +135,9 @@ def test_members(org):
     assert 1 <= len(admins) <= 5
     assert any(member.is_disabled for member in members)
     assert len({member.email.lower() for member in members}) == len(members)
+    # Members joined over 2025 and the first half of 2026 (activity is placed after that).
+    assert {member.created_at[:4] for member in members} == {"2025", "2026"}
+    assert max(member.created_at for member in members) < "2026-07-01"
     for member in members:
         assert len({member.id, member.ls_user_id, member.user_id}) == 3
         assert TIMESTAMP.match(member.created_at)
@@ -137,6 +151,18 @@ def test_names_and_emails_are_varied():
     assert any(not member.full_name.isascii() for member in members)
     assert any(any("\u4e00" <= char <= "\u9fff" for char in m.full_name) for m in members)
     assert any(member.email != member.email.lower() for member in members)
+    # Some local parts are capitalized (Ada.Lovelace@...), not only the Example.com domain.
+    local_parts = [member.email.partition("@")[0] for member in members]
+    assert any(part != part.lower() for part in local_parts)
+    # Namesakes at one domain get numbered addresses (ada.lovelace, then ada.lovelace2): unique
+    # even compared case-insensitively, as LangSmith compares emails.
+    emails = {member.email.lower() for member in members}
+    assert len(emails) == len(members)
+    numbered = [email for email in emails if re.match(r"^[a-z.]+\d+@", email)]
+    assert numbered
+    for email in numbered:
+        local_part, _, domain = email.partition("@")
+        assert f"{local_part.rstrip('0123456789')}@{domain}" in emails, email
 
 
 def test_one_role_per_workspace_and_identity_ids(org):
@@ -151,6 +177,31 @@ def test_one_role_per_workspace_and_identity_ids(org):
     assert all(role_id in workspace_roles for _, _, _, role_id in rows)
     shared_ids = {ws.id for ws in org.shared_workspaces()}
     assert {row[0] for row in org.workspace_membership_rows(shared_only=True)} <= shared_ids
+    # Nobody joins a workspace before they joined the org or before the workspace existed.
+    for workspace in org.workspaces.values():
+        for membership in workspace.memberships.values():
+            assert membership.created_at >= org.members[membership.ls_user_id].created_at
+            assert membership.created_at >= workspace.created_at
+
+
+def test_default_counts_and_org_roles_follow_the_org_size():
+    # generate_org's docstring: pending invites members // 40 + 2, personal workspaces
+    # 2 + members // 100, deleted workspaces 5% of the shared ones (at least 1); a few org
+    # admins (2 + members // 100) and every other org role held by someone.
+    state = generate_org(seed=11, members=250, workspaces=40)
+    assert len(state.pending_invites) == 250 // 40 + 2
+    assert sum(ws.is_personal for ws in state.workspaces.values()) == 2 + 250 // 100
+    assert sum(ws.is_deleted for ws in state.workspaces.values()) == 2
+    held = Counter(state.roles[m.org_role_id].name for m in state.members.values())
+    assert held["ORGANIZATION_ADMIN"] == 2 + 250 // 100
+    assert {"ORGANIZATION_OPERATOR", "ORGANIZATION_USER", "ORGANIZATION_VIEWER"} <= set(held)
+    assert held["ORGANIZATION_USER"] > held["ORGANIZATION_VIEWER"] > held["ORGANIZATION_OPERATOR"]
+
+
+def test_a_small_org_still_has_a_disabled_member():
+    # "at least one when there are two members or more", even when 3% rounds to none.
+    state = generate_org(seed=1, members=10, workspaces=1)
+    assert sum(member.is_disabled for member in state.members.values()) == 1
 
 
 def test_average_memberships_per_member():
@@ -175,6 +226,19 @@ def test_pending_invites(org):
         for workspace_id in invite.workspace_ids:
             listed = org.workspaces[workspace_id].pending_invites.values()
             assert invite.email in {workspace_invite.email for workspace_invite in listed}
+
+
+def test_pending_invites_offer_both_org_roles_and_one_or_two_workspaces():
+    state = generate_org(seed=11, members=40, workspaces=5, pending_invites=40)
+    invites = state.pending_org_invites()
+    assert {state.roles[i.org_role_id].name for i in invites} == {"ORGANIZATION_USER", "ORGANIZATION_VIEWER"}
+    assert {len(i.workspace_ids or []) for i in invites} == {0, 1, 2}
+    offered = {state.roles[i.workspace_role_id].name for i in invites if i.workspace_ids}
+    assert offered == {"WORKSPACE_VIEWER", "WORKSPACE_USER"}
+    # The first invite always offers a workspace: every org with one has a pending workspace invite.
+    for seed in range(8):
+        small = generate_org(seed=seed, members=5, workspaces=2, pending_invites=1)
+        assert any(ws.pending_invites for ws in small.shared_workspaces()), seed
 
 
 def test_api_order_is_newest_first_then_id():
