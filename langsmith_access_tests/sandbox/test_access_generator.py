@@ -56,8 +56,15 @@ def test_credentials_of_every_kind_with_every_kind_of_trouble(org):
         assert key.secret[-4:] in key.short_key and key.secret not in key.short_key
         assert key.created_at <= now
         assert key.last_used_at is None or key.created_at <= key.last_used_at <= now
+        assert key.revoked_at is None or key.created_at < key.revoked_at <= now
+        if key.workspace_ids:
+            assert key.default_workspace_id == key.workspace_ids[0], "a key's default is among its workspaces"
         if key.kind == PERSONAL_ACCESS_TOKEN:
             assert key.owner_ls_user_id in org.members and key.role_id is None
+            assert key.created_by == key.owner_ls_user_id
+            if key.default_workspace_id:  # a shared workspace its owner belongs to
+                assert org.workspaces[key.default_workspace_id].is_shared
+                assert org.membership(key.default_workspace_id, key.owner_ls_user_id)
         if key.kind == WORKSPACE_SERVICE_KEY:
             assert len(key.workspace_ids) == 1 and org.workspaces[key.workspace_ids[0]].is_shared
     accounts = set(org.service_accounts)
@@ -84,10 +91,22 @@ def test_member_origins_and_scim_groups_follow_langsmiths_rule(org):
         m.provisioning_method for member in org.members.values() for m in member.linked_login_methods
     }
     assert methods == {"scim", "saml:jit", "bootstrap", None}
+    # The mix the module docstring promises: about 45% pushed by SCIM, 20% JIT at first SAML
+    # login, one bootstrap (the oldest Organization Admin), the rest by email or Google.
+    first = {member.ls_user_id: member.linked_login_methods[0] for member in org.members.values()}
+    share = {
+        method: sum(m.provisioning_method == method for m in first.values()) / len(first)
+        for method in ("scim", "saml:jit", None)
+    }
+    assert 0.35 < share["scim"] < 0.55 and 0.1 < share["saml:jit"] < 0.3 and 0.25 < share[None] < 0.45
+    (bootstrapped,) = [org.members[u] for u, m in first.items() if m.provisioning_method == "bootstrap"]
+    admins = [m for m in org.members.values() if org.roles[m.org_role_id].name == "ORGANIZATION_ADMIN"]
+    assert bootstrapped is min(admins, key=lambda m: (m.created_at, m.id)), "the oldest Organization Admin"
+    assert {m.provider for m in first.values() if m.provisioning_method is None} == {"email", "supabase:non-sso"}
     assert any(len(member.linked_login_methods) > 1 for member in org.members.values())
     workspace_names = {ws.display_name for ws in org.shared_workspaces()}
     role_names = {role.display_name for role in org.roles.values()}
-    named_their_grant = 0
+    named_their_grant = workspace_groups = 0
     for member in org.members.values():
         scim = any(m.provisioning_method == "scim" for m in member.linked_login_methods)
         assert bool(member.scim_groups) <= scim, "only SCIM members have SCIM groups"
@@ -105,7 +124,23 @@ def test_member_origins_and_scim_groups_follow_langsmiths_rule(org):
                 for m in org.memberships_of(member.ls_user_id)
             }
             named_their_grant += (workspace, workspace_role) in held
-    assert named_their_grant > 10
+            workspace_groups += 1
+    # Most groups name a grant the member holds; a few name a role they no longer hold.
+    assert named_their_grant > 10 and 0 < workspace_groups - named_their_grant < 0.15 * workspace_groups
+
+
+def test_login_methods_carry_the_fields_of_their_provider(org):
+    # SSO logins name the identity provider members sign in with (the one by metadata URL);
+    # email logins are confirmed when the member joined; Google/GitHub ones carry a user name.
+    (signed_in_with,) = [p.provider_id for p in org.sso_providers.values() if p.metadata_url]
+    for member in org.members.values():
+        for method in member.linked_login_methods:
+            sso = method.provider == "supabase:sso"
+            assert method.saml_provider_id == (signed_in_with if sso else None)
+            assert (method.provider_user_id is not None) == sso
+            assert method.email_confirmed_at == (member.created_at if method.provider == "email" else None)
+            non_sso = method.provider == "supabase:non-sso"
+            assert method.username == (member.email.partition("@")[0] if non_sso else None)
 
 
 def test_a_chosen_scim_separator_is_used_and_a_bad_one_refused():
@@ -121,8 +156,23 @@ def test_enterprise_has_sso_scim_policies_and_plus_has_none(org, plus_org):
     # One identity provider by metadata URL, one pasted as XML whose attribute mapping did not load.
     assert sorted((p.metadata_url is not None, p.metadata_xml is not None, p.attribute_mapping_load_error is not None)
                   for p in org.sso_providers.values()) == [(False, True, True), (True, False, False)]
+    # Each says where JIT puts new users: a shared workspace, as Viewer.
+    shared = {ws.id for ws in org.shared_workspaces()}
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    for provider in org.sso_providers.values():
+        assert len(provider.default_workspace_ids) == 1 and set(provider.default_workspace_ids) <= shared
+        assert provider.default_workspace_role_id == viewer
     assert {p.effect for p in org.access_policies.values()} == {"allow", "deny"}
+    # Policies apply to built-in and custom workspace roles; one is attached to no role yet.
+    attached = [org.roles[r] for p in org.access_policies.values() for r in p.role_ids]
+    assert any(role.is_custom for role in attached) and any(not role.is_custom for role in attached)
+    assert any(not p.role_ids for p in org.access_policies.values())
+    # Every plan tags resources in its shared workspaces (up to 20 of them).
+    assert all(ws.tag_keys for ws in org.shared_workspaces())
+    assert all(ws.tag_keys for ws in plus_org.shared_workspaces())
     assert org.settings.max_pat_expiry_days is not None and org.settings.sso_login_slug
+    now = format_timestamp(ACTIVITY_REFERENCE)
+    assert all(t.created_at <= t.last_used_at <= now for t in org.scim_tokens.values())
     assert not plus_org.sso_providers and not plus_org.scim_tokens and not plus_org.access_policies
     assert plus_org.settings.max_pat_expiry_days is None and plus_org.settings.sso_login_slug is None
     plus_methods = {
@@ -154,6 +204,51 @@ def test_activity_is_placed_around_now(org):
     assert max(shift) > now_ms, "a later now moves the activity"
     with pytest.raises(ValueError, match="now"):
         generate_org(seed=7, members=5, workspaces=1, now=ACTIVITY_REFERENCE - 365 * DAY)
+
+
+def test_every_small_org_has_a_workspace_key_and_every_kind_of_trouble():
+    # "each at least once when there are four keys or more", in orgs too small to draw them.
+    now = format_timestamp(ACTIVITY_REFERENCE)
+    for seed in range(12):
+        org = generate_org(seed=seed, members=3, workspaces=1)
+        keys = list(org.api_keys.values())
+        assert len(keys) >= 4 and any(k.kind == WORKSPACE_SERVICE_KEY for k in keys), seed
+        assert any(k.last_used_at is None for k in keys), seed
+        assert any(k.expires_at is None for k in keys), seed
+        assert any(k.revoked_at is not None for k in keys), seed
+        assert any(k.expires_at is not None and k.expires_at < now for k in keys), seed
+
+
+def test_the_audit_history_records_what_was_made_and_revoked_and_by_whom(org):
+    oldest = format_timestamp(ACTIVITY_REFERENCE - 400 * DAY)
+    events = org.audit_log.events()
+    about: dict[str, list] = {}
+    for event in events:
+        for resource_id in event.resource_ids:
+            about.setdefault(resource_id, []).append(event)
+    founder = min(
+        (m for m in org.members.values() if org.roles[m.org_role_id].name == "ORGANIZATION_ADMIN"),
+        key=lambda m: (m.created_at, m.id),
+    )
+    operation = {
+        SERVICE_KEY: "service_key", WORKSPACE_SERVICE_KEY: "api_key", PERSONAL_ACCESS_TOKEN: "personal_access_token"
+    }
+    for key in org.api_keys.values():
+        by_operation = {e.operation: e for e in about.get(key.id, [])}
+        if key.created_at >= oldest:
+            created = by_operation[f"create_{operation[key.kind]}"]
+            maker = key.owner_ls_user_id or founder.ls_user_id
+            assert created.actor.ls_user_id == maker
+            assert created.workspace_id == (key.workspace_ids[0] if key.kind == WORKSPACE_SERVICE_KEY else None)
+        if key.revoked_at and key.revoked_at >= oldest:
+            deleted = by_operation[f"delete_{operation[key.kind]}"]
+            assert deleted.http_method == "DELETE" and deleted.path.endswith(key.id)
+    made = [*org.service_accounts.values(), *org.access_policies.values(), *org.scim_tokens.values()]
+    for record in made:
+        if record.created_at >= oldest:
+            assert [e.actor.ls_user_id for e in about[record.id]] == [founder.ls_user_id]
+    added = [e for e in events if e.operation == "add_member_to_workspace"]
+    assert added and all(org.workspaces[e.workspace_id].is_shared for e in added)
 
 
 def test_a_large_org_keeps_the_audit_history_bounded():
