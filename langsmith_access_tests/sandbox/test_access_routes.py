@@ -6,6 +6,7 @@ misbehaves on purpose; creations answer the secret once and land in the audit lo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import requests
 from langsmith_access.sandbox import FaultConfig, SandboxServer, generate_org
 from langsmith_access.sandbox.access_api import ROUTED_SECTIONS
 from langsmith_access.sandbox.access_generator import ACTIVITY_REFERENCE
-from langsmith_access.sandbox.access_records import SERVICE_KEY, WORKSPACE_SERVICE_KEY
+from langsmith_access.sandbox.access_records import PERSONAL_ACCESS_TOKEN, SERVICE_KEY, WORKSPACE_SERVICE_KEY
 from langsmith_access.sandbox.org_state import format_timestamp
 from langsmith_access_tests.helpers import in_time_zone
 from langsmith_access_tests.sandbox.conftest import SandboxCaller
@@ -153,6 +154,71 @@ def test_listings_are_the_orgs_records_with_short_keys_only(start):
     assert sorted((s["id"], s["provider_id"]) for s in caller.get(SSO).json()) == sorted(
         (p.id, p.provider_id) for p in org.sso_providers.values()
     )
+
+
+
+def test_listed_rows_carry_every_field_of_their_records(start):
+    sandbox, caller = start()
+    org = sandbox.org
+    workspace = org.shared_workspaces()[0]
+    # What the generated org of this seed lacks: an account with a default workspace, a SCIM
+    # token never used (its row has no last_used_at), a provider without attribute mapping.
+    next(iter(org.service_accounts.values())).default_workspace_id = workspace.id
+    next(iter(org.scim_tokens.values())).last_used_at = None
+    next(iter(org.sso_providers.values())).attribute_mapping_keys = None
+    rows = {
+        row["id"]: row
+        for path, tenant in ((SERVICE_KEYS, None), (PATS, None), (WORKSPACE_KEYS, workspace.id))
+        for row in caller.get(path, tenant_id=tenant).json()
+    }
+    scope = {SERVICE_KEY: "organization", WORKSPACE_SERVICE_KEY: "workspace", PERSONAL_ACCESS_TOKEN: None}
+    compared = set()
+    for key in org.api_keys.values():
+        if key.id not in rows:
+            continue
+        default = org.workspaces.get(key.default_workspace_id or "")
+        assert rows[key.id] == {
+            "id": key.id, "short_key": key.short_key, "description": key.description,
+            "created_at": key.created_at, "last_used_at": key.last_used_at, "expires_at": key.expires_at,
+            "read_only": key.read_only, "role_id": key.role_id, "org_role_id": key.org_role_id,
+            "workspace_names": None if key.workspace_ids is None
+            else [org.workspaces[w].display_name for w in key.workspace_ids],
+            "default_workspace_name": default.display_name if default else None,
+            "access_scope": scope[key.kind], "created_by": key.created_by, "revoked_at": key.revoked_at,
+        }
+        compared.add(key.kind)
+    assert compared == set(scope)
+    tokens = {row["id"]: row for row in caller.get(SCIM_TOKENS).json()}
+    assert set(tokens) == set(org.scim_tokens)
+    for token in org.scim_tokens.values():
+        used = {"last_used_at": token.last_used_at} if token.last_used_at else {}
+        assert tokens[token.id] == {
+            "id": token.id, "short_token": token.short_token, "description": token.description,
+            "created_at": token.created_at, "updated_at": token.updated_at, **used,
+        }
+    for row in caller.get(SERVICE_ACCOUNTS).json():
+        account = org.service_accounts[row["id"]]
+        assert row == {
+            "id": account.id, "name": account.name, "organization_id": org.organization_id,
+            "default_workspace_id": account.default_workspace_id,
+            "created_at": account.created_at, "updated_at": account.updated_at,
+        }
+    for row in caller.get(POLICIES).json()["access_policies"]:
+        policy = org.access_policies[row["id"]]
+        assert (row["name"], row["effect"], row["role_ids"]) == (policy.name, policy.effect, list(policy.role_ids))
+        assert row["condition_groups"] == [
+            {"permission": g.permission, "resource_type": g.resource_type, "conditions": [
+                {"attribute_name": c.attribute_name, "attribute_key": c.attribute_key,
+                 "operator": c.operator, "attribute_value": c.attribute_value} for c in g.conditions]}
+            for g in policy.condition_groups
+        ]
+    for row in caller.get(SSO).json():
+        provider = org.sso_providers[row["id"]]
+        assert row["default_workspace_ids"] == list(provider.default_workspace_ids)
+        assert row["attribute_mapping_load_error"] == provider.attribute_mapping_load_error
+        mapping = provider.attribute_mapping_keys
+        keys = None if mapping is None else {name: {"name": name, "array": array} for name, array in mapping.items()}
+        assert row["attribute_mapping"] == (None if keys is None else {"keys": keys})
 
 
 def test_a_members_personal_access_tokens_die_when_they_leave_the_org(start):
@@ -595,6 +661,9 @@ def test_writes_need_organization_manage_and_a_read_only_key_manages_no_members(
     assert own and all(w["role_name"] == "Viewer" for w in own)
 
 
+PLAN_FLAGS = ("can_use_rbac", "can_use_abac", "can_use_audit_logs", "can_use_saml_sso", "can_set_api_key_max_expiry")
+
+
 def test_org_info_carries_the_orgs_settings_per_plan(start):
     sandbox, caller = start()
     info = caller.get("/api/v1/orgs/current/info").json()
@@ -605,9 +674,17 @@ def test_org_info_carries_the_orgs_settings_per_plan(start):
     platform = caller.get("/api" + PLATFORM_INFO).json()
     assert None not in platform.values(), "the Go twin leaves out what is null"
     assert platform["sso_login_slug"] == settings.sso_login_slug
+    # Every security setting is the org's own, and the plan's flags are all on.
+    for name, value in dataclasses.asdict(settings).items():
+        assert info[name] == (list(value) if isinstance(value, tuple) else value), name
+    assert all(info["config"][flag] is True for flag in PLAN_FLAGS)
+    assert info["tier"] == info["config"]["plan_tier"] == "enterprise"
     plus, plus_caller = start("plus")
     plus_info = plus_caller.get("/api/v1/orgs/current/info").json()
     assert plus_info["config"]["can_use_saml_sso"] is False and plus_info["max_pat_expiry_days"] is None
+    # Plus has none of the Enterprise features (langsmith-api.md, "Key permissions and plan limits").
+    assert not any(plus_info["config"][flag] for flag in PLAN_FLAGS)
+    assert plus_info["tier"] == plus_info["config"]["plan_tier"] == "plus"
 
 
 def test_members_carry_login_methods_and_the_enriched_route_scim_groups(start):
@@ -616,8 +693,9 @@ def test_members_carry_login_methods_and_the_enriched_route_scim_groups(start):
     rows = caller.get("/api/v1/orgs/current/members/active", params={"limit": 500}).json()
     for row in rows:
         member = org.members[row["ls_user_id"]]
-        assert [m["provisioning_method"] for m in row["linked_login_methods"]] == [
-            m.provisioning_method for m in member.linked_login_methods
+        fields = ("provider", "provisioning_method", "saml_provider_id", "provider_user_id", "username")
+        assert [[m[name] for name in fields] for m in row["linked_login_methods"]] == [
+            [getattr(m, name) for name in fields] for m in member.linked_login_methods
         ]
     enriched = caller.get("/v1/platform/orgs/current/members", params={"limit": 500}).json()
     active = [row for row in enriched if not row["is_pending"]]

@@ -34,6 +34,11 @@ def test_roles_lists_org_and_workspace_roles(caller, org):
     assert {role["access_scope"] for role in roles} == {"organization", "workspace"}
     custom = [role for role in roles if role["name"] == "CUSTOM"]
     assert custom and all(role["organization_id"] == org.organization_id for role in custom)
+    for row in roles:
+        role = org.roles[row["id"]]
+        assert (row["name"], row["display_name"], row["description"], row["permissions"], row["access_scope"]) == (
+            role.name, role.display_name, role.description, list(role.permissions), role.access_scope
+        )
 
 
 def test_workspaces_hide_deleted_unless_asked(caller, org):
@@ -46,6 +51,10 @@ def test_workspaces_hide_deleted_unless_asked(caller, org):
     assert {ws["id"] for ws in with_deleted} == set(org.workspaces)
     assert any(ws["is_deleted"] for ws in with_deleted)
     assert caller.get("/api/v1/workspaces", params={"include_deleted": "false"}).json() == listed
+    for row in with_deleted:
+        ws = org.workspaces[row["id"]]
+        fields = ("display_name", "tenant_handle", "created_at", "is_personal", "is_deleted")
+        assert [row[name] for name in fields] == [getattr(ws, name) for name in fields]
 
 
 def test_workspaces_bad_include_deleted_is_422(caller):
@@ -60,6 +69,12 @@ def test_org_members_envelope(caller, org):
     assert [row["id"] for row in body["members"]] == [m.id for m in org.active_members()]
     assert [row["id"] for row in body["pending"]] == [i.id for i in org.pending_org_invites()]
     assert all(not row.get("ls_user_id") for row in body["pending"])
+    # An invite offering no workspace has workspace_ids null (not []), and no tenant_ids.
+    for row in body["pending"]:
+        invite = org.pending_invites[row["id"]]
+        assert row["workspace_ids"] == invite.workspace_ids and row["workspace_role_id"] == invite.workspace_role_id
+        assert row["tenant_ids"] == list(invite.workspace_ids or [])
+    assert {row["workspace_ids"] is None for row in body["pending"]} == {True, False}
 
 
 @pytest.mark.parametrize("limit", ["0", "501", "-3", "ten"])
@@ -109,7 +124,7 @@ def test_active_member_rows(caller, org):
         member = org.members[row["ls_user_id"]]
         assert row["id"] == member.id
         assert row["role_id"] == row["org_role_id"] == member.org_role_id
-        assert row["role_name"] == org.roles[member.org_role_id].display_name
+        assert row["role_name"] == row["org_role_name"] == org.roles[member.org_role_id].display_name
         assert row["access_scope"] == "organization"
         assert row["tenant_ids"] == [m.workspace_id for m in org.memberships_of(member.ls_user_id)]
         assert row["email"] == member.email and row["full_name"] == member.full_name
