@@ -4,6 +4,7 @@ and cursor, with the official shapes (checked by the caller fixture)."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 
 import pytest
@@ -110,6 +111,54 @@ def test_api_writes_are_logged_with_the_key_that_made_them(sandbox, caller):
     assert item["time"] == T0 and item["status"] == "Success"
 
 
+KEY_ID, RESOURCE = "5f0c6a55-0000-4000-8000-00000000000a", "5f0c6a55-0000-4000-8000-00000000000b"
+# OCSF API Activity: activity_id 1 create, 2 read, 3 update, 4 delete, 99 other.
+ACTIVITIES = {
+    "create_api_key": (1, "Create"), "add_member_to_workspace": (1, "Create"), "invite_user_to_org": (1, "Create"),
+    "claim_pending_organization_invite": (1, "Create"), "list_org_members": (2, "Read"),
+    "get_audit_logs": (2, "Read"), "update_org_member": (3, "Update"), "attach_access_policies": (3, "Update"),
+    "delete_api_key": (4, "Delete"), "remove_annotation_queue_reviewer": (4, "Delete"), "login": (99, "Other"),
+    "set_tenant_handle": (3, "Update"), "upsert_feature_default_model": (3, "Update"),
+}
+
+
+def test_items_carry_their_events_as_ocsf_says(sandbox, caller):
+    org = sandbox.org
+    member = org.active_members()[0]
+    actor = AuditActor(ls_user_id=member.ls_user_id, user_id=member.user_id, api_key_id=KEY_ID, ip="198.51.100.7")
+    workspace = org.shared_workspaces()[0].id
+    outcomes = itertools.cycle([True, False, None])
+    made = [
+        AuditEvent(id=f"{n:08d}-0000-4000-8000-00000000abcd", operation=operation, time_ms=T0 + n, actor=actor,
+                   succeeded=next(outcomes), workspace_id=workspace, resource_ids=(RESOURCE, KEY_ID),
+                   http_method="PATCH", path=f"/api/v1/{operation}", status_code=200 + n)
+        for n, operation in enumerate(ACTIVITIES)
+    ]
+    org.put_audit_events(made)
+    items = {item["metadata"]["uid"]: item for item in window(caller, T0, T0 + len(made))}
+    status = {True: (1, "Success"), False: (2, "Failure"), None: (0, "Unknown")}
+    for event in made:
+        item = items[event.id]
+        activity_id, activity_name = ACTIVITIES[event.operation]
+        assert (item["activity_id"], item["activity_name"], item["type_uid"]) == (
+            activity_id, activity_name, 600300 + activity_id
+        ), event.operation
+        assert (item["status_id"], item["status"]) == status[event.succeeded]
+        assert item["time"] == event.time_ms and item["api"] == {"operation": event.operation}
+        assert item["actor"] == {"user": {"uid": member.ls_user_id, "credential_uid": KEY_ID}}
+        assert item["src_endpoint"]["ip"] == "198.51.100.7"
+        assert item["http_request"] == {"http_method": "PATCH", "url": {"path": event.path}}
+        assert item["http_response"] == {"code": event.status_code}
+        assert item["resources"] == [{"uid": RESOURCE}, {"uid": KEY_ID}]
+        original = item["unmapped"]["original_audit_log"]
+        assert original["request_time"] == iso(event.time_ms) and original["operation_succeeded"] is event.succeeded
+        assert (original["user_id"], original["ls_user_id"], original["api_key_id"]) == (
+            member.user_id, member.ls_user_id, KEY_ID
+        )
+        assert (original["workspace_id"], original["organization_id"]) == (workspace, org.organization_id)
+        assert original["enrichments"]["resource_ids"] == [RESOURCE, KEY_ID]
+
+
 def test_a_window_includes_both_ends_and_pages_cover_it_once_newest_first(sandbox, caller):
     org = sandbox.org
     members = org.active_members()
@@ -208,6 +257,11 @@ def test_operations_outside_the_official_enum_are_a_422(sandbox, caller):
          ["query", "start_time"]),
         ({"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z", "cursor": "nope"},
          400, None),
+        # A cursor of the right encoding whose fields have the wrong types is no cursor either.
+        ({"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z",
+          "cursor": base64.urlsafe_b64encode(b'{"time_ms":"1","id":2}').decode()}, 400, None),
+        ({"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z",
+          "cursor": base64.urlsafe_b64encode(b'[1, "id"]').decode()}, 400, None),
     ],
 )
 def test_bad_windows_are_refused(caller, params, status, where):
@@ -224,6 +278,7 @@ def test_the_default_page_is_ten_and_the_generated_history_is_served(caller, san
     assert len(page["items"]) == 10 and page["cursor"]
     everything = window(caller, 0, T0, limit=100)
     assert {i["metadata"]["uid"] for i in everything} == {e.id for e in history}
+    assert [i["time"] for i in everything] == sorted((e.time_ms for e in history), reverse=True)
 
 
 def test_events_older_than_the_400_days_kept_are_not_served(sandbox, caller):
