@@ -132,6 +132,24 @@ def test_rate_limit_per_10_seconds_counts_beside_the_minute(sandbox, caller, mon
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "5"  # 6 - 1.05, rounded up
 
 
+def test_the_short_window_is_a_sixth_and_a_429_waits_for_the_last_window_it_is_over(sandbox, caller, monkeypatch):
+    clock = SteppedClock()
+    monkeypatch.setattr(sandbox_faults, "time", clock)
+    # A 6 s minute makes a 1 s short window: still over 0.7 s later, over once it ended.
+    sandbox.faults = FaultConfig(rate_limit_per_10_seconds=2, rate_limit_window_seconds=6)
+    assert [caller.get(INFO).status_code for _ in range(3)] == [200, 200, 429]
+    clock.now += 0.7
+    limited = caller.get(INFO)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
+    clock.now += 0.35
+    assert caller.get(INFO).status_code == 200
+    # Over both limits: Retry-After is when the minute's window ends, not the short one's.
+    sandbox.faults = FaultConfig(rate_limit_per_minute=3, rate_limit_per_10_seconds=1, rate_limit_window_seconds=6)
+    assert [caller.get(INFO).status_code for _ in range(3)] == [200, 429, 429]
+    limited = caller.get(INFO)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "6"
+
+
 def test_random_errors_are_5xx_with_detail(sandbox, caller):
     sandbox.faults = FaultConfig(error_rate=1.0, seed=3)
     statuses = set()
