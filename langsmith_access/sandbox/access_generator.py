@@ -58,7 +58,9 @@ from langsmith_access.sandbox.org_state import (
 DAY = 86400
 # When a generated org is "seen" unless told otherwise: two months after its newest member.
 ACTIVITY_REFERENCE = 1788220800  # 2026-09-01T00:00:00Z
-EARLIEST_ACTIVITY_REFERENCE = 1782864000 + DAY  # after every generated member (2026-07-01)
+# After every generated member (created before 2026-07-01) and membership (up to 30 days after
+# its member joined): an org seen earlier would hold grants made in its future.
+EARLIEST_ACTIVITY_REFERENCE = 1782864000 + 31 * DAY  # 2026-08-01
 SCIM_GROUP_PREFIX = "LS"
 SCIM_GROUP_SEPARATORS = (":", "-", "_", " ", "&")  # what LangSmith accepts
 PLANS = ("enterprise", "plus")
@@ -93,7 +95,8 @@ def add_access_picture(
     now = ACTIVITY_REFERENCE if now is None else now
     if now < EARLIEST_ACTIVITY_REFERENCE:
         raise ValueError(
-            f"now must be after every generated member ({format_timestamp(EARLIEST_ACTIVITY_REFERENCE)})"
+            "now must be after every generated member and membership "
+            f"({format_timestamp(EARLIEST_ACTIVITY_REFERENCE)})"
         )
     picture = _Picture(state, random.Random(f"access:{seed}"), plan == "enterprise", now)
     picture.settings(scim_group_name_separator)

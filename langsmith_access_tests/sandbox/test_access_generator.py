@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from langsmith_access.sandbox import generate_org
-from langsmith_access.sandbox.access_generator import ACTIVITY_REFERENCE
+from langsmith_access.sandbox.access_generator import ACTIVITY_REFERENCE, EARLIEST_ACTIVITY_REFERENCE
 from langsmith_access.sandbox.access_records import (
     PERSONAL_ACCESS_TOKEN,
     SERVICE_KEY,
@@ -249,6 +249,19 @@ def test_the_audit_history_records_what_was_made_and_revoked_and_by_whom(org):
             assert [e.actor.ls_user_id for e in about[record.id]] == [founder.ls_user_id]
     added = [e for e in events if e.operation == "add_member_to_workspace"]
     assert added and all(org.workspaces[e.workspace_id].is_shared for e in added)
+
+
+def test_an_org_seen_at_the_earliest_now_has_nothing_from_its_future():
+    # now is when the org is seen: no member, membership (nor the SCIM group naming it),
+    # invite or key may be created after it, even at the earliest now accepted.
+    org = generate_org(seed=7, members=200, workspaces=8, now=EARLIEST_ACTIVITY_REFERENCE)
+    created = [m.created_at for m in org.members.values()]
+    created += [m.created_at for ws in org.workspaces.values() for m in ws.memberships.values()]
+    created += [g.created_at for m in org.members.values() for g in m.scim_groups]
+    created += [i.created_at for i in org.pending_invites.values()] + [k.created_at for k in org.api_keys.values()]
+    assert max(created) <= format_timestamp(EARLIEST_ACTIVITY_REFERENCE)
+    with pytest.raises(ValueError, match="now must be after"):
+        generate_org(seed=7, members=5, workspaces=1, now=EARLIEST_ACTIVITY_REFERENCE - 1)
 
 
 def test_a_large_org_keeps_the_audit_history_bounded():
