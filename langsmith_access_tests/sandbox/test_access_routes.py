@@ -271,6 +271,11 @@ def test_the_leak_fault_puts_full_secrets_in_listings(start):
     leaked = [k.secret for k in org.api_keys.values() if k.kind != WORKSPACE_SERVICE_KEY]
     leaked += [t.token for t in org.scim_tokens.values()]
     assert leaked and all(secret in text for secret in leaked)
+    # In both fields FaultConfig names: short_key/short_token and key/token.
+    for row in caller.get(SERVICE_KEYS).json() + caller.get(PATS).json():
+        assert row["short_key"] == row["key"] == org.api_keys[row["id"]].secret
+    for row in caller.get(SCIM_TOKENS).json():
+        assert row["short_token"] == row["token"] == org.scim_tokens[row["id"]].token
     sandbox.faults.leak_full_keys = False
     assert not any(secret in caller.get(SERVICE_KEYS).text for secret in leaked)
 
