@@ -486,7 +486,8 @@ def submit_on(
         checked = _check(conn, change, policy_path, at, launched_by, batch)
     except (RequestRejected, PolicyError, AccessTermsRefused) as rejection:
         refusal = mask_keys(str(rejection))  # may quote the policy file, which may hold a pasted key
-        _insert_request(conn, request_id, change, None, "rejected", refusal, at, run_id)
+        _insert_request(conn, request_id, change, _resolved_if_any(conn, change, batch), "rejected", refusal, at,
+                        run_id)
         record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at, run_id=run_id)
         return QueueResult(request_id, "rejected", refusal)
     reason, requested_by, resolved, governed = checked
@@ -737,13 +738,18 @@ def record_rejection(conn: duckdb.DuckDBPyConnection, change: ChangeRequest, mes
     change, message = _masked(change), mask_keys(message)  # a sheet's cells are typed, as fields are
     request_id = new_id()
     at = now_utc()
-    try:  # what the change names, where it names something that exists: `requests` shows whom
-        resolved: ResolvedChange | None = resolve_change(conn, change, batch=batch)
-    except RequestRejected:
-        resolved = None
-    _insert_request(conn, request_id, change, resolved, "rejected", message, at)
+    _insert_request(conn, request_id, change, _resolved_if_any(conn, change, batch), "rejected", message, at)
     record_event(conn, request_id, "rejected", {"stage": "queue", "reason": message}, at=at)
     return QueueResult(request_id, "rejected", message)
+
+
+def _resolved_if_any(conn, change: ChangeRequest, batch: SubmitBatch | None) -> ResolvedChange | None:
+    """What a rejected change names, where it names something that exists (refused by the policy,
+    its terms or its launcher, say): recorded with it, so `requests` shows whom it was for."""
+    try:
+        return resolve_change(conn, change, batch=batch)
+    except RequestRejected:
+        return None
 
 
 def pending_duplicate(conn: duckdb.DuckDBPyConnection, resolved: ResolvedChange, *,

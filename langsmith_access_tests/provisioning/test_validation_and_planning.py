@@ -603,6 +603,8 @@ def test_a_run_launched_by_one_person_queues_only_in_their_name(conn):
         "is then the requester), or set it to ada@example.com."))
     [row] = fetch_requests(conn, "request_id = ?", [refused.request_id])
     assert (row["status"], row["run_id"], row["requested_by"]) == ("rejected", "run-7", "carol@example.com")
+    # Whom it was for, as LangSmith knows them, as for any rejection of a change that resolves.
+    assert (row["user_id"], row["workspace_id"], row["role_id"]) == (ADA, PLATFORM, EDITOR)
     as_themself = submit_on(conn, replace(change(), requested_by="Ada@Example.com"), launched_by="ada@example.com",
                             run_id="run-8")
     assert as_themself.status == "pending", as_themself
