@@ -362,7 +362,12 @@ class _Reader:
                     self.problems.append((named.line, f"approval.approvers: {named.text!r} is not an email"))
             if not node.value:
                 self.problem(node, "approval.approvers is an empty list: nobody could approve")
-            return {"approvers": NAMED_EMAILS, "approver_emails": emails}
+            # One person, however often and in whatever case the file names them (emails compare
+            # without case): named once in every refusal and notification, in the first spelling.
+            once: dict[str, Named] = {}
+            for named in emails:
+                once.setdefault(named.text.casefold(), named)
+            return {"approvers": NAMED_EMAILS, "approver_emails": tuple(once.values())}
         hint = ""
         if isinstance(node, yaml.ScalarNode) and "@" in node.value:
             hint = f": one approver is a list of one, [{node.value}]"

@@ -74,6 +74,9 @@ def test_an_empty_file_and_missing_keys_take_the_defaults(tmp_path):
     explicit = load_policy(write(tmp_path, "approval:\n  wait_at_most: null\n  approvers: [sec@example.com]\n"))
     assert explicit.wait_at_most is None
     assert (explicit.approvers, [n.text for n in explicit.approver_emails]) == (NAMED_EMAILS, ["sec@example.com"])
+    # One approver named twice, in two cases: one approver, in the first spelling.
+    twice = load_policy(write(tmp_path, "approval:\n  approvers: [Sec@Example.com, ops@example.com, sec@example.com]\n"))
+    assert [n.text for n in twice.approver_emails] == ["Sec@Example.com", "ops@example.com"]
     assert load_policy(write(tmp_path, "approval:\n  approvers: org_admins\n")).approvers == ORG_ADMINS
     # A key left empty (null) is a key not given: no roles need approval, no role has a max.
     emptied = load_policy(write(tmp_path, "approval:\n  required:\nduration:\n  max:\n"))
