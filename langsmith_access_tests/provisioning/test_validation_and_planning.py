@@ -657,7 +657,7 @@ def test_a_grant_its_only_approver_asked_for_is_refused_when_queued_not_left_to_
     policy = policy_of("[carol@example.com, carol@example.com]")  # named twice: said once
     refused = submit_on(conn, replace(change(role="Admin"), requested_by=" Carol@example.com"), policy_path=policy)
     assert (refused.status, refused.message) == ("rejected", (
-        "nobody could approve this request (one of carol@example.com, carol@example.com): self-approval: "
+        "nobody could approve this request (one of carol@example.com): self-approval: "
         "carol@example.com asked for this request, and the policy does not allow self-approval. Have someone else "
         "ask for it, or fix approval.approvers (or approval.self_approval) in the policy file."))
     assert submit_on(conn, replace(change(role="Admin"), requested_by="ada@example.com"),
