@@ -223,6 +223,29 @@ def test_a_grant_past_its_until_whose_earlier_write_did_not_take_is_not_written_
     assert member.ls_user_id not in workspace.memberships
 
 
+def test_a_grant_past_its_until_whose_earlier_write_took_is_settled_applied_and_ends_at_its_until(live):
+    """A run that died sent the write, and it took; the grant's --until has passed since. The
+    member holds the role because of that write: the next run settles it applied (never
+    'rejected', which would leave the role held with no end) and the grant ends at its --until,
+    so its end is queued at once."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    viewer = workspace_role(org, "Viewer")
+    until = queue.now_utc() - timedelta(minutes=5)
+    request = queued(conn, "grant", member, workspace, viewer, status="in_progress", access_until=until)
+    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST", "plan": "add"},
+                       at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
+    identity = org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id).id
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
+    assert writes(sandbox) == []
+    assert conn.execute("SELECT status, prior_role_id, expires_at FROM main.provisioning_requests "
+                        "WHERE request_id = ?", [request["request_id"]]).fetchone() == ("applied", None, until)
+    assert observations(conn, request["request_id"]) == [(viewer.id, identity, "verified")]
+
+
 @pytest.mark.parametrize("earlier_ends", [True, False])
 def test_a_grant_already_satisfied_extends_only_a_time_bound_grant_and_ends_by_undoing_nothing(live, earlier_ends):
     """The member holds the role through an earlier grant in force. Asked again for 30 days,
