@@ -466,8 +466,8 @@ class Provisioner:
                 if _is_outage(error):
                     self._stop_for(error)
                     break
-                outcome = Outcome(item.request["request_id"], "failed", str(error), item.plan,
-                                  writes=item.writes)
+                outcome = Outcome(item.request["request_id"], "failed", self._failure_detail(error, item.request),
+                                  item.plan, writes=item.writes)
             self._settle(outcome, commit=False)
         self._commit()
 

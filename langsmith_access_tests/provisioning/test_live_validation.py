@@ -13,7 +13,7 @@ import pytest
 
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import LangSmithClient
-from langsmith_access.langsmith.errors import LangSmithError, TransientError
+from langsmith_access.langsmith.errors import LangSmithError, PermissionDeniedError, TransientError
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import (
     ADMIN_ACCESS_REMAINS,
@@ -581,7 +581,9 @@ def test_a_verifying_listing_that_is_refused_is_replaced_by_reading_the_request_
         assert dict(events(conn, request["request_id"]))["verified"]["path"] == WORKSPACE_MEMBERS_PATH
     else:
         assert outcome.status == "failed" and "403" in outcome.detail, outcome
-    assert status_of(conn, request["request_id"])[0] == outcome.status
+        # The cause and the fix, as for a request failed before its write was verified.
+        assert outcome.detail.endswith(f". Fix: {PermissionDeniedError.fix}"), outcome
+    assert status_of(conn, request["request_id"]) == (outcome.status, outcome.detail)
 
 
 def test_a_rejected_request_and_a_failed_end_of_a_grant_are_notified_as_failed(live):
