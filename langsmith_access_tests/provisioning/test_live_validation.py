@@ -1030,3 +1030,33 @@ def test_every_event_a_run_records_names_that_run(live):
     assert [kind for kind, _ in recorded] == [
         "validated_live", "read_live", "planned", "write_sent", "write_answered", "verified", "settled"]
     assert {run_id for _, run_id in recorded} == {"run-1"}
+
+
+def test_a_last_write_answered_with_an_unreadable_2xx_is_read_back_before_the_request_is_called_failed(live):
+    """The first two writes are lost (502, nothing applied); the last one is applied but its 2xx
+    answer cannot be read. That answer says nothing of whether it took: the request is settled
+    from a read of the membership, and the audit says the write may have been applied."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    role = workspace_role(org, "Viewer")
+    request = queued(conn, "grant", member, workspace, role)
+    sent = []
+
+    def lose_two_then_answer_unreadably(respond, r):
+        if r.method not in WRITES:
+            return respond(r)
+        sent.append(r.method)
+        if len(sent) < MAX_WRITE_ATTEMPTS:
+            return ApiResponse(502, {"detail": "bad gateway"})
+        respond(r)  # applied
+        return ApiResponse(200, ["not", "a", "member"])
+
+    wrap_respond(sandbox, lose_two_then_answer_unreadably)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
+    assert outcome.writes == MAX_WRITE_ATTEMPTS == len(sent)
+    assert org.membership(workspace.id, member.ls_user_id).role_id == role.id
+    uncertain = [d for kind, d in events(conn, request["request_id"]) if kind == "write_uncertain"]
+    assert [d["maybe_applied"] for d in uncertain] == [True] * MAX_WRITE_ATTEMPTS, uncertain
