@@ -137,6 +137,8 @@ def test_what_changed_in_langsmith_since_queuing_is_rejected_live_and_nothing_is
     assert outcome.status == "rejected" and says in outcome.detail, outcome
     assert writes(sandbox) == []
     assert status_of(conn, request["request_id"]) == ("rejected", outcome.detail)
+    if change == "member left":  # the audit says why: the lookup found no such member
+        assert dict(events(conn, request["request_id"]))["validated_live"]["org_member"] is False
 
 
 @pytest.mark.parametrize("status, recorded", [(409, "write_conflict"), (502, "write_uncertain")])
@@ -1060,3 +1062,73 @@ def test_a_last_write_answered_with_an_unreadable_2xx_is_read_back_before_the_re
     assert org.membership(workspace.id, member.ls_user_id).role_id == role.id
     uncertain = [d for kind, d in events(conn, request["request_id"]) if kind == "write_uncertain"]
     assert [d["maybe_applied"] for d in uncertain] == [True] * MAX_WRITE_ATTEMPTS, uncertain
+
+
+def test_only_the_latest_unbuilt_observation_stands_for_what_grants_will_show(live):
+    """Two grants of one membership are verified before dbt builds ``grants``, then a revoke of
+    the second role: the revoke compares the live role with the latest of those observations,
+    not the first, so it records no hand change (no ``found`` row, no false drift)."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    member, held_role_id = org.members[held.ls_user_id], held.role_id
+    conn.execute("CREATE TABLE main.grants AS SELECT ? AS user_id, ? AS workspace_id, "
+                 "'workspace_role' AS entitlement_type, ? AS role_id", [member.ls_user_id, workspace.id, held_role_id])
+    first_role, then_role = [r for r in (workspace_role(org, name) for name in ("Viewer", "Editor", "Admin"))
+                             if r.id != held_role_id][:2]
+    first, then = (queued(conn, "grant", member, workspace, role) for role in (first_role, then_role))
+    revoke = queued(conn, "revoke", member, workspace, then_role)
+
+    outcomes = provision(sandbox, conn, first, then, revoke)
+
+    assert [outcomes[r["request_id"]].status for r in (first, then, revoke)] == ["applied"] * 3, outcomes
+    assert conn.execute(f"SELECT request_id, role_id, observed FROM {RAW_SCHEMA}.provisioning_observations "
+                        "ORDER BY verified_at").fetchall() == [
+        (first["request_id"], first_role.id, "verified"), (then["request_id"], then_role.id, "verified"),
+        (revoke["request_id"], None, "verified")]
+
+
+def test_a_role_change_verified_by_the_batch_listing_records_the_members_workspace_identity(live):
+    """The batch's second listing confirms a role change but lists no workspace identity: the
+    one the change wrote to is recorded (the grant's end checks it still undoes that membership)."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    member = org.members[held.ls_user_id]
+    role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held.role_id)
+    request = queued(conn, "grant", member, workspace, role)
+
+    outcome = provision_by_listing(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.plan.kind == "change_role", outcome
+    assert dict(events(conn, request["request_id"]))["verified"]["path"] == ORG_LISTING_PATH
+    identity = org.membership(workspace.id, member.ls_user_id).id
+    assert identity == held.id and observations(conn, request["request_id"]) == [(role.id, identity, "verified")]
+
+
+def test_the_writes_a_request_took_count_a_dead_runs_write_and_every_lost_answer(live):
+    """A run that died sent the grant's write, which did not take; the next run's writes are all
+    answered 502, the last one applied all the same. Read back, the request is applied, and
+    its write count holds the dead run's write and each of this run's."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    role = workspace_role(org, "Viewer")
+    request = queued(conn, "grant", member, workspace, role, status="in_progress")
+    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST", "plan": "add"},
+                       at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
+    sent = []
+
+    def lose_every_answer_apply_the_last(respond, r):
+        if r.method not in WRITES:
+            return respond(r)
+        sent.append(r.method)
+        if len(sent) == MAX_WRITE_ATTEMPTS:
+            respond(r)
+        return ApiResponse(502, {"detail": "bad gateway"})
+
+    wrap_respond(sandbox, lose_every_answer_apply_the_last)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
+    assert len(sent) == MAX_WRITE_ATTEMPTS and outcome.writes == 1 + MAX_WRITE_ATTEMPTS, outcome
