@@ -6,8 +6,9 @@ settles from live state:
 
 - ``write_sent`` is recorded *before* a write goes out; a request found ``in_progress`` with a
   ``write_sent`` and no answer is settled by reading live state, never by blindly re-sending.
-- A write whose answer was lost (5xx, dropped connection) is verified by a read before any retry,
-  and after the last attempt before the request is called failed.
+- A write whose answer was lost (5xx, dropped connection), or that a conflict refused (someone
+  changed the membership), is verified by a read before any retry, and after the last attempt
+  before the request is called failed.
 
 What a settled request verified (the member's live role in the workspace, or none) is recorded in
 the raw table ``raw.provisioning_observations``, in the same transaction as the request's
@@ -691,17 +692,19 @@ class Provisioner:
                 if attempt == MAX_WRITE_ATTEMPTS:
                     if maybe_applied:
                         # The last write may have been applied all the same: read, never assumed failed.
-                        verified = self._read_live(request_id, workspace_id, user_id, kind="verified")
-                        if (verified.role_id if verified else None) == self._wanted(request, plan):
-                            self._observe(request, verified)
-                            return Outcome(request_id, "applied", f"verified: {plan.explanation}", plan,
-                                           writes=earlier_writes + attempt)
+                        done = self._done_after_last_write(request, plan, earlier_writes + attempt)
+                        if done is not None:
+                            return done
                     raise
                 continue  # re-read before anything else
             except (ConflictError, NotFoundError) as error:
                 # Someone changed the membership between our read and our write: re-plan.
                 self._event(request_id, "write_conflict", {"error": str(error)})
                 if attempt == MAX_WRITE_ATTEMPTS:
+                    # The change may be the one asked for, as on an earlier attempt: read, then decide.
+                    done = self._done_after_last_write(request, plan, earlier_writes + attempt)
+                    if done is not None:
+                        return done
                     raise
                 continue
             if snapshot is not None:
@@ -709,6 +712,15 @@ class Provisioner:
             verified = self._read_live(request_id, workspace_id, user_id, kind="verified")
             return self._verified_outcome(request, plan, earlier_writes + attempt, verified)
         raise AssertionError("unreachable")
+
+    def _done_after_last_write(self, request: dict, plan: Plan, writes: int) -> Outcome | None:
+        """After the last write got no usable answer, or a conflict: the request applied when a
+        read shows the member as it asks (None: not so, the request fails)."""
+        verified = self._read_live(request["request_id"], request["workspace_id"], request["user_id"], kind="verified")
+        if (verified.role_id if verified else None) != self._wanted(request, plan):
+            return None
+        self._observe(request, verified)
+        return Outcome(request["request_id"], "applied", f"verified: {plan.explanation}", plan, writes=writes)
 
     def _plan(self, request: dict, live: Live | None) -> Plan:
         current, identity = (live.role_id, live.id) if live else (None, None)
