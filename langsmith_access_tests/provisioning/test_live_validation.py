@@ -1163,3 +1163,34 @@ def test_a_last_write_refused_because_someone_made_the_change_is_read_back_and_s
     assert [d["status_code"] for kind, d in events(conn, request["request_id"]) if kind == "write_answered"][-1] == 409
     assert status_of(conn, request["request_id"]) == ("applied", outcome.detail)
     assert [role_id for role_id, *_ in observations(conn, request["request_id"])] == [viewer.id]
+
+
+def test_a_grant_whose_first_write_took_unanswered_then_changed_by_hand_keeps_the_role_it_replaced(live):
+    """The grant's role change is applied but its answer lost (502); someone then gives the
+    member a third role by hand, so the re-read plans the write again. As when a dead run sent
+    the first write, the grant's prior role is the one that first write replaced."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    member, held_role_id = org.members[held.ls_user_id], held.role_id
+    role, by_hand = [r for r in (workspace_role(org, name) for name in ("Viewer", "Editor", "Admin"))
+                     if r.id != held_role_id][:2]
+    request = queued(conn, "grant", member, workspace, role, access_duration_seconds=3600)
+    sent = []
+
+    def apply_lose_then_change_by_hand(respond, r):
+        if r.method not in WRITES or sent:
+            return respond(r)
+        sent.append(respond(r))
+        org.set_workspace_role(workspace.id, member.ls_user_id, by_hand.id)
+        return ApiResponse(502, {"detail": "bad gateway"})
+
+    wrap_respond(sandbox, apply_lose_then_change_by_hand)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.writes == 2 == len(writes(sandbox)), outcome
+    assert org.membership(workspace.id, member.ls_user_id).role_id == role.id
+    [(prior_role_id,)] = conn.execute("SELECT prior_role_id FROM main.provisioning_requests WHERE request_id = ?",
+                                      [request["request_id"]]).fetchall()
+    assert prior_role_id == held_role_id
