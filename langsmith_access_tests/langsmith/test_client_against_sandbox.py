@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -376,6 +377,9 @@ def test_drift_that_never_stops_raises_incomplete_listing(big_sandbox, path):
         call = client.list_org_members if path == ACTIVE else client.list_enriched_members
         error = expect_error(IncompleteListingError, call, keys=[sb.api_key], contains=[path, "X-Pagination-Total"])
     assert error.path == path
+    # The totals in the order the pages told them: the listing grew while it was read.
+    reported = re.search(r"reported (\d+) then (\d+) \(X-Pagination-Total\)", str(error))
+    assert reported and int(reported[1]) < int(reported[2]), str(error)
     assert [o for o, _ in offsets_and_limits(sb, path)] == [0, 500, 1000] * 3
 
 
@@ -708,6 +712,7 @@ def test_done_when_ten_percent_faults_read_exactly_the_same_org():
     (503, {"Retry-After": "3"}, 3.0),  # a 5xx that says when to come back is believed
     (500, {"Retry-After": "4"}, 4.0),  # any 5xx, not only a 503
     (429, {"Retry-After-Ms": "250", "Retry-After": "9"}, 0.25),  # milliseconds first, as the Go SDK
+    (429, {"Retry-After": "0"}, 0.0),  # come back now: asked again at once, not after a backoff
     (503, {"Retry-After": "nan"}, None),  # nothing usable: the backoff decides
 ])
 def test_the_servers_retry_hint_sets_the_wait(sandbox, status, headers, wait):
@@ -838,6 +843,19 @@ def test_fan_out_over_workspaces_of_many_pages_keeps_at_most_max_concurrency_req
     for ws in workspaces:
         assert len(result[ws]) == len(sb.org.workspace(ws).memberships)
     assert in_flight.peak <= 2
+
+
+def test_the_pages_a_total_implies_are_read_ahead_together_up_to_the_one_that_confirms_the_end(start_sandbox):
+    """1,000 members: the first page says so, and the pages at 500 and 1,000 (the empty one that
+    confirms the end) are then asked for at once, not one after the other."""
+    sb = start_sandbox(generate_org(seed=4, members=1000, workspaces=2))
+    in_flight = InFlight(sb)
+    sb.faults.latency_ms = 150  # inside the counted span, so the two reads overlap when they can
+    with client_for(sb, max_concurrency=3) as client:
+        members = client.list_org_members()
+    assert len(members) == 1000 and (members.pages, members.scans) == (3, 1)
+    assert offsets_and_limits(sb, ACTIVE) == [(0, PAGE), (500, PAGE), (1000, PAGE)]
+    assert in_flight.peak == 2
 
 
 def test_fan_out_raises_the_error_of_a_failing_workspace(sandbox):

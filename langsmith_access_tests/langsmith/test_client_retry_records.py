@@ -321,10 +321,13 @@ def test_a_probe_whose_connection_was_never_made_says_connect_timeout_not_read_t
         with LangSmithClient(settings, sleep=RecordingSleep()) as client:
             with pytest.raises(ConnectionFailedError) as raised:
                 client.probe()
+            stats = client.stats.snapshot()
     finally:
         queued.close()
         jammed.close()
     assert raised.value.cause == "connect-timeout" and "no connection within 0.3 s" in str(raised.value)
+    # Sent once, never retried, and counted as the connection error it was.
+    assert (stats["calls"], stats["retries"], stats["connection_errors"]) == (1, 0, 1)
 
 
 @pytest.mark.parametrize("status, method", [(503, "GET"), (429, "GET"), (429, "POST")])
@@ -396,3 +399,42 @@ def test_a_proxy_that_fails_is_named_not_the_endpoints_host(refused_port, monkey
         client.probe()
     assert failed.value.cause == "proxy", failed.value
     assert "HTTPS_PROXY / HTTP_PROXY" in str(failed.value)
+
+
+def test_a_write_through_a_proxy_that_fails_is_sent_once_and_said_maybe_applied(refused_port, monkeypatch):
+    # A proxy's failure may come after it forwarded the write: it is never sent again, and the
+    # error says the write may have been applied, not "no connection" (which says it was not).
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{refused_port}")
+    key = "lsv2_sk_" + "f" * 32
+    settings = replace(_probe_settings("http://langsmith.example.com"), api_key=Secret(key), max_retries=3)
+    workspace_id, identity_id, role_id = ("00000000-0000-4000-8000-00000000000" + n for n in "234")
+    sleep = RecordingSleep()
+    with LangSmithClient(settings, sleep=sleep) as client:
+        error = expect_error(
+            TransientError,
+            lambda: client.add_workspace_member(workspace_id, org_identity_id=identity_id, role_id=role_id),
+            keys=[key], contains=[f"the connection dropped (workspace {workspace_id})", "may or may not"])
+        assert client.stats.calls == 1 and client.stats.retries == 0 and sleep.waits == []
+    assert error.maybe_applied is True and "no connection" not in str(error)
+
+
+def test_a_write_to_a_host_name_that_does_not_resolve_is_sent_again_and_said_unsent(monkeypatch):
+    # No address, so no byte of the write left this machine: retried as after a refused
+    # connection, and the caller is told nothing was applied (no re-read needed). (.invalid
+    # never resolves; no proxy, which would be asked to resolve it instead.)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    key = "lsv2_sk_" + "a" * 32
+    settings = replace(_probe_settings("http://langsmith-access-test.invalid"), api_key=Secret(key), max_retries=1)
+    workspace_id, identity_id, role_id = ("00000000-0000-4000-8000-00000000000" + n for n in "234")
+    sleep = RecordingSleep()
+    with LangSmithClient(settings, sleep=sleep) as client:
+        error = expect_error(
+            TransientError,
+            lambda: client.add_workspace_member(workspace_id, org_identity_id=identity_id, role_id=role_id),
+            keys=[key], contains=["its host name does not resolve (DNS)", "gave up after 2 attempts"])
+        assert client.stats.calls == 2 and client.stats.connection_errors == 2 and len(sleep.waits) == 1
+    assert error.maybe_applied is False and "may or may not" not in str(error)
