@@ -514,10 +514,7 @@ class LangSmithClient:
                 failed.set()
                 raise
 
-        with ThreadPoolExecutor(
-            max_workers=min(self.settings.max_concurrency, len(ids)),
-            thread_name_prefix=thread_name_prefix,
-        ) as pool:
+        with self._pool(min(self.settings.max_concurrency, len(ids)), thread_name_prefix) as pool:
             futures = {pool.submit(read_unless_failed, w): w for w in ids}
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
@@ -1086,9 +1083,7 @@ class LangSmithClient:
         if page.is_full and page.total is not None and concurrency > 1:
             # The pages the total implies, read ahead in a sliding window.
             planned_end = page.total  # the page at this offset should be short (or empty)
-            with ThreadPoolExecutor(
-                max_workers=concurrency, thread_name_prefix="langsmith-pages"
-            ) as pool:
+            with self._pool(concurrency, "langsmith-pages") as pool:
                 in_flight: collections.deque = collections.deque()
                 read_for_the_caller = self._on_behalf_of_this_thread(read)
                 try:
@@ -1124,7 +1119,31 @@ class LangSmithClient:
             self._local.session = session
             with self._sessions_lock:
                 self._sessions.append(session)
+                pool_sessions = getattr(self._local, "pool_sessions", None)
+                if pool_sessions is not None:
+                    pool_sessions.append(session)
         return session
+
+    @contextlib.contextmanager
+    def _pool(self, max_workers: int, thread_name_prefix: str) -> Iterator[ThreadPoolExecutor]:
+        """A thread pool whose threads' sessions (and their kept-alive connections) are closed
+        when it ends. Its threads end with it and a new pool's threads open new sessions, so
+        otherwise every fan-out left up to ``max_workers`` connections open until ``close()``."""
+        pool_sessions: list[requests.Session] = []
+
+        def register() -> None:
+            self._local.pool_sessions = pool_sessions
+
+        try:
+            with ThreadPoolExecutor(
+                max_workers=max_workers, thread_name_prefix=thread_name_prefix, initializer=register
+            ) as pool:
+                yield pool
+        finally:  # the pool's threads are done: nothing uses these sessions any more
+            with self._sessions_lock:
+                for session in pool_sessions:
+                    session.close()
+                    self._sessions.remove(session)
 
     def _headers(self, workspace_id: str | None) -> dict[str, str]:
         headers = {

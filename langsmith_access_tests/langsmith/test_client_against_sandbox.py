@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -856,6 +857,27 @@ def test_the_pages_a_total_implies_are_read_ahead_together_up_to_the_one_that_co
     assert len(members) == 1000 and (members.pages, members.scans) == (3, 1)
     assert offsets_and_limits(sb, ACTIVE) == [(0, PAGE), (500, PAGE), (1000, PAGE)]
     assert in_flight.peak == 2
+
+
+def test_fan_outs_leave_no_connections_open_behind_them(big_sandbox):
+    """Each fan-out over workspaces, and each listing's read-ahead, runs in a new thread pool
+    whose threads open their own connections: those are closed when the pool ends, not kept
+    until the client closes (a long-lived client leaked max_concurrency sockets per fan-out)."""
+    sb = big_sandbox
+    workspaces = [w.id for w in shared(sb)]
+
+    def open_files() -> int:
+        return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+
+    with client_for(sb, max_concurrency=4) as client:
+        client.list_org_members()
+        client.list_members_of_workspaces(workspaces)
+        before = open_files()
+        for _ in range(4):
+            assert len(client.list_org_members()) == 1234
+            client.list_members_of_workspaces(workspaces)
+        after = open_files()
+    assert after - before < 8, f"{after - before} more files open after four more fan-outs"
 
 
 def test_fan_out_raises_the_error_of_a_failing_workspace(sandbox):
