@@ -1201,6 +1201,8 @@ class LangSmithClient:
                 if cause not in ("dropped", "read-timeout", "broken") and not maybe_applied:
                     problem = f"no connection{where}: {why}"
                 if maybe_applied:
+                    if cause not in ("dropped", "read-timeout"):  # a proxy or TLS to look at, too
+                        problem = f"{problem}: {why}"
                     raise TransientError(
                         f"{problem}; the write may or may not have been applied: re-read "
                         "before retrying",

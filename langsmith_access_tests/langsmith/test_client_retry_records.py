@@ -416,7 +416,8 @@ def test_a_write_through_a_proxy_that_fails_is_sent_once_and_said_maybe_applied(
         error = expect_error(
             TransientError,
             lambda: client.add_workspace_member(workspace_id, org_identity_id=identity_id, role_id=role_id),
-            keys=[key], contains=[f"the connection dropped (workspace {workspace_id})", "may or may not"])
+            keys=[key], contains=[f"the connection dropped (workspace {workspace_id}): the proxy this machine is set "
+                                  "to use (HTTPS_PROXY / HTTP_PROXY) failed; the write may or may not"])
         assert client.stats.calls == 1 and client.stats.retries == 0 and sleep.waits == []
     assert error.maybe_applied is True and "no connection" not in str(error)
 
