@@ -401,6 +401,23 @@ def test_a_proxy_that_fails_is_named_not_the_endpoints_host(refused_port, monkey
     assert "HTTPS_PROXY / HTTP_PROXY" in str(failed.value)
 
 
+_WRITE_WORKSPACE, _WRITE_IDENTITY, _WRITE_ROLE = ("00000000-0000-4000-8000-00000000000" + n for n in "234")
+
+
+def _failed_write(endpoint: str, *, max_retries: int, contains: list[str]):
+    """A membership write to ``endpoint`` that fails with a ``TransientError`` holding ``contains``
+    and no piece of the key: the error, the client's stats and the waits between attempts."""
+    key = "lsv2_sk_" + "f" * 32
+    settings = replace(_probe_settings(endpoint), api_key=Secret(key), max_retries=max_retries)
+    sleep = RecordingSleep()
+    with LangSmithClient(settings, sleep=sleep) as client:
+        error = expect_error(
+            TransientError,
+            lambda: client.add_workspace_member(_WRITE_WORKSPACE, org_identity_id=_WRITE_IDENTITY, role_id=_WRITE_ROLE),
+            keys=[key], contains=contains)
+    return error, client.stats, sleep.waits
+
+
 def test_a_write_through_a_proxy_that_fails_is_sent_once_and_said_maybe_applied(refused_port, monkeypatch):
     # A proxy's failure may come after it forwarded the write: it is never sent again, and the
     # error says the write may have been applied, not "no connection" (which says it was not).
@@ -408,17 +425,10 @@ def test_a_write_through_a_proxy_that_fails_is_sent_once_and_said_maybe_applied(
         monkeypatch.delenv(name, raising=False)
     for name in ("HTTP_PROXY", "http_proxy"):
         monkeypatch.setenv(name, f"http://127.0.0.1:{refused_port}")
-    key = "lsv2_sk_" + "f" * 32
-    settings = replace(_probe_settings("http://langsmith.example.com"), api_key=Secret(key), max_retries=3)
-    workspace_id, identity_id, role_id = ("00000000-0000-4000-8000-00000000000" + n for n in "234")
-    sleep = RecordingSleep()
-    with LangSmithClient(settings, sleep=sleep) as client:
-        error = expect_error(
-            TransientError,
-            lambda: client.add_workspace_member(workspace_id, org_identity_id=identity_id, role_id=role_id),
-            keys=[key], contains=[f"the connection dropped (workspace {workspace_id}): the proxy this machine is set "
-                                  "to use (HTTPS_PROXY / HTTP_PROXY) failed; the write may or may not"])
-        assert client.stats.calls == 1 and client.stats.retries == 0 and sleep.waits == []
+    error, stats, waits = _failed_write("http://langsmith.example.com", max_retries=3, contains=[
+        f"the connection dropped (workspace {_WRITE_WORKSPACE}): the proxy this machine is set to use "
+        "(HTTPS_PROXY / HTTP_PROXY) failed; the write may or may not"])
+    assert stats.calls == 1 and stats.retries == 0 and waits == []
     assert error.maybe_applied is True and "no connection" not in str(error)
 
 
@@ -428,14 +438,7 @@ def test_a_write_to_a_host_name_that_does_not_resolve_is_sent_again_and_said_uns
     # never resolves; no proxy, which would be asked to resolve it instead.)
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    key = "lsv2_sk_" + "a" * 32
-    settings = replace(_probe_settings("http://langsmith-access-test.invalid"), api_key=Secret(key), max_retries=1)
-    workspace_id, identity_id, role_id = ("00000000-0000-4000-8000-00000000000" + n for n in "234")
-    sleep = RecordingSleep()
-    with LangSmithClient(settings, sleep=sleep) as client:
-        error = expect_error(
-            TransientError,
-            lambda: client.add_workspace_member(workspace_id, org_identity_id=identity_id, role_id=role_id),
-            keys=[key], contains=["its host name does not resolve (DNS)", "gave up after 2 attempts"])
-        assert client.stats.calls == 2 and client.stats.connection_errors == 2 and len(sleep.waits) == 1
+    error, stats, waits = _failed_write("http://langsmith-access-test.invalid", max_retries=1,
+                                        contains=["its host name does not resolve (DNS)", "gave up after 2 attempts"])
+    assert stats.calls == 2 and stats.connection_errors == 2 and len(waits) == 1
     assert error.maybe_applied is False and "may or may not" not in str(error)
