@@ -70,6 +70,7 @@ from langsmith_access.langsmith import (
     LangSmithError,
     NotFoundError,
     OrgMember,
+    PermissionDeniedError,
     Role,
     TransientError,
     UnexpectedResponseError,
@@ -96,6 +97,7 @@ MAX_WRITE_ATTEMPTS = 3
 ORG_LISTING_PATH = "/api/v1/platform/orgs/current/members"
 WORKSPACE_MEMBERS_PATH = "/api/v1/workspaces/current/members/active"
 ORG_MEMBER_LOOKUP_PATH = "/api/v1/orgs/current/members/active"
+WORKSPACES_PATH = "/api/v1/workspaces"
 # The status of every read an event records: the client returns only a 2xx answer (anything else
 # raises, after its retries), and every read here is a GET answered 200.
 READ_OK = 200
@@ -299,6 +301,9 @@ class Provisioner:
     # Memberships (user, workspace) with more than one request in the batch (process_all).
     _chained: set[tuple[str, str]] = field(default_factory=set)
     _recovered: set[str] = field(default_factory=set)  # requests an earlier run sent a write for
+    # Workspaces read again after a 403 or 404 and found still there: a refused write in each
+    # of a thousand requests costs no thousand readings.
+    _workspaces_found_shared: set[str] = field(default_factory=set)
     # Writes earlier runs sent, per request of the batch, read in one query by process_all (a
     # query per request took ~1 ms each, under the lock the batch's threads share).
     _earlier_write_counts: dict[str, int] | None = None
@@ -405,23 +410,60 @@ class Provisioner:
         try:
             outcome = self._process(request)
         except Rejected as rejection:
-            if request.get("parent_request_id"):
-                # The end of a time-bound grant whose member, workspace or role is gone: the
-                # access it gave is gone with them.
-                outcome = Outcome(request_id, "already_satisfied", f"{rejection}: nothing to undo")
-            else:
-                outcome = Outcome(request_id, "rejected", str(rejection))
+            outcome = self._refused(request, rejection)
         except LangSmithError as error:
             if _is_outage(error):
                 self._stop_for(error)  # not this request's fault: it waits for the next run
                 return None
-            outcome = Outcome(request_id, "failed", self._failure_detail(error, request))
+            gone = self._workspace_gone(request, error)
+            if gone is not None:
+                outcome = self._refused(request, gone)
+            else:
+                outcome = Outcome(request_id, "failed", self._failure_detail(error, request))
         if isinstance(outcome, _Written):
             with self._lock:
                 self._written.append(outcome)
             return None
         self._settle(outcome)
         return outcome
+
+    @staticmethod
+    def _refused(request: dict, rejection: Rejected) -> Outcome:
+        if request.get("parent_request_id"):
+            # The end of a time-bound grant whose member, workspace or role is gone: the
+            # access it gave is gone with them.
+            return Outcome(request["request_id"], "already_satisfied", f"{rejection}: nothing to undo")
+        return Outcome(request["request_id"], "rejected", str(rejection))
+
+    def _workspace_gone(self, request: dict, error: LangSmithError) -> Rejected | None:
+        """After a 403 or 404: whether the request's workspace was deleted (or went out of the
+        key's sight) since this run read the workspaces, as its member routes then answer. One
+        more read of the workspaces says; if so, the request is refused as validation refuses it
+        (None: the workspace is there, and the error stands)."""
+        if not isinstance(error, (NotFoundError, PermissionDeniedError)):
+            return None
+        with self._lock:
+            if request["workspace_id"] in self._workspaces_found_shared:
+                return None
+        self.client.take_retried_attempts()
+        try:
+            workspaces = {w.id: w for w in self.client.list_workspaces(include_deleted=True)}
+        except LangSmithError:
+            return None  # no better answer than the error itself
+        self.directory.workspaces = workspaces  # later requests of this run are refused before any call
+        workspace = workspaces.get(request["workspace_id"])
+        self._event(request["request_id"], "workspaces_read", {
+            "method": "GET", "path": WORKSPACES_PATH, "status_code": READ_OK,
+            "workspace_id": request["workspace_id"], "listed": workspace is not None,
+            "deleted": workspace is None or not workspace.is_shared, **_retried(self.client),
+        })
+        try:
+            _shared_workspace(request, workspace)
+        except Rejected as refusal:
+            return refusal
+        with self._lock:
+            self._workspaces_found_shared.add(request["workspace_id"])
+        return None
 
     def _failure_detail(self, error: LangSmithError, request: dict) -> str:
         """The error and its fix (status_detail holds the fix when a request failed): for a refused
@@ -843,12 +885,7 @@ class Provisioner:
             raise Rejected(f"role {request['role_name'] or request['role_id']} no longer exists in LangSmith")
         if role.access_scope != "workspace":
             raise Rejected(f"{role.display_name!r} is an organization role: read-only here")
-        workspace = self.directory.workspaces.get(request["workspace_id"])
-        if workspace is None:
-            raise Rejected(f"workspace {request['workspace_id']} no longer exists in LangSmith")
-        if not workspace.is_shared:
-            kind = "deleted" if workspace.is_deleted else "personal"
-            raise Rejected(f"workspace {workspace.display_name!r} is {kind} now")
+        workspace = _shared_workspace(request, self.directory.workspaces.get(request["workspace_id"]))
         member: EnrichedMember | OrgMember | None
         if self.snapshot is not None:
             member = self.snapshot.members.get(request["user_id"])
@@ -1052,6 +1089,17 @@ class Provisioner:
                 request["user_id"], live.role_id if live else None, live.id if live else None,
                 observed,
             ))
+
+
+def _shared_workspace(request: dict, workspace: Workspace | None) -> Workspace:
+    """The request's workspace as LangSmith lists it now; ``Rejected`` when it is gone, deleted
+    or personal."""
+    if workspace is None:
+        raise Rejected(f"workspace {request['workspace_id']} no longer exists in LangSmith")
+    if not workspace.is_shared:
+        kind = "deleted" if workspace.is_deleted else "personal"
+        raise Rejected(f"workspace {workspace.display_name!r} is {kind} now")
+    return workspace
 
 
 def _retried(client: LangSmithClient) -> dict[str, Any]:

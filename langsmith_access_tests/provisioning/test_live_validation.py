@@ -940,6 +940,66 @@ def test_the_end_of_a_grant_whose_workspace_or_member_is_gone_settles_as_ended(l
     assert (event, json.loads(payload)["request_id"]) == ("access.expired", hour["request_id"])
 
 
+@pytest.mark.parametrize("mode", ["per request", "org listing"])
+def test_a_workspace_deleted_during_the_run_rejects_its_request_as_deleted(live, mode):
+    """The run read the workspaces, then the workspace was deleted: its member routes answer
+    404 from then on (first the live read, or with an org listing, the write). The request is
+    rejected as at validation, after one more read of the workspaces, not failed with a 404
+    nobody can fix; the end of a time-bound grant there has nothing left to undo."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    viewer, editor = workspace_role(org, "Viewer"), workspace_role(org, "Editor")
+    grant = queued(conn, "grant", member, workspace, viewer)
+    now = queue.now_utc()
+    holder = next(m for m in org.active_members() if m.ls_user_id in workspace.memberships and not m.is_disabled)
+    hour = queued(conn, "grant", holder, workspace, editor, status="applied", prior_role_id=None,
+                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    end = queued(conn, "revoke", holder, workspace, editor, parent_request_id=hour["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+
+    def deleted_when_its_members_are_first_asked_for(respond, r):
+        if r.path.startswith("/api/v1/workspaces/current/members") and not workspace.is_deleted:
+            org.delete_workspace(workspace.id)
+        return respond(r)
+
+    wrap_respond(sandbox, deleted_when_its_members_are_first_asked_for)
+    outcomes = (provision if mode == "per request" else provision_by_listing)(sandbox, conn, grant, end)
+
+    deleted = f"workspace {workspace.display_name!r} is deleted now"
+    assert (outcomes[grant["request_id"]].status, outcomes[grant["request_id"]].detail) == ("rejected", deleted)
+    assert status_of(conn, grant["request_id"]) == ("rejected", deleted)
+    assert status_of(conn, end["request_id"]) == ("already_satisfied", f"{deleted}: nothing to undo")
+    rereads = [e for e in events(conn, grant["request_id"]) if e[0] == "workspaces_read"]
+    assert rereads == [("workspaces_read", {"method": "GET", "path": "/api/v1/workspaces", "status_code": 200,
+                                            "workspace_id": workspace.id, "listed": True, "deleted": True})], events(conn, grant["request_id"])
+
+
+def test_a_404_from_a_workspace_that_is_still_there_fails_as_before(live):
+    """The workspaces read again after a 404 still list the workspace, shared: not a deleted
+    workspace, so the request fails with the error and its fix. The next request there that
+    gets a 404 does not read them again."""
+    sandbox, org, conn = live
+    first, second = outsiders(org, workspace := org.shared_workspaces()[0])[:2]
+    grant = queued(conn, "grant", first, workspace, workspace_role(org, "Viewer"))
+    another = queued(conn, "grant", second, workspace, workspace_role(org, "Viewer"))
+
+    def members_route_not_found(respond, r):
+        if r.path.startswith("/api/v1/workspaces/current/members"):
+            return ApiResponse(404, {"detail": "Not Found"})
+        return respond(r)
+
+    wrap_respond(sandbox, members_route_not_found)
+    outcomes = provision(sandbox, conn, grant, another)
+
+    for request in (grant, another):
+        outcome = outcomes[request["request_id"]]
+        assert outcome.status == "failed" and "404" in outcome.detail and "Fix:" in outcome.detail, outcome
+    assert [e[1]["deleted"] for e in events(conn, grant["request_id"]) if e[0] == "workspaces_read"] == [False]
+    assert [e for e in events(conn, another["request_id"]) if e[0] == "workspaces_read"] == []
+    workspace_listings = [r for r in sandbox.request_log.snapshot() if r.path == "/api/v1/workspaces"]
+    assert len(workspace_listings) == 2  # the run's first, and the one after the first 404
+
+
 # ---- mutation survivors of executor.py: behaviour no test above pinned down
 
 
