@@ -491,6 +491,7 @@ def submit_on(
         record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at, run_id=run_id)
         return QueueResult(request_id, "rejected", refusal)
     reason, requested_by, resolved, governed = checked
+    change = replace(change, reason=reason, requested_by=requested_by)  # as checked: trimmed, blank is None
     duplicate = pending_duplicate(conn, resolved, batch=batch)
     if duplicate:
         try:
@@ -501,7 +502,6 @@ def submit_on(
             record_event(conn, request_id, "rejected", {"stage": "queue", "reason": refusal}, at=at, run_id=run_id)
             return QueueResult(request_id, "rejected", refusal, duplicate_of=duplicate)
         return QueueResult(duplicate, status, folded, duplicate_of=duplicate)
-    change = ChangeRequest(change.action, change.user, change.workspace, change.role, reason, requested_by)
     status = AWAITING_APPROVAL if governed is not None and governed.needs_approval else "pending"
     _insert_request(conn, request_id, change, resolved, status, None, at, run_id)
     if batch is not None:

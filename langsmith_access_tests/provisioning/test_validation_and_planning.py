@@ -546,6 +546,11 @@ def test_the_same_grant_ending_at_another_time_is_refused_not_folded_into_the_qu
     assert ("with other terms: the queued grant lasts until 2027-01-01T00:00:00Z, this one asks until "
             "2027-02-01T00:00:00Z") in later.message
     assert submit_on(conn, replace(ending, until=None), now=at).status == "rejected"  # no end at all: other terms too
+    # Refused, it is recorded with its reason and requester trimmed, as a queued one's are.
+    padded = submit_on(conn, replace(ending, until=None, reason=" ticket 9 ", requested_by=" carol@example.com "),
+                       now=at)
+    [row] = fetch_requests(conn, "request_id = ?", [padded.request_id])
+    assert (row["status"], row["reason"], row["requested_by"]) == ("rejected", "ticket 9", "carol@example.com")
 
 
 def test_a_queued_requests_reason_and_requester_are_kept_without_surrounding_blanks(conn):
