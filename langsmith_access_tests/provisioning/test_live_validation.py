@@ -97,6 +97,33 @@ def down_after_writes(sandbox, writes_answered):
     return unanswered
 
 
+def lost(respond, r):
+    """A write that never reached LangSmith: nothing applied, and a 502 for an answer."""
+    return ApiResponse(502, {"detail": "bad gateway"})
+
+
+def applied_answer_lost(respond, r):
+    """A write LangSmith applied, whose answer was lost all the same (a 502)."""
+    respond(r)
+    return ApiResponse(502, {"detail": "bad gateway"})
+
+
+def answer_writes(sandbox, *answers):
+    """From now on the sandbox answers its writes in order with ``answers`` (each
+    ``answer(respond, request)``); the writes after those, and every read, as LangSmith does.
+    Returns the writes' methods, filled as they come."""
+    sent = []
+
+    def in_order(respond, r):
+        if r.method not in WRITES:
+            return respond(r)
+        sent.append(r.method)
+        return answers[len(sent) - 1](respond, r) if len(sent) <= len(answers) else respond(r)
+
+    wrap_respond(sandbox, in_order)
+    return sent
+
+
 def status_of(conn, request_id):
     return conn.execute("SELECT status, status_detail FROM main.provisioning_requests WHERE request_id = ?",
                         [request_id]).fetchone()
@@ -188,17 +215,7 @@ def test_a_last_write_whose_answer_was_lost_is_read_back_before_the_request_is_c
     member, workspace = outsider_and_workspace(org)
     role = workspace_role(org, "Viewer")
     request = queued(conn, "grant", member, workspace, role)
-    sent = []
-
-    def lose_every_answer_apply_the_last(respond, r):
-        if r.method not in WRITES:
-            return respond(r)
-        sent.append(r.method)
-        if len(sent) == MAX_WRITE_ATTEMPTS:
-            respond(r)  # applied; its answer lost all the same
-        return ApiResponse(502, {"detail": "bad gateway"})
-
-    wrap_respond(sandbox, lose_every_answer_apply_the_last)
+    sent = answer_writes(sandbox, *[lost] * (MAX_WRITE_ATTEMPTS - 1), applied_answer_lost)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
@@ -340,15 +357,12 @@ def test_a_batch_write_refused_because_someone_made_the_change_is_re_read_live_a
     member, workspace = outsider_and_workspace(org)
     viewer = workspace_role(org, "Viewer")
     request = queued(conn, "grant", member, workspace, viewer)
-    refused = []
 
     def added_by_someone_just_before(respond, r):
-        if r.method == "POST" and not refused:
-            refused.append(r.path)
-            org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
+        org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
         return respond(r)
 
-    wrap_respond(sandbox, added_by_someone_just_before)
+    answer_writes(sandbox, added_by_someone_just_before)
 
     outcome = provision_by_listing(sandbox, conn, request)[request["request_id"]]
 
@@ -367,15 +381,7 @@ def test_a_write_lost_before_it_reached_langsmith_is_sent_again_after_one_scim_w
     member = next(m for m in org.active_members()
                   if m.ls_user_id not in workspace.memberships and not m.is_disabled and scim_provisioned(m))
     request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
-    unanswered = []
-
-    def first_write_unanswered(respond, r):
-        if r.method in WRITES and not unanswered:
-            unanswered.append(r.path)
-            return ApiResponse(502, {"detail": "Bad Gateway"})
-        return respond(r)
-
-    wrap_respond(sandbox, first_write_unanswered)
+    answer_writes(sandbox, lost)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
@@ -397,15 +403,12 @@ def test_a_membership_removed_between_the_read_and_the_role_change_is_planned_ag
     member = org.members[held.ls_user_id]
     role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held.role_id)
     request = queued(conn, "grant", member, workspace, role)
-    removed = []
 
     def removed_by_someone_just_before(respond, r):
-        if r.method == "PATCH" and not removed:
-            removed.append(r.path)
-            org.remove_workspace_membership(workspace.id, member.ls_user_id)
+        org.remove_workspace_membership(workspace.id, member.ls_user_id)
         return respond(r)
 
-    wrap_respond(sandbox, removed_by_someone_just_before)
+    answer_writes(sandbox, removed_by_someone_just_before)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
@@ -865,15 +868,7 @@ def test_the_end_of_a_grant_that_our_own_earlier_write_made_says_so(live, monkey
         write = "remove_workspace_member" if grant_did == "added" else "set_workspace_member_role"
         provision_dying_after_the_write(monkeypatch, write, sandbox, conn, end)
     else:
-        answered = []
-
-        def apply_the_first_write_and_lose_its_answer(respond, r):
-            if r.method not in WRITES or answered:
-                return respond(r)
-            answered.append(respond(r))
-            return ApiResponse(502, {"detail": "bad gateway"})
-
-        wrap_respond(sandbox, apply_the_first_write_and_lose_its_answer)
+        answer_writes(sandbox, applied_answer_lost)
 
     outcome = provision(sandbox, conn, end, notifier=Notifier(org="acme", enabled=True))[end["request_id"]]
 
@@ -1103,18 +1098,12 @@ def test_a_last_write_answered_with_an_unreadable_2xx_is_read_back_before_the_re
     member, workspace = outsider_and_workspace(org)
     role = workspace_role(org, "Viewer")
     request = queued(conn, "grant", member, workspace, role)
-    sent = []
 
-    def lose_two_then_answer_unreadably(respond, r):
-        if r.method not in WRITES:
-            return respond(r)
-        sent.append(r.method)
-        if len(sent) < MAX_WRITE_ATTEMPTS:
-            return ApiResponse(502, {"detail": "bad gateway"})
-        respond(r)  # applied
+    def applied_answered_unreadably(respond, r):
+        respond(r)
         return ApiResponse(200, ["not", "a", "member"])
 
-    wrap_respond(sandbox, lose_two_then_answer_unreadably)
+    sent = answer_writes(sandbox, *[lost] * (MAX_WRITE_ATTEMPTS - 1), applied_answered_unreadably)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
@@ -1177,17 +1166,7 @@ def test_the_writes_a_request_took_count_a_dead_runs_write_and_every_lost_answer
     request = queued(conn, "grant", member, workspace, role, status="in_progress")
     queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST", "plan": "add"},
                        at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
-    sent = []
-
-    def lose_every_answer_apply_the_last(respond, r):
-        if r.method not in WRITES:
-            return respond(r)
-        sent.append(r.method)
-        if len(sent) == MAX_WRITE_ATTEMPTS:
-            respond(r)
-        return ApiResponse(502, {"detail": "bad gateway"})
-
-    wrap_respond(sandbox, lose_every_answer_apply_the_last)
+    sent = answer_writes(sandbox, *[lost] * (MAX_WRITE_ATTEMPTS - 1), applied_answer_lost)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
@@ -1203,18 +1182,12 @@ def test_a_last_write_refused_because_someone_made_the_change_is_read_back_and_s
     member, workspace = outsider_and_workspace(org)
     viewer = workspace_role(org, "Viewer")
     request = queued(conn, "grant", member, workspace, viewer)
-    sent = []
 
-    def lose_two_then_added_by_someone(respond, r):
-        if r.method not in WRITES:
-            return respond(r)
-        sent.append(r.method)
-        if len(sent) < MAX_WRITE_ATTEMPTS:
-            return ApiResponse(502, {"detail": "bad gateway"})
+    def added_by_someone_just_before(respond, r):
         org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
         return respond(r)
 
-    wrap_respond(sandbox, lose_two_then_added_by_someone)
+    sent = answer_writes(sandbox, *[lost] * (MAX_WRITE_ATTEMPTS - 1), added_by_someone_just_before)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
@@ -1236,16 +1209,13 @@ def test_a_grant_whose_first_write_took_unanswered_then_changed_by_hand_keeps_th
     role, by_hand = [r for r in (workspace_role(org, name) for name in ("Viewer", "Editor", "Admin"))
                      if r.id != held_role_id][:2]
     request = queued(conn, "grant", member, workspace, role, access_duration_seconds=3600)
-    sent = []
 
-    def apply_lose_then_change_by_hand(respond, r):
-        if r.method not in WRITES or sent:
-            return respond(r)
-        sent.append(respond(r))
+    def applied_answer_lost_then_changed_by_hand(respond, r):
+        answer = applied_answer_lost(respond, r)
         org.set_workspace_role(workspace.id, member.ls_user_id, by_hand.id)
-        return ApiResponse(502, {"detail": "bad gateway"})
+        return answer
 
-    wrap_respond(sandbox, apply_lose_then_change_by_hand)
+    answer_writes(sandbox, applied_answer_lost_then_changed_by_hand)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
