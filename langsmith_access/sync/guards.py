@@ -64,7 +64,9 @@ def check_completeness(
 def _percent(share: float, *, above: float | None = None) -> str:
     """``share`` as a percentage: whole where that is exact enough, else with the decimals that
     show it (the allowed 12.5%; a drop of 20.1% over an allowed 20%, which 0 decimals round to it)."""
-    for digits in range(4):
+    # Up to 6 decimals: a drop of one grant past the allowed share of a large org (250,000
+    # grants) shows only at the fourth.
+    for digits in range(7):
         shown = round(share * 100, digits)
         if (shown > above * 100) if above is not None else (shown == round(share * 100, 6)):
             break

@@ -499,6 +499,15 @@ def test_the_share_lost_is_counted_against_the_previous_count_itself():
     assert "workspace_grants" not in blocked.description.split(", more than")[0]
 
 
+def test_a_drop_just_past_the_allowed_share_of_a_large_org_shows_the_decimals_that_say_so():
+    # One grant past 20% of 250,000 is 20.0004%: fewer decimals would show the allowed share
+    # itself ("20.000%, more than the allowed 20%"), which reads as a guard that is wrong.
+    previous = {"sync_id": "s1", "users": 100_000, "workspace_grants": 250_000}
+    blocked = check_shrink(previous, 100_000, 199_999).description
+    assert "workspace_grants fell from 250000 to 199999 (20.0004%), more than the allowed 20% " in blocked
+    assert "(20.001%)" in check_shrink(previous, 79_999, 250_000).description
+
+
 def test_a_drop_of_workspace_grants_with_no_workspace_gone_names_none():
     previous = {"sync_id": "s1", "users": 100, "workspace_grants": 1000}
     blocked = check_shrink(previous, 100, 500)
