@@ -174,6 +174,44 @@ def test_a_partial_enriched_answer_costs_one_call_and_leaves_nothing_behind(tmp_
     assert {row[4] for row in memberships} == {PER_WORKSPACE_ROUTE}
 
 
+def test_a_later_enriched_page_that_lists_only_some_workspaces_is_not_trusted_either(tmp_path):
+    """The key loses organization:manage while the enriched route is read: its first page lists
+    every workspace, its second says it did not (``X-Members-List-All-Workspaces: false``).
+    Every page is checked, not the first alone: the second page's people would otherwise lose
+    the grants it left out. The sync reads each workspace instead, and nothing of the enriched
+    pages stays."""
+    org = generate_org(seed=5, members=1_100, workspaces=6)  # 3 pages of enriched members
+    said: list[str] = []
+    with SandboxServer(org) as sandbox:
+        serve = sandbox.respond
+
+        def demoted_after_the_first_page(request):
+            response = serve(request)
+            if request.path == ENRICHED:
+                said.append(response.headers.get("X-Members-List-All-Workspaces"))
+                sandbox.api.key_role = "org-user"  # no organization:manage from now on
+            return response
+
+        sandbox.respond = demoted_after_the_first_page  # type: ignore[method-assign]
+        client = LangSmithClient(ClientSettings(
+            api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id, endpoint=sandbox.url,
+            max_concurrency=1,  # one page at a time: the second is read after the demotion
+        ))
+        with client, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+            ensure_schema(conn)
+            listings_read_before_the_members(conn, org)
+            read = load_members(client, conn, sync_id="sync-1",
+                                shared_workspace_ids=[w.id for w in org.shared_workspaces()])
+            memberships = conn.execute(
+                "SELECT workspace_id, ls_user_id, workspace_identity_id, role_id, source "
+                "FROM raw.workspace_memberships").fetchall()
+
+    assert said == ["true", "false"]  # the reading stopped at the page that said so
+    assert read.route == PER_WORKSPACE_ROUTE and "X-Members-List-All-Workspaces: false" in read.route_reason
+    assert sorted(row[:4] for row in memberships) == sorted(org.workspace_membership_rows(shared_only=True))
+    assert {row[4] for row in memberships} == {PER_WORKSPACE_ROUTE}
+
+
 def test_an_enriched_listing_that_breaks_off_leaves_nothing_behind_for_the_per_workspace_route(tmp_path):
     """The enriched route's second page does not parse: the sync reads each workspace instead,
     and what the first page delivered (memberships of personal and deleted workspaces too,
