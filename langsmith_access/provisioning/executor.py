@@ -54,7 +54,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -159,18 +159,15 @@ class OrgSnapshot:
     @classmethod
     def read(cls, client: LangSmithClient) -> OrgSnapshot | None:
         """None where this install cannot list the whole org that way (no such route, or the
-        key does not see every workspace's memberships)."""
+        key does not see every workspace's memberships on some page of the listing)."""
+        sink = _EveryPageListsEveryWorkspace(client)
         try:
-            listing = client.list_enriched_members()
-        except NotFoundError:
-            return None
-        try:
-            require_every_workspace_listed(listing.headers, client)
-        except NotEveryWorkspaceListed:
+            listing = client.stream_enriched_members(sink)
+        except (NotFoundError, NotEveryWorkspaceListed):
             return None
         members: dict[str, EnrichedMember] = {}
         roles: dict[tuple[str, str], str | None] = {}
-        for person in listing:
+        for person in sink.people:
             if person.is_pending or person.ls_user_id is None:
                 continue  # an invite is not a member
             members[person.ls_user_id] = person
@@ -182,6 +179,24 @@ class OrgSnapshot:
         if (user_id, workspace_id) not in self.roles:
             return None
         return Live(self.roles[(user_id, workspace_id)], None)
+
+
+class _EveryPageListsEveryWorkspace:
+    """A ``ListingSink`` that keeps the org listing's people and refuses
+    (``NotEveryWorkspaceListed``) any page that does not list every workspace's memberships, as
+    the sync does. The key's role may change while the listing is read: a first page that lists
+    only some workspaces stays partial whatever the last page says."""
+
+    def __init__(self, client: LangSmithClient):
+        self.client = client
+        self.people: list[EnrichedMember] = []
+
+    def begin_scan(self) -> None:
+        self.people = []
+
+    def add_page(self, records: Sequence[EnrichedMember], headers: Mapping[str, str]) -> None:
+        require_every_workspace_listed(headers, self.client)
+        self.people.extend(records)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from langsmith_access.provisioning.executor import (
     OrgSnapshot,
     Provisioner,
 )
-from langsmith_access.sandbox import SandboxServer
+from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.sandbox.routing import ApiResponse
 from langsmith_access.store.raw_tables import RAW_SCHEMA
 from langsmith_access.store.schema import ensure_schema
@@ -1072,6 +1072,29 @@ def test_a_listing_that_leaves_out_some_workspaces_is_not_used_and_a_revoke_ther
 
     assert [(o.request_id, o.status) for o in outcome] == [(revoke["request_id"], "applied")], outcome
     assert org.membership(workspace.id, membership.ls_user_id) is None
+
+
+def test_a_listing_whose_first_page_leaves_out_some_workspaces_is_not_used_whatever_later_pages_say(tmp_path):
+    """The key is given organization:manage while the org listing is read: its first page lists
+    only some workspaces' memberships (``X-Members-List-All-Workspaces: false``), its last says
+    ``true``. Every page must list every workspace for the listing to be used: the first page's
+    people would otherwise show as holding no role where their grants were left out, and a
+    revoke there would settle with the role still held."""
+    org = generate_org(seed=5, members=520, workspaces=4)  # 2 pages of the org listing
+    said: list[str] = []
+    with SandboxServer(org, api_key=API_KEY, key_role="org-user") as sandbox:
+        def made_admin_after_the_first_page(respond, request):
+            response = respond(request)
+            if request.path == ORG_LISTING_PATH:
+                said.append(response.headers.get("X-Members-List-All-Workspaces"))
+                sandbox.api.key_role = "org-admin"
+            return response
+
+        wrap_respond(sandbox, made_admin_after_the_first_page)
+        snapshot = OrgSnapshot.read(client_for(sandbox))
+
+    assert snapshot is None
+    assert said == ["false"]  # the reading stopped at the page that said so (the next says "true")
 
 
 def test_every_event_a_run_records_names_that_run(live):
