@@ -268,6 +268,32 @@ def test_an_enriched_listing_read_again_says_what_its_last_scan_said_of_anonymit
         assert conn.execute("SELECT ls_user_id, email FROM raw.org_members").fetchall() == [("user-1", None)]
 
 
+def test_an_enriched_listing_is_anonymity_restricted_when_any_page_of_its_scan_says_so(tmp_path):
+    """Pages of one scan disagree (the org's anonymity setting changed while it was read): the
+    first page is restricted, the second is not. The listing is restricted, whatever its last
+    page said: the first page's withheld values were put back from the previous sync, and the
+    sync must say so (its summary, ``sync_runs.anonymity_restricted``)."""
+    def person(n: int) -> EnrichedMember:
+        return EnrichedMember.from_api({
+            "id": f"org-identity-{n}", "ls_user_id": f"user-{n}", "email": None, "display_name": None,
+            "is_pending": False, "is_disabled": False, "role_id": "org-user", "created_at": "2026-01-01T00:00:00Z",
+            "workspace_memberships": []})
+
+    with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        conn.execute("CREATE TABLE main.users AS SELECT 'user-1' AS user_id, 'ada@example.com' AS email, "
+                     "'Ada Lovelace' AS full_name, 'Ada' AS display_name")
+        tables = RawMemberTables(conn, "sync-1", AT)
+        sink = tables.enriched_sink(None)  # type: ignore[arg-type]  # the header says: no org info asked
+        sink.begin_scan()
+        sink.add_page([person(1)], {LISTS_ALL_WORKSPACES_HEADER: "true", ANONYMITY_RESTRICTED_HEADER: "true"})
+        sink.add_page([person(2)], {LISTS_ALL_WORKSPACES_HEADER: "true", ANONYMITY_RESTRICTED_HEADER: "false"})
+        tables.flush()
+        assert (tables.anonymity_restricted, tables.withheld_values_kept) == (True, 3)
+        assert conn.execute("SELECT ls_user_id, email FROM raw.org_members ORDER BY 1").fetchall() == [
+            ("user-1", "ada@example.com"), ("user-2", None)]
+
+
 @pytest.mark.parametrize("said", ["false", "False", " FALSE "])
 def test_an_enriched_page_that_says_it_lists_only_some_workspaces_is_refused_however_spelled(said):
     from langsmith_access.langsmith.client import LISTS_ALL_WORKSPACES_HEADER
