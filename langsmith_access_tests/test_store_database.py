@@ -501,6 +501,27 @@ def test_the_lease_is_reentrant_in_its_thread_and_keeps_other_threads_out_until_
     assert outcome == ["busy", "took it"]
 
 
+@pytest.mark.parametrize("timeout", [0, -1])
+def test_a_writer_told_to_wait_no_time_gives_up_at_once_while_another_thread_holds_the_lease(tmp_path, timeout):
+    # A lease timeout of zero or less (resources.*.config.lease_timeout_seconds is any number) is
+    # "do not wait": a thread lock read -1 as "wait forever", and refused other negative values.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    outcome: list[object] = []
+
+    def other_thread() -> None:
+        try:
+            with database.writer_lease("another thread", timeout_seconds=timeout):
+                outcome.append("took it")
+        except (DatabaseBusyError, ValueError) as error:
+            outcome.append(type(error))
+
+    with database.writer_lease("a sync"):
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join(timeout=5)
+        assert outcome == [DatabaseBusyError]
+
+
 def test_a_thread_kept_waiting_takes_the_lease_once_its_holder_lets_go(tmp_path):
     # A sync and a provisioning run in one process take turns: the one that comes second waits.
     database = AccessDatabase(tmp_path / "access.duckdb")
