@@ -840,6 +840,36 @@ def test_a_publish_whose_renames_fail_leaves_no_copy_beside_the_analysts_file(tm
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_publish_whose_analysts_file_cannot_be_replaced_leaves_the_parquet_copy_as_it_was(tmp_path, monkeypatch):
+    # The analysts' file is replaced first, the Parquet copy after it: where the first rename
+    # fails, an analyst reading Parquet must not see tables the database does not have.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute("CREATE TABLE main.kept AS SELECT 1 AS x")
+        database.publish()
+    before = sorted(p.name for p in database.parquet_path.iterdir())
+    assert "kept.parquet" in before
+    real_replace = os.replace
+
+    def analysts_file_read_only(source, target):
+        if Path(target) == database.path:
+            raise OSError(errno.EROFS, "Read-only file system")
+        real_replace(source, target)
+
+    with database.writer_lease("a run"):
+        with database.connect() as conn:
+            conn.execute("CREATE TABLE main.added AS SELECT 2 AS x")
+        monkeypatch.setattr(os, "replace", analysts_file_read_only)
+        with pytest.raises(OSError, match="Read-only"):
+            database.publish()
+    monkeypatch.undo()
+    assert sorted(p.name for p in database.parquet_path.iterdir()) == before
+    with database.read_published() as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'added'").fetchone() == (0,)
+
+
 def test_a_scratch_copy_starts_clean_of_what_dead_runs_left_and_its_discard_leaves_nothing(tmp_path):
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
