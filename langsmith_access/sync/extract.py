@@ -307,7 +307,8 @@ def get_members(
                 raise NotFoundError(str(error)) from None
             raise
         if isinstance(error, NotEveryWorkspaceListed):
-            # Every page says so, so the reading stopped at the first: one call, not the listing.
+            # The reading stopped at the first page that said so (the first page, unless the
+            # key's role changed while it was read): one call, not the listing.
             anonymity_restricted = error.anonymity_restricted
     else:
         return MemberRead(
