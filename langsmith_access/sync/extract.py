@@ -308,7 +308,7 @@ def get_members(
             raise
         if isinstance(error, NotEveryWorkspaceListed):
             # The reading stopped at the first page that said so (the first page, unless the
-            # key's role changed while it was read): one call, not the listing.
+            # key's role changed while it was read), not after the whole listing.
             anonymity_restricted = error.anonymity_restricted
     else:
         return MemberRead(
