@@ -196,7 +196,9 @@ class Listing(Generic[T]):
     pages: int  # pages read in the scan that was kept
     reported_total: int | None  # X-Pagination-Total, when the server sent it
     scans: int  # 1, or more when the listing moved while being read
-    # Informational response headers of the last page (e.g. X-Members-List-All-Workspaces).
+    # Informational response headers of the last page (e.g. X-Members-List-All-Workspaces). A
+    # decision that one page's headers can overturn (a page listing only some workspaces) reads
+    # every page's, through a ListingSink's add_page, as the sync and OrgSnapshot.read do.
     headers: dict[str, str] = field(default_factory=dict)
 
     def __iter__(self):
@@ -214,7 +216,9 @@ class ListingRead:
     pages: int  # pages read in that scan
     reported_total: int | None  # X-Pagination-Total, when the server sent it
     scans: int  # 1, or more when the listing moved while being read
-    # Informational response headers of the last page (e.g. X-Members-List-All-Workspaces).
+    # Informational response headers of the last page (e.g. X-Members-List-All-Workspaces). A
+    # decision that one page's headers can overturn (a page listing only some workspaces) reads
+    # every page's, through a ListingSink's add_page, as the sync and OrgSnapshot.read do.
     headers: dict[str, str] = field(default_factory=dict)
 
 
