@@ -40,7 +40,7 @@ DUCKDB_WRITER_POOL = "langsmith_access_duckdb"
 _DUCKDB_PATH_HELP = ("The analysts' DuckDB file this run writes; leave it out for the org's own "
                      "(the partition's database).")
 _LEASE_HELP = ("How long, in seconds, the run waits for another run (a sync, inventory or "
-               "provisioning run of this org) to release the database before it fails.")
+               "provisioning run of this org) to release the database before it fails (0: not at all).")
 
 
 
@@ -106,7 +106,7 @@ class SyncDatabase(OrgScopedResource):
     """
 
     duckdb_path: str | None = Field(default=None, description=_DUCKDB_PATH_HELP)
-    lease_timeout_seconds: float = Field(default=600.0, description=_LEASE_HELP)
+    lease_timeout_seconds: float = Field(default=600.0, ge=0, description=_LEASE_HELP)
 
     _stack: contextlib.ExitStack | None = PrivateAttr(default=None)
     _scratch: Path | None = PrivateAttr(default=None)
@@ -310,7 +310,7 @@ class ProvisioningDatabase(OrgScopedResource):
     """
 
     duckdb_path: str | None = Field(default=None, description=_DUCKDB_PATH_HELP)
-    lease_timeout_seconds: float = Field(default=600.0, description=_LEASE_HELP)
+    lease_timeout_seconds: float = Field(default=600.0, ge=0, description=_LEASE_HELP)
 
     _stack: contextlib.ExitStack | None = PrivateAttr(default=None)
 

@@ -63,3 +63,18 @@ def test_a_shrink_share_of_0_in_the_run_config_lets_no_drop_through_whatever_the
     assert not [event for event in result.get_asset_materialization_events()
                 if event.asset_key == ANALYSTS_DATABASE]
     assert file_digest(database.path) == before
+
+
+def test_a_negative_lease_timeout_is_refused_before_anything_is_read(env, instance):
+    """A lease timeout below 0 (a typo in the Launchpad) is refused naming the setting, not run as
+    "busy within -1 s" the first time another run holds the database."""
+    sandbox, _org, _database = env
+    sandbox.reset_log()
+    job = defs().resolve_job_def(names.SYNC_JOB)
+    result = job.execute_in_process(
+        run_config={"resources": {"sync_database": {"config": {"lease_timeout_seconds": -1}}}},
+        partition_key="default", instance=instance, raise_on_error=False)
+    assert not result.success
+    said = " ".join(str(event.event_specific_data) for event in result.all_events if event.is_failure)
+    assert "lease_timeout_seconds" in said and "greater than or equal to 0" in said, said
+    assert sandbox.request_log.snapshot() == []
