@@ -83,8 +83,10 @@ def test_without_a_deadline_a_grant_awaiting_approval_ends_when_its_until_passes
     assert statuses == {"ends": "approval_expired", "later": "awaiting_approval", "open": "awaiting_approval"}
     [detail] = [r["status_detail"] for r in fetch_requests(conn, "request_id = 'ends'")]
     assert detail == "its requested end (--until 2026-06-01T12:00Z) passed before it was approved"
-    assert [kind for _, kind in conn.execute("SELECT request_id, kind FROM main.provisioning_events").fetchall()] == [
-        "approval_expired"]
+    # The event keeps what ended it: no deadline, and the end it asked for.
+    assert [(kind, json.loads(detail)) for kind, detail in conn.execute(
+        "SELECT kind, detail FROM main.provisioning_events").fetchall()] == [
+        ("approval_expired", {"deadline": None, "access_until": str(at)})]
     [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
     assert event == "request.approval_expired" and json.loads(payload)["detail"] == detail
 
@@ -454,9 +456,13 @@ def test_a_run_launched_by_the_approver_with_the_email_spelt_decomposed_decides_
     conn, policy, at = an_admin_grant_awaiting_approval(tmp_path)
 
     approved = decide_on(conn, "waiting", "approved", COMPOSED_APPROVER, policy_path=policy, now=at,
-                         launched_by=DECOMPOSED_APPROVER)
+                         launched_by=DECOMPOSED_APPROVER, run_id="launchpad-run")
 
     assert (approved.recorded, approved.status) == (True, "pending"), approved
+    # The decision's event keeps the run it was typed into and who launched it, as a refusal's does.
+    [(detail, run_id)] = conn.execute(
+        "SELECT detail, run_id FROM main.provisioning_events WHERE kind = 'approved'").fetchall()
+    assert (json.loads(detail)["launched_by"], run_id) == (DECOMPOSED_APPROVER, "launchpad-run"), detail
 
 
 def test_a_decision_that_is_neither_approved_nor_denied_is_an_error_and_decides_nothing(governed):
@@ -515,6 +521,11 @@ def test_a_grant_a_changed_policy_sends_for_approval_waits_its_full_wait_from_th
     assert [(c.request_id, c.status) for c in changes] == [("queued", "awaiting_approval")]
     [row] = fetch_requests(conn, "request_id = 'queued'")
     assert (row["status"], row["approval_deadline"]) == ("awaiting_approval", at + timedelta(hours=48))
+    # Its event says the policy sent it, not the requester: it was queued as a plain grant.
+    [(kind, detail)] = conn.execute(
+        "SELECT kind, detail FROM main.provisioning_events WHERE request_id = 'queued'").fetchall()
+    assert (kind, json.loads(detail)["policy_changed"]) == ("approval_requested", True), detail
+    assert json.loads(detail)["deadline"] == str(at + timedelta(hours=48)), detail
     assert overdue_requests(conn, at + timedelta(hours=47)) == []
     assert fetch_requests(conn, "request_id = 'ended'")[0]["status"] == "pending"
 
@@ -583,3 +594,22 @@ def test_a_decision_typed_with_bytes_that_are_not_utf8_is_refused_and_recorded(t
     assert conn.execute("SELECT request_id FROM main.provisioning_events WHERE kind = 'decision_refused' "
                         "ORDER BY request_id").fetchall() == [("waiting",), ("waiting\\xff",)]
     assert fetch_requests(conn, "request_id = 'waiting'")[0]["status"] == "awaiting_approval"
+
+
+def test_a_later_grant_of_another_role_stops_blocking_an_approval_at_the_instant_it_ends(tmp_path):
+    # A later Viewer grant holds the membership until its expires_at; at that very instant its
+    # end is due (``expiry.due_grants``), so it is no longer the last word: an approval a moment
+    # before is refused, one at the instant is recorded.
+    conn, policy, at = an_admin_grant_awaiting_approval(tmp_path)
+    queue_admin_grant(conn, "viewer", "applied", at, role_id="role-viewer", role_name="Viewer",
+                      expires_at=at + timedelta(hours=1))
+    before = at + timedelta(hours=1) - timedelta(microseconds=1)
+
+    refused = decide_on(conn, "waiting", "approved", COMPOSED_APPROVER, policy_path=policy, now=before)
+    assert (refused.recorded, refused.status) == (False, "awaiting_approval"), refused
+    assert "a grant of Viewer in Production to ada@example.com was asked after this grant (request viewer, " \
+           "applied)" in refused.message, refused.message
+
+    approved = decide_on(conn, "waiting", "approved", COMPOSED_APPROVER, policy_path=policy,
+                         now=at + timedelta(hours=1))
+    assert (approved.recorded, approved.status) == (True, "pending"), approved
