@@ -4,13 +4,20 @@ warned of, which one extends another, and which later request took a grant over.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
 
 from langsmith_access.provisioning import queue
-from langsmith_access.provisioning.expiry import due_grants, extends_a_time_bound_grant, successor, to_warn
+from langsmith_access.provisioning.expiry import (
+    due_grants,
+    extends_a_time_bound_grant,
+    queue_due_expiries,
+    successor,
+    to_warn,
+)
 from langsmith_access.store.schema import ensure_schema
 
 ENDS = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -49,6 +56,31 @@ def test_a_grant_is_due_at_its_end_not_before_and_a_failed_end_again_five_minute
     insert(conn, "failed", failed_at, action="revoke", parent_request_id=grant)
     assert due(conn, failed_at + timedelta(minutes=5) - TICK) == []
     assert due(conn, failed_at + timedelta(minutes=5)) == [grant]
+
+
+def test_the_revoke_queued_for_a_grants_end_is_the_systems_asked_when_queued_and_named_by_the_grant(conn):
+    # DESIGN.md section 10: the revoke is requested_by 'langsmith-access', reason 'expired',
+    # parent_request_id the grant; a run that comes after the end queues it then (its
+    # requested_at is when it was asked, not the end), and the grant's expiry_queued event names it.
+    grant = insert(conn, "applied", ENDS - timedelta(hours=8), expires_at=ENDS, user_email="ada@example.com",
+                   workspace_name="Platform", role_name="Editor")
+    queued_at = ENDS + timedelta(minutes=7)
+
+    [revoke_id] = queue_due_expiries(conn, queued_at)
+
+    [revoke] = queue.fetch_requests(conn, "request_id = ?", [revoke_id])
+    assert {k: revoke[k] for k in ("action", "user_id", "user_email", "workspace_id", "workspace_name", "role_id",
+                                   "role_name", "status", "requested_by", "reason", "parent_request_id")} == {
+        "action": "revoke", "user_id": "ada", "user_email": "ada@example.com", "workspace_id": "ws",
+        "workspace_name": "Platform", "role_id": EDITOR, "role_name": "Editor", "status": "pending",
+        "requested_by": "langsmith-access", "reason": "expired", "parent_request_id": grant["request_id"]}
+    assert revoke["requested_at"] == queued_at and revoke["updated_at"] == queued_at
+    [(kind, detail)] = conn.execute("SELECT kind, detail FROM main.provisioning_events WHERE request_id = ?",
+                                    [grant["request_id"]]).fetchall()
+    detail = json.loads(detail)
+    assert (kind, detail["revoke_request_id"]) == ("expiry_queued", revoke_id), detail
+    assert datetime.fromisoformat(detail["expires_at"]) == ENDS, detail
+    assert queue_due_expiries(conn, queued_at + timedelta(days=1)) == []  # one revoke per grant
 
 
 def test_a_time_bound_grant_found_already_satisfied_is_due_at_its_end(conn):

@@ -8,6 +8,7 @@ over (``successor``) and which grants an already-satisfied grant extends."""
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -133,6 +134,17 @@ def test_a_later_grant_that_ends_first_hands_the_role_back(queue):
     assert warned(24) == {editor, admin}
 
 
+def test_a_later_grant_over_a_role_set_by_hand_inherits_nothing_from_an_earlier_end(queue):
+    settle, changes, warned = queue
+    # Admin -> Editor for 1h; then someone made her Viewer by hand, and Admin was granted for 8h
+    # over that Viewer. The Editor grant's end takes nothing from the Admin one (which was not
+    # built on its Editor: the executor hands over only then), so Admin's end gives back Viewer.
+    editor = settle("grant", "Editor", "Admin", 1)
+    admin = settle("grant", "Admin", "Viewer", 8)
+    assert not changes(editor) and changes(admin)
+    assert warned(24) == {admin}
+
+
 def test_a_later_revoke_ended_the_grants_access_already(queue):
     settle, changes, warned = queue
     granted = settle("grant", "Editor", None, 8)
@@ -184,6 +196,12 @@ def test_a_grant_ending_soon_is_warned_of_once(membership):
     notifier = Notifier("default", enabled=True)
     assert warn_expiring(conn, NOW, 3 * HOUR, notifier) == ["r1"]
     assert warn_expiring(conn, NOW + HOUR, 3 * HOUR, notifier) == []
+    # The mark keeps the end it warned of; the notification says when, about the grant.
+    [(kind, detail)] = conn.execute("SELECT kind, detail FROM main.provisioning_events").fetchall()
+    assert kind == "expiry_warned" and datetime.fromisoformat(json.loads(detail)["expires_at"]) == NOW + 2 * HOUR
+    [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
+    payload = json.loads(payload)
+    assert (event, payload["request_id"], payload["detail"]) == ("access.expiring", "r1", "expires at 2026-06-01T14:00Z")
 
 
 def test_only_a_time_bound_grant_in_force_is_extended_by_a_grant_that_finds_its_role(membership):
