@@ -592,7 +592,8 @@ def two_org_folders(tmp_path: Path, monkeypatch, holding: dict[str, str]) -> Pat
 
 def test_only_an_unlisted_org_folder_with_work_left_is_warned_of_and_its_work_counted(tmp_path, monkeypatch):
     # 'us' is listed: its own runs settle its open request. 'gone' holds nothing open, only a
-    # time-bound grant still to end (the access that would never end); 'older' two open requests.
+    # time-bound grant still to end (the access that would never end) beside one already ended;
+    # 'older' two open requests.
     gone_id, older_id = "00000000-0000-4000-8000-0000000000cc", "00000000-0000-4000-8000-0000000000dd"
     data = two_org_folders(tmp_path, monkeypatch, {"us": US_ID, "gone": gone_id, "older": older_id})
     rows = {"us": [("p", "grant", "pending", None)],
@@ -603,6 +604,10 @@ def test_only_an_unlisted_org_folder_with_work_left_is_warned_of_and_its_work_co
             conn.execute("CREATE TABLE main.provisioning_requests (request_id VARCHAR, action VARCHAR, "
                          "status VARCHAR, expires_at TIMESTAMPTZ, parent_request_id VARCHAR)")
             conn.executemany("INSERT INTO main.provisioning_requests VALUES (?, ?, ?, ?, NULL)", requests)
+    with duckdb.connect(str(data / "gone" / "langsmith_access.duckdb")) as conn:
+        # A time-bound grant whose end was applied already: nothing of it is left to end.
+        conn.execute("INSERT INTO main.provisioning_requests VALUES ('e', 'grant', 'applied', '2026-01-01', NULL), "
+                     "('e-end', 'revoke', 'applied', NULL, 'e')")
 
     warnings = unlisted_org_warnings(load_orgs(refuse_unusable_keys=False))
     assert [w.split(", which no entry")[0] for w in warnings] == [
