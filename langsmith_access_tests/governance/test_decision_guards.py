@@ -613,3 +613,35 @@ def test_a_later_grant_of_another_role_stops_blocking_an_approval_at_the_instant
     approved = decide_on(conn, "waiting", "approved", COMPOSED_APPROVER, policy_path=policy,
                          now=at + timedelta(hours=1))
     assert (approved.recorded, approved.status) == (True, "pending"), approved
+
+
+def test_a_denial_after_the_deadline_finds_the_request_expired_as_an_approval_does(tmp_path):
+    # Past its deadline a request is over, whichever decision comes: a denial then is refused
+    # (exit 2), records no decision, and the request ends approval_expired, notified as such.
+    conn, policy, at = an_admin_grant_awaiting_approval(tmp_path)
+    conn.execute("UPDATE main.provisioning_requests SET approval_deadline = ? WHERE request_id = 'waiting'", [at])
+
+    refused = decide_on(conn, "waiting", "denied", COMPOSED_APPROVER, policy_path=policy, now=at,
+                        notifier=Notifier("acme", enabled=True))
+
+    assert (refused.recorded, refused.status) == (False, "approval_expired"), refused
+    assert conn.execute("SELECT count(*) FROM main.provisioning_approvals").fetchone() == (0,)
+    assert [event for (event,) in conn.execute("SELECT event FROM main.notifications").fetchall()] == [
+        "request.approval_expired"]
+
+
+def test_a_denial_is_notified_with_who_denied_it_and_why(tmp_path):
+    # The request.denied notification tells the requester who said no and their comment, as the
+    # request's status_detail does.
+    conn, policy, at = an_admin_grant_awaiting_approval(tmp_path)
+
+    denied = decide_on(conn, "waiting", "denied", COMPOSED_APPROVER, "not during the freeze", policy_path=policy,
+                       now=at, notifier=Notifier("acme", enabled=True))
+
+    assert (denied.recorded, denied.status) == (True, "denied"), denied
+    detail = f"denied by {COMPOSED_APPROVER}: not during the freeze"
+    assert fetch_requests(conn, "request_id = 'waiting'")[0]["status_detail"] == detail
+    [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
+    payload = json.loads(payload)
+    assert (event, payload["request_id"], payload["user"], payload["workspace"], payload["role"],
+            payload["detail"]) == ("request.denied", "waiting", "ada@example.com", "Production", "Admin", detail)
