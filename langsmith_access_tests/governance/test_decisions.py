@@ -181,7 +181,9 @@ def test_org_admins_and_named_emails(people):
     assert "is not an Organization Admin" in refusal(people, "workspace_admin", org_admins)
     named = Policy(source="p.yaml", approvers=NAMED_EMAILS, approver_emails=(emails["editor"].upper(),))
     assert refusal(people, "editor", named, grantee="workspace_admin") is None
-    assert "is not one of the approvers the policy names" in refusal(people, "org_admin", named)
+    # The refusal names who may decide, so the one refused knows whom to ask.
+    assert f"is not one of the approvers the policy names ({emails['editor'].upper()})" in refusal(
+        people, "org_admin", named)
 
 
 def test_disabled_members_invitees_and_strangers_never_approve(people):

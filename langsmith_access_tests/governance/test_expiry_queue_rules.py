@@ -52,8 +52,9 @@ def test_a_grant_is_due_at_its_end_not_before_and_a_failed_end_again_five_minute
     grant = insert(conn, "applied", ENDS - timedelta(hours=1), expires_at=ENDS)["request_id"]
     assert due(conn, ENDS - TICK) == [] and due(conn, ENDS) == [grant]
 
+    # Queued at the end, failed a minute later: the wait counts from the failure.
     failed_at = ENDS + timedelta(minutes=1)
-    insert(conn, "failed", failed_at, action="revoke", parent_request_id=grant)
+    insert(conn, "failed", failed_at, action="revoke", parent_request_id=grant, requested_at=ENDS)
     assert due(conn, failed_at + timedelta(minutes=5) - TICK) == []
     assert due(conn, failed_at + timedelta(minutes=5)) == [grant]
 
