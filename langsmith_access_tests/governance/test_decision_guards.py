@@ -645,3 +645,26 @@ def test_a_denial_is_notified_with_who_denied_it_and_why(tmp_path):
     payload = json.loads(payload)
     assert (event, payload["request_id"], payload["user"], payload["workspace"], payload["role"],
             payload["detail"]) == ("request.denied", "waiting", "ada@example.com", "Production", "Admin", detail)
+
+
+def test_a_changed_policy_notifies_why_it_held_or_rejected_a_queued_grant(tmp_path):
+    # The policy changed while grants waited in the queue: the requester learns from the
+    # notification what the run did and why (whom to ask, or what the policy no longer allows).
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    policy, notifier = tmp_path / "policy.yaml", Notifier("acme", enabled=True)
+    conn = hand_synced()
+    queue_admin_grant(conn, "held", "pending", at)
+    policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
+    assert [c.status for c in govern_pending_grants(conn, at, policy, notifier)] == ["awaiting_approval"]
+    queue_admin_grant(conn, "endless", "pending", at)
+    policy.write_text('duration:\n  max: {"Admin": 8h}\n')
+    assert [c.status for c in govern_pending_grants(conn, at, policy, notifier)] == ["rejected"]
+
+    said = {json.loads(payload)["request_id"]: (event, json.loads(payload)["detail"])
+            for event, payload in conn.execute("SELECT event, payload FROM main.notifications").fetchall()}
+    rows = {row["request_id"]: row for row in fetch_requests(conn)}
+    held_event, held_detail = said["held"]
+    assert held_event == "request.awaiting_approval" and held_detail.startswith("needs approval by "), said
+    assert rows["held"]["status_detail"].endswith(f"it now {held_detail}"), rows["held"]["status_detail"]
+    assert said["endless"] == ("request.failed", rows["endless"]["status_detail"]), said
+    assert "it has no end" in rows["endless"]["status_detail"]
