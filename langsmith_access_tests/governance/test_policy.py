@@ -378,6 +378,11 @@ def test_an_unknown_name_lists_a_dozen_of_the_known_ones_and_counts_the_rest(tmp
     [(_, reason)] = error.value.problems
     assert reason.endswith("(workspaces: Team 00, Team 01, Team 02, Team 03, Team 04, Team 05, Team 06, Team 07, "
                            "Team 08, Team 09, Team 10, Team 11, and 3 more)"), reason
+    # A dozen exactly are all listed, with nothing counted ("and 0 more" would be noise).
+    with pytest.raises(PolicyError) as error:
+        resolved(tmp_path, [], workspaces[:12], workspace_names=["Team 99"])
+    [(_, reason)] = error.value.problems
+    assert reason.endswith("Team 10, Team 11)"), reason
 
 
 def test_names_the_sync_stored_decomposed_match_the_policys_typed_composed(tmp_path):
