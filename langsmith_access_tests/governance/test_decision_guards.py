@@ -668,3 +668,18 @@ def test_a_changed_policy_notifies_why_it_held_or_rejected_a_queued_grant(tmp_pa
     assert rows["held"]["status_detail"].endswith(f"it now {held_detail}"), rows["held"]["status_detail"]
     assert said["endless"] == ("request.failed", rows["endless"]["status_detail"]), said
     assert "it has no end" in rows["endless"]["status_detail"]
+
+
+def test_a_request_whose_until_and_deadline_come_at_once_is_said_to_have_ended_with_its_until(tmp_path):
+    # Its --until came no later than its deadline: asking again needs a later --until, and
+    # that is the reason given (the deadline alone would send the requester to ask the same).
+    conn, policy, at = an_admin_grant_awaiting_approval(tmp_path)
+    conn.execute("UPDATE main.provisioning_requests SET approval_deadline = ?, access_until = ? "
+                 "WHERE request_id = 'waiting'", [at, at])
+
+    refused = decide_on(conn, "waiting", "approved", COMPOSED_APPROVER, policy_path=policy, now=at)
+
+    assert (refused.recorded, refused.status) == (False, "approval_expired"), refused
+    assert "asked for access until 2026-06-01T12:00Z, which passed before it was approved" in refused.message
+    assert fetch_requests(conn, "request_id = 'waiting'")[0]["status_detail"] == (
+        "its requested end (--until 2026-06-01T12:00Z) passed before it was approved")
