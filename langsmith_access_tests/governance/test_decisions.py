@@ -171,7 +171,8 @@ def refusal(people, who, policy=NO_POLICY, *, requested_by="someone-else", grant
 def test_workspace_admins_means_the_workspaces_admins_and_the_organization_admins(people):
     assert refusal(people, "workspace_admin") is None
     assert refusal(people, "org_admin") is None
-    assert "is neither an Admin of" in refusal(people, "editor", grantee="disabled")
+    _, workspace, _, _ = people
+    assert f"is neither an Admin of {workspace.display_name} nor" in refusal(people, "editor", grantee="disabled")
 
 
 def test_org_admins_and_named_emails(people):

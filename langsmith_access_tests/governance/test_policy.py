@@ -87,6 +87,7 @@ def test_a_missing_file_is_refused_naming_it(tmp_path):
     error = refusal(tmp_path / "nowhere.yaml")
     assert str(tmp_path / "nowhere.yaml") in str(error)
     assert "does not exist" in str(error)
+    assert [line for line, _ in error.problems] == [None]  # no line of a file that is not there
     # Either place may have named it: an org's own `policy` in the orgs file, or the variable.
     assert "`policy` in the orgs file (LANGSMITH_ACCESS_ORGS_FILE)" in str(error)
     assert "LANGSMITH_ACCESS_POLICY" in str(error)
@@ -148,6 +149,7 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     ("approval: [Admin]\n", 1, "approval must be a mapping of required, workspaces"),
     ("- approval\n", 1, "the policy must be a mapping of approval, duration"),
     ("approval:\n  required: [Admin]\napproval:\n  required: [Editor]\n", 3, "approval is given twice (first on line 1)"),
+    ("approval:\n  wait_at_most: 8h\n  wait_at_most: 9h\n", 3, "approval.wait_at_most is given twice (first on line 2)"),
     ("duration:\n  max: {Admin: 8h, Admin: 9h}\n", 2, "duration.max gives 'Admin' twice"),
     ("duration:\n  max:\n    yes: 8h\n", 3, "duration.max keys must be role names (or \"*\"), got 'yes'"),
     # A role named Yes, No, On or Off reads as a boolean unless quoted: the refusal says how to write it.
