@@ -193,6 +193,8 @@ def test_a_grant_ending_soon_is_warned_of_once(membership):
     conn, settle = membership
     settle("r1", "Editor", None, 2, NOW)
     assert warn_expiring(conn, NOW, 3 * HOUR, Notifier.off()) == []  # without a webhook: not sent, not marked
+    conn.execute("UPDATE main.provisioning_requests SET user_email = 'ada@example.com', workspace_name = 'Platform', "
+                 "role_name = 'Editor' WHERE request_id = 'r1'")
     notifier = Notifier("default", enabled=True)
     assert warn_expiring(conn, NOW, 3 * HOUR, notifier) == ["r1"]
     assert warn_expiring(conn, NOW + HOUR, 3 * HOUR, notifier) == []
@@ -202,6 +204,7 @@ def test_a_grant_ending_soon_is_warned_of_once(membership):
     [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
     payload = json.loads(payload)
     assert (event, payload["request_id"], payload["detail"]) == ("access.expiring", "r1", "expires at 2026-06-01T14:00Z")
+    assert (payload["user"], payload["workspace"], payload["role"]) == ("ada@example.com", "Platform", "Editor")
 
 
 def test_only_a_time_bound_grant_in_force_is_extended_by_a_grant_that_finds_its_role(membership):
