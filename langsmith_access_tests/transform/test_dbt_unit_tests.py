@@ -21,10 +21,15 @@ from langsmith_access.transform.project import write_profile
 # Every unit test of the project: a new one is added here, so none is silently skipped.
 UNIT_TESTS = {
     "users_take_the_provisioning_method_that_ranks_first",
+    "roles_count_each_permission_once_and_know_a_custom_role_by_its_name_alone",
+    "role_permissions_lists_each_trimmed_permission_once_and_no_blank_one",
+    "pending_invites_keep_every_invite_and_name_its_org_role_as_the_role_listing_does",
     "grants_lay_changes_verified_after_the_sync_over_its_listing",
     "grants_of_a_sync_after_the_observations_are_its_listing_alone",
     "grants_keep_observations_made_after_the_memberships_were_read",
     "grants_of_a_sync_that_listed_no_membership_keep_later_observations",
+    "grants_are_scim_managed_only_where_a_group_names_that_role_there",
+    "grants_keep_a_role_the_role_listing_lacks_for_the_checks_to_see",
     "grant_history_ends_provisioned_removals_when_they_were_verified",
     "grant_history_names_the_request_that_opened_each_interval",
     "grant_history_keeps_roles_provisioning_gave_and_took_within_one_run",
