@@ -228,10 +228,13 @@ GRANTS_SYNC_3 = GRANTS_SYNC_2 | {ws_grant(RESEARCH, WS_VIEWER, CY)}
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def write_raw_sync(db_path: Path, sync_id: str, fetched_at: dt.datetime, memberships) -> None:
-    """Replace every raw table with one sync's rows, as the extract assets do."""
+def write_raw_sync(
+    db_path: Path, sync_id: str, fetched_at: dt.datetime, memberships, members: list[dict] = ORG_MEMBERS
+) -> None:
+    """Replace every raw table with one sync's rows (``members``: the org members listed), as the
+    extract assets do."""
     tables = {
-        "org_members": ORG_MEMBERS,
+        "org_members": members,
         "pending_invites": PENDING_INVITES,
         "workspaces": WORKSPACES,
         "roles": ROLES,
@@ -777,6 +780,46 @@ def test_grant_history_across_syncs(first_sync):
         (r["change"], r["user_id"], r["workspace_id"], r["role_id"], r["previous_role_id"], r["sync_id"])
         for r in rows_by(db_path, "report_unexplained_changes", "user_id")}
     assert unexplained_3 == unexplained_2 | {("added", CY, RESEARCH, WS_VIEWER, None, "sync-3")}
+
+
+def test_a_member_who_left_the_org_ends_in_user_history_when_their_grants_end(first_sync, tmp_path):
+    """A member no sync lists any more has left the org: users_snapshot closes their
+    user_history interval at the build that no longer saw them, the very instant their grants
+    end in grant_history (one instant per build, macros/snapshot_get_time.sql), so "was this
+    member in the org at T" and "who had access at T" agree. Coming back opens a new interval."""
+    db_path = tmp_path / "working.duckdb"
+    copy_database(first_sync.baseline, db_path)
+
+    def intervals(table: str) -> list[dict]:
+        return query(db_path, f"""
+            SELECT valid_from, valid_to, is_current FROM main.{table} WHERE user_id = ?
+            ORDER BY valid_from, valid_to""", [CY])
+
+    [joined] = intervals("user_history")
+    clock_past(joined["valid_from"])
+    # sync 2: Cy has left the org, and so every workspace
+    write_raw_sync(db_path, "sync-2", dt.datetime(2026, 2, 2, 9, tzinfo=UTC),
+                   [m for m in MEMBERSHIPS_SYNC_1 if m["ls_user_id"] != CY],
+                   members=[m for m in ORG_MEMBERS if m["ls_user_id"] != CY])
+    before_2 = dt.datetime.now(UTC)
+    result = dbt_build(db_path, tmp_path)
+    after_2 = dt.datetime.now(UTC)
+    assert result.returncode == 0, result.output
+
+    [left] = intervals("user_history")
+    assert left["valid_from"] == joined["valid_from"] and left["is_current"] is False
+    assert before_2 <= left["valid_to"] <= after_2
+    assert {(r["valid_to"], r["is_current"]) for r in intervals("grant_history")} == {(left["valid_to"], False)}
+
+    # sync 3: Cy is back, with the org role and the workspace role they had
+    clock_past(after_2)
+    write_raw_sync(db_path, "sync-3", dt.datetime(2026, 2, 3, 9, tzinfo=UTC), MEMBERSHIPS_SYNC_1)
+    result = dbt_build(db_path, tmp_path)
+    assert result.returncode == 0, result.output
+    first, back = intervals("user_history")
+    assert first == left and back["valid_to"] is None and back["is_current"] is True
+    assert {(r["valid_from"], r["is_current"]) for r in intervals("grant_history") if r["valid_to"] is None} == {
+        (back["valid_from"], True)}
 
 
 # --- the blocking checks -----------------------------------------------------------------------

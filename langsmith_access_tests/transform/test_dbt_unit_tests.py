@@ -21,6 +21,7 @@ from langsmith_access.transform.project import write_profile
 # Every unit test of the project: a new one is added here, so none is silently skipped.
 UNIT_TESTS = {
     "users_take_the_provisioning_method_that_ranks_first",
+    "users_name_the_org_role_as_the_role_listing_does_and_keep_members_of_an_unknown_one",
     "roles_count_each_permission_once_and_know_a_custom_role_by_its_name_alone",
     "role_permissions_lists_each_trimmed_permission_once_and_no_blank_one",
     "pending_invites_keep_every_invite_and_name_its_org_role_as_the_role_listing_does",
