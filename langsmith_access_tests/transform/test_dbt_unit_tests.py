@@ -64,6 +64,8 @@ UNIT_TESTS = {
     "report_access_policy_reach_counts_what_each_group_matches_and_whom_it_acts_on",
     "resource_tags_are_the_latest_inventorys_with_their_resource_type_in_lower_case",
     "stg_provisioning_observations_read_rows_from_before_the_observed_column_as_verified",
+    "stg_org_members_leave_scim_groups_unknown_where_the_sync_skipped_them_for_the_route",
+    "stg_org_members_read_no_scim_groups_where_the_plan_has_no_scim",
 }
 
 
