@@ -534,6 +534,20 @@ def test_a_payload_refused_is_retried_alone_and_the_rest_are_still_posted(databa
     assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == [(1, T0 + retry_delay(1))] * 3
 
 
+def test_rows_a_delivery_had_no_time_for_after_a_refused_one_are_due_at_once(database):
+    # A refusal (503) is about that payload: only a receiver away or rate limiting makes the rows
+    # after it wait. Refused rows, then the budget spent: the rows not tried keep no attempt and
+    # are due at once, not held back by the refused row's backoff.
+    ids = [add(database, "request.failed", request_id=f"r-{i}") for i in range(3)]
+    with WebhookReceiver() as receiver:
+        receiver.status, receiver.delay_seconds = 503, 0.6  # the second POST ends past the 1 s budget
+        report = deliver_due(database, webhook(receiver), now=T0, budget_seconds=1.0)
+    tried = [i for i in ids if report.failed[i] != NOT_TRIED]
+    assert 1 <= len(tried) < 3 and tried == ids[:len(tried)] and report.failed[ids[-1]] == NOT_TRIED, report
+    assert [(r["attempts"], r["next_attempt_at"]) for r in rows(database)] == (
+        [(1, T0 + retry_delay(1))] * len(tried) + [(0, T0)] * (3 - len(tried)))
+
+
 def test_a_receiver_that_rate_limits_is_sent_nothing_more_until_it_asked_and_loses_nothing(database):
     # Slack answers a burst with 429 and Retry-After: the rest of the batch would only be refused
     # too (each counting an attempt and pushing its own retry back), so they wait with it.
@@ -626,6 +640,19 @@ def test_one_delivery_posts_at_most_its_limit_and_the_rest_stay_due(database):
         assert first.delivered == ids[:2] and first.failed == {}
         assert [(r["status"], r["attempts"], r["next_attempt_at"]) for r in rows(database)][2] == ("pending", 0, T0)
         assert deliver_due(database, webhook(receiver), now=T0, limit=2).delivered == ids[2:]
+
+
+def test_notifications_are_posted_in_the_order_raised_not_by_the_time_they_carry(database):
+    # An event may carry a time earlier than one raised before it (when the change happened, read
+    # back later): the receiver reads them in the order raised, and a delivery that takes fewer
+    # than are due takes the first raised.
+    raised_first = add(database, "request.applied", at=T0 + timedelta(seconds=5), request_id="r-first")
+    raised_second = add(database, "request.failed", at=T0, request_id="r-second")
+    with WebhookReceiver() as receiver:
+        first = deliver_due(database, webhook(receiver), now=T0 + timedelta(minutes=1), limit=1)
+        rest = deliver_due(database, webhook(receiver), now=T0 + timedelta(minutes=1))
+    assert (first.delivered, rest.delivered) == ([raised_first], [raised_second])
+    assert [b["request_id"] for b in receiver.bodies()] == ["r-first", "r-second"]
 
 
 def test_a_delivered_notification_records_when(database):
@@ -817,7 +844,7 @@ def test_a_refused_row_a_run_keeps_from_being_recorded_is_sent_again_not_taken_a
                             [accepted]).fetchall() == [(T0,)]
 
 
-@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\r", "\u2028", "\u2029", "\x85", "\v", "\f"])
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\r", "\u2028", "\u2029", "\x85", "\v", "\f", "\x1c", "\x1e"])
 def test_a_slack_message_is_its_header_and_one_detail_line_whatever_a_name_holds(line_break):
     # A shared channel reads "[org] event: ..." as what happened in that org: a workspace name
     # or an approver's comment with a line break must not start a line that looks like another
@@ -828,7 +855,7 @@ def test_a_slack_message_is_its_header_and_one_detail_line_whatever_a_name_holds
     header, detail = text.split("\n")
     assert header.startswith("[us] request.denied: Viewer ") and header.endswith(" (request r-1)"), header
     assert detail == "denied by bob: no [eu] request.applied: Admin in Production for mallory@example.com", detail
-    assert not any(c in text for c in "\r\u2028\u2029\x85\v\f")
+    assert not any(c in text for c in "\r\u2028\u2029\x85\v\f\x1c\x1d\x1e")
 
 
 def test_what_a_delivery_left_unrecorded_never_stops_the_next_claim(database):
