@@ -13,10 +13,11 @@ from langsmith_access import runner
 from langsmith_access.api import request_grant
 from langsmith_access.definitions import defs
 from langsmith_access.defs.orgs import org_tags
+from langsmith_access.defs.provisioning.governance import evaluate_outbox, expiry_due
 from langsmith_access.defs.resources import org_resources
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import queue
-from langsmith_access.settings import Orgs, load_orgs
+from langsmith_access.settings import Org, Orgs, Secret, Settings, load_orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.governance.support import (
@@ -331,6 +332,19 @@ def test_the_expiry_sensor_asks_for_a_run_when_a_warning_is_due_only_with_a_webh
     assert len(tick(instance, "access_expiry_sensor")[0].run_requests) == 1
 
 
+def test_an_org_whose_own_webhook_cannot_be_used_yet_still_has_its_expiry_warnings_due(database):
+    # Its notifications are queued and wait until its variable is set (Org.webhook_problem, as
+    # Notifier.of_org has it): a sensor that looked for a URL launched no run to raise the
+    # warning, and the access.expiring it would have sent once fixed was never raised at all.
+    warned_about = add_request(database, "applied", user_id="u-1", workspace_id="w-1", role_id="r-editor",
+                               expires_at=datetime.now(UTC) + timedelta(hours=2))
+    settings = Settings(duckdb_path=database.path)
+    waiting = Org("default", settings, webhook_problem="The variable LANGSMITH_ACCESS_WEBHOOK_URL_EU is not set.")
+    with database.connect(read_only=True) as conn:
+        assert expiry_due(Org("default", settings), conn) == []  # no webhook at all: nothing to warn
+        assert expiry_due(waiting, conn) == [warned_about]
+
+
 def test_the_outbox_sensor_delivers_what_is_due_and_never_fails(database, instance, monkeypatch):
     result, _ = tick(instance, "notification_outbox_sensor")
     assert "LANGSMITH_ACCESS_WEBHOOK_URL is not set" in result.skip_message
@@ -361,6 +375,22 @@ def test_the_outbox_sensor_says_why_it_could_not_deliver(database, instance, mon
     said = tick(instance, "notification_outbox_sensor")[0].skip_message
     assert said.startswith("notifications not delivered this time: "), said
     assert "hook-path-not-said" not in said
+
+
+def test_the_outbox_tick_says_each_reason_a_notification_was_not_delivered_once(tmp_path):
+    # Every row refused alike: the tick reads as one reason, not the same one per row.
+    database = AccessDatabase(tmp_path / "acme" / "langsmith_access.duckdb")
+    with database.writer_lease("test"):
+        database.ensure_working()
+        with database.connect() as conn:
+            for n in range(3):
+                Notifier("acme", enabled=True).notify(conn, "sync.failed", at=datetime.now(UTC), detail=f"run {n}")
+    with WebhookReceiver() as receiver:
+        receiver.status = 503
+        org = Org("acme", Settings(duckdb_path=database.path, webhook_url=Secret(receiver.url)))
+        said = evaluate_outbox(Orgs((org,)), budget_seconds=5.0).skip_message
+    assert said == ("Delivered 0 notification(s); 3 not delivered (the receiver answered HTTP 503), "
+                    "retried later."), said
 
 
 def test_the_outbox_tick_gives_up_on_a_lease_a_run_holds_within_seconds(database, instance, monkeypatch):
