@@ -37,6 +37,7 @@ from langsmith_access.governance.notifications import (
 )
 from langsmith_access.settings import Org, Secret, Settings
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.sync_runs import ABANDONED_DRAFT_SECONDS
 from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.helpers import cli_in_this_process, lease_held_elsewhere
 
@@ -496,9 +497,16 @@ def test_a_file_that_cannot_be_read_now_is_delivered_from_under_the_lease(databa
     assert report.delivered == [row], report
 
 
-def test_an_unexpected_error_is_reported_without_the_webhook_url(database, monkeypatch):
+@pytest.mark.parametrize("url", [
+    f"https://hooks.example.com/T0/B0/{SECRET}",
+    # Named whole before credentials and query strings are cut: cut first, the URL would no longer
+    # be found whole, and its path (a Slack URL's token) would be shown.
+    f"https://hooks.example.com/T0/B0/{SECRET}?channel=ops",
+    f"https://bot:pw@hooks.example.com/T0/B0/{SECRET}",
+], ids=["path", "query", "credentials"])
+def test_an_unexpected_error_is_reported_without_the_webhook_url(database, monkeypatch, url):
     add(database)
-    hook = Webhook(url=Secret(f"https://hooks.example.com/T0/B0/{SECRET}"))
+    hook = Webhook(url=Secret(url))
 
     def failing(webhook, due, budget_seconds):
         raise RuntimeError(f"cannot post to {webhook.url.reveal()}")
@@ -866,8 +874,15 @@ def test_what_a_delivery_left_unrecorded_never_stops_the_next_claim(database):
     (left / "empty.json").write_text(json.dumps({"delivered_at": "2026-11-29T09:00:00Z", "delivered": []}))
     (left / "text.json").write_text(json.dumps({"delivered_at": "2026-11-29T09:00:00Z", "delivered": "abc"}))
     (left / "cut.json").write_text('{"delivered_at": "2026-11-29T09:00:00Z", "deliv')
+    # Drafts leave_aside writes before renaming: one a process died writing long ago goes; a young
+    # one may be another delivery's, about to be renamed, and stays.
+    abandoned, young = left / ".gone.0123abcd.tmp", left / ".busy.4567cdef.tmp"
+    for draft in (abandoned, young):
+        draft.write_text("{}")
+    long_ago = time.time() - ABANDONED_DRAFT_SECONDS - 60
+    os.utime(abandoned, (long_ago, long_ago))
     with WebhookReceiver() as receiver:
         report = deliver_due(database, webhook(receiver), now=T0)
     assert report.delivered == [row] and report.problem is None, report
     # The one recorded is gone; those that could not be read stay, as they were, and record nothing.
-    assert sorted(p.name for p in left.iterdir()) == ["cut.json", "text.json"]
+    assert sorted(p.name for p in left.iterdir()) == [young.name, "cut.json", "text.json"]
