@@ -648,7 +648,8 @@ def _record_or_leave(
 def _record(database: AccessDatabase, now: datetime, outcomes: list[_Attempt], lease_timeout_seconds: float) -> None:
     """Each claimed row's outcome. A row not tried waits as long as the row before it that found
     the receiver away or rate limiting (the rows stay in order), or is due at once when the
-    budget ran out."""
+    budget ran out. A row another delivery delivered meanwhile (this one stalled past its claim)
+    keeps that delivery."""
     if not outcomes:
         return
     stopper = next((o for o in outcomes if o.tried and o.answer.stops_delivery), None)
@@ -661,20 +662,20 @@ def _record(database: AccessDatabase, now: datetime, outcomes: list[_Attempt], l
                     if not outcome.tried:
                         conn.execute(
                             "UPDATE main.notifications SET attempts = attempts - 1, next_attempt_at = ? "
-                            "WHERE notification_id = ?",
-                            [not_tried_until, outcome.row_id],
+                            "WHERE notification_id = ? AND status = ?",
+                            [not_tried_until, outcome.row_id, PENDING],
                         )
                     elif outcome.failure is None:
                         conn.execute(
                             "UPDATE main.notifications SET status = ?, delivered_at = ?, last_error = NULL "
-                            "WHERE notification_id = ?",
-                            [DELIVERED, now, outcome.row_id],
+                            "WHERE notification_id = ? AND status = ?",
+                            [DELIVERED, now, outcome.row_id, PENDING],
                         )
                     else:
                         conn.execute(
                             "UPDATE main.notifications SET last_error = ?, next_attempt_at = ? "
-                            "WHERE notification_id = ?",
-                            [outcome.failure, now + outcome.retry_delay(), outcome.row_id],
+                            "WHERE notification_id = ? AND status = ?",
+                            [outcome.failure, now + outcome.retry_delay(), outcome.row_id, PENDING],
                         )
                 conn.execute("COMMIT")
             except BaseException:

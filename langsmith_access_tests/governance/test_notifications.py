@@ -488,6 +488,27 @@ def test_rows_another_delivery_claimed_are_left_to_it_until_the_claim_window_pas
     assert after.delivered == [row] and len(receiver.bodies()) == 1
 
 
+@pytest.mark.parametrize("late", ["failed", "delivered", "not tried"])
+def test_a_delivery_that_records_after_another_delivered_its_row_changes_nothing(database, late):
+    """A delivery stalls past the claim window; another claims the row and delivers it. When the
+    stalled one then records what its own post came to (a failure, a second delivery, or no
+    try), the delivered row keeps its delivery: no error, attempt or later time over it."""
+    row = add(database)
+    [(_, attempts, _)] = notifications._claim_due(database, T0, 100, 5.0)
+    with WebhookReceiver() as receiver:
+        assert deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW).delivered == [row]
+    before = rows(database)
+    answer = notifications._Answer("answered 500" if late == "failed" else None)
+    stalled = notifications._Attempt(row, attempts, answer, tried=late != "not tried")
+
+    notifications._record(database, T0 + CLAIM_WINDOW + timedelta(minutes=1), [stalled], 5.0)
+
+    assert rows(database) == before
+    assert before[0]["status"] == "delivered"
+    with database.connect(read_only=True) as conn:
+        assert conn.execute("SELECT delivered_at FROM main.notifications").fetchall() == [(T0 + CLAIM_WINDOW,)]
+
+
 def test_a_file_that_cannot_be_read_now_is_delivered_from_under_the_lease(database):
     # A provisioning run writing the working file: the read-only look fails, the lease decides.
     row = add(database)
