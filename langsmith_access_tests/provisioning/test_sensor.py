@@ -30,7 +30,7 @@ from langsmith_access.defs.provisioning.definitions import (
 )
 from langsmith_access.defs.provisioning.governance import evaluate_expiries
 from langsmith_access.provisioning import queue
-from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.database import AccessDatabase, DatabaseUnusableError
 from langsmith_access_tests.helpers import tick_sensor
 from langsmith_access_tests.services import Service, wait_for
 
@@ -743,3 +743,93 @@ def test_the_inventory_schedule_launches_the_orgs_it_could_not_look_at_in_time(t
     left = left_said(warning)
     assert left[-1] == "late" and left[:-1] == busy[len(busy) - len(left) + 1:]
     assert "launched, each run checks for itself" in warning
+
+
+def test_a_tick_that_launches_runs_logs_why_it_launched_none_for_the_other_orgs(tmp_path, monkeypatch, caplog):
+    # A tick that returns runs has no skip reason: why each other org got none (no usable key,
+    # nothing pending) is said in its log, one line an org, or it would be said nowhere.
+    orgs_holding(tmp_path, monkeypatch, ["keyless", "idle", "free"])
+    monkeypatch.delenv("KEY_0")
+    orgs = deployment_orgs()
+    queue_rows(AccessDatabase(orgs.get("idle").duckdb_path), 1, status="applied")
+    queue_rows(AccessDatabase(orgs.get("free").duckdb_path), 1)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance)
+        context.log.addHandler(caplog.handler)  # a tick's logger is Dagster's own, under no other
+        launched = evaluate_queue(context, orgs)
+    assert [run.partition_key for run in launched] == ["free"]
+    said = [record.getMessage() for record in caplog.records]
+    assert "idle: No pending requests." in said, caplog.text
+    assert [line for line in said if line.startswith("keyless: ") and "KEY_0" in line], caplog.text
+
+
+def test_a_tick_that_starts_past_the_first_org_asks_for_its_runs_in_the_orgs_order(tmp_path, monkeypatch):
+    # The cursor's start changes which org's copy is read first, not the order of the runs the
+    # tick asks for (and Dagster submits): the orgs file's, as on every other tick.
+    orgs = orgs_holding(tmp_path, monkeypatch, ["eu", "us", "ap"])
+    for org in orgs:
+        queue_rows(AccessDatabase(org.duckdb_path), 1)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=json.dumps({"launches": {}, "start": "ap"}))
+        launched = evaluate_queue(context, orgs)
+    assert [run.partition_key for run in launched] == ["eu", "us", "ap"]
+    assert json.loads(context.cursor) == {"launches": {"eu": 1, "us": 1, "ap": 1}}
+
+
+def test_a_tick_that_reaches_every_org_and_launches_nothing_drops_the_start_too(database, instance):
+    # Nothing launched, yet the cursor changes: the org it started with was reached, so the next
+    # tick goes back to the orgs' order (a stale start would keep rotating it).
+    queue_rows(database, 1, status="applied")
+    result, after = evaluate(instance, json.dumps({"launches": {"default": 3}, "start": "default"}))
+    assert not result.run_requests and result.skip_message == "No pending requests."
+    assert json.loads(after) == {"launches": {"default": 3}}
+
+
+def test_a_schedule_that_launches_runs_logs_why_it_launched_none_for_the_other_orgs(tmp_path, monkeypatch, capfd):
+    # As a sensor's: a schedule's tick that returns runs has no skip reason, so the orgs it
+    # launched none for are named in its log with why.
+    orgs_holding(tmp_path, monkeypatch, ["keyed", "keyless", "unsynced"])
+    monkeypatch.delenv("KEY_1")
+    with dg.build_schedule_context() as context:
+        requests = schedule_tick(context, deployment_orgs(),
+                                 waits=lambda org: "not synced yet." if org.slug == "unsynced" else None)
+    assert [request.partition_key for request in requests] == ["keyed"]
+    logged = capfd.readouterr().err.splitlines()  # its log
+    assert [line for line in logged if "unsynced: not synced yet." in line], logged
+    assert [line for line in logged if "keyless: " in line and "KEY_1" in line], logged
+
+
+def test_a_schedules_on_no_key_calls_and_its_looks_share_one_budget(tmp_path, monkeypatch, capfd):
+    # The sync schedule's on_no_key records a sync.failed, which may wait on a held database:
+    # when those calls use the tick's budget up, the other orgs are not looked at past it (the
+    # tick would run into Dagster's 60-s timeout, for every org) but launched, named.
+    orgs_holding(tmp_path, monkeypatch, ["keyless", "keyed"])
+    monkeypatch.delenv("KEY_0")
+    looked = []
+
+    def slow_on_no_key(org, reason):
+        time.sleep(1.5)  # past the budget's last moment to start a look (1 s in)
+
+    def not_yet(org):
+        looked.append(org.slug)
+        return "not synced yet."
+
+    with dg.build_schedule_context() as context:
+        requests = schedule_tick(context, deployment_orgs(), waits=not_yet, on_no_key=slow_on_no_key,
+                                 budget_seconds=TICK_LOOK_SECONDS + 1)
+    assert looked == []
+    assert [request.partition_key for request in requests] == ["keyed"]
+    [warning] = [line for line in capfd.readouterr().err.splitlines() if "not reached" in line]  # its log
+    assert left_said(warning) == ["keyed"]
+
+
+def test_a_copy_that_cannot_be_used_is_said_with_its_fix(database, instance):
+    # Not a DuckDB file where the analysts' copy should be: no tick mends it, so the skip reason
+    # carries what to do about it (a LeftoverWalError's fix even names the file to move aside).
+    database.path.parent.mkdir(parents=True, exist_ok=True)
+    database.path.write_bytes(b"not a database" * 300)
+    result, _ = evaluate(instance)
+    assert not result.run_requests
+    assert result.skip_message.startswith("Database unusable, trying again next tick: could not open "), \
+        result.skip_message
+    assert result.skip_message.endswith(f": {DatabaseUnusableError.fix}."), result.skip_message
