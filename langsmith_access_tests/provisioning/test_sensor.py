@@ -663,6 +663,28 @@ def test_a_tick_that_reaches_only_some_orgs_names_the_org_of_each_reason(tmp_pat
     assert json.loads(context.cursor) == {"launches": {}, "start": "eu"}
 
 
+def counted_past_the_deadline(monkeypatch, slow: str):
+    """The instance answers the launch count's query for org ``slow`` only once the tick's
+    deadline has passed (the other orgs' at once): the orgs after it in the tick's order are
+    left to the next tick."""
+    count_runs = provisioning_definitions.runs_launched_before
+    real_deadline = provisioning_definitions.tick_deadline
+    deadline = {}
+
+    def counted(instance, slug):
+        if slug == slow:
+            while time.monotonic() <= deadline["tick"]:
+                time.sleep(0.05)
+        return count_runs(instance, slug)
+
+    def recorded_deadline(budget_seconds):
+        deadline["tick"] = real_deadline(budget_seconds)
+        return deadline["tick"]
+
+    monkeypatch.setattr(provisioning_definitions, "runs_launched_before", counted)
+    monkeypatch.setattr(provisioning_definitions, "tick_deadline", recorded_deadline)
+
+
 def test_orgs_whose_runs_cannot_be_counted_within_the_budget_wait_for_the_next_tick(tmp_path, monkeypatch):
     # Copies read in time, but the instance answers the launch count's query slowly: the orgs
     # not counted by the deadline are launched by the next tick, first.
@@ -671,23 +693,7 @@ def test_orgs_whose_runs_cannot_be_counted_within_the_budget_wait_for_the_next_t
     for org in orgs:
         queue_rows(AccessDatabase(org.duckdb_path), 1)
     count_runs = provisioning_definitions.runs_launched_before
-    deadline = {}
-
-    def counted_past_the_deadline(instance, slug):
-        if slug == "org-2":  # the instance answers its query once the tick's deadline has passed
-            deadline["now"] = time.monotonic()
-            while time.monotonic() <= deadline["tick"]:
-                time.sleep(0.05)
-        return count_runs(instance, slug)
-
-    real_deadline = provisioning_definitions.tick_deadline
-
-    def recorded_deadline(budget_seconds):
-        deadline["tick"] = real_deadline(budget_seconds)
-        return deadline["tick"]
-
-    monkeypatch.setattr(provisioning_definitions, "runs_launched_before", counted_past_the_deadline)
-    monkeypatch.setattr(provisioning_definitions, "tick_deadline", recorded_deadline)
+    counted_past_the_deadline(monkeypatch, "org-2")
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance)
         first = evaluate_queue(context, orgs, budget_seconds=TICK_LOOK_SECONDS + 1)
@@ -833,3 +839,19 @@ def test_a_copy_that_cannot_be_used_is_said_with_its_fix(database, instance):
     assert result.skip_message.startswith("Database unusable, trying again next tick: could not open "), \
         result.skip_message
     assert result.skip_message.endswith(f": {DatabaseUnusableError.fix}."), result.skip_message
+
+
+def test_the_next_tick_starts_with_the_first_org_left_in_this_ticks_order_not_the_orgs_files(
+        tmp_path, monkeypatch):
+    # A tick that started with "us" and left "ap" and "eu" (its order wraps round the orgs file):
+    # the next starts with "ap", the first it left. Starting with "eu", the first of them in the
+    # orgs file, it would reach "eu" and "us" first again, and "ap" could wait tick after tick.
+    orgs = orgs_holding(tmp_path, monkeypatch, ["eu", "us", "ap"])
+    for org in orgs:
+        queue_rows(AccessDatabase(org.duckdb_path), 1)
+    counted_past_the_deadline(monkeypatch, "us")
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=json.dumps({"launches": {}, "start": "us"}))
+        launched = evaluate_queue(context, orgs, budget_seconds=TICK_LOOK_SECONDS + 1)
+    assert [request.partition_key for request in launched] == ["us"]
+    assert json.loads(context.cursor) == {"launches": {"us": 1}, "start": "ap"}
