@@ -858,3 +858,15 @@ def test_the_next_tick_starts_with_the_first_org_left_in_this_ticks_order_not_th
         launched = evaluate_queue(context, orgs, budget_seconds=TICK_LOOK_SECONDS + 1)
     assert [request.partition_key for request in launched] == ["us"]
     assert json.loads(context.cursor) == {"launches": {"us": 1}, "start": "ap"}
+
+
+def test_an_org_without_a_key_is_said_so_even_while_it_waits_after_failed_runs(database, instance, monkeypatch):
+    # Its runs failed, likely for want of the key: the tick says which variable to set, not the
+    # wait's advice to launch a run from the Launchpad, which would only fail again at its start.
+    queue_rows(database, 1)
+    create_run_for_test(instance, job_name="provision_workspace_roles", status=dg.DagsterRunStatus.FAILURE,
+                        tags={"langsmith_access/org": "default"})
+    monkeypatch.delenv("LANGSMITH_API_KEY")
+    result, _ = evaluate(instance)
+    assert not result.run_requests
+    assert result.skip_message.startswith("LANGSMITH_API_KEY is not set"), result.skip_message
