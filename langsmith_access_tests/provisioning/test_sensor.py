@@ -870,3 +870,16 @@ def test_an_org_without_a_key_is_said_so_even_while_it_waits_after_failed_runs(d
     result, _ = evaluate(instance)
     assert not result.run_requests
     assert result.skip_message.startswith("LANGSMITH_API_KEY is not set"), result.skip_message
+
+
+def test_a_schedule_calls_no_on_no_key_past_its_budget(tmp_path, monkeypatch):
+    # on_no_key may wait on a held database (the sync schedule records a sync.failed): none
+    # starts that could end past the tick's deadline, and the org is still said to lack its key.
+    orgs_holding(tmp_path, monkeypatch, ["keyless"])
+    monkeypatch.delenv("KEY_0")
+    called = []
+    with dg.build_schedule_context() as context:
+        tick = schedule_tick(context, deployment_orgs(), budget_seconds=0,
+                             on_no_key=lambda org, reason: called.append(org.slug))
+    assert called == []
+    assert "KEY_0" in tick.skip_message and tick.skip_message.endswith("No run until then."), tick.skip_message
