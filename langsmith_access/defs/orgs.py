@@ -134,6 +134,10 @@ TICK_LOOK_SECONDS = TICK_READ_TIMEOUT_SECONDS + 1.0
 TICK_BUDGET_SECONDS = 40.0
 
 
+# What a schedule's tick says of an org without its key whose ``on_no_key`` it had no time for.
+NO_KEY_NOT_REACHED = "Not acted on: the tick's budget was spent on other orgs; the next tick tries."
+
+
 def tick_deadline(budget_seconds: float = TICK_BUDGET_SECONDS) -> float:
     """The ``time.monotonic()`` reading by which a tick begun now stops looking at orgs."""
     return time.monotonic() + budget_seconds
@@ -186,9 +190,11 @@ def schedule_tick(context: dg.ScheduleEvaluationContext, orgs: Orgs,
     deadline = tick_deadline(budget_seconds)
     no_key = {org.slug: reason for org in orgs if (reason := no_key_reason(org))}
     if on_no_key is not None:
-        said = look_at_each_org([org for org in orgs if org.slug in no_key],
-                                lambda org: on_no_key(org, no_key[org.slug]), deadline=deadline)
+        keyless = [org for org in orgs if org.slug in no_key]
+        said = look_at_each_org(keyless, lambda org: on_no_key(org, no_key[org.slug]), deadline=deadline)
         no_key.update({slug: f"{no_key[slug]} {problem}" for slug, problem in said.items() if problem})
+        # Its call would have started past the budget: said, as a looked-at org not reached is.
+        no_key.update({org.slug: f"{no_key[org.slug]} {NO_KEY_NOT_REACHED}" for org in keyless if org.slug not in said})
     looked = look_at_each_org([org for org in orgs if org.slug not in no_key], waits, deadline=deadline)
     left = [org.slug for org in orgs if org.slug not in no_key and org.slug not in looked]
     waiting = [(slug, reason) for slug in orgs.slugs if (reason := no_key.get(slug) or looked.get(slug))]

@@ -20,7 +20,14 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from langsmith_access import runner
 from langsmith_access.definitions import defs
 from langsmith_access.defs.inventory.definitions import waits_for_first_sync
-from langsmith_access.defs.orgs import TICK_LOOK_SECONDS, TICK_READERS, deployment_orgs, schedule_tick, starting_with
+from langsmith_access.defs.orgs import (
+    NO_KEY_NOT_REACHED,
+    TICK_LOOK_SECONDS,
+    TICK_READERS,
+    deployment_orgs,
+    schedule_tick,
+    starting_with,
+)
 from langsmith_access.defs.provisioning import definitions as provisioning_definitions
 from langsmith_access.defs.provisioning.definitions import (
     REFUSED_INPUT_TAG,
@@ -882,4 +889,6 @@ def test_a_schedule_calls_no_on_no_key_past_its_budget(tmp_path, monkeypatch):
         tick = schedule_tick(context, deployment_orgs(), budget_seconds=0,
                              on_no_key=lambda org, reason: called.append(org.slug))
     assert called == []
-    assert "KEY_0" in tick.skip_message and tick.skip_message.endswith("No run until then."), tick.skip_message
+    # Said to lack its key, and that what the tick does for such an org waits for the next tick.
+    assert "KEY_0" in tick.skip_message and "No run until then. " in tick.skip_message, tick.skip_message
+    assert tick.skip_message.endswith(f" {NO_KEY_NOT_REACHED}"), tick.skip_message
