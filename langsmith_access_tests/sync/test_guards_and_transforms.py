@@ -244,19 +244,30 @@ def test_withheld_values_are_put_back_but_values_the_answer_gives_are_never_repl
     ]
 
 
+def withheld(n: int) -> EnrichedMember:
+    """Enriched member ``user-{n}``, whose email and names the org's anonymity setting withheld."""
+    return EnrichedMember.from_api({
+        "id": f"org-identity-{n}", "ls_user_id": f"user-{n}", "email": None, "display_name": None,
+        "is_pending": False, "is_disabled": False, "role_id": "org-user", "created_at": "2026-01-01T00:00:00Z",
+        "workspace_memberships": []})
+
+
+def member_tables_after_a_sync_that_knew_ada(conn) -> RawMemberTables:
+    """Raw member tables for a sync whose previous one knew user-1 as Ada (email and both names:
+    the three values an anonymity-restricted answer withholds and the sync puts back)."""
+    ensure_schema(conn)
+    conn.execute("CREATE TABLE main.users AS SELECT 'user-1' AS user_id, 'ada@example.com' AS email, "
+                 "'Ada Lovelace' AS full_name, 'Ada' AS display_name")
+    return RawMemberTables(conn, "sync-1", AT)
+
+
 def test_an_enriched_listing_read_again_says_what_its_last_scan_said_of_anonymity(tmp_path):
     """The enriched listing moved while it was read and is read again: its first scan's
     restricted answer is taken back with that scan's rows, so the sync records what the scan it
     kept said (not restricted: no value was withheld, none was put back)."""
-    person = EnrichedMember.from_api({
-        "id": "org-identity-1", "ls_user_id": "user-1", "email": None, "display_name": None, "is_pending": False,
-        "is_disabled": False, "role_id": "org-user", "created_at": "2026-01-01T00:00:00Z",
-        "workspace_memberships": []})
+    person = withheld(1)
     with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
-        ensure_schema(conn)
-        conn.execute("CREATE TABLE main.users AS SELECT 'user-1' AS user_id, 'ada@example.com' AS email, "
-                     "'Ada Lovelace' AS full_name, 'Ada' AS display_name")
-        tables = RawMemberTables(conn, "sync-1", AT)
+        tables = member_tables_after_a_sync_that_knew_ada(conn)
         sink = tables.enriched_sink(None)  # type: ignore[arg-type]  # the header says: no org info asked
         sink.begin_scan()
         sink.add_page([person], {LISTS_ALL_WORKSPACES_HEADER: "true", ANONYMITY_RESTRICTED_HEADER: "true"})
@@ -273,21 +284,12 @@ def test_an_enriched_listing_is_anonymity_restricted_when_any_page_of_its_scan_s
     first page is restricted, the second is not. The listing is restricted, whatever its last
     page said: the first page's withheld values were put back from the previous sync, and the
     sync must say so (its summary, ``sync_runs.anonymity_restricted``)."""
-    def person(n: int) -> EnrichedMember:
-        return EnrichedMember.from_api({
-            "id": f"org-identity-{n}", "ls_user_id": f"user-{n}", "email": None, "display_name": None,
-            "is_pending": False, "is_disabled": False, "role_id": "org-user", "created_at": "2026-01-01T00:00:00Z",
-            "workspace_memberships": []})
-
     with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
-        ensure_schema(conn)
-        conn.execute("CREATE TABLE main.users AS SELECT 'user-1' AS user_id, 'ada@example.com' AS email, "
-                     "'Ada Lovelace' AS full_name, 'Ada' AS display_name")
-        tables = RawMemberTables(conn, "sync-1", AT)
+        tables = member_tables_after_a_sync_that_knew_ada(conn)
         sink = tables.enriched_sink(None)  # type: ignore[arg-type]  # the header says: no org info asked
         sink.begin_scan()
-        sink.add_page([person(1)], {LISTS_ALL_WORKSPACES_HEADER: "true", ANONYMITY_RESTRICTED_HEADER: "true"})
-        sink.add_page([person(2)], {LISTS_ALL_WORKSPACES_HEADER: "true", ANONYMITY_RESTRICTED_HEADER: "false"})
+        sink.add_page([withheld(1)], {LISTS_ALL_WORKSPACES_HEADER: "true", ANONYMITY_RESTRICTED_HEADER: "true"})
+        sink.add_page([withheld(2)], {LISTS_ALL_WORKSPACES_HEADER: "true", ANONYMITY_RESTRICTED_HEADER: "false"})
         tables.flush()
         assert (tables.anonymity_restricted, tables.withheld_values_kept) == (True, 3)
         assert conn.execute("SELECT ls_user_id, email FROM raw.org_members ORDER BY 1").fetchall() == [

@@ -84,6 +84,21 @@ def note_held(sandbox: SandboxServer, route_suffix: str, made: list, freed: list
     return samples
 
 
+def members_loaded(client: LangSmithClient, org, path):
+    """``load_members`` with ``client`` (closed after) into a new raw database at ``path``, after
+    the listings a sync reads first: what the read says, and the memberships it left (workspace,
+    user, workspace identity, role, and the route each came from)."""
+    with client, duckdb.connect(str(path)) as conn:
+        ensure_schema(conn)
+        listings_read_before_the_members(conn, org)
+        read = load_members(client, conn, sync_id="sync-1",
+                            shared_workspace_ids=[w.id for w in org.shared_workspaces()])
+        memberships = conn.execute(
+            "SELECT workspace_id, ls_user_id, workspace_identity_id, role_id, source "
+            "FROM raw.workspace_memberships").fetchall()
+    return read, memberships
+
+
 def test_the_enriched_route_holds_a_few_pages_even_when_the_listing_moves(monkeypatch, tmp_path, org):
     database = tmp_path / "access.duckdb"
     expected_users = {m.ls_user_id for m in org.active_members()}
@@ -197,14 +212,7 @@ def test_a_later_enriched_page_that_lists_only_some_workspaces_is_not_trusted_ei
             api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id, endpoint=sandbox.url,
             max_concurrency=1,  # one page at a time: the second is read after the demotion
         ))
-        with client, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
-            ensure_schema(conn)
-            listings_read_before_the_members(conn, org)
-            read = load_members(client, conn, sync_id="sync-1",
-                                shared_workspace_ids=[w.id for w in org.shared_workspaces()])
-            memberships = conn.execute(
-                "SELECT workspace_id, ls_user_id, workspace_identity_id, role_id, source "
-                "FROM raw.workspace_memberships").fetchall()
+        read, memberships = members_loaded(client, org, tmp_path / "scratch.duckdb")
 
     assert said == ["true", "false"]  # the reading stopped at the page that said so
     assert read.route == PER_WORKSPACE_ROUTE and "X-Members-List-All-Workspaces: false" in read.route_reason
@@ -229,14 +237,7 @@ def test_an_enriched_listing_that_breaks_off_leaves_nothing_behind_for_the_per_w
             api_key=Secret(sandbox.api_key), organization_id=sandbox.organization_id, endpoint=proxy.url,
             max_retries=0,  # no retry to hide the garbled page behind a good one
         ))
-        with client, duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
-            ensure_schema(conn)
-            listings_read_before_the_members(conn, org)
-            read = load_members(client, conn, sync_id="sync-1",
-                                shared_workspace_ids=[w.id for w in org.shared_workspaces()])
-            memberships = conn.execute(
-                "SELECT workspace_id, ls_user_id, workspace_identity_id, role_id, source "
-                "FROM raw.workspace_memberships").fetchall()
+        read, memberships = members_loaded(client, org, tmp_path / "scratch.duckdb")
     assert proxy.tampered and read.route == PER_WORKSPACE_ROUTE
     assert "does not parse as JSON" in read.route_reason
     assert sorted(row[:4] for row in memberships) == sorted(org.workspace_membership_rows(shared_only=True))
