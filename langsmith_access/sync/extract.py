@@ -24,7 +24,8 @@ Which route was used and why (``route_reason``) is recorded with the sync, and s
 enriched route's answer was restricted by the org's anonymity setting
 (``X-Members-Anonymity-Restricted``). What such an answer withholds is undocumented, so a
 missing email or name is never read as a change: ``keep_withheld_values`` puts back the value
-the previous sync knew (a member first seen in a restricted answer keeps null, and the sync
+the previous sync knew (in the org member listing too, when the sync reads each workspace after
+a restricted enriched page) (a member first seen in a restricted answer keeps null, and the sync
 summary says how many values were kept). Keeping, not nulling: analysts and provisioning
 requests find people by email, and a null would read as the email having been removed.
 """
@@ -342,7 +343,7 @@ def _read_each_workspace(
     # Invites before members: an invite accepted between the two reads then shows as both (the
     # next sync drops the invite), never as neither (a member the sync would lose).
     pending_invites = client.stream_pending_invites(tables.pending_invites_sink())
-    org_members = client.stream_org_members(tables.org_members_sink())
+    org_members = client.stream_org_members(tables.org_members_sink(anonymity_restricted=anonymity_restricted))
     try:
         workspaces = client.stream_members_of_workspaces(
             shared_workspace_ids, tables.workspace_members_sink
@@ -359,7 +360,8 @@ def _read_each_workspace(
         workspaces_read=len(workspaces),
         fallback_reason=fallback_reason,
         route_reason=route_reason,
-        anonymity_restricted=anonymity_restricted,
+        anonymity_restricted=anonymity_restricted or tables.anonymity_restricted,
+        withheld_values_kept=tables.withheld_values_kept,
         members_joined_meanwhile=joined,
     )
 
@@ -608,13 +610,23 @@ class RawMemberTables:
     def enriched_sink(self, client: LangSmithClient) -> _Sink:
         return _Sink(self.clear, lambda people, headers: self._add_enriched_page(people, headers, client))
 
-    def org_members_sink(self) -> _Sink:
-        return _Sink(
-            lambda: self._discard("org_members"),
-            lambda members, _: self.add(
-                MemberRows([_org_member_row(m, self.tag) for m in members], [], [])
-            ),
-        )
+    def org_members_sink(self, *, anonymity_restricted: bool = False) -> _Sink:
+        """The org member listing's. ``anonymity_restricted``: the enriched route said the org's
+        answers are restricted, so this listing's may withhold values too (undocumented: kept
+        as from a restricted page, whatever this listing's own headers say)."""
+
+        def begin_scan() -> None:
+            self._discard("org_members")
+            with self._lock:
+                self.withheld_values_kept = 0  # on this route, only this listing's rows keep values
+
+        def add_page(members: Sequence[OrgMember], headers: Mapping[str, str]) -> None:
+            rows = MemberRows([_org_member_row(m, self.tag) for m in members], [], [])
+            if anonymity_restricted or answers_anonymity_restricted(headers):
+                self._keep_withheld_values(rows)
+            self.add(rows)
+
+        return _Sink(begin_scan, add_page)
 
     def pending_invites_sink(self) -> _Sink:
         return _Sink(
@@ -648,11 +660,16 @@ class RawMemberTables:
         restricted = answers_anonymity_restricted(headers)
         rows = transform_enriched_members(people, self.sync_id, self.fetched_at)
         if restricted:
-            with self._lock:
-                known = known_member_values(self.conn, [r["ls_user_id"] for r in rows.org_members])
-                self.anonymity_restricted = True
-                self.withheld_values_kept += keep_withheld_values(rows.org_members, known)
+            self._keep_withheld_values(rows)
         self.add(rows)
+
+    def _keep_withheld_values(self, rows: MemberRows) -> None:
+        """Rows of an anonymity-restricted answer: the values it withheld put back from the
+        previous sync (``keep_withheld_values``), and counted."""
+        with self._lock:
+            known = known_member_values(self.conn, [r["ls_user_id"] for r in rows.org_members])
+            self.anonymity_restricted = True
+            self.withheld_values_kept += keep_withheld_values(rows.org_members, known)
 
 
 # Member fields an anonymity-restricted answer may withhold.

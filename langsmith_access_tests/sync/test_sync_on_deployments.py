@@ -4,6 +4,7 @@ route_reason and anonymity_restricted existed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,7 @@ from langsmith_access_tests.helpers import (
     query,
     run_sync,
 )
+from langsmith_access_tests.langsmith.sandbox_client_support import wrap_respond
 
 # Differ between two syncs of the same org by nature: ids and times of the run.
 RUN_COLUMNS = {"sync_id", "run_id", "synced_at", "fetched_at", "started_at", "finished_at",
@@ -129,6 +131,37 @@ def test_an_anonymity_restricted_answer_is_recorded_and_never_read_as_a_change(m
         database, "SELECT anonymity_restricted, membership_route FROM main.sync_runs "
                   "ORDER BY finished_at DESC LIMIT 1")
     assert restricted is True and route == "enriched_members"
+
+
+def test_an_org_member_listing_read_after_a_restricted_enriched_page_is_never_read_as_a_change(
+        monkeypatch, tmp_path, cloud_sync):
+    """The enriched route says the org is anonymity-restricted, and (a default-role key) that it
+    did not list every workspace: the sync reads each workspace, and the org member listing. What
+    that listing withholds is undocumented (and it may say nothing): its missing emails and names
+    are put back from the previous sync as the enriched page's would be, and counted."""
+    database = copy_synced_database(cloud_sync, tmp_path / "access.duckdb")
+    org = new_org()
+    before = dict(query(database, "SELECT user_id, email FROM main.users"))
+    with SandboxServer(org, key_role="org-user", anonymity_restricted=True) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+
+        def org_members_withheld(respond, r):
+            response = respond(r)
+            if r.path == "/api/v1/orgs/current/members/active" and isinstance(response.body, list):
+                return replace(response, body=[
+                    {**row, "email": None, "full_name": None, "display_name": None} for row in response.body])
+            return response
+
+        wrap_respond(sandbox, org_members_withheld)
+        outcome = run_sync()
+    assert outcome.success, outcome.failure
+    assert dict(query(database, "SELECT user_id, email FROM main.users")) == before
+    assert actual_workspace_grants(database) == expected_workspace_grants(org)
+    [(route, restricted)] = query(database, "SELECT membership_route, anonymity_restricted FROM main.sync_runs "
+                                            "ORDER BY finished_at DESC LIMIT 1")
+    assert (route, restricted) == ("workspace_members", True)
+    [(kept,)] = query(database, "SELECT withheld_values_kept FROM raw.membership_read")
+    assert kept >= len(before)
 
 
 def test_a_first_sync_of_an_anonymity_restricted_org_succeeds_and_says_so(monkeypatch, tmp_path):
