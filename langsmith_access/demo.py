@@ -215,6 +215,9 @@ def _provisioning_story(org: OrgState, access: Org, cast: _Cast) -> bool:
     for queued in requests:
         print(f"   {queued.request_id}  {queued.status:<8} {queued.message}")
     dry = provision(dry_run=True, org=access)
+    if not dry.success:  # the real run would fail the same way: said once, and nothing is written
+        print(f"Provisioning dry run failed: {dry.failure}", file=sys.stderr)
+        return False
     print("\nDry run (no writes):")
     for item in dry.outputs.get(APPLY_REQUESTS_OP, {}).get("outcomes", []):
         print(f"   {item['request_id']}  would {item['detail']}")

@@ -100,8 +100,11 @@ def test_a_provisioning_story_whose_run_fails_stops_the_demo_and_says_why(env, c
     told = _provisioning_story(org, refused, cast)
     out, err = capsys.readouterr()
     assert not told
-    assert "Provisioning failed: " in err, err
-    assert "Provisioned:" not in out and "Audit trail" not in out
+    # The dry run fails first: the demo stops there, and no run is sent to write anything.
+    assert "Provisioning dry run failed: " in err and "Provisioning failed: " not in err, err
+    assert "Dry run (no writes):" not in out and "Provisioned:" not in out and "Audit trail" not in out
+    assert {status for (status,) in query(database.path, "SELECT status FROM main.provisioning_requests")} == {
+        "pending"}
 
 
 @pytest.mark.parametrize(("provisioning", "governance", "code"), [
