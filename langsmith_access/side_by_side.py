@@ -20,7 +20,9 @@ def each_org_side_by_side(
     orgs: Sequence[Org], do: Callable[[Org], T], *, at_once: int, start_by: float | None = None
 ) -> dict[str, T]:
     """``do(org)`` for each org, ``at_once`` threads at a time: the results by slug, in the
-    orgs' order. ``do`` touches only its own org's files and services (no shared connection).
+    orgs' order. ``do`` touches only its own org's files and services (no shared connection),
+    and says an org's own trouble in what it returns: an exception it raises is a bug, which
+    reaches the caller once every other ``do`` has ended, and the other orgs' results are lost with it.
     ``start_by``: a ``time.monotonic()`` reading after which no ``do`` starts; the orgs whose
     turn came later are left out of the results (turns go in the orgs' order)."""
 
