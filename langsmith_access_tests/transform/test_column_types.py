@@ -1,5 +1,6 @@
-"""Every column of the dbt project's sources and models declares its DuckDB type (``data_type`` in
-``sources.yml``, ``_staging.yml``, ``_marts.yml``, ``_reports.yml``), spelled as DuckDB reports it.
+"""Every column of the dbt project's sources, models and snapshots declares its DuckDB type
+(``data_type`` in ``sources.yml``, ``_staging.yml``, ``_marts.yml``, ``_reports.yml`` and
+``snapshots/*.yml``), spelled as DuckDB reports it.
 
 dbt's docs and the Dagster catalog (dagster-dbt's ``dagster/column_schema``, and
 ``defs/sources.py`` for the sources) show a column's type only from that declaration: without
@@ -25,9 +26,10 @@ Columns = dict[str, str | None]  # column name -> data_type (None: declares no t
 
 
 def declared_tables(manifest: Mapping[str, Any]) -> dict[tuple[str, str], Columns]:
-    """(schema, table) -> its columns as the yml files declare them, for every model and source."""
+    """(schema, table) -> its columns as the yml files declare them, for every model, snapshot and
+    source."""
     models = {(node["schema"], node["alias"]): node["columns"]
-              for node in manifest["nodes"].values() if node["resource_type"] == "model"}
+              for node in manifest["nodes"].values() if node["resource_type"] in ("model", "snapshot")}
     sources = {(source["schema"], source["identifier"]): source["columns"] for source in manifest["sources"].values()}
     return {table: {name: column.get("data_type") for name, column in columns.items()}
             for table, columns in (models | sources).items()}
@@ -67,8 +69,9 @@ def declaration_errors(declared: Mapping[tuple[str, str], Columns],
 def test_every_declared_column_has_the_type_the_build_gives_it_and_dagster_shows_it(template):
     manifest = json.loads(prepare_manifest().read_text())
     declared = declared_tables(manifest)
-    # The raw tables, the tables Python writes in main, staging, the marts and the reports.
-    assert {schema for schema, _ in declared} == {"raw", "main", "staging"}
+    # The raw tables, the tables Python writes in main, staging, the marts, the reports and the
+    # snapshots that keep the history.
+    assert {schema for schema, _ in declared} == {"raw", "main", "staging", "snapshots"}
     assert len(declared) >= 60 and ("main", "report_privileged_access") in declared
 
     errors = declaration_errors(declared, built_tables(template.path))
