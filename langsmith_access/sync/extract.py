@@ -24,8 +24,8 @@ Which route was used and why (``route_reason``) is recorded with the sync, and s
 enriched route's answer was restricted by the org's anonymity setting
 (``X-Members-Anonymity-Restricted``). What such an answer withholds is undocumented, so a
 missing email or name is never read as a change: ``keep_withheld_values`` puts back the value
-the previous sync knew (in the org member listing too, when the sync reads each workspace after
-a restricted enriched page) (a member first seen in a restricted answer keeps null, and the sync
+the previous sync knew, in the org member listing too when the sync reads each workspace after
+a restricted enriched page (a member first seen in a restricted answer keeps null, and the sync
 summary says how many values were kept). Keeping, not nulling: analysts and provisioning
 requests find people by email, and a null would read as the email having been removed.
 """
