@@ -79,6 +79,24 @@ def workspace_role(org, display_name):
     return next(r for r in org.roles_by_scope("workspace") if r.display_name == display_name)
 
 
+def holder_and_workspace(org):
+    """An enabled member of the first shared workspace, that workspace, and the role they hold there."""
+    workspace = org.shared_workspaces()[0]
+    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
+    return org.members[held.ls_user_id], workspace, held.role_id
+
+
+def roles_other_than(org, role_id, names=("Viewer", "Editor", "Admin")):
+    """The workspace roles named ``names``, in that order, but the one ``role_id``."""
+    return [role for role in (workspace_role(org, name) for name in names) if role.id != role_id]
+
+
+def grants_showing(conn, member, workspace, role_id):
+    """``main.grants`` as the last dbt build left it: ``member`` holds ``role_id`` in ``workspace``."""
+    conn.execute("CREATE TABLE main.grants AS SELECT ? AS user_id, ? AS workspace_id, "
+                 "'workspace_role' AS entitlement_type, ? AS role_id", [member.ls_user_id, workspace.id, role_id])
+
+
 def down_after_writes(sandbox, writes_answered):
     """LangSmith answers 503 to every request after ``writes_answered`` answered writes. Returns the
     list of (method, path) it then leaves unanswered, filled as they come."""
@@ -398,10 +416,8 @@ def test_a_membership_removed_between_the_read_and_the_role_change_is_planned_ag
     """Someone removes the member between our read and our role change (404): planned again from
     a new read, the grant adds them back with the role it asks for."""
     sandbox, org, conn = live
-    workspace = org.shared_workspaces()[0]
-    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
-    member = org.members[held.ls_user_id]
-    role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held.role_id)
+    member, workspace, held_role_id = holder_and_workspace(org)
+    role = roles_other_than(org, held_role_id, ("Viewer", "Editor"))[0]
     request = queued(conn, "grant", member, workspace, role)
 
     def removed_by_someone_just_before(respond, r):
@@ -432,7 +448,7 @@ def test_only_a_settled_revoke_of_an_organization_admins_role_says_admin_access_
     sandbox, org, conn = live
     admin, workspace = organization_admin_in_a_shared_workspace(org)
     held = org.role(workspace.memberships[admin.ls_user_id].role_id)
-    other = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held.id)
+    other = roles_other_than(org, held.id, ("Viewer", "Editor"))[0]
     grant = queued(conn, "grant", admin, workspace, other)
     assert provision(sandbox, conn, grant)[grant["request_id"]].status == "applied"
     revoke = queued(conn, "revoke", admin, workspace, other)
@@ -467,10 +483,8 @@ def grant_a_dead_run_wrote(live, monkeypatch):
     died right after its role change reached LangSmith: (workspace, member, the role held before,
     the role granted, the request, left in_progress)."""
     sandbox, org, conn = live
-    workspace = org.shared_workspaces()[0]
-    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
-    member, held_role_id = org.members[held.ls_user_id], held.role_id
-    role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held_role_id)
+    member, workspace, held_role_id = holder_and_workspace(org)
+    role = roles_other_than(org, held_role_id, ("Viewer", "Editor"))[0]
     request = queued(conn, "grant", member, workspace, role, access_duration_seconds=3600)
     provision_dying_after_the_write(monkeypatch, "set_workspace_member_role", sandbox, conn, request)
     return workspace, member, held_role_id, role, request
@@ -599,8 +613,8 @@ def test_a_rejected_request_and_a_failed_end_of_a_grant_are_notified_as_failed(l
     member, workspace = outsider_and_workspace(org)
     too_late = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"),
                       access_until=queue.now_utc() - timedelta(minutes=1))
-    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
-    holder, role = org.members[held.ls_user_id], org.role(held.role_id)
+    holder, _, held_role_id = holder_and_workspace(org)  # the same workspace
+    role = org.role(held_role_id)
     grant = queued(conn, "grant", holder, workspace, role, status="applied", prior_role_id=None,
                    updated_at=queue.now_utc() - timedelta(hours=1))
     end = queued(conn, "revoke", holder, workspace, role, parent_request_id=grant["request_id"],
@@ -785,9 +799,8 @@ def test_the_end_of_a_grant_that_found_its_role_held_raises_no_access_expired(li
     role Editor). Its end gives back Editor, which the member holds: nothing to undo, and no
     ``access.expired``: the member's access goes on."""
     sandbox, org, conn = live
-    workspace = org.shared_workspaces()[0]
-    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
-    member, role = org.members[held.ls_user_id], org.role(held.role_id)
+    member, workspace, held_role_id = holder_and_workspace(org)
+    role = org.role(held_role_id)
     now = queue.now_utc()
     extension = queued(conn, "grant", member, workspace, role, status="already_satisfied", prior_role_id=role.id,
                        updated_at=now - timedelta(hours=2), expires_at=now - timedelta(minutes=1))
@@ -807,13 +820,9 @@ def test_a_role_provisioning_verified_that_grants_does_not_show_yet_is_not_taken
     role with that newer observation, not with ``grants``: nothing was changed by hand, so
     nothing is recorded as found (which the refresh would list as drift)."""
     sandbox, org, conn = live
-    workspace = org.shared_workspaces()[0]
-    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
-    member, held_role_id = org.members[held.ls_user_id], held.role_id
-    conn.execute("CREATE TABLE main.grants AS SELECT ? AS user_id, ? AS workspace_id, "
-                 "'workspace_role' AS entitlement_type, ? AS role_id", [member.ls_user_id, workspace.id, held_role_id])
-    first_role, then_role = [r for r in (workspace_role(org, name) for name in ("Viewer", "Editor", "Admin"))
-                             if r.id != held_role_id][:2]
+    member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
+    first_role, then_role = roles_other_than(org, held_role_id)[:2]
     first, then = (queued(conn, "grant", member, workspace, role) for role in (first_role, then_role))
 
     outcomes = provision(sandbox, conn, first, then)
@@ -1024,7 +1033,7 @@ def test_a_revoke_an_organization_admin_needs_nothing_for_still_says_admin_acces
     sandbox, org, conn = live
     admin, workspace = organization_admin_in_a_shared_workspace(org)
     held = workspace.memberships[admin.ls_user_id].role_id
-    other = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held)
+    other = roles_other_than(org, held, ("Viewer", "Editor"))[0]
     revoke = queued(conn, "revoke", admin, workspace, other)
 
     outcome = provision(sandbox, conn, revoke)[revoke["request_id"]]
@@ -1142,13 +1151,9 @@ def test_only_the_latest_unbuilt_observation_stands_for_what_grants_will_show(li
     the second role: the revoke compares the live role with the latest of those observations,
     not the first, so it records no hand change (no ``found`` row, no false drift)."""
     sandbox, org, conn = live
-    workspace = org.shared_workspaces()[0]
-    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
-    member, held_role_id = org.members[held.ls_user_id], held.role_id
-    conn.execute("CREATE TABLE main.grants AS SELECT ? AS user_id, ? AS workspace_id, "
-                 "'workspace_role' AS entitlement_type, ? AS role_id", [member.ls_user_id, workspace.id, held_role_id])
-    first_role, then_role = [r for r in (workspace_role(org, name) for name in ("Viewer", "Editor", "Admin"))
-                             if r.id != held_role_id][:2]
+    member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
+    first_role, then_role = roles_other_than(org, held_role_id)[:2]
     first, then = (queued(conn, "grant", member, workspace, role) for role in (first_role, then_role))
     revoke = queued(conn, "revoke", member, workspace, then_role)
 
@@ -1165,10 +1170,9 @@ def test_a_role_change_verified_by_the_batch_listing_records_the_members_workspa
     """The batch's second listing confirms a role change but lists no workspace identity: the
     one the change wrote to is recorded (the grant's end checks it still undoes that membership)."""
     sandbox, org, conn = live
-    workspace = org.shared_workspaces()[0]
-    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
-    member = org.members[held.ls_user_id]
-    role = next(r for r in (workspace_role(org, "Viewer"), workspace_role(org, "Editor")) if r.id != held.role_id)
+    member, workspace, held_role_id = holder_and_workspace(org)
+    role = roles_other_than(org, held_role_id, ("Viewer", "Editor"))[0]
+    held_identity = org.membership(workspace.id, member.ls_user_id).id
     request = queued(conn, "grant", member, workspace, role)
 
     outcome = provision_by_listing(sandbox, conn, request)[request["request_id"]]
@@ -1176,7 +1180,7 @@ def test_a_role_change_verified_by_the_batch_listing_records_the_members_workspa
     assert outcome.status == "applied" and outcome.plan.kind == "change_role", outcome
     assert dict(events(conn, request["request_id"]))["verified"]["path"] == ORG_LISTING_PATH
     identity = org.membership(workspace.id, member.ls_user_id).id
-    assert identity == held.id and observations(conn, request["request_id"]) == [(role.id, identity, "verified")]
+    assert identity == held_identity and observations(conn, request["request_id"]) == [(role.id, identity, "verified")]
 
 
 def test_the_writes_a_request_took_count_a_dead_runs_write_and_every_lost_answer(live):
@@ -1226,11 +1230,8 @@ def test_a_grant_whose_first_write_took_unanswered_then_changed_by_hand_keeps_th
     member a third role by hand, so the re-read plans the write again. As when a dead run sent
     the first write, the grant's prior role is the one that first write replaced."""
     sandbox, org, conn = live
-    workspace = org.shared_workspaces()[0]
-    held = next(m for m in workspace.memberships.values() if not org.members[m.ls_user_id].is_disabled)
-    member, held_role_id = org.members[held.ls_user_id], held.role_id
-    role, by_hand = [r for r in (workspace_role(org, name) for name in ("Viewer", "Editor", "Admin"))
-                     if r.id != held_role_id][:2]
+    member, workspace, held_role_id = holder_and_workspace(org)
+    role, by_hand = roles_other_than(org, held_role_id)[:2]
     request = queued(conn, "grant", member, workspace, role, access_duration_seconds=3600)
 
     def applied_answer_lost_then_changed_by_hand(respond, r):
