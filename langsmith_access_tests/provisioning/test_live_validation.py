@@ -126,6 +126,16 @@ def applied_answer_lost(respond, r):
     return ApiResponse(502, {"detail": "bad gateway"})
 
 
+def added_just_before(org, workspace, member, role):
+    """An answer for ``answer_writes``: someone gives ``member`` ``role`` in ``workspace`` just
+    before LangSmith takes the write (which then finds the change made: a 409 for an add)."""
+
+    def answer(respond, r):
+        org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=role.id)
+        return respond(r)
+    return answer
+
+
 def answer_writes(sandbox, *answers):
     """From now on the sandbox answers its writes in order with ``answers`` (each
     ``answer(respond, request)``); the writes after those, and every read, as LangSmith does.
@@ -376,11 +386,7 @@ def test_a_batch_write_refused_because_someone_made_the_change_is_re_read_live_a
     viewer = workspace_role(org, "Viewer")
     request = queued(conn, "grant", member, workspace, viewer)
 
-    def added_by_someone_just_before(respond, r):
-        org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
-        return respond(r)
-
-    answer_writes(sandbox, added_by_someone_just_before)
+    answer_writes(sandbox, added_just_before(org, workspace, member, viewer))
 
     outcome = provision_by_listing(sandbox, conn, request)[request["request_id"]]
 
@@ -1210,11 +1216,8 @@ def test_a_last_write_refused_because_someone_made_the_change_is_read_back_and_s
     viewer = workspace_role(org, "Viewer")
     request = queued(conn, "grant", member, workspace, viewer)
 
-    def added_by_someone_just_before(respond, r):
-        org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
-        return respond(r)
-
-    sent = answer_writes(sandbox, *[lost] * (MAX_WRITE_ATTEMPTS - 1), added_by_someone_just_before)
+    taken = added_just_before(org, workspace, member, viewer)
+    sent = answer_writes(sandbox, *[lost] * (MAX_WRITE_ATTEMPTS - 1), taken)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
