@@ -582,14 +582,20 @@ def test_a_writer_that_gave_up_waiting_can_take_the_lease_once_it_is_free(tmp_pa
         assert database.is_busy()
 
 
-def published_then_working_file_removed(tmp_path) -> AccessDatabase:
-    """A database whose analysts' copy holds main.kept (42) and whose working file is gone."""
+def published_once(tmp_path) -> AccessDatabase:
+    """A database published once: its analysts' copy (and its Parquet copy) holds main.kept (42)."""
     database = AccessDatabase(tmp_path / "access.duckdb")
     with database.writer_lease("test set-up"):
         database.ensure_working()
         with database.connect() as conn:
             conn.execute("CREATE TABLE main.kept AS SELECT 42 AS x")
         database.publish()
+    return database
+
+
+def published_then_working_file_removed(tmp_path) -> AccessDatabase:
+    """A database whose analysts' copy holds main.kept (42) and whose working file is gone."""
+    database = published_once(tmp_path)
     database.working_path.unlink()
     return database
 
@@ -843,12 +849,7 @@ def test_a_publish_whose_renames_fail_leaves_no_copy_beside_the_analysts_file(tm
 def test_a_publish_whose_analysts_file_cannot_be_replaced_leaves_the_parquet_copy_as_it_was(tmp_path, monkeypatch):
     # The analysts' file is replaced first, the Parquet copy after it: where the first rename
     # fails, an analyst reading Parquet must not see tables the database does not have.
-    database = AccessDatabase(tmp_path / "access.duckdb")
-    with database.writer_lease("test set-up"):
-        database.ensure_working()
-        with database.connect() as conn:
-            conn.execute("CREATE TABLE main.kept AS SELECT 1 AS x")
-        database.publish()
+    database = published_once(tmp_path)
     before = sorted(p.name for p in database.parquet_path.iterdir())
     assert "kept.parquet" in before
     real_replace = os.replace
