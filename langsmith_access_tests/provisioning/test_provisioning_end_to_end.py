@@ -468,6 +468,26 @@ def test_a_named_request_a_dead_run_left_in_progress_is_applied(env):
                  [stuck.request_id]) == [("applied",)]
 
 
+def test_a_launchpad_change_folded_into_a_request_a_dead_run_left_in_progress_applies_it(env):
+    """``change`` typed in the Launchpad asking what a request a dead run left in progress asks is
+    that request (the queue folds it in): the run applies it, as it does that request named by
+    id, rather than succeed having applied nothing (it was taken for one awaiting approval)."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    stuck = request_grant(outsider.email, workspace.id, "Editor")
+    with database.writer_lease("test"), database.connect() as conn:
+        conn.execute("UPDATE main.provisioning_requests SET status = 'in_progress', run_id = 'a-dead-run' "
+                     "WHERE request_id = ?", [stuck.request_id])
+    database.publish()
+    outcome = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {"change": {
+        "action": "grant", "user": outsider.email, "workspace": workspace.id, "role": "Editor"}}}}})
+    assert outcome.success, outcome.failure
+    assert [(o["request_id"], o["status"]) for o in outcome.outputs["apply_requests"]["outcomes"]] == [
+        (stuck.request_id, "applied")]
+    assert org.membership(workspace.id, outsider.ls_user_id) is not None
+    assert [(r["request_id"], r["status"]) for r in list_requests()] == [(stuck.request_id, "applied")]
+
+
 def test_a_5xx_on_a_write_is_verified_by_a_read_not_resent(env):
     sandbox, org, database = env
     workspace, outsider, *_ = pick(org)

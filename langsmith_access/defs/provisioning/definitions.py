@@ -212,8 +212,9 @@ def select_requests(
                     metadata={"request_id": result.request_id},
                 )
             context.log.info(f"Queued {result.request_id}: {result.message}")
-            if result.status != "pending":  # awaiting approval: applied once approved
+            if result.status == queue.AWAITING_APPROVAL:  # applied once approved
                 return {"request_ids": [], "dry_run": False}
+            # Pending, or folded into a request a dead run left in progress: this run takes it.
             return {"request_ids": [result.request_id], "dry_run": False}
         if config.request_ids:
             request_ids = _typed_request_ids(context, config.request_ids)
