@@ -270,7 +270,9 @@ def test_a_change_with_its_fields_left_empty_names_each_and_queues_nothing(env):
         refused = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {
             "change": blank, "dry_run": dry_run}}}})
         assert not refused.success
-        assert "change.user, change.workspace, change.role are empty" in refused.failure, refused.failure
+        assert ("change.user, change.workspace, change.role are empty: fill them in (user: an email or user id; "
+                "workspace: a name or id; role: a workspace role's name or id). Nothing was queued."
+                ) in refused.failure, refused.failure
     assert list_requests() == []
 
 
@@ -437,7 +439,9 @@ def test_request_ids_are_taken_as_typed_in_the_launchpad_and_a_blank_one_is_name
         return runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": config}}})
 
     blank = launch(request_ids=[grant.request_id, "  "])
-    assert not blank.success and "request_ids[1] is empty" in blank.failure
+    assert not blank.success and ("request_ids[1] is empty: give a request id (`langsmith-access requests` "
+                                  "lists them), or leave request_ids empty to apply every pending request. "
+                                  "Nothing was claimed.") in blank.failure, blank.failure
     assert writes(sandbox) == []
     assert {r["status"] for r in list_requests()} == {"pending"}
     typed = launch(request_ids=[f" {grant.request_id.upper()} ", grant.request_id, f"{{{revoke.request_id}}}"])
@@ -574,6 +578,10 @@ def test_an_outage_mid_run_stops_the_run_and_loses_no_request(env, monkeypatch):
                      if entry.dagster_event is not None and entry.dagster_event.is_step_failure]
     assert not interrupted.success
     assert "stopped answering" in interrupted.failure and interrupted.fix == ProvisioningInterruptedError.fix
+    # Every request the run took is accounted for: none settled, two pending again, one in progress.
+    assert "stopped answering after 0 of 3 request(s) (" in interrupted.failure, interrupted.failure
+    assert ("; 2 request(s) are pending again, 1 in progress (a write went out: the next run settles it "
+            "from LangSmith's state)") in interrupted.failure, interrupted.failure
     # The Dagster UI shows the step's failure as a Failure: the message, its fix beside it.
     assert "stopped answering" in failure.user_failure_data.description
     assert failure.user_failure_data.metadata["fix"].text == ProvisioningInterruptedError.fix

@@ -391,9 +391,13 @@ def apply_requests(
         interrupted = None
         if provisioner.unreachable is not None:
             released = [] if dry_run else provisioner.release_unsettled(requests)
+            # Neither settled nor released: a write went out for it, and LangSmith's state decides.
+            written = 0 if dry_run else len(requests) - len(provisioner.outcomes) - len(released)
             interrupted = (f"LangSmith stopped answering after {len(provisioner.outcomes)} of "
                            f"{len(requests)} request(s) ({provisioner.unreachable}); "
-                           f"{len(released)} request(s) are pending again")
+                           f"{len(released)} request(s) are pending again"
+                           + (f", {written} in progress (a write went out: the next run settles it from "
+                              "LangSmith's state)" if written else ""))
             context.log.warning(interrupted)
         if not dry_run:
             # A grant applied inside its warning window (shorter than it) is due its warning now:
