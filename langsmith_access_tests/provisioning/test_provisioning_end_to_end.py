@@ -6,6 +6,7 @@ generated org, so tests start from identical, independent states.
 
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -353,8 +354,14 @@ def test_named_requests_that_are_not_pending_are_named_with_their_status(env):
     planned = launch(request_ids=[done.request_id, waiting.request_id], dry_run=True)
     assert planned.success, planned.failure
     assert [o["request_id"] for o in planned.outputs["apply_requests"]["outcomes"]] == [waiting.request_id]
-    applied = launch(request_ids=[done.request_id, waiting.request_id])
+    with dg.instance_for_test() as instance:
+        applied = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {
+            "request_ids": [done.request_id, waiting.request_id]}}}}, dagster_instance=instance)
+        warned = [entry.user_message for entry in instance.all_logs(applied.run_id) if entry.level == logging.WARNING]
     assert applied.success, applied.failure
+    # The settled one is not passed over in silence: the run's log says why it was left.
+    assert warned == [f"Left as they are: {done.request_id} is applied (final: queue a new request to change "
+                      "it again)."], warned
     assert [(o["request_id"], o["status"]) for o in applied.outputs["apply_requests"]["outcomes"]] == [
         (waiting.request_id, "applied")]
     unknown = launch(request_ids=["no-such-request", "pasted\x1b[2J\nover two lines"])
