@@ -246,6 +246,12 @@ SCIM_WARNING = (
     "SCIM provisions this member: the identity provider may overwrite this change at its next "
     "push. To make it last, change the member's SCIM groups in the identity provider."
 )
+# A failed request's status_detail says the fix (DESIGN.md section 4), this one too.
+VERIFICATION_FIX = (
+    "Fix: the change did not hold (LangSmith did not keep it, or someone or SCIM changed the "
+    "membership right after): check the member's role in the workspace in LangSmith, then queue "
+    "the request again if it is still wanted."
+)
 ADMIN_ACCESS_REMAINS = (
     "Admin access to this workspace remains through the organization role: an Organization "
     "Admin is an implicit Admin of every workspace (change the organization role in LangSmith to "
@@ -882,7 +888,7 @@ class Provisioner:
             return Outcome(
                 request["request_id"], "failed",
                 f"verification failed: after '{plan.explanation}' the live role is "
-                f"{names.get(got, got) if got else 'none (not a member)'}",
+                f"{names.get(got, got) if got else 'none (not a member)'}. {VERIFICATION_FIX}",
                 plan, writes=writes,
             )
         self._observe(request, verified)

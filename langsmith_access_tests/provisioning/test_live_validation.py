@@ -20,6 +20,7 @@ from langsmith_access.provisioning.executor import (
     MAX_WRITE_ATTEMPTS,
     ORG_LISTING_PATH,
     ORG_MEMBER_LOOKUP_PATH,
+    VERIFICATION_FIX,
     WORKSPACE_MEMBERS_PATH,
     OrgSnapshot,
     Provisioner,
@@ -857,8 +858,9 @@ def test_a_grant_langsmith_answered_but_did_not_keep_fails_verification(live):
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
     assert outcome.status == "failed" and outcome.detail.startswith("verification failed"), outcome
-    assert "the live role is none (not a member)" in outcome.detail
-    assert status_of(conn, request["request_id"])[0] == "failed"
+    assert "the live role is none (not a member). Fix: the change did not hold" in outcome.detail, outcome
+    assert outcome.detail.endswith(VERIFICATION_FIX)  # a failed request's status_detail says the fix
+    assert status_of(conn, request["request_id"]) == ("failed", outcome.detail)
     assert observations(conn, request["request_id"]) == []
 
 
