@@ -45,6 +45,12 @@ def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(gover
     # Not for provisioning until approved.
     assert provision().success
     assert writes(sandbox) == [] and request_row(database, request_id)["status"] == "awaiting_approval"
+    # Named (as in the Launchpad's request_ids): refused, saying how it is decided first.
+    named = provision(request_ids=[request_id])
+    assert not named.success and (
+        f"Nothing to apply: {request_id} is awaiting_approval (decide it first: decide_access_request, or "
+        "`langsmith-access approve`). Only pending requests are applied.") in named.failure, named.failure
+    assert writes(sandbox) == [] and request_row(database, request_id)["status"] == "awaiting_approval"
 
     refused = {
         "requester": (people.editors[0].email.lower(), "self-approval"),
