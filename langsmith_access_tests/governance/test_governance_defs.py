@@ -118,7 +118,9 @@ def test_a_decision_launched_with_the_launchpads_scaffold_names_every_field_to_f
     _, _, database, people, _ = governed
     blank = decide("", " ", "")
     assert not blank.success
-    assert "request_id, decision, by are empty" in blank.failure, blank.failure
+    assert ("request_id, decision, by are empty: fill them in (request_id: `langsmith-access requests --status "
+            "awaiting_approval` lists them; decision: approve or deny; by: the approver's email). Nothing was "
+            "recorded.") in blank.failure, blank.failure
     assert query(database.path, "SELECT count(*) FROM main.provisioning_events") == [(0,)]
 
 
