@@ -1253,3 +1253,22 @@ def test_a_grant_whose_first_write_took_unanswered_then_changed_by_hand_keeps_th
     [(prior_role_id,)] = conn.execute("SELECT prior_role_id FROM main.provisioning_requests WHERE request_id = ?",
                                       [request["request_id"]]).fetchall()
     assert prior_role_id == held_role_id
+
+
+def test_the_settled_event_holds_the_status_and_detail_each_request_ended_with(live):
+    """The audit's last word on a request is its outcome: its ``settled`` event holds the status
+    and detail the request row ends with, for an applied request and a rejected one alike (the
+    audit alone tells what became of each)."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    applied = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    rejected = queued(conn, "grant", member, workspace, next(iter(org.roles_by_scope("organization"))))
+
+    outcomes = provision(sandbox, conn, applied, rejected)
+
+    assert [outcomes[r["request_id"]].status for r in (applied, rejected)] == ["applied", "rejected"]
+    for request in (applied, rejected):
+        outcome = outcomes[request["request_id"]]
+        settled = [detail for kind, detail in events(conn, request["request_id"]) if kind == "settled"]
+        assert settled == [{"status": outcome.status, "detail": outcome.detail}], settled
+        assert status_of(conn, request["request_id"]) == (outcome.status, outcome.detail)
