@@ -235,6 +235,8 @@ def test_a_write_refused_or_unanswered_every_time_is_re_read_then_tried_at_most_
     kinds = [k for (k,) in conn.execute("SELECT kind FROM main.provisioning_events WHERE request_id = ? "
                                         'ORDER BY "at"', [request["request_id"]]).fetchall()]
     assert kinds.count("write_sent") == kinds.count(recorded) == 3
+    # Each plan names the attempt it was made for, so the audit tells the tries apart.
+    assert [d["attempt"] for kind, d in events(conn, request["request_id"]) if kind == "planned"] == [1, 2, 3]
 
 
 def test_a_last_write_whose_answer_was_lost_is_read_back_before_the_request_is_called_failed(live):
