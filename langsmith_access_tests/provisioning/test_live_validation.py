@@ -20,6 +20,7 @@ from langsmith_access.provisioning.executor import (
     MAX_WRITE_ATTEMPTS,
     ORG_LISTING_PATH,
     ORG_MEMBER_LOOKUP_PATH,
+    SCIM_WARNING,
     VERIFICATION_FIX,
     WORKSPACE_MEMBERS_PATH,
     OrgSnapshot,
@@ -235,6 +236,8 @@ def test_a_write_refused_or_unanswered_every_time_is_re_read_then_tried_at_most_
     kinds = [k for (k,) in conn.execute("SELECT kind FROM main.provisioning_events WHERE request_id = ? "
                                         'ORDER BY "at"', [request["request_id"]]).fetchall()]
     assert kinds.count("write_sent") == kinds.count(recorded) == 3
+    # Each refused or unanswered write's event says what LangSmith answered.
+    assert all(str(status) in d["error"] for kind, d in events(conn, request["request_id"]) if kind == recorded)
     # Each plan names the attempt it was made for, so the audit tells the tries apart.
     assert [d["attempt"] for kind, d in events(conn, request["request_id"]) if kind == "planned"] == [1, 2, 3]
 
@@ -372,6 +375,7 @@ def test_each_read_is_audited_as_the_read_it_was_and_the_verified_identity_is_re
     audit = dict(events(conn, request["request_id"]))
     listing = read == "org listing"
     assert audit["validated_live"]["source"] == read
+    assert (audit["validated_live"]["role"], audit["validated_live"]["workspace"]) == ("Viewer", workspace.display_name)
     assert audit["validated_live"]["path"] == (ORG_LISTING_PATH if listing else ORG_MEMBER_LOOKUP_PATH)
     assert audit["read_live"] == {"method": "GET", "path": ORG_LISTING_PATH if listing else WORKSPACE_MEMBERS_PATH,
                                   "status_code": 200, "workspace_id": workspace.id, "member": False,
@@ -417,6 +421,7 @@ def test_a_write_lost_before_it_reached_langsmith_is_sent_again_after_one_scim_w
     audit = events(conn, request["request_id"])
     kinds = [kind for kind, _ in audit]
     assert kinds.count("scim_warning") == 1 and kinds.index("scim_warning") < kinds.index("write_sent")
+    assert [d for kind, d in audit if kind == "scim_warning"] == [{"detail": SCIM_WARNING}]
     assert [d["status_code"] for kind, d in audit if kind == "write_answered"] == [502, 200]
     assert [d["maybe_applied"] for kind, d in audit if kind == "write_uncertain"] == [True]
 
@@ -986,6 +991,30 @@ def test_a_workspace_deleted_during_the_run_rejects_its_request_as_deleted(live,
     rereads = [e for e in events(conn, grant["request_id"]) if e[0] == "workspaces_read"]
     assert rereads == [("workspaces_read", {"method": "GET", "path": "/api/v1/workspaces", "status_code": 200,
                                             "workspace_id": workspace.id, "listed": True, "deleted": True})], events(conn, grant["request_id"])
+
+
+def test_a_workspace_purged_during_the_run_rejects_its_request_and_the_audit_says_it_is_not_listed(live):
+    """The workspace is gone altogether during the run (purged, or out of the key's sight), not
+    listed even as deleted: the request is rejected as gone, and the read of the workspaces that
+    found it out says it was not listed (as against a deleted workspace, still listed)."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    grant = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+
+    def purged_when_its_members_are_first_asked_for(respond, r):
+        if r.path.startswith("/api/v1/workspaces/current/members"):
+            org.workspaces.pop(workspace.id, None)
+        return respond(r)
+
+    wrap_respond(sandbox, purged_when_its_members_are_first_asked_for)
+    outcome = provision(sandbox, conn, grant)[grant["request_id"]]
+
+    gone = f"workspace {workspace.id} no longer exists in LangSmith"
+    assert (outcome.status, outcome.detail) == ("rejected", gone), outcome
+    assert writes(sandbox) == []
+    rereads = [e for e in events(conn, grant["request_id"]) if e[0] == "workspaces_read"]
+    assert rereads == [("workspaces_read", {"method": "GET", "path": "/api/v1/workspaces", "status_code": 200,
+                                            "workspace_id": workspace.id, "listed": False, "deleted": True})], rereads
 
 
 def test_a_404_from_a_workspace_that_is_still_there_fails_as_before(live):
