@@ -1303,3 +1303,30 @@ def test_the_settled_event_holds_the_status_and_detail_each_request_ended_with(l
         settled = [detail for kind, detail in events(conn, request["request_id"]) if kind == "settled"]
         assert settled == [{"status": outcome.status, "detail": outcome.detail}], settled
         assert status_of(conn, request["request_id"]) == (outcome.status, outcome.detail)
+
+
+def test_a_read_retried_once_is_in_the_audit_of_the_read_it_was(live):
+    """DESIGN.md section 4: one event per API call, retries included. The member lookup and the
+    live read are each answered 429 once (Retry-After: 0): each read's own event records that
+    attempt, and the calls that needed no retry record none."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    throttled = []
+
+    def throttle_each_read_once(respond, r):
+        route = next((path for path in (ORG_MEMBER_LOOKUP_PATH, WORKSPACE_MEMBERS_PATH) if r.path.startswith(path)),
+                     None)
+        if r.method == "GET" and route is not None and route not in throttled:
+            throttled.append(route)
+            return ApiResponse(429, {"detail": "Too many requests"}, {"Retry-After": "0"})
+        return respond(r)
+
+    wrap_respond(sandbox, throttle_each_read_once)
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and len(throttled) == 2, (outcome, throttled)
+    audit = dict(events(conn, request["request_id"]))
+    for kind in ("validated_live", "read_live"):
+        assert [(a["method"], a["status_code"]) for a in audit[kind]["retried"]] == [("GET", 429)], audit[kind]
+    assert "retried" not in audit["verified"] and "retried" not in audit["write_answered"]
