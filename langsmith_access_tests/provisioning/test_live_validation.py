@@ -991,6 +991,10 @@ def test_a_workspace_deleted_during_the_run_rejects_its_request_as_deleted(live,
     rereads = [e for e in events(conn, grant["request_id"]) if e[0] == "workspaces_read"]
     assert rereads == [("workspaces_read", {"method": "GET", "path": "/api/v1/workspaces", "status_code": 200,
                                             "workspace_id": workspace.id, "listed": True, "deleted": True})], events(conn, grant["request_id"])
+    # The end of the grant there is refused from that read, before any call of its own: the
+    # workspaces are read twice in all (the run's first read, and the one after the 404).
+    assert [e for e in events(conn, end["request_id"]) if e[0] == "workspaces_read"] == []
+    assert len([r for r in sandbox.request_log.snapshot() if r.path == "/api/v1/workspaces"]) == 2
 
 
 def test_a_workspace_purged_during_the_run_rejects_its_request_and_the_audit_says_it_is_not_listed(live):
