@@ -160,7 +160,7 @@ def status_of(conn, request_id):
 
 
 @pytest.mark.parametrize("change, says", [
-    ("role deleted", "no longer exists in LangSmith"),
+    ("role deleted", "role Viewer no longer exists in LangSmith"),
     ("organization role", "is an organization role: read-only here"),
     ("workspace deleted", "is deleted now"),
     ("workspace gone", "no longer exists in LangSmith"),
@@ -735,6 +735,28 @@ def test_the_end_of_a_grant_a_later_grant_took_over_passes_on_only_what_it_repla
     else:
         assert "changed this membership since the grant; nothing to undo" in outcome.detail
         assert prior_role_id == workspace_role(org, "Viewer").id
+
+
+def test_the_end_of_a_grant_a_later_grant_with_no_end_took_over_says_the_access_goes_on(live):
+    """As above, a later Admin grant built on the hour's Editor, but this one has no end: the
+    hour's end writes nothing, and says the access it took over has no end (nothing undoes it)."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    editor, admin = workspace_role(org, "Editor"), workspace_role(org, "Admin")
+    now = queue.now_utc()
+    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
+                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    later = queued(conn, "grant", member, workspace, admin, status="applied", prior_role_id=editor.id,
+                   updated_at=now - timedelta(minutes=30), expires_at=None)
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=admin.id)
+    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+
+    outcome = provision(sandbox, conn, end)[end["request_id"]]
+
+    assert outcome.status == "already_satisfied" and writes(sandbox) == [], outcome
+    assert (f"continued by request {later['request_id']} (grant of Admin), which took over this grant's "
+            "Editor: it has no end") in outcome.detail, outcome
 
 
 class NotifierFailingOnce:
