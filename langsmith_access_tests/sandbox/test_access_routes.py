@@ -256,6 +256,12 @@ def test_a_revoked_or_expired_key_is_refused_as_a_bad_key(start):
     own.expires_at = format_timestamp(int(org.clock()) - 1)
     expired = caller.get(SERVICE_KEYS)
     assert expired.status_code == 401 and "detail" in expired.json(), expired.text
+    # Expired from the second its expires_at names, valid up to the second before.
+    org.clock = lambda: 1_900_000_000
+    own.expires_at = format_timestamp(1_900_000_001)
+    assert caller.get(SERVICE_KEYS).status_code == 200
+    own.expires_at = format_timestamp(1_900_000_000)
+    assert caller.get(SERVICE_KEYS).status_code == 401
     own.expires_at = None
     assert caller.delete(f"{SERVICE_KEYS}/{own.id}").status_code == 200  # the last thing it does
     for path in (SERVICE_KEYS, POLICIES, "/api/v1/orgs/current/info"):

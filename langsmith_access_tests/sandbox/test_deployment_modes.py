@@ -80,6 +80,17 @@ def test_self_hosted_has_no_platform_routes_under_the_short_api_prefix(running):
         assert response.json() == {"detail": "Not Found"}
 
 
+def test_self_hosted_sends_a_bare_api_path_to_the_backend_not_the_ui(running):
+    """The chart's nginx matches ``/api`` with an unanchored ``location ~ /api``: a bare ``/api``
+    (an endpoint set to ``https://<host>/api`` and called as is) reaches the backend, which has
+    no such route, so it is a JSON 404, never the UI's page a client could read as an answer."""
+    sandbox, caller = running(deployment="self-hosted")
+    response = requests.get(sandbox.url + "/api", headers={"X-API-Key": sandbox.api_key}, timeout=10)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == {"detail": "Not Found"}
+
+
 @pytest.mark.parametrize("path", ["/api/workspaces/current/members", "/api/v1/workspaces/current/members"])
 def test_self_hosted_short_api_paths_keep_who_sent_the_request(path):
     # nginx rewrites /api/X to /api/v1/X and nothing else: the client's address is still what

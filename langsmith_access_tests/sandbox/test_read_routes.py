@@ -63,6 +63,28 @@ def test_workspaces_bad_include_deleted_is_422(caller):
     assert response.json()["detail"][0]["loc"] == ["query", "include_deleted"]
 
 
+@pytest.mark.parametrize(("word", "with_deleted"), [
+    ("yes", True), ("on", True), ("t", True), ("y", True), ("1", True), ("TRUE", True),
+    ("no", False), ("off", False), ("f", False), ("n", False), ("0", False), ("False", False),
+])
+def test_a_boolean_query_parameter_takes_every_word_pydantic_reads(caller, org, word, with_deleted):
+    # FastAPI reads a boolean parameter as pydantic does: these words too, any case, not only
+    # true/false; a client sending one must get what LangSmith would answer.
+    listed = caller.get("/api/v1/workspaces", params={"include_deleted": word})
+    assert listed.status_code == 200, listed.text
+    deleted = {ws.id for ws in org.workspaces.values() if ws.is_deleted}
+    assert deleted and bool(deleted & {row["id"] for row in listed.json()}) is with_deleted
+
+
+def test_a_query_parameter_given_twice_is_read_by_its_last_value(caller):
+    # FastAPI hands a single-valued parameter the last of its repeated values (Starlette's
+    # query_params.get): limit=2&limit=3 is a page of 3, and a bad last value is the 422.
+    page = caller.get(ACTIVE, params=[("limit", "2"), ("limit", "3")])
+    assert page.status_code == 200 and len(page.json()) == 3
+    refused = caller.get(ACTIVE, params=[("limit", "2"), ("limit", "0")])
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "limit"]
+
+
 def test_org_members_envelope(caller, org):
     body = caller.get("/api/v1/orgs/current/members").json()
     assert body["organization_id"] == org.organization_id

@@ -153,6 +153,18 @@ def test_a_read_only_that_is_no_boolean_is_a_422_on_add_and_patch(caller, org, w
     assert added.status_code == 200 and added.json()["role_id"] == role_id(org, "WORKSPACE_VIEWER")
 
 
+def test_a_read_only_of_0_or_1_is_a_boolean_and_any_other_number_a_422(caller, org, workspace, outsider, insider):
+    # Pydantic's lax mode reads the JSON numbers 0 and 1 as booleans (and no other number): a
+    # client sending read_only: 1 adds a Viewer, as LangSmith would, and 2 names the field.
+    _, membership = insider
+    two = caller.patch(f"{MEMBERS}/{membership.id}", tenant_id=workspace.id,
+                       json={"role_id": role_id(org, "Viewer"), "read_only": 2})
+    assert two.status_code == 422 and two.json()["detail"][0]["loc"] == ["body", "read_only"]
+    added = caller.post(MEMBERS, tenant_id=workspace.id, json={"org_identity_id": outsider.id, "read_only": 1})
+    assert added.status_code == 200, added.text
+    assert added.json()["role_id"] == role_id(org, "WORKSPACE_VIEWER")
+
+
 def test_add_member_ignores_unknown_fields(caller, org, workspace, outsider):
     response = caller.post(
         MEMBERS,
