@@ -368,7 +368,7 @@ class LangSmithClient:
         if 300 <= response.status_code < 400:
             raise _redirected(response, "GET", path, self._api_key)
         detail = self._detail(response) if response.status_code >= 400 else ""
-        content_type = response.headers.get("Content-Type") or ""
+        content_type = _content_type(response, self._api_key)
         body = None
         if _is_json_type(content_type) or not content_type:
             # The body is kept (the doctor shows the org's name): a key the server echoed into it
@@ -1519,14 +1519,23 @@ def _without_key(response: requests.Response, api_key: str, *, shown_as: str | N
     """``response`` with the key cut from its body, should the server have echoed it into its
     data (a name, an id): nothing read from an answer may carry it to a table, a log or Dagster's
     metadata. One scan of the body's bytes; the body is read here, as every caller reads it.
-    ``shown_as``: what stands in its place (by default as LangSmith shows a key)."""
+    ``shown_as``: what stands in its place (by default as LangSmith shows a key). Its
+    ``Content-Type`` is cut too (``_content_type``): an answer that is not JSON is quoted by it."""
     key = api_key.encode()
     if key and key in response.content:
         # As LangSmith shows a key (its prefix and last four): a listing that names this key
         # (the service keys) reads as it would have, had the server not leaked it.
         shown = redact_short_key(api_key)[0] if shown_as is None else shown_as
         response._content = response.content.replace(key, shown.encode())
+    if "Content-Type" in response.headers:
+        response.headers["Content-Type"] = _content_type(response, api_key)
     return response
+
+
+def _content_type(response: requests.Response, api_key: str) -> str:
+    """The answer's ``Content-Type`` ("" when none), any key or piece of ours in it cut: the
+    client's errors and the doctor quote it when an answer is not JSON."""
+    return _keys_cut(api_key, response.headers.get("Content-Type") or "")
 
 
 def _path_of(response: requests.Response) -> str:

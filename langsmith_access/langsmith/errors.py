@@ -154,7 +154,7 @@ class NotLangSmithAPIError(UnexpectedResponseError):
 
     def __init__(self, message: str, *, answer: str = "a body that is not JSON", **kwargs):
         super().__init__(message, **kwargs)
-        self.answer = answer
+        self.answer = mask_keys(answer)  # it quotes the answer's Content-Type
 
 
 class EndpointRedirectError(LangSmithError):

@@ -110,6 +110,9 @@ def test_what_an_error_keeps_for_the_operator_never_holds_a_key_and_says_why():
     # What each kind names for the operator's fix is kept as given.
     assert ConnectionFailedError("x", cause="tls-untrusted").cause == "tls-untrusted"
     assert NotLangSmithAPIError("x", answer="text/html, 2 kB").answer == "text/html, 2 kB"
+    # What came back quotes its Content-Type, where a server may have put a key.
+    assert NotLangSmithAPIError("x", answer=f"content-type 'text/html; s={KEY}'").answer == (
+        "content-type 'text/html; s=lsv2_***'")
     assert WorkspaceGoneError("x", workspace_id="w1").workspace_id == "w1"
 
 

@@ -12,7 +12,13 @@ from collections.abc import Callable
 import pytest
 
 from langsmith_access.doctor import run_checks
-from langsmith_access.langsmith import EndpointRedirectError, LangSmithError, UnexpectedResponseError
+from langsmith_access.langsmith import (
+    EndpointRedirectError,
+    LangSmithError,
+    NotLangSmithAPIError,
+    RouteNotAvailableError,
+    UnexpectedResponseError,
+)
 from langsmith_access_tests.langsmith.test_redirects import KEY, ORG_ID, _client, _Server
 
 
@@ -118,3 +124,41 @@ def test_the_keys_secret_echoed_without_its_prefix_is_cut_from_the_clients_error
         assert leaked(shown) == [], shown
     assert "sso.example.invalid/auth/***/start" in str(redirected.value)
     assert "X-Pagination-Total is not a number" in str(garbled.value)
+
+
+@pytest.mark.parametrize("echoed", [lambda key: key, lambda key: key.removeprefix("lsv2_sk_")],
+                         ids=["whole key", "secret without its prefix"])
+def test_a_key_echoed_in_the_content_type_of_a_page_that_is_not_json_is_never_quoted(echoed):
+    # The content type is how the client and the doctor tell a web page from the API: both quote
+    # it, and the error keeps it in ``answer``. A key the server put in it is cut, as in any
+    # header the client quotes.
+    def answer(handler) -> None:
+        body = b"<!doctype html><html></html>"
+        handler.send_response(200)
+        handler.send_header("Content-Type", f"text/html; session={echoed(handler.headers.get('X-API-Key') or '')}")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    server = _Server(answer)
+    try:
+        with _client(server.url) as client:
+            with pytest.raises(NotLangSmithAPIError) as not_the_api:
+                client.organization_info()
+            with pytest.raises(RouteNotAvailableError) as ui_page:
+                client.list_enriched_members()
+            probe = client.probe()
+        diagnosis = run_checks({"LANGSMITH_API_KEY": KEY, "LANGSMITH_ORGANIZATION_ID": ORG_ID,
+                                "LANGSMITH_ENDPOINT": server.url})
+    finally:
+        server.stop()
+    for error in (not_the_api.value, ui_page.value):
+        shown = " ".join(str(part) for part in (error, error.detail, getattr(error, "answer", ""),
+                                                  getattr(error, "reason", "")))
+        assert leaked(shown) == [], shown
+    assert leaked(probe.content_type) == [], probe.content_type
+    doctor_said = diagnosis.text() + json.dumps(diagnosis.to_dict())
+    assert leaked(doctor_said) == [], doctor_said
+    # Still useful: what came back instead of JSON.
+    assert "a body that is not JSON (content-type 'text/html; session=" in str(not_the_api.value)
+    assert probe.content_type.startswith("text/html; session=")
