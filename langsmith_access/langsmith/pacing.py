@@ -45,7 +45,8 @@ class RateLimiter:
         # Scaled with the window, so a test may shorten it.
         self.capacity = max(1, round(requests_per_minute * WINDOW_SECONDS / 60.0))
         self.window_seconds = WINDOW_SECONDS
-        self.burst_capacity = max(1, math.ceil(self.capacity * BURST_BUDGET_SHARE))
+        # Rounded down: an odd budget's half is not a whole request, and "at most half" holds.
+        self.burst_capacity = max(1, math.floor(self.capacity * BURST_BUDGET_SHARE))
         self.burst_window_seconds = WINDOW_SECONDS * BURST_WINDOW_SHARE
         # Send times of the requests still inside each window, oldest first.
         self._sent: collections.deque[float] = collections.deque()

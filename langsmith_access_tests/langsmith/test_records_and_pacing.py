@@ -343,6 +343,22 @@ def test_a_rate_limiter_of_one_request_a_minute_sends_one_a_minute():
     assert sent == [0.0, 60.0, 120.0]
 
 
+def test_an_odd_budget_sends_at_most_half_of_it_in_any_ten_seconds():
+    # Half of 7 is 3.5: no 10 seconds may hold 4 requests (rounded up, 4 went at once), so 3 go
+    # at once, 3 more 10 s later, the 7th after another 10 s, and the 8th once the minute is over.
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    limiter = RateLimiter(7, clock=lambda: now[0], sleep=sleep)
+    sent = []
+    for _ in range(8):
+        limiter.acquire()
+        sent.append(now[0])
+    assert sent == [0.0, 0.0, 0.0, 10.0, 10.0, 10.0, 20.0, 60.0]
+
+
 def test_the_time_waited_is_reported_to_the_millisecond():
     # sync_runs records wait_seconds from the snapshot: a run that waited 0.25 s in backoff and
     # 1.0004 s for the limiter waited 1.25 s, not "1" nor "0".
