@@ -25,6 +25,7 @@ from langsmith_access.langsmith import (
     UnexpectedResponseError,
     WorkspaceGoneError,
 )
+from langsmith_access.langsmith.errors import one_line
 
 KEY = "lsv2_sk_" + "0123456789abcdef" * 2 + "_0123456789"
 
@@ -37,6 +38,13 @@ def test_the_message_names_the_request_and_the_answer_but_never_a_key():
     # Without a whole request to name (no call was made, or no path), the message alone.
     assert str(LangSmithError("gave up", method="GET")) == "gave up"
     assert str(TransientError("timed out", method="GET", path="/api/v1/x")) == "GET /api/v1/x: timed out"
+
+
+def test_what_a_server_said_is_quoted_on_one_line_without_any_control_character():
+    # Not only ASCII's: NEL (U+0085) and the Unicode line and paragraph separators break a line
+    # in a log viewer, and C1's CSI (U+009B) starts a terminal escape sequence as ESC [ does.
+    said = "denied\r\n\x1b[31mforged\x85line\u2028two\u2029three\x9b2Jend\x7f"
+    assert one_line(said) == "denied [31mforged line two three 2Jend "
 
 
 def test_only_a_write_that_may_have_reached_the_server_is_maybe_applied():
