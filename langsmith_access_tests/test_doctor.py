@@ -123,10 +123,14 @@ def test_a_default_role_key_warns_read_all_workspaces(sandbox_env):
 
 
 def test_a_plan_without_rbac_fails_workspace_rbac(sandbox_env):
-    _, environ = sandbox_env(plan="plus")
+    sandbox, environ = sandbox_env(plan="plus")
     result = statuses(environ)
     assert result.pop("workspace_rbac") == "fail"
     assert set(result.values()) == {"ok"}
+    # The organization check names the org the key answers for, and its plan: the plan is why
+    # workspace_rbac fails, so the operator reads it beside the org's name.
+    organization = check_of(run_checks(environ), "organization")
+    assert organization.detail == f"{sandbox.org.display_name} ({sandbox.organization_id}), plan plus", organization
 
 
 def test_a_workspace_scoped_key_fails_organization_and_members(sandbox_env):
@@ -1091,6 +1095,28 @@ def test_a_rate_limit_of_the_whole_fixed_window_is_waited_out(sandbox_env, monke
     assert check.status == "fail" and "again when asked again" in check.detail, check
 
 
+def test_a_server_error_of_500_on_the_first_request_is_asked_again_not_reported(sandbox_env, monkeypatch):
+    # A 500 is a server error like a 502 or 503 (the boundary of "5xx"): one of them on the
+    # first request is asked again after the short wait, and a LangSmith that then answers
+    # passes every check. The wait is recorded, not slept.
+    waits: list[float] = []
+    monkeypatch.setattr(doctor, "time", SimpleNamespace(sleep=waits.append))
+    sandbox, environ = sandbox_env()
+    first = []
+
+    def once_a_500(answer: Answer) -> Answer:
+        if answer.path != "/api/v1/orgs/current/info" or first:
+            return answer
+        first.append(answer)
+        return json_answer(500, b'{"detail":"Internal Server Error"}')(answer)
+
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = once_a_500
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url})
+    assert first and waits == [doctor.TRANSIENT_RETRY_SECONDS], waits
+    assert {c.status for c in diagnosis.checks} == {"ok"}, diagnosis.text()
+
+
 def test_plain_http_to_another_machine_is_warned_of_end_to_end(sandbox_env, monkeypatch):
     # The key crosses the network in the clear: the endpoint check says so, and it is no failure.
     # The sandbox plays the remote host through HTTP_PROXY, so nothing leaves this machine.
@@ -1274,3 +1300,12 @@ def test_an_orgs_unusable_key_gets_the_key_fix_whatever_its_variable_is_called(t
     configuration = run_checks(org=load_orgs(env, refuse_unusable_keys=False).get("eu")).checks[0]
     assert configuration.status == "fail" and configuration.detail.startswith(f"{variable} (the key of org 'eu'")
     assert configuration.fix == doctor.key_fix(variable)
+
+
+def test_an_unusable_webhook_never_turns_a_failed_configuration_into_a_warning():
+    # An org's webhook problem is told on a passing configuration check (LangSmith works, its
+    # notifications wait); on one that failed it must not replace the failure with a warn, which
+    # would make the doctor exit 0 for settings that cannot reach LangSmith.
+    failed = doctor.configuration_failure("LANGSMITH_ENDPOINT 'nowhere' is not a URL")
+    told = failed.with_webhook_problem("the variable HOOK named by webhook_url_env is not set")
+    assert told.checks[0] == failed.checks[0] and told.ok is False, told.checks[0]
