@@ -657,6 +657,11 @@ def test_org_before_the_command_never_echoes_a_key_in_the_command_line_it_sugges
     assert done.returncode == 2
     assert "--org goes after the command's name" in done.stderr and "--user lsv2_***" in done.stderr, done.stderr
     assert key not in done.stdout + done.stderr
+    # Written as one word, --org=SLUG, it is the same mistake, with the same command line meant.
+    joined = cli_in_this_process("--org=eu", "requests", "--status", "pending")
+    assert joined.returncode == 2 and joined.stdout == "", joined
+    assert joined.stderr == ("error: --org goes after the command's name (DESIGN.md section 11): "
+                             "langsmith-access requests --status pending --org eu\n"), joined.stderr
 
 
 def test_a_duckdb_error_is_exit_1_with_its_message(capsys):

@@ -119,8 +119,12 @@ def test_provision_says_the_drift_it_found_in_json_as_in_text(capsys):
     assert said[2] == ("drift: 3 change(s) made outside langsmith-access, found by these requests, 2 of them "
                        "to Admin rights: see main.report_unexplained_changes")
 
-    # A request left short of a final status makes the run exit 1; a dry run's planned ones do not.
-    applied["outcomes"][0]["status"] = "planned"
+    # A request left short of a final status makes the run exit 1, even beside one that reached
+    # its own (DESIGN.md section 2: 0 only when every request did); a dry run's planned ones do not.
+    applied["outcomes"].append({"request_id": "r3", "status": "planned", "detail": "", "plan": [], "writes": 0})
+    assert report_provisioning(outcome, dry_run=False, as_json=True) == 1
+    capsys.readouterr()
+    applied["outcomes"][:] = applied["outcomes"][1:]
     assert report_provisioning(outcome, dry_run=False, as_json=True) == 1
     assert report_provisioning(outcome, dry_run=True, as_json=True) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["before_the_queue"] == {}
