@@ -126,6 +126,17 @@ def test_an_option_given_twice_with_different_values_is_a_usage_error_and_queues
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_option_right_after_duration_is_not_taken_for_its_value(tmp_path, monkeypatch):
+    # `--duration -1h` reaches the queue's own check (a negative duration, refused with the reason);
+    # `--duration --json` forgot the value: argparse's usage error, and nothing is recorded.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    done = cli_in_this_process("request", "grant", "--user", "alice@example.com", "--workspace", "Platform",
+                               "--role", "Editor", "--duration", "--json")
+    assert done.returncode == 2 and "argument --duration: expected one argument" in done.stderr, done.stderr
+    assert done.stdout == "" and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", [
     ("request", "--org", "apac", "grant", "--user", "a@example.com", "--workspace", "Platform", "--role", "Editor"),
     ("request", "--org=apac", "revoke", "--user", "a@example.com", "--workspace", "Platform", "--role", "Editor"),
