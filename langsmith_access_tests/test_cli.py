@@ -703,3 +703,10 @@ def test_notifications_that_cannot_go_now_are_said_on_stderr(tmp_path, monkeypat
     deliver_notifications(argparse.Namespace(org=None))
     assert capsys.readouterr().err == (
         "notifications: the database is busy (retried by the next command or the sensor)\n")
+    # A receiver that refused some: how many wait, why (each reason once), and how many went.
+    refused = SimpleNamespace(problem=None, failed={"n1": "HTTP 500", "n2": "timed out", "n3": "HTTP 500"},
+                              delivered=["n4"])
+    monkeypatch.setattr(common, "deliver_due_for_orgs", lambda orgs, lease_timeout_seconds: {"default": refused})
+    deliver_notifications(argparse.Namespace(org=None))
+    assert capsys.readouterr().err == (
+        "notifications: 3 not delivered yet (HTTP 500; timed out); 1 delivered. Retried later, with backoff.\n")
