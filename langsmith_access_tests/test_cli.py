@@ -692,6 +692,15 @@ def test_an_os_error_about_two_paths_names_both(capsys):
     assert capsys.readouterr().err == "error: /tmp/a.duckdb -> /mnt/b.duckdb: Invalid cross-device link\n"
 
 
+def test_an_os_error_about_no_path_is_said_without_python_s_errno(capsys):
+    # A full disk while writing names no path: what happened, not "[Errno 28] No space left on device".
+    def fails(args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    assert run_handler(fails, argparse.Namespace()) == 1
+    assert capsys.readouterr().err == "error: No space left on device\n"
+
+
 def test_notifications_that_cannot_go_now_are_said_on_stderr(tmp_path, monkeypatch, capsys):
     # DESIGN.md section 10: a receiver or a database that holds them back delays notifications and
     # never fails the command; the operator reads why, and that they go later.
