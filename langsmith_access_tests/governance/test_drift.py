@@ -203,6 +203,29 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     assert query(database.path, "SELECT count(*) FROM main.notifications WHERE event = 'change.unexplained'") == [(3,)]
 
 
+def test_the_sync_summary_says_the_drift_and_the_withheld_names_it_saw(env):
+    # `langsmith-access sync` prints, under its counts, how many changes no applied request
+    # explains (and how many touch Admin rights), and that the members answer was
+    # anonymity-restricted (DESIGN.md section 8: visible to the operator in the sync summary).
+    sandbox, org, database = env
+    role, workspace, enabled = cast_of(org)
+    admin, editor = [m for m in enabled if m.ls_user_id not in workspace.memberships][:2]
+    org.add_workspace_membership(workspace.id, admin.ls_user_id, role["WORKSPACE_ADMIN"])
+    org.add_workspace_membership(workspace.id, editor.ls_user_id, role["WORKSPACE_USER"])
+    done = cli("sync", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert ("\n  drift: 2 change(s) no applied request explains, 1 of them to Admin rights (check "
+            "unexplained_privileged_changes warns): see main.report_unexplained_changes\n") in done.stdout, done.stdout
+    assert "anonymity-restricted" not in done.stdout
+
+    sandbox.api.anonymity_restricted = True
+    again = cli("sync", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert "drift" not in again.stdout, again.stdout  # this sync saw no new change
+    assert ("\n  the members answer was anonymity-restricted: withheld emails/names kept from the previous "
+            "sync where known\n") in again.stdout, again.stdout
+
+
 def test_a_failed_sync_and_a_failed_inventory_raise_sync_failed(watched, monkeypatch):
     sandbox, org, database, receiver = watched
     monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "0")  # fail at once
