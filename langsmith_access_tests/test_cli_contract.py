@@ -138,3 +138,17 @@ def test_requests_from_a_database_that_is_not_there_says_so(env, tmp_path, monke
     assert "check LANGSMITH_ACCESS_DUCKDB" in done.stderr and not missing.parent.exists()
     done = cli_in_this_process("requests", "--status", "denied")
     assert done.returncode == 0 and done.stderr == "no requests\n", done.stderr
+
+
+def test_a_failed_sync_over_a_published_database_says_it_was_left_as_it_was(env, monkeypatch):
+    """DESIGN.md section 2: a failed sync exits 1, says why, and the previous good data is
+    untouched: the operator reads that the analysts' database was left (not that nothing exists)."""
+    _sandbox, _org, database = env
+    users = query(database.path, "SELECT * FROM main.users ORDER BY ALL")
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "0" * 32)  # a key the sandbox refuses
+    done = cli_in_this_process("sync", "--quiet")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("Sync failed: "), done.stderr
+    assert "\nThe analysts' database and its history were left as they were.\n" in done.stderr, done.stderr
+    assert "Nothing was published" not in done.stderr
+    assert query(database.path, "SELECT * FROM main.users ORDER BY ALL") == users
