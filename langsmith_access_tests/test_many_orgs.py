@@ -344,6 +344,8 @@ def test_ctrl_c_during_one_orgs_inventory_stops_sync_all_orgs_all_sections(two_o
     assert stopped.returncode == 1, stopped.stderr
     assert "[us] Sync " in stopped.stdout and "succeeded" in stopped.stdout, stopped.stdout
     assert "[us] Inventory failed: " in stopped.stderr and "interrupted (Ctrl-C or a signal)" in stopped.stderr
+    assert ("The sync above was published; the inventory's tables were left as the previous inventory "
+            "published them.") in stopped.stderr, stopped.stderr
     assert "Interrupted while syncing us; not synced: eu." in stopped.stderr, stopped.stderr
     assert len(two_orgs.sandboxes["eu"].request_log) == eu_requests_before  # not one request to eu
     assert not (data / "eu").exists()
