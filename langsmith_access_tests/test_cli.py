@@ -240,6 +240,29 @@ def test_sync_all_orgs_never_shows_a_key_one_orgs_error_quotes(tmp_path, monkeyp
     assert secret not in done.stdout + done.stderr
 
 
+def test_sync_all_orgs_that_all_succeed_exits_0_naming_each_in_the_file_s_order(tmp_path, monkeypatch):
+    # DESIGN.md section 11: `sync --all-orgs` syncs each org (its lines led by its slug) and
+    # exits 1 only if one failed; when none did, 0 and the orgs synced, in the orgs file's order.
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "orgs.yaml").write_text(
+        "- slug: us\n  organization_id: 00000000-0000-4000-8000-0000000000aa\n  api_key_env: KEY_US\n"
+        "  endpoint: https://api.smith.langchain.com\n"
+        "- slug: eu\n  organization_id: 00000000-0000-4000-8000-0000000000bb\n  api_key_env: KEY_EU\n"
+        "  endpoint: https://eu.api.smith.langchain.com\n",
+        encoding="utf-8")
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(tmp_path / "orgs.yaml"))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    monkeypatch.setenv("KEY_US", "lsv2_sk_" + "a" * 32)
+    monkeypatch.setenv("KEY_EU", "lsv2_sk_" + "b" * 32)
+    synced = []
+    monkeypatch.setattr(sync_command, "sync_org", lambda org, args, *, named: synced.append((org.slug, named)) or True)
+    done = cli_in_this_process("sync", "--all-orgs")
+    assert done.returncode == 0, done.stderr
+    assert synced == [("us", True), ("eu", True)]
+    assert done.stderr == "All 2 orgs synced: us, eu.\n"
+
+
 def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with_work_left(tmp_path, monkeypatch,
                                                                                             refused_port):
     # 'old' was removed from the orgs file while its queue held a time-bound grant still in force
