@@ -184,6 +184,11 @@ def test_the_fixes_name_each_regions_api_host_and_the_key_to_create(sandbox_env)
     refused = check_of(run_checks({**environ, "LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32}), "authentication")
     assert ("create an organization-scoped service key (Settings > API Keys > Service Keys, organization "
             "scope, Organization Admin role) and set LANGSMITH_API_KEY to it") in refused.fix, refused
+    # A key of another region (a US key sent to the EU host) or of another install is refused
+    # alike (401): the fix says to check which LangSmith the key belongs to, before making one.
+    assert refused.fix.startswith("check the key is a current, unrevoked service key of this LangSmith "
+                                  "(region or self-hosted install); "), refused
+    assert refused.detail.startswith("LangSmith refused the API key (401: "), refused
 
 
 def test_every_problem_of_the_variables_is_named_in_one_run(sandbox_env, monkeypatch):
