@@ -134,7 +134,7 @@ def test_a_plan_without_rbac_fails_workspace_rbac(sandbox_env):
 
 
 def test_a_workspace_scoped_key_fails_organization_and_members(sandbox_env):
-    _, environ = sandbox_env(key_role="workspace")
+    sandbox, environ = sandbox_env(key_role="workspace")
     result = statuses(environ)
     assert result["organization"] == "fail" and result["read_members"] == "fail"
     assert [result[n] for n in CHECK_NAMES[:3]] == ["ok", "ok", "ok"]
@@ -142,6 +142,12 @@ def test_a_workspace_scoped_key_fails_organization_and_members(sandbox_env):
     # Skipped for the first check that failed: the members' refusal is the organization's.
     skipped = {c.detail for c in run_checks(environ).checks if c.status == "skip"}
     assert skipped == {"not run: organization failed"}
+    # What to fix: the key's scope, or the org id (a key of another org, or region, is refused alike).
+    organization = check_of(run_checks(environ), "organization")
+    assert "it is a workspace-scoped key, or LANGSMITH_ORGANIZATION_ID is not its organization" in (
+        organization.detail), organization
+    assert organization.fix == (f"use an organization-scoped service key of organization {sandbox.organization_id} "
+                                "(or set LANGSMITH_ORGANIZATION_ID to the key's organization; check the region too)")
 
 
 def test_a_wrong_endpoint_fails_endpoint_and_skips_the_rest(sandbox_env, refused_port):
