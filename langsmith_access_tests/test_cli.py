@@ -263,6 +263,36 @@ def test_sync_all_orgs_that_all_succeed_exits_0_naming_each_in_the_file_s_order(
     assert done.stderr == "All 2 orgs synced: us, eu.\n"
 
 
+def test_sync_all_orgs_stopped_by_ctrl_c_names_the_org_it_stopped_in_those_not_synced_and_those_failed(
+        tmp_path, monkeypatch):
+    # Ctrl-C ends the whole command (exit 1): the operator reads which org's sync it stopped,
+    # which orgs were never started, and which had failed before it.
+    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "orgs.yaml").write_text("".join(
+        f"- slug: {slug}\n  organization_id: 00000000-0000-4000-8000-0000000000{suffix}\n"
+        f"  api_key_env: KEY_{slug.upper()}\n  endpoint: https://api.smith.langchain.com\n"
+        for slug, suffix in (("us", "aa"), ("eu", "bb"), ("apac", "cc"))), encoding="utf-8")
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(tmp_path / "orgs.yaml"))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+    for slug in ("US", "EU", "APAC"):
+        monkeypatch.setenv(f"KEY_{slug}", "lsv2_sk_" + "a" * 32)
+    started = []
+
+    def us_fails_then_eu_is_interrupted(org, args, *, named):
+        started.append(org.slug)
+        if org.slug == "us":
+            return False
+        raise sync_command._Interrupted
+
+    monkeypatch.setattr(sync_command, "sync_org", us_fails_then_eu_is_interrupted)
+    done = cli_in_this_process("sync", "--all-orgs")
+    assert done.returncode == 1, done.stderr
+    assert started == ["us", "eu"]
+    assert done.stderr == ("Interrupted while syncing eu; not synced: apac; failed before: us. Each org's database "
+                           "was left as its last finished sync published it.\n"), done.stderr
+
+
 def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with_work_left(tmp_path, monkeypatch,
                                                                                             refused_port):
     # 'old' was removed from the orgs file while its queue held a time-bound grant still in force
