@@ -237,6 +237,14 @@ def test_every_revoke_flag_marks_and_every_keep_flag_keeps(tmp_path, flag, marke
     assert marked_ids(sheet) == (["g1"] if marked else []) and sheet.rows == 1
 
 
+@pytest.mark.parametrize("decision", ["yes", "no", "x", "true", "0"])
+def test_a_decision_column_takes_revoke_or_keep_not_the_revoke_columns_flags(tmp_path, decision):
+    # A 'decision' column says what to do in words: "no" could be "no, keep it" or "no access",
+    # and "yes" the opposite. Read as either, a reviewer's meaning is guessed; the sheet is refused.
+    with pytest.raises(ReviewError, match=f"line 2: decision '{decision}' is not 'revoke', 'keep' or nothing"):
+        read_csv_sheet(csv_sheet(tmp_path, f"grant_id,decision\ng1,{decision}\n"))
+
+
 @pytest.mark.parametrize("decision", ["revoke ", " revoke", " REVOKE\t", "keep ", "  "])
 def test_spaces_around_a_decision_a_spreadsheet_kept_are_no_other_decision(tmp_path, decision):
     sheet = read_csv_sheet(csv_sheet(tmp_path, f'grant_id,decision\ng1,"{decision}"\n'))
