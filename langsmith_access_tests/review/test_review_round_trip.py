@@ -105,6 +105,23 @@ def test_export_sheet_lists_current_workspace_grants(env, tmp_path, capsys):
     assert code == 2 and "no workspace" in err
 
 
+def test_the_sheets_columns_are_in_the_documented_order_and_name_the_org_the_database_holds(env, tmp_path):
+    """README "Review round trip" lists the columns in this order (spreadsheets and scripts read
+    them by position too); a Python caller whose AccessDatabase names no org still gets the org
+    the database holds in every row, so queueing the sheet against another org is refused."""
+    sandbox, org, database = env
+    out, count = review_export.export_review_sheet(AccessDatabase(database.path), tmp_path / "review.csv")
+    with open(out, newline="", encoding="utf-8-sig") as handle:
+        header, *rows = list(csv.reader(handle))
+    assert header == [
+        "grant_id", "email", "full_name", "user_id", "is_disabled", "org_role_name", "workspace_name",
+        "workspace_id", "role_name", "role_id", "entitlement_type", "held_since", "deny_policy_names",
+        "is_scim_managed", "organization_id", "decision", "reviewer", "reason",
+    ]
+    assert count == len(rows) > 0
+    assert {row[header.index("organization_id")] for row in rows} == {org.organization_id}
+
+
 def test_the_sheet_is_excels_csv_utf8_so_accented_names_survive_a_round_trip_through_excel(env, tmp_path, capsys):
     # Without a byte order mark Excel reads a .csv in the machine's ANSI code page: "José" showed
     # as "JosÃ©", and saving the sheet again wrote that into the row, refused as edited.
