@@ -1263,6 +1263,24 @@ def test_a_grant_is_already_revoked_when_its_revoke_was_applied_and_the_sync_sho
     assert outcomes[held["grant_id"]]["status"] == "would_queue", outcomes[held["grant_id"]]
 
 
+def test_a_revoke_that_did_not_end_applied_never_makes_a_gone_grant_already_revoked(env, tmp_path, capsys):
+    # The grant left LangSmith some other way (removed by hand) while the revoke queued for it
+    # failed: "already revoked: request ... was applied" would name a request that applied nothing.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    [gone, *_] = active_rows(read_sheet(sheet))
+    sheet.write_text(f"grant_id,decision\n{gone['grant_id']},revoke\n", encoding="utf-8")
+    request_revoke(gone["user_id"], gone["workspace_id"], gone["role_id"], reason="left")
+    assert provision().success
+    for status in ("failed", "rejected"):
+        with duckdb.connect(str(database.path)) as conn:
+            conn.execute("UPDATE main.provisioning_requests SET status = ? WHERE action = 'revoke'", [status])
+        code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+        [outcome] = json.loads(stdout)["outcomes"]
+        assert outcome["status"] == "rejected" and "unknown grant id" in outcome["message"], (status, outcome)
+
+
 def test_held_since_is_written_in_utc_whatever_the_machines_time_zone(env, tmp_path, capsys, monkeypatch):
     # DuckDB hands a TIMESTAMPTZ over in the session's (the machine's) zone: the sheet says 'Z'.
     sandbox, org, database = env
