@@ -128,6 +128,25 @@ def test_grants_carry_the_members_current_email_and_the_roles_current_name(conn)
         ("carl@example.com", "carl")]
 
 
+def test_a_grant_of_a_role_deleted_since_keeps_the_name_the_history_recorded(tmp_path, database):
+    # A custom role deleted from LangSmith is gone from main.roles: the grant held before still
+    # says which role it was, as grant_history named it, not a blank.
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(database, copy)
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("INSERT INTO main.grant_history VALUES ('g-bob-a', 'workspace_role', 'bob', 'bob@example.com', "
+                     "'ws-a', 'custom-gone', 'Auditor', ?, ?)", [day(10), day(12)])
+        [grant] = grants_held_at(conn, day(11), user_ids=["bob"], workspace_id="ws-a")
+    assert (grant.role_id, grant.role_name) == ("custom-gone", "Auditor")
+
+
+def test_each_implicit_admin_has_a_grant_id_of_its_own(conn):
+    # One per workspace, each its own row for whoever keys rows by grant_id (the CLI's --json).
+    implicit = implicit_admin_access_at(conn, day(17))
+    assert sorted(g.grant_id for g in implicit) == sorted(f"g-ada:{g.workspace_id}" for g in implicit)
+    assert len({g.grant_id for g in implicit}) == len(implicit) == 5
+
+
 def test_times_are_written_in_utc_whatever_the_sessions_time_zone(database):
     with duckdb.connect(database, read_only=True) as conn:
         conn.execute("SET TimeZone = 'America/New_York'")
