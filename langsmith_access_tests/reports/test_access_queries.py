@@ -162,6 +162,29 @@ def test_names_typed_with_spaces_or_decomposed_accents_and_past_members_are_foun
     assert resolve_user(conn, "ada.new@example.com") == ["ada"]
 
 
+def test_a_user_id_names_that_one_user_in_any_spelling_of_its_uuid(tmp_path, database):
+    dan = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(database, copy)
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("INSERT INTO main.users VALUES (?, 'dan@example.com')", [dan])
+        assert resolve_user(conn, "bob") == ["bob"]
+        assert resolve_user(conn, dan.upper()) == [dan]
+        assert resolve_user(conn, "{" + dan.replace("-", "") + "}") == [dan]
+        with pytest.raises(LookupFailed, match="no user with the email or user id 'nobody@example.com'"):
+            resolve_user(conn, "nobody@example.com")
+
+
+def test_a_workspace_id_names_that_workspace_in_any_spelling_of_its_uuid(tmp_path, database):
+    team = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(database, copy)
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("INSERT INTO main.workspaces VALUES (?, 'Team', NULL, ?)", [team, day(1)])
+        assert resolve_workspace(conn, team.upper()) == team
+        assert resolve_workspace(conn, team.replace("-", "")) == team
+
+
 def test_an_exact_name_wins_over_one_in_another_case(conn):
     assert resolve_workspace(conn, "Prod") == "ws-upper"
     assert resolve_workspace(conn, "prod") == "ws-lower"
