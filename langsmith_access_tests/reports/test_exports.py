@@ -158,6 +158,24 @@ def test_replace_directory_swaps_whole_directories(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db_parquet"]
 
 
+def test_a_file_new_to_the_directory_allows_no_more_than_every_file_there_allows(tmp_path):
+    # The operator restricted the Parquet files unevenly (one readable by the group, another by
+    # others): a table new to this publish gets only what all of them allow, never the union.
+    target = tmp_path / "db_parquet"
+    target.mkdir()
+    for name, mode in (("users.parquet", 0o640), ("grants.parquet", 0o604)):
+        (target / name).write_text("old")
+        os.chmod(target / name, mode)
+    staged = tmp_path / ".db_parquet.new"
+    staged.mkdir()
+    for name in ("users.parquet", "grants.parquet", "added.parquet"):
+        (staged / name).write_text("new")
+        os.chmod(staged / name, 0o666)
+    export.replace_directory(staged, target)
+    assert {p.name: p.stat().st_mode & 0o777 for p in target.iterdir()} == {
+        "users.parquet": 0o640, "grants.parquet": 0o604, "added.parquet": 0o600}
+
+
 def test_stage_parquet_directory_removes_leftovers(tmp_path):
     database = tmp_path / "db.duckdb"
     with duckdb.connect(str(database)) as conn:
