@@ -24,7 +24,7 @@ from langsmith_access.langsmith import (
     ServiceAccount,
     SsoProvider,
 )
-from langsmith_access.langsmith.access_records import PolicyCondition, PolicyConditionGroup
+from langsmith_access.langsmith.access_records import PolicyCondition, PolicyConditionGroup, redact_short_key
 from langsmith_access.settings import Org, Settings, SettingsError
 from langsmith_access.store.raw_tables import RAW_SCHEMA
 from langsmith_access.store.schema import ensure_schema
@@ -135,6 +135,16 @@ def test_whole_secrets_are_cut_and_short_keys_left_alone():
     assert SECRET not in scrubbed and "lsv2_sk_...2c3d4e"[-4:] in scrubbed
     assert "lsv2_sk_...4e3f" in scrubbed and "x" * 20 not in scrubbed
     assert scrub_secrets("no keys here") == "no keys here"
+
+
+def test_free_text_cuts_a_key_from_as_few_characters_as_a_listings_short_key_is_cut():
+    # One rule for a whole secret, in a listing's short_key and in any text: 20 characters of
+    # key material after the prefix. A key cut in one place is never left whole in another.
+    at_the_edge, below = "lsv2_sk_" + "a1" * 10, "lsv2_sk_" + "b" * 19
+    assert redact_short_key(at_the_edge) == (f"lsv2_sk_...{at_the_edge[-4:]}", True)
+    assert scrub_secrets(f"key {at_the_edge} pasted") == f"key lsv2_sk_...{at_the_edge[-4:]} pasted"
+    assert redact_short_key(below) == (below, False)
+    assert scrub_secrets(f"key {below} pasted") == f"key {below} pasted"
 
 
 def test_a_legacy_key_is_a_whole_secret_too():
