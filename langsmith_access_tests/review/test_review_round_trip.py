@@ -1123,6 +1123,22 @@ def test_a_blank_reviewer_or_reason_given_to_queue_revokes_is_none_given(env, tm
     assert (pending["requested_by"], pending["reason"]) == (getpass.getuser(), "access review (review.csv)")
 
 
+def test_the_default_reason_names_the_sheets_file_even_where_its_path_holds_a_colon(env, tmp_path, capsys):
+    # A folder named for the time of the review ("review 12:00"), or a file "Q4: review.csv": the
+    # reason recorded by default names the file the reviewer marked, not a piece of its path.
+    sandbox, org, database = env
+    exported = tmp_path / "exported.csv"
+    assert run_cli(capsys, "review", "export", "--out", exported)[0] == 0
+    rows = read_sheet(exported)
+    folder = tmp_path / "review 2026-11-01T12:00"
+    folder.mkdir()
+    names = ("review.csv", "Q4: review.csv")
+    for name, row in zip(names, active_rows(rows)[:2], strict=True):
+        write_sheet(folder / name, [{**row, "decision": "revoke"}])
+        assert run_cli(capsys, "review", "queue-revokes", "--file", folder / name)[0] == 0
+    assert sorted(r["reason"] for r in list_requests("pending")) == sorted(f"access review ({name})" for name in names)
+
+
 def test_the_longest_reason_a_request_takes_may_be_given_with_reason(env, tmp_path, capsys):
     # --reason is checked as a request's reason is, not as a name (which may be far shorter).
     sandbox, org, database = env

@@ -108,7 +108,9 @@ def queue_revokes(
     """
     # Blank is not given ("--reason $REASON" with the variable blank), as for a row's own cells.
     reviewer = (reviewer or "").strip() or getpass.getuser()
-    reason = (reason or "").strip() or f"access review ({Path(sheet.source.split(':')[0]).name})"
+    # A sheet made by hand (no file read) is named by its source, up to a table's ':'.
+    sheet_file = sheet.file if sheet.file is not None else Path(sheet.source.split(":")[0])
+    reason = (reason or "").strip() or f"access review ({sheet_file.name})"
     if notifier is not None:  # as queue.submit_on cuts them from a request's fields
         reviewer, reason = notifier.hidden(reviewer), notifier.hidden(reason)
         sheet = replace(sheet, marked=[row.with_text_cut(notifier.hidden) for row in sheet.marked])

@@ -95,9 +95,12 @@ class MarkedRow:
 
 @dataclass(frozen=True)
 class ReviewSheet:
-    source: str
+    source: str  # the CSV file, or "<DuckDB file>:<table>"
     rows: int  # data rows read (marked or not)
     marked: list[MarkedRow]
+    # The file read (the CSV sheet, or the reviewer's DuckDB file): ``source`` cannot be split at
+    # its ':' to find it, since a path may hold one ("review 12:00/review.csv").
+    file: Path | None = None
 
 
 def read_csv_sheet(path: Path) -> ReviewSheet:
@@ -152,7 +155,7 @@ def read_csv_sheet(path: Path) -> ReviewSheet:
                 'a quote (") in it is quoted whole, each of its own quotes doubled ("").'
             ) from None
 
-    return _marked_rows(str(path), records(), guarded=True)
+    return dataclasses.replace(_marked_rows(str(path), records(), guarded=True), file=path)
 
 
 def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
@@ -192,7 +195,7 @@ def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
         for number, values in enumerate(data, start=1):
             yield f"row {number}", [_table_cell(value) for value in values]
 
-    return _marked_rows(f"{review_db}:{table}", records(), guarded=False)
+    return dataclasses.replace(_marked_rows(f"{review_db}:{table}", records(), guarded=False), file=review_db)
 
 
 def _table_cell(value) -> str:
