@@ -328,35 +328,31 @@ def test_rate_limiter_never_exceeds_the_rate_in_any_minute_or_any_ten_seconds():
     assert sum(waited) == sum(later - earlier for earlier, later in zip([0.0, *sent], sent))
 
 
-def test_a_rate_limiter_of_one_request_a_minute_sends_one_a_minute():
-    # The smallest budget LANGSMITH_ACCESS_REQUESTS_PER_MINUTE takes is kept to the letter.
+def send_times(requests_per_minute: int, requests: int) -> list[float]:
+    """When each of ``requests`` requests goes under a limiter of ``requests_per_minute``, on a
+    clock that moves only by the limiter's sleeps."""
     now = [0.0]
 
     def sleep(seconds):
         now[0] += seconds
 
-    limiter = RateLimiter(1, clock=lambda: now[0], sleep=sleep)
+    limiter = RateLimiter(requests_per_minute, clock=lambda: now[0], sleep=sleep)
     sent = []
-    for _ in range(3):
+    for _ in range(requests):
         limiter.acquire()
         sent.append(now[0])
-    assert sent == [0.0, 60.0, 120.0]
+    return sent
+
+
+def test_a_rate_limiter_of_one_request_a_minute_sends_one_a_minute():
+    # The smallest budget LANGSMITH_ACCESS_REQUESTS_PER_MINUTE takes is kept to the letter.
+    assert send_times(1, 3) == [0.0, 60.0, 120.0]
 
 
 def test_an_odd_budget_sends_at_most_half_of_it_in_any_ten_seconds():
     # Half of 7 is 3.5: no 10 seconds may hold 4 requests (rounded up, 4 went at once), so 3 go
     # at once, 3 more 10 s later, the 7th after another 10 s, and the 8th once the minute is over.
-    now = [0.0]
-
-    def sleep(seconds):
-        now[0] += seconds
-
-    limiter = RateLimiter(7, clock=lambda: now[0], sleep=sleep)
-    sent = []
-    for _ in range(8):
-        limiter.acquire()
-        sent.append(now[0])
-    assert sent == [0.0, 0.0, 0.0, 10.0, 10.0, 10.0, 20.0, 60.0]
+    assert send_times(7, 8) == [0.0, 0.0, 0.0, 10.0, 10.0, 10.0, 20.0, 60.0]
 
 
 def test_the_time_waited_is_reported_to_the_millisecond():

@@ -458,9 +458,12 @@ def test_request_ids_are_taken_as_typed_in_the_launchpad_and_a_blank_one_is_name
     assert [w.method for w in writes(sandbox)] == ["POST", "DELETE"]
 
 
-def test_a_named_request_a_dead_run_left_in_progress_is_applied(env):
+@pytest.mark.parametrize("named_by", ["request_ids", "change"])
+def test_a_request_a_dead_run_left_in_progress_is_applied_when_the_launchpad_names_it(env, named_by):
     """The Launchpad's request_ids take a request a run that died left in progress, as a run that
-    names none does: it is not refused as settled."""
+    names none does: it is not refused as settled. A ``change`` asking what it asks is that
+    request (the queue folds it in): the run applies it too, rather than succeed having applied
+    nothing (it was taken for one awaiting approval)."""
     sandbox, org, database = env
     workspace, outsider, *_ = pick(org)
     stuck = request_grant(outsider.email, workspace.id, "Editor")
@@ -468,35 +471,17 @@ def test_a_named_request_a_dead_run_left_in_progress_is_applied(env):
         conn.execute("UPDATE main.provisioning_requests SET status = 'in_progress', run_id = 'a-dead-run' "
                      "WHERE request_id = ?", [stuck.request_id])
     database.publish()
-    named = runner.run_job("provision_workspace_roles",
-                           {"ops": {"select_requests": {"config": {"request_ids": [stuck.request_id]}}}})
-    assert named.success, named.failure
-    assert [(o["request_id"], o["status"]) for o in named.outputs["apply_requests"]["outcomes"]] == [
-        (stuck.request_id, "applied")]
-    assert org.membership(workspace.id, outsider.ls_user_id) is not None
-    # The analysts' copy, which the sensors read, says so once the run has ended.
-    assert query(database.path, "SELECT status FROM main.provisioning_requests WHERE request_id = ?",
-                 [stuck.request_id]) == [("applied",)]
-
-
-def test_a_launchpad_change_folded_into_a_request_a_dead_run_left_in_progress_applies_it(env):
-    """``change`` typed in the Launchpad asking what a request a dead run left in progress asks is
-    that request (the queue folds it in): the run applies it, as it does that request named by
-    id, rather than succeed having applied nothing (it was taken for one awaiting approval)."""
-    sandbox, org, database = env
-    workspace, outsider, *_ = pick(org)
-    stuck = request_grant(outsider.email, workspace.id, "Editor")
-    with database.writer_lease("test"), database.connect() as conn:
-        conn.execute("UPDATE main.provisioning_requests SET status = 'in_progress', run_id = 'a-dead-run' "
-                     "WHERE request_id = ?", [stuck.request_id])
-    database.publish()
-    outcome = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": {"change": {
-        "action": "grant", "user": outsider.email, "workspace": workspace.id, "role": "Editor"}}}}})
+    config = ({"request_ids": [stuck.request_id]} if named_by == "request_ids" else
+              {"change": {"action": "grant", "user": outsider.email, "workspace": workspace.id, "role": "Editor"}})
+    outcome = runner.run_job("provision_workspace_roles", {"ops": {"select_requests": {"config": config}}})
     assert outcome.success, outcome.failure
     assert [(o["request_id"], o["status"]) for o in outcome.outputs["apply_requests"]["outcomes"]] == [
         (stuck.request_id, "applied")]
     assert org.membership(workspace.id, outsider.ls_user_id) is not None
     assert [(r["request_id"], r["status"]) for r in list_requests()] == [(stuck.request_id, "applied")]
+    # The analysts' copy, which the sensors read, says so once the run has ended.
+    assert query(database.path, "SELECT status FROM main.provisioning_requests WHERE request_id = ?",
+                 [stuck.request_id]) == [("applied",)]
 
 
 def test_a_5xx_on_a_write_is_verified_by_a_read_not_resent(env):
