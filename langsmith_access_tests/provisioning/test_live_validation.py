@@ -702,6 +702,23 @@ def test_a_time_bound_grants_clock_starts_when_it_is_applied_not_when_its_write_
     assert expires_at >= answered[0] + timedelta(hours=1)
 
 
+def an_hour_of_editor_taken_over_by_admin(org, conn, *, later_prior, later_ends):
+    """An hour of Editor that added an outsider, ended an hour ago; a later applied grant made
+    them Admin (in LangSmith too), over ``later_prior``, ending at ``later_ends``; and the hour's
+    end queued. The later grant and the end."""
+    member, workspace = outsider_and_workspace(org)
+    editor, admin = workspace_role(org, "Editor"), workspace_role(org, "Admin")
+    now = queue.now_utc()
+    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
+                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    later = queued(conn, "grant", member, workspace, admin, status="applied", prior_role_id=later_prior.id,
+                   updated_at=now - timedelta(minutes=30), expires_at=later_ends)
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=admin.id)
+    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+    return later, end
+
+
 @pytest.mark.parametrize("later_prior", ["Editor", "Viewer"])
 def test_the_end_of_a_grant_a_later_grant_took_over_passes_on_only_what_it_replaced(live, later_prior):
     """An hour of Editor added the member; a later grant made them Admin, replacing either the
@@ -709,17 +726,8 @@ def test_the_end_of_a_grant_a_later_grant_took_over_passes_on_only_what_it_repla
     a Viewer someone gave by hand meanwhile (it owes the hour nothing: it keeps giving back
     Viewer). Either way the hour's end finds Admin there and writes nothing."""
     sandbox, org, conn = live
-    member, workspace = outsider_and_workspace(org)
-    editor, admin = workspace_role(org, "Editor"), workspace_role(org, "Admin")
-    now = queue.now_utc()
-    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
-                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
-    later = queued(conn, "grant", member, workspace, admin, status="applied",
-                   prior_role_id=workspace_role(org, later_prior).id,
-                   updated_at=now - timedelta(minutes=30), expires_at=now + timedelta(hours=1))
-    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=admin.id)
-    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
-                 requested_by="langsmith-access", reason="expired")
+    later, end = an_hour_of_editor_taken_over_by_admin(
+        org, conn, later_prior=workspace_role(org, later_prior), later_ends=queue.now_utc() + timedelta(hours=1))
 
     outcome = provision(sandbox, conn, end)[end["request_id"]]
 
@@ -741,16 +749,8 @@ def test_the_end_of_a_grant_a_later_grant_with_no_end_took_over_says_the_access_
     """As above, a later Admin grant built on the hour's Editor, but this one has no end: the
     hour's end writes nothing, and says the access it took over has no end (nothing undoes it)."""
     sandbox, org, conn = live
-    member, workspace = outsider_and_workspace(org)
-    editor, admin = workspace_role(org, "Editor"), workspace_role(org, "Admin")
-    now = queue.now_utc()
-    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
-                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
-    later = queued(conn, "grant", member, workspace, admin, status="applied", prior_role_id=editor.id,
-                   updated_at=now - timedelta(minutes=30), expires_at=None)
-    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=admin.id)
-    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
-                 requested_by="langsmith-access", reason="expired")
+    later, end = an_hour_of_editor_taken_over_by_admin(
+        org, conn, later_prior=workspace_role(org, "Editor"), later_ends=None)
 
     outcome = provision(sandbox, conn, end)[end["request_id"]]
 
