@@ -498,6 +498,7 @@ WORKSPACE_ROW = {"id": "f1f1f1f1-0001-4001-8001-f1f1f1f1f1f1", "ls_user_id": "c2
 
 
 @pytest.mark.parametrize(("parse", "payload", "field", "record"), [
+    (Role.from_api, ROLE, "name", "Role"),  # CUSTOM or a built-in name: how a role's scope is told
     (Role.from_api, ROLE, "display_name", "Role"),
     (Role.from_api, ROLE, "permissions", "Role"),
     (Workspace.from_api, WORKSPACE, "display_name", "TenantForUser"),
