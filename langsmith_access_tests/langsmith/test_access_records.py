@@ -27,6 +27,7 @@ from langsmith_access.sync.inventory import (
     transform_service_accounts,
     transform_sso_settings,
 )
+from langsmith_access_tests.helpers import in_time_zone
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 USER = "c2c2c2c2-0002-4002-8002-c2c2c2c2c2c2"
@@ -334,6 +335,17 @@ def test_a_scim_token_listing_that_sends_a_whole_token_keeps_only_its_short_form
     assert token not in repr(scim)
 
 
+@pytest.mark.parametrize("field", ["id", "short_token"])
+def test_a_scim_token_row_without_its_id_or_short_token_is_refused_naming_the_field(field):
+    """The Go service leaves out empty fields, yet a token row with no id or no short form is
+    none the inventory can show or tell apart: refused naming the field, never kept as ""."""
+    row = {"id": "t1", "short_token": "lsv2_scim_...cdef", "description": "okta"}
+    Credential.from_scim_token(row)
+    for missing in ({k: v for k, v in row.items() if k != field}, {**row, field: ""}, {**row, field: None}):
+        with pytest.raises(UnexpectedResponseError, match=rf"^scim\.ScimTokenResponse\.{field}: expected"):
+            Credential.from_scim_token(missing)
+
+
 def test_a_key_keeps_when_it_expires_and_its_org_role_apart_from_its_last_use_and_workspace_role():
     key = Credential.from_api({"id": "k1", "short_key": "lsv2_sk_...a1b2", "description": "ci",
                                "last_used_at": "2026-11-28T10:00:00Z", "expires_at": "2027-01-01T00:00:00Z",
@@ -363,6 +375,15 @@ def test_an_ocsf_time_in_milliseconds_is_read_so_from_the_first_day_of_1973_on()
     seconds (the year 5138)."""
     event = AuditEvent.from_api({"time": 100_000_000_000, "metadata": {"uid": "e1"}, "api": {"operation": "login"}})
     assert event.at == datetime(1973, 3, 3, 9, 46, 40, tzinfo=UTC)
+
+
+def test_an_ocsf_time_is_a_moment_in_utc_whatever_the_machines_time_zone():
+    """The epoch is one moment everywhere: an event's time is read in UTC, never as the local
+    time of the machine the sync runs on and then labelled UTC."""
+    with in_time_zone():
+        event = AuditEvent.from_api({"time": 1_764_410_400_000, "metadata": {"uid": "e1"},
+                                     "api": {"operation": "login"}})
+    assert event.at == datetime(2025, 11, 29, 10, tzinfo=UTC)
 
 
 def test_an_audit_event_without_an_id_an_operation_or_a_time_is_refused_naming_what_is_missing():
