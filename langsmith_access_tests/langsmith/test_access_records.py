@@ -355,6 +355,13 @@ def test_a_key_keeps_when_it_expires_and_its_org_role_apart_from_its_last_use_an
     assert (key.role_id, key.org_role_id) == ("r-workspace", "r-org")
 
 
+def test_an_access_policy_that_does_not_say_its_effect_is_kept_so_never_taken_as_allow():
+    """Nothing in ``AccessPolicy`` is required: a policy without an effect keeps None (not said),
+    never a made-up ``allow`` (a grant) or ``deny``."""
+    assert AccessPolicy.from_api({"id": "a1", "role_ids": ["r1"]}).effect is None
+    assert AccessPolicy.from_api({"id": "a1", "effect": None}).effect is None
+
+
 def test_org_settings_and_policy_conditions_are_stored_as_json_text_with_sorted_keys():
     """The same setting or policy gives the same text, whatever order the answer put its keys in."""
     info = OrganizationInfo.from_api({"id": "o", "ip_allowlist": [{"description": "office", "cidr": "10.0.0.0/8"}]})
@@ -394,6 +401,14 @@ def test_an_audit_event_without_an_id_an_operation_or_a_time_is_refused_naming_w
         AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "e1"}})
     with pytest.raises(UnexpectedResponseError, match=r"^OCSFApiActivity.time: missing \(event 'e1'\)$"):
         AuditEvent.from_api({"metadata": {"uid": "e1"}, "api": {"operation": "login"}})
+
+
+@pytest.mark.parametrize("operation", [7, True, ["login"], {"name": "login"}])
+def test_an_audit_event_whose_operation_is_no_text_is_refused_naming_the_field(operation):
+    """``api.operation`` is a name (an open set, kept as sent): another type is an unexpected
+    answer naming the field and the event, never a TypeError from deep in the parse."""
+    with pytest.raises(UnexpectedResponseError, match=r"^OCSFApiActivity.api.operation: missing \(event 'e1'\)$"):
+        AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "e1"}, "api": {"operation": operation}})
 
 
 @pytest.mark.parametrize("time", [1e20, 10**30, -1e16, float("inf"), float("nan")])

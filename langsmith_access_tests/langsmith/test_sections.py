@@ -213,6 +213,28 @@ def test_taggings_become_one_record_per_resource_with_the_type_access_policies_n
         ResourceTagging.from_taggings({"tag_key": "env", "tag_key_id": key_id, "tag_value_id": value_id}, "w-1")
 
 
+@pytest.mark.parametrize(("record", "field"), [
+    ("TaggingsResponse", "tag_key"), ("TaggingsResponse", "tag_key_id"),
+    ("TaggingsResponse", "tag_value"), ("TaggingsResponse", "tag_value_id"), ("Resource", "resource_id"),
+])
+def test_a_taggings_answer_without_a_field_the_spec_requires_is_refused_naming_it(record, field):
+    """Every field of ``TaggingsResponse`` and its ``Resource`` is required: an access policy's
+    conditions match tag keys and values by text on resources by id, so a tagging read with ""
+    for one of them would match (or miss) resources it should not. Left out, null or empty:
+    refused naming the record and field."""
+    resource = {"tagging_id": "t-1", "resource_id": "r-1", "resource_name": "router"}
+    answer = {"tag_key": "env", "tag_key_id": "k-1", "tag_value": "production", "tag_value_id": "v-1",
+              "resources": {"prompts": [resource]}}
+    assert len(ResourceTagging.from_taggings(answer, "w-1")) == 1
+    for value in (None, ""):
+        if record == "Resource":
+            bad = {**answer, "resources": {"prompts": [{**resource, field: value}]}}
+        else:
+            bad = {**answer, field: value}
+        with pytest.raises(UnexpectedResponseError, match=rf"^{record}\.{field}: expected"):
+            ResourceTagging.from_taggings(bad, "w-1")
+
+
 def test_the_skipped_sections_are_stored_as_json_text_with_sorted_keys():
     """``sync_runs.skipped_sections``: the same plan gives the same text, in alphabetical order,
     not in ``SECTIONS`` order (resource_tags comes before audit_events there)."""
