@@ -568,18 +568,21 @@ class LangSmithClient:
     def organization_info(self) -> OrganizationInfo:
         """The org info, typed (read once per client): plan flags, the key's permissions and
         the org's security settings."""
-        return OrganizationInfo.from_api(self.organization_info_once())
+        return _parse_record(OrganizationInfo.from_api, self.organization_info_once(), "GET", ORGANIZATION_INFO_PATH)
 
     def get_platform_organization_info(self) -> OrganizationInfo:
         """The platform twin of the org info (``orgs.OrganizationInfo``), read now."""
-        return OrganizationInfo.from_api(self._get_json(PLATFORM_ORGANIZATION_INFO_PATH, expect=dict))
+        return _parse_record(
+            OrganizationInfo.from_api, self._get_json(PLATFORM_ORGANIZATION_INFO_PATH, expect=dict),
+            "GET", PLATFORM_ORGANIZATION_INFO_PATH,
+        )
 
     def section_plan(
         self, *, membership_route: str | None = None, membership_route_reason: str | None = None
     ) -> SectionPlan:
         """``plan_sections`` for this org and key (one request for the org info, once)."""
         return plan_sections(
-            self.organization_info_once(),
+            self.organization_info(),  # parsed here, so a bad answer names its route
             membership_route=membership_route,
             membership_route_reason=membership_route_reason,
         )
@@ -863,7 +866,7 @@ class LangSmithClient:
         """Why the plan or the key rules the section out, from the org info (read once);
         None when they do not, or when the org info cannot be read either."""
         try:
-            info = self.organization_info_once()
+            info = self.organization_info()
         except LangSmithError:
             return None
         return skip_reason(section, info)

@@ -586,3 +586,24 @@ def test_an_audit_cursor_that_is_no_string_is_an_unexpected_answer_never_sent_ba
     with pytest.raises(UnexpectedResponseError, match="cursor: expected a string or null"):
         client.list_audit_events(*EVERYTHING)
     assert len(sandbox.requests_matching("GET", AUDIT)) == 1
+
+
+@pytest.mark.parametrize(("read", "path"), [
+    (lambda client: client.organization_info(), "/api/v1/orgs/current/info"),
+    (lambda client: client.section_plan(), "/api/v1/orgs/current/info"),
+    (lambda client: client.get_platform_organization_info(), "/api/v1/platform/orgs/current/info"),
+])
+def test_an_org_info_answer_that_does_not_fit_its_schema_is_refused_naming_its_route_and_field(serve, read, path):
+    """As every other record (``_parse_record``): the error says which request gave the bad answer,
+    not only the field, so the admin knows which route (the org info or its platform twin) to check."""
+    sandbox, client = serve()
+
+    def permissions_as_text(original, request):
+        answer = original(request)
+        if request.path != path:
+            return answer
+        return ApiResponse(200, {**answer.body, "permissions": "organization:read"})
+
+    wrap_respond(sandbox, permissions_as_text)
+    with pytest.raises(UnexpectedResponseError, match=rf"^GET {path}: OrganizationInfo\.permissions: expected a list"):
+        read(client)
