@@ -401,6 +401,11 @@ def test_an_audit_event_without_an_id_an_operation_or_a_time_is_refused_naming_w
         AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "e1"}})
     with pytest.raises(UnexpectedResponseError, match=r"^OCSFApiActivity.time: missing \(event 'e1'\)$"):
         AuditEvent.from_api({"metadata": {"uid": "e1"}, "api": {"operation": "login"}})
+    # Without ``time``, the original record's request_time: a bad one is refused naming where it was read.
+    with pytest.raises(UnexpectedResponseError,
+                       match=r"^OCSFApiActivity.unmapped.original_audit_log.request_time: 'yesterday' is not an ISO"):
+        AuditEvent.from_api({"metadata": {"uid": "e1"}, "api": {"operation": "login"},
+                             "unmapped": {"original_audit_log": {"request_time": "yesterday"}}})
 
 
 @pytest.mark.parametrize("operation", [7, True, ["login"], {"name": "login"}])

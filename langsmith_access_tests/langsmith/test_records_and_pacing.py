@@ -200,7 +200,9 @@ def test_a_workspace_member_row_of_another_workspace_is_refused():
            "role_id": "33333333-3333-4333-8333-333333333333", "role_name": "Deployment Auditor"}
     assert WorkspaceMember.from_api(row, "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa").role_id == row["role_id"]
     assert WorkspaceMember.from_api({**row, "tenant_id": None}, "bbbbbbbb").workspace_id == "bbbbbbbb"
-    with pytest.raises(UnexpectedResponseError, match="asked for workspace bbbbbbbb, got a row of aaaaaaaa-1111"):
+    # Named by record and field, as every other refusal of a row.
+    with pytest.raises(UnexpectedResponseError,
+                       match="^MemberIdentity.tenant_id: asked for workspace bbbbbbbb, got a row of aaaaaaaa-1111"):
         WorkspaceMember.from_api(row, "bbbbbbbb")
 
 
