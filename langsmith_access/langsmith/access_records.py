@@ -477,8 +477,13 @@ class AuditEvent:
             raise f._bad("metadata.uid", "an event id")
         event_id = canonical_uuid(event_id)
         operation = part("api").get("operation") or original.get("operation_name")
-        if not isinstance(operation, str) or not operation:
+        if not operation:
             raise UnexpectedResponseError(f"OCSFApiActivity.api.operation: missing (event {event_id!r})")
+        if not isinstance(operation, str):  # sent, but no name: say what came, not "missing"
+            raise UnexpectedResponseError(
+                f"OCSFApiActivity.api.operation: expected an operation name, got {type(operation).__name__} "
+                f"(event {event_id!r})"
+            )
         return cls(
             event_id=event_id,
             at=cls._time(f, original, event_id),
