@@ -413,7 +413,8 @@ def test_an_audit_event_whose_operation_is_no_text_is_refused_naming_the_field(o
     """``api.operation`` is a name (an open set, kept as sent): another type is an unexpected
     answer naming the field, the type that came and the event, never a TypeError from deep in
     the parse, nor called "missing" when it was sent."""
-    expected = rf"^OCSFApiActivity.api.operation: expected an operation name, got {type(operation).__name__} \(event 'e1'\)$"
+    got = type(operation).__name__
+    expected = rf"^OCSFApiActivity.api.operation: expected an operation name, got {got} \(event 'e1'\)$"
     with pytest.raises(UnexpectedResponseError, match=expected):
         AuditEvent.from_api({"time": 1_900_000_000_000, "metadata": {"uid": "e1"}, "api": {"operation": operation}})
 
