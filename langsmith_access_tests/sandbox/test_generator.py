@@ -283,6 +283,25 @@ def test_add_member_is_listed_first(org):
         org.add_member("x@example.com", "X", org_role_id=org.role_by_name("Viewer").id)
 
 
+def test_records_added_in_the_same_second_are_still_newer_than_the_last(org):
+    # OrgState's rule: a new record's created_at is newer than anything already in the org, so
+    # it is listed first even when the clock has not moved since the last addition.
+    org.clock = lambda: 1_900_000_000
+    first = org.add_member("first@example.com", "First")
+    second = org.add_member("second@example.com", "Second")
+    assert first.created_at < second.created_at
+    assert org.active_members()[:2] == [second, first]
+
+
+def test_keys_made_in_the_org_name_their_creator_and_a_token_needs_its_owner(org):
+    # created_by (what Terraform reads) is whoever made the key: by default the oldest
+    # Organization Admin; a personal access token belongs to an active member.
+    key = org.create_api_key("service_key", "made by hand")
+    assert key.created_by == org.default_actor().ls_user_id is not None
+    with pytest.raises(KeyError):
+        org.create_api_key("personal_access_token", "nobody's", owner_ls_user_id="not-a-member")
+
+
 def test_remove_member_drops_their_memberships(org):
     member = next(m for m in org.members.values() if org.memberships_of(m.ls_user_id))
     org.remove_member(member.ls_user_id)
@@ -339,6 +358,9 @@ def test_workspace_lifecycle(org):
     owner = org.active_members()[0]
     added = org.add_workspace("Nouvel Espace")
     assert added in org.shared_workspaces()
+    # An owner means something for a personal workspace only: a shared one gets no member.
+    shared = org.add_workspace("Partagé", owner_ls_user_id=owner.ls_user_id)
+    assert shared.owner_ls_user_id is None and shared.memberships == {}
     personal = org.add_workspace("Mine", is_personal=True, owner_ls_user_id=owner.ls_user_id)
     assert list(personal.memberships) == [owner.ls_user_id]
     other = next(m for m in org.members.values() if m is not owner)
