@@ -88,6 +88,11 @@ def test_every_change_of_the_org_appends_an_event(sandbox):
     ]
     founder = org.default_actor()
     assert recent[1].actor == founder and recent[1].workspace_id == workspace.id
+    # A change that names nobody is the oldest Organization Admin's, in the web UI (no key).
+    admin = org.role_by_name("ORGANIZATION_ADMIN").id
+    admins = [m for m in org.members.values() if m.org_role_id == admin]
+    oldest = min(admins, key=lambda m: (m.created_at, m.id))
+    assert len(admins) > 1 and (founder.ls_user_id, founder.api_key_id) == (oldest.ls_user_id, None)
     assert recent[4].actor.ls_user_id == member.ls_user_id and recent[4].resource_ids == (key.id,)
     assert recent[5].actor.ls_user_id == member.ls_user_id and recent[5].actor.api_key_id is None
 
