@@ -226,11 +226,17 @@ def test_a_members_personal_access_tokens_die_when_they_leave_the_org(start):
     org = sandbox.org
     owner = next(k.owner_ls_user_id for k in org.api_keys.values()
                  if k.kind == "personal_access_token" and k.revoked_at is None)
+    # One of theirs revoked earlier keeps the time it was revoked (as a second DELETE does).
+    old = org.create_api_key(PERSONAL_ACCESS_TOKEN, "old laptop", owner_ls_user_id=owner)
+    revoked_at = caller.delete(f"{PATS}/{old.id}").json()["revoked_at"]
+    clock = org.clock
+    org.clock = lambda: clock() + 3600
     theirs = {k.id for k in org.api_keys.values() if k.kind == "personal_access_token" and k.owner_ls_user_id == owner}
     others = {row["id"]: row["revoked_at"] for row in caller.get(PATS).json() if row["id"] not in theirs}
     org.remove_member(owner)
     listed = {row["id"]: row["revoked_at"] for row in caller.get(PATS).json()}
     assert all(listed[key_id] is not None for key_id in theirs)
+    assert listed[old.id] == revoked_at
     assert {key_id: listed[key_id] for key_id in others} == others  # nobody else's changed
 
 
@@ -396,6 +402,8 @@ def test_workspace_keys_are_created_and_revoked_in_their_workspace(start):
     assert key_id in {r["id"] for r in caller.get(WORKSPACE_KEYS, tenant_id=workspace.id).json()}
     assert key_id not in {r["id"] for r in caller.get(WORKSPACE_KEYS, tenant_id=other.id).json()}
     assert caller.delete(f"{WORKSPACE_KEYS}/{key_id}", tenant_id=other.id).status_code == 404
+    made = sandbox.org.audit_log.events()[-1]
+    assert made.operation == "create_api_key" and made.workspace_id == workspace.id
     assert caller.delete(f"{WORKSPACE_KEYS}/{key_id}", tenant_id=workspace.id).status_code == 200
     event = sandbox.org.audit_log.events()[-1]
     assert event.operation == "delete_api_key" and event.workspace_id == workspace.id
@@ -809,10 +817,17 @@ def test_attaching_a_policy_again_leaves_its_roles_as_they_were(start):
     viewer = org.role_by_name("WORKSPACE_VIEWER").id
     created = caller.post(POLICIES, json={"name": "Twice", "effect": "allow", "role_ids": [], "condition_groups": []})
     policy_id = created.json()["id"]
-    for _ in range(2):
+    made_at = caller.get(f"{POLICIES}/{policy_id}").json()["updated_at"]
+    clock = org.clock
+    updates = []
+    for hours in (1, 2):
+        org.clock = lambda hours=hours: clock() + hours * 3600
         attached = caller.post(f"{POLICIES}/roles/{viewer}/access-policies", json={"access_policy_ids": [policy_id]})
         assert attached.status_code == 204, attached.text
+        updates.append(caller.get(f"{POLICIES}/{policy_id}").json()["updated_at"])
     assert caller.get(f"{POLICIES}/{policy_id}").json()["role_ids"] == [viewer]
+    # The first attachment changes the policy (updated_at moves); the second changes nothing.
+    assert made_at < updates[0] == updates[1], (made_at, updates)
 
 
 def test_revoking_a_key_again_keeps_the_time_it_was_revoked(start):
