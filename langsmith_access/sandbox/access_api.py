@@ -246,6 +246,8 @@ class AccessRoutes:
         role_ids = body.get("role_ids") or []
         if not isinstance(role_ids, list) or not all(isinstance(r, str) for r in role_ids):
             raise ApiError(400, {"error": "role_ids must be a list of ids"})
+        # Parsed as every id of these routes: any case names the role, a malformed one is a 400.
+        role_ids = [_platform_uuid(role_id, "role id") for role_id in role_ids]
         with self.state.lock:
             for role_id in role_ids:
                 role = self.state.roles.get(role_id)
@@ -273,8 +275,7 @@ class AccessRoutes:
         if not isinstance(policy_ids, list) or not all(isinstance(p, str) for p in policy_ids):
             raise ApiError(400, {"error": "access_policy_ids must be a list of ids"})
         role_id = _platform_uuid(role_id, "role id")
-        for policy_id in policy_ids:
-            _platform_uuid(policy_id, "access policy id")
+        policy_ids = [_platform_uuid(policy_id, "access policy id") for policy_id in policy_ids]
         with self.state.lock:
             role = self.state.roles.get(role_id)
             if role is None or role.access_scope != WORKSPACE_SCOPE:

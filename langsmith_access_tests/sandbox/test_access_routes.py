@@ -891,3 +891,27 @@ def test_an_access_policy_applies_to_workspace_roles_only(start):
     assert set(org.access_policies) == before
     attach = caller.post(f"{POLICIES}/roles/{org_role}/access-policies", json={"access_policy_ids": []})
     assert attach.status_code == 404 and "error" in attach.json(), attach.text
+
+
+def test_access_policy_routes_read_ids_in_any_case_and_refuse_malformed_role_ids(start):
+    # The platform parses every id as Go's uuid.Parse does (as the SCIM-token routes do): an
+    # upper-case role or policy id names the same record, in the path or in the body; a
+    # malformed role id in a creation is the same 400 as in the attach path, not a 404.
+    sandbox, caller = start()
+    org = sandbox.org
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    created = caller.post(POLICIES, json={"name": "Upper", "effect": "allow", "role_ids": [viewer.upper()],
+                                          "condition_groups": []})
+    assert created.status_code == 201, created.text
+    policy_id = created.json()["id"]
+    assert caller.get(f"{POLICIES}/{policy_id}").json()["role_ids"] == [viewer]
+    editor = org.role_by_name("WORKSPACE_USER").id
+    attached = caller.post(f"{POLICIES}/roles/{editor.upper()}/access-policies",
+                           json={"access_policy_ids": [policy_id.upper()]})
+    assert attached.status_code == 204, attached.text
+    assert caller.get(f"{POLICIES}/{policy_id}").json()["role_ids"] == [viewer, editor]
+    assert org.audit_log.events()[-1].resource_ids == (editor, policy_id)
+    before = set(org.access_policies)
+    malformed = caller.post(POLICIES, json={"name": "Bad", "effect": "allow", "role_ids": ["not-a-role"]})
+    assert malformed.status_code == 400 and "invalid" in malformed.json()["error"], malformed.text
+    assert set(org.access_policies) == before
