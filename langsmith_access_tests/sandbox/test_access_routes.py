@@ -398,6 +398,12 @@ def test_workspace_keys_are_created_and_revoked_in_their_workspace(start):
     created = caller.post(WORKSPACE_KEYS, tenant_id=workspace.id,
                           json={"description": "ws key", "expires_at": in_ten_days})
     assert created.status_code == 200 and created.json()["access_scope"] == "workspace"
+    # A workspace key acts in its workspace only: no org role, even when the body names one.
+    assert created.json()["org_role_id"] is None
+    org_viewer = sandbox.org.role_by_name("ORGANIZATION_VIEWER").id
+    named = caller.post(WORKSPACE_KEYS, tenant_id=workspace.id,
+                        json={"description": "ws key", "expires_at": in_ten_days, "org_role_id": org_viewer})
+    assert named.status_code == 200 and named.json()["org_role_id"] is None, named.text
     key_id = created.json()["id"]
     assert key_id in {r["id"] for r in caller.get(WORKSPACE_KEYS, tenant_id=workspace.id).json()}
     assert key_id not in {r["id"] for r in caller.get(WORKSPACE_KEYS, tenant_id=other.id).json()}
@@ -497,6 +503,8 @@ def test_an_access_policy_body_of_the_wrong_shape_is_a_bad_request(start):
                                   "conditions": [condition]}]}
     before = set(sandbox.org.access_policies)
     for wrong in (
+        {"name": ""},  # a policy needs a name
+        {"name": 7},
         {"role_ids": editor},  # one id, not a list of them
         {"role_ids": [7]},
         {"description": 42},
@@ -615,8 +623,13 @@ def test_scim_token_routes(start):
     one = caller.get(f"{SCIM_TOKENS}/{token['id']}")  # checked against scim.ScimTokenResponse
     assert one.status_code == 200 and one.json()["short_token"] == token["short_token"]
     assert token["token"] not in one.text
+    clock = sandbox.org.clock
+    sandbox.org.clock = lambda: clock() + 3600  # the change is dated an hour after the creation
     renamed = caller.patch(f"{SCIM_TOKENS}/{token['id']}", json={"description": "Okta prod"})
     assert renamed.status_code == 200 and renamed.json()["description"] == "Okta prod"
+    assert renamed.json()["updated_at"] > renamed.json()["created_at"] == token["created_at"]
+    event = sandbox.org.audit_log.events()[-1]
+    assert (event.operation, event.resource_ids, event.http_method) == ("update_scim_token", (token["id"],), "PATCH")
     assert "last_used_at" not in renamed.json(), "a token never used has no last_used_at"
     # The platform parses the id as Go's uuid.Parse does: any case finds the token; a malformed id
     # is its 400 (as the access-policy routes answer), where the sandbox matched the text exactly.
