@@ -325,6 +325,9 @@ def test_creating_a_service_key_answers_its_secret_once_and_is_audited(start):
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     assert org.audit_log.events()[-1].operation == "delete_service_key"
     assert caller.delete(f"{SERVICE_KEYS}/{org.shared_workspaces()[0].id}").status_code == 404
+    # A personal access token is no service key: this route neither finds nor revokes it.
+    pat = next(k for k in org.api_keys.values() if k.kind == PERSONAL_ACCESS_TOKEN and k.revoked_at is None)
+    assert caller.delete(f"{SERVICE_KEYS}/{pat.id}").status_code == 404 and pat.revoked_at is None
 
 
 def test_a_key_created_read_only_without_a_role_gets_the_reader_role(start):
@@ -363,6 +366,11 @@ def test_an_org_admin_changes_a_service_keys_roles_without_rotating_it(start):
     assert caller.get(AUDIT, params=WINDOW).status_code == 200
     assert caller.patch(f"{SERVICE_KEYS}/{made['id']}", json={"role_id": org_viewer}).status_code == 404
     assert caller.patch(f"{SERVICE_KEYS}/{viewer}", json={"role_id": viewer}).status_code == 404
+    # Only an org service key's roles change here: a workspace key or a PAT is no service key.
+    for kind in (WORKSPACE_SERVICE_KEY, PERSONAL_ACCESS_TOKEN):
+        other_kind = next(k for k in org.api_keys.values() if k.kind == kind and k.revoked_at is None)
+        refused = caller.patch(f"{SERVICE_KEYS}/{other_kind.id}", json={"role_id": viewer})
+        assert refused.status_code == 404 and "detail" in refused.json(), refused.text
     bad = caller.patch(f"{SERVICE_KEYS}/{made['id']}", json={"role_id": "admin"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "role_id"]
     _, user_caller = start(key_role="org-user")  # Organization User: no organization:manage
@@ -389,6 +397,25 @@ def test_key_creation_follows_the_orgs_expiry_cap_and_the_plan(start):
     refused = plus_caller.post(SERVICE_KEYS, json={"description": "x", "role_id": viewer})
     assert refused.status_code == 403 and "Enterprise" in refused.json()["detail"]
     assert plus_caller.post(SERVICE_KEYS, json={"description": "admin key"}).status_code == 200
+    # Workspace Admin, named or not, is every plan's; so is read_only's reader (it predates RBAC).
+    admin = plus.org.role_by_name("WORKSPACE_ADMIN").id
+    named_admin = plus_caller.post(SERVICE_KEYS, json={"description": "admin", "role_id": admin})
+    assert named_admin.status_code == 200 and named_admin.json()["role_id"] == admin, named_admin.text
+    reader = plus_caller.post(SERVICE_KEYS, json={"description": "reader", "read_only": True})
+    assert reader.status_code == 200 and reader.json()["role_id"] == viewer, reader.text
+
+
+def test_each_kind_of_key_follows_its_own_expiry_cap(start):
+    # max_service_key_expiry_days caps org service keys, max_api_key_expiry_days workspace keys.
+    sandbox, caller = start()
+    settings, workspace = sandbox.org.settings, sandbox.org.shared_workspaces()[0]
+    settings.max_service_key_expiry_days, settings.max_api_key_expiry_days = None, 30
+    assert caller.post(SERVICE_KEYS, json={"description": "forever"}).status_code == 200
+    capped = caller.post(WORKSPACE_KEYS, tenant_id=workspace.id, json={"description": "forever"})
+    assert capped.status_code == 400 and "30 days" in capped.json()["detail"], capped.text
+    settings.max_service_key_expiry_days, settings.max_api_key_expiry_days = 30, None
+    assert caller.post(WORKSPACE_KEYS, tenant_id=workspace.id, json={"description": "forever"}).status_code == 200
+    assert caller.post(SERVICE_KEYS, json={"description": "forever"}).status_code == 400
 
 
 def test_workspace_keys_are_created_and_revoked_in_their_workspace(start):
