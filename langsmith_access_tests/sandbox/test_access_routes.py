@@ -955,3 +955,19 @@ def test_access_policy_routes_read_ids_in_any_case_and_refuse_malformed_role_ids
     malformed = caller.post(POLICIES, json={"name": "Bad", "effect": "allow", "role_ids": ["not-a-role"]})
     assert malformed.status_code == 400 and "invalid" in malformed.json()["error"], malformed.text
     assert set(org.access_policies) == before
+
+
+def test_tag_reads_need_workspaces_read_in_the_workspace(start):
+    # langsmith-api.md: tags and taggings need workspaces:read there. Every built-in workspace
+    # role holds it, so the key's workspace role (Viewer, for an Organization Viewer's key) loses
+    # it here: the three tag reads answer 403 {"detail": ...} naming the permission.
+    sandbox, caller = start(key_role="org-viewer")
+    workspace = sandbox.org.shared_workspaces()[0]
+    project = "0f0f0f0f-0000-4000-8000-000000000001"
+    reads = ((TAGS, {}), (TAGGINGS, {}), (RESOURCE_TAGS, {"resource_type": "project", "resource_id": project}))
+    for path, params in reads:
+        assert caller.get(path, tenant_id=workspace.id, params=params).status_code == 200
+    sandbox.org.role_by_name("WORKSPACE_VIEWER").permissions.remove("workspaces:read")
+    for path, params in reads:
+        refused = caller.get(path, tenant_id=workspace.id, params=params)
+        assert refused.status_code == 403 and "workspaces:read" in refused.json()["detail"], (path, refused.text)
