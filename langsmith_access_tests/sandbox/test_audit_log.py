@@ -260,6 +260,11 @@ def test_operations_outside_the_official_enum_are_a_422(sandbox, caller):
          422, ["query", "limit"]),
         ({"start_time": "2030-01-02T00:00:00Z", "end_time": "2030-01-01T00:00:00Z"}, 422,
          ["query", "start_time"]),
+        # workspace_id is a UUID (FastAPI's 422), an empty one too: not a filter silently dropped.
+        ({"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z", "workspace_id": "ws-1"},
+         422, ["query", "workspace_id"]),
+        ({"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z", "workspace_id": ""},
+         422, ["query", "workspace_id"]),
         ({"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z", "cursor": "nope"},
          400, None),
         # A cursor of the right encoding whose fields have the wrong types is no cursor either.
