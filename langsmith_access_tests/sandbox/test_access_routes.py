@@ -626,6 +626,10 @@ def test_workspace_tags_taggings_and_a_resources_tags(start):
     ):
         bad = caller.get(path, tenant_id=workspace.id, params=params)
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == loc, (params, bad.text)
+    # A required parameter left out is FastAPI's "missing", not a malformed value.
+    for params in ({"resource_id": project}, {"resource_type": "project"}):
+        left_out = caller.get(RESOURCE_TAGS, tenant_id=workspace.id, params=params).json()["detail"][0]
+        assert (left_out["type"], left_out["msg"]) == ("missing", "Field required"), (params, left_out)
     missing = caller.get(TAGS)
     assert missing.status_code == 403 and missing.json()["error"] == "org_scoped_key_requires_workspace"
 
@@ -971,3 +975,18 @@ def test_tag_reads_need_workspaces_read_in_the_workspace(start):
     for path, params in reads:
         refused = caller.get(path, tenant_id=workspace.id, params=params)
         assert refused.status_code == 403 and "workspaces:read" in refused.json()["detail"], (path, refused.text)
+
+
+def test_a_service_key_reaches_every_workspace_it_names_and_keeps_its_default(start):
+    # APIKeyCreateRequest: `workspaces` lists every workspace the key reaches and
+    # `default_workspace_id` its default one; the answer names them (workspace_names,
+    # default_workspace_name), and so does the listing.
+    sandbox, caller = start()
+    first, second = sandbox.org.shared_workspaces()[:2]
+    made = caller.post(SERVICE_KEYS, json={"description": "two", "workspaces": [first.id, second.id],
+                                           "default_workspace_id": second.id})
+    assert made.status_code == 200, made.text
+    listed = next(row for row in caller.get(SERVICE_KEYS).json() if row["id"] == made.json()["id"])
+    for row in (made.json(), listed):
+        assert row["workspace_names"] == [first.display_name, second.display_name]
+        assert row["default_workspace_name"] == second.display_name
