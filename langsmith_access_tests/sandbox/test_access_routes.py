@@ -591,6 +591,7 @@ def test_workspace_tags_taggings_and_a_resources_tags(start):
         org.tag_resource(workspace.id, key, value, "project", project, "ranking-traces")
     org.tag_resource(workspace.id, "env", "staging", "evaluator", project, "judge")
     org.tag_resource(other.id, "env", "production", "dataset", project, "elsewhere")
+    org.tag_resource(workspace.id, "owner", "alice", "dataset", "0f0f0f0f-0000-4000-8000-000000000002", "evals")
 
     tags = caller.get(TAGS, tenant_id=workspace.id)
     assert tags.status_code == 200, tags.text
@@ -614,6 +615,7 @@ def test_workspace_tags_taggings_and_a_resources_tags(start):
                             params={"resource_type": "project", "resource_id": project}).json()
     assert {(row["key"], v["value"]) for row in on_project for v in row["values"]} == {
         ("env", "production"), ("team", "search-ranking")}  # not the evaluator's env=staging
+    assert {row["key"] for row in on_project} == {"env", "team"}  # no key of values elsewhere only
     assert all(t["resource_id"] == project and t["resource_type"] == "project"
                for row in on_project for v in row["values"] for t in v["taggings"])
 
