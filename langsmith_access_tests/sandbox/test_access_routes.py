@@ -22,6 +22,7 @@ from langsmith_access.sandbox.access_records import PERSONAL_ACCESS_TOKEN, SERVI
 from langsmith_access.sandbox.org_state import format_timestamp
 from langsmith_access_tests.helpers import in_time_zone
 from langsmith_access_tests.sandbox.conftest import SandboxCaller
+from langsmith_access_tests.sandbox.schema import load_spec
 from langsmith_access_tests.sandbox.test_cli import CLI
 
 POLICIES = "/v1/platform/orgs/current/access-policies"
@@ -573,6 +574,13 @@ def test_an_access_policy_names_only_the_specs_operators_attributes_and_permissi
     assert kept.status_code == 201, kept.text  # attribute_name's one value is the default
     served = caller.get(f"{POLICIES}/{kept.json()['id']}").json()
     assert served["condition_groups"][0]["conditions"][0]["attribute_name"] == "resource_tag_key"
+    # And every value those enums list is taken: each operator, each permission.
+    schemas = load_spec()["components"]["schemas"]
+    operators, permissions = (schemas[f"authz_internal.{name}"]["enum"] for name in ("AbacOperator", "Permission"))
+    every = caller.post(POLICIES, json={"name": "every value", "effect": "allow", "condition_groups": [
+        {**group, "permission": permission, "conditions": [{**condition, "operator": op} for op in operators]}
+        for permission in permissions]})
+    assert every.status_code == 201, every.text
 
 
 TAGS = "/api/v1/workspaces/current/tags"
@@ -592,6 +600,8 @@ def test_workspace_tags_taggings_and_a_resources_tags(start):
     org.tag_resource(workspace.id, "env", "staging", "evaluator", project, "judge")
     org.tag_resource(other.id, "env", "production", "dataset", project, "elsewhere")
     org.tag_resource(workspace.id, "owner", "alice", "dataset", "0f0f0f0f-0000-4000-8000-000000000002", "evals")
+    queue = "0f0f0f0f-0000-4000-8000-000000000003"
+    org.tag_resource(workspace.id, "env", "production", "queue", queue, "review")
 
     tags = caller.get(TAGS, tenant_id=workspace.id)
     assert tags.status_code == 200, tags.text
@@ -606,6 +616,7 @@ def test_workspace_tags_taggings_and_a_resources_tags(start):
     projects = {r["resource_id"]: r["resource_name"] for r in one[0]["resources"]["projects"]}
     assert projects[project] == "ranking-traces"
     assert project not in {r["resource_id"] for r in one[0]["resources"]["datasets"]}  # the other workspace's
+    assert [r["resource_id"] for r in one[0]["resources"]["queues"]] == [queue]  # a queue's bucket is "queues"
     assert caller.get(TAGGINGS, tenant_id=other.id, params={"tag_value_id": production.id}).json() == []
     everything = caller.get(TAGGINGS, tenant_id=workspace.id).json()
     assert {row["tag_value_id"] for row in everything} == {v.id for k in workspace.tag_keys.values()
