@@ -88,6 +88,8 @@ def test_every_change_of_the_org_appends_an_event(sandbox):
     ]
     founder = org.default_actor()
     assert recent[1].actor == founder and recent[1].workspace_id == workspace.id
+    # Every workspace-member change names its workspace.
+    assert [e.workspace_id for e in recent[1:3]] + [recent[6].workspace_id] == [workspace.id] * 3
     # A change that names nobody is the oldest Organization Admin's, in the web UI (no key).
     admin = org.role_by_name("ORGANIZATION_ADMIN").id
     admins = [m for m in org.members.values() if m.org_role_id == admin]

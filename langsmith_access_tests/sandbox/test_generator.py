@@ -369,6 +369,12 @@ def test_workspace_lifecycle(org):
     org.delete_workspace(added.id)
     assert added not in org.shared_workspaces()
     assert org.workspaces[added.id].is_deleted
+    # A deleted workspace keeps its memberships, as the real service does (the API stops serving them).
+    staffed = next(ws for ws in org.shared_workspaces() if ws.memberships)
+    kept = dict(staffed.memberships)
+    org.delete_workspace(staffed.id)
+    assert staffed.memberships == kept
+    assert all(staffed.id in {m.workspace_id for m in org.memberships_of(user)} for user in kept)
 
 
 def test_disable_invite_and_accept(org):
@@ -380,6 +386,9 @@ def test_disable_invite_and_accept(org):
     invite = org.add_pending_invite("invitee@example.com", workspace_ids=[workspace.id])
     assert invite in org.pending_org_invites()
     assert any(i.org_invite_id == invite.id for i in workspace.pending_invites.values())
+    # The workspace invite is made with the org invite: the same moment.
+    assert {i.created_at for i in workspace.pending_invites.values() if i.org_invite_id == invite.id} == {
+        invite.created_at}
     joined = org.accept_invite(invite.id, "Invitee")
     assert invite.id not in org.pending_invites
     assert not any(i.org_invite_id == invite.id for i in workspace.pending_invites.values())
