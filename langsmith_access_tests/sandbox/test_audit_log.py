@@ -78,7 +78,7 @@ def test_every_change_of_the_org_appends_an_event(sandbox):
     org.record_login(member.ls_user_id)
     org.remove_workspace_membership(workspace.id, member.ls_user_id)
     invite = org.add_pending_invite("invitee@example.com", workspace_ids=[workspace.id])
-    org.accept_invite(invite.id, "Invitee")
+    joined = org.accept_invite(invite.id, "Invitee")
     org.remove_member(member.ls_user_id)
     recent = [e for e in org.audit_log.events() if e.time_ms >= T0]
     assert [e.operation for e in recent] == [
@@ -97,6 +97,8 @@ def test_every_change_of_the_org_appends_an_event(sandbox):
     assert len(admins) > 1 and (founder.ls_user_id, founder.api_key_id) == (oldest.ls_user_id, None)
     assert recent[4].actor.ls_user_id == member.ls_user_id and recent[4].resource_ids == (key.id,)
     assert recent[5].actor.ls_user_id == member.ls_user_id and recent[5].actor.api_key_id is None
+    # Claiming an invite is the invitee's own act, on the invite.
+    assert (recent[8].actor.ls_user_id, recent[8].resource_ids) == (joined.ls_user_id, (invite.id,))
 
 
 def test_api_writes_are_logged_with_the_key_that_made_them(sandbox, caller):
