@@ -682,6 +682,8 @@ def test_scim_token_routes(start):
     malformed = caller.get(f"{SCIM_TOKENS}/not-a-uuid")
     assert malformed.status_code == 400 and set(malformed.json()) == {"error"}, malformed.text
     assert caller.delete(f"{SCIM_TOKENS}/{token['id']}").status_code == 204
+    event = sandbox.org.audit_log.events()[-1]
+    assert (event.operation, event.resource_ids, event.http_method) == ("delete_scim_token", (token["id"],), "DELETE")
     assert caller.get(f"{SCIM_TOKENS}/{token['id']}").status_code == 404
     # A body the Go service cannot read is its 400 {"error": ...} (undocumented for these routes;
     # the caller checks the shape), and makes no token.
