@@ -714,3 +714,18 @@ def test_whole_numbers_past_any_sensible_value_are_refused_naming_the_variable(v
             Settings.from_env({variable: bad})
         message = str(error.value)
         assert message.startswith(f"{variable} must be a whole number from ") and f" to {most}, got " in message
+
+
+@pytest.mark.parametrize(("variable", "least", "field"), [
+    ("LANGSMITH_ACCESS_REQUESTS_PER_MINUTE", 1, "requests_per_minute"),
+    ("LANGSMITH_ACCESS_MAX_CONCURRENCY", 1, "max_concurrency"),
+    ("LANGSMITH_ACCESS_MAX_RETRIES", 0, "max_retries"),
+    ("LANGSMITH_ACCESS_UNUSED_DAYS", 1, "unused_days"),
+    ("LANGSMITH_ACCESS_PROVISIONING_INTERVAL_SECONDS", 1, "provisioning_interval_seconds"),
+])
+def test_whole_numbers_below_their_documented_range_are_refused_naming_the_variable(variable, least, field):
+    # README gives each range ("1 to 86400", "0 to 100"...): its least value is taken, one less is
+    # refused naming the variable (a sensor interval of 0 loaded as if meant).
+    assert getattr(Settings.from_env({variable: str(least)}), field) == least
+    with pytest.raises(SettingsError, match=f"^{variable} must be "):
+        Settings.from_env({variable: str(least - 1)})
