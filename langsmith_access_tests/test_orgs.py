@@ -92,6 +92,15 @@ def test_loaded_for_a_deployment_the_default_org_without_a_key_says_why():
     assert org.key_problem is None and org.client().api_key.reveal() == US_KEY
 
 
+def test_an_empty_orgs_file_variable_is_unset_as_every_other_variable():
+    # An env file or a Helm value left as LANGSMITH_ACCESS_ORGS_FILE= means no orgs file: the
+    # single-org variables are the one org, and they are read (not skipped as an orgs file's).
+    env = {"LANGSMITH_ACCESS_ORGS_FILE": "", "LANGSMITH_API_KEY": US_KEY, "LANGSMITH_ORGANIZATION_ID": US_ID}
+    orgs = load_orgs(env)
+    assert orgs.slugs == (DEFAULT_ORG_SLUG,) and orgs.source is None
+    assert orgs.get().client().api_key.reveal() == US_KEY
+
+
 def test_the_policy_variable_is_the_default_orgs_policy():
     assert load_orgs({"LANGSMITH_ACCESS_POLICY": "policy.yaml"}).get().policy_path == Path("policy.yaml")
 

@@ -117,6 +117,20 @@ def test_a_secret_cannot_be_pickled():
         pickle.dumps(Settings(api_key=Secret("lsv2_sk_" + "0" * 32)))
 
 
+def test_a_secret_never_shows_itself_however_it_is_printed():
+    # Settings and ClientSettings leave the key out of their repr, but a Secret is also passed
+    # on alone (the secrets removed from a failed run's message, a client's fields): repr, str,
+    # format and the repr of a container holding it show stars, never the value.
+    value = "lsv2_sk_" + "5ec2e7" * 6
+    secret = Secret(value)
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret:>60}", "%s %r" % (secret, secret),
+                 repr((secret, None)), repr(ClientSettings(api_key=secret, organization_id=ORG))):
+        assert value not in text and "5ec2e7" not in text, text
+    assert secret.reveal() == value
+    # Equal exactly when the values are: settings read from two environments compare by their keys.
+    assert secret == Secret(value) and secret != Secret(value + "0") and secret != value
+
+
 def test_governance_settings():
     settings = Settings.from_env({
         "LANGSMITH_ACCESS_POLICY": "policy.yaml", "LANGSMITH_ACCESS_WEBHOOK_URL": " https://hooks.example.com/T0/B0/s3cret ",
