@@ -454,6 +454,27 @@ def test_a_request_is_applied_in_its_own_org_only(org_environment, synced):
     assert not [e for e in two_orgs.sandboxes["eu"].request_log if e.method in ("POST", "PATCH", "DELETE")]
 
 
+def test_a_run_of_the_deployed_definitions_reads_and_writes_its_partitions_database_only(
+        org_environment, synced, monkeypatch, tmp_path):
+    # The code location serves every org, its resources reading the orgs when a run starts: a
+    # sync or provisioning run of eu (the file's second org) opens eu's database, never the
+    # first org's, whichever resource opens it.
+    from langsmith_access.definitions import defs
+
+    data = copies_of_the_synced_databases(org_environment, tmp_path, monkeypatch)
+    us_folder_before = sorted((path.name, path.stat().st_mtime_ns) for path in (data / "us").iterdir())
+    definitions = defs()
+    with dg.instance_for_test() as instance:
+        runs = {job: definitions.resolve_job_def(job).execute_in_process(
+            partition_key="eu", instance=instance, raise_on_error=False)
+            for job in ("langsmith_access_sync", "provision_workspace_roles")}
+    assert all(run.success for run in runs.values()), {job: run.success for job, run in runs.items()}
+    sync_id = runs["langsmith_access_sync"].run_id
+    assert query(data / "eu" / "langsmith_access.duckdb",
+                 "SELECT count(*) FROM main.sync_runs WHERE sync_id = ?", [sync_id]) == [(1,)]
+    assert sorted((path.name, path.stat().st_mtime_ns) for path in (data / "us").iterdir()) == us_folder_before
+
+
 def test_the_inventory_schedule_waits_for_each_orgs_first_sync(org_environment, synced, monkeypatch, tmp_path):
     # The inventory adds to a synced database: launched before an org's first sync (a new
     # deployment whose first inventory tick comes before the first sync's), its run would fail.
