@@ -6,7 +6,6 @@ import getpass
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import queue
@@ -108,9 +107,7 @@ def queue_revokes(
     """
     # Blank is not given ("--reason $REASON" with the variable blank), as for a row's own cells.
     reviewer = (reviewer or "").strip() or getpass.getuser()
-    # A sheet made by hand (no file read) is named by its source, up to a table's ':'.
-    sheet_file = sheet.file if sheet.file is not None else Path(sheet.source.split(":")[0])
-    reason = (reason or "").strip() or f"access review ({sheet_file.name})"
+    reason = (reason or "").strip() or f"access review ({sheet.file.name})"
     if notifier is not None:  # as queue.submit_on cuts them from a request's fields
         reviewer, reason = notifier.hidden(reviewer), notifier.hidden(reason)
         sheet = replace(sheet, marked=[row.with_text_cut(notifier.hidden) for row in sheet.marked])

@@ -100,7 +100,7 @@ class ReviewSheet:
     marked: list[MarkedRow]
     # The file read (the CSV sheet, or the reviewer's DuckDB file): ``source`` cannot be split at
     # its ':' to find it, since a path may hold one ("review 12:00/review.csv").
-    file: Path | None = None
+    file: Path
 
 
 def read_csv_sheet(path: Path) -> ReviewSheet:
@@ -155,7 +155,7 @@ def read_csv_sheet(path: Path) -> ReviewSheet:
                 'a quote (") in it is quoted whole, each of its own quotes doubled ("").'
             ) from None
 
-    return dataclasses.replace(_marked_rows(str(path), records(), guarded=True), file=path)
+    return _marked_rows(str(path), path, records(), guarded=True)
 
 
 def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
@@ -195,7 +195,7 @@ def read_table_sheet(review_db: Path, table: str) -> ReviewSheet:
         for number, values in enumerate(data, start=1):
             yield f"row {number}", [_table_cell(value) for value in values]
 
-    return dataclasses.replace(_marked_rows(f"{review_db}:{table}", records(), guarded=False), file=review_db)
+    return _marked_rows(f"{review_db}:{table}", review_db, records(), guarded=False)
 
 
 def _table_cell(value) -> str:
@@ -210,7 +210,7 @@ def _normalize(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
-def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]], *, guarded: bool) -> ReviewSheet:
+def _marked_rows(source: str, file: Path, records: Iterable[tuple[str, list[str]]], *, guarded: bool) -> ReviewSheet:
     """``guarded``: the cells are a CSV sheet's, with the apostrophes ``as_text_cell`` puts before
     formulas (a table holds every name exactly, its own apostrophes included)."""
     records = iter(records)
@@ -313,4 +313,4 @@ def _marked_rows(source: str, records: Iterable[tuple[str, list[str]]], *, guard
             f"{source}: {len(problems)} row{'s' * (len(problems) != 1)} cannot be read, so nothing "
             f"was queued; fix them and run again:\n  {shown}{more}"
         )
-    return ReviewSheet(source, rows, marked)
+    return ReviewSheet(source, rows, marked, file)
