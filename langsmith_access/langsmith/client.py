@@ -272,7 +272,8 @@ class LangSmithClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
-        self._limiter = RateLimiter(settings.requests_per_minute, sleep=sleep)
+        # One clock for the limiter and the rate-limit window: a caller's clock paces both.
+        self._limiter = RateLimiter(settings.requests_per_minute, clock=clock, sleep=sleep)
         self._timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []

@@ -50,6 +50,7 @@ def client_for(
     max_concurrency: int = 4,
     read_timeout_seconds: float = 2.0,
     max_retries: int = 3,
+    clock: Callable[[], float] | None = None,
 ) -> LangSmithClient:
     settings = ClientSettings(
         api_key=Secret(api_key or sandbox.api_key),
@@ -61,7 +62,8 @@ def client_for(
         read_timeout_seconds=read_timeout_seconds,
         max_retries=max_retries,
     )
-    return LangSmithClient(settings) if sleep is None else LangSmithClient(settings, sleep=sleep)
+    paced: dict = {"sleep": sleep, "clock": clock}
+    return LangSmithClient(settings, **{name: given for name, given in paced.items() if given is not None})
 
 
 class RecordingSleep:

@@ -771,8 +771,7 @@ def test_client_rate_limiter_keeps_under_the_server_limit(start_sandbox, monkeyp
     calls = 8
     limits = FaultConfig(rate_limit_per_minute=6, rate_limit_per_10_seconds=3)
     sb = start_sandbox(faults=limits)
-    with client_for(sb, requests_per_minute=80, max_retries=0) as client:
-        client._limiter = pacing.RateLimiter(80, clock=clock.monotonic, sleep=clock.sleep)
+    with client_for(sb, requests_per_minute=80, max_retries=0, clock=clock.monotonic, sleep=clock.sleep) as client:
         for _ in range(calls):
             client.get_organization_info()
         stats = client.stats.snapshot()

@@ -201,25 +201,23 @@ def test_every_attempt_a_retry_included_takes_a_slot_of_the_rate_limiter(monkeyp
     assert len(taken) == len(sent) == client.stats.calls
 
 
-def test_the_client_sends_no_more_requests_than_its_requests_per_minute(monkeypatch):
+def test_the_client_sends_no_more_requests_than_its_requests_per_minute():
     # LANGSMITH_ACCESS_REQUESTS_PER_MINUTE is the client's budget: 6 a minute (3 in any 10 s)
     # sends a 7th request a minute after the first, and the time waited is counted. (The
-    # limiter's clock is a fake one, advanced by its sleeps.)
+    # client's clock is a fake one, advanced by its sleeps: the limiter keeps time by it.)
     now = [0.0]
     sent_at: list[float] = []
 
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    monkeypatch.setattr(client_module, "RateLimiter", lambda requests_per_minute, **_: RateLimiter(
-        requests_per_minute, clock=lambda: now[0], sleep=sleep))
     with SandboxServer(generate_org(seed=7, members=40, workspaces=5)) as sandbox:
         def note_the_time(respond, request):
             sent_at.append(now[0])
             return respond(request)
 
         wrap_respond(sandbox, note_the_time)
-        with client_for(sandbox, sleep=RecordingSleep(), requests_per_minute=6) as client:
+        with client_for(sandbox, sleep=sleep, clock=lambda: now[0], requests_per_minute=6) as client:
             for _ in range(7):
                 assert client.list_roles()
             assert client.stats.wait_seconds == pytest.approx(60.0)
