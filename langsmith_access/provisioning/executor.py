@@ -13,8 +13,8 @@ settles from live state:
 What a settled request verified (the member's live role in the workspace, or none) is recorded in
 the raw table ``raw.provisioning_observations``, in the same transaction as the request's
 status; so is what a request found changed by hand where it contradicts ``grants`` (before its
-write, or instead of one when already satisfied: drift, which the refresh then lists; observed
-``found``, not ``verified``). Provisioning never
+write, or instead of one when already satisfied, or when it failed holding another role: drift,
+which the refresh then lists; observed ``found``, not ``verified``). Provisioning never
 writes ``grants``: dbt builds it from the latest sync plus these observations (the refresh after
 a provisioning run, and every sync).
 
@@ -705,6 +705,9 @@ class Provisioner:
                 self._recovered.add(request_id)
 
         snapshot = self.snapshot if (user_id, workspace_id) not in self._chained else None
+        # The last write was refused (409/404) or surely never sent: a role that changed since the
+        # read before it was changed by someone else, not by this request.
+        last_write_refused, read_before = False, None
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             if snapshot is not None and attempt == 1 and not earlier_writes:
                 live = self._listed_live(snapshot, request_id, workspace_id, user_id)
@@ -722,10 +725,12 @@ class Provisioner:
             if plan.needs_write:
                 with self._lock:
                     self._first_write_plans.setdefault(request_id, plan)
-                if attempt == 1 and not earlier_writes and self._recorded_role_differs(request, live):
+                if (attempt == 1 and not earlier_writes and self._recorded_role_differs(request, live)) or (
+                        last_write_refused and _role_of(live) != _role_of(read_before)):
                     # Changed by hand since what grants shows (an Admin given, then this request
-                    # changes or removes it): recorded before the write, so the history and drift
-                    # show the hand change and not only what this request made of it.
+                    # changes or removes it), or between our read and our refused write: recorded
+                    # before the write, so the history and drift show the hand change and not only
+                    # what this request made of it.
                     self._observe(request, live, FOUND)
             if plan.needs_write and attempt == 1 and is_scim_provisioned(member):
                 self._event(request_id, "scim_warning", {"detail": SCIM_WARNING})
@@ -752,6 +757,7 @@ class Provisioner:
                 # been applied. Re-read and decide again; never resend blindly.
                 maybe_applied = getattr(error, "maybe_applied", True)
                 self._event(request_id, "write_uncertain", {"error": str(error), "maybe_applied": maybe_applied})
+                last_write_refused, read_before = not maybe_applied, live
                 if attempt == MAX_WRITE_ATTEMPTS:
                     if maybe_applied:
                         # The last write may have been applied all the same: read, never assumed failed.
@@ -763,6 +769,7 @@ class Provisioner:
             except (ConflictError, NotFoundError) as error:
                 # Someone changed the membership between our read and our write: re-plan.
                 self._event(request_id, "write_conflict", {"error": str(error)})
+                last_write_refused, read_before = True, live
                 if attempt == MAX_WRITE_ATTEMPTS:
                     # The change may be the one asked for, as on an earlier attempt: read, then decide.
                     done = self._done_after_last_write(request, plan, earlier_writes + attempt)
@@ -781,6 +788,7 @@ class Provisioner:
         read shows the member as it asks (None: not so, the request fails)."""
         verified = self._read_live(request["request_id"], request["workspace_id"], request["user_id"], kind="verified")
         if (verified.role_id if verified else None) != self._wanted(request, plan):
+            self._observe_if_changed(request, verified)
             return None
         self._observe(request, verified)
         return Outcome(request["request_id"], "applied", f"verified: {plan.explanation}", plan, writes=writes)
@@ -884,6 +892,7 @@ class Provisioner:
         wanted = self._wanted(request, plan)
         got = verified.role_id if verified else None
         if got != wanted:
+            self._observe_if_changed(request, verified)
             names = self.directory.role_names
             return Outcome(
                 request["request_id"], "failed",
@@ -1075,10 +1084,17 @@ class Provisioner:
             self._last_at = at
             return at
 
+    def _observe_if_changed(self, request: dict, live: Live | None) -> None:
+        """A request that failed read the member's live role: recorded as found where it is not
+        what the database holds (someone else's change: the history and drift show it now)."""
+        if self._recorded_role_differs(request, live):
+            self._observe(request, live, FOUND)
+
     def _recorded_role_differs(self, request: dict, live: Live | None) -> bool:
         """The member's live role in the workspace (None: not a member) is not the one the
         database holds for them: the latest observation dbt has not built yet, else ``grants``.
-        False before the first build (no ``grants``: nothing recorded to correct)."""
+        False before the first build (no ``grants``: nothing recorded to correct). (What this run
+        observed before a write is committed with the write's ``write_sent``.)"""
         with self._lock:
             if not table_exists(self.conn, "main", "grants"):
                 return False
@@ -1098,7 +1114,7 @@ class Provisioner:
                 """,
                 {"user": request["user_id"], "workspace": request["workspace_id"]},
             ).fetchone()
-        return (recorded[0] if recorded else None) != (live.role_id if live else None)
+        return (recorded[0] if recorded else None) != _role_of(live)
 
     def _observe(self, request: dict, live: Live | None, observed: str = VERIFIED) -> None:
         """Record the member's role in that workspace (or none), verified after the request's
@@ -1110,6 +1126,11 @@ class Provisioner:
                 request["user_id"], live.role_id if live else None, live.id if live else None,
                 observed,
             ))
+
+
+def _role_of(live: Live | None) -> str | None:
+    """The live role (None: not a member)."""
+    return live.role_id if live else None
 
 
 def _shared_workspace(request: dict, workspace: Workspace | None) -> Workspace:

@@ -428,9 +428,12 @@ def test_a_write_lost_before_it_reached_langsmith_is_sent_again_after_one_scim_w
 
 def test_a_membership_removed_between_the_read_and_the_role_change_is_planned_again(live):
     """Someone removes the member between our read and our role change (404): planned again from
-    a new read, the grant adds them back with the role it asks for."""
+    a new read, the grant adds them back with the role it asks for. The removal is recorded as
+    found (someone else's change, seen by the read after the refused write) before the role the
+    request verified, so the history and drift show it."""
     sandbox, org, conn = live
     member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
     role = roles_other_than(org, held_role_id, ("Viewer", "Editor"))[0]
     request = queued(conn, "grant", member, workspace, role)
 
@@ -448,6 +451,68 @@ def test_a_membership_removed_between_the_read_and_the_role_change_is_planned_ag
     audit = events(conn, request["request_id"])
     assert [d["status_code"] for kind, d in audit if kind == "write_answered"] == [404, 200]
     assert "write_conflict" in [kind for kind, _ in audit]
+    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+        (None, "found"), (role.id, "verified")]
+
+
+def test_a_role_someone_set_as_the_last_write_was_refused_is_recorded_as_found(live):
+    """Every role change is refused (409); as the last one is, someone gives the member another
+    role. The request fails, and the role the read after that last write found is recorded as
+    found: someone else's change, which the history and drift show now."""
+    sandbox, org, conn = live
+    member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
+    asked, set_by_someone = roles_other_than(org, held_role_id)[:2]
+    request = queued(conn, "grant", member, workspace, asked)
+    busy = ApiResponse(409, {"detail": "busy"})
+
+    def refused_as_someone_sets_a_role(respond, r):
+        org.set_workspace_role(workspace.id, member.ls_user_id, set_by_someone.id)
+        return busy
+
+    answer_writes(sandbox, *[lambda respond, r: busy] * (MAX_WRITE_ATTEMPTS - 1), refused_as_someone_sets_a_role)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "failed" and len(writes(sandbox)) == MAX_WRITE_ATTEMPTS, outcome
+    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+        (set_by_someone.id, "found")]
+
+
+def test_a_hand_change_found_before_a_write_that_did_not_hold_is_recorded_once(live):
+    """Someone gave the member another role since the sync: found before the write. The write is
+    answered 200 but does not hold (the member still has that role when read back): the request
+    fails, and the role is recorded as found once, not again after the failed verification."""
+    sandbox, org, conn = live
+    member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
+    asked, set_by_someone = roles_other_than(org, held_role_id)[:2]
+    org.set_workspace_role(workspace.id, member.ls_user_id, set_by_someone.id)
+    request = queued(conn, "grant", member, workspace, asked)
+    answer_writes(sandbox, lambda respond, r: ApiResponse(200, {}))  # answered, not applied
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "failed" and outcome.detail.startswith("verification failed"), outcome
+    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+        (set_by_someone.id, "found")]
+
+
+def test_a_write_refused_with_nothing_changed_records_no_hand_change(live):
+    """A role change refused (409) while the membership stays as read: read again, the role is
+    the one read before, so nothing is recorded as found; the retry applies it."""
+    sandbox, org, conn = live
+    member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
+    role = roles_other_than(org, held_role_id, ("Viewer", "Editor"))[0]
+    request = queued(conn, "grant", member, workspace, role)
+    answer_writes(sandbox, lambda respond, r: ApiResponse(409, {"detail": "busy"}))
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.writes == 2, outcome
+    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+        (role.id, "verified")]
 
 
 def organization_admin_in_a_shared_workspace(org):
@@ -890,7 +955,31 @@ def test_a_grant_langsmith_answered_but_did_not_keep_fails_verification(live):
     assert "the live role is none (not a member). Fix: the change did not hold" in outcome.detail, outcome
     assert outcome.detail.endswith(VERIFICATION_FIX)  # a failed request's status_detail says the fix
     assert status_of(conn, request["request_id"]) == ("failed", outcome.detail)
-    assert observations(conn, request["request_id"]) == []
+    assert observations(conn, request["request_id"]) == []  # not a member, as grants shows: nothing new
+
+
+def test_a_role_someone_else_set_when_verification_failed_is_recorded_as_found(live):
+    """The role change is answered 200, but someone gives the member another role before it is
+    read back: the request fails verification, and the role it read (not the one grants shows,
+    not the one asked for) is recorded as found, so the history and drift show it now."""
+    sandbox, org, conn = live
+    member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
+    asked, set_by_someone = roles_other_than(org, held_role_id)[:2]
+    request = queued(conn, "grant", member, workspace, asked)
+
+    def overridden(respond, r):
+        response = respond(r)
+        org.set_workspace_role(workspace.id, member.ls_user_id, set_by_someone.id)
+        return response
+
+    answer_writes(sandbox, overridden)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "failed" and outcome.detail.startswith("verification failed"), outcome
+    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+        (set_by_someone.id, "found")]
 
 
 @pytest.mark.parametrize("grant_did", ["added", "replaced"])
