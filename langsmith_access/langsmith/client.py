@@ -66,6 +66,7 @@ from langsmith_access.langsmith.errors import (
     NotFoundError,
     NotLangSmithAPIError,
     PermissionDeniedError,
+    ProxyLoginError,
     ProxyRefusalError,
     RequestRejectedError,
     RouteNotAvailableError,
@@ -1320,6 +1321,13 @@ class LangSmithClient:
         where = f" (workspace {workspace_id})" if workspace_id else ""
         context = _RequestContext(method=method, path=path, status_code=status, detail=detail)
         if status == 401:
+            if not isinstance(_json_or_none(response), dict):
+                # LangSmith refuses a key with JSON; a page is a gateway's login (as the doctor reads it).
+                return ProxyLoginError(
+                    "refused with no JSON body: a proxy or single sign-on gateway between here and "
+                    "LangSmith asks for its own login; LangSmith never judged the API key",
+                    **context,
+                )
             return AuthenticationError(
                 "LangSmith refused the API key: check that LANGSMITH_API_KEY is a valid, "
                 "unexpired service key for LANGSMITH_ENDPOINT",

@@ -62,6 +62,16 @@ class AuthenticationError(LangSmithError):
     )
 
 
+class ProxyLoginError(AuthenticationError):
+    """401 with no JSON body: a proxy or single sign-on gateway in front of LangSmith asks for its
+    own login. LangSmith refuses a key with JSON; this page never judged the key."""
+
+    fix = (
+        "a proxy or single sign-on gateway between here and LANGSMITH_ENDPOINT asked for its own "
+        "login: let this host through it to the LangSmith API (LangSmith checks the API key itself)"
+    )
+
+
 class PermissionDeniedError(LangSmithError):
     """403: the key may not do this (for example a workspace-scoped key on an organization route)."""
 

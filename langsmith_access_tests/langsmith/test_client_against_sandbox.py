@@ -30,6 +30,7 @@ from langsmith_access.langsmith import (
     LangSmithClient,
     NotFoundError,
     PermissionDeniedError,
+    ProxyLoginError,
     ProxyRefusalError,
     RequestRejectedError,
     RouteNotAvailableError,
@@ -1008,6 +1009,25 @@ def test_a_403_whose_body_is_no_json_object_is_a_proxys_refusal(sandbox, body):
     with client_for(sandbox) as client:
         error = expect_error(ProxyRefusalError, client.list_roles, keys=[sandbox.api_key], contains=["proxy"])
     assert error.status_code == 403
+
+
+@pytest.mark.parametrize("body", ["<html>Sign in</html>", ["unauthorized"], None])
+def test_a_401_whose_body_is_no_json_object_is_a_gateways_login_not_a_refused_key(sandbox, body):
+    """LangSmith refuses a key with a JSON object (as the doctor reads it, langsmith-api.md): a
+    page is a proxy or single sign-on gateway asking for its own login, whose fix is not a new key."""
+    wrap_respond(sandbox, lambda respond, request: ApiResponse(401, body))
+    with client_for(sandbox) as client:
+        error = expect_error(ProxyLoginError, client.list_roles, keys=[sandbox.api_key],
+                             contains=["401: refused with no JSON body", "asks for its own login"])
+    assert error.fix == ProxyLoginError.fix != AuthenticationError.fix
+
+
+def test_a_401_with_langsmiths_json_is_a_refused_key(sandbox):
+    wrap_respond(sandbox, lambda respond, request: ApiResponse(401, {"detail": "Invalid token"}))
+    with client_for(sandbox) as client:
+        error = expect_error(AuthenticationError, client.list_roles, keys=[sandbox.api_key],
+                             contains=["LangSmith refused the API key"])
+    assert not isinstance(error, ProxyLoginError) and error.detail == "Invalid token"
 
 
 def test_a_workspace_route_that_got_no_tenant_header_says_so(sandbox):

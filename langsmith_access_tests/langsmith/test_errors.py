@@ -17,6 +17,7 @@ from langsmith_access.langsmith import (
     NotLangSmithAPIError,
     PermissionDeniedError,
     ProvisioningInterruptedError,
+    ProxyLoginError,
     ProxyRefusalError,
     RequestRejectedError,
     RouteNotAvailableError,
@@ -74,6 +75,7 @@ def test_the_fix_for_a_write_that_may_have_been_applied_never_says_nothing_was_c
     (RouteNotAvailableError("x", reason="r"), NotFoundError),
     (WorkspaceGoneError("x", workspace_id="w1"), NotFoundError),
     (ProxyRefusalError("x"), PermissionDeniedError),
+    (ProxyLoginError("x"), AuthenticationError),
 ])
 def test_each_error_is_caught_as_its_kind(error, caught_as):
     assert isinstance(error, caught_as)
@@ -84,6 +86,7 @@ def test_each_error_is_caught_as_its_kind(error, caught_as):
     (AuthenticationError, ["LANGSMITH_API_KEY", "lsv2_sk_", "region"]),
     (PermissionDeniedError, ["Organization Admin", "LANGSMITH_ORGANIZATION_ID", "langsmith-access doctor"]),
     (ProxyRefusalError, ["proxy or firewall", "HTTPS_PROXY"]),
+    (ProxyLoginError, ["single sign-on gateway", "its own login", "LANGSMITH_ENDPOINT"]),
     (TransientError, ["LANGSMITH_ENDPOINT", "nothing was changed"]),
     (ProvisioningInterruptedError, ["langsmith-access provision", "pending again"]),
     (NotLangSmithAPIError, ["https://api.smith.langchain.com (US)", "https://eu.api.smith.langchain.com (EU)",

@@ -17,7 +17,12 @@ import pytest
 
 from langsmith_access.api import list_requests, provision, request_grant
 from langsmith_access.langsmith import LangSmithClient, NotLangSmithAPIError, UnexpectedResponseError
-from langsmith_access.langsmith.errors import IncompleteListingError, ProxyRefusalError, RouteNotAvailableError
+from langsmith_access.langsmith.errors import (
+    IncompleteListingError,
+    ProxyLoginError,
+    ProxyRefusalError,
+    RouteNotAvailableError,
+)
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import ClientSettings, Secret
 from langsmith_access_tests.helpers import (
@@ -306,11 +311,17 @@ def proxy_refusal(answer: Answer) -> Answer:
     return answer.replace(status=403, headers={"Content-Type": "text/html"}, body=b"<html>Access denied</html>")
 
 
+def gateway_login(answer: Answer) -> Answer:
+    return answer.replace(status=401, headers={"Content-Type": "text/html"}, body=b"<html>Sign in</html>")
+
+
 @pytest.mark.parametrize("tamper, says, fix", [
     (truncated, f"GET {ROLES} -> 200: not a LangSmith API: check LANGSMITH_ENDPOINT", NotLangSmithAPIError.fix),
     # Not LangSmith refusing the key: the fix is the proxy's, not the key's roles.
     (proxy_refusal, f"GET {ROLES} -> 403: refused with no JSON body", ProxyRefusalError.fix),
-], ids=["garbled-json", "proxy-403"])
+    # A single sign-on gateway's login page: not LangSmith refusing the key (AuthenticationError's fix).
+    (gateway_login, f"GET {ROLES} -> 401: refused with no JSON body", ProxyLoginError.fix),
+], ids=["garbled-json", "proxy-403", "gateway-login-401"])
 def test_an_answer_langsmith_never_sent_stops_the_sync_with_its_own_fix(start_env, monkeypatch, tamper, says, fix):
     """A configuration error, exit 1: the fix says what to change (LANGSMITH_ENDPOINT, the proxy),
     and nothing is published."""
@@ -325,6 +336,8 @@ def test_an_answer_langsmith_never_sent_stops_the_sync_with_its_own_fix(start_en
     assert f"fix: {fix}" in result.stderr, result.stderr
     if tamper is proxy_refusal:  # the proxy's words, not the key's roles (PermissionDeniedError's)
         assert "fix: a proxy or firewall" in result.stderr and "roles it needs" not in result.stderr
+    if tamper is gateway_login:  # the gateway's login, not a new key (AuthenticationError's)
+        assert "LANGSMITH_API_KEY" not in result.stderr
     assert sandbox.api_key not in result.stdout + result.stderr
     assert database_state(database) == before
 
