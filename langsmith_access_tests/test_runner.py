@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ from langsmith_access.langsmith import errors
 from langsmith_access.names import MEMBERS_OP
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import Settings, SettingsError, load_orgs
-from langsmith_access.store.database import DatabaseUnusableError, LeftoverWalError
+from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX, DatabaseUnusableError, LeftoverWalError
 from langsmith_access.transform import DBT_FAILURES_METADATA
 
 
@@ -34,6 +35,9 @@ def test_the_syncs_shrink_share_is_the_settings_unless_one_is_given(monkeypatch)
                                    settings=Settings(max_shrink_share=0.5))
     assert given["ops"][MEMBERS_OP]["config"] == {"accept_shrink": True, "max_shrink_share": 0.1,
                                                   "membership_route": "workspace_members"}
+    # A share of 0 (no drop allowed at all) is a share given, not one left out: never the settings' 0.5.
+    strict = runner.sync_run_config(max_shrink_share=0.0, settings=Settings(max_shrink_share=0.5))
+    assert strict["ops"][MEMBERS_OP]["config"]["max_shrink_share"] == 0.0
 
 
 def test_runs_land_in_dagster_homes_instance_when_it_is_set(monkeypatch, tmp_path):
@@ -242,6 +246,68 @@ def test_a_failure_of_an_org_of_the_orgs_file_names_its_entry_not_the_single_org
     where = f"the endpoint of org 'eu' in {orgs_file}"
     assert outcome.failure == f"endpoint: {where} must start with https://, got 'ftp://example.org'", outcome.failure
     assert outcome.fix is not None and where in outcome.fix and "LANGSMITH_ENDPOINT" not in outcome.fix, outcome.fix
+
+
+def _unwritable_export() -> int:
+    raise PermissionError(errno.EACCES, "Permission denied", "/elsewhere/exports/users.csv")
+
+
+def _unwritable_database_folder() -> int:
+    raise PermissionError(errno.EACCES, "Permission denied", "/srv/access/langsmith_access.lock")
+
+
+@pytest.mark.parametrize(("compute", "fix"), [
+    (_unwritable_export, "this user may not write /elsewhere/exports/users.csv"),
+    (_unwritable_database_folder, UNWRITABLE_FOLDER_FIX),
+], ids=["another-path", "the-databases-folder"])
+def test_a_run_that_cannot_write_a_path_gets_the_fix_for_that_path(compute, fix, tmp_path, monkeypatch):
+    """The run's fix tells the org's database folder (LANGSMITH_ACCESS_DUCKDB's) from any other
+    path: run_job hands the summary the org's database, as the CLI's own errors are told apart."""
+    org = load_orgs({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": str(uuid.uuid4()),
+                     "LANGSMITH_ENDPOINT": "http://127.0.0.1:9",
+                     "LANGSMITH_ACCESS_DUCKDB": "/srv/access/langsmith_access.duckdb"}).get()
+    _serve_as_the_only_job(monkeypatch, org, "unwritable", compute)
+
+    outcome = runner.run_job("sync", {}, org=org)
+
+    assert not outcome.success and not outcome.interrupted
+    assert outcome.fix is not None and outcome.fix.startswith(fix), outcome.fix
+
+
+def test_a_log_folder_that_cannot_be_made_still_returns_the_failure(tmp_path, monkeypatch):
+    # The log is a convenience: a log_dir that cannot be made (a file in its way, a read-only
+    # folder) must not turn the failed run's summary and fix into a traceback.
+    org = load_orgs({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": str(uuid.uuid4()),
+                     "LANGSMITH_ENDPOINT": "http://127.0.0.1:9", "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "a.duckdb")}).get()
+    _serve_as_the_only_job(monkeypatch, org, "endpoint", _endpoint_refused)
+    in_the_way = tmp_path / "logs"
+    in_the_way.write_text("a file where the log folder would go\n")
+
+    outcome = runner.run_job("sync", {}, org=org, log_dir=in_the_way / "runs")
+
+    assert not outcome.success and outcome.log_path is None
+    assert outcome.failure == "endpoint: LANGSMITH_ENDPOINT must start with https://, got 'ftp://example.org'"
+    assert outcome.fix is not None and "LANGSMITH_ENDPOINT" in outcome.fix, outcome.fix
+
+
+def test_an_org_the_definitions_do_not_serve_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    # The orgs file changed after the definitions were loaded: a run for an org they do not serve
+    # is refused with the orgs they do and the fix, not left to Dagster's unknown-partition error.
+    served = load_orgs({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": str(uuid.uuid4()),
+                        "LANGSMITH_ENDPOINT": "http://127.0.0.1:9",
+                        "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "a.duckdb")}).get()
+    ran: list[str] = []
+    _serve_as_the_only_job(monkeypatch, served, "one", lambda: ran.append("one") or 1)
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(f"- slug: eu\n  organization_id: {uuid.uuid4()}\n  endpoint: http://127.0.0.1:9\n"
+                         "  api_key_env: LANGSMITH_API_KEY_EU\n")
+    eu = load_orgs({"LANGSMITH_ACCESS_ORGS_FILE": str(orgs_file), "LANGSMITH_API_KEY_EU": "lsv2_sk_" + "0" * 32,
+                    "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "a.duckdb")}).get("eu")
+
+    with pytest.raises(SettingsError, match=r"^Org 'eu' is not one of the orgs the definitions serve \(default\): "
+                                            r"add it to the orgs file \(LANGSMITH_ACCESS_ORGS_FILE\)"):
+        runner.run_job("sync", {}, org=eu, log_dir=tmp_path / "logs")
+    assert ran == [] and not (tmp_path / "logs").exists()
 
 
 def _one() -> int:
