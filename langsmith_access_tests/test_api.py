@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from langsmith_access import api, runner
-from langsmith_access.settings import Org, Settings, SettingsError
-from langsmith_access.store.database import DatabaseNotReadyError
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.settings import Org, Secret, Settings, SettingsError
+from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
+from langsmith_access_tests.helpers import lease_held_elsewhere
 
 ORGANIZATION_ID = "00000000-0000-4000-8000-0000000000aa"
 
@@ -105,3 +110,22 @@ def test_notifications_for_an_org_whose_webhook_cannot_be_used_say_why_and_send_
     report = api.deliver_notifications(org=org)
     assert (report.problem, report.attempted) == (problem, 0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_notifications_wait_for_a_busy_database_no_longer_than_the_lease_timeout_given(tmp_path):
+    # A sync or a provisioning run holds the writer lease: a notebook's deliver_notifications(
+    # lease_timeout_seconds=...) gives up after that long (not the library's default wait), says
+    # the database was busy, and leaves the notification due for the next delivery.
+    org = Org("default", Settings(organization_id=ORGANIZATION_ID, duckdb_path=tmp_path / "access.duckdb",
+                                  webhook_url=Secret("http://127.0.0.1:9/hook")))
+    database = AccessDatabase.of_org(org)
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    with database.writer_lease("test: raise an event"), database.connect() as conn:
+        Notifier.of_org(org).notify(conn, "request.applied", at=datetime.now(UTC) - timedelta(minutes=1))
+    with lease_held_elsewhere(database, "a long sync"):
+        started = time.monotonic()
+        report = api.deliver_notifications(org=org, lease_timeout_seconds=0.05)
+        waited = time.monotonic() - started
+    assert report.attempted == 0 and report.problem is not None and "DatabaseBusyError" in report.problem, report
+    assert waited < 2.5, waited
