@@ -19,6 +19,7 @@ from langsmith_access.store.sync_runs import (
     COUNTED_TABLES,
     OtherOrganizationError,
     check_organization,
+    database_elsewhere,
     defer_failed_run,
     deferred_failed_runs,
     organization_of,
@@ -179,6 +180,8 @@ def test_the_database_belongs_to_the_org_of_its_latest_successful_run_else_its_w
         record_failed_run(conn, sync_id="f3", started_at=AT, finished_at=AT + timedelta(hours=2), api_stats=None,
                           job=SYNC_JOB, failure="refused", organization_id=failed)
         assert organization_of(conn) == latest
+        # Its row still says which org it was for (README: every run's row names its org).
+        assert [r["organization_id"] for r in [recorded_sync_run(conn, "f3")] if r] == [failed]
 
 
 def test_a_draft_younger_than_the_cutoff_may_be_another_runs_about_to_be_renamed(tmp_path):
@@ -283,3 +286,21 @@ def test_ensuring_the_schema_again_keeps_every_run_and_every_raw_row(tmp_path):
         assert conn.execute("SELECT observation_id FROM raw.provisioning_observations").fetchall() == [("o1",)]
         assert conn.execute("SELECT sync_id FROM raw.membership_read").fetchall() == [("s1",)]
         assert conn.execute("SELECT section, rows FROM raw.section_reads").fetchall() == [("scim_groups", 2)]
+
+
+def test_the_org_held_elsewhere_is_found_in_another_folder_only_whatever_its_spelling(tmp_path):
+    # An orgs file's layout, <root>/<slug>/<file>: the org's own folder is never "elsewhere" (a
+    # refusal would tell the org to take its own slug), a file that is no database is passed
+    # over, and the id is matched in any spelling (an older release's database kept it as it was).
+    ours = "0a1b2c3d-0000-4000-8000-00000000cafe"
+    own, other, damaged = (tmp_path / slug / "access.duckdb" for slug in ("us", "us-old", "broken"))
+    for path in (own, other):
+        path.parent.mkdir()
+        with duckdb.connect(str(path)) as conn:
+            _published(conn)
+            record_sync_run(conn, sync_id="s1", started_at=AT, finished_at=AT, api_stats={}, organization_id=ours)
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"not a database" * 300)
+    assert database_elsewhere(own, tmp_path, ours.upper()) == (other, ours)
+    other.unlink()
+    assert database_elsewhere(own, tmp_path, ours) is None
