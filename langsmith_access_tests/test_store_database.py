@@ -36,9 +36,11 @@ from langsmith_access.store.database import (
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sync_runs import (
     OtherOrganizationError,
+    PredatesTablesError,
     has_published_sync,
     leave_aside,
     record_failed_run,
+    require_tables,
 )
 from langsmith_access_tests.helpers import lease_held_elsewhere, query
 
@@ -122,6 +124,21 @@ def test_a_database_is_synced_once_any_run_succeeded_in_it(tmp_path):
         conn.execute("INSERT INTO main.sync_runs (sync_id, started_at, finished_at, status, job) "
                      "VALUES ('r2', ?, ?, 'succeeded', '__ASSET_JOB')", [at, at])
         assert has_published_sync(conn)
+
+
+def test_tables_a_later_release_added_are_named_only_when_missing_with_what_reads_them(tmp_path):
+    # A database an older release published lacks the tables of later options: the refusal names
+    # each missing table and the option that reads it, in words that agree with their number.
+    tables = {"--credentials": "credentials", "--settings": "workspace_settings", "--users": "users"}
+    with duckdb.connect(str(tmp_path / "older.duckdb")) as conn:
+        conn.execute("CREATE TABLE main.users (user_id VARCHAR)")
+        require_tables(conn, "older.duckdb", {"--users": "users"})
+        with pytest.raises(PredatesTablesError) as both:
+            require_tables(conn, "older.duckdb", tables)
+        assert str(both.value).startswith("the analysts' database older.duckdb predates main.credentials and "
+                                          "main.workspace_settings, which --credentials and --settings read: ")
+        with pytest.raises(PredatesTablesError, match="predates main.credentials, which --credentials reads: "):
+            require_tables(conn, "older.duckdb", {"--credentials": "credentials"})
 
 
 def test_a_damaged_file_is_unusable_at_once_whatever_its_folder_is_called(tmp_path):
