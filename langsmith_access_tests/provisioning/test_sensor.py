@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from langsmith_access.defs.orgs import (
     TICK_LOOK_SECONDS,
     TICK_READERS,
     deployment_orgs,
+    look_at_each_org,
     schedule_tick,
     starting_with,
 )
@@ -521,6 +523,17 @@ def test_a_tick_with_many_orgs_held_busy_stays_inside_the_tick_timeout(tmp_path,
     assert said["free"].startswith("No access due to end")
     assert [request.partition_key for request in inventory.run_requests] == busy
 
+
+
+def test_a_tick_looks_at_a_whole_round_of_orgs_at_once(tmp_path, monkeypatch):
+    # TICK_READERS looks side by side, not a few: a held copy costs its look 2 s, so a tick that
+    # looked at them a few at a time would reach a fraction of the orgs within its budget (the
+    # schedules launch those unlooked at; the sensors leave them to the next tick). Each look
+    # here waits until every other has started: fewer at once never get there.
+    orgs = orgs_holding(tmp_path, monkeypatch, [f"org-{number:03d}" for number in range(TICK_READERS)])
+    all_started = threading.Barrier(TICK_READERS, timeout=20)
+    looked = look_at_each_org(list(orgs), lambda org: f"{org.slug}: {all_started.wait() >= 0}")
+    assert looked == {slug: f"{slug}: True" for slug in orgs.slugs}
 
 def orgs_holding(tmp_path, monkeypatch, slugs: list[str]):
     """An orgs file of ``slugs`` (each with a key), the environment pointed at it: its orgs."""
