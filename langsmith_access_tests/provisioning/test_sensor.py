@@ -524,7 +524,6 @@ def test_a_tick_with_many_orgs_held_busy_stays_inside_the_tick_timeout(tmp_path,
     assert [request.partition_key for request in inventory.run_requests] == busy
 
 
-
 def test_a_tick_looks_at_a_whole_round_of_orgs_at_once(tmp_path, monkeypatch):
     # TICK_READERS looks side by side, not a few: a held copy costs its look 2 s, so a tick that
     # looked at them a few at a time would reach a fraction of the orgs within its budget (the
