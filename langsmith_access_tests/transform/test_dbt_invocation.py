@@ -2,6 +2,7 @@
 told which file to build by a profile of its own, and reporting structured node results."""
 
 import os
+import signal
 
 import duckdb
 import pytest
@@ -31,6 +32,8 @@ def test_a_failing_test_is_reported_with_its_node_status_and_message(tmp_path, m
     _raw_database(database, duplicate_role=True)
     # dbt masks the values of DBT_ENV_SECRET_* variables in its log; so does langsmith-access's.
     monkeypatch.setenv("DBT_ENV_SECRET_EXAMPLE", "stg_langsmith__pending")
+    # dbt's own file logger stays off whatever the environment asks (it would write the SQL).
+    monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
     environment_before = dict(os.environ)
 
     with build(database, tmp_path / "access.dbt") as invocation:
@@ -299,6 +302,56 @@ def test_a_build_waiting_for_another_spends_none_of_its_timeout_and_never_stops_
     assert min(cancels) >= released_at + 0.3 - 0.05, (min(cancels) - released_at)
     assert not invocation.success
     assert "dbt was stopped at its timeout, after 0.3 s" in invocation.failure_message()
+
+
+class _CallerLeft(Exception):
+    """What a caller's Ctrl-C or own error is to a build it was reading."""
+
+
+def test_a_build_left_while_it_waits_for_another_never_stops_the_others_queries(tmp_path, monkeypatch):
+    """A caller that leaves a build still queued behind another invocation (Ctrl-C while it waits)
+    waits for its own dbt to come and go, and interrupts no query until its own dbt holds the
+    adapters: until then, the queries running are the other build's."""
+    import threading
+    import time
+
+    from langsmith_access.transform import invocation as dbt_invocation
+
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=False)
+    cancels: list[float] = []
+    monkeypatch.setattr(dbt_invocation, "_cancel_queries", lambda: cancels.append(time.monotonic()))
+    held, release = threading.Event(), threading.Event()
+    released_at: list[float] = []
+
+    def another_build() -> None:  # another invocation's build, as far as this one can tell
+        with dbt_invocation._DBT_LOCK:
+            held.set()
+            release.wait(timeout=120)
+            released_at.append(time.monotonic())
+
+    def caller_leaves(*_) -> None:
+        raise _CallerLeft
+
+    other = threading.Thread(target=another_build)
+    other.start()
+    assert held.wait(timeout=10)
+    # The caller leaves 0.3 s into its wait; the other build ends 0.8 s after that.
+    threading.Timer(1.1, release.set).start()
+    previous = signal.signal(signal.SIGALRM, caller_leaves)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(_CallerLeft), build(database, tmp_path / "access.dbt") as invocation:
+            for _ in invocation:
+                pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    other.join(timeout=120)
+
+    assert not invocation.success
+    assert released_at and all(at >= released_at[0] for at in cancels), [at - released_at[0] for at in cancels]
+    assert _open_for_writing_in_another_process(database) == "ok"
 
 
 def test_a_build_selects_and_excludes_every_node_it_is_given(tmp_path):

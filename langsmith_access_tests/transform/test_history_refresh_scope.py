@@ -76,11 +76,20 @@ def test_a_database_dbt_built_without_observations_gets_no_scope(tmp_path):
 
 
 def test_a_rebuild_whose_dbt_build_fails_raises_naming_what_failed(tmp_path):
-    # The caller commits the scratch copy only if this returns: a failed build must raise.
+    # The caller commits the scratch copy only if this returns: a failed build must raise, and
+    # its message (what the provisioning run reports) names every test that failed, not the first.
     database = tmp_path / "access.sync-scratch.duckdb"
     _raw_database(database, duplicate_role=True)
-    with pytest.raises(DbtRunError, match="FAIL test primary_key_stg_langsmith__roles_role_id"):
+    with duckdb.connect(str(database)) as conn:
+        for _ in range(2):
+            conn.execute("INSERT INTO raw.workspaces (sync_id, fetched_at, workspace_id) "
+                         "VALUES ('sync-1', '2026-01-01 00:00:00+00', 'ws-1')")
+    with pytest.raises(DbtRunError) as raised:
         history.rebuild_history(database, tmp_path / "access.dbt", unused_days=90)
+    message = str(raised.value)
+    assert ": 2 node(s) failed, " in message.splitlines()[0], message
+    assert "FAIL test primary_key_stg_langsmith__roles_role_id (1 rows)" in message, message
+    assert "FAIL test primary_key_stg_langsmith__workspaces_workspace_id (1 rows)" in message, message
 
 
 def test_a_rebuild_opens_the_file_once_before_dbt_and_once_after_and_records_the_project(tmp_path):

@@ -5,6 +5,9 @@ stood in for: what is tested is where its output lands and when it is made."""
 from __future__ import annotations
 
 import json
+import os
+import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -77,3 +80,18 @@ def test_a_parse_that_wrote_no_manifest_fails_saying_so_and_leaves_nothing(cache
     with pytest.raises(RuntimeError, match="dbt parse wrote no manifest.json"):
         manifest.prepare_manifest()
     assert list(cache.iterdir()) == []
+
+
+def test_a_cache_directory_that_cannot_be_made_gives_way_to_a_private_one_under_the_temporary_directory(
+        tmp_path, monkeypatch):
+    # A daemon whose configured cache cannot be made (here: a file stands where a directory
+    # should be) still finds its manifest: in a directory of its user's, which no other user reads.
+    in_the_way = tmp_path / "not-a-directory"
+    in_the_way.write_text("")
+    monkeypatch.setenv("LANGSMITH_ACCESS_CACHE_DIR", str(in_the_way / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+
+    fallback = tmp_path / "tmp" / f"langsmith-access-{os.getuid()}"
+    assert cache_module.cache_root() == fallback
+    assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
+    assert manifest.manifest_directory() == fallback / f"dbt-{project_hash()}"
