@@ -52,8 +52,9 @@ def _move_into_place(staged: Path, directory: Path, *, replace_existing: bool) -
     except OSError:
         if not directory.exists():
             raise
-    if not replace_existing:
+    if not replace_existing and (directory / MANIFEST_FILE).exists():
         return  # another process built the same project first: same manifest
+    # Forced, or the directory lost its manifest (a cleaner of old files): this parse replaces it.
     aside = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
     os.rename(directory, aside)
     os.rename(staged, directory)

@@ -75,6 +75,22 @@ def test_a_process_that_parsed_second_keeps_the_first_ones_manifest(cache, monke
     assert [entry.name for entry in cache.iterdir()] == [directory.name]
 
 
+def test_a_hash_directory_that_lost_its_manifest_gets_a_new_one(cache, monkeypatch):
+    # A cleaner of old files (systemd-tmpfiles, for the fallback cache under /tmp) may remove the
+    # manifest and leave its directory: the definitions would then load a manifest that is not there.
+    directory = cache / f"dbt-{project_hash()}"
+    directory.mkdir(parents=True)
+    (directory / "partial_parse.msgpack").write_text("left by the cleaner")
+    parse = FakeParse()
+    monkeypatch.setattr(manifest, "run_dbt", parse)
+
+    path = manifest.prepare_manifest()
+
+    assert json.loads(path.read_text()) == {"run": 1}
+    assert [entry.name for entry in cache.iterdir()] == [directory.name]  # nothing staged or set aside left
+    assert manifest.prepare_manifest() == path and len(parse.runs) == 1
+
+
 def test_a_parse_that_wrote_no_manifest_fails_saying_so_and_leaves_nothing(cache, monkeypatch):
     monkeypatch.setattr(manifest, "run_dbt", FakeParse(writes=False))
     with pytest.raises(RuntimeError, match="dbt parse wrote no manifest.json"):
