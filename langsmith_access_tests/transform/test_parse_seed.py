@@ -9,6 +9,7 @@ import shutil
 import dbt.include.duckdb
 import dbt.include.global_project
 import pytest
+from dbt.contracts.files import FileHash
 
 from langsmith_access.transform import build, parse_seed, run_dbt
 from langsmith_access.transform.parse_seed import seeds_directory
@@ -122,6 +123,18 @@ def test_a_kept_parse_is_not_written_again_by_every_run(kept_parse, cache):
     kept = seed.stat()
     assert not parse_seed.keep_parse(first / "dbt")
     assert (seed.stat().st_ino, seed.stat().st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+
+
+def test_a_parse_dbt_keyed_otherwise_than_expected_is_not_kept(kept_parse, cache, monkeypatch, caplog):
+    # A later dbt that hashes the profile otherwise: a seed given the hash computed here would
+    # only ever be parsed again, so none is kept (and the run still succeeds).
+    _, first, _ = kept_parse
+    monkeypatch.setattr(parse_seed, "profile_state",
+                        lambda dbt_dir: (FileHash.from_contents("another way of hashing"), "another-key"))
+    with caplog.at_level(logging.WARNING):
+        assert not parse_seed.keep_parse(first / "dbt")
+    assert "not keyed as expected; not kept" in caplog.text
+    assert not (seeds_directory() / "another-key.msgpack").exists()
 
 
 def test_a_database_with_a_parse_of_its_own_keeps_it(cache, tmp_path):
