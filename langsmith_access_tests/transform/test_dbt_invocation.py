@@ -202,6 +202,16 @@ def test_a_database_dbt_cannot_open_is_named_once_and_without_dbts_stack_trace(t
     assert "Traceback (most recent call last)" in (tmp_path / "access.dbt" / "dbt.log").read_text()
 
 
+def test_dbts_warnings_reach_the_runs_log(tmp_path):
+    # A build that selects nothing succeeds and builds nothing; dbt says why only as a warning,
+    # and dbt.log is where an operator looks for it.
+    invocation = run_dbt(["build", "--select", "no_such_model"], database_file=tmp_path / "access.duckdb",
+                         dbt_dir=tmp_path / "access.dbt").wait()
+    assert invocation.success and invocation.results == []
+    log = (tmp_path / "access.dbt" / "dbt.log").read_text()
+    assert "[warn ] [dbt       ]: The selection criterion 'no_such_model' does not match any enabled nodes" in log, log
+
+
 def test_a_command_dbt_refuses_before_it_starts_is_a_failure_saying_why(tmp_path):
     invocation = run_dbt(["build", "--no-such-flag"], database_file=tmp_path / "access.duckdb",
                          dbt_dir=tmp_path / "access.dbt").wait()
