@@ -10,8 +10,8 @@ leaves them as they are in its scratch copy of the working file, which publishin
 
 It builds them itself while the file does not hold them as the project now defines them: a
 table missing (a database's first sync, before any inventory) or with other columns than its
-model's contract (a new version of the project), since models the core sync does build read
-them (``user_activity``, ``report_credential_hygiene``).
+model's contract, or a column of another type (a new version of the project), since models the
+core sync does build read them (``user_activity``, ``report_credential_hygiene``).
 
 A run of some of a job's assets only (the Dagster UI's "Materialize selected") may rebuild what
 a table reads and not the table: ``left_behind`` names those tables, and the publish refuses to
@@ -33,28 +33,43 @@ INVENTORY_SELECTOR = f"tag:{INVENTORY_TAG}"
 Node = TypeVar("Node")
 
 
-def inventory_models(manifest: Mapping[str, Any]) -> dict[tuple[str, str], list[str]]:
-    """The models the inventory fills: (schema, table) -> their contract's column names."""
+# A table's columns: (name, data type); the type is None where the contract declares none.
+Columns = list[tuple[str, str | None]]
+
+
+def inventory_models(manifest: Mapping[str, Any]) -> dict[tuple[str, str], Columns]:
+    """The models the inventory fills: (schema, table) -> their contract's columns."""
     return {
-        (node["schema"], node["alias"]): list(node.get("columns") or {})
+        (node["schema"], node["alias"]): [(name, column.get("data_type"))
+                                          for name, column in (node.get("columns") or {}).items()]
         for node in manifest["nodes"].values()
         if node["resource_type"] == "model" and INVENTORY_TAG in (node.get("tags") or [])
     }
 
 
-def holds_current_tables(database_file: Path | str, tables: Mapping[tuple[str, str], list[str]]) -> bool:
+def holds_current_tables(database_file: Path | str, tables: Mapping[tuple[str, str], Columns]) -> bool:
     """Whether ``database_file`` holds every one of ``tables`` with exactly those columns, in
-    that order. Opens the file read-only; nobody may be writing it (the lease holder asks)."""
+    that order, each of its declared type (a new version of the project may change a column's
+    type and keep its name). Opens the file read-only; nobody may be writing it (the lease
+    holder asks)."""
     if not Path(database_file).exists():
         return False
     with duckdb.connect(str(database_file), read_only=True) as connection:
-        found: dict[tuple[str, str], list[str]] = {}
-        for schema, table, column in connection.execute(
-            "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for schema, table, column, data_type in connection.execute(
+            "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
             "WHERE database_name = current_database() ORDER BY schema_name, table_name, column_index"
         ).fetchall():
-            found.setdefault((schema, table), []).append(column)
-    return all(found.get(key) == columns for key, columns in tables.items())
+            found.setdefault((schema, table), []).append((column, data_type))
+    return all(_same_columns(found.get(key, []), columns) for key, columns in tables.items())
+
+
+def _same_columns(found: list[tuple[str, str]], declared: Columns) -> bool:
+    """DuckDB's names of the types are the contracts' (``VARCHAR``, ``TIMESTAMP WITH TIME ZONE``)."""
+    return len(found) == len(declared) and all(
+        name == declared_name and (declared_type is None or data_type.upper() == declared_type.upper())
+        for (name, data_type), (declared_name, declared_type) in zip(found, declared, strict=True)
+    )
 
 
 def core_sync_exclusions(manifest: Mapping[str, Any], database_file: Path | str) -> list[str]:

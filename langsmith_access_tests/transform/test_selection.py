@@ -17,7 +17,7 @@ MANIFEST = {"nodes": {
 
 
 def test_only_inventory_models_held_exactly_as_their_contract_says_are_left_out(tmp_path):
-    assert inventory_models(MANIFEST) == {("main", "credentials"): ["credential_id", "kind"]}
+    assert inventory_models(MANIFEST) == {("main", "credentials"): [("credential_id", None), ("kind", None)]}
     database = tmp_path / "working.duckdb"
     assert core_sync_exclusions(MANIFEST, database) == []  # no file yet: build them
     for columns, left_out in (("credential_id VARCHAR, kind VARCHAR", True),
@@ -46,4 +46,21 @@ def test_the_inventory_models_are_left_out_only_when_the_file_holds_every_one_of
     assert core_sync_exclusions(manifest, database) == []
     with duckdb.connect(str(database)) as connection:
         connection.execute("CREATE TABLE main.sso_settings (setting VARCHAR)")
+    assert core_sync_exclusions(manifest, database) == [INVENTORY_SELECTOR]
+
+
+def test_a_table_whose_column_has_another_type_than_its_contract_is_built_again(tmp_path):
+    # A new version of the project may change a column's type and keep its name (a time kept as
+    # text, now a timestamp): a core sync that left the old table would have what reads it
+    # (user_activity, report_credential_hygiene) read the old type.
+    manifest = {"nodes": {"model.p.credentials": {
+        "resource_type": "model", "schema": "main", "alias": "credentials", "tags": ["inventory"],
+        "columns": {"credential_id": {"data_type": "VARCHAR"}, "last_used_at": {"data_type": "TIMESTAMP WITH TIME ZONE"}},
+    }}}
+    database = tmp_path / "working.duckdb"
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("CREATE TABLE main.credentials (credential_id VARCHAR, last_used_at VARCHAR)")
+    assert core_sync_exclusions(manifest, database) == []
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("CREATE OR REPLACE TABLE main.credentials (credential_id VARCHAR, last_used_at TIMESTAMPTZ)")
     assert core_sync_exclusions(manifest, database) == [INVENTORY_SELECTOR]
