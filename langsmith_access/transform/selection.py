@@ -61,12 +61,13 @@ def holds_current_tables(database_file: Path | str, tables: Mapping[tuple[str, s
             "WHERE database_name = current_database() ORDER BY schema_name, table_name, column_index"
         ).fetchall():
             found.setdefault((schema, table), []).append((column, data_type))
-    return all(_same_columns(found.get(key, []), columns) for key, columns in tables.items())
+    return all(_same_columns(found.get(key), columns) for key, columns in tables.items())
 
 
-def _same_columns(found: list[tuple[str, str]], declared: Columns) -> bool:
-    """DuckDB's names of the types are the contracts' (``VARCHAR``, ``TIMESTAMP WITH TIME ZONE``)."""
-    return len(found) == len(declared) and all(
+def _same_columns(found: list[tuple[str, str]] | None, declared: Columns) -> bool:
+    """DuckDB's names of the types are the contracts' (``VARCHAR``, ``TIMESTAMP WITH TIME ZONE``).
+    ``found`` None: no such table."""
+    return found is not None and len(found) == len(declared) and all(
         name == declared_name and (declared_type is None or data_type.upper() == declared_type.upper())
         for (name, data_type), (declared_name, declared_type) in zip(found, declared, strict=True)
     )

@@ -64,3 +64,7 @@ def test_a_table_whose_column_has_another_type_than_its_contract_is_built_again(
     with duckdb.connect(str(database)) as connection:
         connection.execute("CREATE OR REPLACE TABLE main.credentials (credential_id VARCHAR, last_used_at TIMESTAMPTZ)")
     assert core_sync_exclusions(manifest, database) == [INVENTORY_SELECTOR]
+    # A model whose contract lists no columns is still a table the file must hold.
+    empty = {"nodes": {"model.p.nothing": {"resource_type": "model", "schema": "main", "alias": "nothing",
+                                           "tags": ["inventory"], "columns": {}}}}
+    assert core_sync_exclusions(empty, database) == []
