@@ -330,13 +330,15 @@ def _add_roles(
     state: OrgState, rng: random.Random, custom_roles: int, workspace_rbac: bool
 ) -> None:
     """The built-in roles (every plan has them) and, with workspace RBAC, the custom ones."""
+    # Each role gets its own copy of the permissions: a change to one org's role (the sandbox's
+    # and the tests' edit them in place) must not reach the tables here, nor the next org.
     for name, display_name, description, permissions in BUILT_IN_ORG_ROLES:
         state.put_role(
-            Role(random_uuid(rng), name, display_name, description, ORGANIZATION_SCOPE, permissions)
+            Role(random_uuid(rng), name, display_name, description, ORGANIZATION_SCOPE, list(permissions))
         )
     for name, display_name, description, permissions in BUILT_IN_WORKSPACE_ROLES:
         state.put_role(
-            Role(random_uuid(rng), name, display_name, description, WORKSPACE_SCOPE, permissions)
+            Role(random_uuid(rng), name, display_name, description, WORKSPACE_SCOPE, list(permissions))
         )
     for index in range(custom_roles):
         display_name, description, permissions = CUSTOM_WORKSPACE_ROLES[

@@ -23,6 +23,17 @@ def test_same_seed_same_org_and_other_seed_other_org():
     assert first.to_dict() != other.to_dict()
 
 
+def test_changing_one_generated_org_leaves_the_next_one_as_its_seed_gives_it():
+    # Same seed, same org, also later in the same process: tests and the sandbox change a
+    # generated org's roles in place (test_access_routes takes workspaces:read from Viewer),
+    # and an org generated after that must not inherit the change.
+    changed = generate_org(seed=3, members=10, workspaces=2)
+    expected = generate_org(seed=3, members=10, workspaces=2).to_dict()
+    for role in changed.roles.values():
+        role.permissions.clear()
+    assert generate_org(seed=3, members=10, workspaces=2).to_dict() == expected
+
+
 def test_choosing_the_organization_id_changes_nothing_else():
     chosen = str(uuid.uuid4())
     default = generate_org(seed=3).to_dict()
