@@ -34,6 +34,16 @@ def test_changing_one_generated_org_leaves_the_next_one_as_its_seed_gives_it():
     assert generate_org(seed=3, members=10, workspaces=2).to_dict() == expected
 
 
+def test_another_seed_gives_an_access_picture_of_its_own():
+    # Ids are unique across LangSmith: the sandboxes of two orgs (tests of many orgs run one per
+    # seed) share no key, SCIM token, service account, access policy or SSO provider.
+    first = generate_org(seed=3, members=20, workspaces=2).to_dict()
+    other = generate_org(seed=4, members=20, workspaces=2).to_dict()
+    for records in ("api_keys", "scim_tokens", "service_accounts", "access_policies", "sso_providers"):
+        ids = {record["id"] for record in first[records]}
+        assert ids and not ids & {record["id"] for record in other[records]}, records
+
+
 def test_choosing_the_organization_id_changes_nothing_else():
     chosen = str(uuid.uuid4())
     default = generate_org(seed=3).to_dict()
@@ -137,6 +147,14 @@ def test_two_shared_workspaces_already_share_a_display_name():
     assert len(shared) == 2 and shared[0].display_name == shared[1].display_name
 
 
+def test_more_workspaces_than_names_number_them_and_still_only_two_share_one():
+    # Past the list of names they come back numbered ("Platform 2"): one name shared, no more.
+    state = generate_org(seed=1, members=5, workspaces=45)
+    names = Counter(ws.display_name for ws in state.shared_workspaces())
+    assert len(state.shared_workspaces()) == 45 and "Platform 2" in names and "Platform 3" in names
+    assert [count for count in names.values() if count > 1] == [2]
+
+
 def test_members(org):
     members = list(org.members.values())
     assert len(members) == 40
@@ -161,6 +179,10 @@ def test_names_and_emails_are_varied():
     members = generate_org(seed=5, members=400, workspaces=3).members.values()
     assert any(not member.full_name.isascii() for member in members)
     assert any(any("\u4e00" <= char <= "\u9fff" for char in m.full_name) for m in members)
+    assert any(any(ord(char) > 0xFFFF for char in m.full_name) for m in members), "a name with an emoji"
+    # Addresses spell names in ASCII, also letters NFKD does not take apart (Ł, Ø).
+    lukasz = [m.email.lower() for m in members if m.full_name.startswith("Łukasz ")]
+    assert lukasz and all(email.startswith("lukasz.") for email in lukasz), lukasz
     assert any(member.email != member.email.lower() for member in members)
     # Some local parts are capitalized (Ada.Lovelace@...), not only the Example.com domain.
     local_parts = [member.email.partition("@")[0] for member in members]
@@ -215,6 +237,34 @@ def test_a_small_org_still_has_a_disabled_member():
     assert sum(member.is_disabled for member in state.members.values()) == 1
 
 
+def test_workspace_roles_are_mostly_editors_then_viewers_then_admins():
+    # Workspace RBAC as orgs use it: most members edit or view, few administer a workspace.
+    state = generate_org(seed=9, members=400, workspaces=10)
+    held = Counter(state.roles[m.role_id].name for ws in state.all_workspaces() if not ws.is_personal
+                   for m in ws.memberships.values())
+    assert held["WORKSPACE_USER"] > held["WORKSPACE_VIEWER"] > held["WORKSPACE_ADMIN"] > 0
+
+
+def test_a_member_may_belong_to_every_shared_and_deleted_workspace():
+    # The draw is capped by the workspace count, not below it: in a small org some member
+    # belongs to each shared and deleted workspace there is.
+    state = generate_org(seed=1, members=10, workspaces=1)
+    pool = {ws.id for ws in state.all_workspaces() if not ws.is_personal}
+    assert len(pool) == 2
+    assert any({m.workspace_id for m in state.memberships_of(member.ls_user_id)} >= pool
+               for member in state.members.values())
+
+
+def test_org_admins_are_never_disabled():
+    # Disabled members are drawn among the others: an org keeps admins who can manage it (the
+    # sandbox's default actor, the demo's approver), however many members are disabled.
+    state = generate_org(seed=2, members=200, workspaces=2, disabled_share=0.5)
+    admin = state.role_by_name("ORGANIZATION_ADMIN").id
+    admins = [m for m in state.members.values() if m.org_role_id == admin]
+    assert len(admins) == 2 + 200 // 100 and not any(m.is_disabled for m in admins)
+    assert sum(m.is_disabled for m in state.members.values()) == 100
+
+
 def test_average_memberships_per_member():
     state = generate_org(seed=9, members=2000, workspaces=50, memberships_per_member=4.0)
     shared_and_deleted = [ws for ws in state.workspaces.values() if not ws.is_personal]
@@ -237,6 +287,18 @@ def test_pending_invites(org):
         for workspace_id in invite.workspace_ids:
             listed = org.workspaces[workspace_id].pending_invites.values()
             assert invite.email in {workspace_invite.email for workspace_invite in listed}
+            # Made with the org invite: linked to it (withdrawn or accepted with it), the same moment.
+            [made] = [i for i in listed if i.email == invite.email]
+            assert (made.org_invite_id, made.created_at) == (invite.id, invite.created_at)
+
+
+def test_invitee_emails_are_never_a_members():
+    # A pending invite is for someone not yet in the org: many invites among many members never
+    # reuse a member's address (compared case-insensitively, as LangSmith compares emails).
+    state = generate_org(seed=5, members=400, workspaces=3, pending_invites=100)
+    member_emails = {member.email.lower() for member in state.members.values()}
+    invitee_emails = {invite.email.lower() for invite in state.pending_org_invites()}
+    assert len(invitee_emails) == 100 and not invitee_emails & member_emails
 
 
 def test_pending_invites_offer_both_org_roles_and_one_or_two_workspaces():
