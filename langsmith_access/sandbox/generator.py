@@ -253,7 +253,8 @@ def generate_org(
     """Build a deterministic organization.
 
     - ``members``: active org members (disabled ones included); a few are org admins and about
-      ``disabled_share`` of them are disabled (at least one when there are two members or more).
+      ``disabled_share`` of them are disabled (at least one when some member is not an org
+      admin: the org admins, ``2 + members // 100`` of them, are never disabled).
     - ``workspaces``: shared workspaces (neither personal nor deleted). When there are two or
       more, the first and the last share a display name.
     - ``memberships_per_member``: average number of shared or deleted workspaces a member

@@ -232,7 +232,7 @@ def test_default_counts_and_org_roles_follow_the_org_size():
 
 
 def test_a_small_org_still_has_a_disabled_member():
-    # "at least one when there are two members or more", even when 3% rounds to none.
+    # "at least one when some member is not an org admin", even when 3% rounds to none.
     state = generate_org(seed=1, members=10, workspaces=1)
     assert sum(member.is_disabled for member in state.members.values()) == 1
 
