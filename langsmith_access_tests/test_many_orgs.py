@@ -177,8 +177,27 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
         elsewhere = cli_in_this_process(verb, listed["request_id"], "--by", "ana@example.com", "--org", "eu")
         assert elsewhere.returncode == 2, elsewhere.stderr
         assert f"It is a request of org 'us': {verb} it with --org us." in elsewhere.stderr, elsewhere.stderr
+        assert f"unknown request id {listed['request_id']}" in elsewhere.stderr  # the reason, then whose it is
     nowhere = cli_in_this_process("approve", str(uuid.uuid4()), "--by", "ana@example.com", "--org", "eu")
     assert nowhere.returncode == 2 and "It is a request of org" not in nowhere.stderr, nowhere.stderr
+
+
+def test_an_unknown_id_is_refused_in_its_org_though_another_orgs_queue_cannot_be_read(
+        org_environment, monkeypatch, tmp_path):
+    # approve and deny look for an id this org does not know in the other orgs' queues, to say
+    # whose it is. One that cannot be read (its file damaged, its key not set in this shell) is
+    # passed over: the refusal is still this org's (exit 2), not an error about another org.
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "langsmith_access.duckdb"))
+    (tmp_path / "us").mkdir()
+    (tmp_path / "us" / "langsmith_access.duckdb").write_text("not a database")
+    for unset in ((), ("LANGSMITH_API_KEY_US",)):
+        for name in unset:
+            monkeypatch.delenv(name)
+        for verb in ("approve", "deny"):
+            refused = cli_in_this_process(verb, "no-such-request", "--by", "ana@example.com", "--org", "eu")
+            assert refused.returncode == 2, (unset, refused.stderr)
+            assert refused.stderr.startswith("refused: unknown request id no-such-request"), (unset, refused.stderr)
+            assert "It is a request of org" not in refused.stderr
 
 
 def shrunk_since_the_last_sync(two_orgs: TwoOrgs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
