@@ -91,6 +91,22 @@ def test_the_provisioning_story_applies_its_three_requests_and_shows_the_audit(e
     assert cast.leaver.ls_user_id not in role
 
 
+def test_the_provisioning_story_revokes_the_role_the_leaver_holds(env, capsys):
+    # The revoke names the leaver's own role: here a leaver who is no Viewer (the env's first
+    # cast is one), so a revoke naming any other role would not remove them.
+    sandbox, org, database = env
+    cast = _cast(org)
+    assert cast is not None
+    viewer = org.role_by_name("Viewer").id
+    leaver = next(m for m in cast.workspace.memberships.values() if m.role_id != viewer
+                  and m.ls_user_id not in (cast.changer.ls_user_id, cast.newcomer.ls_user_id)
+                  and not org.member(m.ls_user_id).is_disabled)
+    told = _provisioning_story(org, Org(DEFAULT_ORG_SLUG, Settings.from_env()), replace(cast, leaver=leaver))
+    out, err = capsys.readouterr()
+    assert told, err
+    assert leaver.ls_user_id not in org.workspace(cast.workspace.id).memberships
+
+
 def test_a_provisioning_story_whose_run_fails_stops_the_demo_and_says_why(env, capsys):
     # A key LangSmith refuses: the requests are queued (that needs no key), the runs fail.
     sandbox, org, database = env
@@ -132,6 +148,23 @@ def test_the_demo_exits_1_when_a_story_stops_and_0_only_when_both_are_told(
     assert told == (["provisioning"] if not provisioning else ["provisioning", "governance"])
     assert ("Open it yourself: duckdb -readonly " in out) == (code == 0)
     assert "\n1. Who holds an organization admin role?\n" in out  # the sync was shown first
+
+
+def test_the_demo_writes_its_own_file_and_runs_again_over_the_org_it_holds(tmp_path, monkeypatch, capsys):
+    # Without LANGSMITH_ACCESS_DUCKDB the demo syncs into demo-data/ (outside data/, whose folders
+    # are orgs'); pointed at that file, it runs again: the same seed's org is the demo's own, not
+    # another org's data to refuse. The stories stand in.
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    monkeypatch.delenv("LANGSMITH_ACCESS_DUCKDB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo, "_provisioning_story", lambda *args: True)
+    monkeypatch.setattr(demo, "_governance_story", lambda *args: True)
+    assert demo.run_demo(seed=42, members=15, workspaces=3) == 0, capsys.readouterr().err
+    database = tmp_path / "demo-data" / "langsmith_access.duckdb"
+    assert database.exists() and not (tmp_path / "data").exists()
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    assert demo.run_demo(seed=42, members=15, workspaces=3) == 0, capsys.readouterr().err
+    assert "holds organization" not in capsys.readouterr().err
 
 
 def test_a_provisioning_story_whose_requests_are_not_applied_stops_the_demo_and_says_why(env, capsys, monkeypatch):

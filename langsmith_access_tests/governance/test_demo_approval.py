@@ -2,12 +2,13 @@
 synced env: provisioning follows only an approval that was recorded, and says why it stops."""
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from langsmith_access import demo
 from langsmith_access.demo import DEMO_POLICY, _approve_and_apply, _cast, _governance_story
 from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.queue import ChangeRequest, submit
-from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Settings
+from langsmith_access.settings import DEFAULT_ORG_SLUG, Org, Secret, Settings
 from langsmith_access_tests.helpers import query
 
 
@@ -66,14 +67,33 @@ def test_an_approved_grant_that_provisioning_does_not_apply_stops_the_demo_and_s
     assert _status(database, request_id) == "rejected"
 
 
+def test_an_approved_grant_whose_provisioning_run_fails_stops_the_demo_and_says_why(env, tmp_path, capsys):
+    # A key LangSmith refuses: the approval is recorded (that needs no key), the run fails, and
+    # the demo says so rather than report the request as merely not applied.
+    sandbox, org, database = env
+    cast, request_id, policy = _asked_for_admin(org, database, tmp_path)
+    refused = Org(DEFAULT_ORG_SLUG, replace(Settings.from_env(), api_key=Secret("lsv2_sk_" + "0" * 32)))
+    applied = _approve_and_apply(database, request_id, cast.approver, refused, policy)
+    err = capsys.readouterr().err
+    assert not applied
+    assert "Provisioning failed: " in err and "approved but not applied" not in err, err
+    assert _status(database, request_id) == "pending"
+
+
 def test_the_governance_story_ends_with_the_member_back_in_the_role_they_had(env, capsys):
     sandbox, org, database = env
     cast = _cast(org)
     assert cast is not None
     before = org.role(org.membership(cast.workspace.id, cast.changer.ls_user_id).role_id).display_name
+    started = datetime.now(UTC)
     told = _governance_story(org, Org(DEFAULT_ORG_SLUG, Settings.from_env()), cast)
+    ended = datetime.now(UTC)
     out, err = capsys.readouterr()
     assert told, err
+    # The Admin grant is for the 8 hours the story tells (the policy's most), from when it was applied.
+    [(expires_at,)] = query(database.path, "SELECT expires_at FROM main.provisioning_requests "
+                                           "WHERE action = 'grant' AND expires_at IS NOT NULL")
+    assert started + timedelta(hours=8) <= expires_at <= ended + timedelta(hours=8)
     assert "they try to approve it themselves: refused: self-approval" in out
     assert f"revoke by langsmith-access (expired): applied, restore {before}" in out, out
     assert f"{cast.changer.email} is {before} in {cast.workspace.display_name!r} again." in out
