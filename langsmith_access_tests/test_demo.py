@@ -5,6 +5,7 @@ expiry story in governance/test_demo_approval.py."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -58,6 +59,25 @@ def test_the_sync_summary_answers_the_three_questions_from_the_synced_tables(env
     # A run that wrote no row is no summary to show.
     with pytest.raises(RuntimeError, match="has no row"):
         _show_sync(database.path, "no-such-run")
+
+
+def test_the_three_questions_answer_what_the_synced_org_holds(env):
+    # The summary's answers, checked against the org the sandbox served: its Organization
+    # Admins, its busiest shared workspaces with their Admins, and its disabled members who
+    # still belong to shared workspaces, with how many (grants leave out personal and deleted ones).
+    sandbox, org, database = env
+    admins, busiest, disabled = (query(database.path, sql) for _, sql in QUESTIONS)
+    org_admin = org.role_by_name("ORGANIZATION_ADMIN").id
+    assert sorted(admins) == sorted((m.email, m.full_name, m.is_disabled) for m in org.active_members()
+                                    if m.org_role_id == org_admin)
+    admin = org.role_by_name("WORKSPACE_ADMIN").id
+    served = org.shared_workspaces()
+    by_size = sorted(((ws.display_name, len(ws.memberships), sum(m.role_id == admin for m in ws.memberships.values()))
+                      for ws in served), key=lambda row: (-row[1], row[0]))
+    assert busiest == by_size[:5]
+    held = Counter(m.ls_user_id for ws in served for m in ws.memberships.values())
+    expected = [(m.email, held[m.ls_user_id]) for m in org.active_members() if m.is_disabled and held[m.ls_user_id]]
+    assert disabled and sorted(disabled) == sorted(expected)
 
 
 def test_the_org_a_database_holds_is_read_and_a_new_file_holds_none(env, tmp_path):
