@@ -72,6 +72,8 @@ def test_credentials_of_every_kind_with_every_kind_of_trouble(org):
         k.service_account_id in accounts for k in keys if k.kind == SERVICE_KEY
     )
     assert any(k.workspace_ids is None for k in keys if k.kind == SERVICE_KEY), "an org-wide key"
+    tokens = [k for k in keys if k.kind == PERSONAL_ACCESS_TOKEN]
+    assert any(k.default_workspace_id for k in tokens), "a token whose owner chose a default workspace"
 
 
 @pytest.mark.parametrize("seed", [1, 7, 13])
@@ -83,6 +85,17 @@ def test_no_credential_is_used_after_it_was_revoked_or_expired(seed):
     for key in used:
         assert key.revoked_at is None or key.last_used_at <= key.revoked_at, key
         assert key.expires_at is None or key.last_used_at <= key.expires_at, key
+
+
+def test_an_organization_admin_pushed_by_scim_comes_from_the_admin_group_alone():
+    # LangSmith's rule: the org's admin group ("LS:Organization Admin(s)") makes an Organization
+    # Admin, who then needs no workspace group (they reach every workspace).
+    org = generate_org(seed=7, members=1000, workspaces=6)
+    admin = org.role_by_name("ORGANIZATION_ADMIN").id
+    scim_admins = [m for m in org.members.values() if m.org_role_id == admin
+                   and any(login.provisioning_method == "scim" for login in m.linked_login_methods)]
+    admin_groups = (["LS:Organization Admin"], ["LS:Organization Admins"])
+    assert scim_admins and all([g.name for g in m.scim_groups] in admin_groups for m in scim_admins)
 
 
 def test_member_origins_and_scim_groups_follow_langsmiths_rule(org):
