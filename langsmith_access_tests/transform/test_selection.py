@@ -34,19 +34,27 @@ def test_only_inventory_models_held_exactly_as_their_contract_says_are_left_out(
     assert core_sync_exclusions(MANIFEST, database) == []  # in another schema: not the model's table
 
 
+def exclusions_as_the_file_changes(manifest, database, *statements):
+    """``core_sync_exclusions`` after each statement has run on ``database``, in turn."""
+    seen = []
+    for statement in statements:
+        with duckdb.connect(str(database)) as connection:
+            connection.execute(statement)
+        seen.append(core_sync_exclusions(manifest, database))
+    return seen
+
+
 def test_the_inventory_models_are_left_out_only_when_the_file_holds_every_one_of_them(tmp_path):
     # One current table is not enough: a core sync leaving out a model whose table is missing would
     # leave what reads it (user_activity, report_credential_hygiene) failing or stale.
     manifest = {"nodes": {**MANIFEST["nodes"], "model.p.sso_settings": {
         "resource_type": "model", "schema": "main", "alias": "sso_settings", "tags": ["inventory"],
         "columns": {"setting": {}}}}}
-    database = tmp_path / "working.duckdb"
-    with duckdb.connect(str(database)) as connection:
-        connection.execute("CREATE TABLE main.credentials (credential_id VARCHAR, kind VARCHAR)")
-    assert core_sync_exclusions(manifest, database) == []
-    with duckdb.connect(str(database)) as connection:
-        connection.execute("CREATE TABLE main.sso_settings (setting VARCHAR)")
-    assert core_sync_exclusions(manifest, database) == [INVENTORY_SELECTOR]
+    assert exclusions_as_the_file_changes(
+        manifest, tmp_path / "working.duckdb",
+        "CREATE TABLE main.credentials (credential_id VARCHAR, kind VARCHAR)",
+        "CREATE TABLE main.sso_settings (setting VARCHAR)",
+    ) == [[], [INVENTORY_SELECTOR]]
 
 
 def test_a_table_whose_column_has_another_type_than_its_contract_is_built_again(tmp_path):
@@ -58,12 +66,11 @@ def test_a_table_whose_column_has_another_type_than_its_contract_is_built_again(
         "columns": {"credential_id": {"data_type": "VARCHAR"}, "last_used_at": {"data_type": "TIMESTAMP WITH TIME ZONE"}},
     }}}
     database = tmp_path / "working.duckdb"
-    with duckdb.connect(str(database)) as connection:
-        connection.execute("CREATE TABLE main.credentials (credential_id VARCHAR, last_used_at VARCHAR)")
-    assert core_sync_exclusions(manifest, database) == []
-    with duckdb.connect(str(database)) as connection:
-        connection.execute("CREATE OR REPLACE TABLE main.credentials (credential_id VARCHAR, last_used_at TIMESTAMPTZ)")
-    assert core_sync_exclusions(manifest, database) == [INVENTORY_SELECTOR]
+    assert exclusions_as_the_file_changes(
+        manifest, database,
+        "CREATE TABLE main.credentials (credential_id VARCHAR, last_used_at VARCHAR)",
+        "CREATE OR REPLACE TABLE main.credentials (credential_id VARCHAR, last_used_at TIMESTAMPTZ)",
+    ) == [[], [INVENTORY_SELECTOR]]
     # A model whose contract lists no columns is still a table the file must hold.
     empty = {"nodes": {"model.p.nothing": {"resource_type": "model", "schema": "main", "alias": "nothing",
                                            "tags": ["inventory"], "columns": {}}}}
