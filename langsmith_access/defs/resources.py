@@ -29,6 +29,7 @@ from langsmith_access.store.sync_runs import (
     deferred_failed_runs,
     record_failed_run,
     remove_abandoned_drafts,
+    same_organization,
 )
 from langsmith_access.transform import docs_site
 from langsmith_access.transform.history import rebuild_history, unbuilt_observations
@@ -238,6 +239,7 @@ class SyncDatabase(OrgScopedResource):
                 self.database.deferred_runs_path, sync_id=run.run_id, job=job_of_run(run.job_name, run.asset_selection),
                 started_at=run_started_at(context.instance, run.run_id), finished_at=datetime.now(UTC),
                 failure=without_secrets(failure, (org.settings.api_key, org.settings.webhook_url)),
+                organization_id=org.settings.organization_id,
             )
         except Exception as error:
             if context.log is not None:
@@ -248,7 +250,17 @@ class SyncDatabase(OrgScopedResource):
         working file; each file is removed once recorded, and so are the drafts of rows whose
         writer died before renaming them. Never raises: they wait for a later run."""
         remove_abandoned_drafts(self.database.deferred_runs_path)
+        ours = self.org.settings.organization_id
         for path, row in deferred_failed_runs(self.database.deferred_runs_path):
+            theirs = row.pop("organization_id")
+            if theirs is not None and ours is not None and not same_organization(theirs, ours):
+                # A run of another org pointed at this database: its row and alert are not this org's.
+                if context.log is not None:
+                    context.log.warning(
+                        f"{path} holds a failed run of another organization ({theirs}), which was pointed at "
+                        f"this database: left unrecorded (this org's sync_runs and alerts are its own); "
+                        "remove the file once read")
+                continue
             try:
                 with self.database.connect() as conn:
                     self._record_failed_run(conn, api_stats=None, **row)

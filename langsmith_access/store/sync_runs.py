@@ -268,21 +268,25 @@ def left_aside(directory: Path, read: Callable[[Any], Left]) -> list[tuple[Path,
 
 
 def defer_failed_run(directory: Path, *, sync_id: str, started_at: datetime, finished_at: datetime,
-                     job: str, failure: str) -> Path:
+                     job: str, failure: str, organization_id: str | None = None) -> Path:
     """Leave a failed run's row in ``directory`` (``leave_aside``) for the next run that holds
-    the writer lease; for a run that could not take it."""
+    the writer lease; for a run that could not take it. ``organization_id``: the org the run was
+    for (a run pointed at another org's database leaves its row there, before any org check)."""
     return leave_aside(directory, sync_id, {"sync_id": sync_id, "started_at": started_at.isoformat(),
-                                            "finished_at": finished_at.isoformat(), "job": job, "failure": failure})
+                                            "finished_at": finished_at.isoformat(), "job": job, "failure": failure,
+                                            "organization_id": organization_id})
 
 
 def deferred_failed_runs(directory: Path) -> list[tuple[Path, dict]]:
     """The rows ``defer_failed_run`` left, oldest first, each with its file (remove it once the
     row is recorded: recording one twice replaces it, by ``sync_id``). Unreadable files are
-    skipped, and stay."""
+    skipped, and stay. ``organization_id`` is None in a row an older release left."""
     def row(text: Any) -> dict:
+        organization_id = text.get("organization_id")
         return {"sync_id": str(text["sync_id"]), "job": str(text["job"]), "failure": str(text["failure"]),
                 "started_at": _aware(datetime.fromisoformat(text["started_at"])),
-                "finished_at": _aware(datetime.fromisoformat(text["finished_at"]))}
+                "finished_at": _aware(datetime.fromisoformat(text["finished_at"])),
+                "organization_id": str(organization_id) if organization_id is not None else None}
 
     return sorted(left_aside(directory, row), key=lambda item: item[1]["finished_at"])
 

@@ -23,6 +23,7 @@ from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.settings import load_orgs
 from langsmith_access.store import export
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
+from langsmith_access.store.sync_runs import defer_failed_run, deferred_failed_runs
 from langsmith_access.transform import DbtRunError
 from langsmith_access.transform.history import unbuilt_observations
 from langsmith_access_tests.helpers import (
@@ -235,6 +236,8 @@ def test_a_sync_that_never_got_the_writer_lease_is_recorded_by_the_next_one(star
     [fix] = [entry.user_message for entry in instance.all_logs(busy.run_id) if "Fix: " in entry.user_message]
     assert DatabaseBusyError.fix in fix and "resources.sync_database.config.lease_timeout_seconds" in fix, fix
     assert [path.name for path in database.deferred_runs_path.iterdir()] == [f"{busy.run_id}.json"]
+    [(_, deferred)] = deferred_failed_runs(database.deferred_runs_path)
+    assert deferred["organization_id"] == orgs.get().settings.organization_id  # the org it was for
     recorded = "SELECT status, job, failure FROM main.sync_runs WHERE sync_id = ?"
     assert query(database.working_path, recorded, [busy.run_id]) == []  # it could not write there
     # A process that died between writing its row aside and renaming it left a draft an hour
@@ -253,6 +256,33 @@ def test_a_sync_that_never_got_the_writer_lease_is_recorded_by_the_next_one(star
     events = query(database.path, "SELECT payload FROM main.notifications WHERE event = 'sync.failed'")
     assert [payload for (payload,) in events if busy.run_id in payload], events
     assert list(database.deferred_runs_path.iterdir()) == [in_flight]
+
+
+def test_a_failed_run_another_org_left_in_this_database_is_not_recorded_as_this_orgs(start_env):
+    # A run of another org pointed at this database (the same LANGSMITH_ACCESS_DUCKDB) that could
+    # not take the lease left its row here before any org check: the next run of this org records
+    # only its own (its id in any spelling), and leaves the other's file, saying so.
+    sandbox, org, database = start_env()
+    orgs = load_orgs()
+    ours = orgs.get().settings.organization_id
+    theirs = "0a1b2c3d-0000-4000-8000-00000000cafe"
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    for sync_id, organization_id in (("ours-busy", ours.upper()), ("theirs-busy", theirs)):
+        defer_failed_run(database.deferred_runs_path, sync_id=sync_id, started_at=at, finished_at=at,
+                         job=runner.SYNC_JOB, failure="busy", organization_id=organization_id)
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs().resolve_job_def(runner.SYNC_JOB).execute_in_process(
+        run_config=runner.sync_run_config(), instance=instance, partition_key=orgs.get().slug,
+        tags=org_tags(orgs.get().slug), resources=resources.org_resources(orgs))
+
+    assert result.success
+    recorded = query(database.path, "SELECT sync_id, organization_id FROM main.sync_runs WHERE status = 'failed'")
+    assert recorded == [("ours-busy", ours)]
+    assert [path.name for path in database.deferred_runs_path.iterdir()] == ["theirs-busy.json"]
+    said = [entry.user_message for entry in instance.all_logs(result.run_id)
+            if f"a failed run of another organization ({theirs})" in entry.user_message]
+    assert len(said) == 1 and "theirs-busy.json" in said[0], said
 
 
 def test_a_run_that_waited_too_long_for_the_database_says_so_in_words(start_env):

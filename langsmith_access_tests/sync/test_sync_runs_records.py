@@ -32,6 +32,7 @@ from langsmith_access.store.sync_runs import (
 )
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+ORG_ID = "0a1b2c3d-0000-4000-8000-00000000cafe"
 
 
 def _published(conn: duckdb.DuckDBPyConnection) -> None:
@@ -104,7 +105,7 @@ def test_deferred_runs_are_read_oldest_first_and_files_that_are_not_ones_are_lef
     later = defer_failed_run(directory, sync_id="a-later", started_at=AT, finished_at=AT + timedelta(hours=2),
                              job=SYNC_JOB, failure="busy")
     earlier = defer_failed_run(directory, sync_id="b-earlier", started_at=AT, finished_at=AT + timedelta(hours=1),
-                               job=INVENTORY_JOB, failure="busy too")
+                               job=INVENTORY_JOB, failure="busy too", organization_id=ORG_ID)
     # A row written without an offset (by hand, or an older release) is a UTC time.
     naive = directory / "c-naive.json"
     naive.write_text(json.dumps({"sync_id": "c-naive", "job": SYNC_JOB, "failure": "x",
@@ -120,7 +121,9 @@ def test_deferred_runs_are_read_oldest_first_and_files_that_are_not_ones_are_lef
         (naive, "c-naive"), (earlier, "b-earlier"), (later, "a-later")]
     assert found[0][1]["finished_at"] == datetime(2026, 12, 1, 11, 30, tzinfo=UTC)
     assert found[1][1] == {"sync_id": "b-earlier", "job": INVENTORY_JOB, "failure": "busy too",
-                           "started_at": AT, "finished_at": AT + timedelta(hours=1)}
+                           "started_at": AT, "finished_at": AT + timedelta(hours=1), "organization_id": ORG_ID}
+    # The org a row was for; not said by a row an older release left, nor by one deferred without it.
+    assert found[0][1]["organization_id"] is None and found[2][1]["organization_id"] is None
     assert all(path.exists() for path in broken)
     assert deferred_failed_runs(tmp_path / "none") == []
 
