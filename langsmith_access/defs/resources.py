@@ -258,7 +258,7 @@ class SyncDatabase(OrgScopedResource):
                 if context.log is not None:
                     context.log.warning(
                         f"{path} holds a failed run of another organization ({theirs}), which was pointed at "
-                        f"this database: left unrecorded (this org's sync_runs and alerts are its own); "
+                        "this database: left unrecorded (this org's sync_runs and alerts are its own); "
                         "remove the file once read")
                 continue
             try:
