@@ -844,6 +844,9 @@ def test_raising_the_unused_days_reads_the_audit_log_back_that_far(tmp_path, mon
         for job in (SYNC_JOB, INVENTORY_JOB):
             outcome = runner.run_job(job, runner.sync_run_config() if job == SYNC_JOB else {})
             assert outcome.success, outcome.failure
+        # The runs' dbt builds read the setting too, not the models' default of 90: the report
+        # lists who has not logged in for 30 days (the log reaches back that far now).
+        assert query(database, "SELECT DISTINCT unused_after_days FROM main.report_unused_access") == [(30,)]
         monkeypatch.setenv("LANGSMITH_ACCESS_UNUSED_DAYS", str(UNUSED_DAYS))
         # The Launchpad's reach, when given, is a number of days: 0 or less is refused, not read as "now";
         # past LANGSMITH_ACCESS_UNUSED_DAYS's bound too (a window a day: 36,500 requests for a century).
