@@ -759,6 +759,17 @@ def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_
     assert metadata[SYNC_JOB]["unexplained_changes"] == dg.IntMetadataValue(0)
     assert "unexplained_changes" not in metadata[INVENTORY_JOB]
     assert metadata[SYNC_JOB]["members"] == dg.IntMetadataValue(len(org.active_members()))
+    # Each point names its run (sync_runs.sync_id), the file it published, and that run's
+    # recorded row counts.
+    recorded = {job: (sync_id, users, workspace_grants) for job, sync_id, users, workspace_grants in query(
+        database, "SELECT job, sync_id, users, workspace_grants FROM main.sync_runs")}
+    for job in (SYNC_JOB, INVENTORY_JOB):
+        sync_id, users, workspace_grants = recorded[job]
+        assert metadata[job]["sync_id"] == dg.TextMetadataValue(sync_id), job
+        assert (metadata[job]["users"], metadata[job]["workspace_grants"]) == (
+            dg.IntMetadataValue(users), dg.IntMetadataValue(workspace_grants)), job
+        assert metadata[job]["path"] == dg.PathMetadataValue(str(database)), job
+        assert metadata[job]["parquet_path"] == dg.PathMetadataValue(str(database.parent / "access_parquet")), job
 
 
 # ------------------------------------------------------------------------------------ faults
