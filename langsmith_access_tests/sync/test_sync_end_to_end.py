@@ -365,6 +365,12 @@ def test_a_dbt_build_that_fails_in_a_sync_fails_the_run_and_publishes_nothing(mo
     assert not failed.success
     assert failed.failure.startswith("access_tables: dbt build") and "1 node(s) failed" in failed.failure
     assert any("raw.roles" in error or "roles does not exist" in error for error in failed.dbt_errors), failed
+    # The catalog shows the model that failed, and what dbt skipped after it, as not
+    # materialized by this run; the extracts and the models that built, as materialized.
+    materialized = {event.asset_key.to_user_string() for event in failed.events
+                    if event.event_type_value == "ASSET_MATERIALIZATION"}
+    assert {"raw/roles", "main/workspaces"} <= materialized, materialized
+    assert not {"staging/stg_langsmith__roles", "main/roles", "main/grants"} & materialized, materialized
     assert file_digest(database) == before
     [(status, failure)] = query(AccessDatabase(database).working_path,
                                 "SELECT status, failure FROM main.sync_runs WHERE sync_id = ?", [failed.run_id])
