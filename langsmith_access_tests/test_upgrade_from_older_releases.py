@@ -207,6 +207,30 @@ def test_what_a_release_before_observations_provisioned_is_recorded_whole_or_not
         ("e5aca80f-68ce-4639-9ca2-29b9934d6d48", "2e81d66d-346c-4e2b-a02f-daa1ad864c44", None, "verified", True)]
 
 
+def test_a_first_write_stopped_between_making_the_observations_table_and_filling_it_leaves_no_table(
+        tmp_path, monkeypatch):
+    # Not only a failed statement: a process stopped (Ctrl-C, a signal turned into an exception)
+    # after the table is made and before its rows are written must not leave it committed empty,
+    # or 36525be's changes are never recorded (the next write finds the table and skips them).
+    database = exported_database("36525be", tmp_path / "langsmith_access.duckdb")
+    real_table_exists = schema.table_exists
+
+    def stopped_when_the_grants_are_looked_for(conn, schema_name, table):
+        if table == "grants":
+            raise KeyboardInterrupt
+        return real_table_exists(conn, schema_name, table)
+
+    monkeypatch.setattr(schema, "table_exists", stopped_when_the_grants_are_looked_for)
+    with duckdb.connect(str(database)) as conn, pytest.raises(KeyboardInterrupt):
+        ensure_schema(conn)
+    assert query(database, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'provisioning_observations'") == [
+        (0,)]
+    monkeypatch.undo()
+    with duckdb.connect(str(database)) as conn:
+        ensure_schema(conn)
+    assert query(database, "SELECT count(*) FROM raw.provisioning_observations") == [(2,)]
+
+
 def test_a_grant_asked_again_after_the_older_release_applied_it_leaves_the_grant_that_releases_own_write(tmp_path):
     # 36525be added fatima.schroder as Viewer after its sync; someone then asked for the same grant
     # again, which found it done (already_satisfied). The change since the listing is the first
