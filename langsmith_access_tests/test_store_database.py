@@ -599,6 +599,31 @@ def test_a_writer_that_gave_up_waiting_can_take_the_lease_once_it_is_free(tmp_pa
         assert database.is_busy()
 
 
+def descriptors_open_on(path: Path) -> int:
+    """How many file descriptors of this process are open on ``path`` (Linux: ``/proc/self/fd``)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            count += os.readlink(f"/proc/self/fd/{name}") == str(path)
+    return count
+
+
+def test_a_writer_that_gave_up_waiting_keeps_no_descriptor_of_the_lock_file_open(tmp_path):
+    # A sensor or a daemon gives up on a held lease again and again: each try that left its
+    # descriptor of the lock file open would run the process out of descriptors over the days.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    database.path.parent.mkdir(parents=True, exist_ok=True)
+    held = os.open(database.lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # another process's lease
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for _ in range(3):
+            with pytest.raises(DatabaseBusyError), database.writer_lease("a sync", timeout_seconds=0.05):
+                pass
+        assert descriptors_open_on(database.lock_path) == 1  # ``held`` only
+    finally:
+        os.close(held)
+
+
 def published_once(tmp_path) -> AccessDatabase:
     """A database published once: its analysts' copy (and its Parquet copy) holds main.kept (42)."""
     database = AccessDatabase(tmp_path / "access.duckdb")
