@@ -10,6 +10,7 @@ record until the load holds a growing share of the org while it reads, and fails
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import duckdb
 import pytest
@@ -267,3 +268,18 @@ def test_a_listing_read_again_takes_back_only_its_own_rows(tmp_path):
             memberships.discard("workspace", "ws-a")
     assert stored == [("ws-a", "ws-a-user-0"), ("ws-a", "ws-a-user-1"),
                       ("ws-b", "ws-b-user-0"), ("ws-b", "ws-b-user-1")]
+
+
+def test_rows_of_one_write_tagged_by_different_runs_each_keep_their_own_tag(tmp_path):
+    """A tag (sync_id, fetched_at) is sent once only when every row holds that very object: rows
+    of one batch tagged by different runs (or at different times) are each written with their own,
+    never with the first row's (an event would be credited to the wrong run)."""
+    earlier, later = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    with duckdb.connect(str(tmp_path / "scratch.duckdb")) as conn:
+        ensure_schema(conn)
+        events = RawTableAppender(conn, "audit_events", batch_rows=3)
+        events.add([{"sync_id": "run-1", "fetched_at": earlier, "event_id": "e1"},
+                    {"sync_id": "run-1", "fetched_at": earlier, "event_id": "e2"},
+                    {"sync_id": "run-2", "fetched_at": later, "event_id": "e3"}])
+        stored = conn.execute("SELECT event_id, sync_id, fetched_at FROM raw.audit_events ORDER BY 1").fetchall()
+    assert stored == [("e1", "run-1", earlier), ("e2", "run-1", earlier), ("e3", "run-2", later)]
