@@ -7,7 +7,15 @@ import duckdb
 import numpy as np
 import pytest
 
-from langsmith_access.store.sql import NoRowReturned, first_row, one_row, quote_identifier, quote_literal, scalar
+from langsmith_access.store.sql import (
+    NoRowReturned,
+    first_row,
+    one_row,
+    quote_identifier,
+    quote_literal,
+    scalar,
+    table_exists,
+)
 
 # Each read and what it returns. The lookups of several rows are the ones ``fetchone()`` would
 # leave unfinished: a helper that stopped reading after the first row fails the register below.
@@ -42,3 +50,15 @@ def test_a_quoted_name_and_text_reach_duckdb_as_written(tmp_path):
         assert conn.execute(f"SELECT v FROM {quote_identifier(name)}").fetchall() == [("'x",)]
         conn.execute(f"COPY {quote_identifier(name)} TO {quote_literal(target)} (HEADER false)")
     assert target.read_text() == "'x\n"
+
+
+def test_a_table_of_an_attached_database_is_not_a_table_of_the_connections_own(tmp_path):
+    # A run attaches another file (the analysts' copy, a published history) beside its own: a
+    # table found there must not make code believe its own database has it (and skip creating it).
+    with duckdb.connect(str(tmp_path / "other.duckdb")) as other:
+        other.execute("CREATE SCHEMA raw; CREATE TABLE raw.workspaces (x INTEGER)")
+    with duckdb.connect(str(tmp_path / "own.duckdb")) as conn:
+        conn.execute(f"ATTACH {quote_literal(tmp_path / 'other.duckdb')} AS other (READ_ONLY)")
+        assert not table_exists(conn, "raw", "workspaces")
+        conn.execute("CREATE SCHEMA raw; CREATE TABLE raw.workspaces (x INTEGER)")
+        assert table_exists(conn, "raw", "workspaces")
