@@ -90,7 +90,8 @@ class WaitingClock:
 
 
 def test_a_writer_kept_waiting_says_who_holds_the_lease_then_gives_up_naming_them(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(database_module, "time", WaitingClock())
+    clock = WaitingClock()
+    monkeypatch.setattr(database_module, "time", clock)
     database = AccessDatabase(tmp_path / "access.duckdb")
     database.path.parent.mkdir(parents=True, exist_ok=True)
     held = os.open(database.lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # another writer's lease
@@ -108,6 +109,7 @@ def test_a_writer_kept_waiting_says_who_holds_the_lease_then_gives_up_naming_the
     assert waiting.startswith("waiting to queue a request: sync run abc (pid 4242, since 2026-12-01T10:00:00")
     assert "(up to 0.3 s)" in waiting
     assert "could not queue a request: sync run abc (pid 4242" in str(busy.value)
+    assert clock.now - 1000.0 < 0.3 + 0.1  # gave up once its 0.3 s were spent, not later
     assert "another program has the file open for writing" in DatabaseBusyError.fix
 
 
