@@ -834,6 +834,38 @@ def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path, caplo
         writer.wait()
 
 
+def test_a_file_held_for_a_moment_is_opened_without_a_word(tmp_path, caplog, monkeypatch):
+    # Only a wait that lasts (~0.6 s of retries) says so: a file another process closes after a
+    # retry or two is opened quietly, or every run's log fills with waits of milliseconds.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
+         "sys.stdin.readline(); c.close()", str(database.working_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    class LetGoAtTheSecondRetry(WaitingClock):
+        retries = 0
+
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            self.retries += 1
+            if self.retries == 2:  # 0.06 s of retries: the writer closes the file and exits
+                writer.communicate("close\n", timeout=30)
+
+    monkeypatch.setattr(database_module, "time", LetGoAtTheSecondRetry())
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
+        with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):
+            with database.connect(timeout_seconds=30) as conn:
+                assert conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone() == (0,)
+        assert [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"] == []
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def test_reading_a_file_that_does_not_exist_yet_is_refused_and_creates_nothing(tmp_path):
     database = AccessDatabase(tmp_path / "data" / "access.duckdb")
     with pytest.raises(DatabaseNotReadyError, match="run `langsmith-access sync` first"), database.read_published():
