@@ -583,24 +583,6 @@ def test_a_writer_kept_waiting_by_another_process_takes_the_lease_once_it_lets_g
     assert closed and any(r.getMessage().startswith("waiting to a sync") for r in caplog.records)
 
 
-def test_a_writer_that_gave_up_waiting_can_take_the_lease_once_it_is_free(tmp_path):
-    database = AccessDatabase(tmp_path / "access.duckdb")
-    database.path.parent.mkdir(parents=True, exist_ok=True)
-    held = os.open(database.lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # another process's lease
-    try:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(DatabaseBusyError), database.writer_lease("a sync", timeout_seconds=0.2):
-            pass
-    finally:
-        os.close(held)
-    with database.writer_lease("the next sync", timeout_seconds=2):
-        assert database.is_busy()
-    assert not database.is_busy()
-    # Released, the lease is this thread's no more: taking it again takes the lock again.
-    with database.writer_lease("the sync after", timeout_seconds=2):
-        assert database.is_busy()
-
-
 def descriptors_open_on(path: Path) -> int:
     """How many file descriptors of this process are open on ``path`` (Linux: ``/proc/self/fd``)."""
     count = 0
@@ -610,20 +592,26 @@ def descriptors_open_on(path: Path) -> int:
     return count
 
 
-def test_a_writer_that_gave_up_waiting_keeps_no_descriptor_of_the_lock_file_open(tmp_path):
-    # A sensor or a daemon gives up on a held lease again and again: each try that left its
-    # descriptor of the lock file open would run the process out of descriptors over the days.
+def test_a_writer_that_gave_up_waiting_can_take_the_lease_once_it_is_free(tmp_path):
     database = AccessDatabase(tmp_path / "access.duckdb")
     database.path.parent.mkdir(parents=True, exist_ok=True)
     held = os.open(database.lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # another process's lease
     try:
         fcntl.flock(held, fcntl.LOCK_EX)
         for _ in range(3):
-            with pytest.raises(DatabaseBusyError), database.writer_lease("a sync", timeout_seconds=0.05):
+            with pytest.raises(DatabaseBusyError), database.writer_lease("a sync", timeout_seconds=0.1):
                 pass
+        # A sensor or a daemon gives up on a held lease again and again: each try that kept its
+        # descriptor of the lock file open would run the process out of descriptors over the days.
         assert descriptors_open_on(database.lock_path) == 1  # ``held`` only
     finally:
         os.close(held)
+    with database.writer_lease("the next sync", timeout_seconds=2):
+        assert database.is_busy()
+    assert not database.is_busy()
+    # Released, the lease is this thread's no more: taking it again takes the lock again.
+    with database.writer_lease("the sync after", timeout_seconds=2):
+        assert database.is_busy()
 
 
 def published_once(tmp_path) -> AccessDatabase:
@@ -796,25 +784,36 @@ def test_a_damaged_working_file_is_refused_and_left_where_it_is(tmp_path):
     assert database.working_path.read_bytes() == b"not a database" * 300
 
 
-def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path, caplog):
-    database = AccessDatabase(tmp_path / "access.duckdb")
+@contextlib.contextmanager
+def another_process_writing(database: AccessDatabase) -> Iterator[subprocess.Popen]:
+    """Another process holding ``database``'s working file open for writing (a program an
+    operator left open: DuckDB refuses every other process meanwhile) until a line reaches its
+    stdin; stopped at the end whatever happened."""
     with database.writer_lease("test set-up"):
         database.ensure_working()
-    # Another process writing the file (a program an operator left open) until the writer here
-    # says it is waiting for it: DuckDB refuses every other process meanwhile, and a writer waits
-    # for it rather than failing at once. (It used to close after 3 s of its own: a pause of this
-    # process that long, on a busy machine, left nothing to wait for.)
     writer = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
          "sys.stdin.readline(); c.close()", str(database.working_path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def let_go() -> None:
-        writer.stdin.write("close\n")
-        writer.stdin.flush()
-
     try:
-        assert writer.stdout.readline().strip() == "open"
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
+        yield writer
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path, caplog):
+    # Another process writes the file until the writer here says it is waiting for it: a writer
+    # waits for it rather than failing at once. (It used to close after 3 s of its own: a pause of
+    # this process that long, on a busy machine, left nothing to wait for.)
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with another_process_writing(database) as writer:
+        def let_go() -> None:
+            assert writer.stdin is not None
+            writer.stdin.write("close\n")
+            writer.stdin.flush()
+
         with pytest.raises(DatabaseBusyError, match="could not open access.working.duckdb read-only: "):
             with database.connect(read_only=True, timeout_seconds=0.2):
                 pass
@@ -826,44 +825,30 @@ def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path, caplo
             assert [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"] == []
             with on_message("waiting for ", let_go), database.connect(timeout_seconds=30) as conn:
                 assert conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone() == (0,)
-        # A wait of seconds (or minutes) says so, once: it must not look like a hang.
-        [waiting] = [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"]
-        assert waiting.startswith("waiting for access.working.duckdb: ") and waiting.endswith("(up to 30 s)")
-    finally:
-        writer.kill()
-        writer.wait()
+    # A wait of seconds (or minutes) says so, once: it must not look like a hang.
+    [waiting] = [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"]
+    assert waiting.startswith("waiting for access.working.duckdb: ") and waiting.endswith("(up to 30 s)")
 
 
 def test_a_file_held_for_a_moment_is_opened_without_a_word(tmp_path, caplog, monkeypatch):
     # Only a wait that lasts (~0.6 s of retries) says so: a file another process closes after a
     # retry or two is opened quietly, or every run's log fills with waits of milliseconds.
     database = AccessDatabase(tmp_path / "access.duckdb")
-    with database.writer_lease("test set-up"):
-        database.ensure_working()
-    writer = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
-         "sys.stdin.readline(); c.close()", str(database.working_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with another_process_writing(database) as writer:
+        class LetGoAtTheSecondRetry(WaitingClock):
+            retries = 0
 
-    class LetGoAtTheSecondRetry(WaitingClock):
-        retries = 0
+            def sleep(self, seconds: float) -> None:
+                super().sleep(seconds)
+                self.retries += 1
+                if self.retries == 2:  # 0.06 s of retries: the writer closes the file and exits
+                    writer.communicate("close\n", timeout=30)
 
-        def sleep(self, seconds: float) -> None:
-            super().sleep(seconds)
-            self.retries += 1
-            if self.retries == 2:  # 0.06 s of retries: the writer closes the file and exits
-                writer.communicate("close\n", timeout=30)
-
-    monkeypatch.setattr(database_module, "time", LetGoAtTheSecondRetry())
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
+        monkeypatch.setattr(database_module, "time", LetGoAtTheSecondRetry())
         with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):
             with database.connect(timeout_seconds=30) as conn:
                 assert conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone() == (0,)
-        assert [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"] == []
-    finally:
-        writer.kill()
-        writer.wait()
+    assert [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"] == []
 
 
 def test_reading_a_file_that_does_not_exist_yet_is_refused_and_creates_nothing(tmp_path):

@@ -182,6 +182,11 @@ def test_a_database_from_before_runs_recorded_their_org_is_known_by_its_workspac
         old, organization)
 
 
+def has_observations_table(database) -> bool:
+    return query(database, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'provisioning_observations'") != [
+        (0,)]
+
+
 def test_what_a_release_before_observations_provisioned_is_recorded_whole_or_not_at_all(tmp_path, monkeypatch):
     # The observations of 36525be's changes are recorded with the table that holds them: a first
     # write cut short half-way (here an error on the first row) leaves no table, so the next write
@@ -191,8 +196,7 @@ def test_what_a_release_before_observations_provisioned_is_recorded_whole_or_not
                         schema._OLDER_RELEASE_OBSERVATIONS_SQL + " AND error('cut short')")
     with duckdb.connect(str(database)) as conn, pytest.raises(duckdb.Error, match="cut short"):
         ensure_schema(conn)
-    assert query(database, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'provisioning_observations'") == [
-        (0,)]
+    assert not has_observations_table(database)
     monkeypatch.undo()
     with duckdb.connect(str(database)) as conn:
         ensure_schema(conn)
@@ -223,8 +227,7 @@ def test_a_first_write_stopped_between_making_the_observations_table_and_filling
     monkeypatch.setattr(schema, "table_exists", stopped_when_the_grants_are_looked_for)
     with duckdb.connect(str(database)) as conn, pytest.raises(KeyboardInterrupt):
         ensure_schema(conn)
-    assert query(database, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'provisioning_observations'") == [
-        (0,)]
+    assert not has_observations_table(database)
     monkeypatch.undo()
     with duckdb.connect(str(database)) as conn:
         ensure_schema(conn)
