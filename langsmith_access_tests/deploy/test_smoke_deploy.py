@@ -123,6 +123,20 @@ def runs_of(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:
     return list(instance.get_runs(filters=dg.RunsFilter(job_name=job_name)))
 
 
+def end_status(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRunStatus | None:
+    """The run's status once it ended (None while it has not)."""
+    status = instance.get_run_by_id(run.run_id).status
+    return status if status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
+                                dg.DagsterRunStatus.CANCELED) else None
+
+
+def never_started(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether run monitoring failed ``run`` for never starting: the daemon was killed between
+    marking it STARTING and handing it to the code server (Dagster's dequeue), so no worker ran it."""
+    return instance.get_run_stats(run.run_id).start_time is None and any(
+        "seconds to start" in entry.message for entry in instance.all_logs(run.run_id))
+
+
 def finished(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> bool:
     """True when every run ended; fails on a run that did not succeed, with its errors."""
     done = True
@@ -266,6 +280,19 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
             daemon.kill_hard()
             status_at_kill = instance.get_run_by_id(provisioning.run_id).status
             daemon.start()
+            # Killed while it launched the run (marked STARTING, not yet handed to the code
+            # server), the daemon leaves it with no worker: run monitoring fails it after
+            # start_timeout_seconds, and the sensor launches the next run once its wait after a
+            # failed run is over. Either way one run applies the request, once.
+            stuck: dg.DagsterRun | None = None
+            if wait_for("the provisioning run to end after the daemon's restart",
+                        lambda: end_status(instance, provisioning), services, START_SECONDS + RUN_SECONDS
+                        ) == dg.DagsterRunStatus.FAILURE and never_started(instance, provisioning):
+                stuck = provisioning
+                [provisioning] = wait_for(
+                    "the sensor's next provisioning run, after the one that never started",
+                    lambda: [r for r in runs_of(instance, PROVISION_JOB) if r.run_id != stuck.run_id],
+                    services, RUN_SECONDS)
             wait_for("the provisioning run to complete after the daemon's restart",
                      lambda: finished(instance, [provisioning]), services, RUN_SECONDS)
             ended = instance.get_run_stats(provisioning.run_id).end_time
@@ -274,7 +301,8 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
                              lambda: _ticks_after(url, ended), services, RUN_SECONDS)
             assert all(not tick["runIds"] for tick in ticks), ticks
             provisioned_at = time.monotonic() - started
-            assert [r.run_id for r in runs_of(instance, PROVISION_JOB)] == [provisioning.run_id]
+            assert {r.run_id for r in runs_of(instance, PROVISION_JOB)} == {
+                r.run_id for r in (stuck, provisioning) if r is not None}
             assert provisioning.tags[ORG_TAG] == "us" and provisioning.tags["dagster/partition"] == "us"
             assert provisioning.tags["dagster/sensor_name"] == PROVISIONING_SENSOR
             [request] = [r for r in list_requests(database=us_database) if r["request_id"] == queued.request_id]
@@ -285,9 +313,10 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
 
             # A daemon starved of CPU can launch one more tick of syncs before the schedule
             # is stopped (queued behind the per-org limit): every run it launched must end too.
-            wait_for("every launched run to end", lambda: finished(instance, list(instance.get_runs())),
-                     services, RUN_SECONDS)
-            all_runs = list(instance.get_runs())
+            wait_for("every launched run to end", lambda: finished(
+                instance, [r for r in instance.get_runs() if stuck is None or r.run_id != stuck.run_id]),
+                services, RUN_SECONDS)
+            all_runs = [r for r in instance.get_runs() if stuck is None or r.run_id != stuck.run_id]
     finally:
         for service in reversed(services):
             service.stop()
@@ -317,6 +346,8 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
             events = dict(cursor.fetchall())
     finally:
         connection.close()
+    if stuck is not None:  # failed by run monitoring, as said above, having run nothing
+        assert recorded.pop(stuck.run_id) == "FAILURE"
     assert set(recorded) == {run.run_id for run in all_runs} | {refused.run_id} and len(recorded) >= 4
     assert recorded.pop(refused.run_id) == "FAILURE" and set(recorded.values()) == {"SUCCESS"}, recorded
     assert all(events.get(run_id, 0) > 10 for run_id in recorded) and events[refused.run_id] > 0
@@ -331,8 +362,9 @@ def test_smoke_deploy(postgres, two_sandboxes, tmp_path, monkeypatch):
     for secret in (*keys.values(), REFUSED_KEY, postgres.password):
         assert secret not in dump
     print(f"\nsmoke deploy: location loaded at {loaded_at:.0f} s, both orgs synced by the schedule at "
-          f"{synced_at:.0f} s, daemon killed with the provisioning run {status_at_kill.value}, request "
-          f"applied once at {provisioned_at:.0f} s; {len(recorded) + 1} runs in Postgres (1 refused); "
+          f"{synced_at:.0f} s, daemon killed with the provisioning run {status_at_kill.value}"
+          f"{' (it never started: the next run took over)' if stuck else ''}, request applied once at "
+          f"{provisioned_at:.0f} s; {len(recorded) + 1 + (stuck is not None)} runs in Postgres (1 refused); "
           f"{time.monotonic() - started:.0f} s in all")
 
 
