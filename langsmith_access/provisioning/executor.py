@@ -742,10 +742,9 @@ class Provisioner:
                     explanation = self._own_write_explanation(request_id, live) or plan.explanation
                     return Outcome(request_id, "applied", f"verified: {explanation}", plan,
                                    writes=earlier_writes + attempt - 1)
-                if self._recorded_role_differs(request, live):
-                    # Changed in LangSmith since what grants shows (by hand, by SCIM): recorded,
-                    # so grants and history show it now, and drift lists it (nothing applied).
-                    self._observe(request, live, FOUND)
+                # Changed in LangSmith since what grants shows (by hand, by SCIM): recorded, so
+                # grants and history show it now, and drift lists it (nothing applied).
+                self._observe_if_changed(request, live)
                 return Outcome(request_id, "already_satisfied", plan.explanation, plan)
             passed = self._until_passed(request)
             if passed is not None:  # an earlier run's write did not make it so: nothing more is sent
@@ -1085,8 +1084,9 @@ class Provisioner:
             return at
 
     def _observe_if_changed(self, request: dict, live: Live | None) -> None:
-        """A request that failed read the member's live role: recorded as found where it is not
-        what the database holds (someone else's change: the history and drift show it now)."""
+        """The member's live role a request read without making it (found done, or read when the
+        request failed): recorded as found where it is not what the database holds (someone
+        else's change: the history and drift show it now)."""
         if self._recorded_role_differs(request, live):
             self._observe(request, live, FOUND)
 
