@@ -357,6 +357,12 @@ def observations(conn, request_id):
                         "WHERE request_id = ? ORDER BY verified_at", [request_id]).fetchall()
 
 
+def roles_observed(conn, request_id) -> list[tuple[str | None, str]]:
+    """Each observation of a request as (role, how it was observed), in order: what a hand change
+    found on the way and the request's own verified write look like side by side."""
+    return [(role_id, observed) for role_id, _, observed in observations(conn, request_id)]
+
+
 @pytest.mark.parametrize("read", ["org listing", "member lookup"])
 def test_each_read_is_audited_as_the_read_it_was_and_the_verified_identity_is_recorded(live, read):
     """A big batch validates and reads through the org listing, a small one per request: each
@@ -451,7 +457,7 @@ def test_a_membership_removed_between_the_read_and_the_role_change_is_planned_ag
     audit = events(conn, request["request_id"])
     assert [d["status_code"] for kind, d in audit if kind == "write_answered"] == [404, 200]
     assert "write_conflict" in [kind for kind, _ in audit]
-    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+    assert roles_observed(conn, request["request_id"]) == [
         (None, "found"), (role.id, "verified")]
 
 
@@ -475,7 +481,7 @@ def test_a_role_someone_set_as_the_last_write_was_refused_is_recorded_as_found(l
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
     assert outcome.status == "failed" and len(writes(sandbox)) == MAX_WRITE_ATTEMPTS, outcome
-    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+    assert roles_observed(conn, request["request_id"]) == [
         (set_by_someone.id, "found")]
 
 
@@ -494,7 +500,7 @@ def test_a_hand_change_found_before_a_write_that_did_not_hold_is_recorded_once(l
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
     assert outcome.status == "failed" and outcome.detail.startswith("verification failed"), outcome
-    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+    assert roles_observed(conn, request["request_id"]) == [
         (set_by_someone.id, "found")]
 
 
@@ -511,7 +517,7 @@ def test_a_write_refused_with_nothing_changed_records_no_hand_change(live):
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
     assert outcome.status == "applied" and outcome.writes == 2, outcome
-    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+    assert roles_observed(conn, request["request_id"]) == [
         (role.id, "verified")]
 
 
@@ -978,7 +984,7 @@ def test_a_role_someone_else_set_when_verification_failed_is_recorded_as_found(l
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
     assert outcome.status == "failed" and outcome.detail.startswith("verification failed"), outcome
-    assert [(role_id, observed) for role_id, _, observed in observations(conn, request["request_id"])] == [
+    assert roles_observed(conn, request["request_id"]) == [
         (set_by_someone.id, "found")]
 
 
