@@ -8,7 +8,8 @@ settles from live state:
   ``write_sent`` and no answer is settled by reading live state, never by blindly re-sending.
 - A write whose answer was lost (5xx, dropped connection), or that a conflict refused (someone
   changed the membership), is verified by a read before any retry, and after the last attempt
-  before the request is called failed.
+  before the request is called failed. A member found as asked after refused writes alone was
+  made so by someone else: ``already_satisfied`` (the change recorded as found), not applied.
 
 What a settled request verified (the member's live role in the workspace, or none) is recorded in
 the raw table ``raw.provisioning_observations``, in the same transaction as the request's
@@ -108,6 +109,10 @@ REQUESTS_PER_THREAD = 16
 # Smaller batches read per request even where org listings would cost fewer calls: each of
 # their requests settles as soon as it is verified, and the saving is a few dozen calls at most.
 MIN_REQUESTS_FOR_ORG_LISTING = 50
+
+# A write refused (409/404) because someone changed the membership meanwhile, into what the
+# request asks: nothing of it is this request's doing.
+SOMEONE_ELSE_MADE_IT_SO = "made so by someone else while this request's write was refused"
 
 
 @dataclass
@@ -708,6 +713,10 @@ class Provisioner:
         # The last write was refused (409/404) or surely never sent: a role that changed since the
         # read before it was changed by someone else, not by this request.
         last_write_refused, read_before = False, None
+        # Whether a write of this request may have changed the membership: one whose answer was
+        # lost, or an earlier run's. Refused or surely unsent writes changed nothing, so a member
+        # found as asked after them was made so by someone else, not by this request.
+        may_have_written = bool(earlier_writes)
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             if snapshot is not None and attempt == 1 and not earlier_writes:
                 live = self._listed_live(snapshot, request_id, workspace_id, user_id)
@@ -735,17 +744,19 @@ class Provisioner:
             if plan.needs_write and attempt == 1 and is_scim_provisioned(member):
                 self._event(request_id, "scim_warning", {"detail": SCIM_WARNING})
             if not plan.needs_write:
-                if earlier_writes or attempt > 1:
+                if may_have_written:
                     # Our own earlier write (whose answer was lost, or whose run died) is what made
                     # it so: said as that write's plan, not as a change someone else made.
                     self._observe(request, live)
                     explanation = self._own_write_explanation(request_id, live) or plan.explanation
                     return Outcome(request_id, "applied", f"verified: {explanation}", plan,
                                    writes=earlier_writes + attempt - 1)
-                # Changed in LangSmith since what grants shows (by hand, by SCIM): recorded, so
-                # grants and history show it now, and drift lists it (nothing applied).
+                # Changed in LangSmith since what grants shows (by hand, by SCIM), before our read or
+                # between it and our refused write: recorded, so grants and history show it now, and
+                # drift lists it (nothing applied; a grant's end undoes none of it).
                 self._observe_if_changed(request, live)
-                return Outcome(request_id, "already_satisfied", plan.explanation, plan)
+                detail = plan.explanation if attempt == 1 else f"{plan.explanation}: {SOMEONE_ELSE_MADE_IT_SO}"
+                return Outcome(request_id, "already_satisfied", detail, plan, writes=attempt - 1)
             passed = self._until_passed(request)
             if passed is not None:  # an earlier run's write did not make it so: nothing more is sent
                 raise passed
@@ -757,10 +768,11 @@ class Provisioner:
                 maybe_applied = getattr(error, "maybe_applied", True)
                 self._event(request_id, "write_uncertain", {"error": str(error), "maybe_applied": maybe_applied})
                 last_write_refused, read_before = not maybe_applied, live
+                may_have_written = may_have_written or maybe_applied
                 if attempt == MAX_WRITE_ATTEMPTS:
                     if maybe_applied:
                         # The last write may have been applied all the same: read, never assumed failed.
-                        done = self._done_after_last_write(request, plan, earlier_writes + attempt)
+                        done = self._done_after_last_write(request, plan, earlier_writes + attempt, ours=True)
                         if done is not None:
                             return done
                     raise
@@ -771,7 +783,8 @@ class Provisioner:
                 last_write_refused, read_before = True, live
                 if attempt == MAX_WRITE_ATTEMPTS:
                     # The change may be the one asked for, as on an earlier attempt: read, then decide.
-                    done = self._done_after_last_write(request, plan, earlier_writes + attempt)
+                    done = self._done_after_last_write(request, plan, earlier_writes + attempt,
+                                                       ours=may_have_written)
                     if done is not None:
                         return done
                     raise
@@ -782,13 +795,19 @@ class Provisioner:
             return self._verified_outcome(request, plan, earlier_writes + attempt, verified)
         raise AssertionError("unreachable")
 
-    def _done_after_last_write(self, request: dict, plan: Plan, writes: int) -> Outcome | None:
-        """After the last write got no usable answer, or a conflict: the request applied when a
-        read shows the member as it asks (None: not so, the request fails)."""
+    def _done_after_last_write(self, request: dict, plan: Plan, writes: int, *, ours: bool) -> Outcome | None:
+        """After the last write got no usable answer, or a conflict: the request is done when a
+        read shows the member as it asks (None: not so, the request fails): applied when a write
+        of ours may have made it so, already satisfied (someone else's change, recorded as found)
+        when every write was refused."""
         verified = self._read_live(request["request_id"], request["workspace_id"], request["user_id"], kind="verified")
         if (verified.role_id if verified else None) != self._wanted(request, plan):
             self._observe_if_changed(request, verified)
             return None
+        if not ours:
+            self._observe_if_changed(request, verified)
+            return Outcome(request["request_id"], "already_satisfied",
+                           f"{SOMEONE_ELSE_MADE_IT_SO} (it was to {plan.explanation})", plan, writes=writes)
         self._observe(request, verified)
         return Outcome(request["request_id"], "applied", f"verified: {plan.explanation}", plan, writes=writes)
 

@@ -21,6 +21,7 @@ from langsmith_access.provisioning.executor import (
     ORG_LISTING_PATH,
     ORG_MEMBER_LOOKUP_PATH,
     SCIM_WARNING,
+    SOMEONE_ELSE_MADE_IT_SO,
     VERIFICATION_FIX,
     WORKSPACE_MEMBERS_PATH,
     OrgSnapshot,
@@ -94,9 +95,11 @@ def roles_other_than(org, role_id, names=("Viewer", "Editor", "Admin")):
 
 
 def grants_showing(conn, member, workspace, role_id):
-    """``main.grants`` as the last dbt build left it: ``member`` holds ``role_id`` in ``workspace``."""
-    conn.execute("CREATE TABLE main.grants AS SELECT ? AS user_id, ? AS workspace_id, "
-                 "'workspace_role' AS entitlement_type, ? AS role_id", [member.ls_user_id, workspace.id, role_id])
+    """``main.grants`` as the last dbt build left it: ``member`` holds ``role_id`` in ``workspace``
+    (None: no role there)."""
+    conn.execute("CREATE TABLE main.grants AS SELECT * FROM (SELECT ? AS user_id, ? AS workspace_id, "
+                 "'workspace_role' AS entitlement_type, CAST(? AS VARCHAR) AS role_id) WHERE role_id IS NOT NULL",
+                 [member.ls_user_id, workspace.id, role_id])
 
 
 def down_after_writes(sandbox, writes_answered):
@@ -126,6 +129,11 @@ def applied_answer_lost(respond, r):
     """A write LangSmith applied, whose answer was lost all the same (a 502)."""
     respond(r)
     return ApiResponse(502, {"detail": "bad gateway"})
+
+
+def conflict(respond, r):
+    """A write LangSmith refused (409): nothing applied."""
+    return ApiResponse(409, {"detail": "conflict"})
 
 
 def added_just_before(org, workspace, member, role):
@@ -393,21 +401,64 @@ def test_each_read_is_audited_as_the_read_it_was_and_the_verified_identity_is_re
 def test_a_batch_write_refused_because_someone_made_the_change_is_re_read_live_and_settled(live):
     """The org listing of a big batch is taken before any write. Someone adds the member between
     the listing and the write (409): the request is read again live, not from the listing, found
-    done, and settled applied after that one write."""
+    done, and settled after that one write as already satisfied: the add is someone else's
+    (recorded as found, for drift to list), and a time-bound grant's end would leave it alone."""
     sandbox, org, conn = live
     member, workspace = outsider_and_workspace(org)
     viewer = workspace_role(org, "Viewer")
-    request = queued(conn, "grant", member, workspace, viewer)
-
+    request = queued(conn, "grant", member, workspace, viewer, access_duration_seconds=3600)
+    grants_showing(conn, member, workspace, None)
     answer_writes(sandbox, added_just_before(org, workspace, member, viewer))
 
     outcome = provision_by_listing(sandbox, conn, request)[request["request_id"]]
 
-    assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
+    assert outcome.status == "already_satisfied", outcome
+    assert outcome.detail == f"already Viewer: {SOMEONE_ELSE_MADE_IT_SO}"
     assert outcome.writes == 1 and len(writes(sandbox)) == 1
     audit = events(conn, request["request_id"])
     assert [d["status_code"] for kind, d in audit if kind == "write_answered"] == [409]
     assert [kind for kind, _ in audit].count("write_conflict") == 1
+    assert roles_observed(conn, request["request_id"]) == [(viewer.id, "found")]
+    # The grant's end undoes nothing: its prior role is the role, and it gave no time-bound access.
+    assert conn.execute("SELECT status, prior_role_id, expires_at FROM main.provisioning_requests "
+                        "WHERE request_id = ?", [request["request_id"]]).fetchone() == (
+        "already_satisfied", viewer.id, None)
+
+
+def test_a_last_write_refused_because_someone_made_the_change_settles_already_satisfied(live):
+    """Every write refused (409), the last because someone added the member with the role just
+    before it: the read after the last write finds the change asked for, made by someone else."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    viewer = workspace_role(org, "Viewer")
+    request = queued(conn, "grant", member, workspace, viewer)
+    grants_showing(conn, member, workspace, None)
+    answer_writes(sandbox, *[conflict] * (MAX_WRITE_ATTEMPTS - 1), added_just_before(org, workspace, member, viewer))
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "already_satisfied", outcome
+    assert outcome.detail == f"{SOMEONE_ELSE_MADE_IT_SO} (it was to add to the workspace as Viewer)"
+    assert outcome.writes == len(writes(sandbox)) == MAX_WRITE_ATTEMPTS
+    assert roles_observed(conn, request["request_id"]) == [(viewer.id, "found")]
+
+
+def test_a_write_refused_after_an_unanswered_one_settles_applied(live):
+    """A 502 (the write may have been applied), then a 409 (the member is there): the first write
+    may be what made it so, so the request is applied, and a time-bound grant's end removes the
+    member. Calling it someone else's would leave access the grant gave past its end."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    viewer = workspace_role(org, "Viewer")
+    request = queued(conn, "grant", member, workspace, viewer)
+    grants_showing(conn, member, workspace, None)
+    answer_writes(sandbox, lost, added_just_before(org, workspace, member, viewer))
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
+    assert outcome.writes == len(writes(sandbox)) == 2
+    assert roles_observed(conn, request["request_id"]) == [(viewer.id, "verified")]
 
 
 def test_a_write_lost_before_it_reached_langsmith_is_sent_again_after_one_scim_warning(live):
@@ -1364,7 +1415,8 @@ def test_the_writes_a_request_took_count_a_dead_runs_write_and_every_lost_answer
 def test_a_last_write_refused_because_someone_made_the_change_is_read_back_and_settled(live):
     """The first two writes are lost (502, nothing applied); someone adds the member just before
     the last one, which LangSmith refuses (409). As after a conflict on an earlier attempt, the
-    membership is read: the request is done, not failed."""
+    membership is read: the request is done, not failed; applied, since a lost write may be what
+    made it so."""
     sandbox, org, conn = live
     member, workspace = outsider_and_workspace(org)
     viewer = workspace_role(org, "Viewer")
