@@ -443,6 +443,28 @@ def test_a_last_write_refused_because_someone_made_the_change_settles_already_sa
     assert roles_observed(conn, request["request_id"]) == [(viewer.id, "found")]
 
 
+def test_a_revoke_whose_removal_someone_made_first_settles_already_satisfied(live):
+    """Someone removes the member just before the revoke's removal reaches LangSmith (404): the
+    re-read finds them gone, by someone else's hand. Nothing applied; the removal is found."""
+    sandbox, org, conn = live
+    member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
+    request = queued(conn, "revoke", member, workspace, org.roles[held_role_id])
+
+    def removed_by_someone_just_before(respond, r):
+        org.remove_workspace_membership(workspace.id, member.ls_user_id)
+        return respond(r)
+
+    answer_writes(sandbox, removed_by_someone_just_before)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "already_satisfied", outcome
+    assert outcome.detail == f"not a member of the workspace: {SOMEONE_ELSE_MADE_IT_SO}"
+    assert [d["status_code"] for kind, d in events(conn, request["request_id"]) if kind == "write_answered"] == [404]
+    assert roles_observed(conn, request["request_id"]) == [(None, "found")]
+
+
 def test_a_write_refused_after_an_unanswered_one_settles_applied(live):
     """A 502 (the write may have been applied), then a 409 (the member is there): the first write
     may be what made it so, so the request is applied, and a time-bound grant's end removes the
@@ -521,13 +543,12 @@ def test_a_role_someone_set_as_the_last_write_was_refused_is_recorded_as_found(l
     grants_showing(conn, member, workspace, held_role_id)
     asked, set_by_someone = roles_other_than(org, held_role_id)[:2]
     request = queued(conn, "grant", member, workspace, asked)
-    busy = ApiResponse(409, {"detail": "busy"})
 
     def refused_as_someone_sets_a_role(respond, r):
         org.set_workspace_role(workspace.id, member.ls_user_id, set_by_someone.id)
-        return busy
+        return conflict(respond, r)
 
-    answer_writes(sandbox, *[lambda respond, r: busy] * (MAX_WRITE_ATTEMPTS - 1), refused_as_someone_sets_a_role)
+    answer_writes(sandbox, *[conflict] * (MAX_WRITE_ATTEMPTS - 1), refused_as_someone_sets_a_role)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
