@@ -146,6 +146,17 @@ def added_just_before(org, workspace, member, role):
     return answer
 
 
+def removed_just_before(org, workspace, member):
+    """An answer for ``answer_writes``: someone removes ``member`` from ``workspace`` just before
+    LangSmith takes the write (which then finds no such membership: a 404 for a role change or
+    a removal)."""
+
+    def answer(respond, r):
+        org.remove_workspace_membership(workspace.id, member.ls_user_id)
+        return respond(r)
+    return answer
+
+
 def answer_writes(sandbox, *answers):
     """From now on the sandbox answers its writes in order with ``answers`` (each
     ``answer(respond, request)``); the writes after those, and every read, as LangSmith does.
@@ -450,12 +461,7 @@ def test_a_revoke_whose_removal_someone_made_first_settles_already_satisfied(liv
     member, workspace, held_role_id = holder_and_workspace(org)
     grants_showing(conn, member, workspace, held_role_id)
     request = queued(conn, "revoke", member, workspace, org.roles[held_role_id])
-
-    def removed_by_someone_just_before(respond, r):
-        org.remove_workspace_membership(workspace.id, member.ls_user_id)
-        return respond(r)
-
-    answer_writes(sandbox, removed_by_someone_just_before)
+    answer_writes(sandbox, removed_just_before(org, workspace, member))
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
@@ -515,12 +521,7 @@ def test_a_membership_removed_between_the_read_and_the_role_change_is_planned_ag
     grants_showing(conn, member, workspace, held_role_id)
     role = roles_other_than(org, held_role_id, ("Viewer", "Editor"))[0]
     request = queued(conn, "grant", member, workspace, role)
-
-    def removed_by_someone_just_before(respond, r):
-        org.remove_workspace_membership(workspace.id, member.ls_user_id)
-        return respond(r)
-
-    answer_writes(sandbox, removed_by_someone_just_before)
+    answer_writes(sandbox, removed_just_before(org, workspace, member))
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
