@@ -44,6 +44,7 @@ UNIT_TESTS = {
     "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
     "report_grant_changes_after_the_first_sync_lists_only_provisioning",
     "report_grant_changes_pairs_a_closing_and_an_opening_of_one_user_and_scope",
+    "report_grant_changes_of_a_sync_that_staged_no_member_are_its_builds",
     "report_unexplained_changes_lists_what_no_applied_request_explains",
     "report_unexplained_changes_matches_requests_by_workspace_role_and_what_followed",
     "review_sheet_lists_the_deny_policies_of_each_grants_role",
