@@ -3,6 +3,9 @@ report_unexplained_changes, which lists them all here (nothing was provisioned) 
 
 from __future__ import annotations
 
+import shutil
+
+from langsmith_access.transform.history import rebuild_history
 from langsmith_access_tests.reports.support import History, rows
 
 
@@ -102,6 +105,21 @@ def test_every_change_made_by_hand_is_unexplained_and_kept(history):
     assert len(rows(history.database, "SELECT * FROM main.report_unexplained_changes")) == len(expected)
     seen = {r["seen_at"] for r in rows(history.database, "SELECT seen_at FROM main.report_unexplained_changes")}
     assert seen == {r["changed_at"] for r in _actual_changes(history.after_second)}
+
+
+def test_rebuilding_after_the_sync_adds_no_change_twice(history, tmp_path):
+    """The refresh after a provisioning run rebuilds report_unexplained_changes while
+    report_grant_changes still lists the latest sync's changes: each is listed already, and is
+    not appended again, the organization-role changes (no workspace to compare) included."""
+    database = tmp_path / "access.duckdb"
+    shutil.copyfile(history.after_second, database)
+    listed = rows(database, "SELECT * FROM main.report_unexplained_changes")
+    assert any(r["workspace_id"] is None for r in listed)  # an organization-role change
+
+    rebuild_history(database, tmp_path / "access.dbt", unused_days=90)
+
+    rebuilt = rows(database, "SELECT * FROM main.report_unexplained_changes")
+    assert sorted(rebuilt, key=repr) == sorted(listed, key=repr)
 
 
 def _readme_question(number: int) -> str:
