@@ -61,6 +61,8 @@ UNIT_TESTS = {
     "credentials_read_blank_text_as_none_and_a_revoked_key_as_revoked_even_when_expired",
     "sso_settings_reads_a_missing_metadata_flag_as_false_and_a_blank_load_error_as_none",
     "service_accounts_keep_every_account_of_the_latest_inventory_named_where_its_workspace_is",
+    "sso_settings_read_missing_flags_and_lists_as_langsmiths_defaults_and_blank_ids_as_none",
+    "audit_events_read_blank_ids_as_none_and_name_the_acting_member",
     "review_sheet_holds_each_grant_since_its_current_interval_began",
     "access_policies_names_each_attached_role_in_role_ids_order",
     "access_policies_read_names_and_descriptions_trimmed_and_a_blank_one_as_none",
