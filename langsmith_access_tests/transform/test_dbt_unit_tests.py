@@ -22,6 +22,7 @@ from langsmith_access.transform.project import write_profile
 UNIT_TESTS = {
     "users_take_the_provisioning_method_that_ranks_first",
     "users_name_the_org_role_as_the_role_listing_does_and_keep_members_of_an_unknown_one",
+    "user_login_methods_list_a_method_listed_twice_once",
     "roles_count_each_permission_once_and_know_a_custom_role_by_its_name_alone",
     "role_permissions_lists_each_trimmed_permission_once_and_no_blank_one",
     "pending_invites_keep_every_invite_and_name_its_org_role_as_the_role_listing_does",
@@ -40,6 +41,7 @@ UNIT_TESTS = {
     "effective_permissions_gives_each_permission_once_with_every_path_to_it",
     "user_scim_groups_reads_what_each_group_name_grants",
     "user_scim_groups_reads_names_whose_roles_and_workspaces_hold_the_separator",
+    "user_scim_groups_match_each_role_in_its_own_scope_and_list_a_group_once",
     "user_activity_dates_each_members_last_login_and_last_audited_action",
     "report_grant_changes_lists_the_latest_sync_and_later_provisioning",
     "report_grant_changes_after_the_first_sync_lists_only_provisioning",
