@@ -37,6 +37,8 @@ UNIT_TESTS = {
     "grant_history_keeps_roles_provisioning_gave_and_took_within_one_run",
     "user_history_keeps_each_interval_open_until_a_sync_saw_the_member_change_or_leave",
     "workspace_history_keeps_each_interval_open_until_a_sync_saw_the_workspace_renamed_or_gone",
+    "org_settings_history_keeps_each_value_open_until_a_sync_saw_another",
+    "org_settings_are_the_latest_syncs_with_trimmed_names",
     "effective_access_keeps_a_disabled_members_paths_flagged",
     "effective_permissions_gives_each_permission_once_with_every_path_to_it",
     "user_scim_groups_reads_what_each_group_name_grants",
