@@ -74,6 +74,7 @@ UNIT_TESTS = {
     "review_sheet_holds_each_grant_since_its_current_interval_began",
     "review_sheet_shows_who_holds_each_grant_and_whether_scim_manages_it",
     "report_implicit_admins_lists_org_admin_rights_no_workspace_listing_shows",
+    "report_implicit_admins_carries_an_empty_list_where_the_admin_role_carries_no_deny",
     "access_policies_names_each_attached_role_in_role_ids_order",
     "access_policies_read_names_and_descriptions_trimmed_and_a_blank_one_as_none",
     "access_policy_resources_evaluate_each_operator_on_the_tags_of_each_resource",
