@@ -81,7 +81,12 @@ UNIT_TESTS = {
     "report_access_policy_reach_counts_what_each_group_matches_and_whom_it_acts_on",
     "resource_tags_are_the_latest_inventorys_with_their_resource_type_in_lower_case",
     "stg_provisioning_observations_read_rows_from_before_the_observed_column_as_verified",
+    "stg_workspaces_trim_ids_and_read_blanks_as_none_and_missing_flags_as_false",
+    "stg_roles_trim_names_lower_the_scope_and_read_missing_permissions_as_none",
+    "stg_workspace_memberships_collapse_an_assignment_read_twice_but_never_two_roles",
+    "stg_pending_invites_trim_ids_and_read_blanks_as_none",
     "stg_org_members_leave_scim_groups_unknown_where_the_sync_skipped_them_for_the_route",
+    "stg_org_members_trim_ids_read_blanks_as_none_and_keep_the_groups_the_sync_read",
     "stg_org_members_read_no_scim_groups_where_the_plan_has_no_scim",
 }
 
