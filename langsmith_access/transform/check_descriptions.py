@@ -53,7 +53,6 @@ _GENERIC_TESTS: dict[str, Callable[[Arguments], str]] = {
     "relationships": lambda a: (
         f"Every {a['column_name']} is a {a['field']} of {_model(a['to'])} (none points at nothing)."),
     "not_null_columns": lambda a: f"{_columns(a['columns'])} are filled in on every row.",
-    "unique_combination_of_columns": lambda a: f"No two rows share {_columns(a['columns'])}.",
     "row_rules": _row_rules,
     "one_role_per_user_and_workspace": lambda a: (
         "A member holds at most one role in a workspace (LangSmith's rule)."),
