@@ -110,9 +110,9 @@ REQUESTS_PER_THREAD = 16
 # their requests settles as soon as it is verified, and the saving is a few dozen calls at most.
 MIN_REQUESTS_FOR_ORG_LISTING = 50
 
-# A write refused (409/404) because someone changed the membership meanwhile, into what the
-# request asks: nothing of it is this request's doing.
-SOMEONE_ELSE_MADE_IT_SO = "made so by someone else while this request's write was refused"
+# Writes refused (409/404: someone changed the membership meanwhile, into what the request asks)
+# or surely never sent: nothing of what the member holds is this request's doing.
+SOMEONE_ELSE_MADE_IT_SO = "made so by someone else; no write of this request took effect"
 
 
 @dataclass
@@ -799,7 +799,7 @@ class Provisioner:
         """After the last write got no usable answer, or a conflict: the request is done when a
         read shows the member as it asks (None: not so, the request fails): applied when a write
         of ours may have made it so, already satisfied (someone else's change, recorded as found)
-        when every write was refused."""
+        when every write was refused or surely never sent."""
         verified = self._read_live(request["request_id"], request["workspace_id"], request["user_id"], kind="verified")
         if (verified.role_id if verified else None) != self._wanted(request, plan):
             self._observe_if_changed(request, verified)
