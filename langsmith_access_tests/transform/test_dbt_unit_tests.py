@@ -79,6 +79,7 @@ UNIT_TESTS = {
     "access_policies_read_names_and_descriptions_trimmed_and_a_blank_one_as_none",
     "access_policy_resources_evaluate_each_operator_on_the_tags_of_each_resource",
     "report_access_policy_reach_counts_what_each_group_matches_and_whom_it_acts_on",
+    "report_access_policy_reach_reads_a_groups_permission_and_type_trimmed_and_a_blank_one_as_none",
     "resource_tags_are_the_latest_inventorys_with_their_resource_type_in_lower_case",
     "stg_provisioning_observations_read_rows_from_before_the_observed_column_as_verified",
     "stg_workspaces_trim_ids_and_read_blanks_as_none_and_missing_flags_as_false",
