@@ -229,14 +229,15 @@ GRANTS_SYNC_3 = GRANTS_SYNC_2 | {ws_grant(RESEARCH, WS_VIEWER, CY)}
 
 
 def write_raw_sync(
-    db_path: Path, sync_id: str, fetched_at: dt.datetime, memberships, members: list[dict] = ORG_MEMBERS
+    db_path: Path, sync_id: str, fetched_at: dt.datetime, memberships, members: list[dict] = ORG_MEMBERS,
+    workspaces: list[dict] = WORKSPACES,
 ) -> None:
-    """Replace every raw table with one sync's rows (``members``: the org members listed), as the
-    extract assets do."""
+    """Replace every raw table with one sync's rows (``members``: the org members listed;
+    ``workspaces``: the workspaces listed), as the extract assets do."""
     tables = {
         "org_members": members,
         "pending_invites": PENDING_INVITES,
-        "workspaces": WORKSPACES,
+        "workspaces": workspaces,
         "roles": ROLES,
         "workspace_memberships": memberships,
     }
@@ -820,6 +821,43 @@ def test_a_member_who_left_the_org_ends_in_user_history_when_their_grants_end(fi
     assert first == left and back["valid_to"] is None and back["is_current"] is True
     assert {(r["valid_from"], r["is_current"]) for r in intervals("grant_history") if r["valid_to"] is None} == {
         (back["valid_from"], True)}
+
+
+def test_a_sync_opens_an_interval_only_where_a_value_the_history_watches_changed(first_sync, tmp_path):
+    """Each history opens a new interval for what it watches only (check_cols in snapshots/*.yml):
+    user_history a member disabled or enabled, workspace_history a rename. A new email or full
+    name, or a new workspace handle, leaves every interval as it was, grant_history's too (its
+    rows carry the member's email): "who could act at T" counts intervals, not edits."""
+    db_path = tmp_path / "working.duckdb"
+    copy_database(first_sync.baseline, db_path)
+    histories = {"user_history": "user_id", "grant_history": "grant_id", "workspace_history": "workspace_id"}
+
+    def intervals() -> dict[str, set[tuple]]:
+        return {table: {tuple(r.values()) for r in query(
+                    db_path, f"SELECT {key}, valid_from, valid_to FROM main.{table}")}
+                for table, key in histories.items()}
+
+    before = intervals()
+    clock_past(first_sync.built_after)
+    # sync 2: Ada has a new email and full name, Cy is enabled again; Research has a new handle,
+    # Research Two a new name.
+    members = [{**m, "email": "ada.king@example.com", "full_name": "Ada King"} if m["ls_user_id"] == ADA
+               else {**m, "is_disabled": False} if m["ls_user_id"] == CY else m for m in ORG_MEMBERS]
+    workspaces = [{**w, "tenant_handle": "research-one"} if w["workspace_id"] == RESEARCH
+                  else {**w, "display_name": "Research Two"} if w["workspace_id"] == RESEARCH_TWO else w
+                  for w in WORKSPACES]
+    write_raw_sync(db_path, "sync-2", dt.datetime(2026, 2, 2, 9, tzinfo=UTC), MEMBERSHIPS_SYNC_1,
+                   members=members, workspaces=workspaces)
+    result = dbt_build(db_path, tmp_path)
+    assert result.returncode == 0, result.output
+    after = intervals()
+
+    changed = {table: {row[0] for row in before[table] ^ after[table]} for table in histories}
+    assert changed == {"user_history": {CY}, "grant_history": set(), "workspace_history": {RESEARCH_TWO}}
+    # the changed ones: the interval closed, and the next one opened at that instant
+    for table, key in (("user_history", CY), ("workspace_history", RESEARCH_TWO)):
+        [(_, opened, closed), (_, reopened, still_open)] = sorted(r for r in after[table] if r[0] == key)
+        assert closed == reopened and still_open is None, table
 
 
 # --- the blocking checks -----------------------------------------------------------------------
