@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.transform import DbtRunError, build, history
+from langsmith_access.transform import DbtRunError, build, history, run_dbt
 from langsmith_access.transform.project import built_by_this_project
 from langsmith_access_tests.helpers import duckdb_openings
 from langsmith_access_tests.transform.test_dbt_invocation import _raw_database
@@ -125,3 +125,31 @@ def test_a_rebuild_of_a_file_this_project_built_leaves_what_provisioning_cannot_
     # With the org's LANGSMITH_ACCESS_UNUSED_DAYS, not the models' default of 90.
     compiled = tmp_path / "access.dbt" / "run" / "langsmith_access" / "models" / "reports" / "report_unused_access.sql"
     assert "30 as unused_after_days" in compiled.read_text()
+
+
+def test_a_full_refresh_writes_a_scoped_table_whole_though_a_refresh_scope_is_there(tmp_path):
+    # A refresh's scope lets a table this project wrote whole replace only its users' rows
+    # (macros/refresh_scope.sql); `dbt build --full-refresh`, run by hand on such a file, must not:
+    # it writes the table whole, and a row no query gives (planted, of a user outside the scope) goes.
+    database = tmp_path / "access.sync-scratch.duckdb"
+    _raw_database(database, duplicate_role=False)
+    with build(database, tmp_path / "access.dbt") as whole:
+        whole.raise_on_failure()
+    with duckdb.connect(str(database)) as conn:
+        conn.execute(f"CREATE TABLE {history.REFRESH_SCOPE} (user_id VARCHAR PRIMARY KEY)")
+        conn.execute(f"INSERT INTO {history.REFRESH_SCOPE} VALUES ('u-1')")
+        conn.execute("INSERT INTO main.grants (grant_id, user_id) VALUES ('planted', 'u-outside')")
+
+    def planted_rows() -> int:
+        with duckdb.connect(str(database), read_only=True) as conn:
+            return conn.execute("SELECT count(*) FROM main.grants WHERE grant_id = 'planted'").fetchone()[0]
+
+    def run_grants(*flags: str) -> None:  # `dbt run`: the planted row would fail grants' checks
+        with run_dbt(["run", *flags, "--select", "grants"], database_file=database,
+                     dbt_dir=tmp_path / "access.dbt") as ran:
+            ran.raise_on_failure()
+
+    run_grants()  # the scoped refresh: the scope's users' rows only
+    assert planted_rows() == 1
+    run_grants("--full-refresh")
+    assert planted_rows() == 0
