@@ -825,22 +825,33 @@ def test_a_member_who_left_the_org_ends_in_user_history_when_their_grants_end(fi
 
 def test_a_sync_opens_an_interval_only_where_a_value_the_history_watches_changed(first_sync, tmp_path):
     """Each history opens a new interval for what it watches only (check_cols in snapshots/*.yml):
-    user_history a member disabled or enabled, workspace_history a rename. A new email or full
-    name, or a new workspace handle, leaves every interval as it was, grant_history's too (its
-    rows carry the member's email): "who could act at T" counts intervals, not edits."""
+    user_history a member disabled or enabled, workspace_history a rename, org_settings_history a
+    setting's value. A new email or full name, a new workspace handle or another sync reading the
+    same value leaves every interval as it was, grant_history's too (its rows carry the member's
+    email): "who could act at T" counts intervals, not edits."""
     db_path = tmp_path / "working.duckdb"
     copy_database(first_sync.baseline, db_path)
-    histories = {"user_history": "user_id", "grant_history": "grant_id", "workspace_history": "workspace_id"}
+    histories = {"user_history": "user_id", "grant_history": "grant_id", "workspace_history": "workspace_id",
+                 "org_settings_history": "setting"}
+
+    def write_org_settings(sync_id: str, fetched_at: dt.datetime, settings: dict[str, str]) -> None:
+        with duckdb.connect(str(db_path)) as con:
+            con.execute(f"DELETE FROM {RAW_SCHEMA}.org_settings")
+            insert_rows(con, "org_settings", [{"sync_id": sync_id, "fetched_at": fetched_at, "setting": setting,
+                                               "value": value} for setting, value in settings.items()])
 
     def intervals() -> dict[str, set[tuple]]:
         return {table: {tuple(r.values()) for r in query(
                     db_path, f"SELECT {key}, valid_from, valid_to FROM main.{table}")}
                 for table, key in histories.items()}
 
+    # The baseline read no org settings: a build of sync 1's opens their intervals first.
+    write_org_settings(SYNC_1, FETCHED_1, {"sso_only": "false", "tier": "plus"})
+    assert dbt_build(db_path, tmp_path).returncode == 0
     before = intervals()
-    clock_past(first_sync.built_after)
+    clock_past(dt.datetime.now(UTC))
     # sync 2: Ada has a new email and full name, Cy is enabled again; Research has a new handle,
-    # Research Two a new name.
+    # Research Two a new name; sso_only is now true, the tier as it was.
     members = [{**m, "email": "ada.king@example.com", "full_name": "Ada King"} if m["ls_user_id"] == ADA
                else {**m, "is_disabled": False} if m["ls_user_id"] == CY else m for m in ORG_MEMBERS]
     workspaces = [{**w, "tenant_handle": "research-one"} if w["workspace_id"] == RESEARCH
@@ -848,14 +859,16 @@ def test_a_sync_opens_an_interval_only_where_a_value_the_history_watches_changed
                   for w in WORKSPACES]
     write_raw_sync(db_path, "sync-2", dt.datetime(2026, 2, 2, 9, tzinfo=UTC), MEMBERSHIPS_SYNC_1,
                    members=members, workspaces=workspaces)
+    write_org_settings("sync-2", dt.datetime(2026, 2, 2, 9, tzinfo=UTC), {"sso_only": "true", "tier": "plus"})
     result = dbt_build(db_path, tmp_path)
     assert result.returncode == 0, result.output
     after = intervals()
 
     changed = {table: {row[0] for row in before[table] ^ after[table]} for table in histories}
-    assert changed == {"user_history": {CY}, "grant_history": set(), "workspace_history": {RESEARCH_TWO}}
+    assert changed == {"user_history": {CY}, "grant_history": set(), "workspace_history": {RESEARCH_TWO},
+                       "org_settings_history": {"sso_only"}}
     # the changed ones: the interval closed, and the next one opened at that instant
-    for table, key in (("user_history", CY), ("workspace_history", RESEARCH_TWO)):
+    for table, key in (("user_history", CY), ("workspace_history", RESEARCH_TWO), ("org_settings_history", "sso_only")):
         [(_, opened, closed), (_, reopened, still_open)] = sorted(r for r in after[table] if r[0] == key)
         assert closed == reopened and still_open is None, table
 
