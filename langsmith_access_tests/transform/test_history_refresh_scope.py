@@ -106,13 +106,19 @@ def test_a_rebuild_opens_the_file_once_before_dbt_and_once_after_and_records_the
         assert built_by_this_project(conn)
 
 
-def test_a_rebuild_of_a_file_this_project_built_leaves_what_provisioning_cannot_change_as_it_is(tmp_path):
-    # A provisioning refresh builds what the verified changes reach (REFRESH_SELECT), not the whole
-    # project: a table upstream of grants (roles) keeps its rows, even one no query would give.
+def built_whole(tmp_path) -> Path:
+    """A file holding a sync's raw tables, with the whole project built on it."""
     database = tmp_path / "access.sync-scratch.duckdb"
     _raw_database(database, duplicate_role=False)
     with build(database, tmp_path / "access.dbt") as whole:
         whole.raise_on_failure()
+    return database
+
+
+def test_a_rebuild_of_a_file_this_project_built_leaves_what_provisioning_cannot_change_as_it_is(tmp_path):
+    # A provisioning refresh builds what the verified changes reach (REFRESH_SELECT), not the whole
+    # project: a table upstream of grants (roles) keeps its rows, even one no query would give.
+    database = built_whole(tmp_path)
     with duckdb.connect(str(database)) as conn:
         conn.execute("UPDATE main.roles SET display_name = 'kept by the refresh'")
         conn.execute("DROP TABLE main.grants")
@@ -131,10 +137,7 @@ def test_a_full_refresh_writes_a_scoped_table_whole_though_a_refresh_scope_is_th
     # A refresh's scope lets a table this project wrote whole replace only its users' rows
     # (macros/refresh_scope.sql); `dbt build --full-refresh`, run by hand on such a file, must not:
     # it writes the table whole, and a row no query gives (planted, of a user outside the scope) goes.
-    database = tmp_path / "access.sync-scratch.duckdb"
-    _raw_database(database, duplicate_role=False)
-    with build(database, tmp_path / "access.dbt") as whole:
-        whole.raise_on_failure()
+    database = built_whole(tmp_path)
     with duckdb.connect(str(database)) as conn:
         conn.execute(f"CREATE TABLE {history.REFRESH_SCOPE} (user_id VARCHAR PRIMARY KEY)")
         conn.execute(f"INSERT INTO {history.REFRESH_SCOPE} VALUES ('u-1')")
