@@ -1107,7 +1107,6 @@ def test_every_rule_of_every_row_rules_test_fails_the_build_on_a_planted_violati
         assert result.failures[name] == len(found)
 
 
-
 def test_each_generic_test_of_the_project_fails_on_its_own_planted_violations(first_sync, tmp_path):
     """The project's own generic tests (tests/generic/) other than row_rules, each fed rows that
     break it beside rows that only come close: each flags exactly the breaking rows. A null key;
