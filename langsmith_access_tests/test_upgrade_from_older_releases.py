@@ -18,6 +18,7 @@ from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store import schema
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.schema import ensure_schema, previous_sync
+from langsmith_access.store.sql import table_exists
 from langsmith_access.store.sync_runs import database_elsewhere, organization_of
 from langsmith_access_tests.helpers import cli_in_this_process, point_at, query
 
@@ -183,8 +184,8 @@ def test_a_database_from_before_runs_recorded_their_org_is_known_by_its_workspac
 
 
 def has_observations_table(database) -> bool:
-    return query(database, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'provisioning_observations'") != [
-        (0,)]
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return table_exists(conn, "raw", "provisioning_observations")
 
 
 def test_what_a_release_before_observations_provisioned_is_recorded_whole_or_not_at_all(tmp_path, monkeypatch):
