@@ -6,18 +6,32 @@
   finished parse into place, which a directory already there would block.
 
 Named after the project's content hash (its files and the dbt versions that read them), so a
-directory is right by construction: a changed model or an upgraded dbt is a new directory, and
-the old one is simply left behind.
+directory is right by construction: a changed model or an upgraded dbt is a new directory.
+The old ones go when a new version builds its manifest (``prune_unused_versions``): those no
+process has loaded for a week (an upgrade's previous version, still loaded by a code server
+that has not restarted yet, stays).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from langsmith_access.settings import cache_directory
 from langsmith_access.transform.project import project_hash
+
+# A version's directories go once no process has loaded its manifest for this long.
+UNUSED_VERSION_KEPT_SECONDS = 7 * 24 * 3600
+# What a process killed mid-parse left staged (``.dbt-<hash>.<pid>-<id>``, ``.dbt-<hash>.old-<id>``):
+# a parse takes seconds, so one a day old is nobody's.
+LEFTOVER_KEPT_SECONDS = 24 * 3600
+# Only names this module makes are ever removed: the cache may be a directory shared with others.
+_VERSION_DIRECTORY = re.compile(r"dbt-(?P<hash>[0-9a-f]{16})(-[a-z]+)?")
+_STAGED_DIRECTORY = re.compile(r"\.dbt-[0-9a-f]{16}(-[a-z]+)?\..+")
 
 
 def cache_root() -> Path:
@@ -39,3 +53,51 @@ def project_cache_directory(suffix: str = "") -> Path:
     """The cache directory of the project as it is now (it may not exist yet): ``dbt-<hash>``,
     or ``dbt-<hash>-<suffix>``."""
     return cache_root() / f"dbt-{project_hash()}{'-' + suffix if suffix else ''}"
+
+
+def mark_used(directory: Path) -> None:
+    """Record that a process loads this version now (the directory's modification time), so
+    ``prune_unused_versions`` keeps it."""
+    try:
+        os.utime(directory)
+    except OSError:
+        pass  # gone, or not ours to touch: it is rebuilt when missing
+
+
+def prune_unused_versions() -> list[Path]:
+    """Remove the cache directories of other versions of the project that no process has
+    loaded for ``UNUSED_VERSION_KEPT_SECONDS``, and staged leftovers a day old. A version's
+    ``-parses`` directory goes with its manifest's; one whose manifest directory is gone goes by
+    its own age. Returns what was removed. Never fails: a directory that cannot go stays."""
+    now = time.time()
+    root = cache_root()
+    current = project_hash()
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return []
+    stale = []  # decided before anything goes: a -parses directory is judged by its manifest's age
+    for entry in entries:
+        version = _VERSION_DIRECTORY.fullmatch(entry.name)
+        if version and version["hash"] != current:
+            last_used = _modified(root / f"dbt-{version['hash']}") or _modified(entry)
+            kept_seconds = UNUSED_VERSION_KEPT_SECONDS
+        elif _STAGED_DIRECTORY.fullmatch(entry.name):
+            last_used, kept_seconds = _modified(entry), LEFTOVER_KEPT_SECONDS
+        else:
+            continue
+        if last_used is not None and now - last_used > kept_seconds and entry.is_dir() and not entry.is_symlink():
+            stale.append(entry)
+    removed = []
+    for entry in stale:
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(entry)
+    return removed
+
+
+def _modified(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None

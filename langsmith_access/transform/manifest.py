@@ -3,9 +3,10 @@
 It is built (``dbt parse``) into a cache directory named after the project's content hash
 (``<cache>/dbt-<hash>/manifest.json``), never next to the project: an installed package may be
 read-only, and a hash-named directory is right by construction (a changed model or an upgraded
-dbt is a new hash, so a new parse; the old directory is simply left behind). Building is safe
-when several processes start at once (a webserver and a daemon): each parses into a directory
-of its own and renames it into place; the first rename wins.
+dbt is a new hash, so a new parse; building it removes the directories of versions no process
+has loaded for a week, cache.py). Building is safe when several processes start at once (a
+webserver and a daemon): each parses into a directory of its own and renames it into place;
+the first rename wins.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from langsmith_access.transform.cache import project_cache_directory
+from langsmith_access.transform.cache import mark_used, project_cache_directory, prune_unused_versions
 from langsmith_access.transform.invocation import run_dbt
 
 MANIFEST_FILE = "manifest.json"
@@ -32,6 +33,7 @@ def prepare_manifest(*, force: bool = False) -> Path:
     directory = manifest_directory()
     manifest = directory / MANIFEST_FILE
     if manifest.exists() and not force:
+        mark_used(directory)
         return manifest
     staged = directory.with_name(f".{directory.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
@@ -42,6 +44,7 @@ def prepare_manifest(*, force: bool = False) -> Path:
         _move_into_place(staged, directory, replace_existing=force)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+    prune_unused_versions()
     return manifest
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,60 @@ def test_a_cache_directory_that_cannot_be_made_gives_way_to_a_private_one_under_
     assert cache_module.cache_root() == fallback
     assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
     assert manifest.manifest_directory() == fallback / f"dbt-{project_hash()}"
+
+
+DAY = 24 * 3600
+
+
+def cache_entry(cache: Path, name: str, *, age_days: float) -> Path:
+    """A directory of the cache as another version (or an interrupted parse) left it, last
+    modified ``age_days`` ago."""
+    entry = cache / name
+    entry.mkdir(parents=True)
+    (entry / "file").write_text(name)
+    when = time.time() - age_days * DAY
+    os.utime(entry, (when, when))
+    return entry
+
+
+def test_building_a_new_version_removes_the_versions_nobody_loaded_for_a_week(cache, monkeypatch):
+    # Each upgrade is a new hash: without pruning, every version ever installed stays (~5 MB
+    # each, far more for a developer whose every edit is a version).
+    monkeypatch.setattr(manifest, "run_dbt", FakeParse())
+    old, old_parses = "dbt-00000000000000aa", "dbt-00000000000000aa-parses"
+    cache_entry(cache, old, age_days=8)
+    cache_entry(cache, old_parses, age_days=1)  # goes with its manifest's, by the manifest's age
+    cache_entry(cache, "dbt-00000000000000bb", age_days=6)  # an upgrade's previous version, still loaded
+    cache_entry(cache, "dbt-00000000000000cc-parses", age_days=9)  # its manifest already gone
+    cache_entry(cache, ".dbt-00000000000000dd.4242-1a2b3c4d", age_days=2)  # a parse killed midway
+    cache_entry(cache, ".dbt-00000000000000dd.old-1a2b3c4d", age_days=2)
+    cache_entry(cache, ".dbt-00000000000000ee.4343-1a2b3c4d", age_days=0.5)  # maybe parsing now
+    # Not ours: the cache may be a directory others use too.
+    cache_entry(cache, "dbt-notahash", age_days=30)
+    cache_entry(cache, "other-tool", age_days=30)
+
+    manifest.prepare_manifest()
+
+    assert sorted(entry.name for entry in cache.iterdir()) == sorted([
+        f"dbt-{project_hash()}", "dbt-00000000000000bb", ".dbt-00000000000000ee.4343-1a2b3c4d",
+        "dbt-notahash", "other-tool"])
+
+
+def test_loading_a_version_marks_it_used_so_a_newer_version_keeps_it(cache, monkeypatch):
+    # A code server of the previous version that restarts keeps its version alive, however old
+    # its build: what counts is when a process last loaded it.
+    monkeypatch.setattr(manifest, "run_dbt", FakeParse())
+    path = manifest.prepare_manifest()
+    long_ago = time.time() - 30 * DAY
+    os.utime(path.parent, (long_ago, long_ago))
+
+    assert manifest.prepare_manifest() == path  # loaded again, not parsed
+    assert time.time() - path.parent.stat().st_mtime < DAY
+
+    monkeypatch.setattr(cache_module, "project_hash", lambda: "00000000000000ff")
+    manifest.prepare_manifest()
+    assert sorted(entry.name for entry in cache.iterdir()) == sorted([path.parent.name, "dbt-00000000000000ff"])
+    os.utime(path.parent, (long_ago, long_ago))
+    monkeypatch.setattr(cache_module, "project_hash", lambda: "00000000000000fe")
+    manifest.prepare_manifest()  # the first version, unused for a month now, goes
+    assert sorted(entry.name for entry in cache.iterdir()) == ["dbt-00000000000000fe", "dbt-00000000000000ff"]
