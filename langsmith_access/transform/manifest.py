@@ -32,9 +32,10 @@ def prepare_manifest(*, force: bool = False) -> Path:
     not there yet (or always, with ``force``)."""
     directory = manifest_directory()
     manifest = directory / MANIFEST_FILE
-    if manifest.exists() and not force:
-        mark_used(directory)
-        return manifest
+    if not force:
+        mark_used(directory)  # first: another version's pruning then keeps what this process loads
+        if manifest.exists():
+            return manifest
     staged = directory.with_name(f".{directory.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         # Parsing needs a profile but no database.
