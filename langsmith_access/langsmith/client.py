@@ -1566,9 +1566,11 @@ def _json_body(response: requests.Response, method: str, path: str) -> Any:
     """Decode a 2xx body; ``None`` for 204 or an empty body (DELETE may answer either).
 
     A body that is not JSON, or does not parse although it says it is, is never data:
-    ``NotLangSmithAPIError`` (langsmith-api.md, "Deployments and base URLs", rule 3).
+    ``NotLangSmithAPIError`` (langsmith-api.md, "Deployments and base URLs", rule 3). Nor is an
+    empty 2xx that says it is something else (``text/html``, a proxy's or a web UI's empty page):
+    a write answered so never reached LangSmith's API, and must not read as applied.
     """
-    if response.status_code == 204 or not response.content:
+    if response.status_code == 204:
         return None
     content_type = response.headers.get("Content-Type")
     if content_type and not _is_json_type(content_type):
@@ -1576,6 +1578,8 @@ def _json_body(response: requests.Response, method: str, path: str) -> Any:
             response, method, path,
             f"a body that is not JSON (content-type {content_type!r}, {len(response.content)} bytes)",
         )
+    if not response.content:
+        return None
     try:
         # orjson: a 500-member page (~600 KB) decodes in a third of the standard library's time.
         return orjson.loads(response.content)

@@ -106,6 +106,42 @@ def test_an_html_page_on_the_enriched_route_means_route_not_available(start_sand
     assert "404" in raised.value.reason
 
 
+def test_an_empty_2xx_that_is_not_json_is_a_configuration_error_never_an_applied_write(start_sandbox):
+    """Rule 3 of langsmith-api.md ("Deployments and base URLs"): a 2xx whose Content-Type is not
+    JSON is never LangSmith's answer, empty or not. An empty ``text/html`` 200 (a proxy's or a
+    web UI's page) to a role change or a removal read as a write applied; to a listing, as a
+    malformed page instead of a wrong LANGSMITH_ENDPOINT; on the enriched route, it failed the
+    sync instead of falling back to the per-workspace routes."""
+    sandbox = start_sandbox()
+    org = sandbox.org
+    workspace = org.shared_workspaces()[0]
+    membership = next(iter(workspace.memberships.values()))
+    held_role = membership.role_id
+    viewer = org.role_by_name("WORKSPACE_VIEWER").id
+    respond = sandbox.respond
+    sandbox.respond = lambda request: (
+        ApiResponse(200, HtmlPage(text="", content_type="text/html"))
+        if request.method != "GET" or request.path in ("/api/v1/orgs/current/roles", ENRICHED)
+        else respond(request))
+    with client(sandbox) as api:
+        for write in (lambda: api.set_workspace_member_role(workspace.id, membership.id, viewer),
+                      lambda: api.remove_workspace_member(workspace.id, membership.id)):
+            with pytest.raises(NotLangSmithAPIError, match="not a LangSmith API: check LANGSMITH_ENDPOINT") as raised:
+                write()
+            assert "text/html" in str(raised.value) and raised.value.status_code == 200
+        with pytest.raises(NotLangSmithAPIError, match="text/html"):
+            api.list_roles()
+        with pytest.raises(RouteNotAvailableError) as unavailable:
+            api.list_enriched_members()
+        assert "not JSON" in unavailable.value.reason
+    assert org.membership(workspace.id, membership.ls_user_id).role_id == held_role  # nothing was applied
+    # LangSmith's own empty answers stay successes: 204, and 200 without a Content-Type.
+    for answer in (ApiResponse(204), ApiResponse(200, HtmlPage(text="", content_type=""))):
+        sandbox.respond = lambda request, answer=answer: answer if request.method == "DELETE" else respond(request)
+        with client(sandbox) as api:
+            assert api.remove_workspace_member(workspace.id, membership.id) is None
+
+
 def test_a_429_without_retry_after_is_waited_out_to_the_end_of_the_window(start_sandbox):
     """The sandbox's window is 1 s (3 requests); the client's window setting matches. With one
     retry allowed, every refused call succeeds on its retry: the client waited out the window."""
