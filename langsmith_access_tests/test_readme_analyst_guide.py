@@ -37,6 +37,10 @@ def test_eighteen_questions_with_sql():
     assert len(blocks(section, "sql")) == 18
     numbers = [int(n) for n in re.findall(r"^(\d+)\. \*\*", section, re.M)]
     assert numbers == list(range(1, 19))
+    # The guide's heading and the Tables section's pointer to it count them too (the heading once
+    # said "Sixteen" after two questions were added).
+    assert "\n### Eighteen questions, with their SQL\n" in section
+    assert "with eighteen example questions, in the\n[Analyst guide]" in README.read_text(encoding="utf-8")
     assert "(#tables)" in section  # the table reference links to the Tables section
     # Eight of them answer with the whole access picture (DESIGN.md section 9).
     picture = ("effective_access", "effective_permissions", "report_unused_access",
