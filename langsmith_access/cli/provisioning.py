@@ -182,8 +182,9 @@ def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) ->
             print(f"{status:<17} {item['request_id']}  {item['detail']}")
         for item in results:
             print(f"{item['status']:<17} {item['request_id']}  {item['detail']}")
-        # A run that failed before its first request had some.
-        if not results and not policy_changes and outcome.success:
+        # A run that failed before its first request had some. A dry run whose real run would
+        # first end grants or expire approvals (the `would ...` lines above) had work too.
+        if not results and not policy_changes and not any(ahead.values()) and outcome.success:
             print("no pending requests", file=sys.stderr)
         if drift.get("unexplained_changes"):
             privileged = drift.get("privileged_unexplained_changes", 0)

@@ -145,6 +145,27 @@ def test_a_dry_run_says_in_text_what_the_real_run_does_first_and_policy_changes_
     assert said.err == ""  # the run had work (the policy's), so not "no pending requests"
 
 
+
+def test_a_dry_run_with_only_expiries_ahead_does_not_say_the_queue_is_empty(capsys):
+    """A dry run whose only work is what the real run does first (end a due grant, expire an
+    approval, warn of an end) lists it as `would ...`; "no pending requests" beside those lines
+    told the operator nothing would happen, while the real run queues and applies the revoke."""
+    for ahead in ({"expiries_due": ["g1"], "approvals_overdue": [], "expiry_warnings_due": []},
+                  {"expiries_due": [], "approvals_overdue": ["a1"], "expiry_warnings_due": []},
+                  {"expiries_due": [], "approvals_overdue": [], "expiry_warnings_due": ["w1"]}):
+        outcome = RunOutcome(success=True, run_id="run-1", duration_seconds=1.0, outputs={
+            APPLY_REQUESTS_OP: {"outcomes": [], "policy_changes": [], "ahead": ahead}})
+        assert report_provisioning(outcome, dry_run=True, as_json=False) == 0
+        said = capsys.readouterr()
+        assert len(said.out.splitlines()) == 1 and said.out.startswith("would "), said.out
+        assert said.err == "", (ahead, said.err)
+    # Nothing ahead and nothing queued: said so, as before.
+    empty = {"expiries_due": [], "approvals_overdue": [], "expiry_warnings_due": []}
+    outcome = RunOutcome(success=True, run_id="run-1", duration_seconds=1.0, outputs={
+        APPLY_REQUESTS_OP: {"outcomes": [], "policy_changes": [], "ahead": empty}})
+    assert report_provisioning(outcome, dry_run=True, as_json=False) == 0
+    assert capsys.readouterr() == ("", "no pending requests\n")
+
 def test_a_failed_provisioning_run_exits_1_and_shows_its_traces_only_with_verbose(env, tmp_path, monkeypatch):
     sandbox, org, database = env
     workspace, outsider, _ = _outsider_and_member(org)
