@@ -478,7 +478,15 @@ def _database_path(name: str, raw: str) -> Path:
     """The analysts' database file: refused, before anything is created beside it, when it is a
     directory or lies under a file."""
     _refuse_a_pasted_key(name, raw)
-    path = Path(_path_text(name, raw))
+    text = _path_text(name, raw)
+    path = Path(text)
+    if text.endswith(("/", os.sep)) and not path.is_dir():
+        # A trailing '/' means a directory, but Path drops it: "data/" not created yet was taken
+        # as a database file named "data", its working files made beside it, where nobody looks.
+        raise SettingsError(
+            f"{name} is {text}, a directory (it ends in '/'): point it at the database file in it, "
+            f"like {path / ORG_DATABASE_FILE}."
+        )
     try:
         is_dir, folder = path.is_dir(), file_among_the_folders(path)
         _stat_unless_missing(path)

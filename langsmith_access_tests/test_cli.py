@@ -430,6 +430,21 @@ def test_a_database_path_that_is_a_directory_or_under_a_file_is_refused_before_a
     assert list(folder.iterdir()) == []
 
 
+def test_a_database_path_ending_in_a_slash_is_a_directory_even_before_it_exists(tmp_path, monkeypatch):
+    # "data/" (a folder not made yet) was read as a database file named "data": every command
+    # wrote it, and its lock and working files, beside where the user meant, and said nothing.
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", "data/")
+    for command in (["requests"], ["provision"],
+                    ["request", "grant", "--user", "a@b.c", "--workspace", "w", "--role", "Editor"]):
+        done = cli_in_this_process(*command)
+        assert done.returncode == 1, (command, done.stderr)
+        assert ("LANGSMITH_ACCESS_DUCKDB is data/, a directory (it ends in '/'): point it at the database "
+                "file in it, like data/langsmith_access.duckdb.") in done.stderr, (command, done.stderr)
+    assert list(tmp_path.iterdir()) == []  # no file named "data", no lock, no working copy
+
+
 def test_a_blank_requester_is_the_os_user_not_nobody(tmp_path, monkeypatch):
     # DESIGN.md section 2: --requested-by defaults to the OS user name; a blank one is not given.
     database = tmp_path / "access.duckdb"
