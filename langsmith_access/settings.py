@@ -246,7 +246,10 @@ def check_endpoint(endpoint: str, name: str = "LANGSMITH_ENDPOINT") -> str:
     except ValueError:  # not a number from 0 to 65535
         usable_port = False
     if not usable_port:
-        raise SettingsError(f"{name} has an invalid port: {shown(raw)}.")
+        raise SettingsError(
+            f"{name} has an invalid port: {shown(raw)}. Give a port from 1 to 65535 after the host "
+            "(like https://langsmith.example.com:8443), or none for the scheme's own (443 for https)."
+        )
     # The prefix of the platform routes, copied from a request's URL: kept as a basePath, every
     # request went to <it>/api/v1/... and was answered 404 (or a self-hosted UI's page),
     # and LangChain's SDKs, which read the same variable, fail on it alike. Said here, with the

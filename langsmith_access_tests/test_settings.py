@@ -436,8 +436,12 @@ def test_an_endpoint_whose_port_holds_a_key_is_refused_without_showing_it():
 @pytest.mark.parametrize("port", ["0", "00", "65536"])
 def test_an_endpoint_on_a_port_no_server_listens_on_is_refused(port):
     # Port 0 parses, but every request to it would fail to connect, run after run.
-    with pytest.raises(SettingsError, match="^LANGSMITH_ENDPOINT has an invalid port"):
+    with pytest.raises(SettingsError, match="^LANGSMITH_ENDPOINT has an invalid port") as error:
         Settings.from_env({"LANGSMITH_ENDPOINT": f"https://langsmith.example.com:{port}/api/v1"})
+    # Says what a port may be, not only that this one is not it.
+    assert str(error.value).endswith(
+        ". Give a port from 1 to 65535 after the host (like https://langsmith.example.com:8443), or none "
+        "for the scheme's own (443 for https)."), error.value
     assert Settings.from_env({"LANGSMITH_ENDPOINT": "https://langsmith.example.com:8443/api/v1"}).endpoint == (
         "https://langsmith.example.com:8443")
 
