@@ -54,7 +54,7 @@ from langsmith_access.names import (  # noqa: F401 (callers name runner.SYNC_JOB
     REFRESH_OP,
     SYNC_JOB,
 )
-from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
+from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs, mask_url_credentials, named
 from langsmith_access.store.database import (
     UNWRITABLE_ERRNOS,
     UNWRITABLE_FOLDER_FIX,
@@ -85,9 +85,40 @@ class RunOutcome:
 def instance() -> dg.DagsterInstance:
     """``DAGSTER_HOME``'s instance when it is set, else an ephemeral one (runs kept in memory for
     the life of the process, as ``DagsterInstance.ephemeral()``, with a faster event log)."""
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        return dagster_home_instance(home)
     return ephemeral_instance()
+
+
+# What every refusal of DAGSTER_HOME offers besides fixing it.
+_OR_UNSET_DAGSTER_HOME = "or unset DAGSTER_HOME for a run kept in memory (not in the Dagster UI's run history)"
+
+
+def dagster_home_instance(home: str) -> dg.DagsterInstance:
+    """The instance of ``DAGSTER_HOME`` (``home``), or ``SettingsError`` naming the variable and
+    the fix: Dagster's own refusal (a relative path, a folder that is not there, a dagster.yaml
+    it cannot load) reached the user as a traceback from every command that runs a job."""
+    folder = os.path.expanduser(home)
+    if not os.path.isabs(folder) or not os.path.isdir(folder):
+        why = ("not an absolute path" if not os.path.isabs(folder)
+               else "a file, not a directory" if os.path.exists(folder) else "a directory that does not exist")
+        raise SettingsError(
+            f"DAGSTER_HOME is {named(home)}, {why}: set it to the absolute path of the Dagster instance's "
+            f"directory (the one holding its dagster.yaml), {_OR_UNSET_DAGSTER_HOME}."
+        )
+    try:
+        return dg.DagsterInstance.get()
+    except Exception as error:  # any: the instance is made from dagster.yaml and what it names
+        # On one line (a YAML error says what, then where), cut short, credentials in a storage
+        # URL cut out.
+        problem = mask_url_credentials(" ".join(errors.one_line(str(error)).split()))
+        problem = problem if len(problem) <= 400 else problem[:400] + "…"
+        raise SettingsError(
+            f"DAGSTER_HOME is {folder}, whose Dagster instance cannot be loaded ({type(error).__name__}: "
+            f"{problem}): fix {os.path.join(folder, 'dagster.yaml')} (its storage's database must be "
+            f"reachable), {_OR_UNSET_DAGSTER_HOME}."
+        ) from None
 
 
 class OneConnectionEventLogStorage(InMemoryEventLogStorage):

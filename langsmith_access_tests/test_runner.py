@@ -54,6 +54,37 @@ def test_runs_land_in_dagster_homes_instance_when_it_is_set(monkeypatch, tmp_pat
         assert persistent.is_persistent and persistent.root_directory == str(tmp_path)
 
 
+def test_a_dagster_home_dagster_cannot_use_is_refused_naming_the_variable_and_the_fix(monkeypatch, tmp_path):
+    # Dagster's own refusal of DAGSTER_HOME (a relative path, no such folder, a dagster.yaml it
+    # cannot load) came out of every command that runs a job as a traceback; now the CLI's
+    # "error: ..." of a setting, with what to set.
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder\n")
+    broken, unknown_key = tmp_path / "broken", tmp_path / "unknown_key"
+    broken.mkdir()
+    (broken / "dagster.yaml").write_text("run_coordinator: [\n")
+    unknown_key.mkdir()
+    (unknown_key / "dagster.yaml").write_text("no_such_setting: 1\n")
+    unset = "or unset DAGSTER_HOME for a run kept in memory (not in the Dagster UI's run history)."
+    cases = [
+        ("relative/home", "DAGSTER_HOME is relative/home, not an absolute path: set it to the absolute path of "
+                          f"the Dagster instance's directory (the one holding its dagster.yaml), {unset}"),
+        (str(tmp_path / "missing"), f"DAGSTER_HOME is {tmp_path / 'missing'}, a directory that does not exist: "),
+        (str(a_file), f"DAGSTER_HOME is {a_file}, a file, not a directory: "),
+        (str(broken), f"DAGSTER_HOME is {broken}, whose Dagster instance cannot be loaded (ParserError: "),
+        (str(unknown_key), f"DAGSTER_HOME is {unknown_key}, whose Dagster instance cannot be loaded "
+                           "(DagsterInvalidConfigError: "),
+    ]
+    for home, message in cases:
+        monkeypatch.setenv("DAGSTER_HOME", home)
+        with pytest.raises(SettingsError) as refused:
+            runner.instance()
+        assert str(refused.value).startswith(message), refused.value
+        assert str(refused.value).endswith(unset), refused.value
+    assert "no_such_setting" in str(refused.value)  # what Dagster found wrong in the file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "notes.txt", "unknown_key"]  # nothing made
+
+
 @dg.asset(check_specs=[dg.AssetCheckSpec("complete", asset="members"), dg.AssetCheckSpec("drift", asset="members"),
                        dg.AssetCheckSpec("unique", asset="members"), dg.AssetCheckSpec("fresh", asset="members")])
 def members():
