@@ -357,6 +357,11 @@ class Settings:
                     values[name] = parse(variable, _unquoted(raw))
                 except SettingsError as problem:
                     problems.append((name, problem))
+        try:
+            check_webhook_format(values.get("webhook_url"), values.get("webhook_format", cls.webhook_format),
+                                 "LANGSMITH_ACCESS_WEBHOOK_URL", "LANGSMITH_ACCESS_WEBHOOK_FORMAT")
+        except SettingsError as problem:
+            problems.append(("webhook_format", problem))
         return cls(**values), problems
 
     def client_problems(self) -> list[tuple[str, SettingsError]]:
@@ -684,6 +689,31 @@ def _webhook_format(name: str, raw: str) -> str:
     if value not in WEBHOOK_FORMATS:
         raise SettingsError(f"{name} must be one of {', '.join(WEBHOOK_FORMATS)}, got {shown(raw)}.")
     return value
+
+
+# Slack's incoming webhooks (https://hooks.slack.com/services/...) take only Slack's own body
+# ({"text": ...}) and answer anything else 400; a Slack workflow's webhook (/triggers/...) takes
+# any JSON, the payload included.
+_SLACK_WEBHOOK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
+
+
+def check_webhook_format(url: Secret | None, webhook_format: str, url_name: str, format_name: str,
+                         where: str = "") -> None:
+    """Refuse a Slack incoming webhook with any format but ``slack``: Slack would refuse every
+    notification, each retried from the outbox forever, and nothing said why but its last_error."""
+    if url is None or webhook_format == "slack":
+        return
+    try:
+        parts = urlsplit(url.reveal())
+        slack = (parts.hostname or "").lower() in _SLACK_WEBHOOK_HOSTS and parts.path.startswith("/services/")
+    except ValueError:
+        return  # not a URL this can read: its own check says so
+    if slack:
+        raise SettingsError(
+            f"{where}{url_name} is a Slack incoming webhook (https://hooks.slack.com/services/..., the rest not "
+            f"shown: it is a secret), which takes only Slack's message body: set {format_name} to slack. "
+            f"As {webhook_format}, Slack would refuse every notification."
+        )
 
 
 def _duration(name: str, raw: str) -> timedelta:
@@ -1246,6 +1276,9 @@ def _own_webhook(settings: Settings, entry: Mapping[str, Any], where: str, slug:
         own["webhook_format"] = _webhook_format(f"{where}: webhook_format", written_format)
     variable = _unquoted(entry.get("webhook_url_env") or "")
     if not variable:
+        # The shared webhook, in this entry's own format: refused where Slack would refuse it.
+        check_webhook_format(settings.webhook_url, own.get("webhook_format", settings.webhook_format),
+                             "the shared webhook, LANGSMITH_ACCESS_WEBHOOK_URL,", "its webhook_format", f"{where}: ")
         return replace(settings, **own), None
     if not _VARIABLE_NAME.fullmatch(variable):
         # Not shown: the value typed here is most likely the URL itself, a secret.
@@ -1265,7 +1298,10 @@ def _own_webhook(settings: Settings, entry: Mapping[str, Any], where: str, slug:
                 "org's webhook URL in the environment of every process that serves the org, or remove "
                 "webhook_url_env from the entry to use LANGSMITH_ACCESS_WEBHOOK_URL."
             )
-        own["webhook_url"] = _webhook_url(f"{where}: the variable {variable} named by webhook_url_env", url)
+        usable = _webhook_url(f"{where}: the variable {variable} named by webhook_url_env", url)
+        check_webhook_format(usable, own.get("webhook_format", settings.webhook_format),
+                             f"the variable {variable} named by webhook_url_env", "its webhook_format", f"{where}: ")
+        own["webhook_url"] = usable
     except SettingsError as unusable:
         if refuse_unusable:
             raise

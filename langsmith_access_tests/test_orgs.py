@@ -369,6 +369,34 @@ def test_an_orgs_webhook_variable_unset_or_no_url_is_refused_or_its_problem_for_
     assert "s3cr3t" not in eu.webhook_problem
 
 
+def test_an_orgs_slack_incoming_webhook_in_json_is_refused_whichever_names_it(tmp_path):
+    # Its own webhook with no format of its own (the shared one is json), or the shared Slack
+    # webhook with the entry's own json: Slack would refuse every one of the org's notifications.
+    own_in_json = TWO_ORGS + "  webhook_url_env: LANGSMITH_ACCESS_WEBHOOK_URL_EU\n"
+    message = refusal(tmp_path, own_in_json, LANGSMITH_ACCESS_WEBHOOK_URL_EU=EU_HOOK)
+    assert message.endswith(
+        "entry 2 (line 5), slug 'eu': the variable LANGSMITH_ACCESS_WEBHOOK_URL_EU named by webhook_url_env is a "
+        "Slack incoming webhook (https://hooks.slack.com/services/..., the rest not shown: it is a secret), which "
+        "takes only Slack's message body: set its webhook_format to slack. As json, Slack would refuse every "
+        "notification."), message
+    message = refusal(tmp_path, TWO_ORGS + "  webhook_format: json\n", LANGSMITH_ACCESS_WEBHOOK_URL=EU_HOOK,
+                      LANGSMITH_ACCESS_WEBHOOK_FORMAT="slack")
+    assert message.endswith(
+        "entry 2 (line 5), slug 'eu': the shared webhook, LANGSMITH_ACCESS_WEBHOOK_URL, is a Slack incoming "
+        "webhook (https://hooks.slack.com/services/..., the rest not shown: it is a secret), which takes only "
+        "Slack's message body: set its webhook_format to slack. As json, Slack would refuse every notification."
+    ), message
+    assert "s3cr3t" not in message
+    # Loaded for a deployment, the org's own is its webhook_problem: its notifications wait, never
+    # sent in a body Slack refuses.
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(own_in_json)
+    us, eu = load_orgs({ORGS_FILE_VARIABLE: str(orgs_file), **KEYS, "LANGSMITH_ACCESS_WEBHOOK_URL_EU": EU_HOOK},
+                       refuse_unusable_keys=False)
+    assert eu.settings.webhook_url is None and "Slack incoming webhook" in eu.webhook_problem
+    assert us.webhook_problem is None
+
+
 @pytest.mark.parametrize("written", ["https://hooks.slack.com/services/T0/B0/s3cr3t-eu", "WEBHOOK-EU"])
 def test_a_webhook_variable_name_that_is_not_one_is_refused_without_being_shown(tmp_path, written):
     message = refusal(tmp_path, TWO_ORGS + f"  webhook_url_env: {written}\n")

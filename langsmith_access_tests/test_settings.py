@@ -169,6 +169,30 @@ def test_bad_governance_values_name_the_variable_and_never_show_the_url(variable
     assert "s3cret" not in str(error.value)
 
 
+SLACK_HOOK = "https://hooks.slack.com/services/T0/B0/s3cret"
+
+
+@pytest.mark.parametrize("written_format", [None, "json", " JSON "])
+def test_a_slack_incoming_webhook_is_refused_in_any_format_but_slack(written_format):
+    # Slack answers 400 to any body but its own ({"text": ...}): every notification was retried
+    # from the outbox forever, and only its last_error said why.
+    env = {"LANGSMITH_ACCESS_WEBHOOK_URL": SLACK_HOOK}
+    if written_format is not None:
+        env["LANGSMITH_ACCESS_WEBHOOK_FORMAT"] = written_format
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env(env)
+    assert str(error.value) == (
+        "LANGSMITH_ACCESS_WEBHOOK_URL is a Slack incoming webhook (https://hooks.slack.com/services/..., the rest "
+        "not shown: it is a secret), which takes only Slack's message body: set LANGSMITH_ACCESS_WEBHOOK_FORMAT "
+        "to slack. As json, Slack would refuse every notification.")
+    assert "s3cret" not in str(error.value)
+    assert any("Slack incoming webhook" in problem for problem in Settings.problems_of_env(env))  # the doctor's
+    assert Settings.from_env({**env, "LANGSMITH_ACCESS_WEBHOOK_FORMAT": "slack"}).webhook_format == "slack"
+    # A Slack workflow's webhook takes any JSON: the payload, as json sends it.
+    workflow = Settings.from_env({"LANGSMITH_ACCESS_WEBHOOK_URL": "https://hooks.slack.com/triggers/T0/1/s3cret"})
+    assert workflow.webhook_format == "json"
+
+
 CRONS = ["0 * * * *", "*/15 * * * *", "30 9-17 * * mon-fri", "0 0 1 jan,jul *", "5,35 */2 1-15/2 * 0",
          "0 0 * * 7", "* * ? * *", "@hourly", "@DAILY", "61 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *",
          "* * * * 8", "*/0 * * * *", "5-1 * * * *", "a * * * *", "* * * *", "? * * * *", "@every5m"]

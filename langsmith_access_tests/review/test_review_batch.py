@@ -224,6 +224,7 @@ def test_the_orgs_webhook_url_typed_into_a_cell_or_reason_is_never_shown_nor_rec
     sandbox, org, database = env
     webhook = "https://hooks.slack.com/services/T0AAAA/B0BBBB/" + "s3cr3tW3bh00k" * 2
     monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", webhook)
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_FORMAT", "slack")  # as a Slack incoming webhook needs
     sheet = tmp_path / "review.csv"
     assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
     rows = read_sheet(sheet)
