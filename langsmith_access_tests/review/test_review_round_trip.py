@@ -402,6 +402,25 @@ def test_a_sheet_exported_from_another_org_is_refused_whole(env, tmp_path, capsy
     assert code == 0 and stdout.count("would queue") >= 2, (stdout, err)
 
 
+def test_an_organization_id_cell_that_is_no_id_is_said_to_be_edited_not_another_org(env, tmp_path, capsys):
+    """A cell shifted or typed over ("garbage", a name) is no organization's id: refused whole as
+    for another org, but saying which rows hold what and the value to put back, not that the sheet
+    "was exported from organization garbage" (an org to look for that does not exist)."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    for row in active_rows(rows)[:2]:
+        row["decision"], row["organization_id"] = "revoke", "Acme Corp"
+    write_sheet(sheet, rows)
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
+    assert code == 2, (stdout, err)
+    assert "the organization_id column of line " in err and " holds 'Acme Corp', which is no organization's id" in err
+    assert f"Put back the exported value ({org.organization_id}, for this database's org), or clear the cell." in err
+    assert "exported from organization" not in err, err
+    assert request_count(database) == 0
+
+
 def test_a_row_edited_against_its_grant_id_is_rejected_and_names_what_differs(env, tmp_path, capsys):
     """The grant_id decides what is revoked: a reviewer who typed another role over the exported
     one, or moved the row to another workspace, must not have the exported grant revoked

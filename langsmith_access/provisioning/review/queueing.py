@@ -18,9 +18,9 @@ from langsmith_access.provisioning.review.sheet import (
     MarkedRow,
     ReviewSheet,
 )
-from langsmith_access.settings import mask_keys
+from langsmith_access.settings import mask_keys, shown
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
-from langsmith_access.store.queries import typed_name
+from langsmith_access.store.queries import as_uuid, typed_name
 from langsmith_access.store.sql import scalar, table_exists
 from langsmith_access.store.sync_runs import organization_of, same_organization
 
@@ -346,6 +346,18 @@ def _require_this_organization(conn, sheet: ReviewSheet, database: AccessDatabas
         return
     others = sorted({row.organization_id for row in sheet.marked
                      if row.organization_id and not same_organization(row.organization_id, held)})
+    edited = [row for row in sheet.marked if row.organization_id and row.organization_id in others
+              and as_uuid(row.organization_id) is None]
+    if edited:
+        # No organization's id at all: an edited or shifted cell, not a sheet of another org ("was
+        # exported from organization garbage" sent the reviewer looking for an org that is not there).
+        raise SheetOfAnotherOrganization(
+            f"{sheet.source}: the organization_id column of {', '.join(row.where for row in edited[:5])}"
+            f"{' and more' if len(edited) > 5 else ''} holds {shown(mask_keys(edited[0].organization_id or ''))}, "
+            f"which is no organization's id (the export writes the org's UUID there): nothing was queued. "
+            f"Put back the exported value ({held}, for this database's org), or clear the cell.",
+            others,
+        )
     if others:
         raise SheetOfAnotherOrganization(
             f"{sheet.source} was exported from organization {', '.join(others)} (its organization_id "
