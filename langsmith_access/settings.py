@@ -166,11 +166,19 @@ def _pasted_key(raw: str) -> bool:
             or _KEY_BODY.search(raw) is not None)
 
 
+# The most of a value a message quotes: a file's content pasted into a variable (or a value of
+# 100,000 characters) was echoed whole, the message's fix lost after it.
+SHOWN_AT_MOST = 80
+
+
 def shown(raw: str) -> str:
-    """``raw`` quoted for a message, unless it holds what looks like an API key (someone pasted one
-    into the wrong variable or argument): then only that, never the value."""
+    """``raw`` quoted for a message (its start, and its length, when it is long), unless it holds
+    what looks like an API key (someone pasted one into the wrong variable or argument): then only
+    that, never the value."""
     if _holds_key(raw):
         return "a value holding what looks like an API key (not shown)"
+    if len(raw) > SHOWN_AT_MOST:
+        return f"{raw[:SHOWN_AT_MOST]!r}… ({len(raw)} characters)"
     return repr(raw)
 
 

@@ -169,6 +169,16 @@ def test_bad_governance_values_name_the_variable_and_never_show_the_url(variable
     assert "s3cret" not in str(error.value)
 
 
+@pytest.mark.parametrize("variable", ["LANGSMITH_ACCESS_WEBHOOK_FORMAT", "LANGSMITH_ACCESS_UNUSED_DAYS",
+                                      "LANGSMITH_ACCESS_SYNC_CRON", "LANGSMITH_ACCESS_MAX_SHRINK_SHARE"])
+def test_a_long_bad_value_is_quoted_by_its_start_and_length_not_whole(variable):
+    # A file's content pasted into a variable was echoed whole: the fix drowned after it.
+    pasted = "line of a file\n" * 1000
+    problems = Settings.problems_of_env({variable: pasted})
+    assert problems and problems[0].startswith(variable), problems
+    assert len(problems[0]) < 400 and "line of a file\\nline" in problems[0], problems[0]
+
+
 SLACK_HOOK = "https://hooks.slack.com/services/T0/B0/s3cret"
 
 

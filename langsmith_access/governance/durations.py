@@ -20,13 +20,21 @@ class DurationError(ValueError):
     """Text that is not a duration of this format, or one outside 1 s .. 365 days."""
 
 
+# The most of a value a refusal quotes (as ``settings.shown``): a long one's start, and its length.
+_QUOTED_AT_MOST = 80
+
+
+def _quoted(text: str) -> str:
+    return repr(text) if len(text) <= _QUOTED_AT_MOST else f"{text[:_QUOTED_AT_MOST]!r}… ({len(text)} characters)"
+
+
 def parse_duration(text: object, what: str = "duration") -> timedelta:
     """The duration ``text`` writes, or ``DurationError`` naming ``what`` and the fix."""
     if not isinstance(text, str):
         raise DurationError(f"{what} must be a duration like 8h or 90d, got {text!r}: {FORMAT_HINT}.")
     match = _DURATION.fullmatch(text.strip())
     if match is None:
-        raise DurationError(f"{what} {text!r} is not a duration: {FORMAT_HINT}.")
+        raise DurationError(f"{what} {_quoted(text)} is not a duration: {FORMAT_HINT}.")
     count, unit = int(match.group(1)), match.group(2)
     if count < 1:
         raise DurationError(f"{what} {text!r} is zero: {FORMAT_HINT}.")

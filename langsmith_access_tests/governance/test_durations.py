@@ -53,3 +53,12 @@ def test_format_is_the_shortest_exact_form():
         "1h", "2h", "2d", "45s", "90m"]
     # Zero (a recorded duration of 0 seconds ends at once) reads as seconds, not as days.
     assert format_duration(timedelta(0)) == "0s"
+
+
+def test_a_long_value_is_quoted_by_its_start_and_length_not_whole():
+    # A file pasted into --duration (or LANGSMITH_ACCESS_EXPIRY_WARNING) was echoed whole, the
+    # format hint lost after 100,000 characters of it.
+    with pytest.raises(DurationError) as error:
+        parse_duration("8h " * 40_000, "--duration")
+    assert str(error.value) == (f"--duration {('8h ' * 27)[:80]!r}… (120000 characters) is not a duration: write "
+                                "<n>s, <n>m, <n>h or <n>d with n at least 1, e.g. 45s, 30m, 8h, 90d.")
