@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from langsmith_access.governance.policy import PolicyError, load_policy
 from langsmith_access.langsmith import (
     ConnectionFailedError,
     EndpointRedirectError,
@@ -200,6 +201,33 @@ class Diagnosis:
             for check in self.checks
         ])
 
+    def with_policy_problem(self, problem: str | None) -> Diagnosis:
+        """An access policy file that cannot be read or parsed (``policy_problem``): LangSmith
+        works, but every grant is rejected until the file is fixed (revokes are not governed), so
+        a passing configuration check warns, saying why."""
+        if not problem:
+            return self
+        return Diagnosis([
+            replace(check, status=WARN, detail=f"{check.detail}; but {problem}", fix=PolicyError.fix)
+            if check.name == "configuration" and check.status == OK else check
+            for check in self.checks
+        ])
+
+
+def policy_problem(org: Org) -> str | None:
+    """Why ``org``'s access policy file cannot be used, as far as reading it tells (its YAML, keys
+    and durations; the roles and workspaces it names are checked against a sync, when a grant is
+    queued); None without a policy or when it reads."""
+    if org.policy_path is None:
+        return None
+    try:
+        load_policy(org.policy_path)
+    except PolicyError as refused:
+        reasons = "; ".join(f"line {line}: {reason}" if line is not None else reason
+                            for line, reason in refused.problems)
+        return f"the access policy {refused.path} is refused ({reasons}): every grant is rejected until it is fixed"
+    return None
+
 
 WEBHOOK_VARIABLE_FIX = (
     "set the variable the org's webhook_url_env names to its webhook's http(s) URL in every process that "
@@ -225,7 +253,7 @@ def run_checks(
         return configuration_failure(*problems)
     if org is not None:
         diagnosis = run_checks(settings=org.settings, client_factory=client_factory).worded_for(org)
-        return diagnosis.with_webhook_problem(org.webhook_problem)
+        return diagnosis.with_webhook_problem(org.webhook_problem).with_policy_problem(policy_problem(org))
     doctor = _Doctor()
     try:
         from_environment = settings is None

@@ -1320,3 +1320,32 @@ def test_an_unusable_webhook_never_turns_a_failed_configuration_into_a_warning()
     failed = doctor.configuration_failure("LANGSMITH_ENDPOINT 'nowhere' is not a URL")
     told = failed.with_webhook_problem("the variable HOOK named by webhook_url_env is not set")
     assert told.checks[0] == failed.checks[0] and told.ok is False, told.checks[0]
+
+
+@pytest.mark.parametrize(("written", "said"), [
+    (None, "is refused (the file does not exist: create it, or correct the path that names it"),
+    ("aproval:\n  required: [Admin]\n", "is refused (line 1: unknown key 'aproval' in the policy (did you mean "
+                                        "'approval'?)"),
+    ("duration:\n  default: 1y\n", "is refused (line 2: duration.default '1y' is not a duration"),
+])
+def test_a_policy_file_that_cannot_be_read_warns_the_configuration_check(sandbox_env, tmp_path, written, said):
+    # Every check passed while LANGSMITH_ACCESS_POLICY named a file that is not there (or does
+    # not parse), and then every grant was rejected: the doctor says so, with the policy's fix.
+    # The connection is fine (and revokes are not governed): a warning, exit 0.
+    sandbox, environ = sandbox_env()
+    policy = tmp_path / "policy.yaml"
+    if written is not None:
+        policy.write_text(written)
+    environ = {**environ, "LANGSMITH_ACCESS_POLICY": str(policy)}
+    diagnosis = run_checks(org=load_orgs(environ, refuse_unusable_keys=False).get())
+    configuration = check_of(diagnosis, "configuration")
+    assert configuration.status == "warn" and diagnosis.ok, configuration
+    assert f"; but the access policy {policy} {said}" in configuration.detail, configuration.detail
+    assert configuration.detail.endswith("): every grant is rejected until it is fixed")
+    assert configuration.fix.startswith("correct the policy file at the lines named")
+    assert {c.status for c in diagnosis.checks if c.name != "configuration"} == {"ok"}
+    # A policy that reads is no warning; nor is a failed configuration ever turned into one.
+    policy.write_text("approval:\n  required: [Admin]\n")
+    assert check_of(run_checks(org=load_orgs(environ, refuse_unusable_keys=False).get()), "configuration").status == "ok"
+    failed = doctor.configuration_failure("LANGSMITH_ENDPOINT 'nowhere' is not a URL")
+    assert failed.with_policy_problem("the access policy p.yaml is refused (...)").checks[0] == failed.checks[0]
