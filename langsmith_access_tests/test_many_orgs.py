@@ -135,6 +135,12 @@ def test_an_unknown_or_missing_org_is_a_usage_error_naming_the_known_ones(two_or
         unknown.stderr), unknown.stderr
     several = two_orgs.cli("requests")
     assert several.returncode == 2 and "--org" in several.stderr and "us, eu" in several.stderr
+    # A slug typed in capitals or with spaces around it is named as meant (slugs are lower case).
+    for typed in ("EU", " eu "):
+        near = two_orgs.cli("requests", "--org", typed)
+        assert near.returncode == 2 and near.stderr.rstrip().endswith(
+            "are us, eu. Did you mean --org eu? (a slug is lower case, without spaces)"), near.stderr
+    assert "Did you mean" not in unknown.stderr
     both = two_orgs.cli("sync", "--org", "us", "--all-orgs")
     assert both.returncode == 2
     # --org before the command's name: where it goes, with the command line meant.

@@ -311,7 +311,11 @@ def choose_org(orgs: Orgs, slug: str | None) -> Org:
         )
     if slug is not None and slug not in orgs.slugs:
         where = f"in the orgs file {orgs.source}" if orgs.source else "(no orgs file: the single-org variables)"
-        raise UsageError(f"unknown org {shown(slug)}: the orgs configured {where} are {', '.join(orgs.slugs)}.")
+        # A slug is lower case, without spaces: 'US' or ' us' typed for 'us' is named as meant.
+        meant = next((known for known in orgs.slugs if known == slug.strip().lower()), None)
+        hint = f" Did you mean --org {meant}? (a slug is lower case, without spaces)" if meant else ""
+        raise UsageError(f"unknown org {shown(slug)}: the orgs configured {where} are "
+                         f"{', '.join(orgs.slugs)}.{hint}")
     return orgs.get(slug)
 
 
