@@ -203,6 +203,45 @@ def test_hand_made_admin_access_is_drift_and_provisioned_changes_are_not(watched
     assert query(database.path, "SELECT count(*) FROM main.notifications WHERE event = 'change.unexplained'") == [(3,)]
 
 
+def test_the_check_warns_of_an_admin_taken_away_by_a_role_change_and_never_of_other_roles(watched, instance):
+    """DESIGN.md section 10: the non-blocking check warns on unexplained *privileged* changes
+    only. A hand-made Editor is listed in the report but passes the check; an Admin made Editor
+    by hand (Admin is the previous role, not the role held now) warns, counted alone beside an
+    Editor made Viewer by the same sync."""
+    _, org, database, _ = watched
+    role, _, enabled = cast_of(org)
+    enabled_ids = {m.ls_user_id for m in enabled}
+    workspace = next(w for w in org.shared_workspaces() if any(
+        u in enabled_ids and ms.role_id == role["WORKSPACE_ADMIN"] for u, ms in w.memberships.items()))
+    admin = next(u for u, ms in workspace.memberships.items()
+                 if u in enabled_ids and ms.role_id == role["WORKSPACE_ADMIN"])
+    editor = next(u for u, ms in workspace.memberships.items()
+                  if u in enabled_ids and ms.role_id == role["WORKSPACE_USER"])
+    outsider = next(m.ls_user_id for m in enabled if m.ls_user_id not in workspace.memberships)
+
+    # 1. Only an Editor added by hand: drift, listed, but not a privileged one.
+    org.add_workspace_membership(workspace.id, outsider, role["WORKSPACE_USER"])
+    first = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(), dagster_instance=instance)
+    assert first.success, first.failure
+    assert unexplained(database, first.run_id) == {
+        ("added", outsider, workspace.id, role["WORKSPACE_USER"], None, first.run_id)}
+    [passed] = drift_check_results(instance, first.run_id)
+    assert passed.passed, passed.metadata
+
+    # 2. An Admin made Editor and an Editor made Viewer, by hand: only the first warns.
+    org.set_workspace_role(workspace.id, admin, role["WORKSPACE_USER"])
+    org.set_workspace_role(workspace.id, editor, role["WORKSPACE_VIEWER"])
+    second = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(), dagster_instance=instance)
+    assert second.success, second.failure  # drift warns, it never withholds the sync
+    assert unexplained(database, second.run_id) == {
+        ("role_changed", admin, workspace.id, role["WORKSPACE_USER"], role["WORKSPACE_ADMIN"], second.run_id),
+        ("role_changed", editor, workspace.id, role["WORKSPACE_VIEWER"], role["WORKSPACE_USER"], second.run_id),
+    }
+    [warned] = drift_check_results(instance, second.run_id)
+    assert (warned.passed, warned.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert warned.metadata["dagster_dbt/failed_row_count"].value == 1
+
+
 def test_the_sync_summary_says_the_drift_and_the_withheld_names_it_saw(env):
     # `langsmith-access sync` prints, under its counts, how many changes no applied request
     # explains (and how many touch Admin rights), and that the members answer was
