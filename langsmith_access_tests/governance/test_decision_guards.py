@@ -33,6 +33,7 @@ from langsmith_access_tests.governance.support import (
     request_row,
     writes,
 )
+from langsmith_access_tests.helpers import query
 
 
 def test_a_grant_whose_until_passed_while_it_awaited_approval_ends_approval_expired(governed):
@@ -181,6 +182,35 @@ def test_an_approver_who_asked_for_a_grant_may_deny_it_but_not_approve_it(govern
     assert withdrawn.recorded and withdrawn.status == "denied", withdrawn
     row = request_row(database, grant.request_id)
     assert (row["status"], row["status_detail"]) == ("denied", f"denied by {people.admin.email}: asked by mistake")
+
+
+def test_only_an_approver_may_deny_and_a_refused_denial_is_recorded_and_leaves_the_grant_waiting(governed):
+    # DESIGN.md section 10: `deny` exits 2 when refused (not an approver), the refusal recorded
+    # with its reason; a denial is a decision only an approver may take (only approving is
+    # exempt from the self-approval rule, not denying from the approvers rule).
+    sandbox, org, database, people, receiver = governed
+    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", requested_by="ops@example.com")
+    assert grant.status == "awaiting_approval", grant
+    refused = {
+        "not an approver": (people.editors[0].email, f"is neither an Admin of {WORKSPACE}"),
+        "disabled": (people.disabled.email, "disabled member"),
+        "invitee": (people.invitee, "only a pending invite"),
+        "stranger": ("nobody@example.com", "is not a member of the organization"),
+    }
+    for who, (email, reason) in refused.items():
+        attempt = cli("deny", grant.request_id, "--by", email, "--comment", "no")
+        assert attempt.returncode == 2, (who, attempt.stdout, attempt.stderr)
+        assert reason in attempt.stderr, (who, attempt.stderr)
+    row = request_row(database, grant.request_id)
+    assert (row["status"], row["approved_by"]) == ("awaiting_approval", None)
+    assert query(database.path, "SELECT count(*) FROM main.provisioning_approvals") == [(0,)]
+    refusals = [d for kind, d in events(database, grant.request_id) if kind == "decision_refused"]
+    assert len(refusals) == len(refused) and all(d["reason"] for d in refusals), refusals
+
+    denied = cli("deny", grant.request_id, "--by", people.admin.email, "--comment", "not needed")
+    assert denied.returncode == 0, denied.stderr
+    assert request_row(database, grant.request_id)["status"] == "denied"
+    assert writes(sandbox) == []
 
 
 def test_a_grant_without_end_is_not_approved_once_the_policy_gives_its_role_a_max(governed, tmp_path, monkeypatch):
