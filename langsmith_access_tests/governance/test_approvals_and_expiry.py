@@ -505,6 +505,47 @@ def test_the_requests_listing_says_when_a_time_bound_grant_ends(governed):
     assert f" until {ends.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z" in line, line
 
 
+def test_a_grant_asking_no_terms_ends_at_the_policys_default_cut_to_the_max_else_at_the_roles_max(
+        governed, tmp_path, monkeypatch):
+    # DESIGN.md section 10: "a grant with neither gets duration.default, else the role's max,
+    # else no expiry", and the clock starts when the grant is applied, through the command line
+    # and a real run (test_decisions.py pins the rule itself; this pins that the queue keeps it).
+    sandbox, org, database, people, receiver = governed
+    viewer, editor, unbounded = people.outsiders[:3]
+
+    def ends_after(request_id: str) -> timedelta | None:
+        row = request_row(database, request_id)
+        assert row["status"] == "applied", row
+        [(applied_at,)] = query(database.path, "SELECT max(\"at\") FROM main.provisioning_events "
+                                "WHERE request_id = ? AND kind = 'settled'", [request_id])
+        return None if row["expires_at"] is None else row["expires_at"] - applied_at
+
+    def grant_without_terms(member, role: str) -> str:
+        queued = cli("request", "grant", "--user", member.email, "--workspace", WORKSPACE, "--role", role)
+        assert queued.returncode == 0, queued.stderr
+        return queued.stdout.strip()
+
+    # No default: the role's max ("*": 90d).
+    at_max = grant_without_terms(viewer, "Viewer")
+    # A default longer than Editor's max: cut to the max.
+    policy = Path(os.environ["LANGSMITH_ACCESS_POLICY"])
+    policy.write_text(POLICY.replace('duration:\n', 'duration:\n  default: 30d\n').replace('"*": 90d', '"*": 7d'))
+    cut_to_max = grant_without_terms(editor, "Editor")
+    # A policy with neither for the role: no expiry.
+    no_limits = tmp_path / "no-limits.yaml"
+    no_limits.write_text(POLICY.split("duration:")[0])
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(no_limits))
+    forever = grant_without_terms(unbounded, "Viewer")
+    assert provision().success
+
+    def close_to(span: timedelta | None, expected: timedelta) -> bool:
+        return span is not None and abs(span - expected) < timedelta(seconds=5)
+
+    assert close_to(ends_after(at_max), timedelta(days=90)), ends_after(at_max)
+    assert close_to(ends_after(cut_to_max), timedelta(days=7)), ends_after(cut_to_max)
+    assert ends_after(forever) is None
+
+
 def test_a_run_applies_what_the_policy_allows_when_it_applies(governed, tmp_path):
     # The policy changed while grants waited in the queue: a run measures each against the policy
     # as it is when it applies them. A lower maximum rejects a grant that asks for longer; a role
