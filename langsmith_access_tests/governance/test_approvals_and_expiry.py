@@ -148,6 +148,13 @@ def test_denied_and_expired_approvals_are_never_applied(governed):
     assert outcome.success and outcome.outputs["apply_requests"]["outcomes"] == []
     assert request_row(database, old.request_id)["status"] == "approval_expired"
     assert writes(sandbox) == []
+    # Each decision or expiry is also an event of its documented kind (DESIGN.md section 10),
+    # the deadline it missed in it.
+    [decided] = [d for kind, d in events(database, denied.request_id) if kind == "denied"]
+    assert (decided["by"], decided["comment"]) == (people.admin.email, "not needed"), decided
+    for request_id in (stale.request_id, old.request_id):
+        [expired] = [d for kind, d in events(database, request_id) if kind == "approval_expired"]
+        assert expired["deadline"], expired
 
     deliver_notifications()
     assert sorted((b["event"], b["request_id"]) for b in receiver.bodies()) == sorted([
