@@ -263,9 +263,9 @@ def test_sync_all_orgs_that_all_succeed_exits_0_naming_each_in_the_file_s_order(
     assert done.stderr == "All 2 orgs synced: us, eu.\n"
 
 
-def test_sync_all_orgs_names_every_org_that_failed_after_trying_every_one(tmp_path, monkeypatch):
-    # DESIGN.md section 11: `sync --all-orgs` exits 1 if any failed, naming them (all of them, in
-    # the orgs file's order), after trying all of them: a failure first does not stop the rest.
+@pytest.fixture
+def three_orgs(tmp_path, monkeypatch):
+    """An orgs file of us, eu and apac (in that order), their keys set, nothing else of LangSmith's."""
     for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
         monkeypatch.delenv(name)
     (tmp_path / "orgs.yaml").write_text("".join(
@@ -276,6 +276,11 @@ def test_sync_all_orgs_names_every_org_that_failed_after_trying_every_one(tmp_pa
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
     for slug in ("US", "EU", "APAC"):
         monkeypatch.setenv(f"KEY_{slug}", "lsv2_sk_" + "a" * 32)
+
+
+def test_sync_all_orgs_names_every_org_that_failed_after_trying_every_one(three_orgs, monkeypatch):
+    # DESIGN.md section 11: `sync --all-orgs` exits 1 if any failed, naming them (all of them, in
+    # the orgs file's order), after trying all of them: a failure first does not stop the rest.
     tried = []
 
     def only_eu_syncs(org, args, *, named):
@@ -291,19 +296,9 @@ def test_sync_all_orgs_names_every_org_that_failed_after_trying_every_one(tmp_pa
 
 
 def test_sync_all_orgs_stopped_by_ctrl_c_names_the_org_it_stopped_in_those_not_synced_and_those_failed(
-        tmp_path, monkeypatch):
+        three_orgs, monkeypatch):
     # Ctrl-C ends the whole command (exit 1): the operator reads which org's sync it stopped,
     # which orgs were never started, and which had failed before it.
-    for name in [n for n in os.environ if n.startswith("LANGSMITH_")]:
-        monkeypatch.delenv(name)
-    (tmp_path / "orgs.yaml").write_text("".join(
-        f"- slug: {slug}\n  organization_id: 00000000-0000-4000-8000-0000000000{suffix}\n"
-        f"  api_key_env: KEY_{slug.upper()}\n  endpoint: https://api.smith.langchain.com\n"
-        for slug, suffix in (("us", "aa"), ("eu", "bb"), ("apac", "cc"))), encoding="utf-8")
-    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(tmp_path / "orgs.yaml"))
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
-    for slug in ("US", "EU", "APAC"):
-        monkeypatch.setenv(f"KEY_{slug}", "lsv2_sk_" + "a" * 32)
     started = []
 
     def us_fails_then_eu_is_interrupted(org, args, *, named):
