@@ -62,7 +62,7 @@ from langsmith_access.store.database import (
     DatabaseUnusableError,
     unwritable_fix,
 )
-from langsmith_access.store.sync_runs import NoPublishedSyncError
+from langsmith_access.store.sync_runs import NoPublishedSyncError, OrganizationElsewhereError
 from langsmith_access.transform import DBT_FAILURES_METADATA
 
 
@@ -234,9 +234,22 @@ def run_job(
         warnings.simplefilter("ignore", dg.PreviewWarning)
         with _termination_signal_kept():
             outcome = _run_job(job_name, run_config, org, progress, dagster_instance, started, verbose)
-    if not outcome.success and log_dir is not None:
+    if not outcome.success and log_dir is not None and not _refused_as_held_elsewhere(outcome):
         outcome.log_path = _write_failure_log(log_dir, job_name, outcome)
     return outcome
+
+
+def _refused_as_held_elsewhere(outcome: RunOutcome) -> bool:
+    """Whether the run was refused because another org folder holds its org's data (a slug
+    renamed in the orgs file). Its message is the whole story, and a failure log would make a
+    ``logs/`` folder in the new one, in the way of the fix's move of the old folder's files."""
+    for event in outcome.events:
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None:
+            if error.cls_name == OrganizationElsewhereError.__name__:
+                return True
+            error = error.cause
+    return False
 
 
 @contextmanager

@@ -667,6 +667,14 @@ def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_t
             f"{data / 'us-old' / 'langsmith_access.duckdb'} holds this organization's data") in refused.stderr
     assert f"move the files of {data / 'us-old'}" in refused.stderr and US_KEY not in refused.stderr
     assert not list((data / "us").glob("langsmith_access*.duckdb"))  # nothing created, nothing queued
+    # A sync or a provisioning run is refused the same, inside its run, and leaves no failure log
+    # there: a logs/ folder in data/us/ would be in the way of the fix's move of data/us-old/logs/.
+    for run in (("sync", "--org", "us"), ("provision", "--org", "us")):
+        done = cli_in_this_process(*run)
+        assert done.returncode == 1, done
+        assert f"move the files of {data / 'us-old'}" in done.stderr and "details (stack traces)" not in done.stderr
+    assert not (data / "us" / "logs").exists()
+    assert not list((data / "us").glob("langsmith_access*.duckdb"))
     # A command that only reads says the same, not "run sync first" (which the refusal above stops).
     for reads in (("requests", "--org", "us"), ("requests", "--org", "us", "--json"),
                   ("access-at", "--org", "us", "--time", "now")):
