@@ -188,6 +188,13 @@ def named(raw: str) -> str:
     return shown(raw) if _holds_key(raw) else raw
 
 
+def yaml_line(mark: yaml.Mark, text: str) -> int:
+    """The 1-based line of a YAML parser's ``mark`` in ``text``. A problem found at the end of the
+    file (an unclosed bracket) is marked on the line after the last newline, one past the file's
+    lines: said as its last line."""
+    return min(mark.line + 1, max(1, len(text.splitlines())))
+
+
 def _unquoted(raw: str) -> str:
     """``raw`` without the spaces and the quotes around it (a shell or a .env file kept them)."""
     return raw.strip().strip("'\"").strip()
@@ -1089,7 +1096,8 @@ def _read_orgs_file(
         # tag is quoted there): the parser's excerpt of the line could show a key someone pasted
         # into the file.
         mark = error.problem_mark
-        position = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        position = ("somewhere" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}"
+                    if yaml_line(mark, text) == mark.line + 1 else f"the end of the file, line {yaml_line(mark, text)}")
         raise SettingsError(
             f"The orgs file {path} is not valid YAML ({position}: {mask_keys(str(error.problem))}). "
             f"Fix the file: it must be a YAML list of orgs, like\n{_ORGS_FILE_EXAMPLE}"

@@ -233,8 +233,13 @@ def test_a_file_that_does_not_parse_names_the_line_but_never_shows_it(tmp_path):
     # A broken line that holds a pasted key: the position is shown, the line is not.
     text = TWO_ORGS.replace("  api_key_env: LANGSMITH_API_KEY_EU", f"  api_key_env: [{EU_KEY}")
     message = refusal(tmp_path, text)
-    assert "is not valid YAML (line 10" in message or "is not valid YAML (line 9" in message
+    assert "is not valid YAML (line 9, column 9: expected ',' or ']', but got ':')" in message, message
     assert "a YAML list of orgs" in message
+    # The bracket left open on the last line: YAML finds it at the end of the file, which it
+    # marks on a line after the last newline; said as the end of the file, on its last line.
+    unclosed = refusal(tmp_path, text.replace("  policy: policies/eu.yaml\n", ""))
+    assert "is not valid YAML (the end of the file, line 8: expected ',' or ']', but got '<stream end>')" in (
+        unclosed), unclosed
 
 
 def test_a_file_that_is_not_utf8_is_named_with_the_fix(tmp_path):

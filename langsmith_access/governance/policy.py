@@ -38,7 +38,7 @@ import duckdb
 import yaml
 
 from langsmith_access.governance.durations import DurationError, parse_duration
-from langsmith_access.settings import ORGS_FILE_VARIABLE
+from langsmith_access.settings import ORGS_FILE_VARIABLE, yaml_line
 from langsmith_access.store import directory
 from langsmith_access.store.directory import RoleEntry, WorkspaceEntry
 from langsmith_access.store.queries import as_uuid, typed_name
@@ -236,7 +236,7 @@ def _read_policy(path: Path | str) -> tuple[PolicyFile, list[tuple[int | None, s
         problem = getattr(error, "problem", None) or str(error)
         context = getattr(error, "context", None)
         reason = f"not valid YAML: {problem}" + (f" ({context})" if context else "")
-        raise PolicyError(path, [(mark.line + 1 if mark else None, reason)]) from None
+        raise PolicyError(path, [(yaml_line(mark, text) if mark else None, reason)]) from None
     reader = _Reader(path)
     written = reader.policy(root)
     return written, reader.problems

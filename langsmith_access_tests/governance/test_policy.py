@@ -119,6 +119,9 @@ def test_yaml_that_does_not_parse_is_refused_with_its_line(tmp_path):
     assert "not valid YAML" in error.problems[0][1]
     tabs = refusal(write(tmp_path, "approval:\n\trequired: [Admin]\n"))
     assert tabs.problems[0][0] == 2
+    # Found at the end of the file: YAML marks the line after the last newline, which is not there.
+    unclosed = refusal(write(tmp_path, "approval: [unclosed\n"))
+    assert unclosed.problems[0][0] == 1 and "<stream end>" in unclosed.problems[0][1]
 
 
 @pytest.mark.parametrize(("text", "line", "reason"), [
