@@ -699,9 +699,19 @@ def _webhook_url(name: str, raw: str) -> Secret:
     return Secret(url)
 
 
-def _webhook_format(name: str, raw: str) -> str:
+def _webhook_format(name: str, raw: str, url_variable: str = "LANGSMITH_ACCESS_WEBHOOK_URL") -> str:
+    """``raw`` as a webhook format. ``url_variable``: where the webhook's URL belongs, for the
+    message when the URL itself was set here (the two settings sit side by side)."""
     value = raw.strip().lower()
     if value not in WEBHOOK_FORMATS:
+        # No format has a '/' or a ':': such a value is most likely the webhook's URL, a secret
+        # (a Slack URL's token is in its path): refused without being shown.
+        if "/" in raw or ":" in raw:
+            raise SettingsError(
+                f"{name} must be one of {', '.join(WEBHOOK_FORMATS)}, and the value set looks like a URL "
+                f"(not shown: a webhook's URL is a secret): the URL belongs in {url_variable} (revoke it "
+                "if it was shared)."
+            )
         raise SettingsError(f"{name} must be one of {', '.join(WEBHOOK_FORMATS)}, got {shown(raw)}.")
     return value
 
@@ -1289,7 +1299,8 @@ def _own_webhook(settings: Settings, entry: Mapping[str, Any], where: str, slug:
     own: dict[str, Any] = {}
     written_format = _unquoted(entry.get("webhook_format") or "")
     if written_format:
-        own["webhook_format"] = _webhook_format(f"{where}: webhook_format", written_format)
+        own["webhook_format"] = _webhook_format(f"{where}: webhook_format", written_format,
+                                                "the variable webhook_url_env names")
     variable = _unquoted(entry.get("webhook_url_env") or "")
     if not variable:
         # The shared webhook, in this entry's own format: refused where Slack would refuse it.

@@ -412,6 +412,10 @@ def test_a_webhook_variable_name_that_is_not_one_is_refused_without_being_shown(
 def test_an_orgs_webhook_format_must_be_one_of_the_formats(tmp_path):
     message = refusal(tmp_path, TWO_ORGS + "  webhook_format: teams\n")
     assert "slug 'eu': webhook_format must be one of json, slack" in message, message
+    # The webhook's URL written as the format (beside webhook_url_env) is a secret: not shown.
+    message = refusal(tmp_path, TWO_ORGS + "  webhook_format: https://hooks.slack.com/services/T0/B0/s3cr3t-eu\n")
+    assert "slug 'eu': webhook_format must be one of json, slack, and the value set looks like a URL" in message
+    assert "the URL belongs in the variable webhook_url_env names" in message and "s3cr3t" not in message, message
     # Its own format alone applies to the shared webhook.
     _, eu = orgs_from(tmp_path, TWO_ORGS + "  webhook_format: ' Slack '\n", LANGSMITH_ACCESS_WEBHOOK_URL=SHARED_HOOK)
     assert (eu.settings.webhook_url.reveal(), eu.settings.webhook_format) == (SHARED_HOOK, "slack")

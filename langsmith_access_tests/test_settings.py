@@ -159,6 +159,11 @@ def test_governance_settings():
     ("LANGSMITH_ACCESS_WEBHOOK_URL", " \n", "is blank (only spaces or quotes): set it to the receiver's http(s) URL, or unset"),
     ("LANGSMITH_ACCESS_WEBHOOK_URL", '""', "is blank (only spaces or quotes)"),
     ("LANGSMITH_ACCESS_WEBHOOK_FORMAT", "teams", "must be one of json, slack"),
+    # The webhook's URL set in its neighbour, the format variable: quoted, its token (in the
+    # path of a Slack URL) was in the doctor's output and every command's error.
+    ("LANGSMITH_ACCESS_WEBHOOK_FORMAT", "https://hooks.slack.com/services/T0/B0/s3cret",
+     "looks like a URL (not shown: a webhook's URL is a secret): the URL belongs in LANGSMITH_ACCESS_WEBHOOK_URL"),
+    ("LANGSMITH_ACCESS_WEBHOOK_FORMAT", "hooks.slack.com/services/T0/B0/s3cret", "looks like a URL (not shown"),
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", "0s", "is zero"),
     ("LANGSMITH_ACCESS_EXPIRY_WARNING", "1 day", "is not a duration"),
 ])
