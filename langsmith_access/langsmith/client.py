@@ -1539,6 +1539,14 @@ def _without_key(response: requests.Response, api_key: str, *, shown_as: str | N
         # (the service keys) reads as it would have, had the server not leaked it.
         shown = redact_short_key(api_key)[0] if shown_as is None else shown_as
         response._content = response.content.replace(key, shown.encode())
+    if api_key and response.content:
+        # And any long piece of it (its secret echoed without its prefix, which no whole-key scan
+        # finds), as in the client's errors. Latin-1 maps each byte to one character and back, and
+        # the key's characters are ASCII, which UTF-8 never uses inside another character.
+        text = response.content.decode("latin-1")
+        cut = without_runs_of(api_key, text)
+        if cut != text:
+            response._content = cut.encode("latin-1")
     if "Content-Type" in response.headers:
         response.headers["Content-Type"] = _content_type(response, api_key)
     return response

@@ -18,6 +18,7 @@ import secrets
 import time
 
 import duckdb
+import pytest
 
 from langsmith_access import cli
 from langsmith_access.langsmith.access_records import redact_short_key
@@ -127,10 +128,14 @@ def test_a_whole_key_in_an_inventory_text_field_is_stored_cut(tmp_path, monkeypa
         assert secret not in out.getvalue() + err.getvalue()
 
 
-def test_the_key_echoed_in_a_2xx_answer_is_stored_nowhere(tmp_path, monkeypatch):
+@pytest.mark.parametrize("echoed_as", ["the whole key", "its secret without its prefix"])
+def test_the_key_echoed_in_a_2xx_answer_is_stored_nowhere(tmp_path, monkeypatch, echoed_as):
     # A server that puts the key it received into the data of its answers (a role's and a
     # workspace's display name): not in the tables, the Parquet copy, nor Dagster's asset
-    # metadata (the raw assets' previews show role and workspace names).
+    # metadata (the raw assets' previews show role and workspace names). Its secret echoed
+    # without the lsv2_sk_ prefix (which no whole-key scan finds) is the key all the same: cut,
+    # as in the client's errors (test_keys_echoed_in_headers.py).
+    whole = echoed_as == "the whole key"
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
@@ -153,7 +158,9 @@ def test_the_key_echoed_in_a_2xx_answer_is_stored_nowhere(tmp_path, monkeypatch)
             if (isinstance(answer, ApiResponse) and answer.status == 200
                     and request.path in ("/api/v1/orgs/current/roles", "/api/v1/workspaces")):
                 echoed.add(request.path)
-                return ApiResponse(200, echo(answer.body, request.headers.get("X-API-Key")), answer.headers)
+                key = request.headers.get("X-API-Key")
+                return ApiResponse(200, echo(answer.body, key if whole else key.removeprefix("lsv2_sk_")),
+                                   answer.headers)
             return answer
 
         sandbox.respond = respond
@@ -166,8 +173,9 @@ def test_the_key_echoed_in_a_2xx_answer_is_stored_nowhere(tmp_path, monkeypatch)
     assert echoed == {"/api/v1/orgs/current/roles", "/api/v1/workspaces"}
     with duckdb.connect(str(database), read_only=True) as conn:
         names = [n for (n,) in conn.execute("SELECT display_name FROM main.workspaces").fetchall()]
-    # Cut to how LangSmith shows a key: its prefix and last four characters.
-    assert names and all(name.endswith(f" {redact_short_key(key)[0]}") for name in names), names
-    leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    # Cut to how LangSmith shows a key (its prefix and last four characters); a piece, to ***.
+    assert names and all(name.endswith(f" {redact_short_key(key)[0] if whole else '***'}") for name in names), names
+    secret = key.removeprefix("lsv2_sk_")
+    leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaked == []
-    assert key not in out.getvalue() + err.getvalue()
+    assert secret not in out.getvalue() + err.getvalue()
