@@ -222,6 +222,42 @@ def said_in_the_run(context: dg.InitResourceContext) -> Iterator[None]:
         raise
 
 
+class EnvironmentInResourceConfig(SettingsError):
+    """A run config whose resource config reads a variable of the run worker ({env: VAR})."""
+
+    fix = "type the value itself in the run config's resources, or leave it out for the org's own"
+
+
+def environment_references(config: object, path: str = "") -> list[str]:
+    """The fields of ``config`` (a part of a run config) that Dagster reads from the environment
+    (``{env: VAR}``), by their dotted path."""
+    if isinstance(config, dict):
+        if set(config) == {"env"}:
+            return [path or "config"]
+        return [found for key, value in config.items()
+                for found in environment_references(value, f"{path}.{key}" if path else str(key))]
+    if isinstance(config, list):
+        return [found for i, value in enumerate(config) for found in environment_references(value, f"{path}[{i}]")]
+    return []
+
+
+def refuse_resources_reading_the_environment(run: dg.DagsterRun | None) -> None:
+    """Raise when the run config's resources read a field from the environment. Dagster accepts
+    ``{env: VAR}`` for any text field, and the run worker's variables hold this deployment's
+    secrets (a LangSmith key, the webhook URL, the Postgres password): read into ``duckdb_path``,
+    one became the name of files on disk and was shown in the run's log to whoever can launch a
+    run. The run config keeps only the variable's name; the refusal names the fields, never a
+    value."""
+    resources = run.run_config.get("resources") if run is not None else None
+    read = sorted(environment_references(resources, "resources") if resources else [])
+    if read:
+        raise EnvironmentInResourceConfig(
+            f"The run config reads {', '.join(read)} from the environment ({{env: ...}}): not accepted for "
+            "langsmith-access's resources (it could copy a secret of this deployment into a file's name and "
+            "the run's log). Type the value itself. Nothing was read or written."
+        )
+
+
 class RunWithoutOrg(SettingsError):
     """A run without a partition where several orgs are configured."""
 
@@ -274,6 +310,7 @@ class OrgScopedResource(dg.ConfigurableResource):
     def take_org_of_run(self, context: dg.InitResourceContext) -> Org:
         """Called first by ``setup_for_execution``: the org of the run's partition key."""
         with said_in_the_run(context):
+            refuse_resources_reading_the_environment(context.run)
             self._org = org_of_run(context.run, self.orgs)
         return self._org
 

@@ -161,3 +161,35 @@ def test_the_key_is_nowhere_after_good_and_failed_runs(tmp_path, monkeypatch, ca
     print(f"\nsecret hygiene: {len(runs)} Dagster runs ({sum(r.status == dg.DagsterRunStatus.FAILURE for r in runs)} "
           f"failed), {len(transcript)} CLI commands, {request_count} API requests; "
           f"{files} files / {size / 1e6:.1f} MB searched, key found in none")
+
+
+def test_a_run_config_reading_the_key_into_a_resource_is_refused_and_the_key_is_nowhere(tmp_path, monkeypatch):
+    """Dagster accepts ``{env: VAR}`` for any text field of a resource's config: read into
+    ``duckdb_path``, the key of the run worker became the name of the database's files (in the
+    working directory) and was shown in the run's event log, to whoever may launch a run from
+    the Launchpad. Refused before anything is read or written, naming the field and never the
+    value; the run config keeps only the variable's name."""
+    home, data = tmp_path / "dagster_home", tmp_path / "data"
+    home.mkdir()
+    monkeypatch.chdir(tmp_path)  # where a relative duckdb_path's files went
+    org = generate_org(seed=5, members=10, workspaces=2)
+    with SandboxServer(org, api_key=KEY) as sandbox:
+        for name, value in sandbox.environment(data / "access.duckdb").items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        synced = runner.run_job(runner.SYNC_JOB, {
+            **runner.sync_run_config(),
+            "resources": {"sync_database": {"config": {"duckdb_path": {"env": "LANGSMITH_API_KEY"}}}}})
+        provisioned = runner.run_job("provision_workspace_roles", {
+            "resources": {"provisioning_database": {"config": {"duckdb_path": {"env": "LANGSMITH_API_KEY"}}}}})
+        requests_sent = len(sandbox.request_log)
+    for outcome, resource in ((synced, "sync_database"), (provisioned, "provisioning_database")):
+        assert not outcome.success
+        assert (f"The run config reads resources.{resource}.config.duckdb_path from the environment ({{env: ...}})"
+                in outcome.failure), outcome.failure
+        assert outcome.fix == "type the value itself in the run config's resources, or leave it out for the org's own"
+        assert MARKER not in outcome.failure
+    assert requests_sent == 0
+    assert not data.exists(), "nothing was written where the org's own database goes either"
+    assert files_containing(MARKER.encode(), [tmp_path])[0] == []
+    assert not [p for p in tmp_path.rglob("*") if MARKER in p.name]

@@ -23,6 +23,7 @@ from langsmith_access.defs.orgs import (
     TICK_BUDGET_SECONDS,
     TICK_READ_TIMEOUT_SECONDS,
     deployment_orgs,
+    environment_references,
     first_left,
     look_at_each_org,
     no_key_reason,
@@ -105,7 +106,7 @@ def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) 
     given: object = context.run.run_config
     for key in ("ops", op_name, "config"):
         given = given.get(key) if isinstance(given, dict) else None
-    read = sorted(_environment_references(given))
+    read = sorted(environment_references(given))
     if read:
         raise refused_input(
             context,
@@ -113,17 +114,6 @@ def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) 
             "for a request or a decision (it could copy a secret of this deployment into the queue and "
             "its audit). Type the value itself. Nothing was queued or recorded."
         )
-
-
-def _environment_references(config: object, path: str = "") -> list[str]:
-    if isinstance(config, dict):
-        if set(config) == {"env"}:
-            return [path or "config"]
-        return [found for key, value in config.items()
-                for found in _environment_references(value, f"{path}.{key}" if path else str(key))]
-    if isinstance(config, list):
-        return [found for i, value in enumerate(config) for found in _environment_references(value, f"{path}[{i}]")]
-    return []
 
 
 def in_launchpad_terms(text: str) -> str:
