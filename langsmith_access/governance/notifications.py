@@ -209,8 +209,28 @@ def without_secrets(text: str, secrets: Iterable[Secret | None] = ()) -> str:
 def _replaced(text: str, secrets: Iterable[Secret | None]) -> str:
     for secret in secrets:
         if secret is not None and secret.reveal():
-            text = text.replace(secret.reveal(), "<secret>")
+            for form in _as_pasted(secret.reveal()):
+                text = text.replace(form, "<secret>")
     return text
+
+
+# The shortest path (and query) of a webhook URL cut on its own: a Slack URL's is some 60
+# characters; a short one ("/hook") is a word anybody may type.
+_PATH_CUT_ALONE_CHARS = 16
+
+
+def _as_pasted(secret: str) -> list[str]:
+    """``secret`` in the forms a person pastes it, longest first: whole, and for a URL also without
+    its scheme (as a browser's address bar shows it) and its path alone (where a Slack URL's
+    token is), when that is long enough to be no common word."""
+    forms = [secret]
+    scheme, separator, rest = secret.partition("://")
+    if scheme and separator and rest:
+        forms.append(rest)
+        slash = rest.find("/")
+        if slash != -1 and len(rest[slash:].strip("/")) >= _PATH_CUT_ALONE_CHARS:
+            forms.append(rest[slash:])
+    return forms
 
 
 # A LangSmith key or token of any kind settings knows (lsv2_sk_, lsv2_pt_, lsv2_scim_, legacy

@@ -467,6 +467,27 @@ def test_the_webhook_url_quoted_in_a_comment_is_neither_stored_nor_sent(database
     assert json.loads(row["payload"])["detail"] == "denied by bob: post to <secret>"
 
 
+@pytest.mark.parametrize("pasted", [
+    "hooks.slack.com/services/T000/B000/s3cr3t-token",  # as a browser's address bar shows it
+    "/services/T000/B000/s3cr3t-token",  # its path, where the token is
+])
+def test_the_webhook_url_pasted_without_its_scheme_or_host_is_cut_too(database, pasted):
+    # The exact URL alone was cut: pasted without "https://", its token was stored and sent.
+    url = f"https://hooks.slack.com/services/T000/B000/{SECRET}"
+    notifier = Notifier.of_org(Org("us", Settings(webhook_url=Secret(url))))
+    assert notifier.hidden(f"see {pasted} (ours)") == "see <secret> (ours)"
+    with database.writer_lease("test: a denial"), database.connect() as conn:
+        notifier.notify(conn, "request.denied", at=T0, request_id="r-1", detail=f"denied: post to {pasted}")
+    [row] = rows(database)
+    assert SECRET not in row["payload"] and json.loads(row["payload"])["detail"] == "denied: post to <secret>"
+
+
+def test_a_short_webhook_path_alone_is_left_as_typed():
+    # "/hook" is a word anybody may type: only the whole URL, or it without its scheme, is cut.
+    notifier = Notifier.of_org(Org("us", Settings(webhook_url=Secret("https://ops.example.com/hook"))))
+    assert notifier.hidden("the /hook route of ops.example.com/hook") == "the /hook route of <secret>"
+
+
 def test_a_password_with_an_at_sign_is_cut_whole():
     # urllib reads the userinfo up to the authority's last '@', so a password may hold one unencoded.
     assert without_secrets("GET https://ops:hunt@r2@ls.example.com/api/v1 failed") == (
