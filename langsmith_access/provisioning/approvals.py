@@ -77,7 +77,10 @@ def decide(
     lease_timeout_seconds: float = 600.0,
 ) -> DecisionResult:
     """Approve or deny one request awaiting approval, under the writer lease. Publishes."""
-    with database.writer_lease(f"record a decision on request {request_id}", timeout_seconds=lease_timeout_seconds):
+    # The lease's purpose goes into the lock file and other processes' messages: the org's
+    # secrets pasted as the id are cut from it, as from all decide_on records.
+    named = (notifier or Notifier.off()).hidden(request_id) if isinstance(request_id, str) else request_id
+    with database.writer_lease(f"record a decision on request {named}", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
         with database.connect() as conn:
             conn.execute("BEGIN")
@@ -113,10 +116,11 @@ def decide_on(
         raise ValueError(f"decision must be {APPROVED!r} or {DENIED!r}, got {decision!r}")
     at = now or now_utc()
     notifier = notifier or Notifier.off()
-    # A key typed or pasted into a field is kept, echoed and recorded only as its prefix.
+    # A key typed or pasted into a field is kept, echoed and recorded only as its prefix, and the
+    # org's webhook URL (no key shape finds it) not at all, in the id and --by as in the comment.
     # (Python callers may pass anything: what is not text is refused below, as before.)
-    request_id = mask_keys(request_id) if isinstance(request_id, str) else request_id
-    by = mask_keys(by) if isinstance(by, str) else by
+    request_id = notifier.hidden(mask_keys(request_id)) if isinstance(request_id, str) else request_id
+    by = notifier.hidden(mask_keys(by)) if isinstance(by, str) else by
     comment = notifier.hidden(mask_keys(comment)) if isinstance(comment, str) else comment
     shown_id = storable(request_id.strip()) if isinstance(request_id, str) and request_id.strip() else "(none)"
     launcher = {"launched_by": mask_keys(launched_by)} if launched_by else {}

@@ -393,7 +393,14 @@ def test_the_webhook_url_typed_into_a_reason_or_a_comment_is_never_stored(govern
     assert request_row(database, request_id)["reason"] == "ticket 9, post to <secret>"
     assert query(database.working_path, "SELECT comment FROM main.provisioning_approvals WHERE request_id = ?",
                  [request_id]) == [("use <secret> instead",)]
-    for run in (queued, denied, revoked):
+    # Pasted as the request's id or as --by: refused, and the refusal (recorded as a
+    # decision_refused event, and the lease's purpose in the lock file) names <secret> instead.
+    misdecided = cli("approve", url, "--by", url)
+    assert misdecided.returncode == 2 and "got '<secret>'" in misdecided.stdout + misdecided.stderr, misdecided
+    [(event_request_id, detail)] = query(database.working_path, "SELECT request_id, detail FROM "
+                                         "main.provisioning_events WHERE kind = 'decision_refused'")
+    assert event_request_id == "<secret>" and json.loads(detail)["by"] == "<secret>", detail
+    for run in (queued, denied, revoked, misdecided):
         assert url not in run.stdout + run.stderr, run
     files = [f for f in database.path.parent.rglob("*") if f.is_file()]
     assert database.working_path in files
