@@ -27,6 +27,7 @@ import contextlib
 import json
 import math
 import random
+import re
 import socket
 import ssl
 import threading
@@ -1534,6 +1535,12 @@ def _without_key(response: requests.Response, api_key: str, *, shown_as: str | N
     ``shown_as``: what stands in its place (by default as LangSmith shows a key). Its
     ``Content-Type`` is cut too (``_content_type``): an answer that is not JSON is quoted by it."""
     key = api_key.encode()
+    if b"\\u" in response.content:
+        # JSON may spell any character as \uXXXX: the key spelt so decodes whole, and no scan of
+        # the bytes finds it. Those of a key's characters (none needs escaping) are written plainly
+        # first, which changes nothing a JSON reader reads.
+        response._content = _ESCAPED_KEY_CHARACTER.sub(
+            lambda match: match.group(1) + bytes([int(match.group(2), 16)]), response.content)
     if key and key in response.content:
         # As LangSmith shows a key (its prefix and last four): a listing that names this key
         # (the service keys) reads as it would have, had the server not leaked it.
@@ -1550,6 +1557,12 @@ def _without_key(response: requests.Response, api_key: str, *, shown_as: str | N
     if "Content-Type" in response.headers:
         response.headers["Content-Type"] = _content_type(response, api_key)
     return response
+
+
+# ``\u00XX`` spelling a key's character ('-', digits, letters, '_') in JSON, not itself escaped
+# (an even run of backslashes before it, kept as group 1, is that many escaped backslashes).
+_ESCAPED_KEY_CHARACTER = re.compile(
+    rb"(?<!\\)((?:\\\\)*)\\u00(2[dD]|3[0-9]|4[1-9a-fA-F]|5[0-9aAfF]|6[1-9a-fA-F]|7[0-9aA])")
 
 
 def _content_type(response: requests.Response, api_key: str) -> str:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 
 import pytest
+import requests
 
 from langsmith_access.doctor import run_checks
 from langsmith_access.langsmith import (
@@ -19,6 +20,8 @@ from langsmith_access.langsmith import (
     RouteNotAvailableError,
     UnexpectedResponseError,
 )
+from langsmith_access.langsmith.access_records import redact_short_key
+from langsmith_access.langsmith.client import _without_key
 from langsmith_access_tests.langsmith.test_redirects import KEY, ORG_ID, _client, _Server
 
 
@@ -162,3 +165,18 @@ def test_a_key_echoed_in_the_content_type_of_a_page_that_is_not_json_is_never_qu
     # Still useful: what came back instead of JSON.
     assert "a body that is not JSON (content-type 'text/html; session=" in str(not_the_api.value)
     assert probe.content_type.startswith("text/html; session=")
+
+
+def test_the_key_spelt_in_json_escapes_is_found_and_every_other_escape_reads_as_before():
+    # JSON may spell any character as \uXXXX: the client writes a key's characters plainly
+    # before it looks for the key (test_inventory_free_text_secrets.py runs a whole sync so),
+    # and nothing a JSON reader reads changes: an escaped backslash before "u006c" is text, an
+    # escaped quote or non-ASCII letter stays escaped.
+    spelt = "".join(f"\\u{ord(char):04x}" for char in KEY)
+    page = rf'["{spelt}", "\\u006c", "\\\u006c", "caf\u00e9 \u0022quoted\u0022", "\u002D\u0041\u007a"]'
+    response = requests.Response()
+    response.status_code, response._content = 200, page.encode()
+    response.headers["Content-Type"] = "application/json"
+    read = json.loads(_without_key(response, KEY).content)
+    assert read == [redact_short_key(KEY)[0], "\\u006c", "\\l", 'café "quoted"', "-Az"], read
+    assert read[1:] == json.loads(page)[1:]

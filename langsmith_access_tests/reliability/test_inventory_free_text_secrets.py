@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import secrets
 import time
 
@@ -23,7 +24,7 @@ import pytest
 from langsmith_access import cli
 from langsmith_access.langsmith.access_records import redact_short_key
 from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access.sandbox.routing import ApiResponse
+from langsmith_access.sandbox.routing import ApiResponse, HtmlPage
 from langsmith_access_tests.helpers import point_at, tables_holding
 
 PASTED = f"lsv2_sk_{secrets.token_hex(16)}_{secrets.token_hex(5)}"
@@ -128,14 +129,15 @@ def test_a_whole_key_in_an_inventory_text_field_is_stored_cut(tmp_path, monkeypa
         assert secret not in out.getvalue() + err.getvalue()
 
 
-@pytest.mark.parametrize("echoed_as", ["the whole key", "its secret without its prefix"])
+@pytest.mark.parametrize("echoed_as", ["the whole key", "its secret without its prefix", "the key spelt in JSON escapes"])
 def test_the_key_echoed_in_a_2xx_answer_is_stored_nowhere(tmp_path, monkeypatch, echoed_as):
     # A server that puts the key it received into the data of its answers (a role's and a
     # workspace's display name): not in the tables, the Parquet copy, nor Dagster's asset
     # metadata (the raw assets' previews show role and workspace names). Its secret echoed
     # without the lsv2_sk_ prefix (which no whole-key scan finds) is the key all the same: cut,
-    # as in the client's errors (test_keys_echoed_in_headers.py).
-    whole = echoed_as == "the whole key"
+    # as in the client's errors (test_keys_echoed_in_headers.py). Spelt in JSON's \uXXXX escapes,
+    # it decodes whole, and no scan of the answer's bytes finds it: cut as the whole key.
+    whole, escaped = echoed_as != "its secret without its prefix", echoed_as == "the key spelt in JSON escapes"
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
@@ -159,6 +161,10 @@ def test_the_key_echoed_in_a_2xx_answer_is_stored_nowhere(tmp_path, monkeypatch,
                     and request.path in ("/api/v1/orgs/current/roles", "/api/v1/workspaces")):
                 echoed.add(request.path)
                 key = request.headers.get("X-API-Key")
+                if escaped:
+                    text = json.dumps(echo(answer.body, "<echo>")).replace("<echo>", "".join(
+                        f"\\u{ord(char):04x}" for char in key))
+                    return ApiResponse(200, HtmlPage(text, "application/json"), answer.headers)
                 return ApiResponse(200, echo(answer.body, key if whole else key.removeprefix("lsv2_sk_")),
                                    answer.headers)
             return answer
