@@ -384,6 +384,12 @@ class Settings:
                                  "LANGSMITH_ACCESS_WEBHOOK_URL", "LANGSMITH_ACCESS_WEBHOOK_FORMAT")
         except SettingsError as problem:
             problems.append(("webhook_format", problem))
+        if not env.get(ORGS_FILE_VARIABLE):  # with an orgs file, each entry's endpoint is checked there
+            try:
+                check_webhook_is_not_endpoint(values.get("endpoint", cls.endpoint), values.get("webhook_url"),
+                                              "LANGSMITH_ENDPOINT", "LANGSMITH_ACCESS_WEBHOOK_URL")
+            except SettingsError as problem:
+                problems.append(("webhook_url", problem))
         return cls(**values), problems
 
     def client_problems(self) -> list[tuple[str, SettingsError]]:
@@ -746,6 +752,43 @@ def check_webhook_format(url: Secret | None, webhook_format: str, url_name: str,
             f"shown: it is a secret), which takes only Slack's message body: set {format_name} to slack. "
             f"As {webhook_format}, Slack would refuse every notification."
         )
+
+
+def _url_compared(url: str) -> tuple[str, str, int | None, str] | None:
+    """What makes two URLs the same address: scheme, host and port (the scheme's own when none is
+    given), and the path without a trailing '/' or the ``/api/v1`` (``/api``) ``check_endpoint``
+    strips; None for what is no URL."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    path = parts.path.rstrip("/")
+    for suffix in ("/api/v1", "/api"):
+        if path.lower().endswith(suffix):
+            path = path[: -len(suffix)].rstrip("/")
+            break
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port, path
+
+
+def check_webhook_is_not_endpoint(endpoint: str, url: Secret | None, endpoint_name: str, url_name: str,
+                                  where: str = "") -> None:
+    """Refuse a webhook URL that is the LangSmith endpoint: one pasted into the other's place.
+    Every request to LangSmith carries the API key, which would then reach the webhook's receiver
+    (a Slack URL set as the endpoint), or every notification would go to LangSmith's API. The
+    same address only (a receiver elsewhere on the same host may be deliberate), and neither
+    shown: the URL is a webhook's, a secret."""
+    if url is None:
+        return
+    compared = _url_compared(endpoint)
+    if compared is None or compared != _url_compared(url.reveal()):
+        return
+    raise SettingsError(
+        f"{where}{url_name} and {endpoint_name} are the same URL (not shown: a webhook's URL is a secret): "
+        "LangSmith's API key would be sent to the webhook's receiver, or every notification to LangSmith. "
+        f"Set {endpoint_name} to your LangSmith API's URL ({DEFAULT_ENDPOINT} for LangSmith Cloud US) and "
+        f"{url_name} to the receiver's (revoke the webhook URL if the key was sent there)."
+    )
 
 
 def _duration(name: str, raw: str) -> timedelta:
@@ -1292,6 +1335,13 @@ def _read_org_entry(
         duckdb_path=org_database_path(shared.duckdb_path, slug),
     )
     settings, webhook_problem = _own_webhook(settings, entry, where, slug, env, refuse_unusable_keys)
+    # Refused even for a deployment (not an org's webhook_problem): the endpoint is wrong as
+    # often as the webhook, and syncs would send the key there.
+    own_variable = _unquoted(entry.get("webhook_url_env") or "")
+    check_webhook_is_not_endpoint(
+        settings.endpoint, settings.webhook_url, "endpoint",
+        f"the variable {own_variable} named by webhook_url_env" if own_variable
+        else "the shared webhook, LANGSMITH_ACCESS_WEBHOOK_URL,", f"{where}: ")
     return Org(slug, settings, variable, policy_path, orgs_file=path, key_problem=key_problem,
                webhook_problem=webhook_problem)
 

@@ -402,6 +402,35 @@ def test_an_orgs_slack_incoming_webhook_in_json_is_refused_whichever_names_it(tm
     assert us.webhook_problem is None
 
 
+def test_an_orgs_webhook_that_is_its_endpoint_is_refused_whichever_names_it_even_for_a_deployment(tmp_path):
+    # eu's endpoint (…/api/v1/ in the file) as its own webhook, or us's as the shared one: every
+    # notification would go to LangSmith, or, were the endpoint the pasted one, every request's
+    # key to the receiver. Refused for a deployment too: not a webhook_problem that lets syncs run.
+    eu_endpoint = "https://eu.api.smith.langchain.com"
+    own = TWO_ORGS + "  webhook_url_env: LANGSMITH_ACCESS_WEBHOOK_URL_EU\n"
+    message = refusal(tmp_path, own, LANGSMITH_ACCESS_WEBHOOK_URL_EU=eu_endpoint)
+    assert message.endswith(
+        "entry 2 (line 5), slug 'eu': the variable LANGSMITH_ACCESS_WEBHOOK_URL_EU named by webhook_url_env and "
+        "endpoint are the same URL (not shown: a webhook's URL is a secret): LangSmith's API key would be sent to "
+        "the webhook's receiver, or every notification to LangSmith. Set endpoint to your LangSmith API's URL "
+        "(https://api.smith.langchain.com for LangSmith Cloud US) and the variable LANGSMITH_ACCESS_WEBHOOK_URL_EU "
+        "named by webhook_url_env to the receiver's (revoke the webhook URL if the key was sent there)."), message
+    orgs_file = tmp_path / "orgs.yaml"
+    with pytest.raises(SettingsError, match="named by webhook_url_env and endpoint are the same URL"):
+        load_orgs({ORGS_FILE_VARIABLE: str(orgs_file), **KEYS, "LANGSMITH_ACCESS_WEBHOOK_URL_EU": eu_endpoint},
+                  refuse_unusable_keys=False)
+
+    message = refusal(tmp_path, TWO_ORGS, LANGSMITH_ACCESS_WEBHOOK_URL="https://api.smith.langchain.com/api/v1")
+    assert ("entry 1 (line 1), slug 'us': the shared webhook, LANGSMITH_ACCESS_WEBHOOK_URL, and endpoint are "
+            "the same URL (not shown: a webhook's URL is a secret): ") in message, message
+    # With an orgs file, LANGSMITH_ENDPOINT and its default are no org's endpoint: the shared
+    # webhook is compared with the entries' alone (eu only here).
+    [eu] = orgs_from(tmp_path, TWO_ORGS[TWO_ORGS.index("- slug: eu"):],
+                     LANGSMITH_ACCESS_WEBHOOK_URL="https://api.smith.langchain.com", LANGSMITH_ENDPOINT=SHARED_HOOK)
+    assert eu.settings.endpoint == eu_endpoint
+    assert eu.settings.webhook_url.reveal() == "https://api.smith.langchain.com"
+
+
 @pytest.mark.parametrize("written", ["https://hooks.slack.com/services/T0/B0/s3cr3t-eu", "WEBHOOK-EU"])
 def test_a_webhook_variable_name_that_is_not_one_is_refused_without_being_shown(tmp_path, written):
     message = refusal(tmp_path, TWO_ORGS + f"  webhook_url_env: {written}\n")

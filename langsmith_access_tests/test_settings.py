@@ -208,6 +208,32 @@ def test_a_slack_incoming_webhook_is_refused_in_any_format_but_slack(written_for
     assert workflow.webhook_format == "json"
 
 
+HOOK = "https://hooks.example.com/notify/s3cret"
+
+
+@pytest.mark.parametrize("endpoint, webhook", [
+    (HOOK, HOOK),  # the webhook's URL pasted as the endpoint: every request's key would go to the receiver
+    ("https://HOOKS.example.com:443/notify/s3cret/api/v1", f" {HOOK}/ "),  # the same address, written apart
+    (None, "https://api.smith.langchain.com/"),  # the endpoint (the default one) pasted as the webhook
+])
+def test_a_webhook_url_that_is_the_langsmith_endpoint_is_refused_without_being_shown(endpoint, webhook):
+    env = {"LANGSMITH_ACCESS_WEBHOOK_URL": webhook}
+    if endpoint is not None:
+        env["LANGSMITH_ENDPOINT"] = endpoint
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env(env)
+    assert str(error.value) == (
+        "LANGSMITH_ACCESS_WEBHOOK_URL and LANGSMITH_ENDPOINT are the same URL (not shown: a webhook's URL is a "
+        "secret): LangSmith's API key would be sent to the webhook's receiver, or every notification to LangSmith. "
+        "Set LANGSMITH_ENDPOINT to your LangSmith API's URL (https://api.smith.langchain.com for LangSmith Cloud "
+        "US) and LANGSMITH_ACCESS_WEBHOOK_URL to the receiver's (revoke the webhook URL if the key was sent there).")
+    assert str(error.value) in Settings.problems_of_env(env)  # the doctor's
+    # Another address, on the same host or not, is another receiver: a deliberate one.
+    for elsewhere in (f"{HOOK}/other", "https://hooks.example.com:8443/notify/s3cret",
+                      "http://hooks.example.com/notify/s3cret"):
+        assert Settings.from_env({**env, "LANGSMITH_ACCESS_WEBHOOK_URL": elsewhere}).webhook_url.reveal() == elsewhere
+
+
 CRONS = ["0 * * * *", "*/15 * * * *", "30 9-17 * * mon-fri", "0 0 1 jan,jul *", "5,35 */2 1-15/2 * 0",
          "0 0 * * 7", "* * ? * *", "@hourly", "@DAILY", "61 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *",
          "* * * * 8", "*/0 * * * *", "5-1 * * * *", "a * * * *", "* * * *", "? * * * *", "@every5m"]
