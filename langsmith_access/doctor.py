@@ -42,6 +42,7 @@ from langsmith_access.settings import (
     DEFAULT_ENDPOINT,
     ORGS_FILE_VARIABLE,
     SINGLE_ORG_KEY_VARIABLE,
+    WEBHOOK_URL_VARIABLE,
     Org,
     Settings,
     SettingsError,
@@ -193,11 +194,17 @@ class Diagnosis:
     def with_webhook_problem(self, problem: str | None) -> Diagnosis:
         """An org's own webhook that cannot be used yet (``Org.webhook_problem``): LangSmith
         works, but its notifications wait, so a passing configuration check warns, saying why."""
+        return self._configuration_warned(problem, WEBHOOK_VARIABLE_FIX)
+
+    def _configuration_warned(self, problem: str | None, fix: str) -> Diagnosis:
+        """A passing configuration check (one that warns already included: each warning is told)
+        warning of ``problem`` too, with its ``fix``; a failed one, or no problem, unchanged."""
         if not problem:
             return self
         return Diagnosis([
-            replace(check, status=WARN, detail=f"{check.detail}; but {problem}", fix=WEBHOOK_VARIABLE_FIX)
-            if check.name == "configuration" and check.status == OK else check
+            replace(check, status=WARN, detail=f"{check.detail}; but {problem}",
+                    fix=f"{check.fix}; {fix}" if check.fix else fix)
+            if check.name == "configuration" and check.status in (OK, WARN) else check
             for check in self.checks
         ])
 
@@ -205,13 +212,7 @@ class Diagnosis:
         """An access policy file that cannot be read or parsed (``policy_problem``): LangSmith
         works, but every grant is rejected until the file is fixed (revokes are not governed), so
         a passing configuration check warns, saying why."""
-        if not problem:
-            return self
-        return Diagnosis([
-            replace(check, status=WARN, detail=f"{check.detail}; but {problem}", fix=PolicyError.fix)
-            if check.name == "configuration" and check.status == OK else check
-            for check in self.checks
-        ])
+        return self._configuration_warned(problem, PolicyError.fix)
 
 
 def policy_problem(org: Org) -> str | None:
@@ -242,17 +243,20 @@ def run_checks(
     settings: Settings | None = None,
     org: Org | None = None,
     client_factory: Callable[..., LangSmithClient] = LangSmithClient,
+    webhook_variable: str = WEBHOOK_URL_VARIABLE,
 ) -> Diagnosis:
     """Run the nine checks against the LangSmith that ``org``, else ``settings``, else
     ``environ`` (default: the process environment) configures. For an org, the details and
-    fixes name where its settings come from (its key variable, its orgs file entry)."""
+    fixes name where its settings come from (its key variable, its orgs file entry, the variable
+    its webhook URL comes from; ``webhook_variable`` for ``settings``)."""
     if org is not None and org.key_problem:  # loaded for a deployment without a usable key
         problems = [org.key_problem]
         if org.orgs_file is None:  # the single-org variables: the key's problem and the org id's
             problems = [str(problem) for _, problem in org.settings.client_problems()] or problems
         return configuration_failure(*problems)
     if org is not None:
-        diagnosis = run_checks(settings=org.settings, client_factory=client_factory).worded_for(org)
+        diagnosis = run_checks(settings=org.settings, client_factory=client_factory,
+                               webhook_variable=org.webhook_url_env or WEBHOOK_URL_VARIABLE).worded_for(org)
         return diagnosis.with_webhook_problem(org.webhook_problem).with_policy_problem(policy_problem(org))
     doctor = _Doctor()
     try:
@@ -268,12 +272,19 @@ def run_checks(
             return configuration_failure(*(Settings.problems_of_env(environ) or [str(error)]))
         return configuration_failure(str(error))
     doctor.key = client_settings.api_key.reveal()
-    doctor.add(
-        "configuration",
-        OK,
-        f"service key set (not shown), organization {client_settings.organization_id}, "
-        f"endpoint {client_settings.endpoint}",
-    )
+    configured = (f"service key set (not shown), organization {client_settings.organization_id}, "
+                  f"endpoint {client_settings.endpoint}")
+    if settings.webhook_url is not None and _in_the_clear(settings.webhook_url.reveal()):
+        # As the endpoint's warning: not refused, since a receiver on an internal network may be
+        # plain http on purpose, but said, with the URL kept out (a secret).
+        doctor.add("configuration", WARN,
+                   f"{configured}; but the webhook ({webhook_variable}, not shown: a secret) is plain http to "
+                   "another machine: every notification (who was granted or refused which role, where) crosses "
+                   "the network unencrypted",
+                   f"set {webhook_variable} to the receiver's https:// address (plain http is for a receiver on "
+                   "this machine, or on a network you trust)")
+    else:
+        doctor.add("configuration", OK, configured)
     with client_factory(client_settings) as client:
         doctor.run(client)
     return doctor.finish()

@@ -939,6 +939,8 @@ ORGS_FILE_VARIABLE = "LANGSMITH_ACCESS_ORGS_FILE"
 # single-org variables of these are not read, so a stale or wrong one stops nothing.
 ORG_OWN_FIELDS = ("endpoint", "api_key", "organization_id")
 POLICY_VARIABLE = "LANGSMITH_ACCESS_POLICY"
+# Where notifications are POSTed, unless an org of the orgs file names its own (webhook_url_env).
+WEBHOOK_URL_VARIABLE = "LANGSMITH_ACCESS_WEBHOOK_URL"
 SINGLE_ORG_KEY_VARIABLE = "LANGSMITH_API_KEY"
 # A slug is the Dagster partition key and the name of the org's database folder: short, lowercase,
 # nothing a path could misread.
@@ -1012,6 +1014,9 @@ class Org:
     # Why the webhook its entry names (webhook_url_env) cannot be used (the variable unset, or not
     # a URL), when loaded so: its notifications are still queued, and wait until it is fixed.
     webhook_problem: str | None = None
+    # The name of the variable its entry's webhook_url_env names (never the URL); None: the
+    # shared LANGSMITH_ACCESS_WEBHOOK_URL, if any. For messages.
+    webhook_url_env: str | None = None
 
     @property
     def notifies(self) -> bool:
@@ -1343,7 +1348,7 @@ def _read_org_entry(
         f"the variable {own_variable} named by webhook_url_env" if own_variable
         else "the shared webhook, LANGSMITH_ACCESS_WEBHOOK_URL,", f"{where}: ")
     return Org(slug, settings, variable, policy_path, orgs_file=path, key_problem=key_problem,
-               webhook_problem=webhook_problem)
+               webhook_problem=webhook_problem, webhook_url_env=own_variable or None)
 
 
 def _own_webhook(settings: Settings, entry: Mapping[str, Any], where: str, slug: str, env: Mapping[str, str],

@@ -1143,6 +1143,58 @@ def test_plain_http_to_another_machine_is_warned_of_end_to_end(sandbox_env, monk
     assert {c.status for c in diagnosis.checks if c.name != "endpoint"} == {"ok"}, diagnosis
 
 
+PLAIN_HOOK = "http://hooks.example.com/notify/s3cret"
+
+
+def test_a_plain_http_webhook_to_another_machine_warns_the_configuration_check_in_text_and_json(
+        sandbox_env, monkeypatch, tmp_path):
+    # Every notification (who was granted which role) crossed the network in the clear and the
+    # doctor said nothing, while it warns of the endpoint's plain http. Warned, not refused: an
+    # internal receiver on http may be deliberate. The URL is a secret: never shown.
+    sandbox, environ = sandbox_env()
+    for name, value in {**environ, "LANGSMITH_ACCESS_WEBHOOK_URL": PLAIN_HOOK}.items():
+        monkeypatch.setenv(name, value)
+    warned = ("; but the webhook (LANGSMITH_ACCESS_WEBHOOK_URL, not shown: a secret) is plain http to another "
+              "machine: every notification (who was granted or refused which role, where) crosses the network "
+              "unencrypted")
+    fix = ("set LANGSMITH_ACCESS_WEBHOOK_URL to the receiver's https:// address (plain http is for a receiver on "
+           "this machine, or on a network you trust)")
+    text = cli_in_this_process("doctor")
+    assert text.returncode == 0, text.stdout + text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == (f"warn configuration: service key set (not shown), organization {sandbox.organization_id}, "
+                        f"endpoint {sandbox.url}{warned}"), lines
+    assert lines[1] == f"  fix: {fix}"
+    done = cli_in_this_process("doctor", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    [configuration, *rest] = report["checks"]
+    assert report["ok"] is True and {c["status"] for c in rest} == {"ok"}, report
+    assert configuration["status"] == "warn" and configuration["detail"].endswith(warned)
+    assert configuration["fix"] == fix
+    assert "s3cret" not in text.stdout + text.stderr + done.stdout + done.stderr
+
+    # https, or plain http on this machine, is no warning.
+    for url in ("https://hooks.example.com/notify/s3cret", "http://127.0.0.1:9/notify", "http://localhost/hook"):
+        monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", url)
+        assert check_of(run_checks(), "configuration").status == "ok", url
+
+    # An org's own webhook: its variable is the one named. With an access policy that cannot be
+    # read too, both are told, each with its fix (neither warning hides the other).
+    orgs = tmp_path / "orgs.yaml"
+    orgs.write_text(f"- slug: eu\n  organization_id: {sandbox.organization_id}\n  endpoint: {sandbox.url}\n"
+                    "  api_key_env: KEY_EU\n  webhook_url_env: HOOK_EU\n  policy: missing.yaml\n")
+    org = load_orgs({ORGS_FILE_VARIABLE: str(orgs), "KEY_EU": sandbox.api_key, "HOOK_EU": PLAIN_HOOK,
+                     "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "data" / "access.duckdb")}).get("eu")
+    configuration = check_of(run_checks(org=org), "configuration")
+    assert configuration.status == "warn", configuration
+    assert "; but the webhook (HOOK_EU, not shown: a secret) is plain http to another machine" in configuration.detail
+    assert f"; but the access policy {tmp_path / 'missing.yaml'} is refused" in configuration.detail
+    assert configuration.fix.startswith("set HOOK_EU to the receiver's https:// address")
+    assert configuration.fix.endswith("; " + doctor.PolicyError.fix), configuration.fix
+    assert "s3cret" not in configuration.detail + configuration.fix
+
+
 @pytest.mark.parametrize("key_role, status", [("org-admin", "ok"), ("org-user", "warn")])
 def test_anonymity_restricted_answers_are_told_in_the_members_route_check(sandbox_env, key_role, status):
     # Emails and names may be withheld there (langsmith-api.md): the operator learns it before a
