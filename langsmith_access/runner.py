@@ -152,8 +152,7 @@ def _one_line_cut_short(text: str) -> str:
 # carries no SQLSTATE in psycopg2): the reason, and the fix. deploy/dagster.yaml reads each
 # connection setting from a DAGSTER_PG_* variable, named for those who copied it.
 _DATABASE_REFUSALS: tuple[tuple[re.Pattern[str], str, str], ...] = (
-    (re.compile(r"password authentication failed|no password supplied|role \S+ does not exist|"
-                r"authentication failed", re.IGNORECASE),
+    (re.compile(r"authentication failed|no password supplied|role \S+ does not exist", re.IGNORECASE),
      "refused the login: authentication failed",
      "set the storage's username and password to an account of that server (deploy/dagster.yaml reads them "
      "from DAGSTER_PG_USER and DAGSTER_PG_PASSWORD)"),
