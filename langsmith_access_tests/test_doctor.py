@@ -301,6 +301,24 @@ def test_cli_lines_json_and_exit_codes(sandbox_env):
     assert run_cli(plus_env).returncode == 1
 
 
+# The checks DESIGN.md section 8 names, in its order: written out here, not taken from
+# doctor.CHECK_NAMES, so that a renamed or reordered check breaks the public interface loudly.
+DOCUMENTED_CHECKS = ["configuration", "endpoint", "authentication", "organization", "read_members",
+                     "read_all_workspaces", "read_roles", "manage_workspace_members", "workspace_rbac"]
+
+
+def test_the_cli_tells_the_documented_checks_in_the_documented_order(sandbox_env):
+    # Operators and scripts read the lines (and the JSON list) by name and position: one line per
+    # check, each of DESIGN.md's checks once, in its order, in both forms.
+    _, environ = sandbox_env()
+    done = run_cli(environ)
+    assert done.returncode == 0, done.stderr
+    told = [line.split(":")[0].split()[1] for line in done.stdout.splitlines() if not line.startswith(" ")]
+    assert told == DOCUMENTED_CHECKS
+    as_json = json.loads(run_cli(environ, "--json").stdout)
+    assert [check["name"] for check in as_json["checks"]] == DOCUMENTED_CHECKS
+
+
 def test_all_orgs_with_the_one_org_of_the_variables_counts_it_as_one(sandbox_env):
     sandbox, environ = sandbox_env()
     done = run_cli(environ, "--all-orgs")
