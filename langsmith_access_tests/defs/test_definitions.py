@@ -294,6 +294,17 @@ def test_every_asset_in_the_catalog_says_what_it_is():
     assert graph.get(dg.AssetKey(["main", "sync_runs"])).description.startswith("One row per run of the sync")
 
 
+def test_effective_access_says_why_it_has_no_group_path():
+    # DESIGN.md section 9: LangSmith publishes no route listing user groups or their members, so
+    # effective_access has no 'group' rows, and its model description (what the catalog shows an
+    # analyst) must say so rather than let an empty path read as "nobody gets access by group".
+    graph = defs().resolve_asset_graph()
+    description = " ".join(graph.get(dg.AssetKey(["main", "effective_access"])).description.split())
+    assert "user groups ('group')" in description
+    assert "documents no route that lists user groups or their members" in description
+    assert "that path has no rows" in description
+
+
 def test_every_table_in_the_catalog_shows_its_columns():
     # The catalog's Columns tab: the dbt models' from dbt, and the raw tables' and the records'
     # (written by Python, the models' inputs) from their descriptions in sources.yml.
