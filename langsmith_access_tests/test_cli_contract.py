@@ -34,6 +34,25 @@ def test_sync_all_sections_into_a_closed_pipe_still_runs_the_inventory(env):
     assert query(database.path, inventories)[0][0] == before + 1  # not stopped by the summary's EPIPE
 
 
+def test_sync_all_sections_fails_when_the_inventory_fails_after_the_sync_succeeded(env, monkeypatch):
+    # `sync --all-sections` is one command for the whole picture (DESIGN.md section 9): a core
+    # sync that succeeded must not hide an inventory that failed, or a cron running it reports
+    # the credentials and audit log fresh while they are not.
+    sandbox, _org, database = env
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "1")  # a route that fails for good fails fast
+    runs = "SELECT job, count(*) FROM main.sync_runs WHERE status = 'succeeded' GROUP BY job"
+    before = dict(query(database.path, runs))
+    sandbox.faults.failing_routes = ("/api/v1/orgs/current/service-keys",)
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = cli.main(["sync", "--all-sections", "--quiet"])
+    assert code == 1, err.getvalue()
+    assert "service-keys" in err.getvalue()
+    after = dict(query(database.path, runs))
+    assert after["langsmith_access_sync"] == before.get("langsmith_access_sync", 0) + 1
+    assert after.get("langsmith_access_inventory", 0) == before.get("langsmith_access_inventory", 0)
+
+
 def _options_without_help(parser: argparse.ArgumentParser, command: str = "langsmith-access"):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
