@@ -4,13 +4,16 @@ route_reason and anonymity_restricted existed."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from langsmith_access import cli
+from langsmith_access import cli, runner
+from langsmith_access.langsmith.client import ACCESS_POLICIES_PATH, SCIM_TOKENS_PATH
+from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access_tests.helpers import (
     actual_workspace_grants,
@@ -92,6 +95,40 @@ def test_self_hosted_through_an_api_v1_endpoint_yields_exactly_the_cloud_tables(
     for name in cloud:
         assert self_hosted[name] == cloud[name], name
     assert len(cloud["grants"]) > 40
+
+
+def inventory_on(monkeypatch, database: Path, **sandbox_options) -> tuple[runner.RunOutcome, list]:
+    """The inventory job run for ``new_org()`` served with ``sandbox_options`` (an endpoint as
+    self-hosted docs say for a self-hosted one); its outcome and the requests the sandbox got."""
+    with SandboxServer(new_org(), **sandbox_options) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        if sandbox_options.get("deployment") == "self-hosted":
+            monkeypatch.setenv("LANGSMITH_ENDPOINT", f"{sandbox.url}/api/v1/")
+        outcome = runner.run_job(INVENTORY_JOB, {})
+        return outcome, sandbox.request_log.snapshot()
+
+
+def test_the_inventory_on_a_self_hosted_install_reads_every_section_cloud_reads(monkeypatch, tmp_path,
+                                                                                cloud_sync):
+    """DESIGN.md section 8: self-hosted works unchanged, the inventory's platform routes (access
+    policies, SCIM tokens) included: they are called under /api/v1/platform/, never /v1/platform/
+    (a self-hosted install's web UI page there would fail the run as "not a LangSmith API")."""
+    sections = {}
+    for deployment in ("cloud", "self-hosted"):
+        database = copy_synced_database(cloud_sync, tmp_path / deployment / "access.duckdb")
+        outcome, log = inventory_on(monkeypatch, database, deployment=deployment)
+        assert outcome.success, (deployment, outcome.failure)
+        assert {entry.status for entry in log} == {200}, deployment
+        sections[deployment] = query(database, "SELECT skipped_sections, section_rows FROM main.sync_runs "
+                                               f"WHERE job = '{INVENTORY_JOB}'")
+        paths = {entry.path for entry in log}
+    # The last log is the self-hosted one.
+    assert {ACCESS_POLICIES_PATH, SCIM_TOKENS_PATH} <= paths
+    assert not any(p.startswith(("/v1/", "/api/v1/api/")) for p in paths), paths
+    [(skipped, section_rows)] = sections["self-hosted"]
+    read = json.loads(section_rows)
+    assert skipped == "{}" and read["access_policies"] > 0 and read["scim_tokens"] > 0, section_rows
+    assert sections["self-hosted"] == sections["cloud"]
 
 
 def test_a_default_role_key_reads_each_workspace_and_says_why(monkeypatch, tmp_path):
