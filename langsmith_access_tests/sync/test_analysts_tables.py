@@ -1,4 +1,4 @@
-"""The analysts' tables as DESIGN.md section 4 names them: schema ``main`` of the file
+"""The analysts' tables as DESIGN.md sections 4 and 9 name them: schema ``main`` of the file
 ``LANGSMITH_ACCESS_DUCKDB`` names, each table with at least its columns and its rules, read from
 the session's synced template (no sync of its own)."""
 
@@ -31,6 +31,42 @@ def test_every_table_of_the_design_is_in_schema_main_with_at_least_its_columns(t
         columns.setdefault(table, set()).add(column)
     missing = {table: sorted(set(wanted.split()) - columns.get(table, set()))
                for table, wanted in DESIGN_COLUMNS.items()}
+    assert {table: names for table, names in missing.items() if names} == {}
+
+
+# DESIGN.md sections 8 and 9: the columns the access picture adds to section 4's tables, and its
+# own tables and reports (built by every sync, empty until an inventory reads their sections).
+DESIGN_ACCESS_PICTURE_COLUMNS = {
+    "users": "provisioning_method is_scim_managed",
+    "grants": "is_scim_managed",
+    "sync_runs": "job skipped_sections membership_route route_reason anonymity_restricted",
+    "effective_access": "user_id email workspace_id role_id role_name source source_detail",
+    "effective_permissions": "user_id workspace_id permission sources",
+    "access_policies": "policy_id name description effect role_ids condition_groups created_at updated_at",
+    "credentials": "credential_id kind short_key description workspace_names role_id org_role_id created_by "
+                   "created_at last_used_at expires_at revoked_at",
+    "service_accounts": "service_account_id name default_workspace_id created_at",
+    "user_login_methods": "user_id provider provisioning_method",
+    "user_scim_groups": "user_id scim_group",
+    "org_settings": "setting value",
+    "org_settings_history": "setting value valid_from valid_to",
+    "audit_events": "event_id at operation succeeded actor_user_id credential_id workspace_id target_ids "
+                    "source_ip detail",
+    "user_activity": "user_id last_login_at last_audited_action_at",
+    "report_unused_access": "",
+    "report_credential_hygiene": "",
+    "report_implicit_admins": "",
+}
+
+
+def test_every_table_of_the_access_picture_is_in_schema_main_with_at_least_its_columns(template):
+    columns: dict[str, set[str]] = {}
+    for table, column in query(template.path, "SELECT table_name, column_name FROM information_schema.columns "
+                                              "WHERE table_schema = 'main'"):
+        columns.setdefault(table, set()).add(column)
+    assert set(DESIGN_ACCESS_PICTURE_COLUMNS) - set(columns) == set()
+    missing = {table: sorted(set(wanted.split()) - columns[table])
+               for table, wanted in DESIGN_ACCESS_PICTURE_COLUMNS.items()}
     assert {table: names for table, names in missing.items() if names} == {}
 
 
