@@ -25,6 +25,7 @@ from langsmith_access.api import list_requests, provision, request_grant, reques
 from langsmith_access.langsmith import LangSmithClient, ProvisioningInterruptedError
 from langsmith_access.provisioning import executor, queue
 from langsmith_access.provisioning.executor import Provisioner
+from langsmith_access.sandbox import SandboxServer
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.store.queries import grants_held_at
 from langsmith_access_tests.helpers import (
@@ -33,11 +34,12 @@ from langsmith_access_tests.helpers import (
     copy_of,
     expected_org_grants,
     expected_workspace_grants,
+    point_at,
     query,
     run_sync,
 )
 from langsmith_access_tests.langsmith.sandbox_client_support import ids_in_capitals, wrap_respond
-from langsmith_access_tests.provisioning.conftest import WRITES
+from langsmith_access_tests.provisioning.conftest import API_KEY, WRITES, new_org
 
 
 def writes(sandbox):
@@ -159,6 +161,29 @@ def assert_applied_with_one_write_each(sandbox, org, workspace, requested, roles
     for user_id, role_id in roles_now.items():
         membership = org.membership(workspace.id, user_id)
         assert (membership.role_id if membership else None) == role_id, user_id
+
+
+def test_a_self_hosted_install_is_provisioned_through_its_api_v1_endpoint(env, monkeypatch):
+    """DESIGN.md section 8: provisioning works unchanged on a self-hosted install set as its docs
+    say (``https://<host>/api/v1/``), where every path outside /api is the web UI's page: an
+    add, a role change and a removal are applied, verified and recorded, every call under /api/v1/."""
+    _cloud, _org, database = env
+    with SandboxServer(new_org(), api_key=API_KEY, deployment="self-hosted") as hosted:
+        point_at(monkeypatch, hosted, database.path)
+        monkeypatch.setenv("LANGSMITH_ENDPOINT", f"{hosted.url}/api/v1/")
+        org = hosted.org
+        workspace, outsider, changer, leaver, roles = pick(org)
+        new_role = next(name for name, rid in roles.items() if rid != changer.role_id and name != "Admin")
+        requested = [request_grant(outsider.ls_user_id, workspace.id, "Viewer"),
+                     request_grant(changer.ls_user_id, workspace.id, new_role),
+                     request_revoke(leaver.ls_user_id, workspace.id, org.role(leaver.role_id).display_name)]
+        assert all(r.accepted for r in requested), requested
+        outcome = provision()
+        assert outcome.success, outcome.failure
+        assert_applied_with_one_write_each(hosted, org, workspace, requested, {
+            outsider.ls_user_id: roles["Viewer"], changer.ls_user_id: roles[new_role], leaver.ls_user_id: None})
+        calls = hosted.request_log.snapshot()
+    assert all(call.path.startswith("/api/v1/") and call.status < 400 for call in calls), calls
 
 
 def test_the_last_word_on_a_membership_is_never_merged_into_an_earlier_request(env):
