@@ -24,11 +24,17 @@ DESIGN_COLUMNS = {
 }
 
 
-def test_every_table_of_the_design_is_in_schema_main_with_at_least_its_columns(template):
+def main_columns(database) -> dict[str, set[str]]:
+    """Each table (or view) of schema main, with its columns."""
     columns: dict[str, set[str]] = {}
-    for table, column in query(template.path, "SELECT table_name, column_name FROM information_schema.columns "
+    for table, column in query(database.path, "SELECT table_name, column_name FROM information_schema.columns "
                                               "WHERE table_schema = 'main'"):
         columns.setdefault(table, set()).add(column)
+    return columns
+
+
+def test_every_table_of_the_design_is_in_schema_main_with_at_least_its_columns(template):
+    columns = main_columns(template)
     missing = {table: sorted(set(wanted.split()) - columns.get(table, set()))
                for table, wanted in DESIGN_COLUMNS.items()}
     assert {table: names for table, names in missing.items() if names} == {}
@@ -60,10 +66,7 @@ DESIGN_ACCESS_PICTURE_COLUMNS = {
 
 
 def test_every_table_of_the_access_picture_is_in_schema_main_with_at_least_its_columns(template):
-    columns: dict[str, set[str]] = {}
-    for table, column in query(template.path, "SELECT table_name, column_name FROM information_schema.columns "
-                                              "WHERE table_schema = 'main'"):
-        columns.setdefault(table, set()).add(column)
+    columns = main_columns(template)
     assert set(DESIGN_ACCESS_PICTURE_COLUMNS) - set(columns) == set()
     missing = {table: sorted(set(wanted.split()) - columns[table])
                for table, wanted in DESIGN_ACCESS_PICTURE_COLUMNS.items()}
