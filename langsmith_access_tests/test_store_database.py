@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -1147,3 +1148,53 @@ def test_a_publish_never_publishes_what_a_dead_run_left_in_its_scratch_file(tmp_
         database.publish()
     tables = query(database.path, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")
     assert ("kept",) in tables and ("half_built",) not in tables
+
+
+# A publish killed by SIGKILL (an OOM kill, a `timeout`) right after the analysts' file took its
+# new name, before the Parquet copy was swapped in: nothing in the dying process cleans up.
+_PUBLISH_KILLED_AFTER_THE_ANALYSTS_FILE = """
+import os, signal, sys
+from pathlib import Path
+from langsmith_access.store.database import AccessDatabase
+
+database = AccessDatabase(Path(sys.argv[1]))
+real_replace = os.replace
+
+def replace_then_die(source, target):
+    real_replace(source, target)
+    if Path(target) == database.published_file:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = replace_then_die
+with database.writer_lease("a publish killed half-way"):
+    database.publish()
+"""
+
+
+def test_a_publish_killed_between_the_analysts_file_and_its_parquet_copy_is_completed_by_the_next_writer(tmp_path):
+    # The analysts' file and its Parquet copy change together (publish's promise), but they are two
+    # renames: a kill between them left the Parquet copy one publish behind the file until some
+    # later run happened to publish (a sync failing meanwhile never does). The next writer, whatever
+    # it is there for, publishes again first: both show the working file, nothing staged is left.
+    database = published_once(tmp_path)
+    with database.writer_lease("a run"), database.connect() as conn:
+        conn.execute("INSERT INTO main.kept VALUES (43)")
+    killed = subprocess.run([sys.executable, "-c", _PUBLISH_KILLED_AFTER_THE_ANALYSTS_FILE, str(database.path)],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    parquet = database.parquet_path / "kept.parquet"
+
+    def published() -> tuple[list, list]:
+        file_rows = query(database.path, "SELECT x FROM main.kept ORDER BY x")
+        return file_rows, duckdb.sql(f"SELECT x FROM '{parquet}' ORDER BY x").fetchall()
+
+    assert published() == ([(42,), (43,)], [(42,)])  # what the kill left: the file new, its Parquet not
+
+    with database.writer_lease("the next writer (a sync about to fail, a notification claim)"):
+        database.ensure_working()
+    assert published() == ([(42,), (43,)], [(42,), (43,)])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    with database.writer_lease("the writer after it"):
+        database.ensure_working()
+    assert published() == ([(42,), (43,)], [(42,), (43,)])

@@ -196,6 +196,12 @@ class AccessDatabase:
         receiver accepted leaves those ids (``governance.notifications``) for the next claim."""
         return self.path.with_name(f"{self._stem}.unrecorded-deliveries")
 
+    @property
+    def unfinished_publish_path(self) -> Path:
+        """Present while a publish swaps its files in (``swap_in``): left by one that died or failed
+        between the analysts' file and its Parquet copy, for the next writer to publish again."""
+        return self.path.with_name(f"{self._stem}.publish-unfinished")
+
     def owns(self, path: Path | str) -> bool:
         """Whether ``path`` is one of this database's own files (the analysts' copy, the
         working file, a run's scratch copy, their DuckDB logs, the lock, the deferred runs and
@@ -207,7 +213,7 @@ class AccessDatabase:
         logs = tuple(database.with_name(database.name + ".wal") for database in databases)
         return resolved in {own.resolve() for own in
                             (*databases, *logs, self.lock_path, self.deferred_runs_path,
-                             self.unrecorded_deliveries_path)}
+                             self.unrecorded_deliveries_path, self.unfinished_publish_path)}
 
     @property
     def dbt_target_path(self) -> Path:
@@ -422,13 +428,21 @@ class AccessDatabase:
             # should): it belongs to the file replaced here, and would make DuckDB refuse the new one.
             wal_path(published).unlink(missing_ok=True)
             export.keep_permissions(published, staged.copy)
-            os.replace(staged.copy, published)  # (stage_publish synced the copy)
+            # The analysts' file and its Parquet copy are two renames: a publish killed (or failing)
+            # between them leaves this behind, and the next writer publishes again (ensure_working).
+            self.unfinished_publish_path.touch()
+            try:
+                os.replace(staged.copy, published)  # (stage_publish synced the copy)
+            except BaseException:
+                self.unfinished_publish_path.unlink()  # nothing was replaced: nothing to finish
+                raise
             wal_path(published).unlink(missing_ok=True)
             sync_directory(published.parent)
             if staged.parquet is not None:
                 export.replace_directory(staged.parquet, self.parquet_path)
             if docs_site is not None:
                 export.replace_directory(docs_site, self.docs_path)
+            self.unfinished_publish_path.unlink()
         finally:
             staged.discard()
 
@@ -470,6 +484,16 @@ class AccessDatabase:
             if type(error) is not DatabaseUnusableError:
                 raise
             raise DatabaseUnusableError(str(error).replace(str(self.working_path), str(self.path))) from None
+        if self.unfinished_publish_path.exists():
+            # A publish died (or failed) after replacing the analysts' file, before its Parquet copy:
+            # analysts reading Parquet would see the publish before it until some run published
+            # again (a failing sync never does). Publishing the working file now completes it.
+            logger.warning("the last publish of %s did not finish: publishing it again", self.path.name)
+            try:
+                self.publish()
+            except Exception as error:  # this writer's own work goes on; the next writer tries again
+                logger.warning("could not finish the last publish of %s (tried again by the next writer): %s: %s",
+                               self.path.name, type(error).__name__, error)
 
     def _set_aside_orphaned_log(self) -> None:
         """The log of a working file that is gone (moved aside after a writer died): DuckDB would
