@@ -5,7 +5,10 @@ It records every POST (path, headers, JSON body) and answers with the status the
 (a receiver that never quite times out a read). A GET (a redirect followed) is recorded in ``gets``.
 ``peak_in_flight`` is the most POSTs it was answering at once; with ``hold_until_in_flight`` = N, each
 POST waits (a minute at most) until N have been in at once before its delay: senders that
-post side by side are seen to, whatever a busy machine does to their timing.
+post side by side are seen to, whatever a busy machine does to their timing. With ``hold_answers``
+(an event) set, each POST it accepted waits for that event (a minute at most) before it is answered:
+a sender killed meanwhile, once ``wait_until_received`` says the POST is in, was killed after the
+receiver accepted and before it heard so.
 
 Its port is bound from the moment it is made and refuses connections until ``start()``: a
 receiver that is down for a while, then up on that port (bound all along, no other process can
@@ -42,6 +45,7 @@ class WebhookReceiver:
         self.received: list[Received] = []
         self.gets: list[tuple[str, str | None]] = []  # (path, Authorization)
         self.hold_until_in_flight: int | None = None
+        self.hold_answers: threading.Event | None = None
         self.in_flight = self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -83,6 +87,9 @@ class WebhookReceiver:
                     if receiver.hold_until_in_flight is not None:
                         wanted = receiver.hold_until_in_flight
                         receiver._arrived.wait_for(lambda: receiver.peak_in_flight >= wanted, timeout=60)
+                    hold = receiver.hold_answers if status < 300 else None
+                if hold is not None:
+                    hold.wait(60)
                 try:
                     self._answer(status, delay, trickle)
                 finally:
@@ -128,6 +135,11 @@ class WebhookReceiver:
             self._thread.join()
             self._thread = None
         self._server.server_close()
+
+    def wait_until_received(self, count: int, timeout: float = 60) -> bool:
+        """Whether ``count`` POSTs were accepted within ``timeout`` seconds."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.received) >= count, timeout)
 
     def bodies(self) -> list[dict]:
         with self._lock:

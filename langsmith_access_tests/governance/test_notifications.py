@@ -9,7 +9,10 @@ import base64
 import json
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -507,6 +510,60 @@ def test_rows_another_delivery_claimed_are_left_to_it_until_the_claim_window_pas
         assert (meanwhile.attempted, meanwhile.problem, receiver.bodies()) == (0, None, [])
         after = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW)
     assert after.delivered == [row] and len(receiver.bodies()) == 1
+
+
+# A command's delivery, in a process of its own, killed by SIGKILL after the receiver accepted a
+# notification and before the answer reached it (an OOM kill, a `timeout`): nothing records it.
+_DELIVERY = """
+import sys
+from datetime import datetime
+from pathlib import Path
+from langsmith_access.governance.notifications import Webhook, deliver_due
+from langsmith_access.settings import Secret
+from langsmith_access.store.database import AccessDatabase
+
+webhook = Webhook(url=Secret(sys.argv[2]), format="json", timeout_seconds=120)
+print(deliver_due(AccessDatabase(Path(sys.argv[1])), webhook, now=datetime.fromisoformat(sys.argv[3])))
+"""
+
+
+def test_a_delivery_killed_after_the_receiver_accepted_is_sent_again_once_with_the_same_key(database):
+    # At least once: the receiver got the first notification, the process died before recording
+    # it. The row is neither lost nor sent again while the dead delivery's claim lasts; after it,
+    # it goes once more under the same Idempotency-Key (so a receiver can drop it), is recorded
+    # delivered, and the rows the dead delivery never reached go with it, each once.
+    first, second = add(database), add(database, event="request.failed")
+    with WebhookReceiver() as receiver:
+        receiver.hold_answers = held = threading.Event()
+        delivery = subprocess.Popen(
+            [sys.executable, "-c", _DELIVERY, str(database.path), receiver.url, T0.isoformat()],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        try:
+            accepted = receiver.wait_until_received(1)
+            assert accepted, delivery.communicate(timeout=60)[0]
+            delivery.kill()  # SIGKILL
+            assert delivery.wait(60) == -signal.SIGKILL
+        finally:
+            if delivery.poll() is None:
+                delivery.kill()
+                delivery.wait(60)
+            receiver.hold_answers = None
+            held.set()  # the held answer goes to the dead process
+        assert [r.idempotency_key for r in receiver.received] == [first]
+        assert [row["status"] for row in rows(database)] == ["pending", "pending"]
+
+        meanwhile = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW - timedelta(seconds=1))
+        assert (meanwhile.attempted, meanwhile.problem) == (0, None)
+        after = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW)
+        assert (after.delivered, after.failed, after.problem) == ([first, second], {}, None)
+        later = deliver_due(database, webhook(receiver), now=T0 + CLAIM_WINDOW + timedelta(hours=2))
+        assert later.attempted == 0
+    assert [r.idempotency_key for r in receiver.received] == [first, first, second]
+    assert receiver.bodies()[0] == receiver.bodies()[1]
+    # (attempts counts claims: the second row's includes the dead delivery's, which never sent it)
+    assert [row["status"] for row in rows(database)] == ["delivered", "delivered"]
+    assert rows(database)[0]["attempts"] == 2
 
 
 @pytest.mark.parametrize("late", ["failed", "delivered", "not tried"])
