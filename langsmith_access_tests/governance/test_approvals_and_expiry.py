@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,6 +117,53 @@ def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(gover
     [row] = [r for r in json.loads(listed.stdout) if r["request_id"] == request_id]
     times = [row[name] for name in ("requested_at", "updated_at", "approved_at", "expires_at")]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", t) for t in times), times
+
+
+# `langsmith-access approve` killed by SIGKILL once its decision is committed to the working file,
+# as it starts copying that file to publish it (the copy's name is `.<file>.publish-<pid>.tmp`).
+_APPROVE_KILLED_BEFORE_PUBLISHING = """
+import os, shutil, signal, sys
+from langsmith_access import cli
+
+real_copyfile = shutil.copyfile
+
+def copyfile(source, destination, *args, **kwargs):
+    if ".publish-" in os.path.basename(destination):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_copyfile(source, destination, *args, **kwargs)
+
+shutil.copyfile = copyfile
+cli.main(["approve", *sys.argv[1:]])
+"""
+
+
+def test_an_approval_killed_before_it_was_published_is_kept_and_applied_once(governed):
+    # The decision is committed, the analysts' copy (what `requests` and the queue sensor read)
+    # not yet: the approver saw no answer and approves again. That is refused as already
+    # approved, by them, naming no fault of theirs; it publishes, so the request shows pending and
+    # the next provisioning run applies it once. Nothing taken twice: one decision, one write.
+    sandbox, org, database, people, receiver = governed
+    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", duration="1h",
+                          requested_by="ops@example.com")
+    assert grant.status == "awaiting_approval"
+    killed = subprocess.run([sys.executable, "-c", _APPROVE_KILLED_BEFORE_PUBLISHING, grant.request_id,
+                             "--by", people.admin.email], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert request_row(database, grant.request_id)["status"] == "awaiting_approval"  # not published yet
+
+    again = cli("approve", grant.request_id, "--by", people.admin.email)
+    assert again.returncode == 2 and f"already approved by {people.admin.email}" in again.stderr, again.stderr
+    row = request_row(database, grant.request_id)
+    assert (row["status"], row["approved_by"]) == ("pending", people.admin.email)
+    assert query(database.path, "SELECT decision, decided_by FROM main.provisioning_approvals") == [
+        ("approved", people.admin.email)]
+
+    assert provision().success
+    assert provision().success  # and again: nothing left to do
+    assert request_row(database, grant.request_id)["status"] == "applied"
+    assert [(w.method, w.status) for w in writes(sandbox)] == [("POST", 200)]
+    assert org.membership(people.workspace.id, people.outsiders[0].ls_user_id).role_id == people.roles["Admin"]
 
 
 def test_denied_and_expired_approvals_are_never_applied(governed):
