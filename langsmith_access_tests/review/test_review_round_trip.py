@@ -11,6 +11,10 @@ import contextlib
 import csv
 import getpass
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -347,6 +351,64 @@ def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
                      "ORDER BY valid_from DESC LIMIT 1", [second["grant_id"].lower()])
     code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run")
     assert code == 2 and stdout.count("unknown grant id") == 3 and "already revoked" not in stdout, stdout
+
+
+# `review queue-revokes` killed by SIGKILL part-way through a sheet: at the N-th id it draws (each
+# queued row draws its request's and its events'), whatever row that falls on.
+_QUEUE_REVOKES_KILLED_MID_SHEET = """
+import os, signal, sys, uuid
+from langsmith_access import cli
+
+ids_drawn, kill_at = 0, int(sys.argv[1])
+real_uuid4 = uuid.uuid4
+
+def uuid4():
+    global ids_drawn
+    ids_drawn += 1
+    if ids_drawn == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_uuid4()
+
+uuid.uuid4 = uuid4
+cli.main(["review", "queue-revokes", *sys.argv[2:]])
+"""
+
+
+def test_a_review_import_killed_mid_sheet_is_finished_by_importing_the_sheet_again(env, tmp_path, capsys):
+    # Each row is queued on its own, so a kill leaves the rows before it queued (in the working
+    # file, not yet published) and the rest not. Importing the same sheet again is the way out:
+    # the rows queued before are duplicates of their pending revokes, the rest are queued, and
+    # provisioning revokes each grant exactly once.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    marked = active_rows(rows, org.shared_workspaces()[0].id)[:6]
+    for row in marked:
+        row["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    killed = subprocess.run([sys.executable, "-c", _QUEUE_REVOKES_KILLED_MID_SHEET, "7", "--file", str(sheet)],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    queued_by_the_killed_one = query(database.working_path, "SELECT count(*) FROM main.provisioning_requests "
+                                                            "WHERE status = 'pending'")[0][0]
+    assert 0 < queued_by_the_killed_one < len(marked)  # killed part-way through the sheet
+
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--json")
+    assert code == 0, (stdout, err)
+    summary = json.loads(stdout)
+    assert (summary["queued"], summary["duplicates"], summary["rejected"]) == (
+        len(marked) - queued_by_the_killed_one, queued_by_the_killed_one, 0)
+    requests = list_requests()
+    assert sorted((r["user_id"], r["workspace_id"], r["status"]) for r in requests) == sorted(
+        (row["user_id"], row["workspace_id"], "pending") for row in marked)
+
+    assert provision().success
+    assert sorted(r["status"] for r in list_requests()) == ["applied"] * len(marked)
+    deletes = [entry.path for entry in sandbox.request_log.snapshot() if entry.method == "DELETE"]
+    assert len(deletes) == len(set(deletes)) == len(marked)
+    assert all(org.membership(row["workspace_id"], row["user_id"]) is None for row in marked)
 
 
 def test_a_grant_scim_manages_is_flagged_on_the_sheet_and_when_its_revoke_is_queued(env, tmp_path, capsys):
