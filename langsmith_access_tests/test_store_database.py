@@ -971,7 +971,8 @@ def test_the_lock_file_logs_and_deferred_runs_are_the_databases_own_files(tmp_pa
     database = AccessDatabase(tmp_path / "access.duckdb")
     logs = [p.with_name(p.name + ".wal") for p in (database.path, database.working_path, database.scratch_path)]
     assert all(database.owns(p) for p in (database.path, database.working_path, database.scratch_path,
-                                          database.lock_path, database.deferred_runs_path, *logs))
+                                          database.lock_path, database.deferred_runs_path,
+                                          database.unfinished_publish_path, *logs))
     assert not database.owns(tmp_path / "access.csv")
     assert not database.owns(tmp_path / "access.duckdb.csv")
 

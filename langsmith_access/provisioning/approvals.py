@@ -82,6 +82,7 @@ def decide(
     named = (notifier or Notifier.off()).hidden(request_id) if isinstance(request_id, str) else request_id
     with database.writer_lease(f"record a decision on request {named}", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
+        database.publish_pending()
         with database.connect() as conn:
             conn.execute("BEGIN")
             try:

@@ -354,6 +354,7 @@ def submit(
     ``policy_path``: the access policy file (None: no policy)."""
     with database.writer_lease("queue a provisioning request", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
+        database.publish_pending()
         with database.connect() as conn:
             result = submit_on(conn, change, policy_path=policy_path, notifier=notifier)
         database.publish()

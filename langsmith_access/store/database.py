@@ -198,9 +198,18 @@ class AccessDatabase:
 
     @property
     def unfinished_publish_path(self) -> Path:
-        """Present while a publish swaps its files in (``swap_in``): left by one that died or failed
-        between the analysts' file and its Parquet copy, for the next writer to publish again."""
+        """Present while the analysts' copy lags what a writer committed: while a publish swaps its
+        files in (``swap_in``), and from a command's first write to its publish
+        (``publish_pending``). Left by one that died or failed, for the next writer to publish
+        again (``ensure_working``) and for the queue sensor to launch one."""
         return self.path.with_name(f"{self._stem}.publish-unfinished")
+
+    def publish_pending(self) -> None:
+        """Say, before a command's first write, that it publishes when it ends (a request, a
+        decision, a review's revokes). Killed between its commit and its publish, it leaves the
+        analysts' copy (which ``requests`` and the queue sensor read) without what it committed:
+        ``unfinished_publish_path`` stays, and the next writer publishes. Caller holds the lease."""
+        self.unfinished_publish_path.touch()
 
     def owns(self, path: Path | str) -> bool:
         """Whether ``path`` is one of this database's own files (the analysts' copy, the
@@ -485,9 +494,10 @@ class AccessDatabase:
                 raise
             raise DatabaseUnusableError(str(error).replace(str(self.working_path), str(self.path))) from None
         if self.unfinished_publish_path.exists():
-            # A publish died (or failed) after replacing the analysts' file, before its Parquet copy:
-            # analysts reading Parquet would see the publish before it until some run published
-            # again (a failing sync never does). Publishing the working file now completes it.
+            # A publish died (or failed) after replacing the analysts' file, before its Parquet copy,
+            # or a command died between its commit and its publish: analysts (and the queue sensor)
+            # would not see it until some run published again (a failing sync never does).
+            # Publishing the working file now completes it.
             logger.warning("the last publish of %s did not finish: publishing it again", self.path.name)
             try:
                 self.publish()

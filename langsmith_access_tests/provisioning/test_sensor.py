@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -238,6 +239,54 @@ def test_the_daemon_runs_the_sensor_which_launches_the_job(env, tmp_path):
         runs = instance.get_runs(filters=dg.RunsFilter(job_name="provision_workspace_roles"))
         assert runs and runs[0].status == dg.DagsterRunStatus.SUCCESS
         assert runs[0].tags.get("dagster/sensor_name") == "provisioning_queue_sensor"
+
+
+# `langsmith-access request grant` killed by SIGKILL once its request is committed to the working
+# file, as it starts copying that file to publish it (the copy's name is `.<file>.publish-<pid>.tmp`).
+_REQUEST_KILLED_BEFORE_PUBLISHING = """
+import os, shutil, signal, sys
+from langsmith_access import cli
+
+real_copyfile = shutil.copyfile
+
+def copyfile(source, destination, *args, **kwargs):
+    if ".publish-" in os.path.basename(destination):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_copyfile(source, destination, *args, **kwargs)
+
+shutil.copyfile = copyfile
+cli.main(["request", "grant", *sys.argv[1:]])
+"""
+
+
+def test_a_request_killed_before_it_was_published_is_launched_by_the_next_tick(env, instance):
+    # The sensor reads the analysts' copy, which a request committed but not yet published is not
+    # in: it said "No pending requests." until some other command or the next sync published,
+    # hours later. The killed command leaves word that its publish is due; the tick launches a
+    # run, which publishes it and applies it, once; the tick after it has nothing to launch.
+    from langsmith_access.api import list_requests, provision
+
+    sandbox, org, database = env
+    workspace = org.shared_workspaces()[0]
+    outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
+    killed = subprocess.run(
+        [sys.executable, "-c", _REQUEST_KILLED_BEFORE_PUBLISHING, "--user", outsider.email, "--workspace",
+         workspace.id, "--role", "Editor"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert list_requests() == []  # committed to the working file only
+    with duckdb.connect(str(database.working_path), read_only=True) as conn:
+        assert conn.execute("SELECT status FROM main.provisioning_requests").fetchall() == [("pending",)]
+
+    result, cursor = evaluate(instance)
+    assert len(result.run_requests) == 1 and result.run_requests[0].partition_key == "default", result.skip_message
+    assert provision().success  # the run the tick launched, as the daemon would run it
+    assert [r["status"] for r in list_requests()] == ["applied"]
+    assert org.membership(workspace.id, outsider.ls_user_id) is not None
+    assert [entry.method for entry in sandbox.request_log.snapshot() if entry.method in ("POST", "PATCH", "DELETE")] == [
+        "POST"]
+    after, _ = evaluate(instance, cursor)
+    assert not after.run_requests and after.skip_message == "No pending requests."
 
 
 def test_after_failed_runs_the_org_waits_longer_each_time(database, instance):

@@ -583,6 +583,13 @@ def pending_request_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return queue.request_ids_with_status(conn, "pending") + queue.request_ids_with_status(conn, "in_progress")
 
 
+def unpublished_changes(org: Org) -> list[str]:
+    """A command that queued or decided requests died before publishing them (``AccessDatabase.
+    publish_pending``): the analysts' copy shows none of them. A run publishes them when it starts
+    and takes what is pending, so they are not left until some other command or sync publishes."""
+    return ["unpublished changes"] if AccessDatabase(org.duckdb_path).unfinished_publish_path.exists() else []
+
+
 def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConnection], list[str]]) -> list[str] | str:
     """``read`` of an org's analysts' copy for one sensor tick, or why it cannot be read now
     (this org's skip reason: the other orgs' ticks go on). The copy, for two seconds at most:
@@ -728,7 +735,7 @@ def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs, *,
     return launch_per_org(
         context, orgs,
         in_flight_reason="A provisioning run is in progress; the next tick takes what is left.",
-        read_due=lambda org, conn: pending_request_ids(conn),
+        read_due=lambda org, conn: pending_request_ids(conn) or unpublished_changes(org),
         nothing_due="No pending requests.",
         run_key_prefix="provision", count_tag="langsmith_access/requests", budget_seconds=budget_seconds,
     )

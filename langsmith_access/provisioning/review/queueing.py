@@ -137,6 +137,7 @@ def queue_revokes(
         return result
     with database.writer_lease("queue the revokes of an access review", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
+        database.publish_pending()
         with database.connect() as conn:
             require_tables(conn, "grants", "users", "workspaces", "grant_history")
             _require_this_organization(conn, sheet, database)
