@@ -457,6 +457,8 @@ def test_a_sheet_exported_from_another_org_is_refused_whole(env, tmp_path, capsy
         assert f"exported from organization {other_org.upper()}" in err and org.organization_id in err, err
         assert "nothing was queued" in err
     assert request_count(database) == 0
+    # Nor is a publish left due: the provisioning sensor would launch a run for nothing.
+    assert not database.unfinished_publish_path.exists()
     # The same id in another spelling, or a sheet without the column (written by hand), is this org's.
     rows[0]["organization_id"], rows[1]["organization_id"] = org.organization_id.upper(), ""
     write_sheet(sheet, rows)

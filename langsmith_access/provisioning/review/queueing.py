@@ -137,7 +137,6 @@ def queue_revokes(
         return result
     with database.writer_lease("queue the revokes of an access review", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
-        database.publish_pending()
         with database.connect() as conn:
             require_tables(conn, "grants", "users", "workspaces", "grant_history")
             _require_this_organization(conn, sheet, database)
@@ -146,6 +145,7 @@ def queue_revokes(
             # row is queued, so the queue changes only through these rows (queue.SubmitBatch).
             batch = queue.SubmitBatch(conn, users=facts.users_named(sheet.marked))
             facts.read_memberships(conn, sheet.marked, batch)
+            database.publish_pending()  # the checks above passed: the rows are queued from here on
             for row in sheet.marked:
                 result.outcomes.append(_queue_row(conn, facts.as_recorded(row), reviewer, reason, facts, batch))
         database.publish()
