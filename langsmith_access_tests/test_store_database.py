@@ -1199,3 +1199,35 @@ def test_a_publish_killed_between_the_analysts_file_and_its_parquet_copy_is_comp
     with database.writer_lease("the writer after it"):
         database.ensure_working()
     assert published() == ([(42,), (43,)], [(42,), (43,)])
+
+
+@pytest.mark.parametrize("command_committed", [False, True])
+def test_a_publish_that_could_not_replace_the_analysts_file_leaves_a_publish_due_only_for_a_commands_commits(
+        tmp_path, monkeypatch, command_committed):
+    # A publish whose first rename fails changed nothing, so it leaves nothing to finish, unless a
+    # command committed before it (publish_pending): that stays due, for the next writer (and the
+    # queue sensor), or the analysts' copy would lag those commits with nothing saying so.
+    database = published_once(tmp_path)
+    real_replace = os.replace
+
+    def analysts_file_read_only(source, target):
+        if Path(target) == database.path:
+            raise OSError(errno.EROFS, "Read-only file system")
+        real_replace(source, target)
+
+    with database.writer_lease("a command"):
+        database.ensure_working()
+        if command_committed:
+            database.publish_pending()
+        with database.connect() as conn:
+            conn.execute("INSERT INTO main.kept VALUES (43)")
+        monkeypatch.setattr(os, "replace", analysts_file_read_only)
+        with pytest.raises(OSError, match="Read-only"):
+            database.publish()
+    monkeypatch.undo()
+    assert database.unfinished_publish_path.exists() == command_committed
+    with database.writer_lease("the next writer"):
+        database.ensure_working()
+    assert query(database.path, "SELECT x FROM main.kept ORDER BY x") == (
+        [(42,), (43,)] if command_committed else [(42,)])
+    assert not database.unfinished_publish_path.exists()

@@ -439,11 +439,13 @@ class AccessDatabase:
             export.keep_permissions(published, staged.copy)
             # The analysts' file and its Parquet copy are two renames: a publish killed (or failing)
             # between them leaves this behind, and the next writer publishes again (ensure_working).
+            due_before = self.unfinished_publish_path.exists()  # a command's commits (publish_pending)
             self.unfinished_publish_path.touch()
             try:
                 os.replace(staged.copy, published)  # (stage_publish synced the copy)
             except BaseException:
-                self.unfinished_publish_path.unlink()  # nothing was replaced: nothing to finish
+                if not due_before:  # nothing was replaced, and nothing committed waits: nothing to finish
+                    self.unfinished_publish_path.unlink(missing_ok=True)
                 raise
             wal_path(published).unlink(missing_ok=True)
             sync_directory(published.parent)
@@ -451,7 +453,7 @@ class AccessDatabase:
                 export.replace_directory(staged.parquet, self.parquet_path)
             if docs_site is not None:
                 export.replace_directory(docs_site, self.docs_path)
-            self.unfinished_publish_path.unlink()
+            self.unfinished_publish_path.unlink(missing_ok=True)
         finally:
             staged.discard()
 
