@@ -8,8 +8,10 @@ import io
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -225,3 +227,30 @@ def tick_sensor(name: str, instance: dg.DagsterInstance, cursor: str | None = No
     context = dg.build_sensor_context(instance=instance, cursor=cursor,
                                       repository_def=definitions.get_repository_def())
     return definitions.resolve_sensor_def(name).evaluate_tick(context), context.cursor
+
+
+# A `langsmith-access` command killed by SIGKILL once it has committed to the working file, as
+# it starts copying that file to publish it (the copy's name is `.<file>.publish-<pid>.tmp`).
+_KILLED_BEFORE_PUBLISHING = """
+import os, shutil, signal, sys
+from langsmith_access import cli
+
+real_copyfile = shutil.copyfile
+
+def copyfile(source, destination, *args, **kwargs):
+    if ".publish-" in os.path.basename(destination):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_copyfile(source, destination, *args, **kwargs)
+
+shutil.copyfile = copyfile
+cli.main(sys.argv[1:])
+"""
+
+
+def cli_killed_before_publishing(*args: str) -> subprocess.CompletedProcess:
+    """Run ``langsmith-access <args>`` in a process of its own, killed (SIGKILL) between its
+    commit and its publish; asserts it was killed there."""
+    killed = subprocess.run([sys.executable, "-c", _KILLED_BEFORE_PUBLISHING, *args], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    return killed

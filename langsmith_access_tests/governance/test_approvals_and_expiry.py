@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +29,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
 from langsmith_access_tests.governance.support import POLICY, WORKSPACE, cli, events, request_row, writes
-from langsmith_access_tests.helpers import query
+from langsmith_access_tests.helpers import cli_killed_before_publishing, query
 
 
 def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(governed):
@@ -119,24 +116,6 @@ def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(gover
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", t) for t in times), times
 
 
-# `langsmith-access approve` killed by SIGKILL once its decision is committed to the working file,
-# as it starts copying that file to publish it (the copy's name is `.<file>.publish-<pid>.tmp`).
-_APPROVE_KILLED_BEFORE_PUBLISHING = """
-import os, shutil, signal, sys
-from langsmith_access import cli
-
-real_copyfile = shutil.copyfile
-
-def copyfile(source, destination, *args, **kwargs):
-    if ".publish-" in os.path.basename(destination):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real_copyfile(source, destination, *args, **kwargs)
-
-shutil.copyfile = copyfile
-cli.main(["approve", *sys.argv[1:]])
-"""
-
-
 def test_an_approval_killed_before_it_was_published_is_kept_and_applied_once(governed):
     # The decision is committed, the analysts' copy (what `requests` and the queue sensor read)
     # not yet: the approver saw no answer and approves again. That is refused as already
@@ -146,10 +125,7 @@ def test_an_approval_killed_before_it_was_published_is_kept_and_applied_once(gov
     grant = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", duration="1h",
                           requested_by="ops@example.com")
     assert grant.status == "awaiting_approval"
-    killed = subprocess.run([sys.executable, "-c", _APPROVE_KILLED_BEFORE_PUBLISHING, grant.request_id,
-                             "--by", people.admin.email], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    cli_killed_before_publishing("approve", grant.request_id, "--by", people.admin.email)
     assert request_row(database, grant.request_id)["status"] == "awaiting_approval"  # not published yet
 
     again = cli("approve", grant.request_id, "--by", people.admin.email)

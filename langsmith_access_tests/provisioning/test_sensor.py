@@ -5,7 +5,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -41,7 +40,7 @@ from langsmith_access.defs.provisioning.definitions import (
 from langsmith_access.defs.provisioning.governance import evaluate_expiries
 from langsmith_access.provisioning import queue
 from langsmith_access.store.database import AccessDatabase, DatabaseUnusableError
-from langsmith_access_tests.helpers import tick_sensor
+from langsmith_access_tests.helpers import cli_killed_before_publishing, tick_sensor
 from langsmith_access_tests.services import Service, wait_for
 
 
@@ -241,24 +240,6 @@ def test_the_daemon_runs_the_sensor_which_launches_the_job(env, tmp_path):
         assert runs[0].tags.get("dagster/sensor_name") == "provisioning_queue_sensor"
 
 
-# `langsmith-access request grant` killed by SIGKILL once its request is committed to the working
-# file, as it starts copying that file to publish it (the copy's name is `.<file>.publish-<pid>.tmp`).
-_REQUEST_KILLED_BEFORE_PUBLISHING = """
-import os, shutil, signal, sys
-from langsmith_access import cli
-
-real_copyfile = shutil.copyfile
-
-def copyfile(source, destination, *args, **kwargs):
-    if ".publish-" in os.path.basename(destination):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real_copyfile(source, destination, *args, **kwargs)
-
-shutil.copyfile = copyfile
-cli.main(["request", "grant", *sys.argv[1:]])
-"""
-
-
 def test_a_request_killed_before_it_was_published_is_launched_by_the_next_tick(env, instance):
     # The sensor reads the analysts' copy, which a request committed but not yet published is not
     # in: it said "No pending requests." until some other command or the next sync published,
@@ -269,11 +250,8 @@ def test_a_request_killed_before_it_was_published_is_launched_by_the_next_tick(e
     sandbox, org, database = env
     workspace = org.shared_workspaces()[0]
     outsider = next(m for m in org.active_members() if m.ls_user_id not in workspace.memberships)
-    killed = subprocess.run(
-        [sys.executable, "-c", _REQUEST_KILLED_BEFORE_PUBLISHING, "--user", outsider.email, "--workspace",
-         workspace.id, "--role", "Editor"], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    cli_killed_before_publishing("request", "grant", "--user", outsider.email, "--workspace", workspace.id,
+                                 "--role", "Editor")
     assert list_requests() == []  # committed to the working file only
     with duckdb.connect(str(database.working_path), read_only=True) as conn:
         assert conn.execute("SELECT status FROM main.provisioning_requests").fetchall() == [("pending",)]
