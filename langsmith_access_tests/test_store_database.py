@@ -908,19 +908,25 @@ def test_a_publish_whose_renames_fail_leaves_no_copy_beside_the_analysts_file(tm
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def replace_refused_for(path: Path):
+    """``os.replace`` refusing, as a read-only file system would, to replace ``path``."""
+    real_replace = os.replace
+
+    def replace(source, target):
+        if Path(target) == path:
+            raise OSError(errno.EROFS, "Read-only file system")
+        real_replace(source, target)
+
+    return replace
+
+
 def test_a_publish_whose_analysts_file_cannot_be_replaced_leaves_the_parquet_copy_as_it_was(tmp_path, monkeypatch):
     # The analysts' file is replaced first, the Parquet copy after it: where the first rename
     # fails, an analyst reading Parquet must not see tables the database does not have.
     database = published_once(tmp_path)
     before = sorted(p.name for p in database.parquet_path.iterdir())
     assert "kept.parquet" in before
-    real_replace = os.replace
-
-    def analysts_file_read_only(source, target):
-        if Path(target) == database.path:
-            raise OSError(errno.EROFS, "Read-only file system")
-        real_replace(source, target)
-
+    analysts_file_read_only = replace_refused_for(database.path)
     with database.writer_lease("a run"):
         with database.connect() as conn:
             conn.execute("CREATE TABLE main.added AS SELECT 2 AS x")
@@ -1208,13 +1214,7 @@ def test_a_publish_that_could_not_replace_the_analysts_file_leaves_a_publish_due
     # command committed before it (publish_pending): that stays due, for the next writer (and the
     # queue sensor), or the analysts' copy would lag those commits with nothing saying so.
     database = published_once(tmp_path)
-    real_replace = os.replace
-
-    def analysts_file_read_only(source, target):
-        if Path(target) == database.path:
-            raise OSError(errno.EROFS, "Read-only file system")
-        real_replace(source, target)
-
+    analysts_file_read_only = replace_refused_for(database.path)
     with database.writer_lease("a command"):
         database.ensure_working()
         if command_committed:
