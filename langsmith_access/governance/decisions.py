@@ -125,7 +125,10 @@ def access_terms(
             )
         return AccessTerms(until=end, source="until")
     if policy.default_duration is not None:
-        return AccessTerms(duration=min(policy.default_duration, limit), source="default")
+        # A default longer than the role's max gives the max, and is said so: not "the policy's default".
+        if policy.default_duration > limit:
+            return AccessTerms(duration=limit, source="max")
+        return AccessTerms(duration=policy.default_duration, source="default")
     if longest is not None:
         return AccessTerms(duration=limit, source="max")
     return AccessTerms()

@@ -102,7 +102,9 @@ def test_without_a_policy_only_the_ceiling_limits():
 def test_unasked_terms_take_the_default_cut_to_the_max_else_the_max_else_none():
     with_default = Policy(source="p.yaml", default_duration=timedelta(days=30),
                           max_by_role=((ADMIN, timedelta(hours=8)),))
-    assert terms(with_default) == AccessTerms(duration=timedelta(hours=8), source="default")
+    # The default cut to Admin's 8h is the role's maximum, and said so (not "the policy's default").
+    assert terms(with_default) == AccessTerms(duration=timedelta(hours=8), source="max")
+    assert terms(with_default).describe() == "for 8h from when it is applied (the role's maximum)"
     assert terms(with_default, role=EDITOR) == AccessTerms(duration=timedelta(days=30), source="default")
     assert terms(LIMITS) == AccessTerms(duration=timedelta(hours=8), source="max")
     assert terms(LIMITS).describe() == "for 8h from when it is applied (the role's maximum)"
