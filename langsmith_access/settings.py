@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from langsmith_access.governance.durations import FORMAT_HINT, DurationError, parse_duration
+from langsmith_access.quoting import KEY_BODY as _KEY_BODY
+from langsmith_access.quoting import KEY_PREFIXES, holds_key, named, shown
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 DEFAULT_DUCKDB_PATH = "data/langsmith_access.duckdb"
@@ -164,35 +166,9 @@ def mask_key_fragments(text: str) -> str:
     return _KEY_BODY.sub("***", _KEY_FRAGMENT.sub(lambda match: match.group(1) + "***", text))
 
 
-def _holds_key(raw: str) -> bool:
-    return any(prefix in raw for prefix in KEY_PREFIXES) or _KEY_BODY.search(raw) is not None
-
-
 def _pasted_key(raw: str) -> bool:
     return (raw.strip().startswith(KEY_PREFIXES) or _KEY_FRAGMENT.search(raw) is not None
             or _KEY_BODY.search(raw) is not None)
-
-
-# The most of a value a message quotes: a file's content pasted into a variable (or a value of
-# 100,000 characters) was echoed whole, the message's fix lost after it.
-SHOWN_AT_MOST = 80
-
-
-def shown(raw: str) -> str:
-    """``raw`` quoted for a message (its start, and its length, when it is long), unless it holds
-    what looks like an API key (someone pasted one into the wrong variable or argument): then only
-    that, never the value."""
-    if _holds_key(raw):
-        return "a value holding what looks like an API key (not shown)"
-    if len(raw) > SHOWN_AT_MOST:
-        return f"{raw[:SHOWN_AT_MOST]!r}… ({len(raw)} characters)"
-    return repr(raw)
-
-
-def named(raw: str) -> str:
-    """``raw`` as it is (a path, an entry's key), unless it holds what looks like an API key: then
-    what ``shown`` says instead."""
-    return shown(raw) if _holds_key(raw) else raw
 
 
 def yaml_line(mark: yaml.Mark, text: str) -> int:
@@ -559,7 +535,7 @@ def _organization_id(name: str, raw: str) -> str:
     try:
         return check_organization_id(raw, name)
     except SettingsError:
-        if _holds_key(raw):
+        if holds_key(raw):
             raise
         return raw
 
@@ -795,7 +771,7 @@ def _duration(name: str, raw: str) -> timedelta:
     try:
         return parse_duration(raw, name)
     except DurationError as error:
-        if _holds_key(raw):  # the parser's message quotes the value: a key pasted here is not repeated
+        if holds_key(raw):  # the parser's message quotes the value: a key pasted here is not repeated
             raise SettingsError(f"{name} must be a duration, got {shown(raw)}: {FORMAT_HINT}.") from None
         raise SettingsError(str(error)) from None
 
@@ -951,9 +927,6 @@ ORG_ENTRY_KEYS = ("slug", "organization_id", "endpoint", "api_key_env", "policy"
 # An org's own policy file, and its own webhook (the name of the variable holding its URL, and
 # its format): without them, LANGSMITH_ACCESS_POLICY and LANGSMITH_ACCESS_WEBHOOK_URL/_FORMAT.
 ORG_ENTRY_OPTIONAL_KEYS = ("policy", "webhook_url_env", "webhook_format")
-# What LangSmith keys start with (service keys, personal tokens, legacy keys): a value like
-# this in the orgs file is a pasted key.
-KEY_PREFIXES = ("lsv2_", "ls__")
 # What looks like an API key inside a text (mask_keys): a prefix and the characters of a key,
 # and the stars of an earlier mask (a message masked again stays lsv2_***, not lsv2_******).
 _KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]*(?:\\*\\*\\*)?")
@@ -963,9 +936,6 @@ _KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\
 _KEY_FRAGMENT = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]{{12,}}")
 # A service key or a personal token as LangSmith shows it: its prefix and at least 12 more characters.
 _SERVICE_KEY_OR_TOKEN = re.compile(r"lsv2_(?:sk|pt)_[A-Za-z0-9_\-]{12,}")
-# A key's secret part without its prefix (``lsv2_sk_`` and ``lsv2_pt_`` keys are the prefix, 32
-# hex digits, ``_`` and 10 more): pasted without the prefix, it is still the key.
-_KEY_BODY = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]{32}_[0-9a-fA-F]{10}(?![A-Za-z0-9])")
 # user:password@ in a URL (up to the authority's last '@', as urllib reads it: a password may
 # hold one), and a URL's query string (where tokens travel).
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]+@")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from langsmith_access.quoting import shown
+
 CEILING = timedelta(days=365)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([0-9]+)([smhd])")
@@ -20,21 +22,13 @@ class DurationError(ValueError):
     """Text that is not a duration of this format, or one outside 1 s .. 365 days."""
 
 
-# The most of a value a refusal quotes (as ``settings.shown``): a long one's start, and its length.
-_QUOTED_AT_MOST = 80
-
-
-def _quoted(text: str) -> str:
-    return repr(text) if len(text) <= _QUOTED_AT_MOST else f"{text[:_QUOTED_AT_MOST]!r}… ({len(text)} characters)"
-
-
 def parse_duration(text: object, what: str = "duration") -> timedelta:
     """The duration ``text`` writes, or ``DurationError`` naming ``what`` and the fix."""
     if not isinstance(text, str):
         raise DurationError(f"{what} must be a duration like 8h or 90d, got {text!r}: {FORMAT_HINT}.")
     match = _DURATION.fullmatch(text.strip())
     if match is None:
-        raise DurationError(f"{what} {_quoted(text)} is not a duration: {FORMAT_HINT}.")
+        raise DurationError(f"{what} {shown(text)} is not a duration: {FORMAT_HINT}.")
     count, unit = int(match.group(1)), match.group(2)
     if count < 1:
         raise DurationError(f"{what} {text!r} is zero: {FORMAT_HINT}.")

@@ -62,3 +62,15 @@ def test_a_long_value_is_quoted_by_its_start_and_length_not_whole():
         parse_duration("8h " * 40_000, "--duration")
     assert str(error.value) == (f"--duration {('8h ' * 27)[:80]!r}… (120000 characters) is not a duration: write "
                                 "<n>s, <n>m, <n>h or <n>d with n at least 1, e.g. 45s, 30m, 8h, 90d.")
+
+
+@pytest.mark.parametrize("pasted", ["lsv2_sk_" + "0123456789abcdef" * 2 + "_0123456789",
+                                    "0123456789abcdef" * 2 + "_0123456789"])
+def test_a_key_pasted_as_a_duration_is_not_quoted(pasted):
+    # A key pasted into --duration or a policy's duration (with or without its prefix) is named
+    # as one, the way every other refused value is (quoting.shown): never repeated.
+    with pytest.raises(DurationError) as error:
+        parse_duration(pasted, "--duration")
+    assert str(error.value) == ("--duration a value holding what looks like an API key (not shown) is not a duration: "
+                                "write <n>s, <n>m, <n>h or <n>d with n at least 1, e.g. 45s, 30m, 8h, 90d.")
+    assert "0123456789abcdef" not in str(error.value)
