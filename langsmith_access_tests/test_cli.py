@@ -18,7 +18,7 @@ from dagster_shared.error import SerializableErrorInfo
 from langsmith_access import cli, console, demo, runner
 from langsmith_access.cli import build_parser, common
 from langsmith_access.cli import sync as sync_command
-from langsmith_access.cli.common import INTERRUPTED, count, deliver_notifications, run_handler
+from langsmith_access.cli.common import INTERRUPTED, deliver_notifications, org_size, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX, AccessDatabase, LeftoverWalError
 from langsmith_access_tests.helpers import cli_in_this_process, query
@@ -662,9 +662,24 @@ def test_the_demo_runs_the_org_its_options_name_and_the_readmes_defaults(monkeyp
 
 def test_a_count_may_be_zero_and_no_less():
     # "give 0 or more", as the message says: an org of no pending invites is a real one.
-    assert count("0") == 0 and count("3") == 3
+    assert org_size("0") == 0 and org_size("3") == 3
     with pytest.raises(argparse.ArgumentTypeError, match=r"^-1 is below 0: give 0 or more$"):
-        count("-1")
+        org_size("-1")
+
+
+def test_an_org_too_big_to_generate_is_refused_before_the_sandbox_builds_it():
+    # The sandbox (and the demo's) builds the whole org in memory: --members 1000000000 was
+    # accepted and ran until the machine had no memory left.
+    for command in ("sandbox", "demo"):
+        done = cli_in_this_process(command, "--members", "1000000000")
+        assert done.returncode == 2, done.stderr
+        assert ("argument --members: 1000000000 is above 200,000: the sandbox holds its whole org in memory "
+                "(~5 GB a million members); give 200,000 or fewer") in done.stderr
+    assert "argument --workspaces: 200001 is above 200,000" in cli_in_this_process(
+        "sandbox", "--workspaces", "200001").stderr
+    assert "argument --pending-invites: 200001 is above" in cli_in_this_process(
+        "sandbox", "--pending-invites", "200001").stderr
+    assert org_size("200000") == 200_000 and org_size("0") == 0
 
 
 def test_the_demo_with_a_bad_variable_says_which_before_the_sandbox_starts(tmp_path, monkeypatch):

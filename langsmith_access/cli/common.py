@@ -62,8 +62,9 @@ INTERRUPTED = 130
 USAGE_ERRORS = (UsageError, LookupFailed, ReviewError, RequestRejected)
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """argparse type of a whole number ``minimum`` or more (a count of members, of rounds)."""
+def whole_number(minimum: int, most: int | None = None, why_most: str = "") -> Callable[[str], int]:
+    """argparse type of a whole number ``minimum`` or more (a count of members, of rounds), and at
+    most ``most`` when given (``why_most`` says why, in the refusal)."""
 
     def parse(text: str) -> int:
         try:
@@ -72,12 +73,18 @@ def whole_number(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} is below {minimum}: give {minimum} or more")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"{value} is above {most:,}: {why_most}; give {most:,} or fewer")
         return value
 
     return parse
 
 
-count = whole_number(0)  # members, workspaces, invites
+# The sandbox builds its whole org in memory before it answers: 100,000 members took 44 s and
+# 0.5 GB here, so a mistyped --members 1000000000 ran until the machine ran out of memory.
+SANDBOX_MOST = 200_000
+# members, workspaces, invites:
+org_size = whole_number(0, SANDBOX_MOST, "the sandbox holds its whole org in memory (~5 GB a million members)")
 
 
 def given(what: str, left_out: str) -> Callable[[str], str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from langsmith_access.cli.common import count
+from langsmith_access.cli.common import org_size
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -13,8 +13,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "provisioning, a re-sync, a summary and example queries"
     )
     demo.add_argument("--seed", type=int, default=42, help="seed of the sandbox's generated org (default 42)")
-    demo.add_argument("--members", type=count, default=50, help="active org members (default 50)")
-    demo.add_argument("--workspaces", type=count, default=8, help="shared workspaces (default 8)")
+    demo.add_argument("--members", type=org_size, default=50, help="active org members (default 50)")
+    demo.add_argument("--workspaces", type=org_size, default=8, help="shared workspaces (default 8)")
     demo.set_defaults(handler=run_demo)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from langsmith_access.cli.common import count
+from langsmith_access.cli.common import org_size
 from langsmith_access.sandbox.api import KEY_ROLES
 from langsmith_access.sandbox.server import serve_from_cli
 
@@ -16,8 +16,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port")
     sandbox.add_argument("--seed", type=int, default=42, help="seed of the generated org: the same seed, the same org")
-    sandbox.add_argument("--members", type=count, default=50, help="active org members")
-    sandbox.add_argument("--workspaces", type=count, default=8, help="shared workspaces")
+    sandbox.add_argument("--members", type=org_size, default=50, help="active org members")
+    sandbox.add_argument("--workspaces", type=org_size, default=8, help="shared workspaces")
     sandbox.add_argument("--api-key", default=None, help="service key to accept (default: generated)")
     sandbox.add_argument("--organization-id", default=None, help="org UUID (default: from the seed)")
     sandbox.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
@@ -26,7 +26,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     sandbox.add_argument(
         "--pending-invites",
-        type=count,
+        type=org_size,
         default=None,
         help="pending org invites (default: members / 40 + 2)",
     )
