@@ -24,6 +24,7 @@ from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.provisioning.expiry import unlisted_org_warnings
 from langsmith_access.settings import Org, Settings, SettingsError, load_orgs, mask_key_fragments
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseUnusableError
+from langsmith_access.store.queries import users_without_email
 from langsmith_access.store.sections import section_reads
 from langsmith_access.store.sync_runs import succeeded_sync_run
 
@@ -177,6 +178,7 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
             summary = succeeded_sync_run(conn, outcome.run_id)
             sections = section_reads(conn, outcome.run_id)
             drift = unexplained_changes(conn, outcome.run_id)
+            emails_unknown = users_without_email(conn) if summary.get("anonymity_restricted") else 0
     except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error) as error:
         _print_unread_summary(f"{lead}Sync", outcome, settings.duckdb_path, error)
         return run_inventory(org, args, lead) if args.all_sections else True
@@ -188,9 +190,12 @@ def sync_org(org: Org, args: argparse.Namespace, *, named: bool) -> bool:
         + ": see main.report_unexplained_changes\n"
         if drift else ""
     )
+    # On a first sync nothing is kept: the count says what the analysts' tables lack.
     anonymity = (
         "  the members answer was anonymity-restricted: withheld emails/names kept from the "
-        "previous sync where known\n"
+        "previous sync where known"
+        + (f"; {emails_unknown} user(s) with no email known (main.users.email is null)\n"
+           if emails_unknown else "; every user's email known\n")
         if summary.get("anonymity_restricted")
         else ""
     )

@@ -333,6 +333,13 @@ def user_history_began_at(conn) -> datetime | None:
     return first
 
 
+def users_without_email(conn) -> int:
+    """How many active members the analysts' tables know no email of (an anonymity-restricted
+    members answer withholds them; a previous sync's are kept where there was one)."""
+    [(unknown,)] = conn.execute("SELECT count(*) FROM main.users WHERE email IS NULL").fetchall()
+    return unknown
+
+
 def last_synced_at(conn) -> datetime | None:
     """When the latest successful sync (of either job) finished (None before the first)."""
     [(last,)] = conn.execute(

@@ -262,7 +262,15 @@ def test_the_sync_summary_says_the_drift_and_the_withheld_names_it_saw(env):
     assert again.returncode == 0, again.stderr
     assert "drift" not in again.stdout, again.stdout  # this sync saw no new change
     assert ("\n  the members answer was anonymity-restricted: withheld emails/names kept from the previous "
-            "sync where known\n") in again.stdout, again.stdout
+            "sync where known; every user's email known\n") in again.stdout, again.stdout
+    # A member first seen behind the restriction has no email to keep: counted, where to look said
+    # (on a first sync that is every member; "kept ... where known" alone read as nothing lost).
+    org.add_member("first.seen@example.com", "First Seen")
+    third = cli("sync", "--quiet")
+    assert third.returncode == 0, third.stderr
+    assert ("\n  the members answer was anonymity-restricted: withheld emails/names kept from the previous "
+            "sync where known; 1 user(s) with no email known (main.users.email is null)\n") in third.stdout, \
+        third.stdout
 
 
 def test_a_failed_sync_and_a_failed_inventory_raise_sync_failed(watched, monkeypatch):
