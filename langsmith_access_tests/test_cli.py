@@ -582,6 +582,8 @@ def test_a_folder_this_user_cannot_write_gets_the_fix_in_the_cli_and_in_a_failed
     assert run_handler(unwritable("/sys/exports"), argparse.Namespace(org=None)) == 1
     err = capsys.readouterr().err
     assert "fix: this user may not write /sys/exports" in err and "LANGSMITH_ACCESS_DUCKDB" not in err
+    # Said as mkdir says it, "<path>: <what happened>", not as Python's "[Errno 13] ...: '<path>'".
+    assert err.startswith("error: /sys/exports: Permission denied\n"), err
 
     def recorded(path):  # as Dagster records the same error in a run's failure
         return SerializableErrorInfo(message=f"OSError: [Errno 30] Read-only file system: '{path}'\n",

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -105,13 +106,11 @@ def test_a_key_pasted_as_an_option_value_or_a_path_is_never_echoed(env, tmp_path
         done = cli_in_this_process(*args)
         assert done.returncode == 2 and "lsv2_***" in done.stderr, (args, done.stderr)
         assert key not in done.stdout + done.stderr, args
-    # A name longer than the file system takes: the OS error quotes the path.
+    # A name longer than the file system takes: the OS error quotes the path, the refusal does not.
     done = cli_in_this_process("export", "--format", "csv", "--out", str(tmp_path / (key + "x" * 300)))
-    assert done.returncode == 1 and "File name too long" in done.stderr and "lsv2_***" in done.stderr, done.stderr
-    assert key not in done.stdout + done.stderr and "Traceback" not in done.stderr
-    # Said as mkdir says it, "<path>: <what happened>", not as Python's "[Errno 36] ...: '<path>'".
-    assert done.stderr.startswith(f"error: {tmp_path}/lsv2_***") and "Errno" not in done.stderr, done.stderr
-    assert done.stderr.rstrip().endswith(": File name too long"), done.stderr
+    assert done.returncode == 2 and "(File name too long)" in done.stderr, done.stderr
+    assert done.stderr.startswith("error: --out a value holding what looks like an API key (not shown): "), done.stderr
+    assert key not in done.stdout + done.stderr and "lsv2_" not in done.stderr and "Traceback" not in done.stderr
 
 
 def test_text_a_command_prints_carries_no_terminal_control_character(env, tmp_path):
@@ -143,6 +142,23 @@ def test_an_output_path_under_a_file_is_refused_naming_that_file(env, tmp_path):
         assert f"{in_the_way} is a file, not a folder" in done.stderr, (args, done.stderr)
         assert "Errno" not in done.stderr and "Traceback" not in done.stderr
     assert in_the_way.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_export_folder_the_file_system_will_not_make_is_refused_with_the_fix(env, tmp_path):
+    """A folder under /proc gave only "error: /proc/...: No such file or directory" (of a path the
+    user asked to create), a name too long only "File name too long": neither said what to do."""
+    for out, reason in ((Path("/proc") / f"langsmith-access-{tmp_path.name}", "No such file or directory"),
+                        (tmp_path / ("x" * 300), "File name too long")):
+        done = cli_in_this_process("export", "--format", "csv", "--out", str(out))
+        assert done.returncode == 2, (out, done.stderr)
+        assert (f"error: --out {out}: the folder cannot be made there ({reason}): choose a folder this user may "
+                "create and write, with no name longer than 255 bytes (e.g. --out exports).") in done.stderr
+        assert "Errno" not in done.stderr and out.name not in os.listdir(out.parent)
+        sheet = cli_in_this_process("review", "export", "--out", str(out / "q4.csv"))
+        assert sheet.returncode == 2, (out, sheet.stderr)
+        assert (f"error: --out {out / 'q4.csv'}: the folder cannot be made there ({reason}): choose a folder this "
+                "user may create and write, with no name longer than 255 bytes (e.g. --out reviews/q4.csv).") \
+            in sheet.stderr, sheet.stderr
 
 
 def test_requests_from_a_database_that_is_not_there_says_so(env, tmp_path, monkeypatch):

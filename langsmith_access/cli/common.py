@@ -27,6 +27,7 @@ from langsmith_access.settings import (
     load_orgs,
     mask_key_fragments,
     mask_keys,
+    named,
     shown,
 )
 from langsmith_access.store.database import (
@@ -242,6 +243,24 @@ class ReaderMayLeave:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def refused_if_unmakeable(option: str, path: Path, example: str) -> Iterator[None]:
+    """Looking at or making the folder of an output ``option`` names (``path``, or the folder
+    holding it): an OS error becomes a refusal saying what to pass instead (``example``).
+    A folder the file system will not make (under /proc: "No such file or directory" of a path
+    the user asked to create), a name longer than it allows, said nothing more. A folder this
+    user may not write is left to the common handler, whose fix names it."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in UNWRITABLE_ERRNOS or not error.strerror:
+            raise
+        raise UsageError(
+            f"{option} {named(str(path))}: the folder cannot be made there ({error.strerror}): choose a "
+            f"folder this user may create and write, with no name longer than 255 bytes (e.g. {option} {example})."
+        ) from None
 
 
 def os_error_text(error: OSError) -> str:

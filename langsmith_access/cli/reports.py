@@ -24,6 +24,7 @@ from langsmith_access.cli.common import (
     print_table,
     refuse_a_file_among_the_folders,
     refuse_another_orgs_folder,
+    refused_if_unmakeable,
     selected_org,
 )
 from langsmith_access.settings import load_orgs
@@ -275,9 +276,10 @@ def _held_heading(held: list[queries.HeldGrant], at: datetime, args: argparse.Na
 
 def export_files(args: argparse.Namespace) -> int:
     out_dir: Path = args.out.expanduser()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a directory.")
-    refuse_a_file_among_the_folders("--out", out_dir)
+    with refused_if_unmakeable("--out", out_dir, "exports"):
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out {out_dir} exists and is not a directory.")
+        refuse_a_file_among_the_folders("--out", out_dir)
     database = analysts_database(args)
     selected = selected_org(args).slug
     for org in load_orgs(refuse_unusable_keys=False):
@@ -295,6 +297,8 @@ def export_files(args: argparse.Namespace) -> int:
     refuse_another_orgs_folder(args, "--out", out_dir)
     with database.read_published() as conn:
         require_synced(conn, database.path)
+        with refused_if_unmakeable("--out", out_dir, "exports"):
+            out_dir.mkdir(parents=True, exist_ok=True)
         written = export_tables(conn, out_dir, args.file_format)
     width = max((len(table) for table in written), default=0)
     for table, rows in written.items():

@@ -30,6 +30,7 @@ from langsmith_access.cli.common import (
     org_terms,
     refuse_a_file_among_the_folders,
     refuse_another_orgs_folder,
+    refused_if_unmakeable,
     selected_org,
 )
 from langsmith_access.governance.notifications import Notifier
@@ -124,9 +125,11 @@ def export_sheet(args: argparse.Namespace) -> int:
     to_duckdb = args.out.suffix.lower() in DUCKDB_SUFFIXES
     if args.table and not to_duckdb:
         raise ReviewError("--table applies to a DuckDB file only (--out review.duckdb).")
-    _refuse_another_orgs_database(args, args.out, "--out")
-    refuse_another_orgs_folder(args, "--out", args.out)
-    refuse_a_file_among_the_folders("--out", args.out)
+    with refused_if_unmakeable("--out", args.out, "reviews/q4.csv"):
+        _refuse_another_orgs_database(args, args.out, "--out")
+        refuse_another_orgs_folder(args, "--out", args.out)
+        refuse_a_file_among_the_folders("--out", args.out)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
     path, count = export_review_sheet(
         analysts_database(args), args.out, workspace=args.workspace, include_org_roles=args.include_org_roles,
         table=args.table or DEFAULT_TABLE, force=args.force,
