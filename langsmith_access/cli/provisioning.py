@@ -133,16 +133,32 @@ def list_requests(args: argparse.Namespace) -> int:
     if not rows:
         database = analysts_database(args)
         # A mistyped LANGSMITH_ACCESS_DUCKDB (or --org) looks like an empty queue: say there is no file.
-        absent = "" if database.path.exists() else in_org_terms(args, (
-            f": there is no database at {database.path} yet (nothing synced or queued there): check "
-            "LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first"))
+        absent = "" if database.path.exists() else no_database_yet(args)
         print(f"no requests{absent}", file=sys.stderr)
     return 0
+
+
+def no_database_yet(args: argparse.Namespace) -> str:
+    """What to add to "no requests" when the org's analysts' database is not there: the path, and
+    that it may be mistyped."""
+    return in_org_terms(args, (
+        f": there is no database at {analysts_database(args).path} yet (nothing synced or queued there): check "
+        "LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first"))
 
 
 def provision_now(args: argparse.Namespace) -> int:
     org = selected_org(args)
     org.client()  # refuse a missing or unusable key before starting anything
+    database = analysts_database(args)
+    if (not args.dry_run and not database.path.exists() and not database.working_path.exists()
+            and renamed_slug_refusal(org) is None):  # (a renamed slug: the run refuses, naming the old folder)
+        # No queue to apply: a run would create a database (and its folder) at what may well be
+        # a mistyped LANGSMITH_ACCESS_DUCKDB, and `requests` could no longer say the path is wrong.
+        if args.json:
+            print(json.dumps({"run_id": None, "success": True, "failure": None, "requests": [], "policy_changes": [],
+                              "unexplained_changes": 0, "privileged_unexplained_changes": 0}))
+        print(f"no pending requests{no_database_yet(args)}", file=sys.stderr)
+        return 0
     outcome = api.provision(
         dry_run=args.dry_run, log_dir=failure_log_directory(org.settings), verbose=args.verbose, org=org
     )

@@ -97,6 +97,30 @@ def test_a_dry_run_where_there_is_no_database_yet_creates_nothing_and_says_so(tm
     assert not (tmp_path / "data").exists()
 
 
+def test_provision_where_there_is_no_database_yet_creates_none_and_names_the_path(tmp_path, monkeypatch):
+    """A mistyped LANGSMITH_ACCESS_DUCKDB is no empty queue, as `requests` says (section 2:
+    still exit 0, no request was left short of a final status). The run used to create an empty
+    database, its folder and working files at the typo, and say only "no pending requests";
+    after that, `requests` there could no longer tell the path was wrong either."""
+    database = tmp_path / "typo" / "access.duckdb"
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "a" * 32)
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", "http://127.0.0.1:9")  # never asked: nothing runs
+    absent = (f"no pending requests: there is no database at {database} yet (nothing synced or queued there): "
+              "check LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first\n")
+    said = cli_in_this_process("provision")
+    assert (said.returncode, said.stdout, said.stderr) == (0, "", absent)
+    answer = cli_in_this_process("provision", "--json")
+    assert answer.returncode == 0 and answer.stderr == absent, answer
+    assert json.loads(answer.stdout) == {"run_id": None, "success": True, "failure": None, "requests": [],
+                                         "policy_changes": [], "unexplained_changes": 0,
+                                         "privileged_unexplained_changes": 0}
+    assert not database.parent.exists()
+    listed = cli_in_this_process("requests")
+    assert listed.returncode == 0 and f"there is no database at {database} yet" in listed.stderr
+
+
 def test_provision_says_the_drift_it_found_in_json_as_in_text(capsys):
     """The counts of changes made outside langsmith-access that a run's requests found reach
     both outputs (here from a finished run's op outputs, as api.provision returns them)."""
