@@ -289,19 +289,22 @@ def test_per_workspace_route_gives_the_same_tables(monkeypatch, org, tmp_path, f
 
 ANALYST = """
 import sys, duckdb
-conn = duckdb.connect(sys.argv[1], read_only=True)
+conn = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "read_only")
 print(conn.execute("SELECT count(*) FROM main.users").fetchone()[0], flush=True)
 sys.stdin.readline()
 print(conn.execute("SELECT count(*) FROM main.users").fetchone()[0], flush=True)
 """
 
 
-def test_sync_while_an_analyst_holds_the_database_open(monkeypatch, org, database):
+# Read-write is what `duckdb <file>` and a notebook's `duckdb.connect(file)` open by default: the
+# session holds DuckDB's exclusive lock on the file, so no other process can even open it read-only.
+@pytest.mark.parametrize("mode", ["read_only", "read_write"])
+def test_sync_while_an_analyst_holds_the_database_open(monkeypatch, org, database, mode):
     with SandboxServer(org) as sandbox:
         point_at(monkeypatch, sandbox, database)
         # Another process, as an analyst's notebook would be, holds the database open.
         analyst = subprocess.Popen(
-            [sys.executable, "-c", ANALYST, str(database)],
+            [sys.executable, "-c", ANALYST, str(database), mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         try:
