@@ -5,6 +5,8 @@ against the synced env, in this process."""
 import getpass
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -259,6 +261,41 @@ def test_a_recorded_decision_exits_0_and_says_so_on_stdout(env, tmp_path, monkey
     assert denied.stdout.startswith(f"denied: Admin in {workspace.display_name} for "), denied.stdout
     assert dict(query(database.path, "SELECT request_id, status FROM main.provisioning_requests")) == {
         waiting[outsider.ls_user_id]: "pending", waiting[other.ls_user_id]: "denied"}
+
+
+# An analyst's session as `duckdb <file>` or a notebook's `duckdb.connect(file)` opens it: read-write,
+# holding DuckDB's exclusive lock on the file (no other process can open it, even read-only).
+ANALYST_READ_WRITE = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1])
+print(conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone()[0], flush=True)
+sys.stdin.readline()
+print(conn.execute("SELECT count(*) FROM main.provisioning_requests").fetchone()[0], flush=True)
+"""
+
+
+def test_queueing_and_provisioning_go_on_while_an_analyst_holds_the_database_read_write(env):
+    """DESIGN.md section 5, "Analysts never block the pipeline": a queued request and a
+    provisioning run publish a new analysts' copy beside the one an analyst's read-write session
+    holds; the session keeps reading its own copy, and a new one sees the applied request."""
+    sandbox, org, database = env
+    workspace, outsider, _ = _outsider_and_member(org)
+    analyst = subprocess.Popen([sys.executable, "-c", ANALYST_READ_WRITE, str(database.path)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert analyst.stdout.readline().strip() == "0"
+        queued = cli_in_this_process("request", "grant", "--user", outsider.email, "--workspace", workspace.id,
+                                     "--role", "Viewer")
+        assert queued.returncode == 0, queued.stderr
+        provisioned = cli_in_this_process("provision", "--json")
+        assert provisioned.returncode == 0, provisioned.stderr
+        assert [r["status"] for r in json.loads(provisioned.stdout)["requests"]] == ["applied"]
+        out, _ = analyst.communicate("\n", timeout=30)
+        assert out.strip() == "0"  # its own copy, as it was when it opened
+    finally:
+        analyst.kill()
+    assert query(database.path, "SELECT request_id, status FROM main.provisioning_requests") == [
+        (queued.stdout.strip(), "applied")]
 
 
 def test_a_request_that_ends_failed_is_final_so_provision_exits_0_and_the_run_is_recorded_on_each(env):
