@@ -298,6 +298,28 @@ def test_queueing_and_provisioning_go_on_while_an_analyst_holds_the_database_rea
         (queued.stdout.strip(), "applied")]
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_python_example_queues_and_applies_as_written(env):
+    """DESIGN.md section 12: the Python API that runs jobs is ``langsmith_access.api``, and the
+    README's Python examples move with it. Its provisioning example runs as written (its member
+    and workspace swapped for the synced org's): the grant is queued with its reason and
+    requester, planned by the dry run, and applied by the run."""
+    sandbox, org, database = env
+    workspace, outsider, _ = _outsider_and_member(org)
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+                 if "langsmith_access.api" in block]
+    assert '"ada@example.com"' in example and '"Platform"' in example, example
+    example = example.replace('"ada@example.com"', repr(outsider.email)).replace('"Platform"', repr(workspace.id))
+    exec(compile(example, str(README), "exec"), {})
+    assert query(database.path, "SELECT user_id, workspace_id, status, reason, requested_by "
+                                "FROM main.provisioning_requests") == [
+        (outsider.ls_user_id, workspace.id, "applied", "on-call", "sec-team")]
+    assert query(database.path, "SELECT role_id FROM main.grants WHERE user_id = ? AND workspace_id = ?",
+                 [outsider.ls_user_id, workspace.id]) == [(org.role_by_name("WORKSPACE_USER").id,)]
+
+
 def test_a_request_that_ends_failed_is_final_so_provision_exits_0_and_the_run_is_recorded_on_each(env):
     # DESIGN.md section 2: `provision` exits 0 when every request reached a final status, and
     # `failed` is one; section 4: each request names the run that settled it, and when.
