@@ -155,14 +155,21 @@ def provision_now(args: argparse.Namespace) -> int:
         # No queue to apply: a run would create a database (and its folder) at what may well be
         # a mistyped LANGSMITH_ACCESS_DUCKDB, and `requests` could no longer say the path is wrong.
         if args.json:
-            print(json.dumps({"run_id": None, "success": True, "failure": None, "requests": [], "policy_changes": [],
-                              "unexplained_changes": 0, "privileged_unexplained_changes": 0}))
+            print(json.dumps(json_answer(None, success=True, failure=None, results=[], policy_changes=[], drift={})))
         print(f"no pending requests{no_database_yet(args)}", file=sys.stderr)
         return 0
     outcome = api.provision(
         dry_run=args.dry_run, log_dir=failure_log_directory(org.settings), verbose=args.verbose, org=org
     )
     return report_provisioning(outcome, dry_run=args.dry_run, as_json=args.json)
+
+
+def json_answer(run_id: str | None, *, success: bool, failure: str | None, results: list, policy_changes: list,
+                drift: dict) -> dict:
+    """``provision --json``'s object (README): a real run's keys; a dry run adds ``before_the_queue``."""
+    return {"run_id": run_id, "success": success, "failure": failure, "requests": results,
+            "policy_changes": policy_changes, "unexplained_changes": drift.get("unexplained_changes", 0),
+            "privileged_unexplained_changes": drift.get("privileged_unexplained_changes", 0)}
 
 
 def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) -> int:
@@ -177,10 +184,8 @@ def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) ->
     # Changes made outside langsmith-access that the run's requests found (drift).
     drift = outcome.outputs.get(REFRESH_OP) or {}
     if as_json:
-        answer = {"run_id": outcome.run_id, "success": outcome.success, "failure": outcome.failure,
-                  "requests": results, "policy_changes": policy_changes,
-                  "unexplained_changes": drift.get("unexplained_changes", 0),
-                  "privileged_unexplained_changes": drift.get("privileged_unexplained_changes", 0)}
+        answer = json_answer(outcome.run_id, success=outcome.success, failure=outcome.failure, results=results,
+                             policy_changes=policy_changes, drift=drift)
         if dry_run:
             answer["before_the_queue"] = ahead
         print(json.dumps(answer))
