@@ -615,6 +615,38 @@ def test_a_writer_that_gave_up_waiting_can_take_the_lease_once_it_is_free(tmp_pa
         assert database.is_busy()
 
 
+def test_a_writer_killed_holding_the_lease_is_named_by_the_next_one_which_takes_it_at_once(tmp_path, caplog):
+    # A real process takes the lease and is SIGKILLed holding it (as `kill -9` of a sync or of
+    # the daemon's run would): the kernel frees the flock, so the next writer must take it at once,
+    # and say which writer died holding it, or a run killed mid-way goes unnoticed. A lease let go
+    # normally must say nothing to the next one.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, signal, sys; from langsmith_access.store.database import AccessDatabase\n"
+         "with AccessDatabase(sys.argv[1]).writer_lease('run the sync of a test'):\n"
+         "    print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)", str(database.path)],
+        capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):
+        started = time.monotonic()
+        with database.writer_lease("queue a provisioning request", timeout_seconds=30):
+            assert time.monotonic() - started < 5  # not waited for: the kernel let go of its flock
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 1 and said[0].startswith(
+            f"run the sync of a test (pid {killed.stdout.strip()}, since "), said
+        assert "ended without letting go of the writer lease of access.working.duckdb (killed or crashed)" in said[0]
+        caplog.clear()
+        with database.writer_lease("the next writer", timeout_seconds=30):
+            pass
+        assert caplog.records == []  # the request's lease was let go normally
+        # An older release left its record at every release: the first writer after an upgrade
+        # must not report that writer as killed.
+        database.lock_path.write_text('{"pid": 42, "purpose": "run a sync", "since": "2026-01-01T00:00:00+00:00"}')
+        with database.writer_lease("the first writer of this release", timeout_seconds=30):
+            pass
+        assert caplog.records == []
+
+
 def published_once(tmp_path) -> AccessDatabase:
     """A database published once: its analysts' copy (and its Parquet copy) holds main.kept (42)."""
     database = AccessDatabase(tmp_path / "access.duckdb")

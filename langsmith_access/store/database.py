@@ -272,6 +272,10 @@ class AccessDatabase:
             yield
         finally:
             state.owner, state.depth = None, 0
+            # Let go with an empty record: a record the next writer finds was left by a holder
+            # that never got here (killed or crashed), which that writer then says (``_flock``).
+            with contextlib.suppress(OSError):
+                os.ftruncate(state.fd, 0)
             fcntl.flock(state.fd, fcntl.LOCK_UN)
             os.close(state.fd)
             state.fd = None
@@ -307,10 +311,12 @@ class AccessDatabase:
                                        self._holder_text(), timeout_seconds)
                         said_waiting = True
                     time.sleep(0.05)
+            self._say_if_the_last_holder_died(fd)
             holder = {
                 "pid": os.getpid(),
                 "purpose": purpose,
                 "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                "emptied_on_release": True,  # a record the next holder finds: this one died holding it
             }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)
@@ -320,6 +326,26 @@ class AccessDatabase:
             os.close(fd)
             raise
         return fd
+
+    def _say_if_the_last_holder_died(self, fd: int) -> None:
+        """Called with the flock just taken. Every holder empties its record as it lets go, so a
+        record still there is one of a holder that ended without letting go (SIGKILL, a crash, a
+        power cut): the operator is told which, and that nothing needs doing by hand."""
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            # Releases before this one left their record at every release, and a holder that could
+            # not write its record whole never held the lease: only a whole record that says it is
+            # emptied on release speaks of a death.
+            if not (isinstance(holder, dict) and holder.get("emptied_on_release")):
+                return
+            who = f"{holder['purpose']} (pid {holder['pid']}, since {holder['since']})"
+        except (OSError, ValueError, KeyError):
+            return
+        logger.warning(
+            "%s ended without letting go of the writer lease of %s (killed or crashed): taking it over. "
+            "Nothing to do by hand: a killed sync's scratch copy is discarded by the next sync, requests a "
+            "killed provisioning run left in progress are settled by the next one, an unfinished publish "
+            "is done again by the next writer", who, self.working_path.name)
 
     def _holder_text(self) -> str:
         """Who holds the writer lease, as its holder wrote it: ``<purpose> (pid N, since T)``."""
