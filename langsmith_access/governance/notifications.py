@@ -75,6 +75,11 @@ DELIVERED, PENDING = "delivered", "pending"
 # One delivery (a command's, the sensor's) spends at most this long posting: a slow receiver
 # delays notifications, never the command or the sensor's tick. What it did not get to stays due.
 DELIVERY_BUDGET_SECONDS = 30.0
+# How long a delivery waits for the working file once it holds the lease: only a program outside
+# this project (a session someone opened on the working file) keeps it then. A delivery runs at the
+# end of every command and in the outbox sensor's tick (Dagster's timeout: 60 s): a connection's
+# usual minute would add that minute to each, for notifications that can wait for the next try.
+FILE_OPEN_WAIT_SECONDS = 5.0
 # The failures that say the receiver is unreachable (not that it refused one payload): the
 # delivery stops there instead of waiting on it again for every row.
 _UNREACHABLE = ("the receiver did not answer", "could not connect")
@@ -588,9 +593,9 @@ def _claim_due(
 ) -> list[tuple[str, int, dict]]:
     """(id, attempts including this one, payload) of each due row, claimed for this attempt."""
     with database.writer_lease("claim due notifications", timeout_seconds=lease_timeout_seconds):
-        database.ensure_working()
+        database.ensure_working(open_timeout_seconds=FILE_OPEN_WAIT_SECONDS)
         left = _left_delivered(database.unrecorded_deliveries_path)
-        with database.connect() as conn:
+        with database.connect(timeout_seconds=FILE_OPEN_WAIT_SECONDS) as conn:
             conn.execute("BEGIN")
             try:
                 for _, delivered_at, row_ids in left:  # before the claim: none of them is sent again
@@ -675,7 +680,7 @@ def _record(database: AccessDatabase, now: datetime, outcomes: list[_Attempt], l
     stopper = next((o for o in outcomes if o.tried and o.answer.stops_delivery), None)
     not_tried_until = now + stopper.retry_delay() if stopper is not None else now
     with database.writer_lease("record notification deliveries", timeout_seconds=lease_timeout_seconds):
-        with database.connect() as conn:
+        with database.connect(timeout_seconds=FILE_OPEN_WAIT_SECONDS) as conn:
             conn.execute("BEGIN")
             try:
                 for outcome in outcomes:

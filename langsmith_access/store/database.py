@@ -483,9 +483,10 @@ class AccessDatabase:
         finally:
             staged.discard()
 
-    def ensure_working(self) -> None:
+    def ensure_working(self, *, open_timeout_seconds: float = 60.0) -> None:
         """Create the working file (with the Python-owned tables) if needed, and refuse it if it
         holds another org's data than ``organization_id``'s. Caller holds the lease.
+        ``open_timeout_seconds``: how long to wait for a file another program holds open.
 
         If only the analysts' copy exists (the working file was removed), start again from it.
         """
@@ -507,7 +508,7 @@ class AccessDatabase:
                 copy.unlink(missing_ok=True)
                 raise
         try:
-            with self.connect() as conn:
+            with self.connect(timeout_seconds=open_timeout_seconds) as conn:
                 ensure_schema(conn)
                 if self.organization_id:
                     check_organization(conn, self.path, self.organization_id,

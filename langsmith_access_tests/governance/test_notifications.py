@@ -299,6 +299,31 @@ def test_a_busy_database_is_reported_not_raised(database):
     assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"
 
 
+def test_a_working_file_another_program_holds_open_delays_a_delivery_by_seconds_not_a_minute(database):
+    # A session someone opened read-write on the working file (a real process: DuckDB's lock is
+    # per process) keeps the file from every writer; the lease is free, so a delivery takes it
+    # and then waits for the file. Every command delivers as it ends and the outbox sensor's tick
+    # has 60 s: the wait must be a few seconds, not a connection's usual minute, and say why.
+    add(database)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('open', flush=True); time.sleep(120)", str(database.working_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with WebhookReceiver() as receiver:
+            started = time.monotonic()
+            report = deliver_due(database, webhook(receiver), now=T0, lease_timeout_seconds=0.05)
+            waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert waited < notifications.FILE_OPEN_WAIT_SECONDS + 10, waited
+    assert report.attempted == 0 and "DatabaseBusyError" in report.problem
+    assert f"(PID {holder.pid})" in report.problem  # the program to close is named
+    assert receiver.bodies() == [] and rows(database)[0]["status"] == "pending"  # retried later
+
+
 def test_another_orgs_outbox_is_not_sent_to_this_orgs_webhook(database):
     add(database)
     ours, theirs = "6b0404f2-b094-40b8-ab01-a1c12a3a2107", "3e1c26d3-23ef-423e-a848-f808f54d35bf"
