@@ -1,9 +1,11 @@
 """This version on a database an older release made (the same file, upgraded in place).
 
 Old code never runs here: each older release's tables are a small captured fixture under
-data/upgrade/<release>/ (DDL and a few of the rows it wrote), loaded into a fresh DuckDB file.
+data/upgrade/<release>/ (DDL and a few of the rows it wrote), loaded into a fresh DuckDB file;
+00211ee's folder also holds the review sheet that release exported of the same org.
 """
 
+import csv
 from pathlib import Path
 
 import duckdb
@@ -291,3 +293,32 @@ def test_a_change_an_older_releases_request_found_made_by_hand_is_recorded_as_fo
         recorded = conn.execute("SELECT request_id, observed FROM raw.provisioning_observations WHERE ls_user_id = ?",
                                 [fatima]).fetchall()
     assert recorded == [(found, "found")]
+
+
+def test_a_review_sheet_the_last_release_exported_is_queued_after_this_versions_first_sync(tmp_path, monkeypatch):
+    # A review round trip can span the upgrade: the sheet was exported by 00211ee (its own export
+    # of this org: no is_scim_managed or organization_id column, no byte order mark, CRLF; its
+    # held_since cut to the second, as the fixture's history dates the grants), the reviewer marks
+    # a grant while this version is installed and has synced once, and the import queues that
+    # revoke. Read as another tool's sheet, or its grant as given again since the export, the
+    # review would be left undone.
+    database = exported_database("00211ee", tmp_path / "langsmith_access.duckdb")
+    raw = (UPGRADE_DATA / "00211ee" / "review_sheet.csv").read_bytes().decode("utf-8")
+    header, *rows = list(csv.reader(raw.splitlines()))
+    assert raw.endswith("\r\n") and "organization_id" not in header and "is_scim_managed" not in header
+    marked = rows[0]
+    marked[header.index("decision")] = "revoke"
+    sheet = tmp_path / "review.csv"
+    with sheet.open("w", encoding="utf-8", newline="") as file:
+        csv.writer(file, lineterminator="\r\n").writerows([header, *rows])
+    with SandboxServer(generate_org(seed=5, members=4, workspaces=2)) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        synced = runner.run_job(SYNC_JOB, runner.sync_run_config())
+        assert synced.success, synced.failure
+        imported = cli_in_this_process("review", "queue-revokes", "--file", str(sheet))
+    assert imported.returncode == 0, imported.stderr
+    assert f"{len(rows)} rows, 1 marked revoke: 1 queued, 0 already queued or done, 0 rejected" in imported.stdout
+    cell = dict(zip(header, marked))
+    assert query(database, """
+        SELECT user_id, workspace_id, role_id FROM main.provisioning_requests
+        WHERE action = 'revoke' AND status = 'pending'""") == [(cell["user_id"], cell["workspace_id"], cell["role_id"])]
