@@ -322,3 +322,30 @@ def test_a_review_sheet_the_last_release_exported_is_queued_after_this_versions_
     assert query(database, """
         SELECT user_id, workspace_id, role_id FROM main.provisioning_requests
         WHERE action = 'revoke' AND status = 'pending'""") == [(cell["user_id"], cell["workspace_id"], cell["role_id"])]
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry_run", "queued"])
+def test_a_review_imported_before_this_versions_first_sync_on_a_database_before_scim_says_to_sync(
+        tmp_path, monkeypatch, dry_run):
+    # 36525be's grants has no is_scim_managed column, which a review import reads: before this
+    # version's first sync rebuilt the table, `review queue-revokes` (the dry run too) exited 1
+    # with DuckDB's Binder Error. It says what to do, as `review export` does, and queues nothing.
+    database = exported_database("36525be", tmp_path / "langsmith_access.duckdb")
+    with duckdb.connect(str(database)) as conn:  # grant_history as 36525be's dbt model built it
+        conn.execute("""
+            CREATE TABLE main.grant_history AS SELECT dbt_scd_id AS grant_interval_id, grant_id, entitlement_id,
+                entitlement_type, user_id, email, workspace_id, role_id, role_name, is_provisionable,
+                CAST(dbt_valid_from AS TIMESTAMPTZ) AS valid_from, CAST(dbt_valid_to AS TIMESTAMPTZ) AS valid_to,
+                dbt_valid_to IS NULL AS is_current
+            FROM snapshots.grants_snapshot""")
+    [(grant_id,)] = query(database, "SELECT min(grant_id) FROM main.grants WHERE entitlement_type = 'workspace_role'")
+    sheet = tmp_path / "review.csv"
+    sheet.write_text(f"grant_id,decision\n{grant_id},revoke\n", encoding="utf-8")
+    before = query(database, "SELECT request_id, status FROM main.provisioning_requests ORDER BY ALL")
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    imported = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), *(["--dry-run"] * dry_run))
+    assert imported.returncode == 2, imported.stderr
+    assert imported.stderr == (
+        "error: the analysts' database's grants has no is_scim_managed column yet (it was built by an older "
+        "version): run `langsmith-access sync` to rebuild it.\n")
+    assert query(database, "SELECT request_id, status FROM main.provisioning_requests ORDER BY ALL") == before

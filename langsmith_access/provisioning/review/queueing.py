@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.executor import ADMIN_ACCESS_REMAINS, ORGANIZATION_ADMIN
-from langsmith_access.provisioning.review.format import READ_ONLY_REASON, ReviewError, require_tables
+from langsmith_access.provisioning.review.format import READ_ONLY_REASON, ReviewError, require_columns, require_tables
 from langsmith_access.provisioning.review.sheet import (
     ROLE_COLUMNS,
     USER_COLUMNS,
@@ -125,7 +125,7 @@ def queue_revokes(
         return result
     if dry_run:
         with database.read_published() as conn:
-            require_tables(conn, "grants", "users", "workspaces", "grant_history")
+            _require_grant_tables(conn)
             _require_this_organization(conn, sheet, database)
             seen: dict[tuple, str] = {}
             facts = _GrantFacts.of(conn, sheet.marked)
@@ -138,7 +138,7 @@ def queue_revokes(
     with database.writer_lease("queue the revokes of an access review", timeout_seconds=lease_timeout_seconds):
         database.ensure_working()
         with database.connect() as conn:
-            require_tables(conn, "grants", "users", "workspaces", "grant_history")
+            _require_grant_tables(conn)
             _require_this_organization(conn, sheet, database)
             facts = _GrantFacts.of(conn, sheet.marked)
             # One batch for every row: the lease and this connection are held until the last
@@ -150,6 +150,14 @@ def queue_revokes(
                 result.outcomes.append(_queue_row(conn, facts.as_recorded(row), reviewer, reason, facts, batch))
         database.publish()
     return result
+
+
+def _require_grant_tables(conn) -> None:
+    """Refuse, saying to sync, a database whose latest sync did not build what the rows are
+    checked against: a release before is_scim_managed (36525be) built grants without it, and its
+    query failed with DuckDB's Binder Error until this version's first sync rebuilt the table."""
+    require_tables(conn, "grants", "users", "workspaces", "grant_history")
+    require_columns(conn, "grants", ("is_scim_managed",))
 
 
 @dataclass(frozen=True)
