@@ -228,16 +228,36 @@ def _termination_signal_kept():
     """Give SIGTERM back the handler it had before the run. Dagster's in-process execution maps
     SIGTERM to SIGINT's handler (for Kubernetes) and leaves it so: after one run, ``kill`` of a
     process started in the background (SIGINT ignored) did nothing, and a terminal's became a
-    KeyboardInterrupt. During the run SIGTERM still stops it as interrupted."""
+    KeyboardInterrupt. During the run SIGTERM still stops it as interrupted.
+
+    SIGHUP too stops a run as interrupted (``_hangup_as_interrupt``) unless it was ignored
+    (``nohup``): a closed terminal or a dropped ssh session sends it, and its default ended the
+    process at once, leaving the run STARTED in a persistent instance: the sensors took the org's
+    provisioning as in flight until run monitoring failed it, an hour later."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread; Dagster leaves them alone here too
         return
     before = signal.getsignal(signal.SIGTERM)
+    hangup_before = signal.getsignal(signal.SIGHUP)
+    if hangup_before is signal.SIG_DFL:
+        signal.signal(signal.SIGHUP, _hangup_as_interrupt)
     try:
         yield
     finally:
         if before is not None:  # None: a handler set outside Python, which cannot be restored
             signal.signal(signal.SIGTERM, before)
+        if hangup_before is signal.SIG_DFL:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def _hangup_as_interrupt(signum: int, frame) -> None:
+    """SIGHUP during a run: what Ctrl-C does (the handler Dagster set for SIGINT, which fails the
+    run as interrupted and records it so), or a KeyboardInterrupt where there is none."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 def job_definition(job_name: str) -> dg.JobDefinition:

@@ -6,6 +6,8 @@ import errno
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -402,6 +404,52 @@ def test_a_run_gives_sigterm_back_the_handler_it_had(tmp_path):
     finally:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
+
+
+# A run whose only asset hangs up on itself (as a closed terminal or a dropped ssh session does),
+# run by runner.run_job in a process of its own on a persistent instance (DAGSTER_HOME).
+_HANGS_UP = """
+import os, signal, sys, time, uuid
+import dagster as dg
+from langsmith_access import runner
+from langsmith_access.settings import load_orgs
+
+org = load_orgs({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": str(uuid.uuid4()),
+                 "LANGSMITH_ENDPOINT": "http://127.0.0.1:9", "LANGSMITH_ACCESS_DUCKDB": sys.argv[1]}).get()
+
+def hang_up() -> int:
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(1)  # the signal lands here (ignored under nohup: the run goes on)
+    return 1
+
+asset = dg.asset(name="hung_up", partitions_def=dg.StaticPartitionsDefinition([org.slug]))(hang_up)
+job = dg.Definitions(assets=[asset], jobs=[dg.define_asset_job("only_job")]).resolve_job_def("only_job")
+runner.job_definition = lambda job_name: job
+with dg.DagsterInstance.get() as instance:
+    outcome = runner.run_job("only_job", {}, org=org, dagster_instance=instance)
+    status = instance.get_run_by_id(outcome.run_id).status.value
+print(outcome.success, outcome.interrupted, status, signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)
+"""
+
+
+@pytest.mark.parametrize("nohup", [False, True], ids=["terminal", "nohup"])
+def test_a_hangup_stops_a_run_as_interrupted_and_recorded_unless_ignored(tmp_path, nohup):
+    # SIGHUP's default ended the process at once: the run stayed STARTED in DAGSTER_HOME, and the
+    # sensors took the org's provisioning as in flight until run monitoring failed it an hour later.
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    script = tmp_path / "hangs_up.py"
+    script.write_text(_HANGS_UP)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "access.duckdb")], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if nohup:  # ignored before the run, ignored during it, and still ignored after
+        assert done.stdout.split() == ["True", "False", "SUCCESS", "True"], done.stdout
+    else:  # interrupted, the run recorded as failed, SIGHUP's default given back
+        assert done.stdout.split() == ["False", "True", "FAILURE", "False"], done.stdout
 
 
 def test_a_run_on_another_thread_leaves_signal_handlers_alone(tmp_path):
