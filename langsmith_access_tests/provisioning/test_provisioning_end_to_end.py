@@ -261,6 +261,52 @@ def test_roles_given_and_taken_in_one_batch_are_in_the_history(env):
     assert drift == []
 
 
+def test_a_role_taken_and_given_back_in_one_batch_has_its_gap_and_keeps_its_return(env):
+    """A revoke and a grant of the same role in one batch: every build lists the grant, so the
+    snapshot holds one interval across them, but the member held no role between the two
+    verifications. grant_history shows that gap, and when a later sync sees the role removed by
+    hand, the time after the regrant stays in the history (ending it at the revoke's
+    verification would say the member lost access there, hiding the access they had since)."""
+    sandbox, org, database = env
+    workspace, _, member, _, _roles = pick(org)
+    role = org.role(member.role_id).display_name
+    revoke = request_revoke(member.ls_user_id, workspace.id, role)
+    regrant = request_grant(member.ls_user_id, workspace.id, role)
+    assert revoke.accepted and regrant.accepted
+    assert provision().success
+    assert {r["status"] for r in list_requests()} == {"applied"}
+    verified = dict(query(database.path,
+        "SELECT request_id, max(verified_at) FROM raw.provisioning_observations GROUP BY request_id"))
+    revoked, regranted = verified[revoke.request_id], verified[regrant.request_id]
+
+    def roles_held_at(at):
+        with duckdb.connect(str(database.path), read_only=True) as conn:
+            return [grant.role_id for grant in grants_held_at(conn, at, user_ids=[member.ls_user_id],
+                                                              workspace_id=workspace.id)
+                    if grant.source == "direct"]  # not an Organization Admin's implicit Admin
+
+    assert roles_held_at(revoked - timedelta(microseconds=1)) == [member.role_id]
+    assert roles_held_at(revoked + (regranted - revoked) / 2) == []
+    assert roles_held_at(regranted) == [member.role_id]
+    # Provisioning made both changes: neither is drift.
+    assert query(database.path, "SELECT change FROM main.report_unexplained_changes WHERE user_id = ?",
+                 [member.ls_user_id]) == []
+
+    org.remove_workspace_membership(workspace.id, member.ls_user_id)  # by hand, seen by the next sync
+    before_sync = datetime.now(UTC)
+    outcome = run_sync()
+    assert outcome.success, outcome.failure
+    assert roles_held_at(revoked + (regranted - revoked) / 2) == []
+    assert roles_held_at(regranted) == [member.role_id]
+    assert roles_held_at(before_sync) == [member.role_id]
+    assert roles_held_at(datetime.now(UTC)) == []
+    intervals = query(database.path,
+        "SELECT valid_from, valid_to, opened_by_request_id FROM main.grant_history "
+        "WHERE user_id = ? AND workspace_id = ? AND valid_from >= ? ORDER BY valid_from",
+        [member.ls_user_id, workspace.id, regranted])
+    assert [(valid_from, opened_by) for valid_from, _to, opened_by in intervals] == [(regranted, regrant.request_id)]
+
+
 def test_adhoc_change_from_run_config_is_queued_and_audited(env):
     sandbox, org, database = env
     workspace, outsider, *_ = pick(org)

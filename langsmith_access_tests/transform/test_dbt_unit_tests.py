@@ -89,6 +89,7 @@ UNIT_TESTS = {
     "stg_org_members_leave_scim_groups_unknown_where_the_sync_skipped_them_for_the_route",
     "stg_org_members_trim_ids_read_blanks_as_none_and_keep_the_groups_the_sync_read",
     "stg_org_members_read_no_scim_groups_where_the_plan_has_no_scim",
+    "grant_history_leaves_out_the_time_a_role_was_taken_and_given_back_within_one_run",
 }
 
 

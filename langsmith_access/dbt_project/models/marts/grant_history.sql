@@ -6,7 +6,8 @@
 -- verified it; any other change when the dbt build of the sync that saw it ran. A role that
 -- provisioning gave and took away again within one run (a grant then a revoke of the same
 -- membership, or two role changes in a row) was never seen by a build: its interval comes
--- from the two verifications alone (unbuilt_intervals).
+-- from the two verifications alone (unbuilt_intervals); one it took away and gave back
+-- within one run was not held in between (held_spans).
 -- opened_by_request_id: the provisioning request whose own write opened the interval; null
 -- for one a sync first saw (a change made outside langsmith-access, or an organization role).
 with snapshotted_grants as (
@@ -15,27 +16,6 @@ with snapshotted_grants as (
 
 observations as (
     select * from {{ ref('stg_langsmith__provisioning_observations') }}
-),
-
--- The snapshot opens a grant provisioning applied at its verification time already
--- (grants.verified_at), but closes every grant at the time of the build that no longer saw
--- it. A workspace grant provisioning removed or replaced ended when provisioning first
--- verified the member without it (no membership, or another role) while the interval was
--- open; that observation dates the end.
-verified_ends as (
-    select
-        snapshotted_grants.dbt_scd_id,
-        min(observations.verified_at) as ended_at
-    from snapshotted_grants
-    inner join observations
-        on observations.ls_user_id = snapshotted_grants.user_id
-        and observations.workspace_id = snapshotted_grants.workspace_id
-        and observations.verified_at > snapshotted_grants.dbt_valid_from
-        and observations.verified_at <= snapshotted_grants.dbt_valid_to
-        and observations.role_id is distinct from snapshotted_grants.role_id
-    where snapshotted_grants.entitlement_type = 'workspace_role'
-        and snapshotted_grants.dbt_valid_to is not null
-    group by snapshotted_grants.dbt_scd_id
 ),
 
 -- The snapshot keeps the grant's verified_by_request_id as the build that opened the interval
@@ -57,9 +37,67 @@ opened_by_requests as (
         )
 ),
 
+-- The snapshot opens a grant provisioning applied at its verification time already
+-- (grants.verified_at), but closes every grant at the time of the build that no longer saw
+-- it, and sees only what held when it ran. While an interval was open, provisioning may have
+-- verified the member without its role (no membership, or another role) and, in the same run,
+-- with it again (a revoke and a grant of the same role in one batch; Viewer, Editor, Viewer):
+-- the role was not held in between. Each verification of the membership within the interval,
+-- in order, and whether it found the interval's role.
+interval_observations as (
+    select
+        snapshotted_grants.dbt_scd_id,
+        observations.verified_at,
+        observations.observation_id,
+        observations.role_id is not distinct from snapshotted_grants.role_id as held,
+        case when observations.observed = 'verified' then observations.request_id end as verified_by_request_id
+    from snapshotted_grants
+    inner join observations
+        on observations.ls_user_id = snapshotted_grants.user_id
+        and observations.workspace_id = snapshotted_grants.workspace_id
+        and observations.verified_at > snapshotted_grants.dbt_valid_from
+        and (snapshotted_grants.dbt_valid_to is null
+            or observations.verified_at <= snapshotted_grants.dbt_valid_to)
+    where snapshotted_grants.entitlement_type = 'workspace_role'
+),
+
+-- Where the role was lost (held = false) or held again (held = true).
+interval_changes as (
+    select *
+    from interval_observations
+    qualify held <> lag(held, 1, true) over (
+        partition by dbt_scd_id order by verified_at, observation_id
+    )
+),
+
+-- The interval as held: from its start and from each time it was held again, to the next time
+-- it was lost, else to the snapshot's end. A loss the interval never came back from ends an
+-- interval the snapshot closed (dated by that verification, not by the later build); in one
+-- still open, the latest build saw the grant after it, so the interval stays open.
+held_spans as (
+    select
+        snapshotted_grants.dbt_scd_id,
+        snapshotted_grants.dbt_scd_id as grant_interval_id,
+        snapshotted_grants.dbt_valid_from as held_from,
+        opened_by_requests.request_id as opened_by_request_id
+    from snapshotted_grants
+    left join opened_by_requests
+        on opened_by_requests.dbt_scd_id = snapshotted_grants.dbt_scd_id
+
+    union all
+
+    select
+        dbt_scd_id,
+        md5('held again:' || dbt_scd_id || '@' || cast(verified_at as varchar)) as grant_interval_id,
+        verified_at as held_from,
+        verified_by_request_id as opened_by_request_id
+    from interval_changes
+    where held
+),
+
 recorded_intervals as (
     select
-        snapshotted_grants.dbt_scd_id as grant_interval_id,
+        held_spans.grant_interval_id,
         snapshotted_grants.grant_id,
         snapshotted_grants.entitlement_id,
         snapshotted_grants.entitlement_type,
@@ -69,16 +107,30 @@ recorded_intervals as (
         snapshotted_grants.role_id,
         snapshotted_grants.role_name,
         snapshotted_grants.is_provisionable,
-        cast(snapshotted_grants.dbt_valid_from as timestamptz) as valid_from,
-        cast(coalesce(verified_ends.ended_at, snapshotted_grants.dbt_valid_to) as timestamptz)
-            as valid_to,
-        snapshotted_grants.dbt_valid_to is null as is_current,
-        opened_by_requests.request_id as opened_by_request_id
-    from snapshotted_grants
-    left join verified_ends
-        on verified_ends.dbt_scd_id = snapshotted_grants.dbt_scd_id
-    left join opened_by_requests
-        on opened_by_requests.dbt_scd_id = snapshotted_grants.dbt_scd_id
+        cast(held_spans.held_from as timestamptz) as valid_from,
+        cast(coalesce(lost.lost_at, snapshotted_grants.dbt_valid_to) as timestamptz) as valid_to,
+        snapshotted_grants.dbt_valid_to is null and lost.lost_at is null as is_current,
+        held_spans.opened_by_request_id
+    from held_spans
+    inner join snapshotted_grants
+        on snapshotted_grants.dbt_scd_id = held_spans.dbt_scd_id
+    left join lateral (
+        select min(loss.verified_at) as lost_at
+        from interval_changes as loss
+        where loss.dbt_scd_id = held_spans.dbt_scd_id
+            and not loss.held
+            and loss.verified_at > held_spans.held_from
+            and (
+                snapshotted_grants.dbt_valid_to is not null
+                or exists (
+                    select 1
+                    from interval_changes as regain
+                    where regain.dbt_scd_id = loss.dbt_scd_id
+                        and regain.held
+                        and regain.verified_at > loss.verified_at
+                )
+            )
+    ) as lost on true
 ),
 
 -- The grant each observation of a role is of.
@@ -138,9 +190,9 @@ unbuilt_ends as (
 ),
 
 -- Only where no recorded interval of the membership (any role) overlaps it: a member holds one
--- role per workspace at a time. Left out, so: a role that came back to the one held before in
--- the same batch (A, B, A: A's recorded interval would have to be split around B), and a role
--- a sync recorded later than provisioning verified it (a run that died before its rebuild).
+-- role per workspace at a time. (B in A, B, A within one batch is kept: A's recorded interval
+-- is split around it, held_spans.) Left out, so: a role a sync recorded later than
+-- provisioning verified it (a run that died before its rebuild).
 unbuilt_spans as (
     select unbuilt_ends.*
     from unbuilt_ends
