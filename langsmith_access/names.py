@@ -27,6 +27,10 @@ REFRESH_OP = "refresh_access_history"
 # Helm values) let one run per value run at a time: an org's runs never overlap, orgs run side
 # by side.
 ORG_TAG = "langsmith_access/org"
+# The tag of a run the command line executes in its own process: that process, as
+# processes.this_process() says it. A run whose process was killed stays STARTED in a persistent
+# instance; the sensors fail it (processes.has_ended) rather than wait for run monitoring's hour.
+PROCESS_TAG = "langsmith_access/process"
 
 # Every job's runs carry Dagster's run-time limit: the daemon's run monitoring fails a run still
 # going after an hour (a sync of 50,000 members takes minutes). As a tag on the jobs, not only

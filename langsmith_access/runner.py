@@ -51,10 +51,12 @@ from langsmith_access.langsmith import errors
 from langsmith_access.names import (  # noqa: F401 (callers name runner.SYNC_JOB)
     APPLY_REQUESTS_OP,
     MEMBERS_OP,
+    PROCESS_TAG,
     PROVISION_JOB,
     REFRESH_OP,
     SYNC_JOB,
 )
+from langsmith_access.processes import this_process
 from langsmith_access.settings import Org, Orgs, Settings, SettingsError, load_orgs
 from langsmith_access.store.database import (
     UNWRITABLE_ERRNOS,
@@ -294,7 +296,7 @@ def _run_job(job_name, run_config, org: Org, progress, dagster_instance, started
         result = job.execute_in_process(
             run_config={"loggers": console, **run_config},
             instance=the_instance, run_id=run_id, raise_on_error=False,
-            partition_key=org.slug, tags=org_tags(org.slug),
+            partition_key=org.slug, tags={**org_tags(org.slug), PROCESS_TAG: this_process()},
             # This org's settings, handed to the resources as they are (the key stays a
             # Secret in memory): nothing is read from, or written to, the environment.
             resources=org_resources(Orgs((org,))),

@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,8 +19,13 @@ import pytest
 
 from langsmith_access import runner
 from langsmith_access.defs.orgs import RunWithoutOrg
+from langsmith_access.defs.provisioning.definitions import (
+    fail_runs_of_ended_processes,
+    orgs_with_provisioning_run_in_flight,
+)
 from langsmith_access.langsmith import errors
-from langsmith_access.names import MEMBERS_OP
+from langsmith_access.names import MEMBERS_OP, ORG_TAG, PROCESS_TAG
+from langsmith_access.processes import has_ended, this_process
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import Settings, SettingsError, load_orgs
 from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX, DatabaseUnusableError, LeftoverWalError
@@ -450,6 +456,74 @@ def test_a_hangup_stops_a_run_as_interrupted_and_recorded_unless_ignored(tmp_pat
         assert done.stdout.split() == ["True", "False", "SUCCESS", "True"], done.stdout
     else:  # interrupted, the run recorded as failed, SIGHUP's default given back
         assert done.stdout.split() == ["False", "True", "FAILURE", "False"], done.stdout
+
+
+# A provisioning run whose only asset is killed (SIGKILL: no handler runs, as under the OOM
+# killer), run by runner.run_job in a process of its own on a persistent instance.
+_KILLED = """
+import os, signal, sys, uuid
+import dagster as dg
+from langsmith_access import runner
+from langsmith_access.names import PROVISION_JOB
+from langsmith_access.settings import load_orgs
+
+org = load_orgs({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": str(uuid.uuid4()),
+                 "LANGSMITH_ENDPOINT": "http://127.0.0.1:9", "LANGSMITH_ACCESS_DUCKDB": sys.argv[1]}).get()
+
+def killed() -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 1
+
+asset = dg.asset(name="killed", partitions_def=dg.StaticPartitionsDefinition([org.slug]))(killed)
+job = dg.Definitions(assets=[asset], jobs=[dg.define_asset_job(PROVISION_JOB)]).resolve_job_def(PROVISION_JOB)
+runner.job_definition = lambda job_name: job
+with dg.DagsterInstance.get() as instance:
+    runner.run_job(PROVISION_JOB, {}, org=org, dagster_instance=instance)
+"""
+
+
+def test_a_run_whose_process_was_killed_is_failed_by_the_next_tick_not_left_in_flight(tmp_path, monkeypatch):
+    # It stayed STARTED in DAGSTER_HOME: the sensors took the org's provisioning as in flight (and
+    # the org's run slot as taken) until run monitoring failed it, an hour later.
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "access.duckdb")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "DAGSTER_HOME": str(home)})
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED and run.tags[PROCESS_TAG].split(":")[0] == socket.gethostname()
+        # A run of a process that still runs, or that this host cannot see, is left alone.
+        alive = instance.add_run(run.with_status(dg.DagsterRunStatus.STARTED)._replace(
+            run_id=str(uuid.uuid4()), tags={**run.tags, ORG_TAG: "live", PROCESS_TAG: this_process()}))
+        elsewhere = instance.add_run(run._replace(
+            run_id=str(uuid.uuid4()), tags={**run.tags, ORG_TAG: "far", PROCESS_TAG: "another-host:1:1:1"}))
+
+        assert orgs_with_provisioning_run_in_flight(instance) == {"live", "far"}
+
+        failed = instance.get_run_by_id(run.run_id)
+        assert failed.status == dg.DagsterRunStatus.FAILURE
+        [failure] = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        assert "ended without finishing it (killed, or its machine stopped)" in failure.event_log_entry.message
+        assert {instance.get_run_by_id(r.run_id).status for r in (alive, elsewhere)} == {dg.DagsterRunStatus.STARTED}
+        assert fail_runs_of_ended_processes(instance) == []  # once
+
+
+def test_a_process_is_told_ended_only_where_that_can_be_told():
+    host, namespace, pid, started = this_process().rsplit(":", 3)
+    assert (host, pid) == (socket.gethostname(), str(os.getpid())) and namespace and started
+    assert not has_ended(this_process())
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    assert has_ended(f"{host}:{namespace}:{exited.pid}:{started}")
+    assert has_ended(f"{host}:{namespace}:{pid}:{int(started) + 1}")  # this pid, given to another process
+    for unknown in (f"elsewhere:{namespace}:{exited.pid}:1", f"{host}:1:{exited.pid}:1",  # another host, namespace
+                    f"{host}::{exited.pid}:1", "not a process", f"{host}:{namespace}:x:1"):
+        assert not has_ended(unknown), unknown
 
 
 def test_a_run_on_another_thread_leaves_signal_handlers_alone(tmp_path):

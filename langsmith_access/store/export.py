@@ -38,6 +38,7 @@ from pathlib import Path
 
 import duckdb
 
+from langsmith_access.processes import is_running
 from langsmith_access.store.sql import one_row, quote_identifier, quote_literal
 
 EXPORT_FORMATS = ("parquet", "csv")
@@ -124,21 +125,11 @@ def _remove_killed_exports(out_dir: Path) -> None:
     for leftover in out_dir.glob(f"{glob.escape(_EXPORT_STAGING)}.*"):
         try:
             leftover_host, pid, _ = leftover.name.removeprefix(f"{_EXPORT_STAGING}.").rsplit(".", 2)
-            if leftover_host != host or not leftover.is_dir() or leftover.is_symlink() or _is_running(int(pid)):
+            if leftover_host != host or not leftover.is_dir() or leftover.is_symlink() or is_running(int(pid)):
                 continue
         except ValueError:
             continue  # not a name an export gave
         shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _write_tables(

@@ -40,6 +40,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.governance.policy import PolicyError
 from langsmith_access.langsmith import LangSmithError, ProvisioningInterruptedError
 from langsmith_access.langsmith.errors import first_line
+from langsmith_access.processes import has_ended
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.settings import Org, Orgs, Settings, mask_keys
@@ -491,9 +492,34 @@ IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
 
 def orgs_with_provisioning_run_in_flight(instance: dg.DagsterInstance) -> set[str]:
     """The slugs of the orgs with a provisioning run queued or running (one at a time per org: a
-    second would only find the first one's requests claimed). One query for a tick's every org."""
+    second would only find the first one's requests claimed). One query for a tick's every org,
+    after failing the runs whose command-line process was killed (``fail_runs_of_ended_processes``)."""
+    fail_runs_of_ended_processes(instance)
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT))
     return {run.tags[names.ORG_TAG] for run in runs if names.ORG_TAG in run.tags}
+
+
+# A run the command line executes goes from NOT_STARTED to STARTED in its own process.
+_OWN_PROCESS_STATUSES = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED]
+
+
+def fail_runs_of_ended_processes(instance: dg.DagsterInstance) -> list[str]:
+    """Record as failed each run of any job a command-line process executed on this host and
+    ended without finishing (SIGKILL, the OOM killer): it stayed STARTED, holding its org's run
+    slot, and the sensors took its org's provisioning as in flight until run monitoring's hour
+    was up. Its requests are settled by the next run, as after any interrupted one. Returns the
+    run ids it failed."""
+    failed = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_OWN_PROCESS_STATUSES)):
+        process = run.tags.get(names.PROCESS_TAG)
+        if process is None or not has_ended(process):
+            continue
+        instance.report_run_failed(run, message=(
+            f"The langsmith-access process that ran it ({process}, host:pid:start) ended without finishing it "
+            "(killed, or its machine stopped): recorded as failed. Nothing to do by hand: the next "
+            "provisioning run settles the requests it left in progress, the next sync builds anew."))
+        failed.append(run.run_id)
+    return failed
 
 
 # After a failed provisioning run of an org, the sensors wait before launching the next one:
