@@ -19,9 +19,12 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
+from langsmith_access.defs.orgs import org_tags
+from langsmith_access.defs.provisioning.definitions import REFUSED_INPUT_TAG, failed_runs_backoff
 from langsmith_access.langsmith import LangSmithClient, ProvisioningInterruptedError
 from langsmith_access.provisioning import executor, queue
 from langsmith_access.provisioning.executor import Provisioner
@@ -662,6 +665,52 @@ def test_an_outage_mid_run_stops_the_run_and_loses_no_request(env, monkeypatch):
     assert [w.method for w in writes(sandbox)] == ["POST"] * 3  # the first one's was not sent again
     for member in outsiders:
         assert org.membership(workspace.id, member.ls_user_id) is not None
+
+
+def test_a_run_an_outage_stopped_re_executed_from_failure_says_so_and_takes_nothing_twice(env, instance, monkeypatch):
+    """The Dagster UI's "Re-execute from failure" of a run an outage stopped: the run failed in
+    refresh_access_history, so the re-execution starts there, from the first run's outputs, and
+    takes no request. It re-raised the first run's "LangSmith stopped answering" though
+    LangSmith answered again, and counted as one more failed run, doubling the sensors' wait. It
+    now says what it did and what retries the requests, writes nothing, audits nothing twice and
+    makes nobody wait longer; re-executed with all steps, the run applies each request once."""
+    sandbox, org, database = env
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_RETRIES", "1")
+    # As the webserver launches it: the job rebuilt from the code location, on a persistent instance.
+    job = ReconstructableRepository.for_module("langsmith_access.definitions", "defs").get_reconstructable_job(
+        "provision_workspace_roles")
+    workspace, outsider, *_ = pick(org)
+    queued = request_grant(outsider.ls_user_id, workspace.id, "Viewer")
+    assert queued.accepted, queued
+    answering = sandbox.respond
+    sandbox.respond = lambda request: ApiResponse(503, {"detail": "Service Unavailable"})
+    with dg.execute_job(job, instance=instance, tags={"dagster/partition": "default", **org_tags("default")}) as outage:
+        assert not outage.success
+    sandbox.respond = answering
+    waiting = failed_runs_backoff(instance, "default")
+    assert waiting is not None and "The last 1 provisioning run(s)" in waiting, waiting
+    audited = query(database.path, "SELECT count(*) FROM main.provisioning_events")
+
+    with dg.execute_job(job, instance=instance,
+                        reexecution_options=dg.ReexecutionOptions.from_failure(outage.run_id, instance)) as again:
+        [failure] = [event.step_failure_data for event in again.all_events if event.is_step_failure]
+        assert not again.success
+    rerun = instance.get_run_by_id(again.run_id)
+    assert rerun.step_keys_to_execute == ["refresh_access_history"]
+    said = failure.user_failure_data.description
+    assert f"Re-executed from the failure of run {outage.run_id}, this run took no request" in said, said
+    assert "re-execute it with all steps, or launch provision_workspace_roles from the Launchpad" in said, said
+    assert REFUSED_INPUT_TAG in rerun.tags
+    assert failed_runs_backoff(instance, "default") == waiting  # still the outage's one failure
+    assert writes(sandbox) == [] and [r["status"] for r in list_requests()] == ["pending"]
+    assert query(database.path, "SELECT count(*) FROM main.provisioning_events") == audited
+
+    with dg.execute_job(job, instance=instance,
+                        reexecution_options=dg.ReexecutionOptions(parent_run_id=outage.run_id)) as whole:
+        assert whole.success
+    assert [r["status"] for r in list_requests()] == ["applied"]
+    assert [w.method for w in writes(sandbox)] == ["POST"]
+    assert org.membership(workspace.id, outsider.ls_user_id) is not None
 
 
 def test_an_outage_keeps_a_dead_runs_written_request_in_progress(env, monkeypatch):

@@ -419,7 +419,7 @@ def apply_requests(
     # An interrupted run still rebuilds what it changed (refresh_access_history), then fails.
     return {"dry_run": dry_run, "outcomes": outcomes, "interrupted": interrupted, "unbuilt_observations": unbuilt,
             "ahead": selection.get("ahead"), "policy_changes": selection.get("policy_changes", []),
-            "policy_error": selection.get("policy_error")}
+            "policy_error": selection.get("policy_error"), "run_id": run_id}
 
 
 @dg.op(name=names.REFRESH_OP, pool=DUCKDB_WRITER_POOL,
@@ -428,6 +428,15 @@ def refresh_access_history(
     context: dg.OpExecutionContext, result: dict, provisioning_database: ProvisioningDatabase
 ) -> dict:
     drift = [] if result["dry_run"] else _rebuild(context, provisioning_database, result["unbuilt_observations"])
+    failed_to_apply = result.get("interrupted") or result.get("policy_error")
+    steps = context.run.step_keys_to_execute  # None: every step
+    if failed_to_apply and steps is not None and names.APPLY_REQUESTS_OP not in steps:
+        # Re-executed from failure in the UI: this run starts at this step, from the outputs of
+        # the run that took the requests, so it takes none itself. Its failure again would say
+        # "LangSmith stopped answering" of a LangSmith that answers now, and count as one more
+        # failure in the sensors' wait. (The run id is absent from an older version's output.)
+        taken_by = result.get("run_id") or context.run.parent_run_id or "(unknown)"
+        raise refused_input(context, _reexecuted_from_failure(taken_by, failed_to_apply))
     if result.get("interrupted"):
         with provisioning_database.failures_in_its_orgs_terms():
             raise ProvisioningInterruptedError(result["interrupted"])
@@ -435,6 +444,18 @@ def refresh_access_history(
         raise dg.Failure(description=result["policy_error"])
     return {"unexplained_changes": len(drift),
             "privileged_unexplained_changes": sum(change.is_privileged for change in drift)}
+
+
+def _reexecuted_from_failure(taken_by: str, failure: str) -> str:
+    """The failure of a run re-executed from the failure of run ``taken_by``, which took its
+    requests and did not apply them all (``failure``, as that run said it)."""
+    return (
+        f"Re-executed from the failure of run {taken_by}, this run took no request: only {names.REFRESH_OP} ran, "
+        f"from that run's {names.APPLY_REQUESTS_OP}, which ended: {failure.rstrip('.')}. Nothing was applied or "
+        "recorded again. "
+        f"To try its requests again, re-execute it with all steps, or launch {JOB_NAME} from the Launchpad "
+        "(the provisioning sensor, while running, takes them on its own)."
+    )
 
 
 def _rebuild(context: dg.OpExecutionContext, provisioning_database: ProvisioningDatabase,
