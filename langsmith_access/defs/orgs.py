@@ -271,6 +271,13 @@ class RunOfUnlistedOrg(SettingsError):
            "(LANGSMITH_ACCESS_ORGS_FILE) and reload the code location")
 
 
+class RunOfTwoOrgs(SettingsError):
+    """A run whose partition and org tag name different orgs (a tag edited in the Launchpad)."""
+
+    fix = ("launch the run again with the org picked as its partition and no langsmith_access/org tag of "
+           "your own: the partition picker sets that tag to the same org")
+
+
 def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
     """The org a run serves: the one its partition key names. ``orgs``: the orgs the caller
     handed in; None reads them from the environment (the orgs file, else one org ``default``).
@@ -290,6 +297,15 @@ def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
             f"Run {run.run_id} of {run.job_name} is for org {slug!r}, which is not one of the orgs "
             f"configured in {where} ({', '.join(orgs.slugs)}): "
             "it was removed or renamed since the run was launched. Nothing was read or written."
+        )
+    tagged = run.tags.get(ORG_TAG) if run is not None else None
+    if run is not None and slug is not None and tagged is not None and tagged != slug:
+        # Served as its partition's org, it would count as the tag's: that org's sensors would
+        # wait on it as their run in flight (or after its failure), while the partition's org
+        # got a second provisioning run beside it.
+        raise RunOfTwoOrgs(
+            f"Run {run.run_id} of {run.job_name} names two orgs: {slug!r} as its partition and {tagged!r} "
+            f"in its tag {ORG_TAG}. Nothing was read or written."
         )
     return orgs.get(slug)
 

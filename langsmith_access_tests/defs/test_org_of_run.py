@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from langsmith_access.defs.orgs import (
+    RunOfTwoOrgs,
     RunOfUnlistedOrg,
     RunOrganization,
     RunWithoutOrg,
@@ -37,6 +38,16 @@ def test_a_run_without_a_partition_is_refused_where_several_orgs_are_configured(
     [us] = [org for org in ORGS if org.slug == "us"]
     assert org_of_run(run("__ASSET_JOB", {}), Orgs((us,))) is us
     assert org_of_run(None, Orgs((us,))) is us
+
+
+def test_a_run_whose_partition_and_org_tag_disagree_is_refused():
+    # A tag edited in the Launchpad: served as the partition's org, the run counted as the tag's
+    # (its sensors waited on it as in flight, its failure delayed that org's runs) while the
+    # partition's org got a second provisioning run beside it.
+    with pytest.raises(RunOfTwoOrgs, match=r"names two orgs: 'us' as its partition and 'eu' in its tag "
+                                           r"langsmith_access/org\. Nothing was read or written") as refused:
+        org_of_run(run("provision_workspace_roles", {"dagster/partition": "us", **org_tags("eu")}), ORGS)
+    assert "partition picker" in refused.value.fix
 
 
 def test_a_run_of_an_org_the_orgs_file_no_longer_lists_says_so_and_what_to_do():
