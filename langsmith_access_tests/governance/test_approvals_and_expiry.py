@@ -16,6 +16,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+
 from langsmith_access.api import (
     approve,
     deliver_notifications,
@@ -25,6 +28,8 @@ from langsmith_access.api import (
     request_grant,
     request_revoke,
 )
+from langsmith_access.defs.orgs import org_tags
+from langsmith_access.defs.provisioning.definitions import REFUSED_INPUT_TAG
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.expiry import queue_due_expiries
 from langsmith_access.provisioning.queue import ChangeRequest, submit_on
@@ -677,6 +682,32 @@ def test_a_policy_that_cannot_be_read_holds_the_grants_and_lets_revokes_through(
     policy.write_text(POLICY)  # fixed: the next run applies the grant
     assert provision().success
     assert request_row(database, grant.request_id)["status"] == "applied"
+
+
+def test_a_run_the_policy_held_re_executed_from_failure_says_it_took_no_request(governed, instance):
+    """The Dagster UI's "Re-execute from failure" of a run whose grants an unreadable policy held:
+    only refresh_access_history runs again, from the first run's outputs. It re-raised the
+    first run's policy failure after the policy was fixed, and counted as one more failed run in
+    the sensors' wait; it now says it took no request and what retries them, and applies nothing."""
+    sandbox, org, database, people, receiver = governed
+    job = ReconstructableRepository.for_module("langsmith_access.definitions", "defs").get_reconstructable_job(
+        "provision_workspace_roles")
+    grant = request_grant(people.outsiders[0].email, WORKSPACE, "Editor")
+    policy = Path(os.environ["LANGSMITH_ACCESS_POLICY"])
+    policy.write_text("approval: [unclosed\n")
+    with dg.execute_job(job, instance=instance, tags={"dagster/partition": "default", **org_tags("default")}) as held:
+        assert not held.success
+    policy.write_text(POLICY)  # fixed
+
+    with dg.execute_job(job, instance=instance,
+                        reexecution_options=dg.ReexecutionOptions.from_failure(held.run_id, instance)) as again:
+        [failure] = [event.step_failure_data for event in again.all_events if event.is_step_failure]
+        assert not again.success
+    said = failure.user_failure_data.description
+    assert f"Re-executed from the failure of run {held.run_id}, this run took no request" in said, said
+    assert "the access policy cannot be read" in said and "re-execute it with all steps" in said, said
+    assert REFUSED_INPUT_TAG in instance.get_run_by_id(again.run_id).tags
+    assert request_row(database, grant.request_id)["status"] == "pending" and writes(sandbox) == []
 
 
 def test_a_request_a_dead_run_left_in_progress_is_taken_while_the_policy_holds_grants(governed):
