@@ -32,6 +32,9 @@ ORG_TAG = "langsmith_access/org"
 # instance; the sensors fail it (processes.has_ended) rather than wait for run monitoring's hour.
 PROCESS_TAG = "langsmith_access/process"
 
+# A provisioning run that refused what it was given carries this tag (see defs/provisioning).
+REFUSED_INPUT_TAG = "langsmith_access/refused_input"
+
 # Every job's runs carry Dagster's run-time limit: the daemon's run monitoring fails a run still
 # going after an hour (a sync of 50,000 members takes minutes). As a tag on the jobs, not only
 # deploy/dagster.yaml's max_runtime_seconds, it holds on Kubernetes too, whose Helm chart has no

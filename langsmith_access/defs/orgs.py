@@ -30,7 +30,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from langsmith_access.langsmith import LangSmithError
-from langsmith_access.names import ORG_TAG
+from langsmith_access.names import ORG_TAG, REFUSED_INPUT_TAG
 from langsmith_access.settings import Org, Orgs, SettingsError, load_orgs
 from langsmith_access.side_by_side import each_org_side_by_side
 
@@ -327,7 +327,13 @@ class OrgScopedResource(dg.ConfigurableResource):
         """Called first by ``setup_for_execution``: the org of the run's partition key."""
         with said_in_the_run(context):
             refuse_resources_reading_the_environment(context.run)
-            self._org = org_of_run(context.run, self.orgs)
+            try:
+                self._org = org_of_run(context.run, self.orgs)
+            except RunOfTwoOrgs:
+                # Its org tag names another org, whose sensors would wait after this failure.
+                if context.instance is not None and context.run is not None:
+                    context.instance.add_run_tags(context.run.run_id, {REFUSED_INPUT_TAG: "true"})
+                raise
         return self._org
 
     @property

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from langsmith_access.defs.orgs import (
     RunOfTwoOrgs,
@@ -16,6 +17,7 @@ from langsmith_access.defs.orgs import (
     org_tags,
     skip_reasons,
 )
+from langsmith_access.defs.provisioning.definitions import REFUSED_INPUT_TAG, failed_runs_backoff
 from langsmith_access.settings import Org, Orgs, Settings
 
 ORGS = Orgs(tuple(Org(slug, Settings.from_env({})) for slug in ("us", "eu")))
@@ -48,6 +50,20 @@ def test_a_run_whose_partition_and_org_tag_disagree_is_refused():
                                            r"langsmith_access/org\. Nothing was read or written") as refused:
         org_of_run(run("provision_workspace_roles", {"dagster/partition": "us", **org_tags("eu")}), ORGS)
     assert "partition picker" in refused.value.fix
+
+
+def test_a_provisioning_run_refused_for_naming_two_orgs_makes_neither_org_wait(instance, database):
+    # Failed as the tag's org's run, it made that org's sensors wait 30 s (failed_runs_backoff)
+    # though it never ran for it: tagged as a refused input, it counts for neither. Launched as
+    # the webserver does, with the tags as typed (``database``: the one org, ``default``).
+    job = ReconstructableRepository.for_module("langsmith_access.definitions", "defs").get_reconstructable_job(
+        "provision_workspace_roles")
+    # Not entered (``with``): that sets the run's resources up again, to read outputs it has none of.
+    result = dg.execute_job(job, instance=instance, tags={"dagster/partition": "default", **org_tags("eu")},
+                            raise_on_error=False)
+    assert not result.success
+    assert instance.get_run_by_id(result.run_id).tags.get(REFUSED_INPUT_TAG) == "true"
+    assert failed_runs_backoff(instance, "eu") is None and failed_runs_backoff(instance, "default") is None
 
 
 def test_a_run_of_an_org_the_orgs_file_no_longer_lists_says_so_and_what_to_do():

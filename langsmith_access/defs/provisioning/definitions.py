@@ -76,7 +76,7 @@ class AdhocChange(dg.Config):
 # A run that refused what it was given (a change the policy rejects, unknown or settled request
 # ids, an {env: ...} field) carries this tag: the sensors' wait after failed runs does not count
 # it, since a mistyped Launchpad run says nothing about LangSmith or the key.
-REFUSED_INPUT_TAG = "langsmith_access/refused_input"
+REFUSED_INPUT_TAG = names.REFUSED_INPUT_TAG
 
 
 def refused_input(context: dg.OpExecutionContext, description: str, **kwargs) -> dg.Failure:
