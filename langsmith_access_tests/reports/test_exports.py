@@ -34,9 +34,10 @@ def file_values(path: Path) -> str:
         return repr(conn.execute(f"SELECT * FROM {reader}(?{options})", [str(path)]).fetchall())
 
 
-def run_export(database: Path, *args: str) -> subprocess.CompletedProcess:
+def run_export(database: Path, *args: str, **environment: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "DAGSTER_"))}
     env["LANGSMITH_ACCESS_DUCKDB"] = str(database)
+    env.update(environment)
     return subprocess.run([CLI, "export", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -87,6 +88,39 @@ def test_export_csv_writes_every_analysts_table(history, tmp_path):
     with (out / "users.csv").open(newline="", encoding="utf-8") as handle:
         assert {r["user_id"] for r in csv.DictReader(handle)} == {
             m.ls_user_id for m in history.org.active_members()}
+
+
+def test_the_parquet_copy_and_both_exports_hold_the_databases_values_and_types(history, tmp_path):
+    """What an analyst reads from the Parquet copy or an export is what the database holds: in
+    Parquet every table's columns, their DuckDB types (TIMESTAMPTZ, BOOLEAN, lists) and every
+    row; in CSV every value as DuckDB writes it as text in UTC (``+00``), whatever the time zone
+    of the machine that exports (here New York's): an analyst comparing a CSV with the database
+    or with a colleague's export finds the same instants."""
+    out = tmp_path / "exports"
+    for file_format in ("parquet", "csv"):
+        done = run_export(history.database, "--format", file_format, "--out", str(out), TZ="America/New_York")
+        assert done.returncode == 0, done.stderr
+    copy = AccessDatabase(history.database).parquet_path
+    with duckdb.connect(str(history.database), read_only=True) as conn, duckdb.connect() as files:
+        conn.execute("SET TimeZone = 'UTC'")
+        files.execute("SET TimeZone = 'UTC'")
+        tables = [name for (name,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+        for table in tables:
+            typed = conn.execute(f'SELECT * FROM main."{table}" LIMIT 0')
+            columns = [(d[0], str(d[1])) for d in typed.description]
+            held = sorted(map(repr, conn.execute(f'SELECT * FROM main."{table}"').fetchall()))
+            for path in (copy / f"{table}.parquet", out / f"{table}.parquet"):
+                read = files.execute("SELECT * FROM read_parquet(?)", [str(path)])
+                assert [(d[0], str(d[1])) for d in read.description] == columns, path
+                assert sorted(map(repr, read.fetchall())) == held, path
+            as_text = ", ".join(f'CAST("{name}" AS VARCHAR)' for name, _ in columns)
+            held_as_text = sorted(map(repr, conn.execute(f'SELECT {as_text} FROM main."{table}"').fetchall()))
+            read = files.execute("SELECT * FROM read_csv(?, all_varchar = true, header = true)",
+                                 [str(out / f"{table}.csv")])
+            assert [d[0] for d in read.description] == [name for name, _ in columns], table
+            assert sorted(map(repr, read.fetchall())) == held_as_text, table
+    assert "grant_history" in tables and "effective_permissions" in tables
 
 
 def test_export_errors(history, tmp_path):
