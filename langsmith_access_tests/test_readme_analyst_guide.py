@@ -2,6 +2,7 @@
 against a synced database, and returns rows unless it says it may not; so do the README's other
 one-org SQL ("Tables", "Drift") and the snippets that attach the database to a file of one's own."""
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -155,3 +156,41 @@ def test_the_table_reference_names_the_files_that_describe_every_column(whole_pi
                                "WHERE table_schema = 'main'").fetchall()
     undescribed = sorted(f"{table}.{column}" for table, column in columns if column not in described.get(table, ()))
     assert undescribed == [], f"README's Table reference names no file describing {undescribed}"
+
+
+def embedded_artifacts(page: str) -> dict[str, dict]:
+    """The dbt manifest and catalog a static docs page carries inline, by kind."""
+    decoder = json.JSONDecoder()
+    found = {}
+    for start in re.finditer(r'\{"metadata": ?\{"dbt_schema_version": ?"[^"]*/(manifest|catalog)/', page):
+        found[start.group(1)] = decoder.raw_decode(page, start.start())[0]
+    return found
+
+
+def test_the_docs_site_describes_every_published_table_as_it_is(template, whole_picture):
+    # "Beside them, <db stem>_docs/index.html is the dbt docs site ... with every table": the page
+    # an analyst opens lists every table and view of schema main with the columns and types the
+    # database has (its catalog), and a description of each table and column (its manifest). The
+    # first sync makes it (the core sync: the inventory's tables are there, empty) and later runs
+    # keep it while the project is unchanged; here also one the inventory made.
+    for database in (template, whole_picture):
+        page = database.docs_path / "index.html"
+        artifacts = embedded_artifacts(page.read_text(encoding="utf-8"))
+        catalog, manifest = artifacts["catalog"], artifacts["manifest"]
+        shown = {node["metadata"]["name"]: {name: column["type"] for name, column in node["columns"].items()}
+                 for node in [*catalog["nodes"].values(), *catalog["sources"].values()]
+                 if node["metadata"]["schema"] == "main"}
+        described = {node.get("alias") or node["name"]: node for node in [*manifest["nodes"].values(),
+                                                                          *manifest["sources"].values()]
+                     if node.get("schema") == "main" and node["resource_type"] in ("model", "snapshot", "source")}
+        with duckdb.connect(str(database.path), read_only=True) as conn:
+            published: dict[str, dict[str, str]] = {}
+            for table, column, data_type in conn.execute(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = 'main'").fetchall():
+                published.setdefault(table, {})[column] = data_type
+        assert {"grants", "effective_permissions", "credentials", "sync_runs"} <= set(published)
+        assert {table: shown.get(table) for table in published} == published, page
+        assert sorted(table for table in published if not described[table]["description"].strip()) == []
+        assert sorted(f"{table}.{column}" for table, columns in published.items() for column in columns
+                      if not described[table]["columns"].get(column, {}).get("description", "").strip()) == []
