@@ -130,6 +130,22 @@ def test_text_a_command_prints_carries_no_terminal_control_character(env, tmp_pa
         assert not any(c in output.stdout + output.stderr for c in "\x1b\x07\x9b\x7f\r"), output
 
 
+def test_a_usage_error_quotes_a_typed_argument_without_its_terminal_control_characters():
+    """argparse's refusals (an unknown option, a value not among the choices) and the misplaced
+    --org one quote what was typed, and were printed before the command's output was made
+    printable: an ESC sequence pasted into an argument (from a sheet, a chat) reached the
+    terminal as it was and could clear or retitle it. Each shows as its escape, as elsewhere."""
+    pasted = "x\x1b]0;owned\x07\x1b[2J\x9b"
+    unknown = cli_in_this_process("requests", "--by", pasted)
+    assert "unrecognized arguments: --by x\\u001b]0;owned\\u0007\\u001b[2J\\u009b" in unknown.stderr, unknown
+    grant = ("request", "grant", "--user", "a@example.com", "--workspace", "w", "--role", "Viewer")
+    for args in ((*grant, "--by", pasted), ("requests", "--status", pasted), ("--org", pasted, "requests")):
+        done = cli_in_this_process(*args)
+        assert done.returncode == 2, (args, done)
+        assert "owned" in done.stderr, (args, done.stderr)
+        assert not any(c in done.stdout + done.stderr for c in "\x1b\x07\x9b"), (args, done.stderr)
+
+
 def test_an_output_path_under_a_file_is_refused_naming_that_file(env, tmp_path):
     """mkdir said only "[Errno 17] File exists: '<the file>'": which path, and what to do."""
     in_the_way = tmp_path / "notes.txt"

@@ -119,12 +119,14 @@ def _org_after_the_action(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    misplaced = _org_before_the_command(argv)
-    if misplaced is not None:
-        print(misplaced, file=sys.stderr)
-        return 2
-    args = build_parser().parse_args(_joined(_org_after_the_action(argv)))
-    with printable_output():  # names LangSmith sent are printed, and may hold escape sequences
+    # Names LangSmith sent are printed, and may hold escape sequences; so may an argument that a
+    # usage error quotes back (pasted from a sheet or a chat), so the parsing is inside too.
+    with printable_output():
+        misplaced = _org_before_the_command(argv)
+        if misplaced is not None:
+            print(misplaced, file=sys.stderr)
+            return 2
+        args = build_parser().parse_args(_joined(_org_after_the_action(argv)))
         code = run_handler(args.handler, args)
         if getattr(args, "delivers_notifications", False) and code != INTERRUPTED:
             # Every command that serves an org then POSTs what is due (never changes the exit code).
