@@ -130,6 +130,23 @@ def test_text_a_command_prints_carries_no_terminal_control_character(env, tmp_pa
         assert not any(c in output.stdout + output.stderr for c in "\x1b\x07\x9b\x7f\r"), output
 
 
+def test_text_a_command_prints_carries_no_bidirectional_override(env, tmp_path):
+    # A name holding U+202E (RIGHT-TO-LEFT OVERRIDE) made a terminal that lays out right-to-left
+    # text show the rest of the line reversed: the email after the name read backwards, another
+    # person's. It shows as its escape, as a control character does, and JSON still holds the name.
+    email = query(env[2].path, "SELECT email FROM main.users WHERE NOT is_disabled LIMIT 1")[0][0]
+    name = "Gro\u2028wth\u202e\u2066"
+    sheet = tmp_path / "review.csv"
+    sheet.write_text(f"grant_id,user,workspace,role,decision\n,{email},{name},Viewer,revoke\n", encoding="utf-8")
+    done = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), "--dry-run")
+    assert done.returncode == 2, done
+    assert f"Viewer in Gro\\u2028wth\\u202e\\u2066 for {email}" in done.stdout, done.stdout
+    as_json = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), "--dry-run", "--json")
+    assert json.loads(as_json.stdout)["outcomes"][0]["workspace"] == name, as_json.stdout
+    for output in (done, as_json):
+        assert not any(c in output.stdout + output.stderr for c in "\u202e\u2066\u2028"), output
+
+
 def test_a_usage_error_quotes_a_typed_argument_without_its_terminal_control_characters():
     """argparse's refusals (an unknown option, a value not among the choices) and the misplaced
     --org one quote what was typed, and were printed before the command's output was made

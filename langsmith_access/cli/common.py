@@ -187,13 +187,16 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
 
 # C0 controls but tab and line feed, DEL and C1: a name LangSmith sent (a workspace's, a
 # member's) that holds one would move the cursor, rewrite a line or recolour the terminal.
-_TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Also the bidirectional embeddings, overrides and isolates (a terminal that lays out
+# right-to-left text shows the rest of the line reversed after U+202E: "Viewer in xyz for
+# moc.elpmaxe@evil") and the Unicode line and paragraph separators, as errors.one_line cuts them.
+_TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
 
 class PrintableOnly:
     """A text stream that writes each terminal control character as its JSON escape (``\\u001b``):
     seen in plain text, and the same character again in JSON output (json.dumps escapes C0 itself,
-    but with ensure_ascii=False not DEL or C1)."""
+    but with ensure_ascii=False not DEL, C1 or the bidirectional controls)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
