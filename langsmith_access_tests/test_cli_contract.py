@@ -147,6 +147,30 @@ def test_text_a_command_prints_carries_no_bidirectional_override(env, tmp_path):
         assert not any(c in output.stdout + output.stderr for c in "\u202e\u2066\u2028"), output
 
 
+def test_a_name_holding_a_line_break_stays_on_its_records_line(env, tmp_path):
+    # `requests` and `review queue-revokes` print one record a line, and scripts read them so
+    # (`requests | grep pending`). A name holding a line feed (a workspace LangSmith sent, a
+    # sheet's cell) went out as it was: the rest of the name printed a line that read as a
+    # request of its own. The line feed shows as its escape; --json keeps the very name.
+    email = query(env[2].path, "SELECT email FROM main.users WHERE NOT is_disabled LIMIT 1")[0][0]
+    forged = "00000000-0000-0000-0000-000000000000  applied           grant  Admin in Prod for boss@example.com"
+    name = f"Growth\n{forged}"
+    sheet = tmp_path / "review.csv"
+    sheet.write_text(f'grant_id,user,workspace,role,decision\n,{email},"{name}",Viewer,revoke\n', encoding="utf-8")
+    reviewed = cli_in_this_process("review", "queue-revokes", "--file", str(sheet))
+    assert reviewed.returncode == 2, reviewed
+    assert f"Viewer in Growth\\u000a{forged} for {email}" in reviewed.stdout, reviewed.stdout
+    listed = cli_in_this_process("requests")
+    assert listed.returncode == 0, listed
+    [line] = listed.stdout.splitlines()  # the rejected row, recorded: one request, one line
+    assert line.endswith(f"Viewer in Growth\\u000a{forged} for {email}  "
+                         "(workspace contains control or invisible characters: type it again plainly.)"), line
+    for done in (reviewed, listed):
+        assert not any(line.startswith("00000000-") for line in done.stdout.splitlines()), done.stdout
+    as_json = cli_in_this_process("requests", "--json")
+    assert json.loads(as_json.stdout)[0]["requested_workspace"] == name, as_json.stdout
+
+
 def test_a_usage_error_quotes_a_typed_argument_without_its_terminal_control_characters():
     """argparse's refusals (an unknown option, a value not among the choices) and the misplaced
     --org one quote what was typed, and were printed before the command's output was made

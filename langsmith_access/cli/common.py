@@ -209,6 +209,13 @@ class PrintableOnly:
         return getattr(self._stream, name)
 
 
+def on_one_line(text: str) -> str:
+    """``text`` (a name LangSmith sent, a cell of a sheet) with each line feed as its escape
+    (``\\u000a``), for output of one record a line: ``PrintableOnly`` leaves line feeds be (they end
+    the lines), so a workspace named "x\\n<id>  applied  grant ..." printed a request of its own."""
+    return text.replace("\n", "\\u000a")
+
+
 @contextlib.contextmanager
 def printable_output() -> Iterator[None]:
     """stdout and stderr as ``PrintableOnly`` for the duration of a command."""

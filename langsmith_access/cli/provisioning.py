@@ -15,6 +15,7 @@ from langsmith_access.cli.common import (
     analysts_database,
     failure_log_directory,
     in_org_terms,
+    on_one_line,
     print_fix_and_log,
     renamed_slug_refusal,
     selected_org,
@@ -129,7 +130,7 @@ def list_requests(args: argparse.Namespace) -> int:
         # A time-bound grant in force says when it ends (its revoke is queued then).
         ends = f" until {iso_minutes(row['expires_at'])}" if row.get("expires_at") else ""
         detail = f"  ({row['status_detail']})" if row["status_detail"] else ""
-        print(f"{row['request_id']}  {row['status']:<17} {row['action']:<6} {target}{ends}{detail}")
+        print(f"{row['request_id']}  {row['status']:<17} {row['action']:<6} {on_one_line(target + ends + detail)}")
     if not rows:
         database = analysts_database(args)
         # A mistyped LANGSMITH_ACCESS_DUCKDB (or --org) looks like an empty queue: say there is no file.

@@ -27,6 +27,7 @@ from langsmith_access.cli.common import (
     given,
     in_org_terms,
     named_path,
+    on_one_line,
     org_terms,
     refuse_a_file_among_the_folders,
     refuse_another_orgs_folder,
@@ -215,16 +216,17 @@ def _print_result(result: ReviewResult, args: argparse.Namespace) -> None:
         head = f"{labels[outcome.status]:<11} {outcome.row.where:<9}"
         if outcome.status in ("queued", "would_queue"):
             what = own_terms(outcome.message).split(": ", 1)[-1]
-            print(f"{head} {what}" + (f"  [{outcome.request_id}]" if outcome.request_id else ""))
+            print(f"{head} {on_one_line(what)}" + (f"  [{outcome.request_id}]" if outcome.request_id else ""))
             if outcome.scim_managed:
                 print(f"{'':<22}note: {SCIM_NOTE}.")
             if outcome.admin_access_remains:
                 print(f"{'':<22}note: {ADMIN_NOTE}.")
         elif outcome.status == "duplicate":
-            print(f"{head} {outcome.row.target()}: {own_terms(outcome.message)}")
+            print(f"{head} {on_one_line(outcome.row.target())}: {on_one_line(own_terms(outcome.message))}")
         else:
             recorded = f"  [recorded as {outcome.request_id}]" if outcome.request_id else ""
-            print(f"{head} {outcome.row.target()}{recorded}\n{'':<22}{own_terms(outcome.message)}")
+            why = on_one_line(own_terms(outcome.message))
+            print(f"{head} {on_one_line(outcome.row.target())}{recorded}\n{'':<22}{why}")
     queued = len(result.with_status("queued", "would_queue"))
     duplicates = len(result.with_status("duplicate"))
     rejected = len(result.with_status("rejected"))
