@@ -39,6 +39,7 @@ from langsmith_access.store.database import (
     unwritable_fix,
 )
 from langsmith_access.store.queries import LookupFailed
+from langsmith_access.store.sql import quote_identifier
 from langsmith_access.store.sync_runs import (
     NoPublishedSyncError,
     OrganizationElsewhereError,
@@ -50,6 +51,10 @@ from langsmith_access.store.sync_runs import (
 # DuckDB draws at most this many rows in one box; longer tables are drawn in several.
 BOX_ROWS = 10_000
 WIDE = 1_000_000  # characters: never shorten a column or hide one for the terminal's width
+# The most of a text a table's cell shows (the rest cut, with an ellipsis): a box pads every cell
+# to its column's widest, so one workspace named with 100,000 characters made each row of
+# `access-at` that wide (13 MB for 126 grants). --json gives every value whole.
+CELL_MAX_CHARS = 200
 
 
 class UsageError(ValueError):
@@ -428,7 +433,17 @@ def another_orgs_database(args: argparse.Namespace, path: Path | str) -> str | N
 def print_table(relation: duckdb.DuckDBPyRelation, rows: int) -> None:
     """Every row of ``relation`` (``rows`` of them) as DuckDB draws a table, never cut short:
     no column hidden for the terminal's width, and (a box holds at most BOX_ROWS rows) a longer
-    table drawn in several boxes. Empty cells for nulls."""
+    table drawn in several boxes. Empty cells for nulls; a text longer than CELL_MAX_CHARS cut."""
+    relation = relation.project(", ".join(
+        _cut_to_cell(quote_identifier(name)) if str(kind) == "VARCHAR" else quote_identifier(name)
+        for name, kind in zip(relation.columns, relation.types, strict=True)
+    ))
     for offset in range(0, max(rows, 1), BOX_ROWS):
         part = relation.limit(BOX_ROWS, offset) if rows > BOX_ROWS else relation
         part.show(max_rows=BOX_ROWS, max_width=WIDE, max_col_width=WIDE, null_value="")
+
+
+def _cut_to_cell(column: str) -> str:
+    """SQL of text ``column`` at most CELL_MAX_CHARS characters long, an ellipsis where it was cut."""
+    return (f"CASE WHEN length({column}) > {CELL_MAX_CHARS} THEN left({column}, {CELL_MAX_CHARS - 1}) || '…' "
+            f"ELSE {column} END AS {column}")

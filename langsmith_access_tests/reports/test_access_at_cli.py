@@ -18,7 +18,7 @@ from unittest import mock
 import duckdb
 import pytest
 
-from langsmith_access.cli.common import BOX_ROWS, UsageError, print_table
+from langsmith_access.cli.common import BOX_ROWS, CELL_MAX_CHARS, UsageError, print_table
 from langsmith_access.cli.reports import parse_time
 from langsmith_access_tests.helpers import cli_in_this_process
 from langsmith_access_tests.reports.support import History
@@ -469,6 +469,22 @@ def test_a_table_longer_than_one_box_is_printed_whole(capsys):
     numbers = [int(row[0]) for row in cells if row[0].isdigit()]
     assert numbers == list(range(rows))
     assert [row[0] for row in cells].count("n") == 3  # three boxes, each with its header
+
+
+def test_a_name_of_100000_characters_does_not_widen_every_row_of_the_table(capsys):
+    # A box pads each cell to its column's widest: one workspace LangSmith sent with a name of
+    # 100,000 characters made every row of `access-at` that wide (13 MB for 126 grants; at
+    # 20,000 members, gigabytes). Such a text is cut in its cell, the other cells as they are.
+    rows = 50
+    print_table(duckdb.connect().sql(
+        "SELECT 'user' || range || '@example.com' AS \"EMAIL\", "
+        "CASE WHEN range = 7 THEN repeat('W', 100000) ELSE 'Growth' END AS \"SCOPE\", range AS n, "
+        "NULL::VARCHAR AS \"UNTIL\" FROM range(50) ORDER BY n"), rows)
+    out = capsys.readouterr().out
+    assert len(out) < rows * (CELL_MAX_CHARS + 100), len(out)
+    cells = box_rows(out.splitlines())
+    assert ["user7@example.com", "W" * (CELL_MAX_CHARS - 1) + "…", "7", ""] in cells
+    assert ["user8@example.com", "Growth", "8", ""] in cells
 
 
 @pytest.mark.parametrize(
