@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from langsmith_access import cli
@@ -169,6 +170,29 @@ def test_a_name_holding_a_line_break_stays_on_its_records_line(env, tmp_path):
         assert not any(line.startswith("00000000-") for line in done.stdout.splitlines()), done.stdout
     as_json = cli_in_this_process("requests", "--json")
     assert json.loads(as_json.stdout)[0]["requested_workspace"] == name, as_json.stdout
+
+
+def test_a_role_name_holding_a_line_break_stays_on_its_requests_line_in_provision(env):
+    # `provision` prints one line a request. A custom role's name (LangSmith's, as synced)
+    # holding a line feed, quoted in a request's detail, printed a line of its own that read as
+    # another request applied.
+    sandbox, org, database = env
+    role = next(role for role in org.custom_roles() if role.access_scope == "workspace")
+    forged = "00000000-0000-0000-0000-000000000000  applied"
+    database.ensure_working()  # where requests are queued
+    with duckdb.connect(str(database.working_path)) as conn:
+        conn.execute("UPDATE main.roles SET display_name = ? WHERE role_id = ?", [f"Reviewer\n{forged}", role.id])
+        email, workspace = conn.execute(
+            "SELECT u.email, w.workspace_id FROM main.users u, main.workspaces w "
+            "WHERE NOT u.is_disabled ORDER BY u.email LIMIT 1").fetchone()
+    queued = cli_in_this_process("request", "grant", "--user", email, "--workspace", workspace, "--role", role.id)
+    assert queued.returncode == 0, queued
+    with org.lock:
+        del org.roles[role.id]  # gone from LangSmith since the sync: the run rejects the grant
+    done = cli_in_this_process("provision")
+    assert done.returncode == 0, done
+    [line] = done.stdout.splitlines()
+    assert line.endswith(f"role Reviewer\\u000a{forged} no longer exists in LangSmith"), line
 
 
 def test_a_usage_error_quotes_a_typed_argument_without_its_terminal_control_characters():

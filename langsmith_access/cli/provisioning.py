@@ -201,9 +201,9 @@ def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) ->
                   "access.expiring")
         for item in policy_changes:
             status = f"would be {item['status']}" if dry_run else item["status"]
-            print(f"{status:<17} {item['request_id']}  {item['detail']}")
-        for item in results:
-            print(f"{item['status']:<17} {item['request_id']}  {item['detail']}")
+            print(f"{status:<17} {item['request_id']}  {on_one_line(item['detail'])}")
+        for item in results:  # a detail may quote a name LangSmith sent (a custom role's)
+            print(f"{item['status']:<17} {item['request_id']}  {on_one_line(item['detail'])}")
         # A run that failed before its first request had some. A dry run whose real run would
         # first end grants or expire approvals (the `would ...` lines above) had work too.
         if not results and not policy_changes and not any(ahead.values()) and outcome.success:
