@@ -352,7 +352,7 @@ def slack_text(payload: Mapping) -> str:
     asks of every text, so a name such as ``<!channel>`` pings nobody), and the detail on a
     second. A line break in a value (a workspace name, an approver's comment) is a space: in a
     channel several orgs share, no value starts a line that reads as another org's notification."""
-    payload = {key: _LINE_BREAKS.sub(" ", value) if isinstance(value, str) else value
+    payload = {key: _within(key, _LINE_BREAKS.sub(" ", value)) if isinstance(value, str) else value
                for key, value in payload.items()}
     what = " ".join(
         part for part in (
@@ -373,6 +373,17 @@ def slack_text(payload: Mapping) -> str:
 
 # Whatever a Slack client may show as a new line (str.splitlines' breaks).
 _LINE_BREAKS = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]+")
+# The most of a name (workspace, role, user) a Slack line quotes. Slack cuts a text past 40,000
+# characters: a workspace LangSmith sent with a 100,000-character name left a message without
+# whom and which request it was about, and without its detail. (The json format sends it whole.)
+SLACK_NAME_MAX_CHARS = 200
+
+
+def _within(key: str, value: str) -> str:
+    """A name of the payload (not its detail: ``DETAIL_MAX_CHARS`` bounds that) cut for a Slack line."""
+    if key == "detail" or len(value) <= SLACK_NAME_MAX_CHARS:
+        return value
+    return value[: SLACK_NAME_MAX_CHARS - 1] + "…"
 
 
 def retry_delay(attempts: int) -> timedelta:

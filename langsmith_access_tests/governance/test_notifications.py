@@ -28,6 +28,7 @@ from langsmith_access.governance.notifications import (
     EVENTS,
     NOT_TRIED,
     PAYLOAD_KEYS,
+    SLACK_NAME_MAX_CHARS,
     Notifier,
     Webhook,
     deliver_due,
@@ -156,6 +157,21 @@ def test_slack_format_sends_a_plain_text_body(database):
         "mrkdwn": False,
     }
     assert slack_text(notification("sync.failed", at=T0, org="acme")) == "[acme] sync.failed"
+
+
+def test_a_slack_line_cuts_a_very_long_name_and_keeps_whom_and_which_request(database):
+    # Slack cuts a text past 40,000 characters: a workspace named with 100,000 (LangSmith takes
+    # it) pushed the user, the request id and the detail past the cut. The name is cut instead;
+    # the json format still sends it whole.
+    long_name = "W" * 100_000
+    payload = notification("request.applied", at=T0, org="acme", request_id="r-3", user="ada@example.com",
+                           workspace=long_name, role="R" * 300, detail="add to the workspace as Editor")
+    text = slack_text(payload)
+    assert len(text) < 1000, len(text)
+    cut = "W" * (SLACK_NAME_MAX_CHARS - 1) + "…"
+    assert text == (f"[acme] request.applied: {'R' * (SLACK_NAME_MAX_CHARS - 1)}… in {cut} for ada@example.com "
+                    "(request r-3)\nadd to the workspace as Editor")
+    assert json.loads(Webhook(url=Secret("http://127.0.0.1:9/hook")).body(payload))["workspace"] == long_name
 
 
 def test_a_url_with_a_user_and_password_is_sent_with_basic_auth_and_without_them(database):
