@@ -934,6 +934,25 @@ def test_a_dry_run_refuses_a_reason_the_queue_refuses(env, tmp_path, capsys):
     assert len(list_requests("rejected")) == 1 and not list_requests("pending")
 
 
+def test_a_reviewer_cell_the_queue_refuses_is_named_as_the_sheet_names_it(env, tmp_path, capsys):
+    # A reviewer cell holding a control character (an ESC sequence pasted into the sheet) was
+    # rejected as "requested_by contains ...": the queue's field, which the sheet has no column
+    # for. The rejection names the row's reviewer, as the --reviewer option's names it.
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    active_rows(rows)[0].update(decision="revoke", reviewer="=bo\x1b[2Jb")
+    write_sheet(sheet, rows)
+    for dry_run in (["--dry-run"], []):
+        code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--json", *dry_run)
+        [outcome] = json.loads(stdout)["outcomes"]
+        assert code == 2 and outcome["status"] == "rejected", outcome
+        assert outcome["message"] == ("the row's reviewer contains control or invisible characters: "
+                                      "type it again plainly."), outcome
+    assert len(list_requests("rejected")) == 1 and not list_requests("pending")
+
+
 @pytest.mark.parametrize(("option", "value", "said"), [
     ("--reason", "bad\x07reason", "the reason for rows without one (--reason) contains control"),
     ("--reason", "x" * 2001, "the reason for rows without one (--reason) is 2001 characters long"),

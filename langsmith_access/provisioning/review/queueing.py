@@ -389,6 +389,18 @@ class SheetOfAnotherOrganization(ReviewError):
 def _change_for(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantFacts,
                 batch: queue.SubmitBatch) -> tuple[queue.ChangeRequest, str | None]:
     """The revoke a row asks for, and a rejection message when it cannot be asked at all."""
+    change, rejection = _change_asked(conn, row, reviewer, reason, facts, batch)
+    if rejection is None and row.reviewer:
+        # The queue refuses it as "requested_by", a column the sheet does not have: name the cell.
+        try:
+            queue.check_text(row.reviewer, "the row's reviewer", required=False)
+        except queue.RequestRejected as refused:
+            return change, str(refused)
+    return change, rejection
+
+
+def _change_asked(conn, row: MarkedRow, reviewer: str, reason: str, facts: _GrantFacts,
+                  batch: queue.SubmitBatch) -> tuple[queue.ChangeRequest, str | None]:
     requested_by = row.reviewer or reviewer
     why = row.reason or reason
     if not row.grant_id:
