@@ -58,6 +58,7 @@ UNIT_TESTS = {
     "report_custom_role_holders_names_each_holder_and_counts_each_roles_grants",
     "report_credential_hygiene_holds_each_kind_to_its_own_maximum",
     "report_unused_access_lists_workspace_grants_unused_for_the_whole_period",
+    "report_unused_access_counts_the_period_up_to_where_the_loaded_log_ends",
     "report_workspaces_without_admin_counts_only_listed_workspace_admins",
     "report_disabled_members_with_grants_lists_each_workspace_grant_of_a_disabled_member",
     "report_members_without_workspace_lists_enabled_members_in_no_workspace",
