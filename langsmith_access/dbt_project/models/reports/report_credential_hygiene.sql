@@ -2,7 +2,10 @@
 -- credential with at least one problem, each a flag, all of them in `problems`:
 --   never_used         never used (last_used_at null);
 --   unused             not used for `unused_days` days (dbt var, default 90,
---                      LANGSMITH_ACCESS_UNUSED_DAYS);
+--                      LANGSMITH_ACCESS_UNUSED_DAYS) before the inventory listed it
+--                      (credentials.synced_at): the core sync rebuilds this report every hour,
+--                      and a use after the last listing is unknown, so a key the listing last
+--                      saw used 85 days before it is not called unused ten days later;
 --   no_expiry          never expires (SCIM tokens have no expiry in LangSmith: not flagged);
 --   beyond_max_expiry  lives longer than the org's maximum for its kind
 --                      (max_service_key_expiry_days, max_pat_expiry_days,
@@ -44,7 +47,7 @@ flagged as (
         credentials.*,
         maximum_days.max_expiry_days,
         credentials.last_used_at is null as never_used,
-        credentials.last_used_at < now() - to_days({{ unused_days }}) as unused,
+        credentials.last_used_at < credentials.synced_at - to_days({{ unused_days }}) as unused,
         credentials.kind <> 'scim_token' and credentials.expires_at is null as no_expiry,
         credentials.kind <> 'scim_token'
             and maximum_days.max_expiry_days is not null
