@@ -67,6 +67,7 @@ UNIT_TESTS = {
     "report_credential_hygiene_flags_service_keys_whose_creator_is_no_longer_an_enabled_member",
     "report_credential_hygiene_counts_unused_by_the_unused_days_var",
     "report_credential_hygiene_counts_unused_up_to_when_the_inventory_listed_the_key",
+    "report_credential_hygiene_leaves_out_a_key_that_expired_after_the_inventory_listed_it",
     "credentials_finds_the_one_person_created_by_names_whatever_its_format",
     "credentials_read_blank_text_as_none_and_a_revoked_key_as_revoked_even_when_expired",
     "sso_settings_reads_a_missing_metadata_flag_as_false_and_a_blank_load_error_as_none",

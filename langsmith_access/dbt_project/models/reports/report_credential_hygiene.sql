@@ -1,5 +1,8 @@
 -- Keys and tokens that need a look: one row per active (neither revoked nor expired)
--- credential with at least one problem, each a flag, all of them in `problems`:
+-- credential with at least one problem, each a flag, all of them in `problems`. Active as of
+-- this build: credentials.status is as of the inventory's build, and the core sync rebuilds this
+-- report every hour, so a key the listing showed active that has expired (or was revoked, with
+-- a time set ahead) since is left out here too.
 --   never_used         never used (last_used_at null);
 --   unused             not used for `unused_days` days (dbt var, default 90,
 --                      LANGSMITH_ACCESS_UNUSED_DAYS) before the inventory listed it
@@ -64,6 +67,8 @@ flagged as (
     left join users as creators
         on creators.user_id = credentials.created_by_user_id
     where credentials.status = 'active'
+        and (credentials.expires_at is null or credentials.expires_at > now())
+        and (credentials.revoked_at is null or credentials.revoked_at > now())
 )
 
 select
