@@ -12,8 +12,8 @@ import argparse
 import time
 
 import requests
+from bench_support import size
 
-from langsmith_access.cli.common import count as size
 from langsmith_access.sandbox import SandboxServer, generate_org
 
 
