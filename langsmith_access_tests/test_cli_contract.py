@@ -114,38 +114,26 @@ def test_a_key_pasted_as_an_option_value_or_a_path_is_never_echoed(env, tmp_path
     assert key not in done.stdout + done.stderr and "lsv2_" not in done.stderr and "Traceback" not in done.stderr
 
 
-def test_text_a_command_prints_carries_no_terminal_control_character(env, tmp_path):
-    # A name quoted back (here a sheet's; a workspace's or member's from LangSmith alike) with an
-    # ESC sequence in it recoloured the terminal; each control character shows as its escape, and
-    # JSON output still holds the very name.
+@pytest.mark.parametrize(("name", "escaped", "unprinted"), [
+    # An ESC sequence in a name recoloured the terminal.
+    ("Gr\x1b[31mowth\x07\x9b2J\x7f", "Gr\\u001b[31mowth\\u0007\\u009b2J\\u007f", "\x1b\x07\x9b\x7f\r"),
+    # U+202E (RIGHT-TO-LEFT OVERRIDE) made a terminal that lays out right-to-left text show the rest
+    # of the line reversed: the email after the name read backwards, another person's.
+    ("Gro\u2028wth\u202e\u2066", "Gro\\u2028wth\\u202e\\u2066", "\u202e\u2066\u2028"),
+], ids=["control-characters", "bidirectional-overrides"])
+def test_text_a_command_prints_carries_no_terminal_control_character(env, tmp_path, name, escaped, unprinted):
+    # A name quoted back (here a sheet's; a workspace's or member's from LangSmith alike): each such
+    # character shows as its escape, and JSON output still holds the very name.
     email = query(env[2].path, "SELECT email FROM main.users WHERE NOT is_disabled LIMIT 1")[0][0]
-    name = "Gr\x1b[31mowth\x07\x9b2J\x7f"
     sheet = tmp_path / "review.csv"
     sheet.write_text(f"grant_id,user,workspace,role,decision\n,{email},{name},Viewer,revoke\n", encoding="utf-8")
     done = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), "--dry-run")
     assert done.returncode == 2, done
-    assert f"Viewer in Gr\\u001b[31mowth\\u0007\\u009b2J\\u007f for {email}" in done.stdout, done.stdout
+    assert f"Viewer in {escaped} for {email}" in done.stdout, done.stdout
     as_json = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), "--dry-run", "--json")
     assert json.loads(as_json.stdout)["outcomes"][0]["workspace"] == name, as_json.stdout
     for output in (done, as_json):
-        assert not any(c in output.stdout + output.stderr for c in "\x1b\x07\x9b\x7f\r"), output
-
-
-def test_text_a_command_prints_carries_no_bidirectional_override(env, tmp_path):
-    # A name holding U+202E (RIGHT-TO-LEFT OVERRIDE) made a terminal that lays out right-to-left
-    # text show the rest of the line reversed: the email after the name read backwards, another
-    # person's. It shows as its escape, as a control character does, and JSON still holds the name.
-    email = query(env[2].path, "SELECT email FROM main.users WHERE NOT is_disabled LIMIT 1")[0][0]
-    name = "Gro\u2028wth\u202e\u2066"
-    sheet = tmp_path / "review.csv"
-    sheet.write_text(f"grant_id,user,workspace,role,decision\n,{email},{name},Viewer,revoke\n", encoding="utf-8")
-    done = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), "--dry-run")
-    assert done.returncode == 2, done
-    assert f"Viewer in Gro\\u2028wth\\u202e\\u2066 for {email}" in done.stdout, done.stdout
-    as_json = cli_in_this_process("review", "queue-revokes", "--file", str(sheet), "--dry-run", "--json")
-    assert json.loads(as_json.stdout)["outcomes"][0]["workspace"] == name, as_json.stdout
-    for output in (done, as_json):
-        assert not any(c in output.stdout + output.stderr for c in "\u202e\u2066\u2028"), output
+        assert not any(c in output.stdout + output.stderr for c in unprinted), output
 
 
 def test_a_name_holding_a_line_break_stays_on_its_records_line(env, tmp_path):

@@ -412,6 +412,18 @@ def test_a_run_gives_sigterm_back_the_handler_it_had(tmp_path):
         signal.signal(signal.SIGTERM, before[1])
 
 
+def _run_in_a_process_of_its_own(tmp_path: Path, script: str, **options) -> subprocess.CompletedProcess:
+    """``script`` run by this Python with a persistent instance (DAGSTER_HOME under ``tmp_path``)
+    and a database path under ``tmp_path`` as its argument."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (tmp_path / "script.py").write_text(script)
+    return subprocess.run([sys.executable, str(tmp_path / "script.py"), str(tmp_path / "access.duckdb")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "DAGSTER_HOME": str(home)},
+                          **options)
+
+
 # A run whose only asset hangs up on itself (as a closed terminal or a dropped ssh session does),
 # run by runner.run_job in a process of its own on a persistent instance (DAGSTER_HOME).
 _HANGS_UP = """
@@ -442,15 +454,8 @@ print(outcome.success, outcome.interrupted, status, signal.getsignal(signal.SIGH
 def test_a_hangup_stops_a_run_as_interrupted_and_recorded_unless_ignored(tmp_path, nohup):
     # SIGHUP's default ended the process at once: the run stayed STARTED in DAGSTER_HOME, and the
     # sensors took the org's provisioning as in flight until run monitoring failed it an hour later.
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    script = tmp_path / "hangs_up.py"
-    script.write_text(_HANGS_UP)
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "access.duckdb")], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None)
+    done = _run_in_a_process_of_its_own(
+        tmp_path, _HANGS_UP, preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None)
     assert done.returncode == 0, done.stderr[-2000:]
     if nohup:  # ignored before the run, ignored during it, and still ignored after
         assert done.stdout.split() == ["True", "False", "SUCCESS", "True"], done.stdout
@@ -485,15 +490,9 @@ with dg.DagsterInstance.get() as instance:
 def test_a_run_whose_process_was_killed_is_failed_by_the_next_tick_not_left_in_flight(tmp_path, monkeypatch):
     # It stayed STARTED in DAGSTER_HOME: the sensors took the org's provisioning as in flight (and
     # the org's run slot as taken) until run monitoring failed it, an hour later.
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    script = tmp_path / "killed.py"
-    script.write_text(_KILLED)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "access.duckdb")], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "DAGSTER_HOME": str(home)})
+    done = _run_in_a_process_of_its_own(tmp_path, _KILLED)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     with dg.DagsterInstance.get() as instance:
         [run] = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.STARTED and run.tags[PROCESS_TAG].split(":")[0] == socket.gethostname()
