@@ -173,6 +173,13 @@ def access_at_time(args: argparse.Namespace) -> int:
         if args.effective:
             held += queries.implicit_admin_access_at(conn, at, user_ids=user_ids, workspace_id=workspace_id)
         credentials = queries.credentials_usable_at(conn, at) if args.credentials else None
+        if credentials is not None and queries.inventory_listed_at(conn) is None:
+            # Only the inventory lists keys and tokens: an empty list would read as "none could act".
+            print(
+                "note: no inventory has run on this database, so no credential is known (not: none existed); "
+                "`langsmith-access sync --all-sections` (or the inventory schedule) lists them.",
+                file=sys.stderr,
+            )
         settings = queries.settings_at(conn, at) if args.settings else None
         first_recorded = queries.first_recorded_at(conn)
         if first_recorded is None or at < first_recorded:

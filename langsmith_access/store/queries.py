@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from langsmith_access.names import INVENTORY_JOB
 from langsmith_access.store.sql import email_key, table_exists
 
 
@@ -302,6 +303,18 @@ def credentials_usable_at(conn, at: datetime) -> list[dict]:
         {name: iso_utc(value) if isinstance(value, datetime) else value for name, value in zip(names, row, strict=True)}
         for row in cursor.fetchall()
     ]
+
+
+def inventory_listed_at(conn) -> datetime | None:
+    """When the latest inventory run that succeeded finished: the credentials, access policies
+    and audit log are as of then. None when no inventory has run on this database (its
+    credentials table is empty because nothing listed them, not because there are none)."""
+    if not table_exists(conn, "main", "sync_runs"):
+        return None
+    [(finished,)] = conn.execute(
+        "SELECT max(finished_at) FROM main.sync_runs WHERE status = 'succeeded' AND job = ?", [INVENTORY_JOB]
+    ).fetchall()
+    return finished
 
 
 def settings_at(conn, at: datetime) -> list[dict]:

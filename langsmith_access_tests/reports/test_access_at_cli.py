@@ -396,6 +396,25 @@ def test_credentials_and_settings_are_those_of_the_time_asked(history, tmp_path)
     assert set(settings_at_noon) == {"grants", "settings"} and settings_at_noon["settings"]
 
 
+def test_credentials_before_any_inventory_say_none_is_known_rather_than_none_existed(history, tmp_path):
+    """Only the inventory lists keys and tokens: before it has run, "Credentials usable: 0" alone
+    read as "nothing could act on the org"; a note says nothing was listed, and how to list them."""
+    database = tmp_path / "synced-only.duckdb"
+    shutil.copyfile(history.database, database)
+    note = "note: no inventory has run on this database, so no credential is known (not: none existed)"
+    for args in ([], ["--json"]):
+        done = access_at(database, "--time", "now", "--credentials", *args)
+        assert done.returncode == 0, done.stderr
+        assert note in done.stderr and "sync --all-sections" in done.stderr
+    # Once an inventory has succeeded (its sync_runs row), its listing is the answer, empty or not.
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("""INSERT INTO main.sync_runs BY NAME
+            SELECT * REPLACE ('inventory-1' AS sync_id, 'langsmith_access_inventory' AS job)
+            FROM main.sync_runs WHERE status = 'succeeded' LIMIT 1""")
+    done = access_at(database, "--time", "now", "--credentials")
+    assert done.returncode == 0 and note not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize(("option", "table"), [("--credentials", "credentials"),
                                              ("--settings", "org_settings_history")])
 def test_credentials_or_settings_of_a_database_that_predates_them_say_so_in_plain_words(history, tmp_path,
