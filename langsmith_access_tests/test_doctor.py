@@ -1397,6 +1397,9 @@ def test_an_unusable_webhook_never_turns_a_failed_configuration_into_a_warning()
     ("aproval:\n  required: [Admin]\n", "is refused (line 1: unknown key 'aproval' in the policy (did you mean "
                                         "'approval'?)"),
     ("duration:\n  default: 1y\n", "is refused (line 2: duration.default '1y' is not a duration"),
+    # A file an older release read and misread (README "Upgrading": doctor after an upgrade).
+    ("approval:\n  workspaces: [Production]\n", "is refused (line 2: approval.workspaces lists where grants need "
+                                                 "approval, but approval.required names no role"),
 ])
 def test_a_policy_file_that_cannot_be_read_warns_the_configuration_check(sandbox_env, tmp_path, written, said):
     # Every check passed while LANGSMITH_ACCESS_POLICY named a file that is not there (or does
