@@ -707,7 +707,7 @@ def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_t
     assert not list((data / "us").glob("langsmith_access*.duckdb"))  # nothing created, nothing queued
     # A sync or a provisioning run is refused the same, inside its run, and leaves no failure log
     # there: a logs/ folder in data/us/ would be in the way of the fix's move of data/us-old/logs/.
-    for run in (("sync", "--org", "us"), ("provision", "--org", "us")):
+    for run in (("sync", "--org", "us"), ("provision", "--org", "us"), ("provision", "--org", "us", "--dry-run")):
         done = cli_in_this_process(*run)
         assert done.returncode == 1, done
         assert f"move the files of {data / 'us-old'}" in done.stderr and "details (stack traces)" not in done.stderr

@@ -151,12 +151,16 @@ def provision_now(args: argparse.Namespace) -> int:
     org = selected_org(args)
     org.client()  # refuse a missing or unusable key before starting anything
     database = analysts_database(args)
-    if (not args.dry_run and not database.path.exists() and not database.working_path.exists()
+    if (not database.path.exists() and not database.working_path.exists()
             and renamed_slug_refusal(org) is None):  # (a renamed slug: the run refuses, naming the old folder)
         # No queue to apply: a run would create a database (and its folder) at what may well be
         # a mistyped LANGSMITH_ACCESS_DUCKDB, and `requests` could no longer say the path is wrong.
+        # A dry run answers as the run it previews would.
         if args.json:
-            print(json.dumps(json_answer(None, success=True, failure=None, results=[], policy_changes=[], drift={})))
+            answer = json_answer(None, success=True, failure=None, results=[], policy_changes=[], drift={})
+            if args.dry_run:
+                answer["before_the_queue"] = {"expiries_due": [], "approvals_overdue": [], "expiry_warnings_due": []}
+            print(json.dumps(answer))
         print(f"no pending requests{no_database_yet(args)}", file=sys.stderr)
         return 0
     outcome = api.provision(

@@ -85,25 +85,13 @@ def test_provision_with_nothing_pending_exits_0_and_says_so(env):
     assert (said.returncode, said.stdout, said.stderr) == (0, "", "no pending requests\n")
 
 
-def test_a_dry_run_where_there_is_no_database_yet_creates_nothing_and_says_so(tmp_path, monkeypatch):
-    database = tmp_path / "data" / "access.duckdb"
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
-    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "a" * 32)
-    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
-    monkeypatch.setenv("LANGSMITH_ENDPOINT", "http://127.0.0.1:9")  # never asked: nothing runs
-    for command in (("provision", "--dry-run"), ("provision", "--dry-run", "--json")):
-        done = cli_in_this_process(*command)
-        assert done.returncode == 1, done
-        assert f"the analysts' database {database} does not exist yet: run langsmith-access sync first" in (
-            done.stderr), done.stderr
-    assert not (tmp_path / "data").exists()
-
-
-def test_provision_where_there_is_no_database_yet_creates_none_and_names_the_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_provision_where_there_is_no_database_yet_creates_none_and_names_the_path(tmp_path, monkeypatch, dry_run):
     """A mistyped LANGSMITH_ACCESS_DUCKDB is no empty queue, as `requests` says (section 2:
     still exit 0, no request was left short of a final status). The run used to create an empty
     database, its folder and working files at the typo, and say only "no pending requests";
-    after that, `requests` there could no longer tell the path was wrong either."""
+    after that, `requests` there could no longer tell the path was wrong either. A dry run says
+    what the run would (it exited 1, "run sync first", while the run it previews exits 0)."""
     database = tmp_path / "typo" / "access.duckdb"
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
     monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "a" * 32)
@@ -111,13 +99,14 @@ def test_provision_where_there_is_no_database_yet_creates_none_and_names_the_pat
     monkeypatch.setenv("LANGSMITH_ENDPOINT", "http://127.0.0.1:9")  # never asked: nothing runs
     absent = (f"no pending requests: there is no database at {database} yet (nothing synced or queued there): "
               "check LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first\n")
-    said = cli_in_this_process("provision")
+    said = cli_in_this_process("provision", *dry_run)
     assert (said.returncode, said.stdout, said.stderr) == (0, "", absent)
-    answer = cli_in_this_process("provision", "--json")
+    answer = cli_in_this_process("provision", *dry_run, "--json")
     assert answer.returncode == 0 and answer.stderr == absent, answer
+    nothing_ahead = {"before_the_queue": {"expiries_due": [], "approvals_overdue": [], "expiry_warnings_due": []}}
     assert json.loads(answer.stdout) == {"run_id": None, "success": True, "failure": None, "requests": [],
                                          "policy_changes": [], "unexplained_changes": 0,
-                                         "privileged_unexplained_changes": 0}
+                                         "privileged_unexplained_changes": 0, **(nothing_ahead if dry_run else {})}
     assert not database.parent.exists()
     listed = cli_in_this_process("requests")
     assert listed.returncode == 0 and f"there is no database at {database} yet" in listed.stderr
