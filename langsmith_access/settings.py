@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from langsmith_access.governance.durations import FORMAT_HINT, DurationError, parse_duration
+from langsmith_access.governance.durations import DurationError, parse_duration
 from langsmith_access.quoting import KEY_BODY as _KEY_BODY
 from langsmith_access.quoting import KEY_PREFIXES, holds_key, named, shown
 
@@ -770,9 +770,7 @@ def check_webhook_is_not_endpoint(endpoint: str, url: Secret | None, endpoint_na
 def _duration(name: str, raw: str) -> timedelta:
     try:
         return parse_duration(raw, name)
-    except DurationError as error:
-        if holds_key(raw):  # the parser's message quotes the value: a key pasted here is not repeated
-            raise SettingsError(f"{name} must be a duration, got {shown(raw)}: {FORMAT_HINT}.") from None
+    except DurationError as error:  # its message quotes the value as `shown` does: never a pasted key
         raise SettingsError(str(error)) from None
 
 

@@ -310,7 +310,7 @@ PASTED_KEY = "lsv2_sk_" + "5ec2e7" * 6
     # A key's body without its prefix (32 hex digits, '_', 10 more) is the key all the same.
     ("LANGSMITH_ORGANIZATION_ID", "5ec2e7" * 5 + "5e_5ec2e75ec2", "must be the organization's UUID"),
     # The duration parser quotes what it was given: a key pasted here was repeated whole.
-    ("LANGSMITH_ACCESS_EXPIRY_WARNING", PASTED_KEY, "must be a duration"),
+    ("LANGSMITH_ACCESS_EXPIRY_WARNING", PASTED_KEY, "is not a duration"),
     # A path is printed (sync's "published to ...", the policy's refusals) and names files on
     # disk: a key pasted there was taken as a file name.
     ("LANGSMITH_ACCESS_DUCKDB", PASTED_KEY, "holds what looks like an API key"),
