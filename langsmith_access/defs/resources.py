@@ -23,11 +23,13 @@ from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization, said_
 from langsmith_access.governance.notifications import Notifier, without_secrets
 from langsmith_access.langsmith import CallStats, LangSmithClient
 from langsmith_access.settings import Orgs
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, RunIfKilled
 from langsmith_access.store.sync_runs import (
+    SUCCEEDED,
     defer_failed_run,
     deferred_failed_runs,
     record_failed_run,
+    recorded_sync_run,
     remove_abandoned_drafts,
     same_organization,
 )
@@ -127,7 +129,8 @@ class SyncDatabase(OrgScopedResource):
         try:
             stack.enter_context(
                 database.writer_lease(
-                    _lease_purpose(context), timeout_seconds=self.lease_timeout_seconds
+                    _lease_purpose(context), timeout_seconds=self.lease_timeout_seconds,
+                    run_if_killed=self._run_if_killed(context),
                 )
             )
         except DatabaseBusyError as error:
@@ -227,6 +230,16 @@ class SyncDatabase(OrgScopedResource):
                 f"the last good run left it): {failure}", secrets)
             notifier.notify(conn, "sync.failed", at=finished_at, detail=detail, once_for=sync_id)
 
+    def _run_if_killed(self, context: dg.InitResourceContext) -> RunIfKilled | None:
+        """This run, for the lease's record: should its process be killed holding the lease, the
+        next writer leaves its failed row, which the next sync records and announces."""
+        if context.run is None or context.instance is None:
+            return None
+        run = context.run
+        return RunIfKilled(sync_id=run.run_id, job=job_of_run(run.job_name, run.asset_selection),
+                           started_at=run_started_at(context.instance, run.run_id),
+                           organization_id=self.org.settings.organization_id)
+
     def _defer_failure(self, context: dg.InitResourceContext, failure: str) -> None:
         """A run that could not take the writer lease cannot write its row: it leaves it for the
         next run that does (``_record_deferred_failures``). Never raises."""
@@ -263,7 +276,11 @@ class SyncDatabase(OrgScopedResource):
                 continue
             try:
                 with self.database.connect() as conn:
-                    self._record_failed_run(conn, api_stats=None, **row)
+                    recorded = recorded_sync_run(conn, row["sync_id"])
+                    # A run killed after its success was committed, before it let go of the lease:
+                    # it did succeed.
+                    if recorded is None or recorded["status"] != SUCCEEDED:
+                        self._record_failed_run(conn, api_stats=None, **row)
                 path.unlink(missing_ok=True)
             except Exception as error:
                 if context.log is not None:

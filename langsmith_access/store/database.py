@@ -47,7 +47,7 @@ from langsmith_access.settings import Org, mask_keys
 from langsmith_access.store import export
 from langsmith_access.store.durable import replace_durably, sync_directory
 from langsmith_access.store.schema import ensure_schema
-from langsmith_access.store.sync_runs import check_not_elsewhere, check_organization
+from langsmith_access.store.sync_runs import check_not_elsewhere, check_organization, defer_failed_run
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,28 @@ class _ProcessLease:
 
 
 @dataclass(frozen=True)
+class RunIfKilled:
+    """The sync or inventory run that holds the writer lease, as its lock record keeps it: what
+    the next writer needs to leave the failed row of a run whose process was killed."""
+
+    sync_id: str
+    job: str
+    started_at: datetime
+    organization_id: str | None
+
+    def to_json(self) -> dict:
+        return {"sync_id": self.sync_id, "job": self.job, "started_at": self.started_at.isoformat(),
+                "organization_id": self.organization_id}
+
+    @classmethod
+    def from_json(cls, text: dict) -> RunIfKilled:
+        organization_id = text.get("organization_id")
+        return cls(sync_id=str(text["sync_id"]), job=str(text["job"]),
+                   started_at=datetime.fromisoformat(text["started_at"]),
+                   organization_id=str(organization_id) if organization_id is not None else None)
+
+
+@dataclass(frozen=True)
 class AccessDatabase:
     """Paths and connections for one analysts' database path (``LANGSMITH_ACCESS_DUCKDB``).
     ``organization_id``: the LangSmith org the caller writes for; given, ``ensure_working``
@@ -239,12 +261,15 @@ class AccessDatabase:
     # ------------------------------------------------------------- the lease
 
     @contextlib.contextmanager
-    def writer_lease(self, purpose: str, *, timeout_seconds: float = 600.0) -> Iterator[None]:
+    def writer_lease(self, purpose: str, *, timeout_seconds: float = 600.0,
+                     run_if_killed: RunIfKilled | None = None) -> Iterator[None]:
         """Hold the exclusive right to write the working file (and to publish).
 
         Waits up to ``timeout_seconds``; raises ``DatabaseBusyError`` naming the holder after.
         ``purpose`` goes into the lock file, logs and other processes' messages: anything in it
         that looks like a key (a request id someone pasted a key into) is cut to its prefix.
+        ``run_if_killed``: the sync or inventory run this holder is; should its process end
+        holding the lease, the next writer leaves that run's failed row for the next sync to record.
         """
         purpose = mask_keys(purpose)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,7 +288,7 @@ class AccessDatabase:
         if not state.lock.acquire(timeout=max(timeout_seconds, 0.001)):
             raise DatabaseBusyError(self._busy_message(purpose, timeout_seconds))
         try:
-            state.fd = self._flock(purpose, deadline, timeout_seconds)
+            state.fd = self._flock(purpose, deadline, timeout_seconds, run_if_killed)
         except BaseException:
             state.lock.release()
             raise
@@ -295,7 +320,8 @@ class AccessDatabase:
         finally:
             os.close(fd)
 
-    def _flock(self, purpose: str, deadline: float, timeout_seconds: float) -> int:
+    def _flock(self, purpose: str, deadline: float, timeout_seconds: float,
+               run_if_killed: RunIfKilled | None) -> int:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             said_waiting = False
@@ -318,6 +344,8 @@ class AccessDatabase:
                 "since": datetime.now(UTC).isoformat(timespec="seconds"),
                 "emptied_on_release": True,  # a record the next holder finds: this one died holding it
             }
+            if run_if_killed is not None:
+                holder["run_if_killed"] = run_if_killed.to_json()
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)
         except BaseException:
@@ -346,6 +374,23 @@ class AccessDatabase:
             "Nothing to do by hand: a killed sync's scratch copy is discarded by the next sync, requests a "
             "killed provisioning run left in progress are settled by the next one, an unfinished publish "
             "is done again by the next writer", who, self.working_path.name)
+        self._leave_the_killed_runs_row(holder)
+
+    def _leave_the_killed_runs_row(self, holder: dict) -> None:
+        """A sync or inventory killed holding the lease wrote no ``sync_runs`` row and sent no
+        ``sync.failed``: its row is left (``defer_failed_run``) for the next sync or inventory
+        to record and announce, as for a run that could not take the lease. Never raises."""
+        try:
+            run = RunIfKilled.from_json(holder["run_if_killed"])
+            found = datetime.now(UTC)
+            defer_failed_run(
+                self.deferred_runs_path, sync_id=run.sync_id, job=run.job, started_at=run.started_at,
+                finished_at=found, organization_id=run.organization_id,
+                failure=(f"its process (pid {holder['pid']}) ended without finishing the run (killed: SIGKILL, "
+                         f"the OOM killer, a crash or a power cut); found by the next writer at "
+                         f"{found.isoformat(timespec='seconds')}"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return
 
     def _holder_text(self) -> str:
         """Who holds the writer lease, as its holder wrote it: ``<purpose> (pid N, since T)``."""

@@ -8,9 +8,13 @@ other endpoint, one workspace, one page, and a listing that never holds still.)
 from __future__ import annotations
 
 import errno
+import json
 import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -20,6 +24,7 @@ from langsmith_access.defs import resources
 from langsmith_access.defs.orgs import org_tags
 from langsmith_access.provisioning.executor import Observation, record_observations
 from langsmith_access.sandbox.api import ApiResponse
+from langsmith_access.sandbox.faults import FaultConfig
 from langsmith_access.settings import load_orgs
 from langsmith_access.store import export
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
@@ -256,6 +261,47 @@ def test_a_sync_that_never_got_the_writer_lease_is_recorded_by_the_next_one(star
     events = query(database.path, "SELECT payload FROM main.notifications WHERE event = 'sync.failed'")
     assert [payload for (payload,) in events if busy.run_id in payload], events
     assert list(database.deferred_runs_path.iterdir()) == [in_flight]
+
+
+def test_a_sync_killed_holding_the_writer_lease_is_recorded_and_announced_by_the_next_one(start_env, monkeypatch):
+    # `kill -9` (or the OOM killer) of a sync: no handler runs, so it wrote no sync_runs row and
+    # sent no sync.failed; only a log line of the next writer said it died. The lease's record
+    # names the run, and the next writer leaves its row for the next sync to record and announce.
+    sandbox, _org, database = start_env(faults=FaultConfig(latency_ms=1500))  # slow: killed mid-read
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", "http://127.0.0.1:9/hook")  # recorded, not delivered here
+    sync = subprocess.Popen([str(Path(sys.executable).with_name("langsmith-access")), "sync"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until it holds the lease, its run named in the record
+            held = database.lock_path.read_text() if database.lock_path.exists() else ""
+            if "run_if_killed" in held:
+                break
+            time.sleep(0.1)
+        killed_run = json.loads(held)["run_if_killed"]["sync_id"]
+    finally:
+        sync.kill()
+        sync.wait(timeout=30)
+    sandbox.faults.latency_ms = 0
+
+    assert run_sync().success  # the next writer leaves the killed run's row, and records it
+    recorded = "SELECT status, job, failure FROM main.sync_runs WHERE sync_id = ?"
+    [(status, job, failure)] = query(database.path, recorded, [killed_run])
+    assert (status, job) == ("failed", runner.SYNC_JOB)
+    assert failure.startswith(f"its process (pid {sync.pid}) ended without finishing the run (killed"), failure
+    events = query(database.path, "SELECT payload FROM main.notifications WHERE event = 'sync.failed'")
+    assert [payload for (payload,) in events if killed_run in payload], events
+    assert not list(database.deferred_runs_path.iterdir())
+    # A lease let go normally leaves no row for anyone: the next sync records only itself. And a
+    # run killed after its success was committed, before it let go of the lease, did succeed.
+    [(succeeded, started)] = query(database.path, "SELECT sync_id, started_at FROM main.sync_runs "
+                                                  "ORDER BY finished_at DESC LIMIT 1")
+    defer_failed_run(database.deferred_runs_path, sync_id=succeeded, started_at=started,
+                     finished_at=datetime.now(UTC), job=runner.SYNC_JOB, failure="its process ended")
+    assert run_sync().success
+    assert query(database.path, recorded, [succeeded])[0][0] == "succeeded"
+    assert query(database.path, "SELECT count(*) FROM main.sync_runs WHERE status = 'failed'") == [(1,)]
+    assert not list(database.deferred_runs_path.iterdir())
 
 
 def test_a_failed_run_another_org_left_in_this_database_is_not_recorded_as_this_orgs(start_env):
