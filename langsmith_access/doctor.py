@@ -120,7 +120,24 @@ CONNECTION_FIXES = {
     "firewall, or HTTPS_PROXY if it must use a proxy) and that the host and port are right",
     "read-timeout": TRANSIENT_FIX,
     "broken": GARBLED_FIX,
+    "not-http": "correct the host and port in LANGSMITH_ENDPOINT: another service answers there, not "
+    "LangSmith's web server (check the scheme too: a port that serves https:// can answer http:// so)",
 }
+# A connection closed unanswered, over plain http: most often the port serves https:// (LangSmith
+# Cloud and most installs do), whose TLS server closes a plain request without a word.
+DROPPED_PLAIN_HTTP_FIX = (
+    "check the scheme in LANGSMITH_ENDPOINT: a port that serves https:// closes a plain http:// request "
+    "unanswered, so write https:// (LangSmith Cloud and most installs); if http:// is right, check any proxy "
+    "or firewall between here and LangSmith (HTTPS_PROXY / HTTP_PROXY)"
+)
+
+
+def connection_fix(cause: str | None, endpoint: str) -> str:
+    """The fix for a request to ``endpoint`` that got no answer for ``cause``
+    (``ConnectionFailedError.cause``; None: not known)."""
+    if cause == "dropped" and urllib.parse.urlsplit(endpoint).scheme == "http":
+        return DROPPED_PLAIN_HTTP_FIX
+    return CONNECTION_FIXES.get(cause or "", ENDPOINT_FIX)
 ORG_SELECTION_FIX = "name one of them with --org SLUG"
 ORG_READ = "organization:read"  # all an organization read needs (langsmith-api.md)
 # LangSmith refused an organization read although the organization info lists organization:read
@@ -382,7 +399,7 @@ class _Doctor:
         except TransientError as error:
             cause = error.cause if isinstance(error, ConnectionFailedError) else None
             self.add("endpoint", FAIL, f"cannot reach {client.endpoint}: {error}",
-                     CONNECTION_FIXES.get(cause or "", ENDPOINT_FIX))
+                     connection_fix(cause, client.endpoint))
             return False
         except EndpointRedirectError as error:
             self.add("endpoint", FAIL, f"{client.endpoint} is not where the API answers: {error}",

@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -956,6 +958,47 @@ def test_an_endpoint_that_gets_no_answer_says_why_and_what_to_change(sandbox_env
         assert check.status == "fail" and detail_says in check.detail, (endpoint, check)
         assert fix_says in check.fix, (endpoint, check)
         assert {c.status for c in diagnosis.checks[2:]} == {"skip"}
+
+
+@pytest.fixture
+def not_http_server():
+    """A port on 127.0.0.1 where something other than a web server answers (an SSH daemon, a
+    database, a proxy's other port): bytes, but no HTTP status line."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_in_no_http() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the listener closed: the test is over
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    threading.Thread(target=answer_in_no_http, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_a_wrong_scheme_or_port_that_gets_no_http_answer_says_to_check_them(sandbox_env, self_signed_https,
+                                                                             not_http_server):
+    # Two mistakes an operator makes with a self-hosted install: http:// to the port that serves
+    # https:// (the TLS server closes the plain request unanswered), and a port where another
+    # service listens (it answers, but not in HTTP). "Set LANGSMITH_ENDPOINT to your LangSmith
+    # API" does not say what to change, and "closed without an answer" is untrue of the second.
+    sandbox, environ = sandbox_env()
+    cases = {
+        self_signed_https.replace("https://", "http://"): ("closed without an answer", "https://"),
+        not_http_server: ("not HTTP", "another service"),
+    }
+    for endpoint, (detail_says, fix_says) in cases.items():
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": endpoint})
+        check = check_of(diagnosis, "endpoint")
+        assert check.status == "fail" and detail_says in check.detail, (endpoint, check)
+        assert fix_says in check.fix and "scheme" in check.fix, (endpoint, check)
+        assert {c.status for c in diagnosis.checks[2:]} == {"skip"}
+        assert sandbox.api_key not in diagnosis.to_json()
 
 
 def test_a_write_refused_at_the_tls_handshake_is_sent_again_and_said_unsent(self_signed_https):

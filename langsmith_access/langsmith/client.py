@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import http.client
 import json
 import math
 import random
@@ -1208,7 +1209,9 @@ class LangSmithClient:
                 # A write that never left this machine is sent again, as after a connect timeout.
                 maybe_applied = is_write and cause not in NOT_SENT_CAUSES
                 problem = f"the connection {kind}{where}"
-                if cause not in ("dropped", "read-timeout", "broken") and not maybe_applied:
+                if cause == "not-http" and not maybe_applied:  # it answered: not "no connection"
+                    problem = f"{problem}: {why}"
+                elif cause not in ("dropped", "read-timeout", "broken", "not-http") and not maybe_applied:
                     problem = f"no connection{where}: {why}"
                 if maybe_applied:
                     if cause not in ("dropped", "read-timeout"):  # a proxy or TLS to look at, too
@@ -1525,6 +1528,12 @@ def _connection_failure(exc: requests.exceptions.RequestException,
         return "refused", "connection refused: nothing listens at that host and port"
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
         return "broken", "the answer broke off or could not be decoded (a proxy on the way?)"
+    # Bytes came back, but no HTTP status line: another service listens there. (A connection
+    # closed unanswered is a BadStatusLine too, RemoteDisconnected: that is "dropped".) The bytes
+    # are not quoted: they are whatever that service says.
+    if any(isinstance(e, http.client.BadStatusLine) and not isinstance(e, http.client.RemoteDisconnected)
+           for e in chain):
+        return "not-http", "what answered is not HTTP (another service listens at that host and port)"
     return "dropped", "the connection closed without an answer"
 
 

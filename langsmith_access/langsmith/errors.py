@@ -125,7 +125,8 @@ class ConnectionFailedError(TransientError):
     (a certificate this machine does not trust), ``tls`` (another TLS failure, such as https://
     to a plain http port), ``proxy`` (the proxy of HTTPS_PROXY failed), ``connect-timeout``,
     ``read-timeout`` (connected, no answer in time), ``broken`` (an answer cut short or that
-    cannot be decoded) or ``dropped`` (anything else): each has
+    cannot be decoded), ``not-http`` (an answer in no HTTP: another service on that port) or
+    ``dropped`` (anything else, such as a connection closed unanswered): each has
     its own fix, and the connection doctor names it."""
 
     def __init__(self, message: str, *, cause: str, **kwargs):

@@ -384,6 +384,29 @@ def test_an_answer_cut_short_is_told_apart_from_a_dropped_connection():
     assert "broke off" in str(failed.value)
 
 
+def test_an_answer_in_no_http_is_told_apart_from_a_dropped_connection():
+    # Another service on the endpoint's port answers bytes with no HTTP status line: "the
+    # connection closed without an answer" is untrue, and sends the operator nowhere. The doctor's
+    # probe gets its own cause, and a sync's read gives up saying why.
+    def not_http(handler) -> None:
+        handler.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    server = _Server(not_http)
+    try:
+        with LangSmithClient(_probe_settings(server.url)) as client:
+            with pytest.raises(ConnectionFailedError) as failed:
+                client.probe()
+            with pytest.raises(TransientError) as read_failed:
+                client.list_roles()
+    finally:
+        server.stop()
+    assert failed.value.cause == "not-http", failed.value
+    assert "what answered is not HTTP" in str(failed.value) and "SSH" not in str(failed.value)
+    assert "the connection dropped: what answered is not HTTP" in str(read_failed.value), read_failed.value
+
+
 def test_a_proxy_that_fails_is_named_not_the_endpoints_host(refused_port, monkeypatch):
     # HTTP_PROXY set, and nothing listens there: the fix is the proxy setting, not the endpoint
     # ("connection refused: nothing listens at that host and port" would send the operator to
