@@ -138,6 +138,14 @@ def connection_fix(cause: str | None, endpoint: str) -> str:
     if cause == "dropped" and urllib.parse.urlsplit(endpoint).scheme == "http":
         return DROPPED_PLAIN_HTTP_FIX
     return CONNECTION_FIXES.get(cause or "", ENDPOINT_FIX)
+# LangSmith Cloud's web app (the address in the browser's bar) and the API of its region: the
+# web app answers its own pages where the API was asked (langsmith-api.md, "Deployments").
+WEB_APP_API_HOSTS = {
+    "smith.langchain.com": "api.smith.langchain.com",
+    "eu.smith.langchain.com": "eu.api.smith.langchain.com",
+    "apac.smith.langchain.com": "apac.api.smith.langchain.com",
+    "aws.smith.langchain.com": "aws.api.smith.langchain.com",
+}
 ORG_SELECTION_FIX = "name one of them with --org SLUG"
 ORG_READ = "organization:read"  # all an organization read needs (langsmith-api.md)
 # LangSmith refused an organization read although the organization info lists organization:read
@@ -364,6 +372,7 @@ class _Doctor:
 
     def run(self, client: LangSmithClient) -> None:
         if not self.endpoint_and_key(client):
+            self.name_the_web_app(client.endpoint)
             return
         if not self.organization(client):
             self.read_members(client)  # shows what the key is refused, for the record
@@ -373,6 +382,20 @@ class _Doctor:
         self.read_roles(client)
         self.manage_workspace_members(client)
         self.workspace_rbac()
+
+    def name_the_web_app(self, endpoint: str) -> None:
+        """A failed endpoint check at LangSmith Cloud's web app: the fix names its region's API
+        (in place of the list of every region's, else before the fix for how it failed)."""
+        host = (urllib.parse.urlsplit(endpoint).hostname or "").lower()
+        api = WEB_APP_API_HOSTS.get(host)
+        failed = next((c for c in self.checks if c.name == "endpoint" and c.status == FAIL), None)
+        if api is None or failed is None:
+            return
+        web_app_fix = (f"{host} is LangSmith's web app (the browser's address), not its API: set "
+                       f"LANGSMITH_ENDPOINT to https://{api}")
+        generic = failed.fix in (ENDPOINT_FIX, ENDPOINT_PATH_FIX)
+        fixed = replace(failed, fix=web_app_fix if generic else f"{web_app_fix}; if it still fails, {failed.fix}")
+        self.checks[self.checks.index(failed)] = fixed
 
     def endpoint_and_key(self, client: LangSmithClient) -> bool:
         """``endpoint`` and ``authentication`` from one GET of the org info: any JSON answer,

@@ -1001,6 +1001,35 @@ def test_a_wrong_scheme_or_port_that_gets_no_http_answer_says_to_check_them(sand
         assert sandbox.api_key not in diagnosis.to_json()
 
 
+@pytest.mark.parametrize("web_app, api", [
+    ("smith.langchain.com", "https://api.smith.langchain.com"),
+    ("eu.smith.langchain.com", "https://eu.api.smith.langchain.com"),
+])
+def test_the_web_apps_address_in_place_of_the_api_gets_its_regions_api_as_the_fix(sandbox_env, monkeypatch,
+                                                                                 web_app, api):
+    # The address in the browser's bar is the first one an operator copies. LangSmith Cloud's web
+    # app answers its own page (langsmith-sdk issue #637: HTML at eu.smith.langchain.com), mocked
+    # here by resolving its name to a local server that answers so: the fix names the API of the
+    # web app's own region, not a list of every region's.
+    sandbox, environ = sandbox_env()
+    resolve = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo",
+                        lambda host, *rest, **kw: resolve("127.0.0.1" if host == web_app else host, *rest, **kw))
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = web_page
+        port = proxy.url.rsplit(":", 1)[1]
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": f"http://{web_app}:{port}"})
+    check = check_of(diagnosis, "endpoint")
+    assert check.status == "fail" and "not a LangSmith API" in check.detail, check
+    assert check.fix.startswith(f"{web_app} is LangSmith's web app"), check
+    assert f"set LANGSMITH_ENDPOINT to {api}" in check.fix and "(EU)" not in check.fix, check
+    # A self-hosted install's own host (or any other) keeps the fix it had.
+    assert "web app" not in check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": sandbox.url + "/foo"}),
+                                     "endpoint").fix
+
+
 def test_a_write_refused_at_the_tls_handshake_is_sent_again_and_said_unsent(self_signed_https):
     # This machine refused the certificate before a byte of the request went out: nothing can
     # have been applied, so the write is retried like one refused at connect, and the caller is
