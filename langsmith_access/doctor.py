@@ -47,6 +47,7 @@ from langsmith_access.settings import (
     Settings,
     SettingsError,
     mask_key_fragments,
+    single_org_endpoint_variable,
     without_runs_of,
 )
 from langsmith_access.sync.extract import (
@@ -269,19 +270,24 @@ def run_checks(
     org: Org | None = None,
     client_factory: Callable[..., LangSmithClient] = LangSmithClient,
     webhook_variable: str = WEBHOOK_URL_VARIABLE,
+    endpoint_variable: str = "LANGSMITH_ENDPOINT",
 ) -> Diagnosis:
     """Run the nine checks against the LangSmith that ``org``, else ``settings``, else
     ``environ`` (default: the process environment) configures. For an org, the details and
     fixes name where its settings come from (its key variable, its orgs file entry, the variable
-    its webhook URL comes from; ``webhook_variable`` for ``settings``)."""
+    its webhook URL comes from; ``webhook_variable`` for ``settings``; ``endpoint_variable``, the
+    variable ``settings``' endpoint was read from, found in ``environ`` for the single-org ones)."""
     if org is not None and org.key_problem:  # loaded for a deployment without a usable key
         problems = [org.key_problem]
         if org.orgs_file is None:  # the single-org variables: the key's problem and the org id's
             problems = [str(problem) for _, problem in org.settings.client_problems()] or problems
         return configuration_failure(*problems)
     if org is not None:
+        # The default org is the single-org variables: its endpoint may be LANGCHAIN_ENDPOINT's.
+        endpoint_variable = single_org_endpoint_variable(environ) if org.orgs_file is None else endpoint_variable
         diagnosis = run_checks(settings=org.settings, client_factory=client_factory,
-                               webhook_variable=org.webhook_url_env or WEBHOOK_URL_VARIABLE).worded_for(org)
+                               webhook_variable=org.webhook_url_env or WEBHOOK_URL_VARIABLE,
+                               endpoint_variable=endpoint_variable).worded_for(org)
         return diagnosis.with_webhook_problem(org.webhook_problem).with_policy_problem(policy_problem(org))
     doctor = _Doctor()
     try:
@@ -297,8 +303,14 @@ def run_checks(
             return configuration_failure(*(Settings.problems_of_env(environ) or [str(error)]))
         return configuration_failure(str(error))
     doctor.key = client_settings.api_key.reveal()
+    if from_environment:
+        endpoint_variable = single_org_endpoint_variable(environ)
+    # An endpoint the operator did not write in LANGSMITH_ENDPOINT (a tracing setup's
+    # LANGCHAIN_ENDPOINT) is said to come from where it came from.
+    endpoint_from = "" if endpoint_variable == "LANGSMITH_ENDPOINT" else (
+        f" from {endpoint_variable} (LANGSMITH_ENDPOINT is unset)")
     configured = (f"service key set (not shown), organization {client_settings.organization_id}, "
-                  f"endpoint {client_settings.endpoint}")
+                  f"endpoint {client_settings.endpoint}{endpoint_from}")
     if settings.webhook_url is not None and _in_the_clear(settings.webhook_url.reveal()):
         # As the endpoint's warning: not refused, since a receiver on an internal network may be
         # plain http on purpose, but said, with the URL kept out (a secret).

@@ -906,6 +906,16 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
 FALLBACK_VARIABLES = {"LANGSMITH_ENDPOINT": "LANGCHAIN_ENDPOINT"}
 
 
+def single_org_endpoint_variable(environ: Mapping[str, str] | None = None) -> str:
+    """The variable the single-org endpoint is read from (as ``Settings.from_env`` reads it):
+    LANGSMITH_ENDPOINT, or its fallback where it is unset or empty and the fallback is set."""
+    env = os.environ if environ is None else environ
+    fallback = FALLBACK_VARIABLES["LANGSMITH_ENDPOINT"]
+    if env.get(ORGS_FILE_VARIABLE):  # each org's endpoint is its entry's: neither variable is read
+        return "LANGSMITH_ENDPOINT"
+    return fallback if not env.get("LANGSMITH_ENDPOINT") and env.get(fallback) else "LANGSMITH_ENDPOINT"
+
+
 # ---------------------------------------------------------------- organizations (DESIGN.md section 11)
 
 ORGS_FILE_VARIABLE = "LANGSMITH_ACCESS_ORGS_FILE"

@@ -280,6 +280,24 @@ def run_cli(environ, *args):
     return subprocess.run([CLI, "doctor", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+def test_an_endpoint_read_from_langchain_endpoint_is_said_to_come_from_there(sandbox_env):
+    # LANGSMITH_ENDPOINT unset, LANGCHAIN_ENDPOINT (a tracing setup's) is read, as LangChain's
+    # SDKs do. An operator who never set an endpoint must see where the one checked came from,
+    # or a wrong one looks like the doctor's invention; with LANGSMITH_ENDPOINT set, nothing is said.
+    sandbox, environ = sandbox_env(deployment="self-hosted")
+    tracing = {k: v for k, v in environ.items() if k != "LANGSMITH_ENDPOINT"} | {
+        "LANGCHAIN_ENDPOINT": sandbox.url + "/foo"}
+    said = "from LANGCHAIN_ENDPOINT (LANGSMITH_ENDPOINT is unset)"
+    configuration = check_of(run_checks(tracing), "configuration")
+    assert configuration.status == "ok" and f"endpoint {sandbox.url}/foo {said}" in configuration.detail, configuration
+    result = run_cli(tracing, "--json")  # the CLI reads the variables as the default org's
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert result.returncode == 1 and said in checks["configuration"]["detail"], result.stdout
+    assert checks["endpoint"]["status"] == "fail" and "set LANGSMITH_ENDPOINT" in checks["endpoint"]["fix"]
+    both = {**tracing, "LANGSMITH_ENDPOINT": sandbox.url}
+    assert "LANGCHAIN_ENDPOINT" not in check_of(run_checks(both), "configuration").detail
+
+
 def test_cli_lines_json_and_exit_codes(sandbox_env):
     sandbox, environ = sandbox_env(key_role="org-user")
     done = run_cli(environ)
