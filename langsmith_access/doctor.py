@@ -73,7 +73,8 @@ CHECK_NAMES = (
 ENDPOINT_FIX = (
     f"set LANGSMITH_ENDPOINT to your LangSmith API: {DEFAULT_ENDPOINT} (US), "
     "https://eu.api.smith.langchain.com (EU), https://apac.api.smith.langchain.com (APAC), "
-    "https://aws.api.smith.langchain.com (AWS US), or https://<your-host>/api/v1 (self-hosted)"
+    "https://aws.api.smith.langchain.com (AWS US), or https://<your-host>/api/v1 (self-hosted; "
+    "https://<your-host>/<basePath>/api/v1 for an install served under a base path)"
 )
 # A 404 on a route every LangSmith serves: the endpoint's path is wrong, not the key.
 ENDPOINT_PATH_FIX = (

@@ -3,6 +3,7 @@ as the op job ``check_langsmith_connection`` executed in-process."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import os
@@ -296,6 +297,56 @@ def test_an_endpoint_read_from_langchain_endpoint_is_said_to_come_from_there(san
     assert checks["endpoint"]["status"] == "fail" and "set LANGSMITH_ENDPOINT" in checks["endpoint"]["fix"]
     both = {**tracing, "LANGSMITH_ENDPOINT": sandbox.url}
     assert "LANGCHAIN_ENDPOINT" not in check_of(run_checks(both), "configuration").detail
+
+
+BASE_PATH = "/langsmith"
+
+
+@pytest.fixture
+def under_a_base_path(sandbox_env):
+    """A self-hosted sandbox served under ``BASE_PATH`` of a host whose other paths answer a web
+    page (Helm's ``basePath``: the install's nginx serves everything under it, another site the
+    rest). Yields the host's root URL and the sandbox's environment."""
+    sandbox, environ = sandbox_env(deployment="self-hosted")
+    upstream = requests.Session()
+
+    class UnderABasePath(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith(BASE_PATH + "/"):
+                answer = upstream.get(sandbox.url + self.path[len(BASE_PATH):], timeout=10,
+                                      headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                status, content_type, body = answer.status_code, answer.headers["Content-Type"], answer.content
+                headers = {k: v for k, v in answer.headers.items() if k.lower().startswith("x-")}
+            else:
+                status, content_type, body, headers = 200, "text/html", b"<html>another site</html>", {}
+            self.send_response(status)
+            for name, value in {"Content-Type": content_type, **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), UnderABasePath)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", environ
+    server.shutdown()
+    server.server_close()
+    upstream.close()
+
+
+def test_a_self_hosted_install_under_a_base_path_passes_with_it_and_is_named_without_it(under_a_base_path):
+    root, environ = under_a_base_path
+    for endpoint in (f"{root}{BASE_PATH}/api/v1", f"{root}{BASE_PATH}/api/", f"{root}{BASE_PATH}"):
+        assert set(statuses({**environ, "LANGSMITH_ENDPOINT": endpoint}).values()) == {"ok"}, endpoint
+    # Without the base path the host's other site answers its page: the fix must say a base path
+    # belongs in LANGSMITH_ENDPOINT, or an operator who wrote https://<host>/api/v1 as told is stuck.
+    for endpoint in (root, f"{root}/api/v1"):
+        check = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": endpoint}), "endpoint")
+        assert check.status == "fail" and "not a LangSmith API" in check.detail, check
+        assert "/<basePath>/api/v1" in check.fix, check
 
 
 def test_cli_lines_json_and_exit_codes(sandbox_env):

@@ -160,7 +160,8 @@ class NotLangSmithAPIError(UnexpectedResponseError):
     fix = (
         "set LANGSMITH_ENDPOINT to the LangSmith API: https://api.smith.langchain.com (US), "
         "https://eu.api.smith.langchain.com (EU), https://apac.api.smith.langchain.com (APAC), "
-        "https://aws.api.smith.langchain.com (AWS US) or https://<your-host>/api/v1 (self-hosted)"
+        "https://aws.api.smith.langchain.com (AWS US) or https://<your-host>/api/v1 (self-hosted), "
+        "https://<your-host>/<basePath>/api/v1 for an install served under a base path"
     )
 
     def __init__(self, message: str, *, answer: str = "a body that is not JSON", **kwargs):

@@ -90,7 +90,7 @@ def test_each_error_is_caught_as_its_kind(error, caught_as):
     (TransientError, ["LANGSMITH_ENDPOINT", "nothing was changed"]),
     (ProvisioningInterruptedError, ["langsmith-access provision", "pending again"]),
     (NotLangSmithAPIError, ["https://api.smith.langchain.com (US)", "https://eu.api.smith.langchain.com (EU)",
-                            "https://<your-host>/api/v1 (self-hosted)"]),
+                            "https://<your-host>/api/v1 (self-hosted)", "https://<your-host>/<basePath>/api/v1"]),
     (EndpointRedirectError, ["the address the redirect names", "https://"]),
     (WorkspaceGoneError, ["nothing to fix", "deleted"]),
     (ListingsDisagreeError, ["sync again"]),
