@@ -304,6 +304,7 @@ def run_checks(
             return configuration_failure(*(Settings.problems_of_env(environ) or [str(error)]))
         return configuration_failure(str(error))
     doctor.key = client_settings.api_key.reveal()
+    doctor.read_timeouts = (client_settings.read_timeout_seconds, settings.read_timeout_seconds)
     if from_environment:
         endpoint_variable = single_org_endpoint_variable(environ)
     # An endpoint the operator did not write in LANGSMITH_ENDPOINT (a tracing setup's
@@ -344,6 +345,8 @@ class _Doctor:
     def __init__(self) -> None:
         self.checks: list[Check] = []
         self.key = ""  # the key the checks send, once known: any long run of it is cut from details
+        # How long the doctor waits for an answer, and a sync (LANGSMITH_ACCESS_TIMEOUT_SECONDS).
+        self.read_timeouts: tuple[float, float] | None = None
         self.roles: list[Role] = []  # as read_roles read them
         # The shared workspaces, as read_all_workspaces listed them (None: not listed).
         self.workspaces: list[Workspace] | None = None
@@ -434,8 +437,15 @@ class _Doctor:
                 probe = client.probe(ORGANIZATION_INFO_PATH)
         except TransientError as error:
             cause = error.cause if isinstance(error, ConnectionFailedError) else None
-            self.add("endpoint", FAIL, f"cannot reach {client.endpoint}: {error}",
-                     connection_fix(cause, client.endpoint))
+            fix = connection_fix(cause, client.endpoint)
+            if cause == "read-timeout" and self.read_timeouts and self.read_timeouts[1] > self.read_timeouts[0]:
+                # Slower than the doctor waits is not slower than a sync waits: said, or the
+                # operator runs the doctor again and again against a LangSmith that syncs.
+                waits, sync_waits = self.read_timeouts
+                fix = (f"{fix}; the doctor waits {waits:g} s for an answer, a sync {sync_waits:g} s "
+                       "(LANGSMITH_ACCESS_TIMEOUT_SECONDS): a LangSmith this slow may still sync, so try "
+                       "`langsmith-access sync`")
+            self.add("endpoint", FAIL, f"cannot reach {client.endpoint}: {error}", fix)
             return False
         except EndpointRedirectError as error:
             self.add("endpoint", FAIL, f"{client.endpoint} is not where the API answers: {error}",

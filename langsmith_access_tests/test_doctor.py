@@ -250,6 +250,20 @@ def test_the_doctor_answers_promptly_whatever_the_sync_waits(monkeypatch):
     assert seen[1].read_timeout_seconds == 2.5
 
 
+def test_a_langsmith_slower_than_the_doctor_waits_is_told_the_sync_waits_longer(sandbox_env, monkeypatch):
+    # The doctor waits 10 s for an answer, a sync LANGSMITH_ACCESS_TIMEOUT_SECONDS (30 s unset): a
+    # LangSmith answering in between fails the doctor yet syncs. "Run the doctor again in a minute"
+    # alone would send the operator round in circles: the fix says both waits. (Shortened here.)
+    monkeypatch.setattr(doctor, "DOCTOR_TIMEOUT_SECONDS", 0.3)
+    sandbox, environ = sandbox_env(faults=FaultConfig(hang_rate=1.0, hang_seconds=1.0))
+    check = check_of(run_checks(environ), "endpoint")
+    assert check.status == "fail" and "no answer within 0.3 s" in check.detail, check
+    assert "the doctor waits 0.3 s for an answer, a sync 30 s (LANGSMITH_ACCESS_TIMEOUT_SECONDS)" in check.fix, check
+    # A sync no more patient than the doctor fails alike: nothing more to say.
+    patient_as_the_doctor = {**environ, "LANGSMITH_ACCESS_TIMEOUT_SECONDS": "0.3"}
+    assert check_of(run_checks(patient_as_the_doctor), "endpoint").fix == TRANSIENT_FIX
+
+
 @pytest.mark.parametrize(("endpoint", "warned"), [
     ("http://langsmith.example.com", True), ("http://10.0.0.5:1984", True), ("https://langsmith.example.com", False),
     ("http://localhost:1984", False), ("http://127.0.0.1:1984", False), ("http://[::1]:1984", False),
