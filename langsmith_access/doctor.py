@@ -125,12 +125,13 @@ CONNECTION_FIXES = {
     "not-http": "correct the host and port in LANGSMITH_ENDPOINT: another service answers there, not "
     "LangSmith's web server (check the scheme too: a port that serves https:// can answer http:// so)",
 }
-# A connection closed unanswered, over plain http: most often the port serves https:// (LangSmith
-# Cloud and most installs do), whose TLS server closes a plain request without a word.
-DROPPED_PLAIN_HTTP_FIX = (
+# A plain http:// request closed unanswered, or answered with a 400 page: most often the port
+# serves https:// (LangSmith Cloud and most installs do), whose TLS server closes a plain request
+# without a word, or, behind nginx, answers it "The plain HTTP request was sent to HTTPS port".
+PLAIN_HTTP_TO_TLS_FIX = (
     "check the scheme in LANGSMITH_ENDPOINT: a port that serves https:// closes a plain http:// request "
-    "unanswered, so write https:// (LangSmith Cloud and most installs); if http:// is right, check any proxy "
-    "or firewall between here and LangSmith (HTTPS_PROXY / HTTP_PROXY)"
+    "unanswered or answers it with a 400 page, so write https:// (LangSmith Cloud and most installs); if "
+    "http:// is right, check any proxy or firewall between here and LangSmith (HTTPS_PROXY / HTTP_PROXY)"
 )
 
 
@@ -138,7 +139,7 @@ def connection_fix(cause: str | None, endpoint: str) -> str:
     """The fix for a request to ``endpoint`` that got no answer for ``cause``
     (``ConnectionFailedError.cause``; None: not known)."""
     if cause == "dropped" and urllib.parse.urlsplit(endpoint).scheme == "http":
-        return DROPPED_PLAIN_HTTP_FIX
+        return PLAIN_HTTP_TO_TLS_FIX
     return CONNECTION_FIXES.get(cause or "", ENDPOINT_FIX)
 # LangSmith Cloud's web app (the address in the browser's bar) and the API of its region: the
 # web app answers its own pages where the API was asked (langsmith-api.md, "Deployments").
@@ -468,6 +469,10 @@ class _Doctor:
                           "before it reached LangSmith"
                           + (" (one that asks for its own login)" if probe.status_code == 401 else ""))
                 fix = ProxyRefusalError.fix
+            elif probe.status_code == 400 and urllib.parse.urlsplit(client.endpoint).scheme == "http":
+                detail = (f"not a LangSmith API: {answered}, not JSON, as a port that serves https:// answers a "
+                          "plain http:// request")
+                fix = PLAIN_HTTP_TO_TLS_FIX
             else:
                 detail, fix = f"not a LangSmith API: {answered}, not JSON", ENDPOINT_FIX
             self.add("endpoint", FAIL, detail, fix)

@@ -1155,6 +1155,9 @@ def page(status: int):
     (429, "LangSmith API behind it is not answering now", TRANSIENT_FIX),
     (407, "a proxy or firewall refused the request", ProxyRefusalError.fix),  # a proxy wanting its login
     (200, "not a LangSmith API", "set LANGSMITH_ENDPOINT"),  # only a 2xx page is a wrong endpoint
+    # nginx (and an ingress built on it) answers a plain http:// request to its https:// port with
+    # a 400 page ("The plain HTTP request was sent to HTTPS port"): the scheme is what to change.
+    (400, "as a port that serves https:// answers a plain http:// request", "check the scheme in LANGSMITH_ENDPOINT"),
 ])
 def test_a_page_in_place_of_the_org_info_is_told_by_its_status(sandbox_env, status, detail_says, fix):
     # A load balancer's 502/503 page says the LangSmith behind it is down, and a 403 page says a
