@@ -82,7 +82,7 @@ DELIVERY_BUDGET_SECONDS = 30.0
 FILE_OPEN_WAIT_SECONDS = 5.0
 # The failures that say the receiver is unreachable (not that it refused one payload): the
 # delivery stops there instead of waiting on it again for every row.
-_UNREACHABLE = ("the receiver did not answer", "could not connect")
+_UNREACHABLE = ("the receiver did not answer", "could not connect", "the receiver closed the connection")
 NOT_TRIED = "not tried this time: the receiver was unreachable or the delivery ran out of time"
 
 
@@ -489,6 +489,11 @@ def _network_failure(reason: object, timeout_seconds: float) -> str:
         return f"the receiver did not answer within {timeout_seconds:g} s"
     if isinstance(reason, ConnectionRefusedError):
         return "could not connect: connection refused (is the receiver up?)"
+    if isinstance(reason, (ConnectionResetError, BrokenPipeError)):
+        # Connected, and the receiver (or a proxy before it) dropped the connection without an
+        # answer (http.client's RemoteDisconnected is a ConnectionResetError): not "could not
+        # connect", which would send whoever reads last_error looking for a firewall.
+        return "the receiver closed the connection without answering"
     if isinstance(reason, socket.gaierror):
         return "could not connect: the receiver's host name does not resolve"
     if isinstance(reason, ssl.SSLError):

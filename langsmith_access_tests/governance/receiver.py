@@ -2,7 +2,8 @@
 
 It records every POST (path, headers, JSON body) and answers with the status the test sets
 (with a ``Location`` header when ``location`` is set), after ``delay_seconds`` (a slow receiver), or one byte of its answer every ``trickle_seconds``
-(a receiver that never quite times out a read). A GET (a redirect followed) is recorded in ``gets``.
+(a receiver that never quite times out a read), or, with ``close_without_answer``, reads each POST and
+closes the connection without a word (a receiver or proxy that drops it). A GET (a redirect followed) is recorded in ``gets``.
 ``peak_in_flight`` is the most POSTs it was answering at once; with ``hold_until_in_flight`` = N, each
 POST waits (a minute at most) until N have been in at once before its delay: senders that
 post side by side are seen to, whatever a busy machine does to their timing. With ``hold_answers``
@@ -41,6 +42,7 @@ class WebhookReceiver:
         self.trickle_seconds = 0.0
         self.location: str | None = None
         self.retry_after: str | None = None  # a Retry-After header on its answers
+        self.close_without_answer = False  # read a POST, then close the connection answering nothing
         self.posts = 0  # every POST it answered, refused ones included
         self.received: list[Received] = []
         self.gets: list[tuple[str, str | None]] = []  # (path, Authorization)
@@ -74,6 +76,11 @@ class WebhookReceiver:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
+                if receiver.close_without_answer:  # not accepted: not in ``received``
+                    with receiver._lock:
+                        receiver.posts += 1
+                    self.close_connection = True
+                    return
                 with receiver._arrived:
                     status, delay, trickle = receiver.status, receiver.delay_seconds, receiver.trickle_seconds
                     receiver.posts += 1

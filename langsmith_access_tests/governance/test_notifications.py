@@ -845,6 +845,25 @@ def test_a_receiver_that_fails_tls_is_unreachable_and_the_rest_wait_with_it(data
         (0, T0 + retry_delay(1))] * 2
 
 
+def test_a_receiver_that_drops_the_connection_is_said_so_and_the_rest_wait_with_it(database):
+    # A receiver (or a proxy before it) that reads the POST and closes the connection without an
+    # answer: last_error said "could not connect (RemoteDisconnected)", which is untrue (it
+    # connected, and may have read the payload) and sends whoever reads it to look at a firewall.
+    ids = [add(database, "request.applied", request_id=f"r-{i}") for i in range(3)]
+    with WebhookReceiver() as receiver:
+        receiver.close_without_answer = True
+        dropped = deliver_due(database, webhook(receiver), now=T0)
+        assert [dropped.failed[i] for i in ids] == [
+            "the receiver closed the connection without answering", NOT_TRIED, NOT_TRIED]
+        assert receiver.posts == 1  # it would only drop the rest the same way
+        assert [(r["attempts"], r["next_attempt_at"], r["last_error"]) for r in rows(database)] == [
+            (1, T0 + retry_delay(1), "the receiver closed the connection without answering"),
+            (0, T0 + retry_delay(1), None), (0, T0 + retry_delay(1), None)]
+        receiver.close_without_answer = False
+        assert deliver_due(database, webhook(receiver), now=T0 + retry_delay(1)).delivered == ids
+    assert [b["request_id"] for b in receiver.bodies()] == ["r-0", "r-1", "r-2"]
+
+
 def test_a_blank_secret_or_a_detail_of_exactly_the_limit_is_left_as_it_is():
     # A blank LANGSMITH_API_KEY (a secret file holding only a newline) is Secret(""): replacing
     # "" would put a marker between every character of a sync.failed detail.
