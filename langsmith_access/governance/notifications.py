@@ -540,8 +540,9 @@ def deliver_due(
         _record_or_leave(database, at, outcomes, lease_timeout_seconds)
     except Exception as error:  # never into the caller: report it; the rows are retried later
         problem = f"notifications not delivered this time: {type(error).__name__}: {error}"
-        # Printed and logged: the URL by its name, then cut as every detail is (keys, URL credentials).
-        report.problem = without_secrets(problem.replace(webhook.url.reveal(), "<webhook URL>"))
+        # Printed and logged: the URL by its name, then cut as every detail is (keys, URL credentials,
+        # and the URL as pasted in part: its path alone is where a Slack URL's token is).
+        report.problem = without_secrets(problem.replace(webhook.url.reveal(), "<webhook URL>"), [webhook.url])
         return report
     for outcome in outcomes:
         if outcome.failure is None:

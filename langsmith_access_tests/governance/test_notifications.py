@@ -657,6 +657,22 @@ def test_an_unexpected_error_is_reported_without_the_webhook_url(database, monke
     assert SECRET not in repr(report)
 
 
+def test_an_unexpected_error_quoting_the_webhook_url_in_part_is_reported_without_it(database, monkeypatch):
+    # An error that quotes the request line (the path alone) or the address without its scheme:
+    # the URL was looked for whole only, and its path (where a Slack URL's token is) was shown.
+    add(database)
+    hook = Webhook(url=Secret(f"https://hooks.example.com/T0/B0/{SECRET}"))
+
+    def quoting(webhook, due, budget_seconds):
+        raise RuntimeError(f"POST /T0/B0/{SECRET} HTTP/1.1 to hooks.example.com/T0/B0/{SECRET} went wrong")
+
+    monkeypatch.setattr(notifications, "_post_while_worthwhile", quoting)
+    report = deliver_due(database, hook, now=T0)
+    assert SECRET not in repr(report)
+    assert report.problem == ("notifications not delivered this time: RuntimeError: POST <secret> HTTP/1.1 to "
+                              "<secret> went wrong")
+
+
 def test_an_unexpected_error_quoting_another_secret_is_reported_without_it(database, monkeypatch):
     # A key, or another URL's password, the error happens to quote.
     add(database)
