@@ -2,8 +2,9 @@
 
 It records every POST (path, headers, JSON body) and answers with the status the test sets
 (with a ``Location`` header when ``location`` is set), after ``delay_seconds`` (a slow receiver), or one byte of its answer every ``trickle_seconds``
-(a receiver that never quite times out a read), or, with ``close_without_answer``, reads each POST and
-closes the connection without a word (a receiver or proxy that drops it). A GET (a redirect followed) is recorded in ``gets``.
+(a receiver that never quite times out a read), or, with ``close_without_answer``, reads each POST
+and closes the connection without a word (a receiver or proxy that drops it). A GET (a redirect
+followed) is recorded in ``gets``.
 ``peak_in_flight`` is the most POSTs it was answering at once; with ``hold_until_in_flight`` = N, each
 POST waits (a minute at most) until N have been in at once before its delay: senders that
 post side by side are seen to, whatever a busy machine does to their timing. With ``hold_answers``
