@@ -35,6 +35,7 @@ from langsmith_access.provisioning.queue import (
     RequestRejected,
     approval_blocker,
     approvers_text,
+    awaiting_approval_detail,
     check_text,
     fetch_requests,
     iso_minutes,
@@ -342,7 +343,8 @@ def _record_policy_change(conn: duckdb.DuckDBPyConnection, request: dict, change
     approvers = approvers_text(policy, request["workspace_name"])
     record_event(conn, request["request_id"], "approval_requested",
                  {"approvers": approvers, "deadline": deadline, "policy_changed": True}, at=at, run_id=run_id)
-    notifier.notify(conn, "request.awaiting_approval", at=at, **fields, detail=f"needs approval by {approvers}")
+    notifier.notify(conn, "request.awaiting_approval", at=at, **fields,
+                    detail=awaiting_approval_detail(request["request_id"], approvers, deadline, notifier.org))
 
 
 def _not_awaiting(request: dict) -> str:

@@ -530,10 +530,12 @@ def submit_on(
         record_event(conn, request_id, "approval_requested",
                      {"approvers": governed.approvers, "deadline": governed.deadline}, at=at,
                      run_id=run_id)
-        (notifier or Notifier.off()).notify(
+        notifier = notifier or Notifier.off()
+        notifier.notify(
             conn, "request.awaiting_approval", at=at, request_id=request_id,
             user=resolved.user_email or resolved.user_id, workspace=resolved.workspace_name,
-            role=resolved.role_name, detail=f"needs approval by {governed.approvers}",
+            role=resolved.role_name,
+            detail=awaiting_approval_detail(request_id, governed.approvers, governed.deadline, notifier.org),
         )
         waits = f"; it waits until {iso_minutes(governed.deadline)}" if governed.deadline else ""
         return QueueResult(
@@ -705,6 +707,16 @@ def approval_blocker(conn, policy: Policy, grantee: Grantee, workspace_id: str |
         f"nobody could approve this request ({approvers_text(policy, grantee.workspace_name or 'the workspace')}): "
         f"{' '.join(refusals)} Have someone else ask for it, or fix approval.approvers (or approval.self_approval) "
         "in the policy file.")
+
+
+def awaiting_approval_detail(request_id: str, approvers: str, deadline: datetime | None, org: str) -> str:
+    """The ``detail`` of ``request.awaiting_approval``: who decides, by when and how, so whoever
+    reads it in a chat channel can act without looking the request up. The command names the org
+    unless it is the single-org ``default``: with several orgs, one without ``--org`` is refused."""
+    before = f" before {iso_minutes(deadline)}" if deadline is not None else ""
+    which_org = f" --org {org}" if org and org != "default" else ""
+    return (f"needs approval by {approvers}{before}: decide with "
+            f"`langsmith-access approve {request_id} --by EMAIL{which_org}` (or deny)")
 
 
 def approvers_text(policy: Policy, workspace_name: str) -> str:

@@ -32,7 +32,7 @@ from langsmith_access.defs.orgs import org_tags
 from langsmith_access.defs.provisioning.definitions import REFUSED_INPUT_TAG
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning.expiry import queue_due_expiries
-from langsmith_access.provisioning.queue import ChangeRequest, submit_on
+from langsmith_access.provisioning.queue import ChangeRequest, iso_minutes, submit_on
 from langsmith_access_tests.governance.support import POLICY, WORKSPACE, cli, events, request_row, writes
 from langsmith_access_tests.helpers import cli_killed_before_publishing, query
 
@@ -106,6 +106,11 @@ def test_a_grant_that_needs_approval_waits_for_an_approver_then_is_applied(gover
         ("access.expiring", request_id)]
     assert receiver.bodies()[0]["org"] == "default" and receiver.bodies()[0]["user"] == grantee.email
     assert receiver.bodies()[1]["role"] == "Admin" and receiver.bodies()[1]["workspace"] == WORKSPACE
+    # Who decides, by when and how: whoever reads it in a chat channel acts without looking it up.
+    deadline = iso_minutes(request_row(database, request_id)["approval_deadline"])
+    assert receiver.bodies()[0]["detail"] == (
+        f"needs approval by an Admin of {WORKSPACE} or an Organization Admin before {deadline}: "
+        f"decide with `langsmith-access approve {request_id} --by EMAIL` (or deny)")
 
     # The webhook URL is a secret: in no file beside the database (working file, analysts' copy,
     # Parquet, dbt's target, logs) and in no command's output.
@@ -654,6 +659,12 @@ def test_a_run_applies_what_the_policy_allows_when_it_applies(governed, tmp_path
     said = [(b["event"], b["request_id"]) for b in receiver.bodies()]
     assert ("request.failed", queued["too_long"].request_id) in said
     assert ("request.awaiting_approval", queued["now_approved"].request_id) in said
+    # Held for approval by a run, it says who decides, by when and how, as one queued so does.
+    [held] = [b for b in receiver.bodies() if b["event"] == "request.awaiting_approval"]
+    deadline = iso_minutes(rows["now_approved"]["approval_deadline"])
+    assert held["detail"] == (
+        f"needs approval by an Admin of {WORKSPACE} or an Organization Admin before {deadline}: "
+        f"decide with `langsmith-access approve {queued['now_approved'].request_id} --by EMAIL` (or deny)")
 
 
 def test_a_policy_that_cannot_be_read_holds_the_grants_and_lets_revokes_through(governed):

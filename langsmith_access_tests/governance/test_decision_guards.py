@@ -694,8 +694,13 @@ def test_a_changed_policy_notifies_why_it_held_or_rejected_a_queued_grant(tmp_pa
             for event, payload in conn.execute("SELECT event, payload FROM main.notifications").fetchall()}
     rows = {row["request_id"]: row for row in fetch_requests(conn)}
     held_event, held_detail = said["held"]
-    assert held_event == "request.awaiting_approval" and held_detail.startswith("needs approval by "), said
-    assert rows["held"]["status_detail"].endswith(f"it now {held_detail}"), rows["held"]["status_detail"]
+    assert held_event == "request.awaiting_approval", said
+    # The approvers its status names, then by when (the default wait, 72h) and how to decide (in
+    # its org: with several, a command without --org is refused).
+    needs = rows["held"]["status_detail"].split("it now ", 1)[1]
+    assert needs == "needs approval by an Admin of Production or an Organization Admin", rows["held"]
+    assert held_detail == (
+        f"{needs} before 2026-06-04T12:00Z: decide with `langsmith-access approve held --by EMAIL --org acme` (or deny)")
     assert said["endless"] == ("request.failed", rows["endless"]["status_detail"]), said
     assert "it has no end" in rows["endless"]["status_detail"]
 
