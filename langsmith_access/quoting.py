@@ -12,6 +12,10 @@ import re
 # What LangSmith keys start with (service keys, personal tokens, legacy keys): a value like
 # this in the orgs file is a pasted key.
 KEY_PREFIXES = ("lsv2_", "ls__")
+# Put after a key prefix in a pattern that finds keys: not the product's own help text, which names
+# a key by its shape ("an organization-scoped service key (lsv2_sk_...)"). No key holds a '.', so
+# this spares the fix a message gives (masked, it read "(<key>...)") and never any key's characters.
+NOT_A_KEY_SHAPE = r"(?![a-z]{2,4}_\.\.\.)"
 # A key's secret part without its prefix (``lsv2_sk_`` and ``lsv2_pt_`` keys are the prefix, 32
 # hex digits, ``_`` and 10 more): pasted without the prefix, it is still the key.
 KEY_BODY = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]{32}_[0-9a-fA-F]{10}(?![A-Za-z0-9])")

@@ -23,7 +23,7 @@ import yaml
 
 from langsmith_access.governance.durations import DurationError, parse_duration
 from langsmith_access.quoting import KEY_BODY as _KEY_BODY
-from langsmith_access.quoting import KEY_PREFIXES, holds_key, named, shown
+from langsmith_access.quoting import KEY_PREFIXES, NOT_A_KEY_SHAPE, holds_key, named, shown
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 DEFAULT_DUCKDB_PATH = "data/langsmith_access.duckdb"
@@ -937,7 +937,7 @@ ORG_ENTRY_KEYS = ("slug", "organization_id", "endpoint", "api_key_env", "policy"
 ORG_ENTRY_OPTIONAL_KEYS = ("policy", "webhook_url_env", "webhook_format")
 # What looks like an API key inside a text (mask_keys): a prefix and the characters of a key,
 # and the stars of an earlier mask (a message masked again stays lsv2_***, not lsv2_******).
-_KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\\-]*(?:\\*\\*\\*)?")
+_KEY_LIKE = re.compile(f"({'|'.join(map(re.escape, KEY_PREFIXES))}){NOT_A_KEY_SHAPE}[A-Za-z0-9_\\-]*(?:\\*\\*\\*)?")
 # A key, or a fragment of one long enough to matter (a server can quote part of a key it was
 # sent): a prefix and at least 12 more characters. "lsv2_sk_..." in the product's own help
 # text is shorter and stays.

@@ -46,6 +46,7 @@ from typing import Any
 import duckdb
 
 from langsmith_access.langsmith.pacing import retry_after_seconds
+from langsmith_access.quoting import NOT_A_KEY_SHAPE
 from langsmith_access.settings import KEY_PREFIXES, Org, Secret, Settings, mask_keys, mask_url_credentials
 from langsmith_access.side_by_side import each_org_side_by_side
 from langsmith_access.store.database import AccessDatabase, DatabaseBusyError
@@ -240,7 +241,7 @@ def _as_pasted(secret: str) -> list[str]:
 
 # A LangSmith key or token of any kind settings knows (lsv2_sk_, lsv2_pt_, lsv2_scim_, legacy
 # ls__), never in a payload, whoever's it is; mask_keys then cuts a key pasted without prefix.
-_LANGSMITH_KEY = re.compile(rf"\b(?:{'|'.join(map(re.escape, KEY_PREFIXES))})[A-Za-z0-9_\-]+")
+_LANGSMITH_KEY = re.compile(rf"\b(?:{'|'.join(map(re.escape, KEY_PREFIXES))}){NOT_A_KEY_SHAPE}[A-Za-z0-9_\-]+")
 
 
 @dataclass(frozen=True)

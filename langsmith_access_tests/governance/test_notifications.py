@@ -484,6 +484,15 @@ def test_every_shape_of_langsmith_credential_is_cut_from_error_text():
     assert clean.startswith("SCIM said Bearer ")
 
 
+def test_a_key_named_by_its_shape_in_a_fix_is_left_and_any_key_is_still_cut():
+    # The product's own help text names a key by its shape: no key, and the fix a detail gives.
+    fix = "set it to an organization-scoped service key (lsv2_sk_...) or a token (lsv2_pt_...)."
+    assert without_secrets(fix) == fix
+    # A key, or a piece of one, followed by dots (a server quoting it cut short) is still a key.
+    quoted = "LangSmith saw lsv2_sk_0123456789abcdef... and lsv2_pt_ab... and ls__0123456789abcdef..."
+    assert without_secrets(quoted) == "LangSmith saw <key>... and <key>... and <key>..."
+
+
 def test_no_event_carries_a_credential_its_detail_quoted(database):
     # request.failed's detail is LangSmith's (or a proxy's) error text, request.denied's holds an
     # approver's comment: not only sync.failed's text may quote a token or a URL's credentials.

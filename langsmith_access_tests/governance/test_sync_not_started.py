@@ -44,7 +44,11 @@ def test_each_scheduled_sync_not_started_raises_one_sync_failed_naming_the_key_a
     [payload] = outbox(database)
     assert payload["org"] == "default" and payload["event"] == "sync.failed"
     assert "2026-12-06T03:00:00Z was not started" in payload["detail"]
-    assert "LANGSMITH_API_KEY is not set: set it to an organization-scoped service key" in payload["detail"]
+    # The key's problem and its fix, as the command prints them: the fix names a key by its shape
+    # ("lsv2_sk_..."), which is no key (cut as one, it read "a service key (<key>...)").
+    assert org.key_problem == ("LANGSMITH_API_KEY is not set: set it to an organization-scoped service key "
+                               "(lsv2_sk_...).")
+    assert payload["detail"].endswith(f": {org.key_problem}"), payload["detail"]
     assert "s3cr3t" not in json.dumps(payload)
     # The next tick, still without the key: another, as a run failing every hour would raise.
     assert notify_sync_not_started(org, org.key_problem, scheduled_at=TICK + timedelta(hours=1)) is None
