@@ -372,3 +372,31 @@ def test_a_benchmark_stopped_while_its_org_is_generated_has_made_no_directory(sc
     with pytest.raises(SystemExit):
         module.main()
     assert made == []
+
+
+def test_the_memory_sampler_does_not_count_a_child_between_its_fork_and_its_exec(monkeypatch):
+    # A child that has forked and not yet exec'd shows its parent's RSS and high-water mark in
+    # /proc: a sample landing there counted the whole CLI twice (multiprocessing's 13 MB resource
+    # tracker read as 241 MB of children, and the tree's peak 90 MB high), on some runs only.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_support = importlib.import_module("bench_support")
+    true = shutil.which("true")
+    spawner = ("import subprocess, time\n"
+               "held = bytearray(200 * 1024 * 1024)\n"
+               "for i in range(0, len(held), 4096): held[i] = 1  # 200 MB resident\n"
+               "end = time.monotonic() + 3\n"
+               f"while time.monotonic() < end: subprocess.run([{true!r}])\n")
+    process = subprocess.Popen([sys.executable, "-c", spawner])
+    sampler = bench_support._TreeRssSampler(process.pid, time.perf_counter())
+    sampler.start()
+    try:
+        process.wait(timeout=120)
+    finally:
+        sampler.stop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert sampler.root_hwm_kb > 200 * 1024  # the sampler saw the parent's 200 MB
+    assert sampler.child_hwm_kb < 50 * 1024  # `true`'s own memory, a few MB
+    assert sampler.peak_kb < sampler.root_hwm_kb + 50 * 1024
