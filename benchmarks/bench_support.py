@@ -90,6 +90,18 @@ def temporary_workdir(prefix: str) -> Path:
 _WORKDIRS: list[Path] = []
 
 
+def keep_workdir(path: Path) -> Path:
+    """Keep a directory ``temporary_workdir`` made (``--keep``): it is renamed out of the
+    ``{prefix}pid*`` pattern, so neither this process's exit nor the next benchmark of the prefix
+    (which removes a dead process's directories) removes it, and left off the exit's list. The
+    new path; its files are unchanged."""
+    own = f"pid{os.getpid()}-"
+    kept = path.with_name(path.name.replace(own, f"kept-{own}", 1))
+    path.rename(kept)
+    _WORKDIRS.remove(path)
+    return kept
+
+
 def _remove_workdirs() -> None:
     for path in _WORKDIRS:
         shutil.rmtree(path, ignore_errors=True)

@@ -36,6 +36,7 @@ import requests
 from bench_support import (
     cli_env,
     duration,
+    keep_workdir,
     machine_line,
     markdown_table,
     per_minute,
@@ -113,8 +114,8 @@ def main() -> int:
                   f"{naive['writes']} writes", flush=True)
     finally:
         sandbox.stop()
-        if args.keep:
-            print(f"  database kept in {workdir}")
+        if args.keep:  # not removed at exit, nor by the next run (its name no longer says whose)
+            print(f"  database kept in {keep_workdir(workdir)}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -245,6 +245,31 @@ def test_a_benchmark_refuses_a_bad_argument_before_any_work(script, arguments, m
     assert arguments[-2] in capsys.readouterr().err
 
 
+def test_a_kept_directory_outlives_the_benchmark_and_the_next_one(tmp_path):
+    # provision_bench --keep printed "database kept in DIR", and its exit removed DIR; a kept one
+    # must also survive the next run's sweep of the directories dead benchmarks left.
+    script = ("import sys\n"
+              f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
+              "from bench_support import keep_workdir, temporary_workdir\n"
+              "workdir = temporary_workdir('langsmith-access-keep-')\n"
+              "(workdir / 'access.duckdb').write_text('synced')\n"
+              "print(keep_workdir(workdir))\n")
+    environment = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    kept = Path(done.stdout.strip())
+    assert kept.parent == tmp_path and (kept / "access.duckdb").read_text() == "synced"
+    sweep = ("import sys\n"
+             f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
+             "from bench_support import remove_left_by_dead_runs\n"
+             "print(remove_left_by_dead_runs('langsmith-access-keep-'))\n")
+    swept = subprocess.run([sys.executable, "-c", sweep], env=environment, capture_output=True, text=True,
+                           timeout=120)
+    assert swept.stdout.strip() == "[]", swept.stderr
+    assert list(tmp_path.iterdir()) == [kept]
+
+
 def test_a_duration_of_zero_is_taken_as_none_simulated(monkeypatch):
     # --latency-ms 0 (an answer as fast as the sandbox gives it) and --idle-seconds 0 are durations.
     monkeypatch.syspath_prepend(str(BENCHMARKS))
