@@ -65,6 +65,16 @@ def sizes(text: str) -> list[int]:
     return [size(part.strip()) for part in text.split(",") if part.strip()]
 
 
+def counts(text: str) -> list[int]:
+    """argparse type of a comma-separated list of counts, each 1 or more, and at least one
+    (``--orgs 10,50``, ``--marks 100,1000``): an orgs file of 0 orgs failed with a traceback, and
+    0 marked rows in a division, both after the benchmark's work."""
+    values = [rounds(part.strip()) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} names no count: give one or more, comma-separated")
+    return values
+
+
 def temporary_workdir(prefix: str) -> Path:
     """A new temporary directory for one benchmark's databases, which its ``finally`` removes.
     A SIGTERM (``timeout``, ``kill``) now ends the benchmark through those ``finally`` blocks,

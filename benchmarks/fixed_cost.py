@@ -64,6 +64,8 @@ def main() -> int:
         # would compare it with itself.
         if len(spec) != 2 or not (HERE if spec[1] == "." else Path(spec[1]) / "langsmith_access").is_dir():
             parser.error(f"--variant {'='.join(spec)!r}: write NAME=DIR, DIR holding a langsmith_access package")
+    if args.profile and py_spy() is None:  # found missing only after every sync, with a traceback
+        parser.error("--profile needs py-spy, which is not a dependency of the project: pip install py-spy")
     names = [name for name, _ in variants]
     if len(set(names)) < len(names):  # one database and one set of figures for two versions
         parser.error(f"--variant: give each variant its own name (given: {', '.join(names)})")
@@ -143,8 +145,15 @@ BUCKETS = [
 ]
 
 
+def py_spy() -> str | None:
+    """The py-spy executable: on PATH or in this virtualenv; None when neither has it."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.is_file() else None)
+
+
 def profile(env: dict, sandbox, workdir: Path, out: Path) -> None:
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    spy = py_spy()
+    assert spy is not None  # main() refused --profile without it
     raw = workdir / "profile.raw"
     cli = str(Path(sys.executable).with_name("langsmith-access"))
     subprocess.run([spy, "record", "--format", "raw", "--rate", "250", "--nonblocking",

@@ -221,6 +221,10 @@ BAD_ARGUMENTS = [
     ("orgs_bench", ["--latency-ms", "-1"]),
     ("provision_one", ["--latency-ms", "-1"]),
     ("time_to_access", ["--idle-seconds", "-60"]),
+    # an orgs file of 0 orgs, and 0 marked rows (a division), failed with a traceback after the work
+    ("sensor_tick_bench", ["--orgs", "10,0"]),
+    ("sensor_tick_bench", ["--orgs", ""]),
+    ("review_bench", ["--marks", "100,0"]),
 ]
 
 
@@ -243,6 +247,19 @@ def test_a_benchmark_refuses_a_bad_argument_before_any_work(script, arguments, m
         module.main()
     assert exited.value.code == 2
     assert arguments[-2] in capsys.readouterr().err
+
+
+def test_fixed_cost_refuses_profile_without_py_spy_before_any_work(monkeypatch, capsys):
+    # py-spy is no dependency of the project: missing, it was found so only after every sync.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    fixed_cost = importlib.import_module("fixed_cost")
+    monkeypatch.setattr(fixed_cost, "py_spy", lambda: None)
+    monkeypatch.setattr(fixed_cost, "start_sandbox", lambda **kwargs: pytest.fail("started its work"))
+    monkeypatch.setattr(sys, "argv", ["fixed_cost.py", "--profile", "profile.txt"])
+    with pytest.raises(SystemExit) as exited:
+        fixed_cost.main()
+    assert exited.value.code == 2
+    assert "pip install py-spy" in capsys.readouterr().err
 
 
 def test_a_kept_directory_outlives_the_benchmark_and_the_next_one(tmp_path):
