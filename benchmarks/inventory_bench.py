@@ -83,7 +83,10 @@ def main() -> int:
                       f"{seconds:.1f} s, {calls} API calls ({tag_calls} to {TAGGINGS}); {tags}", flush=True)
         rows = []
         for name, runs in figures.items():
-            cold, warm = runs[0], runs[1:] or runs[:1]
+            cold, warm = runs[0], runs[1:]
+            if not warm:  # --repeats 0: no warm figures (the cold ones were shown under "warm")
+                rows.append([name, f"{cold[0]:.1f}", "-", "-", "-"])
+                continue
             rows.append([name, f"{cold[0]:.1f}", f"{median([w[0] for w in warm]):.1f}",
                          int(median([w[1] for w in warm])), int(median([w[3] for w in warm]))])
         print(f"\n{args.members:,} members, {args.workspaces:,} workspaces, {args.latency_ms:g} ms latency, "
