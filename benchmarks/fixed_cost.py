@@ -12,7 +12,7 @@ Each variant is a directory holding a ``langsmith_access`` package (``.`` is thi
 other, e.g. ``git archive <commit> | tar -x -C /tmp/base``, is put first on ``PYTHONPATH`` of
 the CLI child, so the same virtualenv runs that version's code and dbt project). Each variant
 gets its own database; its first sync (cold: dbt parses the project) is run and not counted;
-then the warm syncs alternate between variants (A B A B ...), so a change in the shared
+then the warm syncs alternate between variants (A B, then B A, ...), so a change in the shared
 machine's load touches both alike. Printed: per run, wall and CPU seconds, the machine's load,
 the phases told by the CLI's progress lines; then each variant's median and range.
 

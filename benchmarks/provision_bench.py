@@ -138,7 +138,7 @@ def main() -> int:
         "live_state_matches": check["live_state_matches"],
         "naive_wall_seconds": naive and round(naive["wall_seconds"], 1),
         "naive_calls": naive and naive["calls"],
-        "naive_ratio": naive and round(naive["wall_seconds"] / run.wall_seconds, 1),
+        "naive_ratio": naive and round(naive["wall_seconds"] / run.wall_seconds, 2),  # "0.0x" at 1 decimal
     }
     print(f"\n### Provisioning: {len(queued)} queued requests\n")
     print(markdown_table(

@@ -18,7 +18,7 @@ from langsmith_access.sandbox import SandboxServer, generate_org
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=size, default=20_000)
     parser.add_argument("--workspaces", type=size, default=1_000)
     args = parser.parse_args()
@@ -28,7 +28,8 @@ def main() -> None:
     generated = time.perf_counter() - started
     print(
         f"generate_org: {generated:.2f} s for {len(org.members)} members, {len(org.workspaces)} "
-        f"workspaces, {org.membership_count()} memberships"
+        f"workspaces ({sum(w.is_shared for w in org.workspaces.values())} shared, the rest personal "
+        f"or deleted), {org.membership_count()} memberships"
     )
 
     with SandboxServer(org) as sandbox, requests.Session() as session:
@@ -49,7 +50,7 @@ def main() -> None:
             if len(page) < 500:
                 break
         scanned = time.perf_counter() - started
-    print(f"enriched scan: {scanned:.2f} s for {rows} rows in {pages} pages")
+    print(f"enriched scan: {scanned:.2f} s for {rows} rows (members and pending invites) in {pages} pages")
 
 
 if __name__ == "__main__":
