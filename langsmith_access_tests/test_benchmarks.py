@@ -442,3 +442,28 @@ def test_the_memory_sampler_does_not_count_a_child_between_its_fork_and_its_exec
     assert sampler.root_hwm_kb > 200 * 1024  # the sampler saw the parent's 200 MB
     assert sampler.child_hwm_kb < 50 * 1024  # `true`'s own memory, a few MB
     assert sampler.peak_kb < sampler.root_hwm_kb + 50 * 1024
+
+
+def test_sync_bench_counts_a_real_syncs_calls_and_tells_each_of_its_phases(tmp_path, monkeypatch):
+    # The figures sync_bench prints from one real sync: the requests the sandbox received against
+    # the API's lower bound (issue 13's 1.2x target), and the phases it tells from the CLI's
+    # progress lines and dbt's log. A renamed progress line dropped its phases from the table
+    # silently, and a miscounted bound moves the ratio; neither raised anything.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_support = importlib.import_module("bench_support")
+    sync_bench = importlib.import_module("sync_bench")
+    sandbox = bench_support.start_sandbox(members=60, workspaces=4, pending_invites=3, latency_ms=0.0,
+                                          rate_limit_per_minute=None)
+    database = tmp_path / "access.duckdb"
+    try:
+        run = bench_support.run_cli(["sync"], bench_support.cli_env(sandbox, database), sandbox)
+    finally:
+        sandbox.stop()
+    assert run.ok, run.stderr
+    # roles, workspaces, the org info, and the 63 members and invites in one 500-row page
+    assert bench_support.lower_bound_calls(sandbox, "enriched_members") == 4
+    assert (run.api_calls, run.rate_limited, run.writes) == (4, 0, 0)
+    spans = sync_bench.phase_spans(run, database)
+    assert [name for name, _, _ in spans] == [name for name, _, _ in sync_bench.PHASES]
+    assert all(0 <= begin <= end <= run.wall_seconds for _, begin, end in spans), spans
+    assert sum(end - begin for _, begin, end in spans) <= run.wall_seconds + 0.01  # phases do not overlap
