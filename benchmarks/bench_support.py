@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import copy
 import json
 import math
 import os
@@ -73,6 +74,19 @@ def counts(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError(f"{text!r} names no count: give one or more, comma-separated")
     return values
+
+
+class DefaultsShown(argparse.HelpFormatter):
+    """Every benchmark's --help: each option with its default (argparse's own formatter shows one
+    only beside a help text, and prints False and None too)."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        default = action.default
+        if action.option_strings and not (default is None or default is False or default == []
+                                          or default is argparse.SUPPRESS):
+            action = copy.copy(action)
+            action.help = f"{action.help or ''} (default: %(default)s)".strip()
+        return super()._format_action(action)
 
 
 def temporary_workdir(prefix: str) -> Path:

@@ -30,14 +30,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, rounds, run_cli, size, start_sandbox, temporary_workdir
+from bench_support import DefaultsShown, cli_env, machine_line, rounds, run_cli, size, start_sandbox, temporary_workdir
 
 from langsmith_access.transform import invocation, project
 from langsmith_access.transform.selection import INVENTORY_SELECTOR
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=20_000)
     parser.add_argument("--workspaces", type=size, default=1_000)
     parser.add_argument("--repeat", type=rounds, default=5, help="counted builds of each variant")

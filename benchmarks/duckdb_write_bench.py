@@ -29,7 +29,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import machine_line, rounds, size, temporary_workdir
+from bench_support import DefaultsShown, machine_line, rounds, size, temporary_workdir
 from dbt_build_bench import sync_once
 
 # The five heaviest models of the core build at 20,000 members (BENCHMARKS.md), in an order
@@ -48,7 +48,8 @@ PROFILE_CONFIG = {"preserve_insertion_order": False, "memory_limit": "384MB"}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=20_000)
     parser.add_argument("--workspaces", type=size, default=1_000)
     parser.add_argument("--repeat", type=rounds, default=3)

@@ -21,11 +21,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import machine_line, rounds, size, start_sandbox, temporary_workdir, use_sandbox_environment
+from bench_support import (
+    DefaultsShown,
+    machine_line,
+    rounds,
+    size,
+    start_sandbox,
+    temporary_workdir,
+    use_sandbox_environment,
+)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--repeat", type=rounds, default=3)
     parser.add_argument("--top", type=size, default=0, help="print the profile's top N functions")
     args = parser.parse_args()

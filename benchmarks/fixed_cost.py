@@ -33,7 +33,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, duration, median, rounds, run_cli, size, start_sandbox, temporary_workdir
+from bench_support import (
+    DefaultsShown,
+    cli_env,
+    duration,
+    median,
+    rounds,
+    run_cli,
+    size,
+    start_sandbox,
+    temporary_workdir,
+)
 from sync_bench import PHASES, phase_spans
 
 HERE = Path(__file__).resolve().parents[1]
@@ -45,7 +55,8 @@ SHORT_PHASES = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME=DIR (repeatable); default: this checkout only")
     parser.add_argument("--members", type=size, default=3_000)

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_support import (
+    DefaultsShown,
     cli_env,
     duration,
     machine_line,
@@ -50,7 +51,8 @@ def inventory_figures(stdout: str) -> tuple[float, int, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=20_000)
     parser.add_argument("--workspaces", type=size, default=1_000, help="shared workspaces")
     parser.add_argument("--latency-ms", type=duration, default=20.0)

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_support import (
     CLI,
+    DefaultsShown,
     duration,
     machine_line,
     markdown_table,
@@ -49,7 +50,8 @@ MODES = ("one after the other", "one after the other, one process each", "side b
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=5_000, help="active members per org")
     parser.add_argument("--workspaces", type=size, default=200, help="shared workspaces per org")
     parser.add_argument("--latency-ms", type=duration, default=20.0)

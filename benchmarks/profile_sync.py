@@ -32,13 +32,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # bench_support's imports (cli.common's) already bring in Dagster, dbt and the runner: timed here.
 _started = time.perf_counter()
-from bench_support import rounds, size, start_sandbox, temporary_workdir, use_sandbox_environment  # noqa: E402
+from bench_support import (  # noqa: E402
+    DefaultsShown,
+    rounds,
+    size,
+    start_sandbox,
+    temporary_workdir,
+    use_sandbox_environment,
+)
 
 BENCH_SUPPORT_IMPORT_SECONDS = time.perf_counter() - _started
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=3_000)
     parser.add_argument("--workspaces", type=size, default=150)
     parser.add_argument("--pending-invites", type=size, default=75)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import requests
 from bench_support import (
+    DefaultsShown,
     cli_env,
     duration,
     keep_workdir,
@@ -59,7 +60,8 @@ WORKSPACE_MEMBERS = "/api/v1/workspaces/current/members"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=20_000)
     parser.add_argument("--workspaces", type=size, default=1_000)
     parser.add_argument("--pending-invites", type=size, default=500)

@@ -29,7 +29,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import cli_env, machine_line, rounds, run_cli, size, start_sandbox, temporary_workdir
+from bench_support import DefaultsShown, cli_env, machine_line, rounds, run_cli, size, start_sandbox, temporary_workdir
 
 from langsmith_access.transform import history
 
@@ -38,7 +38,8 @@ COMPARED = ("grants", "effective_access", "effective_permissions", "report_impli
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=20_000)
     parser.add_argument("--workspaces", type=size, default=1_000)
     parser.add_argument("--changed-users", type=size, default=1)

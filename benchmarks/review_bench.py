@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_support import (
+    DefaultsShown,
     cli_env,
     counts,
     machine_line,
@@ -72,7 +73,8 @@ class TimedDatabase(AccessDatabase):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=20_000)
     parser.add_argument("--workspaces", type=size, default=1_000)
     parser.add_argument("--pending-invites", type=size, default=500)

@@ -12,13 +12,14 @@ import argparse
 import time
 
 import requests
-from bench_support import size
+from bench_support import DefaultsShown, size
 
 from langsmith_access.sandbox import SandboxServer, generate_org
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=20_000)
     parser.add_argument("--workspaces", type=size, default=1_000)
     args = parser.parse_args()

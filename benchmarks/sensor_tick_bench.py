@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg
-from bench_support import counts, machine_line, markdown_table, median, rounds, temporary_workdir
+from bench_support import DefaultsShown, counts, machine_line, markdown_table, median, rounds, temporary_workdir
 
 from langsmith_access import names
 from langsmith_access.definitions import defs  # each defs() reads the orgs file of the environment
@@ -85,7 +85,8 @@ def tick_seconds(definitions: dg.Definitions, instance: dg.DagsterInstance) -> t
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--orgs", type=counts, default=[10, 50, 200], help="org counts, comma-separated")
     parser.add_argument("--repeat", type=rounds, default=3, help="ticks per case (the median is printed)")
     args = parser.parse_args()

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_support import (
     CliRun,
+    DefaultsShown,
     cli_env,
     duration,
     lower_bound_calls,
@@ -69,7 +70,8 @@ COLUMNS = [
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--members", type=size, default=MAIN_SCENARIO_MEMBERS)
     parser.add_argument("--workspaces", type=size, default=MAIN_SCENARIO_WORKSPACES)
     parser.add_argument("--pending-invites", type=size, default=MAIN_SCENARIO_INVITES)

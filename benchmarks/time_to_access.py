@@ -50,6 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_support import (
+    DefaultsShown,
     cli_env,
     duration,
     machine_line,
@@ -79,7 +80,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsShown)
     parser.add_argument("--samples", type=rounds, default=10, help="samples of each kind (queued, approved)")
     parser.add_argument("--members", type=size, default=400)
     parser.add_argument("--workspaces", type=size, default=20)

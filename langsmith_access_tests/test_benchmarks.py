@@ -467,3 +467,19 @@ def test_sync_bench_counts_a_real_syncs_calls_and_tells_each_of_its_phases(tmp_p
     assert [name for name, _, _ in spans] == [name for name, _, _ in sync_bench.PHASES]
     assert all(0 <= begin <= end <= run.wall_seconds for _, begin, end in spans), spans
     assert sum(end - begin for _, begin, end in spans) <= run.wall_seconds + 0.01  # phases do not overlap
+
+
+def test_a_benchmarks_help_shows_each_options_default(monkeypatch, capsys):
+    # "--help: org size, latency, rate limit, repeats" (BENCHMARKS.md): without their defaults a
+    # reader could not tell what a plain run measures; a flag's False is no default worth printing.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    provision_bench = importlib.import_module("provision_bench")
+    monkeypatch.setattr(sys, "argv", ["provision_bench.py", "--help"])
+    with pytest.raises(SystemExit):
+        provision_bench.main()
+    shown = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())  # past the usage line
+    for option, default in [("--members MEMBERS", "20000"), ("--latency-ms LATENCY_MS", "20.0"),
+                            ("--rate-limit-per-minute RATE_LIMIT_PER_MINUTE", "2000"),
+                            ("--workspaces-hit WORKSPACES_HIT", "0")]:
+        assert shown.split(option, 1)[1].split(" --", 1)[0].endswith(f"(default: {default})"), option
+    assert "(default: False)" not in shown and "(default: None)" not in shown
