@@ -46,6 +46,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=rounds, default=5)
     parser.add_argument("--keep", default=None, metavar="DIR", help="where to copy both files when they differ")
     args = parser.parse_args()
+    if args.keep and not Path(args.keep).is_dir():  # found so only when copying, after every round
+        parser.error(f"--keep {args.keep}: no such directory; make it first")
 
     print(f"Machine: {machine_line()}", flush=True)
     workdir = temporary_workdir("langsmith-access-refresh-")

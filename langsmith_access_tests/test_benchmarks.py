@@ -225,6 +225,7 @@ BAD_ARGUMENTS = [
     ("sensor_tick_bench", ["--orgs", "10,0"]),
     ("sensor_tick_bench", ["--orgs", ""]),
     ("review_bench", ["--marks", "100,0"]),
+    ("refresh_bench", ["--keep", "/nonexistent/kept"]),  # a traceback when copying, after every round
 ]
 
 
