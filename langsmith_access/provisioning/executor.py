@@ -607,7 +607,8 @@ class Provisioner:
                 # The member has the role already: a later grant's end undoes nothing of this one
                 # (prior role = the role), and when a time-bound grant of the role gave it, this one
                 # extends it (to its own end) and takes what that grant replaced when it ends.
-                extends = expiry.extends_a_time_bound_grant(self.conn, request)
+                found = outcome.plan.workspace_identity_id if outcome.plan else None
+                extends = expiry.extends_a_time_bound_grant(self.conn, request, found)
                 expires_at = queue.terms_of(request).expires_at(at) if extends else None
                 self._grant_terms.append((outcome.request_id, request["role_id"], expires_at))
         # Done (a plan with nothing to write settles applied when an earlier run had written for it).
@@ -814,7 +815,9 @@ class Provisioner:
     def _plan(self, request: dict, live: Live | None) -> Plan:
         current, identity = (live.role_id, live.id) if live else (None, None)
         if request.get("parent_request_id"):  # the revoke that ends a time-bound grant
-            taken_over = self._plan_taken_over(request, current, identity)
+            granted_identity = self._granted_identity_id(request) if identity else None
+            readded = granted_identity is not None and granted_identity != identity
+            taken_over = self._plan_taken_over(request, current, identity, readded=readded)
             if taken_over is not None:
                 return taken_over
             restore = self._restore_role_id(request)
@@ -823,14 +826,20 @@ class Provisioner:
                 with self._lock:
                     self._access_goes_on.add(request["request_id"])
             return plan_expiry(request["role_id"], restore, current, identity, self.directory.role_names,
-                               granted_identity_id=self._granted_identity_id(request) if identity else None)
+                               granted_identity_id=granted_identity)
         return plan_change(request["action"], request["role_id"], current, identity, self.directory.role_names)
 
-    def _plan_taken_over(self, revoke: dict, current: str | None, identity: str | None) -> Plan | None:
+    def _plan_taken_over(self, revoke: dict, current: str | None, identity: str | None, *,
+                         readded: bool = False) -> Plan | None:
         """The end of a grant that a later request took over (``expiry.successor``): nothing to
         write. A later grant built on the granted role (it replaced it, or found it there)
         inherits the role the ended grant replaced; a later revoke, or a grant over another role,
-        already undid what it did. None: no later request, the grant's own end applies."""
+        already undid what it did. None: no later request, the grant's own end applies.
+
+        ``readded``: the member holds the workspace through another identity than the grant
+        left (someone removed and added them again by hand). A later grant built on the role
+        then built on the hand-made membership, not on the grant: it inherits nothing (its own
+        end gives back the hand-made role), and None lets the grant's own end leave it alone."""
         names = self.directory.role_names
         grant = self._parent_grant(revoke)
         if grant is None:
@@ -838,6 +847,8 @@ class Provisioner:
         with self._lock:
             later = expiry.successor(self.conn, grant)
             if later is None:
+                return None
+            if readded and later["action"] == "grant" and later["prior_role_id"] == grant["role_id"]:
                 return None
             self._taken_over[revoke["request_id"]] = (later, grant["prior_role_id"])
             self._access_goes_on.add(revoke["request_id"])

@@ -46,6 +46,7 @@ from langsmith_access.provisioning.queue import (
 )
 from langsmith_access.settings import Orgs
 from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.raw_tables import RAW_SCHEMA
 from langsmith_access.store.sql import column_names, scalar, table_exists
 from langsmith_access.store.sync_runs import organization_of
 
@@ -160,15 +161,39 @@ def successor(conn: duckdb.DuckDBPyConnection, grant: dict) -> dict | None:
     return later[0] if later else None
 
 
-def extends_a_time_bound_grant(conn: duckdb.DuckDBPyConnection, request: dict) -> bool:
+def extends_a_time_bound_grant(conn: duckdb.DuckDBPyConnection, request: dict,
+                               found_identity_id: str | None = None) -> bool:
     """Does ``request`` (a grant the member already satisfies) find its role given by a
-    time-bound grant still in force? Then it extends that access to its own end."""
-    return bool(_of_membership(
+    time-bound grant still in force? Then it extends that access to its own end.
+
+    ``found_identity_id``: the workspace identity ``request`` found the role through (None: not
+    known, as from the org listing). When the grants in force left other identities (someone
+    removed the member and added them again by hand), the role found is the hand-made
+    membership's, not a grant's: there is nothing to extend, and ending ``request`` must not take
+    that membership away."""
+    in_force = _of_membership(
         conn, request["user_id"], request["workspace_id"],
         f"role_id = ? AND request_id <> ? AND action = 'grant' AND expires_at IS NOT NULL "
         f"AND {_in_force('provisioning_requests', 'membership')}",
         [request["role_id"], request["request_id"]],
-    ))
+    )
+    if not in_force or found_identity_id is None:
+        return bool(in_force)
+    granted = _granted_identities(conn, [grant["request_id"] for grant in in_force], request["role_id"])
+    return not granted or found_identity_id in granted
+
+
+def _granted_identities(conn: duckdb.DuckDBPyConnection, request_ids: list[str], role_id: str) -> set[str]:
+    """The workspace identities the grants' own verified writes of ``role_id`` left (those known)."""
+    if not table_exists(conn, RAW_SCHEMA, "provisioning_observations"):
+        return set()
+    placeholders = ", ".join("?" for _ in request_ids)
+    return {identity for (identity,) in conn.execute(
+        f"SELECT DISTINCT workspace_identity_id FROM {RAW_SCHEMA}.provisioning_observations "
+        f"WHERE request_id IN ({placeholders}) AND role_id = ? AND coalesce(observed, 'verified') = 'verified' "
+        "AND workspace_identity_id IS NOT NULL",
+        [*request_ids, role_id],
+    ).fetchall()}
 
 
 def unsettled_in(path: Path) -> tuple[str | None, int, int]:

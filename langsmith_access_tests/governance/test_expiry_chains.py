@@ -244,3 +244,69 @@ def test_a_grant_whose_end_found_nothing_to_undo_is_over(governed, monkeypatch):
     assert row["expires_at"] is None  # no time-bound grant of Editor in force: it extends none
     assert expire_due(database, now + timedelta(hours=4)) == []
     assert org.membership(workspace.id, member.ls_user_id).role_id == roles["Editor"]
+
+
+def test_a_grant_that_finds_a_membership_added_again_by_hand_extends_no_earlier_grant(governed, monkeypatch):
+    """An hour of Editor adds the member; someone removes them and adds them again by hand, with
+    Editor (a new workspace identity: that access is not the grant's). A two-hour grant of Editor
+    then finds Editor held, but through the hand-made membership: it extends nothing (no end of
+    its own), so neither end takes the hand-made access away. Before the fix it extended the
+    hour, took over what the hour had added, and its end removed the hand-made membership."""
+    sandbox, org, database, people, receiver = governed
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")
+    member, roles, workspace = people.outsiders[0], people.roles, people.workspace
+    now = datetime.now(UTC)
+    hour = request_grant(member.email, WORKSPACE, "Editor", duration="1h")
+    assert provision().success
+    granted_identity = org.membership(workspace.id, member.ls_user_id).id
+    org.remove_workspace_membership(workspace.id, member.ls_user_id)
+    assert org.add_workspace_membership(workspace.id, member.ls_user_id, roles["Editor"]).id != granted_identity
+
+    later = request_grant(member.email, WORKSPACE, "Editor", duration="2h")
+    assert provision().success
+    row = request_row(database, later.request_id)
+    assert row["status"] == "already_satisfied"
+    assert row["expires_at"] is None  # the Editor it found is not the hour's: nothing to extend
+
+    # Both ends pass: only the hour's is queued, and it leaves the hand-made membership alone.
+    assert children(database) == {}
+    assert len(expire_due(database, now + timedelta(hours=3))) == 1
+    assert provision().success
+    assert set(children(database)) == {hour.request_id}
+    assert children(database)[hour.request_id]["status"] == "already_satisfied"
+    assert expire_due(database, now + timedelta(hours=4)) == []
+    assert org.membership(workspace.id, member.ls_user_id).role_id == roles["Editor"]
+
+
+def test_a_grants_end_hands_nothing_over_once_its_membership_was_added_again_by_hand(governed, monkeypatch):
+    """An hour of Editor adds the member; someone removes them and adds them again by hand, with
+    Editor; then two hours of Admin change that hand-made membership's role (it replaced Editor).
+    The hour's end finds its membership gone (another workspace identity) and leaves it alone,
+    handing nothing over: at the two hours' end the member gets back the hand-given Editor.
+    Before the fix the hour's end handed "it added them" to the Admin grant, whose end then
+    removed the hand-made membership."""
+    sandbox, org, database, people, receiver = governed
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")
+    member, roles, workspace = people.outsiders[0], people.roles, people.workspace
+    now = datetime.now(UTC)
+    hour = request_grant(member.email, WORKSPACE, "Editor", duration="1h")
+    assert provision().success
+    granted_identity = org.membership(workspace.id, member.ls_user_id).id
+    org.remove_workspace_membership(workspace.id, member.ls_user_id)
+    assert org.add_workspace_membership(workspace.id, member.ls_user_id, roles["Editor"]).id != granted_identity
+    on_top = request_grant(member.email, WORKSPACE, "Admin", duration="2h", requested_by="ops@example.com")
+    assert approve(on_top.request_id, by=people.admin.email).recorded
+    assert provision().success
+    assert request_row(database, on_top.request_id)["prior_role_id"] == roles["Editor"]
+
+    assert len(expire_due(database, now + timedelta(minutes=75))) == 1
+    assert provision().success
+    hour_end = children(database)[hour.request_id]
+    assert hour_end["status"] == "already_satisfied"
+    assert "changed by someone since the grant; left alone" in hour_end["status_detail"]
+    assert request_row(database, on_top.request_id)["prior_role_id"] == roles["Editor"]  # nothing handed over
+
+    assert len(expire_due(database, now + timedelta(hours=3))) == 1
+    assert provision().success
+    assert children(database)[on_top.request_id]["status"] == "applied"
+    assert org.membership(workspace.id, member.ls_user_id).role_id == roles["Editor"]
