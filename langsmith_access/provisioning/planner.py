@@ -95,14 +95,15 @@ def plan_expiry(
     if current_role_id is None:
         return Plan(NOTHING, None, None, None,
                     f"no longer a member of the workspace: removed since the grant of {role}; nothing to undo")
+    current = names.get(current_role_id, current_role_id)
+    if granted_identity_id and workspace_identity_id and workspace_identity_id != granted_identity_id:
+        # Whatever role it holds now, that membership is not the one the grant left.
+        return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
+                    f"holds {current} through a membership added since the grant (removed and added again "
+                    "by someone): not the grant's to undo; left alone")
     if current_role_id != role_id:
-        current = names.get(current_role_id, current_role_id)
         return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
                     f"holds {current}, not the granted {role}: changed by someone since the grant; left alone")
-    if granted_identity_id and workspace_identity_id and workspace_identity_id != granted_identity_id:
-        return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
-                    f"holds {role} through a membership added since the grant (removed and added again "
-                    "by someone): not the grant's to undo; left alone")
     if restore_role_id == role_id:
         return Plan(NOTHING, current_role_id, current_role_id, workspace_identity_id,
                     f"held {role} before the grant too (it extended a grant of {role}); nothing to undo")

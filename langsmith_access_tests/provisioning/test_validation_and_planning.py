@@ -483,6 +483,15 @@ def test_an_expiry_undoes_only_the_membership_the_grant_left(restore, identity, 
             "not the grant's to undo; left alone")
 
 
+def test_an_expiry_finding_another_membership_with_another_role_says_the_membership_is_not_the_grants():
+    # Removed and added again by someone, then given Admin (by hand or by a later request): the
+    # role is not what was changed since the grant, the membership is.
+    plan = plan_expiry(EDITOR, None, ADMIN, "wi-2", NAMES, granted_identity_id="wi-1")
+    assert (plan.kind, plan.target_role_id) == (NOTHING, ADMIN)
+    assert plan.explanation == ("holds Admin through a membership added since the grant (removed and added again "
+                                "by someone): not the grant's to undo; left alone")
+
+
 def test_unknown_action_is_refused():
     with pytest.raises(ValueError):
         plan_change("promote", EDITOR, None, None)
