@@ -160,6 +160,8 @@ def provision_now(args: argparse.Namespace) -> int:
             answer = json_answer(None, success=True, failure=None, results=[], policy_changes=[], drift={})
             if args.dry_run:
                 answer["before_the_queue"] = {"expiries_due": [], "approvals_overdue": [], "expiry_warnings_due": []}
+            else:
+                answer["done_first"] = {key: [] for key in DONE_FIRST_KEYS}
             print(json.dumps(answer))
         print(f"no pending requests{no_database_yet(args)}", file=sys.stderr)
         return 0
@@ -167,6 +169,11 @@ def provision_now(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, log_dir=failure_log_directory(org.settings), verbose=args.verbose, org=org
     )
     return report_provisioning(outcome, dry_run=args.dry_run, as_json=args.json)
+
+
+# `provision --json`'s "done_first" (a real run): the request ids of each kind of work it did
+# before taking the queue.
+DONE_FIRST_KEYS = ("approvals_expired", "expiry_warnings_sent", "expiry_revokes_queued")
 
 
 def json_answer(run_id: str | None, *, success: bool, failure: str | None, results: list, policy_changes: list,
@@ -186,6 +193,9 @@ def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) ->
     policy_changes = applied.get("policy_changes") or []
     # A dry run's word on what the real run does first: end time-bound grants, expire approvals.
     ahead = applied.get("ahead") or {}
+    # What a real run did first: approvals it expired, warnings it sent, revokes of ended grants
+    # it queued (those are among its requests too).
+    done_first = applied.get("done_first") or {}
     # Changes made outside langsmith-access that the run's requests found (drift).
     drift = outcome.outputs.get(REFRESH_OP) or {}
     if as_json:
@@ -193,6 +203,8 @@ def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) ->
                              policy_changes=policy_changes, drift=drift)
         if dry_run:
             answer["before_the_queue"] = ahead
+        else:
+            answer["done_first"] = {key: done_first.get(key, []) for key in DONE_FIRST_KEYS}
         print(json.dumps(answer))
     else:
         for request_id in ahead.get("expiries_due", []):
@@ -203,6 +215,10 @@ def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) ->
         for request_id in ahead.get("expiry_warnings_due", []):
             print(f"{'would warn':<17} {request_id}  its end is near (LANGSMITH_ACCESS_EXPIRY_WARNING): "
                   "access.expiring")
+        for request_id in done_first.get("approvals_expired", []):
+            print(f"{'approval_expired':<17} {request_id}  past its approval deadline or its --until")
+        for request_id in done_first.get("expiry_warnings_sent", []):
+            print(f"{'warned':<17} {request_id}  its end is near: access.expiring sent")
         for item in policy_changes:
             status = f"would be {item['status']}" if dry_run else item["status"]
             print(f"{status:<17} {item['request_id']}  {on_one_line(item['detail'])}")
@@ -210,7 +226,8 @@ def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) ->
             print(f"{item['status']:<17} {item['request_id']}  {on_one_line(item['detail'])}")
         # A run that failed before its first request had some. A dry run whose real run would
         # first end grants or expire approvals (the `would ...` lines above) had work too.
-        if not results and not policy_changes and not any(ahead.values()) and outcome.success:
+        if (not results and not policy_changes and not any(ahead.values()) and not any(done_first.values())
+                and outcome.success):
             print("no pending requests", file=sys.stderr)
         if drift.get("unexplained_changes"):
             privileged = drift.get("privileged_unexplained_changes", 0)

@@ -179,9 +179,12 @@ def test_denied_and_expired_approvals_are_never_applied(governed):
     again = approve(stale.request_id, by=people.admin.email)
     assert not again.recorded and "is approval_expired (no decision before " in again.message
     assert again.message.endswith("ask for it again."), again.message
-    # provision ends the other one, and applies nothing.
-    outcome = provision()
-    assert outcome.success and outcome.outputs["apply_requests"]["outcomes"] == []
+    # provision ends the other one, applies nothing, and says what it did (not "no pending requests").
+    ended = cli("provision", "--json")
+    assert ended.returncode == 0 and "no pending requests" not in ended.stderr, ended
+    answer = json.loads(ended.stdout)
+    assert answer["requests"] == [] and answer["done_first"] == {
+        "approvals_expired": [old.request_id], "expiry_warnings_sent": [], "expiry_revokes_queued": []}, answer
     assert request_row(database, old.request_id)["status"] == "approval_expired"
     assert writes(sandbox) == []
     # Each decision or expiry is also an event of its documented kind (DESIGN.md section 10),
@@ -311,8 +314,11 @@ def test_a_dry_run_says_what_the_real_run_does_before_the_queue(governed, monkey
     assert json.loads(quiet.stdout)["before_the_queue"]["expiry_warnings_due"] == [], quiet.stdout
     monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", receiver.url)
     assert "expiry_warned" not in [kind for kind, _ in events(database, ending.request_id)]
-    assert provision().success
+    done = cli("provision")  # which says what it did first, as the dry run said it would
+    assert done.returncode == 0, done.stderr
+    assert f"{'warned':<17} {ending.request_id}  its end is near: access.expiring sent" in done.stdout, done.stdout
     [revoke] = [r for r in list_requests(database=database.path) if r["parent_request_id"] == grant.request_id]
+    assert f"{'applied':<17} {revoke['request_id']}  " in done.stdout, done.stdout
     assert revoke["status"] == "applied" and org.membership(people.workspace.id, grantee.ls_user_id) is None
 
 

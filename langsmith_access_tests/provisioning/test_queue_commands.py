@@ -77,9 +77,10 @@ def test_provision_with_nothing_pending_exits_0_and_says_so(env):
     done = cli_in_this_process("provision", "--json")
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
-    # A real run's keys (README): `before_the_queue` is a dry run's word only.
+    # A real run's keys (README): `before_the_queue` is a dry run's word only, `done_first` a real run's.
     assert set(answer) == {"run_id", "success", "failure", "requests", "policy_changes", "unexplained_changes",
-                           "privileged_unexplained_changes"}
+                           "privileged_unexplained_changes", "done_first"}
+    assert answer["done_first"] == {"approvals_expired": [], "expiry_warnings_sent": [], "expiry_revokes_queued": []}
     assert (answer["success"], answer["failure"], answer["requests"]) == (True, None, [])
     said = cli_in_this_process("provision")
     assert (said.returncode, said.stdout, said.stderr) == (0, "", "no pending requests\n")
@@ -104,9 +105,11 @@ def test_provision_where_there_is_no_database_yet_creates_none_and_names_the_pat
     answer = cli_in_this_process("provision", *dry_run, "--json")
     assert answer.returncode == 0 and answer.stderr == absent, answer
     nothing_ahead = {"before_the_queue": {"expiries_due": [], "approvals_overdue": [], "expiry_warnings_due": []}}
+    nothing_first = {"done_first": {"approvals_expired": [], "expiry_warnings_sent": [], "expiry_revokes_queued": []}}
     assert json.loads(answer.stdout) == {"run_id": None, "success": True, "failure": None, "requests": [],
                                          "policy_changes": [], "unexplained_changes": 0,
-                                         "privileged_unexplained_changes": 0, **(nothing_ahead if dry_run else {})}
+                                         "privileged_unexplained_changes": 0,
+                                         **(nothing_ahead if dry_run else nothing_first)}
     assert not database.parent.exists()
     listed = cli_in_this_process("requests")
     assert listed.returncode == 0 and f"there is no database at {database} yet" in listed.stderr

@@ -233,7 +233,11 @@ def select_requests(
                 if count:
                     context.log.info(f"{count} {what}")
             governed = _govern_pending_grants(context, org, conn, None, dry_run=False)
-            return {"request_ids": _pending_except(conn, governed.settled), "dry_run": False, **governed.said()}
+            # Said by `provision` too: a run that only expired approvals had work, not "no requests".
+            done_first = {"approvals_expired": expired, "expiry_warnings_sent": warned,
+                          "expiry_revokes_queued": revokes}
+            return {"request_ids": _pending_except(conn, governed.settled), "dry_run": False, "done_first": done_first,
+                    **governed.said()}
         else:
             # What the real run would do before taking the queue, said, not done.
             now = queue.now_utc()
@@ -418,7 +422,8 @@ def apply_requests(
     )
     # An interrupted run still rebuilds what it changed (refresh_access_history), then fails.
     return {"dry_run": dry_run, "outcomes": outcomes, "interrupted": interrupted, "unbuilt_observations": unbuilt,
-            "ahead": selection.get("ahead"), "policy_changes": selection.get("policy_changes", []),
+            "ahead": selection.get("ahead"), "done_first": selection.get("done_first"),
+            "policy_changes": selection.get("policy_changes", []),
             "policy_error": selection.get("policy_error"), "run_id": run_id}
 
 
