@@ -566,6 +566,35 @@ def test_one_orgs_unusable_database_holds_no_other_orgs_sensor_tick_back(org_env
     assert "eu: No access due to end" in expiry.skip_message
 
 
+def test_a_sensor_tick_names_the_old_folder_of_a_renamed_slug_not_nothing_synced(
+        org_environment, synced, monkeypatch, tmp_path):
+    # 'us' was 'us-old' until the orgs file was edited: data/us-old/ holds the org's database, and
+    # every run of 'us' is refused naming it. The sensors' skip reason, what the Dagster UI shows
+    # each tick, must say so too: "nothing has been synced" sent the operator after a sync that
+    # never failed.
+    two_orgs = org_environment
+    data = copies_of_the_synced_databases(two_orgs, tmp_path, monkeypatch)
+    (data / "us").rename(data / "us-old")
+
+    with dg.instance_for_test() as instance:
+        provisioning = tick_sensor("provisioning_queue_sensor", instance)[0]
+        expiry = tick_sensor("access_expiry_sensor", instance)[0]
+    for tick in (provisioning, expiry):
+        assert tick.run_requests == []
+        assert tick.skip_message.startswith(
+            f"us: No analysts' database yet, but {data / 'us-old' / 'langsmith_access.duckdb'} holds this "
+            "organization's data (a slug renamed in the orgs file)"), tick.skip_message
+        assert f"move the files of {data / 'us-old'}" in tick.skip_message
+        assert "nothing has been synced" not in tick.skip_message
+        assert "; eu: No " in tick.skip_message  # the other org as before
+    # An org with no database anywhere has simply not been synced yet.
+    (data / "us-old").rename(tmp_path / "elsewhere")
+    with dg.instance_for_test() as instance:
+        unsynced = tick_sensor("provisioning_queue_sensor", instance)[0]
+    assert unsynced.skip_message.startswith("us: No analysts' database yet: nothing has been synced or queued;"), \
+        unsynced.skip_message
+
+
 def test_one_orgs_missing_key_stops_only_that_orgs_runs(org_environment, synced, monkeypatch, tmp_path):
     # The code location loads without eu's key (Kubernetes: the orgs file names an org whose
     # secret is not there yet): us's sensor ticks go on, eu gets no run until its key is set,

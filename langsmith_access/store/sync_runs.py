@@ -13,7 +13,7 @@ import glob
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -175,12 +175,16 @@ def check_not_elsewhere(path: Path, root: Path, organization_id: str) -> None:
         raise OrganizationElsewhereError(path, other[0], other[1])
 
 
-def database_elsewhere(path: Path, root: Path, organization_id: str) -> tuple[Path, str] | None:
+def database_elsewhere(
+    path: Path, root: Path, organization_id: str, leave_out: Collection[str] = ()
+) -> tuple[Path, str] | None:
     """The database of the same name as ``path`` in another folder of ``root`` (an orgs file's
     layout) that holds ``organization_id``'s data, with the id as it holds it; None if none does.
-    A file that cannot be read (another process writing it, no database) is left out."""
+    A file that cannot be read (another process writing it, no database) is left out, and so are
+    the folders named in ``leave_out`` (a sensor's tick: the orgs it lists, whose databases hold
+    other orgs, left unopened)."""
     for other in sorted(root.glob(f"*/{glob.escape(path.name)}")):
-        if other.parent.resolve() == path.parent.resolve():
+        if other.parent.resolve() == path.parent.resolve() or other.parent.name in leave_out:
             continue
         try:
             with duckdb.connect(str(other), read_only=True) as conn:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -51,6 +51,7 @@ from langsmith_access.store.database import (
     DatabaseUnusableError,
 )
 from langsmith_access.store.queries import as_uuid
+from langsmith_access.store.sync_runs import OrganizationElsewhereError, database_elsewhere
 from langsmith_access.transform.history import rebuild_history, unbuilt_observations
 
 JOB_NAME = names.PROVISION_JOB
@@ -642,15 +643,22 @@ def unpublished_changes(org: Org) -> list[str]:
     return ["unpublished changes"] if AccessDatabase(org.duckdb_path).unfinished_publish_path.exists() else []
 
 
-def read_for_tick(database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConnection], list[str]]) -> list[str] | str:
+NO_DATABASE_YET = "No analysts' database yet: nothing has been synced or queued."
+
+
+def read_for_tick(
+    database: AccessDatabase, read: Callable[[duckdb.DuckDBPyConnection], list[str]],
+    missing: Callable[[], str] = lambda: NO_DATABASE_YET,
+) -> list[str] | str:
     """``read`` of an org's analysts' copy for one sensor tick, or why it cannot be read now
     (this org's skip reason: the other orgs' ticks go on). The copy, for two seconds at most:
-    runs never hold it, so this cannot block on a sync, and a tick never holds the database."""
+    runs never hold it, so this cannot block on a sync, and a tick never holds the database.
+    ``missing``: the reason when there is no copy yet."""
     try:
         with database.read_published(timeout_seconds=TICK_READ_TIMEOUT_SECONDS) as conn:
             return read(conn)
     except DatabaseNotReadyError:
-        return "No analysts' database yet: nothing has been synced or queued."
+        return missing()
     except DatabaseBusyError as error:
         return f"Database busy, trying again next tick: {_briefly(str(error))}"
     except duckdb.Error as error:
@@ -671,13 +679,35 @@ def _briefly(busy: str) -> str:
     return re.sub(r'lock on file "([^"]*)"', lambda m: f'lock on file "{PurePath(m.group(1)).name}"', busy)
 
 
+def no_database_reason(org: Org, listed: Collection[str]) -> str:
+    """Why an org of the orgs file has no analysts' copy: nothing synced yet, or, when a folder
+    no entry lists (``listed``: the slugs of the orgs file) holds this organization's database,
+    a slug renamed in the file, whose runs are refused until its files move (said as the CLI
+    says it; "nothing has been synced" would send the operator looking for a failed sync)."""
+    if org.orgs_root is None or not org.organization_id:
+        return NO_DATABASE_YET
+    path = org.duckdb_path
+    try:
+        found = database_elsewhere(path, org.orgs_root, org.organization_id, leave_out=listed)
+    except OSError:  # the orgs' folder cannot be looked at: the org's run says why
+        return NO_DATABASE_YET
+    if found is None:
+        return NO_DATABASE_YET
+    fix = OrganizationElsewhereError(path, *found).fix
+    return (f"No analysts' database yet, but {found[0]} holds this organization's data (a slug renamed in the "
+            f"orgs file): its runs are refused until that folder is moved. Fix: {fix}.")
+
+
 def read_each_for_tick(
-    orgs: list[Org], read: Callable[[Org, duckdb.DuckDBPyConnection], list[str]], *, deadline: float | None = None
+    orgs: list[Org], read: Callable[[Org, duckdb.DuckDBPyConnection], list[str]], *, deadline: float | None = None,
+    listed: Collection[str] = (),
 ) -> dict[str, list[str] | str]:
     """``read_for_tick`` of each org's analysts' copy, side by side (``look_at_each_org``), by slug;
-    without the orgs it could not read by ``deadline``."""
+    without the orgs it could not read by ``deadline``. ``listed``: every slug of the orgs file
+    (``no_database_reason``)."""
     return look_at_each_org(
-        orgs, lambda org: read_for_tick(AccessDatabase(org.duckdb_path), lambda conn: read(org, conn)),
+        orgs, lambda org: read_for_tick(AccessDatabase(org.duckdb_path), lambda conn: read(org, conn),
+                                        missing=lambda: no_database_reason(org, listed)),
         deadline=deadline)
 
 
@@ -713,7 +743,8 @@ def launch_per_org(
     waiting = {org.slug: reason for org in orgs
                if (reason := no_key_reason(org) or backoffs[org.slug]
                    or (in_flight_reason if org.slug in in_flight else None))}
-    due = read_each_for_tick([org for org in order if org.slug not in waiting], read_due, deadline=deadline)
+    due = read_each_for_tick([org for org in order if org.slug not in waiting], read_due, deadline=deadline,
+                             listed=orgs.slugs)
     left = {org.slug for org in orgs if org.slug not in waiting and org.slug not in due}
     run_requests, skipped = [], []
     for org in order:
