@@ -512,6 +512,47 @@ def test_a_run_whose_process_was_killed_is_failed_by_the_next_tick_not_left_in_f
         assert fail_runs_of_ended_processes(instance) == []  # once
 
 
+# A run the code server started (no CLI process tag at launch: Dagster's run worker executes it)
+# whose worker is killed with SIGKILL, as when the code server and its runs die with kill -9.
+_WORKER_KILLED = """
+import os, signal, sys, uuid
+import dagster as dg
+from langsmith_access.defs.orgs import RunOrganization, org_run_config
+from langsmith_access.settings import load_orgs
+
+orgs = load_orgs({"LANGSMITH_API_KEY": "lsv2_sk_" + "0" * 32, "LANGSMITH_ORGANIZATION_ID": str(uuid.uuid4()),
+                  "LANGSMITH_ENDPOINT": "http://127.0.0.1:9", "LANGSMITH_ACCESS_DUCKDB": sys.argv[1]})
+
+@dg.op
+def killed(organization: RunOrganization) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+@dg.job(config=org_run_config(orgs=orgs), executor_def=dg.in_process_executor,
+        resource_defs={"organization": RunOrganization(orgs=orgs)})
+def started_by_the_code_server():
+    killed()
+
+with dg.DagsterInstance.get() as instance:
+    started_by_the_code_server.execute_in_process(partition_key="default", instance=instance)
+"""
+
+
+def test_a_code_server_run_whose_worker_was_killed_is_failed_by_the_next_tick(tmp_path, monkeypatch):
+    # Its worker gone with the code server (kill -9 of the service, its machine stopped), the run
+    # stayed STARTED: its org's next runs queued behind it, and its provisioning counted as in
+    # flight, until run monitoring's max_runtime_seconds (an hour) failed it. The run's resources
+    # tag it with the process that runs it, as the CLI does, so the sensors' tick fails it.
+    done = _run_in_a_process_of_its_own(tmp_path, _WORKER_KILLED)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED and run.tags[ORG_TAG] == "default"
+        assert run.tags[PROCESS_TAG].split(":")[0] == socket.gethostname()
+        orgs_with_provisioning_run_in_flight(instance)
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
 def test_a_process_is_told_ended_only_where_that_can_be_told():
     host, namespace, pid, started = this_process().rsplit(":", 3)
     assert (host, pid) == (socket.gethostname(), str(os.getpid())) and namespace and started

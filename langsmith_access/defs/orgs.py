@@ -30,7 +30,8 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from langsmith_access.langsmith import LangSmithError
-from langsmith_access.names import ORG_TAG, REFUSED_INPUT_TAG
+from langsmith_access.names import ORG_TAG, PROCESS_TAG, REFUSED_INPUT_TAG
+from langsmith_access.processes import this_process
 from langsmith_access.settings import Org, Orgs, SettingsError, load_orgs
 from langsmith_access.side_by_side import each_org_side_by_side
 
@@ -310,6 +311,20 @@ def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
     return orgs.get(slug)
 
 
+def tag_the_process_running_it(context: dg.InitResourceContext) -> None:
+    """Tag the run with the process that executes it (``PROCESS_TAG``, as the CLI tags its runs),
+    unless it has that tag already. Every job runs in one process (the in-process executor): a
+    run the code server started whose worker died with it (the code server killed with
+    ``kill -9``, its machine stopped) stayed STARTED, holding its org's run slot (and its org's
+    provisioning as in flight) for run monitoring's hour; the sensors' ticks now fail it at once
+    (``fail_runs_of_ended_processes``), where this host can tell the process ended (a Kubernetes
+    run pod is another host's: left to run monitoring)."""
+    run, instance = context.run, context.instance
+    if run is None or instance is None or PROCESS_TAG in run.tags:
+        return
+    instance.add_run_tags(run.run_id, {PROCESS_TAG: this_process()})
+
+
 # (No ``from __future__ import annotations`` in this module: Dagster must see the field's
 # ResourceDependency annotation as a type, not as text.)
 class OrgScopedResource(dg.ConfigurableResource):
@@ -334,6 +349,7 @@ class OrgScopedResource(dg.ConfigurableResource):
                 if context.instance is not None and context.run is not None:
                     context.instance.add_run_tags(context.run.run_id, {REFUSED_INPUT_TAG: "true"})
                 raise
+        tag_the_process_running_it(context)
         return self._org
 
     @property
