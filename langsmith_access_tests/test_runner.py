@@ -533,7 +533,10 @@ def started_by_the_code_server():
     killed()
 
 with dg.DagsterInstance.get() as instance:
-    started_by_the_code_server.execute_in_process(partition_key="default", instance=instance)
+    # sys.argv[2]: a process tag the run already carries (a re-execution copies its parent's).
+    started_by_the_code_server.execute_in_process(
+        partition_key="default", instance=instance,
+        tags={"langsmith_access/process": sys.argv[2]} if len(sys.argv) > 2 else None)
 """
 
 
@@ -551,6 +554,31 @@ def test_a_code_server_run_whose_worker_was_killed_is_failed_by_the_next_tick(tm
         assert run.tags[PROCESS_TAG].split(":")[0] == socket.gethostname()
         orgs_with_provisioning_run_in_flight(instance)
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_a_re_executed_run_is_judged_by_its_own_process_not_its_parents(tmp_path, monkeypatch):
+    # The UI's re-execution copies the parent run's tags, its process tag among them: a healthy
+    # re-execution must not be failed because its parent's process ended, and one whose own
+    # worker died must be, whatever process the copied tag names (here one that still runs).
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (tmp_path / "script.py").write_text(_WORKER_KILLED)
+    done = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(tmp_path / "access.duckdb"), this_process()],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "DAGSTER_HOME": str(home)})
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        assert run.tags[PROCESS_TAG] != this_process()  # its worker's own, not the copied one
+        orgs_with_provisioning_run_in_flight(instance)
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        # Its re-execution, started but not yet tagged by its worker: the copied tag names the
+        # ended worker of its parent, and says nothing of the process running it.
+        child = instance.add_run(run.with_status(dg.DagsterRunStatus.STARTED)._replace(
+            run_id=str(uuid.uuid4()), parent_run_id=run.run_id, root_run_id=run.run_id))
+        orgs_with_provisioning_run_in_flight(instance)
+        assert instance.get_run_by_id(child.run_id).status == dg.DagsterRunStatus.STARTED
 
 
 def test_a_process_is_told_ended_only_where_that_can_be_told():

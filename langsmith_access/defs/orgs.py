@@ -312,17 +312,18 @@ def org_of_run(run: dg.DagsterRun | None, orgs: Orgs | None = None) -> Org:
 
 
 def tag_the_process_running_it(context: dg.InitResourceContext) -> None:
-    """Tag the run with the process that executes it (``PROCESS_TAG``, as the CLI tags its runs),
-    unless it has that tag already. Every job runs in one process (the in-process executor): a
-    run the code server started whose worker died with it (the code server killed with
-    ``kill -9``, its machine stopped) stayed STARTED, holding its org's run slot (and its org's
-    provisioning as in flight) for run monitoring's hour; the sensors' ticks now fail it at once
-    (``fail_runs_of_ended_processes``), where this host can tell the process ended (a Kubernetes
-    run pod is another host's: left to run monitoring)."""
+    """Tag the run with the process that executes it (``PROCESS_TAG``, as the CLI tags its runs).
+    Every job runs in one process (the in-process executor): a run the code server started whose
+    worker died with it (the code server killed with ``kill -9``, its machine stopped) stayed
+    STARTED, holding its org's run slot (and its org's provisioning as in flight) for run
+    monitoring's hour; the sensors' ticks now fail it at once (``fail_runs_of_ended_processes``),
+    where this host can tell the process ended (a Kubernetes run pod is another host's: left to
+    run monitoring). A tag already there that names another process is replaced: the UI's
+    re-execution copies its parent run's tags, the ended process of the parent run among them."""
     run, instance = context.run, context.instance
-    if run is None or instance is None or PROCESS_TAG in run.tags:
+    if run is None or instance is None or run.tags.get(PROCESS_TAG) == (process := this_process()):
         return
-    instance.add_run_tags(run.run_id, {PROCESS_TAG: this_process()})
+    instance.add_run_tags(run.run_id, {PROCESS_TAG: process})
 
 
 # (No ``from __future__ import annotations`` in this module: Dagster must see the field's

@@ -539,7 +539,7 @@ def fail_runs_of_ended_processes(instance: dg.DagsterInstance) -> list[str]:
     failed = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=_OWN_PROCESS_STATUSES)):
         process = run.tags.get(names.PROCESS_TAG)
-        if process is None or not has_ended(process):
+        if process is None or not has_ended(process) or _inherited(instance, run, process):
             continue
         instance.report_run_failed(run, message=(
             f"The langsmith-access process that ran it ({process}, host:pid:start) ended without finishing it "
@@ -547,6 +547,14 @@ def fail_runs_of_ended_processes(instance: dg.DagsterInstance) -> list[str]:
             "provisioning run settles the requests it left in progress, the next sync builds anew."))
         failed.append(run.run_id)
     return failed
+
+
+def _inherited(instance: dg.DagsterInstance, run: dg.DagsterRun, process: str) -> bool:
+    """Whether ``run``'s process tag is its parent run's, copied by a re-execution from the UI
+    (Dagster copies the parent's tags) before its worker tagged it with its own: it says nothing
+    of the process running this run."""
+    parent = instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
+    return parent is not None and parent.tags.get(names.PROCESS_TAG) == process
 
 
 # After a failed provisioning run of an org, the sensors wait before launching the next one:
