@@ -784,6 +784,31 @@ def test_a_blank_reviewer_is_no_reviewer(env, tmp_path, capsys):
     assert pending["reason"] == "access review (review.csv)"  # no --reason: the sheet's name
 
 
+def test_a_reason_written_on_several_lines_is_recorded_on_one_and_the_rows_are_queued(env, tmp_path, capsys):
+    """A reviewer's comment on several lines (Alt+Enter in Excel, a line break in a Google Sheets
+    cell: a quoted cell holding LF or CRLF) was each row's rejection, "control or invisible
+    characters", so the revoke the reviewer decided was not queued. Its lines are joined by spaces."""
+    sandbox, org, database = env
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    excel, google = active_rows(rows)[:2]
+    excel.update(decision="Revoke", reason="left the team\nin October")
+    google.update(decision="revoke", reason="  moved to\r\n\r\n sales  ")
+    with open(sheet, "w", newline="", encoding="utf-8") as handle:  # as Google Sheets saves it: CRLF rows
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert code == 0 and [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue"] * 2, stdout
+    code, stdout, _ = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--json")
+    assert code == 0 and [o["status"] for o in json.loads(stdout)["outcomes"]] == ["queued"] * 2, stdout
+    reasons = dict(query(database.path, "SELECT role_id || ':' || user_id, reason FROM main.provisioning_requests "
+                                        "WHERE status = 'pending'"))
+    assert reasons == {f"{excel['role_id']}:{excel['user_id']}": "left the team in October",
+                       f"{google['role_id']}:{google['user_id']}": "moved to sales"}
+
+
 def test_rows_named_by_user_workspace_and_role(env, tmp_path, capsys):
     sandbox, org, database = env
     workspace = org.shared_workspaces()[0]

@@ -13,7 +13,7 @@ case-insensitive):
   rejected, not read as the grant it names). Without a ``grant_id``, the first filled column of
   each group names it, and the others must agree (``queueing`` rejects a row whose cells differ).
 - optional ``reviewer`` (or ``requested_by``) and ``reason``; the caller's values fill in the
-  empty ones.
+  empty ones. A reason written on several lines is read as one, its lines joined by spaces.
 
 A sheet that cannot be read as a whole (missing columns, ragged rows, unknown decisions) raises
 ``ReviewError``; nothing is queued from it.
@@ -206,6 +206,15 @@ def _table_cell(value) -> str:
     return str(value)
 
 
+def _one_line(text: str | None) -> str | None:
+    """A reason cell's lines (Alt+Enter in Excel, a line break in a Google Sheets comment) joined
+    by spaces: the queue takes a single-line reason, and a comment's layout must not cost the row
+    its revoke."""
+    if text is None:
+        return None
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _normalize(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
@@ -283,7 +292,7 @@ def _marked_rows(source: str, file: Path, records: Iterable[tuple[str, list[str]
             workspace=value(cells, *WORKSPACE_COLUMNS),
             role=value(cells, *ROLE_COLUMNS),
             reviewer=value(cells, *REVIEWER_COLUMNS),
-            reason=value(cells, "reason"),
+            reason=_one_line(value(cells, "reason")),
             held_since=value(cells, "held_since"),
             organization_id=value(cells, ORGANIZATION_COLUMN),
             named=tuple(
