@@ -228,6 +228,18 @@ def test_a_quote_left_open_is_reported_at_the_line_it_opens_on(tmp_path):
         read_csv_sheet(path)
 
 
+def test_a_row_is_reported_at_the_line_it_starts_on_after_a_comment_on_several_lines(tmp_path):
+    # A reason on three lines (a quoted cell, as Excel and Google Sheets save Alt+Enter) ran the
+    # row on: it was reported at the line it ends on, in the middle of the comment, not where a
+    # reviewer looking for "line 2" finds its grant_id.
+    path = csv_sheet(tmp_path, 'grant_id,decision,reason\r\ng1,revoke,"left\r\nthe\r\nteam"\r\n'
+                               'g2,revoke,moved\r\ng3,revok,typo\r\n')
+    with pytest.raises(ReviewError, match=r"line 6: decision 'revok'"):
+        read_csv_sheet(path)
+    path.write_text(path.read_text().replace("revok,", "keep,"))
+    assert [row.where for row in read_csv_sheet(path).marked] == ["line 2", "line 5"]
+
+
 @pytest.mark.parametrize(("flag", "marked"), [
     *[(flag, True) for flag in ("revoke", "yes", "y", "true", "1", "x", "YES", "True", "X")],
     *[(flag, False) for flag in ("", "keep", "no", "n", "false", "0", "NO", "False")],

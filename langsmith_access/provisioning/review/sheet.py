@@ -147,7 +147,9 @@ def read_csv_sheet(path: Path) -> ReviewSheet:
                 if hint_left and any(cell.strip() for cell in cells):  # the first line that is not blank
                     hint_left = False
                 else:
-                    yield f"line {reader.line_num}", cells
+                    # The line the row starts on: a quoted cell's line breaks (a comment on
+                    # several lines) run it on, and reader.line_num is where it ends.
+                    yield f"line {start}", cells
                 start = reader.line_num + 1
         except csv.Error as error:
             raise ReviewError(
