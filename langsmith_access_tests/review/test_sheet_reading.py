@@ -240,6 +240,18 @@ def test_a_row_is_reported_at_the_line_it_starts_on_after_a_comment_on_several_l
     assert [row.where for row in read_csv_sheet(path).marked] == ["line 2", "line 5"]
 
 
+def test_a_grant_one_row_revokes_and_another_keeps_is_refused_naming_both_rows(tmp_path):
+    # Two reviewers' rows of one grant, or the next day's export pasted below this one: the revoke
+    # was queued and the explicit "keep" ignored. Which decision stands is not guessed. A row left
+    # blank decides nothing (a sheet pasted below a marked one), so it contradicts no revoke.
+    path = csv_sheet(tmp_path, "grant_id,revoke\ng1,yes\ng2,x\ng3,\nG1,no\ng2,\ng3,y\n")
+    with pytest.raises(ReviewError, match=r"1 row cannot be read, so nothing was queued") as refused:
+        read_csv_sheet(path)
+    assert "line 2: revokes grant g1, which line 5 keeps: make the rows agree" in str(refused.value)
+    path.write_text(path.read_text().replace("G1,no", "G1,"))
+    assert marked_ids(read_csv_sheet(path)) == ["g1", "g2", "g3"]
+
+
 @pytest.mark.parametrize(("flag", "marked"), [
     *[(flag, True) for flag in ("revoke", "yes", "y", "true", "1", "x", "YES", "True", "X")],
     *[(flag, False) for flag in ("", "keep", "no", "n", "false", "0", "NO", "False")],

@@ -15,8 +15,8 @@ case-insensitive):
 - optional ``reviewer`` (or ``requested_by``) and ``reason``; the caller's values fill in the
   empty ones. A reason written on several lines is read as one, its lines joined by spaces.
 
-A sheet that cannot be read as a whole (missing columns, ragged rows, unknown decisions) raises
-``ReviewError``; nothing is queued from it.
+A sheet that cannot be read as a whole (missing columns, ragged rows, unknown decisions, a grant
+one row revokes and another keeps) raises ``ReviewError``; nothing is queued from it.
 """
 
 from __future__ import annotations
@@ -263,6 +263,7 @@ def _marked_rows(source: str, file: Path, records: Iterable[tuple[str, list[str]
 
     problems: list[str] = []
     marked: list[MarkedRow] = []
+    kept: dict[str, str] = {}  # lower(grant_id) -> the first row that says keep it
     rows = 0
     for where, cells in records:
         if not any(cell.strip() for cell in cells):
@@ -286,6 +287,8 @@ def _marked_rows(source: str, file: Path, records: Iterable[tuple[str, list[str]
             problems.append(f"{where}: {decision_column} {decision!r} is not {allowed}")
             continue
         if keep:
+            if lowered and (kept_id := value(cells, "grant_id")):  # kept in words, not left blank
+                kept.setdefault(kept_id.lower(), where)
             continue
         row = MarkedRow(
             where=where,
@@ -317,6 +320,13 @@ def _marked_rows(source: str, file: Path, records: Iterable[tuple[str, list[str]
             )
             continue
         marked.append(row)
+    # One grant both kept and revoked (two reviewers' rows, or another export pasted below this
+    # one): which decision stands is not guessed.
+    problems += [
+        f"{row.where}: revokes grant {row.grant_id}, which {kept[row.grant_id.lower()]} keeps: "
+        "make the rows agree, or delete one"
+        for row in marked if row.grant_id and row.grant_id.lower() in kept
+    ]
     if problems:
         shown = "\n  ".join(problems[:MAX_LISTED_PROBLEMS])
         more = f"\n  ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
