@@ -176,12 +176,36 @@ def not_looked_at(left: Sequence[str], budget_seconds: float, then: str) -> str:
             f"{then}: {', '.join(left)}.")
 
 
+# A run in these is not over: CANCELING included, a run asked to stop still runs its step until it notices.
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def previous_runs_in_flight(context: dg.ScheduleEvaluationContext, job_name: str) -> dict[str, str]:
+    """Why an org gets no run of ``job_name`` from this tick: its last one is still queued or
+    running. One org's runs never run two at once (the per-org limit), so another would only
+    queue behind it, and a cron shorter than a run would grow the queue without end. A run whose
+    process was killed is failed by the provisioning sensors' next tick (or run monitoring), and
+    the org is launched again from the tick after. Nothing when the tick has no instance (a test's)."""
+    if context.instance_ref is None:
+        return {}
+    runs = context.instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT))
+    return {
+        slug: (f"its {job_name} run {run.run_id} is still {run.status.value.lower()}: this tick launches no "
+               "other (it would only queue behind it)")
+        for run in reversed(runs)  # the instance lists newest first: reversed, the newest one is said
+        if (slug := run.tags.get(ORG_TAG) or run.tags.get(PARTITION_TAG))
+    }
+
+
 def schedule_tick(context: dg.ScheduleEvaluationContext, orgs: Orgs,
                   waits: Callable[[Org], str | None] = lambda org: None,
                   budget_seconds: float = TICK_BUDGET_SECONDS,
-                  on_no_key: Callable[[Org, str], str | None] | None = None):
+                  on_no_key: Callable[[Org, str], str | None] | None = None,
+                  job_name: str | None = None):
     """One tick of a schedule: a run per org (``org_run_requests``), but none for an org with no
-    usable key (its run would fail at its start, every tick) or one ``waits`` gives a reason for
+    usable key (its run would fail at its start, every tick), one whose last run of ``job_name``
+    is still in flight (``previous_runs_in_flight``), or one ``waits`` gives a reason for
     (looked at side by side: ``look_at_each_org``); those are named with why (logged beside
     the runs, or the tick's skip reason). ``on_no_key(org, reason)`` is called for each org
     without a usable key (side by side too); what it returns is said after that org's reason.
@@ -196,9 +220,12 @@ def schedule_tick(context: dg.ScheduleEvaluationContext, orgs: Orgs,
         no_key.update({slug: f"{no_key[slug]} {problem}" for slug, problem in said.items() if problem})
         # Its call would have started past the budget: said, as a looked-at org not reached is.
         no_key.update({org.slug: f"{no_key[org.slug]} {NO_KEY_NOT_REACHED}" for org in keyless if org.slug not in said})
-    looked = look_at_each_org([org for org in orgs if org.slug not in no_key], waits, deadline=deadline)
-    left = [org.slug for org in orgs if org.slug not in no_key and org.slug not in looked]
-    waiting = [(slug, reason) for slug in orgs.slugs if (reason := no_key.get(slug) or looked.get(slug))]
+    busy = previous_runs_in_flight(context, job_name) if job_name is not None else {}
+    to_look_at = [org for org in orgs if org.slug not in no_key and org.slug not in busy]
+    looked = look_at_each_org(to_look_at, waits, deadline=deadline)
+    left = [org.slug for org in to_look_at if org.slug not in looked]
+    waiting = [(slug, reason) for slug in orgs.slugs
+               if (reason := no_key.get(slug) or busy.get(slug) or looked.get(slug))]
     waits_now = {slug for slug, _ in waiting}
     requests = [request for request in org_run_requests(orgs) if request.partition_key not in waits_now]
     if not requests:

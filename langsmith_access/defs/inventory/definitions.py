@@ -248,6 +248,6 @@ def inventory_definitions() -> dg.Definitions:
     )
     def langsmith_access_inventory_schedule(context: dg.ScheduleEvaluationContext):
         # The orgs of the definitions' load, as the sync schedule's.
-        return schedule_tick(context, orgs, waits=waits_for_first_sync)
+        return schedule_tick(context, orgs, waits=waits_for_first_sync, job_name=names.INVENTORY_JOB)
 
     return dg.Definitions(assets=[raw_inventory], jobs=[job], schedules=[langsmith_access_inventory_schedule])

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from langsmith_access import names
 from langsmith_access.defs.orgs import (
+    IN_FLIGHT,
     TICK_BUDGET_SECONDS,
     TICK_READ_TIMEOUT_SECONDS,
     deployment_orgs,
@@ -510,11 +511,6 @@ def provision_job(orgs: Orgs) -> dg.JobDefinition:
         description="Apply one org's (the partition's) queued workspace-role grants and revokes: "
         "validate, apply, verify, audit.",
     )
-
-
-# CANCELING included: a run asked to stop is still running its step until it notices.
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def orgs_with_provisioning_run_in_flight(instance: dg.DagsterInstance) -> set[str]:

@@ -65,8 +65,8 @@ def sync_definitions() -> dg.Definitions:
         scheduled_at = scheduled_time(context)
         # An org left without a usable key raises sync.failed on each tick, as a failing run
         # would: its tables would otherwise go stale without a word.
-        return schedule_tick(context, orgs, on_no_key=lambda org, reason: notify_sync_not_started(
-            org, reason, scheduled_at=scheduled_at))
+        return schedule_tick(context, orgs, job_name=SYNC_JOB_NAME, on_no_key=lambda org, reason:
+                             notify_sync_not_started(org, reason, scheduled_at=scheduled_at))
 
     # analysts_database itself comes from publish.py, like every other asset from its module.
     return dg.Definitions(jobs=[job], schedules=[langsmith_access_sync_schedule])
