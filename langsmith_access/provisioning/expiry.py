@@ -252,6 +252,16 @@ def queue_due_expiries(conn: duckdb.DuckDBPyConnection, now: datetime) -> list[s
     return revokes
 
 
+def expiring_detail(grant: dict, org: str) -> str:
+    """The ``detail`` of ``access.expiring``: when, and how to keep the access (read in a chat
+    channel, it must say what to do). The command names the grant by ids, which need no quoting
+    in a shell, and the org unless it is the single-org ``default``."""
+    which_org = f" --org {org}" if org and org != "default" else ""
+    return (f"expires at {iso_minutes(grant['expires_at'])}: to keep it, ask for it again before then "
+            f"(`langsmith-access request grant --user {grant['user_id']} --workspace {grant['workspace_id']} "
+            f"--role {grant['role_id']}{which_org}`, with --duration or --until as the policy allows)")
+
+
 def warn_expiring(
     conn: duckdb.DuckDBPyConnection, now: datetime, warning: timedelta, notifier: Notifier
 ) -> list[str]:
@@ -269,7 +279,7 @@ def warn_expiring(
             record_event(conn, grant["request_id"], "expiry_warned", {"expires_at": grant["expires_at"]}, at=now)
             notifier.notify(conn, "access.expiring", at=now, request_id=grant["request_id"],
                             user=grant["user_email"] or grant["user_id"], workspace=grant["workspace_name"],
-                            role=grant["role_name"], detail=f"expires at {iso_minutes(grant['expires_at'])}")
+                            role=grant["role_name"], detail=expiring_detail(grant, notifier.org))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -203,7 +203,15 @@ def test_a_grant_ending_soon_is_warned_of_once(membership):
     assert kind == "expiry_warned" and datetime.fromisoformat(json.loads(detail)["expires_at"]) == NOW + 2 * HOUR
     [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
     payload = json.loads(payload)
-    assert (event, payload["request_id"], payload["detail"]) == ("access.expiring", "r1", "expires at 2026-06-01T14:00Z")
+    # When, and what to do to keep it (read in a chat channel): the command by ids, no quoting needed.
+    assert (event, payload["request_id"], payload["detail"]) == ("access.expiring", "r1", (
+        "expires at 2026-06-01T14:00Z: to keep it, ask for it again before then (`langsmith-access request grant "
+        "--user u --workspace w --role Editor`, with --duration or --until as the policy allows)")), payload["detail"]
+    # An org of an orgs file: the command names it (one without --org is refused where there are several).
+    conn.execute("DELETE FROM main.provisioning_events WHERE kind = 'expiry_warned'")
+    assert warn_expiring(conn, NOW, 3 * HOUR, Notifier("eu", enabled=True)) == ["r1"]
+    [eu] = conn.execute("SELECT payload FROM main.notifications WHERE payload LIKE '%\"org\": \"eu\"%'").fetchall()
+    assert "--role Editor --org eu`" in json.loads(eu[0])["detail"], eu
     assert (payload["user"], payload["workspace"], payload["role"]) == ("ada@example.com", "Platform", "Editor")
 
 
