@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pytest
 
 from langsmith_access import api, runner
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.settings import Org, Secret, Settings, SettingsError
-from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
+from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError, HeldInThisProcessError
 from langsmith_access_tests.helpers import lease_held_elsewhere
 
 ORGANIZATION_ID = "00000000-0000-4000-8000-0000000000aa"
@@ -129,3 +130,45 @@ def test_notifications_wait_for_a_busy_database_no_longer_than_the_lease_timeout
         waited = time.monotonic() - started
     assert report.attempted == 0 and report.problem is not None and "DatabaseBusyError" in report.problem, report
     assert waited < 2.5, waited
+
+
+def _single_org(monkeypatch, tmp_path) -> str:
+    """One org from the single-org variables, its database in ``tmp_path``; returns that file."""
+    monkeypatch.delenv("LANGSMITH_ACCESS_ORGS_FILE", raising=False)
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", ORGANIZATION_ID)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
+    return str(tmp_path / "access.duckdb")
+
+
+def test_a_notebook_holding_the_analysts_copy_open_read_only_lists_the_request_it_just_queued(
+        monkeypatch, tmp_path):
+    # A notebook keeps `conn = duckdb.connect(path, read_only=True)` open while it queues. DuckDB
+    # keeps one database per file per process for as long as a connection holds it, so a
+    # list_requests that opened the same path got the copy the publish had replaced, without
+    # the request just queued (a rejected one is recorded too: no sync is needed here).
+    analysts_copy = _single_org(monkeypatch, tmp_path)
+    first = api.request_grant("ada@example.com", "Platform", "Editor")
+    with duckdb.connect(analysts_copy, read_only=True) as notebook:
+        second = api.request_grant("grace@example.com", "Platform", "Editor")
+        assert [r["request_id"] for r in api.list_requests()] == [first.request_id, second.request_id]
+        assert [r["status"] for r in api.list_requests("rejected")] == ["rejected", "rejected"]
+        # The notebook's own connection is untouched (it reads the copy it opened).
+        assert notebook.sql("SELECT count(*) FROM main.provisioning_requests").fetchall() == [(1,)]
+
+
+def test_a_read_write_connection_to_the_analysts_copy_in_the_same_process_is_named_with_the_fix(
+        monkeypatch, tmp_path):
+    # duckdb.connect(path) without read_only=True in the same notebook: DuckDB's own "Can't open a
+    # connection to same database file with a different configuration" named neither the file
+    # nor the fix. The kernel keeps going: once that connection is closed, listing works.
+    analysts_copy = _single_org(monkeypatch, tmp_path)
+    queued = api.request_grant("ada@example.com", "Platform", "Editor")
+    notebook = duckdb.connect(analysts_copy)
+    try:
+        with pytest.raises(HeldInThisProcessError, match=(
+                r"this process holds a connection to .*access\.duckdb that can write: close it "
+                r"\(or open it with duckdb\.connect\(path, read_only=True\)\), then try again")):
+            api.list_requests()
+    finally:
+        notebook.close()
+    assert [r["request_id"] for r in api.list_requests()] == [queued.request_id]

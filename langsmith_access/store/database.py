@@ -47,6 +47,7 @@ from langsmith_access.settings import Org, mask_keys
 from langsmith_access.store import export
 from langsmith_access.store.durable import replace_durably, sync_directory
 from langsmith_access.store.schema import ensure_schema
+from langsmith_access.store.sql import quote_identifier, quote_literal
 from langsmith_access.store.sync_runs import check_not_elsewhere, check_organization, defer_failed_run
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,12 @@ class LeftoverWalError(DatabaseUnusableError):
 def wal_path(path: Path) -> Path:
     """DuckDB's write-ahead log of the database file ``path``."""
     return path.with_name(path.name + ".wal")
+
+
+class HeldInThisProcessError(duckdb.ConnectionException):
+    """A read-only open refused because this process (a notebook) holds a connection to the file
+    that can write. Neither busy nor damaged: waiting or moving the file aside would not help;
+    closing that connection does. A ``duckdb.ConnectionException``, as DuckDB raised it before."""
 
 
 class DatabaseNotReadyError(RuntimeError):
@@ -661,6 +668,29 @@ class StagedPublish:
 SAY_WAITING_FROM_SECONDS = 5.0
 
 
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A connection to ``path``; a read-only one reads the file as it is now.
+
+    ``duckdb.connect`` hands every connection to a path the database this process already has
+    open there: while a notebook holds a connection to the analysts' copy, that is the copy a
+    publish has since replaced, without what was queued after it. A read-only connection attaches
+    the file to an in-memory database of its own instead (under the name ``duckdb.connect``
+    gives it, and made the default: ``main.*`` and ``current_database()`` read as before)."""
+    if not read_only:
+        return duckdb.connect(str(path))
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute(f"ATTACH {quote_literal(path)} (READ_ONLY)")
+        [(name,)] = connection.execute(
+            "SELECT database_name FROM duckdb_databases() WHERE path IS NOT NULL AND NOT internal"
+        ).fetchall()
+        connection.execute(f"USE {quote_identifier(name)}")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
 def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duckdb.DuckDBPyConnection:
     """DuckDB refuses to open a file another process is writing: wait and try again."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -669,7 +699,14 @@ def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duc
     said_waiting = timeout_seconds < SAY_WAITING_FROM_SECONDS
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return _connect(path, read_only)
+        except duckdb.ResourceInUseException as exc:
+            # This process (a notebook) holds a connection to the file that can write: waiting cannot help.
+            raise HeldInThisProcessError(
+                f"could not open {path} read-only: this process holds a connection to {path} that can "
+                "write: close it (or open it with duckdb.connect(path, read_only=True)), then try again "
+                f"({str(exc).strip().splitlines()[0]})"
+            ) from None
         except duckdb.IOException as exc:
             # Another process writing says "lock"; the path is left out of the test (a folder
             # named "blockstore" would read as busy, and a damaged file be waited for).
