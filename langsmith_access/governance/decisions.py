@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from langsmith_access.governance.durations import CEILING, DurationError, format_duration, parse_duration
 from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, WORKSPACE_ADMINS, Policy
+from langsmith_access.quoting import shown
 from langsmith_access.store.directory import MemberStanding
 from langsmith_access.store.queries import as_uuid, typed_email
 
@@ -59,6 +60,11 @@ def parse_until(text: str | datetime) -> datetime:
     """An end time as ``--until`` takes it: ISO 8601 with a time zone (``2026-12-01T18:00Z``)."""
     if isinstance(text, datetime):
         moment = text
+    elif not isinstance(text, str):  # from Python: a date (no time, no zone), a number
+        raise AccessTermsRefused(
+            f"--until {shown(str(text))} ({type(text).__name__}) is not a time: give a datetime with a time "
+            "zone, e.g. datetime(2026, 12, 1, 18, 0, tzinfo=UTC), or text such as 2026-12-01T18:00Z."
+        )
     else:
         try:
             moment = datetime.fromisoformat(text.strip())

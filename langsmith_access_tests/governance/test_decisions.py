@@ -5,7 +5,7 @@ picked from the generated org it was synced from, so the expectations do not com
 code under test.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -80,6 +80,11 @@ def test_asked_terms_within_the_roles_max_are_kept_and_expire_from_when_applied(
     ({"until": "2026-12-01T11:59Z"}, "--until 2026-12-01T11:59Z is 48.0 hours from now, longer than"),
     ({"until": "2026-11-29T18:00"}, "has no time zone"),
     ({"until": "tomorrow"}, "is not a time"),
+    # From Python (langsmith_access.api): what is neither text nor a datetime is refused, and so
+    # recorded, naming what was given, not an AttributeError out of the notebook's call.
+    ({"until": date(2026, 11, 30)}, "--until '2026-11-30' (date) is not a time: give a datetime with a time zone"),
+    ({"until": 1764460800}, "--until '1764460800' (int) is not a time"),
+    ({"until": datetime(2026, 11, 29, 18, 0)}, "--until 2026-11-29 18:00:00 has no time zone"),
     # ISO 8601 that UTC cannot hold: refused (and so recorded), not an OverflowError traceback.
     ({"until": "9999-12-31T23:59-01:00"}, "--until 9999-12-31T23:59-01:00 is out of range in UTC"),
     ({"until": "0001-01-01T00:00+01:00"}, "is out of range in UTC"),
