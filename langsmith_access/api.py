@@ -36,10 +36,15 @@ def resolve_org(org: str | Org | None = None) -> Org:
     only one. Reads and checks the orgs file first (``settings.load_orgs``): a bad file, or an
     unknown slug, raises ``SettingsError`` naming the known ones before anything is done. An
     org whose key variable is unset is still returned (queueing and listing need no key);
-    what needs the API asks ``Org.client()``, which raises naming the variable."""
+    what needs the API asks ``Org.client()``, which raises naming the variable. What is neither
+    a slug nor an ``Org`` (``org=5``) raises ``TypeError`` saying so."""
     if isinstance(org, Org):
         return org
-    return load_orgs(refuse_unusable_keys=False).get(org)
+    orgs = load_orgs(refuse_unusable_keys=False)
+    if org is not None and not isinstance(org, str):  # org=5: said here, not deep inside
+        raise TypeError(f"org= takes an org's slug (text) or an Org, got {type(org).__name__}: pass "
+                        f"org={orgs.slugs[0]!r} (the orgs configured: {', '.join(orgs.slugs)})")
+    return orgs.get(org)
 
 
 def _database(path: str | Path | None, org: str | Org | None) -> AccessDatabase:

@@ -1071,7 +1071,8 @@ class Orgs:
             if len(self.orgs) == 1:
                 return self.orgs[0]
             raise SettingsError(
-                f"{len(self.orgs)} orgs are configured in {where} ({known}): name one with --org SLUG."
+                f"{len(self.orgs)} orgs are configured in {where} ({known}): name one with --org SLUG "
+                f"(from Python: org={self.slugs[0]!r})."
             )
         for org in self.orgs:
             if org.slug == slug:

@@ -172,3 +172,32 @@ def test_a_read_write_connection_to_the_analysts_copy_in_the_same_process_is_nam
     finally:
         notebook.close()
     assert [r["request_id"] for r in api.list_requests()] == [queued.request_id]
+
+
+def _two_orgs(monkeypatch, tmp_path) -> None:
+    orgs = tmp_path / "orgs.yaml"
+    orgs.write_text(f"- slug: us\n  organization_id: {ORGANIZATION_ID}\n  endpoint: https://api.smith.langchain.com\n"
+                    "  api_key_env: LANGSMITH_API_KEY_US\n"
+                    "- slug: eu\n  organization_id: 00000000-0000-4000-8000-0000000000bb\n"
+                    "  endpoint: https://eu.api.smith.langchain.com\n  api_key_env: LANGSMITH_API_KEY_EU\n")
+    monkeypatch.setenv("LANGSMITH_ACCESS_ORGS_FILE", str(orgs))
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "data" / "langsmith_access.duckdb"))
+
+
+def test_with_several_orgs_a_call_without_org_says_to_pass_org_and_names_them(monkeypatch, tmp_path):
+    # A notebook's call, not a command line: the fix names the argument (org=) as well as --org.
+    _two_orgs(monkeypatch, tmp_path)
+    with pytest.raises(SettingsError, match=r"2 orgs are configured .*\(us, eu\): name one with --org SLUG "
+                                            r"\(from Python: org='us'\)"):
+        api.list_requests()
+    assert api.list_requests(org="eu") == []
+
+
+@pytest.mark.parametrize("org", [5, ["us"], b"us"])
+def test_an_org_that_is_neither_a_slug_nor_an_org_is_named_before_anything_is_read(org, monkeypatch, tmp_path):
+    # Was "argument of type 'int' is not iterable" (or an unknown org b'us') from deep inside.
+    _two_orgs(monkeypatch, tmp_path)
+    with pytest.raises(TypeError, match=rf"^org= takes an org's slug \(text\) or an Org, got {type(org).__name__}: "
+                                        r"pass org='us' \(the orgs configured: us, eu\)$"):
+        api.request_grant("ada@example.com", "Platform", "Editor", org=org)
+    assert not (tmp_path / "data").exists()
