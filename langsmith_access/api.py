@@ -22,6 +22,7 @@ from langsmith_access.names import PROVISION_JOB, SELECT_REQUESTS_OP
 from langsmith_access.provisioning.approvals import APPROVED, DENIED, DecisionResult, decide
 from langsmith_access.provisioning.queue import ChangeRequest, QueueResult, submit
 from langsmith_access.provisioning.queue import list_requests as _list
+from langsmith_access.quoting import named
 from langsmith_access.settings import Org, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 
@@ -135,11 +136,21 @@ def provision(*, dry_run: bool = False, request_ids: list[str] | None = None,
     ``request_ids=None`` (the default) applies every pending request; a list applies only those.
     An empty list names no request and raises ``ValueError`` before anything runs: it is never
     taken for "every pending request" (a selection that came out empty must not apply the
-    whole queue). One id as a plain string raises ``ValueError`` too (it is no list of ids)."""
+    whole queue). One id as a plain string raises ``ValueError`` too (it is no list of ids), as
+    does a number, or a list holding what is no id (``None``, ``''``, bytes)."""
     if isinstance(request_ids, str):
         raise ValueError(f"provision(request_ids={request_ids!r}) is a string, not a list of request ids: "
                          f"pass request_ids=[{request_ids!r}]")
-    ids = list(request_ids) if request_ids is not None else None
+    try:
+        ids = list(request_ids) if request_ids is not None else None
+    except TypeError:  # request_ids=5
+        raise ValueError(f"provision(request_ids={named(repr(request_ids))}) is not a list of request ids: "
+                         "pass request_ids=['<request id>', ...]") from None
+    for request_id in ids or ():
+        # None, '' or bytes: refused here, not by Dagster's run config (or taken for no id).
+        if not isinstance(request_id, str) or not request_id.strip():
+            raise ValueError(f"provision(request_ids={named(repr(ids))}): request ids are text, got "
+                             f"{named(repr(request_id))}: pass the ids list_requests() gives (its 'request_id')")
     if ids is not None and not ids:
         raise ValueError("provision(request_ids=[]) names no request, so nothing was run: pass the ids "
                          "to apply, or leave request_ids out to apply every pending request")

@@ -75,6 +75,22 @@ def test_provision_refuses_an_empty_selection_or_one_id_as_a_string_before_anyth
     assert runs == [] and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("request_ids", "refusal"), [
+    (5, r"^provision\(request_ids=5\) is not a list of request ids: pass request_ids=\['<request id>', ...\]$"),
+    ([None], r"^provision\(request_ids=\[None\]\): request ids are text, got None: pass the ids"),
+    (["r-1", ""], r"^provision\(request_ids=\['r-1', ''\]\): request ids are text, got ''"),
+    ([b"r-1"], r"request ids are text, got b'r-1'"),
+])
+def test_provision_refuses_request_ids_that_are_not_a_list_of_ids_before_anything_runs(
+        request_ids, refusal, monkeypatch, tmp_path):
+    # A number, or a list holding None, an empty id or bytes: refused as provision's own
+    # ValueError before the run, not a TypeError or Dagster's config error from the runner.
+    runs = _configured(monkeypatch, tmp_path)
+    with pytest.raises(ValueError, match=refusal):
+        api.provision(request_ids=request_ids)
+    assert runs == [] and list(tmp_path.iterdir()) == []
+
+
 def test_provision_hands_the_job_its_selection_dry_run_log_folder_and_verbosity(monkeypatch, tmp_path):
     runs = _configured(monkeypatch, tmp_path)
     assert api.provision(request_ids=(i for i in ("r-1", "r-2")), log_dir=str(tmp_path / "logs"),
