@@ -183,6 +183,23 @@ def test_an_error_of_this_process_own_making_is_not_called_a_damaged_file(tmp_pa
     assert not isinstance(refused.value, DatabaseUnusableError)
 
 
+@pytest.mark.parametrize("name", ["memory.duckdb", "Memory.duckdb", "system.duckdb", "access.duckdb"])
+def test_a_read_only_connection_reads_the_file_whatever_it_is_called(name, tmp_path):
+    # A read-only connection attaches the file to an in-memory database of its own (so that it
+    # reads the file as it is now): a file whose name is that in-memory database's ("memory") is
+    # read too, as a duckdb.connect of it would, with main.* and current_database() its own.
+    database = AccessDatabase(tmp_path / name)
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        with database.connect() as conn:
+            conn.execute("CREATE TABLE main.notes AS SELECT 42 AS answer")
+        database.publish()
+    with database.read_published() as conn:
+        assert conn.execute("SELECT answer FROM main.notes").fetchall() == [(42,)]
+        assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                            "AND table_name = 'notes'").fetchall() == [(1,)]
+
+
 def test_a_writer_makes_the_database_folder_when_there_is_none_yet(tmp_path):
     # Queueing a request before the first sync: nothing has made the folder yet.
     database = AccessDatabase(tmp_path / "data" / "org" / "access.duckdb")

@@ -680,7 +680,13 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(path))
     connection = duckdb.connect(":memory:")
     try:
-        connection.execute(f"ATTACH {quote_literal(path)} (READ_ONLY)")
+        try:
+            connection.execute(f"ATTACH {quote_literal(path)} (READ_ONLY)")
+        except duckdb.BinderException:
+            # A file called memory.*: its name is the in-memory database's. Named as DuckDB names
+            # system.* and temp.* (system_db, temp_db): callers read current_database(), not a name.
+            connection.execute(f"ATTACH {quote_literal(path)} AS {quote_identifier(path.name.split('.')[0] + '_db')} "
+                               "(READ_ONLY)")
         [(name,)] = connection.execute(
             "SELECT database_name FROM duckdb_databases() WHERE path IS NOT NULL AND NOT internal"
         ).fetchall()
