@@ -93,7 +93,7 @@ def test_a_skip_reason_says_a_reason_several_orgs_share_once():
 def test_a_resource_set_up_for_a_run_serves_its_partitions_org_each_time_it_is_asked():
     # What ops read (``.org``) is the org the run's setup took, not the only org (several here).
     context = SimpleNamespace(run=run("provision_workspace_roles", {"dagster/partition": "eu", **org_tags("eu")}),
-                              log=None)
+                              log=None, instance=None)
     resource = RunOrganization(orgs=ORGS)
     resource.setup_for_execution(context)
     assert [resource.org.slug for _ in range(2)] == ["eu", "eu"]  # asked twice: the same org both times
