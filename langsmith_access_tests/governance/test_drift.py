@@ -9,6 +9,8 @@ and a webhook receiver on 127.0.0.1.
   refresh after the provisioning run recorded them or (a run that died before its refresh)
   the next sync did; a request whose effect a later one undid explains nothing (an Admin added
   by hand after a time-bound Admin grant ended is drift). Re-running the sync keeps the rows and notifies nothing twice.
+- An Admin granted through provisioning, removed by hand and re-added by hand is drift as soon as a
+  request finds it: the grant, applied before the latest sync, explains nothing found after it.
 - A sync (the console script, which delivers it) or an inventory run that fails raises
   ``sync.failed``, kept in the working file after the run's scratch copy is discarded, with no
   secret in it.
@@ -551,3 +553,40 @@ def test_a_change_to_a_workspace_or_role_gone_since_is_named_by_its_id_and_notif
         ("2026-11-29T09:20:00Z", "eve@example.com", "Platform", "Admin"),
         ("2026-11-29T09:30:00Z", "ada@example.com", "Platform", "Admin"),
     ]
+
+
+def test_an_admin_re_added_by_hand_that_a_request_finds_is_drift_though_a_grant_before_the_sync_gave_it(
+        watched, instance):
+    """An Admin grant applied through provisioning, then the member removed by hand (the next sync
+    lists the removal), then re-added as Admin by hand: the request that finds the Admin made
+    already (``already_satisfied``) lists it at once, in its run's refresh. The grant from before
+    the latest sync explains nothing after that sync ("applied after the previous sync": for a
+    change found since the latest sync, the previous sync is the latest one), so the refresh does
+    not hide the hand-made Admin until the next sync, and the run's drift counts say it."""
+    _, org, database, receiver = watched
+    role, workspace, enabled = cast_of(org)
+    member = next(m for m in enabled if m.ls_user_id not in workspace.memberships)
+
+    granted = request_grant(member.email, workspace.id, "Admin", requested_by="ops@example.com")
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert request_row(database, granted.request_id)["status"] == "applied"
+
+    org.remove_workspace_membership(workspace.id, member.ls_user_id)
+    synced = runner.run_job(runner.SYNC_JOB, runner.sync_run_config(), dagster_instance=instance)
+    assert synced.success, synced.failure
+    assert unexplained(database) == {
+        ("removed", member.ls_user_id, workspace.id, role["WORKSPACE_ADMIN"], None, synced.run_id)}
+
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role["WORKSPACE_ADMIN"])
+    again = request_grant(member.email, workspace.id, "Admin", requested_by="ops@example.com")
+    outcome = provision()
+    assert outcome.success, outcome.failure
+    assert request_row(database, again.request_id)["status"] == "already_satisfied"
+    assert outcome.outputs["refresh_access_history"] == {"unexplained_changes": 1,
+                                                         "privileged_unexplained_changes": 1}
+    assert unexplained(database) == {
+        ("removed", member.ls_user_id, workspace.id, role["WORKSPACE_ADMIN"], None, synced.run_id),
+        ("added", member.ls_user_id, workspace.id, role["WORKSPACE_ADMIN"], None, synced.run_id)}
+    deliver_notifications()
+    assert sorted(b["detail"].split(" ")[0] for b in bodies(receiver, "change.unexplained")) == ["Admin", "Admin"]

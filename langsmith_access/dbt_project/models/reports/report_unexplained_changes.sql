@@ -15,9 +15,10 @@
 -- settled. A request explains only what it left in place: one followed, before the change, by
 -- another request on the same membership that took effect (applied, or a grant already
 -- satisfied) explains nothing (a time-bound Admin grant whose expiry removed the member does
--- not explain an Admin added by hand afterwards). "The previous sync" is the latest sync that
--- finished before this sync read LangSmith (main.sync_runs; syncs and provisioning runs take
--- turns under the writer lease, so nothing is applied between a sync's read and its build).
+-- not explain an Admin added by hand afterwards). "The previous sync" of a change is the latest
+-- sync that finished before the change was seen (main.sync_runs; syncs and provisioning runs
+-- take turns under the writer lease, so for a sync's build it is the sync before it, and for a
+-- change provisioning found since the latest sync, that latest sync).
 --
 -- A change dated by a verification of a request's own write (observed 'verified') for that
 -- user and workspace is provisioning's own record (the refresh after a provisioning run dates
@@ -52,20 +53,34 @@ sync_runs as (
 -- The sync whose rows are staged: the one this build belongs to (or, in the refresh after a
 -- provisioning run, the latest sync, whose changes report_grant_changes still lists).
 this_sync as (
-    select sync_id, fetched_at as read_at
+    select sync_id
     from {{ ref('stg_langsmith__org_members') }}
     order by fetched_at desc
     limit 1
 ),
 
-previous_sync as (
-    select max(sync_runs.finished_at) as finished_at
+finished_syncs as (
+    select sync_runs.finished_at
     from sync_runs
-    cross join this_sync
     where sync_runs.status = 'succeeded'
         -- the sync's own runs (rows written before the inventory existed have no job)
         and coalesce(sync_runs.job, 'langsmith_access_sync') = 'langsmith_access_sync'
-        and sync_runs.finished_at < this_sync.read_at
+),
+
+-- Each change's previous sync: the latest that finished before the change was seen. For what
+-- a sync's build saw, the sync before it (nothing finishes between its read and its build);
+-- for what a request found since the latest sync (the refresh after a provisioning run), that
+-- latest sync itself: a request applied before it explains nothing found after it (an Admin
+-- granted, removed by hand, then re-added by hand is drift when found, not at the next sync).
+changes_with_previous_sync as (
+    select
+        changes.*,
+        (
+            select max(finished_syncs.finished_at)
+            from finished_syncs
+            where finished_syncs.finished_at < changes.changed_at
+        ) as previous_sync_finished_at
+    from changes
 ),
 
 -- What each request's own write made (not what it found changed by hand: observed 'found').
@@ -117,12 +132,11 @@ superseded as (
 
 explained as (
     select changes.change_id
-    from changes
-    cross join previous_sync
+    from changes_with_previous_sync as changes
     inner join superseded as settled_requests
         on settled_requests.user_id = changes.user_id
         and settled_requests.workspace_id = changes.workspace_id
-        and settled_requests.applied_at > coalesce(previous_sync.finished_at, '-infinity'::timestamptz)
+        and settled_requests.applied_at > coalesce(changes.previous_sync_finished_at, '-infinity'::timestamptz)
         and settled_requests.applied_at <= changes.changed_at
         and coalesce(settled_requests.superseded_at, 'infinity'::timestamptz) > changes.changed_at
         and settled_requests.status = 'applied'
