@@ -246,12 +246,9 @@ def test_a_grant_whose_end_found_nothing_to_undo_is_over(governed, monkeypatch):
     assert org.membership(workspace.id, member.ls_user_id).role_id == roles["Editor"]
 
 
-def test_a_grant_that_finds_a_membership_added_again_by_hand_extends_no_earlier_grant(governed, monkeypatch):
-    """An hour of Editor adds the member; someone removes them and adds them again by hand, with
-    Editor (a new workspace identity: that access is not the grant's). A two-hour grant of Editor
-    then finds Editor held, but through the hand-made membership: it extends nothing (no end of
-    its own), so neither end takes the hand-made access away. Before the fix it extended the
-    hour, took over what the hour had added, and its end removed the hand-made membership."""
+def _an_hour_of_editor_then_added_again_by_hand(governed, monkeypatch):
+    """An hour of Editor adds a member; someone then removes them and adds them again by hand,
+    with Editor (a new workspace identity). (org, database, people, member, the hour's request, when it began)."""
     sandbox, org, database, people, receiver = governed
     monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")
     member, roles, workspace = people.outsiders[0], people.roles, people.workspace
@@ -261,6 +258,17 @@ def test_a_grant_that_finds_a_membership_added_again_by_hand_extends_no_earlier_
     granted_identity = org.membership(workspace.id, member.ls_user_id).id
     org.remove_workspace_membership(workspace.id, member.ls_user_id)
     assert org.add_workspace_membership(workspace.id, member.ls_user_id, roles["Editor"]).id != granted_identity
+    return org, database, people, member, hour, now
+
+
+def test_a_grant_that_finds_a_membership_added_again_by_hand_extends_no_earlier_grant(governed, monkeypatch):
+    """An hour of Editor adds the member; someone removes them and adds them again by hand, with
+    Editor (a new workspace identity: that access is not the grant's). A two-hour grant of Editor
+    then finds Editor held, but through the hand-made membership: it extends nothing (no end of
+    its own), so neither end takes the hand-made access away. Before the fix it extended the
+    hour, took over what the hour had added, and its end removed the hand-made membership."""
+    org, database, people, member, hour, now = _an_hour_of_editor_then_added_again_by_hand(governed, monkeypatch)
+    roles, workspace = people.roles, people.workspace
 
     later = request_grant(member.email, WORKSPACE, "Editor", duration="2h")
     assert provision().success
@@ -285,15 +293,8 @@ def test_a_grants_end_hands_nothing_over_once_its_membership_was_added_again_by_
     handing nothing over: at the two hours' end the member gets back the hand-given Editor.
     Before the fix the hour's end handed "it added them" to the Admin grant, whose end then
     removed the hand-made membership."""
-    sandbox, org, database, people, receiver = governed
-    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")
-    member, roles, workspace = people.outsiders[0], people.roles, people.workspace
-    now = datetime.now(UTC)
-    hour = request_grant(member.email, WORKSPACE, "Editor", duration="1h")
-    assert provision().success
-    granted_identity = org.membership(workspace.id, member.ls_user_id).id
-    org.remove_workspace_membership(workspace.id, member.ls_user_id)
-    assert org.add_workspace_membership(workspace.id, member.ls_user_id, roles["Editor"]).id != granted_identity
+    org, database, people, member, hour, now = _an_hour_of_editor_then_added_again_by_hand(governed, monkeypatch)
+    roles, workspace = people.roles, people.workspace
     on_top = request_grant(member.email, WORKSPACE, "Admin", duration="2h", requested_by="ops@example.com")
     assert approve(on_top.request_id, by=people.admin.email).recorded
     assert provision().success
