@@ -141,6 +141,8 @@ def connection_fix(cause: str | None, endpoint: str) -> str:
     if cause == "dropped" and urllib.parse.urlsplit(endpoint).scheme == "http":
         return PLAIN_HTTP_TO_TLS_FIX
     return CONNECTION_FIXES.get(cause or "", ENDPOINT_FIX)
+
+
 # LangSmith Cloud's web app (the address in the browser's bar) and the API of its region: the
 # web app answers its own pages where the API was asked (langsmith-api.md, "Deployments").
 WEB_APP_API_HOSTS = {
