@@ -24,7 +24,7 @@ from langsmith_access.defs.provisioning.definitions import (
     orgs_with_provisioning_run_in_flight,
 )
 from langsmith_access.langsmith import errors
-from langsmith_access.names import MEMBERS_OP, ORG_TAG, PROCESS_TAG
+from langsmith_access.names import MEMBERS_OP, ORG_TAG, PROCESS_TAG, PROVISION_JOB
 from langsmith_access.processes import has_ended, this_process
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.settings import Settings, SettingsError, load_orgs
@@ -614,3 +614,18 @@ def test_a_run_on_another_thread_leaves_signal_handlers_alone(tmp_path):
     [outcome] = ended
     assert isinstance(outcome, runner.RunOutcome) and outcome.success, outcome
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_provisioning_run_tagged_only_with_its_partition_counts_as_its_orgs_run_in_flight():
+    # The schedules read a run's org from ORG_TAG, else its partition key (a run launched before
+    # runs carried the tag, or with the tag removed in the Launchpad); the provisioning sensors
+    # read ORG_TAG only, and launched a second run beside such a run, which found the first one's
+    # requests claimed.
+    with dg.DagsterInstance.ephemeral() as instance:
+        for status, tags in [(dg.DagsterRunStatus.STARTED, {"dagster/partition": "acme"}),
+                             (dg.DagsterRunStatus.STARTING, {ORG_TAG: "globex"}),
+                             (dg.DagsterRunStatus.SUCCESS, {"dagster/partition": "initech"}),
+                             (dg.DagsterRunStatus.STARTED, {})]:
+            instance.add_run(dg.DagsterRun(job_name=PROVISION_JOB, run_id=str(uuid.uuid4()), status=status, tags=tags))
+
+        assert orgs_with_provisioning_run_in_flight(instance) == {"acme", "globex"}

@@ -176,6 +176,12 @@ def not_looked_at(left: Sequence[str], budget_seconds: float, then: str) -> str:
             f"{then}: {', '.join(left)}.")
 
 
+def slug_tagged_on(run: dg.DagsterRun) -> str | None:
+    """The org a run's tags name: ``ORG_TAG``, else its partition key (a run launched before
+    runs were tagged with their org, or with the tag removed in the Launchpad). None: no org."""
+    return run.tags.get(ORG_TAG) or run.tags.get(PARTITION_TAG)
+
+
 # A run in these is not over: CANCELING included, a run asked to stop still runs its step until it notices.
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
@@ -194,7 +200,7 @@ def previous_runs_in_flight(context: dg.ScheduleEvaluationContext, job_name: str
         slug: (f"its {job_name} run {run.run_id} is still {run.status.value.lower()}: this tick launches no "
                "other (it would only queue behind it)")
         for run in reversed(runs)  # the instance lists newest first: reversed, the newest one is said
-        if (slug := run.tags.get(ORG_TAG) or run.tags.get(PARTITION_TAG))
+        if (slug := slug_tagged_on(run))
     }
 
 

@@ -32,6 +32,7 @@ from langsmith_access.defs.orgs import (
     org_run_config,
     org_tags,
     skip_reasons,
+    slug_tagged_on,
     starting_with,
     tick_deadline,
 )
@@ -519,7 +520,7 @@ def orgs_with_provisioning_run_in_flight(instance: dg.DagsterInstance) -> set[st
     after failing the runs whose command-line process was killed (``fail_runs_of_ended_processes``)."""
     fail_runs_of_ended_processes(instance)
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT))
-    return {run.tags[names.ORG_TAG] for run in runs if names.ORG_TAG in run.tags}
+    return {slug for run in runs if (slug := slug_tagged_on(run))}
 
 
 # A run the command line executes goes from NOT_STARTED to STARTED in its own process.
@@ -623,7 +624,7 @@ def failed_runs_backoffs(
     since = datetime.fromtimestamp(now - BACKOFF_MAX_SECONDS - 60, UTC)
     failed = instance.get_runs(filters=dg.RunsFilter(
         job_name=JOB_NAME, statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since))
-    failed_lately = {run.tags.get(names.ORG_TAG) for run in failed}
+    failed_lately = {slug_tagged_on(run) for run in failed}
     return {slug: failed_runs_backoff(instance, slug, now) if slug in failed_lately else None for slug in slugs}
 
 
