@@ -273,6 +273,41 @@ def test_every_variable_dagster_yaml_reads_is_in_the_example_environment_file():
     assert referenced <= set(re.findall(r"^(\w+)=", example, flags=re.MULTILINE))
 
 
+# A generated Postgres password: characters the shell reads otherwise than systemd when unquoted
+# ('$' expands, '&' and ';' end the command, a space ends the assignment, '"' opens a quote).
+AWKWARD_PASSWORD = 'p@ss w0rd$HOME&x;y#z"'
+
+
+def test_a_postgres_password_with_shell_characters_reaches_the_upgrade_shell_as_the_units_read_it(tmp_path):
+    """dagster.env is read by systemd (the units' EnvironmentFile) and by ``sh``: README's upgrade
+    sources it before ``dagster instance migrate``. Unquoted, the two read a value differently:
+    systemd keeps a ``$`` and everything up to the line's end, the shell expands the ``$`` and
+    ends the assignment at a space, ``&`` or ``;`` (running the rest as a command), so the
+    migration would log in with another password than the units. Inside single quotes both take
+    every character but ``'`` and ``\\`` literally (systemd's env-file.c, SINGLE_QUOTE_VALUE; POSIX
+    sh), so the example quotes the placeholder an operator replaces with the password."""
+    example = (UNITS / "dagster.env.example").read_text(encoding="utf-8")
+    (line,) = [line for line in example.splitlines() if line.startswith("DAGSTER_PG_PASSWORD=")]
+    placeholder = line.partition("=")[2].strip("'")
+    operators_file = tmp_path / "dagster.env"
+    operators_file.write_text(example.replace(line, line.replace(placeholder, AWKWARD_PASSWORD)), encoding="utf-8")
+    # README's upgrade command, with the operator's file and the variable printed instead of migrating.
+    upgrade = readme_commands(readme_section("### Upgrading"))
+    (script,) = [words[5] for words in upgrade if words[:5] == ["sudo", "-u", "langsmith-access", "sh", "-c"]
+                 and ". /etc/langsmith-access/dagster.env;" in words[5]]
+    migrate = f"{INSTALL_PREFIX}/bin/dagster instance migrate"
+    assert migrate in script, script
+    script = script.replace("/etc/langsmith-access/dagster.env", str(operators_file))
+    done = subprocess.run(["sh", "-c", script.replace(migrate, "printenv DAGSTER_PG_PASSWORD")], cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert (done.returncode, done.stdout) == (0, AWKWARD_PASSWORD + "\n"), done.stdout + done.stderr
+    # What systemd reads from the same line: the text between the single quotes, as it is.
+    (operators_line,) = [line for line in operators_file.read_text(encoding="utf-8").splitlines()
+                         if line.startswith("DAGSTER_PG_PASSWORD=")]
+    assert operators_line == f"DAGSTER_PG_PASSWORD='{AWKWARD_PASSWORD}'", operators_line
+
+
 # ------------------------------------------------------------------ workspace.yaml and the units
 
 
