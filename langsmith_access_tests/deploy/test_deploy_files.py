@@ -840,6 +840,31 @@ def test_the_kubernetes_setup_ships_every_policy_file_the_example_orgs_file_name
                for word in secrets[deployment["envSecrets"][0]["name"]])
 
 
+def helm_installs(text: str) -> list[list[str]]:
+    """The ``helm upgrade --install`` commands of a text (continuation lines joined)."""
+    lines = [line for line in text.replace("\\\n", " ").splitlines() if line.lstrip().startswith("helm upgrade")]
+    return [words for words in map(shlex.split, lines) if words[:3] == ["helm", "upgrade", "--install"]]
+
+
+def test_the_helm_install_installs_the_chart_of_the_pinned_dagster_in_one_namespace():
+    """The chart is versioned with Dagster: its daemon and webserver images and its instance
+    template are those of ``--version``. So the README's ``helm upgrade --install`` and the one in
+    the values' header install the chart of the Dagster release pyproject.toml pins (the one the
+    image's code server and run pods run), and are the same command: the values' header once
+    installed into a namespace of its own while the README creates the secrets, the configmap
+    and the volume's claim in the current one, where the release's pods never find them."""
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    (dagster_pin,) = [pin.removeprefix("dagster==") for pin in pins if pin.startswith("dagster==")]
+    values_header = "\n".join(line.removeprefix("#").strip() for line in
+                              (DEPLOY / "helm" / "values.yaml").read_text(encoding="utf-8").splitlines()
+                              if line.startswith("#"))
+    (in_values,) = helm_installs(values_header)
+    (in_readme,) = helm_installs(readme_section("### Kubernetes, with Dagster's Helm chart"))
+    assert in_values == in_readme, (in_values, in_readme)
+    assert in_readme[4] == "dagster/dagster" and in_readme[in_readme.index("--version") + 1] == dagster_pin, in_readme
+    assert f"version {dagster_pin}, the" in readme_section("### Kubernetes, with Dagster's Helm chart")
+
+
 def test_the_upgrade_instructions_cover_a_release_that_pins_a_newer_dagster():
     """A new release may pin a newer Dagster (pyproject.toml). The daemon and the webserver run
     from the code server's virtualenv: restarting the code server alone leaves them running the
