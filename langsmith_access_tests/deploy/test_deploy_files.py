@@ -455,7 +455,8 @@ def test_the_image_runs_as_a_numeric_non_root_user_and_checks_its_code_server():
     refuses an image whose user is a name, since the kubelet cannot tell it is not root ("image
     has non-numeric user ..., cannot verify user is non-root", kubelet verifyRunAsNonRoot). Its
     group is the fsGroup the Helm values give the code server and run pods, which makes the data
-    volume writable for it. The HEALTHCHECK is the chart's own readiness probe of a code server
+    volume writable for it; both pods set ``runAsNonRoot``, which the numeric user lets the kubelet
+    verify. The HEALTHCHECK is the chart's own readiness probe of a code server
     (charts/dagster-user-deployments/templates/deployment-user.yaml, dagster-io/dagster@36f72b17:
     ``dagster api grpc-health-check -p <port>``), for a container run outside Kubernetes."""
     instructions = containerfile_instructions(DEPLOY / "Containerfile")
@@ -468,6 +469,10 @@ def test_the_image_runs_as_a_numeric_non_root_user_and_checks_its_code_server():
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     run_pods = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]
     assert deployment["podSecurityContext"]["fsGroup"] == run_pods["securityContext"]["fsGroup"] == int(gid)
+    # And the pods ask the kubelet to check it (the numeric USER is what lets it): an image built
+    # or pulled with a root user is refused instead of running the keys' holder as root.
+    assert [deployment["podSecurityContext"].get("runAsNonRoot"), run_pods["securityContext"].get("runAsNonRoot")] == [
+        True, True]
     healthchecks = [arguments for kind, arguments in instructions if kind == "HEALTHCHECK"]
     assert len(healthchecks) == 1, "no HEALTHCHECK"
     command = json.loads(healthchecks[0].split("CMD", 1)[1])
