@@ -841,8 +841,25 @@ def test_the_kubernetes_setup_ships_every_policy_file_the_example_orgs_file_name
     # The webhook URL is a secret: in the secret of the keys, never a plain value.
     assert "LANGSMITH_ACCESS_WEBHOOK_URL" not in deployment["env"]
     secrets = {words[4]: words[5:] for words in commands if words[:4] == ["kubectl", "create", "secret", "generic"]}
-    assert any(word.startswith("--from-literal=LANGSMITH_ACCESS_WEBHOOK_URL=")
-               for word in secrets[deployment["envSecrets"][0]["name"]])
+    [env_file] = [word.removeprefix("--from-env-file=") for word in secrets[deployment["envSecrets"][0]["name"]]
+                  if word.startswith("--from-env-file=")]
+    section = readme_section("### Kubernetes, with Dagster's Helm chart")
+    assert env_file in section.split("--from-env-file=")[0], f"the README never says what {env_file} holds"
+    assert re.search(r"^#\s+LANGSMITH_ACCESS_WEBHOOK_URL=", section, flags=re.MULTILINE)
+
+
+def test_the_readme_puts_no_secret_on_a_kubectl_command_line():
+    """Shell history keeps a command line: the README's ``kubectl create secret`` commands take
+    the keys from a file and the Postgres password from a variable read without echo, never a
+    value typed into the command (``--from-literal=LANGSMITH_API_KEY_US=lsv2_sk_...``)."""
+    commands = readme_commands(readme_section("### Kubernetes, with Dagster's Helm chart"))
+    secrets = [words for words in commands if words[:4] == ["kubectl", "create", "secret", "generic"]]
+    assert len(secrets) == 2, secrets
+    for words in secrets:
+        for word in words:
+            if word.startswith("--from-literal="):
+                _key, _, value = word.removeprefix("--from-literal=").partition("=")
+                assert value.startswith("$"), f"{word}: a secret typed on the command line"
 
 
 def helm_installs(text: str) -> list[list[str]]:
