@@ -65,7 +65,7 @@ RULES: dict[str, _Rule] = {
     # Tags decide access only through access policies: read per workspace (``workspaces:read``
     # there), where the plan has ABAC.
     "resource_tags": _Rule(
-        "resource tags for access policies to match", "can_use_abac",
+        "resource tags (what access policies match)", "can_use_abac",
         "access policies (ABAC), the only way tags decide access, are an Enterprise feature", org_scoped=False,
     ),
     "audit_events": _Rule(

@@ -47,7 +47,7 @@ def test_the_plus_plan_skips_what_it_lacks_with_the_flag_in_the_reason():
     assert "config.can_use_abac is false" in plan.skipped["access_policies"]
     assert plan.skipped["resource_tags"] == (
         "not in plan: config.can_use_abac is false (access policies (ABAC), the only way tags decide access, are "
-        "an Enterprise feature), so there are no resource tags for access policies to match to read")
+        "an Enterprise feature), so there are no resource tags (what access policies match) to read")
     assert "config.can_use_audit_logs is false" in plan.skipped["audit_events"]
     for section in ("scim_tokens", "sso_settings", "scim_groups"):
         assert plan.skipped[section].startswith("not in plan: config.can_use_saml_sso is false")
