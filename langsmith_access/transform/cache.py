@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
 
-from langsmith_access.settings import cache_directory
+from langsmith_access.settings import SettingsError, cache_directory
 from langsmith_access.transform.project import project_hash
 
 # A version's directories go once no process has loaded its manifest for this long.
@@ -36,17 +37,50 @@ _STAGED_DIRECTORY = re.compile(r"\.dbt-[0-9a-f]{16}(-[a-z]+)?\..+")
 
 def cache_root() -> Path:
     """The cache directory (settings.cache_directory), or a per-user directory under the
-    system's temporary directory when that one cannot be written (a daemon without a home)."""
+    system's temporary directory when that one cannot be written (a daemon without a home).
+
+    The fallback's name is predictable and the temporary directory everyone's: one that another
+    user made first (or a symlink to theirs) is refused with ``SettingsError``, never used, since
+    whoever may write it could replace the manifest and saved parses that decide what SQL dbt runs
+    on this user's databases."""
     preferred = cache_directory()
     try:
         preferred.mkdir(parents=True, exist_ok=True)
         if os.access(preferred, os.W_OK | os.X_OK):
             return preferred
-    except OSError:
-        pass
+        why = "not writable by this user"
+    except OSError as error:
+        why = error.strerror or type(error).__name__
     fallback = Path(tempfile.gettempdir()) / f"langsmith-access-{os.getuid()}"
-    fallback.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fallback.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass  # an earlier run's (checked below: it must be this user's own)
+    problem = _not_private(fallback)
+    if problem:
+        raise SettingsError(
+            f"the cache directory {preferred} cannot be used ({why}), and its fallback {fallback} {problem}: "
+            "another user could change the dbt manifest this process loads. Set LANGSMITH_ACCESS_CACHE_DIR "
+            "to a directory this user owns and may write."
+        )
     return fallback
+
+
+def _not_private(directory: Path) -> str | None:
+    """Why ``directory`` is not a directory of this user's that only this user may write, or None."""
+    try:
+        status = directory.lstat()
+    except OSError as error:
+        return f"cannot be read ({error.strerror or type(error).__name__})"
+    if stat.S_ISLNK(status.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(status.st_mode):
+        return "is not a directory"
+    if status.st_uid != os.getuid():
+        return f"belongs to another user (uid {status.st_uid})"
+    if status.st_mode & 0o022:
+        return f"may be written by other users (mode {stat.S_IMODE(status.st_mode):o})"
+    return None
 
 
 def project_cache_directory(suffix: str = "") -> Path:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from langsmith_access.settings import SettingsError
 from langsmith_access.transform import cache as cache_module
 from langsmith_access.transform import manifest, project_hash
 
@@ -112,6 +113,49 @@ def test_a_cache_directory_that_cannot_be_made_gives_way_to_a_private_one_under_
     assert cache_module.cache_root() == fallback
     assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
     assert manifest.manifest_directory() == fallback / f"dbt-{project_hash()}"
+
+
+def _made_by_another_user(fallback: Path, monkeypatch) -> None:
+    # The directory stands there, private, but not ours: this process plays a user whose uid
+    # is not the directory's owner (the fallback's name follows the uid).
+    fallback.mkdir(mode=0o700, parents=True)
+    owner = fallback.stat().st_uid
+    monkeypatch.setattr(os, "getuid", lambda: owner + 1)
+
+
+def _writable_by_everyone(fallback: Path, monkeypatch) -> None:
+    fallback.mkdir(parents=True)
+    fallback.chmod(0o777)
+
+
+def _a_symlink_to_another_directory(fallback: Path, monkeypatch) -> None:
+    elsewhere = fallback.parent / "someone-elses"
+    elsewhere.mkdir(mode=0o700, parents=True)
+    fallback.symlink_to(elsewhere)
+
+
+@pytest.mark.parametrize(("squat", "problem"), [
+    (_made_by_another_user, "belongs to another user"),
+    (_writable_by_everyone, "may be written by other users"),
+    (_a_symlink_to_another_directory, "is a symbolic link"),
+])
+def test_a_fallback_cache_directory_someone_else_could_write_is_refused(tmp_path, monkeypatch, squat, problem):
+    # The fallback's name under the shared temporary directory is predictable: another user can
+    # make it first. Used, they could swap the manifest and the saved parses dbt builds from,
+    # and so the SQL run on this user's databases. Refused, naming the variable that fixes it.
+    in_the_way = tmp_path / "not-a-directory"
+    in_the_way.write_text("")
+    monkeypatch.setenv("LANGSMITH_ACCESS_CACHE_DIR", str(in_the_way / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    squat(tmp_path / "tmp" / f"langsmith-access-{os.getuid()}", monkeypatch)
+    fallback = tmp_path / "tmp" / f"langsmith-access-{os.getuid()}"
+
+    with pytest.raises(SettingsError) as refused:
+        cache_module.cache_root()
+
+    message = str(refused.value)
+    assert f"its fallback {fallback} {problem}" in message
+    assert str(in_the_way / "cache") in message and "LANGSMITH_ACCESS_CACHE_DIR" in message
 
 
 DAY = 24 * 3600
