@@ -10,9 +10,17 @@ from dataclasses import replace
 import duckdb
 
 from langsmith_access import api
-from langsmith_access.cli.common import add_org_argument, in_org_terms, selected_org
-from langsmith_access.provisioning.approvals import UNKNOWN_REQUEST
-from langsmith_access.settings import load_orgs
+from langsmith_access.cli.common import (
+    add_org_argument,
+    analysts_database,
+    in_org_terms,
+    renamed_slug_refusal,
+    selected_org,
+)
+from langsmith_access.cli.provisioning import no_database_at
+from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning.approvals import APPROVED, DENIED, UNKNOWN_REQUEST, DecisionResult
+from langsmith_access.settings import load_orgs, mask_keys
 from langsmith_access.store.database import DatabaseBusyError, DatabaseUnusableError
 
 
@@ -33,8 +41,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def decide(args: argparse.Namespace) -> int:
-    record = api.approve if args.decision == "approve" else api.deny
-    result = record(args.request_id, by=args.by, comment=args.comment, org=selected_org(args))
+    org = selected_org(args)
+    database = analysts_database(args)
+    if (not database.path.exists() and not database.working_path.exists()
+            and renamed_slug_refusal(org) is None):  # (a renamed slug: the decision refuses, naming the old folder)
+        # No queue, so no such request: recording the refusal would create a database (and its
+        # folder) at what may well be a mistyped LANGSMITH_ACCESS_DUCKDB, as `provision` avoids.
+        # The id as the refusal would record it: a key or the org's webhook URL pasted in is not echoed.
+        shown_id = Notifier.of_org(org).hidden(mask_keys(args.request_id.strip()))
+        result = DecisionResult(shown_id, APPROVED if args.decision == "approve" else DENIED, False,
+                                f"{UNKNOWN_REQUEST} {shown_id}: {no_database_at(database.path)}.")
+    else:
+        record = api.approve if args.decision == "approve" else api.deny
+        result = record(args.request_id, by=args.by, comment=args.comment, org=org)
     if not result.recorded and result.message.startswith(UNKNOWN_REQUEST):
         holder = _other_org_holding(args, result.request_id)
         if holder is not None:  # `approve --org beta` with alpha's id: say whose it is

@@ -7,6 +7,7 @@ import getpass
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from langsmith_access import api
@@ -142,9 +143,13 @@ def list_requests(args: argparse.Namespace) -> int:
 def no_database_yet(args: argparse.Namespace) -> str:
     """What to add to "no requests" when the org's analysts' database is not there: the path, and
     that it may be mistyped."""
-    return in_org_terms(args, (
-        f": there is no database at {analysts_database(args).path} yet (nothing synced or queued there): check "
-        "LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first"))
+    return in_org_terms(args, ": " + no_database_at(analysts_database(args).path))
+
+
+def no_database_at(path: Path) -> str:
+    """``no_database_yet`` as written for the single-org variables (``in_org_terms`` not applied)."""
+    return (f"there is no database at {path} yet (nothing synced or queued there): check "
+            "LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first")
 
 
 def provision_now(args: argparse.Namespace) -> int:

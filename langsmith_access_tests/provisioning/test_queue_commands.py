@@ -229,6 +229,31 @@ def test_approve_and_deny_json_say_what_was_asked_and_that_nothing_was_recorded(
         assert "unknown request id no-such-request" in answer["message"]
 
 
+@pytest.mark.parametrize("command", ["approve", "deny"])
+def test_a_decision_where_there_is_no_database_yet_creates_none_and_names_the_path(tmp_path, monkeypatch, command):
+    """No queue holds the id where LANGSMITH_ACCESS_DUCKDB names no database (often a typo, or
+    a shell in another directory than the one synced, with the default relative path): refused
+    (exit 2) as an unknown id, naming the path, as `requests` and `provision` do. Recording the
+    refusal used to create a database, its working files and Parquet copies there, after which
+    `requests` could no longer tell the path was wrong either."""
+    database = tmp_path / "typo" / "access.duckdb"
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "a" * 32)
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
+    absent = (f"there is no database at {database} yet (nothing synced or queued there): "
+              "check LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first.")
+    said = cli_in_this_process(command, "no-such-request", "--by", "ops@example.com")
+    assert (said.returncode, said.stdout) == (2, "")
+    assert said.stderr == f"refused: unknown request id no-such-request: {absent}\n"
+    # A key pasted as the id is not echoed, as a recorded refusal would not store it.
+    answer = cli_in_this_process(command, "lsv2_sk_" + "b" * 32, "--by", "ops@example.com", "--json")
+    assert answer.returncode == 2 and "b" * 32 not in answer.stdout + answer.stderr, answer
+    assert json.loads(answer.stdout)["recorded"] is False
+    assert not database.parent.exists()
+    listed = cli_in_this_process("requests")
+    assert listed.returncode == 0 and f"there is no database at {database} yet" in listed.stderr
+
+
 def test_a_recorded_decision_exits_0_and_says_so_on_stdout(env, tmp_path, monkeypatch):
     sandbox, org, database = env
     workspace, outsider, member = _outsider_and_member(org)
