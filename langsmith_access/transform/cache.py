@@ -43,14 +43,18 @@ def cache_root() -> Path:
     user made first (or a symlink to theirs) is refused with ``SettingsError``, never used, since
     whoever may write it could replace the manifest and saved parses that decide what SQL dbt runs
     on this user's databases."""
-    preferred = cache_directory()
     try:
-        preferred.mkdir(parents=True, exist_ok=True)
-        if os.access(preferred, os.W_OK | os.X_OK):
-            return preferred
-        why = "not writable by this user"
-    except OSError as error:
-        why = error.strerror or type(error).__name__
+        preferred = cache_directory()
+    except RuntimeError as error:  # pathlib's "Could not determine home directory.": HOME unset, no passwd entry
+        preferred, why = Path("~/.cache/langsmith-access"), str(error).rstrip(".")
+    else:
+        try:
+            preferred.mkdir(parents=True, exist_ok=True)
+            if os.access(preferred, os.W_OK | os.X_OK):
+                return preferred
+            why = "not writable by this user"
+        except OSError as error:
+            why = error.strerror or type(error).__name__
     fallback = Path(tempfile.gettempdir()) / f"langsmith-access-{os.getuid()}"
     try:
         fallback.mkdir(mode=0o700, parents=True)

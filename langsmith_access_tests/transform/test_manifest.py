@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import stat
 import tempfile
 import time
@@ -113,6 +114,25 @@ def test_a_cache_directory_that_cannot_be_made_gives_way_to_a_private_one_under_
     assert cache_module.cache_root() == fallback
     assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
     assert manifest.manifest_directory() == fallback / f"dbt-{project_hash()}"
+
+
+def test_an_account_without_a_home_directory_gets_the_private_one_under_the_temporary_directory(
+        tmp_path, monkeypatch):
+    # A uid with no passwd entry and no HOME (a container's arbitrary user, `env -i`): there is no
+    # ~/.cache to try. pathlib raises RuntimeError there, which used to end every sync and
+    # definitions load with a traceback instead of taking the fallback.
+    for name in ("LANGSMITH_ACCESS_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_passwd_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_passwd_entry)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+
+    fallback = tmp_path / "tmp" / f"langsmith-access-{os.getuid()}"
+    assert cache_module.cache_root() == fallback
+    assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
 
 
 def _made_by_another_user(fallback: Path, monkeypatch) -> None:
