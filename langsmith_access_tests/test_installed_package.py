@@ -54,7 +54,7 @@ def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
     # alone (so the sdist holds everything the wheel needs).
     source = tmp_path / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copyfile(REPO / name, source / name)
     for package in ("langsmith_access", "langsmith_access_tests"):
         shutil.copytree(REPO / package, source / package,
@@ -80,6 +80,9 @@ def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
     # The license as an SPDX expression (PEP 639): the `{ text = ... }` form setuptools releases
     # after 2027-02-18 refuse to build.
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    # ... and its text, which the Apache License asks every copy to carry (sdist and wheel alike).
+    assert "License-File: LICENSE" in metadata.splitlines()
+    assert "langsmith_access-0.1.0.dist-info/licenses/LICENSE" in names
 
     # The fresh venv alone: not the checkout through a PYTHONPATH the suite runs with (pip would
     # take the checkout's *.egg-info there for an installed langsmith-access and skip the wheel).
