@@ -137,5 +137,9 @@ def test_a_non_editable_install_runs_the_demo_from_an_empty_directory(tmp_path):
     assert admins > 0
     assert (database.with_name("langsmith_access_docs") / "index.html").exists()
     assert list((tmp_path / "cache").glob("dbt-*/manifest.json"))
+    # README's check of the definitions where there is no checkout (`dg check defs` needs one).
+    validated = _run([str(python), "-m", "dagster", "definitions", "validate", "-m", "langsmith_access.definitions",
+                      "-a", "defs"], cwd=empty, env=env, timeout=300)
+    assert "All code locations passed validation" in validated.stdout + validated.stderr
     assert _files(installed) == shipped  # nothing written into site-packages
     assert "Warning" not in demo.stderr, demo.stderr[-3000:]
