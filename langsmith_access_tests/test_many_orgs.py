@@ -31,7 +31,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith.client import LangSmithClient
 from langsmith_access.names import ORG_TAG
 from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access.settings import ORGS_FILE_VARIABLE, Org, SettingsError, load_orgs
+from langsmith_access.settings import ORG_SLUG_PATTERN, ORGS_FILE_VARIABLE, Org, SettingsError, load_orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.governance.receiver import WebhookReceiver
 from langsmith_access_tests.helpers import cli_in_this_process, query, tick_sensor
@@ -749,6 +749,31 @@ def test_the_readme_question_across_every_org_runs(two_orgs, synced):
         assert sum(1 for row in per_grant if row[0] == slug) == expected_grants
         assert by_org[slug][4] == 1, slug  # the one person in both orgs
 
+
+
+def test_the_readme_attach_example_runs_for_slugs_duckdb_would_read_as_sql(two_orgs, synced, tmp_path):
+    """The README's attach example, with the slugs ``us-east`` and ``2eu`` in place of ``us`` and
+    ``eu``, runs: the orgs file allows a ``-`` and a leading digit, which DuckDB reads as SQL in
+    an unquoted alias (a syntax error on the analyst's first line, as the example once was)."""
+    _, attached = readme_cross_org_queries()
+    for slug, other in {"us": "us-east", "eu": "2eu"}.items():
+        assert ORG_SLUG_PATTERN.fullmatch(other)
+        (tmp_path / other).mkdir()
+        shutil.copyfile(two_orgs.database(slug), tmp_path / other / "langsmith_access.duckdb")
+        # Every standalone `us`: the folder, the alias, the org column's literal.
+        attached, replaced = re.subn(rf"(?<![\w-]){slug}(?![\w-])", other, attached)
+        assert replaced >= 4, (slug, attached)
+    cwd = Path.cwd()
+    os.chdir(tmp_path)  # the README says: run it from the directory of the databases
+    try:
+        with duckdb.connect() as conn:
+            conn.execute(attached.split("SELECT", 1)[0])  # the ATTACH lines
+            per_grant = conn.execute("SELECT" + attached.split("SELECT", 1)[1]).fetchall()
+    finally:
+        os.chdir(cwd)
+    for slug, other in {"us": "us-east", "eu": "2eu"}.items():
+        expected_grants = len(two_orgs.sandboxes[slug].org.workspace_membership_rows(shared_only=True))
+        assert sum(1 for row in per_grant if row[0] == other) == expected_grants, other
 
 def test_each_org_has_its_own_policy_and_notifications_under_its_slug(org_environment, synced, tmp_path, monkeypatch):
     """Placed last: it leaves requests in both orgs' queues."""
