@@ -26,6 +26,7 @@ import pytest
 from langsmith_access.store import database as database_module
 from langsmith_access.store import export
 from langsmith_access.store.database import (
+    ANALYSTS_COPY_HELD_FIX,
     UNWRITABLE_FOLDER_FIX,
     AccessDatabase,
     DatabaseBusyError,
@@ -821,6 +822,22 @@ def test_a_lock_file_that_is_no_holder_record_says_another_writer(tmp_path):
     assert str(busy.value).startswith("could not run a sync: another writer is writing access.working.duckdb")
 
 
+def test_an_analysts_copy_held_for_writing_is_named_whole_with_the_fix_for_an_analysts_session(tmp_path):
+    # No run opens the analysts' copy to write, so "another sync or provisioning run holds the
+    # database" cannot be why; and with one folder per org, the file's name alone (every org's is
+    # langsmith_access.duckdb) did not say whose copy was held.
+    database = AccessDatabase(tmp_path / "acme" / "langsmith_access.duckdb")
+    with database.writer_lease("test set-up"):
+        database.ensure_working()
+        database.publish()
+    with another_process_writing(database, database.path):
+        with pytest.raises(DatabaseBusyError) as busy, database.read_published(timeout_seconds=0.2):
+            pass
+    assert str(busy.value).startswith(f"could not open {database.path} read-only: ")
+    assert busy.value.fix == ANALYSTS_COPY_HELD_FIX and "read_only=True" in busy.value.fix
+    assert DatabaseBusyError.fix != ANALYSTS_COPY_HELD_FIX  # the class's, for the working file, is as it was
+
+
 def test_a_damaged_working_file_is_refused_and_left_where_it_is(tmp_path):
     # Only a copy ensure_working made itself is removed: the working file holds the queue and the
     # history, and the fix tells the operator to move it aside, not that it was deleted.
@@ -835,15 +852,15 @@ def test_a_damaged_working_file_is_refused_and_left_where_it_is(tmp_path):
 
 
 @contextlib.contextmanager
-def another_process_writing(database: AccessDatabase) -> Iterator[subprocess.Popen]:
-    """Another process holding ``database``'s working file open for writing (a program an
-    operator left open: DuckDB refuses every other process meanwhile) until a line reaches its
-    stdin; stopped at the end whatever happened."""
+def another_process_writing(database: AccessDatabase, path: Path | None = None) -> Iterator[subprocess.Popen]:
+    """Another process holding ``database``'s working file (or ``path``, another of its files)
+    open for writing (a program an operator left open: DuckDB refuses every other process
+    meanwhile) until a line reaches its stdin; stopped at the end whatever happened."""
     with database.writer_lease("test set-up"):
         database.ensure_working()
     writer = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
-         "sys.stdin.readline(); c.close()", str(database.working_path)],
+         "sys.stdin.readline(); c.close()", str(path or database.working_path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
@@ -864,7 +881,7 @@ def test_a_file_another_process_writes_is_waited_for_then_opened(tmp_path, caplo
             writer.stdin.write("close\n")
             writer.stdin.flush()
 
-        with pytest.raises(DatabaseBusyError, match="could not open access.working.duckdb read-only: "):
+        with pytest.raises(DatabaseBusyError, match=f"could not open {tmp_path}/access.working.duckdb read-only: "):
             with database.connect(read_only=True, timeout_seconds=0.2):
                 pass
         with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):

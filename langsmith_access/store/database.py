@@ -63,6 +63,15 @@ class DatabaseBusyError(RuntimeError):
     )
 
 
+# No run opens the analysts' copy to write (a publish replaces the file whole): a program that
+# holds it so is an analyst's session opened without read_only.
+ANALYSTS_COPY_HELD_FIX = (
+    "another program has the analysts' copy open for writing (the message names its PID): close "
+    "that connection and open the copy read-only (duckdb.connect(path, read_only=True), duckdb -readonly), "
+    "then run again"
+)
+
+
 # errno values of a folder this user cannot write (EACCES, EPERM, EROFS).
 UNWRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 UNWRITABLE_FOLDER_FIX = (
@@ -440,6 +449,10 @@ class AccessDatabase:
             if target == self.path:
                 raise
             raise LeftoverWalError(target, error.detail, analysts_copy=False) from None
+        except DatabaseBusyError as error:
+            if target == self.path:
+                error.fix = ANALYSTS_COPY_HELD_FIX
+            raise
         try:
             yield connection
         finally:
@@ -723,7 +736,7 @@ def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duc
                 raise DatabaseUnusableError(f"could not open {path}: {exc}") from None
             if time.monotonic() >= deadline:
                 raise DatabaseBusyError(
-                    f"could not open {path.name}{' read-only' if read_only else ''}: {exc}"
+                    f"could not open {path}{' read-only' if read_only else ''}: {exc}"
                 ) from None
             if delay == 0.5 and not said_waiting:  # ~0.6 s of retries: say so, once
                 logger.warning("waiting for %s: %s (up to %g s)", path.name,

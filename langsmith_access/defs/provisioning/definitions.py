@@ -665,7 +665,9 @@ def read_for_tick(
     except DatabaseNotReadyError:
         return missing()
     except DatabaseBusyError as error:
-        return f"Database busy, trying again next tick: {_briefly(str(error))}"
+        # The org's folder is the tick's to say (it names the org): the file's name is enough here.
+        said = str(error).replace(str(database.path), database.path.name)
+        return f"Database busy, trying again next tick: {_briefly(said)}"
     except duckdb.Error as error:
         # Not a lock (that is DatabaseBusyError): a copy that would not open or be read (a file
         # of a newer DuckDB, a queue without a column), which waiting alone does not mend.
