@@ -45,7 +45,8 @@ from langsmith_access.dagster_home import dagster_home_instance
 from langsmith_access.definitions import defs
 from langsmith_access.defs.orgs import deployment_orgs, org_tags
 from langsmith_access.defs.provisioning.definitions import provision_job
-from langsmith_access.defs.resources import org_resources
+from langsmith_access.defs.resources import is_interruption, org_resources
+from langsmith_access.defs.resources import without_type_name as _without_type_name
 from langsmith_access.doctor import configuration_fix
 from langsmith_access.langsmith import errors
 from langsmith_access.names import (  # noqa: F401 (callers name runner.SYNC_JOB)
@@ -328,7 +329,7 @@ def _interrupted(events: Sequence[dg.DagsterEvent]) -> bool:
     for event in events:
         error = getattr(event.event_specific_data, "error", None)
         while error is not None:
-            if _is_interruption(error):
+            if is_interruption(error):
                 return True
             error = error.cause
     return False
@@ -420,12 +421,6 @@ _ADVISED_TYPES: tuple[type[_Advised], ...] = (
 _ADVISED_ERRORS = {cls.__name__: cls for cls in _ADVISED_TYPES}
 
 
-# What Dagster records for a run stopped under way: its interruption at a step's checkpoint, or
-# the KeyboardInterrupt itself where it landed in our code.
-_INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
-# And where it landed in a DuckDB query: DuckDB takes the exception the signal handler raised and
-# raises this instead (a query stopped by ``interrupt()`` is an InterruptException, not this).
-_INTERRUPTED_QUERY = ("RuntimeError", "Query interrupted")
 # A run stopped by Ctrl-C (or a signal) while its steps ran: Dagster fails it as interrupted.
 INTERRUPTED_FIX = (
     "the run was interrupted (Ctrl-C or a signal): a sync published nothing, and requests a "
@@ -433,23 +428,6 @@ INTERRUPTED_FIX = (
 )
 # How Python words an OSError of a folder this user cannot write (UNWRITABLE_ERRNOS).
 _UNWRITABLE = re.compile(rf"\[Errno (?:{'|'.join(str(n) for n in UNWRITABLE_ERRNOS)})\][^']*(?:'(?P<path>[^']*)')?")
-
-
-def _without_type_name(error) -> str:
-    """The error's message without the ``package.module.ClassName: `` Python puts before it
-    (an error with no message of its own, Dagster's interruption, said in words)."""
-    if _is_interruption(error):
-        return "interrupted (Ctrl-C or a signal) before it finished"
-    return _stated(error)
-
-
-def _stated(error) -> str:
-    return re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
-
-
-def _is_interruption(error) -> bool:
-    """Whether the recorded ``error`` is Ctrl-C (or a signal) stopping the run."""
-    return error.cls_name in _INTERRUPTIONS or (error.cls_name, _stated(error)) == _INTERRUPTED_QUERY
 
 
 def _fix_for(error, database: Path | None = None) -> str | None:
@@ -461,7 +439,7 @@ def _fix_for(error, database: Path | None = None) -> str | None:
             return configuration_fix(_without_type_name(error))
         if advised is not None:
             return advised.fix
-        if _is_interruption(error):
+        if is_interruption(error):
             return INTERRUPTED_FIX
         unwritable = _UNWRITABLE.match(_without_type_name(error))
         if unwritable:

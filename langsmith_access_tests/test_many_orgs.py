@@ -358,6 +358,21 @@ def test_ctrl_c_during_one_orgs_sync_stops_sync_all_orgs(two_orgs, monkeypatch, 
     assert not (tmp_path / "data" / "eu").exists()
 
 
+def test_a_sync_stopped_under_way_records_its_failed_row_in_words(two_orgs, monkeypatch, tmp_path):
+    # Ctrl-C, a signal or Terminate in the Dagster UI: the run's sync_runs row (and its
+    # sync.failed) read "raw_members: KeyboardInterrupt" or "raw_members:
+    # dagster._core.errors.DagsterExecutionInterruptedError", Dagster's class names, where the
+    # command's own output said what happened.
+    ctrl_c_in_requests_to(monkeypatch, two_orgs.sandboxes["us"], "members")
+    data = tmp_path / "data"
+    stopped = sync_in_this_process(two_orgs, "sync", "--org", "us", "--quiet",
+                                   LANGSMITH_ACCESS_DUCKDB=str(data / "langsmith_access.duckdb"))
+    assert stopped.returncode == 1, stopped.stderr
+    working = AccessDatabase(data / "us" / "langsmith_access.duckdb").working_path
+    assert query(working, "SELECT status, failure FROM main.sync_runs") == [
+        ("failed", "raw_members: interrupted (Ctrl-C or a signal) before it finished")]
+
+
 def test_ctrl_c_during_one_orgs_inventory_stops_sync_all_orgs_all_sections(two_orgs, monkeypatch, tmp_path):
     # The same for the inventory that --all-sections runs after an org's sync: the sync stays
     # published, and the next org is not started.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster._utils.error import SerializableErrorInfo
 from pydantic import Field, PrivateAttr
 
 from langsmith_access.defs.extract.keys import job_of_run
@@ -410,8 +411,7 @@ def run_failure(context: dg.InitResourceContext) -> str | None:
     if user_failure is not None and user_failure.description:
         message = user_failure.description
     elif error is not None:
-        # Without the ``package.module.ClassName: `` Python puts before the message.
-        message = re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
+        message = without_type_name(error)
     else:
         message = "see the Dagster event log"
     step = event.step_key if event is not None and event.step_key else "run"
@@ -420,6 +420,34 @@ def run_failure(context: dg.InitResourceContext) -> str | None:
         # (shrink_guard's counts and accept_shrink) are in the check's own result.
         message = "; ".join(_failed_checks(context)) or message
     return f"{step}: {message}"
+
+
+# What Dagster records for a run stopped under way (Terminate in the UI, Ctrl-C, a signal): its
+# interruption at a step's checkpoint, or the KeyboardInterrupt itself where it landed in our code.
+# Neither has a message of its own: sync_runs.failure and sync.failed read
+# "dagster._core.errors.DagsterExecutionInterruptedError".
+_INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+# And where it landed in a DuckDB query: DuckDB takes the exception the signal handler raised and
+# raises this instead (a query stopped by ``interrupt()`` is an InterruptException, not this).
+_INTERRUPTED_QUERY = ("RuntimeError", "Query interrupted")
+INTERRUPTED = "interrupted (Ctrl-C or a signal) before it finished"
+
+
+def without_type_name(error: SerializableErrorInfo) -> str:
+    """The recorded error's message without the ``package.module.ClassName: `` Python puts
+    before it (an error with no message of its own, Dagster's interruption, said in words)."""
+    if is_interruption(error):
+        return INTERRUPTED
+    return stated(error)
+
+
+def stated(error: SerializableErrorInfo) -> str:
+    return re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", error.message.strip())
+
+
+def is_interruption(error: SerializableErrorInfo) -> bool:
+    """Whether the recorded ``error`` is the run being stopped (Terminate, Ctrl-C or a signal)."""
+    return error.cls_name in _INTERRUPTIONS or (error.cls_name, stated(error)) == _INTERRUPTED_QUERY
 
 
 def _failed_checks(context: dg.InitResourceContext) -> list[str]:
