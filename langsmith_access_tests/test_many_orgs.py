@@ -168,8 +168,18 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
         run = defs().resolve_job_def("decide_access_request").execute_in_process(
             partition_key="eu", instance=instance, raise_on_error=False, run_config={"ops": {"decide_request": {
                 "config": {"request_id": "no-such-request", "decision": "approve", "by": "ana@example.com"}}}})
+    [failed] = [event.step_failure_data for event in run.all_events if event.is_step_failure]
+    assert "`langsmith-access requests --org eu --status awaiting_approval`" in failed.error.message, failed.error
+    # The run's failure metadata (the run page's step failure) says the same, not the CLI's words.
+    said = failed.user_failure_data.metadata["message"].text
+    assert "`langsmith-access requests --org eu --status awaiting_approval`" in said, said
+    with dg.instance_for_test() as instance:  # the form as the Launchpad scaffolds it: left blank
+        run = defs().resolve_job_def("decide_access_request").execute_in_process(
+            partition_key="eu", instance=instance, raise_on_error=False, run_config={"ops": {"decide_request": {
+                "config": {"request_id": "", "decision": "", "by": ""}}}})
     [failure] = [event.step_failure_data.error for event in run.all_events if event.is_step_failure]
-    assert "`langsmith-access requests --org eu --status awaiting_approval`" in failure.message, failure.message
+    assert "`langsmith-access requests --org eu --status awaiting_approval` lists them" in failure.message, \
+        failure.message
     queued = cli_in_this_process("request", "grant", "--org", "us", "--user", "ana@example.com",
                                  "--workspace", "Research", "--role", "Viewer", "--reason", "r", "--json")
     assert "`langsmith-access sync --org us` first" in json.loads(queued.stdout)["message"], queued.stdout
@@ -186,6 +196,14 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
         assert f"unknown request id {listed['request_id']}" in elsewhere.stderr  # the reason, then whose it is
     nowhere = cli_in_this_process("approve", str(uuid.uuid4()), "--by", "ana@example.com", "--org", "eu")
     assert nowhere.returncode == 2 and "It is a request of org" not in nowhere.stderr, nowhere.stderr
+    # An ad-hoc change from provision_workspace_roles's Launchpad, refused: its advice is the org's.
+    with dg.instance_for_test() as instance:
+        run = defs().resolve_job_def("provision_workspace_roles").execute_in_process(
+            partition_key="us", instance=instance, raise_on_error=False, run_config={"ops": {"select_requests": {
+                "config": {"change": {"action": "grant", "user": "ana@example.com", "workspace": "Research",
+                                      "role": "Viewer"}}}}})
+    [failure] = [event.step_failure_data.error for event in run.all_events if event.is_step_failure]
+    assert "`langsmith-access sync --org us` first" in failure.message, failure.message
 
 
 def test_an_unknown_id_is_refused_in_its_org_though_another_orgs_queue_cannot_be_read(
@@ -239,6 +257,44 @@ def test_a_failed_checks_advice_in_the_dagster_ui_carries_the_org_too(org_enviro
     shown = [event.event_specific_data.description for event in run.all_events
              if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed]
     assert shown and all("`langsmith-access sync --org us --accept-shrink`" in text for text in shown), shown
+
+
+def test_an_adhoc_grant_awaiting_approval_tells_the_launchpad_operator_how_to_decide_it(
+        org_environment, synced, monkeypatch, tmp_path):
+    # A grant queued from provision_workspace_roles's Launchpad that the policy sends for
+    # approval: the run succeeds having applied nothing, and its log is where the operator learns
+    # what to do. It said `langsmith-access approve <id> --by EMAIL`, which with several orgs
+    # exits 2 (no --org), and nothing of the decision job a Dagster operator would launch.
+    copy = tmp_path / "us" / "langsmith_access.duckdb"
+    copy.parent.mkdir()
+    source = AccessDatabase(org_environment.database("us"))
+    for file, into in ((source.path, copy), (source.working_path, AccessDatabase(copy).working_path)):
+        shutil.copyfile(file, into)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "langsmith_access.duckdb"))
+    (tmp_path / "policy.yaml").write_text('approval:\n  required: ["*"]\n  approvers: org_admins\n')
+    orgs_file = tmp_path / "orgs.yaml"
+    orgs_file.write_text(org_environment.orgs_file.read_text().replace(
+        "api_key_env: LANGSMITH_API_KEY_US\n", "api_key_env: LANGSMITH_API_KEY_US\n  policy: policy.yaml\n"))
+    monkeypatch.setenv(ORGS_FILE_VARIABLE, str(orgs_file))
+    [(email, workspace_id)] = query(copy, "SELECT u.email, w.workspace_id FROM main.users u, main.workspaces w "
+                                          "WHERE NOT u.is_disabled AND NOT EXISTS (SELECT 1 FROM main.grants g "
+                                          "WHERE g.user_id = u.user_id AND g.workspace_id = w.workspace_id) "
+                                          "ORDER BY u.email, w.workspace_id LIMIT 1")
+    from langsmith_access.definitions import defs
+
+    with dg.instance_for_test() as instance:
+        run = defs().resolve_job_def("provision_workspace_roles").execute_in_process(
+            partition_key="us", instance=instance, raise_on_error=False, run_config={"ops": {"select_requests": {
+                "config": {"change": {"action": "grant", "user": email, "workspace": workspace_id,
+                                      "role": "Viewer", "requested_by": "ops@example.com"}}}}})
+        logged = [entry.user_message for entry in instance.all_logs(run.run_id) if "Queued " in entry.user_message]
+    assert run.success
+    [queued] = logged
+    [(request_id, status)] = query(AccessDatabase(copy).working_path,
+                                   "SELECT request_id, status FROM main.provisioning_requests")
+    assert status == "awaiting_approval"
+    assert f"`langsmith-access approve --org us {request_id} --by EMAIL`" in queued, queued
+    assert "From the Dagster UI: launch decide_access_request for partition 'us'." in queued, queued
 
 
 def test_a_bad_orgs_file_stops_every_command_before_any_request(two_orgs, tmp_path):

@@ -120,6 +120,13 @@ def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) 
         )
 
 
+def in_org_and_launchpad_terms(org: Org, text: str) -> str:
+    """A queueing refusal or notice as the Launchpad's operator acts on it: the commands it
+    suggests carry the run's org (``--org``: with several orgs, one without it is refused), and
+    it names the Launchpad's fields."""
+    return org.in_its_own_terms(in_launchpad_terms(text))
+
+
 def in_launchpad_terms(text: str) -> str:
     """A refusal written for the CLI (``--duration 9h is longer than ...``) naming the Launchpad's
     own fields instead (``change.duration``), as the operator typed them."""
@@ -183,8 +190,8 @@ def select_requests(
                     checked = queue.check_change(conn, change, policy_path=org.policy_path,
                                                  launched_by=run_launcher(context), notifier=Notifier.of_org(org))
                 except queue.RequestRejected as rejection:
-                    raise refused_input(
-                        context, in_launchpad_terms(f"The change would be rejected: {rejection}")) from None
+                    raise refused_input(context, in_org_and_launchpad_terms(
+                        org, f"The change would be rejected: {rejection}")) from None
                 # The real run folds a change already queued into that request, in submit_on's words.
                 queued = checked.folded if checked.queued_as else None
                 if checked.needs_approval:  # the real run queues it and applies nothing until approved
@@ -192,22 +199,26 @@ def select_requests(
                         "(ad-hoc)", queue.AWAITING_APPROVAL,
                         f"{queued or f'would await approval by {checked.approvers} ({checked.terms})'}: "
                         "nothing is applied until it is approved")
-                    context.log.warning(f"(ad-hoc): {said.detail}")
+                    context.log.warning(org.in_its_own_terms(f"(ad-hoc): {said.detail}"))
                     return {"request_ids": [], "dry_run": True, "policy_changes": [asdict(said)],
                             "policy_error": None}
                 if queued:
-                    context.log.info(f"(ad-hoc): {queued}: the run would apply that request, not queue another")
+                    context.log.info(org.in_its_own_terms(
+                        f"(ad-hoc): {queued}: the run would apply that request, not queue another"))
                 return {"request_ids": [], "adhoc": checked.resolved.__dict__, "dry_run": True}
             result = queue.submit_on(conn, change, policy_path=org.policy_path, notifier=Notifier.of_org(org),
                                      run_id=context.run.run_id, launched_by=run_launcher(context))
             if not result.accepted:
                 raise refused_input(
-                    context, in_launchpad_terms(f"Request {result.request_id} rejected: {result.message}"),
+                    context, in_org_and_launchpad_terms(org, f"Request {result.request_id} rejected: {result.message}"),
                     metadata={"request_id": result.request_id},
                 )
-            context.log.info(f"Queued {result.request_id}: {result.message}")
+            queued_said = f"Queued {result.request_id}: {result.message}"
             if result.status == queue.AWAITING_APPROVAL:  # applied once approved
+                context.log.info(org.in_its_own_terms(
+                    f"{queued_said} From the Dagster UI: launch {names.DECIDE_JOB} for partition {org.slug!r}."))
                 return {"request_ids": [], "dry_run": False}
+            context.log.info(org.in_its_own_terms(queued_said))
             # Pending, or folded into a request a dead run left in progress: this run takes it.
             return {"request_ids": [result.request_id], "dry_run": False}
         if config.request_ids:

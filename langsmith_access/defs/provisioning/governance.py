@@ -60,9 +60,9 @@ def decide_request(
     # The Launchpad scaffolds the required fields as empty text: name every one left so at once.
     blank = [name for name in ("request_id", "decision", "by") if not getattr(config, name).strip()]
     if blank:
-        raise dg.Failure(f"{left_empty(blank)} (request_id: `langsmith-access requests "
-                         "--status awaiting_approval` lists them; decision: approve or deny; by: the approver's "
-                         "email). Nothing was recorded.")
+        raise dg.Failure(provisioning_database.org.in_its_own_terms(
+            f"{left_empty(blank)} (request_id: `langsmith-access requests --status awaiting_approval` lists "
+            "them; decision: approve or deny; by: the approver's email). Nothing was recorded."))
     decision = DECISIONS.get(config.decision.strip().lower())
     if decision is None:
         raise dg.Failure(f"decision must be 'approve' or 'deny', got {mask_keys(config.decision)!r}.")
@@ -79,12 +79,13 @@ def decide_request(
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    message = in_decision_terms(result.message)
+    # The commands it suggests carry this org's --org (several orgs: none works without it), in
+    # the failure and its metadata alike.
+    message = org.in_its_own_terms(in_decision_terms(result.message))
     metadata = {"request_id": result.request_id, "status": str(result.status), "message": message}
     if not result.recorded:  # the refusal is recorded (decision_refused); the run says why
-        # The commands it suggests carry this org's --org (several orgs: none works without it).
-        raise dg.Failure(f"Refused: {org.in_its_own_terms(message)}", metadata=metadata)
-    context.log.info(result.message)
+        raise dg.Failure(f"Refused: {message}", metadata=metadata)
+    context.log.info(message)
     context.add_output_metadata(metadata)
     return {"request_id": result.request_id, "decision": result.decision, "status": result.status}
 
