@@ -196,6 +196,14 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
         assert f"unknown request id {listed['request_id']}" in elsewhere.stderr  # the reason, then whose it is
     nowhere = cli_in_this_process("approve", str(uuid.uuid4()), "--by", "ana@example.com", "--org", "eu")
     assert nowhere.returncode == 2 and "It is a request of org" not in nowhere.stderr, nowhere.stderr
+    # The same from the decision job's Launchpad, launched for eu's partition with us's request.
+    with dg.instance_for_test() as instance:
+        run = defs().resolve_job_def("decide_access_request").execute_in_process(
+            partition_key="eu", instance=instance, raise_on_error=False, run_config={"ops": {"decide_request": {
+                "config": {"request_id": listed["request_id"], "decision": "approve", "by": "ana@example.com"}}}})
+    [failure] = [event.step_failure_data.error for event in run.all_events if event.is_step_failure]
+    assert "It is a request of org 'us': launch decide_access_request for partition 'us'." in failure.message, \
+        failure.message
     # An ad-hoc change from provision_workspace_roles's Launchpad, refused: its advice is the org's.
     with dg.instance_for_test() as instance:
         run = defs().resolve_job_def("provision_workspace_roles").execute_in_process(

@@ -27,6 +27,7 @@ from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningData
 from langsmith_access.governance.notifications import DELIVERY_BUDGET_SECONDS, Notifier, deliver_due_for_orgs
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.settings import Org, Orgs, Settings, mask_keys
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseUnusableError
 
 # The verbs of `langsmith-access approve|deny`, and provisioning_approvals.decision's own words.
 DECISIONS = {"approve": approvals.APPROVED, "deny": approvals.DENIED,
@@ -82,12 +83,31 @@ def decide_request(
     # The commands it suggests carry this org's --org (several orgs: none works without it), in
     # the failure and its metadata alike.
     message = org.in_its_own_terms(in_decision_terms(result.message))
+    if not result.recorded and result.message.startswith(approvals.UNKNOWN_REQUEST):
+        holder = other_org_holding(org, result.request_id)
+        if holder is not None:  # launched for the wrong partition: say whose it is, as the CLI does
+            message += f" It is a request of org {holder!r}: launch {names.DECIDE_JOB} for partition {holder!r}."
     metadata = {"request_id": result.request_id, "status": str(result.status), "message": message}
     if not result.recorded:  # the refusal is recorded (decision_refused); the run says why
         raise dg.Failure(f"Refused: {message}", metadata=metadata)
     context.log.info(message)
     context.add_output_metadata(metadata)
     return {"request_id": result.request_id, "decision": result.decision, "status": result.status}
+
+
+def other_org_holding(org: Org, request_id: str) -> str | None:
+    """The slug of another org this deployment serves whose queue (its analysts' copy, read-only)
+    holds ``request_id``; None when none does. A copy that is busy or cannot be read is passed
+    over: the refusal stays this org's."""
+    for other in deployment_orgs():
+        if other.slug == org.slug:
+            continue
+        try:
+            if any(r["request_id"] == request_id for r in queue.list_requests(AccessDatabase.of_org(other))):
+                return other.slug
+        except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error, OSError):
+            continue
+    return None
 
 
 @dg.graph(description="Approve or deny a request awaiting approval, as an approver the policy names.")
