@@ -204,6 +204,14 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
     [failure] = [event.step_failure_data.error for event in run.all_events if event.is_step_failure]
     assert "It is a request of org 'us': launch decide_access_request for partition 'us'." in failure.message, \
         failure.message
+    # And from provision_workspace_roles's Launchpad, naming it among request_ids.
+    with dg.instance_for_test() as instance:
+        run = defs().resolve_job_def("provision_workspace_roles").execute_in_process(
+            partition_key="eu", instance=instance, raise_on_error=False,
+            run_config={"ops": {"select_requests": {"config": {"request_ids": [listed["request_id"]]}}}})
+    [failure] = [event.step_failure_data.error for event in run.all_events if event.is_step_failure]
+    assert (f"{listed['request_id']} is a request of org 'us': launch provision_workspace_roles for partition 'us'."
+            in failure.message), failure.message
     # An ad-hoc change from provision_workspace_roles's Launchpad, refused: its advice is the org's.
     with dg.instance_for_test() as instance:
         run = defs().resolve_job_def("provision_workspace_roles").execute_in_process(

@@ -225,11 +225,15 @@ def select_requests(
             request_ids = _typed_request_ids(context, config.request_ids)
             unknown = queue.unknown_request_ids(conn, request_ids)
             if unknown:
+                # Launched for the wrong partition: say whose they are, as the decision job does.
+                holders = {r: other_org_holding(org, r) for r in unknown}
+                whose = "".join(f" {r} is a request of org {holder!r}: launch {JOB_NAME} for partition {holder!r}."
+                                for r, holder in holders.items() if holder is not None)
                 raise refused_input(context, org.in_its_own_terms(
                     f"Unknown request ids in the queue of org {org.slug!r} (this run's partition): "
                     # Quoted with escapes: a pasted newline or terminal escape is shown, not obeyed.
                     f"{', '.join(repr(mask_keys(r)) for r in unknown)}. List them with `langsmith-access requests`; "
-                    "a request of another org runs in that org's partition."))
+                    f"a request of another org runs in that org's partition.{whose}"))
             governed = _govern_pending_grants(context, org, conn, request_ids, config.dry_run)
             # Those the policy now rejects or sends for approval are said by the run's policy_changes.
             runnable = _runnable(context, org, conn, [r for r in request_ids if r not in governed.settled])
@@ -279,6 +283,21 @@ def _typed_request_ids(context: dg.OpExecutionContext, typed: list[str]) -> list
             "(`langsmith-access requests` lists them), or leave request_ids empty to apply every pending "
             "request. Nothing was claimed.")
     return list(dict.fromkeys(as_uuid(request_id.strip()) or request_id.strip() for request_id in typed))
+
+
+def other_org_holding(org: Org, request_id: str) -> str | None:
+    """The slug of another org this deployment serves whose queue (its analysts' copy, read-only)
+    holds ``request_id``; None when none does. A copy that is busy or cannot be read is passed
+    over: the refusal stays this org's."""
+    for other in deployment_orgs():
+        if other.slug == org.slug:
+            continue
+        try:
+            if any(r["request_id"] == request_id for r in queue.list_requests(AccessDatabase.of_org(other))):
+                return other.slug
+        except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error, OSError):
+            continue
+    return None
 
 
 @dataclass(frozen=True)

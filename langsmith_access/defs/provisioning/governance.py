@@ -20,6 +20,7 @@ from langsmith_access.defs.orgs import TICK_BUDGET_SECONDS, deployment_orgs, org
 from langsmith_access.defs.provisioning.definitions import (
     launch_per_org,
     left_empty,
+    other_org_holding,
     refuse_environment_references,
     run_launcher,
 )
@@ -27,7 +28,6 @@ from langsmith_access.defs.resources import DUCKDB_WRITER_POOL, ProvisioningData
 from langsmith_access.governance.notifications import DELIVERY_BUDGET_SECONDS, Notifier, deliver_due_for_orgs
 from langsmith_access.provisioning import approvals, expiry, queue
 from langsmith_access.settings import Org, Orgs, Settings, mask_keys
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseUnusableError
 
 # The verbs of `langsmith-access approve|deny`, and provisioning_approvals.decision's own words.
 DECISIONS = {"approve": approvals.APPROVED, "deny": approvals.DENIED,
@@ -93,21 +93,6 @@ def decide_request(
     context.log.info(message)
     context.add_output_metadata(metadata)
     return {"request_id": result.request_id, "decision": result.decision, "status": result.status}
-
-
-def other_org_holding(org: Org, request_id: str) -> str | None:
-    """The slug of another org this deployment serves whose queue (its analysts' copy, read-only)
-    holds ``request_id``; None when none does. A copy that is busy or cannot be read is passed
-    over: the refusal stays this org's."""
-    for other in deployment_orgs():
-        if other.slug == org.slug:
-            continue
-        try:
-            if any(r["request_id"] == request_id for r in queue.list_requests(AccessDatabase.of_org(other))):
-                return other.slug
-        except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error, OSError):
-            continue
-    return None
 
 
 @dg.graph(description="Approve or deny a request awaiting approval, as an approver the policy names.")
