@@ -10,6 +10,7 @@ one that has waited, and expiry revokes are queued with the clock passed in
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -710,21 +711,36 @@ def test_a_run_the_policy_held_re_executed_from_failure_says_it_took_no_request(
     job = ReconstructableRepository.for_module("langsmith_access.definitions", "defs").get_reconstructable_job(
         "provision_workspace_roles")
     grant = request_grant(people.outsiders[0].email, WORKSPACE, "Editor")
+    # A revoke goes ahead while the policy holds the grant: the first run applies it and builds it
+    # into grants before it fails.
+    revoke = request_revoke(people.editors[0].email, WORKSPACE, "Editor")
     policy = Path(os.environ["LANGSMITH_ACCESS_POLICY"])
     policy.write_text("approval: [unclosed\n")
     with dg.execute_job(job, instance=instance, tags={"dagster/partition": "default", **org_tags("default")}) as held:
         assert not held.success
+    assert _refresh_said(instance, held.run_id) == [
+        "grants, reports and grant_history rebuilt with 1 verified change(s)."]
     policy.write_text(POLICY)  # fixed
+    writes_before = writes(sandbox)
 
     with dg.execute_job(job, instance=instance,
                         reexecution_options=dg.ReexecutionOptions.from_failure(held.run_id, instance)) as again:
         [failure] = [event.step_failure_data for event in again.all_events if event.is_step_failure]
         assert not again.success
+    # Built by the first run already: not rebuilt (a dbt build for nothing) nor said to be.
+    assert _refresh_said(instance, again.run_id) == ["No grant changed: nothing to rebuild."]
+    assert request_row(database, revoke.request_id)["status"] == "applied"
     said = failure.user_failure_data.description
     assert f"Re-executed from the failure of run {held.run_id}, this run took no request" in said, said
     assert "the access policy cannot be read" in said and "re-execute it with all steps" in said, said
     assert REFUSED_INPUT_TAG in instance.get_run_by_id(again.run_id).tags
-    assert request_row(database, grant.request_id)["status"] == "pending" and writes(sandbox) == []
+    assert request_row(database, grant.request_id)["status"] == "pending" and writes(sandbox) == writes_before
+
+
+def _refresh_said(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """What refresh_access_history logged at INFO in the run."""
+    return [entry.user_message for entry in instance.all_logs(run_id)
+            if entry.step_key == "refresh_access_history" and entry.level == logging.INFO]
 
 
 def test_a_request_a_dead_run_left_in_progress_is_taken_while_the_policy_holds_grants(governed):

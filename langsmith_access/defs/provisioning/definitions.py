@@ -465,9 +465,16 @@ def apply_requests(
 def refresh_access_history(
     context: dg.OpExecutionContext, result: dict, provisioning_database: ProvisioningDatabase
 ) -> dict:
-    drift = [] if result["dry_run"] else _rebuild(context, provisioning_database, result["unbuilt_observations"])
-    failed_to_apply = result.get("interrupted") or result.get("policy_error")
     steps = context.run.step_keys_to_execute  # None: every step
+    unbuilt = result["unbuilt_observations"]
+    if not result["dry_run"] and steps is not None and names.APPLY_REQUESTS_OP not in steps:
+        # Re-executed from failure: the count is the first run's, whose own refresh may have
+        # built them already (it failed after, on the policy or an outage): counted again, so
+        # nothing is rebuilt twice nor said to be.
+        with provisioning_database.connect() as conn:
+            unbuilt = unbuilt_observations(conn)
+    drift = [] if result["dry_run"] else _rebuild(context, provisioning_database, unbuilt)
+    failed_to_apply = result.get("interrupted") or result.get("policy_error")
     if failed_to_apply and steps is not None and names.APPLY_REQUESTS_OP not in steps:
         # Re-executed from failure in the UI: this run starts at this step, from the outputs of
         # the run that took the requests, so it takes none itself. Its failure again would say
