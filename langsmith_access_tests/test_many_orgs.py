@@ -155,6 +155,13 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "langsmith_access.duckdb"))
     not_synced = cli_in_this_process("requests", "--org", "us", "--json")
     assert not_synced.returncode == 0 and json.loads(not_synced.stdout) == []  # nothing queued yet
+    # Before eu has a database: nothing to look the id up in, and its sync is the command to run.
+    refused = cli_in_this_process("approve", "no-such-request", "--by", "ana@example.com", "--org", "eu")
+    assert refused.returncode == 2 and "run `langsmith-access sync --org eu` first" in refused.stderr, refused.stderr
+    eu = AccessDatabase.of_org(load_orgs().get("eu"))
+    with eu.writer_lease("test set-up"):  # eu's database, with an empty queue
+        eu.ensure_working()
+        eu.publish()
     refused = cli_in_this_process("approve", "no-such-request", "--by", "ana@example.com", "--org", "eu")
     assert refused.returncode == 2
     assert "`langsmith-access requests --org eu --status awaiting_approval`" in refused.stderr, refused.stderr
@@ -201,9 +208,12 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
         run = defs().resolve_job_def("decide_access_request").execute_in_process(
             partition_key="eu", instance=instance, raise_on_error=False, run_config={"ops": {"decide_request": {
                 "config": {"request_id": listed["request_id"], "decision": "approve", "by": "ana@example.com"}}}})
-    [failure] = [event.step_failure_data.error for event in run.all_events if event.is_step_failure]
+    [failed] = [event.step_failure_data for event in run.all_events if event.is_step_failure]
+    failure = failed.error
     assert "It is a request of org 'us': launch decide_access_request for partition 'us'." in failure.message, \
         failure.message
+    # The failure's metadata, which the UI shows beside it: no such request here, not the text "None".
+    assert failed.user_failure_data.metadata["status"].value == "no such request"
     # And from provision_workspace_roles's Launchpad, naming it among request_ids.
     with dg.instance_for_test() as instance:
         run = defs().resolve_job_def("provision_workspace_roles").execute_in_process(

@@ -87,7 +87,8 @@ def decide_request(
         holder = other_org_holding(org, result.request_id)
         if holder is not None:  # launched for the wrong partition: say whose it is, as the CLI does
             message += f" It is a request of org {holder!r}: launch {names.DECIDE_JOB} for partition {holder!r}."
-    metadata = {"request_id": result.request_id, "status": str(result.status), "message": message}
+    # No such request has no status: said so, not as the text "None".
+    metadata = {"request_id": result.request_id, "status": result.status or "no such request", "message": message}
     if not result.recorded:  # the refusal is recorded (decision_refused); the run says why
         raise dg.Failure(f"Refused: {message}", metadata=metadata)
     context.log.info(message)
