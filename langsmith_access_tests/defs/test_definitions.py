@@ -364,7 +364,8 @@ def test_the_readme_dagster_section_names_every_snapshot_and_raw_asset():
 @pytest.mark.parametrize("tags, launcher", [
     ({"user": "ada@example.com"}, "ada@example.com"),
     ({"dagster/user": "bob@example.com"}, "bob@example.com"),
-    ({"user": "ada@example.com", "dagster/user": "bob@example.com"}, "ada@example.com"),
+    # Dagster's own tag wins: anyone may type a "user" tag in the Launchpad; Dagster+ sets "dagster/user".
+    ({"user": "ada@example.com", "dagster/user": "bob@example.com"}, "bob@example.com"),
     ({}, None),
 ])
 def test_the_launcher_of_a_run_is_read_from_either_tag_deployments_give_it(tags, launcher):

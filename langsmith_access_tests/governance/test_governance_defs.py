@@ -220,6 +220,32 @@ def test_a_launchpad_decision_is_the_launchers_and_its_events_name_the_run(gover
     assert run_ids == {"decision_refused": impersonated.run_id, "approved": approved.run_id}
 
 
+def test_a_user_tag_typed_in_the_launchpad_does_not_make_a_tagged_launcher_someone_else(governed, instance):
+    """Dagster itself sets ``dagster/user`` (a reserved tag nobody types), while a plain ``user``
+    tag is any launcher's to add in the Launchpad: a requester Dagster tagged who adds
+    ``user: <an approver>`` must still decide only as themself, not approve their own request as
+    that approver. The refusal names the real launcher, and nothing is approved."""
+    _, _, database, people, _ = governed
+    requester = people.editors[0].email
+    waiting = request_grant(people.outsiders[0].email, WORKSPACE, "Admin", requested_by=requester)
+    org = load_orgs().get()
+    config = {"request_id": waiting.request_id, "decision": "approve", "by": people.admin.email}
+
+    forged = defs().resolve_job_def("decide_access_request").execute_in_process(
+        run_config={"ops": {"decide_request": {"config": config}}}, instance=instance, raise_on_error=False,
+        partition_key=org.slug,
+        tags={**org_tags(org.slug), "dagster/user": requester, "user": people.admin.email},
+        resources=org_resources(Orgs((org,))))
+
+    assert not forged.success
+    assert request_row(database, waiting.request_id)["status"] == "awaiting_approval"
+    assert query(database.path, "SELECT count(*) FROM main.provisioning_approvals WHERE request_id = ?",
+                 [waiting.request_id]) == [(0,)]
+    [refused] = [d for kind, d in events(database, waiting.request_id) if kind == "decision_refused"]
+    assert f"launched by {requester}, who decides only as themself" in refused["reason"], refused
+    assert refused["launched_by"] == requester
+
+
 def test_a_launchpad_request_is_the_launchers_so_they_cannot_approve_it_as_someone_elses(governed, instance):
     """A grant typed in the Launchpad is asked by whoever launched the run: with a launcher Dagster
     tagged, a ``requested_by`` naming someone else is rejected (recorded, saying why), since the

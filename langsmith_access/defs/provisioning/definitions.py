@@ -97,8 +97,11 @@ def left_empty(fields: list[str], then: str | None = None) -> str:
 
 
 def run_launcher(context: dg.OpExecutionContext) -> str | None:
-    """Who launched the run, where Dagster tags runs with one (Dagster+ and some deployments do)."""
-    return context.run.tags.get("user") or context.run.tags.get("dagster/user")
+    """Who launched the run, where Dagster tags runs with one (Dagster+ and some deployments do).
+    ``dagster/user`` first: Dagster+ sets it from the signed-in user (``dagster/`` is its reserved
+    prefix), while anyone may type a ``user`` tag in the Launchpad: read first, it would let a
+    requester decide their own request as an approver. ``user`` counts only where there is no other."""
+    return context.run.tags.get("dagster/user") or context.run.tags.get("user")
 
 
 def refuse_environment_references(context: dg.OpExecutionContext, op_name: str) -> None:
