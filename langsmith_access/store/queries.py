@@ -38,8 +38,12 @@ def typed_name(text: str) -> str:
 
 def typed_email(text: str) -> str:
     """An email as emails are matched in Python: what ``store.sql.email_key`` makes of one in SQL
-    (stripped, NFC, lower case), so that two spellings the database takes for one person are one here too."""
-    return typed_name(text).lower()
+    (stripped, NFC, lower case), so that two spellings the database takes for one person are one here too.
+    Lower case one character at a time, as DuckDB's ``lower`` does: ``str.lower`` alone differs from it
+    on two, and a check made here (self-approval) would then miss a person the database found: the
+    dotted capital I (U+0130, a Turkish keyboard's capital i) is a plain ``i`` there, not ``i`` + U+0307,
+    and a capital sigma is a small sigma (U+03C3) wherever it stands, not the final form at the end of a word."""
+    return "".join("i" if char == "\u0130" else char.lower() for char in typed_name(text))
 
 
 def iso_utc(value: datetime | None) -> str | None:

@@ -23,7 +23,9 @@ from langsmith_access.provisioning.approvals import (
 )
 from langsmith_access.provisioning.expiry import expiry_work_due
 from langsmith_access.provisioning.queue import ChangeRequest, fetch_requests, submit_on
+from langsmith_access.store.queries import typed_email
 from langsmith_access.store.schema import ensure_schema
+from langsmith_access.store.sql import email_key
 from langsmith_access_tests.governance.support import (
     POLICY,
     WORKSPACE,
@@ -467,6 +469,42 @@ def test_a_grant_asked_by_its_only_approver_whose_email_langsmith_sent_decompose
 
     assert queued.status == "rejected", queued
     assert f"self-approval: {DECOMPOSED_APPROVER} asked for this request" in queued.message, queued.message
+
+
+@pytest.mark.parametrize("asked_as, decided_as", [
+    ("ilker@example.com", "\u0130LKER@EXAMPLE.COM"),  # a Turkish keyboard's capital i is \u0130 (dotted)
+    ("\u0130lker@example.com", "ilker@example.com"),
+])
+def test_a_requester_who_approves_with_a_dotted_capital_i_is_still_self_approving(tmp_path, asked_as, decided_as):
+    # The database takes "\u0130LKER@EXAMPLE.COM" for Ilker (SQL lower() makes \u0130 a plain i), so
+    # he is found as the Admin of Production and may approve; the self-approval check must take
+    # that spelling for him too. Python's lower() makes \u0130 "i" + U+0307 (a different string),
+    # which let him approve the request he asked for, spelling his email once each way.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('approval:\n  required: ["Admin"]\n  approvers: workspace_admins\n')
+    conn = hand_synced()
+    conn.execute("INSERT INTO main.users VALUES ('user-ilker', 'oi-ilker', 'ilker@example.com', false, NULL)")
+    conn.execute("INSERT INTO main.grants VALUES ('workspace_role', ?, ?, 'user-ilker')", [PROD_ID, ADMIN_ROLE])
+
+    queued = submit_on(conn, ChangeRequest("grant", "ada@example.com", "Production", "Admin", requested_by=asked_as),
+                       policy_path=policy)
+    assert queued.status == "awaiting_approval", queued  # René, the other Admin, could approve it
+    decided = decide_on(conn, queued.request_id, "approved", decided_as, policy_path=policy)
+
+    assert not decided.recorded and decided.message.startswith(f"self-approval: {decided_as} asked for this"), decided
+    assert fetch_requests(conn, "request_id = ?", [queued.request_id])[0]["status"] == "awaiting_approval"
+    assert conn.execute("SELECT count(*) FROM main.provisioning_approvals").fetchone() == (0,)
+
+
+def test_emails_are_compared_in_python_as_the_database_compares_them():
+    # typed_email is email_key's twin: two spellings one side takes for one person, the other must too,
+    # or a check made in Python (self-approval, the launcher) disagrees with who SQL found.
+    odysseus = "\u039f\u0394\u03a5\u03a3\u03a3\u0395\u03a5\u03a3"  # in capitals: its last sigma ends a word
+    spellings = ["\u0130lker@example.com", "IR\u0130S@example.com", f"{odysseus}@example.com",
+                 "A\u03a3@example.com", "Rene\u0301@Example.com ", "\u1e9e@example.com"]
+    conn = duckdb.connect()
+    in_sql = [conn.execute(f"SELECT {email_key('?')}", [text]).fetchone()[0] for text in spellings]
+    assert [typed_email(text) for text in spellings] == in_sql
 
 
 def an_admin_grant_awaiting_approval(tmp_path):
