@@ -76,12 +76,35 @@ def parse_until(text: str | datetime) -> datetime:
         raise AccessTermsRefused(
             f"--until {text!s} has no time zone: add one (Z for UTC, or +02:00), e.g. 2026-12-01T18:00Z."
         )
+    _refuse_a_wall_time_that_is_not_one_moment(moment)
     try:
         return moment.astimezone(UTC)
     except OverflowError:  # the first or last day datetime knows, shifted past it by the offset
         raise AccessTermsRefused(
             f"--until {text!s} is out of range in UTC: give a time within the next year, e.g. 2026-12-01T18:00Z."
         ) from None
+
+
+def _refuse_a_wall_time_that_is_not_one_moment(moment: datetime) -> None:
+    """From Python, a datetime in a zone with daylight saving time (``ZoneInfo``) may name a wall
+    time the clocks skip (2027-03-14 02:30 in New York) or show twice (2027-11-07 01:30): either
+    would silently become one of two instants an hour apart, so the grant would end at a time
+    nobody chose. Text is never refused here: ISO 8601 carries a fixed offset, one instant."""
+    first, second = moment.replace(fold=0), moment.replace(fold=1)
+    try:
+        if first.utcoffset() == second.utcoffset():
+            return
+        earlier, later = sorted((first.astimezone(UTC), second.astimezone(UTC)))
+    except OverflowError:  # the first or last day datetime knows: out of range, said below
+        return
+    wall = f"{moment.replace(tzinfo=None).isoformat(sep=' ')} ({moment.tzinfo})"
+    skipped = earlier.astimezone(moment.tzinfo).replace(tzinfo=None) != moment.replace(tzinfo=None)
+    what = "does not exist there (the clocks go forward over it)" if skipped else \
+        "happens twice there (the clocks go back over it)"
+    raise AccessTermsRefused(
+        f"--until {wall} {what}: it could be {_iso(earlier)} or {_iso(later)}. Give the end in UTC "
+        f"or with a fixed offset, e.g. {_iso(earlier)}."
+    )
 
 
 def access_terms(

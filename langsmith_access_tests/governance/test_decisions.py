@@ -96,6 +96,40 @@ def test_bad_terms_are_refused_saying_why(asked, reason):
     assert reason in str(error.value)
 
 
+NEW_YORK, LORD_HOWE = ZoneInfo("America/New_York"), ZoneInfo("Australia/Lord_Howe")
+
+
+@pytest.mark.parametrize(("until", "reason"), [
+    # 2027-03-14: New York's clocks go from 02:00 EST to 03:00 EDT; 02:30 is no time there.
+    (datetime(2027, 3, 14, 2, 30, tzinfo=NEW_YORK),
+     "--until 2027-03-14 02:30:00 (America/New_York) does not exist there (the clocks go forward over it): "
+     "it could be 2027-03-14T06:30Z or 2027-03-14T07:30Z. Give the end in UTC or with a fixed offset"),
+    # 2027-11-07: back from 02:00 EDT to 01:00 EST; 01:30 happens twice, whichever fold is set.
+    (datetime(2027, 11, 7, 1, 30, tzinfo=NEW_YORK),
+     "--until 2027-11-07 01:30:00 (America/New_York) happens twice there (the clocks go back over it): "
+     "it could be 2027-11-07T05:30Z or 2027-11-07T06:30Z."),
+    (datetime(2027, 11, 7, 1, 30, tzinfo=NEW_YORK, fold=1), "happens twice there"),
+    # Lord Howe moves its clocks by half an hour: 02:00 -> 02:30 in October, 02:00 -> 01:30 in April.
+    (datetime(2027, 10, 3, 2, 15, tzinfo=LORD_HOWE), "it could be 2027-10-02T15:15Z or 2027-10-02T15:45Z"),
+    (datetime(2027, 4, 4, 1, 45, tzinfo=LORD_HOWE), "it could be 2027-04-03T14:45Z or 2027-04-03T15:15Z"),
+])
+def test_an_end_from_python_at_a_wall_time_its_zone_skips_or_repeats_is_refused_not_shifted(until, reason):
+    # A datetime with a ZoneInfo names no single instant there: taken as it comes (fold=0), the
+    # grant would end up to an hour away from any time the requester meant, without a word.
+    with pytest.raises(AccessTermsRefused) as error:
+        terms(NO_POLICY, role=EDITOR, until=until)
+    assert reason in str(error.value)
+
+
+def test_an_end_from_python_in_a_zone_with_daylight_saving_time_is_kept_when_it_names_one_instant():
+    assert terms(NO_POLICY, role=EDITOR, until=datetime(2027, 3, 14, 3, 30, tzinfo=NEW_YORK)).until == \
+        datetime(2027, 3, 14, 7, 30, tzinfo=UTC)
+    assert terms(NO_POLICY, role=EDITOR, until=datetime(2027, 11, 7, 2, 30, tzinfo=NEW_YORK)).until == \
+        datetime(2027, 11, 7, 7, 30, tzinfo=UTC)
+    assert terms(NO_POLICY, role=EDITOR, until=datetime(2027, 4, 4, 2, 0, tzinfo=LORD_HOWE)).until == \
+        datetime(2027, 4, 3, 15, 30, tzinfo=UTC)
+
+
 def test_without_a_policy_only_the_ceiling_limits():
     assert terms(NO_POLICY, duration="365d").duration == timedelta(days=365)
     with pytest.raises(AccessTermsRefused, match="ceiling of 365d"):
