@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from langsmith_access.cli.common import (
@@ -127,6 +127,33 @@ def parse_time(text: str) -> datetime:
         ) from None
 
 
+def naive_time_note(text: str) -> str | None:
+    """A note when ``--time`` has no zone and this host's clock is not on UTC then: it is read as
+    UTC, as documented, but an analyst in New York typing this morning's 07:55 would otherwise get
+    the access of five hours earlier without a word. None for text with a zone, for ``now``, and on
+    a host whose clock reads UTC at that time."""
+    value = text.strip()
+    if value.lower() == "now":
+        return None
+    typed = datetime.fromisoformat(value)  # parse_time has read it already
+    if typed.tzinfo is not None:
+        return None
+    try:
+        # Python reads a naive datetime as this host's local time; fold picks the first or
+        # second of a wall time the clocks show twice.
+        here, here_again = typed.astimezone(), typed.replace(fold=1).astimezone()
+    except (OverflowError, OSError, ValueError):  # the first or last days datetime knows
+        return None
+    if here.utcoffset() == here_again.utcoffset() == timedelta(0):
+        return None
+    utc = queries.iso_utc(typed.replace(tzinfo=UTC))
+    if here.utcoffset() != here_again.utcoffset():
+        local = "this host's clock skips or repeats that time: give its offset"
+    else:
+        local = f"for {value} on this host's clock ({here.tzname()}), write {here.isoformat()}"
+    return f"note: --time {value} has no time zone, so it is read as UTC ({utc}); {local}."
+
+
 # The human table: one row per grant, times in UTC to the second, as the heading's (to the
 # minute, two syncs a few seconds apart read as an interval "07:38 -> 07:38").
 HELD_TABLE_SQL = """
@@ -160,6 +187,9 @@ EXTRA_TABLES = {"credentials": "credentials", "settings": "org_settings_history"
 
 def access_at_time(args: argparse.Namespace) -> int:
     at = parse_time(args.time)
+    note = naive_time_note(args.time)
+    if note:
+        print(note, file=sys.stderr)
     extended = args.effective or args.credentials or args.settings
     database = analysts_database(args)
     with database.read_published() as conn:

@@ -554,6 +554,39 @@ def test_a_missing_database_exits_1(tmp_path):
     assert not (tmp_path / "nothing.duckdb").exists()
 
 
+def test_a_time_without_a_zone_on_a_host_off_utc_is_read_as_utc_and_says_so(history, monkeypatch):
+    # Naive times are UTC (README), whatever the host's zone: an analyst in New York typing this
+    # morning's 07:55 gets 07:55Z, five hours earlier than they may mean, so the note says so and
+    # writes the local reading for them; a wall time the host's clocks skip or repeat gets no guess.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        naive = access_at(history.database, "--time", "2026-12-07T07:55", "--json")
+        in_utc = access_at(history.database, "--time", "2026-12-07T07:55Z", "--json")
+        skipped = access_at(history.database, "--time", "2026-03-08T02:30", "--json")
+        repeated = access_at(history.database, "--time", "2026-11-01T01:30", "--json")
+        now = access_at(history.database, "--time", "now", "--json")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert held(naive) == held(in_utc)
+    assert ("note: --time 2026-12-07T07:55 has no time zone, so it is read as UTC (2026-12-07T07:55:00Z); for "
+            "2026-12-07T07:55 on this host's clock (EST), write 2026-12-07T07:55:00-05:00.") in naive.stderr
+    for ambiguous in (skipped, repeated):
+        assert ambiguous.returncode == 0
+        assert "this host's clock skips or repeats that time: give its offset." in ambiguous.stderr
+    assert "no time zone" not in in_utc.stderr + now.stderr
+    # On a host on UTC a naive time is what its clock shows: nothing to point out.
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        on_utc = access_at(history.database, "--time", "2026-12-07T07:55", "--json")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert on_utc.returncode == 0 and "no time zone" not in on_utc.stderr
+
+
 def test_parse_time(monkeypatch):
     # Naive times are UTC whatever the analyst's own time zone.
     monkeypatch.setenv("TZ", "America/New_York")
