@@ -44,7 +44,9 @@ class AccessTerms:
         if self.until is not None:
             return self.until
         if self.duration is not None:
-            return applied_at + self.duration
+            # In UTC: DuckDB hands a stored time back in the host's zone (a ZoneInfo), and Python
+            # adds to such a time by the wall clock, so 1d across a clock change would be 23h or 25h.
+            return applied_at.astimezone(UTC) + self.duration
         return None
 
     def describe(self) -> str:
@@ -187,7 +189,8 @@ def _span(span: timedelta) -> str:
 
 def approval_deadline(policy: Policy, requested_at: datetime) -> datetime | None:
     """When a request awaiting approval expires (None: it waits until decided)."""
-    return requested_at + policy.wait_at_most if policy.wait_at_most is not None else None
+    # In UTC, as expires_at: added by the wall clock of the host's zone, 72h could be 71h or 73h.
+    return requested_at.astimezone(UTC) + policy.wait_at_most if policy.wait_at_most is not None else None
 
 
 @dataclass(frozen=True)

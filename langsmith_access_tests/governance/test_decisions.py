@@ -130,6 +130,26 @@ def test_an_end_from_python_in_a_zone_with_daylight_saving_time_is_kept_when_it_
         datetime(2027, 4, 3, 15, 30, tzinfo=UTC)
 
 
+def test_a_day_of_duration_is_24_hours_even_across_a_clock_change():
+    # README: a day is 24 hours, counted in UTC. A stored time (a dead run's write, settled later)
+    # comes back from DuckDB in the host's zone, a ZoneInfo, and Python adds to that by the wall
+    # clock: applied at 12:00 in New York the day before the clocks go forward, 1d must end at
+    # 13:00 there the next day (24 hours), not at 12:00 (23 hours).
+    applied = datetime(2027, 3, 13, 12, 0, tzinfo=NEW_YORK)
+    ends = terms(NO_POLICY, role=EDITOR, duration="1d").expires_at(applied)
+    assert ends == datetime(2027, 3, 14, 17, 0, tzinfo=UTC)
+    assert ends.astimezone(NEW_YORK).replace(tzinfo=None) == datetime(2027, 3, 14, 13, 0)
+    # And when they go back in November: 24 hours from 12:00 EDT is 11:00 EST, not 12:00 (25 hours).
+    assert terms(NO_POLICY, role=EDITOR, duration="1d").expires_at(datetime(2027, 11, 6, 12, 0, tzinfo=NEW_YORK)) \
+        == datetime(2027, 11, 7, 16, 0, tzinfo=UTC)
+
+
+def test_an_approval_deadline_is_the_wait_in_hours_even_across_a_clock_change():
+    asked = datetime(2027, 3, 13, 12, 0, tzinfo=NEW_YORK)  # as DuckDB hands a requested_at back there
+    waits = Policy(source="p.yaml", wait_at_most=timedelta(hours=72))
+    assert approval_deadline(waits, asked) == datetime(2027, 3, 16, 17, 0, tzinfo=UTC)
+
+
 def test_without_a_policy_only_the_ceiling_limits():
     assert terms(NO_POLICY, duration="365d").duration == timedelta(days=365)
     with pytest.raises(AccessTermsRefused, match="ceiling of 365d"):
