@@ -27,6 +27,7 @@ from langsmith_access.cli.common import (
     refused_if_unmakeable,
     selected_org,
 )
+from langsmith_access.governance.decisions import utc_designator
 from langsmith_access.settings import load_orgs
 from langsmith_access.store import queries
 from langsmith_access.store.database import AccessDatabase
@@ -111,7 +112,7 @@ def parse_time(text: str) -> datetime:
     if value.lower() == "now":
         return datetime.now(UTC)
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(utc_designator(value))
     except ValueError:
         raise UsageError(
             f"--time {text!r} is not an ISO 8601 date or date-time; use e.g. 2026-11-01, "
@@ -135,7 +136,7 @@ def naive_time_note(text: str) -> str | None:
     value = text.strip()
     if value.lower() == "now":
         return None
-    typed = datetime.fromisoformat(value)  # parse_time has read it already
+    typed = datetime.fromisoformat(utc_designator(value))  # parse_time has read it already
     if typed.tzinfo is not None:
         return None
     try:

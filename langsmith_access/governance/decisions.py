@@ -58,6 +58,12 @@ class AccessTerms:
         return "with no expiry"
 
 
+def utc_designator(text: str) -> str:
+    """``2026-12-01T18:00z`` as ``...Z``: RFC 3339 allows the lower-case z, which Python's
+    ``fromisoformat`` refuses; refused, it read as a time with no zone at all."""
+    return text[:-1] + "Z" if text.endswith("z") and text[-2:-1].isdigit() else text
+
+
 def parse_until(text: str | datetime) -> datetime:
     """An end time as ``--until`` takes it: ISO 8601 with a time zone (``2026-12-01T18:00Z``)."""
     if isinstance(text, datetime):
@@ -69,7 +75,7 @@ def parse_until(text: str | datetime) -> datetime:
         )
     else:
         try:
-            moment = datetime.fromisoformat(text.strip())
+            moment = datetime.fromisoformat(utc_designator(text.strip()))
         except ValueError:
             raise AccessTermsRefused(
                 f"--until {text!r} is not a time: write ISO 8601 with a time zone, e.g. 2026-12-01T18:00Z."

@@ -59,6 +59,8 @@ def test_asked_terms_within_the_roles_max_are_kept_and_expire_from_when_applied(
     assert terms(until="2026-11-29T19:00+02:00").describe() == "until 2026-11-29T17:00:00Z"
     # As --duration's text is: blanks around it (a pasted value, a Dagster config) are not part of it.
     assert terms(until=" 2026-11-29T18:00Z\n").until == datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
+    # RFC 3339's lower-case z is UTC too, not "no time zone".
+    assert terms(until="2026-11-29T18:00z").until == datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
     assert terms(duration="2h").describe() == "for 2h from when it is applied"
 
 

@@ -602,6 +602,7 @@ def test_parse_time(monkeypatch):
         assert abs(parse_time(now) - datetime.now(timezone.utc)) < timedelta(seconds=10)
     assert parse_time("2026-11-01T12:30").isoformat() == "2026-11-01T12:30:00+00:00"
     assert parse_time("2026-11-01T12:30:00Z").isoformat() == "2026-11-01T12:30:00+00:00"
+    assert parse_time("2026-11-01T12:30:00z").isoformat() == "2026-11-01T12:30:00+00:00"  # RFC 3339's z
     assert parse_time("2026-11-01T14:30:00+02:00").isoformat() == "2026-11-01T12:30:00+00:00"
     with pytest.raises(UsageError):
         parse_time("1 Nov 2026")
