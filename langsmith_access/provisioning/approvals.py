@@ -14,7 +14,7 @@ Who may decide is the policy's ``approvers`` as of the latest sync (``governance
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -373,7 +373,10 @@ def is_overdue(request: dict, at: datetime) -> bool:
 def _ended_by_until(request: dict, at: datetime) -> bool:
     """An overdue request's --until came no later than its deadline: that is what ended it."""
     deadline = request["approval_deadline"]
-    return _until_passed(request, at) and (deadline is None or request["access_until"] <= deadline)
+    # In UTC: both come from DuckDB in the host's zone, and Python compares two times of one
+    # ZoneInfo by the wall clock, wrong in the hour the clocks repeat.
+    return _until_passed(request, at) and (
+        deadline is None or request["access_until"].astimezone(UTC) <= deadline.astimezone(UTC))
 
 
 def _why_expired(request: dict, at: datetime) -> str:

@@ -266,6 +266,28 @@ def test_at_its_deadline_or_its_until_a_request_is_past_them():
                        "ends": "no decision before 2026-06-01T11:59Z"}
 
 
+def test_what_came_first_is_told_by_the_instant_even_in_the_hour_a_hosts_clocks_repeat():
+    # DuckDB hands times back in the session's zone (the host's), and Python compares two times of
+    # one ZoneInfo by their wall clock alone: in New York's repeated hour, the --until at 01:50 EDT
+    # (05:50Z) would read as later than the deadline at 01:10 EST (06:10Z), and the request would
+    # say it waited past its deadline when the end it asked for came 20 minutes before that.
+    at = datetime(2027, 11, 7, 7, tzinfo=UTC)
+    conn = duckdb.connect()
+    conn.execute("SET TimeZone = 'America/New_York'")
+    ensure_schema(conn)
+    conn.execute(
+        "INSERT INTO main.provisioning_requests (request_id, action, user_id, workspace_id, role_id, status, "
+        "requested_at, updated_at, approval_deadline, access_until) "
+        "VALUES ('both', 'grant', 'u', 'w', 'r', 'awaiting_approval', ?, ?, ?, ?)",
+        [at - timedelta(hours=72), at - timedelta(hours=72), datetime(2027, 11, 7, 6, 10, tzinfo=UTC),
+         datetime(2027, 11, 7, 5, 50, tzinfo=UTC)])
+    decided = decide_on(conn, "both", "approved", "ada@example.com", now=at)
+    assert (decided.recorded, decided.status) == (False, "approval_expired"), decided
+    assert "which passed before it was approved" in decided.message, decided.message
+    [(detail,)] = conn.execute("SELECT status_detail FROM main.provisioning_requests").fetchall()
+    assert detail == "its requested end (--until 2027-11-07T05:50Z) passed before it was approved"
+
+
 def test_a_decision_at_the_instant_of_the_deadline_alone_finds_the_request_expired():
     # No --until to end it first: the deadline itself is what a decision at that very instant meets.
     at = datetime(2026, 6, 1, 12, tzinfo=UTC)
