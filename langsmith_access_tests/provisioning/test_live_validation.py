@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
@@ -709,6 +710,35 @@ def test_a_time_bound_grant_two_dead_runs_wrote_for_runs_from_the_first_write(li
                                    [request["request_id"]]).fetchall()
     assert expires_at == first_write + timedelta(hours=1)
     assert observations(conn, request["request_id"]) == [(viewer.id, identity, "verified")]
+
+
+def test_a_grant_a_dead_run_wrote_runs_its_duration_in_hours_across_a_clock_change_of_the_hosts_zone(live):
+    """DuckDB hands the dead run's write time back in the session's zone (the host's: here New
+    York's), and Python adds a duration to such a time by the wall clock: a grant of whole days
+    across a clock change there would end an hour early or late. Its end is the write plus the
+    duration in hours, whatever the host's zone."""
+    sandbox, org, conn = live
+    conn.execute("SET TimeZone = 'America/New_York'")
+    new_york = ZoneInfo("America/New_York")
+    member, workspace = outsider_and_workspace(org)
+    viewer = workspace_role(org, "Viewer")
+    first_write = queue.now_utc() - timedelta(hours=3)
+    # The fewest whole days from the write that cross New York's next clock change (under a year).
+    days = next(d for d in range(1, 366) if (first_write + timedelta(days=d)).astimezone(new_york).utcoffset()
+                != first_write.astimezone(new_york).utcoffset())
+    duration = timedelta(days=days)
+    request = queued(conn, "grant", member, workspace, viewer, status="in_progress",
+                     access_duration_seconds=int(duration.total_seconds()))
+    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST"}, at=first_write,
+                       run_id="dead-run")
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied", outcome
+    [(expires_at,)] = conn.execute("SELECT expires_at FROM main.provisioning_requests WHERE request_id = ?",
+                                   [request["request_id"]]).fetchall()
+    assert expires_at == first_write + duration  # aware times of different zones: compared as instants
 
 
 def test_a_requests_events_are_in_order_even_where_the_clock_does_not_move(live, monkeypatch):
