@@ -1,13 +1,10 @@
 """Delete Dagster's finished runs older than a number of days, with their event logs.
 
 Dagster keeps every run and its events for ever (``retention:`` in dagster.yaml covers schedule
-and sensor ticks only): about 1 MB per sync and 0.5 MB per inventory, some 13 GB a year for one
-org synced hourly (README "Keeping growth in check"). Run it daily, as the units' user, with the
-instance's environment (dagster.env; no LangSmith key is needed):
-
-    set -a; . /etc/langsmith-access/dagster.env; set +a
-    DAGSTER_HOME=/var/lib/langsmith-access/dagster_home \\
-        /opt/langsmith-access/venv/bin/python deploy/prune_dagster_runs.py --older-than-days 90
+and sensor ticks only): each sync stores some 330 events (every dbt model's materialization and
+every check's result), gigabytes a year for one org synced hourly (README "Keeping growth in
+check", which gives the figures and the command to run daily as the units' user). Needs only
+the instance's environment (dagster.env and DAGSTER_HOME), no LangSmith key.
 
 Only runs that ended (succeeded, failed or canceled) go: a queued or running run, however old,
 is what the schedules, the sensors and run monitoring look at, and stays. The org's DuckDB
