@@ -51,7 +51,7 @@ smoke-deploy: manifest postgres
 # ruff and mypy over the package (configured in pyproject.toml); `make test` runs ruff first and
 # mypy beside the tests.
 lint: bootstrap
-	$(BIN)/ruff check langsmith_access benchmarks
+	$(BIN)/ruff check langsmith_access benchmarks deploy
 	$(BIN)/mypy
 
 # One worker per core; each test module stays on one worker (its module fixtures are built once).
@@ -64,7 +64,7 @@ lint: bootstrap
 PYTEST_WORKERS ?= 2
 SMOKE_TEST := langsmith_access_tests/deploy/test_smoke_deploy.py
 test: bootstrap browser postgres
-	$(BIN)/ruff check langsmith_access benchmarks
+	$(BIN)/ruff check langsmith_access benchmarks deploy
 	@echo "$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile (the smoke deployment and mypy beside it)"
 	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
 	$(BIN)/python -m pytest -p no:cacheprovider $(SMOKE_TEST) > $(VENV)/smoke-deploy.log 2>&1 & smoke=$$!; \
