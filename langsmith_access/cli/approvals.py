@@ -7,8 +7,6 @@ import json
 import sys
 from dataclasses import replace
 
-import duckdb
-
 from langsmith_access import api
 from langsmith_access.cli.common import (
     add_org_argument,
@@ -19,9 +17,9 @@ from langsmith_access.cli.common import (
 )
 from langsmith_access.cli.provisioning import no_database_at
 from langsmith_access.governance.notifications import Notifier
+from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.approvals import APPROVED, DENIED, UNKNOWN_REQUEST, DecisionResult
 from langsmith_access.settings import load_orgs, mask_keys
-from langsmith_access.store.database import DatabaseBusyError, DatabaseUnusableError
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -72,13 +70,5 @@ def decide(args: argparse.Namespace) -> int:
 
 def _other_org_holding(args: argparse.Namespace, request_id: str) -> str | None:
     """The slug of another configured org whose queue (its analysts' copy) holds ``request_id``."""
-    selected = selected_org(args).slug
-    for org in load_orgs(refuse_unusable_keys=False):
-        if org.slug == selected:
-            continue
-        try:
-            if any(request["request_id"] == request_id for request in api.list_requests(org=org)):
-                return org.slug
-        except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error, OSError):  # busy or damaged now
-            continue
-    return None
+    return queue.org_holding_request(load_orgs(refuse_unusable_keys=False), request_id,
+                                     besides=selected_org(args).slug)

@@ -34,9 +34,9 @@ from langsmith_access.governance.decisions import (
 )
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.governance.policy import NAMED_EMAILS, ORG_ADMINS, Policy, PolicyError, governing_policy
-from langsmith_access.settings import mask_keys
+from langsmith_access.settings import Org, mask_keys
 from langsmith_access.store import directory
-from langsmith_access.store.database import AccessDatabase
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, DatabaseUnusableError
 from langsmith_access.store.queries import as_uuid, typed_email, typed_name
 from langsmith_access.store.sql import column_names, email_key, first_row, table_exists
 
@@ -946,6 +946,22 @@ def list_requests(database: AccessDatabase, status: str | None = None) -> list[d
         if status is None:
             return fetch_requests(conn, select=select)
         return fetch_requests(conn, "status = ?", [status], select=select)
+
+
+def org_holding_request(orgs: Iterable[Org], request_id: str, *, besides: str) -> str | None:
+    """The slug of the org, other than the one slugged ``besides``, whose queue (its analysts'
+    copy, read-only) holds ``request_id``: a request decided or applied under the wrong org is
+    refused naming the org it belongs to. None when none does; a copy busy or unreadable now is
+    passed over (the refusal stays the asking org's)."""
+    for org in orgs:
+        if org.slug == besides:
+            continue
+        try:
+            if any(request["request_id"] == request_id for request in list_requests(AccessDatabase.of_org(org))):
+                return org.slug
+        except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error, OSError):
+            continue
+    return None
 
 
 def request_ids_with_status(conn, status: str) -> list[str]:

@@ -289,18 +289,8 @@ def _typed_request_ids(context: dg.OpExecutionContext, typed: list[str]) -> list
 
 
 def other_org_holding(org: Org, request_id: str) -> str | None:
-    """The slug of another org this deployment serves whose queue (its analysts' copy, read-only)
-    holds ``request_id``; None when none does. A copy that is busy or cannot be read is passed
-    over: the refusal stays this org's."""
-    for other in deployment_orgs():
-        if other.slug == org.slug:
-            continue
-        try:
-            if any(r["request_id"] == request_id for r in queue.list_requests(AccessDatabase.of_org(other))):
-                return other.slug
-        except (DatabaseBusyError, DatabaseUnusableError, duckdb.Error, OSError):
-            continue
-    return None
+    """The slug of another org this deployment serves whose queue holds ``request_id``."""
+    return queue.org_holding_request(deployment_orgs(), request_id, besides=org.slug)
 
 
 @dataclass(frozen=True)
