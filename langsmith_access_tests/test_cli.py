@@ -470,6 +470,10 @@ def test_a_database_path_ending_in_a_slash_is_a_directory_even_before_it_exists(
 def test_a_blank_requester_is_the_os_user_not_nobody(tmp_path, monkeypatch):
     # DESIGN.md section 2: --requested-by defaults to the OS user name; a blank one is not given.
     database = tmp_path / "access.duckdb"
+    unsynced = AccessDatabase(database)
+    with unsynced.writer_lease("test set-up"):  # a database, never synced: the request is recorded
+        unsynced.ensure_working()
+        unsynced.publish()
     with SandboxServer(generate_org(seed=5, members=5, workspaces=1)) as sandbox:
         for name, value in sandbox.environment(database).items():
             monkeypatch.setenv(name, value)

@@ -187,8 +187,15 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
     [failure] = [event.step_failure_data.error for event in run.all_events if event.is_step_failure]
     assert "`langsmith-access requests --org eu --status awaiting_approval` lists them" in failure.message, \
         failure.message
-    queued = cli_in_this_process("request", "grant", "--org", "us", "--user", "ana@example.com",
-                                 "--workspace", "Research", "--role", "Viewer", "--reason", "r", "--json")
+    change = ("request", "grant", "--org", "us", "--user", "ana@example.com", "--workspace", "Research",
+              "--role", "Viewer", "--reason", "r", "--json")
+    queued = cli_in_this_process(*change)  # us has no database: refused, not recorded
+    assert "`langsmith-access sync --org us` first" in json.loads(queued.stdout)["message"], queued.stdout
+    us = AccessDatabase.of_org(load_orgs().get("us"))
+    with us.writer_lease("test set-up"):  # a database never synced: the rejection is recorded
+        us.ensure_working()
+        us.publish()
+    queued = cli_in_this_process(*change)
     assert "`langsmith-access sync --org us` first" in json.loads(queued.stdout)["message"], queued.stdout
     # And in the recorded rejection as `requests` lists it, the way the org runs the command.
     [listed] = json.loads(cli_in_this_process("requests", "--org", "us", "--json").stdout)

@@ -725,9 +725,10 @@ def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_t
     unsynced = cli_in_this_process("access-at", "--org", "eu", "--time", "now")
     assert unsynced.returncode == 1 and unsynced.stderr.endswith(
         "does not exist yet: run langsmith-access sync --org eu first.\n"), unsynced.stderr
-    # It starts its database as before (no sync yet: rejected).
-    assert cli_in_this_process(*GRANT, "--org", "eu").returncode == 2
-    assert (data / "eu" / "langsmith_access.working.duckdb").exists()
+    # Its requests are refused as any org's before its first sync, not as a renamed slug's.
+    request = cli_in_this_process(*GRANT, "--org", "eu")
+    assert request.returncode == 2 and "run `langsmith-access sync --org eu` first" in request.stderr, request
+    assert not list((data / "eu").glob("langsmith_access*.duckdb"))
 
 
 def test_a_refused_decision_is_said_as_such_when_another_orgs_database_cannot_be_read(tmp_path, monkeypatch):

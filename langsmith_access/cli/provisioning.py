@@ -92,6 +92,18 @@ def queue_request(args: argparse.Namespace) -> int:
     # Blank is not given: every request names who asked (the OS user name at least).
     requested_by = (args.requested_by or "").strip() or getpass.getuser()
     org = selected_org(args)
+    database = analysts_database(args)
+    if not database.path.exists() and not database.working_path.exists() and renamed_slug_refusal(org) is None:
+        # Nothing synced there, so nothing to check the request against: recording its rejection
+        # would create a database (and its folder) where LANGSMITH_ACCESS_DUCKDB may well be
+        # mistyped, as `approve` and `provision` avoid. (A renamed slug: the queueing refuses,
+        # naming the old folder.)
+        message = in_org_terms(args, no_database_at(database.path))
+        if args.json:
+            print(json.dumps({"request_id": None, "status": "rejected", "message": message, "duplicate_of": None}))
+        else:
+            print(f"rejected (not recorded): {message}", file=sys.stderr)
+        return 2
     if args.action == "grant":
         result = api.request_grant(args.user, args.workspace, args.role, reason=args.reason,
                                    requested_by=requested_by, duration=args.duration, until=args.until, org=org)

@@ -254,6 +254,28 @@ def test_a_decision_where_there_is_no_database_yet_creates_none_and_names_the_pa
     assert listed.returncode == 0 and f"there is no database at {database} yet" in listed.stderr
 
 
+@pytest.mark.parametrize("action", ["grant", "revoke"])
+def test_a_request_where_there_is_no_database_yet_creates_none_and_names_the_path(tmp_path, monkeypatch, action):
+    """As a decision: nothing synced where LANGSMITH_ACCESS_DUCKDB points, so nothing to check the
+    request against; recording its rejection created a database (its folder, working files,
+    Parquet copy) at what is often a mistyped path. Refused (exit 2), not recorded, naming it."""
+    database = tmp_path / "typo" / "access.duckdb"
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "a" * 32)
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
+    absent = (f"there is no database at {database} yet (nothing synced or queued there): "
+              "check LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first")
+    change = ("request", action, "--user", "ada@example.com", "--workspace", "Platform", "--role", "Editor")
+    said = cli_in_this_process(*change)
+    assert (said.returncode, said.stdout) == (2, "")
+    assert said.stderr == f"rejected (not recorded): {absent}\n"
+    answer = cli_in_this_process(*change, "--json")
+    assert answer.returncode == 2
+    assert json.loads(answer.stdout) == {"request_id": None, "status": "rejected", "message": absent,
+                                         "duplicate_of": None}
+    assert not database.parent.exists()
+
+
 def test_a_recorded_decision_exits_0_and_says_so_on_stdout(env, tmp_path, monkeypatch):
     sandbox, org, database = env
     workspace, outsider, member = _outsider_and_member(org)
