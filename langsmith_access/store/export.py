@@ -87,9 +87,9 @@ def export_tables(
     export beside others of the last one). A killed export's hidden directory is removed by the
     next export on the same host.
 
-    Timestamps are written as UTC instants (CSV: ``2026-11-01 12:00:00+00``). In CSV, text that
-    starts like a formula gets a leading apostrophe (``FORMULA_STARTS``); Parquet keeps every
-    value as it is.
+    Timestamps are written as UTC instants (CSV: ``2026-11-01 12:00:00+00``). In CSV, text gets
+    an apostrophe wherever a spreadsheet would start a formula cell (``as_text_cell``, as the
+    review sheet writes it); Parquet keeps every value as it is.
 
     ``parallel``: how many tables are written at once, each by a cursor of its own in a thread
     of its own (DuckDB runs the cursors' queries side by side), the largest tables first so the
@@ -139,6 +139,9 @@ def _write_tables(
     (a new, empty directory)."""
     conn.execute("SET TimeZone = 'UTC'")
     options = "FORMAT parquet, COMPRESSION zstd" if file_format == "parquet" else "FORMAT csv, HEADER"
+    if file_format == "csv":
+        # The connection's cursors (one per writer) share it; removed when the export ends.
+        conn.create_function(_TEXT_CELL_FUNCTION, as_text_cell, ["VARCHAR"], "VARCHAR")
     pending = collections.deque(tables)
     pending_lock = threading.Lock()
     written: dict[str, int] = {}
@@ -161,17 +164,21 @@ def _write_tables(
                 raise
             written[table] = int(rows)
 
-    if parallel <= 1:
-        write_tables(conn)
-    else:
-        cursors = [conn.cursor() for _ in range(parallel)]
-        try:
-            with concurrent.futures.ThreadPoolExecutor(parallel, thread_name_prefix="export") as pool:
-                for future in [pool.submit(write_tables, cursor) for cursor in cursors]:
-                    future.result()
-        finally:
-            for cursor in cursors:
-                cursor.close()
+    try:
+        if parallel <= 1:
+            write_tables(conn)
+        else:
+            cursors = [conn.cursor() for _ in range(parallel)]
+            try:
+                with concurrent.futures.ThreadPoolExecutor(parallel, thread_name_prefix="export") as pool:
+                    for future in [pool.submit(write_tables, cursor) for cursor in cursors]:
+                        future.result()
+            finally:
+                for cursor in cursors:
+                    cursor.close()
+    finally:
+        if file_format == "csv":
+            conn.remove_function(_TEXT_CELL_FUNCTION)
     return dict(sorted(written.items()))
 
 
@@ -180,41 +187,55 @@ def _qualified(table: str) -> str:
 
 
 def _csv_source(conn: duckdb.DuckDBPyConnection, table: str) -> str:
-    """A query of ``table`` whose text columns have a leading apostrophe where they start like a
-    formula (lists and structs are written with a bracket first, so they never do)."""
+    """A query of ``table`` whose text, list and struct columns are written as ``as_text_cell``
+    writes them (lists and structs start with a bracket: only their inside may need a guard)."""
     columns = conn.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
         "AND schema_name = $schema AND table_name = $table ORDER BY column_index",
         {"schema": EXPORTED_SCHEMA, "table": table},
     ).fetchall()
-    starts = ", ".join(quote_literal(start) for start in FORMULA_STARTS)
     selected = []
     for name, data_type in columns:
         column = quote_identifier(name)
         # An ENUM's values are text too (``ENUM('a', 'b')``; a list of them ends with "]").
         is_text = data_type in _TEXT_TYPES or (data_type.startswith("ENUM(") and not data_type.endswith("]"))
         if is_text or data_type.endswith("]") or data_type.startswith(_NESTED_TYPES):
-            # JSON too: '-5 with an apostrophe is no JSON. A list or a struct is written as its
-            # text, which starts with its bracket: only its inside needs the guard.
-            text = _guarded_inside(f"CAST({column} AS VARCHAR)")
-            column = (f"CASE WHEN left({text}, 1) IN ({starts}) THEN '''' || {text} ELSE {text} END AS {column}"
-                      if is_text else f"{text} AS {column}")
+            # JSON too: '-5 with an apostrophe is no JSON. Only a cell that needs a guard (a few
+            # names, if any) goes through Python; the others are matched by DuckDB and kept.
+            text = f"CAST({column} AS VARCHAR)"
+            column = (f"CASE WHEN regexp_matches({text}, {quote_literal(_UNSAFE_SQL)}) "
+                      f"THEN {_TEXT_CELL_FUNCTION}({text}) ELSE {text} END AS {column}")
         selected.append(column)
     return f"(SELECT {', '.join(selected)} FROM {_qualified(table)})"
 
 
-# Excel in a locale whose list separator is ';' (much of Europe) splits a .csv line at every ';',
-# quoted or not, and a line break ends a row: a cell starts there too ("x;=HYPERLINK(...)" ran).
-_CELL_SEPARATORS = ";\t\r\n"
 _NESTED_TYPES = ("STRUCT", "MAP", "UNION")
 
+# Where a spreadsheet may start a cell inside a value: at its start, and after a ';' (Excel in a
+# locale whose list separator is ';' splits a .csv line there, quoted or not), a line break (which
+# then ends the row) or a tab. An apostrophe goes at each such place where a formula would start
+# (after any apostrophes already there, so that a name starting with its own "'=" reads back as
+# it was): ``from_text_cell`` takes one away. A tab or a carriage return is both: each of a run
+# of them gets one ("x;\t\t=1" is "x;'\t'\t'=1").
+_CELL_SEPARATORS = ";\t\r\n"
+_FORMULA_AHEAD = "'*[" + re.escape("".join(FORMULA_STARTS)) + "]"
+_UNSAFE = re.compile(f"(?:^|(?<=[{_CELL_SEPARATORS}]))(?={_FORMULA_AHEAD})")
+_GUARD = re.compile(f"(?:^|(?<=[{_CELL_SEPARATORS}]))'(?={_FORMULA_AHEAD})")
+# The same places for DuckDB (RE2 has no lookaround): whether a cell holds one.
+_UNSAFE_SQL = f"(^|[{_CELL_SEPARATORS}]){_FORMULA_AHEAD}"
+# The name ``as_text_cell`` has in the connection of a CSV export.
+_TEXT_CELL_FUNCTION = "langsmith_access_text_cell"
 
-def _guarded_inside(text: str) -> str:
-    """SQL of ``text`` with an apostrophe after each separator a formula follows (a tab or a
-    carriage return is a separator there; the cell after it starts with what follows)."""
-    formula = "".join(start for start in FORMULA_STARTS if start not in _CELL_SEPARATORS)
-    pattern = f"([{_CELL_SEPARATORS}])('*[{re.escape(formula)}])"
-    return rf"regexp_replace({text}, {quote_literal(pattern)}, '\1''\2', 'g')"
+
+def as_text_cell(value: str) -> str:
+    """``value`` as a spreadsheet shows it as text, never runs it (``FORMULA_STARTS``), in any
+    locale's split of the line: the CSV export's cells and the review sheet's."""
+    return _UNSAFE.sub("'", value)
+
+
+def from_text_cell(cell: str) -> str:
+    """A cell ``as_text_cell`` wrote, as it was."""
+    return _GUARD.sub("", cell)
 
 
 def export_database(database_file: Path, out_dir: Path, file_format: str) -> dict[str, int]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from langsmith_access.provisioning.review.format import as_text_cell
 from langsmith_access.store import export
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.raw_tables import RAW_TABLES
@@ -420,7 +421,8 @@ def test_only_the_connections_own_tables_are_exported_and_listed_by_name(tmp_pat
 def test_csv_guards_each_place_a_semicolon_locale_starts_a_cell(tmp_path):
     # Excel in a locale whose list separator is ';' splits a .csv line at every ';', quoted or
     # not, and a line break ends the row: "x;=HYPERLINK(...)" made a formula cell of its own, in a
-    # text cell and inside a list or a struct cell alike. The apostrophe goes after the separator.
+    # text cell and inside a list or a struct cell alike. The apostrophe goes after the separator
+    # (a tab after a ';' starts a cell too: it gets one, and so does the formula after it).
     with duckdb.connect() as conn:
         conn.execute("CREATE TABLE main.t (name VARCHAR, tags VARCHAR[], info STRUCT(note VARCHAR), n INTEGER)")
         conn.execute("INSERT INTO main.t VALUES (?, ?, ?, -1)",
@@ -430,9 +432,32 @@ def test_csv_guards_each_place_a_semicolon_locale_starts_a_cell(tmp_path):
     with open(tmp_path / "t.csv", newline="", encoding="utf-8") as handle:
         written = list(csv.reader(handle))[1:]
     assert written == [
-        ["x;'=HYPERLINK(1);\t'+2\n'@3;''=4;'-5;a=b", "['q;'=SUM(1)', ok]", "{'note': r;'+1}", "-1"],
+        ["x;'=HYPERLINK(1);'\t'+2\n'@3;''=4;'-5;a=b", "['q;'=SUM(1)', ok]", "{'note': r;'+1}", "-1"],
         ["'=start;'=mid", "[]", "", "2"],
     ]
+
+
+# Names a member may choose, each of which a spreadsheet would run or split into a cell that runs.
+HOSTILE_NAMES = [
+    '=HYPERLINK("http://evil","x")', "+1", "-2", "@SUM(A1)", "\tcmd", "\r=1", "x;\t+2", "x\t\t\t=1",
+    "x;\r\t\r-1", "x\n\t@2", "'=own", "x;'=own", "x;'\t=1", "plain", "a=b", "Ω 😀 \u202eevil",
+]
+
+
+def test_csv_guards_text_as_the_review_sheet_does(tmp_path):
+    # The CSV export and the review sheet open in the same spreadsheets: a text cell is written as
+    # the sheet writes it (as_text_cell), or a tab after a ';' ("x;\t+2") left Excel, splitting the
+    # line at the ';', a cell that starts with a tab, and a run of tabs ("x\t\t\t=1") a tab-led one
+    # unguarded. Lists are written as their text, guarded inside as a text cell is.
+    with duckdb.connect() as conn:
+        conn.execute("CREATE TABLE main.t (name VARCHAR, tags VARCHAR[])")
+        conn.executemany("INSERT INTO main.t VALUES (?, ?)", [(name, [name]) for name in HOSTILE_NAMES])
+        export.export_tables(conn, tmp_path, "csv")
+        lists = [text for (text,) in conn.execute("SELECT CAST(tags AS VARCHAR) FROM main.t").fetchall()]
+    with open(tmp_path / "t.csv", newline="", encoding="utf-8") as handle:
+        written = list(csv.reader(handle))[1:]
+    assert [row[0] for row in written] == [as_text_cell(name) for name in HOSTILE_NAMES]
+    assert [row[1] for row in written] == [as_text_cell(text) for text in lists]
 
 
 def test_csv_guards_the_inside_of_a_map_cell_as_of_a_list_or_a_struct(tmp_path):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
-# A cell that starts like a formula is written with a leading apostrophe (as `export --format
-# csv` writes it; the sheet also guards each place a ';' or a line break starts a cell, below),
-# which spreadsheets show as text; the sheet is read back without it.
-from langsmith_access.store.export import FORMULA_STARTS
+# A cell that starts like a formula (at its start, or after a ';', a tab or a line break) is
+# written with an apostrophe there, as `export --format csv` writes it, which spreadsheets show
+# as text; the sheet is read back without it.
+from langsmith_access.store.export import as_text_cell as as_text_cell
+from langsmith_access.store.export import from_text_cell as from_text_cell
 from langsmith_access.store.sql import column_names
 
 DEFAULT_TABLE = "grant_review"
@@ -33,28 +32,6 @@ READ_ONLY_REASON = (
     "Organization roles are read-only here: LangSmith replaces a member's single organization "
     "role on update, so change it in LangSmith itself."
 )
-
-
-# Where a spreadsheet may start a cell inside a value: at its start, and after a ';' (Excel in a
-# locale whose list separator is ';' splits a .csv there, quotes or not, since the line does not
-# start its field with one), a line break (which then ends the row) or a tab. An apostrophe goes
-# at each such place where a formula would start (after any apostrophes already there, so that
-# a name starting with its own "'=" reads back as it was): ``from_text_cell`` takes one away.
-_CELL_STARTS = r"(?:^|(?<=[;\t\r\n]))"
-_FORMULA_AHEAD = "(?='*[" + re.escape("".join(FORMULA_STARTS)) + "])"
-_UNSAFE = re.compile(_CELL_STARTS + _FORMULA_AHEAD)
-_GUARD = re.compile(_CELL_STARTS + "'" + _FORMULA_AHEAD)
-
-
-def as_text_cell(value: str) -> str:
-    """``value`` as a spreadsheet shows it as text, never runs it (``FORMULA_STARTS``), in any
-    locale's split of the line."""
-    return _UNSAFE.sub("'", value)
-
-
-def from_text_cell(cell: str) -> str:
-    """A cell ``as_text_cell`` wrote, as it was."""
-    return _GUARD.sub("", cell)
 
 
 class ReviewError(ValueError):
