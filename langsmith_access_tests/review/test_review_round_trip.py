@@ -721,6 +721,28 @@ def test_names_holding_unicode_line_breaks_read_back_from_the_exported_sheet(env
     assert [(o["where"], o["status"]) for o in json.loads(stdout)["outcomes"]] == [(line, "would_queue")]
 
 
+def test_names_holding_a_carriage_return_read_back_as_they_were_exported(env, tmp_path, capsys):
+    """A workspace name LangSmith lists with a carriage return ("\r=1+1", "Ops\r\nEU") is written
+    inside its quoted cell as it is: read back with Python's newline translation it came back
+    with "\n" for "\r" (and the apostrophe before "=" kept), no longer the grant's workspace, and
+    every such row was rejected as edited."""
+    sandbox, org, database = env
+    names = dict(zip((w.id for w in org.shared_workspaces()), ("\r=1+1", "Ops\r\nEU", "Ops\r"), strict=False))
+    with duckdb.connect(str(database.path)) as conn:  # as if LangSmith had listed these names
+        for workspace_id, name in names.items():
+            conn.execute("UPDATE main.workspaces SET display_name = ? WHERE workspace_id = ?", [name, workspace_id])
+            conn.execute("UPDATE main.review_sheet SET workspace_name = ? WHERE workspace_id = ?", [name, workspace_id])
+    sheet = tmp_path / "review.csv"
+    assert run_cli(capsys, "review", "export", "--out", sheet)[0] == 0
+    rows = read_sheet(sheet)
+    for workspace_id in names:
+        active_rows(rows, workspace_id)[0]["decision"] = "revoke"
+    write_sheet(sheet, rows)
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--dry-run", "--json")
+    assert code == 0, (stdout, err)
+    assert [o["status"] for o in json.loads(stdout)["outcomes"]] == ["would_queue"] * len(names), stdout
+
+
 def test_duckdb_table_round_trip_refuses_org_roles(env, tmp_path, capsys):
     sandbox, org, database = env
     review_db = tmp_path / "reviewer.duckdb"

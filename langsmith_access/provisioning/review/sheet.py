@@ -119,7 +119,9 @@ def read_csv_sheet(path: Path) -> ReviewSheet:
             f"--table {DEFAULT_TABLE} (or the table you named)."
         )
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # Decoded, not read as text: Python's newline translation would turn a "\r" inside a
+        # quoted cell (a name LangSmith sent with one) into "\n", and the row no longer name its grant.
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise ReviewError(
             f"{path} is not UTF-8 text (byte {error.start}): save it as 'CSV UTF-8'."
