@@ -95,7 +95,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="file_format",
                         help="file format: one file per table (CSV: text that starts like a formula, "
-                             "=, +, -, @, gets a leading apostrophe; Parquet keeps values exactly)")
+                             "=, +, -, @, a tab or a carriage return, at its start or after a ';', a tab "
+                             "or a line break, gets an apostrophe there; Parquet keeps values exactly)")
     export.add_argument("--out", required=True, metavar="DIR",
                         type=named_path("the directory to write into (e.g. --out exports)"),
                         help="directory to write into")
