@@ -229,6 +229,17 @@ def test_approve_and_deny_json_say_what_was_asked_and_that_nothing_was_recorded(
         assert "unknown request id no-such-request" in answer["message"]
 
 
+def _no_database_where_the_variable_points(tmp_path, monkeypatch) -> tuple[Path, str]:
+    """LANGSMITH_ACCESS_DUCKDB naming a file in a folder that does not exist (a typo), a usable
+    key and org id; the path, and how the commands say there is no database there."""
+    database = tmp_path / "typo" / "access.duckdb"
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "a" * 32)
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
+    return database, (f"there is no database at {database} yet (nothing synced or queued there): "
+                      "check LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first.")
+
+
 @pytest.mark.parametrize("command", ["approve", "deny"])
 def test_a_decision_where_there_is_no_database_yet_creates_none_and_names_the_path(tmp_path, monkeypatch, command):
     """No queue holds the id where LANGSMITH_ACCESS_DUCKDB names no database (often a typo, or
@@ -236,12 +247,7 @@ def test_a_decision_where_there_is_no_database_yet_creates_none_and_names_the_pa
     (exit 2) as an unknown id, naming the path, as `requests` and `provision` do. Recording the
     refusal used to create a database, its working files and Parquet copies there, after which
     `requests` could no longer tell the path was wrong either."""
-    database = tmp_path / "typo" / "access.duckdb"
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
-    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "a" * 32)
-    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
-    absent = (f"there is no database at {database} yet (nothing synced or queued there): "
-              "check LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first.")
+    database, absent = _no_database_where_the_variable_points(tmp_path, monkeypatch)
     said = cli_in_this_process(command, "no-such-request", "--by", "ops@example.com")
     assert (said.returncode, said.stdout) == (2, "")
     assert said.stderr == f"refused: unknown request id no-such-request: {absent}\n"
@@ -259,12 +265,8 @@ def test_a_request_where_there_is_no_database_yet_creates_none_and_names_the_pat
     """As a decision: nothing synced where LANGSMITH_ACCESS_DUCKDB points, so nothing to check the
     request against; recording its rejection created a database (its folder, working files,
     Parquet copy) at what is often a mistyped path. Refused (exit 2), not recorded, naming it."""
-    database = tmp_path / "typo" / "access.duckdb"
-    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database))
-    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "a" * 32)
-    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")
-    absent = (f"there is no database at {database} yet (nothing synced or queued there): "
-              "check LANGSMITH_ACCESS_DUCKDB, or run `langsmith-access sync` first")
+    database, absent = _no_database_where_the_variable_points(tmp_path, monkeypatch)
+    absent = absent.removesuffix(".")  # said mid-sentence here
     change = ("request", action, "--user", "ada@example.com", "--workspace", "Platform", "--role", "Editor")
     said = cli_in_this_process(*change)
     assert (said.returncode, said.stdout) == (2, "")
