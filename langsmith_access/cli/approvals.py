@@ -12,10 +12,9 @@ from langsmith_access.cli.common import (
     add_org_argument,
     analysts_database,
     in_org_terms,
-    renamed_slug_refusal,
     selected_org,
 )
-from langsmith_access.cli.provisioning import no_database_at
+from langsmith_access.cli.provisioning import no_database_at, no_database_there
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.approvals import APPROVED, DENIED, UNKNOWN_REQUEST, DecisionResult
@@ -40,15 +39,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def decide(args: argparse.Namespace) -> int:
     org = selected_org(args)
-    database = analysts_database(args)
-    if (not database.path.exists() and not database.working_path.exists()
-            and renamed_slug_refusal(org) is None):  # (a renamed slug: the decision refuses, naming the old folder)
+    if no_database_there(args, org):
         # No queue, so no such request: recording the refusal would create a database (and its
-        # folder) at what may well be a mistyped LANGSMITH_ACCESS_DUCKDB, as `provision` avoids.
-        # The id as the refusal would record it: a key or the org's webhook URL pasted in is not echoed.
+        # folder) there, as `provision` avoids. The id as the refusal would record it: a key or
+        # the org's webhook URL pasted in is not echoed.
         shown_id = Notifier.of_org(org).hidden(mask_keys(args.request_id.strip()))
         result = DecisionResult(shown_id, APPROVED if args.decision == "approve" else DENIED, False,
-                                f"{UNKNOWN_REQUEST} {shown_id}: {no_database_at(database.path)}.")
+                                f"{UNKNOWN_REQUEST} {shown_id}: {no_database_at(analysts_database(args).path)}.")
     else:
         record = api.approve if args.decision == "approve" else api.deny
         result = record(args.request_id, by=args.by, comment=args.comment, org=org)

@@ -23,6 +23,7 @@ from langsmith_access.cli.common import (
 )
 from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
 from langsmith_access.provisioning.queue import FINAL_STATUSES, STATUSES, iso_minutes
+from langsmith_access.settings import Org
 from langsmith_access.store.queries import iso_utc
 
 if TYPE_CHECKING:  # the runner imports Dagster (seconds): `requests` and `request` never need it
@@ -92,13 +93,10 @@ def queue_request(args: argparse.Namespace) -> int:
     # Blank is not given: every request names who asked (the OS user name at least).
     requested_by = (args.requested_by or "").strip() or getpass.getuser()
     org = selected_org(args)
-    database = analysts_database(args)
-    if not database.path.exists() and not database.working_path.exists() and renamed_slug_refusal(org) is None:
-        # Nothing synced there, so nothing to check the request against: recording its rejection
-        # would create a database (and its folder) where LANGSMITH_ACCESS_DUCKDB may well be
-        # mistyped, as `approve` and `provision` avoid. (A renamed slug: the queueing refuses,
-        # naming the old folder.)
-        message = in_org_terms(args, no_database_at(database.path))
+    if no_database_there(args, org):
+        # Nothing to check the request against: recording its rejection would create a database
+        # (and its folder) there, as `approve` and `provision` avoid.
+        message = in_org_terms(args, no_database_at(analysts_database(args).path))
         if args.json:
             print(json.dumps({"request_id": None, "status": "rejected", "message": message, "duplicate_of": None}))
         else:
@@ -158,6 +156,15 @@ def no_database_yet(args: argparse.Namespace) -> str:
     return in_org_terms(args, ": " + no_database_at(analysts_database(args).path))
 
 
+def no_database_there(args: argparse.Namespace, org: Org) -> bool:
+    """Whether the org's LANGSMITH_ACCESS_DUCKDB names neither an analysts' copy nor a working
+    file: nothing synced or queued there, often a mistyped path, where a command must create
+    nothing. False for an org whose data is in its renamed slug's old folder: the command itself
+    refuses that, naming the folder."""
+    database = analysts_database(args)
+    return not database.path.exists() and not database.working_path.exists() and renamed_slug_refusal(org) is None
+
+
 def no_database_at(path: Path) -> str:
     """``no_database_yet`` as written for the single-org variables (``in_org_terms`` not applied)."""
     return (f"there is no database at {path} yet (nothing synced or queued there): check "
@@ -167,11 +174,9 @@ def no_database_at(path: Path) -> str:
 def provision_now(args: argparse.Namespace) -> int:
     org = selected_org(args)
     org.client()  # refuse a missing or unusable key before starting anything
-    database = analysts_database(args)
-    if (not database.path.exists() and not database.working_path.exists()
-            and renamed_slug_refusal(org) is None):  # (a renamed slug: the run refuses, naming the old folder)
-        # No queue to apply: a run would create a database (and its folder) at what may well be
-        # a mistyped LANGSMITH_ACCESS_DUCKDB, and `requests` could no longer say the path is wrong.
+    if no_database_there(args, org):
+        # No queue to apply: a run would create a database (and its folder) there, and
+        # `requests` could no longer say the path is wrong.
         # A dry run answers as the run it previews would.
         if args.json:
             answer = json_answer(None, success=True, failure=None, results=[], policy_changes=[], drift={})
