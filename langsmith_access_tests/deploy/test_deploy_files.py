@@ -746,6 +746,52 @@ def test_helm_values_use_the_operators_postgres_through_the_secret_the_readme_cr
     assert values["telemetry"]["enabled"] is load_yaml(DEPLOY / "dagster.yaml")["telemetry"]["enabled"] is False
 
 
+def prune_cronjob_container(cronjob: dict) -> dict:
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def image_path_of(source: str) -> Path:
+    """Where deploy/Containerfile copies the repository's ``source`` in the image."""
+    (destination,) = [arguments.split()[-1] for kind, arguments in containerfile_instructions(DEPLOY / "Containerfile")
+                      if kind == "COPY" and arguments.split()[:-1] == [source]]
+    return Path(destination)
+
+
+def test_the_prune_cronjob_runs_the_images_script_on_the_charts_postgres():
+    """deploy/helm/prune-runs-cronjob.yaml is a CronJob Kubernetes takes as written (the client's
+    models refuse any unknown key: a misspelt ``env`` would run the script without Postgres), of
+    the image the values name, running the script where the image has it, with every variable the
+    image's instance file (deploy/dagster.yaml) reads, set to the values' Postgres and the
+    password secret the chart reads; and no LangSmith key. Its command runs on a real Postgres in
+    test_prune_dagster_runs.py."""
+    cronjob = load_yaml(DEPLOY / "helm" / "prune-runs-cronjob.yaml")
+    assert cronjob["kind"] == "CronJob" and cronjob["apiVersion"] == "batch/v1"
+    k8s_snake_case_dict(kubernetes.client.V1CronJob, cronjob)  # raises naming an unknown key
+    misspelt = copy.deepcopy(cronjob)
+    prune_cronjob_container(misspelt)["evn"] = prune_cronjob_container(misspelt).pop("env")
+    with pytest.raises(Exception, match="evn"):
+        k8s_snake_case_dict(kubernetes.client.V1CronJob, misspelt)
+    container = prune_cronjob_container(cronjob)
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert container["image"] == f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    assert container["command"][:2] == ["python", str(image_path_of("deploy/prune_dagster_runs.py"))]
+    environment = {variable["name"]: variable.get("value", variable.get("valueFrom")) for variable in container["env"]}
+    storage = load_yaml(DEPLOY / "dagster.yaml")["storage"]["postgres"]["postgres_db"]
+    assert set(environment) == {setting["env"] for setting in storage.values() if isinstance(setting, dict)}
+    postgres = values["postgresql"]
+    assert [environment["DAGSTER_PG_HOST"], environment["DAGSTER_PG_PORT"], environment["DAGSTER_PG_USER"],
+            environment["DAGSTER_PG_DB"]] == [postgres["postgresqlHost"], str(postgres["service"]["port"]),
+                                              postgres["postgresqlUsername"], postgres["postgresqlDatabase"]]
+    assert environment["DAGSTER_PG_PASSWORD"] == {"secretKeyRef": {
+        "name": values["global"]["postgresqlSecretName"], "key": "postgresql-password"}}
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and "volumes" not in pod and "envFrom" not in container
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert "kubectl apply -f deploy/helm/prune-runs-cronjob.yaml" in README.read_text(encoding="utf-8")
+
+
 def test_no_deploy_file_holds_a_key():
     for path in DEPLOY.rglob("*"):
         if path.is_file():

@@ -11,16 +11,21 @@ by executing a job, and the rows counted in Dagster's own tables.
 
 from __future__ import annotations
 
+import os
 import runpy
 import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from langsmith_access_tests.deploy.conftest import Postgres
+from langsmith_access_tests.deploy.test_deploy_files import image_path_of, prune_cronjob_container
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SCRIPT = runpy.run_path(str(DEPLOY / "prune_dagster_runs.py"))
@@ -90,3 +95,25 @@ def test_the_command_refuses_to_delete_the_last_day(instance, capsys):
     assert SCRIPT["main"](["--older-than-days", "1"]) == 0
     assert "deleted 0 finished run(s) created before " in capsys.readouterr().out
     assert instance.has_run(kept)
+
+
+def test_the_kubernetes_cronjobs_command_prunes_with_the_images_instance(instance, postgres, tmp_path):
+    """The CronJob's command and variables as Kubernetes runs them in the image (the script where
+    the Containerfile copies it, deploy/dagster.yaml as the image's instance), on a real Postgres:
+    the variables it sets are all the instance needs."""
+    cronjob = yaml.safe_load((DEPLOY / "helm" / "prune-runs-cronjob.yaml").read_text(encoding="utf-8"))
+    container = prune_cronjob_container(cronjob)
+    old = instance.add_run(dg.DagsterRun(job_name="small_job", status=dg.DagsterRunStatus.SUCCESS)).run_id
+    recent = small_job.execute_in_process(instance=instance).run_id
+    given = postgres.environment()
+    environment = {"PATH": os.environ["PATH"], "DAGSTER_HOME": os.environ["DAGSTER_HOME"]}
+    environment |= {variable["name"]: given[variable["name"]] for variable in container["env"]}
+    python, script, *arguments = container["command"]
+    assert python == "python" and Path(script) == image_path_of("deploy/prune_dagster_runs.py")
+    done = subprocess.run([sys.executable, str(DEPLOY / "prune_dagster_runs.py"), *arguments], env=environment,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert "deleted 0 finished run(s) created before " in done.stdout  # 90 days back: both runs are newer
+    assert instance.has_run(old) and instance.has_run(recent)
+    assert given["DAGSTER_PG_PASSWORD"] not in done.stdout + done.stderr
