@@ -352,7 +352,10 @@ class PendingInvite:
             created_at=f.timestamp("created_at", required=True),
             role_id=f.uuid("role_id") or f.uuid("org_role_id"),
             role_name=f.str("role_name") or f.str("org_role_name"),
-            workspace_ids=f.uuid_list("workspace_ids"),
+            # `workspace_ids` is the invite request's field and may come back null; `tenant_ids`
+            # (never null in the spec) lists the same workspaces, and is the one LangChain's
+            # Terraform provider reads on pending rows.
+            workspace_ids=f.uuid_list("workspace_ids") or f.uuid_list("tenant_ids"),
             workspace_role_id=f.uuid("workspace_role_id"),
         )
 
