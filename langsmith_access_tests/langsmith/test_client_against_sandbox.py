@@ -294,6 +294,38 @@ def test_paging_a_listing_of_exactly_two_pages_reads_an_empty_third(start_sandbo
     assert members.pages == 3
 
 
+def test_a_null_page_past_the_end_of_the_enriched_listing_reads_as_empty(start_sandbox):
+    # The platform routes are Go, which encodes a list it never appended to as `null`: the page
+    # at offset == X-Pagination-Total (1000 rows here) may come so, and it ends the listing.
+    sb = start_sandbox(generate_org(seed=4, members=1000 - 27, workspaces=2, pending_invites=27))
+
+    def null_when_empty(respond, request):
+        response = respond(request)
+        if request.path == ENRICHED and response.status == 200 and response.body == []:
+            response.body = None  # sent as `null`
+        return response
+
+    wrap_respond(sb, null_when_empty)
+    with client_for(sb) as client:
+        enriched = client.list_enriched_members()
+    assert len(enriched) == enriched.reported_total == 1000
+    assert offsets_and_limits(sb, ENRICHED) == [(0, PAGE), (500, PAGE), (1000, PAGE)]
+
+
+def test_a_null_page_in_the_middle_of_a_listing_is_never_read_as_its_end(big_sandbox):
+    def null_at_500(respond, request):
+        response = respond(request)
+        if request.path in (ENRICHED, ACTIVE) and query_int(request, "offset", 0) == 500:
+            response.body = None
+        return response
+
+    wrap_respond(big_sandbox, null_at_500)
+    with client_for(big_sandbox) as client:
+        for read in (client.list_enriched_members, client.list_org_members):
+            with pytest.raises(IncompleteListingError):
+                read()
+
+
 def test_overlapping_pages_are_deduplicated(big_sandbox):
     """A server whose pages overlap by one row: the client keeps each id once."""
     sb = big_sandbox
