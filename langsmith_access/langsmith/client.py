@@ -127,6 +127,7 @@ LISTS_ALL_WORKSPACES_HEADER = "X-Members-List-All-Workspaces"
 ANONYMITY_RESTRICTED_HEADER = "X-Members-Anonymity-Restricted"
 LISTING_HEADERS = (LISTS_ALL_WORKSPACES_HEADER, ANONYMITY_RESTRICTED_HEADER)
 # The access picture's routes (DESIGN.md section 9; langsmith-api.md).
+PLATFORM_PATH_PREFIX = "/api/v1/platform/"
 PLATFORM_ORGANIZATION_INFO_PATH = "/api/v1/platform/orgs/current/info"
 ACCESS_POLICIES_PATH = "/api/v1/platform/orgs/current/access-policies"
 SCIM_TOKENS_PATH = "/api/v1/platform/orgs/current/scim/tokens"
@@ -925,7 +926,11 @@ class LangSmithClient:
     # ---------------------------------------------------------------- helpers
 
     def _get_json(self, path: str, *, params=None, expect: type, workspace_id=None) -> Any:
-        body = self._send("GET", path, params=params, workspace_id=workspace_id)
+        response = self._request("GET", path, params=params, workspace_id=workspace_id)
+        body = _json_body(response, "GET", path)
+        if expect is list and path.startswith(PLATFORM_PATH_PREFIX) and _is_null(response):
+            # A Go platform route's empty list (an org without SCIM tokens yet): see _is_null.
+            return []
         if not isinstance(body, expect):
             raise UnexpectedResponseError(
                 f"expected a JSON {expect.__name__}, got {type(body).__name__}",
@@ -1683,11 +1688,16 @@ def _redirected(response: requests.Response, method: str, path: str, api_key: st
     )
 
 
+def _is_null(response: requests.Response) -> bool:
+    """Whether a 2xx answered the JSON ``null``: how Go, the platform routes' language, encodes
+    a list it never appended to (LangChain's own Go CLI did so: langsmith-cli pull request 90)."""
+    return response.status_code != 204 and response.content.strip() == b"null"
+
+
 def _json_list(response: requests.Response, path: str) -> list[Any]:
     body = _json_body(response, "GET", path)
-    if body is None and response.content.strip() == b"null":
-        # Go, the platform routes' language, encodes a list it never appended to as `null`: a
-        # page past the end (read at offset == X-Pagination-Total) may come so. An empty page;
+    if _is_null(response):
+        # A page past the end (read at offset == X-Pagination-Total) may come so. An empty page;
         # one in the middle of a listing still fails the scan's total and overlap checks.
         return []
     if not isinstance(body, list):

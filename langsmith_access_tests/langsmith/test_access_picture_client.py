@@ -150,6 +150,24 @@ def test_resource_tags_are_every_tagging_of_each_workspace_in_one_call_each(serv
     assert sum(map(len, by_workspace.values())) > 5
 
 
+def test_a_go_routes_empty_list_sent_as_null_reads_as_empty(serve):
+    # The platform routes are Go, which encodes a list it never appended to as `null`: an org
+    # without SCIM tokens yet may get that for its token listing.
+    sandbox, client = serve()
+    with sandbox.org.lock:
+        sandbox.org.scim_tokens.clear()
+
+    def null_when_empty(respond, request):
+        response = respond(request)
+        if request.path.endswith("/scim/tokens") and response.status == 200 and response.body == []:
+            response.body = None  # sent as `null`
+        return response
+
+    wrap_respond(sandbox, null_when_empty)
+    assert client.list_scim_tokens() == []
+    assert sandbox.requests_matching("GET", "/api/v1/platform/orgs/current/scim/tokens")
+
+
 def test_login_methods_and_scim_groups_reach_the_member_records(serve):
     sandbox, client = serve()
     org = sandbox.org
