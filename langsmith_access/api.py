@@ -20,10 +20,10 @@ from pathlib import Path
 from langsmith_access.governance.notifications import DeliveryReport, Notifier, Webhook, deliver_due
 from langsmith_access.names import PROVISION_JOB, SELECT_REQUESTS_OP
 from langsmith_access.provisioning.approvals import APPROVED, DENIED, DecisionResult, decide
-from langsmith_access.provisioning.queue import ChangeRequest, QueueResult, submit
+from langsmith_access.provisioning.queue import ChangeRequest, QueueResult, org_holding_request, submit
 from langsmith_access.provisioning.queue import list_requests as _list
 from langsmith_access.quoting import named
-from langsmith_access.settings import Org, load_orgs
+from langsmith_access.settings import Org, SettingsError, load_orgs
 from langsmith_access.store.database import AccessDatabase, DatabaseNotReadyError
 
 __all__ = [
@@ -105,7 +105,18 @@ def _decide(request_id: str, decision: str, by: str, comment: str | None,
             database: str | Path | None, org: str | Org | None) -> DecisionResult:
     the_org = resolve_org(org)
     return decide(_database(database, the_org), request_id, decision, by, comment,
-                  policy_path=the_org.policy_path, notifier=Notifier.of_org(the_org))
+                  policy_path=the_org.policy_path, notifier=Notifier.of_org(the_org),
+                  holder_of=lambda unknown: _other_org_holding(unknown, the_org))
+
+
+def _other_org_holding(request_id: str, org: Org) -> str | None:
+    """The slug of another configured org whose queue holds ``request_id`` (None: none does, or
+    the orgs cannot be read now: an ``Org`` passed in need not be of this environment's)."""
+    try:
+        orgs = load_orgs(refuse_unusable_keys=False)
+    except SettingsError:
+        return None
+    return org_holding_request(orgs, request_id, besides=org.slug)
 
 
 def deliver_notifications(*, database: str | Path | None = None, lease_timeout_seconds: float = 5.0,

@@ -208,7 +208,8 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
         assert elsewhere.returncode == 2, elsewhere.stderr
         assert f"It is a request of org 'us': {verb} it with --org us." in elsewhere.stderr, elsewhere.stderr
         assert f"unknown request id {listed['request_id']}" in elsewhere.stderr  # the reason, then whose it is
-    nowhere = cli_in_this_process("approve", str(uuid.uuid4()), "--by", "ana@example.com", "--org", "eu")
+    nowhere_id = str(uuid.uuid4())
+    nowhere = cli_in_this_process("approve", nowhere_id, "--by", "ana@example.com", "--org", "eu")
     assert nowhere.returncode == 2 and "It is a request of org" not in nowhere.stderr, nowhere.stderr
     # The same from the decision job's Launchpad, launched for eu's partition with us's request.
     with dg.instance_for_test() as instance:
@@ -221,6 +222,12 @@ def test_the_commands_a_message_suggests_carry_its_org(org_environment, monkeypa
         failure.message
     # The failure's metadata, which the UI shows beside it: no such request here, not the text "None".
     assert failed.user_failure_data.metadata["status"].value == "no such request"
+    # None of those wrong-org decisions left us's request id (nor its approver) in eu's audit; an id
+    # no org holds is still recorded there as a refusal.
+    refusals = "SELECT request_id FROM main.provisioning_events WHERE kind = 'decision_refused'"
+    for copy in (eu.working_path, eu.path):
+        recorded = {request_id for (request_id,) in query(copy, refusals)}
+        assert listed["request_id"] not in recorded and nowhere_id in recorded, (copy, recorded)
     # And from provision_workspace_roles's Launchpad, naming it among request_ids.
     with dg.instance_for_test() as instance:
         run = defs().resolve_job_def("provision_workspace_roles").execute_in_process(

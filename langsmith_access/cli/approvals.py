@@ -50,7 +50,7 @@ def decide(args: argparse.Namespace) -> int:
         record = api.approve if args.decision == "approve" else api.deny
         result = record(args.request_id, by=args.by, comment=args.comment, org=org)
     if not result.recorded and result.message.startswith(UNKNOWN_REQUEST):
-        holder = _other_org_holding(args, result.request_id)
+        holder = result.held_by or _other_org_holding(args, result.request_id)
         if holder is not None:  # `approve --org beta` with alpha's id: say whose it is
             result = replace(result, message=f"{result.message} It is a request of org {holder!r}: "
                              f"{args.decision} it with --org {holder}.")

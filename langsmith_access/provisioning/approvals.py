@@ -13,6 +13,7 @@ Who may decide is the policy's ``approvers`` as of the latest sync (``governance
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ class DecisionResult:
     recorded: bool  # False: refused (``message`` says why; the refusal is recorded as an event)
     message: str
     status: str | None = None  # the request's status afterwards (None: no such request)
+    held_by: str | None = None  # an unknown id another org's queue holds: that org's slug
 
 
 def decide(
@@ -76,8 +78,10 @@ def decide(
     policy_path: Path | None = None,
     notifier: Notifier | None = None,
     lease_timeout_seconds: float = 600.0,
+    holder_of: Callable[[str], str | None] | None = None,
 ) -> DecisionResult:
-    """Approve or deny one request awaiting approval, under the writer lease. Publishes."""
+    """Approve or deny one request awaiting approval, under the writer lease. Publishes.
+    ``holder_of``: as for ``decide_on``."""
     # The lease's purpose goes into the lock file and other processes' messages: the org's
     # secrets pasted as the id are cut from it, as from all decide_on records.
     named = (notifier or Notifier.off()).hidden(request_id) if isinstance(request_id, str) else request_id
@@ -88,7 +92,7 @@ def decide(
             conn.execute("BEGIN")
             try:
                 result = decide_on(conn, request_id, decision, by, comment, policy_path=policy_path,
-                                   notifier=notifier)
+                                   notifier=notifier, holder_of=holder_of)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -109,11 +113,13 @@ def decide_on(
     now: datetime | None = None,
     run_id: str | None = None,
     launched_by: str | None = None,
+    holder_of: Callable[[str], str | None] | None = None,
 ) -> DecisionResult:
     """``decide`` on an open working-database connection (the caller holds the writer lease).
     ``run_id``: the Dagster run the decision was typed into (the Launchpad), kept on its events;
     ``launched_by``: who launched that run, as Dagster tags it. The launcher is the one deciding:
-    a run launched by one person deciding as another (``by``) is refused."""
+    a run launched by one person deciding as another (``by``) is refused. ``holder_of``: the slug
+    of another org whose queue holds an id this one does not (None: none does)."""
     if decision not in (APPROVED, DENIED):
         raise ValueError(f"decision must be {APPROVED!r} or {DENIED!r}, got {decision!r}")
     at = now or now_utc()
@@ -150,8 +156,14 @@ def decide_on(
                       f"to {launched_by.strip()}, or have {approver} launch it.")
     found = fetch_requests(conn, "request_id = ?", [request_id])
     if not found:
-        return refuse(f"{UNKNOWN_REQUEST} {request_id}: `langsmith-access requests --status {AWAITING_APPROVAL}` "
-                      "lists the requests awaiting a decision.")
+        unknown = (f"{UNKNOWN_REQUEST} {request_id}: `langsmith-access requests --status {AWAITING_APPROVAL}` "
+                   "lists the requests awaiting a decision.")
+        holder = holder_of(request_id) if holder_of is not None else None
+        if holder is not None:
+            # Another org's request, decided under the wrong org: refused without a record here,
+            # or this org's audit would keep that org's request id and approver.
+            return DecisionResult(shown_id, decision, False, unknown, held_by=holder)
+        return refuse(unknown)
     request = found[0]
     status = request["status"]
     if status != AWAITING_APPROVAL:

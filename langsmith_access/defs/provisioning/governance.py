@@ -74,7 +74,7 @@ def decide_request(
             result = approvals.decide_on(
                 conn, config.request_id, decision, config.by, config.comment, policy_path=org.policy_path,
                 notifier=Notifier.of_org(org), run_id=context.run.run_id,
-                launched_by=run_launcher(context),
+                launched_by=run_launcher(context), holder_of=lambda unknown: other_org_holding(org, unknown),
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -84,7 +84,7 @@ def decide_request(
     # the failure and its metadata alike.
     message = org.in_its_own_terms(in_decision_terms(result.message))
     if not result.recorded and result.message.startswith(approvals.UNKNOWN_REQUEST):
-        holder = other_org_holding(org, result.request_id)
+        holder = result.held_by
         if holder is not None:  # launched for the wrong partition: say whose it is, as the CLI does
             message += f" It is a request of org {holder!r}: launch {names.DECIDE_JOB} for partition {holder!r}."
     # No such request has no status: said so, not as the text "None".
