@@ -1,6 +1,6 @@
 """The DuckDB files and the rules for touching them.
 
-Three files and two directories sit side by side (for ``data/langsmith_access.duckdb``):
+Three files and three directories sit side by side (for ``data/langsmith_access.duckdb``):
 
 - ``langsmith_access.duckdb``: the **analysts' copy**. Nothing in this project ever writes it in
   place: each writer publishes by copying the working file beside it and renaming the copy over
@@ -252,7 +252,7 @@ class AccessDatabase:
     def owns(self, path: Path | str) -> bool:
         """Whether ``path`` is one of this database's own files (the analysts' copy, the
         working file, a run's scratch copy, their DuckDB logs, the lock, the deferred runs and
-        deliveries), which nothing else may write."""
+        deliveries, the unfinished-publish marker), which nothing else may write."""
         resolved = Path(path).expanduser().resolve()
         databases = (self.path, self.working_path, self.scratch_path)
         # DuckDB replays a file's log (``<file>.wal``) when it opens the file: a sheet written
