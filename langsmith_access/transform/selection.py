@@ -1,12 +1,13 @@
 """What a build leaves out: the models the inventory fills, which the core sync's ``dbt build``
 leaves as they are, and the tables a partial run left behind what it rebuilt.
 
-The models tagged ``inventory`` (``dbt_project.yml``: access policies, audit events,
-credentials, service accounts, SSO settings) hold one row per record the inventory read; the
-core sync's data changes only the names they show (a role's, a member's email, a workspace's),
-as of the inventory that read them. Rebuilding them in every core sync cost ten dbt nodes (the
-models and their tests) for nothing the inventory had not already built, so the core sync
-leaves them as they are in its scratch copy of the working file, which publishing copies whole.
+The models tagged ``inventory`` (``dbt_project.yml``: access policies and the resources they
+match, resource tags, audit events, credentials, service accounts, SSO settings) hold one row per
+record the inventory read; the core sync's data changes only the names they show (a role's, a
+member's email, a workspace's), as of the inventory that read them. Rebuilding them in every core
+sync cost a dbt node per model and per test for nothing the inventory had not already built, so
+the core sync leaves them as they are in its scratch copy of the working file, which publishing
+copies whole.
 
 It builds them itself while the file does not hold them as the project now defines them: a
 table missing (a database's first sync, before any inventory) or with other columns than its
