@@ -1069,7 +1069,7 @@ class LangSmithClient:
         concurrency: int,
     ) -> Iterator[_Page[R]]:
         """One scan of a listing: its pages in offset order, up to and including the first
-        short page (see ``_paged``)."""
+        short page (see ``_stream``)."""
 
         def read(offset: int, overlapping: bool = False) -> _Page[R]:
             response = self._request(
