@@ -988,8 +988,8 @@ def _has_queue(conn: duckdb.DuckDBPyConnection) -> bool:
 
 def claim(conn, run_id: str, request_ids: list[str] | None) -> list[dict]:
     """Take requests for this run, atomically: pending ones (all, or the given ids), plus any
-    ``in_progress`` left by a run that died (the caller holds the provisioning lease, so no
-    other provisioning run is alive). Two runs never take the same request."""
+    ``in_progress`` left by a run that died (the caller holds the writer lease for the whole
+    run, so no other provisioning run is alive). Two runs never take the same request."""
     conn.execute("BEGIN")
     try:
         if request_ids is None:

@@ -190,7 +190,7 @@ class _GrantFacts:
         recorded = dict(conn.execute(
             "SELECT lower(grant_id), min(grant_id) FROM main.grant_history "
             "WHERE lower(grant_id) IN (SELECT unnest($ids)) GROUP BY ALL", {"ids": typed}).fetchall())
-        # Each row's grant_id as _as_recorded gives it (the typed spelling when none is recorded).
+        # Each row's grant_id as as_recorded gives it (the typed spelling when none is recorded).
         ids = sorted({recorded.get(row.grant_id.lower(), row.grant_id) for row in rows if row.grant_id})
         has_queue = table_exists(conn, "main", "provisioning_requests")
         return cls(
