@@ -1,6 +1,6 @@
 """Run the Dagster jobs in-process for the CLI, with a compact progress display.
 
-The CLI runs exactly the definitions the schedule and sensor run (``langsmith_access.definitions``);
+The CLI runs exactly the definitions the schedules and sensors run (``langsmith_access.definitions``);
 with ``DAGSTER_HOME`` set the runs land in that instance's history, otherwise in an ephemeral one.
 Each run serves one org: its partition key and ``ORG_TAG`` are the org's slug, and its resources
 are handed that org's settings (``defs/orgs.py``), so a run never depends on what the process
