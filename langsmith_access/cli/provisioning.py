@@ -200,7 +200,8 @@ DONE_FIRST_KEYS = ("approvals_expired", "expiry_warnings_sent", "expiry_revokes_
 
 def json_answer(run_id: str | None, *, success: bool, failure: str | None, results: list, policy_changes: list,
                 drift: dict) -> dict:
-    """``provision --json``'s object (README): a real run's keys; a dry run adds ``before_the_queue``."""
+    """``provision --json``'s object (README): the keys of every run; the caller adds a real run's
+    ``done_first`` or a dry run's ``before_the_queue``."""
     return {"run_id": run_id, "success": success, "failure": failure, "requests": results,
             "policy_changes": policy_changes, "unexplained_changes": drift.get("unexplained_changes", 0),
             "privileged_unexplained_changes": drift.get("privileged_unexplained_changes", 0)}
