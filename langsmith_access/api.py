@@ -1,6 +1,6 @@
 """The Python API for notebooks and review scripts: the same operations as the CLI.
 
-    from langsmith_access.api import request_grant, request_revoke, list_requests, provision
+    from langsmith_access.api import approve, list_requests, provision, request_grant, request_revoke
     request_grant("ada@example.com", "Platform", "Editor", reason="on-call", requested_by="sec-team")
     request_grant("ada@example.com", "Platform", "Admin", duration="8h")   # time-bound
     approve(request_id, by="grace@example.com")   # or deny(...), for a request awaiting approval
