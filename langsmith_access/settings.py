@@ -1,8 +1,9 @@
 """The one place that reads configuration (DESIGN.md section 1).
 
-Everything else receives a ``Settings`` (or the pieces of it it needs); nothing else reads
-``os.environ``. The API key is wrapped in ``Secret`` so that printing, logging or formatting a
-settings object can never show it.
+Everything else receives a ``Settings`` (or the pieces of it it needs); nothing else reads a
+setting's value from ``os.environ`` (the demo and the doctor only look whether a variable is
+set; the runner reads Dagster's own ``DAGSTER_HOME``). The API key is wrapped in ``Secret`` so
+that printing, logging or formatting a settings object can never show it.
 """
 
 from __future__ import annotations
