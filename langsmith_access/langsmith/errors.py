@@ -195,8 +195,8 @@ class RouteNotAvailableError(NotFoundError):
 
 
 class WorkspaceGoneError(NotFoundError):
-    """A workspace-scoped route answered 404 for a workspace the workspace listing no longer
-    has: deleted since it was listed. ``workspace_id`` names it."""
+    """A workspace-scoped route answered 404 or 403 for a workspace the workspace listing no
+    longer has: deleted since it was listed. ``workspace_id`` names it."""
 
     fix = "nothing to fix: the workspace was deleted while it was read; the next run no longer reads it"
 
