@@ -503,11 +503,10 @@ def _rebuild(context: dg.OpExecutionContext, provisioning_database: Provisioning
         return []
     # Each settled request recorded what it verified (raw.provisioning_observations), and what
     # it found changed by hand where that contradicts grants (before its write, or instead of
-    # one when already satisfied); dbt lays
-    # those over the latest sync in grants and rebuilds everything downstream, history
-    # included. It builds a scratch copy that replaces the working file only if every model
-    # and test passed, and the same file name as a sync's, so it reuses the sync's parse of
-    # the project.
+    # one when already satisfied); dbt lays those over the latest sync in grants and rebuilds
+    # everything downstream, history included. It builds a scratch copy that replaces the
+    # working file only if every model and test passed, and the same file name as a sync's, so
+    # it reuses the sync's parse of the project.
     database, notifier = provisioning_database.database, Notifier.of_org(provisioning_database.org)
     scratch = database.begin_scratch()
     try:
@@ -851,7 +850,8 @@ def _start_of(cursor: str | None) -> str | None:
 
 def evaluate_queue(context: dg.SensorEvaluationContext, orgs: Orgs, *,
                    budget_seconds: float = TICK_BUDGET_SECONDS):
-    """One tick: for each org, a run for every pending request, or a reason to wait."""
+    """One tick: for each org, a run for every pending request (or for the changes a command
+    committed and died before publishing: ``unpublished_changes``), or a reason to wait."""
     return launch_per_org(
         context, orgs,
         in_flight_reason="A provisioning run is in progress; the next tick takes what is left.",
