@@ -1,4 +1,4 @@
-"""Resources shared by the sync and provisioning definitions.
+"""Resources shared by the sync, inventory and provisioning definitions.
 
 Each serves the run's org (``defs/orgs.py``: the org its partition key names, with that org's
 key, endpoint and database). None takes a secret as configuration: the key is read from the
