@@ -33,7 +33,8 @@ _BUILD_OUTPUT = {"target", "logs", "dbt_packages"}
 
 
 def project_files() -> list[Path]:
-    """Every file of the project that dbt reads (models, macros, snapshots, tests, configs)."""
+    """Every file of the project directory (models, macros, snapshots, tests, configs, and the
+    README beside them), dbt's build output left out."""
     files = []
     for path in DBT_PROJECT_DIR.rglob("*"):
         relative = path.relative_to(DBT_PROJECT_DIR)
@@ -46,8 +47,8 @@ def project_files() -> list[Path]:
 
 def project_hash() -> str:
     """A short hash of the project's files and of the dbt versions that read them: the key of
-    the manifest cache and of the published docs site. Changes exactly when dbt's view of the
-    project can change."""
+    the manifest cache and of the published docs site. Changes whenever dbt's view of the
+    project can change (and with an edit of its README, which dbt does not read)."""
     digest = hashlib.sha256()
     for package in ("dbt-core", "dbt-duckdb"):
         digest.update(f"{package}=={importlib.metadata.version(package)}\n".encode())
