@@ -762,6 +762,14 @@ def test_all_orgs_as_json_keeps_its_shape_when_the_orgs_file_is_refused(orgs_fil
     assert configuration["status"] == "fail" and "already used" in configuration["detail"]
 
 
+def test_doctor_help_names_every_key_its_json_prints(orgs_file):
+    # README: --json prints {"ok", "checks", "warnings"}; a script's author reads `--help` for that.
+    help_text = " ".join(cli_in_this_process("doctor", "--help").stdout.split())
+    for args in (["--org", "us"], ["--all-orgs"]):
+        report = json.loads(cli_in_this_process("doctor", "--json", *args).stdout)
+        assert [key for key in report if f'"{key}"' not in help_text] == [], (args, help_text)
+
+
 def test_an_orgs_file_error_gets_a_fix_naming_the_entry_or_the_org_s_key_variable(orgs_file, monkeypatch):
     def configuration_fix(slug: str = "us") -> str:
         done = cli_in_this_process("doctor", "--json", "--org", slug)

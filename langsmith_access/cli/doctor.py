@@ -18,12 +18,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     doctor = commands.add_parser(
         "doctor", help="check the LangSmith connection, key and plan with read-only calls"
     )
-    doctor.add_argument("--json", action="store_true", help='print {"ok", "checks": [...]}')
+    doctor.add_argument("--json", action="store_true", help='print {"ok", "checks": [...], "warnings": [...]}')
     add_org_argument(doctor)
     doctor.add_argument(
         "--all-orgs", action="store_true",
         help='check every org of the orgs file; exit 1 naming those with a failed check (--json: '
-        '{"ok", "orgs": [{"org", "ok", "checks"}]})',
+        '{"ok", "orgs": [{"org", "ok", "checks"}], "warnings": [...]})',
     )
     doctor.set_defaults(handler=run_doctor)
 
