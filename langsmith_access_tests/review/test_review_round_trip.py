@@ -272,6 +272,17 @@ def test_an_export_into_the_databases_own_files_is_refused(env, capsys):
         assert (own.read_bytes() if own.exists() else None) == before
 
 
+def test_an_export_into_a_directory_every_publish_replaces_is_refused(env, capsys):
+    # The Parquet copy and the docs site are swapped in whole by a publish (`export --out` refuses
+    # them too): a sheet written there would vanish, the reviewer's marks with it.
+    sandbox, org, database = env
+    for published in (database.parquet_path, database.docs_path):
+        for name in ("review.csv", "review.duckdb"):
+            code, _, err = run_cli(capsys, "review", "export", "--out", published / name)
+            assert code == 2 and "which every publish replaces" in err, (published / name, err)
+            assert not (published / name).exists()
+
+
 def test_csv_round_trip_revokes_land_in_the_sandbox(env, tmp_path, capsys):
     sandbox, org, database = env
     sheet = tmp_path / "review.csv"

@@ -86,6 +86,13 @@ def export_review_sheet(
             f"{out} is one of langsmith-access's own database files, which every sync and request "
             "replaces: write the sheet to a file of your own (review.csv or review.duckdb)."
         )
+    for published in (database.parquet_path, database.docs_path):
+        # Every publish swaps these directories whole: a sheet there, marks and all, would vanish.
+        if out.resolve().is_relative_to(published.resolve()):
+            raise ReviewError(
+                f"{out} is inside {published}, which every publish replaces: write the sheet to a "
+                "file of your own (review.csv or review.duckdb)."
+            )
     if not database.path.exists():
         raise DatabaseNotReadyError(f"{database.path} does not exist yet: run `langsmith-access sync` first.")
     with database.read_published() as conn:
