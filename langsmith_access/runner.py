@@ -64,6 +64,7 @@ from langsmith_access.store.database import (
     UNWRITABLE_FOLDER_FIX,
     DatabaseBusyError,
     DatabaseUnusableError,
+    full_disk_fix_of,
     unwritable_fix,
 )
 from langsmith_access.store.sync_runs import NoPublishedSyncError, OrganizationElsewhereError
@@ -396,6 +397,8 @@ def _failure_summary(result, database: Path | None = None) -> tuple[str, list[st
                     fixes.append(fix)
             dbt_errors += _dbt_failures(event)
     message = messages[0] if messages else "the run failed (see the Dagster event log)"
+    if not fixes:  # a dbt node that found no room says so in its own message only
+        fixes += filter(None, [full_disk_fix_of("\n".join(dbt_errors), database)])
     return message, failed_checks, dbt_errors[:20], (fixes[0] if fixes else None)
 
 
@@ -445,6 +448,9 @@ def _fix_for(error, database: Path | None = None) -> str | None:
         if unwritable:
             path = unwritable.group("path")
             return unwritable_fix(path, database) if database is not None else UNWRITABLE_FOLDER_FIX
+        full = full_disk_fix_of(_without_type_name(error), database)
+        if full:
+            return full
         error = error.cause
     return None
 

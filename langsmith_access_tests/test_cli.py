@@ -20,7 +20,12 @@ from langsmith_access.cli import build_parser, common
 from langsmith_access.cli import sync as sync_command
 from langsmith_access.cli.common import INTERRUPTED, deliver_notifications, org_size, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
-from langsmith_access.store.database import UNWRITABLE_FOLDER_FIX, AccessDatabase, LeftoverWalError
+from langsmith_access.store.database import (
+    UNWRITABLE_FOLDER_FIX,
+    AccessDatabase,
+    LeftoverWalError,
+    full_disk_fix_of,
+)
 from langsmith_access_tests.helpers import cli_in_this_process, query
 
 CLI = str(Path(sys.executable).with_name("langsmith-access"))
@@ -598,6 +603,46 @@ def test_a_folder_this_user_cannot_write_gets_the_fix_in_the_cli_and_in_a_failed
     assert runner._fix_for(recorded("/elsewhere/x.csv"), database).startswith("this user may not write /elsewhere")
 
 
+
+def test_a_full_disk_gets_the_fix_in_the_cli_and_in_a_failed_run(capsys, monkeypatch):
+    # Nothing here may mount a small file system: the OS error is raised as a write to a full
+    # one raises it, and DuckDB's own wording comes from a real write to /dev/full.
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", "/srv/access/langsmith_access.duckdb")
+
+    def lock_not_written(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/srv/access/langsmith_access.lock")
+
+    assert run_handler(lock_not_written, argparse.Namespace(org=None)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: /srv/access/langsmith_access.lock: No space left on device\n"
+                          "  fix: the file system holding /srv/access is full (or this user's disk quota is used "
+                          "up): free space there, then run again (a sync needs room"), err
+
+    def duckdb_write(args):
+        with duckdb.connect() as conn:
+            conn.execute("COPY (SELECT range AS x FROM range(100000)) TO '/dev/full' (FORMAT csv)")
+
+    assert run_handler(duckdb_write, argparse.Namespace(org=None)) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "\n  fix: the file system holding /dev is full" in err, err
+
+    def recorded(text):  # as Dagster records the same errors in a run's failure
+        return SerializableErrorInfo(message=f"OSError: {text}\n", stack=[], cls_name="OSError", cause=None)
+
+    database = Path("/srv/access/langsmith_access.duckdb")
+    copy = ("[Errno 28] No space left on device: '/srv/access/langsmith_access.working.duckdb' -> "
+            "'/srv/access/langsmith_access.sync-scratch.duckdb'")
+    assert runner._fix_for(recorded(copy), database).startswith("the file system holding /srv/access is full")
+    assert runner._fix_for(recorded("[Errno 122] Disk quota exceeded: '/elsewhere/x.csv'"), database) == (
+        "the file system holding /elsewhere is full (or this user's disk quota is used up): free space there, "
+        "then run again")
+    # A dbt model that found no room fails its node, not the step's own error: its message says it.
+    node = ('ERROR model review_sheet: Runtime Error in model review_sheet (models/reports/review_sheet.sql)\n'
+            '  TransactionContext Error: Failed to commit: Could not write file '
+            '"/srv/access/langsmith_access.sync-scratch.duckdb.wal": No space left on device')
+    assert full_disk_fix_of(node, database).startswith("the file system holding /srv/access is full")
+    assert full_disk_fix_of("ERROR model users: Binder Error", database) is None
+
 def test_the_demo_never_syncs_its_generated_org_over_another_orgs_database(tmp_path, monkeypatch):
     # A shell set up for a real org (LANGSMITH_ACCESS_DUCKDB exported) that runs the demo.
     database = tmp_path / "real.duckdb"
@@ -809,7 +854,8 @@ def test_an_os_error_about_no_path_is_said_without_python_s_errno(capsys):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     assert run_handler(fails, argparse.Namespace()) == 1
-    assert capsys.readouterr().err == "error: No space left on device\n"
+    said, fix = capsys.readouterr().err.split("\n", 1)
+    assert said == "error: No space left on device" and fix.startswith("  fix: the file system holding "), fix
 
 
 def test_notifications_that_cannot_go_now_are_said_on_stderr(tmp_path, monkeypatch, capsys):

@@ -33,6 +33,7 @@ from langsmith_access.store.database import (
     DatabaseNotReadyError,
     DatabaseUnusableError,
     LeftoverWalError,
+    full_disk_fix,
     unwritable_fix,
 )
 from langsmith_access.store.schema import ensure_schema
@@ -1036,6 +1037,41 @@ def test_the_database_folder_that_cannot_be_made_or_written_gets_the_folders_fix
     assert unwritable_fix("/srv/exports", None).startswith("this user may not write /srv/exports")
     assert unwritable_fix(None, database) == UNWRITABLE_FOLDER_FIX
 
+
+
+def test_a_lease_whose_record_cannot_be_written_names_the_lock_file(tmp_path):
+    # A full disk refuses the holder's record; an error of a write names no file, so it would
+    # say "No space left on device" and nothing else. A file size limit of 0 refuses that write
+    # for real here (EFBIG), where no small file system can be mounted.
+    script = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from langsmith_access.store.database import AccessDatabase\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    with AccessDatabase(Path(sys.argv[1])).writer_lease('queue a request'):\n"
+        "        pass\n"
+        "except OSError as error:\n"
+        "    print(repr((error.errno, error.filename)))\n"
+    )
+    database = tmp_path / "langsmith_access.duckdb"
+    done = subprocess.run([sys.executable, "-c", script, str(database)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == repr((errno.EFBIG, str(tmp_path / "langsmith_access.lock"))), done
+    # Let go at once: the next writer takes the lease without waiting.
+    with AccessDatabase(database).writer_lease("the next writer", timeout_seconds=0.5):
+        pass
+
+
+def test_a_full_disk_gets_the_database_folders_fix_or_that_paths(tmp_path):
+    database = Path("/srv/access/langsmith_access.duckdb")
+    for path in ("/srv/access/langsmith_access.lock", "/srv/access/langsmith_access.dbt/run/x", None):
+        fix = full_disk_fix(path, database)
+        assert fix.startswith("the file system holding /srv/access is full") and "scratch copy" in fix, (path, fix)
+    # An export's hidden staging folder: named by the folder the user chose.
+    assert full_disk_fix("/srv/out/.langsmith-access-export.x.1/users.csv", database) == (
+        "the file system holding /srv/out is full (or this user's disk quota is used up): free space there, "
+        "then run again")
 
 def test_the_lock_file_logs_and_deferred_runs_are_the_databases_own_files(tmp_path):
     # An export or review sheet written over the lock would end every writer's lease; over a

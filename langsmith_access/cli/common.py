@@ -31,11 +31,14 @@ from langsmith_access.settings import (
     shown,
 )
 from langsmith_access.store.database import (
+    FULL_DISK_ERRNOS,
     UNWRITABLE_ERRNOS,
     AccessDatabase,
     DatabaseBusyError,
     DatabaseNotReadyError,
     DatabaseUnusableError,
+    full_disk_fix,
+    full_disk_fix_of,
     unwritable_fix,
 )
 from langsmith_access.store.queries import LookupFailed
@@ -176,13 +179,14 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         say(f"error: {said}\n  fix: {PredatesTablesError.fix}")
         return 1
     except OSError as error:
-        say(f"error: {os_error_text(error)}{_unwritable_fix(error, args)}")
+        say(f"error: {os_error_text(error)}{_os_error_fix(error, args)}")
         return 1
     except DatabaseBusyError as error:
         say(f"error: {error}\n  fix: {error.fix}")
         return 1
     except duckdb.Error as error:
-        say(f"error: {error}")
+        full = full_disk_fix_of(str(error), _database_of(args))
+        say(f"error: {error}" + (f"\n  fix: {full}" if full else ""))
         return 1
     except KeyboardInterrupt:
         say("interrupted: a sync that had not published left the databases as they were, and "
@@ -287,15 +291,22 @@ def os_error_text(error: OSError) -> str:
     return f"{paths}: {error.strerror}" if paths else error.strerror
 
 
-def _unwritable_fix(error: OSError, args: argparse.Namespace) -> str:
-    """The fix line for a path this user may not write (none for other OS errors)."""
-    if error.errno not in UNWRITABLE_ERRNOS:
-        return ""
+def _os_error_fix(error: OSError, args: argparse.Namespace) -> str:
+    """The fix line for a path this user may not write, or a file system with no room left
+    (none for other OS errors)."""
+    if error.errno in UNWRITABLE_ERRNOS:
+        return f"\n  fix: {unwritable_fix(error.filename, _database_of(args))}"
+    if error.errno in FULL_DISK_ERRNOS:
+        return f"\n  fix: {full_disk_fix(error.filename, _database_of(args))}"
+    return ""
+
+
+def _database_of(args: argparse.Namespace) -> Path | None:
+    """The analysts' file of the org the command acts on, or None where none can be chosen."""
     try:
-        database: Path | None = selected_org(args).duckdb_path
+        return selected_org(args).duckdb_path
     except Exception:  # no usable settings: the path alone says enough
-        database = None
-    return f"\n  fix: {unwritable_fix(error.filename, database)}"
+        return None
 
 
 def in_org_terms(args: argparse.Namespace, text: str) -> str:

@@ -33,6 +33,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -90,6 +91,42 @@ def unwritable_fix(path: str | os.PathLike | None, database: Path | None) -> str
         if folder is None or (target != folder and folder not in target.parents):
             return f"this user may not write {path}: choose a path in a folder this user may write"
     return UNWRITABLE_FOLDER_FIX
+
+
+# errno values of a file system with no room left for this user (ENOSPC, EDQUOT), and how an
+# error says so (Python's OSError and DuckDB's IO Error alike).
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+FULL_DISK_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def full_disk_fix(path: str | os.PathLike | None, database: Path | None) -> str:
+    """The fix for a write refused for want of room on ``path``'s file system: the database's
+    folder's (``database`` is its analysts' file; also when the path is not known), or, for any
+    other path (an export's, the dbt cache), that path's folder's."""
+    folder = database.expanduser().absolute().parent if database is not None else None
+    target = Path(path).expanduser().absolute() if path is not None else None
+    full = "is full (or this user's disk quota is used up): free space there, then run again"
+    if target is not None and (folder is None or (target != folder and folder not in target.parents)):
+        shown = target.parent
+        while shown.name.startswith(".") and shown.parent != shown:  # a hidden staging folder: the one the user named
+            shown = shown.parent
+        return f"the file system holding {shown} {full}"
+    return (
+        f"the file system holding {folder or 'the database'} {full} (a sync needs room beside the database "
+        "for two more copies of it: its scratch copy and the analysts' copy it publishes). The analysts' copy "
+        "is still the last one published, and the next run takes up what this one left: nothing needs "
+        "repairing by hand"
+    )
+
+
+def full_disk_fix_of(text: str, database: Path | None) -> str | None:
+    """``full_disk_fix`` when ``text`` says a write found no room: an OSError as Python words it
+    ("[Errno 28] No space left on device: '<path>'") or DuckDB's ('Could not write file "<path>":
+    No space left on device', inside dbt's node messages too), for the first path it quotes."""
+    if not any(words in text for words in FULL_DISK_WORDS):
+        return None
+    path = re.search(r"""['"](/[^'"\\]+)""", text)
+    return full_disk_fix(path[1] if path else None, database)
 
 
 class DatabaseUnusableError(RuntimeError):
@@ -362,8 +399,11 @@ class AccessDatabase:
             }
             if run_if_killed is not None:
                 holder["run_if_killed"] = run_if_killed.to_json()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder).encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(holder).encode(), 0)
+            except OSError as error:  # (a full disk) an error of a write names no file: name the lock
+                raise OSError(error.errno, error.strerror, str(self.lock_path)) from None
         except BaseException:
             # Closing lets go of the flock too: a lease whose holder record could not be written
             # (a full disk), or a wait cut short, must not keep this process's other writers out.
