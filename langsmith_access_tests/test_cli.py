@@ -21,6 +21,7 @@ from langsmith_access.cli import sync as sync_command
 from langsmith_access.cli.common import INTERRUPTED, deliver_notifications, org_size, run_handler
 from langsmith_access.sandbox import SandboxServer, generate_org
 from langsmith_access.store.database import (
+    DAMAGED_ANALYSTS_COPY_FIX,
     UNWRITABLE_FOLDER_FIX,
     AccessDatabase,
     LeftoverWalError,
@@ -642,6 +643,32 @@ def test_a_full_disk_gets_the_fix_in_the_cli_and_in_a_failed_run(capsys, monkeyp
             '"/srv/access/langsmith_access.sync-scratch.duckdb.wal": No space left on device')
     assert full_disk_fix_of(node, database).startswith("the file system holding /srv/access is full")
     assert full_disk_fix_of("ERROR model users: Binder Error", database) is None
+
+
+def test_a_damaged_analysts_copy_gets_its_own_fix_and_provision_publishes_it_again(tmp_path, monkeypatch,
+                                                                                   refused_port):
+    # Only the analysts' copy is damaged (a bad block, a copy cut short by a backup tool): the
+    # working file beside it holds everything, and a provisioning run with nothing queued, which
+    # sends LangSmith nothing, publishes it again.
+    organization_id = "5b4c7a5e-0c6d-4f7e-9a39-1d2a3b4c5d6e"
+    database = AccessDatabase(tmp_path / "langsmith_access.duckdb", organization_id)
+    with database.writer_lease("a first sync"):
+        database.ensure_working()
+        database.publish()
+    with open(database.path, "r+b") as handle:  # inside the checksummed part of the file's header
+        handle.seek(100)
+        handle.write(b"\xff" * 64)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(database.path))
+    monkeypatch.setenv("LANGSMITH_ORGANIZATION_ID", organization_id)
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_sk_" + "0" * 32)
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", f"http://127.0.0.1:{refused_port}")
+
+    refused = cli_in_this_process("requests")
+    assert refused.returncode == 1 and f"could not open {database.path}: " in refused.stderr, refused
+    assert f"  fix: {DAMAGED_ANALYSTS_COPY_FIX}" in refused.stderr, refused
+    provisioned = cli_in_this_process("provision")
+    assert provisioned.returncode == 0 and "no pending requests" in provisioned.stderr, provisioned
+    assert cli_in_this_process("requests").returncode == 0
 
 def test_the_demo_never_syncs_its_generated_org_over_another_orgs_database(tmp_path, monkeypatch):
     # A shell set up for a real org (LANGSMITH_ACCESS_DUCKDB exported) that runs the demo.

@@ -171,6 +171,8 @@ def test_a_file_whose_checksum_fails_is_unusable_at_once_and_no_working_file_is_
         database.ensure_working()
     assert f"could not open {database.path}: " in str(refused.value)
     assert not database.working_path.exists() and database.path.read_bytes() == damaged
+    # No working file beside it: perhaps not this tool's file at all, never called one to publish over.
+    assert refused.value.fix == DatabaseUnusableError.fix
 
 
 def test_an_error_of_this_process_own_making_is_not_called_a_damaged_file(tmp_path):

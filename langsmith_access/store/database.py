@@ -141,6 +141,15 @@ class DatabaseUnusableError(RuntimeError):
     )
 
 
+# A damaged analysts' copy beside a working file (this tool's database, not a file pointed at by
+# mistake): no run reads it, and the next publish replaces it whole.
+DAMAGED_ANALYSTS_COPY_FIX = (
+    "the analysts' copy is damaged, but the working file beside it holds everything it showed: "
+    "`langsmith-access provision` publishes it again at once (with nothing queued it applies nothing), "
+    "as does the next sync; or move the damaged file aside first, to keep it"
+)
+
+
 class LeftoverWalError(DatabaseUnusableError):
     """DuckDB's write-ahead log beside a file belongs to a file that one replaced, and DuckDB
     refuses to open the new file with another file's log. Beside the analysts' copy: a session
@@ -492,6 +501,10 @@ class AccessDatabase:
         except DatabaseBusyError as error:
             if target == self.path:
                 error.fix = ANALYSTS_COPY_HELD_FIX
+            raise
+        except DatabaseUnusableError as error:
+            if target == self.path and self.working_path.is_file():
+                error.fix = DAMAGED_ANALYSTS_COPY_FIX
             raise
         try:
             yield connection
