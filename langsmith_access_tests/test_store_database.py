@@ -30,6 +30,7 @@ from langsmith_access.store.database import (
     UNWRITABLE_FOLDER_FIX,
     AccessDatabase,
     DatabaseBusyError,
+    DatabaseNotPermittedError,
     DatabaseNotReadyError,
     DatabaseUnusableError,
     LeftoverWalError,
@@ -174,6 +175,30 @@ def test_a_file_whose_checksum_fails_is_unusable_at_once_and_no_working_file_is_
     # No working file beside it: perhaps not this tool's file at all, never called one to publish over.
     assert refused.value.fix == DatabaseUnusableError.fix
 
+
+def test_a_database_file_this_user_may_not_open_is_not_called_damaged(tmp_path):
+    # A working file made by a run as another account (root, then the daemon's user): the fix is
+    # the owner or the modes, never to move a sound file aside as if it were damaged.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with database.writer_lease("a first sync"):
+        database.ensure_working()
+    database.working_path.chmod(0o444)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from langsmith_access.store.database import AccessDatabase, DatabaseUnusableError\n"
+        "database = AccessDatabase(Path(sys.argv[1]))\n"
+        "try:\n"
+        "    with database.writer_lease('queue a request'):\n"
+        "        database.ensure_working()\n"
+        "except DatabaseUnusableError as error:\n"
+        "    print(type(error).__name__, error.fix, sep='\\n')\n"
+    )
+    command = [sys.executable, "-c", script, str(database.path)]
+    if os.geteuid() == 0:  # root ignores modes: run without the capabilities that let it
+        command = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--", *command]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["DatabaseNotPermittedError", DatabaseNotPermittedError.fix], done
 
 def test_an_error_of_this_process_own_making_is_not_called_a_damaged_file(tmp_path):
     # Only "Corrupt database file" is a damaged file: a second connection of this process with

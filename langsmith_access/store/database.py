@@ -141,6 +141,17 @@ class DatabaseUnusableError(RuntimeError):
     )
 
 
+class DatabaseNotPermittedError(DatabaseUnusableError):
+    """The file is there and sound, but this user may not open it (a run as another account, root
+    say, made it): moving it aside, which the fix of a damaged file says, would only hide it."""
+
+    fix = (
+        "this user may not open the database file the message names: run as the account that owns the "
+        "database's folder and its files (ls -l shows it: a run as another user, root say, made them), or "
+        "give this user read and write access to them (chown -R or chmod); the file itself is fine"
+    )
+
+
 # A damaged analysts' copy beside a working file (this tool's database, not a file pointed at by
 # mistake): no run reads it, and the next publish replaces it whole.
 DAMAGED_ANALYSTS_COPY_FIX = (
@@ -786,6 +797,8 @@ def _open_with_retry(path: Path, read_only: bool, timeout_seconds: float) -> duc
             if "WAL" in str(exc) and "does not match" in str(exc):
                 raise LeftoverWalError(path, str(exc).strip().splitlines()[0]) from None
             if "lock" not in str(exc).replace(str(path), "").lower():  # waiting cannot help
+                if "Permission denied" in str(exc):
+                    raise DatabaseNotPermittedError(f"could not open {path}: {exc}") from None
                 raise DatabaseUnusableError(f"could not open {path}: {exc}") from None
             if time.monotonic() >= deadline:
                 raise DatabaseBusyError(
