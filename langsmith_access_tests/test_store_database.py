@@ -1063,6 +1063,10 @@ def test_the_database_folder_that_cannot_be_made_or_written_gets_the_folders_fix
         "this user may not write /srv/exports: choose a path in a folder this user may write")
     assert unwritable_fix("/srv/exports", None).startswith("this user may not write /srv/exports")
     assert unwritable_fix(None, database) == UNWRITABLE_FOLDER_FIX
+    # An export's staging folder, which the error names: the fix names the folder the user chose.
+    assert unwritable_fix("/srv/exports/.langsmith-access-export.host.1.ab12/users.csv", database) == (
+        "this user may not write /srv/exports: choose a path in a folder this user may write")
+    assert unwritable_fix("/srv/.exports/users.csv", None).startswith("this user may not write /srv/.exports/users.csv")
 
 
 
@@ -1099,6 +1103,7 @@ def test_a_full_disk_gets_the_database_folders_fix_or_that_paths(tmp_path):
     assert full_disk_fix("/srv/out/.langsmith-access-export.x.1/users.csv", database) == (
         "the file system holding /srv/out is full (or this user's disk quota is used up): free space there, "
         "then run again")
+    assert full_disk_fix("/srv/.out/users.csv", database).startswith("the file system holding /srv/.out is full")
 
 def test_the_lock_file_logs_and_deferred_runs_are_the_databases_own_files(tmp_path):
     # An export or review sheet written over the lock would end every writer's lease; over a

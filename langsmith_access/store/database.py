@@ -89,7 +89,8 @@ def unwritable_fix(path: str | os.PathLike | None, database: Path | None) -> str
         target = Path(path).expanduser().absolute()
         folder = database.expanduser().absolute().parent if database is not None else None
         if folder is None or (target != folder and folder not in target.parents):
-            return f"this user may not write {path}: choose a path in a folder this user may write"
+            shown = export.outside_staging(Path(path))
+            return f"this user may not write {shown}: choose a path in a folder this user may write"
     return UNWRITABLE_FOLDER_FIX
 
 
@@ -107,10 +108,7 @@ def full_disk_fix(path: str | os.PathLike | None, database: Path | None) -> str:
     target = Path(path).expanduser().absolute() if path is not None else None
     full = "is full (or this user's disk quota is used up): free space there, then run again"
     if target is not None and (folder is None or (target != folder and folder not in target.parents)):
-        shown = target.parent
-        while shown.name.startswith(".") and shown.parent != shown:  # a hidden staging folder: the one the user named
-            shown = shown.parent
-        return f"the file system holding {shown} {full}"
+        return f"the file system holding {export.outside_staging(target.parent)} {full}"
     return (
         f"the file system holding {folder or 'the database'} {full} (a sync needs room beside the database "
         "for two more copies of it: its scratch copy and the analysts' copy it publishes). The analysts' copy "

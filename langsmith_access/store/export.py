@@ -58,6 +58,15 @@ _TEXT_TYPES = ("VARCHAR", "JSON")
 _EXPORT_STAGING = ".langsmith-access-export"
 
 
+
+def outside_staging(path: Path) -> Path:
+    """``path``, or the folder the user chose when it lies in an export's staging directory
+    (which an error names, and the user never did)."""
+    for folder in (path, *path.parents):
+        if folder.name.startswith(_EXPORT_STAGING + "."):
+            return folder.parent
+    return path
+
 def analysts_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Names of the tables and views of schema ``main`` in the connection's database: the views
     first (``effective_permissions`` is one, and the largest to write), then the tables, the
