@@ -6,6 +6,7 @@ data/upgrade/<release>/ (DDL and a few of the rows it wrote), loaded into a fres
 """
 
 import csv
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -171,6 +172,37 @@ def test_what_a_release_before_observations_provisioned_after_its_last_sync_stay
     assert query(database, "SELECT count(*) FROM main.report_unexplained_changes") == [(0,)]
 
 
+def test_a_role_an_older_release_changed_after_its_last_sync_leaves_no_gap_in_grant_history(tmp_path, monkeypatch):
+    # 36525be changed lukasz.nowak from Editor to Viewer after its sync (here its revoke made a
+    # role change: the request, main.grants and its snapshot as that release wrote them). Its
+    # snapshot dated both ends by its own build; the change was recorded at the request's settling,
+    # seconds before, which closed the Editor interval there while Viewer still opened at the
+    # build: lukasz held no role in between (access-at missed him), and the published end moved.
+    database = exported_database("36525be", tmp_path / "langsmith_access.duckdb")
+    workspace, viewer = "c30d8b76-28db-425e-a3b2-29f1c4069545", "3fd42359-92ed-4f45-9a1a-fe878b33e968"
+    lukasz, fatima = "2e81d66d-346c-4e2b-a02f-daa1ad864c44", "04a012e8-677f-4139-984a-1d3a5b8e8fb2"
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("UPDATE main.provisioning_requests SET action = 'grant', role_id = ?, role_name = 'Viewer' "
+                     "WHERE request_seq = 2", [viewer])
+        for table in ("main.grants", "snapshots.grants_snapshot"):  # fatima's Viewer row there, as lukasz's
+            conn.execute(f"""INSERT INTO {table} SELECT * REPLACE (replace(grant_id, user_id, ?) AS grant_id,
+                             ? AS user_id, 'lukasz.nowak@corp.example.net' AS email)
+                             FROM {table} WHERE workspace_id = ? AND role_id = ? AND user_id = ?""",
+                         [lukasz, lukasz, workspace, viewer, fatima])
+        conn.execute("UPDATE snapshots.grants_snapshot SET dbt_scd_id = md5(grant_id) WHERE user_id = ? "
+                     "AND role_id = ? AND workspace_id = ?", [lukasz, viewer, workspace])
+        [(published_end,)] = conn.execute("SELECT dbt_valid_to FROM snapshots.grants_snapshot WHERE user_id = ? "
+                                          "AND workspace_id = ? AND role_name = 'Editor'", [lukasz, workspace]).fetchall()
+    with SandboxServer(generate_org(seed=5, members=4, workspaces=2)) as sandbox:
+        point_at(monkeypatch, sandbox, database)
+        outcome = provision()
+    assert outcome.success, outcome.failure
+    assert query(database, "SELECT role_name, valid_from, valid_to FROM main.grant_history WHERE user_id = ? "
+                           "AND workspace_id = ? ORDER BY valid_from", [lukasz, workspace]) == [
+        ("Editor", datetime(2026, 12, 5, 9, 26, 24, 461502, UTC), published_end),
+        ("Viewer", published_end, None)]
+
+
 def test_a_database_from_before_runs_recorded_their_org_is_known_by_its_workspaces_read_only(tmp_path):
     # 36525be's sync_runs has no organization_id column. Read as it is (another org folder of an
     # orgs file, which nothing here writes), it is known by its workspaces, like one whose column
@@ -204,9 +236,11 @@ def test_what_a_release_before_observations_provisioned_is_recorded_whole_or_not
     with duckdb.connect(str(database)) as conn:
         ensure_schema(conn)
         ensure_schema(conn)  # once only
-    # fatima.schroder added as Viewer, lukasz.nowak's Editor removed: each the request's own write.
+    # fatima.schroder added as Viewer, lukasz.nowak's Editor removed: each the request's own write,
+    # dated as 36525be's snapshot dated it (its build after the run), a few seconds after the settling.
     assert query(database, """
-        SELECT o.request_id, o.ls_user_id, o.role_id, o.observed, o.verified_at = r.updated_at
+        SELECT o.request_id, o.ls_user_id, o.role_id, o.observed,
+            o.verified_at = TIMESTAMPTZ '2026-12-05 09:26:52.740899+00' AND o.verified_at > r.updated_at
         FROM raw.provisioning_observations AS o JOIN main.provisioning_requests AS r USING (request_id)
         ORDER BY r.request_seq""") == [
         ("38c11342-b51b-4add-ac05-f02c15bb8532", "04a012e8-677f-4139-984a-1d3a5b8e8fb2",

@@ -189,10 +189,13 @@ OBSERVATIONS = "provisioning_observations"
 
 # What a release from before raw.provisioning_observations (before 7814239) provisioned since its
 # last sync: it wrote each change into main.grants itself, so a membership provisioning settled
-# after that sync's listing whose grant differs from the listing is one it verified, dated when
-# its request settled. Without these, the first rebuild (a provisioning run before this version's
-# first sync) lays no change over the listing: a grant that release added is taken away, one it
-# removed given back, each closed and reopened in grant_history and listed as drift.
+# after that sync's listing whose grant differs from the listing is one it verified. Without
+# these, the first rebuild (a provisioning run before this version's first sync) lays no change
+# over the listing: a grant that release added is taken away, one it removed given back, each
+# closed and reopened in grant_history and listed as drift. Each is dated as that release's own
+# snapshot dated it (its build after the run), else when its request settled: dated at the
+# settling while the snapshot opened the new role at the build, a role change ended the old
+# role seconds before the new one began, and the member held neither in grant_history between.
 _OLDER_RELEASE_OBSERVATIONS_SQL = f"""
 INSERT INTO {RAW_SCHEMA}.{OBSERVATIONS}
     (observation_id, request_id, run_id, verified_at, workspace_id, ls_user_id, role_id,
@@ -225,8 +228,12 @@ settled AS (
     SELECT * FROM since_sync
     WHERE NOT (status = 'already_satisfied' AND change IS NOT DISTINCT FROM applied_before)
     QUALIFY row_number() OVER (PARTITION BY user_id, workspace_id ORDER BY updated_at DESC, request_seq DESC) = 1
-)
-SELECT 'upgrade:' || settled.request_id, settled.request_id, settled.run_id, settled.updated_at,
+),
+snapshot_changes AS ({{snapshot_changes}})
+SELECT 'upgrade:' || settled.request_id, settled.request_id, settled.run_id,
+    coalesce((SELECT min(changed_at) FROM snapshot_changes AS snapshot
+              WHERE snapshot.user_id = settled.user_id AND snapshot.workspace_id = settled.workspace_id
+                  AND snapshot.changed_at >= settled.updated_at), settled.updated_at),
     settled.workspace_id, settled.user_id, granted.role_id, granted.workspace_identity_id,
     CASE settled.status WHEN 'applied' THEN 'verified' ELSE 'found' END
 FROM settled
@@ -234,6 +241,14 @@ LEFT JOIN granted ON granted.user_id = settled.user_id AND granted.workspace_id 
 LEFT JOIN listed ON listed.user_id = settled.user_id AND listed.workspace_id = settled.workspace_id
 WHERE granted.role_id IS DISTINCT FROM listed.role_id
 """
+# When that release's snapshot opened or closed each workspace grant (none: it had built none).
+_SNAPSHOT_CHANGES_SQL = """
+SELECT user_id, workspace_id, changed_at
+FROM snapshots.grants_snapshot, unnest([dbt_valid_from, dbt_valid_to]) AS changes(changed_at)
+WHERE entitlement_type = 'workspace_role' AND changed_at IS NOT NULL
+"""
+_NO_SNAPSHOT_CHANGES_SQL = (
+    "SELECT NULL::VARCHAR AS user_id, NULL::VARCHAR AS workspace_id, NULL::TIMESTAMPTZ AS changed_at")
 
 
 def _create_observations_of_an_older_release(conn: duckdb.DuckDBPyConnection) -> None:
@@ -246,7 +261,9 @@ def _create_observations_of_an_older_release(conn: duckdb.DuckDBPyConnection) ->
         conn.execute(create_table_sql(OBSERVATIONS))
         if all(table_exists(conn, schema, table) for schema, table in (
                 ("main", "grants"), ("main", "provisioning_requests"), (RAW_SCHEMA, "workspace_memberships"))):
-            conn.execute(_OLDER_RELEASE_OBSERVATIONS_SQL)
+            snapshotted = table_exists(conn, "snapshots", "grants_snapshot")
+            conn.execute(_OLDER_RELEASE_OBSERVATIONS_SQL.format(
+                snapshot_changes=_SNAPSHOT_CHANGES_SQL if snapshotted else _NO_SNAPSHOT_CHANGES_SQL))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
