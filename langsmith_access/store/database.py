@@ -75,9 +75,13 @@ ANALYSTS_COPY_HELD_FIX = (
 
 # errno values of a folder this user cannot write (EACCES, EPERM, EROFS).
 UNWRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+# Giving this user the folder comes first: pointing the variable elsewhere starts an org that
+# already has a database over with an empty one (its history and queue stay behind).
 UNWRITABLE_FOLDER_FIX = (
-    "the database's folder is not writable here: point LANGSMITH_ACCESS_DUCKDB at a file in a "
-    "folder this user may write (the working file, the lock and the Parquet copy sit beside it)"
+    "the database's folder (or a file in it) is not writable by this user: run as the user that owns it, "
+    "or give this user write access to the folder and its files (the working file, the lock and the "
+    "Parquet copy sit beside the database); for a new database, LANGSMITH_ACCESS_DUCKDB may instead name "
+    "a file in a folder this user may write"
 )
 
 
