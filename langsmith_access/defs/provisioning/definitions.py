@@ -872,8 +872,8 @@ def provisioning_definitions() -> dg.Definitions:
         job=job,
         minimum_interval_seconds=settings.provisioning_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Launches provision_workspace_roles for each org with pending requests: one "
-        "run per org per tick, for all of its pending requests.",
+        description="Launches provision_workspace_roles for each org with pending requests (or with "
+        "changes a command committed but did not publish): one run per org per tick, for all of them.",
     )
     def provisioning_queue_sensor(context: dg.SensorEvaluationContext):
         # The orgs of the definitions' load: a changed orgs file takes a code server reload.
