@@ -514,7 +514,8 @@ class _Doctor:
                 FAIL,
                 f"LangSmith refused the API key (401: {probe.detail})",
                 "check the key is a current, unrevoked service key of this LangSmith "
-                "(region or self-hosted install); " + KEY_FIX,
+                "(region or self-hosted install), and that LANGSMITH_ENDPOINT names the LangSmith the "
+                "key belongs to (a key sent to another region or install is refused alike); " + KEY_FIX,
             )
             return False
         if probe.status_code in (200, 403):  # answered for the key's org, or refused it: the key itself is known

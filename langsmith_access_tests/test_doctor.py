@@ -196,7 +196,8 @@ def test_the_fixes_name_each_regions_api_host_and_the_key_to_create(sandbox_env)
     # A key of another region (a US key sent to the EU host) or of another install is refused
     # alike (401): the fix says to check which LangSmith the key belongs to, before making one.
     assert refused.fix.startswith("check the key is a current, unrevoked service key of this LangSmith "
-                                  "(region or self-hosted install); "), refused
+                                  "(region or self-hosted install), and that LANGSMITH_ENDPOINT names the "
+                                  "LangSmith the key belongs to"), refused
     assert refused.detail.startswith("LangSmith refused the API key (401: "), refused
 
 
