@@ -1300,7 +1300,7 @@ class LangSmithClient:
         try:
             body = response.json()
         except ValueError:
-            text = response.text.strip() or "(empty body)"
+            text = _html_page_said(response) or response.text.strip() or "(empty body)"
         else:
             # FastAPI's `detail`, the platform routes' `error`, RFC 7807's `title` (its `detail`
             # is the first): langsmith-api.md, "accept all three".
@@ -1686,6 +1686,22 @@ def _redirected(response: requests.Response, method: str, path: str, api_key: st
         path=path,
         status_code=response.status_code,
     )
+
+
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _html_page_said(response: requests.Response) -> str | None:
+    """An error answered with a web page (a proxy's or a frontend's 404 or 502) said by its
+    title, not its markup: the page's text would fill the error, the sync_runs row and the
+    notification with HTML. None when the answer is no HTML page."""
+    text = response.text.lstrip()
+    if "html" not in response.headers.get("Content-Type", "").lower() and not text[:15].lower().startswith(
+            ("<!doctype html", "<html")):
+        return None
+    title = _HTML_TITLE.search(text)
+    named = f" titled {one_line(title.group(1)).strip()!r}" if title and title.group(1).strip() else ""
+    return f"an HTML page{named}, not LangSmith's JSON (a proxy or web frontend answered)"
 
 
 def _is_null(response: requests.Response) -> bool:

@@ -28,6 +28,7 @@ from langsmith_access.langsmith import (
     ConflictError,
     IncompleteListingError,
     LangSmithClient,
+    LangSmithError,
     NotFoundError,
     PermissionDeniedError,
     ProxyLoginError,
@@ -1069,6 +1070,31 @@ def test_a_401_whose_body_is_no_json_object_is_a_gateways_login_not_a_refused_ke
         error = expect_error(ProxyLoginError, client.list_roles, keys=[sandbox.api_key],
                              contains=["401: refused with no JSON body", "asks for its own login"])
     assert error.fix == ProxyLoginError.fix != AuthenticationError.fix
+
+
+NGINX_404 = ("<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1>"
+             "</center>\r\n<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n")
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "text/plain"])
+def test_an_error_answered_with_a_web_page_is_said_by_its_title_not_its_markup(sandbox, content_type):
+    """A proxy's or a frontend's 404 page (a self-hosted install's path prefix missing): the
+    error, and so the sync's failure, sync_runs and the sync.failed notification, name the page
+    by its title, not a few hundred characters of HTML; a page served as text/plain is known by
+    its markup."""
+    wrap_respond(sandbox, lambda respond, request: ApiResponse(404, HtmlPage(NGINX_404, content_type=content_type)))
+    with client_for(sandbox) as client:
+        error = expect_error(LangSmithError, client.list_workspaces, keys=[sandbox.api_key],
+                             contains=["an HTML page titled '404 Not Found', not LangSmith's JSON"])
+    assert "<" not in str(error) and "nginx" not in str(error)
+
+
+def test_an_error_answered_with_plain_text_keeps_its_text(sandbox):
+    wrap_respond(sandbox, lambda respond, request: ApiResponse(502, HtmlPage("upstream connect error",
+                                                                             content_type="text/plain")))
+    with client_for(sandbox, max_retries=0) as client:
+        expect_error(LangSmithError, client.list_workspaces, keys=[sandbox.api_key],
+                     contains=["upstream connect error"])
 
 
 def test_a_401_with_langsmiths_json_is_a_refused_key(sandbox):
