@@ -347,6 +347,9 @@ class AccessDatabase:
         holding the lease, the next writer leaves that run's failed row for the next sync to record.
         """
         purpose = mask_keys(purpose)
+        # Before the lock file (and the org's folder) is made: a renamed slug's refusal leaves
+        # no new folder behind, in the way of its fix's move of the old one.
+        self._refuse_a_second_database()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         key = str(self.lock_path)
         with _process_leases_guard:
@@ -621,8 +624,7 @@ class AccessDatabase:
 
         If only the analysts' copy exists (the working file was removed), start again from it.
         """
-        if self.organization_id and self.orgs_root and not self.working_path.exists() and not self.path.exists():
-            check_not_elsewhere(self.path, Path(self.orgs_root), self.organization_id)
+        self._refuse_a_second_database()
         copied = not self.working_path.exists() and self.path.exists()
         if copied:
             self._set_aside_orphaned_log()
@@ -664,6 +666,12 @@ class AccessDatabase:
             except Exception as error:  # this writer's own work goes on; the next writer tries again
                 logger.warning("could not finish the last publish of %s (tried again by the next writer): %s: %s",
                                self.path.name, type(error).__name__, error)
+
+    def _refuse_a_second_database(self) -> None:
+        """For an org of an orgs file whose database does not exist yet: ``check_not_elsewhere``
+        (another folder holding the same org's data refuses its creation)."""
+        if self.organization_id and self.orgs_root and not self.working_path.exists() and not self.path.exists():
+            check_not_elsewhere(self.path, Path(self.orgs_root), self.organization_id)
 
     def _set_aside_orphaned_log(self) -> None:
         """The log of a working file that is gone (moved aside after a writer died): DuckDB would
