@@ -241,7 +241,8 @@ def report_provisioning(outcome: RunOutcome, *, dry_run: bool, as_json: bool) ->
         for request_id in done_first.get("approvals_expired", []):
             print(f"{'approval_expired':<17} {request_id}  past its approval deadline or its --until")
         for request_id in done_first.get("expiry_warnings_sent", []):
-            print(f"{'warned':<17} {request_id}  its end is near: access.expiring sent")
+            # Only queued in the outbox here: delivered as the command ends (which says so if not).
+            print(f"{'warned':<17} {request_id}  its end is near: access.expiring queued for the webhook")
         for item in policy_changes:
             status = f"would be {item['status']}" if dry_run else item["status"]
             print(f"{status:<17} {item['request_id']}  {on_one_line(item['detail'])}")

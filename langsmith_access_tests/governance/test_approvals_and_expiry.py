@@ -289,7 +289,7 @@ def test_an_expired_grant_is_revoked_undoing_only_what_it_did(governed):
     assert "removed and added again by someone" in expired[grants["readded"].request_id]
 
 
-def test_a_dry_run_says_what_the_real_run_does_before_the_queue(governed, monkeypatch):
+def test_a_dry_run_says_what_the_real_run_does_before_the_queue(governed, monkeypatch, refused_port):
     # A grant whose end is due: the real run queues its revoke first; one whose end is near
     # (within a warning that grew since it was applied): the real run sends access.expiring. The
     # dry run says so, and changes nothing.
@@ -313,11 +313,14 @@ def test_a_dry_run_says_what_the_real_run_does_before_the_queue(governed, monkey
     monkeypatch.delenv("LANGSMITH_ACCESS_WEBHOOK_URL")
     quiet = cli("provision", "--dry-run", "--json")
     assert json.loads(quiet.stdout)["before_the_queue"]["expiry_warnings_due"] == [], quiet.stdout
-    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", receiver.url)
+    # A receiver that is down: the warning is queued, not "sent", and stderr says it did not go.
+    monkeypatch.setenv("LANGSMITH_ACCESS_WEBHOOK_URL", f"http://127.0.0.1:{refused_port}/hook")
     assert "expiry_warned" not in [kind for kind, _ in events(database, ending.request_id)]
     done = cli("provision")  # which says what it did first, as the dry run said it would
     assert done.returncode == 0, done.stderr
-    assert f"{'warned':<17} {ending.request_id}  its end is near: access.expiring sent" in done.stdout, done.stdout
+    assert (f"{'warned':<17} {ending.request_id}  its end is near: access.expiring queued for the webhook"
+            in done.stdout), done.stdout
+    assert "access.expiring sent" not in done.stdout and " not delivered yet " in done.stderr, done
     [revoke] = [r for r in list_requests(database=database.path) if r["parent_request_id"] == grant.request_id]
     assert f"{'applied':<17} {revoke['request_id']}  " in done.stdout, done.stdout
     assert revoke["status"] == "applied" and org.membership(people.workspace.id, grantee.ls_user_id) is None
@@ -735,6 +738,24 @@ def test_a_run_the_policy_held_re_executed_from_failure_says_it_took_no_request(
     assert "the access policy cannot be read" in said and "re-execute it with all steps" in said, said
     assert REFUSED_INPUT_TAG in instance.get_run_by_id(again.run_id).tags
     assert request_row(database, grant.request_id)["status"] == "pending" and writes(sandbox) == writes_before
+
+
+def test_the_run_logs_its_expiry_warnings_as_queued_for_the_webhook(governed, instance, monkeypatch):
+    # The run only queues access.expiring in the outbox: the sensor (or the command) delivers it
+    # later, if the receiver is up. Its log said "sent" all the same.
+    sandbox, org, database, people, receiver = governed
+    job = ReconstructableRepository.for_module("langsmith_access.definitions", "defs").get_reconstructable_job(
+        "provision_workspace_roles")
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "1m")
+    applied_before = request_grant(people.outsiders[0].email, WORKSPACE, "Editor", duration="2h")
+    assert provision().success and "expiry_warned" not in [k for k, _ in events(database, applied_before.request_id)]
+    monkeypatch.setenv("LANGSMITH_ACCESS_EXPIRY_WARNING", "3h")  # its end is near now, and so is the next one's
+    request_grant(people.outsiders[1].email, WORKSPACE, "Editor", duration="2h")
+    with dg.execute_job(job, instance=instance, tags={"dagster/partition": "default", **org_tags("default")}) as run:
+        assert run.success
+    said = [entry.user_message for entry in instance.all_logs(run.run_id) if "access.expiring" in entry.user_message]
+    assert said == ["1 time-bound grant(s) end soon: access.expiring queued for the webhook",
+                    "1 grant(s) applied end within the warning window: access.expiring queued for the webhook"], said
 
 
 def _refresh_said(instance: dg.DagsterInstance, run_id: str) -> list[str]:

@@ -249,7 +249,7 @@ def select_requests(
             warned = expiry.warn_expiring(conn, now, org.settings.expiry_warning, notifier)
             revokes = expiry.queue_due_expiries(conn, now)
             for count, what in ((len(expired), "request(s) past their approval deadline or --until: approval_expired"),
-                                (len(warned), "time-bound grant(s) end soon: access.expiring sent"),
+                                (len(warned), "time-bound grant(s) end soon: access.expiring queued for the webhook"),
                                 (len(revokes), "time-bound grant(s) expired: revoke(s) queued")):
                 if count:
                     context.log.info(f"{count} {what}")
@@ -426,7 +426,7 @@ def apply_requests(
             warned = expiry.warn_expiring(conn, queue.now_utc(), org.settings.expiry_warning, notifier)
             if warned:
                 context.log.info(f"{len(warned)} grant(s) applied end within the warning window: "
-                                 "access.expiring sent")
+                                 "access.expiring queued for the webhook")
         # This run's changes, and any an earlier run recorded but died before rebuilding: counted
         # on this connection (the lease holds the file until the refresh), not on one of its own.
         unbuilt = 0 if dry_run else unbuilt_observations(conn)
