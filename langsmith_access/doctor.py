@@ -232,7 +232,7 @@ class Diagnosis:
         if not problem:
             return self
         return Diagnosis([
-            replace(check, status=WARN, detail=f"{check.detail}; but {problem}",
+            replace(check, status=WARN, detail=f"{check.detail}; but {_mid_sentence(problem)}",
                     fix=f"{check.fix}; {fix}" if check.fix else fix)
             if check.name == "configuration" and check.status in (OK, WARN) else check
             for check in self.checks
@@ -243,6 +243,14 @@ class Diagnosis:
         works, but every grant is rejected until the file is fixed (revokes are not governed), so
         a passing configuration check warns, saying why."""
         return self._configuration_warned(problem, PolicyError.fix)
+
+
+def _mid_sentence(text: str) -> str:
+    """``text``, written as sentences of its own (an org's webhook problem: "The orgs file ...
+    until then."), as it reads after "; but": its first word in lower case (a name in capitals,
+    a path, is kept as written), without its full stop."""
+    text = text.rstrip().removesuffix(".")
+    return text[:1].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
 
 
 def policy_problem(org: Org) -> str | None:

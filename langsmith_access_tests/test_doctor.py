@@ -1559,6 +1559,29 @@ def test_an_unusable_webhook_never_turns_a_failed_configuration_into_a_warning()
     assert told.checks[0] == failed.checks[0] and told.ok is False, told.checks[0]
 
 
+def test_a_webhook_problem_and_a_policy_problem_read_as_one_sentence_on_the_configuration_line(tmp_path):
+    # An org's webhook problem is written as sentences of its own ("The orgs file ... until
+    # then."): joined after "; but" it read "; but The orgs file" and "until then.; but the access
+    # policy".
+    orgs = tmp_path / "orgs.yaml"
+    orgs.write_text("- slug: eu\n  organization_id: 00000000-0000-4000-8000-000000000002\n"
+                    "  endpoint: http://localhost:18002\n  api_key_env: KEY_EU\n  webhook_url_env: HOOK_EU\n"
+                    "  policy: policy.yaml\n")
+    (tmp_path / "policy.yaml").write_text("approval: [unclosed\n")
+    org = load_orgs({ORGS_FILE_VARIABLE: str(orgs), "KEY_EU": "lsv2_sk_" + "a" * 32 + "_x", "HOOK_EU": "not-a-url",
+                     "LANGSMITH_ACCESS_DUCKDB": str(tmp_path / "data" / "x.duckdb")},
+                    refuse_unusable_keys=False).get("eu")
+    passed = doctor.Diagnosis([doctor.Check("configuration", "ok", "endpoint http://localhost:18002")])
+    told = passed.with_webhook_problem(org.webhook_problem).with_policy_problem(doctor.policy_problem(org))
+    detail = told.checks[0].detail
+    assert detail.startswith(f"endpoint http://localhost:18002; but the orgs file {orgs}, entry 1 (line 1)"), detail
+    assert "Its notifications wait until then; but the access policy" in detail, detail
+    assert detail.endswith("every grant is rejected until it is fixed"), detail
+    # A problem that starts with a name in capitals keeps it.
+    named = passed.with_webhook_problem("LANGSMITH_ACCESS_WEBHOOK_URL is not set.").checks[0].detail
+    assert named == "endpoint http://localhost:18002; but LANGSMITH_ACCESS_WEBHOOK_URL is not set", named
+
+
 @pytest.mark.parametrize(("written", "said"), [
     (None, "is refused (the file does not exist: create it, or correct the path that names it"),
     ("aproval:\n  required: [Admin]\n", "is refused (line 1: unknown key 'aproval' in the policy (did you mean "
