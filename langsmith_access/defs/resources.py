@@ -364,6 +364,11 @@ class ProvisioningDatabase(OrgScopedResource):
             raise
         try:
             self.database.ensure_working()
+            # Claims and outcomes are committed from the first op on, and published only at
+            # teardown: a publish that fails there (a full disk) or a run killed before it leaves
+            # the marker, so the next writer publishes them rather than `requests` showing the
+            # requests pending until some run happens to publish.
+            self.database.publish_pending()
         except BaseException:
             stack.close()
             raise

@@ -296,15 +296,16 @@ class AccessDatabase:
     @property
     def unfinished_publish_path(self) -> Path:
         """Present while the analysts' copy lags what a writer committed: while a publish swaps its
-        files in (``swap_in``), and from a command's first write to its publish
-        (``publish_pending``). Left by one that died or failed, for the next writer to publish
+        files in (``swap_in``), and from a command's (or a provisioning run's) first write to its
+        publish (``publish_pending``). Left by one that died or failed, for the next writer to publish
         again (``ensure_working``) and for the queue sensor to launch one."""
         return self.path.with_name(f"{self._stem}.publish-unfinished")
 
     def publish_pending(self) -> None:
         """Say, before a command's first write, that it publishes when it ends (a request, a
-        decision, a review's revokes). Killed between its commit and its publish, it leaves the
-        analysts' copy (which ``requests`` and the queue sensor read) without what it committed:
+        decision, a review's revokes, a provisioning run). Killed between its commit and its
+        publish, or its publish failing (a full disk), it leaves the analysts' copy (which
+        ``requests`` and the queue sensor read) without what it committed:
         ``unfinished_publish_path`` stays, and the next writer publishes. Caller holds the lease."""
         self.unfinished_publish_path.touch()
 

@@ -4,6 +4,7 @@ One sync builds a template database; each test copies it and serves a fresh copy
 generated org, so tests start from identical, independent states.
 """
 
+import errno
 import itertools
 import json
 import logging
@@ -30,6 +31,7 @@ from langsmith_access.provisioning import executor, queue
 from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.sandbox import SandboxServer
 from langsmith_access.sandbox.api import ApiResponse
+from langsmith_access.store import export
 from langsmith_access.store.queries import grants_held_at
 from langsmith_access_tests.helpers import (
     actual_org_grants,
@@ -597,6 +599,34 @@ def test_crash_between_apply_and_record_then_recovery(env, monkeypatch):
     kinds = [k for (k,) in query(database.path,
         'SELECT kind FROM main.provisioning_events WHERE request_id = ? ORDER BY "at"', [request.request_id])]
     assert "recovered" in kinds
+
+
+def test_a_run_whose_publish_fails_leaves_it_due_for_the_next_writer(env, monkeypatch):
+    """A run that applied its requests and then could not publish (a full disk) leaves the
+    analysts' copy behind what it committed: the unfinished-publish marker stays, so the next
+    writer (here one that only takes the lease, as a notification claim or a failing sync does)
+    publishes it, rather than `requests` showing the applied request pending until some run
+    happens to publish."""
+    sandbox, org, database = env
+    workspace, outsider, *_ = pick(org)
+    request = request_grant(outsider.ls_user_id, workspace.id, "Editor")
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    room = export.stage_parquet_directory
+    monkeypatch.setattr(export, "stage_parquet_directory", no_space)
+    provision()
+    status = "SELECT status FROM main.provisioning_requests WHERE request_id = ?"
+    assert query(database.working_path, status, [request.request_id]) == [("applied",)]
+    assert [r["status"] for r in list_requests()] == ["pending"]  # the copy lags: the disk is full
+    assert database.unfinished_publish_path.exists()
+
+    monkeypatch.setattr(export, "stage_parquet_directory", room)  # (undo would drop env's variables too)
+    with database.writer_lease("the next writer"):
+        database.ensure_working()
+    assert [r["status"] for r in list_requests()] == ["applied"]
+    assert not database.unfinished_publish_path.exists()
 
 
 def test_two_provisioning_runs_at_once_apply_each_request_once(env):

@@ -671,9 +671,10 @@ def pending_request_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def unpublished_changes(org: Org) -> list[str]:
-    """A command that queued or decided requests died before publishing them (``AccessDatabase.
-    publish_pending``): the analysts' copy shows none of them. A run publishes them when it starts
-    and takes what is pending, so they are not left until some other command or sync publishes."""
+    """A command that queued or decided requests, or a provisioning run that settled them, died
+    or failed before publishing them (``AccessDatabase.publish_pending``): the analysts' copy
+    shows none of them. A run publishes them when it starts and takes what is pending, so they
+    are not left until some other command or sync publishes."""
     return ["unpublished changes"] if AccessDatabase(org.duckdb_path).unfinished_publish_path.exists() else []
 
 
