@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from typing import cast
 
 from langsmith_access import api
 from langsmith_access.cli.common import (
@@ -19,6 +20,7 @@ from langsmith_access.governance.notifications import Notifier
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.approvals import APPROVED, DENIED, UNKNOWN_REQUEST, DecisionResult
 from langsmith_access.settings import load_orgs, mask_keys
+from langsmith_access.store.database import PublishFailedError
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -39,6 +41,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def decide(args: argparse.Namespace) -> int:
     org = selected_org(args)
+    unpublished = None
     if no_database_there(args, org):
         # No queue, so no such request: recording the refusal would create a database (and its
         # folder) there, as `provision` avoids. The id as the refusal would record it: a key or
@@ -48,7 +51,10 @@ def decide(args: argparse.Namespace) -> int:
                                 f"{UNKNOWN_REQUEST} {shown_id}: {no_database_at(analysts_database(args).path)}.")
     else:
         record = api.approve if args.decision == "approve" else api.deny
-        result = record(args.request_id, by=args.by, comment=args.comment, org=org)
+        try:
+            result = record(args.request_id, by=args.by, comment=args.comment, org=org)
+        except PublishFailedError as error:  # recorded all the same: said as usual, then the error (exit 1)
+            unpublished, result = error, cast(DecisionResult, error.result)
     if not result.recorded and result.message.startswith(UNKNOWN_REQUEST):
         holder = result.held_by or _other_org_holding(args, result.request_id)
         if holder is not None:  # `approve --org beta` with alpha's id: say whose it is
@@ -62,6 +68,8 @@ def decide(args: argparse.Namespace) -> int:
         print(in_org_terms(args, result.message))
     else:
         print(f"refused: {in_org_terms(args, result.message)}", file=sys.stderr)
+    if unpublished is not None:
+        raise unpublished
     return 0 if result.recorded else 2
 
 

@@ -37,6 +37,7 @@ from langsmith_access.store.database import (
     DatabaseBusyError,
     DatabaseNotReadyError,
     DatabaseUnusableError,
+    PublishFailedError,
     full_disk_fix,
     full_disk_fix_of,
     unwritable_fix,
@@ -162,6 +163,9 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return 0
     except DatabaseUnusableError as error:
         say(f"error: {error}\n  fix: {error.fix}")
+        return 1
+    except PublishFailedError as error:  # committed all the same: its message says so, and what next
+        say(f"error: {error}" + (f"\n  fix: {error.fix}" if error.fix else ""))
         return 1
     except OtherOrganizationError as error:  # its message ends with the fix
         say(f"error: {error}")

@@ -8,7 +8,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from langsmith_access import api
 from langsmith_access.cli.common import (
@@ -22,8 +22,9 @@ from langsmith_access.cli.common import (
     selected_org,
 )
 from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
-from langsmith_access.provisioning.queue import FINAL_STATUSES, STATUSES, iso_minutes
+from langsmith_access.provisioning.queue import FINAL_STATUSES, STATUSES, QueueResult, iso_minutes
 from langsmith_access.settings import Org
+from langsmith_access.store.database import PublishFailedError
 from langsmith_access.store.queries import iso_utc
 
 if TYPE_CHECKING:  # the runner imports Dagster (seconds): `requests` and `request` never need it
@@ -102,12 +103,15 @@ def queue_request(args: argparse.Namespace) -> int:
         else:
             print(f"rejected (not recorded): {message}", file=sys.stderr)
         return 2
-    if args.action == "grant":
-        result = api.request_grant(args.user, args.workspace, args.role, reason=args.reason,
-                                   requested_by=requested_by, duration=args.duration, until=args.until, org=org)
-    else:
-        result = api.request_revoke(args.user, args.workspace, args.role, reason=args.reason,
-                                    requested_by=requested_by, duration=args.duration, until=args.until, org=org)
+    request = api.request_grant if args.action == "grant" else api.request_revoke
+    unpublished = None
+    try:
+        result = request(args.user, args.workspace, args.role, reason=args.reason, requested_by=requested_by,
+                         duration=args.duration, until=args.until, org=org)
+    except PublishFailedError as error:
+        # Queued all the same: its id is printed as for any queued request (a script keeps it), then
+        # the error says that only the publish failed (exit 1).
+        unpublished, result = error, cast(QueueResult, error.result)
     if args.json:
         print(json.dumps({"request_id": result.request_id, "status": result.status,
                           "message": in_org_terms(args, result.message), "duplicate_of": result.duplicate_of}))
@@ -116,6 +120,8 @@ def queue_request(args: argparse.Namespace) -> int:
         print(in_org_terms(args, result.message), file=sys.stderr)
     else:
         print(f"rejected ({result.request_id}): {in_org_terms(args, result.message)}", file=sys.stderr)
+    if unpublished is not None:
+        raise unpublished
     return 0 if result.accepted else 2
 
 

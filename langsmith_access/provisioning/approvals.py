@@ -97,7 +97,10 @@ def decide(
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        database.publish()
+        database.publish_committed(
+            f"request {result.request_id} was {result.decision} ({result.status})" if result.recorded
+            else f"the refused {'approval' if result.decision == APPROVED else 'denial'} of request "
+            f"{result.request_id} was recorded", result)
     return result
 
 

@@ -357,8 +357,17 @@ def submit(
         database.publish_pending()
         with database.connect() as conn:
             result = submit_on(conn, change, policy_path=policy_path, notifier=notifier)
-        database.publish()
+        database.publish_committed(_recorded(result), result)
     return result
+
+
+def _recorded(result: QueueResult) -> str:
+    """What ``submit`` committed, as a failed publish says it stands."""
+    if not result.accepted:
+        return f"the rejected request was recorded as {result.request_id}"
+    if result.duplicate_of:
+        return f"request {result.request_id} was already queued ({result.status}): this ask was recorded with it"
+    return f"request {result.request_id} was queued ({result.status})"
 
 
 class SubmitBatch:

@@ -206,6 +206,30 @@ class HeldInThisProcessError(duckdb.ConnectionException):
     closing that connection does. A ``duckdb.ConnectionException``, as DuckDB raised it before."""
 
 
+class PublishFailedError(RuntimeError):
+    """A command committed its change to the working file, then could not publish the analysts'
+    copy (a full disk). The change stands and ``unfinished_publish_path`` says a publish is due,
+    which the next writer does: said so, not as a command that did nothing (run again, it would
+    only find its change there). ``result``: what the command returns when it publishes; ``fix``:
+    for a full disk, where to free space; the publish's own error is ``__cause__``."""
+
+    def __init__(self, done: str, result: object, error: Exception, database: AccessDatabase) -> None:
+        if isinstance(error, OSError) and error.strerror:  # not "[Errno 28] ...": what and where
+            reason = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+        else:
+            reason = str(error)
+        super().__init__(
+            f"{done}, but publishing it to the analysts' copy {database.path.name} failed ({reason}). Nothing "
+            "was lost and nothing needs doing again: it is in the working file, and the next writer (a request, "
+            "a decision, a sync, or a provisioning run, which the provisioning sensor launches for it) publishes "
+            "it; `langsmith-access requests` shows it from then on")
+        self.result = result
+        full = (isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS) or any(
+            words in str(error) for words in FULL_DISK_WORDS)
+        self.fix = (f"free space on the file system holding {database.path.parent} (a publish writes a copy of "
+                    "the database beside it)") if full else None
+
+
 class DatabaseNotReadyError(RuntimeError):
     """The analysts' database does not exist yet (no sync has published it)."""
 
@@ -308,6 +332,14 @@ class AccessDatabase:
         ``requests`` and the queue sensor read) without what it committed:
         ``unfinished_publish_path`` stays, and the next writer publishes. Caller holds the lease."""
         self.unfinished_publish_path.touch()
+
+    def publish_committed(self, done: str, result: object) -> None:
+        """``publish`` at the end of a command that committed (``publish_pending``): a publish that
+        fails raises ``PublishFailedError``, which says that ``done`` stands, with ``result``."""
+        try:
+            self.publish()
+        except Exception as error:
+            raise PublishFailedError(done, result, error, self) from error
 
     def owns(self, path: Path | str) -> bool:
         """Whether ``path`` is one of this database's own files (the analysts' copy, the

@@ -2,6 +2,7 @@
 README "Provisioning workspace roles"): what each records, its --json keys and its exit code,
 against the synced env, in this process."""
 
+import errno
 import getpass
 import json
 import re
@@ -15,6 +16,7 @@ from langsmith_access.api import request_grant, request_revoke
 from langsmith_access.cli.provisioning import report_provisioning
 from langsmith_access.names import APPLY_REQUESTS_OP, REFRESH_OP
 from langsmith_access.runner import RunOutcome
+from langsmith_access.store import export
 from langsmith_access.store.sync_runs import OtherOrganizationError
 from langsmith_access_tests.helpers import cli_in_this_process, copy_synced_database, query
 
@@ -302,6 +304,46 @@ def test_a_recorded_decision_exits_0_and_says_so_on_stdout(env, tmp_path, monkey
     assert denied.stdout.startswith(f"denied: Admin in {workspace.display_name} for "), denied.stdout
     assert dict(query(database.path, "SELECT request_id, status FROM main.provisioning_requests")) == {
         waiting[outsider.ls_user_id]: "pending", waiting[other.ls_user_id]: "denied"}
+
+
+def test_a_request_and_a_decision_whose_publish_fails_say_they_were_recorded_and_who_publishes_them(
+        env, tmp_path, monkeypatch):
+    # A full disk while publishing, after the change was committed: said as a plain error, it read
+    # as "nothing happened", and the same request again was "already queued as" the same id.
+    sandbox, org, database = env
+    workspace, outsider, member = _outsider_and_member(org)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f'approval:\n  required: ["Admin"]\n  approvers: ["{member.email}"]\n')
+    monkeypatch.setenv("LANGSMITH_ACCESS_POLICY", str(policy))
+    room = export.stage_parquet_directory
+
+    def no_space(staged, parquet):
+        raise OSError(errno.ENOSPC, "No space left on device", str(parquet))
+
+    monkeypatch.setattr(export, "stage_parquet_directory", no_space)
+    queued = cli_in_this_process("request", "grant", "--user", outsider.email, "--workspace", workspace.id,
+                                 "--role", "Admin")
+    request_id = queued.stdout.strip()
+    assert queued.returncode == 1 and request_id, queued.stderr
+    assert f"error: request {request_id} was queued (awaiting_approval), but publishing it" in queued.stderr
+    assert "nothing needs doing again" in queued.stderr, queued.stderr
+    assert f"fix: free space on the file system holding {database.path.parent}" in queued.stderr, queued.stderr
+    status = "SELECT status FROM main.provisioning_requests WHERE request_id = ?"
+    assert query(database.working_path, status, [request_id]) == [("awaiting_approval",)]
+    assert query(database.path, status, [request_id]) == []  # not published: the disk is full
+    assert database.unfinished_publish_path.exists()
+
+    approved = cli_in_this_process("approve", request_id, "--by", member.email, "--json")
+    assert approved.returncode == 1 and json.loads(approved.stdout)["recorded"] is True, approved.stderr
+    assert f"error: request {request_id} was approved (pending), but publishing it" in approved.stderr
+
+    # The next writer (here another request) publishes both.
+    monkeypatch.setattr(export, "stage_parquet_directory", room)
+    other = cli_in_this_process("request", "revoke", "--user", member.email, "--workspace", workspace.id,
+                                "--role", org.role(workspace.memberships[member.ls_user_id].role_id).display_name)
+    assert other.returncode == 0, other.stderr
+    assert query(database.path, status, [request_id]) == [("pending",)]
+    assert not database.unfinished_publish_path.exists()
 
 
 # An analyst's session as `duckdb <file>` or a notebook's `duckdb.connect(file)` opens it: read-write,
