@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 from langsmith_access.cli.common import (
     add_org_argument,
@@ -50,6 +51,7 @@ from langsmith_access.provisioning.review import (
     read_table_sheet,
 )
 from langsmith_access.settings import load_orgs
+from langsmith_access.store.database import PublishFailedError
 from langsmith_access.store.sync_runs import same_organization
 
 
@@ -176,9 +178,13 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
             raise ReviewError("--review-db goes with --table, not with --file.")
         sheet = read_csv_sheet(args.file)
     reviewer = (args.reviewer or "").strip() or getpass.getuser()  # blank is not given
+    unpublished = None
     try:
         result = queue_revokes(analysts_database(args), sheet, reviewer=reviewer, reason=args.reason,
                                dry_run=args.dry_run, notifier=Notifier.of_org(selected_org(args)))
+    except PublishFailedError as error:
+        # Queued all the same: each row is said as usual, then the error (exit 1), as `request` does.
+        unpublished, result = error, cast(ReviewResult, error.result)
     except SheetOfAnotherOrganization as error:
         # The org it came from, by the slug the command wants, where the orgs file lists it.
         slugs = [org.slug for org in load_orgs(refuse_unusable_keys=False) if org.organization_id and any(
@@ -194,6 +200,8 @@ def queue_marked_revokes(args: argparse.Namespace) -> int:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         _print_result(result, args)
+    if unpublished is not None:
+        raise unpublished
     return 0 if result.all_accepted else 2
 
 

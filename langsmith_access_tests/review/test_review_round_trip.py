@@ -9,6 +9,7 @@ template database and a fresh sandbox serving the same org.
 import codecs
 import contextlib
 import csv
+import errno
 import getpass
 import json
 import os
@@ -27,6 +28,7 @@ from langsmith_access.api import list_requests, provision, request_grant, reques
 from langsmith_access.provisioning import queue
 from langsmith_access.provisioning.review import export as review_export
 from langsmith_access.provisioning.review import queue_revokes, read_csv_sheet
+from langsmith_access.store import export as store_export
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access_tests.helpers import query
 
@@ -420,6 +422,36 @@ def test_a_review_import_killed_mid_sheet_is_finished_by_importing_the_sheet_aga
     deletes = [entry.path for entry in sandbox.request_log.snapshot() if entry.method == "DELETE"]
     assert len(deletes) == len(set(deletes)) == len(marked)
     assert all(org.membership(row["workspace_id"], row["user_id"]) is None for row in marked)
+
+
+def test_a_review_import_whose_publish_fails_says_its_rows_were_queued_and_who_publishes_them(
+        env, tmp_path, capsys, monkeypatch):
+    # A full disk while publishing, after the rows were committed: each row is said as usual (a
+    # plain error read as "nothing queued"), then the error: exit 1, nothing to do again.
+    sandbox, org, database = env
+    sheet = exported_with_one_revoke(capsys, tmp_path)
+    room = store_export.stage_parquet_directory
+
+    def no_space(staged, parquet):
+        raise OSError(errno.ENOSPC, "No space left on device", str(parquet))
+
+    monkeypatch.setattr(store_export, "stage_parquet_directory", no_space)
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet)
+    assert code == 1, (stdout, err)
+    assert stdout.startswith("queued ") and "1 queued, 0 already queued or done, 0 rejected" in stdout, stdout
+    assert "error: the review's 1 revoke(s) were queued (and its rejected rows recorded), but publishing it" in err
+    assert "nothing needs doing again" in err and f"fix: free space on the file system holding {database.path.parent}" in err
+    pending = "SELECT count(*) FROM main.provisioning_requests WHERE status = 'pending'"
+    assert query(database.working_path, pending) == [(1,)]
+    assert request_count(database) == 0  # not published: the disk is full
+    assert database.unfinished_publish_path.exists()
+
+    # Imported again once there is room: the row is the revoke queued before, and both are published.
+    monkeypatch.setattr(store_export, "stage_parquet_directory", room)
+    code, stdout, err = run_cli(capsys, "review", "queue-revokes", "--file", sheet, "--json")
+    assert code == 0, (stdout, err)
+    assert (json.loads(stdout)["queued"], json.loads(stdout)["duplicates"]) == (0, 1)
+    assert query(database.path, pending) == [(1,)] and not database.unfinished_publish_path.exists()
 
 
 def test_a_grant_scim_manages_is_flagged_on_the_sheet_and_when_its_revoke_is_queued(env, tmp_path, capsys):

@@ -148,7 +148,9 @@ def queue_revokes(
             database.publish_pending()  # the checks above passed: the rows are queued from here on
             for row in sheet.marked:
                 result.outcomes.append(_queue_row(conn, facts.as_recorded(row), reviewer, reason, facts, batch))
-        database.publish()
+        queued = len(result.with_status("queued"))
+        database.publish_committed(f"the review's {queued} revoke(s) were queued (and its rejected rows recorded)",
+                                   result)
     return result
 
 
