@@ -34,6 +34,7 @@ from langsmith_access.store.database import (
     DatabaseNotReadyError,
     DatabaseUnusableError,
     LeftoverWalError,
+    PublishFailedError,
     full_disk_fix,
     unwritable_fix,
 )
@@ -1104,6 +1105,20 @@ def test_a_full_disk_gets_the_database_folders_fix_or_that_paths(tmp_path):
         "the file system holding /srv/out is full (or this user's disk quota is used up): free space there, "
         "then run again")
     assert full_disk_fix("/srv/.out/users.csv", database).startswith("the file system holding /srv/.out is full")
+
+
+def test_a_publish_that_ran_out_of_room_names_the_copy_it_wrote_not_the_working_file_it_read(tmp_path):
+    # shutil's copy of the working file onto a full file system raises ENOSPC naming the source
+    # first and the copy as filename2 (_fastcopy_sendfile): read as "the working file is broken".
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    staged = tmp_path / ".access.duckdb.publish.tmp"
+    full = OSError(errno.ENOSPC, "No space left on device", str(database.working_path), None, str(staged))
+    said = str(PublishFailedError("request r1 was queued (pending)", None, full, database))
+    assert f"failed ({staged}: No space left on device)" in said and str(database.working_path) not in said
+    unreadable = OSError(errno.EIO, "Input/output error", str(database.working_path), None, str(staged))
+    assert f"failed ({database.working_path}: Input/output error)" in str(
+        PublishFailedError("request r1 was queued (pending)", None, unreadable, database))
+
 
 def test_the_lock_file_logs_and_deferred_runs_are_the_databases_own_files(tmp_path):
     # An export or review sheet written over the lock would end every writer's lease; over a

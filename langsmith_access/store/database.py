@@ -215,7 +215,10 @@ class PublishFailedError(RuntimeError):
 
     def __init__(self, done: str, result: object, error: Exception, database: AccessDatabase) -> None:
         if isinstance(error, OSError) and error.strerror:  # not "[Errno 28] ...": what and where
-            reason = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+            # A copy that ran out of room names its source first (shutil: filename, then the
+            # destination as filename2): the file that could not be written is the destination.
+            written = error.filename2 if error.errno in FULL_DISK_ERRNOS and error.filename2 else error.filename
+            reason = f"{written}: {error.strerror}" if written else error.strerror
         else:
             reason = str(error)
         super().__init__(
