@@ -48,7 +48,8 @@ def decide(args: argparse.Namespace) -> int:
         # the org's webhook URL pasted in is not echoed.
         shown_id = Notifier.of_org(org).hidden(mask_keys(args.request_id.strip()))
         result = DecisionResult(shown_id, APPROVED if args.decision == "approve" else DENIED, False,
-                                f"{UNKNOWN_REQUEST} {shown_id}: {no_database_at(analysts_database(args).path)}.")
+                                f"{UNKNOWN_REQUEST} {shown_id}: {no_database_at(analysts_database(args).path)}.",
+                                held_by=_other_org_holding(args, args.request_id.strip()))
     else:
         record = api.approve if args.decision == "approve" else api.deny
         try:
@@ -56,10 +57,9 @@ def decide(args: argparse.Namespace) -> int:
         except PublishFailedError as error:  # recorded all the same: said as usual, then the error (exit 1)
             unpublished, result = error, cast(DecisionResult, error.result)
     if not result.recorded and result.message.startswith(UNKNOWN_REQUEST):
-        holder = result.held_by or _other_org_holding(args, result.request_id)
-        if holder is not None:  # `approve --org beta` with alpha's id: say whose it is
-            result = replace(result, message=f"{result.message} It is a request of org {holder!r}: "
-                             f"{args.decision} it with --org {holder}.")
+        if result.held_by is not None:  # `approve --org beta` with alpha's id: say whose it is
+            result = replace(result, message=f"{result.message} It is a request of org {result.held_by!r}: "
+                             f"{args.decision} it with --org {result.held_by}.")
     if args.json:
         print(json.dumps({"request_id": result.request_id, "decision": result.decision,
                           "recorded": result.recorded, "status": result.status,
