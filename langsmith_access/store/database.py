@@ -121,11 +121,16 @@ def full_disk_fix(path: str | os.PathLike | None, database: Path | None) -> str:
     )
 
 
+def says_no_room(text: str) -> bool:
+    """Whether ``text`` (an error's) says a write found no room: a full disk or a used-up quota."""
+    return any(words in text for words in FULL_DISK_WORDS)
+
+
 def full_disk_fix_of(text: str, database: Path | None) -> str | None:
     """``full_disk_fix`` when ``text`` says a write found no room: an OSError as Python words it
     ("[Errno 28] No space left on device: '<path>'") or DuckDB's ('Could not write file "<path>":
     No space left on device', inside dbt's node messages too), for the first path it quotes."""
-    if not any(words in text for words in FULL_DISK_WORDS):
+    if not says_no_room(text):
         return None
     path = re.search(r"""['"](/[^'"\\]+)""", text)
     return full_disk_fix(path[1] if path else None, database)
@@ -227,10 +232,9 @@ class PublishFailedError(RuntimeError):
             "a decision, a sync, or a provisioning run, which the provisioning sensor launches for it) publishes "
             "it; `langsmith-access requests` shows it from then on")
         self.result = result
-        full = (isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS) or any(
-            words in str(error) for words in FULL_DISK_WORDS)
+        # Not ``full_disk_fix``: its "then run again" would contradict "nothing needs doing again".
         self.fix = (f"free space on the file system holding {database.path.parent} (a publish writes a copy of "
-                    "the database beside it)") if full else None
+                    "the database beside it)") if says_no_room(str(error)) else None
 
 
 class DatabaseNotReadyError(RuntimeError):
