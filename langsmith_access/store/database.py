@@ -663,8 +663,8 @@ class AccessDatabase:
         ``open_timeout_seconds``: how long to wait for a file another program holds open.
 
         If only the analysts' copy exists (the working file was removed), start again from it.
+        (Another folder holding this org's data was refused when the lease was taken.)
         """
-        self._refuse_a_second_database()
         copied = not self.working_path.exists() and self.path.exists()
         if copied:
             self._set_aside_orphaned_log()
