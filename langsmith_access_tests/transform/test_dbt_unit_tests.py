@@ -36,6 +36,7 @@ UNIT_TESTS = {
     "grant_history_names_the_request_that_opened_each_interval",
     "grant_history_keeps_roles_provisioning_gave_and_took_within_one_run",
     "user_history_keeps_each_interval_open_until_a_sync_saw_the_member_change_or_leave",
+    "user_history_joins_an_email_change_into_the_interval_it_happened_in",
     "workspace_history_keeps_each_interval_open_until_a_sync_saw_the_workspace_renamed_or_gone",
     "org_settings_history_keeps_each_value_open_until_a_sync_saw_another",
     "org_settings_are_the_latest_syncs_with_trimmed_names",

@@ -42,7 +42,8 @@ users as (
 -- Each name a credential's created_by may give its creator, compared without case: LangSmith
 -- leaves its format open (langsmith-api.md; Terraform reads it as text, cartography matches user
 -- ids, identity ids, emails and login user names). A current member's names first (rank 1), then
--- a former member's user id and every email they had (rank 2: user_history keeps those who left).
+-- a former member's user id and every email they had (rank 2: users_snapshot keeps those who
+-- left, with a row for each email change).
 creator_names as (
     select lower(ls_user_id) as name, ls_user_id as user_id, email, 1 as rank from users
     union all
@@ -61,8 +62,8 @@ creator_names as (
         select
             user_id,
             list(distinct email) filter (where email is not null) as emails,
-            arg_max(email, valid_from) as last_email
-        from {{ ref('user_history') }}
+            arg_max(email, dbt_valid_from) as last_email
+        from {{ ref('users_snapshot') }}
         group by user_id
     ) as former, unnest(list_prepend(former.user_id, former.emails)) as named(name)
 ),
