@@ -732,6 +732,10 @@ class Provisioner:
                                                 "current_role_id": plan.current_role_id, "attempt": attempt})
             if self.dry_run:
                 return Outcome(request_id, "planned", plan.explanation, plan)
+            if plan.needs_write and plan.target_role_id and plan.target_role_id not in self.directory.roles:
+                # Only the end of a grant writes a role validation did not check (the one the grant
+                # replaced): deleted since, LangSmith refuses it (404) however often it is sent.
+                return Outcome(request_id, "failed", self._restore_role_gone(request, plan), plan)
             if plan.needs_write:
                 with self._lock:
                     self._first_write_plans.setdefault(request_id, plan)
@@ -811,6 +815,19 @@ class Provisioner:
                            f"{SOMEONE_ELSE_MADE_IT_SO} (it was to {plan.explanation})", plan, writes=writes)
         self._observe(request, verified)
         return Outcome(request["request_id"], "applied", f"verified: {plan.explanation}", plan, writes=writes)
+
+    def _restore_role_gone(self, request: dict, plan: Plan) -> str:
+        """Why the end of a grant cannot give back the role the grant replaced, and the fix."""
+        gone = plan.target_role_id
+        with self._lock:  # its name as the latest sync saw it, where there is one
+            named = (first_row(self.conn, "SELECT display_name FROM main.roles WHERE role_id = ?", [gone])
+                     if table_exists(self.conn, "main", "roles") else None)
+        role = f"{named[0]} ({gone})" if named else gone
+        granted = request["role_name"] or request["role_id"]
+        return (f"cannot give back {role}, the role the grant of {granted} replaced: it no longer exists in "
+                f"LangSmith (deleted since the grant), so the member still holds {granted}. Fix: in LangSmith, "
+                "give the member the role they should hold now (or remove them from the workspace); this end is "
+                "tried again later and settles once they no longer hold the granted role.")
 
     def _plan(self, request: dict, live: Live | None) -> Plan:
         current, identity = (live.role_id, live.id) if live else (None, None)

@@ -1179,6 +1179,35 @@ def test_the_end_of_a_grant_whose_workspace_or_member_is_gone_settles_as_ended(l
     assert (event, json.loads(payload)["request_id"]) == ("access.expired", hour["request_id"])
 
 
+def test_the_end_of_a_grant_whose_replaced_role_was_deleted_fails_saying_so_and_sends_no_write(live):
+    """A grant of Admin replaced a custom role, which was deleted since: the end cannot give it
+    back (LangSmith refuses a deleted role), so it sends nothing, fails saying the member still
+    holds Admin and what to do, and is notified as failed (not as access.expired)."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    custom = next(r for r in org.custom_roles() if r.access_scope == "workspace")
+    admin = workspace_role(org, "Admin")
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=admin.id)
+    now = queue.now_utc()
+    grant = queued(conn, "grant", member, workspace, admin, status="applied", prior_role_id=custom.id,
+                   updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    end = queued(conn, "revoke", member, workspace, admin, parent_request_id=grant["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+    del org.roles[custom.id]
+    conn.execute("CREATE TABLE main.roles AS SELECT ? AS role_id, ? AS display_name", [custom.id, custom.display_name])
+
+    outcome = provision(sandbox, conn, end, notifier=Notifier(org="acme", enabled=True))[end["request_id"]]
+
+    assert outcome.status == "failed", outcome
+    assert outcome.detail.startswith(
+        f"cannot give back {custom.display_name} ({custom.id}), the role the grant of Admin replaced: it no longer "
+        "exists in LangSmith (deleted since the grant), so the member still holds Admin. Fix: in LangSmith, "), outcome
+    assert status_of(conn, end["request_id"]) == ("failed", outcome.detail)
+    assert writes(sandbox) == [] and org.membership(workspace.id, member.ls_user_id).role_id == admin.id
+    [(event, payload)] = conn.execute("SELECT event, payload FROM main.notifications").fetchall()
+    assert (event, json.loads(payload)["request_id"]) == ("request.failed", end["request_id"])
+
+
 @pytest.mark.parametrize("mode", ["per request", "org listing"])
 def test_a_workspace_deleted_during_the_run_rejects_its_request_as_deleted(live, mode):
     """The run read the workspaces, then the workspace was deleted: its member routes answer
