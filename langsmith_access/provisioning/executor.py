@@ -14,10 +14,10 @@ settles from live state:
 What a settled request verified (the member's live role in the workspace, or none) is recorded in
 the raw table ``raw.provisioning_observations``, in the same transaction as the request's
 status; so is what a request found changed by hand where it contradicts ``grants`` (before its
-write, or instead of one when already satisfied, or when it failed holding another role: drift,
-which the refresh then lists; observed ``found``, not ``verified``). Provisioning never
-writes ``grants``: dbt builds it from the latest sync plus these observations (the refresh after
-a provisioning run, and every sync).
+write, or instead of one when already satisfied, or when it failed holding another role, or when
+live validation found the member gone from the org: drift, which the refresh then lists; observed
+``found``, not ``verified``). Provisioning never writes ``grants``: dbt builds it from the latest
+sync plus these observations (the refresh after a provisioning run, and every sync).
 
 Two ways to read live state, cheapest first for the batch at hand (``Provisioner.process_all``):
 
@@ -279,6 +279,10 @@ class Rejected(Exception):
     """Live validation refused the request (the message says why)."""
 
 
+class MemberGone(Rejected):
+    """The member is no active org member any more: they hold no role in any workspace."""
+
+
 @dataclass
 class Provisioner:
     client: LangSmithClient
@@ -436,6 +440,10 @@ class Provisioner:
         try:
             outcome = self._process(request)
         except Rejected as rejection:
+            if isinstance(rejection, MemberGone):
+                # Gone from the org, so from the workspace: grants shows it now, not at the next
+                # sync (a grant's end finding them gone would otherwise leave its access shown).
+                self._observe_if_changed(request, None)
             outcome = self._refused(request, rejection)
         except LangSmithError as error:
             if _is_outage(error):
@@ -976,7 +984,7 @@ class Provisioner:
                      "path": ORG_LISTING_PATH if self.snapshot is not None else ORG_MEMBER_LOOKUP_PATH,
                      **(_retried(self.client) if self.snapshot is None else {})})
         if member is None:
-            raise Rejected(
+            raise MemberGone(
                 f"{request['user_email'] or request['user_id']} is not an active org member any more"
             )
         org_role = self.directory.roles.get(member.role_id or "")

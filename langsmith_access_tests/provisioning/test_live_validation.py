@@ -1179,6 +1179,33 @@ def test_the_end_of_a_grant_whose_workspace_or_member_is_gone_settles_as_ended(l
     assert (event, json.loads(payload)["request_id"]) == ("access.expired", hour["request_id"])
 
 
+@pytest.mark.parametrize("shown", [True, False])
+def test_a_member_found_gone_from_the_org_is_recorded_gone_from_the_workspace_where_grants_shows_them(live, shown):
+    """An hour of Editor ends after the member left the org, while grants (the last build) still
+    shows them as Editor there: the end settles with nothing to undo and records that they hold no
+    role there any more (found, not caused), so grants and grant_history stop showing the access
+    now, not at the next sync. Where grants shows nothing there, nothing is recorded."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    editor = workspace_role(org, "Editor")
+    now = queue.now_utc()
+    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
+                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=editor.id)
+    grants_showing(conn, member, workspace, editor.id if shown else None)
+    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+    org.remove_member(member.ls_user_id)
+
+    outcome = provision(sandbox, conn, end)[end["request_id"]]
+
+    assert outcome.status == "already_satisfied" and outcome.detail.endswith("nothing to undo"), outcome
+    recorded = conn.execute(f"SELECT request_id, workspace_id, ls_user_id, role_id, observed "
+                            f"FROM {RAW_SCHEMA}.provisioning_observations").fetchall()
+    assert recorded == ([(end["request_id"], workspace.id, member.ls_user_id, None, "found")] if shown else [])
+    assert writes(sandbox) == []
+
+
 def test_the_end_of_a_grant_whose_replaced_role_was_deleted_fails_saying_so_and_sends_no_write(live):
     """A grant of Admin replaced a custom role, which was deleted since: the end cannot give it
     back (LangSmith refuses a deleted role), so it sends nothing, fails saying the member still
