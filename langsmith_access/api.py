@@ -148,7 +148,11 @@ def provision(*, dry_run: bool = False, request_ids: list[str] | None = None,
     An empty list names no request and raises ``ValueError`` before anything runs: it is never
     taken for "every pending request" (a selection that came out empty must not apply the
     whole queue). One id as a plain string raises ``ValueError`` too (it is no list of ids), as
-    does a number, or a list holding what is no id (``None``, ``''``, bytes)."""
+    does a number, or a list holding what is no id (``None``, ``''``, bytes).
+
+    A run whose publish of the analysts' copy failed as it ended (a full disk) raises
+    ``PublishFailedError``, its ``result`` the outcome: what it did is recorded in the working
+    file, and the next writer publishes it."""
     if isinstance(request_ids, str):
         raise ValueError(f"provision(request_ids={request_ids!r}) is a string, not a list of request ids: "
                          f"pass request_ids=[{request_ids!r}]")
@@ -178,7 +182,11 @@ def provision(*, dry_run: bool = False, request_ids: list[str] | None = None,
     config: dict = {"dry_run": dry_run}
     if ids:
         config["request_ids"] = ids
-    return runner.run_job(
+    outcome = runner.run_job(
         PROVISION_JOB, {"ops": {SELECT_REQUESTS_OP: {"config": config}}}, org=the_org,
         log_dir=Path(log_dir) if log_dir is not None else None, verbose=verbose,
     )
+    if outcome.unpublished is not None:  # recorded, not published (a full disk): as request_grant says it
+        outcome.unpublished.result = outcome
+        raise outcome.unpublished
+    return outcome

@@ -45,7 +45,7 @@ from langsmith_access.dagster_home import dagster_home_instance
 from langsmith_access.definitions import defs
 from langsmith_access.defs.orgs import deployment_orgs, org_tags
 from langsmith_access.defs.provisioning.definitions import provision_job
-from langsmith_access.defs.resources import is_interruption, org_resources
+from langsmith_access.defs.resources import is_interruption, org_resources, unpublished_run
 from langsmith_access.defs.resources import without_type_name as _without_type_name
 from langsmith_access.doctor import configuration_fix
 from langsmith_access.langsmith import errors
@@ -64,6 +64,7 @@ from langsmith_access.store.database import (
     UNWRITABLE_FOLDER_FIX,
     DatabaseBusyError,
     DatabaseUnusableError,
+    PublishFailedError,
     full_disk_fix_of,
     unwritable_fix,
 )
@@ -85,6 +86,9 @@ class RunOutcome:
     log_path: Path | None = None  # a failed run's events, stack traces included
     events: Sequence[dg.DagsterEvent] = field(default_factory=list, repr=False)  # a failed run's Dagster events
     interrupted: bool = False  # failed because Ctrl-C (or a signal) stopped it under way
+    # A provisioning run whose publish as it ended failed (a full disk): what it did is in the working
+    # file, which the next writer publishes; the run itself succeeded (or failed) as ``success`` says.
+    unpublished: PublishFailedError | None = None
 
 
 def instance() -> dg.DagsterInstance:
@@ -305,7 +309,7 @@ def _run_job(job_name, run_config, org: Org, progress, dagster_instance, started
         )
         outcome = RunOutcome(
             success=result.success, run_id=run_id, duration_seconds=time.monotonic() - started,
-            org=org.slug,
+            org=org.slug, unpublished=unpublished_run(run_id),
         )
         for node in (APPLY_REQUESTS_OP, REFRESH_OP):
             try:

@@ -193,9 +193,15 @@ def provision_now(args: argparse.Namespace) -> int:
             print(json.dumps(answer))
         print(f"no pending requests{no_database_yet(args)}", file=sys.stderr)
         return 0
-    outcome = api.provision(
-        dry_run=args.dry_run, log_dir=failure_log_directory(org.settings), verbose=args.verbose, org=org
-    )
+    try:
+        outcome = api.provision(
+            dry_run=args.dry_run, log_dir=failure_log_directory(org.settings), verbose=args.verbose, org=org
+        )
+    except PublishFailedError as unpublished:
+        # Done and recorded all the same: each request is said as usual, then that only the
+        # publish failed (exit 1), as `request` does.
+        report_provisioning(cast("RunOutcome", unpublished.result), dry_run=args.dry_run, as_json=args.json)
+        raise
     return report_provisioning(outcome, dry_run=args.dry_run, as_json=args.json)
 
 

@@ -24,7 +24,7 @@ from langsmith_access.defs.orgs import OrgScopedResource, RunOrganization, said_
 from langsmith_access.governance.notifications import Notifier, without_secrets
 from langsmith_access.langsmith import CallStats, LangSmithClient
 from langsmith_access.settings import Orgs
-from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, RunIfKilled
+from langsmith_access.store.database import AccessDatabase, DatabaseBusyError, PublishFailedError, RunIfKilled
 from langsmith_access.store.sync_runs import (
     SUCCEEDED,
     defer_failed_run,
@@ -330,6 +330,17 @@ class SyncDatabase(OrgScopedResource):
         self._staged_docs = None
 
 
+# The runs in this process whose publish at teardown failed, by run id: ``unpublished_run`` gives the
+# runner (``runner.run_job``) the error, which Dagster records only as a failed teardown.
+_UNPUBLISHED_RUNS: dict[str, PublishFailedError] = {}
+
+
+def unpublished_run(run_id: str) -> PublishFailedError | None:
+    """The ``PublishFailedError`` of run ``run_id`` of this process, whose publish at teardown
+    failed (None when it published); taken: asked again, None."""
+    return _UNPUBLISHED_RUNS.pop(run_id, None)
+
+
 class ProvisioningDatabase(OrgScopedResource):
     """The run's org's working database for a provisioning run, held for the whole run.
 
@@ -379,6 +390,17 @@ class ProvisioningDatabase(OrgScopedResource):
             return
         try:
             self.database.publish()
+        except Exception as error:
+            # Dagster logs a teardown's error but the run still succeeds (the sensor and a
+            # re-execution must not take it for a failure: everything was applied and recorded).
+            # Said in the run's event log with its fix, and handed to the runner for the CLI.
+            unpublished = PublishFailedError(f"{_lease_purpose(context)} recorded what it did", None, error,
+                                             self.database)
+            if context.log is not None:
+                context.log.error(str(unpublished) + (f". Fix: {unpublished.fix}" if unpublished.fix else ""))
+            if context.run is not None:
+                _UNPUBLISHED_RUNS[context.run.run_id] = unpublished
+            raise unpublished from error
         finally:
             self._stack.close()
 

@@ -32,6 +32,7 @@ from langsmith_access.provisioning.executor import Provisioner
 from langsmith_access.sandbox import SandboxServer
 from langsmith_access.sandbox.api import ApiResponse
 from langsmith_access.store import export
+from langsmith_access.store.database import PublishFailedError
 from langsmith_access.store.queries import grants_held_at
 from langsmith_access_tests.helpers import (
     actual_org_grants,
@@ -606,7 +607,7 @@ def test_a_run_whose_publish_fails_leaves_it_due_for_the_next_writer(env, monkey
     analysts' copy behind what it committed: the unfinished-publish marker stays, so the next
     writer (here one that only takes the lease, as a notification claim or a failing sync does)
     publishes it, rather than `requests` showing the applied request pending until some run
-    happens to publish."""
+    happens to publish. The run says so (``PublishFailedError``), not that it succeeded."""
     sandbox, org, database = env
     workspace, outsider, *_ = pick(org)
     request = request_grant(outsider.ls_user_id, workspace.id, "Editor")
@@ -616,11 +617,33 @@ def test_a_run_whose_publish_fails_leaves_it_due_for_the_next_writer(env, monkey
 
     room = export.stage_parquet_directory
     monkeypatch.setattr(export, "stage_parquet_directory", no_space)
-    provision()
+    with pytest.raises(PublishFailedError) as raised:  # as a request whose publish failed says it
+        provision()
+    assert raised.value.result.success  # done, and said so: only the publish failed
+    assert [item["status"] for item in raised.value.result.outputs["apply_requests"]["outcomes"]] == ["applied"]
     status = "SELECT status FROM main.provisioning_requests WHERE request_id = ?"
     assert query(database.working_path, status, [request.request_id]) == [("applied",)]
     assert [r["status"] for r in list_requests()] == ["pending"]  # the copy lags: the disk is full
     assert database.unfinished_publish_path.exists()
+
+    # In Dagster (a run launched from the Launchpad): the run still succeeds, so neither the sensors'
+    # wait after a failed run nor a re-execution from failure takes it for one (nothing is applied
+    # again), and its event log says what failed and the fix.
+    with dg.instance_for_test() as instance:
+        outcome = runner.run_job(runner.PROVISION_JOB, {}, dagster_instance=instance)
+        run = instance.get_run_by_id(outcome.run_id)
+        logs = instance.all_logs(outcome.run_id)
+    assert outcome.success and run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    assert isinstance(outcome.unpublished, PublishFailedError)
+    assert [entry.user_message for entry in logs if entry.dagster_event is None and entry.level == logging.ERROR] == [
+        f"{outcome.unpublished}. Fix: free space on the file system holding {database.path.parent} (a publish "
+        "writes a copy of the database beside it)"]
+    assert str(outcome.unpublished).startswith(f"run provision_workspace_roles {outcome.run_id} recorded what it "
+                                               "did, but publishing it to the analysts' copy")
+    [teardown] = [entry.dagster_event for entry in logs if entry.dagster_event is not None
+                  and entry.dagster_event.event_type == dg.DagsterEventType.ENGINE_EVENT
+                  and entry.dagster_event.engine_event_data.error is not None]
+    assert teardown.engine_event_data.error.cls_name == "PublishFailedError"
 
     monkeypatch.setattr(export, "stage_parquet_directory", room)  # (undo would drop env's variables too)
     with database.writer_lease("the next writer"):

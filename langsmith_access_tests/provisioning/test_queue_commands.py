@@ -346,6 +346,52 @@ def test_a_request_and_a_decision_whose_publish_fails_say_they_were_recorded_and
     assert not database.unfinished_publish_path.exists()
 
 
+def test_a_provisioning_run_whose_publish_fails_says_what_it_applied_and_who_publishes_it(env, monkeypatch):
+    # A full disk as the run publishes, after it applied and recorded its requests: it said success
+    # (exit 0) while `requests` showed them pending.
+    sandbox, org, database = env
+    workspace, outsider, member = _outsider_and_member(org)
+    grant = request_grant(outsider.ls_user_id, workspace.id, "Viewer")
+    revoke = request_revoke(member.ls_user_id, workspace.id,
+                            org.role(workspace.memberships[member.ls_user_id].role_id).display_name)
+    assert grant.accepted and revoke.accepted, (grant, revoke)
+    room = export.stage_parquet_directory
+
+    def no_space(staged, parquet):
+        raise OSError(errno.ENOSPC, "No space left on device", str(parquet))
+
+    monkeypatch.setattr(export, "stage_parquet_directory", no_space)
+    done = cli_in_this_process("provision", "--json")
+    assert done.returncode == 1, done.stderr
+    answer = json.loads(done.stdout)  # as for a run that published: done, not failed
+    assert (answer["success"], answer["failure"]) == (True, None), answer
+    assert {item["request_id"]: item["status"] for item in answer["requests"]} == {
+        grant.request_id: "applied", revoke.request_id: "applied"}
+    assert re.search(r"^error: run provision_workspace_roles \S+ recorded what it did, but publishing it to the "
+                     rf"analysts' copy {re.escape(database.path.name)} failed \(.*No space left on device\)\. "
+                     "Nothing was lost and nothing needs doing again", done.stderr, re.M), done.stderr
+    assert f"  fix: free space on the file system holding {database.path.parent} (a publish" in done.stderr
+    assert "failed:" not in done.stderr and "Provisioning run failed" not in done.stderr, done.stderr
+    status = "SELECT request_id, status FROM main.provisioning_requests"
+    assert set(query(database.working_path, status)) == {(grant.request_id, "applied"), (revoke.request_id, "applied")}
+    assert database.unfinished_publish_path.exists()
+
+    listed = cli_in_this_process("requests", "--json")  # the analysts' copy lags: the disk is full
+    assert {r["request_id"]: r["status"] for r in json.loads(listed.stdout)} == {
+        grant.request_id: "pending", revoke.request_id: "pending"}
+
+    # A run with nothing to apply whose publish fails says the same, in text: exit 1, no request failed.
+    again = cli_in_this_process("provision")
+    assert again.returncode == 1 and again.stdout == "", again.stdout
+    assert "recorded what it did, but publishing it" in again.stderr and "  fix: free space" in again.stderr
+
+    monkeypatch.setattr(export, "stage_parquet_directory", room)  # the next writer publishes it all
+    assert cli_in_this_process("provision").returncode == 0
+    listed = cli_in_this_process("requests", "--status", "applied")
+    assert (listed.returncode, len(listed.stdout.splitlines())) == (0, 2), listed.stderr
+    assert not database.unfinished_publish_path.exists()
+
+
 # An analyst's session as `duckdb <file>` or a notebook's `duckdb.connect(file)` opens it: read-write,
 # holding DuckDB's exclusive lock on the file (no other process can open it, even read-only).
 ANALYST_READ_WRITE = """
