@@ -131,6 +131,10 @@ def list_requests(args: argparse.Namespace) -> int:
     elsewhere = None if rows or analysts_database(args).path.exists() else renamed_slug_refusal(org)
     if elsewhere is not None:  # not an empty queue: the org's queue is in the folder of its old slug
         raise elsewhere
+    marker = analysts_database(args).unfinished_publish_path
+    if marker.exists():  # the rows come from the analysts' copy: said on stderr, stdout stays as documented
+        print(f"note: the analysts' copy may be behind what was recorded ({marker.name} is there: a publish "
+              "failed or is under way); nothing needs doing: the next writer publishes it", file=sys.stderr)
     for row in rows:  # a recorded fix ("... `langsmith-access review export`") as this org runs it
         if row.get("status_detail"):
             row["status_detail"] = org.in_its_own_terms(row["status_detail"])

@@ -346,6 +346,44 @@ def test_a_request_and_a_decision_whose_publish_fails_say_they_were_recorded_and
     assert not database.unfinished_publish_path.exists()
 
 
+def test_requests_says_when_the_analysts_copy_may_be_behind_what_was_recorded(env, monkeypatch):
+    # `requests` reads the analysts' copy: after a publish failed (a full disk) it showed what was
+    # published before, and said nothing of what was recorded since.
+    sandbox, org, database = env
+    workspace, outsider, member = _outsider_and_member(org)
+    published = cli_in_this_process("request", "grant", "--user", outsider.email, "--workspace", workspace.id,
+                                    "--role", "Viewer").stdout.strip()
+    assert cli_in_this_process("requests").stderr == ""
+    room = export.stage_parquet_directory
+
+    def no_space(staged, parquet):
+        raise OSError(errno.ENOSPC, "No space left on device", str(parquet))
+
+    monkeypatch.setattr(export, "stage_parquet_directory", no_space)
+    role = org.role(workspace.memberships[member.ls_user_id].role_id).display_name
+    recorded = cli_in_this_process("request", "revoke", "--user", member.email, "--workspace", workspace.id,
+                                   "--role", role)
+    assert recorded.returncode == 1 and "but publishing it" in recorded.stderr, recorded.stderr
+    monkeypatch.setattr(export, "stage_parquet_directory", room)
+
+    note = (f"note: the analysts' copy may be behind what was recorded ({database.unfinished_publish_path.name} "
+            "is there: a publish failed or is under way); nothing needs doing: the next writer publishes it\n")
+    text = cli_in_this_process("requests")
+    assert (text.returncode, text.stderr) == (0, note), text.stderr
+    assert [line.split()[0] for line in text.stdout.splitlines()] == [published]  # what the copy holds
+    as_json = cli_in_this_process("requests", "--json")
+    assert (as_json.returncode, as_json.stderr) == (0, note), as_json.stderr
+    assert [row["request_id"] for row in json.loads(as_json.stdout)] == [published]
+    none_failed = cli_in_this_process("requests", "--status", "failed")  # an empty listing says both
+    assert (none_failed.returncode, none_failed.stdout, none_failed.stderr) == (0, "", note + "no requests\n")
+
+    with database.writer_lease("the next writer"):  # publishes what is due, and the note goes
+        database.ensure_working()
+    listed = cli_in_this_process("requests", "--json")
+    assert (listed.returncode, listed.stderr) == (0, ""), listed.stderr
+    assert [row["request_id"] for row in json.loads(listed.stdout)] == [published, recorded.stdout.strip()]
+
+
 def test_a_provisioning_run_whose_publish_fails_says_what_it_applied_and_who_publishes_it(env, monkeypatch):
     # A full disk as the run publishes, after it applied and recorded its requests: it said success
     # (exit 0) while `requests` showed them pending.
@@ -379,6 +417,7 @@ def test_a_provisioning_run_whose_publish_fails_says_what_it_applied_and_who_pub
     listed = cli_in_this_process("requests", "--json")  # the analysts' copy lags: the disk is full
     assert {r["request_id"]: r["status"] for r in json.loads(listed.stdout)} == {
         grant.request_id: "pending", revoke.request_id: "pending"}
+    assert listed.stderr.startswith("note: the analysts' copy may be behind what was recorded"), listed.stderr
 
     # A run with nothing to apply whose publish fails says the same, in text: exit 1, no request failed.
     again = cli_in_this_process("provision")
