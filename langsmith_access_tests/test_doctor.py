@@ -1612,3 +1612,44 @@ def test_a_policy_file_that_cannot_be_read_warns_the_configuration_check(sandbox
     assert check_of(run_checks(org=load_orgs(environ, refuse_unusable_keys=False).get()), "configuration").status == "ok"
     failed = doctor.configuration_failure("LANGSMITH_ENDPOINT 'nowhere' is not a URL")
     assert failed.with_policy_problem("the access policy p.yaml is refused (...)").checks[0] == failed.checks[0]
+
+
+def _database_of(path: Path, organization_id: str) -> None:
+    """A database whose last successful sync was for ``organization_id`` (what the org check reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE main.sync_runs (status VARCHAR, organization_id VARCHAR, finished_at TIMESTAMPTZ)")
+        conn.execute("INSERT INTO main.sync_runs VALUES ('succeeded', ?, now())", [organization_id])
+
+
+@pytest.mark.parametrize("mistake", ["another_orgs_database", "renamed_slug"])
+def test_a_database_that_will_refuse_the_orgs_runs_is_warned_of(orgs_file, tmp_path, mistake):
+    # The connection is fine, but every sync and provisioning run of 'us' would be refused by its
+    # database: the doctor ("will this work?") must not answer all-ok and say nothing.
+    from langsmith_access.definitions import defs
+
+    us_id = load_orgs().get("us").organization_id
+    data = tmp_path / "data"
+    if mistake == "another_orgs_database":  # data/us/ holds another org's data (an id changed)
+        _database_of(data / "us" / "langsmith_access.duckdb", "00000000-0000-4000-8000-0000000000cc")
+        said = f"{data / 'us' / 'langsmith_access.duckdb'} holds organization 00000000-0000-4000-8000-0000000000cc's"
+    else:  # 'us' was 'old' before: its data is in data/old/, and data/us/ does not exist
+        _database_of(data / "old" / "langsmith_access.duckdb", us_id)
+        said = f"but {data / 'old' / 'langsmith_access.duckdb'} holds this organization's data"
+    done = cli_in_this_process("doctor", "--json", "--org", "us")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True
+    [warning] = [w for w in report["warnings"] if w.startswith("org 'us': ")]
+    assert "its sync, provisioning runs and requests will be refused: " in warning and said in warning, warning
+    assert "Fix: " in warning and "Nothing was asked of LangSmith" not in warning, warning
+    # Every org's doctor says it too; and the UI's op job, as its warnings.
+    assert warning in json.loads(cli_in_this_process("doctor", "--json", "--all-orgs").stdout)["warnings"]
+    result = defs().resolve_job_def("check_langsmith_connection").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key="us")
+    assert warning.removeprefix("org 'us': ") in result.output_for_node("check_connection")["warnings"]
+    assert not (data / "us").exists() or mistake == "another_orgs_database"  # the doctor made nothing
+    # What the warning promises is what a request does.
+    refused = cli_in_this_process("request", "grant", "--org", "us", "--user", "a@example.com",
+                                  "--workspace", "W", "--role", "Viewer")
+    assert refused.returncode == 1 and said in refused.stderr, refused.stderr

@@ -10,8 +10,9 @@ import sys
 from langsmith_access.cli.common import UsageError, add_org_argument, choose_org
 from langsmith_access.doctor import ORG_SELECTION_FIX, Diagnosis, configuration_failure, run_checks
 from langsmith_access.provisioning.expiry import unlisted_org_warnings
-from langsmith_access.settings import ORGS_FILE_VARIABLE, Orgs, SettingsError, load_orgs
+from langsmith_access.settings import ORGS_FILE_VARIABLE, Org, Orgs, SettingsError, load_orgs
 from langsmith_access.side_by_side import each_org_side_by_side
+from langsmith_access.store.database import AccessDatabase, refusal_ahead
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -52,7 +53,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     else:
         diagnosis = run_checks(org=org)
         # Not a check of the connection, but what the operator must fix in this deployment.
-        warnings = unlisted_org_warnings(orgs)
+        warnings = database_warnings([org]) + unlisted_org_warnings(orgs)
     if args.json:
         # --all-orgs promises "orgs": with a file that lists none usable, it is empty, and the
         # configuration check beside it says why (a script reading report["orgs"] gets no KeyError).
@@ -64,11 +65,19 @@ def run_doctor(args: argparse.Namespace) -> int:
     return 0 if diagnosis.ok else 1
 
 
+def database_warnings(orgs: list[Org]) -> list[str]:
+    """For each org whose runs its database would refuse (another org's data there, or a renamed
+    slug's folder holding its own): the refusal and its fix, so an all-ok doctor does not promise
+    a sync that cannot run."""
+    return [f"org {org.slug!r}: {refusal}" for org in orgs
+            if (refusal := refusal_ahead(AccessDatabase.of_org(org))) is not None]
+
+
 def _check_every_org(orgs: Orgs, args: argparse.Namespace) -> int:
     """``doctor --all-orgs``: each org's checks, in the orgs file's order, then which failed."""
     diagnoses: list[Diagnosis] = list(
         each_org_side_by_side(list(orgs), lambda org: run_checks(org=org), at_once=DOCTORS_AT_ONCE).values())
-    warnings = unlisted_org_warnings(orgs)
+    warnings = database_warnings(list(orgs)) + unlisted_org_warnings(orgs)
     failed = [org.slug for org, diagnosis in zip(orgs, diagnoses, strict=True) if not diagnosis.ok]
     if args.json:
         print(json.dumps({

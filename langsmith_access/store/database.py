@@ -44,12 +44,18 @@ from pathlib import Path
 
 import duckdb
 
-from langsmith_access.settings import Org, mask_keys
+from langsmith_access.settings import Org, SettingsError, check_organization_id, mask_keys
 from langsmith_access.store import export
 from langsmith_access.store.durable import replace_durably, sync_directory
 from langsmith_access.store.schema import ensure_schema
 from langsmith_access.store.sql import quote_identifier, quote_literal
-from langsmith_access.store.sync_runs import check_not_elsewhere, check_organization, defer_failed_run
+from langsmith_access.store.sync_runs import (
+    NOTHING_DONE,
+    OtherOrganizationError,
+    check_not_elsewhere,
+    check_organization,
+    defer_failed_run,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -787,6 +793,31 @@ class StagedPublish:
         self.copy.unlink(missing_ok=True)
         if self.parquet is not None and self.parquet.exists():
             shutil.rmtree(self.parquet, ignore_errors=True)
+
+
+def refusal_ahead(database: AccessDatabase) -> str | None:
+    """Why every sync, provisioning run and request of ``database``'s org would be refused, read
+    without writing anything: the file holds another org's data, or (an orgs file's org with no
+    database yet) another org folder holds this org's (a renamed slug). None when neither, or when
+    the file cannot be read now (a writer holds it: the run itself will say)."""
+    if not database.organization_id:
+        return None
+    try:
+        check_organization_id(database.organization_id)
+    except SettingsError:
+        return None  # the configuration check names it
+    path = database.working_path if database.working_path.exists() else database.path
+    try:
+        if path.exists():
+            with duckdb.connect(str(path), read_only=True) as conn:
+                check_organization(conn, database.path, database.organization_id, database.orgs_root)
+        elif database.orgs_root is not None:
+            check_not_elsewhere(database.path, database.orgs_root, database.organization_id)
+    except OtherOrganizationError as error:
+        return "its sync, provisioning runs and requests will be refused: " + str(error).replace(NOTHING_DONE, "")
+    except (duckdb.Error, OSError):
+        return None
+    return None
 
 
 # A wait this long or longer is said once it has lasted ~0.6 s (it must not look like a hang); a

@@ -119,6 +119,10 @@ def record_failed_run(
     return _insert_run(conn, row)
 
 
+# Said by a refused run; left out where nothing was attempted (the doctor's warning of the refusal).
+NOTHING_DONE = " Nothing was asked of LangSmith and no data was changed."
+
+
 class OtherOrganizationError(RuntimeError):
     """The database holds another LangSmith organization's data than the run is for."""
 
@@ -140,8 +144,7 @@ class OtherOrganizationError(RuntimeError):
         super().__init__(
             f"{path} holds organization {held}'s data (its last sync), not organization {configured}'s, "
             "the one configured here: writing it would mix two organizations' history and apply one "
-            "organization's requests with the other's key. Nothing was asked of LangSmith and no data "
-            f"was changed. Fix: {self.fix}"
+            f"organization's requests with the other's key.{NOTHING_DONE} Fix: {self.fix}"
         )
 
 
@@ -161,8 +164,7 @@ class OrganizationElsewhereError(OtherOrganizationError):
             f"{path} does not exist yet, but {other} holds this organization's data ({held}, its last "
             "sync): one organization in two databases would have two histories and two queues, and "
             "the requests and time-bound grants left in the other one would never be settled (a slug "
-            "renamed in the orgs file leaves its old folder behind). Nothing was asked of LangSmith "
-            f"and no data was changed. Fix: {self.fix}",
+            f"renamed in the orgs file leaves its old folder behind).{NOTHING_DONE} Fix: {self.fix}",
         )
 
 

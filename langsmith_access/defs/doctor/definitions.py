@@ -11,6 +11,7 @@ from langsmith_access.doctor import run_checks
 from langsmith_access.names import RUN_TIME_LIMIT_TAGS
 from langsmith_access.provisioning.expiry import unlisted_org_warnings
 from langsmith_access.settings import SettingsError
+from langsmith_access.store.database import AccessDatabase, refusal_ahead
 
 JOB_NAME = "check_langsmith_connection"
 
@@ -26,11 +27,14 @@ def check_connection(context: dg.OpExecutionContext, organization: RunOrganizati
             context.log.warning(line)
         else:
             context.log.info(line)
-    # Beside the connection: an org folder the orgs file no longer names that still holds work.
+    # Beside the connection: a database that would refuse this org's runs, and an org folder the
+    # orgs file no longer names that still holds work.
+    refusal = refusal_ahead(AccessDatabase.of_org(organization.org))
+    warnings = [refusal] if refusal is not None else []
     try:
-        warnings = unlisted_org_warnings(deployment_orgs())
+        warnings += unlisted_org_warnings(deployment_orgs())
     except SettingsError:  # the orgs file broke since the definitions loaded: this run's org is checked
-        warnings = []
+        pass
     for warning in warnings:
         context.log.warning(f"warning: {warning}")
     metadata: dict[str, dg.MetadataValue | str | bool] = {
