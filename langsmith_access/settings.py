@@ -1053,6 +1053,9 @@ class Orgs:
 
     orgs: tuple[Org, ...]
     source: Path | None = None
+    # With an orgs file: LANGSMITH_ACCESS_DUCKDB itself, the database the single-org variables
+    # used (its directory holds the org folders), which an org moved into the file may leave behind.
+    single_org_duckdb_path: Path | None = None
 
     def __iter__(self) -> Iterator[Org]:
         return iter(self.orgs)
@@ -1105,7 +1108,8 @@ def load_orgs(environ: Mapping[str, str] | None = None, *, refuse_unusable_keys:
                 key_problem = str(problem)
         return Orgs((Org(DEFAULT_ORG_SLUG, shared, SINGLE_ORG_KEY_VARIABLE, default_policy, key_problem=key_problem),))
     path = Path(_path_text(ORGS_FILE_VARIABLE, env[ORGS_FILE_VARIABLE]))
-    return Orgs(_read_orgs_file(path, shared, env, default_policy, refuse_unusable_keys), source=path)
+    return Orgs(_read_orgs_file(path, shared, env, default_policy, refuse_unusable_keys), source=path,
+                single_org_duckdb_path=shared.duckdb_path)
 
 
 def org_database_path(shared_duckdb_path: Path, slug: str) -> Path:

@@ -693,6 +693,45 @@ def test_only_an_unlisted_org_folder_with_work_left_is_warned_of_and_its_work_co
     assert "provision --org gone`" in warnings[0] and "provision --org older`" in warnings[1]
 
 
+@pytest.mark.parametrize("name", ["langsmith_access.duckdb", "access.duckdb"])
+def test_the_single_org_database_left_beside_the_org_folders_with_work_is_warned_of(tmp_path, monkeypatch, name):
+    # 'us' ran on the single-org variables (data/langsmith_access.duckdb: a pending request and a
+    # time-bound grant), then moved into the orgs file without moving its files (README: "Moving
+    # an org ... into an orgs file"). No run under the file reads that database: its request is
+    # never applied and the grant's access never ends, so sync --all-orgs and doctor must say so.
+    data = two_org_folders(tmp_path, monkeypatch, {})
+    data.mkdir()
+    single = data / name  # LANGSMITH_ACCESS_DUCKDB's own name (the org folders' files are langsmith_access.*)
+    monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(single))
+    with duckdb.connect(str(single)) as conn:
+        conn.execute("CREATE TABLE main.sync_runs (status VARCHAR, organization_id VARCHAR, finished_at TIMESTAMPTZ)")
+        conn.execute("INSERT INTO main.sync_runs VALUES ('succeeded', ?, now())", [US_ID])
+        conn.execute("CREATE TABLE main.provisioning_requests (request_id VARCHAR, action VARCHAR, "
+                     "status VARCHAR, expires_at TIMESTAMPTZ, parent_request_id VARCHAR)")
+        conn.execute("INSERT INTO main.provisioning_requests VALUES ('p', 'grant', 'pending', NULL, NULL), "
+                     "('g', 'grant', 'applied', '2099-01-01', NULL)")
+
+    [warning] = unlisted_org_warnings(load_orgs(refuse_unusable_keys=False))
+    assert warning.startswith(
+        f"{single} (the single-org variables' database) holds organization {US_ID}'s data, with 1 open request "
+        f"and 1 time-bound grant still to end: no run settles them while {tmp_path / 'orgs.yaml'} is used"), warning
+    assert warning.endswith(f"move them into {data / 'us'} before the first run of org 'us'."), warning
+
+    # Too late to move it: data/us/ has a database of its own (the org's first run there came first).
+    (data / "us").mkdir()
+    duckdb.connect(str(data / "us" / "langsmith_access.duckdb")).close()
+    [warning] = unlisted_org_warnings(load_orgs(refuse_unusable_keys=False))
+    assert "org 'us' has started a database of its own since, so settle them with LANGSMITH_ACCESS_ORGS_FILE " \
+           "unset and the single-org variables set" in warning, warning
+    assert f"its files are everything named {single.stem}* beside it" in warning, warning
+
+    # Its work settled (the grant's end applied, the request done): nothing left to warn of.
+    with duckdb.connect(str(single)) as conn:
+        conn.execute("UPDATE main.provisioning_requests SET status = 'applied' WHERE request_id = 'p'")
+        conn.execute("INSERT INTO main.provisioning_requests VALUES ('g-end', 'revoke', 'applied', NULL, 'g')")
+    assert unlisted_org_warnings(load_orgs(refuse_unusable_keys=False)) == []
+
+
 def test_a_slug_renamed_in_the_orgs_file_is_refused_while_its_old_folder_holds_the_org(tmp_path, monkeypatch):
     # 'us' was 'us-old' until the file was edited: data/us-old/ holds the org's queue and history
     # (time-bound grants still to end among them). A new, empty data/us/ would be a second queue

@@ -44,11 +44,11 @@ from langsmith_access.provisioning.queue import (
     new_id,
     record_event,
 )
-from langsmith_access.settings import Orgs
+from langsmith_access.settings import ORGS_FILE_VARIABLE, Orgs
 from langsmith_access.store.database import AccessDatabase
 from langsmith_access.store.raw_tables import RAW_SCHEMA
 from langsmith_access.store.sql import column_names, scalar, table_exists
-from langsmith_access.store.sync_runs import organization_of
+from langsmith_access.store.sync_runs import organization_of, same_organization
 
 _REQUESTS = "main.provisioning_requests"  # a grant's own row, in the conditions below
 
@@ -313,12 +313,16 @@ def unlisted_org_warnings(orgs: Orgs) -> list[str]:
     try:
         if root is None or not root.is_dir():
             return []
-        folders = sorted(p for p in root.iterdir() if p.name not in orgs.slugs)
+        # The root itself too: the database the single-org variables used, left where it was when
+        # the org moved into the orgs file (README: "Moving an org ... into an orgs file").
+        folders = [root, *sorted(p for p in root.iterdir() if p.name not in orgs.slugs)]
     except OSError:
         return []  # the orgs' folder cannot be looked at: each org's own run says so
     warnings = []
     for folder in folders:
-        database = AccessDatabase(folder / name)
+        # The root's own database is named as LANGSMITH_ACCESS_DUCKDB is; every org folder's, alike.
+        database = AccessDatabase(orgs.single_org_duckdb_path if folder == root and orgs.single_org_duckdb_path
+                                  else folder / name)
         try:
             if not folder.is_dir():
                 continue
@@ -336,6 +340,9 @@ def unlisted_org_warnings(orgs: Orgs) -> list[str]:
         parts = ([_counted(open_requests, "open request")] if open_requests else []) + (
             [f"{_counted(time_bound, 'time-bound grant')} still to end"] if time_bound else [])
         work = " and ".join(parts)
+        if folder == root:
+            warnings.append(_single_org_database_warning(orgs, database, held, work))
+            continue
         warnings.append(
             f"{folder} holds organization {held or '(unknown)'}'s database, which no entry of "
             f"{orgs.source} names, with {work}: no run settles them now (a time-bound grant's access "
@@ -343,6 +350,24 @@ def unlisted_org_warnings(orgs: Orgs) -> list[str]:
             f"`langsmith-access provision --org {folder.name}`), or, if it was renamed, move "
             f"{folder}'s files into its new slug's folder.")
     return warnings
+
+
+def _single_org_database_warning(orgs: Orgs, database: AccessDatabase, held: str | None, work: str) -> str:
+    """``unlisted_org_warnings``'s warning for the single-org database beside the org folders:
+    no run under the orgs file settles what it holds. The fix names the entry of its org where
+    one does: moved into that slug's folder before the slug's first run, its queue goes on."""
+    entry = next((org for org in orgs if held and org.organization_id and same_organization(org.organization_id, held)),
+                 None)
+    if entry is None:
+        fix = "give its org an entry in that file, and move them into that slug's folder before its first run"
+    elif AccessDatabase.of_org(entry).working_path.exists() or entry.duckdb_path.exists():
+        fix = (f"org {entry.slug!r} has started a database of its own since, so settle them with "
+               f"{ORGS_FILE_VARIABLE} unset and the single-org variables set (`langsmith-access provision`)")
+    else:
+        fix = f"move them into {entry.duckdb_path.parent} before the first run of org {entry.slug!r}"
+    return (f"{database.path} (the single-org variables' database) holds organization {held or '(unknown)'}'s "
+            f"data, with {work}: no run settles them while {orgs.source} is used (a time-bound grant's access "
+            f"does not end). Fix: its files are everything named {database.path.stem}* beside it, and logs/; {fix}.")
 
 
 def _counted(count: int, thing: str) -> str:
