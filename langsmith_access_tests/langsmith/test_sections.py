@@ -255,3 +255,17 @@ def test_a_taggings_answer_without_its_resources_is_refused_not_read_as_tagging_
     with pytest.raises(UnexpectedResponseError,
                        match=r"^TaggingsResponse.resources: expected a list of resources in 'prompts', got int"):
         ResourceTagging.from_taggings({**answer, "resources": {"prompts": 7}}, "w-1")
+
+
+def test_a_field_langsmith_adds_to_the_resources_that_is_no_list_is_ignored_not_a_failed_inventory():
+    """``TaggingsByResourceType`` names its buckets; a field a newer LangSmith adds there that is no
+    list (a count, a flag, an object) holds no resources: ignored like any unknown field, the
+    buckets beside it read as before. A named bucket of another type is still refused."""
+    answer = {"tag_key": "env", "tag_key_id": "k-1", "tag_value": "production", "tag_value_id": "v-1"}
+    resource = {"tagging_id": "t-1", "resource_id": "r-1", "resource_name": "router"}
+    taggings = ResourceTagging.from_taggings({**answer, "resources": {
+        "prompts": [resource], "total": 1, "truncated": False, "next": "abc", "counts": {"prompts": 1},
+    }}, "w-1")
+    assert [(t.id, t.resource_type, t.resource_id) for t in taggings] == [("t-1", "prompt", "r-1")]
+    with pytest.raises(UnexpectedResponseError, match=r"expected a list of resources in 'queues', got dict"):
+        ResourceTagging.from_taggings({**answer, "resources": {"queues": {"items": [resource]}}}, "w-1")
