@@ -932,7 +932,9 @@ class Provisioner:
         request_id, user_id, workspace_id = request["request_id"], request["user_id"], request["workspace_id"]
         wanted = self._wanted(request, item.plan)
         listed = after.live(user_id, workspace_id) if after is not None else None
-        if after is not None and (listed.role_id if listed else None) == wanted:
+        # A membership listed without a role confirms nothing (read back on its own below).
+        if after is not None and (listed is None or listed.role_id is not None) and (
+                listed.role_id if listed else None) == wanted:
             self._event(request_id, "verified", {
                 "method": "GET", "path": ORG_LISTING_PATH, "status_code": READ_OK, "workspace_id": workspace_id,
                 "member": listed is not None, "role_id": listed.role_id if listed else None,
@@ -1011,7 +1013,7 @@ class Provisioner:
             "workspace_id": workspace_id, "member": live is not None,
             "role_id": live.role_id if live else None, **_retried(self.client),
         })
-        return live
+        return _role_told(live, WORKSPACE_MEMBERS_PATH, workspace_id)
 
     def _listed_live(self, snapshot: OrgSnapshot, request_id: str, workspace_id: str, user_id: str) -> Live | None:
         """The member's role in the workspace from the batch's org listing (no call)."""
@@ -1020,7 +1022,7 @@ class Provisioner:
             "method": "GET", "path": ORG_LISTING_PATH, "status_code": READ_OK, "workspace_id": workspace_id,
             "member": live is not None, "role_id": live.role_id if live else None,
         })
-        return live
+        return _role_told(live, ORG_LISTING_PATH, workspace_id)
 
     def _apply(self, request_id: str, workspace_id: str, org_identity_id: str, plan: Plan) -> str | None:
         """Send the plan's one write. Returns the member's workspace identity id after it."""
@@ -1181,6 +1183,23 @@ class Provisioner:
                 request["user_id"], live.role_id if live else None, live.id if live else None,
                 observed,
             ))
+
+
+def _role_told(live: Live | None, path: str, workspace_id: str) -> Live | None:
+    """``live`` when it says the member's role (or that they are not a member). A membership
+    listed without a role (the schema lets ``role_id`` be null or absent) is a role this run cannot
+    tell: never "not a member", which would settle a revoke with nothing removed and drop the
+    member from ``grants``. The request fails on it instead, saying why."""
+    if live is None or live.role_id is not None:
+        return live
+    error = UnexpectedResponseError(
+        f"LangSmith lists the member in workspace {workspace_id} without a role: their role there "
+        "cannot be told, so the request was neither planned nor verified on it",
+        method="GET", path=path,
+    )
+    error.fix = ("check the member's role in that workspace in LangSmith (the request's events say "
+                 "whether anything was written), and queue the request again if it is still needed")
+    raise error
 
 
 def _role_of(live: Live | None) -> str | None:

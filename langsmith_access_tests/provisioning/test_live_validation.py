@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -1611,3 +1612,76 @@ def test_a_read_retried_once_is_in_the_audit_of_the_read_it_was(live):
     for kind in ("validated_live", "read_live"):
         assert [(a["method"], a["status_code"]) for a in audit[kind]["retried"]] == [("GET", 429)], audit[kind]
     assert "retried" not in audit["verified"] and "retried" not in audit["write_answered"]
+
+
+def listed_without_a_role(sandbox, workspace, member):
+    """From now on LangSmith lists ``member`` in ``workspace`` without a role: a null ``role_id`` on
+    the workspace's member row (the schema allows it), no ``role_id`` on the org listing's entry
+    for that workspace (an optional field there)."""
+
+    def strip(row):
+        if isinstance(row, dict) and row.get("ls_user_id") == member.ls_user_id:
+            if row.get("tenant_id") == workspace.id:
+                return {**row, "role_id": None, "role_name": None}
+            if isinstance(row.get("workspace_memberships"), list):
+                return {**row, "workspace_memberships": [
+                    {k: v for k, v in entry.items() if k not in ("role_id", "role_name")}
+                    if entry.get("workspace_id") == workspace.id else entry
+                    for entry in row["workspace_memberships"]]}
+        return row
+
+    def respond(original, r):
+        response = original(r)
+        if r.method == "GET" and isinstance(response.body, list):
+            return replace(response, body=[strip(row) for row in response.body])
+        return response
+
+    wrap_respond(sandbox, respond)
+
+
+@pytest.mark.parametrize("action", ["revoke", "grant"])
+@pytest.mark.parametrize("read", ["org listing", "member lookup"])
+def test_a_member_listed_without_a_role_fails_the_request_and_is_never_read_as_not_a_member(live, read, action):
+    """A membership LangSmith lists with no role is a role provisioning cannot tell: never "not a
+    member" (a revoke settled with nothing removed, the member dropped from grants). The request
+    fails saying so, nothing is written, and nothing is recorded as observed."""
+    sandbox, org, conn = live
+    member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
+    role = org.roles[held_role_id] if action == "revoke" else roles_other_than(org, held_role_id)[0]
+    request = queued(conn, action, member, workspace, role)
+    listed_without_a_role(sandbox, workspace, member)
+
+    outcome = (provision_by_listing if read == "org listing" else provision)(sandbox, conn, request)[
+        request["request_id"]]
+
+    assert outcome.status == "failed", outcome
+    assert "without a role" in outcome.detail and workspace.id in outcome.detail, outcome.detail
+    assert writes(sandbox) == []
+    assert roles_observed(conn, request["request_id"]) == []
+    assert org.membership(workspace.id, member.ls_user_id).role_id == held_role_id
+
+
+@pytest.mark.parametrize("read", ["org listing", "member lookup"])
+def test_a_write_whose_member_is_then_listed_without_a_role_is_not_verified(live, read):
+    """The grant's add went out, and LangSmith then lists the member without a role: not verified,
+    so the request fails (never applied on a read that says nothing of the role), with what it
+    wrote in its events and nothing recorded as verified."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+
+    def strip_after_the_write(respond, r):
+        response = respond(r)
+        if r.method in WRITES:
+            listed_without_a_role(sandbox, workspace, member)
+        return response
+
+    wrap_respond(sandbox, strip_after_the_write)
+    outcome = (provision_by_listing if read == "org listing" else provision)(sandbox, conn, request)[
+        request["request_id"]]
+
+    assert outcome.status == "failed", outcome
+    assert "without a role" in outcome.detail, outcome.detail
+    assert [w.method for w in writes(sandbox)] == ["POST"]
+    assert roles_observed(conn, request["request_id"]) == []
