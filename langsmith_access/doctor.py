@@ -100,6 +100,12 @@ GARBLED_FIX = (
     "check that LANGSMITH_ENDPOINT reaches the LangSmith API itself (no proxy rewriting its "
     "answers), then run the doctor again"
 )
+# JSON that is not what this version reads there: a proxy rewriting it, or a newer LangSmith
+# (a value or shape this version does not know), which no check of the endpoint fixes.
+UNREADABLE_ANSWER_FIX = (
+    f"{GARBLED_FIX}; if it does, this LangSmith answers in a form this version of langsmith-access "
+    "does not read yet (the detail names the field): upgrade langsmith-access"
+)
 # Why no answer came decides what to change: the endpoint only where it is the likely culprit.
 CONNECTION_FIXES = {
     "dns": "correct the host name in LANGSMITH_ENDPOINT (US: api.smith.langchain.com, EU: "
@@ -887,7 +893,7 @@ def _fix_for(error: LangSmithError, *, refused: str) -> str:
     if isinstance(error, NotLangSmithAPIError):
         return error.fix
     if isinstance(error, UnexpectedResponseError):
-        return GARBLED_FIX
+        return UNREADABLE_ANSWER_FIX
     if isinstance(error, TransientError):
         return TRANSIENT_FIX
     if type(error).fix != LangSmithError.fix:

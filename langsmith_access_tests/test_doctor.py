@@ -31,6 +31,7 @@ from langsmith_access.doctor import (
     ORG_SELECTION_FIX,
     ROUTE_MISSING_FIX,
     TRANSIENT_FIX,
+    UNREADABLE_ANSWER_FIX,
     _in_the_clear,
     run_checks,
 )
@@ -1398,9 +1399,21 @@ def test_a_read_answered_with_json_of_the_wrong_shape_gets_the_garbled_answer_fi
     with TamperingProxy(sandbox.url) as proxy:
         proxy.tamper = on(ROLES, lambda answer: answer.with_json({"roles": "none"}))
         failed = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_roles")
-    assert failed.status == "fail" and failed.fix == GARBLED_FIX, failed
+    assert failed.status == "fail" and failed.fix == UNREADABLE_ANSWER_FIX, failed
 
 
+
+
+def test_a_value_a_newer_langsmith_sends_that_this_version_cannot_read_gets_a_fix_that_says_upgrade(sandbox_env):
+    # A newer LangSmith with a role scope this version does not know: no proxy is to blame, so a
+    # fix that only sends the operator to look for one would leave them stuck.
+    sandbox, environ = sandbox_env()
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on(ROLES, lambda answer: answer.with_json(
+            [{**role, "access_scope": "project"} if index == 0 else role for index, role in enumerate(answer.json())]))
+        failed = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_roles")
+    assert failed.status == "fail" and "Role.access_scope" in failed.detail and "'project'" in failed.detail, failed
+    assert "upgrade langsmith-access" in failed.fix, failed
 
 def test_a_read_refused_as_unauthenticated_gets_the_key_fix(sandbox_env):
     # A 401 on a later read (the key revoked meanwhile, or a proxy's own login): the fix its kind
