@@ -61,8 +61,12 @@ def _configured(monkeypatch, tmp_path) -> list[tuple]:
     monkeypatch.setenv("LANGSMITH_ACCESS_DUCKDB", str(tmp_path / "access.duckdb"))
     monkeypatch.setenv("LANGSMITH_API_KEY", SERVICE_KEY)
     runs: list[tuple] = []
-    monkeypatch.setattr(runner, "run_job", lambda *args, **kwargs: runs.append((args, kwargs)) or "outcome")
+    monkeypatch.setattr(runner, "run_job", lambda *args, **kwargs: runs.append((args, kwargs)) or _OUTCOME)
     return runs
+
+
+# What the recorded run_job answers: a run that succeeded and published.
+_OUTCOME = runner.RunOutcome(success=True, run_id="run-1", duration_seconds=0.0)
 
 
 def test_provision_refuses_an_empty_selection_or_one_id_as_a_string_before_anything_runs(monkeypatch, tmp_path):
@@ -94,8 +98,8 @@ def test_provision_refuses_request_ids_that_are_not_a_list_of_ids_before_anythin
 def test_provision_hands_the_job_its_selection_dry_run_log_folder_and_verbosity(monkeypatch, tmp_path):
     runs = _configured(monkeypatch, tmp_path)
     assert api.provision(request_ids=(i for i in ("r-1", "r-2")), log_dir=str(tmp_path / "logs"),
-                         verbose=True) == "outcome"
-    assert api.provision() == "outcome"
+                         verbose=True) is _OUTCOME
+    assert api.provision() is _OUTCOME
     [(selected_args, selected), (every_args, every)] = runs
     assert selected_args[:1] == every_args[:1] == ("provision_workspace_roles",)
     assert selected_args[1:] == ({"ops": {"select_requests": {"config": {"dry_run": False,
