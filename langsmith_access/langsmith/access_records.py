@@ -364,11 +364,11 @@ class ResourceTagging:
         for bucket, resources in buckets.items():
             if resources is None:
                 continue
-            if not isinstance(resources, list) and bucket not in TAGGING_BUCKET_TYPES:
-                # A field LangSmith added that holds no list is no bucket of resources (a count, a
-                # flag): ignored like any unknown field. A new bucket is a list, read below.
-                continue
             if not isinstance(resources, list):
+                if bucket not in TAGGING_BUCKET_TYPES:
+                    # A field LangSmith added that holds no list is no bucket of resources (a count,
+                    # a flag): ignored like any unknown field. A new bucket is a list, read below.
+                    continue
                 raise UnexpectedResponseError(  # the bucket's type, not the resources object's
                     f"TaggingsResponse.resources: expected a list of resources in {bucket!r}, "
                     f"got {type(resources).__name__}"
