@@ -811,8 +811,8 @@ def refusal_ahead(database: AccessDatabase) -> str | None:
         if path.exists():
             with duckdb.connect(str(path), read_only=True) as conn:
                 check_organization(conn, database.path, database.organization_id, database.orgs_root)
-        elif database.orgs_root is not None:
-            check_not_elsewhere(database.path, database.orgs_root, database.organization_id)
+        else:  # what taking the writer lease refuses for a database not created yet
+            database._refuse_a_second_database()
     except OtherOrganizationError as error:
         return "its sync, provisioning runs and requests will be refused: " + str(error).replace(NOTHING_DONE, "")
     except (duckdb.Error, OSError):
