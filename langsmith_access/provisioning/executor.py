@@ -933,11 +933,10 @@ class Provisioner:
         wanted = self._wanted(request, item.plan)
         listed = after.live(user_id, workspace_id) if after is not None else None
         # A membership listed without a role confirms nothing (read back on its own below).
-        if after is not None and (listed is None or listed.role_id is not None) and (
-                listed.role_id if listed else None) == wanted:
+        if after is not None and (listed is None or listed.role_id is not None) and _role_of(listed) == wanted:
             self._event(request_id, "verified", {
                 "method": "GET", "path": ORG_LISTING_PATH, "status_code": READ_OK, "workspace_id": workspace_id,
-                "member": listed is not None, "role_id": listed.role_id if listed else None,
+                "member": listed is not None, "role_id": _role_of(listed),
             })
             verified = Live(wanted, item.identity_id) if wanted else None
         else:
