@@ -877,6 +877,20 @@ def test_a_time_bound_grants_clock_starts_when_it_is_applied_not_when_its_write_
     assert expires_at >= answered[0] + timedelta(hours=1)
 
 
+def an_ended_hour_of_editor(org, conn):
+    """An hour of Editor that added an outsider (Editor in LangSmith), ended an hour ago, and its
+    end queued: the member, the workspace, Editor, the grant and its end."""
+    member, workspace = outsider_and_workspace(org)
+    editor = workspace_role(org, "Editor")
+    now = queue.now_utc()
+    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
+                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=editor.id)
+    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
+                 requested_by="langsmith-access", reason="expired")
+    return member, workspace, editor, hour, end
+
+
 def an_hour_of_editor_taken_over_by_admin(org, conn, *, later_prior, later_ends):
     """An hour of Editor that added an outsider, ended an hour ago; a later applied grant made
     them Admin (in LangSmith too), over ``later_prior``, ending at ``later_ends``; and the hour's
@@ -1133,14 +1147,8 @@ def test_the_end_of_a_grant_changed_by_hand_after_our_own_earlier_write_says_som
     added them back as Viewer by hand. What the member holds is not what our write left: the
     end says someone changed it, and does not claim the removal."""
     sandbox, org, conn = live
-    member, workspace = outsider_and_workspace(org)
-    editor, viewer = workspace_role(org, "Editor"), workspace_role(org, "Viewer")
-    now = queue.now_utc()
-    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
-                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
-    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=editor.id)
-    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
-                 requested_by="langsmith-access", reason="expired")
+    member, workspace, editor, hour, end = an_ended_hour_of_editor(org, conn)
+    viewer = workspace_role(org, "Viewer")
     provision_dying_after_the_write(monkeypatch, "remove_workspace_member", sandbox, conn, end)
     org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id)
 
@@ -1157,14 +1165,7 @@ def test_the_end_of_a_grant_whose_workspace_or_member_is_gone_settles_as_ended(l
     org: the access ended with them. Nothing to undo (not ``rejected``), and the grant's end is
     reported as ``access.expired``, not as ``request.failed``."""
     sandbox, org, conn = live
-    member, workspace = outsider_and_workspace(org)
-    editor = workspace_role(org, "Editor")
-    now = queue.now_utc()
-    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
-                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
-    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=editor.id)
-    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
-                 requested_by="langsmith-access", reason="expired")
+    member, workspace, editor, hour, end = an_ended_hour_of_editor(org, conn)
     if gone == "workspace deleted":
         org.delete_workspace(workspace.id)
     else:
@@ -1187,15 +1188,8 @@ def test_a_member_found_gone_from_the_org_is_recorded_gone_from_the_workspace_wh
     role there any more (found, not caused), so grants and grant_history stop showing the access
     now, not at the next sync. Where grants shows nothing there, nothing is recorded."""
     sandbox, org, conn = live
-    member, workspace = outsider_and_workspace(org)
-    editor = workspace_role(org, "Editor")
-    now = queue.now_utc()
-    hour = queued(conn, "grant", member, workspace, editor, status="applied", prior_role_id=None,
-                  updated_at=now - timedelta(hours=2), expires_at=now - timedelta(hours=1))
-    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=editor.id)
+    member, workspace, editor, hour, end = an_ended_hour_of_editor(org, conn)
     grants_showing(conn, member, workspace, editor.id if shown else None)
-    end = queued(conn, "revoke", member, workspace, editor, parent_request_id=hour["request_id"],
-                 requested_by="langsmith-access", reason="expired")
     org.remove_member(member.ls_user_id)
 
     outcome = provision(sandbox, conn, end)[end["request_id"]]
