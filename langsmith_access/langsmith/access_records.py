@@ -131,15 +131,15 @@ class Credential:
     """A service key, workspace service key, personal access token or SCIM token, as listed.
 
     ``short_key`` is what the API shows of it (``short_token`` for SCIM tokens), never the
-    secret. ``workspace_names``: None for an org-wide key. ``workspace_id``: the workspace whose
-    listing it came from (workspace service keys). ``revoked_at``/``created_by``: sent by newer
-    versions only. ``secret_redacted``: the server sent a whole secret as the short key, which
-    was cut (see ``redact_short_key``).
+    secret; None for a SCIM token listed without one. ``workspace_names``: None for an org-wide
+    key. ``workspace_id``: the workspace whose listing it came from (workspace service keys).
+    ``revoked_at``/``created_by``: sent by newer versions only. ``secret_redacted``: the server
+    sent a whole secret as the short key, which was cut (see ``redact_short_key``).
     """
 
     id: str
     kind: str
-    short_key: str
+    short_key: str | None
     description: str | None
     created_at: datetime | None
     last_used_at: datetime | None
@@ -187,7 +187,10 @@ class Credential:
     def from_scim_token(cls, data: Any) -> Credential:
         """A ``scim.ScimTokenResponse`` (the Go service leaves out empty fields)."""
         f = _Fields("scim.ScimTokenResponse", data)
-        short_token, redacted = redact_short_key(f.req_str("short_token"))
+        # Optional in its schema, and the Go service drops an empty one: the token is still a way
+        # in, so it is kept, with no short form, rather than failing the whole inventory.
+        sent = f.str("short_token") or None
+        short_token, redacted = redact_short_key(sent) if sent else (None, False)
         return cls(
             id=f.uuid("id", required=True),
             kind=SCIM_TOKEN,
