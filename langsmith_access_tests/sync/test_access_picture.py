@@ -683,6 +683,11 @@ def test_a_restricted_key_and_an_older_install_skip_and_a_leaking_server_leaves_
     assert query(database, "SELECT created_by_user_id, created_by_email FROM main.credentials "
                            f"WHERE credential_id = '{made.id}'") == [(github.ls_user_id, github.email)]
     assert creator_of(org, made.created_by, usernames=True) == github.ls_user_id
+    # That route sends each login's user name: user_login_methods keeps it beside the provider.
+    assert set(query(database, "SELECT user_id, provider, provisioning_method, username "
+                               "FROM main.user_login_methods")) == {
+        (m.ls_user_id, lm.provider, lm.provisioning_method, lm.username)
+        for m in org.active_members() for lm in m.linked_login_methods}
     assert "/api/v1/api-key" in served  # the leaking listings were read
     skipped = {}
     for (text,) in query(database, "SELECT skipped_sections FROM main.sync_runs"):
