@@ -57,8 +57,8 @@ class OrganizationInfo:
 
     ``permissions``: the key's own organization permissions (None when not said). ``flags``:
     the plan's ``config`` booleans (``can_use_rbac``, ``can_use_abac``, ``can_use_audit_logs``,
-    ``can_use_saml_sso``, ...) as given. ``settings``: the security settings present in the
-    answer (``ORG_SETTINGS``), values as sent.
+    ``can_use_saml_sso``, ...) as given. ``settings``: the org's name and the security settings
+    present in the answer (``ORG_SETTINGS``), values as sent.
     """
 
     id: str | None
@@ -70,6 +70,8 @@ class OrganizationInfo:
     settings: dict[str, Any]
 
     ORG_SETTINGS = (
+        # The name people know the org by (the orgs file has only a slug); renames get history.
+        "display_name",
         "sso_only",
         "jit_provisioning_enabled",
         "invites_enabled",

@@ -242,6 +242,13 @@ def test_org_info_keeps_only_the_settings_its_answer_holds():
                                          "tier": "enterprise", "config.can_use_abac": "true"}
 
 
+def test_org_info_keeps_the_orgs_name_among_its_settings():
+    # Where several orgs are synced, the name LangSmith shows is what people call the org; a
+    # rename is then an interval of org_settings_history like any other setting's change.
+    info = OrganizationInfo.from_api({"id": "o", "display_name": "Acme Research", "tier": "enterprise"})
+    assert dict(info.setting_rows()) == {"display_name": "Acme Research", "tier": "enterprise"}
+
+
 def test_an_audit_events_ocsf_fields_win_over_its_original_record_and_odd_parts_are_left_out():
     original = {"id": "evt-original", "operation_name": "delete_api_key", "api_key_id": "key-original",
                 "request_time": "2026-11-29T11:00:00Z"}

@@ -192,6 +192,7 @@ def test_the_core_sync_reads_login_methods_scim_groups_and_org_settings(enterpri
     assert settings["scim_group_name_separator"] == org.settings.scim_group_name_separator
     assert settings["max_pat_expiry_days"] == str(org.settings.max_pat_expiry_days)
     assert settings["tier"] == "enterprise" and settings["config.can_use_audit_logs"] == "true"
+    assert settings["display_name"] == org.display_name
     assert rows(db, "SELECT setting, value FROM main.org_settings_history WHERE is_current") == set(settings.items())
 
 
