@@ -256,6 +256,23 @@ def test_the_inventory_reads_every_credential_policy_account_and_sso_setting(ent
     assert rows(db, "SELECT credential_id, kind, short_key, expires_at, revoked_at, "
                     "CASE WHEN credential_id <> ? THEN last_used_at END FROM main.credentials",
                 [own_key.id]) == expected
+    # The API names a key's workspaces; the table gives their ids where each name is one live
+    # workspace's (null where a name is ambiguous or unknown, and for an org-wide key).
+    live = [w for w in org.workspaces.values() if not w.is_deleted]
+    one_id = {name: ids[0] for name in {w.display_name for w in live}
+              if len(ids := [w.id for w in live if w.display_name == name]) == 1}
+
+    def ids_of(workspace_ids):
+        names = [org.workspaces[w].display_name for w in workspace_ids if w in org.workspaces]
+        return tuple(one_id[n] for n in names) if all(n in one_id for n in names) else None
+
+    resolved = {(k.id, None if k.workspace_ids is None else ids_of(k.workspace_ids),
+                 one_id.get(org.workspaces[k.default_workspace_id].display_name) if k.default_workspace_id else None)
+                for k in keys}
+    assert any(ids for _, ids, _ in resolved), "some key names workspaces"
+    assert {(cid, None if ids is None else tuple(ids), default) for cid, ids, default in query(
+        db, "SELECT credential_id, workspace_ids, default_workspace_id FROM main.credentials "
+            "WHERE kind <> 'scim_token'")} == resolved
     policies = {(pid, name, effect, tuple(role_ids)) for pid, name, effect, role_ids in query(
         db, "SELECT policy_id, name, effect, role_ids FROM main.access_policies")}
     assert policies == {(p.id, p.name, p.effect, tuple(p.role_ids)) for p in org.access_policies.values()}

@@ -71,6 +71,7 @@ UNIT_TESTS = {
     "report_credential_hygiene_leaves_out_a_key_that_expired_after_the_inventory_listed_it",
     "credentials_finds_the_one_person_created_by_names_whatever_its_format",
     "credentials_read_blank_text_as_none_and_a_revoked_key_as_revoked_even_when_expired",
+    "credentials_name_the_workspaces_they_reach_by_id_where_each_name_is_one_workspaces",
     "sso_settings_reads_a_missing_metadata_flag_as_false_and_a_blank_load_error_as_none",
     "service_accounts_keep_every_account_of_the_latest_inventory_named_where_its_workspace_is",
     "sso_settings_read_missing_flags_and_lists_as_langsmiths_defaults_and_blank_ids_as_none",

@@ -35,6 +35,40 @@ roles as (
     select * from {{ ref('stg_langsmith__roles') }}
 ),
 
+-- The API names a key's workspaces by display name only. A name gives an id where exactly one
+-- workspace of the latest sync that is not deleted (personal ones count: a token may reach one)
+-- bears it; a name several bear, or none, gives no id.
+workspace_by_name as (
+    select display_name as name, any_value(workspace_id) as workspace_id
+    from {{ ref('stg_langsmith__workspaces') }}
+    where not is_deleted
+    group by display_name
+    having count(*) = 1
+),
+
+named_workspaces as (
+    select
+        credential_id,
+        unnest(workspace_names) as name,
+        generate_subscripts(workspace_names, 1) as position
+    from credentials
+),
+
+-- Each key's workspace ids, in workspace_names' order; none unless every name gave one (a
+-- partial list would hide the key from whoever asks by id what reaches a workspace).
+credential_workspaces as (
+    select
+        named_workspaces.credential_id,
+        case
+            when count(*) = count(workspace_by_name.workspace_id)
+                then list(workspace_by_name.workspace_id order by named_workspaces.position)
+        end as workspace_ids
+    from named_workspaces
+    left join workspace_by_name
+        on workspace_by_name.name = trim(named_workspaces.name)
+    group by named_workspaces.credential_id
+),
+
 users as (
     select * from {{ ref('stg_langsmith__org_members') }}
 ),
@@ -101,6 +135,12 @@ select
     credentials.kind = 'service_key' and credentials.workspace_names is null as is_org_wide,
     credentials.listed_in_workspace_id,
     credentials.default_workspace_name,
+    -- null for an org-wide key; an empty list kept as listed
+    case
+        when len(credentials.workspace_names) = 0 then []::varchar[]
+        else credential_workspaces.workspace_ids
+    end as workspace_ids,
+    default_workspace.workspace_id as default_workspace_id,
     credentials.role_id,
     workspace_roles.display_name as role_name,
     credentials.org_role_id,
@@ -130,3 +170,7 @@ left join roles as org_roles
     on org_roles.role_id = credentials.org_role_id
 left join creators
     on creators.created_by = credentials.created_by
+left join credential_workspaces
+    on credential_workspaces.credential_id = credentials.credential_id
+left join workspace_by_name as default_workspace
+    on default_workspace.name = credentials.default_workspace_name
