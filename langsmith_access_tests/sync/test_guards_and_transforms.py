@@ -485,6 +485,17 @@ def test_a_pending_invite_offers_the_first_workspace_role_it_names():
     assert (row["workspace_ids"], row["workspace_role_id"]) == (["ws-1", "ws-2"], "viewer")
 
 
+def test_an_invite_offering_two_workspace_roles_offers_the_first():
+    # Two workspaces, each with its own role: the invite's one workspace_role_id is the first named.
+    invite = EnrichedMember.from_api({
+        "id": "pending-1", "email": "new@example.com", "is_pending": True, "created_at": "2026-01-02T00:00:00Z",
+        "workspace_memberships": [{"workspace_id": "ws-1", "role_id": "editor"},
+                                  {"workspace_id": "ws-2", "role_id": "viewer"}],
+    })
+    [row] = transform_enriched_members([invite], "sync-1", AT).pending_invites
+    assert (row["workspace_ids"], row["workspace_role_id"]) == (["ws-1", "ws-2"], "editor")
+
+
 def test_login_methods_keep_the_user_name_a_keys_creator_may_be_named_by():
     # credentials.created_by may be a login's user name at its provider (a GitHub handle): the
     # credentials model matches it against raw.org_members.login_methods.
