@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import duckdb
 import pytest
 
-from langsmith_access.langsmith import EnrichedMember, LoginMethod, Role, Workspace
+from langsmith_access.langsmith import EnrichedMember, LoginMethod, Role, Workspace, WorkspaceMember
 from langsmith_access.langsmith.client import ANONYMITY_RESTRICTED_HEADER, LISTS_ALL_WORKSPACES_HEADER
 from langsmith_access.store.schema import (
     ensure_schema,
@@ -17,6 +17,7 @@ from langsmith_access.store.schema import (
 )
 from langsmith_access.sync.extract import (
     ENRICHED_ROUTE,
+    PER_WORKSPACE_ROUTE,
     ListingReport,
     MemberCounts,
     RawMemberTables,
@@ -26,6 +27,7 @@ from langsmith_access.sync.extract import (
     login_methods_json,
     transform_enriched_members,
     transform_roles,
+    transform_workspace_members,
     transform_workspaces,
 )
 from langsmith_access.sync.guards import check_completeness, check_shrink
@@ -494,6 +496,22 @@ def test_an_invite_offering_two_workspace_roles_offers_the_first():
     })
     [row] = transform_enriched_members([invite], "sync-1", AT).pending_invites
     assert (row["workspace_ids"], row["workspace_role_id"]) == (["ws-1", "ws-2"], "editor")
+
+
+def test_each_membership_row_names_the_route_it_was_read_from():
+    # raw.workspace_memberships.source is documented as the route of the row; the per-workspace
+    # route's rows carry the workspace identity id, the enriched route's have none.
+    member = WorkspaceMember(id="wi-1", workspace_id="ws-1", ls_user_id="user-1", email="ada@example.com",
+                             full_name="Ada", is_disabled=False, role_id="viewer", role_name="Viewer",
+                             org_role_id="org-user", created_at=AT)
+    [per_workspace] = transform_workspace_members("ws-1", [member], "sync-1", AT)
+    assert (per_workspace["source"], per_workspace["workspace_identity_id"]) == (PER_WORKSPACE_ROUTE, "wi-1")
+    enriched = EnrichedMember.from_api({
+        "id": "org-identity-1", "ls_user_id": "user-1", "email": "ada@example.com", "is_pending": False,
+        "created_at": "2026-01-01T00:00:00Z", "workspace_memberships": [{"workspace_id": "ws-1", "role_id": "viewer"}],
+    })
+    [row] = transform_enriched_members([enriched], "sync-1", AT).workspace_memberships
+    assert (row["source"], row["workspace_identity_id"]) == (ENRICHED_ROUTE, None)
 
 
 def test_login_methods_keep_the_user_name_a_keys_creator_may_be_named_by():
