@@ -52,6 +52,14 @@ PLATFORM, SHARED_A, SHARED_B, PERSONAL, DELETED = (
     "20000000-0000-4000-8000-000000000003", "20000000-0000-4000-8000-000000000004",
     "20000000-0000-4000-8000-000000000005",
 )
+def test_a_grant_to_an_active_member_is_queued_without_the_disabled_note(conn):
+    # The note is for a disabled member only: said of everyone, it would be noise nobody reads.
+    grant = submit_on(conn, change(user=ADA))
+    assert grant.message == "queued: grant Editor in Platform for Ada@Example.com with no expiry", grant.message
+    [(detail,)] = conn.execute("SELECT detail FROM main.provisioning_events WHERE kind = 'queued'").fetchall()
+    assert "member_disabled" not in json.loads(detail)
+
+
 BOB_IDENTITY = "30000000-0000-4000-8000-000000000002"  # Bob's org identity id (not his user id)
 CAROL, GUS = "10000000-0000-4000-8000-000000000005", "10000000-0000-4000-8000-000000000006"
 
