@@ -1679,3 +1679,29 @@ def test_a_write_whose_member_is_then_listed_without_a_role_is_not_verified(live
     assert "without a role" in outcome.detail, outcome.detail
     assert [w.method for w in writes(sandbox)] == ["POST"]
     assert roles_observed(conn, request["request_id"]) == []
+
+
+def test_a_removal_the_batch_listing_shows_listed_without_a_role_is_read_back_not_taken_as_done(live):
+    """The revoke's DELETE is answered, but LangSmith did not keep it, and its listing then shows
+    the member in the workspace without a role. A membership listed without a role confirms
+    nothing, not even "not a member": the request is read back on its own, which cannot tell the
+    role either, so it fails; never applied with the member still there."""
+    sandbox, org, conn = live
+    member, workspace, held_role_id = holder_and_workspace(org)
+    grants_showing(conn, member, workspace, held_role_id)
+    request = queued(conn, "revoke", member, workspace, org.roles[held_role_id])
+
+    def removal_not_kept(respond, r):
+        response = respond(r)
+        if r.method == "DELETE":
+            org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=held_role_id)
+            listed_without_a_role(sandbox, workspace, member)
+        return response
+
+    wrap_respond(sandbox, removal_not_kept)
+    outcome = provision_by_listing(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "failed", outcome
+    assert "without a role" in outcome.detail, outcome.detail
+    assert [w.method for w in writes(sandbox)] == ["DELETE"]
+    assert roles_observed(conn, request["request_id"]) == []
