@@ -1705,3 +1705,20 @@ def test_a_removal_the_batch_listing_shows_listed_without_a_role_is_read_back_no
     assert "without a role" in outcome.detail, outcome.detail
     assert [w.method for w in writes(sandbox)] == ["DELETE"]
     assert roles_observed(conn, request["request_id"]) == []
+
+
+def test_a_grant_a_dead_run_wrote_that_took_is_applied_counting_that_write(live):
+    """A run that died sent the grant's write, and it took: the next run finds the member as
+    asked, sends nothing, and settles it applied, its write count holding the dead run's write."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    role = workspace_role(org, "Viewer")
+    request = queued(conn, "grant", member, workspace, role, status="in_progress")
+    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST", "plan": "add"},
+                       at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
+    org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=role.id)
+
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+
+    assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
+    assert outcome.writes == 1 and writes(sandbox) == [], outcome
