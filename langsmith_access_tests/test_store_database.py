@@ -947,6 +947,21 @@ def test_a_file_held_for_a_moment_is_opened_without_a_word(tmp_path, caplog, mon
     assert [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"] == []
 
 
+def test_a_short_look_at_a_held_file_gives_up_without_a_warning_however_long_it_retried(tmp_path, caplog, monkeypatch):
+    # A sensor's 2-s look at each org's copy says why itself when it gives up: past ~0.6 s of
+    # retries it must still log nothing of its own (600 held copies were 600 warnings a tick).
+    # The module's clock moves by its sleeps only, so the look always retries past that point.
+    database = AccessDatabase(tmp_path / "access.duckdb")
+    with another_process_writing(database):
+        clock = WaitingClock()
+        monkeypatch.setattr(database_module, "time", clock)
+        with caplog.at_level(logging.WARNING, logger="langsmith_access.store.database"):
+            with pytest.raises(DatabaseBusyError), database.connect(read_only=True, timeout_seconds=2.0):
+                pass
+        assert clock.now - 1000.0 >= 2.0  # it waited the whole look, well past ~0.6 s of retries
+    assert [r.getMessage() for r in caplog.records if r.name == "langsmith_access.store.database"] == []
+
+
 def test_reading_a_file_that_does_not_exist_yet_is_refused_and_creates_nothing(tmp_path):
     database = AccessDatabase(tmp_path / "data" / "access.duckdb")
     with pytest.raises(DatabaseNotReadyError, match="run `langsmith-access sync` first"), database.read_published():
