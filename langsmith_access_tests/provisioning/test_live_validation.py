@@ -84,6 +84,12 @@ def workspace_role(org, display_name):
     return next(r for r in org.roles_by_scope("workspace") if r.display_name == display_name)
 
 
+def sent_by_a_dead_run(conn, request, **payload):
+    """The ``write_sent`` event a run that died ten minutes ago left for ``request``."""
+    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST", **payload},
+                       at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
+
+
 def holder_and_workspace(org):
     """An enabled member of the first shared workspace, that workspace, and the role they hold there."""
     workspace = org.shared_workspaces()[0]
@@ -288,8 +294,7 @@ def test_a_grant_past_its_until_whose_earlier_write_did_not_take_is_not_written_
     member, workspace = outsider_and_workspace(org)
     request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"), status="in_progress",
                      access_until=queue.now_utc() - timedelta(minutes=5))
-    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST"},
-                       at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
+    sent_by_a_dead_run(conn, request)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
 
@@ -308,8 +313,7 @@ def test_a_grant_past_its_until_whose_earlier_write_took_is_settled_applied_and_
     viewer = workspace_role(org, "Viewer")
     until = queue.now_utc() - timedelta(minutes=5)
     request = queued(conn, "grant", member, workspace, viewer, status="in_progress", access_until=until)
-    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST", "plan": "add"},
-                       at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
+    sent_by_a_dead_run(conn, request, plan="add")
     identity = org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=viewer.id).id
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
@@ -1505,8 +1509,7 @@ def test_the_writes_a_request_took_count_a_dead_runs_write_and_every_lost_answer
     member, workspace = outsider_and_workspace(org)
     role = workspace_role(org, "Viewer")
     request = queued(conn, "grant", member, workspace, role, status="in_progress")
-    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST", "plan": "add"},
-                       at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
+    sent_by_a_dead_run(conn, request, plan="add")
     sent = answer_writes(sandbox, *[lost] * (MAX_WRITE_ATTEMPTS - 1), applied_answer_lost)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
@@ -1714,8 +1717,7 @@ def test_a_grant_a_dead_run_wrote_that_took_is_applied_counting_that_write(live)
     member, workspace = outsider_and_workspace(org)
     role = workspace_role(org, "Viewer")
     request = queued(conn, "grant", member, workspace, role, status="in_progress")
-    queue.record_event(conn, request["request_id"], "write_sent", {"method": "POST", "plan": "add"},
-                       at=queue.now_utc() - timedelta(minutes=10), run_id="dead-run")
+    sent_by_a_dead_run(conn, request, plan="add")
     org.add_workspace_membership(workspace.id, member.ls_user_id, role_id=role.id)
 
     outcome = provision(sandbox, conn, request)[request["request_id"]]
