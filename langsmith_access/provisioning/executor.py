@@ -392,8 +392,11 @@ class Provisioner:
                 self._emit_logs()
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provisioning") as pool:
-                futures = [pool.submit(self._process_chain, chain) for chain in chains.values()]
+                futures = []
                 try:
+                    # Submitted inside the try: an interrupt while they are submitted stops the
+                    # chains already submitted too (leaving the pool waits for every one of them).
+                    futures.extend(pool.submit(self._process_chain, chain) for chain in chains.values())
                     for future in as_completed(futures):
                         future.result()  # an unexpected error stops the run, as it would in one thread
                         self._emit_logs()
@@ -1040,9 +1043,18 @@ class Provisioner:
                   "plan": plan.kind, "role_id": plan.target_role_id}
         # Recorded (with everything before it) before the call: if we die now, the next run
         # knows a write may have gone out.
-        with self._lock:
+        sent = self._event(request_id, "write_sent", detail)
+        with self._lock:  # held through a failed commit: no other thread's commit records it meanwhile
             self._writes_sent_now.add(request_id)
-        self._commit(through=self._event(request_id, "write_sent", detail))
+            try:
+                self._commit(through=sent)
+            except BaseException:
+                # Not recorded, so not sent: taken back, or a later commit (another thread's, the
+                # release of the batch) would record a write that never went out.
+                self._writes_sent_now.discard(request_id)
+                with self._events_lock:
+                    self._events = [event for event in self._events if event[2] is not detail]
+                raise
         identity_id: str | None
         self.client.take_retried_attempts()  # none of this call's: start its record clean
         try:

@@ -21,6 +21,7 @@ import dagster as dg
 import duckdb
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.errors import DagsterExecutionInterruptedError
 
 from langsmith_access import runner
 from langsmith_access.api import list_requests, provision, request_grant, request_revoke
@@ -993,3 +994,78 @@ def test_a_run_stopping_mid_batch_takes_no_further_request_of_a_chain_under_way(
     assert provision().success
     assert {r["status"] for r in list_requests()} == {"applied"}
     assert org.membership(chain_workspace.id, chained.ls_user_id).role_id == roles["Editor"]
+
+
+def grants_to_outsiders(org) -> list[tuple[str, str]]:
+    """(user id, workspace id) of every active member missing from a shared workspace."""
+    return [(member.ls_user_id, workspace.id) for workspace in org.shared_workspaces()
+            for member in org.active_members()
+            if member.ls_user_id not in workspace.memberships and not member.is_disabled]
+
+
+def test_a_run_stopped_while_it_hands_out_its_chains_starts_none_of_those_handed_out(env, monkeypatch):
+    """The run is cancelled (an interrupt in the calling thread) while it hands a large batch's
+    chains of requests to its threads: the chains handed out already stop as the others do,
+    rather than every one of them running to its end before the run stops (leaving the pool
+    waits for them). At most the requests under way finish; the next run applies the rest."""
+    sandbox, org, database = env
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_CONCURRENCY", "2")
+    grants = grants_to_outsiders(org)
+    assert len(grants) > 16  # two threads' worth (REQUESTS_PER_THREAD)
+    for user_id, workspace_id in grants:
+        assert request_grant(user_id, workspace_id, "Viewer").accepted
+
+    class PoolInterruptedAtTheTenthChain(executor.ThreadPoolExecutor):
+        handed_out = 0
+
+        def submit(self, *args, **kwargs):
+            PoolInterruptedAtTheTenthChain.handed_out += 1
+            if PoolInterruptedAtTheTenthChain.handed_out == 10:
+                raise DagsterExecutionInterruptedError("simulated cancel from the Dagster UI")
+            return super().submit(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(executor, "ThreadPoolExecutor", PoolInterruptedAtTheTenthChain)
+        stopped = provision()
+    assert not stopped.success
+    assert len(writes(sandbox)) <= 2, writes(sandbox)  # nine chains were handed out
+    assert provision().success
+    assert {r["status"] for r in list_requests()} == {"applied"}
+    assert len(writes(sandbox)) == len(grants)
+
+
+def test_a_write_whose_record_failed_is_neither_sent_nor_recorded_by_a_later_commit(env, monkeypatch):
+    """The commit recording a write before it goes out fails (a full disk, say) in one of two
+    threads: that write does not go out, and the other thread's later commits, with which the
+    failed events are written, do not record it as sent either (the audit trail would show a
+    write that never happened, and the next run would settle it as one in doubt). The next run
+    applies every request, each write once."""
+    sandbox, org, database = env
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_CONCURRENCY", "2")
+    grants = grants_to_outsiders(org)
+    assert len(grants) > 16  # two threads' worth (REQUESTS_PER_THREAD)
+    for user_id, workspace_id in grants:
+        assert request_grant(user_id, workspace_id, "Viewer").accepted
+    real_record, real_add = queue.record_events, LangSmithClient.add_workspace_member
+    failed = chain_failures(monkeypatch)
+
+    def record_failing_the_first_write_sent(conn, events, **kwargs):
+        if not failed.is_set() and any(kind == "write_sent" for _, kind, _, _ in events):
+            raise duckdb.IOException("simulated: the disk is full")
+        return real_record(conn, events, **kwargs)
+
+    def add_once_a_thread_failed(self, *args, **kwargs):
+        assert failed.wait(60), "no thread failed"  # the other thread writes, and records, after
+        return real_add(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(queue, "record_events", record_failing_the_first_write_sent)
+        patch.setattr(LangSmithClient, "add_workspace_member", add_once_a_thread_failed)
+        stopped = provision()
+    assert not stopped.success and "the disk is full" in stopped.failure, stopped.failure
+    sent = query(database.path, "SELECT count(*) FROM main.provisioning_events WHERE kind = 'write_sent'")
+    assert sent == [(len(writes(sandbox)),)], (sent, writes(sandbox))
+    assert len(writes(sandbox)) == 1  # the other thread's write under way
+    assert provision().success
+    assert {r["status"] for r in list_requests()} == {"applied"}
+    assert len(writes(sandbox)) == len(grants)
