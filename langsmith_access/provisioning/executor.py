@@ -56,7 +56,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeGuard
@@ -392,7 +392,7 @@ class Provisioner:
                 self._emit_logs()
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provisioning") as pool:
-                futures = []
+                futures: list[Future[None]] = []
                 try:
                     # Submitted inside the try: an interrupt while they are submitted stops the
                     # chains already submitted too (leaving the pool waits for every one of them).
