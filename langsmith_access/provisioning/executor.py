@@ -55,7 +55,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -386,30 +386,47 @@ class Provisioner:
             self.client.settings.max_concurrency, len(chains),
             math.ceil(len(requests) / REQUESTS_PER_THREAD),
         )
+        try:
+            self._process_in_threads(requests, chains.values(), workers)
+            self.finish()
+        except BaseException:
+            self._commit_before_stopping()
+            raise
+        self._emit_logs()
+        return self.outcomes
+
+    def _process_in_threads(self, requests: list[dict], chains: Iterable[list[dict]], workers: int) -> None:
         if workers <= 1:
             for request in requests:
                 self.process(request)
                 self._emit_logs()
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provisioning") as pool:
-                futures: list[Future[None]] = []
-                try:
-                    # Submitted inside the try: an interrupt while they are submitted stops the
-                    # chains already submitted too (leaving the pool waits for every one of them).
-                    futures.extend(pool.submit(self._process_chain, chain) for chain in chains.values())
-                    for future in as_completed(futures):
-                        future.result()  # an unexpected error stops the run, as it would in one thread
-                        self._emit_logs()
-                except BaseException:
-                    # The pool would otherwise run every chain to its end before the error (or
-                    # the interrupt) got out: the requests under way finish, no other starts.
-                    self._stopping = True
-                    for future in futures:
-                        future.cancel()
-                    raise
-        self.finish()
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provisioning") as pool:
+            futures: list[Future[None]] = []
+            try:
+                # Submitted inside the try: an interrupt while they are submitted stops the
+                # chains already submitted too (leaving the pool waits for every one of them).
+                futures.extend(pool.submit(self._process_chain, chain) for chain in chains)
+                for future in as_completed(futures):
+                    future.result()  # an unexpected error stops the run, as it would in one thread
+                    self._emit_logs()
+            except BaseException:
+                # The pool would otherwise run every chain to its end before the error (or
+                # the interrupt) got out: the requests under way finish, no other starts.
+                self._stopping = True
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def _commit_before_stopping(self) -> None:
+        """The run stops on an unexpected error (or is cancelled): what it did and has not
+        recorded yet (the answer of its last write, its reads, requests verified) is recorded
+        still, unless the database is what failed (the caller raises the error that stops the run)."""
+        try:
+            self._commit()
+        except Exception as error:
+            self.log(f"the run's last events could not be recorded ({type(error).__name__}: {error})")
         self._emit_logs()
-        return self.outcomes
 
     def _process_chain(self, requests: list[dict]) -> None:
         try:
@@ -683,7 +700,10 @@ class Provisioner:
                     self.notifier.notify(self.conn, event, at=at, **fields)
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                try:
+                    self.conn.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # a COMMIT that failed ended the transaction itself: its error is the one to raise
                 with self._events_lock:
                     self._events[:0] = events  # still to be written
                 raise

@@ -1724,3 +1724,76 @@ def test_a_grant_a_dead_run_wrote_that_took_is_applied_counting_that_write(live)
 
     assert outcome.status == "applied" and outcome.detail.startswith("verified"), outcome
     assert outcome.writes == 1 and writes(sandbox) == [], outcome
+
+
+def recorded_kinds(conn, request: dict) -> list[str]:
+    return [kind for (kind,) in conn.execute(
+        'SELECT kind FROM main.provisioning_events WHERE request_id = ? ORDER BY "at", event_id',
+        [request["request_id"]]).fetchall()]
+
+
+def test_a_run_dying_after_a_write_was_answered_still_records_the_answer(live, monkeypatch):
+    """A run stops on an unexpected error right after its write was answered, before the read
+    that verifies it: the answer (buffered with the verification, to be written in one
+    transaction) is recorded all the same, so the trail says the write went through; the next
+    run settles the request from live state."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    real_read_live = Provisioner._read_live
+
+    def verifying_read_crashes(self, *args, kind="read_live"):
+        if kind == "verified":
+            raise RuntimeError("simulated crash before the verifying read")
+        return real_read_live(self, *args, kind=kind)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Provisioner, "_read_live", verifying_read_crashes)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            provision(sandbox, conn, request)
+    assert recorded_kinds(conn, request)[-2:] == ["write_sent", "write_answered"]
+    [(status,)] = conn.execute("SELECT detail->>'status_code' FROM main.provisioning_events "
+                               "WHERE request_id = ? AND kind = 'write_answered'", [request["request_id"]]).fetchall()
+    assert status == "200"
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+    assert (outcome.status, outcome.writes) == ("applied", 1), outcome
+    assert len(writes(sandbox)) == 1
+
+
+class CommitFailingOnce:
+    """A connection whose first COMMIT fails as DuckDB's does when a transaction cannot be
+    committed (a constraint it breaks at commit, a full disk): DuckDB rolls the transaction back
+    and raises, and a ROLLBACK after that finds no transaction ("cannot rollback - no
+    transaction is active", measured). A failure to commit cannot be caused here at will."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection):
+        self.conn, self.failed = conn, False
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and not self.failed:
+            self.failed = True
+            self.conn.execute("ROLLBACK")
+            raise duckdb.TransactionException("Failed to commit: simulated")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_commit_that_fails_raises_its_own_error_and_loses_no_event(live):
+    """The commit recording a write before it goes out fails: the run stops with that error
+    (not with the ROLLBACK's "no transaction is active", which said nothing of the cause), sends
+    no write, and still records what it read (events a failed commit put back), but no write
+    sent. The next run applies the request with one write."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    provisioner = Provisioner(client_for(sandbox), CommitFailingOnce(conn), run_id="run-1")
+    with pytest.raises(duckdb.TransactionException, match="Failed to commit: simulated"):
+        provisioner.process_all([request])
+    assert writes(sandbox) == []
+    kinds = recorded_kinds(conn, request)
+    assert "read_live" in kinds and "planned" in kinds and "write_sent" not in kinds, kinds
+    outcome = provision(sandbox, conn, request)[request["request_id"]]
+    assert (outcome.status, outcome.writes) == ("applied", 1), outcome
+    assert len(writes(sandbox)) == 1
