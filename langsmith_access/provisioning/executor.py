@@ -55,6 +55,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -109,6 +110,9 @@ REQUESTS_PER_THREAD = 16
 # Smaller batches read per request even where org listings would cost fewer calls: each of
 # their requests settles as soon as it is verified, and the saving is a few dozen calls at most.
 MIN_REQUESTS_FOR_ORG_LISTING = 50
+# How long a workspace read again after a 403 or 404 and found still there is taken to be there
+# by the run's later 403s and 404s in it: a long run reads again (it may be deleted since).
+WORKSPACE_FOUND_TRUSTED_SECONDS = 60.0
 
 # Writes refused (409/404: someone changed the membership meanwhile, into what the request asks)
 # or surely never sent: nothing of what the member holds is this request's doing.
@@ -331,9 +335,9 @@ class Provisioner:
     # Memberships (user, workspace) with more than one request in the batch (process_all).
     _chained: set[tuple[str, str]] = field(default_factory=set)
     _recovered: set[str] = field(default_factory=set)  # requests an earlier run sent a write for
-    # Workspaces read again after a 403 or 404 and found still there: a refused write in each
-    # of a thousand requests costs no thousand readings.
-    _workspaces_found_shared: set[str] = field(default_factory=set)
+    # Workspaces read again after a 403 or 404 and found still there, and when (time.monotonic):
+    # a refused write in each of a thousand requests costs no thousand readings.
+    _workspaces_found_shared: dict[str, float] = field(default_factory=dict)
     # Writes earlier runs sent, per request of the batch, read in one query by process_all (a
     # query per request took ~1 ms each, under the lock the batch's threads share).
     _earlier_write_counts: dict[str, int] | None = None
@@ -469,7 +473,11 @@ class Provisioner:
             if _is_outage(error):
                 self._stop_for(error)  # not this request's fault: it waits for the next run
                 return None
-            gone = self._workspace_gone(request, error)
+            try:
+                gone = self._workspace_gone(request, error)
+            except TransientError as outage:  # the workspaces could not be read again: no answer
+                self._stop_for(outage)
+                return None
             if gone is not None:
                 outcome = self._refused(request, gone)
             else:
@@ -493,16 +501,20 @@ class Provisioner:
         """After a 403 or 404: whether the request's workspace was deleted (or went out of the
         key's sight) since this run read the workspaces, as its member routes then answer. One
         more read of the workspaces says; if so, the request is refused as validation refuses it
-        (None: the workspace is there, and the error stands)."""
+        (None: the workspace is there, and the error stands). Raises the ``TransientError`` of
+        that read when LangSmith does not answer it."""
         if not isinstance(error, (NotFoundError, PermissionDeniedError)):
             return None
         with self._lock:
-            if request["workspace_id"] in self._workspaces_found_shared:
+            found_at = self._workspaces_found_shared.get(request["workspace_id"])
+            if found_at is not None and time.monotonic() - found_at < WORKSPACE_FOUND_TRUSTED_SECONDS:
                 return None
         self.client.take_retried_attempts()
         try:
             workspaces = {w.id: w for w in self.client.list_workspaces(include_deleted=True)}
-        except LangSmithError:
+        except LangSmithError as read_error:
+            if _is_outage(read_error):
+                raise  # LangSmith stopped answering: the run stops, the request waits for the next
             return None  # no better answer than the error itself
         self.directory.workspaces = workspaces  # later requests of this run are refused before any call
         workspace = workspaces.get(request["workspace_id"])
@@ -516,7 +528,7 @@ class Provisioner:
         except Rejected as refusal:
             return refusal
         with self._lock:
-            self._workspaces_found_shared.add(request["workspace_id"])
+            self._workspaces_found_shared[request["workspace_id"]] = time.monotonic()
         return None
 
     def _failure_detail(self, error: LangSmithError, request: dict) -> str:

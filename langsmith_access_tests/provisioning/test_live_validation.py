@@ -16,7 +16,7 @@ import pytest
 from langsmith_access.governance.notifications import Notifier
 from langsmith_access.langsmith import LangSmithClient
 from langsmith_access.langsmith.errors import LangSmithError, PermissionDeniedError, TransientError
-from langsmith_access.provisioning import queue
+from langsmith_access.provisioning import executor, queue
 from langsmith_access.provisioning.executor import (
     ADMIN_ACCESS_REMAINS,
     MAX_WRITE_ATTEMPTS,
@@ -1320,6 +1320,61 @@ def test_a_404_from_a_workspace_that_is_still_there_fails_as_before(live):
     assert [e for e in events(conn, another["request_id"]) if e[0] == "workspaces_read"] == []
     workspace_listings = [r for r in sandbox.request_log.snapshot() if r.path == "/api/v1/workspaces"]
     assert len(workspace_listings) == 2  # the run's first, and the one after the first 404
+
+
+def test_a_workspace_found_there_after_a_404_is_read_again_once_that_is_old_and_found_deleted(live, monkeypatch):
+    """A 404 in a workspace the run found still there after an earlier 404 is taken as the
+    error only for a while (a minute; no time at all here): after that the workspaces are read
+    again, and a workspace deleted since rejects the request as deleted, not failed with a 404."""
+    sandbox, org, conn = live
+    monkeypatch.setattr(executor, "WORKSPACE_FOUND_TRUSTED_SECONDS", 0.0)
+    first, second = outsiders(org, workspace := org.shared_workspaces()[0])[:2]
+    grant = queued(conn, "grant", first, workspace, workspace_role(org, "Viewer"))
+    another = queued(conn, "grant", second, workspace, workspace_role(org, "Viewer"))
+    asked = []
+
+    def members_route_not_found_then_deleted(respond, r):
+        if r.path.startswith("/api/v1/workspaces/current/members"):
+            asked.append(r.path)
+            if len(asked) == 2:  # the second request's first call there (the first made one)
+                org.delete_workspace(workspace.id)
+            return ApiResponse(404, {"detail": "Not Found"})
+        return respond(r)
+
+    wrap_respond(sandbox, members_route_not_found_then_deleted)
+    outcomes = provision(sandbox, conn, grant, another)
+
+    assert outcomes[grant["request_id"]].status == "failed", outcomes[grant["request_id"]]
+    deleted = f"workspace {workspace.display_name!r} is deleted now"
+    assert (outcomes[another["request_id"]].status, outcomes[another["request_id"]].detail) == ("rejected", deleted)
+    assert [e[1]["deleted"] for e in events(conn, another["request_id"]) if e[0] == "workspaces_read"] == [True]
+
+
+def test_an_outage_reading_the_workspaces_after_a_404_stops_the_run_rather_than_failing_the_request(live):
+    """After a 404, LangSmith does not answer the read of the workspaces that tells whether the
+    workspace was deleted (503 after every retry): an outage, so the run stops there and the
+    request goes back to pending for the next run, rather than failing with a 404 that a
+    deleted workspace may explain."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    grant = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    answered_404 = []
+
+    def not_found_then_down(respond, r):
+        if r.path.startswith("/api/v1/workspaces/current/members"):
+            answered_404.append(r.path)
+            return ApiResponse(404, {"detail": "Not Found"})
+        if answered_404:
+            return ApiResponse(503, {"detail": "Service Unavailable"})
+        return respond(r)
+
+    wrap_respond(sandbox, not_found_then_down)
+    provisioner = Provisioner(client_for(sandbox, sleep=lambda seconds: None), conn, run_id="run-1")
+    assert provisioner.process_all([grant]) == []
+    assert provisioner.unreachable is not None and "503" in str(provisioner.unreachable)
+    assert provisioner.release_unsettled([grant]) == [grant["request_id"]]
+    status, detail = status_of(conn, grant["request_id"])
+    assert status == "pending" and "LangSmith stopped answering" in detail, detail
 
 
 # ---- mutation survivors of executor.py: behaviour no test above pinned down
