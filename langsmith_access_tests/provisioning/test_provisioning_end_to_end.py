@@ -888,6 +888,19 @@ def test_a_time_bound_grant_a_dead_run_wrote_runs_from_that_write(env, monkeypat
     assert [w.method for w in writes(sandbox)] == ["POST", "DELETE"]
 
 
+def viewer_grants_for_two_threads(org, monkeypatch) -> list[tuple[str, str]]:
+    """Queue a grant of Viewer to every enabled member missing from a shared workspace, enough
+    for two threads, which provisioning runs may use: (user id, workspace id) of each."""
+    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_CONCURRENCY", "2")
+    grants = [(member.ls_user_id, workspace.id) for workspace in org.shared_workspaces()
+              for member in org.active_members()
+              if member.ls_user_id not in workspace.memberships and not member.is_disabled]
+    assert len(grants) > 16  # two threads' worth (REQUESTS_PER_THREAD)
+    for user_id, workspace_id in grants:
+        assert request_grant(user_id, workspace_id, "Viewer").accepted
+    return grants
+
+
 def chain_failures(monkeypatch) -> threading.Event:
     """Set once a provisioning thread's chain of requests ended in an error. The calling thread
     wakes late to stop the run, as on a busy machine (where CI saw the workspaces' fan-out read
@@ -921,13 +934,7 @@ def test_a_run_stopping_mid_batch_starts_no_further_request(env, monkeypatch):
     Dagster UI or Ctrl-C alike) at its first write: the requests under way finish, no other
     starts, as in one thread. The next run applies the rest, each write once."""
     sandbox, org, database = env
-    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_CONCURRENCY", "2")
-    grants = [(member.ls_user_id, workspace.id) for workspace in org.shared_workspaces()
-              for member in org.active_members()
-              if member.ls_user_id not in workspace.memberships and not member.is_disabled]
-    assert len(grants) > 16  # two threads' worth (REQUESTS_PER_THREAD)
-    for user_id, workspace_id in grants:
-        assert request_grant(user_id, workspace_id, "Viewer").accepted
+    grants = viewer_grants_for_two_threads(org, monkeypatch)
     real_add = LangSmithClient.add_workspace_member
     calls = []
     failed = chain_failures(monkeypatch)
@@ -996,24 +1003,13 @@ def test_a_run_stopping_mid_batch_takes_no_further_request_of_a_chain_under_way(
     assert org.membership(chain_workspace.id, chained.ls_user_id).role_id == roles["Editor"]
 
 
-def grants_to_outsiders(org) -> list[tuple[str, str]]:
-    """(user id, workspace id) of every active member missing from a shared workspace."""
-    return [(member.ls_user_id, workspace.id) for workspace in org.shared_workspaces()
-            for member in org.active_members()
-            if member.ls_user_id not in workspace.memberships and not member.is_disabled]
-
-
 def test_a_run_stopped_while_it_hands_out_its_chains_starts_none_of_those_handed_out(env, monkeypatch):
     """The run is cancelled (an interrupt in the calling thread) while it hands a large batch's
     chains of requests to its threads: the chains handed out already stop as the others do,
     rather than every one of them running to its end before the run stops (leaving the pool
     waits for them). At most the requests under way finish; the next run applies the rest."""
     sandbox, org, database = env
-    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_CONCURRENCY", "2")
-    grants = grants_to_outsiders(org)
-    assert len(grants) > 16  # two threads' worth (REQUESTS_PER_THREAD)
-    for user_id, workspace_id in grants:
-        assert request_grant(user_id, workspace_id, "Viewer").accepted
+    grants = viewer_grants_for_two_threads(org, monkeypatch)
 
     class PoolInterruptedAtTheTenthChain(executor.ThreadPoolExecutor):
         handed_out = 0
@@ -1041,11 +1037,7 @@ def test_a_write_whose_record_failed_is_neither_sent_nor_recorded_by_a_later_com
     write that never happened, and the next run would settle it as one in doubt). The next run
     applies every request, each write once."""
     sandbox, org, database = env
-    monkeypatch.setenv("LANGSMITH_ACCESS_MAX_CONCURRENCY", "2")
-    grants = grants_to_outsiders(org)
-    assert len(grants) > 16  # two threads' worth (REQUESTS_PER_THREAD)
-    for user_id, workspace_id in grants:
-        assert request_grant(user_id, workspace_id, "Viewer").accepted
+    grants = viewer_grants_for_two_threads(org, monkeypatch)
     real_record, real_add = queue.record_events, LangSmithClient.add_workspace_member
     failed = chain_failures(monkeypatch)
 
