@@ -1816,16 +1816,16 @@ def test_a_run_dying_after_a_write_was_answered_still_records_the_answer(live, m
 
 
 class CommitFailingOnce:
-    """A connection whose first COMMIT fails as DuckDB's does when a transaction cannot be
+    """A connection whose first COMMIT (or every one) fails as DuckDB's does when a transaction cannot be
     committed (a constraint it breaks at commit, a full disk): DuckDB rolls the transaction back
     and raises, and a ROLLBACK after that finds no transaction ("cannot rollback - no
     transaction is active", measured). A failure to commit cannot be caused here at will."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection):
-        self.conn, self.failed = conn, False
+    def __init__(self, conn: duckdb.DuckDBPyConnection, *, every_time: bool = False):
+        self.conn, self.failed, self.every_time = conn, False, every_time
 
     def execute(self, sql, *args):
-        if sql == "COMMIT" and not self.failed:
+        if sql == "COMMIT" and (self.every_time or not self.failed):
             self.failed = True
             self.conn.execute("ROLLBACK")
             raise duckdb.TransactionException("Failed to commit: simulated")
@@ -1852,3 +1852,20 @@ def test_a_commit_that_fails_raises_its_own_error_and_loses_no_event(live):
     outcome = provision(sandbox, conn, request)[request["request_id"]]
     assert (outcome.status, outcome.writes) == ("applied", 1), outcome
     assert len(writes(sandbox)) == 1
+
+
+def test_a_run_whose_every_commit_fails_stops_with_the_first_error_and_logs_what_it_could_not_record(live):
+    """The database fails every commit (the disk stays full): the run stops with the error of
+    its first failed commit, sending no write; its last try to record what it had buffered
+    fails too, which it logs, and nothing of the run is in the database."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    logged: list[str] = []
+    provisioner = Provisioner(client_for(sandbox), CommitFailingOnce(conn, every_time=True), run_id="run-1",
+                              log=logged.append)
+    with pytest.raises(duckdb.TransactionException, match="Failed to commit: simulated"):
+        provisioner.process_all([request])
+    assert writes(sandbox) == []
+    assert recorded_kinds(conn, request) == []
+    assert any("the run's last events could not be recorded (TransactionException" in line for line in logged), logged
