@@ -873,6 +873,41 @@ def test_a_sync_opens_an_interval_only_where_a_value_the_history_watches_changed
         assert closed == reopened and still_open is None, table
 
 
+def test_a_setting_the_org_info_no_longer_gives_ends_in_org_settings_history(first_sync, tmp_path):
+    """A setting the latest sync's org info no longer gives is closed in org_settings_history at
+    that build's instant (hard deletes invalidated, snapshots/org_settings_snapshot.yml): "what
+    was the setting at T" finds no value after it, and org_settings no longer lists it."""
+    db_path = tmp_path / "working.duckdb"
+    copy_database(first_sync.baseline, db_path)
+
+    def write_org_settings(sync_id: str, fetched_at: dt.datetime, settings: dict[str, str]) -> None:
+        with duckdb.connect(str(db_path)) as con:
+            con.execute(f"DELETE FROM {RAW_SCHEMA}.org_settings")
+            insert_rows(con, "org_settings", [{"sync_id": sync_id, "fetched_at": fetched_at, "setting": setting,
+                                               "value": value} for setting, value in settings.items()])
+
+    write_org_settings(SYNC_1, FETCHED_1, {"sso_only": "false", "invites_enabled": "true"})
+    assert dbt_build(db_path, tmp_path).returncode == 0
+    [opened] = query(db_path, "SELECT valid_from FROM main.org_settings_history WHERE setting = 'invites_enabled'")
+    clock_past(opened["valid_from"])
+    # sync 2: the org info gives sso_only alone
+    write_org_settings("sync-2", dt.datetime(2026, 2, 2, 9, tzinfo=UTC), {"sso_only": "false"})
+    before_2 = dt.datetime.now(UTC)
+    result = dbt_build(db_path, tmp_path)
+    after_2 = dt.datetime.now(UTC)
+    assert result.returncode == 0, result.output
+
+    history = query(db_path, "SELECT setting, value, valid_from, valid_to, is_current FROM main.org_settings_history "
+                             "ORDER BY setting, valid_from")
+    [invites, sso_only] = history
+    assert (invites["setting"], invites["value"], invites["valid_from"], invites["is_current"]) == (
+        "invites_enabled", "true", opened["valid_from"], False)
+    assert before_2 <= invites["valid_to"] <= after_2
+    assert (sso_only["setting"], sso_only["valid_from"], sso_only["valid_to"]) == (
+        "sso_only", opened["valid_from"], None)
+    assert query(db_path, "SELECT setting FROM main.org_settings") == [{"setting": "sso_only"}]
+
+
 # --- the blocking checks -----------------------------------------------------------------------
 
 
