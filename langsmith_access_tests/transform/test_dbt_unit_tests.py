@@ -41,6 +41,7 @@ UNIT_TESTS = {
     "org_settings_history_keeps_each_value_open_until_a_sync_saw_another",
     "org_settings_are_the_latest_syncs_with_trimmed_names",
     "effective_access_keeps_a_disabled_members_paths_flagged",
+    "effective_access_gives_no_implicit_admin_row_where_the_role_listing_has_no_workspace_admin",
     "effective_permissions_gives_each_permission_once_with_every_path_to_it",
     "user_scim_groups_reads_what_each_group_name_grants",
     "user_scim_groups_reads_names_whose_roles_and_workspaces_hold_the_separator",
