@@ -388,6 +388,16 @@ def test_a_grant_for_approval_says_who_approves_and_how_long_it_waits(conn, poli
         f"with `langsmith-access approve {waiting.request_id} --by EMAIL` (or deny); it waits until 2026-12-04T09:30Z.")
 
 
+def test_a_grant_the_policy_does_not_send_for_approval_is_recorded_with_no_approval_deadline(conn, policy_of):
+    # The policy waits 72h for an approval of Admin only: an Editor grant waits for nobody, and a
+    # deadline on it would read as one it could miss.
+    queued = submit_on(conn, change(role="Editor"), policy_path=policy_of("org_admins"),
+                       now=datetime(2026, 12, 1, 9, 30, tzinfo=UTC))
+    assert queued.status == "pending", queued
+    [row] = fetch_requests(conn, "request_id = ?", [queued.request_id])
+    assert row["approval_deadline"] is None, row
+
+
 def test_a_grant_only_disabled_or_unknown_members_could_approve_is_refused_when_queued(conn, policy_of):
     refused = submit_on(conn, change(role="Admin"), policy_path=policy_of("[gus@example.com, nobody@example.com]"))
     assert refused.status == "rejected" and "are none of them active members of the org" in refused.message
@@ -538,6 +548,17 @@ def test_an_unknown_workspace_lists_five_shared_ones_by_name_cut_short(conn):
         resolve_change(conn, change(workspace="Nowhere"))
     shown = f"{'A' * 40}, {'B' * 39}\u2026, Cedar, Delta, Echo and 2 more"
     assert str(caught.value).endswith(f"Shared workspaces: {shown}.")
+
+
+def test_exactly_five_shared_workspaces_are_all_listed_with_no_count_of_more(conn):
+    # The count is of workspaces left out: with none left out, saying "and 0 more" is noise.
+    conn.execute("DELETE FROM main.workspaces")
+    conn.execute("INSERT INTO main.workspaces SELECT unnest(?), unnest(?)",
+                 [[f"20000000-0000-4000-8000-{n:012d}" for n in range(200, 205)],
+                  ["Echo", "Alder", "Delta", "Birch", "Cedar"]])
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(workspace="Nowhere"))
+    assert str(caught.value).endswith("Shared workspaces: Alder, Birch, Cedar, Delta, Echo."), caught.value
 
 
 def test_a_revoke_with_an_end_is_refused_and_recorded(conn):
