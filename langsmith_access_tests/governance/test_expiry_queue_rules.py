@@ -146,3 +146,12 @@ def test_requests_on_the_members_other_workspaces_are_not_this_memberships(conn)
         grant["request_id"]]
     found = insert(conn, "already_satisfied", ENDS - timedelta(minutes=30), workspace_id="ws-3", expires_at=ENDS)
     assert not extends_a_time_bound_grant(conn, found)
+
+
+def test_a_grant_whose_write_left_no_known_identity_is_extended_whatever_identity_the_role_is_found_through(conn):
+    # Editor for an hour applied with no verified write on record (found already given, or by a
+    # release from before the observations): which membership it left is not known, so a later
+    # grant finding Editor through some identity extends it rather than taking it for one made by hand.
+    insert(conn, "applied", ENDS - timedelta(hours=1), expires_at=ENDS)
+    asked = insert(conn, "already_satisfied", ENDS - timedelta(minutes=30), expires_at=ENDS + timedelta(hours=1))
+    assert extends_a_time_bound_grant(conn, asked, found_identity_id="identity-found")
