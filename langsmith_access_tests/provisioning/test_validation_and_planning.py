@@ -260,6 +260,24 @@ def test_a_long_list_of_namesakes_shows_ten_and_counts_the_rest(conn):
     assert message.endswith("; and 2 more. Give the workspace id instead.")
 
 
+def test_exactly_ten_namesakes_are_all_listed_with_no_count_of_more(conn):
+    ids = [f"20000000-0000-4000-8000-{n:012d}" for n in range(100, 110)]
+    conn.execute("INSERT INTO main.workspaces SELECT unnest(?), 'Sandbox'", [ids])
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(workspace="Sandbox"))
+    assert str(caught.value).endswith(f"Sandbox ({ids[-1]}). Give the workspace id instead."), caught.value
+
+
+def test_an_ambiguous_role_names_every_match_in_id_order(conn):
+    # In a stable order, as ambiguous users and workspaces are: the same request is refused in the same words.
+    namesake = "00000000-0000-4000-8000-0000000000ee"
+    conn.execute("INSERT INTO main.roles VALUES (?, 'CUSTOM', 'editor', 'workspace')", [namesake])
+    with pytest.raises(RequestRejected) as caught:
+        resolve_change(conn, change(role="Editor"))
+    assert str(caught.value) == (f"ambiguous role: 2 workspace roles match 'Editor': Editor ({EDITOR}); "
+                                 f"editor ({namesake}). Give the role id instead.")
+
+
 def test_a_custom_role_named_like_a_built_in_one_is_ambiguous_by_name_but_not_by_id(conn):
     namesake = "00000000-0000-4000-8000-0000000000ee"
     conn.execute("INSERT INTO main.roles VALUES (?, 'CUSTOM', 'editor', 'workspace')", [namesake])
