@@ -155,3 +155,18 @@ def test_a_grant_whose_write_left_no_known_identity_is_extended_whatever_identit
     insert(conn, "applied", ENDS - timedelta(hours=1), expires_at=ENDS)
     asked = insert(conn, "already_satisfied", ENDS - timedelta(minutes=30), expires_at=ENDS + timedelta(hours=1))
     assert extends_a_time_bound_grant(conn, asked, found_identity_id="identity-found")
+
+
+def test_a_membership_a_grant_only_found_is_not_one_a_grant_left(conn):
+    # Editor for 8h wrote identity "granted"; someone removed Ada and added her again by hand
+    # ("by-hand"), and a grant for 1h then found Editor there (observed 'found', not written).
+    # A grant finding Editor through "by-hand" finds the hand-made membership: nothing to extend.
+    written = insert(conn, "applied", ENDS - timedelta(hours=8), expires_at=ENDS + timedelta(hours=7))
+    found = insert(conn, "already_satisfied", ENDS - timedelta(hours=2), expires_at=ENDS)
+    for request, identity, observed in ((written, "granted", "verified"), (found, "by-hand", "found")):
+        conn.execute("INSERT INTO raw.provisioning_observations (observation_id, request_id, workspace_id, "
+                     "ls_user_id, role_id, workspace_identity_id, observed) VALUES (?, ?, 'ws', 'ada', ?, ?, ?)",
+                     [queue.new_id(), request["request_id"], EDITOR, identity, observed])
+    asked = insert(conn, "already_satisfied", ENDS - timedelta(hours=1), expires_at=ENDS + timedelta(hours=1))
+    assert not extends_a_time_bound_grant(conn, asked, found_identity_id="by-hand")
+    assert extends_a_time_bound_grant(conn, asked, found_identity_id="granted")
