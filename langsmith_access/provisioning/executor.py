@@ -400,6 +400,8 @@ class Provisioner:
         return self.outcomes
 
     def _process_in_threads(self, requests: list[dict], chains: Iterable[list[dict]], workers: int) -> None:
+        """Every request, in queue order in this thread, or each membership's chain of requests
+        in one of ``workers`` threads."""
         if workers <= 1:
             for request in requests:
                 self.process(request)
