@@ -828,6 +828,23 @@ def test_a_rejected_request_and_a_failed_end_of_a_grant_are_notified_as_failed(l
         member.email, workspace.display_name, "Viewer", status_of(conn, too_late["request_id"])[1])
 
 
+def test_each_settled_request_is_notified_once_however_many_commits_follow(live):
+    """Requests read one by one settle, and commit, one after another: each commit raises only
+    the notifications of what it settles, so a request applied first is not notified again
+    with every later request's status."""
+    sandbox, org, conn = live
+    workspace = org.shared_workspaces()[0]
+    viewer = workspace_role(org, "Viewer")
+    requests = [queued(conn, "grant", member, workspace, viewer) for member in outsiders(org, workspace)[:3]]
+
+    outcomes = provision(sandbox, conn, *requests, notifier=Notifier(org="acme", enabled=True))
+
+    assert {o.status for o in outcomes.values()} == {"applied"}, outcomes
+    notified = sorted((json.loads(payload)["request_id"], event) for event, payload in conn.execute(
+        "SELECT event, payload FROM main.notifications").fetchall())
+    assert notified == sorted((r["request_id"], "request.applied") for r in requests)
+
+
 @pytest.mark.parametrize("read", ["member lookup", "org listing"])
 def test_once_langsmith_stops_answering_the_run_tries_no_further_request(live, read):
     """LangSmith stops answering right after the first write. Read per request, the read
@@ -855,6 +872,7 @@ def test_once_langsmith_stops_answering_the_run_tries_no_further_request(live, r
         ["in_progress"] * written + ["pending"] * (3 - written))
     assert [[d for kind, d in events(conn, r["request_id"]) if kind == "released"] for r in requests] == (
         [[]] * written + [[{"error": str(provisioner.unreachable)}]] * (3 - written))
+
 
 
 def test_a_time_bound_grants_clock_starts_when_it_is_applied_not_when_its_write_went_out(live):
@@ -1294,6 +1312,7 @@ def test_a_workspace_purged_during_the_run_rejects_its_request_and_the_audit_say
     rereads = [e for e in events(conn, grant["request_id"]) if e[0] == "workspaces_read"]
     assert rereads == [("workspaces_read", {"method": "GET", "path": "/api/v1/workspaces", "status_code": 200,
                                             "workspace_id": workspace.id, "listed": False, "deleted": True})], rereads
+
 
 
 def test_a_404_from_a_workspace_that_is_still_there_fails_as_before(live):
@@ -1869,3 +1888,4 @@ def test_a_run_whose_every_commit_fails_stops_with_the_first_error_and_logs_what
     assert writes(sandbox) == []
     assert recorded_kinds(conn, request) == []
     assert any("the run's last events could not be recorded (TransactionException" in line for line in logged), logged
+
