@@ -1314,6 +1314,28 @@ def test_a_workspace_purged_during_the_run_rejects_its_request_and_the_audit_say
                                             "workspace_id": workspace.id, "listed": False, "deleted": True})], rereads
 
 
+def test_a_workspace_deleted_during_the_run_whose_member_routes_answer_403_rejects_its_request_as_deleted(live):
+    """A workspace deleted (or taken out of the key's sight) during the run may answer its member
+    routes 403 rather than 404: the workspaces are read again all the same, and the request is
+    rejected as deleted, not failed with a 403 whose fix (the key's permissions) is no fix."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    grant = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+
+    def deleted_then_forbidden(respond, r):
+        if r.path.startswith("/api/v1/workspaces/current/members"):
+            org.delete_workspace(workspace.id)
+            return ApiResponse(403, {"detail": "Forbidden"})
+        return respond(r)
+
+    wrap_respond(sandbox, deleted_then_forbidden)
+    outcome = provision(sandbox, conn, grant)[grant["request_id"]]
+
+    deleted = f"workspace {workspace.display_name!r} is deleted now"
+    assert (outcome.status, outcome.detail) == ("rejected", deleted), outcome
+    assert writes(sandbox) == []
+    assert [e[1]["deleted"] for e in events(conn, grant["request_id"]) if e[0] == "workspaces_read"] == [True]
+
 
 def test_a_404_from_a_workspace_that_is_still_there_fails_as_before(live):
     """The workspaces read again after a 404 still list the workspace, shared: not a deleted
