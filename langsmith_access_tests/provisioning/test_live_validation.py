@@ -5,6 +5,7 @@ what a run records and decides when a write is refused or lost, or a run died af
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -1911,3 +1912,44 @@ def test_a_run_whose_every_commit_fails_stops_with_the_first_error_and_logs_what
     assert recorded_kinds(conn, request) == []
     assert any("the run's last events could not be recorded (TransactionException" in line for line in logged), logged
 
+
+def test_a_run_interrupted_in_the_calling_thread_takes_no_further_request_of_a_chain_under_way(live, monkeypatch):
+    """A batch for two threads is cancelled (an interrupt in the calling thread: the Dagster UI,
+    Ctrl-C) while a thread writes the first of one membership's two requests: that thread
+    finishes the request and takes not the chain's next one, which waits for the next run
+    (leaving the pool waits for its threads: without being told, the chain would run to its end)."""
+    sandbox, org, conn = live
+    viewer, editor = workspace_role(org, "Viewer"), workspace_role(org, "Editor")
+    pairs = [(member, workspace) for workspace in org.shared_workspaces() for member in outsiders(org, workspace)]
+    assert len(pairs) > executor.REQUESTS_PER_THREAD + 1  # two threads' worth besides the chain
+    (chained, chain_workspace), *others = pairs
+    first = queued(conn, "grant", chained, chain_workspace, viewer)
+    then = queued(conn, "grant", chained, chain_workspace, editor)  # the chain's later request
+    requests = [first, then, *(queued(conn, "grant", member, workspace, viewer) for member, workspace in others)]
+    provisioner = Provisioner(client_for(sandbox), conn, run_id="run-1")
+    real_add, writing = LangSmithClient.add_workspace_member, threading.Event()
+
+    class Interrupted(BaseException):
+        pass
+
+    def the_chains_write_returns_once_the_run_is_stopping(self, workspace_id, *, org_identity_id, role_id):
+        if (workspace_id, org_identity_id) == (chain_workspace.id, chained.id):
+            writing.set()
+            deadline = time.monotonic() + 10
+            while not provisioner._stopping and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return real_add(self, workspace_id, org_identity_id=org_identity_id, role_id=role_id)
+
+    def interrupted_while_the_chain_writes(futures):
+        assert writing.wait(60), "the chain's first write never went out"
+        raise Interrupted("simulated cancel")
+
+    monkeypatch.setattr(LangSmithClient, "add_workspace_member", the_chains_write_returns_once_the_run_is_stopping)
+    monkeypatch.setattr(executor, "as_completed", interrupted_while_the_chain_writes)
+    with pytest.raises(Interrupted):
+        provisioner.process_all(requests)
+
+    assert "PATCH" not in [w.method for w in writes(sandbox)], writes(sandbox)
+    assert org.membership(chain_workspace.id, chained.ls_user_id).role_id == viewer.id
+    assert status_of(conn, first["request_id"])[0] == "applied"
+    assert status_of(conn, then["request_id"])[0] == "pending"
