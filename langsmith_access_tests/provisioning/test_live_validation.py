@@ -1953,3 +1953,31 @@ def test_a_run_interrupted_in_the_calling_thread_takes_no_further_request_of_a_c
     assert org.membership(chain_workspace.id, chained.ls_user_id).role_id == viewer.id
     assert status_of(conn, first["request_id"])[0] == "applied"
     assert status_of(conn, then["request_id"])[0] == "pending"
+
+
+def test_an_event_buffered_while_another_commit_writes_is_written_by_its_own_commit(live, monkeypatch):
+    """Group commit: a thread buffers its write-ahead event while another thread's commit, which
+    took the events before it, is under way. Its own commit for that event writes it rather
+    than taking it for written by the other (its write would go out unrecorded)."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"))
+    provisioner = Provisioner(client_for(sandbox), conn, run_id="run-1")
+    real_record, buffered = queue.record_events, []
+
+    def another_thread_buffers_its_event_meanwhile(conn, events, **kwargs):
+        if not buffered:
+            thread = threading.Thread(target=lambda: buffered.append(
+                provisioner._event(request["request_id"], "write_sent", {"method": "POST"})))
+            thread.start()
+            thread.join(10)
+        return real_record(conn, events, **kwargs)
+
+    monkeypatch.setattr(queue, "record_events", another_thread_buffers_its_event_meanwhile)
+    provisioner._event(request["request_id"], "planned", {"plan": "add"})
+    provisioner._commit()
+    [sequence] = buffered
+    provisioner._commit(through=sequence)
+
+    assert recorded_kinds(conn, request) == ["planned", "write_sent"]
+
