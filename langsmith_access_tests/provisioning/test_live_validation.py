@@ -1981,3 +1981,20 @@ def test_an_event_buffered_while_another_commit_writes_is_written_by_its_own_com
 
     assert recorded_kinds(conn, request) == ["planned", "write_sent"]
 
+
+def test_requests_a_failed_run_hands_back_say_why_with_the_fix(live):
+    """The run fails on an answer no run can use (not an outage): each request it claimed and did
+    not settle goes back to pending, its status_detail naming the failure and its fix, and its
+    ``released`` event the failure (there is no outage to name)."""
+    sandbox, org, conn = live
+    member, workspace = outsider_and_workspace(org)
+    request = queued(conn, "grant", member, workspace, workspace_role(org, "Viewer"), status="in_progress")
+    failure = PermissionDeniedError("403 Forbidden", method="GET", path="/api/v1/workspaces")
+    provisioner = Provisioner(client_for(sandbox), conn, run_id="run-1")
+
+    assert provisioner.release_unsettled([request], failure=failure) == [request["request_id"]]
+
+    status, detail = status_of(conn, request["request_id"])
+    assert status == "pending", detail
+    assert f"the run failed ({failure}; fix: {PermissionDeniedError.fix})" in detail, detail
+    assert [d for kind, d in events(conn, request["request_id"]) if kind == "released"] == [{"error": str(failure)}]
