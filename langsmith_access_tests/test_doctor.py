@@ -1666,3 +1666,76 @@ def test_a_database_that_will_refuse_the_orgs_runs_is_warned_of(orgs_file, tmp_p
     refused = cli_in_this_process("request", "grant", "--org", "us", "--user", "a@example.com",
                                   "--workspace", "W", "--role", "Viewer")
     assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+
+
+def test_a_400_page_over_https_is_not_blamed_on_the_scheme(sandbox_env, tmp_path, monkeypatch):
+    # The 400 page of a plain http:// request sent to an https:// port only happens over http://:
+    # an https:// endpoint answering a 400 page is no reason to "write https://" (it already is).
+    import datetime
+    import ipaddress
+    import ssl
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    class BadRequestPage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html><body><h1>400 Bad Request</h1></body></html>"
+            self.send_response(400)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server = http.server.HTTPServer(("127.0.0.1", 0), BadRequestPage)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "cert.pem"))  # trusted: the page is read
+    try:
+        _, environ = sandbox_env()
+        endpoint = f"https://127.0.0.1:{server.server_address[1]}"
+        check = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": endpoint}), "endpoint")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert check.status == "fail" and "not a LangSmith API" in check.detail and "answered 400" in check.detail, check
+    assert "plain http://" not in check.detail and check.fix == ENDPOINT_FIX, check
+
+
+def test_the_web_apps_address_answering_a_json_404_gets_only_its_regions_api_as_the_fix(sandbox_env, monkeypatch):
+    # A JSON 404 at the web app's address is the wrong host, not a wrong path under the right one:
+    # the fix names its region's API alone, not that and then "the host root ... with a base path".
+    sandbox, environ = sandbox_env()
+    resolve = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *rest, **kw: resolve(
+        "127.0.0.1" if host == "smith.langchain.com" else host, *rest, **kw))
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with TamperingProxy(sandbox.url) as proxy:
+        proxy.tamper = on("/api/v1/orgs/current/info", lambda answer: answer.replace(
+            status=404, headers={"Content-Type": "application/json"}, body=b'{"detail": "Not Found"}'))
+        port = proxy.url.rsplit(":", 1)[1]
+        diagnosis = run_checks({**environ, "LANGSMITH_ENDPOINT": f"http://smith.langchain.com:{port}"})
+    check = check_of(diagnosis, "endpoint")
+    assert check.status == "fail" and "answered 404" in check.detail, check
+    assert check.fix == ("smith.langchain.com is LangSmith's web app (the browser's address), not its API: set "
+                         "LANGSMITH_ENDPOINT to https://api.smith.langchain.com"), check
