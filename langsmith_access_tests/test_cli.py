@@ -369,6 +369,11 @@ def test_sync_all_orgs_warns_of_an_org_folder_the_orgs_file_no_longer_names_with
     assert [line for line in doctor.stderr.splitlines() if line.startswith("warning:")] == warnings
     doctor = cli_in_this_process("doctor", "--json")
     assert json.loads(doctor.stdout)["warnings"] == [warning.removeprefix("warning: ") for warning in warnings]
+    # And `doctor --all-orgs`, which checks every org the file names, in text and in --json.
+    every_org = cli_in_this_process("doctor", "--all-orgs")
+    assert [line for line in every_org.stderr.splitlines() if line.startswith("warning:")] == warnings, every_org
+    every_org = cli_in_this_process("doctor", "--all-orgs", "--json")
+    assert json.loads(every_org.stdout)["warnings"] == [warning.removeprefix("warning: ") for warning in warnings]
 
 
 def test_an_expected_failure_reads_like_advice_and_the_traces_go_to_a_log_file(tmp_path, monkeypatch, refused_port):

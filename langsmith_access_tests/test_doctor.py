@@ -1739,3 +1739,22 @@ def test_the_web_apps_address_answering_a_json_404_gets_only_its_regions_api_as_
     assert check.status == "fail" and "answered 404" in check.detail, check
     assert check.fix == ("smith.langchain.com is LangSmith's web app (the browser's address), not its API: set "
                          "LANGSMITH_ENDPOINT to https://api.smith.langchain.com"), check
+
+
+def test_more_than_five_unreadable_workspaces_are_named_five_and_an_ellipsis(tmp_path):
+    # Six workspaces the key may not read: the detail names five and says there are more, never
+    # five names that read as the whole list.
+    sandbox = SandboxServer(generate_org(seed=4, members=20, workspaces=6), key_role="org-user").start()
+    try:
+        shared = sandbox.org.shared_workspaces()
+        assert len(shared) == 6
+        with TamperingProxy(sandbox.url) as proxy:
+            proxy.tamper = on("/api/v1/workspaces", lambda answer: answer.with_json(
+                [{**w, "permissions": []} for w in answer.json()]))
+            environ = sandbox.environment(tmp_path / "access.duckdb")
+            check = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": proxy.url}), "read_all_workspaces")
+    finally:
+        sandbox.stop()
+    assert check.status == "fail" and "may not read 6 of them" in check.detail, check
+    named = [w.display_name for w in shared if w.display_name in check.detail]
+    assert len(named) == 5 and " ...): every sync fails there" in check.detail, check
