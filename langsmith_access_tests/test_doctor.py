@@ -3,15 +3,20 @@ as the op job ``check_langsmith_connection`` executed in-process."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import http.server
+import ipaddress
 import json
 import logging
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +24,9 @@ import dagster as dg
 import duckdb
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from langsmith_access import doctor
 from langsmith_access.defs.doctor import definitions as doctor_definitions
@@ -1001,37 +1009,40 @@ def test_a_key_that_may_manage_members_nowhere_fails_and_one_not_told_warns(sand
 
 # ------------------------------------------------------------------ connections that get no answer
 
-@pytest.fixture
-def self_signed_https(tmp_path):
-    """An https server on 127.0.0.1 whose certificate nothing trusts (an install with a private
-    CA, or a proxy inspecting TLS)."""
-    import datetime
-    import http.server
-    import ssl
-    import threading
-
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+@contextlib.contextmanager
+def https_server(tmp_path: Path, handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An https server on 127.0.0.1 answering with ``handler``, under a certificate of its own
+    for 127.0.0.1 (``tmp_path / "cert.pem"``, which nothing trusts unless told to); its URL."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "key.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def self_signed_https(tmp_path):
+    """An https server on 127.0.0.1 whose certificate nothing trusts (an install with a private
+    CA, or a proxy inspecting TLS)."""
+    with https_server(tmp_path, http.server.BaseHTTPRequestHandler) as url:
+        yield url
 
 
 def test_an_endpoint_that_gets_no_answer_says_why_and_what_to_change(sandbox_env, self_signed_https, refused_port):
@@ -1671,27 +1682,6 @@ def test_a_database_that_will_refuse_the_orgs_runs_is_warned_of(orgs_file, tmp_p
 def test_a_400_page_over_https_is_not_blamed_on_the_scheme(sandbox_env, tmp_path, monkeypatch):
     # The 400 page of a plain http:// request sent to an https:// port only happens over http://:
     # an https:// endpoint answering a 400 page is no reason to "write https://" (it already is).
-    import datetime
-    import ipaddress
-    import ssl
-
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-
     class BadRequestPage(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = b"<html><body><h1>400 Bad Request</h1></body></html>"
@@ -1704,19 +1694,10 @@ def test_a_400_page_over_https_is_not_blamed_on_the_scheme(sandbox_env, tmp_path
         def log_message(self, *args):
             pass
 
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    server = http.server.HTTPServer(("127.0.0.1", 0), BadRequestPage)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "cert.pem"))  # trusted: the page is read
-    try:
-        _, environ = sandbox_env()
-        endpoint = f"https://127.0.0.1:{server.server_address[1]}"
+    _, environ = sandbox_env()
+    with https_server(tmp_path, BadRequestPage) as endpoint:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "cert.pem"))  # trusted: the page is read
         check = check_of(run_checks({**environ, "LANGSMITH_ENDPOINT": endpoint}), "endpoint")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert check.status == "fail" and "not a LangSmith API" in check.detail and "answered 400" in check.detail, check
     assert "plain http://" not in check.detail and check.fix == ENDPOINT_FIX, check
 
