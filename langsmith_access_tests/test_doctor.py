@@ -1413,8 +1413,6 @@ def test_a_read_answered_with_json_of_the_wrong_shape_gets_the_garbled_answer_fi
     assert failed.status == "fail" and failed.fix == UNREADABLE_ANSWER_FIX, failed
 
 
-
-
 def test_a_value_a_newer_langsmith_sends_that_this_version_cannot_read_gets_a_fix_that_says_upgrade(sandbox_env):
     # A newer LangSmith with a role scope this version does not know: no proxy is to blame, so a
     # fix that only sends the operator to look for one would leave them stuck.

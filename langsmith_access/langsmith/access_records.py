@@ -191,7 +191,7 @@ class Credential:
         f = _Fields("scim.ScimTokenResponse", data)
         # Optional in its schema, and the Go service drops an empty one: the token is still a way
         # in, so it is kept, with no short form, rather than failing the whole inventory.
-        sent = f.str("short_token") or None
+        sent = f.str("short_token")
         short_token, redacted = redact_short_key(sent) if sent else (None, False)
         return cls(
             id=f.uuid("id", required=True),

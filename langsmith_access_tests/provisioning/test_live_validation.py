@@ -875,7 +875,6 @@ def test_once_langsmith_stops_answering_the_run_tries_no_further_request(live, r
         [[]] * written + [[{"error": str(provisioner.unreachable)}]] * (3 - written))
 
 
-
 def test_a_time_bound_grants_clock_starts_when_it_is_applied_not_when_its_write_went_out(live):
     """DESIGN.md section 10: ``expires_at = applied_at + duration``. The write takes a while to
     be answered; the hour counts from the grant's verification, after the answer."""
